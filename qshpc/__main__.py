@@ -1,0 +1,5 @@
+"""`python -m qshpc` runs the CLI."""
+
+from qshpc.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""Where this process stands: its rank, its cores, and the task it is running.
+
+The runtime fills these in; code inside tasks (the Aer layer, user code) reads
+them. Nothing here imports mpi4py, so reading the context is free.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    """This process's place in the job.
+
+    Attributes:
+        rank: Rank in COMM_WORLD (0 runs the program).
+        size: Number of ranks.
+        local_rank: Rank among the ranks on this host.
+        local_size: Number of ranks on this host.
+        host: Host name.
+        cpus: Cores this rank may use: Slurm's cpus-per-task when set, else the
+            cores of this process's affinity mask divided by the ranks on the host.
+    """
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+    host: str = field(default_factory=socket.gethostname)
+    cpus: int = 1
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """The task running in this thread.
+
+    Attributes:
+        task_id: Stable id: the call index on rank 0 ("17"); nested calls "17.2".
+        function: Qualified name of the task function.
+        seed: Seed derived from the job seed and ``task_id``; None without a job seed.
+        attempt: 1 for the first try, 2 for the first retry, ...
+    """
+
+    task_id: str
+    function: str
+    seed: int | None = None
+    attempt: int = 1
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def cores_for_rank(local_size: int) -> int:
+    """Cores one rank may use, so that the ranks of a host never oversubscribe it."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK")
+    if slurm and slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    return max(1, _available_cores() // max(1, local_size))
+
+
+_rank_info: RankInfo | None = None
+_local = threading.local()
+_job_seed: int | None = None
+
+
+def rank_info() -> RankInfo:
+    """Return this process's :class:`RankInfo` (a single rank when no runtime runs)."""
+    global _rank_info
+    if _rank_info is None:
+        _rank_info = RankInfo(cpus=cores_for_rank(1))
+    return _rank_info
+
+
+def set_rank_info(info: RankInfo) -> None:
+    """Set by the runtime once MPI is up."""
+    global _rank_info
+    _rank_info = info
+
+
+def job_seed() -> int | None:
+    """The job seed given with ``--seed`` (None when none was given)."""
+    return _job_seed
+
+
+def set_job_seed(seed: int | None) -> None:
+    """Set by the runtime from ``--seed``."""
+    global _job_seed
+    _job_seed = seed
+
+
+def current_task() -> TaskContext | None:
+    """Return the task running in this thread, or None outside tasks."""
+    stack: list[tuple[TaskContext, dict[str, Any]]] | None = getattr(_local, "stack", None)
+    return stack[-1][0] if stack else None
+
+
+def record_provenance(**fields: Any) -> None:
+    """Attach JSON-able fields to the running task's stored record (no-op outside tasks)."""
+    stack: list[tuple[TaskContext, dict[str, Any]]] | None = getattr(_local, "stack", None)
+    if stack:
+        stack[-1][1].update(fields)
+
+
+def push_task(ctx: TaskContext) -> dict[str, Any]:
+    """Enter a task (runtime only); returns the dict that collects its provenance."""
+    stack: list[tuple[TaskContext, dict[str, Any]]] | None = getattr(_local, "stack", None)
+    if stack is None:
+        stack = []
+        _local.stack = stack
+    prov: dict[str, Any] = {}
+    stack.append((ctx, prov))
+    return prov
+
+
+def pop_task() -> None:
+    """Leave the current task (runtime only)."""
+    stack: list[tuple[TaskContext, dict[str, Any]]] = _local.stack
+    stack.pop()
+
+
+__all__ = [
+    "RankInfo",
+    "TaskContext",
+    "cores_for_rank",
+    "current_task",
+    "job_seed",
+    "rank_info",
+    "record_provenance",
+    "replace",
+    "set_job_seed",
+    "set_rank_info",
+]
