@@ -1,0 +1,226 @@
+"""The program API: what a qshpc program imports.
+
+The same program file runs under ``qshpc run`` (rank 0 runs it, workers run its
+tasks), under ``qshpc submit`` on Slurm, and under plain ``python`` (tasks run
+in the same process).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from qshpc.errors import UserError
+from qshpc.refs import ObjectRef, TaskRef, wait_all, wait_some
+from qshpc.resources import Target
+from qshpc.runtime import backend as _backend
+from qshpc.runtime.session import Session
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+_session: Session | None = None
+
+
+def _set_session(session: Session | None) -> None:
+    global _session
+    _session = session
+
+
+def get_arguments() -> dict[str, Any]:
+    """Return the arguments the job was started with (a dict; empty when none).
+
+    Under plain ``python``, arguments come from the file named by the
+    ``QSHPC_ARGUMENTS`` environment variable, if set.
+    """
+    if _session is not None:
+        return _session.arguments
+    path = os.environ.get("QSHPC_ARGUMENTS")
+    if path:
+        from qshpc.store import load_arguments
+
+        return load_arguments(Path(path))
+    return {}
+
+
+def save_result(result: Any) -> bool:
+    """Store the program's result in the job store (durable when this returns).
+
+    Calling it again replaces the earlier result (with a warning).
+
+    Returns:
+        True, as quantum-serverless did.
+    """
+    if _session is None:
+        print("qshpc: result saved in memory only (run the program with `qshpc run` to store it)")
+        global _plain_result
+        _plain_result = result
+        return True
+    if _session.result_saved:
+        warnings.warn(
+            "save_result was called again: the later result replaces the earlier one",
+            stacklevel=2,
+        )
+    _session.save_result(result)
+    return True
+
+
+_plain_result: Any = None
+
+
+def update_status(status: str) -> None:
+    """Set a sub-status shown beside the job's state (``RUNNING: sampling batch 3/10``)."""
+    if not isinstance(status, str):
+        raise UserError(f"update_status takes a string, got {type(status).__name__}")
+    if _session is not None:
+        _session.update_status(status)
+
+
+class DistributedTask(Generic[P, R]):
+    """A function whose calls run on worker ranks; calling it returns a :class:`TaskRef`.
+
+    The function travels to the workers *by value* (cloudpickle), so functions
+    and lambdas defined in the program file work, and workers never re-run the
+    program's top-level code.
+    """
+
+    def __init__(
+        self, func: Callable[P, R], target: Target, retries: int, name: str | None = None
+    ) -> None:
+        self.func = func
+        self.target = target
+        self.retries = retries
+        self.name = name or getattr(func, "__qualname__", repr(func))
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+        self._digest: bytes | None = None
+
+    @property
+    def digest(self) -> bytes:
+        """Digest of the function by value (for task identity on resume)."""
+        if self._digest is None:
+            from qshpc.runtime.backend import function_digest
+
+            self._digest = function_digest(self.func)
+        return self._digest
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskRef[R]:
+        return _backend.current().submit(self, args, kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"func": self.func, "target": self.target, "retries": self.retries, "name": self.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["func"], state["target"], state["retries"], state["name"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"<distributed task {self.name}>"
+
+
+def distribute_task(
+    target: Target | dict[str, Any] | None = None,
+    *,
+    retries: int = 0,
+    name: str | None = None,
+) -> Callable[[Callable[P, R]], DistributedTask[P, R]]:
+    """Turn a function into a distributed task.
+
+    Args:
+        target: Resources per call: ``{"cpu": 1, "gpu": 0, "mem": 2}`` (mem in GB).
+        retries: How many times to retry a call that raises.
+        name: Name shown in the store (default: the function's qualified name).
+
+    Raises:
+        ResourceError: An unknown target key (the message lists the valid ones).
+    """
+    tgt = Target.from_any(target)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise UserError(f"retries must be a whole number >= 0, got {retries!r}")
+
+    def wrap(func: Callable[P, R]) -> DistributedTask[P, R]:
+        if not callable(func):
+            raise UserError(f"distribute_task decorates functions, got {type(func).__name__}")
+        return DistributedTask(func, tgt, retries, name)
+
+    return wrap
+
+
+def _sync() -> None:
+    if _session is not None:
+        _session.sync()
+
+
+@overload
+def get(refs: TaskRef[T], timeout: float | None = None) -> T: ...
+@overload
+def get(refs: ObjectRef, timeout: float | None = None) -> Any: ...
+@overload
+def get(refs: Sequence[TaskRef[T]], timeout: float | None = None) -> list[T]: ...
+def get(refs: Any, timeout: float | None = None) -> Any:
+    """Wait for task results; a list of references gives a list of results, in order.
+
+    Args:
+        refs: A :class:`TaskRef`, an :class:`ObjectRef`, or a list/tuple of them.
+        timeout: Seconds to wait in all; None waits forever.
+
+    Raises:
+        TaskError: A task raised (remote traceback, task id, rank and host inside).
+        TimeoutError: Not all done within ``timeout``.
+    """
+    if isinstance(refs, ObjectRef):
+        return _backend.current().get_object(refs.obj_id)
+    if isinstance(refs, TaskRef):
+        wait_all([refs], timeout)
+        _sync()
+        return refs.result()
+    if isinstance(refs, (list, tuple)):
+        task_refs = [r for r in refs if isinstance(r, TaskRef)]
+        wait_all(task_refs, timeout)
+        _sync()
+        return [
+            _backend.current().get_object(r.obj_id) if isinstance(r, ObjectRef) else _one(r)
+            for r in refs
+        ]
+    raise UserError(f"get takes a task reference or a list of them, got {type(refs).__name__}")
+
+
+def _one(r: Any) -> Any:
+    if isinstance(r, TaskRef):
+        return r.result()
+    raise UserError(f"get takes task references, got {type(r).__name__} in the list")
+
+
+def put(obj: Any) -> ObjectRef:
+    """Place an object once; pass the reference to tasks instead of the object itself."""
+    return _backend.current().put(obj)
+
+
+def wait(
+    refs: Sequence[TaskRef[Any]], num_returns: int = 1, timeout: float | None = None
+) -> tuple[list[TaskRef[Any]], list[TaskRef[Any]]]:
+    """Wait until ``num_returns`` of ``refs`` are done, or ``timeout`` seconds pass.
+
+    Returns:
+        ``(done, pending)``, each a list of references in their original order.
+    """
+    if num_returns < 1 or num_returns > len(refs):
+        raise UserError(f"num_returns must be between 1 and {len(refs)}, got {num_returns}")
+    done, pending = wait_some(list(refs), num_returns, timeout)
+    _sync()
+    return done, pending
+
+
+__all__ = [
+    "DistributedTask",
+    "distribute_task",
+    "get",
+    "get_arguments",
+    "put",
+    "save_result",
+    "update_status",
+    "wait",
+]

@@ -1,0 +1,172 @@
+"""The interface every execution backend offers, and which one is active.
+
+* no runtime (plain ``python program.py``) and inside workers: :class:`InlineBackend`
+  runs a task at the call, in this process;
+* ``qshpc run`` with one rank: the same, recording each task in the job store;
+* ``qshpc run`` with workers: :class:`qshpc.runtime.dispatcher.Dispatcher`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import pickle
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from qshpc.refs import ObjectRef, TaskRef, find_refs, resolve_many, substitute
+from qshpc.runtime import context
+from qshpc.runtime.execute import Outcome, run_task
+
+if TYPE_CHECKING:
+    from qshpc.program import DistributedTask
+    from qshpc.runtime.session import Session
+
+
+class Backend(Protocol):
+    """What the program API needs from an execution backend."""
+
+    def submit(
+        self, task: DistributedTask[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> TaskRef[Any]: ...
+
+    def put(self, obj: Any) -> ObjectRef: ...
+
+    def get_object(self, obj_id: int) -> Any: ...
+
+
+def dumps_payload(args: tuple[Any, ...], kwargs: dict[str, Any], name: str, task_id: str) -> bytes:
+    """Pickle a task's arguments (snapshot at call time), naming the task if they cannot be."""
+    try:
+        return pickle.dumps((args, kwargs), protocol=5)
+    except Exception:
+        import cloudpickle
+
+        try:
+            data: bytes = cloudpickle.dumps((args, kwargs), protocol=5)
+            return data
+        except Exception as exc:
+            from qshpc.errors import SerializationError
+
+            raise SerializationError(
+                f"the arguments of task {task_id} ({name}) cannot be serialized: {exc}. "
+                "Pass plain data, numpy arrays or Qiskit objects, or build the object inside the task."
+            ) from None
+
+
+def function_digest(func: Any) -> bytes:
+    """A digest of a task function *by value* (its source, else its bytecode)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(getattr(func, "__qualname__", repr(func)).encode())
+    try:
+        h.update(inspect.getsource(func).encode())
+    except (OSError, TypeError):
+        code = getattr(func, "__code__", None)
+        if code is not None:
+            h.update(code.co_code)
+            h.update(repr(code.co_consts).encode())
+    return h.digest()
+
+
+def task_key(fn_digest: bytes, payload: bytes, task_id: str) -> str:
+    """The identity of a task for resume: function and arguments by value, plus its id."""
+    h = hashlib.blake2b(fn_digest, digest_size=16)
+    h.update(payload)
+    h.update(task_id.encode())
+    return h.hexdigest()
+
+
+class InlineBackend:
+    """Runs each task at the call, in this process (no MPI, one rank, or nested on a worker).
+
+    Args:
+        session: The job session on rank 0 (records tasks in the store), or None.
+        prefix: Task id prefix for nested calls on a worker (``"17."``).
+    """
+
+    def __init__(self, session: Session | None = None, prefix: str = "") -> None:
+        self.session = session
+        self.prefix = prefix
+        self._counters: dict[tuple[str, int], itertools.count[int]] = {}
+        self._objects: dict[int, Any] = {}
+        self._obj_ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def put(self, obj: Any) -> ObjectRef:
+        with self._lock:
+            oid = next(self._obj_ids)
+            self._objects[oid] = obj
+        return ObjectRef(oid)
+
+    def get_object(self, obj_id: int) -> Any:
+        return self._objects[obj_id]
+
+    def _lookup(self, ref: Any) -> Any:
+        if isinstance(ref, ObjectRef):
+            return self._objects[ref.obj_id]
+        return ref.result()
+
+    def submit(
+        self, task: DistributedTask[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> TaskRef[Any]:
+        parent = context.current_task()
+        # Nested ids count per parent call (and attempt), so they are stable.
+        scope = (parent.task_id, parent.attempt) if parent is not None else ("", 0)
+        counter = self._counters.setdefault(scope, itertools.count())
+        base = f"{parent.task_id}." if parent is not None else self.prefix
+        task_id = f"{base}{next(counter)}"
+        ref: TaskRef[Any] = TaskRef(task_id, task.name)
+        objs, deps = find_refs(args, kwargs)
+        if objs or deps:
+            try:
+                args = substitute(args, self._lookup)
+                kwargs = substitute(kwargs, self._lookup)
+            except BaseException as exc:  # a dependency failed
+                resolve_many([(ref, False, exc)])
+                return ref
+        session = self.session
+        submitted = time.time()
+        if session is not None:
+            payload = dumps_payload(args, kwargs, task.name, task_id)
+            key = task_key(task.digest, payload, task_id)
+            done = session.done_result(key)
+            if done is not None:
+                resolve_many([(ref, True, done[0])])
+                return ref
+        seed = context.job_seed()
+        from qshpc.seeding import derive_seed
+
+        task_seed = None if seed is None else derive_seed(seed, task_id)
+        attempt = 0
+        while True:
+            attempt += 1
+            out: Outcome = run_task(task.func, args, kwargs, task_id, task.name, task_seed, attempt)
+            if session is not None:
+                session.record(out, key, submitted, task_seed)
+            if out.ok or attempt > task.retries:
+                break
+        info = context.rank_info()
+        resolve_many([(ref, out.ok, out.value if out.ok else out.task_error(info.rank, info.host))])
+        return ref
+
+
+_backend: Backend | None = None
+_backend_lock = threading.Lock()
+
+
+def current() -> Backend:
+    """Return the active backend, creating an inline one when no runtime runs."""
+    global _backend
+    if _backend is None:
+        with _backend_lock:
+            if _backend is None:
+                _backend = InlineBackend()
+    return _backend
+
+
+def activate(backend: Backend | None) -> None:
+    """Make ``backend`` the active one (runtime only)."""
+    global _backend
+    _backend = backend

@@ -1,0 +1,306 @@
+"""Rank 0's dispatcher: coalesces task calls into batches for the worker ranks.
+
+The program's thread only appends calls to a queue. One dispatcher thread
+owns every MPI call on rank 0: it sends guided-size batches (about
+``pending / (2 * workers)`` calls, so a lone call goes out at once and a burst
+of 100k goes out in large batches), keeps two batches in flight per worker so
+no worker waits for a round trip, records results in the store and resolves
+the references. It sleeps with a short back-off when there is nothing to do,
+so waiting burns no core.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from qshpc.refs import ObjectRef, TaskRef, find_refs, mark_running, resolve_many, substitute
+from qshpc.runtime import context
+from qshpc.runtime.backend import dumps_payload, task_key
+from qshpc.runtime.execute import Outcome
+from qshpc.runtime.mpi import TAG_BATCH, TAG_RESULT, TAG_STOP
+from qshpc.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from qshpc.program import DistributedTask
+    from qshpc.runtime.session import Session
+
+_IN_FLIGHT = 2  # batches per worker
+_MAX_BATCH = 512
+_COMMIT_S = 0.02  # under load, commit (and resolve) at most this often
+_MAX_SLEEP_S = 0.002
+
+
+class _Entry:
+    __slots__ = (
+        "attempt",
+        "deps",
+        "fn_id",
+        "key",
+        "kwargs",
+        "args",
+        "objs",
+        "payload",
+        "ref",
+        "retries",
+        "seed",
+        "submitted",
+        "task",
+    )
+
+    def __init__(self, ref: TaskRef[Any], task: DistributedTask[Any, Any], fn_id: int) -> None:
+        self.ref = ref
+        self.task = task
+        self.fn_id = fn_id
+        self.attempt = 1
+        self.retries = task.retries
+        self.payload = b""
+        self.key = ""
+        self.seed: int | None = None
+        self.submitted = time.time()
+        self.objs: list[int] = []
+        self.deps: list[TaskRef[Any]] = []
+        self.args: tuple[Any, ...] = ()
+        self.kwargs: dict[str, Any] = {}
+
+
+class _Worker:
+    __slots__ = ("batches", "funcs", "host", "objs", "rank")
+
+    def __init__(self, rank: int, host: str) -> None:
+        self.rank = rank
+        self.host = host
+        self.batches: dict[int, list[_Entry]] = {}
+        self.funcs: set[int] = set()
+        self.objs: set[int] = set()
+
+
+class Dispatcher:
+    """The backend of rank 0 when there are worker ranks.
+
+    Args:
+        mpi: The ``mpi4py.MPI`` module.
+        comm: A pkl5 communicator over COMM_WORLD.
+        session: The job session (store, arguments, resume data).
+        hosts: Host name of every rank.
+    """
+
+    def __init__(self, mpi: Any, comm: Any, session: Session, hosts: list[str]) -> None:
+        self.mpi = mpi
+        self.comm = comm
+        self.session = session
+        self.workers = [_Worker(r, hosts[r]) for r in range(1, len(hosts))]
+        self.pending: deque[_Entry] = deque()
+        self.blocked: list[_Entry] = []
+        self._ids = itertools.count()
+        self._batch_ids = itertools.count()
+        self._fn_ids: dict[int, tuple[int, bytes, DistributedTask[Any, Any]]] = {}
+        self._objects: dict[int, Any] = {}
+        self._obj_ids = itertools.count(1)
+        self._sends: list[Any] = []
+        self._resolve: list[tuple[TaskRef[Any], bool, Any]] = []
+        self._last_commit = time.monotonic()
+        self._wake = threading.Event()
+        self._idle = False
+        self._stop = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="qshpc-dispatcher", daemon=True)
+        self._thread.start()
+
+    # -- program thread ------------------------------------------------------
+    def put(self, obj: Any) -> ObjectRef:
+        oid = next(self._obj_ids)
+        self._objects[oid] = obj
+        return ObjectRef(oid)
+
+    def get_object(self, obj_id: int) -> Any:
+        return self._objects[obj_id]
+
+    def _fn(self, task: DistributedTask[Any, Any]) -> int:
+        known = self._fn_ids.get(id(task))
+        if known is not None and known[2] is task:
+            return known[0]
+        import cloudpickle
+
+        fn_id = len(self._fn_ids) + 1
+        self._fn_ids[id(task)] = (fn_id, cloudpickle.dumps(task.func, protocol=5), task)
+        return fn_id
+
+    def submit(
+        self, task: DistributedTask[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> TaskRef[Any]:
+        if self._error is not None:
+            raise RuntimeError("the qshpc dispatcher stopped") from self._error
+        task_id = str(next(self._ids))
+        ref: TaskRef[Any] = TaskRef(task_id, task.name)
+        entry = _Entry(ref, task, self._fn(task))
+        seed = context.job_seed()
+        entry.seed = None if seed is None else derive_seed(seed, task_id)
+        objs, deps = find_refs(args, kwargs)
+        entry.objs = objs
+        if any(not d.done() for d in deps):
+            entry.deps, entry.args, entry.kwargs = deps, args, kwargs
+            self.blocked.append(entry)
+        else:
+            if deps:
+                args, kwargs = substitute(args, _value_of), substitute(kwargs, _value_of)
+            if not self._prepare(entry, args, kwargs):
+                return ref
+            self.pending.append(entry)
+        if self._idle:
+            self._wake.set()
+        return ref
+
+    def _prepare(self, entry: _Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Pickle the arguments and check the resume store; False when already done."""
+        entry.payload = dumps_payload(args, kwargs, entry.task.name, entry.ref.task_id)
+        entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id)
+        done = self.session.done_result(entry.key)
+        if done is not None:
+            resolve_many([(entry.ref, True, done[0])])
+            return False
+        return True
+
+    def shutdown(self, abort: bool = False) -> None:
+        """Finish in-flight work (all queued calls unless ``abort``), then stop the workers."""
+        if abort:
+            cancelled = list(self.pending) + self.blocked
+            self.pending.clear()
+            self.blocked.clear()
+            for e in cancelled:
+                e.ref.cancel()
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
+        if self._error is not None:
+            raise RuntimeError("the qshpc dispatcher failed") from self._error
+
+    # -- dispatcher thread ---------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # surface to the program thread
+            self._error = exc
+            failed = [(e.ref, False, exc) for w in self.workers for b in w.batches.values() for e in b]
+            failed += [(e.ref, False, exc) for e in self.pending]
+            resolve_many(failed)
+        finally:
+            for w in self.workers:
+                try:
+                    self.comm.send(("S",), dest=w.rank, tag=TAG_STOP)
+                except Exception:  # pragma: no cover - best effort at shutdown
+                    pass
+
+    def _busy(self) -> bool:
+        return bool(self.pending or self.blocked or any(w.batches for w in self.workers))
+
+    def _loop(self) -> None:
+        status = self.mpi.Status()
+        sleep = 0.0
+        while True:
+            progressed = False
+            while True:
+                msg = self.comm.improbe(self.mpi.ANY_SOURCE, TAG_RESULT, status)
+                if msg is None:
+                    break
+                self._on_result(status.Get_source(), msg.recv())
+                progressed = True
+            if self._resolve and (
+                not progressed or time.monotonic() - self._last_commit > _COMMIT_S
+            ):
+                self._flush()
+            if self.blocked:
+                progressed |= self._unblock()
+            if self.pending:
+                progressed |= self._assign()
+            if self._sends:
+                self._sends = [r for r in self._sends if not r.Test()]
+            if self._stop and not self._busy() and not self._resolve:
+                self.mpi.Request.Waitall(self._sends)
+                return
+            if progressed:
+                sleep = 0.0
+                continue
+            sleep = min(_MAX_SLEEP_S, sleep * 2 or 20e-6)
+            self._idle = True
+            if not self.pending:
+                self._wake.wait(sleep)
+            self._wake.clear()
+            self._idle = False
+
+    def _flush(self) -> None:
+        self.session.sync()
+        items, self._resolve = self._resolve, []
+        resolve_many(items)
+        self._last_commit = time.monotonic()
+
+    def _unblock(self) -> bool:
+        ready = [e for e in self.blocked if all(d.done() for d in e.deps)]
+        if not ready:
+            return False
+        self.blocked = [e for e in self.blocked if e not in ready]
+        for e in ready:
+            try:
+                args = substitute(e.args, _value_of)
+                kwargs = substitute(e.kwargs, _value_of)
+            except BaseException as exc:
+                resolve_many([(e.ref, False, exc)])
+                continue
+            if self._prepare(e, args, kwargs):
+                self.pending.append(e)
+        return True
+
+    def _assign(self) -> bool:
+        sent = False
+        n = len(self.workers)
+        for w in self.workers:
+            if not self.pending:
+                break
+            if len(w.batches) >= _IN_FLIGHT:
+                continue
+            size = min(_MAX_BATCH, max(1, -(-len(self.pending) // (2 * n))))
+            batch = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+            funcs = []
+            objs = []
+            tasks = []
+            for e in batch:
+                if e.fn_id not in w.funcs:
+                    w.funcs.add(e.fn_id)
+                    funcs.append((e.fn_id, self._fn_ids[id(e.task)][1]))
+                for oid in e.objs:
+                    if oid not in w.objs:
+                        w.objs.add(oid)
+                        objs.append((oid, self._objects[oid]))
+                tasks.append((e.ref.task_id, e.fn_id, e.task.name, e.payload, e.seed, e.attempt))
+            bid = next(self._batch_ids)
+            w.batches[bid] = batch
+            mark_running(e.ref for e in batch)
+            self._sends.append(self.comm.isend(("B", bid, funcs, objs, tasks), dest=w.rank, tag=TAG_BATCH))
+            sent = True
+        return sent
+
+    def _on_result(self, source: int, data: Any) -> None:
+        _, bid, results, final = data
+        w = self.workers[source - 1]
+        batch = w.batches[bid] if final is False else w.batches.pop(bid)
+        session = self.session
+        for pos, ok, value, error, exc_type, started, finished, prov in results:
+            e = batch[pos]
+            out = Outcome(e.ref.task_id, e.task.name, e.attempt, ok, value, error, exc_type, started, finished, prov)
+            session.record(out, e.key, e.submitted, e.seed, w.rank, w.host)
+            if ok:
+                self._resolve.append((e.ref, True, value))
+            elif e.attempt <= e.retries:
+                e.attempt += 1
+                self.pending.appendleft(e)
+            else:
+                self._resolve.append((e.ref, False, out.task_error(w.rank, w.host)))
+
+
+def _value_of(ref: Any) -> Any:
+    if isinstance(ref, TaskRef):
+        return ref.result()
+    return ref

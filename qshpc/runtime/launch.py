@@ -1,0 +1,260 @@
+"""``qshpc run``: start the ranks (or join the ones an MPI launcher started) and run a program.
+
+Rank 0 executes the program file as ``__main__``; ranks 1..N-1 serve its
+distributed tasks. Without an MPI launcher, ``qshpc run`` starts the ranks
+itself with the ``mpiexec`` of the MPI installed from PyPI (the embedded local
+default), or runs everything in one process with ``--workers 0``.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from qshpc.errors import UserError
+from qshpc.runtime import backend, context
+from qshpc.runtime.mpi import launched_by_mpi
+from qshpc.runtime.prepare import RunSpec, prepare_job
+
+
+class Cancelled(BaseException):
+    """Raised in the program's thread when the job receives SIGTERM/SIGINT."""
+
+
+def default_workers() -> int:
+    """Worker ranks for the local default: one per core."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def find_mpiexec() -> str:
+    """The ``mpiexec`` next to this Python (the PyPI MPI), else the one on PATH."""
+    here = Path(sys.executable).parent / "mpiexec"
+    if here.exists():
+        return str(here)
+    found = shutil.which("mpiexec")
+    if found is None:
+        raise UserError(
+            "no mpiexec found: install the MPI runtime (`pip install mpich`), "
+            "or run in one process with `qshpc run --workers 0`"
+        )
+    return found
+
+
+def run(spec: RunSpec, workers: int | None) -> int:
+    """Run a program as a job; return the process exit code (0 when SUCCEEDED)."""
+    if launched_by_mpi():
+        return _run_rank(spec)
+    n = default_workers() if workers is None else workers
+    if n < 0:
+        raise UserError(f"--workers must be >= 0, got {n}")
+    if n == 0:
+        job_dir = prepare_job(spec)
+        return _run_job(spec, job_dir, None, None, None)
+    return _spawn(spec, n)
+
+
+def _spawn(spec: RunSpec, workers: int) -> int:
+    job_dir = prepare_job(spec)  # fail fast, before starting any rank
+    cmd = [find_mpiexec(), "-n", str(workers + 1), sys.executable, "-m", "qshpc", "run"]
+    cmd += [str(spec.program), "--job-dir", str(job_dir)]
+    if spec.seed is not None:
+        cmd += ["--seed", str(spec.seed)]
+    if spec.resume:
+        cmd += ["--resume", str(job_dir)]
+    cmd += ["--", *spec.program_args]
+    env = dict(os.environ)
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait()
+    if code != 0:
+        _mark_dead(job_dir, f"the MPI ranks exited with code {code}")
+    return code
+
+
+def _mark_dead(job_dir: Path, why: str) -> None:
+    """Record FAILED when the ranks died without finalizing the store."""
+    from qshpc.jobs import mark_terminal
+    from qshpc.store import JobReader
+
+    try:
+        with JobReader.open(job_dir) as r:
+            state = r.meta().get("state")
+    except Exception:
+        state = None
+    if state in (None, "QUEUED", "RUNNING"):
+        mark_terminal(job_dir, "FAILED", why)
+
+
+def _run_rank(spec: RunSpec) -> int:
+    from qshpc.runtime.mpi import start
+
+    mpi, comm, info = start()
+    context.set_rank_info(info)
+    job_dir: Path | None = None
+    error: str | None = None
+    if info.rank == 0:
+        try:
+            job_dir = prepare_job(spec)
+        except UserError as exc:
+            error = str(exc)
+    job_dir_s, error, prog = comm.bcast(
+        (str(job_dir) if job_dir else None, error, str(spec.program.resolve())), root=0
+    )
+    if error is not None:
+        if info.rank == 0:
+            raise UserError(error)
+        return 2
+    hosts = [i.host for i in comm.allgather(info)]
+    ranks = comm.gather(
+        {"rank": info.rank, "host": info.host, "pid": os.getpid(), "local_rank": info.local_rank, "cpus": info.cpus},
+        root=0,
+    )
+    _add_program_path(Path(prog))
+    if info.rank != 0:
+        from qshpc.runtime.logtee import LogTee
+        from qshpc.runtime.worker import serve
+
+        tee = LogTee(Path(job_dir_s) / "logs" / f"rank-{info.rank}.out")
+        try:
+            serve(mpi, comm)
+        finally:
+            tee.close()
+        return 0
+    return _run_job(spec, Path(job_dir_s), (mpi, comm), hosts, ranks)
+
+
+def _add_program_path(program: Path) -> None:
+    folder = str(program.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def _run_job(
+    spec: RunSpec,
+    job_dir: Path,
+    mpi_comm: tuple[Any, Any] | None,
+    hosts: list[str] | None,
+    ranks: list[dict[str, Any]] | None,
+) -> int:
+    """Rank 0: open the store, run the program, finalize. Returns the exit code."""
+    from importlib.metadata import version
+
+    from qshpc import program as api
+    from qshpc.runtime.logtee import LogTee
+    from qshpc.runtime.session import Session
+    from qshpc.store import JobReader, JobWriter
+
+    info = context.rank_info()
+    tee = LogTee(job_dir / "logs" / "rank-0.out")
+    with JobReader.open(job_dir) as r:
+        meta = r.meta()
+        arguments = r.arguments(allow_pickle=True)
+        done = r.done_records(allow_pickle=True) if spec.resume else {}
+    seed = spec.seed if spec.seed is not None else meta.get("seed")
+    context.set_job_seed(seed)
+    runtime = {
+        "mpi_size": info.size,
+        "ranks": ranks or [{"rank": 0, "host": info.host, "pid": os.getpid(), "local_rank": 0, "cpus": info.cpus}],
+        "started": time.time(),
+        "qiskit_version": version("qiskit"),
+        "python": sys.version.split()[0],
+        "slurm": {k: v for k, v in os.environ.items() if k in _SLURM_KEYS} or None,
+        "resume": bool(spec.resume),
+        "seed": seed,
+    }
+    writer = JobWriter.open(job_dir, runtime)
+    session = Session(job_dir, writer, arguments, done)
+    api._set_session(session)
+    dispatcher = None
+    if mpi_comm is not None and info.size > 1:
+        from qshpc.runtime.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(mpi_comm[0], mpi_comm[1], session, hosts or [info.host])
+        backend.activate(dispatcher)
+    else:
+        backend.activate(backend.InlineBackend(session))
+    state, error = _exec_program(Path(meta.get("entrypoint") or spec.program), spec.program_args)
+    try:
+        if dispatcher is not None:
+            dispatcher.shutdown(abort=state != "SUCCEEDED")
+    except Exception as exc:
+        state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {exc}"
+    session.sync()
+    writer.finalize(state, error)
+    api._set_session(None)
+    tee.close()
+    _summary(meta, job_dir, state, error, session)
+    return 0 if state == "SUCCEEDED" else 1
+
+
+_SLURM_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST", "SLURM_NTASKS", "SLURM_CLUSTER_NAME", "SLURM_RESTART_COUNT")
+
+
+def _exec_program(program: Path, argv: list[str]) -> tuple[str, str | None]:
+    """Run the program file as ``__main__``; return ``(state, error text)``."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise Cancelled(f"received {signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
+    saved_argv = sys.argv
+    sys.argv = [str(program), *argv]
+    _add_program_path(program)
+    try:
+        runpy.run_path(str(program), run_name="__main__")
+        return "SUCCEEDED", None
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            return "SUCCEEDED", None
+        return "FAILED", f"the program called sys.exit({exc.code!r})"
+    except Cancelled as exc:
+        return "CANCELED", f"job cancelled: {exc}"
+    except BaseException as exc:
+        text = _user_traceback(exc, program)
+        sys.stderr.write(text)
+        return "FAILED", text
+    finally:
+        sys.argv = saved_argv
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _user_traceback(exc: BaseException, program: Path) -> str:
+    """The traceback from the program's frames on (qshpc's own launch frames dropped)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != str(program):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def _summary(meta: dict[str, Any], job_dir: Path, state: str, error: str | None, session: Any) -> None:
+    from qshpc.store import JOB_FILE
+
+    out = sys.stdout if state == "SUCCEEDED" else sys.stderr
+    parts = [f"{session.executed} tasks run"]
+    if session.skipped:
+        parts.append(f"{session.skipped} reused from the store")
+    if session.failed:
+        parts.append(f"{session.failed} failed attempts")
+    print(f"qshpc: job {meta.get('id')} {state} ({', '.join(parts)})", file=out)
+    print(f"qshpc: store {job_dir / JOB_FILE}", file=out)
+    if state == "SUCCEEDED" and not session.result_saved:
+        print("qshpc: the program never called save_result: the job has no result", file=out)
+    if error and state != "SUCCEEDED":
+        last = error.strip().splitlines()[-1] if error.strip() else state
+        print(f"qshpc: {last}", file=out)
+        print(f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {meta.get('id')}` shows the error", file=out)
+    out.flush()

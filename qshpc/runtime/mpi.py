@@ -1,0 +1,49 @@
+"""MPI start-up: the communicator and each rank's place (host, local rank, cores)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from qshpc.runtime.context import RankInfo, cores_for_rank
+
+TAG_BATCH = 11
+TAG_RESULT = 12
+TAG_STOP = 13
+TAG_HELLO = 14
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher (mpiexec, srun --mpi) started this process."""
+    env = os.environ
+    return any(
+        k in env for k in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_FD")
+    )
+
+
+def start() -> tuple[Any, Any, RankInfo]:
+    """Initialise MPI and return ``(MPI module, pkl5 communicator, this rank's RankInfo)``.
+
+    The pkl5 communicator sends pickled data out of band, so objects over
+    2 GiB (a 32-qubit statevector is 64 GiB) do not overflow MPI's int counts.
+    """
+    from mpi4py import MPI
+    from mpi4py.util import pkl5
+
+    world = MPI.COMM_WORLD
+    comm = pkl5.Intracomm(world)
+    host = socket.gethostname()
+    hosts: list[str] = world.allgather(host)
+    rank, size = world.Get_rank(), world.Get_size()
+    same = [r for r, h in enumerate(hosts) if h == host]
+    local_rank, local_size = same.index(rank), len(same)
+    info = RankInfo(
+        rank=rank,
+        size=size,
+        local_rank=local_rank,
+        local_size=local_size,
+        host=host,
+        cpus=cores_for_rank(local_size),
+    )
+    return MPI, comm, info

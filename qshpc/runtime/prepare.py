@@ -1,0 +1,99 @@
+"""Checks and job creation done once, before any rank runs the program."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qshpc.errors import UserError
+from qshpc.jobs import JOB_FILE, jobs_root, new_job_id, resolve_job_dir
+
+
+@dataclass
+class RunSpec:
+    """What ``qshpc run`` was asked to do.
+
+    Attributes:
+        program: The program file.
+        arguments_file: An arguments file (.h5 from ``save_arguments`` or .json).
+        job_dir: Where the job directory goes (default ``$QSHPC_HOME/jobs/<id>``).
+        title: A title for the job (default: the program's file name).
+        seed: The job seed (per-task seeds derive from it).
+        resume: A job id or directory whose stored task results are reused.
+        program_args: ``sys.argv[1:]`` for the program.
+    """
+
+    program: Path
+    arguments_file: Path | None = None
+    job_dir: Path | None = None
+    title: str | None = None
+    seed: int | None = None
+    resume: str | None = None
+    program_args: list[str] = field(default_factory=list)
+
+
+def check_program(program: Path) -> None:
+    """Refuse a program that is missing, unreadable, or not valid Python.
+
+    Raises:
+        UserError: With the path, and the line of a syntax error.
+    """
+    if not program.exists():
+        raise UserError(f"program file {program} does not exist: check the path (cwd is {Path.cwd()})")
+    if program.is_dir():
+        raise UserError(f"program {program} is a directory: give the .py file to run")
+    try:
+        source = program.read_bytes()
+    except OSError as exc:
+        raise UserError(f"program file {program} cannot be read: {exc.strerror}") from None
+    try:
+        compile(source, str(program), "exec")
+    except SyntaxError as exc:
+        raise UserError(
+            f"program {program} has a syntax error at line {exc.lineno}: {exc.msg}\n"
+            f"    {(exc.text or '').rstrip()}"
+        ) from None
+    except ValueError as exc:
+        raise UserError(f"program {program} cannot be compiled: {exc}") from None
+
+
+def prepare_job(spec: RunSpec) -> Path:
+    """Create (or reopen) the job directory; return it. Run once, before MPI ranks start work.
+
+    Raises:
+        UserError: Bad program, bad arguments file, or a job to resume that does not exist.
+    """
+    from qshpc import __version__
+    from qshpc.store import create_job, load_arguments
+
+    check_program(spec.program)
+    if spec.resume:
+        job_dir = resolve_job_dir(spec.resume)
+        return job_dir
+    if spec.job_dir is not None and (spec.job_dir / JOB_FILE).is_file():
+        return spec.job_dir.resolve()  # created by a client or `qshpc submit`
+    arguments: dict[str, Any] = {}
+    if spec.arguments_file is not None:
+        arguments = load_arguments(spec.arguments_file)
+    job_id = new_job_id()
+    job_dir = (spec.job_dir or jobs_root() / job_id).resolve()
+    if job_dir.exists() and any(job_dir.iterdir()):
+        raise UserError(f"job directory {job_dir} exists and is not empty: choose another --job-dir")
+    meta = {
+        "id": job_id,
+        "title": spec.title or spec.program.name,
+        "entrypoint": str(spec.program.resolve()),
+        "working_dir": str(Path.cwd()),
+        "created": time.time(),
+        "seed": spec.seed,
+        "qshpc_version": __version__,
+        "argv": [str(spec.program), *spec.program_args],
+        "user": os.environ.get("USER", ""),
+        "python": sys.version.split()[0],
+    }
+    create_job(job_dir, meta, arguments)
+    return job_dir

@@ -1,0 +1,133 @@
+"""The job as rank 0 sees it while the program runs: arguments, store, result."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qshpc.runtime import context
+from qshpc.runtime.execute import Outcome
+
+if TYPE_CHECKING:
+    from qshpc.store import JobWriter, TaskRecord
+
+_COMMIT_EVERY_S = 0.05
+_COMMIT_EVERY_N = 2000
+
+
+class Session:
+    """Rank 0's view of the running job.
+
+    Args:
+        job_dir: The job directory (None for plain ``python program.py``).
+        writer: The store writer (None without a store).
+        arguments: The program's arguments.
+        done: Results already stored by an earlier run (key -> record), for resume.
+    """
+
+    def __init__(
+        self,
+        job_dir: Path | None,
+        writer: JobWriter | None,
+        arguments: dict[str, Any],
+        done: dict[str, TaskRecord] | None = None,
+    ) -> None:
+        self.job_dir = job_dir
+        self.writer = writer
+        self.arguments = arguments
+        self.done = done or {}
+        self.skipped = 0
+        self.executed = 0
+        self.failed = 0
+        self.result_saved = False
+        self.result: Any = None
+        self._lock = threading.RLock()
+        self._pending = 0
+        self._last_commit = time.monotonic()
+
+    # -- resume ------------------------------------------------------------
+    def done_result(self, key: str) -> tuple[Any] | None:
+        """Return ``(result,)`` when a task with this key is already stored."""
+        rec = self.done.get(key)
+        if rec is None:
+            return None
+        self.skipped += 1
+        return (rec.result,)
+
+    # -- task records -------------------------------------------------------
+    def record(
+        self,
+        out: Outcome,
+        key: str,
+        submitted: float,
+        seed: int | None,
+        rank: int | None = None,
+        host: str | None = None,
+    ) -> None:
+        """Store one attempt's outcome (buffered; durable at the next :meth:`sync`)."""
+        if out.ok:
+            self.executed += 1
+        else:
+            self.failed += 1
+        if self.writer is None:
+            return
+        from qshpc.store import TaskRecord
+
+        info = context.rank_info()
+        rec = TaskRecord(
+            task_id=out.task_id,
+            key=key,
+            function=out.function,
+            state="SUCCEEDED" if out.ok else "FAILED",
+            attempt=out.attempt,
+            rank=info.rank if rank is None else rank,
+            host=info.host if host is None else host,
+            submitted=submitted,
+            started=out.started,
+            finished=out.finished,
+            seed=seed,
+            result=out.value if out.ok else None,
+            error=None if out.ok else out.error,
+            provenance=out.provenance,
+        )
+        with self._lock:
+            self.writer.append_task(rec)
+            self._pending += 1
+            if (
+                self._pending >= _COMMIT_EVERY_N
+                or time.monotonic() - self._last_commit > _COMMIT_EVERY_S
+            ):
+                self._commit_locked()
+
+    def sync(self) -> None:
+        """Make every recorded outcome durable (called before results reach the program)."""
+        if self.writer is None or not self._pending:
+            return
+        with self._lock:
+            self._commit_locked()
+
+    def _commit_locked(self) -> None:
+        assert self.writer is not None
+        if self._pending:
+            self.writer.commit()
+        self._pending = 0
+        self._last_commit = time.monotonic()
+
+    # -- program API -----------------------------------------------------------
+    def save_result(self, value: Any) -> None:
+        """Store the program's result now (durable when this returns)."""
+        with self._lock:
+            self.result = value
+            self.result_saved = True
+            if self.writer is not None:
+                self.writer.save_result(value)
+                self._commit_locked()
+
+    def update_status(self, text: str) -> None:
+        """Set the job's sub-status shown beside RUNNING."""
+        if self.writer is not None:
+            with self._lock:
+                self.writer.set_status(text)
+                self._commit_locked()
