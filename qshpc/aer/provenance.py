@@ -1,0 +1,86 @@
+"""Seeds and provenance of Aer runs inside tasks.
+
+The seed of a run, in order: an explicit ``seed``, then the running task's seed
+(derived from the job seed and the task id, so it does not depend on the rank),
+then none (Aer draws one; it is recorded so the run can be repeated).
+Each run adds to the running task's provenance record; several runs in one task
+accumulate (hashes appended, wall time summed).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from qshpc.runtime.context import TaskContext, current_task, record_provenance
+
+_local = threading.local()
+
+
+def resolve_seed(explicit: int | None) -> int | None:
+    """The seed for a run: ``explicit``, else the running task's seed, else None."""
+    if explicit is not None:
+        if isinstance(explicit, bool) or not isinstance(explicit, int) or explicit < 0:
+            from qshpc.errors import UserError
+
+            raise UserError(f"seed must be a non-negative int, got {explicit!r}")
+        return explicit
+    task = current_task()
+    return task.seed if task is not None else None
+
+
+def aer_version() -> str:
+    """The installed qiskit-aer version."""
+    import qiskit_aer
+
+    return str(qiskit_aer.__version__)
+
+
+def record_run(
+    *,
+    seed: int | None,
+    simulator: dict[str, Any],
+    circuit_hashes: list[str],
+    wall_s: float,
+    shots: int | None,
+    primitive: str,
+) -> None:
+    """Add one Aer run to the running task's provenance (no-op outside tasks).
+
+    Args:
+        seed: ``seed_simulator`` used (the one Aer drew when none was given).
+        simulator: ``{"method", "device", "precision", "threads", "gpu"}``.
+        circuit_hashes: SHA-256 of each input circuit's QPY.
+        wall_s: Seconds the run took, transpiling included.
+        shots: Shots, or None for exact results.
+        primitive: Which entry point ran, e.g. ``"Sampler"``.
+    """
+    task: TaskContext | None = current_task()
+    if task is None:
+        return
+    last = getattr(_local, "last", None)
+    if last is not None and last[0] is task:
+        acc: dict[str, Any] = last[1]
+    else:
+        acc = {"circuit_sha256": [], "wall_s": 0.0, "aer_runs": 0, "seeds": []}
+        _local.last = (task, acc)
+    acc["circuit_sha256"].extend(circuit_hashes)
+    acc["wall_s"] = round(acc["wall_s"] + wall_s, 6)
+    acc["aer_runs"] += 1
+    acc["seeds"].append(seed)
+    record_provenance(
+        seed=acc["seeds"][0],
+        seeds=list(acc["seeds"]),
+        simulator={k: simulator[k] for k in ("method", "device", "precision", "threads")},
+        device=simulator["device"],
+        gpu=simulator.get("gpu"),
+        qiskit_aer_version=aer_version(),
+        circuit_sha256=list(acc["circuit_sha256"]),
+        wall_s=acc["wall_s"],
+        aer_runs=acc["aer_runs"],
+        shots=shots,
+        primitive=primitive,
+    )
+
+
+__all__ = ["aer_version", "record_run", "resolve_seed"]

@@ -1,0 +1,150 @@
+"""``Sampler``: the V1 call shape of ``qiskit.primitives.Sampler``, run on Aer.
+
+Qiskit 2 removed the V1 reference Sampler that serverless programs call as
+``Sampler().run(circuit).result().quasi_dists[0]``. This class keeps that shape:
+exact probabilities by default (from the final state, like the reference
+Sampler), sampled ones with ``shots``. It runs on this rank's cached
+AerSimulator, transpiles with this rank's cached pass manager, seeds from the
+running task, and records provenance.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from numbers import Real
+from typing import TYPE_CHECKING, Any
+
+from qshpc.aer.engine import sample_distributions
+from qshpc.aer.provenance import resolve_seed
+from qshpc.aer.results import DoneJob, SamplerResult
+from qshpc.aer.simulator import sim_spec
+from qshpc.errors import UserError
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit
+
+#: Options the Sampler reads itself; any other key is passed to Aer's ``run``.
+SAMPLER_OPTIONS = ("shots", "seed", "method", "device", "precision", "optimization_level")
+_DEFAULTS: dict[str, Any] = {
+    "shots": None,
+    "seed": None,
+    "method": "statevector",
+    "device": None,
+    "precision": "double",
+    "optimization_level": 1,
+}
+_job_ids = itertools.count()
+
+
+class Sampler:
+    """V1-shaped sampler on Aer.
+
+    Args:
+        options: Default run options: ``shots`` (None = exact), ``seed``,
+            ``method`` (Aer method, default ``"statevector"``), ``device``
+            (``"auto"``, ``"CPU"``, ``"GPU"``), ``precision`` (``"double"``,
+            ``"single"``), ``optimization_level`` (default 1); any other key
+            is passed to ``AerSimulator.run``.
+
+    Example:
+        >>> from qiskit import QuantumCircuit
+        >>> qc = QuantumCircuit(2); _ = qc.h(0); _ = qc.cx(0, 1); qc.measure_all()
+        >>> Sampler().run(qc).result().quasi_dists[0]
+        QuasiDistribution({0: 0.5000000000000001, 3: 0.5000000000000001}, shots=None)
+    """
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self._options: dict[str, Any] = dict(_DEFAULTS)
+        self.set_options(**dict(options or {}))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """A copy of the default run options."""
+        return dict(self._options)
+
+    def set_options(self, **fields: Any) -> None:
+        """Change default run options (same keys as ``options``)."""
+        self._options.update(fields)
+
+    def run(
+        self,
+        circuits: QuantumCircuit | Sequence[QuantumCircuit],
+        parameter_values: Sequence[float] | Sequence[Sequence[float]] | None = None,
+        **run_options: Any,
+    ) -> DoneJob[SamplerResult]:
+        """Sample circuits; the work is done before this returns.
+
+        Args:
+            circuits: A circuit or a list of circuits.
+            parameter_values: As in V1: one sequence of values per circuit (in
+                ``circuit.parameters`` order), or one sequence for a single
+                circuit. A single circuit with a list of value sequences runs
+                every point as one Aer batch (one transpile, Aer binds them).
+            **run_options: Override ``options`` for this call (``shots``, ``seed``, ...).
+
+        Returns:
+            A finished job; ``job.result()`` is a :class:`SamplerResult`.
+
+        Raises:
+            UserError: On mismatched parameter values or bad options.
+        """
+        opts = {**self._options, **run_options}
+        circs, rows = normalize_inputs(circuits, parameter_values)
+        aer_options = {k: v for k, v in opts.items() if k not in SAMPLER_OPTIONS}
+        spec = sim_spec(opts["method"], opts["device"], opts["precision"])
+        dists, meta = sample_distributions(
+            circs,
+            rows,
+            shots=opts["shots"],
+            seed=resolve_seed(opts["seed"]),
+            spec=spec,
+            optimization_level=int(opts["optimization_level"]),
+            run_options=aer_options,
+            primitive="Sampler",
+        )
+        return DoneJob(SamplerResult(dists, meta), job_id=f"sampler-{next(_job_ids)}")
+
+
+def _is_circuit(obj: object) -> bool:
+    return hasattr(obj, "num_qubits") and hasattr(obj, "data")
+
+
+def normalize_inputs(
+    circuits: Any, parameter_values: Any
+) -> tuple[list[QuantumCircuit], list[tuple[float, ...]]]:
+    """Pair circuits with parameter rows, the V1 way plus single-circuit broadcast.
+
+    Args:
+        circuits: A circuit or a sequence of circuits.
+        parameter_values: None, one row for a single circuit, or one row per circuit
+            (or many rows for a single circuit).
+
+    Returns:
+        ``(circuits, rows)`` of equal length.
+
+    Raises:
+        UserError: When the lengths do not match.
+    """
+    single = _is_circuit(circuits)
+    circs: list[QuantumCircuit] = [circuits] if single else list(circuits)
+    if not all(_is_circuit(c) for c in circs):
+        raise UserError("Sampler.run takes a QuantumCircuit or a list of QuantumCircuits")
+    if parameter_values is None:
+        return circs, [() for _ in circs]
+    values: list[Any] = list(parameter_values)
+    if single and all(isinstance(v, Real) for v in values):
+        return circs, [tuple(float(v) for v in values)]
+    if any(isinstance(v, Real) for v in values):
+        raise UserError("parameter_values: give one sequence of values per circuit")
+    rows = [tuple(float(x) for x in v) for v in values]
+    if single:
+        return circs * len(rows), rows
+    if len(rows) != len(circs):
+        raise UserError(
+            f"{len(circs)} circuits but {len(rows)} parameter value sets; give one per circuit"
+        )
+    return circs, rows
+
+
+__all__ = ["SAMPLER_OPTIONS", "Sampler", "normalize_inputs"]

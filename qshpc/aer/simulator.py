@@ -1,0 +1,185 @@
+"""One AerSimulator and one preset pass manager per rank, built once and reused.
+
+``transpile()`` rebuilds its pass manager on every call (about 70 ms), and a new
+``AerSimulator`` re-reads its configuration; tasks of a few milliseconds cannot
+afford either. Both live in module-level caches keyed by what makes them differ.
+Aer's threads are capped at the cores of this rank (``rank_info().cpus``), so
+the ranks of a node never oversubscribe it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from qshpc.aer.device import resolve_device
+from qshpc.errors import UserError
+from qshpc.runtime.context import rank_info
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit
+    from qiskit.transpiler import StagedPassManager
+
+METHODS = (
+    "automatic",
+    "statevector",
+    "density_matrix",
+    "matrix_product_state",
+    "stabilizer",
+    "extended_stabilizer",
+    "unitary",
+    "superop",
+)
+PRECISIONS = ("double", "single")
+
+_lock = threading.Lock()
+_simulators: dict[SimSpec, Any] = {}
+_pass_managers: dict[tuple[SimSpec, int], StagedPassManager] = {}
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    """What tells two simulators of one process apart.
+
+    Attributes:
+        method: Aer simulation method, e.g. ``"statevector"``.
+        device: ``"CPU"`` or ``"GPU"``.
+        precision: ``"double"`` or ``"single"``.
+        threads: Aer's ``max_parallel_threads``: this rank's cores.
+        gpu: GPU ordinal bound on ``device="GPU"``, else None.
+    """
+
+    method: str
+    device: str
+    precision: str
+    threads: int
+    gpu: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form for provenance."""
+        return asdict(self)
+
+
+def sim_spec(
+    method: str = "statevector", device: str | None = None, precision: str = "double"
+) -> SimSpec:
+    """Resolve the options of a caller into the spec of this rank's simulator.
+
+    Args:
+        method: Aer simulation method.
+        device: ``"auto"``, ``"CPU"``, ``"GPU"`` or None (see :mod:`qshpc.aer.device`).
+        precision: ``"double"`` or ``"single"``.
+
+    Returns:
+        The :class:`SimSpec`.
+
+    Raises:
+        UserError: On an unknown method, device or precision.
+    """
+    if method not in METHODS:
+        raise UserError(f"unknown Aer method {method!r}; use one of {', '.join(METHODS)}")
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    dev, gpu = resolve_device(device)
+    return SimSpec(method, dev, precision, max(1, rank_info().cpus), gpu)
+
+
+def get_simulator(spec: SimSpec) -> Any:
+    """Return this process's AerSimulator for ``spec``, building it the first time.
+
+    Args:
+        spec: From :func:`sim_spec`.
+
+    Returns:
+        A ``qiskit_aer.AerSimulator``.
+    """
+    with _lock:
+        sim = _simulators.get(spec)
+        if sim is None:
+            from qiskit_aer import AerSimulator
+
+            options: dict[str, Any] = {
+                "method": spec.method,
+                "device": spec.device,
+                "precision": spec.precision,
+                "max_parallel_threads": spec.threads,
+                # Small circuits gain most from running side by side; Aer caps this by
+                # memory and by max_parallel_threads.
+                "max_parallel_experiments": 0,
+                # One thread draws all shots of an experiment, so seeded counts do not
+                # depend on how many cores a rank has.
+                "max_parallel_shots": 1,
+            }
+            if spec.gpu is not None:
+                options["target_gpus"] = [spec.gpu]
+            sim = AerSimulator(**options)
+            _simulators[spec] = sim
+        return sim
+
+
+def get_pass_manager(spec: SimSpec, optimization_level: int = 1) -> StagedPassManager:
+    """Return this process's preset pass manager for ``spec``'s simulator.
+
+    Level 1 is the default: on 12-qubit depth-12 random circuits it transpiles in
+    about 1.5 ms each and its output simulates faster than level 0's; level 2
+    takes about 45 ms a circuit for no gain in simulation time.
+
+    Args:
+        spec: From :func:`sim_spec`.
+        optimization_level: 0 to 3.
+
+    Returns:
+        A ``StagedPassManager`` targeting the simulator.
+    """
+    if optimization_level not in (0, 1, 2, 3):
+        raise UserError(f"optimization_level must be 0, 1, 2 or 3, got {optimization_level!r}")
+    key = (spec, optimization_level)
+    pm = _pass_managers.get(key)
+    if pm is None:
+        from qiskit.transpiler import generate_preset_pass_manager
+
+        sim = get_simulator(spec)
+        with _lock:
+            pm = _pass_managers.get(key)
+            if pm is None:
+                pm = generate_preset_pass_manager(
+                    optimization_level=optimization_level, backend=sim
+                )
+                _pass_managers[key] = pm
+    return pm
+
+
+def transpile_for(
+    circuits: list[QuantumCircuit], spec: SimSpec, optimization_level: int = 1
+) -> list[QuantumCircuit]:
+    """Transpile circuits for this rank's simulator with the cached pass manager.
+
+    Under MPI (more than one rank) the pass manager runs in this process only;
+    the ranks are the parallelism.
+    """
+    if not circuits:
+        return []
+    pm = get_pass_manager(spec, optimization_level)
+    processes = 1 if rank_info().size > 1 else None
+    out = pm.run(list(circuits), num_processes=processes)
+    return list(out)
+
+
+def reset_caches() -> None:
+    """Drop the cached simulators and pass managers (for tests)."""
+    with _lock:
+        _simulators.clear()
+        _pass_managers.clear()
+
+
+__all__ = [
+    "METHODS",
+    "PRECISIONS",
+    "SimSpec",
+    "get_pass_manager",
+    "get_simulator",
+    "reset_caches",
+    "sim_spec",
+    "transpile_for",
+]

@@ -1,0 +1,184 @@
+"""How much memory a simulation needs, checked before a job runs.
+
+A statevector of n qubits holds 2**n complex amplitudes (16 bytes each in
+double precision, 8 in single); a density matrix holds 4**n. Aer needs some
+room beyond the state itself (a copy for some operations, buffers, the Python
+process), which :data:`OVERHEAD_FACTOR` and :data:`BASE_BYTES` cover.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from qshpc.errors import ResourceError, UserError
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit
+
+GIB = 1024**3
+#: Headroom on top of the state: Aer's buffers and chunk copies.
+OVERHEAD_FACTOR = 1.1
+#: The Python process with qiskit and qiskit-aer imported (about 300 MB measured).
+BASE_BYTES = 512 * 1024**2
+#: Bond dimension assumed for matrix_product_state when none is given.
+MPS_BOND_DIMENSION = 256
+
+_STATE_EXPONENT = {
+    "automatic": 1,
+    "statevector": 1,
+    "density_matrix": 2,
+    "unitary": 2,
+    "superop": 4,
+}
+
+
+def state_bytes(
+    num_qubits: int,
+    method: str = "statevector",
+    precision: str = "double",
+    bond_dimension: int = MPS_BOND_DIMENSION,
+) -> int:
+    """Bytes of the simulator's state alone.
+
+    Args:
+        num_qubits: Qubits of the widest circuit.
+        method: Aer method.
+        precision: ``"double"`` (16-byte amplitudes) or ``"single"`` (8-byte).
+        bond_dimension: Bond dimension assumed for ``matrix_product_state``.
+
+    Returns:
+        Bytes.
+
+    Raises:
+        UserError: On a negative qubit count or an unknown method or precision.
+    """
+    if num_qubits < 0:
+        raise UserError(f"num_qubits must be >= 0, got {num_qubits}")
+    if precision not in ("double", "single"):
+        raise UserError(f"unknown precision {precision!r}; use 'double' or 'single'")
+    amp = 16 if precision == "double" else 8
+    if method in _STATE_EXPONENT:
+        return amp << (_STATE_EXPONENT[method] * num_qubits)
+    if method == "matrix_product_state":  # two chi x chi matrices per qubit
+        chi = min(bond_dimension, 1 << (num_qubits // 2))
+        return amp * 2 * num_qubits * chi * chi
+    if method in ("stabilizer", "extended_stabilizer"):
+        return 2 * num_qubits * (2 * num_qubits + 1)  # tableau bits, generously in bytes
+    raise UserError(f"unknown Aer method {method!r}")
+
+
+def estimate_memory_bytes(
+    num_qubits: int, method: str = "statevector", precision: str = "double"
+) -> int:
+    """Bytes one rank needs to simulate ``num_qubits`` with ``method``, overhead included.
+
+    Example:
+        >>> estimate_memory_bytes(34) // GIB   # 256 GiB state + 10% + 0.5 GiB
+        282
+    """
+    return math.ceil(state_bytes(num_qubits, method, precision) * OVERHEAD_FACTOR) + BASE_BYTES
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Memory estimate for a set of circuits on one rank.
+
+    Attributes:
+        bytes: Total bytes, overhead included (the widest circuit decides).
+        device: ``"CPU"`` or ``"GPU"`` (where the state lives).
+        method: Aer method.
+        precision: ``"double"`` or ``"single"``.
+        num_qubits: Qubits of the widest circuit.
+        state_bytes: Bytes of the state alone.
+    """
+
+    bytes: int
+    device: str
+    method: str
+    precision: str = "double"
+    num_qubits: int = 0
+    state_bytes: int = 0
+
+    @property
+    def gib(self) -> float:
+        """``bytes`` in GiB."""
+        return self.bytes / GIB
+
+
+def estimate_for_circuits(
+    circuits: QuantumCircuit | Iterable[QuantumCircuit],
+    method: str = "statevector",
+    precision: str = "double",
+    device: str = "CPU",
+) -> Estimate:
+    """Estimate the memory one rank needs for these circuits (run one at a time).
+
+    Args:
+        circuits: A circuit or several; anything with ``num_qubits``.
+        method: Aer method.
+        precision: ``"double"`` or ``"single"``.
+        device: ``"CPU"`` or ``"GPU"``.
+
+    Returns:
+        An :class:`Estimate` for the widest circuit.
+    """
+    items = [circuits] if hasattr(circuits, "num_qubits") else list(circuits)
+    n = max((int(c.num_qubits) for c in items), default=0)
+    state = state_bytes(n, method, precision)
+    total = estimate_memory_bytes(n, method, precision)
+    return Estimate(total, device.upper(), method, precision, n, state)
+
+
+def check_fits(
+    circuits: QuantumCircuit | Iterable[QuantumCircuit],
+    mem_gb: float,
+    method: str = "statevector",
+    precision: str = "double",
+    device: str = "CPU",
+) -> Estimate:
+    """Raise :class:`ResourceError` when the circuits cannot fit in ``mem_gb`` per rank.
+
+    Args:
+        circuits: A circuit or several.
+        mem_gb: Memory the job asked for per rank, in GiB (``--mem-gb``).
+        method: Aer method.
+        precision: ``"double"`` or ``"single"``.
+        device: ``"CPU"`` or ``"GPU"``.
+
+    Returns:
+        The :class:`Estimate` when it fits.
+
+    Raises:
+        ResourceError: With the estimate and what to change, when it does not fit.
+    """
+    est = estimate_for_circuits(circuits, method, precision, device)
+    if est.bytes <= mem_gb * GIB:
+        return est
+    need = math.ceil(est.gib)
+    hints = [f"ask for --mem-gb >= {need}"]
+    if precision == "double" and method in _STATE_EXPONENT:
+        single = estimate_for_circuits(circuits, method, "single", device)
+        fits = "" if single.bytes <= mem_gb * GIB else f" (still {math.ceil(single.gib)} GiB)"
+        hints.append(f"use precision='single'{fits}")
+    if method != "matrix_product_state":
+        hints.append("or method='matrix_product_state'")
+    raise ResourceError(
+        f"a {est.num_qubits}-qubit {method} needs {est.state_bytes / GIB:.1f} GiB "
+        f"({precision} precision; {est.gib:.1f} GiB with simulator overhead), "
+        f"the job asked for {mem_gb:g} GiB per rank; " + ", ".join(hints)
+    )
+
+
+__all__ = [
+    "BASE_BYTES",
+    "GIB",
+    "OVERHEAD_FACTOR",
+    "Estimate",
+    "check_fits",
+    "estimate_for_circuits",
+    "estimate_memory_bytes",
+    "state_bytes",
+]

@@ -1,0 +1,220 @@
+"""Parameter sweeps and expectation values as single Aer batches.
+
+``run_sweep`` binds every point of a parameter grid inside Aer
+(``parameter_binds``): one transpile of the template and one Aer run, instead of
+one bind, transpile and run per point. With ``observables`` it returns exact
+expectation values (``save_expectation_value``), else V1 quasi-distributions.
+``Estimator`` is a small V1-shaped wrapper over the same machinery.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qshpc.aer.circuits import circuit_sha256, prepare_exact
+from qshpc.aer.engine import bind_dict, physical_qubits, sample_distributions
+from qshpc.aer.provenance import record_run, resolve_seed
+from qshpc.aer.results import DoneJob, EstimatorResult, QuasiDistribution
+from qshpc.aer.sampler import normalize_inputs
+from qshpc.aer.simulator import SimSpec, get_simulator, sim_spec, transpile_for
+from qshpc.errors import UserError
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit
+
+_job_ids = itertools.count()
+
+
+def run_sweep(
+    circuit: QuantumCircuit,
+    parameter_values: Sequence[Sequence[float]] | np.ndarray,
+    shots: int | None = None,
+    observables: Sequence[Any] | None = None,
+    *,
+    seed: int | None = None,
+    method: str = "statevector",
+    device: str | None = None,
+    precision: str = "double",
+    optimization_level: int = 1,
+) -> list[QuasiDistribution] | np.ndarray:
+    """Run one parametrized circuit at many parameter points in one Aer batch.
+
+    Args:
+        circuit: Template circuit with parameters (in ``circuit.parameters`` order).
+        parameter_values: One row of values per point, shape ``(points, parameters)``.
+        shots: None for exact results, else shots per point (distributions only).
+        observables: Observables (``SparsePauliOp``, Pauli strings, ...) on all of
+            the circuit's qubits; when given, exact expectation values are returned.
+        seed: ``seed_simulator``; defaults to the running task's seed.
+        method: Aer method.
+        device: ``"auto"``, ``"CPU"`` or ``"GPU"``.
+        precision: ``"double"`` or ``"single"``.
+        optimization_level: Preset pass manager level.
+
+    Returns:
+        Without observables, one :class:`QuasiDistribution` per point; with them,
+        an array of shape ``(points, len(observables))``.
+
+    Raises:
+        UserError: On shots with observables, a non-unitary circuit with
+            observables, or values that do not match the parameters.
+    """
+    rows = [tuple(float(x) for x in row) for row in np.atleast_2d(np.asarray(parameter_values))]
+    spec = sim_spec(method, device, precision)
+    if observables is None:
+        dists, _ = sample_distributions(
+            [circuit] * len(rows),
+            rows,
+            shots=shots,
+            seed=resolve_seed(seed),
+            spec=spec,
+            optimization_level=optimization_level,
+            primitive="run_sweep",
+        )
+        return dists
+    if shots is not None:
+        raise UserError(
+            "run_sweep computes exact expectation values; leave shots=None with observables "
+            "(or sample distributions without observables)"
+        )
+    values = expectation_values(
+        [(circuit, list(observables), rows)], spec, resolve_seed(seed), optimization_level
+    )
+    return values[0]
+
+
+def expectation_values(
+    groups: Sequence[tuple[QuantumCircuit, list[Any], list[tuple[float, ...]]]],
+    spec: SimSpec,
+    seed: int | None,
+    optimization_level: int = 1,
+    primitive: str = "run_sweep",
+) -> list[np.ndarray]:
+    """Exact expectation values, one Aer batch for all groups.
+
+    Args:
+        groups: ``(circuit, observables, rows)``: each circuit is transpiled once
+            and evaluated for every observable at every row of parameter values.
+        spec: This rank's simulator spec.
+        seed: ``seed_simulator`` (recorded; exact values do not depend on it).
+        optimization_level: Preset pass manager level.
+        primitive: Name recorded in provenance.
+
+    Returns:
+        One array of shape ``(len(rows), len(observables))`` per group.
+    """
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit_aer.library import SaveExpectationValue
+
+    start = time.perf_counter()
+    bodies = []
+    for circ, _, _ in groups:
+        plan = prepare_exact(circ)
+        if plan.circuit is None:
+            raise UserError(f"expectation values need a unitary circuit, but {plan.reason}")
+        bodies.append(plan.circuit)
+    transpiled = transpile_for(bodies, spec, optimization_level)
+    binds: list[dict[Any, list[float]]] = []
+    for (circ, observables, rows), tc in zip(groups, transpiled, strict=True):
+        qubits = [tc.qubits[q] for q in physical_qubits(tc, range(circ.num_qubits))]
+        for k, obs in enumerate(observables):
+            op = obs if isinstance(obs, SparsePauliOp) else SparsePauliOp(obs)
+            if op.num_qubits != circ.num_qubits:
+                raise UserError(
+                    f"observable {k} acts on {op.num_qubits} qubits, "
+                    f"the circuit has {circ.num_qubits}"
+                )
+            tc.append(SaveExpectationValue(op, label=f"ev{k}"), qubits)
+        binds.append(bind_dict(circ, tc, rows) if tc.parameters else {})
+    options: dict[str, Any] = {"shots": 1}
+    if seed is not None:
+        options["seed_simulator"] = seed
+    if any(binds):
+        options["parameter_binds"] = binds
+    result = get_simulator(spec).run(transpiled, **options).result()
+    if not result.success:
+        raise RuntimeError(f"Aer failed: {result.status}")
+    out: list[np.ndarray] = []
+    index = 0
+    for (_, observables, rows), tc in zip(groups, transpiled, strict=True):
+        n = len(rows) if tc.parameters else 1
+        block = np.array(
+            [
+                [float(np.real(result.data(index + i)[f"ev{k}"])) for k in range(len(observables))]
+                for i in range(n)
+            ]
+        ).reshape(n, len(observables))
+        out.append(np.repeat(block, len(rows), axis=0) if n == 1 and len(rows) > 1 else block)
+        index += n
+    first = result.results[0].seed_simulator if result.results else seed
+    record_run(
+        seed=seed if seed is not None else first,
+        simulator=spec.as_dict(),
+        circuit_hashes=[circuit_sha256(g[0]) for g in groups],
+        wall_s=time.perf_counter() - start,
+        shots=None,
+        primitive=primitive,
+    )
+    return out
+
+
+class Estimator:
+    """V1-shaped estimator on Aer: exact expectation values.
+
+    Args:
+        options: ``method``, ``device``, ``precision``, ``optimization_level``,
+            ``seed`` (shots are not supported: values are exact).
+    """
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options: dict[str, Any] = {
+            "method": "statevector",
+            "device": None,
+            "precision": "double",
+            "optimization_level": 1,
+            "seed": None,
+            **dict(options or {}),
+        }
+
+    def run(
+        self,
+        circuits: QuantumCircuit | Sequence[QuantumCircuit],
+        observables: Any | Sequence[Any],
+        parameter_values: Sequence[float] | Sequence[Sequence[float]] | None = None,
+        **run_options: Any,
+    ) -> DoneJob[EstimatorResult]:
+        """Estimate ``<observables[i]>`` on ``circuits[i]`` bound to ``parameter_values[i]``.
+
+        Returns:
+            A finished job; ``job.result().values`` holds one value per pair.
+        """
+        opts = {**self.options, **run_options}
+        if opts.get("shots") is not None:
+            raise UserError("qshpc.aer.Estimator computes exact values; leave shots unset")
+        circs, rows = normalize_inputs(circuits, parameter_values)
+        obs = (
+            [observables]
+            if isinstance(observables, str) or not isinstance(observables, Sequence)
+            else list(observables)
+        )
+        if len(obs) == 1 and len(circs) > 1:
+            obs = obs * len(circs)
+        if len(obs) != len(circs):
+            raise UserError(f"{len(circs)} circuits but {len(obs)} observables")
+        spec = sim_spec(opts["method"], opts["device"], opts["precision"])
+        groups = [(c, [o], [r]) for c, o, r in zip(circs, obs, rows, strict=True)]
+        arrays = expectation_values(
+            groups, spec, resolve_seed(opts["seed"]), int(opts["optimization_level"]), "Estimator"
+        )
+        values = np.array([a[0, 0] for a in arrays])
+        return DoneJob(
+            EstimatorResult(values, [{} for _ in circs]), job_id=f"estimator-{next(_job_ids)}"
+        )
+
+
+__all__ = ["Estimator", "expectation_values", "run_sweep"]
