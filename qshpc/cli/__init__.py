@@ -1,0 +1,44 @@
+"""The ``qshpc`` command line: thin typer commands over the client and the store.
+
+User errors (bad input, unknown job) print one message on stderr and exit
+with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="qshpc",
+    help="Run Qiskit programs on MPI ranks and Slurm clusters, with an HDF5 job store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    from qshpc.cli import jobs, run
+
+    run.register(app)
+    jobs.register(app)
+    try:
+        from qshpc.cli import slurm
+    except ImportError:  # pragma: no cover
+        return
+    slurm.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``qshpc`` console script."""
+    _register()
+    from qshpc.errors import UserError
+
+    try:
+        app()
+    except UserError as exc:  # raised outside a command's own boundary
+        print(f"qshpc: error: {exc}", file=sys.stderr)
+        sys.exit(2)

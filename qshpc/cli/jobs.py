@@ -1,0 +1,195 @@
+"""Commands that read jobs back: status, result, logs, wait, cancel, list."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from qshpc.cli.common import echo, errors
+
+JobArg = Annotated[str, typer.Argument(help="Job id, job directory, or Slurm job id.")]
+
+
+def _fmt_time(t: Any) -> str:
+    if not t:
+        return "-"
+    return datetime.fromtimestamp(float(t)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(meta: dict[str, Any]) -> str:
+    start, end = meta.get("started"), meta.get("finished")
+    if not start:
+        return "-"
+    secs = (float(end) if end else time.time()) - float(start)
+    return f"{secs:.1f}s" if secs < 120 else f"{secs / 60:.1f}m"
+
+
+def _counts(meta: dict[str, Any]) -> str:
+    c = meta.get("task_counts") or {}
+    done = int(c.get("SUCCEEDED", 0))
+    failed = int(c.get("FAILED", 0))
+    return f"{done} done" + (f", {failed} failed" if failed else "")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to ``app``."""
+
+    @app.command("status")
+    @errors
+    def status(
+        job: JobArg,
+        as_json: Annotated[bool, typer.Option("--json", help="Print every field as JSON.")] = False,
+    ) -> None:
+        """Show a job's state (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED) and details."""
+        from qshpc.client import open_job
+        from qshpc.store import to_jsonable
+
+        j = open_job(job)
+        meta = j.info()
+        if as_json:
+            echo(json.dumps(to_jsonable(meta), indent=2, sort_keys=True))
+            return
+        state = str(meta.get("state"))
+        line = state
+        if state == "RUNNING" and meta.get("sub_status"):
+            line += f": {meta['sub_status']}"
+        if meta.get("slurm_state"):
+            line += f" (slurm: {meta['slurm_state']})"
+        echo(line)
+        echo(f"  job      {meta.get('id')}  {meta.get('title', '')}")
+        echo(f"  dir      {j.job_dir}")
+        if meta.get("slurm_job_id"):
+            echo(f"  slurm    {meta['slurm_job_id']}")
+        echo(f"  created  {_fmt_time(meta.get('created'))}   started {_fmt_time(meta.get('started'))}"
+             f"   finished {_fmt_time(meta.get('finished'))}   ({_duration(meta)})")
+        echo(f"  tasks    {_counts(meta)}")
+        ranks = meta.get("ranks") or []
+        if ranks:
+            hosts = sorted({str(r.get("host")) for r in ranks})
+            echo(f"  ranks    {len(ranks)} on {', '.join(hosts)}")
+        if meta.get("error") and state != "SUCCEEDED":
+            echo("  error:")
+            for ln in str(meta["error"]).rstrip().splitlines()[-15:]:
+                echo(f"    {ln}")
+
+    @app.command("result")
+    @errors
+    def result(
+        job: JobArg,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        allow_pickle: Annotated[
+            bool, typer.Option("--allow-pickle", help="Load pickled values (only for stores you trust).")
+        ] = False,
+        timeout: Annotated[
+            float | None, typer.Option("--wait", help="Wait up to this many seconds for the job.")
+        ] = None,
+    ) -> None:
+        """Print what the program passed to save_result."""
+        from qshpc.client import open_job
+        from qshpc.errors import UserError
+        from qshpc.store import to_jsonable
+
+        j = open_job(job)
+        state = j.status() if timeout is None else j.wait(timeout)
+        if state not in ("SUCCEEDED", "FAILED", "CANCELED"):
+            raise UserError(
+                f"job {j.job_id} is {state}: it has no result yet. "
+                f"Wait with `qshpc wait {j.job_id}` or `qshpc result {j.job_id} --wait SECONDS`."
+            )
+        value = j.result(allow_pickle=allow_pickle)
+        if value is None and state == "SUCCEEDED":
+            print(f"qshpc: job {j.job_id} SUCCEEDED but the program never called save_result",
+                  file=sys.stderr)
+        if as_json:
+            echo(json.dumps(to_jsonable(value)))
+        else:
+            from pprint import pformat
+
+            echo(pformat(value))
+
+    @app.command("logs")
+    @errors
+    def logs(
+        job: JobArg,
+        rank: Annotated[int | None, typer.Option("--rank", "-r", help="Only this rank's log.")] = None,
+        follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    ) -> None:
+        """Print the job's logs (stdout and stderr of every rank), also while it runs."""
+        from qshpc.client import TERMINAL, open_job
+
+        j = open_job(job)
+        if not follow:
+            echo(j.logs(rank))
+            return
+        shown = 0
+        while True:
+            text = j.logs(rank)
+            if len(text) > shown:
+                sys.stdout.write(text[shown:])
+                sys.stdout.flush()
+                shown = len(text)
+            if j.status() in TERMINAL:
+                text = j.logs(rank)
+                sys.stdout.write(text[shown:])
+                return
+            time.sleep(0.5)
+
+    @app.command("wait")
+    @errors
+    def wait(
+        job: JobArg,
+        timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds (exit 3).")] = None,
+    ) -> None:
+        """Wait until the job ends; print its state. Exit 0 when SUCCEEDED, 1 otherwise."""
+        from qshpc.client import open_job
+
+        j = open_job(job)
+        state = j.wait(timeout)
+        echo(state)
+        if state != "SUCCEEDED":
+            raise typer.Exit(1)
+
+    @app.command("cancel")
+    @errors
+    def cancel(job: JobArg) -> None:
+        """Cancel a job; results of finished tasks stay in the store."""
+        from qshpc.client import open_job
+
+        j = open_job(job)
+        if j.stop():
+            echo(f"cancel requested for job {j.job_id}")
+        else:
+            echo(f"job {j.job_id} already ended {j.status()}")
+
+    @app.command("list")
+    @errors
+    def list_(
+        state: Annotated[str | None, typer.Option("--state", "-s", help="Only jobs in this state.")] = None,
+        limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many jobs.")] = 50,
+    ) -> None:
+        """List jobs in the store, newest first."""
+        from qshpc.client import list_jobs
+        from qshpc.errors import UserError
+
+        if state and state.upper() not in ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"):
+            raise UserError(f"unknown state {state!r}: use QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED")
+        rows = []
+        for j in list_jobs(state)[:limit]:
+            try:
+                m = j.info()
+            except Exception as exc:
+                rows.append((j.job_dir.name, "?", "UNREADABLE", "", str(exc)[:40], "", ""))
+                continue
+            rows.append((
+                str(m.get("id")), str(m.get("title", ""))[:30], str(m.get("state")),
+                str(m.get("slurm_job_id") or "-"), _counts(m), _fmt_time(m.get("created")), _duration(m),
+            ))
+        header = ("ID", "TITLE", "STATE", "SLURM", "TASKS", "CREATED", "DURATION")
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        for r in [header, *rows]:
+            echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

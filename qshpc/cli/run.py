@@ -1,0 +1,67 @@
+"""``qshpc run``: run a program on MPI ranks (local default or inside mpiexec/srun)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qshpc.cli.common import errors
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+
+    @app.command(
+        "run",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    @errors
+    def run(
+        ctx: typer.Context,
+        program: Annotated[Path, typer.Argument(help="The program file to run.")],
+        arguments: Annotated[
+            Path | None,
+            typer.Option("--arguments", "-a", help="Arguments file: .h5 (qshpc.save_arguments) or .json."),
+        ] = None,
+        workers: Annotated[
+            int | None,
+            typer.Option(
+                "--workers",
+                "-w",
+                help="Worker ranks to start (no mpiexec in front); default one per core; 0 = in-process.",
+            ),
+        ] = None,
+        job_dir: Annotated[
+            Path | None, typer.Option("--job-dir", help="Job directory (default $QSHPC_HOME/jobs/<id>).")
+        ] = None,
+        title: Annotated[str | None, typer.Option("--title", help="Job title.")] = None,
+        seed: Annotated[
+            int | None, typer.Option("--seed", help="Job seed: each task gets a seed derived from it.")
+        ] = None,
+        resume: Annotated[
+            str | None,
+            typer.Option("--resume", help="Job id or dir: reuse its stored task results, run the rest."),
+        ] = None,
+    ) -> None:
+        """Run PROGRAM: rank 0 runs it, the other ranks run its distributed tasks.
+
+        Under `mpiexec -n N` or `srun --mpi=pmi2`, joins the ranks the launcher
+        started. Arguments after `--` go to the program's sys.argv.
+        """
+        from qshpc.runtime.launch import run as run_job
+        from qshpc.runtime.prepare import RunSpec
+
+        spec = RunSpec(
+            program=program,
+            arguments_file=arguments,
+            job_dir=job_dir,
+            title=title,
+            seed=seed,
+            resume=resume,
+            program_args=list(ctx.args),
+        )
+        code = run_job(spec, workers)
+        if code:
+            raise typer.Exit(code)
