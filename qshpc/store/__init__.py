@@ -1,0 +1,119 @@
+"""The HDF5 job store: one ``job.h5`` per job directory.
+
+Only this package imports h5py; ``import qshpc.store`` itself imports neither
+h5py nor qiskit (the classes load on first use, qiskit only for circuits).
+
+Writing: rank 0 is the single writer (:class:`JobWriter`); any process may read
+while it runs (:class:`JobReader`, SWMR reads with file locking off).
+
+Files and modes
+    The job directory is created 0700 and its files 0600. With
+    ``QSHPC_SHARE_GROUP=1`` in the environment they are 0750 and 0640, so the
+    owner's group can read jobs.
+
+Layout of ``job.h5`` (schema version 1)
+    Every group and dataset carries ``encoding-type`` and ``encoding-version``
+    attrs; the file and its top-level groups carry ``qshpc-schema-version = 1``.
+    Opening a file of another schema version raises ``SchemaVersionError``.
+
+    ``/`` attrs
+        ``encoding-type = "qshpc-job"``, ``created``; after finalize also
+        ``state`` and ``finished``.
+    ``/meta``
+        create_job's meta dict (id, title, entrypoint, working_dir, created,
+        seed, qshpc_version, slurm ...), native encoding.
+    ``/arguments``
+        the program's arguments, native encoding.
+    ``/runs/<n>``
+        one per start of the job (1, 2, ... on resume): the runtime dict
+        (mpi_size, ranks [{rank, host, pid, local_rank, cpus}], started,
+        versions, slurm, resume), native encoding.
+    ``/result``
+        the saved result, native encoding; written by finalize. While the job
+        runs, or if it died, the result is the last ``result`` event instead.
+    ``/log``
+        the append-only log, written in SWMR mode (no object can be created
+        then, so everything that changes during a run lives here):
+
+        ``data``     uint8, gzip 1, 64 KiB chunks: blob-encoded values.
+        ``large``    uint8, uncompressed, 1 MiB chunks: blobs over 1 MiB.
+        ``records``  compound rows, shuffle + gzip 1: valid, state (0 SUCCEEDED,
+                     1 FAILED), where (0 none, 1 data, 2 large), has_seed, run,
+                     attempt, rank, seed, submitted, started, finished, off and
+                     meta_len (the blob ``[task_id, key, function, host, error,
+                     provenance]`` in ``data``; a 64-hex-digit key is stored as
+                     32 raw bytes), res_off and res_len (the result blob).
+        ``events``   compound rows: valid, kind (1 state ``[state, error]``,
+                     2 sub-status str, 3 saved result), where, run, time, off, len.
+        ``commits``  rows (records, events, data, large, time, check): the end
+                     of every log dataset at each commit. Readers use the last
+                     row whose check matches and ignore anything beyond it, and
+                     rows with ``valid = 0`` (chunk padding).
+
+    The job's state is its last state event (QUEUED is written by create_job).
+
+Encodings
+    Blob (``qshpc-msgpack`` version 1): see :mod:`qshpc.store.encoding_blob`.
+    Native HDF5 (version 1): see :mod:`qshpc.store.encoding_h5`.
+    Pickle is only used for values no other encoding holds, and reading it
+    needs ``allow_pickle=True``.
+
+Crash safety
+    Datasets are created before SWMR mode is switched on; each commit appends
+    and flushes the data, then appends and flushes a commit row (see
+    :mod:`qshpc.store.log`). A SIGKILL of the writer at any moment leaves a
+    file that SWMR readers open, holding every commit that returned. Finalize
+    copies the file, writes ``/result`` in the copy and renames it over
+    ``job.h5``. A writer reopening a killed writer's file first rebuilds it
+    from its committed part (:mod:`qshpc.store.recover`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from qshpc.store.records import JOB_FILE, SCHEMA_VERSION, STATES, TaskRecord
+
+if TYPE_CHECKING:
+    from qshpc.store.encoding_blob import decode_blob, encode_blob
+    from qshpc.store.jobfile import create_job, load_arguments, save_arguments
+    from qshpc.store.jsonable import to_jsonable
+    from qshpc.store.reader import JobReader
+    from qshpc.store.writer import JobWriter
+
+_LAZY = {
+    "JobReader": "qshpc.store.reader",
+    "JobWriter": "qshpc.store.writer",
+    "create_job": "qshpc.store.jobfile",
+    "save_arguments": "qshpc.store.jobfile",
+    "load_arguments": "qshpc.store.jobfile",
+    "encode_blob": "qshpc.store.encoding_blob",
+    "decode_blob": "qshpc.store.encoding_blob",
+    "to_jsonable": "qshpc.store.jsonable",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qshpc.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "JOB_FILE",
+    "SCHEMA_VERSION",
+    "STATES",
+    "JobReader",
+    "JobWriter",
+    "TaskRecord",
+    "create_job",
+    "decode_blob",
+    "encode_blob",
+    "load_arguments",
+    "save_arguments",
+    "to_jsonable",
+]

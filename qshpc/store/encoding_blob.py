@@ -1,0 +1,224 @@
+"""The blob encoding: msgpack with extension types (encoding-type ``qshpc-msgpack``).
+
+Plain values (None, bool, int, float, str, bytes, list, dict) are msgpack's own
+types; dict keys keep their types (an int key stays int). Extension types:
+
+====  ==============  ====================================================
+code  Python type     payload
+====  ==============  ====================================================
+1     numpy.ndarray   msgpack ``[descr, shape, data]`` (``data`` is bytes, or a
+                      list of bytes pieces for arrays over 2 GiB)
+2     numpy scalar    msgpack ``[descr, raw bytes]``
+3     complex         little-endian ``<dd``
+4     tuple           msgpack array of the items
+5     set             msgpack array of the items
+6     frozenset       msgpack array of the items
+7     int > 64 bits   signed big-endian two's complement bytes
+8     QuantumCircuit  QPY bytes (``qiskit.qpy.dump``)
+9     list of         QPY bytes of the whole list (only for a top-level list
+      circuits        whose items are all circuits)
+10    anything else   pickle (refused on load unless ``allow_pickle=True``)
+====  ==============  ====================================================
+
+Subclasses of dict, list, str, int and bytes are stored as their base type.
+``descr`` is ``numpy.lib.format.dtype_to_descr`` of the dtype, so structured
+dtypes survive.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from qshpc.errors import SerializationError, StoreError
+from qshpc.store import _qpy
+
+ENCODING_TYPE = "qshpc-msgpack"
+ENCODING_VERSION = "1"
+
+EXT_NDARRAY = 1
+EXT_NPSCALAR = 2
+EXT_COMPLEX = 3
+EXT_TUPLE = 4
+EXT_SET = 5
+EXT_FROZENSET = 6
+EXT_BIGINT = 7
+EXT_CIRCUIT = 8
+EXT_CIRCUITS = 9
+EXT_PICKLE = 10
+
+_PIECE = 1 << 30  # bytes per bin object for huge arrays (msgpack bins stop at 4 GiB)
+
+
+class PickleRefusedError(StoreError):
+    """Raised when pickled data is met and ``allow_pickle`` is False."""
+
+
+def pickle_refused(source: str) -> PickleRefusedError:
+    """The error raised when pickled data is found in ``source`` without ``allow_pickle``."""
+    return PickleRefusedError(
+        f"{source} contains pickled data; pass allow_pickle=True only if you trust "
+        f"who wrote {source}"
+    )
+
+
+def _descr(dtype: np.dtype[Any]) -> Any:
+    return np.lib.format.dtype_to_descr(dtype)
+
+
+def _dtype(descr: Any) -> np.dtype[Any]:
+    if isinstance(descr, list):
+        descr = [tuple(d) for d in descr]
+    return np.lib.format.descr_to_dtype(descr)
+
+
+def _pack(value: Any) -> bytes:
+    data: bytes = msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
+    return data
+
+
+def _array_ext(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
+    arr = np.ascontiguousarray(arr)
+    raw: Any = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b""  # type: ignore[arg-type]
+    data: Any = raw
+    if len(raw) > _PIECE:
+        data = [raw[i : i + _PIECE] for i in range(0, len(raw), _PIECE)]
+    return msgpack.ExtType(EXT_NDARRAY, _pack([_descr(arr.dtype), list(arr.shape), data]))
+
+
+def _default(obj: Any) -> Any:
+    """msgpack ``default``: everything msgpack does not pack by itself."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            return _pickle_ext(obj)
+        return _array_ext(obj)
+    if isinstance(obj, np.generic):
+        if obj.dtype.hasobject:
+            return _pickle_ext(obj)
+        return msgpack.ExtType(EXT_NPSCALAR, _pack([_descr(obj.dtype), obj.tobytes()]))
+    if type(obj) is complex:
+        return msgpack.ExtType(EXT_COMPLEX, struct.pack("<dd", obj.real, obj.imag))
+    if type(obj) is tuple:
+        return msgpack.ExtType(EXT_TUPLE, _pack(list(obj)))
+    if type(obj) is set:
+        return msgpack.ExtType(EXT_SET, _pack(list(obj)))
+    if type(obj) is frozenset:
+        return msgpack.ExtType(EXT_FROZENSET, _pack(list(obj)))
+    if type(obj) is int:  # msgpack only calls us for ints beyond 64 bits
+        n = (obj.bit_length() + 8) // 8
+        return msgpack.ExtType(EXT_BIGINT, obj.to_bytes(n, "big", signed=True))
+    if _qpy.is_circuit(obj):
+        return msgpack.ExtType(EXT_CIRCUIT, _qpy.dump(obj))
+    if isinstance(obj, dict):
+        return dict(obj)
+    if isinstance(obj, list):
+        return list(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, bytes):
+        return bytes(obj)
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, bytearray | memoryview):
+        return bytes(obj)
+    return _pickle_ext(obj)
+
+
+def _pickle_ext(obj: Any) -> msgpack.ExtType:
+    try:
+        return msgpack.ExtType(EXT_PICKLE, pickle.dumps(obj, protocol=5))
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot store a value of type {type(obj).__qualname__}: it is not a plain "
+            f"value, array or circuit, and pickle failed: {exc}"
+        ) from exc
+
+
+def encode_blob(value: Any) -> bytes:
+    """Encode ``value`` with the blob encoding (msgpack + extension types).
+
+    Args:
+        value: Any value; types without an encoding of their own are pickled.
+
+    Returns:
+        The encoded bytes.
+
+    Raises:
+        SerializationError: When the value cannot be encoded at all.
+    """
+    if _qpy.is_circuit_list(value):
+        return _pack(msgpack.ExtType(EXT_CIRCUITS, _qpy.dump(value)))
+    try:
+        return _pack(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(
+            f"cannot encode a value of type {type(value).__qualname__}: {exc}"
+        ) from exc
+
+
+def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
+    def unpack(data: bytes) -> Any:
+        return msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, raw=False)
+
+    def hook(code: int, data: bytes) -> Any:
+        if code == EXT_NDARRAY:
+            descr, shape, raw = unpack(data)
+            if isinstance(raw, list):
+                raw = b"".join(raw)
+            return np.frombuffer(raw, dtype=_dtype(descr)).reshape(shape).copy()
+        if code == EXT_NPSCALAR:
+            descr, raw = unpack(data)
+            return np.frombuffer(raw, dtype=_dtype(descr))[0]
+        if code == EXT_COMPLEX:
+            re, im = struct.unpack("<dd", data)
+            return complex(re, im)
+        if code == EXT_TUPLE:
+            return tuple(unpack(data))
+        if code == EXT_SET:
+            return set(unpack(data))
+        if code == EXT_FROZENSET:
+            return frozenset(unpack(data))
+        if code == EXT_BIGINT:
+            return int.from_bytes(data, "big", signed=True)
+        if code == EXT_CIRCUIT:
+            return _qpy.load(data)[0]
+        if code == EXT_CIRCUITS:
+            return _qpy.load(data)
+        if code == EXT_PICKLE:
+            if not allow_pickle:
+                raise pickle_refused(source)
+            return pickle.loads(data)
+        raise StoreError(f"{source} holds an unknown blob extension type {code}; upgrade qshpc")
+
+    return hook
+
+
+def decode_blob(data: bytes, allow_pickle: bool = False, source: str = "this data") -> Any:
+    """Decode bytes written by :func:`encode_blob`.
+
+    Args:
+        data: The encoded bytes.
+        allow_pickle: Load pickled parts; only for data from someone you trust.
+        source: What the data is, for error messages (e.g. the file path).
+
+    Returns:
+        The value.
+
+    Raises:
+        StoreError: On pickled data without ``allow_pickle``, or corrupt data.
+    """
+    try:
+        return msgpack.unpackb(
+            data, ext_hook=_ext_hook(allow_pickle, source), strict_map_key=False, raw=False
+        )
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{source}: corrupt blob-encoded value ({exc})") from exc

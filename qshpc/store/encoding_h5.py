@@ -1,0 +1,256 @@
+"""The native HDF5 encoding (arguments, meta, the final ``/result``).
+
+Every node carries ``encoding-type`` and ``encoding-version`` ("1") attrs, and
+readers dispatch on them:
+
+================  ========  ==================================================
+encoding-type     node      holds
+================  ========  ==================================================
+dict              group     one member per item, in insertion order; a member
+                            whose key is not a plain str name carries a ``key``
+                            attr (the key, blob-encoded) so int keys stay int
+list, tuple       group     members "0", "1", ...
+list, tuple       dataset   homogeneous bool/int/float/complex/str items
+                            (``item-type`` attr); empty sequences too
+array             dataset   a numpy array of any dtype HDF5 holds
+numpy-scalar      dataset   scalar dataset of the scalar's dtype
+none, bool, int,  dataset   scalar dataset (none: empty dataset)
+float, complex,
+str, bytes
+bigint            dataset   str of an int beyond 64 bits
+qpy               dataset   uint8 QPY bytes; ``qpy-list`` attr: a list of circuits
+msgpack           dataset   uint8 blob encoding (sets, dicts and lists of more
+                            than 1000 items, dtypes HDF5 lacks)
+pickle            dataset   uint8 pickle, refused unless ``allow_pickle=True``
+================  ========  ==================================================
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from typing import Any
+
+import h5py
+import numpy as np
+
+from qshpc.errors import SerializationError
+from qshpc.store import _qpy
+from qshpc.store.encoding_blob import decode_blob, encode_blob, pickle_refused
+from qshpc.store.layout import ENC_TYPE, ENC_VERSION
+
+VERSION = "1"
+MAX_GROUP_ITEMS = 1000
+_SCALARS: dict[type, str] = {bool: "bool", int: "int", float: "float", complex: "complex"}
+_BLOB_TYPES = (
+    dict,
+    list,
+    tuple,
+    set,
+    frozenset,
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    complex,
+    np.ndarray,
+    np.generic,
+)
+_ITEM_DTYPES: dict[str, Any] = {
+    "bool": np.bool_,
+    "int": np.int64,
+    "float": np.float64,
+    "complex": np.complex128,
+}
+
+
+def _mark(obj: h5py.Group | h5py.Dataset, enc_type: str) -> None:
+    obj.attrs[ENC_TYPE] = enc_type
+    obj.attrs[ENC_VERSION] = VERSION
+
+
+def _bytes_ds(parent: h5py.Group, name: str, data: bytes, enc_type: str) -> h5py.Dataset:
+    ds = parent.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
+    _mark(ds, enc_type)
+    return ds
+
+
+def escape(key: str) -> str:
+    """HDF5 member name for a str key ("/" and a leading "." are escaped)."""
+    name = key.replace("%", "%25").replace("/", "%2F")
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    return name or "%00"
+
+
+def unescape(name: str) -> str:
+    """Inverse of :func:`escape`."""
+    if name == "%00":
+        return ""
+    return re.sub("%(25|2F|2E)", lambda m: {"25": "%", "2F": "/", "2E": "."}[m.group(1)], name)
+
+
+def _item_type(items: list[Any] | tuple[Any, ...]) -> str | None:
+    if not items:
+        return "empty"
+    kinds = {type(v) for v in items}
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    if kind is int and not all(-(2**63) <= v < 2**63 for v in items):
+        return None
+    if kind is str:
+        return "str" if not any("\x00" in v for v in items) else None
+    return _SCALARS.get(kind)
+
+
+def write_native(parent: h5py.Group, name: str, value: Any) -> None:
+    """Write ``value`` as member ``name`` of ``parent`` in the native encoding.
+
+    Raises:
+        SerializationError: When the value cannot be encoded (pickle failed too).
+    """
+    kind = type(value)
+    if value is None:
+        _mark(parent.create_dataset(name, data=h5py.Empty("f")), "none")
+    elif kind in _SCALARS:
+        if kind is int and not -(2**63) <= value < 2**63:
+            _mark(parent.create_dataset(name, data=str(value)), "bigint")
+        else:
+            _mark(parent.create_dataset(name, data=value), _SCALARS[kind])
+    elif kind is str and "\x00" not in value:
+        _mark(parent.create_dataset(name, data=value, dtype=h5py.string_dtype()), "str")
+    elif kind is bytes:
+        _bytes_ds(parent, name, value, "bytes")
+    elif kind is dict and len(value) <= MAX_GROUP_ITEMS:
+        _write_dict(parent, name, value)
+    elif kind in (list, tuple) and _qpy.is_circuit_list(value):
+        _bytes_ds(parent, name, _qpy.dump(value), "qpy").attrs["qpy-list"] = True
+    elif kind in (list, tuple) and (item := _item_type(value)) is not None:
+        _write_seq_ds(parent, name, value, item)
+    elif kind in (list, tuple) and len(value) <= MAX_GROUP_ITEMS:
+        g = parent.create_group(name)
+        _mark(g, kind.__name__)
+        for i, v in enumerate(value):
+            write_native(g, str(i), v)
+    elif isinstance(value, np.ndarray) and not value.dtype.hasobject:
+        _write_array(parent, name, value, "array")
+    elif isinstance(value, np.generic) and not value.dtype.hasobject:
+        _write_array(parent, name, np.asarray(value), "numpy-scalar")
+    elif _qpy.is_circuit(value):
+        _bytes_ds(parent, name, _qpy.dump(value), "qpy").attrs["qpy-list"] = False
+    elif isinstance(value, _BLOB_TYPES):
+        # sets, big containers, subclasses, odd dtypes (pickle only for parts inside)
+        _bytes_ds(parent, name, encode_blob(value), "msgpack")
+    else:
+        try:
+            data = pickle.dumps(value, protocol=5)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot store {name!r} of type {type(value).__qualname__}: it is not a "
+                f"plain value, array or circuit, and pickle failed: {exc}"
+            ) from exc
+        _bytes_ds(parent, name, data, "pickle")
+
+
+def _write_dict(parent: h5py.Group, name: str, value: dict[Any, Any]) -> None:
+    g = parent.create_group(name, track_order=True)
+    _mark(g, "dict")
+    for key, v in value.items():
+        plain = type(key) is str
+        member = escape(key) if plain else escape(str(key))
+        if member in g:
+            plain = False
+            n = 1
+            while f"{member}%23{n}" in g:
+                n += 1
+            member = f"{member}%23{n}"
+        write_native(g, member, v)
+        if not plain:
+            g[member].attrs["key"] = np.void(encode_blob(key))
+
+
+def _write_seq_ds(parent: h5py.Group, name: str, value: Any, item: str) -> None:
+    if item == "str":
+        ds = parent.create_dataset(name, data=list(value), dtype=h5py.string_dtype())
+    elif item == "empty":
+        ds = parent.create_dataset(name, shape=(0,), dtype="f8")
+    else:
+        ds = parent.create_dataset(name, data=np.asarray(value, dtype=_ITEM_DTYPES[item]))
+    _mark(ds, type(value).__name__)
+    ds.attrs["item-type"] = item
+
+
+def _write_array(parent: h5py.Group, name: str, arr: np.ndarray[Any, Any], enc: str) -> None:
+    try:
+        ds = parent.create_dataset(name, data=arr)
+    except (TypeError, ValueError):
+        if name in parent:
+            del parent[name]
+        _bytes_ds(parent, name, encode_blob(arr if enc == "array" else arr[()]), "msgpack")
+        return
+    _mark(ds, enc)
+
+
+def read_native(node: h5py.Group | h5py.Dataset, allow_pickle: bool, source: str) -> Any:
+    """Read a node written by :func:`write_native`.
+
+    Args:
+        node: The group or dataset.
+        allow_pickle: Load pickled values (only from files you trust).
+        source: The file path, for error messages.
+    """
+    enc = node.attrs.get(ENC_TYPE, "")
+    enc = enc.decode() if isinstance(enc, bytes) else str(enc)
+    where = f"{source}:{node.name}"
+    if isinstance(node, h5py.Group):
+        if enc == "dict":
+            out: dict[Any, Any] = {}
+            for member, child in node.items():
+                kb = child.attrs.get("key")
+                key = decode_blob(kb.tobytes(), allow_pickle, where) if kb is not None else None
+                out[unescape(member) if kb is None else key] = read_native(
+                    child, allow_pickle, source
+                )
+            return out
+        items = [node[k] for k in sorted(node.keys(), key=lambda s: int(s) if s.isdigit() else -1)]
+        members = [read_native(c, allow_pickle, source) for c in items]
+        return tuple(members) if enc == "tuple" else members
+    if enc == "none":
+        return None
+    if enc in ("bool", "int", "float", "complex"):
+        return {"bool": bool, "int": int, "float": float, "complex": complex}[enc](node[()])
+    if enc == "str":
+        return node.asstr()[()]
+    if enc == "bigint":
+        return int(node.asstr()[()])
+    if enc in ("list", "tuple"):
+        item = str(node.attrs.get("item-type", ""))
+        if item == "empty":
+            seq: list[Any] = []
+        elif item == "str":
+            seq = list(node.asstr()[()])
+        else:
+            seq = node[()].tolist()
+        return tuple(seq) if enc == "tuple" else seq
+    raw = node[()]
+    if enc == "array":
+        return raw
+    if enc == "numpy-scalar":
+        return raw[()] if isinstance(raw, np.ndarray) else raw
+    data = raw.tobytes() if isinstance(raw, np.ndarray) else bytes(raw)
+    if enc == "bytes":
+        return data
+    if enc == "qpy":
+        circuits = _qpy.load(data)
+        return circuits if bool(node.attrs.get("qpy-list", False)) else circuits[0]
+    if enc == "msgpack":
+        return decode_blob(data, allow_pickle, where)
+    if enc == "pickle":
+        if not allow_pickle:
+            raise pickle_refused(source)
+        return pickle.loads(data)
+    if not enc:
+        return raw
+    raise SerializationError(f"{where} has unknown encoding-type {enc!r}; upgrade qshpc")

@@ -1,0 +1,56 @@
+"""Conversion of stored values to JSON-able values (``qshpc result --json``)."""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+import numpy as np
+
+from qshpc.store import _qpy
+
+
+def _float(x: float) -> Any:
+    return x if math.isfinite(x) else str(x)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Return a value ``json.dumps`` accepts, as close to ``value`` as JSON allows.
+
+    Dict keys become strings, arrays and tuples/sets lists, complex numbers
+    ``[re, im]``, non-finite floats the strings "nan"/"inf"/"-inf", bytes
+    ``{"bytes_base64": ...}``, circuits ``{"qpy_base64": ..., "name": ...,
+    "num_qubits": ...}``; anything else its ``str()``.
+
+    Args:
+        value: A value as returned by the store.
+
+    Returns:
+        The JSON-able value.
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return _float(float(value))
+    if isinstance(value, complex):
+        return [_float(value.real), _float(value.imag)]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()] if value.ndim else to_jsonable(value.item())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"bytes_base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if _qpy.is_circuit(value):
+        return {
+            "qpy_base64": base64.b64encode(_qpy.dump(value)).decode("ascii"),
+            "name": value.name,
+            "num_qubits": value.num_qubits,
+        }
+    return str(value)

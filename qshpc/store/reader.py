@@ -1,0 +1,163 @@
+"""Reading a job file, while it runs or after it ended."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from qshpc.errors import NoResultError, StoreError, TaskError
+from qshpc.store import layout as L
+from qshpc.store.encoding_blob import decode_blob
+from qshpc.store.encoding_h5 import read_native
+from qshpc.store.log import LogReader
+from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
+
+
+class JobReader:
+    """Read-only view of ``job.h5``; safe while the writer runs or after it died.
+
+    Use as a context manager, or call :meth:`close`. Each method reads what is
+    committed at the time of the call.
+    """
+
+    def __init__(self, path: Path, f: h5py.File) -> None:
+        self.path = path
+        self._f = f
+
+    @classmethod
+    def open(cls, job_dir: Path) -> JobReader:
+        """Open ``job_dir/job.h5``.
+
+        Raises:
+            JobNotFoundError: When ``job_dir`` does not exist.
+            StoreError: When the file is missing, truncated or not a job store.
+            SchemaVersionError: When it has a schema version this qshpc cannot read.
+        """
+        path = L.job_file(job_dir)
+        return cls(path, L.open_read(path))
+
+    def __enter__(self) -> JobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._f.close()
+
+    def _log(self) -> LogReader:
+        try:
+            return LogReader(self._f, str(self.path))
+        except (OSError, KeyError) as exc:
+            raise StoreError(f"cannot read the log of {self.path}: {exc}") from exc
+
+    def _native(self, name: str, allow_pickle: bool) -> Any:
+        try:
+            return read_native(self._f[name], allow_pickle, str(self.path))
+        except (OSError, KeyError) as exc:
+            raise StoreError(f"cannot read /{name} of {self.path}: {exc}") from exc
+
+    def meta(self) -> dict[str, Any]:
+        """create_job's meta plus state, sub_status, error, times, runs, ranks and counts."""
+        out: dict[str, Any] = self._native(L.META, False)
+        log = self._log()
+        state, error, sub_status, finished = STATES[0], None, "", None
+        has_result = L.RESULT in self._f
+        for ev in log.events():
+            kind = int(ev["kind"])
+            if kind == L.EVENT_RESULT:
+                has_result = True
+                continue
+            value = decode_blob(log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"])))
+            if kind == L.EVENT_STATE:
+                state, error = value
+                finished = float(ev["time"]) if state not in STATES[:2] else None
+            elif kind == L.EVENT_STATUS:
+                sub_status = value
+        runs = self._runs()
+        latest: dict[str, int] = {}
+        records = log.records()
+        for row in records:
+            latest[log.record_fields(row)["task_id"]] = int(row["state"])
+        counts = {s: 0 for s in TASK_STATES}
+        for s in latest.values():
+            counts[TASK_STATES[s]] += 1
+        last = runs[-1] if runs else {}
+        out.update(
+            state=state,
+            sub_status=sub_status,
+            error=error,
+            started=runs[0].get("started") if runs else None,
+            last_started=last.get("started"),
+            finished=finished,
+            runs=len(runs),
+            mpi_size=last.get("mpi_size"),
+            ranks=list(last.get("ranks") or []),
+            has_result=has_result,
+            task_counts=counts,
+            records=len(records),
+            schema_version=SCHEMA_VERSION,
+        )
+        return out
+
+    def _runs(self) -> list[dict[str, Any]]:
+        if L.RUNS not in self._f:
+            return []
+        g = self._f[L.RUNS]
+        return [
+            read_native(g[k], False, str(self.path)) for k in sorted(g, key=lambda k: int(k))
+        ]
+
+    def arguments(self, allow_pickle: bool = False) -> dict[str, Any]:
+        """The job's arguments (pickled values refused unless ``allow_pickle``)."""
+        value: dict[str, Any] = self._native(L.ARGUMENTS, allow_pickle)
+        return value
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """One dict per committed task record (all attempts), without result values."""
+        log = self._log()
+        return [log.record_fields(row) for row in log.records()]
+
+    def task_result(self, task_id: str, allow_pickle: bool = False) -> Any:
+        """The result of the latest record of ``task_id``.
+
+        Raises:
+            StoreError: When no record of ``task_id`` is committed.
+            TaskError: When its latest record is FAILED.
+        """
+        log = self._log()
+        found: tuple[dict[str, Any], Any] | None = None
+        for row in log.records():
+            fields = log.record_fields(row)
+            if fields["task_id"] == task_id and (found is None or int(row["state"]) == 0):
+                found = (fields, row)
+        if found is None:
+            raise StoreError(f"no record of task {task_id} in {self.path}")
+        fields, row = found
+        if fields["state"] != TASK_STATES[0]:
+            raise TaskError(task_id, fields["function"], fields["rank"], fields["host"],
+                            fields["error"] or "", attempts=fields["attempt"])  # fmt: skip
+        return log.record_result(row, allow_pickle)
+
+    def done_records(self, allow_pickle: bool = False) -> dict[str, TaskRecord]:
+        """Key -> latest SUCCEEDED record, results loaded."""
+        return self._log().done_records(allow_pickle)
+
+    def result(self, allow_pickle: bool = False) -> Any:
+        """The saved result: ``/result`` when finalized, else the last saved blob.
+
+        Raises:
+            NoResultError: When the job saved no result.
+        """
+        if L.RESULT in self._f:
+            return self._native(L.RESULT, allow_pickle)
+        log = self._log()
+        saved = [ev for ev in log.events() if int(ev["kind"]) == L.EVENT_RESULT]
+        if not saved:
+            raise NoResultError(f"job {self.path.parent} has no saved result")
+        ev = saved[-1]
+        raw = log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"]))
+        return decode_blob(raw, allow_pickle, str(self.path))

@@ -1,0 +1,49 @@
+"""Constants and the task record handed to the store (no h5py here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+JOB_FILE = "job.h5"
+SCHEMA_VERSION = 1
+STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
+TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELED")
+TASK_STATES = ("SUCCEEDED", "FAILED")
+
+
+@dataclass
+class TaskRecord:
+    """One finished try of a task, as the runtime hands it to the store.
+
+    Attributes:
+        task_id: Stable id (call index on rank 0, "17"; nested "17.2").
+        key: Resume key (sha256 hex of function, arguments and task id).
+        function: Qualified name of the task function.
+        state: "SUCCEEDED" or "FAILED".
+        attempt: 1 for the first try, 2 for the first retry, ...
+        rank: MPI rank that ran it.
+        host: Host that ran it.
+        submitted: Unix time the task was submitted.
+        started: Unix time it started.
+        finished: Unix time it finished.
+        seed: Seed given to the task, or None.
+        result: The return value (SUCCEEDED only).
+        error: Traceback text (FAILED only).
+        provenance: JSON-able fields recorded by the task.
+    """
+
+    task_id: str
+    key: str
+    function: str
+    state: str
+    attempt: int
+    rank: int
+    host: str
+    submitted: float
+    started: float
+    finished: float
+    seed: int | None = None
+    result: Any = None
+    error: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
