@@ -1,0 +1,150 @@
+"""Per-rank caches, threads, devices, seeds and provenance of the Aer layer (real Aer)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("qiskit_aer")
+
+from qiskit.circuit.random import random_circuit
+
+import qshpc.aer
+from qshpc.aer import Sampler, device, get_pass_manager, get_simulator, sim_spec
+from qshpc.errors import UserError
+from qshpc.runtime import context
+from qshpc.runtime.context import RankInfo, TaskContext
+from qshpc.seeding import derive_seed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("QSHPC_AER_DEVICE", raising=False)
+    saved = context.rank_info()
+    qshpc.aer.reset_caches()
+    yield
+    context.set_rank_info(saved)
+    qshpc.aer.reset_caches()
+
+
+def circuits(n: int = 4, qubits: int = 4) -> list:  # type: ignore[type-arg]
+    out = []
+    for s in range(n):
+        c = random_circuit(qubits, 4, seed=500 + s)
+        c.measure_all()
+        out.append(c)
+    return out
+
+
+def test_import_is_cheap() -> None:
+    code = "import sys, qshpc.aer; print('qiskit' in sys.modules, 'qiskit_aer' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_simulator_and_pass_manager_cached() -> None:
+    spec = sim_spec("statevector", "CPU", "double")
+    assert get_simulator(spec) is get_simulator(sim_spec("statevector", "CPU", "double"))
+    pm = get_pass_manager(spec, 1)
+    assert get_pass_manager(spec, 1) is pm
+    assert get_pass_manager(spec, 0) is not pm
+    Sampler().run(circuits(2)).result()
+    Sampler().run(circuits(2)).result()
+    assert get_pass_manager(sim_spec(), 1) is pm  # the Sampler used (and kept) the same one
+    assert get_simulator(sim_spec("statevector", "CPU", "single")) is not get_simulator(spec)
+
+
+def test_threads_follow_rank_cpus() -> None:
+    context.set_rank_info(RankInfo(rank=1, size=3, local_rank=1, local_size=2, cpus=3))
+    spec = sim_spec()
+    assert spec.threads == 3
+    assert get_simulator(spec).options.max_parallel_threads == 3
+    context.set_rank_info(RankInfo(cpus=1))
+    assert get_simulator(sim_spec()).options.max_parallel_threads == 1
+
+
+def test_gpu_request_without_gpu_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    if "GPU" in device.aer_devices():
+        pytest.skip("this machine has a GPU build of Aer")
+    monkeypatch.setenv("QSHPC_AER_DEVICE", "GPU")
+    with pytest.warns(RuntimeWarning, match="GPU was asked for.*running on the CPU"):
+        spec = sim_spec()
+    assert (spec.device, spec.gpu) == ("CPU", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Sampler().run(circuits(1)).result()  # second request: no second warning
+    monkeypatch.setenv("QSHPC_AER_DEVICE", "CPU")
+    assert sim_spec().device == "CPU"
+
+
+def test_explicit_device_option_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QSHPC_AER_DEVICE", "GPU")
+    assert sim_spec(device="CPU").device == "CPU"  # the option beats the environment
+    monkeypatch.setenv("QSHPC_AER_DEVICE", "TPU")
+    with pytest.raises(UserError, match="QSHPC_AER_DEVICE"):
+        sim_spec()
+    with pytest.raises(UserError, match="unknown Aer method"):
+        sim_spec(method="magic")
+
+
+def test_gpu_binding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binding logic, with Aer's device list and the GPU count faked."""
+    monkeypatch.setattr(device, "aer_devices", lambda: ("CPU", "GPU"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    device.gpu_count.cache_clear()
+    context.set_rank_info(RankInfo(rank=3, size=4, local_rank=3, local_size=4, cpus=1))
+    assert device.resolve_device(None) == ("GPU", 1)
+    monkeypatch.setenv("QSHPC_AER_DEVICE", "CPU")
+    assert device.resolve_device(None) == ("CPU", None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    device.gpu_count.cache_clear()
+    assert device.gpu_count() == 0
+
+
+def test_task_seed_and_provenance() -> None:
+    task = TaskContext(task_id="17", function="f", seed=derive_seed(99, "17"))
+    prov = context.push_task(task)
+    try:
+        a = Sampler(options={"shots": 256}).run(circuits(3)).result().quasi_dists
+        Sampler().run(circuits(1)).result()
+    finally:
+        context.pop_task()
+    assert prov["seed"] == task.seed
+    assert prov["aer_runs"] == 2
+    assert len(prov["circuit_sha256"]) == 4
+    assert all(len(h) == 64 for h in prov["circuit_sha256"])
+    assert prov["simulator"] == {
+        "method": "statevector",
+        "device": "CPU",
+        "precision": "double",
+        "threads": context.rank_info().cpus,
+    }
+    assert prov["device"] == "CPU" and prov["gpu"] is None
+    assert prov["qiskit_aer_version"].count(".") >= 1
+    assert prov["wall_s"] > 0
+    # the same seed outside the task reproduces the counts
+    b = Sampler().run(circuits(3), shots=256, seed=task.seed).result().quasi_dists
+    assert a == b
+
+
+def test_counts_do_not_depend_on_rank_or_cores() -> None:
+    task = TaskContext(task_id="3", function="f", seed=derive_seed(1, "3"))
+    results = []
+    for info in (RankInfo(rank=1, size=3, cpus=1), RankInfo(rank=2, size=3, cpus=2)):
+        context.set_rank_info(info)
+        qshpc.aer.reset_caches()
+        context.push_task(task)
+        try:
+            results.append(Sampler().run(circuits(4, 8), shots=1000).result().quasi_dists)
+        finally:
+            context.pop_task()
+    assert results[0] == results[1]
