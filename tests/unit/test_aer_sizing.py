@@ -65,5 +65,5 @@ def test_single_precision_hint_when_it_fits() -> None:
 
 
 def test_density_matrix_message() -> None:
-    with pytest.raises(ResourceError, match="a 20-qubit density_matrix needs 16384.0 GiB"):
+    with pytest.raises(ResourceError, match=r"a 20-qubit density_matrix needs 16384\.0 GiB"):
         check_fits(fake(20), mem_gb=64, method="density_matrix")
