@@ -1,0 +1,54 @@
+# qshpc: the two set-up commands are `make demo` and `make test`.
+PYTHON ?= python3
+NODES ?= 1
+PYTEST_ARGS ?=
+export PYTHONDONTWRITEBYTECODE = 1
+
+.PHONY: install install-gpu demo test test-fast bench lint slurm-up slurm-down slurm-status clean
+
+# Installs what is missing: the package (editable) with its dev tools and the
+# pip MPI runtime. Re-runs pip only when pyproject.toml changed.
+install: .install-stamp
+.install-stamp: pyproject.toml
+	$(PYTHON) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch .install-stamp
+
+# GPU nodes: qiskit-aer-gpu ships the same `qiskit_aer` module, so it replaces qiskit-aer.
+install-gpu: install
+	$(PYTHON) -m pip uninstall -y -q qiskit-aer
+	$(PYTHON) -m pip install -q 'qiskit-aer-gpu'
+
+demo: install
+	$(PYTHON) examples/demo.py
+
+slurm-up:
+	bash slurm/devcluster.sh up --nodes $(NODES)
+
+slurm-down:
+	bash slurm/devcluster.sh down
+
+slurm-status:
+	bash slurm/devcluster.sh status
+
+# Everything: unit, MPI (mpiexec -n 1/2/3), store faults, and the Slurm tests
+# against the real 3-node dev cluster (single-node tests run on it too).
+test: install
+	bash slurm/devcluster.sh up --nodes 3
+	$(PYTHON) -m pytest -q -ra $(PYTEST_ARGS)
+
+# No cluster: unit and MPI tests only.
+test-fast: install
+	$(PYTHON) -m pytest -q -ra -m "not slurm and not multinode" $(PYTEST_ARGS)
+
+bench: install
+	$(PYTHON) benchmarks/startup.py
+	$(PYTHON) benchmarks/dispatch.py
+	$(PYTHON) benchmarks/store.py
+	$(PYTHON) benchmarks/scaling.py
+
+lint: install
+	$(PYTHON) -m ruff check qshpc tests benchmarks examples
+	$(PYTHON) -m mypy
+
+clean:
+	rm -rf .install-stamp build *.egg-info .pytest_cache .mypy_cache .ruff_cache
