@@ -16,6 +16,7 @@ stays whole.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,7 @@ def last_commit(f: h5py.File) -> Ends:
         n, start = start, 0
 
 
-def write_commit(f: h5py.File, ends: Ends) -> None:
+def write_commit(commits: h5py.Dataset, ends: Ends) -> None:
     """Append the commit row that makes everything up to ``ends`` visible."""
     row = np.zeros(1, L.COMMIT_DTYPE)
     row["records"], row["events"], row["data"], row["large"] = (
@@ -63,7 +64,6 @@ def write_commit(f: h5py.File, ends: Ends) -> None:
     )  # fmt: skip
     row["time"] = time.time()
     row["check"] = L.commit_check(row[0])
-    commits = f[L.COMMITS]
     n = commits.shape[0]
     commits.resize((n + 1,))
     commits[n : n + 1] = row
@@ -106,6 +106,9 @@ class LogWriter:
         self.f = f
         self.run = run
         self.ends = last_commit(f)
+        # Keep the datasets open: closing one flushes its chunk cache, and HDF5
+        # only warns (never raises) about a write that fails there.
+        self._ds = {n: f[n] for n in (L.DATA, L.LARGE, L.RECORDS, L.EVENTS, L.COMMITS)}
         self._data: list[bytes] = []
         self._data_len = 0
         self._large: list[bytes] = []
@@ -152,6 +155,13 @@ class LogWriter:
         where, off = self._put(blob)
         self._events.append((1, kind, where, self.run, time.time(), off, len(blob)))
 
+    def release(self) -> None:
+        """Close the open datasets (before the file is closed)."""
+        for ds in self._ds.values():
+            with contextlib.suppress(Exception):
+                ds.id.close()
+        self._ds = {}
+
     def pending(self) -> bool:
         """True when something is queued."""
         return bool(self._records or self._events)
@@ -160,21 +170,21 @@ class LogWriter:
         """Append everything queued and flush twice (data, then the commit row)."""
         if not self.pending():
             return
-        f, e = self.f, self.ends
+        ds, e = self._ds, self.ends
         data = np.frombuffer(b"".join(self._data), dtype=np.uint8)
         new = Ends(
-            records=_append(f[L.RECORDS], e.records, np.array(self._records, L.RECORD_DTYPE),
+            records=_append(ds[L.RECORDS], e.records, np.array(self._records, L.RECORD_DTYPE),
                             L.RECORD_CHUNK),
-            events=_append(f[L.EVENTS], e.events, np.array(self._events, L.EVENT_DTYPE),
+            events=_append(ds[L.EVENTS], e.events, np.array(self._events, L.EVENT_DTYPE),
                            L.EVENT_CHUNK),
-            data=_append(f[L.DATA], e.data, data, L.DATA_CHUNK),
+            data=_append(ds[L.DATA], e.data, data, L.DATA_CHUNK),
             large=e.large,
         )  # fmt: skip
         for blob in self._large:
-            new.large = _append(f[L.LARGE], new.large, np.frombuffer(blob, np.uint8), 0)
-        f.flush()
-        write_commit(f, new)
-        f.flush()
+            new.large = _append(ds[L.LARGE], new.large, np.frombuffer(blob, np.uint8), 0)
+        self.f.flush()
+        write_commit(ds[L.COMMITS], new)
+        self.f.flush()
         self.ends = new
         self._data, self._data_len, self._large, self._large_len = [], 0, [], 0
         self._records, self._events = [], []

@@ -107,9 +107,7 @@ class JobReader:
         if L.RUNS not in self._f:
             return []
         g = self._f[L.RUNS]
-        return [
-            read_native(g[k], False, str(self.path)) for k in sorted(g, key=lambda k: int(k))
-        ]
+        return [read_native(g[k], False, str(self.path)) for k in sorted(g, key=lambda k: int(k))]
 
     def arguments(self, allow_pickle: bool = False) -> dict[str, Any]:
         """The job's arguments (pickled values refused unless ``allow_pickle``)."""

@@ -48,7 +48,7 @@ def recover(path: Path) -> None:
                     for start in range(0, end, _STEP):
                         stop = min(end, start + _STEP)
                         dst[name][start:stop] = src[name][start:stop]
-            write_commit(dst, ends)
+            write_commit(dst[L.COMMITS], ends)
         L.fsync_path(tmp)
         os.replace(tmp, path)
         L.fsync_path(path.parent)

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,12 @@ def _io_error(path: Path, exc: BaseException, what: str) -> StoreError:
 
 def _open_rw(path: Path) -> h5py.File:
     try:
-        return h5py.File(path, "r+", libver="latest", locking=False)
+        return h5py.File(path, "r+", libver="latest", locking=False, rdcc_nbytes=0)
     except OSError as exc:
         if "already open for write" not in str(exc):
             raise
     recover(path)  # a writer died holding the file: rebuild it from its committed part
-    return h5py.File(path, "r+", libver="latest", locking=False)
+    return h5py.File(path, "r+", libver="latest", locking=False, rdcc_nbytes=0)
 
 
 class JobWriter:
@@ -121,9 +122,14 @@ class JobWriter:
         self._check()
         try:
             self._log.commit()
-        except OSError as exc:
+            return
+        except (OSError, RuntimeError) as exc:
+            traceback.clear_frames(exc.__traceback__)
             self._broken = _io_error(self.path, exc, "write to")
-            raise self._broken from exc
+        # Raised outside the except block: the HDF5 error's frames hold dataset
+        # handles, and an HDF5 handle that outlives a failed file crashes at exit.
+        self._close_file()
+        raise self._broken
 
     def set_status(self, sub_status: str) -> None:
         """Set the job's sub-status text (committed at once)."""
@@ -187,6 +193,7 @@ class JobWriter:
     def _close_file(self) -> None:
         f, self._f = self._f, None
         if f is not None:
+            self._log.release()
             with contextlib.suppress(Exception) if self._broken else contextlib.nullcontext():
                 f.close()
 
