@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from qshpc.errors import StoreError
-from qshpc.store import JobReader, JobWriter, TaskRecord, create_job
+from qshpc.store import JobReader, JobWriter, create_job
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
