@@ -209,28 +209,33 @@ class ObjectRef:
         return hash(("ObjectRef", self.obj_id))
 
 
+_PLAIN = (int, float, str, bytes, bool, complex, type(None))
+
+
 def find_refs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[int], list[TaskRef[Any]]]:
     """Find ObjectRefs and TaskRefs among arguments (top level and one container deep)."""
     objs: list[int] = []
     tasks: list[TaskRef[Any]] = []
-
-    def visit(v: Any, depth: int) -> None:
-        if isinstance(v, ObjectRef):
-            objs.append(v.obj_id)
-        elif isinstance(v, TaskRef):
-            tasks.append(v)
-        elif depth < 2 and isinstance(v, (list, tuple)):
-            for x in v:
-                visit(x, depth + 1)
-        elif depth < 2 and isinstance(v, dict):
-            for x in v.values():
-                visit(x, depth + 1)
-
-    for a in args:
-        visit(a, 0)
-    for a in kwargs.values():
-        visit(a, 0)
+    for v in (*args, *kwargs.values()) if kwargs else args:
+        if isinstance(v, _PLAIN):
+            continue
+        _visit(v, 0, objs, tasks)
     return objs, tasks
+
+
+def _visit(v: Any, depth: int, objs: list[int], tasks: list[TaskRef[Any]]) -> None:
+    if isinstance(v, ObjectRef):
+        objs.append(v.obj_id)
+    elif isinstance(v, TaskRef):
+        tasks.append(v)
+    elif depth < 1 and isinstance(v, (list, tuple)):
+        for x in v:
+            if not isinstance(x, _PLAIN):
+                _visit(x, depth + 1, objs, tasks)
+    elif depth < 1 and isinstance(v, dict):
+        for x in v.values():
+            if not isinstance(x, _PLAIN):
+                _visit(x, depth + 1, objs, tasks)
 
 
 def substitute(value: Any, lookup: Callable[[Any], Any], depth: int = 0) -> Any:

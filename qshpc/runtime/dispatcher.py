@@ -12,6 +12,7 @@ so waiting burns no core.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import deque
@@ -181,7 +182,12 @@ class Dispatcher:
     # -- dispatcher thread ---------------------------------------------------
     def _run(self) -> None:
         try:
-            self._loop()
+            if os.environ.get("QSHPC_PROFILE_DISPATCHER"):
+                import cProfile
+
+                cProfile.runctx("self._loop()", globals(), {"self": self}, os.environ["QSHPC_PROFILE_DISPATCHER"])
+            else:
+                self._loop()
         except BaseException as exc:  # surface to the program thread
             self._error = exc
             failed = [(e.ref, False, exc) for w in self.workers for b in w.batches.values() for e in b]
@@ -217,9 +223,10 @@ class Dispatcher:
             if self.pending:
                 progressed |= self._assign()
             if self._sends:
-                self._sends = [r for r in self._sends if not r.Test()]
+                self._sends = [r for r in self._sends if not r.test()[0]]
             if self._stop and not self._busy() and not self._resolve:
-                self.mpi.Request.Waitall(self._sends)
+                for r in self._sends:
+                    r.wait()
                 return
             if progressed:
                 sleep = 0.0

@@ -1,0 +1,55 @@
+"""Shared helpers: run qshpc as users do (a subprocess, with a deadlock guard)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+
+
+def mpiexec() -> str:
+    here = Path(sys.executable).parent / "mpiexec"
+    return str(here) if here.exists() else "mpiexec"
+
+
+@pytest.fixture(autouse=True)
+def qshpc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own QSHPC_HOME."""
+    home = tmp_path / "qshpc-home"
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    yield home
+
+
+def run_cli(
+    *args: str,
+    ranks: int | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``qshpc ARGS`` (under ``mpiexec -n RANKS`` when given); never hangs past ``timeout``."""
+    cmd = [sys.executable, "-m", "qshpc", *args]
+    if ranks is not None:
+        cmd = [mpiexec(), "-n", str(ranks), *cmd]
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def job_dir_of(home: Path) -> Path:
+    """The one job directory under ``home`` (tests run one job each unless told)."""
+    jobs = sorted((home / "jobs").iterdir())
+    assert jobs, "no job directory was created"
+    return jobs[-1]
