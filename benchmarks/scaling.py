@@ -1,0 +1,169 @@
+"""Scaling: random circuits through qshpc on 1 and 2 workers vs the best single process.
+
+Workload: N random circuits (default 200 of 12 qubits, depth 12, seeded), 1024
+shots each.
+
+Baseline: the best single-process pipeline: one preset pass manager (level 1,
+the level qshpc uses), transpile all circuits, one AerSimulator batch run on all
+cores.
+
+qshpc: the seed-style program (one ``@distribute_task`` call per circuit, each
+``Sampler(options={"shots": S}).run(circuit)``) through
+``mpiexec -n K python -m qshpc run PROGRAM --arguments ARGS`` with K-1 workers.
+Two figures per run: the subprocess wall time (interpreter start, imports, MPI
+init, store writes included) and the program's own fan-out time, which the
+program prints on stdout as ``BENCH fanout_s=...``.
+
+Run:
+    python benchmarks/scaling.py                  # defaults above
+    python benchmarks/scaling.py --circuits 64 --workers 1 2 4 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROGRAM = """\
+import time
+
+from qshpc import distribute_task, get, get_arguments, save_result
+from qshpc.aer import Sampler
+
+
+@distribute_task()
+def sample(circuit, shots):
+    return Sampler(options={"shots": shots}).run(circuit).result().quasi_dists[0]
+
+
+arguments = get_arguments()
+start = time.perf_counter()
+results = get([sample(c, arguments["shots"]) for c in arguments["circuits"]])
+elapsed = time.perf_counter() - start
+print(f"BENCH fanout_s={elapsed:.4f} tasks={len(results)}", flush=True)
+save_result({"n": len(results), "fanout_s": elapsed})
+"""
+
+
+def make_circuits(n: int, qubits: int, depth: int, seed: int) -> list:  # type: ignore[type-arg]
+    """Seeded random circuits, measured."""
+    from qiskit.circuit.random import random_circuit
+
+    circuits = []
+    for i in range(n):
+        circuit = random_circuit(qubits, depth, seed=seed + i)
+        circuit.measure_all()
+        circuits.append(circuit)
+    return circuits
+
+
+def baseline(circuits: list, shots: int, threads: int) -> dict[str, float]:  # type: ignore[type-arg]
+    """One pass manager, transpile all, one Aer batch: the best single process."""
+    from qiskit.transpiler import generate_preset_pass_manager
+    from qiskit_aer import AerSimulator
+
+    t0 = time.perf_counter()
+    sim = AerSimulator(max_parallel_threads=threads, max_parallel_experiments=0)
+    pm = generate_preset_pass_manager(optimization_level=1, backend=sim)
+    t1 = time.perf_counter()
+    isa = pm.run(circuits)
+    t2 = time.perf_counter()
+    result = sim.run(isa, shots=shots, seed_simulator=1).result()
+    t3 = time.perf_counter()
+    assert len(result.results) == len(circuits)
+    return {"setup_s": t1 - t0, "transpile_s": t2 - t1, "run_s": t3 - t2, "total_s": t3 - t0}
+
+
+def qshpc_run(program: Path, args_file: Path, workdir: Path, ranks: int) -> dict[str, float]:
+    """Run the program under mpiexec with ``ranks`` ranks; time it and parse its stdout."""
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        raise SystemExit("mpiexec not found (pip install mpich)")
+    job_dir = Path(tempfile.mkdtemp(prefix=f"job-{ranks}-", dir=workdir))
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "qshpc", "run", str(program),
+           "--arguments", str(args_file), "--job-dir", str(job_dir)]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        out = f"{proc.stdout}\n{proc.stderr}"
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}")
+    match = re.search(r"BENCH fanout_s=([0-9.]+)", proc.stdout)
+    if match is None:
+        raise SystemExit(f"no BENCH line in the program's stdout:\n{proc.stdout}\n{proc.stderr}")
+    return {"wall_s": wall, "fanout_s": float(match.group(1))}
+
+
+def _total(b: dict[str, float]) -> float:
+    return b["total_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--circuits", type=int, default=200)
+    parser.add_argument("--qubits", type=int, default=12)
+    parser.add_argument("--depth", type=int, default=12)
+    parser.add_argument("--shots", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best counts")
+    opts = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    from qshpc import save_arguments
+
+    circuits = make_circuits(opts.circuits, opts.qubits, opts.depth, opts.seed)
+    print(
+        f"workload: {opts.circuits} random circuits, {opts.qubits} qubits, depth {opts.depth}, "
+        f"{opts.shots} shots; {os.cpu_count()} cores"
+    )
+    cores = os.cpu_count() or 1
+    repeat = max(1, opts.repeat)
+    base1 = min((baseline(circuits, opts.shots, 1) for _ in range(repeat)), key=_total)
+    base = min((baseline(circuits, opts.shots, cores) for _ in range(repeat)), key=_total)
+    for label, b in ((f"all {cores} cores", base), ("1 core", base1)):
+        print(
+            f"baseline (1 process, 1 pass manager, 1 Aer batch, {label}): {b['total_s']:.2f} s "
+            f"(setup {b['setup_s']:.2f}, transpile {b['transpile_s']:.2f}, run {b['run_s']:.2f})"
+        )
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="qshpc-bench-") as tmp:
+        workdir = Path(tmp)
+        program = workdir / "bench_program.py"
+        program.write_text(PROGRAM)
+        args_file = workdir / "args.h5"
+        save_arguments(args_file, {"circuits": circuits, "shots": opts.shots})
+        for workers in opts.workers:
+            runs = [qshpc_run(program, args_file, workdir, workers + 1) for _ in range(repeat)]
+            res = min(runs, key=lambda r: r["fanout_s"])
+            rows.append((workers, res))
+
+    header = ("workers", "ranks", "wall s", "fan-out s", "wall/base", "fan-out/base")
+    print(" ".join(f"{h:>12}" for h in header))
+    for workers, res in rows:
+        wall, fan, ref = res["wall_s"], res["fanout_s"], base["total_s"]
+        cells = (workers, workers + 1, f"{wall:.2f}", f"{fan:.2f}", f"{wall / ref:.2f}")
+        print(" ".join(f"{c:>12}" for c in (*cells, f"{fan / ref:.2f}")))
+    by_workers = dict(rows)
+    if 1 in by_workers and 2 in by_workers:
+        for key, label in (("fanout_s", "fan-out"), ("wall_s", "wall")):
+            eff = by_workers[1][key] / (2 * by_workers[2][key])
+            print(f"parallel efficiency 1->2 workers ({label}): {eff:.0%}")
+
+
+if __name__ == "__main__":
+    main()
