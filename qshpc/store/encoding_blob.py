@@ -20,7 +20,8 @@ code  Python type     payload
 10    anything else   pickle (refused on load unless ``allow_pickle=True``)
 ====  ==============  ====================================================
 
-Subclasses of dict, list, str, int and bytes are stored as their base type.
+Subclasses of dict, list, str, int, float and bytes (``numpy.float64`` too) are
+stored as their base type.
 ``descr`` is ``numpy.lib.format.dtype_to_descr`` of the dtype, so structured
 dtypes survive.
 """
@@ -93,6 +94,8 @@ def _array_ext(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
 
 def _default(obj: Any) -> Any:
     """msgpack ``default``: everything msgpack does not pack by itself."""
+    if type(obj) is np.float64:  # a float subclass: stored as a plain float
+        return float(obj)
     if isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
             return _pickle_ext(obj)

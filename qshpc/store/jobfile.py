@@ -76,8 +76,8 @@ def create_job(job_dir: Path, meta: dict[str, Any], arguments: dict[str, Any] | 
 
     def fill(f: h5py.File) -> None:
         L.stamp(f, L.FILE_ENCODING)
-        write_native(f, L.META, dict(meta))
-        f[L.META].attrs[L.SCHEMA_ATTR] = L.SCHEMA_VERSION
+        write_native(f, L.META_GROUP, dict(meta))
+        f[L.META_GROUP].attrs[L.SCHEMA_ATTR] = L.SCHEMA_VERSION
         _write_arguments(f, arguments or {})
         L.stamp(f.create_group(L.RUNS), "qshpc-runs")
         L.create_log(f)

@@ -20,16 +20,18 @@ ENC_TYPE = "encoding-type"
 ENC_VERSION = "encoding-version"
 FILE_ENCODING = "qshpc-job"
 
-META = "meta"
+META_GROUP = "meta"
 ARGUMENTS = "arguments"
 RUNS = "runs"
 RESULT = "result"
 LOG = "log"
-DATA = "log/data"  # uint8, gzip: msgpack blobs (record fields, small results, events)
+META = "log/meta"  # uint8, gzip: blob-encoded record fields
+DATA = "log/data"  # uint8, gzip: blob-encoded small results and events
 LARGE = "log/large"  # uint8, uncompressed: results over LARGE_THRESHOLD bytes
 RECORDS = "log/records"  # one row per task record
 EVENTS = "log/events"  # one row per state change, sub-status, saved result
 COMMITS = "log/commits"  # one row per commit: how far every log dataset is valid
+STREAMS = (META, DATA, LARGE)
 
 LARGE_THRESHOLD = 1 << 20
 DATA_CHUNK = 1 << 16
@@ -76,6 +78,7 @@ COMMIT_DTYPE = np.dtype(
     [
         ("records", "<u8"),
         ("events", "<u8"),
+        ("meta", "<u8"),
         ("data", "<u8"),
         ("large", "<u8"),
         ("time", "<f8"),
@@ -84,10 +87,13 @@ COMMIT_DTYPE = np.dtype(
 )
 
 
+COMMIT_FIELDS = ("records", "events", "meta", "data", "large")
+
+
 def commit_check(row: Any) -> int:
     """The check value of a commit row: a hash of its other fields, never 0."""
-    fields = (int(row["records"]), int(row["events"]), int(row["data"]), int(row["large"]))
-    return (zlib.crc32(struct.pack("<4Q", *fields)) << 32) | COMMIT_MAGIC
+    fields = [int(row[k]) for k in COMMIT_FIELDS]
+    return (zlib.crc32(struct.pack("<5Q", *fields)) << 32) | COMMIT_MAGIC
 
 
 def stamp(obj: h5py.Group | h5py.Dataset, enc_type: str, version: str = "1") -> None:
@@ -103,6 +109,7 @@ def create_log(f: h5py.File) -> None:
     stamp(g, "qshpc-log")
     gz: dict[str, Any] = {"compression": "gzip", "compression_opts": 1}
     specs: list[tuple[str, Any, int, dict[str, Any]]] = [
+        (META, np.uint8, DATA_CHUNK, gz),
         (DATA, np.uint8, DATA_CHUNK, gz),
         (LARGE, np.uint8, LARGE_CHUNK, {}),
         (RECORDS, RECORD_DTYPE, RECORD_CHUNK, {"shuffle": True, **gz}),

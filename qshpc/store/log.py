@@ -36,21 +36,26 @@ class Ends:
 
     records: int = 0
     events: int = 0
+    meta: int = 0
     data: int = 0
     large: int = 0
+
+
+_STREAMS = ((L.META, "meta", L.DATA_CHUNK), (L.DATA, "data", L.DATA_CHUNK), (L.LARGE, "large", 0))
 
 
 def last_commit(f: h5py.File) -> Ends:
     """The ends of the last whole commit (all zero for an empty log)."""
     ds = f[L.COMMITS]
-    ds.refresh() if f.swmr_mode else None
+    if f.swmr_mode:
+        ds.refresh()
     n = ds.shape[0]
     start = max(0, n - 64)
     while True:
         rows = ds[start:n]
         for row in rows[::-1]:
             if int(row["check"]) == L.commit_check(row):
-                return Ends(*(int(row[k]) for k in ("records", "events", "data", "large")))
+                return Ends(*(int(row[k]) for k in L.COMMIT_FIELDS))
         if start == 0:
             return Ends()
         n, start = start, 0
@@ -59,9 +64,8 @@ def last_commit(f: h5py.File) -> Ends:
 def write_commit(commits: h5py.Dataset, ends: Ends) -> None:
     """Append the commit row that makes everything up to ``ends`` visible."""
     row = np.zeros(1, L.COMMIT_DTYPE)
-    row["records"], row["events"], row["data"], row["large"] = (
-        ends.records, ends.events, ends.data, ends.large,
-    )  # fmt: skip
+    for k in L.COMMIT_FIELDS:
+        row[k] = getattr(ends, k)
     row["time"] = time.time()
     row["check"] = L.commit_check(row[0])
     n = commits.shape[0]
@@ -69,13 +73,9 @@ def write_commit(commits: h5py.Dataset, ends: Ends) -> None:
     commits[n : n + 1] = row
 
 
-def _pad(n: int, chunk: int) -> int:
-    return -(-n // chunk) * chunk
-
-
 def _append(ds: h5py.Dataset, start: int, arr: np.ndarray[Any, Any], chunk: int) -> int:
     """Write ``arr`` at ``start``, zero-padded to a whole chunk; return the new end."""
-    end = _pad(start + len(arr), chunk) if chunk else start + len(arr)
+    end = -(-(start + len(arr)) // chunk) * chunk if chunk else start + len(arr)
     if end == start:
         return end
     if end != start + len(arr):
@@ -99,6 +99,21 @@ def _key_bytes(key: str) -> str | bytes:
     return key
 
 
+class _Stream:
+    """Bytes queued for one byte stream."""
+
+    def __init__(self, end: int) -> None:
+        self.end = end
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def put(self, blob: bytes) -> int:
+        off = self.end + self.size
+        self.parts.append(blob)
+        self.size += len(blob)
+        return off
+
+
 class LogWriter:
     """Buffers records and events, and appends them to the log on :meth:`commit`."""
 
@@ -108,36 +123,30 @@ class LogWriter:
         self.ends = last_commit(f)
         # Keep the datasets open: closing one flushes its chunk cache, and HDF5
         # only warns (never raises) about a write that fails there.
-        self._ds = {n: f[n] for n in (L.DATA, L.LARGE, L.RECORDS, L.EVENTS, L.COMMITS)}
-        self._data: list[bytes] = []
-        self._data_len = 0
-        self._large: list[bytes] = []
-        self._large_len = 0
+        self._ds = {n: f[n] for n in (*L.STREAMS, L.RECORDS, L.EVENTS, L.COMMITS)}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._meta = _Stream(self.ends.meta)
+        self._data = _Stream(self.ends.data)
+        self._large = _Stream(self.ends.large)
         self._records: list[tuple[Any, ...]] = []
         self._events: list[tuple[Any, ...]] = []
 
     def _put(self, blob: bytes) -> tuple[int, int]:
-        """Queue ``blob``; return (where, offset)."""
+        """Queue a value blob; return (where, offset)."""
         if len(blob) > L.LARGE_THRESHOLD:
-            off = self.ends.large + self._large_len
-            self._large.append(blob)
-            self._large_len += len(blob)
-            return L.WHERE_LARGE, off
-        off = self.ends.data + self._data_len
-        self._data.append(blob)
-        self._data_len += len(blob)
-        return L.WHERE_DATA, off
+            return L.WHERE_LARGE, self._large.put(blob)
+        return L.WHERE_DATA, self._data.put(blob)
 
     def add_record(self, rec: TaskRecord) -> None:
         """Encode and queue one task record."""
-        ok = rec.state == TASK_STATES[0]
-        prov = to_jsonable(rec.provenance) if rec.provenance else {}
+        ok = rec.state == "SUCCEEDED"
+        prov = to_jsonable(rec.provenance) if rec.provenance else None
         meta = encode_blob(
             [rec.task_id, _key_bytes(rec.key), rec.function, rec.host, rec.error, prov]
         )
-        off = self.ends.data + self._data_len
-        self._data.append(meta)
-        self._data_len += len(meta)
+        off = self._meta.put(meta)
         where, res_off, res_len = L.WHERE_NONE, 0, 0
         if ok:
             blob = encode_blob(rec.result)
@@ -171,23 +180,27 @@ class LogWriter:
         if not self.pending():
             return
         ds, e = self._ds, self.ends
-        data = np.frombuffer(b"".join(self._data), dtype=np.uint8)
         new = Ends(
             records=_append(ds[L.RECORDS], e.records, np.array(self._records, L.RECORD_DTYPE),
                             L.RECORD_CHUNK),
             events=_append(ds[L.EVENTS], e.events, np.array(self._events, L.EVENT_DTYPE),
                            L.EVENT_CHUNK),
-            data=_append(ds[L.DATA], e.data, data, L.DATA_CHUNK),
-            large=e.large,
         )  # fmt: skip
-        for blob in self._large:
-            new.large = _append(ds[L.LARGE], new.large, np.frombuffer(blob, np.uint8), 0)
+        for name, field, chunk in _STREAMS:
+            stream: _Stream = getattr(self, "_" + field)
+            end = stream.end
+            if chunk:
+                buf = np.frombuffer(b"".join(stream.parts), dtype=np.uint8)
+                end = _append(ds[name], end, buf, chunk)
+            else:
+                for part in stream.parts:
+                    end = _append(ds[name], end, np.frombuffer(part, np.uint8), 0)
+            setattr(new, field, end)
         self.f.flush()
         write_commit(ds[L.COMMITS], new)
         self.f.flush()
         self.ends = new
-        self._data, self._data_len, self._large, self._large_len = [], 0, [], 0
-        self._records, self._events = [], []
+        self._reset()
 
 
 class LogReader:
@@ -197,22 +210,24 @@ class LogReader:
         self.f = f
         self.source = source
         if f.swmr_mode:
-            for name in (L.DATA, L.LARGE, L.RECORDS, L.EVENTS):
+            for name in (*L.STREAMS, L.RECORDS, L.EVENTS):
                 f[name].refresh()
         self.ends = last_commit(f)
-        self._data: bytes | None = None
+        self._cache: dict[str, bytes] = {}
 
-    def data(self) -> bytes:
-        """All committed bytes of ``log/data``."""
-        if self._data is None:
-            self._data = self.f[L.DATA][: self.ends.data].tobytes()
-        return self._data
+    def load(self, name: str) -> bytes:
+        """All committed bytes of one stream (cached)."""
+        if name not in self._cache:
+            end = getattr(self.ends, name.rsplit("/", 1)[1])
+            self._cache[name] = self.f[name][:end].tobytes()
+        return self._cache[name]
 
     def blob(self, where: int, off: int, n: int) -> bytes:
-        """The bytes of one blob."""
-        if where == L.WHERE_LARGE:
-            return bytes(self.f[L.LARGE][off : off + n].tobytes())
-        return self.data()[off : off + n]
+        """The bytes of one value blob."""
+        name = L.LARGE if where == L.WHERE_LARGE else L.DATA
+        if name in self._cache:
+            return self._cache[name][off : off + n]
+        return bytes(self.f[name][off : off + n].tobytes())
 
     def records(self) -> np.ndarray[Any, Any]:
         """The committed record rows (valid ones only), in commit order."""
@@ -230,7 +245,7 @@ class LogReader:
         """The dict of one record row without its result."""
         off, n = int(row["off"]), int(row["meta_len"])
         task_id, key, function, host, error, prov = decode_blob(
-            self.data()[off : off + n], False, self.source
+            self.load(L.META)[off : off + n], False, self.source
         )
         return {
             "task_id": task_id,
@@ -246,7 +261,7 @@ class LogReader:
             "finished": float(row["finished"]),
             "seed": int(row["seed"]) if row["has_seed"] else None,
             "error": error,
-            "provenance": prov,
+            "provenance": prov or {},
         }
 
     def record_result(self, row: Any, allow_pickle: bool) -> Any:
@@ -260,6 +275,7 @@ class LogReader:
     def done_records(self, allow_pickle: bool) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record, results loaded."""
         latest: dict[str, tuple[dict[str, Any], Any]] = {}
+        self.load(L.DATA)
         for row in self.records():
             if int(row["state"]) != 0:
                 continue

@@ -62,7 +62,7 @@ class JobReader:
 
     def meta(self) -> dict[str, Any]:
         """create_job's meta plus state, sub_status, error, times, runs, ranks and counts."""
-        out: dict[str, Any] = self._native(L.META, False)
+        out: dict[str, Any] = self._native(L.META_GROUP, False)
         log = self._log()
         state, error, sub_status, finished = STATES[0], None, "", None
         has_result = L.RESULT in self._f

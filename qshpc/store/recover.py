@@ -38,6 +38,7 @@ def recover(path: Path) -> None:
             ends = last_commit(src)
             L.create_log(dst)
             for name, end in (
+                (L.META, ends.meta),
                 (L.DATA, ends.data),
                 (L.LARGE, ends.large),
                 (L.RECORDS, ends.records),

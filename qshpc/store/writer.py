@@ -76,6 +76,7 @@ class JobWriter:
             L.check_schema(f, path)
             ends = last_commit(f)
             for name, end in (
+                (L.META, ends.meta),
                 (L.DATA, ends.data),
                 (L.LARGE, ends.large),
                 (L.RECORDS, ends.records),
