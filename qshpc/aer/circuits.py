@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
 _NONUNITARY = frozenset({"reset", "if_else", "while_loop", "for_loop", "switch_case", "box"})
 _TRANSPARENT = frozenset({"barrier"})

@@ -21,7 +21,7 @@ from qshpc.aer.simulator import SimSpec, get_simulator, transpile_for
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
 #: Shots used when exact probabilities were asked for but the circuit has a
 #: mid-circuit measurement, a reset or classical control.

@@ -22,7 +22,7 @@ from qshpc.aer.simulator import sim_spec
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
 #: Options the Sampler reads itself; any other key is passed to Aer's ``run``.
 SAMPLER_OPTIONS = ("shots", "seed", "method", "device", "precision", "optimization_level")

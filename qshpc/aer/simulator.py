@@ -18,8 +18,8 @@ from qshpc.errors import UserError
 from qshpc.runtime.context import rank_info
 
 if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
-    from qiskit.transpiler import StagedPassManager
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
+    from qiskit.transpiler import StagedPassManager  # type: ignore[import-untyped]
 
 METHODS = (
     "automatic",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from qshpc.errors import ResourceError, UserError
 
 if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
 GIB = 1024**3
 #: Headroom on top of the state: Aer's buffers and chunk copies.

@@ -25,7 +25,7 @@ from qshpc.aer.simulator import SimSpec, get_simulator, sim_spec, transpile_for
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
 _job_ids = itertools.count()
 
@@ -108,7 +108,7 @@ def expectation_values(
     Returns:
         One array of shape ``(len(rows), len(observables))`` per group.
     """
-    from qiskit.quantum_info import SparsePauliOp
+    from qiskit.quantum_info import SparsePauliOp  # type: ignore[import-untyped]
     from qiskit_aer.library import SaveExpectationValue
 
     start = time.perf_counter()
