@@ -18,10 +18,18 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from qshpc.refs import ObjectRef, TaskRef, find_refs, mark_running, resolve_many, substitute
+from qshpc.refs import (
+    ObjectRef,
+    TaskRef,
+    find_refs,
+    mark_running,
+    resolve_many,
+    substitute,
+    wait_all,
+)
 from qshpc.runtime import context
 from qshpc.runtime.backend import dumps_payload, task_key
-from qshpc.runtime.execute import Outcome
+from qshpc.runtime.execute import Outcome, run_task
 from qshpc.runtime.mpi import TAG_BATCH, TAG_RESULT, TAG_STOP
 from qshpc.seeding import derive_seed
 
@@ -107,6 +115,9 @@ class Dispatcher:
         self._wake = threading.Event()
         self._idle = False
         self._stop = False
+        self._mean_task_s = 0.0
+        self._root_mode = "0"
+        self._root_has_core = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="qshpc-dispatcher", daemon=True)
         self._thread.start()
@@ -164,6 +175,79 @@ class Dispatcher:
             resolve_many([(entry.ref, True, done[0])])
             return False
         return True
+
+    def enable_root_work(self, mode: str) -> None:
+        """Let rank 0's program thread run queued calls while it waits in ``get``.
+
+        Args:
+            mode: ``"1"`` always; ``"auto"`` only when calls take over 2 ms on
+                average (measured) and rank 0 has a core of its own, because on
+                tiny calls a busy program thread starves the dispatcher thread
+                of the GIL (see benchmarks/RESULTS.md).
+        """
+        self._root_mode = mode
+        info = context.rank_info()
+        self._root_has_core = info.local_size <= len(os.sched_getaffinity(0)) or bool(
+            os.environ.get("SLURM_CPUS_PER_TASK")
+        )
+        self.help_wait = self._help_wait
+
+    def _root_should_work(self) -> bool:
+        if self._root_mode == "1":
+            return True
+        return self._root_has_core and self._mean_task_s > 0.002
+
+    def _help_wait(self, refs: list[TaskRef[Any]], timeout: float | None) -> None:
+        import pickle
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        info = context.rank_info()
+        done: list[tuple[TaskRef[Any], bool, Any]] = []
+        last = time.monotonic()
+        while any(not r.done() for r in refs):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            e = None
+            if self._root_should_work():
+                try:
+                    e = self.pending.pop()  # the dispatcher takes from the other end
+                except IndexError:
+                    pass
+            if e is None:
+                self.session.sync()
+                resolve_many(done)
+                done = []
+                try:
+                    wait_all(refs, 0.1 if remaining is None else min(0.1, remaining))
+                except TimeoutError:
+                    continue
+                break
+            mark_running([e.ref])
+            args, kwargs = pickle.loads(e.payload)
+            if e.objs:
+                args = substitute(args, self._object_of)
+                kwargs = substitute(kwargs, self._object_of)
+            out = run_task(e.task.func, args, kwargs, e.ref.task_id, e.task.name, e.seed, e.attempt)
+            self.session.record(out, e.key, e.submitted, e.seed)
+            if out.ok:
+                done.append((e.ref, True, out.value))
+            elif e.attempt <= e.retries:
+                e.attempt += 1
+                e.ref._state = 0
+                self.pending.append(e)
+            else:
+                done.append((e.ref, False, out.task_error(info.rank, info.host)))
+            if time.monotonic() - last > _COMMIT_S:
+                self.session.sync()
+                resolve_many(done)
+                done, last = [], time.monotonic()
+        self.session.sync()
+        resolve_many(done)
+        wait_all(refs, None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def _object_of(self, ref: Any) -> Any:
+        return self._objects[ref.obj_id] if isinstance(ref, ObjectRef) else ref
 
     def shutdown(self, abort: bool = False) -> None:
         """Finish in-flight work (all queued calls unless ``abort``), then stop the workers."""
@@ -269,7 +353,13 @@ class Dispatcher:
             if len(w.batches) >= _IN_FLIGHT:
                 continue
             size = min(_MAX_BATCH, max(1, -(-len(self.pending) // (2 * n))))
-            batch = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+            batch = []
+            try:
+                for _ in range(size):
+                    batch.append(self.pending.popleft())
+            except IndexError:  # rank 0's program thread took the last ones
+                if not batch:
+                    break
             funcs = []
             objs = []
             tasks = []
@@ -294,6 +384,9 @@ class Dispatcher:
         w = self.workers[source - 1]
         batch = w.batches[bid] if final is False else w.batches.pop(bid)
         session = self.session
+        if results:
+            span = sum(r[6] - r[5] for r in results) / len(results)
+            self._mean_task_s = 0.7 * self._mean_task_s + 0.3 * span
         for pos, ok, value, error, exc_type, started, finished, prov in results:
             e = batch[pos]
             out = Outcome(e.ref.task_id, e.task.name, e.attempt, ok, value, error, exc_type, started, finished, prov)

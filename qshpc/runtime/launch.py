@@ -183,6 +183,9 @@ def _run_job(
         from qshpc.runtime.dispatcher import Dispatcher
 
         dispatcher = Dispatcher(mpi_comm[0], mpi_comm[1], session, hosts or [info.host])
+        mode = os.environ.get("QSHPC_ROOT_WORKS", "auto")
+        if mode in ("1", "auto"):
+            dispatcher.enable_root_work(mode)
         backend.activate(dispatcher)
     else:
         backend.activate(backend.InlineBackend(session))
