@@ -28,7 +28,7 @@ def run(cmd: list[str], tag: str = "") -> float:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True).stdout
     for line in out.splitlines():
         if line.startswith(tag + "{") or (tag and line.startswith(tag)):
-            return float(json.loads(line[len(tag):])["seconds"])
+            return float(json.loads(line[len(tag) :])["seconds"])
     raise RuntimeError(f"no timing in output of {cmd}: {out[-500:]}")
 
 
@@ -44,15 +44,29 @@ def main() -> None:
                 t_map = run([*base, str(HERE / "_dispatch_raw.py"), "map", str(n)])
                 job = Path(tmp) / f"job-{k}-{n}"
                 t_q = run(
-                    [*base, "-m", "qshpc", "run", str(HERE / "_dispatch_prog.py"),
-                     "--job-dir", str(job), "--", str(n)],
+                    [
+                        *base,
+                        "-m",
+                        "qshpc",
+                        "run",
+                        str(HERE / "_dispatch_prog.py"),
+                        "--job-dir",
+                        str(job),
+                        "--",
+                        str(n),
+                    ],
                     "BENCH ",
                 )
                 rows.append((k, n, n / t_submit, n / t_map, n / t_q))
-                print(f"ranks={k} n={n}: submit {n / t_submit:,.0f}/s  map64 {n / t_map:,.0f}/s  "
-                      f"qshpc {n / t_q:,.0f}/s", flush=True)
+                print(
+                    f"ranks={k} n={n}: submit {n / t_submit:,.0f}/s  map64 {n / t_map:,.0f}/s  "
+                    f"qshpc {n / t_q:,.0f}/s",
+                    flush=True,
+                )
     print()
-    print("| ranks | tasks | raw submit/s | raw map(chunksize=64)/s | qshpc/s | qshpc / submit | qshpc / map |")
+    print(
+        "| ranks | tasks | raw submit/s | raw map(chunksize=64)/s | qshpc/s | qshpc / submit | qshpc / map |"
+    )
     print("|---|---|---|---|---|---|---|")
     for k, n, s, m, q in rows:
         print(f"| {k} | {n:,} | {s:,.0f} | {m:,.0f} | {q:,.0f} | {q / s:.1f}x | {q / m:.2f}x |")

@@ -45,16 +45,32 @@ def cpu_of_tree(cmd: list[str]) -> tuple[str, dict[int, float]]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        out, _ = cpu_of_tree([_mpiexec(), "-n", "3", sys.executable, "-m", "qshpc", "run",
-                              str(HERE / "_idle_prog.py"), "--job-dir", f"{tmp}/job"])
+        out, _ = cpu_of_tree(
+            [
+                _mpiexec(),
+                "-n",
+                "3",
+                sys.executable,
+                "-m",
+                "qshpc",
+                "run",
+                str(HERE / "_idle_prog.py"),
+                "--job-dir",
+                f"{tmp}/job",
+            ]
+        )
         m = re.search(r"RANK0 wall=([\d.]+) cpu=([\d.]+)", out)
-        out_raw, _ = cpu_of_tree([_mpiexec(), "-n", "3", sys.executable, str(HERE / "_idle_raw.py")])
+        out_raw, _ = cpu_of_tree(
+            [_mpiexec(), "-n", "3", sys.executable, str(HERE / "_idle_raw.py")]
+        )
         raw = [float(x) for x in re.findall(r"RAW rank=\d+ cpu=([\d.]+)", out_raw)]
     print("| waiting for 3 s | CPU seconds | share of one core |")
     print("|---|---|---|")
     if m:
         wall, cpu = float(m.group(1)), float(m.group(2))
-        print(f"| qshpc rank 0 (program thread + dispatcher thread) | {cpu:.3f} | {cpu / wall:.1%} |")
+        print(
+            f"| qshpc rank 0 (program thread + dispatcher thread) | {cpu:.3f} | {cpu / wall:.1%} |"
+        )
     for i, c in enumerate(raw, 1):
         print(f"| raw MPICH blocking recv, rank {i} | {c:.3f} | {c / 3.0:.1%} |")
 

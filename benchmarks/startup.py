@@ -25,8 +25,12 @@ def main() -> None:
     cli = timed([py, "-m", "qshpc", "--help"])
     print("| what | median s | over bare python |")
     print("|---|---|---|")
-    for name, t in (("python -c pass", base), ("import qshpc", imp),
-                    ("from qshpc import <program API>", api), ("qshpc --help", cli)):
+    for name, t in (
+        ("python -c pass", base),
+        ("import qshpc", imp),
+        ("from qshpc import <program API>", api),
+        ("qshpc --help", cli),
+    ):
         print(f"| {name} | {t:.3f} | +{t - base:.3f} |")
 
 

@@ -82,4 +82,32 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "DistributedTask",
+    "Job",
+    "JobFailedError",
+    "LocalClient",
+    "ObjectRef",
+    "Program",
+    "QshpcError",
+    "ResourceError",
+    "SerializationError",
+    "SlurmClient",
+    "Target",
+    "TaskError",
+    "TaskRef",
+    "UserError",
+    "__version__",
+    "current_task",
+    "distribute_task",
+    "get",
+    "get_arguments",
+    "load_arguments",
+    "open_job",
+    "put",
+    "rank_info",
+    "save_arguments",
+    "save_result",
+    "update_status",
+    "wait",
+]

@@ -322,11 +322,19 @@ class LocalClient:
     ) -> Job:
         """Start ``program`` with ``arguments``; return its :class:`Job` at once (state QUEUED/RUNNING)."""
         job_path = create_program_job(program, arguments, seed, job_dir)
-        cmd = [sys.executable, "-m", "qshpc", "run", str(program.path()), "--job-dir", str(job_path)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "qshpc",
+            "run",
+            str(program.path()),
+            "--job-dir",
+            str(job_path),
+        ]
         if self.workers is not None:
             cmd += ["--workers", str(self.workers)]
         env = {**os.environ, **program.env_vars}
-        log = open(job_path / "logs" / "launcher.out", "ab")  # noqa: SIM115 - owned by the child
+        log = open(job_path / "logs" / "launcher.out", "ab")
         proc = subprocess.Popen(
             cmd, cwd=Path(program.working_dir), env=env, stdout=log, stderr=subprocess.STDOUT
         )
@@ -376,7 +384,7 @@ def create_program_job(
     return path
 
 
-def SlurmClient(**resources: Any) -> Any:  # noqa: N802 - a class in the public API
+def SlurmClient(**resources: Any) -> Any:
     """A client that submits programs to Slurm (see :mod:`qshpc.submit`)."""
     from qshpc.submit.client import SlurmClient as _SlurmClient
 

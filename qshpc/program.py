@@ -94,7 +94,7 @@ class DistributedTask(Generic[P, R]):
         self.func = func
         self.target = target
         self.retries = retries
-        self.name = name or getattr(func, "__qualname__", repr(func))
+        self.name: str = name or str(getattr(func, "__qualname__", repr(func)))
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
         self._digest: bytes | None = None
@@ -112,7 +112,12 @@ class DistributedTask(Generic[P, R]):
         return _backend.current().submit(self, args, kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"func": self.func, "target": self.target, "retries": self.retries, "name": self.name}
+        return {
+            "func": self.func,
+            "target": self.target,
+            "retries": self.retries,
+            "name": self.name,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["func"], state["target"], state["retries"], state["name"])  # type: ignore[misc]

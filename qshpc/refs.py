@@ -212,7 +212,9 @@ class ObjectRef:
 _PLAIN = (int, float, str, bytes, bool, complex, type(None))
 
 
-def find_refs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[int], list[TaskRef[Any]]]:
+def find_refs(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[int], list[TaskRef[Any]]]:
     """Find ObjectRefs and TaskRefs among arguments (top level and one container deep)."""
     objs: list[int] = []
     tasks: list[TaskRef[Any]] = []

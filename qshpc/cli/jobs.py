@@ -65,8 +65,10 @@ def register(app: typer.Typer) -> None:
         echo(f"  dir      {j.job_dir}")
         if meta.get("slurm_job_id"):
             echo(f"  slurm    {meta['slurm_job_id']}")
-        echo(f"  created  {_fmt_time(meta.get('created'))}   started {_fmt_time(meta.get('started'))}"
-             f"   finished {_fmt_time(meta.get('finished'))}   ({_duration(meta)})")
+        echo(
+            f"  created  {_fmt_time(meta.get('created'))}   started {_fmt_time(meta.get('started'))}"
+            f"   finished {_fmt_time(meta.get('finished'))}   ({_duration(meta)})"
+        )
         echo(f"  tasks    {_counts(meta)}")
         ranks = meta.get("ranks") or []
         if ranks:
@@ -83,7 +85,8 @@ def register(app: typer.Typer) -> None:
         job: JobArg,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
         allow_pickle: Annotated[
-            bool, typer.Option("--allow-pickle", help="Load pickled values (only for stores you trust).")
+            bool,
+            typer.Option("--allow-pickle", help="Load pickled values (only for stores you trust)."),
         ] = False,
         timeout: Annotated[
             float | None, typer.Option("--wait", help="Wait up to this many seconds for the job.")
@@ -103,8 +106,10 @@ def register(app: typer.Typer) -> None:
             )
         value = j.result(allow_pickle=allow_pickle)
         if value is None and state == "SUCCEEDED":
-            print(f"qshpc: job {j.job_id} SUCCEEDED but the program never called save_result",
-                  file=sys.stderr)
+            print(
+                f"qshpc: job {j.job_id} SUCCEEDED but the program never called save_result",
+                file=sys.stderr,
+            )
         if as_json:
             echo(json.dumps(to_jsonable(value)))
         else:
@@ -116,8 +121,12 @@ def register(app: typer.Typer) -> None:
     @errors
     def logs(
         job: JobArg,
-        rank: Annotated[int | None, typer.Option("--rank", "-r", help="Only this rank's log.")] = None,
-        follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+        rank: Annotated[
+            int | None, typer.Option("--rank", "-r", help="Only this rank's log.")
+        ] = None,
+        follow: Annotated[
+            bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")
+        ] = False,
     ) -> None:
         """Print the job's logs (stdout and stderr of every rank), also while it runs."""
         from qshpc.client import TERMINAL, open_job
@@ -143,7 +152,10 @@ def register(app: typer.Typer) -> None:
     @errors
     def wait(
         job: JobArg,
-        timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds (exit 3).")] = None,
+        timeout: Annotated[
+            float | None,
+            typer.Option("--timeout", help="Give up after this many seconds (exit 3)."),
+        ] = None,
     ) -> None:
         """Wait until the job ends; print its state. Exit 0 when SUCCEEDED, 1 otherwise."""
         from qshpc.client import open_job
@@ -169,7 +181,9 @@ def register(app: typer.Typer) -> None:
     @app.command("list")
     @errors
     def list_(
-        state: Annotated[str | None, typer.Option("--state", "-s", help="Only jobs in this state.")] = None,
+        state: Annotated[
+            str | None, typer.Option("--state", "-s", help="Only jobs in this state.")
+        ] = None,
         limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many jobs.")] = 50,
     ) -> None:
         """List jobs in the store, newest first."""
@@ -177,7 +191,9 @@ def register(app: typer.Typer) -> None:
         from qshpc.errors import UserError
 
         if state and state.upper() not in ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"):
-            raise UserError(f"unknown state {state!r}: use QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED")
+            raise UserError(
+                f"unknown state {state!r}: use QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED"
+            )
         rows = []
         for j in list_jobs(state)[:limit]:
             try:
@@ -185,10 +201,17 @@ def register(app: typer.Typer) -> None:
             except Exception as exc:
                 rows.append((j.job_dir.name, "?", "UNREADABLE", "", str(exc)[:40], "", ""))
                 continue
-            rows.append((
-                str(m.get("id")), str(m.get("title", ""))[:30], str(m.get("state")),
-                str(m.get("slurm_job_id") or "-"), _counts(m), _fmt_time(m.get("created")), _duration(m),
-            ))
+            rows.append(
+                (
+                    str(m.get("id")),
+                    str(m.get("title", ""))[:30],
+                    str(m.get("state")),
+                    str(m.get("slurm_job_id") or "-"),
+                    _counts(m),
+                    _fmt_time(m.get("created")),
+                    _duration(m),
+                )
+            )
         header = ("ID", "TITLE", "STATE", "SLURM", "TASKS", "CREATED", "DURATION")
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         for r in [header, *rows]:

@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
         program: Annotated[Path, typer.Argument(help="The program file to run.")],
         arguments: Annotated[
             Path | None,
-            typer.Option("--arguments", "-a", help="Arguments file: .h5 (qshpc.save_arguments) or .json."),
+            typer.Option(
+                "--arguments", "-a", help="Arguments file: .h5 (qshpc.save_arguments) or .json."
+            ),
         ] = None,
         workers: Annotated[
             int | None,
@@ -34,15 +36,19 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         job_dir: Annotated[
-            Path | None, typer.Option("--job-dir", help="Job directory (default $QSHPC_HOME/jobs/<id>).")
+            Path | None,
+            typer.Option("--job-dir", help="Job directory (default $QSHPC_HOME/jobs/<id>)."),
         ] = None,
         title: Annotated[str | None, typer.Option("--title", help="Job title.")] = None,
         seed: Annotated[
-            int | None, typer.Option("--seed", help="Job seed: each task gets a seed derived from it.")
+            int | None,
+            typer.Option("--seed", help="Job seed: each task gets a seed derived from it."),
         ] = None,
         resume: Annotated[
             str | None,
-            typer.Option("--resume", help="Job id or dir: reuse its stored task results, run the rest."),
+            typer.Option(
+                "--resume", help="Job id or dir: reuse its stored task results, run the rest."
+            ),
         ] = None,
     ) -> None:
         """Run PROGRAM: rank 0 runs it, the other ranks run its distributed tasks.

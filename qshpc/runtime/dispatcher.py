@@ -45,12 +45,12 @@ _MAX_SLEEP_S = 0.002
 
 class _Entry:
     __slots__ = (
+        "args",
         "attempt",
         "deps",
         "fn_id",
         "key",
         "kwargs",
-        "args",
         "objs",
         "payload",
         "ref",
@@ -269,12 +269,19 @@ class Dispatcher:
             if os.environ.get("QSHPC_PROFILE_DISPATCHER"):
                 import cProfile
 
-                cProfile.runctx("self._loop()", globals(), {"self": self}, os.environ["QSHPC_PROFILE_DISPATCHER"])
+                cProfile.runctx(
+                    "self._loop()",
+                    globals(),
+                    {"self": self},
+                    os.environ["QSHPC_PROFILE_DISPATCHER"],
+                )
             else:
                 self._loop()
         except BaseException as exc:  # surface to the program thread
             self._error = exc
-            failed = [(e.ref, False, exc) for w in self.workers for b in w.batches.values() for e in b]
+            failed = [
+                (e.ref, False, exc) for w in self.workers for b in w.batches.values() for e in b
+            ]
             failed += [(e.ref, False, exc) for e in self.pending]
             resolve_many(failed)
         finally:
@@ -375,7 +382,9 @@ class Dispatcher:
             bid = next(self._batch_ids)
             w.batches[bid] = batch
             mark_running(e.ref for e in batch)
-            self._sends.append(self.comm.isend(("B", bid, funcs, objs, tasks), dest=w.rank, tag=TAG_BATCH))
+            self._sends.append(
+                self.comm.isend(("B", bid, funcs, objs, tasks), dest=w.rank, tag=TAG_BATCH)
+            )
             sent = True
         return sent
 
@@ -389,7 +398,18 @@ class Dispatcher:
             self._mean_task_s = 0.7 * self._mean_task_s + 0.3 * span
         for pos, ok, value, error, exc_type, started, finished, prov in results:
             e = batch[pos]
-            out = Outcome(e.ref.task_id, e.task.name, e.attempt, ok, value, error, exc_type, started, finished, prov)
+            out = Outcome(
+                e.ref.task_id,
+                e.task.name,
+                e.attempt,
+                ok,
+                value,
+                error,
+                exc_type,
+                started,
+                finished,
+                prov,
+            )
             session.record(out, e.key, e.submitted, e.seed, w.rank, w.host)
             if ok:
                 self._resolve.append((e.ref, True, value))

@@ -82,4 +82,6 @@ def run_task(
         )
     finally:
         context.pop_task()
-    return Outcome(task_id, name, attempt, True, value, started=started, finished=time.time(), provenance=prov)
+    return Outcome(
+        task_id, name, attempt, True, value, started=started, finished=time.time(), provenance=prov
+    )

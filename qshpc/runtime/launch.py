@@ -119,7 +119,13 @@ def _run_rank(spec: RunSpec) -> int:
         return 2
     hosts = [i.host for i in comm.allgather(info)]
     ranks = comm.gather(
-        {"rank": info.rank, "host": info.host, "pid": os.getpid(), "local_rank": info.local_rank, "cpus": info.cpus},
+        {
+            "rank": info.rank,
+            "host": info.host,
+            "pid": os.getpid(),
+            "local_rank": info.local_rank,
+            "cpus": info.cpus,
+        },
         root=0,
     )
     _add_program_path(Path(prog))
@@ -167,7 +173,8 @@ def _run_job(
     context.set_job_seed(seed)
     runtime = {
         "mpi_size": info.size,
-        "ranks": ranks or [{"rank": 0, "host": info.host, "pid": os.getpid(), "local_rank": 0, "cpus": info.cpus}],
+        "ranks": ranks
+        or [{"rank": 0, "host": info.host, "pid": os.getpid(), "local_rank": 0, "cpus": info.cpus}],
         "started": time.time(),
         "qiskit_version": version("qiskit"),
         "python": sys.version.split()[0],
@@ -203,7 +210,15 @@ def _run_job(
     return 0 if state == "SUCCEEDED" else 1
 
 
-_SLURM_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST", "SLURM_NTASKS", "SLURM_CLUSTER_NAME", "SLURM_RESTART_COUNT")
+_SLURM_KEYS = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_JOB_NODELIST",
+    "SLURM_NTASKS",
+    "SLURM_CLUSTER_NAME",
+    "SLURM_RESTART_COUNT",
+)
 
 
 def _exec_program(program: Path, argv: list[str]) -> tuple[str, str | None]:
@@ -243,7 +258,9 @@ def _user_traceback(exc: BaseException, program: Path) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
-def _summary(meta: dict[str, Any], job_dir: Path, state: str, error: str | None, session: Any) -> None:
+def _summary(
+    meta: dict[str, Any], job_dir: Path, state: str, error: str | None, session: Any
+) -> None:
     from qshpc.store import JOB_FILE
 
     out = sys.stdout if state == "SUCCEEDED" else sys.stderr
@@ -259,5 +276,8 @@ def _summary(meta: dict[str, Any], job_dir: Path, state: str, error: str | None,
     if error and state != "SUCCEEDED":
         last = error.strip().splitlines()[-1] if error.strip() else state
         print(f"qshpc: {last}", file=out)
-        print(f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {meta.get('id')}` shows the error", file=out)
+        print(
+            f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {meta.get('id')}` shows the error",
+            file=out,
+        )
     out.flush()

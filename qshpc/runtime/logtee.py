@@ -37,7 +37,7 @@ class LogTee:
             self._threads.append(t)
         for stream in (sys.stdout, sys.stderr):
             try:
-                stream.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             except (AttributeError, ValueError):
                 pass
 

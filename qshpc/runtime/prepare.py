@@ -43,7 +43,9 @@ def check_program(program: Path) -> None:
         UserError: With the path, and the line of a syntax error.
     """
     if not program.exists():
-        raise UserError(f"program file {program} does not exist: check the path (cwd is {Path.cwd()})")
+        raise UserError(
+            f"program file {program} does not exist: check the path (cwd is {Path.cwd()})"
+        )
     if program.is_dir():
         raise UserError(f"program {program} is a directory: give the .py file to run")
     try:
@@ -82,7 +84,9 @@ def prepare_job(spec: RunSpec) -> Path:
     job_id = new_job_id()
     job_dir = (spec.job_dir or jobs_root() / job_id).resolve()
     if job_dir.exists() and any(job_dir.iterdir()):
-        raise UserError(f"job directory {job_dir} exists and is not empty: choose another --job-dir")
+        raise UserError(
+            f"job directory {job_dir} exists and is not empty: choose another --job-dir"
+        )
     meta = {
         "id": job_id,
         "title": spec.title or spec.program.name,

@@ -40,7 +40,11 @@ def test_syntax_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content, needle",
-    [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be a dict"), (b"\x89HDF\r\n\x1a\ngarbage", "")],
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a dict"),
+        (b"\x89HDF\r\n\x1a\ngarbage", ""),
+    ],
 )
 def test_bad_arguments_file(tmp_path: Path, content: bytes, needle: str) -> None:
     args = tmp_path / ("args.h5" if content.startswith(b"\x89HDF") else "args.json")
@@ -53,7 +57,14 @@ def test_bad_arguments_file(tmp_path: Path, content: bytes, needle: str) -> None
 
 
 def test_missing_arguments_file(tmp_path: Path) -> None:
-    out = run_cli("run", str(PROGRAMS / "squares.py"), "--arguments", str(tmp_path / "x.json"), "--workers", "0")
+    out = run_cli(
+        "run",
+        str(PROGRAMS / "squares.py"),
+        "--arguments",
+        str(tmp_path / "x.json"),
+        "--workers",
+        "0",
+    )
     assert out.returncode == 2
     assert "x.json" in out.stderr
 

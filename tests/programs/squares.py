@@ -30,5 +30,12 @@ squares = get([square(i) for i in range(n)])
 ranks = sorted({r for _, r, _ in get([where(i) for i in range(n)])})
 table = put({i: i * 10 for i in range(n)})
 picked = get([pick(table, i) for i in range(3)])
-save_result({"squares": squares, "ranks": ranks, "nested": get(nested_sum(5)), "picked": picked,
-             "lam": get(distribute_task()(lambda y: y + 1)(41))})
+save_result(
+    {
+        "squares": squares,
+        "ranks": ranks,
+        "nested": get(nested_sum(5)),
+        "picked": picked,
+        "lam": get(distribute_task()(lambda y: y + 1)(41)),
+    }
+)
