@@ -35,22 +35,30 @@ Layout of ``job.h5`` (schema version 1)
         the append-only log, written in SWMR mode (no object can be created
         then, so everything that changes during a run lives here):
 
-        ``data``     uint8, gzip 1, 64 KiB chunks: blob-encoded values.
+        ``meta``     uint8, gzip 1, 64 KiB chunks: blob-encoded record fields.
+        ``data``     uint8, gzip 1, 64 KiB chunks: blob-encoded results and events.
         ``large``    uint8, uncompressed, 1 MiB chunks: blobs over 1 MiB.
         ``records``  compound rows, shuffle + gzip 1: valid, state (0 SUCCEEDED,
                      1 FAILED), where (0 none, 1 data, 2 large), has_seed, run,
                      attempt, rank, seed, submitted, started, finished, off and
                      meta_len (the blob ``[task_id, key, function, host, error,
-                     provenance]`` in ``data``; a 64-hex-digit key is stored as
-                     32 raw bytes), res_off and res_len (the result blob).
+                     provenance]`` in ``meta``; a 64-hex-digit key is stored as
+                     32 raw bytes), res_off and res_len (the result blob in
+                     ``data`` or ``large``).
         ``events``   compound rows: valid, kind (1 state ``[state, error]``,
                      2 sub-status str, 3 saved result), where, run, time, off, len.
-        ``commits``  rows (records, events, data, large, time, check): the end
+        ``commits``  rows (records, events, meta, data, large, time, check): the end
                      of every log dataset at each commit. Readers use the last
                      row whose check matches and ignore anything beyond it, and
                      rows with ``valid = 0`` (chunk padding).
 
     The job's state is its last state event (QUEUED is written by create_job).
+    Compressed chunks are written once: each commit pads ``meta``/``data`` with
+    zeros and ``records``/``events`` with ``valid = 0`` rows to a chunk
+    boundary (the padding compresses to almost nothing), because rewriting a
+    compressed chunk moves it in the file, which a kill could catch half done.
+    ``result`` (``/result`` or the last result event) belongs to the latest
+    run: a resumed run starts without one.
 
 Encodings
     Blob (``qshpc-msgpack`` version 1): see :mod:`qshpc.store.encoding_blob`.

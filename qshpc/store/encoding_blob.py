@@ -86,10 +86,20 @@ def _pack(value: Any) -> bytes:
 def _array_ext(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
     arr = np.ascontiguousarray(arr)
     raw: Any = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b""  # type: ignore[arg-type]
-    data: Any = raw
     if len(raw) > _PIECE:
-        data = [raw[i : i + _PIECE] for i in range(0, len(raw), _PIECE)]
-    return msgpack.ExtType(EXT_NDARRAY, _pack([_descr(arr.dtype), list(arr.shape), data]))
+        pieces = [raw[i : i + _PIECE] for i in range(0, len(raw), _PIECE)]
+        return msgpack.ExtType(EXT_NDARRAY, _pack([_descr(arr.dtype), list(arr.shape), pieces]))
+    # Same bytes as _pack([descr, shape, raw]), built with one copy of the data.
+    head = _pack([_descr(arr.dtype), list(arr.shape), b""])
+    return msgpack.ExtType(EXT_NDARRAY, b"".join((head[:-2], _bin_header(len(raw)), raw)))
+
+
+def _bin_header(n: int) -> bytes:
+    if n < 1 << 8:
+        return struct.pack(">BB", 0xC4, n)
+    if n < 1 << 16:
+        return struct.pack(">BH", 0xC5, n)
+    return struct.pack(">BI", 0xC6, n)
 
 
 def _default(obj: Any) -> Any:
@@ -172,10 +182,7 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
 
     def hook(code: int, data: bytes) -> Any:
         if code == EXT_NDARRAY:
-            descr, shape, raw = unpack(data)
-            if isinstance(raw, list):
-                raw = b"".join(raw)
-            return np.frombuffer(raw, dtype=_dtype(descr)).reshape(shape).copy()
+            return _load_array(data, hook)
         if code == EXT_NPSCALAR:
             descr, raw = unpack(data)
             return np.frombuffer(raw, dtype=_dtype(descr))[0]
@@ -201,6 +208,29 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
         raise StoreError(f"{source} holds an unknown blob extension type {code}; upgrade qshpc")
 
     return hook
+
+
+def _load_array(data: bytes, hook: Callable[[int, bytes], Any]) -> np.ndarray[Any, Any]:
+    """Decode an EXT_NDARRAY payload with a single copy of the array bytes."""
+    opts: dict[str, Any] = {"ext_hook": hook, "strict_map_key": False, "raw": False}
+    reader = msgpack.Unpacker(**opts)
+    reader.feed(memoryview(data)[:4096])  # array header, descr and shape come first
+    try:
+        reader.read_array_header()
+        descr, shape = reader.unpack(), reader.unpack()
+        dtype = _dtype(descr)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        head = _pack([descr, shape, b""])[:-2] + _bin_header(nbytes)
+        fast = len(data) == len(head) + nbytes and data.startswith(head)
+    except (msgpack.OutOfData, ValueError, TypeError):
+        fast = False
+    if fast:
+        raw: Any = memoryview(data)[len(head) :]
+    else:  # pieces (arrays over 1 GiB), or a descr too long for the peek
+        descr, shape, raw = msgpack.unpackb(data, **opts)
+        dtype = _dtype(descr)
+        raw = b"".join(raw) if isinstance(raw, list) else raw
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
 def decode_blob(data: bytes, allow_pickle: bool = False, source: str = "this data") -> Any:

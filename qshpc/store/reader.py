@@ -65,11 +65,10 @@ class JobReader:
         out: dict[str, Any] = self._native(L.META_GROUP, False)
         log = self._log()
         state, error, sub_status, finished = STATES[0], None, "", None
-        has_result = L.RESULT in self._f
+        has_result = L.RESULT in self._f or bool(self._saved(log))
         for ev in log.events():
             kind = int(ev["kind"])
             if kind == L.EVENT_RESULT:
-                has_result = True
                 continue
             value = decode_blob(log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"])))
             if kind == L.EVENT_STATE:
@@ -102,6 +101,12 @@ class JobReader:
             schema_version=SCHEMA_VERSION,
         )
         return out
+
+    def _saved(self, log: LogReader) -> list[Any]:
+        """Result events of the latest run (a resumed run starts without a result)."""
+        run = len(self._f[L.RUNS]) if L.RUNS in self._f else 0
+        events = log.events()
+        return [ev for ev in events if int(ev["kind"]) == L.EVENT_RESULT and ev["run"] == run]
 
     def _runs(self) -> list[dict[str, Any]]:
         if L.RUNS not in self._f:
@@ -145,7 +150,7 @@ class JobReader:
         return self._log().done_records(allow_pickle)
 
     def result(self, allow_pickle: bool = False) -> Any:
-        """The saved result: ``/result`` when finalized, else the last saved blob.
+        """The saved result: ``/result`` when finalized, else the latest run's last saved blob.
 
         Raises:
             NoResultError: When the job saved no result.
@@ -153,7 +158,7 @@ class JobReader:
         if L.RESULT in self._f:
             return self._native(L.RESULT, allow_pickle)
         log = self._log()
-        saved = [ev for ev in log.events() if int(ev["kind"]) == L.EVENT_RESULT]
+        saved = self._saved(log)
         if not saved:
             raise NoResultError(f"job {self.path.parent} has no saved result")
         ev = saved[-1]

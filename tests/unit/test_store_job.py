@@ -1,0 +1,253 @@
+"""The job file: create, write, read, frozen v1 file, errors, permissions."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from qshpc.errors import (
+    JobNotFoundError,
+    NoResultError,
+    SchemaVersionError,
+    StoreError,
+    TaskError,
+    UserError,
+)
+from qshpc.store import (
+    JOB_FILE,
+    JobReader,
+    JobWriter,
+    TaskRecord,
+    create_job,
+    load_arguments,
+    save_arguments,
+)
+
+ROOT = Path(__file__).parents[2]
+FROZEN = ROOT / "tests" / "data" / "v1"
+RUNTIME = {"mpi_size": 2, "ranks": [{"rank": 0, "host": "h0"}], "started": 1.0, "resume": False}
+
+
+def rec(i: int, state: str = "SUCCEEDED", result: object = None) -> TaskRecord:
+    return TaskRecord(
+        task_id=str(i), key=f"key-{i}", function="m.f", state=state, attempt=1, rank=1,
+        host="h1", submitted=1.0, started=2.0, finished=3.0, seed=i,
+        result=result if result is not None else {0: i / 3}, provenance={"n": i},
+        error="boom" if state == "FAILED" else None,
+    )  # fmt: skip
+
+
+def new_job(tmp_path: Path, name: str = "job ü 1") -> Path:
+    job = tmp_path / name
+    create_job(job, {"id": name, "title": "t", "created": 5.0, "seed": 3}, {"a": [1, 2]})
+    return job
+
+
+def test_lifecycle(tmp_path: Path) -> None:
+    job = new_job(tmp_path)
+    with JobReader.open(job) as r:
+        m = r.meta()
+        assert (m["state"], m["runs"], m["has_result"], m["schema_version"]) == (
+            "QUEUED",
+            0,
+            False,
+            1,
+        )
+        assert r.arguments() == {"a": [1, 2]}
+        with pytest.raises(NoResultError):
+            r.result()
+    w = JobWriter.open(job, RUNTIME)
+    for i in range(5):
+        w.append_task(rec(i))
+    w.append_task(rec(5, "FAILED"))
+    w.commit()
+    w.set_status("half")
+    w.save_result([1, 2])
+    with JobReader.open(job) as r:
+        m = r.meta()
+        assert m["state"] == "RUNNING" and m["sub_status"] == "half" and m["has_result"]
+        assert m["task_counts"] == {"SUCCEEDED": 5, "FAILED": 1}
+        assert m["ranks"] == [{"rank": 0, "host": "h0"}] and m["mpi_size"] == 2
+        assert r.result() == [1, 2]
+        assert r.task_result("2") == {0: 2 / 3}
+        with pytest.raises(TaskError, match="boom"):
+            r.task_result("5")
+        t = r.tasks()[0]
+        assert t["key"] == "key-0" and t["provenance"] == {"n": 0} and t["seed"] == 0
+    assert set(w.done_records()) == {f"key-{i}" for i in range(5)}
+    w.finalize("FAILED", "it broke")
+    with JobReader.open(job) as r:
+        m = r.meta()
+        assert m["state"] == "FAILED" and m["error"] == "it broke" and m["finished"]
+        assert r.result() == [1, 2]
+        assert r.done_records()["key-3"].result == {0: 1.0}
+    # resume: a second run appends
+    w = JobWriter.open(job, {**RUNTIME, "resume": True})
+    assert len(w.done_records()) == 5
+    w.append_task(rec(5))
+    w.finalize("SUCCEEDED")
+    with JobReader.open(job) as r:
+        m = r.meta()
+        assert m["runs"] == 2 and m["state"] == "SUCCEEDED"
+        assert m["task_counts"] == {"SUCCEEDED": 6, "FAILED": 0}
+        with pytest.raises(NoResultError):
+            r.result()  # the second run saved none
+
+
+def test_frozen_v1_file_reads_forever(tmp_path: Path) -> None:
+    job = tmp_path / "copy"
+    shutil.copytree(FROZEN, job)
+    with JobReader.open(job) as r:
+        m = r.meta()
+        assert m["id"] == "frozen-v1" and m["slurm"] == {"job_id": "123", "partition": "debug"}
+        assert m["state"] == "SUCCEEDED" and m["sub_status"] == "3 of 4 done"
+        assert m["task_counts"] == {"SUCCEEDED": 3, "FAILED": 1} and m["runs"] == 1
+        assert [x["host"] for x in m["ranks"]] == ["node-a", "node-a"]
+        args = r.arguments()
+        assert args["shots"] == 1024 and args["opts"] == {0: "a"}
+        np.testing.assert_allclose(args["thetas"], np.linspace(0, 1, 5))
+        assert args["circuits"][0].name == "bell" and args["circuits"][0].num_qubits == 2
+        res = r.result()
+        np.testing.assert_array_equal(res["energies"], [1.0, -0.5])
+        assert res["best"] == 1 and res["label"] == "é"
+        assert r.task_result("1") == {0: 0.5, 3: 0.4}
+        tasks = r.tasks()
+        assert [t["state"] for t in tasks] == ["SUCCEEDED"] * 3 + ["FAILED"]
+        assert tasks[3]["error"].endswith("bad theta") and tasks[0]["seed"] == 100
+        assert tasks[0]["key"] == "0" * 64
+    # a writer can resume the frozen file
+    JobWriter.open(job, RUNTIME).finalize("CANCELED")
+    with JobReader.open(job) as r:
+        assert r.meta()["state"] == "CANCELED"
+
+
+def test_wrong_schema_version(tmp_path: Path) -> None:
+    job = new_job(tmp_path)
+    with h5py.File(job / JOB_FILE, "r+") as f:
+        f.attrs["qshpc-schema-version"] = 99
+    with pytest.raises(SchemaVersionError, match=r"99.*reads version 1.*upgrade"):
+        JobReader.open(job)
+    with pytest.raises(SchemaVersionError):
+        JobWriter.open(job, RUNTIME)
+
+
+@pytest.mark.parametrize("content", [b"", b"not hdf5 at all" * 100, "truncate"])
+def test_bad_files_raise_store_error(tmp_path: Path, content: bytes | str) -> None:
+    job = new_job(tmp_path, "bad job ✓")
+    path = job / JOB_FILE
+    if content == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    else:
+        path.write_bytes(content)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="bad job ✓"):
+        JobReader.open(job).meta()
+    with pytest.raises(StoreError, match="bad job ✓"):
+        JobWriter.open(job, RUNTIME)
+
+
+def test_missing_job_and_file(tmp_path: Path) -> None:
+    with pytest.raises(JobNotFoundError):
+        JobReader.open(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="no job store"):
+        JobReader.open(tmp_path / "empty")
+
+
+def test_foreign_hdf5_file(tmp_path: Path) -> None:
+    (tmp_path / "j").mkdir()
+    with h5py.File(tmp_path / "j" / JOB_FILE, "w") as f:
+        f["x"] = 1
+    with pytest.raises(StoreError, match="not a qshpc store"):
+        JobReader.open(tmp_path / "j")
+
+
+def test_permissions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = new_job(tmp_path)
+    assert stat.S_IMODE(job.stat().st_mode) == 0o700
+    assert stat.S_IMODE((job / JOB_FILE).stat().st_mode) == 0o600
+    JobWriter.open(job, RUNTIME).finalize("SUCCEEDED")
+    assert stat.S_IMODE((job / JOB_FILE).stat().st_mode) == 0o600
+    monkeypatch.setenv("QSHPC_SHARE_GROUP", "1")
+    job2 = new_job(tmp_path, "shared")
+    assert stat.S_IMODE(job2.stat().st_mode) == 0o750
+    assert stat.S_IMODE((job2 / JOB_FILE).stat().st_mode) == 0o640
+
+
+def test_arguments_files(tmp_path: Path) -> None:
+    path = tmp_path / "args ü.h5"
+    save_arguments(path, {"x": np.arange(3), 1: "int key"})
+    got = load_arguments(path)
+    assert got[1] == "int key" and list(got["x"]) == [0, 1, 2]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    (tmp_path / "a.json").write_text('{"n": 1}')
+    assert load_arguments(tmp_path / "a.json") == {"n": 1}
+    (tmp_path / "l.json").write_text("[1]")
+    for bad, why in [("l.json", "must be a dict"), ("missing.h5", "no such file")]:
+        with pytest.raises(UserError, match=why):
+            load_arguments(tmp_path / bad)
+    (tmp_path / "g.h5").write_bytes(b"garbage")
+    with pytest.raises(UserError, match=r"g\.h5"):
+        load_arguments(tmp_path / "g.h5")
+
+
+def test_import_is_cheap() -> None:
+    code = (
+        "import sys, qshpc.store as s; assert s.JOB_FILE == 'job.h5';"
+        "print('h5py' in sys.modules, 'qiskit' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert out.stdout.split() == ["False", "False"]
+
+
+READER = """
+import sys, time
+from pathlib import Path
+from qshpc.store import JobReader
+with JobReader.open(Path(sys.argv[1])) as r:
+    m = r.meta()
+    print(m["state"], len(r.tasks()), r.task_result("7"))
+"""
+
+
+def test_reader_sees_commits_while_writer_is_open(tmp_path: Path) -> None:
+    job = new_job(tmp_path)
+    w = JobWriter.open(job, RUNTIME)
+    for i in range(10):
+        w.append_task(rec(i))
+    w.commit()
+    w.append_task(rec(10))  # queued, not committed
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", READER, str(job)], capture_output=True,
+                         text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["RUNNING", "10", "{0:", "2.3333333333333335}"]
+    with JobReader.open(job) as r:  # in-process reader too
+        assert len(r.tasks()) == 10
+    w.close()
+
+
+@pytest.mark.slow
+def test_large_result_round_trip(tmp_path: Path) -> None:
+    job = new_job(tmp_path)
+    big = np.random.default_rng(0).random(300 * 2**20 // 8)  # 300 MiB
+    t0 = time.perf_counter()
+    w = JobWriter.open(job, RUNTIME)
+    w.append_task(rec(0, result={"arr": big}))
+    w.commit()
+    w.save_result(big)
+    w.finalize("SUCCEEDED")
+    with JobReader.open(job) as r:
+        np.testing.assert_array_equal(r.task_result("0")["arr"], big)
+        np.testing.assert_array_equal(r.result(), big)
+    assert time.perf_counter() - t0 < 30
