@@ -50,6 +50,6 @@ def run_cli(
 
 def job_dir_of(home: Path) -> Path:
     """The one job directory under ``home`` (tests run one job each unless told)."""
-    jobs = sorted((home / "jobs").iterdir())
+    jobs = sorted((home / "jobs").iterdir(), key=lambda d: (d.stat().st_ctime_ns, d.name))
     assert jobs, "no job directory was created"
     return jobs[-1]
