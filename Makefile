@@ -1,6 +1,6 @@
 # qshpc: the two set-up commands are `make demo` and `make test`.
 PYTHON ?= python3
-NODES ?= 1
+NODES ?=
 PYTEST_ARGS ?=
 export PYTHONDONTWRITEBYTECODE = 1
 
@@ -22,7 +22,7 @@ demo: install
 	$(PYTHON) examples/demo.py
 
 slurm-up:
-	bash slurm/devcluster.sh up --nodes $(NODES)
+	bash slurm/devcluster.sh up $(if $(NODES),--nodes $(NODES),)
 
 slurm-down:
 	bash slurm/devcluster.sh down

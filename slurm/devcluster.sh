@@ -558,6 +558,8 @@ cmd_up() {
 
     local old_nodes=""
     [[ -f $DIR/nodes ]] && old_nodes=$(cat "$DIR/nodes")
+    # `up` without a node count keeps a running cluster of any size.
+    if [[ -z ${NODES_GIVEN:-} && -n $old_nodes ]] && anything_running; then NODES=$old_nodes; fi
     if [[ -n $old_nodes && $old_nodes != "$NODES" ]] && anything_running; then
         log "a ${old_nodes}-node cluster is running: taking it down first"
         cmd_down
@@ -687,11 +689,12 @@ cmd_env() {
 main() {
     local cmd=${1:-}
     [[ -n $cmd ]] && shift
+    NODES_GIVEN=${NODES:+yes}
     NODES=${NODES:-1}
     while (($#)); do
         case $1 in
-            --nodes) NODES=${2:?--nodes needs a number}; shift 2 ;;
-            --nodes=*) NODES=${1#--nodes=}; shift ;;
+            --nodes) NODES=${2:?--nodes needs a number}; NODES_GIVEN=yes; shift 2 ;;
+            --nodes=*) NODES=${1#--nodes=}; NODES_GIVEN=yes; shift ;;
             -h | --help) usage; exit 0 ;;
             *) die "unknown argument: $1" ;;
         esac
