@@ -1,0 +1,64 @@
+"""``SlurmClient``: the ``LocalClient`` interface, on Slurm.
+
+    from qshpc import SlurmClient, Program
+
+    serverless = SlurmClient(nodes=1, ntasks_per_node=2, time_min=30)
+    job = serverless.run(program, arguments={"circuits": circuits})
+    job.status(); job.result()
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from qshpc.submit.config import resolve_resources
+from qshpc.submit.resources import SlurmResources
+
+if TYPE_CHECKING:
+    from qshpc.client import Job, Program
+
+
+class SlurmClient:
+    """Submits programs as Slurm jobs; every task runs the qshpc runtime under ``srun --mpi=pmi2``.
+
+    Args:
+        **resources: :class:`~qshpc.submit.resources.SlurmResources` fields (nodes,
+            ntasks_per_node, cpus_per_task, gpus_per_node, mem_gb, time_min,
+            partition, account, qos, mpi, extra, name, requeue, setup, modules);
+            site defaults (config.toml, ``QSHPC_SLURM_*``) fill the rest.
+
+    Raises:
+        ResourceError: An unknown name (the valid ones are listed) or a bad value.
+    """
+
+    def __init__(self, **resources: Any) -> None:
+        self.resources: SlurmResources = resolve_resources(resources)
+
+    def __repr__(self) -> str:
+        r = self.resources
+        return f"<SlurmClient | {r.nodes} node(s) x {r.ntasks_per_node} task(s), {r.time_min} min>"
+
+    def run(
+        self, program: Program, arguments: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Job:
+        """Submit ``program`` with ``arguments``; return its :class:`~qshpc.client.Job` at once (QUEUED)."""
+        from qshpc.client import Job
+        from qshpc.submit.slurm import submit
+
+        sub = submit(program, arguments, seed, self.resources)
+        return Job(sub.job_dir)
+
+    run_program = run
+
+    def jobs(self, state: str | None = None) -> list[Job]:
+        """The Slurm jobs in the store, newest first (optionally only one state)."""
+        from qshpc.client import list_jobs
+        from qshpc.submit.slurm import SLURM_ID_FILE
+
+        return [j for j in list_jobs(state) if (j.job_dir / SLURM_ID_FILE).is_file()]
+
+    def job(self, job_id: str) -> Job:
+        """The job with this qshpc id (or Slurm id, or directory)."""
+        from qshpc.client import open_job
+
+        return open_job(job_id)

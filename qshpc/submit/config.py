@@ -1,0 +1,161 @@
+"""Site defaults for Slurm jobs: config files, then environment variables, then the caller.
+
+Precedence, lowest first:
+
+1. :class:`~qshpc.submit.resources.SlurmResources` defaults;
+2. ``$QSHPC_HOME/config.toml``, table ``[slurm]``;
+3. ``./qshpc.toml`` (the folder you submit from), table ``[slurm]``;
+4. environment variables ``QSHPC_SLURM_<NAME>`` (e.g. ``QSHPC_SLURM_PARTITION``,
+   ``QSHPC_SLURM_ACCOUNT``, ``QSHPC_SLURM_MODULES=gcc/12,cuda/12``,
+   ``QSHPC_SLURM_EXTRA=constraint=haswell,exclusive=user``);
+5. the command line or ``SlurmClient(**resources)``.
+
+Example ``config.toml``::
+
+    [slurm]
+    partition = "batch"
+    account = "proj42"
+    modules = ["gcc/12.2", "openmpi/4.1"]
+    setup = ["source /opt/venvs/qshpc/bin/activate"]
+    extra = { constraint = "haswell" }
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from qshpc.errors import ResourceError
+from qshpc.jobs import qshpc_home
+from qshpc.submit.resources import SlurmResources, unknown_keys_message
+
+ENV_PREFIX = "QSHPC_SLURM_"
+#: Variables with this prefix that are not resources (the dev cluster's state folder).
+_ENV_IGNORED = {"QSHPC_SLURM_DIR", "QSHPC_SLURM_TIMEOUT", "QSHPC_SLURM_GPUS", "QSHPC_SLURM_DB_PORT"}
+
+
+def config_files() -> list[Path]:
+    """The config files read, lowest precedence first (missing ones included)."""
+    return [qshpc_home() / "config.toml", Path.cwd() / "qshpc.toml"]
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ResourceError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ResourceError(f"{path} is not valid TOML: {exc}") from None
+    table = data.get("slurm", {})
+    if not isinstance(table, dict):
+        raise ResourceError(f"{path}: [slurm] must be a table")
+    return table
+
+
+def _from_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    kinds = {f.name: str(f.type) for f in fields(SlurmResources)}
+    out: dict[str, Any] = {}
+    unknown: list[str] = []
+    bad: list[str] = []
+    for var, text in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in _ENV_IGNORED:
+            continue
+        name = var[len(ENV_PREFIX):].lower()
+        kind = kinds.get(name)
+        if kind is None:
+            unknown.append(name)
+            continue
+        try:
+            out[name] = _parse(kind, text.strip())
+        except ValueError:
+            bad.append(f"{var}={text!r} ({kind})")
+    if unknown:
+        raise ResourceError(unknown_keys_message(unknown, f"environment variables {ENV_PREFIX}*"))
+    if bad:
+        raise ResourceError("cannot parse environment variables: " + ", ".join(bad))
+    return out
+
+
+def _parse(kind: str, text: str) -> Any:
+    if kind == "int":
+        return int(text)
+    if kind == "float | None":
+        return float(text) if text else None
+    if kind == "bool":
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(text)
+    if kind == "list[str]":
+        return [s.strip() for s in text.split(",") if s.strip()]
+    if kind == "dict[str, str]":
+        pairs = [s.split("=", 1) for s in text.split(",") if s.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(text)
+        return {k.strip(): v.strip() for k, v in pairs}
+    if kind == "str | None":
+        return text or None
+    return text
+
+
+def site_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Merged site values and the sources they came from.
+
+    Raises:
+        ResourceError: An unreadable file, an unknown key, or an unparsable variable.
+    """
+    merged: dict[str, Any] = {}
+    sources: list[str] = []
+    valid = set(SlurmResources.field_names())
+    for path in config_files():
+        if not path.is_file():
+            continue
+        table = _load_toml(path)
+        unknown = sorted(set(table) - valid)
+        if unknown:
+            raise ResourceError(unknown_keys_message(unknown, f"{path} [slurm]"))
+        merged.update(table)
+        sources.append(str(path))
+    env = _from_env(os.environ if environ is None else environ)
+    if env:
+        merged.update(env)
+        sources.append("environment " + ", ".join(ENV_PREFIX + k.upper() for k in sorted(env)))
+    return merged, sources
+
+
+def resolve_resources(
+    overrides: dict[str, Any], environ: dict[str, str] | None = None
+) -> SlurmResources:
+    """Site defaults overridden by ``overrides`` (None values do not override), validated.
+
+    Raises:
+        ResourceError: Unknown keys or bad values, naming where each came from.
+    """
+    unknown = sorted(set(overrides) - set(SlurmResources.field_names()))
+    if unknown:
+        raise ResourceError(unknown_keys_message(unknown, "the given resources"))
+    merged, sources = site_defaults(environ)
+    for key, value in overrides.items():
+        if value is None or (key in ("extra", "setup", "modules") and not value):
+            continue
+        if key == "extra":
+            merged["extra"] = {**merged.get("extra", {}), **value}
+        else:
+            merged[key] = value
+    try:
+        return SlurmResources.build(merged)
+    except ResourceError as exc:
+        where = f"\n(site defaults from: {'; '.join(sources)})" if sources else ""
+        raise ResourceError(f"{exc}{where}") from None
+    except TypeError as exc:  # pragma: no cover - build checks the keys first
+        raise ResourceError(str(exc)) from None

@@ -1,0 +1,89 @@
+"""The batch script of a qshpc Slurm job, rendered by submitit's own template (pure functions).
+
+:func:`executor_parameters` is the one translation from
+:class:`~qshpc.submit.resources.SlurmResources` to submitit's ``SlurmExecutor``
+parameters, used both to submit and to render ``qshpc submit --dry-run``, so
+what is shown is what is submitted.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from qshpc.submit.resources import SlurmResources
+
+#: Slurm sends submitit's checkpoint signal (USR2) this many seconds before the
+#: time limit. qshpc does not checkpoint through submitit: 0 lets the limit
+#: itself end the job, so Slurm records TIMEOUT (with the default 90 s the
+#: signal ends the program early and the job looks COMPLETED).
+SIGNAL_DELAY_S = 0
+
+
+def executor_parameters(res: SlurmResources, job_name: str, job_dir: Path) -> dict[str, Any]:
+    """``SlurmExecutor.update_parameters`` keywords for ``res`` (``mem`` in GB, submitit converts).
+
+    Args:
+        res: Validated resources.
+        job_name: The Slurm job name (validated).
+        job_dir: The job directory (for the comment lines of the script).
+    """
+    params: dict[str, Any] = {
+        "job_name": job_name,
+        "nodes": res.nodes,
+        "ntasks_per_node": res.ntasks_per_node,
+        "cpus_per_task": res.cpus_per_task,
+        "time": res.time_min,
+        "signal_delay_s": SIGNAL_DELAY_S,
+        "stderr_to_stdout": True,
+        "wckey": "qshpc",
+        "srun_args": [f"--mpi={res.mpi}"],
+        "setup": setup_lines(res, job_dir),
+    }
+    if res.gpus_per_node:
+        params["gpus_per_node"] = res.gpus_per_node
+    if res.mem_gb is not None:
+        params["mem"] = float(res.mem_gb)
+    for key in ("partition", "account", "qos"):
+        value = getattr(res, key)
+        if value:
+            params[key] = value
+    extra: dict[str, Any] = dict(sorted(res.extra.items()))
+    if res.requeue:
+        extra["requeue"] = True
+    if extra:
+        params["additional_parameters"] = extra
+    return params
+
+
+def setup_lines(res: SlurmResources, job_dir: Path) -> list[str]:
+    """The lines before ``srun``: a comment saying what runs, modules, site setup."""
+    lines = [
+        f"# qshpc job {shlex.quote(str(job_dir))}: every task runs `qshpc run` on the program",
+        "# staged in JOB_DIR/program (rank 0 runs it, the other ranks run its tasks)",
+    ]
+    if res.modules:
+        lines.append("module load " + " ".join(shlex.quote(m) for m in res.modules))
+    lines += res.setup
+    return lines
+
+
+def submitit_command(folder: Path, python: str | None = None) -> str:
+    """The command each task runs (as ``SlurmExecutor._submitit_command_str`` builds it)."""
+    py = shlex.quote(sys.executable) if python is None else python
+    return " ".join([py, "-u -m submitit.core._submit", shlex.quote(str(folder))])
+
+
+def render(params: dict[str, Any], folder: Path, python: str | None = None) -> str:
+    """The sbatch script submitit would write for ``params`` (``mem`` converted as submitit does)."""
+    from submitit.slurm import slurm as _slurm
+
+    kwargs = dict(params)
+    if "mem" in kwargs:
+        kwargs["mem"] = _slurm._convert_mem(kwargs["mem"])
+    text: str = _slurm._make_sbatch_string(
+        command=submitit_command(folder, python), folder=folder, **kwargs
+    )
+    return text

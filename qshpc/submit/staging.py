@@ -1,0 +1,82 @@
+"""Copy a program's working directory into the job directory at submit time.
+
+A queued job then runs the files as they were when it was submitted, even if
+the user edits them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from qshpc.errors import UserError
+
+#: Names never staged.
+SKIP = frozenset({".git", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
+#: Refuse to stage more than this.
+MAX_STAGE_BYTES = 1 << 30
+
+
+def _skipped(path: Path, name: str, exclude: Iterable[Path]) -> bool:
+    if name in SKIP:
+        return True
+    full = (path / name).absolute()
+    return any(full == e for e in exclude)
+
+
+def staged_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES) -> int:
+    """Bytes that :func:`stage` would copy (stops counting past ``limit``).
+
+    Symbolic links are copied as links, so they count as nothing.
+    """
+    excl = [e.absolute() for e in exclude]
+    total = 0
+    for root, dirs, files in os.walk(src):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if not _skipped(here, d, excl) and not (here / d).is_symlink()]
+        for name in files:
+            p = here / name
+            if _skipped(here, name, excl) or p.is_symlink():
+                continue
+            try:
+                total += p.stat().st_size
+            except OSError:
+                continue
+            if total > limit:
+                return total
+    return total
+
+
+def check_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES) -> None:
+    """Refuse a working directory too large to stage.
+
+    Raises:
+        UserError: ``src`` holds more than ``limit`` bytes to copy.
+    """
+    if staged_size(src, exclude, limit) > limit:
+        raise UserError(
+            f"working_dir {src} holds more than {limit / 2**30:g} GiB: it is copied into the job "
+            "at submit time, so point working_dir at a folder with only the program and its "
+            "small inputs (read large data from shared storage by path instead)"
+        )
+
+
+def stage(src: Path, dest: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES) -> None:
+    """Copy ``src`` to ``dest`` (which must not exist), skipping .git, __pycache__ and ``exclude``.
+
+    Raises:
+        UserError: The folder holds more than ``limit`` bytes, or cannot be copied.
+    """
+    excl = [e.absolute() for e in exclude]
+    check_size(src, excl, limit)
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        here = Path(folder)
+        return {n for n in names if _skipped(here, n, excl)}
+
+    try:
+        shutil.copytree(src, dest, symlinks=True, ignore=ignore)
+    except (OSError, shutil.Error) as exc:
+        raise UserError(f"cannot copy working_dir {src} into {dest}: {exc}") from None

@@ -1,0 +1,126 @@
+"""The function submitit runs in every Slurm task: bind a GPU, then join the qshpc runtime.
+
+It is pickled by reference at submit time, so it must stay importable as
+``qshpc.submit.task.run_task`` with this signature. Under ``srun --mpi=pmi2``
+all tasks join one COMM_WORLD: rank 0 opens the job created at submit time
+(``qshpc run --job-dir`` semantics) and runs the staged program; the other
+ranks serve its tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+GPU_BIND_ENV = "QSHPC_GPU_BIND"
+
+
+def bind_gpu(gpus_per_node: int, environ: dict[str, str] | os._Environ[str] | None = None) -> str | None:
+    """Make this rank see exactly one GPU, chosen by its local rank (``SLURM_LOCALID``).
+
+    Slurm's ``CUDA_VISIBLE_DEVICES`` (all GPUs of the node) is narrowed to
+    entry ``local_rank % n``; without it, device ``local_rank % gpus_per_node``.
+    ``QSHPC_GPU_BIND=none`` leaves the environment alone.
+
+    Returns:
+        The value set in ``CUDA_VISIBLE_DEVICES``, or None when nothing was changed.
+    """
+    env = os.environ if environ is None else environ
+    if gpus_per_node <= 0 or env.get(GPU_BIND_ENV, "").lower() == "none":
+        return None
+    try:
+        local = int(env.get("SLURM_LOCALID", "0"))
+    except ValueError:
+        local = 0
+    visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    choice = visible[local % len(visible)] if visible else str(local % gpus_per_node)
+    env["CUDA_VISIBLE_DEVICES"] = choice
+    return choice
+
+
+def link_slurm_log(job_dir: Path, rank: int) -> None:
+    """Link this task's submitit log into ``JOB_DIR/logs`` so ``qshpc logs`` shows it.
+
+    The log holds what happened before the runtime's own per-rank log opened
+    (an import error, a bad environment) and submitit's messages.
+    """
+    folder = os.environ.get("SUBMITIT_FOLDER")
+    slurm_id = os.environ.get("SLURM_JOB_ID")
+    if not folder or not slurm_id:
+        return
+    target = Path(folder) / f"{slurm_id}_{rank}_log.out"
+    link = job_dir / "logs" / f"slurm-{slurm_id}_{rank}.out"
+    try:
+        if target.exists() and not link.is_symlink():
+            link.symlink_to(target)
+    except OSError:
+        pass
+
+
+def _early_cancel(signum: int, frame: Any) -> None:
+    """Rank 0, before the program starts: a cancel (SIGTERM) ends the process now."""
+    raise SystemExit(128 + signum)
+
+
+def run_task(
+    job_dir: str,
+    entry: str,
+    workdir: str,
+    gpus_per_node: int = 0,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Run one Slurm task of a qshpc job; exit non-zero when the job did not succeed.
+
+    Args:
+        job_dir: The job directory created at submit time.
+        entry: The staged program file.
+        workdir: The staged working directory (the program's cwd).
+        gpus_per_node: GPUs requested per node (0: no binding).
+        env: The program's ``env_vars``.
+
+    Raises:
+        SystemExit: With the runtime's exit code when the job did not succeed, so
+            that Slurm records the job as failed too.
+    """
+    from qshpc.runtime.launch import run
+    from qshpc.runtime.mpi import launched_by_mpi
+    from qshpc.runtime.prepare import RunSpec
+
+    os.environ.update(env or {})
+    bind_gpu(gpus_per_node)
+    rank = int(os.environ.get("SLURM_PROCID", "0"))
+    link_slurm_log(Path(job_dir), rank)
+    if rank == 0:
+        # submitit ignores SIGTERM; until the program's own handler is in place
+        # (the runtime turns SIGTERM into CANCELED), a cancel should not wait
+        # for Slurm's KillWait.
+        signal.signal(signal.SIGTERM, _early_cancel)
+    os.chdir(workdir)
+    ntasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    workers: int | None = None
+    if not launched_by_mpi():
+        if ntasks > 1:
+            why = (
+                f"srun started {ntasks} tasks without MPI wiring (no PMI variables): "
+                "submit with --mpi pmi2 (see `srun --mpi=list`)"
+            )
+            if rank == 0:
+                from qshpc.jobs import mark_terminal
+
+                mark_terminal(Path(job_dir), "FAILED", why)
+            print(f"qshpc: error: {why}", file=sys.stderr)
+            raise SystemExit(2)
+        workers = 0
+    restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    spec = RunSpec(
+        program=Path(entry),
+        job_dir=Path(job_dir),
+        resume=job_dir if restarted else None,
+    )
+    code = run(spec, workers)
+    if code:
+        raise SystemExit(code)
+    return 0
