@@ -88,24 +88,32 @@ class Job:
         with JobReader.open(self.job_dir) as r:
             meta = r.meta()
         meta["job_dir"] = str(self.job_dir)
+        if not meta.get("slurm_job_id"):
+            marker = self.job_dir / "slurm_job_id"  # written by qshpc.submit after sbatch
+            if marker.is_file():
+                meta["slurm_job_id"] = marker.read_text().strip()
         state = meta.get("state")
         if state not in TERMINAL:
             self._reconcile(meta)
+        elif state != "SUCCEEDED" and meta.get("slurm_job_id"):
+            from qshpc.submit.state import reconcile_slurm
+
+            reconcile_slurm(self.job_dir, meta)  # Slurm may explain it (TIMEOUT, OUT_OF_MEMORY...)
         self._meta = meta
         return meta
 
     def _reconcile(self, meta: dict[str, Any]) -> None:
         """A job whose ranks are gone without finalizing: take the best known terminal state."""
-        override = read_override(self.job_dir)
-        if override:
-            meta["state"] = override["state"]
-            meta["error"] = override.get("error")
-            return
         slurm = meta.get("slurm_job_id")
         if slurm:
             from qshpc.submit.state import reconcile_slurm
 
-            reconcile_slurm(self.job_dir, meta)
+            reconcile_slurm(self.job_dir, meta)  # reads the override too
+            return
+        override = read_override(self.job_dir)
+        if override:
+            meta["state"] = override["state"]
+            meta["error"] = override.get("error")
             return
         if self._process is not None:
             if self._process.poll() is None:
