@@ -35,12 +35,12 @@ MANAGED_SBATCH = {
     "account": "--account",
     "qos": "--qos",
     "requeue": "--requeue",
-    "output": "(qshpc writes the logs to JOB_DIR/slurm/)",
-    "error": "(qshpc writes the logs to JOB_DIR/slurm/)",
-    "open-mode": "(managed by qshpc)",
-    "signal": "(managed by qshpc: a time limit must end the job TIMEOUT)",
-    "wrap": "(not a batch script option)",
-    "array": "(one qshpc job is one Slurm job)",
+    "output": "qshpc writes the logs to JOB_DIR/slurm/ (see `qshpc logs`)",
+    "error": "qshpc writes the logs to JOB_DIR/slurm/ (see `qshpc logs`)",
+    "open-mode": "qshpc sets it",
+    "signal": "qshpc sets it, so that a time limit ends the job TIMEOUT",
+    "wrap": "it is not a batch script option",
+    "array": "one qshpc job is one Slurm job",
 }
 
 
@@ -179,7 +179,9 @@ def _extra_problems(extra: Any) -> list[str]:
             p.append(f"--sbatch {k!r}: a key is a long sbatch option without dashes, "
                      "lower-case letters, digits and '-' (e.g. --sbatch constraint=haswell)")
         elif k in MANAGED_SBATCH:
-            p.append(f"--sbatch {k}: set by qshpc; use {MANAGED_SBATCH[k]}")
+            how = MANAGED_SBATCH[k]
+            how = f"use {how}" if how.startswith("--") else how
+            p.append(f"--sbatch {k}: not allowed, {how}")
         if not isinstance(value, str) or not _printable(value) or not value:
             p.append(f"--sbatch {k}={value!r}: the value must be one line of printable text")
     return p
