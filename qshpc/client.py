@@ -130,7 +130,10 @@ class Job:
         if fresh.get("state") in TERMINAL:
             meta.update(fresh)
             return
-        why = "the job's processes ended without finalizing the store"
+        from qshpc.postmortem import describe
+
+        finished = {t["task_id"] for t in self.tasks()}
+        why = describe(self.job_dir, fresh, finished)
         mark_terminal(self.job_dir, "FAILED", why)
         meta["state"], meta["error"] = "FAILED", why
 

@@ -30,7 +30,8 @@ from qshpc.refs import (
 from qshpc.runtime import context
 from qshpc.runtime.backend import dumps_payload, task_key
 from qshpc.runtime.execute import Outcome, run_task
-from qshpc.runtime.mpi import TAG_BATCH, TAG_RESULT, TAG_STOP
+from qshpc.errors import WorkerLostError
+from qshpc.runtime.mpi import TAG_BATCH, TAG_HEARTBEAT, TAG_RESULT, TAG_STOP, worker_timeout
 from qshpc.seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -77,11 +78,15 @@ class _Entry:
 
 
 class _Worker:
-    __slots__ = ("batches", "funcs", "host", "objs", "rank")
+    __slots__ = ("alive", "batches", "funcs", "host", "last_seen", "objs", "pid", "rank", "sends")
 
-    def __init__(self, rank: int, host: str) -> None:
+    def __init__(self, rank: int, host: str, pid: int) -> None:
         self.rank = rank
         self.host = host
+        self.pid = pid
+        self.alive = True
+        self.last_seen = time.monotonic()
+        self.sends: list[Any] = []
         self.batches: dict[int, list[_Entry]] = {}
         self.funcs: set[int] = set()
         self.objs: set[int] = set()
@@ -97,11 +102,22 @@ class Dispatcher:
         hosts: Host name of every rank.
     """
 
-    def __init__(self, mpi: Any, comm: Any, session: Session, hosts: list[str]) -> None:
+    def __init__(
+        self, mpi: Any, comm: Any, session: Session, hosts: list[str], pids: list[int] | None = None
+    ) -> None:
         self.mpi = mpi
         self.comm = comm
         self.session = session
-        self.workers = [_Worker(r, hosts[r]) for r in range(1, len(hosts))]
+        self.workers = [_Worker(r, hosts[r], pids[r] if pids else 0) for r in range(1, len(hosts))]
+        self.lost: list[str] = []
+        self._dispatch_log: int | None = None
+        if session.job_dir is not None:
+            from qshpc.postmortem import DISPATCH_LOG
+
+            path = session.job_dir / "logs" / DISPATCH_LOG
+            self._dispatch_log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._timeout = worker_timeout()
+        self._next_check = time.monotonic() + 1.0
         self.pending: deque[_Entry] = deque()
         self.blocked: list[_Entry] = []
         self._ids = itertools.count()
@@ -109,7 +125,6 @@ class Dispatcher:
         self._fn_ids: dict[int, tuple[int, bytes, DistributedTask[Any, Any]]] = {}
         self._objects: dict[int, Any] = {}
         self._obj_ids = itertools.count(1)
-        self._sends: list[Any] = []
         self._resolve: list[tuple[TaskRef[Any], bool, Any]] = []
         self._last_commit = time.monotonic()
         self._wake = threading.Event()
@@ -286,13 +301,51 @@ class Dispatcher:
             resolve_many(failed)
         finally:
             for w in self.workers:
+                if not w.alive:
+                    continue
                 try:
                     self.comm.send(("S",), dest=w.rank, tag=TAG_STOP)
                 except Exception:  # pragma: no cover - best effort at shutdown
                     pass
 
     def _busy(self) -> bool:
-        return bool(self.pending or self.blocked or any(w.batches for w in self.workers))
+        return bool(self.pending or self.blocked or any(w.batches for w in self.workers if w.alive))
+
+    def _check_workers(self) -> None:
+        """Declare lost any worker silent for longer than the timeout, failing what it held."""
+        status = self.mpi.Status()
+        now = time.monotonic()
+        while True:
+            msg = self.comm.improbe(self.mpi.ANY_SOURCE, TAG_HEARTBEAT, status)
+            if msg is None:
+                break
+            msg.recv()
+            self.workers[status.Get_source() - 1].last_seen = now
+        for w in self.workers:
+            if w.alive and now - w.last_seen > self._timeout:
+                self._lose(w, now - w.last_seen)
+        if self.pending and not any(w.alive for w in self.workers):
+            err = WorkerLostError("no worker rank is left to run tasks: " + "; ".join(self.lost))
+            items = [(e.ref, False, err) for e in self.pending]
+            self.pending.clear()
+            resolve_many(items)
+
+    def _lose(self, w: _Worker, silent: float) -> None:
+        w.alive = False
+        held = [e for b in w.batches.values() for e in b if not e.ref.done()]
+        names = sorted({e.task.name for e in held})
+        ids = ", ".join(e.ref.task_id for e in held[:20]) + (" ..." if len(held) > 20 else "")
+        text = (
+            f"worker rank {w.rank} on host {w.host} (pid {w.pid}) stopped responding "
+            f"(no heartbeat for {silent:.0f} s: killed, crashed or out of memory?) while holding "
+            f"{len(held)} task(s) [{ids}] of {', '.join(names) or 'no function'}"
+        )
+        self.lost.append(text)
+        print(f"qshpc: {text}", flush=True)
+        self._flush()
+        resolve_many([(e.ref, False, _lost_error(e, w, text)) for e in held])
+        w.batches.clear()
+        w.sends.clear()
 
     def _loop(self) -> None:
         status = self.mpi.Status()
@@ -313,11 +366,17 @@ class Dispatcher:
                 progressed |= self._unblock()
             if self.pending:
                 progressed |= self._assign()
-            if self._sends:
-                self._sends = [r for r in self._sends if not r.test()[0]]
+            for w in self.workers:
+                if w.sends:
+                    w.sends = [r for r in w.sends if not r.test()[0]]
+            if time.monotonic() > self._next_check:
+                self._check_workers()
+                self._next_check = time.monotonic() + 0.5
             if self._stop and not self._busy() and not self._resolve:
-                for r in self._sends:
-                    r.wait()
+                for w in self.workers:
+                    if w.alive:
+                        for r in w.sends:
+                            r.wait()
                 return
             if progressed:
                 sleep = 0.0
@@ -357,7 +416,7 @@ class Dispatcher:
         for w in self.workers:
             if not self.pending:
                 break
-            if len(w.batches) >= _IN_FLIGHT:
+            if not w.alive or len(w.batches) >= _IN_FLIGHT:
                 continue
             size = min(_MAX_BATCH, max(1, -(-len(self.pending) // (2 * n))))
             batch = []
@@ -381,8 +440,13 @@ class Dispatcher:
                 tasks.append((e.ref.task_id, e.fn_id, e.task.name, e.payload, e.seed, e.attempt))
             bid = next(self._batch_ids)
             w.batches[bid] = batch
+            if self._dispatch_log is not None:
+                from qshpc.postmortem import compress_ids
+
+                line = f"{w.rank} {compress_ids([e.ref.task_id for e in batch])}\n"
+                os.write(self._dispatch_log, line.encode())
             mark_running(e.ref for e in batch)
-            self._sends.append(
+            w.sends.append(
                 self.comm.isend(("B", bid, funcs, objs, tasks), dest=w.rank, tag=TAG_BATCH)
             )
             sent = True
@@ -391,6 +455,9 @@ class Dispatcher:
     def _on_result(self, source: int, data: Any) -> None:
         _, bid, results, final = data
         w = self.workers[source - 1]
+        w.last_seen = time.monotonic()
+        if not w.alive:
+            return
         batch = w.batches[bid] if final is False else w.batches.pop(bid)
         session = self.session
         if results:
@@ -418,6 +485,14 @@ class Dispatcher:
                 self.pending.appendleft(e)
             else:
                 self._resolve.append((e.ref, False, out.task_error(w.rank, w.host)))
+
+
+def _lost_error(e: _Entry, w: _Worker, text: str) -> BaseException:
+    from qshpc.errors import TaskError
+
+    return TaskError(
+        e.ref.task_id, e.task.name, w.rank, w.host, f"WorkerLostError: {text}\n", "WorkerLostError"
+    )
 
 
 def _value_of(ref: Any) -> Any:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -63,7 +64,8 @@ def run(spec: RunSpec, workers: int | None) -> int:
 
 def _spawn(spec: RunSpec, workers: int) -> int:
     job_dir = prepare_job(spec)  # fail fast, before starting any rank
-    cmd = [find_mpiexec(), "-n", str(workers + 1), sys.executable, "-m", "qshpc", "run"]
+    cmd = [find_mpiexec(), "-n", str(workers + 1)]
+    cmd += [sys.executable, "-m", "qshpc", "run"]
     cmd += [str(spec.program), "--job-dir", str(job_dir)]
     if spec.seed is not None:
         cmd += ["--seed", str(spec.seed)]
@@ -73,29 +75,80 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     env = dict(os.environ)
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tail: list[bytes] = []
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer, tail), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer, tail), daemon=True),
+    ]
+    for t in pumps:
+        t.start()
     try:
-        code = proc.wait()
+        code = _watch(proc, job_dir)
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
         code = proc.wait()
+    for t in pumps:
+        t.join(timeout=5)
     if code != 0:
-        _mark_dead(job_dir, f"the MPI ranks exited with code {code}")
+        _mark_dead(job_dir, b"".join(tail).decode(errors="replace"), code)
     return code
 
 
-def _mark_dead(job_dir: Path, why: str) -> None:
-    """Record FAILED when the ranks died without finalizing the store."""
+def _pump(src: Any, dst: Any, tail: list[bytes]) -> None:
+    """Forward a child's output as it comes; keep the last lines for the post-mortem."""
+    for line in iter(src.readline, b""):
+        dst.write(line)
+        dst.flush()
+        tail.append(line)
+        if len(tail) > 400:
+            del tail[:200]
+
+
+def _watch(proc: subprocess.Popen[bytes], job_dir: Path) -> int:
+    """Wait for mpiexec; if rank 0 dies while workers live on, end them (no auto-cleanup)."""
+    from qshpc.store import JobReader
+
+    rank0: int | None = None
+    while True:
+        try:
+            return proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        if rank0 is None:
+            try:
+                with JobReader.open(job_dir) as r:
+                    ranks = r.meta().get("ranks") or []
+                rank0 = int(ranks[0]["pid"]) if ranks else None
+            except Exception:
+                rank0 = None
+            continue
+        try:
+            os.kill(rank0, 0)
+        except ProcessLookupError:
+            try:
+                return proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                return proc.wait()
+
+
+def _mark_dead(job_dir: Path, output: str, code: int) -> None:
+    """Record FAILED, naming the dead rank and the tasks it held, when the ranks died unfinalized."""
     from qshpc.jobs import mark_terminal
+    from qshpc.postmortem import describe
     from qshpc.store import JobReader
 
     try:
         with JobReader.open(job_dir) as r:
-            state = r.meta().get("state")
+            meta = r.meta()
+            finished = {t["task_id"] for t in r.tasks()}
     except Exception:
-        state = None
-    if state in (None, "QUEUED", "RUNNING"):
-        mark_terminal(job_dir, "FAILED", why)
+        meta, finished = {}, set()
+    if meta.get("state") in (None, "QUEUED", "RUNNING"):
+        why = describe(job_dir, meta, finished, output)
+        mark_terminal(job_dir, "FAILED", f"the MPI ranks exited with code {code}: {why}")
+        print(f"qshpc: job {meta.get('id', job_dir.name)} FAILED: {why}", file=sys.stderr)
 
 
 def _run_rank(spec: RunSpec) -> int:
@@ -189,7 +242,8 @@ def _run_job(
     if mpi_comm is not None and info.size > 1:
         from qshpc.runtime.dispatcher import Dispatcher
 
-        dispatcher = Dispatcher(mpi_comm[0], mpi_comm[1], session, hosts or [info.host])
+        pids = [int(r["pid"]) for r in ranks] if ranks else None
+        dispatcher = Dispatcher(mpi_comm[0], mpi_comm[1], session, hosts or [info.host], pids)
         mode = os.environ.get("QSHPC_ROOT_WORKS", "auto")
         if mode in ("1", "auto"):
             dispatcher.enable_root_work(mode)
@@ -207,7 +261,13 @@ def _run_job(
     api._set_session(None)
     tee.close()
     _summary(meta, job_dir, state, error, session)
-    return 0 if state == "SUCCEEDED" else 1
+    code = 0 if state == "SUCCEEDED" else 1
+    if dispatcher is not None and dispatcher.lost:
+        # A lost rank can make MPI_Finalize wait forever: the store is final, leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 _SLURM_KEYS = (

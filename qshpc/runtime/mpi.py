@@ -12,6 +12,21 @@ TAG_BATCH = 11
 TAG_RESULT = 12
 TAG_STOP = 13
 TAG_HELLO = 14
+TAG_HEARTBEAT = 15
+
+
+def heartbeat_interval() -> float:
+    """Seconds between a worker's heartbeats (``QSHPC_HEARTBEAT_S``, default 1)."""
+    return float(os.environ.get("QSHPC_HEARTBEAT_S", "1.0"))
+
+
+def worker_timeout() -> float:
+    """Seconds of silence after which rank 0 declares a worker lost (``QSHPC_WORKER_TIMEOUT_S``, default 30).
+
+    A worker's heartbeat thread needs the GIL, so a task stuck in C code that
+    holds it looks silent: keep this well above the longest such call.
+    """
+    return float(os.environ.get("QSHPC_WORKER_TIMEOUT_S", "30.0"))
 
 
 def launched_by_mpi() -> bool:
@@ -32,6 +47,9 @@ def start() -> tuple[Any, Any, RankInfo]:
     from mpi4py.util import pkl5
 
     world = MPI.COMM_WORLD
+    # Errors come back as exceptions instead of aborting every rank: a dead
+    # worker must not take rank 0 (and the store's final state) down with it.
+    world.Set_errhandler(MPI.ERRORS_RETURN)
     comm = pkl5.Intracomm(world)
     host = socket.gethostname()
     hosts: list[str] = world.allgather(host)

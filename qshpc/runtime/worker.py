@@ -8,13 +8,14 @@ than a blocking receive, because MPICH's blocking receives spin on a core.
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 from typing import Any
 
 from qshpc.refs import ObjectRef, substitute
 from qshpc.runtime import backend
 from qshpc.runtime.execute import Outcome, run_task
-from qshpc.runtime.mpi import TAG_BATCH, TAG_RESULT, TAG_STOP
+from qshpc.runtime.mpi import TAG_BATCH, TAG_HEARTBEAT, TAG_RESULT, TAG_STOP, heartbeat_interval
 
 _PARTIAL_S = 0.25  # send finished results of a long batch at least this often
 _MAX_SLEEP_S = 0.002
@@ -53,8 +54,32 @@ def _send(comm: Any, bid: int, rows: list[tuple[Any, ...]], final: bool) -> None
     comm.send(("R", bid, fixed, final), dest=0, tag=TAG_RESULT)
 
 
+def _heartbeat(comm: Any, stop: threading.Event) -> None:
+    """Tell rank 0 this rank is alive, even while a long task runs."""
+    interval = heartbeat_interval()
+    while not stop.wait(interval):
+        try:
+            comm.send(None, dest=0, tag=TAG_HEARTBEAT)
+        except Exception:
+            return
+
+
 def serve(mpi: Any, comm: Any) -> None:
     """Run tasks until rank 0 says stop."""
+    stop = threading.Event()
+    beat = None
+    if mpi.Query_thread() == mpi.THREAD_MULTIPLE:
+        beat = threading.Thread(target=_heartbeat, args=(comm, stop), daemon=True)
+        beat.start()
+    try:
+        _serve(mpi, comm)
+    finally:
+        stop.set()
+        if beat is not None:
+            beat.join()
+
+
+def _serve(mpi: Any, comm: Any) -> None:
     import cloudpickle
 
     funcs: dict[int, Any] = {}

@@ -1,0 +1,44 @@
+"""A worker rank killed with SIGKILL: the job ends FAILED quickly, naming the rank, host and
+tasks it held, and every result finished before the kill stays in the store."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROGRAMS, job_dir_of, run_cli
+
+pytestmark = pytest.mark.mpi
+
+
+def test_worker_sigkill_under_qshpc_run(qshpc_home: Path) -> None:
+    t0 = time.monotonic()
+    out = run_cli("run", str(PROGRAMS / "worker_dies.py"), "--workers", "2", timeout=60)
+    elapsed = time.monotonic() - t0
+    assert out.returncode != 0
+    assert elapsed < 30
+    assert "rank 1 on host" in out.stderr and "SIGKILL" in out.stderr
+    assert "unfinished task(s)" in out.stderr
+    job = job_dir_of(qshpc_home)
+    meta = json.loads(run_cli("status", str(job), "--json").stdout)
+    assert meta["state"] == "FAILED"
+    assert "rank 1" in meta["error"] and "held" in meta["error"]
+    assert meta["task_counts"]["SUCCEEDED"] >= 6  # the first get() finished before the kill
+    from qshpc.store import JobReader
+
+    with JobReader.open(job) as r:
+        done = {t["task_id"] for t in r.tasks() if t["state"] == "SUCCEEDED"}
+        assert {"0", "1", "2", "3", "4", "5"} <= done
+        assert r.task_result("3") == 3
+
+
+def test_worker_sigkill_under_plain_mpiexec(qshpc_home: Path) -> None:
+    out = run_cli("run", str(PROGRAMS / "worker_dies.py"), ranks=3, timeout=60)
+    assert out.returncode != 0
+    job = job_dir_of(qshpc_home)
+    status = run_cli("status", str(job))
+    assert status.stdout.startswith("FAILED")
+    assert "unfinished task(s)" in status.stdout
