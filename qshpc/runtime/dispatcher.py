@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from qshpc.errors import WorkerLostError
 from qshpc.refs import (
     ObjectRef,
     TaskRef,
@@ -30,7 +31,6 @@ from qshpc.refs import (
 from qshpc.runtime import context
 from qshpc.runtime.backend import dumps_payload, task_key
 from qshpc.runtime.execute import Outcome, run_task
-from qshpc.errors import WorkerLostError
 from qshpc.runtime.mpi import TAG_BATCH, TAG_HEARTBEAT, TAG_RESULT, TAG_STOP, worker_timeout
 from qshpc.seeding import derive_seed
 
