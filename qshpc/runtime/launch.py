@@ -218,10 +218,11 @@ def _run_job(
 
     info = context.rank_info()
     tee = LogTee(job_dir / "logs" / "rank-0.out")
+    trusted = _own_private_file(job_dir / "job.h5")
     with JobReader.open(job_dir) as r:
         meta = r.meta()
-        arguments = r.arguments(allow_pickle=True)
-        done = r.done_records(allow_pickle=True) if spec.resume else {}
+        arguments = r.arguments(allow_pickle=trusted)
+        done = r.done_records(allow_pickle=trusted) if spec.resume else {}
     seed = spec.seed if spec.seed is not None else meta.get("seed")
     context.set_job_seed(seed)
     runtime = {
@@ -268,6 +269,12 @@ def _run_job(
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _own_private_file(path: Path) -> bool:
+    """Pickled data is loaded only from a store this user owns and nobody else can write."""
+    st = path.stat()
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 _SLURM_KEYS = (
