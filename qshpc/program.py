@@ -109,6 +109,8 @@ class DistributedTask(Generic[P, R]):
         return self._digest
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskRef[R]:
+        if self.target.mem_gb:
+            _check_memory(self, args, kwargs)
         return _backend.current().submit(self, args, kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -124,6 +126,20 @@ class DistributedTask(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<distributed task {self.name}>"
+
+
+def _check_memory(task: DistributedTask[Any, Any], args: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse a call whose circuits cannot fit the task's ``mem`` before it is queued."""
+    circuits = [
+        a for a in (*args, *kwargs.values()) if hasattr(a, "num_qubits") and hasattr(a, "data")
+    ]
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, (list, tuple)):
+            circuits += [c for c in a if hasattr(c, "num_qubits") and hasattr(c, "data")]
+    if circuits:
+        from qshpc.aer.sizing import check_fits
+
+        check_fits(circuits, task.target.mem_gb)
 
 
 def distribute_task(

@@ -99,3 +99,15 @@ def test_import_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_memory_target_refuses_circuits_that_cannot_fit() -> None:
+    from qiskit import QuantumCircuit
+
+    @distribute_task(target={"mem": 1})
+    def simulate(circuit: QuantumCircuit) -> int:
+        return circuit.num_qubits
+
+    assert get(simulate(QuantumCircuit(10))) == 10
+    with pytest.raises(ResourceError, match=r"34-qubit statevector needs 256\.0 GiB"):
+        simulate(QuantumCircuit(34))
