@@ -110,6 +110,8 @@ class Dispatcher:
         self.session = session
         self.workers = [_Worker(r, hosts[r], pids[r] if pids else 0) for r in range(1, len(hosts))]
         self.lost: list[str] = []
+        self.abandoned = False
+        self._stop_now = False
         self._dispatch_log: int | None = None
         if session.job_dir is not None:
             from qshpc.postmortem import DISPATCH_LOG
@@ -264,8 +266,14 @@ class Dispatcher:
     def _object_of(self, ref: Any) -> Any:
         return self._objects[ref.obj_id] if isinstance(ref, ObjectRef) else ref
 
-    def shutdown(self, abort: bool = False) -> None:
-        """Finish in-flight work (all queued calls unless ``abort``), then stop the workers."""
+    def shutdown(self, abort: bool = False, drain_s: float | None = None) -> None:
+        """Finish in-flight work (all queued calls unless ``abort``), then stop the workers.
+
+        Args:
+            abort: Cancel calls not yet sent to a worker.
+            drain_s: Wait at most this long for calls in flight to report (their
+                results are stored); then leave them (``abandoned`` becomes True).
+        """
         if abort:
             cancelled = list(self.pending) + self.blocked
             self.pending.clear()
@@ -274,7 +282,11 @@ class Dispatcher:
                 e.ref.cancel()
         self._stop = True
         self._wake.set()
-        self._thread.join()
+        self._thread.join(drain_s)
+        if self._thread.is_alive():
+            self.abandoned = True
+            self._stop_now = True
+            self._thread.join(5.0)
         if self._error is not None:
             raise RuntimeError("the qshpc dispatcher failed") from self._error
 
@@ -372,7 +384,10 @@ class Dispatcher:
             if time.monotonic() > self._next_check:
                 self._check_workers()
                 self._next_check = time.monotonic() + 0.5
-            if self._stop and not self._busy() and not self._resolve:
+            if self._stop_now or (self._stop and not self._busy() and not self._resolve):
+                if self._stop_now:
+                    self._flush()
+                    return
                 for w in self.workers:
                     if w.alive:
                         for r in w.sends:

@@ -77,6 +77,16 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     tail: list[bytes] = []
+    rank0: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:  # cancel: rank 0 stores CANCELED and exits
+        target = rank0[0] if rank0 else proc.pid
+        try:
+            os.kill(target, signum)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
     pumps = [
         threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer, tail), daemon=True),
         threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer, tail), daemon=True),
@@ -84,7 +94,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     for t in pumps:
         t.start()
     try:
-        code = _watch(proc, job_dir)
+        code = _watch(proc, job_dir, rank0)
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
         code = proc.wait()
@@ -105,26 +115,26 @@ def _pump(src: Any, dst: Any, tail: list[bytes]) -> None:
             del tail[:200]
 
 
-def _watch(proc: subprocess.Popen[bytes], job_dir: Path) -> int:
-    """Wait for mpiexec; if rank 0 dies while workers live on, end them (no auto-cleanup)."""
+def _watch(proc: subprocess.Popen[bytes], job_dir: Path, rank0: list[int]) -> int:
+    """Wait for mpiexec; learn rank 0's pid; if rank 0 is gone but mpiexec lingers, end it."""
     from qshpc.store import JobReader
 
-    rank0: int | None = None
     while True:
         try:
-            return proc.wait(timeout=1.0)
+            return proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             pass
-        if rank0 is None:
+        if not rank0:
             try:
                 with JobReader.open(job_dir) as r:
                     ranks = r.meta().get("ranks") or []
-                rank0 = int(ranks[0]["pid"]) if ranks else None
+                if ranks:
+                    rank0.append(int(ranks[0]["pid"]))
             except Exception:
-                rank0 = None
+                pass
             continue
         try:
-            os.kill(rank0, 0)
+            os.kill(rank0[0], 0)
         except ProcessLookupError:
             try:
                 return proc.wait(timeout=5.0)
@@ -254,7 +264,9 @@ def _run_job(
     state, error = _exec_program(Path(meta.get("entrypoint") or spec.program), spec.program_args)
     try:
         if dispatcher is not None:
-            dispatcher.shutdown(abort=state != "SUCCEEDED")
+            # Cancelled: Slurm's SIGKILL follows within KillWait, so drain briefly.
+            drain = 2.0 if state == "CANCELED" else float(os.environ.get("QSHPC_DRAIN_S", "60"))
+            dispatcher.shutdown(abort=state != "SUCCEEDED", drain_s=drain)
     except Exception as exc:
         state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {exc}"
     session.sync()
@@ -263,8 +275,8 @@ def _run_job(
     tee.close()
     _summary(meta, job_dir, state, error, session)
     code = 0 if state == "SUCCEEDED" else 1
-    if dispatcher is not None and dispatcher.lost:
-        # A lost rank can make MPI_Finalize wait forever: the store is final, leave now.
+    if dispatcher is not None and (dispatcher.lost or dispatcher.abandoned or state == "CANCELED"):
+        # Lost or busy ranks can make MPI_Finalize wait forever: the store is final, leave now.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
