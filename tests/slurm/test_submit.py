@@ -188,6 +188,17 @@ def test_cancel_ends_canceled_within_seconds(slurm_env: dict[str, str], tmp_path
     assert out.returncode == 0 and "already ended CANCELED" in out.stdout
 
 
+def test_cancel_while_pending(slurm_env: dict[str, str], tmp_path: Path) -> None:
+    prog = write_program(tmp_path / "long", "long.py", LONG)
+    ids = submit(str(prog), "--sbatch", "begin=now+3600")
+    meta = status_json(ids["job_id"])
+    assert (meta["state"], meta["slurm_state"]) == ("QUEUED", "PENDING")
+    assert run_cli("cancel", ids["slurm_job_id"], timeout=60).returncode == 0
+    meta = wait_state(ids["job_id"], {"CANCELED", "FAILED"}, timeout=30)
+    assert (meta["state"], meta["slurm_state"]) == ("CANCELED", "CANCELLED")
+    assert "cancelled" in meta["error"]
+
+
 @pytest.mark.slow
 def test_time_limit_ends_failed_with_raw_timeout(slurm_env: dict[str, str], tmp_path: Path) -> None:
     prog = write_program(tmp_path / "long", "long.py", LONG)
