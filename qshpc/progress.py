@@ -1,0 +1,246 @@
+"""Live progress of a job, read from the store: ``qshpc wait`` and ``qshpc status --watch``.
+
+The formatting is pure (a :class:`Snapshot` of the store's meta in, text
+out) so it is tested without a job. :func:`watch` polls the store and shows
+the text: a rich progress display on a terminal, plain lines (one every few
+seconds, and on every state or sub-status change) otherwise, for logs.
+
+The store counts finished tasks (done and failed) but not the tasks a
+program will submit: the total, and so the ETA and a filled bar, are shown
+only when the job's meta holds ``tasks_total``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qshpc.client import Job
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+PLAIN_EVERY_S = 5.0
+RATE_WINDOW_S = 30.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the store says about a job at one moment.
+
+    Attributes:
+        job_id: The job id.
+        state: QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED.
+        sub_status: The program's last ``update_status`` text.
+        done: Tasks whose latest attempt SUCCEEDED.
+        failed: Tasks whose latest attempt FAILED.
+        total: Tasks the program will run, when known.
+        started: Unix time the first run started, if it did.
+        finished: Unix time it reached a terminal state, if it did.
+        now: When the snapshot was taken.
+    """
+
+    job_id: str
+    state: str
+    sub_status: str
+    done: int
+    failed: int
+    total: int | None
+    started: float | None
+    finished: float | None
+    now: float
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds since the job started (to its end when it ended)."""
+        if not self.started:
+            return None
+        return max(0.0, (self.finished or self.now) - self.started)
+
+
+def snapshot(meta: dict[str, Any], now: float | None = None) -> Snapshot:
+    """A :class:`Snapshot` from :meth:`JobReader.meta` / :meth:`Job.info` output."""
+    counts = meta.get("task_counts") or {}
+    total = meta.get("tasks_total")
+    return Snapshot(
+        job_id=str(meta.get("id", "")),
+        state=str(meta.get("state", "?")),
+        sub_status=str(meta.get("sub_status") or ""),
+        done=int(counts.get("SUCCEEDED", 0)),
+        failed=int(counts.get("FAILED", 0)),
+        total=int(total) if total else None,
+        started=float(meta["started"]) if meta.get("started") else None,
+        finished=float(meta["finished"]) if meta.get("finished") else None,
+        now=time.time() if now is None else now,
+    )
+
+
+class RateMeter:
+    """Tasks per second over the last ``window`` seconds of samples."""
+
+    def __init__(self, window: float = RATE_WINDOW_S) -> None:
+        self.window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, finished: int) -> None:
+        """Record that ``finished`` tasks were done or failed at time ``now``."""
+        self._samples.append((now, finished))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
+            self._samples.popleft()
+
+    def rate(self) -> float | None:
+        """Tasks per second, or None before two samples a moment apart."""
+        if len(self._samples) < 2:
+            return None
+        (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 - t0 > 0.5 else None
+
+
+def average_rate(s: Snapshot) -> float | None:
+    """Finished tasks per second since the job started."""
+    el = s.elapsed
+    return (s.done + s.failed) / el if el and el > 0.5 else None
+
+
+def eta(s: Snapshot, rate: float | None) -> float | None:
+    """Seconds left at ``rate``, when the total is known and the job runs."""
+    if s.total is None or not rate or rate <= 0 or s.state in TERMINAL:
+        return None
+    return max(0.0, (s.total - s.done - s.failed) / rate)
+
+
+def format_duration(secs: float | None) -> str:
+    """``7s``, ``3m05s``, ``2h03m``, ``1d02h``; ``-`` when unknown."""
+    if secs is None:
+        return "-"
+    n = round(secs)
+    if n < 60:
+        return f"{n}s"
+    if n < 3600:
+        return f"{n // 60}m{n % 60:02d}s"
+    if n < 86400:
+        return f"{n // 3600}h{n % 3600 // 60:02d}m"
+    return f"{n // 86400}d{n % 86400 // 3600:02d}h"
+
+
+def format_rate(rate: float | None) -> str:
+    """``12.5 tasks/s``, ``3.0 tasks/min`` for slow jobs; ``-`` when unknown."""
+    if rate is None:
+        return "-"
+    if 0 < rate < 0.1:
+        return f"{rate * 60:.1f} tasks/min"
+    return f"{rate:.1f} tasks/s"
+
+
+def format_counts(s: Snapshot) -> str:
+    """``40/100 tasks done, 1 failed`` (``40 tasks done`` when the total is unknown)."""
+    text = f"{s.done}/{s.total} tasks done" if s.total else f"{s.done} tasks done"
+    return text + (f", {s.failed} failed" if s.failed else "")
+
+
+def format_state(s: Snapshot) -> str:
+    """``RUNNING: sampling batch 3`` (the sub-status only while it runs)."""
+    if s.sub_status and s.state == "RUNNING":
+        return f"{s.state}: {s.sub_status}"
+    return s.state
+
+
+def format_line(s: Snapshot, rate: float | None = None) -> str:
+    """One plain progress line: state, counts, rate, elapsed, ETA when known."""
+    rate = rate if rate is not None else average_rate(s)
+    parts = [format_state(s), format_counts(s)]
+    if s.state != "QUEUED":
+        parts += [format_rate(rate), f"elapsed {format_duration(s.elapsed)}"]
+    left = eta(s, rate)
+    if left is not None:
+        parts.append(f"ETA {format_duration(left)}")
+    return f"[{s.job_id}] " + " | ".join(parts)
+
+
+def watch(
+    job: Job,
+    timeout: float | None = None,
+    stream: IO[str] | None = None,
+    tty: bool | None = None,
+    interval: float = 0.5,
+    plain_every: float = PLAIN_EVERY_S,
+) -> str:
+    """Show ``job``'s progress until it ends; return its final state.
+
+    Args:
+        job: The job.
+        timeout: Give up after this many seconds.
+        stream: Where to write (default stderr).
+        tty: Rich display (True) or plain lines (False); default: whether ``stream`` is a TTY.
+        interval: Seconds between reads of the store.
+        plain_every: Seconds between plain lines when nothing changed.
+
+    Raises:
+        TimeoutError: The job is still running after ``timeout`` seconds.
+    """
+    out = stream if stream is not None else sys.stderr
+    if tty is None:
+        tty = out.isatty()
+    if tty:
+        return _watch_rich(job, timeout, out, interval)
+    return _watch_plain(job, timeout, out, interval, plain_every)
+
+
+def _poll(job: Job, meter: RateMeter) -> tuple[Snapshot, float | None]:
+    s = snapshot(job.info())
+    meter.add(s.now, s.done + s.failed)
+    rate = meter.rate()
+    return s, rate if rate is not None else average_rate(s)
+
+
+def _check_deadline(s: Snapshot, deadline: float | None, timeout: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimeoutError(
+            f"job {s.job_id} still {s.state} after {timeout} s: keep waiting with "
+            f"`qshpc wait {s.job_id}`, or see `qshpc status {s.job_id}`"
+        )
+
+
+def _watch_plain(
+    job: Job, timeout: float | None, out: IO[str], interval: float, every: float
+) -> str:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    meter = RateMeter()
+    last_key: tuple[str, str, int, int] | None = None
+    last_at = 0.0
+    while True:
+        s, rate = _poll(job, meter)
+        key = (s.state, s.sub_status, s.done, s.failed)
+        changed = last_key is None or key[:2] != last_key[:2]
+        if s.state in TERMINAL or changed or (key != last_key and s.now - last_at >= every):
+            print(format_line(s, rate), file=out, flush=True)
+            last_key, last_at = key, s.now
+        if s.state in TERMINAL:
+            return s.state
+        _check_deadline(s, deadline, timeout)
+        time.sleep(interval)
+
+
+def _watch_rich(job: Job, timeout: float | None, out: IO[str], interval: float) -> str:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    meter = RateMeter()
+    console = Console(file=out)
+    columns = (SpinnerColumn(), BarColumn(), TextColumn("{task.description}", markup=False))
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("", total=None)
+        while True:
+            s, rate = _poll(job, meter)
+            bar.update(
+                task, description=format_line(s, rate), completed=s.done + s.failed, total=s.total
+            )
+            if s.state in TERMINAL:
+                if s.total is None:
+                    bar.update(task, total=max(1, s.done + s.failed), completed=s.done + s.failed)
+                return s.state
+            _check_deadline(s, deadline, timeout)
+            time.sleep(interval)
