@@ -208,6 +208,7 @@ def _watch_plain(
 ) -> str:
     deadline = None if timeout is None else time.monotonic() + timeout
     meter = RateMeter()
+    delay = 0.05  # short first polls: a job that ends at once returns at once
     last_key: tuple[str, str, int, int] | None = None
     last_at = 0.0
     while True:
@@ -220,7 +221,8 @@ def _watch_plain(
         if s.state in TERMINAL:
             return s.state
         _check_deadline(s, deadline, timeout)
-        time.sleep(interval)
+        time.sleep(delay)
+        delay = min(interval, delay * 1.5)
 
 
 def _watch_rich(job: Job, timeout: float | None, out: IO[str], interval: float) -> str:
@@ -229,6 +231,7 @@ def _watch_rich(job: Job, timeout: float | None, out: IO[str], interval: float) 
 
     deadline = None if timeout is None else time.monotonic() + timeout
     meter = RateMeter()
+    delay = 0.05  # short first polls: a job that ends at once returns at once
     console = Console(file=out)
     columns = (SpinnerColumn(), BarColumn(), TextColumn("{task.description}", markup=False))
     with Progress(*columns, console=console, transient=False) as bar:
@@ -243,4 +246,5 @@ def _watch_rich(job: Job, timeout: float | None, out: IO[str], interval: float) 
                     bar.update(task, total=max(1, s.done + s.failed), completed=s.done + s.failed)
                 return s.state
             _check_deadline(s, deadline, timeout)
-            time.sleep(interval)
+            time.sleep(delay)
+        delay = min(interval, delay * 1.5)

@@ -22,10 +22,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from qshpc.cli import jobs, run
+    from qshpc.cli import jobs, run, ux
 
     run.register(app)
     jobs.register(app)
+    ux.register(app)
     try:
         from qshpc.cli import slurm
     except ImportError:  # pragma: no cover

@@ -44,12 +44,22 @@ def register(app: typer.Typer) -> None:
     def status(
         job: JobArg,
         as_json: Annotated[bool, typer.Option("--json", help="Print every field as JSON.")] = False,
+        watch: Annotated[
+            bool,
+            typer.Option(
+                "--watch", "-w", help="Show live progress until the job ends, then the details."
+            ),
+        ] = False,
     ) -> None:
         """Show a job's state (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED) and details."""
         from qshpc.client import open_job
         from qshpc.store import to_jsonable
 
         j = open_job(job)
+        if watch:
+            from qshpc.progress import watch as watch_job
+
+            watch_job(j, stream=sys.stdout)
         meta = j.info()
         if as_json:
             echo(json.dumps(to_jsonable(meta), indent=2, sort_keys=True))
@@ -156,12 +166,24 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option("--timeout", help="Give up after this many seconds (exit 3)."),
         ] = None,
+        quiet: Annotated[
+            bool, typer.Option("--quiet", "-q", help="No progress on stderr, only the final state.")
+        ] = False,
     ) -> None:
-        """Wait until the job ends; print its state. Exit 0 when SUCCEEDED, 1 otherwise."""
+        """Wait until the job ends; print its state. Exit 0 when SUCCEEDED, 1 otherwise.
+
+        Shows progress on stderr while waiting (a live bar on a terminal, a line
+        every few seconds otherwise).
+        """
         from qshpc.client import open_job
 
         j = open_job(job)
-        state = j.wait(timeout)
+        if quiet:
+            state = j.wait(timeout)
+        else:
+            from qshpc.progress import watch as watch_job
+
+            state = watch_job(j, timeout=timeout)
         echo(state)
         if state != "SUCCEEDED":
             raise typer.Exit(1)
@@ -185,8 +207,15 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--state", "-s", help="Only jobs in this state.")
         ] = None,
         limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many jobs.")] = 50,
+        since: Annotated[
+            str | None,
+            typer.Option("--since", help="Only jobs created within this age: 30m, 12h, 2d, 1w."),
+        ] = None,
     ) -> None:
         """List jobs in the store, newest first."""
+        from qshpc.cli.ux import parse_age
+
+        cutoff = time.time() - parse_age(since) if since else None
         from qshpc.client import list_jobs
         from qshpc.errors import UserError
 
@@ -194,12 +223,16 @@ def register(app: typer.Typer) -> None:
             raise UserError(
                 f"unknown state {state!r}: use QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED"
             )
-        rows = []
-        for j in list_jobs(state)[:limit]:
+        rows: list[tuple[str, ...]] = []
+        for j in list_jobs(state):
+            if len(rows) >= limit:
+                break
             try:
                 m = j.info()
             except Exception as exc:
                 rows.append((j.job_dir.name, "?", "UNREADABLE", "", str(exc)[:40], "", ""))
+                continue
+            if cutoff is not None and float(m.get("created") or 0) < cutoff:
                 continue
             rows.append(
                 (

@@ -1,0 +1,262 @@
+"""Commands around jobs: plot, doctor, rm, gc; and the age parser ``list --since`` shares."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from qshpc.cli.common import echo, errors
+
+if TYPE_CHECKING:
+    from qshpc.client import Job
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+ACTIVE = ("QUEUED", "RUNNING")
+
+
+def parse_age(text: str, option: str = "--since") -> float:
+    """``30m``, ``12h``, ``2d``, ``1w`` (or ``90s``) as seconds.
+
+    Raises:
+        UserError: Any other form.
+    """
+    from qshpc.errors import UserError
+
+    m = _AGE.match(text)
+    if not m:
+        raise UserError(
+            f"bad age {text!r} for {option}: use a number and a unit, "
+            "s, m, h, d or w (e.g. 30m, 12h, 2d, 1w)"
+        )
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def check_state(state: str | None) -> str | None:
+    """``state`` upper-cased, or a UserError naming the valid states."""
+    from qshpc.errors import UserError
+    from qshpc.store import STATES
+
+    if state is None:
+        return None
+    if state.upper() not in STATES:
+        raise UserError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
+    return state.upper()
+
+
+@dataclass
+class Entry:
+    """A job seen by ``gc``: its state, the time its age counts from, its size."""
+
+    job: Job
+    state: str
+    since: float
+    size: int
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def job_age_ref(meta: dict[str, Any]) -> float:
+    """The time a job's age counts from: when it ended, else started, else was created."""
+    for key in ("finished", "last_started", "started", "created"):
+        if meta.get(key):
+            return float(meta[key])
+    return 0.0
+
+
+def _under_store(path: Path) -> bool:
+    from qshpc.jobs import jobs_root
+
+    try:
+        return path.resolve().parent == jobs_root().resolve()
+    except OSError:
+        return False
+
+
+def remove_job(job: Job, force: bool = False) -> str:
+    """Delete a job's directory; return the state it had.
+
+    Raises:
+        UserError: It runs or is queued (without ``force``), its store is
+            unreadable (without ``force``), or its folder is outside the store.
+    """
+    from qshpc.errors import UserError
+
+    jid = job.job_dir.name
+    if not _under_store(job.job_dir):
+        raise UserError(
+            f"{job.job_dir} is not under the store ($QSHPC_HOME/jobs): qshpc removes only its own "
+            f"job folders; delete this one yourself if you mean to (rm -r {job.job_dir})"
+        )
+    try:
+        state = job.status()
+    except Exception as exc:
+        if not force:
+            raise UserError(
+                f"cannot read job {jid} ({exc}): pass --force to remove it anyway"
+            ) from None
+        state = "UNREADABLE"
+    if state in ACTIVE:
+        if not force:
+            raise UserError(
+                f"job {jid} is {state}: cancel it first with `qshpc cancel {jid}`, "
+                f"or pass --force to cancel and remove it"
+            )
+        job.stop()
+    shutil.rmtree(job.job_dir)
+    return state
+
+
+def collect(
+    older_than: float, state: str | None, now: float | None = None
+) -> tuple[list[Entry], int, int]:
+    """Ended jobs (of ``state``) older than ``older_than`` seconds.
+
+    Returns:
+        The entries, the count of running/queued jobs kept, the count of unreadable jobs skipped.
+    """
+    from qshpc.client import list_jobs
+
+    now = time.time() if now is None else now
+    found, active, unreadable = [], 0, 0
+    for job in list_jobs():
+        try:
+            meta = job.info()
+        except Exception:
+            unreadable += 1
+            continue
+        st = str(meta.get("state"))
+        if st in ACTIVE:
+            active += 1
+            continue
+        if state and st != state:
+            continue
+        since = job_age_ref(meta)
+        if now - since >= older_than:
+            found.append(Entry(job, st, since, _size(job.job_dir)))
+    return found, active, unreadable
+
+
+def register(app: typer.Typer) -> None:
+    """Add plot, doctor, rm and gc to ``app``."""
+
+    @app.command("plot")
+    @errors
+    def plot(
+        job: Annotated[str, typer.Argument(help="Job id, job directory, or Slurm job id.")],
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out", "-o", help="Image file (.png, .pdf, .svg); default JOB_DIR/plot.png."
+            ),
+        ] = None,
+    ) -> None:
+        """Draw the saved result: histograms of counts/quasi-distributions, lines for sweeps."""
+        from qshpc.client import open_job
+        from qshpc.plot import plot_job
+
+        echo(str(plot_job(open_job(job), out)))
+
+    @app.command("doctor")
+    @errors
+    def doctor(
+        as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+    ) -> None:
+        """Check Python, packages, MPI across 2 ranks, Slurm, Aer CPU/GPU, and the store.
+
+        Exit 0 when nothing FAILed (WARN is fine), 1 otherwise.
+        """
+        from qshpc.doctor import as_json as to_json
+        from qshpc.doctor import format_table, healthy, run_checks
+
+        checks = run_checks()
+        echo(json.dumps(to_json(checks), indent=2) if as_json else format_table(checks))
+        if not healthy(checks):
+            raise typer.Exit(1)
+
+    @app.command("rm")
+    @errors
+    def rm(
+        jobs: Annotated[list[str], typer.Argument(help="Job ids or job directories.")],
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force", "-f", help="Also remove running/queued jobs (cancels them first)."
+            ),
+        ] = False,
+    ) -> None:
+        """Remove jobs from the store (their folder, results and logs)."""
+        from qshpc.client import open_job
+
+        for text in jobs:
+            j = open_job(text)
+            state = remove_job(j, force)
+            echo(f"removed {j.job_dir.name} ({state})")
+
+    @app.command("gc")
+    @errors
+    def gc(
+        older_than: Annotated[
+            str,
+            typer.Option("--older-than", help="Age: 30m, 12h, 30d, 1w (from when the job ended)."),
+        ],
+        state: Annotated[
+            str | None, typer.Option("--state", "-s", help="Only jobs that ended in this state.")
+        ] = None,
+        dry_run: Annotated[
+            bool,
+            typer.Option("--dry-run", "-n", help="Print what would be removed; remove nothing."),
+        ] = False,
+    ) -> None:
+        """Remove ended jobs older than --older-than (running and queued jobs are kept)."""
+        from qshpc.errors import UserError
+
+        age = parse_age(older_than, "--older-than")
+        st = check_state(state)
+        if st in ACTIVE:
+            raise UserError(
+                f"gc removes only ended jobs, not {st} ones: use `qshpc rm JOB --force` for one of those"
+            )
+        entries, active, unreadable = collect(age, st)
+        verb = "would remove" if dry_run else "removed"
+        now = time.time()
+        for e in entries:
+            if not dry_run:
+                shutil.rmtree(e.job.job_dir, ignore_errors=True)
+            days = (now - e.since) / 86400
+            echo(f"{verb} {e.job.job_dir.name}  {e.state:<9}  {days:.1f}d old  {_human(e.size)}")
+        total = _human(sum(e.size for e in entries))
+        echo(
+            f"{verb} {len(entries)} job(s), {total}"
+            + (f"; kept {active} running/queued" if active else "")
+        )
+        if unreadable:
+            echo(
+                f"skipped {unreadable} unreadable job(s): see `qshpc list`, remove with `qshpc rm JOB --force`"
+            )
+        if dry_run and entries:
+            echo("run again without --dry-run to remove them")
