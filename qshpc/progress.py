@@ -247,4 +247,4 @@ def _watch_rich(job: Job, timeout: float | None, out: IO[str], interval: float) 
                 return s.state
             _check_deadline(s, deadline, timeout)
             time.sleep(delay)
-        delay = min(interval, delay * 1.5)
+            delay = min(interval, delay * 1.5)
