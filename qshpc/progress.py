@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 PLAIN_EVERY_S = 5.0
 RATE_WINDOW_S = 30.0
+STORE_RETRY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -189,10 +190,24 @@ def watch(
 
 
 def _poll(job: Job, meter: RateMeter) -> tuple[Snapshot, float | None]:
-    s = snapshot(job.info())
+    s = snapshot(_read_meta(job))
     meter.add(s.now, s.done + s.failed)
     rate = meter.rate()
     return s, rate if rate is not None else average_rate(s)
+
+
+def _read_meta(job: Job, patience: float = STORE_RETRY_S) -> dict[str, Any]:
+    """``job.info()``, retried while the store is briefly unreadable (a writer opening it)."""
+    from qshpc.errors import StoreError
+
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            return job.info()
+        except StoreError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.1)
 
 
 def _check_deadline(s: Snapshot, deadline: float | None, timeout: float | None) -> None:
@@ -233,7 +248,11 @@ def _watch_rich(job: Job, timeout: float | None, out: IO[str], interval: float) 
     meter = RateMeter()
     delay = 0.05  # short first polls: a job that ends at once returns at once
     console = Console(file=out)
-    columns = (SpinnerColumn(), BarColumn(), TextColumn("{task.description}", markup=False))
+    columns = (
+        SpinnerColumn(),
+        BarColumn(bar_width=20),
+        TextColumn("{task.description}", markup=False),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("", total=None)
         while True:
