@@ -176,17 +176,21 @@ def _sync() -> None:
 
 
 @overload
-def get(refs: TaskRef[T], timeout: float | None = None) -> T: ...
+def get(refs: TaskRef[T], timeout: float | None = None, progress: bool = False) -> T: ...
 @overload
-def get(refs: ObjectRef, timeout: float | None = None) -> Any: ...
+def get(refs: ObjectRef, timeout: float | None = None, progress: bool = False) -> Any: ...
 @overload
-def get(refs: Sequence[TaskRef[T]], timeout: float | None = None) -> list[T]: ...
-def get(refs: Any, timeout: float | None = None) -> Any:
+def get(
+    refs: Sequence[TaskRef[T]], timeout: float | None = None, progress: bool = False
+) -> list[T]: ...
+def get(refs: Any, timeout: float | None = None, progress: bool = False) -> Any:
     """Wait for task results; a list of references gives a list of results, in order.
 
     Args:
         refs: A :class:`TaskRef`, an :class:`ObjectRef`, or a list/tuple of them.
         timeout: Seconds to wait in all; None waits forever.
+        progress: Show tasks done / total, rate and ETA on stderr while waiting
+            (a bar on a terminal, a line every few seconds otherwise).
 
     Raises:
         TaskError: A task raised (remote traceback, task id, rank and host inside).
@@ -198,7 +202,7 @@ def get(refs: Any, timeout: float | None = None) -> Any:
         _wait([refs], timeout)
         return refs.result()
     if isinstance(refs, (list, tuple)):
-        _wait([r for r in refs if isinstance(r, TaskRef)], timeout)
+        _wait([r for r in refs if isinstance(r, TaskRef)], timeout, progress)
         return [
             _backend.current().get_object(r.obj_id) if isinstance(r, ObjectRef) else _one(r)
             for r in refs
@@ -206,13 +210,15 @@ def get(refs: Any, timeout: float | None = None) -> Any:
     raise UserError(f"get takes a task reference or a list of them, got {type(refs).__name__}")
 
 
-def _wait(refs: list[TaskRef[Any]], timeout: float | None) -> None:
+def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = False) -> None:
     """Wait for ``refs``: sleep, or, when the backend lets rank 0 work, run queued calls meanwhile."""
-    helper = getattr(_backend.current(), "help_wait", None)
-    if helper is not None:
-        helper(refs, timeout)
+    waiter = getattr(_backend.current(), "help_wait", None) or wait_all
+    if progress:
+        from qshpc.runtime.getprogress import wait_with_progress
+
+        wait_with_progress(refs, timeout, waiter)
     else:
-        wait_all(refs, timeout)
+        waiter(refs, timeout)
     _sync()
 
 

@@ -26,6 +26,7 @@ def test_mpiexec_runs_program(ranks: int, qshpc_home: Path) -> None:
     args.write_text(json.dumps({"n": 12}))
     out = run_cli("run", str(PROGRAMS / "squares.py"), "--arguments", str(args), ranks=ranks)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "qshpc: 12/12 tasks done" in out.stderr  # get(..., progress=True), plain lines off a TTY
     res = _result(qshpc_home)
     assert res["squares"] == [i * i for i in range(12)]
     assert res["nested"] == sum(i * i for i in range(5))

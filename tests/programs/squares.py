@@ -26,7 +26,7 @@ def pick(table, i):
 
 n = get_arguments().get("n", 20)
 update_status("squaring")
-squares = get([square(i) for i in range(n)])
+squares = get([square(i) for i in range(n)], progress=True)
 ranks = sorted({r for _, r, _ in get([where(i) for i in range(n)])})
 table = put({i: i * 10 for i in range(n)})
 picked = get([pick(table, i) for i in range(3)])
