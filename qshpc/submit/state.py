@@ -174,8 +174,8 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
     state = meta.get("state")
     if view is None:
         meta.setdefault("slurm_state", "UNKNOWN")
-        finished = meta.get("finished") or 0
-        if state in TERMINAL and time.time() - float(finished) > FORGOTTEN_AFTER_S:
+        finished = meta.get("finished")
+        if state in TERMINAL and finished and time.time() - float(finished) > FORGOTTEN_AFTER_S:
             _save_cache(job_dir, SlurmView("", source="forgotten"))  # stop asking
         return
     meta["slurm_state"] = view.raw

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,26 @@ def wait_state(job: str, want: set[str], timeout: float) -> dict[str, Any]:
             return meta
         time.sleep(0.3)
     pytest.fail(f"job {job} not in {want} after {timeout}s: {meta.get('state')} {meta.get('slurm_state')}")
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A folder of this test's own under /var/tmp, which the Slurm nodes see.
+
+    Not pytest's tmp_path: a concurrent pytest session prunes old numbered
+    base folders, which removed a job directory under a running job here.
+    """
+    path = Path(tempfile.mkdtemp(prefix="qshpc-slurm-test-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def qshpc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """QSHPC_HOME inside this test's folder (overrides the suite-wide fixture)."""
+    home = tmp_path / "qshpc-home"
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    return home
 
 
 def write_program(folder: Path, name: str, text: str) -> Path:
@@ -175,7 +198,10 @@ def test_failing_program(slurm_env: dict[str, str], tmp_path: Path) -> None:
 def test_cancel_ends_canceled_within_seconds(slurm_env: dict[str, str], tmp_path: Path) -> None:
     prog = write_program(tmp_path / "long", "long.py", LONG)
     ids = submit(str(prog))
-    wait_state(ids["job_id"], {"RUNNING"}, timeout=60)
+    deadline = time.monotonic() + 60
+    while not str(wait_state(ids["job_id"], {"RUNNING"}, 60).get("sub_status")).startswith("step"):
+        assert time.monotonic() < deadline, "the program never started"  # store RUNNING, not only Slurm
+        time.sleep(0.3)
     t0 = time.monotonic()
     out = run_cli("cancel", ids["job_id"], timeout=60)
     assert out.returncode == 0 and "cancel requested" in out.stdout
@@ -208,7 +234,7 @@ def test_time_limit_ends_failed_with_raw_timeout(slurm_env: dict[str, str], tmp_
     while meta.get("slurm_state") != "TIMEOUT" and time.monotonic() < deadline:
         time.sleep(1)
         meta = status_json(ids["job_id"])
-    assert (meta["state"], meta["slurm_state"]) == ("FAILED", "TIMEOUT")
+    assert (meta["state"], meta.get("slurm_state")) == ("FAILED", "TIMEOUT"), meta
     assert "time limit" in meta["error"]
     out = run_cli("status", ids["job_id"], timeout=60)
     assert out.stdout.startswith("FAILED (slurm: TIMEOUT)")

@@ -143,3 +143,14 @@ def test_query_falls_back_to_squeue_then_scontrol(monkeypatch: pytest.MonkeyPatc
     assert st.query("5") == SlurmView("COMPLETED", "0:0", "None", "scontrol")
     answers["scontrol"] = None
     assert st.query("5") is None
+
+
+def test_unanswered_query_without_finish_time_asks_again(
+    job_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeSlurm(monkeypatch)
+    meta: dict[str, Any] = {"state": "CANCELED", "slurm_job_id": "42"}  # no "finished" known
+    reconcile_slurm(job_dir, meta)
+    fake.view = SlurmView("TIMEOUT")
+    reconcile_slurm(job_dir, meta)
+    assert fake.calls == 2 and (meta["state"], meta["slurm_state"]) == ("FAILED", "TIMEOUT")
