@@ -80,7 +80,8 @@ def submit(
     job_dir = jobs_root().absolute() / job_id
     if not str(job_dir).isprintable():
         raise UserError(f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path")
-    exclude = [qshpc_home().absolute()]
+    # Never stage the job store itself (a working_dir that holds $QSHPC_HOME).
+    exclude = [qshpc_home().absolute(), jobs_root().absolute(), job_dir]
     check_size(src, exclude)
     name = res.name or safe_job_name(program.title)
     params = executor_parameters(res, name, job_dir)

@@ -31,7 +31,7 @@ def staged_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_
 
     Symbolic links are copied as links, so they count as nothing.
     """
-    excl = [e.absolute() for e in exclude]
+    excl = [e.resolve() for e in exclude]
     total = 0
     for root, dirs, files in os.walk(src):
         here = Path(root)
@@ -69,7 +69,7 @@ def stage(src: Path, dest: Path, exclude: Iterable[Path] = (), limit: int = MAX_
     Raises:
         UserError: The folder holds more than ``limit`` bytes, or cannot be copied.
     """
-    excl = [e.absolute() for e in exclude]
+    excl = [e.resolve() for e in exclude]
     check_size(src, excl, limit)
 
     def ignore(folder: str, names: list[str]) -> set[str]:
@@ -78,5 +78,10 @@ def stage(src: Path, dest: Path, exclude: Iterable[Path] = (), limit: int = MAX_
 
     try:
         shutil.copytree(src, dest, symlinks=True, ignore=ignore)
-    except (OSError, shutil.Error) as exc:
+    except shutil.Error as exc:
+        first = exc.args[0][0] if exc.args and exc.args[0] else exc
+        more = len(exc.args[0]) - 1 if exc.args and isinstance(exc.args[0], list) else 0
+        extra = f" (and {more} more)" if more > 0 else ""
+        raise UserError(f"cannot copy working_dir {src} into {dest}: {first}{extra}") from None
+    except OSError as exc:
         raise UserError(f"cannot copy working_dir {src} into {dest}: {exc}") from None

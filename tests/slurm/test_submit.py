@@ -183,6 +183,14 @@ def test_working_dir_is_staged_at_submit(slurm_env: dict[str, str], tmp_path: Pa
     assert not (staged / "__pycache__").exists()
 
 
+def test_program_inside_qshpc_home(slurm_env: dict[str, str], qshpc_home: Path) -> None:
+    """A working dir that holds the job store is staged without the store (no recursion)."""
+    prog = write_program(qshpc_home, "ok.py", "from qshpc import save_result\nsave_result(7)\n")
+    ids = submit(str(prog), "--ntasks-per-node", "1")
+    assert not (Path(ids["job_dir"]) / "program" / "jobs").exists()
+    assert wait(ids["job_id"]) == "SUCCEEDED"
+
+
 def test_failing_program(slurm_env: dict[str, str], tmp_path: Path) -> None:
     prog = write_program(tmp_path / "fail", "failing.py", FAILING)
     ids = submit(str(prog))
