@@ -201,8 +201,14 @@ def _run_rank(spec: RunSpec) -> int:
             serve(mpi, comm)
         finally:
             tee.close()
+        mpi.Finalize()
         return 0
-    return _run_job(spec, Path(job_dir_s), (mpi, comm), hosts, ranks)
+    code = _run_job(spec, Path(job_dir_s), (mpi, comm), hosts, ranks)
+    # Finalize here, not at interpreter exit: whatever hosts this process
+    # afterwards (submitit pickles a result and may leave with os._exit) must not
+    # leave the workers waiting in MPI_Finalize's PMI barrier.
+    mpi.Finalize()
+    return code
 
 
 def _add_program_path(program: Path) -> None:
