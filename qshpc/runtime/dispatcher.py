@@ -31,7 +31,14 @@ from qshpc.refs import (
 from qshpc.runtime import context
 from qshpc.runtime.backend import dumps_payload, task_key
 from qshpc.runtime.execute import Outcome, run_task
-from qshpc.runtime.mpi import TAG_BATCH, TAG_HEARTBEAT, TAG_RESULT, TAG_STOP, worker_timeout
+from qshpc.runtime.mpi import (
+    TAG_BATCH,
+    TAG_BYE,
+    TAG_HEARTBEAT,
+    TAG_RESULT,
+    TAG_STOP,
+    worker_timeout,
+)
 from qshpc.seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -318,21 +325,17 @@ class Dispatcher:
                 try:
                     self.comm.send(("S",), dest=w.rank, tag=TAG_STOP)
                 except Exception:  # pragma: no cover - best effort at shutdown
-                    pass
+                    w.alive = False
+            self._goodbyes()
 
     def _busy(self) -> bool:
         return bool(self.pending or self.blocked or any(w.batches for w in self.workers if w.alive))
 
     def _check_workers(self) -> None:
         """Declare lost any worker silent for longer than the timeout, failing what it held."""
-        status = self.mpi.Status()
         now = time.monotonic()
-        while True:
-            msg = self.comm.improbe(self.mpi.ANY_SOURCE, TAG_HEARTBEAT, status)
-            if msg is None:
-                break
-            msg.recv()
-            self.workers[status.Get_source() - 1].last_seen = now
+        for src in self._drain(TAG_HEARTBEAT):
+            self.workers[src - 1].last_seen = now
         for w in self.workers:
             if w.alive and now - w.last_seen > self._timeout:
                 self._lose(w, now - w.last_seen)
@@ -341,6 +344,30 @@ class Dispatcher:
             items = [(e.ref, False, err) for e in self.pending]
             self.pending.clear()
             resolve_many(items)
+
+    def _drain(self, tag: int) -> list[int]:
+        """Receive every waiting heartbeat/goodbye (plain MPI messages); return their sources."""
+        world = self.mpi.COMM_WORLD
+        status = self.mpi.Status()
+        sources: list[int] = []
+        while True:
+            msg = world.improbe(self.mpi.ANY_SOURCE, tag, status)
+            if msg is None:
+                return sources
+            msg.recv()
+            sources.append(status.Get_source())
+
+    def _goodbyes(self, timeout: float = 10.0) -> None:
+        """After STOP: wait for each live worker's goodbye, draining heartbeats meanwhile."""
+        waiting = {w.rank for w in self.workers if w.alive}
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            self._drain(TAG_HEARTBEAT)
+            waiting -= set(self._drain(TAG_BYE))
+            time.sleep(0.001)
+        self._drain(TAG_HEARTBEAT)
+        if waiting:
+            self.abandoned = True  # someone did not answer: do not risk MPI_Finalize
 
     def _lose(self, w: _Worker, silent: float) -> None:
         w.alive = False

@@ -13,6 +13,7 @@ TAG_RESULT = 12
 TAG_STOP = 13
 TAG_HELLO = 14
 TAG_HEARTBEAT = 15
+TAG_BYE = 16
 
 
 def heartbeat_interval() -> float:

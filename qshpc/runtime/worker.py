@@ -15,7 +15,14 @@ from typing import Any
 from qshpc.refs import ObjectRef, substitute
 from qshpc.runtime import backend
 from qshpc.runtime.execute import Outcome, run_task
-from qshpc.runtime.mpi import TAG_BATCH, TAG_HEARTBEAT, TAG_RESULT, TAG_STOP, heartbeat_interval
+from qshpc.runtime.mpi import (
+    TAG_BATCH,
+    TAG_BYE,
+    TAG_HEARTBEAT,
+    TAG_RESULT,
+    TAG_STOP,
+    heartbeat_interval,
+)
 
 _PARTIAL_S = 0.25  # send finished results of a long batch at least this often
 _MAX_SLEEP_S = 0.002
@@ -54,22 +61,31 @@ def _send(comm: Any, bid: int, rows: list[tuple[Any, ...]], final: bool) -> None
     comm.send(("R", bid, fixed, final), dest=0, tag=TAG_RESULT)
 
 
-def _heartbeat(comm: Any, stop: threading.Event) -> None:
-    """Tell rank 0 this rank is alive, even while a long task runs."""
+def _heartbeat(world: Any, stop: threading.Event, pending: list[Any]) -> None:
+    """Tell rank 0 this rank is alive, even while a long task runs.
+
+    Non-blocking sends, at most one in flight: a rank 0 that is busy (or gone)
+    must never block this thread, or the worker's shutdown with it.
+    """
     interval = heartbeat_interval()
     while not stop.wait(interval):
         try:
-            comm.send(None, dest=0, tag=TAG_HEARTBEAT)
+            if not pending:
+                pending.append(world.isend(None, dest=0, tag=TAG_HEARTBEAT))
+            elif pending[0].Test():
+                pending[0] = world.isend(None, dest=0, tag=TAG_HEARTBEAT)
         except Exception:
             return
 
 
 def serve(mpi: Any, comm: Any) -> None:
-    """Run tasks until rank 0 says stop."""
+    """Run tasks until rank 0 says stop, then say goodbye so rank 0 can finalize cleanly."""
     stop = threading.Event()
     beat = None
+    pending: list[Any] = []
+    world = mpi.COMM_WORLD
     if mpi.Query_thread() == mpi.THREAD_MULTIPLE:
-        beat = threading.Thread(target=_heartbeat, args=(comm, stop), daemon=True)
+        beat = threading.Thread(target=_heartbeat, args=(world, stop, pending), daemon=True)
         beat.start()
     try:
         _serve(mpi, comm)
@@ -77,6 +93,11 @@ def serve(mpi: Any, comm: Any) -> None:
         stop.set()
         if beat is not None:
             beat.join()
+    # Rank 0 drains heartbeats until every worker's goodbye has arrived, so the
+    # last heartbeat completes and nothing is left in flight at MPI_Finalize.
+    world.send(None, dest=0, tag=TAG_BYE)
+    for req in pending:
+        req.Wait()
 
 
 def _serve(mpi: Any, comm: Any) -> None:
