@@ -51,8 +51,9 @@ def executor_parameters(res: SlurmResources, job_name: str, job_dir: Path) -> di
         if value:
             params[key] = value
     extra: dict[str, Any] = dict(sorted(res.extra.items()))
-    if res.requeue:
-        extra["requeue"] = True
+    # Without --requeue, say so: Slurm's default requeues a NODE_FAIL job, which
+    # would rerun it in the same job directory after qshpc reported it FAILED.
+    extra["requeue" if res.requeue else "no_requeue"] = True
     if extra:
         params["additional_parameters"] = extra
     return params
