@@ -170,7 +170,10 @@ class Job:
                     self._process.wait()
                 return state
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {self.job_id} still {state} after {timeout} s")
+                raise TimeoutError(
+                    f"job {self.job_id} still {state} after {timeout} s: wait longer "
+                    f"(qshpc wait {self.job_id} --timeout S), or see `qshpc status {self.job_id}`"
+                )
             time.sleep(delay)
             delay = min(poll * 5, delay * 1.5)
 
