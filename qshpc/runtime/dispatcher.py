@@ -505,28 +505,36 @@ class Dispatcher:
         if results:
             span = sum(r[6] - r[5] for r in results) / len(results)
             self._mean_task_s = 0.7 * self._mean_task_s + 0.3 * span
+        record = session.record_fields
+        resolve = self._resolve
+        rank, host = w.rank, w.host
         for pos, ok, value, error, exc_type, started, finished, prov in results:
             e = batch[pos]
-            out = Outcome(
-                e.ref.task_id,
+            ref = e.ref
+            record(
+                ref.task_id,
+                e.key,
                 e.task.name,
-                e.attempt,
                 ok,
                 value,
                 error,
-                exc_type,
+                e.attempt,
+                rank,
+                host,
+                e.submitted,
                 started,
                 finished,
+                e.seed,
                 prov,
             )
-            session.record(out, e.key, e.submitted, e.seed, w.rank, w.host)
             if ok:
-                self._resolve.append((e.ref, True, value))
+                resolve.append((ref, True, value))
             elif e.attempt <= e.retries:
                 e.attempt += 1
                 self.pending.appendleft(e)
             else:
-                self._resolve.append((e.ref, False, out.task_error(w.rank, w.host)))
+                out = Outcome(ref.task_id, e.task.name, e.attempt, ok, value, error, exc_type)
+                resolve.append((ref, False, out.task_error(rank, host)))
 
 
 def _lost_error(e: _Entry, w: _Worker, text: str) -> BaseException:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from qshpc.runtime import context
 from qshpc.runtime.execute import Outcome
 
+from qshpc.store.records import TaskRecord as _TaskRecord
+
 if TYPE_CHECKING:
     from qshpc.store import JobWriter, TaskRecord
 
@@ -67,33 +69,67 @@ class Session:
         host: str | None = None,
     ) -> None:
         """Store one attempt's outcome (buffered; durable at the next :meth:`sync`)."""
-        if out.ok:
+        info = context.rank_info()
+        self.record_fields(
+            out.task_id,
+            key,
+            out.function,
+            out.ok,
+            out.value,
+            out.error,
+            out.attempt,
+            info.rank if rank is None else rank,
+            info.host if host is None else host,
+            submitted,
+            out.started,
+            out.finished,
+            seed,
+            out.provenance,
+        )
+
+    def record_fields(
+        self,
+        task_id: str,
+        key: str,
+        function: str,
+        ok: bool,
+        value: Any,
+        error: str | None,
+        attempt: int,
+        rank: int,
+        host: str,
+        submitted: float,
+        started: float,
+        finished: float,
+        seed: int | None,
+        provenance: dict[str, Any],
+    ) -> None:
+        """:meth:`record` without an :class:`Outcome` (the dispatcher's hot path)."""
+        if ok:
             self.executed += 1
         else:
             self.failed += 1
-        if self.writer is None:
+        writer = self.writer
+        if writer is None:
             return
-        from qshpc.store import TaskRecord
-
-        info = context.rank_info()
-        rec = TaskRecord(
-            task_id=out.task_id,
-            key=key,
-            function=out.function,
-            state="SUCCEEDED" if out.ok else "FAILED",
-            attempt=out.attempt,
-            rank=info.rank if rank is None else rank,
-            host=info.host if host is None else host,
-            submitted=submitted,
-            started=out.started,
-            finished=out.finished,
-            seed=seed,
-            result=out.value if out.ok else None,
-            error=None if out.ok else out.error,
-            provenance=out.provenance,
+        rec = _TaskRecord(
+            task_id,
+            key,
+            function,
+            "SUCCEEDED" if ok else "FAILED",
+            attempt,
+            rank,
+            host,
+            submitted,
+            started,
+            finished,
+            seed,
+            value if ok else None,
+            error,
+            provenance,
         )
         with self._lock:
-            self.writer.append_task(rec)
+            writer.append_task(rec)
             self._pending += 1
             if (
                 self._pending >= _COMMIT_EVERY_N
