@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc.runtime import context
 from qshpc.runtime.execute import Outcome
-
 from qshpc.store.records import TaskRecord as _TaskRecord
 
 if TYPE_CHECKING:
