@@ -72,11 +72,13 @@ def make_records(values: list[Any]) -> list[TaskRecord]:
     return recs
 
 
-def bench_store(recs: list[TaskRecord], tmp: Path) -> tuple[float, int, int]:
+def bench_store(recs: list[TaskRecord], tmp: Path) -> tuple[float, int, int, float]:
     """Append all records, commit every 1000.
 
     Returns:
-        results/s, file bytes, and the stored bytes of the result values alone.
+        results/s (append + commit to the journal), file bytes, the stored bytes of
+        the result values alone, and the seconds finalize took (folding the
+        journal into job.h5).
     """
     job = tmp / f"job-{time.monotonic_ns()}"
     create_job(job, {"id": "bench", "created": time.time()}, None)
@@ -88,12 +90,14 @@ def bench_store(recs: list[TaskRecord], tmp: Path) -> tuple[float, int, int]:
             w.commit()
     w.commit()
     dt = time.perf_counter() - t0
+    t1 = time.perf_counter()
     w.finalize("SUCCEEDED")
+    fin = time.perf_counter() - t1
     with JobReader.open(job) as r:
         assert len(r.tasks()) == len(recs)
     with h5py.File(job / JOB_FILE, "r") as f:
         values = f["log/data"].id.get_storage_size() + f["log/large"].id.get_storage_size()
-    return len(recs) / dt, (job / JOB_FILE).stat().st_size, values
+    return len(recs) / dt, (job / JOB_FILE).stat().st_size, values, fin
 
 
 def bench_naive(recs: list[TaskRecord], tmp: Path) -> tuple[float, int]:
@@ -123,7 +127,8 @@ def main() -> None:
             values = make_values(n, kind)
             recs = make_records(values)
             json_values = len(json.dumps(values))
-            rate, size, vsize = bench_store(recs, tmp)
+            rate, size, vsize, fin = bench_store(recs, tmp)
+            print(f"{kind}: finalize (fold {n} records into job.h5) took {fin:.2f} s")
             rows.append((f"qshpc store, {kind}", n, rate, size, vsize, json_values))
             sub = recs[:n_naive]
             nrate, nsize = bench_naive(sub, tmp)

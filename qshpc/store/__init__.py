@@ -4,7 +4,7 @@ Only this package imports h5py; ``import qshpc.store`` itself imports neither
 h5py nor qiskit (the classes load on first use, qiskit only for circuits).
 
 Writing: rank 0 is the single writer (:class:`JobWriter`); any process may read
-while it runs (:class:`JobReader`, SWMR reads with file locking off).
+while it runs (:class:`JobReader`, HDF5 file locking off).
 
 Files and modes
     The job directory is created 0700 and its files 0600. With
@@ -32,8 +32,9 @@ Layout of ``job.h5`` (schema version 1)
         the saved result, native encoding; written by finalize. While the job
         runs, or if it died, the result is the last ``result`` event instead.
     ``/log``
-        the append-only log, written in SWMR mode (no object can be created
-        then, so everything that changes during a run lives here):
+        the records and events of every commit folded in so far (by
+        ``JobWriter.open`` and ``finalize``); the running writer's later
+        commits are in ``job.journal`` (below):
 
         ``meta``     uint8, gzip 1, 64 KiB chunks: blob-encoded record fields.
         ``data``     uint8, gzip 1, 64 KiB chunks: blob-encoded results and events.
@@ -47,18 +48,21 @@ Layout of ``job.h5`` (schema version 1)
                      ``data`` or ``large``).
         ``events``   compound rows: valid, kind (1 state ``[state, error]``,
                      2 sub-status str, 3 saved result), where, run, time, off, len.
-        ``commits``  rows (records, events, meta, data, large, time, check): the end
-                     of every log dataset at each commit. Readers use the last
-                     row whose check matches and ignore anything beyond it, and
-                     rows with ``valid = 0`` (chunk padding).
+        ``commits``  rows (records, events, meta, data, large, time, check): the
+                     length of every log dataset at each fold; readers use the
+                     last row whose check matches.
+
+        ``/log`` attr ``folded-journal``: the token of the journal folded in last.
 
     The job's state is its last state event (QUEUED is written by create_job).
-    Compressed chunks are written once: each commit pads ``meta``/``data`` with
-    zeros and ``records``/``events`` with ``valid = 0`` rows to a chunk
-    boundary (the padding compresses to almost nothing), because rewriting a
-    compressed chunk moves it in the file, which a kill could catch half done.
     ``result`` (``/result`` or the last result event) belongs to the latest
     run: a resumed run starts without one.
+
+``job.journal`` (only while a writer runs, or after it was killed)
+    An append-only file of commit frames, each holding the rows and bytes that
+    continue ``/log`` (format in :mod:`qshpc.store.journal`). Readers read
+    ``job.h5`` then the journal's whole frames, unless the journal's token is
+    the ``folded-journal`` one.
 
 Encodings
     Blob (``qshpc-msgpack`` version 1): see :mod:`qshpc.store.encoding_blob`.
@@ -67,13 +71,18 @@ Encodings
     needs ``allow_pickle=True``.
 
 Crash safety
-    Datasets are created before SWMR mode is switched on; each commit appends
-    and flushes the data, then appends and flushes a commit row (see
-    :mod:`qshpc.store.log`). A SIGKILL of the writer at any moment leaves a
-    file that SWMR readers open, holding every commit that returned. Finalize
-    copies the file, writes ``/result`` in the copy and renames it over
-    ``job.h5``. A writer reopening a killed writer's file first rebuilds it
-    from its committed part (:mod:`qshpc.store.recover`).
+    ``job.h5`` is never modified in place: ``create_job``, ``JobWriter.open``
+    and ``finalize`` write a copy (``job.h5.tmp``), fsync it and rename it over
+    ``job.h5``. While the job runs, each ``commit()`` appends one frame to
+    ``job.journal`` (one ``write()``; no fsync: it survives a kill of the
+    writer, not a power cut). A SIGKILL at any moment leaves ``job.h5`` whole
+    and the journal with, at worst, a torn last frame that readers skip; the
+    next ``JobWriter.open`` folds the journal in. The first design appended to
+    ``job.h5`` under HDF5 SWMR, and the random-kill test broke it: after one
+    kill (of about 150), reading the chunk index of ``/log/data`` hung, the
+    SWMR reader retrying a metadata block that never checked out, so every
+    result in that dataset was lost. HDF5 rewrites such metadata in place on
+    every flush; a kill part way through one flush is the likely cause.
 """
 
 from __future__ import annotations

@@ -13,9 +13,11 @@ import h5py
 from qshpc.errors import SchemaVersionError, SerializationError, StoreError, UserError
 from qshpc.store import layout as L
 from qshpc.store import perms
+from qshpc.store.batch import Batch, Ends
 from qshpc.store.encoding_blob import encode_blob
 from qshpc.store.encoding_h5 import read_native, write_native
-from qshpc.store.records import JOB_FILE
+from qshpc.store.log import append_frame, write_commit
+from qshpc.store.records import JOB_FILE, STATES
 
 ARGUMENTS_FILE_TYPE = "qshpc-arguments"
 
@@ -81,12 +83,9 @@ def create_job(job_dir: Path, meta: dict[str, Any], arguments: dict[str, Any] | 
         _write_arguments(f, arguments or {})
         L.stamp(f.create_group(L.RUNS), "qshpc-runs")
         L.create_log(f)
-        from qshpc.store.log import LogWriter
-        from qshpc.store.records import STATES
-
-        log = LogWriter(f, 0)
-        log.add_event(L.EVENT_STATE, encode_blob([STATES[0], None]))
-        log.commit()
+        batch = Batch(Ends(), 0)
+        batch.add_event(L.EVENT_STATE, encode_blob([STATES[0], None]))
+        write_commit(f[L.COMMITS], append_frame(f, Ends(), batch.frame(), []))
         f.attrs["created"] = float(meta.get("created", time.time()))
 
     _atomic_h5(job_dir / JOB_FILE, fill)

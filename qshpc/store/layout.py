@@ -25,6 +25,8 @@ ARGUMENTS = "arguments"
 RUNS = "runs"
 RESULT = "result"
 LOG = "log"
+FOLDED_ATTR = "folded-journal"  # token of the last journal folded into /log
+JOURNAL_FILE = "job.journal"
 META = "log/meta"  # uint8, gzip: blob-encoded record fields
 DATA = "log/data"  # uint8, gzip: blob-encoded small results and events
 LARGE = "log/large"  # uint8, uncompressed: results over LARGE_THRESHOLD bytes
@@ -38,7 +40,7 @@ DATA_CHUNK = 1 << 16
 LARGE_CHUNK = 1 << 20
 RECORD_CHUNK = 512
 EVENT_CHUNK = 16
-COMMIT_CHUNK = 256
+COMMIT_CHUNK = 64
 
 WHERE_NONE, WHERE_DATA, WHERE_LARGE = 0, 1, 2
 EVENT_STATE, EVENT_STATUS, EVENT_RESULT = 1, 2, 3
@@ -104,7 +106,7 @@ def stamp(obj: h5py.Group | h5py.Dataset, enc_type: str, version: str = "1") -> 
 
 
 def create_log(f: h5py.File) -> None:
-    """Create the empty, appendable log datasets (before SWMR mode is switched on)."""
+    """Create the empty, appendable log datasets."""
     g = f.create_group(LOG)
     stamp(g, "qshpc-log")
     gz: dict[str, Any] = {"compression": "gzip", "compression_opts": 1}
@@ -152,21 +154,15 @@ def open_error(path: Path, exc: Exception) -> StoreError:
 
 
 def open_read(path: Path) -> h5py.File:
-    """Open a store for reading while a writer may have it open (or died holding it).
+    """Open a store for reading (file locking off: never blocks on, or blocks, a writer).
 
-    Tries a plain read first (a finalized file), then an SWMR read (a file being
-    written, or left behind by a killed writer). File locking is off so that
-    readers never block on, or are blocked by, the writer.
+    ``job.h5`` is only ever replaced whole (written to a temp file and renamed),
+    so any reader sees a complete file.
     """
     try:
         f = h5py.File(path, "r", locking=False)
     except OSError as exc:
-        if not path.exists() or "already open for write" not in str(exc):
-            raise open_error(path, exc) from exc
-        try:
-            f = h5py.File(path, "r", swmr=True, locking=False)
-        except OSError as exc2:
-            raise open_error(path, exc2) from exc2
+        raise open_error(path, exc) from exc
     try:
         check_schema(f, path)
     except BaseException:

@@ -1,64 +1,82 @@
-"""The append-only log: task records and events written under SWMR.
+"""The log inside ``job.h5`` and the reader that joins it with the journal.
 
-Write protocol of one :meth:`LogWriter.commit` (what makes a SIGKILL safe):
-
-1. Append the buffered bytes to ``log/data`` (padded with zeros to a whole
-   chunk, so a compressed chunk is written once and never rewritten), big
-   results to ``log/large``, and rows to ``log/records`` / ``log/events``
-   (padded to whole chunks with ``valid=0`` rows). ``flush()``.
-2. Append one row to ``log/commits`` holding the new end of every log dataset
-   and a check value. ``flush()``.
-
-Readers take the last commit row whose check matches and read nothing past
-its ends, so a commit cut short by a kill is invisible and every earlier one
-stays whole.
+``/log`` holds the records and events of every commit folded in so far
+(``fold``); the running writer's commits since then are in the journal
+(:mod:`qshpc.store.journal`). :class:`LogReader` reads both as one log.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from qshpc.errors import StoreError
 from qshpc.store import layout as L
-from qshpc.store.encoding_blob import decode_blob, encode_blob
-from qshpc.store.jsonable import to_jsonable
+from qshpc.store.batch import Ends, Frame
+from qshpc.store.encoding_blob import decode_blob
+from qshpc.store.journal import JournalFrame, read_journal, read_large, token_of
 from qshpc.store.records import TASK_STATES, TaskRecord
 
-
-@dataclass
-class Ends:
-    """How far each log dataset is committed."""
-
-    records: int = 0
-    events: int = 0
-    meta: int = 0
-    data: int = 0
-    large: int = 0
-
-
-_STREAMS = ((L.META, "meta", L.DATA_CHUNK), (L.DATA, "data", L.DATA_CHUNK), (L.LARGE, "large", 0))
+_TABLES = ((L.RECORDS, "records"), (L.EVENTS, "events"))
+_STREAMS = ((L.META, "meta"), (L.DATA, "data"), (L.LARGE, "large"))
 
 
 def last_commit(f: h5py.File) -> Ends:
-    """The ends of the last whole commit (all zero for an empty log)."""
-    ds = f[L.COMMITS]
-    if f.swmr_mode:
-        ds.refresh()
-    n = ds.shape[0]
-    start = max(0, n - 64)
-    while True:
-        rows = ds[start:n]
-        for row in rows[::-1]:
-            if int(row["check"]) == L.commit_check(row):
-                return Ends(*(int(row[k]) for k in L.COMMIT_FIELDS))
-        if start == 0:
-            return Ends()
-        n, start = start, 0
+    """The ends of the log in ``f`` (its last commit row whose check matches)."""
+    rows = f[L.COMMITS][-64:]
+    for row in rows[::-1]:
+        if int(row["check"]) == L.commit_check(row):
+            return Ends(*(int(row[k]) for k in L.COMMIT_FIELDS))
+    return Ends()
+
+
+def _append(ds: h5py.Dataset, start: int, arr: np.ndarray[Any, Any]) -> None:
+    if len(arr):
+        ds.resize((start + len(arr),))
+        ds[start : start + len(arr)] = arr
+
+
+def append_frame(f: h5py.File, ends: Ends, frame: Frame, large: list[bytes]) -> Ends:
+    """Append one frame's rows and bytes to ``/log`` at ``ends``; return the new ends."""
+    _append(f[L.RECORDS], ends.records, frame.records)
+    _append(f[L.EVENTS], ends.events, frame.events)
+    _append(f[L.META], ends.meta, np.frombuffer(frame.meta, np.uint8))
+    _append(f[L.DATA], ends.data, np.frombuffer(frame.data, np.uint8))
+    pos = ends.large
+    for blob in large:
+        _append(f[L.LARGE], pos, np.frombuffer(blob, np.uint8))
+        pos += len(blob)
+    return Ends(
+        ends.records + len(frame.records), ends.events + len(frame.events),
+        ends.meta + len(frame.meta), ends.data + len(frame.data), pos,
+    )  # fmt: skip
+
+
+def fold(f: h5py.File, frames: list[JournalFrame], journal: Path, token: bytes) -> None:
+    """Append the journal's frames to ``/log`` of ``f`` and commit them."""
+    ends = last_commit(f)
+    for name, field in (*_TABLES, *_STREAMS):
+        f[name].resize((getattr(ends, field),))  # drop anything past the last commit
+    for jf in frames:
+        if jf.frame.start != ends:
+            raise StoreError(f"{journal} does not continue {f.filename}; it was not folded in")
+        large = read_large(journal, jf) if jf.large_lens else []
+        ends = append_frame(f, ends, jf.frame, large)
+    write_commit(f[L.COMMITS], ends)
+    f[L.LOG].attrs[L.FOLDED_ATTR] = np.void(token)
+
+
+def journal_frames(f: h5py.File, path: Path) -> list[JournalFrame]:
+    """The whole frames of the journal beside ``path`` not yet folded into ``f``."""
+    try:
+        token, frames = read_journal(path.with_name(L.JOURNAL_FILE))
+    except FileNotFoundError:
+        return []
+    return frames if token and token != token_of(f) else []
 
 
 def write_commit(commits: h5py.Dataset, ends: Ends) -> None:
@@ -73,173 +91,68 @@ def write_commit(commits: h5py.Dataset, ends: Ends) -> None:
     commits[n : n + 1] = row
 
 
-def _append(ds: h5py.Dataset, start: int, arr: np.ndarray[Any, Any], chunk: int) -> int:
-    """Write ``arr`` at ``start``, zero-padded to a whole chunk; return the new end."""
-    end = -(-(start + len(arr)) // chunk) * chunk if chunk else start + len(arr)
-    if end == start:
-        return end
-    if end != start + len(arr):
-        padded = np.zeros(end - start, dtype=arr.dtype)
-        padded[: len(arr)] = arr
-        arr = padded
-    if ds.shape[0] < end:
-        ds.resize((end,))
-    ds[start:end] = arr
-    return end
-
-
-def _key_bytes(key: str) -> str | bytes:
-    if len(key) == 64:
-        try:
-            raw = bytes.fromhex(key)
-        except ValueError:
-            return key
-        if raw.hex() == key:
-            return raw
-    return key
-
-
-class _Stream:
-    """Bytes queued for one byte stream."""
-
-    def __init__(self, end: int) -> None:
-        self.end = end
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def put(self, blob: bytes) -> int:
-        off = self.end + self.size
-        self.parts.append(blob)
-        self.size += len(blob)
-        return off
-
-
-class LogWriter:
-    """Buffers records and events, and appends them to the log on :meth:`commit`."""
-
-    def __init__(self, f: h5py.File, run: int) -> None:
-        self.f = f
-        self.run = run
-        self.ends = last_commit(f)
-        # Keep the datasets open: closing one flushes its chunk cache, and HDF5
-        # only warns (never raises) about a write that fails there.
-        self._ds = {n: f[n] for n in (*L.STREAMS, L.RECORDS, L.EVENTS, L.COMMITS)}
-        self._reset()
-
-    def _reset(self) -> None:
-        self._meta = _Stream(self.ends.meta)
-        self._data = _Stream(self.ends.data)
-        self._large = _Stream(self.ends.large)
-        self._records: list[tuple[Any, ...]] = []
-        self._events: list[tuple[Any, ...]] = []
-
-    def _put(self, blob: bytes) -> tuple[int, int]:
-        """Queue a value blob; return (where, offset)."""
-        if len(blob) > L.LARGE_THRESHOLD:
-            return L.WHERE_LARGE, self._large.put(blob)
-        return L.WHERE_DATA, self._data.put(blob)
-
-    def add_record(self, rec: TaskRecord) -> None:
-        """Encode and queue one task record."""
-        ok = rec.state == "SUCCEEDED"
-        prov = to_jsonable(rec.provenance) if rec.provenance else None
-        meta = encode_blob(
-            [rec.task_id, _key_bytes(rec.key), rec.function, rec.host, rec.error, prov]
-        )
-        off = self._meta.put(meta)
-        where, res_off, res_len = L.WHERE_NONE, 0, 0
-        if ok:
-            blob = encode_blob(rec.result)
-            where, res_off = self._put(blob)
-            res_len = len(blob)
-        seed = rec.seed
-        self._records.append(
-            (1, 0 if ok else 1, where, seed is not None, self.run, rec.attempt, rec.rank,
-             seed or 0, rec.submitted, rec.started, rec.finished, off, len(meta), res_off,
-             res_len)
-        )  # fmt: skip
-
-    def add_event(self, kind: int, blob: bytes) -> None:
-        """Queue one event (state change, sub-status or saved result)."""
-        where, off = self._put(blob)
-        self._events.append((1, kind, where, self.run, time.time(), off, len(blob)))
-
-    def release(self) -> None:
-        """Close the open datasets (before the file is closed)."""
-        for ds in self._ds.values():
-            with contextlib.suppress(Exception):
-                ds.id.close()
-        self._ds = {}
-
-    def pending(self) -> bool:
-        """True when something is queued."""
-        return bool(self._records or self._events)
-
-    def commit(self) -> None:
-        """Append everything queued and flush twice (data, then the commit row)."""
-        if not self.pending():
-            return
-        ds, e = self._ds, self.ends
-        new = Ends(
-            records=_append(ds[L.RECORDS], e.records, np.array(self._records, L.RECORD_DTYPE),
-                            L.RECORD_CHUNK),
-            events=_append(ds[L.EVENTS], e.events, np.array(self._events, L.EVENT_DTYPE),
-                           L.EVENT_CHUNK),
-        )  # fmt: skip
-        for name, field, chunk in _STREAMS:
-            stream: _Stream = getattr(self, "_" + field)
-            end = stream.end
-            if chunk:
-                buf = np.frombuffer(b"".join(stream.parts), dtype=np.uint8)
-                end = _append(ds[name], end, buf, chunk)
-            else:
-                for part in stream.parts:
-                    end = _append(ds[name], end, np.frombuffer(part, np.uint8), 0)
-            setattr(new, field, end)
-        self.f.flush()
-        write_commit(ds[L.COMMITS], new)
-        self.f.flush()
-        self.ends = new
-        self._reset()
-
-
 class LogReader:
-    """Reads the committed part of the log of an open file."""
+    """The committed log: ``/log`` of an open job file followed by journal frames."""
 
-    def __init__(self, f: h5py.File, source: str) -> None:
+    def __init__(
+        self, f: h5py.File, source: str, frames: list[JournalFrame], journal: Path
+    ) -> None:
         self.f = f
         self.source = source
-        if f.swmr_mode:
-            for name in (*L.STREAMS, L.RECORDS, L.EVENTS):
-                f[name].refresh()
+        self.journal = journal
         self.ends = last_commit(f)
+        self.frames = frames
+        pos = self.ends
+        for jf in frames:
+            if jf.frame.start != pos:
+                raise StoreError(f"{journal} does not continue {source}")
+            pos = Ends(
+                pos.records + len(jf.frame.records), pos.events + len(jf.frame.events),
+                pos.meta + len(jf.frame.meta), pos.data + len(jf.frame.data),
+                pos.large + sum(jf.large_lens),
+            )  # fmt: skip
         self._cache: dict[str, bytes] = {}
 
     def load(self, name: str) -> bytes:
-        """All committed bytes of one stream (cached)."""
+        """All committed bytes of the ``meta`` or ``data`` stream (cached)."""
         if name not in self._cache:
-            end = getattr(self.ends, name.rsplit("/", 1)[1])
-            self._cache[name] = self.f[name][:end].tobytes()
+            field = name.rsplit("/", 1)[1]
+            parts = [self.f[name][: getattr(self.ends, field)].tobytes()]
+            parts += [getattr(jf.frame, field) for jf in self.frames]
+            self._cache[name] = b"".join(parts)
         return self._cache[name]
 
     def blob(self, where: int, off: int, n: int) -> bytes:
         """The bytes of one value blob."""
-        name = L.LARGE if where == L.WHERE_LARGE else L.DATA
-        if name in self._cache:
-            return self._cache[name][off : off + n]
-        return bytes(self.f[name][off : off + n].tobytes())
+        if where != L.WHERE_LARGE:
+            if L.DATA in self._cache or off >= self.ends.data:
+                return self.load(L.DATA)[off : off + n]
+            return bytes(self.f[L.DATA][off : off + n].tobytes())
+        if off < self.ends.large:
+            return bytes(self.f[L.LARGE][off : off + n].tobytes())
+        for jf in self.frames:
+            pos = jf.frame.start.large
+            if pos <= off < pos + sum(jf.large_lens):
+                for blob in read_large(self.journal, jf):
+                    if pos == off:
+                        return blob
+                    pos += len(blob)
+        raise StoreError(f"{self.source}: a large result at {off} is missing")
+
+    def _rows(self, name: str, field: str) -> np.ndarray[Any, Any]:
+        rows = [self.f[name][: getattr(self.ends, field)]]
+        rows += [getattr(jf.frame, field) for jf in self.frames]
+        out: np.ndarray[Any, Any] = np.concatenate(rows)
+        valid: np.ndarray[Any, Any] = out[out["valid"] == 1]
+        return valid
 
     def records(self) -> np.ndarray[Any, Any]:
-        """The committed record rows (valid ones only), in commit order."""
-        rows: np.ndarray[Any, Any] = self.f[L.RECORDS][: self.ends.records]
-        valid: np.ndarray[Any, Any] = rows[rows["valid"] == 1]
-        return valid
+        """All committed record rows, in commit order."""
+        return self._rows(L.RECORDS, "records")
 
     def events(self) -> np.ndarray[Any, Any]:
-        """The committed event rows (valid ones only), in commit order."""
-        rows: np.ndarray[Any, Any] = self.f[L.EVENTS][: self.ends.events]
-        valid: np.ndarray[Any, Any] = rows[rows["valid"] == 1]
-        return valid
+        """All committed event rows, in commit order."""
+        return self._rows(L.EVENTS, "events")
 
     def record_fields(self, row: Any) -> dict[str, Any]:
         """The dict of one record row without its result."""
@@ -275,7 +188,7 @@ class LogReader:
     def done_records(self, allow_pickle: bool) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record, results loaded."""
         latest: dict[str, tuple[dict[str, Any], Any]] = {}
-        self.load(L.DATA)
+        self.load(L.DATA)  # one read of the stream instead of one per record
         for row in self.records():
             if int(row["state"]) != 0:
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,22 @@ from qshpc.errors import NoResultError, StoreError, TaskError
 from qshpc.store import layout as L
 from qshpc.store.encoding_blob import decode_blob
 from qshpc.store.encoding_h5 import read_native
-from qshpc.store.log import LogReader
+from qshpc.store.log import LogReader, journal_frames
 from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
 
 
+def _inode(path: Path) -> int:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return -1
+
+
 class JobReader:
-    """Read-only view of ``job.h5``; safe while the writer runs or after it died.
+    """Read-only view of a job: ``job.h5`` plus the running writer's journal.
+
+    Safe while the writer runs, after it was killed, and while it replaces
+    ``job.h5`` (the reader reopens the new file).
 
     Use as a context manager, or call :meth:`close`. Each method reads what is
     committed at the time of the call.
@@ -25,6 +36,7 @@ class JobReader:
     def __init__(self, path: Path, f: h5py.File) -> None:
         self.path = path
         self._f = f
+        self._ino = os.stat(path).st_ino
 
     @classmethod
     def open(cls, job_dir: Path) -> JobReader:
@@ -36,7 +48,15 @@ class JobReader:
             SchemaVersionError: When it has a schema version this qshpc cannot read.
         """
         path = L.job_file(job_dir)
-        return cls(path, L.open_read(path))
+        for _ in range(20):
+            ino = _inode(path)
+            f = L.open_read(path)
+            if _inode(path) == ino:
+                reader = cls(path, f)
+                reader._ino = ino
+                return reader
+            f.close()  # replaced while we opened it: open the new one
+        raise StoreError(f"{path} keeps being replaced; try again")
 
     def __enter__(self) -> JobReader:
         return self
@@ -50,9 +70,20 @@ class JobReader:
 
     def _log(self) -> LogReader:
         try:
-            return LogReader(self._f, str(self.path))
+            for _ in range(20):
+                if _inode(self.path) != self._ino:  # the writer folded its journal in
+                    self._f.close()
+                    self._ino = _inode(self.path)
+                    self._f = L.open_read(self.path)
+                frames = journal_frames(self._f, self.path)
+                if _inode(self.path) == self._ino:
+                    return LogReader(self._f, str(self.path), frames, self._jpath())
+            raise StoreError(f"{self.path} keeps being replaced; try again")
         except (OSError, KeyError) as exc:
             raise StoreError(f"cannot read the log of {self.path}: {exc}") from exc
+
+    def _jpath(self) -> Path:
+        return self.path.with_name(L.JOURNAL_FILE)
 
     def _native(self, name: str, allow_pickle: bool) -> Any:
         try:

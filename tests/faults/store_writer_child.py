@@ -5,7 +5,7 @@ Usage: python store_writer_child.py JOB_DIR SEED
 Resumes the job (the records already committed are counted through
 ``done_records``), then appends records whose content is a function of their
 index, commits every 1-20 records and prints the number of committed records
-after each commit returns.
+after each commit returns (about 1 ms apart).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from qshpc.store import JobWriter, TaskRecord
 
 def expected_result(i: int) -> Any:
     """The result stored for record ``i`` (the test checks it)."""
-    if i % 97 == 13:
-        return np.full(300_000, i, dtype=np.float64)  # 2.4 MB: goes to the large stream
+    if i % 997 == 13:
+        return np.full(140_000, i, dtype=np.float64)  # 1.1 MB: goes to the large stream
     return {0: i / 7, 1: -i, "s": "é" * (i % 40), "t": (i, str(i))}
 
 
@@ -52,6 +52,7 @@ def main() -> None:
             w.set_status(f"at {n}")
         w.commit()
         print(n, flush=True)
+        time.sleep(0.001)  # a task pool's pace, roughly; keeps the files small
 
 
 if __name__ == "__main__":

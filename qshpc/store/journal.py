@@ -1,0 +1,163 @@
+"""The journal: an append-only file of commit frames, beside ``job.h5``.
+
+Why not append to ``job.h5`` itself: HDF5 rewrites metadata (chunk indexes,
+object headers) in place on every flush, and a SIGKILL can land part way
+through one flush. We saw it with SWMR: after one kill in about 150, an SWMR
+reader hung retrying the chunk index of the results dataset, so every result
+in it was lost. A journal only ever appends, so a kill can only leave a torn
+last frame, which readers detect and skip.
+
+File layout: a 16-byte header (``b"QSHJ"``, u32 version 1, 8-byte token), then
+frames. A frame is a 32-byte head (``b"QSJF"``, u64 small length, u64 large
+length, u32 crc32 of small, u32 crc32 of large, u32 crc32 of the head before
+it), ``small`` (zlib of msgpack ``[start ends, records rows, events rows,
+meta bytes, data bytes, large blob lengths]``) and ``large`` (the large blobs,
+raw). A frame counts only when it is whole: its head and small part check out
+and the file holds all of its large part (frames are written in order, so a
+file that holds a frame's last byte holds all of it). The crc of the large
+part is checked when a large blob is read.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from qshpc.errors import StoreError
+from qshpc.store import layout as L
+from qshpc.store import perms
+from qshpc.store.batch import Ends, Frame
+
+MAGIC = b"QSHJ"
+FRAME_MAGIC = b"QSJF"
+VERSION = 1
+_HEADER = struct.Struct("<4sI8s")
+_HEAD = struct.Struct("<4sQQIII")
+
+
+@dataclass
+class JournalFrame:
+    """A frame read back: rows and small streams in memory, large blobs by file offset."""
+
+    frame: Frame
+    large_at: int  # file offset of the frame's large part
+    large_lens: list[int]
+    large_crc: int
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class JournalWriter:
+    """Appends frames to a new journal file."""
+
+    def __init__(self, path: Path, token: bytes) -> None:
+        self.path = path
+        self.token = token
+        self._fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, perms.file_mode()
+        )
+        _write_all(self._fd, _HEADER.pack(MAGIC, VERSION, token))
+
+    def append(self, frame: Frame) -> None:
+        """Write one frame; it is readable by others (and survives a kill) on return."""
+        small = zlib.compress(
+            msgpack.packb(
+                [frame.start.as_list(), frame.records.tobytes(), frame.events.tobytes(),
+                 frame.meta, frame.data, [len(b) for b in frame.large]],
+                use_bin_type=True,
+            ),
+            1,
+        )  # fmt: skip
+        large_crc = 0
+        for blob in frame.large:
+            large_crc = zlib.crc32(blob, large_crc)
+        large_len = sum(len(b) for b in frame.large)
+        head = _HEAD.pack(FRAME_MAGIC, len(small), large_len, zlib.crc32(small), large_crc, 0)
+        head = head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+        _write_all(self._fd, head + small)
+        for blob in frame.large:
+            _write_all(self._fd, blob)
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_journal(path: Path) -> tuple[bytes, list[JournalFrame]]:
+    """The token and whole frames of the journal at ``path``.
+
+    Raises:
+        FileNotFoundError: When there is no journal.
+    """
+    size = path.stat().st_size
+    out: list[JournalFrame] = []
+    with open(path, "rb") as fh:
+        header = fh.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return b"", out  # killed while creating it: nothing committed
+        magic, version, token = _HEADER.unpack(header)
+        if magic != MAGIC:
+            raise StoreError(f"{path} is not a qshpc journal")
+        if version != VERSION:
+            raise StoreError(f"{path} has journal version {version}; upgrade qshpc to read it")
+        pos = _HEADER.size
+        while True:
+            head = fh.read(_HEAD.size)
+            if len(head) < _HEAD.size:
+                break
+            fm, small_len, large_len, small_crc, large_crc, head_crc = _HEAD.unpack(head)
+            if fm != FRAME_MAGIC or zlib.crc32(head[:-4]) != head_crc:
+                break
+            small = fh.read(small_len)
+            if len(small) < small_len or zlib.crc32(small) != small_crc:
+                break
+            large_at = pos + _HEAD.size + small_len
+            if large_at + large_len > size:
+                break
+            start, records, events, meta, data, lens = msgpack.unpackb(
+                zlib.decompress(small), raw=False
+            )
+            frame = Frame(
+                start=Ends(*start),
+                records=np.frombuffer(records, L.RECORD_DTYPE),
+                events=np.frombuffer(events, L.EVENT_DTYPE),
+                meta=meta,
+                data=data,
+            )
+            out.append(JournalFrame(frame, large_at, lens, large_crc))
+            pos = large_at + large_len
+            fh.seek(pos)
+    return token, out
+
+
+def read_large(path: Path, jf: JournalFrame, verify: bool = True) -> list[bytes]:
+    """The large blobs of one frame (crc checked)."""
+    with open(path, "rb") as fh:
+        fh.seek(jf.large_at)
+        blobs = [fh.read(n) for n in jf.large_lens]
+    crc = 0
+    for blob in blobs:
+        crc = zlib.crc32(blob, crc)
+    if verify and crc != jf.large_crc:
+        raise StoreError(f"{path}: a large result in the journal is corrupt (crc mismatch)")
+    return blobs
+
+
+def token_of(f: Any) -> bytes:
+    """The token of the journal already folded into an open job file (b"" if none)."""
+    value = f[L.LOG].attrs.get(L.FOLDED_ATTR, b"")
+    return bytes(value.tobytes() if hasattr(value, "tobytes") else value)

@@ -1,0 +1,65 @@
+"""Atomic rewrites of ``job.h5``: copy, fold the journal in, change, rename."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+
+from qshpc.errors import StoreError
+from qshpc.store import layout as L
+from qshpc.store import perms
+from qshpc.store.journal import read_journal, token_of
+from qshpc.store.log import fold
+
+
+def io_error(path: Path, exc: BaseException, what: str) -> StoreError:
+    """A StoreError for a failed write, naming the file and what to do."""
+    why = getattr(exc, "strerror", None) or str(exc)
+    return StoreError(
+        f"cannot {what} {path}: {why}. Free space on its file system (df -h {path.parent}) "
+        f"or make it writable; everything committed before this error is intact"
+    )
+
+
+def snapshot(path: Path, change: Callable[[h5py.File], None], what: str) -> None:
+    """Rewrite ``path`` with the journal folded in and ``change`` applied, atomically.
+
+    The journal is deleted once the new file is in place. A crash at any point
+    leaves either the old file and the journal, or the new file (which records
+    the folded journal's token, so a left-over journal is not read twice).
+
+    Raises:
+        StoreError: When the file cannot be read or written.
+    """
+    journal = path.with_name(L.JOURNAL_FILE)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        token, frames = read_journal(journal)
+    except FileNotFoundError:
+        token, frames = b"", []
+    try:
+        shutil.copyfile(path, tmp)
+        perms.set_file_mode(tmp)
+        try:
+            f = h5py.File(tmp, "r+", libver="latest", locking=False)
+        except OSError as exc:
+            raise L.open_error(path, exc) from exc
+        with f:
+            L.check_schema(f, path)
+            if token and token != token_of(f):
+                fold(f, frames, journal, token)
+            change(f)
+        L.fsync_path(tmp)
+        os.replace(tmp, path)
+        L.fsync_path(path.parent)
+        journal.unlink(missing_ok=True)
+    except OSError as exc:
+        if not path.exists():
+            raise L.open_error(path, exc) from exc
+        raise io_error(path, exc, what) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
