@@ -131,10 +131,12 @@ class Job:
             meta.update(fresh)
             return
         from qshpc.postmortem import describe
+        from qshpc.store import recover
 
         finished = {t["task_id"] for t in self.tasks()}
         why = describe(self.job_dir, fresh, finished)
         mark_terminal(self.job_dir, "FAILED", why)
+        recover(self.job_dir)  # job.h5 alone now holds every committed record
         meta["state"], meta["error"] = "FAILED", why
 
     def status(self) -> str:

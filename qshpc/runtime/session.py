@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 _COMMIT_EVERY_S = 0.05
 _COMMIT_EVERY_N = 2000
+_CHECKPOINT_S = float(os.environ.get("QSHPC_CHECKPOINT_S", "30"))
 
 
 class Session:
@@ -47,6 +49,8 @@ class Session:
         self._lock = threading.RLock()
         self._pending = 0
         self._last_commit = time.monotonic()
+        self._last_checkpoint = self._last_commit
+        self._checkpoint_every = _CHECKPOINT_S
 
     # -- resume ------------------------------------------------------------
     def done_result(self, key: str) -> tuple[Any] | None:
@@ -148,7 +152,24 @@ class Session:
         if self._pending:
             self.writer.commit()
         self._pending = 0
-        self._last_commit = time.monotonic()
+        now = time.monotonic()
+        self._last_commit = now
+        if now - self._last_checkpoint > self._checkpoint_every:
+            self._checkpoint_locked(now)
+
+    def _checkpoint_locked(self, now: float) -> None:
+        """Fold the journal into job.h5 now and then, so the file alone stays near current.
+
+        The fold copies the file, so its interval grows with the file: at least
+        ``QSHPC_CHECKPOINT_S`` (30 s), and 20 times an estimated copy time.
+        """
+        assert self.writer is not None
+        self._last_checkpoint = now
+        if not self.writer.journal_bytes():
+            return
+        self.writer.checkpoint()
+        took = time.monotonic() - now
+        self._checkpoint_every = max(_CHECKPOINT_S, 20 * took)
 
     # -- program API -----------------------------------------------------------
     def save_result(self, value: Any) -> None:

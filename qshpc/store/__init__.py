@@ -97,11 +97,12 @@ if TYPE_CHECKING:
     from qshpc.store.jobfile import create_job, load_arguments, save_arguments
     from qshpc.store.jsonable import to_jsonable
     from qshpc.store.reader import JobReader
-    from qshpc.store.writer import JobWriter
+    from qshpc.store.writer import JobWriter, recover
 
 _LAZY = {
     "JobReader": "qshpc.store.reader",
     "JobWriter": "qshpc.store.writer",
+    "recover": "qshpc.store.writer",
     "create_job": "qshpc.store.jobfile",
     "save_arguments": "qshpc.store.jobfile",
     "load_arguments": "qshpc.store.jobfile",
@@ -131,6 +132,7 @@ __all__ = [
     "decode_blob",
     "encode_blob",
     "load_arguments",
+    "recover",
     "save_arguments",
     "to_jsonable",
 ]

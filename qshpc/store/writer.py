@@ -110,6 +110,30 @@ class JobWriter:
             raise self._broken from exc
         self._batch = Batch(frame.end(), self._run)
 
+    def checkpoint(self) -> None:
+        """Fold the journal into ``job.h5`` now (atomic rename) and start a new journal.
+
+        Afterwards ``job.h5`` alone holds every committed record; the runtime
+        calls this now and then so that the file itself stays close to current.
+        """
+        self.commit()
+        self._close_journal()
+        found: list[Ends] = []
+        snapshot(self.path, lambda f: found.append(last_commit(f)), "checkpoint")
+        try:
+            self._journal = JournalWriter(self._jpath(), os.urandom(8))
+        except OSError as exc:
+            self._broken = io_error(self._jpath(), exc, "create")
+            raise self._broken from exc
+        self._batch = Batch(found[0], self._run)
+
+    def journal_bytes(self) -> int:
+        """Size of the journal not yet folded into ``job.h5``."""
+        try:
+            return self._jpath().stat().st_size
+        except OSError:
+            return 0
+
     def set_status(self, sub_status: str) -> None:
         """Set the job's sub-status text (committed at once)."""
         self._check()
@@ -179,3 +203,13 @@ class JobWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def recover(job_dir: Path) -> None:
+    """Fold a dead writer's journal into ``job.h5`` (atomic), so the file alone holds it all.
+
+    Call only when no writer runs for this job (its ranks are gone).
+    """
+    path = L.job_file(job_dir)
+    if path.with_name(L.JOURNAL_FILE).exists():
+        snapshot(path, lambda f: None, "recover")

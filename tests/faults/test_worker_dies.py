@@ -42,3 +42,23 @@ def test_worker_sigkill_under_plain_mpiexec(qshpc_home: Path) -> None:
     status = run_cli("status", str(job))
     assert status.stdout.startswith("FAILED")
     assert "unfinished task(s)" in status.stdout
+
+
+def test_checkpoints_keep_job_h5_current_and_recover_folds(qshpc_home: Path) -> None:
+    """With checkpoints every second, job.h5 alone (read with plain h5py) holds the
+    results; after the crash the journal is folded in by the launcher."""
+    import h5py
+
+    out = run_cli(
+        "run",
+        str(PROGRAMS / "worker_dies.py"),
+        "--workers",
+        "2",
+        timeout=60,
+        env={"QSHPC_CHECKPOINT_S": "0"},
+    )
+    assert out.returncode != 0
+    job = job_dir_of(qshpc_home)
+    assert not (job / "job.journal").exists()  # folded by the launcher's post-mortem
+    with h5py.File(job / "job.h5", "r") as f:
+        assert len(f["log/records"]) >= 6
