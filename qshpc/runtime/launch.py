@@ -20,8 +20,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from qshpc.errors import UserError
-from qshpc.runtime import backend, context
+from qshpc.errors import StoreError, UserError
+from qshpc.runtime import backend, context, requeue
 from qshpc.runtime.mpi import launched_by_mpi
 from qshpc.runtime.prepare import RunSpec, prepare_job
 
@@ -268,6 +268,8 @@ def _run_job(
     else:
         backend.activate(backend.InlineBackend(session))
     state, error = _exec_program(Path(meta.get("entrypoint") or spec.program), spec.program_args)
+    if state in ("REQUEUE", "REQUEUED"):
+        _requeue(state, error or "", meta, job_dir, dispatcher, session, writer, tee)
     try:
         if dispatcher is not None:
             # Cancelled: Slurm's SIGKILL follows within KillWait, so drain briefly.
@@ -287,6 +289,56 @@ def _run_job(
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _requeue(
+    state: str,
+    why: str,
+    meta: dict[str, Any],
+    job_dir: Path,
+    dispatcher: Any,
+    session: Any,
+    writer: Any,
+    tee: Any,
+) -> None:
+    """Rank 0, Slurm job submitted with --requeue: flush the store, requeue, leave unfinalized.
+
+    ``REQUEUE``: the time limit is near, rank 0 asks Slurm to requeue the job;
+    ``REQUEUED``: Slurm already did. The store keeps every committed result and
+    stays RUNNING (Slurm's PENDING shows as QUEUED); the next start resumes.
+    If Slurm refuses the requeue, the job ends FAILED, saying why.
+    """
+    from qshpc import program as api
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # Slurm's kill of the old run follows the requeue
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    if dispatcher is not None:
+        try:
+            dispatcher.shutdown(abort=True, drain_s=2.0)
+        except Exception:
+            pass  # the store holds every committed result; the ranks end with the allocation
+    session.sync()
+    note = f"requeued: {why}; resumes from the stored results when Slurm starts it again"
+    writer.set_status(note)
+    failed = requeue.requeue_self() if state == "REQUEUE" else None
+    if failed is not None:
+        error = f"{why}, and the job could not be requeued: {failed}"
+        writer.finalize("FAILED", error)
+        print(f"qshpc: job {meta.get('id')} FAILED: {error}", file=sys.stderr)
+        code = 1
+    else:
+        writer.close()
+        print(
+            f"qshpc: job {meta.get('id')} {note} ({session.executed} tasks run, "
+            f"{len(session.done) + session.executed} results stored)",
+            file=sys.stderr,
+        )
+        code = 0
+    api._set_session(None)
+    tee.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the workers are stopped or about to be killed: no MPI_Finalize
 
 
 def _own_private_file(path: Path) -> bool:
@@ -310,6 +362,9 @@ def _exec_program(program: Path, argv: list[str]) -> tuple[str, str | None]:
     """Run the program file as ``__main__``; return ``(state, error text)``."""
 
     def on_signal(signum: int, frame: Any) -> None:
+        again = requeue.reason(signum)
+        if again is not None:
+            raise again
         raise Cancelled(f"received {signal.Signals(signum).name}")
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
@@ -325,6 +380,8 @@ def _exec_program(program: Path, argv: list[str]) -> tuple[str, str | None]:
         return "FAILED", f"the program called sys.exit({exc.code!r})"
     except Cancelled as exc:
         return "CANCELED", f"job cancelled: {exc}"
+    except requeue.Requeue as exc:
+        return ("REQUEUE" if exc.ask_slurm else "REQUEUED"), exc.why
     except BaseException as exc:
         text = _user_traceback(exc, program)
         sys.stderr.write(text)

@@ -22,6 +22,19 @@ from qshpc.submit.resources import SlurmResources
 SIGNAL_DELAY_S = 0
 
 
+def signal_delay_s(res: SlurmResources) -> int:
+    """Seconds before the time limit that Slurm warns the job (USR2).
+
+    Without ``--requeue``: :data:`SIGNAL_DELAY_S`. With it, rank 0 requeues the
+    job on the warning (:mod:`qshpc.runtime.requeue`), so it comes early
+    enough for that: a quarter of the limit, between 30 s (Slurm checks time
+    limits about every 30 s) and 120 s.
+    """
+    if not res.requeue:
+        return SIGNAL_DELAY_S
+    return max(30, min(120, res.time_min * 60 // 4))
+
+
 def executor_parameters(res: SlurmResources, job_name: str, job_dir: Path) -> dict[str, Any]:
     """``SlurmExecutor.update_parameters`` keywords for ``res`` (``mem`` in GB, submitit converts).
 
@@ -36,7 +49,7 @@ def executor_parameters(res: SlurmResources, job_name: str, job_dir: Path) -> di
         "ntasks_per_node": res.ntasks_per_node,
         "cpus_per_task": res.cpus_per_task,
         "time": res.time_min,
-        "signal_delay_s": SIGNAL_DELAY_S,
+        "signal_delay_s": signal_delay_s(res),
         "stderr_to_stdout": True,
         "wckey": "qshpc",
         "srun_args": [f"--mpi={res.mpi}"],

@@ -143,10 +143,13 @@ def _sbatch(executor: Any, staged: Program, job_dir: Path, res: SlurmResources) 
     from qshpc.submit.task import run_task
 
     args = (str(job_dir), str(staged.path()), str(job_dir / STAGED_DIR), res.gpus_per_node)
+    env = dict(staged.env_vars)
+    if res.requeue:
+        env["QSHPC_REQUEUE"] = "1"  # rank 0 requeues on Slurm's time-limit warning
     noise = io.StringIO()
     try:
         with contextlib.redirect_stderr(noise):  # submitit prints sbatch's stderr itself
-            return executor.submit(run_task, *args, env=dict(staged.env_vars))
+            return executor.submit(run_task, *args, env=env)
     except (FailedJobError, FailedSubmissionError) as exc:
         raise ResourceError(_explain(str(exc) or noise.getvalue())) from None
     except OSError as exc:

@@ -71,6 +71,10 @@ EXPLAINS: dict[str, str] = {
 }
 
 
+#: Slurm states of a job that was requeued and waits to start again.
+REQUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
+
+
 @dataclass(frozen=True)
 class SlurmView:
     """One answer from Slurm: raw state (``CANCELLED``, not ``CANCELLED by 0``), exit code, reason."""
@@ -182,6 +186,11 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
     if view.exit_code:
         meta["slurm_exit_code"] = view.exit_code
     if state in TERMINAL:
+        if state != "SUCCEEDED" and view.raw in REQUEUED:
+            # The run ended (cancelled by the requeue, or failed) and Slurm will start it again.
+            meta["state"] = "QUEUED"
+            meta["sub_status"] = f"requeued by Slurm ({view.raw}): resumes from the stored results"
+            return
         _apply_cached(meta, view)
         if view.ended:
             _save_cache(job_dir, view)

@@ -65,6 +65,18 @@ def _early_cancel(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _forget_slurm_answers(job_dir: Path) -> None:
+    """A requeued run: the state Slurm or a reader recorded for the previous run no longer holds."""
+    from qshpc.jobs import STATUS_OVERRIDE
+    from qshpc.submit.state import CACHE_FILE
+
+    for name in (CACHE_FILE, STATUS_OVERRIDE):
+        try:
+            (job_dir / name).unlink()
+        except OSError:
+            pass
+
+
 def run_task(
     job_dir: str,
     entry: str,
@@ -91,13 +103,27 @@ def run_task(
 
     os.environ.update(env or {})
     bind_gpu(gpus_per_node)
+    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+        # A requeued job restarts step 0 of the same job id: MPICH names its
+        # node-local shared memory after it and finds the killed run's segment,
+        # whose stale messages abort MPI_Init ("Message truncated"). Ranks on a
+        # node then talk through the network module instead.
+        os.environ.setdefault("MPIR_CVAR_NOLOCAL", "1")
     rank = int(os.environ.get("SLURM_PROCID", "0"))
     link_slurm_log(Path(job_dir), rank)
+    restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
     if rank == 0:
         # submitit ignores SIGTERM; until the program's own handler is in place
         # (the runtime turns SIGTERM into CANCELED), a cancel should not wait
         # for Slurm's KillWait.
         signal.signal(signal.SIGTERM, _early_cancel)
+        if os.environ.get("QSHPC_REQUEUE") == "1":
+            # The time-limit warning (--signal=USR2@N) means something only while
+            # the program runs (the runtime then requeues); submitit's own
+            # handler would end the job early.
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        if restarted:
+            _forget_slurm_answers(Path(job_dir))
     os.chdir(workdir)
     ntasks = int(os.environ.get("SLURM_NTASKS", "1"))
     workers: int | None = None
@@ -114,7 +140,6 @@ def run_task(
             print(f"qshpc: error: {why}", file=sys.stderr)
             raise SystemExit(2)
         workers = 0
-    restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
     spec = RunSpec(
         program=Path(entry),
         job_dir=Path(job_dir),

@@ -134,11 +134,11 @@ def test_executor_parameters(tmp_path: Path) -> None:
                          partition="gpu", account="a", qos="q", requeue=True,
                          modules=["cuda/12"], setup=["echo hi"], extra={"constraint": "a100"})
     p = executor_parameters(res, "n", tmp_path)
-    assert p["srun_args"] == ["--mpi=pmi2"] and p["signal_delay_s"] == 0
+    assert p["srun_args"] == ["--mpi=pmi2"] and p["signal_delay_s"] == 75  # --requeue: warned at 1/4
     assert p["gpus_per_node"] == 2 and p["mem"] == 1.5 and p["time"] == 5
     assert p["additional_parameters"] == {"constraint": "a100", "requeue": True}
     script = render(p, tmp_path / "slurm")
-    assert "#SBATCH --mem=1536MB" in script and "#SBATCH --signal=USR2@0" in script
+    assert "#SBATCH --mem=1536MB" in script and "#SBATCH --signal=USR2@75" in script
     assert "module load cuda/12\necho hi" in script
     assert script.splitlines()[-1].startswith("srun ") and "--mpi=pmi2" in script.splitlines()[-1]
 
