@@ -18,11 +18,11 @@ def errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from qshpc.errors import JobFailedError, QshpcError, UserError
+        from qshpc.errors import JobFailedError, QshpcError, StoreError, UserError
 
         try:
             return func(*args, **kwargs)
-        except UserError as exc:
+        except (UserError, StoreError) as exc:  # bad input, or a job store that cannot be read
             _err(str(exc))
             raise typer.Exit(2) from None
         except JobFailedError as exc:

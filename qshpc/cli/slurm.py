@@ -94,10 +94,10 @@ def register(app: typer.Typer) -> None:
         })
         prog = _program(program, working_dir, name)
         args: dict[str, Any] | None = None
-        if arguments is not None and dry_run and not arguments.is_file():
-            from qshpc.errors import UserError
+        if arguments is not None:
+            from qshpc.runtime.prepare import check_arguments_file
 
-            raise UserError(f"arguments file {arguments} does not exist")
+            check_arguments_file(arguments)
         if arguments is not None and not dry_run:
             from qshpc.store import load_arguments
 

@@ -100,6 +100,14 @@ def _spawn(spec: RunSpec, workers: int) -> int:
         code = proc.wait()
     for t in pumps:
         t.join(timeout=5)
+    if code != 0 and not (job_dir / "job.h5").is_file():
+        if b"was removed while it ran" not in b"".join(tail):  # else rank 0 said so
+            print(
+                f"qshpc: job FAILED: its job directory {job_dir} was removed while it ran "
+                "(nothing of it is kept)",
+                file=sys.stderr,
+            )
+        return 1
     if code != 0:
         _mark_dead(job_dir, b"".join(tail).decode(errors="replace"), code)
     return code
@@ -277,8 +285,20 @@ def _run_job(
             dispatcher.shutdown(abort=state != "SUCCEEDED", drain_s=drain)
     except Exception as exc:
         state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {exc}"
-    session.sync()
-    writer.finalize(state, error)
+    try:
+        session.sync()
+        writer.finalize(state, error)
+    except StoreError:
+        if (job_dir / "job.h5").is_file():
+            raise
+        tee.close()
+        print(
+            f"qshpc: job {meta.get('id')} FAILED: its job directory {job_dir} was removed "
+            "while it ran (nothing of it is kept)",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        os._exit(1)  # the ranks cannot finalize a store that is gone
     api._set_session(None)
     tee.close()
     _summary(meta, job_dir, state, error, session)
@@ -393,10 +413,24 @@ def _exec_program(program: Path, argv: list[str]) -> tuple[str, str | None]:
 
 
 def _user_traceback(exc: BaseException, program: Path) -> str:
-    """The traceback from the program's frames on (qshpc's own launch frames dropped)."""
+    """The traceback from the program's frames on (qshpc's own launch frames dropped).
+
+    For qshpc's own errors (a bad call, a store that went away) the frames inside
+    qshpc are dropped too: the program's lines say where, the message says what.
+    """
+    from qshpc.errors import QshpcError
+
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != str(program):
         tb = tb.tb_next
+    if isinstance(exc, QshpcError) and tb is not None:
+        inside = str(Path(__file__).resolve().parents[1]) + os.sep
+        frames = [f for f in traceback.extract_tb(tb) if not f.filename.startswith(inside)]
+        return (
+            "Traceback (most recent call last):\n"
+            + "".join(traceback.format_list(frames))
+            + "".join(traceback.format_exception_only(type(exc), exc))
+        )
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 

@@ -42,12 +42,15 @@ def check_program(program: Path) -> None:
     Raises:
         UserError: With the path, and the line of a syntax error.
     """
+    check_utf8(program, "program file")
     if not program.exists():
         raise UserError(
             f"program file {program} does not exist: check the path (cwd is {Path.cwd()})"
         )
     if program.is_dir():
         raise UserError(f"program {program} is a directory: give the .py file to run")
+    if not program.is_file():  # a FIFO or a device would block the read below
+        raise UserError(f"program {program} is not a regular file: give the .py file to run")
     try:
         source = program.read_bytes()
     except OSError as exc:
@@ -61,6 +64,40 @@ def check_program(program: Path) -> None:
         ) from None
     except ValueError as exc:
         raise UserError(f"program {program} cannot be compiled: {exc}") from None
+
+
+def check_utf8(path: Path, what: str) -> None:
+    """Refuse a path that is not valid UTF-8 (the job store keeps paths as UTF-8 text).
+
+    Raises:
+        UserError: Naming the path's bytes and what to do.
+    """
+    try:
+        str(path.absolute()).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"{what} {os.fsencode(path.absolute())!r} is not valid UTF-8: the job store "
+            "records paths as UTF-8 text; rename it (or the folder holding it)"
+        ) from None
+
+
+def check_arguments_file(path: Path) -> None:
+    """Refuse an arguments path that is missing or not a regular file (before reading it).
+
+    Raises:
+        UserError: With the path and what to give instead.
+    """
+    if not path.exists():
+        raise UserError(
+            f"arguments file {path} does not exist: check the path (cwd is {Path.cwd()})"
+        )
+    if path.is_dir():
+        raise UserError(
+            f"arguments file {path} is a directory: give the .h5 file from "
+            "qshpc.save_arguments, or a .json file"
+        )
+    if not path.is_file():
+        raise UserError(f"arguments file {path} is not a regular file: give a .h5 or .json file")
 
 
 def prepare_job(spec: RunSpec) -> Path:
@@ -80,9 +117,12 @@ def prepare_job(spec: RunSpec) -> Path:
         return spec.job_dir.resolve()  # created by a client or `qshpc submit`
     arguments: dict[str, Any] = {}
     if spec.arguments_file is not None:
+        check_arguments_file(spec.arguments_file)
         arguments = load_arguments(spec.arguments_file)
     job_id = new_job_id()
     job_dir = (spec.job_dir or jobs_root() / job_id).resolve()
+    check_utf8(job_dir, "job directory")
+    check_utf8(Path.cwd(), "working directory")
     if job_dir.exists() and any(job_dir.iterdir()):
         raise UserError(
             f"job directory {job_dir} exists and is not empty: choose another --job-dir"

@@ -49,6 +49,7 @@ class Session:
         self._lock = threading.RLock()
         self._pending = 0
         self._last_commit = time.monotonic()
+        self._last_dir_check = time.monotonic()
         self._last_checkpoint = self._last_commit
         self._checkpoint_every = _CHECKPOINT_S
 
@@ -141,11 +142,32 @@ class Session:
                 self._commit_locked()
 
     def sync(self) -> None:
-        """Make every recorded outcome durable (called before results reach the program)."""
+        """Make every recorded outcome durable (called before results reach the program).
+
+        Raises:
+            StoreError: In the program's thread, when the job directory was removed
+                while the job ran (checked at most once a second).
+        """
+        if self.job_dir is not None and threading.current_thread() is threading.main_thread():
+            self._check_dir()
         if self.writer is None or not self._pending:
             return
         with self._lock:
             self._commit_locked()
+
+    def _check_dir(self) -> None:
+        now = time.monotonic()
+        if now - self._last_dir_check < 1.0:
+            return
+        self._last_dir_check = now
+        assert self.job_dir is not None
+        if not (self.job_dir / "job.h5").is_file():
+            from qshpc.errors import StoreError
+
+            raise StoreError(
+                f"the job directory {self.job_dir} was removed while the job ran: "
+                "its results cannot be stored; run the job again"
+            )
 
     def _commit_locked(self) -> None:
         assert self.writer is not None
