@@ -7,13 +7,14 @@ than a blocking receive, because MPICH's blocking receives spin on a core.
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
 from typing import Any
 
 from qshpc.refs import ObjectRef, substitute
-from qshpc.runtime import backend
+from qshpc.runtime import backend, context
 from qshpc.runtime.execute import Outcome, run_task
 from qshpc.runtime.mpi import (
     TAG_BATCH,
@@ -109,6 +110,10 @@ def _serve(mpi: Any, comm: Any) -> None:
     backend.activate(inline)
     status = mpi.Status()
     sleep = 0.0
+    # Ranks outnumber cores: an idle worker polling fast steals rank 0's CPU.
+    info = context.rank_info()
+    crowded = info.local_size > len(os.sched_getaffinity(0))
+    first_sleep = float(os.environ.get("QSHPC_IDLE_SLEEP_S", "5e-4" if crowded else "2e-5"))
 
     def lookup(ref: Any) -> Any:
         return objects[ref.obj_id] if isinstance(ref, ObjectRef) else ref
@@ -116,7 +121,7 @@ def _serve(mpi: Any, comm: Any) -> None:
     while True:
         msg = comm.improbe(0, mpi.ANY_TAG, status)
         if msg is None:
-            sleep = min(_MAX_SLEEP_S, sleep * 2 or 20e-6)
+            sleep = min(_MAX_SLEEP_S, sleep * 2 or first_sleep)
             time.sleep(sleep)
             continue
         sleep = 0.0

@@ -166,7 +166,7 @@ def encode_blob(value: Any) -> bytes:
     Raises:
         SerializationError: When the value cannot be encoded at all.
     """
-    if _qpy.is_circuit_list(value):
+    if type(value) is list and value and _qpy.is_circuit_list(value):
         return _pack(msgpack.ExtType(EXT_CIRCUITS, _qpy.dump(value)))
     try:
         return _pack(value)
