@@ -396,7 +396,9 @@ def create_program_job(
         **(extra_meta or {}),
     }
     create_job(path, meta, arguments or {})
-    (path / "logs").mkdir(mode=0o700, exist_ok=True)
+    from qshpc.store import perms
+
+    (path / "logs").mkdir(mode=perms.dir_mode(), exist_ok=True)
     return path
 
 

@@ -67,7 +67,9 @@ def mark_terminal(job_dir: Path, state: str, why: str) -> None:
 
     tmp = job_dir / f".{STATUS_OVERRIDE}.tmp"
     data = {"state": state, "error": why, "time": time.time()}
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    from qshpc.store import perms
+
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
     os.replace(tmp, job_dir / STATUS_OVERRIDE)

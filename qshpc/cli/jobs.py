@@ -114,7 +114,17 @@ def register(app: typer.Typer) -> None:
                 f"job {j.job_id} is {state}: it has no result yet. "
                 f"Wait with `qshpc wait {j.job_id}` or `qshpc result {j.job_id} --wait SECONDS`."
             )
-        value = j.result(allow_pickle=allow_pickle)
+        from qshpc.errors import StoreError
+
+        try:
+            value = j.result(allow_pickle=allow_pickle)
+        except StoreError as exc:
+            if allow_pickle or "pickled data" not in str(exc):
+                raise
+            raise UserError(
+                f"{exc}\nthe result holds pickled Python objects, which could run code when "
+                f"loaded: if you trust this job's store, run `qshpc result {j.job_id} --allow-pickle`"
+            ) from None
         if value is None and state == "SUCCEEDED":
             print(
                 f"qshpc: job {j.job_id} SUCCEEDED but the program never called save_result",

@@ -124,7 +124,9 @@ class Dispatcher:
             from qshpc.postmortem import DISPATCH_LOG
 
             path = session.job_dir / "logs" / DISPATCH_LOG
-            self._dispatch_log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            from qshpc.store import perms
+
+            self._dispatch_log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode())
         self._timeout = worker_timeout()
         self._next_check = time.monotonic() + 1.0
         self.pending: deque[_Entry] = deque()

@@ -20,8 +20,10 @@ class LogTee:
     """
 
     def __init__(self, path: Path, echo: bool = True) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        from qshpc.store import perms
+
+        path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
+        self._log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode())
         self._echo = echo
         self._saved: dict[int, int] = {}
         self._threads: list[threading.Thread] = []

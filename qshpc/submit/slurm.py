@@ -202,7 +202,9 @@ def cancel(slurm_job_id: str) -> None:
 
 def _write_private(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    from qshpc.store import perms
+
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)

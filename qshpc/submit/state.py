@@ -155,7 +155,9 @@ def _save_cache(job_dir: Path, view: SlurmView) -> None:
             "source": view.source, "time": time.time()}
     tmp = job_dir / f".{CACHE_FILE}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        from qshpc.store import perms
+
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
         os.replace(tmp, job_dir / CACHE_FILE)
