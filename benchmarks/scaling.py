@@ -90,7 +90,9 @@ def qshpc_run(program: Path, args_file: Path, workdir: Path, ranks: int) -> dict
         raise SystemExit("mpiexec not found (pip install mpich)")
     job_dir = Path(tempfile.mkdtemp(prefix=f"job-{ranks}-", dir=workdir))
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    # Rank 0 only runs the program here, so "K workers" means K cores of work
+    # (QSHPC_ROOT_WORKS=auto would let rank 0 take tasks too when it has a core).
+    env = {**os.environ, "PYTHONPATH": path, "QSHPC_ROOT_WORKS": os.environ.get("QSHPC_ROOT_WORKS", "0")}
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "qshpc", "run", str(program),

@@ -54,7 +54,9 @@ def _write_arguments(f: h5py.File, arguments: dict[str, Any]) -> None:
     f[L.ARGUMENTS].attrs[L.SCHEMA_ATTR] = L.SCHEMA_VERSION
 
 
-def create_job(job_dir: Path, meta: dict[str, Any], arguments: dict[str, Any] | None) -> None:
+def create_job(
+    job_dir: str | os.PathLike[str], meta: dict[str, Any], arguments: dict[str, Any] | None
+) -> None:
     """Create ``job_dir`` (mode 0700) and its ``job.h5`` in state QUEUED.
 
     Args:
@@ -67,6 +69,7 @@ def create_job(job_dir: Path, meta: dict[str, Any], arguments: dict[str, Any] | 
         StoreError: When the directory or file cannot be written.
         SerializationError: When ``meta`` or ``arguments`` cannot be stored.
     """
+    job_dir = Path(job_dir)
     try:
         perms.make_dir(job_dir)
     except OSError as exc:
@@ -91,13 +94,14 @@ def create_job(job_dir: Path, meta: dict[str, Any], arguments: dict[str, Any] | 
     _atomic_h5(job_dir / JOB_FILE, fill)
 
 
-def save_arguments(path: Path, arguments: dict[str, Any]) -> None:
+def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> None:
     """Write ``arguments`` to a standalone .h5 file (atomically, mode 0600).
 
     Raises:
         SerializationError: When ``arguments`` is not a dict or cannot be stored.
         StoreError: When the file cannot be written.
     """
+    path = Path(path)
 
     def fill(f: h5py.File) -> None:
         L.stamp(f, ARGUMENTS_FILE_TYPE)
@@ -110,7 +114,7 @@ def _bad(path: Path, why: str) -> UserError:
     return UserError(f"cannot load arguments from {path}: {why}")
 
 
-def load_arguments(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
+def load_arguments(path: str | os.PathLike[str], allow_pickle: bool = False) -> dict[str, Any]:
     """Load arguments from a .h5 file written by :func:`save_arguments` or a .json file.
 
     Raises:
@@ -118,6 +122,7 @@ def load_arguments(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
         SchemaVersionError: For an .h5 file of an unknown schema version.
         StoreError: For pickled data without ``allow_pickle``.
     """
+    path = Path(path)
     if not path.is_file():
         raise _bad(path, "no such file")
     if path.suffix.lower() == ".json":

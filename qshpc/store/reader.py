@@ -39,7 +39,7 @@ class JobReader:
         self._ino = os.stat(path).st_ino
 
     @classmethod
-    def open(cls, job_dir: Path) -> JobReader:
+    def open(cls, job_dir: str | os.PathLike[str]) -> JobReader:
         """Open ``job_dir/job.h5``.
 
         Raises:
@@ -47,6 +47,7 @@ class JobReader:
             StoreError: When the file is missing, truncated or not a job store.
             SchemaVersionError: When it has a schema version this qshpc cannot read.
         """
+        job_dir = Path(job_dir)
         path = L.job_file(job_dir)
         for _ in range(20):
             ino = _inode(path)

@@ -38,7 +38,7 @@ class JobWriter:
         self._broken: StoreError | None = None
 
     @classmethod
-    def open(cls, job_dir: Path, runtime: dict[str, Any]) -> JobWriter:
+    def open(cls, job_dir: str | os.PathLike[str], runtime: dict[str, Any]) -> JobWriter:
         """Open the job created by ``create_job``, record a new run, and go RUNNING.
 
         A journal left by a killed writer is folded into ``job.h5`` first.
@@ -52,6 +52,7 @@ class JobWriter:
             JobNotFoundError: When ``job_dir`` does not exist.
             StoreError: When ``job.h5`` cannot be read or written.
         """
+        job_dir = Path(job_dir)
         path = L.job_file(job_dir)
         if not path.is_file():
             raise L.open_error(path, FileNotFoundError(path))
