@@ -85,8 +85,11 @@ def describe(
     for host, tasks, what in _SRUN.findall(launcher_output):
         parts.append(f"Slurm task(s) {tasks} on host {host}: {what.strip()}")
         dead.update(int(t) for t in tasks.split(",") if t.isdigit())
+    # Rank 0 holds no tasks: when the launcher names only it (the first process it
+    # saw end), every rank's unfinished tasks are shown.
+    only_known = dead & set(held)
     for rank in sorted(held):
-        if dead and rank not in dead:
+        if only_known and rank not in only_known:
             continue
         ids = held[rank]
         shown = ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else "")

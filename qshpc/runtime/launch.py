@@ -166,6 +166,12 @@ def _mark_dead(job_dir: Path, output: str, code: int) -> None:
     if meta.get("state") in (None, "QUEUED", "RUNNING"):
         why = describe(job_dir, meta, finished, output)
         mark_terminal(job_dir, "FAILED", f"the MPI ranks exited with code {code}: {why}")
+        from qshpc.store import recover
+
+        try:
+            recover(job_dir)  # job.h5 alone now holds every committed record
+        except Exception as exc:  # the directory may be gone or full: the journal stays
+            print(f"qshpc: could not fold the journal into job.h5: {exc}", file=sys.stderr)
         print(f"qshpc: job {meta.get('id', job_dir.name)} FAILED: {why}", file=sys.stderr)
 
 
