@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from qshpc.submit.config import resolve_resources
@@ -49,6 +50,30 @@ class SlurmClient:
         return Job(sub.job_dir)
 
     run_program = run
+
+    def map(
+        self,
+        program: Program,
+        arguments_list: Sequence[dict[str, Any] | None],
+        seed: int | None = None,
+    ) -> list[Job]:
+        """Submit ``program`` once per argument set as ONE Slurm job array; return the jobs at once.
+
+        Element ``i`` is a job of its own (own directory, arguments and store)
+        whose meta holds ``array_id``, ``array_index`` and ``array_size``; its
+        Slurm id is ``<array job id>_<i>``. Every element gets this client's
+        resources and the same ``seed``. One element that fails or times out
+        never stops the others' results.
+
+        Raises:
+            UserError: An empty list, an argument set that is not a dict, a bad program.
+            ResourceError: sbatch refused the array.
+        """
+        from qshpc.client import Job
+        from qshpc.submit.slurm import submit_array
+
+        sub = submit_array(program, arguments_list, seed, self.resources)
+        return [Job(e.job_dir) for e in sub.elements]
 
     def jobs(self, state: str | None = None) -> list[Job]:
         """The Slurm jobs in the store, newest first (optionally only one state)."""

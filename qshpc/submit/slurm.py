@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 SLURM_ID_FILE = "slurm_job_id"
 STAGED_DIR = "program"
 SUBMITIT_DIR = "slurm"
+ARRAY_FILE = "array.json"
 #: Seconds any Slurm client command may take before qshpc gives up on it.
 COMMAND_TIMEOUT_S = 30
 
@@ -90,29 +93,9 @@ def submit(
         return Submission(job_id, None, job_dir, render(params, folder))
     executor = _executor(folder)
     executor.update_parameters(**params)
-    from qshpc.client import Program as _Program
-    from qshpc.client import create_program_job
-    from qshpc.store import perms
-
-    perms.make_dir(job_dir)
+    _make_dir(job_dir)
     try:
-        stage(src, job_dir / STAGED_DIR, exclude)
-        staged = _Program(
-            title=program.title,
-            entrypoint=str(entrypoint),
-            working_dir=str(job_dir / STAGED_DIR),
-            description=program.description,
-            env_vars=dict(program.env_vars),
-        )
-        extra = {
-            "id": job_id,
-            "scheduler": "slurm",
-            "source_working_dir": str(src),
-            "slurm_job_name": name,
-            "slurm_resources": res.as_meta(),
-            "user": os.environ.get("USER", ""),
-        }
-        create_program_job(staged, arguments, seed, job_dir, extra_meta=extra)
+        staged = _create_job(program, src, entrypoint, job_dir, exclude, arguments, seed, res, name)
         job = _sbatch(executor, staged, job_dir, res)
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
@@ -122,6 +105,151 @@ def submit(
     script = folder / f"{slurm_id}_submission.sh"
     text = script.read_text() if script.is_file() else render(params, folder)
     return Submission(job_id, slurm_id, job_dir, text)
+
+
+@dataclass
+class ArraySubmission:
+    """What ``submit_array`` did (or, for a dry run, would do).
+
+    Attributes:
+        array_id: The qshpc id of the whole array (each element's meta ``array_id``).
+        slurm_array_id: Slurm's array job id (None for a dry run); element i is ``<id>_<i>``.
+        elements: One :class:`Submission` per element, in argument order.
+        script: The batch script submitted (or that would be).
+    """
+
+    array_id: str
+    slurm_array_id: str | None
+    elements: list[Submission]
+    script: str
+
+    def as_list(self) -> list[dict[str, Any]]:
+        """One JSON-able dict per element: ids, job directory, array id and index."""
+        return [
+            {**e.as_dict(), "array_id": self.array_id, "array_index": i}
+            for i, e in enumerate(self.elements)
+        ]
+
+
+def submit_array(
+    program: Program,
+    arguments_list: Sequence[dict[str, Any] | None],
+    seed: int | None,
+    res: SlurmResources,
+    dry_run: bool = False,
+) -> ArraySubmission:
+    """Submit ``program`` once per argument set, as ONE Slurm job array; return at once.
+
+    Element ``i`` is a job of its own (``JOBS/<array_id>-<i>``: staged program,
+    arguments, store) whose meta holds ``array_id``, ``array_index`` and
+    ``array_size``; its Slurm id is ``<slurm array id>_<i>``. Every element
+    gets the same resources and ``seed``. Elements run and end independently:
+    one that fails or times out leaves the others' results alone.
+
+    Raises:
+        ResourceError: Bad resources, or sbatch refused them.
+        UserError: An empty list, a bad program or argument set, no Slurm here.
+    """
+    from qshpc.client import array_folder, array_meta, check_arguments_list
+    from qshpc.runtime.prepare import check_program
+
+    check_arguments_list(arguments_list)
+    res.validate()
+    entry = program.path()
+    check_program(entry)
+    src = Path(program.working_dir).expanduser().resolve()
+    entrypoint = entry.relative_to(src) if entry.is_relative_to(src) else Path(program.entrypoint)
+    array_id = new_job_id()
+    folder_root = array_folder(array_id)
+    job_dirs = [jobs_root().absolute() / f"{array_id}-{i}" for i in range(len(arguments_list))]
+    if not str(folder_root).isprintable() or not str(job_dirs[0]).isprintable():
+        raise UserError(f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path")
+    exclude = [qshpc_home().absolute(), jobs_root().absolute(), folder_root, *job_dirs]
+    check_size(src, exclude)
+    name = res.name or safe_job_name(program.title)
+    params = executor_parameters(res, name, folder_root)
+    folder = folder_root / SUBMITIT_DIR
+    if dry_run:
+        shown = {**params, "map_count": len(job_dirs)}
+        subs = [Submission(d.name, None, d, "") for d in job_dirs]
+        return ArraySubmission(array_id, None, subs, render(shown, folder))
+    executor = _executor(folder)
+    executor.update_parameters(**params)
+    from qshpc.submit.task import run_task
+
+    made: list[Path] = []
+    try:
+        _make_dir(folder_root.parent)
+        _make_dir(folder_root)
+        calls = []
+        for i, (job_dir, arguments) in enumerate(zip(job_dirs, arguments_list, strict=True)):
+            _make_dir(job_dir)
+            made.append(job_dir)
+            meta = array_meta(array_id, i, len(job_dirs))
+            staged = _create_job(program, src, entrypoint, job_dir, exclude, arguments, seed, res,
+                                 name, meta)
+            calls.append(_task_call(staged, job_dir, res))
+        with _sbatch_errors(), executor.batch():
+            jobs = [executor.submit(run_task, *args, env=env) for args, env in calls]
+    except BaseException:
+        for d in [*made, folder_root]:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+    slurm_ids = [str(j.job_id) for j in jobs]  # a batch of one is a plain job: no ``_0``
+    slurm_array = slurm_ids[0].split("_")[0]
+    for job_dir, sid in zip(job_dirs, slurm_ids, strict=True):
+        _write_private(job_dir / SLURM_ID_FILE, sid + "\n")
+    manifest = {"array_id": array_id, "slurm_array_id": slurm_array, "title": program.title,
+                "elements": [d.name for d in job_dirs], "slurm_job_ids": slurm_ids}
+    _write_private(folder_root / ARRAY_FILE, json.dumps(manifest, indent=1) + "\n")
+    script = folder / f"{slurm_array}_submission.sh"
+    text = script.read_text() if script.is_file() else render({**params, "map_count": len(jobs)}, folder)
+    subs = [Submission(d.name, sid, d, text) for d, sid in zip(job_dirs, slurm_ids, strict=True)]
+    return ArraySubmission(array_id, slurm_array, subs, text)
+
+
+def _make_dir(path: Path) -> None:
+    """Create ``path`` with the store's permissions."""
+    from qshpc.store import perms
+
+    perms.make_dir(path)
+
+
+def _create_job(
+    program: Program,
+    src: Path,
+    entrypoint: Path,
+    job_dir: Path,
+    exclude: list[Path],
+    arguments: dict[str, Any] | None,
+    seed: int | None,
+    res: SlurmResources,
+    name: str,
+    extra_meta: dict[str, Any] | None = None,
+) -> Program:
+    """Stage ``src`` into ``job_dir/program`` and create the QUEUED job there; return the staged program."""
+    from qshpc.client import Program as _Program
+    from qshpc.client import create_program_job
+
+    stage(src, job_dir / STAGED_DIR, exclude)
+    staged = _Program(
+        title=program.title,
+        entrypoint=str(entrypoint),
+        working_dir=str(job_dir / STAGED_DIR),
+        description=program.description,
+        env_vars=dict(program.env_vars),
+    )
+    extra = {
+        "id": job_dir.name,
+        "scheduler": "slurm",
+        "source_working_dir": str(src),
+        "slurm_job_name": name,
+        "slurm_resources": res.as_meta(),
+        "user": os.environ.get("USER", ""),
+        **(extra_meta or {}),
+    }
+    create_program_job(staged, arguments, seed, job_dir, extra_meta=extra)
+    return staged
 
 
 def _executor(folder: Path) -> Any:
@@ -136,24 +264,37 @@ def _executor(folder: Path) -> Any:
     return submitit.SlurmExecutor(folder=folder)
 
 
-def _sbatch(executor: Any, staged: Program, job_dir: Path, res: SlurmResources) -> Any:
-    """Submit ``run_task``; turn sbatch's refusal into a ResourceError that says what to do."""
-    from submitit.core.utils import FailedJobError, FailedSubmissionError
-
-    from qshpc.submit.task import run_task
-
+def _task_call(staged: Program, job_dir: Path, res: SlurmResources) -> tuple[tuple[Any, ...], dict[str, str]]:
+    """The positional arguments and ``env`` of ``run_task`` for the job in ``job_dir``."""
     args = (str(job_dir), str(staged.path()), str(job_dir / STAGED_DIR), res.gpus_per_node)
     env = dict(staged.env_vars)
     if res.requeue:
         env["QSHPC_REQUEUE"] = "1"  # rank 0 requeues on Slurm's time-limit warning
+    return args, env
+
+
+@contextlib.contextmanager
+def _sbatch_errors() -> Iterator[None]:
+    """Turn sbatch's refusal into a ResourceError that says what to do."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
     noise = io.StringIO()
     try:
         with contextlib.redirect_stderr(noise):  # submitit prints sbatch's stderr itself
-            return executor.submit(run_task, *args, env=env)
+            yield
     except (FailedJobError, FailedSubmissionError) as exc:
         raise ResourceError(_explain(str(exc) or noise.getvalue())) from None
     except OSError as exc:
         raise UserError(f"cannot run sbatch: {exc}") from None
+
+
+def _sbatch(executor: Any, staged: Program, job_dir: Path, res: SlurmResources) -> Any:
+    """Submit ``run_task`` for one job."""
+    from qshpc.submit.task import run_task
+
+    args, env = _task_call(staged, job_dir, res)
+    with _sbatch_errors():
+        return executor.submit(run_task, *args, env=env)
 
 
 def _explain(text: str) -> str:
@@ -188,7 +329,7 @@ def cancel(slurm_job_id: str) -> None:
     Raises:
         UserError: scancel failed (its message included).
     """
-    if not slurm_job_id.isdigit():
+    if not is_slurm_id(slurm_job_id):
         raise UserError(f"not a Slurm job id: {slurm_job_id!r}")
     try:
         out = subprocess.run(
@@ -198,6 +339,12 @@ def cancel(slurm_job_id: str) -> None:
         raise UserError(f"scancel {slurm_job_id} failed: {exc}") from None
     if out.returncode != 0:
         raise UserError(f"scancel {slurm_job_id} failed: {out.stderr.strip() or out.returncode}")
+
+
+def is_slurm_id(text: str) -> bool:
+    """True for a Slurm job id: ``123``, or an array element ``123_4``."""
+    main, sep, index = text.partition("_")
+    return main.isdigit() and (not sep or index.isdigit())
 
 
 def _write_private(path: Path, text: str) -> None:

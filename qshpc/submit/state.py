@@ -104,15 +104,39 @@ def _run(args: list[str]) -> str | None:
 
 
 def parse_sacct(text: str, slurm_id: str) -> SlurmView | None:
-    """The allocation's line of ``sacct -X --parsable2 --noheader --format=JobID,State,ExitCode,Reason``."""
+    """The allocation's line of ``sacct -X --parsable2 --noheader --format=JobID,State,ExitCode,Reason``.
+
+    ``slurm_id`` may be an array element (``123_4``): its own line, or the pending array's.
+    """
     for line in text.splitlines():
         parts = line.split("|")
-        if len(parts) >= 2 and parts[0].split("_")[0].split("+")[0] == slurm_id:
+        if len(parts) >= 2 and _same_job(parts[0], slurm_id):
             raw = parts[1].split()[0].rstrip("+") if parts[1].strip() else ""
             if raw:
                 return SlurmView(raw, parts[2] if len(parts) > 2 else "",
                                  parts[3] if len(parts) > 3 else "", "sacct")
     return None
+
+
+def _same_job(field: str, slurm_id: str) -> bool:
+    """True when sacct's JobID ``field`` is the job ``slurm_id`` (``123``, or array element ``123_4``).
+
+    A pending array shows as one line, ``123_[0-5%2]`` or ``123_[1,4]``, that covers its elements.
+    """
+    field = field.split("+")[0].strip()
+    main, sep, index = slurm_id.partition("_")
+    if not sep:
+        return field.split("_")[0] == slurm_id
+    if field == slurm_id:
+        return True
+    head, _, ranges = field.partition("_[")
+    if head != main or not ranges.endswith("]"):
+        return False
+    for part in ranges[:-1].split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (hi or lo).isdigit() and int(lo) <= int(index) <= int(hi or lo):
+            return True
+    return False
 
 
 def parse_scontrol(text: str) -> SlurmView | None:
@@ -248,7 +272,8 @@ def reconcile_slurm(job_dir: Path, meta: dict[str, Any]) -> None:
             meta.setdefault("slurm_state", "UNKNOWN")
         return
     slurm_id = str(meta.get("slurm_job_id") or "")
-    if not slurm_id.isdigit():
+    main, sep, index = slurm_id.partition("_")
+    if not main.isdigit() or (sep and not index.isdigit()):
         return
     apply(job_dir, meta, query(slurm_id))
 

@@ -49,6 +49,9 @@ def link_slurm_log(job_dir: Path, rank: int) -> None:
     """
     folder = os.environ.get("SUBMITIT_FOLDER")
     slurm_id = os.environ.get("SLURM_JOB_ID")
+    array_job, array_task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and array_task:  # submitit names an array element's logs <array id>_<index>_<rank>
+        slurm_id = f"{array_job}_{array_task}"
     if not folder or not slurm_id:
         return
     target = Path(folder) / f"{slurm_id}_{rank}_log.out"
