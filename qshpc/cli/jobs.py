@@ -36,6 +36,43 @@ def _counts(meta: dict[str, Any]) -> str:
     return f"{done} done" + (f", {failed} failed" if failed else "")
 
 
+HEADER = ("ID", "TITLE", "STATE", "SLURM", "TASKS", "CREATED", "DURATION")
+
+
+def _grouped_lines(entries: list[tuple[tuple[str, ...], str | None, int]]) -> list[str]:
+    """The table of ``qshpc list``: newest first; an array's elements together under its line.
+
+    ``entries``: (row, array id or None, array index), newest first.
+    """
+    rows = [HEADER, *(e[0] for e in entries)]
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(HEADER))]
+
+    def fmt(r: tuple[str, ...]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+
+    members: dict[str, list[tuple[tuple[str, ...], str | None, int]]] = {}
+    for e in entries:
+        if e[1] is not None:
+            members.setdefault(e[1], []).append(e)
+    lines = [fmt(HEADER)]
+    shown: set[str] = set()
+    for row, array_id, _ in entries:
+        if array_id is None:
+            lines.append(fmt(row))
+            continue
+        if array_id in shown:
+            continue
+        shown.add(array_id)
+        group = sorted(members[array_id], key=lambda e: e[2])
+        by_state: dict[str, int] = {}
+        for e in group:
+            by_state[e[0][2]] = by_state.get(e[0][2], 0) + 1
+        counts = ", ".join(f"{n} {st}" for st, n in sorted(by_state.items()))
+        lines.append(f"array {array_id}  {row[1]}  {len(group)} element(s): {counts}")
+        lines += [fmt(e[0]) for e in group]
+    return lines
+
+
 def register(app: typer.Typer) -> None:
     """Add the commands to ``app``."""
 
@@ -221,8 +258,16 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--since", help="Only jobs created within this age: 30m, 12h, 2d, 1w."),
         ] = None,
+        array: Annotated[
+            str | None, typer.Option("--array", help="Only the elements of this job array (its id).")
+        ] = None,
     ) -> None:
-        """List jobs in the store, newest first."""
+        """List jobs in the store, newest first.
+
+        The elements of a job array (`qshpc submit --array`, `Client.map`) are
+        listed together, in index order, under a line with the array's id and
+        its elements' counts by state.
+        """
         from qshpc.cli.ux import parse_age
 
         cutoff = time.time() - parse_age(since) if since else None
@@ -233,29 +278,34 @@ def register(app: typer.Typer) -> None:
             raise UserError(
                 f"unknown state {state!r}: use QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED"
             )
-        rows: list[tuple[str, ...]] = []
+        entries: list[tuple[tuple[str, ...], str | None, int]] = []
         for j in list_jobs(state):
-            if len(rows) >= limit:
+            if len(entries) >= limit:
                 break
+            if array is not None and not j.job_dir.name.startswith(f"{array}-"):
+                continue  # element directories are named <array id>-<index>
             try:
                 m = j.info()
             except Exception as exc:
-                rows.append((j.job_dir.name, "?", "UNREADABLE", "", str(exc)[:40], "", ""))
+                if array is None:
+                    entries.append(((j.job_dir.name, "?", "UNREADABLE", "", str(exc)[:40], "", ""), None, 0))
                 continue
             if cutoff is not None and float(m.get("created") or 0) < cutoff:
                 continue
-            rows.append(
-                (
-                    str(m.get("id")),
-                    str(m.get("title", ""))[:30],
-                    str(m.get("state")),
-                    str(m.get("slurm_job_id") or "-"),
-                    _counts(m),
-                    _fmt_time(m.get("created")),
-                    _duration(m),
-                )
+            array_id = str(m["array_id"]) if m.get("array_id") else None
+            if array is not None and array_id != array:
+                continue
+            row = (
+                str(m.get("id")),
+                str(m.get("title", ""))[:30],
+                str(m.get("state")),
+                str(m.get("slurm_job_id") or "-"),
+                _counts(m),
+                _fmt_time(m.get("created")),
+                _duration(m),
             )
-        header = ("ID", "TITLE", "STATE", "SLURM", "TASKS", "CREATED", "DURATION")
-        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-        for r in [header, *rows]:
-            echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+            entries.append((row, array_id, int(m.get("array_index") or 0)))
+        if array is not None and not entries:
+            raise UserError(f"no job of array {array!r} (run `qshpc list` to see the arrays)")
+        for line in _grouped_lines(entries):
+            echo(line)

@@ -41,6 +41,15 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--arguments", "-a", help="Arguments file: .h5 (qshpc.save_arguments) or .json."),
         ] = None,
+        array: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--array",
+                help="Submit a job array: one element per arguments file (.h5 or .json), in the "
+                "order given (repeat the option); a .json file holding a list gives one element "
+                "per entry.",
+            ),
+        ] = None,
         working_dir: Annotated[
             Path | None,
             typer.Option("--working-dir", help="Folder staged with the program (default: its folder)."),
@@ -68,7 +77,9 @@ def register(app: typer.Typer) -> None:
         requeue: Annotated[
             bool, typer.Option("--requeue", help="Let Slurm requeue the job after a node failure or preemption.")
         ] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the ids as a JSON object.")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print the ids as a JSON object (a list for --array).")
+        ] = False,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Print the batch script; submit nothing.")
         ] = False,
@@ -80,7 +91,15 @@ def register(app: typer.Typer) -> None:
         working directory is copied into the job at submit time. Site defaults
         come from $QSHPC_HOME/config.toml, ./qshpc.toml ([slurm]) and
         QSHPC_SLURM_* variables; these options override them.
+
+        With --array FILE (repeatable), PROGRAM runs once per argument set as
+        one Slurm job array: each element is a job of its own (own id,
+        arguments and results; Slurm id ARRAYID_INDEX), all with the same
+        resources and seed. A .json FILE holding a list gives one element per
+        entry. One line is printed per element; `qshpc list --array ARRAY_ID`
+        shows them together. A failed element never stops the others.
         """
+        from qshpc.errors import UserError
         from qshpc.submit.config import resolve_resources
         from qshpc.submit.resources import parse_sbatch_options
         from qshpc.submit.slurm import submit as do_submit
@@ -93,6 +112,11 @@ def register(app: typer.Typer) -> None:
             "requeue": True if requeue else None,
         })
         prog = _program(program, working_dir, name)
+        if array:
+            if arguments is not None:
+                raise UserError("give either --arguments (one job) or --array (a job array), not both")
+            _submit_array(prog, array, seed, res, dry_run, as_json)
+            return
         args: dict[str, Any] | None = None
         if arguments is not None:
             from qshpc.runtime.prepare import check_arguments_file
@@ -111,3 +135,58 @@ def register(app: typer.Typer) -> None:
         else:
             echo(f"job {sub.job_id}  (slurm {sub.slurm_job_id})")
             echo(f"  status: qshpc status {sub.job_id}    result: qshpc result {sub.job_id} --wait 600")
+
+
+def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str, Any]]:
+    """The argument sets of ``--array FILE...``: one per file, or one per entry of a JSON list.
+
+    With ``read=False`` (a dry run) the files are checked, .h5 files not loaded ({} stands in).
+
+    Raises:
+        UserError: A missing file, or a JSON list entry that is not an object.
+    """
+    from qshpc.errors import UserError
+    from qshpc.runtime.prepare import check_arguments_file
+    from qshpc.store import load_arguments
+
+    sets: list[dict[str, Any]] = []
+    for path in files:
+        check_arguments_file(path)
+        if path.suffix.lower() == ".json":
+            try:
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise UserError(f"arguments file {path}: not valid JSON ({exc})") from None
+            if isinstance(value, list):
+                if not value:
+                    raise UserError(f"arguments file {path} holds an empty list: no element to run")
+                for i, entry in enumerate(value):
+                    if not isinstance(entry, dict):
+                        raise UserError(
+                            f"arguments file {path}: entry {i} is {type(entry).__name__}, "
+                            "not an object of arguments"
+                        )
+                    sets.append(entry)
+                continue
+        sets.append(load_arguments(path) if read else {})
+    return sets
+
+
+def _submit_array(
+    prog: Any, files: list[Path], seed: int | None, res: Any, dry_run: bool, as_json: bool
+) -> None:
+    from qshpc.submit.slurm import submit_array
+
+    sets = load_array_arguments(files, read=not dry_run)
+    sub = submit_array(prog, sets, seed, res, dry_run=dry_run)
+    if dry_run:
+        echo(f"# job array {sub.array_id}: {len(sub.elements)} element(s)")
+        echo(sub.script.rstrip("\n"))
+        return
+    if as_json:
+        echo(json.dumps(sub.as_list()))
+        return
+    echo(f"array {sub.array_id}  (slurm {sub.slurm_array_id}, {len(sub.elements)} elements)")
+    for e in sub.elements:
+        echo(f"job {e.job_id}  (slurm {e.slurm_job_id})")
+    echo(f"  status: qshpc list --array {sub.array_id}")
