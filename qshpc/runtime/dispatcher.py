@@ -426,9 +426,10 @@ class Dispatcher:
                 sleep = 0.0
                 continue
             sleep = min(_MAX_SLEEP_S, sleep * 2 or 20e-6)
+            # Nothing moved (no result in, every worker full or nothing queued):
+            # sleep, or this thread spins a core the workers need.
             self._idle = True
-            if not self.pending:
-                self._wake.wait(sleep)
+            self._wake.wait(sleep)
             self._wake.clear()
             self._idle = False
 
