@@ -247,7 +247,12 @@ class Job:
         if meta.get("slurm_job_id"):
             from qshpc.submit.slurm import cancel
 
-            cancel(str(meta["slurm_job_id"]))
+            slurm_id = str(meta["slurm_job_id"])
+            cancel(slurm_id)
+            if meta.get("state") == "QUEUED" and "_" in slurm_id:
+                # Slurm splits a pending array element off to cancel it, and its
+                # accounting may never list it: record the cancel here.
+                mark_terminal(self.job_dir, "CANCELED", "cancelled (scancel) before it started")
             return True
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
