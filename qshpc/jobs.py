@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -27,6 +28,9 @@ def new_job_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
+_SLURM_ID = re.compile(r"\d+(_\d+)?")
+
+
 def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
     """Find a job's directory from its id, a directory path, or a Slurm job id.
 
@@ -43,7 +47,7 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
     cand = root / text
     if "/" not in text and (cand / JOB_FILE).is_file():
         return cand
-    if text.isdigit() and root.is_dir():
+    if _SLURM_ID.fullmatch(text) and root.is_dir():
         for d in root.iterdir():
             marker = d / "slurm_job_id"
             if marker.is_file() and marker.read_text().strip() == text:
