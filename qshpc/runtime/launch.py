@@ -124,14 +124,25 @@ def _pump(src: Any, dst: Any, tail: list[bytes]) -> None:
 
 
 def _watch(proc: subprocess.Popen[bytes], job_dir: Path, rank0: list[int]) -> int:
-    """Wait for mpiexec; learn rank 0's pid; if rank 0 is gone but mpiexec lingers, end it."""
+    """Wait for mpiexec: show progress from the store, learn rank 0's pid, end a lingering mpiexec.
+
+    Progress: a plain line on stderr every ``QSHPC_PROGRESS_S`` seconds (5;
+    0 turns it off) with tasks done, failed, the rate and the sub-status, read
+    from the store as ``qshpc status --watch`` does.
+    """
     from qshpc.store import JobReader
 
+    every = float(os.environ.get("QSHPC_PROGRESS_S", "5"))
+    next_line = time.monotonic() + every
+    meter: Any = None
     while True:
         try:
             return proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             pass
+        if every > 0 and time.monotonic() >= next_line:
+            next_line = time.monotonic() + every
+            meter = _progress_line(job_dir, meter)
         if not rank0:
             try:
                 with JobReader.open(job_dir) as r:
@@ -149,6 +160,23 @@ def _watch(proc: subprocess.Popen[bytes], job_dir: Path, rank0: list[int]) -> in
             except subprocess.TimeoutExpired:
                 proc.terminate()
                 return proc.wait()
+
+
+def _progress_line(job_dir: Path, meter: Any) -> Any:
+    """Print one progress line for a running job; return the rate meter to reuse."""
+    from qshpc.progress import RateMeter, format_line, snapshot
+    from qshpc.store import JobReader
+
+    try:
+        with JobReader.open(job_dir) as r:
+            snap = snapshot(r.meta())
+    except Exception:
+        return meter
+    meter = meter or RateMeter()
+    meter.add(snap.now, snap.done + snap.failed)
+    if snap.state == "RUNNING":
+        print(f"qshpc: {format_line(snap, meter.rate())}", file=sys.stderr, flush=True)
+    return meter
 
 
 def _mark_dead(job_dir: Path, output: str, code: int) -> None:

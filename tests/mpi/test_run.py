@@ -78,3 +78,12 @@ def test_logs_per_rank_and_status(qshpc_home: Path) -> None:
     assert "hello from task 3" in (job / "logs" / "rank-1.out").read_text()
     logs = run_cli("logs", str(job), "--rank", "1")
     assert "hello from task" in logs.stdout
+
+
+def test_run_shows_live_progress_lines(qshpc_home: Path) -> None:
+    out = run_cli(
+        "run", str(PROGRAMS / "sleepy.py"), "--workers", "2", env={"QSHPC_PROGRESS_S": "0.3"}
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if "RUNNING" in ln and "tasks done" in ln]
+    assert lines, out.stderr
