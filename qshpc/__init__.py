@@ -9,8 +9,9 @@ when used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from qshpc._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -69,17 +70,7 @@ if TYPE_CHECKING:
     from qshpc.store import load_arguments, save_arguments
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qshpc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports("qshpc", _EXPORTS, globals())
 
 
 __all__ = [

@@ -15,8 +15,9 @@ Public names:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from qshpc._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from qshpc.aer.device import gpu_count, resolve_device
@@ -46,17 +47,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qshpc.aer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports("qshpc.aer", _EXPORTS, globals())
 
 
 def reset_caches() -> None:

@@ -87,9 +87,9 @@ Crash safety
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from qshpc._lazy import lazy_exports
 from qshpc.store.records import JOB_FILE, SCHEMA_VERSION, STATES, TaskRecord
 
 if TYPE_CHECKING:
@@ -112,13 +112,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qshpc.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports("qshpc.store", _LAZY, globals())
 
 
 __all__ = [
