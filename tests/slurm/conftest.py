@@ -11,8 +11,10 @@ the cluster must run there (``make slurm-up``).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +143,23 @@ def multinode_env() -> Iterator[dict[str, str]]:
     """Like ``slurm_env``, and the 3-node cluster (n1..n3 ready)."""
     with pytest.MonkeyPatch.context() as mp:
         yield require_cluster(mp, nodes=["n1", "n2", "n3"], start="make slurm-up NODES=3")
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A folder of this test's own under /var/tmp, which the Slurm nodes see.
+
+    Not pytest's tmp_path: a concurrent pytest session prunes old numbered
+    base folders, which removed a job directory under a running job here.
+    """
+    path = Path(tempfile.mkdtemp(prefix="qshpc-slurm-test-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def qshpc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """QSHPC_HOME inside this test's folder (overrides the suite-wide fixture)."""
+    home = tmp_path / "qshpc-home"
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    return home

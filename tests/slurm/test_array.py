@@ -7,10 +7,7 @@ never stops the others' results.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +25,6 @@ if x == 1:
     raise ValueError(f"element with x={x} fails")
 save_result({"x": x, "square": x * x})
 """
-
-
-@pytest.fixture
-def tmp_path() -> Iterator[Path]:
-    """A folder under /var/tmp, which the Slurm nodes see (see test_submit.py)."""
-    path = Path(tempfile.mkdtemp(prefix="qshpc-slurm-array-", dir="/var/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def qshpc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "qshpc-home"
-    monkeypatch.setenv("QSHPC_HOME", str(home))
-    return home
 
 
 def status_json(job: str) -> dict[str, Any]:

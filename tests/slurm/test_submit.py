@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,26 +81,6 @@ def wait_state(job: str, want: set[str], timeout: float) -> dict[str, Any]:
             return meta
         time.sleep(0.3)
     pytest.fail(f"job {job} not in {want} after {timeout}s: {meta.get('state')} {meta.get('slurm_state')}")
-
-
-@pytest.fixture
-def tmp_path() -> Iterator[Path]:
-    """A folder of this test's own under /var/tmp, which the Slurm nodes see.
-
-    Not pytest's tmp_path: a concurrent pytest session prunes old numbered
-    base folders, which removed a job directory under a running job here.
-    """
-    path = Path(tempfile.mkdtemp(prefix="qshpc-slurm-test-", dir="/var/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def qshpc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """QSHPC_HOME inside this test's folder (overrides the suite-wide fixture)."""
-    home = tmp_path / "qshpc-home"
-    monkeypatch.setenv("QSHPC_HOME", str(home))
-    return home
 
 
 def write_program(folder: Path, name: str, text: str) -> Path:
