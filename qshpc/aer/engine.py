@@ -191,6 +191,21 @@ def _run(
                     bind_dict(t.circuit, tc, [values])  # raises with the counts
                 experiments.append(tc)
                 binds.append({})
+    result = run_aer(spec, experiments, shots, seed, binds, run_options)
+    data = [result.data(i) for i in range(len(result.results))]
+    first = result.results[0].seed_simulator if result.results else None
+    return AerOutput(data, int(first) if first is not None else None)
+
+
+def run_aer(
+    spec: SimSpec,
+    experiments: list[QuantumCircuit],
+    shots: int,
+    seed: int | None,
+    binds: list[dict[Any, list[float]]],
+    run_options: dict[str, Any] | None = None,
+) -> Any:
+    """One run of this rank's simulator; returns Aer's ``Result`` (raises when it failed)."""
     options: dict[str, Any] = dict(run_options or {})
     options["shots"] = shots
     if seed is not None:
@@ -200,9 +215,14 @@ def _run(
     result = get_simulator(spec).run(experiments, **options).result()
     if not result.success:
         raise RuntimeError(f"Aer failed: {result.status}")
-    data = [result.data(i) for i in range(len(result.results))]
-    first = result.results[0].seed_simulator if result.results else None
-    return AerOutput(data, int(first) if first is not None else None)
+    return result
 
 
-__all__ = ["FALLBACK_SHOTS", "AerOutput", "bind_dict", "physical_qubits", "sample_distributions"]
+__all__ = [
+    "FALLBACK_SHOTS",
+    "AerOutput",
+    "bind_dict",
+    "physical_qubits",
+    "run_aer",
+    "sample_distributions",
+]

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qshpc.aer.circuits import circuit_sha256, prepare_exact
-from qshpc.aer.engine import bind_dict, physical_qubits, sample_distributions
+from qshpc.aer.engine import bind_dict, physical_qubits, run_aer, sample_distributions
 from qshpc.aer.provenance import record_run, resolve_seed
 from qshpc.aer.results import DoneJob, EstimatorResult, QuasiDistribution
 from qshpc.aer.sampler import normalize_inputs
-from qshpc.aer.simulator import SimSpec, get_simulator, sim_spec, transpile_for
+from qshpc.aer.simulator import SimSpec, sim_spec, transpile_for
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
@@ -131,14 +131,7 @@ def expectation_values(
                 )
             tc.append(SaveExpectationValue(op, label=f"ev{k}"), qubits)
         binds.append(bind_dict(circ, tc, rows) if tc.parameters else {})
-    options: dict[str, Any] = {"shots": 1}
-    if seed is not None:
-        options["seed_simulator"] = seed
-    if any(binds):
-        options["parameter_binds"] = binds
-    result = get_simulator(spec).run(transpiled, **options).result()
-    if not result.success:
-        raise RuntimeError(f"Aer failed: {result.status}")
+    result = run_aer(spec, transpiled, 1, seed, binds)
     out: list[np.ndarray] = []
     index = 0
     for (_, observables, rows), tc in zip(groups, transpiled, strict=True):
