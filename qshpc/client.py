@@ -366,7 +366,9 @@ def _launch(
         cmd += ["--workers", str(workers)]
     env = {**os.environ, **env_vars}
     log = open(job_path / "logs" / "launcher.out", "ab")
-    proc = subprocess.Popen(cmd, cwd=Path(working_dir), env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, cwd=Path(working_dir), env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     log.close()
     return proc
 
@@ -392,7 +394,9 @@ def _drive_local_array(spec_json: str) -> None:
             if read_override(job_path):  # cancelled while queued
                 continue
             try:
-                proc = _launch(spec["program"], spec["working_dir"], spec["env"], job_path, spec["workers"])
+                proc = _launch(
+                    spec["program"], spec["working_dir"], spec["env"], job_path, spec["workers"]
+                )
             except OSError as exc:
                 mark_terminal(job_path, "FAILED", f"could not start the element: {exc}")
                 continue
@@ -439,7 +443,9 @@ class LocalClient:
     ) -> Job:
         """Start ``program`` with ``arguments``; return its :class:`Job` at once (state QUEUED/RUNNING)."""
         job_path = create_program_job(program, arguments, seed, job_dir)
-        proc = _launch(str(program.path()), program.working_dir, program.env_vars, job_path, self.workers)
+        proc = _launch(
+            str(program.path()), program.working_dir, program.env_vars, job_path, self.workers
+        )
         return Job(job_path, proc)
 
     def map(
@@ -468,7 +474,9 @@ class LocalClient:
         try:
             for i, arguments in enumerate(arguments_list):
                 meta = {"id": f"{array_id}-{i}", **array_meta(array_id, i, size)}
-                paths.append(create_program_job(program, arguments, seed, jobs_root() / meta["id"], meta))
+                paths.append(
+                    create_program_job(program, arguments, seed, jobs_root() / meta["id"], meta)
+                )
         except BaseException:
             import shutil
 
@@ -488,14 +496,24 @@ class LocalClient:
             "parallel": parallel,
             "job_dirs": [str(p) for p in paths],
         }
-        (folder / "array.json").write_text(json.dumps(
-            {"array_id": array_id, "title": program.title, "elements": [p.name for p in paths]}, indent=1
-        ) + "\n")
+        (folder / "array.json").write_text(
+            json.dumps(
+                {"array_id": array_id, "title": program.title, "elements": [p.name for p in paths]},
+                indent=1,
+            )
+            + "\n"
+        )
         log = open(folder / "driver.out", "ab")
         subprocess.Popen(
-            [sys.executable, "-c", "import sys; from qshpc.client import _drive_local_array as d; "
-             "d(sys.argv[1])", json.dumps(spec)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-c",
+                "import sys; from qshpc.client import _drive_local_array as d; d(sys.argv[1])",
+                json.dumps(spec),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         return [Job(p) for p in paths]

@@ -139,6 +139,23 @@ def resolve_many(items: Iterable[tuple[TaskRef[Any], bool, Any]]) -> None:
         ref._run_callbacks()
 
 
+def resolve_values(chunks: Iterable[tuple[list[TaskRef[Any]], list[Any]]]) -> None:
+    """Resolve successful references in one go: ``(refs, values)`` pairs of equal length."""
+    with_callbacks: list[TaskRef[Any]] = []
+    with _cond:
+        for refs, values in chunks:
+            for ref, value in zip(refs, values, strict=True):
+                if ref._state >= _DONE:
+                    continue
+                ref._value = value
+                ref._state = _DONE
+                if ref._callbacks:
+                    with_callbacks.append(ref)
+        _cond.notify_all()
+    for ref in with_callbacks:
+        ref._run_callbacks()
+
+
 def mark_running(refs: Iterable[TaskRef[Any]]) -> None:
     """Mark references as dispatched (they can no longer be cancelled)."""
     for ref in refs:

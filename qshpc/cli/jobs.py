@@ -259,7 +259,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--since", help="Only jobs created within this age: 30m, 12h, 2d, 1w."),
         ] = None,
         array: Annotated[
-            str | None, typer.Option("--array", help="Only the elements of this job array (its id).")
+            str | None,
+            typer.Option("--array", help="Only the elements of this job array (its id)."),
         ] = None,
     ) -> None:
         """List jobs in the store, newest first.
@@ -288,7 +289,9 @@ def register(app: typer.Typer) -> None:
                 m = j.info()
             except Exception as exc:
                 if array is None:
-                    entries.append(((j.job_dir.name, "?", "UNREADABLE", "", str(exc)[:40], "", ""), None, 0))
+                    entries.append(
+                        ((j.job_dir.name, "?", "UNREADABLE", "", str(exc)[:40], "", ""), None, 0)
+                    )
                 continue
             if cutoff is not None and float(m.get("created") or 0) < cutoff:
                 continue

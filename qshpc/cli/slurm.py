@@ -20,14 +20,18 @@ def _program(program: Path, working_dir: Path | None, name: str | None) -> Any:
     if not path.exists() and working_dir is not None and not path.is_absolute():
         path = working_dir.expanduser() / path
     if not path.is_file():
-        raise UserError(f"program file {program} does not exist: check the path (cwd is {Path.cwd()})")
+        raise UserError(
+            f"program file {program} does not exist: check the path (cwd is {Path.cwd()})"
+        )
     path = path.resolve()
     wd = (working_dir.expanduser() if working_dir is not None else path.parent).resolve()
     if not wd.is_dir():
         raise UserError(f"--working-dir {working_dir} is not a directory")
     if not path.is_relative_to(wd):
         raise UserError(f"program {path} is not inside --working-dir {wd}: it is staged from there")
-    return Program(title=name or path.name, entrypoint=str(path.relative_to(wd)), working_dir=str(wd))
+    return Program(
+        title=name or path.name, entrypoint=str(path.relative_to(wd)), working_dir=str(wd)
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +43,9 @@ def register(app: typer.Typer) -> None:
         program: Annotated[Path, typer.Argument(help="The program file to run.")],
         arguments: Annotated[
             Path | None,
-            typer.Option("--arguments", "-a", help="Arguments file: .h5 (qshpc.save_arguments) or .json."),
+            typer.Option(
+                "--arguments", "-a", help="Arguments file: .h5 (qshpc.save_arguments) or .json."
+            ),
         ] = None,
         array: Annotated[
             list[Path] | None,
@@ -52,33 +58,58 @@ def register(app: typer.Typer) -> None:
         ] = None,
         working_dir: Annotated[
             Path | None,
-            typer.Option("--working-dir", help="Folder staged with the program (default: its folder)."),
+            typer.Option(
+                "--working-dir", help="Folder staged with the program (default: its folder)."
+            ),
         ] = None,
-        name: Annotated[str | None, typer.Option("--name", help="Job name (letters, digits, . _ + -).")] = None,
+        name: Annotated[
+            str | None, typer.Option("--name", help="Job name (letters, digits, . _ + -).")
+        ] = None,
         nodes: Annotated[int | None, typer.Option("--nodes", "-N", help="Nodes.")] = None,
         ntasks_per_node: Annotated[
-            int | None, typer.Option("--ntasks-per-node", help="MPI ranks per node (rank 0 runs the program).")
+            int | None,
+            typer.Option("--ntasks-per-node", help="MPI ranks per node (rank 0 runs the program)."),
         ] = None,
-        cpus_per_task: Annotated[int | None, typer.Option("--cpus-per-task", help="Cores per rank.")] = None,
+        cpus_per_task: Annotated[
+            int | None, typer.Option("--cpus-per-task", help="Cores per rank.")
+        ] = None,
         gpus_per_node: Annotated[
             int | None, typer.Option("--gpus-per-node", help="GPUs per node; each rank sees one.")
         ] = None,
-        mem_gb: Annotated[float | None, typer.Option("--mem-gb", help="Memory per node in GB.")] = None,
-        time_min: Annotated[int | None, typer.Option("--time-min", "-t", help="Time limit in minutes.")] = None,
-        partition: Annotated[str | None, typer.Option("--partition", "-p", help="Slurm partition.")] = None,
-        account: Annotated[str | None, typer.Option("--account", "-A", help="Account to charge.")] = None,
+        mem_gb: Annotated[
+            float | None, typer.Option("--mem-gb", help="Memory per node in GB.")
+        ] = None,
+        time_min: Annotated[
+            int | None, typer.Option("--time-min", "-t", help="Time limit in minutes.")
+        ] = None,
+        partition: Annotated[
+            str | None, typer.Option("--partition", "-p", help="Slurm partition.")
+        ] = None,
+        account: Annotated[
+            str | None, typer.Option("--account", "-A", help="Account to charge.")
+        ] = None,
         qos: Annotated[str | None, typer.Option("--qos", help="Quality of service.")] = None,
-        mpi: Annotated[str | None, typer.Option("--mpi", help="srun --mpi plugin (default pmi2).")] = None,
+        mpi: Annotated[
+            str | None, typer.Option("--mpi", help="srun --mpi plugin (default pmi2).")
+        ] = None,
         sbatch: Annotated[
             list[str] | None,
-            typer.Option("--sbatch", help="More sbatch options, KEY=VALUE (repeat), e.g. constraint=haswell."),
+            typer.Option(
+                "--sbatch", help="More sbatch options, KEY=VALUE (repeat), e.g. constraint=haswell."
+            ),
         ] = None,
-        seed: Annotated[int | None, typer.Option("--seed", help="Job seed (task seeds derive from it).")] = None,
+        seed: Annotated[
+            int | None, typer.Option("--seed", help="Job seed (task seeds derive from it).")
+        ] = None,
         requeue: Annotated[
-            bool, typer.Option("--requeue", help="Let Slurm requeue the job after a node failure or preemption.")
+            bool,
+            typer.Option(
+                "--requeue", help="Let Slurm requeue the job after a node failure or preemption."
+            ),
         ] = False,
         as_json: Annotated[
-            bool, typer.Option("--json", help="Print the ids as a JSON object (a list for --array).")
+            bool,
+            typer.Option("--json", help="Print the ids as a JSON object (a list for --array)."),
         ] = False,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Print the batch script; submit nothing.")
@@ -104,17 +135,29 @@ def register(app: typer.Typer) -> None:
         from qshpc.submit.resources import parse_sbatch_options
         from qshpc.submit.slurm import submit as do_submit
 
-        res = resolve_resources({
-            "nodes": nodes, "ntasks_per_node": ntasks_per_node, "cpus_per_task": cpus_per_task,
-            "gpus_per_node": gpus_per_node, "mem_gb": mem_gb, "time_min": time_min,
-            "partition": partition, "account": account, "qos": qos, "mpi": mpi,
-            "extra": parse_sbatch_options(sbatch or []), "name": name,
-            "requeue": True if requeue else None,
-        })
+        res = resolve_resources(
+            {
+                "nodes": nodes,
+                "ntasks_per_node": ntasks_per_node,
+                "cpus_per_task": cpus_per_task,
+                "gpus_per_node": gpus_per_node,
+                "mem_gb": mem_gb,
+                "time_min": time_min,
+                "partition": partition,
+                "account": account,
+                "qos": qos,
+                "mpi": mpi,
+                "extra": parse_sbatch_options(sbatch or []),
+                "name": name,
+                "requeue": True if requeue else None,
+            }
+        )
         prog = _program(program, working_dir, name)
         if array:
             if arguments is not None:
-                raise UserError("give either --arguments (one job) or --array (a job array), not both")
+                raise UserError(
+                    "give either --arguments (one job) or --array (a job array), not both"
+                )
             _submit_array(prog, array, seed, res, dry_run, as_json)
             return
         args: dict[str, Any] | None = None
@@ -134,7 +177,9 @@ def register(app: typer.Typer) -> None:
             echo(json.dumps(sub.as_dict()))
         else:
             echo(f"job {sub.job_id}  (slurm {sub.slurm_job_id})")
-            echo(f"  status: qshpc status {sub.job_id}    result: qshpc result {sub.job_id} --wait 600")
+            echo(
+                f"  status: qshpc status {sub.job_id}    result: qshpc result {sub.job_id} --wait 600"
+            )
 
 
 def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from qshpc.refs import (
     find_refs,
     mark_running,
     resolve_many,
+    resolve_values,
     substitute,
     wait_all,
 )
@@ -52,33 +53,21 @@ _MAX_SLEEP_S = 0.002
 
 
 class _Entry:
-    __slots__ = (
-        "args",
-        "attempt",
-        "deps",
-        "fn_id",
-        "key",
-        "kwargs",
-        "objs",
-        "payload",
-        "ref",
-        "retries",
-        "seed",
-        "submitted",
-        "task",
-    )
+    __slots__ = ("args", "attempt", "deps", "fn_id", "key", "kwargs", "objs", "payload", "ref",
+                 "submitted", "task")  # fmt: skip
 
-    def __init__(self, ref: TaskRef[Any], task: DistributedTask[Any, Any], fn_id: int) -> None:
+    def __init__(
+        self, ref: TaskRef[Any], task: DistributedTask[Any, Any], fn_id: int, payload: Any = None
+    ) -> None:
         self.ref = ref
         self.task = task
         self.fn_id = fn_id
         self.attempt = 1
-        self.retries = task.retries
-        self.payload = b""
-        self.key = ""
-        self.seed: int | None = None
+        # bytes (pickled (args, kwargs) at the call), or the args tuple of plain values
+        self.payload = payload
+        self.key: str | None = None  # None: the worker computes it
         self.submitted = time.time()
-        self.objs: list[int] = []
+        self.objs: tuple[int, ...] | list[int] = ()
         self.deps: list[TaskRef[Any]] = []
         self.args: tuple[Any, ...] = ()
         self.kwargs: dict[str, Any] = {}
@@ -126,7 +115,9 @@ class Dispatcher:
             path = session.job_dir / "logs" / DISPATCH_LOG
             from qshpc.store import perms
 
-            self._dispatch_log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode())
+            self._dispatch_log = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode()
+            )
         self._timeout = worker_timeout()
         self._next_check = time.monotonic() + 1.0
         self.pending: deque[_Entry] = deque()
@@ -134,9 +125,13 @@ class Dispatcher:
         self._ids = itertools.count()
         self._batch_ids = itertools.count()
         self._fn_ids: dict[int, tuple[int, bytes, DistributedTask[Any, Any]]] = {}
+        self._fn_digests: dict[int, bytes] = {}
+        self._fn_blobs: dict[int, tuple[bytes, DistributedTask[Any, Any]]] = {}
+        self._resume = bool(session.done)
         self._objects: dict[int, Any] = {}
         self._obj_ids = itertools.count(1)
         self._resolve: list[tuple[TaskRef[Any], bool, Any]] = []
+        self._resolve_ok: list[tuple[list[TaskRef[Any]], list[Any]]] = []
         self._last_commit = time.monotonic()
         self._wake = threading.Event()
         self._idle = False
@@ -165,6 +160,8 @@ class Dispatcher:
 
         fn_id = len(self._fn_ids) + 1
         self._fn_ids[id(task)] = (fn_id, cloudpickle.dumps(task.func, protocol=5), task)
+        self._fn_digests[fn_id] = task.digest
+        self._fn_blobs[fn_id] = (self._fn_ids[id(task)][1], task)
         return fn_id
 
     def submit(
@@ -174,27 +171,36 @@ class Dispatcher:
             raise RuntimeError("the qshpc dispatcher stopped") from self._error
         task_id = str(next(self._ids))
         ref: TaskRef[Any] = TaskRef(task_id, task.name)
-        entry = _Entry(ref, task, self._fn(task))
-        seed = context.job_seed()
-        entry.seed = None if seed is None else derive_seed(seed, task_id)
+        known = self._fn_ids.get(id(task))
+        fn_id = known[0] if known is not None and known[2] is task else self._fn(task)
+        if not self._resume and _plain(args, kwargs):
+            # Immutable values: no snapshot to take, no reference to find; they
+            # are pickled with the batch and the worker computes the task key.
+            self.pending.append(_Entry(ref, task, fn_id, args))
+        else:
+            self._submit_general(_Entry(ref, task, fn_id), args, kwargs)
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+        return ref
+
+    def _submit_general(self, entry: _Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         objs, deps = find_refs(args, kwargs)
         entry.objs = objs
         if any(not d.done() for d in deps):
             entry.deps, entry.args, entry.kwargs = deps, args, kwargs
             self.blocked.append(entry)
-        else:
-            if deps:
-                args, kwargs = substitute(args, _value_of), substitute(kwargs, _value_of)
-            if not self._prepare(entry, args, kwargs):
-                return ref
+            return
+        if deps:
+            args, kwargs = substitute(args, _value_of), substitute(kwargs, _value_of)
+        if self._prepare(entry, args, kwargs):
             self.pending.append(entry)
-        if self._idle:
-            self._wake.set()
-        return ref
 
     def _prepare(self, entry: _Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """Pickle the arguments and check the resume store; False when already done."""
+        """Pickle the arguments (a snapshot at call time); False when a resumed job has it."""
         entry.payload = dumps_payload(args, kwargs, entry.task.name, entry.ref.task_id)
+        if not self._resume:
+            return True
         entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id)
         done = self.session.done_result(entry.key)
         if done is not None:
@@ -250,15 +256,19 @@ class Dispatcher:
                     continue
                 break
             mark_running([e.ref])
-            args, kwargs = pickle.loads(e.payload)
+            raw = e.payload if type(e.payload) is bytes else pickle.dumps((e.payload, {}), protocol=5)
+            args, kwargs = pickle.loads(raw)
             if e.objs:
                 args = substitute(args, self._object_of)
                 kwargs = substitute(kwargs, self._object_of)
-            out = run_task(e.task.func, args, kwargs, e.ref.task_id, e.task.name, e.seed, e.attempt)
-            self.session.record(out, e.key, e.submitted, e.seed)
+            if e.key is None:
+                e.key = task_key(e.task.digest, raw, e.ref.task_id)
+            seed = _seed_of(e.ref.task_id)
+            out = run_task(e.task.func, args, kwargs, e.ref.task_id, e.task.name, seed, e.attempt)
+            self.session.record(out, e.key, e.submitted, seed)
             if out.ok:
                 done.append((e.ref, True, out.value))
-            elif e.attempt <= e.retries:
+            elif e.attempt <= e.task.retries:
                 e.attempt += 1
                 e.ref._state = 0
                 self.pending.append(e)
@@ -399,7 +409,7 @@ class Dispatcher:
                     break
                 self._on_result(status.Get_source(), msg.recv())
                 progressed = True
-            if self._resolve and (
+            if (self._resolve or self._resolve_ok) and (
                 not progressed or time.monotonic() - self._last_commit > _COMMIT_S
             ):
                 self._flush()
@@ -413,7 +423,9 @@ class Dispatcher:
             if time.monotonic() > self._next_check:
                 self._check_workers()
                 self._next_check = time.monotonic() + 0.5
-            if self._stop_now or (self._stop and not self._busy() and not self._resolve):
+            if self._stop_now or (
+                self._stop and not self._busy() and not self._resolve and not self._resolve_ok
+            ):
                 if self._stop_now:
                     self._flush()
                     return
@@ -427,8 +439,10 @@ class Dispatcher:
                 continue
             sleep = min(_MAX_SLEEP_S, sleep * 2 or 20e-6)
             # Nothing moved (no result in, every worker full or nothing queued):
-            # sleep, or this thread spins a core the workers need.
-            self._idle = True
+            # sleep, or this thread spins a core the workers need. A new call
+            # wakes it only when a worker has room for it: waking it for every
+            # call of a burst would cost a thread switch per call.
+            self._idle = any(w.alive and len(w.batches) < _IN_FLIGHT for w in self.workers)
             self._wake.wait(sleep)
             self._wake.clear()
             self._idle = False
@@ -436,6 +450,8 @@ class Dispatcher:
     def _flush(self) -> None:
         self.session.sync()
         items, self._resolve = self._resolve, []
+        chunks, self._resolve_ok = self._resolve_ok, []
+        resolve_values(chunks)
         resolve_many(items)
         self._last_commit = time.monotonic()
 
@@ -473,16 +489,28 @@ class Dispatcher:
                     break
             funcs = []
             objs = []
-            tasks = []
-            for e in batch:
-                if e.fn_id not in w.funcs:
-                    w.funcs.add(e.fn_id)
-                    funcs.append((e.fn_id, self._fn_ids[id(e.task)][1]))
-                for oid in e.objs:
-                    if oid not in w.objs:
-                        w.objs.add(oid)
-                        objs.append((oid, self._objects[oid]))
-                tasks.append((e.ref.task_id, e.fn_id, e.task.name, e.payload, e.seed, e.attempt))
+            known = w.funcs
+            fn_ids = [e.fn_id for e in batch]
+            for fn_id in set(fn_ids) - known:
+                known.add(fn_id)
+                blob, task = self._fn_blobs[fn_id]
+                funcs.append((fn_id, blob, task.name, self._fn_digests[fn_id]))
+            if self._objects:
+                for e in batch:
+                    for oid in e.objs:
+                        if oid not in w.objs:
+                            w.objs.add(oid)
+                            objs.append((oid, self._objects[oid]))
+            attempts = [e.attempt for e in batch]
+            keys = [e.key for e in batch]
+            columns = (
+                [e.ref.task_id for e in batch],
+                fn_ids[0] if fn_ids.count(fn_ids[0]) == len(fn_ids) else fn_ids,
+                [e.payload for e in batch],
+                None if attempts.count(1) == len(attempts) else attempts,
+                [e.submitted for e in batch],
+                None if keys.count(None) == len(keys) else keys,
+            )
             bid = next(self._batch_ids)
             w.batches[bid] = batch
             if self._dispatch_log is not None:
@@ -492,52 +520,45 @@ class Dispatcher:
                 os.write(self._dispatch_log, line.encode())
             mark_running(e.ref for e in batch)
             w.sends.append(
-                self.comm.isend(("B", bid, funcs, objs, tasks), dest=w.rank, tag=TAG_BATCH)
+                self.comm.isend(
+                    ("B", bid, funcs, objs, context.job_seed(), *columns),
+                    dest=w.rank,
+                    tag=TAG_BATCH,
+                )
             )
             sent = True
         return sent
 
     def _on_result(self, source: int, data: Any) -> None:
-        _, bid, results, final = data
+        _, bid, first, values, chunk, failures, final = data
         w = self.workers[source - 1]
         w.last_seen = time.monotonic()
         if not w.alive:
             return
         batch = w.batches[bid] if final is False else w.batches.pop(bid)
-        session = self.session
-        if results:
-            span = sum(r[6] - r[5] for r in results) / len(results)
-            self._mean_task_s = 0.7 * self._mean_task_s + 0.3 * span
-        record = session.record_fields
-        resolve = self._resolve
-        rank, host = w.rank, w.host
-        for pos, ok, value, error, exc_type, started, finished, prov in results:
-            e = batch[pos]
-            ref = e.ref
-            record(
-                ref.task_id,
-                e.key,
-                e.task.name,
-                ok,
-                value,
-                error,
-                e.attempt,
-                rank,
-                host,
-                e.submitted,
-                started,
-                finished,
-                e.seed,
-                prov,
-            )
-            if ok:
-                resolve.append((ref, True, value))
-            elif e.attempt <= e.retries:
+        n = len(values)
+        if not n:
+            return
+        rows = chunk.rows
+        span = float((rows["finished"] - rows["started"]).mean())
+        self._mean_task_s = 0.7 * self._mean_task_s + 0.3 * span
+        entries = batch[first : first + n]
+        self.session.record_chunk(chunk, n - len(failures), len(failures))
+        if not failures:
+            self._resolve_ok.append(([e.ref for e in entries], values))
+            return
+        bad = {i for i, _, _ in failures}
+        ok = [i for i in range(n) if i not in bad]
+        self._resolve_ok.append(([entries[i].ref for i in ok], [values[i] for i in ok]))
+        for i, error, exc_type in failures:
+            e = entries[i]
+            if e.attempt <= e.task.retries:
                 e.attempt += 1
                 self.pending.appendleft(e)
-            else:
-                out = Outcome(ref.task_id, e.task.name, e.attempt, ok, value, error, exc_type)
-                resolve.append((ref, False, out.task_error(rank, host)))
+                continue
+            name = e.task.name
+            out = Outcome(e.ref.task_id, name, e.attempt, False, None, error, exc_type)
+            self._resolve.append((e.ref, False, out.task_error(w.rank, w.host)))
 
 
 def _lost_error(e: _Entry, w: _Worker, text: str) -> BaseException:
@@ -546,6 +567,24 @@ def _lost_error(e: _Entry, w: _Worker, text: str) -> BaseException:
     return TaskError(
         e.ref.task_id, e.task.name, w.rank, w.host, f"WorkerLostError: {text}\n", "WorkerLostError"
     )
+
+
+_PLAIN = frozenset((int, float, str, bool, complex, bytes, type(None)))
+
+
+def _plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """True for positional immutable plain values only (no snapshot, no reference to find)."""
+    if kwargs:
+        return False
+    for a in args:
+        if type(a) not in _PLAIN:
+            return False
+    return True
+
+
+def _seed_of(task_id: str) -> int | None:
+    seed = context.job_seed()
+    return None if seed is None else derive_seed(seed, task_id)
 
 
 def _value_of(ref: Any) -> Any:

@@ -311,6 +311,9 @@ def _run_job(
         backend.activate(dispatcher)
     else:
         backend.activate(backend.InlineBackend(session))
+    from qshpc.runtime.gctune import tune
+
+    tune()
     state, error = _exec_program(Path(meta.get("entrypoint") or spec.program), spec.program_args)
     if state in ("REQUEUE", "REQUEUED"):
         _requeue(state, error or "", meta, job_dir, dispatcher, session, writer, tee)

@@ -14,6 +14,7 @@ from qshpc.store.records import TaskRecord as _TaskRecord
 
 if TYPE_CHECKING:
     from qshpc.store import JobWriter, TaskRecord
+    from qshpc.store.chunk import RecordChunk
 
 _COMMIT_EVERY_S = 0.05
 _COMMIT_EVERY_N = 2000
@@ -135,11 +136,25 @@ class Session:
         with self._lock:
             writer.append_task(rec)
             self._pending += 1
-            if (
-                self._pending >= _COMMIT_EVERY_N
-                or time.monotonic() - self._last_commit > _COMMIT_EVERY_S
-            ):
-                self._commit_locked()
+            self._maybe_commit_locked()
+
+    def record_chunk(self, chunk: RecordChunk, ok: int, failed: int) -> None:
+        """Store records a worker encoded (``ok`` and ``failed`` of them); as :meth:`record`."""
+        self.executed += ok
+        self.failed += failed
+        if self.writer is None:
+            return
+        with self._lock:
+            self.writer.append_chunk(chunk)
+            self._pending += ok + failed
+            self._maybe_commit_locked()
+
+    def _maybe_commit_locked(self) -> None:
+        if (
+            self._pending >= _COMMIT_EVERY_N
+            or time.monotonic() - self._last_commit > _COMMIT_EVERY_S
+        ):
+            self._commit_locked()
 
     def sync(self) -> None:
         """Make every recorded outcome durable (called before results reach the program).

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from qshpc.store import layout as L
+from qshpc.store.chunk import WHERE_UNENCODED, RecordChunk, encode_meta
 from qshpc.store.encoding_blob import encode_blob
-from qshpc.store.jsonable import to_jsonable
 from qshpc.store.records import TaskRecord
 
 
@@ -58,17 +58,6 @@ class Frame:
         )
 
 
-def _key_bytes(key: str) -> str | bytes:
-    if len(key) == 64:
-        try:
-            raw = bytes.fromhex(key)
-        except ValueError:
-            return key
-        if raw.hex() == key:
-            return raw
-    return key
-
-
 class _Stream:
     def __init__(self, end: int) -> None:
         self.end = end
@@ -91,7 +80,8 @@ class Batch:
         self._meta = _Stream(start.meta)
         self._data = _Stream(start.data)
         self._large = _Stream(start.large)
-        self._records: list[tuple[Any, ...]] = []
+        self._records: list[tuple[Any, ...]] = []  # rows not yet in an array
+        self._arrays: list[np.ndarray[Any, Any]] = []
         self._events: list[tuple[Any, ...]] = []
 
     def _put(self, blob: bytes) -> tuple[int, int]:
@@ -102,9 +92,7 @@ class Batch:
     def add_record(self, rec: TaskRecord) -> None:
         """Encode and queue one task record."""
         ok = rec.state == "SUCCEEDED"
-        prov = to_jsonable(rec.provenance) if rec.provenance else None
-        fields = [rec.task_id, _key_bytes(rec.key), rec.function, rec.host, rec.error, prov]
-        meta = encode_blob(fields)
+        meta = encode_meta(rec.task_id, rec.key, rec.function, rec.host, rec.error, rec.provenance)
         off = self._meta.put(meta)
         where, res_off, res_len = L.WHERE_NONE, 0, 0
         if ok:
@@ -118,6 +106,28 @@ class Batch:
              res_len)
         )  # fmt: skip
 
+    def add_chunk(self, chunk: RecordChunk) -> None:
+        """Queue records a worker encoded (:mod:`qshpc.store.chunk`): offsets shifted, no loop."""
+        self._flush_rows()
+        rows = chunk.rows
+        rows["run"] = self.run
+        rows["off"] += self._meta.put(chunk.meta)
+        if chunk.data:
+            base = self._data.put(chunk.data)
+            res_off = rows["res_off"]
+            res_off[rows["where"] == L.WHERE_DATA] += base
+        for i, value in chunk.unencoded:
+            blob = encode_blob(value)
+            rows["where"][i], rows["res_off"][i] = self._put(blob)
+            rows["res_len"][i] = len(blob)
+        assert not (rows["where"] == WHERE_UNENCODED).any()
+        self._arrays.append(rows)
+
+    def _flush_rows(self) -> None:
+        if self._records:
+            self._arrays.append(np.array(self._records, L.RECORD_DTYPE))
+            self._records = []
+
     def add_event(self, kind: int, blob: bytes) -> None:
         """Queue one event (state change, sub-status or saved result)."""
         where, off = self._put(blob)
@@ -125,13 +135,21 @@ class Batch:
 
     def empty(self) -> bool:
         """True when nothing is queued."""
-        return not (self._records or self._events)
+        return not (self._records or self._arrays or self._events)
 
     def frame(self) -> Frame:
         """The queued rows and bytes as a frame."""
+        self._flush_rows()
+        arrays = self._arrays
+        if len(arrays) == 1:
+            records = arrays[0]
+        elif arrays:
+            records = np.concatenate(arrays)
+        else:
+            records = np.zeros(0, L.RECORD_DTYPE)
         return Frame(
             start=self.start,
-            records=np.array(self._records, L.RECORD_DTYPE),
+            records=records,
             events=np.array(self._events, L.EVENT_DTYPE),
             meta=b"".join(self._meta.parts),
             data=b"".join(self._data.parts),

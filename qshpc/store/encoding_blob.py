@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -78,9 +79,31 @@ def _dtype(descr: Any) -> np.dtype[Any]:
     return np.lib.format.descr_to_dtype(descr)
 
 
+_local = threading.local()
+
+
 def _pack(value: Any) -> bytes:
-    data: bytes = msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
-    return data
+    # One Packer per thread, reused: msgpack.packb builds a new one per call,
+    # which is most of the cost of a small blob. ``_default`` packs nested
+    # values while the thread's Packer is busy: those take a fresh one.
+    packer: msgpack.Packer | None = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(
+            default=_default, strict_types=True, use_bin_type=True
+        )
+        _local.busy = False
+    if _local.busy:
+        data: bytes = msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
+        return data
+    _local.busy = True
+    try:
+        out: bytes = packer.pack(value)
+        return out
+    except BaseException:
+        packer.reset()
+        raise
+    finally:
+        _local.busy = False
 
 
 def _array_ext(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:

@@ -12,6 +12,7 @@ import h5py
 from qshpc.errors import StoreError
 from qshpc.store import layout as L
 from qshpc.store.batch import Batch, Ends
+from qshpc.store.chunk import RecordChunk
 from qshpc.store.encoding_blob import encode_blob
 from qshpc.store.encoding_h5 import write_native
 from qshpc.store.journal import JournalWriter
@@ -91,6 +92,11 @@ class JobWriter:
         """Queue one task record (durable at the next :meth:`commit`)."""
         self._check()
         self._batch.add_record(rec)
+
+    def append_chunk(self, chunk: RecordChunk) -> None:
+        """Queue records a worker encoded (durable at the next :meth:`commit`)."""
+        self._check()
+        self._batch.add_chunk(chunk)
 
     def commit(self) -> None:
         """Write everything queued; durable (against a kill of this process) on return.

@@ -1,10 +1,10 @@
 """``SlurmClient``: the ``LocalClient`` interface, on Slurm.
 
-    from qshpc import SlurmClient, Program
+from qshpc import SlurmClient, Program
 
-    serverless = SlurmClient(nodes=1, ntasks_per_node=2, time_min=30)
-    job = serverless.run(program, arguments={"circuits": circuits})
-    job.status(); job.result()
+serverless = SlurmClient(nodes=1, ntasks_per_node=2, time_min=30)
+job = serverless.run(program, arguments={"circuits": circuits})
+job.status(); job.result()
 """
 
 from __future__ import annotations

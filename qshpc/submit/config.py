@@ -68,7 +68,7 @@ def _from_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
     for var, text in environ.items():
         if not var.startswith(ENV_PREFIX) or var in _ENV_IGNORED:
             continue
-        name = var[len(ENV_PREFIX):].lower()
+        name = var[len(ENV_PREFIX) :].lower()
         kind = kinds.get(name)
         if kind is None:
             unknown.append(name)

@@ -132,15 +132,23 @@ class SlurmResources:
             if not _is_int(v) or v < low:
                 p.append(f"{key}={v!r}: must be a whole number >= {low} ({flag} {max(low, 1)})")
         if self.mem_gb is not None and (not _is_num(self.mem_gb) or not self.mem_gb > 0):
-            p.append(f"mem_gb={self.mem_gb!r}: must be a number of GB > 0 (e.g. --mem-gb 4), "
-                     "or left out for the partition's default")
+            p.append(
+                f"mem_gb={self.mem_gb!r}: must be a number of GB > 0 (e.g. --mem-gb 4), "
+                "or left out for the partition's default"
+            )
         for key in ("partition", "account", "qos"):
             v = getattr(self, key)
             if v is not None and (not isinstance(v, str) or not SAFE_LIST.match(v)):
-                p.append(f"{key}={v!r}: use letters, digits and . _ + - only (see `sinfo`/`sacctmgr`)")
-        if self.name is not None and (not isinstance(self.name, str) or not SAFE_NAME.match(self.name)):
-            p.append(f"name={self.name!r}: a job name is 1-128 letters, digits, . _ + - "
-                     "(no spaces or shell characters), e.g. --name my-job")
+                p.append(
+                    f"{key}={v!r}: use letters, digits and . _ + - only (see `sinfo`/`sacctmgr`)"
+                )
+        if self.name is not None and (
+            not isinstance(self.name, str) or not SAFE_NAME.match(self.name)
+        ):
+            p.append(
+                f"name={self.name!r}: a job name is 1-128 letters, digits, . _ + - "
+                "(no spaces or shell characters), e.g. --name my-job"
+            )
         if not isinstance(self.mpi, str) or not MPI_PLUGIN.match(self.mpi):
             p.append(f"mpi={self.mpi!r}: use an srun --mpi plugin such as pmi2 (`srun --mpi=list`)")
         if not isinstance(self.requeue, bool):
@@ -176,8 +184,10 @@ def _extra_problems(extra: Any) -> list[str]:
     for key, value in extra.items():
         k = str(key)
         if not isinstance(key, str) or not SBATCH_KEY.match(k):
-            p.append(f"--sbatch {k!r}: a key is a long sbatch option without dashes, "
-                     "lower-case letters, digits and '-' (e.g. --sbatch constraint=haswell)")
+            p.append(
+                f"--sbatch {k!r}: a key is a long sbatch option without dashes, "
+                "lower-case letters, digits and '-' (e.g. --sbatch constraint=haswell)"
+            )
         elif k in MANAGED_SBATCH:
             how = MANAGED_SBATCH[k]
             how = f"use {how}" if how.startswith("--") else how
@@ -190,15 +200,20 @@ def _extra_problems(extra: Any) -> list[str]:
 def _list_problems(values: Any, key: str, pattern: re.Pattern[str], what: str) -> list[str]:
     if not isinstance(values, list):
         return [f"{key}={values!r}: must be a list of {what}"]
-    return [f"{key}: {v!r} is not valid; use {what}"
-            for v in values if not isinstance(v, str) or not pattern.match(v)]
+    return [
+        f"{key}: {v!r} is not valid; use {what}"
+        for v in values
+        if not isinstance(v, str) or not pattern.match(v)
+    ]
 
 
 def unknown_keys_message(unknown: list[str], source: str) -> str:
     """``unknown Slurm resource(s) ... valid: ...`` with each valid key and its default."""
     defaults = SlurmResources()
-    valid = "\n  - ".join(f"{n} (default: {getattr(defaults, n)!r})" for n in defaults.field_names())
-    return (f"unknown Slurm resource(s) {unknown} in {source}\nvalid names are:\n  - {valid}")
+    valid = "\n  - ".join(
+        f"{n} (default: {getattr(defaults, n)!r})" for n in defaults.field_names()
+    )
+    return f"unknown Slurm resource(s) {unknown} in {source}\nvalid names are:\n  - {valid}"
 
 
 def parse_sbatch_options(items: list[str]) -> dict[str, str]:

@@ -56,7 +56,11 @@ class Submission:
 
     def as_dict(self) -> dict[str, Any]:
         """The ids and the job directory, JSON-able."""
-        return {"job_id": self.job_id, "slurm_job_id": self.slurm_job_id, "job_dir": str(self.job_dir)}
+        return {
+            "job_id": self.job_id,
+            "slurm_job_id": self.slurm_job_id,
+            "job_dir": str(self.job_dir),
+        }
 
 
 def submit(
@@ -82,7 +86,9 @@ def submit(
     job_id = new_job_id()
     job_dir = jobs_root().absolute() / job_id
     if not str(job_dir).isprintable():
-        raise UserError(f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path")
+        raise UserError(
+            f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path"
+        )
     # Never stage the job store itself (a working_dir that holds $QSHPC_HOME).
     exclude = [qshpc_home().absolute(), jobs_root().absolute(), job_dir]
     check_size(src, exclude)
@@ -163,7 +169,9 @@ def submit_array(
     folder_root = array_folder(array_id)
     job_dirs = [jobs_root().absolute() / f"{array_id}-{i}" for i in range(len(arguments_list))]
     if not str(folder_root).isprintable() or not str(job_dirs[0]).isprintable():
-        raise UserError(f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path")
+        raise UserError(
+            f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path"
+        )
     exclude = [qshpc_home().absolute(), jobs_root().absolute(), folder_root, *job_dirs]
     check_size(src, exclude)
     name = res.name or safe_job_name(program.title)
@@ -186,8 +194,9 @@ def submit_array(
             _make_dir(job_dir)
             made.append(job_dir)
             meta = array_meta(array_id, i, len(job_dirs))
-            staged = _create_job(program, src, entrypoint, job_dir, exclude, arguments, seed, res,
-                                 name, meta)
+            staged = _create_job(
+                program, src, entrypoint, job_dir, exclude, arguments, seed, res, name, meta
+            )
             calls.append(_task_call(staged, job_dir, res))
         with _sbatch_errors(), executor.batch():
             jobs = [executor.submit(run_task, *args, env=env) for args, env in calls]
@@ -199,11 +208,20 @@ def submit_array(
     slurm_array = slurm_ids[0].split("_")[0]
     for job_dir, sid in zip(job_dirs, slurm_ids, strict=True):
         _write_private(job_dir / SLURM_ID_FILE, sid + "\n")
-    manifest = {"array_id": array_id, "slurm_array_id": slurm_array, "title": program.title,
-                "elements": [d.name for d in job_dirs], "slurm_job_ids": slurm_ids}
+    manifest = {
+        "array_id": array_id,
+        "slurm_array_id": slurm_array,
+        "title": program.title,
+        "elements": [d.name for d in job_dirs],
+        "slurm_job_ids": slurm_ids,
+    }
     _write_private(folder_root / ARRAY_FILE, json.dumps(manifest, indent=1) + "\n")
     script = folder / f"{slurm_array}_submission.sh"
-    text = script.read_text() if script.is_file() else render({**params, "map_count": len(jobs)}, folder)
+    text = (
+        script.read_text()
+        if script.is_file()
+        else render({**params, "map_count": len(jobs)}, folder)
+    )
     subs = [Submission(d.name, sid, d, text) for d, sid in zip(job_dirs, slurm_ids, strict=True)]
     return ArraySubmission(array_id, slurm_array, subs, text)
 
@@ -264,7 +282,9 @@ def _executor(folder: Path) -> Any:
     return submitit.SlurmExecutor(folder=folder)
 
 
-def _task_call(staged: Program, job_dir: Path, res: SlurmResources) -> tuple[tuple[Any, ...], dict[str, str]]:
+def _task_call(
+    staged: Program, job_dir: Path, res: SlurmResources
+) -> tuple[tuple[Any, ...], dict[str, str]]:
     """The positional arguments and ``env`` of ``run_task`` for the job in ``job_dir``."""
     args = (str(job_dir), str(staged.path()), str(job_dir / STAGED_DIR), res.gpus_per_node)
     env = dict(staged.env_vars)
@@ -320,7 +340,9 @@ def partitions() -> list[str]:
         )
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return sorted({p.strip() for p in out.stdout.split() if p.strip()}) if out.returncode == 0 else []
+    return (
+        sorted({p.strip() for p in out.stdout.split() if p.strip()}) if out.returncode == 0 else []
+    )
 
 
 def cancel(slurm_job_id: str) -> None:

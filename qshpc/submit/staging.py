@@ -63,7 +63,9 @@ def check_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_B
         )
 
 
-def stage(src: Path, dest: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES) -> None:
+def stage(
+    src: Path, dest: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES
+) -> None:
     """Copy ``src`` to ``dest`` (which must not exist), skipping .git, __pycache__ and ``exclude``.
 
     Raises:

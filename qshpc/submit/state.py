@@ -113,8 +113,12 @@ def parse_sacct(text: str, slurm_id: str) -> SlurmView | None:
         if len(parts) >= 2 and _same_job(parts[0], slurm_id):
             raw = parts[1].split()[0].rstrip("+") if parts[1].strip() else ""
             if raw:
-                return SlurmView(raw, parts[2] if len(parts) > 2 else "",
-                                 parts[3] if len(parts) > 3 else "", "sacct")
+                return SlurmView(
+                    raw,
+                    parts[2] if len(parts) > 2 else "",
+                    parts[3] if len(parts) > 3 else "",
+                    "sacct",
+                )
     return None
 
 
@@ -148,13 +152,24 @@ def parse_scontrol(text: str) -> SlurmView | None:
             fields.setdefault(key, value)
     if "JobState" not in fields:
         return None
-    return SlurmView(fields["JobState"], fields.get("ExitCode", ""), fields.get("Reason", ""), "scontrol")
+    return SlurmView(
+        fields["JobState"], fields.get("ExitCode", ""), fields.get("Reason", ""), "scontrol"
+    )
 
 
 def query(slurm_id: str) -> SlurmView | None:
     """Ask Slurm about one job: sacct, else squeue, else scontrol; None when nobody knows it."""
-    out = _run(["sacct", "-X", "--parsable2", "--noheader", "-j", slurm_id,
-                "--format=JobID,State%30,ExitCode,Reason%60"])
+    out = _run(
+        [
+            "sacct",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            "-j",
+            slurm_id,
+            "--format=JobID,State%30,ExitCode,Reason%60",
+        ]
+    )
     view = parse_sacct(out, slurm_id) if out else None
     if view is not None:
         return view
@@ -175,8 +190,13 @@ def _load_cache(job_dir: Path) -> dict[str, Any] | None:
 
 
 def _save_cache(job_dir: Path, view: SlurmView) -> None:
-    data = {"raw": view.raw, "exit_code": view.exit_code, "reason": view.reason,
-            "source": view.source, "time": time.time()}
+    data = {
+        "raw": view.raw,
+        "exit_code": view.exit_code,
+        "reason": view.reason,
+        "source": view.source,
+        "time": time.time(),
+    }
     tmp = job_dir / f".{CACHE_FILE}.tmp"
     try:
         from qshpc.store import perms
@@ -237,8 +257,10 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
     elif view.raw == "CANCELLED":
         why = "the job was cancelled (scancel) before the program finished"
     else:
-        why = (f"the Slurm job ended {view.raw} (exit code {view.exit_code or '?'}) before the "
-               "program finished: see `qshpc logs` (the slurm-* logs show start-up errors)")
+        why = (
+            f"the Slurm job ended {view.raw} (exit code {view.exit_code or '?'}) before the "
+            "program finished: see `qshpc logs` (the slurm-* logs show start-up errors)"
+        )
     mark_terminal(job_dir, new, why)
     _save_cache(job_dir, view)
     meta["state"], meta["error"] = new, why
@@ -281,6 +303,8 @@ def reconcile_slurm(job_dir: Path, meta: dict[str, Any]) -> None:
 def _apply_cached(meta: dict[str, Any], view: SlurmView) -> None:
     """A store state of CANCELED/FAILED that Slurm explains becomes FAILED with the reason."""
     if meta.get("state") != "SUCCEEDED" and view.raw in EXPLAINS:
-        if meta.get("state") != "FAILED" or not str(meta.get("error") or "").startswith("Slurm ended"):
+        if meta.get("state") != "FAILED" or not str(meta.get("error") or "").startswith(
+            "Slurm ended"
+        ):
             meta["error"] = _explained(view, meta.get("error"))
         meta["state"] = "FAILED"

@@ -18,7 +18,9 @@ from typing import Any
 GPU_BIND_ENV = "QSHPC_GPU_BIND"
 
 
-def bind_gpu(gpus_per_node: int, environ: dict[str, str] | os._Environ[str] | None = None) -> str | None:
+def bind_gpu(
+    gpus_per_node: int, environ: dict[str, str] | os._Environ[str] | None = None
+) -> str | None:
     """Make this rank see exactly one GPU, chosen by its local rank (``SLURM_LOCALID``).
 
     Slurm's ``CUDA_VISIBLE_DEVICES`` (all GPUs of the node) is narrowed to
@@ -49,7 +51,10 @@ def link_slurm_log(job_dir: Path, rank: int) -> None:
     """
     folder = os.environ.get("SUBMITIT_FOLDER")
     slurm_id = os.environ.get("SLURM_JOB_ID")
-    array_job, array_task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    array_job, array_task = (
+        os.environ.get("SLURM_ARRAY_JOB_ID"),
+        os.environ.get("SLURM_ARRAY_TASK_ID"),
+    )
     if array_job and array_task:  # submitit names an array element's logs <array id>_<index>_<rank>
         slurm_id = f"{array_job}_{array_task}"
     if not folder or not slurm_id:
