@@ -50,6 +50,8 @@ _IN_FLIGHT = 2  # batches per worker
 _MAX_BATCH = 512
 _COMMIT_S = 0.02  # under load, commit (and resolve) at most this often
 _MAX_SLEEP_S = 0.002
+_MIN_SLEEP_S = 50e-6
+_MIN_BATCH_S = 0.002  # the least work worth a batch of its own (see _batch_size)
 
 
 class _Entry:
@@ -137,6 +139,7 @@ class Dispatcher:
         self._idle = False
         self._stop = False
         self._mean_task_s = 0.0
+        self._last_size = 1
         self._root_mode = "0"
         self._root_has_core = False
         self._error: BaseException | None = None
@@ -256,7 +259,9 @@ class Dispatcher:
                     continue
                 break
             mark_running([e.ref])
-            raw = e.payload if type(e.payload) is bytes else pickle.dumps((e.payload, {}), protocol=5)
+            raw = (
+                e.payload if type(e.payload) is bytes else pickle.dumps((e.payload, {}), protocol=5)
+            )
             args, kwargs = pickle.loads(raw)
             if e.objs:
                 args = substitute(args, self._object_of)
@@ -437,7 +442,7 @@ class Dispatcher:
             if progressed:
                 sleep = 0.0
                 continue
-            sleep = min(_MAX_SLEEP_S, sleep * 2 or 20e-6)
+            sleep = min(self._sleep_cap(), sleep * 2 or 20e-6)
             # Nothing moved (no result in, every worker full or nothing queued):
             # sleep, or this thread spins a core the workers need. A new call
             # wakes it only when a worker has room for it: waking it for every
@@ -479,7 +484,7 @@ class Dispatcher:
                 break
             if not w.alive or len(w.batches) >= _IN_FLIGHT:
                 continue
-            size = min(_MAX_BATCH, max(1, -(-len(self.pending) // (2 * n))))
+            size = self._batch_size(len(self.pending), n)
             batch = []
             try:
                 for _ in range(size):
@@ -511,6 +516,7 @@ class Dispatcher:
                 [e.submitted for e in batch],
                 None if keys.count(None) == len(keys) else keys,
             )
+            self._last_size = len(batch)
             bid = next(self._batch_ids)
             w.batches[bid] = batch
             if self._dispatch_log is not None:
@@ -528,6 +534,27 @@ class Dispatcher:
             )
             sent = True
         return sent
+
+    def _batch_size(self, pending: int, workers: int) -> int:
+        """Guided self-scheduling with a floor.
+
+        Guided: ``pending / (2 * workers)``, so a lone call leaves at once and a
+        burst leaves in big batches. The floor keeps the tail of a burst of tiny
+        calls from dissolving into one-call batches, each costing a round trip:
+        a batch should hold at least ``_MIN_BATCH_S`` of measured work (or the
+        remaining calls split evenly), which for calls of 2 ms or more is one call.
+        """
+        size = -(-pending // (2 * workers))
+        if self._mean_task_s > 0:
+            floor = min(_MAX_BATCH, int(_MIN_BATCH_S / self._mean_task_s))
+            size = max(size, min(floor, -(-pending // workers)))
+        return min(_MAX_BATCH, max(1, size))
+
+    def _sleep_cap(self) -> float:
+        """The longest back-off sleep: short while batches of short calls are out."""
+        if self._mean_task_s <= 0 or not any(w.batches for w in self.workers):
+            return _MAX_SLEEP_S
+        return min(_MAX_SLEEP_S, max(_MIN_SLEEP_S, self._mean_task_s * self._last_size / 4))
 
     def _on_result(self, source: int, data: Any) -> None:
         _, bid, first, values, chunk, failures, final = data

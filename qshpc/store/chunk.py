@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from qshpc.store import layout as L
-from qshpc.store.encoding_blob import encode_blob
+from qshpc.store.encoding_blob import _pack, encode_blob
 from qshpc.store.jsonable import to_jsonable
 
 #: Results whose encoding is larger than this travel once, as the value, and
@@ -50,7 +50,9 @@ def encode_meta(
 ) -> bytes:
     """The meta blob of one task record."""
     prov = to_jsonable(provenance) if provenance else None
-    return encode_blob([task_id, key_bytes(key), function, host, error, prov])
+    # Plain strings and JSON-able values only: straight to msgpack (encode_blob
+    # would first check whether the list is a list of circuits).
+    return _pack([task_id, key_bytes(key), function, host, error, prov])
 
 
 @dataclass
