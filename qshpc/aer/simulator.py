@@ -166,6 +166,15 @@ def transpile_for(
     return list(out)
 
 
+def warm() -> None:
+    """Build the default simulator and level-1 pass manager now (about 0.1 s).
+
+    Workers call this while rank 0 is still starting, so that the first task
+    does not pay for it.
+    """
+    get_pass_manager(sim_spec(), 1)
+
+
 def reset_caches() -> None:
     """Drop the cached simulators and pass managers (for tests)."""
     with _lock:
@@ -182,4 +191,5 @@ __all__ = [
     "reset_caches",
     "sim_spec",
     "transpile_for",
+    "warm",
 ]

@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import itertools
-import pickle
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qshpc.refs import ObjectRef, TaskRef, find_refs, resolve_many, substitute
-from qshpc.runtime import context
+from qshpc.runtime import context, payload
 from qshpc.runtime.execute import Outcome, run_task
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ class Backend(Protocol):
 def dumps_payload(args: tuple[Any, ...], kwargs: dict[str, Any], name: str, task_id: str) -> bytes:
     """Pickle a task's arguments (snapshot at call time), naming the task if they cannot be."""
     try:
-        return pickle.dumps((args, kwargs), protocol=5)
+        return payload.dumps((args, kwargs))
     except Exception:
         import cloudpickle
 

@@ -215,6 +215,10 @@ def _run_rank(spec: RunSpec) -> int:
             job_dir = prepare_job(spec)
         except UserError as exc:
             error = str(exc)
+    else:
+        from qshpc.runtime.worker import preload
+
+        preload()  # while rank 0 prepares the job, so the first task need not wait for it
     job_dir_s, error, prog = comm.bcast(
         (str(job_dir) if job_dir else None, error, str(spec.program.resolve())), root=0
     )

@@ -164,7 +164,7 @@ class ChunkBuilder:
         rows["meta_len"] = meta_len
         rows["off"] = np.cumsum(meta_len) - meta_len
         rows["res_len"] = res_len
-        rows["res_off"] = np.cumsum(res_len) - res_len
+        rows["res_off"] = np.where(res_len > 0, np.cumsum(res_len) - res_len, 0)
         return RecordChunk(rows, b"".join(self.meta), b"".join(self.data), list(self.unencoded))
 
 
