@@ -47,7 +47,7 @@ def run(ranks: int, kind: str, n: int, root_works: str, tmp: str) -> float:
 
 def main() -> None:
     print(
-        "| ranks | tasks | rank 0 sleeps (s) | rank 0 works (s) | auto (default) (s) | works / sleeps | auto / sleeps |"
+        "| ranks | tasks | rank 0 sleeps (s) | rank 0 works (s) | auto (s) | works / sleeps | auto / sleeps |"
     )
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -140,6 +140,7 @@ class Dispatcher:
         self._stop = False
         self._mean_task_s = 0.0
         self._last_size = 1
+        self._last_send = 0.0
         self._root_mode = "0"
         self._root_has_core = False
         self._error: BaseException | None = None
@@ -517,6 +518,7 @@ class Dispatcher:
                 None if keys.count(None) == len(keys) else keys,
             )
             self._last_size = len(batch)
+            self._last_send = time.monotonic()
             bid = next(self._batch_ids)
             w.batches[bid] = batch
             if self._dispatch_log is not None:
@@ -551,10 +553,18 @@ class Dispatcher:
         return min(_MAX_BATCH, max(1, size))
 
     def _sleep_cap(self) -> float:
-        """The longest back-off sleep: short while batches of short calls are out."""
+        """The longest back-off sleep: short only while a batch of short calls is due back.
+
+        A batch out for longer than 4 times its expected time plus 5 ms (calls not
+        as short as the last ones were) gets the full back-off, so that waiting
+        for long calls stays cheap.
+        """
         if self._mean_task_s <= 0 or not any(w.batches for w in self.workers):
             return _MAX_SLEEP_S
-        return min(_MAX_SLEEP_S, max(_MIN_SLEEP_S, self._mean_task_s * self._last_size / 4))
+        expected = self._mean_task_s * self._last_size
+        if time.monotonic() - self._last_send > 4 * expected + 0.005:
+            return _MAX_SLEEP_S
+        return min(_MAX_SLEEP_S, max(_MIN_SLEEP_S, expected / 4))
 
     def _on_result(self, source: int, data: Any) -> None:
         _, bid, first, values, chunk, failures, final = data
