@@ -257,6 +257,10 @@ def _serve(mpi: Any, comm: Any) -> None:
             tag = status.Get_tag()
             data = msg.recv()
             if tag == TAG_STOP:
+                # Rank 0 received every result before it said stop, unless it
+                # aborted: then it no longer listens, and waiting would only
+                # delay the goodbye it waits for.
+                sender.flush(timeout=0.5)
                 return
             assert tag == TAG_BATCH
             _, bid, new_funcs, new_objs, job_seed, *columns = data
@@ -268,7 +272,7 @@ def _serve(mpi: Any, comm: Any) -> None:
                 objects[oid] = obj
             _run_batch(sender, bid, columns, funcs, lookup if objects else None, info)
     finally:
-        sender.flush()
+        sender.flush(timeout=0.5)
 
 
 def _run_batch(
