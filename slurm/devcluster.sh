@@ -554,6 +554,11 @@ cmd_up() {
     fi
     ensure_packages
     mkdir -p "$DIR" "$RUN" "$LOG" "$STATE/ctld"
+    # The daemons keep the directory they start in as their cwd. Started from a
+    # checkout that is later deleted (a CI clone made again), slurmd launched
+    # requeued batch jobs from a deleted cwd, and their MPI start-up failed
+    # ("mpi/pmi2: invalid client request"). Start them from the state dir.
+    cd "$DIR"
     chmod 755 "$DIR"
 
     local old_nodes=""
