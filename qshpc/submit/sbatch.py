@@ -81,7 +81,19 @@ def setup_lines(res: SlurmResources, job_dir: Path) -> list[str]:
     if res.modules:
         lines.append("module load " + " ".join(shlex.quote(m) for m in res.modules))
     lines += res.setup
+    if res.requeue:
+        lines += REQUEUE_STEP_LINES
     return lines
+
+
+#: A requeued job starts again with the same job id. Were the program's step
+#: step 0 again, MPICH would name its node-local shared memory as in the killed
+#: run and find that run's segments (MPI_Init then aborts, or sends garbage
+#: through PMI). An empty step first gives the program's step a new id.
+REQUEUE_STEP_LINES = [
+    "# a requeued run: an empty step first, so the program's step gets a new id",
+    'if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then srun --ntasks=1 --nodes=1 true; fi',
+]
 
 
 def submitit_command(folder: Path, python: str | None = None) -> str:

@@ -111,12 +111,9 @@ def run_task(
 
     os.environ.update(env or {})
     bind_gpu(gpus_per_node)
-    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
-        # A requeued job restarts step 0 of the same job id: MPICH names its
-        # node-local shared memory after it and finds the killed run's segment,
-        # whose stale messages abort MPI_Init ("Message truncated"). Ranks on a
-        # node then talk through the network module instead.
-        os.environ.setdefault("MPIR_CVAR_NOLOCAL", "1")
+    # A requeued run's step has a new step id (the batch script runs an empty
+    # step first, see qshpc.submit.sbatch.REQUEUE_STEP_LINES), so MPICH does not
+    # meet the killed run's shared memory.
     rank = int(os.environ.get("SLURM_PROCID", "0"))
     link_slurm_log(Path(job_dir), rank)
     restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
