@@ -86,13 +86,14 @@ def setup_lines(res: SlurmResources, job_dir: Path) -> list[str]:
     return lines
 
 
-#: A requeued job starts again with the same job id. Were the program's step
-#: step 0 again, MPICH would name its node-local shared memory as in the killed
-#: run and find that run's segments (MPI_Init then aborts, or sends garbage
-#: through PMI). An empty step first gives the program's step a new id.
+#: A requeued job starts again with the same job id and step ids from 0. Were
+#: the program's step the same step as in a killed run, MPICH would name its
+#: node-local shared memory as then and find that run's segments (MPI_Init
+#: aborts, or sends garbage through PMI). Run N (restart count N-1) runs N-1
+#: empty steps first, so the program's step id is new in every run.
 REQUEUE_STEP_LINES = [
-    "# a requeued run: an empty step first, so the program's step gets a new id",
-    'if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then srun --ntasks=1 --nodes=1 true; fi',
+    "# requeued: one empty step per restart, so the program's step id is new in every run",
+    'for _ in $(seq "${SLURM_RESTART_COUNT:-0}"); do srun --ntasks=1 --nodes=1 true; done',
 ]
 
 
