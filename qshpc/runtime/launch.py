@@ -281,10 +281,16 @@ def _run_job(
     info = context.rank_info()
     tee = LogTee(job_dir / "logs" / "rank-0.out")
     trusted = _own_private_file(job_dir / "job.h5")
-    with JobReader.open(job_dir) as r:
-        meta = r.meta()
-        arguments = r.arguments(allow_pickle=trusted)
-        done = r.done_records(allow_pickle=trusted) if spec.resume else {}
+    try:
+        with JobReader.open(job_dir) as r:
+            meta = r.meta()
+            arguments = r.arguments(allow_pickle=trusted)
+            done = r.done_records(allow_pickle=trusted) if spec.resume else {}
+    except BaseException:
+        # The CLI prints the error after this returns: restore stderr first, or
+        # the message can be lost in the tee's pipe when the process exits.
+        tee.close()
+        raise
     seed = spec.seed if spec.seed is not None else meta.get("seed")
     context.set_job_seed(seed)
     runtime = {
