@@ -141,19 +141,11 @@ def resolve_many(items: Iterable[tuple[TaskRef[Any], bool, Any]]) -> None:
 
 def resolve_values(chunks: Iterable[tuple[list[TaskRef[Any]], list[Any]]]) -> None:
     """Resolve successful references in one go: ``(refs, values)`` pairs of equal length."""
-    with_callbacks: list[TaskRef[Any]] = []
-    with _cond:
-        for refs, values in chunks:
-            for ref, value in zip(refs, values, strict=True):
-                if ref._state >= _DONE:
-                    continue
-                ref._value = value
-                ref._state = _DONE
-                if ref._callbacks:
-                    with_callbacks.append(ref)
-        _cond.notify_all()
-    for ref in with_callbacks:
-        ref._run_callbacks()
+    resolve_many(
+        (ref, True, value)
+        for refs, values in chunks
+        for ref, value in zip(refs, values, strict=True)
+    )
 
 
 def mark_running(refs: Iterable[TaskRef[Any]]) -> None:
