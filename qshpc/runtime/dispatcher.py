@@ -127,7 +127,6 @@ class Dispatcher:
         self._ids = itertools.count()
         self._batch_ids = itertools.count()
         self._fn_ids: dict[int, tuple[int, bytes, DistributedTask[Any, Any]]] = {}
-        self._fn_digests: dict[int, bytes] = {}
         self._fn_blobs: dict[int, tuple[bytes, DistributedTask[Any, Any]]] = {}
         self._resume = bool(session.done)
         self._objects: dict[int, Any] = {}
@@ -164,7 +163,6 @@ class Dispatcher:
 
         fn_id = len(self._fn_ids) + 1
         self._fn_ids[id(task)] = (fn_id, cloudpickle.dumps(task.func, protocol=5), task)
-        self._fn_digests[fn_id] = task.digest
         self._fn_blobs[fn_id] = (self._fn_ids[id(task)][1], task)
         return fn_id
 
@@ -500,7 +498,7 @@ class Dispatcher:
             for fn_id in set(fn_ids) - known:
                 known.add(fn_id)
                 blob, task = self._fn_blobs[fn_id]
-                funcs.append((fn_id, blob, task.name, self._fn_digests[fn_id]))
+                funcs.append((fn_id, blob, task.name, task.digest))
             if self._objects:
                 for e in batch:
                     for oid in e.objs:
