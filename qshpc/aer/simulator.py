@@ -160,10 +160,40 @@ def transpile_for(
     """
     if not circuits:
         return []
+    check_width(circuits, spec)
     pm = get_pass_manager(spec, optimization_level)
     processes = 1 if rank_info().size > 1 else None
     out = pm.run(list(circuits), num_processes=processes)
     return list(out)
+
+
+def check_width(circuits: list[QuantumCircuit], spec: SimSpec) -> None:
+    """Refuse a circuit wider than this rank's simulator can hold, before transpiling.
+
+    Aer sizes its simulator to this node's memory (30 statevector qubits in
+    24 GiB); the transpiler, given a wider circuit for that target, panics in
+    Rust rather than raising. The message says why and what to change.
+
+    Raises:
+        UserError: With the circuit, its width, the limit and the memory needed.
+    """
+    limit = int(get_simulator(spec).num_qubits)
+    wide = max(circuits, key=lambda c: int(c.num_qubits))
+    if int(wide.num_qubits) <= limit:
+        return
+    from qshpc.aer.sizing import GIB, estimate_memory_bytes
+
+    need = ""
+    if spec.method in ("statevector", "density_matrix", "unitary", "superop", "automatic"):
+        method = "statevector" if spec.method == "automatic" else spec.method
+        gib = estimate_memory_bytes(int(wide.num_qubits), method, spec.precision) / GIB
+        need = f" (it would need about {gib:,.0f} GiB)"
+    raise UserError(
+        f"circuit {wide.name!r} has {wide.num_qubits} qubits: more than the {limit} that "
+        f"Aer's {spec.method} method can hold in this node's memory{need}; use fewer "
+        "qubits, method='matrix_product_state' (low entanglement) or method='stabilizer' "
+        "(Clifford circuits)"
+    )
 
 
 def warm() -> None:
@@ -186,6 +216,7 @@ __all__ = [
     "METHODS",
     "PRECISIONS",
     "SimSpec",
+    "check_width",
     "get_pass_manager",
     "get_simulator",
     "reset_caches",

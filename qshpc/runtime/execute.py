@@ -11,6 +11,13 @@ from typing import Any
 from qshpc.errors import TaskError
 from qshpc.runtime import context
 
+#: What a task may raise and still be only a failed task: any exception, and a
+#: panic of a Rust or C++ extension (pyo3's ``PanicException`` derives from
+#: ``BaseException``; a transpiler panic must not take the worker down).
+TASK_ERRORS = BaseException
+#: What ends the process rather than the task.
+FATAL = (SystemExit, KeyboardInterrupt, GeneratorExit)
+
 
 @dataclass
 class Outcome:
@@ -67,7 +74,9 @@ def run_task(
     started = time.time()
     try:
         value = func(*args, **kwargs)
-    except Exception as exc:
+    except TASK_ERRORS as exc:
+        if isinstance(exc, FATAL):
+            raise
         finished = time.time()
         return Outcome(
             task_id,

@@ -115,6 +115,19 @@ def test_mid_circuit_measurement_falls_back_to_sampling() -> None:
     assert result.quasi_dists[0] == pytest.approx({0: 0.5, 1: 0.5}, abs=0.03)
 
 
+def test_circuit_wider_than_the_simulator_is_a_user_error() -> None:
+    wide = QuantumCircuit(48, name="wide")
+    wide.h(range(48))
+    wide.measure_all()
+    with pytest.raises(UserError, match=r"circuit 'wide' has 48 qubits: more than the \d+ that"):
+        Sampler().run(wide)
+    with pytest.raises(UserError, match="method='matrix_product_state'"):
+        Sampler(options={"shots": 10}).run(wide)
+    # the same circuit fits the stabilizer method (it is Clifford)
+    dist = Sampler(options={"method": "stabilizer", "shots": 100, "seed": 1}).run(wide)
+    assert sum(dist.result().quasi_dists[0].values()) == pytest.approx(1.0)
+
+
 def chi_square(counts: dict[int, int], probs: dict[int, float], shots: int) -> tuple[float, int]:
     """Pearson statistic over outcomes with expected count >= 5 (others pooled)."""
     keys = set(counts) | set(probs)
