@@ -2,9 +2,12 @@
 
 One call: analyse each distinct circuit once, transpile the distinct circuits
 once with this rank's cached pass manager, then run every experiment in at most
-two Aer batches (exact ones with ``save_probabilities`` and one shot, sampled
-ones with the shots asked for). Parametrized circuits are bound by Aer itself
-(``parameter_binds``), so a sweep of K points is one transpile and one run.
+two Aer batches: circuits whose measurements are all final with
+``save_probabilities`` and one shot (shots, when asked for, are drawn from that
+marginal here), the others with the shots asked for. Parametrized circuits are
+bound by Aer itself (``parameter_binds``), so a sweep of K points is one
+transpile and one run. On a worker, the exact runs of several tasks share one
+Aer run (:mod:`qshpc.runtime.coop`).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from qshpc.aer.circuits import ExactPlan, circuit_sha256, marginal_to_dist, prepare_exact
 from qshpc.aer.provenance import record_run
 from qshpc.aer.results import QuasiDistribution
+from qshpc.aer.sampling import SAMPLE_MAX_QUBITS, draw_seed, sample_marginal
 from qshpc.aer.simulator import SimSpec, get_simulator, transpile_for
 from qshpc.errors import UserError
+from qshpc.runtime.coop import seconds_for_others, together
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
@@ -74,11 +79,20 @@ def sample_distributions(
 ) -> tuple[list[QuasiDistribution], list[dict[str, Any]]]:
     """V1 quasi-distributions for circuits with their parameter values.
 
+    A circuit whose measurements are all final is simulated once for the
+    marginal over its measured qubits (``save_probabilities``); with ``shots``
+    the shots are then drawn from it (:mod:`qshpc.aer.sampling`). Those runs go
+    through :func:`qshpc.runtime.coop.together`, so on a worker the runs of
+    several tasks share one Aer run. Other circuits (mid-circuit measurements,
+    resets, classical control, more than ``SAMPLE_MAX_QUBITS`` measured qubits
+    with shots, or extra Aer run options such as a noise model) are sampled by
+    Aer with ``seed_simulator``.
+
     Args:
         circuits: One circuit per experiment (the same object may repeat).
         parameter_values: One sequence of values per experiment.
         shots: None for exact probabilities, else the shots to sample.
-        seed: ``seed_simulator`` (None lets Aer draw one).
+        seed: The seed (None: one is drawn, or left to Aer, and recorded).
         spec: This rank's simulator spec.
         optimization_level: Preset pass manager level.
         run_options: Extra Aer run options.
@@ -90,11 +104,12 @@ def sample_distributions(
     if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
         raise UserError(f"shots must be a positive int or None, got {shots!r}")
     start = time.perf_counter()
+    not_ours = seconds_for_others()
     templates: dict[int, _Template] = {}
     for out, (circ, values) in enumerate(zip(circuits, parameter_values, strict=True)):
         t = templates.get(id(circ))
         if t is None:
-            t = _Template(circ, prepare_exact(circ) if shots is None else None)
+            t = _Template(circ, _plan(circ, shots, run_options))
             templates[id(circ)] = t
         t.rows.append((out, tuple(values)))
     tlist = list(templates.values())
@@ -109,7 +124,7 @@ def sample_distributions(
         if t.plan is not None and t.plan.exact:
             if not t.plan.qubits:  # nothing measured: the empty register reads 0
                 for out, _ in t.rows:
-                    dists[out] = QuasiDistribution({0: 1.0})
+                    dists[out] = QuasiDistribution({0: 1.0}, shots=shots)
                 continue
             from qiskit_aer.library import SaveProbabilities
 
@@ -120,22 +135,30 @@ def sample_distributions(
             sampled_runs.append((t, tc))
 
     used_seed = seed
+    shared = 0
     if exact_runs:
-        res = _run(exact_runs, spec, 1, seed, run_options)
-        for (t, out, _), data in zip(_expand(exact_runs), res.data_list, strict=True):
+        if shots is not None and used_seed is None:
+            used_seed = draw_seed()
+        exact, shared = _exact_data(exact_runs, spec, run_options)
+        for (t, out, _), data in zip(_expand(exact_runs), exact, strict=True):
             assert t.plan is not None
-            dists[out] = QuasiDistribution(marginal_to_dist(data["probabilities"], t.plan))
-        used_seed = res.seed if used_seed is None else used_seed
+            if shots is None:
+                dists[out] = QuasiDistribution(marginal_to_dist(data["probabilities"], t.plan))
+                continue
+            assert used_seed is not None
+            counts = sample_marginal(data["probabilities"], t.plan, shots, used_seed, out)
+            dists[out] = QuasiDistribution({k: c / shots for k, c in counts.items()}, shots=shots)
+            meta[out] = {"shots": shots}
     if sampled_runs:
         n = shots if shots is not None else FALLBACK_SHOTS
-        res = _run(sampled_runs, spec, n, seed, run_options)
+        res = _run(sampled_runs, spec, n, used_seed, run_options)
         for (t, out, _), data in zip(_expand(sampled_runs), res.data_list, strict=True):
             counts = data.get("counts", {})
             dists[out] = QuasiDistribution(
                 {int(k, 16): c / n for k, c in counts.items()} or {0: 1.0}, shots=n
             )
             meta[out] = {"shots": n}
-            if t.plan is not None:
+            if t.plan is not None and shots is None:
                 meta[out]["note"] = (
                     f"exact probabilities need the final state, but {t.plan.reason}: "
                     f"sampled with {n} shots instead"
@@ -145,11 +168,66 @@ def sample_distributions(
         seed=used_seed,
         simulator=spec.as_dict(),
         circuit_hashes=[circuit_sha256(t.circuit) for t in tlist],
-        wall_s=time.perf_counter() - start,
+        wall_s=time.perf_counter() - start - (seconds_for_others() - not_ours),
         shots=shots,
         primitive=primitive,
+        shared=shared,
     )
     return [d if d is not None else QuasiDistribution() for d in dists], meta
+
+
+def _plan(
+    circuit: QuantumCircuit, shots: int | None, run_options: dict[str, Any] | None
+) -> ExactPlan | None:
+    """The exact plan of a circuit, or None when Aer must sample it with shots."""
+    if run_options and shots is not None:
+        return None  # a noise model, say: the final state is not the distribution
+    plan = prepare_exact(circuit)
+    if shots is not None and (not plan.exact or len(plan.qubits) > SAMPLE_MAX_QUBITS):
+        return None
+    return plan
+
+
+def _exact_data(
+    runs: list[tuple[_Template, QuantumCircuit]],
+    spec: SimSpec,
+    run_options: dict[str, Any] | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Aer data of exact runs (one shot, deterministic), in a run shared with other tasks
+    when possible; and how many experiments that Aer run held when shared (else 0)."""
+    experiments, binds = _experiments(runs)
+    item = _ExactItem(spec, experiments, binds, run_options or None, len(_expand(runs)))
+    if run_options:
+        return _exact_batch([item])[0]
+    return cast(
+        "tuple[list[dict[str, Any]], int]", together(("aer-exact", spec), _exact_batch, item)
+    )
+
+
+@dataclass(frozen=True)
+class _ExactItem:
+    spec: SimSpec
+    experiments: list[QuantumCircuit]
+    binds: list[dict[Any, list[float]]]
+    run_options: dict[str, Any] | None
+    outputs: int  # Aer results: one per experiment, or per bound row
+
+
+def _exact_batch(items: list[_ExactItem]) -> list[tuple[list[dict[str, Any]], int]]:
+    """One Aer run of the exact experiments of several calls: each call's data, and the total
+    experiments of the run when it held more than one call's (else 0)."""
+    first = items[0]
+    experiments = [e for item in items for e in item.experiments]
+    binds = [b for item in items for b in item.binds]
+    result = run_aer(first.spec, experiments, 1, None, binds, first.run_options)
+    data = [result.data(i) for i in range(len(result.results))]
+    out: list[tuple[list[dict[str, Any]], int]] = []
+    pos = 0
+    shared = len(data) if len(items) > 1 else 0
+    for item in items:
+        out.append((data[pos : pos + item.outputs], shared))
+        pos += item.outputs
+    return out
 
 
 def _expand(
@@ -171,14 +249,10 @@ class AerOutput:
     seed: int | None
 
 
-def _run(
+def _experiments(
     runs: list[tuple[_Template, QuantumCircuit]],
-    spec: SimSpec,
-    shots: int,
-    seed: int | None,
-    run_options: dict[str, Any] | None,
-) -> AerOutput:
-    """One Aer batch: parametrized circuits bound by Aer, others repeated per occurrence."""
+) -> tuple[list[QuantumCircuit], list[dict[Any, list[float]]]]:
+    """Aer experiments: parametrized circuits bound by Aer, others repeated per occurrence."""
     experiments: list[QuantumCircuit] = []
     binds: list[dict[Any, list[float]]] = []
     for t, tc in runs:
@@ -191,6 +265,18 @@ def _run(
                     bind_dict(t.circuit, tc, [values])  # raises with the counts
                 experiments.append(tc)
                 binds.append({})
+    return experiments, binds
+
+
+def _run(
+    runs: list[tuple[_Template, QuantumCircuit]],
+    spec: SimSpec,
+    shots: int,
+    seed: int | None,
+    run_options: dict[str, Any] | None,
+) -> AerOutput:
+    """One Aer batch of sampled experiments."""
+    experiments, binds = _experiments(runs)
     result = run_aer(spec, experiments, shots, seed, binds, run_options)
     data = [result.data(i) for i in range(len(result.results))]
     first = result.results[0].seed_simulator if result.results else None

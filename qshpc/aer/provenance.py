@@ -44,6 +44,7 @@ def record_run(
     wall_s: float,
     shots: int | None,
     primitive: str,
+    shared: int = 0,
 ) -> None:
     """Add one Aer run to the running task's provenance (no-op outside tasks).
 
@@ -51,9 +52,12 @@ def record_run(
         seed: ``seed_simulator`` used (the one Aer drew when none was given).
         simulator: ``{"method", "device", "precision", "threads", "gpu"}``.
         circuit_hashes: SHA-256 of each input circuit's QPY.
-        wall_s: Seconds the run took, transpiling included.
+        wall_s: Seconds the run took, transpiling included (on a worker that ran
+            it in a group: the task's own turns and its share of the shared Aer run).
         shots: Shots, or None for exact results.
         primitive: Which entry point ran, e.g. ``"Sampler"``.
+        shared: Experiments in the Aer run that computed this run's exact
+            states, when it was shared with other tasks (0: not shared).
     """
     task: TaskContext | None = current_task()
     if task is None:
@@ -62,12 +66,13 @@ def record_run(
     if last is not None and last[0] is task:
         acc: dict[str, Any] = last[1]
     else:
-        acc = {"circuit_sha256": [], "wall_s": 0.0, "aer_runs": 0, "seeds": []}
+        acc = {"circuit_sha256": [], "wall_s": 0.0, "aer_runs": 0, "seeds": [], "shared": 0}
         _local.last = (task, acc)
     acc["circuit_sha256"].extend(circuit_hashes)
     acc["wall_s"] = round(acc["wall_s"] + wall_s, 6)
     acc["aer_runs"] += 1
     acc["seeds"].append(seed)
+    acc["shared"] = max(acc["shared"], shared)
     record_provenance(
         seed=acc["seeds"][0],
         seeds=list(acc["seeds"]),
@@ -81,6 +86,8 @@ def record_run(
         shots=shots,
         primitive=primitive,
     )
+    if acc["shared"] > 1:
+        record_provenance(aer_shared_experiments=acc["shared"])
 
 
 __all__ = ["aer_version", "record_run", "resolve_seed"]

@@ -1,0 +1,294 @@
+"""Running one batch of calls on a worker, and encoding their results for rank 0.
+
+Calls run in the batch's order. A function whose calls run Aer's exact
+simulations (``qshpc.runtime.coop.together``) and are short runs its calls in
+a cooperative group instead: they still take turns, but their simulations share
+one Aer run per turn of the group, which saves Aer's fixed cost per run (see
+:mod:`qshpc.runtime.coop`). ``QSHPC_COOP_WIDTH`` sets how many calls a group
+holds at once (default 16; 1 turns groups off).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import traceback
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from qshpc.refs import substitute
+from qshpc.runtime import context, coop
+from qshpc.runtime.backend import task_key
+from qshpc.runtime.execute import FATAL, TASK_ERRORS
+from qshpc.seeding import derive_seed
+from qshpc.store.chunk import ChunkBuilder, encode_meta
+
+if TYPE_CHECKING:
+    from qshpc.runtime.worker import _Sender
+
+_PARTIAL_S = 0.25  # send finished results of a long batch at least this often
+#: Calls longer than this gain too little from sharing a simulator run (its
+#: fixed cost is under 1 ms) to be worth holding their results back for a group.
+_COOP_MAX_TASK_S = 0.1
+
+
+class Results:
+    """Finished attempts of one batch not yet sent, encoded for the store as they finish."""
+
+    def __init__(self, rank: int, host: str) -> None:
+        self.host = host
+        self.builder = ChunkBuilder(rank)
+        self.values: list[Any] = []
+        self.failures: list[tuple[int, str, str]] = []
+        self.info: list[tuple[str, str, str, dict[str, Any]]] = []  # id, key, name, provenance
+        self.seeds: list[int | None] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(
+        self,
+        task_id: str,
+        key: str,
+        name: str,
+        ok: bool,
+        value: Any,
+        error: str | None,
+        exc_type: str,
+        provenance: dict[str, Any],
+        seed: int | None,
+        started: float,
+        finished: float,
+    ) -> None:
+        meta = encode_meta(task_id, key, name, self.host, error, provenance)
+        try:
+            self.builder.add(meta, ok, value, started, finished)
+        except Exception as exc:  # the value cannot be stored: the task failed
+            ok, value, error, exc_type = (
+                False,
+                None,
+                _unsendable(task_id, name, value, exc),
+                "SerializationError",
+            )
+            meta = encode_meta(task_id, key, name, self.host, error, provenance)
+            self.builder.add(meta, False, None, started, finished)
+        if not ok:
+            self.failures.append((len(self.values), error or "", exc_type))
+        self.values.append(value)
+        self.info.append((task_id, key, name, provenance))
+        self.seeds.append(seed)
+
+    def fail_unpicklable(self) -> None:
+        """Turn every value that pickle cannot carry into its task's failure."""
+        for i, value in enumerate(self.values):
+            if value is None:
+                continue
+            try:
+                pickle.dumps(value, protocol=5)
+            except Exception as exc:
+                task_id, key, name, prov = self.info[i]
+                error = _unsendable(task_id, name, value, exc)
+                self.builder.fail(i, encode_meta(task_id, key, name, self.host, error, prov))
+                self.values[i] = None
+                self.failures.append((i, error, "SerializationError"))
+
+    def message(
+        self, bid: int, first: int, submitted: Any, attempts: list[int] | None, final: bool
+    ) -> tuple[Any, ...]:
+        """The result message for rank 0."""
+        n = len(self.values)
+        chunk = self.builder.take(
+            submitted[first : first + n],
+            None if attempts is None else attempts[first : first + n],
+            self.seeds if any(s is not None for s in self.seeds) else None,
+        )
+        return ("R", bid, first, self.values, chunk, sorted(self.failures), final)
+
+
+def _unsendable(task_id: str, name: str, value: Any, exc: BaseException) -> str:
+    return (
+        f"SerializationError: the return value of task {task_id} ({name}, "
+        f"{type(value).__name__}) cannot be serialized: {exc}. Return plain data, numpy "
+        "arrays or Qiskit objects.\n"
+    )
+
+
+class BatchRunner:
+    """A worker's batch runner: it learns which functions gain from a group.
+
+    Args:
+        info: This rank's place in the job.
+    """
+
+    def __init__(self, info: context.RankInfo) -> None:
+        self.info = info
+        width = int(os.environ.get("QSHPC_COOP_WIDTH", "16") or 1)
+        self.group = coop.Group(width) if width > 1 else None
+        self.seconds: dict[bytes, float] = {}  # digest -> mean seconds of calls with steps
+        self.grouped: set[bytes] = set()  # digests whose calls run in a group
+
+    def run(
+        self,
+        sender: _Sender,
+        bid: int,
+        columns: list[Any],
+        funcs: dict[int, tuple[Any, str, bytes]],
+        lookup: Any,
+    ) -> None:
+        """Run one batch's calls, sending results in order at least every ``_PARTIAL_S``.
+
+        ``columns``: task ids, function id (one int for all, or one per call),
+        payloads (pickled ``(args, kwargs)`` bytes, or a tuple of plain positional
+        values), attempts (None: all first), submission times, keys (None: this
+        worker computes them).
+        """
+        ids, fn_ids, _, attempts, submitted, _ = columns
+        n = len(ids)
+        job_seed = context.job_seed()
+        flow = _InOrder(sender, bid, n, submitted, attempts, self.info)
+        one_fn = type(fn_ids) is int
+        digest = funcs[fn_ids if one_fn else fn_ids[0]][2]
+        call = _caller(columns, funcs, lookup, job_seed)
+        grouped, steps, add, now = self.grouped, coop.STEPS_ALONE, flow.results.add, time.monotonic
+        pos = 0
+        while pos < n:
+            if not one_fn:
+                digest = funcs[fn_ids[pos]][2]
+            if digest in grouped and pos < n - 1:
+                break
+            seen = steps[0]
+            outcome = call(pos)
+            if steps[0] != seen:
+                self._learn(digest, outcome[-1] - outcome[-2])
+            add(*outcome)
+            pos += 1
+            if pos < n and now() - flow.last > _PARTIAL_S:
+                flow.send_part()
+                add = flow.results.add
+        flow.next = pos
+        if pos < n:
+            assert self.group is not None
+            done = flow.done
+
+            def into_done(p: int) -> None:
+                done[p] = call(p)
+
+            self.group.run([partial(into_done, p) for p in range(pos, n)], after=flow.drain)
+            flow.drain()
+        sender.send(flow.results, bid, flow.first, submitted, attempts, True)
+
+    def _learn(self, digest: bytes, seconds: float) -> None:
+        """A call of this function had a step and took ``seconds``: group its calls if short."""
+        old = self.seconds.get(digest)
+        mean = seconds if old is None else 0.5 * (old + seconds)
+        self.seconds[digest] = mean
+        if self.group is not None and mean < _COOP_MAX_TASK_S:
+            self.grouped.add(digest)
+
+
+class _InOrder:
+    """Results of one batch in batch order; a long batch's go to rank 0 in parts."""
+
+    def __init__(
+        self,
+        sender: _Sender,
+        bid: int,
+        n: int,
+        submitted: Any,
+        attempts: list[int] | None,
+        info: context.RankInfo,
+    ) -> None:
+        self.sender, self.bid = sender, bid
+        self.submitted, self.attempts, self.info = submitted, attempts, info
+        self.done: list[tuple[Any, ...] | None] = [None] * n  # outcomes of a group
+        self.results = Results(info.rank, info.host)
+        self.first = 0  # batch position of self.results[0]
+        self.next = 0  # batch position of the next outcome to add
+        self.last = time.monotonic()
+
+    def send_part(self) -> None:
+        """Send the results so far (not the batch's last message)."""
+        self.sender.send(self.results, self.bid, self.first, self.submitted, self.attempts, False)
+        self.first += len(self.results)
+        self.results = Results(self.info.rank, self.info.host)
+        self.last = time.monotonic()
+
+    def drain(self) -> None:
+        """Take a group's outcomes finished in order; send a part if one is due."""
+        done, n = self.done, len(self.done)
+        while self.next < n and done[self.next] is not None:
+            self.results.add(*done[self.next])  # type: ignore[misc]
+            done[self.next] = None
+            self.next += 1
+        if self.next < n and len(self.results) and time.monotonic() - self.last > _PARTIAL_S:
+            self.send_part()
+
+
+def _caller(
+    columns: list[Any],
+    funcs: dict[int, tuple[Any, str, bytes]],
+    lookup: Callable[[Any], Any] | None,
+    job_seed: int | None,
+) -> Callable[[int], tuple[Any, ...]]:
+    """``call(pos)``: run call ``pos`` of a batch; returns its outcome as ``Results.add`` takes it.
+
+    Everything a call reads is bound once per batch: at 150k calls a second,
+    each lookup saved per call shows.
+    """
+    ids, fn_ids, payloads, attempts, _, keys = columns
+    one_fn = type(fn_ids) is int
+    func, name, digest = funcs[fn_ids if one_fn else fn_ids[0]]
+    push, pop, task_context, now = (
+        context.push_task,
+        context.pop_task,
+        context.TaskContext,
+        time.time,
+    )
+
+    def call(pos: int) -> tuple[Any, ...]:
+        nonlocal func, name, digest
+        task_id = ids[pos]
+        if not one_fn:
+            func, name, digest = funcs[fn_ids[pos]]
+        attempt = 1 if attempts is None else attempts[pos]
+        seed = None if job_seed is None else derive_seed(job_seed, task_id)
+        key = None if keys is None else keys[pos]
+        payload = payloads[pos]
+        error: str | None = None
+        exc_type = ""
+        value: Any = None
+        prov = push(task_context(task_id, name, seed, attempt))
+        try:
+            if type(payload) is tuple:  # plain values, sent unpickled (Dispatcher.submit)
+                args, kwargs = payload, None
+                raw = None
+            else:
+                raw = payload
+                args, kwargs = pickle.loads(payload)
+                if lookup is not None:
+                    args, kwargs = substitute(args, lookup), substitute(kwargs, lookup)
+            if key is None:
+                key = task_key(digest, raw or pickle.dumps((args, {}), protocol=5), task_id)
+            started = now()
+            try:
+                value = func(*args, **kwargs) if kwargs else func(*args)
+                ok = True
+            except TASK_ERRORS as exc:
+                if isinstance(exc, FATAL):
+                    raise
+                ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
+            finished = now()
+        except Exception as exc:  # the arguments could not be unpickled
+            started = finished = now()
+            ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
+        finally:
+            pop()
+        key = key or ""
+        return (task_id, key, name, ok, value, error, exc_type, prov, seed, started, finished)
+
+    return call
+
+
+__all__ = ["BatchRunner", "Results"]

@@ -1,0 +1,212 @@
+"""Cooperative groups: calls take turns, their steps share runs, failures stay their own.
+
+The Aer part runs real Aer: the exact runs of a group's tasks share one Aer run,
+and every task's distribution (sampled ones included, with its seed) is the same
+as when the task runs alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+
+from qshpc.runtime import context, coop
+from qshpc.runtime.context import TaskContext
+
+
+@pytest.fixture
+def group() -> Iterator[coop.Group]:
+    g = coop.Group(4)
+    yield g
+    g.close()
+
+
+class Doubler:
+    """A step that doubles numbers, recording each shared call's size."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def __call__(self, items: list[Any]) -> list[Any]:
+        self.sizes.append(len(items))
+        if any(i < 0 for i in items):
+            raise ValueError(f"negative in {items}")
+        return [2 * i for i in items]
+
+
+def test_steps_of_a_group_share_runs_and_calls_take_turns(group: coop.Group) -> None:
+    execute = Doubler()
+    running = [0]
+    most = [0]
+    out: dict[int, int] = {}
+    order: list[int] = []
+
+    def call(i: int) -> None:
+        order.append(i)
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.001)  # lets another thread run, if one could
+        running[0] -= 1
+        a = coop.together("double", execute, i)
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        running[0] -= 1
+        out[i] = coop.together("double", execute, a)
+
+    group.run([partial(call, i) for i in range(10)])
+    assert out == {i: 4 * i for i in range(10)}
+    assert order == list(range(10))  # calls start in the batch's order
+    assert most[0] == 1  # never two calls at once
+    assert sum(execute.sizes) == 20
+    assert max(execute.sizes) == 4  # the group's width
+    assert len(execute.sizes) < 20
+
+
+def test_a_failing_item_fails_only_its_call(group: coop.Group) -> None:
+    execute = Doubler()
+    out: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        try:
+            out[i] = coop.together("double", execute, i)
+        except ValueError as exc:
+            out[i] = exc
+
+    group.run([partial(call, i) for i in (1, -2, 3, 4)])
+    assert out[1] == 2 and out[3] == 6 and out[4] == 8
+    assert isinstance(out[-2], ValueError) and "negative in [-2]" in str(out[-2])
+
+
+def test_steps_of_other_keys_run_apart(group: coop.Group) -> None:
+    a, b = Doubler(), Doubler()
+    out: dict[int, int] = {}
+
+    def call(i: int) -> None:
+        out[i] = coop.together("a" if i % 2 else "b", a if i % 2 else b, i)
+
+    group.run([partial(call, i) for i in range(4)])
+    assert out == {0: 0, 1: 2, 2: 4, 3: 6}
+    assert a.sizes == [2] and b.sizes == [2]
+
+
+def test_system_exit_in_a_call_reaches_the_caller(group: coop.Group) -> None:
+    def call(i: int) -> None:
+        if i == 2:
+            raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        group.run([partial(call, i) for i in range(4)])
+
+
+def test_outside_a_group_a_step_runs_at_once_and_is_counted() -> None:
+    execute = Doubler()
+    before = coop.STEPS_ALONE[0]
+    assert coop.together("double", execute, 5) == 10
+    assert coop.STEPS_ALONE[0] == before + 1
+    assert execute.sizes == [1]
+    # a thread of the user's inside a task is not a runner either
+    box: list[int] = []
+    t = threading.Thread(target=lambda: box.append(coop.together("double", execute, 1)))
+    t.start()
+    t.join()
+    assert box == [2]
+
+
+def test_time_parked_for_others_is_not_the_calls_own(group: coop.Group) -> None:
+    own: dict[int, float] = {}
+
+    def slow(items: list[int]) -> list[int]:
+        time.sleep(0.01 * len(items))
+        return items
+
+    def call(i: int) -> None:
+        start, others = time.perf_counter(), coop.seconds_for_others()
+        coop.together("slow", slow, i)
+        own[i] = time.perf_counter() - start - (coop.seconds_for_others() - others)
+
+    group.run([partial(call, i) for i in range(4)])
+    # each call's share of the 40 ms run is 10 ms; parked, it waited about 40 ms
+    assert all(0.005 < s < 0.03 for s in own.values()), own
+
+
+# --- real Aer: grouped tasks against the same tasks alone ---------------------------
+
+
+def _circuits(n: int) -> list[Any]:
+    from qiskit.circuit.random import random_circuit
+
+    out = []
+    for i in range(n):
+        c = random_circuit(5, 5, seed=40 + i)
+        c.measure_all()
+        out.append(c)
+    return out
+
+
+def _task(i: int, circuit: Any, shots: int | None, sink: dict[int, Any]) -> None:
+    from qshpc.aer import Sampler
+
+    task = TaskContext(task_id=str(i), function="t", seed=1000 + i)
+    prov = context.push_task(task)
+    try:
+        dist = Sampler(options={"shots": shots}).run(circuit).result().quasi_dists[0]
+    finally:
+        context.pop_task()
+    sink[i] = (dist, prov)
+
+
+@pytest.mark.parametrize("shots", [None, 300])
+def test_grouped_aer_tasks_equal_alone_and_share_one_run(
+    group: coop.Group, shots: int | None
+) -> None:
+    pytest.importorskip("qiskit_aer")
+    circuits = _circuits(6)
+    alone: dict[int, Any] = {}
+    for i, c in enumerate(circuits):
+        _task(i, c, shots, alone)
+    grouped: dict[int, Any] = {}
+    group.run([partial(_task, i, c, shots, grouped) for i, c in enumerate(circuits)])
+    for i in range(6):
+        assert grouped[i][0] == alone[i][0]  # bit-identical, sampled ones included
+        assert grouped[i][0].shots == shots
+        assert "aer_shared_experiments" not in alone[i][1]
+        assert grouped[i][1]["seed"] == 1000 + i
+    # width 4: tasks 0-3 shared one Aer run, 4-5 the next
+    assert [grouped[i][1]["aer_shared_experiments"] for i in range(6)] == [4, 4, 4, 4, 2, 2]
+
+
+def test_a_failing_aer_run_fails_only_its_task(
+    group: coop.Group, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Aer failing on one circuit of a shared run (injected: no real circuit both passes
+    the width check and makes Aer fail) fails that task only."""
+    pytest.importorskip("qiskit_aer")
+    from qshpc.aer import engine
+
+    real = engine.run_aer
+
+    def run_aer(spec: Any, experiments: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if any(e.name == "poison" for e in experiments):
+            raise RuntimeError("Aer failed: ERROR: injected")
+        return real(spec, experiments, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_aer", run_aer)
+    circuits = _circuits(4)
+    circuits[1].name = "poison"
+    out: dict[int, Any] = {}
+
+    def call(i: int, circuit: Any) -> None:
+        try:
+            _task(i, circuit, None, out)
+        except Exception as exc:
+            out[i] = exc
+
+    group.run([partial(call, i, c) for i, c in enumerate(circuits)])
+    assert isinstance(out[1], RuntimeError) and "injected" in str(out[1])
+    for i in (0, 2, 3):
+        assert isinstance(out[i], tuple) and abs(sum(out[i][0].values()) - 1) < 1e-9
