@@ -4,15 +4,20 @@ Workload: N random circuits (default 200 of 12 qubits, depth 12, seeded), 1024
 shots each.
 
 Baseline: the best single-process pipeline: one preset pass manager (level 1,
-the level qshpc uses), transpile all circuits, one AerSimulator batch run on all
-cores.
+the level qshpc uses), transpile all circuits, one AerSimulator batch run, on 1
+core and on all cores. Timed twice: in this process (circuits in memory,
+modules imported), and as a fresh process that starts Python, imports qiskit
+and Aer, loads the circuits from QPY, runs and saves the counts.
 
 qshpc: the seed-style program (one ``@distribute_task`` call per circuit, each
 ``Sampler(options={"shots": S}).run(circuit)``) through
 ``mpiexec -n K python -m qshpc run PROGRAM --arguments ARGS`` with K-1 workers.
-Two figures per run: the subprocess wall time (interpreter start, imports, MPI
-init, store writes included) and the program's own fan-out time, which the
-program prints on stdout as ``BENCH fanout_s=...``.
+Two figures per run: the program's own fan-out time, which the program prints
+on stdout as ``BENCH fanout_s=...`` (set beside the in-process baseline), and
+the subprocess wall time (interpreter start, imports, MPI init, store writes
+included; set beside the baseline process). "Equal cores": 1 worker against
+the 1-core baseline, 2 or more against the all-cores one (rank 0 only
+dispatches and sleeps).
 
 Run:
     python benchmarks/scaling.py                  # defaults above
@@ -75,7 +80,7 @@ def baseline(circuits: list, shots: int, threads: int) -> dict[str, float]:  # t
     sim = AerSimulator(max_parallel_threads=threads, max_parallel_experiments=0)
     pm = generate_preset_pass_manager(optimization_level=1, backend=sim)
     t1 = time.perf_counter()
-    isa = pm.run(circuits)
+    isa = pm.run(circuits, num_processes=1 if threads == 1 else None)
     t2 = time.perf_counter()
     result = sim.run(isa, shots=shots, seed_simulator=1).result()
     t3 = time.perf_counter()
@@ -98,6 +103,45 @@ def per_circuit(circuits: list, shots: int) -> float:  # type: ignore[type-arg]
     pm = generate_preset_pass_manager(optimization_level=1, backend=sim)
     for i, circuit in enumerate(circuits):
         sim.run(pm.run(circuit), shots=shots, seed_simulator=i).result()
+    return time.perf_counter() - t0
+
+
+BASELINE_SCRIPT = """\
+import json, sys
+from qiskit import qpy
+from qiskit.transpiler import generate_preset_pass_manager
+from qiskit_aer import AerSimulator
+
+qpy_file, shots, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+with open(qpy_file, "rb") as f:
+    circuits = qpy.load(f)
+sim = AerSimulator(max_parallel_threads=threads, max_parallel_experiments=0)
+pm = generate_preset_pass_manager(optimization_level=1, backend=sim)
+isa = pm.run(circuits, num_processes=1 if threads == 1 else None)
+result = sim.run(isa, shots=shots, seed_simulator=1).result()
+with open(out, "w") as f:
+    json.dump([result.get_counts(i) for i in range(len(circuits))], f)
+"""
+
+
+def baseline_process(workdir: Path, circuits: list, shots: int, threads: int) -> float:  # type: ignore[type-arg]
+    """Wall time of the baseline as a fresh process: interpreter, imports, load, run, save.
+
+    The figure to set beside qshpc's subprocess wall time (which includes its
+    own start-up, MPI init and store writes).
+    """
+    from qiskit import qpy
+
+    qpy_file = workdir / "circuits.qpy"
+    if not qpy_file.exists():
+        with qpy_file.open("wb") as f:
+            qpy.dump(circuits, f)
+    script = workdir / "baseline_process.py"
+    script.write_text(BASELINE_SCRIPT)
+    cmd = [sys.executable, str(script), str(qpy_file), str(shots), str(threads),
+           str(workdir / "baseline_counts.json")]  # fmt: skip
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, timeout=900)
     return time.perf_counter() - t0
 
 
@@ -172,6 +216,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="qshpc-bench-") as tmp:
         workdir = Path(tmp)
+        proc = {
+            k: min(baseline_process(workdir, circuits, opts.shots, k) for _ in range(repeat))
+            for k in sorted({1, cores})
+        }
+        print(
+            "baseline as a fresh process (python start, imports, load QPY, run, save): "
+            + ", ".join(f"{k} core{'s' if k > 1 else ''} {t:.2f} s" for k, t in proc.items())
+        )
         program = workdir / "bench_program.py"
         program.write_text(PROGRAM)
         args_file = workdir / "args.h5"
@@ -183,20 +235,17 @@ def main() -> None:
 
     # "Equal cores": K workers against the baseline on K cores (rank 0 only
     # dispatches and sleeps; see QSHPC_ROOT_WORKS).
-    header = ("workers", "ranks", "wall s", "fan-out s", "base s", "wall/base", "fan-out/base")
+    # Fan-out against the in-process baseline; wall against the baseline process.
+    header = ("workers", "ranks", "fan-out s", "base s", "fan-out/base", "wall s", "proc s",
+              "wall/proc")  # fmt: skip
     print(" ".join(f"{h:>12}" for h in header))
     for workers, res in rows:
-        ref = (base1 if workers == 1 else base)["total_s"] if workers <= cores else base["total_s"]
+        equal = 1 if workers == 1 else cores
+        ref = (base1 if equal == 1 else base)["total_s"]
         wall, fan = res["wall_s"], res["fanout_s"]
-        cells = (
-            workers,
-            workers + 1,
-            f"{wall:.2f}",
-            f"{fan:.2f}",
-            f"{ref:.2f}",
-            f"{wall / ref:.2f}",
-        )
-        print(" ".join(f"{c:>12}" for c in (*cells, f"{fan / ref:.2f}")))
+        cells = (workers, workers + 1, f"{fan:.2f}", f"{ref:.2f}", f"{fan / ref:.2f}",
+                 f"{wall:.2f}", f"{proc[equal]:.2f}", f"{wall / proc[equal]:.2f}")  # fmt: skip
+        print(" ".join(f"{c:>12}" for c in cells))
     by_workers = dict(rows)
     if 1 in by_workers and 2 in by_workers:
         for key, label in (("fanout_s", "fan-out"), ("wall_s", "wall")):
