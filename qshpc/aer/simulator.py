@@ -36,6 +36,7 @@ PRECISIONS = ("double", "single")
 _lock = threading.Lock()
 _simulators: dict[SimSpec, Any] = {}
 _pass_managers: dict[tuple[SimSpec, int], StagedPassManager] = {}
+_widths: dict[SimSpec, int] = {}  # the most qubits each simulator holds
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,9 @@ def check_width(circuits: list[QuantumCircuit], spec: SimSpec) -> None:
     Raises:
         UserError: With the circuit, its width, the limit and the memory needed.
     """
-    limit = int(get_simulator(spec).num_qubits)
+    limit = _widths.get(spec)
+    if limit is None:  # AerSimulator.num_qubits builds a Target each time: about 1 ms
+        limit = _widths[spec] = int(get_simulator(spec).configuration().n_qubits)
     wide = max(circuits, key=lambda c: int(c.num_qubits))
     if int(wide.num_qubits) <= limit:
         return
@@ -210,6 +213,7 @@ def reset_caches() -> None:
     with _lock:
         _simulators.clear()
         _pass_managers.clear()
+        _widths.clear()
 
 
 __all__ = [
