@@ -5,7 +5,10 @@ Qiskit 2 removed the V1 reference Sampler that serverless programs call as
 exact probabilities by default (from the final state, like the reference
 Sampler), sampled ones with ``shots``. It runs on this rank's cached
 AerSimulator, transpiles with this rank's cached pass manager, seeds from the
-running task, and records provenance.
+running task, and records provenance. Shots of a circuit whose measurements
+are all final are drawn from its exact marginal with the seed (so the counts
+of a task do not depend on which other tasks shared its Aer run); other
+circuits are sampled by Aer with ``seed_simulator``.
 """
 
 from __future__ import annotations
