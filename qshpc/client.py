@@ -331,6 +331,32 @@ def array_folder(array_id: str) -> Path:
     return qshpc_home().absolute() / ARRAYS_DIR / array_id
 
 
+def drop_array_if_gone(job_dir: Path) -> bool:
+    """Remove the folder of ``job_dir``'s array once no element folder of it is left.
+
+    ``qshpc rm`` and ``qshpc gc`` call this after removing a job folder, so that
+    an array's shared folder (its manifest, Slurm's submission files, a local
+    array's driver log) goes with its last element.
+
+    Returns:
+        True when the array folder was removed.
+    """
+    import shutil
+
+    match = re.fullmatch(r"(.+)-\d+", job_dir.name)
+    if match is None:
+        return False
+    folder = array_folder(match.group(1))
+    try:
+        elements = json.loads((folder / "array.json").read_text())["elements"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if job_dir.name not in elements or any((job_dir.parent / e).exists() for e in elements):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
 def array_meta(array_id: str, index: int, size: int) -> dict[str, Any]:
     """The meta keys of element ``index`` of an array of ``size`` jobs."""
     return {"array_id": array_id, "array_index": index, "array_size": size}

@@ -104,6 +104,7 @@ def remove_job(job: Job, force: bool = False) -> str:
         UserError: It runs or is queued (without ``force``), its store is
             unreadable (without ``force``), or its folder is outside the store.
     """
+    from qshpc.client import drop_array_if_gone
     from qshpc.errors import UserError
 
     jid = job.job_dir.name
@@ -128,6 +129,7 @@ def remove_job(job: Job, force: bool = False) -> str:
             )
         job.stop()
     shutil.rmtree(job.job_dir)
+    drop_array_if_gone(job.job_dir)
     return state
 
 
@@ -233,6 +235,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Remove ended jobs older than --older-than (running and queued jobs are kept)."""
+        from qshpc.client import drop_array_if_gone
         from qshpc.errors import UserError
 
         age = parse_age(older_than, "--older-than")
@@ -247,6 +250,7 @@ def register(app: typer.Typer) -> None:
         for e in entries:
             if not dry_run:
                 shutil.rmtree(e.job.job_dir, ignore_errors=True)
+                drop_array_if_gone(e.job.job_dir)
             days = (now - e.since) / 86400
             echo(f"{verb} {e.job.job_dir.name}  {e.state:<9}  {days:.1f}d old  {_human(e.size)}")
         total = _human(sum(e.size for e in entries))

@@ -62,6 +62,15 @@ def test_map_failed_element_leaves_the_others(tmp_path: Path, qshpc_home: Path) 
     manifest = json.loads((qshpc_home / "arrays" / array_id / "array.json").read_text())
     assert manifest["elements"] == [j.job_id for j in jobs]
 
+    # the array's folder goes with its last element (rm, or gc)
+    for job in jobs[:2]:
+        assert run_cli("rm", job.job_id).returncode == 0
+        assert (qshpc_home / "arrays" / array_id).is_dir()
+    gone = run_cli("gc", "--older-than", "0m")
+    assert gone.returncode == 0, gone.stderr
+    assert not jobs[2].job_dir.exists()
+    assert not (qshpc_home / "arrays" / array_id).exists()
+
 
 def test_map_refuses_bad_lists(tmp_path: Path) -> None:
     (tmp_path / "sweep.py").write_text(SWEEP)
