@@ -113,8 +113,13 @@ def sample_distributions(
             templates[id(circ)] = t
         t.rows.append((out, tuple(values)))
     tlist = list(templates.values())
+    hashes = [circuit_sha256(t.circuit) for t in tlist]
     bodies = [t.plan.circuit if t.plan and t.plan.circuit is not None else t.circuit for t in tlist]
-    transpiled = transpile_for(bodies, spec, optimization_level)
+    keys = [
+        f"{h}:{'full' if b is t.circuit else 'body'}"
+        for h, b, t in zip(hashes, bodies, tlist, strict=True)
+    ]
+    transpiled = transpile_for(bodies, spec, optimization_level, keys)
 
     dists: list[QuasiDistribution | None] = [None] * len(circuits)
     meta: list[dict[str, Any]] = [{} for _ in circuits]
@@ -167,7 +172,7 @@ def sample_distributions(
     record_run(
         seed=used_seed,
         simulator=spec.as_dict(),
-        circuit_hashes=[circuit_sha256(t.circuit) for t in tlist],
+        circuit_hashes=hashes,
         wall_s=time.perf_counter() - start - (seconds_for_others() - not_ours),
         shots=shots,
         primitive=primitive,
@@ -193,10 +198,34 @@ def _exact_data(
     spec: SimSpec,
     run_options: dict[str, Any] | None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Aer data of exact runs (one shot, deterministic), in a run shared with other tasks
-    when possible; and how many experiments that Aer run held when shared (else 0)."""
+    """Aer data of exact runs, one per output in ``_expand`` order (see :func:`run_exact`)."""
     experiments, binds = _experiments(runs)
-    item = _ExactItem(spec, experiments, binds, run_options or None, len(_expand(runs)))
+    return run_exact(spec, experiments, binds, len(_expand(runs)), run_options)
+
+
+def run_exact(
+    spec: SimSpec,
+    experiments: list[QuantumCircuit],
+    binds: list[dict[Any, list[float]]],
+    outputs: int,
+    run_options: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Run deterministic experiments (one shot, ``save_*`` instructions), shared when possible.
+
+    Without ``run_options`` the run goes through :func:`qshpc.runtime.coop.together`:
+    on a worker, the exact runs of the tasks of a group share one Aer run.
+
+    Args:
+        spec: This rank's simulator spec.
+        experiments: Transpiled circuits with their save instructions.
+        binds: Aer ``parameter_binds`` entry per experiment (``{}`` when unbound).
+        outputs: Aer results these experiments give (one per experiment, or per bound row).
+        run_options: Extra Aer options (then the run is not shared).
+
+    Returns:
+        ``(data per output, experiments in the shared Aer run or 0 when not shared)``.
+    """
+    item = _ExactItem(spec, experiments, binds, run_options or None, outputs)
     if run_options:
         return _exact_batch([item])[0]
     return cast(
@@ -310,5 +339,6 @@ __all__ = [
     "bind_dict",
     "physical_qubits",
     "run_aer",
+    "run_exact",
     "sample_distributions",
 ]

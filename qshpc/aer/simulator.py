@@ -10,6 +10,8 @@ the ranks of a node never oversubscribe it.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,10 @@ _lock = threading.Lock()
 _simulators: dict[SimSpec, Any] = {}
 _pass_managers: dict[tuple[SimSpec, int], StagedPassManager] = {}
 _widths: dict[SimSpec, int] = {}  # the most qubits each simulator holds
+# Transpiled circuits by (spec, level, content key), least recently used first.
+_transpiled: OrderedDict[tuple[SimSpec, int, str], QuantumCircuit] = OrderedDict()
+_CACHE_SIZE = 128
+_CACHE_MAX_OPS = 20_000  # wider or deeper transpiled circuits are not kept
 
 
 @dataclass(frozen=True)
@@ -152,20 +158,56 @@ def get_pass_manager(spec: SimSpec, optimization_level: int = 1) -> StagedPassMa
 
 
 def transpile_for(
-    circuits: list[QuantumCircuit], spec: SimSpec, optimization_level: int = 1
+    circuits: list[QuantumCircuit],
+    spec: SimSpec,
+    optimization_level: int = 1,
+    keys: Sequence[str | None] | None = None,
 ) -> list[QuantumCircuit]:
     """Transpile circuits for this rank's simulator with the cached pass manager.
 
     Under MPI (more than one rank) the pass manager runs in this process only;
     the ranks are the parallelism.
+
+    Args:
+        circuits: The circuits.
+        spec: This rank's simulator spec.
+        optimization_level: Preset pass manager level.
+        keys: Optional content keys (e.g. a QPY hash), one per circuit: a circuit
+            whose key was transpiled before on this rank is not transpiled again
+            (the tasks of a parameter sweep send one template many times). The
+            caller gets its own copy either way, free to append to.
     """
     if not circuits:
         return []
     check_width(circuits, spec)
     pm = get_pass_manager(spec, optimization_level)
     processes = 1 if rank_info().size > 1 else None
-    out = pm.run(list(circuits), num_processes=processes)
-    return list(out)
+    if keys is None:
+        return list(pm.run(list(circuits), num_processes=processes))
+    out: list[QuantumCircuit | None] = [None] * len(circuits)
+    todo: list[int] = []
+    with _lock:
+        for i, key in enumerate(keys):
+            hit = None
+            if key is not None:
+                hit = _transpiled.get((spec, optimization_level, key))
+                if hit is not None:
+                    _transpiled.move_to_end((spec, optimization_level, key))
+                    out[i] = hit.copy()
+            if hit is None:
+                todo.append(i)
+    if todo:
+        fresh = pm.run([circuits[i] for i in todo], num_processes=processes)
+        with _lock:
+            for i, tc in zip(todo, fresh, strict=True):
+                key = keys[i]
+                if key is not None and len(tc.data) <= _CACHE_MAX_OPS:
+                    _transpiled[(spec, optimization_level, key)] = tc
+                    while len(_transpiled) > _CACHE_SIZE:
+                        _transpiled.popitem(last=False)
+                    tc = tc.copy()
+                out[i] = tc
+    return [tc for tc in out if tc is not None]
 
 
 def check_width(circuits: list[QuantumCircuit], spec: SimSpec) -> None:
@@ -214,6 +256,7 @@ def reset_caches() -> None:
         _simulators.clear()
         _pass_managers.clear()
         _widths.clear()
+        _transpiled.clear()
 
 
 __all__ = [

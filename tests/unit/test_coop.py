@@ -210,3 +210,61 @@ def test_a_failing_aer_run_fails_only_its_task(
     assert isinstance(out[1], RuntimeError) and "injected" in str(out[1])
     for i in (0, 2, 3):
         assert isinstance(out[i], tuple) and abs(sum(out[i][0].values()) - 1) < 1e-9
+
+
+def test_sweep_tasks_share_one_run_and_one_transpile(group: coop.Group) -> None:
+    """Tasks of a parameter sweep, each with its own copy of the template (as workers
+    receive them): one transpile per rank and one Aer run per group, values as alone."""
+    pytest.importorskip("qiskit_aer")
+    import io
+
+    from qiskit import QuantumCircuit, qpy
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import SparsePauliOp
+
+    import qshpc.aer
+    from qshpc.aer import Estimator, Sampler
+    from qshpc.aer import simulator as sim
+
+    theta = Parameter("theta")
+    template = QuantumCircuit(2)
+    template.ry(theta, 0)
+    template.cx(0, 1)
+    buf = io.BytesIO()
+    qpy.dump(template, buf)
+
+    def copy() -> Any:  # what a worker unpickles for each task: equal content, a new object
+        return qpy.load(io.BytesIO(buf.getvalue()))[0]
+
+    observable = SparsePauliOp(["ZZ", "XX"], [1.0, 0.5])
+    points = [0.1 * k for k in range(6)]
+
+    def energy(i: int, sink: dict[int, Any]) -> None:
+        task = TaskContext(task_id=str(i), function="e", seed=None)
+        prov = context.push_task(task)
+        try:
+            value = Estimator().run(copy(), observable, [points[i]]).result().values[0]
+        finally:
+            context.pop_task()
+        sink[i] = (float(value), prov)
+
+    def probs(i: int, sink: dict[int, Any]) -> None:  # a Sampler sweep task in the same group
+        measured = copy()
+        measured.measure_all()
+        sink[100 + i] = Sampler().run(measured, [points[i]]).result().quasi_dists[0]
+
+    qshpc.aer.reset_caches()
+    alone: dict[int, Any] = {}
+    for i in range(4):
+        energy(i, alone)
+        probs(i, alone)
+    assert len(sim._transpiled) == 2  # the template, with and without measurements
+    qshpc.aer.reset_caches()
+    grouped: dict[int, Any] = {}
+    calls = [partial(f, i, grouped) for i in range(4) for f in (energy, probs)]
+    group.run(calls)
+    assert len(sim._transpiled) == 2
+    for i in range(4):
+        assert grouped[i][0] == pytest.approx(alone[i][0], abs=1e-12)
+        assert grouped[100 + i] == alone[100 + i]
+        assert grouped[i][1]["aer_shared_experiments"] == 4  # width 4: 2 energies, 2 samplers
