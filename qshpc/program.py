@@ -41,9 +41,9 @@ def get_arguments() -> dict[str, Any]:
         return _session.arguments
     path = os.environ.get("QSHPC_ARGUMENTS")
     if path:
-        from qshpc.store import load_arguments
+        from qshpc.runtime.prepare import load_arguments_file
 
-        return load_arguments(Path(path))
+        return load_arguments_file(Path(path))
     return {}
 
 

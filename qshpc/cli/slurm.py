@@ -166,9 +166,9 @@ def register(app: typer.Typer) -> None:
 
             check_arguments_file(arguments)
         if arguments is not None and not dry_run:
-            from qshpc.store import load_arguments
+            from qshpc.runtime.prepare import load_arguments_file
 
-            args = load_arguments(arguments)
+            args = load_arguments_file(arguments)
         sub = do_submit(prog, args, seed, res, dry_run=dry_run)
         if dry_run:
             echo(sub.script.rstrip("\n"))
@@ -191,8 +191,7 @@ def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str,
         UserError: A missing file, or a JSON list entry that is not an object.
     """
     from qshpc.errors import UserError
-    from qshpc.runtime.prepare import check_arguments_file
-    from qshpc.store import load_arguments
+    from qshpc.runtime.prepare import check_arguments_file, load_arguments_file
 
     sets: list[dict[str, Any]] = []
     for path in files:
@@ -213,7 +212,7 @@ def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str,
                         )
                     sets.append(entry)
                 continue
-        sets.append(load_arguments(path) if read else {})
+        sets.append(load_arguments_file(path) if read else {})
     return sets
 
 

@@ -210,11 +210,14 @@ def _run_rank(spec: RunSpec) -> int:
     context.set_rank_info(info)
     job_dir: Path | None = None
     error: str | None = None
+    failure: BaseException | None = None
     if info.rank == 0:
         try:
             job_dir = prepare_job(spec)
         except UserError as exc:
             error = str(exc)
+        except BaseException as exc:  # tell the workers, or they wait in the bcast forever
+            error, failure = f"rank 0 could not prepare the job: {exc!r}", exc
     else:
         from qshpc.runtime.worker import preload
 
@@ -223,6 +226,8 @@ def _run_rank(spec: RunSpec) -> int:
         (str(job_dir) if job_dir else None, error, str(spec.program.resolve())), root=0
     )
     if error is not None:
+        if failure is not None:
+            raise failure
         if info.rank == 0:
             raise UserError(error)
         return 2
@@ -276,11 +281,11 @@ def _run_job(
     from qshpc import program as api
     from qshpc.runtime.logtee import LogTee
     from qshpc.runtime.session import Session
-    from qshpc.store import JobReader, JobWriter
+    from qshpc.store import JobReader, JobWriter, perms
 
     info = context.rank_info()
     tee = LogTee(job_dir / "logs" / "rank-0.out")
-    trusted = _own_private_file(job_dir / "job.h5")
+    trusted = perms.private_to_me(job_dir / "job.h5")
     try:
         with JobReader.open(job_dir) as r:
             meta = r.meta()
@@ -408,12 +413,6 @@ def _requeue(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # the workers are stopped or about to be killed: no MPI_Finalize
-
-
-def _own_private_file(path: Path) -> bool:
-    """Pickled data is loaded only from a store this user owns and nobody else can write."""
-    st = path.stat()
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 _SLURM_KEYS = (

@@ -100,6 +100,31 @@ def check_arguments_file(path: Path) -> None:
         raise UserError(f"arguments file {path} is not a regular file: give a .h5 or .json file")
 
 
+def load_arguments_file(path: Path) -> dict[str, Any]:
+    """Load an arguments file (.h5 or .json), pickled values only from a file that is the user's.
+
+    Values qshpc cannot store natively (a ``SparsePauliOp``, a user's class) are
+    pickled by ``save_arguments``, and unpickling runs code: such a file is
+    loaded only when this user owns it and nobody else can write it.
+
+    Raises:
+        UserError: Pickled values in a file others can write, with what to do.
+    """
+    from qshpc.store import load_arguments, perms
+    from qshpc.store.encoding_blob import PickleRefusedError
+
+    try:
+        return load_arguments(path, allow_pickle=perms.private_to_me(path))
+    except PickleRefusedError:
+        raise UserError(
+            f"arguments file {path} holds pickled values (objects stored by pickle, e.g. a "
+            "SparsePauliOp or an instance of your own class), and it is not yours alone: "
+            "others can write it, or another user owns it, and unpickling runs code. If you "
+            "trust it, copy it to a file of your own that only you can write (chmod go-w), "
+            "or pass those values as circuits, arrays, numbers, strings, lists or dicts"
+        ) from None
+
+
 def prepare_job(spec: RunSpec) -> Path:
     """Create (or reopen) the job directory; return it. Run once, before MPI ranks start work.
 
@@ -107,7 +132,7 @@ def prepare_job(spec: RunSpec) -> Path:
         UserError: Bad program, bad arguments file, or a job to resume that does not exist.
     """
     from qshpc import __version__
-    from qshpc.store import create_job, load_arguments
+    from qshpc.store import create_job
 
     check_program(spec.program)
     if spec.resume:
@@ -118,7 +143,7 @@ def prepare_job(spec: RunSpec) -> Path:
     arguments: dict[str, Any] = {}
     if spec.arguments_file is not None:
         check_arguments_file(spec.arguments_file)
-        arguments = load_arguments(spec.arguments_file)
+        arguments = load_arguments_file(spec.arguments_file)
     job_id = new_job_id()
     job_dir = (spec.job_dir or jobs_root() / job_id).resolve()
     check_utf8(job_dir, "job directory")

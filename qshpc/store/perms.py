@@ -36,3 +36,12 @@ def make_dir(path: Path) -> None:
 def set_file_mode(path: Path) -> None:
     """Give ``path`` :func:`file_mode`."""
     os.chmod(path, file_mode())
+
+
+def private_to_me(path: Path) -> bool:
+    """True when this user owns ``path`` and nobody else can write it.
+
+    Pickled data (which runs code when loaded) is loaded only from such files.
+    """
+    st = path.stat()
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022

@@ -136,6 +136,29 @@ def test_pickled_arguments_in_a_writable_store_are_refused(tmp_path: Path, qshpc
     assert "pickled data" in out.stderr and str(job_dir / "job.h5") in out.stderr
 
 
+@pytest.mark.parametrize("ranks", [None, 2])
+def test_pickled_arguments_file_is_loaded_only_when_private(
+    tmp_path: Path, qshpc_home: Path, ranks: int | None
+) -> None:
+    """`--arguments F` with pickled values: run when F is the user's alone; else exit 2
+    with what to do, and no rank left waiting (2 ranks: the workers exit too)."""
+    from fractions import Fraction
+
+    from qshpc import save_arguments
+
+    write(tmp_path, "ok.py", "from qshpc import get_arguments, save_result\nsave_result(str(get_arguments()))\n")
+    args = tmp_path / "args.h5"
+    save_arguments(args, {"f": Fraction(1, 3)})
+    os.chmod(args, 0o644)  # others may read it, only its owner can write it
+    out = run_cli("run", str(tmp_path / "ok.py"), "--arguments", str(args), ranks=ranks, timeout=120)
+    assert out.returncode == 0, out.stderr
+    os.chmod(args, 0o666)  # as if another user could have written it
+    out = run_cli("run", str(tmp_path / "ok.py"), "--arguments", str(args), ranks=ranks, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert f"arguments file {args} holds pickled values" in out.stderr
+    assert "chmod go-w" in out.stderr and "Traceback" not in out.stderr
+
+
 # -- injection -----------------------------------------------------------------------
 
 

@@ -63,3 +63,27 @@ def test_checkpoints_keep_job_h5_current_and_recover_folds(qshpc_home: Path) -> 
     assert not (job / "job.journal").exists()  # folded by the launcher's post-mortem
     with h5py.File(job / "job.h5", "r") as f:
         assert len(f["log/records"]) >= 6
+
+
+def test_rank0_failing_to_prepare_leaves_no_worker_waiting(tmp_path: Path, qshpc_home: Path) -> None:
+    """An unexpected error while rank 0 prepares the job (injected: the known ones are
+    user errors) reaches the workers, which exit instead of waiting in MPI forever."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.get('PMI_RANK') == '0':\n"
+        "    import qshpc.runtime.prepare as p\n"
+        "    def boom(spec):\n"
+        "        raise RuntimeError('disk on fire')\n"
+        "    p.prepare_job = boom\n"
+    )
+    (tmp_path / "ok.py").write_text("from qshpc import save_result\nsave_result(1)\n")
+    import os
+
+    path = os.pathsep.join([str(inject), os.environ.get("PYTHONPATH", "")])
+    start = time.monotonic()
+    out = run_cli("run", str(tmp_path / "ok.py"), ranks=3, timeout=60, env={"PYTHONPATH": path})
+    assert out.returncode != 0
+    assert "disk on fire" in out.stderr
+    assert time.monotonic() - start < 30
