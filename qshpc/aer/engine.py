@@ -13,7 +13,7 @@ Aer run (:mod:`qshpc.runtime.coop`).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -40,6 +40,7 @@ class _Template:
     circuit: QuantumCircuit
     plan: ExactPlan | None  # None in shots mode
     rows: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)  # (output, values)
+    same: Hashable = None  # equal for templates whose experiments are identical (see run_exact)
 
 
 def physical_qubits(transpiled: QuantumCircuit, virtual: Sequence[int]) -> list[int]:
@@ -125,7 +126,7 @@ def sample_distributions(
     meta: list[dict[str, Any]] = [{} for _ in circuits]
     exact_runs: list[tuple[_Template, QuantumCircuit]] = []
     sampled_runs: list[tuple[_Template, QuantumCircuit]] = []
-    for t, tc in zip(tlist, transpiled, strict=True):
+    for t, tc, key in zip(tlist, transpiled, keys, strict=True):
         if t.plan is not None and t.plan.exact:
             if not t.plan.qubits:  # nothing measured: the empty register reads 0
                 for out, _ in t.rows:
@@ -135,6 +136,7 @@ def sample_distributions(
 
             qubits = physical_qubits(tc, t.plan.qubits)
             tc.append(SaveProbabilities(len(qubits)), [tc.qubits[q] for q in qubits])
+            t.same = (key, optimization_level, "probabilities", tuple(qubits))
             exact_runs.append((t, tc))
         else:
             sampled_runs.append((t, tc))
@@ -199,8 +201,8 @@ def _exact_data(
     run_options: dict[str, Any] | None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Aer data of exact runs, one per output in ``_expand`` order (see :func:`run_exact`)."""
-    experiments, binds = _experiments(runs)
-    return run_exact(spec, experiments, binds, len(_expand(runs)), run_options)
+    experiments, binds, sames = _experiments(runs)
+    return run_exact(spec, experiments, binds, len(_expand(runs)), run_options, sames)
 
 
 def run_exact(
@@ -209,11 +211,16 @@ def run_exact(
     binds: list[dict[Any, list[float]]],
     outputs: int,
     run_options: dict[str, Any] | None = None,
+    sames: Sequence[Hashable] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Run deterministic experiments (one shot, ``save_*`` instructions), shared when possible.
 
     Without ``run_options`` the run goes through :func:`qshpc.runtime.coop.together`:
-    on a worker, the exact runs of the tasks of a group share one Aer run.
+    on a worker, the exact runs of the tasks of a group share one Aer run. In
+    that run, experiments with equal ``sames`` keys are one experiment: their
+    parameter rows are bound together (a sweep spread over tasks is one Aer
+    experiment with all its points, 4x cheaper a point than one experiment
+    each), and identical unbound ones run once.
 
     Args:
         spec: This rank's simulator spec.
@@ -221,11 +228,15 @@ def run_exact(
         binds: Aer ``parameter_binds`` entry per experiment (``{}`` when unbound).
         outputs: Aer results these experiments give (one per experiment, or per bound row).
         run_options: Extra Aer options (then the run is not shared).
+        sames: Per experiment, a key that is equal only for identical circuits with
+            identical save instructions (e.g. the transpile key and the observable),
+            or None (never merged).
 
     Returns:
-        ``(data per output, experiments in the shared Aer run or 0 when not shared)``.
+        ``(data per output, Aer results of the shared run or 0 when not shared)``.
     """
-    item = _ExactItem(spec, experiments, binds, run_options or None, outputs)
+    keys: list[Hashable] = list(sames) if sames is not None else [None] * len(experiments)
+    item = _ExactItem(spec, experiments, binds, keys, run_options or None, outputs)
     if run_options:
         return _exact_batch([item])[0]
     return cast(
@@ -238,25 +249,59 @@ class _ExactItem:
     spec: SimSpec
     experiments: list[QuantumCircuit]
     binds: list[dict[Any, list[float]]]
+    sames: list[Hashable]
     run_options: dict[str, Any] | None
     outputs: int  # Aer results: one per experiment, or per bound row
 
 
+def _rows(bind: dict[Any, list[float]]) -> int:
+    return len(next(iter(bind.values()))) if bind else 1
+
+
 def _exact_batch(items: list[_ExactItem]) -> list[tuple[list[dict[str, Any]], int]]:
-    """One Aer run of the exact experiments of several calls: each call's data, and the total
-    experiments of the run when it held more than one call's (else 0)."""
+    """One Aer run of the exact experiments of several calls, identical ones merged.
+
+    Returns each call's data, and the Aer results of the run when it held more
+    than one call's experiments (else 0).
+    """
+    experiments: list[QuantumCircuit] = []
+    binds: list[dict[Any, list[float]]] = []
+    owners: list[list[tuple[int, int, int]]] = []  # per experiment: (item, first output, rows)
+    merged: dict[Hashable, int] = {}
+    for i, item in enumerate(items):
+        pos = 0
+        for circuit, bind, same in zip(item.experiments, item.binds, item.sames, strict=True):
+            rows = _rows(bind)
+            j = merged.get(same) if same is not None else None
+            if j is not None and binds[j].keys() == bind.keys():
+                for param, values in bind.items():
+                    binds[j][param].extend(values)
+                if not bind:  # identical and unbound: its result serves both
+                    owners[j].append((i, pos, 0))
+                else:
+                    owners[j].append((i, pos, rows))
+            else:
+                if same is not None:
+                    merged[same] = len(experiments)
+                experiments.append(circuit)
+                binds.append({param: list(values) for param, values in bind.items()})
+                owners.append([(i, pos, rows)])
+            pos += rows
     first = items[0]
-    experiments = [e for item in items for e in item.experiments]
-    binds = [b for item in items for b in item.binds]
     result = run_aer(first.spec, experiments, 1, None, binds, first.run_options)
-    data = [result.data(i) for i in range(len(result.results))]
-    out: list[tuple[list[dict[str, Any]], int]] = []
-    pos = 0
+    data = [result.data(k) for k in range(len(result.results))]
+    out: list[list[dict[str, Any]]] = [[{}] * item.outputs for item in items]
+    at = 0
+    for owner in owners:
+        start = at
+        for i, pos, rows in owner:
+            if rows == 0:  # an unbound duplicate: the experiment's one result
+                out[i][pos] = data[start]
+                continue
+            out[i][pos : pos + rows] = data[at : at + rows]
+            at += rows
     shared = len(data) if len(items) > 1 else 0
-    for item in items:
-        out.append((data[pos : pos + item.outputs], shared))
-        pos += item.outputs
-    return out
+    return [(o, shared) for o in out]
 
 
 def _expand(
@@ -280,21 +325,28 @@ class AerOutput:
 
 def _experiments(
     runs: list[tuple[_Template, QuantumCircuit]],
-) -> tuple[list[QuantumCircuit], list[dict[Any, list[float]]]]:
-    """Aer experiments: parametrized circuits bound by Aer, others repeated per occurrence."""
+) -> tuple[list[QuantumCircuit], list[dict[Any, list[float]]], list[Hashable]]:
+    """Aer experiments: parametrized circuits bound by Aer, others repeated per occurrence.
+
+    Returns:
+        The experiments, their ``parameter_binds`` entries, and their identity keys.
+    """
     experiments: list[QuantumCircuit] = []
     binds: list[dict[Any, list[float]]] = []
+    sames: list[Hashable] = []
     for t, tc in runs:
         if tc.parameters:
             experiments.append(tc)
             binds.append(bind_dict(t.circuit, tc, [v for _, v in t.rows]))
+            sames.append(t.same)
         else:
             for _, values in t.rows:
                 if values and len(values) != len(t.circuit.parameters):
                     bind_dict(t.circuit, tc, [values])  # raises with the counts
                 experiments.append(tc)
                 binds.append({})
-    return experiments, binds
+                sames.append(t.same)
+    return experiments, binds, sames
 
 
 def _run(
@@ -305,7 +357,7 @@ def _run(
     run_options: dict[str, Any] | None,
 ) -> AerOutput:
     """One Aer batch of sampled experiments."""
-    experiments, binds = _experiments(runs)
+    experiments, binds, _ = _experiments(runs)
     result = run_aer(spec, experiments, shots, seed, binds, run_options)
     data = [result.data(i) for i in range(len(result.results))]
     first = result.results[0].seed_simulator if result.results else None

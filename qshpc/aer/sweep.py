@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -123,8 +123,11 @@ def expectation_values(
     hashes = [circuit_sha256(g[0]) for g in groups]
     transpiled = transpile_for(bodies, spec, optimization_level, [f"{h}:body" for h in hashes])
     binds: list[dict[Any, list[float]]] = []
-    for (circ, observables, rows), tc in zip(groups, transpiled, strict=True):
-        qubits = [tc.qubits[q] for q in physical_qubits(tc, range(circ.num_qubits))]
+    sames: list[Hashable] = []
+    for (circ, observables, rows), tc, h in zip(groups, transpiled, hashes, strict=True):
+        physical = physical_qubits(tc, range(circ.num_qubits))
+        qubits = [tc.qubits[q] for q in physical]
+        same: list[Hashable] = [h, optimization_level, "ev", tuple(physical)]
         for k, obs in enumerate(observables):
             op = obs if isinstance(obs, SparsePauliOp) else SparsePauliOp(obs)
             if op.num_qubits != circ.num_qubits:
@@ -133,12 +136,14 @@ def expectation_values(
                     f"the circuit has {circ.num_qubits}"
                 )
             tc.append(SaveExpectationValue(op, label=f"ev{k}"), qubits)
+            same.append((tuple(op.paulis.to_labels()), op.coeffs.tobytes()))
         binds.append(bind_dict(circ, tc, rows) if tc.parameters else {})
+        sames.append(tuple(same))
     counts = [
         len(rows) if tc.parameters else 1
         for (_, _, rows), tc in zip(groups, transpiled, strict=True)
     ]
-    data, shared = run_exact(spec, transpiled, binds, sum(counts))
+    data, shared = run_exact(spec, transpiled, binds, sum(counts), sames=sames)
     out: list[np.ndarray] = []
     index = 0
     for (_, observables, rows), n in zip(groups, counts, strict=True):

@@ -268,3 +268,54 @@ def test_sweep_tasks_share_one_run_and_one_transpile(group: coop.Group) -> None:
         assert grouped[i][0] == pytest.approx(alone[i][0], abs=1e-12)
         assert grouped[100 + i] == alone[100 + i]
         assert grouped[i][1]["aer_shared_experiments"] == 4  # width 4: 2 energies, 2 samplers
+
+
+def test_a_sweep_over_tasks_is_one_aer_experiment(
+    group: coop.Group, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grouped tasks with one template and observable bind their points into ONE Aer
+    experiment; identical unbound circuits run once. (A spy counts Aer's experiments.)"""
+    pytest.importorskip("qiskit_aer")
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import SparsePauliOp
+
+    from qshpc.aer import Estimator, Sampler, engine
+
+    sizes: list[int] = []
+    real = engine.run_aer
+
+    def spy(spec: Any, experiments: list[Any], *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(experiments))
+        return real(spec, experiments, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_aer", spy)
+    theta = Parameter("theta")
+    template = QuantumCircuit(3)
+    template.ry(theta, [0, 1, 2])
+    template.cx(0, 1)
+    template.cx(1, 2)
+    observable = SparsePauliOp(["ZZI", "IXX"], [1.0, -0.3])
+    out: dict[int, float] = {}
+
+    def energy(i: int) -> None:
+        out[i] = float(Estimator().run(template.copy(), observable, [0.2 * i]).result().values[0])
+
+    group.run([partial(energy, i) for i in range(4)])
+    assert sizes == [1]
+    alone = [float(Estimator().run(template, observable, [0.2 * i]).result().values[0]) for i in range(4)]
+    assert [out[i] for i in range(4)] == pytest.approx(alone, abs=1e-12)
+
+    sizes.clear()
+    bell = QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)
+    bell.measure_all()
+    dists: dict[int, Any] = {}
+
+    def sample(i: int) -> None:
+        dists[i] = Sampler().run(bell.copy()).result().quasi_dists[0]
+
+    group.run([partial(sample, i) for i in range(4)])
+    assert sizes == [1]
+    assert all(dists[i] == pytest.approx({0: 0.5, 3: 0.5}) for i in range(4))
