@@ -45,6 +45,7 @@ bench: install
 	$(PYTHON) benchmarks/dispatch.py
 	$(PYTHON) benchmarks/store.py
 	$(PYTHON) benchmarks/scaling.py
+	$(PYTHON) benchmarks/sweep.py
 
 lint: install
 	$(PYTHON) -m ruff check qshpc tests benchmarks examples
