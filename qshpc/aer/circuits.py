@@ -108,6 +108,17 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
     return ExactPlan(body, tuple(order), tuple(masks[q] for q in order))
 
 
+def register_keys(indices: np.ndarray, plan: ExactPlan) -> list[int]:
+    """Classical register values of marginal indices (bit j of an index is ``plan.qubits[j]``)."""
+    if all(mask == 1 << j for j, mask in enumerate(plan.clbit_masks)):
+        return [int(k) for k in indices.tolist()]  # clbits 0..k-1 in qubit order
+    keys = [0] * len(indices)
+    for j, mask in enumerate(plan.clbit_masks):
+        bits = ((indices >> j) & 1).tolist()
+        keys = [k | mask if b else k for k, b in zip(keys, bits, strict=True)]
+    return keys
+
+
 def marginal_to_dist(probabilities: np.ndarray, plan: ExactPlan) -> dict[int, float]:
     """Key a marginal over ``plan.qubits`` by the classical register value.
 
@@ -119,14 +130,7 @@ def marginal_to_dist(probabilities: np.ndarray, plan: ExactPlan) -> dict[int, fl
         ``{register value: probability}`` without the exact zeros.
     """
     probs = np.asarray(probabilities, dtype=float).ravel()
-    index = np.arange(probs.size, dtype=np.int64)
-    if all(mask == 1 << j for j, mask in enumerate(plan.clbit_masks)):
-        keys = [int(k) for k in index]  # clbits 0..k-1 in qubit order: the index is the key
-    else:
-        keys = [0] * probs.size
-        for j, mask in enumerate(plan.clbit_masks):
-            bits = (index >> j) & 1
-            keys = [k | mask if b else k for k, b in zip(keys, bits.tolist(), strict=True)]
+    keys = register_keys(np.arange(probs.size, dtype=np.int64), plan)
     return {k: float(p) for k, p in zip(keys, probs.tolist(), strict=True) if p != 0.0}
 
 
@@ -139,4 +143,4 @@ def circuit_sha256(circuit: QuantumCircuit) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-__all__ = ["ExactPlan", "circuit_sha256", "marginal_to_dist", "prepare_exact"]
+__all__ = ["ExactPlan", "circuit_sha256", "marginal_to_dist", "prepare_exact", "register_keys"]

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qshpc.aer.circuits import register_keys
+
 if TYPE_CHECKING:
     from qshpc.aer.circuits import ExactPlan
 
@@ -27,17 +29,6 @@ SAMPLE_MAX_QUBITS = 20
 def draw_seed() -> int:
     """A fresh seed in ``[0, 2**63)`` for a run that was given none (it is recorded)."""
     return secrets.randbits(63)
-
-
-def register_keys(indices: np.ndarray, plan: ExactPlan) -> list[int]:
-    """Classical register values of marginal indices (bit j of an index is ``plan.qubits[j]``)."""
-    if all(mask == 1 << j for j, mask in enumerate(plan.clbit_masks)):
-        return [int(k) for k in indices.tolist()]
-    keys = [0] * len(indices)
-    for j, mask in enumerate(plan.clbit_masks):
-        bits = ((indices >> j) & 1).tolist()
-        keys = [k | mask if b else k for k, b in zip(keys, bits, strict=True)]
-    return keys
 
 
 def sample_marginal(
@@ -62,4 +53,4 @@ def sample_marginal(
     return dict(zip(register_keys(values, plan), counts.tolist(), strict=True))
 
 
-__all__ = ["SAMPLE_MAX_QUBITS", "draw_seed", "register_keys", "sample_marginal"]
+__all__ = ["SAMPLE_MAX_QUBITS", "draw_seed", "sample_marginal"]
