@@ -175,9 +175,19 @@ class BatchRunner:
             def into_done(p: int) -> None:
                 done[p] = call(p)
 
+            start = time.monotonic()
             self.group.run([partial(into_done, p) for p in range(pos, n)], after=flow.drain)
             flow.drain()
+            if (time.monotonic() - start) / (n - pos) > _COOP_MAX_TASK_S:
+                # The calls grew long: holding 16 results back no longer pays.
+                for p in range(pos, n):
+                    self._forget(funcs[fn_ids if one_fn else fn_ids[p]][2])
         sender.send(flow.results, bid, flow.first, submitted, attempts, True)
+
+    def _forget(self, digest: bytes) -> None:
+        """Run this function's calls alone again (and learn their time anew)."""
+        self.grouped.discard(digest)
+        self.seconds.pop(digest, None)
 
     def _learn(self, digest: bytes, seconds: float) -> None:
         """A call of this function had a step and took ``seconds``: group its calls if short."""

@@ -319,3 +319,46 @@ def test_a_sweep_over_tasks_is_one_aer_experiment(
     group.run([partial(sample, i) for i in range(4)])
     assert sizes == [1]
     assert all(dists[i] == pytest.approx({0: 0.5, 3: 0.5}) for i in range(4))
+
+
+class _Sender:
+    """Stands in for the worker's MPI sender: keeps the result messages."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Any, ...]] = []
+
+    def send(self, results: Any, bid: int, first: int, submitted: Any, attempts: Any, final: bool) -> None:
+        self.messages.append(results.message(bid, first, submitted, attempts, final))
+
+
+def test_worker_groups_short_step_calls_and_stops_when_they_grow_long() -> None:
+    from qshpc.runtime.batchrun import BatchRunner
+
+    naps = {"s": 0.0}
+
+    def task(x: int) -> int:
+        time.sleep(naps["s"])
+        return int(coop.together("double", Doubler(), x))
+
+    def tiny(x: int) -> int:
+        return x + 1
+
+    runner = BatchRunner(context.rank_info())
+    funcs = {1: (task, "task", b"t" * 32), 2: (tiny, "tiny", b"u" * 32)}
+
+    def batch(fn: int, n: int) -> list[Any]:
+        sender = _Sender()
+        cols = [[str(i) for i in range(n)], fn, [(i,) for i in range(n)], None, [0.0] * n, None]
+        runner.run(sender, 1, cols, funcs, None)  # type: ignore[arg-type]
+        assert sender.messages[-1][-1] is True  # the last message closes the batch
+        return [v for m in sender.messages for v in m[3]]
+
+    assert batch(2, 50) == [i + 1 for i in range(50)]
+    assert b"u" * 32 not in runner.grouped  # no step: never grouped
+    assert batch(1, 6) == [2 * i for i in range(6)]
+    assert b"t" * 32 in runner.grouped  # short calls with a step: grouped from now on
+    naps["s"] = 0.12
+    assert batch(1, 4) == [2 * i for i in range(4)]  # results in order, from the group
+    assert b"t" * 32 not in runner.grouped  # they grew long: alone again
+    assert runner.group is not None
+    runner.group.close()
