@@ -81,6 +81,7 @@ class _Step:
 
 
 _IDLE, _PARKED = 0, 1
+_FATAL = (SystemExit, KeyboardInterrupt, GeneratorExit)  # these end the worker, not a call
 
 
 class _Runner(threading.Thread):
@@ -207,7 +208,9 @@ def _run_steps(steps: list[_Step]) -> None:
         start = time.perf_counter()
         try:
             results = execute([s.item for s in group])
-        except Exception as exc:
+        except BaseException as exc:  # a Rust panic too: it fails the calls, not the worker
+            if isinstance(exc, _FATAL):
+                raise
             if len(group) == 1:
                 group[0].error = exc
                 group[0].share = time.perf_counter() - start
@@ -216,7 +219,9 @@ def _run_steps(steps: list[_Step]) -> None:
                 start = time.perf_counter()
                 try:
                     step.result = step.execute([step.item])[0]
-                except Exception as alone:
+                except BaseException as alone:
+                    if isinstance(alone, _FATAL):
+                        raise
                     step.error = alone
                 step.share = time.perf_counter() - start
             continue

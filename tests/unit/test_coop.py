@@ -82,6 +82,29 @@ def test_a_failing_item_fails_only_its_call(group: coop.Group) -> None:
     assert isinstance(out[-2], ValueError) and "negative in [-2]" in str(out[-2])
 
 
+class Panic(BaseException):
+    """Like pyo3's PanicException: a BaseException that is not an exit."""
+
+
+def test_a_panicking_shared_run_fails_the_calls_not_the_group(group: coop.Group) -> None:
+    def execute(items: list[int]) -> list[int]:
+        if 2 in items:
+            raise Panic("index out of bounds")
+        return items
+
+    out: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        try:
+            out[i] = coop.together("p", execute, i)
+        except Panic as exc:
+            out[i] = exc
+
+    group.run([partial(call, i) for i in range(4)])
+    assert out[0] == 0 and out[1] == 1 and out[3] == 3
+    assert isinstance(out[2], Panic)
+
+
 def test_steps_of_other_keys_run_apart(group: coop.Group) -> None:
     a, b = Doubler(), Doubler()
     out: dict[int, int] = {}
