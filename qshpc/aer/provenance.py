@@ -56,8 +56,9 @@ def record_run(
             it in a group: the task's own turns and its share of the shared Aer run).
         shots: Shots, or None for exact results.
         primitive: Which entry point ran, e.g. ``"Sampler"``.
-        shared: Experiments in the Aer run that computed this run's exact
-            states, when it was shared with other tasks (0: not shared).
+        shared: Results (experiments, or bound points of merged ones) of the Aer
+            run that computed this run's exact states, when it was shared with
+            other tasks (0: not shared).
     """
     task: TaskContext | None = current_task()
     if task is None:

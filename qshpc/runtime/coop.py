@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
+from qshpc.runtime.execute import FATAL  # what ends the worker, not a call
+
 _local = threading.local()
 
 #: ``STEPS_ALONE[0]``: how many :func:`together` steps ran outside a group in
@@ -81,7 +83,6 @@ class _Step:
 
 
 _IDLE, _PARKED = 0, 1
-_FATAL = (SystemExit, KeyboardInterrupt, GeneratorExit)  # these end the worker, not a call
 
 
 class _Runner(threading.Thread):
@@ -209,7 +210,7 @@ def _run_steps(steps: list[_Step]) -> None:
         try:
             results = execute([s.item for s in group])
         except BaseException as exc:  # a Rust panic too: it fails the calls, not the worker
-            if isinstance(exc, _FATAL):
+            if isinstance(exc, FATAL):
                 raise
             if len(group) == 1:
                 group[0].error = exc
@@ -220,7 +221,7 @@ def _run_steps(steps: list[_Step]) -> None:
                 try:
                     step.result = step.execute([step.item])[0]
                 except BaseException as alone:
-                    if isinstance(alone, _FATAL):
+                    if isinstance(alone, FATAL):
                         raise
                     step.error = alone
                 step.share = time.perf_counter() - start
