@@ -20,9 +20,8 @@ from qiskit import QuantumCircuit
 from qiskit.circuit.random import random_circuit
 from qiskit_aer.primitives import SamplerV2
 
-from qshpc import distribute_task, get, get_arguments, save_result
+from qshpc import current_task, distribute_task, get, get_arguments, save_result
 from qshpc.aer import get_pass_manager, sim_spec
-from qshpc.runtime.context import current_task
 
 
 @distribute_task()

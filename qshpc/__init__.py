@@ -12,26 +12,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from qshpc._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from qshpc._version import __version__
 
 _EXPORTS = {
-    "get_arguments": "qshpc.program",
-    "save_result": "qshpc.program",
-    "update_status": "qshpc.program",
-    "distribute_task": "qshpc.program",
-    "get": "qshpc.program",
-    "put": "qshpc.program",
-    "wait": "qshpc.program",
-    "DistributedTask": "qshpc.program",
-    "TaskRef": "qshpc.refs",
-    "ObjectRef": "qshpc.refs",
-    "Target": "qshpc.resources",
-    "Program": "qshpc.client",
-    "LocalClient": "qshpc.client",
-    "SlurmClient": "qshpc.client",
-    "Job": "qshpc.client",
-    "open_job": "qshpc.client",
+    "get_arguments": "qshpc.program.api",
+    "save_result": "qshpc.program.api",
+    "update_status": "qshpc.program.api",
+    "distribute_task": "qshpc.program.api",
+    "get": "qshpc.program.api",
+    "put": "qshpc.program.api",
+    "wait": "qshpc.program.api",
+    "DistributedTask": "qshpc.program.api",
+    "TaskRef": "qshpc.program.refs",
+    "ObjectRef": "qshpc.program.refs",
+    "Target": "qshpc.program.resources",
+    "Program": "qshpc.jobs.spec",
+    "LocalClient": "qshpc.client.local",
+    "SlurmClient": "qshpc.client.slurm",
+    "Job": "qshpc.client.job",
+    "open_job": "qshpc.client.job",
     "save_arguments": "qshpc.store",
     "load_arguments": "qshpc.store",
     "QshpcError": "qshpc.errors",
@@ -40,12 +39,14 @@ _EXPORTS = {
     "ResourceError": "qshpc.errors",
     "JobFailedError": "qshpc.errors",
     "SerializationError": "qshpc.errors",
-    "current_task": "qshpc.runtime.context",
-    "rank_info": "qshpc.runtime.context",
+    "current_task": "qshpc.task.context",
+    "rank_info": "qshpc.task.context",
 }
 
 if TYPE_CHECKING:
-    from qshpc.client import Job, LocalClient, Program, SlurmClient, open_job
+    from qshpc.client.job import Job, open_job
+    from qshpc.client.local import LocalClient
+    from qshpc.client.slurm import SlurmClient
     from qshpc.errors import (
         JobFailedError,
         QshpcError,
@@ -54,7 +55,8 @@ if TYPE_CHECKING:
         TaskError,
         UserError,
     )
-    from qshpc.program import (
+    from qshpc.jobs.spec import Program
+    from qshpc.program.api import (
         DistributedTask,
         distribute_task,
         get,
@@ -64,10 +66,10 @@ if TYPE_CHECKING:
         update_status,
         wait,
     )
-    from qshpc.refs import ObjectRef, TaskRef
-    from qshpc.resources import Target
-    from qshpc.runtime.context import current_task, rank_info
+    from qshpc.program.refs import ObjectRef, TaskRef
+    from qshpc.program.resources import Target
     from qshpc.store import load_arguments, save_arguments
+    from qshpc.task.context import current_task, rank_info
 
 
 __getattr__, __dir__ = lazy_exports("qshpc", _EXPORTS, globals())

@@ -48,7 +48,7 @@ class Check:
 
 def check_python() -> Check:
     """Python 3.10 or newer, and which qshpc."""
-    from qshpc import __version__
+    from qshpc._version import __version__
 
     v = sys.version_info
     detail = f"Python {v.major}.{v.minor}.{v.micro} ({sys.executable}), qshpc {__version__}"
@@ -160,7 +160,7 @@ def check_aer() -> list[Check]:
 
 def check_store() -> Check:
     """``$QSHPC_HOME/jobs`` can be created and written (a temp file made and removed)."""
-    from qshpc.jobs import jobs_root
+    from qshpc.jobs.paths import jobs_root
 
     root = jobs_root()
     fix = "set QSHPC_HOME to a writable folder (on shared storage for Slurm jobs)"

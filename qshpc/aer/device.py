@@ -16,7 +16,7 @@ import subprocess
 import warnings
 
 from qshpc.errors import UserError
-from qshpc.runtime.context import rank_info
+from qshpc.task.context import rank_info
 
 ENV_DEVICE = "QSHPC_AER_DEVICE"
 DEVICES = ("auto", "CPU", "GPU")

@@ -7,7 +7,7 @@ two Aer batches: circuits whose measurements are all final with
 marginal here), the others with the shots asked for. Parametrized circuits are
 bound by Aer itself (``parameter_binds``), so a sweep of K points is one
 transpile and one run. On a worker, the exact runs of several tasks share one
-Aer run (:mod:`qshpc.runtime.coop`).
+Aer run (:mod:`qshpc.task.coop`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from qshpc.aer.results import QuasiDistribution
 from qshpc.aer.sampling import SAMPLE_MAX_QUBITS, draw_seed, sample_marginal
 from qshpc.aer.simulator import SimSpec, get_simulator, transpile_for
 from qshpc.errors import UserError
-from qshpc.runtime.coop import seconds_for_others, together
+from qshpc.task.coop import seconds_for_others, together
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
@@ -83,7 +83,7 @@ def sample_distributions(
     A circuit whose measurements are all final is simulated once for the
     marginal over its measured qubits (``save_probabilities``); with ``shots``
     the shots are then drawn from it (:mod:`qshpc.aer.sampling`). Those runs go
-    through :func:`qshpc.runtime.coop.together`, so on a worker the runs of
+    through :func:`qshpc.task.coop.together`, so on a worker the runs of
     several tasks share one Aer run. Other circuits (mid-circuit measurements,
     resets, classical control, more than ``SAMPLE_MAX_QUBITS`` measured qubits
     with shots, or extra Aer run options such as a noise model) are sampled by
@@ -215,7 +215,7 @@ def run_exact(
 ) -> tuple[list[dict[str, Any]], int]:
     """Run deterministic experiments (one shot, ``save_*`` instructions), shared when possible.
 
-    Without ``run_options`` the run goes through :func:`qshpc.runtime.coop.together`:
+    Without ``run_options`` the run goes through :func:`qshpc.task.coop.together`:
     on a worker, the exact runs of the tasks of a group share one Aer run. In
     that run, experiments with equal ``sames`` keys are one experiment: their
     parameter rows are bound together (a sweep spread over tasks is one Aer

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from qshpc.runtime.context import TaskContext, current_task, record_provenance
+from qshpc.task.context import TaskContext, current_task, record_provenance
 
 _local = threading.local()
 

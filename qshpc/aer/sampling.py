@@ -6,7 +6,7 @@ here from that marginal (numpy, seeded by the run's seed and the experiment's
 position in the call) rather than inside Aer makes a task's counts depend on
 its own seed only: Aer seeds the experiments of one run as ``seed + 2113 * i``,
 so the same circuit would draw differently alone and in a shared run. It also
-lets the simulations of many tasks share one Aer run (:mod:`qshpc.runtime.coop`).
+lets the simulations of many tasks share one Aer run (:mod:`qshpc.task.coop`).
 """
 
 from __future__ import annotations

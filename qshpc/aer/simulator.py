@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc.aer.device import resolve_device
 from qshpc.errors import UserError
-from qshpc.runtime.context import rank_info
+from qshpc.task.context import rank_info
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]

@@ -23,7 +23,7 @@ from qshpc.aer.results import DoneJob, EstimatorResult, QuasiDistribution
 from qshpc.aer.sampler import normalize_inputs
 from qshpc.aer.simulator import SimSpec, sim_spec, transpile_for
 from qshpc.errors import UserError
-from qshpc.runtime.coop import seconds_for_others
+from qshpc.task.coop import seconds_for_others
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]

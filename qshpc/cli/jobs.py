@@ -89,12 +89,12 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Show a job's state (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED) and details."""
-        from qshpc.client import open_job
+        from qshpc.client.job import open_job
         from qshpc.store import to_jsonable
 
         j = open_job(job)
         if watch:
-            from qshpc.progress import watch as watch_job
+            from qshpc.jobs.progress import watch as watch_job
 
             watch_job(j, stream=sys.stdout)
         meta = j.info()
@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Print what the program passed to save_result."""
-        from qshpc.client import open_job
+        from qshpc.client.job import open_job
         from qshpc.errors import UserError
         from qshpc.store import to_jsonable
 
@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Print the job's logs (stdout and stderr of every rank), also while it runs."""
-        from qshpc.client import TERMINAL, open_job
+        from qshpc.client.job import TERMINAL, open_job
 
         j = open_job(job)
         if not follow:
@@ -222,13 +222,13 @@ def register(app: typer.Typer) -> None:
         Shows progress on stderr while waiting (a live bar on a terminal, a line
         every few seconds otherwise).
         """
-        from qshpc.client import open_job
+        from qshpc.client.job import open_job
 
         j = open_job(job)
         if quiet:
             state = j.wait(timeout)
         else:
-            from qshpc.progress import watch as watch_job
+            from qshpc.jobs.progress import watch as watch_job
 
             state = watch_job(j, timeout=timeout)
         echo(state)
@@ -239,7 +239,7 @@ def register(app: typer.Typer) -> None:
     @errors
     def cancel(job: JobArg) -> None:
         """Cancel a job; results of finished tasks stay in the store."""
-        from qshpc.client import open_job
+        from qshpc.client.job import open_job
 
         j = open_job(job)
         if j.stop():
@@ -272,7 +272,7 @@ def register(app: typer.Typer) -> None:
         from qshpc.cli.ux import parse_age
 
         cutoff = time.time() - parse_age(since) if since else None
-        from qshpc.client import list_jobs
+        from qshpc.client.job import list_jobs
         from qshpc.errors import UserError
 
         if state and state.upper() not in ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"):

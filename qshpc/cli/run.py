@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
         Under `mpiexec -n N` or `srun --mpi=pmi2`, joins the ranks the launcher
         started. Arguments after `--` go to the program's sys.argv.
         """
-        from qshpc.runtime.launch import run as run_job
-        from qshpc.runtime.prepare import RunSpec
+        from qshpc.jobs.prepare import RunSpec
+        from qshpc.launch.local import run as run_job
 
         spec = RunSpec(
             program=program,

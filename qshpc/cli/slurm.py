@@ -12,9 +12,9 @@ from qshpc.cli.common import echo, errors
 
 
 def _program(program: Path, working_dir: Path | None, name: str | None) -> Any:
-    """The :class:`~qshpc.client.Program` for PROGRAM inside its working directory."""
-    from qshpc.client import Program
+    """The :class:`~qshpc.jobs.spec.Program` for PROGRAM inside its working directory."""
     from qshpc.errors import UserError
+    from qshpc.jobs.spec import Program
 
     path = program.expanduser()
     if not path.exists() and working_dir is not None and not path.is_absolute():
@@ -162,11 +162,11 @@ def register(app: typer.Typer) -> None:
             return
         args: dict[str, Any] | None = None
         if arguments is not None:
-            from qshpc.runtime.prepare import check_arguments_file
+            from qshpc.jobs.prepare import check_arguments_file
 
             check_arguments_file(arguments)
         if arguments is not None and not dry_run:
-            from qshpc.runtime.prepare import load_arguments_file
+            from qshpc.jobs.prepare import load_arguments_file
 
             args = load_arguments_file(arguments)
         sub = do_submit(prog, args, seed, res, dry_run=dry_run)
@@ -191,7 +191,7 @@ def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str,
         UserError: A missing file, or a JSON list entry that is not an object.
     """
     from qshpc.errors import UserError
-    from qshpc.runtime.prepare import check_arguments_file, load_arguments_file
+    from qshpc.jobs.prepare import check_arguments_file, load_arguments_file
 
     sets: list[dict[str, Any]] = []
     for path in files:

@@ -15,7 +15,7 @@ import typer
 from qshpc.cli.common import echo, errors
 
 if TYPE_CHECKING:
-    from qshpc.client import Job
+    from qshpc.client.job import Job
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -89,7 +89,7 @@ def job_age_ref(meta: dict[str, Any]) -> float:
 
 
 def _under_store(path: Path) -> bool:
-    from qshpc.jobs import jobs_root
+    from qshpc.jobs.paths import jobs_root
 
     try:
         return path.resolve().parent == jobs_root().resolve()
@@ -104,8 +104,8 @@ def remove_job(job: Job, force: bool = False) -> str:
         UserError: It runs or is queued (without ``force``), its store is
             unreadable (without ``force``), or its folder is outside the store.
     """
-    from qshpc.client import drop_array_if_gone
     from qshpc.errors import UserError
+    from qshpc.jobs.arrays import drop_array_if_gone
 
     jid = job.job_dir.name
     if not _under_store(job.job_dir):
@@ -141,7 +141,7 @@ def collect(
     Returns:
         The entries, the count of running/queued jobs kept, the count of unreadable jobs skipped.
     """
-    from qshpc.client import list_jobs
+    from qshpc.client.job import list_jobs
 
     now = time.time() if now is None else now
     found, active, unreadable = [], 0, 0
@@ -178,8 +178,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Draw the saved result: histograms of counts/quasi-distributions, lines for sweeps."""
-        from qshpc.client import open_job
-        from qshpc.plot import plot_job
+        from qshpc.client.job import open_job
+        from qshpc.jobs.plot import plot_job
 
         echo(str(plot_job(open_job(job), out)))
 
@@ -212,7 +212,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Remove jobs from the store (their folder, results and logs)."""
-        from qshpc.client import open_job
+        from qshpc.client.job import open_job
 
         for text in jobs:
             j = open_job(text)
@@ -235,8 +235,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Remove ended jobs older than --older-than (running and queued jobs are kept)."""
-        from qshpc.client import drop_array_if_gone
         from qshpc.errors import UserError
+        from qshpc.jobs.arrays import drop_array_if_gone
 
         age = parse_age(older_than, "--older-than")
         st = check_state(state)

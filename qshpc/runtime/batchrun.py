@@ -1,10 +1,10 @@
 """Running one batch of calls on a worker, and encoding their results for rank 0.
 
 Calls run in the batch's order. A function whose calls run Aer's exact
-simulations (``qshpc.runtime.coop.together``) and are short runs its calls in
+simulations (``qshpc.task.coop.together``) and are short runs its calls in
 a cooperative group instead: they still take turns, but their simulations share
 one Aer run per turn of the group, which saves Aer's fixed cost per run (see
-:mod:`qshpc.runtime.coop`). ``QSHPC_COOP_WIDTH`` sets how many calls a group
+:mod:`qshpc.task.coop`). ``QSHPC_COOP_WIDTH`` sets how many calls a group
 holds at once (default 16; 1 turns groups off).
 """
 
@@ -18,101 +18,20 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from qshpc.refs import substitute
-from qshpc.runtime import context, coop
-from qshpc.runtime.backend import task_key
-from qshpc.runtime.execute import FATAL, TASK_ERRORS
-from qshpc.seeding import derive_seed
-from qshpc.store.chunk import ChunkBuilder, encode_meta
+from qshpc.program.backend import task_key
+from qshpc.program.refs import substitute
+from qshpc.runtime.results import Results
+from qshpc.task import context, coop
+from qshpc.task.execute import FATAL, TASK_ERRORS
+from qshpc.task.seeding import derive_seed
 
 if TYPE_CHECKING:
-    from qshpc.runtime.worker import _Sender
+    from qshpc.runtime.sender import Sender
 
 _PARTIAL_S = 0.25  # send finished results of a long batch at least this often
 #: Calls longer than this gain too little from sharing a simulator run (its
 #: fixed cost is under 1 ms) to be worth holding their results back for a group.
 _COOP_MAX_TASK_S = 0.1
-
-
-class Results:
-    """Finished attempts of one batch not yet sent, encoded for the store as they finish."""
-
-    def __init__(self, rank: int, host: str) -> None:
-        self.host = host
-        self.builder = ChunkBuilder(rank)
-        self.values: list[Any] = []
-        self.failures: list[tuple[int, str, str]] = []
-        self.info: list[tuple[str, str, str, dict[str, Any]]] = []  # id, key, name, provenance
-        self.seeds: list[int | None] = []
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def add(
-        self,
-        task_id: str,
-        key: str,
-        name: str,
-        ok: bool,
-        value: Any,
-        error: str | None,
-        exc_type: str,
-        provenance: dict[str, Any],
-        seed: int | None,
-        started: float,
-        finished: float,
-    ) -> None:
-        meta = encode_meta(task_id, key, name, self.host, error, provenance)
-        try:
-            self.builder.add(meta, ok, value, started, finished)
-        except Exception as exc:  # the value cannot be stored: the task failed
-            ok, value, error, exc_type = (
-                False,
-                None,
-                _unsendable(task_id, name, value, exc),
-                "SerializationError",
-            )
-            meta = encode_meta(task_id, key, name, self.host, error, provenance)
-            self.builder.add(meta, False, None, started, finished)
-        if not ok:
-            self.failures.append((len(self.values), error or "", exc_type))
-        self.values.append(value)
-        self.info.append((task_id, key, name, provenance))
-        self.seeds.append(seed)
-
-    def fail_unpicklable(self) -> None:
-        """Turn every value that pickle cannot carry into its task's failure."""
-        for i, value in enumerate(self.values):
-            if value is None:
-                continue
-            try:
-                pickle.dumps(value, protocol=5)
-            except Exception as exc:
-                task_id, key, name, prov = self.info[i]
-                error = _unsendable(task_id, name, value, exc)
-                self.builder.fail(i, encode_meta(task_id, key, name, self.host, error, prov))
-                self.values[i] = None
-                self.failures.append((i, error, "SerializationError"))
-
-    def message(
-        self, bid: int, first: int, submitted: Any, attempts: list[int] | None, final: bool
-    ) -> tuple[Any, ...]:
-        """The result message for rank 0."""
-        n = len(self.values)
-        chunk = self.builder.take(
-            submitted[first : first + n],
-            None if attempts is None else attempts[first : first + n],
-            self.seeds if any(s is not None for s in self.seeds) else None,
-        )
-        return ("R", bid, first, self.values, chunk, sorted(self.failures), final)
-
-
-def _unsendable(task_id: str, name: str, value: Any, exc: BaseException) -> str:
-    return (
-        f"SerializationError: the return value of task {task_id} ({name}, "
-        f"{type(value).__name__}) cannot be serialized: {exc}. Return plain data, numpy "
-        "arrays or Qiskit objects.\n"
-    )
 
 
 class BatchRunner:
@@ -131,7 +50,7 @@ class BatchRunner:
 
     def run(
         self,
-        sender: _Sender,
+        sender: Sender,
         bid: int,
         columns: list[Any],
         funcs: dict[int, tuple[Any, str, bytes]],
@@ -203,7 +122,7 @@ class _InOrder:
 
     def __init__(
         self,
-        sender: _Sender,
+        sender: Sender,
         bid: int,
         n: int,
         submitted: Any,
@@ -301,4 +220,4 @@ def _caller(
     return call
 
 
-__all__ = ["BatchRunner", "Results"]
+__all__ = ["BatchRunner"]

@@ -19,7 +19,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from qshpc.errors import WorkerLostError
-from qshpc.refs import (
+from qshpc.program.backend import TaskSpec, dumps_payload, task_key
+from qshpc.program.refs import (
     ObjectRef,
     TaskRef,
     find_refs,
@@ -29,9 +30,6 @@ from qshpc.refs import (
     substitute,
     wait_all,
 )
-from qshpc.runtime import context
-from qshpc.runtime.backend import dumps_payload, task_key
-from qshpc.runtime.execute import Outcome, run_task
 from qshpc.runtime.mpi import (
     TAG_BATCH,
     TAG_BYE,
@@ -40,11 +38,12 @@ from qshpc.runtime.mpi import (
     TAG_STOP,
     worker_timeout,
 )
-from qshpc.seeding import derive_seed
+from qshpc.task import context
+from qshpc.task.execute import Outcome, run_task
+from qshpc.task.seeding import derive_seed
 
 if TYPE_CHECKING:
-    from qshpc.program import DistributedTask
-    from qshpc.runtime.session import Session
+    from qshpc.program.session import Session
 
 _IN_FLIGHT = 2  # batches per worker
 _MAX_BATCH = 512
@@ -59,7 +58,7 @@ class _Entry:
                  "submitted", "task")  # fmt: skip
 
     def __init__(
-        self, ref: TaskRef[Any], task: DistributedTask[Any, Any], fn_id: int, payload: Any = None
+        self, ref: TaskRef[Any], task: TaskSpec, fn_id: int, payload: Any = None
     ) -> None:
         self.ref = ref
         self.task = task
@@ -112,7 +111,7 @@ class Dispatcher:
         self._stop_now = False
         self._dispatch_log: int | None = None
         if session.job_dir is not None:
-            from qshpc.postmortem import DISPATCH_LOG
+            from qshpc.jobs.postmortem import DISPATCH_LOG
 
             path = session.job_dir / "logs" / DISPATCH_LOG
             from qshpc.store import perms
@@ -126,8 +125,8 @@ class Dispatcher:
         self.blocked: list[_Entry] = []
         self._ids = itertools.count()
         self._batch_ids = itertools.count()
-        self._fn_ids: dict[int, tuple[int, bytes, DistributedTask[Any, Any]]] = {}
-        self._fn_blobs: dict[int, tuple[bytes, DistributedTask[Any, Any]]] = {}
+        self._fn_ids: dict[int, tuple[int, bytes, TaskSpec]] = {}
+        self._fn_blobs: dict[int, tuple[bytes, TaskSpec]] = {}
         self._resume = bool(session.done)
         self._objects: dict[int, Any] = {}
         self._obj_ids = itertools.count(1)
@@ -155,7 +154,7 @@ class Dispatcher:
     def get_object(self, obj_id: int) -> Any:
         return self._objects[obj_id]
 
-    def _fn(self, task: DistributedTask[Any, Any]) -> int:
+    def _fn(self, task: TaskSpec) -> int:
         known = self._fn_ids.get(id(task))
         if known is not None and known[2] is task:
             return known[0]
@@ -167,7 +166,7 @@ class Dispatcher:
         return fn_id
 
     def submit(
-        self, task: DistributedTask[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, task: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> TaskRef[Any]:
         if self._error is not None:
             raise RuntimeError("the qshpc dispatcher stopped") from self._error
@@ -520,7 +519,7 @@ class Dispatcher:
             bid = next(self._batch_ids)
             w.batches[bid] = batch
             if self._dispatch_log is not None:
-                from qshpc.postmortem import compress_ids
+                from qshpc.jobs.postmortem import compress_ids
 
                 line = f"{w.rank} {compress_ids([e.ref.task_id for e in batch])}\n"
                 os.write(self._dispatch_log, line.encode())

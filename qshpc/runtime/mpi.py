@@ -6,7 +6,7 @@ import os
 import socket
 from typing import Any
 
-from qshpc.runtime.context import RankInfo, cores_for_rank
+from qshpc.task.context import RankInfo, cores_for_rank
 
 TAG_BATCH = 11
 TAG_RESULT = 12

@@ -13,65 +13,20 @@ import threading
 import time
 from typing import Any
 
-from qshpc.refs import ObjectRef
-from qshpc.runtime import backend, context
-from qshpc.runtime.batchrun import BatchRunner, Results
+from qshpc.program import backend
+from qshpc.program.refs import ObjectRef
+from qshpc.runtime.batchrun import BatchRunner
 from qshpc.runtime.mpi import (
     TAG_BATCH,
     TAG_BYE,
     TAG_HEARTBEAT,
-    TAG_RESULT,
     TAG_STOP,
     heartbeat_interval,
 )
+from qshpc.runtime.sender import Sender
+from qshpc.task import context
 
 _MAX_SLEEP_S = 0.002
-_MAX_SENDS = 4  # result messages in flight before this worker waits for one
-
-
-class _Sender:
-    """Sends result messages without blocking, keeping a few in flight.
-
-    A blocking send of a large message waits for rank 0 to receive it, and
-    MPICH waits by polling: the worker then burns the core rank 0 needs.
-    """
-
-    def __init__(self, comm: Any) -> None:
-        self.comm = comm
-        self.reqs: list[Any] = []
-
-    def send(
-        self,
-        results: Results,
-        bid: int,
-        first: int,
-        submitted: Any,
-        attempts: list[int] | None,
-        final: bool,
-    ) -> None:
-        try:
-            msg = results.message(bid, first, submitted, attempts, final)
-            req = self.comm.isend(msg, dest=0, tag=TAG_RESULT)
-        except Exception:
-            results.fail_unpicklable()  # a return value cannot be pickled for the trip
-            msg = results.message(bid, first, submitted, attempts, final)
-            req = self.comm.isend(msg, dest=0, tag=TAG_RESULT)
-        self.reqs.append(req)
-        self.reqs = [r for r in self.reqs if not r.test()[0]]
-        while len(self.reqs) > _MAX_SENDS:
-            time.sleep(50e-6)
-            self.reqs = [r for r in self.reqs if not r.test()[0]]
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait for every send (polling with sleeps, not MPICH's spin), at most ``timeout`` s.
-
-        Rank 0 receives every result before it says stop, unless it aborts.
-        """
-        deadline = time.monotonic() + timeout
-        while self.reqs and time.monotonic() < deadline:
-            self.reqs = [r for r in self.reqs if not r.test()[0]]
-            if self.reqs:
-                time.sleep(50e-6)
 
 
 def _heartbeat(world: Any, stop: threading.Event, pending: list[Any]) -> None:
@@ -154,7 +109,7 @@ def _serve(mpi: Any, comm: Any) -> None:
     info = context.rank_info()
     crowded = info.local_size > len(os.sched_getaffinity(0))
     first_sleep = float(os.environ.get("QSHPC_IDLE_SLEEP_S", "5e-4" if crowded else "2e-5"))
-    sender = _Sender(comm)
+    sender = Sender(comm)
     runner = BatchRunner(info)
 
     def lookup(ref: Any) -> Any:

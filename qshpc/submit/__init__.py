@@ -8,6 +8,7 @@ The only package importing submitit (lazily, at submit time). Modules:
 - :mod:`~qshpc.submit.staging`: copying the working directory into the job;
 - :mod:`~qshpc.submit.slurm`: ``submit`` and ``cancel``;
 - :mod:`~qshpc.submit.task`: what runs in every Slurm task;
-- :mod:`~qshpc.submit.state`: Slurm states mapped onto the seed's;
-- :mod:`~qshpc.submit.client`: ``SlurmClient``.
+- :mod:`~qshpc.submit.state`: Slurm states mapped onto the seed's.
+
+``SlurmClient`` (:mod:`qshpc.client.slurm`) sits a layer up and calls these.
 """

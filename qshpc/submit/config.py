@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from qshpc.errors import ResourceError
-from qshpc.jobs import qshpc_home
+from qshpc.jobs.paths import qshpc_home
 from qshpc.submit.resources import SlurmResources, unknown_keys_message
 
 ENV_PREFIX = "QSHPC_SLURM_"

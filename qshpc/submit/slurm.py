@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc.errors import ResourceError, UserError
-from qshpc.jobs import jobs_root, new_job_id, qshpc_home
+from qshpc.jobs.paths import jobs_root, new_job_id, qshpc_home
 from qshpc.submit.resources import SlurmResources, safe_job_name
 from qshpc.submit.sbatch import executor_parameters, render
 from qshpc.submit.staging import check_size, stage
 
 if TYPE_CHECKING:
-    from qshpc.client import Program
+    from qshpc.jobs.spec import Program
 
 SLURM_ID_FILE = "slurm_job_id"
 STAGED_DIR = "program"
@@ -76,7 +76,7 @@ def submit(
         ResourceError: Bad resources, or sbatch refused them (its message, and the partitions).
         UserError: A missing or invalid program, a working_dir over 1 GiB, no Slurm here.
     """
-    from qshpc.runtime.prepare import check_program
+    from qshpc.jobs.prepare import check_program
 
     res.validate()
     entry = program.path()
@@ -156,8 +156,8 @@ def submit_array(
         ResourceError: Bad resources, or sbatch refused them.
         UserError: An empty list, a bad program or argument set, no Slurm here.
     """
-    from qshpc.client import array_folder, array_meta, check_arguments_list
-    from qshpc.runtime.prepare import check_program
+    from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
+    from qshpc.jobs.prepare import check_program
 
     check_arguments_list(arguments_list)
     res.validate()
@@ -246,8 +246,8 @@ def _create_job(
     extra_meta: dict[str, Any] | None = None,
 ) -> Program:
     """Stage ``src`` into ``job_dir/program`` and create the QUEUED job there; return the staged program."""
-    from qshpc.client import Program as _Program
-    from qshpc.client import create_program_job
+    from qshpc.jobs.spec import Program as _Program
+    from qshpc.jobs.spec import create_program_job
 
     stage(src, job_dir / STAGED_DIR, exclude)
     staged = _Program(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qshpc.jobs import mark_terminal, read_override
+from qshpc.jobs.paths import mark_terminal, read_override
 
 CACHE_FILE = "slurm_state.json"
 TIMEOUT_S = 10

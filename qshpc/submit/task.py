@@ -75,7 +75,7 @@ def _early_cancel(signum: int, frame: Any) -> None:
 
 def _forget_slurm_answers(job_dir: Path) -> None:
     """A requeued run: the state Slurm or a reader recorded for the previous run no longer holds."""
-    from qshpc.jobs import STATUS_OVERRIDE
+    from qshpc.jobs.paths import STATUS_OVERRIDE
     from qshpc.submit.state import CACHE_FILE
 
     for name in (CACHE_FILE, STATUS_OVERRIDE):
@@ -105,9 +105,9 @@ def run_task(
         SystemExit: With the runtime's exit code when the job did not succeed, so
             that Slurm records the job as failed too.
     """
-    from qshpc.runtime.launch import run
+    from qshpc.jobs.prepare import RunSpec
+    from qshpc.launch.local import run
     from qshpc.runtime.mpi import launched_by_mpi
-    from qshpc.runtime.prepare import RunSpec
 
     os.environ.update(env or {})
     bind_gpu(gpus_per_node)
@@ -139,7 +139,7 @@ def run_task(
                 "submit with --mpi pmi2 (see `srun --mpi=list`)"
             )
             if rank == 0:
-                from qshpc.jobs import mark_terminal
+                from qshpc.jobs.paths import mark_terminal
 
                 mark_terminal(Path(job_dir), "FAILED", why)
             print(f"qshpc: error: {why}", file=sys.stderr)

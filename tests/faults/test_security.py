@@ -125,7 +125,7 @@ def test_pickled_arguments_in_a_writable_store_are_refused(tmp_path: Path, qshpc
     from fractions import Fraction
 
     from qshpc import Program
-    from qshpc.client import create_program_job
+    from qshpc.jobs.spec import create_program_job
 
     write(tmp_path, "ok.py", "from qshpc import get_arguments, save_result\nsave_result(str(get_arguments()))\n")
     program = Program(title="t", entrypoint="ok.py", working_dir=str(tmp_path))

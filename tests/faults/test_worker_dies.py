@@ -73,7 +73,7 @@ def test_rank0_failing_to_prepare_leaves_no_worker_waiting(tmp_path: Path, qshpc
     (inject / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('PMI_RANK') == '0':\n"
-        "    import qshpc.runtime.prepare as p\n"
+        "    import qshpc.jobs.prepare as p\n"
         "    def boom(spec):\n"
         "        raise RuntimeError('disk on fire')\n"
         "    p.prepare_job = boom\n"

@@ -11,7 +11,7 @@ import pytest
 from qshpc import LocalClient, Program, open_job
 from qshpc.cli.ux import collect, parse_age
 from qshpc.errors import UserError
-from qshpc.progress import (
+from qshpc.jobs.progress import (
     RateMeter,
     eta,
     format_duration,
@@ -117,7 +117,7 @@ def test_parse_age_refuses(text: str) -> None:
 
 def fake_job(name: str, created: float, state: str | None = "SUCCEEDED") -> Path:
     """A job in the store created at ``created``; ended in ``state`` (None: left QUEUED)."""
-    from qshpc.jobs import jobs_root
+    from qshpc.jobs.paths import jobs_root
     from qshpc.store import JobWriter, create_job
 
     job = jobs_root() / name

@@ -17,9 +17,9 @@ from qiskit.circuit.random import random_circuit
 import qshpc.aer
 from qshpc.aer import Sampler, device, get_pass_manager, get_simulator, sim_spec
 from qshpc.errors import UserError
-from qshpc.runtime import context
-from qshpc.runtime.context import RankInfo, TaskContext
-from qshpc.seeding import derive_seed
+from qshpc.task import context
+from qshpc.task.context import RankInfo, TaskContext
+from qshpc.task.seeding import derive_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from qshpc.runtime import context, coop
-from qshpc.runtime.context import TaskContext
+from qshpc.task import context, coop
+from qshpc.task.context import TaskContext
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def _circuit() -> Any:
 
 
 def test_circuits_travel_as_qpy_and_come_back_equal() -> None:
-    from qshpc.runtime import payload
+    from qshpc.task import payload
 
     qc = _circuit()
     data = payload.dumps(((qc, [qc, 3]), {"c": qc}))
@@ -41,7 +41,7 @@ def test_circuits_travel_as_qpy_and_come_back_equal() -> None:
 def test_custom_gates_and_odd_metadata_stay_pickled() -> None:
     from qiskit import QuantumCircuit
 
-    from qshpc.runtime import payload
+    from qshpc.task import payload
 
     custom = QuantumCircuit(1)
     custom.append(_my_gate(), [0])
@@ -55,8 +55,8 @@ def test_custom_gates_and_odd_metadata_stay_pickled() -> None:
 
 
 def test_without_qiskit_imported_payloads_are_plain_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
-    from qshpc.runtime import payload
     from qshpc.store import _qpy
+    from qshpc.task import payload
 
     monkeypatch.setattr(_qpy, "circuit_class", lambda: None)
     value = ((1, "a", np.arange(3)), {"k": [1.5]})

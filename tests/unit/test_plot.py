@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qshpc.errors import UserError
-from qshpc.plot import (
+from qshpc.jobs.plot import (
     MAX_BARS,
     MAX_PANELS,
     bit_labels,
@@ -141,7 +141,7 @@ def test_output_paths(tmp_path: Path) -> None:
 
 
 def _stored_job(home: Path, result: object | None) -> Path:
-    from qshpc.jobs import jobs_root
+    from qshpc.jobs.paths import jobs_root
     from qshpc.store import JobWriter, create_job
 
     job = jobs_root() / "20260101-000000-abcdef"

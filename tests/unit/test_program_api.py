@@ -6,7 +6,7 @@ import pytest
 
 from qshpc import ObjectRef, TaskError, TaskRef, distribute_task, get, put, wait
 from qshpc.errors import ResourceError, UserError
-from qshpc.resources import Target
+from qshpc.program.resources import Target
 
 
 @distribute_task()

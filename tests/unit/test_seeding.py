@@ -1,4 +1,4 @@
-"""Tests for qshpc.seeding."""
+"""Tests for qshpc.task.seeding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qshpc.seeding import SEED_BITS, derive_seed
+from qshpc.task.seeding import SEED_BITS, derive_seed
 
 
 def test_deterministic_and_in_range() -> None:
@@ -33,7 +33,7 @@ def test_frozen_value() -> None:
 
 
 def test_stable_across_processes() -> None:
-    code = "from qshpc.seeding import derive_seed; print(derive_seed(123, '5.1'))"
+    code = "from qshpc.task.seeding import derive_seed; print(derive_seed(123, '5.1'))"
     root = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     env_hash = {**os.environ, "PYTHONHASHSEED": "random", "PYTHONPATH": path}

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from qshpc.runtime.execute import FATAL  # what ends the worker, not a call
+from qshpc.task.execute import FATAL  # what ends the worker, not a call
 
 _local = threading.local()
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qshpc.errors import TaskError
-from qshpc.runtime import context
+from qshpc.task import context
 
 #: What a task may raise and still be only a failed task: any exception, and a
 #: panic of a Rust or C++ extension (pyo3's ``PanicException`` derives from

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from qshpc.refs import TaskRef, wait_all
+from qshpc.program.refs import TaskRef, wait_all
 
 _PLAIN_EVERY_S = 5.0
 

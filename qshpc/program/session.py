@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qshpc.runtime import context
-from qshpc.runtime.execute import Outcome
 from qshpc.store.records import TaskRecord as _TaskRecord
+from qshpc.task import context
+from qshpc.task.execute import Outcome
 
 if TYPE_CHECKING:
     from qshpc.store import JobWriter, TaskRecord

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qshpc.errors import UserError
-from qshpc.jobs import JOB_FILE, jobs_root, new_job_id, resolve_job_dir
+from qshpc.jobs.paths import JOB_FILE, jobs_root, new_job_id, resolve_job_dir
 
 
 @dataclass
@@ -131,7 +131,7 @@ def prepare_job(spec: RunSpec) -> Path:
     Raises:
         UserError: Bad program, bad arguments file, or a job to resume that does not exist.
     """
-    from qshpc import __version__
+    from qshpc._version import __version__
     from qshpc.store import create_job
 
     check_program(spec.program)

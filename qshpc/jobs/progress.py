@@ -16,10 +16,16 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
-if TYPE_CHECKING:
-    from qshpc.client import Job
+
+class HasInfo(Protocol):
+    """What :func:`watch` reads: anything with ``info()`` (``qshpc.client.job.Job`` has it)."""
+
+    def info(self) -> dict[str, Any]:
+        """The job's meta, as :meth:`qshpc.store.JobReader.meta` returns it (state included)."""
+        ...
+
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 PLAIN_EVERY_S = 5.0
@@ -161,7 +167,7 @@ def format_line(s: Snapshot, rate: float | None = None) -> str:
 
 
 def watch(
-    job: Job,
+    job: HasInfo,
     timeout: float | None = None,
     stream: IO[str] | None = None,
     tty: bool | None = None,
@@ -171,7 +177,7 @@ def watch(
     """Show ``job``'s progress until it ends; return its final state.
 
     Args:
-        job: The job.
+        job: The job: a ``Job``, or anything whose ``info()`` gives its meta.
         timeout: Give up after this many seconds.
         stream: Where to write (default stderr).
         tty: Rich display (True) or plain lines (False); default: whether ``stream`` is a TTY.
@@ -189,14 +195,14 @@ def watch(
     return _watch_plain(job, timeout, out, interval, plain_every)
 
 
-def _poll(job: Job, meter: RateMeter) -> tuple[Snapshot, float | None]:
+def _poll(job: HasInfo, meter: RateMeter) -> tuple[Snapshot, float | None]:
     s = snapshot(_read_meta(job))
     meter.add(s.now, s.done + s.failed)
     rate = meter.rate()
     return s, rate if rate is not None else average_rate(s)
 
 
-def _read_meta(job: Job, patience: float = STORE_RETRY_S) -> dict[str, Any]:
+def _read_meta(job: HasInfo, patience: float = STORE_RETRY_S) -> dict[str, Any]:
     """``job.info()``, retried while the store is briefly unreadable (a writer opening it)."""
     from qshpc.errors import StoreError
 
@@ -219,7 +225,7 @@ def _check_deadline(s: Snapshot, deadline: float | None, timeout: float | None) 
 
 
 def _watch_plain(
-    job: Job, timeout: float | None, out: IO[str], interval: float, every: float
+    job: HasInfo, timeout: float | None, out: IO[str], interval: float, every: float
 ) -> str:
     deadline = None if timeout is None else time.monotonic() + timeout
     meter = RateMeter()
@@ -240,7 +246,7 @@ def _watch_plain(
         delay = min(interval, delay * 1.5)
 
 
-def _watch_rich(job: Job, timeout: float | None, out: IO[str], interval: float) -> str:
+def _watch_rich(job: HasInfo, timeout: float | None, out: IO[str], interval: float) -> str:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from qshpc.errors import UserError
-from qshpc.refs import ObjectRef, TaskRef, wait_all, wait_some
-from qshpc.resources import Target
-from qshpc.runtime import backend as _backend
-from qshpc.runtime.session import Session
+from qshpc.program import backend as _backend
+from qshpc.program.refs import ObjectRef, TaskRef, wait_all, wait_some
+from qshpc.program.resources import Target
+from qshpc.program.session import Session
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,7 +41,7 @@ def get_arguments() -> dict[str, Any]:
         return _session.arguments
     path = os.environ.get("QSHPC_ARGUMENTS")
     if path:
-        from qshpc.runtime.prepare import load_arguments_file
+        from qshpc.jobs.prepare import load_arguments_file
 
         return load_arguments_file(Path(path))
     return {}
@@ -103,7 +103,7 @@ class DistributedTask(Generic[P, R]):
     def digest(self) -> bytes:
         """Digest of the function by value (for task identity on resume)."""
         if self._digest is None:
-            from qshpc.runtime.backend import function_digest
+            from qshpc.program.backend import function_digest
 
             self._digest = function_digest(self.func)
         return self._digest
@@ -214,7 +214,7 @@ def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = Fals
     """Wait for ``refs``: sleep, or, when the backend lets rank 0 work, run queued calls meanwhile."""
     waiter = getattr(_backend.current(), "help_wait", None) or wait_all
     if progress:
-        from qshpc.runtime.getprogress import wait_with_progress
+        from qshpc.program.getprogress import wait_with_progress
 
         wait_with_progress(refs, timeout, waiter)
     else:

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from qshpc.client.job import Job, list_jobs, open_job
 from qshpc.submit.config import resolve_resources
 from qshpc.submit.resources import SlurmResources
 
 if TYPE_CHECKING:
-    from qshpc.client import Job, Program
+    from qshpc.jobs.spec import Program
 
 
 class SlurmClient:
@@ -42,8 +43,7 @@ class SlurmClient:
     def run(
         self, program: Program, arguments: dict[str, Any] | None = None, seed: int | None = None
     ) -> Job:
-        """Submit ``program`` with ``arguments``; return its :class:`~qshpc.client.Job` at once (QUEUED)."""
-        from qshpc.client import Job
+        """Submit ``program`` with ``arguments``; return its :class:`~qshpc.client.job.Job` at once (QUEUED)."""
         from qshpc.submit.slurm import submit
 
         sub = submit(program, arguments, seed, self.resources)
@@ -69,7 +69,6 @@ class SlurmClient:
             UserError: An empty list, an argument set that is not a dict, a bad program.
             ResourceError: sbatch refused the array.
         """
-        from qshpc.client import Job
         from qshpc.submit.slurm import submit_array
 
         sub = submit_array(program, arguments_list, seed, self.resources)
@@ -77,13 +76,10 @@ class SlurmClient:
 
     def jobs(self, state: str | None = None) -> list[Job]:
         """The Slurm jobs in the store, newest first (optionally only one state)."""
-        from qshpc.client import list_jobs
         from qshpc.submit.slurm import SLURM_ID_FILE
 
         return [j for j in list_jobs(state) if (j.job_dir / SLURM_ID_FILE).is_file()]
 
     def job(self, job_id: str) -> Job:
         """The job with this qshpc id (or Slurm id, or directory)."""
-        from qshpc.client import open_job
-
         return open_job(job_id)

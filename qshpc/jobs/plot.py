@@ -29,14 +29,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qshpc.errors import NoResultError, UserError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from qshpc.client import Job
 
 MAX_PANELS = 48
 MAX_BARS = (
@@ -54,6 +52,17 @@ PARAM_KEYS = (
     "angles",
     "grid",
 )
+
+
+class HasJobDir(Protocol):
+    """A job handle: anything with a ``job_dir`` (``qshpc.client.job.Job`` has one)."""
+
+    @property
+    def job_dir(self) -> Path:
+        """The job directory."""
+        ...
+
+
 _BITS = re.compile(r"^[01][01 ]*$")
 _HEX = re.compile(r"^0x[0-9a-fA-F]+$")
 
@@ -309,26 +318,33 @@ def plot_result(result: Any, out: str | os.PathLike[str], title: str = "") -> Pa
     return path
 
 
-def plot_job(job: Job, out: str | os.PathLike[str] | None = None) -> Path:
-    """Draw ``job``'s saved result into ``out`` (default ``JOB_DIR/plot.png``); return the path.
+def plot_job(
+    job: str | os.PathLike[str] | HasJobDir, out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Draw a job's saved result into ``out`` (default ``JOB_DIR/plot.png``); return the path.
 
     Works while the job runs too (it draws the last saved result).
+
+    Args:
+        job: The job directory, or anything with a ``job_dir`` (a ``Job``).
+        out: The image file.
 
     Raises:
         UserError: The job saved no result, or the result holds nothing plottable.
     """
     from qshpc.store import JobReader
 
-    with JobReader.open(job.job_dir) as r:
+    job_dir = Path(job) if isinstance(job, (str, os.PathLike)) else Path(job.job_dir)
+    with JobReader.open(job_dir) as r:
         meta = r.meta()
         try:
             result = r.result()
         except NoResultError:
             state = meta.get("state")
             raise UserError(
-                f"job {meta.get('id', job.job_dir.name)} ({state}) has no saved result to plot: "
-                f"see `qshpc status {meta.get('id', job.job_dir)}`"
+                f"job {meta.get('id', job_dir.name)} ({state}) has no saved result to plot: "
+                f"see `qshpc status {meta.get('id', job_dir)}`"
                 + (", or wait for it with `qshpc wait`" if state in ("QUEUED", "RUNNING") else "")
             ) from None
-    title = f"{meta.get('title') or ''} ({meta.get('id', job.job_dir.name)})".strip()
-    return plot_result(result, out if out is not None else job.job_dir / "plot.png", title)
+    title = f"{meta.get('title') or ''} ({meta.get('id', job_dir.name)})".strip()
+    return plot_result(result, out if out is not None else job_dir / "plot.png", title)

@@ -13,22 +13,46 @@ import inspect
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from qshpc.refs import ObjectRef, TaskRef, find_refs, resolve_many, substitute
-from qshpc.runtime import context, payload
-from qshpc.runtime.execute import Outcome, run_task
+from qshpc.program.refs import ObjectRef, TaskRef, find_refs, resolve_many, substitute
+from qshpc.task import context, payload
+from qshpc.task.execute import Outcome, run_task
 
 if TYPE_CHECKING:
-    from qshpc.program import DistributedTask
-    from qshpc.runtime.session import Session
+    from qshpc.program.session import Session
+
+
+class TaskSpec(Protocol):
+    """What a backend needs of a task function (:class:`qshpc.program.api.DistributedTask` is one)."""
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        """The function, called with a call's arguments."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The name shown in the store."""
+        ...
+
+    @property
+    def retries(self) -> int:
+        """How many times a call that raises is tried again."""
+        ...
+
+    @property
+    def digest(self) -> bytes:
+        """Digest of the function by value (see :func:`function_digest`)."""
+        ...
 
 
 class Backend(Protocol):
     """What the program API needs from an execution backend."""
 
     def submit(
-        self, task: DistributedTask[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, task: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> TaskRef[Any]: ...
 
     def put(self, obj: Any) -> ObjectRef: ...
@@ -108,7 +132,7 @@ class InlineBackend:
         return ref.result()
 
     def submit(
-        self, task: DistributedTask[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, task: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> TaskRef[Any]:
         parent = context.current_task()
         # Nested ids count per parent call (and attempt), so they are stable.
@@ -135,7 +159,7 @@ class InlineBackend:
                 resolve_many([(ref, True, done[0])])
                 return ref
         seed = context.job_seed()
-        from qshpc.seeding import derive_seed
+        from qshpc.task.seeding import derive_seed
 
         task_seed = None if seed is None else derive_seed(seed, task_id)
         attempt = 0

@@ -1,0 +1,294 @@
+"""``Job``: a job in the store, local or on Slurm; ``open_job`` finds one, ``list_jobs`` lists them.
+
+Mirrors quantum-serverless's notebook flow::
+
+    job = LocalClient(workers=2).run(program, arguments={"circuits": circuits})
+    job.status()   # 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELED'
+    job.result()   # waits, returns what the program passed to save_result
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from qshpc.errors import JobFailedError, JobNotFoundError, NoResultError
+from qshpc.jobs.paths import jobs_root, mark_terminal, read_override, resolve_job_dir
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+
+
+class Job:
+    """A job in the store, local or on Slurm.
+
+    Args:
+        job_dir: The job directory.
+        process: The local launcher process, when this client started it.
+    """
+
+    def __init__(self, job_dir: Path, process: subprocess.Popen[bytes] | None = None) -> None:
+        self.job_dir = Path(job_dir)
+        self._process = process
+        self._meta: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Job | {self.job_id}>"
+
+    @property
+    def job_id(self) -> str:
+        """The qshpc job id."""
+        return str(self.info().get("id", self.job_dir.name))
+
+    def info(self) -> dict[str, Any]:
+        """Everything the store knows about the job (and Slurm's view when it is a Slurm job)."""
+        from qshpc.store import JobReader
+
+        with JobReader.open(self.job_dir) as r:
+            meta = r.meta()
+        meta["job_dir"] = str(self.job_dir)
+        if not meta.get("slurm_job_id"):
+            marker = self.job_dir / "slurm_job_id"  # written by qshpc.submit after sbatch
+            if marker.is_file():
+                meta["slurm_job_id"] = marker.read_text().strip()
+        state = meta.get("state")
+        if state not in TERMINAL:
+            self._reconcile(meta)
+        elif state != "SUCCEEDED" and meta.get("slurm_job_id"):
+            from qshpc.submit.state import reconcile_slurm
+
+            reconcile_slurm(self.job_dir, meta)  # Slurm may explain it (TIMEOUT, OUT_OF_MEMORY...)
+        self._meta = meta
+        return meta
+
+    def _reconcile(self, meta: dict[str, Any]) -> None:
+        """A job whose ranks are gone without finalizing: take the best known terminal state."""
+        slurm = meta.get("slurm_job_id")
+        if slurm:
+            from qshpc.submit.state import reconcile_slurm
+
+            reconcile_slurm(self.job_dir, meta)  # reads the override too
+            return
+        override = read_override(self.job_dir)
+        if override:
+            meta["state"] = override["state"]
+            meta["error"] = override.get("error")
+            return
+        if self._process is not None:
+            if self._process.poll() is None:
+                return
+        elif meta.get("state") == "RUNNING" and not _rank0_alive(meta):
+            pass
+        else:
+            return
+        # The launcher exited (or rank 0 is gone): read the store once more.
+        from qshpc.store import JobReader
+
+        with JobReader.open(self.job_dir) as r:
+            fresh = r.meta()
+        if fresh.get("state") in TERMINAL:
+            meta.update(fresh)
+            return
+        from qshpc.jobs.postmortem import describe
+        from qshpc.store import recover
+
+        finished = {t["task_id"] for t in self.tasks()}
+        why = describe(self.job_dir, fresh, finished)
+        mark_terminal(self.job_dir, "FAILED", why)
+        recover(self.job_dir)  # job.h5 alone now holds every committed record
+        meta["state"], meta["error"] = "FAILED", why
+
+    def status(self) -> str:
+        """The job's state: QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED."""
+        return str(self.info().get("state"))
+
+    def status_text(self) -> str:
+        """The state with the sub-status (``RUNNING: sampling batch 3/10``) and Slurm's raw state."""
+        m = self.info()
+        text = str(m.get("state"))
+        if m.get("sub_status") and text == "RUNNING":
+            text += f": {m['sub_status']}"
+        if m.get("slurm_state"):
+            text += f" (slurm: {m['slurm_state']})"
+        return text
+
+    def done(self) -> bool:
+        """True when the job reached a terminal state."""
+        return self.status() in TERMINAL
+
+    def wait(self, timeout: float | None = None, poll: float = 0.2) -> str:
+        """Wait until the job ends; return its state.
+
+        Raises:
+            TimeoutError: Still running after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            state = self.status()
+            if state in TERMINAL:
+                if self._process is not None:
+                    self._process.wait()
+                return state
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"job {self.job_id} still {state} after {timeout} s: wait longer "
+                    f"(qshpc wait {self.job_id} --timeout S), or see `qshpc status {self.job_id}`"
+                )
+            time.sleep(delay)
+            delay = min(poll * 5, delay * 1.5)
+
+    def result(self, timeout: float | None = None, allow_pickle: bool = False) -> Any:
+        """Wait for the job and return what the program passed to ``save_result``.
+
+        Returns None when the program never called ``save_result``.
+
+        Raises:
+            JobFailedError: The job ended FAILED or CANCELED (the message holds its error).
+            TimeoutError: Not finished within ``timeout`` seconds.
+        """
+        state = self.wait(timeout)
+        from qshpc.store import JobReader
+
+        with JobReader.open(self.job_dir) as r:
+            try:
+                return r.result(allow_pickle=allow_pickle)
+            except NoResultError:
+                if state != "SUCCEEDED":
+                    raise JobFailedError(
+                        f"job {self.job_id} ended {state}: {self.error_message() or 'no error text'}"
+                    ) from None
+                return None
+
+    def error_message(self) -> str | None:
+        """The error text of a FAILED or CANCELED job (None otherwise)."""
+        err = self.info().get("error")
+        return str(err) if err else None
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """One dict per task attempt (id, function, state, rank, host, times, error)."""
+        from qshpc.store import JobReader
+
+        with JobReader.open(self.job_dir) as r:
+            return r.tasks()
+
+    def logs(self, rank: int | None = None) -> str:
+        """The logs written so far (all ranks, or one), readable while the job runs."""
+        files = sorted((self.job_dir / "logs").glob("rank-*.out"), key=_rank_of)
+        extra = sorted((self.job_dir / "logs").glob("slurm-*"))
+        parts = []
+        for f in files + extra:
+            if rank is not None and _rank_of(f) != rank:
+                continue
+            text = f.read_text(errors="replace")
+            parts.append(text if rank is not None else f"==> {f.name} <==\n{text}")
+        return "\n".join(parts)
+
+    def stop(self) -> bool:
+        """Cancel the job (SIGTERM to a local run, scancel for Slurm); finished results are kept.
+
+        Returns:
+            True when a running job was asked to stop.
+        """
+        meta = self.info()
+        if meta.get("state") in TERMINAL:
+            return False
+        if meta.get("slurm_job_id"):
+            from qshpc.submit.slurm import cancel
+
+            slurm_id = str(meta["slurm_job_id"])
+            cancel(slurm_id)
+            if meta.get("state") == "QUEUED" and "_" in slurm_id:
+                # Slurm splits a pending array element off to cancel it, and its
+                # accounting may never list it: record the cancel here.
+                mark_terminal(self.job_dir, "CANCELED", "cancelled (scancel) before it started")
+            return True
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            return True
+        pid = _rank0_pid(meta)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                return True
+            except ProcessLookupError:
+                pass
+        mark_terminal(self.job_dir, "CANCELED", "cancelled before it started")
+        return True
+
+    cancel = stop
+
+    def plot(self, out: str | None = None) -> Any:
+        """Draw the saved result (see ``qshpc plot``)."""
+        from qshpc.jobs.plot import plot_job
+
+        return plot_job(self, out)
+
+
+def _rank_of(p: Path) -> int:
+    try:
+        return int(p.stem.split("-")[1])
+    except (IndexError, ValueError):
+        return 10**9
+
+
+def _rank0_pid(meta: dict[str, Any]) -> int | None:
+    import socket
+
+    ranks = meta.get("ranks") or []
+    if ranks and ranks[0].get("host") == socket.gethostname():
+        return int(ranks[0]["pid"])
+    return None
+
+
+def _rank0_alive(meta: dict[str, Any]) -> bool:
+    pid = _rank0_pid(meta)
+    if pid is None:
+        return True  # another host: cannot tell from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_job(job: str | os.PathLike[str]) -> Job:
+    """Return the :class:`Job` for a job id, a job directory, or a Slurm job id (``123``, ``123_4``).
+
+    Raises:
+        JobNotFoundError: No such job.
+    """
+    try:
+        return Job(resolve_job_dir(job))
+    except JobNotFoundError:
+        text = os.fspath(job)
+        if re.fullmatch(r"\d+_\d+", text) and jobs_root().is_dir():  # a Slurm array element
+            for d in jobs_root().iterdir():
+                marker = d / "slurm_job_id"
+                if marker.is_file() and marker.read_text().strip() == text:
+                    return Job(d)
+        raise
+
+
+def list_jobs(state: str | None = None) -> list[Job]:
+    """Jobs under ``$QSHPC_HOME/jobs``, newest first (optionally only one state)."""
+    root = jobs_root()
+    if not root.is_dir():
+        return []
+    jobs = [Job(d) for d in sorted(root.iterdir(), reverse=True) if (d / "job.h5").is_file()]
+    if state:
+        jobs = [j for j in jobs if _safe_state(j) == state.upper()]
+    return jobs
+
+
+def _safe_state(job: Job) -> str:
+    try:
+        return job.status()
+    except Exception:
+        return "UNREADABLE"

@@ -1,0 +1,178 @@
+"""``LocalClient``: runs programs on this machine's MPI ranks (the embedded local default).
+
+Each job is a ``qshpc run ENTRY --job-dir JOB_DIR`` child process; ``map`` starts
+a background driver that runs an array's elements ``parallel`` at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qshpc.client.job import Job, list_jobs, open_job
+from qshpc.errors import UserError
+from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
+from qshpc.jobs.paths import jobs_root, mark_terminal, new_job_id, read_override
+from qshpc.jobs.spec import Program, create_program_job
+
+
+def _launch(
+    entry: str,
+    working_dir: str,
+    env_vars: dict[str, str],
+    job_path: Path,
+    workers: int | None,
+) -> subprocess.Popen[bytes]:
+    """Start ``qshpc run ENTRY --job-dir JOB_PATH`` (launcher log in ``logs/launcher.out``)."""
+    cmd = [sys.executable, "-m", "qshpc", "run", entry, "--job-dir", str(job_path)]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
+    env = {**os.environ, **env_vars}
+    log = open(job_path / "logs" / "launcher.out", "ab")
+    proc = subprocess.Popen(
+        cmd, cwd=Path(working_dir), env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    log.close()
+    return proc
+
+
+def _drive_local_array(spec_json: str) -> None:
+    """Run the elements of a ``LocalClient.map`` array, ``parallel`` at a time, in order.
+
+    An element cancelled while queued is skipped; one that fails does not stop the rest.
+    """
+    spec = json.loads(spec_json)
+    pending = [Path(d) for d in spec["job_dirs"]]
+    running: list[Job] = []
+    while pending or running:
+        for job in list(running):
+            if job._process is not None and job._process.poll() is not None:
+                try:
+                    job.wait(timeout=30)  # records a launcher that died before finalizing
+                except Exception as exc:  # the next element runs regardless
+                    print(f"element {job.job_dir.name}: {exc}", flush=True)
+                running.remove(job)
+        while pending and len(running) < int(spec["parallel"]):
+            job_path = pending.pop(0)
+            if read_override(job_path):  # cancelled while queued
+                continue
+            try:
+                proc = _launch(
+                    spec["program"], spec["working_dir"], spec["env"], job_path, spec["workers"]
+                )
+            except OSError as exc:
+                mark_terminal(job_path, "FAILED", f"could not start the element: {exc}")
+                continue
+            running.append(Job(job_path, proc))
+        time.sleep(0.2)
+
+
+class LocalClient:
+    """Runs programs on this machine's MPI ranks (the embedded local default).
+
+    Args:
+        workers: Worker ranks (default: one per core); 0 runs tasks in the program's process.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        if workers is not None and (not isinstance(workers, int) or workers < 0):
+            raise UserError(f"workers must be a whole number >= 0, got {workers!r}")
+        self.workers = workers
+
+    def run(
+        self,
+        program: Program,
+        arguments: dict[str, Any] | None = None,
+        seed: int | None = None,
+        job_dir: str | os.PathLike[str] | None = None,
+    ) -> Job:
+        """Start ``program`` with ``arguments``; return its :class:`Job` at once (state QUEUED/RUNNING)."""
+        job_path = create_program_job(program, arguments, seed, job_dir)
+        proc = _launch(
+            str(program.path()), program.working_dir, program.env_vars, job_path, self.workers
+        )
+        return Job(job_path, proc)
+
+    def map(
+        self,
+        program: Program,
+        arguments_list: Sequence[dict[str, Any] | None],
+        seed: int | None = None,
+        parallel: int = 1,
+    ) -> list[Job]:
+        """Run ``program`` once per argument set, ``parallel`` at a time; return the jobs at once.
+
+        Every element is a job of its own (``JOBS/<array_id>-<i>``) whose meta
+        holds ``array_id``, ``array_index`` and ``array_size``; all get the same
+        ``seed``. A background driver starts them in order: one that fails
+        never stops the others. ``qshpc list --array ARRAY_ID`` shows them.
+
+        Raises:
+            UserError: An empty list, an argument set that is not a dict, a bad program.
+        """
+        check_arguments_list(arguments_list)
+        if not isinstance(parallel, int) or parallel < 1:
+            raise UserError(f"parallel must be a whole number >= 1, got {parallel!r}")
+        array_id = new_job_id()
+        size = len(arguments_list)
+        paths: list[Path] = []
+        try:
+            for i, arguments in enumerate(arguments_list):
+                meta = {"id": f"{array_id}-{i}", **array_meta(array_id, i, size)}
+                paths.append(
+                    create_program_job(program, arguments, seed, jobs_root() / meta["id"], meta)
+                )
+        except BaseException:
+            import shutil
+
+            for d in paths:
+                shutil.rmtree(d, ignore_errors=True)
+            raise
+        folder = array_folder(array_id)
+        from qshpc.store import perms
+
+        perms.make_dir(folder.parent)
+        perms.make_dir(folder)
+        spec = {
+            "program": str(program.path()),
+            "working_dir": str(Path(program.working_dir).resolve()),
+            "env": dict(program.env_vars),
+            "workers": self.workers,
+            "parallel": parallel,
+            "job_dirs": [str(p) for p in paths],
+        }
+        (folder / "array.json").write_text(
+            json.dumps(
+                {"array_id": array_id, "title": program.title, "elements": [p.name for p in paths]},
+                indent=1,
+            )
+            + "\n"
+        )
+        log = open(folder / "driver.out", "ab")
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from qshpc.client.local import _drive_local_array as d; d(sys.argv[1])",
+                json.dumps(spec),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return [Job(p) for p in paths]
+
+    def jobs(self, state: str | None = None) -> list[Job]:
+        """Jobs in the store, newest first."""
+        return list_jobs(state)
+
+    def job(self, job_id: str) -> Job:
+        """The job with this id."""
+        return open_job(job_id)

@@ -1,0 +1,206 @@
+"""Rank 0's lifecycle: open the store, run the program, drain the workers, finalize.
+
+The program runs in this process's main thread (:mod:`qshpc.runtime.program_main`);
+its task calls go to the dispatcher (:mod:`qshpc.runtime.dispatcher`) when there
+are worker ranks, else run inline. A requeue under Slurm leaves the store
+unfinalized (:mod:`qshpc.runtime.requeue`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from qshpc.errors import StoreError
+from qshpc.jobs.prepare import RunSpec
+from qshpc.program import backend
+from qshpc.runtime import requeue
+from qshpc.runtime.program_main import exec_program
+from qshpc.task import context
+
+
+def run_job(
+    spec: RunSpec,
+    job_dir: Path,
+    mpi_comm: tuple[Any, Any] | None,
+    hosts: list[str] | None,
+    ranks: list[dict[str, Any]] | None,
+) -> int:
+    """Rank 0: open the store, run the program, finalize. Returns the exit code."""
+    from importlib.metadata import version
+
+    from qshpc.program import api
+    from qshpc.program.session import Session
+    from qshpc.runtime.logtee import LogTee
+    from qshpc.store import JobReader, JobWriter, perms
+
+    info = context.rank_info()
+    tee = LogTee(job_dir / "logs" / "rank-0.out")
+    trusted = perms.private_to_me(job_dir / "job.h5")
+    try:
+        with JobReader.open(job_dir) as r:
+            meta = r.meta()
+            arguments = r.arguments(allow_pickle=trusted)
+            done = r.done_records(allow_pickle=trusted) if spec.resume else {}
+    except BaseException:
+        # The CLI prints the error after this returns: restore stderr first, or
+        # the message can be lost in the tee's pipe when the process exits.
+        tee.close()
+        raise
+    seed = spec.seed if spec.seed is not None else meta.get("seed")
+    context.set_job_seed(seed)
+    runtime = {
+        "mpi_size": info.size,
+        "ranks": ranks
+        or [{"rank": 0, "host": info.host, "pid": os.getpid(), "local_rank": 0, "cpus": info.cpus}],
+        "started": time.time(),
+        "qiskit_version": version("qiskit"),
+        "python": sys.version.split()[0],
+        "slurm": {k: v for k, v in os.environ.items() if k in _SLURM_KEYS} or None,
+        "resume": bool(spec.resume),
+        "seed": seed,
+    }
+    writer = JobWriter.open(job_dir, runtime)
+    session = Session(job_dir, writer, arguments, done)
+    api._set_session(session)
+    dispatcher = None
+    if mpi_comm is not None and info.size > 1:
+        from qshpc.runtime.dispatcher import Dispatcher
+
+        pids = [int(r["pid"]) for r in ranks] if ranks else None
+        dispatcher = Dispatcher(mpi_comm[0], mpi_comm[1], session, hosts or [info.host], pids)
+        # Measured (benchmarks/root_works.py): a program thread running tasks slows the
+        # dispatcher thread (GIL), so rank 0 sleeps unless asked (1 or auto).
+        mode = os.environ.get("QSHPC_ROOT_WORKS", "0")
+        if mode in ("1", "auto"):
+            dispatcher.enable_root_work(mode)
+        backend.activate(dispatcher)
+    else:
+        backend.activate(backend.InlineBackend(session))
+    from qshpc.runtime.gctune import tune
+
+    tune()
+    state, error = exec_program(Path(meta.get("entrypoint") or spec.program), spec.program_args)
+    if state in ("REQUEUE", "REQUEUED"):
+        _requeue(state, error or "", meta, job_dir, dispatcher, session, writer, tee)
+    try:
+        if dispatcher is not None:
+            # Cancelled: Slurm's SIGKILL follows within KillWait, so drain briefly.
+            drain = 2.0 if state == "CANCELED" else float(os.environ.get("QSHPC_DRAIN_S", "60"))
+            dispatcher.shutdown(abort=state != "SUCCEEDED", drain_s=drain)
+    except Exception as exc:
+        state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {exc}"
+    try:
+        session.sync()
+        writer.finalize(state, error)
+    except StoreError:
+        if (job_dir / "job.h5").is_file():
+            raise
+        tee.close()
+        print(
+            f"qshpc: job {meta.get('id')} FAILED: its job directory {job_dir} was removed "
+            "while it ran (nothing of it is kept)",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        os._exit(1)  # the ranks cannot finalize a store that is gone
+    api._set_session(None)
+    tee.close()
+    _summary(meta, job_dir, state, error, session)
+    code = 0 if state == "SUCCEEDED" else 1
+    if dispatcher is not None and (dispatcher.lost or dispatcher.abandoned or state == "CANCELED"):
+        # Lost or busy ranks can make MPI_Finalize wait forever: the store is final, leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _requeue(
+    state: str,
+    why: str,
+    meta: dict[str, Any],
+    job_dir: Path,
+    dispatcher: Any,
+    session: Any,
+    writer: Any,
+    tee: Any,
+) -> None:
+    """Rank 0, Slurm job submitted with --requeue: flush the store, requeue, leave unfinalized.
+
+    ``REQUEUE``: the time limit is near, rank 0 asks Slurm to requeue the job;
+    ``REQUEUED``: Slurm already did. The store keeps every committed result and
+    stays RUNNING (Slurm's PENDING shows as QUEUED); the next start resumes.
+    If Slurm refuses the requeue, the job ends FAILED, saying why.
+    """
+    from qshpc.program import api
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # Slurm's kill of the old run follows the requeue
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    if dispatcher is not None:
+        try:
+            dispatcher.shutdown(abort=True, drain_s=2.0)
+        except Exception:
+            pass  # the store holds every committed result; the ranks end with the allocation
+    session.sync()
+    note = f"requeued: {why}; resumes from the stored results when Slurm starts it again"
+    writer.set_status(note)
+    failed = requeue.requeue_self() if state == "REQUEUE" else None
+    if failed is not None:
+        error = f"{why}, and the job could not be requeued: {failed}"
+        writer.finalize("FAILED", error)
+        print(f"qshpc: job {meta.get('id')} FAILED: {error}", file=sys.stderr)
+        code = 1
+    else:
+        writer.close()
+        print(
+            f"qshpc: job {meta.get('id')} {note} ({session.executed} tasks run, "
+            f"{len(session.done) + session.executed} results stored)",
+            file=sys.stderr,
+        )
+        code = 0
+    api._set_session(None)
+    tee.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the workers are stopped or about to be killed: no MPI_Finalize
+
+
+_SLURM_KEYS = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_JOB_NODELIST",
+    "SLURM_NTASKS",
+    "SLURM_CLUSTER_NAME",
+    "SLURM_RESTART_COUNT",
+)
+
+
+def _summary(
+    meta: dict[str, Any], job_dir: Path, state: str, error: str | None, session: Any
+) -> None:
+    from qshpc.store import JOB_FILE
+
+    out = sys.stdout if state == "SUCCEEDED" else sys.stderr
+    parts = [f"{session.executed} tasks run"]
+    if session.skipped:
+        parts.append(f"{session.skipped} reused from the store")
+    if session.failed:
+        parts.append(f"{session.failed} failed attempts")
+    print(f"qshpc: job {meta.get('id')} {state} ({', '.join(parts)})", file=out)
+    print(f"qshpc: store {job_dir / JOB_FILE}", file=out)
+    if state == "SUCCEEDED" and not session.result_saved:
+        print("qshpc: the program never called save_result: the job has no result", file=out)
+    if error and state != "SUCCEEDED":
+        last = error.strip().splitlines()[-1] if error.strip() else state
+        print(f"qshpc: {last}", file=out)
+        print(
+            f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {meta.get('id')}` shows the error",
+            file=out,
+        )
+    out.flush()

@@ -1,0 +1,89 @@
+"""Finished calls of a batch on a worker, encoded for the store as they finish (rank 0 appends them)."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from qshpc.store.chunk import ChunkBuilder, encode_meta
+
+
+class Results:
+    """Finished attempts of one batch not yet sent, encoded for the store as they finish."""
+
+    def __init__(self, rank: int, host: str) -> None:
+        self.host = host
+        self.builder = ChunkBuilder(rank)
+        self.values: list[Any] = []
+        self.failures: list[tuple[int, str, str]] = []
+        self.info: list[tuple[str, str, str, dict[str, Any]]] = []  # id, key, name, provenance
+        self.seeds: list[int | None] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(
+        self,
+        task_id: str,
+        key: str,
+        name: str,
+        ok: bool,
+        value: Any,
+        error: str | None,
+        exc_type: str,
+        provenance: dict[str, Any],
+        seed: int | None,
+        started: float,
+        finished: float,
+    ) -> None:
+        meta = encode_meta(task_id, key, name, self.host, error, provenance)
+        try:
+            self.builder.add(meta, ok, value, started, finished)
+        except Exception as exc:  # the value cannot be stored: the task failed
+            ok, value, error, exc_type = (
+                False,
+                None,
+                _unsendable(task_id, name, value, exc),
+                "SerializationError",
+            )
+            meta = encode_meta(task_id, key, name, self.host, error, provenance)
+            self.builder.add(meta, False, None, started, finished)
+        if not ok:
+            self.failures.append((len(self.values), error or "", exc_type))
+        self.values.append(value)
+        self.info.append((task_id, key, name, provenance))
+        self.seeds.append(seed)
+
+    def fail_unpicklable(self) -> None:
+        """Turn every value that pickle cannot carry into its task's failure."""
+        for i, value in enumerate(self.values):
+            if value is None:
+                continue
+            try:
+                pickle.dumps(value, protocol=5)
+            except Exception as exc:
+                task_id, key, name, prov = self.info[i]
+                error = _unsendable(task_id, name, value, exc)
+                self.builder.fail(i, encode_meta(task_id, key, name, self.host, error, prov))
+                self.values[i] = None
+                self.failures.append((i, error, "SerializationError"))
+
+    def message(
+        self, bid: int, first: int, submitted: Any, attempts: list[int] | None, final: bool
+    ) -> tuple[Any, ...]:
+        """The result message for rank 0."""
+        n = len(self.values)
+        chunk = self.builder.take(
+            submitted[first : first + n],
+            None if attempts is None else attempts[first : first + n],
+            self.seeds if any(s is not None for s in self.seeds) else None,
+        )
+        return ("R", bid, first, self.values, chunk, sorted(self.failures), final)
+
+
+def _unsendable(task_id: str, name: str, value: Any, exc: BaseException) -> str:
+    return (
+        f"SerializationError: the return value of task {task_id} ({name}, "
+        f"{type(value).__name__}) cannot be serialized: {exc}. Return plain data, numpy "
+        "arrays or Qiskit objects.\n"
+    )

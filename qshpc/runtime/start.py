@@ -1,0 +1,78 @@
+"""Rank start-up under an MPI launcher: every rank joins, rank 0 prepares the job.
+
+Rank 0 creates (or reopens) the job; the others preload what tasks need
+meanwhile. Then rank 0 runs the job (:mod:`qshpc.runtime.rank0`) and the
+other ranks serve its tasks (:mod:`qshpc.runtime.worker`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from qshpc.errors import UserError
+from qshpc.jobs.prepare import RunSpec, prepare_job
+from qshpc.runtime.program_main import add_program_path
+from qshpc.task import context
+
+
+def run_rank(spec: RunSpec) -> int:
+    """Join the job as this rank (under mpiexec or srun); return the exit code."""
+    from qshpc.runtime.mpi import start
+
+    mpi, comm, info = start()
+    context.set_rank_info(info)
+    job_dir: Path | None = None
+    error: str | None = None
+    failure: BaseException | None = None
+    if info.rank == 0:
+        try:
+            job_dir = prepare_job(spec)
+        except UserError as exc:
+            error = str(exc)
+        except BaseException as exc:  # tell the workers, or they wait in the bcast forever
+            error, failure = f"rank 0 could not prepare the job: {exc!r}", exc
+    else:
+        from qshpc.runtime.worker import preload
+
+        preload()  # while rank 0 prepares the job, so the first task need not wait for it
+    job_dir_s, error, prog = comm.bcast(
+        (str(job_dir) if job_dir else None, error, str(spec.program.resolve())), root=0
+    )
+    if error is not None:
+        if failure is not None:
+            raise failure
+        if info.rank == 0:
+            raise UserError(error)
+        return 2
+    hosts = [i.host for i in comm.allgather(info)]
+    ranks = comm.gather(
+        {
+            "rank": info.rank,
+            "host": info.host,
+            "pid": os.getpid(),
+            "local_rank": info.local_rank,
+            "cpus": info.cpus,
+        },
+        root=0,
+    )
+    add_program_path(Path(prog))
+    if info.rank != 0:
+        from qshpc.runtime.logtee import LogTee
+        from qshpc.runtime.worker import serve
+
+        tee = LogTee(Path(job_dir_s) / "logs" / f"rank-{info.rank}.out")
+        try:
+            serve(mpi, comm)
+        finally:
+            tee.close()
+        mpi.Finalize()
+        return 0
+    from qshpc.runtime.rank0 import run_job
+
+    code = run_job(spec, Path(job_dir_s), (mpi, comm), hosts, ranks)
+    # Finalize here, not at interpreter exit: whatever hosts this process
+    # afterwards (submitit pickles a result and may leave with os._exit) must not
+    # leave the workers waiting in MPI_Finalize's PMI barrier.
+    mpi.Finalize()
+    return code
