@@ -50,6 +50,7 @@ bench: install
 lint: install
 	$(PYTHON) -m ruff check qshpc tests benchmarks examples
 	$(PYTHON) -m mypy
+	lint-imports
 
 clean:
 	rm -rf .install-stamp build *.egg-info .pytest_cache .mypy_cache .ruff_cache
