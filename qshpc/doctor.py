@@ -110,21 +110,22 @@ def check_mpi(timeout: float = MPI_TIMEOUT_S) -> Check:
 
 def check_slurm(timeout: float = SLURM_TIMEOUT_S) -> Check:
     """``sinfo`` answers (a WARN, not a FAIL: local runs need no Slurm)."""
+    from qshpc.submit import slurm
+
     hint = "set SLURM_CONF to your cluster's slurm.conf; for a dev cluster run `make slurm-up`"
-    exe = shutil.which("sinfo")
-    if exe is None:
+    conf = slurm.conf()
+    where = f" (SLURM_CONF={conf})" if conf else " (SLURM_CONF not set)"
+    try:
+        out = slurm.sinfo(timeout)
+    except subprocess.TimeoutExpired:
+        return Check("slurm", WARN, f"sinfo did not answer in {timeout:.0f} s{where}", hint)
+    except OSError as exc:
+        return Check("slurm", WARN, f"sinfo cannot be run: {exc}{where}", hint)
+    if out is None:
         return Check(
             "slurm", WARN, "sinfo not found: Slurm not installed here (local runs work)",
             "on a cluster, load the Slurm module; for a dev cluster run `make slurm-up`",
         )  # fmt: skip
-    conf = os.environ.get("SLURM_CONF")
-    where = f" (SLURM_CONF={conf})" if conf else " (SLURM_CONF not set)"
-    try:
-        out = subprocess.run(
-            [exe, "-h", "-o", "%P %a %D %T"], capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        return Check("slurm", WARN, f"sinfo did not answer in {timeout:.0f} s{where}", hint)
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
         return Check("slurm", WARN, f"sinfo failed: {last}{where}", hint)

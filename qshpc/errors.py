@@ -47,6 +47,14 @@ class WorkerLostError(QshpcError):
     """A worker rank died while holding tasks."""
 
 
+class QshpcWarning(UserWarning):
+    """Base class of qshpc's warnings (the CLI prints them as ``qshpc: warning: ...``)."""
+
+
+class SlurmStateWarning(QshpcWarning):
+    """Slurm reported a job state qshpc does not know (shown as UNKNOWN)."""
+
+
 class TaskError(QshpcError):
     """A distributed task raised.
 

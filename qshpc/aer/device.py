@@ -15,10 +15,11 @@ import shutil
 import subprocess
 import warnings
 
+from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.task.context import rank_info
 
-ENV_DEVICE = "QSHPC_AER_DEVICE"
+ENV_DEVICE = settings.AER_DEVICE.name
 DEVICES = ("auto", "CPU", "GPU")
 
 _warned: set[str] = set()
@@ -77,14 +78,11 @@ def requested_device(option: str | None = None) -> str:
     Raises:
         UserError: If the value is none of those.
     """
-    source = "device option"
-    value = option
-    if value is None or value.lower() == "auto":
-        env = os.environ.get(ENV_DEVICE, "").strip()
-        value, source = (env, ENV_DEVICE) if env else ("auto", "default")
-    normalized = "auto" if value.lower() == "auto" else value.upper()
+    if option is None or option.lower() == "auto":
+        return settings.AER_DEVICE.get()
+    normalized = "auto" if option.lower() == "auto" else option.upper()
     if normalized not in DEVICES:
-        raise UserError(f"{source} is {value!r}; use one of {', '.join(DEVICES)}")
+        raise UserError(f"device option is {option!r}; use one of {', '.join(DEVICES)}")
     return normalized
 
 

@@ -7,6 +7,8 @@ with code 2, without a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +21,49 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from qshpc._version import __version__
+
+        typer.echo(f"qshpc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print qshpc's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Run Qiskit programs on MPI ranks and Slurm clusters, with an HDF5 job store."""
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """qshpc's own warnings as ``qshpc: warning: ...`` (others as Python prints them)."""
+    from qshpc.errors import QshpcWarning
+
+    if issubclass(category, QshpcWarning):
+        print(f"qshpc: warning: {message}", file=sys.stderr)
+        return
+    _python_show(message, category, filename, lineno, file, line)
+
+
+_python_show = warnings.showwarning
 
 
 def _register() -> None:
@@ -37,6 +82,7 @@ def _register() -> None:
 def main() -> None:
     """Entry point of the ``qshpc`` console script."""
     _register()
+    warnings.showwarning = _show_warning
     from qshpc.errors import UserError
 
     try:

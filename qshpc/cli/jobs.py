@@ -142,11 +142,12 @@ def register(app: typer.Typer) -> None:
         """Print what the program passed to save_result."""
         from qshpc.client.job import open_job
         from qshpc.errors import UserError
+        from qshpc.jobstate import TERMINAL
         from qshpc.store import to_jsonable
 
         j = open_job(job)
         state = j.status() if timeout is None else j.wait(timeout)
-        if state not in ("SUCCEEDED", "FAILED", "CANCELED"):
+        if state not in TERMINAL:
             raise UserError(
                 f"job {j.job_id} is {state}: it has no result yet. "
                 f"Wait with `qshpc wait {j.job_id}` or `qshpc result {j.job_id} --wait SECONDS`."
@@ -186,7 +187,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Print the job's logs (stdout and stderr of every rank), also while it runs."""
-        from qshpc.client.job import TERMINAL, open_job
+        from qshpc.client.job import open_job
+        from qshpc.jobstate import TERMINAL
 
         j = open_job(job)
         if not follow:
@@ -272,32 +274,35 @@ def register(app: typer.Typer) -> None:
         from qshpc.cli.ux import parse_age
 
         cutoff = time.time() - parse_age(since) if since else None
-        from qshpc.client.job import list_jobs
+        from qshpc.client.job import list_jobs, read_infos
         from qshpc.errors import UserError
+        from qshpc.jobstate import JobState
 
-        if state and state.upper() not in ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"):
-            raise UserError(
-                f"unknown state {state!r}: use QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED"
-            )
+        if state and state.upper() not in JobState.__members__:
+            raise UserError(f"unknown state {state!r}: use {', '.join(JobState.__members__)}")
+        jobs = list_jobs()
+        if array is not None:  # element directories are named <array id>-<index>
+            jobs = [j for j in jobs if j.job_dir.name.startswith(f"{array}-")]
+
+        def keep(m: dict[str, Any]) -> bool:
+            if cutoff is not None and float(m.get("created") or 0) < cutoff:
+                return False
+            return array is None or str(m.get("array_id") or "") == array
+
+        # One Slurm query for every job listed (sacct -j a,b,c), not one per job.
         entries: list[tuple[tuple[str, ...], str | None, int]] = []
-        for j in list_jobs(state):
+        for j, m in read_infos(jobs, keep, limit=None if state else limit):
             if len(entries) >= limit:
                 break
-            if array is not None and not j.job_dir.name.startswith(f"{array}-"):
-                continue  # element directories are named <array id>-<index>
-            try:
-                m = j.info()
-            except Exception as exc:
-                if array is None:
+            if isinstance(m, Exception):
+                if array is None and not state:
                     entries.append(
-                        ((j.job_dir.name, "?", "UNREADABLE", "", str(exc)[:40], "", ""), None, 0)
+                        ((j.job_dir.name, "?", "UNREADABLE", "", str(m)[:40], "", ""), None, 0)
                     )
                 continue
-            if cutoff is not None and float(m.get("created") or 0) < cutoff:
+            if state and str(m.get("state")) != state.upper():
                 continue
             array_id = str(m["array_id"]) if m.get("array_id") else None
-            if array is not None and array_id != array:
-                continue
             row = (
                 str(m.get("id")),
                 str(m.get("title", ""))[:30],

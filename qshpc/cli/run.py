@@ -58,6 +58,7 @@ def register(app: typer.Typer) -> None:
         """
         from qshpc.jobs.prepare import RunSpec
         from qshpc.launch.local import run as run_job
+        from qshpc.submit.slurm import scheduler
 
         spec = RunSpec(
             program=program,
@@ -68,6 +69,6 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             program_args=list(ctx.args),
         )
-        code = run_job(spec, workers)
+        code = run_job(spec, workers, scheduler())
         if code:
             raise typer.Exit(code)

@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
         from qshpc.errors import UserError
         from qshpc.submit.config import resolve_resources
         from qshpc.submit.resources import parse_sbatch_options
-        from qshpc.submit.slurm import submit as do_submit
+        from qshpc.submit.submission import submit as do_submit
 
         res = resolve_resources(
             {
@@ -219,7 +219,7 @@ def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str,
 def _submit_array(
     prog: Any, files: list[Path], seed: int | None, res: Any, dry_run: bool, as_json: bool
 ) -> None:
-    from qshpc.submit.slurm import submit_array
+    from qshpc.submit.submission import submit_array
 
     sets = load_array_arguments(files, read=not dry_run)
     sub = submit_array(prog, sets, seed, res, dry_run=dry_run)

@@ -10,17 +10,22 @@ Mirrors quantum-serverless's notebook flow::
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qshpc.errors import JobFailedError, JobNotFoundError, NoResultError
-from qshpc.jobs.paths import jobs_root, mark_terminal, read_override, resolve_job_dir
+from qshpc.errors import JobFailedError, NoResultError
+from qshpc.jobs.paths import jobs_root, mark_terminal, read_override, read_slurm_id, resolve_job_dir
+from qshpc.jobstate import TERMINAL, JobState
 
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+if TYPE_CHECKING:
+    from qshpc.submit.slurm_states import SlurmView
+
+#: Slurm's answers by Slurm job id, as :func:`qshpc.submit.slurm.query_many` returns them.
+SlurmViews = Mapping[str, "SlurmView | None"]
 
 
 class Job:
@@ -44,34 +49,50 @@ class Job:
         """The qshpc job id."""
         return str(self.info().get("id", self.job_dir.name))
 
-    def info(self) -> dict[str, Any]:
-        """Everything the store knows about the job (and Slurm's view when it is a Slurm job)."""
+    def info(self, slurm_views: SlurmViews | None = None) -> dict[str, Any]:
+        """Everything the store knows about the job (and Slurm's view when it is a Slurm job).
+
+        Args:
+            slurm_views: Slurm's answers fetched for many jobs at once
+                (:func:`read_infos`); by default this job's is asked for alone.
+        """
+        return self.complete_info(self.store_meta(), slurm_views)
+
+    def store_meta(self) -> dict[str, Any]:
+        """What the store says, with ``job_dir`` and the Slurm id added (Slurm not asked)."""
         from qshpc.store import JobReader
 
         with JobReader.open(self.job_dir) as r:
             meta = r.meta()
         meta["job_dir"] = str(self.job_dir)
         if not meta.get("slurm_job_id"):
-            marker = self.job_dir / "slurm_job_id"  # written by qshpc.submit after sbatch
-            if marker.is_file():
-                meta["slurm_job_id"] = marker.read_text().strip()
+            slurm_id = read_slurm_id(self.job_dir)  # written by qshpc.submit after sbatch
+            if slurm_id:
+                meta["slurm_job_id"] = slurm_id
+        return meta
+
+    def complete_info(
+        self, meta: dict[str, Any], slurm_views: SlurmViews | None = None
+    ) -> dict[str, Any]:
+        """:meth:`store_meta`'s ``meta`` with what the store alone cannot know (Slurm, dead ranks)."""
         state = meta.get("state")
         if state not in TERMINAL:
-            self._reconcile(meta)
-        elif state != "SUCCEEDED" and meta.get("slurm_job_id"):
+            self._reconcile(meta, slurm_views)
+        elif state != JobState.SUCCEEDED and meta.get("slurm_job_id"):
             from qshpc.submit.state import reconcile_slurm
 
-            reconcile_slurm(self.job_dir, meta)  # Slurm may explain it (TIMEOUT, OUT_OF_MEMORY...)
+            # Slurm may explain it (TIMEOUT, OUT_OF_MEMORY...)
+            reconcile_slurm(self.job_dir, meta, slurm_views)
         self._meta = meta
         return meta
 
-    def _reconcile(self, meta: dict[str, Any]) -> None:
+    def _reconcile(self, meta: dict[str, Any], slurm_views: SlurmViews | None = None) -> None:
         """A job whose ranks are gone without finalizing: take the best known terminal state."""
         slurm = meta.get("slurm_job_id")
         if slurm:
             from qshpc.submit.state import reconcile_slurm
 
-            reconcile_slurm(self.job_dir, meta)  # reads the override too
+            reconcile_slurm(self.job_dir, meta, slurm_views)  # reads the override too
             return
         override = read_override(self.job_dir)
         if override:
@@ -264,31 +285,68 @@ def open_job(job: str | os.PathLike[str]) -> Job:
     Raises:
         JobNotFoundError: No such job.
     """
-    try:
-        return Job(resolve_job_dir(job))
-    except JobNotFoundError:
-        text = os.fspath(job)
-        if re.fullmatch(r"\d+_\d+", text) and jobs_root().is_dir():  # a Slurm array element
-            for d in jobs_root().iterdir():
-                marker = d / "slurm_job_id"
-                if marker.is_file() and marker.read_text().strip() == text:
-                    return Job(d)
-        raise
+    return Job(resolve_job_dir(job))
 
 
 def list_jobs(state: str | None = None) -> list[Job]:
-    """Jobs under ``$QSHPC_HOME/jobs``, newest first (optionally only one state)."""
+    """Jobs under ``$QSHPC_HOME/jobs``, newest first (optionally only one state).
+
+    Filtering by state asks Slurm once for all the Slurm jobs (:func:`read_infos`).
+    """
     root = jobs_root()
     if not root.is_dir():
         return []
     jobs = [Job(d) for d in sorted(root.iterdir(), reverse=True) if (d / "job.h5").is_file()]
     if state:
-        jobs = [j for j in jobs if _safe_state(j) == state.upper()]
+        jobs = [j for j, m in read_infos(jobs) if _state_of(m) == state.upper()]
     return jobs
 
 
-def _safe_state(job: Job) -> str:
-    try:
-        return job.status()
-    except Exception:
-        return "UNREADABLE"
+def _state_of(info: dict[str, Any] | Exception) -> str:
+    return "UNREADABLE" if isinstance(info, Exception) else str(info.get("state"))
+
+
+def read_infos(
+    jobs: Sequence[Job],
+    keep: Callable[[dict[str, Any]], bool] | None = None,
+    limit: int | None = None,
+) -> list[tuple[Job, dict[str, Any] | Exception]]:
+    """``job.info()`` of many jobs, asking Slurm ONCE for all of them (one ``sacct -j a,b,c``).
+
+    Args:
+        jobs: The jobs, in the order wanted.
+        keep: Only jobs whose store meta passes this (read before Slurm is asked);
+            jobs whose store cannot be read are kept (as their exception).
+        limit: Stop after this many kept jobs.
+
+    Returns:
+        ``(job, info)`` per kept job, in order; ``info`` is the exception that
+        reading it raised when its store is unreadable.
+    """
+    picked: list[tuple[Job, dict[str, Any] | Exception]] = []
+    for job in jobs:
+        if limit is not None and len(picked) >= limit:
+            break
+        try:
+            meta: dict[str, Any] | Exception = job.store_meta()
+        except Exception as exc:
+            meta = exc
+        if keep is not None and isinstance(meta, dict) and not keep(meta):
+            continue
+        picked.append((job, meta))
+    views: SlurmViews | None = None
+    if any(isinstance(m, dict) and m.get("slurm_job_id") for _, m in picked):
+        from qshpc.submit.slurm import query_many
+        from qshpc.submit.state import slurm_id_to_ask
+
+        ask = [slurm_id_to_ask(j.job_dir, m) for j, m in picked if isinstance(m, dict)]
+        views = query_many([i for i in ask if i])
+    out: list[tuple[Job, dict[str, Any] | Exception]] = []
+    for job, meta in picked:
+        if isinstance(meta, dict):
+            try:
+                meta = job.complete_info(meta, views)
+            except Exception as exc:
+                meta = exc
+        out.append((job, meta))
+    return out

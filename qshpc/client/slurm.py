@@ -44,7 +44,7 @@ class SlurmClient:
         self, program: Program, arguments: dict[str, Any] | None = None, seed: int | None = None
     ) -> Job:
         """Submit ``program`` with ``arguments``; return its :class:`~qshpc.client.job.Job` at once (QUEUED)."""
-        from qshpc.submit.slurm import submit
+        from qshpc.submit.submission import submit
 
         sub = submit(program, arguments, seed, self.resources)
         return Job(sub.job_dir)
@@ -69,14 +69,14 @@ class SlurmClient:
             UserError: An empty list, an argument set that is not a dict, a bad program.
             ResourceError: sbatch refused the array.
         """
-        from qshpc.submit.slurm import submit_array
+        from qshpc.submit.submission import submit_array
 
         sub = submit_array(program, arguments_list, seed, self.resources)
         return [Job(e.job_dir) for e in sub.elements]
 
     def jobs(self, state: str | None = None) -> list[Job]:
         """The Slurm jobs in the store, newest first (optionally only one state)."""
-        from qshpc.submit.slurm import SLURM_ID_FILE
+        from qshpc.jobs.paths import SLURM_ID_FILE
 
         return [j for j in list_jobs(state) if (j.job_dir / SLURM_ID_FILE).is_file()]
 

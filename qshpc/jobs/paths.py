@@ -8,14 +8,19 @@ import secrets
 import time
 from pathlib import Path
 
+from qshpc import settings
 from qshpc.errors import JobNotFoundError
 
 JOB_FILE = "job.h5"
+#: The Slurm job id of a job submitted to Slurm (written by qshpc.submit after sbatch).
+SLURM_ID_FILE = "slurm_job_id"
+#: Slurm's final answer about a job, kept so that a job Slurm forgot keeps its state.
+SLURM_STATE_FILE = "slurm_state.json"
 
 
 def qshpc_home() -> Path:
     """The qshpc home folder (``$QSHPC_HOME``, default ``~/.qshpc``)."""
-    return Path(os.environ.get("QSHPC_HOME") or Path.home() / ".qshpc")
+    return settings.HOME.get() or Path.home() / ".qshpc"
 
 
 def jobs_root() -> Path:
@@ -49,13 +54,21 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
         return cand
     if _SLURM_ID.fullmatch(text) and root.is_dir():
         for d in root.iterdir():
-            marker = d / "slurm_job_id"
-            if marker.is_file() and marker.read_text().strip() == text:
+            if read_slurm_id(d) == text:
                 return d
     raise JobNotFoundError(
         f"no job {text!r}: not a job directory and not a job id under {root}. "
         "Run `qshpc list` to see the jobs (set QSHPC_HOME if they live elsewhere)."
     )
+
+
+def read_slurm_id(job_dir: Path) -> str | None:
+    """The Slurm job id recorded at submit time (``JOB_DIR/slurm_job_id``), or None."""
+    try:
+        text = (job_dir / SLURM_ID_FILE).read_text().strip()
+    except OSError:
+        return None
+    return text or None
 
 
 STATUS_OVERRIDE = "status.json"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.jobs.paths import JOB_FILE, jobs_root, new_job_id, resolve_job_dir
 
@@ -129,8 +130,10 @@ def prepare_job(spec: RunSpec) -> Path:
     """Create (or reopen) the job directory; return it. Run once, before MPI ranks start work.
 
     Raises:
-        UserError: Bad program, bad arguments file, or a job to resume that does not exist.
+        UserError: Bad program, bad arguments file, a job to resume that does not exist,
+            or a bad ``QSHPC_*`` setting the ranks would read.
     """
+    settings.check()  # every setting the ranks read, before any of them starts work
     from qshpc._version import __version__
     from qshpc.store import create_job
 

@@ -18,6 +18,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
+from qshpc.jobstate import TERMINAL
+
 
 class HasInfo(Protocol):
     """What :func:`watch` reads: anything with ``info()`` (``qshpc.client.job.Job`` has it)."""
@@ -27,7 +29,6 @@ class HasInfo(Protocol):
         ...
 
 
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 PLAIN_EVERY_S = 5.0
 RATE_WINDOW_S = 30.0
 STORE_RETRY_S = 10.0

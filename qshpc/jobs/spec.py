@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qshpc import settings
 from qshpc._version import __version__
 from qshpc.errors import UserError
 from qshpc.jobs.paths import jobs_root, new_job_id
@@ -62,6 +63,7 @@ def create_program_job(
     from qshpc.jobs.prepare import check_program
     from qshpc.store import create_job
 
+    settings.check()  # every setting the ranks read: say it now, not when the job runs
     entry = program.path()
     check_program(entry)
     if arguments is not None and not isinstance(arguments, dict):

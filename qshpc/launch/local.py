@@ -21,9 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.jobs.prepare import RunSpec, prepare_job
 from qshpc.runtime.mpi import launched_by_mpi
+from qshpc.runtime.scheduler import Scheduler
 
 
 def default_workers() -> int:
@@ -45,20 +47,32 @@ def find_mpiexec() -> str:
     return found
 
 
-def run(spec: RunSpec, workers: int | None) -> int:
-    """Run a program as a job; return the process exit code (0 when SUCCEEDED)."""
+def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) -> int:
+    """Run a program as a job; return the process exit code (0 when SUCCEEDED).
+
+    Args:
+        spec: What ``qshpc run`` was asked.
+        workers: Worker ranks to start (None: one per core; 0: all in this process).
+            Ignored under an MPI launcher, which started the ranks.
+        scheduler: The batch system this runs in (Slurm's, from
+            :func:`qshpc.submit.slurm.scheduler`), or None.
+    """
     if launched_by_mpi():
         from qshpc.runtime.start import run_rank
 
-        return run_rank(spec)
+        return run_rank(spec, scheduler)
     n = default_workers() if workers is None else workers
     if n < 0:
         raise UserError(f"--workers must be >= 0, got {n}")
     if n == 0:
         from qshpc.runtime.rank0 import run_job
+        from qshpc.task import context
 
         job_dir = prepare_job(spec)
-        return run_job(spec, job_dir, None, None, None)
+        cpus = scheduler.cpus_per_task() if scheduler is not None else None
+        if cpus is not None:
+            context.set_rank_info(context.RankInfo(cpus=context.cores_for_rank(1, cpus)))
+        return run_job(spec, job_dir, None, None, None, scheduler)
     return _spawn(spec, n)
 
 
@@ -132,7 +146,7 @@ def _watch(proc: subprocess.Popen[bytes], job_dir: Path, rank0: list[int]) -> in
     """
     from qshpc.store import JobReader
 
-    every = float(os.environ.get("QSHPC_PROGRESS_S", "5"))
+    every = settings.PROGRESS_S.get()
     next_line = time.monotonic() + every
     meter: Any = None
     while True:

@@ -7,12 +7,11 @@ in the same process).
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.program import backend as _backend
 from qshpc.program.refs import ObjectRef, TaskRef, wait_all, wait_some
@@ -39,11 +38,11 @@ def get_arguments() -> dict[str, Any]:
     """
     if _session is not None:
         return _session.arguments
-    path = os.environ.get("QSHPC_ARGUMENTS")
-    if path:
+    path = settings.ARGUMENTS.get()
+    if path is not None:
         from qshpc.jobs.prepare import load_arguments_file
 
-        return load_arguments_file(Path(path))
+        return load_arguments_file(path)
     return {}
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qshpc import settings
 from qshpc.store.records import TaskRecord as _TaskRecord
 from qshpc.task import context
 from qshpc.task.execute import Outcome
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 _COMMIT_EVERY_S = 0.05
 _COMMIT_EVERY_N = 2000
-_CHECKPOINT_S = float(os.environ.get("QSHPC_CHECKPOINT_S", "30"))
 
 
 class Session:
@@ -52,7 +51,8 @@ class Session:
         self._last_commit = time.monotonic()
         self._last_dir_check = time.monotonic()
         self._last_checkpoint = self._last_commit
-        self._checkpoint_every = _CHECKPOINT_S
+        self._checkpoint_min = settings.CHECKPOINT_S.get()
+        self._checkpoint_every = self._checkpoint_min
 
     # -- resume ------------------------------------------------------------
     def done_result(self, key: str) -> tuple[Any] | None:
@@ -206,7 +206,7 @@ class Session:
             return
         self.writer.checkpoint()
         took = time.monotonic() - now
-        self._checkpoint_every = max(_CHECKPOINT_S, 20 * took)
+        self._checkpoint_every = max(self._checkpoint_min, 20 * took)
 
     # -- program API -----------------------------------------------------------
     def save_result(self, value: Any) -> None:

@@ -7,5 +7,5 @@
 - :mod:`~qshpc.runtime.worker`, :mod:`~qshpc.runtime.batchrun`,
   :mod:`~qshpc.runtime.results`, :mod:`~qshpc.runtime.sender`: the worker loop;
 - :mod:`~qshpc.runtime.mpi`: MPI start-up and message tags;
-- :mod:`~qshpc.runtime.requeue`, :mod:`~qshpc.runtime.logtee`, :mod:`~qshpc.runtime.gctune`.
+- :mod:`~qshpc.runtime.scheduler` (what the runtime asks of Slurm, passed in), :mod:`~qshpc.runtime.logtee`, :mod:`~qshpc.runtime.gctune`.
 """

@@ -10,7 +10,6 @@ holds at once (default 16; 1 turns groups off).
 
 from __future__ import annotations
 
-import os
 import pickle
 import time
 import traceback
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from qshpc import settings
 from qshpc.program.backend import task_key
 from qshpc.program.refs import substitute
 from qshpc.runtime.results import Results
@@ -43,7 +43,7 @@ class BatchRunner:
 
     def __init__(self, info: context.RankInfo) -> None:
         self.info = info
-        width = int(os.environ.get("QSHPC_COOP_WIDTH", "16") or 1)
+        width = settings.COOP_WIDTH.get()
         self.group = coop.Group(width) if width > 1 else None
         self.seconds: dict[bytes, float] = {}  # digest -> mean seconds of calls with steps
         self.grouped: set[bytes] = set()  # digests whose calls run in a group

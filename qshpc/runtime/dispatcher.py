@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from qshpc import settings
 from qshpc.errors import WorkerLostError
 from qshpc.program.backend import TaskSpec, dumps_payload, task_key
 from qshpc.program.refs import (
@@ -209,7 +210,7 @@ class Dispatcher:
             return False
         return True
 
-    def enable_root_work(self, mode: str) -> None:
+    def enable_root_work(self, mode: str, cores_given: bool = False) -> None:
         """Let rank 0's program thread run queued calls while it waits in ``get``.
 
         Args:
@@ -220,9 +221,7 @@ class Dispatcher:
         """
         self._root_mode = mode
         info = context.rank_info()
-        self._root_has_core = info.local_size <= len(os.sched_getaffinity(0)) or bool(
-            os.environ.get("SLURM_CPUS_PER_TASK")
-        )
+        self._root_has_core = info.local_size <= len(os.sched_getaffinity(0)) or cores_given
         self.help_wait = self._help_wait
 
     def _root_should_work(self) -> bool:
@@ -315,15 +314,11 @@ class Dispatcher:
     # -- dispatcher thread ---------------------------------------------------
     def _run(self) -> None:
         try:
-            if os.environ.get("QSHPC_PROFILE_DISPATCHER"):
+            profile = settings.PROFILE_DISPATCHER.get()
+            if profile is not None:
                 import cProfile
 
-                cProfile.runctx(
-                    "self._loop()",
-                    globals(),
-                    {"self": self},
-                    os.environ["QSHPC_PROFILE_DISPATCHER"],
-                )
+                cProfile.runctx("self._loop()", globals(), {"self": self}, str(profile))
             else:
                 self._loop()
         except BaseException as exc:  # surface to the program thread

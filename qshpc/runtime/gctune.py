@@ -16,17 +16,17 @@ first threshold to N.
 from __future__ import annotations
 
 import gc
-import os
 
-DEFAULT_THRESHOLD = 50_000
+from qshpc import settings
+
+DEFAULT_THRESHOLD = 50_000  # settings.GC's default
 
 
 def tune() -> None:
     """Freeze what this process holds and raise the collection thresholds (see module doc)."""
-    setting = os.environ.get("QSHPC_GC", "").strip().lower()
-    if setting == "default":
+    first = settings.GC.get()
+    if first is None:  # QSHPC_GC=default
         return
-    first = int(setting) if setting.isdigit() and int(setting) > 0 else DEFAULT_THRESHOLD
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(max(first, gc.get_threshold()[0]), max(second, 20), max(third, 20))

@@ -6,6 +6,7 @@ import os
 import socket
 from typing import Any
 
+from qshpc import settings
 from qshpc.task.context import RankInfo, cores_for_rank
 
 TAG_BATCH = 11
@@ -18,7 +19,7 @@ TAG_BYE = 16
 
 def heartbeat_interval() -> float:
     """Seconds between a worker's heartbeats (``QSHPC_HEARTBEAT_S``, default 1)."""
-    return float(os.environ.get("QSHPC_HEARTBEAT_S", "1.0"))
+    return settings.HEARTBEAT_S.get()
 
 
 def worker_timeout() -> float:
@@ -27,7 +28,7 @@ def worker_timeout() -> float:
     A worker's heartbeat thread needs the GIL, so a task stuck in C code that
     holds it looks silent: keep this well above the longest such call.
     """
-    return float(os.environ.get("QSHPC_WORKER_TIMEOUT_S", "30.0"))
+    return settings.WORKER_TIMEOUT_S.get()
 
 
 def launched_by_mpi() -> bool:
@@ -38,8 +39,11 @@ def launched_by_mpi() -> bool:
     )
 
 
-def start() -> tuple[Any, Any, RankInfo]:
+def start(cpus_per_task: int | None = None) -> tuple[Any, Any, RankInfo]:
     """Initialise MPI and return ``(MPI module, pkl5 communicator, this rank's RankInfo)``.
+
+    ``cpus_per_task``: the cores each rank was given by the batch system
+    (Slurm's ``--cpus-per-task``), if any; else the affinity mask is shared out.
 
     The pkl5 communicator sends pickled data out of band, so objects over
     2 GiB (a 32-qubit statevector is 64 GiB) do not overflow MPI's int counts.
@@ -63,6 +67,6 @@ def start() -> tuple[Any, Any, RankInfo]:
         local_rank=local_rank,
         local_size=local_size,
         host=host,
-        cpus=cores_for_rank(local_size),
+        cpus=cores_for_rank(local_size, cpus_per_task),
     )
     return MPI, comm, info

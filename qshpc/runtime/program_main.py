@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from qshpc.runtime import requeue
+from qshpc.runtime.scheduler import Requeue, Scheduler
 
 
 class Cancelled(BaseException):
@@ -18,11 +18,18 @@ class Cancelled(BaseException):
 
 
 
-def exec_program(program: Path, argv: list[str]) -> tuple[str, str | None]:
-    """Run the program file as ``__main__``; return ``(state, error text)``."""
+def exec_program(
+    program: Path, argv: list[str], scheduler: Scheduler | None = None
+) -> tuple[str, str | None]:
+    """Run the program file as ``__main__``; return ``(state, error text)``.
+
+    SIGTERM, SIGINT and SIGUSR2 cancel the program (CANCELED), unless the
+    ``scheduler`` says the signal means a requeue (REQUEUE: ask for it;
+    REQUEUED: already done).
+    """
 
     def on_signal(signum: int, frame: Any) -> None:
-        again = requeue.reason(signum)
+        again = scheduler.requeue_reason(signum) if scheduler is not None else None
         if again is not None:
             raise again
         raise Cancelled(f"received {signal.Signals(signum).name}")
@@ -40,8 +47,8 @@ def exec_program(program: Path, argv: list[str]) -> tuple[str, str | None]:
         return "FAILED", f"the program called sys.exit({exc.code!r})"
     except Cancelled as exc:
         return "CANCELED", f"job cancelled: {exc}"
-    except requeue.Requeue as exc:
-        return ("REQUEUE" if exc.ask_slurm else "REQUEUED"), exc.why
+    except Requeue as exc:
+        return ("REQUEUE" if exc.ask_scheduler else "REQUEUED"), exc.why
     except BaseException as exc:
         text = _user_traceback(exc, program)
         sys.stderr.write(text)

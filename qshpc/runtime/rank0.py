@@ -3,7 +3,7 @@
 The program runs in this process's main thread (:mod:`qshpc.runtime.program_main`);
 its task calls go to the dispatcher (:mod:`qshpc.runtime.dispatcher`) when there
 are worker ranks, else run inline. A requeue under Slurm leaves the store
-unfinalized (:mod:`qshpc.runtime.requeue`).
+unfinalized (:mod:`qshpc.runtime.scheduler`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qshpc import settings
 from qshpc.errors import StoreError
 from qshpc.jobs.prepare import RunSpec
 from qshpc.program import backend
-from qshpc.runtime import requeue
 from qshpc.runtime.program_main import exec_program
+from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
 
 
@@ -29,8 +30,18 @@ def run_job(
     mpi_comm: tuple[Any, Any] | None,
     hosts: list[str] | None,
     ranks: list[dict[str, Any]] | None,
+    scheduler: Scheduler | None = None,
 ) -> int:
-    """Rank 0: open the store, run the program, finalize. Returns the exit code."""
+    """Rank 0: open the store, run the program, finalize. Returns the exit code.
+
+    Args:
+        spec: What ``qshpc run`` was asked.
+        job_dir: The prepared job directory.
+        mpi_comm: ``(MPI, pkl5 communicator)`` when there are MPI ranks, else None.
+        hosts: Host of every rank.
+        ranks: Every rank's record (rank, host, pid, local_rank, cpus).
+        scheduler: The batch system that started the job (Slurm), or None.
+    """
     from importlib.metadata import version
 
     from qshpc.program import api
@@ -60,7 +71,7 @@ def run_job(
         "started": time.time(),
         "qiskit_version": version("qiskit"),
         "python": sys.version.split()[0],
-        "slurm": {k: v for k, v in os.environ.items() if k in _SLURM_KEYS} or None,
+        "slurm": scheduler.run_record() if scheduler is not None else None,
         "resume": bool(spec.resume),
         "seed": seed,
     }
@@ -75,22 +86,25 @@ def run_job(
         dispatcher = Dispatcher(mpi_comm[0], mpi_comm[1], session, hosts or [info.host], pids)
         # Measured (benchmarks/root_works.py): a program thread running tasks slows the
         # dispatcher thread (GIL), so rank 0 sleeps unless asked (1 or auto).
-        mode = os.environ.get("QSHPC_ROOT_WORKS", "0")
+        mode = settings.ROOT_WORKS.get()
         if mode in ("1", "auto"):
-            dispatcher.enable_root_work(mode)
+            given = scheduler is not None and scheduler.cpus_per_task() is not None
+            dispatcher.enable_root_work(mode, cores_given=given)
         backend.activate(dispatcher)
     else:
         backend.activate(backend.InlineBackend(session))
     from qshpc.runtime.gctune import tune
 
     tune()
-    state, error = exec_program(Path(meta.get("entrypoint") or spec.program), spec.program_args)
+    state, error = exec_program(
+        Path(meta.get("entrypoint") or spec.program), spec.program_args, scheduler
+    )
     if state in ("REQUEUE", "REQUEUED"):
-        _requeue(state, error or "", meta, job_dir, dispatcher, session, writer, tee)
+        _requeue(state, error or "", meta, dispatcher, session, writer, tee, scheduler)
     try:
         if dispatcher is not None:
             # Cancelled: Slurm's SIGKILL follows within KillWait, so drain briefly.
-            drain = 2.0 if state == "CANCELED" else float(os.environ.get("QSHPC_DRAIN_S", "60"))
+            drain = 2.0 if state == "CANCELED" else settings.DRAIN_S.get()
             dispatcher.shutdown(abort=state != "SUCCEEDED", drain_s=drain)
     except Exception as exc:
         state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {exc}"
@@ -124,11 +138,11 @@ def _requeue(
     state: str,
     why: str,
     meta: dict[str, Any],
-    job_dir: Path,
     dispatcher: Any,
     session: Any,
     writer: Any,
     tee: Any,
+    scheduler: Scheduler | None,
 ) -> None:
     """Rank 0, Slurm job submitted with --requeue: flush the store, requeue, leave unfinalized.
 
@@ -149,7 +163,7 @@ def _requeue(
     session.sync()
     note = f"requeued: {why}; resumes from the stored results when Slurm starts it again"
     writer.set_status(note)
-    failed = requeue.requeue_self() if state == "REQUEUE" else None
+    failed = scheduler.requeue() if state == "REQUEUE" and scheduler is not None else None
     if failed is not None:
         error = f"{why}, and the job could not be requeued: {failed}"
         writer.finalize("FAILED", error)
@@ -168,17 +182,6 @@ def _requeue(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # the workers are stopped or about to be killed: no MPI_Finalize
-
-
-_SLURM_KEYS = (
-    "SLURM_JOB_ID",
-    "SLURM_ARRAY_JOB_ID",
-    "SLURM_ARRAY_TASK_ID",
-    "SLURM_JOB_NODELIST",
-    "SLURM_NTASKS",
-    "SLURM_CLUSTER_NAME",
-    "SLURM_RESTART_COUNT",
-)
 
 
 def _summary(

@@ -13,14 +13,20 @@ from pathlib import Path
 from qshpc.errors import UserError
 from qshpc.jobs.prepare import RunSpec, prepare_job
 from qshpc.runtime.program_main import add_program_path
+from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
 
 
-def run_rank(spec: RunSpec) -> int:
-    """Join the job as this rank (under mpiexec or srun); return the exit code."""
+def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
+    """Join the job as this rank (under mpiexec or srun); return the exit code.
+
+    Args:
+        spec: What ``qshpc run`` was asked.
+        scheduler: The batch system that started the job (Slurm), or None.
+    """
     from qshpc.runtime.mpi import start
 
-    mpi, comm, info = start()
+    mpi, comm, info = start(scheduler.cpus_per_task() if scheduler is not None else None)
     context.set_rank_info(info)
     job_dir: Path | None = None
     error: str | None = None
@@ -70,7 +76,7 @@ def run_rank(spec: RunSpec) -> int:
         return 0
     from qshpc.runtime.rank0 import run_job
 
-    code = run_job(spec, Path(job_dir_s), (mpi, comm), hosts, ranks)
+    code = run_job(spec, Path(job_dir_s), (mpi, comm), hosts, ranks, scheduler)
     # Finalize here, not at interpreter exit: whatever hosts this process
     # afterwards (submitit pickles a result and may leave with os._exit) must not
     # leave the workers waiting in MPI_Finalize's PMI barrier.

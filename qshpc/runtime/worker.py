@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from qshpc import settings
 from qshpc.program import backend
 from qshpc.program.refs import ObjectRef
 from qshpc.runtime.batchrun import BatchRunner
@@ -56,8 +57,8 @@ def preload() -> None:
     """
     import importlib
 
-    names = [n.strip() for n in os.environ.get("QSHPC_PRELOAD", "qiskit,qiskit_aer").split(",")]
-    for name in filter(None, names):
+    names = settings.PRELOAD.get()
+    for name in names:
         try:
             importlib.import_module(name)
         except ImportError:
@@ -108,7 +109,9 @@ def _serve(mpi: Any, comm: Any) -> None:
     # Ranks outnumber cores: an idle worker polling fast steals rank 0's CPU.
     info = context.rank_info()
     crowded = info.local_size > len(os.sched_getaffinity(0))
-    first_sleep = float(os.environ.get("QSHPC_IDLE_SLEEP_S", "5e-4" if crowded else "2e-5"))
+    first_sleep = settings.IDLE_SLEEP_S.get()
+    if first_sleep is None:
+        first_sleep = 5e-4 if crowded else 2e-5
     sender = Sender(comm)
     runner = BatchRunner(info)
 

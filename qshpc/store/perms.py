@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SHARE_GROUP_ENV = "QSHPC_SHARE_GROUP"
+from qshpc import settings
+
+SHARE_GROUP_ENV = settings.SHARE_GROUP.name
 
 
 def _shared() -> bool:
-    return os.environ.get(SHARE_GROUP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return settings.SHARE_GROUP.get()
 
 
 def dir_mode() -> int:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from qshpc.jobstate import STORED, TERMINAL
+
 JOB_FILE = "job.h5"
 SCHEMA_VERSION = 1
-STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
-TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELED")
+#: The states a job's store records (:class:`qshpc.jobstate.JobState`, as plain text).
+STATES = tuple(s.value for s in STORED)
+TERMINAL_STATES = tuple(s.value for s in TERMINAL)
 TASK_STATES = ("SUCCEEDED", "FAILED")
 
 

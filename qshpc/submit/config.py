@@ -28,13 +28,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from qshpc import settings
 from qshpc.errors import ResourceError
 from qshpc.jobs.paths import qshpc_home
 from qshpc.submit.resources import SlurmResources, unknown_keys_message
 
-ENV_PREFIX = "QSHPC_SLURM_"
-#: Variables with this prefix that are not resources (the dev cluster's state folder).
-_ENV_IGNORED = {"QSHPC_SLURM_DIR", "QSHPC_SLURM_TIMEOUT", "QSHPC_SLURM_GPUS", "QSHPC_SLURM_DB_PORT"}
+ENV_PREFIX = settings.SLURM_PREFIX
 
 
 def config_files() -> list[Path]:
@@ -65,9 +64,7 @@ def _from_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     unknown: list[str] = []
     bad: list[str] = []
-    for var, text in environ.items():
-        if not var.startswith(ENV_PREFIX) or var in _ENV_IGNORED:
-            continue
+    for var, text in settings.slurm_defaults(environ).items():
         name = var[len(ENV_PREFIX) :].lower()
         kind = kinds.get(name)
         if kind is None:

@@ -1,366 +1,60 @@
-"""Submitting qshpc jobs to Slurm through submitit, and cancelling them.
+"""Slurm itself: every Slurm command qshpc runs and every ``SLURM_*`` variable it reads.
 
-``submit`` creates the job in the store (state QUEUED), stages the program's
-working directory into ``JOB_DIR/program/``, and hands submitit
-``qshpc.submit.task.run_task`` to run in every task of an
-``srun --mpi=pmi2`` step; submitit's folder is ``JOB_DIR/slurm/``. The Slurm
-job id goes to ``JOB_DIR/slurm_job_id`` (known only after ``sbatch``), where
-:func:`qshpc.jobs.resolve_job_dir` and ``Job.info()`` find it.
+Commands (each with a timeout; none raises for Slurm being slow or absent,
+except :func:`cancel`, which the user asked for):
+
+- ``sacct``/``squeue``/``scontrol show job``: :func:`query_many` asks about
+  many jobs with ONE ``sacct -j a,b,c`` (then one ``squeue`` for the jobs
+  accounting does not know, then ``scontrol`` per job), so ``qshpc list`` asks
+  Slurm once; :func:`query` asks about one;
+- ``scancel``: :func:`cancel`; ``scontrol requeue``: :func:`requeue`;
+  ``scontrol show job`` for the restart count: :func:`restarts`;
+- ``sinfo``: :func:`partitions`, and :func:`sinfo` for ``qshpc doctor``.
+
+``sbatch`` is run by submitit (:mod:`qshpc.submit.submission`).
+
+Environment: :class:`TaskEnv` (:func:`task_env`) is what a process inside a
+Slurm job reads of Slurm's variables; :func:`run_record` is what rank 0 keeps
+of them in the store. The runtime never reads them: :class:`SlurmScheduler`
+hands it what it needs (cores per task, the record, requeue on signals) through
+:class:`qshpc.runtime.scheduler.Scheduler`.
+
+How Slurm's words map onto qshpc's states: :mod:`qshpc.submit.slurm_states`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
+import re
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from qshpc.errors import ResourceError, UserError
-from qshpc.jobs.paths import jobs_root, new_job_id, qshpc_home
-from qshpc.submit.resources import SlurmResources, safe_job_name
-from qshpc.submit.sbatch import executor_parameters, render
-from qshpc.submit.staging import check_size, stage
+from qshpc import settings
+from qshpc.errors import UserError
+from qshpc.runtime.scheduler import Requeue
+from qshpc.submit.slurm_states import SlurmView, parse_sacct, parse_scontrol, parse_squeue
 
-if TYPE_CHECKING:
-    from qshpc.jobs.spec import Program
-
-SLURM_ID_FILE = "slurm_job_id"
-STAGED_DIR = "program"
-SUBMITIT_DIR = "slurm"
-ARRAY_FILE = "array.json"
-#: Seconds any Slurm client command may take before qshpc gives up on it.
+#: Seconds a state query (sacct, squeue, scontrol show) may take.
+QUERY_TIMEOUT_S = 10
+#: Seconds an action (scancel, scontrol requeue, sinfo for an sbatch error) may take.
 COMMAND_TIMEOUT_S = 30
-
-
-@dataclass
-class Submission:
-    """What ``submit`` did (or, for a dry run, would do).
-
-    Attributes:
-        job_id: The qshpc job id.
-        slurm_job_id: Slurm's job id (None for a dry run).
-        job_dir: The job directory.
-        script: The batch script submitted (or that would be).
-    """
-
-    job_id: str
-    slurm_job_id: str | None
-    job_dir: Path
-    script: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """The ids and the job directory, JSON-able."""
-        return {
-            "job_id": self.job_id,
-            "slurm_job_id": self.slurm_job_id,
-            "job_dir": str(self.job_dir),
-        }
-
-
-def submit(
-    program: Program,
-    arguments: dict[str, Any] | None,
-    seed: int | None,
-    res: SlurmResources,
-    dry_run: bool = False,
-) -> Submission:
-    """Submit ``program`` with ``arguments`` as one Slurm job; return at once.
-
-    Raises:
-        ResourceError: Bad resources, or sbatch refused them (its message, and the partitions).
-        UserError: A missing or invalid program, a working_dir over 1 GiB, no Slurm here.
-    """
-    from qshpc.jobs.prepare import check_program
-
-    res.validate()
-    entry = program.path()
-    check_program(entry)
-    src = Path(program.working_dir).expanduser().resolve()
-    entrypoint = entry.relative_to(src) if entry.is_relative_to(src) else Path(program.entrypoint)
-    job_id = new_job_id()
-    job_dir = jobs_root().absolute() / job_id
-    if not str(job_dir).isprintable():
-        raise UserError(
-            f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path"
-        )
-    # Never stage the job store itself (a working_dir that holds $QSHPC_HOME).
-    exclude = [qshpc_home().absolute(), jobs_root().absolute(), job_dir]
-    check_size(src, exclude)
-    name = res.name or safe_job_name(program.title)
-    params = executor_parameters(res, name, job_dir)
-    folder = job_dir / SUBMITIT_DIR
-    if dry_run:
-        return Submission(job_id, None, job_dir, render(params, folder))
-    executor = _executor(folder)
-    executor.update_parameters(**params)
-    _make_dir(job_dir)
-    try:
-        staged = _create_job(program, src, entrypoint, job_dir, exclude, arguments, seed, res, name)
-        job = _sbatch(executor, staged, job_dir, res)
-    except BaseException:
-        shutil.rmtree(job_dir, ignore_errors=True)
-        raise
-    slurm_id = str(job.job_id)
-    _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
-    script = folder / f"{slurm_id}_submission.sh"
-    text = script.read_text() if script.is_file() else render(params, folder)
-    return Submission(job_id, slurm_id, job_dir, text)
-
-
-@dataclass
-class ArraySubmission:
-    """What ``submit_array`` did (or, for a dry run, would do).
-
-    Attributes:
-        array_id: The qshpc id of the whole array (each element's meta ``array_id``).
-        slurm_array_id: Slurm's array job id (None for a dry run); element i is ``<id>_<i>``.
-        elements: One :class:`Submission` per element, in argument order.
-        script: The batch script submitted (or that would be).
-    """
-
-    array_id: str
-    slurm_array_id: str | None
-    elements: list[Submission]
-    script: str
-
-    def as_list(self) -> list[dict[str, Any]]:
-        """One JSON-able dict per element: ids, job directory, array id and index."""
-        return [
-            {**e.as_dict(), "array_id": self.array_id, "array_index": i}
-            for i, e in enumerate(self.elements)
-        ]
-
-
-def submit_array(
-    program: Program,
-    arguments_list: Sequence[dict[str, Any] | None],
-    seed: int | None,
-    res: SlurmResources,
-    dry_run: bool = False,
-) -> ArraySubmission:
-    """Submit ``program`` once per argument set, as ONE Slurm job array; return at once.
-
-    Element ``i`` is a job of its own (``JOBS/<array_id>-<i>``: staged program,
-    arguments, store) whose meta holds ``array_id``, ``array_index`` and
-    ``array_size``; its Slurm id is ``<slurm array id>_<i>``. Every element
-    gets the same resources and ``seed``. Elements run and end independently:
-    one that fails or times out leaves the others' results alone.
-
-    Raises:
-        ResourceError: Bad resources, or sbatch refused them.
-        UserError: An empty list, a bad program or argument set, no Slurm here.
-    """
-    from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
-    from qshpc.jobs.prepare import check_program
-
-    check_arguments_list(arguments_list)
-    res.validate()
-    entry = program.path()
-    check_program(entry)
-    src = Path(program.working_dir).expanduser().resolve()
-    entrypoint = entry.relative_to(src) if entry.is_relative_to(src) else Path(program.entrypoint)
-    array_id = new_job_id()
-    folder_root = array_folder(array_id)
-    job_dirs = [jobs_root().absolute() / f"{array_id}-{i}" for i in range(len(arguments_list))]
-    if not str(folder_root).isprintable() or not str(job_dirs[0]).isprintable():
-        raise UserError(
-            f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path"
-        )
-    exclude = [qshpc_home().absolute(), jobs_root().absolute(), folder_root, *job_dirs]
-    check_size(src, exclude)
-    name = res.name or safe_job_name(program.title)
-    params = executor_parameters(res, name, folder_root)
-    folder = folder_root / SUBMITIT_DIR
-    if dry_run:
-        shown = {**params, "map_count": len(job_dirs)}
-        subs = [Submission(d.name, None, d, "") for d in job_dirs]
-        return ArraySubmission(array_id, None, subs, render(shown, folder))
-    executor = _executor(folder)
-    executor.update_parameters(**params)
-    from qshpc.submit.task import run_task
-
-    made: list[Path] = []
-    try:
-        _make_dir(folder_root.parent)
-        _make_dir(folder_root)
-        calls = []
-        for i, (job_dir, arguments) in enumerate(zip(job_dirs, arguments_list, strict=True)):
-            _make_dir(job_dir)
-            made.append(job_dir)
-            meta = array_meta(array_id, i, len(job_dirs))
-            staged = _create_job(
-                program, src, entrypoint, job_dir, exclude, arguments, seed, res, name, meta
-            )
-            calls.append(_task_call(staged, job_dir, res))
-        with _sbatch_errors(), executor.batch():
-            jobs = [executor.submit(run_task, *args, env=env) for args, env in calls]
-    except BaseException:
-        for d in [*made, folder_root]:
-            shutil.rmtree(d, ignore_errors=True)
-        raise
-    slurm_ids = [str(j.job_id) for j in jobs]  # a batch of one is a plain job: no ``_0``
-    slurm_array = slurm_ids[0].split("_")[0]
-    for job_dir, sid in zip(job_dirs, slurm_ids, strict=True):
-        _write_private(job_dir / SLURM_ID_FILE, sid + "\n")
-    manifest = {
-        "array_id": array_id,
-        "slurm_array_id": slurm_array,
-        "title": program.title,
-        "elements": [d.name for d in job_dirs],
-        "slurm_job_ids": slurm_ids,
-    }
-    _write_private(folder_root / ARRAY_FILE, json.dumps(manifest, indent=1) + "\n")
-    script = folder / f"{slurm_array}_submission.sh"
-    text = (
-        script.read_text()
-        if script.is_file()
-        else render({**params, "map_count": len(jobs)}, folder)
-    )
-    subs = [Submission(d.name, sid, d, text) for d, sid in zip(job_dirs, slurm_ids, strict=True)]
-    return ArraySubmission(array_id, slurm_array, subs, text)
-
-
-def _make_dir(path: Path) -> None:
-    """Create ``path`` with the store's permissions."""
-    from qshpc.store import perms
-
-    perms.make_dir(path)
-
-
-def _create_job(
-    program: Program,
-    src: Path,
-    entrypoint: Path,
-    job_dir: Path,
-    exclude: list[Path],
-    arguments: dict[str, Any] | None,
-    seed: int | None,
-    res: SlurmResources,
-    name: str,
-    extra_meta: dict[str, Any] | None = None,
-) -> Program:
-    """Stage ``src`` into ``job_dir/program`` and create the QUEUED job there; return the staged program."""
-    from qshpc.jobs.spec import Program as _Program
-    from qshpc.jobs.spec import create_program_job
-
-    stage(src, job_dir / STAGED_DIR, exclude)
-    staged = _Program(
-        title=program.title,
-        entrypoint=str(entrypoint),
-        working_dir=str(job_dir / STAGED_DIR),
-        description=program.description,
-        env_vars=dict(program.env_vars),
-    )
-    extra = {
-        "id": job_dir.name,
-        "scheduler": "slurm",
-        "source_working_dir": str(src),
-        "slurm_job_name": name,
-        "slurm_resources": res.as_meta(),
-        "user": os.environ.get("USER", ""),
-        **(extra_meta or {}),
-    }
-    create_program_job(staged, arguments, seed, job_dir, extra_meta=extra)
-    return staged
-
-
-def _executor(folder: Path) -> Any:
-    try:
-        import submitit
-    except ImportError:  # pragma: no cover - a dependency
-        raise UserError("submitit is not installed: pip install submitit") from None
-    if shutil.which("sbatch") is None or shutil.which("srun") is None:
-        raise UserError(
-            "sbatch/srun not found: submit from a Slurm login node (or run locally with `qshpc run`)"
-        )
-    return submitit.SlurmExecutor(folder=folder)
-
-
-def _task_call(
-    staged: Program, job_dir: Path, res: SlurmResources
-) -> tuple[tuple[Any, ...], dict[str, str]]:
-    """The positional arguments and ``env`` of ``run_task`` for the job in ``job_dir``."""
-    args = (str(job_dir), str(staged.path()), str(job_dir / STAGED_DIR), res.gpus_per_node)
-    env = dict(staged.env_vars)
-    if res.requeue:
-        env["QSHPC_REQUEUE"] = "1"  # rank 0 requeues on Slurm's time-limit warning
-    return args, env
-
-
-@contextlib.contextmanager
-def _sbatch_errors() -> Iterator[None]:
-    """Turn sbatch's refusal into a ResourceError that says what to do."""
-    from submitit.core.utils import FailedJobError, FailedSubmissionError
-
-    noise = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(noise):  # submitit prints sbatch's stderr itself
-            yield
-    except (FailedJobError, FailedSubmissionError) as exc:
-        raise ResourceError(_explain(str(exc) or noise.getvalue())) from None
-    except OSError as exc:
-        raise UserError(f"cannot run sbatch: {exc}") from None
-
-
-def _sbatch(executor: Any, staged: Program, job_dir: Path, res: SlurmResources) -> Any:
-    """Submit ``run_task`` for one job."""
-    from qshpc.submit.task import run_task
-
-    args, env = _task_call(staged, job_dir, res)
-    with _sbatch_errors():
-        return executor.submit(run_task, *args, env=env)
-
-
-def _explain(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    msg = "sbatch refused the job:\n    " + "\n    ".join(lines[-6:] or ["(no message)"])
-    low = text.lower()
-    if "partition" in low:
-        parts = partitions()
-        known = ", ".join(parts) if parts else "(sinfo did not answer)"
-        msg += f"\npartitions on this cluster: {known}; choose one with --partition"
-    elif "account" in low or "qos" in low or "association" in low:
-        msg += "\nsee your accounts and QOS with `sacctmgr show assoc user=$USER`"
-    elif "node configuration" in low or "memory" in low or "gres" in low:
-        msg += "\nask for less (see `sinfo -o '%P %D %c %m %G'`), or check with --dry-run"
-    return msg
-
-
-def partitions() -> list[str]:
-    """The cluster's partition names (``sinfo``), or [] when sinfo fails."""
-    try:
-        out = subprocess.run(
-            ["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return (
-        sorted({p.strip() for p in out.stdout.split() if p.strip()}) if out.returncode == 0 else []
-    )
-
-
-def cancel(slurm_job_id: str) -> None:
-    """Cancel a Slurm job (``scancel``); the runtime marks the store CANCELED.
-
-    Raises:
-        UserError: scancel failed (its message included).
-    """
-    if not is_slurm_id(slurm_job_id):
-        raise UserError(f"not a Slurm job id: {slurm_job_id!r}")
-    try:
-        out = subprocess.run(
-            ["scancel", slurm_job_id], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UserError(f"scancel {slurm_job_id} failed: {exc}") from None
-    if out.returncode != 0:
-        raise UserError(f"scancel {slurm_job_id} failed: {out.stderr.strip() or out.returncode}")
+#: Seconds ``scontrol requeue`` and the restart count may take (rank 0, near a time limit).
+SCONTROL_TIMEOUT_S = 20
+#: ``sacct --format`` of :func:`query_many` (JobID, State, ExitCode, Reason).
+SACCT_FORMAT = "--format=JobID,State%30,ExitCode,Reason%60"
+#: Slurm variables rank 0 records in the store (``runs/<n>`` ``slurm``).
+RECORD_KEYS = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_JOB_NODELIST",
+    "SLURM_NTASKS",
+    "SLURM_CLUSTER_NAME",
+    "SLURM_RESTART_COUNT",
+)
 
 
 def is_slurm_id(text: str) -> bool:
@@ -369,20 +63,265 @@ def is_slurm_id(text: str) -> bool:
     return main.isdigit() and (not sep or index.isdigit())
 
 
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    from qshpc.store import perms
+def run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run one Slurm command, capturing its output.
 
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    Raises:
+        OSError: The command cannot be started (not installed).
+        subprocess.TimeoutExpired: It did not answer within ``timeout`` seconds.
+    """
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
 
 
-def read_slurm_id(job_dir: Path) -> str | None:
-    """The Slurm job id recorded at submit time, or None."""
+def _output(args: list[str], timeout: float = QUERY_TIMEOUT_S) -> str | None:
+    """The command's stdout, or None when it fails, times out or is missing."""
     try:
-        text = (job_dir / SLURM_ID_FILE).read_text().strip()
-    except OSError:
+        out = run(args, timeout)
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    return text or None
+    return out.stdout if out.returncode == 0 else None
+
+
+# -- what Slurm says about jobs ----------------------------------------------------
+
+
+def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
+    """Ask Slurm about many jobs at once: one ``sacct``, then one ``squeue``, then ``scontrol``.
+
+    Returns:
+        Every id given (``123`` or an array element ``123_4``), with Slurm's view,
+        or None when no command knows it (or Slurm does not answer).
+    """
+    ids = sorted({i for i in slurm_ids if is_slurm_id(i)})
+    views: dict[str, SlurmView | None] = dict.fromkeys(ids)
+    if not ids:
+        return views
+    out = _output(["sacct", "-X", "--parsable2", "--noheader", "-j", ",".join(ids), SACCT_FORMAT])
+    if out:
+        for i in ids:
+            views[i] = parse_sacct(out, i)
+    missing = [i for i in ids if views[i] is None]
+    if missing:
+        out = _output(["squeue", "-h", "-j", ",".join(missing), "-o", "%i|%T|%r"])
+        queued = parse_squeue(out) if out else {}
+        for i in missing:
+            views[i] = queued.get(i)
+    for i in [i for i in ids if views[i] is None]:
+        out = _output(["scontrol", "show", "job", i])
+        views[i] = parse_scontrol(out) if out else None
+    return views
+
+
+def query(slurm_id: str) -> SlurmView | None:
+    """Ask Slurm about one job (see :func:`query_many`); None when nobody knows it."""
+    return query_many([slurm_id]).get(slurm_id)
+
+
+def restarts(job_id: str) -> int | None:
+    """How often Slurm restarted job ``job_id`` (``scontrol show job``); None when unknown."""
+    if not job_id.isdigit():
+        return None
+    out = _output(["scontrol", "show", "job", "-o", job_id], SCONTROL_TIMEOUT_S)
+    m = re.search(r"\bRestarts=(\d+)", out or "")
+    return int(m.group(1)) if m else None
+
+
+def partitions() -> list[str]:
+    """The cluster's partition names (``sinfo``), or [] when sinfo fails."""
+    out = _output(["sinfo", "-h", "-o", "%R"], COMMAND_TIMEOUT_S)
+    return sorted({p.strip() for p in (out or "").split() if p.strip()})
+
+
+def sinfo(timeout: float) -> subprocess.CompletedProcess[str] | None:
+    """``sinfo -h -o '%P %a %D %T'`` for ``qshpc doctor``; None when sinfo is not installed.
+
+    Raises:
+        subprocess.TimeoutExpired: sinfo did not answer within ``timeout`` seconds.
+    """
+    exe = shutil.which("sinfo")
+    if exe is None:
+        return None
+    return run([exe, "-h", "-o", "%P %a %D %T"], timeout)
+
+
+def conf() -> str | None:
+    """``SLURM_CONF``: which cluster the commands talk to (None: Slurm's default)."""
+    return os.environ.get("SLURM_CONF") or None
+
+
+# -- what qshpc asks of Slurm ------------------------------------------------------------
+
+
+def cancel(slurm_job_id: str) -> None:
+    """Cancel a Slurm job (``scancel``); the runtime marks the store CANCELED.
+
+    Raises:
+        UserError: Not a Slurm id, or scancel failed (its message included).
+    """
+    if not is_slurm_id(slurm_job_id):
+        raise UserError(f"not a Slurm job id: {slurm_job_id!r}")
+    try:
+        out = run(["scancel", slurm_job_id], COMMAND_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(f"scancel {slurm_job_id} failed: {exc}") from None
+    if out.returncode != 0:
+        raise UserError(f"scancel {slurm_job_id} failed: {out.stderr.strip() or out.returncode}")
+
+
+def requeue(job_id: str) -> str | None:
+    """Run ``scontrol requeue JOB_ID``; return None on success, else what went wrong."""
+    if not job_id.isdigit():
+        return f"no Slurm job id (SLURM_JOB_ID={job_id!r})"
+    try:
+        out = run(["scontrol", "requeue", job_id], SCONTROL_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"scontrol requeue {job_id} failed: {exc}"
+    if out.returncode != 0:
+        return f"scontrol requeue {job_id} failed: {out.stderr.strip() or out.returncode}"
+    return None
+
+
+# -- what a process inside a Slurm job reads -------------------------------------------------
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text or default)
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class TaskEnv:
+    """Slurm's variables in one task of a job.
+
+    Attributes:
+        job_id: ``SLURM_JOB_ID``.
+        array_job_id: ``SLURM_ARRAY_JOB_ID`` (an array element), or "".
+        array_task_id: ``SLURM_ARRAY_TASK_ID``, or "".
+        procid: ``SLURM_PROCID``: this task's rank in the step.
+        localid: ``SLURM_LOCALID``: its rank on its node.
+        ntasks: ``SLURM_NTASKS``: tasks in the step.
+        restart_count: ``SLURM_RESTART_COUNT``: how often Slurm restarted the job.
+        cpus_per_task: ``SLURM_CPUS_PER_TASK``, or None when not set.
+    """
+
+    job_id: str
+    array_job_id: str = ""
+    array_task_id: str = ""
+    procid: int = 0
+    localid: int = 0
+    ntasks: int = 1
+    restart_count: int = 0
+    cpus_per_task: int | None = None
+
+    @property
+    def element_id(self) -> str:
+        """The job's Slurm id as qshpc keeps it: ``<array job id>_<index>`` for an array element."""
+        if self.array_job_id and self.array_task_id:
+            return f"{self.array_job_id}_{self.array_task_id}"
+        return self.job_id
+
+
+def task_env(environ: Mapping[str, str] | None = None) -> TaskEnv | None:
+    """Slurm's variables of this process, or None outside a Slurm job (no ``SLURM_JOB_ID``)."""
+    env = os.environ if environ is None else environ
+    job_id = env.get("SLURM_JOB_ID", "")
+    if not job_id:
+        return None
+    cpus = env.get("SLURM_CPUS_PER_TASK", "")
+    return TaskEnv(
+        job_id=job_id,
+        array_job_id=env.get("SLURM_ARRAY_JOB_ID", ""),
+        array_task_id=env.get("SLURM_ARRAY_TASK_ID", ""),
+        procid=_int(env.get("SLURM_PROCID"), 0),
+        localid=_int(env.get("SLURM_LOCALID"), 0),
+        ntasks=_int(env.get("SLURM_NTASKS"), 1),
+        restart_count=_int(env.get("SLURM_RESTART_COUNT"), 0),
+        cpus_per_task=int(cpus) if cpus.isdigit() and int(cpus) > 0 else None,
+    )
+
+
+def local_rank(environ: Mapping[str, str] | None = None) -> int:
+    """``SLURM_LOCALID`` (0 when unset or not a number)."""
+    env = os.environ if environ is None else environ
+    return _int(env.get("SLURM_LOCALID"), 0)
+
+
+def run_record(environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """The Slurm variables rank 0 keeps in the store (:data:`RECORD_KEYS`), or None outside Slurm."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k in RECORD_KEYS} or None
+
+
+class SlurmScheduler:
+    """What the runtime asks of Slurm (:class:`qshpc.runtime.scheduler.Scheduler`).
+
+    Requeue (``qshpc submit --requeue`` sets ``QSHPC_REQUEUE=1`` and asks Slurm
+    for ``--signal=USR2@N`` before the time limit): SIGUSR2 means the limit is
+    near and rank 0 runs ``scontrol requeue`` itself; SIGTERM after Slurm has
+    requeued the job (its restart count grew past this run's) means Slurm did.
+
+    Args:
+        env: This task's Slurm variables.
+    """
+
+    def __init__(self, env: TaskEnv) -> None:
+        self.env = env
+
+    def cpus_per_task(self) -> int | None:
+        """``SLURM_CPUS_PER_TASK``, when set."""
+        return self.env.cpus_per_task
+
+    def run_record(self) -> dict[str, str] | None:
+        """The Slurm variables to keep in the store."""
+        return run_record()
+
+    def requeue_enabled(self) -> bool:
+        """True in a job submitted with ``--requeue``."""
+        return settings.REQUEUE.get() and bool(self.env.job_id)
+
+    def requeue_reason(self, signum: int) -> Requeue | None:
+        """The requeue a signal means for this job, or None (then it is a cancel)."""
+        if not self.requeue_enabled():
+            return None
+        if signum == signal.SIGUSR2:
+            return Requeue("the time limit is near", ask_scheduler=True)
+        if signum == signal.SIGTERM:
+            now = restarts(self.env.job_id)
+            if now is not None and now > self.env.restart_count:
+                return Requeue(
+                    "Slurm requeued the job (scontrol requeue or preemption)", ask_scheduler=False
+                )
+        return None
+
+    def requeue(self) -> str | None:
+        """Ask Slurm to requeue this job; None on success, else what went wrong."""
+        return requeue(self.env.job_id)
+
+
+def scheduler(environ: Mapping[str, str] | None = None) -> SlurmScheduler | None:
+    """The runtime's :class:`SlurmScheduler` inside a Slurm job, else None."""
+    env = task_env(environ)
+    return SlurmScheduler(env) if env is not None else None
+
+
+__all__ = [
+    "RECORD_KEYS",
+    "SlurmScheduler",
+    "TaskEnv",
+    "cancel",
+    "conf",
+    "is_slurm_id",
+    "local_rank",
+    "partitions",
+    "query",
+    "query_many",
+    "requeue",
+    "restarts",
+    "run",
+    "run_record",
+    "scheduler",
+    "sinfo",
+    "task_env",
+]

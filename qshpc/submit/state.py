@@ -1,4 +1,4 @@
-"""Slurm's view of a job, mapped onto qshpc's states (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED).
+"""Slurm's view of a job merged into what the store says (``Job.info()`` for Slurm jobs).
 
 The store is the source of truth for how the program ended; Slurm is asked
 only when the store cannot know: the job is still QUEUED/RUNNING in the store
@@ -10,175 +10,39 @@ in ``JOB_DIR/slurm_state.json`` (and a terminal state the store lacks in
 ``status.json``), so a job Slurm has forgotten keeps its state and later reads
 cost no ``sacct`` call.
 
-One ``sacct -X`` call per read, with a timeout; when accounting does not
-answer, ``squeue``, then ``scontrol show job``.
+A state Slurm reports that qshpc does not know is shown as UNKNOWN, with
+Slurm's word beside it and a warning; it is never taken for RUNNING. The
+commands that ask Slurm are in :mod:`qshpc.submit.slurm`; ``qshpc list`` asks
+about every job at once (:func:`slurm_id_to_ask`, then one
+:func:`~qshpc.submit.slurm.query_many`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
-from dataclasses import dataclass
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qshpc.jobs.paths import mark_terminal, read_override
+from qshpc.errors import SlurmStateWarning
+from qshpc.jobs.paths import SLURM_STATE_FILE, mark_terminal, read_override
+from qshpc.jobstate import TERMINAL, JobState
+from qshpc.submit.slurm import is_slurm_id, query
+from qshpc.submit.slurm_states import (
+    EXPLAINS,
+    REQUEUED,
+    SLURM_STATES,
+    SlurmView,
+    parse_sacct,
+    parse_scontrol,
+)
 
-CACHE_FILE = "slurm_state.json"
-TIMEOUT_S = 10
+CACHE_FILE = SLURM_STATE_FILE
 #: A finished job Slurm no longer knows after this long is not asked about again.
 FORGOTTEN_AFTER_S = 600
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
-
-#: Slurm job state -> qshpc state (as Parsl's translate tables, in the seed's names).
-SLURM_STATES: dict[str, str] = {
-    "PENDING": "QUEUED",
-    "CONFIGURING": "QUEUED",
-    "REQUEUED": "QUEUED",
-    "REQUEUE_HOLD": "QUEUED",
-    "REQUEUE_FED": "QUEUED",
-    "RESV_DEL_HOLD": "QUEUED",
-    "RUNNING": "RUNNING",
-    "COMPLETING": "RUNNING",
-    "SUSPENDED": "RUNNING",
-    "STOPPED": "RUNNING",
-    "SIGNALING": "RUNNING",
-    "STAGE_OUT": "RUNNING",
-    "RESIZING": "RUNNING",
-    "COMPLETED": "SUCCEEDED",
-    "CANCELLED": "CANCELED",
-    "REVOKED": "CANCELED",
-    "FAILED": "FAILED",
-    "TIMEOUT": "FAILED",
-    "PREEMPTED": "FAILED",
-    "NODE_FAIL": "FAILED",
-    "BOOT_FAIL": "FAILED",
-    "DEADLINE": "FAILED",
-    "OUT_OF_MEMORY": "FAILED",
-    "SPECIAL_EXIT": "FAILED",
-}
-
-#: Slurm ended the job for these reasons; they explain a store state of CANCELED or FAILED.
-EXPLAINS: dict[str, str] = {
-    "TIMEOUT": "the job reached its time limit (raise --time-min)",
-    "PREEMPTED": "Slurm preempted the job (submit with --requeue to have it restarted)",
-    "NODE_FAIL": "a node of the job failed (submit with --requeue to have it restarted)",
-    "BOOT_FAIL": "a node of the job failed to boot",
-    "OUT_OF_MEMORY": "the job ran out of memory (raise --mem-gb, or use fewer ranks per node)",
-    "DEADLINE": "the job reached its deadline",
-}
-
-
-#: Slurm states of a job that was requeued and waits to start again.
-REQUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
-
-
-@dataclass(frozen=True)
-class SlurmView:
-    """One answer from Slurm: raw state (``CANCELLED``, not ``CANCELLED by 0``), exit code, reason."""
-
-    raw: str
-    exit_code: str = ""
-    reason: str = ""
-    source: str = "sacct"
-
-    @property
-    def state(self) -> str:
-        """The qshpc state for the raw state (unknown states count as RUNNING: not ended)."""
-        return SLURM_STATES.get(self.raw, "RUNNING")
-
-    @property
-    def ended(self) -> bool:
-        """True when Slurm says the job is over."""
-        return self.state in TERMINAL
-
-
-def _run(args: list[str]) -> str | None:
-    try:
-        out = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout if out.returncode == 0 else None
-
-
-def parse_sacct(text: str, slurm_id: str) -> SlurmView | None:
-    """The allocation's line of ``sacct -X --parsable2 --noheader --format=JobID,State,ExitCode,Reason``.
-
-    ``slurm_id`` may be an array element (``123_4``): its own line, or the pending array's.
-    """
-    for line in text.splitlines():
-        parts = line.split("|")
-        if len(parts) >= 2 and _same_job(parts[0], slurm_id):
-            raw = parts[1].split()[0].rstrip("+") if parts[1].strip() else ""
-            if raw:
-                return SlurmView(
-                    raw,
-                    parts[2] if len(parts) > 2 else "",
-                    parts[3] if len(parts) > 3 else "",
-                    "sacct",
-                )
-    return None
-
-
-def _same_job(field: str, slurm_id: str) -> bool:
-    """True when sacct's JobID ``field`` is the job ``slurm_id`` (``123``, or array element ``123_4``).
-
-    A pending array shows as one line, ``123_[0-5%2]`` or ``123_[1,4]``, that covers its elements.
-    """
-    field = field.split("+")[0].strip()
-    main, sep, index = slurm_id.partition("_")
-    if not sep:
-        return field.split("_")[0] == slurm_id
-    if field == slurm_id:
-        return True
-    head, _, ranges = field.partition("_[")
-    if head != main or not ranges.endswith("]"):
-        return False
-    for part in ranges[:-1].split("%")[0].split(","):
-        lo, _, hi = part.partition("-")
-        if lo.isdigit() and (hi or lo).isdigit() and int(lo) <= int(index) <= int(hi or lo):
-            return True
-    return False
-
-
-def parse_scontrol(text: str) -> SlurmView | None:
-    """``JobState=... Reason=... ExitCode=...`` from ``scontrol show job``."""
-    fields: dict[str, str] = {}
-    for token in text.split():
-        key, sep, value = token.partition("=")
-        if sep and key in ("JobState", "Reason", "ExitCode"):
-            fields.setdefault(key, value)
-    if "JobState" not in fields:
-        return None
-    return SlurmView(
-        fields["JobState"], fields.get("ExitCode", ""), fields.get("Reason", ""), "scontrol"
-    )
-
-
-def query(slurm_id: str) -> SlurmView | None:
-    """Ask Slurm about one job: sacct, else squeue, else scontrol; None when nobody knows it."""
-    out = _run(
-        [
-            "sacct",
-            "-X",
-            "--parsable2",
-            "--noheader",
-            "-j",
-            slurm_id,
-            "--format=JobID,State%30,ExitCode,Reason%60",
-        ]
-    )
-    view = parse_sacct(out, slurm_id) if out else None
-    if view is not None:
-        return view
-    out = _run(["squeue", "-h", "-j", slurm_id, "-o", "%T|%r"])
-    if out and out.strip():
-        raw, _, reason = out.strip().splitlines()[0].partition("|")
-        return SlurmView(raw.strip(), "", reason.strip(), "squeue")
-    out = _run(["scontrol", "show", "job", slurm_id])
-    return parse_scontrol(out) if out else None
 
 
 def _load_cache(job_dir: Path) -> dict[str, Any] | None:
@@ -242,7 +106,9 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
             _save_cache(job_dir, view)
         return
     if not view.ended:
-        meta["state"] = view.state
+        if not view.known:
+            _warn_unknown(meta, view)
+        meta["state"] = view.state.value
         return
     # Slurm says the job is over, the store does not: the ranks died before
     # finalizing, or finalize raced this read.
@@ -251,7 +117,7 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
         meta.update(fresh)
         apply(job_dir, meta, view)
         return
-    new = "FAILED" if view.state == "SUCCEEDED" else view.state
+    new = "FAILED" if view.state == JobState.SUCCEEDED else view.state.value
     if view.raw in EXPLAINS:
         why = _explained(view, None)
     elif view.raw == "CANCELLED":
@@ -271,12 +137,20 @@ def _explained(view: SlurmView, error: Any) -> str:
     return f"{head}\n{error}" if error else head
 
 
-def reconcile_slurm(job_dir: Path, meta: dict[str, Any]) -> None:
+def reconcile_slurm(
+    job_dir: Path, meta: dict[str, Any], views: Mapping[str, SlurmView | None] | None = None
+) -> None:
     """Update ``meta`` in place from Slurm for the job whose id is ``meta["slurm_job_id"]``.
 
     Called by ``Job.info()`` for store states QUEUED/RUNNING and for
     CANCELED/FAILED. Never raises for Slurm trouble: an unreachable Slurm
     leaves the store's state, with ``slurm_state`` UNKNOWN.
+
+    Args:
+        job_dir: The job directory.
+        meta: The store's meta (with ``slurm_job_id``), updated in place.
+        views: Answers already fetched for many jobs (``qshpc list``); a job
+            not in it is asked about on its own.
     """
     cached = _load_cache(job_dir)
     override = read_override(job_dir)
@@ -294,10 +168,34 @@ def reconcile_slurm(job_dir: Path, meta: dict[str, Any]) -> None:
             meta.setdefault("slurm_state", "UNKNOWN")
         return
     slurm_id = str(meta.get("slurm_job_id") or "")
-    main, sep, index = slurm_id.partition("_")
-    if not main.isdigit() or (sep and not index.isdigit()):
+    if not is_slurm_id(slurm_id):
         return
-    apply(job_dir, meta, query(slurm_id))
+    view = views[slurm_id] if views is not None and slurm_id in views else query(slurm_id)
+    apply(job_dir, meta, view)
+
+
+def slurm_id_to_ask(job_dir: Path, meta: dict[str, Any]) -> str | None:
+    """The Slurm id :func:`reconcile_slurm` would ask Slurm about for this job, or None.
+
+    None for a job that is not a Slurm job, that SUCCEEDED, or whose final
+    answer from Slurm is already kept in the job directory.
+    """
+    slurm_id = str(meta.get("slurm_job_id") or "")
+    if not is_slurm_id(slurm_id) or meta.get("state") == JobState.SUCCEEDED:
+        return None
+    if (job_dir / CACHE_FILE).is_file():
+        return None
+    return slurm_id
+
+
+def _warn_unknown(meta: dict[str, Any], view: SlurmView) -> None:
+    warnings.warn(
+        f"Slurm reports job {meta.get('slurm_job_id')} ({meta.get('id', '?')}) in state "
+        f"{view.raw!r}, which this qshpc does not know: shown as UNKNOWN (Slurm's word is "
+        "kept as slurm_state); qshpc keeps asking until Slurm says the job ended",
+        SlurmStateWarning,
+        stacklevel=4,
+    )
 
 
 def _apply_cached(meta: dict[str, Any], view: SlurmView) -> None:
@@ -308,3 +206,15 @@ def _apply_cached(meta: dict[str, Any], view: SlurmView) -> None:
         ):
             meta["error"] = _explained(view, meta.get("error"))
         meta["state"] = "FAILED"
+
+
+__all__ = [
+    "CACHE_FILE",
+    "SLURM_STATES",
+    "SlurmView",
+    "apply",
+    "parse_sacct",
+    "parse_scontrol",
+    "reconcile_slurm",
+    "slurm_id_to_ask",
+]

@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-GPU_BIND_ENV = "QSHPC_GPU_BIND"
+from qshpc import settings
+from qshpc.submit import slurm
+
+GPU_BIND_ENV = settings.GPU_BIND.name
 
 
 def bind_gpu(
@@ -31,12 +34,9 @@ def bind_gpu(
         The value set in ``CUDA_VISIBLE_DEVICES``, or None when nothing was changed.
     """
     env = os.environ if environ is None else environ
-    if gpus_per_node <= 0 or env.get(GPU_BIND_ENV, "").lower() == "none":
+    if gpus_per_node <= 0 or settings.GPU_BIND.get(env) == "none":
         return None
-    try:
-        local = int(env.get("SLURM_LOCALID", "0"))
-    except ValueError:
-        local = 0
+    local = slurm.local_rank(env)
     visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     choice = visible[local % len(visible)] if visible else str(local % gpus_per_node)
     env["CUDA_VISIBLE_DEVICES"] = choice
@@ -50,15 +50,11 @@ def link_slurm_log(job_dir: Path, rank: int) -> None:
     (an import error, a bad environment) and submitit's messages.
     """
     folder = os.environ.get("SUBMITIT_FOLDER")
-    slurm_id = os.environ.get("SLURM_JOB_ID")
-    array_job, array_task = (
-        os.environ.get("SLURM_ARRAY_JOB_ID"),
-        os.environ.get("SLURM_ARRAY_TASK_ID"),
-    )
-    if array_job and array_task:  # submitit names an array element's logs <array id>_<index>_<rank>
-        slurm_id = f"{array_job}_{array_task}"
-    if not folder or not slurm_id:
+    env = slurm.task_env()
+    if not folder or env is None:
         return
+    # submitit names an array element's logs <array id>_<index>_<rank>
+    slurm_id = env.element_id
     target = Path(folder) / f"{slurm_id}_{rank}_log.out"
     link = job_dir / "logs" / f"slurm-{slurm_id}_{rank}.out"
     try:
@@ -75,10 +71,9 @@ def _early_cancel(signum: int, frame: Any) -> None:
 
 def _forget_slurm_answers(job_dir: Path) -> None:
     """A requeued run: the state Slurm or a reader recorded for the previous run no longer holds."""
-    from qshpc.jobs.paths import STATUS_OVERRIDE
-    from qshpc.submit.state import CACHE_FILE
+    from qshpc.jobs.paths import SLURM_STATE_FILE, STATUS_OVERRIDE
 
-    for name in (CACHE_FILE, STATUS_OVERRIDE):
+    for name in (SLURM_STATE_FILE, STATUS_OVERRIDE):
         try:
             (job_dir / name).unlink()
         except OSError:
@@ -114,15 +109,16 @@ def run_task(
     # A requeued run's step has a new step id (the batch script runs an empty
     # step first, see qshpc.submit.sbatch.REQUEUE_STEP_LINES), so MPICH does not
     # meet the killed run's shared memory.
-    rank = int(os.environ.get("SLURM_PROCID", "0"))
+    here = slurm.task_env() or slurm.TaskEnv(job_id="")
+    rank = here.procid
     link_slurm_log(Path(job_dir), rank)
-    restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    restarted = here.restart_count > 0
     if rank == 0:
         # submitit ignores SIGTERM; until the program's own handler is in place
         # (the runtime turns SIGTERM into CANCELED), a cancel should not wait
         # for Slurm's KillWait.
         signal.signal(signal.SIGTERM, _early_cancel)
-        if os.environ.get("QSHPC_REQUEUE") == "1":
+        if settings.REQUEUE.get():
             # The time-limit warning (--signal=USR2@N) means something only while
             # the program runs (the runtime then requeues); submitit's own
             # handler would end the job early.
@@ -130,7 +126,7 @@ def run_task(
         if restarted:
             _forget_slurm_answers(Path(job_dir))
     os.chdir(workdir)
-    ntasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    ntasks = here.ntasks
     workers: int | None = None
     if not launched_by_mpi():
         if ntasks > 1:
@@ -150,7 +146,7 @@ def run_task(
         job_dir=Path(job_dir),
         resume=job_dir if restarted else None,
     )
-    code = run(spec, workers)
+    code = run(spec, workers, slurm.scheduler())
     if code:
         raise SystemExit(code)
     return 0

@@ -23,7 +23,7 @@ class RankInfo:
         local_rank: Rank among the ranks on this host.
         local_size: Number of ranks on this host.
         host: Host name.
-        cpus: Cores this rank may use: Slurm's cpus-per-task when set, else the
+        cpus: Cores this rank may use: Slurm's cpus-per-task when it gave one, else the
             cores of this process's affinity mask divided by the ranks on the host.
     """
 
@@ -58,11 +58,16 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cores_for_rank(local_size: int) -> int:
-    """Cores one rank may use, so that the ranks of a host never oversubscribe it."""
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK")
-    if slurm and slurm.isdigit() and int(slurm) > 0:
-        return int(slurm)
+def cores_for_rank(local_size: int, cpus_per_task: int | None = None) -> int:
+    """Cores one rank may use, so that the ranks of a host never oversubscribe it.
+
+    Args:
+        local_size: Ranks on this host.
+        cpus_per_task: Cores the batch system gave each rank (Slurm's
+            ``--cpus-per-task``, passed down by whoever started the runtime), if any.
+    """
+    if cpus_per_task is not None and cpus_per_task > 0:
+        return cpus_per_task
     return max(1, _available_cores() // max(1, local_size))
 
 

@@ -33,7 +33,8 @@ def test_parse_scontrol() -> None:
 
 def test_every_state_maps_to_a_seed_state() -> None:
     assert set(st.SLURM_STATES.values()) <= {"QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"}
-    assert SlurmView("SOMETHING_NEW").state == "RUNNING"  # unknown: never "ended", never COMPLETED
+    # unknown: never "ended", never COMPLETED, and (issue 13) never RUNNING either
+    assert SlurmView("SOMETHING_NEW").state == "UNKNOWN" and not SlurmView("SOMETHING_NEW").ended
 
 
 @pytest.fixture
@@ -135,8 +136,10 @@ def test_forgotten_old_terminal_job_is_not_asked_forever(
 
 
 def test_query_falls_back_to_squeue_then_scontrol(monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = {"sacct": None, "squeue": "RUNNING|None\n", "scontrol": None}
-    monkeypatch.setattr(st, "_run", lambda args: answers[args[0]])
+    from qshpc.submit import slurm
+
+    answers = {"sacct": None, "squeue": "5|RUNNING|None\n", "scontrol": None}
+    monkeypatch.setattr(slurm, "_output", lambda args, timeout=0: answers[args[0]])
     assert st.query("5") == SlurmView("RUNNING", "", "None", "squeue")
     answers["squeue"] = ""
     answers["scontrol"] = "JobId=5 JobState=COMPLETED Reason=None ExitCode=0:0"

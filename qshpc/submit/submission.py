@@ -1,0 +1,342 @@
+"""Submitting qshpc jobs to Slurm through submitit (which runs ``sbatch``).
+
+``submit`` creates the job in the store (state QUEUED), stages the program's
+working directory into ``JOB_DIR/program/``, and hands submitit
+``qshpc.submit.task.run_task`` to run in every task of an
+``srun --mpi=pmi2`` step; submitit's folder is ``JOB_DIR/slurm/``. The Slurm
+job id goes to ``JOB_DIR/slurm_job_id`` (known only after ``sbatch``), where
+:func:`qshpc.jobs.resolve_job_dir` and ``Job.info()`` find it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qshpc import settings
+from qshpc.errors import ResourceError, UserError
+from qshpc.jobs.paths import SLURM_ID_FILE, jobs_root, new_job_id, qshpc_home
+from qshpc.submit import slurm
+from qshpc.submit.resources import SlurmResources, safe_job_name
+from qshpc.submit.sbatch import executor_parameters, render
+from qshpc.submit.staging import check_size, stage
+
+if TYPE_CHECKING:
+    from qshpc.jobs.spec import Program
+
+STAGED_DIR = "program"
+SUBMITIT_DIR = "slurm"
+ARRAY_FILE = "array.json"
+
+
+@dataclass
+class Submission:
+    """What ``submit`` did (or, for a dry run, would do).
+
+    Attributes:
+        job_id: The qshpc job id.
+        slurm_job_id: Slurm's job id (None for a dry run).
+        job_dir: The job directory.
+        script: The batch script submitted (or that would be).
+    """
+
+    job_id: str
+    slurm_job_id: str | None
+    job_dir: Path
+    script: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ids and the job directory, JSON-able."""
+        return {
+            "job_id": self.job_id,
+            "slurm_job_id": self.slurm_job_id,
+            "job_dir": str(self.job_dir),
+        }
+
+
+def submit(
+    program: Program,
+    arguments: dict[str, Any] | None,
+    seed: int | None,
+    res: SlurmResources,
+    dry_run: bool = False,
+) -> Submission:
+    """Submit ``program`` with ``arguments`` as one Slurm job; return at once.
+
+    Raises:
+        ResourceError: Bad resources, or sbatch refused them (its message, and the partitions).
+        UserError: A missing or invalid program, a working_dir over 1 GiB, no Slurm here.
+    """
+    from qshpc.jobs.prepare import check_program
+
+    res.validate()
+    settings.check()  # the job's ranks read them: say it now, not when the job runs
+    entry = program.path()
+    check_program(entry)
+    src = Path(program.working_dir).expanduser().resolve()
+    entrypoint = entry.relative_to(src) if entry.is_relative_to(src) else Path(program.entrypoint)
+    job_id = new_job_id()
+    job_dir = jobs_root().absolute() / job_id
+    if not str(job_dir).isprintable():
+        raise UserError(
+            f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path"
+        )
+    # Never stage the job store itself (a working_dir that holds $QSHPC_HOME).
+    exclude = [qshpc_home().absolute(), jobs_root().absolute(), job_dir]
+    check_size(src, exclude)
+    name = res.name or safe_job_name(program.title)
+    params = executor_parameters(res, name, job_dir)
+    folder = job_dir / SUBMITIT_DIR
+    if dry_run:
+        return Submission(job_id, None, job_dir, render(params, folder))
+    executor = _executor(folder)
+    executor.update_parameters(**params)
+    _make_dir(job_dir)
+    try:
+        staged = _create_job(program, src, entrypoint, job_dir, exclude, arguments, seed, res, name)
+        job = _sbatch(executor, staged, job_dir, res)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    slurm_id = str(job.job_id)
+    _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
+    script = folder / f"{slurm_id}_submission.sh"
+    text = script.read_text() if script.is_file() else render(params, folder)
+    return Submission(job_id, slurm_id, job_dir, text)
+
+
+@dataclass
+class ArraySubmission:
+    """What ``submit_array`` did (or, for a dry run, would do).
+
+    Attributes:
+        array_id: The qshpc id of the whole array (each element's meta ``array_id``).
+        slurm_array_id: Slurm's array job id (None for a dry run); element i is ``<id>_<i>``.
+        elements: One :class:`Submission` per element, in argument order.
+        script: The batch script submitted (or that would be).
+    """
+
+    array_id: str
+    slurm_array_id: str | None
+    elements: list[Submission]
+    script: str
+
+    def as_list(self) -> list[dict[str, Any]]:
+        """One JSON-able dict per element: ids, job directory, array id and index."""
+        return [
+            {**e.as_dict(), "array_id": self.array_id, "array_index": i}
+            for i, e in enumerate(self.elements)
+        ]
+
+
+def submit_array(
+    program: Program,
+    arguments_list: Sequence[dict[str, Any] | None],
+    seed: int | None,
+    res: SlurmResources,
+    dry_run: bool = False,
+) -> ArraySubmission:
+    """Submit ``program`` once per argument set, as ONE Slurm job array; return at once.
+
+    Element ``i`` is a job of its own (``JOBS/<array_id>-<i>``: staged program,
+    arguments, store) whose meta holds ``array_id``, ``array_index`` and
+    ``array_size``; its Slurm id is ``<slurm array id>_<i>``. Every element
+    gets the same resources and ``seed``. Elements run and end independently:
+    one that fails or times out leaves the others' results alone.
+
+    Raises:
+        ResourceError: Bad resources, or sbatch refused them.
+        UserError: An empty list, a bad program or argument set, no Slurm here.
+    """
+    from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
+    from qshpc.jobs.prepare import check_program
+
+    check_arguments_list(arguments_list)
+    res.validate()
+    settings.check()
+    entry = program.path()
+    check_program(entry)
+    src = Path(program.working_dir).expanduser().resolve()
+    entrypoint = entry.relative_to(src) if entry.is_relative_to(src) else Path(program.entrypoint)
+    array_id = new_job_id()
+    folder_root = array_folder(array_id)
+    job_dirs = [jobs_root().absolute() / f"{array_id}-{i}" for i in range(len(arguments_list))]
+    if not str(folder_root).isprintable() or not str(job_dirs[0]).isprintable():
+        raise UserError(
+            f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path"
+        )
+    exclude = [qshpc_home().absolute(), jobs_root().absolute(), folder_root, *job_dirs]
+    check_size(src, exclude)
+    name = res.name or safe_job_name(program.title)
+    params = executor_parameters(res, name, folder_root)
+    folder = folder_root / SUBMITIT_DIR
+    if dry_run:
+        shown = {**params, "map_count": len(job_dirs)}
+        subs = [Submission(d.name, None, d, "") for d in job_dirs]
+        return ArraySubmission(array_id, None, subs, render(shown, folder))
+    executor = _executor(folder)
+    executor.update_parameters(**params)
+    from qshpc.submit.task import run_task
+
+    made: list[Path] = []
+    try:
+        _make_dir(folder_root.parent)
+        _make_dir(folder_root)
+        calls = []
+        for i, (job_dir, arguments) in enumerate(zip(job_dirs, arguments_list, strict=True)):
+            _make_dir(job_dir)
+            made.append(job_dir)
+            meta = array_meta(array_id, i, len(job_dirs))
+            staged = _create_job(
+                program, src, entrypoint, job_dir, exclude, arguments, seed, res, name, meta
+            )
+            calls.append(_task_call(staged, job_dir, res))
+        with _sbatch_errors(), executor.batch():
+            jobs = [executor.submit(run_task, *args, env=env) for args, env in calls]
+    except BaseException:
+        for d in [*made, folder_root]:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+    slurm_ids = [str(j.job_id) for j in jobs]  # a batch of one is a plain job: no ``_0``
+    slurm_array = slurm_ids[0].split("_")[0]
+    for job_dir, sid in zip(job_dirs, slurm_ids, strict=True):
+        _write_private(job_dir / SLURM_ID_FILE, sid + "\n")
+    manifest = {
+        "array_id": array_id,
+        "slurm_array_id": slurm_array,
+        "title": program.title,
+        "elements": [d.name for d in job_dirs],
+        "slurm_job_ids": slurm_ids,
+    }
+    _write_private(folder_root / ARRAY_FILE, json.dumps(manifest, indent=1) + "\n")
+    script = folder / f"{slurm_array}_submission.sh"
+    text = (
+        script.read_text()
+        if script.is_file()
+        else render({**params, "map_count": len(jobs)}, folder)
+    )
+    subs = [Submission(d.name, sid, d, text) for d, sid in zip(job_dirs, slurm_ids, strict=True)]
+    return ArraySubmission(array_id, slurm_array, subs, text)
+
+
+def _make_dir(path: Path) -> None:
+    """Create ``path`` with the store's permissions."""
+    from qshpc.store import perms
+
+    perms.make_dir(path)
+
+
+def _create_job(
+    program: Program,
+    src: Path,
+    entrypoint: Path,
+    job_dir: Path,
+    exclude: list[Path],
+    arguments: dict[str, Any] | None,
+    seed: int | None,
+    res: SlurmResources,
+    name: str,
+    extra_meta: dict[str, Any] | None = None,
+) -> Program:
+    """Stage ``src`` into ``job_dir/program`` and create the QUEUED job there; return the staged program."""
+    from qshpc.jobs.spec import Program as _Program
+    from qshpc.jobs.spec import create_program_job
+
+    stage(src, job_dir / STAGED_DIR, exclude)
+    staged = _Program(
+        title=program.title,
+        entrypoint=str(entrypoint),
+        working_dir=str(job_dir / STAGED_DIR),
+        description=program.description,
+        env_vars=dict(program.env_vars),
+    )
+    extra = {
+        "id": job_dir.name,
+        "scheduler": "slurm",
+        "source_working_dir": str(src),
+        "slurm_job_name": name,
+        "slurm_resources": res.as_meta(),
+        "user": os.environ.get("USER", ""),
+        **(extra_meta or {}),
+    }
+    create_program_job(staged, arguments, seed, job_dir, extra_meta=extra)
+    return staged
+
+
+def _executor(folder: Path) -> Any:
+    try:
+        import submitit
+    except ImportError:  # pragma: no cover - a dependency
+        raise UserError("submitit is not installed: pip install submitit") from None
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise UserError(
+            "sbatch/srun not found: submit from a Slurm login node (or run locally with `qshpc run`)"
+        )
+    return submitit.SlurmExecutor(folder=folder)
+
+
+def _task_call(
+    staged: Program, job_dir: Path, res: SlurmResources
+) -> tuple[tuple[Any, ...], dict[str, str]]:
+    """The positional arguments and ``env`` of ``run_task`` for the job in ``job_dir``."""
+    args = (str(job_dir), str(staged.path()), str(job_dir / STAGED_DIR), res.gpus_per_node)
+    env = dict(staged.env_vars)
+    if res.requeue:
+        env[settings.REQUEUE.name] = "1"  # rank 0 requeues on Slurm's time-limit warning
+    return args, env
+
+
+@contextlib.contextmanager
+def _sbatch_errors() -> Iterator[None]:
+    """Turn sbatch's refusal into a ResourceError that says what to do."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    noise = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(noise):  # submitit prints sbatch's stderr itself
+            yield
+    except (FailedJobError, FailedSubmissionError) as exc:
+        raise ResourceError(_explain(str(exc) or noise.getvalue())) from None
+    except OSError as exc:
+        raise UserError(f"cannot run sbatch: {exc}") from None
+
+
+def _sbatch(executor: Any, staged: Program, job_dir: Path, res: SlurmResources) -> Any:
+    """Submit ``run_task`` for one job."""
+    from qshpc.submit.task import run_task
+
+    args, env = _task_call(staged, job_dir, res)
+    with _sbatch_errors():
+        return executor.submit(run_task, *args, env=env)
+
+
+def _explain(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    msg = "sbatch refused the job:\n    " + "\n    ".join(lines[-6:] or ["(no message)"])
+    low = text.lower()
+    if "partition" in low:
+        parts = slurm.partitions()
+        known = ", ".join(parts) if parts else "(sinfo did not answer)"
+        msg += f"\npartitions on this cluster: {known}; choose one with --partition"
+    elif "account" in low or "qos" in low or "association" in low:
+        msg += "\nsee your accounts and QOS with `sacctmgr show assoc user=$USER`"
+    elif "node configuration" in low or "memory" in low or "gres" in low:
+        msg += "\nask for less (see `sinfo -o '%P %D %c %m %G'`), or check with --dry-run"
+    return msg
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    from qshpc.store import perms
+
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
