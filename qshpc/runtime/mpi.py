@@ -1,4 +1,7 @@
-"""MPI start-up: the communicator and each rank's place (host, local rank, cores)."""
+"""MPI start-up: the communicators, the wiring rank 0 and the workers talk through, each rank's place.
+
+The only module that imports mpi4py (lazily, in :func:`start`).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,6 @@ from typing import Any
 
 from qshpc import settings
 from qshpc.task.context import RankInfo, cores_for_rank
-
-TAG_BATCH = 11
-TAG_RESULT = 12
-TAG_STOP = 13
-TAG_HELLO = 14
-TAG_HEARTBEAT = 15
-TAG_BYE = 16
 
 
 def heartbeat_interval() -> float:
@@ -39,8 +35,33 @@ def launched_by_mpi() -> bool:
     )
 
 
-def start(cpus_per_task: int | None = None) -> tuple[Any, Any, RankInfo]:
-    """Initialise MPI and return ``(MPI module, pkl5 communicator, this rank's RankInfo)``.
+class MpiWiring:
+    """The :class:`~qshpc.runtime.protocol.Wiring` of an MPI rank.
+
+    Args:
+        mpi: The ``mpi4py.MPI`` module.
+        comm: The pkl5 communicator over COMM_WORLD.
+    """
+
+    def __init__(self, mpi: Any, comm: Any) -> None:
+        self.mpi = mpi
+        self.comm = comm
+        self.world = mpi.COMM_WORLD
+        self.any_source: int = mpi.ANY_SOURCE
+        self.any_tag: int = mpi.ANY_TAG
+        self.multithreaded = bool(mpi.Query_thread() == mpi.THREAD_MULTIPLE)
+
+    def status(self) -> Any:
+        """A fresh ``MPI.Status``."""
+        return self.mpi.Status()
+
+    def finalize(self) -> None:
+        """``MPI_Finalize``."""
+        self.mpi.Finalize()
+
+
+def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo]:
+    """Initialise MPI and return ``(this rank's wiring, its RankInfo)``.
 
     ``cpus_per_task``: the cores each rank was given by the batch system
     (Slurm's ``--cpus-per-task``), if any; else the affinity mask is shared out.
@@ -69,4 +90,4 @@ def start(cpus_per_task: int | None = None) -> tuple[Any, Any, RankInfo]:
         host=host,
         cpus=cores_for_rank(local_size, cpus_per_task),
     )
-    return MPI, comm, info
+    return MpiWiring(MPI, comm), info

@@ -20,6 +20,7 @@ from qshpc.errors import StoreError
 from qshpc.jobs.prepare import RunSpec
 from qshpc.program import backend
 from qshpc.runtime.program_main import exec_program
+from qshpc.runtime.protocol import Wiring
 from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
 
@@ -27,7 +28,7 @@ from qshpc.task import context
 def run_job(
     spec: RunSpec,
     job_dir: Path,
-    mpi_comm: tuple[Any, Any] | None,
+    wiring: Wiring | None,
     hosts: list[str] | None,
     ranks: list[dict[str, Any]] | None,
     scheduler: Scheduler | None = None,
@@ -37,7 +38,7 @@ def run_job(
     Args:
         spec: What ``qshpc run`` was asked.
         job_dir: The prepared job directory.
-        mpi_comm: ``(MPI, pkl5 communicator)`` when there are MPI ranks, else None.
+        wiring: How rank 0 reaches the workers, when there are worker ranks (else None).
         hosts: Host of every rank.
         ranks: Every rank's record (rank, host, pid, local_rank, cpus).
         scheduler: The batch system that started the job (Slurm), or None.
@@ -79,11 +80,11 @@ def run_job(
     session = Session(job_dir, writer, arguments, done)
     api._set_session(session)
     dispatcher = None
-    if mpi_comm is not None and info.size > 1:
+    if wiring is not None and info.size > 1:
         from qshpc.runtime.dispatcher import Dispatcher
 
         pids = [int(r["pid"]) for r in ranks] if ranks else None
-        dispatcher = Dispatcher(mpi_comm[0], mpi_comm[1], session, hosts or [info.host], pids)
+        dispatcher = Dispatcher(wiring, session, hosts or [info.host], pids)
         # Measured (benchmarks/root_works.py): a program thread running tasks slows the
         # dispatcher thread (GIL), so rank 0 sleeps unless asked (1 or auto).
         mode = settings.ROOT_WORKS.get()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from qshpc.runtime.protocol import result_message
 from qshpc.store.chunk import ChunkBuilder, encode_meta
 
 
@@ -78,7 +79,7 @@ class Results:
             None if attempts is None else attempts[first : first + n],
             self.seeds if any(s is not None for s in self.seeds) else None,
         )
-        return ("R", bid, first, self.values, chunk, sorted(self.failures), final)
+        return result_message(bid, first, self.values, chunk, sorted(self.failures), final)
 
 
 def _unsendable(task_id: str, name: str, value: Any, exc: BaseException) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from qshpc.runtime.mpi import TAG_RESULT
+from qshpc.runtime.protocol import TAG_RESULT, Transport
 
 if TYPE_CHECKING:
     from qshpc.runtime.results import Results
@@ -20,7 +20,7 @@ class Sender:
     MPICH waits by polling: the worker then burns the core rank 0 needs.
     """
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: Transport) -> None:
         self.comm = comm
         self.reqs: list[Any] = []
 

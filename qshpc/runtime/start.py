@@ -26,7 +26,8 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     """
     from qshpc.runtime.mpi import start
 
-    mpi, comm, info = start(scheduler.cpus_per_task() if scheduler is not None else None)
+    wiring, info = start(scheduler.cpus_per_task() if scheduler is not None else None)
+    comm = wiring.comm
     context.set_rank_info(info)
     job_dir: Path | None = None
     error: str | None = None
@@ -64,21 +65,23 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     )
     add_program_path(Path(prog))
     if info.rank != 0:
+        from qshpc.runtime.gctune import tune
         from qshpc.runtime.logtee import LogTee
         from qshpc.runtime.worker import serve
 
         tee = LogTee(Path(job_dir_s) / "logs" / f"rank-{info.rank}.out")
         try:
-            serve(mpi, comm)
+            tune()
+            serve(wiring)
         finally:
             tee.close()
-        mpi.Finalize()
+        wiring.finalize()
         return 0
     from qshpc.runtime.rank0 import run_job
 
-    code = run_job(spec, Path(job_dir_s), (mpi, comm), hosts, ranks, scheduler)
+    code = run_job(spec, Path(job_dir_s), wiring, hosts, ranks, scheduler)
     # Finalize here, not at interpreter exit: whatever hosts this process
     # afterwards (submitit pickles a result and may leave with os._exit) must not
     # leave the workers waiting in MPI_Finalize's PMI barrier.
-    mpi.Finalize()
+    wiring.finalize()
     return code

@@ -3,6 +3,8 @@
 Workers never run the program's top-level code: task functions arrive by
 value. A worker waits with an ``improbe`` and a short sleep back-off rather
 than a blocking receive, because MPICH's blocking receives spin on a core.
+It talks to rank 0 through a :class:`~qshpc.runtime.protocol.Wiring` (mpi4py's
+under ``qshpc run``; a loopback in the unit tests, where workers are threads).
 """
 
 from __future__ import annotations
@@ -17,26 +19,20 @@ from qshpc import settings
 from qshpc.program import backend
 from qshpc.program.refs import ObjectRef
 from qshpc.runtime.batchrun import BatchRunner
-from qshpc.runtime.mpi import (
-    TAG_BATCH,
-    TAG_BYE,
-    TAG_HEARTBEAT,
-    TAG_STOP,
-    heartbeat_interval,
-)
+from qshpc.runtime.protocol import TAG_BATCH, TAG_BYE, TAG_HEARTBEAT, TAG_STOP, Transport, Wiring
 from qshpc.runtime.sender import Sender
 from qshpc.task import context
 
 _MAX_SLEEP_S = 0.002
 
 
-def _heartbeat(world: Any, stop: threading.Event, pending: list[Any]) -> None:
+def _heartbeat(world: Transport, stop: threading.Event, pending: list[Any]) -> None:
     """Tell rank 0 this rank is alive, even while a long task runs.
 
     Non-blocking sends, at most one in flight: a rank 0 that is busy (or gone)
     must never block this thread, or the worker's shutdown with it.
     """
-    interval = heartbeat_interval()
+    interval = settings.HEARTBEAT_S.get()
     while not stop.wait(interval):
         try:
             if not pending:
@@ -72,20 +68,22 @@ def preload() -> None:
             pass
 
 
-def serve(mpi: Any, comm: Any) -> None:
-    """Run tasks until rank 0 says stop, then say goodbye so rank 0 can finalize cleanly."""
-    from qshpc.runtime.gctune import tune
+def serve(wiring: Wiring, info: context.RankInfo | None = None) -> None:
+    """Run tasks until rank 0 says stop, then say goodbye so rank 0 can finalize cleanly.
 
-    tune()
+    Args:
+        wiring: How this worker reaches rank 0.
+        info: This rank's place (default: the process's ``rank_info()``).
+    """
     stop = threading.Event()
     beat = None
     pending: list[Any] = []
-    world = mpi.COMM_WORLD
-    if mpi.Query_thread() == mpi.THREAD_MULTIPLE:
+    world = wiring.world
+    if wiring.multithreaded:
         beat = threading.Thread(target=_heartbeat, args=(world, stop, pending), daemon=True)
         beat.start()
     try:
-        _serve(mpi, comm)
+        _serve(wiring, info or context.rank_info())
     finally:
         stop.set()
         if beat is not None:
@@ -97,17 +95,16 @@ def serve(mpi: Any, comm: Any) -> None:
         req.Wait()
 
 
-def _serve(mpi: Any, comm: Any) -> None:
+def _serve(wiring: Wiring, info: context.RankInfo) -> None:
     import cloudpickle
 
     funcs: dict[int, tuple[Any, str, bytes]] = {}  # fn_id -> (function, name, digest)
     objects: dict[int, Any] = {}
     inline = backend.InlineBackend()
     backend.activate(inline)
-    status = mpi.Status()
+    comm, status, any_tag = wiring.comm, wiring.status(), wiring.any_tag
     sleep = 0.0
     # Ranks outnumber cores: an idle worker polling fast steals rank 0's CPU.
-    info = context.rank_info()
     crowded = info.local_size > len(os.sched_getaffinity(0))
     first_sleep = settings.IDLE_SLEEP_S.get()
     if first_sleep is None:
@@ -120,7 +117,7 @@ def _serve(mpi: Any, comm: Any) -> None:
 
     try:
         while True:
-            msg = comm.improbe(0, mpi.ANY_TAG, status)
+            msg = comm.improbe(0, any_tag, status)
             if msg is None:
                 if sender.reqs:
                     sender.reqs = [r for r in sender.reqs if not r.test()[0]]

@@ -1,0 +1,114 @@
+"""Rank 0 running queued calls itself while the program waits in ``get`` (``QSHPC_ROOT_WORKS``).
+
+Off by default: measured (benchmarks/root_works.py), a program thread running
+tiny calls starves the dispatcher thread of the GIL. ``1`` always helps;
+``auto`` helps only when calls take over 2 ms on average and rank 0 has a
+core of its own. The program thread takes calls from the end of the queue the
+dispatcher thread does not send from.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from typing import TYPE_CHECKING, Any
+
+from qshpc.program.backend import task_key
+from qshpc.program.refs import TaskRef, mark_running, resolve_many, substitute, wait_all
+from qshpc.runtime.pacing import COMMIT_S
+from qshpc.task import context
+from qshpc.task.execute import run_task
+from qshpc.task.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from qshpc.runtime.intake import Intake
+    from qshpc.runtime.pacing import Pace
+
+
+class RootWork:
+    """Rank 0's program thread as a worker while it waits.
+
+    Args:
+        intake: Rank 0's queue (the dispatcher), its session and placed objects.
+        pace: The dispatcher's measure of the calls.
+        mode: ``"1"`` always; ``"auto"``: see the module doc.
+        cores_given: The batch system gave each rank cores of its own (Slurm's
+            ``--cpus-per-task``), so rank 0 has one even if the affinity mask is shared.
+    """
+
+    def __init__(self, intake: Intake, pace: Pace, mode: str, cores_given: bool = False) -> None:
+        self.d = intake
+        self.pace = pace
+        self.mode = mode
+        info = context.rank_info()
+        self.has_core = info.local_size <= len(os.sched_getaffinity(0)) or cores_given
+
+    def should_work(self) -> bool:
+        """Whether the program thread takes calls now."""
+        if self.mode == "1":
+            return True
+        return self.has_core and self.pace.mean_task_s > 0.002
+
+    def help_wait(self, refs: list[TaskRef[Any]], timeout: float | None) -> None:
+        """Wait for ``refs`` as ``wait_all`` does, running queued calls meanwhile."""
+        d = self.d
+        deadline = None if timeout is None else time.monotonic() + timeout
+        info = context.rank_info()
+        done: list[tuple[TaskRef[Any], bool, Any]] = []
+        last = time.monotonic()
+        while any(not r.done() for r in refs):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            e = None
+            if self.should_work():
+                try:
+                    e = d.pending.pop()  # the dispatcher takes from the other end
+                except IndexError:
+                    pass
+            if e is None:
+                d.session.sync()
+                resolve_many(done)
+                done = []
+                try:
+                    wait_all(refs, 0.1 if remaining is None else min(0.1, remaining))
+                except TimeoutError:
+                    continue
+                break
+            mark_running([e.ref])
+            raw = (
+                e.payload if type(e.payload) is bytes else pickle.dumps((e.payload, {}), protocol=5)
+            )
+            args, kwargs = pickle.loads(raw)
+            if e.objs:
+                args = substitute(args, d.object_of)
+                kwargs = substitute(kwargs, d.object_of)
+            if e.key is None:
+                e.key = task_key(e.task.digest, raw, e.ref.task_id)
+            seed = _seed_of(e.ref.task_id)
+            out = run_task(e.task.func, args, kwargs, e.ref.task_id, e.task.name, seed, e.attempt)
+            d.session.record(out, e.key, e.submitted, seed)
+            if out.ok:
+                done.append((e.ref, True, out.value))
+            elif e.attempt <= e.task.retries:
+                e.attempt += 1
+                e.ref._state = 0
+                d.pending.append(e)
+            else:
+                done.append((e.ref, False, out.task_error(info.rank, info.host)))
+            if time.monotonic() - last > COMMIT_S:
+                d.session.sync()
+                resolve_many(done)
+                done, last = [], time.monotonic()
+        d.session.sync()
+        resolve_many(done)
+        wait_all(refs, None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+def _seed_of(task_id: str) -> int | None:
+    seed = context.job_seed()
+    return None if seed is None else derive_seed(seed, task_id)
+
+
+__all__ = ["RootWork"]
