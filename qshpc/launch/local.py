@@ -89,6 +89,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     env = dict(os.environ)
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    launched = time.time()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     tail: list[bytes] = []
     rank0: list[int] = []
@@ -108,7 +109,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     for t in pumps:
         t.start()
     try:
-        code = _watch(proc, job_dir, rank0)
+        code = _watch(proc, job_dir, rank0, launched)
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
         code = proc.wait()
@@ -137,7 +138,9 @@ def _pump(src: Any, dst: Any, tail: list[bytes]) -> None:
             del tail[:200]
 
 
-def _watch(proc: subprocess.Popen[bytes], job_dir: Path, rank0: list[int]) -> int:
+def _watch(
+    proc: subprocess.Popen[bytes], job_dir: Path, rank0: list[int], launched: float = 0.0
+) -> int:
     """Wait for mpiexec: show progress from the store, learn rank 0's pid, end a lingering mpiexec.
 
     Progress: a plain line on stderr every ``QSHPC_PROGRESS_S`` seconds (5;
@@ -160,8 +163,11 @@ def _watch(proc: subprocess.Popen[bytes], job_dir: Path, rank0: list[int]) -> in
         if not rank0:
             try:
                 with JobReader.open(job_dir) as r:
-                    ranks = r.meta().get("ranks") or []
-                if ranks:
+                    meta = r.meta()
+                ranks = meta.get("ranks") or []
+                # A resumed job's store lists the previous run's ranks until this
+                # run's rank 0 records its own: never take a dead pid of an old run.
+                if ranks and float(meta.get("last_started") or 0) >= launched:
                     rank0.append(int(ranks[0]["pid"]))
             except Exception:
                 pass
