@@ -56,8 +56,6 @@ def save_result(result: Any) -> bool:
     """
     if _session is None:
         print("qshpc: result saved in memory only (run the program with `qshpc run` to store it)")
-        global _plain_result
-        _plain_result = result
         return True
     if _session.result_saved:
         warnings.warn(
@@ -66,9 +64,6 @@ def save_result(result: Any) -> bool:
         )
     _session.save_result(result)
     return True
-
-
-_plain_result: Any = None
 
 
 def update_status(status: str) -> None:

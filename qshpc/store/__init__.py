@@ -43,8 +43,10 @@ Layout of ``job.h5`` (schema version 1)
                      1 FAILED), where (0 none, 1 data, 2 large), has_seed, run,
                      attempt, rank, seed, submitted, started, finished, off and
                      meta_len (the blob ``[task_id, key, function, host, error,
-                     provenance]`` in ``meta``; a 64-hex-digit key is stored as
-                     32 raw bytes), res_off and res_len (the result blob in
+                     provenance]`` in ``meta``; the key is text: qshpc's
+                     blake2b-128 keys, 32 hex digits; a 64-hex-digit key, as
+                     sha256 keys were, is stored as 32 raw bytes and read back
+                     as hex), res_off and res_len (the result blob in
                      ``data`` or ``large``).
         ``events``   compound rows: valid, kind (1 state ``[state, error]``,
                      2 sub-status str, 3 saved result), where, run, time, off, len.

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from qshpc.store import layout as L
+from qshpc.store import rows as L
 from qshpc.store.chunk import WHERE_UNENCODED, RecordChunk, encode_meta
 from qshpc.store.encoding_blob import encode_blob
 from qshpc.store.records import TaskRecord

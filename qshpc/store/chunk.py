@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from qshpc.store import layout as L
+from qshpc.store import rows as L
 from qshpc.store.encoding_blob import _pack, encode_blob
 from qshpc.store.jsonable import to_jsonable
 
@@ -29,7 +29,14 @@ WHERE_UNENCODED = 255
 
 
 def key_bytes(key: str) -> str | bytes:
-    """How a task key is kept in the meta blob (64 hex digits as 32 bytes)."""
+    """How a task key is kept in the meta blob: 64 hex digits as 32 bytes, anything else as text.
+
+    qshpc's own keys are blake2b-128 (32 hex digits,
+    :func:`qshpc.program.backend.task_key`) and stay text: packing them would
+    cost the worker about a microsecond a record for 16 bytes before gzip.
+    64-digit keys (stores written when keys were sha256, and tests) are packed;
+    readers turn bytes back into hex either way.
+    """
     if len(key) == 64:
         try:
             raw = bytes.fromhex(key)

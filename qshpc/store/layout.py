@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 from qshpc.errors import JobNotFoundError, SchemaVersionError, StoreError
+from qshpc.store import rows
 from qshpc.store.records import JOB_FILE as JOB_FILE
 from qshpc.store.records import SCHEMA_VERSION as SCHEMA_VERSION
 
@@ -35,61 +36,19 @@ EVENTS = "log/events"  # one row per state change, sub-status, saved result
 COMMITS = "log/commits"  # one row per commit: how far every log dataset is valid
 STREAMS = (META, DATA, LARGE)
 
-LARGE_THRESHOLD = 1 << 20
+LARGE_THRESHOLD = rows.LARGE_THRESHOLD
 DATA_CHUNK = 1 << 16
 LARGE_CHUNK = 1 << 20
 RECORD_CHUNK = 512
 EVENT_CHUNK = 16
 COMMIT_CHUNK = 64
 
-WHERE_NONE, WHERE_DATA, WHERE_LARGE = 0, 1, 2
+WHERE_NONE, WHERE_DATA, WHERE_LARGE = rows.WHERE_NONE, rows.WHERE_DATA, rows.WHERE_LARGE
 EVENT_STATE, EVENT_STATUS, EVENT_RESULT = 1, 2, 3
 COMMIT_MAGIC = 0x51534843  # "QSHC"
 
-RECORD_DTYPE = np.dtype(
-    [
-        ("valid", "u1"),
-        ("state", "u1"),
-        ("where", "u1"),
-        ("has_seed", "u1"),
-        ("run", "<u2"),
-        ("attempt", "<u4"),
-        ("rank", "<i4"),
-        ("seed", "<i8"),
-        ("submitted", "<f8"),
-        ("started", "<f8"),
-        ("finished", "<f8"),
-        ("off", "<u8"),
-        ("meta_len", "<u4"),
-        ("res_off", "<u8"),
-        ("res_len", "<u8"),
-    ]
-)
-EVENT_DTYPE = np.dtype(
-    [
-        ("valid", "u1"),
-        ("kind", "u1"),
-        ("where", "u1"),
-        ("run", "<u2"),
-        ("time", "<f8"),
-        ("off", "<u8"),
-        ("len", "<u8"),
-    ]
-)
-COMMIT_DTYPE = np.dtype(
-    [
-        ("records", "<u8"),
-        ("events", "<u8"),
-        ("meta", "<u8"),
-        ("data", "<u8"),
-        ("large", "<u8"),
-        ("time", "<f8"),
-        ("check", "<u8"),
-    ]
-)
-
-
-COMMIT_FIELDS = ("records", "events", "meta", "data", "large")
+RECORD_DTYPE = rows.RECORD_DTYPE  # in rows.py: workers build record rows without h5py
+EVENT_DTYPE, COMMIT_DTYPE, COMMIT_FIELDS = rows.EVENT_DTYPE, rows.COMMIT_DTYPE, rows.COMMIT_FIELDS
 
 
 def commit_check(row: Any) -> int:

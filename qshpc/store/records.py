@@ -21,7 +21,8 @@ class TaskRecord:
 
     Attributes:
         task_id: Stable id (call index on rank 0, "17"; nested "17.2").
-        key: Resume key (sha256 hex of function, arguments and task id).
+        key: Resume key: blake2b-128 hex (32 digits) of the function by value, the
+            pickled arguments and the task id (:func:`qshpc.program.backend.task_key`).
         function: Qualified name of the task function.
         state: "SUCCEEDED" or "FAILED".
         attempt: 1 for the first try, 2 for the first retry, ...

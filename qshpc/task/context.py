@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 
@@ -139,7 +139,6 @@ __all__ = [
     "job_seed",
     "rank_info",
     "record_provenance",
-    "replace",
     "set_job_seed",
     "set_rank_info",
 ]

@@ -38,3 +38,22 @@ def test_import_contracts_are_kept() -> None:
     )
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
     assert "0 broken" in out.stdout
+
+
+def test_a_worker_loads_neither_h5py_nor_mpi_at_import() -> None:
+    """A worker rank's modules (the loop, record encoding) load no h5py; nothing loads mpi4py
+    until MPI starts."""
+    code = (
+        "import sys\n"
+        "import qshpc.runtime.start, qshpc.runtime.worker, qshpc.store.chunk, qshpc.store.batch\n"
+        "print(sorted(m for m in ('h5py', 'mpi4py', 'submitit') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
