@@ -8,6 +8,7 @@ what it makes of the answers.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -155,3 +156,16 @@ def test_scheduler_turns_signals_into_requeues(
         slurm.SlurmScheduler(slurm.TaskEnv("7", restart_count=1)).requeue_reason(signal.SIGTERM)
         is None
     )
+
+
+def test_only_the_slurm_module_reads_slurm_variables_and_runs_slurm_commands() -> None:
+    root = Path(__file__).resolve().parents[2] / "qshpc"
+    reads = re.compile(r"""environ(?:\.get)?\s*[\(\[]\s*["']SLURM_""")
+    runs = re.compile(r"""\[\s*["'](?:sacct|squeue|scontrol|scancel|sinfo|sbatch|srun)["']""")
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if p != root / "submit" / "slurm.py"
+        and (reads.search(p.read_text()) or runs.search(p.read_text()))
+    ]
+    assert not offenders
