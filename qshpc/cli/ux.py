@@ -141,14 +141,12 @@ def collect(
     Returns:
         The entries, the count of running/queued jobs kept, the count of unreadable jobs skipped.
     """
-    from qshpc.client.job import list_jobs
+    from qshpc.client.job import list_jobs, read_infos
 
     now = time.time() if now is None else now
     found, active, unreadable = [], 0, 0
-    for job in list_jobs():
-        try:
-            meta = job.info()
-        except Exception:
+    for job, meta in read_infos(list_jobs()):  # one Slurm query for all of them
+        if isinstance(meta, Exception):
             unreadable += 1
             continue
         st = str(meta.get("state"))
