@@ -40,7 +40,6 @@ from typing import Any, Protocol
 TAG_BATCH = 11
 TAG_RESULT = 12
 TAG_STOP = 13
-TAG_HELLO = 14
 TAG_HEARTBEAT = 15
 TAG_BYE = 16
 
@@ -149,7 +148,6 @@ __all__ = [
     "TAG_BATCH",
     "TAG_BYE",
     "TAG_HEARTBEAT",
-    "TAG_HELLO",
     "TAG_RESULT",
     "TAG_STOP",
     "Message",
