@@ -9,22 +9,7 @@ import os
 import socket
 from typing import Any
 
-from qshpc import settings
 from qshpc.task.context import RankInfo, cores_for_rank
-
-
-def heartbeat_interval() -> float:
-    """Seconds between a worker's heartbeats (``QSHPC_HEARTBEAT_S``, default 1)."""
-    return settings.HEARTBEAT_S.get()
-
-
-def worker_timeout() -> float:
-    """Seconds of silence after which rank 0 declares a worker lost (``QSHPC_WORKER_TIMEOUT_S``, default 30).
-
-    A worker's heartbeat thread needs the GIL, so a task stuck in C code that
-    holds it looks silent: keep this well above the longest such call.
-    """
-    return settings.WORKER_TIMEOUT_S.get()
 
 
 def launched_by_mpi() -> bool:
