@@ -182,7 +182,8 @@ HEARTBEAT_S: Setting[float] = _declare(
 WORKER_TIMEOUT_S: Setting[float] = _declare(
     Setting("QSHPC_WORKER_TIMEOUT_S", 30.0, _seconds(0.0, strict=True),
             "a number of seconds > 0, such as 30",
-            "seconds of silence after which rank 0 declares a worker lost and fails its tasks",
+            "seconds of silence after which rank 0 declares a worker lost and fails its tasks; "
+            "keep it above the longest call that holds the GIL in C code (its heartbeat waits)",
             "rank 0", "30", runtime=True))  # fmt: skip
 IDLE_SLEEP_S: Setting[float | None] = _declare(
     Setting("QSHPC_IDLE_SLEEP_S", None, _seconds(0.0), "a number of seconds >= 0, such as 2e-5",
