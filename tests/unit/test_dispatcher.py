@@ -271,3 +271,20 @@ def test_with_every_worker_lost_queued_calls_fail_at_once(monkeypatch: pytest.Mo
         time.sleep(1.2)
         with pytest.raises(Exception, match="no worker rank is left"):
             get(r.call(square, 3), timeout=30)
+
+
+@distribute_task()
+def where(x: int) -> tuple[int, int]:
+    time.sleep(0.005)
+    return x, threading.get_ident()
+
+
+def test_rank0_runs_queued_calls_while_it_waits_when_asked() -> None:
+    with ranks(1) as r:
+        r.d.enable_root_work("1")
+        refs = [r.call(where, i) for i in range(200)]
+        r.d.help_wait(refs, 60)  # what get() calls when the active backend can help
+        out = [ref.result() for ref in refs]
+    assert [x for x, _ in out] == list(range(200))
+    here = threading.get_ident()
+    assert any(t == here for _, t in out) and any(t != here for _, t in out)
