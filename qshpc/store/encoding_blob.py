@@ -256,7 +256,9 @@ def _load_array(data: bytes, hook: Callable[[int, bytes], Any]) -> np.ndarray[An
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
-def decode_blob(data: bytes, allow_pickle: bool = False, source: str = "this data") -> Any:
+def decode_blob(
+    data: bytes | memoryview, allow_pickle: bool = False, source: str = "this data"
+) -> Any:
     """Decode bytes written by :func:`encode_blob`.
 
     Args:

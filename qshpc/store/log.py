@@ -20,6 +20,7 @@ from qshpc.store.batch import Ends, Frame
 from qshpc.store.encoding_blob import decode_blob
 from qshpc.store.journal import JournalFrame, read_journal, read_large, token_of
 from qshpc.store.records import TASK_STATES, TaskRecord
+from qshpc.store.table import TaskTable
 
 _TABLES = ((L.RECORDS, "records"), (L.EVENTS, "events"))
 _STREAMS = ((L.META, "meta"), (L.DATA, "data"), (L.LARGE, "large"))
@@ -176,6 +177,35 @@ class LogReader:
             "error": error,
             "provenance": prov or {},
         }
+
+    def task_table(self) -> TaskTable:
+        """Every committed record as columns (see :class:`TaskTable`)."""
+        rows = self.records()
+        stream = memoryview(self.load(L.META))
+        blobs = [
+            decode_blob(stream[off : off + n], False, self.source)
+            for off, n in zip(rows["off"].tolist(), rows["meta_len"].tolist(), strict=True)
+        ]
+        task_id, key, function, host, error, prov = (
+            (list(col) for col in zip(*blobs, strict=True)) if blobs else ([] for _ in range(6))
+        )
+        return TaskTable(
+            task_id=task_id,
+            key=[k.hex() if isinstance(k, bytes) else k for k in key],
+            function=function,
+            host=host,
+            error=error,
+            provenance=[p or {} for p in prov],
+            failed=rows["state"] != 0,
+            attempt=rows["attempt"].astype(np.int64),
+            rank=rows["rank"].astype(np.int64),
+            run=rows["run"].astype(np.int64),
+            seed=np.where(rows["has_seed"] != 0, rows["seed"], -1).astype(np.int64),
+            has_seed=rows["has_seed"] != 0,
+            submitted=rows["submitted"].astype(np.float64),
+            started=rows["started"].astype(np.float64),
+            finished=rows["finished"].astype(np.float64),
+        )
 
     def record_result(self, row: Any, allow_pickle: bool) -> Any:
         """The decoded result of one record row (None for a failed task)."""

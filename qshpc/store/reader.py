@@ -14,6 +14,7 @@ from qshpc.store.encoding_blob import decode_blob
 from qshpc.store.encoding_h5 import read_native
 from qshpc.store.log import LogReader, journal_frames
 from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
+from qshpc.store.table import TaskTable
 
 
 def _inode(path: Path) -> int:
@@ -109,13 +110,8 @@ class JobReader:
             elif kind == L.EVENT_STATUS:
                 sub_status = value
         runs = self._runs()
-        latest: dict[str, int] = {}
-        records = log.records()
-        for row in records:
-            latest[log.record_fields(row)["task_id"]] = int(row["state"])
-        counts = {s: 0 for s in TASK_STATES}
-        for s in latest.values():
-            counts[TASK_STATES[s]] += 1
+        table = log.task_table()
+        counts = table.latest_counts()
         last = runs[-1] if runs else {}
         out.update(
             state=state,
@@ -129,7 +125,7 @@ class JobReader:
             ranks=list(last.get("ranks") or []),
             has_result=has_result,
             task_counts=counts,
-            records=len(records),
+            records=len(table),
             schema_version=SCHEMA_VERSION,
         )
         return out
@@ -139,6 +135,10 @@ class JobReader:
         run = len(self._f[L.RUNS]) if L.RUNS in self._f else 0
         events = log.events()
         return [ev for ev in events if int(ev["kind"]) == L.EVENT_RESULT and ev["run"] == run]
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The runtime dict of every start of the job (ranks, hosts, started, versions, slurm)."""
+        return self._runs()
 
     def _runs(self) -> list[dict[str, Any]]:
         if L.RUNS not in self._f:
@@ -153,8 +153,11 @@ class JobReader:
 
     def tasks(self) -> list[dict[str, Any]]:
         """One dict per committed task record (all attempts), without result values."""
-        log = self._log()
-        return [log.record_fields(row) for row in log.records()]
+        return self._log().task_table().rows()
+
+    def task_table(self) -> TaskTable:
+        """Every committed task record (all attempts) as columns, without result values."""
+        return self._log().task_table()
 
     def task_result(self, task_id: str, allow_pickle: bool = False) -> Any:
         """The result of the latest record of ``task_id``.
