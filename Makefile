@@ -4,7 +4,7 @@ NODES ?=
 PYTEST_ARGS ?=
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: install install-gpu demo test test-fast bench lint slurm-up slurm-down slurm-status clean
+.PHONY: install install-gpu browser demo test test-fast bench lint slurm-up slurm-down slurm-status clean
 
 # Installs what is missing: the package (editable) with its dev tools and the
 # pip MPI runtime. Re-runs pip only when pyproject.toml changed.
@@ -12,6 +12,15 @@ install: .install-stamp
 .install-stamp: pyproject.toml
 	$(PYTHON) -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch .install-stamp
+
+# Headless Chromium for the report tests (Debian's package, with a font), when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null || { echo "chromium is missing and there is no apt-get: install Chromium" >&2; exit 1; }; \
+	  ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	       apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }; }
 
 # GPU nodes: qiskit-aer-gpu ships the same `qiskit_aer` module, so it replaces qiskit-aer.
 install-gpu: install
@@ -32,12 +41,12 @@ slurm-status:
 
 # Everything: unit, MPI (mpiexec -n 1/2/3), store faults, and the Slurm tests
 # against the real 3-node dev cluster (single-node tests run on it too).
-test: install
+test: install browser
 	bash slurm/devcluster.sh up --nodes 3
 	$(PYTHON) -m pytest -q -ra $(PYTEST_ARGS)
 
 # No cluster: unit and MPI tests only.
-test-fast: install
+test-fast: install browser
 	$(PYTHON) -m pytest -q -ra -m "not slurm and not multinode" $(PYTEST_ARGS)
 
 bench: install

@@ -171,15 +171,31 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path | None,
             typer.Option(
-                "--out", "-o", help="Image file (.png, .pdf, .svg); default JOB_DIR/plot.png."
+                "--out",
+                "-o",
+                help="Image file (.png, .pdf, .svg); default JOB_DIR/plot.png (timeline.png).",
             ),
         ] = None,
+        timeline: Annotated[
+            bool,
+            typer.Option("--timeline", help="Draw the timeline of task attempts per rank instead."),
+        ] = False,
     ) -> None:
-        """Draw the saved result: histograms of counts/quasi-distributions, lines for sweeps."""
+        """Draw the saved result: histograms of counts/quasi-distributions, lines for sweeps.
+
+        With --timeline: the task attempts per rank over time, as in `qshpc report`.
+        """
         from qshpc.client.job import open_job
+
+        j = open_job(job)
+        if timeline:
+            from qshpc.report.page import write_timeline
+
+            echo(str(write_timeline(j.job_dir, out, j.info())))
+            return
         from qshpc.jobs.plot import plot_job
 
-        echo(str(plot_job(open_job(job), out)))
+        echo(str(plot_job(j, out)))
 
     @app.command("doctor")
     @errors

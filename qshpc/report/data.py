@@ -1,0 +1,171 @@
+"""One read of a job for a report: meta, runs, task records as columns, result, program spans.
+
+The read goes through :class:`qshpc.store.JobReader`, as ``qshpc status``
+does: no lock, no write, so a running job is neither blocked nor slowed; what
+it returns is a snapshot of what was committed at that moment.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qshpc.errors import NoResultError, StoreError
+from qshpc.jobstate import TERMINAL
+from qshpc.store.table import TaskTable
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of rank 0's program: running, or waiting in ``get``/``wait``.
+
+    Attributes:
+        t0: Unix start time.
+        t1: Unix end time.
+        kind: ``program``, ``get`` or ``wait``.
+        n: How many task references the wait was for (0 for ``program``).
+    """
+
+    t0: float
+    t1: float
+    kind: str
+    n: int = 0
+
+
+@dataclass
+class JobData:
+    """What a report shows, read once.
+
+    Attributes:
+        job_dir: The job directory.
+        meta: The job's meta (``Job.info()`` when given, else the store's).
+        runs: The runtime dict of every start of the job.
+        table: Every committed task attempt, as columns.
+        program: Rank 0's program, one span per run.
+        waits: Rank 0's waits in ``get``/``wait`` (empty when the store has none).
+        waits_recorded: Whether the store records waits (older jobs do not).
+        result: The saved result (None when there is none).
+        has_result: Whether a result was saved.
+        result_error: Why the result could not be read, if it could not.
+        taken: When the snapshot was read.
+        slurm_steps: Slurm's accounting, for jobs that ran on Slurm.
+        slurm_note: Why there is no accounting, when there is none.
+    """
+
+    job_dir: Path
+    meta: dict[str, Any]
+    runs: list[dict[str, Any]]
+    table: TaskTable
+    program: list[Span] = field(default_factory=list)
+    waits: list[Span] = field(default_factory=list)
+    waits_recorded: bool = False
+    result: Any = None
+    has_result: bool = False
+    result_error: str | None = None
+    taken: float = 0.0
+    slurm_steps: list[Any] = field(default_factory=list)
+    slurm_note: str | None = None
+
+    @property
+    def state(self) -> str:
+        """The job's state."""
+        return str(self.meta.get("state", "?"))
+
+    @property
+    def running(self) -> bool:
+        """True while the job has not ended (the report is a snapshot)."""
+        return self.state not in TERMINAL
+
+    @property
+    def title(self) -> str:
+        """``title (job id)``."""
+        title = str(self.meta.get("title") or "")
+        jid = str(self.meta.get("id") or self.job_dir.name)
+        return f"{title} ({jid})" if title else jid
+
+
+def read_job(
+    job_dir: str | Path,
+    meta: dict[str, Any] | None = None,
+    slurm: bool = True,
+    now: float | None = None,
+) -> JobData:
+    """Read ``job_dir`` for a report.
+
+    Args:
+        job_dir: The job directory.
+        meta: The job's meta as the client sees it (``Job.info()``: Slurm's
+            view merged in); default: the store's own.
+        slurm: Ask Slurm's accounting for jobs that ran on Slurm.
+        now: The snapshot time (default: now).
+
+    Raises:
+        StoreError: The store cannot be read.
+    """
+    from qshpc.store import JobReader
+
+    path = Path(job_dir)
+    taken = time.time() if now is None else now
+    with JobReader.open(path) as r:
+        store_meta = r.meta()
+        runs = r.runs()
+        table = r.task_table()
+        result, has_result, result_error = None, False, None
+        try:
+            result, has_result = r.result(), True
+        except NoResultError:
+            pass
+        except StoreError as exc:  # pickled values, or a damaged result
+            has_result, result_error = True, str(exc)
+    merged = dict(store_meta)
+    if meta:
+        merged.update(meta)
+    data = JobData(
+        path,
+        merged,
+        runs,
+        table,
+        taken=taken,
+        result=result,
+        has_result=has_result,
+        result_error=result_error,
+    )
+    data.program = program_spans(merged, runs, table, taken)
+    slurm_id = merged.get("slurm_job_id") or _marker(path)
+    if slurm and slurm_id:
+        merged["slurm_job_id"] = slurm_id
+        from qshpc.submit.accounting import job_steps
+
+        data.slurm_steps, data.slurm_note = job_steps(path, str(slurm_id))
+    return data
+
+
+def _marker(job_dir: Path) -> str | None:
+    try:
+        text = (job_dir / "slurm_job_id").read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def program_spans(
+    meta: dict[str, Any], runs: list[dict[str, Any]], table: TaskTable, now: float
+) -> list[Span]:
+    """Rank 0's program, one span per run: from the run's start to the next run, the end or now."""
+    spans = []
+    finished = meta.get("finished")
+    for i, run in enumerate(runs):
+        t0 = run.get("started")
+        if not t0:
+            continue
+        if i + 1 < len(runs) and runs[i + 1].get("started"):
+            mine = table.finished[table.run == i + 1]
+            t1 = float(mine.max()) if len(mine) else float(t0)
+        elif finished:
+            t1 = float(finished)
+        else:
+            t1 = now
+        spans.append(Span(float(t0), max(float(t0), t1), "program"))
+    return spans

@@ -1,0 +1,163 @@
+"""matplotlib figures of a job: the timeline (for PNG/PDF files) and throughput over time.
+
+matplotlib is imported here only, on the Agg canvas (no display, pyplot's
+global backend untouched), as :mod:`qshpc.plot` does.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qshpc.errors import UserError
+from qshpc.report.svg import FAILED, PROGRAM, WAIT, colour
+from qshpc.report.timeline import Timeline, format_offset, tick_step
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from qshpc.store.table import TaskTable
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A Figure on an Agg canvas.
+
+    Raises:
+        UserError: matplotlib is not installed.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError(
+            "matplotlib is not installed: install it with `pip install 'qshpc[report]'`"
+        ) from None
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def data_uri(fig: Figure, dpi: int = 96) -> str:
+    """``fig`` as a ``data:image/png;base64,...`` URI (inline in HTML, no file, no network)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def timeline_figure(tl: Timeline, title: str = "") -> Figure:
+    """The timeline drawn with matplotlib (one ``broken_barh`` row per lane)."""
+    from matplotlib.patches import Patch
+
+    n = len(tl.lanes)
+    fig = new_figure(12, min(40.0, 1.6 + 0.28 * n))
+    ax = fig.add_subplot()
+    rel = tl.t0
+    by_lane: dict[int, list[Any]] = {}
+    for m in tl.marks:
+        by_lane.setdefault(m.lane, []).append(m)
+    for i in range(n):
+        y = n - 1 - i  # rank order top to bottom
+        task_y, task_h = y + 0.05, 0.9
+        if i == tl.rank0_lane:
+            for s in tl.spans:
+                fc = PROGRAM if s.kind == "program" else WAIT
+                ax.broken_barh(
+                    [(s.t0 - rel, max(s.t1 - s.t0, 0))],
+                    (y + 0.62, 0.33),
+                    facecolors=fc,
+                    hatch=None if s.kind == "program" else "///",
+                    edgecolor="none",
+                )
+            task_y, task_h = y + 0.05, 0.55
+        marks = by_lane.get(i, [])
+        if not marks:
+            continue
+        ranges = [(m.t0 - rel, max(m.t1 - m.t0, tl.duration / 4000)) for m in marks]
+        colours = [FAILED if m.failed and not tl.binned else colour(m.fn) for m in marks]
+        alphas = [0.25 + 0.75 * m.busy if tl.binned else 1.0 for m in marks]
+        rgba = [_rgba(c, a) for c, a in zip(colours, alphas, strict=True)]
+        edges = ["black" if m.retry else "none" for m in marks]
+        ax.broken_barh(ranges, (task_y, task_h), facecolors=rgba, edgecolors=edges, linewidth=0.6)
+        if tl.binned:
+            fails = [(m.t0 - rel, m.t1 - m.t0) for m in marks if m.failed]
+            if fails:
+                ax.broken_barh(fails, (task_y + task_h * 0.7, task_h * 0.3), facecolors=FAILED)
+    ax.set_yticks(
+        range(n),
+        [f"{lane.host} r{lane.rank}" for lane in reversed(tl.lanes)],
+        fontsize=7 if n > 24 else 9,
+    )
+    ax.set_ylim(-0.2, n)
+    ax.set_xlim(0, tl.duration)
+    step = tick_step(tl.duration)
+    ticks = np.arange(0, tl.duration + step / 2, step)
+    ax.set_xticks(ticks, [format_offset(t, step) for t in ticks])
+    ax.set_xlabel("time since the job started" + (" (binned)" if tl.binned else ""))
+    ax.grid(axis="x", alpha=0.3)
+    handles = [Patch(color=colour(i), label=name) for i, name in enumerate(tl.functions)]
+    handles += [Patch(color=FAILED, label="failed"), Patch(color=PROGRAM, label="rank 0: program")]
+    if tl.waits_recorded:
+        handles.append(Patch(facecolor=WAIT, hatch="///", label="rank 0: waiting"))
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12 if n < 8 else -0.04),
+        ncol=min(6, len(handles)),
+        fontsize=8,
+        frameon=False,
+    )
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def _rgba(hexcolour: str, alpha: float) -> tuple[float, float, float, float]:
+    h = hexcolour.lstrip("#")
+    return (int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255, alpha)
+
+
+def throughput(table: TaskTable, t0: float, t1: float, bins: int = 120) -> tuple[Any, Any, Any]:
+    """Bin edges (seconds since ``t0``) and attempts finished per second in each bin (done, failed)."""
+    span = max(t1 - t0, 1e-3)
+    bins = max(1, min(bins, int(np.ceil(span / 0.01))))  # no bin under 10 ms
+    edges = np.linspace(0.0, span, bins + 1)
+    rel = table.finished - t0
+    done, _ = np.histogram(rel[~table.failed], bins=edges)
+    failed, _ = np.histogram(rel[table.failed], bins=edges)
+    width = span / bins
+    return edges, done / width, failed / width
+
+
+def throughput_figure(table: TaskTable, t0: float, t1: float) -> Figure:
+    """Attempts finished per second over time (stacked: done, failed) and the running total."""
+    edges, done, failed = throughput(table, t0, t1)
+    fig = new_figure(12, 3.0)
+    ax = fig.add_subplot()
+    width = edges[1] - edges[0]
+    ax.bar(edges[:-1], done, width=width, align="edge", color=colour(0), label="succeeded")
+    if failed.any():
+        ax.bar(
+            edges[:-1], failed, width=width, align="edge", bottom=done, color=FAILED, label="failed"
+        )
+    ax.set_ylabel("attempts finished / s")
+    span = edges[-1]
+    step = tick_step(span)
+    ticks = np.arange(0, span + step / 2, step)
+    ax.set_xticks(ticks, [format_offset(t, step) for t in ticks])
+    ax.set_xlim(0, span)
+    ax.set_xlabel("time since the job started")
+    total = ax.twinx()
+    order = np.sort(table.finished - t0)
+    count = np.arange(1, len(order) + 1)
+    if len(order) > 2000:  # the curve needs no more points than the figure has pixels
+        pick = np.linspace(0, len(order) - 1, 2000).astype(np.int64)
+        order, count = order[pick], count[pick]
+    total.plot(order, count, color="#333", linewidth=1.2, label="total")
+    total.set_ylabel("attempts finished (total)")
+    total.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return fig

@@ -1,0 +1,342 @@
+"""The timeline of a job: one lane per rank, grouped by host, and what each lane did when.
+
+:func:`build` turns a :class:`JobData` into a :class:`Timeline` of marks that
+a renderer draws (:mod:`qshpc.report.svg` by hand for the HTML report,
+:mod:`qshpc.report.figures` with matplotlib for PNG). Up to ``MAX_TASKS``
+attempts, each attempt is one mark; above, each lane is cut into time bins
+and a bin becomes one mark coloured by the function that kept the rank
+busiest in it, its opacity the busy fraction; neighbouring bins that look
+alike merge, so a report of 100k tasks stays small.
+
+Rank 0's lane also shows the program: running (dark strip) and waiting in
+``get``/``wait`` (light strip), when the store records the waits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qshpc.report.data import Span
+
+if TYPE_CHECKING:
+    from qshpc.report.data import JobData
+
+MAX_TASKS = 3000  # attempts drawn one by one; above this the lanes are binned
+MARK_BUDGET = 12000  # bins over all lanes, before merging
+MIN_BINS, MAX_BINS = 60, 600
+MAX_FUNCTIONS = 8  # colours; further functions share "other"
+LEVELS = 8  # opacity steps of a bin
+OTHER = "(other functions)"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One rank of one host (a rank number may come back on another host after a resume).
+
+    Attributes:
+        rank: The MPI rank.
+        host: Its host.
+        attempts: Task attempts it ran.
+        busy_s: Seconds it spent running tasks.
+    """
+
+    rank: int
+    host: str
+    attempts: int
+    busy_s: float
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One rectangle: a task attempt, or a bin of many.
+
+    Attributes:
+        lane: Lane index.
+        t0: Start (Unix time).
+        t1: End (Unix time).
+        fn: Function index (``Timeline.functions``).
+        failed: A failed attempt (a bin: holds failed attempts).
+        retry: A retry (attempt > 1) (a bin: holds retries).
+        n: Attempts it stands for.
+        busy: Fraction of the time the rank ran tasks (1 for an attempt).
+        task_id: The task id (attempt marks only).
+        attempt: The attempt number (attempt marks only).
+        failures: Failed attempts in it (bins).
+    """
+
+    lane: int
+    t0: float
+    t1: float
+    fn: int
+    failed: bool = False
+    retry: bool = False
+    n: int = 1
+    busy: float = 1.0
+    task_id: str | None = None
+    attempt: int = 1
+    failures: int = 0
+
+
+@dataclass
+class Timeline:
+    """What the timeline draws.
+
+    Attributes:
+        t0: Left edge (Unix time).
+        t1: Right edge (the end of the job, or the snapshot time).
+        lanes: One per rank, in drawing order (hosts in order of their first rank).
+        hosts: ``(host, first lane, last lane)`` groups.
+        functions: Function names by index (``OTHER`` last when there were too many).
+        marks: Attempts or bins.
+        spans: Rank 0's program and its waits.
+        rank0_lane: The lane of rank 0 (None when no rank 0 is known).
+        binned: Whether marks are bins.
+        bin_s: The bin width in seconds (binned only).
+        attempts: Task attempts in the job.
+        failed: Failed attempts.
+        retries: Attempts that were retries.
+        snapshot: The job was still running when it was read.
+        waits_recorded: The store records rank 0's waits.
+    """
+
+    t0: float
+    t1: float
+    lanes: list[Lane]
+    hosts: list[tuple[str, int, int]]
+    functions: list[str]
+    marks: list[Mark] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+    rank0_lane: int | None = None
+    binned: bool = False
+    bin_s: float = 0.0
+    attempts: int = 0
+    failed: int = 0
+    retries: int = 0
+    snapshot: bool = False
+    waits_recorded: bool = False
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the left edge to the right edge."""
+        return self.t1 - self.t0
+
+
+def _lanes(data: JobData) -> tuple[list[Lane], np.ndarray[Any, Any]]:
+    """Lanes of every rank that ran or was started, and each record's lane index."""
+    t = data.table
+    keys: dict[tuple[int, str], None] = {}
+    for run in data.runs:
+        for r in run.get("ranks") or []:
+            keys[(int(r.get("rank", 0)), str(r.get("host", "?")))] = None
+    for r in data.meta.get("ranks") or []:
+        keys[(int(r.get("rank", 0)), str(r.get("host", "?")))] = None
+    pairs = list(zip(t.rank.tolist(), t.host, strict=True))
+    for p in dict.fromkeys(pairs):
+        keys[(int(p[0]), str(p[1]))] = None
+    first_rank: dict[str, int] = {}
+    for rank, host in keys:
+        first_rank[host] = min(rank, first_rank.get(host, rank))
+    order = sorted(keys, key=lambda k: (first_rank[k[1]], k[1], k[0]))
+    index = {k: i for i, k in enumerate(order)}
+    lane_of = np.array([index[(int(r), str(h))] for r, h in pairs], dtype=np.int64)
+    wall = t.wall.clip(min=0.0)
+    attempts = np.bincount(lane_of, minlength=len(order)) if len(pairs) else np.zeros(len(order))
+    busy = (
+        np.bincount(lane_of, weights=wall, minlength=len(order))
+        if len(pairs)
+        else np.zeros(len(order))
+    )
+    lanes = [
+        Lane(rank, host, int(attempts[i]), float(busy[i])) for i, (rank, host) in enumerate(order)
+    ]
+    return lanes, lane_of
+
+
+def _functions(names: list[str]) -> tuple[list[str], np.ndarray[Any, Any]]:
+    """Function names by how many attempts they ran (most first), and each record's index."""
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    ranked = sorted(counts, key=lambda n: (-counts[n], n))
+    shown = ranked if len(ranked) <= MAX_FUNCTIONS else [*ranked[: MAX_FUNCTIONS - 1], OTHER]
+    index = {n: i for i, n in enumerate(shown)}
+    other = len(shown) - 1
+    fn_of = np.array([index.get(n, other) for n in names], dtype=np.int64)
+    return shown, fn_of
+
+
+def _hosts(lanes: list[Lane]) -> list[tuple[str, int, int]]:
+    groups: list[tuple[str, int, int]] = []
+    for i, lane in enumerate(lanes):
+        if groups and groups[-1][0] == lane.host:
+            groups[-1] = (lane.host, groups[-1][1], i)
+        else:
+            groups.append((lane.host, i, i))
+    return groups
+
+
+def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
+    """The timeline of ``data`` (attempt by attempt up to ``max_tasks`` attempts, else binned)."""
+    t = data.table
+    lanes, lane_of = _lanes(data)
+    functions, fn_of = _functions(t.function)
+    starts = [s.t0 for s in data.program] + ([float(t.started.min())] if len(t) else [])
+    ends = [s.t1 for s in data.program] + ([float(t.finished.max())] if len(t) else [])
+    t0 = min(starts) if starts else data.taken
+    t1 = max([*ends, t0])
+    if data.running:
+        t1 = max(t1, data.taken)
+    if t1 - t0 < 1e-3:
+        t1 = t0 + 1e-3
+    rank0 = next((i for i, lane in enumerate(lanes) if lane.rank == 0), None)
+    tl = Timeline(
+        t0=t0,
+        t1=t1,
+        lanes=lanes,
+        hosts=_hosts(lanes),
+        functions=functions,
+        spans=[*data.program, *data.waits],
+        rank0_lane=rank0,
+        attempts=len(t),
+        failed=int(t.failed.sum()),
+        retries=int((t.attempt > 1).sum()),
+        snapshot=data.running,
+        waits_recorded=data.waits_recorded,
+    )
+    if len(t) <= max_tasks:
+        tl.marks = [
+            Mark(int(ln), s, e, int(f), bool(bad), att > 1, task_id=tid, attempt=int(att))
+            for ln, s, e, f, bad, att, tid in zip(
+                lane_of.tolist(),
+                t.started.tolist(),
+                t.finished.tolist(),
+                fn_of.tolist(),
+                t.failed.tolist(),
+                t.attempt.tolist(),
+                t.task_id,
+                strict=True,
+            )
+        ]
+        return tl
+    tl.binned = True
+    bins = int(np.clip(MARK_BUDGET // max(1, len(lanes)), MIN_BINS, MAX_BINS))
+    tl.bin_s = (t1 - t0) / bins
+    tl.marks = _bin(t, lane_of, fn_of, len(lanes), len(functions), t0, tl.bin_s, bins)
+    return tl
+
+
+def _occupancy(
+    starts: np.ndarray[Any, Any],
+    ends: np.ndarray[Any, Any],
+    lane_of: np.ndarray[Any, Any],
+    fn_of: np.ndarray[Any, Any],
+    shape: tuple[int, int, int],
+    t0: float,
+    width: float,
+) -> np.ndarray[Any, Any]:
+    """Seconds each (lane, bin, function) spent running tasks."""
+    n_lanes, bins, n_fn = shape
+    s = np.clip((starts - t0) / width, 0, bins)
+    e = np.clip((ends - t0) / width, 0, bins)
+    e = np.maximum(e, s)
+    b0 = np.minimum(s.astype(np.int64), bins - 1)
+    b1 = np.minimum(e.astype(np.int64), bins - 1)
+    occ = np.zeros(shape)
+    same = b0 == b1
+    np.add.at(occ, (lane_of[same], b0[same], fn_of[same]), (e[same] - s[same]) * width)
+    span = ~same
+    if span.any():
+        ls, fs, sb, eb = lane_of[span], fn_of[span], b0[span], b1[span]
+        np.add.at(occ, (ls, sb, fs), (sb + 1 - s[span]) * width)  # the first bin's part
+        np.add.at(occ, (ls, eb, fs), (e[span] - eb) * width)  # the last bin's part
+        full = np.zeros((n_lanes, bins + 1, n_fn))  # bins in between, by a difference array
+        np.add.at(full, (ls, sb + 1, fs), width)
+        np.add.at(full, (ls, eb, fs), -width)
+        occ += np.cumsum(full, axis=1)[:, :bins, :]
+    return occ
+
+
+def _bin(
+    t: Any,
+    lane_of: np.ndarray[Any, Any],
+    fn_of: np.ndarray[Any, Any],
+    n_lanes: int,
+    n_fn: int,
+    t0: float,
+    width: float,
+    bins: int,
+) -> list[Mark]:
+    occ = _occupancy(t.started, t.finished, lane_of, fn_of, (n_lanes, bins, n_fn), t0, width)
+    where = np.minimum(((t.started - t0) / width).astype(np.int64).clip(0), bins - 1)
+    flat = lane_of * bins + where
+    count = np.bincount(flat, minlength=n_lanes * bins).reshape(n_lanes, bins)
+    fails = np.bincount(flat, weights=t.failed, minlength=n_lanes * bins).reshape(n_lanes, bins)
+    retry = np.bincount(flat, weights=t.attempt > 1, minlength=n_lanes * bins)
+    retry = retry.reshape(n_lanes, bins)
+    busy = np.clip(occ.sum(axis=2) / width, 0.0, 1.0)
+    level = np.ceil(busy * LEVELS).astype(np.int64)
+    level[(level == 0) & (count > 0)] = 1  # a bin that ran tasks shows, however briefly
+    top = occ.argmax(axis=2)
+    marks: list[Mark] = []
+    for lane in range(n_lanes):
+        b = 0
+        lv, tp, cn, fl, rt = (a[lane].tolist() for a in (level, top, count, fails, retry))
+        while b < bins:
+            if not lv[b]:
+                b += 1
+                continue
+            start = b
+            n = failures = retries = 0
+            # merge neighbours that look alike; a bin with failures or retries stands alone
+            while b < bins and lv[b] == lv[start] and tp[b] == tp[start]:
+                if b > start and (fl[b] or rt[b] or fl[start] or rt[start]):
+                    break
+                n += int(cn[b])
+                failures += int(fl[b])
+                retries += int(rt[b])
+                b += 1
+            marks.append(
+                Mark(
+                    lane,
+                    t0 + start * width,
+                    t0 + b * width,
+                    int(tp[start]),
+                    failures > 0,
+                    retries > 0,
+                    n=n,
+                    busy=lv[start] / LEVELS,
+                    failures=failures,
+                )
+            )
+    return marks
+
+
+def tick_step(duration: float, target: int = 8) -> float:
+    """A step in seconds giving about ``target`` ticks over ``duration`` (1-2-5, or clock steps)."""
+    raw = max(duration, 1e-9) / target
+    if raw > 30:  # minutes and hours read better in clock steps
+        for step in (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400):
+            if raw <= step:
+                return float(step)
+        return float(86400 * np.ceil(raw / 86400))
+    mag = 10 ** np.floor(np.log10(raw))
+    for m in (1, 2, 5, 10):
+        if raw <= m * mag:
+            return float(m * mag)
+    return float(10 * mag)  # pragma: no cover
+
+
+def format_offset(secs: float, step: float) -> str:
+    """A tick label: ``+1.5 s``, ``+2m30s``, ``+1h05m``."""
+    if step < 1:
+        decimals = max(0, int(-np.floor(np.log10(step))))
+        return f"{secs:.{decimals}f} s"
+    n = round(secs)
+    if n < 120:
+        return f"{n} s"
+    if n < 7200:
+        return f"{n // 60}m{n % 60:02d}s"
+    return f"{n // 3600}h{n % 3600 // 60:02d}m"
