@@ -31,6 +31,7 @@ _EXPORTS = {
     "SlurmClient": "qshpc.client.slurm",
     "Job": "qshpc.client.job",
     "open_job": "qshpc.client.job",
+    "list_jobs": "qshpc.client.job",
     "save_arguments": "qshpc.store",
     "load_arguments": "qshpc.store",
     "QshpcError": "qshpc.errors",
@@ -44,7 +45,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from qshpc.client.job import Job, open_job
+    from qshpc.client.job import Job, list_jobs, open_job
     from qshpc.client.local import LocalClient
     from qshpc.client.slurm import SlurmClient
     from qshpc.errors import (
@@ -95,6 +96,7 @@ __all__ = [
     "distribute_task",
     "get",
     "get_arguments",
+    "list_jobs",
     "load_arguments",
     "open_job",
     "put",

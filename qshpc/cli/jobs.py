@@ -274,13 +274,13 @@ def register(app: typer.Typer) -> None:
         from qshpc.cli.ux import parse_age
 
         cutoff = time.time() - parse_age(since) if since else None
-        from qshpc.client.job import list_jobs, read_infos
+        from qshpc.client.job import Job, list_jobs, read_infos
         from qshpc.errors import UserError
         from qshpc.jobstate import JobState
 
         if state and state.upper() not in JobState.__members__:
             raise UserError(f"unknown state {state!r}: use {', '.join(JobState.__members__)}")
-        jobs = list_jobs()
+        jobs: list[Job] = list_jobs()
         if array is not None:  # element directories are named <array id>-<index>
             jobs = [j for j in jobs if j.job_dir.name.startswith(f"{array}-")]
 

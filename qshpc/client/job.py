@@ -15,13 +15,17 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from qshpc.errors import JobFailedError, NoResultError
 from qshpc.jobs.paths import jobs_root, mark_terminal, read_override, read_slurm_id, resolve_job_dir
 from qshpc.jobstate import TERMINAL, JobState
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from qshpc.notebook.display import JobList, TaskList
+    from qshpc.notebook.watch import JobWatch
     from qshpc.submit.slurm_states import SlurmView
 
 #: Slurm's answers by Slurm job id, as :func:`qshpc.submit.slurm.query_many` returns them.
@@ -43,6 +47,31 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job | {self.job_id}>"
+
+    def _repr_html_(self) -> str:
+        """The job's card in Jupyter (state, progress, ranks, error): see :mod:`qshpc.notebook`."""
+        from qshpc.notebook.display import job_html
+
+        return job_html(self)
+
+    def watch(
+        self, interval: float = 1.0, timeout: float | None = None, block: bool = False
+    ) -> JobWatch:
+        """Show the job's card, updated live until the job ends.
+
+        In Jupyter this returns at once (the kernel stays free); in a terminal
+        it shows the progress of ``qshpc wait`` and returns when the job ends.
+        See :func:`qshpc.notebook.watch`.
+        """
+        from qshpc.notebook.watch import watch
+
+        return watch(self, interval, timeout, block)
+
+    def report(self, out: str | os.PathLike[str] | None = None) -> Path:
+        """Write the job's HTML report (``qshpc report``); return its path."""
+        from qshpc.report.page import write_report
+
+        return write_report(self.job_dir, out, self.info())
 
     @property
     def job_id(self) -> str:
@@ -190,12 +219,26 @@ class Job:
         err = self.info().get("error")
         return str(err) if err else None
 
-    def tasks(self) -> list[dict[str, Any]]:
-        """One dict per task attempt (id, function, state, rank, host, times, error)."""
+    @overload
+    def tasks(self, as_frame: Literal[False] = False) -> TaskList: ...
+    @overload
+    def tasks(self, as_frame: Literal[True]) -> pd.DataFrame: ...
+    def tasks(self, as_frame: bool = False) -> TaskList | pd.DataFrame:
+        """One dict per task attempt (id, function, state, rank, host, times, seed, error).
+
+        Args:
+            as_frame: Return a pandas DataFrame instead (one row per attempt;
+                also ``job.tasks().to_pandas()``).
+        """
+        if as_frame:
+            from qshpc.notebook.frames import job_tasks_frame
+
+            return job_tasks_frame(self.job_dir)
+        from qshpc.notebook.display import TaskList
         from qshpc.store import JobReader
 
         with JobReader.open(self.job_dir) as r:
-            return r.tasks()
+            return TaskList(r.tasks())
 
     def logs(self, rank: int | None = None) -> str:
         """The logs written so far (all ranks, or one), readable while the job runs."""
@@ -243,8 +286,12 @@ class Job:
 
     cancel = stop
 
-    def plot(self, out: str | None = None) -> Any:
-        """Draw the saved result (see ``qshpc plot``)."""
+    def plot(self, out: str | os.PathLike[str] | None = None, timeline: bool = False) -> Path:
+        """Draw the saved result, or with ``timeline`` the task timeline (see ``qshpc plot``)."""
+        if timeline:
+            from qshpc.report.page import write_timeline
+
+            return write_timeline(self.job_dir, out, self.info())
         from qshpc.jobs.plot import plot_job
 
         return plot_job(self, out)
@@ -288,18 +335,21 @@ def open_job(job: str | os.PathLike[str]) -> Job:
     return Job(resolve_job_dir(job))
 
 
-def list_jobs(state: str | None = None) -> list[Job]:
+def list_jobs(state: str | None = None) -> JobList[Job]:
     """Jobs under ``$QSHPC_HOME/jobs``, newest first (optionally only one state).
 
     Filtering by state asks Slurm once for all the Slurm jobs (:func:`read_infos`).
+    The list shows as a table in Jupyter; ``.to_pandas()`` makes it a DataFrame.
     """
+    from qshpc.notebook.display import JobList
+
     root = jobs_root()
     if not root.is_dir():
-        return []
+        return JobList(infos=read_infos)
     jobs = [Job(d) for d in sorted(root.iterdir(), reverse=True) if (d / "job.h5").is_file()]
     if state:
         jobs = [j for j, m in read_infos(jobs) if _state_of(m) == state.upper()]
-    return jobs
+    return JobList(jobs, infos=read_infos)
 
 
 def _state_of(info: dict[str, Any] | Exception) -> str:

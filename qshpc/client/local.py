@@ -13,13 +13,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qshpc.client.job import Job, list_jobs, open_job
 from qshpc.errors import UserError
 from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
 from qshpc.jobs.paths import jobs_root, mark_terminal, new_job_id, read_override
 from qshpc.jobs.spec import Program, create_program_job
+
+if TYPE_CHECKING:
+    from qshpc.notebook.display import JobList
 
 
 def _launch(
@@ -167,9 +170,16 @@ class LocalClient:
             stdin=subprocess.DEVNULL,
         )
         log.close()
-        return [Job(p) for p in paths]
+        from qshpc.client.job import read_infos
+        from qshpc.notebook.display import JobList
 
-    def jobs(self, state: str | None = None) -> list[Job]:
+        return JobList((Job(p) for p in paths), infos=read_infos)
+
+    def __repr__(self) -> str:
+        workers = "one per core" if self.workers is None else str(self.workers)
+        return f"<LocalClient | workers {workers}>"
+
+    def jobs(self, state: str | None = None) -> JobList[Job]:
         """Jobs in the store, newest first."""
         return list_jobs(state)
 

@@ -69,16 +69,21 @@ class SlurmClient:
             UserError: An empty list, an argument set that is not a dict, a bad program.
             ResourceError: sbatch refused the array.
         """
+        from qshpc.client.job import read_infos
+        from qshpc.notebook.display import JobList
         from qshpc.submit.submission import submit_array
 
         sub = submit_array(program, arguments_list, seed, self.resources)
-        return [Job(e.job_dir) for e in sub.elements]
+        return JobList((Job(e.job_dir) for e in sub.elements), infos=read_infos)
 
     def jobs(self, state: str | None = None) -> list[Job]:
         """The Slurm jobs in the store, newest first (optionally only one state)."""
+        from qshpc.client.job import read_infos
         from qshpc.jobs.paths import SLURM_ID_FILE
+        from qshpc.notebook.display import JobList
 
-        return [j for j in list_jobs(state) if (j.job_dir / SLURM_ID_FILE).is_file()]
+        jobs = (j for j in list_jobs(state) if (j.job_dir / SLURM_ID_FILE).is_file())
+        return JobList(jobs, infos=read_infos)
 
     def job(self, job_id: str) -> Job:
         """The job with this qshpc id (or Slurm id, or directory)."""

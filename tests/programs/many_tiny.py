@@ -1,7 +1,6 @@
 """n tiny tasks of two functions; every 1000th fails on its first try and succeeds on its retry."""
 
-from qshpc import distribute_task, get, get_arguments, save_result
-from qshpc.runtime.context import current_task
+from qshpc import current_task, distribute_task, get, get_arguments, save_result
 
 
 @distribute_task(retries=1)

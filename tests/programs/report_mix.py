@@ -6,8 +6,7 @@
 
 import time
 
-from qshpc import TaskError, distribute_task, get, save_result, update_status
-from qshpc.runtime.context import current_task
+from qshpc import TaskError, current_task, distribute_task, get, save_result, update_status
 
 
 @distribute_task()
@@ -38,5 +37,6 @@ try:
     caught = None
 except TaskError as exc:
     caught = exc.exc_type
-save_result({"squares": squares, "flaky": flaky_ones, "caught": caught,
-             "counts": {"00": 3, "11": 5}})
+save_result(
+    {"squares": squares, "flaky": flaky_ones, "caught": caught, "counts": {"00": 3, "11": 5}}
+)

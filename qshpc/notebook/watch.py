@@ -1,0 +1,176 @@
+"""``job.watch()``: the job's card, updated live, until the job ends.
+
+In a Jupyter kernel the card is shown at once and a daemon thread re-reads
+the store and updates it; the call returns, so the kernel keeps running
+cells. The card is an ``ipywidgets.HTML`` when ipywidgets is installed, else
+a display with a ``display_id`` that is updated in place. The thread runs in
+a copy of the calling cell's context, so its updates belong to that cell.
+It stops when the job ends, on :meth:`JobWatch.stop`, or after ``timeout``.
+
+Outside a kernel (a terminal, a script) it shows the terminal progress of
+``qshpc wait`` and blocks until the job ends.
+
+Reading the store never blocks the job (see :mod:`qshpc.store`); the polls
+slow down for big jobs, to at most one every five read times.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from qshpc.jobs.progress import RateMeter, snapshot
+from qshpc.jobstate import TERMINAL
+from qshpc.notebook.display import JobLike
+
+MIN_INTERVAL_S = 0.2
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter (ipykernel) kernel."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class JobWatch:
+    """A live view of a job.
+
+    Attributes:
+        job: The job.
+        state: The last state read (a terminal state once the job ended).
+        error: The last error met reading the store (the watch keeps trying).
+    """
+
+    def __init__(self, job: JobLike, interval: float = 1.0, timeout: float | None = None) -> None:
+        self.job = job
+        self.interval = max(MIN_INTERVAL_S, float(interval))
+        self.timeout = timeout
+        self.state = "?"
+        self.error: str | None = None
+        self.updates = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._shown = False
+        self._update: Callable[[str], None] | None = None
+
+    def __repr__(self) -> str:
+        what = "watching" if self.running else "stopped"
+        return f"<JobWatch | {self.job.job_dir.name} | {what} | {self.state}>"
+
+    @property
+    def running(self) -> bool:
+        """True while the thread updates the display."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _ipython_display_(self) -> None:
+        if not self._shown:
+            self.show()
+
+    def show(self) -> None:
+        """Display the card (an ipywidgets HTML when available, else an updatable display)."""
+        from IPython.display import HTML, display
+
+        from qshpc.notebook.display import job_html
+
+        html = job_html(self.job)
+        try:
+            import ipywidgets
+        except ImportError:
+            handle = display(HTML(html), display_id=True)
+
+            def update(text: str) -> None:
+                if handle is not None:
+                    handle.update(HTML(text))
+
+            self._update = update
+        else:
+            widget = ipywidgets.HTML(value=html)
+            display(widget)
+
+            def set_value(text: str) -> None:
+                widget.value = text
+
+            self._update = set_value
+        self._shown = True
+
+    def start(self) -> JobWatch:
+        """Show the card and start the thread that updates it; return at once."""
+        if not self._shown:
+            self.show()
+        ctx = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=ctx.run, args=(self._loop,), name="qshpc-watch", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop updating (the card keeps its last content)."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the watch ends (the job ended, stopped, or timed out); return the state."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.state
+
+    def _loop(self) -> None:
+        from qshpc.report.card import card_html
+
+        meter = RateMeter()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while not self._stop.is_set():
+            began = time.monotonic()
+            meta: dict[str, Any] | None = None
+            try:
+                meta = self.job.info()
+                self.error = None
+            except Exception as exc:  # a store being replaced, a slow file system: try again
+                self.error = str(exc)
+            took = time.monotonic() - began
+            if meta is not None:
+                s = snapshot(meta)
+                meter.add(s.now, s.done + s.failed)
+                self.state = s.state
+                if self._update is not None:
+                    self._update(card_html(meta, rate=meter.rate()))
+                    self.updates += 1
+                if s.state in TERMINAL:
+                    return
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            self._stop.wait(max(self.interval, 5 * took))
+
+
+def watch(
+    job: JobLike, interval: float = 1.0, timeout: float | None = None, block: bool | None = None
+) -> JobWatch:
+    """Show ``job``'s progress live; in a kernel return at once, elsewhere block until it ends.
+
+    Args:
+        job: The job.
+        interval: Seconds between reads of the store (at least 0.2).
+        timeout: Stop watching after this many seconds (the job keeps running).
+        block: In a kernel, also wait here for the end (outside a kernel it always waits).
+    """
+    w = JobWatch(job, interval, timeout)
+    if in_kernel():
+        w.start()
+        if block:
+            w.wait()
+        return w
+    from qshpc.jobs.progress import watch as terminal_watch
+
+    try:
+        w.state = terminal_watch(job, timeout=timeout, interval=w.interval)
+    except TimeoutError:
+        w.state = snapshot(job.info()).state
+    return w
