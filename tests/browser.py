@@ -120,7 +120,10 @@ class Browser:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=setup,
-            pass_fds=(3, 4),
+            # not close_fds: it would close 3 and 4 after setup() put the pipes there (and
+            # pass_fds=(3, 4) needs them open in this process already); Python's own fds
+            # are close-on-exec anyway
+            close_fds=False,
         )
         for fd in (cmd_r, out_w, child_in, child_out):
             os.close(fd)
@@ -274,3 +277,11 @@ def render(
         browser.close()
         raise
     return page, browser
+
+
+if __name__ == "__main__":  # python -m tests.browser PAGE.html SHOT.png: check a page, keep a picture
+    import sys
+
+    shown, b = render(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)
+    print(f"loaded in {shown.load_s:.2f} s; errors: {shown.errors or 'none'}")
+    b.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qshpc.errors import NoResultError, StoreError
+from qshpc.jobs.paths import read_slurm_id
 from qshpc.jobstate import TERMINAL
 from qshpc.store.table import TaskTable
 
@@ -133,21 +134,13 @@ def read_job(
         result_error=result_error,
     )
     data.program = program_spans(merged, runs, table, taken)
-    slurm_id = merged.get("slurm_job_id") or _marker(path)
+    slurm_id = merged.get("slurm_job_id") or read_slurm_id(path)
     if slurm and slurm_id:
         merged["slurm_job_id"] = slurm_id
-        from qshpc.submit.accounting import job_steps
+        from qshpc.report.accounting import job_steps
 
         data.slurm_steps, data.slurm_note = job_steps(path, str(slurm_id))
     return data
-
-
-def _marker(job_dir: Path) -> str | None:
-    try:
-        text = (job_dir / "slurm_job_id").read_text().strip()
-    except OSError:
-        return None
-    return text or None
 
 
 def program_spans(

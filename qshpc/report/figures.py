@@ -75,12 +75,21 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
         marks = by_lane.get(i, [])
         if not marks:
             continue
-        ranges = [(m.t0 - rel, max(m.t1 - m.t0, tl.duration / 4000)) for m in marks]
-        colours = [FAILED if m.failed and not tl.binned else colour(m.fn) for m in marks]
-        alphas = [0.25 + 0.75 * m.busy if tl.binned else 1.0 for m in marks]
-        rgba = [_rgba(c, a) for c, a in zip(colours, alphas, strict=True)]
-        edges = ["black" if m.retry else "none" for m in marks]
-        ax.broken_barh(ranges, (task_y, task_h), facecolors=rgba, edgecolors=edges, linewidth=0.6)
+        if tl.binned:  # stacks: each segment as high as its share of the bin
+            for m in marks:
+                ax.broken_barh(
+                    [(m.t0 - rel, m.t1 - m.t0)],
+                    (task_y + task_h * m.base, task_h * m.busy),
+                    facecolors=colour(m.fn),
+                    edgecolors="none",
+                )
+        else:
+            ranges = [(m.t0 - rel, max(m.t1 - m.t0, tl.duration / 4000)) for m in marks]
+            colours = [FAILED if m.failed else colour(m.fn) for m in marks]
+            edges = ["black" if m.retry else "none" for m in marks]
+            ax.broken_barh(
+                ranges, (task_y, task_h), facecolors=colours, edgecolors=edges, linewidth=0.6
+            )
         if tl.binned:
             fails = [(m.t0 - rel, m.t1 - m.t0) for m in marks if m.failed]
             if fails:
@@ -112,11 +121,6 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
     if title:
         ax.set_title(title, fontsize=10)
     return fig
-
-
-def _rgba(hexcolour: str, alpha: float) -> tuple[float, float, float, float]:
-    h = hexcolour.lstrip("#")
-    return (int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255, alpha)
 
 
 def throughput(table: TaskTable, t0: float, t1: float, bins: int = 120) -> tuple[Any, Any, Any]:

@@ -94,8 +94,9 @@ def render(data: JobData, max_tasks: int | None = None) -> str:
             f"was written ({made}): it shows what was stored by then. Write it again for more.</p>"
         )
     how = (
-        f"{tl.attempts} attempts, binned ({tl.bin_s:.3g} s per mark; opacity: how busy the rank "
-        "was; red cap: failed attempts in the bin; black foot: retries)"
+        f"{tl.attempts} attempts, binned ({tl.bin_s:.3g} s per bin; in each bin, one bar per "
+        "function as high as the share of the time the rank ran it; red cap: failed attempts in "
+        "the bin; black foot: retries)"
         if tl.binned
         else f"{tl.attempts} attempts, one mark each (red: failed; outline: a retry)"
     )

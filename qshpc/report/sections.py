@@ -262,7 +262,7 @@ def slurm(data: JobData) -> str:
     """Slurm's accounting of the job's steps."""
     if data.slurm_note:
         return f'<p class="note">No accounting: {escape(data.slurm_note)}.</p>'
-    from qshpc.submit.accounting import format_rss
+    from qshpc.report.accounting import format_rss
 
     rows = [
         [

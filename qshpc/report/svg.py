@@ -54,9 +54,7 @@ def _tip(tl: Timeline, m: Mark) -> str:
         )
     extra = f" \u00b7 {m.failures} failed" if m.failures else ""
     extra += " \u00b7 retries" if m.retry else ""
-    return (
-        f"{where} \u00b7 {span}\n{m.n} attempts \u00b7 mostly {fn} \u00b7 busy {m.busy:.0%}{extra}"
-    )
+    return f"{where} \u00b7 {span}\n{m.n} attempts of {fn} \u00b7 {m.busy:.0%} of the time{extra}"
 
 
 def render(tl: Timeline, standalone: bool = False) -> str:
@@ -108,9 +106,10 @@ def render(tl: Timeline, standalone: bool = False) -> str:
             f'data-attempts="{lane.attempts}" transform="translate(0 {TOP + i * lh:.2f})">'
         )
         if i % every == 0 and lh >= 6:
+            size = min(11.0, lh + 1)
             out.append(
-                f'<text x="{LEFT - 6}" y="{lh / 2 + 4:.1f}" text-anchor="end" fill="#444">'
-                f"rank {lane.rank}</text>"
+                f'<text x="{LEFT - 6}" y="{lh / 2 + size / 3:.1f}" text-anchor="end" fill="#444" '
+                f'font-size="{size:.0f}">rank {lane.rank}</text>'
             )
         task_y, task_h = 1.0, max(1.0, lh - 2)
         if i == tl.rank0_lane:
@@ -131,9 +130,10 @@ def _mark(tl: Timeline, m: Mark, x: Callable[[float], float], y: float, h: float
     w = max(2.0 if (m.failed or m.retry) and not tl.binned else 0.8, x(m.t1) - x0)
     fill = FAILED if m.failed and not tl.binned else colour(m.fn)
     cls = "bin" if tl.binned else "task"
-    attrs = ""
-    if tl.binned:
-        attrs = f' fill-opacity="{0.25 + 0.75 * m.busy:.2f}" data-n="{m.n}"'
+    ry, rh = y, h
+    if tl.binned:  # one segment of the bin's stack, from the bottom of the lane
+        ry, rh = y + h * (1 - m.base - m.busy), max(0.5, h * m.busy)
+        attrs = f' data-n="{m.n}" data-fn="{m.fn}"'
     else:
         attrs = f' data-task="{escape(str(m.task_id))}" data-attempt="{m.attempt}"'
     if m.failed:
@@ -143,7 +143,7 @@ def _mark(tl: Timeline, m: Mark, x: Callable[[float], float], y: float, h: float
         if not tl.binned:
             attrs += ' stroke="#000" stroke-width="1"'
     rect = (
-        f'<rect class="{cls}" x="{x0:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
+        f'<rect class="{cls}" x="{x0:.1f}" y="{ry:.1f}" width="{w:.1f}" height="{rh:.1f}" '
         f'fill="{fill}"{attrs}><title>{escape(_tip(tl, m))}</title></rect>'
     )
     if tl.binned and m.failed:  # a red cap on bins that hold failed attempts

@@ -4,9 +4,9 @@
 a renderer draws (:mod:`qshpc.report.svg` by hand for the HTML report,
 :mod:`qshpc.report.figures` with matplotlib for PNG). Up to ``MAX_TASKS``
 attempts, each attempt is one mark; above, each lane is cut into time bins
-and a bin becomes one mark coloured by the function that kept the rank
-busiest in it, its opacity the busy fraction; neighbouring bins that look
-alike merge, so a report of 100k tasks stays small.
+and a bin becomes a stack of marks, one per function that ran in it, each as
+high as the share of the bin's time the rank spent on it; neighbouring bins
+that look alike merge, so a report of 100k tasks stays small.
 
 Rank 0's lane also shows the program: running (dark strip) and waiting in
 ``get``/``wait`` (light strip), when the store records the waits.
@@ -25,10 +25,10 @@ if TYPE_CHECKING:
     from qshpc.report.data import JobData
 
 MAX_TASKS = 3000  # attempts drawn one by one; above this the lanes are binned
-MARK_BUDGET = 12000  # bins over all lanes, before merging
+MARK_BUDGET = 12000  # marks over all lanes (bins x functions, up to 4), before merging
 MIN_BINS, MAX_BINS = 60, 600
 MAX_FUNCTIONS = 8  # colours; further functions share "other"
-LEVELS = 8  # opacity steps of a bin
+LEVELS = 8  # height steps of a bin
 OTHER = "(other functions)"
 
 
@@ -61,7 +61,8 @@ class Mark:
         failed: A failed attempt (a bin: holds failed attempts).
         retry: A retry (attempt > 1) (a bin: holds retries).
         n: Attempts it stands for.
-        busy: Fraction of the time the rank ran tasks (1 for an attempt).
+        busy: Fraction of the bin's time the rank ran this function (1 for an attempt).
+        base: Where the mark starts in a bin's stack (fraction of the lane, from the bottom).
         task_id: The task id (attempt marks only).
         attempt: The attempt number (attempt marks only).
         failures: Failed attempts in it (bins).
@@ -75,6 +76,7 @@ class Mark:
     retry: bool = False
     n: int = 1
     busy: float = 1.0
+    base: float = 0.0
     task_id: str | None = None
     attempt: int = 1
     failures: int = 0
@@ -222,7 +224,8 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
         ]
         return tl
     tl.binned = True
-    bins = int(np.clip(MARK_BUDGET // max(1, len(lanes)), MIN_BINS, MAX_BINS))
+    stack = min(len(functions), 4)  # a bin is a stack of up to one mark per function
+    bins = int(np.clip(MARK_BUDGET // max(1, len(lanes) * stack), MIN_BINS, MAX_BINS))
     tl.bin_s = (t1 - t0) / bins
     tl.marks = _bin(t, lane_of, fn_of, len(lanes), len(functions), t0, tl.bin_s, bins)
     return tl
@@ -269,48 +272,60 @@ def _bin(
     width: float,
     bins: int,
 ) -> list[Mark]:
-    occ = _occupancy(t.started, t.finished, lane_of, fn_of, (n_lanes, bins, n_fn), t0, width)
+    """Bins as stacks: one mark per function with work in the bin, its height that share."""
+    shape = (n_lanes, bins, n_fn)
+    occ = _occupancy(t.started, t.finished, lane_of, fn_of, shape, t0, width)
     where = np.minimum(((t.started - t0) / width).astype(np.int64).clip(0), bins - 1)
-    flat = lane_of * bins + where
-    count = np.bincount(flat, minlength=n_lanes * bins).reshape(n_lanes, bins)
-    fails = np.bincount(flat, weights=t.failed, minlength=n_lanes * bins).reshape(n_lanes, bins)
-    retry = np.bincount(flat, weights=t.attempt > 1, minlength=n_lanes * bins)
-    retry = retry.reshape(n_lanes, bins)
-    busy = np.clip(occ.sum(axis=2) / width, 0.0, 1.0)
-    level = np.ceil(busy * LEVELS).astype(np.int64)
+    flat = (lane_of * bins + where) * n_fn + fn_of
+    count = np.bincount(flat, minlength=n_lanes * bins * n_fn).reshape(shape)
+    flat_lb = lane_of * bins + where
+    size = n_lanes * bins
+    fails = np.bincount(flat_lb, weights=t.failed, minlength=size).reshape(n_lanes, bins)
+    retry = np.bincount(flat_lb, weights=t.attempt > 1, minlength=size).reshape(n_lanes, bins)
+    level = np.ceil(np.clip(occ / width, 0.0, 1.0) * LEVELS).astype(np.int64)
     level[(level == 0) & (count > 0)] = 1  # a bin that ran tasks shows, however briefly
-    top = occ.argmax(axis=2)
     marks: list[Mark] = []
     for lane in range(n_lanes):
+        lv = [tuple(row) for row in level[lane].tolist()]
+        cn, fl, rt = count[lane].tolist(), fails[lane].tolist(), retry[lane].tolist()
         b = 0
-        lv, tp, cn, fl, rt = (a[lane].tolist() for a in (level, top, count, fails, retry))
         while b < bins:
-            if not lv[b]:
+            if not any(lv[b]):
                 b += 1
                 continue
             start = b
-            n = failures = retries = 0
+            n = [0] * n_fn
+            failures = retries = 0
             # merge neighbours that look alike; a bin with failures or retries stands alone
-            while b < bins and lv[b] == lv[start] and tp[b] == tp[start]:
+            while b < bins and lv[b] == lv[start]:
                 if b > start and (fl[b] or rt[b] or fl[start] or rt[start]):
                     break
-                n += int(cn[b])
+                n = [a + c for a, c in zip(n, cn[b], strict=True)]
                 failures += int(fl[b])
                 retries += int(rt[b])
                 b += 1
-            marks.append(
-                Mark(
-                    lane,
-                    t0 + start * width,
-                    t0 + b * width,
-                    int(tp[start]),
-                    failures > 0,
-                    retries > 0,
-                    n=n,
-                    busy=lv[start] / LEVELS,
-                    failures=failures,
+            total = max(LEVELS, sum(lv[start]))
+            base = 0.0
+            first = True
+            for fn, q in enumerate(lv[start]):
+                if not q:
+                    continue
+                marks.append(
+                    Mark(
+                        lane,
+                        t0 + start * width,
+                        t0 + b * width,
+                        fn,
+                        failures > 0 and first,
+                        retries > 0 and first,
+                        n=n[fn],
+                        busy=q / total,
+                        base=base,
+                        failures=failures if first else 0,
+                    )
                 )
-            )
+                base += q / total
+                first = False
     return marks
 
 

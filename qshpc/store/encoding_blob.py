@@ -256,6 +256,23 @@ def _load_array(data: bytes, hook: Callable[[int, bytes], Any]) -> np.ndarray[An
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
+def blob_decoder(
+    allow_pickle: bool = False, source: str = "this data"
+) -> Callable[[bytes | memoryview], Any]:
+    """:func:`decode_blob` with its arguments bound, for decoding many blobs in a row."""
+    hook = _ext_hook(allow_pickle, source)
+
+    def decode(data: bytes | memoryview) -> Any:
+        try:
+            return msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, raw=False)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{source}: corrupt blob-encoded value ({exc})") from exc
+
+    return decode
+
+
 def decode_blob(
     data: bytes | memoryview, allow_pickle: bool = False, source: str = "this data"
 ) -> Any:

@@ -17,7 +17,7 @@ import numpy as np
 from qshpc.errors import StoreError
 from qshpc.store import layout as L
 from qshpc.store.batch import Ends, Frame
-from qshpc.store.encoding_blob import decode_blob
+from qshpc.store.encoding_blob import blob_decoder, decode_blob
 from qshpc.store.journal import JournalFrame, read_journal, read_large, token_of
 from qshpc.store.records import TASK_STATES, TaskRecord
 from qshpc.store.table import TaskTable
@@ -182,8 +182,9 @@ class LogReader:
         """Every committed record as columns (see :class:`TaskTable`)."""
         rows = self.records()
         stream = memoryview(self.load(L.META))
+        decode = blob_decoder(False, self.source)
         blobs = [
-            decode_blob(stream[off : off + n], False, self.source)
+            decode(stream[off : off + n])
             for off, n in zip(rows["off"].tolist(), rows["meta_len"].tolist(), strict=True)
         ]
         task_id, key, function, host, error, prov = (

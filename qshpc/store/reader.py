@@ -38,6 +38,7 @@ class JobReader:
         self.path = path
         self._f = f
         self._ino = os.stat(path).st_ino
+        self._cached: tuple[tuple[int, int], TaskTable] | None = None
 
     @classmethod
     def open(cls, job_dir: str | os.PathLike[str]) -> JobReader:
@@ -110,7 +111,7 @@ class JobReader:
             elif kind == L.EVENT_STATUS:
                 sub_status = value
         runs = self._runs()
-        table = log.task_table()
+        table = self._table(log)
         counts = table.latest_counts()
         last = runs[-1] if runs else {}
         out.update(
@@ -153,11 +154,19 @@ class JobReader:
 
     def tasks(self) -> list[dict[str, Any]]:
         """One dict per committed task record (all attempts), without result values."""
-        return self._log().task_table().rows()
+        return self._table(self._log()).rows()
 
     def task_table(self) -> TaskTable:
         """Every committed task record (all attempts) as columns, without result values."""
-        return self._log().task_table()
+        return self._table(self._log())
+
+    def _table(self, log: LogReader) -> TaskTable:
+        """The table of ``log``, decoded once per commit seen (records are only appended)."""
+        rows = log.ends.records + sum(len(jf.frame.records) for jf in log.frames)
+        key = (self._ino, rows)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, log.task_table())
+        return self._cached[1]
 
     def task_result(self, task_id: str, allow_pickle: bool = False) -> Any:
         """The result of the latest record of ``task_id``.

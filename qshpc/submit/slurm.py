@@ -117,6 +117,31 @@ def query(slurm_id: str) -> SlurmView | None:
     return query_many([slurm_id]).get(slurm_id)
 
 
+def sacct_steps(slurm_job_id: str, fmt: str) -> tuple[str | None, str | None]:
+    """``sacct -j ID --parsable2 --noheader --format=FMT``: every step of one job (for reports).
+
+    Never raises for Slurm trouble.
+
+    Returns:
+        ``(output, None)``, or ``(None, why)`` when sacct is missing, slow or failing.
+    """
+    if not is_slurm_id(slurm_job_id):
+        return None, f"{slurm_job_id!r} is not a Slurm job id"
+    try:
+        out = run(
+            ["sacct", "-j", slurm_job_id, "--parsable2", "--noheader", f"--format={fmt}"],
+            QUERY_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"sacct did not answer within {QUERY_TIMEOUT_S} s"
+    except OSError as exc:
+        return None, f"sacct could not run: {exc.strerror or exc}"
+    if out.returncode != 0:
+        why = (out.stderr or out.stdout).strip().splitlines()
+        return None, f"sacct failed: {why[-1] if why else f'exit code {out.returncode}'}"
+    return out.stdout, None
+
+
 def restarts(job_id: str) -> int | None:
     """How often Slurm restarted job ``job_id`` (``scontrol show job``); None when unknown."""
     if not job_id.isdigit():

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from qshpc.report import svg
+from qshpc.report.accounting import format_rss, parse_steps
 from qshpc.report.card import card_html, first_line, jobs_table_html
 from qshpc.report.data import JobData, Span
 from qshpc.report.timeline import MARK_BUDGET, OTHER, build, format_offset, tick_step
 from qshpc.store.table import TaskTable, empty_table
-from qshpc.submit.accounting import format_rss, parse_steps
 
 T0 = 1_800_000_000.0
 

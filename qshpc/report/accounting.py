@@ -1,21 +1,20 @@
-"""Slurm accounting of a job's steps (``sacct``): elapsed time, MaxRSS, state per step.
+"""Slurm accounting of a job's steps: elapsed time, MaxRSS, state per step.
 
-``qshpc report`` shows it for jobs that ran on Slurm. One ``sacct`` call with
-a timeout; once the job has ended and every step is final, the answer is kept
-in ``JOB_DIR/slurm_accounting.json`` so a later report neither waits for
-Slurm nor loses the table when Slurm's database has forgotten the job.
+``qshpc report`` shows it for jobs that ran on Slurm. One ``sacct`` call (in
+:func:`qshpc.submit.slurm.sacct_steps`, with a timeout); once the job has
+ended and every step is final, the answer is kept in
+``JOB_DIR/slurm_accounting.json`` so a later report neither waits for Slurm
+nor loses the table when Slurm's database has forgotten the job.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 CACHE_FILE = "slurm_accounting.json"
-TIMEOUT_S = 10
 FIELDS = ("JobID", "JobName", "State", "Elapsed", "MaxRSS", "ExitCode", "NodeList", "AllocCPUS")
 _FORMAT = "JobID,JobName%60,State%40,Elapsed,MaxRSS,ExitCode,NodeList%200,AllocCPUS"
 _ACTIVE = {"PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED", "CONFIGURING"}
@@ -107,23 +106,12 @@ def job_steps(job_dir: Path, slurm_id: str) -> tuple[list[Step], str | None]:
     cached = _cached(job_dir, slurm_id)
     if cached is not None:
         return cached, None
-    try:
-        out = subprocess.run(
-            ["sacct", "-j", slurm_id, "--parsable2", "--noheader", f"--format={_FORMAT}"],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-        )
-    except FileNotFoundError:
-        return [], "sacct is not installed on this machine"
-    except subprocess.TimeoutExpired:
-        return [], f"sacct did not answer within {TIMEOUT_S} s"
-    except OSError as exc:
-        return [], f"sacct could not run: {exc}"
-    if out.returncode != 0:
-        why = (out.stderr or out.stdout).strip().splitlines()
-        return [], f"sacct failed: {why[-1] if why else f'exit code {out.returncode}'}"
-    steps = parse_steps(out.stdout)
+    from qshpc.submit.slurm import sacct_steps
+
+    out, why = sacct_steps(slurm_id, _FORMAT)
+    if out is None:
+        return [], why
+    steps = parse_steps(out)
     if not steps:
         return [], f"Slurm's accounting has no record of job {slurm_id}"
     if all(s.state.split()[0].rstrip("+") not in _ACTIVE for s in steps):
