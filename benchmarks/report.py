@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.browser
 
-from qshpc.report.data import read_job  # noqa: E402
-from qshpc.report.page import render  # noqa: E402
-from qshpc.store import JobWriter, TaskRecord, create_job  # noqa: E402
+from qshpc.report.data import read_job
+from qshpc.report.page import render
+from qshpc.store import JobWriter, TaskRecord, create_job
 
 WORKERS, HOSTS = 64, 8
 
@@ -53,12 +53,20 @@ def make_job(path: Path, n: int) -> None:
             clock[r] += wall + 0.0005
             w.append_task(
                 TaskRecord(
-                    task_id=str(i), key=f"{i:032x}", function="sample" if i % 3 else "energy",
-                    state="FAILED" if fails and attempt == 1 else "SUCCEEDED", attempt=attempt,
-                    rank=r, host=str(ranks[r]["host"]), submitted=t0 + 1.0, started=start,
-                    finished=start + wall, seed=i, result=None if fails and attempt == 1 else i,
+                    task_id=str(i),
+                    key=f"{i:032x}",
+                    function="sample" if i % 3 else "energy",
+                    state="FAILED" if fails and attempt == 1 else "SUCCEEDED",
+                    attempt=attempt,
+                    rank=r,
+                    host=str(ranks[r]["host"]),
+                    submitted=t0 + 1.0,
+                    started=start,
+                    finished=start + wall,
+                    seed=i,
+                    result=None if fails and attempt == 1 else i,
                     error="Traceback ...\nRuntimeError: flaky" if fails and attempt == 1 else None,
-                )  # fmt: skip
+                )
             )
         if i % 5000 == 0:
             w.commit()
@@ -105,7 +113,9 @@ def main() -> None:
         b.write_text(str(html_all))
         load_a, load_b = browser_load(a), browser_load(b)
         size_a, size_b = a.stat().st_size, b.stat().st_size
-    helps = [timed(lambda: subprocess.run([py, "-m", "qshpc", "--help"], capture_output=True), 5)[0]]
+    helps = [
+        timed(lambda: subprocess.run([py, "-m", "qshpc", "--help"], capture_output=True), 5)[0]
+    ]
     bare = timed(lambda: subprocess.run([py, "-c", "pass"], capture_output=True), 5)[0]
     attempts = len(data.table)  # type: ignore[attr-defined]
 
@@ -115,8 +125,12 @@ def main() -> None:
     print(f"{attempts} attempts on {WORKERS} worker ranks, {HOSTS} hosts")
     print("| report | file MB | render s | read s | browser load s |")
     print("|---|---|---|---|---|")
-    print(f"| binned (qshpc) | {size_a / 1e6:.2f} | {binned_s:.2f} | {read_s:.2f} | {fmt(load_a)} |")
-    print(f"| every attempt drawn (baseline) | {size_b / 1e6:.2f} | {every_s:.2f} | {read_s:.2f} | {fmt(load_b)} |")
+    print(
+        f"| binned (qshpc) | {size_a / 1e6:.2f} | {binned_s:.2f} | {read_s:.2f} | {fmt(load_a)} |"
+    )
+    print(
+        f"| every attempt drawn (baseline) | {size_b / 1e6:.2f} | {every_s:.2f} | {read_s:.2f} | {fmt(load_b)} |"
+    )
     ratio = (size_a / size_b, load_a / load_b if load_a and load_b else None)
     print(f"binned / baseline: size {ratio[0]:.3f}x, browser load {fmt(ratio[1])}x")
     print(f"qshpc --help: {helps[0]:.3f} s (bare python {bare:.3f} s)")
