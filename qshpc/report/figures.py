@@ -52,7 +52,7 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
     from matplotlib.patches import Patch
 
     n = len(tl.lanes)
-    fig = new_figure(12, min(40.0, 1.6 + 0.28 * n))
+    fig = new_figure(12, min(40.0, 2.2 + 0.28 * n))
     ax = fig.add_subplot()
     rel = tl.t0
     by_lane: dict[int, list[Any]] = {}
@@ -94,12 +94,13 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
             fails = [(m.t0 - rel, m.t1 - m.t0) for m in marks if m.failed]
             if fails:
                 ax.broken_barh(fails, (task_y + task_h * 0.7, task_h * 0.3), facecolors=FAILED)
+    every = max(1, n // 60)  # a label per lane while they fit
     ax.set_yticks(
-        range(n),
-        [f"{lane.host} r{lane.rank}" for lane in reversed(tl.lanes)],
+        [n - 1 - i + 0.5 for i in range(0, n, every)],
+        [f"{tl.lanes[i].host} r{tl.lanes[i].rank}" for i in range(0, n, every)],
         fontsize=7 if n > 24 else 9,
     )
-    ax.set_ylim(-0.2, n)
+    ax.set_ylim(0, n)
     ax.set_xlim(0, tl.duration)
     step = tick_step(tl.duration)
     ticks = np.arange(0, tl.duration + step / 2, step)
@@ -110,16 +111,15 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
     handles += [Patch(color=FAILED, label="failed"), Patch(color=PROGRAM, label="rank 0: program")]
     if tl.waits_recorded:
         handles.append(Patch(facecolor=WAIT, hatch="///", label="rank 0: waiting"))
-    ax.legend(
+    fig.legend(
         handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.12 if n < 8 else -0.04),
+        loc="outside lower center",
         ncol=min(6, len(handles)),
         fontsize=8,
         frameon=False,
     )
     if title:
-        ax.set_title(title, fontsize=10)
+        fig.suptitle(title, fontsize=10)
     return fig
 
 

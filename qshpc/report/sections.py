@@ -18,6 +18,8 @@ from qshpc.report.card import badge, first_line
 from qshpc.report.data import JobData
 
 SLOWEST = 15
+TRACEBACK_MAX = 20_000  # characters of one traceback shown (its head and its tail)
+VALUE_MAX = 300  # characters of one provenance value shown
 FAILURE_GROUPS = 20
 TASK_IDS_SHOWN = 12
 #: Provenance keys that differ from task to task: summarised, not listed by value.
@@ -32,6 +34,14 @@ PER_TASK = {
     "rows",
     "shots_drawn",
 }
+
+
+def clip(text: str, limit: int = TRACEBACK_MAX) -> str:
+    """``text``, or its head and tail around a note of what was left out."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit // 5, limit - limit // 5
+    return f"{text[:head]}\n… ({len(text) - head - tail} characters left out) …\n{text[-tail:]}"
 
 
 def _clock(t: float | None) -> str:
@@ -117,7 +127,7 @@ def failures(data: JobData) -> str:
     if err and data.state != "SUCCEEDED":
         out.append(
             f'<div class="job-error"><h3>The job ended {escape(data.state)}</h3>'
-            f"<pre>{escape(str(err))}</pre></div>"
+            f"<pre>{escape(clip(str(err)))}</pre></div>"
         )
     t = data.table
     bad = np.flatnonzero(t.failed).tolist()
@@ -152,7 +162,7 @@ def failures(data: JobData) -> str:
             f"<p>tasks {escape(shown)}<br>{escape('; '.join(where[:8]))}"
             f"{' …' if len(where) > 8 else ''}<br>first: task {escape(t.task_id[first])}, attempt "
             f"{int(t.attempt[first])}, {_clock(t.finished[first])}</p>"
-            f"<pre>{escape(str(t.error[first] or ''))}</pre></details>"
+            f"<pre>{escape(clip(str(t.error[first] or '')))}</pre></details>"
         )
     return "".join(out)
 
@@ -247,7 +257,8 @@ def _task_provenance(data: JobData) -> str:
     for k in sorted(values):
         counts = values[k]
         top = sorted(counts.items(), key=lambda kv: -kv[1])
-        text = "; ".join(f"{val} ×{n}" if len(top) > 1 else val for val, n in top[:5])
+        shown = [(clip(val, VALUE_MAX), n) for val, n in top[:5]]
+        text = "; ".join(f"{val} ×{n}" if len(top) > 1 else val for val, n in shown)
         if len(top) > 5:
             text += f"; … {len(top) - 5} more value(s)"
         rows.append([k, text])

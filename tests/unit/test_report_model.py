@@ -204,3 +204,13 @@ def test_sacct_steps_and_rss() -> None:
     assert steps[2].state == "CANCELLED by 0" and steps[2].nodes == "n[1-2]"
     assert format_rss("123456K") == "120.6 MiB" and format_rss("2G") == "2.0 GiB"
     assert format_rss("") == "" and format_rss("?K") == "?K"
+
+
+def test_long_texts_are_clipped_head_and_tail() -> None:
+    from qshpc.report.sections import clip
+
+    text = "start\n" + "x" * 50_000 + "\nValueError: the end"
+    short = clip(text)
+    assert len(short) < 20_100 and short.startswith("start") and short.endswith("the end")
+    assert "characters left out" in short
+    assert clip("short") == "short"
