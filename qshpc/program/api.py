@@ -7,6 +7,7 @@ in the same process).
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -16,7 +17,7 @@ from qshpc.errors import UserError
 from qshpc.program import backend as _backend
 from qshpc.program.refs import ObjectRef, TaskRef, wait_all, wait_some
 from qshpc.program.resources import Target
-from qshpc.program.session import Session
+from qshpc.program.session import SPAN_GET, SPAN_WAIT, Session
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -207,13 +208,23 @@ def get(refs: Any, timeout: float | None = None, progress: bool = False) -> Any:
 def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = False) -> None:
     """Wait for ``refs``: sleep, or, when the backend lets rank 0 work, run queued calls meanwhile."""
     waiter = getattr(_backend.current(), "help_wait", None) or wait_all
-    if progress:
-        from qshpc.program.getprogress import wait_with_progress
+    t0 = time.time()
+    try:
+        if progress:
+            from qshpc.program.getprogress import wait_with_progress
 
-        wait_with_progress(refs, timeout, waiter)
-    else:
-        waiter(refs, timeout)
+            wait_with_progress(refs, timeout, waiter)
+        else:
+            waiter(refs, timeout)
+    finally:
+        _note_wait(SPAN_GET, t0, len(refs))
     _sync()
+
+
+def _note_wait(kind: int, t0: float, n: int) -> None:
+    """Tell the session the program waited since ``t0`` (the report's timeline shows it)."""
+    if _session is not None:
+        _session.note_wait(kind, t0, time.time(), n)
 
 
 def _one(r: Any) -> Any:
@@ -237,7 +248,11 @@ def wait(
     """
     if num_returns < 1 or num_returns > len(refs):
         raise UserError(f"num_returns must be between 1 and {len(refs)}, got {num_returns}")
-    done, pending = wait_some(list(refs), num_returns, timeout)
+    t0 = time.time()
+    try:
+        done, pending = wait_some(list(refs), num_returns, timeout)
+    finally:
+        _note_wait(SPAN_WAIT, t0, len(refs))
     _sync()
     return done, pending
 

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 _COMMIT_EVERY_S = 0.05
 _COMMIT_EVERY_N = 2000
+# Rank 0's program and waits (see JobReader.spans): kinds, how close two waits merge,
+# and how long spans may wait for a commit before a sync writes them alone.
+SPAN_GET, SPAN_WAIT, SPAN_PROGRAM = 0, 1, 2
+_SPAN_MERGE_S = 1e-3
+_SPANS_EVERY_S = 1.0
 
 
 class Session:
@@ -53,6 +58,8 @@ class Session:
         self._last_checkpoint = self._last_commit
         self._checkpoint_min = settings.CHECKPOINT_S.get()
         self._checkpoint_every = self._checkpoint_min
+        self._spans: list[list[float]] = []
+        self._program_t0: float | None = None
 
     # -- resume ------------------------------------------------------------
     def done_result(self, key: str) -> tuple[Any] | None:
@@ -156,8 +163,11 @@ class Session:
         ):
             self._commit_locked()
 
-    def sync(self) -> None:
+    def sync(self, force: bool = False) -> None:
         """Make every recorded outcome durable (called before results reach the program).
+
+        Rank 0's spans ride along with the next commit; alone, they are written
+        at most once a second, or now with ``force``.
 
         Raises:
             StoreError: In the program's thread, when the job directory was removed
@@ -165,10 +175,45 @@ class Session:
         """
         if self.job_dir is not None and threading.current_thread() is threading.main_thread():
             self._check_dir()
-        if self.writer is None or not self._pending:
+        if self.writer is None:
+            return
+        if not self._pending and not (
+            self._spans and (force or time.monotonic() - self._last_commit > _SPANS_EVERY_S)
+        ):
             return
         with self._lock:
             self._commit_locked()
+
+    # -- rank 0's program and its waits ------------------------------------------
+    def note_wait(self, kind: int, t0: float, t1: float, n: int) -> None:
+        """Record that the program waited from ``t0`` to ``t1`` for ``n`` tasks (no I/O).
+
+        A wait that starts within a millisecond of the last one of its kind extends it,
+        so a loop of one ``get`` per task stays a few rows.
+        """
+        if self.writer is None:
+            return
+        with self._lock:
+            last = self._spans[-1] if self._spans else None
+            if last is not None and last[2] == kind and t0 - last[1] < _SPAN_MERGE_S:
+                last[1] = t1
+                last[3] += n
+            else:
+                self._spans.append([t0, t1, kind, n])
+
+    def program_started(self) -> None:
+        """Record that the program starts now (its end is not known yet: NaN)."""
+        self._program_t0 = time.time()
+        if self.writer is not None:
+            with self._lock:
+                self._spans.append([self._program_t0, float("nan"), SPAN_PROGRAM, 0])
+
+    def program_ended(self) -> None:
+        """Record that the program returned (or raised) now."""
+        t0 = self._program_t0
+        if self.writer is not None and t0 is not None:
+            with self._lock:
+                self._spans.append([t0, time.time(), SPAN_PROGRAM, 0])
 
     def _check_dir(self) -> None:
         now = time.monotonic()
@@ -186,7 +231,11 @@ class Session:
 
     def _commit_locked(self) -> None:
         assert self.writer is not None
-        if self._pending:
+        spans = self._spans
+        if spans:
+            self._spans = []
+            self.writer.add_spans(spans)
+        if self._pending or spans:
             self.writer.commit()
         self._pending = 0
         now = time.monotonic()

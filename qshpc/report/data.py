@@ -113,6 +113,7 @@ def read_job(
         store_meta = r.meta()
         runs = r.runs()
         table = r.task_table()
+        spans = r.spans()
         result, has_result, result_error = None, False, None
         try:
             result, has_result = r.result(), True
@@ -134,6 +135,9 @@ def read_job(
         result_error=result_error,
     )
     data.program = program_spans(merged, runs, table, taken)
+    if len(spans):
+        data.waits_recorded = True
+        data.program, data.waits = recorded_spans(spans, data.program, data.running, taken)
     slurm_id = merged.get("slurm_job_id") or read_slurm_id(path)
     if slurm and slurm_id:
         merged["slurm_job_id"] = slurm_id
@@ -162,3 +166,34 @@ def program_spans(
             t1 = now
         spans.append(Span(float(t0), max(float(t0), t1), "program"))
     return spans
+
+
+_WAIT_KINDS = {0: "get", 1: "wait"}
+
+
+def recorded_spans(
+    rows: Any, fallback: list[Span], running: bool, now: float
+) -> tuple[list[Span], list[Span]]:
+    """Program and wait spans from ``JobReader.spans()`` rows (``run, t0, t1, kind, n``).
+
+    A run whose program row has no end yet ran until ``now`` (a running job),
+    or, when the job has ended, until the end the run-based ``fallback`` gives.
+    """
+    import math
+
+    programs: dict[int, Span] = {}
+    waits = []
+    for run, t0, t1, kind, n in rows.tolist():
+        if int(kind) == 2:
+            programs[int(run)] = Span(t0, t1, "program")  # the last row of a run wins
+        elif int(kind) in _WAIT_KINDS:
+            waits.append(Span(t0, t1, _WAIT_KINDS[int(kind)], int(n)))
+    out = []
+    ends = [s.t1 for s in fallback]
+    for i, run in enumerate(sorted(programs)):
+        span = programs[run]
+        if math.isnan(span.t1):
+            end = now if running and i == len(programs) - 1 else (ends[-1] if ends else now)
+            span = Span(span.t0, max(span.t0, end), "program")
+        out.append(span)
+    return out or fallback, waits

@@ -97,9 +97,13 @@ def run_job(
     from qshpc.runtime.gctune import tune
 
     tune()
-    state, error = exec_program(
-        Path(meta.get("entrypoint") or spec.program), spec.program_args, scheduler
-    )
+    session.program_started()
+    try:
+        state, error = exec_program(
+            Path(meta.get("entrypoint") or spec.program), spec.program_args, scheduler
+        )
+    finally:
+        session.program_ended()
     if state in ("REQUEUE", "REQUEUED"):
         _requeue(state, error or "", meta, dispatcher, session, writer, tee, scheduler)
     try:
@@ -110,7 +114,7 @@ def run_job(
     except Exception as exc:
         state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {exc}"
     try:
-        session.sync()
+        session.sync(force=True)
         writer.finalize(state, error)
     except StoreError:
         if (job_dir / "job.h5").is_file():
@@ -161,7 +165,7 @@ def _requeue(
             dispatcher.shutdown(abort=True, drain_s=2.0)
         except Exception:
             pass  # the store holds every committed result; the ranks end with the allocation
-    session.sync()
+    session.sync(force=True)
     note = f"requeued: {why}; resumes from the stored results when Slurm starts it again"
     writer.set_status(note)
     failed = scheduler.requeue() if state == "REQUEUE" and scheduler is not None else None

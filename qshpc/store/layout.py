@@ -45,6 +45,9 @@ COMMIT_CHUNK = 64
 
 WHERE_NONE, WHERE_DATA, WHERE_LARGE = rows.WHERE_NONE, rows.WHERE_DATA, rows.WHERE_LARGE
 EVENT_STATE, EVENT_STATUS, EVENT_RESULT = 1, 2, 3
+#: Rank 0's program and its waits: a list of ``[t0, t1, kind, n]`` (see ``JobReader.spans``).
+EVENT_SPANS = 4
+SPAN_GET, SPAN_WAIT, SPAN_PROGRAM = 0, 1, 2
 COMMIT_MAGIC = 0x51534843  # "QSHC"
 
 RECORD_DTYPE = rows.RECORD_DTYPE  # in rows.py: workers build record rows without h5py

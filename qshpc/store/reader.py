@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from qshpc.errors import NoResultError, StoreError, TaskError
 from qshpc.store import layout as L
@@ -102,7 +103,7 @@ class JobReader:
         has_result = L.RESULT in self._f or bool(self._saved(log))
         for ev in log.events():
             kind = int(ev["kind"])
-            if kind == L.EVENT_RESULT:
+            if kind not in (L.EVENT_STATE, L.EVENT_STATUS):
                 continue
             value = decode_blob(log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"])))
             if kind == L.EVENT_STATE:
@@ -146,6 +147,24 @@ class JobReader:
             return []
         g = self._f[L.RUNS]
         return [read_native(g[k], False, str(self.path)) for k in sorted(g, key=lambda k: int(k))]
+
+    def spans(self) -> np.ndarray[Any, Any]:
+        """Rank 0's program and its waits in ``get``/``wait``, as rows ``run, t0, t1, kind, n``.
+
+        ``kind`` is ``SPAN_GET`` (0), ``SPAN_WAIT`` (1) or ``SPAN_PROGRAM`` (2); a
+        program row whose ``t1`` is NaN was still running when it was written
+        (the row written at its end follows). ``n`` counts the task references
+        waited for. Waits under a millisecond apart are stored as one. Empty
+        (0 rows) for jobs of a qshpc that did not record them.
+        """
+        log = self._log()
+        rows: list[list[float]] = []
+        for ev in log.events():
+            if int(ev["kind"]) != L.EVENT_SPANS:
+                continue
+            value = decode_blob(log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"])))
+            rows += [[float(ev["run"]), *map(float, row[:4])] for row in value]
+        return np.array(rows, dtype=np.float64).reshape(-1, 5)
 
     def arguments(self, allow_pickle: bool = False) -> dict[str, Any]:
         """The job's arguments (pickled values refused unless ``allow_pickle``)."""

@@ -55,6 +55,12 @@ def test_report_of_a_job_with_failures_and_retries(tmp_path: Path, browser: Brow
     assert count(page, "rect.task.failed") == 4
     assert count(page, "rect.task.retry") == 3
     assert count(page, "rect.program") == 1
+    # rank 0's waits in get: 12 squares, 3 flaky ones, 1 broken (neighbours may merge)
+    assert count(page, "rect.wait") >= 1
+    waited = page.eval(
+        "[...document.querySelectorAll('rect.wait')].reduce((s, r) => s + +r.dataset.n, 0)"
+    )
+    assert waited == 16
     functions = page.eval(
         "[...document.querySelectorAll('rect.task')].map(r => r.querySelector('title').textContent.split(' · ')[1])"
     )
@@ -101,6 +107,7 @@ def test_report_of_a_running_job_is_a_snapshot(tmp_path: Path, browser: Browser)
     assert page.eval("document.querySelector('svg.qshpc-timeline').dataset.snapshot") == "1"
     drawn = count(page, "rect.task")
     assert 4 <= drawn < 60
+    assert count(page, "rect.program") == 1 and count(page, "rect.wait") >= 1
     assert job.wait(timeout=120) == "SUCCEEDED"  # the read disturbed nothing
     assert job.result()["steps"] == 60
 
