@@ -49,7 +49,10 @@ Layout of ``job.h5`` (schema version 1)
                      as hex), res_off and res_len (the result blob in
                      ``data`` or ``large``).
         ``events``   compound rows: valid, kind (1 state ``[state, error]``,
-                     2 sub-status str, 3 saved result), where, run, time, off, len.
+                     2 sub-status str, 3 saved result, 4 rank 0's program and
+                     its waits: a list of ``[t0, t1, kind, n]``, kind 0 get,
+                     1 wait, 2 program, t1 NaN while it runs; readers that do
+                     not know a kind skip it), where, run, time, off, len.
         ``commits``  rows (records, events, meta, data, large, time, check): the
                      length of every log dataset at each fold; readers use the
                      last row whose check matches.
