@@ -46,7 +46,7 @@ def check_executed(nb: Any) -> None:
     final = nbrun.data(nbrun.cell_for(nb, "job"), "text/html")
     assert 'data-state="SUCCEEDED"' in final and ">SUCCEEDED<" in final
     assert nbrun.data(nbrun.cell_for(nb, "job"), "text/plain") == f"<Job | {job_id}>"
-    assert nbrun.data(nbrun.cell_for(nb, "%matplotlib inline"), "image/png")
+    assert nbrun.data(nbrun.cell_for(nb, "from qiskit.visualization"), "image/png")
     frame = nbrun.data(nbrun.cell_for(nb, "tasks = job.tasks"), "text/html")
     assert frame.count("distributed_sample") == 5
     assert nbrun.value(nbrun.cell_for(nb, "report = job.report()")) == "report.html"
