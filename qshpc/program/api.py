@@ -106,7 +106,10 @@ class DistributedTask(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskRef[R]:
         if self.target.mem_gb:
             _check_memory(self, args, kwargs)
-        return _backend.current().submit(self, args, kwargs)
+        ref = _backend.current().submit(self, args, kwargs)
+        if _session is not None:  # rank 0's count, for the progress shown against it
+            _session.submitted += 1
+        return ref
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -208,6 +211,7 @@ def get(refs: Any, timeout: float | None = None, progress: bool = False) -> Any:
 def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = False) -> None:
     """Wait for ``refs``: sleep, or, when the backend lets rank 0 work, run queued calls meanwhile."""
     waiter = getattr(_backend.current(), "help_wait", None) or wait_all
+    _sync()  # what was submitted and waited for so far, at most once a second
     t0 = time.time()
     try:
         if progress:

@@ -60,6 +60,9 @@ class Session:
         self._checkpoint_every = self._checkpoint_min
         self._spans: list[list[float]] = []
         self._program_t0: float | None = None
+        #: Tasks the program submitted so far (the progress shown against them).
+        self.submitted = 0
+        self._written_submitted = 0
 
     # -- resume ------------------------------------------------------------
     def done_result(self, key: str) -> tuple[Any] | None:
@@ -166,8 +169,8 @@ class Session:
     def sync(self, force: bool = False) -> None:
         """Make every recorded outcome durable (called before results reach the program).
 
-        Rank 0's spans ride along with the next commit; alone, they are written
-        at most once a second, or now with ``force``.
+        Rank 0's spans and its count of submitted tasks ride along with the next
+        commit; alone, they are written at most once a second, or now with ``force``.
 
         Raises:
             StoreError: In the program's thread, when the job directory was removed
@@ -177,8 +180,9 @@ class Session:
             self._check_dir()
         if self.writer is None:
             return
+        news = self._spans or self.submitted != self._written_submitted
         if not self._pending and not (
-            self._spans and (force or time.monotonic() - self._last_commit > _SPANS_EVERY_S)
+            news and (force or time.monotonic() - self._last_commit > _SPANS_EVERY_S)
         ):
             return
         with self._lock:
@@ -231,11 +235,13 @@ class Session:
 
     def _commit_locked(self) -> None:
         assert self.writer is not None
-        spans = self._spans
-        if spans:
+        spans, submitted = self._spans, self.submitted
+        news = bool(spans) or submitted != self._written_submitted
+        if news:
             self._spans = []
-            self.writer.add_spans(spans)
-        if self._pending or spans:
+            self.writer.add_spans(spans, submitted)
+            self._written_submitted = submitted
+        if self._pending or news:
             self.writer.commit()
         self._pending = 0
         now = time.monotonic()

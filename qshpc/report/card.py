@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from html import escape
 from typing import Any
 
@@ -89,10 +90,16 @@ def card_html(meta: dict[str, Any], rate: float | None = None, now: float | None
         now: The time of the view (default: now).
     """
     s = snapshot(meta, now)
+    what = "total"
+    submitted = meta.get("tasks_submitted")
+    if s.total is None and submitted and int(submitted) >= s.done + s.failed:
+        # no total is known ahead; the program's count of tasks submitted so far is
+        s = replace(s, total=int(submitted))
+        what = "submitted"
     state = s.state
     rate = rate if rate is not None else average_rate(s)
     title = str(meta.get("title") or "")
-    counts = f"{s.done} done" + (f" / {s.total}" if s.total else "")
+    counts = f"{s.done} done" + (f" / {s.total} {what}" if s.total else "")
     if s.failed:
         counts += f", {s.failed} failed"
     line2 = [counts]

@@ -50,9 +50,11 @@ Layout of ``job.h5`` (schema version 1)
                      ``data`` or ``large``).
         ``events``   compound rows: valid, kind (1 state ``[state, error]``,
                      2 sub-status str, 3 saved result, 4 rank 0's program and
-                     its waits: a list of ``[t0, t1, kind, n]``, kind 0 get,
-                     1 wait, 2 program, t1 NaN while it runs; readers that do
-                     not know a kind skip it), where, run, time, off, len.
+                     its waits ``{"spans": [[t0, t1, kind, n], ...],
+                     "submitted": N}``: kind 0 get, 1 wait, 2 program (t1 NaN
+                     while it runs), N the tasks the program submitted so far;
+                     readers skip kinds they do not know), where, run, time,
+                     off, len.
         ``commits``  rows (records, events, meta, data, large, time, check): the
                      length of every log dataset at each fold; readers use the
                      last row whose check matches.

@@ -45,7 +45,8 @@ COMMIT_CHUNK = 64
 
 WHERE_NONE, WHERE_DATA, WHERE_LARGE = rows.WHERE_NONE, rows.WHERE_DATA, rows.WHERE_LARGE
 EVENT_STATE, EVENT_STATUS, EVENT_RESULT = 1, 2, 3
-#: Rank 0's program and its waits: a list of ``[t0, t1, kind, n]`` (see ``JobReader.spans``).
+#: Rank 0's program and its waits, ``{"spans": [[t0, t1, kind, n], ...], "submitted": N}``
+#: (see ``JobReader.spans``; N: tasks the program submitted so far).
 EVENT_SPANS = 4
 SPAN_GET, SPAN_WAIT, SPAN_PROGRAM = 0, 1, 2
 COMMIT_MAGIC = 0x51534843  # "QSHC"

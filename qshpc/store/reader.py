@@ -96,13 +96,20 @@ class JobReader:
             raise StoreError(f"cannot read /{name} of {self.path}: {exc}") from exc
 
     def meta(self) -> dict[str, Any]:
-        """create_job's meta plus state, sub_status, error, times, runs, ranks and counts."""
+        """create_job's meta plus state, sub_status, error, times, runs, ranks and counts.
+
+        ``tasks_submitted`` is how many tasks the program had submitted when rank 0
+        last wrote it (None for jobs of a qshpc that did not record it).
+        """
         out: dict[str, Any] = self._native(L.META_GROUP, False)
         log = self._log()
         state, error, sub_status, finished = STATES[0], None, "", None
         has_result = L.RESULT in self._f or bool(self._saved(log))
+        last_spans = None
         for ev in log.events():
             kind = int(ev["kind"])
+            if kind == L.EVENT_SPANS:
+                last_spans = ev
             if kind not in (L.EVENT_STATE, L.EVENT_STATUS):
                 continue
             value = decode_blob(log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"])))
@@ -111,6 +118,11 @@ class JobReader:
                 finished = float(ev["time"]) if state not in STATES[:2] else None
             elif kind == L.EVENT_STATUS:
                 sub_status = value
+        submitted = None
+        if last_spans is not None:  # the program's count of submitted tasks, as last written
+            raw = log.blob(int(last_spans["where"]), int(last_spans["off"]), int(last_spans["len"]))
+            value = decode_blob(raw)
+            submitted = value.get("submitted") if isinstance(value, dict) else None
         runs = self._runs()
         table = self._table(log)
         counts = table.latest_counts()
@@ -128,6 +140,7 @@ class JobReader:
             has_result=has_result,
             task_counts=counts,
             records=len(table),
+            tasks_submitted=submitted,
             schema_version=SCHEMA_VERSION,
         )
         return out
@@ -163,7 +176,8 @@ class JobReader:
             if int(ev["kind"]) != L.EVENT_SPANS:
                 continue
             value = decode_blob(log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"])))
-            rows += [[float(ev["run"]), *map(float, row[:4])] for row in value]
+            spans = value.get("spans", []) if isinstance(value, dict) else []
+            rows += [[float(ev["run"]), *map(float, row[:4])] for row in spans]
         return np.array(rows, dtype=np.float64).reshape(-1, 5)
 
     def arguments(self, allow_pickle: bool = False) -> dict[str, Any]:

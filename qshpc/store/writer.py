@@ -147,10 +147,12 @@ class JobWriter:
         self._batch.add_event(L.EVENT_STATUS, encode_blob(str(sub_status)))
         self.commit()
 
-    def add_spans(self, spans: list[list[float]]) -> None:
-        """Queue rank 0's program and wait spans ``[t0, t1, kind, n]`` (with the next commit)."""
+    def add_spans(self, spans: list[list[float]], submitted: int) -> None:
+        """Queue rank 0's program and wait spans ``[t0, t1, kind, n]`` and the count of tasks
+        the program submitted so far (written with the next commit)."""
         self._check()
-        self._batch.add_event(L.EVENT_SPANS, encode_blob([[float(v) for v in s] for s in spans]))
+        rows = [[float(v) for v in s] for s in spans]
+        self._batch.add_event(L.EVENT_SPANS, encode_blob({"spans": rows, "submitted": submitted}))
 
     def save_result(self, value: Any) -> None:
         """Store the job's result; durable at return, stored natively by :meth:`finalize`."""

@@ -51,6 +51,7 @@ def test_watch_updates_a_widget_and_leaves_the_kernel_free(qshpc_home: Path) -> 
     assert view is not None
     values = nbrun.widget_values(nb)
     assert 'data-state="SUCCEEDED"' in values[view["model_id"]]
+    assert "32 done / 32 submitted" in values[view["model_id"]]  # 8 waves of 4 tasks
     assert 'data-state="SUCCEEDED"' in nbrun.data(nbrun.code_cells(nb)[2], "text/html")
     table = nbrun.data(nbrun.code_cells(nb)[3], "text/html")
     assert 'class="qshpc-jobs" data-jobs="1"' in table and "SUCCEEDED" in table
@@ -72,7 +73,7 @@ def test_card_list_and_frames_from_python(qshpc_home: Path) -> None:
     assert job.wait(timeout=120) == "SUCCEEDED"
     assert repr(job) == f"<Job | {job.job_id}>" and "\n" not in repr(job)
     html = job._repr_html_()
-    assert 'data-state="SUCCEEDED"' in html and "15 done, 1 failed" in html
+    assert 'data-state="SUCCEEDED"' in html and "15 done / 16 submitted, 1 failed" in html
     frame = job.tasks(as_frame=True)
     assert len(frame) == 19 and list(frame.columns[:6]) == [
         "task_id", "function", "state", "attempt", "rank", "host"]  # fmt: skip

@@ -172,9 +172,19 @@ def test_card_shows_state_progress_and_error() -> None:
             "error": "Traceback (most recent call last):\n  x\nValueError: bad input 3\n"}  # fmt: skip
     html = card_html(meta)
     assert 'data-state="FAILED"' in html and "ValueError: bad input 3" in html
-    assert "3 done / 8, 1 failed" in html and "42 (FAILED)" in html
+    assert "3 done / 8 total, 1 failed" in html and "42 (FAILED)" in html
     assert re.search(r"width:37\.50%;background:#198754", html)
     assert "2 on 2 host(s)" in html
+
+
+def test_card_counts_against_the_tasks_submitted_so_far() -> None:
+    meta = {"id": "j", "state": "RUNNING", "task_counts": {"SUCCEEDED": 25, "FAILED": 0},
+            "tasks_submitted": 100, "started": T0, "finished": None}  # fmt: skip
+    html = card_html(meta, rate=5.0, now=T0 + 5)
+    assert "25 done / 100 submitted" in html and "ETA 15s" in html
+    assert re.search(r"width:25\.00%;background:#198754", html)
+    nested = {**meta, "task_counts": {"SUCCEEDED": 150}}  # nested tasks: more done than submitted
+    assert "submitted" not in card_html(nested, now=T0 + 5)
 
 
 def test_card_of_a_queued_job_and_a_list() -> None:

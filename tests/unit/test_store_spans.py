@@ -57,9 +57,15 @@ def test_spans_ride_along_with_record_commits(tmp_path: Path) -> None:
     w = JobWriter.open(job, RUNTIME)
     s = Session(job, w, {})
     s.note_wait(SPAN_GET, 1.0, 2.0, 3)
+    s.submitted = 7  # what DistributedTask.__call__ counts on rank 0
     s.save_result({"x": 1})  # commits now
     with JobReader.open(job) as r:
         assert r.spans().tolist() == [[1.0, 1.0, 2.0, 0.0, 3.0]]
+        assert r.meta()["tasks_submitted"] == 7
+    s.submitted = 9
+    s.sync(force=True)  # a new count alone is written too
+    with JobReader.open(job) as r:
+        assert r.meta()["tasks_submitted"] == 9 and len(r.spans()) == 1
     w.close()
 
 
