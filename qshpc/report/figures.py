@@ -14,7 +14,7 @@ import numpy as np
 
 from qshpc.errors import UserError
 from qshpc.report.svg import FAILED, PROGRAM, WAIT, colour
-from qshpc.report.timeline import Timeline, format_offset, tick_step
+from qshpc.report.timeline import Lane, Timeline, format_offset, tick_step
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -97,7 +97,7 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
     every = max(1, n // 60)  # a label per lane while they fit
     ax.set_yticks(
         [n - 1 - i + 0.5 for i in range(0, n, every)],
-        [f"{tl.lanes[i].host} r{tl.lanes[i].rank}" for i in range(0, n, every)],
+        [_label(tl.lanes[i]) for i in range(0, n, every)],
         fontsize=7 if n > 24 else 9,
     )
     ax.set_ylim(0, n)
@@ -121,6 +121,12 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _label(lane: Lane) -> str:
+    if lane.ranks == 1:
+        return f"{lane.host} r{lane.rank}"
+    return f"{lane.host} ({lane.ranks} ranks)"
 
 
 def throughput(table: TaskTable, t0: float, t1: float, bins: int = 120) -> tuple[Any, Any, Any]:

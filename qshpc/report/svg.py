@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from html import escape
 
-from qshpc.report.timeline import Mark, Timeline, format_offset, tick_step
+from qshpc.report.timeline import Lane, Mark, Timeline, format_offset, tick_step
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#bab0ac")
 FAILED = "#d62728"
@@ -43,7 +43,11 @@ def _clock(t: float) -> str:
 
 def _tip(tl: Timeline, m: Mark) -> str:
     lane = tl.lanes[m.lane]
-    where = f"rank {lane.rank} on {lane.host}"
+    where = (
+        f"rank {lane.rank} on {lane.host}"
+        if lane.ranks == 1
+        else f"{lane.ranks} ranks on {lane.host}"
+    )
     fn = tl.functions[m.fn] if 0 <= m.fn < len(tl.functions) else "?"
     span = f"{_clock(m.t0)}\u2013{_clock(m.t1)}"
     if not tl.binned:
@@ -102,14 +106,14 @@ def render(tl: Timeline, standalone: bool = False) -> str:
     every = max(1, int(12 / lh))  # label every lane when there is room, else some
     for i, lane in enumerate(tl.lanes):
         out.append(
-            f'<g class="lane" data-rank="{lane.rank}" data-host="{escape(lane.host)}" '
+            f'<g class="lane" data-rank="{lane.rank}" data-ranks="{lane.ranks}" data-host="{escape(lane.host)}" '
             f'data-attempts="{lane.attempts}" transform="translate(0 {TOP + i * lh:.2f})">'
         )
         if i % every == 0 and lh >= 6:
             size = min(11.0, lh + 1)
             out.append(
                 f'<text x="{LEFT - 6}" y="{lh / 2 + size / 3:.1f}" text-anchor="end" fill="#444" '
-                f'font-size="{size:.0f}">rank {lane.rank}</text>'
+                f'font-size="{size:.0f}">{_lane_label(lane)}</text>'
             )
         task_y, task_h = 1.0, max(1.0, lh - 2)
         if i == tl.rank0_lane:
@@ -122,6 +126,10 @@ def render(tl: Timeline, standalone: bool = False) -> str:
     out += _legend(tl, height - LEGEND_H + 8)
     out.append("</svg>")
     return "".join(out)
+
+
+def _lane_label(lane: Lane) -> str:
+    return f"rank {lane.rank}" if lane.ranks == 1 else f"{lane.ranks} ranks"
 
 
 def _mark(tl: Timeline, m: Mark, x: Callable[[float], float], y: float, h: float) -> str:

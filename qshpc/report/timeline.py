@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 MAX_TASKS = 3000  # attempts drawn one by one; above this the lanes are binned
 MARK_BUDGET = 12000  # marks over all lanes (bins x functions, up to 4), before merging
 MIN_BINS, MAX_BINS = 60, 600
+MAX_LANES = 256  # beyond this many ranks, one lane per host (rank 0 keeps its own)
 MAX_FUNCTIONS = 8  # colours; further functions share "other"
 LEVELS = 8  # height steps of a bin
 OTHER = "(other functions)"
@@ -36,17 +37,22 @@ OTHER = "(other functions)"
 class Lane:
     """One rank of one host (a rank number may come back on another host after a resume).
 
+    Beyond ``MAX_LANES`` ranks, one lane per host holds all its worker ranks
+    (``ranks`` of them, ``rank`` -1), and bins show the share of them busy.
+
     Attributes:
-        rank: The MPI rank.
+        rank: The MPI rank (-1 for a lane of a host's worker ranks).
         host: Its host.
         attempts: Task attempts it ran.
         busy_s: Seconds it spent running tasks.
+        ranks: The ranks in the lane.
     """
 
     rank: int
     host: str
     attempts: int
     busy_s: float
+    ranks: int = 1
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,9 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
     """The timeline of ``data`` (attempt by attempt up to ``max_tasks`` attempts, else binned)."""
     t = data.table
     lanes, lane_of = _lanes(data)
+    per_host = len(lanes) > MAX_LANES
+    if per_host:
+        lanes, lane_of = _per_host(lanes, lane_of)
     functions, fn_of = _functions(t.function)
     starts = [s.t0 for s in data.program] + ([float(t.started.min())] if len(t) else [])
     ends = [s.t1 for s in data.program] + ([float(t.finished.max())] if len(t) else [])
@@ -208,7 +217,7 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
         snapshot=data.running,
         waits_recorded=data.waits_recorded,
     )
-    if len(t) <= max_tasks:
+    if len(t) <= max_tasks and not per_host:
         tl.marks = [
             Mark(int(ln), s, e, int(f), bool(bad), att > 1, task_id=tid, attempt=int(att))
             for ln, s, e, f, bad, att, tid in zip(
@@ -227,8 +236,29 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
     stack = min(len(functions), 4)  # a bin is a stack of up to one mark per function
     bins = int(np.clip(MARK_BUDGET // max(1, len(lanes) * stack), MIN_BINS, MAX_BINS))
     tl.bin_s = (t1 - t0) / bins
-    tl.marks = _bin(t, lane_of, fn_of, len(lanes), len(functions), t0, tl.bin_s, bins)
+    ranks = np.array([lane.ranks for lane in lanes], dtype=np.float64)
+    tl.marks = _bin(t, lane_of, fn_of, ranks, len(functions), t0, tl.bin_s, bins)
     return tl
+
+
+def _per_host(
+    lanes: list[Lane], lane_of: np.ndarray[Any, Any]
+) -> tuple[list[Lane], np.ndarray[Any, Any]]:
+    """One lane per host for its worker ranks; rank 0 keeps a lane of its own."""
+    keys: dict[tuple[int, str], int] = {}
+    merged: list[Lane] = []
+    new_of = np.zeros(len(lanes), dtype=np.int64)
+    for i, lane in enumerate(lanes):
+        key = (0, lane.host) if lane.rank == 0 else (-1, lane.host)
+        if key not in keys:
+            keys[key] = len(merged)
+            merged.append(Lane(lane.rank if lane.rank == 0 else -1, lane.host, 0, 0.0, 0))
+        j = keys[key]
+        m = merged[j]
+        merged[j] = Lane(m.rank, m.host, m.attempts + lane.attempts, m.busy_s + lane.busy_s,
+                         m.ranks + 1)  # fmt: skip
+        new_of[i] = j
+    return merged, new_of[lane_of] if len(lane_of) else lane_of
 
 
 def _occupancy(
@@ -266,15 +296,18 @@ def _bin(
     t: Any,
     lane_of: np.ndarray[Any, Any],
     fn_of: np.ndarray[Any, Any],
-    n_lanes: int,
+    ranks: np.ndarray[Any, Any],
     n_fn: int,
     t0: float,
     width: float,
     bins: int,
 ) -> list[Mark]:
-    """Bins as stacks: one mark per function with work in the bin, its height that share."""
+    """Bins as stacks: one mark per function with work in the bin, its height that share
+    (of the lane's ranks' time, for a lane that holds several)."""
+    n_lanes = len(ranks)
     shape = (n_lanes, bins, n_fn)
     occ = _occupancy(t.started, t.finished, lane_of, fn_of, shape, t0, width)
+    occ /= ranks[:, None, None]
     where = np.minimum(((t.started - t0) / width).astype(np.int64).clip(0), bins - 1)
     flat = (lane_of * bins + where) * n_fn + fn_of
     count = np.bincount(flat, minlength=n_lanes * bins * n_fn).reshape(shape)

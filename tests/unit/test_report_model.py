@@ -224,3 +224,17 @@ def test_long_texts_are_clipped_head_and_tail() -> None:
     assert len(short) < 20_100 and short.startswith("start") and short.endswith("the end")
     assert "characters left out" in short
     assert clip("short") == "short"
+
+
+def test_a_thousand_ranks_get_one_lane_per_host() -> None:
+    hosts = 125  # 8 worker ranks each, and rank 0
+    ranks = [(0, "n0")] + [(r, f"n{(r - 1) // 8}") for r in range(1, hosts * 8 + 1)]
+    rows = [{"task_id": i, "rank": r, "host": h, "started": T0 + i * 0.01,
+             "finished": T0 + i * 0.01 + 0.05} for i, (r, h) in enumerate(ranks[1:] * 4)]  # fmt: skip
+    tl = build(job(rows, ranks))
+    assert tl.binned and len(tl.lanes) == hosts + 1
+    assert tl.lanes[0].rank == 0 and tl.lanes[1].ranks == 8 and tl.lanes[1].rank == -1
+    assert sum(m.n for m in tl.marks) == len(rows)
+    assert all(0 < m.busy <= 1 for m in tl.marks)
+    text = svg.render(tl)
+    assert 'data-ranks="8"' in text and "8 ranks" in text and len(text) < 3_000_000
