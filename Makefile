@@ -55,6 +55,7 @@ bench: install
 	$(PYTHON) benchmarks/store.py
 	$(PYTHON) benchmarks/scaling.py
 	$(PYTHON) benchmarks/sweep.py
+	$(PYTHON) benchmarks/report.py
 
 lint: install
 	$(PYTHON) -m ruff check qshpc tests benchmarks examples
