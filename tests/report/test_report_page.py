@@ -92,7 +92,8 @@ def test_report_of_a_failed_job_shows_its_error(tmp_path: Path, browser: Browser
 
 
 def test_report_of_a_running_job_is_a_snapshot(tmp_path: Path, browser: Browser) -> None:
-    job = open_job_started("slow_steps", tmp_path, {"waves": 15})
+    # 40 waves of 0.2 s tasks: 8 s or more, still running when it is read
+    job = open_job_started("slow_steps", tmp_path, {"waves": 40})
     deadline = time.monotonic() + 60
     while job.info()["task_counts"]["SUCCEEDED"] < 4:
         assert time.monotonic() < deadline, job.logs()
@@ -106,10 +107,10 @@ def test_report_of_a_running_job_is_a_snapshot(tmp_path: Path, browser: Browser)
     assert count(page, "p.snapshot") == 1
     assert page.eval("document.querySelector('svg.qshpc-timeline').dataset.snapshot") == "1"
     drawn = count(page, "rect.task")
-    assert 4 <= drawn < 60
+    assert 4 <= drawn < 160
     assert count(page, "rect.program") == 1 and count(page, "rect.wait") >= 1
     assert job.wait(timeout=120) == "SUCCEEDED"  # the read disturbed nothing
-    assert job.result()["steps"] == 60
+    assert job.result()["steps"] == 160
 
 
 def open_job_started(name: str, tmp_path: Path, args: dict) -> object:
