@@ -213,7 +213,8 @@ def _axis(tl: Timeline, x: Callable[[float], float], lh: float, height: float) -
 
 def _legend(tl: Timeline, y: float) -> list[str]:
     items: list[tuple[str, str, str]] = [
-        (colour(i), escape(name), "") for i, name in enumerate(tl.functions)
+        (colour(i), escape(name if len(name) <= 40 else name[:39] + "…"), "")
+        for i, name in enumerate(tl.functions)
     ]
     items.append((FAILED, "failed attempt", ""))
     if tl.binned:
