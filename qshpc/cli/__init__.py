@@ -67,12 +67,13 @@ _python_show = warnings.showwarning
 
 
 def _register() -> None:
-    from qshpc.cli import jobs, report, run, ux
+    from qshpc.cli import cache, jobs, report, run, ux
 
     run.register(app)
     jobs.register(app)
     ux.register(app)
     report.register(app)
+    cache.register(app)
     try:
         from qshpc.cli import slurm
     except ImportError:  # pragma: no cover

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,9 +102,19 @@ def test_examples_run(page: Path, tmp_path: Path) -> None:
 
 @functools.cache
 def _help(command: str | None) -> str:
-    out = run_cli(*([command] if command else []), "--help")
+    out = run_cli(*(command.split() if command else []), "--help")
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def _subcommand(command: str, flags_from: str) -> str:
+    """``command`` itself, or ``command SUB`` when it is a group (``qshpc cache gc``)."""
+    text = _help(command)
+    if "Commands:" not in text:
+        return command
+    subs = {m.group(1) for m in re.finditer(r"^\s{2}([a-z][a-z-]*)\s", text.split("Commands:")[1], re.M)}
+    words = flags_from.split()
+    return f"{command} {words[0]}" if words and words[0] in subs else command
 
 
 def commands() -> set[str]:
@@ -111,8 +122,9 @@ def commands() -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\s{2}([a-z][a-z-]*)\s", text, re.M)}
 
 
-def mentions(text: str) -> list[tuple[str, list[str]]]:
-    """``(command, [--flags])`` for each ``qshpc COMMAND ...`` inside code in ``text``."""
+def mentions(text: str, with_rest: bool = False) -> list[Any]:
+    """``(command, [--flags])`` for each ``qshpc COMMAND ...`` inside code in ``text``
+    (``(command, rest, [--flags])`` with ``with_rest``)."""
     code = [m.group(1) for m in FENCE.finditer(text)]
     prose = FENCE.sub("", text)
     code += [m.group(1) for m in INLINE.finditer(prose)]
@@ -120,7 +132,8 @@ def mentions(text: str) -> list[tuple[str, list[str]]]:
     for snippet in code:
         for m in MENTION.finditer(snippet):
             rest = re.split(r"\s(?:--|&&|\|\|?|;|>)\s", " " + m.group(2) + " ")[0]
-            found.append((m.group(1), FLAG.findall(rest)))
+            flags = FLAG.findall(rest)
+            found.append((m.group(1), rest, flags) if with_rest else (m.group(1), flags))
     return found
 
 
@@ -128,11 +141,12 @@ def mentions(text: str) -> list[tuple[str, list[str]]]:
 def test_commands_mentioned_exist(page: Path) -> None:
     known = commands()
     bad = []
-    for command, flags in mentions(page.read_text()):
+    for command, rest, flags in mentions(page.read_text(), with_rest=True):
         if command not in known:
             bad.append(f"qshpc {command} (commands: {', '.join(sorted(known))})")
             continue
-        bad += [f"qshpc {command} {f}" for f in flags if f not in _help(command)]
+        full = _subcommand(command, rest)
+        bad += [f"qshpc {full} {f}" for f in flags if f not in _help(full)]
     assert not bad, f"{page.name} mentions what `qshpc --help` lacks: {bad}"
 
 

@@ -1,0 +1,143 @@
+"""A result cache across jobs: a call whose key was seen before returns the stored result.
+
+The key (:mod:`qshpc.cache.keys`) covers the task function by value, the
+arguments by value, the task's seed and the versions and options of qiskit,
+Aer and qshpc. Entries are files in a folder shared by every node and, when
+asked, a project group (:mod:`qshpc.cache.folder`, :mod:`qshpc.cache.store`).
+See ``docs/cache.md``.
+
+From Python::
+
+    import qshpc.cache
+    hit = qshpc.cache.lookup(sample, (circuit,))      # a Hit, or None
+    hit.value, hit.header.job, hit.header.task
+    qshpc.cache.table()                                # a DataFrame of what it holds
+
+``import qshpc.cache`` imports nothing heavy; the pieces load on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qshpc._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from qshpc.cache.keys import UncacheableError, call_key, function_digest
+    from qshpc.cache.maint import gc, remove, rows, stats, table
+    from qshpc.cache.store import CacheDir, CacheWriteError, Hit
+
+_LAZY = {
+    "CacheDir": "qshpc.cache.store",
+    "CacheWriteError": "qshpc.cache.store",
+    "Hit": "qshpc.cache.store",
+    "UncacheableError": "qshpc.cache.keys",
+    "call_key": "qshpc.cache.keys",
+    "function_digest": "qshpc.cache.keys",
+    "gc": "qshpc.cache.maint",
+    "remove": "qshpc.cache.maint",
+    "rows": "qshpc.cache.maint",
+    "stats": "qshpc.cache.maint",
+    "table": "qshpc.cache.maint",
+}
+
+__getattr__, __dir__ = lazy_exports("qshpc.cache", _LAZY, globals())
+
+
+def _func(task: Any) -> Any:
+    func = getattr(task, "func", None)  # a DistributedTask
+    return func if callable(func) else task
+
+
+def key(
+    task: Any,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+) -> str:
+    """The cache key of calling ``task(*args, **kwargs)`` (64 hex digits).
+
+    Args:
+        task: The ``@distribute_task()`` function (or the plain function).
+        args: Positional arguments, as a tuple.
+        kwargs: Keyword arguments.
+        seed: The task's seed: the one the job derived for that call
+            (``qshpc.current_task().seed`` inside it), None when the job had none.
+
+    Raises:
+        UncacheableError: A value cannot be hashed the same way in every process.
+    """
+    from qshpc.cache.keys import call_key, function_digest
+
+    return call_key(function_digest(_func(task)), tuple(args), kwargs, seed)
+
+
+def lookup(
+    task: Any,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> Hit | None:
+    """The stored result of ``task(*args, **kwargs)``, or None when the cache has none.
+
+    Reads the cache without a job: the result of a call made by any earlier job
+    (one that ran with the cache on), even after that job's files are gone.
+
+    Args:
+        task: The ``@distribute_task()`` function (or the plain function).
+        args: Positional arguments, as a tuple.
+        kwargs: Keyword arguments.
+        seed: The task's seed in the job that stored it (None: no job seed).
+        cache_dir: The cache folder (default ``$QSHPC_CACHE_DIR`` or ``$QSHPC_HOME/cache``).
+
+    Returns:
+        A :class:`~qshpc.cache.store.Hit`: ``value``, and ``header`` with the
+        function, source ``job`` and ``task`` and when it was stored; or None.
+
+    Raises:
+        UserError: The cache folder is unsafe to read (see ``docs/cache.md``).
+    """
+    from qshpc.cache.keys import UncacheableError
+    from qshpc.cache.store import CacheDir
+
+    try:
+        k = key(task, args, kwargs, seed=seed)
+    except UncacheableError:
+        return None
+    return CacheDir(cache_dir, create=False).get(k) if _exists(cache_dir) else None
+
+
+def get_entry(key: str, cache_dir: str | Path | None = None) -> Hit | None:
+    """The entry stored under ``key`` (as ``qshpc cache ls`` shows it), or None."""
+    from qshpc.cache.store import CacheDir
+
+    return CacheDir(cache_dir, create=False).get(key) if _exists(cache_dir) else None
+
+
+def _exists(cache_dir: str | Path | None) -> bool:
+    from qshpc.cache.folder import default_dir
+
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_dir()
+    return root.is_dir()
+
+
+__all__ = [
+    "CacheDir",
+    "CacheWriteError",
+    "Hit",
+    "UncacheableError",
+    "call_key",
+    "function_digest",
+    "gc",
+    "get_entry",
+    "key",
+    "lookup",
+    "remove",
+    "rows",
+    "stats",
+    "table",
+]

@@ -1,0 +1,226 @@
+"""Where the cache lives, and who may write what in it.
+
+Layout::
+
+    <cache>/                   $QSHPC_CACHE_DIR, --cache-dir, or $QSHPC_HOME/cache
+      CACHEDIR.TAG             tells backup tools to skip the folder
+      <uid>/                   one folder per user: only its owner writes it
+        <ab>/                  256 shards: the key's first two hex digits
+          <key>                one entry file per key (qshpc.cache.entry)
+          .tmp.<...>           an entry being written (or left by a killed writer)
+
+Permissions follow the job store's: private by default, the group's when
+``QSHPC_SHARE_GROUP=1`` (the documented group-sharing mode).
+
+* Private: ``<cache>`` and ``<uid>`` are created 0700 (whatever the umask),
+  entries 0600. A ``<cache>`` that another user owns, or that the group or
+  others can write, is refused.
+* Shared: ``<cache>`` is created 3770 (group members add their own ``<uid>``
+  folder; the sticky bit stops them removing or renaming each other's),
+  ``<uid>`` 2750, entries 0640. Lookups read the user's own entries first,
+  then the other members' (never their pickled parts). A ``<cache>`` that
+  anyone outside the group can write, or that the group can write without
+  the sticky bit, is refused.
+
+A ``<uid>`` folder is used only when the user it is named after owns it and
+nobody else can write it; an entry only when that user owns it and nobody
+else can write it. Pickled data is loaded from the user's own entries only.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from qshpc.errors import UserError
+
+CACHE_DIR_ENV = "QSHPC_CACHE_DIR"
+SHARE_GROUP_ENV = "QSHPC_SHARE_GROUP"
+TAG_FILE = "CACHEDIR.TAG"
+TAG_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by qshpc (its task result cache).\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+SHARDS = tuple(f"{i:02x}" for i in range(256))
+
+
+def shared_mode() -> bool:
+    """True in the group-sharing mode (``QSHPC_SHARE_GROUP=1``)."""
+    return os.environ.get(SHARE_GROUP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def default_dir() -> Path:
+    """``$QSHPC_CACHE_DIR``, else ``$QSHPC_HOME/cache`` (``~/.qshpc/cache``)."""
+    env = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    from qshpc.jobs import qshpc_home
+
+    return qshpc_home() / "cache"
+
+
+def root_mode(shared: bool) -> int:
+    """Mode of ``<cache>``."""
+    return 0o3770 if shared else 0o700
+
+
+def user_mode(shared: bool) -> int:
+    """Mode of ``<cache>/<uid>`` and its shards."""
+    return 0o2750 if shared else 0o700
+
+
+def file_mode(shared: bool) -> int:
+    """Mode of entry files."""
+    return 0o640 if shared else 0o600
+
+
+def _owner(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (KeyError, ImportError):
+        return f"uid {uid}"
+
+
+def _mkdir(path: Path, mode: int) -> None:
+    """Create one folder with exactly ``mode`` (the umask is not applied); fine if it exists."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, mode)
+
+
+def check_root(root: Path, shared: bool) -> None:
+    """Refuse a cache folder that is not safe to use in this mode.
+
+    Raises:
+        UserError: It is not a folder, or someone it should not trust can write it.
+    """
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        raise UserError(f"cannot use the cache folder {root}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UserError(f"the cache folder {root} is not a folder: choose another --cache-dir")
+    me = os.geteuid()
+    mode = st.st_mode
+    if mode & stat.S_IWOTH:
+        raise UserError(
+            f"the cache folder {root} can be written by every user: qshpc will not read "
+            f"results from it (chmod o-w {root}, or choose another --cache-dir)"
+        )
+    if shared:
+        if mode & stat.S_IWGRP and not mode & stat.S_ISVTX:
+            raise UserError(
+                f"the shared cache folder {root} is group-writable without the sticky bit, so "
+                f"group members could replace each other's folders: chmod +t {root}"
+            )
+        return
+    if st.st_uid != me:
+        raise UserError(
+            f"the cache folder {root} belongs to {_owner(st.st_uid)}: to share a cache with "
+            f"your group set {SHARE_GROUP_ENV}=1, or choose a folder of your own (--cache-dir)"
+        )
+    if mode & stat.S_IWGRP:
+        raise UserError(
+            f"the cache folder {root} can be written by its group: set {SHARE_GROUP_ENV}=1 to "
+            f"use it as a shared cache, or make it private (chmod 700 {root})"
+        )
+
+
+def check_user_dir(path: Path, uid: int) -> str | None:
+    """Why ``<cache>/<uid>`` must not be trusted, or None when it is ``uid``'s alone."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a folder"
+    if st.st_uid != uid:
+        return f"{path} belongs to {_owner(st.st_uid)}, not {_owner(uid)}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} can be written by users other than {_owner(uid)}"
+    return None
+
+
+def prepare(root: Path, shared: bool, create: bool = True) -> Path:
+    """Make sure ``root`` and this user's folder in it exist and are safe; return that folder.
+
+    Args:
+        root: The cache folder.
+        shared: The group-sharing mode.
+        create: Create what is missing (False: only check).
+
+    Raises:
+        UserError: A folder is unsafe (see the module doc) or cannot be created.
+    """
+    me = os.geteuid()
+    try:
+        exists = root.exists()
+    except OSError as exc:  # a parent we may not enter
+        raise UserError(f"cannot use the cache folder {root}: {exc.strerror}") from None
+    if not exists and create:
+        try:
+            missing = [p for p in [root, *root.parents] if not p.exists()]
+            for p in reversed(missing[1:]):
+                # Parents qshpc creates: private, or only traversable by the group.
+                _mkdir(p, 0o750 if shared else 0o700)
+            _mkdir(root, root_mode(shared))
+        except OSError as exc:
+            raise UserError(
+                f"cannot create the cache folder {root}: {exc.strerror}; choose another --cache-dir"
+            ) from None
+    check_root(root, shared)
+    tag = root / TAG_FILE
+    if create and not tag.exists():
+        try:
+            fd = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode(shared))
+            with os.fdopen(fd, "w") as f:
+                f.write(TAG_TEXT)
+        except OSError:
+            pass  # a folder another member created: the tag is theirs to write
+    mine = root / str(me)
+    if create and not mine.exists():
+        try:
+            _mkdir(mine, user_mode(shared))
+        except OSError as exc:
+            raise UserError(
+                f"cannot create your folder in the cache {root}: {exc.strerror}"
+                + (
+                    f" (a shared cache needs a group-writable folder: chmod 3770 {root})"
+                    if shared
+                    else ""
+                )
+            ) from None
+    why = check_user_dir(mine, me) if mine.exists() else None
+    if why is not None:
+        raise UserError(f"cannot use the cache: {why}; remove it or choose another --cache-dir")
+    return mine
+
+
+def entry_trusted(st: os.stat_result, uid: int) -> bool:
+    """True when an entry file is a regular file of ``uid`` that nobody else can write."""
+    return (
+        stat.S_ISREG(st.st_mode)
+        and st.st_uid == uid
+        and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
+
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "SHARDS",
+    "check_root",
+    "check_user_dir",
+    "default_dir",
+    "entry_trusted",
+    "file_mode",
+    "prepare",
+    "root_mode",
+    "shared_mode",
+    "user_mode",
+]

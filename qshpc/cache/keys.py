@@ -1,0 +1,726 @@
+"""The cache key of a task call: what decides its result, hashed alike in every process.
+
+A key is a 256-bit BLAKE2b digest (64 hex digits) of, in order:
+
+1. the key scheme and the *environment*: Python's version, the versions of
+   qshpc, qiskit, qiskit-aer (or qiskit-aer-gpu: the distribution's name says
+   which build) and numpy, and every ``QSHPC_AER_*`` variable (the simulator
+   options a rank takes from its environment);
+2. the task function *by value* (:func:`function_digest`);
+3. the task's seed (None when the job has no seed);
+4. the arguments by value: positional in order, keyword arguments sorted by
+   name (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are one call).
+
+Pickle bytes are not stable enough to be a key: set order follows string
+hashing (random per process), code objects carry their file name and line
+numbers, a circuit's default name (``circuit-41``) counts the circuits the
+process made before it, and a ``Parameter`` carries a random UUID. So values
+are walked here and fed to the hash as typed tokens:
+
+* ``None``, bools, ints, floats (their IEEE bytes), complex, str, bytes;
+  lists, tuples and dicts in their order; sets and frozensets sorted by the
+  digest of each item;
+* numpy arrays by dtype, shape and content (object arrays item by item),
+  numpy scalars by dtype and bytes;
+* circuits by their QPY bytes, dumped from a copy whose default name is
+  replaced by ``circuit`` and whose parameters are replaced, in the circuit's
+  own (sorted) order, by parameters of the same names with fixed UUIDs; a
+  ``Parameter`` or expression met elsewhere by its text;
+* functions of the user's own code (the program file, modules beside it,
+  anything not installed in site-packages or the standard library) by their
+  code: bytecode, constants (nested code the same way), names, defaults,
+  closure cells, attributes, and the value of every global the code names
+  (and of ``module.attribute`` for the user's own modules). File names, line
+  numbers and ``__module__`` are left out, so moving a function down a file
+  or running the file from another folder keeps its key. Classes of the
+  user's own code by their bases and namespace, the same way;
+* functions, classes and modules of installed packages by their qualified
+  name and their package's version;
+* any other object by what pickle's ``__reduce_ex__`` returns for it (its
+  class, and its state walked as above).
+
+A value that cannot be walked (a lock, an open file, a generator) raises
+:class:`UncacheableError`: such a call simply runs (it is not cached).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import functools
+import hashlib
+import os
+import re
+import struct
+import sys
+import types
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+#: Part of every key; bump it when what a key covers changes.
+KEY_SCHEME = b"qshpc-cache-key/1"
+#: Key length in hex digits.
+KEY_HEX = 64
+
+_PACK_D = struct.Struct("<d").pack
+_PACK_DD = struct.Struct("<dd").pack
+_AUTO_NAME = re.compile(r"circuit-\d+")
+_MAX_DEPTH = 200
+
+
+class UncacheableError(Exception):
+    """A value that cannot be hashed the same way in every process (the call is not cached)."""
+
+
+# -- the environment -----------------------------------------------------------------
+
+
+def _dist_version(*names: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in names:
+        try:
+            return f"{name}=={version(name)}"
+        except PackageNotFoundError:
+            continue
+    return f"{names[0]}: not installed"
+
+
+@functools.cache
+def environment() -> tuple[tuple[str, str], ...]:
+    """What every key of this process covers besides the call: versions and Aer options.
+
+    Read once per process from package metadata (nothing is imported).
+    """
+    from qshpc import __version__
+
+    env = [
+        ("scheme", KEY_SCHEME.decode()),
+        ("python", f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"),
+        ("qshpc", __version__),
+        ("qiskit", _dist_version("qiskit")),
+        ("qiskit-aer", _dist_version("qiskit-aer", "qiskit-aer-gpu")),
+        ("numpy", _dist_version("numpy")),
+    ]
+    env += sorted((k, v) for k, v in os.environ.items() if k.startswith("QSHPC_AER_"))
+    return tuple(env)
+
+
+@functools.cache
+def environment_digest() -> bytes:
+    """Digest of :func:`environment`."""
+    h = hashlib.blake2b(digest_size=32)
+    for k, v in environment():
+        _str(h.update, k)
+        _str(h.update, v)
+    return h.digest()
+
+
+# -- which code is the user's ----------------------------------------------------------
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    import site
+    import sysconfig
+
+    dirs: set[str] = set()
+    paths = sysconfig.get_paths()
+    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
+        if paths.get(name):
+            dirs.add(paths[name])
+    try:
+        dirs.update(site.getsitepackages())
+    except AttributeError:  # pragma: no cover - virtualenv's old site.py
+        pass
+    user = site.getusersitepackages()
+    if isinstance(user, str):
+        dirs.add(user)
+    return tuple(os.path.join(os.path.realpath(d), "") for d in dirs if d)
+
+
+_LIBRARY_TOPS = frozenset(("qshpc", "qiskit", "qiskit_aer", "numpy", "scipy", "builtins"))
+_library: dict[str, bool] = {}
+
+
+def is_library(module: str | None) -> bool:
+    """True when ``module`` belongs to an installed package or the standard library.
+
+    Such code is keyed by name and version; everything else (the program
+    file, ``__main__``, modules beside it, packages installed in editable
+    mode) is the user's own code and is keyed by value.
+    """
+    if not module:
+        return False
+    top = module.partition(".")[0]
+    known = _library.get(top)
+    if known is None:
+        known = _library[top] = _decide_library(top)
+    return known
+
+
+def _decide_library(top: str) -> bool:
+    if top == "__main__":
+        return False
+    if top in _LIBRARY_TOPS or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return True
+    mod = sys.modules.get(top)
+    if mod is None:
+        return False
+    places = [getattr(mod, "__file__", None), *list(getattr(mod, "__path__", None) or [])]
+    places = [p for p in places if isinstance(p, str)]
+    if not places:
+        return True  # built into the interpreter
+    libs = _library_dirs()
+    return all(os.path.realpath(p).startswith(libs) for p in places)
+
+
+_versions: dict[str, str] = {}
+
+
+def _version_of(module: str) -> str:
+    top = module.partition(".")[0]
+    v = _versions.get(top)
+    if v is None:
+        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+            v = ""  # the Python version is in the environment
+        else:
+            v = str(getattr(sys.modules.get(top), "__version__", "") or "")
+        _versions[top] = v
+    return v
+
+
+# -- tokens ----------------------------------------------------------------------------
+
+Put = Callable[[bytes], None]
+
+
+def _str(put: Put, s: str) -> None:
+    b = s.encode("utf-8", "surrogatepass")
+    put(b"s%d:" % len(b))
+    put(b)
+
+
+class _Walk:
+    """One walk: feeds the tokens of values to ``put``.
+
+    ``refs`` numbers the functions, classes and modules already fed in this
+    walk (a second meeting feeds the number: recursion and shared helpers);
+    ``active`` holds the ids of the containers being walked (a cycle feeds a
+    marker instead of looping).
+    """
+
+    __slots__ = ("active", "depth", "put", "refs")
+
+    def __init__(self, put: Put) -> None:
+        self.put = put
+        self.refs: dict[int, int] = {}
+        self.active: set[int] = set()
+        self.depth = 0
+
+    # values -----------------------------------------------------------------------
+    def value(self, obj: Any) -> None:
+        put = self.put
+        t = type(obj)
+        if t is str:
+            _str(put, obj)
+        elif t is int:
+            put(b"i%d;" % obj)
+        elif t is float:
+            put(b"f" + _PACK_D(obj))
+        elif obj is None:
+            put(b"N")
+        elif t is bool:
+            put(b"T" if obj else b"F")
+        elif t is tuple or t is list:
+            self._items(b"(" if t is tuple else b"[", obj)
+        elif t is dict:
+            self._dict(b"{", obj)
+        elif t is bytes:
+            put(b"b%d:" % len(obj))
+            put(obj)
+        elif t is complex:
+            put(b"c" + _PACK_DD(obj.real, obj.imag))
+        else:
+            self._other(obj)
+
+    def _enter(self, obj: Any) -> bool:
+        """Start walking a container; False when it is already being walked (a cycle)."""
+        i = id(obj)
+        if i in self.active:
+            self.put(b"@cycle")
+            return False
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise UncacheableError(f"values nested deeper than {_MAX_DEPTH} levels")
+        self.active.add(i)
+        return True
+
+    def _leave(self, obj: Any) -> None:
+        self.active.discard(id(obj))
+        self.depth -= 1
+
+    def _items(self, tag: bytes, items: Any) -> None:
+        if not self._enter(items):
+            return
+        self.put(tag + b"%d;" % len(items))
+        value = self.value
+        for x in items:
+            value(x)
+        self.put(b")")
+        self._leave(items)
+
+    def _dict(self, tag: bytes, d: Any) -> None:
+        if not self._enter(d):
+            return
+        self.put(tag + b"%d;" % len(d))
+        value = self.value
+        for k, v in d.items():
+            value(k)
+            value(v)
+        self.put(b"}")
+        self._leave(d)
+
+    def _set(self, tag: bytes, s: Any) -> None:
+        if not self._enter(s):
+            return
+        self.put(tag + b"%d;" % len(s))
+        for d in sorted(self._digest_of(x) for x in s):
+            self.put(d)
+        self._leave(s)
+
+    def _digest_of(self, obj: Any) -> bytes:
+        # Each item starts from this walk's state, not from its siblings': the
+        # items are met in set order, which differs between processes.
+        h = hashlib.blake2b(digest_size=16)
+        sub = _Walk(h.update)
+        sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
+        sub.value(obj)
+        return h.digest()
+
+    def _other(self, obj: Any) -> None:
+        put = self.put
+        t = type(obj)
+        if t is set or t is frozenset:
+            self._set(b"S" if t is set else b"Z", obj)
+            return
+        np = sys.modules.get("numpy")
+        if np is not None:
+            if isinstance(obj, np.ndarray):
+                self._array(obj, np)
+                return
+            if isinstance(obj, np.generic):
+                put(b"g")
+                _str(put, obj.dtype.str)
+                put(obj.tobytes())
+                return
+        if t.__module__.startswith("qiskit"):
+            circuit = sys.modules["qiskit.circuit"]
+            if isinstance(obj, circuit.QuantumCircuit):
+                put(b"Q")
+                put(circuit_digest(obj))
+                return
+            if isinstance(obj, circuit.ParameterExpression):
+                # By name and expression: a Parameter's UUID is new in every process.
+                put(b"P")
+                _str(put, t.__name__)
+                _str(put, str(obj))
+                return
+        if isinstance(obj, types.FunctionType):
+            self.function(obj)
+        elif isinstance(obj, type):
+            self.klass(obj)
+        elif isinstance(obj, types.ModuleType):
+            self.module(obj, ())
+        elif isinstance(obj, (types.BuiltinFunctionType, types.WrapperDescriptorType)):
+            self._named(b"B", obj)
+        elif isinstance(obj, types.MethodType):
+            put(b"M")
+            self.value(obj.__func__)
+            self.value(obj.__self__)
+        elif isinstance(obj, (staticmethod, classmethod)):
+            put(b"sm" if isinstance(obj, staticmethod) else b"cm")
+            self.value(obj.__func__)
+        elif isinstance(obj, property):
+            put(b"prop")
+            self.value((obj.fget, obj.fset, obj.fdel))
+        elif isinstance(obj, types.CodeType):
+            self.code(obj)
+        elif isinstance(obj, types.MappingProxyType):
+            self._dict(b"{", obj)
+        elif isinstance(obj, functools.partial):
+            put(b"partial")
+            self.value((obj.func, obj.args, dict(sorted(obj.keywords.items()))))
+        elif isinstance(obj, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+            put(b"desc")
+            _str(put, obj.__name__)
+        elif isinstance(obj, bytearray | memoryview):
+            b = bytes(obj)
+            put(b"b%d:" % len(b))
+            put(b)
+        elif obj is Ellipsis or obj is NotImplemented:
+            put(b"E" if obj is Ellipsis else b"NI")
+        else:
+            self._reduced(obj)
+
+    def _array(self, arr: Any, np: Any) -> None:
+        put = self.put
+        put(b"A")
+        dt = arr.dtype
+        _str(put, dt.str if dt.fields is None else str(np.lib.format.dtype_to_descr(dt)))
+        put(b"%r;" % (arr.shape,))
+        if arr.dtype.hasobject:
+            self._items(b"[", arr.ravel().tolist())
+            return
+        data = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+        put(data.data if data.size else b"")
+
+    def _reduced(self, obj: Any) -> None:
+        """Any other object: its class and the state pickle would save."""
+        try:
+            reducer = copyreg.dispatch_table.get(type(obj))  # numpy's ufuncs, for one
+            reduced = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
+        except Exception as exc:
+            raise UncacheableError(
+                f"a value of type {type(obj).__qualname__} cannot be hashed: {exc}"
+            ) from None
+        if isinstance(reduced, str):  # a global: pickled by reference
+            self._named(b"G", obj)
+            wrapped = getattr(obj, "__wrapped__", None)
+            if wrapped is not None:  # functools.cache and other wrappers: what they wrap
+                self.value(wrapped)
+            return
+        if not self._enter(obj):
+            return
+        put = self.put
+        put(b"R")
+        self.value(type(obj))
+        func, args, *rest = reduced
+        self.value(func)
+        self.value(args)
+        state = rest[0] if rest else None
+        if type(state) is dict:
+            self._dict(b"{", state)
+        else:
+            self.value(state)
+        if len(rest) > 1 and rest[1] is not None:
+            self.value(list(rest[1]))
+        if len(rest) > 2 and rest[2] is not None:
+            self.value(list(rest[2]))
+        self._leave(obj)
+
+    def _named(self, tag: bytes, obj: Any) -> None:
+        """An object pickle saves by reference: its qualified name (and package version)."""
+        put = self.put
+        put(tag)
+        mod = str(
+            getattr(obj, "__module__", None)
+            or getattr(getattr(obj, "__objclass__", None), "__module__", "")
+        )
+        if is_library(mod):
+            _str(put, mod)
+            _str(put, _version_of(mod))
+        else:  # the user's own: "__main__" or not depends on how the file was run
+            put(b"user")
+        _str(put, str(getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))))
+
+    def _seen(self, obj: Any) -> bool:
+        """True (and the back-reference fed) when ``obj`` was fed already in this walk."""
+        n = self.refs.get(id(obj))
+        if n is not None:
+            self.put(b"@%d;" % n)
+            return True
+        self.refs[id(obj)] = len(self.refs)
+        return False
+
+    # code ---------------------------------------------------------------------------
+    def function(self, f: types.FunctionType) -> None:
+        if is_library(getattr(f, "__module__", None)) and "<locals>" not in f.__qualname__:
+            self._named(b"LF", f)
+            return
+        if self._seen(f):
+            return
+        put = self.put
+        put(b"F")
+        _str(put, f.__qualname__)
+        self.code(f.__code__)
+        self.value(f.__defaults__)
+        self.value(f.__kwdefaults__)
+        if f.__closure__:
+            put(b"cells%d;" % len(f.__closure__))
+            for cell in f.__closure__:
+                try:
+                    contents = cell.cell_contents
+                except ValueError:  # an empty cell
+                    put(b"empty")
+                    continue
+                self.value(contents)
+        attrs = {k: v for k, v in f.__dict__.items() if k != "__module__"}
+        if attrs:
+            put(b"attrs")
+            self._dict(b"{", dict(sorted(attrs.items())))
+        self.globals_of(f.__code__, f.__globals__)
+
+    def globals_of(self, code: types.CodeType, namespace: dict[str, Any]) -> None:
+        """Feed the value of every global ``code`` (or code nested in it) names."""
+        names = _names(code)
+        put = self.put
+        put(b"globals")
+        for name in sorted(names):
+            if name not in namespace:
+                continue
+            value = namespace[name]
+            _str(put, name)
+            if isinstance(value, types.ModuleType):
+                self.module(value, names)
+            else:
+                self.value(value)
+        put(b";")
+
+    def module(self, mod: types.ModuleType, attrs: Iterable[str]) -> None:
+        """A module: by name and version; a module of the user's own, also the
+        attributes named in the code being walked (``helpers.f`` covers ``f``)."""
+        put = self.put
+        name = mod.__name__
+        if is_library(name):
+            put(b"LM")
+            _str(put, name)
+            _str(put, _version_of(name))
+            return
+        if self._seen(mod):
+            return
+        put(b"UM")
+        _str(put, name)
+        ns = vars(mod)
+        for attr in sorted(set(attrs)):
+            if attr in ns and not attr.startswith("__"):
+                _str(put, attr)
+                value = ns[attr]
+                if isinstance(value, types.ModuleType):
+                    self.module(value, attrs)
+                else:
+                    self.value(value)
+        put(b";")
+
+    def code(self, co: types.CodeType) -> None:
+        """A code object, without its file name and line numbers."""
+        put = self.put
+        put(b"C")
+        _str(put, co.co_name)
+        put(
+            b"%d,%d,%d,%d,%d;"
+            % (co.co_argcount, co.co_posonlyargcount, co.co_kwonlyargcount, co.co_nlocals,
+               co.co_flags)
+        )  # fmt: skip
+        put(b"%d:" % len(co.co_code))
+        put(co.co_code)
+        table = getattr(co, "co_exceptiontable", b"")
+        put(b"%d:" % len(table))
+        put(table)
+        for names in (co.co_names, co.co_varnames, co.co_freevars, co.co_cellvars):
+            put(b"n%d;" % len(names))
+            for n in names:
+                _str(put, n)
+        put(b"k%d;" % len(co.co_consts))
+        for c in co.co_consts:
+            if isinstance(c, types.CodeType):
+                self.code(c)
+            else:
+                self.value(c)
+
+    def klass(self, cls: type) -> None:
+        if is_library(cls.__module__) and "<locals>" not in cls.__qualname__:
+            self._named(b"LC", cls)
+            return
+        if self._seen(cls):
+            return
+        put = self.put
+        put(b"K")
+        _str(put, cls.__qualname__)
+        self.value(cls.__bases__)
+        meta = type(cls)
+        if meta is not type:
+            self.value(meta)
+        put(b"ns")
+        for name, value in sorted(vars(cls).items()):
+            if name in _CLASS_SKIP:
+                continue
+            _str(put, name)
+            try:
+                self.value(value)
+            except UncacheableError:
+                # Machinery a metaclass or decorator added (ABC's _abc_impl), a lock:
+                # its name is all the key keeps.
+                put(b"?")
+        put(b";")
+
+
+_CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(code: types.CodeType) -> frozenset[str]:
+    """Every name ``code`` and the code nested in it look up (globals and attributes)."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _names(c)
+    return frozenset(names)
+
+
+# -- circuits -----------------------------------------------------------------------------
+
+
+def circuit_digest(circuit: Any) -> bytes:
+    """Digest of a circuit's QPY bytes, with what differs between processes made fixed.
+
+    A default name (``circuit-41``) becomes ``circuit``. In a parameterized
+    circuit every parameter is replaced by one of the same name with a UUID
+    derived from the name (a ``Parameter``'s own UUID is random), and every
+    compound expression by a parameter named after the expression's text:
+    QPY writes the terms of an expression in an order that can change from
+    one dump to the next, while ``str`` of an expression is canonical
+    (``v[1] + 2*v[0]``). That rewrite costs about a millisecond, so the
+    digest of a parameterized circuit is kept per circuit object and reused
+    while the circuit's own QPY bytes stay the same (a sweep passes one
+    ansatz to every call).
+    """
+    from qshpc.store import _qpy
+
+    if not circuit.num_parameters:
+        c = circuit.copy(name="circuit") if _AUTO_NAME.fullmatch(circuit.name) else circuit
+        return hashlib.blake2b(_qpy.dump(c), digest_size=32).digest()
+    own = hashlib.blake2b(_qpy.dump(circuit), digest_size=32).digest()
+    memo = _memo.get(id(circuit))
+    if memo is not None and memo[0]() is circuit and memo[1] == own:
+        return memo[2]
+    digest = hashlib.blake2b(_qpy.dump(_fixed_parameters(circuit)), digest_size=32).digest()
+    try:
+        ref = weakref.ref(circuit)
+    except TypeError:  # pragma: no cover - circuits take weak references
+        return digest
+    if len(_memo) >= _MEMO_SIZE:
+        _memo.pop(next(iter(_memo)))
+    _memo[id(circuit)] = (ref, own, digest)
+    return digest
+
+
+_MEMO_SIZE = 256
+_memo: dict[int, tuple[Callable[[], Any], bytes, bytes]] = {}
+_fixed: dict[str, Any] = {}  # "type:text" -> the parameter that replaces it
+
+
+def _fix(p: Any) -> Any:
+    """The parameter with a fixed UUID that replaces parameter or expression ``p``."""
+    text = f"{type(p).__name__}:{p}"
+    q = _fixed.get(text)
+    if q is None:
+        import uuid
+
+        from qiskit.circuit import Parameter  # type: ignore[import-untyped]
+
+        if len(_fixed) >= 65536:
+            _fixed.clear()
+        q = _fixed[text] = Parameter(str(p), uuid=uuid.uuid5(uuid.NAMESPACE_OID, text))
+    return q
+
+
+def _fixed_parameters(circuit: Any) -> Any:
+    """A copy of ``circuit`` whose QPY bytes are the same in every process (see above)."""
+    from qiskit.circuit import (  # type: ignore[import-untyped]
+        CircuitInstruction,
+        ParameterExpression,
+    )
+
+    name = "circuit" if _AUTO_NAME.fullmatch(circuit.name) else circuit.name
+    compound = type(circuit.global_phase) is ParameterExpression or any(
+        type(p) is ParameterExpression for inst in circuit.data for p in inst.params
+    )
+    if not compound:  # parameters only: Qiskit swaps them in Rust
+        out = circuit.assign_parameters(
+            {p: _fix(p) for p in circuit.parameters}, inplace=False, flat_input=True
+        )
+        out.name = name
+        return out
+    out = circuit.copy_empty_like(name=name)
+    phase = circuit.global_phase
+    out.global_phase = _fix(phase) if isinstance(phase, ParameterExpression) else phase
+    for inst in circuit.data:
+        params = inst.params
+        if any(isinstance(p, ParameterExpression) for p in params):
+            op = inst.operation.copy()
+            op.params = [_fix(p) if isinstance(p, ParameterExpression) else p for p in params]
+            inst = CircuitInstruction(op, inst.qubits, inst.clbits)
+        out._append(inst)
+    return out
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def function_digest(func: Any) -> bytes:
+    """Digest of a task function by value (see the module doc), with the environment.
+
+    Raises:
+        UncacheableError: It refers to something that cannot be hashed.
+    """
+    h = hashlib.blake2b(digest_size=32)
+    h.update(environment_digest())
+    try:
+        _Walk(h.update).value(func)
+    except RecursionError:
+        raise UncacheableError("the function refers to values nested too deeply") from None
+    return h.digest()
+
+
+def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+             seed: int | None) -> str:  # fmt: skip
+    """The key of one call: 64 hex digits.
+
+    Args:
+        fn_digest: :func:`function_digest` of the task function.
+        args: Positional arguments.
+        kwargs: Keyword arguments (order does not matter).
+        seed: The task's seed, or None when the job has none.
+
+    Raises:
+        UncacheableError: An argument cannot be hashed the same way in every process.
+    """
+    h = hashlib.blake2b(fn_digest, digest_size=32)
+    put = h.update
+    put(b"seed" if seed is None else b"seed%d;" % seed)
+    walk = _Walk(put)
+    try:
+        walk.value(args)
+        if kwargs:
+            walk.value(dict(sorted(kwargs.items())))
+    except RecursionError:
+        raise UncacheableError("an argument is nested too deeply") from None
+    return h.hexdigest()
+
+
+def value_digest(value: Any) -> bytes:
+    """Digest of one value, walked as arguments are (for tests and tools)."""
+    h = hashlib.blake2b(digest_size=32)
+    _Walk(h.update).value(value)
+    return h.digest()
+
+
+def is_key(text: str) -> bool:
+    """True for a well-formed key (64 lowercase hex digits)."""
+    return len(text) == KEY_HEX and all(c in "0123456789abcdef" for c in text)
+
+
+__all__ = [
+    "KEY_HEX",
+    "KEY_SCHEME",
+    "UncacheableError",
+    "call_key",
+    "circuit_digest",
+    "environment",
+    "environment_digest",
+    "function_digest",
+    "is_key",
+    "is_library",
+    "value_digest",
+]

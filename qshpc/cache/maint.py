@@ -1,0 +1,352 @@
+"""What ``qshpc cache ls|stats|rm|gc`` do: scans of the cache folder.
+
+Lookups never scan; these do, shard by shard (a stat per entry; ``ls``,
+``rm --function/--job`` and ``stats --by-function`` also read each entry's
+header). Only the user's own entries are ever removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qshpc.cache import entry as E
+from qshpc.cache.store import TMP_GRACE_S, CacheDir, EntryStat
+from qshpc.errors import UserError
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_size(text: str, option: str = "--max-size") -> int:
+    """Bytes from ``500M``, ``10G``, ``1.5T``, ``2048`` (powers of 1024).
+
+    Raises:
+        UserError: Not a size.
+    """
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        raise UserError(f"{option}: {text!r} is not a size; write e.g. 500M, 10G or 1T")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def format_size(n: float) -> str:
+    """``1.5 GB`` and the like (powers of 1024)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def user_name(uid: int) -> str:
+    """The login name of ``uid`` (its number when it has none)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return str(uid)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One entry as ``ls`` and :func:`table` show it."""
+
+    key: str
+    function: str
+    job: str | None
+    task: str | None
+    created: float
+    used: float
+    size: int
+    user: str
+    host: str
+    path: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "key": self.key,
+            "function": self.function,
+            "job": self.job,
+            "task": self.task,
+            "created": self.created,
+            "used": self.used,
+            "size": self.size,
+            "user": self.user,
+            "host": self.host,
+            "path": str(self.path),
+        }
+
+
+def rows(
+    cache: CacheDir,
+    all_users: bool = False,
+    function: str | None = None,
+    job: str | None = None,
+    limit: int | None = None,
+) -> Iterator[Row]:
+    """Entries with their headers, shard by shard (unordered); unreadable ones are skipped."""
+    n = 0
+    for st in cache.scan(all_users):
+        if limit is not None and n >= limit:
+            return
+        try:
+            h = cache.header(st.path)
+        except (OSError, E.DamagedEntryError):
+            continue
+        if function is not None and h.function != function:
+            continue
+        if job is not None and h.job != job:
+            continue
+        n += 1
+        yield Row(
+            st.key, h.function, h.job, h.task, h.created, st.used, st.size,
+            user_name(st.owner), h.host, st.path,
+        )  # fmt: skip
+
+
+def table(
+    cache: CacheDir | None = None, all_users: bool = False, function: str | None = None
+) -> Any:
+    """What the cache holds: a pandas DataFrame when pandas is installed, else a list of dicts.
+
+    Columns: key, function, job, task, created, used, size, user, host, path
+    (times as datetimes in the DataFrame, seconds since the epoch otherwise),
+    newest first.
+    """
+    cache = cache or CacheDir()
+    data = sorted(
+        (r.as_dict() for r in rows(cache, all_users, function)),
+        key=lambda d: d["created"],
+        reverse=True,
+    )
+    try:
+        import pandas as pd  # type: ignore[import-untyped]
+    except ImportError:
+        return data
+    columns = list(Row.__dataclass_fields__)
+    df = pd.DataFrame(data, columns=columns)
+    for col in ("created", "used"):
+        df[col] = pd.to_datetime(df[col], unit="s")
+    return df
+
+
+@dataclass
+class Stats:
+    """Totals of a cache folder."""
+
+    root: Path
+    shared: bool
+    entries: int = 0
+    bytes: int = 0
+    oldest: float | None = None
+    newest: float | None = None
+    temporaries: int = 0
+    temporary_bytes: int = 0
+    users: dict[str, tuple[int, int]] = field(default_factory=dict)
+    functions: dict[str, tuple[int, int]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "root": str(self.root),
+            "shared": self.shared,
+            "entries": self.entries,
+            "bytes": self.bytes,
+            "oldest_used": self.oldest,
+            "newest_used": self.newest,
+            "temporaries": self.temporaries,
+            "temporary_bytes": self.temporary_bytes,
+            "users": {u: {"entries": n, "bytes": b} for u, (n, b) in self.users.items()},
+            "functions": None
+            if self.functions is None
+            else {f: {"entries": n, "bytes": b} for f, (n, b) in self.functions.items()},
+        }
+
+
+def stats(cache: CacheDir, all_users: bool = False, by_function: bool = False) -> Stats:
+    """Count the entries (a stat each; with ``by_function`` a header read each too)."""
+    s = Stats(cache.root, cache.shared, functions={} if by_function else None)
+    for st in cache.scan(all_users):
+        s.entries += 1
+        s.bytes += st.size
+        s.oldest = st.used if s.oldest is None else min(s.oldest, st.used)
+        s.newest = st.used if s.newest is None else max(s.newest, st.used)
+        name = user_name(st.owner)
+        n, b = s.users.get(name, (0, 0))
+        s.users[name] = (n + 1, b + st.size)
+        if s.functions is not None:
+            try:
+                fn = cache.header(st.path).function
+            except (OSError, E.DamagedEntryError):
+                fn = "(unreadable)"
+            n, b = s.functions.get(fn, (0, 0))
+            s.functions[fn] = (n + 1, b + st.size)
+    for path, _ in cache.temporaries():
+        s.temporaries += 1
+        try:
+            s.temporary_bytes += path.stat().st_size
+        except OSError:
+            pass
+    return s
+
+
+@dataclass
+class Removal:
+    """What ``rm`` or ``gc`` removed (or, with ``dry_run``, would remove)."""
+
+    removed: int = 0
+    freed: int = 0
+    kept: int = 0
+    kept_bytes: int = 0
+    temporaries: int = 0
+    damaged: int = 0
+    paths: list[Path] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "removed": self.removed,
+            "freed_bytes": self.freed,
+            "kept": self.kept,
+            "kept_bytes": self.kept_bytes,
+            "temporaries": self.temporaries,
+            "damaged": self.damaged,
+        }
+
+
+def _drop(cache: CacheDir, st: EntryStat, out: Removal, dry_run: bool) -> None:
+    if dry_run or cache.remove(st.path):
+        out.removed += 1
+        out.freed += st.size
+        out.paths.append(st.path)
+
+
+def _sweep_temporaries(cache: CacheDir, now: float, out: Removal, dry_run: bool) -> None:
+    for path, mtime in cache.temporaries():
+        if now - mtime > TMP_GRACE_S and (dry_run or cache.remove(path)):
+            out.temporaries += 1
+
+
+def gc(
+    cache: CacheDir,
+    older_than: float | None = None,
+    max_size: int | None = None,
+    verify: bool = False,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> Removal:
+    """Remove this user's entries unused for ``older_than`` seconds, then the least
+    recently used until the rest fit in ``max_size`` bytes.
+
+    Always removes temporary files older than an hour (left by killed writers);
+    with ``verify``, reads every entry and removes the torn or altered ones.
+    "Used" is the entry's mtime: set when it is stored and, at most once a day,
+    when a lookup returns it.
+    """
+    now = time.time() if now is None else now
+    out = Removal()
+    _sweep_temporaries(cache, now, out, dry_run)
+    kept: list[EntryStat] = []
+    for st in cache.scan():
+        if verify:
+            try:
+                cache.verify(st.path)
+            except (OSError, E.DamagedEntryError):
+                out.damaged += 1
+                _drop(cache, st, out, dry_run)
+                continue
+        if older_than is not None and now - st.used >= older_than:
+            _drop(cache, st, out, dry_run)
+        else:
+            kept.append(st)
+    if max_size is not None:
+        total = sum(st.size for st in kept)
+        kept.sort(key=lambda st: st.used)
+        i = 0
+        while total > max_size and i < len(kept):
+            _drop(cache, kept[i], out, dry_run)
+            total -= kept[i].size
+            i += 1
+        kept = kept[i:]
+    out.kept = len(kept)
+    out.kept_bytes = sum(st.size for st in kept)
+    return out
+
+
+def remove(
+    cache: CacheDir,
+    keys: Iterable[str] = (),
+    function: str | None = None,
+    job: str | None = None,
+    everything: bool = False,
+    dry_run: bool = False,
+) -> Removal:
+    """Remove this user's entries: by key (or a unique prefix of 4+ hex digits), by
+    function name, by source job, or all of them.
+
+    Raises:
+        UserError: A key prefix that is malformed, matches nothing, or matches several.
+    """
+    out = Removal()
+    targets: list[EntryStat] = []
+    for k in keys:
+        targets.append(_by_prefix(cache, k))
+    if everything or function is not None or job is not None:
+        for st in cache.scan():
+            if not everything:
+                try:
+                    h = cache.header(st.path)
+                except (OSError, E.DamagedEntryError):
+                    continue
+                if function is not None and h.function != function:
+                    continue
+                if job is not None and h.job != job:
+                    continue
+            targets.append(st)
+    seen: set[Path] = set()
+    for st in targets:
+        if st.path not in seen:
+            seen.add(st.path)
+            _drop(cache, st, out, dry_run)
+    return out
+
+
+def _by_prefix(cache: CacheDir, prefix: str) -> EntryStat:
+    p = prefix.strip().lower()
+    if len(p) < 4 or any(c not in "0123456789abcdef" for c in p):
+        raise UserError(f"{prefix!r} is not a cache key: give 4 or more of its hex digits")
+    shard = cache.mine / p[:2]
+    try:
+        names = [n for n in os.listdir(shard) if n.startswith(p) and len(n) == 64]
+    except OSError:
+        names = []
+    if not names:
+        raise UserError(f"no entry of yours has a key starting {p} (see `qshpc cache ls`)")
+    if len(names) > 1:
+        raise UserError(f"{len(names)} entries have keys starting {p}: give more digits")
+    path = shard / names[0]
+    st = path.stat()
+    return EntryStat(path, names[0], cache.uid, st.st_size, st.st_mtime)
+
+
+__all__ = [
+    "Removal",
+    "Row",
+    "Stats",
+    "format_size",
+    "gc",
+    "parse_size",
+    "remove",
+    "rows",
+    "stats",
+    "table",
+    "user_name",
+]

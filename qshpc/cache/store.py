@@ -1,0 +1,392 @@
+"""The cache folder: one file per key, written to a temporary name and renamed into place.
+
+Why files, not a database
+    The cache is shared by every node of a job, by the elements of a Slurm
+    array and by a project's users, on NFS or Lustre. SQLite in WAL mode needs
+    shared memory between its clients and working POSIX locks: neither holds
+    across NFS clients, and its docs warn that the database then corrupts.
+    An HDF5 index has one writer at a time and needs file locks too. A file
+    per key needs nothing but what every shared file system gives: a lookup
+    is one ``open`` of a path computed from the key (the file system's own
+    directory index finds it; no scan, no lock, at any number of entries); an
+    entry appears whole or not at all, because it is written to a temporary
+    name, closed (and fsync'ed) and then renamed, and ``rename`` within a folder
+    is atomic on local file systems, NFS and Lustre alike. Two jobs writing the
+    same key both write whole files; the last rename wins and either is right.
+    A killed writer leaves only a ``.tmp.*`` file, which no reader opens and
+    ``gc`` removes. A file torn by a crash below the rename (a node that died
+    before its data reached the server) fails its length or checksum test and
+    is treated as missing. 256 shard folders keep a folder under ~40,000
+    entries up to 10 million entries, which ext4, XFS, Lustre and NFS look up
+    by name without reading the folder.
+
+See :mod:`qshpc.cache.folder` for the layout and the permission rules, and
+:mod:`qshpc.cache.entry` for the file format.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qshpc.cache import entry as E
+from qshpc.cache import folder
+from qshpc.cache.keys import is_key
+
+#: An entry used again is marked used (its mtime set) at most this often.
+FRESHEN_S = 86400.0
+#: A temporary file older than this was left by a writer that died.
+TMP_GRACE_S = 3600.0
+_OTHERS_S = 60.0  # how long the list of other users' folders is kept
+_TMP_PREFIX = ".tmp."
+_HOST_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass
+class Hit:
+    """A result found in the cache.
+
+    Attributes:
+        key: The call's key.
+        value: The stored result.
+        header: What the entry says about itself (function, source job and task, time).
+        path: The entry file.
+        size: The file's size in bytes.
+        owner: The uid of the user whose entry it is.
+        used: The entry's mtime (when it was stored, or last used, to a day).
+    """
+
+    key: str
+    value: Any
+    header: E.Header
+    path: Path
+    size: int
+    owner: int
+    used: float
+
+
+@dataclass(frozen=True)
+class EntryStat:
+    """One entry file seen by a scan (no read of its contents)."""
+
+    path: Path
+    key: str
+    owner: int
+    size: int
+    used: float
+
+
+class CacheWriteError(Exception):
+    """An entry could not be written (disk full, permissions); the cache stays as it was."""
+
+
+def _write_all(fd: int, pieces: list[bytes]) -> None:
+    views = [memoryview(p) for p in pieces if len(p)]
+    while views:
+        n = os.writev(fd, views[:1024])
+        while n and views:
+            if n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            else:
+                views[0] = views[0][n:]
+                n = 0
+
+
+class CacheDir:
+    """A cache folder, checked and ready (see :mod:`qshpc.cache.folder`).
+
+    Args:
+        root: The cache folder (default :func:`qshpc.cache.folder.default_dir`).
+        shared: The group-sharing mode (default: ``QSHPC_SHARE_GROUP``).
+        create: Create the folders that are missing.
+        fsync: fsync each entry before it is renamed into place (off: a kill
+            still never leaves a torn entry; a machine crash may leave one, which
+            the checksum catches).
+
+    Raises:
+        UserError: The folder is unsafe to use (see :mod:`qshpc.cache.folder`).
+    """
+
+    def __init__(
+        self,
+        root: Path | str | None = None,
+        shared: bool | None = None,
+        create: bool = True,
+        fsync: bool = True,
+    ) -> None:
+        self.root = Path(root).expanduser() if root is not None else folder.default_dir()
+        self.shared = folder.shared_mode() if shared is None else shared
+        self.uid = os.geteuid()
+        self.mine = folder.prepare(self.root, self.shared, create)
+        self.fsync = fsync
+        self._fmode = folder.file_mode(self.shared)
+        self._dmode = folder.user_mode(self.shared)
+        self._shards: set[str] = set()
+        self._others: list[tuple[int, Path]] = []
+        self._others_at = -_OTHERS_S
+        self._host = _HOST_SAFE.sub("_", socket.gethostname())[:64]
+        self.refused = 0  # entries of other users skipped: they held pickled data
+        self.damaged = 0  # entries skipped as torn or altered
+
+    def __repr__(self) -> str:
+        return f"CacheDir({str(self.root)!r}, shared={self.shared})"
+
+    # -- paths -------------------------------------------------------------------
+    def path_of(self, key: str, base: Path | None = None) -> Path:
+        """The entry file of ``key`` in ``base`` (default: this user's folder)."""
+        return (base or self.mine) / key[:2] / key
+
+    def others(self) -> list[tuple[int, Path]]:
+        """Other users' folders that may be read (shared mode), as ``(uid, path)``."""
+        if not self.shared:
+            return []
+        now = time.monotonic()
+        if now - self._others_at > _OTHERS_S:
+            found: list[tuple[int, Path]] = []
+            try:
+                names = os.listdir(self.root)
+            except OSError:
+                names = []
+            for name in sorted(names):
+                if not name.isdigit() or int(name) == self.uid:
+                    continue
+                path = self.root / name
+                if folder.check_user_dir(path, int(name)) is None:
+                    found.append((int(name), path))
+            self._others, self._others_at = found, now
+        return self._others
+
+    # -- lookups ------------------------------------------------------------------
+    def get(self, key: str, freshen: bool = True) -> Hit | None:
+        """The stored result of ``key``, or None.
+
+        This user's entry first, then (shared mode) other users' entries
+        without pickled parts. A torn or altered entry counts as missing (this
+        user's own is removed, so that the next result can take its place).
+
+        Args:
+            key: The call's key (:func:`qshpc.cache.keys.call_key`).
+            freshen: Mark this user's entry used (at most once a day), for
+                ``gc --older-than``.
+        """
+        hit = self._get_from(key, self.mine, self.uid, freshen)
+        if hit is None and self.shared:
+            for uid, base in self.others():
+                hit = self._get_from(key, base, uid, False)
+                if hit is not None:
+                    break
+        return hit
+
+    def _get_from(self, key: str, base: Path, uid: int, freshen: bool) -> Hit | None:
+        path = self.path_of(key, base)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # missing (the usual miss), a link, unreadable
+            return None
+        try:
+            st = os.fstat(fd)
+            if not folder.entry_trusted(st, uid):
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read()
+        except OSError:  # ESTALE: replaced or removed on NFS under us
+            return None
+        finally:
+            os.close(fd)
+        from qshpc.store.encoding_blob import PickleRefusedError, decode_blob
+
+        mine = uid == self.uid
+        try:
+            header, body = E.unpack(data, key, str(path))
+            value = decode_blob(body, allow_pickle=mine, source=str(path))  # type: ignore[arg-type]
+        except PickleRefusedError:
+            self.refused += 1
+            return None
+        except Exception:  # DamagedEntryError, or a body that does not decode
+            self.damaged += 1
+            if mine:
+                self._unlink(path)
+            return None
+        used = st.st_mtime
+        if mine and freshen and time.time() - used > FRESHEN_S:
+            used = self.touch(path)
+        return Hit(key, value, header, path, st.st_size, uid, used)
+
+    def touch(self, path: Path) -> float:
+        """Mark an entry of this user used now; returns its new mtime."""
+        now = time.time()
+        try:
+            os.utime(path, (now, now))
+        except OSError:
+            pass
+        return now
+
+    def contains(self, key: str) -> bool:
+        """True when this user's folder has a file for ``key`` (not checked)."""
+        return os.path.exists(self.path_of(key))
+
+    # -- writes ---------------------------------------------------------------------
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        function: str,
+        job: str | None = None,
+        task: str | None = None,
+        replace: bool = False,
+    ) -> bool:
+        """Store an encoded result under ``key``, atomically.
+
+        Args:
+            key: The call's key.
+            body: The result, blob-encoded (:func:`qshpc.store.encoding_blob.encode_blob`).
+            function: The task function's name.
+            job: The job whose task computed it.
+            task: That task's id.
+            replace: Write even when an entry exists (default: keep it).
+
+        Returns:
+            True when written; False when an entry was there already.
+
+        Raises:
+            CacheWriteError: It could not be written (nothing is left behind).
+        """
+        if not is_key(key):
+            raise ValueError(f"not a cache key: {key!r}")
+        final = self.path_of(key)
+        if not replace and os.path.lexists(final):
+            return False
+        shard = key[:2]
+        if shard not in self._shards:
+            try:
+                folder._mkdir(self.mine / shard, self._dmode)
+            except OSError as exc:
+                raise CacheWriteError(f"cannot create {self.mine / shard}: {exc}") from None
+            self._shards.add(shard)
+        header = E.Header(key, function, job, task, time.time(), self._host)
+        tmp = final.with_name(
+            f"{_TMP_PREFIX}{key[:16]}.{self._host}.{os.getpid()}.{secrets.token_hex(4)}"
+        )
+        try:
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
+        except OSError as exc:
+            raise CacheWriteError(f"cannot write to the cache {self.mine}: {exc}") from None
+        try:
+            try:
+                if self._fmode != 0o600:
+                    os.fchmod(fd, self._fmode)
+                _write_all(fd, E.pack(header, body))
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+        except OSError as exc:
+            self._unlink(tmp)
+            raise CacheWriteError(f"cannot write to the cache {self.mine}: {exc}") from None
+        return True
+
+    def put_value(
+        self, key: str, value: Any, function: str, job: str | None = None, task: str | None = None
+    ) -> bool:
+        """:meth:`put` a value (encoded here).
+
+        Raises:
+            SerializationError: The value cannot be encoded.
+            CacheWriteError: It could not be written.
+        """
+        from qshpc.store.encoding_blob import encode_blob
+
+        return self.put(key, encode_blob(value), function, job, task)
+
+    def remove(self, path: Path) -> bool:
+        """Remove one entry file of this user; False when it was gone already."""
+        return self._unlink(path)
+
+    @staticmethod
+    def _unlink(path: Path) -> bool:
+        try:
+            os.unlink(path)
+            return True
+        except OSError:
+            return False
+
+    # -- scans (ls, stats, gc) ------------------------------------------------------
+    def folders(self, all_users: bool = False) -> list[tuple[int, Path]]:
+        """This user's folder, and with ``all_users`` the others' that may be read."""
+        return [(self.uid, self.mine), *(self.others() if all_users else [])]
+
+    def scan(self, all_users: bool = False) -> Iterator[EntryStat]:
+        """Every entry file (a stat each, no read), shard by shard."""
+        for uid, base in self.folders(all_users):
+            for shard in folder.SHARDS:
+                try:
+                    it = os.scandir(base / shard)
+                except OSError:
+                    continue
+                with it:
+                    for e in it:
+                        if not is_key(e.name):
+                            continue
+                        try:
+                            st = e.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        if stat.S_ISREG(st.st_mode):
+                            yield EntryStat(Path(e.path), e.name, uid, st.st_size, st.st_mtime)
+
+    def temporaries(self) -> Iterator[tuple[Path, float]]:
+        """This user's ``.tmp.*`` files (entries being written, or left by dead writers)."""
+        for shard in folder.SHARDS:
+            try:
+                it = os.scandir(self.mine / shard)
+            except OSError:
+                continue
+            with it:
+                for e in it:
+                    if e.name.startswith(_TMP_PREFIX):
+                        try:
+                            yield Path(e.path), e.stat(follow_symlinks=False).st_mtime
+                        except OSError:
+                            continue
+
+    @staticmethod
+    def header(path: Path) -> E.Header:
+        """An entry's header (read from its first bytes; the checksum is not tested).
+
+        Raises:
+            DamagedEntryError: Not a readable entry.
+            OSError: It cannot be opened.
+        """
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            prefix = f.read(E.PREFIX)
+            head_len, _ = E.lengths(prefix, str(path))
+            return E.read_header(prefix + f.read(head_len), str(path))
+
+    @staticmethod
+    def verify(path: Path) -> E.Header:
+        """Read a whole entry and test its checksum; returns its header.
+
+        Raises:
+            DamagedEntryError: Torn or altered.
+            OSError: It cannot be read.
+        """
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
+        return E.unpack(data, path.name, str(path))[0]
+
+
+__all__ = ["FRESHEN_S", "TMP_GRACE_S", "CacheDir", "CacheWriteError", "EntryStat", "Hit"]

@@ -1,0 +1,196 @@
+"""Cache keys: the same in every process and run of a program, different when the call is."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qshpc.cache import key
+from qshpc.cache.keys import UncacheableError, call_key, circuit_digest, function_digest
+
+DATA = Path(__file__).parent / "cache_data"
+ROOT = Path(__file__).parents[2]
+
+
+def _keys(folder: Path, hash_seed: str, burn: int = 0, runpy: bool = False) -> dict[str, str]:
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED=hash_seed, KEYPROG_BURN=str(burn)
+    )
+    prog = str(folder / "keyprog.py")
+    cmd = [sys.executable, prog]
+    if runpy:  # as `qshpc run` runs a program
+        cmd = [sys.executable, "-c", f"import runpy; runpy.run_path({prog!r}, run_name='__main__')"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    keys: dict[str, str] = json.loads(out.stdout)
+    return keys
+
+
+def _copy(tmp: Path, name: str, edits: dict[str, tuple[str, str]] | None = None) -> Path:
+    """A copy of the program and its helper module in a new folder, with text replaced."""
+    folder = tmp / name
+    folder.mkdir()
+    for f in ("keyprog.py", "keyhelper.py"):
+        shutil.copy(DATA / f, folder / f)
+    for f, (old, new) in (edits or {}).items():
+        text = (folder / f).read_text()
+        assert old in text, (f, old)
+        (folder / f).write_text(text.replace(old, new, 1))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return _keys(_copy(tmp_path_factory.mktemp("keys"), "base"), "1")
+
+
+def test_keys_are_stable_across_processes_folders_and_line_numbers(
+    base: dict[str, str], tmp_path: Path
+) -> None:
+    # Another hash seed (set order), other circuits made before (default names),
+    # new Parameter UUIDs: the same keys.
+    assert _keys(DATA, "2", burn=7) == base
+    # Run as `qshpc run` runs it (runpy), from another folder, lines added above:
+    moved = _copy(
+        tmp_path,
+        "moved",
+        {"keyprog.py": ('"""Prints', '# a comment\n\n\n\n"""Prints')},
+    )
+    assert _keys(moved, "3", runpy=True) == base
+
+
+EDITS = {
+    # what is edited -> the calls whose keys must change
+    "helper code": ({"keyprog.py": ("return x + 1", "return x + 2")}, "plain param ansatz seeded"),
+    "global read": ({"keyprog.py": ("SHOTS = 1000", "SHOTS = 1001")}, "plain param ansatz seeded"),
+    "own module": ({"keyhelper.py": ("FACTOR = 2", "FACTOR = 3")}, "plain param ansatz seeded"),
+    "closure": ({"keyprog.py": ("make_closure(3)", "make_closure(4)")}, "closure"),
+    "array": ({"keyprog.py": ("arr[1, 1] = 5.0", "arr[1, 1] = 6.0")}, "ansatz"),
+    "class default": ({"keyprog.py": ("shots: int = 10", "shots: int = 11")}, "plain param"),
+    "default arg": ({"keyprog.py": ("lambda x, y=2", "lambda x, y=3")}, "lambda sets"),
+    "unused global": ({"keyprog.py": ("UNUSED = 1", "UNUSED = 2")}, ""),
+    "circuit": ({"keyprog.py": ("qc.cx(0, 1)", "qc.cz(0, 1)")}, "plain seeded"),
+}
+
+
+@pytest.mark.parametrize("what", list(EDITS))
+def test_an_edit_changes_exactly_the_keys_it_touches(
+    what: str, base: dict[str, str], tmp_path: Path
+) -> None:
+    edits, changed = EDITS[what]
+    keys = _keys(_copy(tmp_path, "edit", edits), "5")
+    assert {k for k in keys if keys[k] != base[k]} == set(changed.split())
+
+
+def test_arguments_seed_and_kwargs() -> None:
+    def f(x: object, y: object = None) -> None: ...
+
+    d = function_digest(f)
+    k = call_key(d, (1,), None, None)
+    assert len(k) == 64
+    assert call_key(d, (1,), None, None) == k
+    assert call_key(d, (1,), None, 7) != k
+    assert call_key(d, (1,), None, 7) != call_key(d, (1,), None, 8)
+    assert call_key(d, (1.0,), None, None) != k  # 1 and 1.0 are different inputs
+    assert call_key(d, (True,), None, None) != k
+    assert call_key(d, (), {"x": 1, "y": 2}, None) == call_key(d, (), {"y": 2, "x": 1}, None)
+    assert call_key(d, ([1, 2],), None, None) != call_key(d, ((1, 2),), None, None)
+    assert call_key(d, ("ab", "c"), None, None) != call_key(d, ("a", "bc"), None, None)
+    a = np.arange(6.0).reshape(2, 3)
+    assert call_key(d, (a,), None, None) == call_key(d, (a.copy(),), None, None)
+    assert call_key(d, (a,), None, None) != call_key(d, (a.reshape(3, 2),), None, None)
+    assert call_key(d, (a,), None, None) != call_key(d, (a.astype(np.float32),), None, None)
+    assert call_key(d, (a.T,), None, None) == call_key(d, (np.ascontiguousarray(a.T),), None, None)
+    assert call_key(d, (np.float64(1.5),), None, None) != call_key(d, (np.float32(1.5),), None, None)
+
+
+def test_function_digest_covers_defaults_closures_and_helpers() -> None:
+    def make(k: int) -> object:
+        def inner(x: int) -> int:
+            return x * k
+
+        return inner
+
+    assert function_digest(make(2)) == function_digest(make(2))
+    assert function_digest(make(2)) != function_digest(make(3))
+
+    def g(x: int, y: int = 1) -> int:
+        return x + y
+
+    d = function_digest(g)
+    g.__defaults__ = (2,)
+    assert function_digest(g) != d
+
+
+def test_library_code_is_keyed_by_name_not_walked() -> None:
+    def f(x: float) -> float:
+        return float(np.sqrt(x))
+
+    assert function_digest(f) == function_digest(f)
+    assert key(np.sqrt, (1.0,)) == key(np.sqrt, (1.0,))
+
+
+def test_cycles_and_recursion() -> None:
+    a: list[object] = [1]
+    a.append(a)
+    b: list[object] = [1]
+    b.append(b)
+
+    def fact(n: int) -> int:
+        return 1 if n < 2 else n * fact(n - 1)
+
+    assert key(fact, (a,)) == key(fact, (b,))
+    assert key(fact, (a,)) != key(fact, ([1, [1]],))
+
+
+def test_uncacheable_values_raise() -> None:
+    def f(x: object) -> None: ...
+
+    with pytest.raises(UncacheableError):
+        key(f, (threading.Lock(),))
+    with pytest.raises(UncacheableError):
+        key(f, ((i for i in range(3)),))
+    deep: list[object] = []
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(UncacheableError):
+        key(f, (deep,))
+
+
+def test_circuit_digest_ignores_default_names_and_parameter_uuids() -> None:
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter, ParameterVector
+
+    def build(name: str | None = None) -> QuantumCircuit:
+        t, v = Parameter("t"), ParameterVector("v", 2)
+        qc = QuantumCircuit(2, name=name)
+        qc.rx(t, 0)
+        qc.ry(v[0] * 2 + v[1], 1)
+        qc.global_phase = t / 2
+        return qc
+
+    first = circuit_digest(build())
+    assert all(circuit_digest(build()) == first for _ in range(5))
+    assert circuit_digest(build("mine")) != first  # a name the user gave is kept
+    other = build()
+    other.rz(0.5, 0)
+    assert circuit_digest(other) != first
+    # the memo of a parameterized circuit notices a change to it
+    qc = build()
+    d = circuit_digest(qc)
+    qc.x(1)
+    assert circuit_digest(qc) != d
+    # expressions are kept apart from parameters of the same text
+    p = QuantumCircuit(1)
+    p.rx(Parameter("a") + Parameter("b"), 0)
+    q = QuantumCircuit(1)
+    q.rx(Parameter("a + b"), 0)
+    assert circuit_digest(p) != circuit_digest(q)
