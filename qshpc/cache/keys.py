@@ -627,10 +627,7 @@ def _fix(p: Any) -> Any:
 
 def _fixed_parameters(circuit: Any) -> Any:
     """A copy of ``circuit`` whose QPY bytes are the same in every process (see above)."""
-    from qiskit.circuit import (  # type: ignore[import-untyped]
-        CircuitInstruction,
-        ParameterExpression,
-    )
+    from qiskit.circuit import CircuitInstruction, ParameterExpression
 
     name = "circuit" if _AUTO_NAME.fullmatch(circuit.name) else circuit.name
     compound = type(circuit.global_phase) is ParameterExpression or any(

@@ -1,0 +1,299 @@
+"""The cache as a running job uses it: which calls are cached, lookups, and writes off the hot path.
+
+A job's ranks each hold one :class:`JobCache`: rank 0 looks calls up as they
+are made (a hit never travels to a worker), and whichever rank holds a result
+stores it, from a background thread (:class:`Writer`), so neither dispatch nor
+the tasks wait for the file system. A cache that cannot be opened or written
+never fails the job: the cache turns itself off for the job with one warning,
+and the tasks run.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qshpc.cache.keys import UncacheableError, call_key, function_digest
+from qshpc.cache.store import CacheDir, CacheWriteError, Hit
+
+#: Results waiting to be written beyond this many bytes are not cached (memory bound).
+MAX_PENDING_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """What a job was asked to do with the cache.
+
+    Attributes:
+        enabled: Cache every task's calls (``--cache``); a task's own
+            ``cache=True``/``False`` wins over this.
+        dir: The cache folder (None: ``$QSHPC_CACHE_DIR`` or ``$QSHPC_HOME/cache``).
+        shared: Group-sharing mode (None: ``QSHPC_SHARE_GROUP``).
+    """
+
+    enabled: bool = False
+    dir: str | None = None
+    shared: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form (job meta, messages to workers)."""
+        return {"enabled": self.enabled, "dir": self.dir, "shared": self.shared}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> CacheConfig:
+        """Inverse of :meth:`as_dict` (None: the cache off)."""
+        if not d:
+            return cls()
+        return cls(bool(d.get("enabled")), d.get("dir") or None, d.get("shared"))
+
+
+def _warn(text: str) -> None:
+    print(f"qshpc: cache: {text}", file=sys.stderr, flush=True)
+
+
+class Writer:
+    """Writes entries from a background thread; never blocks its callers.
+
+    Results queue up to :data:`MAX_PENDING_BYTES` (beyond, they are dropped and
+    counted). The first write that fails (disk full, permissions) turns the
+    writer off for the rest of the job, with one warning.
+    """
+
+    def __init__(self, cache: CacheDir) -> None:
+        self.cache = cache
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+        self.off = False
+        self._q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._pending = 0  # bytes queued (bodies; values count 0 until encoded)
+        self._busy = 0  # items queued or being written
+        self._idle = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(
+        self,
+        key: str,
+        body: bytes | None,
+        value: Any,
+        function: str,
+        job: str | None,
+        task: str | None,
+    ) -> None:
+        """Queue one result: its encoded ``body``, or the ``value`` to encode here."""
+        if self.off:
+            return
+        size = len(body) if body is not None else int(getattr(value, "nbytes", 0) or 0)
+        if self._pending + size > MAX_PENDING_BYTES:
+            self.dropped += 1
+            return
+        with self._idle:
+            self._pending += size
+            self._busy += 1
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="qshpc-cache-writer", daemon=True
+            )
+            self._thread.start()
+        self._q.put((key, body, value, function, job, task, size))
+
+    def _run(self) -> None:
+        from qshpc.store.encoding_blob import encode_blob
+
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            key, body, value, function, job, task, size = item
+            try:
+                if not self.off:
+                    if body is None:
+                        body = encode_blob(value)
+                    if self.cache.put(key, body, function, job, task):
+                        self.written += 1
+            except CacheWriteError as exc:
+                self.failed += 1
+                if not self.off:
+                    self.off = True
+                    _warn(f"{exc}: results are not cached for the rest of this job")
+            except Exception:  # a value that cannot be encoded is simply not cached
+                self.failed += 1
+            finally:
+                with self._idle:
+                    self._pending -= size
+                    self._busy -= 1
+                    if not self._busy:
+                        self._idle.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued result is written (at most ``timeout`` s); True when done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._busy:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+
+class JobCache:
+    """One rank's view of the cache during a job.
+
+    Args:
+        config: The job's cache settings.
+        job_id: The job's id (entries name it as their source).
+        open_now: Open the folder now (rank 0 at job start: an unusable folder is
+            reported before any task runs); otherwise at first use.
+
+    Raises:
+        UserError: With ``open_now``, when the folder is unsafe or cannot be made.
+    """
+
+    def __init__(self, config: CacheConfig, job_id: str | None, open_now: bool = False) -> None:
+        self.config = config
+        self.job_id = job_id
+        self.hits = 0
+        self.misses = 0
+        self.uncacheable = 0
+        self._dir: CacheDir | None = None
+        self._writer: Writer | None = None
+        self._broken = False
+        self._digests: dict[int, tuple[Callable[[], Any], bytes | None]] = {}
+        self._lock = threading.Lock()
+        if open_now and self.wanted():
+            self._dir = CacheDir(config.dir, config.shared)
+
+    def wanted(self, task_cache: bool | None = None) -> bool:
+        """Whether calls of a task with ``cache=task_cache`` are cached in this job."""
+        return self.config.enabled if task_cache is None else task_cache
+
+    @property
+    def dir(self) -> CacheDir | None:
+        """The folder, opened on first use (None when it cannot be used: warned once)."""
+        if self._dir is None and not self._broken:
+            with self._lock:
+                if self._dir is None and not self._broken:
+                    try:
+                        self._dir = CacheDir(self.config.dir, self.config.shared)
+                    except Exception as exc:
+                        self._broken = True
+                        _warn(f"{exc}: tasks run without the cache")
+        return self._dir
+
+    # -- keys ------------------------------------------------------------------------
+    def digest(self, task: Any) -> bytes | None:
+        """The digest of a task's function, computed once per task object (None: uncacheable).
+
+        The dispatcher ships a function to the workers once, at its first call, so
+        the digest taken then is the one of the code that runs.
+        """
+        known = self._digests.get(id(task))
+        if known is not None and known[0]() is task:
+            return known[1]
+        func = getattr(task, "func", task)
+        try:
+            digest: bytes | None = function_digest(func)
+        except UncacheableError as exc:
+            digest = None
+            _warn(f"calls of {getattr(task, 'name', func)!s} are not cached: {exc}")
+        try:
+            ref: Callable[[], Any] = weakref.ref(task)
+        except TypeError:
+            return digest
+        self._digests[id(task)] = (ref, digest)
+        return digest
+
+    def key(
+        self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None, seed: int | None
+    ) -> str | None:
+        """The call's key, or None when it cannot be cached."""
+        digest = self.digest(task)
+        if digest is None:
+            return None
+        try:
+            return call_key(digest, args, kwargs, seed)
+        except UncacheableError:
+            self.uncacheable += 1
+            return None
+
+    # -- lookups and writes --------------------------------------------------------------
+    def lookup(self, key: str) -> Hit | None:
+        """The stored result of ``key`` (counted as a hit or a miss)."""
+        d = self.dir
+        hit = d.get(key) if d is not None else None
+        if hit is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return hit
+
+    def store(
+        self,
+        key: str,
+        function: str,
+        task_id: str,
+        body: bytes | None = None,
+        value: Any = None,
+    ) -> None:
+        """Store a successful result in the background (its encoded ``body``, or ``value``)."""
+        w = self._writer
+        if w is None:
+            d = self.dir
+            if d is None:
+                return
+            w = self._writer = Writer(d)
+        w.submit(key, body, value, function, self.job_id, task_id)
+
+    def flush(self, timeout: float | None = 60.0) -> None:
+        """Wait for the queued writes (at most ``timeout`` s; what is left is not cached)."""
+        if self._writer is not None and not self._writer.flush(timeout):
+            _warn(
+                f"gave up waiting for the cache after {timeout:.0f} s: some results are not cached"
+            )
+
+    def summary(self) -> dict[str, int]:
+        """Counts for the job's log."""
+        w = self._writer
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "uncacheable": self.uncacheable,
+            "written": w.written if w else 0,
+            "dropped": w.dropped if w else 0,
+            "failed": w.failed if w else 0,
+        }
+
+
+def provenance(hit: Hit) -> dict[str, Any]:
+    """What a task record says of a result that came from the cache."""
+    out: dict[str, Any] = {
+        "cache": {
+            "key": hit.key,
+            "job": hit.header.job,
+            "task": hit.header.task,
+            "stored": hit.header.created,
+            "host": hit.header.host,
+        }
+    }
+    if hit.owner != os.geteuid():
+        out["cache"]["user"] = hit.owner
+    return out
+
+
+def resolve_dir(path: str | os.PathLike[str] | None) -> str | None:
+    """An absolute cache folder for a job's meta (None stays None: the default at run time)."""
+    if path is None:
+        return None
+    return str(Path(path).expanduser().absolute())
+
+
+__all__ = ["MAX_PENDING_BYTES", "CacheConfig", "JobCache", "Writer", "provenance", "resolve_dir"]
