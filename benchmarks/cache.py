@@ -9,16 +9,30 @@ Parts (each prints a table; ratios are taken within the same run):
 2. ``store``: one entry written (rename; with and without fsync), a hit read
    and decoded, a miss, on the folder given (default: a temporary folder; pass
    ``--dir`` on the shared file system to measure it there), for N entries.
+3. ``program``: the seed program (``examples/program_4.py``, unchanged) on N
+   random circuits through ``qshpc run --workers W``: without the cache, with
+   it cold (empty folder), and warm (every call a hit), beside an empty
+   program's whole command (with no arguments, and with the same arguments
+   file). The task phase is read from the job store (first call to last
+   result). Targets: warm task phase >= 20x faster than cold; warm whole
+   command <= 1.3x the empty program's.
+4. ``dispatch``: 100k tiny calls (``x + 1``) with the cache off, on and cold
+   (every call a miss and a write), on and warm (every call a hit); the extra
+   time per call. Target: off unchanged (the switch is one attribute test),
+   on < 50 µs a call.
 
 Run:
-    python benchmarks/cache.py                      # both parts
+    python benchmarks/cache.py                      # every part
     python benchmarks/cache.py store --entries 20000 --dir /scratch/me/cachebench
+    python benchmarks/cache.py program --circuits 512 --qubits 12 --depth 12 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,7 +93,9 @@ def part_keys() -> None:
         print(f"| {name} | {k * 1e6:.1f} | {p * 1e6:.1f} | {k / p:.2f}x |")
     t0 = time.perf_counter()
     function_digest(task)
-    print(f"\nfunction digest (once per function and process): {(time.perf_counter() - t0) * 1e6:.0f} µs")
+    print(
+        f"\nfunction digest (once per function and process): {(time.perf_counter() - t0) * 1e6:.0f} µs"
+    )
 
 
 def part_store(entries: int, folder: Path | None) -> None:
@@ -96,7 +112,9 @@ def part_store(entries: int, folder: Path | None) -> None:
             body = encode_blob(value)
             for fsync in (False, True):
                 cache = CacheDir(Path(tmp) / f"{label}-{fsync}", fsync=fsync)
-                keys = [os.urandom(32).hex() for _ in range(entries if not fsync else entries // 10)]
+                keys = [
+                    os.urandom(32).hex() for _ in range(entries if not fsync else entries // 10)
+                ]
                 t0 = time.perf_counter()
                 for k in keys:
                     cache.put(k, body, "f", "job", "0")
@@ -120,18 +138,156 @@ def part_store(entries: int, folder: Path | None) -> None:
             print(f"| {label} | {op} | {t * 1e6:.1f} |")
 
 
+EMPTY = "from qshpc import save_result\nsave_result(None)\n"
+EMPTY_ARGS = "from qshpc import get_arguments, save_result\nsave_result(len(get_arguments()))\n"
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def _task_phase(job: Path) -> tuple[float, int, int]:
+    """(first call to last result, tasks, tasks from the cache) from the job store."""
+    from qshpc.store import JobReader
+
+    with JobReader.open(job) as r:
+        tasks = r.tasks()
+    first = min(float(t["submitted"]) for t in tasks)
+    last = max(float(t["finished"]) for t in tasks)
+    cached = sum(1 for t in tasks if (t.get("provenance") or {}).get("cache"))
+    return last - first, len(tasks), cached
+
+
+def part_program(n: int, qubits: int, depth: int, workers: int, repeat: int) -> None:
+    from qiskit.circuit.random import random_circuit
+
+    from qshpc.store import save_arguments
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        circuits = []
+        for i in range(n):
+            c = random_circuit(qubits, depth, seed=1000 + i)
+            c.measure_all()
+            circuits.append(c)
+        save_arguments(t / "args.h5", {"circuits": circuits})
+        (t / "empty.py").write_text(EMPTY)
+        (t / "empty_args.py").write_text(EMPTY_ARGS)
+        env = dict(os.environ, QSHPC_HOME=str(t / "home"), PYTHONPATH=str(ROOT))
+        base = [sys.executable, "-m", "qshpc", "run", "--workers", str(workers)]
+        prog = str(ROOT / "examples" / "program_4.py")
+        args = ["--arguments", str(t / "args.h5")]
+        cache = ["--cache", "--cache-dir", str(t / "cache")]
+        runs: dict[str, list[tuple[float, float, int]]] = {}
+
+        def job(label: str, cmd: list[str], i: int) -> None:
+            jd = t / f"{label}-{i}"
+            wall = _run([*base, *cmd, "--job-dir", str(jd)], env)
+            phase, _, cached = (
+                _task_phase(jd) if label not in ("empty", "empty+args") else (0.0, 0, 0)
+            )
+            runs.setdefault(label, []).append((wall, phase, cached))
+
+        for i in range(repeat):
+            shutil.rmtree(t / "cache", ignore_errors=True)
+            job("empty", [str(t / "empty.py")], i)
+            job("empty+args", [str(t / "empty_args.py"), *args], i)
+            job("no cache", [prog, *args], i)
+            job("cache cold", [prog, *args, *cache], i)
+            job("cache warm", [prog, *args, *cache], i)
+        print(f"\n## the seed program, {n} circuits of {qubits} qubits, depth {depth}, "
+              f"{workers} worker(s), best of {repeat} ({load()})\n")  # fmt: skip
+        print("| run | whole command s | task phase s | from cache |")
+        print("|---|---|---|---|")
+        best = {k: min(v) for k, v in runs.items()}
+        for label, (wall, phase, cached) in best.items():
+            print(f"| {label} | {wall:.2f} | {phase:.3f} | {cached} |")
+        cold, warm = best["cache cold"], best["cache warm"]
+        print(f"\ntask phase cold / warm: {cold[1] / max(warm[1], 1e-9):.1f}x (target >= 20x)")
+        print(f"warm whole command / empty program: {warm[0] / best['empty'][0]:.2f}x, "
+              f"/ empty program with the same arguments: {warm[0] / best['empty+args'][0]:.2f}x "
+              "(target <= 1.3x)")  # fmt: skip
+        print(f"cold whole command / no cache: {cold[0] / best['no cache'][0]:.2f}x")
+
+
+DISPATCH = """\
+import json, sys, time
+from qshpc import distribute_task, get, save_result
+
+mode, n = sys.argv[1], int(sys.argv[2])
+
+@distribute_task(cache=(mode != "off"))
+def tiny(x):
+    return x + 1
+
+get(tiny(-1))  # warm: workers up, function shipped
+t0 = time.perf_counter()
+out = get([tiny(i) for i in range(n)])
+dt = time.perf_counter() - t0
+assert out[-1] == n
+save_result({"n": n})
+print("BENCH " + json.dumps({"seconds": dt}))
+"""
+
+
+def part_dispatch(n: int, workers: int, repeat: int) -> None:
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        (t / "tiny.py").write_text(DISPATCH)
+        env = dict(os.environ, QSHPC_HOME=str(t / "home"), PYTHONPATH=str(ROOT),
+                   QSHPC_CACHE_DIR=str(t / "cache"))  # fmt: skip
+        times: dict[str, list[float]] = {}
+        for i in range(repeat):
+            shutil.rmtree(t / "cache", ignore_errors=True)
+            for mode in ("off", "cold", "warm"):
+                cmd = [sys.executable, "-m", "qshpc", "run", str(t / "tiny.py"), "--workers",
+                       str(workers), "--job-dir", str(t / f"{mode}-{i}"), "--", mode, str(n)]  # fmt: skip
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+                line = [x for x in out.stdout.splitlines() if x.startswith("BENCH ")]
+                if out.returncode or not line:
+                    raise RuntimeError(f"{mode} failed: {out.stdout[-1500:]} {out.stderr[-1500:]}")
+                times.setdefault(mode, []).append(json.loads(line[0][6:])["seconds"])
+        best = {k: min(v) for k, v in times.items()}
+        print(
+            f"\n## dispatch of {n} tiny calls, {workers} worker(s), best of {repeat} ({load()})\n"
+        )
+        print("| cache | calls/s | µs per call | extra µs per call vs off |")
+        print("|---|---|---|---|")
+        for mode, s in best.items():
+            extra = (s - best["off"]) / n * 1e6
+            print(f"| {mode} | {n / s:,.0f} | {s / n * 1e6:.1f} | {extra:+.1f} |")
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("parts", nargs="*", help="keys, store (default: all)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("parts", nargs="*", help="keys, store, program, dispatch (default: all)")
     ap.add_argument("--entries", type=int, default=5000)
     ap.add_argument("--dir", type=Path, default=None, help="Where the store part writes.")
+    ap.add_argument("--circuits", type=int, default=512)
+    ap.add_argument("--qubits", type=int, default=12)
+    ap.add_argument("--depth", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--calls", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
-    a.parts = a.parts or ["keys", "store"]
+    a.parts = a.parts or ["keys", "store", "program", "dispatch"]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {load()}")
     if "keys" in a.parts:
         part_keys()
     if "store" in a.parts:
         part_store(a.entries, a.dir)
+    if "program" in a.parts:
+        part_program(a.circuits, a.qubits, a.depth, a.workers, a.repeat)
+    if "dispatch" in a.parts:
+        part_dispatch(a.calls, a.workers, a.repeat)
 
 
 if __name__ == "__main__":

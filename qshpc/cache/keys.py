@@ -588,8 +588,11 @@ def circuit_digest(circuit: Any) -> bytes:
     from qshpc.store import _qpy
 
     if not circuit.num_parameters:
-        c = circuit.copy(name="circuit") if _AUTO_NAME.fullmatch(circuit.name) else circuit
-        return hashlib.blake2b(_qpy.dump(c), digest_size=32).digest()
+        data = _qpy.dump(circuit)
+        if _AUTO_NAME.fullmatch(circuit.name):
+            unnamed = _without_name(data, circuit.name)
+            data = unnamed if unnamed is not None else _qpy.dump(circuit.copy(name="circuit"))
+        return hashlib.blake2b(data, digest_size=32).digest()
     own = hashlib.blake2b(_qpy.dump(circuit), digest_size=32).digest()
     memo = _memo.get(id(circuit))
     if memo is not None and memo[0]() is circuit and memo[1] == own:
@@ -603,6 +606,28 @@ def circuit_digest(circuit: Any) -> bytes:
         _memo.pop(next(iter(_memo)))
     _memo[id(circuit)] = (ref, own, digest)
     return digest
+
+
+def _without_name(data: bytes, name: str) -> bytes | None:
+    """QPY bytes of one circuit with its name (and the name's length) cut out.
+
+    Cheaper than dumping a renamed copy. The offsets come from Qiskit's own
+    format constants and are checked against the name: None (dump a renamed
+    copy) when a QPY version places the name elsewhere.
+    """
+    try:
+        from qiskit.qpy import formats  # type: ignore[import-untyped]
+
+        start = formats.FILE_HEADER_V10_SIZE + formats.TYPE_KEY_SIZE
+        if data[6] >= 16:  # QPY 16 and later: a table of circuit offsets first
+            start += formats.CIRCUIT_TABLE_ENTRY_SIZE
+        at = start + formats.CIRCUIT_HEADER_V12_SIZE
+    except (AttributeError, IndexError):
+        return None
+    raw = name.encode()
+    if data[start : start + 2] != struct.pack("!H", len(raw)) or data[at : at + len(raw)] != raw:
+        return None
+    return b"".join((data[:start], data[start + 2 : at], data[at + len(raw) :]))
 
 
 _MEMO_SIZE = 256
