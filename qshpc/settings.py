@@ -162,6 +162,10 @@ SHARE_GROUP: Setting[bool] = _declare(
     Setting("QSHPC_SHARE_GROUP", False, _flag, "1 or 0 (true/false, yes/no, on/off)",
             "job folders 0750 and files 0640, so your group can read jobs (else 0700/0600)",
             "CLI, clients, rank 0", "0", runtime=True))  # fmt: skip
+CACHE_DIR: Setting[Path | None] = _declare(
+    Setting("QSHPC_CACHE_DIR", None, _path, "a folder path",
+            "the result cache's folder ([the cache](cache.md)); on shared storage for Slurm jobs",
+            "CLI, clients, every rank", "$QSHPC_HOME/cache", runtime=True))  # fmt: skip
 ARGUMENTS: Setting[Path | None] = _declare(
     Setting("QSHPC_ARGUMENTS", None, _path, "the path of a .h5 or .json arguments file",
             "arguments for `get_arguments()` under plain `python program.py`",

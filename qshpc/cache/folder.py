@@ -48,15 +48,19 @@ SHARDS = tuple(f"{i:02x}" for i in range(256))
 
 def shared_mode() -> bool:
     """True in the group-sharing mode (``QSHPC_SHARE_GROUP=1``)."""
-    return os.environ.get(SHARE_GROUP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    from qshpc import settings
+
+    return settings.SHARE_GROUP.get()
 
 
 def default_dir() -> Path:
     """``$QSHPC_CACHE_DIR``, else ``$QSHPC_HOME/cache`` (``~/.qshpc/cache``)."""
-    env = os.environ.get(CACHE_DIR_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    from qshpc.jobs import qshpc_home
+    from qshpc import settings
+
+    path = settings.CACHE_DIR.get()
+    if path is not None:
+        return path.expanduser()
+    from qshpc.jobs.paths import qshpc_home
 
     return qshpc_home() / "cache"
 

@@ -4,8 +4,8 @@ A key is a 256-bit BLAKE2b digest (64 hex digits) of, in order:
 
 1. the key scheme and the *environment*: Python's version, the versions of
    qshpc, qiskit, qiskit-aer (or qiskit-aer-gpu: the distribution's name says
-   which build) and numpy, and every ``QSHPC_AER_*`` variable (the simulator
-   options a rank takes from its environment);
+   which build) and numpy, and the Aer settings a rank takes from its
+   environment (``QSHPC_AER_DEVICE``);
 2. the task function *by value* (:func:`function_digest`);
 3. the task's seed (None when the job has no seed);
 4. the arguments by value: positional in order, keyword arguments sorted by
@@ -92,7 +92,7 @@ def environment() -> tuple[tuple[str, str], ...]:
 
     Read once per process from package metadata (nothing is imported).
     """
-    from qshpc import __version__
+    from qshpc._version import __version__
 
     env = [
         ("scheme", KEY_SCHEME.decode()),
@@ -102,8 +102,18 @@ def environment() -> tuple[tuple[str, str], ...]:
         ("qiskit-aer", _dist_version("qiskit-aer", "qiskit-aer-gpu")),
         ("numpy", _dist_version("numpy")),
     ]
-    env += sorted((k, v) for k, v in os.environ.items() if k.startswith("QSHPC_AER_"))
+    from qshpc import settings
+
+    for s in settings.ALL.values():  # the Aer layer's settings (the device)
+        if s.name.startswith(_AER_SETTINGS):
+            try:
+                env.append((s.name, str(s.get())))
+            except settings.SettingError:
+                env.append((s.name, "?"))
     return tuple(env)
+
+
+_AER_SETTINGS = "QSHPC" + "_AER_"
 
 
 @functools.cache

@@ -33,7 +33,12 @@ def _counts(meta: dict[str, Any]) -> str:
     c = meta.get("task_counts") or {}
     done = int(c.get("SUCCEEDED", 0))
     failed = int(c.get("FAILED", 0))
-    return f"{done} done" + (f", {failed} failed" if failed else "")
+    cached = int(meta.get("tasks_from_cache") or 0)
+    return (
+        f"{done} done"
+        + (f" ({cached} from cache)" if cached else "")
+        + (f", {failed} failed" if failed else "")
+    )
 
 
 HEADER = ("ID", "TITLE", "STATE", "SLURM", "TASKS", "CREATED", "DURATION")

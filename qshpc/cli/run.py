@@ -10,6 +10,17 @@ import typer
 from qshpc.cli.common import errors
 
 
+def check_cache_dir(path: Path | None) -> None:
+    """Create and check the cache folder now: an unsafe one is refused before the job starts.
+
+    Raises:
+        UserError: The folder is unsafe or cannot be created (docs/cache.md).
+    """
+    from qshpc.cache.store import CacheDir
+
+    CacheDir(path)
+
+
 def register(app: typer.Typer) -> None:
     """Add the command to ``app``."""
 
@@ -50,6 +61,24 @@ def register(app: typer.Typer) -> None:
                 "--resume", help="Job id or dir: reuse its stored task results, run the rest."
             ),
         ] = None,
+        cache: Annotated[
+            bool | None,
+            typer.Option(
+                "--cache/--no-cache",
+                help="Result cache across jobs: a call computed by an earlier job is not run "
+                "again (docs/cache.md). A task's own cache= wins.",
+                show_default=False,
+            ),
+        ] = None,
+        cache_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--cache-dir",
+                help="The cache folder (default $QSHPC_CACHE_DIR, else $QSHPC_HOME/cache); "
+                "implies --cache.",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Run PROGRAM: rank 0 runs it, the other ranks run its distributed tasks.
 
@@ -68,7 +97,11 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             resume=resume,
             program_args=list(ctx.args),
+            cache=cache,
+            cache_dir=cache_dir,
         )
+        if spec.cache or (spec.cache is None and cache_dir is not None):
+            check_cache_dir(cache_dir)
         code = run_job(spec, workers, scheduler())
         if code:
             raise typer.Exit(code)

@@ -107,6 +107,23 @@ def register(app: typer.Typer) -> None:
                 "--requeue", help="Let Slurm requeue the job after a node failure or preemption."
             ),
         ] = False,
+        cache: Annotated[
+            bool,
+            typer.Option(
+                "--cache",
+                help="Result cache across jobs: a call computed by an earlier job is not run "
+                "again (docs/cache.md).",
+            ),
+        ] = False,
+        cache_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--cache-dir",
+                help="The cache folder, on storage every node sees (default $QSHPC_CACHE_DIR, "
+                "else $QSHPC_HOME/cache); implies --cache.",
+                show_default=False,
+            ),
+        ] = None,
         as_json: Annotated[
             bool,
             typer.Option("--json", help="Print the ids as a JSON object (a list for --array)."),
@@ -153,6 +170,10 @@ def register(app: typer.Typer) -> None:
             }
         )
         prog = _program(program, working_dir, name)
+        if cache or cache_dir is not None:
+            from qshpc.client.local import with_cache
+
+            prog = with_cache(prog, cache, cache_dir)
         if array:
             if arguments is not None:
                 raise UserError(

@@ -76,17 +76,54 @@ def _drive_local_array(spec_json: str) -> None:
         time.sleep(0.2)
 
 
+def with_cache(
+    program: Program, cache: bool, cache_dir: str | os.PathLike[str] | None
+) -> Program:
+    """``program`` as a client that uses the cache runs it; its cache folder checked now.
+
+    Raises:
+        UserError: The cache folder is unsafe or cannot be created (docs/cache.md).
+    """
+    import dataclasses
+
+    if cache or cache_dir is not None:
+        program = dataclasses.replace(
+            program,
+            cache=True,
+            cache_dir=os.fspath(cache_dir) if cache_dir is not None else program.cache_dir,
+        )
+    if program.cache:
+        from qshpc.cache.store import CacheDir
+
+        CacheDir(program.cache_dir)
+    return program
+
+
 class LocalClient:
     """Runs programs on this machine's MPI ranks (the embedded local default).
 
     Args:
         workers: Worker ranks (default: one per core); 0 runs tasks in the program's process.
+        cache: Use the result cache across jobs for every program this client
+            runs (as ``Program(..., cache=True)``; see docs/cache.md).
+        cache_dir: The cache folder (default ``$QSHPC_CACHE_DIR``, else
+            ``$QSHPC_HOME/cache``); implies ``cache=True``.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        cache: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         if workers is not None and (not isinstance(workers, int) or workers < 0):
             raise UserError(f"workers must be a whole number >= 0, got {workers!r}")
         self.workers = workers
+        self.cache = cache
+        self.cache_dir = cache_dir
+
+    def _program(self, program: Program) -> Program:
+        return with_cache(program, self.cache, self.cache_dir)
 
     def run(
         self,
@@ -96,6 +133,7 @@ class LocalClient:
         job_dir: str | os.PathLike[str] | None = None,
     ) -> Job:
         """Start ``program`` with ``arguments``; return its :class:`Job` at once (state QUEUED/RUNNING)."""
+        program = self._program(program)
         job_path = create_program_job(program, arguments, seed, job_dir)
         proc = _launch(
             str(program.path()), program.working_dir, program.env_vars, job_path, self.workers
@@ -120,6 +158,7 @@ class LocalClient:
             UserError: An empty list, an argument set that is not a dict, a bad program.
         """
         check_arguments_list(arguments_list)
+        program = self._program(program)
         if not isinstance(parallel, int) or parallel < 1:
             raise UserError(f"parallel must be a whole number >= 1, got {parallel!r}")
         array_id = new_job_id()

@@ -9,6 +9,7 @@ job.status(); job.result()
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +29,21 @@ class SlurmClient:
             ntasks_per_node, cpus_per_task, gpus_per_node, mem_gb, time_min,
             partition, account, qos, mpi, extra, name, requeue, setup, modules);
             site defaults (config.toml, ``QSHPC_SLURM_*``) fill the rest.
+        cache: Use the result cache across jobs for every program this client
+            submits (as ``Program(..., cache=True)``; see docs/cache.md).
+        cache_dir: The cache folder, on storage every node sees (default
+            ``$QSHPC_CACHE_DIR``, else ``$QSHPC_HOME/cache``); implies ``cache=True``.
 
     Raises:
         ResourceError: An unknown name (the valid ones are listed) or a bad value.
     """
 
-    def __init__(self, **resources: Any) -> None:
+    def __init__(
+        self, cache: bool = False, cache_dir: str | os.PathLike[str] | None = None, **resources: Any
+    ) -> None:
         self.resources: SlurmResources = resolve_resources(resources)
+        self.cache = cache
+        self.cache_dir = cache_dir
 
     def __repr__(self) -> str:
         r = self.resources
@@ -44,8 +53,10 @@ class SlurmClient:
         self, program: Program, arguments: dict[str, Any] | None = None, seed: int | None = None
     ) -> Job:
         """Submit ``program`` with ``arguments``; return its :class:`~qshpc.client.job.Job` at once (QUEUED)."""
+        from qshpc.client.local import with_cache
         from qshpc.submit.submission import submit
 
+        program = with_cache(program, self.cache, self.cache_dir)
         sub = submit(program, arguments, seed, self.resources)
         return Job(sub.job_dir)
 
@@ -70,9 +81,11 @@ class SlurmClient:
             ResourceError: sbatch refused the array.
         """
         from qshpc.client.job import read_infos
+        from qshpc.client.local import with_cache
         from qshpc.notebook.display import JobList
         from qshpc.submit.submission import submit_array
 
+        program = with_cache(program, self.cache, self.cache_dir)
         sub = submit_array(program, arguments_list, seed, self.resources)
         return JobList((Job(e.job_dir) for e in sub.elements), infos=read_infos)
 

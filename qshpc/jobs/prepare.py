@@ -26,6 +26,10 @@ class RunSpec:
         seed: The job seed (per-task seeds derive from it).
         resume: A job id or directory whose stored task results are reused.
         program_args: ``sys.argv[1:]`` for the program.
+        cache: Use the result cache for every task (None: as the job was
+            created, else off; a task's own ``cache=`` wins).
+        cache_dir: The cache folder (None: as the job was created, else
+            ``$QSHPC_CACHE_DIR`` or ``$QSHPC_HOME/cache``).
     """
 
     program: Path
@@ -35,6 +39,17 @@ class RunSpec:
     seed: int | None = None
     resume: str | None = None
     program_args: list[str] = field(default_factory=list)
+    cache: bool | None = None
+    cache_dir: Path | None = None
+
+    def cache_meta(self) -> dict[str, Any] | None:
+        """The job meta's ``cache`` entry for what was asked (None: nothing asked)."""
+        if self.cache is None and self.cache_dir is None:
+            return None
+        return {
+            "enabled": bool(self.cache) if self.cache is not None else self.cache_dir is not None,
+            "dir": str(self.cache_dir.expanduser().absolute()) if self.cache_dir else None,
+        }
 
 
 def check_program(program: Path) -> None:
@@ -167,5 +182,8 @@ def prepare_job(spec: RunSpec) -> Path:
         "user": os.environ.get("USER", ""),
         "python": sys.version.split()[0],
     }
+    cache = spec.cache_meta()
+    if cache is not None:
+        meta["cache"] = cache
     create_job(job_dir, meta, arguments)
     return job_dir

@@ -48,6 +48,7 @@ class Snapshot:
         started: Unix time the first run started, if it did.
         finished: Unix time it reached a terminal state, if it did.
         now: When the snapshot was taken.
+        cached: Of the done tasks, those whose result came from the result cache.
     """
 
     job_id: str
@@ -59,6 +60,7 @@ class Snapshot:
     started: float | None
     finished: float | None
     now: float
+    cached: int = 0
 
     @property
     def elapsed(self) -> float | None:
@@ -82,6 +84,7 @@ def snapshot(meta: dict[str, Any], now: float | None = None) -> Snapshot:
         started=float(meta["started"]) if meta.get("started") else None,
         finished=float(meta["finished"]) if meta.get("finished") else None,
         now=time.time() if now is None else now,
+        cached=int(meta.get("tasks_from_cache") or 0),
     )
 
 
@@ -143,8 +146,10 @@ def format_rate(rate: float | None) -> str:
 
 
 def format_counts(s: Snapshot) -> str:
-    """``40/100 tasks done, 1 failed`` (``40 tasks done`` when the total is unknown)."""
+    """``40/100 tasks done (30 from cache), 1 failed`` (``40 tasks done`` when the total is
+    unknown)."""
     text = f"{s.done}/{s.total} tasks done" if s.total else f"{s.done} tasks done"
+    text += f" ({s.cached} from cache)" if s.cached else ""
     return text + (f", {s.failed} failed" if s.failed else "")
 
 

@@ -27,6 +27,10 @@ class Program:
         working_dir: The folder the program runs in (staged for Slurm jobs).
         description: Free text.
         env_vars: Environment variables set for the program.
+        cache: Use the result cache across jobs for every task of the program
+            (a task's own ``cache=`` wins; see docs/cache.md).
+        cache_dir: The cache folder (default ``$QSHPC_CACHE_DIR``, else
+            ``$QSHPC_HOME/cache``; on shared storage for Slurm jobs).
     """
 
     title: str
@@ -34,6 +38,15 @@ class Program:
     working_dir: str = "./"
     description: str = ""
     env_vars: dict[str, str] = field(default_factory=dict)
+    cache: bool = False
+    cache_dir: str | None = None
+
+    def cache_meta(self) -> dict[str, Any] | None:
+        """The job meta's ``cache`` entry (None when the program does not ask for the cache)."""
+        if not self.cache and self.cache_dir is None:
+            return None
+        folder = str(Path(self.cache_dir).expanduser().absolute()) if self.cache_dir else None
+        return {"enabled": bool(self.cache or self.cache_dir), "dir": folder}
 
     def path(self) -> Path:
         """The entrypoint's path, checked.
@@ -81,6 +94,9 @@ def create_program_job(
         "description": program.description,
         **(extra_meta or {}),
     }
+    cache = program.cache_meta()
+    if cache is not None:
+        meta["cache"] = cache
     create_job(path, meta, arguments or {})
     from qshpc.store import perms
 

@@ -85,6 +85,10 @@ def _spawn(spec: RunSpec, workers: int) -> int:
         cmd += ["--seed", str(spec.seed)]
     if spec.resume:
         cmd += ["--resume", str(job_dir)]
+    if spec.cache is not None:
+        cmd += ["--cache" if spec.cache else "--no-cache"]
+    if spec.cache_dir is not None:
+        cmd += ["--cache-dir", str(spec.cache_dir.expanduser().absolute())]
     cmd += ["--", *spec.program_args]
     env = dict(os.environ)
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")

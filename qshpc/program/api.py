@@ -84,12 +84,20 @@ class DistributedTask(Generic[P, R]):
     """
 
     def __init__(
-        self, func: Callable[P, R], target: Target, retries: int, name: str | None = None
+        self,
+        func: Callable[P, R],
+        target: Target,
+        retries: int,
+        name: str | None = None,
+        cache: bool | None = None,
     ) -> None:
         self.func = func
         self.target = target
         self.retries = retries
         self.name: str = name or str(getattr(func, "__qualname__", repr(func)))
+        #: True/False: this function's calls use the result cache or not, whatever
+        #: the job says; None: as the job says (``qshpc run --cache``).
+        self.cache = cache
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
         self._digest: bytes | None = None
@@ -117,10 +125,13 @@ class DistributedTask(Generic[P, R]):
             "target": self.target,
             "retries": self.retries,
             "name": self.name,
+            "cache": self.cache,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["func"], state["target"], state["retries"], state["name"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["func"], state["target"], state["retries"], state["name"], state.get("cache")
+        )
 
     def __repr__(self) -> str:
         return f"<distributed task {self.name}>"
@@ -145,6 +156,7 @@ def distribute_task(
     *,
     retries: int = 0,
     name: str | None = None,
+    cache: bool | None = None,
 ) -> Callable[[Callable[P, R]], DistributedTask[P, R]]:
     """Turn a function into a distributed task.
 
@@ -152,18 +164,27 @@ def distribute_task(
         target: Resources per call: ``{"cpu": 1, "gpu": 0, "mem": 2}`` (mem in GB).
         retries: How many times to retry a call that raises.
         name: Name shown in the store (default: the function's qualified name).
+        cache: True: a call whose key (the function and its arguments by value,
+            the task's seed, the versions of qiskit, Aer and qshpc) was computed
+            by an earlier job returns the stored result without running, and
+            new results are stored (see docs/cache.md). False: never, even in a
+            job run with ``--cache`` (a task with side effects). None (the
+            default): as the job says.
 
     Raises:
         ResourceError: An unknown target key (the message lists the valid ones).
+        UserError: ``retries`` or ``cache`` of the wrong type.
     """
     tgt = Target.from_any(target)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UserError(f"retries must be a whole number >= 0, got {retries!r}")
+    if cache is not None and not isinstance(cache, bool):
+        raise UserError(f"cache must be True, False or None, got {cache!r}")
 
     def wrap(func: Callable[P, R]) -> DistributedTask[P, R]:
         if not callable(func):
             raise UserError(f"distribute_task decorates functions, got {type(func).__name__}")
-        return DistributedTask(func, tgt, retries, name)
+        return DistributedTask(func, tgt, retries, name, cache)
 
     return wrap
 

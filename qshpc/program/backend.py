@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import inspect
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +23,7 @@ from qshpc.task import context, payload
 from qshpc.task.execute import Outcome, run_task
 
 if TYPE_CHECKING:
+    from qshpc.cache.jobcache import JobCache
     from qshpc.program.session import Session
 
 
@@ -45,6 +48,11 @@ class TaskSpec(Protocol):
     @property
     def digest(self) -> bytes:
         """Digest of the function by value (see :func:`function_digest`)."""
+        ...
+
+    @property
+    def cache(self) -> bool | None:
+        """Whether calls use the result cache: True, False, or None (as the job says)."""
         ...
 
 
@@ -101,6 +109,10 @@ def task_key(fn_digest: bytes, payload: bytes, task_id: str) -> str:
     return h.hexdigest()
 
 
+#: References whose result came from the result cache (for the progress display).
+FROM_CACHE: weakref.WeakSet[TaskRef[Any]] = weakref.WeakSet()
+
+
 class InlineBackend:
     """Runs each task at the call, in this process (no MPI, one rank, or nested on a worker).
 
@@ -112,6 +124,9 @@ class InlineBackend:
     def __init__(self, session: Session | None = None, prefix: str = "") -> None:
         self.session = session
         self.prefix = prefix
+        #: The result cache (rank 0: the session's; a worker sets its own; plain
+        #: ``python``: one opened when a task with ``cache=True`` is first called).
+        self.cache: JobCache | None = session.cache if session is not None else None
         self._counters: dict[tuple[str, int], itertools.count[int]] = {}
         self._objects: dict[int, Any] = {}
         self._obj_ids = itertools.count(1)
@@ -162,6 +177,17 @@ class InlineBackend:
         from qshpc.task.seeding import derive_seed
 
         task_seed = None if seed is None else derive_seed(seed, task_id)
+        cache, ckey = self._cache_for(task), None
+        if cache is not None:
+            ckey = cache.key(task, args, kwargs, task_seed)
+            hit = cache.lookup(ckey) if ckey is not None else None
+            if hit is not None:
+                assert ckey is not None
+                if session is not None:
+                    session.record_hit(task_id, ckey, task.name, hit, submitted, task_seed)
+                FROM_CACHE.add(ref)
+                resolve_many([(ref, True, hit.value)])
+                return ref
         attempt = 0
         while True:
             attempt += 1
@@ -170,9 +196,25 @@ class InlineBackend:
                 session.record(out, key, submitted, task_seed)
             if out.ok or attempt > task.retries:
                 break
+        if out.ok and ckey is not None and cache is not None:
+            cache.store(ckey, task.name, task_id, value=out.value)
         info = context.rank_info()
         resolve_many([(ref, out.ok, out.value if out.ok else out.task_error(info.rank, info.host))])
         return ref
+
+
+    def _cache_for(self, task: TaskSpec) -> JobCache | None:
+        """The cache when this task's calls use it, else None."""
+        want = getattr(task, "cache", None)
+        cache = self.cache
+        if cache is None:
+            if not want:
+                return None
+            from qshpc.cache.jobcache import CacheConfig, JobCache
+
+            cache = self.cache = JobCache(CacheConfig(), None)
+            atexit.register(cache.flush)  # plain python: store what is queued before exit
+        return cache if cache.wanted(want) else None
 
 
 _backend: Backend | None = None

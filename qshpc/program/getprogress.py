@@ -11,19 +11,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from qshpc.program.backend import FROM_CACHE
 from qshpc.program.refs import TaskRef, wait_all
 
 _PLAIN_EVERY_S = 5.0
 
 
-def _count(refs: list[TaskRef[Any]]) -> tuple[int, int]:
+def _count(refs: list[TaskRef[Any]]) -> tuple[int, int, int]:
+    """``(done, failed, from the cache)`` among ``refs``."""
     done = failed = 0
     for r in refs:
         if r.done():
             done += 1
             if r._error is not None:
                 failed += 1
-    return done, failed
+    cached = sum(1 for r in refs if r in FROM_CACHE) if FROM_CACHE else 0
+    return done, failed, cached
+
+
+def _notes(failed: int, cached: int) -> str:
+    parts = [f"{failed} failed"] * bool(failed) + [f"{cached} from cache"] * bool(cached)
+    return ", ".join(parts)
 
 
 def wait_with_progress(
@@ -60,19 +68,18 @@ def wait_with_progress(
                 finished = True
             except TimeoutError:
                 finished = False
-            done, failed = _count(refs)
+            done, failed, cached = _count(refs)
+            notes = _notes(failed, cached)
             if bar is not None:
                 bar.update(
-                    task,
-                    completed=done,
-                    description=f"tasks ({failed} failed)" if failed else "tasks",
+                    task, completed=done, description=f"tasks ({notes})" if notes else "tasks"
                 )
             elif finished or time.monotonic() - last_line > _PLAIN_EVERY_S:
                 last_line = time.monotonic()
                 elapsed = last_line - start
                 rate = done / elapsed if elapsed > 0 else 0.0
                 eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and done < total else ""
-                fails = f", {failed} failed" if failed else ""
+                fails = f", {notes}" if notes else ""
                 print(
                     f"qshpc: {done}/{total} tasks done ({rate:.1f}/s{eta}{fails})",
                     file=sys.stderr,

@@ -13,6 +13,8 @@ from qshpc.task import context
 from qshpc.task.execute import Outcome
 
 if TYPE_CHECKING:
+    from qshpc.cache.jobcache import JobCache
+    from qshpc.cache.store import Hit
     from qshpc.store import JobWriter, TaskRecord
     from qshpc.store.chunk import RecordChunk
 
@@ -33,6 +35,7 @@ class Session:
         writer: The store writer (None without a store).
         arguments: The program's arguments.
         done: Results already stored by an earlier run (key -> record), for resume.
+        cache: The result cache as this job uses it (None: no task is cached).
     """
 
     def __init__(
@@ -41,12 +44,15 @@ class Session:
         writer: JobWriter | None,
         arguments: dict[str, Any],
         done: dict[str, TaskRecord] | None = None,
+        cache: JobCache | None = None,
     ) -> None:
         self.job_dir = job_dir
         self.writer = writer
         self.arguments = arguments
         self.done = done or {}
+        self.cache = cache
         self.skipped = 0
+        self.cached = 0  # results taken from the result cache
         self.executed = 0
         self.failed = 0
         self.result_saved = False
@@ -118,9 +124,12 @@ class Session:
         finished: float,
         seed: int | None,
         provenance: dict[str, Any],
+        cached: bool = False,
     ) -> None:
         """:meth:`record` without an :class:`Outcome` (the dispatcher's hot path)."""
-        if ok:
+        if cached:
+            self.cached += 1
+        elif ok:
             self.executed += 1
         else:
             self.failed += 1
@@ -147,6 +156,23 @@ class Session:
             writer.append_task(rec)
             self._pending += 1
             self._maybe_commit_locked()
+
+    def record_hit(
+        self, task_id: str, key: str, function: str, hit: Hit, submitted: float, seed: int | None
+    ) -> None:
+        """Store a result taken from the cache as this job's task record.
+
+        A record like any other (rank 0, started and finished now), whose
+        provenance names the job and task that computed it (``{"cache": {...}}``).
+        """
+        from qshpc.cache.jobcache import provenance
+
+        info = context.rank_info()
+        now = time.time()
+        self.record_fields(
+            task_id, key, function, True, hit.value, None, 1, info.rank, info.host,
+            submitted, now, now, seed, provenance(hit), cached=True,
+        )  # fmt: skip
 
     def record_chunk(self, chunk: RecordChunk, ok: int, failed: int) -> None:
         """Store records a worker encoded (``ok`` and ``failed`` of them); as :meth:`record`."""

@@ -55,21 +55,24 @@ class BatchRunner:
         columns: list[Any],
         funcs: dict[int, tuple[Any, str, bytes]],
         lookup: Any,
+        store: Callable[..., None] | None = None,
     ) -> None:
         """Run one batch's calls, sending results in order at least every ``_PARTIAL_S``.
 
         ``columns``: task ids, function id (one int for all, or one per call),
         payloads (pickled ``(args, kwargs)`` bytes, or a tuple of plain positional
         values), attempts (None: all first), submission times, keys (None: this
-        worker computes them).
+        worker computes them), the result cache (None, or ``(info, cache keys)``).
+        ``store``: :meth:`qshpc.cache.jobcache.JobCache.store` of this worker,
+        called for every successful call that has a cache key.
         """
-        ids, fn_ids, _, attempts, submitted, _ = columns
+        ids, fn_ids, _, attempts, submitted, _, _ = columns
         n = len(ids)
         job_seed = context.job_seed()
         flow = _InOrder(sender, bid, n, submitted, attempts, self.info)
         one_fn = type(fn_ids) is int
         digest = funcs[fn_ids if one_fn else fn_ids[0]][2]
-        call = _caller(columns, funcs, lookup, job_seed)
+        call = _caller(columns, funcs, lookup, job_seed, store)
         grouped, steps, add, now = self.grouped, coop.STEPS_ALONE, flow.results.add, time.monotonic
         pos = 0
         while pos < n:
@@ -160,13 +163,16 @@ def _caller(
     funcs: dict[int, tuple[Any, str, bytes]],
     lookup: Callable[[Any], Any] | None,
     job_seed: int | None,
+    store: Callable[..., None] | None = None,
 ) -> Callable[[int], tuple[Any, ...]]:
     """``call(pos)``: run call ``pos`` of a batch; returns its outcome as ``Results.add`` takes it.
 
     Everything a call reads is bound once per batch: at 150k calls a second,
-    each lookup saved per call shows.
+    each lookup saved per call shows. A successful call with a cache key is
+    handed to ``store`` (which writes it in the background).
     """
-    ids, fn_ids, payloads, attempts, _, keys = columns
+    ids, fn_ids, payloads, attempts, _, keys, cached = columns
+    ckeys = cached[1] if cached is not None and store is not None else None
     one_fn = type(fn_ids) is int
     func, name, digest = funcs[fn_ids if one_fn else fn_ids[0]]
     push, pop, task_context, now = (
@@ -214,6 +220,8 @@ def _caller(
             ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
         finally:
             pop()
+        if ok and ckeys is not None and ckeys[pos]:
+            store(ckeys[pos], name, task_id, value=value)  # type: ignore[misc]
         key = key or ""
         return (task_id, key, name, ok, value, error, exc_type, prov, seed, started, finished)
 

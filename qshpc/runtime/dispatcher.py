@@ -260,6 +260,7 @@ class Dispatcher(Intake):
                             objs.append((oid, self._objects[oid]))
             attempts = [e.attempt for e in batch]
             keys = [e.key for e in batch]
+            ckeys = [e.ckey for e in batch]
             columns = (
                 [e.ref.task_id for e in batch],
                 fn_ids[0] if fn_ids.count(fn_ids[0]) == len(fn_ids) else fn_ids,
@@ -267,6 +268,7 @@ class Dispatcher(Intake):
                 None if attempts.count(1) == len(attempts) else attempts,
                 [e.submitted for e in batch],
                 None if keys.count(None) == len(keys) else keys,
+                None if ckeys.count(None) == len(ckeys) else (self._cache_info(), ckeys),
             )
             self.pace.sent(len(batch))
             bid = next(self._batch_ids)
@@ -281,6 +283,12 @@ class Dispatcher(Intake):
             w.sends.append(self.comm.isend(message, dest=w.rank, tag=TAG_BATCH))
             sent = True
         return sent
+
+    def _cache_info(self) -> dict[str, Any]:
+        """What a worker needs to store results in the cache: the folder and the job."""
+        cache = self.cache
+        assert cache is not None
+        return {"config": cache.config.as_dict(), "job": cache.job_id}
 
     def _on_result(self, source: int, data: Any) -> None:
         """Take one result message: record the results, queue their resolution, retry failures."""

@@ -1,7 +1,10 @@
 """Rank 0's intake: task calls from the program thread into the dispatcher's queue.
 
 The program thread only appends to :attr:`Intake.pending` (and wakes the
-dispatcher thread when a worker has room); it never touches MPI. Calls whose
+dispatcher thread when a worker has room); it never touches MPI. A call of a
+function that uses the result cache is looked up here, at the call: a hit is
+recorded and resolved at once and never travels to a worker; a miss carries
+its key, so that the worker stores the result. Calls whose
 arguments are all immutable plain values go as they are; others are pickled at
 the call (a snapshot: later changes to a list do not reach the task), after
 their references are found: a call waiting on another call's result waits in
@@ -20,8 +23,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from qshpc.program.backend import TaskSpec, dumps_payload, task_key
+from qshpc.program.backend import FROM_CACHE, TaskSpec, dumps_payload, task_key
 from qshpc.program.refs import ObjectRef, TaskRef, find_refs, resolve_many, substitute
+from qshpc.task import context
+from qshpc.task.seeding import derive_seed
 
 if TYPE_CHECKING:
     from qshpc.program.session import Session
@@ -30,8 +35,8 @@ if TYPE_CHECKING:
 class Entry:
     """One queued call."""
 
-    __slots__ = ("args", "attempt", "deps", "fn_id", "key", "kwargs", "objs", "payload", "ref",
-                 "submitted", "task")  # fmt: skip
+    __slots__ = ("args", "attempt", "ckey", "deps", "fn_id", "key", "kwargs", "objs", "payload",
+                 "ref", "submitted", "task")  # fmt: skip
 
     def __init__(self, ref: TaskRef[Any], task: TaskSpec, fn_id: int, payload: Any = None) -> None:
         self.ref = ref
@@ -41,6 +46,9 @@ class Entry:
         # bytes (pickled (args, kwargs) at the call), or the args tuple of plain values
         self.payload = payload
         self.key: str | None = None  # None: the worker computes it
+        # The result cache: None, not cached; "", to look up once the arguments are
+        # known; else the key its result is stored under.
+        self.ckey: str | None = None
         self.submitted = time.time()
         self.objs: tuple[int, ...] | list[int] = ()
         self.deps: list[TaskRef[Any]] = []
@@ -59,8 +67,10 @@ class Intake:
         self.session = session
         self.pending: deque[Entry] = deque()
         self.blocked: list[Entry] = []
+        self.cache = session.cache
         self._ids = itertools.count()
-        self._fn_ids: dict[int, tuple[int, bytes, TaskSpec]] = {}
+        # id(task) -> (fn_id, cloudpickled function, task, its calls use the cache)
+        self._fn_ids: dict[int, tuple[int, bytes, TaskSpec, bool]] = {}
         self._fn_blobs: dict[int, tuple[bytes, TaskSpec]] = {}
         self._resume = bool(session.done)
         self._objects: dict[int, Any] = {}
@@ -83,16 +93,20 @@ class Intake:
         """``ref``'s object when it is an :class:`ObjectRef`, else ``ref``."""
         return self._objects[ref.obj_id] if isinstance(ref, ObjectRef) else ref
 
-    def _fn(self, task: TaskSpec) -> int:
+    def _fn(self, task: TaskSpec) -> tuple[int, bytes, TaskSpec, bool]:
         known = self._fn_ids.get(id(task))
         if known is not None and known[2] is task:
-            return known[0]
+            return known
         import cloudpickle
 
         fn_id = len(self._fn_ids) + 1
-        self._fn_ids[id(task)] = (fn_id, cloudpickle.dumps(task.func, protocol=5), task)
-        self._fn_blobs[fn_id] = (self._fn_ids[id(task)][1], task)
-        return fn_id
+        blob = cloudpickle.dumps(task.func, protocol=5)
+        cached = self.cache is not None and self.cache.wanted(getattr(task, "cache", None))
+        # The function travels once, as it is now: its cache digest is taken now too.
+        cached = cached and self.cache is not None and self.cache.digest(task) is not None
+        known = self._fn_ids[id(task)] = (fn_id, blob, task, cached)
+        self._fn_blobs[fn_id] = (blob, task)
+        return known
 
     def submit(self, task: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskRef[Any]:
         """Queue one call; return its reference at once."""
@@ -101,8 +115,12 @@ class Intake:
         task_id = str(next(self._ids))
         ref: TaskRef[Any] = TaskRef(task_id, task.name)
         known = self._fn_ids.get(id(task))
-        fn_id = known[0] if known is not None and known[2] is task else self._fn(task)
-        if not self._resume and plain(args, kwargs):
+        if known is None or known[2] is not task:
+            known = self._fn(task)
+        fn_id = known[0]
+        if known[3]:
+            self._submit_cached(Entry(ref, task, fn_id), args, kwargs)
+        elif not self._resume and plain(args, kwargs):
             # Immutable values: no snapshot to take, no reference to find; they
             # are pickled with the batch and the worker computes the task key.
             self.pending.append(Entry(ref, task, fn_id, args))
@@ -112,6 +130,43 @@ class Intake:
             self._idle = False
             self._wake.set()
         return ref
+
+    def _submit_cached(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A call of a cached function: a hit is recorded and resolved here, at the call."""
+        entry.ckey = ""
+        if not self._resume and plain(args, kwargs):
+            if not self._look_up(entry, args, None):
+                entry.payload = args
+                self.pending.append(entry)
+            return
+        self._submit_general(entry, args, kwargs)
+
+    def _look_up(
+        self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any] | None
+    ) -> bool:
+        """Look the call up in the cache; True (recorded and resolved) on a hit.
+
+        On a miss the entry keeps the key, and whoever runs the call stores its result.
+        """
+        cache = self.cache
+        assert cache is not None
+        task_id = entry.ref.task_id
+        job_seed = context.job_seed()
+        seed = None if job_seed is None else derive_seed(job_seed, task_id)
+        if entry.objs:  # the key covers what was placed, not the reference to it
+            args, kwargs = substitute(args, self.object_of), substitute(kwargs, self.object_of)
+        key = cache.key(entry.task, args, kwargs, seed)
+        if key is None:
+            entry.ckey = None
+            return False
+        hit = cache.lookup(key)
+        if hit is None:
+            entry.ckey = key
+            return False
+        self.session.record_hit(task_id, key, entry.task.name, hit, entry.submitted, seed)
+        FROM_CACHE.add(entry.ref)
+        resolve_many([(entry.ref, True, hit.value)])
+        return True
 
     def _submit_general(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         objs, deps = find_refs(args, kwargs)
@@ -126,7 +181,10 @@ class Intake:
             self.pending.append(entry)
 
     def _prepare(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """Pickle the arguments (a snapshot at call time); False when a resumed job has it."""
+        """Pickle the arguments (a snapshot at call time); False when the call needs no run:
+        a resumed job has its result, or the result cache has."""
+        if entry.ckey == "" and not self._resume and self._look_up(entry, args, kwargs):
+            return False
         entry.payload = dumps_payload(args, kwargs, entry.task.name, entry.ref.task_id)
         if not self._resume:
             return True
@@ -135,7 +193,7 @@ class Intake:
         if done is not None:
             resolve_many([(entry.ref, True, done[0])])
             return False
-        return True
+        return not (entry.ckey == "" and self._look_up(entry, args, kwargs))
 
     def unblock(self) -> bool:
         """Queue the blocked calls whose dependencies are all done; True when any was."""

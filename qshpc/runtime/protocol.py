@@ -7,7 +7,7 @@ start-up (:mod:`qshpc.runtime.start` does the start-up collectives):
 tag                   direction    message
 ====================  ===========  =========================================================
 :data:`TAG_BATCH`     0 -> worker  ``("B", bid, funcs, objs, job_seed, ids, fn_ids, payloads,
-                                   attempts, submitted, keys)`` (:func:`batch_message`)
+                                   attempts, submitted, keys, cache)`` (:func:`batch_message`)
 :data:`TAG_RESULT`    worker -> 0  ``("R", bid, first, values, chunk, failures, final)``
                                    (:func:`result_message`)
 :data:`TAG_STOP`      0 -> worker  :data:`STOP`: no more batches; say goodbye
@@ -18,7 +18,10 @@ tag                   direction    message
 A batch's columns: task ids; one function id for all calls (an int) or one per
 call; payloads (pickled ``(args, kwargs)`` bytes, or a tuple of plain positional
 values); attempts (None: all first tries); submission times; task keys (None:
-the worker computes them). ``funcs`` are the functions this worker has not seen
+the worker computes them); the result cache (None: no call of the batch is
+cached; else ``(info, keys)``: ``info`` the cache's settings and the job id, a
+``{"config": ..., "job": ...}`` dict, and ``keys`` the cache key of each call,
+None for a call not cached: the worker stores each result of a call with a key). ``funcs`` are the functions this worker has not seen
 yet, ``(fn_id, cloudpickled function, name, digest)``; ``objs`` the objects
 placed with ``put`` it has not seen, ``(obj_id, object)``.
 

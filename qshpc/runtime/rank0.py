@@ -76,8 +76,11 @@ def run_job(
         "resume": bool(spec.resume),
         "seed": seed,
     }
+    cache = _job_cache(spec, meta)
+    if cache.config.enabled or cache.config.dir:
+        runtime["cache"] = cache.config.as_dict()
     writer = JobWriter.open(job_dir, runtime)
-    session = Session(job_dir, writer, arguments, done)
+    session = Session(job_dir, writer, arguments, done, cache)
     api._set_session(session)
     dispatcher = None
     if wiring is not None and info.size > 1:
@@ -113,6 +116,7 @@ def run_job(
             dispatcher.shutdown(abort=state != "SUCCEEDED", drain_s=drain)
     except Exception as exc:
         state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {exc}"
+    cache.flush(timeout=CACHE_FLUSH_S)  # results rank 0 ran itself (inline, root work)
     try:
         session.sync(force=True)
         writer.finalize(state, error)
@@ -137,6 +141,24 @@ def run_job(
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+#: The longest rank 0 waits, at the end, for its own results to reach the cache.
+CACHE_FLUSH_S = 30.0
+
+
+def _job_cache(spec: RunSpec, meta: dict[str, Any]) -> Any:
+    """The job's cache: as the job was created, with what ``qshpc run`` asked on top."""
+    from qshpc.cache.jobcache import CacheConfig, JobCache
+
+    config = dict(meta.get("cache") or {})
+    asked = spec.cache_meta()
+    if asked is not None:
+        config["enabled"] = asked["enabled"]
+        if asked["dir"] is not None:
+            config["dir"] = asked["dir"]
+    # Opened at the first lookup: a folder that cannot be used warns and the tasks run.
+    return JobCache(CacheConfig.from_dict(config), meta.get("id"))
 
 
 def _requeue(
@@ -196,6 +218,8 @@ def _summary(
 
     out = sys.stdout if state == "SUCCEEDED" else sys.stderr
     parts = [f"{session.executed} tasks run"]
+    if session.cached:
+        parts.append(f"{session.cached} from the cache")
     if session.skipped:
         parts.append(f"{session.skipped} reused from the store")
     if session.failed:

@@ -90,6 +90,8 @@ class RootWork:
             out = run_task(e.task.func, args, kwargs, e.ref.task_id, e.task.name, seed, e.attempt)
             d.session.record(out, e.key, e.submitted, seed)
             if out.ok:
+                if e.ckey and d.cache is not None:
+                    d.cache.store(e.ckey, e.task.name, e.ref.task_id, value=out.value)
                 done.append((e.ref, True, out.value))
             elif e.attempt <= e.task.retries:
                 e.attempt += 1

@@ -111,6 +111,7 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
         first_sleep = 5e-4 if crowded else 2e-5
     sender = Sender(comm)
     runner = BatchRunner(info)
+    cache: Any = None  # this worker's JobCache, made at the first batch with cached calls
 
     def lookup(ref: Any) -> Any:
         return objects[ref.obj_id] if isinstance(ref, ObjectRef) else ref
@@ -141,6 +142,24 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
                 funcs[fn_id] = (cloudpickle.loads(blob), name, digest)
             for oid, obj in new_objs:
                 objects[oid] = obj
-            runner.run(sender, bid, columns, funcs, lookup if objects else None)
+            cached = columns[6]
+            if cached is not None and cache is None:
+                cache = _job_cache(cached[0])
+                inline.cache = cache  # nested calls of cached functions use it too
+            store = cache.store if cached is not None else None
+            runner.run(sender, bid, columns, funcs, lookup if objects else None, store)
     finally:
         sender.flush(timeout=0.5)
+        if cache is not None:
+            # Rank 0 waits ~10 s for every goodbye: what is not written by then is not cached.
+            cache.flush(timeout=CACHE_FLUSH_S)
+
+
+#: The longest a worker waits, at the end, for its results to reach the cache.
+CACHE_FLUSH_S = 5.0
+
+
+def _job_cache(info: dict[str, Any]) -> Any:
+    from qshpc.cache.jobcache import CacheConfig, JobCache
+
+    return JobCache(CacheConfig.from_dict(info.get("config")), info.get("job"))

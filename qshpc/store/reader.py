@@ -126,6 +126,7 @@ class JobReader:
         runs = self._runs()
         table = self._table(log)
         counts = table.latest_counts()
+        from_cache = table.latest_from_cache()
         last = runs[-1] if runs else {}
         out.update(
             state=state,
@@ -141,6 +142,7 @@ class JobReader:
             task_counts=counts,
             records=len(table),
             tasks_submitted=submitted,
+            tasks_from_cache=from_cache,
             schema_version=SCHEMA_VERSION,
         )
         return out

@@ -78,6 +78,13 @@ class TaskTable:
         n_failed = sum(latest.values())
         return {TASK_STATES[0]: len(latest) - n_failed, TASK_STATES[1]: n_failed}
 
+    def latest_from_cache(self) -> int:
+        """Tasks whose latest committed attempt is a result taken from the result cache."""
+        latest: dict[str, bool] = {}
+        for tid, prov in zip(self.task_id, self.provenance, strict=True):
+            latest[tid] = "cache" in prov
+        return sum(latest.values())
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per record, as ``JobReader.tasks()`` returns them."""
         seeds = self.seed.tolist()

@@ -1,0 +1,214 @@
+"""The result cache in real runs: `qshpc run --cache` under mpiexec -n 1/2/3 and --workers N."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.mpi
+
+PROGRAM = """\
+import os
+import time
+from qshpc import current_task, distribute_task, get, get_arguments, put, save_result
+
+SCALE = {scale}
+
+@distribute_task()
+def sq(x):
+    with open(os.environ["RUNS_LOG"], "a") as f:
+        f.write(f"sq {{x}}\\n")
+    return {{"x": x, "sq": x * x * SCALE, "seed": current_task().seed}}
+
+@distribute_task(cache=False)
+def never(x):
+    with open(os.environ["RUNS_LOG"], "a") as f:
+        f.write(f"never {{x}}\\n")
+    return -x
+
+@distribute_task(cache=True)
+def always(x, table):
+    with open(os.environ["RUNS_LOG"], "a") as f:
+        f.write(f"always {{x}}\\n")
+    return table[x]
+
+n = int(get_arguments().get("n", 12))
+table = put(list(range(100, 200)))
+out = get([sq(i) for i in range(n)])
+save_result({{"sq": out, "never": get([never(i) for i in range(3)]),
+             "always": get([always(i, table) for i in range(3)])}})
+"""
+
+
+def _write(folder: Path, scale: int = 1) -> Path:
+    prog = folder / "cached.py"
+    prog.write_text(PROGRAM.format(scale=scale))
+    return prog
+
+
+def _runs(log: Path) -> list[str]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return sorted(lines)
+
+
+def _run(prog: Path, log: Path, *args: str, ranks: int | None = None, n: int = 12) -> dict:
+    argfile = prog.parent / f"args-{n}.json"
+    argfile.write_text(json.dumps({"n": n}))
+    extra = [] if ranks is not None else ["--workers", "2"]
+    out = run_cli(
+        "run", str(prog), "--arguments", str(argfile), *extra, *args,
+        ranks=ranks, env={"RUNS_LOG": str(log)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    job = [ln.split()[2] for ln in out.stdout.splitlines() if ln.startswith("qshpc: job ")][-1]
+    return {"job": job, "stdout": out.stdout}
+
+
+def _tasks(job: str) -> list[dict]:
+    from qshpc.jobs.paths import resolve_job_dir
+    from qshpc.store import JobReader
+
+    with JobReader.open(resolve_job_dir(job)) as r:
+        return r.tasks()
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_a_rerun_takes_every_result_from_the_cache(ranks: int, qshpc_home: Path) -> None:
+    prog, log = _write(qshpc_home.parent), qshpc_home.parent / "runs.log"
+    first = _run(prog, log, "--cache", ranks=ranks)
+    ran = _runs(log)
+    assert len(ran) == 12 + 3 + 3
+    second = _run(prog, log, "--cache", ranks=ranks)
+    assert _runs(log) == [f"never {i}" for i in range(3)]  # cache=False always runs
+    assert "(3 tasks run, 15 from the cache)" in second["stdout"]
+    res1 = json.loads(run_cli("result", first["job"], "--json").stdout)
+    res2 = json.loads(run_cli("result", second["job"], "--json").stdout)
+    assert res1 == res2 and res2["always"] == [100, 101, 102]
+    status = run_cli("status", second["job"]).stdout
+    assert "18 done (15 from cache)" in status
+    meta = json.loads(run_cli("status", second["job"], "--json").stdout)
+    assert meta["tasks_from_cache"] == 15
+    # Each hit is a task record whose provenance names the job and task that computed it.
+    firsts = {t["task_id"]: t for t in _tasks(first["job"])}
+    for t in _tasks(second["job"]):
+        prov = t["provenance"].get("cache")
+        if t["function"] == "never":
+            assert prov is None
+            continue
+        assert prov["job"] == first["job"] and t["state"] == "SUCCEEDED"
+        assert firsts[prov["task"]]["function"] == t["function"]
+        assert t["key"] == prov["key"]
+
+
+def test_only_what_changed_runs_again(qshpc_home: Path, tmp_path: Path) -> None:
+    prog, log = _write(tmp_path), tmp_path / "runs.log"
+    _run(prog, log, "--cache")
+    _runs(log)
+    _run(prog, log, "--cache", n=15)  # the sweep extended by three points
+    assert [r for r in _runs(log) if r.startswith("sq")] == ["sq 12", "sq 13", "sq 14"]
+    _write(tmp_path, scale=2)  # a global the function reads changed
+    _run(prog, log, "--cache", n=15)
+    assert len([r for r in _runs(log) if r.startswith("sq")]) == 15
+    # Without --cache only cache=True tasks use it.
+    _run(prog, log, n=15)
+    ran = _runs(log)
+    assert len([r for r in ran if r.startswith("sq")]) == 15
+    assert not [r for r in ran if r.startswith("always")]
+
+
+def test_the_seed_is_part_of_the_key(qshpc_home: Path, tmp_path: Path) -> None:
+    prog, log = _write(tmp_path), tmp_path / "runs.log"
+    a = _run(prog, log, "--cache", "--seed", "7")
+    _runs(log)
+    b = _run(prog, log, "--cache", "--seed", "7")
+    assert not [r for r in _runs(log) if r.startswith("sq")]
+    _run(prog, log, "--cache", "--seed", "8")
+    assert len([r for r in _runs(log) if r.startswith("sq")]) == 12
+    ra = json.loads(run_cli("result", a["job"], "--json").stdout)
+    rb = json.loads(run_cli("result", b["job"], "--json").stdout)
+    assert ra["sq"] == rb["sq"] and ra["sq"][0]["seed"] is not None
+
+
+def test_results_outlive_their_job_and_lookup_finds_them(qshpc_home: Path, tmp_path: Path) -> None:
+    prog, log = _write(tmp_path), tmp_path / "runs.log"
+    first = _run(prog, log, "--cache", "--cache-dir", str(tmp_path / "shared cache"))
+    assert run_cli("rm", first["job"]).returncode == 0
+    # A notebook later: the same function defined anew, looked up without a job.
+    code = (
+        "import json, os\n"
+        "os.environ['RUNS_LOG'] = os.devnull\n"
+        "import qshpc.cache\n"
+        f"src = open({str(prog)!r}).read().split('n = int(')[0]\n"
+        "g = {'__name__': '__main__'}\n"
+        "exec(compile(src, 'notebook-cell', 'exec'), g)\n"
+        f"hit = qshpc.cache.lookup(g['sq'], (5,), cache_dir={str(tmp_path / 'shared cache')!r})\n"
+        "print(json.dumps({'value': hit.value, 'job': hit.header.job, 'task': hit.header.task}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got == {"value": {"x": 5, "sq": 25, "seed": None}, "job": first["job"], "task": "5"}
+    ls = run_cli("cache", "ls", "--cache-dir", str(tmp_path / "shared cache"), "--json")
+    assert {r["job"] for r in json.loads(ls.stdout)} == {first["job"]}
+
+
+def test_local_client_and_program_cache(qshpc_home: Path, tmp_path: Path) -> None:
+    _write(tmp_path)
+    log = tmp_path / "runs.log"
+    code = f"""
+import os
+os.environ["RUNS_LOG"] = {str(log)!r}
+from qshpc import LocalClient, Program
+p = Program(title="c", entrypoint="cached.py", working_dir={str(tmp_path)!r})
+r1 = LocalClient(workers=1, cache=True).run(p, arguments={{"n": 4}}).result()
+r2 = LocalClient(workers=1).run(Program(title="c", entrypoint="cached.py",
+    working_dir={str(tmp_path)!r}, cache=True), arguments={{"n": 4}}).result()
+assert r1 == r2, (r1, r2)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    ran = _runs(log)
+    assert [r for r in ran if r.startswith("sq")] == [f"sq {i}" for i in range(4)]
+
+
+def test_concurrent_jobs_fill_one_cache(qshpc_home: Path, tmp_path: Path) -> None:
+    prog, log = _write(tmp_path), tmp_path / "runs.log"
+    argfile = tmp_path / "args.json"
+    argfile.write_text(json.dumps({"n": 30}))
+    cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--arguments", str(argfile),
+           "--workers", "1", "--cache"]  # fmt: skip
+    env = {**os.environ, "RUNS_LOG": str(log), "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for _ in range(4)]  # fmt: skip
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out.decode()
+    _runs(log)
+    again = _run(prog, log, "--cache", n=30)
+    assert "(3 tasks run, 33 from the cache)" in again["stdout"]
+    assert [r for r in _runs(log) if not r.startswith("never")] == []
+
+
+def test_an_unsafe_cache_folder_is_refused_before_the_job(qshpc_home: Path, tmp_path: Path) -> None:
+    prog = _write(tmp_path)
+    bad = tmp_path / "open"
+    bad.mkdir()
+    bad.chmod(0o777)
+    out = run_cli("run", str(prog), "--workers", "0", "--cache-dir", str(bad))
+    assert out.returncode == 2
+    assert "can be written by every user" in out.stderr and "Traceback" not in out.stderr
+    assert not (qshpc_home / "jobs").exists() or not list((qshpc_home / "jobs").iterdir())

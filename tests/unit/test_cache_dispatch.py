@@ -1,0 +1,153 @@
+"""The cache in rank 0's dispatcher and the worker loop, in threads over the loopback.
+
+Hits are taken at the call and never travel to a worker; a miss carries its key
+in the batch and the worker stores the result; with the cache off, batches carry
+nothing of it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qshpc import distribute_task, get
+from qshpc.cache.jobcache import CacheConfig, JobCache
+from qshpc.cache.store import CacheDir
+from qshpc.program import backend
+from qshpc.program.session import Session
+from qshpc.runtime.dispatcher import Dispatcher
+from qshpc.runtime.loopback import Loopback
+from qshpc.runtime.protocol import STOP, TAG_BATCH, TAG_STOP
+from qshpc.runtime.worker import serve
+from qshpc.task import context
+from qshpc.task.context import RankInfo
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@contextmanager
+def ranks(cache: JobCache | None, workers: int = 2) -> Iterator[tuple[Dispatcher, Loopback]]:
+    net = Loopback(workers + 1)
+    threads = []
+    for r in range(1, workers + 1):
+        info = RankInfo(rank=r, size=workers + 1, host=f"w{r}", cpus=1)
+        t = threading.Thread(target=serve, args=(net.wiring(r), info), daemon=True)
+        t.start()
+        threads.append(t)
+    hosts = ["r0", *(f"w{r}" for r in range(1, workers + 1))]
+    session = Session(None, None, {}, cache=cache)
+    d = Dispatcher(net.wiring(0), session, hosts, list(range(100, 101 + workers)))
+    try:
+        yield d, net
+    finally:
+        d.shutdown(drain_s=10)  # the workers flush their cache writes before their goodbye
+        for r, t in enumerate(threads, start=1):
+            if t.is_alive():
+                net.deliver(r, TAG_STOP, STOP)
+            t.join(10)
+        backend.activate(None)
+
+
+@distribute_task()
+def square(x: int) -> int:
+    return x * x
+
+
+@distribute_task(cache=True)
+def total(values: list[int], offset: int = 0) -> int:
+    return sum(values) + offset
+
+
+@distribute_task(cache=False)
+def uncached(x: int) -> int:
+    return x + 1
+
+
+def _batches(net: Loopback) -> list[Any]:
+    return [msg for _, _, msg in net.sent(TAG_BATCH)]
+
+
+def test_cache_off_adds_nothing_to_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QSHPC_CACHE_DIR", str(tmp_path / "c"))
+    with ranks(JobCache(CacheConfig(), "job-0")) as (d, net):
+        assert get([d.submit(square, (i,), {}) for i in range(50)], timeout=30)[-1] == 49 * 49
+    assert all(m[-1] is None for m in _batches(net))
+    assert not (tmp_path / "c").exists()
+
+
+def test_misses_are_stored_by_the_workers_and_hits_never_travel(tmp_path: Path) -> None:
+    config = CacheConfig(True, str(tmp_path / "c"))
+    with ranks(JobCache(config, "job-1")) as (d, net):
+        assert get([d.submit(square, (i,), {}) for i in range(40)], timeout=30)[3] == 9
+        sent = _batches(net)
+        assert all(m[-1] is not None and all(m[-1][1]) for m in sent)
+        assert sent[0][-1][0] == {"config": config.as_dict(), "job": "job-1"}
+    entries = list(CacheDir(tmp_path / "c").scan())
+    assert len(entries) == 40
+    cache = JobCache(config, "job-2")
+    with ranks(cache) as (d, net):
+        refs = [d.submit(square, (i,), {}) for i in range(45)]
+        hits = [r for r in refs if r in backend.FROM_CACHE]
+        assert len(hits) == 40 and all(r.done() for r in hits)  # resolved at the call
+        assert get(refs, timeout=30) == [i * i for i in range(45)]
+        assert sum(len(m[5]) for m in _batches(net)) == 5  # only the misses went out
+    assert d.session.cached == 40 and d.session.executed == 5
+    assert cache.summary()["hits"] == 40
+
+
+def test_task_switches_references_and_placed_objects(tmp_path: Path) -> None:
+    cache = JobCache(CacheConfig(False, str(tmp_path / "c")), "job-1")  # job: off
+    with ranks(cache) as (d, net):
+        big = d.put(list(range(1000)))
+        first = d.submit(total, (big,), {})
+        after = d.submit(total, ([first],), {"offset": 1})  # waits on `first`
+        plus = d.submit(uncached, (1,), {})
+        assert get([first, after, plus], timeout=30) == [499500, 499501, 2]
+    assert len(list(CacheDir(tmp_path / "c").scan())) == 2  # total twice, uncached not
+    with ranks(JobCache(CacheConfig(True, str(tmp_path / "c")), "job-2")) as (d, net):
+        again = d.put(list(range(1000)))  # another ref, the same value: the same key
+        first = d.submit(total, (again,), {})
+        assert first.done() and first in backend.FROM_CACHE
+        after = d.submit(total, ([first],), {"offset": 1})
+        assert get([first, after], timeout=30) == [499500, 499501]
+        assert after in backend.FROM_CACHE
+        assert not _batches(net)
+
+
+def test_the_task_seed_is_in_the_key(tmp_path: Path) -> None:
+    config = CacheConfig(True, str(tmp_path / "c"))
+    context.set_job_seed(5)
+    try:
+        with ranks(JobCache(config, "a")) as (d, _):
+            get([d.submit(square, (i,), {}) for i in range(4)], timeout=30)
+        with ranks(JobCache(config, "b")) as (d, _):
+            refs = [d.submit(square, (i,), {}) for i in range(4)]
+            assert all(r in backend.FROM_CACHE for r in refs)
+        context.set_job_seed(6)
+        with ranks(JobCache(config, "c")) as (d, _):
+            refs = [d.submit(square, (i,), {}) for i in range(4)]
+            assert not any(r in backend.FROM_CACHE for r in refs)
+            get(refs, timeout=30)
+    finally:
+        context.set_job_seed(None)
+
+
+def test_inline_backend_uses_the_cache(tmp_path: Path) -> None:
+    config = CacheConfig(True, str(tmp_path / "c"))
+    cache = JobCache(config, "inline")
+    session = Session(None, None, {}, cache=cache)
+    b = backend.InlineBackend(session)
+    backend.activate(b)
+    try:
+        assert get([square(i) for i in range(5)]) == [0, 1, 4, 9, 16]
+        cache.flush(10)
+        refs = [square(i) for i in range(6)]
+        assert [r in backend.FROM_CACHE for r in refs] == [True] * 5 + [False]
+        assert session.cached == 5
+    finally:
+        backend.activate(None)
