@@ -106,7 +106,7 @@ class Writer:
         self._q.put((key, body, value, function, job, task, size))
 
     def _run(self) -> None:
-        from qshpc.store.encoding_blob import encode_blob
+        from qshpc.cache.body import encode
 
         while True:
             item = self._q.get()
@@ -116,7 +116,7 @@ class Writer:
             try:
                 if not self.off:
                     if body is None:
-                        body = encode_blob(value)
+                        body = encode(value)
                     if self.cache.put(key, body, function, job, task):
                         self.written += 1
             except CacheWriteError as exc:

@@ -302,15 +302,16 @@ class CacheDir:
     def put_value(
         self, key: str, value: Any, function: str, job: str | None = None, task: str | None = None
     ) -> bool:
-        """:meth:`put` a value (encoded here).
+        """:meth:`put` a value (encoded here, so that a hit returns it as it is:
+        :mod:`qshpc.cache.body`).
 
         Raises:
             SerializationError: The value cannot be encoded.
             CacheWriteError: It could not be written.
         """
-        from qshpc.store.encoding_blob import encode_blob
+        from qshpc.cache.body import encode
 
-        return self.put(key, encode_blob(value), function, job, task)
+        return self.put(key, encode(value), function, job, task)
 
     def remove(self, path: Path) -> bool:
         """Remove one entry file of this user; False when it was gone already."""

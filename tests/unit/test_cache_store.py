@@ -390,3 +390,20 @@ def test_entry_format_rejects_other_files() -> None:
     for bad in (b"", b"QSHPCC\x02\n" + data[8:], data[:-1], b"\x89HDF\r\n\x1a\n" + data[8:]):
         with pytest.raises(E.DamagedEntryError):
             E.unpack(bad, _key(1), "x")
+
+
+def test_a_hit_is_the_result_itself_not_its_base_type(tmp_path: Path) -> None:
+    from qiskit.result import QuasiDistribution
+
+    from qshpc.cache.body import faithful
+
+    qd = QuasiDistribution({0: 0.25, 3: 0.75}, shots=1000)
+    cache = CacheDir(tmp_path / "c")
+    cache.put_value(_key(1), [qd, qd], "f")
+    cache.put_value(_key(2), {"e": np.float64(0.5), "a": np.arange(3, dtype=np.int16)}, "f")
+    hit = cache.get(_key(1))
+    assert hit is not None and type(hit.value[0]) is QuasiDistribution
+    assert hit.value[0].shots == 1000 and hit.value[0] == qd
+    hit = cache.get(_key(2))
+    assert hit is not None and hit.value["a"].dtype == np.int16
+    assert not faithful(qd) and faithful({"x": [1, 2.5, "s", (None, b"b")]})
