@@ -172,7 +172,7 @@ def _caller(
     handed to ``store`` (which writes it in the background).
     """
     ids, fn_ids, payloads, attempts, _, keys, cached = columns
-    ckeys = cached[1] if cached is not None and store is not None else None
+    ckeys = cached[1] if cached is not None and store is not None else None  # may be None
     one_fn = type(fn_ids) is int
     func, name, digest = funcs[fn_ids if one_fn else fn_ids[0]]
     push, pop, task_context, now = (

@@ -268,7 +268,7 @@ class Dispatcher(Intake):
                 None if attempts.count(1) == len(attempts) else attempts,
                 [e.submitted for e in batch],
                 None if keys.count(None) == len(keys) else keys,
-                None if ckeys.count(None) == len(ckeys) else (self._cache_info(), ckeys),
+                self._cache_column(ckeys),
             )
             self.pace.sent(len(batch))
             bid = next(self._batch_ids)
@@ -284,11 +284,15 @@ class Dispatcher(Intake):
             sent = True
         return sent
 
-    def _cache_info(self) -> dict[str, Any]:
-        """What a worker needs to store results in the cache: the folder and the job."""
+    def _cache_column(self, ckeys: list[str | None]) -> tuple[dict[str, Any], Any] | None:
+        """The batch's cache column: None when the job has no cache settings and no call
+        of the batch is cached; else the settings (the worker's nested calls use them
+        too) and the keys (None when no call is cached)."""
         cache = self.cache
-        assert cache is not None
-        return {"config": cache.config.as_dict(), "job": cache.job_id}
+        keys: Any = None if ckeys.count(None) == len(ckeys) else ckeys
+        if cache is None or (keys is None and not cache.config.enabled and not cache.config.dir):
+            return None
+        return {"config": cache.config.as_dict(), "job": cache.job_id}, keys
 
     def _on_result(self, source: int, data: Any) -> None:
         """Take one result message: record the results, queue their resolution, retry failures."""

@@ -18,10 +18,12 @@ tag                   direction    message
 A batch's columns: task ids; one function id for all calls (an int) or one per
 call; payloads (pickled ``(args, kwargs)`` bytes, or a tuple of plain positional
 values); attempts (None: all first tries); submission times; task keys (None:
-the worker computes them); the result cache (None: no call of the batch is
-cached; else ``(info, keys)``: ``info`` the cache's settings and the job id, a
-``{"config": ..., "job": ...}`` dict, and ``keys`` the cache key of each call,
-None for a call not cached: the worker stores each result of a call with a key). ``funcs`` are the functions this worker has not seen
+the worker computes them); the result cache (None: the job has no cache
+settings and no call of the batch is cached; else ``(info, keys)``: ``info``
+the cache's settings and the job id, a ``{"config": ..., "job": ...}`` dict
+(nested calls on the worker use them too), and ``keys`` the cache key of each
+call, None for a call not cached, or None for none: the worker stores each
+result of a call with a key). ``funcs`` are the functions this worker has not seen
 yet, ``(fn_id, cloudpickled function, name, digest)``; ``objs`` the objects
 placed with ``put`` it has not seen, ``(obj_id, object)``.
 
