@@ -275,18 +275,15 @@ class JobCache:
 
 def provenance(hit: Hit) -> dict[str, Any]:
     """What a task record says of a result that came from the cache."""
-    out: dict[str, Any] = {
-        "cache": {
-            "key": hit.key,
-            "job": hit.header.job,
-            "task": hit.header.task,
-            "stored": hit.header.created,
-            "host": hit.header.host,
-        }
-    }
-    if hit.owner != os.geteuid():
-        out["cache"]["user"] = hit.owner
-    return out
+    # The key is the record's own key field: not repeated here.
+    cache: dict[str, Any] = {"job": hit.header.job, "task": hit.header.task,
+                             "stored": hit.header.created, "host": hit.header.host}  # fmt: skip
+    if hit.owner != _UID:
+        cache["user"] = hit.owner
+    return {"cache": cache}
+
+
+_UID = os.geteuid()
 
 
 def resolve_dir(path: str | os.PathLike[str] | None) -> str | None:

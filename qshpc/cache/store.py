@@ -58,7 +58,7 @@ class Hit:
         key: The call's key.
         value: The stored result.
         header: What the entry says about itself (function, source job and task, time).
-        path: The entry file.
+        path: The entry file (a string: this is made on every hit).
         size: The file's size in bytes.
         owner: The uid of the user whose entry it is.
         used: The entry's mtime (when it was stored, or last used, to a day).
@@ -67,7 +67,7 @@ class Hit:
     key: str
     value: Any
     header: E.Header
-    path: Path
+    path: str
     size: int
     owner: int
     used: float
@@ -82,6 +82,20 @@ class EntryStat:
     owner: int
     size: int
     used: float
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """The file's bytes: one ``read`` of its size (more reads if it is longer)."""
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class CacheWriteError(Exception):
@@ -189,17 +203,17 @@ class CacheDir:
         return hit
 
     def _get_from(self, key: str, base: Path, uid: int, freshen: bool) -> Hit | None:
-        path = self.path_of(key, base)
+        # Plain strings, not pathlib: this is rank 0's path for every cached call.
+        path = f"{base}/{key[:2]}/{key}"
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(path, _READ_FLAGS)
         except OSError:  # missing (the usual miss), a link, unreadable
             return None
         try:
             st = os.fstat(fd)
             if not folder.entry_trusted(st, uid):
                 return None
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read()
+            data = _read_all(fd, st.st_size)
         except OSError:  # ESTALE: replaced or removed on NFS under us
             return None
         finally:
@@ -208,19 +222,19 @@ class CacheDir:
 
         mine = uid == self.uid
         try:
-            header, body = E.unpack(data, key, str(path))
-            value = decode_blob(body, allow_pickle=mine, source=str(path))  # type: ignore[arg-type]
+            header, body = E.unpack(data, key, path)
+            value = decode_blob(body, allow_pickle=mine, source=path)  # type: ignore[arg-type]
         except PickleRefusedError:
             self.refused += 1
             return None
         except Exception:  # DamagedEntryError, or a body that does not decode
             self.damaged += 1
             if mine:
-                self._unlink(path)
+                self._unlink(Path(path))
             return None
         used = st.st_mtime
         if mine and freshen and time.time() - used > FRESHEN_S:
-            used = self.touch(path)
+            used = self.touch(Path(path))
         return Hit(key, value, header, path, st.st_size, uid, used)
 
     def touch(self, path: Path) -> float:
