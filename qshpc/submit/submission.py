@@ -256,6 +256,8 @@ def _create_job(
         working_dir=str(job_dir / STAGED_DIR),
         description=program.description,
         env_vars=dict(program.env_vars),
+        cache=program.cache,
+        cache_dir=program.cache_dir,
     )
     extra = {
         "id": job_dir.name,
