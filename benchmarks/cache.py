@@ -65,7 +65,7 @@ def part_keys() -> None:
     from qiskit.circuit.random import random_circuit
 
     from qshpc.cache.keys import call_key, function_digest
-    from qshpc.runtime.payload import dumps
+    from qshpc.task.payload import dumps
 
     def task(*args: Any) -> None: ...
 

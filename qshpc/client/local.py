@@ -76,9 +76,7 @@ def _drive_local_array(spec_json: str) -> None:
         time.sleep(0.2)
 
 
-def with_cache(
-    program: Program, cache: bool, cache_dir: str | os.PathLike[str] | None
-) -> Program:
+def with_cache(program: Program, cache: bool, cache_dir: str | os.PathLike[str] | None) -> Program:
     """``program`` as a client that uses the cache runs it; its cache folder checked now.
 
     Raises:

@@ -141,9 +141,7 @@ class Intake:
             return
         self._submit_general(entry, args, kwargs)
 
-    def _look_up(
-        self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any] | None
-    ) -> bool:
+    def _look_up(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> bool:
         """Look the call up in the cache; True (recorded and resolved) on a hit.
 
         On a miss the entry keeps the key, and whoever runs the call stores its result.

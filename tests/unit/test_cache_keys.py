@@ -21,9 +21,7 @@ ROOT = Path(__file__).parents[2]
 
 
 def _keys(folder: Path, hash_seed: str, burn: int = 0, runpy: bool = False) -> dict[str, str]:
-    env = dict(
-        os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED=hash_seed, KEYPROG_BURN=str(burn)
-    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED=hash_seed, KEYPROG_BURN=str(burn))
     prog = str(folder / "keyprog.py")
     cmd = [sys.executable, prog]
     if runpy:  # as `qshpc run` runs a program
@@ -109,7 +107,9 @@ def test_arguments_seed_and_kwargs() -> None:
     assert call_key(d, (a,), None, None) != call_key(d, (a.reshape(3, 2),), None, None)
     assert call_key(d, (a,), None, None) != call_key(d, (a.astype(np.float32),), None, None)
     assert call_key(d, (a.T,), None, None) == call_key(d, (np.ascontiguousarray(a.T),), None, None)
-    assert call_key(d, (np.float64(1.5),), None, None) != call_key(d, (np.float32(1.5),), None, None)
+    assert call_key(d, (np.float64(1.5),), None, None) != call_key(
+        d, (np.float32(1.5),), None, None
+    )
 
 
 def test_function_digest_covers_defaults_closures_and_helpers() -> None:

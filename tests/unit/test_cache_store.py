@@ -297,9 +297,7 @@ def test_files_in_a_members_folder_that_they_do_not_own_are_ignored(
     group_dir: Path, tmp_path: Path
 ) -> None:
     root, mine = _shared_root(group_dir)
-    _as_other_user(
-        f"from qshpc.cache.store import CacheDir; CacheDir({str(root)!r}, shared=True)"
-    )
+    _as_other_user(f"from qshpc.cache.store import CacheDir; CacheDir({str(root)!r}, shared=True)")
     theirs = root / str(OTHER_UID)
     # root (standing in for a third party) plants a valid entry in their folder
     planter = CacheDir(tmp_path / "elsewhere")

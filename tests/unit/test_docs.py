@@ -112,7 +112,9 @@ def _subcommand(command: str, flags_from: str) -> str:
     text = _help(command)
     if "Commands:" not in text:
         return command
-    subs = {m.group(1) for m in re.finditer(r"^\s{2}([a-z][a-z-]*)\s", text.split("Commands:")[1], re.M)}
+    subs = {
+        m.group(1) for m in re.finditer(r"^\s{2}([a-z][a-z-]*)\s", text.split("Commands:")[1], re.M)
+    }
     words = flags_from.split()
     return f"{command} {words[0]}" if words and words[0] in subs else command
 
