@@ -21,8 +21,15 @@ Parts (each prints a table; ratios are taken within the same run):
    time per call. Target: off unchanged (the switch is one attribute test),
    on < 50 µs a call.
 
+5. ``offab`` (only when asked, with ``--baseline TREE``): the cache off must
+   not slow dispatch. ``benchmarks/_dispatch_prog.py`` (100k tiny calls, the
+   cache never mentioned) run alternately from this tree and from TREE, a
+   checkout without the cache (``git worktree add /tmp/base <commit>``); the
+   ratio of the best times.
+
 Run:
-    python benchmarks/cache.py                      # every part
+    python benchmarks/cache.py                      # every part but offab
+    python benchmarks/cache.py offab --baseline /tmp/base --repeat 5
     python benchmarks/cache.py store --entries 20000 --dir /scratch/me/cachebench
     python benchmarks/cache.py program --circuits 512 --qubits 12 --depth 12 --workers 2
 """
@@ -264,6 +271,33 @@ def part_dispatch(n: int, workers: int, repeat: int) -> None:
             print(f"| {mode} | {n / s:,.0f} | {s / n * 1e6:.1f} | {extra:+.1f} |")
 
 
+def part_offab(baseline: Path, n: int, workers: int, repeat: int) -> None:
+    import json
+
+    prog = "benchmarks/_dispatch_prog.py"
+    times: dict[str, list[float]] = {"this tree": [], "baseline": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeat):
+            for label, tree in (("this tree", ROOT), ("baseline", baseline)):
+                env = dict(os.environ, PYTHONPATH=str(tree), QSHPC_HOME=f"{tmp}/home")
+                cmd = [sys.executable, "-m", "qshpc", "run", str(tree / prog), "--workers",
+                       str(workers), "--job-dir", f"{tmp}/{i}-{label}", "--", str(n)]  # fmt: skip
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+                line = [x for x in out.stdout.splitlines() if x.startswith("BENCH ")]
+                if out.returncode or not line:
+                    raise RuntimeError(f"{label}: {out.stdout[-1500:]} {out.stderr[-1500:]}")
+                times[label].append(json.loads(line[0][6:])["seconds"])
+    best = {k: min(v) for k, v in times.items()}
+    print(f"\n## cache off vs a tree without the cache: {n} tiny calls, {workers} worker(s), "
+          f"best of {repeat}, alternately ({load()})\n")  # fmt: skip
+    print("| tree | calls/s (best) | all runs s |")
+    print("|---|---|---|")
+    for label, s in best.items():
+        runs = ", ".join(f"{t:.3f}" for t in times[label])
+        print(f"| {label} | {n / s:,.0f} | {runs} |")
+    print(f"\nthis tree / baseline time: {best['this tree'] / best['baseline']:.3f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -277,6 +311,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline", type=Path, default=None, help="offab: a tree without the cache")
     a = ap.parse_args()
     a.parts = a.parts or ["keys", "store", "program", "dispatch"]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {load()}")
@@ -288,6 +323,10 @@ def main() -> None:
         part_program(a.circuits, a.qubits, a.depth, a.workers, a.repeat)
     if "dispatch" in a.parts:
         part_dispatch(a.calls, a.workers, a.repeat)
+    if "offab" in a.parts:
+        if a.baseline is None:
+            ap.error("offab needs --baseline TREE (a checkout without the cache)")
+        part_offab(a.baseline.resolve(), a.calls, a.workers, a.repeat)
 
 
 if __name__ == "__main__":

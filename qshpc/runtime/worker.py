@@ -145,14 +145,17 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
             cached = columns[6]
             if cached is not None and cache is None:
                 cache = _job_cache(cached[0])
+                if inline.cache is not None:  # opened by a nested call of a cache=True task
+                    inline.cache.flush(timeout=CACHE_FLUSH_S)
                 inline.cache = cache  # nested calls of cached functions use it too
             store = cache.store if cached is not None else None
             runner.run(sender, bid, columns, funcs, lookup if objects else None, store)
     finally:
         sender.flush(timeout=0.5)
-        if cache is not None:
-            # Rank 0 waits ~10 s for every goodbye: what is not written by then is not cached.
-            cache.flush(timeout=CACHE_FLUSH_S)
+        # Rank 0 waits ~10 s for every goodbye: what is not written by then is not cached.
+        # (inline.cache: the job's, or one a nested call of a cache=True task opened.)
+        if inline.cache is not None:
+            inline.cache.flush(timeout=CACHE_FLUSH_S)
 
 
 #: The longest a worker waits, at the end, for its results to reach the cache.

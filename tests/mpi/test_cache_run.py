@@ -212,3 +212,42 @@ def test_an_unsafe_cache_folder_is_refused_before_the_job(qshpc_home: Path, tmp_
     assert out.returncode == 2
     assert "can be written by every user" in out.stderr and "Traceback" not in out.stderr
     assert not (qshpc_home / "jobs").exists() or not list((qshpc_home / "jobs").iterdir())
+
+
+NESTED = """\
+import os
+from qshpc import distribute_task, get, save_result
+
+@distribute_task(cache=True)
+def leaf(x):
+    with open(os.environ["RUNS_LOG"], "a") as f:
+        f.write(f"leaf {x}\\n")
+    return x * 10
+
+@distribute_task()
+def parent(x):
+    return get(leaf(x)) + get(leaf(x + 100))
+
+save_result(get([parent(i) for i in range(4)]))
+"""
+
+
+@pytest.mark.parametrize("how", ["plain python", "workers"])
+def test_nested_calls_and_plain_python_use_the_cache(
+    how: str, qshpc_home: Path, tmp_path: Path
+) -> None:
+    prog, log = tmp_path / "nested.py", tmp_path / "runs.log"
+    prog.write_text(NESTED)
+    env = {**os.environ, "RUNS_LOG": str(log), "PYTHONPATH": str(ROOT)}
+    for _ in range(2):
+        if how == "plain python":
+            out = subprocess.run([sys.executable, str(prog)], capture_output=True, text=True,
+                                 env=env, timeout=120)  # fmt: skip
+        else:
+            out = run_cli("run", str(prog), "--workers", "2", env={"RUNS_LOG": str(log)})
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "saved in memory only" in out.stdout or how == "workers"
+    ran = _runs(log)
+    assert sorted(ran) == sorted(
+        [f"leaf {i}" for i in range(4)] + [f"leaf {i + 100}" for i in range(4)]
+    )

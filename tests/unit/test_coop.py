@@ -371,7 +371,7 @@ def test_worker_groups_short_step_calls_and_stops_when_they_grow_long() -> None:
 
     def batch(fn: int, n: int) -> list[Any]:
         sender = _Sender()
-        cols = [[str(i) for i in range(n)], fn, [(i,) for i in range(n)], None, [0.0] * n, None]
+        cols = [[str(i) for i in range(n)], fn, [(i,) for i in range(n)], None, [0.0] * n, None, None]
         runner.run(sender, 1, cols, funcs, None)  # type: ignore[arg-type]
         assert sender.messages[-1][-1] is True  # the last message closes the batch
         return [v for m in sender.messages for v in m[3]]
