@@ -128,7 +128,7 @@ def table(
         reverse=True,
     )
     try:
-        import pandas as pd  # type: ignore[import-untyped]
+        import pandas as pd
     except ImportError:
         return data
     columns = list(Row.__dataclass_fields__)

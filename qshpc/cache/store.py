@@ -223,7 +223,7 @@ class CacheDir:
         mine = uid == self.uid
         try:
             header, body = E.unpack(data, key, path)
-            value = decode_blob(body, allow_pickle=mine, source=path)  # type: ignore[arg-type]
+            value = decode_blob(body, allow_pickle=mine, source=path)
         except PickleRefusedError:
             self.refused += 1
             return None
