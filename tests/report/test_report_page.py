@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def test_report_of_a_job_with_failures_and_retries(tmp_path: Path, browser: Brow
     assert count(page, "details.failure") == 2
     fails = page.eval("document.getElementById('failures').innerText")
     assert "ValueError: bad input 7" in fails and "3 succeeded on a retry" in fails
-    assert "flaky 0 fails on its first try" in fails
+    assert re.search(r"flaky \d fails on its first try", fails)  # the first to fail, any of 3
     # the other sections
     assert count(page, "img.result-plot") == 1 and count(page, "img.throughput") == 1
     assert count(page, "#slowest tbody tr") == 15
