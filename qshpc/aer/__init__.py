@@ -6,6 +6,7 @@ lazily: ``import qshpc.aer`` is cheap; qiskit and qiskit-aer load on first use.
 Public names:
     Sampler: ``Sampler().run(circuit).result().quasi_dists[0]`` as in Qiskit's V1.
     Estimator: V1-shaped exact expectation values.
+    SamplerV2, EstimatorV2: Qiskit 2 primitives spread over the ranks (:mod:`qshpc.primitives`).
     run_sweep: A parametrized circuit at many points, as one Aer batch.
     QuasiDistribution, SamplerResult, EstimatorResult: the result types.
     estimate_memory_bytes, estimate_for_circuits, check_fits, Estimate: sizing.
@@ -26,10 +27,13 @@ if TYPE_CHECKING:
     from qshpc.aer.simulator import SimSpec, get_pass_manager, get_simulator, sim_spec
     from qshpc.aer.sizing import Estimate, check_fits, estimate_for_circuits, estimate_memory_bytes
     from qshpc.aer.sweep import Estimator, run_sweep
+    from qshpc.primitives import EstimatorV2, SamplerV2
 
 _EXPORTS = {
     "Sampler": "qshpc.aer.sampler",
     "Estimator": "qshpc.aer.sweep",
+    "SamplerV2": "qshpc.primitives.sampler",
+    "EstimatorV2": "qshpc.primitives.estimator",
     "run_sweep": "qshpc.aer.sweep",
     "QuasiDistribution": "qshpc.aer.results",
     "SamplerResult": "qshpc.aer.results",
@@ -62,9 +66,11 @@ __all__ = [
     "Estimate",
     "Estimator",
     "EstimatorResult",
+    "EstimatorV2",
     "QuasiDistribution",
     "Sampler",
     "SamplerResult",
+    "SamplerV2",
     "SimSpec",
     "check_fits",
     "estimate_for_circuits",

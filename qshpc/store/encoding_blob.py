@@ -18,6 +18,8 @@ code  Python type     payload
 9     list of         QPY bytes of the whole list (only for a top-level list
       circuits        whose items are all circuits)
 10    anything else   pickle (refused on load unless ``allow_pickle=True``)
+11    Qiskit primitive  ``[kind, parts]`` (:mod:`qshpc.store.qiskit_results`):
+      result types    PrimitiveResult, PubResult, DataBin, BitArray...
 ====  ==============  ====================================================
 
 Subclasses of dict, list, str, int, float and bytes (``numpy.float64`` too) are
@@ -38,7 +40,7 @@ import msgpack
 import numpy as np
 
 from qshpc.errors import SerializationError, StoreError
-from qshpc.store import _qpy
+from qshpc.store import _qpy, qiskit_results
 
 ENCODING_TYPE = "qshpc-msgpack"
 ENCODING_VERSION = "1"
@@ -53,6 +55,7 @@ EXT_BIGINT = 7
 EXT_CIRCUIT = 8
 EXT_CIRCUITS = 9
 EXT_PICKLE = 10
+EXT_QISKIT_RESULT = 11
 
 _PIECE = 1 << 30  # bytes per bin object for huge arrays (msgpack bins stop at 4 GiB)
 
@@ -150,6 +153,10 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(EXT_BIGINT, obj.to_bytes(n, "big", signed=True))
     if _qpy.is_circuit(obj):
         return msgpack.ExtType(EXT_CIRCUIT, _qpy.dump(obj))
+    container = qiskit_results.kind(obj)
+    if container is not None:
+        parts = qiskit_results.to_parts(obj, container)
+        return msgpack.ExtType(EXT_QISKIT_RESULT, _pack([container, parts]))
     if isinstance(obj, dict):
         return dict(obj)
     if isinstance(obj, list):
@@ -224,6 +231,9 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
             return _qpy.load(data)[0]
         if code == EXT_CIRCUITS:
             return _qpy.load(data)
+        if code == EXT_QISKIT_RESULT:
+            container, parts = unpack(data)
+            return qiskit_results.from_parts(container, parts)
         if code == EXT_PICKLE:
             if not allow_pickle:
                 raise pickle_refused(source)

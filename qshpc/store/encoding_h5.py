@@ -23,6 +23,10 @@ msgpack           dataset   uint8 blob encoding (sets, dicts and lists of more
                             than 1000 items, dtypes HDF5 lacks)
 pickle            dataset   uint8 pickle, refused unless ``allow_pickle=True``
 ================  ========  ==================================================
+
+Qiskit's primitive results (``PrimitiveResult``, ``PubResult``, ``DataBin``,
+``BitArray``...) have encoding-types of their own: see
+:mod:`qshpc.store.qiskit_results`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import h5py
 import numpy as np
 
 from qshpc.errors import SerializationError
-from qshpc.store import _qpy
+from qshpc.store import _qpy, qiskit_results
 from qshpc.store.encoding_blob import decode_blob, encode_blob, pickle_refused
 from qshpc.store.layout import ENC_TYPE, ENC_VERSION
 
@@ -140,6 +144,8 @@ def write_native(parent: h5py.Group, name: str, value: Any) -> None:
         _write_array(parent, name, np.asarray(value), "numpy-scalar")
     elif _qpy.is_circuit(value):
         _bytes_ds(parent, name, _qpy.dump(value), "qpy").attrs["qpy-list"] = False
+    elif (container := qiskit_results.kind(value)) is not None:
+        qiskit_results.write_h5(parent, name, value, container, write_native, _mark)
     elif isinstance(value, _BLOB_TYPES):
         # sets, big containers, subclasses, odd dtypes (pickle only for parts inside)
         _bytes_ds(parent, name, encode_blob(value), "msgpack")
@@ -204,6 +210,8 @@ def read_native(node: h5py.Group | h5py.Dataset, allow_pickle: bool, source: str
     enc = node.attrs.get(ENC_TYPE, "")
     enc = enc.decode() if isinstance(enc, bytes) else str(enc)
     where = f"{source}:{node.name}"
+    if enc in qiskit_results.H5_TYPES:
+        return qiskit_results.read_h5(node, enc, lambda c: read_native(c, allow_pickle, source))
     if isinstance(node, h5py.Group):
         if enc == "dict":
             out: dict[Any, Any] = {}

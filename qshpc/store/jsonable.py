@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from qshpc.store import _qpy
+from qshpc.store import _qpy, qiskit_results
 
 
 def _float(x: float) -> Any:
@@ -47,6 +47,8 @@ def to_jsonable(value: Any) -> Any:
         return to_jsonable(value.item())
     if isinstance(value, bytes | bytearray | memoryview):
         return {"bytes_base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if qiskit_results.kind(value) is not None:
+        return to_jsonable(qiskit_results.to_plain(value))
     if _qpy.is_circuit(value):
         return {
             "qpy_base64": base64.b64encode(_qpy.dump(value)).decode("ascii"),

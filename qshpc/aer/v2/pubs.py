@@ -1,0 +1,276 @@
+"""PUBs as work: coerced and checked on rank 0, flattened, cut into blocks, reassembled.
+
+Everything a bad PUB can be blamed for is raised here, before any task runs,
+as a :class:`PubError` (a ``ValueError`` and a ``TypeError``, as Qiskit's own
+coercion raises, and a qshpc ``UserError``): Qiskit's words where Qiskit has
+them, prefixed with the PUB's index.
+
+A sampler PUB is flattened to ``values`` of shape ``(size, num_parameters)``
+(row ``r`` is the ``r``-th element of its broadcast shape in C order); an
+estimator PUB to its parameter rows plus, for each element of the broadcast
+shape, the parameter row and observable it pairs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qshpc.aer.circuits import prepare_exact
+from qshpc.errors import UserError
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
+
+
+class PubError(UserError, ValueError, TypeError):
+    """A PUB that cannot run: raised before any task starts."""
+
+
+@dataclass
+class SamplerWork:
+    """One sampler PUB, flattened.
+
+    Attributes:
+        index: The PUB's index in the run.
+        circuit: Its circuit.
+        values: ``(size, num_parameters)`` parameter values in ``circuit.parameters`` order.
+        shape: The PUB's shape.
+        shots: Shots per row.
+    """
+
+    index: int
+    circuit: QuantumCircuit
+    values: np.ndarray
+    shape: tuple[int, ...]
+    shots: int
+
+    @property
+    def size(self) -> int:
+        """Rows (elements of the shape)."""
+        return len(self.values)
+
+
+@dataclass
+class EstimatorWork:
+    """One estimator PUB, flattened.
+
+    Attributes:
+        index: The PUB's index in the run.
+        circuit: Its circuit.
+        values: ``(rows, num_parameters)``: the parameter rows, flattened.
+        shape: The broadcast shape of parameters and observables.
+        observables: The observables array flattened: labels and coefficients of each.
+        elem_row: For each element of ``shape`` (C order), its parameter row.
+        elem_obs: For each element, its observable.
+        precision: The PUB's target precision.
+        pshape: The shape of the parameter values.
+        oshape: The shape of the observables array.
+    """
+
+    index: int
+    circuit: QuantumCircuit
+    values: np.ndarray
+    shape: tuple[int, ...]
+    observables: list[tuple[list[str], np.ndarray]]
+    elem_row: np.ndarray
+    elem_obs: np.ndarray
+    precision: float
+    pshape: tuple[int, ...] = ()
+    oshape: tuple[int, ...] = ()
+    _order: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def rows(self) -> int:
+        """Parameter rows."""
+        return len(self.values)
+
+    def elements_of(self, start: int, stop: int) -> np.ndarray:
+        """Indices (into the flattened shape) of the elements of rows ``start .. stop - 1``."""
+        if self._order is None:
+            self._order = np.argsort(self.elem_row, kind="stable")
+        ordered = self.elem_row[self._order]
+        lo, hi = np.searchsorted(ordered, [start, stop])
+        picked: np.ndarray = np.sort(self._order[lo:hi])
+        return picked
+
+
+def _coerce_all(kind: str, pubs: Any, coerce: Any) -> list[Any]:
+    if isinstance(pubs, (str, bytes)) or not isinstance(pubs, Iterable):
+        raise PubError(
+            f"{kind}.run takes an iterable of PUBs, got {type(pubs).__name__}: "
+            f"wrap a single PUB in a list, like run([pub])"
+        )
+    out = []
+    for i, pub in enumerate(pubs):
+        try:
+            out.append(coerce(pub))
+        except (ValueError, TypeError) as exc:
+            raise PubError(f"PUB {i}: {exc}") from exc
+    return out
+
+
+def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
+    """Coerce sampler PUBs (``SamplerPub.coerce``) and check them.
+
+    Raises:
+        PubError: A PUB Qiskit refuses, or whose circuit has no classical register.
+    """
+    from qiskit.primitives.containers.sampler_pub import SamplerPub  # type: ignore[import-untyped]
+
+    coerced = _coerce_all("SamplerV2", pubs, lambda p: SamplerPub.coerce(p, shots))
+    work = []
+    for i, pub in enumerate(coerced):
+        circuit = pub.circuit
+        if len(circuit.cregs) == 0:
+            raise PubError(
+                f"PUB {i}: The {i}-th pub's circuit has no output classical registers and so the "
+                "result will be empty. Did you mean to add measurement instructions? "
+                "(qshpc refuses it before any task runs: measure into a register, e.g. "
+                "circuit.measure_all())"
+            )
+        values = _flat_values(pub.parameter_values, circuit)
+        work.append(SamplerWork(i, circuit, values, tuple(pub.shape), int(pub.shots)))
+    return work
+
+
+def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
+    """Coerce estimator PUBs (``EstimatorPub.coerce``) and check them.
+
+    Raises:
+        PubError: A PUB Qiskit refuses, or a circuit with mid-circuit measurements,
+            resets or classical control.
+    """
+    from qiskit.primitives.containers.estimator_pub import EstimatorPub  # type: ignore[import-untyped]
+
+    coerced = _coerce_all("EstimatorV2", pubs, lambda p: EstimatorPub.coerce(p, precision))
+    work = []
+    for i, pub in enumerate(coerced):
+        circuit = pub.circuit
+        plan = prepare_exact(circuit)
+        if not plan.exact:
+            raise PubError(
+                f"PUB {i}: expectation values need the circuit's final state, but {plan.reason}; "
+                "remove it (final measurements are fine: they are ignored)"
+            )
+        values = _flat_values(pub.parameter_values, circuit)
+        shape = tuple(pub.shape)
+        pshape = tuple(pub.parameter_values.shape)
+        oshape = tuple(pub.observables.shape)
+        elem_row = _broadcast_index(pshape, shape)
+        elem_obs = _broadcast_index(oshape, shape)
+        observables = [
+            _terms(obs, circuit.num_qubits) for obs in _flat_observables(pub.observables)
+        ]
+        work.append(
+            EstimatorWork(
+                i,
+                circuit,
+                values,
+                shape,
+                observables,
+                elem_row,
+                elem_obs,
+                float(pub.precision),
+                pshape,
+                oshape,
+            )
+        )
+    return work
+
+
+def _flat_values(bindings: Any, circuit: QuantumCircuit) -> np.ndarray:
+    size = int(math.prod(bindings.shape))
+    params = list(circuit.parameters)
+    if not params:
+        return np.zeros((size, 0))
+    flat: np.ndarray = np.asarray(bindings.as_array(params), dtype=float).reshape(size, len(params))
+    return flat
+
+
+def _broadcast_index(shape: tuple[int, ...], full: tuple[int, ...]) -> np.ndarray:
+    size = int(math.prod(shape))
+    index = np.arange(size, dtype=np.int64).reshape(shape)
+    out: np.ndarray = np.broadcast_to(index, full).ravel().copy()
+    return out
+
+
+def _flat_observables(observables: Any) -> list[Any]:
+    """The elements of an ``ObservablesArray`` in C order (``SparseObservable``s when available)."""
+    if hasattr(observables, "sparse_observables_array"):
+        return list(observables.sparse_observables_array().ravel())
+    flat = observables.ravel()
+    return [flat[i] for i in range(flat.size)]
+
+
+def _terms(observable: Any, num_qubits: int) -> tuple[list[str], np.ndarray]:
+    """Pauli labels and real coefficients of an ``ObservablesArray`` element.
+
+    Projector terms (``0``, ``1``, ``+``, ``-``, ``r``, ``l``) are expanded into Paulis.
+    """
+    sparse = observable
+    if not hasattr(sparse, "as_paulis"):  # a dict {label: coeff} (Qiskit < 2.1)
+        labels = [str(k) for k in sparse]
+        return labels, np.array([float(np.real(v)) for v in sparse.values()])
+    paulis = sparse.as_paulis().simplify()
+    labels = []
+    coeffs: list[float] = []
+    for text, qubits, coeff in paulis.to_sparse_list():
+        chars = ["I"] * num_qubits
+        for letter, q in zip(text, qubits, strict=True):
+            chars[num_qubits - 1 - q] = letter
+        labels.append("".join(chars))
+        coeffs.append(float(np.real(coeff)))
+    if not labels:  # the zero observable
+        return ["I" * num_qubits], np.zeros(1)
+    return labels, np.array(coeffs)
+
+
+def cut(
+    sizes: Sequence[int],
+    workers: int,
+    per_block: int | None = None,
+    caps: Sequence[int] | None = None,
+) -> list[tuple[int, int, int]]:
+    """Blocks ``(pub, start, stop)`` of rows: one per PUB, large PUBs cut so every worker gets work.
+
+    Args:
+        sizes: Rows of each PUB.
+        workers: Worker ranks (0: one block per PUB, run here).
+        per_block: The most rows in a block (None: the total over 4 blocks per worker).
+        caps: Per PUB, the most rows a block may hold (memory), or None.
+    """
+    total = sum(sizes)
+    if per_block is None:
+        per_block = max(1, -(-total // (4 * workers))) if workers > 0 else max(1, total)
+    blocks = []
+    for pub, size in enumerate(sizes):
+        most = min(per_block, caps[pub]) if caps is not None else per_block
+        if size <= most:
+            blocks.append((pub, 0, size))
+            continue
+        count = -(-size // most)
+        bounds = [size * k // count for k in range(count + 1)]
+        blocks.extend((pub, lo, hi) for lo, hi in itertools.pairwise(bounds))
+    return blocks
+
+
+def memory_cap(measured_qubits: int, budget_doubles: int = 1 << 24) -> int:
+    """The most rows whose exact marginals (``2**measured`` doubles each) fit ``budget_doubles``."""
+    return max(1, budget_doubles >> max(0, measured_qubits))
+
+
+__all__ = [
+    "EstimatorWork",
+    "PubError",
+    "SamplerWork",
+    "cut",
+    "estimator_work",
+    "memory_cap",
+    "sampler_work",
+]

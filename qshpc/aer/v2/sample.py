@@ -1,0 +1,182 @@
+"""SamplerV2 kernel: the shots of a block of parameter rows, packed per classical register.
+
+When the circuit's measurements are all final (and at most ``SAMPLE_MAX_QUBITS``
+qubits are measured, without a noise model), Aer computes the exact marginal
+over the measured qubits once per row (``save_probabilities``, every row of
+the block bound in one experiment, shared with other tasks' runs in a
+cooperative group) and the shots are drawn here from the PUB's counter-based
+stream (:mod:`qshpc.aer.v2.seeds`): no per-shot work in Aer, no bitstrings in
+Python. Other circuits are sampled by Aer with ``memory=True`` and the row's
+``seed_simulator``.
+
+The output for a block of ``k`` rows is, per register, a ``uint8`` array of
+shape ``(k, shots, num_bytes)`` laid out as Qiskit's ``BitArray`` (big-endian
+bytes, clbit 0 the least significant bit of the last byte).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qshpc.aer.engine import bind_dict, run_aer, run_exact
+from qshpc.aer.provenance import record_run
+from qshpc.aer.v2 import seeds
+from qshpc.runtime.coop import seconds_for_others
+
+if TYPE_CHECKING:
+    from qshpc.aer.v2.prepared import Prepared
+
+#: Marginal doubles held at once by one Aer run of a block (rows are run in chunks).
+MAX_PROBABILITY_DOUBLES = 1 << 24  # 128 MiB
+
+
+def sample_block(
+    prepared: Prepared,
+    values: np.ndarray,
+    shots: int,
+    seed: int,
+    pub: int,
+    start: int,
+    run_options: dict[str, Any] | None = None,
+    noisy: bool = False,
+) -> list[np.ndarray]:
+    """Sample rows ``start .. start + len(values) - 1`` of PUB ``pub``.
+
+    Args:
+        prepared: The PUB's circuit on this rank.
+        values: Parameter values, shape ``(k, num_parameters)`` in ``circuit.parameters`` order.
+        shots: Shots per row.
+        seed: The run's seed.
+        pub: The PUB's index in the run.
+        start: The index of the block's first row in the PUB (flattened).
+        run_options: Extra Aer run options (a noise model, say).
+        noisy: True when the options change the distribution (Aer samples then).
+
+    Returns:
+        Per register of ``prepared.registers``, ``uint8`` of shape ``(k, shots, num_bytes)``.
+    """
+    begin = time.perf_counter()
+    not_ours = seconds_for_others()
+    if prepared.exact_sampling and not noisy:
+        out = _from_marginals(prepared, values, shots, seed, pub, start, run_options)
+        path = "marginal"
+    else:
+        out = _from_aer(prepared, values, shots, seed, pub, start, run_options)
+        path = "aer"
+    record_run(
+        seed=seed,
+        simulator=prepared.spec.as_dict(),
+        circuit_hashes=[prepared.key],
+        wall_s=time.perf_counter() - begin - (seconds_for_others() - not_ours),
+        shots=shots,
+        primitive=f"SamplerV2 ({path})",
+    )
+    return out
+
+
+def _from_marginals(
+    prepared: Prepared,
+    values: np.ndarray,
+    shots: int,
+    seed: int,
+    pub: int,
+    start: int,
+    run_options: dict[str, Any] | None,
+) -> list[np.ndarray]:
+    rows = len(values)
+    regs = prepared.registers
+    out = [np.zeros((rows, shots, r.num_bytes), dtype=np.uint8) for r in regs]
+    m = len(prepared.plan.qubits)
+    if m == 0 or rows == 0:  # nothing measured: every register reads 0
+        return out
+    tables = prepared.tables()
+    experiment, same = prepared.probabilities_experiment()
+    chunk = max(1, MAX_PROBABILITY_DOUBLES >> m)
+    for lo in range(0, rows, chunk):
+        hi = min(rows, lo + chunk)
+        probs = _marginals(prepared, experiment, same, values[lo:hi], run_options)
+        draws = seeds.uniforms(seed, pub, seeds.SHOTS, (start + lo) * shots, (hi - lo) * shots)
+        draws = draws.reshape(hi - lo, shots)
+        outcomes = np.empty((hi - lo, shots), dtype=np.int64)
+        last = (1 << m) - 1
+        for i in range(hi - lo):
+            cdf = np.cumsum(probs[i])
+            found = np.searchsorted(cdf, draws[i] * cdf[-1], side="right")
+            np.minimum(found, last, out=outcomes[i])
+        for arr, table in zip(out, tables, strict=True):
+            arr[lo:hi] = table[outcomes]
+    return out
+
+
+def _marginals(
+    prepared: Prepared,
+    experiment: Any,
+    same: tuple[Any, ...],
+    values: np.ndarray,
+    run_options: dict[str, Any] | None,
+) -> list[np.ndarray]:
+    """The exact marginal of each row (one Aer experiment binds every row)."""
+    rows = len(values)
+    bind = bind_dict(prepared.circuit, experiment, values.tolist()) if experiment.parameters else {}
+    outputs = rows if bind else 1
+    data, _ = run_exact(prepared.spec, [experiment], [bind], outputs, run_options, [same])
+    probs = [np.asarray(d["probabilities"], dtype=float) for d in data]
+    return probs if bind else probs * rows
+
+
+def _from_aer(
+    prepared: Prepared,
+    values: np.ndarray,
+    shots: int,
+    seed: int,
+    pub: int,
+    start: int,
+    run_options: dict[str, Any] | None,
+) -> list[np.ndarray]:
+    """Aer samples every row itself (``memory=True``), seeded per row."""
+    rows = len(values)
+    regs = prepared.registers
+    out = [np.zeros((rows, shots, r.num_bytes), dtype=np.uint8) for r in regs]
+    if rows == 0:
+        return out
+    full = prepared.full()
+    bind = bind_dict(prepared.circuit, full, values.tolist()) if full.parameters else {}
+    options = {**(run_options or {}), "memory": True}
+    # Aer seeds experiment i of a run as seed + 2113*i: row r gets aer_seed(seed, pub, r).
+    first = seeds.aer_seed(seed, pub, start)
+    if bind:
+        result = run_aer(prepared.spec, [full], shots, first, [bind], options)
+    else:
+        result = run_aer(prepared.spec, [full] * rows, shots, first, [{}] * rows, options)
+    memories = [result.data(i).get("memory", ["0x0"] * shots) for i in range(rows)]
+    for i, memory in enumerate(memories):
+        values_i = _memory_values(memory, prepared.circuit.num_clbits)
+        for arr, reg in zip(out, regs, strict=True):
+            arr[i] = _pack(values_i, reg.clbits, reg.num_bytes)
+    return out
+
+
+def _memory_values(memory: list[str], num_clbits: int) -> list[int] | np.ndarray:
+    """Aer's hex memory as ints (an int64 array when the clbits fit)."""
+    if num_clbits <= 62:
+        return np.array([int(h, 16) for h in memory], dtype=np.int64)
+    return [int(h, 16) for h in memory]
+
+
+def _pack(values: list[int] | np.ndarray, clbits: tuple[int, ...], num_bytes: int) -> np.ndarray:
+    """Packed bits of one register from whole-memory integers (one row of shots)."""
+    width = num_bytes * 8
+    bits = np.zeros((len(values), width), dtype=np.uint8)
+    for j, clbit in enumerate(clbits):
+        if isinstance(values, np.ndarray):
+            bits[:, width - 1 - j] = (values >> clbit) & 1
+        else:
+            bits[:, width - 1 - j] = [(v >> clbit) & 1 for v in values]
+    packed: np.ndarray = np.packbits(bits, axis=1)
+    return packed
+
+
+__all__ = ["MAX_PROBABILITY_DOUBLES", "sample_block"]

@@ -1,0 +1,243 @@
+"""Blocks of PUB rows as tasks: the task functions, and how a run is spread or done here.
+
+On rank 0 of a program with workers, each block is one call of
+:data:`sampler_block` or :data:`estimator_block` (qshpc tasks: batched,
+stored, retried, grouped like any other). Everywhere else (plain ``python``,
+``--workers 0``, inside a task) the same kernels run here, one block per PUB.
+A circuit travels as its QPY bytes with their SHA-256, the key under which
+each rank keeps it analysed and transpiled (:mod:`qshpc.aer.v2.prepared`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from qshpc.aer.simulator import sim_spec
+from qshpc.aer.v2 import assemble
+from qshpc.aer.v2.estimate import estimate_block
+from qshpc.aer.v2.prepared import key_of, prepare
+from qshpc.aer.v2.pubs import EstimatorWork, SamplerWork, cut, memory_cap
+from qshpc.aer.v2.sample import MAX_PROBABILITY_DOUBLES, sample_block
+from qshpc.errors import UserError
+from qshpc.primitives.options import BlockConfig
+from qshpc.program import distribute_task
+from qshpc.runtime.context import current_task, job_seed, rank_info
+from qshpc.seeding import derive_seed
+
+#: Rows of one estimator block at most (each row holds one float per Pauli in Aer's result).
+ESTIMATOR_MAX_ROWS = 1 << 16
+
+
+@distribute_task(name="qshpc.SamplerV2")
+def sampler_block(
+    qpy: bytes,
+    key: str,
+    values: np.ndarray,
+    shots: int,
+    seed: int,
+    pub: int,
+    start: int,
+    config: BlockConfig,
+) -> list[np.ndarray]:
+    """Shots of rows ``start ..`` of PUB ``pub``: per register, ``uint8 (rows, shots, bytes)``."""
+    spec = sim_spec(config.method, config.device, config.precision)
+    prepared = prepare(key, qpy, spec, config.level)
+    return sample_block(prepared, values, shots, seed, pub, start, config.run_options, config.noisy)
+
+
+@distribute_task(name="qshpc.EstimatorV2")
+def estimator_block(
+    qpy: bytes,
+    key: str,
+    values: np.ndarray,
+    observables: list[tuple[list[str], np.ndarray]],
+    elem_row: np.ndarray,
+    elem_obs: np.ndarray,
+    config: BlockConfig,
+) -> np.ndarray:
+    """Exact expectation values of a block's elements (see :func:`estimate_block`)."""
+    spec = sim_spec(config.method, config.device, config.precision)
+    prepared = prepare(key, qpy, spec, config.level)
+    return estimate_block(prepared, values, observables, elem_row, elem_obs, config.run_options)
+
+
+# -- seeds ---------------------------------------------------------------------
+
+_runs = itertools.count()
+_local = threading.local()
+
+
+def resolve_seed(explicit: Any, run_options: dict[str, Any]) -> int:
+    """The seed of one ``run``: recorded in the result's metadata, so any run can be repeated.
+
+    In order: the primitive's ``seed`` (an int, or a numpy Generator to draw one
+    from), Aer's ``run_options["seed_simulator"]``, a seed derived from the running
+    task's seed (inside a task) or from the job seed (``--seed``) and the number
+    of primitive runs before this one, else a fresh random one.
+
+    Raises:
+        UserError: A seed that is not a non-negative int.
+    """
+    if explicit is None:
+        explicit = run_options.get("seed_simulator")
+    if isinstance(explicit, np.random.Generator):
+        return int(explicit.integers(0, 2**63))
+    if explicit is not None:
+        if isinstance(explicit, bool) or not isinstance(explicit, (int, np.integer)):
+            raise UserError(f"seed must be a non-negative int or None, got {explicit!r}")
+        if explicit < 0:
+            raise UserError(f"seed must be a non-negative int or None, got {explicit!r}")
+        return int(explicit)
+    task = current_task()
+    if task is not None and task.seed is not None:
+        ident = (task.task_id, task.attempt)
+        if getattr(_local, "task", None) != ident:
+            _local.task, _local.count = ident, itertools.count()
+        return derive_seed(task.seed, f"primitive-{next(_local.count)}")
+    seed = job_seed()
+    if seed is not None and task is None:
+        return derive_seed(seed, f"primitive-{next(_runs)}")
+    return secrets.randbits(63)
+
+
+# -- where blocks run ------------------------------------------------------------
+
+
+def worker_count() -> int:
+    """Worker ranks this call can spread blocks over (0: run them here)."""
+    if current_task() is not None:
+        return 0
+    info = rank_info()
+    return info.size - 1 if info.rank == 0 else 0
+
+
+class _Circuits:
+    """QPY bytes and key of each distinct circuit object of a run (dumped once)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[Any, bytes, str]] = {}
+
+    def get(self, circuit: Any) -> tuple[bytes, str]:
+        hit = self._seen.get(id(circuit))
+        if hit is None or hit[0] is not circuit:
+            from qshpc.store import _qpy
+
+            qpy = _qpy.dump(circuit)
+            hit = self._seen[id(circuit)] = (circuit, qpy, key_of(qpy))
+        return hit[1], hit[2]
+
+
+Submitted = tuple[list[Any], Callable[[list[Any]], Any]]
+
+
+def spread_sampler(
+    work: Sequence[SamplerWork], seed: int, config: BlockConfig, workers: int, per_block: int | None
+) -> Submitted:
+    """Send one task per block; return the refs and how to assemble their outputs."""
+    from qshpc.aer.circuits import prepare_exact
+
+    circuits = _Circuits()
+    caps = [memory_cap(len(prepare_exact(w.circuit).qubits), MAX_PROBABILITY_DOUBLES) for w in work]
+    blocks = cut([w.size for w in work], workers, per_block, caps)
+    refs = []
+    for pub, start, stop in blocks:
+        w = work[pub]
+        qpy, key = circuits.get(w.circuit)
+        refs.append(
+            sampler_block(qpy, key, w.values[start:stop], w.shots, seed, pub, start, config)
+        )
+
+    def finish(outputs: list[Any]) -> Any:
+        per_pub: list[list[tuple[int, int, list[np.ndarray]]]] = [[] for _ in work]
+        for (pub, start, stop), arrays in zip(blocks, outputs, strict=True):
+            per_pub[pub].append((start, stop, arrays))
+        results = [assemble.sampler_pub_result(w, per_pub[w.index]) for w in work]
+        return assemble.primitive_result(results, seed)
+
+    return refs, finish
+
+
+def spread_estimator(
+    work: Sequence[EstimatorWork],
+    seed: int,
+    config: BlockConfig,
+    workers: int,
+    per_block: int | None,
+) -> Submitted:
+    """Send one task per block of parameter rows; return the refs and the assembly."""
+    circuits = _Circuits()
+    caps = [ESTIMATOR_MAX_ROWS] * len(work)
+    blocks = cut([w.rows for w in work], workers, per_block, caps)
+    refs = []
+    picked = []
+    for pub, start, stop in blocks:
+        w = work[pub]
+        qpy, key = circuits.get(w.circuit)
+        elements = w.elements_of(start, stop)
+        used, local_obs = np.unique(w.elem_obs[elements], return_inverse=True)
+        observables = [w.observables[int(o)] for o in used]
+        local_row = w.elem_row[elements] - start
+        refs.append(
+            estimator_block(
+                qpy, key, w.values[start:stop], observables, local_row, local_obs, config
+            )
+        )
+        picked.append(elements)
+
+    def finish(outputs: list[Any]) -> Any:
+        per_pub: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in work]
+        for (pub, _, _), elements, evs in zip(blocks, picked, outputs, strict=True):
+            per_pub[pub].append((elements, evs))
+        results = [assemble.estimator_pub_result(w, per_pub[w.index], seed) for w in work]
+        return assemble.primitive_result(results, seed)
+
+    return refs, finish
+
+
+def inline_sampler(work: Sequence[SamplerWork], seed: int, config: BlockConfig) -> Any:
+    """Run every PUB here, one block each."""
+    spec = sim_spec(config.method, config.device, config.precision)
+    circuits = _Circuits()
+    results = []
+    for w in work:
+        _, key = circuits.get(w.circuit)
+        prepared = prepare(key, w.circuit, spec, config.level)
+        arrays = sample_block(
+            prepared, w.values, w.shots, seed, w.index, 0, config.run_options, config.noisy
+        )
+        results.append(assemble.sampler_pub_result(w, [(0, w.size, arrays)]))
+    return assemble.primitive_result(results, seed)
+
+
+def inline_estimator(work: Sequence[EstimatorWork], seed: int, config: BlockConfig) -> Any:
+    """Run every PUB here, one block each."""
+    spec = sim_spec(config.method, config.device, config.precision)
+    circuits = _Circuits()
+    results = []
+    for w in work:
+        _, key = circuits.get(w.circuit)
+        prepared = prepare(key, w.circuit, spec, config.level)
+        evs = estimate_block(
+            prepared, w.values, w.observables, w.elem_row, w.elem_obs, config.run_options
+        )
+        everything = np.arange(len(w.elem_row))
+        results.append(assemble.estimator_pub_result(w, [(everything, evs)], seed))
+    return assemble.primitive_result(results, seed)
+
+
+__all__ = [
+    "estimator_block",
+    "inline_estimator",
+    "inline_sampler",
+    "resolve_seed",
+    "sampler_block",
+    "spread_estimator",
+    "spread_sampler",
+    "worker_count",
+]

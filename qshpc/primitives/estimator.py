@@ -1,0 +1,113 @@
+"""``EstimatorV2``: Qiskit's ``BaseEstimatorV2`` on qshpc's ranks (see :mod:`qshpc.primitives`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from numbers import Real
+from typing import Any
+
+from qiskit.primitives import BaseEstimatorV2  # type: ignore[import-untyped]
+
+from qshpc.aer.v2.pubs import PubError
+from qshpc.primitives import blocks
+from qshpc.primitives.base import check_mode, run_here_or_spread
+from qshpc.primitives.options import Options, block_config, parse_options
+
+
+class EstimatorV2(BaseEstimatorV2):  # type: ignore[misc]
+    """Expectation values of PUBs on the ranks (``PrimitiveResult`` of ``PubResult``).
+
+    Values are exact (Aer's ``save_expectation_value`` on the final state) and
+    equal ``StatevectorEstimator``'s to 1e-9. With ``precision > 0`` each value
+    gets normal noise of standard deviation ``precision`` and ``stds`` is
+    ``precision``, as Aer's EstimatorV2 documents; the noise is drawn from the
+    seed, the PUB index and the element's index, so it too is reproducible.
+    Where the work runs: as for :class:`qshpc.primitives.SamplerV2`.
+
+    Args:
+        default_precision: Precision of PUBs that give none (0: exact values).
+        seed: Seed of the precision noise (see ``SamplerV2``).
+        options: ``backend_options``, ``run_options``, ``optimization_level``,
+            ``rows_per_task`` (and Aer's ``default_precision``).
+        mode: A qshpc client to run on, or None.
+    """
+
+    _default_precision: float
+    _seed: Any
+    _options: Options
+    _mode: Any
+
+    def __init__(
+        self,
+        *,
+        default_precision: float = 0.0,
+        seed: Any = None,
+        options: Mapping[str, Any] | Options | None = None,
+        mode: Any = None,
+    ) -> None:
+        self._options = parse_options(options)
+        if self._options.default_precision is not None and default_precision == 0.0:
+            default_precision = self._options.default_precision
+        if isinstance(default_precision, bool) or not isinstance(default_precision, Real):
+            raise PubError(f"default_precision must be a real number, got {default_precision!r}")
+        if default_precision < 0:
+            raise PubError(f"default_precision must be non-negative, got {default_precision!r}")
+        self._default_precision = float(default_precision)
+        self._seed = seed
+        self._mode = check_mode(mode)
+
+    @property
+    def default_precision(self) -> float:
+        """Precision of PUBs that give none."""
+        return self._default_precision
+
+    @property
+    def seed(self) -> Any:
+        """The seed given at construction."""
+        return self._seed
+
+    @property
+    def options(self) -> Options:
+        """The options (Aer's names)."""
+        return self._options
+
+    @property
+    def mode(self) -> Any:
+        """The client ``run`` starts jobs on, or None."""
+        return self._mode
+
+    def run(self, pubs: Iterable[Any], *, precision: float | None = None) -> Any:
+        """Estimate the PUBs; returns a job at once (``job.result()`` is a ``PrimitiveResult``).
+
+        Args:
+            pubs: Estimator PUBs: ``(circuit, observables)``, ``(circuit,
+                observables, values)``, ``(circuit, observables, values, precision)``
+                or ``EstimatorPub``s; observables and values broadcast.
+            precision: Precision for PUBs that give none (default: ``default_precision``).
+
+        Raises:
+            PubError: A PUB Qiskit refuses (observables on another number of
+                qubits, values that do not match the parameters...), a circuit with
+                mid-circuit measurements, or one wider than the simulator.
+        """
+        from qshpc.aer.v2.pubs import estimator_work
+
+        work = estimator_work(pubs, self._default_precision if precision is None else precision)
+        if self._mode is not None:
+            from qshpc.primitives.mode import submit_estimator
+
+            return submit_estimator(self, work)
+        config = block_config(self._options)
+        seed = blocks.resolve_seed(self._seed, self._options.run_options)
+        return run_here_or_spread(
+            "estimator",
+            work,
+            config,
+            lambda: blocks.inline_estimator(work, seed, config),
+            lambda workers: blocks.spread_estimator(
+                work, seed, config, workers, self._options.rows_per_task
+            ),
+        )
+
+
+__all__ = ["EstimatorV2"]

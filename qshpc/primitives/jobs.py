@@ -1,0 +1,168 @@
+"""The jobs ``run(pubs)`` returns: Qiskit's ``BasePrimitiveJob`` over qshpc's work.
+
+* :class:`TasksJob`: blocks sent as tasks from rank 0; ``result()`` waits for
+  them as ``qshpc.get`` does (rank 0 may run queued blocks meanwhile).
+* :class:`LocalJob`: blocks run in this process, in a background thread as
+  Qiskit's reference primitives do, or at once inside a task.
+* :class:`ClientJob`: a whole qshpc job on a client (``mode=``); its
+  ``job_id()`` is the qshpc job id.
+
+``status()`` returns ``qiskit.providers.JobStatus`` as Qiskit's and Aer's
+primitive jobs do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from qiskit.primitives.base.base_primitive_job import (  # type: ignore[import-untyped]
+    BasePrimitiveJob,
+)
+from qiskit.providers import JobStatus  # type: ignore[import-untyped]
+
+_ids = itertools.count()
+
+
+def new_id(kind: str) -> str:
+    """An id for a job run by this process: ``<qshpc job id or 'local'>/<kind>-<n>``."""
+    from qshpc.runtime.context import current_task
+
+    task = current_task()
+    where = f"task-{task.task_id}" if task is not None else "local"
+    return f"{where}/{kind}-{next(_ids)}"
+
+
+class TasksJob(BasePrimitiveJob):  # type: ignore[misc]
+    """Blocks sent as qshpc tasks; the result is assembled when they are all back.
+
+    Attributes:
+        refs: The tasks' references (one per block).
+    """
+
+    def __init__(self, job_id: str, refs: list[Any], finish: Callable[[list[Any]], Any]) -> None:
+        super().__init__(job_id)
+        self.refs = refs
+        self._finish = finish
+        self._result: Any = None
+        self._lock = threading.Lock()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for every block and return the ``PrimitiveResult``.
+
+        Raises:
+            TaskError: A block failed (its remote traceback inside).
+            TimeoutError: Not done within ``timeout`` seconds.
+        """
+        with self._lock:
+            if self._result is None:
+                from qshpc.program import get
+
+                self._result = self._finish(get(self.refs, timeout=timeout))
+            return self._result
+
+    def status(self) -> JobStatus:
+        """DONE, ERROR, CANCELLED, RUNNING or QUEUED, from the blocks' states."""
+        refs = self.refs
+        if all(r.done() for r in refs):
+            if any(r.cancelled() for r in refs):
+                return JobStatus.CANCELLED
+            if any(r.exception() is not None for r in refs):
+                return JobStatus.ERROR
+            return JobStatus.DONE
+        if any(r.running() or r.done() for r in refs):
+            return JobStatus.RUNNING
+        return JobStatus.QUEUED
+
+    def done(self) -> bool:
+        """True when every block succeeded."""
+        return bool(self.status() == JobStatus.DONE)
+
+    def running(self) -> bool:
+        """True while blocks run."""
+        return bool(self.status() == JobStatus.RUNNING)
+
+    def cancelled(self) -> bool:
+        """True when blocks were cancelled."""
+        return bool(self.status() == JobStatus.CANCELLED)
+
+    def in_final_state(self) -> bool:
+        """True when nothing is left to run."""
+        return all(r.done() for r in self.refs)
+
+    def cancel(self) -> bool:
+        """Cancel the blocks not yet sent to a worker; True when none of them runs any more."""
+        return all([r.cancel() or r.done() for r in self.refs])
+
+
+class LocalJob(BasePrimitiveJob):  # type: ignore[misc]
+    """Blocks run in this process: in a thread, or at once (``run_now=True``, inside tasks)."""
+
+    def __init__(self, job_id: str, compute: Callable[[], Any], run_now: bool) -> None:
+        super().__init__(job_id)
+        self._compute = compute
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        if run_now:
+            self._run()
+        else:
+            self._thread = threading.Thread(target=self._run, name="qshpc-primitive", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            if not self._cancelled:
+                self._result = self._compute()
+        except BaseException as exc:  # handed to result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the work; return the ``PrimitiveResult`` (or raise what it raised)."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"primitive job {self.job_id()} not done after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        if self._cancelled and self._result is None:
+            raise RuntimeError(f"primitive job {self.job_id()} was cancelled")
+        return self._result
+
+    def status(self) -> JobStatus:
+        """DONE, ERROR, CANCELLED or RUNNING."""
+        if not self._done.is_set():
+            return JobStatus.RUNNING
+        if self._error is not None:
+            return JobStatus.ERROR
+        if self._result is None:
+            return JobStatus.CANCELLED
+        return JobStatus.DONE
+
+    def done(self) -> bool:
+        """True when the work succeeded."""
+        return bool(self.status() == JobStatus.DONE)
+
+    def running(self) -> bool:
+        """True while the work runs."""
+        return bool(self.status() == JobStatus.RUNNING)
+
+    def cancelled(self) -> bool:
+        """True when cancelled before it started."""
+        return bool(self.status() == JobStatus.CANCELLED)
+
+    def in_final_state(self) -> bool:
+        """True when the work ended."""
+        return self._done.is_set()
+
+    def cancel(self) -> bool:
+        """Cancel if it has not started (work in progress runs to its end)."""
+        self._cancelled = True
+        return self._done.is_set() and self._result is None
+
+
+__all__ = ["LocalJob", "TasksJob", "new_id"]

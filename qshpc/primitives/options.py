@@ -1,0 +1,111 @@
+"""Options of the V2 primitives, in Aer's shape, and what the blocks need of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from qshpc.errors import UserError
+
+#: Backend options that choose this rank's simulator; other ones go to Aer's ``run``.
+SPEC_KEYS = ("method", "device", "precision")
+#: Aer options that change the outcome distribution: shots are then sampled by Aer.
+NOISY_KEYS = ("noise_model",)
+#: Run options the primitives set themselves.
+_OWN_RUN_KEYS = ("shots", "parameter_binds", "memory", "seed_simulator")
+
+
+@dataclass
+class Options:
+    """Options of ``SamplerV2`` and ``EstimatorV2``, as in qiskit-aer's primitives.
+
+    Attributes:
+        backend_options: ``AerSimulator`` options: ``method`` (default
+            ``"statevector"``), ``device`` (``"CPU"``, ``"GPU"``, ``"auto"``),
+            ``precision`` (``"double"``, ``"single"``) choose each rank's cached
+            simulator; any other (``noise_model``, ...) is passed to its ``run``.
+        run_options: Options for ``AerSimulator.run``; ``seed_simulator`` is the
+            seed when the primitive has none (as in Aer).
+        optimization_level: Preset pass manager level for circuits that are not ISA.
+        rows_per_task: The most parameter rows in one task (None: about four
+            tasks per worker for the run's rows).
+        default_precision: The estimator's default precision (Aer's option name).
+    """
+
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    run_options: dict[str, Any] = field(default_factory=dict)
+    optimization_level: int = 1
+    rows_per_task: int | None = None
+    default_precision: float | None = None
+
+
+def parse_options(options: Mapping[str, Any] | Options | None) -> Options:
+    """``Options`` from a dict of Aer's option names (unknown names are refused).
+
+    Raises:
+        UserError: An unknown name (the valid ones are listed) or a bad value.
+    """
+    if options is None:
+        return Options()
+    if isinstance(options, Options):
+        return options
+    if not isinstance(options, Mapping):
+        raise UserError(f"options must be a dict, got {type(options).__name__}")
+    valid = list(Options.__dataclass_fields__)
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        raise UserError(
+            f"unknown option(s) {', '.join(map(repr, unknown))}: use {', '.join(valid)}"
+        )
+    out = Options(**dict(options))
+    for name in ("backend_options", "run_options"):
+        if not isinstance(getattr(out, name), Mapping):
+            raise UserError(f"options[{name!r}] must be a dict")
+        setattr(out, name, dict(getattr(out, name)))
+    if out.optimization_level not in (0, 1, 2, 3):
+        raise UserError(f"optimization_level must be 0, 1, 2 or 3, got {out.optimization_level!r}")
+    rows = out.rows_per_task
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+        raise UserError(f"rows_per_task must be a positive int or None, got {rows!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """What every block task of a run needs to build its simulator and run Aer (picklable).
+
+    Attributes:
+        method: Aer method.
+        device: ``"CPU"``, ``"GPU"``, ``"auto"`` or None.
+        precision: ``"double"`` or ``"single"``.
+        level: Preset pass manager level.
+        run_options: Extra Aer run options (None when there are none).
+        noisy: True when those change the distribution (shots sampled by Aer).
+    """
+
+    method: str = "statevector"
+    device: str | None = None
+    precision: str = "double"
+    level: int = 1
+    run_options: dict[str, Any] | None = None
+    noisy: bool = False
+
+
+def block_config(options: Options) -> BlockConfig:
+    """The :class:`BlockConfig` of a primitive's options."""
+    backend = dict(options.backend_options)
+    spec = {k: backend.pop(k) for k in SPEC_KEYS if k in backend}
+    run = {k: v for k, v in options.run_options.items() if k not in _OWN_RUN_KEYS}
+    extra = {**backend, **run}
+    return BlockConfig(
+        method=str(spec.get("method", "statevector")),
+        device=spec.get("device"),
+        precision=str(spec.get("precision", "double")),
+        level=options.optimization_level,
+        run_options=extra or None,
+        noisy=any(extra.get(k) is not None for k in NOISY_KEYS),
+    )
+
+
+__all__ = ["BlockConfig", "Options", "block_config", "parse_options"]

@@ -1,0 +1,118 @@
+"""``SamplerV2``: Qiskit's ``BaseSamplerV2`` on qshpc's ranks (see :mod:`qshpc.primitives`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from numbers import Integral
+from typing import Any
+
+from qiskit.primitives import BaseSamplerV2  # type: ignore[import-untyped]
+
+from qshpc.aer.v2.pubs import PubError
+from qshpc.primitives import blocks
+from qshpc.primitives.base import check_mode, run_here_or_spread
+from qshpc.primitives.options import Options, block_config, parse_options
+
+
+class SamplerV2(BaseSamplerV2):  # type: ignore[misc]
+    """Samples PUBs on the ranks; results are Qiskit's own (``PrimitiveResult`` of ``SamplerPubResult``).
+
+    Inside a program (rank 0 of ``qshpc run``/``submit``) ``run`` returns at once
+    and every PUB becomes one task, large PUBs one task per block of rows.
+    Under plain ``python`` or inside a task the work runs in this process. With
+    ``mode=LocalClient(...)`` or ``mode=SlurmClient(...)``, ``run`` starts a qshpc
+    job on that client instead, from anywhere.
+
+    Args:
+        default_shots: Shots for PUBs that give none (and ``run`` without ``shots``).
+        seed: Seed of the shots (an int, or a numpy Generator to draw one from).
+            None: the job seed (``--seed``) or the task's seed, else a fresh one;
+            the seed used is in ``result.metadata["seed"]``.
+        options: Aer's option names: ``backend_options``, ``run_options``, and
+            qshpc's ``optimization_level`` and ``rows_per_task`` (see :class:`Options`).
+        mode: A qshpc client to run on (``LocalClient(...)``, ``SlurmClient(...)``),
+            or None to run on the ranks of the program calling it.
+
+    Example:
+        >>> from qiskit import QuantumCircuit
+        >>> qc = QuantumCircuit(2); _ = qc.h(0); _ = qc.cx(0, 1); qc.measure_all()
+        >>> counts = SamplerV2(seed=7).run([qc]).result()[0].data.meas.get_counts()
+        >>> sorted(counts)
+        ['00', '11']
+    """
+
+    _default_shots: int
+    _seed: Any
+    _options: Options
+    _mode: Any
+
+    def __init__(
+        self,
+        *,
+        default_shots: int = 1024,
+        seed: Any = None,
+        options: Mapping[str, Any] | Options | None = None,
+        mode: Any = None,
+    ) -> None:
+        if isinstance(default_shots, bool) or not isinstance(default_shots, Integral):
+            raise PubError(f"default_shots must be a positive int, got {default_shots!r}")
+        if default_shots < 1:
+            raise PubError(f"default_shots must be a positive int, got {default_shots!r}")
+        self._default_shots = int(default_shots)
+        self._seed = seed
+        self._options = parse_options(options)
+        self._mode = check_mode(mode)
+
+    @property
+    def default_shots(self) -> int:
+        """Shots for PUBs that give none."""
+        return self._default_shots
+
+    @property
+    def seed(self) -> Any:
+        """The seed given at construction (None: see the class doc)."""
+        return self._seed
+
+    @property
+    def options(self) -> Options:
+        """The options (Aer's names)."""
+        return self._options
+
+    @property
+    def mode(self) -> Any:
+        """The client ``run`` starts jobs on, or None."""
+        return self._mode
+
+    def run(self, pubs: Iterable[Any], *, shots: int | None = None) -> Any:
+        """Sample the PUBs; returns a job at once (``job.result()`` is a ``PrimitiveResult``).
+
+        Args:
+            pubs: Sampler PUBs: circuits, ``(circuit,)``, ``(circuit, values)``,
+                ``(circuit, values, shots)`` or ``SamplerPub``s.
+            shots: Shots for PUBs that give none (default: ``default_shots``).
+
+        Raises:
+            PubError: A PUB Qiskit refuses, or a circuit without classical
+                registers or wider than the simulator: before any task runs.
+        """
+        from qshpc.aer.v2.pubs import sampler_work
+
+        work = sampler_work(pubs, self._default_shots if shots is None else shots)
+        if self._mode is not None:
+            from qshpc.primitives.mode import submit_sampler
+
+            return submit_sampler(self, work)
+        config = block_config(self._options)
+        seed = blocks.resolve_seed(self._seed, self._options.run_options)
+        return run_here_or_spread(
+            "sampler",
+            work,
+            config,
+            lambda: blocks.inline_sampler(work, seed, config),
+            lambda workers: blocks.spread_sampler(
+                work, seed, config, workers, self._options.rows_per_task
+            ),
+        )
+
+
+__all__ = ["SamplerV2"]

@@ -1,0 +1,267 @@
+"""Qiskit's V2 primitive results in the store: typed, never pickled.
+
+``PrimitiveResult``, ``PubResult``, ``SamplerPubResult``, ``DataBin`` and
+``BitArray`` values (anywhere in a saved result or a task result) are stored
+as their parts, and read back as the same Qiskit types:
+
+==================  =====================  =====================================
+encoding-type       node                   holds
+==================  =====================  =====================================
+primitive-result    group                  ``pubs`` (group of members "0", "1",
+                                           ... ), ``metadata`` (native dict)
+pub-result,         group                  ``data`` (a data-bin), ``metadata``
+sampler-pub-result
+data-bin            group                  one member per field, in order;
+                                           ``shape`` attr (int64 array)
+bit-array           dataset                the ``uint8`` array (..., shots,
+                                           bytes); ``num-bits`` attr
+==================  =====================  =====================================
+
+In the blob encoding they are extension type 11: ``[kind, parts]``.
+
+qiskit is imported only when such a value is met (writing: it was imported
+by whoever built the value; reading: a node of these types).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: Node encoding-types written by this module.
+H5_TYPES = frozenset(
+    {"primitive-result", "pub-result", "sampler-pub-result", "data-bin", "bit-array"}
+)
+
+
+def kind(value: Any) -> str | None:
+    """The encoding-type of a Qiskit primitive container, or None for anything else."""
+    mod = sys.modules.get("qiskit.primitives.containers")
+    if mod is None:
+        return None
+    if isinstance(value, mod.BitArray):
+        return "bit-array"
+    if isinstance(value, mod.DataBin):
+        return "data-bin"
+    if isinstance(value, mod.SamplerPubResult):
+        return "sampler-pub-result"
+    if isinstance(value, mod.PubResult):
+        return "pub-result"
+    if isinstance(value, mod.PrimitiveResult):
+        return "primitive-result"
+    return None
+
+
+def to_parts(value: Any, which: str) -> dict[str, Any]:
+    """The parts a container of kind ``which`` is stored as."""
+    if which == "bit-array":
+        return {"array": np.ascontiguousarray(value.array), "num_bits": int(value.num_bits)}
+    if which == "data-bin":
+        return {
+            "shape": [int(n) for n in value.shape],
+            "fields": {name: value[name] for name in value},
+        }
+    if which in ("pub-result", "sampler-pub-result"):
+        return {"data": value.data, "metadata": dict(value.metadata)}
+    if which == "primitive-result":
+        return {"pubs": list(value), "metadata": dict(value.metadata)}
+    raise ValueError(f"not a primitive container kind: {which!r}")
+
+
+def from_parts(which: str, parts: dict[str, Any]) -> Any:
+    """The Qiskit container of kind ``which`` from its parts."""
+    from qiskit.primitives import containers as c  # type: ignore[import-untyped]
+
+    if which == "bit-array":
+        return c.BitArray(np.asarray(parts["array"], dtype=np.uint8), int(parts["num_bits"]))
+    if which == "data-bin":
+        return c.DataBin(**dict(parts["fields"]), shape=tuple(parts["shape"]))
+    if which == "sampler-pub-result":
+        return c.SamplerPubResult(parts["data"], metadata=parts.get("metadata") or {})
+    if which == "pub-result":
+        return c.PubResult(parts["data"], metadata=parts.get("metadata") or {})
+    if which == "primitive-result":
+        return c.PrimitiveResult(list(parts["pubs"]), metadata=parts.get("metadata") or {})
+    raise ValueError(f"not a primitive container kind: {which!r}")
+
+
+Writer = Callable[[Any, str, Any], None]
+Reader = Callable[[Any], Any]
+
+
+def write_h5(parent: Any, name: str, value: Any, which: str, write: Writer, mark: Any) -> None:
+    """Write a container as member ``name`` of the HDF5 group ``parent``.
+
+    Args:
+        parent: The h5py group.
+        name: The member name.
+        value: The container.
+        which: Its :func:`kind`.
+        write: ``write_native(group, name, value)`` for the parts.
+        mark: ``mark(node, encoding_type)``.
+    """
+    parts = to_parts(value, which)
+    if which == "bit-array":
+        ds = parent.create_dataset(name, data=parts["array"])
+        mark(ds, which)
+        ds.attrs["num-bits"] = parts["num_bits"]
+        return
+    group = parent.create_group(name, track_order=True)
+    mark(group, which)
+    if which == "data-bin":
+        group.attrs["shape"] = np.asarray(parts["shape"], dtype=np.int64)
+        for field, item in parts["fields"].items():
+            write(group, field, item)
+        return
+    if which == "primitive-result":
+        pubs = group.create_group("pubs", track_order=True)
+        mark(pubs, "list")
+        for i, pub in enumerate(parts["pubs"]):
+            write(pubs, str(i), pub)
+    else:
+        write(group, "data", parts["data"])
+    write(group, "metadata", parts["metadata"])
+
+
+def read_h5(node: Any, which: str, read: Reader) -> Any:
+    """Read a node written by :func:`write_h5` (``read(child)`` reads a native child)."""
+    if which == "bit-array":
+        return from_parts(which, {"array": node[()], "num_bits": int(node.attrs["num-bits"])})
+    if which == "data-bin":
+        fields = {name: read(child) for name, child in node.items()}
+        shape = tuple(int(n) for n in np.asarray(node.attrs.get("shape", []), dtype=np.int64))
+        return from_parts(which, {"fields": fields, "shape": shape})
+    metadata = read(node["metadata"]) if "metadata" in node else {}
+    if which == "primitive-result":
+        pubs = node["pubs"]
+        ordered = sorted(pubs.keys(), key=int)
+        return from_parts(which, {"pubs": [read(pubs[k]) for k in ordered], "metadata": metadata})
+    return from_parts(which, {"data": read(node["data"]), "metadata": metadata})
+
+
+def to_plain(value: Any) -> Any:
+    """A JSON-able view: counts per row for bit arrays, lists for arrays (``qshpc result --json``)."""
+    which = kind(value)
+    if which is None:
+        return value
+    if which == "bit-array":
+        flat = value.reshape(-1, value.num_shots) if value.shape else value
+        counts = (
+            [flat.get_counts(i) for i in range(flat.shape[0])]
+            if value.shape
+            else [value.get_counts()]
+        )
+        return {
+            "type": "BitArray",
+            "num_bits": value.num_bits,
+            "num_shots": value.num_shots,
+            "shape": list(value.shape),
+            "counts": counts,
+        }
+    parts = to_parts(value, which)
+    if which == "data-bin":
+        return {
+            "type": "DataBin",
+            "shape": parts["shape"],
+            **{k: to_plain(v) for k, v in parts["fields"].items()},
+        }
+    if which == "primitive-result":
+        return {
+            "type": "PrimitiveResult",
+            "metadata": parts["metadata"],
+            "pubs": [to_plain(p) for p in parts["pubs"]],
+        }
+    name = "SamplerPubResult" if which == "sampler-pub-result" else "PubResult"
+    return {"type": name, "data": to_plain(parts["data"]), "metadata": parts["metadata"]}
+
+
+def summary(value: Any, top: int = 4) -> str:
+    """A few lines a person reads: per PUB its shape, registers and top outcomes, or EV ranges."""
+    which = kind(value)
+    if which != "primitive-result":
+        return repr(value)
+    lines = [f"PrimitiveResult: {len(value)} PUB(s), metadata {dict(value.metadata)}"]
+    for i, pub in enumerate(value):
+        data = pub.data
+        lines.append(f"PUB {i}: {type(pub).__name__}, shape {tuple(data.shape)}")
+        for name in data:
+            item = data[name]
+            if kind(item) == "bit-array":
+                counts = item.get_counts()
+                best = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+                shown = ", ".join(f"{k}: {v}" for k, v in best)
+                more = f", ... ({len(counts)} outcomes)" if len(counts) > top else ""
+                lines.append(
+                    f"  {name}: BitArray of {item.num_bits} bits x {item.num_shots} shots; "
+                    f"all rows: {shown}{more}"
+                )
+            else:
+                arr = np.asarray(item)
+                if arr.size and np.issubdtype(arr.dtype, np.number):
+                    lines.append(
+                        f"  {name}: {arr.dtype} {arr.shape}, min {arr.min():.6g}, "
+                        f"max {arr.max():.6g}, mean {arr.mean():.6g}"
+                        + (f"; {arr.ravel()[:top].tolist()}" if arr.size <= top else "")
+                    )
+                else:
+                    lines.append(f"  {name}: {arr!r}")
+        if pub.metadata:
+            lines.append(f"  metadata: {dict(pub.metadata)}")
+    return "\n".join(lines)
+
+
+def plottable(value: Any, top: int = 4) -> Any:
+    """What ``qshpc plot`` draws for a ``PrimitiveResult`` (the shapes :mod:`qshpc.plot` knows).
+
+    A PUB of one row gives a histogram of each register's counts; a PUB of many
+    rows gives, against the parameter index, the counts of the ``top`` most
+    frequent outcomes of each register, or each column of ``evs``.
+    """
+    if kind(value) != "primitive-result":
+        return value
+    out: dict[str, Any] = {}
+    for i, pub in enumerate(value):
+        data = pub.data
+        size = int(np.prod(data.shape)) if data.shape else 1
+        for name in data:
+            item = data[name]
+            label = f"pub {i} {name}"
+            if kind(item) == "bit-array":
+                if size == 1:
+                    out[label] = item.get_counts()
+                    continue
+                flat = item.reshape(size, item.num_shots)
+                best = sorted(flat.get_counts().items(), key=lambda kv: -kv[1])[:top]
+                rows = [flat.get_counts(r) for r in range(size)]
+                sweep = {"parameter index": np.arange(size)}
+                for outcome, _ in best:
+                    sweep[f"{outcome}"] = np.array([row.get(outcome, 0) for row in rows])
+                out[label] = sweep
+            elif name != "stds":
+                arr = np.asarray(item, dtype=float)
+                if arr.size == 1:
+                    out.setdefault(f"pub {i}", {})[name] = float(arr.ravel()[0])
+                    continue
+                flat2 = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
+                sweep = {"parameter index": np.arange(flat2.shape[0])}
+                for col in range(min(flat2.shape[1], 12)):
+                    suffix = f"[:, {col}]" if flat2.shape[1] > 1 else ""
+                    sweep[f"{name}{suffix}"] = flat2[:, col]
+                out[label] = sweep
+    return out
+
+
+__all__ = [
+    "H5_TYPES",
+    "from_parts",
+    "kind",
+    "plottable",
+    "read_h5",
+    "summary",
+    "to_parts",
+    "to_plain",
+    "write_h5",
+]
