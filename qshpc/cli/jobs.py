@@ -176,9 +176,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             echo(json.dumps(to_jsonable(value)))
         else:
-            from pprint import pformat
+            from qshpc.store.qiskit_results import summary
 
-            echo(pformat(value))
+            echo(summary(value))
 
     @app.command("logs")
     @errors

@@ -10,6 +10,10 @@ in a dict):
   width: the longest key's bit length in the figure.
 * a list of distributions (``{"results": [dist, ...]}`` as the seed program
   saves): one panel per distribution, laid out on a grid.
+* Qiskit's ``PrimitiveResult`` (SamplerV2, EstimatorV2): counts of a PUB of
+  one row as a histogram; of many rows, the most frequent outcomes' counts
+  against the parameter index; ``evs`` against the parameter index
+  (:func:`qshpc.store.qiskit_results.plottable`).
 * a sweep: a dict with a parameter array under ``parameters`` (or ``params``,
   ``x``, ``theta`` ...) and value arrays of the same length (``energies``...).
   One panel per value array: a line of value vs parameter for a 1-D sweep;
@@ -42,6 +46,8 @@ MAX_BARS = (
 )
 MAX_LINES = 10  # a 2-D grid sweep with more rows than this is drawn as a colour map
 PARAM_KEYS = (
+    "parameter index",
+    "pub index",
     "parameters",
     "parameter",
     "params",
@@ -174,6 +180,10 @@ def _sweep_panel(pname: str, params: Any, name: str, y: Any) -> Panel:
 
 def find_panels(result: Any, _prefix: str = "", _depth: int = 0) -> list[Panel]:
     """The panels to draw for ``result``, in order (empty when nothing is plottable)."""
+    from qshpc.store import qiskit_results
+
+    if qiskit_results.kind(result) == "primitive-result":
+        return find_panels(qiskit_results.plottable(result), _prefix, 0)
     if _is_dist(result):
         return [Panel("hist", _prefix or "result", result)]
     if _is_dist_list(result):
@@ -185,7 +195,9 @@ def find_panels(result: Any, _prefix: str = "", _depth: int = 0) -> list[Panel]:
         return [Panel(p.kind, _prefix + p.title, p.data, p.labels) for p in panels]
     for key, value in result.items():
         name = f"{_prefix}{key}"
-        if _is_dist(value) or _is_dist_list(value):
+        if qiskit_results.kind(value) == "primitive-result":
+            panels.extend(find_panels(value, f"{name}: ", 0))
+        elif _is_dist(value) or _is_dist_list(value):
             panels.extend(find_panels(value, name, _depth + 1))
         elif isinstance(value, Mapping) and _depth == 0:
             panels.extend(find_panels(value, f"{name}.", _depth + 1))

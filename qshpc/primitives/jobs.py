@@ -27,11 +27,22 @@ _ids = itertools.count()
 
 
 def new_id(kind: str) -> str:
-    """An id for a job run by this process: ``<qshpc job id or 'local'>/<kind>-<n>``."""
+    """An id for a primitive job of this process: ``<where>/<kind>-<n>``.
+
+    ``<where>`` is the qshpc job id on rank 0 of a job, ``task-<id>`` inside a
+    task, ``local`` under plain ``python``.
+    """
+    from qshpc import program
     from qshpc.runtime.context import current_task
 
     task = current_task()
-    where = f"task-{task.task_id}" if task is not None else "local"
+    session = program._session
+    if task is not None:
+        where = f"task-{task.task_id}"
+    elif session is not None and session.job_dir is not None:
+        where = session.job_dir.name
+    else:
+        where = "local"
     return f"{where}/{kind}-{next(_ids)}"
 
 

@@ -148,12 +148,12 @@ def to_plain(value: Any) -> Any:
     if which is None:
         return value
     if which == "bit-array":
-        flat = value.reshape(-1, value.num_shots) if value.shape else value
-        counts = (
-            [flat.get_counts(i) for i in range(flat.shape[0])]
-            if value.shape
-            else [value.get_counts()]
-        )
+        if value.shape:
+            size = int(np.prod(value.shape))
+            flat = value.reshape(size)
+            counts = [flat.get_counts(i) for i in range(size)]
+        else:
+            counts = [value.get_counts()]
         return {
             "type": "BitArray",
             "num_bits": value.num_bits,
@@ -179,10 +179,27 @@ def to_plain(value: Any) -> Any:
 
 
 def summary(value: Any, top: int = 4) -> str:
-    """A few lines a person reads: per PUB its shape, registers and top outcomes, or EV ranges."""
-    which = kind(value)
-    if which != "primitive-result":
-        return repr(value)
+    """What ``qshpc result`` prints: ``pformat(value)``, with each ``PrimitiveResult`` in it
+    (at the top or as a value of a top-level dict) summarized per PUB: its shape, registers
+    and most frequent outcomes, or the range of its expectation values.
+    """
+    from pprint import pformat
+
+    if kind(value) == "primitive-result":
+        return _summary(value, top)
+    if isinstance(value, dict) and any(kind(v) == "primitive-result" for v in value.values()):
+        parts = []
+        for key, item in value.items():
+            if kind(item) == "primitive-result":
+                body = _summary(item, top).replace("\n", "\n  ")
+                parts.append(f"{key!r}:\n  {body}")
+            else:
+                parts.append(f"{key!r}: {pformat(item)}")
+        return "\n".join(parts)
+    return pformat(value)
+
+
+def _summary(value: Any, top: int) -> str:
     lines = [f"PrimitiveResult: {len(value)} PUB(s), metadata {dict(value.metadata)}"]
     for i, pub in enumerate(value):
         data = pub.data
@@ -214,15 +231,17 @@ def summary(value: Any, top: int = 4) -> str:
 
 
 def plottable(value: Any, top: int = 4) -> Any:
-    """What ``qshpc plot`` draws for a ``PrimitiveResult`` (the shapes :mod:`qshpc.plot` knows).
+    """What ``qshpc plot`` draws for a ``PrimitiveResult`` (shapes :mod:`qshpc.plot` knows).
 
     A PUB of one row gives a histogram of each register's counts; a PUB of many
     rows gives, against the parameter index, the counts of the ``top`` most
-    frequent outcomes of each register, or each column of ``evs``.
+    frequent outcomes of each register, and each column of ``evs``. PUBs of one
+    expectation value each are drawn together against the PUB index.
     """
     if kind(value) != "primitive-result":
         return value
     out: dict[str, Any] = {}
+    scalars: dict[str, list[float]] = {}
     for i, pub in enumerate(value):
         data = pub.data
         size = int(np.prod(data.shape)) if data.shape else 1
@@ -233,24 +252,27 @@ def plottable(value: Any, top: int = 4) -> Any:
                 if size == 1:
                     out[label] = item.get_counts()
                     continue
-                flat = item.reshape(size, item.num_shots)
+                flat = item.reshape(size)
                 best = sorted(flat.get_counts().items(), key=lambda kv: -kv[1])[:top]
                 rows = [flat.get_counts(r) for r in range(size)]
-                sweep = {"parameter index": np.arange(size)}
+                sweep: dict[str, Any] = {"parameter index": np.arange(size)}
                 for outcome, _ in best:
-                    sweep[f"{outcome}"] = np.array([row.get(outcome, 0) for row in rows])
+                    sweep[f"counts {outcome}"] = np.array([row.get(outcome, 0) for row in rows])
                 out[label] = sweep
             elif name != "stds":
                 arr = np.asarray(item, dtype=float)
                 if arr.size == 1:
-                    out.setdefault(f"pub {i}", {})[name] = float(arr.ravel()[0])
+                    scalars.setdefault(name, []).append(float(arr.ravel()[0]))
                     continue
-                flat2 = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
-                sweep = {"parameter index": np.arange(flat2.shape[0])}
-                for col in range(min(flat2.shape[1], 12)):
-                    suffix = f"[:, {col}]" if flat2.shape[1] > 1 else ""
-                    sweep[f"{name}{suffix}"] = flat2[:, col]
+                cols = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
+                sweep = {"parameter index": np.arange(cols.shape[0])}
+                for col in range(min(cols.shape[1], 12)):
+                    suffix = f"[:, {col}]" if cols.shape[1] > 1 else ""
+                    sweep[f"{name}{suffix}"] = cols[:, col]
                 out[label] = sweep
+    for name, vals in scalars.items():
+        if len(vals) > 1 and len(vals) == len(value):
+            out[f"{name} by PUB"] = {"pub index": np.arange(len(vals)), name: np.array(vals)}
     return out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -101,13 +101,17 @@ class EstimatorWork:
 
 
 def _coerce_all(kind: str, pubs: Any, coerce: Any) -> list[Any]:
-    if isinstance(pubs, (str, bytes)) or not isinstance(pubs, Iterable):
+    try:
+        items = [] if isinstance(pubs, (str, bytes)) else list(pubs)
+    except TypeError:
+        items = None
+    if items is None or isinstance(pubs, (str, bytes)):
         raise PubError(
             f"{kind}.run takes an iterable of PUBs, got {type(pubs).__name__}: "
             f"wrap a single PUB in a list, like run([pub])"
         )
     out = []
-    for i, pub in enumerate(pubs):
+    for i, pub in enumerate(items):
         try:
             out.append(coerce(pub))
         except (ValueError, TypeError) as exc:
