@@ -379,6 +379,11 @@ def run_aer(
         options["seed_simulator"] = seed
     if any(binds):
         options["parameter_binds"] = binds
+        if shots == 1 and spec.threads == 1:
+            # Exact runs on one core: Aer binds each row at run time instead of building
+            # a circuit per row (0.5 -> 0.3 ms a row for 10 qubits; results bit-identical).
+            # With more cores, one experiment per row runs them side by side instead.
+            options.setdefault("runtime_parameter_bind_enable", True)
     result = get_simulator(spec).run(experiments, **options).result()
     if not result.success:
         raise RuntimeError(f"Aer failed: {result.status}")
