@@ -1,12 +1,16 @@
-"""The seed program's fan-out with qiskit-aer's SamplerV2 (counts, not quasi-probabilities).
+"""The seed program's fan-out with Qiskit 2's SamplerV2, spread over the ranks by qshpc.
 
 Arguments (all optional):
     circuits: measured circuits to sample (default: 8 random 4-qubit circuits).
     shots: shots per circuit (default 1024).
+    sweep_rows: rows of a parameter sweep sampled as one PUB (default 64).
 
-Each task transpiles its circuit with this rank's cached pass manager (random
-circuits hold gates Aer rejects untranspiled) and samples it with the task's
-seed, so a rerun with the same ``--seed`` gives the same counts on any rank.
+``SamplerV2().run(pubs)`` on rank 0 returns at once; each PUB becomes a task
+and the sweep's PUB is cut into blocks of rows, one task each. Circuits that
+are not ISA for Aer (random circuits) are transpiled once per rank. With
+``--seed`` the counts are bit-identical on any number of ranks. The result is
+saved as Qiskit's own ``PrimitiveResult`` (``qshpc result`` summarizes it,
+``qshpc plot`` draws it, ``qshpc.open_job(id).result()`` returns it).
 
 Run:
     qshpc run examples/sampler_v2.py --workers 2 --seed 7
@@ -16,24 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
 from qiskit.circuit.random import random_circuit
-from qiskit_aer.primitives import SamplerV2
 
-from qshpc import current_task, distribute_task, get, get_arguments, save_result
-from qshpc.aer import get_pass_manager, sim_spec
-
-
-@distribute_task()
-def sample_counts(circuit: QuantumCircuit, shots: int) -> dict[str, int]:
-    """Counts of one circuit from SamplerV2 (seeded from the task when the job has a seed)."""
-    isa = get_pass_manager(sim_spec()).run(circuit)
-    task = current_task()
-    seed = task.seed if task is not None else None
-    sampler = SamplerV2(default_shots=shots, seed=seed)
-    pub = sampler.run([isa]).result()[0]
-    counts: dict[str, int] = pub.join_data().get_counts()
-    return counts
+from qshpc import get_arguments, save_result
+from qshpc.aer import SamplerV2
 
 
 def default_circuits(n: int = 8) -> list[QuantumCircuit]:
@@ -45,9 +38,26 @@ def default_circuits(n: int = 8) -> list[QuantumCircuit]:
     return circuits
 
 
+def sweep_circuit(qubits: int = 4) -> QuantumCircuit:
+    theta = ParameterVector("theta", qubits)
+    circuit = QuantumCircuit(qubits)
+    for q in range(qubits):
+        circuit.ry(theta[q], q)
+    for q in range(qubits - 1):
+        circuit.cx(q, q + 1)
+    circuit.measure_all()
+    return circuit
+
+
 arguments: dict[str, Any] = get_arguments()
 circuits = arguments.get("circuits") or default_circuits()
 shots = int(arguments.get("shots", 1024))
+rows = int(arguments.get("sweep_rows", 64))
 
-results = get([sample_counts(circuit, shots) for circuit in circuits])
-save_result({"counts": results, "shots": shots})
+sweep = sweep_circuit()
+angles = np.linspace(0, np.pi, rows)[:, None] * np.ones(sweep.num_parameters)
+
+job = SamplerV2(default_shots=shots).run([*circuits, (sweep, angles)])
+result = job.result()
+counts = [pub.join_data().get_counts() for pub in result[: len(circuits)]]
+save_result({"counts": counts, "shots": shots, "result": result})
