@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from qshpc.aer.simulator import SimSpec, get_pass_manager, get_simulator, sim_spec
     from qshpc.aer.sizing import Estimate, check_fits, estimate_for_circuits, estimate_memory_bytes
     from qshpc.aer.sweep import Estimator, run_sweep
-    from qshpc.primitives import EstimatorV2, SamplerV2
 
+# SamplerV2/EstimatorV2 live a layer up (qshpc.primitives: they send tasks through the
+# program API); they are named here, by string, so that `qshpc.aer.SamplerV2` works.
+# Nothing in this package imports them.
 _EXPORTS = {
     "Sampler": "qshpc.aer.sampler",
     "Estimator": "qshpc.aer.sweep",

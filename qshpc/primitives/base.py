@@ -61,7 +61,7 @@ def run_here_or_spread(
         A :class:`TasksJob` or a :class:`LocalJob`.
     """
     from qshpc.primitives.blocks import worker_count
-    from qshpc.runtime.context import current_task
+    from qshpc.task.context import current_task
 
     check_widths([w.circuit for w in work], config)
     workers = worker_count()

@@ -26,9 +26,9 @@ from qshpc.aer.v2.pubs import EstimatorWork, SamplerWork, cut, memory_cap
 from qshpc.aer.v2.sample import MAX_PROBABILITY_DOUBLES, sample_block
 from qshpc.errors import UserError
 from qshpc.primitives.options import BlockConfig
-from qshpc.program import distribute_task
-from qshpc.runtime.context import current_task, job_seed, rank_info
-from qshpc.seeding import derive_seed
+from qshpc.program.api import distribute_task
+from qshpc.task.context import current_task, job_seed, rank_info
+from qshpc.task.seeding import derive_seed
 
 #: Rows of one estimator block at most (each row holds one float per Pauli in Aer's result).
 ESTIMATOR_MAX_ROWS = 1 << 16

@@ -32,11 +32,11 @@ def new_id(kind: str) -> str:
     ``<where>`` is the qshpc job id on rank 0 of a job, ``task-<id>`` inside a
     task, ``local`` under plain ``python``.
     """
-    from qshpc import program
-    from qshpc.runtime.context import current_task
+    from qshpc.program import api
+    from qshpc.task.context import current_task
 
     task = current_task()
-    session = program._session
+    session = api._session
     if task is not None:
         where = f"task-{task.task_id}"
     elif session is not None and session.job_dir is not None:
@@ -69,7 +69,7 @@ class TasksJob(BasePrimitiveJob):  # type: ignore[misc]
         """
         with self._lock:
             if self._result is None:
-                from qshpc.program import get
+                from qshpc.program.api import get
 
                 self._result = self._finish(get(self.refs, timeout=timeout))
             return self._result

@@ -2,7 +2,8 @@
 
 ``SamplerV2(mode=LocalClient(workers=4)).run(pubs)`` stores the PUBs as the
 arguments of a new job (:mod:`qshpc.primitives.arguments`), runs the built-in
-program ``programs/primitive_job.py`` on that client, and returns a
+program ``programs/primitive_job.py`` (:mod:`qshpc.primitives.builtin`) on that
+client, and returns a
 :class:`ClientJob` at once. The program runs the same primitive on the job's
 ranks and saves the ``PrimitiveResult``; ``qshpc.open_job(job_id).result()``
 returns it later from any process.
@@ -19,7 +20,7 @@ from qiskit.primitives.base.base_primitive_job import (  # type: ignore[import-u
 from qiskit.providers import JobStatus  # type: ignore[import-untyped]
 
 from qshpc.aer.v2.pubs import EstimatorWork, SamplerWork
-from qshpc.primitives.arguments import decode, encode_estimator, encode_sampler
+from qshpc.primitives.arguments import encode_estimator, encode_sampler
 from qshpc.primitives.base import check_widths
 from qshpc.primitives.options import block_config
 
@@ -90,7 +91,7 @@ class ClientJob(BasePrimitiveJob):  # type: ignore[misc]
 
 
 def _program(title: str) -> Any:
-    from qshpc.client import Program
+    from qshpc.jobs.spec import Program
 
     return Program(title=title, entrypoint=ENTRYPOINT, working_dir=str(PROGRAMS))
 
@@ -128,23 +129,4 @@ def submit_estimator(primitive: Any, work: list[EstimatorWork]) -> ClientJob:
     return _start(primitive, f"EstimatorV2: {len(work)} PUB(s), {rows} row(s)", args, work)
 
 
-def main() -> None:
-    """The built-in program: run the stored call on this job's ranks, save the result."""
-    from qshpc import get_arguments, save_result
-    from qshpc.primitives.options import Options
-
-    args = get_arguments()
-    name, pubs, keywords = decode(args)
-    options = Options(**args.get("options") or {})
-    if name == "SamplerV2":
-        from qshpc.primitives.sampler import SamplerV2
-
-        primitive: Any = SamplerV2(seed=args.get("seed"), options=options, **keywords)
-    else:
-        from qshpc.primitives.estimator import EstimatorV2
-
-        primitive = EstimatorV2(seed=args.get("seed"), options=options, **keywords)
-    save_result(primitive.run(pubs).result())
-
-
-__all__ = ["ClientJob", "main", "submit_estimator", "submit_sampler"]
+__all__ = ["ClientJob", "submit_estimator", "submit_sampler"]

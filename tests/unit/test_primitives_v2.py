@@ -162,7 +162,7 @@ def test_any_cut_gives_the_same_shots() -> None:
 
 
 def test_grouped_and_alone_give_the_same_shots() -> None:
-    from qshpc.runtime.coop import Group
+    from qshpc.task.coop import Group
 
     qc = ansatz()
     v = values(12)

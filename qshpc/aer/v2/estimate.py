@@ -18,7 +18,7 @@ import numpy as np
 
 from qshpc.aer.engine import bind_dict, physical_qubits, run_exact
 from qshpc.aer.provenance import record_run
-from qshpc.runtime.coop import seconds_for_others
+from qshpc.task.coop import seconds_for_others
 
 if TYPE_CHECKING:
     from qshpc.aer.v2.prepared import Prepared

@@ -4,6 +4,6 @@ It reads the PUBs stored as the job's arguments, runs the primitive on the
 job's ranks and saves its ``PrimitiveResult`` (typed, in the job store).
 """
 
-from qshpc.primitives.mode import main
+from qshpc.primitives.builtin import main
 
 main()
