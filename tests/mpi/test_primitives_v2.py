@@ -178,6 +178,7 @@ def test_local_client_mode_cancel(qshpc_home: Path) -> None:
     while job.status() != JobStatus.RUNNING and time.monotonic() < deadline:
         time.sleep(0.1)
     assert job.running()
+    time.sleep(5)  # let rank 0 start the program (a stop while ranks start up is not this test's)
     assert job.cancel()
     with pytest.raises(Exception, match="CANCELED"):
         job.result(timeout=120)
