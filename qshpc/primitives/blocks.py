@@ -32,6 +32,8 @@ from qshpc.task.seeding import derive_seed
 
 #: Rows of one estimator block at most (each row holds one float per Pauli in Aer's result).
 ESTIMATOR_MAX_ROWS = 1 << 16
+#: A PUB with few rows is split by elements only into parts of at least this many.
+MIN_SPLIT_ELEMENTS = 16
 
 
 @distribute_task(name="qshpc.SamplerV2")
@@ -170,29 +172,41 @@ def spread_estimator(
     workers: int,
     per_block: int | None,
 ) -> Submitted:
-    """Send one task per block of parameter rows; return the refs and the assembly."""
+    """Send one task per block of parameter rows; return the refs and the assembly.
+
+    A PUB with fewer rows than the tasks the workers want (one row against a
+    thousand observables, say) has its elements split further, so that every
+    worker gets some (each such task simulates its rows again: cheap next to
+    the observables).
+    """
     circuits = _Circuits()
     caps = [ESTIMATOR_MAX_ROWS] * len(work)
     blocks = cut([w.rows for w in work], workers, per_block, caps)
+    per_pub_blocks = [0] * len(work)
+    for pub, _, _ in blocks:
+        per_pub_blocks[pub] += 1
     refs = []
-    picked = []
+    picked: list[tuple[int, np.ndarray]] = []
     for pub, start, stop in blocks:
         w = work[pub]
         qpy, key = circuits.get(w.circuit)
         elements = w.elements_of(start, stop)
-        used, local_obs = np.unique(w.elem_obs[elements], return_inverse=True)
-        observables = [w.observables[int(o)] for o in used]
-        local_row = w.elem_row[elements] - start
-        refs.append(
-            estimator_block(
-                qpy, key, w.values[start:stop], observables, local_row, local_obs, config
+        split = 1
+        if per_block is None and per_pub_blocks[pub] < 4 * workers:
+            wanted = -(-4 * workers // per_pub_blocks[pub])
+            split = max(1, min(wanted, len(elements) // MIN_SPLIT_ELEMENTS))
+        for part in np.array_split(elements, split) if split > 1 else [elements]:
+            rows, local_row = np.unique(w.elem_row[part], return_inverse=True)
+            used, local_obs = np.unique(w.elem_obs[part], return_inverse=True)
+            observables = [w.observables[int(o)] for o in used]
+            refs.append(
+                estimator_block(qpy, key, w.values[rows], observables, local_row, local_obs, config)
             )
-        )
-        picked.append(elements)
+            picked.append((pub, part))
 
     def finish(outputs: list[Any]) -> Any:
         per_pub: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in work]
-        for (pub, _, _), elements, evs in zip(blocks, picked, outputs, strict=True):
+        for (pub, elements), evs in zip(picked, outputs, strict=True):
             per_pub[pub].append((elements, evs))
         results = [assemble.estimator_pub_result(w, per_pub[w.index], seed) for w in work]
         return assemble.primitive_result(results, seed)

@@ -166,12 +166,13 @@ def test_local_client_mode_cancel(qshpc_home: Path) -> None:
     from qshpc.aer import SamplerV2
 
     t = Parameter("t")
-    qc = QuantumCircuit(12)
-    qc.h(range(12))
-    for q in range(11):
-        qc.crz(t, q, q + 1)
+    qc = QuantumCircuit(16)  # about 20000 x 5 ms of work: far longer than the test waits
+    qc.h(range(16))
+    for _ in range(4):
+        for q in range(15):
+            qc.crz(t, q, q + 1)
     qc.measure_all()
-    job = SamplerV2(mode=LocalClient(workers=1)).run([(qc, np.linspace(0, 1, 40000))])
+    job = SamplerV2(mode=LocalClient(workers=1)).run([(qc, np.linspace(0, 1, 20000))])
     import time
 
     deadline = time.monotonic() + 120
@@ -179,7 +180,7 @@ def test_local_client_mode_cancel(qshpc_home: Path) -> None:
         time.sleep(0.1)
     assert job.running()
     time.sleep(5)  # let rank 0 start the program (a stop while ranks start up is not this test's)
-    assert job.cancel()
+    assert job.cancel(), job.job.info()
     with pytest.raises(Exception, match="CANCELED"):
         job.result(timeout=120)
     assert job.status() == JobStatus.CANCELLED and job.cancelled()

@@ -48,11 +48,14 @@ job = sampler.run(
 )
 unitary = ansatz.remove_final_measurements(inplace=False)
 observables = [["ZZII", "IIXX"], [{"ZIII": 0.5, "IYYI": -1.5}, "IIIZ"]]  # shape (2, 2)
+letters = np.random.default_rng(9).choice(list("IXYZ"), (64, 4))
+paulis = ["".join(row) for row in letters]
 estimator = EstimatorV2(seed=args.get("seed"), options=options)
 ejob = estimator.run(
     [
         (unitary, observables, values[:3].reshape(3, 1, 1, 8)),
         (unitary, "ZZZZ", values, 0.05),
+        (unitary, paulis, values[0]),  # one row, 64 observables: split by elements
     ]
 )
 save_result({"sampler": job.result(), "estimator": ejob.result(), "job_id": job.job_id()})
