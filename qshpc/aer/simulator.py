@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from qshpc.aer.binding import bindable
 from qshpc.aer.device import resolve_device
 from qshpc.errors import UserError
 from qshpc.task.context import rank_info
@@ -183,7 +184,7 @@ def transpile_for(
     pm = get_pass_manager(spec, optimization_level)
     processes = 1 if rank_info().size > 1 else None
     if keys is None:
-        return list(pm.run(list(circuits), num_processes=processes))
+        return [bindable(tc) for tc in pm.run(list(circuits), num_processes=processes)]
     out: list[QuantumCircuit | None] = [None] * len(circuits)
     todo: list[int] = []
     with _lock:
@@ -197,7 +198,9 @@ def transpile_for(
             if hit is None:
                 todo.append(i)
     if todo:
-        fresh = pm.run([circuits[i] for i in todo], num_processes=processes)
+        fresh = [
+            bindable(tc) for tc in pm.run([circuits[i] for i in todo], num_processes=processes)
+        ]
         with _lock:
             for i, tc in zip(todo, fresh, strict=True):
                 key = keys[i]

@@ -215,6 +215,50 @@ def test_aer_seeds_experiments_as_seed_plus_2113_i() -> None:
     assert got == [100 + seeds.AER_SEED_STEP * i for i in range(3)]
 
 
+def test_aer_binds_only_the_gates_we_say() -> None:
+    """Aer binds parameters of rotations only; controlled rotations get one result for all rows."""
+    from qiskit.circuit.library import get_standard_gate_name_mapping
+    from qiskit_aer import AerSimulator
+    from qiskit_aer.library import SaveProbabilities
+
+    from qshpc.aer.binding import BINDABLE
+
+    sim = AerSimulator()
+    binds_rows = set()
+    for name, gate in get_standard_gate_name_mapping().items():
+        if not gate.params or name == "delay" or name not in sim.configuration().basis_gates:
+            continue
+        params = [Parameter(f"p{i}") for i in range(len(gate.params))]
+        op = type(gate)(*params)
+        qc = QuantumCircuit(op.num_qubits)
+        qc.h(range(op.num_qubits))
+        qc.append(op, range(op.num_qubits))
+        qc.append(SaveProbabilities(op.num_qubits), qc.qubits)
+        rows = {p: [0.1 * (i + 1), 0.2 * (i + 1), 0.3 * (i + 1)] for i, p in enumerate(params)}
+        if len(sim.run(qc, shots=1, parameter_binds=[rows]).result().results) == 3:
+            binds_rows.add(name)
+    assert binds_rows == set(BINDABLE)
+
+
+def test_parameters_in_controlled_rotations() -> None:
+    t = ParameterVector("t", 4)
+    qc = QuantumCircuit(3)
+    qc.h(range(3))
+    qc.crz(t[0], 0, 1)
+    qc.cp(t[1], 1, 2)
+    qc.cu(t[2], t[3], 0.2, 0.1, 2, 0)
+    v = values(5, n=2)
+    exact = EstimatorV2().run([(qc, ["ZZI", "XIX", "IYZ"], v[:, None, :])]).result()[0].data.evs
+    ref = StatevectorEstimator().run([(qc, ["ZZI", "XIX", "IYZ"], v[:, None, :])]).result()
+    assert np.max(np.abs(exact - ref[0].data.evs)) < 1e-9
+    measured = qc.measure_all(inplace=False)
+    counts = SamplerV2(seed=2).run([(measured, v, 4000)]).result()[0].data.meas
+    for row in range(5):
+        probs = Statevector(qc.assign_parameters(v[row])).probabilities_dict()
+        got = counts.get_counts(row)
+        assert max(abs(got.get(k, 0) / 4000 - p) for k, p in probs.items()) < 0.05
+
+
 def test_no_measurement_reads_zero_and_unmeasured_register_bits_read_zero() -> None:
     qc = QuantumCircuit(2, 3)
     qc.x(0)

@@ -90,6 +90,11 @@ def _pauli_values(
     same = (prepared.key, prepared.level, "v2-ev", tuple(physical), tuple(labels))
     data, _ = run_exact(prepared.spec, [experiment], [bind], outputs, run_options, [same])
     keys = [f"p{j}" for j in range(len(labels))]
+    if len(data) != outputs or any(keys[0] not in d for d in data):
+        raise RuntimeError(
+            f"Aer returned {len(data)} results for {outputs} rows of circuit "
+            f"{prepared.circuit.name!r}: a parameter it did not bind?"
+        )
     table = np.array([[float(np.real(d[k])) for k in keys] for d in data], dtype=float)
     return table if bind else np.repeat(table, rows, axis=0)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qshpc.aer.binding import bindable
 from qshpc.aer.circuits import ExactPlan, prepare_exact
 from qshpc.aer.engine import physical_qubits
 from qshpc.aer.sampling import SAMPLE_MAX_QUBITS
@@ -122,7 +123,7 @@ class Prepared:
     def _isa_form(self, circuit: QuantumCircuit, suffix: str) -> QuantumCircuit:
         if self.isa:
             check_width([circuit], self.spec)
-            return circuit
+            return bindable(circuit)
         return transpile_for([circuit], self.spec, self.level, [f"{self.key}:{suffix}"])[0]
 
     def _make_body(self) -> QuantumCircuit:

@@ -123,6 +123,11 @@ def _marginals(
     bind = bind_dict(prepared.circuit, experiment, values.tolist()) if experiment.parameters else {}
     outputs = rows if bind else 1
     data, _ = run_exact(prepared.spec, [experiment], [bind], outputs, run_options, [same])
+    if len(data) != outputs or any("probabilities" not in d for d in data):
+        raise RuntimeError(
+            f"Aer returned {len(data)} results for {outputs} rows of circuit "
+            f"{prepared.circuit.name!r}: a parameter it did not bind?"
+        )
     probs = [np.asarray(d["probabilities"], dtype=float) for d in data]
     return probs if bind else probs * rows
 
