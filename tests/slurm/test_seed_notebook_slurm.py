@@ -30,3 +30,13 @@ def test_seed_notebook_on_slurm(slurm_env: dict[str, str], qshpc_home: Path) -> 
     text = report.read_text()
     assert 'id="slurm"' in text and "MaxRSS" in text
     assert "No accounting" not in text, text[text.index('id="slurm"') :][:600]
+
+
+def test_seed_notebook_v2_on_slurm(slurm_env: dict[str, str], qshpc_home: Path) -> None:
+    from tests.notebook.test_seed_notebook_v2 import NOTEBOOK as V2
+    from tests.notebook.test_seed_notebook_v2 import check_executed as check_v2
+
+    nb = nbrun.execute(nbrun.read(V2), V2.parent, {"QSHPC_NOTEBOOK_CLIENT": "auto"}, timeout=600)
+    client = nbrun.data(nbrun.cell_for(nb, "import os"), "text/plain")
+    assert client.startswith("<SlurmClient |"), client
+    check_v2(nb)
