@@ -4,7 +4,7 @@ NODES ?=
 PYTEST_ARGS ?=
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: install install-gpu browser demo test test-fast bench lint slurm-up slurm-down slurm-status clean
+.PHONY: install install-gpu install-aer-mpi browser demo test test-fast bench lint slurm-up slurm-down slurm-status clean
 
 # Installs what is missing: the package (editable) with its dev tools and the
 # pip MPI runtime. Re-runs pip only when pyproject.toml changed.
@@ -27,6 +27,19 @@ install-gpu: install
 	$(PYTHON) -m pip uninstall -y -q qiskit-aer
 	$(PYTHON) -m pip install -q 'qiskit-aer-gpu'
 
+# Aer built with MPI (one statevector split over many ranks), installed beside
+# the PyPI qiskit-aer in .aer-mpi/ and used only by distributed steps (see
+# docs/distributed.md). About 3 min on 2 cores the first time; afterwards the
+# stamp .aer-mpi/build-info.json makes it a no-op. FORCE=1 rebuilds.
+AER_MPI_APT = libopenblas-dev nlohmann-json3-dev libspdlog-dev
+install-aer-mpi: install
+	@dpkg -s $(AER_MPI_APT) >/dev/null 2>&1 || { \
+	  echo "installing $(AER_MPI_APT)"; \
+	  ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -q >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(AER_MPI_APT) >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(AER_MPI_APT) >/dev/null; }; }
+	$(PYTHON) -m qshpc.aer.distributed.build $(if $(FORCE),--force,)
+
 demo: install
 	$(PYTHON) examples/demo.py
 
@@ -41,9 +54,9 @@ slurm-status:
 
 # Everything: unit, MPI (mpiexec -n 1/2/3), store faults, and the Slurm tests
 # against the real 3-node dev cluster (single-node tests run on it too).
-test: install browser
+test: install browser install-aer-mpi
 	bash slurm/devcluster.sh up --nodes 3
-	$(PYTHON) -m pytest -q -ra $(PYTEST_ARGS)
+	QSHPC_REQUIRE_AER_MPI=1 $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS)
 
 # No cluster: unit and MPI tests only.
 test-fast: install browser
@@ -64,3 +77,4 @@ lint: install
 
 clean:
 	rm -rf .install-stamp build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+# (the MPI Aer in .aer-mpi/ stays: `rm -rf .aer-mpi` to rebuild it from scratch)
