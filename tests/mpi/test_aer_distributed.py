@@ -1,0 +1,158 @@
+"""One statevector over 2 and 4 ranks with the MPI build of Aer: exact, identical counts, errors.
+
+Needs the MPI Aer (``make install-aer-mpi``); skipped without it, except under
+``make test`` (``QSHPC_REQUIRE_AER_MPI=1``), where its absence fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from qshpc.aer.distributed.install import AerMPI, locate, why_missing
+from tests.conftest import ROOT, mpiexec
+
+pytestmark = [pytest.mark.mpi, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def aer_mpi() -> AerMPI:
+    found = locate()
+    if found is None:
+        if os.environ.get("QSHPC_REQUIRE_AER_MPI") == "1":
+            pytest.fail(why_missing() + ": `make install-aer-mpi` should have built it")
+        pytest.skip(why_missing() + " (make install-aer-mpi)")
+    return found
+
+
+def circuit(n: int) -> Any:
+    """A random circuit with 3-qubit gates (``ccz`` among them) and ``cu`` gates with a phase
+    across the chunk edge: two that Aer's own basis gets wrong with chunks."""
+    from qiskit.circuit.random import random_circuit
+
+    from qshpc.aer.distributed.launch import prepare
+
+    c = random_circuit(n, 8, max_operands=3, seed=5)
+    c.cu(0.3, 0.4, 0.5, 0.6, 0, n - 1)
+    c.cu(0.7, 0.1, 0.2, 0.9, 1, n - 2)
+    c.ccz(1, n - 1, 3)
+    return prepare([c])[0]
+
+
+@pytest.mark.parametrize(("ranks", "chunks_per_rank"), [(2, 1), (4, 1), (2, 4)])
+def test_distributed_run_is_exact_and_counts_are_identical(
+    aer_mpi: AerMPI, ranks: int, chunks_per_rank: int
+) -> None:
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+    from qiskit.result import Counts
+    from qiskit_aer import AerSimulator
+
+    from qshpc.aer.distributed.launch import run_circuits
+    from qshpc.aer.distributed.spec import Save
+
+    n = 12
+    t = circuit(n)
+    m = t.copy()
+    m.measure_all()
+    rng = np.random.default_rng(7)
+    labels = ["".join(rng.choice(list("IXYZ"), n)) for _ in range(8)]
+    labels += ["X" + "I" * (n - 1), "Y" * n, "I" * n]
+    obs = SparsePauliOp(labels, rng.normal(size=len(labels)))
+    terms = [
+        (str(p), float(c.real), 0.0)
+        for p, c in zip(obs.paulis.to_labels(), obs.coeffs, strict=True)
+    ]
+    subsets = [[0, 1, 2], [n - 3, n - 2, n - 1], [n - 1, 0, n // 2]]
+    saves = [[Save("probabilities", q, f"p{i}") for i, q in enumerate(subsets)]
+             + [Save("expectation_value", list(range(n)), "ev", terms)], []]  # fmt: skip
+    blocking = n - (ranks - 1).bit_length() - (chunks_per_rank - 1).bit_length()
+    step = run_circuits([t, m], ranks, shots=3000, seed=11, saves=saves, transpile=False,
+                        options={"blocking_qubits": blocking}, timeout=240)  # fmt: skip
+    assert step.result["metadata"]["num_processes_per_experiments"] == ranks
+    exact = Statevector(t)
+    for i, q in enumerate(subsets):
+        assert np.abs(step.probabilities(0, f"p{i}") - exact.probabilities(q)).max() < 1e-9
+    assert step.value(0, "ev") == pytest.approx(exact.expectation_value(obs).real, abs=1e-9)
+    single = AerSimulator(method="statevector").run([t, m], shots=3000, seed_simulator=11).result()
+    assert dict(Counts(step.counts(1), memory_slots=n)) == dict(single.get_counts(1))
+    assert [r["rank"] for r in step.ranks] == list(range(ranks))
+    assert all(r["peak_rss"] > 0 and r["host"] for r in step.ranks)
+
+
+def test_a_step_started_from_inside_an_mpi_rank_has_its_own_world(
+    aer_mpi: AerMPI, tmp_path: Path
+) -> None:
+    script = tmp_path / "outer.py"
+    script.write_text(
+        textwrap.dedent("""
+        from mpi4py import MPI
+        from qiskit import QuantumCircuit
+        from qshpc.aer.distributed.launch import run_circuits
+        from qshpc.aer.distributed.spec import Save
+        comm = MPI.COMM_WORLD
+        if comm.rank == 1:
+            c = QuantumCircuit(10)
+            c.h(range(10))
+            step = run_circuits([c], 2, saves=[[Save("probabilities", [9], "p")]], timeout=120)
+            print("inner", step.result["metadata"]["num_mpi_processes"], [round(float(x), 9) for x in step.probabilities(0, "p")])
+        comm.Barrier()
+        print("outer", comm.rank, comm.size)
+    """)
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    out = subprocess.run([mpiexec(), "-n", "3", sys.executable, str(script)], capture_output=True,
+                         text=True, timeout=240, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "inner 2 [0.5, 0.5]" in out.stdout  # a world of 2, not of the outer 3 (+2)
+    assert sorted(ln for ln in out.stdout.splitlines() if ln.startswith("outer")) == [
+        "outer 0 3", "outer 1 3", "outer 2 3"]  # fmt: skip
+
+
+def test_a_failing_rank_is_named_with_its_host_and_nothing_hangs(aer_mpi: AerMPI) -> None:
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer.distributed.launch import StepError, run_circuits
+    from qshpc.aer.distributed.spec import Save
+
+    c = QuantumCircuit(8)
+    c.h(0)
+    start = time.monotonic()
+    with pytest.raises(
+        StepError, match=r"rank \d of the 2-rank Aer step on \S+ failed: .*IndexError"
+    ):
+        run_circuits([c], 2, saves=[[Save("probabilities", [42], "p")]], timeout=120)
+    assert time.monotonic() - start < 100
+
+
+def test_a_step_past_its_timeout_is_stopped(aer_mpi: AerMPI, tmp_path: Path) -> None:
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer.distributed.launch import StepError, run_circuits
+
+    c = QuantumCircuit(22)
+    for _ in range(400):
+        c.h(range(22))
+    with pytest.raises(StepError, match="ran past 3 s and was stopped"):
+        run_circuits([c], 2, timeout=3, folder=tmp_path / "step")
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "step")], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "step processes left running"
+
+
+def test_doctor_says_the_mpi_build_distributes(aer_mpi: AerMPI) -> None:
+    from qshpc.doctor import OK, check_aer_mpi
+
+    c = check_aer_mpi()
+    assert c.status == OK, c
+    assert "over 2 ranks" in c.detail and "max error" in c.detail

@@ -1,0 +1,193 @@
+"""The distributed-Aer pieces that need no MPI build: lookup, env, spec, launch lines, patch, Paulis."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qshpc.aer.distributed import build, install, launch, spec, step
+from qshpc.errors import UserError
+
+FAKE_SO = b"\x7fELF....libopenblas.so.0\x00libmpi.so.12\x00libstdc++.so.6\x00"
+
+
+def fake_build(prefix: Path, so: bytes = FAKE_SO, info: dict[str, str] | None = None) -> Path:
+    backends = prefix / install.SITE / "qiskit_aer" / "backends"
+    backends.mkdir(parents=True)
+    (backends / "controller_wrappers.cpython-311-x86_64-linux-gnu.so").write_bytes(so)
+    (prefix / install.SITE / "qiskit_aer" / "VERSION.txt").write_text("0.18.2\n")
+    stamp = {"aer_version": "0.18.2", "mpi_lib_dir": "/opt/mpi/lib", "patches": "abc"}
+    (prefix / install.INFO_FILE).write_text(json.dumps(info if info is not None else stamp))
+    return prefix
+
+
+def test_prefix_order_env_then_checkout_then_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, qshpc_home: Path
+) -> None:
+    monkeypatch.setenv(install.ENV_PREFIX, str(tmp_path / "mine"))
+    sources = [s for s, _ in install.prefixes()]
+    assert sources[0] == install.ENV_PREFIX and sources[-1] == "home"
+    assert install.prefixes()[-1][1] == qshpc_home / "aer-mpi"
+    assert install.default_prefix() == tmp_path / "mine"
+
+
+def test_locate_reads_the_stamp_and_the_module(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    prefix = fake_build(tmp_path / "p")
+    monkeypatch.setenv(install.ENV_PREFIX, str(prefix))
+    found = install.locate()
+    assert found is not None and found.source == install.ENV_PREFIX
+    assert found.mpi_library == "libmpi.so.12" and found.version == "0.18.2"
+    assert found.mpi_lib_dir == Path("/opt/mpi/lib") and found.patched
+
+
+def test_a_build_without_mpi_or_stamp_is_not_used(tmp_path: Path) -> None:
+    assert (
+        install.at_prefix(fake_build(tmp_path / "nompi", so=b"\x7fELF libstdc++.so.6\x00")) is None
+    )
+    assert install.at_prefix(fake_build(tmp_path / "nostamp", info={})) is None  # half-built
+
+
+def test_pypi_aer_is_not_an_mpi_build() -> None:
+    module = install.environment_aer()
+    assert module is not None and install.mpi_needed(module) is None
+
+
+def test_missing_says_where_it_looked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(install.ENV_PREFIX, str(tmp_path / "none"))
+    assert str(tmp_path / "none") in install.why_missing()
+
+
+def test_step_env_puts_the_build_first_and_keeps_the_rest(tmp_path: Path) -> None:
+    found = install.at_prefix(fake_build(tmp_path / "p"))
+    assert found is not None
+    env = install.step_env(found, {"PYTHONPATH": "/x", "LD_LIBRARY_PATH": "/y", "HOME": "/h"})
+    py = env["PYTHONPATH"].split(":")
+    assert py[0] == str(tmp_path / "p" / install.SITE) and py[-1] == "/x"
+    assert Path(py[1], "qshpc", "__init__.py").is_file()  # the parent's own qshpc
+    assert env["LD_LIBRARY_PATH"] == "/opt/mpi/lib:/y" and env["HOME"] == "/h"
+
+
+def test_scrub_removes_launcher_variables_only() -> None:
+    env = {"PMI_RANK": "1", "PMI_FD": "9", "HYDRA_CONTROL_FD": "3", "MPI_LOCALRANKID": "0",
+           "OMPI_COMM_WORLD_RANK": "2", "PMIX_RANK": "1", "MPIR_CVAR_CH4_NETMOD": "ofi",
+           "SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "4", "PATH": "/bin"}  # fmt: skip
+    local = launch.scrubbed_env(env)
+    assert set(local) == {
+        "MPIR_CVAR_CH4_NETMOD",
+        "SLURM_JOB_ID",
+        "SLURM_STEP_ID",
+        "SLURM_NTASKS",
+        "PATH",
+    }
+    assert set(launch.scrubbed_env(env, slurm_step=True)) == {
+        "MPIR_CVAR_CH4_NETMOD",
+        "SLURM_JOB_ID",
+        "PATH",
+    }
+
+
+def test_launch_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    line = launch.command(tmp_path, 4, "srun", nodes=2)
+    assert line[:5] == ["srun", "--mpi=pmi2", "--overlap", "--ntasks=4", "--nodes=2"]
+    assert line[-3:] == ["-m", "qshpc.aer.distributed.step", str(tmp_path)]
+    local = launch.command(tmp_path, 2, "mpiexec")
+    assert local[1:3] == ["-n", "2"] and local[3] == sys.executable
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert launch.pick_launcher() == "mpiexec"
+    with pytest.raises(UserError, match="unknown launcher"):
+        launch.pick_launcher("spawn")
+
+
+def test_default_blocking_is_eight_chunks_per_rank_but_not_tiny_ones() -> None:
+    assert [launch.default_blocking_qubits(28, r) for r in (1, 2, 4, 8)] == [28, 24, 23, 22]
+    assert launch.default_blocking_qubits(16, 2) == 14  # 2 chunks of 14 qubits per rank
+    assert launch.default_blocking_qubits(12, 4) == 10  # small: one chunk per rank
+
+
+def test_bad_ranks_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="power of two"):
+        launch.run_circuits([], 3)
+    with pytest.raises(UserError, match="positive int"):
+        launch.launch(tmp_path, 0)
+
+
+def test_spec_round_trip_and_version_check() -> None:
+    s = spec.StepSpec([[spec.Save("expectation_value", [0, 1], "ev", [("XZ", 0.5, 0.0)])], []], 10, 7,
+                      {"method": "statevector", "blocking_qubits": 20})  # fmt: skip
+    data = json.loads(json.dumps(s.to_json()))
+    assert spec.StepSpec.from_json(data) == s
+    with pytest.raises(UserError, match="different qshpc versions"):
+        spec.StepSpec.from_json({**data, "version": 99})
+    with pytest.raises(UserError, match="unknown save kind"):
+        spec.StepSpec.from_json(
+            {**data, "saves": [[{"kind": "density_matrix", "qubits": [], "label": "s"}]]}
+        )
+
+
+def test_pauli_groups_are_qubitwise_commuting() -> None:
+    groups = step.pauli_groups(
+        [("XI", 1.0, 0.0), ("XZ", 2.0, 0.0), ("ZI", 3.0, 0.0), ("YY", 4.0, 0.0), ("IZ", 5.0, 0.0)]
+    )
+    assert groups == [({1: "X"}, [("ZI", 1.0), ("ZZ", 2.0), ("IZ", 5.0)]), ({}, [("ZI", 3.0)]),
+                      ({0: "Y", 1: "Y"}, [("ZZ", 4.0)])]  # fmt: skip
+    with pytest.raises(ValueError, match="Hermitian"):
+        step.pauli_groups([("X", 1.0, 0.5)])
+
+
+def test_diagonalized_expectation_values_are_exact() -> None:
+    from qiskit import transpile
+    from qiskit.circuit.random import random_circuit
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+    from qiskit_aer import AerSimulator
+
+    rng = np.random.default_rng(3)
+    circuit = transpile(
+        random_circuit(5, 5, max_operands=2, seed=2), AerSimulator(), optimization_level=1
+    )
+    labels = ["".join(rng.choice(list("IXYZ"), 5)) for _ in range(12)] + ["IIIII"]
+    coeffs = rng.normal(size=13)
+    c = circuit.copy()
+    keys = step.add_saves(c, [spec.Save("expectation_value", list(range(5)), "ev",
+                                        [(lb, float(x), 0.0) for lb, x in zip(labels, coeffs, strict=True)])])  # fmt: skip
+    data = AerSimulator().run(c).result().data(0)
+    names, constant = keys["ev"]
+    got = constant + sum(float(data[k]) for k in names)
+    assert got == pytest.approx(
+        Statevector(circuit).expectation_value(SparsePauliOp(labels, coeffs)).real, abs=1e-12
+    )
+
+
+def test_memory_patch_matches_the_aer_sources(tmp_path: Path) -> None:
+    """The patch applies to the sdist it was written for (when that sdist is at hand)."""
+    sdists = [p / "sdist" for _, p in install.prefixes()]
+    found = [t for d in sdists if d.is_dir() for t in d.glob("qiskit_aer-*.tar.gz")]
+    if not found:
+        pytest.skip("no qiskit-aer sdist downloaded (make install-aer-mpi fetches one)")
+    import tarfile
+
+    with tarfile.open(found[0]) as tar:
+        tar.extractall(tmp_path, filter="data")
+    src = next(tmp_path.iterdir())
+    assert build.apply_patches(src) == ["src/simulators/parallel_state_executor.hpp",
+                                        "src/simulators/statevector/qubitvector.hpp"]  # fmt: skip
+    with pytest.raises(UserError, match="--no-patch"):
+        build.apply_patches(src)  # already applied: the text is gone
+
+
+def test_only_the_verified_basis_reaches_a_step() -> None:
+    from qiskit import QuantumCircuit
+
+    c = QuantumCircuit(3)
+    c.ccz(0, 1, 2)
+    c.cu(0.1, 0.2, 0.3, 0.4, 0, 2)
+    with pytest.raises(ValueError, match=r"has a 'ccz'.*basis_gates=\['u', 'cx'\]"):
+        step.check_gates([c])
+    ready = launch.prepare([c])
+    step.check_gates(ready)
+    assert {i.operation.name for i in ready[0].data} <= {"u", "cx"}
