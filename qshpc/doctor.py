@@ -159,6 +159,42 @@ def check_aer() -> list[Check]:
     return [cpu, gpu]
 
 
+def check_aer_mpi(timeout: float = 2 * MPI_TIMEOUT_S) -> Check:
+    """An MPI build of Aer, and a 2-rank run of one statevector with it (a WARN when absent)."""
+    from qshpc.aer.distributed.install import locate, why_missing
+
+    fix = "make install-aer-mpi (a cluster's own MPI: see docs/distributed.md)"
+    aer = locate()
+    if aer is None:
+        return Check(
+            "aer mpi", WARN, why_missing() + ": circuits wider than one rank are refused", fix
+        )
+    from importlib.metadata import PackageNotFoundError, version
+
+    from qshpc.aer.distributed.check import self_test
+
+    where = f"Aer {aer.version} with MPI ({aer.mpi_library}) from {aer.site or 'this environment'}"
+    test = self_test(aer, ranks=2, timeout=timeout)
+    if not test.ok:
+        return Check(
+            "aer mpi", FAIL, f"{where}: {test.detail}", "rebuild: make install-aer-mpi FORCE=1"
+        )
+    notes = []
+    try:
+        if version("qiskit-aer") != aer.version:
+            notes.append(f"differs from the installed qiskit-aer {version('qiskit-aer')}")
+    except PackageNotFoundError:
+        pass
+    if aer.site is not None and not aer.patched:
+        notes.append("built without qshpc's memory patch (ranks hold ~2x their share)")
+    detail = f"{where}; tested over {test.ranks} ranks: {test.detail}"
+    if notes:
+        return Check(
+            "aer mpi", WARN, detail + "; " + "; ".join(notes), "make install-aer-mpi FORCE=1"
+        )
+    return Check("aer mpi", OK, detail)
+
+
 def check_store() -> Check:
     """``$QSHPC_HOME/jobs`` can be created and written (a temp file made and removed)."""
     from qshpc.jobs.paths import jobs_root
@@ -186,6 +222,7 @@ def run_checks(
         functools.partial(check_mpi, mpi_timeout),
         functools.partial(check_slurm, slurm_timeout),
         check_aer,
+        check_aer_mpi,
         check_store,
     ]
     out: list[Check] = []

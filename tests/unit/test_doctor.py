@@ -13,7 +13,7 @@ from qshpc import doctor
 from qshpc.doctor import FAIL, OK, WARN, Check
 from tests.conftest import run_cli
 
-NAMES = ["python", *doctor.PACKAGES, "mpi", "slurm", "aer cpu", "aer gpu", "store"]
+NAMES = ["python", *doctor.PACKAGES, "mpi", "slurm", "aer cpu", "aer gpu", "aer mpi", "store"]
 
 
 def test_cli_json_lists_every_check_and_exit_code_follows_fails(qshpc_home: Path) -> None:
