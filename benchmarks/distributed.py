@@ -112,7 +112,7 @@ def main() -> None:
     from qiskit import qpy
 
     from qshpc.aer.distributed.install import locate
-    from qshpc.aer.distributed.launch import default_blocking_qubits, prepare, run_circuits
+    from qshpc.aer.distributed.run import default_blocking_qubits, prepare, run_circuits
 
     extra = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in a.option}
     aer = locate()

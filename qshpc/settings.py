@@ -224,6 +224,16 @@ AER_DEVICE: Setting[str] = _declare(
     Setting("QSHPC_AER_DEVICE", "auto", _choice("auto", "CPU", "GPU"), "auto, CPU or GPU",
             "the device of every simulator that has no `device=` option ([GPUs](gpus.md))",
             "tasks (the Aer layer)", "auto", runtime=True))  # fmt: skip
+AER_MPI: Setting[Path | None] = _declare(
+    Setting("QSHPC_AER_MPI", None, _path, "a folder path",
+            "prefix of an MPI build of Aer for circuits split over ranks "
+            "([distributed](distributed.md)); searched before <checkout>/.aer-mpi and $QSHPC_HOME/aer-mpi",
+            "tasks (the Aer layer), `qshpc doctor`", "none", runtime=True))  # fmt: skip
+KEEP_STEP: Setting[bool] = _declare(
+    Setting("QSHPC_KEEP_STEP", False, _flag, "1 or 0",
+            "keep the folder of each distributed Aer step (its spec, circuits, per-rank reports) "
+            "instead of removing it after reading",
+            "tasks (the Aer layer)", "0", runtime=True))  # fmt: skip
 GPU_BIND: Setting[str] = _declare(
     Setting("QSHPC_GPU_BIND", "auto", _choice("auto", "none"), "auto or none",
             "in Slurm jobs with GPUs, each rank sees one GPU chosen by its local rank; "

@@ -38,7 +38,7 @@ def circuit(n: int) -> Any:
     across the chunk edge: two that Aer's own basis gets wrong with chunks."""
     from qiskit.circuit.random import random_circuit
 
-    from qshpc.aer.distributed.launch import prepare
+    from qshpc.aer.distributed.run import prepare
 
     c = random_circuit(n, 8, max_operands=3, seed=5)
     c.cu(0.3, 0.4, 0.5, 0.6, 0, n - 1)
@@ -55,7 +55,7 @@ def test_distributed_run_is_exact_and_counts_are_identical(
     from qiskit.result import Counts
     from qiskit_aer import AerSimulator
 
-    from qshpc.aer.distributed.launch import run_circuits
+    from qshpc.aer.distributed.run import run_circuits
     from qshpc.aer.distributed.spec import Save
 
     n = 12
@@ -95,7 +95,7 @@ def test_a_step_started_from_inside_an_mpi_rank_has_its_own_world(
         textwrap.dedent("""
         from mpi4py import MPI
         from qiskit import QuantumCircuit
-        from qshpc.aer.distributed.launch import run_circuits
+        from qshpc.aer.distributed.run import run_circuits
         from qshpc.aer.distributed.spec import Save
         comm = MPI.COMM_WORLD
         if comm.rank == 1:
@@ -122,7 +122,8 @@ def test_a_step_started_from_inside_an_mpi_rank_has_its_own_world(
 def test_a_failing_rank_is_named_with_its_host_and_nothing_hangs(aer_mpi: AerMPI) -> None:
     from qiskit import QuantumCircuit
 
-    from qshpc.aer.distributed.launch import StepError, run_circuits
+    from qshpc.aer.distributed.launch import StepError
+    from qshpc.aer.distributed.run import run_circuits
     from qshpc.aer.distributed.spec import Save
 
     c = QuantumCircuit(8)
@@ -138,7 +139,8 @@ def test_a_failing_rank_is_named_with_its_host_and_nothing_hangs(aer_mpi: AerMPI
 def test_a_step_past_its_timeout_is_stopped(aer_mpi: AerMPI, tmp_path: Path) -> None:
     from qiskit import QuantumCircuit
 
-    from qshpc.aer.distributed.launch import StepError, run_circuits
+    from qshpc.aer.distributed.launch import StepError
+    from qshpc.aer.distributed.run import run_circuits
 
     c = QuantumCircuit(22)
     for _ in range(400):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qshpc.aer.distributed import build, install, launch, spec, step
+from qshpc.aer.distributed import build, install, launch, run, spec, step
 from qshpc.errors import UserError
 
 FAKE_SO = b"\x7fELF....libopenblas.so.0\x00libmpi.so.12\x00libstdc++.so.6\x00"
@@ -74,45 +74,39 @@ def test_step_env_puts_the_build_first_and_keeps_the_rest(tmp_path: Path) -> Non
 
 
 def test_scrub_removes_launcher_variables_only() -> None:
+    from qshpc.submit.slurm import SrunStep
+
     env = {"PMI_RANK": "1", "PMI_FD": "9", "HYDRA_CONTROL_FD": "3", "MPI_LOCALRANKID": "0",
            "OMPI_COMM_WORLD_RANK": "2", "PMIX_RANK": "1", "MPIR_CVAR_CH4_NETMOD": "ofi",
            "SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "4", "PATH": "/bin"}  # fmt: skip
-    local = launch.scrubbed_env(env)
-    assert set(local) == {
-        "MPIR_CVAR_CH4_NETMOD",
-        "SLURM_JOB_ID",
-        "SLURM_STEP_ID",
-        "SLURM_NTASKS",
-        "PATH",
-    }
-    assert set(launch.scrubbed_env(env, slurm_step=True)) == {
-        "MPIR_CVAR_CH4_NETMOD",
-        "SLURM_JOB_ID",
-        "PATH",
-    }
+    kept = {"MPIR_CVAR_CH4_NETMOD", "SLURM_JOB_ID", "PATH"}
+    assert set(launch.Mpiexec().env(env)) == kept | {"SLURM_STEP_ID", "SLURM_NTASKS"}
+    assert set(SrunStep().env(env)) == kept
 
 
 def test_launch_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    line = launch.command(tmp_path, 4, "srun", nodes=2)
+    from qshpc.submit import slurm
+
+    step = launch.step_argv(tmp_path)
+    assert step == [sys.executable, "-m", "qshpc.aer.distributed.step", str(tmp_path)]
+    line = slurm.SrunStep().argv(4, 2, step)
     assert line[:5] == ["srun", "--mpi=pmi2", "--overlap", "--ntasks=4", "--nodes=2"]
-    assert line[-3:] == ["-m", "qshpc.aer.distributed.step", str(tmp_path)]
-    local = launch.command(tmp_path, 2, "mpiexec")
-    assert local[1:3] == ["-n", "2"] and local[3] == sys.executable
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    assert launch.pick_launcher() == "mpiexec"
-    with pytest.raises(UserError, match="unknown launcher"):
-        launch.pick_launcher("spawn")
+    assert line[-4:] == step and slurm.SrunStep().shared_folder
+    local = launch.Mpiexec().argv(2, None, step)
+    assert local[1:3] == ["-n", "2"] and local[3:] == step and not launch.Mpiexec().shared_folder
+    assert slurm.step_launcher({}) is None  # not in an allocation
 
 
 def test_default_blocking_is_eight_chunks_per_rank_but_not_tiny_ones() -> None:
-    assert [launch.default_blocking_qubits(28, r) for r in (1, 2, 4, 8)] == [28, 24, 23, 22]
-    assert launch.default_blocking_qubits(16, 2) == 14  # 2 chunks of 14 qubits per rank
-    assert launch.default_blocking_qubits(12, 4) == 10  # small: one chunk per rank
+    assert [run.default_blocking_qubits(28, r) for r in (1, 2, 4, 8)] == [28, 24, 23, 22]
+    assert run.default_blocking_qubits(16, 2) == 14  # 2 chunks of 14 qubits per rank
+    assert run.default_blocking_qubits(12, 4) == 10  # small: one chunk per rank
 
 
 def test_bad_ranks_are_refused_before_anything_starts(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="power of two"):
-        launch.run_circuits([], 3)
+    for bad in (3, 0, True):
+        with pytest.raises(UserError, match="power of two"):
+            run.run_circuits([], bad)
     with pytest.raises(UserError, match="positive int"):
         launch.launch(tmp_path, 0)
 
@@ -188,6 +182,6 @@ def test_only_the_verified_basis_reaches_a_step() -> None:
     c.cu(0.1, 0.2, 0.3, 0.4, 0, 2)
     with pytest.raises(ValueError, match=r"has a 'ccz'.*basis_gates=\['u', 'cx'\]"):
         step.check_gates([c])
-    ready = launch.prepare([c])
+    ready = run.prepare([c])
     step.check_gates(ready)
     assert {i.operation.name for i in ready[0].data} <= {"u", "cx"}

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from qshpc.aer.distributed.install import AerMPI, locate, why_missing
+from qshpc.aer.distributed.launch import StepLauncher
 from qshpc.errors import QshpcError, UserError
 
 #: Largest error accepted against the exact statevector.
@@ -45,13 +46,13 @@ def self_test(
     ranks: int = 2,
     num_qubits: int = 10,
     timeout: float = 120.0,
-    launcher: str = "mpiexec",
+    launcher: StepLauncher | None = None,
 ) -> SelfTest:
     """Run a ``num_qubits`` circuit over ``ranks`` ranks and compare it with the exact state."""
     from qiskit.circuit.random import random_circuit  # type: ignore[import-untyped]
     from qiskit.quantum_info import SparsePauliOp, Statevector  # type: ignore[import-untyped]
 
-    from qshpc.aer.distributed.launch import prepare, run_circuits
+    from qshpc.aer.distributed.run import prepare, run_circuits
     from qshpc.aer.distributed.spec import Save
 
     aer = aer or locate()

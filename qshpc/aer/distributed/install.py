@@ -83,12 +83,13 @@ def checkout_root() -> Path | None:
 
 def prefixes() -> list[tuple[str, Path]]:
     """Candidate prefixes in lookup order, as ``(source, path)``."""
-    from qshpc.jobs import qshpc_home
+    from qshpc import settings
+    from qshpc.jobs.paths import qshpc_home
 
     out: list[tuple[str, Path]] = []
-    env = os.environ.get(ENV_PREFIX)
-    if env:
-        out.append((ENV_PREFIX, Path(env).expanduser()))
+    given = settings.AER_MPI.get()
+    if given is not None:
+        out.append((ENV_PREFIX, given.expanduser()))
     root = checkout_root()
     if root is not None:
         out.append(("checkout", root / ".aer-mpi"))
@@ -200,10 +201,8 @@ def step_env(aer: AerMPI, base: dict[str, str] | None = None) -> dict[str, str]:
     ``LD_LIBRARY_PATH`` starts with the MPI library's folder.
     """
     env = dict(os.environ if base is None else base)
-    import qshpc
-
     parts = [str(aer.site)] if aer.site is not None else []
-    parts.append(str(Path(qshpc.__file__).resolve().parents[1]))
+    parts.append(str(Path(__file__).resolve().parents[3]))  # the folder holding this qshpc
     if env.get("PYTHONPATH"):
         parts.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(parts)

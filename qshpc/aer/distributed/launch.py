@@ -2,22 +2,23 @@
 
 Aer distributes one statevector over ``MPI_COMM_WORLD`` and nothing else, so
 the ranks of a job cannot lend it a sub-communicator: a distributed run is a
-new MPI world, started as its own step.
+new MPI world, started as its own step by a :class:`StepLauncher`:
 
-- **Locally** (``launcher="mpiexec"``): a nested ``mpiexec -n k``, started from
-  inside a rank that may itself run under ``mpiexec``. The launcher variables
-  the parent inherited (``PMI_*``, ``HYDRA_*``, ``PMIX_*``, ``MPI_LOCAL*``,
-  Open MPI's ``OMPI_COMM_WORLD_*``) are removed first (:func:`scrubbed_env`);
-  Hydra overwrites the ones it sets, but a variable it does not set would
-  otherwise reach the new ranks.
-- **Under Slurm** (``launcher="srun"``): a job step inside the allocation,
-  ``srun --mpi=pmi2 --overlap --ntasks=k --kill-on-bad-exit=1``. ``--overlap``
-  lets the step use CPUs the job's running step already holds (the job's
-  ranks wait while it runs).
+- :class:`Mpiexec` (the default): a nested ``mpiexec -n k``, also from inside
+  a rank that itself runs under ``mpiexec``. The launcher variables the parent
+  inherited (``PMI_*``, ``HYDRA_*``, ``PMIX_*``, ``MPI_LOCAL*``, Open MPI's
+  ``OMPI_COMM_WORLD_*``) are removed first (:func:`scrubbed_env`): Hydra
+  overwrites the ones it sets, but one it does not set would reach the ranks.
+- Under Slurm, :class:`qshpc.submit.slurm.SrunStep`: a job step of the
+  allocation (``srun --mpi=pmi2 --overlap``), built where every Slurm command
+  lives.
 
-``"auto"`` picks srun inside a Slurm allocation, else mpiexec. The step's
-processes get the MPI Aer's environment (:func:`..install.step_env`); nothing
-else in the job does.
+MPI's own process spawning is not used: under Slurm's pmi2 an
+``MPI_Comm_spawn`` asks for a job step without ``--overlap`` and waits for
+CPUs the job's ranks hold (it hung, measured).
+
+The step's processes get the MPI Aer's environment (:func:`.install.step_env`);
+nothing else in the job does.
 """
 
 from __future__ import annotations
@@ -28,38 +29,26 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from qshpc.aer.distributed.install import AerMPI, locate, step_env, why_missing
 from qshpc.aer.distributed.spec import (
     CIRCUITS_FILE,
     RESULT_FILE,
     SPEC_FILE,
-    Save,
     StepSpec,
     rank_file,
     write_json,
 )
 from qshpc.errors import QshpcError, UserError
 
-if TYPE_CHECKING:
-    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
-
-LAUNCHERS = ("auto", "mpiexec", "srun")
 #: Variables a launcher sets in its ranks; a nested launch must not pass them on.
 SCRUB_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
                   "OMPI_COMM_WORLD_", "OMPI_UNIVERSE_SIZE", "OMPI_MCA_ess_", "OMPI_MCA_orte_",
                   "OMPI_MCA_pmix", "PRTE_")  # fmt: skip
-#: Slurm variables of the enclosing step that srun would read as this step's defaults.
-SLURM_STEP_VARS = ("SLURM_STEP_", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_TASKS_PER_NODE",
-                   "SLURM_CPU_BIND", "SLURM_DISTRIBUTION", "SLURM_SRUN_COMM_", "SLURM_PROCID",
-                   "SLURM_LOCALID", "SLURM_NODEID", "SLURM_GTIDS", "SLURM_LAUNCH_NODE_IPADDR",
-                  "SLURM_UMASK", "SLURM_STEPID", "SLURM_CPUS_PER_TASK", "SLURM_TRES_PER_TASK")  # fmt: skip
 
 
 class StepError(QshpcError):
@@ -103,19 +92,9 @@ class StepResult:
         return [str(r.get("host")) for r in self.ranks]
 
 
-def scrubbed_env(env: dict[str, str], *, slurm_step: bool = False) -> dict[str, str]:
-    """``env`` without the MPI launcher variables (and the enclosing Slurm step's, if asked)."""
-    drop = SCRUB_PREFIXES + (SLURM_STEP_VARS if slurm_step else ())
-    return {k: v for k, v in env.items() if not k.startswith(drop)}
-
-
-def pick_launcher(launcher: str = "auto") -> str:
-    """``mpiexec`` or ``srun`` for ``launcher`` (``auto``: srun inside a Slurm allocation)."""
-    if launcher not in LAUNCHERS:
-        raise UserError(f"unknown launcher {launcher!r}; use one of {', '.join(LAUNCHERS)}")
-    if launcher != "auto":
-        return launcher
-    return "srun" if os.environ.get("SLURM_JOB_ID") and shutil.which("srun") else "mpiexec"
+def scrubbed_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without the variables an MPI launcher set for the parent's own world."""
+    return {k: v for k, v in env.items() if not k.startswith(SCRUB_PREFIXES)}
 
 
 def mpiexec_path() -> str:
@@ -127,19 +106,49 @@ def mpiexec_path() -> str:
     return found
 
 
-def command(folder: Path, ranks: int, launcher: str, nodes: int | None = None) -> list[str]:
-    """The argv that starts ``ranks`` step processes on ``folder``."""
-    step = [sys.executable, "-m", "qshpc.aer.distributed.step", str(folder)]
-    if launcher == "srun":
-        where = [f"--nodes={nodes}"] if nodes else []
-        return ["srun", "--mpi=pmi2", "--overlap", f"--ntasks={ranks}", *where,
-                "--kill-on-bad-exit=1", "--cpu-bind=none", *step]  # fmt: skip
-    return [mpiexec_path(), "-n", str(ranks), *step]
+class StepLauncher(Protocol):
+    """How the processes of a step start.
+
+    Attributes:
+        shared_folder: True when the ranks may run on other nodes, so the step's
+            folder must be on storage they all see.
+    """
+
+    shared_folder: bool
+
+    def argv(self, ranks: int, nodes: int | None, step: list[str]) -> list[str]:
+        """The command that starts ``ranks`` processes of ``step`` (on ``nodes`` nodes)."""
+        ...
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        """The environment of that command, from the parent's."""
+        ...
 
 
-def write_step(folder: Path, circuits: Sequence[QuantumCircuit], spec: StepSpec) -> None:
+@dataclass(frozen=True)
+class Mpiexec:
+    """A nested ``mpiexec -n k`` on this host (``exe``: default :func:`mpiexec_path`)."""
+
+    exe: str | None = None
+    shared_folder: bool = False
+
+    def argv(self, ranks: int, nodes: int | None, step: list[str]) -> list[str]:
+        """``mpiexec -n RANKS STEP...`` (``nodes`` is ignored: one host)."""
+        return [self.exe or mpiexec_path(), "-n", str(ranks), *step]
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        """The parent's environment, scrubbed (:func:`scrubbed_env`)."""
+        return scrubbed_env(env)
+
+
+def step_argv(folder: Path) -> list[str]:
+    """What each rank runs: the step module of this qshpc, on ``folder``."""
+    return [sys.executable, "-m", "qshpc.aer.distributed.step", str(folder)]
+
+
+def write_step(folder: Path, circuits: list[Any], spec: StepSpec) -> None:
     """Write ``circuits.qpy`` and ``spec.json`` into ``folder``."""
-    from qiskit import qpy
+    from qiskit import qpy  # type: ignore[import-untyped]
 
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / CIRCUITS_FILE).open("wb") as f:
@@ -151,15 +160,23 @@ def launch(
     folder: Path,
     ranks: int,
     *,
-    launcher: str = "auto",
+    launcher: StepLauncher | None = None,
     nodes: int | None = None,
     timeout: float | None = None,
     aer: AerMPI | None = None,
 ) -> StepResult:
     """Run the step written in ``folder`` on ``ranks`` new processes and read what they wrote.
 
+    Args:
+        folder: Written by :func:`write_step`.
+        ranks: Processes of the step.
+        launcher: How they start (default :class:`Mpiexec`).
+        nodes: Nodes to spread them over (launchers that span nodes).
+        timeout: Seconds before the step is stopped (its process group killed).
+        aer: The MPI Aer (default :func:`.install.locate`).
+
     Raises:
-        UserError: No MPI Aer, a bad rank count or launcher.
+        UserError: No MPI Aer, a bad rank count.
         StepError: A rank failed, a rank was lost, or the step ran past ``timeout``.
     """
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
@@ -167,9 +184,9 @@ def launch(
     aer = aer or locate()
     if aer is None:
         raise UserError(why_missing() + ": run `make install-aer-mpi` (see docs/distributed.md)")
-    how = pick_launcher(launcher)
-    argv = command(folder, ranks, how, nodes)
-    env = scrubbed_env(step_env(aer), slurm_step=how == "srun")
+    how = launcher or Mpiexec()
+    argv = how.argv(ranks, nodes, step_argv(folder))
+    env = how.env(step_env(aer))
     start = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
@@ -225,125 +242,15 @@ def _tail(text: str | None, lines: int = 20) -> str:
     return "\n".join((text or "").strip().splitlines()[-lines:])
 
 
-#: Chunks each rank holds by default. During a swap with another rank a rank
-#: holds one chunk more than its share, so its peak is about ``1 + 1/c`` times
-#: its share with qshpc's patched build (1.16-1.21x measured at 8, 2.0x at 1);
-#: an unpatched build keeps a buffer per chunk: 2x whatever c.
-CHUNKS_PER_RANK = 8
-#: Chunks are not made smaller than this (qubits) to get there.
-MIN_BLOCKING_QUBITS = 14
-
-
-def default_blocking_qubits(num_qubits: int, ranks: int) -> int:
-    """Chunk size (qubits) when none is given: :data:`CHUNKS_PER_RANK` chunks per rank,
-    chunks of at least :data:`MIN_BLOCKING_QUBITS` qubits, one chunk on a single rank.
-
-    See docs/distributed.md for the measurements behind it.
-    """
-    per_rank = num_qubits - (ranks - 1).bit_length()
-    if ranks == 1:
-        return per_rank
-    target = per_rank - (CHUNKS_PER_RANK - 1).bit_length()
-    return max(target, min(per_rank, MIN_BLOCKING_QUBITS), 1)
-
-
-def prepare(
-    circuits: Sequence[QuantumCircuit], optimization_level: int = 1
-) -> list[QuantumCircuit]:
-    """Transpile once, here, to the basis a distributed step accepts (:data:`.step.BASIS`).
-
-    Once: every rank must run the very same circuit, and two transpiles of one
-    circuit can differ (Qiskit's synthesis picks among equal choices in an
-    order that varies between processes); chunks of two different circuits
-    mix silently.
-    """
-    from qiskit import transpile as qiskit_transpile
-
-    from qshpc.aer.distributed.step import BASIS
-
-    out = qiskit_transpile(list(circuits), basis_gates=[*BASIS, "measure"],
-                           optimization_level=optimization_level)  # fmt: skip
-    return list(out)
-
-
-def _scratch(launcher: str) -> str | None:
-    """Where a step's folder goes: shared storage under Slurm (all nodes read it), else /tmp."""
-    if pick_launcher(launcher) != "srun":
-        return None
-    from qshpc.jobs import qshpc_home
-
-    path = qshpc_home() / "steps"
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
-
-
-def run_circuits(
-    circuits: Sequence[QuantumCircuit],
-    ranks: int,
-    *,
-    shots: int = 1,
-    seed: int = 0,
-    saves: Sequence[Sequence[Save]] | None = None,
-    options: dict[str, Any] | None = None,
-    launcher: str = "auto",
-    nodes: int | None = None,
-    folder: Path | None = None,
-    timeout: float | None = None,
-    transpile: bool = True,
-) -> StepResult:
-    """Transpile ``circuits`` once here (:func:`prepare`), then run them over ``ranks`` processes.
-
-    Args:
-        circuits: Circuits (measured ones give counts).
-        ranks: Processes of the step (a power of two for Aer's chunking).
-        shots: Shots per circuit.
-        seed: ``seed_simulator`` for every rank.
-        saves: Per circuit, values to save (indices of the *transpiled* circuit's qubits;
-            with ``transpile`` the layout is trivial for Aer's all-to-all target).
-        options: ``AerSimulator`` options; ``method``, ``blocking_enable``,
-            ``blocking_qubits`` (:func:`default_blocking_qubits`) and
-            ``max_parallel_threads`` (cores / ranks) get defaults.
-        launcher: ``auto``, ``mpiexec`` or ``srun``.
-        nodes: ``srun --nodes``.
-        folder: The step's folder (default: a new temporary one, removed after reading).
-        timeout: Seconds before the step is stopped.
-        transpile: False when ``circuits`` went through :func:`prepare` already.
-    """
-    if ranks & (ranks - 1):
-        raise UserError(f"ranks must be a power of two for Aer's chunk distribution, got {ranks}")
-    circuits = list(circuits)
-    width = max((c.num_qubits for c in circuits), default=0)
-    opts: dict[str, Any] = {"method": "statevector", "blocking_enable": True}
-    opts.update(options or {})
-    if opts.get("blocking_enable") and "blocking_qubits" not in opts:
-        opts["blocking_qubits"] = default_blocking_qubits(width, ranks)
-    opts.setdefault("max_parallel_threads", max(1, (os.cpu_count() or 1) // ranks))
-    if transpile:
-        circuits = prepare(circuits)
-    seed_rows = [list(row) for row in (saves or [[] for _ in circuits])]
-    spec = StepSpec(seed_rows, shots, seed, opts)
-    own = folder is None
-    where = folder or Path(tempfile.mkdtemp(prefix="qshpc-aer-step-", dir=_scratch(launcher)))
-    try:
-        write_step(where, circuits, spec)
-        return launch(where, ranks, launcher=launcher, nodes=nodes, timeout=timeout)
-    finally:
-        if own and os.environ.get("QSHPC_KEEP_STEP") != "1":
-            shutil.rmtree(where, ignore_errors=True)
-
-
 __all__ = [
-    "CHUNKS_PER_RANK",
-    "LAUNCHERS",
-    "MIN_BLOCKING_QUBITS",
+    "SCRUB_PREFIXES",
+    "Mpiexec",
     "StepError",
+    "StepLauncher",
     "StepResult",
-    "command",
-    "default_blocking_qubits",
     "launch",
-    "pick_launcher",
-    "prepare",
-    "run_circuits",
+    "mpiexec_path",
     "scrubbed_env",
+    "step_argv",
     "write_step",
 ]

@@ -1,0 +1,141 @@
+"""Run circuits distributed: transpile once here, pick the chunk size, launch, read back.
+
+:func:`run_circuits` is the whole path for a caller that has circuits and a
+rank count: :func:`prepare` (one transpile, to the basis a step accepts),
+:func:`default_blocking_qubits`, a step folder, :func:`.launch.launch`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qshpc import settings
+from qshpc.aer.distributed.launch import StepLauncher, StepResult, launch, write_step
+from qshpc.aer.distributed.spec import Save, StepSpec
+from qshpc.errors import UserError
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
+
+#: Chunks each rank holds by default. During a swap with another rank a rank
+#: holds one chunk more than its share, so its peak is about ``1 + 1/c`` times
+#: its share with qshpc's patched build (1.16-1.21x measured at 8, 2.0x at 1);
+#: an unpatched build keeps a buffer per chunk: 2x whatever c.
+CHUNKS_PER_RANK = 8
+#: Chunks are not made smaller than this (qubits) to get there.
+MIN_BLOCKING_QUBITS = 14
+
+
+def default_blocking_qubits(num_qubits: int, ranks: int) -> int:
+    """Chunk size (qubits) when none is given: :data:`CHUNKS_PER_RANK` chunks per rank,
+    chunks of at least :data:`MIN_BLOCKING_QUBITS` qubits, one chunk on a single rank.
+
+    See docs/distributed.md for the measurements behind it.
+    """
+    per_rank = num_qubits - (ranks - 1).bit_length()
+    if ranks == 1:
+        return per_rank
+    target = per_rank - (CHUNKS_PER_RANK - 1).bit_length()
+    return max(target, min(per_rank, MIN_BLOCKING_QUBITS), 1)
+
+
+def prepare(
+    circuits: Sequence[QuantumCircuit], optimization_level: int = 1
+) -> list[QuantumCircuit]:
+    """Transpile once, here, to the basis a distributed step accepts (:data:`.step.BASIS`).
+
+    Once: every rank must run the very same circuit, and two transpiles of one
+    circuit can differ (Qiskit's synthesis picks among equal choices in an
+    order that varies between processes); chunks of two different circuits
+    mix silently.
+    """
+    from qiskit import transpile as qiskit_transpile
+
+    from qshpc.aer.distributed.step import BASIS
+
+    out = qiskit_transpile(list(circuits), basis_gates=[*BASIS, "measure"],
+                           optimization_level=optimization_level)  # fmt: skip
+    return list(out)
+
+
+def _scratch(launcher: StepLauncher | None) -> str | None:
+    """Where a step's folder goes: ``$QSHPC_HOME/steps`` when other nodes must read it, else /tmp."""
+    if launcher is None or not launcher.shared_folder:
+        return None
+    from qshpc.jobs.paths import qshpc_home
+
+    path = qshpc_home() / "steps"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def run_circuits(
+    circuits: Sequence[QuantumCircuit],
+    ranks: int,
+    *,
+    shots: int = 1,
+    seed: int = 0,
+    saves: Sequence[Sequence[Save]] | None = None,
+    options: dict[str, Any] | None = None,
+    launcher: StepLauncher | None = None,
+    nodes: int | None = None,
+    folder: Path | None = None,
+    timeout: float | None = None,
+    transpile: bool = True,
+) -> StepResult:
+    """Transpile ``circuits`` once here (:func:`prepare`), then run them over ``ranks`` processes.
+
+    Args:
+        circuits: Circuits (measured ones give counts).
+        ranks: Processes of the step (a power of two for Aer's chunking).
+        shots: Shots per circuit.
+        seed: ``seed_simulator`` for every rank.
+        saves: Per circuit, values to save (indices of the *transpiled* circuit's qubits;
+            with ``transpile`` the layout is trivial for Aer's all-to-all target).
+        options: ``AerSimulator`` options; ``method``, ``blocking_enable``,
+            ``blocking_qubits`` (:func:`default_blocking_qubits`) and
+            ``max_parallel_threads`` (cores / ranks) get defaults.
+        launcher: How the step starts (default: a nested ``mpiexec``; under Slurm
+            ``qshpc.submit.slurm.step_launcher()``).
+        nodes: Nodes to spread the ranks over (``srun --nodes``).
+        folder: The step's folder (default: a new temporary one, removed after reading).
+        timeout: Seconds before the step is stopped.
+        transpile: False when ``circuits`` went through :func:`prepare` already.
+    """
+    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1 or ranks & (ranks - 1):
+        raise UserError(
+            f"ranks must be a power of two (1, 2, 4, ...) for Aer's chunks, got {ranks!r}"
+        )
+    circuits = list(circuits)
+    width = max((c.num_qubits for c in circuits), default=0)
+    opts: dict[str, Any] = {"method": "statevector", "blocking_enable": True}
+    opts.update(options or {})
+    if opts.get("blocking_enable") and "blocking_qubits" not in opts:
+        opts["blocking_qubits"] = default_blocking_qubits(width, ranks)
+    opts.setdefault("max_parallel_threads", max(1, (os.cpu_count() or 1) // ranks))
+    if transpile:
+        circuits = prepare(circuits)
+    seed_rows = [list(row) for row in (saves or [[] for _ in circuits])]
+    spec = StepSpec(seed_rows, shots, seed, opts)
+    own = folder is None
+    where = folder or Path(tempfile.mkdtemp(prefix="qshpc-aer-step-", dir=_scratch(launcher)))
+    try:
+        write_step(where, circuits, spec)
+        return launch(where, ranks, launcher=launcher, nodes=nodes, timeout=timeout)
+    finally:
+        if own and not settings.KEEP_STEP.get():
+            shutil.rmtree(where, ignore_errors=True)
+
+
+__all__ = [
+    "CHUNKS_PER_RANK",
+    "MIN_BLOCKING_QUBITS",
+    "default_blocking_qubits",
+    "prepare",
+    "run_circuits",
+]
