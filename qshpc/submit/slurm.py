@@ -9,7 +9,9 @@ except :func:`cancel`, which the user asked for):
   Slurm once; :func:`query` asks about one;
 - ``scancel``: :func:`cancel`; ``scontrol requeue``: :func:`requeue`;
   ``scontrol show job`` for the restart count: :func:`restarts`;
-- ``sinfo``: :func:`partitions`, and :func:`sinfo` for ``qshpc doctor``.
+- ``sinfo``: :func:`partitions`, and :func:`sinfo` for ``qshpc doctor``;
+- ``srun``: :class:`SrunStep`, a distributed Aer step as a job step of the
+  allocation (:func:`step_launcher`).
 
 ``sbatch`` is run by submitit (:mod:`qshpc.submit.submission`).
 
@@ -325,6 +327,49 @@ class SlurmScheduler:
         return requeue(self.env.job_id)
 
 
+#: Variables of the enclosing step that ``srun`` would take as a new step's defaults.
+STEP_VARS = ("SLURM_STEP_", "SLURM_STEPID", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_TASKS_PER_NODE",
+             "SLURM_CPU_BIND", "SLURM_DISTRIBUTION", "SLURM_SRUN_COMM_", "SLURM_PROCID",
+             "SLURM_LOCALID", "SLURM_NODEID", "SLURM_GTIDS", "SLURM_LAUNCH_NODE_IPADDR",
+             "SLURM_UMASK", "SLURM_CPUS_PER_TASK", "SLURM_TRES_PER_TASK")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SrunStep:
+    """A distributed Aer step as a job step of this allocation (a ``StepLauncher``).
+
+    ``srun --mpi=pmi2 --overlap --ntasks=k``: ``--overlap`` lets the step use
+    CPUs the job's running step holds (without it srun waits for them, and the
+    job's own ranks hold them all); ``--kill-on-bad-exit=1`` stops the other
+    ranks when one fails; ``--cpu-bind=none`` leaves Aer's threads every core.
+    The enclosing step's variables (:data:`STEP_VARS`) and its MPI launcher's
+    are dropped. On the 3-node dev cluster a 4-rank step started from a rank of
+    a 2-node x 2-task job placed 2 ranks on each node in about 2.5 s.
+    """
+
+    mpi: str = "pmi2"
+    shared_folder: bool = True
+
+    def argv(self, ranks: int, nodes: int | None, step: list[str]) -> list[str]:
+        """``srun`` for ``ranks`` tasks (on ``nodes`` nodes) running ``step``."""
+        where = [f"--nodes={nodes}"] if nodes else []
+        return ["srun", f"--mpi={self.mpi}", "--overlap", f"--ntasks={ranks}", *where,
+                "--kill-on-bad-exit=1", "--cpu-bind=none", *step]  # fmt: skip
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        """The parent's environment without its step's and its MPI launcher's variables."""
+        from qshpc.aer.distributed.launch import scrubbed_env
+
+        return {k: v for k, v in scrubbed_env(env).items() if not k.startswith(STEP_VARS)}
+
+
+def step_launcher(environ: Mapping[str, str] | None = None) -> SrunStep | None:
+    """:class:`SrunStep` inside a Slurm allocation with ``srun`` on PATH, else None."""
+    if task_env(environ) is None or shutil.which("srun") is None:
+        return None
+    return SrunStep()
+
+
 def scheduler(environ: Mapping[str, str] | None = None) -> SlurmScheduler | None:
     """The runtime's :class:`SlurmScheduler` inside a Slurm job, else None."""
     env = task_env(environ)
@@ -333,7 +378,9 @@ def scheduler(environ: Mapping[str, str] | None = None) -> SlurmScheduler | None
 
 __all__ = [
     "RECORD_KEYS",
+    "STEP_VARS",
     "SlurmScheduler",
+    "SrunStep",
     "TaskEnv",
     "cancel",
     "conf",
@@ -348,5 +395,6 @@ __all__ = [
     "run_record",
     "scheduler",
     "sinfo",
+    "step_launcher",
     "task_env",
 ]
