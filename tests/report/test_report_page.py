@@ -96,7 +96,8 @@ def test_report_of_a_running_job_is_a_snapshot(tmp_path: Path, browser: Browser)
     # 40 waves of 0.2 s tasks: 8 s or more, still running when it is read
     job = open_job_started("slow_steps", tmp_path, {"waves": 40})
     deadline = time.monotonic() + 60
-    while job.info()["task_counts"]["SUCCEEDED"] < 4:
+    # two waves stored: the first wave's wait span rides with the second wave's commit
+    while job.info()["task_counts"]["SUCCEEDED"] < 8:
         assert time.monotonic() < deadline, job.logs()
         time.sleep(0.2)
     from qshpc.report import write_report
@@ -108,7 +109,7 @@ def test_report_of_a_running_job_is_a_snapshot(tmp_path: Path, browser: Browser)
     assert count(page, "p.snapshot") == 1
     assert page.eval("document.querySelector('svg.qshpc-timeline').dataset.snapshot") == "1"
     drawn = count(page, "rect.task")
-    assert 4 <= drawn < 160
+    assert 8 <= drawn < 160
     assert count(page, "rect.program") == 1 and count(page, "rect.wait") >= 1
     assert job.wait(timeout=120) == "SUCCEEDED"  # the read disturbed nothing
     assert job.result()["steps"] == 160

@@ -7,7 +7,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -241,7 +240,7 @@ def test_reader_sees_commits_while_writer_is_open(tmp_path: Path) -> None:
 def test_large_result_round_trip(tmp_path: Path) -> None:
     job = new_job(tmp_path)
     big = np.random.default_rng(0).random(300 * 2**20 // 8)  # 300 MiB
-    t0 = time.perf_counter()
+    # its time is measured in benchmarks/store.py, never asserted here
     w = JobWriter.open(job, RUNTIME)
     w.append_task(rec(0, result={"arr": big}))
     w.commit()
@@ -250,4 +249,3 @@ def test_large_result_round_trip(tmp_path: Path) -> None:
     with JobReader.open(job) as r:
         np.testing.assert_array_equal(r.task_result("0")["arr"], big)
         np.testing.assert_array_equal(r.result(), big)
-    assert time.perf_counter() - t0 < 30
