@@ -54,7 +54,10 @@ slurm-status:
 
 # Everything: unit, MPI (mpiexec -n 1/2/3), store faults, and the Slurm tests
 # against the real 3-node dev cluster (single-node tests run on it too).
-test: install browser install-aer-mpi
+# A failed Aer-MPI build (network, compiler) does not stop the suite: the tests
+# that need it then fail with the reason (QSHPC_REQUIRE_AER_MPI=1), the others run.
+test: install browser
+	-$(MAKE) --no-print-directory install-aer-mpi
 	bash slurm/devcluster.sh up --nodes 3
 	QSHPC_REQUIRE_AER_MPI=1 $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS)
 

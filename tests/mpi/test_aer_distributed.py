@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from qshpc.aer.distributed.install import AerMPI, locate, why_missing
+from qshpc.aer.distributed.launch import Mpiexec
 from tests.conftest import ROOT, mpiexec
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
@@ -28,7 +30,8 @@ def aer_mpi() -> AerMPI:
     found = locate()
     if found is None:
         if os.environ.get("QSHPC_REQUIRE_AER_MPI") == "1":
-            pytest.fail(why_missing() + ": `make install-aer-mpi` should have built it")
+            pytest.fail(why_missing() + ": `make install-aer-mpi` should have built it "
+                        "(its log: .aer-mpi/build.log)")
         pytest.skip(why_missing() + " (make install-aer-mpi)")
     return found
 
@@ -90,33 +93,42 @@ def test_distributed_run_is_exact_and_counts_are_identical(
 def test_a_step_started_from_inside_an_mpi_rank_has_its_own_world(
     aer_mpi: AerMPI, tmp_path: Path
 ) -> None:
+    # Each rank writes its own file: the ranks' stdout is merged by mpiexec, and with
+    # unbuffered output (PYTHONUNBUFFERED in CI) the pieces of two ranks' lines interleave.
     script = tmp_path / "outer.py"
     script.write_text(
         textwrap.dedent("""
+        import sys
+        from pathlib import Path
         from mpi4py import MPI
         from qiskit import QuantumCircuit
         from qshpc.aer.distributed.run import run_circuits
         from qshpc.aer.distributed.spec import Save
         comm = MPI.COMM_WORLD
+        out = Path(sys.argv[1])
         if comm.rank == 1:
             c = QuantumCircuit(10)
             c.h(range(10))
             step = run_circuits([c], 2, saves=[[Save("probabilities", [9], "p")]], timeout=120)
-            print("inner", step.result["metadata"]["num_mpi_processes"], [round(float(x), 9) for x in step.probabilities(0, "p")])
+            p = [round(float(x), 9) for x in step.probabilities(0, "p")]
+            (out / "inner").write_text(f"inner {step.result['metadata']['num_mpi_processes']} {p}")
         comm.Barrier()
-        print("outer", comm.rank, comm.size)
+        (out / f"outer-{comm.rank}").write_text(f"outer {comm.rank} {comm.size}")
     """)
     )
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    out = subprocess.run([mpiexec(), "-n", "3", sys.executable, str(script)], capture_output=True,
-                         text=True, timeout=240, env=env)  # fmt: skip
+    found = tmp_path / "found"
+    found.mkdir()
+    out = subprocess.run([mpiexec(), "-n", "3", sys.executable, str(script), str(found)],
+                         capture_output=True, text=True, timeout=240, env=env)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "inner 2 [0.5, 0.5]" in out.stdout  # a world of 2, not of the outer 3 (+2)
-    assert sorted(ln for ln in out.stdout.splitlines() if ln.startswith("outer")) == [
-        "outer 0 3", "outer 1 3", "outer 2 3"]  # fmt: skip
+    # a world of 2, not of the outer 3 (+2)
+    assert (found / "inner").read_text() == "inner 2 [0.5, 0.5]", out.stdout + out.stderr
+    outer = sorted(f.read_text() for f in found.glob("outer-*"))
+    assert outer == ["outer 0 3", "outer 1 3", "outer 2 3"], out.stdout + out.stderr
 
 
 def test_a_failing_rank_is_named_with_its_host_and_nothing_hangs(aer_mpi: AerMPI) -> None:
@@ -136,17 +148,33 @@ def test_a_failing_rank_is_named_with_its_host_and_nothing_hangs(aer_mpi: AerMPI
     assert time.monotonic() - start < 100
 
 
+@dataclass
+class Stalled:
+    """The real launcher, but each rank of the step sleeps before it starts: a step that
+    outlasts any short timeout on any machine (a long circuit depends on the machine's speed)."""
+
+    shared_folder: bool = False
+
+    def argv(self, ranks: int, nodes: int | None, step: list[str]) -> list[str]:
+        stall = [sys.executable, "-c", "import time; time.sleep(600)"]
+        return Mpiexec().argv(ranks, nodes, [*stall, *step[1:]])
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        return Mpiexec().env(env)
+
+
 def test_a_step_past_its_timeout_is_stopped(aer_mpi: AerMPI, tmp_path: Path) -> None:
     from qiskit import QuantumCircuit
 
     from qshpc.aer.distributed.launch import StepError
     from qshpc.aer.distributed.run import run_circuits
 
-    c = QuantumCircuit(22)
-    for _ in range(400):
-        c.h(range(22))
+    c = QuantumCircuit(4)
+    c.h(range(4))
+    start = time.monotonic()
     with pytest.raises(StepError, match="ran past 3 s and was stopped"):
-        run_circuits([c], 2, timeout=3, folder=tmp_path / "step")
+        run_circuits([c], 2, timeout=3, folder=tmp_path / "step", launcher=Stalled())
+    assert time.monotonic() - start < 30
     time.sleep(1)
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "step")], capture_output=True, text=True)
     assert left.stdout.strip() == "", "step processes left running"
