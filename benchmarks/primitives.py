@@ -236,27 +236,28 @@ def run_kind(kind: str, workers: list[int], rows: int, pubs: int, tmp: Path) -> 
 def run_client(workers: list[int], rows: int, tmp: Path) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QSHPC_HOME": str(tmp / "home")}
     (tmp / "client.py").write_text(CLIENT + CLIENT_BODY)
+    (tmp / "aer.py").write_text(AER)
+    one = _parse(
+        _run(
+            [
+                *_pin(1),
+                sys.executable,
+                str(tmp / "aer.py"),
+                "client",
+                str(rows),
+                "0",
+                json.dumps({"max_parallel_threads": 1}),
+            ],
+            env,
+        ),
+        "aer",
+    )["wall_s"]
     lines = []
     for n in workers:
         options = aer_settings(n)[f"parallel experiments ({n})"]
         cmd = [*_pin(n + 1), sys.executable, str(tmp / "client.py"), str(rows), str(n)]
         out = _run([*cmd, json.dumps(options)], env)
         client, aer = _parse(out, "client"), _parse(out, "aer-here")
-        one = _parse(
-            _run(
-                [
-                    *_pin(1),
-                    sys.executable,
-                    str(tmp / "aer.py"),
-                    "client",
-                    str(rows),
-                    "0",
-                    json.dumps({"max_parallel_threads": 1}),
-                ],
-                env,
-            ),
-            "aer",
-        )["wall_s"]
         lines.append(
             f"| client | {n} | mode=LocalClient(workers={n}), whole call | {client['wall_s']:.2f} | "
             f"{client['wall_s'] / aer['wall_s']:.2f}x Aer's SamplerV2 in that process "
