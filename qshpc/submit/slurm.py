@@ -371,9 +371,21 @@ def step_launcher(environ: Mapping[str, str] | None = None) -> SrunStep | None:
 
 
 def scheduler(environ: Mapping[str, str] | None = None) -> SlurmScheduler | None:
-    """The runtime's :class:`SlurmScheduler` inside a Slurm job, else None."""
+    """The runtime's :class:`SlurmScheduler` inside a Slurm job, else None.
+
+    Inside a job it also makes :class:`SrunStep` how this rank's distributed Aer
+    steps start (``qshpc.aer.distributed.defaults.use_launcher``): a task that calls
+    ``run_circuits`` then gets an ``srun --overlap`` step of the allocation.
+    """
     env = task_env(environ)
-    return SlurmScheduler(env) if env is not None else None
+    if env is None:
+        return None
+    launcher = step_launcher(environ)
+    if launcher is not None:
+        from qshpc.aer.distributed.defaults import use_launcher
+
+        use_launcher(launcher)
+    return SlurmScheduler(env)
 
 
 __all__ = [

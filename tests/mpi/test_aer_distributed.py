@@ -30,8 +30,10 @@ def aer_mpi() -> AerMPI:
     found = locate()
     if found is None:
         if os.environ.get("QSHPC_REQUIRE_AER_MPI") == "1":
-            pytest.fail(why_missing() + ": `make install-aer-mpi` should have built it "
-                        "(its log: .aer-mpi/build.log)")
+            pytest.fail(
+                why_missing() + ": `make install-aer-mpi` should have built it "
+                "(its log: .aer-mpi/build.log)"
+            )
         pytest.skip(why_missing() + " (make install-aer-mpi)")
     return found
 
@@ -186,3 +188,29 @@ def test_doctor_says_the_mpi_build_distributes(aer_mpi: AerMPI) -> None:
     c = check_aer_mpi()
     assert c.status == OK, c
     assert "over 2 ranks" in c.detail and "max error" in c.detail
+
+
+def test_a_task_of_a_qshpc_job_runs_a_step_and_its_ranks_are_in_provenance(
+    aer_mpi: AerMPI, tmp_path: Path, qshpc_home: Path
+) -> None:
+    """A task under ``qshpc run`` (mpiexec -n 2) calls run_circuits: a nested world of 2,
+    exact, the step's ranks (host, memory) in the task's provenance; the other calls run."""
+    from qshpc.store import JobReader
+    from tests.conftest import PROGRAMS, job_dir_of, run_cli
+
+    args = tmp_path / "args.json"
+    args.write_text('{"qubits": 12, "ranks": 2}')
+    out = run_cli("run", str(PROGRAMS / "wide_circuit.py"), "--arguments", str(args),
+                  ranks=2, timeout=240)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    with JobReader.open(job_dir_of(qshpc_home)) as r:
+        result = r.result(allow_pickle=True)
+        tasks = r.tasks()
+    wide = result["wide"]
+    assert wide["ranks"] == 2 and wide["launcher"] == "mpiexec", wide
+    assert wide["prob_err"] < 1e-9 and wide["ev_err"] < 1e-9, wide
+    assert result["small"] == [i * i for i in range(16)]
+    (record,) = [t for t in tasks if t["function"].endswith("wide")]
+    (entry,) = record["provenance"]["aer_steps"]
+    assert entry["ranks"] == 2 and len(entry["hosts"]) == 2, entry
+    assert all(p > b > 0 for p, b in zip(entry["peak_rss"], entry["before_rss"], strict=True))

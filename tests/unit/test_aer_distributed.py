@@ -97,6 +97,19 @@ def test_launch_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert slurm.step_launcher({}) is None  # not in an allocation
 
 
+def test_the_ranks_of_a_slurm_job_start_steps_with_srun(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qshpc.aer.distributed import defaults
+    from qshpc.submit import slurm
+
+    monkeypatch.setattr(defaults, "_launcher", None)
+    assert isinstance(launch.default_launcher(), launch.Mpiexec)
+    assert slurm.scheduler({}) is None
+    assert isinstance(launch.default_launcher(), launch.Mpiexec)  # outside a job: unchanged
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert slurm.scheduler({"SLURM_JOB_ID": "7", "SLURM_PROCID": "1"}) is not None
+    assert isinstance(launch.default_launcher(), slurm.SrunStep)  # what run_circuits then uses
+
+
 def test_default_blocking_is_eight_chunks_per_rank_but_not_tiny_ones() -> None:
     assert [run.default_blocking_qubits(28, r) for r in (1, 2, 4, 8)] == [28, 24, 23, 22]
     assert run.default_blocking_qubits(16, 2) == 14  # 2 chunks of 14 qubits per rank

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from qshpc.aer.distributed.defaults import chosen_launcher
 from qshpc.aer.distributed.install import AerMPI, locate, step_env, why_missing
 from qshpc.aer.distributed.spec import (
     CIRCUITS_FILE,
@@ -114,7 +115,10 @@ class StepLauncher(Protocol):
             folder must be on storage they all see.
     """
 
-    shared_folder: bool
+    @property
+    def shared_folder(self) -> bool:
+        """True when the step's folder must be on storage every node sees."""
+        ...
 
     def argv(self, ranks: int, nodes: int | None, step: list[str]) -> list[str]:
         """The command that starts ``ranks`` processes of ``step`` (on ``nodes`` nodes)."""
@@ -139,6 +143,14 @@ class Mpiexec:
     def env(self, env: dict[str, str]) -> dict[str, str]:
         """The parent's environment, scrubbed (:func:`scrubbed_env`)."""
         return scrubbed_env(env)
+
+
+def default_launcher() -> StepLauncher:
+    """How a step starts when the caller gives no launcher: the one set with
+    :func:`.defaults.use_launcher` (``SrunStep`` in the ranks of a Slurm job), else
+    :class:`Mpiexec`."""
+    chosen: StepLauncher | None = chosen_launcher()
+    return chosen or Mpiexec()
 
 
 def step_argv(folder: Path) -> list[str]:
@@ -170,7 +182,8 @@ def launch(
     Args:
         folder: Written by :func:`write_step`.
         ranks: Processes of the step.
-        launcher: How they start (default :class:`Mpiexec`).
+        launcher: How they start (default :func:`default_launcher`: :class:`Mpiexec`, or an
+            ``srun`` step in the ranks of a Slurm job).
         nodes: Nodes to spread them over (launchers that span nodes).
         timeout: Seconds before the step is stopped (its process group killed).
         aer: The MPI Aer (default :func:`.install.locate`).
@@ -184,7 +197,7 @@ def launch(
     aer = aer or locate()
     if aer is None:
         raise UserError(why_missing() + ": run `make install-aer-mpi` (see docs/distributed.md)")
-    how = launcher or Mpiexec()
+    how = launcher or default_launcher()
     argv = how.argv(ranks, nodes, step_argv(folder))
     env = how.env(step_env(aer))
     start = time.monotonic()
@@ -248,6 +261,7 @@ __all__ = [
     "StepError",
     "StepLauncher",
     "StepResult",
+    "default_launcher",
     "launch",
     "mpiexec_path",
     "scrubbed_env",

@@ -10,12 +10,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
-from qshpc.aer.distributed.launch import StepLauncher, StepResult, launch, write_step
+from qshpc.aer.distributed.launch import (
+    StepLauncher,
+    StepResult,
+    default_launcher,
+    launch,
+    write_step,
+)
 from qshpc.aer.distributed.spec import Save, StepSpec
 from qshpc.errors import UserError
 
@@ -63,9 +70,9 @@ def prepare(
     return list(out)
 
 
-def _scratch(launcher: StepLauncher | None) -> str | None:
+def _scratch(launcher: StepLauncher) -> str | None:
     """Where a step's folder goes: ``$QSHPC_HOME/steps`` when other nodes must read it, else /tmp."""
-    if launcher is None or not launcher.shared_folder:
+    if not launcher.shared_folder:
         return None
     from qshpc.jobs.paths import qshpc_home
 
@@ -100,8 +107,8 @@ def run_circuits(
         options: ``AerSimulator`` options; ``method``, ``blocking_enable``,
             ``blocking_qubits`` (:func:`default_blocking_qubits`) and
             ``max_parallel_threads`` (cores / ranks) get defaults.
-        launcher: How the step starts (default: a nested ``mpiexec``; under Slurm
-            ``qshpc.submit.slurm.step_launcher()``).
+        launcher: How the step starts (default :func:`.launch.default_launcher`: a nested
+            ``mpiexec``; in the ranks of a job under Slurm, an ``srun --overlap`` job step).
         nodes: Nodes to spread the ranks over (``srun --nodes``).
         folder: The step's folder (default: a new temporary one, removed after reading).
         timeout: Seconds before the step is stopped.
@@ -122,14 +129,48 @@ def run_circuits(
         circuits = prepare(circuits)
     seed_rows = [list(row) for row in (saves or [[] for _ in circuits])]
     spec = StepSpec(seed_rows, shots, seed, opts)
+    launcher = launcher or default_launcher()
     own = folder is None
     where = folder or Path(tempfile.mkdtemp(prefix="qshpc-aer-step-", dir=_scratch(launcher)))
     try:
         write_step(where, circuits, spec)
-        return launch(where, ranks, launcher=launcher, nodes=nodes, timeout=timeout)
+        step = launch(where, ranks, launcher=launcher, nodes=nodes, timeout=timeout)
     finally:
         if own and not settings.KEEP_STEP.get():
             shutil.rmtree(where, ignore_errors=True)
+    record_step(step)
+    return step
+
+
+def record_step(step: StepResult) -> None:
+    """Put the step's ranks (host, peak memory, run time) in the running task's provenance.
+
+    Under ``aer_steps`` in the task's stored record (``qshpc result``/``JobReader.tasks()``),
+    one entry per step the task ran; nothing outside a task.
+    """
+    from qshpc.task import context
+
+    if context.current_task() is None:
+        return
+    entry: dict[str, Any] = {
+        "ranks": len(step.ranks),
+        "hosts": step.hosts(),
+        "peak_rss": [int(r.get("peak_rss") or 0) for r in step.ranks],
+        "before_rss": [int((r.get("before_run") or {}).get("VmRSS") or 0) for r in step.ranks],
+        "run_s": [round(float(r.get("run_s") or 0.0), 3) for r in step.ranks],
+        "wall_s": round(step.wall_s, 3),
+        "launcher": step.command[0].rsplit("/", 1)[-1],
+    }
+    task = context.current_task()
+    held = getattr(_recorded, "steps", None)
+    if held is None or held[0] is not task:  # the first step of this task
+        held = (task, list[dict[str, Any]]())
+        _recorded.steps = held
+    held[1].append(entry)
+    context.record_provenance(aer_steps=list(held[1]))
+
+
+_recorded = threading.local()  # (the task, its steps so far) in this thread
 
 
 __all__ = [
@@ -137,5 +178,6 @@ __all__ = [
     "MIN_BLOCKING_QUBITS",
     "default_blocking_qubits",
     "prepare",
+    "record_step",
     "run_circuits",
 ]
