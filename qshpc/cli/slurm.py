@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
         if cache or cache_dir is not None:
             from qshpc.client.local import with_cache
 
-            prog = with_cache(prog, cache, cache_dir)
+            prog = with_cache(prog, cache, cache_dir, check=not dry_run)
         if array:
             if arguments is not None:
                 raise UserError(

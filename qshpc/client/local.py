@@ -76,8 +76,14 @@ def _drive_local_array(spec_json: str) -> None:
         time.sleep(0.2)
 
 
-def with_cache(program: Program, cache: bool, cache_dir: str | os.PathLike[str] | None) -> Program:
-    """``program`` as a client that uses the cache runs it; its cache folder checked now.
+def with_cache(
+    program: Program,
+    cache: bool,
+    cache_dir: str | os.PathLike[str] | None,
+    check: bool = True,
+) -> Program:
+    """``program`` as a client that uses the cache runs it; its cache folder checked now
+    (and created; not with ``check=False``, for a dry run).
 
     Raises:
         UserError: The cache folder is unsafe or cannot be created (docs/cache.md).
@@ -90,7 +96,7 @@ def with_cache(program: Program, cache: bool, cache_dir: str | os.PathLike[str] 
             cache=True,
             cache_dir=os.fspath(cache_dir) if cache_dir is not None else program.cache_dir,
         )
-    if program.cache:
+    if program.cache and check:
         from qshpc.cache.store import CacheDir
 
         CacheDir(program.cache_dir)

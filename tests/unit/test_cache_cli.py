@@ -88,3 +88,11 @@ def test_names_with_control_characters_are_escaped(qshpc_home: Path) -> None:
     out = run_cli("cache", "ls")
     assert "\x1b" not in out.stdout and "\x07" not in out.stdout
     assert "evil\\x1b[2J\\nSUCCEEDED" in out.stdout
+
+
+def test_submit_dry_run_with_cache_makes_no_folder(qshpc_home: Path, tmp_path: Path) -> None:
+    prog = tmp_path / "p.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    out = run_cli("submit", str(prog), "--cache", "--cache-dir", str(tmp_path / "c"), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "#SBATCH" in out.stdout and not (tmp_path / "c").exists()
