@@ -5,11 +5,23 @@ values, arrays and circuits, and stores subclasses of dict, list, str, int
 and float as their base type: a ``QuasiDistribution`` comes back a plain
 ``dict``. A task's result read back from its job is fine that way; a cache hit
 must be the result itself (a program may call ``binary_probabilities()`` on
-it). So a result is checked first (:func:`faithful`): when the blob encoding
-would return it as it is, that is the body; otherwise the body is the result
-pickled, inside the same blob format (one pickle extension), which only its
-owner's lookups load. ``numpy.float64`` counts as faithful (it comes back a
-``float`` of the same value).
+it). So a result is encoded in one of three forms (the entry's header says
+which):
+
+``blob``
+    The blob encoding, when it returns the result as it is (:func:`faithful`;
+    ``numpy.float64`` counts, it comes back a ``float`` of the same value).
+    These bytes are also what the job store keeps for the task: a hit's record
+    is written without encoding the result again.
+``typed``
+    Qiskit's result dicts (``QuasiDistribution``, ``ProbDistribution``,
+    ``Counts``) and ``qshpc.aer``'s ``QuasiDistribution``: the blob of the plain dict, and the class and attributes in
+    the header; the hit is rebuilt as that class (``__new__`` and the dict's
+    own ``update``: no code of the entry runs). Shared with the group like a
+    blob.
+``pickle``
+    Anything else: the result pickled, inside the blob format (one pickle
+    extension), which only its owner's lookups load.
 """
 
 from __future__ import annotations
@@ -20,6 +32,13 @@ from typing import Any
 
 _EXACT = frozenset((type(None), bool, int, float, complex, str, bytes, bytearray))
 _CONTAINERS = frozenset((list, tuple, set, frozenset))
+#: Dict subclasses rebuilt from their plain dict and attributes (module:qualname).
+TYPED = frozenset((
+    "qshpc.aer.results:QuasiDistribution",
+    "qiskit.result.distributions.quasi:QuasiDistribution",
+    "qiskit.result.distributions.probability:ProbDistribution",
+    "qiskit.result.counts:Counts",
+))  # fmt: skip
 
 
 def faithful(value: Any, depth: int = 0) -> bool:
@@ -59,24 +78,53 @@ def _standard_gates() -> frozenset[str]:
     return _standard
 
 
-def encode(value: Any) -> bytes:
-    """The body of an entry holding ``value``.
+def _class_name(t: type) -> str:
+    return f"{t.__module__}:{t.__qualname__}"
+
+
+def encode(value: Any) -> tuple[bytes, str, dict[str, Any] | None]:
+    """``(body, form, type)``: the body of an entry holding ``value``, its form
+    (``blob``, ``typed`` or ``pickle``) and, for ``typed``, the class and attributes.
 
     Raises:
         SerializationError: The value can be neither encoded nor pickled.
     """
     from qshpc.store.encoding_blob import EXT_PICKLE, encode_blob
 
+    t = type(value)
+    if t is not dict and isinstance(value, dict) and _class_name(t) in TYPED:
+        plain, attrs = dict(value), dict(vars(value))
+        if faithful(plain) and faithful(attrs):
+            return encode_blob(plain), "typed", {"class": _class_name(t), "attrs": attrs}
     if faithful(value):
-        return encode_blob(value)
+        return encode_blob(value), "blob", None
     import msgpack
 
     try:
         data = pickle.dumps(value, protocol=5)
     except Exception:
-        return encode_blob(value)  # the closest the store can keep (raises if nothing can)
+        return encode_blob(value), "blob", None  # the closest the store keeps (or raises)
     packed: bytes = msgpack.packb(msgpack.ExtType(EXT_PICKLE, data), use_bin_type=True)
-    return packed
+    return packed, "pickle", None
 
 
-__all__ = ["encode", "faithful"]
+def restore(value: Any, typed: dict[str, Any]) -> Any:
+    """The result a ``typed`` body stands for: ``value`` (a plain dict) as its class again.
+
+    Raises:
+        ValueError: A class that is not one of :data:`TYPED`.
+    """
+    name = str(typed.get("class"))
+    if name not in TYPED or type(value) is not dict:
+        raise ValueError(f"not a result type the cache rebuilds: {name}")
+    import importlib
+
+    module, _, qualname = name.partition(":")
+    cls = getattr(importlib.import_module(module), qualname)
+    out = cls.__new__(cls)
+    dict.update(out, value)
+    out.__dict__.update(typed.get("attrs") or {})
+    return out
+
+
+__all__ = ["TYPED", "encode", "faithful", "restore"]

@@ -5,8 +5,10 @@ Layout (all integers big-endian)::
     magic      8 bytes   b"QSHPCC\\x01\\n" (format version 1)
     head_len   4 bytes   length of the header
     body_len   8 bytes   length of the body
-    header     msgpack map: key, function, job, task, created, host, encoding
-    body       the result, blob-encoded (:mod:`qshpc.store.encoding_blob`)
+    header     msgpack map: key, function, job, task, created, host, encoding,
+               form, type
+    body       the result, blob-encoded (:mod:`qshpc.store.encoding_blob`) in
+               one of the forms of :mod:`qshpc.cache.body`
     checksum  16 bytes   BLAKE2b-128 of everything before it
 
 A reader takes an entry only when the file is exactly as long as its lengths
@@ -46,6 +48,8 @@ class Header:
         created: When it was stored (seconds since the epoch).
         host: Where it was stored.
         encoding: The body's encoding.
+        form: ``blob``, ``typed`` or ``pickle`` (:mod:`qshpc.cache.body`).
+        type: For ``typed``: the class and attributes of the result.
     """
 
     key: str
@@ -55,10 +59,12 @@ class Header:
     created: float
     host: str
     encoding: str = ENCODING
+    form: str = "blob"
+    type: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The header as a plain dict."""
-        return {
+        out: dict[str, Any] = {
             "key": self.key,
             "function": self.function,
             "job": self.job,
@@ -66,7 +72,11 @@ class Header:
             "created": self.created,
             "host": self.host,
             "encoding": self.encoding,
+            "form": self.form,
         }
+        if self.type is not None:
+            out["type"] = self.type
+        return out
 
 
 def _checksum(*parts: Any) -> bytes:
@@ -78,18 +88,18 @@ def _checksum(*parts: Any) -> bytes:
 
 def pack(header: Header, body: bytes) -> list[bytes]:
     """The bytes of an entry file, in pieces (for one ``writev``)."""
-    import msgpack
+    from qshpc.store.encoding_blob import encode_blob
 
-    head: bytes = msgpack.packb(header.as_dict(), use_bin_type=True)
+    head = encode_blob(header.as_dict())  # msgpack (the type's attributes may be any plain value)
     prefix = MAGIC + _LENGTHS.pack(len(head), len(body))
     return [prefix, head, body, _checksum(prefix, head, body)]
 
 
 def _header(raw: bytes, source: str) -> Header:
-    import msgpack
+    from qshpc.store.encoding_blob import decode_blob
 
     try:
-        d = msgpack.unpackb(raw, raw=False)
+        d = decode_blob(raw, allow_pickle=False, source=source)
         return Header(
             str(d["key"]),
             str(d["function"]),
@@ -98,6 +108,8 @@ def _header(raw: bytes, source: str) -> Header:
             float(d["created"]),
             str(d.get("host", "")),
             str(d.get("encoding", ENCODING)),
+            str(d.get("form", "blob")),
+            d.get("type") if isinstance(d.get("type"), dict) else None,
         )
     except Exception as exc:
         raise DamagedEntryError(f"{source}: unreadable header ({exc})") from None

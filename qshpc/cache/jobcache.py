@@ -115,9 +115,10 @@ class Writer:
             key, body, value, function, job, task, size = item
             try:
                 if not self.off:
+                    form, typed = "blob", None
                     if body is None:
-                        body = encode(value)
-                    if self.cache.put(key, body, function, job, task):
+                        body, form, typed = encode(value)
+                    if self.cache.put(key, body, function, job, task, form=form, typed=typed):
                         self.written += 1
             except CacheWriteError as exc:
                 self.failed += 1

@@ -62,6 +62,8 @@ class Hit:
         size: The file's size in bytes.
         owner: The uid of the user whose entry it is.
         used: The entry's mtime (when it was stored, or last used, to a day).
+        blob: ``encode_blob(value)``, when the body is those very bytes (what the job
+            store keeps for a task: a hit is recorded without encoding it again).
     """
 
     key: str
@@ -71,6 +73,7 @@ class Hit:
     size: int
     owner: int
     used: float
+    blob: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,10 @@ class CacheDir:
         try:
             header, body = E.unpack(data, key, path)
             value = decode_blob(body, allow_pickle=mine, source=path)
+            if header.form == "typed" and header.type is not None:
+                from qshpc.cache.body import restore
+
+                value = restore(value, header.type)
         except PickleRefusedError:
             self.refused += 1
             return None
@@ -235,7 +242,8 @@ class CacheDir:
         used = st.st_mtime
         if mine and freshen and time.time() - used > FRESHEN_S:
             used = self.touch(Path(path))
-        return Hit(key, value, header, path, st.st_size, uid, used)
+        blob = bytes(body) if header.form in ("blob", "typed") else None
+        return Hit(key, value, header, path, st.st_size, uid, used, blob)
 
     def touch(self, path: Path) -> float:
         """Mark an entry of this user used now; returns its new mtime."""
@@ -259,16 +267,21 @@ class CacheDir:
         job: str | None = None,
         task: str | None = None,
         replace: bool = False,
+        form: str = "blob",
+        typed: dict[str, Any] | None = None,
     ) -> bool:
         """Store an encoded result under ``key``, atomically.
 
         Args:
             key: The call's key.
-            body: The result, blob-encoded (:func:`qshpc.store.encoding_blob.encode_blob`).
+            body: The result, encoded by :func:`qshpc.cache.body.encode` (or blob-encoded
+                by :func:`qshpc.store.encoding_blob.encode_blob`: form ``blob``).
             function: The task function's name.
             job: The job whose task computed it.
             task: That task's id.
             replace: Write even when an entry exists (default: keep it).
+            form: The body's form (``blob``, ``typed``, ``pickle``).
+            typed: For ``typed``: the result's class and attributes.
 
         Returns:
             True when written; False when an entry was there already.
@@ -288,7 +301,7 @@ class CacheDir:
             except OSError as exc:
                 raise CacheWriteError(f"cannot create {self.mine / shard}: {exc}") from None
             self._shards.add(shard)
-        header = E.Header(key, function, job, task, time.time(), self._host)
+        header = E.Header(key, function, job, task, time.time(), self._host, form=form, type=typed)
         tmp = final.with_name(
             f"{_TMP_PREFIX}{key[:16]}.{self._host}.{os.getpid()}.{secrets.token_hex(4)}"
         )
@@ -325,7 +338,8 @@ class CacheDir:
         """
         from qshpc.cache.body import encode
 
-        return self.put(key, encode(value), function, job, task)
+        body, form, typed = encode(value)
+        return self.put(key, body, function, job, task, form=form, typed=typed)
 
     def remove(self, path: Path) -> bool:
         """Remove one entry file of this user; False when it was gone already."""

@@ -166,7 +166,8 @@ class InlineBackend:
                 return ref
         session = self.session
         submitted = time.time()
-        if session is not None:
+        key = ""
+        if session is not None and session.done:  # resuming: this call may be stored
             payload = dumps_payload(args, kwargs, task.name, task_id)
             key = task_key(task.digest, payload, task_id)
             done = session.done_result(key)
@@ -188,6 +189,8 @@ class InlineBackend:
                 FROM_CACHE.add(ref)
                 resolve_many([(ref, True, hit.value)])
                 return ref
+        if session is not None and not key:  # the record's key (for a later resume)
+            key = task_key(task.digest, dumps_payload(args, kwargs, task.name, task_id), task_id)
         attempt = 0
         while True:
             attempt += 1

@@ -125,6 +125,7 @@ class Session:
         seed: int | None,
         provenance: dict[str, Any],
         cached: bool = False,
+        encoded: bytes | None = None,
     ) -> None:
         """:meth:`record` without an :class:`Outcome` (the dispatcher's hot path)."""
         if cached:
@@ -151,6 +152,7 @@ class Session:
             value if ok else None,
             error,
             provenance,
+            encoded if ok else None,
         )
         with self._lock:
             writer.append_task(rec)
@@ -171,7 +173,7 @@ class Session:
         now = time.time()
         self.record_fields(
             task_id, key, function, True, hit.value, None, 1, info.rank, info.host,
-            submitted, now, now, seed, provenance(hit), cached=True,
+            submitted, now, now, seed, provenance(hit), cached=True, encoded=hit.blob,
         )  # fmt: skip
 
     def record_chunk(self, chunk: RecordChunk, ok: int, failed: int) -> None:

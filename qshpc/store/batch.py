@@ -96,7 +96,7 @@ class Batch:
         off = self._meta.put(meta)
         where, res_off, res_len = L.WHERE_NONE, 0, 0
         if ok:
-            blob = encode_blob(rec.result)
+            blob = rec.encoded if rec.encoded is not None else encode_blob(rec.result)
             where, res_off = self._put(blob)
             res_len = len(blob)
         seed = rec.seed

@@ -35,6 +35,8 @@ class TaskRecord:
         result: The return value (SUCCEEDED only).
         error: Traceback text (FAILED only).
         provenance: JSON-able fields recorded by the task.
+        encoded: ``result`` already blob-encoded (``encode_blob(result)``), when the
+            caller has those bytes (a result from the result cache): stored as they are.
     """
 
     task_id: str
@@ -51,3 +53,4 @@ class TaskRecord:
     result: Any = None
     error: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    encoded: bytes | None = None
