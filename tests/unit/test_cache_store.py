@@ -405,3 +405,37 @@ def test_a_hit_is_the_result_itself_not_its_base_type(tmp_path: Path) -> None:
     hit = cache.get(_key(2))
     assert hit is not None and hit.value["a"].dtype == np.int16
     assert not faithful(qd) and faithful({"x": [1, 2.5, "s", (None, b"b")]})
+
+
+def test_result_dicts_are_typed_not_pickled(tmp_path: Path) -> None:
+    from qiskit.result import Counts
+
+    from qshpc.aer.results import QuasiDistribution
+    from qshpc.store.encoding_blob import encode_blob
+
+    qd = QuasiDistribution({0: 0.25, 3: 0.75}, shots=1000)
+    counts = Counts({"00": 3, "11": 5})
+    cache = CacheDir(tmp_path / "c")
+    cache.put_value(_key(1), qd, "f")
+    cache.put_value(_key(2), counts, "f")
+    for k, want in ((_key(1), qd), (_key(2), counts)):
+        hit = cache.get(k)
+        assert hit is not None and hit.header.form == "typed"
+        assert type(hit.value) is type(want) and hit.value == want
+        assert vars(hit.value) == vars(want)
+        assert hit.blob == encode_blob(want)  # what the job store keeps: taken as it is
+    assert cache.get(_key(1)).value.binary_probabilities() == {"00": 0.25, "11": 0.75}  # type: ignore[union-attr]
+
+
+def test_a_typed_entry_names_only_known_classes(tmp_path: Path) -> None:
+    from qshpc.cache import entry as E2
+    from qshpc.store.encoding_blob import encode_blob
+
+    cache = CacheDir(tmp_path / "c")
+    body = encode_blob({0: 1.0})
+    header = E2.Header(_key(1), "f", None, None, 1.0, "h", form="typed",
+                       type={"class": "os:system", "attrs": {}})  # fmt: skip
+    cache.path_of(_key(1)).parent.mkdir(parents=True, exist_ok=True)
+    cache.path_of(_key(1)).write_bytes(b"".join(E2.pack(header, body)))
+    os.chmod(cache.path_of(_key(1)), 0o600)
+    assert cache.get(_key(1)) is None and cache.damaged == 1
