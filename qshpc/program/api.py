@@ -50,11 +50,17 @@ def get_arguments() -> dict[str, Any]:
 def save_result(result: Any) -> bool:
     """Store the program's result in the job store (durable when this returns).
 
-    Calling it again replaces the earlier result (with a warning).
+    Calling it again replaces the earlier result (with a warning). Only the
+    program saves the result: called inside a distributed task it raises, so
+    that task fails (see :func:`_refuse_in_task`).
 
     Returns:
         True, as quantum-serverless did.
+
+    Raises:
+        UserError: Called inside a task (on any rank, or under plain python).
     """
+    _refuse_in_task()
     if _session is None:
         print("qshpc: result saved in memory only (run the program with `qshpc run` to store it)")
         return True
@@ -65,6 +71,29 @@ def save_result(result: Any) -> bool:
         )
     _session.save_result(result)
     return True
+
+
+def _refuse_in_task() -> None:
+    """``save_result`` belongs to the program: refuse it inside a task, on every rank alike.
+
+    A task's call could not be kept: it runs on a worker, where nothing else
+    writes the store; tasks run in any order, so several calls would race; and a
+    resumed job reuses stored task results without running the tasks again, so
+    the result would vanish on resume. Failing the task (the worker keeps
+    serving) says so where the user looks, with the fix.
+    """
+    from qshpc.task import context
+
+    task = context.current_task()
+    info = context.rank_info()
+    if task is None and info.rank == 0:
+        return
+    where = f"task {task.task_id} ({task.function})" if task is not None else "a task's thread"
+    raise UserError(
+        f"save_result was called inside {where} on rank {info.rank}: only the program saves "
+        "the job's result. Return the value from the task and save it in the program, "
+        "e.g. save_result(get(refs))"
+    )
 
 
 def update_status(status: str) -> None:

@@ -215,7 +215,9 @@ def _caller(
                     raise
                 ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
             finished = now()
-        except Exception as exc:  # the arguments could not be unpickled
+        except TASK_ERRORS as exc:  # the arguments could not be unpickled
+            if isinstance(exc, FATAL):
+                raise
             started = finished = now()
             ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
         finally:

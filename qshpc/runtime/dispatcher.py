@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
 from qshpc.errors import WorkerLostError
-from qshpc.program.refs import TaskRef, mark_running, resolve_many, resolve_values
+from qshpc.program.refs import (
+    CancelledError,
+    TaskRef,
+    mark_running,
+    resolve_many,
+    resolve_values,
+)
 from qshpc.runtime.intake import Intake
 from qshpc.runtime.liveness import Liveness, WorkerState
 from qshpc.runtime.pacing import COMMIT_S, IN_FLIGHT, Pace
@@ -73,6 +79,8 @@ class Dispatcher(Intake):
         self.pace = Pace()
         self._stop = False
         self._stop_now = False
+        self._why = "the job ended"
+        self._drain_s: float | None = None
         self._dispatch_log: int | None = None
         if session.job_dir is not None:
             from qshpc.jobs.postmortem import DISPATCH_LOG
@@ -100,14 +108,20 @@ class Dispatcher(Intake):
 
         self.help_wait = RootWork(self, self.pace, mode, cores_given).help_wait
 
-    def shutdown(self, abort: bool = False, drain_s: float | None = None) -> None:
+    def shutdown(self, abort: bool = False, drain_s: float | None = None, why: str = "") -> None:
         """Finish in-flight work (all queued calls unless ``abort``), then stop the workers.
 
         Args:
             abort: Cancel calls not yet sent to a worker.
             drain_s: Wait at most this long for calls in flight to report (their
-                results are stored); then leave them (``abandoned`` becomes True).
+                results are stored); then leave them (``abandoned`` becomes True):
+                each worker still busy gets a FAILED record for the call it was
+                running, saying it was abandoned and why, and rank 0 does not
+                wait for its goodbye.
+            why: What ended the job, for those records ("the program ended").
         """
+        self._why = why or "the job ended"
+        self._drain_s = drain_s
         if abort:
             cancelled = list(self.pending) + self.blocked
             self.pending.clear()
@@ -123,6 +137,11 @@ class Dispatcher(Intake):
             self._thread.join(5.0)
         if self._error is not None:
             raise RuntimeError("the qshpc dispatcher failed") from self._error
+
+    def hurry(self) -> None:
+        """Stop waiting for calls in flight now (a signal during the drain); safe in a handler."""
+        self._stop_now = True
+        self._wake.set()
 
     # -- dispatcher thread ---------------------------------------------------
     def _run(self) -> None:
@@ -142,6 +161,8 @@ class Dispatcher(Intake):
             failed += [(e.ref, False, exc) for e in self.pending]
             resolve_many(failed)
         finally:
+            if self._stop_now:
+                self._abandon()
             for w in self.workers:
                 if not w.alive:
                     continue
@@ -151,6 +172,55 @@ class Dispatcher(Intake):
                     w.alive = False
             if not self.liveness.goodbyes():
                 self.abandoned = True  # someone did not answer: do not risk MPI_Finalize
+
+    def _abandon(self) -> None:
+        """The drain is over: record the call each busy worker still runs, and stop waiting for it.
+
+        Such a worker reads STOP only when its call returns, so its goodbye is
+        not waited for (``abandoned``: rank 0 leaves without MPI_Finalize and the
+        MPI launcher ends the rank).
+        """
+        from qshpc.task.seeding import derive_seed
+
+        now = time.time()
+        failures: list[tuple[TaskRef[Any], bool, BaseException]] = []
+        for w in self.workers:
+            if not w.alive or not w.batches:
+                continue
+            w.alive = False
+            self.abandoned = True
+            held = [e for b in w.batches.values() for e in b if not e.ref.done()]
+            w.batches.clear()
+            if not held:
+                continue
+            e = held[0]  # a worker runs its calls in order: the first one unfinished runs
+            waited = f" for {self._drain_s:g} s" if self._drain_s is not None else ""
+            text = (
+                f"TaskAbandoned: {self._why} while this call still ran on rank {w.rank} "
+                f"(host {w.host}, pid {w.pid}); it did not finish after a wait{waited}, so "
+                "its worker was stopped without it"
+                + (
+                    f" ({len(held) - 1} later call(s) queued there never ran)"
+                    if len(held) > 1
+                    else ""
+                )
+            )
+            seed = context.job_seed()
+            self.session.record_fields(
+                e.ref.task_id, e.key or "", e.task.name, False, None, text, e.attempt,
+                w.rank, w.host, e.submitted, now, now,
+                None if seed is None else derive_seed(seed, e.ref.task_id), {},
+            )  # fmt: skip
+            print(f"qshpc: task {e.ref.task_id} ({e.task.name}): {text}", flush=True)
+            out = Outcome(e.ref.task_id, e.task.name, e.attempt, False, None, text, "TaskAbandoned")
+            failures.append((e.ref, False, out.task_error(w.rank, w.host)))
+            for later in held[1:]:
+                gone = CancelledError(
+                    f"task {later.ref.task_id} ({later.task.name}) never ran: {text}"
+                )
+                failures.append((later.ref, False, gone))
+        self._flush()
+        resolve_many(failures)
 
     def _busy(self) -> bool:
         return bool(self.pending or self.blocked or any(w.batches for w in self.workers if w.alive))

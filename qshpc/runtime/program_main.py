@@ -11,11 +11,43 @@ from pathlib import Path
 from typing import Any
 
 from qshpc.runtime.scheduler import Requeue, Scheduler
+from qshpc.task.execute import Interrupt
 
 
-class Cancelled(BaseException):
+class Cancelled(Interrupt):
     """Raised in the program's thread when the job receives SIGTERM/SIGINT."""
 
+
+#: The signals that asked rank 0 to stop, first first (see :func:`defer_signals`).
+_received: list[int] = []
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def defer_signals() -> None:
+    """Rank 0 outside the program: a SIGINT/SIGTERM is remembered, never raised.
+
+    Before the program starts, the program is then cancelled as soon as it
+    would start; after it ended, the signal no longer interrupts storing the
+    job's end (the drain, the final state). Either way rank 0 records the job's
+    state instead of dying with a traceback and leaving it to the launcher.
+    """
+    for s in _STOP_SIGNALS:
+        signal.signal(s, _remember)
+
+
+def _remember(signum: int, frame: Any) -> None:
+    _received.append(signum)
+
+
+def default_signals() -> None:
+    """The default handling again (rank 0's job is stored: a signal may end the process)."""
+    for s in _STOP_SIGNALS:
+        signal.signal(s, signal.SIG_DFL if s == signal.SIGTERM else signal.default_int_handler)
+
+
+def cancel_signal() -> int | None:
+    """The signal that cancelled the program (the first one received), or None."""
+    return _received[0] if _received else None
 
 
 def exec_program(
@@ -28,17 +60,28 @@ def exec_program(
     REQUEUED: already done).
     """
 
+    fired: list[int] = []
+
     def on_signal(signum: int, frame: Any) -> None:
+        if fired:  # the job is already ending: a Ctrl-C reaches rank 0 twice (the
+            return  # launcher and mpiexec both pass it on); a second raise would escape
+        fired.append(signum)
         again = scheduler.requeue_reason(signum) if scheduler is not None else None
         if again is not None:
             raise again
+        if signum in _STOP_SIGNALS:
+            _received.append(signum)
         raise Cancelled(f"received {signal.Signals(signum).name}")
 
+    early = list(_received)  # received before the program started (see defer_signals)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
     saved_argv = sys.argv
     sys.argv = [str(program), *argv]
     add_program_path(program)
     try:
+        if early:
+            del _received[:]
+            on_signal(early[0], None)  # cancel (or requeue) before the program runs
         runpy.run_path(str(program), run_name="__main__")
         return "SUCCEEDED", None
     except SystemExit as exc:
@@ -86,4 +129,3 @@ def add_program_path(program: Path) -> None:
     folder = str(program.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-

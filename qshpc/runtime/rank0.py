@@ -19,7 +19,12 @@ from qshpc import settings
 from qshpc.errors import StoreError
 from qshpc.jobs.prepare import RunSpec
 from qshpc.program import backend
-from qshpc.runtime.program_main import exec_program
+from qshpc.runtime.program_main import (
+    cancel_signal,
+    default_signals,
+    defer_signals,
+    exec_program,
+)
 from qshpc.runtime.protocol import Wiring
 from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
@@ -50,6 +55,7 @@ def run_job(
     from qshpc.runtime.logtee import LogTee
     from qshpc.store import JobReader, JobWriter, perms
 
+    defer_signals()  # a cancel before the program starts or while the job's end is stored
     info = context.rank_info()
     tee = LogTee(job_dir / "logs" / "rank-0.out")
     trusted = perms.private_to_me(job_dir / "job.h5")
@@ -111,9 +117,7 @@ def run_job(
         _requeue(state, error or "", meta, dispatcher, session, writer, tee, scheduler)
     try:
         if dispatcher is not None:
-            # Cancelled: Slurm's SIGKILL follows within KillWait, so drain briefly.
-            drain = 2.0 if state == "CANCELED" else settings.DRAIN_S.get()
-            dispatcher.shutdown(abort=state != "SUCCEEDED", drain_s=drain)
+            _shut_down(dispatcher, state)
     except Exception as exc:
         state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {exc}"
     cache.flush(timeout=CACHE_FLUSH_S)  # results rank 0 ran itself (inline, root work)
@@ -135,11 +139,14 @@ def run_job(
     tee.close()
     _summary(meta, job_dir, state, error, session)
     code = 0 if state == "SUCCEEDED" else 1
+    if state == "CANCELED":
+        code = 128 + (cancel_signal() or signal.SIGTERM)  # 130 after Ctrl-C, as shells expect
     if dispatcher is not None and (dispatcher.lost or dispatcher.abandoned or state == "CANCELED"):
         # Lost or busy ranks can make MPI_Finalize wait forever: the store is final, leave now.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    default_signals()
     return code
 
 
@@ -159,6 +166,39 @@ def _job_cache(spec: RunSpec, meta: dict[str, Any]) -> Any:
             config["dir"] = asked["dir"]
     # Opened at the first lookup: a folder that cannot be used warns and the tasks run.
     return JobCache(CacheConfig.from_dict(config), meta.get("id"))
+
+
+#: Seconds the workers get to report the calls in flight when the job SUCCEEDED or
+#: was CANCELED (the program no longer wants them; Slurm's SIGKILL follows a cancel).
+END_GRACE_S = 2.0
+
+
+def _shut_down(dispatcher: Any, state: str) -> None:
+    """Stop the workers at the end of the job, storing the results of calls in flight.
+
+    Calls the program never waited for are not needed once it ended: those not
+    yet sent are cancelled; those running get ``END_GRACE_S`` (a job that
+    SUCCEEDED or was CANCELED) or ``QSHPC_DRAIN_S`` (one that FAILED: their
+    results serve a resume) to report. A call still running then is abandoned
+    (its record says so) and its worker is left to the MPI launcher to end.
+    A SIGINT/SIGTERM meanwhile cuts the wait short.
+    """
+    if state == "SUCCEEDED":
+        drain, why = END_GRACE_S, "the program ended (the job SUCCEEDED)"
+    elif state == "CANCELED":
+        drain, why = END_GRACE_S, "the job was cancelled"
+    else:
+        drain, why = settings.DRAIN_S.get(), f"the job {state}"
+
+    def hurry(signum: int, frame: Any) -> None:
+        dispatcher.hurry()
+
+    old = {s: signal.signal(s, hurry) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        dispatcher.shutdown(abort=True, drain_s=drain, why=why)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _requeue(

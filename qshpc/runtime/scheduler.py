@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from qshpc.task.execute import Interrupt
 
-class Requeue(BaseException):
+
+class Requeue(Interrupt):
     """Raised in the program's thread when the job is to be requeued.
 
     Attributes:

@@ -10,6 +10,7 @@ under ``qshpc run``; a loopback in the unit tests, where workers are threads).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -24,6 +25,44 @@ from qshpc.runtime.sender import Sender
 from qshpc.task import context
 
 _MAX_SLEEP_S = 0.002
+#: After SIGINT/SIGTERM, how long a worker waits for rank 0's STOP before it leaves by itself.
+STOP_GRACE_S = 30.0
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM on a worker: rank 0 ends the job; the worker does not die first.
+
+    ``mpiexec`` (Ctrl-C, the ``qshpc run`` launcher) and Slurm (scancel) signal
+    every rank at once. A worker that died of it would make the MPI launcher
+    kill rank 0 before it stored CANCELED, and a Ctrl-C raising
+    KeyboardInterrupt inside a task would record it as that task's failure. So
+    the first signal only starts a clock: the worker goes on until rank 0's STOP
+    and leaves as usual, or, if no STOP came within ``STOP_GRACE_S`` (rank 0
+    gone or wedged), leaves by itself. A second signal ends it at once.
+    """
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # a loopback worker (unit tests): the process's signals are not its own
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self.old[s] = signal.signal(s, self._on_signal)
+
+    def restore(self) -> None:
+        """Default handling again (a worker in MPI_Finalize must die of the launcher's SIGTERM)."""
+        for s in self.old:
+            signal.signal(s, signal.SIG_DFL)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.first is not None:
+            os._exit(128 + signum)
+        self.first = signum
+        timer = threading.Timer(STOP_GRACE_S, os._exit, args=(128 + signum,))
+        timer.daemon = True
+        timer.start()
 
 
 def _heartbeat(world: Transport, stop: threading.Event, pending: list[Any]) -> None:
@@ -79,6 +118,8 @@ def serve(wiring: Wiring, info: context.RankInfo | None = None) -> None:
     beat = None
     pending: list[Any] = []
     world = wiring.world
+    signals = _StopSignals()
+    signals.install()
     if wiring.multithreaded:
         beat = threading.Thread(target=_heartbeat, args=(world, stop, pending), daemon=True)
         beat.start()
@@ -93,6 +134,7 @@ def serve(wiring: Wiring, info: context.RankInfo | None = None) -> None:
     world.send(None, dest=0, tag=TAG_BYE)
     for req in pending:
         req.Wait()
+    signals.restore()
 
 
 def _serve(wiring: Wiring, info: context.RankInfo) -> None:

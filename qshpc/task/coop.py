@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from qshpc.task.execute import FATAL  # what ends the worker, not a call
+from qshpc.task.execute import FATAL  # the runtime's interruptions: not a call's failure
 
 _local = threading.local()
 
@@ -107,7 +107,7 @@ class _Runner(threading.Thread):
                 return
             try:
                 call()
-            except BaseException as exc:  # SystemExit, KeyboardInterrupt: the worker's to raise
+            except BaseException as exc:  # calls catch their own: only FATAL gets here
                 self.fatal = exc
             self.call = None
             self.state = _IDLE
@@ -209,7 +209,7 @@ def _run_steps(steps: list[_Step]) -> None:
         start = time.perf_counter()
         try:
             results = execute([s.item for s in group])
-        except BaseException as exc:  # a Rust panic too: it fails the calls, not the worker
+        except BaseException as exc:  # a Rust panic, a sys.exit too: it fails the calls only
             if isinstance(exc, FATAL):
                 raise
             if len(group) == 1:

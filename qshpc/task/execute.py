@@ -11,12 +11,24 @@ from typing import Any
 from qshpc.errors import TaskError
 from qshpc.task import context
 
-#: What a task may raise and still be only a failed task: any exception, and a
-#: panic of a Rust or C++ extension (pyo3's ``PanicException`` derives from
+
+class Interrupt(BaseException):
+    """The runtime stopping the program (a cancel, a requeue), raised by rank 0's signal handlers.
+
+    It may surface inside a task that rank 0 runs itself (``--workers 0``, or
+    while it waits in ``get``): it is never that task's failure and passes
+    through every task runner.
+    """
+
+
+#: What a task may raise and still be only a failed task: any exception, a
+#: ``sys.exit()``, ``KeyboardInterrupt`` or ``GeneratorExit`` raised by the task's
+#: code (the worker keeps serving: ending a rank is not a task's to decide), and
+#: a panic of a Rust or C++ extension (pyo3's ``PanicException`` derives from
 #: ``BaseException``; a transpiler panic must not take the worker down).
 TASK_ERRORS = BaseException
-#: What ends the process rather than the task.
-FATAL = (SystemExit, KeyboardInterrupt, GeneratorExit)
+#: What passes through a task runner instead: the runtime's own interruptions.
+FATAL = (Interrupt,)
 
 
 @dataclass
@@ -69,7 +81,7 @@ def run_task(
     seed: int | None,
     attempt: int,
 ) -> Outcome:
-    """Call ``func`` inside a task context; never raises (but for KeyboardInterrupt/SystemExit)."""
+    """Call ``func`` inside a task context; never raises (but for the runtime's :class:`Interrupt`)."""
     prov = context.push_task(context.TaskContext(task_id, name, seed, attempt))
     started = time.time()
     try:

@@ -288,3 +288,71 @@ def test_rank0_runs_queued_calls_while_it_waits_when_asked() -> None:
     assert [x for x, _ in out] == list(range(200))
     here = threading.get_ident()
     assert any(t == here for _, t in out) and any(t != here for _, t in out)
+
+
+@distribute_task()
+def exits(kind: str) -> str:
+    import sys
+
+    if kind == "exit":
+        sys.exit(3)
+    if kind == "interrupt":
+        raise KeyboardInterrupt
+    if kind == "generator":
+        raise GeneratorExit
+    return f"{kind} on {threading.get_ident()}"
+
+
+def test_exits_inside_tasks_fail_those_tasks_and_the_worker_serves_on() -> None:
+    with ranks(1) as r:
+        errors = []
+        for kind in ("exit", "interrupt", "generator"):
+            with pytest.raises(TaskError) as err:
+                get(r.call(exits, kind), timeout=30)
+            errors.append((err.value.exc_type, err.value.remote_traceback.strip().splitlines()[-1]))
+        after = get([r.call(exits, "ok") for _ in range(5)], timeout=30)
+        assert r.threads[0].is_alive()
+    assert errors == [
+        ("SystemExit", "SystemExit: 3"),
+        ("KeyboardInterrupt", "KeyboardInterrupt"),
+        ("GeneratorExit", "GeneratorExit"),
+    ]
+    assert len(set(after)) == 1  # the one worker thread ran them all
+
+
+_stuck = threading.Event()
+
+
+def _wait_unstuck() -> None:  # by reference, as _wait_for_release
+    _stuck.wait(60)
+
+
+@distribute_task()
+def stuck(x: int) -> int:
+    _wait_unstuck()
+    return x
+
+
+def test_a_call_still_running_when_the_job_ends_is_abandoned_and_recorded() -> None:
+    """No 60 s drain: after the grace the busy worker is left (rank 0 does not wait for its
+    goodbye), the call's record says it was abandoned, and what it held after it never ran."""
+    _stuck.clear()
+    try:
+        with ranks(1) as r:
+            refs = [r.call(stuck, i) for i in range(3)]
+            deadline = time.monotonic() + 10
+            while not r.batches() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            t0 = time.monotonic()
+            r.d.shutdown(abort=True, drain_s=0.3, why="the program ended (the job SUCCEEDED)")
+            assert time.monotonic() - t0 < 5  # no goodbye awaited from the busy worker
+            assert r.d.abandoned
+            first = refs[0].exception(timeout=5)
+            assert isinstance(first, TaskError) and first.exc_type == "TaskAbandoned"
+            assert "the program ended (the job SUCCEEDED) while this call still ran on rank 1" in (
+                first.remote_traceback
+            )
+            assert all(ref.exception(timeout=5) is not None for ref in refs[1:])
+            assert r.d.session.failed == 1  # one record: the call that ran
+    finally:
+        _stuck.set()
