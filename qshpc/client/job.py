@@ -272,6 +272,10 @@ class Job:
                 mark_terminal(self.job_dir, "CANCELED", "cancelled (scancel) before it started")
             return True
         if self._process is not None and self._process.poll() is None:
+            if meta.get("state") == "QUEUED":
+                # The launcher may not have started the ranks yet (or not even set up its
+                # signal handling): recorded here, the cancel holds whatever it had done.
+                mark_terminal(self.job_dir, "CANCELED", "cancelled (Job.stop) before it started")
             self._process.send_signal(signal.SIGTERM)
             return True
         pid = _rank0_pid(meta)

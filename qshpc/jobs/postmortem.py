@@ -67,19 +67,67 @@ def _exit_text(code: int) -> str:
     return f"exit code {code}"
 
 
+_EXIT_CODES = re.compile(r"\] Exit codes: ((?:\[\S+\] [\d,]+\s*)+)")  # -print-all-exitcodes
+_HOST_CODES = re.compile(r"\[(\S+)\] ([\d,]+)")
+
+
+def exit_codes(launcher_output: str) -> list[int] | None:
+    """Every rank's exit code from mpiexec's ``-print-all-exitcodes`` line (one host), or None."""
+    found = _EXIT_CODES.findall(launcher_output)
+    if not found:
+        return None
+    hosts = _HOST_CODES.findall(found[-1])
+    if len(hosts) != 1:
+        return None  # several hosts: which rank is where is mpiexec's to say
+    return [int(c) for c in hosts[0][1].split(",") if c]
+
+
 def describe(
-    job_dir: Path, meta: dict[str, Any], finished: set[str], launcher_output: str = ""
+    job_dir: Path,
+    meta: dict[str, Any],
+    finished: set[str],
+    launcher_output: str = "",
+    order: list[tuple[int, int]] | None = None,
 ) -> str:
-    """A message naming the rank(s) that died, their host, and the tasks they held."""
+    """A message naming the rank that died, its host, its signal, the tasks it held, what to do.
+
+    Args:
+        job_dir: The job directory (``logs/dispatch.log`` says what each rank held).
+        meta: The store's meta (the ranks: rank, host, pid).
+        finished: Task ids with a stored result.
+        launcher_output: What the MPI launcher printed (its banner, exit codes; srun's errors).
+        order: ``(rank, pid)`` in the order the ranks' processes ended, as the
+            local launcher saw them (pidfds). The first is the one that died:
+            mpiexec ended the others, and its banner names whichever process it
+            reaped first (often rank 0), so the banner is used only without it.
+    """
     ranks = meta.get("ranks") or []
     by_pid = {int(r["pid"]): r for r in ranks if r.get("pid")}
     held = held_tasks(job_dir, finished)
     parts: list[str] = []
     dead: set[int] = set()
-    for pid, host, code in _HYDRA.findall(launcher_output):
+    codes: dict[int, int] = {}
+    banner = _HYDRA.findall(launcher_output)
+    if order:
+        rank, pid = order[0]
+        listed = exit_codes(launcher_output)
+        if listed is not None and len(listed) == len(ranks) and 0 <= rank < len(listed):
+            codes[rank] = listed[rank]
+        elif any(int(p) == pid for p, _, _ in banner):
+            codes[rank] = next(int(c) for p, _, c in banner if int(p) == pid)
+        host = _host_of(ranks, rank)
+        how = _exit_text(codes[rank]) if rank in codes else "killed or crashed"
+        text = f"rank {rank} on host {host} (pid {pid}) died: {how}"
+        if len(order) > 1 or len(ranks) > 1:
+            text += " (the MPI launcher then ended the other ranks)"
+        parts.append(text)
+        dead.add(rank)
+        banner = []
+    for pid, host, code in banner:
         r = by_pid.get(int(pid))
         rank = int(r["rank"]) if r else -1
         dead.add(rank)
+        codes[rank] = int(code)
         who = f"rank {rank}" if r else f"a process (pid {pid})"
         parts.append(f"{who} on host {host} (pid {pid}) died: {_exit_text(int(code))}")
     for host, tasks, what in _SRUN.findall(launcher_output):
@@ -93,9 +141,33 @@ def describe(
             continue
         ids = held[rank]
         shown = ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else "")
-        host = next((str(r.get("host")) for r in ranks if r.get("rank") == rank), "?")
-        parts.append(f"rank {rank} on {host} held {len(ids)} unfinished task(s): {shown}")
+        parts.append(
+            f"rank {rank} on {_host_of(ranks, rank)} held {len(ids)} unfinished task(s): {shown}"
+        )
     if not parts:
         parts.append("the job's processes ended without finalizing the store")
     parts.append(f"{len(finished)} finished task results are kept in the store")
+    parts.append(_what_to_do(meta, job_dir, dead, codes))
     return "; ".join(parts)
+
+
+def _host_of(ranks: list[dict[str, Any]], rank: int) -> str:
+    return next((str(r.get("host")) for r in ranks if r.get("rank") == rank), "?")
+
+
+def _what_to_do(meta: dict[str, Any], job_dir: Path, dead: set[int], codes: dict[int, int]) -> str:
+    """One sentence: what to look at and how to finish the job."""
+    job_id = meta.get("id") or job_dir.name
+    logs = ", ".join(f"logs/rank-{r}.out" for r in sorted(dead) if r >= 0) or "logs/"
+    hint = ""
+    if any(c in (9, 137) for c in codes.values()):
+        hint = (
+            "SIGKILL is most often the kernel's out-of-memory killer (`dmesg` says): give each "
+            "task more memory (fewer workers per node, or @distribute_task(target={'mem': GB})); "
+        )
+    elif any(c in (11, 139, 7, 135) for c in codes.values()):
+        hint = "a crash in compiled code (a bug, or memory): "
+    return (
+        f"{hint}see {logs} in {job_dir}, then `qshpc run --resume {job_id}` runs only the "
+        "unfinished tasks"
+    )

@@ -3,8 +3,11 @@
 Without an MPI launcher, ``qshpc run`` starts ``mpiexec -n WORKERS+1`` of the
 MPI installed from PyPI (the embedded local default) and stays as its parent:
 it forwards output and signals, prints progress read from the store, and
-records FAILED (naming the dead rank and the tasks it held) when the ranks die
-before finalizing the store. ``--workers 0`` runs everything in this process.
+records FAILED (naming the rank that died first and the tasks it held) when the
+ranks die before finalizing the store, or CANCELED when it was itself told to
+stop. Its exit code comes from how the job ended, never from mpiexec's: 0
+SUCCEEDED, 1 FAILED, 128+signal CANCELED (130 after Ctrl-C, 143 after SIGTERM
+or ``qshpc cancel``), 2 refused. ``--workers 0`` runs everything in this process.
 Under ``mpiexec``/``srun``, :func:`run` joins the ranks the launcher started
 (:mod:`qshpc.runtime.start`).
 """
@@ -12,6 +15,8 @@ Under ``mpiexec``/``srun``, :func:`run` joins the ranks the launcher started
 from __future__ import annotations
 
 import os
+import re
+import select
 import shutil
 import signal
 import subprocess
@@ -77,8 +82,12 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
 
 
 def _spawn(spec: RunSpec, workers: int) -> int:
+    signals = _Signals()  # before anything starts: a cancel now ends the job here
     job_dir = prepare_job(spec)  # fail fast, before starting any rank
-    cmd = [find_mpiexec(), "-n", str(workers + 1)]
+    launched = time.time()
+    if signals.received or _cancelled_before_start(job_dir):
+        return _cancel_before_start(job_dir, signals)
+    cmd = [find_mpiexec(), "-print-all-exitcodes", "-n", str(workers + 1)]
     cmd += [sys.executable, "-m", "qshpc", "run"]
     cmd += [str(spec.program), "--job-dir", str(job_dir)]
     if spec.seed is not None:
@@ -93,59 +102,304 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     env = dict(os.environ)
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    launched = time.time()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_end_with_parent
+    )
     tail: list[bytes] = []
     rank0: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:  # cancel: rank 0 stores CANCELED and exits
-        target = rank0[0] if rank0 else proc.pid
-        try:
-            os.kill(target, signum)
-        except ProcessLookupError:
-            pass
-
-    signal.signal(signal.SIGTERM, forward)
+    signals.forward_to(proc, rank0)
     pumps = [
         threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer, tail), daemon=True),
         threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer, tail), daemon=True),
     ]
     for t in pumps:
         t.start()
+    deaths = _Deaths()
     try:
-        code = _watch(proc, job_dir, rank0, launched)
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait()
+        code = _watch(proc, job_dir, rank0, launched, deaths, workers + 1)
+    finally:
+        deaths.close()
     for t in pumps:
         t.join(timeout=5)
-    if code != 0 and not (job_dir / "job.h5").is_file():
-        if b"was removed while it ran" not in b"".join(tail):  # else rank 0 said so
+    output = b"".join(tail).decode(errors="replace")
+    if not (job_dir / "job.h5").is_file():
+        if code == 0:
+            return code
+        if "was removed while it ran" not in output:  # else rank 0 said so
             print(
                 f"qshpc: job FAILED: its job directory {job_dir} was removed while it ran "
                 "(nothing of it is kept)",
                 file=sys.stderr,
             )
         return 1
-    if code != 0:
-        _mark_dead(job_dir, b"".join(tail).decode(errors="replace"), code)
+    return _exit_code(job_dir, code, launched, output, deaths.order, signals.first)
+
+
+class _Signals:
+    """SIGINT/SIGTERM to ``qshpc run``'s own process: the job ends CANCELED.
+
+    Before mpiexec starts, a signal is only remembered (the job is then not
+    started). Afterwards it goes to this run's rank 0 (which stores CANCELED and
+    stops the workers), or to mpiexec while rank 0's pid is not known yet
+    (mpiexec passes it to every rank: rank 0 cancels as the program would
+    start, workers wait for its STOP). A Ctrl-C from a terminal reaches mpiexec
+    too, which passes it on by itself; it is never sent to mpiexec a second time
+    here, which would make it kill the ranks at once, unless the user presses
+    Ctrl-C again: then mpiexec is told twice and aborts every rank.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.rank0: list[int] = []
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._on_signal)
+
+    @property
+    def first(self) -> int | None:
+        return self.received[0] if self.received else None
+
+    def forward_to(self, proc: subprocess.Popen[bytes], rank0: list[int]) -> None:
+        self.proc, self.rank0 = proc, rank0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+        proc = self.proc
+        if proc is None:
+            return
+        if signum == signal.SIGINT and self.received.count(signal.SIGINT) > 1:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C again: mpiexec aborts every rank
+            proc.send_signal(signal.SIGINT)
+            return
+        target = self.rank0[0] if self.rank0 else proc.pid
+        try:
+            os.kill(target, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _end_with_parent() -> None:
+    """In mpiexec's process: a SIGTERM when ``qshpc run`` dies (kill -9), so no rank outlives it.
+
+    mpiexec passes the SIGTERM to every rank (rank 0 starts storing CANCELED),
+    but its output has no reader any more: it ends when the ranks print, and the
+    ranks with it, before rank 0 is done. The job is then FAILED (by the next
+    reader's post-mortem) rather than left running with no one to see it.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _cancelled_before_start(job_dir: Path) -> bool:
+    from qshpc.jobs.paths import read_override
+
+    override = read_override(job_dir)
+    return bool(override) and (override or {}).get("state") == "CANCELED"
+
+
+def _cancel_before_start(job_dir: Path, signals: _Signals) -> int:
+    """The job was cancelled before any rank started (a signal here, or ``Job.stop()``)."""
+    from qshpc.jobs.paths import mark_terminal
+
+    sig = signals.first or signal.SIGTERM
+    if not _cancelled_before_start(job_dir):
+        how = signal.Signals(sig).name
+        mark_terminal(job_dir, "CANCELED", f"cancelled ({how}) before it started")
+    print(f"qshpc: job {job_dir.name} CANCELED before it started", file=sys.stderr)
+    return 128 + sig
+
+
+def _exit_code(
+    job_dir: Path,
+    code: int,
+    launched: float,
+    output: str,
+    order: list[tuple[int, int]],
+    signalled: int | None,
+) -> int:
+    """``qshpc run``'s exit code from how the job ended, not from mpiexec's.
+
+    mpiexec's own code says little (0, 5, 9 or 130 when a rank was killed or
+    left without MPI_Finalize, 9 when rank 0 leaves a stuck worker behind on
+    purpose). A run whose rank 0 stored the final state ends 0 (SUCCEEDED), 1
+    (FAILED) or 128+signal (CANCELED: 130 after Ctrl-C, 143 after SIGTERM). When
+    the ranks died first, the state is recorded here: CANCELED when this process
+    was told to stop, else FAILED, naming the rank that died first.
+    """
+    from qshpc.store import JobReader
+
+    try:
+        with JobReader.open(job_dir) as r:
+            meta = r.meta()
+    except Exception:
+        meta = {}
+    ours = float(meta.get("last_started") or 0) >= launched  # the store's last run is ours
+    state = meta.get("state")
+    if ours and state in ("SUCCEEDED", "FAILED", "CANCELED"):
+        return _code_of(state, meta.get("error"), signalled)
+    if not ours and code != 0 and not signalled:
+        return code  # refused before it started (rank 0 said why): keep its code (2)
+    if ours or code != 0 or signalled:
+        state = _mark_dead(job_dir, output, code, order, signalled)
+        return _code_of(state, None, signalled)
     return code
 
 
+def _code_of(state: str | None, error: Any, signalled: int | None) -> int:
+    if state == "SUCCEEDED":
+        return 0
+    if state == "CANCELED":
+        if signalled is None:
+            signalled = signal.SIGINT if "SIGINT" in str(error or "") else signal.SIGTERM
+        return 128 + signalled
+    return 1
+
+
+#: Lines that may be MPICH's "BAD TERMINATION" banner or its exit-code list
+#: (``-print-all-exitcodes``): read for the post-mortem, never shown as they
+#: are (the banner names whichever process mpiexec reaped first, often rank 0).
+_BANNER = re.compile(
+    rb"^(=+|=   .*|YOUR APPLICATION TERMINATED WITH THE EXIT STRING: .*|This typically refers "
+    rb"to a problem with your application\.|Please see the FAQ page for debugging suggestions|"
+    rb"\[mpiexec@\S+\] Exit codes: .*|)\s*$"
+)
+
+
 def _pump(src: Any, dst: Any, tail: list[bytes]) -> None:
-    """Forward a child's output as it comes; keep the last lines for the post-mortem."""
+    """Forward a child's output as it comes; keep the last lines for the post-mortem.
+
+    mpiexec's own lines about how the ranks ended (its banner, its exit-code
+    list) are kept out: the post-mortem, or qshpc's summary when the store is
+    final, says it right. Lines that merely look like them (a program printing
+    ``=====``) are held back only until a line that does not follows.
+    """
+    held: list[bytes] = []
     for line in iter(src.readline, b""):
-        dst.write(line)
-        dst.flush()
         tail.append(line)
         if len(tail) > 400:
             del tail[:200]
+        if _BANNER.match(line):
+            held.append(line)
+            continue
+        for h in held:
+            dst.write(h)
+        held.clear()
+        dst.write(line)
+        dst.flush()
+    if held and not any(_MPIEXEC_SAYS.search(h) for h in held):
+        for h in held:
+            dst.write(h)
+        dst.flush()
+
+
+_MPIEXEC_SAYS = re.compile(rb"BAD TERMINATION|YOUR APPLICATION TERMINATED|\] Exit codes: ")
+
+
+def _rank_pids(mpiexec: int, found: dict[int, int]) -> list[tuple[int, int]]:
+    """This run's ranks not in ``found`` yet: ``(rank, pid)`` of mpiexec's grandchildren.
+
+    mpiexec starts a proxy that starts the ranks; each rank's environment holds
+    its ``PMI_RANK``. Read from ``/proc`` as soon as the ranks exist, this is
+    the run's own (a resumed job's store lists the previous run's ranks until
+    this run's rank 0 records its own, and their pids may belong to anyone by now).
+    """
+    new: list[tuple[int, int]] = []
+    known = set(found.values())
+    for proxy in _children(mpiexec):
+        for pid in _children(proxy):
+            if pid in known:
+                continue
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            for item in environ.split(b"\0"):
+                if item.startswith(b"PMI_RANK=") and item[9:].isdigit():
+                    rank = int(item[9:])
+                    found[rank] = pid
+                    new.append((rank, pid))
+                    break
+    return new
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+class _Deaths:
+    """Which rank's process ended first, seen through pidfds (Linux 5.3+; ranks on this host).
+
+    When a rank dies, mpiexec kills the others within milliseconds, and its
+    banner names whichever process it reaped first (often rank 0, when rank 1
+    was the one killed). A pidfd turns readable the moment its process ends,
+    before mpiexec reacts (about 20 ms earlier on this VM), so the order is
+    the real one.
+    """
+
+    def __init__(self) -> None:
+        self.poller = select.poll()
+        self.fds: dict[int, tuple[int, int]] = {}  # fd -> (rank, pid)
+        self.order: list[tuple[int, int]] = []  # (rank, pid), first dead first
+
+    def watch(self, rank: int, pid: int) -> None:
+        """Watch one rank's process (a child of this run's mpiexec)."""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self.order.append((rank, pid))  # gone before it could be watched: among the first
+            return
+        except (OSError, AttributeError):
+            return  # no pidfd here: the post-mortem falls back on mpiexec's banner
+        self.fds[fd] = (rank, pid)
+        self.poller.register(fd, select.POLLIN)
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, noting every rank that ends meanwhile."""
+        if not self.fds:
+            time.sleep(seconds)
+            return
+        for fd, _ in self.poller.poll(seconds * 1000):
+            self.order.append(self.fds.pop(fd))
+            self.poller.unregister(fd)
+            os.close(fd)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
 
 
 def _watch(
-    proc: subprocess.Popen[bytes], job_dir: Path, rank0: list[int], launched: float = 0.0
+    proc: subprocess.Popen[bytes],
+    job_dir: Path,
+    rank0: list[int],
+    launched: float,
+    deaths: _Deaths,
+    size: int = 0,
 ) -> int:
     """Wait for mpiexec: show progress from the store, learn rank 0's pid, end a lingering mpiexec.
+
+    The ``size`` ranks are found among mpiexec's grandchildren as they start
+    (:func:`_rank_pids`) and watched (:class:`_Deaths`); signals go to this
+    run's rank 0 from then on. Without ``/proc``, rank 0's pid is taken from
+    this run's entry in the store. Once rank 0 is gone (the store is final,
+    or rank 0 died), mpiexec gets 5 s to end the other ranks, then SIGTERM, then
+    SIGKILL: nothing is lost by that cut, as only rank 0 writes the store and the
+    workers wrote their logs before they said goodbye.
 
     Progress: a plain line on stderr every ``QSHPC_PROGRESS_S`` seconds (5;
     0 turns it off) with tasks done, failed, the rate and the sub-status, read
@@ -156,16 +410,27 @@ def _watch(
     every = settings.PROGRESS_S.get()
     next_line = time.monotonic() + every
     meter: Any = None
+    found: dict[int, int] = {}  # rank -> pid, from /proc
+    look_until = time.monotonic() + 60
     while True:
-        try:
-            return proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
+        code = proc.poll()
+        if code is not None:
+            deaths.wait(0)
+            return code
+        looking = len(found) < size and time.monotonic() < look_until
+        deaths.wait(0.05 if looking else 0.5)
+        if looking:
+            for rank, pid in _rank_pids(proc.pid, found):
+                deaths.watch(rank, pid)
+            if not rank0 and 0 in found:
+                rank0.append(found[0])
         if every > 0 and time.monotonic() >= next_line:
             next_line = time.monotonic() + every
             meter = _progress_line(job_dir, meter)
         if not rank0:
-            try:
+            if looking:
+                continue
+            try:  # no /proc to read: this run's rank 0 as it records itself in the store
                 with JobReader.open(job_dir) as r:
                     meta = r.meta()
                 ranks = meta.get("ranks") or []
@@ -182,8 +447,14 @@ def _watch(
             try:
                 return proc.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                return proc.wait()
+                proc.terminate()  # mpiexec passes it to the ranks left
+                try:
+                    return proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    return proc.wait()
+            finally:
+                deaths.wait(0)
 
 
 def _progress_line(job_dir: Path, meter: Any) -> Any:
@@ -203,8 +474,16 @@ def _progress_line(job_dir: Path, meter: Any) -> Any:
     return meter
 
 
-def _mark_dead(job_dir: Path, output: str, code: int) -> None:
-    """Record FAILED, naming the dead rank and the tasks it held, when the ranks died unfinalized."""
+def _mark_dead(
+    job_dir: Path, output: str, code: int, order: list[tuple[int, int]], signalled: int | None
+) -> str | None:
+    """The ranks ended without finalizing the store: record why; return the state recorded.
+
+    CANCELED when this process was told to stop (the user's Ctrl-C or
+    ``qshpc cancel`` reached the ranks before rank 0 could store it), else
+    FAILED naming the rank that died first, its host and signal, the tasks it
+    held, and what to do.
+    """
     from qshpc.jobs.paths import mark_terminal
     from qshpc.jobs.postmortem import describe
     from qshpc.store import JobReader
@@ -212,17 +491,31 @@ def _mark_dead(job_dir: Path, output: str, code: int) -> None:
     try:
         with JobReader.open(job_dir) as r:
             meta = r.meta()
-            finished = {t["task_id"] for t in r.tasks()}
+            finished = {t["task_id"] for t in r.tasks() if t["state"] == "SUCCEEDED"}
     except Exception:
         meta, finished = {}, set()
-    if meta.get("state") in (None, "QUEUED", "RUNNING"):
-        why = describe(job_dir, meta, finished, output)
-        mark_terminal(job_dir, "FAILED", f"the MPI ranks exited with code {code}: {why}")
-        from qshpc.store import recover
+    state = meta.get("state")
+    if state not in (None, "QUEUED", "RUNNING"):
+        return str(state)
+    job_id = meta.get("id", job_dir.name)
+    why = describe(job_dir, meta, finished, output, order)
+    if signalled is not None:
+        state = "CANCELED"
+        text = (
+            f"job cancelled: received {signal.Signals(signalled).name}; the ranks ended "
+            f"before rank 0 stored it; {len(finished)} finished task results are kept in the "
+            f"store (`qshpc run --resume {job_id}` runs the rest)"
+        )
+    else:
+        state = "FAILED"
+        text = f"the MPI ranks exited with code {code}: {why}"
+    mark_terminal(job_dir, state, text)
+    from qshpc.store import recover
 
-        try:
-            recover(job_dir)  # job.h5 alone now holds every committed record
-        except Exception as exc:  # the directory may be gone or full: the journal stays
-            print(f"qshpc: could not fold the journal into job.h5: {exc}", file=sys.stderr)
-        print(f"qshpc: job {meta.get('id', job_dir.name)} FAILED: {why}", file=sys.stderr)
-
+    try:
+        recover(job_dir)  # job.h5 alone now holds every committed record
+    except Exception as exc:  # the directory may be gone or full: the journal stays
+        print(f"qshpc: could not fold the journal into job.h5: {exc}", file=sys.stderr)
+    shown = text if state == "CANCELED" else why
+    print(f"qshpc: job {job_id} {state}: {shown}", file=sys.stderr)
+    return state

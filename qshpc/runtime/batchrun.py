@@ -56,6 +56,7 @@ class BatchRunner:
         funcs: dict[int, tuple[Any, str, bytes]],
         lookup: Any,
         store: Callable[..., None] | None = None,
+        cut: Callable[[], bool] | None = None,
     ) -> None:
         """Run one batch's calls, sending results in order at least every ``_PARTIAL_S``.
 
@@ -64,7 +65,10 @@ class BatchRunner:
         values), attempts (None: all first), submission times, keys (None: this
         worker computes them), the result cache (None, or ``(info, cache keys)``).
         ``store``: :meth:`qshpc.cache.jobcache.JobCache.store` of this worker,
-        called for every successful call that has a cache key.
+        called for every successful call that has a cache key. ``cut``, asked
+        whenever results go out: True when the job is ending; then no further
+        call starts, and the last message holds the calls done (rank 0 takes
+        the rest as never run).
         """
         ids, fn_ids, _, attempts, submitted, _, _ = columns
         n = len(ids)
@@ -89,18 +93,30 @@ class BatchRunner:
             if pos < n and now() - flow.last > _PARTIAL_S:
                 flow.send_part()
                 add = flow.results.add
+                if cut is not None and cut():
+                    n = pos  # the rest never runs
         flow.next = pos
         if pos < n:
             assert self.group is not None
             done = flow.done
+            cutting = [False]
 
             def into_done(p: int) -> None:
-                done[p] = call(p)
+                if not cutting[0]:  # calls start in order: those cut are a suffix
+                    done[p] = call(p)
+
+            def after() -> None:
+                sent = flow.last
+                flow.drain()
+                if cut is not None and flow.last != sent and cut():
+                    cutting[0] = True
 
             start = time.monotonic()
-            self.group.run([partial(into_done, p) for p in range(pos, n)], after=flow.drain)
+            self.group.run([partial(into_done, p) for p in range(pos, n)], after=after)
             flow.drain()
-            if (time.monotonic() - start) / (n - pos) > _COOP_MAX_TASK_S:
+            if cutting[0]:
+                pass  # not a measure of the calls' length
+            elif (time.monotonic() - start) / (n - pos) > _COOP_MAX_TASK_S:
                 # The calls grew long: holding 16 results back no longer pays.
                 for p in range(pos, n):
                     self._forget(funcs[fn_ids if one_fn else fn_ids[p]][2])

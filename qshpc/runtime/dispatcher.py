@@ -34,7 +34,16 @@ from qshpc.program.refs import (
 from qshpc.runtime.intake import Intake
 from qshpc.runtime.liveness import Liveness, WorkerState
 from qshpc.runtime.pacing import COMMIT_S, IN_FLIGHT, Pace
-from qshpc.runtime.protocol import STOP, TAG_BATCH, TAG_RESULT, TAG_STOP, Wiring, batch_message
+from qshpc.runtime.protocol import (
+    CUT,
+    STOP,
+    TAG_BATCH,
+    TAG_CUT,
+    TAG_RESULT,
+    TAG_STOP,
+    Wiring,
+    batch_message,
+)
 from qshpc.task import context
 from qshpc.task.execute import Outcome
 
@@ -80,7 +89,9 @@ class Dispatcher(Intake):
         self._stop = False
         self._stop_now = False
         self._why = "the job ended"
-        self._drain_s: float | None = None
+        self._drain_started = 0.0
+        self._cut = False
+        self._cut_sent = False
         self._dispatch_log: int | None = None
         if session.job_dir is not None:
             from qshpc.jobs.postmortem import DISPATCH_LOG
@@ -121,8 +132,9 @@ class Dispatcher(Intake):
             why: What ended the job, for those records ("the program ended").
         """
         self._why = why or "the job ended"
-        self._drain_s = drain_s
+        self._drain_started = time.monotonic()
         if abort:
+            self._cut = True  # the workers start no further call of the batches they hold
             cancelled = list(self.pending) + self.blocked
             self.pending.clear()
             self.blocked.clear()
@@ -194,11 +206,11 @@ class Dispatcher(Intake):
             if not held:
                 continue
             e = held[0]  # a worker runs its calls in order: the first one unfinished runs
-            waited = f" for {self._drain_s:g} s" if self._drain_s is not None else ""
+            waited = time.monotonic() - self._drain_started
             text = (
                 f"TaskAbandoned: {self._why} while this call still ran on rank {w.rank} "
-                f"(host {w.host}, pid {w.pid}); it did not finish after a wait{waited}, so "
-                "its worker was stopped without it"
+                f"(host {w.host}, pid {w.pid}); it did not finish in the {waited:.1f} s waited "
+                "for it, so its worker was stopped without it"
                 + (
                     f" ({len(held) - 1} later call(s) queued there never ran)"
                     if len(held) > 1
@@ -221,6 +233,13 @@ class Dispatcher(Intake):
                 failures.append((later.ref, False, gone))
         self._flush()
         resolve_many(failures)
+
+    def _send_cut(self) -> None:
+        """Tell every worker that holds calls to start no more of them (the job is ending)."""
+        self._cut_sent = True
+        for w in self.workers:
+            if w.alive and w.batches:
+                w.sends.append(self.comm.isend(CUT, dest=w.rank, tag=TAG_CUT))
 
     def _busy(self) -> bool:
         return bool(self.pending or self.blocked or any(w.batches for w in self.workers if w.alive))
@@ -252,6 +271,8 @@ class Dispatcher(Intake):
                 not progressed or time.monotonic() - self._last_commit > COMMIT_S
             ):
                 self._flush()
+            if self._cut and not self._cut_sent:
+                self._send_cut()
             if self.blocked:
                 progressed |= self.unblock()
             if self.pending:
@@ -373,6 +394,12 @@ class Dispatcher(Intake):
             return
         batch = w.batches[bid] if final is False else w.batches.pop(bid)
         n = len(values)
+        if final and first + n < len(batch):  # cut: the rest of the batch never ran
+            for e in batch[first + n :]:
+                gone = CancelledError(
+                    f"task {e.ref.task_id} ({e.task.name}) never ran: {self._why}"
+                )
+                self._resolve.append((e.ref, False, gone))
         if not n:
             return
         rows = chunk.rows
@@ -387,7 +414,7 @@ class Dispatcher(Intake):
         self._resolve_ok.append(([entries[i].ref for i in ok], [values[i] for i in ok]))
         for i, error, exc_type in failures:
             e = entries[i]
-            if e.attempt <= e.task.retries:
+            if e.attempt <= e.task.retries and not self._cut:
                 e.attempt += 1
                 self.pending.appendleft(e)
                 continue

@@ -39,6 +39,11 @@ def _remember(signum: int, frame: Any) -> None:
     _received.append(signum)
 
 
+def cancel_at_start() -> None:
+    """Cancel the program as it would start, as a SIGTERM received before it does."""
+    _received.append(signal.SIGTERM)
+
+
 def default_signals() -> None:
     """The default handling again (rank 0's job is stored: a signal may end the process)."""
     for s in _STOP_SIGNALS:

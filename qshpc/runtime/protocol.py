@@ -1,6 +1,6 @@
 """The messages between rank 0 and the workers: tags, shapes, and the transport they travel on.
 
-Rank 0's dispatcher and every worker exchange four kinds of messages after
+Rank 0's dispatcher and every worker exchange these messages after
 start-up (:mod:`qshpc.runtime.start` does the start-up collectives):
 
 ====================  ===========  =========================================================
@@ -11,6 +11,9 @@ tag                   direction    message
 :data:`TAG_RESULT`    worker -> 0  ``("R", bid, first, values, chunk, failures, final)``
                                    (:func:`result_message`)
 :data:`TAG_STOP`      0 -> worker  :data:`STOP`: no more batches; say goodbye
+:data:`TAG_CUT`       0 -> worker  :data:`CUT`: the job is ending: start no more calls of the
+                                   batches held; send what is done as each batch's last
+                                   message (the rest never ran)
 :data:`TAG_HEARTBEAT` worker -> 0  ``None``, every ``QSHPC_HEARTBEAT_S``, on the plain world
 :data:`TAG_BYE`       worker -> 0  ``None``, the worker's last message, on the plain world
 ====================  ===========  =========================================================
@@ -45,11 +48,14 @@ from typing import Any, Protocol
 TAG_BATCH = 11
 TAG_RESULT = 12
 TAG_STOP = 13
+TAG_CUT = 14
 TAG_HEARTBEAT = 15
 TAG_BYE = 16
 
 #: The stop message.
 STOP = ("S",)
+#: The cut message (the job ends: run no call not yet started).
+CUT = ("C",)
 
 
 def batch_message(
@@ -149,9 +155,11 @@ class Wiring(Protocol):
 
 
 __all__ = [
+    "CUT",
     "STOP",
     "TAG_BATCH",
     "TAG_BYE",
+    "TAG_CUT",
     "TAG_HEARTBEAT",
     "TAG_RESULT",
     "TAG_STOP",

@@ -20,6 +20,7 @@ from qshpc.errors import StoreError
 from qshpc.jobs.prepare import RunSpec
 from qshpc.program import backend
 from qshpc.runtime.program_main import (
+    cancel_at_start,
     cancel_signal,
     default_signals,
     defer_signals,
@@ -86,6 +87,7 @@ def run_job(
     if cache.config.enabled or cache.config.dir:
         runtime["cache"] = cache.config.as_dict()
     writer = JobWriter.open(job_dir, runtime)
+    _take_over_recorded_end(job_dir, bool(spec.resume))
     session = Session(job_dir, writer, arguments, done, cache)
     api._set_session(session)
     dispatcher = None
@@ -141,7 +143,7 @@ def run_job(
     code = 0 if state == "SUCCEEDED" else 1
     if state == "CANCELED":
         code = 128 + (cancel_signal() or signal.SIGTERM)  # 130 after Ctrl-C, as shells expect
-    if dispatcher is not None and (dispatcher.lost or dispatcher.abandoned or state == "CANCELED"):
+    if dispatcher is not None and (dispatcher.lost or dispatcher.abandoned):
         # Lost or busy ranks can make MPI_Finalize wait forever: the store is final, leave now.
         sys.stdout.flush()
         sys.stderr.flush()
@@ -168,6 +170,28 @@ def _job_cache(spec: RunSpec, meta: dict[str, Any]) -> Any:
     return JobCache(CacheConfig.from_dict(config), meta.get("id"))
 
 
+def _take_over_recorded_end(job_dir: Path, resume: bool) -> None:
+    """An end recorded beside the store (``status.json``) by a launcher or a reader.
+
+    A resumed run supersedes the previous run's (FAILED by a post-mortem, or
+    CANCELED): ``qshpc status`` showed FAILED while the resumed run ran. A new
+    run that was cancelled before it started (``Job.stop()``, ``qshpc cancel``
+    of a QUEUED job) is cancelled at once, the workers stopped as usual.
+    """
+    from qshpc.jobs.paths import STATUS_OVERRIDE, read_override
+
+    override = read_override(job_dir)
+    if override is None:
+        return
+    if resume:
+        try:
+            (job_dir / STATUS_OVERRIDE).unlink()
+        except OSError:
+            pass
+    elif override.get("state") == "CANCELED":
+        cancel_at_start()
+
+
 #: Seconds the workers get to report the calls in flight when the job SUCCEEDED or
 #: was CANCELED (the program no longer wants them; Slurm's SIGKILL follows a cancel).
 END_GRACE_S = 2.0
@@ -190,8 +214,13 @@ def _shut_down(dispatcher: Any, state: str) -> None:
     else:
         drain, why = settings.DRAIN_S.get(), f"the job {state}"
 
+    started = time.monotonic()
+
     def hurry(signum: int, frame: Any) -> None:
-        dispatcher.hurry()
+        # A Ctrl-C reaches rank 0 twice within milliseconds (from the launcher and
+        # from mpiexec): only a later one is the user asking not to wait.
+        if state != "CANCELED" or time.monotonic() - started > 1.0:
+            dispatcher.hurry()
 
     old = {s: signal.signal(s, hurry) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

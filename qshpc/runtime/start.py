@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qshpc.errors import UserError
 from qshpc.jobs.prepare import RunSpec, prepare_job
-from qshpc.runtime.program_main import add_program_path
+from qshpc.runtime.program_main import add_program_path, defer_signals
 from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
 
@@ -33,6 +33,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     error: str | None = None
     failure: BaseException | None = None
     if info.rank == 0:
+        defer_signals()  # a cancel while the job starts cancels it as the program would start
         try:
             job_dir = prepare_job(spec)
         except UserError as exc:

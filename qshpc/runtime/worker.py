@@ -20,7 +20,16 @@ from qshpc import settings
 from qshpc.program import backend
 from qshpc.program.refs import ObjectRef
 from qshpc.runtime.batchrun import BatchRunner
-from qshpc.runtime.protocol import TAG_BATCH, TAG_BYE, TAG_HEARTBEAT, TAG_STOP, Transport, Wiring
+from qshpc.runtime.protocol import (
+    TAG_BATCH,
+    TAG_BYE,
+    TAG_CUT,
+    TAG_HEARTBEAT,
+    TAG_STOP,
+    Transport,
+    Wiring,
+)
+from qshpc.runtime.results import Results
 from qshpc.runtime.sender import Sender
 from qshpc.task import context
 
@@ -154,6 +163,17 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
     sender = Sender(comm)
     runner = BatchRunner(info)
     cache: Any = None  # this worker's JobCache, made at the first batch with cached calls
+    cut_status = wiring.status()
+    cut = [False]  # rank 0 sent CUT: the job is ending, start no more calls
+
+    def is_cut() -> bool:
+        """Has rank 0 said CUT? (Checked between calls, every _PARTIAL_S at most.)"""
+        if not cut[0]:
+            msg = comm.improbe(0, TAG_CUT, cut_status)
+            if msg is not None:
+                msg.recv()
+                cut[0] = True
+        return cut[0]
 
     def lookup(ref: Any) -> Any:
         return objects[ref.obj_id] if isinstance(ref, ObjectRef) else ref
@@ -176,8 +196,15 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
                 # delay the goodbye it waits for.
                 sender.flush(timeout=0.5)
                 return
+            if tag == TAG_CUT:
+                cut[0] = True
+                continue
             assert tag == TAG_BATCH
             _, bid, new_funcs, new_objs, job_seed, *columns = data
+            if cut[0]:  # sent before rank 0 said CUT: none of its calls runs
+                submitted, attempts = columns[4], columns[3]
+                sender.send(Results(info.rank, info.host), bid, 0, submitted, attempts, True)
+                continue
             if job_seed != context.job_seed():
                 context.set_job_seed(job_seed)  # nested calls derive their seeds too
             for fn_id, blob, name, digest in new_funcs:
@@ -191,7 +218,7 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
                     inline.cache.flush(timeout=CACHE_FLUSH_S)
                 inline.cache = cache  # nested calls of cached functions use it too
             store = cache.store if cached is not None else None
-            runner.run(sender, bid, columns, funcs, lookup if objects else None, store)
+            runner.run(sender, bid, columns, funcs, lookup if objects else None, store, is_cut)
     finally:
         sender.flush(timeout=0.5)
         # Rank 0 waits ~10 s for every goodbye: what is not written by then is not cached.

@@ -131,3 +131,5 @@ def test_a_program_that_gave_up_on_a_stuck_task_ends_at_once(
     error = str(stuck[0]["error"])
     assert error.startswith("TaskAbandoned: the program ended (the job SUCCEEDED)")
     assert "rank 1" in error
+    assert "BAD TERMINATION" not in out.stdout + out.stderr  # mpiexec's, about the stuck rank
+    assert out.returncode == 0, out.stderr

@@ -326,7 +326,9 @@ def test_a_sweep_over_tasks_is_one_aer_experiment(
 
     group.run([partial(energy, i) for i in range(4)])
     assert sizes == [1]
-    alone = [float(Estimator().run(template, observable, [0.2 * i]).result().values[0]) for i in range(4)]
+    alone = [
+        float(Estimator().run(template, observable, [0.2 * i]).result().values[0]) for i in range(4)
+    ]
     assert [out[i] for i in range(4)] == pytest.approx(alone, abs=1e-12)
 
     sizes.clear()
@@ -350,7 +352,9 @@ class _Sender:
     def __init__(self) -> None:
         self.messages: list[tuple[Any, ...]] = []
 
-    def send(self, results: Any, bid: int, first: int, submitted: Any, attempts: Any, final: bool) -> None:
+    def send(
+        self, results: Any, bid: int, first: int, submitted: Any, attempts: Any, final: bool
+    ) -> None:
         self.messages.append(results.message(bid, first, submitted, attempts, final))
 
 
@@ -371,7 +375,15 @@ def test_worker_groups_short_step_calls_and_stops_when_they_grow_long() -> None:
 
     def batch(fn: int, n: int) -> list[Any]:
         sender = _Sender()
-        cols = [[str(i) for i in range(n)], fn, [(i,) for i in range(n)], None, [0.0] * n, None, None]
+        cols = [
+            [str(i) for i in range(n)],
+            fn,
+            [(i,) for i in range(n)],
+            None,
+            [0.0] * n,
+            None,
+            None,
+        ]
         runner.run(sender, 1, cols, funcs, None)  # type: ignore[arg-type]
         assert sender.messages[-1][-1] is True  # the last message closes the batch
         return [v for m in sender.messages for v in m[3]]
@@ -383,5 +395,33 @@ def test_worker_groups_short_step_calls_and_stops_when_they_grow_long() -> None:
     naps["s"] = 0.12
     assert batch(1, 4) == [2 * i for i in range(4)]  # results in order, from the group
     assert b"t" * 32 not in runner.grouped  # they grew long: alone again
+    assert runner.group is not None
+    runner.group.close()
+
+
+def test_a_cut_grouped_batch_sends_the_calls_done_in_order_and_starts_no_more() -> None:
+    """The worker's cooperative-group path under CUT (the job is ending)."""
+    from qshpc.runtime.batchrun import BatchRunner
+
+    def task(x: int) -> int:
+        time.sleep(0.02)
+        return int(coop.together("double", Doubler(), x))
+
+    runner = BatchRunner(context.rank_info())
+    funcs = {1: (task, "task", b"t" * 32)}
+    runner.grouped.add(b"t" * 32)
+    asked = [0]
+
+    def cut() -> bool:
+        asked[0] += 1
+        return asked[0] >= 2  # the second time results go out
+
+    sender = _Sender()
+    n = 200
+    cols = [[str(i) for i in range(n)], 1, [(i,) for i in range(n)], None, [0.0] * n, None, None]
+    runner.run(sender, 1, cols, funcs, None, cut=cut)  # type: ignore[arg-type]
+    values = [v for m in sender.messages for v in m[3]]
+    assert sender.messages[-1][-1] is True
+    assert 0 < len(values) < n and values == [2 * i for i in range(len(values))]
     assert runner.group is not None
     runner.group.close()

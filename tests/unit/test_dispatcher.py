@@ -356,3 +356,33 @@ def test_a_call_still_running_when_the_job_ends_is_abandoned_and_recorded() -> N
             assert r.d.session.failed == 1  # one record: the call that ran
     finally:
         _stuck.set()
+
+
+@distribute_task()
+def tenth(x: int) -> int:
+    time.sleep(0.1)
+    return x
+
+
+def test_the_end_cuts_the_batches_workers_hold_and_they_say_goodbye() -> None:
+    """At the end (abort), workers start no further call of the batches they hold (CUT):
+    the calls done are stored, the rest never ran, and every worker ends cleanly."""
+    from qshpc.program.refs import CancelledError
+
+    with ranks(2) as r:
+        refs = [r.call(tenth, i) for i in range(200)]  # 20 s of calls: all sent at once
+        deadline = time.monotonic() + 10
+        while sum(ref.done() for ref in refs) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        r.d.shutdown(abort=True, drain_s=30, why="the job was cancelled")
+        assert time.monotonic() - t0 < 5
+        assert not r.d.abandoned  # every worker answered and said goodbye
+        for t in r.threads:
+            t.join(5)
+            assert not t.is_alive()
+    ran = [ref for ref in refs if ref.exception(timeout=1) is None]
+    never = [ref for ref in refs if isinstance(ref.exception(timeout=1), CancelledError)]
+    assert len(ran) >= 4 and len(ran) + len(never) == len(refs) and len(never) > 100
+    assert "never ran: the job was cancelled" in str(never[0].exception())
+    assert [ref.result() for ref in ran] == [int(ref.task_id) for ref in ran]
