@@ -32,7 +32,13 @@ def defer_signals() -> None:
     state instead of dying with a traceback and leaving it to the launcher.
     """
     for s in _STOP_SIGNALS:
-        signal.signal(s, _remember)
+        old = signal.signal(s, _remember)
+        if old is not _remember:
+            _before[s] = signal.SIG_DFL if old is None else old  # None: set outside Python
+
+
+#: The handlers in place before :func:`defer_signals` (submitit's, under Slurm).
+_before: dict[int, Any] = {}
 
 
 def _remember(signum: int, frame: Any) -> None:
@@ -45,9 +51,10 @@ def cancel_at_start() -> None:
 
 
 def default_signals() -> None:
-    """The default handling again (rank 0's job is stored: a signal may end the process)."""
+    """The handling from before :func:`defer_signals` again (the job is stored)."""
     for s in _STOP_SIGNALS:
-        signal.signal(s, signal.SIG_DFL if s == signal.SIGTERM else signal.default_int_handler)
+        if s in _before:
+            signal.signal(s, _before.pop(s))
 
 
 def cancel_signal() -> int | None:
