@@ -241,12 +241,12 @@ def _exit_code(
     state = meta.get("state")
     if ours and state in ("SUCCEEDED", "FAILED", "CANCELED"):
         return _code_of(state, meta.get("error"), signalled)
-    if not ours and code != 0 and not signalled:
+    if not ours and not signalled and code in (0, 1, 2):
         return code  # refused before it started (rank 0 said why): keep its code (2)
-    if ours or code != 0 or signalled:
-        state = _mark_dead(job_dir, output, code, order, signalled)
-        return _code_of(state, None, signalled)
-    return code
+    # The ranks ended before this run's end was stored (a resumed job's store may
+    # still hold the previous run's: that is left as it is).
+    state = _mark_dead(job_dir, output, code, order, signalled)
+    return 128 + signalled if signalled else _code_of(state, None, None)
 
 
 def _code_of(state: str | None, error: Any, signalled: int | None) -> int:
