@@ -34,7 +34,7 @@ def _records(job: Path) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
-def test_exit_interrupt_generator_exit_in_a_task_fail_only_that_task(
+def test_exits_and_save_result_in_a_task_fail_only_that_task(
     qshpc_home: Path, workers: int
 ) -> None:
     t0 = time.monotonic()
@@ -44,15 +44,22 @@ def test_exit_interrupt_generator_exit_in_a_task_fail_only_that_task(
     assert "stopped responding" not in out.stdout + out.stderr
     job = job_dir_of(qshpc_home)
     result = json.loads(run_cli("result", str(job), "--json").stdout)
+    save = result["caught"].pop("save")
     assert result["caught"] == {
         "exit": ["SystemExit", "SystemExit: 3"],
         "interrupt": ["KeyboardInterrupt", "KeyboardInterrupt"],
         "generator": ["GeneratorExit", "GeneratorExit"],
     }
+    # save_result inside a task: that task fails, naming the fix; the program's result stands
+    assert save[0] == "UserError"
+    assert save[1].startswith("qshpc.errors.UserError: save_result was called inside task 3 ")
+    assert "only the program saves the job's result" in save[1]
+    assert "save_result(get(refs))" in save[1]
+    assert "saved in memory only" not in out.stdout + out.stderr
     ranks = {r for r, _ in result["after"]}
     assert ranks <= set(range(1, workers + 1)) if workers else ranks == {0}
     failed = [t for t in _records(job) if t["state"] == "FAILED"]
-    assert sorted(str(t["task_id"]) for t in failed) == ["0", "1", "2"]
+    assert sorted(str(t["task_id"]) for t in failed) == ["0", "1", "2", "3"]
     assert all("Traceback" in str(t["error"]) for t in failed)  # the remote traceback
 
 
@@ -77,22 +84,6 @@ def test_exit_in_a_grouped_call_or_its_shared_step_fails_only_that_call(qshpc_ho
     )
     assert job.result(timeout=90) == [20, 22, "SystemExit", "SystemExit", 28, 30]
     assert job.status() == "SUCCEEDED"
-
-
-@pytest.mark.parametrize("workers", [0, 1, 2])
-def test_save_result_inside_a_task_fails_that_task_naming_the_fix(
-    qshpc_home: Path, workers: int
-) -> None:
-    out = run_cli("run", str(PROGRAMS / "save_in_task.py"), "--workers", str(workers), timeout=90)
-    assert out.returncode == 0, out.stderr
-    assert "saved in memory only" not in out.stdout + out.stderr
-    assert "task failed: qshpc.errors.UserError: save_result was called inside task 1" in out.stdout
-    assert "only the program saves the job's result" in out.stdout
-    job = job_dir_of(qshpc_home)
-    result = json.loads(run_cli("result", str(job), "--json").stdout)
-    assert result == {"from": "the program"}
-    failed = [t for t in _records(job) if t["state"] == "FAILED"]
-    assert [t["task_id"] for t in failed] == ["1"]
 
 
 def test_save_result_inside_a_task_under_plain_python(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Tasks that raise SystemExit, KeyboardInterrupt and GeneratorExit; the program catches each
-TaskError, then runs more calls on the same workers."""
+"""Tasks that raise SystemExit, KeyboardInterrupt and GeneratorExit, and one that calls
+save_result; the program catches each TaskError, then runs more calls on the same workers."""
 
 import os
 import sys
@@ -15,11 +15,13 @@ def bad(kind):
         raise KeyboardInterrupt
     if kind == "generator":
         raise GeneratorExit
+    if kind == "save":
+        save_result({"from": "a task"})
     return (kind, rank_info().rank, os.getpid())
 
 
 caught = {}
-for kind in ("exit", "interrupt", "generator"):
+for kind in ("exit", "interrupt", "generator", "save"):
     try:
         get(bad(kind))
     except TaskError as err:
