@@ -53,6 +53,7 @@ class _StopSignals:
     def __init__(self) -> None:
         self.first: int | None = None
         self.old: dict[int, Any] = {}
+        self.timer: threading.Timer | None = None
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -61,7 +62,13 @@ class _StopSignals:
             self.old[s] = signal.signal(s, self._on_signal)
 
     def restore(self) -> None:
-        """Default handling again (a worker in MPI_Finalize must die of the launcher's SIGTERM)."""
+        """Default handling again (a worker in MPI_Finalize must die of the launcher's SIGTERM).
+
+        The clock stops: the worker said goodbye, and rank 0 may take long to
+        finalize the store before it joins MPI_Finalize.
+        """
+        if self.timer is not None:
+            self.timer.cancel()
         for s in self.old:
             signal.signal(s, signal.SIG_DFL)
 
@@ -69,9 +76,9 @@ class _StopSignals:
         if self.first is not None:
             os._exit(128 + signum)
         self.first = signum
-        timer = threading.Timer(STOP_GRACE_S, os._exit, args=(128 + signum,))
-        timer.daemon = True
-        timer.start()
+        self.timer = threading.Timer(STOP_GRACE_S, os._exit, args=(128 + signum,))
+        self.timer.daemon = True
+        self.timer.start()
 
 
 def _heartbeat(world: Transport, stop: threading.Event, pending: list[Any]) -> None:
