@@ -6,31 +6,33 @@ and float as their base type: a ``QuasiDistribution`` comes back a plain
 ``dict``. A task's result read back from its job is fine that way; a cache hit
 must be the result itself (a program may call ``binary_probabilities()`` on
 it). So a result is encoded in one of three forms (the entry's header says
-which):
+which), numpy scalars kept as such (``numpy.float64`` is not made a
+``float``; the job store's own records keep plain floats):
 
 ``blob``
-    The blob encoding, when it returns the result as it is (:func:`faithful`;
-    ``numpy.float64`` counts, it comes back a ``float`` of the same value).
-    These bytes are also what the job store keeps for the task: a hit's record
-    is written without encoding the result again.
+    The blob encoding, when it returns the result as it is (:func:`faithful`).
+    When it holds no numpy scalar, these bytes are also what the job store
+    keeps for the task (the header's ``plain``): a hit's record is written
+    without encoding the result again.
 ``typed``
     Qiskit's result dicts (``QuasiDistribution``, ``ProbDistribution``,
-    ``Counts``) and ``qshpc.aer``'s ``QuasiDistribution``: the blob of the plain dict, and the class and attributes in
-    the header; the hit is rebuilt as that class (``__new__`` and the dict's
-    own ``update``: no code of the entry runs). Shared with the group like a
-    blob.
+    ``Counts``) and ``qshpc.aer``'s ``QuasiDistribution``: the blob of the
+    plain dict, and the class and attributes in the header; the hit is
+    rebuilt as that class (``__new__`` and the dict's own ``update``: no code
+    of the entry runs). Shared with the group like a blob.
 ``pickle``
-    Anything else: the result pickled, inside the blob format (one pickle
-    extension), which only its owner's lookups load.
+    Anything else (a ``bytearray`` too: the blob gives ``bytes`` back): the
+    result pickled, inside the blob format (one pickle extension), which only
+    its owner's lookups load.
 """
 
 from __future__ import annotations
 
 import pickle
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
-_EXACT = frozenset((type(None), bool, int, float, complex, str, bytes, bytearray))
+_EXACT = frozenset((type(None), bool, int, float, complex, str, bytes))
 _CONTAINERS = frozenset((list, tuple, set, frozenset))
 #: Dict subclasses rebuilt from their plain dict and attributes (module:qualname).
 TYPED = frozenset((
@@ -82,30 +84,46 @@ def _class_name(t: type) -> str:
     return f"{t.__module__}:{t.__qualname__}"
 
 
-def encode(value: Any) -> tuple[bytes, str, dict[str, Any] | None]:
-    """``(body, form, type)``: the body of an entry holding ``value``, its form
-    (``blob``, ``typed`` or ``pickle``) and, for ``typed``, the class and attributes.
+class Encoded(NamedTuple):
+    """An entry's body and what its header says about it."""
+
+    body: bytes
+    #: ``blob``, ``typed`` or ``pickle``.
+    form: str
+    #: For ``typed``: the result's class and attributes.
+    typed: dict[str, Any] | None
+    #: ``body`` is ``encode_blob(value)`` exactly (no numpy scalar kept): the job
+    #: store can take these bytes for a hit's record.
+    plain: bool
+
+
+def encode(value: Any) -> Encoded:
+    """The body of an entry holding ``value``, its form (``blob``, ``typed`` or
+    ``pickle``) and, for ``typed``, the class and attributes.
 
     Raises:
         SerializationError: The value can be neither encoded nor pickled.
     """
-    from qshpc.store.encoding_blob import EXT_PICKLE, encode_blob
+    from qshpc.store.encoding_blob import EXT_PICKLE, encode_blob_exact
 
     t = type(value)
     if t is not dict and isinstance(value, dict) and _class_name(t) in TYPED:
         plain, attrs = dict(value), dict(vars(value))
         if faithful(plain) and faithful(attrs):
-            return encode_blob(plain), "typed", {"class": _class_name(t), "attrs": attrs}
+            body, same = encode_blob_exact(plain)
+            return Encoded(body, "typed", {"class": _class_name(t), "attrs": attrs}, same)
     if faithful(value):
-        return encode_blob(value), "blob", None
+        body, same = encode_blob_exact(value)
+        return Encoded(body, "blob", None, same)
     import msgpack
 
     try:
         data = pickle.dumps(value, protocol=5)
     except Exception:
-        return encode_blob(value), "blob", None  # the closest the store keeps (or raises)
+        body, same = encode_blob_exact(value)  # the closest it keeps (or raises)
+        return Encoded(body, "blob", None, same)
     packed: bytes = msgpack.packb(msgpack.ExtType(EXT_PICKLE, data), use_bin_type=True)
-    return packed, "pickle", None
+    return Encoded(packed, "pickle", None, False)
 
 
 def restore(value: Any, typed: dict[str, Any]) -> Any:
@@ -127,4 +145,4 @@ def restore(value: Any, typed: dict[str, Any]) -> Any:
     return out
 
 
-__all__ = ["TYPED", "encode", "faithful", "restore"]
+__all__ = ["TYPED", "Encoded", "encode", "faithful", "restore"]

@@ -50,6 +50,8 @@ class Header:
         encoding: The body's encoding.
         form: ``blob``, ``typed`` or ``pickle`` (:mod:`qshpc.cache.body`).
         type: For ``typed``: the class and attributes of the result.
+        plain: The body is the job store's encoding of the result (no numpy
+            scalar kept as such): a hit's record can take it as it is.
     """
 
     key: str
@@ -61,6 +63,7 @@ class Header:
     encoding: str = ENCODING
     form: str = "blob"
     type: dict[str, Any] | None = None
+    plain: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         """The header as a plain dict."""
@@ -76,6 +79,8 @@ class Header:
         }
         if self.type is not None:
             out["type"] = self.type
+        if not self.plain:
+            out["plain"] = False
         return out
 
 
@@ -110,6 +115,7 @@ def _header(raw: bytes, source: str) -> Header:
             str(d.get("encoding", ENCODING)),
             str(d.get("form", "blob")),
             d.get("type") if isinstance(d.get("type"), dict) else None,
+            d.get("plain", True) is not False,
         )
     except Exception as exc:
         raise DamagedEntryError(f"{source}: unreadable header ({exc})") from None

@@ -19,10 +19,13 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qshpc.cache.keys import UncacheableError, call_key, function_digest
+from qshpc.cache.keys import Deps, UncacheableError, bindings_unchanged, call_key, function_digest
 from qshpc.cache.store import CacheDir, CacheWriteError, Hit
+
+if TYPE_CHECKING:
+    from qshpc.cache.body import Encoded
 
 #: Results waiting to be written beyond this many bytes are not cached (memory bound).
 MAX_PENDING_BYTES = 256 << 20
@@ -82,16 +85,17 @@ class Writer:
     def submit(
         self,
         key: str,
-        body: bytes | None,
+        body: bytes | Encoded | None,
         value: Any,
         function: str,
         job: str | None,
         task: str | None,
     ) -> None:
-        """Queue one result: its encoded ``body``, or the ``value`` to encode here."""
+        """Queue one result: its encoded ``body`` (plain blob bytes, or
+        :func:`qshpc.cache.body.encode`'s answer), or the ``value`` to encode here."""
         if self.off:
             return
-        size = len(body) if body is not None else int(getattr(value, "nbytes", 0) or 0)
+        size = len(body[0] if isinstance(body, tuple) else body) if body is not None else int(getattr(value, "nbytes", 0) or 0)
         if self._pending + size > MAX_PENDING_BYTES:
             self.dropped += 1
             return
@@ -106,7 +110,7 @@ class Writer:
         self._q.put((key, body, value, function, job, task, size))
 
     def _run(self) -> None:
-        from qshpc.cache.body import encode
+        from qshpc.cache.body import Encoded, encode
 
         while True:
             item = self._q.get()
@@ -115,10 +119,13 @@ class Writer:
             key, body, value, function, job, task, size = item
             try:
                 if not self.off:
-                    form, typed = "blob", None
-                    if body is None:
-                        body, form, typed = encode(value)
-                    if self.cache.put(key, body, function, job, task, form=form, typed=typed):
+                    enc = encode(value) if body is None else body
+                    if not isinstance(enc, Encoded):
+                        enc = Encoded(enc, "blob", None, True)
+                    if self.cache.put(
+                        key, enc.body, function, job, task,
+                        form=enc.form, typed=enc.typed, plain=enc.plain,
+                    ):  # fmt: skip
                         self.written += 1
             except CacheWriteError as exc:
                 self.failed += 1
@@ -168,7 +175,7 @@ class JobCache:
         self._dir: CacheDir | None = None
         self._writer: Writer | None = None
         self._broken = False
-        self._digests: dict[int, tuple[Callable[[], Any], bytes | None]] = {}
+        self._digests: dict[int, tuple[Callable[[], Any], bytes | None, Deps]] = {}
         self._lock = threading.Lock()
         if open_now and self.wanted():
             self._dir = CacheDir(config.dir, config.shared)
@@ -191,18 +198,26 @@ class JobCache:
         return self._dir
 
     # -- keys ------------------------------------------------------------------------
-    def digest(self, task: Any) -> bytes | None:
-        """The digest of a task's function, computed once per task object (None: uncacheable).
+    def digest(self, task: Any, live: bool = False) -> bytes | None:
+        """The digest of a task's function (None: uncacheable).
 
-        The dispatcher ships a function to the workers once, at its first call, so
-        the digest taken then is the one of the code that runs.
+        Args:
+            task: The task (or plain function).
+            live: The call runs the function object itself, in this process (an
+                inline run, a nested call): the digest is taken again when a
+                global, closure cell or default it reads was rebound since.
+                Otherwise the digest is taken once per task object: the
+                dispatcher ships a function to the workers once, at its first
+                call, and the digest taken then is the one of the code that runs.
         """
         known = self._digests.get(id(task))
         if known is not None and known[0]() is task:
-            return known[1]
+            if not live or bindings_unchanged(known[2]):
+                return known[1]
         func = getattr(task, "func", task)
+        deps: Deps = []
         try:
-            digest: bytes | None = function_digest(func)
+            digest: bytes | None = function_digest(func, deps)
         except UncacheableError as exc:
             digest = None
             _warn(f"calls of {getattr(task, 'name', func)!s} are not cached: {exc}")
@@ -210,14 +225,19 @@ class JobCache:
             ref: Callable[[], Any] = weakref.ref(task)
         except TypeError:
             return digest
-        self._digests[id(task)] = (ref, digest)
+        self._digests[id(task)] = (ref, digest, deps)
         return digest
 
     def key(
-        self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None, seed: int | None
+        self,
+        task: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        seed: int | None,
+        live: bool = False,
     ) -> str | None:
-        """The call's key, or None when it cannot be cached."""
-        digest = self.digest(task)
+        """The call's key, or None when it cannot be cached (``live``: see :meth:`digest`)."""
+        digest = self.digest(task, live)
         if digest is None:
             return None
         try:
@@ -242,16 +262,31 @@ class JobCache:
         key: str,
         function: str,
         task_id: str,
-        body: bytes | None = None,
+        body: bytes | Encoded | None = None,
         value: Any = None,
+        shared: bool = False,
     ) -> None:
-        """Store a successful result in the background (its encoded ``body``, or ``value``)."""
+        """Store a successful result in the background (its encoded ``body``, or ``value``).
+
+        ``shared``: the program holds ``value`` too (the task ran in its process)
+        and may change it in place once it has it: it is encoded now, on the
+        caller's thread, so that the entry is the result the task returned.
+        """
         w = self._writer
         if w is None:
             d = self.dir
             if d is None:
                 return
             w = self._writer = Writer(d)
+        if shared and body is None and not w.off:
+            from qshpc.cache.body import encode
+
+            try:
+                body = encode(value)
+            except Exception:  # a value that cannot be encoded is simply not cached
+                w.failed += 1
+                return
+            value = None
         w.submit(key, body, value, function, self.job_id, task_id)
 
     def flush(self, timeout: float | None = 60.0) -> None:

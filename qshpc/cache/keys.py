@@ -195,14 +195,64 @@ def _version_of(module: str) -> str:
         if top in sys.stdlib_module_names or top in sys.builtin_module_names:
             v = ""  # the Python version is in the environment
         else:
-            v = str(getattr(sys.modules.get(top), "__version__", "") or "")
+            v = str(getattr(sys.modules.get(top), "__version__", "") or "") or _dist_of(top)
         _versions[top] = v
     return v
+
+
+def _dist_of(top: str) -> str:
+    """The installed version of the distribution that holds package ``top`` (many
+    packages have no ``__version__``: their upgrades must change the keys too)."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    global _dists
+    if _dists is None:
+        try:
+            _dists = packages_distributions()
+        except Exception:  # pragma: no cover - a broken metadata folder
+            _dists = {}
+    found = []
+    for dist in _dists.get(top, ()):
+        try:
+            found.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return ",".join(sorted(found)) or "?"
+
+
+_dists: Any = None
 
 
 # -- tokens ----------------------------------------------------------------------------
 
 Put = Callable[[bytes], None]
+#: What a walk read, as ``(holder, name, value)``: ``holder[name]`` (a namespace)
+#: or ``holder.name`` (a function's defaults, a closure cell) was ``value``.
+Deps = list[tuple[Any, str, Any]]
+_MISSING: Any = object()
+
+
+def bindings_unchanged(deps: Deps) -> bool:
+    """True when every name a walk read is still bound to the same object.
+
+    A function runs with the globals, closure cells and defaults of the moment
+    it is called; its digest covers their values when it was taken. This
+    tells, in well under a microsecond a name, whether any was rebound since
+    (``SHOTS = 200``, a helper redefined, a class attribute set), so a caller
+    can take the digest again. A change made in place (``CONFIG["shots"] = 200``)
+    is not seen.
+    """
+    for holder, name, value in deps:
+        if type(holder) is dict or type(holder) is types.MappingProxyType:
+            now = holder.get(name, _MISSING)
+        else:
+            try:
+                now = getattr(holder, name)
+            except (AttributeError, ValueError):  # an empty closure cell: ValueError
+                now = _MISSING
+        if now is not value:
+            return False
+    return True
 
 
 def _str(put: Put, s: str) -> None:
@@ -220,13 +270,15 @@ class _Walk:
     marker instead of looping).
     """
 
-    __slots__ = ("active", "depth", "put", "refs")
+    __slots__ = ("active", "deps", "depth", "put", "refs")
 
-    def __init__(self, put: Put) -> None:
+    def __init__(self, put: Put, deps: Deps | None = None) -> None:
         self.put = put
         self.refs: dict[int, int] = {}
         self.active: set[int] = set()
         self.depth = 0
+        #: When a list: every name binding the walk read (see :func:`bindings_unchanged`).
+        self.deps = deps
 
     # values -----------------------------------------------------------------------
     def value(self, obj: Any) -> None:
@@ -303,7 +355,7 @@ class _Walk:
         # Each item starts from this walk's state, not from its siblings': the
         # items are met in set order, which differs between processes.
         h = hashlib.blake2b(digest_size=16)
-        sub = _Walk(h.update)
+        sub = _Walk(h.update, self.deps)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
         sub.value(obj)
         return h.digest()
@@ -324,6 +376,9 @@ class _Walk:
                 _str(put, obj.dtype.str)
                 put(obj.tobytes())
                 return
+        if t.__name__ == "ObjectRef" and t.__module__ == "qshpc.program.refs":
+            # Its id is per job: another job reuses the id for another object.
+            raise UncacheableError("an ObjectRef nested in the arguments")
         if t.__module__.startswith("qiskit"):
             circuit = sys.modules["qiskit.circuit"]
             if isinstance(obj, circuit.QuantumCircuit):
@@ -344,6 +399,9 @@ class _Walk:
             self.module(obj, ())
         elif isinstance(obj, (types.BuiltinFunctionType, types.WrapperDescriptorType)):
             self._named(b"B", obj)
+            bound = getattr(obj, "__self__", None)
+            if bound is not None and not isinstance(bound, types.ModuleType):
+                self.value(bound)  # a bound method of a C type: ``table.get``, ``rng.random``
         elif isinstance(obj, types.MethodType):
             put(b"M")
             self.value(obj.__func__)
@@ -456,6 +514,10 @@ class _Walk:
         self.code(f.__code__)
         self.value(f.__defaults__)
         self.value(f.__kwdefaults__)
+        deps = self.deps
+        if deps is not None:
+            for attr in ("__code__", "__defaults__", "__kwdefaults__"):
+                deps.append((f, attr, getattr(f, attr)))
         if f.__closure__:
             put(b"cells%d;" % len(f.__closure__))
             for cell in f.__closure__:
@@ -463,8 +525,11 @@ class _Walk:
                     contents = cell.cell_contents
                 except ValueError:  # an empty cell
                     put(b"empty")
-                    continue
-                self.value(contents)
+                    contents = _MISSING
+                else:
+                    self.value(contents)
+                if deps is not None:
+                    deps.append((cell, "cell_contents", contents))
         attrs = {k: v for k, v in f.__dict__.items() if k != "__module__"}
         if attrs:
             put(b"attrs")
@@ -476,7 +541,10 @@ class _Walk:
         names = _names(code)
         put = self.put
         put(b"globals")
+        deps = self.deps
         for name in sorted(names):
+            if deps is not None:
+                deps.append((namespace, name, namespace.get(name, _MISSING)))
             if name not in namespace:
                 continue
             value = namespace[name]
@@ -502,7 +570,10 @@ class _Walk:
         put(b"UM")
         _str(put, name)
         ns = vars(mod)
+        deps = self.deps
         for attr in sorted(set(attrs)):
+            if deps is not None and not attr.startswith("__"):
+                deps.append((ns, attr, ns.get(attr, _MISSING)))
             if attr in ns and not attr.startswith("__"):
                 _str(put, attr)
                 value = ns[attr]
@@ -552,9 +623,12 @@ class _Walk:
         if meta is not type:
             self.value(meta)
         put(b"ns")
-        for name, value in sorted(vars(cls).items()):
+        ns = vars(cls)
+        for name, value in sorted(ns.items()):
             if name in _CLASS_SKIP:
                 continue
+            if self.deps is not None:
+                self.deps.append((ns, name, value))
             _str(put, name)
             try:
                 self.value(value)
@@ -690,8 +764,13 @@ def _fixed_parameters(circuit: Any) -> Any:
 # -- keys ---------------------------------------------------------------------------------
 
 
-def function_digest(func: Any) -> bytes:
+def function_digest(func: Any, deps: Deps | None = None) -> bytes:
     """Digest of a task function by value (see the module doc), with the environment.
+
+    Args:
+        func: The function.
+        deps: A list that receives every name binding the walk read (for
+            :func:`bindings_unchanged`).
 
     Raises:
         UncacheableError: It refers to something that cannot be hashed.
@@ -699,7 +778,7 @@ def function_digest(func: Any) -> bytes:
     h = hashlib.blake2b(digest_size=32)
     h.update(environment_digest())
     try:
-        _Walk(h.update).value(func)
+        _Walk(h.update, deps).value(func)
     except RecursionError:
         raise UncacheableError("the function refers to values nested too deeply") from None
     return h.digest()
@@ -746,7 +825,9 @@ def is_key(text: str) -> bool:
 __all__ = [
     "KEY_HEX",
     "KEY_SCHEME",
+    "Deps",
     "UncacheableError",
+    "bindings_unchanged",
     "call_key",
     "circuit_digest",
     "environment",

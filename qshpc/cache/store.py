@@ -242,7 +242,7 @@ class CacheDir:
         used = st.st_mtime
         if mine and freshen and time.time() - used > FRESHEN_S:
             used = self.touch(Path(path))
-        blob = bytes(body) if header.form in ("blob", "typed") else None
+        blob = bytes(body) if header.form in ("blob", "typed") and header.plain else None
         return Hit(key, value, header, path, st.st_size, uid, used, blob)
 
     def touch(self, path: Path) -> float:
@@ -269,6 +269,7 @@ class CacheDir:
         replace: bool = False,
         form: str = "blob",
         typed: dict[str, Any] | None = None,
+        plain: bool = True,
     ) -> bool:
         """Store an encoded result under ``key``, atomically.
 
@@ -282,6 +283,7 @@ class CacheDir:
             replace: Write even when an entry exists (default: keep it).
             form: The body's form (``blob``, ``typed``, ``pickle``).
             typed: For ``typed``: the result's class and attributes.
+            plain: ``body`` is ``encode_blob(result)`` as the job store keeps it.
 
         Returns:
             True when written; False when an entry was there already.
@@ -301,7 +303,7 @@ class CacheDir:
             except OSError as exc:
                 raise CacheWriteError(f"cannot create {self.mine / shard}: {exc}") from None
             self._shards.add(shard)
-        header = E.Header(key, function, job, task, time.time(), self._host, form=form, type=typed)
+        header = E.Header(key, function, job, task, time.time(), self._host, form=form, type=typed, plain=plain)
         tmp = final.with_name(
             f"{_TMP_PREFIX}{key[:16]}.{self._host}.{os.getpid()}.{secrets.token_hex(4)}"
         )
@@ -338,8 +340,10 @@ class CacheDir:
         """
         from qshpc.cache.body import encode
 
-        body, form, typed = encode(value)
-        return self.put(key, body, function, job, task, form=form, typed=typed)
+        enc = encode(value)
+        return self.put(
+            key, enc.body, function, job, task, form=enc.form, typed=enc.typed, plain=enc.plain
+        )
 
     def remove(self, path: Path) -> bool:
         """Remove one entry file of this user; False when it was gone already."""

@@ -180,7 +180,10 @@ class InlineBackend:
         task_seed = None if seed is None else derive_seed(seed, task_id)
         cache, ckey = self._cache_for(task), None
         if cache is not None:
-            ckey = cache.key(task, args, kwargs, task_seed)
+            # live: the function runs here as it is now (a global rebound since an
+            # earlier call changes its key); the result is encoded before the
+            # program can change it in place.
+            ckey = cache.key(task, args, kwargs, task_seed, live=True)
             hit = cache.lookup(ckey) if ckey is not None else None
             if hit is not None:
                 assert ckey is not None
@@ -200,7 +203,7 @@ class InlineBackend:
             if out.ok or attempt > task.retries:
                 break
         if out.ok and ckey is not None and cache is not None:
-            cache.store(ckey, task.name, task_id, value=out.value)
+            cache.store(ckey, task.name, task_id, value=out.value, shared=True)
         info = context.rank_info()
         resolve_many([(ref, out.ok, out.value if out.ok else out.task_error(info.rank, info.host))])
         return ref

@@ -43,6 +43,21 @@ class RootWork:
         self.mode = mode
         info = context.rank_info()
         self.has_core = info.local_size <= len(os.sched_getaffinity(0)) or cores_given
+        self._funcs: dict[int, Any] = {}  # fn_id -> the function as the workers run it
+
+    def _shipped(self, fn_id: int) -> Any:
+        """The function of ``fn_id`` as shipped to the workers (unpickled once).
+
+        Rank 0 runs what the workers run: the function as it was at its first
+        call, not the program's object, whose globals may have been rebound
+        since (a call's result, and its cache key, must not depend on the rank).
+        """
+        func = self._funcs.get(fn_id)
+        if func is None:
+            import cloudpickle
+
+            func = self._funcs[fn_id] = cloudpickle.loads(self.d._fn_blobs[fn_id][0])
+        return func
 
     def should_work(self) -> bool:
         """Whether the program thread takes calls now."""
@@ -87,11 +102,12 @@ class RootWork:
             if e.key is None:
                 e.key = task_key(e.task.digest, raw, e.ref.task_id)
             seed = _seed_of(e.ref.task_id)
-            out = run_task(e.task.func, args, kwargs, e.ref.task_id, e.task.name, seed, e.attempt)
+            func = self._shipped(e.fn_id)
+            out = run_task(func, args, kwargs, e.ref.task_id, e.task.name, seed, e.attempt)
             d.session.record(out, e.key, e.submitted, seed)
             if out.ok:
                 if e.ckey and d.cache is not None:
-                    d.cache.store(e.ckey, e.task.name, e.ref.task_id, value=out.value)
+                    d.cache.store(e.ckey, e.task.name, e.ref.task_id, value=out.value, shared=True)
                 done.append((e.ref, True, out.value))
             elif e.attempt <= e.task.retries:
                 e.attempt += 1

@@ -131,7 +131,10 @@ def _bin_header(n: int) -> bytes:
 def _default(obj: Any) -> Any:
     """msgpack ``default``: everything msgpack does not pack by itself."""
     if type(obj) is np.float64:  # a float subclass: stored as a plain float
-        return float(obj)
+        if not getattr(_local, "exact", False):
+            return float(obj)
+        _local.kept = True
+        return msgpack.ExtType(EXT_NPSCALAR, _pack([_descr(obj.dtype), obj.tobytes()]))
     if isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
             return _pickle_ext(obj)
@@ -184,11 +187,13 @@ def _pickle_ext(obj: Any) -> msgpack.ExtType:
         ) from exc
 
 
-def encode_blob(value: Any) -> bytes:
+def encode_blob(value: Any, exact: bool = False) -> bytes:
     """Encode ``value`` with the blob encoding (msgpack + extension types).
 
     Args:
         value: Any value; types without an encoding of their own are pickled.
+        exact: Keep ``numpy.float64`` values as numpy scalars (by default they
+            are stored as plain floats, which they subclass).
 
     Returns:
         The encoded bytes.
@@ -198,12 +203,31 @@ def encode_blob(value: Any) -> bytes:
     """
     if type(value) is list and value and _qpy.is_circuit_list(value):
         return _pack(msgpack.ExtType(EXT_CIRCUITS, _qpy.dump(value)))
+    before = getattr(_local, "exact", False)
+    _local.exact = exact
     try:
         return _pack(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(
             f"cannot encode a value of type {type(value).__qualname__}: {exc}"
         ) from exc
+    finally:
+        _local.exact = before
+
+
+def encode_blob_exact(value: Any) -> tuple[bytes, bool]:
+    """``encode_blob(value, exact=True)``, and whether those bytes are also
+    ``encode_blob(value)`` (True when no ``numpy.float64`` was kept as such).
+
+    Raises:
+        SerializationError: As :func:`encode_blob`.
+    """
+    _local.kept = False
+    try:
+        body = encode_blob(value, exact=True)
+        return body, not _local.kept
+    finally:
+        _local.kept = False
 
 
 def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
