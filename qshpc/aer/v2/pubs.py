@@ -138,7 +138,7 @@ def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
                 "(qshpc refuses it before any task runs: measure into a register, e.g. "
                 "circuit.measure_all())"
             )
-        values = _flat_values(pub.parameter_values, circuit)
+        values = _flat_values(pub.parameter_values, circuit, i)
         work.append(SamplerWork(i, circuit, values, tuple(pub.shape), int(pub.shots)))
     return work
 
@@ -162,7 +162,7 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
                 f"PUB {i}: expectation values need the circuit's final state, but {plan.reason}; "
                 "remove it (final measurements are fine: they are ignored)"
             )
-        values = _flat_values(pub.parameter_values, circuit)
+        values = _flat_values(pub.parameter_values, circuit, i)
         shape = tuple(pub.shape)
         pshape = tuple(pub.parameter_values.shape)
         oshape = tuple(pub.observables.shape)
@@ -188,12 +188,21 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
     return work
 
 
-def _flat_values(bindings: Any, circuit: QuantumCircuit) -> np.ndarray:
+def _flat_values(bindings: Any, circuit: QuantumCircuit, index: int) -> np.ndarray:
     size = int(math.prod(bindings.shape))
     params = list(circuit.parameters)
     if not params:
         return np.zeros((size, 0))
     flat: np.ndarray = np.asarray(bindings.as_array(params), dtype=float).reshape(size, len(params))
+    bad = ~np.isfinite(flat)
+    if bad.any():  # Aer binds NaN without a word and returns counts of a made-up state
+        row, col = (int(x) for x in np.argwhere(bad)[0])
+        where = np.unravel_index(row, tuple(bindings.shape)) if bindings.shape else ()
+        raise PubError(
+            f"PUB {index}: parameter {params[col].name} is {flat[row, col]} at index "
+            f"{tuple(int(w) for w in where)} of the parameter values ({int(bad.sum())} value(s) "
+            "are NaN or infinite): Qiskit refuses to bind them; give finite values"
+        )
     return flat
 
 
