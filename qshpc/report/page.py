@@ -8,11 +8,13 @@ laptop, an e-mail attachment or a cluster's file system, with no network.
 from __future__ import annotations
 
 import os
+import secrets
 import time
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from pprint import pformat
-from typing import Any
+from typing import Any, BinaryIO
 
 from qshpc.errors import UserError
 from qshpc.report import sections
@@ -162,15 +164,32 @@ def _out_path(out: str | os.PathLike[str] | None, default: Path) -> Path:
 
 
 def _write(path: Path, text: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    _replace(path, lambda f: f.write(data))
+
+
+def _replace(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through a new temporary file beside it, then rename it.
+
+    The temporary name is fresh and opened exclusively (``O_EXCL``, never
+    following a link): in a shared folder such as /tmp, a link a neighbour
+    planted under a fixed name would make us write the file it points to.
+    The file gets the usual mode (0666 less the umask), as ``open`` gives.
+
+    Raises:
+        UserError: ``path`` cannot be written.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        if isinstance(text, str):
-            tmp.write_text(text, encoding="utf-8")
-        else:
-            tmp.write_bytes(text)
-        os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fill(f)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}; pick another --out") from None
 
 
@@ -227,11 +246,5 @@ def write_timeline(
         raise UserError(
             f"cannot write a {fmt!r} image: use one of {', '.join(sorted(supported))} as --out suffix"
         )
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format=fmt, dpi=110)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}; pick another --out") from None
+    _replace(path, lambda f: fig.savefig(f, format=fmt, dpi=110))
     return path
