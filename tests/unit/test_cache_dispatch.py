@@ -151,3 +151,32 @@ def test_inline_backend_uses_the_cache(tmp_path: Path) -> None:
         assert session.cached == 5
     finally:
         backend.activate(None)
+
+
+def test_progress_and_status_count_hits_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18 point 3: get(progress=True) and the job's counts say how many came from the cache."""
+    from qshpc.jobs.progress import format_counts, snapshot
+
+    config = CacheConfig(True, str(tmp_path / "c"))
+    cache = JobCache(config, "inline")
+    session = Session(None, None, {}, cache=cache)
+    backend.activate(backend.InlineBackend(session))
+    try:
+        get([square(i) for i in range(3)])
+        cache.flush(10)
+        capsys.readouterr()
+        assert get([square(i) for i in range(4)], progress=True) == [0, 1, 4, 9]
+        err = capsys.readouterr().err
+        assert "qshpc: 4/4 tasks done" in err and "3 from cache" in err, err
+        assert session.cached == 3
+    finally:
+        backend.activate(None)
+    meta = {
+        "id": "j",
+        "state": "SUCCEEDED",
+        "task_counts": {"SUCCEEDED": 512},
+        "tasks_from_cache": 500,
+    }
+    assert format_counts(snapshot(meta)) == "512 tasks done (500 from cache)"

@@ -274,8 +274,16 @@ c = CacheDir({str(root)!r}, shared=True)
 c.put_value({_key(1)!r}, {{"counts": [1, 2]}}, "f", "their-job", "0")
 c.put_value({_key(2)!r}, Custom(1), "f", "their-job", "1")
 c.put_value({_key(3)!r}, "theirs", "f")
+from qshpc.aer.results import QuasiDistribution
+c.put_value({_key(4)!r}, QuasiDistribution({{0: 0.25, 3: 0.75}}, shots=8), "f", "their-job", "2")
 """
     )
+    from qshpc.aer.results import QuasiDistribution
+
+    hit = mine.get(_key(4))  # a typed result dict is data, not pickle: shared like a blob
+    assert hit is not None and hit.header.form == "typed" and hit.owner == OTHER_UID
+    assert type(hit.value) is QuasiDistribution and hit.value == {0: 0.25, 3: 0.75}
+    assert hit.value.shots == 8
     hit = mine.get(_key(1))
     assert hit is not None and hit.value == {"counts": [1, 2]} and hit.owner == OTHER_UID
     assert mine.get(_key(2)) is None  # pickled by another user: never loaded
@@ -284,7 +292,7 @@ c.put_value({_key(3)!r}, "theirs", "f")
     assert hit is not None and hit.value == "mine"  # one's own entry comes first
     # Only one's own entries are listed and removed by default.
     assert {s.key for s in mine.scan()} == {_key(3)}
-    assert {s.key for s in mine.scan(all_users=True)} == {_key(i) for i in (1, 2, 3)}
+    assert {s.key for s in mine.scan(all_users=True)} == {_key(i) for i in (1, 2, 3, 4)}
     assert maint.remove(mine, everything=True).removed == 1
     assert mine.get(_key(1)) is not None
     # Private mode reads nobody else's entries.
