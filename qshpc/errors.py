@@ -27,6 +27,23 @@ class StoreError(QshpcError):
     """The job store cannot be read or written (corrupt file, disk full, permissions)."""
 
 
+class DamagedStoreError(StoreError):
+    """A job store (or arguments file) whose bytes are not what qshpc wrote.
+
+    Attributes:
+        path: The damaged file.
+        detail: What is wrong (which bytes, or what could not be read).
+    """
+
+    def __init__(self, path: object, detail: str) -> None:
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"{path} is damaged: {detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.detail))
+
+
 class SchemaVersionError(StoreError, UserError):
     """A job store written with a schema version this qshpc does not know."""
 

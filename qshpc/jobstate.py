@@ -3,7 +3,9 @@
 A job is QUEUED, RUNNING, then SUCCEEDED, FAILED or CANCELED, as the seed's
 ``job.status()`` says. UNKNOWN is what qshpc shows when the scheduler reports
 a state it does not know (the scheduler's raw word is kept beside it, in
-``meta["slurm_state"]``): never RUNNING, never ended. Members are strings, so
+``meta["slurm_state"]``): never RUNNING, never ended. DAMAGED is what qshpc shows
+when a job's store cannot be read as written (``meta["recoverable"]`` says what
+still can): never written either; ``wait`` returns it at once. Members are strings, so
 ``JobState.RUNNING == "RUNNING"`` and the store keeps plain text.
 """
 
@@ -21,6 +23,7 @@ class JobState(str, Enum):
     FAILED = "FAILED"
     CANCELED = "CANCELED"
     UNKNOWN = "UNKNOWN"
+    DAMAGED = "DAMAGED"
 
     def __str__(self) -> str:
         return self.value
@@ -36,7 +39,7 @@ class JobState(str, Enum):
 
 #: The states a job ends in.
 TERMINAL: tuple[JobState, ...] = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
-#: The states the store records (UNKNOWN is never written: it is a reading of the scheduler).
+#: The states the store records (UNKNOWN and DAMAGED are never written: they are readings).
 STORED: tuple[JobState, ...] = (
     JobState.QUEUED,
     JobState.RUNNING,

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from qshpc.cli.common import echo, errors
+from qshpc.text import shown, shown_lines
 
 JobArg = Annotated[str, typer.Argument(help="Job id, job directory, or Slurm job id.")]
 
@@ -78,6 +79,16 @@ def _grouped_lines(entries: list[tuple[tuple[str, ...], str | None, int]]) -> li
     return lines
 
 
+def _damaged_exit(meta: dict[str, Any]) -> None:
+    """One line on stderr and exit code 2 for a job whose store is damaged."""
+    print(
+        f"qshpc: error: job {shown(meta.get('id'))}: {shown(meta.get('error'))}; "
+        f"{shown(meta.get('recoverable'))}",
+        file=sys.stderr,
+    )
+    raise typer.Exit(2)
+
+
 def register(app: typer.Typer) -> None:
     """Add the commands to ``app``."""
 
@@ -102,21 +113,30 @@ def register(app: typer.Typer) -> None:
             from qshpc.jobs.progress import watch as watch_job
 
             watch_job(j, stream=sys.stdout)
-        meta = j.info()
+        meta = j.info(verify=True)
         if as_json:
             echo(json.dumps(to_jsonable(meta), indent=2, sort_keys=True))
+            if meta.get("state") == "DAMAGED":
+                raise typer.Exit(2)
             return
         state = str(meta.get("state"))
-        line = state
+        if state == "DAMAGED":
+            echo("DAMAGED")
+            echo(f"  job      {shown(meta.get('id'))}  {shown(meta.get('title', ''))}")
+            echo(f"  dir      {shown(j.job_dir)}")
+            echo(f"  error    {shown(meta.get('error'))}")
+            echo(f"  {shown(meta.get('recoverable'))}")
+            _damaged_exit(meta)
+        line = shown(state)
         if state == "RUNNING" and meta.get("sub_status"):
-            line += f": {meta['sub_status']}"
+            line += f": {shown(meta['sub_status'])}"
         if meta.get("slurm_state"):
-            line += f" (slurm: {meta['slurm_state']})"
+            line += f" (slurm: {shown(meta['slurm_state'])})"
         echo(line)
-        echo(f"  job      {meta.get('id')}  {meta.get('title', '')}")
-        echo(f"  dir      {j.job_dir}")
+        echo(f"  job      {shown(meta.get('id'))}  {shown(meta.get('title', ''))}")
+        echo(f"  dir      {shown(j.job_dir)}")
         if meta.get("slurm_job_id"):
-            echo(f"  slurm    {meta['slurm_job_id']}")
+            echo(f"  slurm    {shown(meta['slurm_job_id'])}")
         echo(
             f"  created  {_fmt_time(meta.get('created'))}   started {_fmt_time(meta.get('started'))}"
             f"   finished {_fmt_time(meta.get('finished'))}   ({_duration(meta)})"
@@ -124,11 +144,11 @@ def register(app: typer.Typer) -> None:
         echo(f"  tasks    {_counts(meta)}")
         ranks = meta.get("ranks") or []
         if ranks:
-            hosts = sorted({str(r.get("host")) for r in ranks})
+            hosts = sorted({shown(r.get("host")) for r in ranks})
             echo(f"  ranks    {len(ranks)} on {', '.join(hosts)}")
         if meta.get("error") and state != "SUCCEEDED":
             echo("  error:")
-            for ln in str(meta["error"]).rstrip().splitlines()[-15:]:
+            for ln in shown_lines(meta["error"]).rstrip().splitlines()[-15:]:
                 echo(f"    {ln}")
 
     @app.command("result")
@@ -152,6 +172,8 @@ def register(app: typer.Typer) -> None:
 
         j = open_job(job)
         state = j.status() if timeout is None else j.wait(timeout)
+        if state == "DAMAGED":
+            _damaged_exit(j.info())
         if state not in TERMINAL:
             raise UserError(
                 f"job {j.job_id} is {state}: it has no result yet. "
@@ -190,25 +212,34 @@ def register(app: typer.Typer) -> None:
         follow: Annotated[
             bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")
         ] = False,
+        raw: Annotated[
+            bool,
+            typer.Option(
+                "--raw",
+                help="Print the logs exactly as written (control characters and escape "
+                "sequences included); by default they are shown escaped, e.g. \\x1b.",
+            ),
+        ] = False,
     ) -> None:
         """Print the job's logs (stdout and stderr of every rank), also while it runs."""
-        from qshpc.client.job import open_job
+        from qshpc.client.job import DAMAGED, open_job
         from qshpc.jobstate import TERMINAL
 
         j = open_job(job)
+        show = (lambda t: t) if raw else shown_lines
         if not follow:
-            echo(j.logs(rank))
+            echo(show(j.logs(rank)))
             return
-        shown = 0
+        done = 0
         while True:
             text = j.logs(rank)
-            if len(text) > shown:
-                sys.stdout.write(text[shown:])
+            if len(text) > done:
+                sys.stdout.write(show(text[done:]))
                 sys.stdout.flush()
-                shown = len(text)
-            if j.status() in TERMINAL:
+                done = len(text)
+            if j.status() in (*TERMINAL, DAMAGED):
                 text = j.logs(rank)
-                sys.stdout.write(text[shown:])
+                sys.stdout.write(show(text[done:]))
                 return
             time.sleep(0.5)
 
@@ -238,7 +269,9 @@ def register(app: typer.Typer) -> None:
             from qshpc.jobs.progress import watch as watch_job
 
             state = watch_job(j, timeout=timeout)
-        echo(state)
+        echo(shown(state))
+        if state == "DAMAGED":
+            _damaged_exit(j.info())
         if state != "SUCCEEDED":
             raise typer.Exit(1)
 
@@ -250,9 +283,9 @@ def register(app: typer.Typer) -> None:
 
         j = open_job(job)
         if j.stop():
-            echo(f"cancel requested for job {j.job_id}")
+            echo(f"cancel requested for job {shown(j.job_id)}")
         else:
-            echo(f"job {j.job_id} already ended {j.status()}")
+            echo(f"job {shown(j.job_id)} already ended {shown(j.status())}")
 
     @app.command("list")
     @errors
@@ -302,17 +335,21 @@ def register(app: typer.Typer) -> None:
             if isinstance(m, Exception):
                 if array is None and not state:
                     entries.append(
-                        ((j.job_dir.name, "?", "UNREADABLE", "", str(m)[:40], "", ""), None, 0)
+                        (
+                            (shown(j.job_dir.name), "?", "UNREADABLE", "", shown(m)[:40], "", ""),
+                            None,
+                            0,
+                        )
                     )
                 continue
             if state and str(m.get("state")) != state.upper():
                 continue
-            array_id = str(m["array_id"]) if m.get("array_id") else None
+            array_id = shown(m["array_id"]) if m.get("array_id") else None
             row = (
-                str(m.get("id")),
-                str(m.get("title", ""))[:30],
-                str(m.get("state")),
-                str(m.get("slurm_job_id") or "-"),
+                shown(m.get("id")),
+                shown(m.get("title", ""))[:30],
+                shown(m.get("state")),
+                shown(m.get("slurm_job_id") or "-"),
                 _counts(m),
                 _fmt_time(m.get("created")),
                 _duration(m),

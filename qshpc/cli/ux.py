@@ -121,6 +121,11 @@ def remove_job(job: Job, force: bool = False) -> str:
                 f"cannot read job {jid} ({exc}): pass --force to remove it anyway"
             ) from None
         state = "UNREADABLE"
+    if state == "DAMAGED" and not force:
+        meta = job.info()
+        raise UserError(
+            f"job {jid}'s store is damaged ({meta.get('recoverable')}): pass --force to remove it"
+        )
     if state in ACTIVE:
         if not force:
             raise UserError(
@@ -150,6 +155,9 @@ def collect(
             unreadable += 1
             continue
         st = str(meta.get("state"))
+        if st == "DAMAGED":  # never removed by gc: what is recoverable stays for `qshpc rm --force`
+            unreadable += 1
+            continue
         if st in ACTIVE:
             active += 1
             continue
@@ -274,7 +282,8 @@ def register(app: typer.Typer) -> None:
         )
         if unreadable:
             echo(
-                f"skipped {unreadable} unreadable job(s): see `qshpc list`, remove with `qshpc rm JOB --force`"
+                f"skipped {unreadable} damaged or unreadable job(s): see `qshpc list`, "
+                "remove with `qshpc rm JOB --force`"
             )
         if dry_run and entries:
             echo("run again without --dry-run to remove them")

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 #: Slurm's answers by Slurm job id, as :func:`qshpc.submit.slurm.query_many` returns them.
 SlurmViews = Mapping[str, "SlurmView | None"]
+#: What ``Job.status()`` says of a job whose store is damaged (``info()["recoverable"]``
+#: says what can still be read); ``wait`` returns it at once.
+DAMAGED = JobState.DAMAGED
 
 
 class Job:
@@ -78,21 +81,40 @@ class Job:
         """The qshpc job id."""
         return str(self.info().get("id", self.job_dir.name))
 
-    def info(self, slurm_views: SlurmViews | None = None) -> dict[str, Any]:
+    def info(
+        self, slurm_views: SlurmViews | None = None, verify: bool = False
+    ) -> dict[str, Any]:
         """Everything the store knows about the job (and Slurm's view when it is a Slurm job).
 
         Args:
             slurm_views: Slurm's answers fetched for many jobs at once
                 (:func:`read_infos`); by default this job's is asked for alone.
+            verify: Check every byte of the store against its seal (reads it all;
+                ``qshpc status`` does), not only the parts the meta comes from.
+                A damaged store gives ``state`` DAMAGED and ``recoverable``.
         """
-        return self.complete_info(self.store_meta(), slurm_views)
+        return self.complete_info(self.store_meta(verify), slurm_views)
 
-    def store_meta(self) -> dict[str, Any]:
-        """What the store says, with ``job_dir`` and the Slurm id added (Slurm not asked)."""
+    def store_meta(self, verify: bool = False) -> dict[str, Any]:
+        """What the store says, with ``job_dir`` and the Slurm id added (Slurm not asked).
+
+        A damaged store gives ``state`` DAMAGED, its ``error`` and what is
+        ``recoverable`` (see :func:`qshpc.store.reader.damaged_meta`).
+        """
+        from qshpc.errors import DamagedStoreError
         from qshpc.store import JobReader
 
-        with JobReader.open(self.job_dir) as r:
-            meta = r.meta()
+        try:
+            with JobReader.open(self.job_dir) as r:
+                meta = r.meta()
+                if verify:
+                    r.verify()
+        except DamagedStoreError as exc:
+            from qshpc.store.reader import damaged_meta
+
+            meta = damaged_meta(self.job_dir, exc)
+            meta["job_dir"] = str(self.job_dir)
+            return meta
         meta["job_dir"] = str(self.job_dir)
         if not meta.get("slurm_job_id"):
             slurm_id = read_slurm_id(self.job_dir)  # written by qshpc.submit after sbatch
@@ -105,6 +127,9 @@ class Job:
     ) -> dict[str, Any]:
         """:meth:`store_meta`'s ``meta`` with what the store alone cannot know (Slurm, dead ranks)."""
         state = meta.get("state")
+        if state == DAMAGED:
+            self._meta = meta
+            return meta
         if state not in TERMINAL:
             self._reconcile(meta, slurm_views)
         elif state != JobState.SUCCEEDED and meta.get("slurm_job_id"):
@@ -180,6 +205,8 @@ class Job:
         delay = 0.05
         while True:
             state = self.status()
+            if state == DAMAGED:
+                return state
             if state in TERMINAL:
                 if self._process is not None:
                     self._process.wait()
@@ -203,6 +230,12 @@ class Job:
         """
         state = self.wait(timeout)
         from qshpc.store import JobReader
+
+        if state == DAMAGED:
+            from qshpc.errors import StoreError
+
+            meta = self._meta or {}
+            raise StoreError(f"job {self.job_id}: {meta.get('error')}; {meta.get('recoverable')}")
 
         with JobReader.open(self.job_dir) as r:
             try:

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from qshpc.jobstate import TERMINAL
+from qshpc.jobstate import TERMINAL, JobState
 
 
 class HasInfo(Protocol):
@@ -29,6 +29,8 @@ class HasInfo(Protocol):
         ...
 
 
+#: Where watching ends: a terminal state, or DAMAGED (its store cannot be read as written).
+ENDS = (*TERMINAL, JobState.DAMAGED)
 PLAIN_EVERY_S = 5.0
 RATE_WINDOW_S = 30.0
 STORE_RETRY_S = 10.0
@@ -71,13 +73,18 @@ class Snapshot:
 
 
 def snapshot(meta: dict[str, Any], now: float | None = None) -> Snapshot:
-    """A :class:`Snapshot` from :meth:`JobReader.meta` / :meth:`Job.info` output."""
+    """A :class:`Snapshot` from :meth:`JobReader.meta` / :meth:`Job.info` output.
+
+    Text from the store is escaped (:func:`qshpc.text.shown`): it is printed as is.
+    """
+    from qshpc.text import shown
+
     counts = meta.get("task_counts") or {}
     total = meta.get("tasks_total")
     return Snapshot(
-        job_id=str(meta.get("id", "")),
-        state=str(meta.get("state", "?")),
-        sub_status=str(meta.get("sub_status") or ""),
+        job_id=shown(meta.get("id", "")),
+        state=shown(meta.get("state", "?")),
+        sub_status=shown(meta.get("sub_status") or ""),
         done=int(counts.get("SUCCEEDED", 0)),
         failed=int(counts.get("FAILED", 0)),
         total=int(total) if total else None,
@@ -242,10 +249,10 @@ def _watch_plain(
         s, rate = _poll(job, meter)
         key = (s.state, s.sub_status, s.done, s.failed)
         changed = last_key is None or key[:2] != last_key[:2]
-        if s.state in TERMINAL or changed or (key != last_key and s.now - last_at >= every):
+        if s.state in ENDS or changed or (key != last_key and s.now - last_at >= every):
             print(format_line(s, rate), file=out, flush=True)
             last_key, last_at = key, s.now
-        if s.state in TERMINAL:
+        if s.state in ENDS:
             return s.state
         _check_deadline(s, deadline, timeout)
         time.sleep(delay)
@@ -272,7 +279,7 @@ def _watch_rich(job: HasInfo, timeout: float | None, out: IO[str], interval: flo
             bar.update(
                 task, description=format_line(s, rate), completed=s.done + s.failed, total=s.total
             )
-            if s.state in TERMINAL:
+            if s.state in ENDS:
                 if s.total is None:
                     bar.update(task, total=max(1, s.done + s.failed), completed=s.done + s.failed)
                 return s.state

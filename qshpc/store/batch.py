@@ -16,7 +16,7 @@ import numpy as np
 
 from qshpc.store import rows as L
 from qshpc.store.chunk import WHERE_UNENCODED, RecordChunk, encode_meta
-from qshpc.store.encoding_blob import encode_blob
+from qshpc.store.encoding_blob import Buffer, blob_len, encode_blob_parts
 from qshpc.store.records import TaskRecord
 
 
@@ -44,7 +44,7 @@ class Frame:
     events: np.ndarray[Any, Any]
     meta: bytes
     data: bytes
-    large: list[bytes] = field(default_factory=list)
+    large: list[list[Buffer]] = field(default_factory=list)  # each blob as its parts
 
     def end(self) -> Ends:
         """The ends after this frame."""
@@ -54,21 +54,25 @@ class Frame:
             s.events + len(self.events),
             s.meta + len(self.meta),
             s.data + len(self.data),
-            s.large + sum(len(b) for b in self.large),
+            s.large + sum(blob_len(b) for b in self.large),
         )
 
 
 class _Stream:
     def __init__(self, end: int) -> None:
         self.end = end
-        self.parts: list[bytes] = []
+        self.parts: list[list[Buffer]] = []
         self.size = 0
 
-    def put(self, blob: bytes) -> int:
+    def put(self, blob: bytes | list[Buffer]) -> int:
         off = self.end + self.size
-        self.parts.append(blob)
-        self.size += len(blob)
+        parts: list[Buffer] = [blob] if isinstance(blob, bytes) else blob
+        self.parts.append(parts)
+        self.size += blob_len(parts)
         return off
+
+    def joined(self) -> bytes:
+        return b"".join(p for parts in self.parts for p in parts)
 
 
 class Batch:
@@ -84,8 +88,9 @@ class Batch:
         self._arrays: list[np.ndarray[Any, Any]] = []
         self._events: list[tuple[Any, ...]] = []
 
-    def _put(self, blob: bytes) -> tuple[int, int]:
-        if len(blob) > L.LARGE_THRESHOLD:
+    def _put(self, blob: bytes | list[Buffer]) -> tuple[int, int]:
+        n = len(blob) if isinstance(blob, bytes) else blob_len(blob)
+        if n > L.LARGE_THRESHOLD:
             return L.WHERE_LARGE, self._large.put(blob)
         return L.WHERE_DATA, self._data.put(blob)
 
@@ -96,9 +101,9 @@ class Batch:
         off = self._meta.put(meta)
         where, res_off, res_len = L.WHERE_NONE, 0, 0
         if ok:
-            blob = rec.encoded if rec.encoded is not None else encode_blob(rec.result)
+            blob = encode_blob_parts(rec.result) if rec.encoded is None else [rec.encoded]
             where, res_off = self._put(blob)
-            res_len = len(blob)
+            res_len = blob_len(blob)
         seed = rec.seed
         self._records.append(
             (1, 0 if ok else 1, where, seed is not None, self.run, rec.attempt, rec.rank,
@@ -117,9 +122,9 @@ class Batch:
             res_off = rows["res_off"]
             res_off[rows["where"] == L.WHERE_DATA] += base
         for i, value in chunk.unencoded:
-            blob = encode_blob(value)
+            blob = encode_blob_parts(value)
             rows["where"][i], rows["res_off"][i] = self._put(blob)
-            rows["res_len"][i] = len(blob)
+            rows["res_len"][i] = blob_len(blob)
         assert not (rows["where"] == WHERE_UNENCODED).any()
         self._arrays.append(rows)
 
@@ -128,10 +133,12 @@ class Batch:
             self._arrays.append(np.array(self._records, L.RECORD_DTYPE))
             self._records = []
 
-    def add_event(self, kind: int, blob: bytes) -> None:
-        """Queue one event (state change, sub-status or saved result)."""
+    def add_event(self, kind: int, blob: bytes | list[Buffer]) -> int:
+        """Queue one event (state change, sub-status or saved result); return where it went."""
         where, off = self._put(blob)
-        self._events.append((1, kind, where, self.run, time.time(), off, len(blob)))
+        n = len(blob) if isinstance(blob, bytes) else blob_len(blob)
+        self._events.append((1, kind, where, self.run, time.time(), off, n))
+        return where
 
     def empty(self) -> bool:
         """True when nothing is queued."""
@@ -151,7 +158,7 @@ class Batch:
             start=self.start,
             records=records,
             events=np.array(self._events, L.EVENT_DTYPE),
-            meta=b"".join(self._meta.parts),
-            data=b"".join(self._data.parts),
+            meta=self._meta.joined(),
+            data=self._data.joined(),
             large=list(self._large.parts),
         )

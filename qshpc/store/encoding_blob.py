@@ -230,6 +230,123 @@ def encode_blob_exact(value: Any) -> tuple[bytes, bool]:
         _local.kept = False
 
 
+#: Arrays at least this big are written from their own memory by :func:`encode_blob_parts`.
+SCATTER_MIN = 1 << 20
+_SCATTER_DEPTH = 4
+_SCATTER_ITEMS = 10_000
+
+Buffer = bytes | memoryview
+
+
+def blob_len(parts: list[Buffer]) -> int:
+    """Length of a blob given as parts."""
+    return sum(len(p) for p in parts)
+
+
+def encode_blob_parts(value: Any) -> list[Buffer]:
+    """:func:`encode_blob` as buffers whose concatenation is the same bytes.
+
+    Arrays of :data:`SCATTER_MIN` bytes or more, at the top or inside dicts
+    and lists (a few levels down), are not copied: their parts are views of
+    the arrays' own memory, so storing a 1 GiB result takes no second GiB.
+    """
+    if not _scatters(value, 0):
+        return [encode_blob(value)]
+    parts: list[Buffer] = []
+    try:
+        _scatter(value, parts, 0)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(
+            f"cannot encode a value of type {type(value).__qualname__}: {exc}"
+        ) from exc
+    out: list[Buffer] = []
+    small: list[Buffer] = []
+    for p in parts:  # join the small pieces between the arrays
+        if len(p) >= SCATTER_MIN:
+            if small:
+                out.append(b"".join(small))
+                small = []
+            out.append(p)
+        else:
+            small.append(p)
+    if small:
+        out.append(b"".join(small))
+    return out
+
+
+def _big_array(value: Any) -> bool:
+    return (
+        isinstance(value, np.ndarray)
+        and not value.dtype.hasobject
+        and value.nbytes >= SCATTER_MIN
+        and value.flags.c_contiguous
+    )
+
+
+def _scatters(value: Any, depth: int) -> bool:
+    if _big_array(value):
+        return True
+    if depth >= _SCATTER_DEPTH:
+        return False
+    if type(value) is dict and len(value) <= _SCATTER_ITEMS:
+        return any(_scatters(v, depth + 1) for v in value.values())
+    if type(value) is list and len(value) <= _SCATTER_ITEMS:
+        if depth == 0 and value and _qpy.is_circuit_list(value):
+            return False  # a top-level list of circuits is one QPY blob
+        return any(_scatters(v, depth + 1) for v in value)
+    return False
+
+
+def _ext_header(code: int, n: int) -> bytes:
+    if n in (1, 2, 4, 8, 16):
+        return struct.pack(">Bb", {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}[n], code)
+    if n < 1 << 8:
+        return struct.pack(">BBb", 0xC7, n, code)
+    if n < 1 << 16:
+        return struct.pack(">BHb", 0xC8, n, code)
+    return struct.pack(">BIb", 0xC9, n, code)
+
+
+def _scatter(value: Any, parts: list[Buffer], depth: int) -> None:
+    """Append the encoding of ``value`` to ``parts`` (msgpack's bytes, arrays not copied)."""
+    if _big_array(value):
+        raw = memoryview(value.reshape(-1).view(np.uint8))
+        if len(raw) > _PIECE:
+            pieces = [raw[i : i + _PIECE] for i in range(0, len(raw), _PIECE)]
+            head = _pack([_descr(value.dtype), list(value.shape)])
+            body: list[Buffer] = [b"\x93", head[1:], _array_header(len(pieces))]
+            for piece in pieces:
+                body += [_bin_header(len(piece)), piece]
+        else:
+            head = _pack([_descr(value.dtype), list(value.shape), b""])
+            body = [head[:-2], _bin_header(len(raw)), raw]
+        parts.append(_ext_header(EXT_NDARRAY, blob_len(body)))
+        parts.extend(body)
+    elif type(value) is dict and depth < _SCATTER_DEPTH and _scatters(value, depth):
+        parts.append(_map_header(len(value)))
+        for k, v in value.items():
+            parts.append(_pack(k))
+            _scatter(v, parts, depth + 1)
+    elif type(value) is list and depth < _SCATTER_DEPTH and _scatters(value, depth):
+        parts.append(_array_header(len(value)))
+        for v in value:
+            _scatter(v, parts, depth + 1)
+    else:
+        parts.append(_pack(value))
+
+
+def _map_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x80 | n])
+    return struct.pack(">BH", 0xDE, n) if n < 1 << 16 else struct.pack(">BI", 0xDF, n)
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x90 | n])
+    return struct.pack(">BH", 0xDC, n) if n < 1 << 16 else struct.pack(">BI", 0xDD, n)
+
+
 def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
     def unpack(data: bytes) -> Any:
         return msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, raw=False)

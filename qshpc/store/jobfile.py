@@ -10,9 +10,15 @@ from typing import Any
 
 import h5py
 
-from qshpc.errors import SchemaVersionError, SerializationError, StoreError, UserError
+from qshpc.errors import (
+    DamagedStoreError,
+    SchemaVersionError,
+    SerializationError,
+    StoreError,
+    UserError,
+)
 from qshpc.store import layout as L
-from qshpc.store import perms
+from qshpc.store import perms, seal
 from qshpc.store.batch import Batch, Ends
 from qshpc.store.encoding_blob import encode_blob
 from qshpc.store.encoding_h5 import read_native, write_native
@@ -33,9 +39,12 @@ def _atomic_h5(path: Path, fill: Any) -> None:
     """Write an HDF5 file through ``path.tmp`` and an atomic rename."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with h5py.File(tmp, "w", libver="latest", locking=False) as f:
+        with h5py.File(
+            tmp, "w", libver="latest", locking=False, userblock_size=seal.USERBLOCK
+        ) as f:
             perms.set_file_mode(tmp)
             fill(f)
+        seal.seal(tmp)
         L.fsync_path(tmp)
         os.replace(tmp, path)
         L.fsync_path(path.parent)
@@ -50,6 +59,7 @@ def _atomic_h5(path: Path, fill: Any) -> None:
 def _write_arguments(f: h5py.File, arguments: dict[str, Any]) -> None:
     if not isinstance(arguments, dict):
         raise SerializationError(f"arguments must be a dict, not {type(arguments).__name__}")
+    check_nesting(arguments, "the arguments")
     write_native(f, L.ARGUMENTS, arguments)
     f[L.ARGUMENTS].attrs[L.SCHEMA_ATTR] = L.SCHEMA_VERSION
 
@@ -114,11 +124,34 @@ def _bad(path: Path, why: str) -> UserError:
     return UserError(f"cannot load arguments from {path}: {why}")
 
 
-def load_arguments(path: str | os.PathLike[str], allow_pickle: bool = False) -> dict[str, Any]:
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _looks_hdf5(path: Path) -> bool:
+    """An HDF5 signature at 0, 512, 1024, ... (where HDF5 looks), read without HDF5."""
+    with open(path, "rb") as fh:
+        offset = 0
+        while True:
+            fh.seek(offset)
+            head = fh.read(8)
+            if len(head) < 8:
+                return False
+            if head == _HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+
+
+def load_arguments(
+    path: str | os.PathLike[str], allow_pickle: bool = False, plain: bool = False
+) -> dict[str, Any]:
     """Load arguments from a .h5 file written by :func:`save_arguments` or a .json file.
 
+    A .h5 file without an integrity seal (an older qshpc wrote it) is read in a
+    child process under a time limit (``plain`` is that child's own call).
+
     Raises:
-        UserError: When the file is missing, corrupt, or its top level is not a dict.
+        UserError: When the file is missing, corrupt, damaged, nested too deeply,
+            or its top level is not a dict.
         SchemaVersionError: For an .h5 file of an unknown schema version.
         StoreError: For pickled data without ``allow_pickle``.
     """
@@ -130,22 +163,92 @@ def load_arguments(path: str | os.PathLike[str], allow_pickle: bool = False) -> 
             value = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _bad(path, f"not valid JSON ({exc})") from exc
+        except RecursionError:
+            raise _bad(path, f"it nests deeper than Python can read ({_NEST_HINT})") from None
     else:
-        if not h5py.is_hdf5(path):
-            raise _bad(path, "not an HDF5 (.h5) or JSON (.json) file")
         try:
-            with h5py.File(path, "r", locking=False) as f:
-                try:
-                    L.check_schema(f, path)
-                except SchemaVersionError:
-                    raise
-                except StoreError as exc:
-                    raise _bad(path, str(exc)) from exc
-                if L.ARGUMENTS not in f:
-                    raise _bad(path, "no /arguments group (was it written by save_arguments?)")
-                value = read_native(f[L.ARGUMENTS], allow_pickle, str(path))
+            if not _looks_hdf5(path):
+                raise _bad(path, "not an HDF5 (.h5) or JSON (.json) file")
+            f = L.open_read(path, plain=plain)
+        except L.UnsealedError:
+            from qshpc.store import isolate
+
+            try:
+                return isolate.load_arguments(path, allow_pickle)
+            except DamagedStoreError as exc:
+                raise _bad(path, f"it is damaged: {exc.detail}") from None
+        except SchemaVersionError:
+            raise
+        except DamagedStoreError as exc:
+            raise _bad(path, f"it is damaged: {exc.detail}") from None
+        except StoreError as exc:
+            raise _bad(path, str(exc)) from None
         except OSError as exc:
-            raise _bad(path, f"unreadable HDF5 ({exc})") from exc
+            raise _bad(path, f"unreadable ({exc.strerror or exc})") from None
+        try:
+            if L.ARGUMENTS not in f:
+                raise _bad(path, "no /arguments group (was it written by save_arguments?)")
+            value = read_native(f[L.ARGUMENTS], allow_pickle, str(path))
+        except (UserError, StoreError):
+            raise
+        except Exception as exc:
+            bad = L.damage_of(f)
+            raise _bad(
+                path, f"it is damaged: {bad}" if bad else f"unreadable HDF5 ({exc})"
+            ) from None
+        finally:
+            L.close_read(f)
     if not isinstance(value, dict):
         raise _bad(path, f"the top level must be a dict (mapping), not {type(value).__name__}")
+    try:
+        check_nesting(value, "the arguments")
+    except SerializationError as exc:
+        raise _bad(path, str(exc)) from None
     return value
+
+
+MAX_DEPTH = 100
+MAX_CONTAINERS = 10_000_000
+_NEST_HINT = f"at most {MAX_DEPTH} levels of lists and dicts are stored"
+
+
+def check_nesting(value: Any, what: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse a value that nests lists/dicts/tuples/sets deeper than ``limit``, or holds itself.
+
+    Checked without recursion, before anything is written, so a refused value
+    leaves no job folder behind.
+
+    Raises:
+        SerializationError: Naming how deep it goes (or the cycle) and the limit.
+    """
+    containers = (dict, list, tuple, set, frozenset)
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    open_ids: set[int] = set()
+    exits: list[tuple[int, int]] = []  # (depth, id) of the open containers above the current one
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        while exits and exits[-1][0] >= depth:
+            open_ids.discard(exits.pop()[1])
+        if not isinstance(item, containers):
+            continue
+        seen += 1
+        if id(item) in open_ids:
+            raise SerializationError(
+                f"{what} contain themselves (a list or dict that holds itself): store a copy "
+                "without the cycle"
+            )
+        if depth >= limit:
+            raise SerializationError(
+                f"{what} nest more than {limit} levels of lists and dicts deep: {_NEST_HINT}; "
+                "flatten them, or store the deep part as a string or array"
+            )
+        if seen > MAX_CONTAINERS:
+            raise SerializationError(
+                f"{what} hold more than {MAX_CONTAINERS:,} lists and dicts (counting each "
+                "shared one every time it appears): store the data as arrays"
+            )
+        open_ids.add(id(item))
+        exits.append((depth, id(item)))
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, containers))

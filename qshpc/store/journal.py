@@ -30,10 +30,11 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from qshpc.errors import StoreError
+from qshpc.errors import DamagedStoreError
 from qshpc.store import layout as L
 from qshpc.store import perms
 from qshpc.store.batch import Ends, Frame
+from qshpc.store.encoding_blob import blob_len
 
 MAGIC = b"QSHJ"
 FRAME_MAGIC = b"QSJF"
@@ -71,24 +72,30 @@ class JournalWriter:
         _write_all(self._fd, _HEADER.pack(MAGIC, VERSION, token))
 
     def append(self, frame: Frame) -> None:
-        """Write one frame; it is readable by others (and survives a kill) on return."""
+        """Write one frame; it is readable by others (and survives a kill) on return.
+
+        A large blob's parts (views of a result array's memory) are written as
+        they are: no copy of the blob is made.
+        """
+        lens = [blob_len(b) for b in frame.large]
         small = zlib.compress(
             msgpack.packb(
                 [frame.start.as_list(), frame.records.tobytes(), frame.events.tobytes(),
-                 frame.meta, frame.data, [len(b) for b in frame.large]],
+                 frame.meta, frame.data, lens],
                 use_bin_type=True,
             ),
             1,
         )  # fmt: skip
         large_crc = 0
         for blob in frame.large:
-            large_crc = zlib.crc32(blob, large_crc)
-        large_len = sum(len(b) for b in frame.large)
-        head = _HEAD.pack(FRAME_MAGIC, len(small), large_len, zlib.crc32(small), large_crc, 0)
+            for part in blob:
+                large_crc = zlib.crc32(part, large_crc)
+        head = _HEAD.pack(FRAME_MAGIC, len(small), sum(lens), zlib.crc32(small), large_crc, 0)
         head = head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
         _write_all(self._fd, head + small)
         for blob in frame.large:
-            _write_all(self._fd, blob)
+            for part in blob:
+                _write_all(self._fd, part)
 
     def close(self) -> None:
         """Close the file."""
@@ -97,51 +104,81 @@ class JournalWriter:
             self._fd = -1
 
 
-def read_journal(path: Path) -> tuple[bytes, list[JournalFrame]]:
-    """The token and whole frames of the journal at ``path``.
+def read_journal(path: Path) -> tuple[bytes, list[JournalFrame], str | None]:
+    """The token and whole frames of the journal at ``path``, and what is damaged in it (None: nothing).
+
+    Reading stops at the first frame that does not check out. That is normal at
+    the end of the file (a writer killed part way through its last write leaves
+    a torn frame, or a power cut a tail of zeros); anywhere else the journal is
+    damaged, and the third value says where (the frames before it are returned).
 
     Raises:
         FileNotFoundError: When there is no journal.
     """
-    size = path.stat().st_size
-    out: list[JournalFrame] = []
-    with open(path, "rb") as fh:
+    from qshpc.store.seal import open_regular
+
+    fd = open_regular(path)
+    with open(fd, "rb", closefd=True) as fh:
+        size = os.fstat(fd).st_size
+        out: list[JournalFrame] = []
         header = fh.read(_HEADER.size)
         if len(header) < _HEADER.size:
-            return b"", out  # killed while creating it: nothing committed
+            return b"", out, None  # killed while creating it: nothing committed
         magic, version, token = _HEADER.unpack(header)
         if magic != MAGIC:
-            raise StoreError(f"{path} is not a qshpc journal")
+            return b"", out, "its header is not a qshpc journal's"
         if version != VERSION:
-            raise StoreError(f"{path} has journal version {version}; upgrade qshpc to read it")
+            return (
+                b"",
+                out,
+                (f"its header says journal version {version} (damaged, or a newer qshpc wrote it)"),
+            )
         pos = _HEADER.size
         while True:
+            fh.seek(pos)
             head = fh.read(_HEAD.size)
             if len(head) < _HEAD.size:
                 break
             fm, small_len, large_len, small_crc, large_crc, head_crc = _HEAD.unpack(head)
             if fm != FRAME_MAGIC or zlib.crc32(head[:-4]) != head_crc:
-                break
-            small = fh.read(small_len)
-            if len(small) < small_len or zlib.crc32(small) != small_crc:
-                break
+                return token, out, _tail_or_damage(fh, path, pos, size)
             large_at = pos + _HEAD.size + small_len
             if large_at + large_len > size:
-                break
-            start, records, events, meta, data, lens = msgpack.unpackb(
-                zlib.decompress(small), raw=False
-            )
-            frame = Frame(
-                start=Ends(*start),
-                records=np.frombuffer(records, L.RECORD_DTYPE),
-                events=np.frombuffer(events, L.EVENT_DTYPE),
-                meta=meta,
-                data=data,
-            )
+                break  # torn: the writer died part way through this frame
+            small = fh.read(small_len)
+            if zlib.crc32(small) != small_crc:
+                return token, out, _damage(path, pos)
+            try:
+                start, records, events, meta, data, lens = msgpack.unpackb(
+                    zlib.decompress(small), raw=False
+                )
+                frame = Frame(
+                    start=Ends(*start),
+                    records=np.frombuffer(records, L.RECORD_DTYPE),
+                    events=np.frombuffer(events, L.EVENT_DTYPE),
+                    meta=meta,
+                    data=data,
+                )
+            except Exception:
+                return token, out, _damage(path, pos)
             out.append(JournalFrame(frame, large_at, lens, large_crc))
             pos = large_at + large_len
-            fh.seek(pos)
-    return token, out
+    return token, out, None
+
+
+def _damage(path: Path, pos: int) -> str:
+    return f"from byte {pos} on its commits cannot be read (those before it can)"
+
+
+def _tail_or_damage(fh: Any, path: Path, pos: int, size: int) -> str | None:
+    """None when the bytes from ``pos`` on are all zeros (a tail a power cut can leave)."""
+    fh.seek(pos)
+    while True:
+        chunk = fh.read(1 << 20)
+        if not chunk:
+            return None
+        if chunk.count(0) != len(chunk):
+            return _damage(path, pos)
 
 
 def read_large(path: Path, jf: JournalFrame, verify: bool = True) -> list[bytes]:
@@ -152,8 +189,10 @@ def read_large(path: Path, jf: JournalFrame, verify: bool = True) -> list[bytes]
     crc = 0
     for blob in blobs:
         crc = zlib.crc32(blob, crc)
-    if verify and crc != jf.large_crc:
-        raise StoreError(f"{path}: a large result in the journal is corrupt (crc mismatch)")
+    if verify and (crc != jf.large_crc or sum(map(len, blobs)) != sum(jf.large_lens)):
+        raise DamagedStoreError(
+            path, f"a large result at byte {jf.large_at} does not match its checksum"
+        )
     return blobs
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from qshpc.errors import JobNotFoundError, SchemaVersionError, StoreError
-from qshpc.store import rows
+from qshpc.errors import DamagedStoreError, JobNotFoundError, SchemaVersionError, StoreError
+from qshpc.store import rows, seal
 from qshpc.store.records import JOB_FILE as JOB_FILE
 from qshpc.store.records import SCHEMA_VERSION as SCHEMA_VERSION
 
@@ -98,7 +98,17 @@ def check_schema(f: h5py.File, path: Path) -> None:
     """Raise unless ``f`` is a qshpc job store of a schema version this code reads."""
     if SCHEMA_ATTR not in f.attrs:
         raise StoreError(f"{path} is an HDF5 file but not a qshpc store (no {SCHEMA_ATTR} attr)")
-    version = int(f.attrs[SCHEMA_ATTR])
+    raw = f.attrs[SCHEMA_ATTR]
+    try:
+        version = int(raw)
+        if version != float(raw):
+            raise ValueError(raw)
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(raw)[:60]
+        raise StoreError(
+            f"{path} has a store schema version that is not a whole number ({SCHEMA_ATTR} = "
+            f"{shown}): the file is damaged or was not written by qshpc"
+        ) from None
     if version != SCHEMA_VERSION:
         newer = "a newer" if version > SCHEMA_VERSION else "an older, unsupported"
         raise SchemaVersionError(
@@ -108,30 +118,114 @@ def check_schema(f: h5py.File, path: Path) -> None:
         )
 
 
-def open_error(path: Path, exc: Exception) -> StoreError:
+def open_error(path: Path, exc: BaseException) -> StoreError:
     if not path.exists():
         return StoreError(f"no job store at {path} (the job was never created, or it was removed)")
-    return StoreError(
-        f"cannot read the job store {path}: it is truncated, corrupt or not HDF5 ({exc})"
-    )
+    return DamagedStoreError(path, f"it is truncated, corrupt or not HDF5 ({exc})")
 
 
-def open_read(path: Path) -> h5py.File:
-    """Open a store for reading (file locking off: never blocks on, or blocks, a writer).
+class SealGoneError(DamagedStoreError):
+    """A file qshpc sealed whose seal is missing or damaged: nothing in it can be verified."""
+
+
+class UnsealedError(StoreError):
+    """A file without an integrity seal: written by an older qshpc (read it isolated)."""
+
+
+SEAL_GONE = (
+    "its integrity seal is missing or damaged (the file was cut short, or bytes at its end "
+    "changed), so none of it can be trusted"
+)
+
+
+def open_read(path: Path, plain: bool = False) -> h5py.File:
+    """Open a store for reading (never blocks on, or blocks, a writer).
 
     ``job.h5`` is only ever replaced whole (written to a temp file and renamed),
-    so any reader sees a complete file.
+    so any reader sees a complete file. A sealed file is read through
+    :class:`~qshpc.store.seal.VerifiedFile`: a read that touches a damaged block
+    fails (:func:`damage_of` then names it) instead of feeding HDF5 bad bytes.
+
+    Args:
+        path: The file.
+        plain: Open a file without a seal with HDF5's own driver (only in the
+            isolated reader's child process, which runs under a time limit).
+
+    Raises:
+        UnsealedError: ``path`` has no seal (an older qshpc wrote it) and not ``plain``.
+        DamagedStoreError: ``path`` was sealed but its seal is gone, or its
+            first blocks are damaged.
+        StoreError: Missing, not a regular file, not HDF5, another schema.
     """
     try:
-        f = h5py.File(path, "r", locking=False)
+        fd = seal.open_regular(path)
+    except FileNotFoundError as exc:
+        raise open_error(path, exc) from exc
     except OSError as exc:
+        raise StoreError(f"cannot read the job store {path}: {exc.strerror or exc}") from exc
+    vf: seal.VerifiedFile | None = None
+    try:
+        found = seal.read_seal(fd, os.fstat(fd).st_size)
+        if found is None:
+            if not plain and seal.sealed_layout(fd):
+                raise SealGoneError(path, SEAL_GONE)
+            if not plain:
+                raise UnsealedError(f"{path} has no integrity seal (an older qshpc wrote it)")
+            os.close(fd)
+            fd = -1
+            f = h5py.File(path, "r", locking=False)
+        else:
+            vf = seal.VerifiedFile(fd, found, str(path))
+            fd = -1
+            f = h5py.File(vf, "r")
+            f._qshpc_vf = vf
+    except (StoreError, KeyboardInterrupt):
+        if vf is not None:
+            vf.close()
+        if fd >= 0:
+            os.close(fd)
+        raise
+    except Exception as exc:
+        bad = damage_of(vf)
+        if vf is not None:
+            vf.close()
+        if fd >= 0:
+            os.close(fd)
+        if bad:
+            raise DamagedStoreError(path, bad) from None
         raise open_error(path, exc) from exc
     try:
         check_schema(f, path)
-    except BaseException:
-        f.close()
-        raise
+    except Exception as exc:
+        bad = damage_of(vf)
+        close_read(f)
+        if bad:
+            raise DamagedStoreError(path, bad) from None
+        if isinstance(exc, StoreError):
+            raise
+        raise open_error(path, exc) from exc
     return f
+
+
+def damage_of(f: h5py.File | seal.VerifiedFile | None) -> str | None:
+    """What is damaged in a file opened by :func:`open_read` (None: nothing seen so far)."""
+    vf = f if isinstance(f, seal.VerifiedFile) or f is None else getattr(f, "_qshpc_vf", None)
+    if vf is None or not vf.bad:
+        return None
+    size = vf._seal.block
+    ranges = ", ".join(f"{i * size}-{(i + 1) * size - 1}" for i in sorted(vf.bad)[:5])
+    more = f" and {len(vf.bad) - 5} more blocks" if len(vf.bad) > 5 else ""
+    return f"bytes {ranges}{more} do not match its integrity seal"
+
+
+def close_read(f: h5py.File) -> None:
+    """Close a file from :func:`open_read` and the descriptor under it."""
+    vf = getattr(f, "_qshpc_vf", None)
+    try:
+        f.close()
+    finally:
+        if vf is not None:
+            vf.close()
 
 
 def fsync_path(path: Path) -> None:

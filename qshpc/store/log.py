@@ -8,13 +8,15 @@
 from __future__ import annotations
 
 import time
+import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from qshpc.errors import StoreError
+from qshpc.errors import DamagedStoreError, StoreError
 from qshpc.store import layout as L
 from qshpc.store.batch import Ends, Frame
 from qshpc.store.encoding_blob import blob_decoder, decode_blob
@@ -65,19 +67,60 @@ def fold(f: h5py.File, frames: list[JournalFrame], journal: Path, token: bytes) 
     for jf in frames:
         if jf.frame.start != ends:
             raise StoreError(f"{journal} does not continue {f.filename}; it was not folded in")
-        large = read_large(journal, jf) if jf.large_lens else []
-        ends = append_frame(f, ends, jf.frame, large)
+        ends = append_frame(f, ends, jf.frame, [])
+        if jf.large_lens:
+            ends = _copy_large(f, journal, jf, ends)
     write_commit(f[L.COMMITS], ends)
     f[L.LOG].attrs[L.FOLDED_ATTR] = np.void(token)
 
 
-def journal_frames(f: h5py.File, path: Path) -> list[JournalFrame]:
-    """The whole frames of the journal beside ``path`` not yet folded into ``f``."""
+_COPY = 1 << 26  # 64 MiB at a time: folding a 1 GiB result needs no GiB of memory
+
+
+def _copy_large(f: h5py.File, journal: Path, jf: JournalFrame, ends: Ends) -> Ends:
+    """Append a frame's large blobs from the journal to ``/log/large``, piece by piece."""
+    total = sum(jf.large_lens)
+    ds = f[L.LARGE]
+    start = ends.large
+    ds.resize((start + total,))
+    crc = 0
+    pos = 0
+    with open(journal, "rb") as fh:
+        fh.seek(jf.large_at)
+        while pos < total:
+            chunk = fh.read(min(_COPY, total - pos))
+            if not chunk:
+                raise DamagedStoreError(
+                    journal, f"it ends inside the large result at {jf.large_at}"
+                )
+            crc = zlib.crc32(chunk, crc)
+            ds[start + pos : start + pos + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            pos += len(chunk)
+    if crc != jf.large_crc:
+        raise DamagedStoreError(
+            journal, f"a large result at byte {jf.large_at} does not match its checksum"
+        )
+    return replace(ends, large=start + total)
+
+
+def journal_frames(f: h5py.File, path: Path, strict: bool = True) -> list[JournalFrame]:
+    """The whole frames of the journal beside ``path`` not yet folded into ``f``.
+
+    Raises:
+        DamagedStoreError: The journal is damaged before its end (unless not
+            ``strict``: then the frames before the damage are returned).
+    """
     try:
-        token, frames = read_journal(path.with_name(L.JOURNAL_FILE))
+        token, frames, damage = read_journal(path.with_name(L.JOURNAL_FILE))
     except FileNotFoundError:
         return []
-    return frames if token and token != token_of(f) else []
+    except OSError as exc:
+        raise StoreError(f"cannot read {path.with_name(L.JOURNAL_FILE)}: {exc}") from exc
+    if token and token == token_of(f):
+        return []  # folded in already (a writer died between the rename and the unlink)
+    if damage and strict:
+        raise DamagedStoreError(path.with_name(L.JOURNAL_FILE), damage)
+    return frames if token else []
 
 
 def write_commit(commits: h5py.Dataset, ends: Ends) -> None:
@@ -106,7 +149,10 @@ class LogReader:
         pos = self.ends
         for jf in frames:
             if jf.frame.start != pos:
-                raise StoreError(f"{journal} does not continue {source}")
+                raise DamagedStoreError(
+                    journal,
+                    f"its commits do not continue those in {source} (ends {jf.frame.start}, expected {pos})",
+                )
             pos = Ends(
                 pos.records + len(jf.frame.records), pos.events + len(jf.frame.events),
                 pos.meta + len(jf.frame.meta), pos.data + len(jf.frame.data),

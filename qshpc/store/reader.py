@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
 
-from qshpc.errors import NoResultError, StoreError, TaskError
+from qshpc.errors import (
+    DamagedStoreError,
+    NoResultError,
+    QshpcError,
+    SchemaVersionError,
+    StoreError,
+    TaskError,
+)
 from qshpc.store import layout as L
 from qshpc.store.encoding_blob import decode_blob
 from qshpc.store.encoding_h5 import read_native
+from qshpc.store.journal import read_large
 from qshpc.store.log import LogReader, journal_frames
 from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
 from qshpc.store.table import TaskTable
@@ -23,6 +33,30 @@ def _inode(path: Path) -> int:
         return os.stat(path).st_ino
     except FileNotFoundError:
         return -1
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Turn any failure of a read into a StoreError; a DamagedStoreError when bytes were damaged."""
+
+    @functools.wraps(method)
+    def wrapper(self: JobReader, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except DamagedStoreError:
+            raise
+        except (QshpcError, Exception) as exc:
+            bad = L.damage_of(self._f)
+            if bad:
+                raise DamagedStoreError(self.path, bad) from None
+            if isinstance(exc, QshpcError):
+                raise
+            what = method.__name__.strip("_")
+            raise StoreError(f"cannot read the {what} of {self.path}: {exc!r}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class JobReader:
@@ -54,13 +88,33 @@ class JobReader:
         path = L.job_file(job_dir)
         for _ in range(20):
             ino = _inode(path)
-            f = L.open_read(path)
+            try:
+                f = L.open_read(path)
+            except L.UnsealedError:
+                from qshpc.store.isolate import IsolatedReader
+
+                return IsolatedReader(path)
+            except L.SealGoneError:
+                from qshpc.store.isolate import check_schema
+
+                try:
+                    check_schema(path)  # another version's file, edited in place: say that
+                except SchemaVersionError:
+                    raise
+                except StoreError:
+                    pass
+                raise
             if _inode(path) == ino:
                 reader = cls(path, f)
                 reader._ino = ino
                 return reader
-            f.close()  # replaced while we opened it: open the new one
+            L.close_read(f)  # replaced while we opened it: open the new one
         raise StoreError(f"{path} keeps being replaced; try again")
+
+    @classmethod
+    def open_plain(cls, path: Path) -> JobReader:
+        """Open ``path`` even without a seal (only in the isolated reader's child process)."""
+        return cls(path, L.open_read(path, plain=True))
 
     def __enter__(self) -> JobReader:
         return self
@@ -70,21 +124,21 @@ class JobReader:
 
     def close(self) -> None:
         """Close the file."""
-        self._f.close()
+        L.close_read(self._f)
 
-    def _log(self) -> LogReader:
-        try:
-            for _ in range(20):
-                if _inode(self.path) != self._ino:  # the writer folded its journal in
-                    self._f.close()
-                    self._ino = _inode(self.path)
-                    self._f = L.open_read(self.path)
-                frames = journal_frames(self._f, self.path)
-                if _inode(self.path) == self._ino:
-                    return LogReader(self._f, str(self.path), frames, self._jpath())
-            raise StoreError(f"{self.path} keeps being replaced; try again")
-        except (OSError, KeyError) as exc:
-            raise StoreError(f"cannot read the log of {self.path}: {exc}") from exc
+    def _log(self, strict: bool = True) -> LogReader:
+        for _ in range(20):
+            if _inode(self.path) != self._ino:  # the writer folded its journal in
+                L.close_read(self._f)
+                self._ino = _inode(self.path)
+                self._f = L.open_read(self.path, plain=self._plain())
+            frames = journal_frames(self._f, self.path, strict)
+            if _inode(self.path) == self._ino:
+                return LogReader(self._f, str(self.path), frames, self._jpath())
+        raise StoreError(f"{self.path} keeps being replaced; try again")
+
+    def _plain(self) -> bool:
+        return getattr(self._f, "_qshpc_vf", None) is None
 
     def _jpath(self) -> Path:
         return self.path.with_name(L.JOURNAL_FILE)
@@ -92,9 +146,15 @@ class JobReader:
     def _native(self, name: str, allow_pickle: bool) -> Any:
         try:
             return read_native(self._f[name], allow_pickle, str(self.path))
-        except (OSError, KeyError) as exc:
+        except (QshpcError, RecursionError):
+            raise
+        except Exception as exc:
+            bad = L.damage_of(self._f)
+            if bad:
+                raise DamagedStoreError(self.path, bad) from None
             raise StoreError(f"cannot read /{name} of {self.path}: {exc}") from exc
 
+    @_guarded
     def meta(self) -> dict[str, Any]:
         """create_job's meta plus state, sub_status, error, times, runs, ranks and counts.
 
@@ -163,6 +223,7 @@ class JobReader:
         g = self._f[L.RUNS]
         return [read_native(g[k], False, str(self.path)) for k in sorted(g, key=lambda k: int(k))]
 
+    @_guarded
     def spans(self) -> np.ndarray[Any, Any]:
         """Rank 0's program and its waits in ``get``/``wait``, as rows ``run, t0, t1, kind, n``.
 
@@ -182,11 +243,39 @@ class JobReader:
             rows += [[float(ev["run"]), *map(float, row[:4])] for row in spans]
         return np.array(rows, dtype=np.float64).reshape(-1, 5)
 
+    def verify(self) -> None:
+        """Check every byte of the job against its seal and checksums (reads all of it).
+
+        Readers otherwise check only the blocks they read: ``qshpc status`` calls
+        this so that damage anywhere (a saved result it does not read) is found.
+
+        Raises:
+            DamagedStoreError: Naming the damaged bytes.
+        """
+        vf = getattr(self._f, "_qshpc_vf", None)
+        if vf is not None:
+            from qshpc.store.seal import damaged_blocks
+
+            bad = damaged_blocks(vf._fd, vf._seal)
+            if bad:
+                ranges = ", ".join(f"{a}-{b}" for a, b in bad[:5])
+                more = f" and {len(bad) - 5} more blocks" if len(bad) > 5 else ""
+                vf.bad.update(a // vf._seal.block for a, _ in bad)
+                raise DamagedStoreError(
+                    self.path, f"bytes {ranges}{more} do not match its integrity seal"
+                )
+        log = self._log()
+        for jf in log.frames:
+            if jf.large_lens:
+                read_large(self._jpath(), jf)
+
+    @_guarded
     def arguments(self, allow_pickle: bool = False) -> dict[str, Any]:
         """The job's arguments (pickled values refused unless ``allow_pickle``)."""
         value: dict[str, Any] = self._native(L.ARGUMENTS, allow_pickle)
         return value
 
+    @_guarded
     def tasks(self) -> list[dict[str, Any]]:
         """One dict per committed task record (all attempts), without result values."""
         return self._table(self._log()).rows()
@@ -203,6 +292,7 @@ class JobReader:
             self._cached = (key, log.task_table())
         return self._cached[1]
 
+    @_guarded
     def task_result(self, task_id: str, allow_pickle: bool = False) -> Any:
         """The result of the latest record of ``task_id``.
 
@@ -224,10 +314,12 @@ class JobReader:
                             fields["error"] or "", attempts=fields["attempt"])  # fmt: skip
         return log.record_result(row, allow_pickle)
 
+    @_guarded
     def done_records(self, allow_pickle: bool = False) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record, results loaded."""
         return self._log().done_records(allow_pickle)
 
+    @_guarded
     def result(self, allow_pickle: bool = False) -> Any:
         """The saved result: ``/result`` when finalized, else the latest run's last saved blob.
 
@@ -243,3 +335,139 @@ class JobReader:
         ev = saved[-1]
         raw = log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"]))
         return decode_blob(raw, allow_pickle, str(self.path))
+
+    def recoverable(self) -> dict[str, Any]:
+        """What of a damaged job can still be read, each part tried on its own.
+
+        Returns:
+            ``meta`` (create_job's dict, or None), ``arguments`` (bool),
+            ``runs`` (count or None), ``results`` ``[readable, total]`` task
+            results (None when the log is unreadable), ``result`` ("readable",
+            "unreadable" or "none"), ``damage`` (what is damaged), and
+            ``summary``, one line saying all of it.
+        """
+        from qshpc.store.encoding_blob import PickleRefusedError
+
+        out: dict[str, Any] = {"damage": None}
+
+        def attempt(fn: Callable[[], Any]) -> tuple[bool, Any]:
+            try:
+                return True, fn()
+            except PickleRefusedError:
+                return True, None  # the bytes are intact: only loading them needs trust
+            except Exception as exc:  # each part alone: one damaged part must not hide the rest
+                if out["damage"] is None:
+                    out["damage"] = L.damage_of(self._f) or str(exc)
+                return False, None
+
+        ok, meta = attempt(lambda: self._native(L.META_GROUP, False))
+        out["meta"] = meta if ok and isinstance(meta, dict) else None
+        out["arguments"] = attempt(lambda: self._native(L.ARGUMENTS, False))[0]
+        ok, runs = attempt(self._runs)
+        out["runs"] = len(runs) if ok else None
+        try:
+            self._log()
+        except DamagedStoreError as exc:
+            out["damage"] = str(exc)  # the journal: what comes before the damage is readable
+        except Exception:
+            pass
+        ok, log = attempt(lambda: self._log(strict=False))
+        out["results"] = None
+        if ok:
+            ok, rows = attempt(log.records)
+            if ok:
+                latest: dict[str, Any] = {}
+                for row in rows:
+                    good, fields = attempt(functools.partial(log.record_fields, row))
+                    if good and int(row["state"]) == 0:
+                        latest[fields["key"]] = row
+                readable = sum(
+                    attempt(functools.partial(log.record_result, row, False))[0]
+                    for row in latest.values()
+                )
+                out["results"] = [readable, len(latest)]
+        has = attempt(lambda: L.RESULT in self._f or bool(self._saved(self._log(strict=False))))
+        if not has[0]:
+            out["result"] = "unreadable"
+        elif not has[1]:
+            out["result"] = "none"
+        else:
+            out["result"] = "readable" if attempt(lambda: self.result(False))[0] else "unreadable"
+        out["summary"] = summary_line(out)
+        return out
+
+
+def summary_line(rec: dict[str, Any]) -> str:
+    """``recoverable: ...; lost: ...`` for a :meth:`JobReader.recoverable` dict."""
+    good: list[str] = []
+    lost: list[str] = []
+    (good if rec.get("meta") else lost).append("meta")
+    (good if rec.get("arguments") else lost).append("arguments")
+    results = rec.get("results")
+    if results is None:
+        lost.append("the task records")
+    else:
+        n, total = results
+        if n:
+            good.append(f"{n} of {total} task results")
+        if n < total:
+            lost.append(f"{total - n} task results")
+        if not total:
+            good.append("the task log (no results in it)")
+    result = rec.get("result")
+    if result == "readable":
+        good.append("the saved result")
+    elif result == "unreadable":
+        lost.append("the saved result")
+    text = f"recoverable: {', '.join(good) or 'nothing'}"
+    if lost:
+        text += f"; lost: {', '.join(lost)}"
+    return text
+
+
+def damaged_meta(job_dir: Path, exc: DamagedStoreError) -> dict[str, Any]:
+    """The meta of a job whose store is damaged: state ``DAMAGED``, the error, what is recoverable.
+
+    Whatever can still be read (the meta's id and title, counts of intact task
+    results) is read the safe way: a sealed file checked block by block, any
+    other file in a time-limited child process (then the parts are unverified).
+    """
+    from qshpc.store.isolate import IsolatedReader, UnreadableStoreError
+
+    path = L.job_file(Path(job_dir))
+    rec: dict[str, Any] | None = None
+    unverified = False
+    reader: JobReader | None = None
+    if not isinstance(exc, UnreadableStoreError):  # else it just ran out of time: do not again
+        try:
+            reader = JobReader.open(job_dir)
+        except L.SealGoneError:
+            reader, unverified = IsolatedReader(path, check=False), True
+        except StoreError:
+            reader = None
+    if reader is not None:
+        try:
+            rec = reader.recoverable()
+        except SchemaVersionError:
+            raise  # another qshpc's file (edited in place, so without its seal): say that
+        except StoreError:
+            rec = None
+        finally:
+            reader.close()
+    meta: dict[str, Any] = dict((rec or {}).get("meta") or {})
+    meta.setdefault("id", Path(job_dir).name)
+    summary = rec["summary"] if rec else "recoverable: nothing (no part of it could be read)"
+    if unverified and rec:
+        summary = summary.replace("recoverable:", "readable, but unverified (no seal):", 1)
+    results = (rec or {}).get("results") or [0, 0]
+    meta.update(
+        state="DAMAGED",
+        sub_status="",
+        error=str(exc),
+        recoverable=summary,
+        damaged=True,
+        task_counts={"SUCCEEDED": int(results[0]), "FAILED": 0},
+        has_result=(rec or {}).get("result") == "readable",
+        ranks=[],
+    )
+    return meta

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 
-from qshpc.errors import StoreError
+from qshpc.errors import DamagedStoreError, StoreError
 from qshpc.store import layout as L
-from qshpc.store import perms
+from qshpc.store import perms, seal
 from qshpc.store.journal import read_journal, token_of
 from qshpc.store.log import fold
 
@@ -38,12 +37,23 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str) -> None
     journal = path.with_name(L.JOURNAL_FILE)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        token, frames = read_journal(journal)
+        token, frames, damage = read_journal(journal)
     except FileNotFoundError:
-        token, frames = b"", []
+        token, frames, damage = b"", [], None
+    if damage:
+        raise DamagedStoreError(journal, damage)
     try:
-        shutil.copyfile(path, tmp)
+        try:
+            sealed = seal.copy_verified(path, tmp)
+        except seal.SealError as exc:
+            raise DamagedStoreError(path, str(exc).split(": ", 1)[-1]) from None
         perms.set_file_mode(tmp)
+        if not sealed:
+            from qshpc.store.isolate import probe
+
+            probe(path)  # an older qshpc wrote it: read it all, time-limited, before HDF5 here
+            if seal.is_sealed_layout(path):
+                raise L.SealGoneError(path, L.SEAL_GONE)
         try:
             f = h5py.File(tmp, "r+", libver="latest", locking=False)
         except OSError as exc:
@@ -53,6 +63,7 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str) -> None
             if token and token != token_of(f):
                 fold(f, frames, journal, token)
             change(f)
+        seal.seal(tmp)
         L.fsync_path(tmp)
         os.replace(tmp, path)
         L.fsync_path(path.parent)

@@ -13,7 +13,7 @@ from qshpc.errors import StoreError
 from qshpc.store import layout as L
 from qshpc.store.batch import Batch, Ends
 from qshpc.store.chunk import RecordChunk
-from qshpc.store.encoding_blob import encode_blob
+from qshpc.store.encoding_blob import encode_blob, encode_blob_parts
 from qshpc.store.encoding_h5 import write_native
 from qshpc.store.journal import JournalWriter
 from qshpc.store.log import LogReader, journal_frames, last_commit
@@ -35,8 +35,11 @@ class JobWriter:
         self._journal: JournalWriter | None = journal
         self._run = run
         self._batch = Batch(ends, run)
-        self._result: tuple[Any] | None = None
+        self._result: tuple[Any, bool] | None = None  # (value, stored in the large stream)
         self._broken: StoreError | None = None
+        #: The job's lock (:class:`qshpc.store.lock.JobLock`) when this writer holds one:
+        #: a writer whose lock another run took over stops writing.
+        self.lock: Any = None
 
     @classmethod
     def open(cls, job_dir: str | os.PathLike[str], runtime: dict[str, Any]) -> JobWriter:
@@ -83,6 +86,10 @@ class JobWriter:
 
     def _check(self) -> JournalWriter:
         if self._broken is not None:
+            raise self._broken
+        lost = getattr(self.lock, "lost", None)
+        if lost:
+            self._broken = StoreError(f"{lost}; this run stops writing the job (one writer)")
             raise self._broken
         if self._journal is None:
             raise StoreError(f"the writer of {self.path} is closed")
@@ -155,11 +162,16 @@ class JobWriter:
         self._batch.add_event(L.EVENT_SPANS, encode_blob({"spans": rows, "submitted": submitted}))
 
     def save_result(self, value: Any) -> None:
-        """Store the job's result; durable at return, stored natively by :meth:`finalize`."""
+        """Store the job's result; durable at return.
+
+        A result over 1 MiB encoded is kept once, in the log's large stream (its
+        arrays written from their own memory, no copy); :meth:`finalize` stores
+        smaller ones natively as ``/result`` too.
+        """
         self._check()
-        self._batch.add_event(L.EVENT_RESULT, encode_blob(value))
+        where = self._batch.add_event(L.EVENT_RESULT, encode_blob_parts(value))
         self.commit()
-        self._result = (value,)
+        self._result = (value, where == L.WHERE_LARGE)
 
     def done_records(self) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record (results loaded), committed ones only."""
@@ -191,7 +203,7 @@ class JobWriter:
         result = self._result
 
         def complete(f: h5py.File) -> None:
-            if result is not None:
+            if result is not None and not result[1]:  # a large one is in /log/large already
                 write_native(f, L.RESULT, result[0])
                 f[L.RESULT].attrs[L.SCHEMA_ATTR] = L.SCHEMA_VERSION
             f.attrs["state"] = state

@@ -1,0 +1,56 @@
+"""Text from the store made safe to print: control characters shown, never obeyed.
+
+Titles, job ids, sub-statuses, error texts, host names and log lines come from
+the store, and whoever wrote it (a program, another user in a shared store, a
+damaged file) can put terminal control sequences in them: an ESC sequence that
+recolours or clears the screen, sets the window title or moves the cursor, a
+carriage return or newline that draws a forged ``SUCCEEDED`` line, a BEL, a
+bidirectional override that shows text in another order. Everything the CLI
+prints from the store goes through :func:`shown` (one line) or
+:func:`shown_lines` (line breaks and tabs kept); ``qshpc logs --raw`` is the
+only way to get a log's bytes as written.
+
+Escapes look like Python's: ``\\x1b``, ``\\r``, ``\\u202e``.
+"""
+
+from __future__ import annotations
+
+# Bidirectional controls and line/paragraph separators are not category Cc, but
+# reorder or break what the terminal shows ("Trojan Source"), so they are escaped too.
+_EXTRA = (0x2028, 0x2029, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_NAMED = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+
+
+def _escape(cp: int) -> str:
+    if cp in _NAMED:
+        return _NAMED[cp]
+    return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}"
+
+
+def _table(keep: str) -> dict[int, str]:
+    codes = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), *_EXTRA]  # Cc is 00-1f, 7f-9f
+    return {cp: _escape(cp) for cp in codes if chr(cp) not in keep}
+
+
+_ONE_LINE = _table("")
+_LINES = _table("\n\t")
+
+
+def shown(value: object) -> str:
+    """``value`` as one printable line: every control character escaped (newlines too)."""
+    text = value if isinstance(value, str) else str(value)
+    return text.translate(_ONE_LINE)
+
+
+def shown_lines(value: object) -> str:
+    """``value`` as printable text: line breaks and tabs kept, other controls escaped."""
+    text = value if isinstance(value, str) else str(value)
+    return text.translate(_LINES)
+
+
+def shown_bytes(data: bytes) -> str:
+    """Log bytes as printable text (invalid UTF-8 shown as ``\\xNN``), line breaks kept."""
+    return data.decode("utf-8", errors="backslashreplace").translate(_LINES)
+
+
+__all__ = ["shown", "shown_bytes", "shown_lines"]
