@@ -166,6 +166,12 @@ CACHE_DIR: Setting[Path | None] = _declare(
     Setting("QSHPC_CACHE_DIR", None, _path, "a folder path",
             "the result cache's folder ([the cache](cache.md)); on shared storage for Slurm jobs",
             "CLI, clients, every rank", "$QSHPC_HOME/cache", runtime=True))  # fmt: skip
+READ_TIMEOUT_S: Setting[float] = _declare(
+    Setting("QSHPC_READ_TIMEOUT_S", 10.0, _seconds(0.0, strict=True),
+            "a number of seconds > 0, such as 10",
+            "time limit for reading a job file without an integrity seal (an older qshpc's, or a "
+            "damaged one) in a child process, plus 1 s per 50 MB; past it the job is DAMAGED",
+            "CLI, clients, rank 0", "10"))  # fmt: skip
 ARGUMENTS: Setting[Path | None] = _declare(
     Setting("QSHPC_ARGUMENTS", None, _path, "the path of a .h5 or .json arguments file",
             "arguments for `get_arguments()` under plain `python program.py`",
@@ -245,6 +251,12 @@ REQUEUE: Setting[bool] = _declare(
             "set by `qshpc submit --requeue` in the job: rank 0 requeues on Slurm's time-limit "
             "warning (not for users to set)",
             "rank 0 (Slurm jobs)", "0", runtime=True))  # fmt: skip
+
+LAUNCH_TOKEN: Setting[str | None] = _declare(
+    Setting("QSHPC_LAUNCH_TOKEN", None, str, "a token",
+            "set by `qshpc run` for the ranks it starts: rank 0 records it in its run, so the "
+            "launcher knows which run is its own (not for users to set)",
+            "rank 0", "none"))  # fmt: skip
 
 #: ``QSHPC_SLURM_<NAME>``: a Slurm site default for resource NAME (``QSHPC_SLURM_PARTITION``).
 SLURM_PREFIX = "QSHPC_SLURM_"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from qshpc.client.job import Job, list_jobs, open_job
 from qshpc.errors import UserError
 from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
-from qshpc.jobs.paths import jobs_root, mark_terminal, new_job_id, read_override
+from qshpc.jobs.paths import ensure_jobs_root, mark_terminal, new_job_id, read_override
 from qshpc.jobs.spec import Program, create_program_job
 
 if TYPE_CHECKING:
@@ -172,7 +172,9 @@ class LocalClient:
             for i, arguments in enumerate(arguments_list):
                 meta = {"id": f"{array_id}-{i}", **array_meta(array_id, i, size)}
                 paths.append(
-                    create_program_job(program, arguments, seed, jobs_root() / meta["id"], meta)
+                    create_program_job(
+                        program, arguments, seed, ensure_jobs_root() / meta["id"], meta
+                    )
                 )
         except BaseException:
             import shutil

@@ -19,13 +19,42 @@ SLURM_STATE_FILE = "slurm_state.json"
 
 
 def qshpc_home() -> Path:
-    """The qshpc home folder (``$QSHPC_HOME``, default ``~/.qshpc``)."""
-    return settings.HOME.get() or Path.home() / ".qshpc"
+    """The qshpc home folder (``$QSHPC_HOME``, default ``~/.qshpc``), checked to be the user's own.
+
+    Raises:
+        UnsafeStoreError: It exists and another user owns it or can write it
+            (see :func:`qshpc.store.perms.check_private_dir`).
+    """
+    from qshpc.store.perms import check_private_dir
+
+    env = settings.HOME.get()
+    home = env or Path.home() / ".qshpc"
+    check_private_dir(home, "$QSHPC_HOME" if env else "the qshpc home folder")
+    return home
 
 
 def jobs_root() -> Path:
-    """The folder holding one sub-folder per job."""
-    return qshpc_home() / "jobs"
+    """The folder holding one sub-folder per job, checked to be the user's own.
+
+    Created (0700, whatever the umask) with the first job.
+
+    Raises:
+        UnsafeStoreError: It exists and another user owns it or can write it.
+    """
+    from qshpc.store.perms import check_private_dir
+
+    root = qshpc_home() / "jobs"
+    check_private_dir(root, "the jobs folder")
+    return root
+
+
+def ensure_jobs_root() -> Path:
+    """:func:`jobs_root`, created (with ``$QSHPC_HOME``) if missing, each level 0700."""
+    from qshpc.store.perms import ensure_private_dir
+
+    home = qshpc_home()
+    ensure_private_dir(home, "$QSHPC_HOME")
+    return ensure_private_dir(home / "jobs", "the jobs folder")
 
 
 def new_job_id() -> str:
@@ -43,6 +72,7 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
         JobNotFoundError: Nothing matches, with the places searched.
     """
     text = os.fspath(job)
+    check_job_text(text)
     p = Path(text).expanduser()
     if (p / JOB_FILE).is_file():
         return p.resolve()
@@ -51,6 +81,7 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
     root = jobs_root()
     cand = root / text
     if "/" not in text and (cand / JOB_FILE).is_file():
+        _check_owner(cand)
         return cand
     if _SLURM_ID.fullmatch(text) and root.is_dir():
         for d in root.iterdir():
@@ -69,6 +100,49 @@ def read_slurm_id(job_dir: Path) -> str | None:
     except OSError:
         return None
     return text or None
+
+
+def _shown(text: str) -> str:
+    from qshpc.text import shown
+
+    return shown(text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)")
+
+
+def check_job_text(text: str) -> None:
+    """Refuse a job id or path that no file system could hold (before touching one).
+
+    Raises:
+        JobNotFoundError: A NUL byte, over 4096 bytes, or a name part over 255 bytes.
+    """
+    raw = os.fsencode(text)
+    if not raw.strip():
+        raise JobNotFoundError("no job given: pass a job id (see `qshpc list`) or a job directory")
+    why = None
+    if b"\0" in raw:
+        why = "it holds a NUL byte"
+    elif len(raw) > 4096 or any(len(part) > 255 for part in raw.split(b"/")):
+        why = "it is longer than any file name can be"
+    if why:
+        raise JobNotFoundError(
+            f"no job {_shown(text)!s}: {why}. Job ids look like 20261125-143012-a1b2c3; "
+            "run `qshpc list` to see them"
+        )
+
+
+def _check_owner(job_dir: Path) -> None:
+    """Refuse a job folder under the store that another user owns (unless the store is shared)."""
+    from qshpc.store.perms import UnsafeStoreError, shared
+
+    try:
+        uid = job_dir.stat().st_uid
+    except OSError:
+        return
+    if uid not in (os.geteuid(), 0) and not shared():
+        raise UnsafeStoreError(
+            f"refusing to read job folder {job_dir}: another user (uid {uid}) owns it, so its "
+            "results may be forged. Remove it if it is not yours; to share a store with your "
+            "group on purpose, set QSHPC_SHARE_GROUP=1 (docs/store.md)"
+        )
 
 
 STATUS_OVERRIDE = "status.json"

@@ -11,7 +11,7 @@ from typing import Any
 
 from qshpc import settings
 from qshpc.errors import UserError
-from qshpc.jobs.paths import JOB_FILE, jobs_root, new_job_id, resolve_job_dir
+from qshpc.jobs.paths import JOB_FILE, ensure_jobs_root, new_job_id, resolve_job_dir
 
 
 @dataclass
@@ -163,7 +163,7 @@ def prepare_job(spec: RunSpec) -> Path:
         check_arguments_file(spec.arguments_file)
         arguments = load_arguments_file(spec.arguments_file)
     job_id = new_job_id()
-    job_dir = (spec.job_dir or jobs_root() / job_id).resolve()
+    job_dir = (spec.job_dir or ensure_jobs_root() / job_id).resolve()
     check_utf8(job_dir, "job directory")
     check_utf8(Path.cwd(), "working directory")
     if job_dir.exists() and any(job_dir.iterdir()):
@@ -187,3 +187,79 @@ def prepare_job(spec: RunSpec) -> Path:
         meta["cache"] = cache
     create_job(job_dir, meta, arguments)
     return job_dir
+
+
+#: Set by ``qshpc run``'s own launcher for its mpiexec; rank 0 records it in its
+#: run's entry, so the launcher knows which run in the store is the one it started.
+LAUNCH_TOKEN = settings.LAUNCH_TOKEN.name
+
+_held: list[Any] = []  # the JobLock this process holds (rank 0 of a run)
+
+
+def check_claimable(spec: RunSpec, job_dir: Path) -> None:
+    """Refuse at once a run the job's lock or state would refuse (the launcher, before mpiexec).
+
+    Raises:
+        JobLockedError: A live run holds the job.
+        UserError: ``--job-dir`` names a job that already ran (resume it instead).
+    """
+    from qshpc.store.lock import JobLock, holder_alive
+
+    holder = holder_alive(job_dir)
+    if holder is not None:
+        from qshpc.store.lock import JobLockedError
+
+        raise JobLockedError(JobLock(job_dir)._refusal(holder), holder)
+    if not spec.resume:
+        _check_fresh(job_dir)
+
+
+def _check_fresh(job_dir: Path) -> None:
+    from qshpc.store import JobReader
+    from qshpc.text import shown
+
+    with JobReader.open(job_dir) as r:
+        meta = r.meta()
+    if meta.get("runs") or meta.get("state") != "QUEUED":
+        jid = shown(meta.get("id", job_dir.name))
+        raise UserError(
+            f"job directory {shown(job_dir)} holds job {jid}, which already ran "
+            f"({shown(meta.get('state'))}): resume it with `qshpc run PROGRAM --resume {jid}`, "
+            "or choose another --job-dir"
+        )
+
+
+def claim_job(spec: RunSpec, job_dir: Path) -> None:
+    """Rank 0: take the job's lock (one writer per job) and check the job may run.
+
+    Held until :func:`release_claim` (or the process ends: a dead holder's lock
+    is taken over by the next run).
+
+    Raises:
+        JobLockedError: Another live run holds the job: one line naming it.
+        UserError: ``--job-dir`` names a job that already ran.
+    """
+    from qshpc.store.lock import JobLock
+
+    lock = JobLock(job_dir, "qshpc run --resume" if spec.resume else "qshpc run").acquire()
+    try:
+        if not spec.resume:
+            _check_fresh(job_dir)
+    except BaseException:
+        lock.release()
+        raise
+    _held.append(lock)
+    import atexit
+
+    atexit.register(release_claim)
+
+
+def held_claim() -> Any:
+    """The JobLock this process holds, or None."""
+    return _held[-1] if _held else None
+
+
+def release_claim() -> None:
+    """Give up the job's lock (call before leaving with ``os._exit``)."""
+    while _held:
+        _held.pop().release()

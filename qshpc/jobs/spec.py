@@ -14,7 +14,7 @@ from typing import Any
 from qshpc import settings
 from qshpc._version import __version__
 from qshpc.errors import UserError
-from qshpc.jobs.paths import jobs_root, new_job_id
+from qshpc.jobs.paths import ensure_jobs_root, new_job_id
 
 
 @dataclass
@@ -82,7 +82,7 @@ def create_program_job(
     if arguments is not None and not isinstance(arguments, dict):
         raise UserError(f"arguments must be a dict, got {type(arguments).__name__}")
     job_id = new_job_id()
-    path = Path(job_dir).resolve() if job_dir else jobs_root() / job_id
+    path = Path(job_dir).resolve() if job_dir else ensure_jobs_root() / job_id
     meta = {
         "id": job_id,
         "title": program.title,

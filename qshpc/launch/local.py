@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -28,7 +29,7 @@ from typing import Any
 
 from qshpc import settings
 from qshpc.errors import UserError
-from qshpc.jobs.prepare import RunSpec, prepare_job
+from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, check_claimable, claim_job, prepare_job
 from qshpc.runtime.mpi import launched_by_mpi
 from qshpc.runtime.scheduler import Scheduler
 
@@ -77,6 +78,7 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
         cpus = scheduler.cpus_per_task() if scheduler is not None else None
         if cpus is not None:
             context.set_rank_info(context.RankInfo(cpus=context.cores_for_rank(1, cpus)))
+        claim_job(spec, job_dir)
         return run_job(spec, job_dir, None, None, None, scheduler)
     return _spawn(spec, n)
 
@@ -84,7 +86,7 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
 def _spawn(spec: RunSpec, workers: int) -> int:
     signals = _Signals()  # before anything starts: a cancel now ends the job here
     job_dir = prepare_job(spec)  # fail fast, before starting any rank
-    launched = time.time()
+    check_claimable(spec, job_dir)  # another live run holds the job: refused here, in one line
     if signals.received or _cancelled_before_start(job_dir):
         return _cancel_before_start(job_dir, signals)
     cmd = [find_mpiexec(), "-print-all-exitcodes", "-n", str(workers + 1)]
@@ -100,6 +102,8 @@ def _spawn(spec: RunSpec, workers: int) -> int:
         cmd += ["--cache-dir", str(spec.cache_dir.expanduser().absolute())]
     cmd += ["--", *spec.program_args]
     env = dict(os.environ)
+    token = secrets.token_hex(8)  # rank 0 records it: which run in the store is this one
+    env[LAUNCH_TOKEN] = token
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     proc = subprocess.Popen(
@@ -116,7 +120,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
         t.start()
     deaths = _Deaths()
     try:
-        code = _watch(proc, job_dir, rank0, launched, deaths, workers + 1)
+        code = _watch(proc, job_dir, rank0, token, deaths, workers + 1)
     finally:
         deaths.close()
     for t in pumps:
@@ -132,7 +136,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
                 file=sys.stderr,
             )
         return 1
-    return _exit_code(job_dir, code, launched, output, deaths.order, signals.first)
+    return _exit_code(job_dir, code, token, output, deaths.order, signals.first)
 
 
 class _Signals:
@@ -216,7 +220,7 @@ def _cancel_before_start(job_dir: Path, signals: _Signals) -> int:
 def _exit_code(
     job_dir: Path,
     code: int,
-    launched: float,
+    token: str,
     output: str,
     order: list[tuple[int, int]],
     signalled: int | None,
@@ -237,7 +241,7 @@ def _exit_code(
             meta = r.meta()
     except Exception:
         meta = {}
-    ours = float(meta.get("last_started") or 0) >= launched  # the store's last run is ours
+    ours = meta.get("launch") == token  # the store's last run is the one we launched
     state = meta.get("state")
     if ours and state in ("SUCCEEDED", "FAILED", "CANCELED"):
         return _code_of(state, meta.get("error"), signalled)
@@ -387,7 +391,7 @@ def _watch(
     proc: subprocess.Popen[bytes],
     job_dir: Path,
     rank0: list[int],
-    launched: float,
+    token: str,
     deaths: _Deaths,
     size: int = 0,
 ) -> int:
@@ -400,6 +404,10 @@ def _watch(
     or rank 0 died), mpiexec gets 5 s to end the other ranks, then SIGTERM, then
     SIGKILL: nothing is lost by that cut, as only rank 0 writes the store and the
     workers wrote their logs before they said goodbye.
+
+    Without ``/proc``, this run's entry in the store is found by the launch
+    token (a resumed job also holds the previous runs' ranks, whose pids are
+    gone; a run of the same job by someone else holds its own).
 
     Progress: a plain line on stderr every ``QSHPC_PROGRESS_S`` seconds (5;
     0 turns it off) with tasks done, failed, the rate and the sub-status, read
@@ -434,9 +442,7 @@ def _watch(
                 with JobReader.open(job_dir) as r:
                     meta = r.meta()
                 ranks = meta.get("ranks") or []
-                # A resumed job's store lists the previous run's ranks until this
-                # run's rank 0 records its own: never take a dead pid of an old run.
-                if ranks and float(meta.get("last_started") or 0) >= launched:
+                if ranks and meta.get("launch") == token:
                     rank0.append(int(ranks[0]["pid"]))
             except Exception:
                 pass
@@ -487,7 +493,10 @@ def _mark_dead(
     from qshpc.jobs.paths import mark_terminal
     from qshpc.jobs.postmortem import describe
     from qshpc.store import JobReader
+    from qshpc.store.lock import holder_alive
 
+    if holder_alive(job_dir) is not None:
+        return None  # another live run holds the job (ours was refused): not ours to judge
     try:
         with JobReader.open(job_dir) as r:
             meta = r.meta()

@@ -17,7 +17,7 @@ from typing import Any
 
 from qshpc import settings
 from qshpc.errors import StoreError
-from qshpc.jobs.prepare import RunSpec
+from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, held_claim, release_claim
 from qshpc.program import backend
 from qshpc.runtime.program_main import (
     cancel_at_start,
@@ -82,11 +82,13 @@ def run_job(
         "slurm": scheduler.run_record() if scheduler is not None else None,
         "resume": bool(spec.resume),
         "seed": seed,
+        "launch": os.environ.pop(LAUNCH_TOKEN, None),  # set by `qshpc run`'s own launcher
     }
     cache = _job_cache(spec, meta)
     if cache.config.enabled or cache.config.dir:
         runtime["cache"] = cache.config.as_dict()
     writer = JobWriter.open(job_dir, runtime)
+    writer.lock = held_claim()
     _take_over_recorded_end(job_dir, bool(spec.resume))
     session = Session(job_dir, writer, arguments, done, cache)
     api._set_session(session)
@@ -136,7 +138,9 @@ def run_job(
             file=sys.stderr,
         )
         sys.stderr.flush()
+        release_claim()
         os._exit(1)  # the ranks cannot finalize a store that is gone
+    release_claim()  # the store is final: the next run may start
     api._set_session(None)
     tee.close()
     _summary(meta, job_dir, state, error, session)
@@ -277,6 +281,7 @@ def _requeue(
     tee.close()
     sys.stdout.flush()
     sys.stderr.flush()
+    release_claim()
     os._exit(code)  # the workers are stopped or about to be killed: no MPI_Finalize
 
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from qshpc.errors import UserError
-from qshpc.jobs.prepare import RunSpec, prepare_job
+from qshpc.jobs.prepare import RunSpec, claim_job, prepare_job
 from qshpc.runtime.program_main import add_program_path, defer_signals
 from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
@@ -36,6 +36,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
         defer_signals()  # a cancel while the job starts cancels it as the program would start
         try:
             job_dir = prepare_job(spec)
+            claim_job(spec, job_dir)
         except UserError as exc:
             error = str(exc)
         except BaseException as exc:  # tell the workers, or they wait in the bcast forever

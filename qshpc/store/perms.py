@@ -1,38 +1,72 @@
-"""File modes of job directories and store files.
+"""File modes of the store, and the checks that it is the user's own.
 
-By default a job directory is private to its owner (0700, files 0600). Set
-``QSHPC_SHARE_GROUP=1`` in the environment to let the owner's group read jobs
-(directories 0750, files 0640), e.g. for a team sharing one ``QSHPC_HOME``.
+By default the store is private to its owner: ``$QSHPC_HOME``, ``jobs/`` and
+every job directory are created 0700 and files 0600, whatever the umask.
+``QSHPC_SHARE_GROUP=1`` in the environment lets the owner's group read jobs
+(directories 0750, files 0640), and lets a team share one store on purpose
+(see :func:`check_private_dir`).
+
+Before qshpc uses ``$QSHPC_HOME`` or ``jobs/`` it checks them the way ssh
+checks ``~/.ssh``: a folder another user owns, or that someone other than the
+user can write, is refused. Whoever can write ``jobs/`` can swap a job folder,
+and ``qshpc result`` would print their forged result.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from qshpc import settings
+from qshpc.errors import UserError
 
 SHARE_GROUP_ENV = settings.SHARE_GROUP.name
 
 
-def _shared() -> bool:
+class UnsafeStoreError(UserError):
+    """A store folder that is not the user's own (another owner, or writable by others)."""
+
+
+def shared() -> bool:
+    """True when ``QSHPC_SHARE_GROUP`` is on (1, true, yes, on)."""
     return settings.SHARE_GROUP.get()
 
 
+_shared = shared  # older name
+
+
 def dir_mode() -> int:
-    """Mode for job directories: 0700, or 0750 with ``QSHPC_SHARE_GROUP=1``."""
-    return 0o750 if _shared() else 0o700
+    """Mode for store directories: 0700, or 0750 with ``QSHPC_SHARE_GROUP=1``."""
+    return 0o750 if shared() else 0o700
 
 
 def file_mode() -> int:
     """Mode for store files: 0600, or 0640 with ``QSHPC_SHARE_GROUP=1``."""
-    return 0o640 if _shared() else 0o600
+    return 0o640 if shared() else 0o600
 
 
 def make_dir(path: Path) -> None:
-    """Create ``path`` (and parents) and give it :func:`dir_mode` (parents keep the umask)."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, dir_mode())
+    """Create ``path`` and any missing parent, each with :func:`dir_mode`, whatever the umask.
+
+    An existing ``path`` gets :func:`dir_mode` too (it is qshpc's own folder);
+    existing parents are left as they are.
+    """
+    missing: list[Path] = []
+    p = Path(os.path.abspath(path))
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, dir_mode())
+        except FileExistsError:
+            continue  # made by another process meanwhile: checked by the caller
+        os.chmod(d, dir_mode())  # mkdir's mode is masked by the umask
+    if not missing:
+        os.chmod(path, dir_mode())
 
 
 def set_file_mode(path: Path) -> None:
@@ -47,3 +81,82 @@ def private_to_me(path: Path) -> bool:
     """
     st = path.stat()
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (KeyError, ImportError):
+        return f"uid {uid}"
+
+
+def _my_groups() -> set[int]:
+    return {os.getegid(), *os.getgroups()}
+
+
+def check_private_dir(path: Path, what: str) -> None:
+    """Refuse a store folder that is not the user's own, as ssh refuses a group-writable ~/.ssh.
+
+    Refused: a folder (or a symlink to one) another user owns, one anybody can
+    write, and one the group can write. With ``QSHPC_SHARE_GROUP=1`` (a store
+    shared by a team on purpose) a folder another user owns is accepted when
+    its group is one of the user's, and the group may write it; a folder
+    anybody can write is refused even then. A folder root owns is accepted.
+
+    Args:
+        path: The folder (it must exist).
+        what: What it is, for the message (``$QSHPC_HOME``, ``the jobs folder``).
+
+    Raises:
+        UnsafeStoreError: Saying who owns or can write it, and what to do.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UnsafeStoreError(f"cannot use {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeStoreError(f"{what} {path} is not a directory: point QSHPC_HOME elsewhere")
+    me = os.geteuid()
+    share = shared()
+    mode = stat.S_IMODE(st.st_mode)
+    why = None
+    if st.st_uid not in (me, 0) and not (share and st.st_gid in _my_groups()):
+        why = f"it is owned by {_user(st.st_uid)}, not by you ({_user(me)})"
+    elif mode & stat.S_IWOTH:
+        why = f"anybody can write it (mode {mode:04o})"
+    elif mode & stat.S_IWGRP and not share:
+        why = f"your group can write it (mode {mode:04o})"
+    if why is None:
+        return
+    fix = (
+        f"run `chmod go-w {path}`"
+        if st.st_uid == me
+        else "use a folder of your own (e.g. export QSHPC_HOME=~/.qshpc)"
+    )
+    raise UnsafeStoreError(
+        f"refusing to use {what} {path}: {why}. Whoever can write it can swap a job folder, "
+        f"and qshpc would show you their forged results; {fix}. To share a store with your "
+        f"group on purpose, set {SHARE_GROUP_ENV}=1 (docs/store.md, 'Sharing a store')"
+    )
+
+
+def ensure_private_dir(path: Path, what: str) -> Path:
+    """Create ``path`` (every missing level with :func:`dir_mode`) and check it is the user's own.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        UnsafeStoreError: See :func:`check_private_dir`.
+    """
+    if not path.exists():
+        try:
+            make_dir(path)
+        except OSError as exc:
+            raise UnsafeStoreError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    check_private_dir(path, what)
+    return path

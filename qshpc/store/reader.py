@@ -22,6 +22,7 @@ from qshpc.errors import (
 from qshpc.store import layout as L
 from qshpc.store.encoding_blob import decode_blob
 from qshpc.store.encoding_h5 import read_native
+from qshpc.store.isolate import Child, UnreadableStoreError
 from qshpc.store.journal import read_large
 from qshpc.store.log import LogReader, journal_frames
 from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
@@ -91,8 +92,6 @@ class JobReader:
             try:
                 f = L.open_read(path)
             except L.UnsealedError:
-                from qshpc.store.isolate import IsolatedReader
-
                 return IsolatedReader(path)
             except L.SealGoneError:
                 from qshpc.store.isolate import check_schema
@@ -397,6 +396,67 @@ class JobReader:
         return out
 
 
+class IsolatedReader(JobReader):
+    """:class:`JobReader` over a file without a seal: every call runs in a child, time-limited."""
+
+    def __init__(self, path: Path, check: bool = True) -> None:  # no file of its own here
+        self.path = path
+        self._child: Child | None = None
+        self._f = None
+        if check:
+            try:
+                self._call("schema")  # open errors (another schema, not a store) at open time
+            except BaseException:
+                self.close()
+                raise
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._child is None:
+            self._child = Child(self.path, "job")
+        try:
+            return self._call_child(self._child, method, args, kwargs)
+        except DamagedStoreError:
+            self.close()
+            raise
+
+    @staticmethod
+    def _call_child(child: Child, method: str, args: Any, kwargs: Any) -> Any:
+        return child.call(method, args, kwargs)
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.kill()
+            self._child = None
+
+    def meta(self) -> dict[str, Any]:
+        value: dict[str, Any] = self._call("meta")
+        return value
+
+    def arguments(self, allow_pickle: bool = False) -> dict[str, Any]:
+        value: dict[str, Any] = self._call("arguments", allow_pickle)
+        return value
+
+    def tasks(self) -> list[dict[str, Any]]:
+        value: list[dict[str, Any]] = self._call("tasks")
+        return value
+
+    def task_result(self, task_id: str, allow_pickle: bool = False) -> Any:
+        return self._call("task_result", task_id, allow_pickle)
+
+    def done_records(self, allow_pickle: bool = False) -> Any:
+        return self._call("done_records", allow_pickle)
+
+    def result(self, allow_pickle: bool = False) -> Any:
+        return self._call("result", allow_pickle)
+
+    def recoverable(self) -> dict[str, Any]:
+        value: dict[str, Any] = self._call("recoverable")
+        return value
+
+    def verify(self) -> None:
+        """Nothing to check it against: a file without a seal reads as it is."""
+
+
 def summary_line(rec: dict[str, Any]) -> str:
     """``recoverable: ...; lost: ...`` for a :meth:`JobReader.recoverable` dict."""
     good: list[str] = []
@@ -432,7 +492,6 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError) -> dict[str, Any]:
     results) is read the safe way: a sealed file checked block by block, any
     other file in a time-limited child process (then the parts are unverified).
     """
-    from qshpc.store.isolate import IsolatedReader, UnreadableStoreError
 
     path = L.job_file(Path(job_dir))
     rec: dict[str, Any] | None = None

@@ -1,0 +1,347 @@
+"""One writer per job: the job lock, safe on the shared file systems clusters use.
+
+Rank 0 of a run is a job's only writer, and it holds ``JOB_DIR/job.lock`` from
+before it opens the store until the store is final. A second ``qshpc run`` on
+the same ``--job-dir``, or a second ``--resume`` of a live job, is refused with
+one line naming the holder (host, pid, Slurm job); the lock of a run that died
+is taken over.
+
+Why flufl.lock: it takes the lock with ``link(2)`` of a unique claim file and
+checks the link count, the method ``open(2)``'s manual gives for NFS, where
+``O_EXCL`` was not atomic (NFSv2) and a retried request can report a false
+failure. ``flock``/``fcntl`` locks are released by the kernel when the holder
+dies, which is their great merit, but on cluster file systems they are often
+not shared between nodes: Lustre mounted with ``localflock`` (and BeeGFS by
+default) keeps them node-local, so two nodes would both "hold" the lock
+without an error; with ``noflock`` (Lustre) or without lockd (NFSv3) they fail
+with ENOSYS/ENOLCK. ``filelock`` is fcntl or O_EXCL, with the same two
+problems. A link-based lock works on all of them, and it leaves the holder's
+host and pid in the file.
+
+What flufl.lock leaves to us, and how it is done here:
+
+- *A holder that died leaves its lock.* flufl.lock breaks a lock only when
+  its lifetime ran out. The holder refreshes it every :data:`REFRESH_S`
+  seconds (lifetime :data:`LIFETIME_S`), so a lock from another host is stale
+  once it was not refreshed for a lifetime (plus 10 s for clock skew). On the
+  same host we know at once: the pid is gone, or it is now another process
+  (its start time differs from the one recorded). A requeued Slurm job (same
+  Slurm job id, a higher restart count) takes over its previous run's lock.
+- *Breaking is racy in flufl.lock* (two breakers can remove each other's
+  fresh lock). Here a breaker takes a second lock (``job.lock.break``), checks
+  that the lock still holds the same stale claim, and only then removes it.
+- *Host names.* flufl.lock names hosts by ``socket.getfqdn()``, which is
+  ``localhost`` on every node whose ``/etc/hosts`` maps its name to
+  127.0.0.1 (our dev cluster's namespaced nodes, many cloud VMs): locks of
+  other nodes would look local, and their live holders dead. The lock uses
+  ``socket.gethostname()``, the name qshpc records for ranks.
+
+The holder's details (host, pid, Slurm job, since when, which command) are in
+``job.lock.holder`` (JSON), written by the holder after it got the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from qshpc.errors import StoreError, UserError
+
+LOCK_FILE = "job.lock"
+HOLDER_FILE = "job.lock.holder"
+BREAK_FILE = "job.lock.break"
+LIFETIME_S = 60.0
+REFRESH_S = 10.0
+CLOCK_SLOP_S = 10.0
+_HOST = socket.gethostname()
+
+
+class JobLockedError(UserError):
+    """Another live run holds the job's lock.
+
+    Attributes:
+        holder: What is known of the holder (host, pid, Slurm job, since).
+    """
+
+    def __init__(self, message: str, holder: Holder | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (JobLockedError, (str(self), self.holder))
+
+
+@dataclass
+class Holder:
+    """Who holds a job's lock."""
+
+    host: str
+    pid: int
+    since: float = 0.0
+    slurm_job: str | None = None
+    slurm_restarts: int = 0
+    start_ticks: int | None = None
+    command: str = ""
+
+    def describe(self) -> str:
+        """``host vm, pid 123, Slurm job 45, since 2026-12-01 17:02:11``."""
+        text = f"host {self.host}, pid {self.pid}"
+        if self.slurm_job:
+            text += f", Slurm job {self.slurm_job}"
+        if self.since:
+            text += f", since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.since))}"
+        from qshpc.text import shown
+
+        return shown(text)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot; Linux), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+        return int(data[data.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _flufl_lock(path: Path) -> Any:
+    from flufl.lock import Lock
+
+    class HostLock(Lock):
+        """flufl.lock's Lock with the host named as qshpc names it (see the module doc)."""
+
+        def __init__(self, lockfile: str, lifetime: timedelta) -> None:
+            super().__init__(lockfile, lifetime=lifetime)
+            self._hostname = _HOST
+            self._set_claimfile()
+
+    return HostLock(str(path), timedelta(seconds=LIFETIME_S))
+
+
+def _claim(path: Path) -> tuple[str, int] | None:
+    """(host, pid) of the claim in the lock file, None when there is no (readable) claim."""
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+    parts = text.split("|")
+    if len(parts) != 4:
+        return None
+    try:
+        return parts[1], int(parts[2])
+    except ValueError:
+        return None
+
+
+def read_holder(job_dir: Path) -> Holder | None:
+    """The holder of ``job_dir``'s lock as recorded, or None when it is not locked."""
+    lock = job_dir / LOCK_FILE
+    claim = _claim(lock)
+    if claim is None:
+        return None
+    holder = Holder(host=claim[0], pid=claim[1])
+    try:
+        info = json.loads((job_dir / HOLDER_FILE).read_text())
+        if info.get("host") == holder.host and info.get("pid") == holder.pid:
+            holder = Holder(**{k: info[k] for k in Holder.__dataclass_fields__ if k in info})
+    except (OSError, ValueError, TypeError):
+        pass
+    return holder
+
+
+def holder_alive(job_dir: Path) -> Holder | None:
+    """The holder of ``job_dir``'s lock when it still runs (or cannot be known dead), else None."""
+    holder = read_holder(job_dir)
+    if holder is None or _stale(job_dir, holder):
+        return None
+    return holder
+
+
+def _stale(job_dir: Path, holder: Holder) -> bool:
+    """True when the run that holds the lock is gone (see the module doc)."""
+    mine = os.environ.get("SLURM_JOB_ID")
+    if mine and holder.slurm_job == mine:
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        if restarts > holder.slurm_restarts:
+            return True  # Slurm requeued the job: its previous run is over
+    if holder.host == _HOST:
+        if holder.pid == os.getpid():
+            return False
+        if not _alive(holder.pid):
+            return True
+        ticks = _start_ticks(holder.pid)
+        return holder.start_ticks is not None and ticks is not None and ticks != holder.start_ticks
+    try:
+        expires = (job_dir / LOCK_FILE).stat().st_mtime  # the holder touches it ahead
+    except OSError:
+        return False
+    return expires + CLOCK_SLOP_S < time.time()
+
+
+class JobLock:
+    """The lock of one job, held by this process (rank 0 of a run).
+
+    Args:
+        job_dir: The job directory (it must exist).
+        command: What holds it, for the refusal message (``qshpc run``, ``--resume``).
+    """
+
+    def __init__(self, job_dir: Path, command: str = "qshpc run") -> None:
+        self.job_dir = Path(job_dir)
+        self.command = command
+        self._lock: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost: str | None = None  # why the lock was lost while held (another run broke it)
+
+    def acquire(self) -> JobLock:
+        """Take the lock, taking over a stale one; return self.
+
+        Raises:
+            JobLockedError: A live run holds it: one line naming the holder.
+            StoreError: The job directory cannot hold a lock (permissions, a
+                full disk).
+        """
+        from flufl.lock import TimeOutError
+
+        path = self.job_dir / LOCK_FILE
+        for _ in range(5):
+            lock = _flufl_lock(path)
+            try:
+                lock.lock(timeout=timedelta(seconds=0))
+            except TimeOutError:
+                holder = read_holder(self.job_dir)
+                if holder is None:
+                    continue  # released meanwhile: try again
+                if _stale(self.job_dir, holder):
+                    self._break(path, holder)
+                    continue
+                raise JobLockedError(self._refusal(holder), holder) from None
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot lock job {self.job_dir}: {exc.strerror or exc} (the job directory "
+                    "must be writable, on a file system with free space)"
+                ) from None
+            self._lock = lock
+            try:
+                self._write_holder()
+            except OSError as exc:
+                self.release()
+                raise StoreError(
+                    f"cannot lock job {self.job_dir}: {exc.strerror or exc} (the job directory "
+                    "must be writable, on a file system with free space)"
+                ) from None
+            self._thread = threading.Thread(target=self._refresh, name="qshpc-lock", daemon=True)
+            self._thread.start()
+            return self
+        raise JobLockedError(f"job {self.job_dir} keeps being locked and released: try again")
+
+    def _refusal(self, holder: Holder) -> str:
+        from qshpc.text import shown
+
+        d = self.job_dir
+        job = shown(d.name if d.parent.name == "jobs" else d)  # what `qshpc wait` takes
+        return (
+            f"job {job} is already running ({holder.describe()}"
+            + (f", `{shown(holder.command)}`" if holder.command else "")
+            + f"): a job has one writer. Wait for it (`qshpc wait {job}`) or cancel it "
+            f"(`qshpc cancel {job}`)"
+        )
+
+    def _break(self, path: Path, holder: Holder) -> None:
+        """Remove a stale lock, unless another breaker or a new holder got there first."""
+        from flufl.lock import TimeOutError
+
+        guard = _flufl_lock(self.job_dir / BREAK_FILE)
+        guard.lifetime = timedelta(seconds=15)
+        try:
+            guard.lock(timeout=timedelta(seconds=5))
+        except TimeOutError:
+            return  # someone else is breaking it: look again
+        try:
+            claim = _claim(path)
+            if claim == (holder.host, holder.pid):
+                try:
+                    winner = path.read_text().strip()
+                    path.unlink()
+                    if winner:
+                        Path(winner).unlink(missing_ok=True)  # the dead holder's claim file
+                except FileNotFoundError:
+                    pass
+        finally:
+            guard.unlock(unconditionally=True)
+
+    def _write_holder(self) -> None:
+        info = Holder(
+            host=_HOST,
+            pid=os.getpid(),
+            since=time.time(),
+            slurm_job=os.environ.get("SLURM_JOB_ID") or None,
+            slurm_restarts=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+            start_ticks=_start_ticks(os.getpid()),
+            command=self.command,
+        )
+        from qshpc.store import perms
+
+        tmp = self.job_dir / f".{HOLDER_FILE}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
+        with os.fdopen(fd, "w") as fh:
+            json.dump(asdict(info), fh)
+        os.replace(tmp, self.job_dir / HOLDER_FILE)
+
+    def _refresh(self) -> None:
+        from flufl.lock import NotLockedError
+
+        while not self._stop.wait(REFRESH_S):
+            lock = self._lock
+            if lock is None:
+                return
+            try:
+                lock.refresh()
+            except NotLockedError:
+                self.lost = (
+                    f"the lock of job {self.job_dir} was taken by another run "
+                    f"({(read_holder(self.job_dir) or Holder('?', 0)).describe()})"
+                )
+                return
+            except OSError:
+                continue  # a full disk or a flaky NFS: try again at the next refresh
+
+    def release(self) -> None:
+        """Give the lock up (nothing when it is not held)."""
+        self._stop.set()
+        lock, self._lock = self._lock, None
+        if lock is None:
+            return
+        try:
+            (self.job_dir / HOLDER_FILE).unlink(missing_ok=True)
+        except OSError:
+            pass
+        try:
+            lock.unlock(unconditionally=True)
+        except OSError:
+            pass
+
+    def __enter__(self) -> JobLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
