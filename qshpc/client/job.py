@@ -173,9 +173,17 @@ class Job:
 
         finished = {t["task_id"] for t in self.tasks()}
         why = describe(self.job_dir, fresh, finished)
-        mark_terminal(self.job_dir, "FAILED", why)
-        recover(self.job_dir)  # job.h5 alone now holds every committed record
+        from qshpc.errors import StoreError
+        from qshpc.store.lock import holder_alive
+
+        if holder_alive(self.job_dir) is not None:
+            return  # a run holds the job (starting, or on a host we cannot see): not dead
         meta["state"], meta["error"] = "FAILED", why
+        try:  # a reader records it only when it can (a full disk, someone else's job: not)
+            mark_terminal(self.job_dir, "FAILED", why)
+            recover(self.job_dir)  # job.h5 alone now holds every committed record
+        except (OSError, StoreError):
+            pass
 
     def status(self) -> str:
         """The job's state: QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED."""

@@ -232,7 +232,10 @@ def _exit_code(
     purpose). A run whose rank 0 stored the final state ends 0 (SUCCEEDED), 1
     (FAILED) or 128+signal (CANCELED: 130 after Ctrl-C, 143 after SIGTERM). When
     the ranks died first, the state is recorded here: CANCELED when this process
-    was told to stop, else FAILED, naming the rank that died first.
+    was told to stop, else FAILED, naming the rank that died first. This run is
+    found in the store by its launch token; a run refused before it started (a
+    held lock, a bad argument) keeps rank 0's code (2), even when another run of
+    the job finished meanwhile.
     """
     from qshpc.store import JobReader
 

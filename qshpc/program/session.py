@@ -206,6 +206,13 @@ class Session:
         """
         if self.job_dir is not None and threading.current_thread() is threading.main_thread():
             self._check_dir()
+            from qshpc.store.space import lost_output
+
+            full = lost_output()
+            if full is not None:
+                from qshpc.errors import StoreError
+
+                raise StoreError(full)
         if self.writer is None:
             return
         news = self._spans or self.submitted != self._written_submitted

@@ -167,10 +167,16 @@ class Dispatcher(Intake):
                 self._loop()
         except BaseException as exc:  # surface to the program thread
             self._error = exc
+            self.abandoned = True  # requests may be in flight: rank 0 must not MPI_Finalize
+            # Every call not yet resolved fails with it (results received but not
+            # yet stored too: a full disk must not leave the program waiting).
             failed = [
                 (e.ref, False, exc) for w in self.workers for b in w.batches.values() for e in b
             ]
-            failed += [(e.ref, False, exc) for e in self.pending]
+            failed += [(e.ref, False, exc) for e in (*self.pending, *self.blocked)]
+            failed += [(ref, False, exc) for ref, _, _ in self._resolve]
+            failed += [(ref, False, exc) for refs, _ in self._resolve_ok for ref in refs]
+            self._resolve, self._resolve_ok = [], []
             resolve_many(failed)
         finally:
             if self._stop_now:
@@ -405,7 +411,11 @@ class Dispatcher(Intake):
         rows = chunk.rows
         self.pace.learn(float((rows["finished"] - rows["started"]).mean()))
         entries = batch[first : first + n]
-        self.session.record_chunk(chunk, n - len(failures), len(failures))
+        try:
+            self.session.record_chunk(chunk, n - len(failures), len(failures))
+        except BaseException as exc:  # the store failed (a full disk): these calls fail with it
+            resolve_many([(e.ref, False, exc) for e in entries])
+            raise
         if not failures:
             self._resolve_ok.append(([e.ref for e in entries], values))
             return

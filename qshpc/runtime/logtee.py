@@ -24,6 +24,7 @@ class LogTee:
 
         path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
         self._log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode())
+        self._path = path
         self._echo = echo
         self._saved: dict[int, int] = {}
         self._threads: list[threading.Thread] = []
@@ -53,8 +54,11 @@ class LogTee:
                 break
             try:
                 os.write(self._log, data)
-            except OSError:
-                pass
+            except OSError as exc:
+                from qshpc.store.space import disk_full, full_error, note_lost_output
+
+                if disk_full(exc):
+                    note_lost_output(str(full_error(self._path, "the program's output")))
             if self._echo:
                 try:
                     os.write(orig, data)

@@ -123,10 +123,23 @@ def run_job(
         if dispatcher is not None:
             _shut_down(dispatcher, state)
     except Exception as exc:
-        state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {exc}"
+        cause = str(exc.__cause__ or exc)  # e.g. the store's "no space left on device: ..."
+        if cause not in (error or ""):
+            state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {cause}".lstrip()
+        else:
+            state = "FAILED"
     cache.flush(timeout=CACHE_FLUSH_S)  # results rank 0 ran itself (inline, root work)
+    from qshpc.store.space import lost_output as output_lost
+
+    lost_output = output_lost()
+    if lost_output and lost_output not in (error or ""):
+        state, error = "FAILED", f"{error}\n{lost_output}" if error else lost_output
     try:
-        session.sync(force=True)
+        try:
+            session.sync(force=True)
+        except StoreError:
+            if writer.disk_full is None and not lost_output:
+                raise  # a full disk: finalize records FAILED in the space kept for it
         writer.finalize(state, error)
     except StoreError:
         if (job_dir / "job.h5").is_file():

@@ -28,22 +28,43 @@ from qshpc.store.records import JOB_FILE, STATES
 ARGUMENTS_FILE_TYPE = "qshpc-arguments"
 
 
-def _write_error(path: Path, exc: OSError) -> StoreError:
+def _write_error(path: Path, exc: BaseException) -> StoreError:
+    from qshpc.store.space import disk_full, full_error
+
+    if disk_full(exc):
+        return full_error(path, "creating it")
     return StoreError(
-        f"cannot write {path}: {exc.strerror or exc}. Check that the folder is writable and "
+        f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}. Check that the folder "
+        "is writable and "
         f"that its file system has free space (df -h {path.parent})"
     )
 
 
 def _atomic_h5(path: Path, fill: Any) -> None:
-    """Write an HDF5 file through ``path.tmp`` and an atomic rename."""
+    """Write an HDF5 file through ``path.tmp`` and an atomic rename.
+
+    The file is built in memory (HDF5's core driver) and written with plain
+    writes, so a full disk is a clean ENOSPC here, never a failed write inside
+    HDF5 (which can crash the process at exit). Then it is sealed.
+    """
     tmp = path.with_name(path.name + ".tmp")
     try:
         with h5py.File(
-            tmp, "w", libver="latest", locking=False, userblock_size=seal.USERBLOCK
-        ) as f:
-            perms.set_file_mode(tmp)
+            path.with_name(f".{path.name}.mem"), "w", driver="core", backing_store=False,
+            libver="latest", userblock_size=seal.USERBLOCK,
+        ) as f:  # fmt: skip
             fill(f)
+            f.flush()
+            image = f.id.get_file_image()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perms.file_mode())
+        try:
+            perms.set_file_mode(tmp)
+            for part in (seal.MARK.ljust(seal.USERBLOCK, b"\0"), image):
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         seal.seal(tmp)
         L.fsync_path(tmp)
         os.replace(tmp, path)
@@ -51,8 +72,12 @@ def _atomic_h5(path: Path, fill: Any) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _write_error(path, exc) from exc
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        from qshpc.store.space import disk_full
+
+        if disk_full(exc) and not isinstance(exc, StoreError):
+            raise _write_error(path, exc) from exc
         raise
 
 
@@ -81,13 +106,18 @@ def create_job(
     """
     job_dir = Path(job_dir)
     try:
-        perms.make_dir(job_dir)
-    except OSError as exc:
-        raise _write_error(job_dir / JOB_FILE, exc) from exc
-    try:
         json.dumps(meta)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"job meta must be JSON-able: {exc}") from exc
+    if arguments is not None:
+        if not isinstance(arguments, dict):
+            raise SerializationError(f"arguments must be a dict, not {type(arguments).__name__}")
+        check_nesting(arguments, "the arguments")  # before the folder exists: none left behind
+    made = not job_dir.exists()
+    try:
+        perms.make_dir(job_dir)
+    except OSError as exc:
+        raise _write_error(job_dir / JOB_FILE, exc) from exc
 
     def fill(f: h5py.File) -> None:
         L.stamp(f, L.FILE_ENCODING)
@@ -101,7 +131,14 @@ def create_job(
         write_commit(f[L.COMMITS], append_frame(f, Ends(), batch.frame(), []))
         f.attrs["created"] = float(meta.get("created", time.time()))
 
-    _atomic_h5(job_dir / JOB_FILE, fill)
+    try:
+        _atomic_h5(job_dir / JOB_FILE, fill)
+    except BaseException:
+        if made:  # a refused job leaves no folder behind
+            import shutil
+
+            shutil.rmtree(job_dir, ignore_errors=True)
+        raise
 
 
 def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> None:

@@ -69,7 +69,13 @@ class JournalWriter:
         self._fd = os.open(
             path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, perms.file_mode()
         )
-        _write_all(self._fd, _HEADER.pack(MAGIC, VERSION, token))
+        try:
+            _write_all(self._fd, _HEADER.pack(MAGIC, VERSION, token))
+        except BaseException:
+            os.close(self._fd)
+            path.unlink(missing_ok=True)
+            raise
+        self._size = _HEADER.size  # where the last whole frame ends
 
     def append(self, frame: Frame) -> None:
         """Write one frame; it is readable by others (and survives a kill) on return.
@@ -92,10 +98,22 @@ class JournalWriter:
                 large_crc = zlib.crc32(part, large_crc)
         head = _HEAD.pack(FRAME_MAGIC, len(small), sum(lens), zlib.crc32(small), large_crc, 0)
         head = head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
-        _write_all(self._fd, head + small)
-        for blob in frame.large:
-            for part in blob:
-                _write_all(self._fd, part)
+        try:
+            _write_all(self._fd, head + small)
+            for blob in frame.large:
+                for part in blob:
+                    _write_all(self._fd, part)
+        except OSError:
+            self.cut()
+            raise
+        self._size += len(head) + len(small) + sum(lens)
+
+    def cut(self) -> None:
+        """Drop a frame whose write failed (a full disk) so that the next one follows a whole frame."""
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            pass  # readers take a torn last frame for what it is; the next append would not
 
     def close(self) -> None:
         """Close the file."""

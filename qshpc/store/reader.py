@@ -203,6 +203,7 @@ class JobReader:
             tasks_submitted=submitted,
             tasks_from_cache=from_cache,
             schema_version=SCHEMA_VERSION,
+            launch=last.get("launch"),
         )
         return out
 

@@ -117,6 +117,7 @@ def seal(path: Path) -> None:
         trailer = _trailer(crcs, data_len, BLOCK)
         if os.pwrite(fd, trailer, data_len) != len(trailer):
             raise OSError(28, "No space left on device", str(path))
+        os.ftruncate(fd, data_len + len(trailer))  # frees space kept past the end for HDF5
     finally:
         os.close(fd)
 

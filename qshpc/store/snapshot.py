@@ -13,10 +13,15 @@ from qshpc.store import layout as L
 from qshpc.store import perms, seal
 from qshpc.store.journal import read_journal, token_of
 from qshpc.store.log import fold
+from qshpc.store.space import room_after
 
 
 def io_error(path: Path, exc: BaseException, what: str) -> StoreError:
     """A StoreError for a failed write, naming the file and what to do."""
+    from qshpc.store.space import disk_full, full_error
+
+    if disk_full(exc):
+        return full_error(path, what)
     why = getattr(exc, "strerror", None) or str(exc)
     return StoreError(
         f"cannot {what} {path}: {why}. Free space on its file system (df -h {path.parent}) "
@@ -24,12 +29,18 @@ def io_error(path: Path, exc: BaseException, what: str) -> StoreError:
     )
 
 
-def snapshot(path: Path, change: Callable[[h5py.File], None], what: str) -> None:
+_SLACK = 256 << 10  # room for what a change adds besides the journal (a run entry, attrs)
+
+
+def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth: int = 0) -> None:
     """Rewrite ``path`` with the journal folded in and ``change`` applied, atomically.
 
     The journal is deleted once the new file is in place. A crash at any point
     leaves either the old file and the journal, or the new file (which records
     the folded journal's token, so a left-over journal is not read twice).
+
+    ``growth``: bytes ``change`` may add beyond :data:`_SLACK` (a native
+    result); that room and the journal's size are allocated before HDF5 writes.
 
     Raises:
         StoreError: When the file cannot be read or written.
@@ -54,6 +65,12 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str) -> None
             probe(path)  # an older qshpc wrote it: read it all, time-limited, before HDF5 here
             if seal.is_sealed_layout(path):
                 raise L.SealGoneError(path, L.SEAL_GONE)
+        fd = os.open(tmp, os.O_RDWR)
+        try:  # the growth: the journal folded in, a run entry, a small result
+            folded = sum(jf.large_at + sum(jf.large_lens) for jf in frames[-1:])
+            room_after(fd, folded + _SLACK + growth)
+        finally:
+            os.close(fd)
         try:
             f = h5py.File(tmp, "r+", libver="latest", locking=False)
         except OSError as exc:
@@ -72,5 +89,11 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str) -> None
         if not path.exists():
             raise L.open_error(path, exc) from exc
         raise io_error(path, exc, what) from exc
+    except StoreError as exc:
+        from qshpc.store.space import disk_full
+
+        if disk_full(exc) and not isinstance(exc, DamagedStoreError):
+            raise io_error(path, exc, what) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)

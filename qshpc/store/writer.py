@@ -19,6 +19,7 @@ from qshpc.store.journal import JournalWriter
 from qshpc.store.log import LogReader, journal_frames, last_commit
 from qshpc.store.records import STATES, TERMINAL_STATES, TaskRecord
 from qshpc.store.snapshot import io_error, snapshot
+from qshpc.store.space import disk_full, drop_reserve, full_error, make_reserve
 
 
 class JobWriter:
@@ -35,8 +36,9 @@ class JobWriter:
         self._journal: JournalWriter | None = journal
         self._run = run
         self._batch = Batch(ends, run)
-        self._result: tuple[Any, bool] | None = None  # (value, stored in the large stream)
+        self._result: tuple[Any, bool, int] | None = None  # (value, in the large stream, bytes)
         self._broken: StoreError | None = None
+        self._full = False  # the disk filled up: only the final state is still written
         #: The job's lock (:class:`qshpc.store.lock.JobLock`) when this writer holds one:
         #: a writer whose lock another run took over stops writing.
         self.lock: Any = None
@@ -79,6 +81,7 @@ class JobWriter:
         except OSError as exc:
             raise io_error(path.with_name(L.JOURNAL_FILE), exc, "create") from exc
         writer = cls(path, journal, ends, run)
+        make_reserve(job_dir)  # room for the final state should the disk fill up
         writer._batch.add_event(L.EVENT_STATE, encode_blob([STATES[1], None]))
         writer._batch.add_event(L.EVENT_STATUS, encode_blob(""))
         writer.commit()
@@ -119,8 +122,12 @@ class JobWriter:
         try:
             journal.append(frame)
         except OSError as exc:
-            self._broken = io_error(journal.path, exc, "write to")
-            self._close_journal()
+            if disk_full(exc):  # keep the journal: the final state goes there (finalize)
+                self._full = True
+                self._broken = full_error(journal.path, "a commit")
+            else:
+                self._broken = io_error(journal.path, exc, "write to")
+                self._close_journal()
             raise self._broken from exc
         self._batch = Batch(frame.end(), self._run)
 
@@ -131,9 +138,14 @@ class JobWriter:
         calls this now and then so that the file itself stays close to current.
         """
         self.commit()
-        self._close_journal()
         found: list[Ends] = []
-        snapshot(self.path, lambda f: found.append(last_commit(f)), "checkpoint")
+        try:
+            snapshot(self.path, lambda f: found.append(last_commit(f)), "checkpoint")
+        except StoreError as exc:
+            if disk_full(exc):  # no room for the copy: carry on in the journal, which is whole
+                return
+            raise
+        self._close_journal()  # folded in and deleted
         try:
             self._journal = JournalWriter(self._jpath(), os.urandom(8))
         except OSError as exc:
@@ -169,9 +181,10 @@ class JobWriter:
         smaller ones natively as ``/result`` too.
         """
         self._check()
-        where = self._batch.add_event(L.EVENT_RESULT, encode_blob_parts(value))
+        parts = encode_blob_parts(value)
+        where = self._batch.add_event(L.EVENT_RESULT, parts)
         self.commit()
-        self._result = (value, where == L.WHERE_LARGE)
+        self._result = (value, where == L.WHERE_LARGE, sum(len(p) for p in parts))
 
     def done_records(self) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record (results loaded), committed ones only."""
@@ -196,9 +209,18 @@ class JobWriter:
         """
         if state not in TERMINAL_STATES:
             raise ValueError(f"final state must be one of {TERMINAL_STATES}, not {state!r}")
+        if self._full:
+            self._finish_full(state, error)
+            return
         self._check()
         self._batch.add_event(L.EVENT_STATE, encode_blob([state, error]))
-        self.commit()
+        try:
+            self.commit()
+        except StoreError:
+            if not self._full:
+                raise
+            self._finish_full(state, error)
+            return
         self._close_journal()
         result = self._result
 
@@ -209,7 +231,44 @@ class JobWriter:
             f.attrs["state"] = state
             f.attrs["finished"] = time.time()
 
-        snapshot(self.path, complete, "finalize")
+        native = result is not None and not result[1]
+        try:  # a native result takes about 4x its encoding at most (HDF5's per-node overhead)
+            snapshot(self.path, complete, "finalize", 4 * result[2] if native and result else 0)
+        except StoreError as exc:
+            if not disk_full(exc):
+                raise
+            # The final state is committed in the journal, which readers read:
+            # only the compaction into job.h5 is left for a later run or `recover`.
+        finally:
+            drop_reserve(self.path.parent)
+
+    def _finish_full(self, state: str, error: str | None) -> None:
+        """The disk is full: write the final state (FAILED) into the reserve's space, no copy."""
+        assert self._broken is not None
+        journal = self._journal
+        drop_reserve(self.path.parent)
+        if journal is None:
+            raise self._broken
+        why = str(self._broken)
+        if state != "CANCELED":
+            state = "FAILED"
+        if not error:
+            error = why
+        elif why not in error:
+            error = f"{error}\n{why}"
+        batch = Batch(self._batch.start, self._run)
+        batch.add_event(L.EVENT_STATE, encode_blob([state, error]))
+        try:
+            journal.append(batch.frame())
+        except OSError as exc:
+            raise full_error(journal.path, "the final state") from exc
+        finally:
+            self._close_journal()
+
+    @property
+    def disk_full(self) -> StoreError | None:
+        """The error, when the disk filled up under this writer (it writes no more)."""
+        return self._broken if self._full else None
 
     def _close_journal(self) -> None:
         journal, self._journal = self._journal, None
@@ -223,6 +282,7 @@ class JobWriter:
                 self.commit()
         finally:
             self._close_journal()
+            drop_reserve(self.path.parent)
 
     def __enter__(self) -> JobWriter:
         return self

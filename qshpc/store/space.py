@@ -1,0 +1,159 @@
+"""A full disk: telling it from other write errors, saying so, and a reserve to end the job.
+
+When the file system of a job fills up, the job must still record how it
+ended (FAILED, "no space left on ...") and keep every result committed
+before. The writer keeps a small reserve file (:data:`RESERVE_BYTES`,
+preallocated) beside the store; on the first ENOSPC it truncates the journal
+back to its last whole frame, deletes the reserve and writes the final state
+into the space that frees.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+from qshpc.errors import StoreError
+
+_LOST: list[str] = []  # what this process could not write for a full disk (its output)
+
+
+def note_lost_output(message: str) -> None:
+    """Record that this process's output could not be written (a rank's log on a full disk)."""
+    if not _LOST:
+        _LOST.append(message)
+
+
+def lost_output() -> str | None:
+    """The message of :func:`note_lost_output`, or None."""
+    return _LOST[0] if _LOST else None
+
+
+RESERVE_FILE = "job.reserve"
+RESERVE_BYTES = 1 << 20
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` (or its cause) says the disk or the quota is full (HDF5's text too)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FULL:
+            return True
+        text = str(e)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        if "errno = 28" in text or "errno = 122" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def free_text(path: Path) -> str:
+    """``3.0 GB, 12.0 MB free`` for the file system holding ``path`` (empty if unknown)."""
+    for p in (path, *path.parents):
+        try:
+            usage = shutil.disk_usage(p)
+        except OSError:
+            continue
+        return f"{_human(usage.total)}, {_human(usage.free)} free"
+    return ""
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # pragma: no cover
+
+
+def full_error(path: Path, what: str) -> StoreError:
+    """The one-line error for a full disk while doing ``what`` to ``path``."""
+    free = free_text(path.parent)
+    return StoreError(
+        f"no space left on device: the file system of {path.parent} ({free}) cannot take "
+        f"the next write to {path} ({what}); "
+        "every result committed before is kept: free space (df -h), then resume the job "
+        "(qshpc run PROGRAM --resume JOB)"
+    )
+
+
+def room_after(fd: int, length: int) -> None:
+    """Make sure ``length`` bytes can be appended to the file ``fd`` (its size unchanged).
+
+    HDF5 must never meet a full disk itself: a failed write part way through
+    its metadata cache leaves the library in a state that can crash the process
+    at exit. So before HDF5 appends to a file, the space is allocated here
+    (``fallocate`` with ``FALLOC_FL_KEEP_SIZE``), where a full disk is a clean
+    ENOSPC. Without ``fallocate`` (some NFS) the free space is checked instead.
+
+    Raises:
+        OSError: ENOSPC when the file system cannot hold ``length`` more bytes.
+    """
+    size = os.fstat(fd).st_size
+    if _fallocate_keep_size(fd, size, length):
+        return
+    free = os.fstatvfs(fd)
+    if free.f_bavail * free.f_frsize < length:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _fallocate_keep_size(fd: int, offset: int, length: int) -> bool:
+    """fallocate(2) with FALLOC_FL_KEEP_SIZE; False when the system or file system lacks it."""
+    if length <= 0:
+        return True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fallocate = libc.fallocate
+    except (OSError, AttributeError):
+        return False
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if fallocate(fd, 1, offset, length) == 0:  # 1: FALLOC_FL_KEEP_SIZE
+        return True
+    err = ctypes.get_errno()
+    if err in _FULL:
+        raise OSError(err, os.strerror(err))
+    return False
+
+
+def make_reserve(job_dir: Path) -> Path | None:
+    """Preallocate the reserve file in ``job_dir`` (None when the disk cannot spare it)."""
+    from qshpc.store import perms
+
+    path = job_dir / RESERVE_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
+    except OSError:
+        return None
+    try:
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            os.write(fd, bytes(RESERVE_BYTES))  # no fallocate here (some NFS): real zeros
+        return path
+    except OSError:
+        os.close(fd)
+        fd = -1
+        path.unlink(missing_ok=True)
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def drop_reserve(job_dir: Path) -> None:
+    """Delete the reserve file (frees its space)."""
+    try:
+        (job_dir / RESERVE_FILE).unlink(missing_ok=True)
+    except OSError:
+        pass
