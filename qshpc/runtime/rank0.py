@@ -317,7 +317,9 @@ def _summary(
         print("qshpc: the program never called save_result: the job has no result", file=out)
     if error and state != "SUCCEEDED":
         last = error.strip().splitlines()[-1] if error.strip() else state
-        print(f"qshpc: {last}", file=out)
+        from qshpc.text import shown
+
+        print(f"qshpc: {shown(last)}", file=out)
         print(
             f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {meta.get('id')}` shows the error",
             file=out,

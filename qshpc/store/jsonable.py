@@ -18,7 +18,8 @@ def _float(x: float) -> Any:
 def to_jsonable(value: Any) -> Any:
     """Return a value ``json.dumps`` accepts, as close to ``value`` as JSON allows.
 
-    Dict keys become strings, arrays and tuples/sets lists, complex numbers
+    Dict keys become strings (``repr`` of the non-string ones when two keys of
+    a dict would read the same, e.g. ``1`` and ``"1"``: no key is lost), arrays and tuples/sets lists, complex numbers
     ``[re, im]``, non-finite floats the strings "nan"/"inf"/"-inf", bytes
     ``{"bytes_base64": ...}``, circuits ``{"qpy_base64": ..., "name": ...,
     "num_qubits": ...}``; anything else its ``str()``.
@@ -38,7 +39,13 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, complex):
         return [_float(value.real), _float(value.imag)]
     if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        names = [str(k) for k in value]
+        if len(set(names)) < len(names):  # 1 and "1": the clashing ones by repr, none is lost
+            clash = {n for n in names if names.count(n) > 1}
+            names = [repr(k) if str(k) in clash else str(k) for k in value]
+            if len(set(names)) < len(names):
+                names = [f"{type(k).__name__}:{k!r}" for k in value]
+        return {n: to_jsonable(v) for n, v in zip(names, value.values(), strict=True)}
     if isinstance(value, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
