@@ -58,6 +58,14 @@ def wait_for(path: Path, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def wait_done(job: Path, n: int, timeout: float = 120) -> None:
+    """Until the store holds ``n`` task records."""
+    deadline = time.monotonic() + timeout
+    while executions(job) < n:
+        assert time.monotonic() < deadline, f"{job} never held {n} records"
+        time.sleep(0.1)
+
+
 def records(job: Path) -> list[dict[str, object]]:
     out = run_cli("status", str(job), "--json")
     assert out.returncode == 0, out.stderr
@@ -74,7 +82,10 @@ def executions(job: Path) -> int:
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_second_run_on_the_same_job_dir_is_refused(tmp_path: Path, workers: str) -> None:
     job = tmp_path / "job"
-    first = start("run", str(program(tmp_path)), "--workers", workers, "--job-dir", str(job))
+    long = {"TASKS": "80"}  # 20 s of tasks: still running when the second run starts
+    first = start(
+        "run", str(program(tmp_path)), "--workers", workers, "--job-dir", str(job), env=long
+    )
     wait_for(job / HOLDER_FILE)
     holder = read_holder(job)
     assert holder is not None
@@ -85,9 +96,9 @@ def test_second_run_on_the_same_job_dir_is_refused(tmp_path: Path, workers: str)
     assert f"host {socket.gethostname()}, pid {holder.pid}" in line
     _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
-    assert executions(job) == 12  # every task ran once
+    assert executions(job) == 80  # every task ran once
     res = run_cli("result", str(job), "--json")
-    assert json.loads(res.stdout) == [i * i for i in range(12)]
+    assert json.loads(res.stdout) == [i * i for i in range(80)]
     assert not (job / LOCK_FILE).exists() and not (job / HOLDER_FILE).exists()
     # once it ended, the same --job-dir is a finished job: resume it, not run it again
     again = run_cli("run", str(program(tmp_path)), "--workers", "0", "--job-dir", str(job))
@@ -126,7 +137,7 @@ def test_killed_run_lock_is_taken_over(tmp_path: Path, qshpc_home: Path) -> None
         time.sleep(0.05)
     job = job_dir_of(qshpc_home)
     wait_for(job / HOLDER_FILE)
-    time.sleep(1.0)
+    wait_done(job, 2)
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert (job / LOCK_FILE).exists()  # a SIGKILL leaves the lock behind
