@@ -81,9 +81,7 @@ class Job:
         """The qshpc job id."""
         return str(self.info().get("id", self.job_dir.name))
 
-    def info(
-        self, slurm_views: SlurmViews | None = None, verify: bool = False
-    ) -> dict[str, Any]:
+    def info(self, slurm_views: SlurmViews | None = None, verify: bool = False) -> dict[str, Any]:
         """Everything the store knows about the job (and Slurm's view when it is a Slurm job).
 
         Args:
@@ -289,7 +287,7 @@ class Job:
         for f in files + extra:
             if rank is not None and _rank_of(f) != rank:
                 continue
-            text = f.read_text(errors="replace")
+            text = _read_log(f)
             parts.append(text if rank is not None else f"==> {f.name} <==\n{text}")
         return "\n".join(parts)
 
@@ -340,6 +338,18 @@ class Job:
         from qshpc.jobs.plot import plot_job
 
         return plot_job(self, out)
+
+
+def _read_log(path: Path) -> str:
+    """A log file's text (bytes that are not UTF-8 as ``\\xNN``); never blocks on a FIFO."""
+    from qshpc.store.seal import open_regular
+
+    try:
+        fd = open_regular(path)
+    except OSError as exc:
+        return f"(not shown: {exc.strerror or exc})\n"
+    with open(fd, "rb", closefd=True) as fh:
+        return fh.read().decode("utf-8", errors="backslashreplace")
 
 
 def _rank_of(p: Path) -> int:

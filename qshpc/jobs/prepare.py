@@ -166,10 +166,7 @@ def prepare_job(spec: RunSpec) -> Path:
     job_dir = (spec.job_dir or ensure_jobs_root() / job_id).resolve()
     check_utf8(job_dir, "job directory")
     check_utf8(Path.cwd(), "working directory")
-    if job_dir.exists() and any(job_dir.iterdir()):
-        raise UserError(
-            f"job directory {job_dir} exists and is not empty: choose another --job-dir"
-        )
+    check_job_dir(job_dir)
     meta = {
         "id": job_id,
         "title": spec.title or spec.program.name,
@@ -196,6 +193,32 @@ LAUNCH_TOKEN = settings.LAUNCH_TOKEN.name
 _held: list[Any] = []  # the JobLock this process holds (rank 0 of a run)
 
 
+def check_job_dir(job_dir: Path) -> None:
+    """Refuse a new job's folder that exists and is not an empty folder, or lies in another job.
+
+    Raises:
+        UserError: What it is, and to choose another ``--job-dir``.
+    """
+    from qshpc.text import shown
+
+    where = shown(job_dir)
+    if job_dir.exists() and not job_dir.is_dir():
+        raise UserError(f"job directory {where} is a file, not a folder: choose another --job-dir")
+    try:
+        if job_dir.exists() and any(job_dir.iterdir()):
+            raise UserError(
+                f"job directory {where} exists and is not empty: choose another --job-dir"
+            )
+    except PermissionError:
+        raise UserError(f"job directory {where} cannot be read: choose another --job-dir") from None
+    for parent in job_dir.parents:
+        if (parent / JOB_FILE).is_file():
+            raise UserError(
+                f"job directory {where} is inside the folder of job {shown(parent)} (qshpc rm "
+                "of that job would remove it too): choose another --job-dir"
+            )
+
+
 def check_claimable(spec: RunSpec, job_dir: Path) -> None:
     """Refuse at once a run the job's lock or state would refuse (the launcher, before mpiexec).
 
@@ -212,6 +235,24 @@ def check_claimable(spec: RunSpec, job_dir: Path) -> None:
         raise JobLockedError(JobLock(job_dir)._refusal(holder), holder)
     if not spec.resume:
         _check_fresh(job_dir)
+    else:
+        _check_readable(job_dir)
+
+
+def _check_readable(job_dir: Path) -> None:
+    """Refuse to resume a job whose store is damaged (one line: what is damaged, what is left)."""
+    from qshpc.errors import DamagedStoreError
+    from qshpc.store import JobReader
+    from qshpc.store.reader import damaged_meta
+
+    try:
+        with JobReader.open(job_dir) as r:
+            r.meta()
+    except DamagedStoreError as exc:
+        meta = damaged_meta(job_dir, exc)
+        raise UserError(
+            f"cannot resume job {job_dir.name}: {exc} ({meta['recoverable']}); nothing was run"
+        ) from None
 
 
 def _check_fresh(job_dir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from qshpc.errors import UserError
 from qshpc.jobs.prepare import RunSpec, claim_job, prepare_job
@@ -81,9 +82,26 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
         return 0
     from qshpc.runtime.rank0 import run_job
 
-    code = run_job(spec, Path(job_dir_s), wiring, hosts, ranks, scheduler)
+    try:
+        code = run_job(spec, Path(job_dir_s), wiring, hosts, ranks, scheduler)
+    except BaseException:
+        _stop_workers(
+            wiring, len(hosts)
+        )  # a store that cannot be opened, say: or they wait forever
+        raise
     # Finalize here, not at interpreter exit: whatever hosts this process
     # afterwards (submitit pickles a result and may leave with os._exit) must not
     # leave the workers waiting in MPI_Finalize's PMI barrier.
     wiring.finalize()
     return code
+
+
+def _stop_workers(wiring: Any, size: int) -> None:
+    """Rank 0 could not run the job: tell every worker to stop (they wait for batches)."""
+    from qshpc.runtime.protocol import STOP, TAG_STOP
+
+    for rank in range(1, size):
+        try:
+            wiring.comm.send(STOP, dest=rank, tag=TAG_STOP)
+        except Exception:  # pragma: no cover - best effort: the launcher ends the rest
+            pass

@@ -208,9 +208,7 @@ def encode_blob(value: Any, exact: bool = False) -> bytes:
     try:
         return _pack(value)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError(
-            f"cannot encode a value of type {type(value).__qualname__}: {exc}"
-        ) from exc
+        raise _encode_error(value, exc) from exc
     finally:
         _local.exact = before
 
@@ -256,9 +254,7 @@ def encode_blob_parts(value: Any) -> list[Buffer]:
     try:
         _scatter(value, parts, 0)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError(
-            f"cannot encode a value of type {type(value).__qualname__}: {exc}"
-        ) from exc
+        raise _encode_error(value, exc) from exc
     out: list[Buffer] = []
     small: list[Buffer] = []
     for p in parts:  # join the small pieces between the arrays
@@ -345,6 +341,16 @@ def _array_header(n: int) -> bytes:
     if n < 16:
         return bytes([0x90 | n])
     return struct.pack(">BH", 0xDC, n) if n < 1 << 16 else struct.pack(">BI", 0xDD, n)
+
+
+def _encode_error(value: Any, exc: BaseException) -> SerializationError:
+    why = str(exc)
+    if "recursion limit" in why:
+        why = (
+            "it nests lists, dicts or tuples more than 500 levels deep, or holds itself "
+            "(a list or dict inside itself): store a flatter copy"
+        )
+    return SerializationError(f"cannot encode a value of type {type(value).__qualname__}: {why}")
 
 
 def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:

@@ -162,5 +162,3 @@ def probe(path: Path) -> None:
             raise DamagedStoreError(path, f"{rec['damage']} ({rec['summary']})")
     finally:
         child.kill()
-
-

@@ -250,42 +250,62 @@ _NEST_HINT = f"at most {MAX_DEPTH} levels of lists and dicts are stored"
 
 
 def check_nesting(value: Any, what: str, limit: int = MAX_DEPTH) -> None:
-    """Refuse a value that nests lists/dicts/tuples/sets deeper than ``limit``, or holds itself.
+    """Refuse a value that nests lists/dicts/tuples/sets deeper than ``limit``, holds itself,
+    or would expand (shared parts counted every time they appear) past
+    :data:`MAX_CONTAINERS` containers.
 
-    Checked without recursion, before anything is written, so a refused value
-    leaves no job folder behind.
+    Checked without recursion, in time linear in the distinct objects (shared
+    parts are measured once), before anything is written: a refused value leaves
+    no job folder behind, and a value built to explode when written (a list of
+    itself twice, sixty times over) is refused at once.
 
     Raises:
-        SerializationError: Naming how deep it goes (or the cycle) and the limit.
+        SerializationError: Naming how deep it goes, the cycle, or the size, and the limit.
     """
     containers = (dict, list, tuple, set, frozenset)
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    open_ids: set[int] = set()
-    exits: list[tuple[int, int]] = []  # (depth, id) of the open containers above the current one
-    seen = 0
+    if not isinstance(value, containers):
+        return
+
+    def kids(node: Any) -> list[Any]:
+        items: Any = (*node.keys(), *node.values()) if isinstance(node, dict) else node
+        # map/set run in C: a list of a million numbers costs milliseconds here
+        if not any(issubclass(t, containers) for t in set(map(type, items))):
+            return []
+        return [k for k in items if isinstance(k, containers)]
+
+    size: dict[int, int] = {}  # id -> containers it expands to
+    height: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, list[Any] | None]] = [(value, None)]
     while stack:
-        item, depth = stack.pop()
-        while exits and exits[-1][0] >= depth:
-            open_ids.discard(exits.pop()[1])
-        if not isinstance(item, containers):
+        node, children = stack.pop()
+        i = id(node)
+        if children is not None:  # all its children are measured: close it
+            size[i] = 1 + sum(size[id(k)] for k in children)
+            height[i] = 1 + max((height[id(k)] for k in children), default=0)
+            on_path.discard(i)
+            if height[i] > limit:
+                raise SerializationError(
+                    f"{what} nest more than {limit} levels of lists and dicts deep: "
+                    f"{_NEST_HINT}; flatten them, or store the deep part as a string or array"
+                )
+            if size[i] > MAX_CONTAINERS:
+                raise SerializationError(
+                    f"{what} hold more than {MAX_CONTAINERS:,} lists and dicts (counting each "
+                    "shared one every time it appears): store the data as arrays"
+                )
             continue
-        seen += 1
-        if id(item) in open_ids:
+        if i in size:
+            continue  # shared: measured already
+        if i in on_path:
             raise SerializationError(
                 f"{what} contain themselves (a list or dict that holds itself): store a copy "
                 "without the cycle"
             )
-        if depth >= limit:
-            raise SerializationError(
-                f"{what} nest more than {limit} levels of lists and dicts deep: {_NEST_HINT}; "
-                "flatten them, or store the deep part as a string or array"
-            )
-        if seen > MAX_CONTAINERS:
-            raise SerializationError(
-                f"{what} hold more than {MAX_CONTAINERS:,} lists and dicts (counting each "
-                "shared one every time it appears): store the data as arrays"
-            )
-        open_ids.add(id(item))
-        exits.append((depth, id(item)))
-        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-        stack.extend((c, depth + 1) for c in children if isinstance(c, containers))
+        children = kids(node)
+        if not children:
+            size[i], height[i] = 1, 1
+            continue
+        on_path.add(i)
+        stack.append((node, children))
+        stack.extend((k, None) for k in children if id(k) not in size)

@@ -230,7 +230,8 @@ class JobLock:
             except TimeOutError:
                 holder = read_holder(self.job_dir)
                 if holder is None:
-                    continue  # released meanwhile: try again
+                    self._foreign(path)  # released meanwhile, or a file that is not a claim
+                    continue
                 if _stale(self.job_dir, holder):
                     self._break(path, holder)
                     continue
@@ -265,6 +266,39 @@ class JobLock:
             + f"): a job has one writer. Wait for it (`qshpc wait {job}`) or cancel it "
             f"(`qshpc cancel {job}`)"
         )
+
+    def _foreign(self, path: Path) -> None:
+        """A lock file that names no holder (not flufl.lock's: ``touch job.lock``, a copy).
+
+        Nothing refreshes it: once it is older than the clock slop it is removed
+        (under the break lock, if it is still the same file); until then the
+        run is refused, saying what to do.
+        """
+        from flufl.lock import TimeOutError
+
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return  # released meanwhile
+        if st.st_mtime + CLOCK_SLOP_S >= time.time():
+            raise JobLockedError(
+                f"{path} exists but names no run (it was not written by qshpc); if no run uses "
+                f"this job, remove it (rm '{path}'), or wait {CLOCK_SLOP_S:.0f} s"
+            )
+        guard = _flufl_lock(self.job_dir / BREAK_FILE)
+        guard.lifetime = timedelta(seconds=15)
+        try:
+            guard.lock(timeout=timedelta(seconds=5))
+        except TimeOutError:
+            return
+        try:
+            now = path.stat()
+            if (now.st_ino, now.st_mtime) == (st.st_ino, st.st_mtime) and _claim(path) is None:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        finally:
+            guard.unlock(unconditionally=True)
 
     def _break(self, path: Path, holder: Holder) -> None:
         """Remove a stale lock, unless another breaker or a new holder got there first."""
