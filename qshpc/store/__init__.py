@@ -29,8 +29,10 @@ Layout of ``job.h5`` (schema version 1)
         (mpi_size, ranks [{rank, host, pid, local_rank, cpus}], started,
         versions, slurm, resume), native encoding.
     ``/result``
-        the saved result, native encoding; written by finalize. While the job
-        runs, or if it died, the result is the last ``result`` event instead.
+        the saved result, native encoding; written by finalize when its blob
+        encoding is at most 1 MiB. A larger result is kept once, as the last
+        ``result`` event in ``/log/large``; so is the result while the job
+        runs, or if it died.
     ``/log``
         the records and events of every commit folded in so far (by
         ``JobWriter.open`` and ``finalize``); the running writer's later
@@ -70,6 +72,19 @@ Layout of ``job.h5`` (schema version 1)
     continue ``/log`` (format in :mod:`qshpc.store.journal`). Readers read
     ``job.h5`` then the journal's whole frames, unless the journal's token is
     the ``folded-journal`` one.
+
+The integrity seal (:mod:`qshpc.store.seal`)
+    Every file qshpc writes starts with a 512-byte HDF5 user block (a line
+    saying what it is) and ends, past HDF5's end of file, with the CRC32 of
+    each 4 KiB block and a checked footer. Readers check each block the first
+    time HDF5 reads it; a file without a valid seal is read in a child
+    process under a time limit (:mod:`qshpc.store.isolate`).
+
+``job.lock`` (:mod:`qshpc.store.lock`)
+    The running writer's lock (flufl.lock, link-based, NFS-safe), with
+    ``job.lock.holder`` (host, pid, Slurm job, since). ``job.reserve`` (1 MiB)
+    is kept while a writer runs, for the final state on a full disk
+    (:mod:`qshpc.store.space`).
 
 Encodings
     Blob (``qshpc-msgpack`` version 1): see :mod:`qshpc.store.encoding_blob`.
