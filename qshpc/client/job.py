@@ -110,7 +110,7 @@ class Job:
         except DamagedStoreError as exc:
             from qshpc.store.reader import damaged_meta
 
-            meta = damaged_meta(self.job_dir, exc)
+            meta = damaged_meta(self.job_dir, exc, deep=verify)
             meta["job_dir"] = str(self.job_dir)
             return meta
         meta["job_dir"] = str(self.job_dir)

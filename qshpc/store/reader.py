@@ -336,8 +336,12 @@ class JobReader:
         raw = log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"]))
         return decode_blob(raw, allow_pickle, str(self.path))
 
-    def recoverable(self) -> dict[str, Any]:
+    def recoverable(self, deep: bool = True) -> dict[str, Any]:
         """What of a damaged job can still be read, each part tried on its own.
+
+        ``deep``: also read every task result and the saved result (their bytes
+        are checked against the seal; a file without one is decoded too). Off,
+        only the meta, arguments and the task log are tried (``qshpc list``).
 
         Returns:
             ``meta`` (create_job's dict, or None), ``arguments`` (bool),
@@ -381,11 +385,19 @@ class JobReader:
                     good, fields = attempt(functools.partial(log.record_fields, row))
                     if good and int(row["state"]) == 0:
                         latest[fields["key"]] = row
-                readable = sum(
-                    attempt(functools.partial(log.record_result, row, False))[0]
-                    for row in latest.values()
-                )
-                out["results"] = [readable, len(latest)]
+                if deep:
+                    check = log.record_result if self._plain() else _result_bytes(log)
+                    readable = sum(
+                        attempt(functools.partial(check, row, False))[0]
+                        for row in latest.values()
+                    )
+                    out["results"] = [readable, len(latest)]
+                else:
+                    out["results"] = [None, len(latest)]
+        if not deep:
+            out["result"] = "unchecked"
+            out["summary"] = summary_line(out)
+            return out
         has = attempt(lambda: L.RESULT in self._f or bool(self._saved(self._log(strict=False))))
         if not has[0]:
             out["result"] = "unreadable"
@@ -450,12 +462,24 @@ class IsolatedReader(JobReader):
     def result(self, allow_pickle: bool = False) -> Any:
         return self._call("result", allow_pickle)
 
-    def recoverable(self) -> dict[str, Any]:
-        value: dict[str, Any] = self._call("recoverable")
+    def recoverable(self, deep: bool = True) -> dict[str, Any]:
+        value: dict[str, Any] = self._call("recoverable", deep)
         return value
 
     def verify(self) -> None:
         """Nothing to check it against: a file without a seal reads as it is."""
+
+
+def _result_bytes(log: LogReader) -> Callable[[Any, bool], bytes]:
+    """Read a record's result bytes (checked against the seal on the way), without decoding."""
+
+    def read(row: Any, allow_pickle: bool) -> bytes:
+        where = int(row["where"])
+        if where == L.WHERE_NONE:
+            return b""
+        return log.blob(where, int(row["res_off"]), int(row["res_len"]))
+
+    return read
 
 
 def summary_line(rec: dict[str, Any]) -> str:
@@ -467,6 +491,8 @@ def summary_line(rec: dict[str, Any]) -> str:
     results = rec.get("results")
     if results is None:
         lost.append("the task records")
+    elif results[0] is None:
+        good.append(f"the log of {results[1]} task results (`qshpc status` checks them)")
     else:
         n, total = results
         if n:
@@ -486,7 +512,7 @@ def summary_line(rec: dict[str, Any]) -> str:
     return text
 
 
-def damaged_meta(job_dir: Path, exc: DamagedStoreError) -> dict[str, Any]:
+def damaged_meta(job_dir: Path, exc: DamagedStoreError, deep: bool = True) -> dict[str, Any]:
     """The meta of a job whose store is damaged: state ``DAMAGED``, the error, what is recoverable.
 
     Whatever can still be read (the meta's id and title, counts of intact task
@@ -507,7 +533,7 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError) -> dict[str, Any]:
             reader = None
     if reader is not None:
         try:
-            rec = reader.recoverable()
+            rec = reader.recoverable(deep)
         except SchemaVersionError:
             raise  # another qshpc's file (edited in place, so without its seal): say that
         except StoreError:
@@ -520,6 +546,8 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError) -> dict[str, Any]:
     if unverified and rec:
         summary = summary.replace("recoverable:", "readable, but unverified (no seal):", 1)
     results = (rec or {}).get("results") or [0, 0]
+    if results[0] is None:
+        results = [0, results[1]]
     meta.update(
         state="DAMAGED",
         sub_status="",
