@@ -197,12 +197,20 @@ def check_aer_mpi(timeout: float = 2 * MPI_TIMEOUT_S) -> Check:
 
 def check_store() -> Check:
     """``$QSHPC_HOME/jobs`` can be created and written (a temp file made and removed)."""
-    from qshpc.jobs.paths import jobs_root
+    from qshpc.jobs.paths import ensure_jobs_root, qshpc_home
+    from qshpc.store.perms import UnsafeStoreError
 
-    root = jobs_root()
     fix = "set QSHPC_HOME to a writable folder (on shared storage for Slurm jobs)"
     try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        root = ensure_jobs_root()  # 0700 at every level it creates; refused when not yours
+    except UnsafeStoreError as exc:
+        return Check("store", FAIL, str(exc), fix)
+    try:
+        home = qshpc_home()
+    except UnsafeStoreError as exc:  # pragma: no cover - ensure_jobs_root checked it
+        return Check("store", FAIL, str(exc), fix)
+    root = home / "jobs"
+    try:
         fd, name = tempfile.mkstemp(prefix=".doctor-", dir=root)
         os.write(fd, b"ok")
         os.close(fd)

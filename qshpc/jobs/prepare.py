@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,11 +271,18 @@ def _check_fresh(job_dir: Path) -> None:
         )
 
 
-def claim_job(spec: RunSpec, job_dir: Path) -> None:
+def claim_job(spec: RunSpec, job_dir: Path, batch: Mapping[str, str] | None = None) -> None:
     """Rank 0: take the job's lock (one writer per job) and check the job may run.
 
     Held until :func:`release_claim` (or the process ends: a dead holder's lock
     is taken over by the next run).
+
+    Args:
+        spec: The run.
+        job_dir: The job.
+        batch: The batch system's record of this run (``Scheduler.run_record()``),
+            so that the lock names the Slurm job and a requeued run takes its
+            previous run's lock over.
 
     Raises:
         JobLockedError: Another live run holds the job: one line naming it.
@@ -282,7 +290,8 @@ def claim_job(spec: RunSpec, job_dir: Path) -> None:
     """
     from qshpc.store.lock import JobLock
 
-    lock = JobLock(job_dir, "qshpc run --resume" if spec.resume else "qshpc run").acquire()
+    command = "qshpc run --resume" if spec.resume else "qshpc run"
+    lock = JobLock(job_dir, command, batch).acquire()
     try:
         if not spec.resume:
             _check_fresh(job_dir)

@@ -78,7 +78,7 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
         cpus = scheduler.cpus_per_task() if scheduler is not None else None
         if cpus is not None:
             context.set_rank_info(context.RankInfo(cpus=context.cores_for_rank(1, cpus)))
-        claim_job(spec, job_dir)
+        claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
         return run_job(spec, job_dir, None, None, None, scheduler)
     return _spawn(spec, n)
 

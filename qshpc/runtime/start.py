@@ -37,7 +37,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
         defer_signals()  # a cancel while the job starts cancels it as the program would start
         try:
             job_dir = prepare_job(spec)
-            claim_job(spec, job_dir)
+            claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
         except UserError as exc:
             error = str(exc)
         except BaseException as exc:  # tell the workers, or they wait in the bcast forever

@@ -47,6 +47,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -175,13 +176,24 @@ def holder_alive(job_dir: Path) -> Holder | None:
     return holder
 
 
-def _stale(job_dir: Path, holder: Holder) -> bool:
+#: The batch system's record of a run (``Scheduler.run_record()``: ``SLURM_JOB_ID``,
+#: ``SLURM_RESTART_COUNT``, ...), given by whoever starts the run; the store reads
+#: no Slurm variable itself.
+Batch = Mapping[str, str]
+
+
+def _restarts(batch: Batch | None) -> int:
+    try:
+        return int((batch or {}).get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        return 0
+
+
+def _stale(job_dir: Path, holder: Holder, batch: Batch | None = None) -> bool:
     """True when the run that holds the lock is gone (see the module doc)."""
-    mine = os.environ.get("SLURM_JOB_ID")
-    if mine and holder.slurm_job == mine:
-        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-        if restarts > holder.slurm_restarts:
-            return True  # Slurm requeued the job: its previous run is over
+    mine = (batch or {}).get("SLURM_JOB_ID")
+    if mine and holder.slurm_job == mine and _restarts(batch) > holder.slurm_restarts:
+        return True  # Slurm requeued the job: its previous run is over
     if holder.host == _HOST:
         if holder.pid == os.getpid():
             return False
@@ -202,11 +214,15 @@ class JobLock:
     Args:
         job_dir: The job directory (it must exist).
         command: What holds it, for the refusal message (``qshpc run``, ``--resume``).
+        batch: The batch system's record of this run (:data:`Batch`), or None.
     """
 
-    def __init__(self, job_dir: Path, command: str = "qshpc run") -> None:
+    def __init__(
+        self, job_dir: Path, command: str = "qshpc run", batch: Batch | None = None
+    ) -> None:
         self.job_dir = Path(job_dir)
         self.command = command
+        self.batch = dict(batch or {})
         self._lock: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -232,7 +248,7 @@ class JobLock:
                 if holder is None:
                     self._foreign(path)  # released meanwhile, or a file that is not a claim
                     continue
-                if _stale(self.job_dir, holder):
+                if _stale(self.job_dir, holder, self.batch):
                     self._break(path, holder)
                     continue
                 raise JobLockedError(self._refusal(holder), holder) from None
@@ -328,8 +344,8 @@ class JobLock:
             host=_HOST,
             pid=os.getpid(),
             since=time.time(),
-            slurm_job=os.environ.get("SLURM_JOB_ID") or None,
-            slurm_restarts=int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+            slurm_job=self.batch.get("SLURM_JOB_ID") or None,
+            slurm_restarts=_restarts(self.batch),
             start_ticks=_start_ticks(os.getpid()),
             command=self.command,
         )

@@ -209,7 +209,7 @@ def test_lock_held_on_another_host_is_kept_until_it_expires(tmp_path: Path) -> N
     assert not (job / LOCK_FILE).exists()
 
 
-def test_requeued_slurm_run_takes_over_its_previous_run(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_requeued_slurm_run_takes_over_its_previous_run(tmp_path: Path) -> None:
     job = tmp_path / "job"
     job.mkdir()
     claim = job / f"{LOCK_FILE}|node-7|4242|1"
@@ -219,6 +219,6 @@ def test_requeued_slurm_run_takes_over_its_previous_run(tmp_path: Path, monkeypa
     os.utime(claim, (future, future))
     info = {"host": "node-7", "pid": 4242, "slurm_job": "99", "slurm_restarts": 0}
     (job / HOLDER_FILE).write_text(json.dumps(info))
-    monkeypatch.setenv("SLURM_JOB_ID", "99")
-    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-    JobLock(job).acquire().release()
+    with pytest.raises(JobLockedError):  # the same job, not requeued: its run is alive
+        JobLock(job, batch={"SLURM_JOB_ID": "99", "SLURM_RESTART_COUNT": "0"}).acquire()
+    JobLock(job, batch={"SLURM_JOB_ID": "99", "SLURM_RESTART_COUNT": "1"}).acquire().release()
