@@ -17,7 +17,19 @@ from qshpc.store.isolate import _LEN, ARGUMENTS
 from qshpc.store.reader import JobReader
 
 _METHODS = frozenset(
-    {"meta", "arguments", "tasks", "task_result", "done_records", "result", "recoverable", "schema"}
+    {
+        "meta",
+        "arguments",
+        "tasks",
+        "task_result",
+        "done_records",
+        "result",
+        "recoverable",
+        "schema",
+        "runs",
+        "spans",
+        "task_table",
+    }
 )
 
 

@@ -466,6 +466,18 @@ class IsolatedReader(JobReader):
         value: dict[str, Any] = self._call("recoverable", deep)
         return value
 
+    def runs(self) -> list[dict[str, Any]]:
+        value: list[dict[str, Any]] = self._call("runs")
+        return value
+
+    def spans(self) -> np.ndarray[Any, Any]:
+        value: np.ndarray[Any, Any] = self._call("spans")
+        return value
+
+    def task_table(self) -> TaskTable:
+        value: TaskTable = self._call("task_table")
+        return value
+
     def verify(self) -> None:
         """Nothing to check it against: a file without a seal reads as it is."""
 
