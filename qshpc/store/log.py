@@ -119,7 +119,13 @@ def journal_frames(f: h5py.File, path: Path, strict: bool = True) -> list[Journa
     if token and token == token_of(f):
         return []  # folded in already (a writer died between the rename and the unlink)
     if damage and strict:
-        raise DamagedStoreError(path.with_name(L.JOURNAL_FILE), damage)
+        from qshpc.store.lock import holder_alive
+
+        # While a writer runs, what looks damaged may be its last commit on its way:
+        # on NFS another node can see a later page of an append before an earlier
+        # one. Only a journal nobody writes is judged; until then, what precedes it.
+        if holder_alive(path.parent) is None:
+            raise DamagedStoreError(path.with_name(L.JOURNAL_FILE), damage)
     return frames if token else []
 
 
