@@ -375,6 +375,26 @@ class JobLock:
             except OSError:
                 continue  # a full disk or a flaky NFS: try again at the next refresh
 
+    def check(self) -> str | None:
+        """Why this lock is no longer ours (another run broke it), or None while it is.
+
+        The refresh thread notices within :data:`REFRESH_S`; the writer asks here
+        too before it replaces ``job.h5``, so a run that was stopped (SIGSTOP, a
+        frozen node) for longer than the lifetime never overwrites the store of
+        the run that took over.
+        """
+        if self.lost is None and self._lock is not None:
+            try:
+                held = self._lock.is_locked
+            except OSError:
+                return None  # cannot tell (a flaky NFS): the refresh thread decides
+            if not held:
+                self.lost = (
+                    f"the lock of job {self.job_dir} was taken by another run "
+                    f"({(read_holder(self.job_dir) or Holder('?', 0)).describe()})"
+                )
+        return self.lost
+
     def release(self) -> None:
         """Give the lock up (nothing when it is not held)."""
         self._stop.set()

@@ -98,6 +98,13 @@ class JobWriter:
             raise StoreError(f"the writer of {self.path} is closed")
         return self._journal
 
+    def _check_still_ours(self) -> None:
+        """Before ``job.h5`` is replaced: the lock must still be this run's."""
+        lost = self.lock.check() if self.lock is not None else None
+        if lost:
+            self._broken = StoreError(f"{lost}; this run stops writing the job (one writer)")
+            raise self._broken
+
     def append_task(self, rec: TaskRecord) -> None:
         """Queue one task record (durable at the next :meth:`commit`)."""
         self._check()
@@ -138,6 +145,7 @@ class JobWriter:
         calls this now and then so that the file itself stays close to current.
         """
         self.commit()
+        self._check_still_ours()
         found: list[Ends] = []
         try:
             snapshot(self.path, lambda f: found.append(last_commit(f)), "checkpoint")
@@ -222,6 +230,7 @@ class JobWriter:
             self._finish_full(state, error)
             return
         self._close_journal()
+        self._check_still_ours()
         result = self._result
 
         def complete(f: h5py.File) -> None:

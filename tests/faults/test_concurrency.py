@@ -222,3 +222,26 @@ def test_requeued_slurm_run_takes_over_its_previous_run(tmp_path: Path) -> None:
     with pytest.raises(JobLockedError):  # the same job, not requeued: its run is alive
         JobLock(job, batch={"SLURM_JOB_ID": "99", "SLURM_RESTART_COUNT": "0"}).acquire()
     JobLock(job, batch={"SLURM_JOB_ID": "99", "SLURM_RESTART_COUNT": "1"}).acquire().release()
+
+
+def test_a_writer_whose_lock_was_taken_over_never_replaces_job_h5(tmp_path: Path) -> None:
+    """A run frozen past its lock's lifetime (SIGSTOP, a stuck node) wakes after a takeover."""
+    from qshpc.errors import StoreError
+    from qshpc.store import JobWriter, TaskRecord, create_job
+
+    job = tmp_path / "job"
+    create_job(job, {"id": "j", "created": 1.0}, {})
+    lock = JobLock(job).acquire()
+    writer = JobWriter.open(job, {"mpi_size": 1, "ranks": [], "started": 1.0})
+    writer.lock = lock
+    record = TaskRecord("0", "k0", "m.f", "SUCCEEDED", 1, 0, "h", 1.0, 2.0, 3.0, result=1)
+    writer.append_task(record)
+    writer.commit()
+    (job / LOCK_FILE).unlink()  # the next run judged this one dead and broke its lock
+    other = JobLock(job).acquire()
+    before = (job / "job.h5").read_bytes()
+    with pytest.raises(StoreError, match="taken by another run"):
+        writer.finalize("SUCCEEDED")
+    assert (job / "job.h5").read_bytes() == before
+    other.release()
+    lock.release()
