@@ -101,7 +101,9 @@ class Batch:
         off = self._meta.put(meta)
         where, res_off, res_len = L.WHERE_NONE, 0, 0
         if ok:
-            blob = encode_blob_parts(rec.result) if rec.encoded is None else [rec.encoded]
+            blob: list[Buffer] = (
+                encode_blob_parts(rec.result) if rec.encoded is None else [rec.encoded]
+            )
             where, res_off = self._put(blob)
             res_len = blob_len(blob)
         seed = rec.seed
