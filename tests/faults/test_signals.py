@@ -163,14 +163,19 @@ def test_cancel_before_the_ranks_start_holds(qshpc_home: Path) -> None:
     start it (it checks before starting mpiexec, and rank 0 as the program would start)."""
     from qshpc.jobs.spec import create_program_job
 
-    job_dir = create_program_job(
-        Program(title="slow", entrypoint="slow.py", working_dir=str(PROGRAMS)), None, None, None
-    )
-    out = run_cli("cancel", str(job_dir))
-    assert out.returncode == 0, out.stderr
     for workers in ("0", "1"):
+        job_dir = create_program_job(
+            Program(title="slow", entrypoint="slow.py", working_dir=str(PROGRAMS)), None, None, None
+        )
+        out = run_cli("cancel", str(job_dir))
+        assert out.returncode == 0, out.stderr
         run = run_cli(
             "run", str(PROGRAMS / "slow.py"), "--job-dir", str(job_dir), "-w", workers, timeout=60
         )
         assert run.returncode == 143, run.stdout + run.stderr
         assert "CANCELED" in run_cli("status", str(job_dir)).stdout
+    # A cancelled job stays so: another --job-dir run of it never runs it (refused, or
+    # cancelled again before it starts); --resume is how to run it.
+    again = run_cli("run", str(PROGRAMS / "slow.py"), "--job-dir", str(job_dir), timeout=60)
+    assert again.returncode in (2, 143), again.stdout + again.stderr
+    assert "CANCELED" in run_cli("status", str(job_dir)).stdout
