@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from qshpc.errors import JobFailedError, NoResultError
-from qshpc.jobs.paths import jobs_root, mark_terminal, read_override, read_slurm_id, resolve_job_dir
+from qshpc.jobs.paths import (
+    has_job_file,
+    jobs_root,
+    mark_terminal,
+    read_override,
+    read_slurm_id,
+    resolve_job_dir,
+)
 from qshpc.jobstate import TERMINAL, JobState
 
 if TYPE_CHECKING:
@@ -401,7 +408,7 @@ def list_jobs(state: str | None = None) -> JobList[Job]:
     root = jobs_root()
     if not root.is_dir():
         return JobList(infos=read_infos)
-    jobs = [Job(d) for d in sorted(root.iterdir(), reverse=True) if (d / "job.h5").is_file()]
+    jobs = [Job(d) for d in sorted(root.iterdir(), reverse=True) if has_job_file(d)]
     if state:
         jobs = [j for j, m in read_infos(jobs) if _state_of(m) == state.upper()]
     return JobList(jobs, infos=read_infos)

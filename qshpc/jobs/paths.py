@@ -65,6 +65,16 @@ def new_job_id() -> str:
 _SLURM_ID = re.compile(r"\d+(_\d+)?")
 
 
+def has_job_file(folder: Path) -> bool:
+    """Does ``folder`` hold a job (a ``job.h5`` entry of any kind)?
+
+    A ``job.h5`` that is not a regular file (a folder, a FIFO, a link to a
+    device) is a damaged job, which ``qshpc status`` reports as DAMAGED and
+    ``qshpc rm --force`` removes, not "no job".
+    """
+    return os.path.lexists(folder / JOB_FILE)
+
+
 def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
     """Find a job's directory from its id, a directory path, or a Slurm job id.
 
@@ -74,13 +84,13 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
     text = os.fspath(job)
     check_job_text(text)
     p = Path(text).expanduser()
-    if (p / JOB_FILE).is_file():
+    if has_job_file(p):
         return p.resolve()
     if p.name == JOB_FILE and p.is_file():
         return p.parent.resolve()
     root = jobs_root()
     cand = root / text
-    if "/" not in text and (cand / JOB_FILE).is_file():
+    if "/" not in text and has_job_file(cand):
         _check_owner(cand)
         return cand
     if _SLURM_ID.fullmatch(text) and root.is_dir():

@@ -281,3 +281,31 @@ def test_title_of_100k_characters(tmp_path: Path, qshpc_home: Path) -> None:
     assert listing.returncode == 0 and max(map(len, listing.stdout.splitlines())) < 200
     meta = json.loads(run_cli("status", str(job_dir_of(qshpc_home)), "--json").stdout)
     assert meta["title"] == "T" * 100_000  # stored whole, shown short
+
+
+def test_job_h5_that_is_not_a_regular_file(tmp_path: Path, qshpc_home: Path) -> None:
+    """A job.h5 that is a folder, a FIFO or a link to /dev/zero: a job that cannot be read
+    (one line, exit 2; listed; rm --force removes it), never 'no job', never a hang."""
+    good = finished_job(tmp_path, qshpc_home)
+    broken = {}
+    for kind in ("folder", "fifo", "zero"):
+        job = good.parent / f"20990101-000000-{kind}"
+        shutil.copytree(good, job)
+        (job / "job.h5").unlink()
+        if kind == "folder":
+            (job / "job.h5").mkdir()
+        elif kind == "fifo":
+            os.mkfifo(job / "job.h5")
+        else:
+            (job / "job.h5").symlink_to("/dev/zero")
+        broken[kind] = job
+    listed = run_cli("list", timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert good.name in listed.stdout and "SUCCEEDED" in listed.stdout
+    for kind, job in broken.items():
+        assert job.name in listed.stdout, kind
+        out = run_cli("status", job.name, timeout=30)
+        assert out.returncode == 2 and "not a regular file" in one_line(out.stderr), out.stderr
+        no_internals(out.stderr)
+    out = run_cli("rm", broken["zero"].name, "--force", timeout=30)
+    assert out.returncode == 0 and not broken["zero"].exists(), out.stderr
