@@ -249,3 +249,17 @@ def test_large_result_round_trip(tmp_path: Path) -> None:
     with JobReader.open(job) as r:
         np.testing.assert_array_equal(r.task_result("0")["arr"], big)
         np.testing.assert_array_equal(r.result(), big)
+
+
+def test_big_saved_result_is_stored_once(tmp_path: Path) -> None:
+    """A 32 MiB result took twice its size in job.h5 (the log's large stream and /result)."""
+    job = new_job(tmp_path)
+    big = np.random.default_rng(1).random(32 * 2**20 // 8)
+    w = JobWriter.open(job, RUNTIME)
+    w.save_result({"arr": big})
+    w.finalize("SUCCEEDED")
+    files = [p for p in job.iterdir() if p.is_file()]
+    on_disk = sum(p.stat().st_blocks * 512 for p in files)
+    assert on_disk < 1.3 * big.nbytes, {p.name: p.stat().st_size for p in files}
+    with JobReader.open(job) as r:
+        np.testing.assert_array_equal(r.result()["arr"], big)
