@@ -126,6 +126,8 @@ def remove_job(job: Job, force: bool = False) -> str:
         raise UserError(
             f"job {jid}'s store is damaged ({meta.get('recoverable')}): pass --force to remove it"
         )
+    if state not in ACTIVE and _held(job.job_dir):
+        state = "RUNNING"  # a run (a resume starting) holds it: its store says so shortly
     if state in ACTIVE:
         if not force:
             raise UserError(
@@ -136,6 +138,16 @@ def remove_job(job: Job, force: bool = False) -> str:
     shutil.rmtree(job.job_dir)
     drop_array_if_gone(job.job_dir)
     return state
+
+
+def _held(job_dir: Path) -> bool:
+    """Does a live run hold the job's lock (a resume of an ended job, before it says RUNNING)?"""
+    from qshpc.store.lock import holder_alive
+
+    try:
+        return holder_alive(job_dir) is not None
+    except Exception:
+        return False
 
 
 def collect(
@@ -158,7 +170,7 @@ def collect(
         if st == "DAMAGED":  # never removed by gc: what is recoverable stays for `qshpc rm --force`
             unreadable += 1
             continue
-        if st in ACTIVE:
+        if st in ACTIVE or _held(job.job_dir):  # held: a resume is starting
             active += 1
             continue
         if state and st != state:

@@ -245,3 +245,24 @@ def test_a_writer_whose_lock_was_taken_over_never_replaces_job_h5(tmp_path: Path
     assert (job / "job.h5").read_bytes() == before
     other.release()
     lock.release()
+
+
+def test_rm_and_gc_keep_an_ended_job_a_resume_holds(tmp_path: Path, qshpc_home: Path) -> None:
+    """A resume of an ended job holds its lock before its store says RUNNING: rm and gc keep it."""
+    from qshpc.store.lock import JobLock
+
+    prog = tmp_path / "ok.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    out = run_cli("run", str(prog), "--workers", "0")
+    assert out.returncode == 0, out.stderr
+    job = job_dir_of(qshpc_home)
+    lock = JobLock(job, "qshpc run --resume (test)").acquire()
+    try:
+        rm = run_cli("rm", job.name)
+        assert rm.returncode == 2 and "is RUNNING" in rm.stderr, rm.stderr
+        gc = run_cli("gc", "--older-than", "0s")
+        assert gc.returncode == 0 and "kept 1 running" in gc.stdout, gc.stdout + gc.stderr
+        assert (job / "job.h5").is_file()
+    finally:
+        lock.release()
+    assert run_cli("rm", job.name).returncode == 0 and not job.exists()
