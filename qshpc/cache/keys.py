@@ -36,6 +36,11 @@ are walked here and fed to the hash as typed tokens:
   user's own code by their bases and namespace, the same way;
 * functions, classes and modules of installed packages by their qualified
   name and their package's version;
+* an object whose class defines ``__qshpc_cache_digest__(self) -> bytes``
+  by its class's qualified name and those bytes, not by its content: for an
+  argument that knows a digest stable across processes when its own bytes
+  are not (a circuit's QPY bytes, which hold each Parameter's random UUID;
+  see :mod:`qshpc.primitives.blocks`);
 * any other object by what pickle's ``__reduce_ex__`` returns for it (its
   class, and its state walked as above).
 
@@ -66,6 +71,8 @@ _PACK_D = struct.Struct("<d").pack
 _PACK_DD = struct.Struct("<dd").pack
 _AUTO_NAME = re.compile(r"circuit-\d+")
 _MAX_DEPTH = 200
+#: The method by which a value gives its own digest (see the module doc).
+_OWN_DIGEST = "__qshpc_cache_digest__"
 
 
 class UncacheableError(Exception):
@@ -366,6 +373,10 @@ class _Walk:
         if t is set or t is frozenset:
             self._set(b"S" if t is set else b"Z", obj)
             return
+        own = getattr(t, _OWN_DIGEST, None)
+        if own is not None and callable(own):
+            self._own_digest(t, obj, own)
+            return
         np = sys.modules.get("numpy")
         if np is not None:
             if isinstance(obj, np.ndarray):
@@ -430,6 +441,26 @@ class _Walk:
             put(b"E" if obj is Ellipsis else b"NI")
         else:
             self._reduced(obj)
+
+    def _own_digest(self, t: type, obj: Any, own: Callable[[Any], bytes]) -> None:
+        """A value that gives its own stable digest (see the module doc)."""
+        try:
+            digest = own(obj)
+        except UncacheableError:
+            raise
+        except Exception as exc:
+            raise UncacheableError(
+                f"a value of type {t.__qualname__} gave no digest: {type(exc).__name__}: {exc}"
+            ) from None
+        if type(digest) is not bytes:
+            raise UncacheableError(
+                f"a value of type {t.__qualname__} gave a digest that is not bytes"
+            )
+        put = self.put
+        put(b"D")
+        _str(put, f"{t.__module__}.{t.__qualname__}")
+        put(b"%d:" % len(digest))
+        put(digest)
 
     def _array(self, arr: Any, np: Any) -> None:
         put = self.put

@@ -6,6 +6,13 @@ stored, retried, grouped like any other). Everywhere else (plain ``python``,
 ``--workers 0``, inside a task) the same kernels run here, one block per PUB.
 A circuit travels as its QPY bytes with their SHA-256, the key under which
 each rank keeps it analysed and transpiled (:mod:`qshpc.aer.v2.prepared`).
+
+Those bytes hold each Parameter's UUID, random in every process, so the
+result cache (:mod:`qshpc.cache.keys`) must not key a block by them: on rank 0
+they are a :class:`CircuitQPY` (and the SHA-256 a :class:`CircuitKey`), which
+the cache keys by :func:`qshpc.cache.keys.circuit_digest` of the circuit
+(parameters by name), taken only when the cache asks. Both pickle as plain
+``bytes`` and ``str``: the workers get the circuit's own QPY, unchanged.
 """
 
 from __future__ import annotations
@@ -119,19 +126,64 @@ def worker_count() -> int:
     return info.size - 1 if info.rank == 0 else 0
 
 
+class CircuitQPY(bytes):
+    """A circuit's own QPY bytes, keyed in the result cache by the circuit's stable digest.
+
+    Pickles as plain ``bytes``. ``circuit`` is the circuit the bytes were
+    dumped from, in this call (a run dumps and submits at once).
+    """
+
+    _circuit: Any
+    _digest: bytes | None
+
+    def __new__(cls, data: bytes, circuit: Any) -> CircuitQPY:
+        self = super().__new__(cls, data)
+        self._circuit = circuit
+        self._digest = None
+        return self
+
+    def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
+        return bytes, (bytes(self),)
+
+    def __qshpc_cache_digest__(self) -> bytes:
+        """:func:`qshpc.cache.keys.circuit_digest` of the circuit (the same in every process)."""
+        if self._digest is None:
+            from qshpc.cache.keys import circuit_digest
+
+            self._digest = circuit_digest(self._circuit)
+        return self._digest
+
+
+class CircuitKey(str):
+    """The SHA-256 of a :class:`CircuitQPY`: nothing of its own for the result cache.
+
+    It follows from the QPY bytes beside it, whose stable digest the cache
+    key holds already; its text changes with the Parameters' random UUIDs.
+    Pickles as plain ``str``.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return str, (str(self),)
+
+    def __qshpc_cache_digest__(self) -> bytes:
+        return b""
+
+
 class _Circuits:
     """QPY bytes and key of each distinct circuit object of a run (dumped once)."""
 
     def __init__(self) -> None:
-        self._seen: dict[int, tuple[Any, bytes, str]] = {}
+        self._seen: dict[int, tuple[Any, CircuitQPY, CircuitKey]] = {}
 
-    def get(self, circuit: Any) -> tuple[bytes, str]:
+    def get(self, circuit: Any) -> tuple[CircuitQPY, CircuitKey]:
         hit = self._seen.get(id(circuit))
         if hit is None or hit[0] is not circuit:
             from qshpc.store import _qpy
 
-            qpy = _qpy.dump(circuit)
-            hit = self._seen[id(circuit)] = (circuit, qpy, key_of(qpy))
+            qpy = CircuitQPY(_qpy.dump(circuit), circuit)
+            hit = self._seen[id(circuit)] = (circuit, qpy, CircuitKey(key_of(qpy)))
         return hit[1], hit[2]
 
 
@@ -246,6 +298,8 @@ def inline_estimator(work: Sequence[EstimatorWork], seed: int, config: BlockConf
 
 
 __all__ = [
+    "CircuitKey",
+    "CircuitQPY",
     "estimator_block",
     "inline_estimator",
     "inline_sampler",

@@ -251,3 +251,52 @@ def test_nested_calls_and_plain_python_use_the_cache(
     assert sorted(ran) == sorted(
         [f"leaf {i}" for i in range(4)] + [f"leaf {i + 100}" for i in range(4)]
     )
+
+
+PRIMITIVES = """\
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
+from qshpc import get_arguments, save_result
+from qshpc.aer import EstimatorV2, SamplerV2
+
+shift = float(get_arguments().get("shift", 0.0))
+v = ParameterVector("v", 3)
+qc = QuantumCircuit(2)
+qc.ry(v[0], 0)
+qc.rx(v[2] + 2 * v[1] + shift, 1)  # a compound expression
+qc.cx(0, 1)
+values = np.linspace(0.1, 2.0, 24).reshape(8, 3)
+opts = {"rows_per_task": 4}
+s = SamplerV2(default_shots=64, options=opts).run([(qc.measure_all(inplace=False), values)])
+e = EstimatorV2(default_precision=0.05, options=opts).run([(qc, [["ZZ"], ["XI"]], values)])
+bits = s.result()[0].data.meas
+save_result({"counts": [bits.slice_shots(range(64)).get_counts(i) for i in range(8)],
+             "evs": e.result()[0].data.evs.tolist()})
+"""
+
+
+def test_primitive_blocks_of_a_parameterized_circuit_hit_in_a_new_process(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    # A Parameter's UUID is random per process and QPY holds it: the blocks are
+    # keyed by the circuit's parameters by name, and still get its own QPY.
+    prog = tmp_path / "prims.py"
+    prog.write_text(PRIMITIVES)
+    shifted = tmp_path / "shifted.json"
+    shifted.write_text(json.dumps({"shift": 0.5}))
+
+    def run(*extra: str) -> tuple[str, dict]:
+        out = run_cli("run", str(prog), "--workers", "2", "--cache", "--seed", "5", *extra)
+        assert out.returncode == 0, out.stdout + out.stderr
+        job = [ln.split()[2] for ln in out.stdout.splitlines() if ln.startswith("qshpc: job ")]
+        return out.stdout, json.loads(run_cli("result", job[-1], "--json").stdout)
+
+    first_out, first = run()
+    assert "from the cache" not in first_out, first_out
+    second_out, second = run()
+    assert "(0 tasks run, " in second_out, second_out
+    assert second == first
+    third_out, third = run("--arguments", str(shifted))  # another circuit: every block runs
+    assert "from the cache" not in third_out, third_out
+    assert third["evs"] != first["evs"]

@@ -194,3 +194,38 @@ def test_circuit_digest_ignores_default_names_and_parameter_uuids() -> None:
     q = QuantumCircuit(1)
     q.rx(Parameter("a + b"), 0)
     assert circuit_digest(p) != circuit_digest(q)
+
+
+def test_primitive_block_circuits_are_keyed_by_their_stable_digest() -> None:
+    import pickle
+
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import ParameterVector
+
+    from qshpc.primitives.blocks import _Circuits
+
+    def ansatz(shift: float = 0.0) -> QuantumCircuit:
+        v = ParameterVector("v", 3)  # new UUIDs each time, as in another process
+        qc = QuantumCircuit(2)
+        qc.ry(v[0], 0)
+        qc.rx(v[2] + 2 * v[1] + shift, 1)
+        return qc
+
+    fn = function_digest(len)
+    a, b, c = (_Circuits().get(ansatz(s)) for s in (0.0, 0.0, 0.5))
+    assert a[0] != b[0] and a[1] != b[1]  # their own QPY bytes and SHA-256 differ
+    assert call_key(fn, a, None, 5) == call_key(fn, b, None, 5)
+    assert call_key(fn, a, None, 5) != call_key(fn, c, None, 5)
+    assert call_key(fn, a, None, 5) != call_key(fn, (bytes(a[0]), str(a[1])), None, 5)
+    # The workers get plain bytes and str: the circuit's own QPY, unchanged.
+    qpy, k = pickle.loads(pickle.dumps(a, protocol=5))
+    assert type(qpy) is bytes and qpy == a[0] and type(k) is str and k == a[1]
+
+
+def test_a_value_whose_own_digest_fails_is_not_cached() -> None:
+    class Broken(bytes):
+        def __qshpc_cache_digest__(self) -> bytes:
+            raise ValueError("no")
+
+    with pytest.raises(UncacheableError, match="Broken gave no digest"):
+        call_key(function_digest(len), (Broken(b"x"),), None, None)
