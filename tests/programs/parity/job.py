@@ -1,0 +1,3 @@
+"""quantum-serverless's tests/resources/job.py: prints 42."""
+
+print(42)
