@@ -22,6 +22,8 @@ _EXPORTS = {
     "get": "qshpc.program.api",
     "put": "qshpc.program.api",
     "wait": "qshpc.program.api",
+    "get_refs_by_status": "qshpc.program.api",
+    "as_completed": "qshpc.program.api",
     "DistributedTask": "qshpc.program.api",
     "TaskRef": "qshpc.program.refs",
     "ObjectRef": "qshpc.program.refs",

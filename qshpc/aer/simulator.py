@@ -3,8 +3,8 @@
 ``transpile()`` rebuilds its pass manager on every call (about 70 ms), and a new
 ``AerSimulator`` re-reads its configuration; tasks of a few milliseconds cannot
 afford either. Both live in module-level caches keyed by what makes them differ.
-Aer's threads are capped at the cores of this rank (``rank_info().cpus``), so
-the ranks of a node never oversubscribe it.
+Aer's threads are the running task's ``target={"cpu": k}``, else the cores of
+this rank (``rank_info().cpus``), so the ranks of a node never oversubscribe it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from qshpc.aer.binding import bindable
 from qshpc.aer.device import resolve_device
 from qshpc.errors import UserError
-from qshpc.task.context import rank_info
+from qshpc.task.context import rank_info, task_threads
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
@@ -54,7 +54,7 @@ class SimSpec:
         method: Aer simulation method, e.g. ``"statevector"``.
         device: ``"CPU"`` or ``"GPU"``.
         precision: ``"double"`` or ``"single"``.
-        threads: Aer's ``max_parallel_threads``: this rank's cores.
+        threads: Aer's ``max_parallel_threads``: the task's ``cpu`` target, else the rank's cores.
         gpu: GPU ordinal bound on ``device="GPU"``, else None.
     """
 
@@ -90,7 +90,7 @@ def sim_spec(
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     dev, gpu = resolve_device(device)
-    return SimSpec(method, dev, precision, max(1, rank_info().cpus), gpu)
+    return SimSpec(method, dev, precision, max(1, task_threads()), gpu)
 
 
 def get_simulator(spec: SimSpec) -> Any:

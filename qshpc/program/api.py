@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.program import backend as _backend
-from qshpc.program.refs import ObjectRef, TaskRef, wait_all, wait_some
-from qshpc.program.resources import Target
+from qshpc.program.refs import ObjectRef, TaskRef, iter_completed, wait_all, wait_some
+from qshpc.program.resources import Target, check_requirements
 from qshpc.program.session import SPAN_GET, SPAN_WAIT, Session
 
 P = ParamSpec("P")
@@ -130,6 +130,14 @@ class DistributedTask(Generic[P, R]):
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
         self._digest: bytes | None = None
+        #: Threads per call asked for (0: the rank's cores); rank 0 places calls by it.
+        self.threads = target.threads
+        #: What a rank calls: the function, or the function with its target's threads and env.
+        self.runner: Callable[..., Any] = func
+        if target.threads or target.env_vars:
+            from qshpc.task.execute import TargetedCall
+
+            self.runner = TargetedCall(func, target.threads, target.env_vars)
 
     @property
     def digest(self) -> bytes:
@@ -213,7 +221,9 @@ def distribute_task(
     def wrap(func: Callable[P, R]) -> DistributedTask[P, R]:
         if not callable(func):
             raise UserError(f"distribute_task decorates functions, got {type(func).__name__}")
-        return DistributedTask(func, tgt, retries, name, cache)
+        task = DistributedTask(func, tgt, retries, name, cache)
+        check_requirements(tgt.pip, f"task {task.name} (target pip)")
+        return task
 
     return wrap
 
@@ -241,8 +251,11 @@ def get(refs: Any, timeout: float | None = None, progress: bool = False) -> Any:
             (a bar on a terminal, a line every few seconds otherwise).
 
     Raises:
-        TaskError: A task raised (remote traceback, task id, rank and host inside).
+        TaskError: A task raised (remote traceback, task id, rank and host inside);
+            it is also an instance of the task's own exception class when that
+            class allows it, so ``except ValueError`` catches a task's ValueError.
         TimeoutError: Not all done within ``timeout``.
+        UserError: Not a reference, or an object placed on another rank.
     """
     if isinstance(refs, ObjectRef):
         return _backend.current().get_object(refs.obj_id)
@@ -288,34 +301,123 @@ def _one(r: Any) -> Any:
 
 
 def put(obj: Any) -> ObjectRef:
-    """Place an object once; pass the reference to tasks instead of the object itself."""
+    """Place an object once; pass the reference to tasks instead of the object itself.
+
+    The reference is ready at once. Passed as an argument, it arrives as the
+    object; nested in a list, dict or object, it stays a reference that ``get``
+    reads inside the task. A worker sends each object it needs only once.
+    """
     return _backend.current().put(obj)
 
 
+def _refs(refs: Any, what: str) -> list[Any]:
+    """``refs`` as a list of references, or a UserError naming what is wrong."""
+    if isinstance(refs, (TaskRef, ObjectRef)):
+        raise UserError(f"{what} takes a list of references, got a single one: {what}([ref])")
+    if isinstance(refs, (str, bytes, dict)) or not isinstance(refs, Iterable):
+        raise UserError(f"{what} takes a list of references, got {type(refs).__name__}")
+    out = list(refs)
+    for i, r in enumerate(out):
+        if not isinstance(r, (TaskRef, ObjectRef)):
+            raise UserError(
+                f"{what} takes task or object references; item {i} is a {type(r).__name__}"
+            )
+    return out
+
+
+def _timeout(timeout: Any, what: str) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise UserError(
+            f"{what}: timeout must be None or a number of seconds >= 0, got {timeout!r}"
+        )
+    return float(timeout)
+
+
 def wait(
-    refs: Sequence[TaskRef[Any]], num_returns: int = 1, timeout: float | None = None
-) -> tuple[list[TaskRef[Any]], list[TaskRef[Any]]]:
-    """Wait until ``num_returns`` of ``refs`` are done, or ``timeout`` seconds pass.
+    refs: Sequence[TaskRef[Any] | ObjectRef],
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[Any], list[Any]]:
+    """Ray's ``wait``: wait until ``num_returns`` of ``refs`` are ready, or ``timeout`` passes.
+
+    Returns exactly ``num_returns`` ready references (fewer only when the
+    timeout passed first) and the rest, each list in input order. Object
+    references (from ``put``) are ready at once; ``timeout=0`` looks once.
+
+    Args:
+        refs: Distinct task or object references.
+        num_returns: How many ready references to wait for (1 to ``len(refs)``).
+        timeout: Seconds to wait at most; None waits as long as it takes.
+        fetch_local: Accepted for Ray programs (results are always fetched).
 
     Returns:
-        ``(done, pending)``, each a list of references in their original order.
+        ``(ready, not_ready)``.
+
+    Raises:
+        UserError: Not a list of references, a reference twice, a bad ``num_returns``.
     """
-    if num_returns < 1 or num_returns > len(refs):
-        raise UserError(f"num_returns must be between 1 and {len(refs)}, got {num_returns}")
+    items = _refs(refs, "wait")
+    seconds = _timeout(timeout, "wait")
+    if not items:
+        return [], []
+    if len({id(r) for r in items}) != len(items):
+        raise UserError("wait takes distinct references: the list holds one more than once")
+    if (
+        isinstance(num_returns, bool)
+        or not isinstance(num_returns, int)
+        or not (1 <= num_returns <= len(items))
+    ):
+        raise UserError(f"num_returns must be between 1 and {len(items)}, got {num_returns!r}")
     t0 = time.time()
     try:
-        done, pending = wait_some(list(refs), num_returns, timeout)
+        done, pending = wait_some(items, num_returns, seconds)
     finally:
-        _note_wait(SPAN_WAIT, t0, len(refs))
+        _note_wait(SPAN_WAIT, t0, len(items))
     _sync()
     return done, pending
 
 
+def get_refs_by_status(object_refs: Sequence[Any], **kwargs: Any) -> tuple[list[Any], list[Any]]:
+    """quantum-serverless's name for :func:`wait` (Ray's ``wait``): ``(ready, not_ready)``.
+
+    Keyword arguments: ``num_returns`` (default 1), ``timeout``, ``fetch_local``.
+    """
+    unknown = set(kwargs) - {"num_returns", "timeout", "fetch_local"}
+    if unknown:
+        raise UserError(
+            f"get_refs_by_status takes num_returns, timeout and fetch_local; got {sorted(unknown)}"
+        )
+    return wait(object_refs, **kwargs)
+
+
+def as_completed(refs: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
+    """Yield each reference as it finishes: those already done first, in input order.
+
+    As ``concurrent.futures.as_completed`` (TaskRefs are futures, so that works
+    too); object references are done at once. A reference given twice is
+    yielded once.
+
+    Raises:
+        TimeoutError: Some are not done ``timeout`` seconds after the call (from the iterator).
+        UserError: Not a list of references.
+    """
+    items = _refs(refs, "as_completed")
+    seconds = _timeout(timeout, "as_completed")
+    for ref in iter_completed(items, seconds):
+        _sync()
+        yield ref
+
+
 __all__ = [
     "DistributedTask",
+    "as_completed",
     "distribute_task",
     "get",
     "get_arguments",
+    "get_refs_by_status",
     "put",
     "save_result",
     "update_status",

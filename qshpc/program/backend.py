@@ -14,11 +14,23 @@ import inspect
 import itertools
 import threading
 import time
+import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from qshpc.program.refs import ObjectRef, TaskRef, find_refs, resolve_many, substitute
+from qshpc.errors import ResourceError, SerializationError, UserError
+from qshpc.program.refs import (
+    ObjectRef,
+    TaskRef,
+    collecting,
+    object_id,
+    resolve_many,
+    set_object_getter,
+    substitute_top,
+    top_task_refs,
+    wait_all,
+)
 from qshpc.task import context, payload
 from qshpc.task.execute import Outcome, run_task
 
@@ -55,6 +67,16 @@ class TaskSpec(Protocol):
         """Whether calls use the result cache: True, False, or None (as the job says)."""
         ...
 
+    @property
+    def runner(self) -> Callable[..., Any]:
+        """What a rank calls: ``func``, or ``func`` with its target's threads and variables."""
+        ...
+
+    @property
+    def threads(self) -> int:
+        """Threads per call its target asks for (0: the rank's cores)."""
+        ...
+
 
 class Backend(Protocol):
     """What the program API needs from an execution backend."""
@@ -68,23 +90,117 @@ class Backend(Protocol):
     def get_object(self, obj_id: int) -> Any: ...
 
 
+_NO_REFS: tuple[()] = ()
+
+
+def pack(
+    value: Any, name: str, task_id: str, what: str = "arguments"
+) -> tuple[bytes, Sequence[int], Sequence[TaskRef[Any]]]:
+    """Pickle ``value`` (circuits as QPY), finding every reference inside it, at any depth.
+
+    References in lists, dicts, sets, tuples and in the attributes of any object
+    pickle reaches record themselves while pickled (:data:`qshpc.refs.collecting`),
+    so plain values cost no more than pickling them does. A value that names
+    something of the program file (``__main__``) goes by value, with cloudpickle.
+
+    Returns:
+        ``(payload, object ids, pending TaskRefs)``: the payload is usable only
+        when no TaskRef inside is pending (the call must wait for those).
+
+    Raises:
+        SerializationError: The value cannot be pickled, even by cloudpickle.
+    """
+    found = collecting.found
+    found.on = True
+    try:
+        try:
+            data = _dumps(value)
+            if b"__main__" not in data:
+                objs, pending = found.objs, found.pending
+                if not objs and not pending:
+                    return data, _NO_REFS, _NO_REFS
+                return data, objs[:], pending[:]
+        except Exception:
+            pass
+        found.objs.clear()
+        found.pending.clear()
+        try:
+            data = payload.cloud_dumps(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"the {what} of task {task_id} ({name}) cannot be serialized: {exc}. "
+                "Pass plain data, numpy arrays or Qiskit objects, or build the object inside "
+                "the task."
+            ) from None
+        return data, found.objs[:], found.pending[:]
+    finally:
+        found.on = False
+        if found.objs:
+            found.objs.clear()
+        if found.pending:
+            found.pending.clear()
+
+
+_dumps = payload.dumps
+
+
+def refers_to_objects(value: Any) -> bool:
+    """True when ``value`` holds an ObjectRef at any depth (or cannot be pickled to tell)."""
+    found = collecting.found
+    found.on = True
+    try:
+        _dumps(value)
+        return bool(found.objs)
+    except Exception:
+        return True
+    finally:
+        found.on = False
+        found.objs.clear()
+        found.pending.clear()
+
+
 def dumps_payload(args: tuple[Any, ...], kwargs: dict[str, Any], name: str, task_id: str) -> bytes:
     """Pickle a task's arguments (snapshot at call time), naming the task if they cannot be."""
-    try:
-        return payload.dumps((args, kwargs))
-    except Exception:
-        import cloudpickle
+    return pack((args, kwargs), name, task_id)[0]
 
-        try:
-            data: bytes = cloudpickle.dumps((args, kwargs), protocol=5)
-            return data
-        except Exception as exc:
-            from qshpc.errors import SerializationError
 
-            raise SerializationError(
-                f"the arguments of task {task_id} ({name}) cannot be serialized: {exc}. "
-                "Pass plain data, numpy arrays or Qiskit objects, or build the object inside the task."
-            ) from None
+def foreign_object_error(obj_id: int, here: int) -> UserError:
+    """The error for an ObjectRef whose object this rank does not hold."""
+    ref = ObjectRef(obj_id)
+    if ref.owner == here:
+        return UserError(
+            f"{ref!r} is unknown here: a reference from another job or process, or made by hand"
+        )
+    if ref.owner == 0:
+        return UserError(
+            f"{ref!r} (put by the program on rank 0) did not travel to rank {here}: a task "
+            "receives the objects its arguments and its function refer to; pass it as an argument"
+        )
+    return UserError(
+        f"{ref!r} was placed by a task on rank {ref.owner}, and an object placed inside a "
+        f"task stays on that rank (this is rank {here}): return the object itself from "
+        "the task, or put() it in the program"
+    )
+
+
+def check_threads(task: TaskSpec, have: dict[int, int]) -> None:
+    """Refuse a call whose ``cpu`` target no rank meets, saying what the job has.
+
+    Args:
+        task: The task called.
+        have: Cores of each rank that may run it.
+
+    Raises:
+        ResourceError: No rank has ``task.threads`` cores.
+    """
+    if task.threads <= max(have.values()):
+        return
+    ranks = ", ".join(f"rank {r}: {c}" for r, c in sorted(have.items()))
+    raise ResourceError(
+        f"task {task.name} asks for target cpu={task.threads}, and no rank of this job has that "
+        f"many cores ({ranks}): ask for fewer, or give the job's ranks more cores "
+        "(--cpus-per-task with SlurmClient/qshpc submit, fewer ranks per node)"
+    )
 
 
 def function_digest(func: Any) -> bytes:
@@ -119,56 +235,87 @@ class InlineBackend:
     Args:
         session: The job session on rank 0 (records tasks in the store), or None.
         prefix: Task id prefix for nested calls on a worker (``"17."``).
+        nested: True on a worker: calls are nested in the task running there.
+        rank: The rank whose objects ``put`` places (default: this process's rank).
     """
 
-    def __init__(self, session: Session | None = None, prefix: str = "") -> None:
+    def __init__(
+        self,
+        session: Session | None = None,
+        prefix: str = "",
+        nested: bool = False,
+        rank: int | None = None,
+    ) -> None:
         self.session = session
         self.prefix = prefix
         #: The result cache (rank 0: the session's; a worker sets its own; plain
         #: ``python``: one opened when a task with ``cache=True`` is first called).
         self.cache: JobCache | None = session.cache if session is not None else None
+        self.nested = nested
+        self.rank = context.rank_info().rank if rank is None else rank
         self._counters: dict[tuple[str, int], itertools.count[int]] = {}
-        self._objects: dict[int, Any] = {}
+        #: Objects by id: those put here, and (on a worker) those rank 0 sent.
+        self.objects: dict[int, Any] = {}
         self._obj_ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._warned = False
 
     def put(self, obj: Any) -> ObjectRef:
         with self._lock:
-            oid = next(self._obj_ids)
-            self._objects[oid] = obj
+            oid = object_id(self.rank, next(self._obj_ids))
+            self.objects[oid] = obj
         return ObjectRef(oid)
 
     def get_object(self, obj_id: int) -> Any:
-        return self._objects[obj_id]
+        try:
+            return self.objects[obj_id]
+        except KeyError:
+            raise foreign_object_error(obj_id, self.rank) from None
 
     def _lookup(self, ref: Any) -> Any:
-        if isinstance(ref, ObjectRef):
-            return self._objects[ref.obj_id]
+        if type(ref) is ObjectRef:
+            return self.get_object(ref.obj_id)
         return ref.result()
 
-    def submit(
-        self, task: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> TaskRef[Any]:
+    def _check_threads(self, task: TaskSpec) -> None:
+        info = context.rank_info()
+        if task.threads <= info.cpus:
+            return
+        if self.session is not None and not self.nested:
+            check_threads(task, {info.rank: info.cpus})  # a one-rank job: refused
+        if not self.nested and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"task {task.name} asks for target cpu={task.threads} and this process has "
+                f"{info.cpus} core(s): it runs with {info.cpus} thread(s)",
+                stacklevel=4,
+            )
+
+    def submit(self, task: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskRef[Any]:
         parent = context.current_task()
         # Nested ids count per parent call (and attempt), so they are stable.
         scope = (parent.task_id, parent.attempt) if parent is not None else ("", 0)
         counter = self._counters.setdefault(scope, itertools.count())
         base = f"{parent.task_id}." if parent is not None else self.prefix
         task_id = f"{base}{next(counter)}"
+        if task.threads:
+            self._check_threads(task)
         ref: TaskRef[Any] = TaskRef(task_id, task.name)
-        objs, deps = find_refs(args, kwargs)
-        if objs or deps:
-            try:
-                args = substitute(args, self._lookup)
-                kwargs = substitute(kwargs, self._lookup)
-            except BaseException as exc:  # a dependency failed
-                resolve_many([(ref, False, exc)])
-                return ref
+        deps = top_task_refs(args, kwargs)
+        if deps:
+            wait_all(deps)  # done already, unless they came from another backend
+        try:
+            # Ray's rule: references that are arguments arrive as values; nested
+            # ones stay references, which get() reads inside the task.
+            args, kwargs = substitute_top(args, kwargs, self._lookup)
+        except BaseException as exc:  # a dependency failed
+            resolve_many([(ref, False, exc)])
+            return ref
         session = self.session
         submitted = time.time()
         key = ""
         if session is not None and session.done:  # resuming: this call may be stored
-            payload = dumps_payload(args, kwargs, task.name, task_id)
+            payload = pack((args, kwargs), task.name, task_id)[0]
             key = task_key(task.digest, payload, task_id)
             done = session.done_result(key)
             if done is not None:
@@ -197,7 +344,9 @@ class InlineBackend:
         attempt = 0
         while True:
             attempt += 1
-            out: Outcome = run_task(task.func, args, kwargs, task_id, task.name, task_seed, attempt)
+            out: Outcome = run_task(
+                task.runner, args, kwargs, task_id, task.name, task_seed, attempt
+            )
             if session is not None:
                 session.record(out, key, submitted, task_seed)
             if out.ok or attempt > task.retries:
@@ -207,7 +356,6 @@ class InlineBackend:
         info = context.rank_info()
         resolve_many([(ref, out.ok, out.value if out.ok else out.task_error(info.rank, info.host))])
         return ref
-
 
     def _cache_for(self, task: TaskSpec) -> JobCache | None:
         """The cache when this task's calls use it, else None."""
@@ -241,3 +389,6 @@ def activate(backend: Backend | None) -> None:
     """Make ``backend`` the active one (runtime only)."""
     global _backend
     _backend = backend
+
+
+set_object_getter(lambda ref: current().get_object(ref.obj_id))

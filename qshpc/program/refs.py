@@ -1,76 +1,130 @@
 """References to task results and to objects placed with :func:`qshpc.put`.
 
-A :class:`TaskRef` behaves like a :class:`concurrent.futures.Future`
-(``done``, ``result``, ``exception``, ``cancel``, ``add_done_callback``) but is
-lighter: the runtime resolves whole batches of them under one lock, which is
-what lets rank 0 keep up with 100k tiny tasks per second.
+A :class:`TaskRef` is a :class:`concurrent.futures.Future` (a subclass), so
+``concurrent.futures.wait``/``as_completed``, ``asyncio.wrap_future`` and
+``await ref`` accept it. It is lighter than a plain ``Future``: every reference
+of a process shares one condition (a plain ``Future`` builds its own, about
+1 us), and the runtime resolves whole batches of references under that one
+lock, which is what lets rank 0 keep up with 100k tiny tasks per second.
+
+An :class:`ObjectRef` (from ``put``) is ready from the start: ``wait``,
+``as_completed`` and ``concurrent.futures.wait`` count it as done. Its id names
+the rank that placed it, so ids never collide across ranks.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import CancelledError as _FuturesCancelledError
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _PENDING, _RUNNING, _DONE, _FAILED, _CANCELLED = range(5)
+_NAMES = ("pending", "running", "done", "failed", "cancelled")
+# What concurrent.futures reads in ``Future._state``.
+_FUTURE_STATES = ("PENDING", "RUNNING", "FINISHED", "FINISHED", "CANCELLED_AND_NOTIFIED")
 
 # One condition for every reference of this process: waiters sleep on it (no
 # spinning) and the dispatcher notifies it once per batch, not once per task.
+# It wraps an RLock, so concurrent.futures.wait may acquire it once per future.
 _cond = threading.Condition()
 
+_LOG = logging.getLogger("qshpc")
 
-class TaskRef(Generic[T]):
-    """A reference to the result of one distributed task call.
+
+class CancelledError(_FuturesCancelledError):
+    """The task was cancelled before it ran (also a ``concurrent.futures.CancelledError``)."""
+
+
+class TaskRef(Future[T]):
+    """A reference to the result of one distributed task call: a ``concurrent.futures.Future``.
 
     Attributes:
         task_id: The stable task id (call index on rank 0, ``"17.2"`` when nested).
         function: Qualified name of the task function.
     """
 
-    __slots__ = ("__weakref__", "_callbacks", "_error", "_state", "_value", "function", "task_id")
+    __slots__ = ("_callbacks", "_error", "_st", "_value", "_w", "function", "task_id")
+
+    #: Shared by every reference (concurrent.futures locks it around its checks).
+    _condition = _cond
 
     def __init__(self, task_id: str, function: str) -> None:
+        # No Future.__init__: it would build a Condition per reference.
         self.task_id = task_id
         self.function = function
-        self._state = _PENDING
+        self._st = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
-        self._callbacks: list[Callable[[TaskRef[T]], None]] | None = None
+        self._callbacks: list[Callable[[Future[T]], object]] | None = None
+        self._w: list[Any] | None = None
 
     def __repr__(self) -> str:
-        names = ("pending", "running", "done", "failed", "cancelled")
-        return f"<TaskRef {self.task_id} {self.function} {names[self._state]}>"
+        return f"<TaskRef {self.task_id} {self.function} {_NAMES[self._st]}>"
 
-    # -- future-like API -------------------------------------------------
+    # -- what concurrent.futures reads --------------------------------------
+    @property
+    def _state(self) -> str:  # type: ignore[override]
+        return _FUTURE_STATES[self._st]
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
+        w = self._w
+        if w is None:
+            w = self._w = []
+        return w
+
+    @property
+    def _result(self) -> Any:  # type: ignore[override]
+        return self._value
+
+    @property
+    def _exception(self) -> BaseException | None:  # type: ignore[override]
+        return self._error
+
+    # -- the Future API -------------------------------------------------------
     def done(self) -> bool:
         """Return True when the task finished, failed or was cancelled."""
-        return self._state >= _DONE
+        return self._st >= _DONE
 
     def running(self) -> bool:
         """Return True while the task is dispatched and not finished."""
-        return self._state == _RUNNING
+        return self._st == _RUNNING
 
     def cancelled(self) -> bool:
         """Return True when the task was cancelled before it ran."""
-        return self._state == _CANCELLED
+        return self._st == _CANCELLED
 
     def cancel(self) -> bool:
         """Cancel the task if it has not been dispatched yet.
 
         Returns:
-            True when it was cancelled, False when it already runs or ended.
+            True when it was (or already had been) cancelled, False when it runs or ended.
         """
         with _cond:
-            if self._state != _PENDING:
-                return self._state == _CANCELLED
-            self._state = _CANCELLED
+            if self._st != _PENDING:
+                return self._st == _CANCELLED
+            self._st = _CANCELLED
             self._error = CancelledError(f"task {self.task_id} ({self.function}) was cancelled")
+            for waiter in self._w or ():
+                waiter.add_cancelled(self)
             _cond.notify_all()
         self._run_callbacks()
         return True
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """Mark the task running; False when it was cancelled (as ``Future`` does)."""
+        with _cond:
+            if self._st == _CANCELLED:
+                return False
+            if self._st == _PENDING:
+                self._st = _RUNNING
+            return True
 
     def result(self, timeout: float | None = None) -> T:
         """Wait for the task and return its result.
@@ -80,9 +134,10 @@ class TaskRef(Generic[T]):
 
         Raises:
             TaskError: The task raised on its worker.
+            CancelledError: The task was cancelled.
             TimeoutError: Not done within ``timeout``.
         """
-        if self._state < _DONE:
+        if self._st < _DONE:
             wait_all([self], timeout)
         if self._error is not None:
             raise self._error
@@ -90,30 +145,96 @@ class TaskRef(Generic[T]):
         return value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """Wait for the task and return its exception (None when it succeeded)."""
-        if self._state < _DONE:
+        """Wait for the task and return its exception (None when it succeeded).
+
+        Raises:
+            CancelledError: The task was cancelled (as ``Future.exception`` does).
+            TimeoutError: Not done within ``timeout``.
+        """
+        if self._st < _DONE:
             wait_all([self], timeout)
+        if self._st == _CANCELLED:
+            assert self._error is not None
+            raise self._error
         return self._error
 
-    def add_done_callback(self, fn: Callable[[TaskRef[T]], None]) -> None:
-        """Call ``fn(ref)`` when the task ends (at once if it already has)."""
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """Call ``fn(ref)`` when the task ends (at once if it already has).
+
+        An exception in ``fn`` is logged and ignored, as ``Future`` does.
+        """
         with _cond:
-            if self._state < _DONE:
+            if self._st < _DONE:
                 if self._callbacks is None:
                     self._callbacks = []
                 self._callbacks.append(fn)
                 return
-        fn(self)
+        _call(fn, self)
 
-    # -- runtime side ----------------------------------------------------
+    def set_result(self, result: T) -> None:
+        """Resolve the reference with ``result`` (for tools that complete futures)."""
+        resolve_many([(self, True, result)])
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """Resolve the reference with ``exception``."""
+        resolve_many([(self, False, exception)])
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """``await ref`` inside a coroutine: the task's result, without blocking the loop."""
+        import asyncio
+
+        return (yield from asyncio.wrap_future(self).__await__())
+
+    # -- pickling ---------------------------------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A finished reference travels with its outcome; a pending one cannot travel.
+
+        While a call's arguments are pickled (:func:`collecting`), a pending one is
+        recorded instead: the call then waits for it.
+        """
+        if self._st < _DONE:
+            c = collecting.found
+            if c.on:
+                c.pending.append(self)
+                return (_pending_placeholder, (self.task_id,))
+            raise TypeError(
+                f"TaskRef {self.task_id} ({self.function}) is not done and cannot be sent: "
+                "pass it as a task argument (the task then starts once it is done), "
+                "or get() its value first"
+            )
+        return (_finished_ref, (self.task_id, self.function, self._st, self._value, self._error))
+
+    def __copy__(self) -> TaskRef[T]:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TaskRef[T]:
+        return self
+
+    # -- runtime side -------------------------------------------------------------
     def _run_callbacks(self) -> None:
         cbs, self._callbacks = self._callbacks, None
         for cb in cbs or ():
-            cb(self)
+            _call(cb, self)
 
 
-class CancelledError(Exception):
-    """The task was cancelled before it ran."""
+def _call(fn: Callable[[Any], object], ref: Any) -> None:
+    try:
+        fn(ref)
+    except Exception:
+        _LOG.exception("exception calling callback for %r", ref)
+
+
+def _pending_placeholder(task_id: str) -> None:
+    """Stands for a pending TaskRef in a payload that is thrown away."""
+
+
+def _finished_ref(
+    task_id: str, function: str, state: int, value: Any, error: BaseException | None
+) -> TaskRef[Any]:
+    """Rebuild a finished reference on the rank that unpickles it."""
+    ref: TaskRef[Any] = TaskRef(task_id, function)
+    ref._st, ref._value, ref._error = state, value, error
+    return ref
 
 
 def resolve_many(items: Iterable[tuple[TaskRef[Any], bool, Any]]) -> None:
@@ -124,16 +245,22 @@ def resolve_many(items: Iterable[tuple[TaskRef[Any], bool, Any]]) -> None:
     with_callbacks: list[TaskRef[Any]] = []
     with _cond:
         for ref, ok, value in items:
-            if ref._state >= _DONE:
+            if ref._st >= _DONE:
                 continue
             if ok:
                 ref._value = value
-                ref._state = _DONE
+                ref._st = _DONE
             else:
                 ref._error = value
-                ref._state = _FAILED
-            if ref._callbacks:
+                ref._st = _FAILED
+            if ref._callbacks is not None or ref._w:
                 with_callbacks.append(ref)
+        for ref in with_callbacks:
+            for waiter in ref._w or ():  # concurrent.futures' and as_completed's waiters
+                if ref._st == _DONE:
+                    waiter.add_result(ref)
+                else:
+                    waiter.add_exception(ref)
         _cond.notify_all()
     for ref in with_callbacks:
         ref._run_callbacks()
@@ -151,11 +278,16 @@ def resolve_values(chunks: Iterable[tuple[list[TaskRef[Any]], list[Any]]]) -> No
 def mark_running(refs: Iterable[TaskRef[Any]]) -> None:
     """Mark references as dispatched (they can no longer be cancelled)."""
     for ref in refs:
-        if ref._state == _PENDING:
-            ref._state = _RUNNING
+        if ref._st == _PENDING:
+            ref._st = _RUNNING
 
 
-def wait_all(refs: list[TaskRef[Any]], timeout: float | None = None) -> None:
+def requeue(ref: TaskRef[Any]) -> None:
+    """A dispatched call goes back to the queue (a retry on rank 0)."""
+    ref._st = _PENDING
+
+
+def wait_all(refs: list[Any], timeout: float | None = None) -> None:
     """Sleep until every reference is done.
 
     Raises:
@@ -165,50 +297,152 @@ def wait_all(refs: list[TaskRef[Any]], timeout: float | None = None) -> None:
     i = 0
     with _cond:
         while i < len(refs):
-            if refs[i]._state >= _DONE:
+            if refs[i]._st >= _DONE:
                 i += 1
                 continue
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                n = sum(1 for r in refs if r._state < _DONE)
+                n = sum(1 for r in refs if r._st < _DONE)
                 raise TimeoutError(f"{n} of {len(refs)} tasks not done after {timeout} s")
             _cond.wait(remaining if remaining is not None else 1.0)
 
 
 def wait_some(
-    refs: list[TaskRef[Any]], num_returns: int, timeout: float | None
-) -> tuple[list[TaskRef[Any]], list[TaskRef[Any]]]:
-    """Wait until ``num_returns`` references are done (or the timeout passes)."""
+    refs: list[Any], num_returns: int, timeout: float | None
+) -> tuple[list[Any], list[Any]]:
+    """Ray's ``wait``: the first ``num_returns`` done references (fewer only on timeout), the rest.
+
+    Both lists keep the input order. ``timeout=0`` looks once and returns.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     with _cond:
         while True:
-            done = [r for r in refs if r._state >= _DONE]
-            if len(done) >= num_returns:
+            ready: list[int] = []
+            for i, r in enumerate(refs):
+                if r._st >= _DONE:
+                    ready.append(i)
+                    if len(ready) == num_returns:
+                        break
+            if len(ready) >= num_returns:
                 break
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
             _cond.wait(remaining if remaining is not None else 1.0)
-    done_ids = {id(r) for r in done}
-    return done, [r for r in refs if id(r) not in done_ids]
+    chosen = set(ready)
+    return [refs[i] for i in ready], [r for i, r in enumerate(refs) if i not in chosen]
 
 
-class ObjectRef:
+class _Arrivals:
+    """A waiter that collects references as they finish (what ``as_completed`` needs)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.event = threading.Event()
+        self.finished: list[Any] = []
+
+    def add_result(self, ref: Any) -> None:
+        with self.lock:
+            self.finished.append(ref)
+            self.event.set()
+
+    add_exception = add_result
+    add_cancelled = add_result
+
+
+def iter_completed(refs: list[Any], timeout: float | None) -> Iterator[Any]:
+    """Yield each reference once, as it finishes; those already done first, in input order.
+
+    Raises:
+        TimeoutError: Some are not done after ``timeout`` seconds (raised by the iterator).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    arrivals = _Arrivals()
+    seen: set[int] = set()
+    first: list[Any] = []
+    waiting: list[TaskRef[Any]] = []
+    with _cond:
+        for r in refs:
+            if id(r) in seen:
+                continue
+            seen.add(id(r))
+            if r._st >= _DONE:
+                first.append(r)
+            else:
+                r._waiters.append(arrivals)
+                waiting.append(r)
+    left = len(waiting)
+    try:
+        yield from first
+        while left:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(
+                    f"{left} of {len(seen)} tasks not done after {timeout} s "
+                    "(as_completed: the ones done so far were yielded)"
+                )
+            arrivals.event.wait(remaining)
+            with arrivals.lock:
+                batch, arrivals.finished = arrivals.finished, []
+                arrivals.event.clear()
+            left -= len(batch)
+            yield from batch
+    finally:
+        with _cond:
+            for r in waiting:
+                if r._w and arrivals in r._w:
+                    r._w.remove(arrivals)
+
+
+# ObjectRef ids: the placing rank in the high bits, a per-rank counter below.
+_INDEX_BITS = 40
+_INDEX_MASK = (1 << _INDEX_BITS) - 1
+
+
+def object_id(rank: int, index: int) -> int:
+    """The id of the ``index``-th object placed by ``rank`` (unique across the ranks of a job)."""
+    return (rank << _INDEX_BITS) | index
+
+
+class ObjectRef(Future[Any]):
     """A reference to an object placed with :func:`qshpc.put`.
 
     Pass it as a task argument: the object travels to each worker once and is
-    substituted for the reference there.
+    substituted for the reference there (at the top level of the arguments; a
+    reference nested in a list, dict or object stays a reference, and ``get``
+    on it inside the task returns the object). It is done from the start.
+
+    Attributes:
+        obj_id: Unique in the job: the placing rank and that rank's put counter.
     """
 
-    __slots__ = ("obj_id",)
+    __slots__ = ("_w", "obj_id")
+
+    _condition = _cond
+    _st = _DONE
+    _error = None
 
     def __init__(self, obj_id: int) -> None:
         self.obj_id = obj_id
+        self._w: list[Any] | None = None
+
+    @property
+    def owner(self) -> int:
+        """The rank that placed the object."""
+        return self.obj_id >> _INDEX_BITS
+
+    @property
+    def index(self) -> int:
+        """The object's number among those its rank placed."""
+        return self.obj_id & _INDEX_MASK
 
     def __repr__(self) -> str:
-        return f"<ObjectRef {self.obj_id}>"
+        return f"<ObjectRef {self.owner}:{self.index}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
+        c = collecting.found
+        if c.on:
+            c.objs.append(self.obj_id)
         return (ObjectRef, (self.obj_id,))
 
     def __eq__(self, other: object) -> bool:
@@ -217,46 +451,120 @@ class ObjectRef:
     def __hash__(self) -> int:
         return hash(("ObjectRef", self.obj_id))
 
+    @property
+    def _state(self) -> str:  # type: ignore[override]
+        return "FINISHED"
 
-_PLAIN = (int, float, str, bytes, bool, complex, type(None))
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
+        w = self._w
+        if w is None:
+            w = self._w = []
+        return w
+
+    def done(self) -> bool:
+        """Always True: the object was placed when ``put`` returned."""
+        return True
+
+    def running(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def cancel(self) -> bool:
+        return False
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The object (as ``get(ref)``)."""
+        if _object_getter is None:
+            raise RuntimeError("no qshpc backend is active to look the object up")
+        return _object_getter(self)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return None
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+        _call(fn, self)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result()
+        yield  # pragma: no cover - makes this a generator
 
 
-def find_refs(
-    args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[list[int], list[TaskRef[Any]]]:
-    """Find ObjectRefs and TaskRefs among arguments (top level and one container deep)."""
-    objs: list[int] = []
-    tasks: list[TaskRef[Any]] = []
-    for v in (*args, *kwargs.values()) if kwargs else args:
-        if isinstance(v, _PLAIN):
-            continue
-        _visit(v, 0, objs, tasks)
-    return objs, tasks
+class Found:
+    """What references being pickled in one thread recorded (see :data:`collecting`)."""
+
+    __slots__ = ("objs", "on", "pending")
+
+    def __init__(self) -> None:
+        self.on = False
+        self.objs: list[int] = []
+        self.pending: list[TaskRef[Any]] = []
 
 
-def _visit(v: Any, depth: int, objs: list[int], tasks: list[TaskRef[Any]]) -> None:
-    if isinstance(v, ObjectRef):
-        objs.append(v.obj_id)
-    elif isinstance(v, TaskRef):
-        tasks.append(v)
-    elif depth < 1 and isinstance(v, (list, tuple)):
-        for x in v:
-            if not isinstance(x, _PLAIN):
-                _visit(x, depth + 1, objs, tasks)
-    elif depth < 1 and isinstance(v, dict):
-        for x in v.values():
-            if not isinstance(x, _PLAIN):
-                _visit(x, depth + 1, objs, tasks)
+class _Collecting(threading.local):
+    def __init__(self) -> None:
+        self.found = Found()
 
 
-def substitute(value: Any, lookup: Callable[[Any], Any], depth: int = 0) -> Any:
-    """Replace ObjectRefs/TaskRefs in ``value`` (as :func:`find_refs` scans) by ``lookup(ref)``."""
-    if isinstance(value, (ObjectRef, TaskRef)):
-        return lookup(value)
-    if depth < 2 and isinstance(value, list):
-        return [substitute(x, lookup, depth + 1) for x in value]
-    if depth < 2 and isinstance(value, tuple):
-        return tuple(substitute(x, lookup, depth + 1) for x in value)
-    if depth < 2 and isinstance(value, dict):
-        return {k: substitute(x, lookup, depth + 1) for k, x in value.items()}
-    return value
+#: Per thread: while ``collecting.found.on``, a pickled ObjectRef adds its id to
+#: ``objs`` and a pickled pending TaskRef adds itself to ``pending`` (see
+#: ``qshpc.runtime.backend.pack``). Pickle calls each reference's ``__reduce__``
+#: wherever it sits (lists, dicts, sets, an object's attributes), so finding
+#: them costs nothing beyond pickling.
+collecting = _Collecting()
+
+
+#: Set by the backend module: how ``ObjectRef.result()`` finds the object.
+_object_getter: Callable[[ObjectRef], Any] | None = None
+
+
+def set_object_getter(getter: Callable[[ObjectRef], Any]) -> None:
+    """Tell ``ObjectRef.result`` how to look objects up (the backend does, once)."""
+    global _object_getter
+    _object_getter = getter
+
+
+def substitute_top(
+    args: tuple[Any, ...], kwargs: dict[str, Any], lookup: Callable[[Any], Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Replace the references among the arguments themselves (not nested ones) by ``lookup(ref)``.
+
+    This is Ray's rule: a reference passed as an argument arrives as its value;
+    one inside a list, dict or object arrives as a reference, which the task
+    reads with ``get``.
+    """
+    for a in args:
+        if type(a) is ObjectRef or type(a) is TaskRef:
+            args = tuple(lookup(x) if type(x) in _REF_TYPES else x for x in args)
+            break
+    if kwargs:
+        for v in kwargs.values():
+            if type(v) in _REF_TYPES:
+                kwargs = {k: lookup(x) if type(x) in _REF_TYPES else x for k, x in kwargs.items()}
+                break
+    return args, kwargs
+
+
+_REF_TYPES = frozenset((ObjectRef, TaskRef))
+
+
+def has_top_refs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """True when a reference is among the arguments themselves (cheap: no nested scan)."""
+    for a in args:
+        if type(a) in _REF_TYPES:
+            return True
+    if kwargs:
+        for v in kwargs.values():
+            if type(v) in _REF_TYPES:
+                return True
+    return False
+
+
+def top_task_refs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[TaskRef[Any]]:
+    """The TaskRefs among the arguments themselves (the ones the task receives as values)."""
+    found = [a for a in args if type(a) is TaskRef]
+    if kwargs:
+        found += [v for v in kwargs.values() if type(v) is TaskRef]
+    return found

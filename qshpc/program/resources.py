@@ -1,29 +1,97 @@
-"""Resource requests of a task (``distribute_task(target=...)``), validated once."""
+"""Resource requests of a task (``distribute_task(target=...)``), validated once.
+
+The fields are quantum-serverless 0.10.1's (``cpu``, ``gpu``, ``qpu``, ``mem``,
+``resources``, ``env_vars``, ``pip``), each with a meaning on MPI ranks:
+
+* ``cpu``: the threads the task gets (Aer's ``max_parallel_threads`` follows
+  it); the task runs on a rank with at least that many cores, and a call no rank
+  of the job can meet is refused. Unset: the rank's cores.
+* ``mem``: GB per task (quantum-serverless passed Ray bytes); circuits that
+  cannot fit are refused at the call. 0: unchecked.
+* ``gpu``: 0 or 1 (one device per rank).
+* ``env_vars``: set in the task's environment while it runs.
+* ``pip``: requirements checked when the function is decorated (qshpc never
+  installs packages on compute nodes: it names the missing ones).
+* ``qpu``: accepted and unused (quantum-serverless only traced it).
+* ``resources``: custom Ray resources, refused unless empty.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from qshpc.errors import ResourceError
 
 # Quantum-serverless took `mem` (and passed it to Ray as bytes); we take GB.
 _ALIASES = {"mem": "mem_gb", "memory": "mem_gb"}
+_VALID = "cpu, gpu, mem (GB; alias mem_gb), env_vars, pip, qpu"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Target:
     """What one call of a task needs.
 
+    ``Target(cpu=4, mem=2)``, ``Target.from_dict({...})`` or a plain dict in
+    ``distribute_task(target=...)``.
+
     Attributes:
-        cpu: Cores per task (>= 1).
+        cpu: Threads per task, on a rank with that many cores (None: the rank's cores).
         gpu: GPUs per task (0 or 1: one device per rank).
         mem_gb: Memory per task in GB (0 = no check).
+        qpu: Accepted for quantum-serverless programs; unused.
+        env_vars: Environment variables set while the task runs.
+        pip: Requirements that must be installed where the job runs (checked, not installed).
+        resources: Custom resources (Ray's); only an empty dict is accepted.
     """
 
-    cpu: int = 1
-    gpu: int = 0
-    mem_gb: float = 0.0
+    cpu: int | None
+    gpu: int
+    mem_gb: float
+    qpu: int
+    env_vars: dict[str, str] | None = field(default=None, hash=False, compare=True)
+    pip: list[str] | None = field(default=None, hash=False, compare=True)
+    resources: dict[str, float] | None = field(default=None, hash=False, compare=True)
+
+    def __init__(
+        self,
+        cpu: int | None = None,
+        gpu: int = 0,
+        mem_gb: float = 0.0,
+        qpu: int = 0,
+        env_vars: dict[str, str] | None = None,
+        pip: list[str] | None = None,
+        resources: dict[str, float] | None = None,
+        *,
+        mem: float | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "cpu": cpu,
+            "gpu": gpu,
+            "mem_gb": mem_gb if mem is None else mem,
+            "qpu": qpu,
+            "env_vars": env_vars,
+            "pip": pip,
+            "resources": resources,
+        }
+        checked = _check(values)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def mem(self) -> float:
+        """quantum-serverless's name of :attr:`mem_gb` (in GB here)."""
+        return self.mem_gb
+
+    @property
+    def threads(self) -> int:
+        """The threads the task asked for (0: not given, the rank's cores)."""
+        return self.cpu or 0
+
+    @classmethod
+    def from_dict(cls, dictionary: dict[str, Any]) -> Target:
+        """quantum-serverless's ``Target.from_dict``: a Target from a dict, bad keys named."""
+        return cls.from_any(dictionary)
 
     @classmethod
     def from_any(cls, target: Target | dict[str, Any] | None) -> Target:
@@ -41,29 +109,99 @@ class Target:
                 f"target must be a dict such as {{'cpu': 1, 'gpu': 0, 'mem': 2}}, "
                 f"got {type(target).__name__}"
             )
-        valid = [f.name for f in fields(cls)]
-        problems: list[str] = []
-        values: dict[str, Any] = {}
-        for key, value in target.items():
-            name = _ALIASES.get(key, key)
-            if name not in valid:
-                problems.append(f"unknown resource {key!r}")
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems.append(f"{key}={value!r} is not a number")
-                continue
-            if value < 0 or (name == "cpu" and value < 1):
-                problems.append(f"{key}={value!r} must be {'>= 1' if name == 'cpu' else '>= 0'}")
-                continue
-            if name in ("cpu", "gpu") and int(value) != value:
-                problems.append(f"{key}={value!r} must be a whole number")
-                continue
-            values[name] = int(value) if name in ("cpu", "gpu") else float(value)
-        if problems:
+        unknown = [k for k in target if _ALIASES.get(k, k) not in _FIELDS]
+        if unknown:
             raise ResourceError(
                 "bad task target: "
-                + "; ".join(problems)
-                + ". Valid keys: cpu (cores, default 1), gpu (devices, default 0), "
-                "mem (GB, alias mem_gb, default 0 = unchecked)."
+                + "; ".join(f"unknown resource {k!r}" for k in unknown)
+                + f". Valid keys: {_VALID}."
             )
-        return cls(**values)
+        return cls(**{_ALIASES.get(k, k): v for k, v in target.items()})
+
+
+_FIELDS = ("cpu", "gpu", "mem_gb", "qpu", "env_vars", "pip", "resources")
+
+
+def _check(values: dict[str, Any]) -> dict[str, Any]:
+    """Validate every field at once; the error lists every problem."""
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for name in ("cpu", "gpu", "mem_gb", "qpu"):
+        value = values[name]
+        key = "mem" if name == "mem_gb" else name
+        if value is None and name == "cpu":
+            out[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{key}={value!r} is not a number")
+            continue
+        if value < 0 or (name == "cpu" and value < 1):
+            problems.append(f"{key}={value!r} must be {'>= 1' if name == 'cpu' else '>= 0'}")
+            continue
+        if name != "mem_gb" and int(value) != value:
+            problems.append(f"{key}={value!r} must be a whole number")
+            continue
+        out[name] = float(value) if name == "mem_gb" else int(value)
+    env = values["env_vars"]
+    if env is not None and (
+        not isinstance(env, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+    ):
+        problems.append("env_vars must be a dict of str to str")
+    out["env_vars"] = dict(env) if isinstance(env, dict) and env else None
+    pip = values["pip"]
+    if pip is not None and (isinstance(pip, str) or not all(isinstance(p, str) for p in pip)):
+        problems.append("pip must be a list of requirement strings")
+    out["pip"] = list(pip) if pip and not isinstance(pip, str) else None
+    res = values["resources"]
+    if res:
+        problems.append(
+            f"resources={res!r}: custom Ray resources have no meaning on MPI ranks "
+            "(ask for cpu, gpu or mem)"
+        )
+    out["resources"] = None
+    if problems:
+        raise ResourceError(f"bad task target: {'; '.join(problems)}. Valid keys: {_VALID}.")
+    return out
+
+
+def missing_requirements(requirements: list[str]) -> list[str]:
+    """The requirements (pip strings) that the running Python does not satisfy."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    missing = []
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            missing.append(text)
+            continue
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            have = version(req.name)
+        except PackageNotFoundError:
+            missing.append(text)
+            continue
+        if req.specifier and not req.specifier.contains(have, prereleases=True):
+            missing.append(f"{text} (installed: {have})")
+    return missing
+
+
+def check_requirements(requirements: list[str] | None, what: str) -> None:
+    """Refuse ``requirements`` that are not installed, naming them and the pip command.
+
+    Raises:
+        ResourceError: Some are missing or at the wrong version.
+    """
+    if not requirements:
+        return
+    missing = missing_requirements(requirements)
+    if missing:
+        names = " ".join(repr(m.split(" (")[0]) for m in missing)
+        raise ResourceError(
+            f"{what} needs {', '.join(missing)}, not installed in this Python "
+            f"(qshpc does not install packages on compute nodes): pip install {names}"
+        )

@@ -18,8 +18,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
+from qshpc.errors import dump_cause
 from qshpc.program.backend import task_key
-from qshpc.program.refs import substitute
+from qshpc.program.refs import substitute_top
 from qshpc.runtime.results import Results
 from qshpc.task import context, coop
 from qshpc.task.execute import FATAL, TASK_ERRORS
@@ -87,7 +88,7 @@ class BatchRunner:
             seen = steps[0]
             outcome = call(pos)
             if steps[0] != seen:
-                self._learn(digest, outcome[-1] - outcome[-2])
+                self._learn(digest, outcome[10] - outcome[9])
             add(*outcome)
             pos += 1
             if pos < n and now() - flow.last > _PARTIAL_S:
@@ -210,6 +211,7 @@ def _caller(
         error: str | None = None
         exc_type = ""
         value: Any = None
+        cause: bytes | None = None
         prov = push(task_context(task_id, name, seed, attempt))
         try:
             if type(payload) is tuple:  # plain values, sent unpickled (Dispatcher.submit)
@@ -218,8 +220,8 @@ def _caller(
             else:
                 raw = payload
                 args, kwargs = pickle.loads(payload)
-                if lookup is not None:
-                    args, kwargs = substitute(args, lookup), substitute(kwargs, lookup)
+                if lookup is not None:  # object references among the arguments themselves
+                    args, kwargs = substitute_top(args, kwargs, lookup)
             if key is None:
                 key = task_key(digest, raw or pickle.dumps((args, {}), protocol=5), task_id)
             started = now()
@@ -230,6 +232,7 @@ def _caller(
                 if isinstance(exc, FATAL):
                     raise
                 ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
+                cause = dump_cause(exc)  # so that rank 0 raises it as its own class too
             finished = now()
         except TASK_ERRORS as exc:  # the arguments could not be unpickled
             if isinstance(exc, FATAL):
@@ -241,7 +244,20 @@ def _caller(
         if ok and ckeys is not None and ckeys[pos]:
             store(ckeys[pos], name, task_id, value=value)  # type: ignore[misc]
         key = key or ""
-        return (task_id, key, name, ok, value, error, exc_type, prov, seed, started, finished)
+        return (
+            task_id,
+            key,
+            name,
+            ok,
+            value,
+            error,
+            exc_type,
+            prov,
+            seed,
+            started,
+            finished,
+            cause,
+        )
 
     return call
 

@@ -64,6 +64,8 @@ class Dispatcher(Intake):
         pids: Process id of every rank (for messages about lost workers).
         worker_timeout: Seconds of silence after which a worker is lost
             (default ``QSHPC_WORKER_TIMEOUT_S``).
+        cpus: Cores of every rank (default 1 each): a call's ``cpu`` target goes
+            to a worker that has them, and is refused when none has.
     """
 
     def __init__(
@@ -73,13 +75,15 @@ class Dispatcher(Intake):
         hosts: list[str],
         pids: list[int] | None = None,
         worker_timeout: float | None = None,
+        cpus: list[int] | None = None,
     ) -> None:
-        super().__init__(session)
+        cores = {r: (cpus[r] if cpus else 1) for r in range(1, len(hosts))}
+        super().__init__(session, cores or None)
         self.comm = wiring.comm
         self.any_source = wiring.any_source
         self.status = wiring.status()
         self.workers = [
-            WorkerState(r, hosts[r], pids[r] if pids else 0) for r in range(1, len(hosts))
+            WorkerState(r, hosts[r], pids[r] if pids else 0, cores[r]) for r in range(1, len(hosts))
         ]
         timeout = settings.WORKER_TIMEOUT_S.get() if worker_timeout is None else worker_timeout
         self.liveness = Liveness(wiring, self.workers, timeout)
@@ -135,8 +139,9 @@ class Dispatcher(Intake):
         self._drain_started = time.monotonic()
         if abort:
             self._cut = True  # the workers start no further call of the batches they hold
-            cancelled = list(self.pending) + self.blocked
+            cancelled = list(self.pending) + list(self.placed) + self.blocked
             self.pending.clear()
+            self.placed.clear()
             self.blocked.clear()
             for e in cancelled:
                 e.ref.cancel()
@@ -173,7 +178,7 @@ class Dispatcher(Intake):
             failed = [
                 (e.ref, False, exc) for w in self.workers for b in w.batches.values() for e in b
             ]
-            failed += [(e.ref, False, exc) for e in (*self.pending, *self.blocked)]
+            failed += [(e.ref, False, exc) for e in (*self.pending, *self.placed, *self.blocked)]
             failed += [(ref, False, exc) for ref, _, _ in self._resolve]
             failed += [(ref, False, exc) for refs, _ in self._resolve_ok for ref in refs]
             self._resolve, self._resolve_ok = [], []
@@ -248,7 +253,12 @@ class Dispatcher(Intake):
                 w.sends.append(self.comm.isend(CUT, dest=w.rank, tag=TAG_CUT))
 
     def _busy(self) -> bool:
-        return bool(self.pending or self.blocked or any(w.batches for w in self.workers if w.alive))
+        return bool(
+            self.pending
+            or self.placed
+            or self.blocked
+            or any(w.batches for w in self.workers if w.alive)
+        )
 
     def _check_workers(self) -> None:
         """Declare lost any worker silent for longer than the timeout, failing what it held."""
@@ -256,10 +266,11 @@ class Dispatcher(Intake):
             failures = self.liveness.lose(w, silent)
             self._flush()
             resolve_many(failures)
-        if self.pending and not any(w.alive for w in self.workers):
+        if (self.pending or self.placed) and not any(w.alive for w in self.workers):
             err = WorkerLostError("no worker rank is left to run tasks: " + "; ".join(self.lost))
-            items = [(e.ref, False, err) for e in self.pending]
+            items = [(e.ref, False, err) for e in (*self.pending, *self.placed)]
             self.pending.clear()
+            self.placed.clear()
             resolve_many(items)
 
     def _loop(self) -> None:
@@ -281,7 +292,7 @@ class Dispatcher(Intake):
                 self._send_cut()
             if self.blocked:
                 progressed |= self.unblock()
-            if self.pending:
+            if self.pending or self.placed:
                 progressed |= self._assign()
             for w in self.workers:
                 if w.sends:
@@ -329,26 +340,30 @@ class Dispatcher(Intake):
         sent = False
         n = len(self.workers)
         for w in self.workers:
-            if not self.pending:
+            if not self.pending and not self.placed:
                 break
             if not w.alive or len(w.batches) >= IN_FLIGHT:
                 continue
-            size = self.pace.batch_size(len(self.pending), n)
-            batch = []
+            size = self.pace.batch_size(len(self.pending) + len(self.placed), n)
+            batch = self.take_placed(w.cpus, size) if self.placed else []
             try:
-                for _ in range(size):
+                while len(batch) < size:
                     batch.append(self.pending.popleft())
             except IndexError:  # rank 0's program thread took the last ones
                 if not batch:
-                    break
+                    continue
             funcs = []
-            objs = []
+            objs: list[tuple[int, Any]] = []
             known = w.funcs
             fn_ids = [e.fn_id for e in batch]
             for fn_id in set(fn_ids) - known:
                 known.add(fn_id)
                 blob, task = self._fn_blobs[fn_id]
                 funcs.append((fn_id, blob, task.name, task.digest))
+                for oid in self._fn_objs.get(fn_id, ()):  # objects its closure refers to
+                    if oid not in w.objs:
+                        w.objs.add(oid)
+                        objs.append((oid, self._objects[oid]))
             if self._objects:
                 for e in batch:
                     for oid in e.objs:
@@ -419,17 +434,18 @@ class Dispatcher(Intake):
         if not failures:
             self._resolve_ok.append(([e.ref for e in entries], values))
             return
-        bad = {i for i, _, _ in failures}
+        bad = {f[0] for f in failures}
         ok = [i for i in range(n) if i not in bad]
         self._resolve_ok.append(([entries[i].ref for i in ok], [values[i] for i in ok]))
-        for i, error, exc_type in failures:
+        for i, error, exc_type, *cause in failures:
             e = entries[i]
             if e.attempt <= e.task.retries and not self._cut:
                 e.attempt += 1
-                self.pending.appendleft(e)
+                self.queue(e, first=True)
                 continue
             name = e.task.name
             out = Outcome(e.ref.task_id, name, e.attempt, False, None, error, exc_type)
+            out.cause_blob = cause[0] if cause else None  # the exception, pickled on the worker
             self._resolve.append((e.ref, False, out.task_error(w.rank, w.host)))
 
 

@@ -1,14 +1,13 @@
 """Rank 0's intake: task calls from the program thread into the dispatcher's queue.
 
 The program thread only appends to :attr:`Intake.pending` (and wakes the
-dispatcher thread when a worker has room); it never touches MPI. A call of a
-function that uses the result cache is looked up here, at the call: a hit is
-recorded and resolved at once and never travels to a worker; a miss carries
-its key, so that the worker stores the result. Calls whose
+dispatcher thread when a worker has room); it never touches MPI. Calls whose
 arguments are all immutable plain values go as they are; others are pickled at
 the call (a snapshot: later changes to a list do not reach the task), after
-their references are found: a call waiting on another call's result waits in
-:attr:`Intake.blocked` until that result is in.
+their references are found at any depth (they report themselves while
+pickled, see :func:`qshpc.program.backend.pack`): a call waiting on another
+call's result waits in :attr:`Intake.blocked` until that result is in. A call
+whose ``cpu`` target only some workers meet waits in :attr:`Intake.placed`.
 
 This is the hottest code of rank 0 (150k calls a second on 2-3 ranks), so
 :class:`~qshpc.runtime.dispatcher.Dispatcher` *is* an :class:`Intake` (a base
@@ -21,10 +20,27 @@ import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from qshpc.program.backend import FROM_CACHE, TaskSpec, dumps_payload, task_key
-from qshpc.program.refs import ObjectRef, TaskRef, find_refs, resolve_many, substitute
+from qshpc.errors import UserError
+from qshpc.program.backend import (
+    FROM_CACHE,
+    TaskSpec,
+    check_threads,
+    foreign_object_error,
+    pack,
+    refers_to_objects,
+    task_key,
+)
+from qshpc.program.refs import (
+    ObjectRef,
+    TaskRef,
+    object_id,
+    resolve_many,
+    substitute_top,
+    top_task_refs,
+)
 from qshpc.task import context
 from qshpc.task.seeding import derive_seed
 
@@ -50,7 +66,7 @@ class Entry:
         # known; else the key its result is stored under.
         self.ckey: str | None = None
         self.submitted = time.time()
-        self.objs: tuple[int, ...] | list[int] = ()
+        self.objs: Sequence[int] = ()
         self.deps: list[TaskRef[Any]] = []
         self.args: tuple[Any, ...] = ()
         self.kwargs: dict[str, Any] = {}
@@ -61,17 +77,24 @@ class Intake:
 
     Args:
         session: The job session (store, arguments, resume data).
+        cpus: Cores of each worker rank (``{rank: cores}``); a call whose ``cpu``
+            target no worker meets is refused, one only some meet is placed.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cpus: dict[int, int] | None = None) -> None:
         self.session = session
         self.pending: deque[Entry] = deque()
         self.blocked: list[Entry] = []
+        #: Calls that need more cores than the smallest worker has (sent only to those with them).
+        self.placed: deque[Entry] = deque()
+        self.cpus = cpus or {1: 1}
+        self.min_cpus = min(self.cpus.values())
         self.cache = session.cache
         self._ids = itertools.count()
         # id(task) -> (fn_id, cloudpickled function, task, its calls use the cache)
         self._fn_ids: dict[int, tuple[int, bytes, TaskSpec, bool]] = {}
         self._fn_blobs: dict[int, tuple[bytes, TaskSpec]] = {}
+        self._fn_objs: dict[int, list[int]] = {}  # objects a function's closure refers to
         self._resume = bool(session.done)
         self._objects: dict[int, Any] = {}
         self._obj_ids = itertools.count(1)
@@ -81,49 +104,82 @@ class Intake:
 
     def put(self, obj: Any) -> ObjectRef:
         """Place ``obj`` once; it travels to each worker with its first call that needs it."""
-        oid = next(self._obj_ids)
+        oid = object_id(0, next(self._obj_ids))
         self._objects[oid] = obj
         return ObjectRef(oid)
 
     def get_object(self, obj_id: int) -> Any:
-        """The object placed as ``obj_id``."""
-        return self._objects[obj_id]
+        """The object placed as ``obj_id``.
+
+        Raises:
+            UserError: An object rank 0 does not hold (placed by a task on a worker).
+        """
+        try:
+            return self._objects[obj_id]
+        except KeyError:
+            raise foreign_object_error(obj_id, 0) from None
 
     def object_of(self, ref: Any) -> Any:
         """``ref``'s object when it is an :class:`ObjectRef`, else ``ref``."""
-        return self._objects[ref.obj_id] if isinstance(ref, ObjectRef) else ref
+        return self.get_object(ref.obj_id) if type(ref) is ObjectRef else ref
+
+    def _check_objects(self, objs: Any) -> None:
+        """Refuse references to objects rank 0 does not hold (placed by a task on a worker)."""
+        for oid in objs:
+            if oid not in self._objects:
+                raise foreign_object_error(oid, 0)
 
     def _fn(self, task: TaskSpec) -> tuple[int, bytes, TaskSpec, bool]:
         known = self._fn_ids.get(id(task))
         if known is not None and known[2] is task:
             return known
-        import cloudpickle
+        blob, objs, pending = pack(task.runner, task.name, "-", "function")
+        if b"cloudpickle" not in blob:  # by value always: workers never run the program
+            from qshpc.task import payload
 
+            blob = payload.cloud_dumps(task.runner)
+        if pending:
+            raise UserError(
+                f"task function {task.name} refers to TaskRef {pending[0].task_id}, which "
+                "is not done: pass it to the task as an argument (the call then waits for it)"
+            )
+        self._check_objects(objs)
         fn_id = len(self._fn_ids) + 1
-        blob = cloudpickle.dumps(task.func, protocol=5)
         cached = self.cache is not None and self.cache.wanted(getattr(task, "cache", None))
         # The function travels once, as it is now: its cache digest is taken now too.
         cached = cached and self.cache is not None and self.cache.digest(task) is not None
         known = self._fn_ids[id(task)] = (fn_id, blob, task, cached)
         self._fn_blobs[fn_id] = (blob, task)
+        if objs:
+            self._fn_objs[fn_id] = sorted(set(objs))
         return known
 
     def submit(self, task: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskRef[Any]:
-        """Queue one call; return its reference at once."""
+        """Queue one call; return its reference at once.
+
+        Raises:
+            ResourceError: Its ``cpu`` target is more than any worker has.
+            UserError: Its arguments refer to an object rank 0 does not hold.
+            SerializationError: Its arguments cannot be pickled.
+        """
         if self._error is not None:
             raise RuntimeError("the qshpc dispatcher stopped") from self._error
-        task_id = str(next(self._ids))
-        ref: TaskRef[Any] = TaskRef(task_id, task.name)
         known = self._fn_ids.get(id(task))
         if known is None or known[2] is not task:
             known = self._fn(task)
+        threads = task.threads  # 0 unless the target asks for cores
+        wide = threads > self.min_cpus if threads else False
+        if wide:
+            check_threads(task, self.cpus)  # refused at the call: no worker has the cores
+        task_id = str(next(self._ids))
+        ref: TaskRef[Any] = TaskRef(task_id, task.name)
         fn_id = known[0]
         if known[3]:
             self._submit_cached(Entry(ref, task, fn_id), args, kwargs)
         elif not self._resume and plain(args, kwargs):
             # Immutable values: no snapshot to take, no reference to find; they
             # are pickled with the batch and the worker computes the task key.
-            self.pending.append(Entry(ref, task, fn_id, args))
+            (self.placed if wide else self.pending).append(Entry(ref, task, fn_id, args))
         else:
             self._submit_general(Entry(ref, task, fn_id), args, kwargs)
         if self._idle:
@@ -137,7 +193,7 @@ class Intake:
         if not self._resume and plain(args, kwargs):
             if not self._look_up(entry, args, None):
                 entry.payload = args
-                self.pending.append(entry)
+                self.queue(entry)
             return
         self._submit_general(entry, args, kwargs)
 
@@ -145,6 +201,8 @@ class Intake:
         """Look the call up in the cache; True (recorded and resolved) on a hit.
 
         On a miss the entry keeps the key, and whoever runs the call stores its result.
+        A call with an object reference nested in its arguments is not cached: its
+        key would hold the reference's id, which another job reuses for another object.
         """
         cache = self.cache
         assert cache is not None
@@ -152,7 +210,10 @@ class Intake:
         job_seed = context.job_seed()
         seed = None if job_seed is None else derive_seed(job_seed, task_id)
         if entry.objs:  # the key covers what was placed, not the reference to it
-            args, kwargs = substitute(args, self.object_of), substitute(kwargs, self.object_of)
+            args, kwargs = substitute_top(args, kwargs or {}, self.object_of)
+            if refers_to_objects((args, kwargs)):
+                entry.ckey = None
+                return False
         key = cache.key(entry.task, args, kwargs, seed)
         if key is None:
             entry.ckey = None
@@ -167,25 +228,69 @@ class Intake:
         return True
 
     def _submit_general(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        objs, deps = find_refs(args, kwargs)
-        entry.objs = objs
-        if any(not d.done() for d in deps):
-            entry.deps, entry.args, entry.kwargs = deps, args, kwargs
+        tasks = top_task_refs(args, kwargs)  # object references stay: workers substitute them
+        if tasks:
+            deps = [d for d in tasks if not d.done()]
+            if deps:
+                entry.deps, entry.args, entry.kwargs = deps, args, kwargs
+                self.blocked.append(entry)
+                return
+            try:
+                args, kwargs = substitute_top(args, kwargs, value_of)
+            except BaseException as exc:  # a dependency failed: so does this call
+                resolve_many([(entry.ref, False, exc)])
+                return
+        self._pack(entry, args, kwargs, at_call=True)
+
+    def _pack(
+        self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any], at_call: bool
+    ) -> None:
+        """Pickle a call whose top-level TaskRefs are done (a snapshot), and queue it.
+
+        A TaskRef nested anywhere in the arguments that is not done yet blocks the
+        call until it is (it then travels done, with its outcome); an ObjectRef
+        anywhere travels with its object. A reference to an object rank 0 does
+        not hold is refused: at the call (raised), or later (the call fails).
+        """
+        if not at_call:  # unblocked: its top-level TaskRefs are done now
+            try:
+                args, kwargs = substitute_top(args, kwargs, value_of)
+            except BaseException as exc:  # a dependency failed: so does this call
+                resolve_many([(entry.ref, False, exc)])
+                return
+        try:
+            data, objs, pending = pack((args, kwargs), entry.task.name, entry.ref.task_id)
+            if objs and not pending:
+                self._check_objects(objs)
+        except UserError as exc:
+            if at_call:
+                raise
+            resolve_many([(entry.ref, False, exc)])
+            return
+        if pending:
+            entry.deps, entry.args, entry.kwargs = list(pending), args, kwargs
             self.blocked.append(entry)
             return
-        if deps:
-            args, kwargs = substitute(args, value_of), substitute(kwargs, value_of)
-        if self._prepare(entry, args, kwargs):
-            self.pending.append(entry)
+        if objs:
+            entry.objs = objs if len(objs) == 1 else tuple(set(objs))
+        if entry.ckey == "" and not self._resume and self._look_up(entry, args, kwargs):
+            return  # the cache has it
+        entry.payload = data
+        if self._resume and not self._prepare(entry, args, kwargs):
+            return
+        threads = entry.task.threads
+        (self.placed if threads and threads > self.min_cpus else self.pending).append(entry)
+
+    def queue(self, entry: Entry, first: bool = False) -> None:
+        """Queue a call: in ``placed`` when it needs more cores than some worker has."""
+        q = self.placed if entry.task.threads > self.min_cpus else self.pending
+        if first:
+            q.appendleft(entry)
+        else:
+            q.append(entry)
 
     def _prepare(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """Pickle the arguments (a snapshot at call time); False when the call needs no run:
-        a resumed job has its result, or the result cache has."""
-        if entry.ckey == "" and not self._resume and self._look_up(entry, args, kwargs):
-            return False
-        entry.payload = dumps_payload(args, kwargs, entry.task.name, entry.ref.task_id)
-        if not self._resume:
-            return True
+        """A resumed job's call: False when the store (or the result cache) has its result."""
         entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id)
         done = self.session.done_result(entry.key)
         if done is not None:
@@ -200,15 +305,18 @@ class Intake:
             return False
         self.blocked = [e for e in self.blocked if e not in ready]
         for e in ready:
-            try:
-                args = substitute(e.args, value_of)
-                kwargs = substitute(e.kwargs, value_of)
-            except BaseException as exc:
-                resolve_many([(e.ref, False, exc)])
-                continue
-            if self._prepare(e, args, kwargs):
-                self.pending.append(e)
+            self._pack(e, e.args, e.kwargs, at_call=False)
         return True
+
+    def take_placed(self, cores: int, size: int) -> list[Entry]:
+        """Up to ``size`` placed calls a worker with ``cores`` cores can run, in queue order."""
+        taken: list[Entry] = []
+        kept: list[Entry] = []
+        while self.placed and len(taken) < size:
+            e = self.placed.popleft()
+            (taken if e.task.threads <= cores else kept).append(e)
+        self.placed.extendleft(reversed(kept))
+        return taken
 
 
 _PLAIN = frozenset((int, float, str, bool, complex, bytes, type(None)))

@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 class WorkerState:
     """One worker rank as the dispatcher sees it."""
 
-    __slots__ = ("alive", "batches", "funcs", "host", "last_seen", "objs", "pid", "rank", "sends")
+    __slots__ = ("alive", "batches", "cpus", "funcs", "host", "last_seen", "objs", "pid", "rank",
+                 "sends")  # fmt: skip
 
-    def __init__(self, rank: int, host: str, pid: int) -> None:
+    def __init__(self, rank: int, host: str, pid: int, cpus: int = 1) -> None:
         self.rank = rank
         self.host = host
         self.pid = pid
+        self.cpus = cpus  # cores this rank may use (a call's cpu target places it)
         self.alive = True
         self.last_seen = time.monotonic()
         self.sends: list[Any] = []  # requests of batches still being sent

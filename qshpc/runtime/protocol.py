@@ -33,7 +33,8 @@ placed with ``put`` it has not seen, ``(obj_id, object)``.
 A result message holds the values of the calls ``first .. first + len(values)``
 of batch ``bid``, their store records already encoded (a
 :class:`~qshpc.store.chunk.RecordChunk`), the failures ``(position, traceback,
-exception type)``, and ``final``: True on the batch's last message.
+exception type, the exception pickled or None)``, and ``final``: True on the
+batch's last message.
 
 The transport (:class:`Transport`) is the part of an mpi4py communicator these
 messages use; :class:`qshpc.runtime.loopback.Loopback` is an in-process one
@@ -70,7 +71,7 @@ def result_message(
     first: int,
     values: list[Any],
     chunk: Any,
-    failures: list[tuple[int, str, str]],
+    failures: list[tuple[int, str, str, bytes | None]],
     final: bool,
 ) -> tuple[Any, ...]:
     """A worker's message with results of batch ``bid`` from position ``first``."""

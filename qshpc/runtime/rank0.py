@@ -97,7 +97,8 @@ def run_job(
         from qshpc.runtime.dispatcher import Dispatcher
 
         pids = [int(r["pid"]) for r in ranks] if ranks else None
-        dispatcher = Dispatcher(wiring, session, hosts or [info.host], pids)
+        cpus = [int(r.get("cpus") or 1) for r in ranks] if ranks else None
+        dispatcher = Dispatcher(wiring, session, hosts or [info.host], pids, cpus=cpus)
         # Measured (benchmarks/root_works.py): a program thread running tasks slows the
         # dispatcher thread (GIL), so rank 0 sleeps unless asked (1 or auto).
         mode = settings.ROOT_WORKS.get()

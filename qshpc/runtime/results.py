@@ -16,7 +16,8 @@ class Results:
         self.host = host
         self.builder = ChunkBuilder(rank)
         self.values: list[Any] = []
-        self.failures: list[tuple[int, str, str]] = []
+        #: (position, traceback text, exception class name, the exception pickled or None)
+        self.failures: list[tuple[int, str, str, bytes | None]] = []
         self.info: list[tuple[str, str, str, dict[str, Any]]] = []  # id, key, name, provenance
         self.seeds: list[int | None] = []
 
@@ -36,6 +37,7 @@ class Results:
         seed: int | None,
         started: float,
         finished: float,
+        cause: bytes | None = None,
     ) -> None:
         meta = encode_meta(task_id, key, name, self.host, error, provenance)
         try:
@@ -50,7 +52,7 @@ class Results:
             meta = encode_meta(task_id, key, name, self.host, error, provenance)
             self.builder.add(meta, False, None, started, finished)
         if not ok:
-            self.failures.append((len(self.values), error or "", exc_type))
+            self.failures.append((len(self.values), error or "", exc_type, cause))
         self.values.append(value)
         self.info.append((task_id, key, name, provenance))
         self.seeds.append(seed)
@@ -67,7 +69,7 @@ class Results:
                 error = _unsendable(task_id, name, value, exc)
                 self.builder.fail(i, encode_meta(task_id, key, name, self.host, error, prov))
                 self.values[i] = None
-                self.failures.append((i, error, "SerializationError"))
+                self.failures.append((i, error, "SerializationError", None))
 
     def message(
         self, bid: int, first: int, submitted: Any, attempts: list[int] | None, final: bool
@@ -79,7 +81,12 @@ class Results:
             None if attempts is None else attempts[first : first + n],
             self.seeds if any(s is not None for s in self.seeds) else None,
         )
-        return result_message(bid, first, self.values, chunk, sorted(self.failures), final)
+        failures = sorted(self.failures, key=_first)
+        return result_message(bid, first, self.values, chunk, failures, final)
+
+
+def _first(failure: tuple[int, str, str, bytes | None]) -> int:
+    return failure[0]
 
 
 def _unsendable(task_id: str, name: str, value: Any, exc: BaseException) -> str:

@@ -15,7 +15,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from qshpc.program.backend import task_key
-from qshpc.program.refs import TaskRef, mark_running, resolve_many, substitute, wait_all
+from qshpc.program.refs import (
+    TaskRef,
+    mark_running,
+    requeue,
+    resolve_many,
+    substitute_top,
+    wait_all,
+)
 from qshpc.runtime.pacing import COMMIT_S
 from qshpc.task import context
 from qshpc.task.execute import run_task
@@ -82,6 +89,9 @@ class RootWork:
                     e = d.pending.pop()  # the dispatcher takes from the other end
                 except IndexError:
                     pass
+                if e is not None and e.task.threads > info.cpus:
+                    d.pending.appendleft(e)  # more cores than rank 0 has: a worker's
+                    e = None
             if e is None:
                 d.session.sync()
                 resolve_many(done)
@@ -96,9 +106,8 @@ class RootWork:
                 e.payload if type(e.payload) is bytes else pickle.dumps((e.payload, {}), protocol=5)
             )
             args, kwargs = pickle.loads(raw)
-            if e.objs:
-                args = substitute(args, d.object_of)
-                kwargs = substitute(kwargs, d.object_of)
+            if e.objs:  # object references among the arguments themselves
+                args, kwargs = substitute_top(args, kwargs, d.object_of)
             if e.key is None:
                 e.key = task_key(e.task.digest, raw, e.ref.task_id)
             seed = _seed_of(e.ref.task_id)
@@ -111,7 +120,7 @@ class RootWork:
                 done.append((e.ref, True, out.value))
             elif e.attempt <= e.task.retries:
                 e.attempt += 1
-                e.ref._state = 0
+                requeue(e.ref)
                 d.pending.append(e)
             else:
                 done.append((e.ref, False, out.task_error(info.rank, info.host)))

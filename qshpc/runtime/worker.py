@@ -157,9 +157,10 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
     import cloudpickle
 
     funcs: dict[int, tuple[Any, str, bytes]] = {}  # fn_id -> (function, name, digest)
-    objects: dict[int, Any] = {}
-    inline = backend.InlineBackend()
+    inline = backend.InlineBackend(nested=True, rank=info.rank)
     backend.activate(inline)
+    # One table: objects rank 0 sent and those tasks put here (ids name their rank).
+    objects = inline.objects
     comm, status, any_tag = wiring.comm, wiring.status(), wiring.any_tag
     sleep = 0.0
     # Ranks outnumber cores: an idle worker polling fast steals rank 0's CPU.
@@ -183,7 +184,7 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
         return cut[0]
 
     def lookup(ref: Any) -> Any:
-        return objects[ref.obj_id] if isinstance(ref, ObjectRef) else ref
+        return inline.get_object(ref.obj_id) if type(ref) is ObjectRef else ref
 
     try:
         while True:

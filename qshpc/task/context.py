@@ -50,6 +50,11 @@ class TaskContext(NamedTuple):
     seed: int | None = None
     attempt: int = 1
 
+    @property
+    def cpus(self) -> int:
+        """The threads this task may use: its ``target={"cpu": k}``, else the rank's cores."""
+        return task_threads()
+
 
 def _available_cores() -> int:
     try:
@@ -101,6 +106,18 @@ def set_job_seed(seed: int | None) -> None:
     _job_seed = seed
 
 
+def task_threads() -> int:
+    """Threads the running task may use: its target's ``cpu`` when given, else the rank's cores."""
+    return getattr(_local, "threads", 0) or rank_info().cpus
+
+
+def set_task_threads(threads: int) -> int:
+    """Set the running thread's task threads (0: the rank's cores); returns the previous value."""
+    old: int = getattr(_local, "threads", 0)
+    _local.threads = threads
+    return old
+
+
 def current_task() -> TaskContext | None:
     """Return the task running in this thread, or None outside tasks."""
     stack: list[tuple[TaskContext, dict[str, Any]]] | None = getattr(_local, "stack", None)
@@ -141,4 +158,6 @@ __all__ = [
     "record_provenance",
     "set_job_seed",
     "set_rank_info",
+    "set_task_threads",
+    "task_threads",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qshpc.errors import TaskError
+from qshpc.errors import TaskError, load_cause, task_error
 from qshpc.task import context
 
 
@@ -46,6 +46,8 @@ class Outcome:
         started: Unix time the attempt started.
         finished: Unix time it ended.
         provenance: Fields the task recorded with ``record_provenance``.
+        cause: The exception itself (when not ok and it ran in this process).
+        cause_blob: The exception pickled on the worker (:func:`qshpc.errors.dump_cause`).
     """
 
     task_id: str
@@ -58,10 +60,13 @@ class Outcome:
     started: float = 0.0
     finished: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
+    cause: BaseException | None = None
+    cause_blob: bytes | None = None
 
     def task_error(self, rank: int, host: str) -> TaskError:
-        """The :class:`TaskError` that ``get`` raises for this outcome."""
-        return TaskError(
+        """The :class:`TaskError` that ``get`` raises: also an instance of the cause's class."""
+        cause = self.cause if self.cause is not None else load_cause(self.cause_blob)
+        return task_error(
             self.task_id,
             self.function,
             rank,
@@ -69,6 +74,7 @@ class Outcome:
             self.error or "",
             self.exc_type,
             self.attempt,
+            cause,
         )
 
 
@@ -100,9 +106,59 @@ def run_task(
             started=started,
             finished=finished,
             provenance=prov,
+            cause=exc.with_traceback(None),  # the text above has it; frames are not pinned
         )
     finally:
         context.pop_task()
     return Outcome(
         task_id, name, attempt, True, value, started=started, finished=time.time(), provenance=prov
     )
+
+
+class TargetedCall:
+    """A task function run with its target's threads and environment variables.
+
+    ``distribute_task(target={"cpu": 4, "env_vars": {...}})`` ships this in place
+    of the bare function: while a call runs, ``current_task().cpus`` (and so
+    Aer's threads) is 4, and the variables are set in ``os.environ`` (restored
+    after the call). Threads are capped at the rank's cores, which only bites a
+    nested call (it runs inline on its parent's rank) or plain ``python``.
+
+    Args:
+        func: The task function.
+        threads: Threads per call (0: the rank's cores).
+        env: Environment variables set during each call, or None.
+    """
+
+    __slots__ = ("env", "func", "threads")
+
+    def __init__(self, func: Callable[..., Any], threads: int, env: dict[str, str] | None) -> None:
+        self.func = func
+        self.threads = threads
+        self.env = env
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        threads = min(self.threads, context.rank_info().cpus) if self.threads else 0
+        old_threads = context.set_task_threads(threads)
+        saved: dict[str, str | None] = {}
+        if self.env:
+            import os
+
+            for k, v in self.env.items():
+                saved[k] = os.environ.get(k)
+                os.environ[k] = v
+        try:
+            return self.func(*args, **kwargs)
+        finally:
+            context.set_task_threads(old_threads)
+            if saved:
+                import os
+
+                for k, old in saved.items():
+                    if old is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = old
+
+    def __repr__(self) -> str:
+        return f"<{getattr(self.func, '__qualname__', self.func)} with {self.threads} thread(s)>"

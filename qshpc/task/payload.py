@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import threading
 from typing import Any
 
 from qshpc.store import _qpy
@@ -41,9 +42,14 @@ def load_circuit(data: bytes) -> Any:
 
 
 class _CircuitPickler(pickle.Pickler):
+    """Circuits as QPY. One per thread, reused: building a Pickler costs more
+    than pickling a small argument tuple does."""
+
     def __init__(self, file: io.BytesIO, circuit_class: type) -> None:
         super().__init__(file, protocol=5)
+        self.file = file
         self._circuit_class = circuit_class
+        self.busy = False
 
     def reducer_override(self, obj: Any) -> Any:
         # Not called for plain ints, floats, strs, lists, dicts, tuples: cheap.
@@ -59,14 +65,47 @@ class _CircuitPickler(pickle.Pickler):
         return (load_circuit, (data,))
 
 
+_local = threading.local()
+
+
 def dumps(obj: Any) -> bytes:
     """``pickle.dumps(obj, protocol=5)``, circuits inside as QPY (see the module doc)."""
     cls = _qpy.circuit_class()
     if cls is None:  # qiskit not imported: no circuit can be inside
         return pickle.dumps(obj, protocol=5)
-    buf = io.BytesIO()
-    _CircuitPickler(buf, cls).dump(obj)
-    return buf.getvalue()
+    p: _CircuitPickler | None = getattr(_local, "pickler", None)
+    if p is None or p.busy or p._circuit_class is not cls:
+        if p is not None and p.busy:  # a dump inside a dump: a pickler of its own
+            buf = io.BytesIO()
+            _CircuitPickler(buf, cls).dump(obj)
+            return buf.getvalue()
+        p = _local.pickler = _CircuitPickler(io.BytesIO(), cls)
+    p.busy = True
+    try:
+        p.dump(obj)
+        return p.file.getvalue()
+    finally:
+        p.clear_memo()  # the memo holds the objects: let them go
+        p.file.seek(0)
+        p.file.truncate()
+        p.busy = False
 
 
-__all__ = ["dumps", "load_circuit"]
+def by_reference_to_main(data: bytes) -> bool:
+    """True when pickled ``data`` names something of ``__main__`` (the program file).
+
+    Workers never run the program's top-level code, so they cannot find
+    ``__main__.Box``: such values must go by value (:func:`cloud_dumps`).
+    """
+    return b"__main__" in data
+
+
+def cloud_dumps(obj: Any) -> bytes:
+    """``cloudpickle.dumps(obj)``: functions, classes and instances of the program file by value."""
+    import cloudpickle
+
+    data: bytes = cloudpickle.dumps(obj, protocol=5)
+    return data
+
+
+__all__ = ["by_reference_to_main", "cloud_dumps", "dumps", "load_circuit"]
