@@ -44,31 +44,89 @@ _EXPORTS = {
     "SerializationError": "qshpc.errors",
     "current_task": "qshpc.task.context",
     "rank_info": "qshpc.task.context",
+    "JobNotFoundError": "qshpc.errors",
+    "data_dir": "qshpc.jobs.paths",
 }
 
+# quantum-serverless 0.10.1's names (docs/quantum-serverless.md lists each, with its status).
+_EXPORTS["QiskitPattern"] = "qshpc.jobs.spec"
+_EXPORTS["Configuration"] = "qshpc.jobs.spec"
+for _name in (
+    "BaseJobClient", "ComputeResource", "GatewayJobClient", "GatewayProvider",
+    "IBMServerlessProvider", "LocalJobClient", "LocalProvider", "Provider", "QuantumServerless",
+    "RayJobClient", "RayProvider", "ServerlessProvider", "distribute_program",
+    "distribute_qiskit_pattern", "get_auto_discovered_provider", "QuantumServerlessException",
+):  # fmt: skip
+    _EXPORTS[_name] = "qshpc.client.serverless"
+_EXPORTS["BaseProvider"] = "qshpc.client.base"
+for _name in (
+    "CircuitMeta", "QiskitObjectsDecoder", "QiskitObjectsEncoder", "circuit_deserializer",
+    "circuit_serializer", "fetch_execution_meta", "register_all_serializers", "remote",
+    "service_deserializer", "service_serializer",
+):  # fmt: skip
+    _EXPORTS[_name] = "qshpc.program.compat"
+_EXPORTS["parallel_transpile"] = "qshpc.program.library"
+del _name
+
 if TYPE_CHECKING:
+    from qshpc.client.base import BaseProvider
     from qshpc.client.job import Job, list_jobs, open_job
     from qshpc.client.local import LocalClient
+    from qshpc.client.serverless import (
+        BaseJobClient,
+        ComputeResource,
+        GatewayJobClient,
+        GatewayProvider,
+        IBMServerlessProvider,
+        LocalJobClient,
+        LocalProvider,
+        Provider,
+        QuantumServerless,
+        QuantumServerlessException,
+        RayJobClient,
+        RayProvider,
+        ServerlessProvider,
+        distribute_program,
+        distribute_qiskit_pattern,
+        get_auto_discovered_provider,
+    )
     from qshpc.client.slurm import SlurmClient
     from qshpc.errors import (
         JobFailedError,
+        JobNotFoundError,
         QshpcError,
         ResourceError,
         SerializationError,
         TaskError,
         UserError,
     )
-    from qshpc.jobs.spec import Program
+    from qshpc.jobs.paths import data_dir
+    from qshpc.jobs.spec import Configuration, Program, QiskitPattern
     from qshpc.program.api import (
         DistributedTask,
+        as_completed,
         distribute_task,
         get,
         get_arguments,
+        get_refs_by_status,
         put,
         save_result,
         update_status,
         wait,
     )
+    from qshpc.program.compat import (
+        CircuitMeta,
+        QiskitObjectsDecoder,
+        QiskitObjectsEncoder,
+        circuit_deserializer,
+        circuit_serializer,
+        fetch_execution_meta,
+        register_all_serializers,
+        remote,
+        service_deserializer,
+        service_serializer,
+    )
+    from qshpc.program.library import parallel_transpile
     from qshpc.program.refs import ObjectRef, TaskRef
     from qshpc.program.resources import Target
     from qshpc.store import load_arguments, save_arguments
@@ -79,32 +137,66 @@ __getattr__, __dir__ = lazy_exports("qshpc", _EXPORTS, globals())
 
 
 __all__ = [
+    "BaseJobClient",
+    "BaseProvider",
+    "CircuitMeta",
+    "ComputeResource",
+    "Configuration",
     "DistributedTask",
+    "GatewayJobClient",
+    "GatewayProvider",
+    "IBMServerlessProvider",
     "Job",
     "JobFailedError",
+    "JobNotFoundError",
     "LocalClient",
+    "LocalJobClient",
+    "LocalProvider",
     "ObjectRef",
     "Program",
+    "Provider",
+    "QiskitObjectsDecoder",
+    "QiskitObjectsEncoder",
+    "QiskitPattern",
     "QshpcError",
+    "QuantumServerless",
+    "QuantumServerlessException",
+    "RayJobClient",
+    "RayProvider",
     "ResourceError",
     "SerializationError",
+    "ServerlessProvider",
     "SlurmClient",
     "Target",
     "TaskError",
     "TaskRef",
     "UserError",
     "__version__",
+    "as_completed",
+    "circuit_deserializer",
+    "circuit_serializer",
     "current_task",
+    "data_dir",
+    "distribute_program",
+    "distribute_qiskit_pattern",
     "distribute_task",
+    "fetch_execution_meta",
     "get",
     "get_arguments",
+    "get_auto_discovered_provider",
+    "get_refs_by_status",
     "list_jobs",
     "load_arguments",
     "open_job",
+    "parallel_transpile",
     "put",
     "rank_info",
+    "register_all_serializers",
+    "remote",
     "save_arguments",
     "save_result",
+    "service_deserializer",
+    "service_serializer",
     "update_status",
     "wait",
 ]

@@ -48,4 +48,62 @@ STORED: tuple[JobState, ...] = (
     JobState.CANCELED,
 )
 
-__all__ = ["STORED", "TERMINAL", "JobState"]
+#: quantum-serverless 0.10.1's word for each state (its ``Job.status()``).
+SERVERLESS_NAMES: dict[str, str] = {
+    "QUEUED": "QUEUED",
+    "RUNNING": "RUNNING",
+    "SUCCEEDED": "DONE",
+    "FAILED": "ERROR",
+    "CANCELED": "CANCELED",
+}
+#: Every other spelling a program may compare a status with, and the state it means.
+_ALIASES: dict[str, str] = {
+    "DONE": "SUCCEEDED",
+    "ERROR": "FAILED",
+    "INITIALIZING": "QUEUED",
+    "PENDING": "QUEUED",
+    "STOPPED": "CANCELED",
+    "CANCELLED": "CANCELED",
+}
+
+
+def canonical(text: str) -> str:
+    """qshpc's name of a state spelled in quantum-serverless's (or Ray's) words; else ``text``."""
+    return _ALIASES.get(text, text)
+
+
+class JobStatus(str):
+    """A job's state as ``Job.status()`` returns it: text that equals both spellings of the state.
+
+    Its value is qshpc's word (``"SUCCEEDED"``), or quantum-serverless 0.10.1's
+    (``"DONE"``) for jobs of ``QuantumServerless`` and ``LocalProvider``; either
+    way it compares equal to both (``== "DONE"`` and ``== "SUCCEEDED"``; ``"ERROR"``
+    and ``"FAILED"``; ``"INITIALIZING"`` and ``"QUEUED"``), so a notebook written
+    for either keeps working. Hashing follows the value: a set or dict lookup
+    finds it under its own spelling only.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, state: str, serverless: bool = False) -> JobStatus:
+        state = str(state)
+        return super().__new__(cls, SERVERLESS_NAMES.get(state, state) if serverless else state)
+
+    @property
+    def state(self) -> str:
+        """qshpc's word for the state."""
+        return canonical(str(self))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return str.__eq__(self, other) or canonical(str(other)) == self.state
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = str.__hash__
+
+
+__all__ = ["SERVERLESS_NAMES", "STORED", "TERMINAL", "JobState", "JobStatus", "canonical"]

@@ -172,6 +172,10 @@ READ_TIMEOUT_S: Setting[float] = _declare(
             "time limit for reading a job file without an integrity seal (an older qshpc's, or a "
             "damaged one) in a child process, plus 1 s per 50 MB; past it the job is DAMAGED",
             "CLI, clients, rank 0", "10"))  # fmt: skip
+DATA: Setting[Path | None] = _declare(
+    Setting("QSHPC_DATA", None, _path, "a folder path",
+            "the data folder of the files API (client.files(), qshpc.data_dir()); shared storage",
+            "clients, every rank", "$QSHPC_HOME/data"))  # fmt: skip
 ARGUMENTS: Setting[Path | None] = _declare(
     Setting("QSHPC_ARGUMENTS", None, _path, "the path of a .h5 or .json arguments file",
             "arguments for `get_arguments()` under plain `python program.py`",

@@ -26,7 +26,7 @@ from qshpc.jobs.paths import (
     read_slurm_id,
     resolve_job_dir,
 )
-from qshpc.jobstate import TERMINAL, JobState
+from qshpc.jobstate import TERMINAL, JobState, JobStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,10 +45,21 @@ DAMAGED = JobState.DAMAGED
 class Job:
     """A job in the store, local or on Slurm.
 
+    Also quantum-serverless 0.10.1's ``Job``: ``status()``, ``result(wait, cadence,
+    verbose)``, ``in_terminal_state()``, ``logs()``, ``filtered_logs(include=,
+    exclude=)``, ``stop()``, ``job_id``, ``raw_data``.
+
     Args:
         job_dir: The job directory.
         process: The local launcher process, when this client started it.
+
+    Attributes:
+        status_names: ``"qshpc"`` (``status()`` says SUCCEEDED, FAILED) or
+            ``"serverless"`` (DONE, ERROR, as quantum-serverless 0.10.1); set by
+            the client that made the job. Either way the status equals both words.
     """
+
+    status_names = "qshpc"
 
     def __init__(self, job_dir: Path, process: subprocess.Popen[bytes] | None = None) -> None:
         self.job_dir = Path(job_dir)
@@ -190,9 +201,30 @@ class Job:
         except (OSError, StoreError):
             pass
 
-    def status(self) -> str:
-        """The job's state: QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED."""
+    def status(self) -> JobStatus:
+        """The job's state: QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED (or UNKNOWN).
+
+        A :class:`~qshpc.jobstate.JobStatus`: text that also equals
+        quantum-serverless's word for the state (``"DONE"``, ``"ERROR"``).
+        """
+        return JobStatus(self._state(), self.status_names == "serverless")
+
+    def _state(self) -> str:
         return str(self.info().get("state"))
+
+    def in_terminal_state(self) -> bool:
+        """True when the job ended: SUCCEEDED, FAILED or CANCELED (quantum-serverless's name).
+
+        Also for a DAMAGED job (no run holds it; ``result()`` says what is
+        recoverable): a polling loop must not wait for it forever.
+        """
+        state = self._state()
+        return state in TERMINAL or state == DAMAGED
+
+    @property
+    def raw_data(self) -> dict[str, Any]:
+        """What the store knows of the job (quantum-serverless's ``raw_data``)."""
+        return self.info()
 
     def status_text(self) -> str:
         """The state with the sub-status (``RUNNING: sampling batch 3/10``) and Slurm's raw state."""
@@ -206,10 +238,15 @@ class Job:
 
     def done(self) -> bool:
         """True when the job reached a terminal state."""
-        return self.status() in TERMINAL
+        return self._state() in TERMINAL
 
-    def wait(self, timeout: float | None = None, poll: float = 0.2) -> str:
+    def wait(self, timeout: float | None = None, poll: float = 0.2, verbose: bool = False) -> str:
         """Wait until the job ends; return its state.
+
+        Args:
+            timeout: Seconds to wait at most (None: as long as it takes).
+            poll: Looks at the job at most every ``5 * poll`` seconds (sooner at first).
+            verbose: Log a line (``logging``, INFO) at each look.
 
         Raises:
             TimeoutError: Still running after ``timeout`` seconds.
@@ -217,7 +254,7 @@ class Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
         while True:
-            state = self.status()
+            state = self._state()
             if state == DAMAGED:
                 return state
             if state in TERMINAL:
@@ -229,19 +266,56 @@ class Job:
                     f"job {self.job_id} still {state} after {timeout} s: wait longer "
                     f"(qshpc wait {self.job_id} --timeout S), or see `qshpc status {self.job_id}`"
                 )
+            if verbose:
+                import logging
+
+                logging.getLogger("qshpc").info("job %s: %s", self.job_id, state)
             time.sleep(delay)
             delay = min(poll * 5, delay * 1.5)
 
-    def result(self, timeout: float | None = None, allow_pickle: bool = False) -> Any:
+    def result(
+        self,
+        wait: bool | float = True,
+        cadence: float = 5,
+        verbose: bool = False,
+        *,
+        timeout: float | None = None,
+        allow_pickle: bool = False,
+    ) -> Any:
         """Wait for the job and return what the program passed to ``save_result``.
 
-        Returns None when the program never called ``save_result``.
+        quantum-serverless 0.10.1's signature, with qshpc's ``timeout`` and
+        ``allow_pickle`` as keywords.
+
+        Args:
+            wait: Wait for the job to end (False: return None while it runs). A
+                number is taken as ``timeout`` (qshpc's earlier first argument).
+            cadence: The longest pause between two looks at the job, in seconds
+                (it looks sooner at first, so short jobs return at once).
+            verbose: Log a line while waiting, and one per look (``logging``, at INFO).
+            timeout: Give up after this many seconds (TimeoutError).
+            allow_pickle: Read a result stored as a pickle (only stores you trust).
+
+        Returns:
+            The result; None when the program never called ``save_result`` (or,
+            with ``wait=False``, when the job has not ended).
 
         Raises:
             JobFailedError: The job ended FAILED or CANCELED (the message holds its error).
             TimeoutError: Not finished within ``timeout`` seconds.
         """
-        state = self.wait(timeout)
+        if not isinstance(wait, bool) and isinstance(wait, (int, float)):
+            wait, timeout = True, float(wait)
+        if not wait:
+            state = self._state()
+            if state not in TERMINAL and state != DAMAGED:
+                return None
+        else:
+            if verbose:
+                import logging
+
+                logging.getLogger("qshpc").info("Waiting for job %s result.", self.job_id)
+            state = self.wait(timeout, poll=max(0.01, float(cadence)) / 5, verbose=verbose)
         from qshpc.store import JobReader
 
         if state == DAMAGED:
@@ -297,6 +371,34 @@ class Job:
             text = _read_log(f)
             parts.append(text if rank is not None else f"==> {f.name} <==\n{text}")
         return "\n".join(parts)
+
+    def filtered_logs(self, **kwargs: Any) -> str:
+        """The log lines that match ``include`` and not ``exclude`` (regular expressions).
+
+        quantum-serverless's ``filtered_logs``: lines of every rank's log (without
+        the ``==> rank-N.out <==`` headers of :meth:`logs`), each ended by a newline.
+        """
+        import re
+
+        unknown = set(kwargs) - {"include", "exclude"}
+        if unknown:
+            from qshpc.errors import UserError
+
+            raise UserError(f"filtered_logs takes include= and exclude=, got {sorted(unknown)}")
+        text = "".join(_with_newline(f.read_text(errors="replace")) for f in self._log_files(None))
+        include, exclude = kwargs.get("include"), kwargs.get("exclude")
+        if include is not None:
+            text = "".join(line + "\n" for line in text.split("\n") if re.search(include, line))
+        if exclude is not None:
+            text = "".join(
+                line + "\n" for line in text.split("\n") if line and not re.search(exclude, line)
+            )
+        return text
+
+    def _log_files(self, rank: int | None) -> list[Path]:
+        files = sorted((self.job_dir / "logs").glob("rank-*.out"), key=_rank_of)
+        extra = sorted((self.job_dir / "logs").glob("slurm-*"))
+        return [f for f in files + extra if rank is None or _rank_of(f) == rank]
 
     def stop(self) -> bool:
         """Cancel the job (SIGTERM to a local run, scancel for Slurm); finished results are kept.
@@ -357,6 +459,10 @@ def _read_log(path: Path) -> str:
         return f"(not shown: {exc.strerror or exc})\n"
     with open(fd, "rb", closefd=True) as fh:
         return fh.read().decode("utf-8", errors="backslashreplace")
+
+
+def _with_newline(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
 
 
 def _rank_of(p: Path) -> int:

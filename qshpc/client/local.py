@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qshpc.client.base import BaseProvider
 from qshpc.client.job import Job, list_jobs, open_job
 from qshpc.errors import UserError
 from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
 from qshpc.jobs.paths import ensure_jobs_root, mark_terminal, new_job_id, read_override
-from qshpc.jobs.spec import Program, create_program_job
+from qshpc.jobs.spec import Configuration, Program, create_program_job
 
 if TYPE_CHECKING:
     from qshpc.notebook.display import JobList
@@ -103,8 +104,11 @@ def with_cache(
     return program
 
 
-class LocalClient:
+class LocalClient(BaseProvider):
     """Runs programs on this machine's MPI ranks (the embedded local default).
+
+    It is also a quantum-serverless provider (:class:`~qshpc.client.base.BaseProvider`):
+    ``upload``, ``get_job_by_id``, ``get_jobs``, the files API...
 
     Args:
         workers: Worker ranks (default: one per core); 0 runs tasks in the program's process.
@@ -120,29 +124,46 @@ class LocalClient:
         cache: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        if workers is not None and (not isinstance(workers, int) or workers < 0):
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or workers < 0
+        ):
             raise UserError(f"workers must be a whole number >= 0, got {workers!r}")
+        super().__init__("local")
         self.workers = workers
         self.cache = cache
         self.cache_dir = cache_dir
 
-    def _program(self, program: Program) -> Program:
-        return with_cache(program, self.cache, self.cache_dir)
+    def _program(self, program: Program | str) -> Program:
+        """``program`` (or the uploaded one of that title), as this client runs it (cache)."""
+        return with_cache(super()._program(program), self.cache, self.cache_dir)
 
     def run(
         self,
-        program: Program,
+        program: Program | str,
         arguments: dict[str, Any] | None = None,
+        config: Configuration | None = None,
+        *,
         seed: int | None = None,
         job_dir: str | os.PathLike[str] | None = None,
     ) -> Job:
-        """Start ``program`` with ``arguments``; return its :class:`Job` at once (state QUEUED/RUNNING)."""
-        program = self._program(program)
-        job_path = create_program_job(program, arguments, seed, job_dir)
-        proc = _launch(
-            str(program.path()), program.working_dir, program.env_vars, job_path, self.workers
-        )
-        return Job(job_path, proc)
+        """Start ``program`` with ``arguments``; return its :class:`Job` at once (state QUEUED/RUNNING).
+
+        Args:
+            program: A :class:`Program` (``QiskitPattern``), or the title of an uploaded one.
+            arguments: The program's ``get_arguments()``.
+            config: quantum-serverless's ``Configuration``: ``workers`` sets the worker ranks.
+            seed: The job seed (every task's seed derives from it).
+            job_dir: Where the job lives (default ``$QSHPC_HOME/jobs/<id>``).
+        """
+        prog = self._program(program)
+        workers = self.workers
+        if config is not None:
+            config.check()
+            if config.workers is not None:
+                workers = config.workers
+        job_path = create_program_job(prog, arguments, seed, job_dir)
+        proc = _launch(str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers)
+        return self._mark(Job(job_path, proc))
 
     def map(
         self,
@@ -226,8 +247,11 @@ class LocalClient:
 
     def jobs(self, state: str | None = None) -> JobList[Job]:
         """Jobs in the store, newest first."""
-        return list_jobs(state)
+        jobs = list_jobs(state)
+        for j in jobs:
+            self._mark(j)
+        return jobs
 
     def job(self, job_id: str) -> Job:
         """The job with this id."""
-        return open_job(job_id)
+        return self._mark(open_job(job_id))

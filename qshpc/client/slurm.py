@@ -13,15 +13,16 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from qshpc.client.base import BaseProvider
 from qshpc.client.job import Job, list_jobs, open_job
 from qshpc.submit.config import resolve_resources
 from qshpc.submit.resources import SlurmResources
 
 if TYPE_CHECKING:
-    from qshpc.jobs.spec import Program
+    from qshpc.jobs.spec import Configuration, Program
 
 
-class SlurmClient:
+class SlurmClient(BaseProvider):
     """Submits programs as Slurm jobs; every task runs the qshpc runtime under ``srun --mpi=pmi2``.
 
     Args:
@@ -41,6 +42,7 @@ class SlurmClient:
     def __init__(
         self, cache: bool = False, cache_dir: str | os.PathLike[str] | None = None, **resources: Any
     ) -> None:
+        super().__init__("slurm")
         self.resources: SlurmResources = resolve_resources(resources)
         self.cache = cache
         self.cache_dir = cache_dir
@@ -50,17 +52,38 @@ class SlurmClient:
         return f"<SlurmClient | {r.nodes} node(s) x {r.ntasks_per_node} task(s), {r.time_min} min>"
 
     def run(
-        self, program: Program, arguments: dict[str, Any] | None = None, seed: int | None = None
+        self,
+        program: Program | str,
+        arguments: dict[str, Any] | None = None,
+        config: Configuration | None = None,
+        *,
+        seed: int | None = None,
     ) -> Job:
-        """Submit ``program`` with ``arguments``; return its :class:`~qshpc.client.job.Job` at once (QUEUED)."""
-        from qshpc.client.local import with_cache
+        """Submit ``program`` with ``arguments``; return its :class:`~qshpc.client.job.Job` at once (QUEUED).
+
+        Args:
+            program: A :class:`Program` (``QiskitPattern``), or the title of an uploaded one.
+            arguments: The program's ``get_arguments()``.
+            config: quantum-serverless's ``Configuration``: ``workers`` ranks besides
+                rank 0, spread over this client's nodes.
+            seed: The job seed.
+        """
         from qshpc.submit.submission import submit
 
-        program = with_cache(program, self.cache, self.cache_dir)
-        sub = submit(program, arguments, seed, self.resources)
-        return Job(sub.job_dir)
+        resources = self.resources
+        if config is not None:
+            config.check()
+            if config.workers is not None:
+                import dataclasses
 
-    run_program = run
+                per_node = -(-(config.workers + 1) // resources.nodes)
+                resources = dataclasses.replace(resources, ntasks_per_node=per_node)
+                resources.validate()
+        from qshpc.client.local import with_cache
+
+        program = with_cache(self._program(program), self.cache, self.cache_dir)
+        sub = submit(program, arguments, seed, resources)
+        return self._mark(Job(sub.job_dir))
 
     def map(
         self,
@@ -96,8 +119,8 @@ class SlurmClient:
         from qshpc.notebook.display import JobList
 
         jobs = (j for j in list_jobs(state) if (j.job_dir / SLURM_ID_FILE).is_file())
-        return JobList(jobs, infos=read_infos)
+        return JobList((self._mark(j) for j in jobs), infos=read_infos)
 
     def job(self, job_id: str) -> Job:
         """The job with this qshpc id (or Slurm id, or directory)."""
-        return open_job(job_id)
+        return self._mark(open_job(job_id))

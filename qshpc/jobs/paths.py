@@ -57,6 +57,27 @@ def ensure_jobs_root() -> Path:
     return ensure_private_dir(home / "jobs", "the jobs folder")
 
 
+def data_root() -> Path:
+    """The data folder of the files API (``$QSHPC_DATA``, default ``$QSHPC_HOME/data``)."""
+    return settings.DATA.get() or qshpc_home() / "data"
+
+
+def data_dir() -> Path:
+    """The data folder, where programs write files for ``client.files()`` (created if missing).
+
+    quantum-serverless programs wrote to ``/data``; on qshpc, write to
+    ``qshpc.data_dir() / "name"``: the folder is on the job store's shared
+    storage, the same for the program, the workers and the client.
+    """
+    root = data_root()
+    if not root.is_dir():
+        from qshpc.store import perms
+
+        root.parent.mkdir(parents=True, exist_ok=True)
+        perms.make_dir(root)
+    return root
+
+
 def new_job_id() -> str:
     """A sortable, unique job id such as ``20261125-143012-a1b2c3``."""
     return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)

@@ -1,15 +1,17 @@
 """A program to run (``Program``) and the QUEUED job created for it, shared by every client.
 
-Mirrors quantum-serverless's ``Program(title=..., entrypoint=..., working_dir=...)``.
+Mirrors quantum-serverless's ``QiskitPattern(title=..., entrypoint=..., working_dir=...)``
+and its ``Configuration``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from qshpc import settings
 from qshpc._version import __version__
@@ -21,12 +23,21 @@ from qshpc.jobs.paths import ensure_jobs_root, new_job_id
 class Program:
     """A program: an entrypoint file inside a working directory.
 
+    The fields and their order are quantum-serverless 0.10.1's ``QiskitPattern``
+    (``qshpc.QiskitPattern`` is this class).
+
     Attributes:
-        title: A human title, shown by ``qshpc list``.
+        title: A human title, shown by ``qshpc list``; ``client.run(title)`` runs
+            an uploaded program by it.
         entrypoint: The program file, relative to ``working_dir``.
         working_dir: The folder the program runs in (staged for Slurm jobs).
-        description: Free text.
         env_vars: Environment variables set for the program.
+        dependencies: Requirements (pip strings) the program needs: checked
+            when it runs, never installed (install them in the job's environment).
+        description: Free text.
+        version: Free text.
+        tags: Free text labels.
+        raw_data: What quantum-serverless's gateway returned about the program (kept as given).
         cache: Use the result cache across jobs for every task of the program
             (a task's own ``cache=`` wins; see docs/cache.md).
         cache_dir: The cache folder (default ``$QSHPC_CACHE_DIR``, else
@@ -34,12 +45,27 @@ class Program:
     """
 
     title: str
-    entrypoint: str
+    entrypoint: str | None = None
     working_dir: str = "./"
-    description: str = ""
     env_vars: dict[str, str] = field(default_factory=dict)
+    dependencies: list[str] | None = None
+    description: str = ""
+    version: str | None = None
+    tags: list[str] | None = None
+    raw_data: dict[str, Any] | None = None
     cache: bool = False
     cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.env_vars = dict(self.env_vars or {})
+        self.description = self.description or ""
+        self.working_dir = self.working_dir or "./"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Program:
+        """quantum-serverless's ``QiskitPattern.from_json``: unknown keys are left out."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
     def cache_meta(self) -> dict[str, Any] | None:
         """The job meta's ``cache`` entry (None when the program does not ask for the cache)."""
@@ -52,8 +78,13 @@ class Program:
         """The entrypoint's path, checked.
 
         Raises:
-            UserError: The working dir or the entrypoint does not exist.
+            UserError: No entrypoint, or the working dir or the entrypoint does not exist.
         """
+        if not self.entrypoint:
+            raise UserError(
+                f"program {self.title!r} has no entrypoint: give entrypoint='file.py', or run "
+                "an uploaded program by its title"
+            )
         wd = Path(self.working_dir).expanduser()
         if not wd.is_dir():
             raise UserError(f"working_dir {wd} of program {self.title!r} is not a directory")
@@ -63,6 +94,54 @@ class Program:
                 f"entrypoint {self.entrypoint!r} of program {self.title!r} not found in {wd.resolve()}"
             )
         return p.resolve()
+
+
+#: quantum-serverless 0.10.1's name of :class:`Program`.
+QiskitPattern = Program
+
+
+@dataclass
+class Configuration:
+    """quantum-serverless's run configuration, on qshpc's clients.
+
+    Attributes:
+        workers: Worker ranks of the run (``LocalClient``), or tasks besides rank 0
+            spread over the nodes (``SlurmClient``); None: the client's own.
+        min_workers: Accepted; a qshpc job's ranks are fixed, so it is unused.
+        max_workers: Accepted; unused (see ``min_workers``).
+        auto_scaling: Must be False: MPI ranks do not scale while a job runs.
+        python_version: ``"py39"``, ``"py310"``...: must name this Python (qshpc
+            runs the program with the interpreter of the job's environment).
+    """
+
+    workers: int | None = None
+    min_workers: int | None = None
+    max_workers: int | None = None
+    auto_scaling: bool | None = False
+    python_version: str | None = ""
+    PYTHON_V3_9: ClassVar[str] = "py39"
+    PYTHON_V3_10: ClassVar[str] = "py310"
+
+    def check(self) -> None:
+        """Refuse what a qshpc job cannot honour, in one line.
+
+        Raises:
+            UserError: ``auto_scaling``, a bad ``workers``, another Python's version.
+        """
+        if self.auto_scaling:
+            raise UserError(
+                "Configuration(auto_scaling=True): a qshpc job's MPI ranks are fixed when it "
+                "starts; give workers=N instead"
+            )
+        w = self.workers
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
+            raise UserError(f"Configuration(workers={w!r}): a whole number >= 0")
+        here = f"py{sys.version_info.major}{sys.version_info.minor}"
+        if self.python_version and self.python_version != here:
+            raise UserError(
+                f"Configuration(python_version={self.python_version!r}): jobs run with this "
+                f"environment's Python ({here}); leave python_version out"
+            )
 
 
 def create_program_job(
@@ -79,6 +158,10 @@ def create_program_job(
     settings.check()  # every setting the ranks read: say it now, not when the job runs
     entry = program.path()
     check_program(entry)
+    if program.dependencies:
+        from qshpc.jobs.requirements import check_requirements
+
+        check_requirements(list(program.dependencies), f"program {program.title!r} (dependencies)")
     if arguments is not None and not isinstance(arguments, dict):
         raise UserError(f"arguments must be a dict, got {type(arguments).__name__}")
     job_id = new_job_id()

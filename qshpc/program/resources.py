@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qshpc.errors import ResourceError
+from qshpc.jobs.requirements import check_requirements
 
 # Quantum-serverless took `mem` (and passed it to Ray as bytes); we take GB.
 _ALIASES = {"mem": "mem_gb", "memory": "mem_gb"}
@@ -165,43 +166,4 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def missing_requirements(requirements: list[str]) -> list[str]:
-    """The requirements (pip strings) that the running Python does not satisfy."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    missing = []
-    for text in requirements:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            missing.append(text)
-            continue
-        if req.marker is not None and not req.marker.evaluate():
-            continue
-        try:
-            have = version(req.name)
-        except PackageNotFoundError:
-            missing.append(text)
-            continue
-        if req.specifier and not req.specifier.contains(have, prereleases=True):
-            missing.append(f"{text} (installed: {have})")
-    return missing
-
-
-def check_requirements(requirements: list[str] | None, what: str) -> None:
-    """Refuse ``requirements`` that are not installed, naming them and the pip command.
-
-    Raises:
-        ResourceError: Some are missing or at the wrong version.
-    """
-    if not requirements:
-        return
-    missing = missing_requirements(requirements)
-    if missing:
-        names = " ".join(repr(m.split(" (")[0]) for m in missing)
-        raise ResourceError(
-            f"{what} needs {', '.join(missing)}, not installed in this Python "
-            f"(qshpc does not install packages on compute nodes): pip install {names}"
-        )
+__all__ = ["Target", "check_requirements"]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from qshpc import settings
 from qshpc.errors import ResourceError, UserError
 from qshpc.jobs.paths import SLURM_ID_FILE, jobs_root, new_job_id, qshpc_home
+from qshpc.jobs.requirements import check_requirements
 from qshpc.submit import slurm
 from qshpc.submit.resources import SlurmResources, safe_job_name
 from qshpc.submit.sbatch import executor_parameters, render
@@ -80,8 +81,9 @@ def submit(
     settings.check()  # the job's ranks read them: say it now, not when the job runs
     entry = program.path()
     check_program(entry)
+    check_requirements(program.dependencies, f"program {program.title!r} (dependencies)")
     src = Path(program.working_dir).expanduser().resolve()
-    entrypoint = entry.relative_to(src) if entry.is_relative_to(src) else Path(program.entrypoint)
+    entrypoint = entry.relative_to(src) if entry.is_relative_to(src) else Path(entry.name)
     job_id = new_job_id()
     job_dir = jobs_root().absolute() / job_id
     if not str(job_dir).isprintable():
@@ -163,8 +165,9 @@ def submit_array(
     settings.check()
     entry = program.path()
     check_program(entry)
+    check_requirements(program.dependencies, f"program {program.title!r} (dependencies)")
     src = Path(program.working_dir).expanduser().resolve()
-    entrypoint = entry.relative_to(src) if entry.is_relative_to(src) else Path(program.entrypoint)
+    entrypoint = entry.relative_to(src) if entry.is_relative_to(src) else Path(entry.name)
     array_id = new_job_id()
     folder_root = array_folder(array_id)
     job_dirs = [jobs_root().absolute() / f"{array_id}-{i}" for i in range(len(arguments_list))]

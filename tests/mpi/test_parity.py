@@ -8,15 +8,13 @@ worker ranks, so tasks cross ranks and nested calls run on a worker.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from qshpc import LocalClient, Program, open_job
-from tests.conftest import PROGRAMS, job_dir_of, mpiexec, run_cli
+from tests.conftest import PROGRAMS, job_dir_of, run_cli
 
 pytestmark = pytest.mark.mpi
 
@@ -132,19 +130,4 @@ def test_cpu_target_means_threads_and_is_refused_when_no_rank_has_them(
     assert "cpu=64" in res["refused"] and "rank 1" in res["refused"], res["refused"]
 
 
-def test_cpu_target_places_tasks_on_a_rank_that_has_the_cores(
-    qshpc_home: Path, tmp_path: Path
-) -> None:
-    """Ranks of unequal size (as a heterogeneous Slurm job gives): cpu=3 tasks go to rank 2 only."""
-    args = tmp_path / "args.json"
-    args.write_text(json.dumps({"big": 64, "placed": 3}))
-    py = [sys.executable, "-m", "qshpc", "run", str(PARITY / "target_cpu.py"), "--arguments", str(args)]
-    cmd = [mpiexec(), "-n", "2", "-env", "SLURM_CPUS_PER_TASK", "1", *py, ":",
-           "-n", "1", "-env", "SLURM_CPUS_PER_TASK", "3", *py]  # fmt: skip
-    import subprocess
-
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env={**os.environ})
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    res = open_job(job_dir_of(qshpc_home)).result()
-    assert res["placed"] == [[2, 3]] * 6
-    assert "cpu=64" in res["refused"] and "3" in res["refused"]
+# Placement on ranks of unequal cores: tests/unit/test_parity_runtime.py (loopback ranks).

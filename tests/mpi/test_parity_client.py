@@ -28,7 +28,9 @@ PARITY = str(PROGRAMS / "parity")
 
 def test_job_names_of_quantum_serverless(qshpc_home: Path) -> None:
     client = LocalClient(workers=1)
-    job = client.run(QiskitPattern(title="talk", entrypoint="talk.py", working_dir=PARITY), {"n": 3})
+    job = client.run(
+        QiskitPattern(title="talk", entrypoint="talk.py", working_dir=PARITY), {"n": 3}
+    )
     assert isinstance(job, Job)
     assert job.result(wait=True, cadence=0.2, verbose=True) == {"values": [0, 1, 2]}
     assert job.in_terminal_state()
@@ -49,7 +51,10 @@ def test_job_names_of_quantum_serverless(qshpc_home: Path) -> None:
 
 def test_upload_then_run_by_title(qshpc_home: Path) -> None:
     client = LocalClient(workers=1)
-    assert client.upload(QiskitPattern(title="talk", entrypoint="talk.py", working_dir=PARITY)) == "talk"
+    assert (
+        client.upload(QiskitPattern(title="talk", entrypoint="talk.py", working_dir=PARITY))
+        == "talk"
+    )
     assert [p.title for p in client.get_programs()] == ["talk"]
     job = client.run("talk", arguments={"n": 2})
     assert job.result() == {"values": [0, 1]}
@@ -65,7 +70,11 @@ def test_result_without_waiting_and_configuration(qshpc_home: Path) -> None:
         QiskitPattern(title="slow", entrypoint="slow.py", working_dir=str(PROGRAMS)),
         config=Configuration(workers=2),
     )
-    assert job.result(wait=False) is None or job.in_terminal_state()
+    deadline = time.monotonic() + 120
+    while not job.tasks() and time.monotonic() < deadline:  # running (stopping a job that
+        time.sleep(0.2)  # is still starting is issue 17's)
+    assert job.result(wait=False) is None and not job.in_terminal_state()
+    assert job.info()["mpi_size"] == 3  # Configuration(workers=2): rank 0 and two workers
     job.stop()
     deadline = time.monotonic() + 60
     while not job.in_terminal_state() and time.monotonic() < deadline:
@@ -79,7 +88,9 @@ def test_files_api_is_a_data_folder(qshpc_home: Path, tmp_path: Path) -> None:
     src.write_bytes(b"\x00payload\xff")
     assert client.file_upload(str(src)) == "input.tar"
     assert client.files() == ["input.tar"]
-    job = client.run(QiskitPattern(title="talk", entrypoint="talk.py", working_dir=PARITY), {"n": 4})
+    job = client.run(
+        QiskitPattern(title="talk", entrypoint="talk.py", working_dir=PARITY), {"n": 4}
+    )
     job.result()
     assert client.files() == ["input.tar", "produced-4.txt"]
     out = tmp_path / "down"
@@ -110,7 +121,9 @@ def test_files_api_is_a_data_folder(qshpc_home: Path, tmp_path: Path) -> None:
 def test_quantum_serverless_over_a_qshpc_client(qshpc_home: Path) -> None:
     serverless = QuantumServerless(LocalClient(workers=1))
     assert "local" in repr(serverless)
-    job = serverless.run(QiskitPattern(title="talk", entrypoint="talk.py", working_dir=PARITY), {"n": 1})
+    job = serverless.run(
+        QiskitPattern(title="talk", entrypoint="talk.py", working_dir=PARITY), {"n": 1}
+    )
     assert job.result() == {"values": [0]}
     assert job.status() == "DONE"  # quantum-serverless 0.10.1's names from its own client
     assert job.status() == "SUCCEEDED"
@@ -148,8 +161,18 @@ def test_target_from_dict_and_pip() -> None:
     t = Target.from_dict({"cpu": 2, "mem": 1, "pip": ["pytest"], "env_vars": {"A": "1"}})
     assert (t.cpu, t.mem_gb, t.pip, t.env_vars) == (2, 1.0, ["pytest"], {"A": "1"})
     assert Target(pip=["pytest"]).pip == Target.from_dict({"pip": ["pytest"]}).pip
-    with pytest.raises(qshpc.ResourceError, match=r"not installed.*pip install 'no-such-package-qshpc>=1'"):
-        qshpc.distribute_task(target={"pip": ["no-such-package-qshpc>=1"]})
+    with pytest.raises(
+        qshpc.ResourceError, match=r"not installed.*pip install 'no-such-package-qshpc>=1'"
+    ):
+        qshpc.distribute_task(target={"pip": ["no-such-package-qshpc>=1"]})(len)
+    with pytest.raises(
+        qshpc.ResourceError, match=r"dependencies.*not installed.*pip install nope-x"
+    ):
+        LocalClient().run(
+            QiskitPattern(
+                title="t", entrypoint="talk.py", working_dir=PARITY, dependencies=["nope-x"]
+            )
+        )
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ def test_seed_notebook_flow(qshpc_home: Path) -> None:
     """In [1]-In [20] of the seed notebook: only the provider line differs (and run_program stays)."""
     from qiskit.circuit.random import random_circuit
 
-    serverless = QuantumServerless(LocalClient(workers=2))  # was: QuantumServerless(GatewayProvider(...))
+    serverless = QuantumServerless(
+        LocalClient(workers=2)
+    )  # was: QuantumServerless(GatewayProvider(...))
     assert repr(serverless) == "<QuantumServerless | providers [local]>"
     circuits = [random_circuit(2, 2) for _ in range(5)]
     [circuit.measure_all() for circuit in circuits]
@@ -84,5 +86,7 @@ def test_parallel_transpile_on_workers(qshpc_home: Path, tmp_path: Path) -> None
         "out = parallel_transpile(circuits=[c1, [c1, c2]], backends=b)\n"
         "save_result({'kinds': [type(out[0]).__name__, len(out[1])]})\n"
     )
-    job = LocalClient(workers=2).run(Program(title="t", entrypoint="transpile.py", working_dir=str(tmp_path)))
+    job = LocalClient(workers=2).run(
+        Program(title="t", entrypoint="transpile.py", working_dir=str(tmp_path))
+    )
     assert job.result(timeout=180) == {"kinds": ["QuantumCircuit", 2]}

@@ -109,9 +109,8 @@ class TestDecorators(TestCase):
 
 def test_filtered_logs(qshpc_home: Path) -> None:
     """tests/core/test_job.py::test_filtered_logs, on a job's own log (not a mocked gateway)."""
-    from qshpc.jobs.spec import create_program_job
-
     from qshpc import LocalClient, Program
+    from qshpc.jobs.spec import create_program_job
 
     prog = qshpc_home.parent / "p.py"
     prog.write_text("print('hi')\n")
@@ -124,7 +123,9 @@ def test_filtered_logs(qshpc_home: Path) -> None:
     job = LocalClient().get_job_by_id(job_dir.name)
     assert job.filtered_logs(include="the.+a.+l") == "OK.  This is the last line.\n"
     assert job.filtered_logs(exclude="the.+a.+l") == "This is the line 1\nThis is the second line\n"
-    assert job.filtered_logs(include="This is the l.+", exclude="the.+a.+l") == "This is the line 1\n"
+    assert (
+        job.filtered_logs(include="This is the l.+", exclude="the.+a.+l") == "This is the line 1\n"
+    )
 
 
 class TestParallelTranspile(TestCase):

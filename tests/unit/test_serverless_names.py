@@ -16,7 +16,7 @@ import qshpc
 from qshpc import UserError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "quantum-serverless.md"
-ROW = re.compile(r"^\| `([A-Za-z_][\w.]*)` \| [^|]* \| (same|equivalent|refused) \|")
+ROW = re.compile(r"^\| `([A-Za-z_][\w.]*)` \|[^|]*\| (same|equivalent|refused) \|")
 
 
 def rows() -> list[tuple[str, str]]:

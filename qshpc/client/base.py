@@ -1,0 +1,285 @@
+"""What every qshpc client offers beyond running: quantum-serverless 0.10.1's provider methods.
+
+``LocalClient`` and ``SlurmClient`` derive from :class:`BaseProvider` (the
+name quantum-serverless gave its providers), so a notebook written for a
+quantum-serverless provider finds the same methods: ``run`` (a program, or the
+title of an uploaded one), ``upload``, ``get_programs``, ``get_job_by_id``,
+``get_jobs``, the files API (``files``, ``file_upload``, ``file_download``,
+``file_delete``), ``context`` and ``widget``. There is no gateway: uploaded
+programs are recorded under ``$QSHPC_HOME/programs``, jobs are the store's,
+files live in the data folder (:mod:`qshpc.client.files`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from qshpc.errors import UserError
+from qshpc.jobs.paths import qshpc_home
+from qshpc.jobs.spec import Configuration, Program
+
+if TYPE_CHECKING:
+    from qshpc.client.job import Job
+
+#: Where ``upload`` records programs.
+PROGRAMS_DIR = "programs"
+
+GATEWAY_HINT = (
+    "qshpc has no gateway: use qshpc.LocalClient() to run on this machine's MPI ranks, "
+    "or qshpc.SlurmClient(nodes=..., ntasks_per_node=...) to submit to Slurm"
+)
+
+
+def gateway_refused(what: str) -> UserError:
+    """The one-line error for a name that needs quantum-serverless's gateway (or Ray)."""
+    return UserError(f"{what} needs a quantum-serverless gateway; {GATEWAY_HINT}")
+
+
+class BaseProvider:
+    """The quantum-serverless provider interface (the base of qshpc's clients).
+
+    ``BaseProvider(name)`` alone runs nothing (as in quantum-serverless, where a
+    provider without a compute resource could not run): use ``LocalClient`` or
+    ``SlurmClient``. A ``host``, ``token`` or ``compute_resource`` (a gateway or
+    a Ray cluster) is refused at once.
+
+    Args:
+        name: The provider's name (``QuantumServerless.set_provider(name)``).
+    """
+
+    #: ``Job.status()`` spells states as qshpc does ("SUCCEEDED") or as
+    #: quantum-serverless 0.10.1 did ("DONE"); each equals the other's name.
+    status_names = "qshpc"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        host: str | None = None,
+        token: str | None = None,
+        compute_resource: Any = None,
+        available_compute_resources: Any = None,
+    ) -> None:
+        if host is not None or token is not None or compute_resource is not None:
+            raise gateway_refused("BaseProvider(host=..., token=..., compute_resource=...)")
+        self.name = name or "provider"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, BaseProvider)
+            and type(other) is type(self)
+            and other.name == self.name
+        )
+
+    __hash__ = object.__hash__
+
+    @classmethod
+    def from_dict(cls, dictionary: dict[str, Any]) -> BaseProvider:
+        """Build a provider from keyword arguments (quantum-serverless's ``from_dict``)."""
+        return cls(**dictionary)
+
+    # -- running ----------------------------------------------------------------
+    def run(
+        self,
+        program: Program | str,
+        arguments: dict[str, Any] | None = None,
+        config: Configuration | None = None,
+    ) -> Job:
+        """Start ``program`` (or the uploaded program of that title); return its job at once."""
+        raise UserError(
+            f"{self!r} runs nothing by itself; use qshpc.LocalClient() or qshpc.SlurmClient(...)"
+        )
+
+    def run_program(
+        self,
+        program: Program | str,
+        arguments: dict[str, Any] | None = None,
+        config: Configuration | None = None,
+    ) -> Job:
+        """The name older quantum-serverless notebooks used for :meth:`run`."""
+        return self.run(program, arguments, config)
+
+    def job_client(self) -> BaseProvider:
+        """quantum-serverless's job client: the client itself."""
+        return self
+
+    @contextlib.contextmanager
+    def context(self, **kwargs: Any) -> Iterator[BaseProvider]:
+        """``with client.context():`` as quantum-serverless's Ray context: tasks need none.
+
+        Outside a job, distributed tasks run in this process; inside one
+        (``qshpc run``), on the job's worker ranks. Nothing is started or stopped.
+        """
+        yield self
+
+    def _mark(self, job: Job) -> Job:
+        job.status_names = self.status_names
+        return job
+
+    # -- programs -----------------------------------------------------------------
+    def upload(self, program: Program) -> str:
+        """Record ``program`` so that ``run(title)`` starts it later; return its title.
+
+        The record keeps absolute paths; the folder itself is not copied.
+
+        Raises:
+            UserError: Not a Program, or its entrypoint does not exist.
+        """
+        if not isinstance(program, Program):
+            raise UserError(f"upload takes a Program (QiskitPattern), got {type(program).__name__}")
+        entry = program.path()
+        record = {
+            "title": program.title,
+            "entrypoint": entry.name,
+            "working_dir": str(entry.parent),
+            "env_vars": dict(program.env_vars),
+            "dependencies": list(program.dependencies or []),
+            "description": program.description,
+            "version": program.version,
+            "tags": list(program.tags or []),
+            "cache": program.cache,
+            "cache_dir": program.cache_dir,
+        }
+        folder = qshpc_home() / PROGRAMS_DIR
+        from qshpc.store import perms
+
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        perms.make_dir(folder)
+        path = folder / _record_name(program.title)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(tmp, path)
+        return program.title
+
+    def get_programs(self, **kwargs: Any) -> list[Program]:
+        """The uploaded programs, by title."""
+        folder = qshpc_home() / PROGRAMS_DIR
+        if not folder.is_dir():
+            return []
+        programs = []
+        for f in sorted(folder.glob("*.json")):
+            try:
+                programs.append(Program.from_json(json.loads(f.read_text())))
+            except (OSError, ValueError, TypeError):
+                continue
+        return sorted(programs, key=lambda p: p.title)
+
+    def _program(self, program: Program | str) -> Program:
+        """``program`` itself, or the uploaded program titled so."""
+        if isinstance(program, Program):
+            return program
+        if not isinstance(program, str):
+            raise UserError(
+                f"run takes a Program (QiskitPattern) or an uploaded program's title, "
+                f"got {type(program).__name__}"
+            )
+        path = qshpc_home() / PROGRAMS_DIR / _record_name(program)
+        try:
+            return Program.from_json(json.loads(path.read_text()))
+        except FileNotFoundError:
+            titles = [p.title for p in self.get_programs()]
+            raise UserError(
+                f"no program titled {program!r} was uploaded (uploaded: {titles or 'none'}); "
+                "call client.upload(program) first, or pass the Program itself"
+            ) from None
+
+    # -- jobs ----------------------------------------------------------------------
+    def get_job_by_id(self, job_id: str) -> Job:
+        """The job with this id (or job directory, or Slurm id).
+
+        Raises:
+            JobNotFoundError: No such job.
+        """
+        from qshpc.client.job import open_job
+
+        return self._mark(open_job(job_id))
+
+    def get_jobs(self, **kwargs: Any) -> list[Job]:
+        """Jobs in the store, newest first: ``limit`` (default all), ``offset`` and ``status`` filter."""
+        from qshpc.client.job import list_jobs
+
+        limit = kwargs.get("limit")
+        offset = int(kwargs.get("offset") or 0)
+        jobs = list_jobs(kwargs.get("status"))[offset:]
+        if limit is not None:
+            jobs = jobs[: int(limit)]
+        return [self._mark(j) for j in jobs]
+
+    # -- files ---------------------------------------------------------------------
+    def files(self) -> list[str]:
+        """Names of the files in the data folder (see :mod:`qshpc.client.files`)."""
+        from qshpc.client import files
+
+        return files.list_files()
+
+    def file_upload(self, file: str) -> str:
+        """Copy a local file into the data folder; return its name there."""
+        from qshpc.client import files
+
+        return files.upload(file)
+
+    def file_download(
+        self, file: str, target_name: str | None = None, download_location: str = "./"
+    ) -> str:
+        """Copy a file of the data folder to ``download_location``; return the name written."""
+        from qshpc.client import files
+
+        return files.download(file, target_name, download_location)
+
+    def download(self, file: str, download_location: str = "./") -> str:
+        """The deprecated name of :meth:`file_download`."""
+        return self.file_download(file, None, download_location)
+
+    def file_delete(self, file: str) -> str:
+        """Remove a file from the data folder."""
+        from qshpc.client import files
+
+        return files.delete(file)
+
+    # -- what only a gateway had --------------------------------------------------------
+    def get_compute_resources(self) -> list[Any]:
+        """Refused: qshpc's resources are the job's MPI ranks (``qshpc.rank_info()``)."""
+        raise gateway_refused("get_compute_resources()")
+
+    def create_compute_resource(self, resource: Any) -> int:
+        """Refused: ask Slurm for resources with ``SlurmClient(nodes=..., ...)``."""
+        raise gateway_refused("create_compute_resource()")
+
+    def delete_compute_resource(self, resource: Any) -> int:
+        """Refused: there is no compute resource to delete."""
+        raise gateway_refused("delete_compute_resource()")
+
+    def widget(self) -> Any:
+        """A table of the jobs in the store (an ipywidgets HTML widget; the HTML text without it)."""
+        from html import escape
+
+        rows = []
+        for j in self.get_jobs(limit=50):
+            try:
+                meta = j.info()
+            except Exception:
+                continue
+            rows.append(
+                f"<tr><td>{escape(j.job_id)}</td><td>{escape(str(meta.get('title', '')))}</td>"
+                f"<td>{escape(str(meta.get('state', '')))}</td></tr>"
+            )
+        html = (
+            "<table><tr><th>job</th><th>title</th><th>state</th></tr>" + "".join(rows) + "</table>"
+        )
+        try:
+            import ipywidgets  # type: ignore[import-untyped]
+        except ImportError:
+            return html
+        return ipywidgets.HTML(html)
+
+
+def _record_name(title: str) -> str:
+    """The record's file name for ``title`` (a digest: any title is safe as a file name)."""
+    return hashlib.sha256(title.encode()).hexdigest()[:24] + ".json"

@@ -1,0 +1,160 @@
+"""The data folder: quantum-serverless's files API on the shared file system.
+
+quantum-serverless's gateway kept a ``/data`` folder per user: programs wrote
+files there and the client listed, uploaded, downloaded and deleted them. qshpc's
+data folder is ``$QSHPC_HOME/data`` (``QSHPC_DATA`` overrides it), on the
+same shared storage as the job store, so the program on rank 0, the workers on
+any node and the client on the login node all see it. Inside a program,
+:func:`qshpc.data_dir` names it.
+
+Only plain names of regular files inside that folder are accepted: no path
+separators, no ``..``, no hidden names, and links are never followed (a link
+planted in the folder cannot make ``file_download`` read a file outside it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from qshpc.errors import UserError
+from qshpc.jobs.paths import data_dir as _data_dir
+from qshpc.jobs.paths import data_root
+
+_CHUNK = 1 << 20
+
+
+def data_dir(create: bool = True) -> Path:
+    """The data folder (created when missing, unless ``create`` is False)."""
+    return _data_dir() if create else data_root()
+
+
+def check_name(name: object, what: str = "file name") -> str:
+    """Return ``name`` if it names a file directly inside the data folder.
+
+    Raises:
+        UserError: A path, ``..``, a hidden or empty name, a NUL byte.
+    """
+    if not isinstance(name, str):
+        raise UserError(f"{what} must be a string, got {type(name).__name__}")
+    bad = (
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or len(name.encode()) > 255
+    )
+    if bad:
+        raise UserError(
+            f"bad {what} {name!r}: give the plain name of a file in the data folder "
+            "(no '/', no '..', not hidden); see client.files()"
+        )
+    return name
+
+
+def list_files() -> list[str]:
+    """Names of the regular files in the data folder, sorted (links and folders are left out)."""
+    root = data_dir(create=False)
+    if not root.is_dir():
+        return []
+    names = []
+    with os.scandir(root) as it:
+        for entry in it:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_file(follow_symlinks=False):
+                names.append(entry.name)
+    return sorted(names)
+
+
+def upload(path: str | os.PathLike[str]) -> str:
+    """Copy a file into the data folder (replacing one of the same name); return its name.
+
+    Raises:
+        UserError: ``path`` is not a readable regular file, or its name is not allowed.
+    """
+    src = Path(path).expanduser()
+    if not src.is_file():
+        raise UserError(f"cannot upload {src}: not a file")
+    name = check_name(src.name)
+    root = data_dir()
+    tmp = root / f".upload-{secrets.token_hex(6)}"
+    try:
+        with open(src, "rb") as fin, _create(tmp) as fout:
+            while chunk := fin.read(_CHUNK):
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(tmp, root / name)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot upload {src} to {root}: {exc.strerror or exc}") from None
+    return name
+
+
+def download(file: str, target_name: str | None = None, download_location: str = "./") -> str:
+    """Copy ``file`` from the data folder to ``download_location``; return the name written.
+
+    The default name is ``downloaded_<8 hex>_<file>``, as quantum-serverless's.
+
+    Raises:
+        UserError: A bad name, no such file, a link or folder in its place, an unwritable target.
+    """
+    check_name(file)
+    out_name = check_name(target_name, "target name") if target_name is not None else None
+    out_name = out_name or f"downloaded_{secrets.token_hex(4)}_{file}"
+    src = _open_inside(file)
+    dest = Path(download_location).expanduser() / out_name
+    try:
+        with os.fdopen(src, "rb") as fin, open(dest, "wb") as fout:
+            while chunk := fin.read(_CHUNK):
+                fout.write(chunk)
+    except OSError as exc:
+        raise UserError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    return out_name
+
+
+def delete(file: str) -> str:
+    """Remove ``file`` from the data folder; return quantum-serverless's message.
+
+    Raises:
+        UserError: A bad name, or no such file.
+    """
+    check_name(file)
+    path = data_dir(create=False) / file
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise UserError(f"no file {file!r} in the data folder {path.parent}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{file!r} in the data folder is a folder, not a file")
+    path.unlink()
+    return "Requested file was deleted."
+
+
+def _open_inside(file: str) -> int:
+    root = data_dir(create=False)
+    try:
+        fd = os.open(root / file, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UserError(f"no file {file!r} in the data folder {root}: see client.files()") from None
+    except OSError as exc:  # ELOOP: a link
+        raise UserError(
+            f"{file!r} in the data folder is not a regular file ({exc.strerror})"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{file!r} in the data folder is not a regular file")
+    return fd
+
+
+def _create(path: Path) -> BinaryIO:
+    from qshpc.store import perms
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, perms.file_mode())
+    return os.fdopen(fd, "wb")

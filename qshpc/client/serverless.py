@@ -1,0 +1,359 @@
+"""quantum-serverless 0.10.1's client names, over qshpc's clients.
+
+``QuantumServerless(LocalClient())`` (or a ``SlurmClient``, or a list of
+clients) keeps a quantum-serverless notebook's flow: ``run``, ``upload``,
+``get_job_by_id``, ``get_jobs``, the files API, ``context``, ``providers`` and
+``set_provider``. Jobs it starts spell their states as quantum-serverless did
+(``"DONE"``, ``"ERROR"``), and each also equals qshpc's name
+(``"SUCCEEDED"``, ``"FAILED"``). ``LocalProvider()`` is a ``LocalClient``
+with those names. Names that only make sense with a gateway or a Ray cluster
+(``ServerlessProvider``, ``IBMServerlessProvider``, ``GatewayProvider``,
+``Provider``, ``RayProvider``, ``ComputeResource``, the job clients,
+``get_auto_discovered_provider``) fail at once with one line naming qshpc's
+equivalent. ``docs/quantum-serverless.md`` lists every name.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import secrets
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qshpc.client.base import GATEWAY_HINT, BaseProvider, gateway_refused
+from qshpc.client.job import Job
+from qshpc.client.local import LocalClient
+from qshpc.errors import QshpcError
+from qshpc.jobs.spec import Configuration, Program
+
+#: quantum-serverless's exception: catches every qshpc error.
+QuantumServerlessException = QshpcError
+
+
+class LocalProvider(LocalClient):
+    """quantum-serverless's ``LocalProvider``: a :class:`LocalClient` with its status names.
+
+    Unlike quantum-serverless's, it returns at once (the job runs in the
+    background; ``job.result()`` waits) and it never pip-installs a program's
+    dependencies into your environment: missing ones are named instead.
+    """
+
+    status_names = "serverless"
+
+    def __init__(self, workers: int | None = None) -> None:
+        super().__init__(workers)
+        self.name = "local-provider"
+
+
+class QuantumServerless:
+    """quantum-serverless's client object over qshpc clients.
+
+    Args:
+        providers: A qshpc client (``LocalClient()``, ``SlurmClient(...)``,
+            ``LocalProvider()``) or a list of them; the last is selected.
+            None: ``LocalClient()``.
+
+    Raises:
+        UserError: A provider that is not a qshpc client.
+    """
+
+    def __init__(self, providers: BaseProvider | list[BaseProvider] | None = None) -> None:
+        if providers is None:
+            providers = [LocalClient()]
+        elif not isinstance(providers, list):
+            providers = [providers]
+        for p in providers:
+            _check_provider(p)
+        if not providers:
+            raise QuantumServerlessException("QuantumServerless needs at least one client")
+        self._providers: list[BaseProvider] = providers
+        self._selected: BaseProvider = providers[-1]
+
+    def __repr__(self) -> str:
+        names = ", ".join(p.name for p in self._providers)
+        return f"<QuantumServerless | providers [{names}]>"
+
+    @property
+    def job_client(self) -> BaseProvider:
+        """The selected client (quantum-serverless's job client)."""
+        return self._selected
+
+    def _mark(self, job: Job) -> Job:
+        job.status_names = "serverless"
+        return job
+
+    def run(
+        self,
+        program: Program | str,
+        arguments: dict[str, Any] | None = None,
+        config: Configuration | None = None,
+    ) -> Job:
+        """Start ``program`` (or an uploaded program's title) on the selected client."""
+        return self._mark(self._selected.run(program, arguments, config))
+
+    run_program = run
+
+    def upload(self, program: Program) -> str:
+        """Record ``program`` for ``run(title)``; return its title."""
+        return self._selected.upload(program)
+
+    def get_job_by_id(self, job_id: str) -> Job:
+        """The job with this id."""
+        return self._mark(self._selected.get_job_by_id(job_id))
+
+    def get_jobs(self, **kwargs: Any) -> list[Job]:
+        """Jobs in the store, newest first (``limit``, ``offset``, ``status``)."""
+        return [self._mark(j) for j in self._selected.get_jobs(**kwargs)]
+
+    def get_programs(self, **kwargs: Any) -> list[Program]:
+        """The uploaded programs."""
+        return self._selected.get_programs(**kwargs)
+
+    def files(self) -> list[str]:
+        """Names of the files in the data folder."""
+        return self._selected.files()
+
+    def file_upload(self, file: str) -> str:
+        """Copy a local file into the data folder."""
+        return self._selected.file_upload(file)
+
+    def file_download(
+        self, file: str, target_name: str | None = None, download_location: str = "./"
+    ) -> str:
+        """Copy a file of the data folder to ``download_location``; return the name written."""
+        return self._selected.file_download(file, target_name, download_location)
+
+    def file_delete(self, file: str) -> str:
+        """Remove a file from the data folder."""
+        return self._selected.file_delete(file)
+
+    def context(self, provider: str | BaseProvider | None = None, **kwargs: Any) -> Any:
+        """``with serverless.context():`` runs its block as is (tasks need no context in qshpc)."""
+        chosen = self._find(provider) if provider is not None else self._selected
+        return chosen.context(**kwargs)
+
+    def provider(self, provider: str | BaseProvider, **kwargs: Any) -> Any:
+        """The context of another provider (as :meth:`context`)."""
+        return self.context(provider=provider, **kwargs)
+
+    def add_provider(self, provider: BaseProvider) -> QuantumServerless:
+        """Add a client to the list."""
+        _check_provider(provider)
+        self._providers.append(provider)
+        return self
+
+    def set_provider(self, provider: str | int | BaseProvider) -> QuantumServerless:
+        """Select a client by index, name or identity."""
+        self._selected = self._find(provider)
+        return self
+
+    def providers(self) -> list[BaseProvider]:
+        """The clients."""
+        return self._providers
+
+    def widget(self) -> Any:
+        """A table of the jobs in the store."""
+        return self._selected.widget()
+
+    def _find(self, provider: str | int | BaseProvider) -> BaseProvider:
+        if isinstance(provider, BaseProvider):
+            _check_provider(provider)
+            return provider
+        if isinstance(provider, int) and not isinstance(provider, bool):
+            if not 0 <= provider < len(self._providers):
+                raise QuantumServerlessException(
+                    f"provider index {provider} is out of range: {len(self._providers)} available"
+                )
+            return self._providers[provider]
+        names = [p.name for p in self._providers]
+        if provider in names:
+            return self._providers[names.index(provider)]
+        raise QuantumServerlessException(f"{provider!r} is not in the providers {names}")
+
+
+def _check_provider(p: object) -> None:
+    if not isinstance(p, BaseProvider):
+        raise gateway_refused(f"QuantumServerless({type(p).__name__})")
+
+
+class _Refused:
+    """A quantum-serverless class that needs a gateway or Ray: constructing it fails at once."""
+
+    _what = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise gateway_refused(f"{self._what or type(self).__name__}(...)")
+
+
+class ServerlessProvider(_Refused, BaseProvider):
+    """Refused: quantum-serverless's gateway provider."""
+
+
+class Provider(_Refused, BaseProvider):
+    """Refused: the deprecated name of ServerlessProvider."""
+
+
+class GatewayProvider(_Refused, BaseProvider):
+    """Refused: the gateway provider of older quantum-serverless (the seed notebook's)."""
+
+
+class IBMServerlessProvider(_Refused, BaseProvider):
+    """Refused: IBM's hosted gateway."""
+
+    @staticmethod
+    def save_account(
+        token: str | None = None, name: str | None = None, overwrite: bool = False
+    ) -> None:
+        """Refused: there is no account to save."""
+        raise gateway_refused("IBMServerlessProvider.save_account")
+
+
+class RayProvider(_Refused, BaseProvider):
+    """Refused: a Ray cluster's job server."""
+
+
+class ComputeResource(_Refused):
+    """Refused: a Ray cluster address (qshpc's compute resources are MPI ranks)."""
+
+
+class BaseJobClient(_Refused):
+    """Refused: quantum-serverless's job clients are internal; use the client's methods."""
+
+
+class RayJobClient(_Refused):
+    """Refused: Ray's job server client."""
+
+
+class GatewayJobClient(_Refused):
+    """Refused: the gateway's job client."""
+
+
+class LocalJobClient(_Refused):
+    """Refused: use LocalClient (its jobs are in the store, ``get_jobs``)."""
+
+
+def get_auto_discovered_provider(manager_address: str, token: str | None = None) -> None:
+    """Refused: there is no manager to discover providers from."""
+    raise gateway_refused("get_auto_discovered_provider()")
+
+
+_ENTRYPOINT = """\
+# Written by qshpc.distribute_qiskit_pattern: runs {name}(**arguments).
+import cloudpickle
+
+from qshpc import get_arguments, save_result
+
+with open({pickle!r}, "rb") as file:
+    function = cloudpickle.load(file)
+
+result = function(**get_arguments())
+if result is not None:
+    save_result(result)
+"""
+
+
+def distribute_qiskit_pattern(
+    provider: BaseProvider | QuantumServerless | None = None,
+    dependencies: list[str] | None = None,
+    working_dir: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Job]]:
+    """Turn a function into a program: calling it with keyword arguments starts a job.
+
+    As quantum-serverless's decorator: the function travels by value
+    (cloudpickle) with a generated entrypoint, its keyword arguments are the
+    job's arguments, and what it returns is the job's result.
+
+    Args:
+        provider: The client that runs it (default ``LocalClient()``).
+        dependencies: Requirements the program needs (checked, never installed).
+        working_dir: Folder for the generated files (default
+            ``$QSHPC_HOME/patterns/<name>_<random>``, kept so that the job can be resumed).
+
+    Raises:
+        QuantumServerlessException: The decorated object is not a function, or it
+            was called with positional arguments.
+    """
+    runner = provider if provider is not None else LocalClient()
+    if not isinstance(runner, QuantumServerless):
+        _check_provider(runner)
+
+    def decorator(function: Callable[..., Any]) -> Callable[..., Job]:
+        if not inspect.isfunction(function):
+            raise QuantumServerlessException("distribute_qiskit_pattern decorates functions only")
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Job:
+            if args:
+                raise QuantumServerlessException(
+                    f"{function.__name__} takes named arguments only (the job's arguments): "
+                    f"call {function.__name__}(name=value, ...)"
+                )
+            import cloudpickle
+
+            from qshpc.jobs.paths import qshpc_home
+
+            suffix = secrets.token_hex(4)
+            folder = (
+                Path(working_dir)
+                if working_dir
+                else qshpc_home() / "patterns" / f"{function.__name__}_{suffix}"
+            )
+            folder.mkdir(parents=True, exist_ok=True)
+            pickle_name = f"pickle_{suffix}.pkl"
+            (folder / pickle_name).write_bytes(cloudpickle.dumps(function))
+            entry = f"entrypoint_{suffix}.py"
+            (folder / entry).write_text(
+                _ENTRYPOINT.format(
+                    name=function.__name__, pickle=str((folder / pickle_name).resolve())
+                )
+            )
+            program = Program(
+                title=function.__name__,
+                entrypoint=entry,
+                working_dir=str(folder),
+                dependencies=dependencies,
+                description="a function run with qshpc.distribute_qiskit_pattern",
+            )
+            return runner.run(program, arguments=kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def distribute_program(
+    provider: BaseProvider | QuantumServerless | None = None,
+    dependencies: list[str] | None = None,
+    working_dir: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Job]]:
+    """The deprecated name of :func:`distribute_qiskit_pattern`."""
+    warnings.warn(
+        "distribute_program is deprecated: use distribute_qiskit_pattern",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return distribute_qiskit_pattern(provider, dependencies, working_dir)
+
+
+__all__ = [
+    "GATEWAY_HINT",
+    "BaseJobClient",
+    "ComputeResource",
+    "GatewayJobClient",
+    "GatewayProvider",
+    "IBMServerlessProvider",
+    "LocalJobClient",
+    "LocalProvider",
+    "Provider",
+    "QuantumServerless",
+    "QuantumServerlessException",
+    "RayJobClient",
+    "RayProvider",
+    "ServerlessProvider",
+    "distribute_program",
+    "distribute_qiskit_pattern",
+    "get_auto_discovered_provider",
+]
