@@ -49,7 +49,7 @@ class TaskRef(Future[T]):
         function: Qualified name of the task function.
     """
 
-    __slots__ = ("_callbacks", "_error", "_st", "_value", "_w", "function", "task_id")
+    __slots__ = ("_callbacks", "_error", "_st", "_value", "function", "task_id")
 
     #: Shared by every reference (concurrent.futures locks it around its checks).
     _condition = _cond
@@ -61,8 +61,9 @@ class TaskRef(Future[T]):
         self._st = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
+        # Callbacks, and a marker that concurrent.futures' waiters are installed
+        # (they live in __dict__, made only then): resolving checks this one slot.
         self._callbacks: list[Callable[[Future[T]], object]] | None = None
-        self._w: list[Any] | None = None
 
     def __repr__(self) -> str:
         return f"<TaskRef {self.task_id} {self.function} {_NAMES[self._st]}>"
@@ -74,9 +75,12 @@ class TaskRef(Future[T]):
 
     @property
     def _waiters(self) -> list[Any]:  # type: ignore[override]
-        w = self._w
+        d = self.__dict__
+        w: list[Any] | None = d.get("_w")
         if w is None:
-            w = self._w = []
+            w = d["_w"] = []
+            if self._callbacks is None:
+                self._callbacks = []
         return w
 
     @property
@@ -111,7 +115,7 @@ class TaskRef(Future[T]):
                 return self._st == _CANCELLED
             self._st = _CANCELLED
             self._error = CancelledError(f"task {self.task_id} ({self.function}) was cancelled")
-            for waiter in self._w or ():
+            for waiter in self.__dict__.get("_w", ()):
                 waiter.add_cancelled(self)
             _cond.notify_all()
         self._run_callbacks()
@@ -253,10 +257,10 @@ def resolve_many(items: Iterable[tuple[TaskRef[Any], bool, Any]]) -> None:
             else:
                 ref._error = value
                 ref._st = _FAILED
-            if ref._callbacks is not None or ref._w:
+            if ref._callbacks is not None:
                 with_callbacks.append(ref)
         for ref in with_callbacks:
-            for waiter in ref._w or ():  # concurrent.futures' and as_completed's waiters
+            for waiter in ref.__dict__.get("_w", ()):  # concurrent.futures' and as_completed's
                 if ref._st == _DONE:
                     waiter.add_result(ref)
                 else:
@@ -390,8 +394,9 @@ def iter_completed(refs: list[Any], timeout: float | None) -> Iterator[Any]:
     finally:
         with _cond:
             for r in waiting:
-                if r._w and arrivals in r._w:
-                    r._w.remove(arrivals)
+                w = r.__dict__.get("_w")
+                if w and arrivals in w:
+                    w.remove(arrivals)
 
 
 # ObjectRef ids: the placing rank in the high bits, a per-rank counter below.
@@ -416,7 +421,7 @@ class ObjectRef(Future[Any]):
         obj_id: Unique in the job: the placing rank and that rank's put counter.
     """
 
-    __slots__ = ("_w", "obj_id")
+    __slots__ = ("obj_id",)
 
     _condition = _cond
     _st = _DONE
@@ -424,7 +429,6 @@ class ObjectRef(Future[Any]):
 
     def __init__(self, obj_id: int) -> None:
         self.obj_id = obj_id
-        self._w: list[Any] | None = None
 
     @property
     def owner(self) -> int:
@@ -457,9 +461,7 @@ class ObjectRef(Future[Any]):
 
     @property
     def _waiters(self) -> list[Any]:  # type: ignore[override]
-        w = self._w
-        if w is None:
-            w = self._w = []
+        w: list[Any] = self.__dict__.setdefault("_w", [])
         return w
 
     def done(self) -> bool:

@@ -344,3 +344,13 @@ def test_unknown_target_keys_and_pip_are_checked_at_decoration() -> None:
     with pytest.raises(ResourceError, match="pip install nope-not-a-package-qshpc"):
         distribute_task(target={"pip": ["nope-not-a-package-qshpc"]})(square.func)
     assert qshpc.Target(mem=2).mem_gb == 2.0 == qshpc.Target.from_dict({"mem": 2}).mem
+
+
+def test_configuration_refuses_what_a_job_cannot_honour() -> None:
+    with pytest.raises(UserError, match="ranks are fixed when it starts"):
+        qshpc.Configuration(auto_scaling=True).check()
+    with pytest.raises(UserError, match="this environment's Python"):
+        qshpc.Configuration(python_version="py27").check()
+    with pytest.raises(UserError, match="a whole number >= 0"):
+        qshpc.Configuration(workers=-1).check()
+    qshpc.Configuration(workers=2, python_version=qshpc.Configuration.PYTHON_V3_9 * 0).check()
