@@ -274,7 +274,7 @@ class BaseProvider:
             "<table><tr><th>job</th><th>title</th><th>state</th></tr>" + "".join(rows) + "</table>"
         )
         try:
-            import ipywidgets  # type: ignore[import-untyped]
+            import ipywidgets
         except ImportError:
             return html
         return ipywidgets.HTML(html)
