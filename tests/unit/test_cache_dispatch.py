@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from qshpc import distribute_task, get
+from qshpc import TaskRef, distribute_task, get
 from qshpc.cache.jobcache import CacheConfig, JobCache
 from qshpc.cache.store import CacheDir
 from qshpc.program import backend
@@ -59,8 +59,9 @@ def square(x: int) -> int:
 
 
 @distribute_task(cache=True)
-def total(values: list[int], offset: int = 0) -> int:
-    return sum(values) + offset
+def total(values: list[Any], offset: int = 0) -> int:
+    # A reference nested in a list arrives as a reference (Ray's rule): get() reads it.
+    return sum(get(v) if isinstance(v, TaskRef) else v for v in values) + offset
 
 
 @distribute_task(cache=False)
