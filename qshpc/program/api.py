@@ -234,18 +234,19 @@ def _sync() -> None:
 
 
 @overload
-def get(refs: TaskRef[T], timeout: float | None = None, progress: bool = False) -> T: ...
+def get(object_refs: TaskRef[T], timeout: float | None = None, progress: bool = False) -> T: ...
 @overload
-def get(refs: ObjectRef, timeout: float | None = None, progress: bool = False) -> Any: ...
+def get(object_refs: ObjectRef, timeout: float | None = None, progress: bool = False) -> Any: ...
 @overload
 def get(
-    refs: Sequence[TaskRef[T]], timeout: float | None = None, progress: bool = False
+    object_refs: Sequence[TaskRef[T]], timeout: float | None = None, progress: bool = False
 ) -> list[T]: ...
-def get(refs: Any, timeout: float | None = None, progress: bool = False) -> Any:
+def get(object_refs: Any, timeout: float | None = None, progress: bool = False) -> Any:
     """Wait for task results; a list of references gives a list of results, in order.
 
     Args:
-        refs: A :class:`TaskRef`, an :class:`ObjectRef`, or a list/tuple of them.
+        object_refs: A :class:`TaskRef`, an :class:`ObjectRef`, or a list/tuple of
+            them (Ray's and quantum-serverless's name for it).
         timeout: Seconds to wait in all; None waits forever.
         progress: Show tasks done / total, rate and ETA on stderr while waiting
             (a bar on a terminal, a line every few seconds otherwise).
@@ -257,6 +258,7 @@ def get(refs: Any, timeout: float | None = None, progress: bool = False) -> Any:
         TimeoutError: Not all done within ``timeout``.
         UserError: Not a reference, or an object placed on another rank.
     """
+    refs = object_refs
     if isinstance(refs, ObjectRef):
         return _backend.current().get_object(refs.obj_id)
     if isinstance(refs, TaskRef):
@@ -300,14 +302,24 @@ def _one(r: Any) -> Any:
     raise UserError(f"get takes task references, got {type(r).__name__} in the list")
 
 
-def put(obj: Any) -> ObjectRef:
+def put(value: Any, **kwargs: Any) -> ObjectRef:
     """Place an object once; pass the reference to tasks instead of the object itself.
 
     The reference is ready at once. Passed as an argument, it arrives as the
     object; nested in a list, dict or object, it stays a reference that ``get``
     reads inside the task. A worker sends each object it needs only once.
+
+    Args:
+        value: The object (``put(value=...)`` as in quantum-serverless and Ray).
+        **kwargs: Ray's ``_owner`` is accepted and ignored (the placing rank owns it).
+
+    Raises:
+        UserError: Another keyword argument.
     """
-    return _backend.current().put(obj)
+    unknown = set(kwargs) - {"_owner"}
+    if unknown:
+        raise UserError(f"put takes the object and Ray's _owner only; got {sorted(unknown)}")
+    return _backend.current().put(value)
 
 
 def _refs(refs: Any, what: str) -> list[Any]:
@@ -336,19 +348,19 @@ def _timeout(timeout: Any, what: str) -> float | None:
 
 
 def wait(
-    refs: Sequence[TaskRef[Any] | ObjectRef],
+    object_refs: Sequence[TaskRef[Any] | ObjectRef],
     num_returns: int = 1,
     timeout: float | None = None,
     fetch_local: bool = True,
 ) -> tuple[list[Any], list[Any]]:
-    """Ray's ``wait``: wait until ``num_returns`` of ``refs`` are ready, or ``timeout`` passes.
+    """Ray's ``wait``: wait until ``num_returns`` of ``object_refs`` are ready, or ``timeout`` passes.
 
     Returns exactly ``num_returns`` ready references (fewer only when the
     timeout passed first) and the rest, each list in input order. Object
     references (from ``put``) are ready at once; ``timeout=0`` looks once.
 
     Args:
-        refs: Distinct task or object references.
+        object_refs: Distinct task or object references.
         num_returns: How many ready references to wait for (1 to ``len(refs)``).
         timeout: Seconds to wait at most; None waits as long as it takes.
         fetch_local: Accepted for Ray programs (results are always fetched).
@@ -359,7 +371,7 @@ def wait(
     Raises:
         UserError: Not a list of references, a reference twice, a bad ``num_returns``.
     """
-    items = _refs(refs, "wait")
+    items = _refs(object_refs, "wait")
     seconds = _timeout(timeout, "wait")
     if not items:
         return [], []

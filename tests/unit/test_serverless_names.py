@@ -67,3 +67,58 @@ def test_import_stays_cheap_with_the_serverless_names() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# quantum-serverless 0.10.1's parameter names (from its source), which programs
+# may pass by keyword: each must be a parameter of qshpc's name too.
+KEYWORDS = {
+    "put": ["value"],
+    "get": ["object_refs", "timeout"],
+    "get_refs_by_status": ["object_refs"],
+    "distribute_task": ["target"],
+    "distribute_qiskit_pattern": ["provider", "dependencies", "working_dir"],
+    "save_result": ["result"],
+    "parallel_transpile": ["circuits", "backends"],
+    "circuit_serializer": ["circuit"],
+    "circuit_deserializer": ["encoded_circuit"],
+    "Target": ["cpu", "gpu", "qpu", "mem", "resources", "env_vars", "pip"],
+    "Target.from_dict": ["dictionary"],
+    "QiskitPattern": [
+        "title", "entrypoint", "working_dir", "env_vars", "dependencies",
+        "description", "version", "tags", "raw_data",
+    ],  # fmt: skip
+    "QiskitPattern.from_json": ["data"],
+    "Configuration": ["workers", "min_workers", "max_workers", "auto_scaling", "python_version"],
+    "QuantumServerless": ["providers"],
+    "QuantumServerless.run": ["program", "arguments", "config"],
+    "QuantumServerless.upload": ["program"],
+    "QuantumServerless.get_job_by_id": ["job_id"],
+    "QuantumServerless.file_download": ["file", "target_name", "download_location"],
+    "QuantumServerless.file_upload": ["file"],
+    "QuantumServerless.file_delete": ["file"],
+    "QuantumServerless.context": ["provider"],
+    "QuantumServerless.set_provider": ["provider"],
+    "QuantumServerless.add_provider": ["provider"],
+    "LocalClient.run": ["program", "arguments", "config"],
+    "LocalClient.file_download": ["file", "target_name", "download_location"],
+    "BaseProvider": ["name", "host", "token", "compute_resource", "available_compute_resources"],
+    "Job.result": ["wait", "cadence", "verbose"],
+}
+
+
+@pytest.mark.parametrize(("name", "params"), KEYWORDS.items())
+def test_quantum_serverless_keyword_arguments_are_accepted(name: str, params: list[str]) -> None:
+    owner, _, member = name.partition(".")
+    obj = getattr(qshpc, owner)
+    target = getattr(obj, member) if member else obj
+    have = inspect.signature(target.__init__ if inspect.isclass(target) else target).parameters
+    missing = [p for p in params if p not in have]
+    assert not missing, f"{name} lacks quantum-serverless's parameters {missing}"
+
+
+def test_put_and_get_by_keyword_as_quantum_serverless_programs_call_them() -> None:
+    ref = qshpc.put(value=[1, 2], _owner=None)
+    assert qshpc.get(object_refs=ref) == [1, 2]
+    assert qshpc.get(object_refs=[ref], timeout=1) == [[1, 2]]
+    with pytest.raises(UserError, match="_owner"):
+        qshpc.put(value=1, owner=2)
