@@ -183,6 +183,17 @@ def foreign_object_error(obj_id: int, here: int) -> UserError:
     )
 
 
+def _cores_by_rank(have: dict[int, int]) -> str:
+    """``rank 1: 4, ranks 2-99: 8``: runs of consecutive ranks with the same cores, one item each."""
+    runs: list[list[int]] = []  # [first, last, cores]
+    for r, c in sorted(have.items()):
+        if runs and runs[-1][1] == r - 1 and runs[-1][2] == c:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r, c])
+    return ", ".join(f"rank {a}: {c}" if a == b else f"ranks {a}-{b}: {c} each" for a, b, c in runs)
+
+
 def check_threads(task: TaskSpec, have: dict[int, int]) -> None:
     """Refuse a call whose ``cpu`` target no rank meets, saying what the job has.
 
@@ -195,11 +206,12 @@ def check_threads(task: TaskSpec, have: dict[int, int]) -> None:
     """
     if task.threads <= max(have.values()):
         return
-    ranks = ", ".join(f"rank {r}: {c}" for r, c in sorted(have.items()))
+    ranks = _cores_by_rank(have)
     raise ResourceError(
         f"task {task.name} asks for target cpu={task.threads}, and no rank of this job has that "
         f"many cores ({ranks}): ask for fewer, or give the job's ranks more cores "
-        "(--cpus-per-task with SlurmClient/qshpc submit, fewer ranks per node)"
+        "(--cpus-per-task with SlurmClient or qshpc submit; on one machine the ranks share "
+        "its cores: fewer workers with LocalClient(workers=N) or qshpc run --workers N)"
     )
 
 

@@ -8,6 +8,7 @@ worker ranks, so tasks cross ranks and nested calls run on a worker.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,9 @@ def test_cpu_target_means_threads_and_is_refused_when_no_rank_has_them(
     assert (cpus, threads) == (1, 1) and rank in (1, 2)
     task_cpus, rank_cpus = res["default"]
     assert task_cpus == rank_cpus
-    assert "cpu=64" in res["refused"] and "rank 1" in res["refused"], res["refused"]
+    assert "cpu=64" in res["refused"], res["refused"]
+    assert re.search(r"\(ranks 1-2: \d+ each\)", res["refused"]), res["refused"]
+    assert "LocalClient(workers=N)" in res["refused"], res["refused"]
 
 
 # Placement on ranks of unequal cores: tests/unit/test_parity_runtime.py (loopback ranks).

@@ -321,6 +321,17 @@ def test_cpu_target_places_calls_on_workers_with_the_cores() -> None:
             d.submit(too_wide, (), {})
 
 
+def test_cpu_refusal_says_what_the_ranks_have_in_one_short_line() -> None:
+    class Wide:
+        name, threads = "f", 64
+
+    many = {r: 4 for r in range(1, 4000)} | {4000: 8}
+    with pytest.raises(ResourceError) as info:
+        backend.check_threads(Wide(), many)  # type: ignore[arg-type]
+    text = str(info.value)
+    assert "(ranks 1-3999: 4 each, rank 4000: 8)" in text and len(text) < 400, text
+
+
 def test_cpu_target_sets_the_threads_and_environment_of_the_call() -> None:
     @distribute_task(target={"cpu": 1, "env_vars": {"QSHPC_TEST_VAR": "on"}})
     def env() -> list[Any]:
