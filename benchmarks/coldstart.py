@@ -192,7 +192,7 @@ def timelines(run: Run) -> dict[str, dict[str, Any]]:
         marks = {"process start": data["proc_start"] - run.launched}
         for mark, t in data["marks"]:
             marks[mark] = t - run.launched
-        marks["cpu s (process)"] = data.get("cpu_s", float("nan"))
+        marks["CPU s of the process"] = data.get("cpu_s", float("nan"))
         out[name] = {"marks": marks, "modules": data.get("modules", [])}
     return out
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qshpc import settings
+from qshpc import _timeline, settings
 from qshpc.errors import UserError
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, check_claimable, claim_job, prepare_job
 from qshpc.runtime.mpi import launched_by_mpi
@@ -109,6 +109,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_end_with_parent
     )
+    _timeline.mark("mpiexec started")
     tail: list[bytes] = []
     rank0: list[int] = []
     signals.forward_to(proc, rank0)
@@ -123,8 +124,10 @@ def _spawn(spec: RunSpec, workers: int) -> int:
         code = _watch(proc, job_dir, rank0, token, deaths, workers + 1)
     finally:
         deaths.close()
+    _timeline.mark("mpiexec exited")
     for t in pumps:
         t.join(timeout=5)
+    _timeline.write(job_dir / "logs", "launcher")
     output = b"".join(tail).decode(errors="replace")
     if not (job_dir / "job.h5").is_file():
         if code == 0:

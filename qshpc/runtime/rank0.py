@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qshpc import settings
+from qshpc import _timeline, settings
 from qshpc.errors import StoreError
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, held_claim, release_claim
 from qshpc.program import backend
@@ -70,6 +70,7 @@ def run_job(
         # the message can be lost in the tee's pipe when the process exits.
         tee.close()
         raise
+    _timeline.mark("arguments read")
     seed = spec.seed if spec.seed is not None else meta.get("seed")
     context.set_job_seed(seed)
     runtime = {
@@ -90,6 +91,7 @@ def run_job(
     writer = JobWriter.open(job_dir, runtime)
     writer.lock = held_claim()
     _take_over_recorded_end(job_dir, bool(spec.resume))
+    _timeline.mark("store open")
     session = Session(job_dir, writer, arguments, done, cache)
     api._set_session(session)
     dispatcher = None
@@ -112,12 +114,14 @@ def run_job(
 
     tune()
     session.program_started()
+    _timeline.mark("program started")
     try:
         state, error = exec_program(
             Path(meta.get("entrypoint") or spec.program), spec.program_args, scheduler
         )
     finally:
         session.program_ended()
+    _timeline.mark("program ended")
     if state in ("REQUEUE", "REQUEUED"):
         _requeue(state, error or "", meta, dispatcher, session, writer, tee, scheduler)
     try:
@@ -135,6 +139,7 @@ def run_job(
     lost_output = output_lost()
     if lost_output and lost_output not in (error or ""):
         state, error = "FAILED", f"{error}\n{lost_output}" if error else lost_output
+    _timeline.mark("workers stopped")
     try:
         try:
             session.sync(force=True)
@@ -155,9 +160,11 @@ def run_job(
         release_claim()
         os._exit(1)  # the ranks cannot finalize a store that is gone
     release_claim()  # the store is final: the next run may start
+    _timeline.mark("store final")
     api._set_session(None)
     tee.close()
     _summary(meta, job_dir, state, error, session)
+    _timeline.write(job_dir / "logs", "rank-0")
     code = 0 if state == "SUCCEEDED" else 1
     if state == "CANCELED":
         code = 128 + (cancel_signal() or signal.SIGTERM)  # 130 after Ctrl-C, as shells expect

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qshpc import _timeline
 from qshpc.errors import UserError
 from qshpc.jobs.prepare import RunSpec, claim_job, prepare_job
 from qshpc.runtime.program_main import add_program_path, defer_signals
@@ -30,6 +31,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     wiring, info = start(scheduler.cpus_per_task() if scheduler is not None else None)
     comm = wiring.comm
     context.set_rank_info(info)
+    _timeline.mark("mpi")
     job_dir: Path | None = None
     error: str | None = None
     failure: BaseException | None = None
@@ -42,10 +44,12 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
             error = str(exc)
         except BaseException as exc:  # tell the workers, or they wait in the bcast forever
             error, failure = f"rank 0 could not prepare the job: {exc!r}", exc
+        _timeline.mark("job prepared")
     else:
         from qshpc.runtime.worker import preload
 
         preload()  # while rank 0 prepares the job, so the first task need not wait for it
+        _timeline.mark("preloaded")
     job_dir_s, error, prog = comm.bcast(
         (str(job_dir) if job_dir else None, error, str(spec.program.resolve())), root=0
     )
@@ -66,6 +70,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
         },
         root=0,
     )
+    _timeline.mark("ranks gathered")
     add_program_path(Path(prog))
     if info.rank != 0:
         from qshpc.runtime.gctune import tune
@@ -78,6 +83,8 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
             serve(wiring)
         finally:
             tee.close()
+        _timeline.mark("served")
+        _timeline.write(Path(job_dir_s) / "logs", f"rank-{info.rank}")
         wiring.finalize()
         return 0
     from qshpc.runtime.rank0 import run_job

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from qshpc import settings
+from qshpc import _timeline, settings
 from qshpc.program import backend
 from qshpc.program.refs import ObjectRef
 from qshpc.runtime.batchrun import BatchRunner
@@ -186,6 +186,7 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
     def lookup(ref: Any) -> Any:
         return inline.get_object(ref.obj_id) if type(ref) is ObjectRef else ref
 
+    first = True
     try:
         while True:
             msg = comm.improbe(0, any_tag, status)
@@ -208,6 +209,9 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
                 cut[0] = True
                 continue
             assert tag == TAG_BATCH
+            if first:
+                _timeline.mark("first batch")
+                first = False
             _, bid, new_funcs, new_objs, job_seed, *columns = data
             if cut[0]:  # sent before rank 0 said CUT: none of its calls runs
                 submitted, attempts = columns[4], columns[3]

@@ -1,0 +1,67 @@
+"""When this process reached each step of a job's start-up and end: cheap marks, written on request.
+
+Every qshpc process of a job (the local launcher, each rank) calls :func:`mark`
+at its steps (a list append). With ``QSHPC_TIMELINE=1`` in the environment,
+:func:`write` saves them as ``<job dir>/logs/timeline-<who>.json``: the
+process's start (from ``/proc``), the marks (epoch seconds), its CPU time so
+far and the third-party packages it had imported. ``benchmarks/coldstart.py``
+reads them to show where a cold start spends its time, per rank.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+_marks: list[tuple[str, float]] = []
+
+
+def mark(name: str) -> None:
+    """Note that this process reached step ``name`` now."""
+    _marks.append((name, time.time()))
+
+
+def enabled() -> bool:
+    """True when ``QSHPC_TIMELINE`` asks for the timelines to be written."""
+    return os.environ.get("QSHPC_TIMELINE", "") not in ("", "0")
+
+
+def process_start() -> float:
+    """Epoch seconds at which this process started (10 ms resolution; now if unknown)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])  # field 22: starttime, clock ticks after boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - age
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.time()
+
+
+def write(folder: Path, who: str) -> None:
+    """Write this process's timeline to ``folder/timeline-<who>.json`` when enabled.
+
+    Never raises, and never creates ``folder``: a timeline is a diagnostic, not
+    part of the job (a job directory removed while it ran stays removed).
+    """
+    if not enabled():
+        return
+    stdlib = sys.stdlib_module_names
+    packages = sorted(
+        {m.split(".")[0] for m in list(sys.modules)} - stdlib - {"__main__", "qshpc"},
+    )
+    data = {
+        "role": who,
+        "pid": os.getpid(),
+        "proc_start": process_start(),
+        "marks": _marks,
+        "cpu_s": time.process_time(),
+        "modules": [p for p in packages if not p.startswith("_")],
+    }
+    try:
+        (folder / f"timeline-{who}.json").write_text(json.dumps(data) + "\n")
+    except OSError:
+        pass
