@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from qshpc import settings
+
 _marks: list[tuple[str, float]] = []
 
 
@@ -26,7 +28,7 @@ def mark(name: str) -> None:
 
 def enabled() -> bool:
     """True when ``QSHPC_TIMELINE`` asks for the timelines to be written."""
-    return os.environ.get("QSHPC_TIMELINE", "") not in ("", "0")
+    return settings.TIMELINE.get()
 
 
 def process_start() -> float:
