@@ -2,48 +2,20 @@
 
 User errors (bad input, unknown job) print one message on stderr and exit
 with code 2, without a traceback.
+
+``qshpc run`` is also how every MPI rank of a job starts (``mpiexec -n N
+python -m qshpc run ...``), so :func:`main` reads its command line without
+typer when it can (:mod:`qshpc.cli.runargv`): building typer's command costs
+a process 0.2-0.3 s (it imports pydantic). Every other command, and any
+``run`` command line the fast reader is unsure of, goes to typer
+(:mod:`qshpc.cli.app`).
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
-from typing import Annotated, Any
-
-import typer
-
-app = typer.Typer(
-    name="qshpc",
-    help="Run Qiskit programs on MPI ranks and Slurm clusters, with an HDF5 job store.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from qshpc._version import __version__
-
-        typer.echo(f"qshpc {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version",
-            callback=_print_version,
-            is_eager=True,
-            help="Print qshpc's version and exit.",
-        ),
-    ] = False,
-) -> None:
-    """Run Qiskit programs on MPI ranks and Slurm clusters, with an HDF5 job store."""
+from typing import Any
 
 
 def _show_warning(
@@ -66,29 +38,14 @@ def _show_warning(
 _python_show = warnings.showwarning
 
 
-def _register() -> None:
-    from qshpc.cli import cache, jobs, report, run, ux
-
-    run.register(app)
-    jobs.register(app)
-    ux.register(app)
-    report.register(app)
-    cache.register(app)
-    try:
-        from qshpc.cli import slurm
-    except ImportError:  # pragma: no cover
-        return
-    slurm.register(app)
-
-
 def main() -> None:
-    """Entry point of the ``qshpc`` console script."""
-    _register()
+    """Entry point of the ``qshpc`` console script (and of ``python -m qshpc``)."""
     warnings.showwarning = _show_warning
-    from qshpc.errors import UserError
+    from qshpc.cli.runargv import run_fast
 
-    try:
-        app()
-    except UserError as exc:  # raised outside a command's own boundary
-        print(f"qshpc: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    code = run_fast(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from qshpc.cli.app import main as typer_main
+
+    typer_main()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import typer
+
+from qshpc.cli.boundary import exit_code
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -18,28 +19,15 @@ def errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from qshpc.errors import JobFailedError, QshpcError, StoreError, UserError
-
         try:
             return func(*args, **kwargs)
-        except (UserError, StoreError) as exc:  # bad input, or a job store that cannot be read
-            _err(str(exc))
-            raise typer.Exit(2) from None
-        except JobFailedError as exc:
-            _err(str(exc))
-            raise typer.Exit(1) from None
-        except TimeoutError as exc:
-            _err(str(exc))
-            raise typer.Exit(3) from None
-        except QshpcError as exc:
-            _err(str(exc))
-            raise typer.Exit(1) from None
+        except Exception as exc:
+            code = exit_code(exc)
+            if code is None:
+                raise
+            raise typer.Exit(code) from None
 
     return wrapper
-
-
-def _err(text: str) -> None:
-    print(f"qshpc: error: {text}", file=sys.stderr)
 
 
 def echo(obj: Any) -> None:

@@ -1,0 +1,116 @@
+"""``qshpc run``'s command line read without typer: how every rank of a job starts.
+
+Each MPI rank starts as ``python -m qshpc run PROGRAM ...``; building the
+typer command costs a process 0.2-0.3 s (typer imports pydantic and builds
+a validator per option), three times over on a 2-core laptop.
+:func:`parse_run` reads the options of ``qshpc run`` (:mod:`qshpc.cli.run`)
+the way typer does, and only the forms it is sure of: ``--opt value``,
+``--opt=value``, ``-a value``, ``--``, extra arguments for the program. For
+anything else (``--help``, an option it does not know, a value that does not
+convert, a missing program) it answers None and the command line goes to
+typer, which parses it or refuses it with its usual message.
+``tests/unit/test_run_argv.py`` checks that both read the same.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from qshpc import _timeline
+
+#: option -> (RunSpec field, kind)
+_OPTIONS = {
+    "--arguments": ("arguments_file", "path"),
+    "-a": ("arguments_file", "path"),
+    "--workers": ("workers", "int"),
+    "-w": ("workers", "int"),
+    "--job-dir": ("job_dir", "path"),
+    "--title": ("title", "str"),
+    "--seed": ("seed", "int"),
+    "--resume": ("resume", "str"),
+}
+_INT = re.compile(r"-?[0-9]+")
+
+
+def parse_run(argv: list[str]) -> dict[str, Any] | None:
+    """The fields of ``qshpc run``'s ``RunSpec`` (and ``workers``) for ``argv``, or None.
+
+    Args:
+        argv: The words after ``run``.
+
+    Returns:
+        ``program``, ``program_args`` and the options given, or None when
+        typer must read this command line.
+    """
+    values: dict[str, Any] = {}
+    positional: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if word == "--":
+            rest = argv[i:]
+            break
+        if not word.startswith("-") or word == "-":
+            positional.append(word)
+            continue
+        name, eq, value = word.partition("=")
+        if name not in _OPTIONS or (eq and not name.startswith("--")):
+            return None  # --help, an option for the program, -a=x: typer decides
+        if not eq:
+            if i >= len(argv):
+                return None
+            value = argv[i]
+            i += 1
+        field, kind = _OPTIONS[name]
+        if kind == "int":
+            if not _INT.fullmatch(value):
+                return None
+            values[field] = int(value)
+        elif kind == "path":
+            if not value:
+                return None
+            values[field] = Path(value)
+        else:
+            values[field] = value
+    if not positional:
+        if not rest:
+            return None
+        positional, rest = rest[:1], rest[1:]
+    values["program"] = Path(positional[0])
+    values["program_args"] = positional[1:] + rest
+    return values
+
+
+def run_fast(argv: list[str]) -> int | None:
+    """Run ``qshpc run ...`` without typer; the exit code, or None to hand ``argv`` to typer.
+
+    Args:
+        argv: The command line after the program name (``sys.argv[1:]``).
+    """
+    if not argv or argv[0] != "run":
+        return None
+    fields = parse_run(argv[1:])
+    if fields is None:
+        return None
+    _timeline.mark("command line read")
+    from qshpc.cli.boundary import exit_code
+    from qshpc.jobs.prepare import RunSpec
+    from qshpc.launch.local import run
+    from qshpc.submit.slurm import scheduler
+
+    workers = fields.pop("workers", None)
+    try:
+        return run(RunSpec(**fields), workers, scheduler())
+    except KeyboardInterrupt:  # as typer (click) says it
+        print("\nAborted!", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        code = exit_code(exc)
+        if code is None:
+            raise
+        return code
