@@ -213,9 +213,10 @@ COOP_WIDTH: Setting[int] = _declare(
             "calls of a worker's cooperative group (shared Aer runs); 1 turns groups off",
             "workers", "16", runtime=True))  # fmt: skip
 PRELOAD: Setting[tuple[str, ...]] = _declare(
-    Setting("QSHPC_PRELOAD", ("qiskit", "qiskit_aer"), _names, "module names, comma separated",
-            "modules workers import while rank 0 starts the program; empty turns it off",
-            "workers", "qiskit,qiskit_aer", empty_is_value=True, runtime=True))  # fmt: skip
+    Setting("QSHPC_PRELOAD", ("auto",), _names, "auto, or module names, comma separated",
+            "modules workers import while rank 0 starts the program; `auto`: qiskit and "
+            "qiskit_aer as far as the program's imports use them; empty turns it off",
+            "workers", "auto", empty_is_value=True, runtime=True))  # fmt: skip
 GC: Setting[int | None] = _declare(
     Setting("QSHPC_GC", 50_000, _gc, "default, or a whole number > 0 such as 50000",
             "first garbage-collector threshold of every rank after its imports "

@@ -79,6 +79,12 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        job_id: Annotated[
+            str | None,
+            typer.Option(
+                "--job-id", hidden=True, help="Id of the job to create (the local launcher's)."
+            ),
+        ] = None,
     ) -> None:
         """Run PROGRAM: rank 0 runs it, the other ranks run its distributed tasks.
 
@@ -99,6 +105,7 @@ def register(app: typer.Typer) -> None:
             program_args=list(ctx.args),
             cache=cache,
             cache_dir=cache_dir,
+            job_id=job_id,
         )
         if spec.cache or (spec.cache is None and cache_dir is not None):
             check_cache_dir(cache_dir)

@@ -31,6 +31,7 @@ _OPTIONS = {
     "--title": ("title", "str"),
     "--seed": ("seed", "int"),
     "--resume": ("resume", "str"),
+    "--job-id": ("job_id", "str"),
 }
 _INT = re.compile(r"-?[0-9]+")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ class RunSpec:
             created, else off; a task's own ``cache=`` wins).
         cache_dir: The cache folder (None: as the job was created, else
             ``$QSHPC_CACHE_DIR`` or ``$QSHPC_HOME/cache``).
+        job_id: The id of the job to create (default: a fresh one). The local
+            launcher picks it and rank 0 creates the job (``--job-id``, hidden).
     """
 
     program: Path
@@ -42,6 +45,7 @@ class RunSpec:
     program_args: list[str] = field(default_factory=list)
     cache: bool | None = None
     cache_dir: Path | None = None
+    job_id: str | None = None
 
     def cache_meta(self) -> dict[str, Any] | None:
         """The job meta's ``cache`` entry for what was asked (None: nothing asked)."""
@@ -142,32 +146,58 @@ def load_arguments_file(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def prepare_job(spec: RunSpec) -> Path:
-    """Create (or reopen) the job directory; return it. Run once, before MPI ranks start work.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def plan_job(spec: RunSpec) -> tuple[Path, str | None]:
+    """Every check that needs no store, and where the job goes.
+
+    The local launcher runs this before it starts any rank (so bad input fails
+    at once, without MPI); rank 0 runs it again in :func:`prepare_job`.
+
+    Returns:
+        ``(job directory, id of the job to create)``; the id is None when the
+        job exists already (``--resume``, or created by a client or ``qshpc submit``).
 
     Raises:
-        UserError: Bad program, bad arguments file, a job to resume that does not exist,
-            or a bad ``QSHPC_*`` setting the ranks would read.
+        UserError: Bad program, a missing arguments file, a job to resume that does
+            not exist, a job directory in use, or a bad ``QSHPC_*`` setting the ranks read.
     """
     settings.check()  # every setting the ranks read, before any of them starts work
-    from qshpc._version import __version__
-    from qshpc.store import create_job
-
     check_program(spec.program)
     if spec.resume:
-        job_dir = resolve_job_dir(spec.resume)
-        return job_dir
-    if spec.job_dir is not None and (spec.job_dir / JOB_FILE).is_file():
-        return spec.job_dir.resolve()  # created by a client or `qshpc submit`
-    arguments: dict[str, Any] = {}
+        return resolve_job_dir(spec.resume), None
+    if spec.job_id is None and spec.job_dir is not None and (spec.job_dir / JOB_FILE).is_file():
+        return spec.job_dir.resolve(), None  # created by a client or `qshpc submit`
     if spec.arguments_file is not None:
         check_arguments_file(spec.arguments_file)
-        arguments = load_arguments_file(spec.arguments_file)
-    job_id = new_job_id()
+    if spec.job_id is not None and not _JOB_ID.fullmatch(spec.job_id):
+        raise UserError(
+            f"job id {spec.job_id!r} is not one qshpc makes: letters, digits, '.', '_' and '-'"
+        )
+    job_id = spec.job_id or new_job_id()
     job_dir = (spec.job_dir or ensure_jobs_root() / job_id).resolve()
     check_utf8(job_dir, "job directory")
     check_utf8(Path.cwd(), "working directory")
     check_job_dir(job_dir)
+    return job_dir, job_id
+
+
+def prepare_job(spec: RunSpec) -> Path:
+    """Create (or reopen) the job directory; return it. Run once, before MPI ranks start work.
+
+    Raises:
+        UserError: What :func:`plan_job` refuses, or an arguments file that cannot be loaded.
+    """
+    from qshpc._version import __version__
+    from qshpc.store import create_job
+
+    job_dir, job_id = plan_job(spec)
+    if job_id is None:
+        return job_dir
+    arguments: dict[str, Any] = {}
+    if spec.arguments_file is not None:
+        arguments = load_arguments_file(spec.arguments_file)
     meta = {
         "id": job_id,
         "title": spec.title or spec.program.name,

@@ -29,7 +29,14 @@ from typing import Any
 
 from qshpc import _timeline, settings
 from qshpc.errors import UserError
-from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, check_claimable, claim_job, prepare_job
+from qshpc.jobs.prepare import (
+    LAUNCH_TOKEN,
+    RunSpec,
+    check_claimable,
+    claim_job,
+    plan_job,
+    prepare_job,
+)
 from qshpc.runtime.mpi import launched_by_mpi
 from qshpc.runtime.scheduler import Scheduler
 
@@ -85,13 +92,22 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
 
 def _spawn(spec: RunSpec, workers: int) -> int:
     signals = _Signals()  # before anything starts: a cancel now ends the job here
-    job_dir = prepare_job(spec)  # fail fast, before starting any rank
-    check_claimable(spec, job_dir)  # another live run holds the job: refused here, in one line
+    # Fail fast on bad input, before starting any rank; rank 0 creates the job
+    # (reading the arguments needs h5py and qiskit) while the workers import.
+    job_dir, job_id = plan_job(spec)
+    if job_id is None:  # the job exists: another live run holding it is refused here
+        check_claimable(spec, job_dir)
     if signals.received or _cancelled_before_start(job_dir):
-        return _cancel_before_start(job_dir, signals)
+        return _cancel_before_start(job_dir, job_id, signals)
     cmd = [find_mpiexec(), "-print-all-exitcodes", "-n", str(workers + 1)]
     cmd += [sys.executable, "-m", "qshpc", "run"]
     cmd += [str(spec.program), "--job-dir", str(job_dir)]
+    if job_id is not None:
+        cmd += ["--job-id", job_id]
+        if spec.arguments_file is not None:
+            cmd += ["--arguments", str(spec.arguments_file.absolute())]
+        if spec.title is not None:
+            cmd += ["--title", spec.title]
     if spec.seed is not None:
         cmd += ["--seed", str(spec.seed)]
     if spec.resume:
@@ -132,6 +148,8 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     if not (job_dir / "job.h5").is_file():
         if code == 0:
             return code
+        if job_id is not None:  # rank 0 was to create the job
+            return _not_created(job_dir, job_id, code, output, signals.first)
         if "was removed while it ran" not in output:  # else rank 0 said so
             print(
                 f"qshpc: job FAILED: its job directory {job_dir} was removed while it ran "
@@ -208,16 +226,46 @@ def _cancelled_before_start(job_dir: Path) -> bool:
     return bool(override) and (override or {}).get("state") == "CANCELED"
 
 
-def _cancel_before_start(job_dir: Path, signals: _Signals) -> int:
-    """The job was cancelled before any rank started (a signal here, or ``Job.stop()``)."""
+def _cancel_before_start(job_dir: Path, job_id: str | None, signals: _Signals) -> int:
+    """The job was cancelled before any rank started (a signal here, or ``Job.stop()``).
+
+    A job that exists (a client's, ``--resume``) records CANCELED; one that rank
+    0 was to create is not created at all.
+    """
     from qshpc.jobs.paths import mark_terminal
 
     sig = signals.first or signal.SIGTERM
+    how = signal.Signals(sig).name
+    if job_id is not None:
+        print(f"qshpc: job {job_id} cancelled ({how}) before it was created", file=sys.stderr)
+        return 128 + sig
     if not _cancelled_before_start(job_dir):
-        how = signal.Signals(sig).name
         mark_terminal(job_dir, "CANCELED", f"cancelled ({how}) before it started")
     print(f"qshpc: job {job_dir.name} CANCELED before it started", file=sys.stderr)
     return 128 + sig
+
+
+def _not_created(job_dir: Path, job_id: str, code: int, output: str, signalled: int | None) -> int:
+    """The ranks ended (``code`` != 0) and the job rank 0 was to create has no store.
+
+    Rank 0 refused to create it (bad arguments: it said why, exit 2), a signal
+    ended the ranks before it did (128+signal), rank 0 failed before (it said
+    why: exit 1), or the job's folder was removed while it ran (exit 1).
+    """
+    if signalled is not None:
+        how = signal.Signals(signalled).name
+        print(f"qshpc: job {job_id} cancelled ({how}) before it was created", file=sys.stderr)
+        return 128 + signalled
+    if code == 2:
+        return 2  # rank 0 refused to create the job and said why
+    if "was removed while it ran" not in output:  # else rank 0 said so
+        print(
+            f"qshpc: job {job_id} FAILED: the ranks exited with code {code} and there is no "
+            f"job store in {job_dir} (rank 0 could not create it, see above, or the folder "
+            "was removed while the job ran)",
+            file=sys.stderr,
+        )
+    return 1
 
 
 def _exit_code(
@@ -364,6 +412,7 @@ class _Deaths:
         self.poller = select.poll()
         self.fds: dict[int, tuple[int, int]] = {}  # fd -> (rank, pid)
         self.order: list[tuple[int, int]] = []  # (rank, pid), first dead first
+        self.end_fd: int | None = None  # mpiexec's pidfd: ends every wait when it exits
 
     def watch(self, rank: int, pid: int) -> None:
         """Watch one rank's process (a child of this run's mpiexec)."""
@@ -377,12 +426,22 @@ class _Deaths:
         self.fds[fd] = (rank, pid)
         self.poller.register(fd, select.POLLIN)
 
+    def watch_end(self, pid: int) -> None:
+        """Make every :meth:`wait` return the moment process ``pid`` (mpiexec) ends."""
+        try:
+            self.end_fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            return  # no pidfd: the waits run their full time
+        self.poller.register(self.end_fd, select.POLLIN)
+
     def wait(self, seconds: float) -> None:
         """Sleep up to ``seconds``, noting every rank that ends meanwhile."""
-        if not self.fds:
+        if not self.fds and self.end_fd is None:
             time.sleep(seconds)
             return
         for fd, _ in self.poller.poll(seconds * 1000):
+            if fd == self.end_fd:
+                continue
             self.order.append(self.fds.pop(fd))
             self.poller.unregister(fd)
             os.close(fd)
@@ -391,6 +450,9 @@ class _Deaths:
         for fd in self.fds:
             os.close(fd)
         self.fds.clear()
+        if self.end_fd is not None:
+            os.close(self.end_fd)
+            self.end_fd = None
 
 
 def _watch(
@@ -417,15 +479,17 @@ def _watch(
 
     Progress: a plain line on stderr every ``QSHPC_PROGRESS_S`` seconds (5;
     0 turns it off) with tasks done, failed, the rate and the sub-status, read
-    from the store as ``qshpc status --watch`` does.
+    from the store as ``qshpc status --watch`` does. mpiexec's exit is noticed
+    at once (its pidfd wakes the wait), not at the next poll: a short job's
+    command ends as soon as its ranks do. The store is read (h5py imported)
+    only for progress lines and where ``/proc`` cannot say which pid is rank 0.
     """
-    from qshpc.store import JobReader
-
     every = settings.PROGRESS_S.get()
     next_line = time.monotonic() + every
     meter: Any = None
     found: dict[int, int] = {}  # rank -> pid, from /proc
     look_until = time.monotonic() + 60
+    deaths.watch_end(proc.pid)  # every wait below ends the moment mpiexec exits
     while True:
         code = proc.poll()
         if code is not None:
@@ -442,16 +506,8 @@ def _watch(
             next_line = time.monotonic() + every
             meter = _progress_line(job_dir, meter)
         if not rank0:
-            if looking:
-                continue
-            try:  # no /proc to read: this run's rank 0 as it records itself in the store
-                with JobReader.open(job_dir) as r:
-                    meta = r.meta()
-                ranks = meta.get("ranks") or []
-                if ranks and meta.get("launch") == token:
-                    rank0.append(int(ranks[0]["pid"]))
-            except Exception:
-                pass
+            if not looking:  # no /proc to read: this run's rank 0 as it records itself
+                _find_rank0(job_dir, token, rank0)
             continue
         try:
             os.kill(rank0[0], 0)
@@ -467,6 +523,25 @@ def _watch(
                     return proc.wait()
             finally:
                 deaths.wait(0)
+
+
+def _find_rank0(job_dir: Path, token: str, rank0: list[int]) -> None:
+    """Append rank 0's pid to ``rank0`` once this run's rank 0 has recorded it in the store.
+
+    This run's entry is the one with its launch token: a resumed job's store lists
+    the previous run's ranks until this run's rank 0 records its own (never take a
+    dead pid of an old run), and a run of the same job by someone else has its own.
+    """
+    from qshpc.store import JobReader
+
+    try:
+        with JobReader.open(job_dir) as r:
+            meta = r.meta()
+        ranks = meta.get("ranks") or []
+        if ranks and meta.get("launch") == token:
+            rank0.append(int(ranks[0]["pid"]))
+    except Exception:
+        pass
 
 
 def _progress_line(job_dir: Path, meter: Any) -> Any:

@@ -9,7 +9,7 @@ import os
 import socket
 from typing import Any
 
-from qshpc.task.context import RankInfo, cores_for_rank
+from qshpc.task.context import RankInfo, available_cores, cores_for_rank
 
 
 def launched_by_mpi() -> bool:
@@ -45,11 +45,16 @@ class MpiWiring:
         self.mpi.Finalize()
 
 
-def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo]:
-    """Initialise MPI and return ``(this rank's wiring, its RankInfo)``.
+def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[dict[str, Any]]]:
+    """Initialise MPI; return this rank's wiring, its RankInfo, and every rank's record.
 
     ``cpus_per_task``: the cores each rank was given by the batch system
     (Slurm's ``--cpus-per-task``), if any; else the affinity mask is shared out.
+
+    One collective right after ``MPI_Init`` (when every rank is there anyway)
+    tells each rank where all the others are: rank 0 never waits for the
+    workers again before it runs the program. The records (rank, host, pid,
+    local_rank, cpus) go to the job's store.
 
     The pkl5 communicator sends pickled data out of band, so objects over
     2 GiB (a 32-qubit statevector is 64 GiB) do not overflow MPI's int counts.
@@ -62,17 +67,24 @@ def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo]:
     # worker must not take rank 0 (and the store's final state) down with it.
     world.Set_errhandler(MPI.ERRORS_RETURN)
     comm = pkl5.Intracomm(world)
-    host = socket.gethostname()
-    hosts: list[str] = world.allgather(host)
+    places: list[tuple[str, int, int]] = world.allgather(
+        (socket.gethostname(), os.getpid(), available_cores())
+    )
     rank, size = world.Get_rank(), world.Get_size()
-    same = [r for r, h in enumerate(hosts) if h == host]
-    local_rank, local_size = same.index(rank), len(same)
+    records: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for r, (host, pid, _) in enumerate(places):
+        records.append({"rank": r, "host": host, "pid": pid, "local_rank": seen.get(host, 0)})
+        seen[host] = seen.get(host, 0) + 1
+    for rec, (host, _, cores) in zip(records, places, strict=True):
+        rec["cpus"] = cores_for_rank(seen[host], cpus_per_task, cores)
+    mine = records[rank]
     info = RankInfo(
         rank=rank,
         size=size,
-        local_rank=local_rank,
-        local_size=local_size,
-        host=host,
-        cpus=cores_for_rank(local_size, cpus_per_task),
+        local_rank=mine["local_rank"],
+        local_size=seen[mine["host"]],
+        host=mine["host"],
+        cpus=mine["cpus"],
     )
-    return MpiWiring(MPI, comm), info
+    return MpiWiring(MPI, comm), info, records

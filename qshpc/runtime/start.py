@@ -1,15 +1,14 @@
 """Rank start-up under an MPI launcher: every rank joins, rank 0 prepares the job.
 
-Rank 0 creates (or reopens) the job; the others preload what tasks need
-meanwhile. Then rank 0 runs the job (:mod:`qshpc.runtime.rank0`) and the
-other ranks serve its tasks (:mod:`qshpc.runtime.worker`).
+Rank 0 creates (or reopens) the job and runs it (:mod:`qshpc.runtime.rank0`);
+the others preload what tasks need meanwhile, then serve its tasks
+(:mod:`qshpc.runtime.worker`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline
 from qshpc.errors import UserError
@@ -18,9 +17,18 @@ from qshpc.runtime.program_main import add_program_path, defer_signals
 from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
 
+if TYPE_CHECKING:
+    from qshpc.runtime.mpi import MpiWiring
+
 
 def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     """Join the job as this rank (under mpiexec or srun); return the exit code.
+
+    Right after ``MPI_Init`` the ranks exchange where they are (one collective);
+    then rank 0 creates the job (reading the arguments) and runs the program
+    while the workers import what tasks need. Rank 0 never waits for them: its
+    task calls queue until a worker takes them, and each worker's heartbeats
+    start before its imports.
 
     Args:
         spec: What ``qshpc run`` was asked.
@@ -28,73 +36,38 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     """
     from qshpc.runtime.mpi import start
 
-    wiring, info = start(scheduler.cpus_per_task() if scheduler is not None else None)
+    wiring, info, ranks = start(scheduler.cpus_per_task() if scheduler is not None else None)
     comm = wiring.comm
     context.set_rank_info(info)
     _timeline.mark("mpi")
+    if info.rank != 0:
+        return _serve(spec, wiring, info)
     job_dir: Path | None = None
     error: str | None = None
     failure: BaseException | None = None
-    if info.rank == 0:
-        defer_signals()  # a cancel while the job starts cancels it as the program would start
-        try:
-            job_dir = prepare_job(spec)
-            claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
-        except UserError as exc:
-            error = str(exc)
-        except BaseException as exc:  # tell the workers, or they wait in the bcast forever
-            error, failure = f"rank 0 could not prepare the job: {exc!r}", exc
-        _timeline.mark("job prepared")
-    else:
-        from qshpc.runtime.worker import preload
-
-        preload()  # while rank 0 prepares the job, so the first task need not wait for it
-        _timeline.mark("preloaded")
-    job_dir_s, error, prog = comm.bcast(
-        (str(job_dir) if job_dir else None, error, str(spec.program.resolve())), root=0
-    )
+    defer_signals()  # a cancel while the job starts cancels it as the program would start
+    try:
+        job_dir = prepare_job(spec)
+        claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
+    except UserError as exc:
+        error = str(exc)
+    except BaseException as exc:  # tell the workers, or they wait in the bcast forever
+        error, failure = f"rank 0 could not prepare the job: {exc!r}", exc
+    _timeline.mark("job prepared")
+    comm.bcast((str(job_dir) if job_dir else None, error, str(spec.program.resolve())), root=0)
+    if failure is not None:
+        raise failure
     if error is not None:
-        if failure is not None:
-            raise failure
-        if info.rank == 0:
-            raise UserError(error)
-        return 2
-    hosts = [i.host for i in comm.allgather(info)]
-    ranks = comm.gather(
-        {
-            "rank": info.rank,
-            "host": info.host,
-            "pid": os.getpid(),
-            "local_rank": info.local_rank,
-            "cpus": info.cpus,
-        },
-        root=0,
-    )
-    _timeline.mark("ranks gathered")
-    add_program_path(Path(prog))
-    if info.rank != 0:
-        from qshpc.runtime.gctune import tune
-        from qshpc.runtime.logtee import LogTee
-        from qshpc.runtime.worker import serve
-
-        tee = LogTee(Path(job_dir_s) / "logs" / f"rank-{info.rank}.out")
-        try:
-            tune()
-            serve(wiring)
-        finally:
-            tee.close()
-        _timeline.mark("served")
-        _timeline.write(Path(job_dir_s) / "logs", f"rank-{info.rank}")
-        wiring.finalize()
-        return 0
+        raise UserError(error)
+    assert job_dir is not None
+    add_program_path(spec.program.resolve())
     from qshpc.runtime.rank0 import run_job
 
+    hosts = [r["host"] for r in ranks]
     try:
-        code = run_job(spec, Path(job_dir_s), wiring, hosts, ranks, scheduler)
+        code = run_job(spec, job_dir, wiring, hosts, ranks, scheduler)
     except BaseException:
-        _stop_workers(
-            wiring, len(hosts)
-        )  # a store that cannot be opened, say: or they wait forever
+        _stop_workers(wiring, info.size)  # a store that cannot be opened, say: or they wait forever
         raise
     # Finalize here, not at interpreter exit: whatever hosts this process
     # afterwards (submitit pickles a result and may leave with os._exit) must not
@@ -112,3 +85,32 @@ def _stop_workers(wiring: Any, size: int) -> None:
             wiring.comm.send(STOP, dest=rank, tag=TAG_STOP)
         except Exception:  # pragma: no cover - best effort: the launcher ends the rest
             pass
+
+
+def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
+    """A worker: heartbeats, imports, learn the job from rank 0, run tasks until told to stop."""
+    from qshpc.runtime.worker import Heartbeat, catch_stop_signals, preload
+
+    catch_stop_signals()  # a Ctrl-C now: rank 0 cancels the job, this worker waits for its STOP
+    beat = Heartbeat(wiring)
+    preload(spec.program)  # while rank 0 prepares the job and starts the program
+    _timeline.mark("preloaded")
+    job_dir_s, error, prog = wiring.comm.bcast(None, root=0)
+    if error is not None:
+        beat.stop()
+        return 2
+    add_program_path(Path(prog))
+    from qshpc.runtime.gctune import tune
+    from qshpc.runtime.logtee import LogTee
+    from qshpc.runtime.worker import serve
+
+    tee = LogTee(Path(job_dir_s) / "logs" / f"rank-{info.rank}.out")
+    try:
+        tune()
+        serve(wiring, info, beat)
+    finally:
+        tee.close()
+    _timeline.mark("served")
+    _timeline.write(Path(job_dir_s) / "logs", f"rank-{info.rank}")
+    wiring.finalize()
+    return 0

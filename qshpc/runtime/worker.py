@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from qshpc import _timeline, settings
@@ -81,6 +82,22 @@ class _StopSignals:
         self.timer.start()
 
 
+_signals: list[_StopSignals] = []  # this worker's, from its start-up to its goodbye
+
+
+def catch_stop_signals() -> _StopSignals:
+    """Handle SIGINT/SIGTERM as :class:`_StopSignals` says, from now until the goodbye (once).
+
+    A worker calls it first thing after ``MPI_Init`` (:mod:`qshpc.runtime.start`), so a
+    Ctrl-C during its imports does not kill it either; :func:`serve` calls it too.
+    """
+    if not _signals:
+        signals = _StopSignals()
+        signals.install()
+        _signals.append(signals)
+    return _signals[0]
+
+
 def _heartbeat(world: Transport, stop: threading.Event, pending: list[Any]) -> None:
     """Tell rank 0 this rank is alive, even while a long task runs.
 
@@ -98,17 +115,83 @@ def _heartbeat(world: Transport, stop: threading.Event, pending: list[Any]) -> N
             return
 
 
-def preload() -> None:
+class Heartbeat:
+    """A worker's heartbeats to rank 0, sent by a thread from start-up to goodbye.
+
+    Started before the worker imports what tasks need, so rank 0 (which no
+    longer waits for the workers to be ready) sees a slow start as alive.
+    Only under ``MPI_THREAD_MULTIPLE``; otherwise it does nothing.
+
+    Args:
+        wiring: How this worker reaches rank 0.
+    """
+
+    def __init__(self, wiring: Wiring) -> None:
+        self.world = wiring.world
+        self.pending: list[Any] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if wiring.multithreaded:
+            self._thread = threading.Thread(
+                target=_heartbeat, args=(self.world, self._stop, self.pending), daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (its last send may still be in flight: see ``pending``)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+#: What the program's imports say the workers will need (``QSHPC_PRELOAD=auto``).
+_AER_USERS = ("qiskit_aer", "qshpc.aer", "qshpc.primitives")
+
+
+def program_needs(program: Path) -> tuple[str, ...]:
+    """The modules to preload for ``program``, from the imports in its source.
+
+    ``qiskit`` and ``qiskit_aer`` when it imports Aer (or qshpc's Aer layer:
+    ``qshpc.aer``, ``qshpc.primitives``) anywhere in the file, ``qiskit`` alone
+    when it imports only qiskit, nothing otherwise (a program whose tasks need
+    none of them starts without 1-2 s of imports per worker). An unreadable
+    program preloads both.
+    """
+    import ast
+
+    try:
+        tree = ast.parse(program.read_bytes(), str(program))
+    except (OSError, SyntaxError, ValueError):
+        return ("qiskit", "qiskit_aer")
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    if any(n == m or n.startswith(m + ".") for n in names for m in _AER_USERS):
+        return ("qiskit", "qiskit_aer")
+    if any(n == "qiskit" or n.startswith("qiskit.") for n in names):
+        return ("qiskit",)
+    return ()
+
+
+def preload(program: Path | None = None) -> None:
     """Import what tasks will need while rank 0 is still starting the program.
 
-    ``QSHPC_PRELOAD`` (default ``qiskit,qiskit_aer``: about 1.5 s of imports on
-    a cold start) names the modules; an empty value turns it off. A module that
-    is missing is skipped: tasks that need it will say so. With qiskit_aer, the
-    default simulator and pass manager are built too (``qshpc.aer.simulator.warm``).
+    ``QSHPC_PRELOAD`` names the modules (default ``auto``: what
+    :func:`program_needs` finds in ``program``; qiskit and Aer together cost
+    about 1.5 s of imports on a cold start); an empty value turns it off. A
+    module that is missing is skipped: tasks that need it will say so. With
+    qiskit_aer, the default simulator and pass manager are built too
+    (``qshpc.aer.simulator.warm``).
     """
     import importlib
 
     names = settings.PRELOAD.get()
+    if names == ("auto",):
+        names = program_needs(program) if program is not None else ("qiskit", "qiskit_aer")
     for name in names:
         try:
             importlib.import_module(name)
@@ -123,34 +206,29 @@ def preload() -> None:
             pass
 
 
-def serve(wiring: Wiring, info: context.RankInfo | None = None) -> None:
+def serve(
+    wiring: Wiring, info: context.RankInfo | None = None, heartbeat: Heartbeat | None = None
+) -> None:
     """Run tasks until rank 0 says stop, then say goodbye so rank 0 can finalize cleanly.
 
     Args:
         wiring: How this worker reaches rank 0.
         info: This rank's place (default: the process's ``rank_info()``).
+        heartbeat: The heartbeats started with the worker (default: start them now).
     """
-    stop = threading.Event()
-    beat = None
-    pending: list[Any] = []
-    world = wiring.world
-    signals = _StopSignals()
-    signals.install()
-    if wiring.multithreaded:
-        beat = threading.Thread(target=_heartbeat, args=(world, stop, pending), daemon=True)
-        beat.start()
+    signals = catch_stop_signals()
+    beat = heartbeat or Heartbeat(wiring)
     try:
         _serve(wiring, info or context.rank_info())
     finally:
-        stop.set()
-        if beat is not None:
-            beat.join()
+        beat.stop()
     # Rank 0 drains heartbeats until every worker's goodbye has arrived, so the
     # last heartbeat completes and nothing is left in flight at MPI_Finalize.
-    world.send(None, dest=0, tag=TAG_BYE)
-    for req in pending:
+    wiring.world.send(None, dest=0, tag=TAG_BYE)
+    for req in beat.pending:
         req.Wait()
     signals.restore()
+    _signals.clear()
 
 
 def _serve(wiring: Wiring, info: context.RankInfo) -> None:

@@ -56,24 +56,29 @@ class TaskContext(NamedTuple):
         return task_threads()
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
+    """The cores of this process's affinity mask."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
 
 
-def cores_for_rank(local_size: int, cpus_per_task: int | None = None) -> int:
+def cores_for_rank(
+    local_size: int, cpus_per_task: int | None = None, available: int | None = None
+) -> int:
     """Cores one rank may use, so that the ranks of a host never oversubscribe it.
 
     Args:
         local_size: Ranks on this host.
         cpus_per_task: Cores the batch system gave each rank (Slurm's
             ``--cpus-per-task``, passed down by whoever started the runtime), if any.
+        available: The cores of that rank's affinity mask (default: this process's).
     """
     if cpus_per_task is not None and cpus_per_task > 0:
         return cpus_per_task
-    return max(1, _available_cores() // max(1, local_size))
+    cores = available_cores() if available is None else available
+    return max(1, cores // max(1, local_size))
 
 
 _rank_info: RankInfo | None = None

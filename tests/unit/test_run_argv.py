@@ -30,6 +30,7 @@ CASES = [
     "prog.py --title --seed",
     "prog.py -",
     "prog.py --job-dir '/tmp/a b' -a args.json --resume 2026-x",
+    "prog.py --job-dir /j/20261201-1 --job-id 20261201-1 --title 'my job' -- x",
     # handed to typer (the fast reader returns None):
     "prog.py --foo 1",
     "prog.py -x",
