@@ -148,3 +148,25 @@ def test_counts_do_not_depend_on_rank_or_cores() -> None:
         finally:
             context.pop_task()
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_pass_manager_from_the_target_transpiles_as_from_the_backend(level: int) -> None:
+    """get_pass_manager builds from ``sim.target`` (once) what ``backend=sim`` builds."""
+    from qiskit import QuantumCircuit
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    spec = sim_spec()
+    reference = generate_preset_pass_manager(optimization_level=level, backend=get_simulator(spec))
+    extra = QuantumCircuit(3, 2)
+    extra.reset(0)
+    extra.initialize([0, 1], 1)
+    extra.h(2)
+    extra.measure(2, 0)
+    with extra.if_test((extra.clbits[0], 1)):
+        extra.x(0)
+    extra.measure([0, 1], [0, 1])
+    batch = [*circuits(8, 5), extra]
+    ours = get_pass_manager(spec, level).run(batch, num_processes=1)
+    theirs = reference.run(batch, num_processes=1)
+    assert ours == theirs
