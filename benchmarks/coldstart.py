@@ -108,6 +108,9 @@ def make_inputs(tmp: Path, n: int) -> None:
     shutil.copy(HERE / "_cold_one.py", tmp / "one_task.py")
 
 
+QSHPC_VARIANTS = ("qshpc", "qshpc-mpiexec", "client", "one-task", "one-circuit")
+
+
 def variants(tmp: Path) -> dict[str, list[str]]:
     qshpc = [PY, "-m", "qshpc", "run"]
     mpiexec = (
@@ -190,10 +193,11 @@ def timelines(run: Run) -> dict[str, dict[str, Any]]:
         data = json.loads(path.read_text())
         name = data.get("role", path.stem)
         marks = {"process start": data["proc_start"] - run.launched}
-        for mark, t in data["marks"]:
+        cpu = {"process start": 0.0}
+        for mark, t, c in data["marks"]:
             marks[mark] = t - run.launched
-        marks["CPU s of the process"] = data.get("cpu_s", float("nan"))
-        out[name] = {"marks": marks, "modules": data.get("modules", [])}
+            cpu[mark] = c
+        out[name] = {"marks": marks, "cpu": cpu, "modules": data.get("modules", [])}
     return out
 
 
@@ -262,6 +266,12 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated variants (default: all)")
     ap.add_argument("--importtime", action="store_true", help="add the per-rank import report")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument(
+        "--compare",
+        metavar="TREE",
+        help="also run the qshpc variants on the qshpc code in TREE (e.g. a checkout of main), "
+        "as '<variant>@old', taking turns with this tree's",
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="qshpc-cold-"))
@@ -274,7 +284,17 @@ def main() -> None:
     env.setdefault("QSHPC_PROGRESS_S", "0")
     make_inputs(tmp, args.circuits)
     cmds = variants(tmp)
+    envs = {n: env for n in cmds}
     names = [n for n in cmds if not args.only or n in args.only.split(",")]
+    if args.compare:
+        old_env = dict(env)
+        old_env["PYTHONPATH"] = env["PYTHONPATH"].replace(
+            str(ROOT), str(Path(args.compare).resolve()), 1
+        )
+        for name in [n for n in names if n in QSHPC_VARIANTS]:
+            cmds[f"{name}@old"] = cmds[name]
+            envs[f"{name}@old"] = old_env
+            names.insert(names.index(name) + 1, f"{name}@old")
     runs: dict[str, list[Run]] = {n: [] for n in names}
     load0 = os.getloadavg()
     print(f"# Cold start, {args.circuits} circuits, {args.rounds} rounds, {os.cpu_count()} cores")
@@ -282,7 +302,7 @@ def main() -> None:
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            run = run_once(cmds[name], tmp, env)
+            run = run_once(cmds[name], tmp, envs[name])
             runs[name].append(run)
         print(
             f"round {r + 1}: "
@@ -326,6 +346,7 @@ def main() -> None:
         ratio("client", "plain"),
         ratio("executorlib", "client"),
         ratio("one-circuit", "plain-1"),
+        *[ratio(n, f"{n}@old") for n in QSHPC_VARIANTS],
     ]
     print("\n## Ratios (targets: qshpc / plain <= 1.3, executorlib / qshpc >= 1.5)\n")
     print("| ratio | of the mins | median of per-round | range |")
@@ -349,16 +370,21 @@ def main() -> None:
         procs = sorted({p for t in lines for p in t}, key=lambda p: (p != "launcher", p))
         if not procs:
             continue
-        print("\nPer process, seconds after the command started (median):\n")
+        print(
+            "\nPer process: each step, when it was reached (s after the command started) and "
+            "the process's CPU seconds spent getting there from the step before (medians):\n"
+        )
         for proc in procs:
             have = [t[proc] for t in lines if proc in t]
-            marks = {
-                k: statistics.median(h["marks"][k] for h in have if k in h["marks"])
-                for k in have[0]["marks"]
-            }
-            text = ", ".join(f"{k} {v:.3f}" for k, v in marks.items())
+            steps = []
+            prev = None
+            for k in have[0]["marks"]:
+                at = statistics.median(h["marks"][k] for h in have if k in h["marks"])
+                cpu = [h["cpu"][k] - h["cpu"][prev] for h in have if k in h["cpu"] and prev]
+                steps.append(f"{k} {at:.2f}" + (f" (+{statistics.median(cpu):.2f})" if cpu else ""))
+                prev = k
             mods = ", ".join(m for m in have[0]["modules"] if m in HEAVY) or "none of the heavy"
-            print(f"- {proc}: {text}; loaded: {mods}")
+            print(f"- {proc}: {'; '.join(steps)}. Loaded: {mods}")
 
     if args.importtime:
         importtime_report(tmp, env)

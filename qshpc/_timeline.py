@@ -3,8 +3,8 @@
 Every qshpc process of a job (the local launcher, each rank) calls :func:`mark`
 at its steps (a list append). With ``QSHPC_TIMELINE=1`` in the environment,
 :func:`write` saves them as ``<job dir>/logs/timeline-<who>.json``: the
-process's start (from ``/proc``), the marks (epoch seconds), its CPU time so
-far and the third-party packages it had imported. ``benchmarks/coldstart.py``
+process's start (from ``/proc``), the marks (epoch seconds, and the
+process's CPU seconds at each), its CPU time so far and the third-party packages it had imported. ``benchmarks/coldstart.py``
 reads them to show where a cold start spends its time, per rank.
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 
 from qshpc import settings
 
-_marks: list[tuple[str, float]] = []
+_marks: list[tuple[str, float, float]] = []
 
 
 def mark(name: str) -> None:
-    """Note that this process reached step ``name`` now."""
-    _marks.append((name, time.time()))
+    """Note that this process reached step ``name`` now (wall clock and CPU time so far)."""
+    _marks.append((name, time.time(), time.process_time()))
 
 
 def enabled() -> bool:

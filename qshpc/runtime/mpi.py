@@ -40,9 +40,14 @@ class MpiWiring:
         """A fresh ``MPI.Status``."""
         return self.mpi.Status()
 
+    def finalized(self) -> bool:
+        """Whether ``MPI_Finalize`` was called."""
+        return bool(self.mpi.Is_finalized())
+
     def finalize(self) -> None:
-        """``MPI_Finalize``."""
-        self.mpi.Finalize()
+        """``MPI_Finalize`` (once: a second call does nothing)."""
+        if not self.mpi.Is_finalized():
+            self.mpi.Finalize()
 
 
 def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[dict[str, Any]]]:

@@ -1,7 +1,8 @@
 """The messages between rank 0 and the workers: tags, shapes, and the transport they travel on.
 
-Rank 0's dispatcher and every worker exchange these messages after
-start-up (:mod:`qshpc.runtime.start` does the start-up collectives):
+Rank 0's dispatcher and every worker exchange these messages
+(:mod:`qshpc.runtime.start` does the start-up: one collective after
+``MPI_Init``, then :data:`TAG_JOB` from rank 0 to each worker):
 
 ====================  ===========  =========================================================
 tag                   direction    message
@@ -16,6 +17,9 @@ tag                   direction    message
                                    message (the rest never ran)
 :data:`TAG_HEARTBEAT` worker -> 0  ``None``, every ``QSHPC_HEARTBEAT_S``, on the plain world
 :data:`TAG_BYE`       worker -> 0  ``None``, the worker's last message, on the plain world
+:data:`TAG_JOB`       0 -> worker  ``(job_dir or None, error or None, program)``, once at
+                                   start-up, on the plain world (workers poll for it with
+                                   sleeps: a blocking receive would spin on a core rank 0 needs)
 ====================  ===========  =========================================================
 
 A batch's columns: task ids; one function id for all calls (an int) or one per
@@ -52,6 +56,7 @@ TAG_STOP = 13
 TAG_CUT = 14
 TAG_HEARTBEAT = 15
 TAG_BYE = 16
+TAG_JOB = 17
 
 #: The stop message.
 STOP = ("S",)

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def run_job(
     hosts: list[str] | None,
     ranks: list[dict[str, Any]] | None,
     scheduler: Scheduler | None = None,
+    release: Callable[[], None] | None = None,
 ) -> int:
     """Rank 0: open the store, run the program, finalize. Returns the exit code.
 
@@ -48,6 +50,9 @@ def run_job(
         hosts: Host of every rank.
         ranks: Every rank's record (rank, host, pid, local_rank, cpus).
         scheduler: The batch system that started the job (Slurm), or None.
+        release: Called once every worker has said goodbye, before the store is
+            finalized (``MPI_Finalize``: the workers wait in it, spinning, until
+            rank 0 calls it too).
     """
     from importlib.metadata import version
 
@@ -140,6 +145,12 @@ def run_job(
     if lost_output and lost_output not in (error or ""):
         state, error = "FAILED", f"{error}\n{lost_output}" if error else lost_output
     _timeline.mark("workers stopped")
+    if (
+        release is not None
+        and dispatcher is not None
+        and not (dispatcher.lost or dispatcher.abandoned or state == "CANCELED")
+    ):
+        release()
     try:
         try:
             session.sync(force=True)

@@ -7,6 +7,7 @@ the others preload what tasks need meanwhile, then serve its tasks
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from qshpc import _timeline
 from qshpc.errors import UserError
 from qshpc.jobs.prepare import RunSpec, claim_job, prepare_job
 from qshpc.runtime.program_main import add_program_path, defer_signals
+from qshpc.runtime.protocol import TAG_JOB
 from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
 
@@ -37,7 +39,6 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     from qshpc.runtime.mpi import start
 
     wiring, info, ranks = start(scheduler.cpus_per_task() if scheduler is not None else None)
-    comm = wiring.comm
     context.set_rank_info(info)
     _timeline.mark("mpi")
     if info.rank != 0:
@@ -54,7 +55,9 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     except BaseException as exc:  # tell the workers, or they wait in the bcast forever
         error, failure = f"rank 0 could not prepare the job: {exc!r}", exc
     _timeline.mark("job prepared")
-    comm.bcast((str(job_dir) if job_dir else None, error, str(spec.program.resolve())), root=0)
+    _tell_workers(
+        wiring, info.size, (str(job_dir) if job_dir else None, error, str(spec.program.resolve()))
+    )
     if failure is not None:
         raise failure
     if error is not None:
@@ -65,21 +68,26 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
 
     hosts = [r["host"] for r in ranks]
     try:
-        code = run_job(spec, job_dir, wiring, hosts, ranks, scheduler)
+        code = run_job(spec, job_dir, wiring, hosts, ranks, scheduler, release=wiring.finalize)
     except BaseException:
         _stop_workers(wiring, info.size)  # a store that cannot be opened, say: or they wait forever
         raise
-    # Finalize here, not at interpreter exit: whatever hosts this process
-    # afterwards (submitit pickles a result and may leave with os._exit) must not
-    # leave the workers waiting in MPI_Finalize's PMI barrier.
+    # Finalize here (if run_job did not), not at interpreter exit: whatever hosts
+    # this process afterwards (submitit pickles a result and may leave with
+    # os._exit) must not leave the workers waiting in MPI_Finalize's PMI barrier.
     wiring.finalize()
     return code
 
 
-def _stop_workers(wiring: Any, size: int) -> None:
-    """Rank 0 could not run the job: tell every worker to stop (they wait for batches)."""
+def _stop_workers(wiring: MpiWiring, size: int) -> None:
+    """Rank 0 could not run the job: tell every worker to stop (they wait for batches).
+
+    Not once rank 0 let the workers leave MPI (they said goodbye): MPI is finalized then.
+    """
     from qshpc.runtime.protocol import STOP, TAG_STOP
 
+    if wiring.finalized():
+        return
     for rank in range(1, size):
         try:
             wiring.comm.send(STOP, dest=rank, tag=TAG_STOP)
@@ -95,7 +103,7 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     beat = Heartbeat(wiring)
     preload(spec.program)  # while rank 0 prepares the job and starts the program
     _timeline.mark("preloaded")
-    job_dir_s, error, prog = wiring.comm.bcast(None, root=0)
+    job_dir_s, error, prog = _job_from_rank0(wiring)
     if error is not None:
         beat.stop()
         return 2
@@ -114,3 +122,26 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     _timeline.write(Path(job_dir_s) / "logs", f"rank-{info.rank}")
     wiring.finalize()
     return 0
+
+
+def _tell_workers(wiring: MpiWiring, size: int, message: tuple[Any, ...]) -> None:
+    """Rank 0: send the job (or why there is none) to every worker (small, eager sends)."""
+    requests = [wiring.world.isend(message, dest=r, tag=TAG_JOB) for r in range(1, size)]
+    for request in requests:
+        request.wait()
+
+
+def _job_from_rank0(wiring: MpiWiring) -> tuple[Any, ...]:
+    """A worker: wait for rank 0's job message, polling with sleeps (MPICH's receive spins)."""
+    status = wiring.status()
+    sleep = 0.0
+    while True:
+        msg = wiring.world.improbe(0, TAG_JOB, status)
+        if msg is not None:
+            job: tuple[Any, ...] = msg.recv()
+            return job
+        sleep = min(_MAX_WAIT_SLEEP_S, sleep * 2 or 2e-4)
+        time.sleep(sleep)
+
+
+_MAX_WAIT_SLEEP_S = 0.005
