@@ -10,6 +10,7 @@ Mirrors quantum-serverless's notebook flow::
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
@@ -270,7 +271,10 @@ class Job:
                 import logging
 
                 logging.getLogger("qshpc").info("job %s: %s", self.job_id, state)
-            time.sleep(delay)
+            if self._process is None:
+                time.sleep(delay)
+            else:  # the launcher this client started exits right after the store is final
+                _wait_for_exit(self._process, delay)
             delay = min(poll * 5, delay * 1.5)
 
     def result(
@@ -568,3 +572,25 @@ def read_infos(
                 meta = exc
         out.append((job, meta))
     return out
+
+
+def _wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Return when ``process`` exits, or after ``timeout`` seconds, whichever is first.
+
+    A pidfd wakes the caller the moment the process exits (Popen.wait(timeout)
+    would notice it only at its next poll, up to 50 ms later).
+    """
+    if process.poll() is not None:
+        return
+    try:
+        fd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or already reaped
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)

@@ -1,0 +1,78 @@
+"""Cold start: every process of a job imports only what its role uses (issue 19).
+
+``QSHPC_TIMELINE=1`` makes each process write the third-party packages it had
+loaded (``logs/timeline-*.json``). Timings are for ``benchmarks/coldstart.py``;
+these tests check the imports, which decide most of a small job's start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, job_dir_of, run_cli
+
+pytestmark = pytest.mark.mpi
+
+TRIVIAL = (
+    "from qshpc import distribute_task, get, save_result\n"
+    "@distribute_task()\ndef inc(x):\n    return x + 1\n"
+    "save_result(get([inc(i) for i in range(4)]))\n"
+)
+CLI = {"typer", "click", "pydantic", "pydantic_core", "rich"}
+
+
+def timelines(job: Path) -> dict[str, set[str]]:
+    out = {}
+    for path in (job / "logs").glob("timeline-*.json"):
+        data = json.loads(path.read_text())
+        out[data["role"]] = set(data["modules"])
+    return out
+
+
+def test_a_program_without_qiskit_starts_without_it(tmp_path: Path, qshpc_home: Path) -> None:
+    prog = tmp_path / "trivial.py"
+    prog.write_text(TRIVIAL)
+    env = {"QSHPC_TIMELINE": "1", "QSHPC_PROGRESS_S": "0"}
+    out = run_cli("run", str(prog), "--workers", "2", env=env)
+    assert out.returncode == 0, out.stderr
+    seen = timelines(job_dir_of(qshpc_home))
+    assert set(seen) == {"launcher", "rank-0", "rank-1", "rank-2"}, seen
+    for who, modules in seen.items():
+        assert not modules & CLI, (who, modules & CLI)  # every rank and the parent skip typer
+        assert not modules & {"qiskit", "qiskit_aer"}, (who, modules)
+    for worker in ("rank-1", "rank-2"):
+        assert "h5py" not in seen[worker]  # workers never touch the store
+
+
+def test_the_seed_program_loads_aer_on_workers_only(tmp_path: Path, qshpc_home: Path) -> None:
+    shutil.copy(ROOT / "examples" / "program_4.py", tmp_path / "program_4.py")
+    from qiskit import QuantumCircuit
+
+    from qshpc import save_arguments
+
+    circuits = []
+    for i in range(4):
+        qc = QuantumCircuit(2)
+        qc.h(0)
+        qc.cx(0, 1)
+        qc.rz(0.1 * i, 1)
+        qc.measure_all()
+        circuits.append(qc)
+    save_arguments(tmp_path / "args.h5", {"circuits": circuits})
+    out = run_cli(
+        "run", "program_4.py", "--arguments", "args.h5", ranks=3, cwd=tmp_path,
+        env={"QSHPC_TIMELINE": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    seen = timelines(job_dir_of(qshpc_home))
+    assert set(seen) == {"rank-0", "rank-1", "rank-2"}, seen
+    assert "qiskit" in seen["rank-0"] and "h5py" in seen["rank-0"]
+    assert "qiskit_aer" not in seen["rank-0"]  # the program only needs Aer inside its tasks
+    for worker in ("rank-1", "rank-2"):
+        assert "qiskit_aer" in seen[worker] and "h5py" not in seen[worker], seen[worker]
+    for who, modules in seen.items():
+        assert not modules & CLI, (who, modules & CLI)
