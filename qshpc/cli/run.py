@@ -8,17 +8,7 @@ from typing import Annotated
 import typer
 
 from qshpc.cli.common import errors
-
-
-def check_cache_dir(path: Path | None) -> None:
-    """Create and check the cache folder now: an unsafe one is refused before the job starts.
-
-    Raises:
-        UserError: The folder is unsafe or cannot be created (docs/cache.md).
-    """
-    from qshpc.cache.store import CacheDir
-
-    CacheDir(path)
+from qshpc.cli.runargv import check_cache_dir
 
 
 def register(app: typer.Typer) -> None:

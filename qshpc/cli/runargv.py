@@ -32,7 +32,10 @@ _OPTIONS = {
     "--seed": ("seed", "int"),
     "--resume": ("resume", "str"),
     "--job-id": ("job_id", "str"),
+    "--cache-dir": ("cache_dir", "path"),
 }
+#: flag -> (RunSpec field, value)
+_FLAGS = {"--cache": ("cache", True), "--no-cache": ("cache", False)}
 _INT = re.compile(r"-?[0-9]+")
 
 
@@ -58,6 +61,10 @@ def parse_run(argv: list[str]) -> dict[str, Any] | None:
             break
         if not word.startswith("-") or word == "-":
             positional.append(word)
+            continue
+        if word in _FLAGS:
+            field, flag = _FLAGS[word]
+            values[field] = flag
             continue
         name, eq, value = word.partition("=")
         if name not in _OPTIONS or (eq and not name.startswith("--")):
@@ -106,7 +113,10 @@ def run_fast(argv: list[str]) -> int | None:
 
     workers = fields.pop("workers", None)
     try:
-        return run(RunSpec(**fields), workers, scheduler())
+        spec = RunSpec(**fields)
+        if spec.cache or (spec.cache is None and spec.cache_dir is not None):
+            check_cache_dir(spec.cache_dir)
+        return run(spec, workers, scheduler())
     except KeyboardInterrupt:  # as typer (click) says it
         print("\nAborted!", file=sys.stderr)
         return 1
@@ -115,3 +125,14 @@ def run_fast(argv: list[str]) -> int | None:
         if code is None:
             raise
         return code
+
+
+def check_cache_dir(path: Path | None) -> None:
+    """Create and check the cache folder now: an unsafe one is refused before the job starts.
+
+    Raises:
+        UserError: The folder is unsafe or cannot be created (docs/cache.md).
+    """
+    from qshpc.cache.store import CacheDir
+
+    CacheDir(path)

@@ -31,6 +31,11 @@ CASES = [
     "prog.py -",
     "prog.py --job-dir '/tmp/a b' -a args.json --resume 2026-x",
     "prog.py --job-dir /j/20261201-1 --job-id 20261201-1 --title 'my job' -- x",
+    "prog.py --cache",
+    "prog.py --no-cache --seed 2",
+    "prog.py --cache-dir /tmp/c x",
+    "prog.py --cache --no-cache",
+    "prog.py --cache-dir=/tmp/c --cache",
     # handed to typer (the fast reader returns None):
     "prog.py --foo 1",
     "prog.py -x",
@@ -40,6 +45,7 @@ CASES = [
     "prog.py --seed ' 3'",
     "prog.py --seed",
     "prog.py --arguments=",
+    "prog.py --cache=1",
     "--help",
     "prog.py -h",
     "",
@@ -60,6 +66,7 @@ def _typer_reads(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, 
         return 0
 
     monkeypatch.setattr(local, "run", fake_run)
+    monkeypatch.setattr("qshpc.cli.run.check_cache_dir", lambda path: None)
     result = CliRunner().invoke(cli_app.app, ["run", *argv])
     return seen[0] if result.exit_code == 0 and seen else None
 
