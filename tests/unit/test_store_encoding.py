@@ -176,3 +176,21 @@ def test_to_jsonable() -> None:
     assert out["0"] == 0.5 and out["a"] == [0, 1, 2] and out["c"] == [1.0, 2.0]
     assert out["t"] == [1, [2]] and out["nan"] == "nan" and out["b"] == {"bytes_base64": "AA=="}
     assert out["qc"]["num_qubits"] == 2 and out["qc"]["qpy_base64"]
+
+
+def test_a_list_of_dict_subclasses_is_one_blob(tmp_path: Path) -> None:
+    """The seed's results (QuasiDistributions) are one dataset, not one per item; same values."""
+    from qiskit.result import QuasiDistribution
+
+    value = {"results": [QuasiDistribution({0: 0.25, 3: 0.75}) for _ in range(300)], "n": 300}
+    with h5py.File(tmp_path / "q.h5", "w") as f:
+        write_native(f, "v", value)
+    with h5py.File(tmp_path / "q.h5", "r") as f:
+        node = f["v"]["results"]
+        assert isinstance(node, h5py.Dataset) and node.attrs["encoding-type"] == "msgpack"
+        back = read_native(f["v"], False, "q.h5")
+    assert back == {"results": [{0: 0.25, 3: 0.75}] * 300, "n": 300}
+    mixed = [QuasiDistribution({0: 1.0}), {"plain": 1}]  # a plain dict stays native: a group
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        write_native(f, "v", mixed)
+        assert isinstance(f["v"], h5py.Group)
