@@ -109,16 +109,23 @@ def describe(
     codes: dict[int, int] = {}
     banner = _HYDRA.findall(launcher_output)
     if order:
-        rank, pid = order[0]
         listed = exit_codes(launcher_output)
-        if listed is not None and len(listed) == len(ranks) and 0 <= rank < len(listed):
+        if listed is not None and len(listed) != len(ranks):
+            listed = None
+        if listed is not None:
+            # Workers that said goodbye leave MPI (exit 0) while rank 0 still makes the
+            # store final: a rank that ended cleanly is not the one that died.
+            order = [(r, p) for r, p in order if not 0 <= r < len(listed) or listed[r]] or order
+        rank, pid = order[0]
+        if listed is not None and 0 <= rank < len(listed):
             codes[rank] = listed[rank]
         elif any(int(p) == pid for p, _, _ in banner):
             codes[rank] = next(int(c) for p, _, c in banner if int(p) == pid)
         host = _host_of(ranks, rank)
         how = _exit_text(codes[rank]) if rank in codes else "killed or crashed"
         text = f"rank {rank} on host {host} (pid {pid}) died: {how}"
-        if len(order) > 1 or len(ranks) > 1:
+        others = [c for r, c in enumerate(listed or []) if r != rank]
+        if len(ranks) > 1 and (listed is None or any(others)):
             text += " (the MPI launcher then ended the other ranks)"
         parts.append(text)
         dead.add(rank)

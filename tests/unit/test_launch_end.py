@@ -54,3 +54,21 @@ def test_a_cancel_before_mpiexec_creates_nothing(
             signal.signal(s, handler)
     assert "j2 cancelled (SIGTERM) before it was created" in capsys.readouterr().err
     assert not job.exists()
+
+
+def test_rank0_dying_after_the_workers_left_mpi_is_the_one_blamed(tmp_path: Path) -> None:
+    """Workers leave MPI (exit 0) once they said goodbye, while rank 0 still makes the
+    store final: if rank 0 dies then, the workers ended first but are not the cause."""
+    from qshpc.jobs.postmortem import describe
+
+    ranks = [{"rank": r, "host": "vm", "pid": 100 + r} for r in range(3)]
+    meta = {"id": "j", "ranks": ranks}
+    output = "[mpiexec@vm] Exit codes: [vm] 9,0,0\n"
+    text = describe(tmp_path, meta, set(), output, [(1, 101), (2, 102), (0, 100)])
+    assert text.startswith("rank 0 on host vm (pid 100) died: SIGKILL"), text
+    assert "ended the other ranks" not in text
+    # A worker killed first is still the one blamed (mpiexec then ends the others).
+    output = "[mpiexec@vm] Exit codes: [vm] 9,9,15\n"
+    text = describe(tmp_path, meta, set(), output, [(1, 101), (0, 100), (2, 102)])
+    assert text.startswith("rank 1 on host vm (pid 101) died: SIGKILL"), text
+    assert "ended the other ranks" in text
