@@ -114,8 +114,15 @@ def test_a_clear_message_without_pandas(qshpc_home: Path) -> None:
 def test_an_unreadable_job_shows_its_error(qshpc_home: Path, tmp_path: Path) -> None:
     from qshpc import Job
 
+    # a damaged store is a state of its own (issue 17): the card says what is wrong
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "job.h5").write_bytes(b"not hdf5")
+    html = Job(damaged)._repr_html_()
+    assert 'data-state="DAMAGED"' in html and "is damaged" in html
+    # a job.h5 that is not a file cannot be read at all: the display says so, never raises
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "job.h5").write_bytes(b"not hdf5")
+    (broken / "job.h5").mkdir()
     html = Job(broken)._repr_html_()
     assert 'data-state="UNREADABLE"' in html and "cannot be read" in html
