@@ -64,11 +64,15 @@ class _Stream:
         self.parts: list[list[Buffer]] = []
         self.size = 0
 
-    def put(self, blob: bytes | list[Buffer]) -> int:
+    def put(self, blob: bytes | list[Buffer], n: int | None = None) -> int:
+        """Queue ``blob`` (``n``: its length, when the caller knows it); its offset."""
         off = self.end + self.size
-        parts: list[Buffer] = [blob] if isinstance(blob, bytes) else blob
-        self.parts.append(parts)
-        self.size += blob_len(parts)
+        if isinstance(blob, bytes):
+            self.parts.append([blob])
+            self.size += len(blob)
+        else:
+            self.parts.append(blob)
+            self.size += blob_len(blob) if n is None else n
         return off
 
     def joined(self) -> bytes:
@@ -88,11 +92,12 @@ class Batch:
         self._arrays: list[np.ndarray[Any, Any]] = []
         self._events: list[tuple[Any, ...]] = []
 
-    def _put(self, blob: bytes | list[Buffer]) -> tuple[int, int]:
-        n = len(blob) if isinstance(blob, bytes) else blob_len(blob)
+    def _put(self, blob: bytes | list[Buffer], n: int | None = None) -> tuple[int, int]:
+        if n is None:
+            n = len(blob) if isinstance(blob, bytes) else blob_len(blob)
         if n > L.LARGE_THRESHOLD:
-            return L.WHERE_LARGE, self._large.put(blob)
-        return L.WHERE_DATA, self._data.put(blob)
+            return L.WHERE_LARGE, self._large.put(blob, n)
+        return L.WHERE_DATA, self._data.put(blob, n)
 
     def add_record(self, rec: TaskRecord) -> None:
         """Encode and queue one task record."""
@@ -101,11 +106,13 @@ class Batch:
         off = self._meta.put(meta)
         where, res_off, res_len = L.WHERE_NONE, 0, 0
         if ok:
-            blob: list[Buffer] = (
-                encode_blob_parts(rec.result) if rec.encoded is None else [rec.encoded]
-            )
-            where, res_off = self._put(blob)
-            res_len = blob_len(blob)
+            if rec.encoded is not None:
+                blob: bytes | list[Buffer] = rec.encoded
+            else:
+                parts = encode_blob_parts(rec.result)
+                blob = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else parts
+            res_len = len(blob) if isinstance(blob, bytes) else blob_len(blob)
+            where, res_off = self._put(blob, res_len)
         seed = rec.seed
         self._records.append(
             (1, 0 if ok else 1, where, seed is not None, self.run, rec.attempt, rec.rank,

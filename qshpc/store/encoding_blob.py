@@ -204,6 +204,11 @@ def encode_blob(value: Any, exact: bool = False) -> bytes:
     if type(value) is list and value and _qpy.is_circuit_list(value):
         return _pack(msgpack.ExtType(EXT_CIRCUITS, _qpy.dump(value)))
     before = getattr(_local, "exact", False)
+    if not exact and not before:  # the common case: no thread-local state to swap
+        try:
+            return _pack(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _encode_error(value, exc) from exc
     _local.exact = exact
     try:
         return _pack(value)
@@ -279,17 +284,30 @@ def _big_array(value: Any) -> bool:
     )
 
 
+#: Values that never hold an array (skipped without a call: most results are made of them).
+_LEAVES = frozenset({float, int, str, bool, type(None), complex, bytes})
+
+
 def _scatters(value: Any, depth: int) -> bool:
+    t = type(value)
+    if t in _LEAVES:
+        return False
     if _big_array(value):
         return True
     if depth >= _SCATTER_DEPTH:
         return False
-    if type(value) is dict and len(value) <= _SCATTER_ITEMS:
-        return any(_scatters(v, depth + 1) for v in value.values())
-    if type(value) is list and len(value) <= _SCATTER_ITEMS:
+    if t is dict and len(value) <= _SCATTER_ITEMS:
+        items = value.values()
+    elif t is list and len(value) <= _SCATTER_ITEMS:
         if depth == 0 and value and _qpy.is_circuit_list(value):
             return False  # a top-level list of circuits is one QPY blob
-        return any(_scatters(v, depth + 1) for v in value)
+        items = value
+    else:
+        return False
+    leaves = _LEAVES
+    for v in items:
+        if type(v) not in leaves and _scatters(v, depth + 1):
+            return True
     return False
 
 

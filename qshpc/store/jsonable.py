@@ -39,6 +39,8 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, complex):
         return [_float(value.real), _float(value.imag)]
     if isinstance(value, dict):
+        if all(type(k) is str for k in value):  # the common case: no key can clash
+            return {k: to_jsonable(v) for k, v in value.items()}
         names = [str(k) for k in value]
         if len(set(names)) < len(names):  # 1 and "1": the clashing ones by repr, none is lost
             clash = {n for n in names if names.count(n) > 1}
