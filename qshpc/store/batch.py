@@ -59,24 +59,31 @@ class Frame:
 
 
 class _Stream:
-    def __init__(self, end: int) -> None:
+    """Blobs queued for one dataset: ``flat`` keeps their buffers in one list (joined
+    at the commit), otherwise each blob keeps its parts (``log/large``)."""
+
+    def __init__(self, end: int, flat: bool = True) -> None:
         self.end = end
-        self.parts: list[list[Buffer]] = []
+        self.flat = flat
+        self.parts: list[Any] = []
         self.size = 0
 
     def put(self, blob: bytes | list[Buffer], n: int | None = None) -> int:
         """Queue ``blob`` (``n``: its length, when the caller knows it); its offset."""
         off = self.end + self.size
         if isinstance(blob, bytes):
-            self.parts.append([blob])
+            self.parts.append(blob if self.flat else [blob])
             self.size += len(blob)
         else:
-            self.parts.append(blob)
+            if self.flat:
+                self.parts.extend(blob)
+            else:
+                self.parts.append(blob)
             self.size += blob_len(blob) if n is None else n
         return off
 
     def joined(self) -> bytes:
-        return b"".join(p for parts in self.parts for p in parts)
+        return b"".join(self.parts)
 
 
 class Batch:
@@ -87,7 +94,7 @@ class Batch:
         self.run = run
         self._meta = _Stream(start.meta)
         self._data = _Stream(start.data)
-        self._large = _Stream(start.large)
+        self._large = _Stream(start.large, flat=False)
         self._records: list[tuple[Any, ...]] = []  # rows not yet in an array
         self._arrays: list[np.ndarray[Any, Any]] = []
         self._events: list[tuple[Any, ...]] = []
