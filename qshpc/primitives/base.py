@@ -7,7 +7,30 @@ from typing import Any
 
 from qshpc.aer.v2.pubs import PubError
 from qshpc.primitives.jobs import LocalJob, TasksJob, new_id
-from qshpc.primitives.options import BlockConfig
+from qshpc.primitives.options import BlockConfig, Options
+
+
+class PrimitiveSettings:
+    """The ``seed``, ``options`` and ``mode`` properties both primitives expose."""
+
+    _seed: Any
+    _options: Options
+    _mode: Any
+
+    @property
+    def seed(self) -> Any:
+        """The seed given at construction (None: see the class doc)."""
+        return self._seed
+
+    @property
+    def options(self) -> Options:
+        """The options (Aer's names)."""
+        return self._options
+
+    @property
+    def mode(self) -> Any:
+        """The client ``run`` starts jobs on, or None."""
+        return self._mode
 
 
 def check_mode(mode: Any) -> Any:

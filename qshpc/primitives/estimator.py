@@ -10,11 +10,11 @@ from qiskit.primitives import BaseEstimatorV2  # type: ignore[import-untyped]
 
 from qshpc.aer.v2.pubs import PubError
 from qshpc.primitives import blocks
-from qshpc.primitives.base import check_mode, run_here_or_spread
+from qshpc.primitives.base import PrimitiveSettings, check_mode, run_here_or_spread
 from qshpc.primitives.options import Options, block_config, parse_options
 
 
-class EstimatorV2(BaseEstimatorV2):  # type: ignore[misc]
+class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
     """Expectation values of PUBs on the ranks (``PrimitiveResult`` of ``PubResult``).
 
     Values are exact (Aer's ``save_expectation_value`` on the final state) and
@@ -60,21 +60,6 @@ class EstimatorV2(BaseEstimatorV2):  # type: ignore[misc]
     def default_precision(self) -> float:
         """Precision of PUBs that give none."""
         return self._default_precision
-
-    @property
-    def seed(self) -> Any:
-        """The seed given at construction."""
-        return self._seed
-
-    @property
-    def options(self) -> Options:
-        """The options (Aer's names)."""
-        return self._options
-
-    @property
-    def mode(self) -> Any:
-        """The client ``run`` starts jobs on, or None."""
-        return self._mode
 
     def run(self, pubs: Iterable[Any], *, precision: float | None = None) -> Any:
         """Estimate the PUBs; returns a job at once (``job.result()`` is a ``PrimitiveResult``).

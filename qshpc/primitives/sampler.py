@@ -10,11 +10,11 @@ from qiskit.primitives import BaseSamplerV2  # type: ignore[import-untyped]
 
 from qshpc.aer.v2.pubs import PubError
 from qshpc.primitives import blocks
-from qshpc.primitives.base import check_mode, run_here_or_spread
+from qshpc.primitives.base import PrimitiveSettings, check_mode, run_here_or_spread
 from qshpc.primitives.options import Options, block_config, parse_options
 
 
-class SamplerV2(BaseSamplerV2):  # type: ignore[misc]
+class SamplerV2(PrimitiveSettings, BaseSamplerV2):  # type: ignore[misc]
     """Samples PUBs on the ranks; results are Qiskit's own (``PrimitiveResult`` of ``SamplerPubResult``).
 
     Inside a program (rank 0 of ``qshpc run``/``submit``) ``run`` returns at once
@@ -67,21 +67,6 @@ class SamplerV2(BaseSamplerV2):  # type: ignore[misc]
     def default_shots(self) -> int:
         """Shots for PUBs that give none."""
         return self._default_shots
-
-    @property
-    def seed(self) -> Any:
-        """The seed given at construction (None: see the class doc)."""
-        return self._seed
-
-    @property
-    def options(self) -> Options:
-        """The options (Aer's names)."""
-        return self._options
-
-    @property
-    def mode(self) -> Any:
-        """The client ``run`` starts jobs on, or None."""
-        return self._mode
 
     def run(self, pubs: Iterable[Any], *, shots: int | None = None) -> Any:
         """Sample the PUBs; returns a job at once (``job.result()`` is a ``PrimitiveResult``).
