@@ -46,7 +46,26 @@ def new_id(kind: str) -> str:
     return f"{where}/{kind}-{next(_ids)}"
 
 
-class TasksJob(BasePrimitiveJob):  # type: ignore[misc]
+class StatusChecks:
+    """``done()``, ``running()`` and ``cancelled()`` read from ``status()`` (Qiskit's names)."""
+
+    def status(self) -> JobStatus:
+        raise NotImplementedError
+
+    def done(self) -> bool:
+        """True when the work succeeded."""
+        return bool(self.status() == JobStatus.DONE)
+
+    def running(self) -> bool:
+        """True while the work runs."""
+        return bool(self.status() == JobStatus.RUNNING)
+
+    def cancelled(self) -> bool:
+        """True when the work was cancelled."""
+        return bool(self.status() == JobStatus.CANCELLED)
+
+
+class TasksJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
     """Blocks sent as qshpc tasks; the result is assembled when they are all back.
 
     Attributes:
@@ -87,18 +106,6 @@ class TasksJob(BasePrimitiveJob):  # type: ignore[misc]
             return JobStatus.RUNNING
         return JobStatus.QUEUED
 
-    def done(self) -> bool:
-        """True when every block succeeded."""
-        return bool(self.status() == JobStatus.DONE)
-
-    def running(self) -> bool:
-        """True while blocks run."""
-        return bool(self.status() == JobStatus.RUNNING)
-
-    def cancelled(self) -> bool:
-        """True when blocks were cancelled."""
-        return bool(self.status() == JobStatus.CANCELLED)
-
     def in_final_state(self) -> bool:
         """True when nothing is left to run."""
         return all(r.done() for r in self.refs)
@@ -108,7 +115,7 @@ class TasksJob(BasePrimitiveJob):  # type: ignore[misc]
         return all([r.cancel() or r.done() for r in self.refs])
 
 
-class LocalJob(BasePrimitiveJob):  # type: ignore[misc]
+class LocalJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
     """Blocks run in this process: in a thread, or at once (``run_now=True``, inside tasks)."""
 
     def __init__(self, job_id: str, compute: Callable[[], Any], run_now: bool) -> None:
@@ -153,18 +160,6 @@ class LocalJob(BasePrimitiveJob):  # type: ignore[misc]
         if self._result is None:
             return JobStatus.CANCELLED
         return JobStatus.DONE
-
-    def done(self) -> bool:
-        """True when the work succeeded."""
-        return bool(self.status() == JobStatus.DONE)
-
-    def running(self) -> bool:
-        """True while the work runs."""
-        return bool(self.status() == JobStatus.RUNNING)
-
-    def cancelled(self) -> bool:
-        """True when cancelled before it started."""
-        return bool(self.status() == JobStatus.CANCELLED)
 
     def in_final_state(self) -> bool:
         """True when the work ended."""

@@ -22,6 +22,7 @@ from qiskit.providers import JobStatus  # type: ignore[import-untyped]
 from qshpc.aer.v2.pubs import EstimatorWork, SamplerWork
 from qshpc.primitives.arguments import encode_estimator, encode_sampler
 from qshpc.primitives.base import check_widths
+from qshpc.primitives.jobs import StatusChecks
 from qshpc.primitives.options import block_config
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
@@ -35,7 +36,7 @@ _STATES = {
 }
 
 
-class ClientJob(BasePrimitiveJob):  # type: ignore[misc]
+class ClientJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
     """A primitive call running as a qshpc job; ``job_id()`` is the qshpc job id.
 
     Attributes:
@@ -64,18 +65,6 @@ class ClientJob(BasePrimitiveJob):  # type: ignore[misc]
     def status(self) -> JobStatus:
         """The qshpc state as Qiskit's ``JobStatus`` (SUCCEEDED is DONE, FAILED is ERROR)."""
         return _STATES.get(self.job.status(), JobStatus.INITIALIZING)
-
-    def done(self) -> bool:
-        """True when the job succeeded."""
-        return bool(self.status() == JobStatus.DONE)
-
-    def running(self) -> bool:
-        """True while it runs."""
-        return bool(self.status() == JobStatus.RUNNING)
-
-    def cancelled(self) -> bool:
-        """True when it was cancelled."""
-        return bool(self.status() == JobStatus.CANCELLED)
 
     def in_final_state(self) -> bool:
         """True when it ended (done, failed or cancelled)."""
