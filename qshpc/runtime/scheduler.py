@@ -44,6 +44,10 @@ class Scheduler(Protocol):
         """What to keep in the store about this allocation (``runs/<n>`` ``slurm``)."""
         ...
 
+    def mpi_env(self) -> dict[str, str]:
+        """Variables this rank's MPI needs from this batch system, set (unless set) before MPI_Init."""
+        ...
+
     def requeue_reason(self, signum: int) -> Requeue | None:
         """The requeue a signal to rank 0 means, or None (then it is a cancel)."""
         ...

@@ -7,6 +7,7 @@ the others preload what tasks need meanwhile, then serve its tasks
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,9 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     """
     from qshpc.runtime.mpi import start
 
+    if scheduler is not None:
+        for key, value in scheduler.mpi_env().items():
+            os.environ.setdefault(key, value)  # the user's own setting wins
     wiring, info, ranks = start(scheduler.cpus_per_task() if scheduler is not None else None)
     context.set_rank_info(info)
     _timeline.mark("mpi")

@@ -26,6 +26,7 @@ How Slurm's words map onto qshpc's states: :mod:`qshpc.submit.slurm_states`.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -281,6 +282,41 @@ def run_record(environ: Mapping[str, str] | None = None) -> dict[str, str] | Non
     return {k: v for k, v in env.items() if k in RECORD_KEYS} or None
 
 
+#: The MPICH variable choosing its network module (``ucx`` or ``ofi``).
+NETMOD_VAR = "MPIR_CVAR_CH4_NETMOD"
+
+
+@functools.cache
+def _pypi_mpich() -> bool:
+    """True when the MPI here is the PyPI ``mpich`` wheel (what mpi4py loads when it is installed)."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("mpich")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def mpi_env() -> dict[str, str]:
+    """MPI variables a rank started by ``srun --mpi=pmi2`` needs, to set unless set.
+
+    The PyPI ``mpich`` wheel's default network module (``ch4:ucx``) exchanges
+    its UCX addresses through Slurm's PMI2 at ``MPI_Init``, and that exchange
+    breaks depending on the bytes around them in the process: Slurm's pmi2
+    plugin logs "value not properly terminated in client request", UCX aborts
+    with "addr version 4" or "Destination is unreachable", and the other ranks
+    wait in ``MPI_Init`` until the time limit. Seen with mpich 5.0.2 and
+    Slurm's pmi2 for every rank of a ``qshpc submit --nodes 2`` job run from
+    one process and for none from another, always the same way for the same
+    environment. The wheel's ``ch4:ofi`` (libfabric) module does not go
+    through that path, so that is the default for the wheel under Slurm.
+    ``MPIR_CVAR_CH4_NETMOD=ucx`` in the job's environment keeps UCX. Other MPIs
+    (a cluster's own, which mpi4py is built against there) are left alone.
+    """
+    return {NETMOD_VAR: "ofi"} if _pypi_mpich() else {}
+
+
 class SlurmScheduler:
     """What the runtime asks of Slurm (:class:`qshpc.runtime.scheduler.Scheduler`).
 
@@ -303,6 +339,10 @@ class SlurmScheduler:
     def run_record(self) -> dict[str, str] | None:
         """The Slurm variables to keep in the store."""
         return run_record()
+
+    def mpi_env(self) -> dict[str, str]:
+        """:func:`mpi_env`: what this rank's MPI needs under Slurm."""
+        return mpi_env()
 
     def requeue_enabled(self) -> bool:
         """True in a job submitted with ``--requeue``."""
@@ -360,7 +400,8 @@ class SrunStep:
         """The parent's environment without its step's and its MPI launcher's variables."""
         from qshpc.aer.distributed.launch import scrubbed_env
 
-        return {k: v for k, v in scrubbed_env(env).items() if not k.startswith(STEP_VARS)}
+        kept = {k: v for k, v in scrubbed_env(env).items() if not k.startswith(STEP_VARS)}
+        return {**mpi_env(), **kept}
 
 
 def step_launcher(environ: Mapping[str, str] | None = None) -> SrunStep | None:

@@ -169,3 +169,29 @@ def test_only_the_slurm_module_reads_slurm_variables_and_runs_slurm_commands() -
         and (reads.search(p.read_text()) or runs.search(p.read_text()))
     ]
     assert not offenders
+
+
+def test_ranks_of_the_pypi_mpich_use_libfabric_under_slurm_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wheel's ch4:ucx address exchange through Slurm's PMI2 breaks (mpich 5.0.2): ofi instead."""
+    monkeypatch.setattr(slurm, "_pypi_mpich", lambda: True)
+    sched = slurm.SlurmScheduler(slurm.TaskEnv("7"))
+    assert sched.mpi_env() == {"MPIR_CVAR_CH4_NETMOD": "ofi"}
+    step = slurm.SrunStep()
+    assert step.env({"PATH": "/bin"})["MPIR_CVAR_CH4_NETMOD"] == "ofi"
+    # the user's own choice wins, in the step as in the ranks (run_rank uses setdefault)
+    assert step.env({"MPIR_CVAR_CH4_NETMOD": "ucx"})["MPIR_CVAR_CH4_NETMOD"] == "ucx"
+    monkeypatch.setattr(slurm, "_pypi_mpich", lambda: False)  # a cluster's own MPI: left alone
+    assert sched.mpi_env() == {} and "MPIR_CVAR_CH4_NETMOD" not in step.env({"PATH": "/bin"})
+
+
+def test_the_pypi_mpich_is_recognised_here() -> None:
+    from importlib import metadata
+
+    try:
+        metadata.distribution("mpich")
+    except metadata.PackageNotFoundError:
+        pytest.skip("no PyPI mpich here")
+    slurm._pypi_mpich.cache_clear()
+    assert slurm._pypi_mpich()
