@@ -229,12 +229,72 @@ def function_digest(func: Any) -> bytes:
     return h.digest()
 
 
-def task_key(fn_digest: bytes, payload: bytes, task_id: str) -> str:
-    """The identity of a task for resume: function and arguments by value, plus its id."""
+#: In the pickle of arguments holding a Qiskit ``Parameter`` (or an expression of one)
+#: outside a circuit, and of arguments holding a circuit (pickled as QPY).
+_PARAMETER_MARK = b"Parameter"
+_CIRCUIT_MARK = b"load_circuit"
+
+
+def task_key(
+    fn_digest: bytes,
+    payload: bytes,
+    task_id: str,
+    decoded: tuple[Any, Any] | None = None,
+) -> str:
+    """The identity of a task for resume: function and arguments by value, plus its id.
+
+    The arguments count by their pickle (``payload``), except when it holds a
+    Qiskit ``Parameter``: each carries a UUID that is new in every process, so a
+    resumed program that builds its parameterized circuits again would never
+    find their stored results. Those arguments (``decoded``: the ``(args,
+    kwargs)`` the payload holds) count by their value as the result cache
+    walks them (:func:`qshpc.cache.keys.value_digest`: parameters by name, in
+    the circuit's order); when they cannot be walked, by the pickle.
+    """
     h = hashlib.blake2b(fn_digest, digest_size=16)
+    if decoded is not None and (
+        _PARAMETER_MARK in payload or (_CIRCUIT_MARK in payload and _parameterized(decoded))
+    ):
+        payload = _by_value(decoded) or payload
     h.update(payload)
     h.update(task_id.encode())
     return h.hexdigest()
+
+
+def _parameterized(value: Any, depth: int = 4) -> bool:
+    """True when ``value`` holds a circuit with unbound parameters.
+
+    Looked for in lists, tuples and dict values ``depth`` deep, in the first
+    :data:`_LOOK_AT` items of each: a circuit past those makes its call count by
+    its pickle (then a resume runs it again), never a wrong match.
+    """
+    try:
+        count = getattr(value, "num_parameters", 0)
+    except Exception:  # an object whose attribute lookup fails
+        return False
+    if isinstance(count, int) and count:
+        return True
+    if depth == 0:
+        return False
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return False
+    return any(_parameterized(v, depth - 1) for v in itertools.islice(value, _LOOK_AT))
+
+
+#: Items of each container :func:`_parameterized` looks at.
+_LOOK_AT = 64
+
+
+def _by_value(decoded: tuple[Any, Any]) -> bytes | None:
+    """``b"value:"`` and the value digest of ``decoded``, or None when it cannot be walked."""
+    from qshpc.cache.keys import value_digest
+
+    try:
+        return b"value:" + value_digest(decoded)
+    except Exception:  # UncacheableError, RecursionError, a broken __reduce_ex__
+        return None
 
 
 #: References whose result came from the result cache (for the progress display).
@@ -328,7 +388,7 @@ class InlineBackend:
         key = ""
         if session is not None and session.done:  # resuming: this call may be stored
             payload = pack((args, kwargs), task.name, task_id)[0]
-            key = task_key(task.digest, payload, task_id)
+            key = task_key(task.digest, payload, task_id, (args, kwargs))
             done = session.done_result(key)
             if done is not None:
                 resolve_many([(ref, True, done[0])])
@@ -352,7 +412,8 @@ class InlineBackend:
                 resolve_many([(ref, True, hit.value)])
                 return ref
         if session is not None and not key:  # the record's key (for a later resume)
-            key = task_key(task.digest, dumps_payload(args, kwargs, task.name, task_id), task_id)
+            raw = dumps_payload(args, kwargs, task.name, task_id)
+            key = task_key(task.digest, raw, task_id, (args, kwargs))
         attempt = 0
         while True:
             attempt += 1

@@ -220,10 +220,12 @@ def _caller(
             else:
                 raw = payload
                 args, kwargs = pickle.loads(payload)
+                if key is None:
+                    key = task_key(digest, raw, task_id, (args, kwargs))
                 if lookup is not None:  # object references among the arguments themselves
                     args, kwargs = substitute_top(args, kwargs, lookup)
             if key is None:
-                key = task_key(digest, raw or pickle.dumps((args, {}), protocol=5), task_id)
+                key = task_key(digest, pickle.dumps((args, {}), protocol=5), task_id)
             started = now()
             try:
                 value = func(*args, **kwargs) if kwargs else func(*args)

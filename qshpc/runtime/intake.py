@@ -291,7 +291,7 @@ class Intake:
 
     def _prepare(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """A resumed job's call: False when the store (or the result cache) has its result."""
-        entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id)
+        entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id, (args, kwargs))
         done = self.session.done_result(entry.key)
         if done is not None:
             resolve_many([(entry.ref, True, done[0])])

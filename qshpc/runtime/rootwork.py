@@ -106,10 +106,10 @@ class RootWork:
                 e.payload if type(e.payload) is bytes else pickle.dumps((e.payload, {}), protocol=5)
             )
             args, kwargs = pickle.loads(raw)
+            if e.key is None:
+                e.key = task_key(e.task.digest, raw, e.ref.task_id, (args, kwargs))
             if e.objs:  # object references among the arguments themselves
                 args, kwargs = substitute_top(args, kwargs, d.object_of)
-            if e.key is None:
-                e.key = task_key(e.task.digest, raw, e.ref.task_id)
             seed = _seed_of(e.ref.task_id)
             func = self._shipped(e.fn_id)
             out = run_task(func, args, kwargs, e.ref.task_id, e.task.name, seed, e.attempt)

@@ -64,3 +64,24 @@ def test_resume_skips_finished_tasks(qshpc_home: Path, tmp_path: Path) -> None:
     res = json.loads(run_cli("result", str(job), "--json").stdout)
     assert res["results"] == [i * i for i in range(40)]
     assert len(first) >= 16
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_resume_finds_tasks_on_circuits_with_new_parameters(
+    qshpc_home: Path, tmp_path: Path, workers: str
+) -> None:
+    """A Parameter's UUID is new in every run: tasks are still found by value on resume."""
+    log, marker = tmp_path / "exec.log", tmp_path / "fail-once"
+    marker.touch()
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"log": str(log), "fail_once": str(marker)}))
+    prog = str(PROGRAMS / "param_resume.py")
+    first = run_cli("run", prog, "--arguments", str(args), "--workers", workers, timeout=120)
+    assert first.returncode != 0 and "failing once" in first.stdout + first.stderr
+    assert len(log.read_text().split()) == 3
+    job = job_dir_of(qshpc_home)
+    out = run_cli("run", prog, "--resume", str(job), "--workers", workers, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(log.read_text().split()) == 3, "tasks on the rebuilt parameterized circuit ran again"
+    res = json.loads(run_cli("result", str(job), "--json").stdout)
+    assert res["angles"] == [0.5, 1.5, 2.5]

@@ -1,0 +1,52 @@
+"""The resume key of a task: by pickle, and by value where a Parameter's UUID is new each run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qshpc.program.backend import dumps_payload, task_key
+
+
+def _circuit(name: str = "theta", angle_scale: float = 1.0) -> Any:
+    from qiskit.circuit import Parameter, QuantumCircuit
+
+    theta = Parameter(name)  # a new UUID every time
+    qc = QuantumCircuit(2)
+    qc.rx(theta * angle_scale, 0)
+    qc.cx(0, 1)
+    return qc
+
+
+def _key(args: tuple[Any, ...], kwargs: dict[str, Any] | None = None, task_id: str = "3") -> str:
+    kwargs = kwargs or {}
+    return task_key(b"fn", dumps_payload(args, kwargs, "f", task_id), task_id, (args, kwargs))
+
+
+def test_the_same_parameterized_circuit_built_again_has_the_same_key() -> None:
+    assert _key((_circuit(), 0.5)) == _key((_circuit(), 0.5))
+    assert _key(([_circuit(), _circuit("phi")],)) == _key(([_circuit(), _circuit("phi")],))
+    assert _key((), {"pub": (_circuit(), [0.1])}) == _key((), {"pub": (_circuit(), [0.1])})
+
+
+def test_anything_that_changes_the_computation_changes_the_key() -> None:
+    base = _key((_circuit(), 0.5))
+    assert _key((_circuit("phi"), 0.5)) != base  # another parameter name
+    assert _key((_circuit(angle_scale=2.0), 0.5)) != base  # another expression
+    assert _key((_circuit(), 0.25)) != base  # another value
+    assert _key((_circuit(), 0.5), task_id="4") != base  # another call
+    assert task_key(b"gn", b"x", "3") != task_key(b"fn", b"x", "3")  # another function
+
+
+def test_plain_arguments_and_bound_circuits_count_by_their_pickle() -> None:
+    bound = _circuit().assign_parameters([0.5])
+    payload = dumps_payload((bound,), {}, "f", "3")
+    assert task_key(b"fn", payload, "3", ((bound,), {})) == task_key(b"fn", payload, "3")
+    assert task_key(b"fn", b"abc", "3", ((1, 2), {})) == task_key(b"fn", b"abc", "3")
+
+
+def test_arguments_that_cannot_be_walked_count_by_their_pickle() -> None:
+    import threading
+
+    lock = threading.Lock()  # cannot be walked by value: the pickle decides
+    payload = b"...Parameter..."
+    assert task_key(b"fn", payload, "3", ((lock,), {})) == task_key(b"fn", payload, "3")
