@@ -199,6 +199,12 @@ WORKER_TIMEOUT_S: Setting[float] = _declare(
             "seconds of silence after which rank 0 declares a worker lost and fails its tasks; "
             "keep it above the longest call that holds the GIL in C code (its heartbeat waits)",
             "rank 0", "30", runtime=True))  # fmt: skip
+MPI_START_TIMEOUT_S: Setting[float] = _declare(
+    Setting("QSHPC_MPI_START_TIMEOUT_S", 300.0, _seconds(0.0), "a number of seconds >= 0, such as 300",
+            "a rank whose MPI has not started (MPI_Init and the ranks' first exchange) after this "
+            "long says so, marks the job FAILED and ends instead of hanging until the time limit; "
+            "0 waits forever",
+            "every rank", "300", runtime=True))  # fmt: skip
 IDLE_SLEEP_S: Setting[float | None] = _declare(
     Setting("QSHPC_IDLE_SLEEP_S", None, _seconds(0.0), "a number of seconds >= 0, such as 2e-5",
             "an idle worker's first back-off sleep (default 2e-5 s, 5e-4 s when ranks outnumber cores)",

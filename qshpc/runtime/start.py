@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qshpc import _timeline
+from qshpc import _timeline, settings
 from qshpc.errors import UserError
 from qshpc.jobs.prepare import RunSpec, claim_job, prepare_job
 from qshpc.runtime.program_main import add_program_path, defer_signals
 from qshpc.runtime.protocol import TAG_JOB
 from qshpc.runtime.scheduler import Scheduler
+from qshpc.runtime.startwatch import watch
 from qshpc.task import context
 
 if TYPE_CHECKING:
@@ -42,7 +43,10 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     if scheduler is not None:
         for key, value in scheduler.mpi_env().items():
             os.environ.setdefault(key, value)  # the user's own setting wins
+    watchdog = watch(settings.MPI_START_TIMEOUT_S.get(), spec.job_dir)
     wiring, info, ranks = start(scheduler.cpus_per_task() if scheduler is not None else None)
+    if watchdog is not None:
+        watchdog.started()
     context.set_rank_info(info)
     _timeline.mark("mpi")
     if info.rank != 0:

@@ -1,0 +1,104 @@
+"""A watchdog over MPI's start: a rank whose MPI does not start says so and ends.
+
+``MPI_Init`` can wait forever: a launcher whose wiring does not reach every
+rank (``srun`` without the right ``--mpi``), a network between nodes that
+drops the addresses MPI exchanges, a rank that never started. Slurm then keeps
+the whole allocation until its time limit and nothing says why. mpi4py starts
+MPI when ``mpi4py.MPI`` is imported and holds the GIL meanwhile, so no thread of
+the rank runs and no signal handler either. The watchdog is therefore a forked
+child (before MPI starts, so MPI never sees it): it waits on a pipe for the
+rank to say that MPI started (:meth:`StartWatch.started`); when the limit
+(``QSHPC_MPI_START_TIMEOUT_S``) passes first, it writes the error to the
+rank's stderr, marks the job FAILED with it when the job folder exists (a
+submitted job), and kills the rank with SIGKILL. When the rank ends, the pipe
+closes and the child leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import threading
+from pathlib import Path
+
+
+class StartWatch:
+    """The watchdog of one rank's MPI start (:func:`watch` arms it).
+
+    Args:
+        child: The watchdog's pid.
+        pipe: The write end the rank closes once MPI started.
+    """
+
+    def __init__(self, child: int, pipe: int) -> None:
+        self.child = child
+        self.pipe = pipe
+
+    def started(self) -> None:
+        """MPI started: the watchdog leaves; it is reaped by a thread, not waited for here."""
+        if self.pipe < 0:
+            return
+        os.close(self.pipe)
+        self.pipe = -1
+        threading.Thread(target=_reap, args=(self.child,), name="qshpc-reap", daemon=True).start()
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # already reaped (a SIGCHLD handler of the program's)
+        pass
+
+
+def message(timeout_s: float, environ: dict[str, str] | None = None) -> str:
+    """What the watchdog says: where MPI did not start, and what to do."""
+    env = os.environ if environ is None else environ
+    rank = env.get("PMI_RANK") or env.get("OMPI_COMM_WORLD_RANK") or env.get("PMIX_RANK")
+    who = f"MPI rank {rank}" if rank else "an MPI rank"
+    return (
+        f"qshpc: error: MPI did not start within {timeout_s:g} s for {who} on host "
+        f"{socket.gethostname()} (pid {os.getpid()}): MPI_Init or the ranks' first exchange "
+        "is stuck. Usual causes: the launcher's wiring (srun needs --mpi=pmi2 for the PyPI "
+        "mpich; `srun --mpi=list`), a rank that could not start, or a network between nodes "
+        "that MPI cannot use; each rank's log says more (`qshpc logs JOB`). "
+        "QSHPC_MPI_START_TIMEOUT_S sets how long to wait (0: forever)"
+    )
+
+
+def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
+    """Arm the watchdog before MPI starts; None when ``timeout_s`` is 0 (wait forever)."""
+    if timeout_s <= 0:
+        return None
+    import json  # noqa: F401  (mark_terminal's: the child must import nothing)
+
+    from qshpc.jobs.paths import mark_terminal
+    from qshpc.store import perms  # noqa: F401  (mark_terminal's, as json)
+
+    text = message(timeout_s)
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(read_end)
+        return StartWatch(child, write_end)
+    # the watchdog: only plain system calls from here (the rank may have threads)
+    code = 0
+    try:
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], timeout_s)
+        if not ready:
+            os.write(2, (text + "\n").encode())
+            if job_dir is not None:
+                try:
+                    mark_terminal(job_dir, "FAILED", text)
+                except OSError:
+                    pass
+            os.kill(parent, signal.SIGKILL)
+    except BaseException:
+        code = 1
+    os._exit(code)
+
+
+__all__ = ["StartWatch", "message", "watch"]

@@ -1,0 +1,76 @@
+"""MPI that never starts: each rank says where and why within QSHPC_MPI_START_TIMEOUT_S, and ends.
+
+The fault is real: the rank's PMI server is a socket that accepts and never
+answers, so ``MPI_Init`` waits forever, as it does when a launcher's wiring or
+the network between nodes fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import PROGRAMS, run_cli
+
+
+def _silent_pmi() -> tuple[socket.socket, dict[str, str]]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    env = {"PMI_PORT": f"127.0.0.1:{port}", "PMI_RANK": "0", "PMI_SIZE": "2", "PMI_ID": "0"}
+    return server, env
+
+
+def test_a_rank_whose_mpi_never_starts_says_so_and_ends(tmp_path: Path) -> None:
+    server, env = _silent_pmi()
+    with server:
+        t0 = time.monotonic()
+        out = run_cli("run", str(PROGRAMS / "squares.py"), timeout=60,
+                      env={**env, "QSHPC_MPI_START_TIMEOUT_S": "2"})  # fmt: skip
+        took = time.monotonic() - t0
+    assert out.returncode != 0
+    err = out.stderr
+    assert "MPI did not start within 2 s for MPI rank 0 on host" in err, err
+    assert "--mpi=pmi2" in err and "QSHPC_MPI_START_TIMEOUT_S" in err
+    assert "Traceback" not in err
+    assert took < 50, took
+
+
+def test_the_watchdog_marks_a_submitted_job_failed_and_leaves_when_mpi_starts(
+    tmp_path: Path,
+) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from qshpc.runtime.startwatch import watch\n"
+        "w = watch(float(sys.argv[1]), Path(sys.argv[2]))\n"
+        "time.sleep(float(sys.argv[3]))  # 'MPI_Init'\n"
+        "w.started()\n"
+        "print('started', flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    stuck = subprocess.run([sys.executable, "-c", code, "0.5", str(job), "30"],
+                           capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+    assert stuck.returncode == -9 and "started" not in stuck.stdout
+    assert "MPI did not start within 0.5 s" in stuck.stderr
+    override = json.loads((job / "status.json").read_text())
+    assert override["state"] == "FAILED" and "MPI did not start" in override["error"]
+    (job / "status.json").unlink()
+    fine = subprocess.run([sys.executable, "-c", code, "5", str(job), "0.1"],
+                          capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+    assert fine.returncode == 0 and "started" in fine.stdout and not fine.stderr
+    assert not (job / "status.json").exists()
+
+
+def test_a_bad_start_timeout_is_a_clear_error(tmp_path: Path) -> None:
+    out = run_cli("run", str(PROGRAMS / "squares.py"), env={"QSHPC_MPI_START_TIMEOUT_S": "soon"})
+    assert out.returncode == 2 and "QSHPC_MPI_START_TIMEOUT_S='soon'" in out.stderr
+    assert "Traceback" not in out.stderr
