@@ -111,6 +111,9 @@ def require_cluster(
     if not Path(conf).is_file():
         _not_up(f"no {SLURM_DIR}/env.sh or {conf}", start)
     env["SLURM_CONF"] = conf
+    # A job whose MPI does not start fails in 90 s with the reason (the runtime's
+    # watchdog), not at the test's own timeout with the job still RUNNING.
+    env.setdefault("QSHPC_MPI_START_TIMEOUT_S", "90")
     for key, value in env.items():
         mp.setenv(key, value)
     if not ctld_listening(conf):
