@@ -159,6 +159,11 @@ def refers_to_objects(value: Any) -> bool:
         found.pending.clear()
 
 
+def task_ranks(task: TaskSpec) -> int:
+    """Ranks one call of ``task`` runs on (its ``target={"ranks": k}``; 1 by default)."""
+    return int(getattr(getattr(task, "target", None), "ranks", 1))
+
+
 def dumps_payload(args: tuple[Any, ...], kwargs: dict[str, Any], name: str, task_id: str) -> bytes:
     """Pickle a task's arguments (snapshot at call time), naming the task if they cannot be."""
     return pack((args, kwargs), name, task_id)[0]
@@ -414,11 +419,13 @@ class InlineBackend:
         if session is not None and not key:  # the record's key (for a later resume)
             raw = dumps_payload(args, kwargs, task.name, task_id)
             key = task_key(task.digest, raw, task_id, (args, kwargs))
+        ranks = task_ranks(task)
+        step = context.local_step(ranks) if ranks > 1 else None  # in-process: this host's cores
         attempt = 0
         while True:
             attempt += 1
             out: Outcome = run_task(
-                task.runner, args, kwargs, task_id, task.name, task_seed, attempt
+                task.runner, args, kwargs, task_id, task.name, task_seed, attempt, step
             )
             if session is not None:
                 session.record(out, key, submitted, task_seed)

@@ -14,6 +14,9 @@ The fields are quantum-serverless 0.10.1's (``cpu``, ``gpu``, ``qpu``, ``mem``,
   installs packages on compute nodes: it names the missing ones).
 * ``qpu``: accepted and unused (quantum-serverless only traced it).
 * ``resources``: custom Ray resources, refused unless empty.
+* ``ranks`` (qshpc's own): the ranks one call runs on. A call with k > 1 holds
+  k ranks' cores while it runs and starts a k-process step of its own
+  (``qshpc.current_task().step``; docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from qshpc.jobs.requirements import check_requirements
 
 # Quantum-serverless took `mem` (and passed it to Ray as bytes); we take GB.
 _ALIASES = {"mem": "mem_gb", "memory": "mem_gb"}
-_VALID = "cpu, gpu, mem (GB; alias mem_gb), env_vars, pip, qpu"
+_VALID = "cpu, gpu, mem (GB; alias mem_gb), env_vars, pip, qpu, ranks (ranks one call runs on)"
 
 
 @dataclass(frozen=True, init=False)
@@ -44,6 +47,7 @@ class Target:
         env_vars: Environment variables set while the task runs.
         pip: Requirements that must be installed where the job runs (checked, not installed).
         resources: Custom resources (Ray's); only an empty dict is accepted.
+        ranks: Ranks one call runs on (>= 1; docs/distributed.md).
     """
 
     cpu: int | None
@@ -53,6 +57,7 @@ class Target:
     env_vars: dict[str, str] | None = field(default=None, hash=False, compare=True)
     pip: list[str] | None = field(default=None, hash=False, compare=True)
     resources: dict[str, float] | None = field(default=None, hash=False, compare=True)
+    ranks: int = 1
 
     def __init__(
         self,
@@ -63,6 +68,7 @@ class Target:
         env_vars: dict[str, str] | None = None,
         pip: list[str] | None = None,
         resources: dict[str, float] | None = None,
+        ranks: int = 1,
         *,
         mem: float | None = None,
     ) -> None:
@@ -74,6 +80,7 @@ class Target:
             "env_vars": env_vars,
             "pip": pip,
             "resources": resources,
+            "ranks": ranks,
         }
         checked = _check(values)
         for name, value in checked.items():
@@ -120,14 +127,14 @@ class Target:
         return cls(**{_ALIASES.get(k, k): v for k, v in target.items()})
 
 
-_FIELDS = ("cpu", "gpu", "mem_gb", "qpu", "env_vars", "pip", "resources")
+_FIELDS = ("cpu", "gpu", "mem_gb", "qpu", "env_vars", "pip", "resources", "ranks")
 
 
 def _check(values: dict[str, Any]) -> dict[str, Any]:
     """Validate every field at once; the error lists every problem."""
     problems: list[str] = []
     out: dict[str, Any] = {}
-    for name in ("cpu", "gpu", "mem_gb", "qpu"):
+    for name in ("cpu", "gpu", "mem_gb", "qpu", "ranks"):
         value = values[name]
         key = "mem" if name == "mem_gb" else name
         if value is None and name == "cpu":
@@ -136,13 +143,20 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"{key}={value!r} is not a number")
             continue
-        if value < 0 or (name == "cpu" and value < 1):
-            problems.append(f"{key}={value!r} must be {'>= 1' if name == 'cpu' else '>= 0'}")
+        at_least_one = name in ("cpu", "ranks")
+        if value < 0 or (at_least_one and value < 1):
+            problems.append(f"{key}={value!r} must be {'>= 1' if at_least_one else '>= 0'}")
             continue
         if name != "mem_gb" and int(value) != value:
             problems.append(f"{key}={value!r} must be a whole number")
             continue
         out[name] = float(value) if name == "mem_gb" else int(value)
+    if out.get("ranks", 1) > 1 and out.get("cpu") is not None:
+        problems.append(
+            f"cpu={out['cpu']} with ranks={out['ranks']}: a multi-rank call's processes use "
+            "the cores of the ranks it holds (drop cpu; give the job's ranks more cores with "
+            "--cpus-per-task)"
+        )
     env = values["env_vars"]
     if env is not None and (
         not isinstance(env, dict)

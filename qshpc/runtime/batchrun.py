@@ -64,14 +64,15 @@ class BatchRunner:
         ``columns``: task ids, function id (one int for all, or one per call),
         payloads (pickled ``(args, kwargs)`` bytes, or a tuple of plain positional
         values), attempts (None: all first), submission times, keys (None: this
-        worker computes them), the result cache (None, or ``(info, cache keys)``).
+        worker computes them), the result cache (None, or ``(info, cache keys)``), the
+        steps of multi-rank calls (None, or one ``(size, hosts)`` or None per call).
         ``store``: :meth:`qshpc.cache.jobcache.JobCache.store` of this worker,
         called for every successful call that has a cache key. ``cut``, asked
         whenever results go out: True when the job is ending; then no further
         call starts, and the last message holds the calls done (rank 0 takes
         the rest as never run).
         """
-        ids, fn_ids, _, attempts, submitted, _, _ = columns
+        ids, fn_ids, _, attempts, submitted = columns[:5]
         n = len(ids)
         job_seed = context.job_seed()
         flow = _InOrder(sender, bid, n, submitted, attempts, self.info)
@@ -188,7 +189,8 @@ def _caller(
     each lookup saved per call shows. A successful call with a cache key is
     handed to ``store`` (which writes it in the background).
     """
-    ids, fn_ids, payloads, attempts, _, keys, cached = columns
+    ids, fn_ids, payloads, attempts, _, keys, cached = columns[:7]
+    steps = columns[7] if len(columns) > 7 else None
     ckeys = cached[1] if cached is not None and store is not None else None  # may be None
     one_fn = type(fn_ids) is int
     func, name, digest = funcs[fn_ids if one_fn else fn_ids[0]]
@@ -212,7 +214,8 @@ def _caller(
         exc_type = ""
         value: Any = None
         cause: bytes | None = None
-        prov = push(task_context(task_id, name, seed, attempt))
+        step = None if steps is None or steps[pos] is None else context.Step(*steps[pos])
+        prov = push(task_context(task_id, name, seed, attempt, step))
         try:
             if type(payload) is tuple:  # plain values, sent unpickled (Dispatcher.submit)
                 args, kwargs = payload, None

@@ -10,6 +10,14 @@ the references. It sleeps with a short back-off when there is nothing to do,
 so waiting burns no core. Workers that fall silent are declared lost
 (:mod:`qshpc.runtime.liveness`); the messages are in :mod:`qshpc.runtime.protocol`.
 
+A multi-rank call (``target={"ranks": k}``) goes alone to one idle worker, and
+k - 1 more ranks are held for it until it ends: idle workers (and rank 0's core
+when k is one more than the workers: its program thread waits in ``get``), so
+the k-process step the call starts has their cores, while the other calls go
+on to the workers not held. When the call reaches the head of the queue and too
+few workers are idle, no new batch goes out until enough are
+(:mod:`qshpc.runtime.wide`).
+
 The dispatcher talks to the workers through a :class:`~qshpc.runtime.protocol.Wiring`:
 mpi4py's communicators under ``qshpc run``, an in-process loopback in the unit tests.
 """
@@ -44,6 +52,7 @@ from qshpc.runtime.protocol import (
     Wiring,
     batch_message,
 )
+from qshpc.runtime.wide import Holds, ranks_of
 from qshpc.task import context
 from qshpc.task.execute import Outcome
 
@@ -85,6 +94,7 @@ class Dispatcher(Intake):
         self.workers = [
             WorkerState(r, hosts[r], pids[r] if pids else 0, cores[r]) for r in range(1, len(hosts))
         ]
+        self.holds = Holds(hosts[0] if hosts else "")
         timeout = settings.WORKER_TIMEOUT_S.get() if worker_timeout is None else worker_timeout
         self.liveness = Liveness(wiring, self.workers, timeout)
         self.lost = self.liveness.lost
@@ -266,6 +276,7 @@ class Dispatcher(Intake):
             failures = self.liveness.lose(w, silent)
             self._flush()
             resolve_many(failures)
+            self.holds.drop_lost(self.workers)
         if (self.pending or self.placed) and not any(w.alive for w in self.workers):
             err = WorkerLostError("no worker rank is left to run tasks: " + "; ".join(self.lost))
             items = [(e.ref, False, err) for e in (*self.pending, *self.placed)]
@@ -339,17 +350,49 @@ class Dispatcher(Intake):
         """Send a batch to every live worker with room; True when any left."""
         sent = False
         n = len(self.workers)
+        holds = self.holds
+        if len(self._fn_blobs) != holds.checked:
+            holds.scan(self._fn_blobs)
+        wide, start, head = holds.seen, None, None
+        if wide and self.pending and ranks_of(self.pending[0]) > 1:
+            head = self.pending[0]
+            plan = holds.plan(head, self.workers)
+            if plan is None:
+                return False  # no new batch until the call's ranks are idle
+            if isinstance(plan, BaseException):  # the job can never give it its ranks
+                try:
+                    self.pending.remove(head)
+                except ValueError:  # rank 0's program thread looks at it this moment
+                    return False
+                self._resolve.append((head.ref, False, plan))
+                return True
+            start = plan
         for w in self.workers:
             if not self.pending and not self.placed:
                 break
             if not w.alive or len(w.batches) >= IN_FLIGHT:
                 continue
-            size = self.pace.batch_size(len(self.pending) + len(self.placed), n)
-            batch = self.take_placed(w.cpus, size) if self.placed else []
-            try:
-                while len(batch) < size:
-                    batch.append(self.pending.popleft())
-            except IndexError:  # rank 0's program thread took the last ones
+            if wide and (w.rank in holds.held if start is None else w is not start[0][0]):
+                continue  # held for a multi-rank call, or not the one starting it
+            if start is not None:  # the multi-rank call at the head goes alone, to its leader
+                try:
+                    e = self.pending.popleft()
+                except IndexError:  # rank 0's program thread looks at it this moment
+                    break
+                if e is not head:  # (it put back a call it cannot run)
+                    self.pending.appendleft(e)
+                    break
+                batch = [e]
+            else:
+                size = self.pace.batch_size(len(self.pending) + len(self.placed), n)
+                batch = self.take_placed(w.cpus, size) if self.placed else []
+                try:
+                    while len(batch) < size:
+                        if wide and ranks_of(self.pending[0]) > 1:
+                            break  # a multi-rank call goes alone, when its ranks are idle
+                        batch.append(self.pending.popleft())
+                except IndexError:  # rank 0's program thread took the last ones
+                    pass
                 if not batch:
                     continue
             funcs = []
@@ -373,7 +416,7 @@ class Dispatcher(Intake):
             attempts = [e.attempt for e in batch]
             keys = [e.key for e in batch]
             ckeys = [e.ckey for e in batch]
-            columns = (
+            columns: tuple[Any, ...] = (
                 [e.ref.task_id for e in batch],
                 fn_ids[0] if fn_ids.count(fn_ids[0]) == len(fn_ids) else fn_ids,
                 [e.payload for e in batch],
@@ -382,9 +425,14 @@ class Dispatcher(Intake):
                 None if keys.count(None) == len(keys) else keys,
                 self._cache_column(ckeys),
             )
+            if start is not None:  # the 8th column, only in a multi-rank call's batch
+                columns = (*columns, [start[1]])
             self.pace.sent(len(batch))
             bid = next(self._batch_ids)
             w.batches[bid] = batch
+            if start is not None:
+                holds.hold(bid, start[0], start[1][0])
+                start = None
             if self._dispatch_log is not None:
                 from qshpc.jobs.postmortem import compress_ids
 
@@ -414,6 +462,8 @@ class Dispatcher(Intake):
         if not w.alive:
             return
         batch = w.batches[bid] if final is False else w.batches.pop(bid)
+        if final and self.holds.calls:
+            self.holds.release(bid)
         n = len(values)
         if final and first + n < len(batch):  # cut: the rest of the batch never ran
             for e in batch[first + n :]:

@@ -8,7 +8,8 @@ Rank 0's dispatcher and every worker exchange these messages
 tag                   direction    message
 ====================  ===========  =========================================================
 :data:`TAG_BATCH`     0 -> worker  ``("B", bid, funcs, objs, job_seed, ids, fn_ids, payloads,
-                                   attempts, submitted, keys, cache)`` (:func:`batch_message`)
+                                   attempts, submitted, keys, cache[, steps])``
+                                   (:func:`batch_message`)
 :data:`TAG_RESULT`    worker -> 0  ``("R", bid, first, values, chunk, failures, final)``
                                    (:func:`result_message`)
 :data:`TAG_STOP`      0 -> worker  :data:`STOP`: no more batches; say goodbye
@@ -30,8 +31,10 @@ settings and no call of the batch is cached; else ``(info, keys)``: ``info``
 the cache's settings and the job id, a ``{"config": ..., "job": ...}`` dict
 (nested calls on the worker use them too), and ``keys`` the cache key of each
 call, None for a call not cached, or None for none: the worker stores each
-result of a call with a key). ``funcs`` are the functions this worker has not seen
-yet, ``(fn_id, cloudpickled function, name, digest)``; ``objs`` the objects
+result of a call with a key); and, only in the batch of a multi-rank call
+(``target={"ranks": k}``, alone in its batch), an 8th column ``[(size, hosts)]``:
+the ranks rank 0 holds for it (:class:`qshpc.task.context.Step`). ``funcs`` are
+the functions this worker has not seen yet, ``(fn_id, cloudpickled function, name, digest)``; ``objs`` the objects
 placed with ``put`` it has not seen, ``(obj_id, object)``.
 
 A result message holds the values of the calls ``first .. first + len(values)``

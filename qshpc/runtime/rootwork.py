@@ -14,7 +14,7 @@ import pickle
 import time
 from typing import TYPE_CHECKING, Any
 
-from qshpc.program.backend import task_key
+from qshpc.program.backend import task_key, task_ranks
 from qshpc.program.refs import (
     TaskRef,
     mark_running,
@@ -68,6 +68,9 @@ class RootWork:
 
     def should_work(self) -> bool:
         """Whether the program thread takes calls now."""
+        holds = getattr(self.d, "holds", None)
+        if holds is not None and holds.root:
+            return False  # a multi-rank call holds rank 0's core (runtime/wide.py)
         if self.mode == "1":
             return True
         return self.has_core and self.pace.mean_task_s > 0.002
@@ -89,7 +92,10 @@ class RootWork:
                     e = d.pending.pop()  # the dispatcher takes from the other end
                 except IndexError:
                     pass
-                if e is not None and e.task.threads > info.cpus:
+                if e is not None and task_ranks(e.task) > 1:
+                    d.pending.append(e)  # a multi-rank call: the dispatcher holds its ranks
+                    e = None
+                elif e is not None and e.task.threads > info.cpus:
                     d.pending.appendleft(e)  # more cores than rank 0 has: a worker's
                     e = None
             if e is None:

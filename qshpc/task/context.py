@@ -35,6 +35,24 @@ class RankInfo:
     cpus: int = 1
 
 
+class Step(NamedTuple):
+    """The ranks a multi-rank call holds while it runs (``target={"ranks": k}``).
+
+    The call itself runs on one worker; the cores of ``size`` ranks are kept
+    free for it, and it starts a step of ``size`` processes of its own (an MPI
+    world of its own: a nested ``mpiexec`` locally, an ``srun`` job step under
+    Slurm; :mod:`qshpc.aer.distributed`). ``hosts`` says where each of those processes
+    should run: the hosts of the ranks held.
+
+    Attributes:
+        size: Processes of the step (k).
+        hosts: One host name per process.
+    """
+
+    size: int
+    hosts: tuple[str, ...]
+
+
 class TaskContext(NamedTuple):
     """The task running in this thread (a NamedTuple: cheap to make once per call).
 
@@ -43,12 +61,14 @@ class TaskContext(NamedTuple):
         function: Qualified name of the task function.
         seed: Seed derived from the job seed and ``task_id``; None without a job seed.
         attempt: 1 for the first try, 2 for the first retry, ...
+        step: The ranks held for a multi-rank call (:class:`Step`), else None.
     """
 
     task_id: str
     function: str
     seed: int | None = None
     attempt: int = 1
+    step: Step | None = None
 
     @property
     def cpus(self) -> int:
@@ -123,6 +143,11 @@ def set_task_threads(threads: int) -> int:
     return old
 
 
+def local_step(size: int) -> Step:
+    """A :class:`Step` of ``size`` processes on this host (a call run in-process)."""
+    return Step(size, (rank_info().host,) * size)
+
+
 def current_task() -> TaskContext | None:
     """Return the task running in this thread, or None outside tasks."""
     stack: list[tuple[TaskContext, dict[str, Any]]] | None = getattr(_local, "stack", None)
@@ -155,10 +180,12 @@ def pop_task() -> None:
 
 __all__ = [
     "RankInfo",
+    "Step",
     "TaskContext",
     "cores_for_rank",
     "current_task",
     "job_seed",
+    "local_step",
     "rank_info",
     "record_provenance",
     "set_job_seed",

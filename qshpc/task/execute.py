@@ -86,9 +86,10 @@ def run_task(
     name: str,
     seed: int | None,
     attempt: int,
+    step: context.Step | None = None,
 ) -> Outcome:
     """Call ``func`` inside a task context; never raises (but for the runtime's :class:`Interrupt`)."""
-    prov = context.push_task(context.TaskContext(task_id, name, seed, attempt))
+    prov = context.push_task(context.TaskContext(task_id, name, seed, attempt, step))
     started = time.time()
     try:
         value = func(*args, **kwargs)

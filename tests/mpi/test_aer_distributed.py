@@ -214,3 +214,23 @@ def test_a_task_of_a_qshpc_job_runs_a_step_and_its_ranks_are_in_provenance(
     (entry,) = record["provenance"]["aer_steps"]
     assert entry["ranks"] == 2 and len(entry["hosts"]) == 2, entry
     assert all(p > b > 0 for p, b in zip(entry["peak_rss"], entry["before_rss"], strict=True))
+
+
+def test_a_two_rank_task_gets_its_ranks_from_the_job(
+    aer_mpi: AerMPI, tmp_path: Path, qshpc_home: Path
+) -> None:
+    """``target={"ranks": 2}`` under ``mpiexec -n 3``: the job holds both workers for the call,
+    ``run_circuits`` takes k = 2 from the task, the other calls run before and after."""
+    from qshpc.store import JobReader
+    from tests.conftest import PROGRAMS, job_dir_of, run_cli
+
+    args = tmp_path / "args.json"
+    args.write_text('{"qubits": 12, "ranks": 2, "hold": true}')
+    out = run_cli("run", str(PROGRAMS / "wide_circuit.py"), "--arguments", str(args),
+                  ranks=3, timeout=240)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    with JobReader.open(job_dir_of(qshpc_home)) as r:
+        result = r.result(allow_pickle=True)
+    wide = result["wide"]
+    assert wide["ranks"] == 2 and wide["prob_err"] < 1e-9 and wide["ev_err"] < 1e-9, wide
+    assert result["small"] == [i * i for i in range(16)]

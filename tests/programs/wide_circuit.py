@@ -1,7 +1,9 @@
 """One task runs a circuit over k processes of its own (an MPI Aer step); small tasks go on.
 
 Arguments: ``qubits`` (default 12), ``ranks`` (the step's processes, default 2),
-``nodes`` (to spread them over, under Slurm; default none). The saved result has
+``nodes`` (to spread them over, under Slurm; default none), ``hold`` (true: the task is
+declared ``target={"ranks": ranks}``, so the job holds that many ranks for it and
+``run_circuits`` takes its rank count from the task). The saved result has
 the step's errors against Qiskit's exact Statevector, its hosts, and the small tasks'.
 """
 
@@ -10,7 +12,6 @@ from qshpc import distribute_task, get, get_arguments, save_result
 args = get_arguments()
 
 
-@distribute_task()
 def wide(n, ranks, nodes):
     from qiskit import QuantumCircuit
     from qiskit.quantum_info import SparsePauliOp, Statevector
@@ -45,6 +46,15 @@ def square(i):
     return i * i
 
 
-refs = [wide(args.get("qubits", 12), args.get("ranks", 2), args.get("nodes"))]
+k = args.get("ranks", 2)
+if args.get("hold"):
+
+    @distribute_task(target={"ranks": k})
+    def held_wide(n, nodes):
+        return wide(n, None, nodes)  # k from the task: current_task().step
+
+    refs = [held_wide(args.get("qubits", 12), args.get("nodes"))]
+else:
+    refs = [distribute_task()(wide)(args.get("qubits", 12), k, args.get("nodes"))]
 small = [square(i) for i in range(16)]
 save_result({"wide": get(refs[0]), "small": get(small)})

@@ -83,7 +83,7 @@ def _scratch(launcher: StepLauncher) -> str | None:
 
 def run_circuits(
     circuits: Sequence[QuantumCircuit],
-    ranks: int,
+    ranks: int | None = None,
     *,
     shots: int = 1,
     seed: int = 0,
@@ -99,7 +99,8 @@ def run_circuits(
 
     Args:
         circuits: Circuits (measured ones give counts).
-        ranks: Processes of the step (a power of two for Aer's chunking).
+        ranks: Processes of the step (a power of two for Aer's chunking). None: the ranks
+            the running task holds (``@distribute_task(target={"ranks": k})``).
         shots: Shots per circuit.
         seed: ``seed_simulator`` for every rank.
         saves: Per circuit, values to save (indices of the *transpiled* circuit's qubits;
@@ -114,6 +115,16 @@ def run_circuits(
         timeout: Seconds before the step is stopped.
         transpile: False when ``circuits`` went through :func:`prepare` already.
     """
+    held = _held_step()
+    if ranks is None:
+        if held is None:
+            raise UserError(
+                "run_circuits: give ranks=k, or call it in a task declared with "
+                "@distribute_task(target={'ranks': k}) (the job then holds k ranks for it)"
+            )
+        ranks = held.size
+    if nodes is None and held is not None and (launcher or default_launcher()).shared_folder:
+        nodes = len(set(held.hosts))  # where the held ranks are
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1 or ranks & (ranks - 1):
         raise UserError(
             f"ranks must be a power of two (1, 2, 4, ...) for Aer's chunks, got {ranks!r}"
@@ -140,6 +151,14 @@ def run_circuits(
             shutil.rmtree(where, ignore_errors=True)
     record_step(step)
     return step
+
+
+def _held_step() -> Any:
+    """The ranks the running task holds (:class:`qshpc.task.context.Step`), or None."""
+    from qshpc.task import context
+
+    task = context.current_task()
+    return None if task is None else task.step
 
 
 def record_step(step: StepResult) -> None:
