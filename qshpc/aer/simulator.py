@@ -239,11 +239,39 @@ def check_width(circuits: list[QuantumCircuit], spec: SimSpec) -> None:
         method = "statevector" if spec.method == "automatic" else spec.method
         gib = estimate_memory_bytes(int(wide.num_qubits), method, spec.precision) / GIB
         need = f" (it would need about {gib:,.0f} GiB)"
+    split = ""
+    if spec.method in ("statevector", "automatic") and spec.device == "CPU":
+        split = _split_hint(int(wide.num_qubits), limit)
     raise UserError(
         f"circuit {wide.name!r} has {wide.num_qubits} qubits: more than the {limit} that "
         f"Aer's {spec.method} method can hold in this node's memory{need}; use fewer "
         "qubits, method='matrix_product_state' (low entanglement) or method='stabilizer' "
-        "(Clifford circuits)"
+        f"(Clifford circuits){split}"
+    )
+
+
+def _split_hint(width: int, limit: int) -> str:
+    """What splitting the statevector over ranks would take, and what is missing for it.
+
+    qshpc.aer's primitives do not distribute a circuit by themselves yet
+    (docs/distributed.md): the hint names the way that works today.
+    """
+    from qshpc.aer.distributed.install import locate
+    from qshpc.task.context import rank_info
+
+    k = 1 << (width - limit)  # chunks of `limit` qubits, one per rank
+    have = rank_info().size
+    aer = locate()
+    build = (
+        "no MPI build of Aer is installed (make install-aer-mpi)"
+        if aer is None
+        else f"an MPI build of Aer is installed ({aer.source})"
+    )
+    return (
+        f"; or split its statevector over at least {k:,} ranks, each with this node's memory "
+        f"(this job has {have}; {build}): qshpc.aer's primitives do not do that by "
+        "themselves yet, run_circuits in a task declared "
+        "@distribute_task(target={'ranks': k}) does (docs/distributed.md)"
     )
 
 

@@ -356,8 +356,14 @@ def test_circuit_wider_than_the_simulator_says_the_memory() -> None:
     wide = QuantumCircuit(40)
     wide.h(range(40))
     wide.measure_all()
-    with pytest.raises(PubError, match=r"PUB 0: .*40 qubits.*GiB"):
+    with pytest.raises(PubError, match=r"PUB 0: .*40 qubits.*GiB") as info:
         SamplerV2().run([wide])
+    # what splitting it would take: ranks (2 ** (40 - the limit)), the job's, the MPI build
+    text = str(info.value)
+    limit = int(text.split("more than the ")[1].split()[0])
+    assert f"over at least {2 ** (40 - limit):,} ranks" in text, text
+    assert "this job has 1;" in text and "MPI build of Aer is installed" in text
+    assert "target={'ranks': k}" in text
 
 
 def test_mode_that_is_not_a_client() -> None:
