@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qshpc.cache.keys import Deps, UncacheableError, bindings_unchanged, call_key, function_digest
+from qshpc.cache.keys import (
+    Deps,
+    Qpy,
+    UncacheableError,
+    bindings_unchanged,
+    call_key,
+    function_digest,
+)
 from qshpc.cache.store import CacheDir, CacheWriteError, Hit
 
 if TYPE_CHECKING:
@@ -235,13 +242,15 @@ class JobCache:
         kwargs: dict[str, Any] | None,
         seed: int | None,
         live: bool = False,
+        qpy: Qpy | None = None,
     ) -> str | None:
-        """The call's key, or None when it cannot be cached (``live``: see :meth:`digest`)."""
+        """The call's key, or None when it cannot be cached (``live``: see :meth:`digest`;
+        ``qpy``: the QPY bytes of its circuits, see :func:`qshpc.cache.keys.call_key`)."""
         digest = self.digest(task, live)
         if digest is None:
             return None
         try:
-            return call_key(digest, args, kwargs, seed)
+            return call_key(digest, args, kwargs, seed, qpy)
         except UncacheableError:
             self.uncacheable += 1
             return None

@@ -22,7 +22,8 @@ are walked here and fed to the hash as typed tokens:
   digest of each item;
 * numpy arrays by dtype, shape and content (object arrays item by item),
   numpy scalars by dtype and bytes;
-* circuits by their QPY bytes, dumped from a copy whose default name is
+* circuits by their QPY bytes (those the call's payload holds already,
+  when the caller passes them: ``qpy`` of :func:`call_key`), dumped from a copy whose default name is
   replaced by ``circuit`` and whose parameters are replaced, in the circuit's
   own (sorted) order, by parameters of the same names with fixed UUIDs; a
   ``Parameter`` or expression met elsewhere by its text;
@@ -233,6 +234,9 @@ _dists: Any = None
 # -- tokens ----------------------------------------------------------------------------
 
 Put = Callable[[bytes], None]
+#: ``id(circuit) -> (circuit, its QPY bytes)``, written for the call being keyed
+#: (:func:`qshpc.task.payload.dumps`): those bytes are not dumped again.
+Qpy = dict[int, tuple[Any, bytes]]
 #: What a walk read, as ``(holder, name, value)``: ``holder[name]`` (a namespace)
 #: or ``holder.name`` (a function's defaults, a closure cell) was ``value``.
 Deps = list[tuple[Any, str, Any]]
@@ -277,10 +281,12 @@ class _Walk:
     marker instead of looping).
     """
 
-    __slots__ = ("active", "deps", "depth", "put", "refs")
+    __slots__ = ("active", "deps", "depth", "put", "qpy", "refs")
 
-    def __init__(self, put: Put, deps: Deps | None = None) -> None:
+    def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
         self.put = put
+        #: QPY bytes of this call's circuits, dumped already (see :func:`call_key`).
+        self.qpy = qpy
         self.refs: dict[int, int] = {}
         self.active: set[int] = set()
         self.depth = 0
@@ -362,7 +368,7 @@ class _Walk:
         # Each item starts from this walk's state, not from its siblings': the
         # items are met in set order, which differs between processes.
         h = hashlib.blake2b(digest_size=16)
-        sub = _Walk(h.update, self.deps)
+        sub = _Walk(h.update, self.deps, self.qpy)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
         sub.value(obj)
         return h.digest()
@@ -394,7 +400,8 @@ class _Walk:
             circuit = sys.modules["qiskit.circuit"]
             if isinstance(obj, circuit.QuantumCircuit):
                 put(b"Q")
-                put(circuit_digest(obj))
+                known = self.qpy.get(id(obj)) if self.qpy else None
+                put(circuit_digest(obj, known[1] if known is not None and known[0] is obj else None))
                 return
             if isinstance(obj, circuit.ParameterExpression):
                 # By name and expression: a Parameter's UUID is new in every process.
@@ -686,8 +693,11 @@ def _names(code: types.CodeType) -> frozenset[str]:
 # -- circuits -----------------------------------------------------------------------------
 
 
-def circuit_digest(circuit: Any) -> bytes:
+def circuit_digest(circuit: Any, data: bytes | None = None) -> bytes:
     """Digest of a circuit's QPY bytes, with what differs between processes made fixed.
+
+    ``data``: the circuit's QPY bytes (``qshpc.store._qpy.dump(circuit)``) when
+    the caller has them already (the call's payload holds them): not dumped again.
 
     A default name (``circuit-41``) becomes ``circuit``. In a parameterized
     circuit every parameter is replaced by one of the same name with a UUID
@@ -702,13 +712,14 @@ def circuit_digest(circuit: Any) -> bytes:
     """
     from qshpc.store import _qpy
 
-    if not circuit.num_parameters:
+    if data is None:
         data = _qpy.dump(circuit)
+    if not circuit.num_parameters:
         if _AUTO_NAME.fullmatch(circuit.name):
             unnamed = _without_name(data, circuit.name)
             data = unnamed if unnamed is not None else _qpy.dump(circuit.copy(name="circuit"))
         return hashlib.blake2b(data, digest_size=32).digest()
-    own = hashlib.blake2b(_qpy.dump(circuit), digest_size=32).digest()
+    own = hashlib.blake2b(data, digest_size=32).digest()
     memo = _memo.get(id(circuit))
     if memo is not None and memo[0]() is circuit and memo[1] == own:
         return memo[2]
@@ -816,7 +827,7 @@ def function_digest(func: Any, deps: Deps | None = None) -> bytes:
 
 
 def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
-             seed: int | None) -> str:  # fmt: skip
+             seed: int | None, qpy: Qpy | None = None) -> str:  # fmt: skip
     """The key of one call: 64 hex digits.
 
     Args:
@@ -824,6 +835,9 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
         args: Positional arguments.
         kwargs: Keyword arguments (order does not matter).
         seed: The task's seed, or None when the job has none.
+        qpy: The QPY bytes of the arguments' circuits, written for this call a
+            moment ago (its payload: :func:`qshpc.task.payload.dumps`); a
+            circuit not in it is dumped here.
 
     Raises:
         UncacheableError: An argument cannot be hashed the same way in every process.
@@ -831,7 +845,7 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
     h = hashlib.blake2b(fn_digest, digest_size=32)
     put = h.update
     put(b"seed" if seed is None else b"seed%d;" % seed)
-    walk = _Walk(put)
+    walk = _Walk(put, None, qpy)
     try:
         walk.value(args)
         if kwargs:
@@ -857,6 +871,7 @@ __all__ = [
     "KEY_HEX",
     "KEY_SCHEME",
     "Deps",
+    "Qpy",
     "UncacheableError",
     "bindings_unchanged",
     "call_key",

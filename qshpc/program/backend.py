@@ -94,7 +94,7 @@ _NO_REFS: tuple[()] = ()
 
 
 def pack(
-    value: Any, name: str, task_id: str, what: str = "arguments"
+    value: Any, name: str, task_id: str, what: str = "arguments", qpy: payload.Qpy | None = None
 ) -> tuple[bytes, Sequence[int], Sequence[TaskRef[Any]]]:
     """Pickle ``value`` (circuits as QPY), finding every reference inside it, at any depth.
 
@@ -102,6 +102,9 @@ def pack(
     pickle reaches record themselves while pickled (:data:`qshpc.refs.collecting`),
     so plain values cost no more than pickling them does. A value that names
     something of the program file (``__main__``) goes by value, with cloudpickle.
+
+    ``qpy``: receives the QPY bytes of the circuits written as QPY
+    (:func:`qshpc.task.payload.dumps`), for the cache key of this call.
 
     Returns:
         ``(payload, object ids, pending TaskRefs)``: the payload is usable only
@@ -114,7 +117,7 @@ def pack(
     found.on = True
     try:
         try:
-            data = _dumps(value)
+            data = _dumps(value, qpy)
             if b"__main__" not in data:
                 objs, pending = found.objs, found.pending
                 if not objs and not pending:

@@ -46,6 +46,7 @@ from qshpc.task.seeding import derive_seed
 
 if TYPE_CHECKING:
     from qshpc.program.session import Session
+    from qshpc.task.payload import Qpy
 
 
 class Entry:
@@ -197,8 +198,17 @@ class Intake:
             return
         self._submit_general(entry, args, kwargs)
 
-    def _look_up(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> bool:
+    def _look_up(
+        self,
+        entry: Entry,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        qpy: Qpy | None = None,
+    ) -> bool:
         """Look the call up in the cache; True (recorded and resolved) on a hit.
+
+        ``qpy``: the QPY bytes of the circuits its payload holds (written a
+        moment ago, by :func:`pack`): the key reuses them.
 
         On a miss the entry keeps the key, and whoever runs the call stores its result.
         A call with an object reference nested in its arguments is not cached: its
@@ -214,7 +224,7 @@ class Intake:
             if refers_to_objects((args, kwargs)):
                 entry.ckey = None
                 return False
-        key = cache.key(entry.task, args, kwargs, seed)
+        key = cache.key(entry.task, args, kwargs, seed, qpy=qpy)
         if key is None:
             entry.ckey = None
             return False
@@ -258,8 +268,12 @@ class Intake:
             except BaseException as exc:  # a dependency failed: so does this call
                 resolve_many([(entry.ref, False, exc)])
                 return
+        # A cached call's key reuses the QPY bytes of its circuits that the payload holds.
+        qpy: Qpy | None = {} if entry.ckey == "" else None
         try:
-            data, objs, pending = pack((args, kwargs), entry.task.name, entry.ref.task_id)
+            data, objs, pending = pack(
+                (args, kwargs), entry.task.name, entry.ref.task_id, qpy=qpy
+            )
             if objs and not pending:
                 self._check_objects(objs)
         except UserError as exc:
@@ -273,10 +287,10 @@ class Intake:
             return
         if objs:
             entry.objs = objs if len(objs) == 1 else tuple(set(objs))
-        if entry.ckey == "" and not self._resume and self._look_up(entry, args, kwargs):
+        if entry.ckey == "" and not self._resume and self._look_up(entry, args, kwargs, qpy):
             return  # the cache has it
         entry.payload = data
-        if self._resume and not self._prepare(entry, args, kwargs):
+        if self._resume and not self._prepare(entry, args, kwargs, qpy):
             return
         threads = entry.task.threads
         (self.placed if threads and threads > self.min_cpus else self.pending).append(entry)
@@ -289,14 +303,16 @@ class Intake:
         else:
             q.append(entry)
 
-    def _prepare(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    def _prepare(
+        self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any], qpy: Qpy | None = None
+    ) -> bool:
         """A resumed job's call: False when the store (or the result cache) has its result."""
         entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id, (args, kwargs))
         done = self.session.done_result(entry.key)
         if done is not None:
             resolve_many([(entry.ref, True, done[0])])
             return False
-        return not (entry.ckey == "" and self._look_up(entry, args, kwargs))
+        return not (entry.ckey == "" and self._look_up(entry, args, kwargs, qpy))
 
     def unblock(self) -> bool:
         """Queue the blocked calls whose dependencies are all done; True when any was."""

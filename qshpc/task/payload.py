@@ -11,6 +11,12 @@ Only circuits made of standard gates, measurements, resets, delays and
 barriers go as QPY: QPY would turn an instance of a user's own ``Gate``
 subclass into a plain ``Gate``, and pickle keeps it as it is. A circuit that
 QPY cannot write (metadata that is not JSON, say) is pickled too.
+
+A caller that needs the QPY bytes of the same circuits again (rank 0 keys a
+cached call by them: :func:`qshpc.cache.keys.circuit_digest`) passes a dict to
+:func:`dumps`, which receives ``id(circuit) -> (circuit, QPY bytes)`` for
+each circuit it wrote as QPY, so that they are not dumped twice. The dict is
+for the one call it was made for: the bytes are the circuit as it was then.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 from qshpc.store import _qpy
 
 _standard: frozenset[str] | None = None
+#: ``id(circuit) -> (circuit, its QPY bytes)``: what :func:`dumps` wrote (see the module doc).
+Qpy = dict[int, tuple[Any, bytes]]
 
 
 def _standard_names() -> frozenset[str]:
@@ -50,6 +58,8 @@ class _CircuitPickler(pickle.Pickler):
         self.file = file
         self._circuit_class = circuit_class
         self.busy = False
+        #: Receives the QPY bytes of each circuit written (see the module doc), or None.
+        self.qpy: Qpy | None = None
 
     def reducer_override(self, obj: Any) -> Any:
         # Not called for plain ints, floats, strs, lists, dicts, tuples: cheap.
@@ -62,14 +72,22 @@ class _CircuitPickler(pickle.Pickler):
             data = _qpy.dump(obj)
         except Exception:
             return NotImplemented
+        if self.qpy is not None:
+            self.qpy[id(obj)] = (obj, data)
         return (load_circuit, (data,))
 
 
 _local = threading.local()
 
 
-def dumps(obj: Any) -> bytes:
-    """``pickle.dumps(obj, protocol=5)``, circuits inside as QPY (see the module doc)."""
+def dumps(obj: Any, qpy: Qpy | None = None) -> bytes:
+    """``pickle.dumps(obj, protocol=5)``, circuits inside as QPY (see the module doc).
+
+    Args:
+        obj: The value.
+        qpy: Receives ``id(circuit) -> (circuit, QPY bytes)`` for every circuit
+            written as QPY (see the module doc).
+    """
     cls = _qpy.circuit_class()
     if cls is None:  # qiskit not imported: no circuit can be inside
         return pickle.dumps(obj, protocol=5)
@@ -77,10 +95,13 @@ def dumps(obj: Any) -> bytes:
     if p is None or p.busy or p._circuit_class is not cls:
         if p is not None and p.busy:  # a dump inside a dump: a pickler of its own
             buf = io.BytesIO()
-            _CircuitPickler(buf, cls).dump(obj)
+            inner = _CircuitPickler(buf, cls)
+            inner.qpy = qpy
+            inner.dump(obj)
             return buf.getvalue()
         p = _local.pickler = _CircuitPickler(io.BytesIO(), cls)
     p.busy = True
+    p.qpy = qpy
     try:
         p.dump(obj)
         return p.file.getvalue()
@@ -88,6 +109,7 @@ def dumps(obj: Any) -> bytes:
         p.clear_memo()  # the memo holds the objects: let them go
         p.file.seek(0)
         p.file.truncate()
+        p.qpy = None
         p.busy = False
 
 
@@ -108,4 +130,4 @@ def cloud_dumps(obj: Any) -> bytes:
     return data
 
 
-__all__ = ["by_reference_to_main", "cloud_dumps", "dumps", "load_circuit"]
+__all__ = ["Qpy", "by_reference_to_main", "cloud_dumps", "dumps", "load_circuit"]
