@@ -229,3 +229,42 @@ def test_a_value_whose_own_digest_fails_is_not_cached() -> None:
 
     with pytest.raises(UncacheableError, match="Broken gave no digest"):
         call_key(function_digest(len), (Broken(b"x"),), None, None)
+
+
+def test_a_cached_calls_key_reuses_the_qpy_bytes_of_its_payload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rank 0 dumps a circuit once per cached call (the payload's QPY serves the key),
+    the key is the same as with a fresh dump, and bytes held for another object are
+    never taken for a circuit's."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+
+    from qshpc.program.backend import pack
+    from qshpc.store import _qpy
+
+    qc = QuantumCircuit(2)  # a default name: cut out of the bytes the key hashes
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    named = QuantumCircuit(2, name="mine")
+    named.cx(1, 0)
+    pqc = QuantumCircuit(1)
+    pqc.rx(Parameter("t"), 0)
+    args = (qc, [qc, named], {"p": pqc})
+    fn = function_digest(len)
+    plain_key = call_key(fn, args, None, 3)
+    qpy: dict[int, tuple[object, bytes]] = {}
+    pack((args, {}), "f", "0", qpy=qpy)
+    assert set(qpy) == {id(qc), id(named), id(pqc)}
+    dumps: list[object] = []
+    real = _qpy.dump
+    monkeypatch.setattr(_qpy, "dump", lambda c: dumps.append(c) or real(c))
+    assert call_key(fn, args, None, 3, qpy) == plain_key
+    assert not any(c is qc or c is named for c in dumps)  # reused, not dumped again
+    # bytes recorded for another object (a stale or forged entry) are not used
+    other = QuantumCircuit(2)
+    other.x(0)
+    forged = {id(other): (qc, qpy[id(qc)][1])}
+    assert call_key(fn, (other,), None, 3, forged) == call_key(fn, (other,), None, 3)
+    assert call_key(fn, (other,), None, 3) != call_key(fn, (qc,), None, 3)

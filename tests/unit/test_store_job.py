@@ -263,3 +263,28 @@ def test_big_saved_result_is_stored_once(tmp_path: Path) -> None:
     assert on_disk < 1.3 * big.nbytes, {p.name: p.stat().st_size for p in files}
     with JobReader.open(job) as r:
         np.testing.assert_array_equal(r.result()["arr"], big)
+
+
+def test_a_big_journal_frame_is_stored_and_reads_back(tmp_path: Path) -> None:
+    """Frames over SMALL_FRAME go uncompressed (zlib level 0), small ones compressed:
+    both read back as written."""
+    from qshpc.store import layout as L
+    from qshpc.store.batch import Ends, Frame
+    from qshpc.store.journal import SMALL_FRAME, JournalWriter, read_journal
+
+    big = np.random.default_rng(1).random(SMALL_FRAME // 4).tobytes()  # 2x SMALL_FRAME
+    frames = [
+        Frame(Ends(0, 0, 0, 0, 0), np.zeros(0, L.RECORD_DTYPE), np.zeros(0, L.EVENT_DTYPE),
+              b"m", b"x" * 100),
+        Frame(Ends(0, 0, 1, 100, 0), np.zeros(0, L.RECORD_DTYPE), np.zeros(0, L.EVENT_DTYPE),
+              b"", big),
+    ]  # fmt: skip
+    w = JournalWriter(tmp_path / "j", b"t" * 8)
+    for f in frames:
+        w.append(f)
+    w.close()
+    size = (tmp_path / "j").stat().st_size
+    assert size > len(big)  # stored, not compressed
+    token, back, damage = read_journal(tmp_path / "j")
+    assert damage is None and token == b"t" * 8
+    assert [(f.frame.meta, f.frame.data) for f in back] == [(b"m", b"x" * 100), (b"", big)]
