@@ -3,9 +3,10 @@
 A key is a 256-bit BLAKE2b digest (64 hex digits) of, in order:
 
 1. the key scheme and the *environment*: Python's version, the versions of
-   qshpc, qiskit, qiskit-aer (or qiskit-aer-gpu: the distribution's name says
-   which build) and numpy, and the Aer settings a rank takes from its
-   environment (``QSHPC_AER_DEVICE``);
+   qshpc (and, when qshpc runs from a source tree rather than an installed
+   package, the names, sizes and times of its files), qiskit, qiskit-aer (or
+   qiskit-aer-gpu: the distribution's name says which build) and numpy, and
+   the Aer settings a rank takes from its environment (``QSHPC_AER_DEVICE``);
 2. the task function *by value* (:func:`function_digest`);
 3. the task's seed (None when the job has no seed);
 4. the arguments by value: positional in order, keyword arguments sorted by
@@ -106,6 +107,7 @@ def environment() -> tuple[tuple[str, str], ...]:
         ("scheme", KEY_SCHEME.decode()),
         ("python", f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"),
         ("qshpc", __version__),
+        ("qshpc-tree", _source_tree()),
         ("qiskit", _dist_version("qiskit")),
         ("qiskit-aer", _dist_version("qiskit-aer", "qiskit-aer-gpu")),
         ("numpy", _dist_version("numpy")),
@@ -122,6 +124,34 @@ def environment() -> tuple[tuple[str, str], ...]:
 
 
 _AER_SETTINGS = "QSHPC" + "_AER_"
+
+
+def _source_tree() -> str:
+    """What qshpc's own code is, beyond its version, when it runs from a source tree.
+
+    An installed qshpc (site-packages) is the code its version names: "". One
+    run from a checkout (``pip install -e``, ``PYTHONPATH``) changes without a
+    new version: a digest of the name, size and modification time of each of
+    its ``.py`` files (one ``stat`` each, ~1 ms, once per process), so that an
+    edit to qshpc makes new keys instead of returning results of the old code.
+    """
+    import qshpc
+
+    root = os.path.dirname(os.path.realpath(qshpc.__file__))
+    if os.path.join(root, "").startswith(_library_dirs()):
+        return ""
+    h = hashlib.blake2b(digest_size=16)
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        rel = os.path.relpath(here, root)
+        for name in sorted(files):
+            if name.endswith(".py"):
+                try:
+                    st = os.stat(os.path.join(here, name))
+                except OSError:
+                    continue
+                h.update(f"{rel}/{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
 
 
 @functools.cache

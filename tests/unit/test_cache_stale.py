@@ -10,6 +10,7 @@ the version of a package without ``__version__``; and a hit changed a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -174,3 +175,23 @@ def test_a_hit_with_numpy_scalars_is_recorded_as_the_job_store_would(tmp_path: P
         assert hit.blob == (encode_blob(value) if plain else None)
     assert type(cache.get(key).value["e"]) is np.float64  # type: ignore[union-attr]
     assert type(cache.get(key[::-1]).value[3]) is np.float64  # type: ignore[union-attr]
+
+
+def test_qshpc_run_from_a_checkout_is_keyed_by_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit to qshpc's own code without a new version changes the keys (a
+    checkout: pip install -e, PYTHONPATH); an installed qshpc is keyed by its version."""
+    import qshpc
+
+    pkg = tmp_path / "src" / "qshpc"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "m.py").write_text("X = 1\n")
+    monkeypatch.setattr(qshpc, "__file__", str(pkg / "__init__.py"))
+    first = keys._source_tree()
+    assert first and keys._source_tree() == first
+    (pkg / "sub" / "m.py").write_text("X = 22\n")
+    assert keys._source_tree() != first
+    monkeypatch.setattr(keys, "_library_dirs", lambda: (str(tmp_path / "src") + os.sep,))
+    assert keys._source_tree() == ""
