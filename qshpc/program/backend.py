@@ -411,6 +411,11 @@ class InlineBackend:
             # earlier call changes its key); the result is encoded before the
             # program can change it in place.
             ckey = cache.key(task, args, kwargs, task_seed, live=True)
+            if ckey is not None and session is not None and session.done:
+                done = session.done_result(ckey)  # a hit of the run resumed: its cache key
+                if done is not None:
+                    resolve_many([(ref, True, done[0])])
+                    return ref
             hit = cache.lookup(ckey) if ckey is not None else None
             if hit is not None:
                 assert ckey is not None

@@ -207,6 +207,10 @@ class Intake:
     ) -> bool:
         """Look the call up in the cache; True (recorded and resolved) on a hit.
 
+        A resumed job first looks for the key among its own results: the record
+        of a hit is stored under its cache key (found there even when the cache
+        has lost the entry since).
+
         ``qpy``: the QPY bytes of the circuits its payload holds (written a
         moment ago, by :func:`pack`): the key reuses them.
 
@@ -228,6 +232,11 @@ class Intake:
         if key is None:
             entry.ckey = None
             return False
+        if self._resume:  # a hit of the run resumed is recorded under its cache key
+            done = self.session.done_result(key)
+            if done is not None:
+                resolve_many([(entry.ref, True, done[0])])
+                return True
         hit = cache.lookup(key)
         if hit is None:
             entry.ckey = key

@@ -31,7 +31,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @contextmanager
-def ranks(cache: JobCache | None, workers: int = 2) -> Iterator[tuple[Dispatcher, Loopback]]:
+def ranks(
+    cache: JobCache | None, workers: int = 2, done: dict[str, Any] | None = None
+) -> Iterator[tuple[Dispatcher, Loopback]]:
     net = Loopback(workers + 1)
     threads = []
     for r in range(1, workers + 1):
@@ -40,7 +42,7 @@ def ranks(cache: JobCache | None, workers: int = 2) -> Iterator[tuple[Dispatcher
         t.start()
         threads.append(t)
     hosts = ["r0", *(f"w{r}" for r in range(1, workers + 1))]
-    session = Session(None, None, {}, cache=cache)
+    session = Session(None, None, {}, done, cache=cache)
     d = Dispatcher(net.wiring(0), session, hosts, list(range(100, 101 + workers)))
     try:
         yield d, net
@@ -181,3 +183,32 @@ def test_progress_and_status_count_hits_apart(
         "tasks_from_cache": 500,
     }
     assert format_counts(snapshot(meta)) == "512 tasks done (500 from cache)"
+
+
+def test_a_resumed_job_finds_its_hits_in_its_own_store(tmp_path: Path) -> None:
+    """A hit is recorded under its cache key: a resume finds it among the job's own
+    results (not looked up again, not recomputed when the cache lost the entry)."""
+    from types import SimpleNamespace
+
+    from qshpc.cache import key
+
+    done: dict[str, Any] = {key(square, (i,)): SimpleNamespace(result=-i) for i in range(3)}
+    for inline in (False, True):
+        # The cache lost every entry of the run resumed.
+        cache = JobCache(CacheConfig(True, str(tmp_path / f"c{inline}")), "resumed")
+        if inline:
+            session = Session(None, None, {}, done, cache=cache)
+            backend.activate(backend.InlineBackend(session))
+            try:
+                refs = [square(i) for i in range(4)]
+            finally:
+                backend.activate(None)
+        else:
+            with ranks(cache, 1, done) as (d, net):
+                session = d.session
+                refs = [d.submit(square, (i,), {}) for i in range(4)]
+                assert get(refs, timeout=30)[3] == 9  # not done before: it runs
+                assert sum(len(m[5]) for m in _batches(net)) == 1
+        assert [r.result(timeout=10) for r in refs[:3]] == [0, -1, -2]  # the job's own
+        assert session.skipped == 3 and cache.hits == 0
+        assert refs[3].result(timeout=10) == 9
