@@ -126,7 +126,7 @@ def environment() -> tuple[tuple[str, str], ...]:
 _AER_SETTINGS = "QSHPC" + "_AER_"
 
 
-def _source_tree() -> str:
+def _source_tree(root: str | None = None) -> str:
     """What qshpc's own code is, beyond its version, when it runs from a source tree.
 
     An installed qshpc (site-packages) is the code its version names: "". One
@@ -135,9 +135,8 @@ def _source_tree() -> str:
     its ``.py`` files (one ``stat`` each, ~1 ms, once per process), so that an
     edit to qshpc makes new keys instead of returning results of the old code.
     """
-    import qshpc
-
-    root = os.path.dirname(os.path.realpath(qshpc.__file__))
+    if root is None:  # the qshpc package folder: .../qshpc/cache/keys.py
+        root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     if os.path.join(root, "").startswith(_library_dirs()):
         return ""
     h = hashlib.blake2b(digest_size=16)

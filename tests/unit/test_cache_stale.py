@@ -182,16 +182,14 @@ def test_qshpc_run_from_a_checkout_is_keyed_by_its_files(
 ) -> None:
     """An edit to qshpc's own code without a new version changes the keys (a
     checkout: pip install -e, PYTHONPATH); an installed qshpc is keyed by its version."""
-    import qshpc
-
+    assert keys._source_tree()  # the tests run qshpc from its checkout
     pkg = tmp_path / "src" / "qshpc"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "sub" / "m.py").write_text("X = 1\n")
-    monkeypatch.setattr(qshpc, "__file__", str(pkg / "__init__.py"))
-    first = keys._source_tree()
-    assert first and keys._source_tree() == first
+    first = keys._source_tree(str(pkg))
+    assert first and keys._source_tree(str(pkg)) == first
     (pkg / "sub" / "m.py").write_text("X = 22\n")
-    assert keys._source_tree() != first
+    assert keys._source_tree(str(pkg)) != first
     monkeypatch.setattr(keys, "_library_dirs", lambda: (str(tmp_path / "src") + os.sep,))
-    assert keys._source_tree() == ""
+    assert keys._source_tree(str(pkg)) == ""
