@@ -212,3 +212,35 @@ def test_a_resumed_job_finds_its_hits_in_its_own_store(tmp_path: Path) -> None:
         assert [r.result(timeout=10) for r in refs[:3]] == [0, -1, -2]  # the job's own
         assert session.skipped == 3 and cache.hits == 0
         assert refs[3].result(timeout=10) == 9
+
+
+def test_rank_0_dumps_a_cached_calls_circuit_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key of a call hashes the QPY bytes its payload holds (one dump a circuit, hit or miss)."""
+    from qiskit import QuantumCircuit
+
+    from qshpc.store import _qpy
+
+    circuits = []
+    for i in range(3):
+        qc = QuantumCircuit(2)
+        qc.rx(0.1 * i, 0)
+        qc.cx(0, 1)
+        circuits.append(qc)
+    dumps: list[object] = []
+    real = _qpy.dump
+    monkeypatch.setattr(_qpy, "dump", lambda c: dumps.append(c) or real(c))
+    config = CacheConfig(True, str(tmp_path / "c"))
+    for job in ("miss", "hit"):
+        with ranks(JobCache(config, job), 1) as (d, _):
+            dumps.clear()
+            refs = [d.submit(depth_of, (c,), {}) for c in circuits]
+            assert len([x for x in dumps if any(x is c for c in circuits)]) == 3
+            assert all((r in backend.FROM_CACHE) == (job == "hit") for r in refs)
+            assert get(refs, timeout=30) == [c.depth() for c in circuits]
+
+
+@distribute_task()
+def depth_of(circuit: Any) -> int:
+    return int(circuit.depth())
