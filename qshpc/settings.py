@@ -273,6 +273,11 @@ LAUNCH_TOKEN: Setting[str | None] = _declare(
             "set by `qshpc run` for the ranks it starts: rank 0 records it in its run, so the "
             "launcher knows which run is its own (not for users to set)",
             "rank 0", "none"))  # fmt: skip
+LAUNCH_END: Setting[Path | None] = _declare(
+    Setting("QSHPC_LAUNCH_END", None, _path, "a file path",
+            "set by `qshpc run` for the ranks it starts: once the store is final, rank 0 writes "
+            "the job's end there, so the launcher need not open the store (not for users to set)",
+            "rank 0", "none"))  # fmt: skip
 
 #: ``QSHPC_SLURM_<NAME>``: a Slurm site default for resource NAME (``QSHPC_SLURM_PARTITION``).
 SLURM_PREFIX = "QSHPC_SLURM_"

@@ -90,6 +90,7 @@ def run_job(
         "seed": seed,
         "launch": os.environ.pop(LAUNCH_TOKEN, None),  # set by `qshpc run`'s own launcher
     }
+    end_note = os.environ.pop(settings.LAUNCH_END.name, None)  # likewise
     cache = _job_cache(spec, meta)
     if cache.config.enabled or cache.config.dir:
         runtime["cache"] = cache.config.as_dict()
@@ -172,6 +173,8 @@ def run_job(
         os._exit(1)  # the ranks cannot finalize a store that is gone
     release_claim()  # the store is final: the next run may start
     _timeline.mark("store final")
+    if end_note:
+        tell_launcher(end_note, str(runtime["launch"]), state, error)
     api._set_session(None)
     tee.close()
     _summary(meta, job_dir, state, error, session)
@@ -186,6 +189,30 @@ def run_job(
         os._exit(code)
     default_signals()
     return code
+
+
+def tell_launcher(path: str, token: str | None, state: str, error: str | None) -> None:
+    """Write the job's end to the file ``qshpc run``'s launcher gave (the store is final now).
+
+    The launcher then takes its exit code from this note instead of opening the
+    store (importing h5py and checking the file's seal: 0.2-0.4 s of every
+    command's end on 2 cores). The file is the launcher's own (made 0600 before
+    mpiexec started); it is only written into, never created, and nothing here
+    raises: without a note the launcher reads the store, as before.
+    """
+    import json
+
+    note = json.dumps({"token": token, "state": state, "error": error}).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, note)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 #: The longest rank 0 waits, at the end, for its own results to reach the cache.

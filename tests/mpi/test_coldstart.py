@@ -36,7 +36,8 @@ def timelines(job: Path) -> dict[str, set[str]]:
 def test_a_program_without_qiskit_starts_without_it(tmp_path: Path, qshpc_home: Path) -> None:
     prog = tmp_path / "trivial.py"
     prog.write_text(TRIVIAL)
-    env = {"QSHPC_TIMELINE": "1", "QSHPC_PROGRESS_S": "0"}
+    (tmp_path / "tmp").mkdir()
+    env = {"QSHPC_TIMELINE": "1", "QSHPC_PROGRESS_S": "0", "TMPDIR": str(tmp_path / "tmp")}
     out = run_cli("run", str(prog), "--workers", "2", env=env)
     assert out.returncode == 0, out.stderr
     seen = timelines(job_dir_of(qshpc_home))
@@ -46,6 +47,9 @@ def test_a_program_without_qiskit_starts_without_it(tmp_path: Path, qshpc_home: 
         assert not modules & {"qiskit", "qiskit_aer"}, (who, modules)
     for worker in ("rank-1", "rank-2"):
         assert "h5py" not in seen[worker]  # workers never touch the store
+    # rank 0's end note gives the launcher its exit code: it never opens the store
+    assert "h5py" not in seen["launcher"], seen["launcher"]
+    assert not list((tmp_path / "tmp").iterdir())  # and removes the note
 
 
 def test_the_seed_program_loads_aer_on_workers_only(tmp_path: Path, qshpc_home: Path) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from qshpc.launch.local import _cancel_before_start, _Deaths, _not_created, _Signals
+from qshpc.launch.local import _cancel_before_start, _Deaths, _EndNote, _not_created, _Signals
+from qshpc.runtime.rank0 import tell_launcher
 
 
 def test_a_wait_ends_when_the_watched_mpiexec_exits() -> None:
@@ -72,3 +73,25 @@ def test_rank0_dying_after_the_workers_left_mpi_is_the_one_blamed(tmp_path: Path
     text = describe(tmp_path, meta, set(), output, [(1, 101), (0, 100), (2, 102)])
     assert text.startswith("rank 1 on host vm (pid 101) died: SIGKILL"), text
     assert "ended the other ranks" in text
+
+
+def test_rank0s_end_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launcher takes the exit code from rank 0's note only when it is this run's and final."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    note = _EndNote()
+    assert Path(note.path).parent == tmp_path and Path(note.path).stat().st_mode & 0o077 == 0
+    assert note.read("t1") is None  # empty: rank 0 died before the store was final
+    tell_launcher(note.path, "t1", "FAILED", "boom")
+    assert note.read("t1") == {"token": "t1", "state": "FAILED", "error": "boom"}
+    assert note.read("t2") is None  # another run's
+    tell_launcher(note.path, "t1", "RUNNING", None)
+    assert note.read("t1") is None  # not an end
+    Path(note.path).write_bytes(b'{"token": "t1", "sta')  # torn (a full disk)
+    assert note.read("t1") is None
+    note.remove()
+    tell_launcher(note.path, "t1", "SUCCEEDED", None)  # never creates the file, never raises
+    assert not Path(note.path).exists()
+    note.remove()
