@@ -47,7 +47,32 @@ def dump(circuits: Any) -> bytes:
 
 
 def load(data: bytes) -> list[Any]:
-    """Circuits from QPY bytes (always a list)."""
+    """Circuits from QPY bytes (always a list).
+
+    Circuits decoded from the same bytes by :func:`remember` are handed out
+    instead (once), without decoding again.
+    """
+    for i, (known, circuits) in enumerate(_decoded):
+        if known == data:
+            del _decoded[i]
+            return circuits
     from qiskit import qpy
 
     return list(qpy.load(io.BytesIO(data)))
+
+
+#: Circuits decoded ahead of their next :func:`load` (QPY bytes, circuits), at most a few.
+_decoded: list[tuple[bytes, list[Any]]] = []
+_MAX_DECODED = 8
+
+
+def remember(data: bytes, circuits: list[Any]) -> None:
+    """Keep ``circuits`` (decoded from ``data``) for the next :func:`load` of the same bytes.
+
+    Rank 0 checks a job's circuits (decodes them) before it stores their bytes
+    as they are; the program's read of the arguments then takes these circuits
+    instead of decoding the same bytes a second time. Each is handed out once:
+    circuits are mutable, and a later load of the bytes gets fresh ones.
+    """
+    _decoded.append((data, circuits))
+    del _decoded[:-_MAX_DECODED]

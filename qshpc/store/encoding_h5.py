@@ -19,6 +19,7 @@ float, complex,
 str, bytes
 bigint            dataset   str of an int beyond 64 bits
 qpy               dataset   uint8 QPY bytes; ``qpy-list`` attr: a list of circuits
+                            (read as :class:`QPYBytes`, undecoded, when asked)
 msgpack           dataset   uint8 blob encoding (sets, dicts and lists of more
                             than 1000 items, lists of dict subclasses such as
                             QuasiDistribution, dtypes HDF5 lacks)
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import h5py
@@ -68,6 +70,22 @@ _ITEM_DTYPES: dict[str, Any] = {
     "float": np.float64,
     "complex": np.complex128,
 }
+
+
+@dataclass(frozen=True)
+class QPYBytes:
+    """Circuits as QPY bytes, not decoded: read with ``raw_qpy=True``, written back as they are.
+
+    Copying a job's circuits from an arguments file this way needs no qiskit
+    and no QPY dump (:func:`qshpc.jobs.prepare.prepare_job`).
+
+    Attributes:
+        data: The QPY bytes.
+        is_list: They stand for a list of circuits (else for one circuit).
+    """
+
+    data: bytes
+    is_list: bool
 
 
 def _mark(obj: h5py.Group | h5py.Dataset, enc_type: str) -> None:
@@ -128,6 +146,8 @@ def write_native(parent: h5py.Group, name: str, value: Any) -> None:
         _mark(parent.create_dataset(name, data=value, dtype=h5py.string_dtype()), "str")
     elif kind is bytes:
         _bytes_ds(parent, name, value, "bytes")
+    elif kind is QPYBytes:
+        _bytes_ds(parent, name, value.data, "qpy").attrs["qpy-list"] = value.is_list
     elif kind is dict and len(value) <= MAX_GROUP_ITEMS:
         _write_dict(parent, name, value)
     elif kind in (list, tuple) and _qpy.is_circuit_list(value):
@@ -211,13 +231,17 @@ def _write_array(parent: h5py.Group, name: str, arr: np.ndarray[Any, Any], enc: 
     _mark(ds, enc)
 
 
-def read_native(node: h5py.Group | h5py.Dataset, allow_pickle: bool, source: str) -> Any:
+def read_native(
+    node: h5py.Group | h5py.Dataset, allow_pickle: bool, source: str, raw_qpy: bool = False
+) -> Any:
     """Read a node written by :func:`write_native`.
 
     Args:
         node: The group or dataset.
         allow_pickle: Load pickled values (only from files you trust).
         source: The file path, for error messages.
+        raw_qpy: Circuits stay QPY bytes (:class:`QPYBytes`; qiskit not imported),
+            except inside Qiskit's result types.
     """
     enc = node.attrs.get(ENC_TYPE, "")
     enc = enc.decode() if isinstance(enc, bytes) else str(enc)
@@ -231,11 +255,11 @@ def read_native(node: h5py.Group | h5py.Dataset, allow_pickle: bool, source: str
                 kb = child.attrs.get("key")
                 key = decode_blob(kb.tobytes(), allow_pickle, where) if kb is not None else None
                 out[unescape(member) if kb is None else key] = read_native(
-                    child, allow_pickle, source
+                    child, allow_pickle, source, raw_qpy
                 )
             return out
         items = [node[k] for k in sorted(node.keys(), key=lambda s: int(s) if s.isdigit() else -1)]
-        members = [read_native(c, allow_pickle, source) for c in items]
+        members = [read_native(c, allow_pickle, source, raw_qpy) for c in items]
         return tuple(members) if enc == "tuple" else members
     if enc == "none":
         return None
@@ -263,6 +287,8 @@ def read_native(node: h5py.Group | h5py.Dataset, allow_pickle: bool, source: str
     if enc == "bytes":
         return data
     if enc == "qpy":
+        if raw_qpy:
+            return QPYBytes(data, bool(node.attrs.get("qpy-list", False)))
         circuits = _qpy.load(data)
         return circuits if bool(node.attrs.get("qpy-list", False)) else circuits[0]
     if enc == "msgpack":

@@ -179,12 +179,17 @@ def _looks_hdf5(path: Path) -> bool:
 
 
 def load_arguments(
-    path: str | os.PathLike[str], allow_pickle: bool = False, plain: bool = False
+    path: str | os.PathLike[str],
+    allow_pickle: bool = False,
+    plain: bool = False,
+    raw_qpy: bool = False,
 ) -> dict[str, Any]:
     """Load arguments from a .h5 file written by :func:`save_arguments` or a .json file.
 
     A .h5 file without an integrity seal (an older qshpc wrote it) is read in a
     child process under a time limit (``plain`` is that child's own call).
+    ``raw_qpy``: circuits of a sealed .h5 file stay QPY bytes
+    (:class:`~qshpc.store.encoding_h5.QPYBytes`), for :func:`create_job` to store as they are.
 
     Raises:
         UserError: When the file is missing, corrupt, damaged, nested too deeply,
@@ -225,7 +230,7 @@ def load_arguments(
         try:
             if L.ARGUMENTS not in f:
                 raise _bad(path, "no /arguments group (was it written by save_arguments?)")
-            value = read_native(f[L.ARGUMENTS], allow_pickle, str(path))
+            value = read_native(f[L.ARGUMENTS], allow_pickle, str(path), raw_qpy)
         except (UserError, StoreError):
             raise
         except Exception as exc:

@@ -288,3 +288,40 @@ def test_a_big_journal_frame_is_stored_and_reads_back(tmp_path: Path) -> None:
     token, back, damage = read_journal(tmp_path / "j")
     assert damage is None and token == b"t" * 8
     assert [(f.frame.meta, f.frame.data) for f in back] == [(b"m", b"x" * 100), (b"", big)]
+
+
+def test_job_circuits_copied_as_qpy_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare_job decodes an arguments file's circuits once (a bad file refused, nothing made),
+    stores their QPY bytes as they are, and the program's read takes the decoded circuits."""
+    from qiskit import QuantumCircuit
+
+    from qshpc.jobs.prepare import RunSpec, prepare_job
+    from qshpc.store import _qpy
+    from qshpc.store.encoding_h5 import QPYBytes
+
+    monkeypatch.setenv("QSHPC_HOME", str(tmp_path / "home"))
+    prog = tmp_path / "p.py"
+    prog.write_text("pass\n")
+    qc = QuantumCircuit(2, name="bell")
+    qc.h(0)
+    qc.cx(0, 1)
+    save_arguments(tmp_path / "a.h5", {"cs": [qc, qc.copy("two")], "one": qc, "n": 3})
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        stored = {k: f["arguments"][k][()].tobytes() for k in ("cs", "one")}
+    monkeypatch.setattr(_qpy, "dump", None)  # the job's circuits are never encoded again
+    job = prepare_job(RunSpec(prog, arguments_file=tmp_path / "a.h5", job_id="j1"))
+    with h5py.File(job / JOB_FILE, "r") as f:
+        assert {k: f["arguments"][k][()].tobytes() for k in ("cs", "one")} == stored
+    kept = [c for _, cs in _qpy._decoded for c in cs]
+    with JobReader.open(job) as r:
+        args = r.arguments()
+    assert [c.name for c in args["cs"]] == ["bell", "two"] and args["one"] == qc
+    assert {id(c) for c in [*args["cs"], args["one"]]} == {id(c) for c in kept}  # decoded once
+    with JobReader.open(job) as r:
+        again = r.arguments()  # each decoded circuit is handed out once: fresh ones now
+    assert again["cs"] == args["cs"] and again["cs"][0] is not args["cs"][0]
+    # A sealed file whose QPY bytes are bad: refused at once, naming it; no job folder.
+    save_arguments(tmp_path / "bad.h5", {"cs": QPYBytes(b"QISKIT-not-qpy", True)})
+    with pytest.raises(UserError, match=r"bad\.h5: its circuits cannot be read"):
+        prepare_job(RunSpec(prog, arguments_file=tmp_path / "bad.h5", job_id="j2"))
+    assert not (tmp_path / "home" / "jobs" / "j2").exists()
