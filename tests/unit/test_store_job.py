@@ -325,3 +325,25 @@ def test_job_circuits_copied_as_qpy_bytes(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(UserError, match=r"bad\.h5: its circuits cannot be read"):
         prepare_job(RunSpec(prog, arguments_file=tmp_path / "bad.h5", job_id="j2"))
     assert not (tmp_path / "home" / "jobs" / "j2").exists()
+
+
+def test_many_commits_fold_into_one_log(tmp_path: Path) -> None:
+    """The end folds every commit of the run at once (large blobs among them): all read back."""
+    job = new_job(tmp_path)
+    w = JobWriter.open(job, RUNTIME)
+    big = b"\x07" * (1 << 20) + b"end"  # over 1 MiB: /log/large
+    n = 0
+    for frame in range(6):
+        for _ in range(frame):  # the first commit has no record
+            w.append_task(rec(n, result=big if n == 7 else None))
+            n += 1
+        w.set_status(f"s{frame}")
+        w.commit()
+    w.finalize("SUCCEEDED")
+    assert not (job / "job.journal").exists()
+    with JobReader.open(job) as r:
+        m = r.meta()
+        assert m["state"] == "SUCCEEDED" and m["sub_status"] == "s5"
+        assert [t["task_id"] for t in r.tasks()] == [str(i) for i in range(n)]
+        assert r.task_result("7") == big and r.task_result("14") == {0: 14 / 3}
+        assert [r.task_result(str(i)) for i in (0, 6, 8)] == [{0: 0.0}, {0: 2.0}, {0: 8 / 3}]
