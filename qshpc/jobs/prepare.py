@@ -290,11 +290,17 @@ def check_job_dir(job_dir: Path) -> None:
 
 
 def check_claimable(spec: RunSpec, job_dir: Path) -> None:
-    """Refuse at once a run the job's lock or state would refuse (the launcher, before mpiexec).
+    """Refuse at once a run the job's lock would refuse, or a resume of a damaged job (the
+    launcher, before mpiexec).
+
+    A new run of a job that already ran is refused by rank 0 (:func:`claim_job`,
+    the same line and exit code 2): reading the store here would cost the
+    launcher an h5py import on the way to every run of a job created beforehand
+    (``LocalClient.run``, ``qshpc submit``), 0.2-0.3 s on 2 cores.
 
     Raises:
         JobLockedError: A live run holds the job.
-        UserError: ``--job-dir`` names a job that already ran (resume it instead).
+        UserError: ``--resume`` of a job whose store is damaged.
     """
     from qshpc.store.lock import JobLock, holder_alive
 
@@ -303,9 +309,7 @@ def check_claimable(spec: RunSpec, job_dir: Path) -> None:
         from qshpc.store.lock import JobLockedError
 
         raise JobLockedError(JobLock(job_dir)._refusal(holder), holder)
-    if not spec.resume:
-        _check_fresh(job_dir)
-    else:
+    if spec.resume:
         _check_readable(job_dir)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from qshpc.store import create_job
 from tests.conftest import ROOT, job_dir_of, run_cli
 
 pytestmark = pytest.mark.mpi
@@ -50,6 +51,15 @@ def test_a_program_without_qiskit_starts_without_it(tmp_path: Path, qshpc_home: 
     # rank 0's end note gives the launcher its exit code: it never opens the store
     assert "h5py" not in seen["launcher"], seen["launcher"]
     assert not list((tmp_path / "tmp").iterdir())  # and removes the note
+    # A job created beforehand (LocalClient.run, qshpc submit): the launcher starts the
+    # ranks without reading the store either (rank 0 refuses a job that already ran).
+    made = tmp_path / "made"
+    create_job(made, {"id": "made", "created": 1.0}, {})
+    out = run_cli("run", str(prog), "--workers", "1", "--job-dir", str(made), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "h5py" not in timelines(made)["launcher"]
+    again = run_cli("run", str(prog), "--workers", "1", "--job-dir", str(made), env=env)
+    assert again.returncode == 2 and again.stderr.count("already ran (SUCCEEDED)") == 1, again
 
 
 def test_the_seed_program_loads_aer_on_workers_only(tmp_path: Path, qshpc_home: Path) -> None:
