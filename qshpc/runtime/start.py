@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
 from qshpc.errors import UserError
-from qshpc.jobs.prepare import RunSpec, claim_job, prepare_job
+from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, claim_job, prepare_job
 from qshpc.runtime.program_main import add_program_path, defer_signals
 from qshpc.runtime.protocol import TAG_JOB
 from qshpc.runtime.scheduler import Scheduler
@@ -108,6 +108,8 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     from qshpc.runtime.worker import Heartbeat, catch_stop_signals, preload
 
     catch_stop_signals()  # a Ctrl-C now: rank 0 cancels the job, this worker waits for its STOP
+    for name in (LAUNCH_TOKEN, settings.LAUNCH_END.name):  # rank 0's, not for a task's children
+        os.environ.pop(name, None)
     beat = Heartbeat(wiring)
     preload(spec.program)  # while rank 0 prepares the job and starts the program
     _timeline.mark("preloaded")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from qshpc import Job
 from qshpc.store import create_job
 from tests.conftest import ROOT, job_dir_of, run_cli
 
@@ -22,6 +23,12 @@ TRIVIAL = (
     "from qshpc import distribute_task, get, save_result\n"
     "@distribute_task()\ndef inc(x):\n    return x + 1\n"
     "save_result(get([inc(i) for i in range(4)]))\n"
+)
+ENVPROG = (
+    "import os\nfrom qshpc import distribute_task, get, save_result\n"
+    "NAMES = ('QSHPC_LAUNCH_END', 'QSHPC_LAUNCH_TOKEN')\n"
+    "@distribute_task()\ndef env():\n    return [os.environ.get(n) for n in NAMES]\n"
+    "save_result({'task': get(env()), 'rank0': [os.environ.get(n) for n in NAMES]})\n"
 )
 CLI = {"typer", "click", "pydantic", "pydantic_core", "rich"}
 
@@ -55,10 +62,14 @@ def test_a_program_without_qiskit_starts_without_it(tmp_path: Path, qshpc_home: 
     # ranks without reading the store either (rank 0 refuses a job that already ran).
     made = tmp_path / "made"
     create_job(made, {"id": "made", "created": 1.0}, {})
-    out = run_cli("run", str(prog), "--workers", "1", "--job-dir", str(made), env=env)
+    envprog = tmp_path / "envprog.py"
+    envprog.write_text(ENVPROG)
+    out = run_cli("run", str(envprog), "--workers", "1", "--job-dir", str(made), env=env)
     assert out.returncode == 0, out.stderr
     assert "h5py" not in timelines(made)["launcher"]
-    again = run_cli("run", str(prog), "--workers", "1", "--job-dir", str(made), env=env)
+    # the launcher's token and note are rank 0's: neither the program nor a task sees them
+    assert Job(made).result() == {"task": [None, None], "rank0": [None, None]}
+    again = run_cli("run", str(envprog), "--workers", "1", "--job-dir", str(made), env=env)
     assert again.returncode == 2 and again.stderr.count("already ran (SUCCEEDED)") == 1, again
 
 
