@@ -79,7 +79,8 @@ class Holds:
             return ResourceError(
                 f"task {e.ref.task_id} ({e.task.name}) asks for {k} ranks, and this job has "
                 f"{len(live) + 1} (rank 0 and {len(live)} worker(s) alive): run it with at least "
-                f"{k} ranks (qshpc run --workers {k - 1}; under Slurm, --ntasks {k} or more)"
+                f"{k} ranks (qshpc run --workers {k - 1}; qshpc submit with --nodes x --ntasks-per-node "
+                f"of {k} or more; sbatch --ntasks={k} or more)"
             )
         idle = [w for w in live if not w.batches and w.rank not in self.held]
         need = min(k, len(live))
