@@ -10,8 +10,9 @@ while the call runs. A job with fewer ranks than k fails the call at once, with
 the count it needs.
 
 The step's processes should run where the held ranks are: the call gets their
-hosts (:class:`qshpc.task.context.Step`); under Slurm the ``srun`` step is
-placed on those nodes.
+hosts (:class:`qshpc.task.context.Step`). Under Slurm the ``srun`` step gets
+the number of nodes but not their names (no ``--nodelist`` yet), so Slurm may
+place its processes on other nodes of the allocation (docs/distributed.md).
 """
 
 from __future__ import annotations
