@@ -487,11 +487,15 @@ class _Deaths:
     banner names whichever process it reaped first (often rank 0, when rank 1
     was the one killed). A pidfd turns readable the moment its process ends,
     before mpiexec reacts (about 20 ms earlier on this VM), so the order is
-    the real one.
+    the real one. They are read through epoll, whose ready list is in the order
+    the descriptors turned ready: when this process was not scheduled for a
+    while and finds several ranks dead in one wait (the killed worker and the
+    rank 0 that mpiexec then killed), the first in the list is still the first
+    dead (``select.poll`` lists them by descriptor, which blamed rank 0).
     """
 
     def __init__(self) -> None:
-        self.poller = select.poll()
+        self.poller = select.epoll()
         self.fds: dict[int, tuple[int, int]] = {}  # fd -> (rank, pid)
         self.order: list[tuple[int, int]] = []  # (rank, pid), first dead first
         self.end_fd: int | None = None  # mpiexec's pidfd: ends every wait when it exits
@@ -506,7 +510,7 @@ class _Deaths:
         except (OSError, AttributeError):
             return  # no pidfd here: the post-mortem falls back on mpiexec's banner
         self.fds[fd] = (rank, pid)
-        self.poller.register(fd, select.POLLIN)
+        self.poller.register(fd, select.EPOLLIN)
 
     def watch_end(self, pid: int) -> None:
         """Make every :meth:`wait` return the moment process ``pid`` (mpiexec) ends."""
@@ -514,14 +518,14 @@ class _Deaths:
             self.end_fd = os.pidfd_open(pid)
         except (OSError, AttributeError):
             return  # no pidfd: the waits run their full time
-        self.poller.register(self.end_fd, select.POLLIN)
+        self.poller.register(self.end_fd, select.EPOLLIN)
 
     def wait(self, seconds: float) -> None:
         """Sleep up to ``seconds``, noting every rank that ends meanwhile."""
         if not self.fds and self.end_fd is None:
             time.sleep(seconds)
             return
-        for fd, _ in self.poller.poll(seconds * 1000):
+        for fd, _ in self.poller.poll(seconds):  # in the order they turned ready
             if fd == self.end_fd:
                 continue
             self.order.append(self.fds.pop(fd))
@@ -535,6 +539,7 @@ class _Deaths:
         if self.end_fd is not None:
             os.close(self.end_fd)
             self.end_fd = None
+        self.poller.close()
 
 
 def _watch(

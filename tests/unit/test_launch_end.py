@@ -29,6 +29,28 @@ def test_a_wait_ends_when_the_watched_mpiexec_exits() -> None:
         deaths.close()
 
 
+def test_ranks_found_dead_in_one_wait_are_in_the_order_they_died() -> None:
+    """The launcher may not run for a while (a loaded node) and then find the killed worker
+    and the rank 0 that mpiexec killed after it both dead in one wait: the first dead must
+    still come first (select.poll listed them by descriptor, so rank 0 was blamed: the
+    flaky test_worker_dies::test_a_worker_killed_from_outside...[1])."""
+    ranks = [subprocess.Popen(["sleep", "60"]) for _ in range(4)]
+    deaths = _Deaths()
+    try:
+        for rank, proc in enumerate(ranks):
+            deaths.watch(rank, proc.pid)
+        for rank in (2, 0, 3, 1):
+            ranks[rank].send_signal(signal.SIGKILL)
+            ranks[rank].wait(timeout=10)  # dead (and reaped) before the next one is killed
+        deaths.wait(0)  # one wait finds all four
+        assert [rank for rank, _ in deaths.order] == [2, 0, 3, 1]
+    finally:
+        deaths.close()
+        for proc in ranks:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_job_rank0_never_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     job = tmp_path / "jobs" / "j1"
     assert _not_created(job, "j1", 2, "qshpc: error: cannot load arguments", None) == 2
