@@ -145,6 +145,16 @@ def _gc(text: str) -> int | None:
     return value
 
 
+def _distribute(text: str) -> str | int:
+    low = text.lower()
+    if low in ("auto", "never", "always"):
+        return low
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 ALL: dict[str, Setting[Any]] = {}
 
 
@@ -256,6 +266,14 @@ KEEP_STEP: Setting[bool] = _declare(
             "keep the folder of each distributed Aer step (its spec, circuits, per-rank reports) "
             "instead of removing it after reading",
             "tasks (the Aer layer)", "0", runtime=True))  # fmt: skip
+DISTRIBUTE: Setting[str | int] = _declare(
+    Setting("QSHPC_DISTRIBUTE", "auto", _distribute,
+            "auto, never, always, or a number of qubits N >= 1",
+            "when `SamplerV2`/`EstimatorV2` split one circuit's statevector over ranks "
+            "([distributed](distributed.md)): `auto` only a circuit wider than one rank's "
+            "simulator holds, `never` none (such a circuit is refused), `always` every one "
+            "(over 2 ranks at least), N those of N qubits or more (like CUDA-Q's threshold)",
+            "rank 0 (the primitives), tasks", "auto", runtime=True))  # fmt: skip
 GPU_BIND: Setting[str] = _declare(
     Setting("QSHPC_GPU_BIND", "auto", _choice("auto", "none"), "auto or none",
             "in Slurm jobs with GPUs, each rank sees one GPU chosen by its local rank; "

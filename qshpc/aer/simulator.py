@@ -226,9 +226,7 @@ def check_width(circuits: list[QuantumCircuit], spec: SimSpec) -> None:
     Raises:
         UserError: With the circuit, its width, the limit and the memory needed.
     """
-    limit = _widths.get(spec)
-    if limit is None:  # AerSimulator.num_qubits builds a Target each time: about 1 ms
-        limit = _widths[spec] = int(get_simulator(spec).configuration().n_qubits)
+    limit = width_limit(spec)
     wide = max(circuits, key=lambda c: int(c.num_qubits))
     if int(wide.num_qubits) <= limit:
         return
@@ -250,28 +248,27 @@ def check_width(circuits: list[QuantumCircuit], spec: SimSpec) -> None:
     )
 
 
+def width_limit(spec: SimSpec) -> int:
+    """The most qubits ``spec``'s simulator holds on this node (Aer's limit, cached)."""
+    limit = _widths.get(spec)
+    if limit is None:  # AerSimulator.num_qubits builds a Target each time: about 1 ms
+        limit = _widths[spec] = int(get_simulator(spec).configuration().n_qubits)
+    return limit
+
+
 def _split_hint(width: int, limit: int) -> str:
-    """What splitting the statevector over ranks would take, and what is missing for it.
+    """What splitting the statevector over ranks would take, and what is missing for it."""
+    from qshpc.aer.distributed.plan import missing, ranks_needed
 
-    qshpc.aer's primitives do not distribute a circuit by themselves yet
-    (docs/distributed.md): the hint names the way that works today.
-    """
-    from qshpc.aer.distributed.install import locate
-    from qshpc.task.context import rank_info
-
-    k = 1 << (width - limit)  # chunks of `limit` qubits, one per rank
+    k = ranks_needed(width, limit)
     have = rank_info().size
-    aer = locate()
-    build = (
-        "no MPI build of Aer is installed (make install-aer-mpi)"
-        if aer is None
-        else f"an MPI build of Aer is installed ({aer.source})"
-    )
+    lacks = missing(k, have)
+    state = "; ".join(lacks) if lacks else f"this job has {have} ranks and an MPI build of Aer"
     return (
         f"; or split its statevector over at least {k:,} ranks, each with this node's memory "
-        f"(this job has {have}; {build}): qshpc.aer's primitives do not do that by "
-        "themselves yet, run_circuits in a task declared "
-        "@distribute_task(target={'ranks': k}) does (docs/distributed.md)"
+        f"({state}): SamplerV2/EstimatorV2 called from the program do that by themselves "
+        "(QSHPC_DISTRIBUTE), and so does run_circuits in a task declared "
+        "@distribute_task(target={'ranks': k}) (docs/distributed.md)"
     )
 
 
@@ -304,4 +301,5 @@ __all__ = [
     "sim_spec",
     "transpile_for",
     "warm",
+    "width_limit",
 ]

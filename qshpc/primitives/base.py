@@ -54,31 +54,131 @@ def check_mode(mode: Any) -> Any:
     )
 
 
-def check_widths(circuits: Sequence[Any], config: BlockConfig) -> None:
-    """Refuse a circuit wider than the simulator of this rank, naming its PUB and the memory.
+def check_widths(
+    circuits: Sequence[Any],
+    config: BlockConfig,
+    kind: str = "sampler",
+    ranks: int | None = None,
+    where: str | None = None,
+) -> dict[int, int]:
+    """Which PUBs run split over ranks, and over how many; refuse those that can run nowhere.
+
+    A PUB's circuit runs on one rank when it fits this rank's simulator and
+    ``QSHPC_DISTRIBUTE`` does not ask for more (:func:`qshpc.aer.distributed.plan.ranks_for`);
+    otherwise over k ranks, when the job has them (``ranks``), an MPI build of Aer
+    is installed and (for the sampler) the shots can be drawn from the exact final state.
+
+    Args:
+        circuits: The PUBs' circuits.
+        config: The primitive's simulator settings.
+        kind: ``"sampler"`` or ``"estimator"``.
+        ranks: Ranks the job (or the running call) can hold; None: not known here
+            (the job checks when it runs).
+        where: Why no ranks can be held here at all, or None.
+
+    Returns:
+        PUB index -> ranks, for the PUBs that run distributed (empty for most runs).
 
     Raises:
-        PubError: With the PUB, the width, the limit and the memory it would need.
+        PubError: With the PUB, the width, the limit and the memory it would need, or
+            what a split lacks (ranks, the MPI build, an exact final state).
     """
-    from qshpc.aer.simulator import check_width, sim_spec
+    from qshpc.aer.distributed.plan import ranks_for
+    from qshpc.aer.simulator import check_width, sim_spec, width_limit
     from qshpc.errors import UserError
 
     spec = sim_spec(config.method, config.device, config.precision)
+    limit = width_limit(spec)
+    wide: dict[int, int] = {}
     for i, circuit in enumerate(circuits):
-        try:
-            check_width([circuit], spec)
-        except UserError as exc:
-            raise PubError(f"PUB {i}: {exc}") from None
+        width = int(circuit.num_qubits)
+        k = ranks_for(width, limit, spec.method, spec.device, spec.precision)
+        if k == 1:
+            try:
+                check_width([circuit], spec)
+            except UserError as exc:
+                raise PubError(f"PUB {i}: {exc}") from None
+            continue
+        lacks = _split_lacks(circuit, config, kind, k, ranks, where)
+        if lacks:
+            raise PubError(f"PUB {i}: " + _refusal(circuit, width, limit, k, spec, lacks))
+        wide[i] = k
+    return wide
+
+
+def _split_lacks(
+    circuit: Any, config: BlockConfig, kind: str, k: int, ranks: int | None, where: str | None
+) -> list[str]:
+    """What splitting ``circuit`` over ``k`` ranks lacks here (empty: nothing)."""
+    from qshpc.aer.circuits import prepare_exact
+    from qshpc.aer.distributed.plan import missing
+
+    lacks = missing(k, k if ranks is None else ranks, where)
+    if kind == "sampler":
+        plan = prepare_exact(circuit)
+        exact = "a split circuit is sampled with its final measurements only, and this one"
+        if not plan.exact:
+            lacks.append(f"{exact} cannot be: {plan.reason}")
+    if config.noisy:
+        lacks.append("a split circuit runs without a noise model")
+    return lacks
+
+
+def _refusal(circuit: Any, width: int, limit: int, k: int, spec: Any, lacks: list[str]) -> str:
+    from qshpc.aer.distributed.plan import setting_text
+    from qshpc.aer.sizing import GIB, estimate_memory_bytes
+
+    why = "; ".join(lacks)
+    if width <= limit:  # QSHPC_DISTRIBUTE asked for it
+        return (
+            f"{setting_text()} asks to split circuit {circuit.name!r} ({width} qubits) over "
+            f"{k} ranks, but {why}; unset QSHPC_DISTRIBUTE to run it on one rank"
+        )
+    gib = estimate_memory_bytes(width, "statevector", spec.precision) / GIB
+    return (
+        f"circuit {circuit.name!r} has {width} qubits: more than the {limit} that Aer's "
+        f"{spec.method} method can hold in this node's memory (it would need about "
+        f"{gib:,.0f} GiB); it would run split over {k:,} ranks, each with this node's memory, "
+        f"but {why} (docs/distributed.md); or use fewer qubits, "
+        "method='matrix_product_state' (low entanglement) or method='stabilizer' (Clifford circuits)"
+    )
+
+
+def held_ranks() -> tuple[int, str | None]:
+    """Ranks a primitive called here can split a circuit over, and why none when none can.
+
+    On rank 0 of a program: the job's ranks (a ``ranks=k`` call holds k of them).
+    Inside a task: the ranks the call holds (``target={"ranks": k}``).
+    """
+    from qshpc.task.context import current_task, rank_info
+
+    task = current_task()
+    if task is None:
+        info = rank_info()
+        if info.rank == 0:
+            return info.size, None
+        return 1, "a worker outside a task cannot hold ranks"
+    step = task.step
+    if step is None:
+        return 1, (
+            "inside a task that holds no ranks: call SamplerV2/EstimatorV2 from the program, "
+            "or declare the task @distribute_task(target={'ranks': k})"
+        )
+    return int(step.size), None
 
 
 def run_here_or_spread(
     kind: str,
     work: Sequence[Any],
     config: BlockConfig,
-    inline: Callable[[], Any],
-    spread: Callable[[int], tuple[list[Any], Callable[[list[Any]], Any]]],
+    inline: Callable[[dict[int, int]], Any],
+    spread: Callable[[int, dict[int, int]], tuple[list[Any], Callable[[list[Any]], Any]]],
 ) -> Any:
     """Spread the blocks over the workers (rank 0 of a program), else run them here.
+
+    PUBs too wide for one rank (or forced by ``QSHPC_DISTRIBUTE``) run split over
+    ranks: each as one ``target={"ranks": k}`` call from rank 0, or here over the
+    ranks the running call holds (``inline`` and ``spread`` get ``{pub: k}``).
 
     Returns:
         A :class:`TasksJob` or a :class:`LocalJob`.
@@ -86,12 +186,13 @@ def run_here_or_spread(
     from qshpc.primitives.blocks import worker_count
     from qshpc.task.context import current_task
 
-    check_widths([w.circuit for w in work], config)
+    have, where = held_ranks()
+    wide = check_widths([w.circuit for w in work], config, kind, have, where)
     workers = worker_count()
     if workers > 0 and work:
-        refs, finish = spread(workers)
+        refs, finish = spread(workers, wide)
         return TasksJob(new_id(kind), refs, finish)
-    return LocalJob(new_id(kind), inline, run_now=current_task() is not None)
+    return LocalJob(new_id(kind), lambda: inline(wide), run_now=current_task() is not None)
 
 
-__all__ = ["check_mode", "check_widths", "run_here_or_spread"]
+__all__ = ["check_mode", "check_widths", "held_ranks", "run_here_or_spread"]

@@ -76,6 +76,62 @@ def estimator_block(
     return estimate_block(prepared, values, observables, elem_row, elem_obs, config.run_options)
 
 
+def sampler_split(
+    qpy: bytes,
+    key: str,
+    values: np.ndarray,
+    shots: int,
+    seed: int,
+    pub: int,
+    start: int,
+    config: BlockConfig,
+) -> list[np.ndarray]:
+    """:data:`sampler_block` over the ranks the call holds (the statevector split over them)."""
+    from qshpc.aer.v2.split import sample_split
+
+    spec = sim_spec(config.method, config.device, config.precision)
+    prepared = prepare(key, qpy, spec, config.level)
+    return sample_split(prepared, values, shots, seed, pub, start, _held())
+
+
+def estimator_split(
+    qpy: bytes,
+    key: str,
+    values: np.ndarray,
+    observables: list[tuple[list[str], np.ndarray]],
+    elem_row: np.ndarray,
+    elem_obs: np.ndarray,
+    config: BlockConfig,
+) -> np.ndarray:
+    """:data:`estimator_block` over the ranks the call holds (the statevector split over them)."""
+    from qshpc.aer.v2.split import estimate_split
+
+    spec = sim_spec(config.method, config.device, config.precision)
+    prepared = prepare(key, qpy, spec, config.level)
+    return estimate_split(prepared, values, observables, elem_row, elem_obs, _held())
+
+
+def _held() -> int:
+    task = current_task()
+    step = None if task is None else task.step
+    if step is None:  # pragma: no cover - the primitives send split blocks as ranks=k calls
+        raise UserError("a split block runs in a call that holds ranks (target={'ranks': k})")
+    return int(step.size)
+
+
+_split_tasks: dict[tuple[str, int], Any] = {}
+
+
+def split_task(kind: str, ranks: int) -> Any:
+    """The task of a PUB split over ``ranks`` ranks: one ``target={"ranks": k}`` call per PUB."""
+    task = _split_tasks.get((kind, ranks))
+    if task is None:
+        func = sampler_split if kind == "sampler" else estimator_split
+        name = "qshpc.SamplerV2.split" if kind == "sampler" else "qshpc.EstimatorV2.split"
+        task = _split_tasks[(kind, ranks)] = distribute_task({"ranks": ranks}, name=name)(func)
+    return task
+
+
 # -- seeds ---------------------------------------------------------------------
 
 _runs = itertools.count()
@@ -191,21 +247,31 @@ Submitted = tuple[list[Any], Callable[[list[Any]], Any]]
 
 
 def spread_sampler(
-    work: Sequence[SamplerWork], seed: int, config: BlockConfig, workers: int, per_block: int | None
+    work: Sequence[SamplerWork],
+    seed: int,
+    config: BlockConfig,
+    workers: int,
+    per_block: int | None,
+    wide: dict[int, int] | None = None,
 ) -> Submitted:
-    """Send one task per block; return the refs and how to assemble their outputs."""
+    """Send one task per block; return the refs and how to assemble their outputs.
+
+    A PUB in ``wide`` (index -> ranks) is one ``ranks=k`` call of all its rows.
+    """
     from qshpc.aer.circuits import prepare_exact
 
     circuits = _Circuits()
     caps = [memory_cap(len(prepare_exact(w.circuit).qubits), MAX_PROBABILITY_DOUBLES) for w in work]
     blocks = cut([w.size for w in work], workers, per_block, caps)
+    if wide:
+        blocks = [b for b in blocks if b[0] not in wide]
+        blocks += [(pub, 0, work[pub].size) for pub in sorted(wide)]
     refs = []
     for pub, start, stop in blocks:
         w = work[pub]
         qpy, key = circuits.get(w.circuit)
-        refs.append(
-            sampler_block(qpy, key, w.values[start:stop], w.shots, seed, pub, start, config)
-        )
+        task = sampler_block if not wide or pub not in wide else split_task("sampler", wide[pub])
+        refs.append(task(qpy, key, w.values[start:stop], w.shots, seed, pub, start, config))
 
     def finish(outputs: list[Any]) -> Any:
         per_pub: list[list[tuple[int, int, list[np.ndarray]]]] = [[] for _ in work]
@@ -223,22 +289,32 @@ def spread_estimator(
     config: BlockConfig,
     workers: int,
     per_block: int | None,
+    wide: dict[int, int] | None = None,
 ) -> Submitted:
     """Send one task per block of parameter rows; return the refs and the assembly.
 
     A PUB with fewer rows than the tasks the workers want (one row against a
     thousand observables, say) has its elements split further, so that every
     worker gets some (each such task simulates its rows again: cheap next to
-    the observables).
+    the observables). A PUB in ``wide`` (index -> ranks) is one ``ranks=k`` call
+    of all its elements.
     """
     circuits = _Circuits()
     caps = [ESTIMATOR_MAX_ROWS] * len(work)
     blocks = cut([w.rows for w in work], workers, per_block, caps)
+    if wide:
+        blocks = [b for b in blocks if b[0] not in wide]
     per_pub_blocks = [0] * len(work)
     for pub, _, _ in blocks:
         per_pub_blocks[pub] += 1
     refs = []
     picked: list[tuple[int, np.ndarray]] = []
+    for pub in sorted(wide or ()):
+        w = work[pub]
+        qpy, key = circuits.get(w.circuit)
+        task = split_task("estimator", (wide or {})[pub])
+        refs.append(task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config))
+        picked.append((pub, np.arange(len(w.elem_row))))
     for pub, start, stop in blocks:
         w = work[pub]
         qpy, key = circuits.get(w.circuit)
@@ -266,32 +342,51 @@ def spread_estimator(
     return refs, finish
 
 
-def inline_sampler(work: Sequence[SamplerWork], seed: int, config: BlockConfig) -> Any:
-    """Run every PUB here, one block each."""
+def inline_sampler(
+    work: Sequence[SamplerWork], seed: int, config: BlockConfig, wide: dict[int, int] | None = None
+) -> Any:
+    """Run every PUB here, one block each (a PUB in ``wide`` over the ranks this call holds)."""
     spec = sim_spec(config.method, config.device, config.precision)
     circuits = _Circuits()
     results = []
     for w in work:
         _, key = circuits.get(w.circuit)
         prepared = prepare(key, w.circuit, spec, config.level)
-        arrays = sample_block(
-            prepared, w.values, w.shots, seed, w.index, 0, config.run_options, config.noisy
-        )
+        if wide and w.index in wide:
+            from qshpc.aer.v2.split import sample_split
+
+            arrays = sample_split(prepared, w.values, w.shots, seed, w.index, 0, wide[w.index])
+        else:
+            arrays = sample_block(
+                prepared, w.values, w.shots, seed, w.index, 0, config.run_options, config.noisy
+            )
         results.append(assemble.sampler_pub_result(w, [(0, w.size, arrays)]))
     return assemble.primitive_result(results, seed)
 
 
-def inline_estimator(work: Sequence[EstimatorWork], seed: int, config: BlockConfig) -> Any:
-    """Run every PUB here, one block each."""
+def inline_estimator(
+    work: Sequence[EstimatorWork],
+    seed: int,
+    config: BlockConfig,
+    wide: dict[int, int] | None = None,
+) -> Any:
+    """Run every PUB here, one block each (a PUB in ``wide`` over the ranks this call holds)."""
     spec = sim_spec(config.method, config.device, config.precision)
     circuits = _Circuits()
     results = []
     for w in work:
         _, key = circuits.get(w.circuit)
         prepared = prepare(key, w.circuit, spec, config.level)
-        evs = estimate_block(
-            prepared, w.values, w.observables, w.elem_row, w.elem_obs, config.run_options
-        )
+        if wide and w.index in wide:
+            from qshpc.aer.v2.split import estimate_split
+
+            evs = estimate_split(
+                prepared, w.values, w.observables, w.elem_row, w.elem_obs, wide[w.index]
+            )
+        else:
+            evs = estimate_block(
+                prepared, w.values, w.observables, w.elem_row, w.elem_obs, config.run_options
+            )
         everything = np.arange(len(w.elem_row))
         results.append(assemble.estimator_pub_result(w, [(everything, evs)], seed))
     return assemble.primitive_result(results, seed)
@@ -301,10 +396,13 @@ __all__ = [
     "CircuitKey",
     "CircuitQPY",
     "estimator_block",
+    "estimator_split",
     "inline_estimator",
     "inline_sampler",
     "resolve_seed",
     "sampler_block",
+    "sampler_split",
+    "split_task",
     "spread_estimator",
     "spread_sampler",
     "worker_count",

@@ -88,9 +88,9 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
             "estimator",
             work,
             config,
-            lambda: blocks.inline_estimator(work, seed, config),
-            lambda workers: blocks.spread_estimator(
-                work, seed, config, workers, self._options.rows_per_task
+            lambda wide: blocks.inline_estimator(work, seed, config, wide),
+            lambda workers, wide: blocks.spread_estimator(
+                work, seed, config, workers, self._options.rows_per_task, wide
             ),
         )
 

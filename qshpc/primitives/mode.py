@@ -85,10 +85,14 @@ def _program(title: str) -> Any:
     return Program(title=title, entrypoint=ENTRYPOINT, working_dir=str(PROGRAMS))
 
 
-def _start(primitive: Any, title: str, arguments: dict[str, Any], work: list[Any]) -> ClientJob:
+def _start(
+    primitive: Any, title: str, arguments: dict[str, Any], work: list[Any], kind: str
+) -> ClientJob:
     mode = primitive.mode
     if type(mode).__name__ == "LocalClient":  # the ranks are this machine: check widths here
-        check_widths([w.circuit for w in work], block_config(primitive.options))
+        workers = getattr(mode, "workers", None)
+        ranks = None if workers is None else int(workers) + 1
+        check_widths([w.circuit for w in work], block_config(primitive.options), kind, ranks)
     seed = primitive.seed if isinstance(primitive.seed, int) else None
     job = mode.run(_program(title), arguments=arguments, seed=seed)
     return ClientJob(job)
@@ -107,7 +111,7 @@ def submit_sampler(primitive: Any, work: list[SamplerWork]) -> ClientJob:
     seed = _seed_argument(primitive.seed)
     args = encode_sampler(work, seed, primitive.default_shots, primitive.options)
     rows = sum(w.size for w in work)
-    return _start(primitive, f"SamplerV2: {len(work)} PUB(s), {rows} row(s)", args, work)
+    return _start(primitive, f"SamplerV2: {len(work)} PUB(s), {rows} row(s)", args, work, "sampler")
 
 
 def submit_estimator(primitive: Any, work: list[EstimatorWork]) -> ClientJob:
@@ -115,7 +119,9 @@ def submit_estimator(primitive: Any, work: list[EstimatorWork]) -> ClientJob:
     seed = _seed_argument(primitive.seed)
     args = encode_estimator(work, seed, primitive.default_precision, primitive.options)
     rows = sum(w.rows for w in work)
-    return _start(primitive, f"EstimatorV2: {len(work)} PUB(s), {rows} row(s)", args, work)
+    return _start(
+        primitive, f"EstimatorV2: {len(work)} PUB(s), {rows} row(s)", args, work, "estimator"
+    )
 
 
 __all__ = ["ClientJob", "submit_estimator", "submit_sampler"]

@@ -93,9 +93,9 @@ class SamplerV2(PrimitiveSettings, BaseSamplerV2):  # type: ignore[misc]
             "sampler",
             work,
             config,
-            lambda: blocks.inline_sampler(work, seed, config),
-            lambda workers: blocks.spread_sampler(
-                work, seed, config, workers, self._options.rows_per_task
+            lambda wide: blocks.inline_sampler(work, seed, config, wide),
+            lambda workers, wide: blocks.spread_sampler(
+                work, seed, config, workers, self._options.rows_per_task, wide
             ),
         )
 

@@ -88,6 +88,10 @@ class StepResult:
         """Aer's counts of ``experiment`` (hex keys), empty when it measured nothing."""
         return dict(self.result["experiments"][experiment].get("counts", {}))
 
+    def memory(self, experiment: int = 0) -> list[str]:
+        """Aer's per-shot outcomes of ``experiment`` (hex, with ``options={"memory": True}``)."""
+        return list(self.result["experiments"][experiment].get("memory", []))
+
     def hosts(self) -> list[str]:
         """Host of each rank, by rank."""
         return [str(r.get("host")) for r in self.ranks]

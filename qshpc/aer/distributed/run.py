@@ -164,6 +164,7 @@ def _held_step() -> Any:
 def record_step(step: StepResult) -> None:
     """Put the step's ranks (host, peak memory, run time) in the running task's provenance.
 
+    ``split`` is Aer's own count of the processes each statevector was split over.
     Under ``aer_steps`` in the task's stored record (``qshpc result``/``JobReader.tasks()``),
     one entry per step the task ran; nothing outside a task.
     """
@@ -173,6 +174,8 @@ def record_step(step: StepResult) -> None:
         return
     entry: dict[str, Any] = {
         "ranks": len(step.ranks),
+        # the processes Aer split each statevector over (its own count, not the launcher's)
+        "split": int((step.result.get("metadata") or {}).get("num_processes_per_experiments", 0)),
         "hosts": step.hosts(),
         "peak_rss": [int(r.get("peak_rss") or 0) for r in step.ranks],
         "before_rss": [int((r.get("before_run") or {}).get("VmRSS") or 0) for r in step.ranks],

@@ -233,6 +233,8 @@ def write_result(
         exp: dict[str, Any] = {"metadata": _plain(result.results[i].metadata)}
         if "counts" in data:
             exp["counts"] = {str(k): int(v) for k, v in data["counts"].items()}
+        if "memory" in data:  # per shot, in Aer's order (options memory=True)
+            exp["memory"] = [str(m) for m in data["memory"]]
         values: dict[str, Any] = {}
         for s in saves:
             if s.kind in ("probabilities", "statevector"):
@@ -271,9 +273,13 @@ def run(folder: Path) -> int:
         check_gates(circuits)
         keys = [add_saves(c, saves) for c, saves in zip(circuits, spec.saves, strict=True)]
         report["before_run"] = memory_status()
-        sim = AerSimulator(**spec.options)
+        options = dict(spec.options)
+        memory = bool(options.pop("memory", False))  # a run option: per-shot outcomes
+        sim = AerSimulator(**options)
         t_run = time.time()
-        result = sim.run(circuits, shots=spec.shots, seed_simulator=spec.seed).result()
+        result = sim.run(
+            circuits, shots=spec.shots, seed_simulator=spec.seed, memory=memory
+        ).result()
         report["run_s"] = round(time.time() - t_run, 3)
         if not result.success:
             raise RuntimeError(f"Aer failed: {result.status}")

@@ -11,7 +11,7 @@ at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +23,9 @@ from qshpc.task.coop import seconds_for_others
 if TYPE_CHECKING:
     from qshpc.aer.v2.prepared import Prepared
 
+#: ``<P_j>`` for each row of values and each Pauli label: ``(prepared, values, labels, run_options)``.
+PauliValues = Callable[["Prepared", np.ndarray, list[str], "dict[str, Any] | None"], np.ndarray]
+
 
 def estimate_block(
     prepared: Prepared,
@@ -31,6 +34,8 @@ def estimate_block(
     elem_row: np.ndarray,
     elem_obs: np.ndarray,
     run_options: dict[str, Any] | None = None,
+    pauli_values: PauliValues | None = None,
+    primitive: str = "EstimatorV2",
 ) -> np.ndarray:
     """Expectation values of ``observables[elem_obs[e]]`` at row ``elem_row[e]``, for every e.
 
@@ -42,6 +47,9 @@ def estimate_block(
         elem_row: For each element, its row in ``values``.
         elem_obs: For each element, its observable in ``observables``.
         run_options: Extra Aer run options.
+        pauli_values: Where ``<P_j>`` of each row comes from (default: this rank's Aer);
+            a distributed run gives its own (:mod:`qshpc.aer.v2.split`).
+        primitive: What to record as the primitive (provenance).
 
     Returns:
         One float per element.
@@ -54,7 +62,7 @@ def estimate_block(
     for labels, coeffs in observables:
         term_pauli.append(np.array([paulis.setdefault(lb, len(paulis)) for lb in labels], int))
         term_coeff.append(np.asarray(coeffs, dtype=float))
-    table = _pauli_values(prepared, values, list(paulis), run_options)
+    table = (pauli_values or _pauli_values)(prepared, values, list(paulis), run_options)
     evs = _combine(table, term_pauli, term_coeff, elem_row, elem_obs)
     record_run(
         seed=None,
@@ -62,7 +70,7 @@ def estimate_block(
         circuit_hashes=[prepared.key],
         wall_s=time.perf_counter() - begin - (seconds_for_others() - not_ours),
         shots=None,
-        primitive="EstimatorV2",
+        primitive=primitive,
     )
     return evs
 
@@ -124,4 +132,4 @@ def _combine(
     return evs
 
 
-__all__ = ["estimate_block"]
+__all__ = ["PauliValues", "estimate_block"]

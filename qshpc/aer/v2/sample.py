@@ -17,6 +17,7 @@ bytes, clbit 0 the least significant bit of the last byte).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +29,9 @@ from qshpc.task.coop import seconds_for_others
 
 if TYPE_CHECKING:
     from qshpc.aer.v2.prepared import Prepared
+
+#: The exact marginal of each of some rows (parameter values, one row each).
+Marginals = Callable[[np.ndarray], list[np.ndarray]]
 
 #: Marginal doubles held at once by one Aer run of a block (rows are run in chunks).
 MAX_PROBABILITY_DOUBLES = 1 << 24  # 128 MiB
@@ -42,6 +46,8 @@ def sample_block(
     start: int,
     run_options: dict[str, Any] | None = None,
     noisy: bool = False,
+    draw: Callable[[], list[np.ndarray]] | None = None,
+    path: str | None = None,
 ) -> list[np.ndarray]:
     """Sample rows ``start .. start + len(values) - 1`` of PUB ``pub``.
 
@@ -54,18 +60,23 @@ def sample_block(
         start: The index of the block's first row in the PUB (flattened).
         run_options: Extra Aer run options (a noise model, say).
         noisy: True when the options change the distribution (Aer samples then).
+        draw: What gives the shots instead of this rank's Aer (a distributed run's:
+            :mod:`qshpc.aer.v2.split`).
+        path: What to record as the way the shots were drawn (provenance).
 
     Returns:
         Per register of ``prepared.registers``, ``uint8`` of shape ``(k, shots, num_bytes)``.
     """
     begin = time.perf_counter()
     not_ours = seconds_for_others()
-    if prepared.exact_sampling and not noisy:
+    if draw is not None:
+        out = draw()
+    elif prepared.exact_sampling and not noisy:
         out = _from_marginals(prepared, values, shots, seed, pub, start, run_options)
-        path = "marginal"
+        path = path or "marginal"
     else:
         out = _from_aer(prepared, values, shots, seed, pub, start, run_options)
-        path = "aer"
+        path = path or "aer"
     record_run(
         seed=seed,
         simulator=prepared.spec.as_dict(),
@@ -86,6 +97,31 @@ def _from_marginals(
     start: int,
     run_options: dict[str, Any] | None,
 ) -> list[np.ndarray]:
+    if not prepared.plan.qubits or not len(values):
+        return draw_from_marginals(prepared, values, shots, seed, pub, start, lambda v: [])
+    experiment, same = prepared.probabilities_experiment()
+    return draw_from_marginals(
+        prepared,
+        values,
+        shots,
+        seed,
+        pub,
+        start,
+        lambda rows: _marginals(prepared, experiment, same, rows, run_options),
+    )
+
+
+def draw_from_marginals(
+    prepared: Prepared,
+    values: np.ndarray,
+    shots: int,
+    seed: int,
+    pub: int,
+    start: int,
+    marginals: Marginals,
+) -> list[np.ndarray]:
+    """Draw each row's shots from its exact marginal (``marginals(rows)``, one array per row)
+    with the PUB's counter-based stream: the same shots wherever the marginals were computed."""
     rows = len(values)
     regs = prepared.registers
     out = [np.zeros((rows, shots, r.num_bytes), dtype=np.uint8) for r in regs]
@@ -93,11 +129,10 @@ def _from_marginals(
     if m == 0 or rows == 0:  # nothing measured: every register reads 0
         return out
     tables = prepared.tables()
-    experiment, same = prepared.probabilities_experiment()
     chunk = max(1, MAX_PROBABILITY_DOUBLES >> m)
     for lo in range(0, rows, chunk):
         hi = min(rows, lo + chunk)
-        probs = _marginals(prepared, experiment, same, values[lo:hi], run_options)
+        probs = marginals(values[lo:hi])
         draws = seeds.uniforms(seed, pub, seeds.SHOTS, (start + lo) * shots, (hi - lo) * shots)
         draws = draws.reshape(hi - lo, shots)
         outcomes = np.empty((hi - lo, shots), dtype=np.int64)
@@ -156,7 +191,15 @@ def _from_aer(
         result = run_aer(prepared.spec, [full], shots, first, [bind], options)
     else:
         result = run_aer(prepared.spec, [full] * rows, shots, first, [{}] * rows, options)
-    memories = [result.data(i).get("memory", ["0x0"] * shots) for i in range(rows)]
+    return pack_memories(
+        prepared, [result.data(i).get("memory", ["0x0"] * shots) for i in range(rows)], shots
+    )
+
+
+def pack_memories(prepared: Prepared, memories: list[list[str]], shots: int) -> list[np.ndarray]:
+    """Per register, ``uint8 (rows, shots, bytes)`` from Aer's hex memory of each row."""
+    regs = prepared.registers
+    out = [np.zeros((len(memories), shots, r.num_bytes), dtype=np.uint8) for r in regs]
     for i, memory in enumerate(memories):
         values_i = _memory_values(memory, prepared.circuit.num_clbits)
         for arr, reg in zip(out, regs, strict=True):
@@ -184,4 +227,10 @@ def _pack(values: list[int] | np.ndarray, clbits: tuple[int, ...], num_bytes: in
     return packed
 
 
-__all__ = ["MAX_PROBABILITY_DOUBLES", "sample_block"]
+__all__ = [
+    "MAX_PROBABILITY_DOUBLES",
+    "Marginals",
+    "draw_from_marginals",
+    "pack_memories",
+    "sample_block",
+]

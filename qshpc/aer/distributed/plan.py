@@ -1,0 +1,108 @@
+"""When a circuit runs distributed, over how many ranks, and what is missing when it cannot.
+
+``SamplerV2``/``EstimatorV2`` (:mod:`qshpc.primitives`) ask :func:`ranks_for`
+for each PUB's circuit: 1 runs it on one rank as always; k > 1 splits its
+statevector over k ranks (a ``target={"ranks": k}`` call of the job, which
+starts a k-process step of the MPI Aer build). ``QSHPC_DISTRIBUTE`` decides:
+
+* ``auto`` (default): only a circuit wider than one rank's simulator holds
+  (Aer's limit for this node's memory), over the fewest ranks whose chunk fits
+  (:func:`ranks_needed`);
+* ``never``: none; such a circuit is refused with the memory it needs;
+* ``always``: every circuit, over at least 2 ranks;
+* ``N`` (qubits): circuits of N qubits or more, like CUDA-Q's threshold
+  (``CUDAQ_MGPU_NQUBITS_THRESH``); narrower ones as ``auto``.
+
+Only the CPU statevector method distributes (Aer's chunks). Nothing here
+imports qiskit or Aer.
+"""
+
+from __future__ import annotations
+
+import os
+
+from qshpc import settings
+from qshpc.aer.sizing import estimate_memory_bytes
+
+#: Aer methods whose statevector a step can split (``automatic`` is a statevector here).
+METHODS = ("statevector", "automatic")
+
+
+def node_bytes() -> int:
+    """This node's physical memory (what Aer sizes its simulator by)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError):  # pragma: no cover - every Linux has both
+        return 1 << 62
+
+
+def ranks_needed(
+    width: int, limit: int, precision: str = "double", memory: int | None = None
+) -> int:
+    """The fewest ranks (a power of two) whose chunk of a ``width``-qubit statevector fits one rank.
+
+    A chunk of ``width - log2(k)`` qubits fits when it is no wider than ``limit``
+    (Aer's own width limit for one process on this node) and the sizing estimate
+    (:func:`qshpc.aer.sizing.estimate_memory_bytes`: the state, 10% and the
+    process) fits this node's memory. Each rank is assumed to have a node's
+    memory: ranks that share a node share its memory (docs/distributed.md).
+
+    Example:
+        >>> ranks_needed(33, 30, memory=24 << 30)   # 33 qubits, 24 GiB nodes: 8 chunks of 30
+        8
+    """
+    memory = node_bytes() if memory is None else memory
+    k = 1
+    while True:
+        chunk = width - (k.bit_length() - 1)
+        if chunk <= 1 or (
+            chunk <= limit and estimate_memory_bytes(chunk, "statevector", precision) <= memory
+        ):
+            return k
+        k *= 2
+
+
+def ranks_for(width: int, limit: int, method: str, device: str, precision: str = "double") -> int:
+    """Ranks to split a ``width``-qubit circuit over (1: one rank), as ``QSHPC_DISTRIBUTE`` says.
+
+    A circuit that cannot be split (another method, a GPU) gets 1: the usual
+    width check then refuses it when it is too wide.
+
+    Raises:
+        SettingError: ``QSHPC_DISTRIBUTE`` holds a bad value.
+    """
+    mode = settings.DISTRIBUTE.get()
+    if mode == "never" or method not in METHODS or device != "CPU":
+        return 1
+    too_wide = width > limit
+    if mode == "auto" or (isinstance(mode, int) and width < mode):
+        return ranks_needed(width, limit, precision) if too_wide else 1
+    return max(2, ranks_needed(width, limit, precision) if too_wide else 1)
+
+
+def missing(ranks: int, have: int, where: str | None = None) -> list[str]:
+    """What a ``ranks``-rank split lacks here, in words (empty: nothing).
+
+    Args:
+        ranks: The ranks it needs.
+        have: The ranks the job (or the running call) has for it.
+        where: Why this place cannot hold ranks at all (inside a task...), or None.
+    """
+    from qshpc.aer.distributed.install import locate
+
+    out = []
+    if where is not None:
+        out.append(where)
+    elif have < ranks:
+        out.append(f"this job has {have} rank(s), it needs {ranks}")
+    if locate() is None:
+        out.append("no MPI build of Aer is installed (make install-aer-mpi)")
+    return out
+
+
+def setting_text() -> str:
+    """``QSHPC_DISTRIBUTE=<value>`` as set (for messages)."""
+    return f"QSHPC_DISTRIBUTE={os.environ.get(settings.DISTRIBUTE.name, 'auto').strip() or 'auto'}"
+
+
+__all__ = ["METHODS", "missing", "node_bytes", "ranks_for", "ranks_needed", "setting_text"]

@@ -1,0 +1,149 @@
+"""The V2 kernels on a statevector split over k ranks: what Aer computes comes from a step.
+
+A PUB too wide for one rank (or forced by ``QSHPC_DISTRIBUTE``) runs in one
+``target={"ranks": k}`` call (:mod:`qshpc.primitives.blocks`). That call asks a
+k-process step of the MPI Aer build (:func:`qshpc.aer.distributed.run.run_circuits`)
+for exactly what the one-rank kernels ask this rank's Aer for, and hands it to
+the same code:
+
+* the sampler: the exact marginal of the measured qubits of each row; the
+  shots are then drawn from it with the PUB's counter-based stream, as on one
+  rank (:func:`qshpc.aer.v2.sample.draw_from_marginals`): the same seed gives the
+  same shots. A circuit measuring more than ``SAMPLE_MAX_QUBITS`` qubits is
+  sampled by Aer on one rank; here too, in the step, each row with the seed it
+  gets on one rank (Aer's per-shot memory on 2 MPI ranks equals the PyPI Aer's in
+  one process for the same circuit and seed);
+* the estimator: ``<P>`` of each Pauli label of each row; the observables are
+  then summed as on one rank.
+
+Every row is bound here (one experiment per row: Aer's ``parameter_binds`` is
+wrong under MPI) and transpiled once, by :func:`run_circuits`, to the gates a
+step accepts. The step's ranks (host, peak memory) go to the task's provenance
+under ``aer_steps``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qshpc.aer.v2 import seeds
+from qshpc.aer.v2.estimate import estimate_block
+from qshpc.aer.v2.sample import draw_from_marginals, pack_memories, sample_block
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
+
+    from qshpc.aer.v2.prepared import Prepared
+
+
+def _rows(
+    body: QuantumCircuit | None, prepared: Prepared, values: np.ndarray
+) -> tuple[list[QuantumCircuit], bool]:
+    """``body`` (a form of the PUB's circuit) bound to each row; (circuits, one per row?)."""
+    if body is None:
+        raise ValueError(
+            f"circuit {prepared.circuit.name!r} has no unitary body: {prepared.plan.reason}"
+        )
+    params = list(prepared.circuit.parameters)
+    if not params:
+        return [body], False
+    return [
+        body.assign_parameters(dict(zip(params, row.tolist(), strict=True)), strict=False)
+        for row in np.asarray(values).reshape(len(values), -1)
+    ], True
+
+
+def _options(prepared: Prepared) -> dict[str, Any]:
+    return {"precision": prepared.spec.precision}
+
+
+def sample_split(
+    prepared: Prepared, values: np.ndarray, shots: int, seed: int, pub: int, start: int, ranks: int
+) -> list[np.ndarray]:
+    """:func:`qshpc.aer.v2.sample.sample_block` with what a ``ranks``-rank step computes.
+
+    As on one rank: a circuit with final measurements on at most ``SAMPLE_MAX_QUBITS``
+    qubits gets its rows' exact marginals from the step and its shots drawn here;
+    one measuring more is sampled by Aer in the step (``memory``), row r seeded as
+    on one rank (``aer_seed(seed, pub, start + r)``).
+    """
+    from qshpc.aer.distributed.run import run_circuits
+    from qshpc.aer.distributed.spec import Save
+
+    def marginals(rows: np.ndarray) -> list[np.ndarray]:
+        circuits, per_row = _rows(prepared.plan.circuit, prepared, rows)
+        qubits = list(prepared.plan.qubits)
+        saves = [[Save("probabilities", qubits, "p")] for _ in circuits]
+        step = run_circuits(
+            circuits, ranks, shots=1, seed=0, saves=saves, options=_options(prepared)
+        )
+        probs = [np.asarray(step.probabilities(i, "p"), dtype=float) for i in range(len(circuits))]
+        return probs if per_row else probs * len(rows)
+
+    def sampled() -> list[np.ndarray]:
+        if not len(values):
+            return pack_memories(prepared, [], shots)
+        circuits, per_row = _rows(prepared.circuit, prepared, values)
+        if not per_row:
+            circuits = circuits * len(values)  # one experiment per row, each its own seed
+        options = {**_options(prepared), "memory": True}
+        first = seeds.aer_seed(seed, pub, start)
+        step = run_circuits(circuits, ranks, shots=shots, seed=first, options=options)
+        return pack_memories(prepared, [step.memory(i) for i in range(len(circuits))], shots)
+
+    if prepared.exact_sampling:
+        draw = lambda: draw_from_marginals(prepared, values, shots, seed, pub, start, marginals)  # noqa: E731
+        path = f"marginal, split over {ranks} ranks"
+    else:
+        draw, path = sampled, f"aer, split over {ranks} ranks"
+    return sample_block(prepared, values, shots, seed, pub, start, draw=draw, path=path)
+
+
+def estimate_split(
+    prepared: Prepared,
+    values: np.ndarray,
+    observables: Any,
+    elem_row: np.ndarray,
+    elem_obs: np.ndarray,
+    ranks: int,
+) -> np.ndarray:
+    """:func:`qshpc.aer.v2.estimate.estimate_block` with the Pauli values of a ``ranks``-rank step."""
+    from qshpc.aer.distributed.run import run_circuits
+    from qshpc.aer.distributed.spec import Save
+
+    def pauli_values(
+        prepared: Prepared, values: np.ndarray, labels: list[str], run_options: Any
+    ) -> np.ndarray:
+        rows = len(values)
+        if rows == 0 or not labels:
+            return np.zeros((rows, len(labels)))
+        circuits, per_row = _rows(prepared.plan.circuit, prepared, values)
+        qubits = list(range(prepared.circuit.num_qubits))
+        row_saves = [
+            Save("expectation_value", qubits, f"p{j}", [(label, 1.0, 0.0)])
+            for j, label in enumerate(labels)
+        ]
+        saves = [list(row_saves) for _ in circuits]
+        step = run_circuits(
+            circuits, ranks, shots=1, seed=0, saves=saves, options=_options(prepared)
+        )
+        table = np.array(
+            [[step.value(i, f"p{j}") for j in range(len(labels))] for i in range(len(circuits))],
+            dtype=float,
+        )
+        return table if per_row else np.repeat(table, rows, axis=0)
+
+    return estimate_block(
+        prepared,
+        values,
+        observables,
+        elem_row,
+        elem_obs,
+        pauli_values=pauli_values,
+        primitive=f"EstimatorV2 (split over {ranks} ranks)",
+    )
+
+
+__all__ = ["estimate_split", "sample_split"]
