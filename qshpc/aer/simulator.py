@@ -258,11 +258,14 @@ def width_limit(spec: SimSpec) -> int:
 
 def _split_hint(width: int, limit: int) -> str:
     """What splitting the statevector over ranks would take, and what is missing for it."""
+    from qshpc import settings
     from qshpc.aer.distributed.plan import missing, ranks_needed
 
     k = ranks_needed(width, limit)
     have = rank_info().size
     lacks = missing(k, have)
+    if settings.DISTRIBUTE.get() == "never":
+        lacks.insert(0, "QSHPC_DISTRIBUTE=never forbids it")
     state = "; ".join(lacks) if lacks else f"this job has {have} ranks and an MPI build of Aer"
     return (
         f"; or split its statevector over at least {k:,} ranks, each with this node's memory "

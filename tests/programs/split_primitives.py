@@ -40,16 +40,30 @@ def ansatz(width, measure):
 values = np.random.default_rng(3).uniform(0, np.pi, (3, 2 * n))
 small_values = np.random.default_rng(4).uniform(0, np.pi, (2, 8))
 fixed = ansatz(n, True).assign_parameters(values[0])
-many = QuantumCircuit(22, name="many")  # more measured qubits than exact sampling takes: Aer samples
+many = QuantumCircuit(
+    22, name="many"
+)  # more measured qubits than exact sampling takes: Aer samples
 for q in range(22):
     many.ry(0.2 + 0.1 * q, q)
 for q in range(21):
     many.cx(q, q + 1)
 many.measure_all()
-sampler_pubs = [(ansatz(n, True), values, 400), (ansatz(4, True), small_values, 300), fixed, (many, None, 200)]
+sampler_pubs = [
+    (ansatz(n, True), values, 400),
+    (ansatz(4, True), small_values, 300),
+    fixed,
+    (many, None, 200),
+]
 unitary = ansatz(n, False)
-paulis = ["Z" * n, "X" + "Z" * (n - 2) + "Y", {"I" * (n - 1) + "X": 0.5, "YY" + "I" * (n - 2): -1.5}]
-estimator_pubs = [(unitary, paulis, values[:2].reshape(2, 1, 2 * n)), (ansatz(4, False), "XYZI", small_values)]
+paulis = [
+    "Z" * n,
+    "X" + "Z" * (n - 2) + "Y",
+    {"I" * (n - 1) + "X": 0.5, "YY" + "I" * (n - 2): -1.5},
+]
+estimator_pubs = [
+    (unitary, paulis, values[:2].reshape(2, 1, 2 * n)),
+    (ansatz(4, False), "XYZI", small_values),
+]
 
 
 @distribute_task()
@@ -57,6 +71,13 @@ def square(i):
     return i * i
 
 
+@distribute_task(target={"ranks": 2})
+def inside():
+    """SamplerV2 in a task that holds 2 ranks: it splits the wide PUB over them itself."""
+    return SamplerV2(seed=11).run(sampler_pubs[:1]).result()[0].data.a.array
+
+
+held = inside()
 small = [square(i) for i in range(8)]
 split = {
     "sampler": SamplerV2(seed=11).run(sampler_pubs).result(),
@@ -68,4 +89,4 @@ one = {
     "estimator": EstimatorV2(seed=11).run(estimator_pubs).result(),
 }
 exact = [np.asarray(r.data.evs) for r in StatevectorEstimator().run(estimator_pubs).result()]
-save_result({"split": split, "one": one, "exact": exact, "small": get(small)})
+save_result({"split": split, "one": one, "exact": exact, "small": get(small), "inside": get(held)})

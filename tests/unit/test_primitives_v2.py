@@ -353,17 +353,72 @@ def test_observable_on_more_qubits_than_the_circuit() -> None:
 
 
 def test_circuit_wider_than_the_simulator_says_the_memory() -> None:
+    from qshpc.aer.distributed.plan import ranks_needed
+
     wide = QuantumCircuit(40)
     wide.h(range(40))
     wide.measure_all()
     with pytest.raises(PubError, match=r"PUB 0: .*40 qubits.*GiB") as info:
         SamplerV2().run([wide])
-    # what splitting it would take: ranks (2 ** (40 - the limit)), the job's, the MPI build
+    # what splitting it would take: the ranks (from the sizing estimate), what is missing
     text = str(info.value)
     limit = int(text.split("more than the ")[1].split()[0])
-    assert f"over at least {2 ** (40 - limit):,} ranks" in text, text
-    assert "this job has 1;" in text and "MPI build of Aer is installed" in text
-    assert "target={'ranks': k}" in text
+    k = ranks_needed(40, limit)
+    assert k >= 2 ** (40 - limit)
+    assert f"it would run split over {k:,} ranks" in text, text
+    assert f"this job has 1 rank(s), it needs {k}" in text
+    assert "matrix_product_state" in text
+
+
+def test_distribute_setting_forces_or_forbids_a_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QSHPC_DISTRIBUTE: ``always``/N ask for a split a plain process cannot give (refused,
+    naming what is missing); ``never`` keeps a too-wide circuit's plain refusal; a circuit
+    under the threshold runs as always; a bad value is a one-line error."""
+    from qshpc.aer.distributed.plan import ranks_for, ranks_needed
+    from qshpc.settings import SettingError
+
+    qc = ansatz().assign_parameters(values(1)[0])
+    for value in ("always", "3"):
+        monkeypatch.setenv("QSHPC_DISTRIBUTE", value)
+        with pytest.raises(PubError) as info:
+            SamplerV2(seed=1).run([qc])
+        text = str(info.value)
+        assert f"PUB 0: QSHPC_DISTRIBUTE={value} asks to split circuit" in text, text
+        assert "over 2 ranks, but this job has 1 rank(s), it needs 2" in text
+        assert "unset QSHPC_DISTRIBUTE" in text
+        with pytest.raises(PubError, match="asks to split"):
+            EstimatorV2().run([(ansatz(measure=False), "ZZZ", values(1))])
+    monkeypatch.setenv("QSHPC_DISTRIBUTE", "4")  # 3-qubit circuits stay on one rank
+    pub = SamplerV2(seed=1).run([qc]).result()[0]
+    assert pub.data[next(iter(pub.data))].num_shots == 1024
+    mid = QuantumCircuit(2, 2)
+    mid.h(0)
+    mid.measure(0, 0)
+    mid.cx(0, 1)
+    mid.measure(1, 1)
+    monkeypatch.setenv("QSHPC_DISTRIBUTE", "always")
+    with pytest.raises(PubError, match="final measurements only, and this one cannot be"):
+        SamplerV2().run([mid])
+    monkeypatch.setenv("QSHPC_DISTRIBUTE", "never")
+    wide = QuantumCircuit(40)
+    wide.h(range(40))
+    with pytest.raises(PubError, match=r"40 qubits: more than .*QSHPC_DISTRIBUTE=never forbids it"):
+        EstimatorV2().run([(wide, "Z" * 40)])
+    assert ranks_for(40, 30, "statevector", "CPU") == 1
+    monkeypatch.setenv("QSHPC_DISTRIBUTE", "sometimes")
+    with pytest.raises(SettingError, match="QSHPC_DISTRIBUTE='sometimes' is not valid"):
+        SamplerV2().run([qc])
+    monkeypatch.delenv("QSHPC_DISTRIBUTE")
+    # auto: only wider than the limit, over the fewest ranks whose chunk fits the estimate
+    assert ranks_for(30, 30, "statevector", "CPU") == 1
+    assert ranks_for(32, 30, "statevector", "CPU") == ranks_needed(32, 30) >= 4
+    assert (
+        ranks_for(32, 30, "density_matrix", "CPU") == ranks_for(32, 30, "statevector", "GPU") == 1
+    )
+    gib = 1 << 30
+    assert ranks_needed(31, 30, memory=24 * gib) == 2  # 16 GiB chunks + 10% + 0.5 GiB fit 24
+    assert ranks_needed(31, 30, memory=17 * gib) == 4  # ... not 17: 8 GiB chunks
+    assert ranks_needed(31, 30, precision="single", memory=17 * gib) == 2
 
 
 def test_mode_that_is_not_a_client() -> None:

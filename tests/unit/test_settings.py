@@ -112,6 +112,20 @@ def test_cli_reports_a_bad_value_with_exit_code_2(tmp_path: Path, ranks: int | N
     assert "QSHPC_WORKER_TIMEOUT_S='soon'" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_bad_distribute_value_is_one_line_exit_2(tmp_path: Path) -> None:
+    prog = tmp_path / "ok.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    out = run_cli("run", str(prog), "--workers", "0", env={"QSHPC_DISTRIBUTE": "sometimes"})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "QSHPC_DISTRIBUTE='sometimes' is not valid: it takes auto, never, always" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    for bad in ("0", "-3", "2.5", "yes"):
+        with pytest.raises(settings.SettingError):
+            settings.DISTRIBUTE.get({"QSHPC_DISTRIBUTE": bad})
+    assert settings.DISTRIBUTE.get({"QSHPC_DISTRIBUTE": "ALWAYS"}) == "always"
+    assert settings.DISTRIBUTE.get({"QSHPC_DISTRIBUTE": "28"}) == 28
+
+
 def test_version() -> None:
     from qshpc import __version__
     from qshpc._version import __version__ as own
