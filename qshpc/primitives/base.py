@@ -188,6 +188,9 @@ def run_here_or_spread(
 
     have, where = held_ranks()
     wide = check_widths([w.circuit for w in work], config, kind, have, where)
+    if wide and current_task() is not None:  # a call holding ranks uses them all
+        every = 1 << (have.bit_length() - 1)
+        wide = {pub: max(k, every) for pub, k in wide.items()}
     workers = worker_count()
     if workers > 0 and work:
         refs, finish = spread(workers, wide)

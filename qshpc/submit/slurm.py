@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -382,6 +383,8 @@ class SrunStep:
     CPUs the job's running step holds (without it srun waits for them, and the
     job's own ranks hold them all); ``--kill-on-bad-exit=1`` stops the other
     ranks when one fails; ``--cpu-bind=none`` leaves Aer's threads every core.
+    From a task that holds ranks (``target={"ranks": k}``) the step is pinned to
+    the held ranks' nodes (:meth:`placed`, :meth:`nodelist`).
     The enclosing step's variables (:data:`STEP_VARS`) and its MPI launcher's
     are dropped. On the 3-node dev cluster a 4-rank step started from a rank of
     a 2-node x 2-task job placed 2 ranks on each node in about 2.5 s.
@@ -389,12 +392,37 @@ class SrunStep:
 
     mpi: str = "pmi2"
     shared_folder: bool = True
+    #: The hosts of the ranks the calling task holds, one per step rank (leader first).
+    hosts: tuple[str, ...] = ()
+
+    def placed(self, hosts: Iterable[str]) -> SrunStep:
+        """This launcher with its steps pinned to ``hosts`` (the held ranks' nodes)."""
+        return SrunStep(self.mpi, self.shared_folder, tuple(hosts))
 
     def argv(self, ranks: int, nodes: int | None, step: list[str]) -> list[str]:
-        """``srun`` for ``ranks`` tasks (on ``nodes`` nodes) running ``step``."""
-        where = [f"--nodes={nodes}"] if nodes else []
+        """``srun`` for ``ranks`` tasks (on ``nodes`` nodes, or on the held ranks' nodes) running
+        ``step``."""
+        where = self.nodelist(ranks) or ([f"--nodes={nodes}"] if nodes else [])
         return ["srun", f"--mpi={self.mpi}", "--overlap", f"--ntasks={ranks}", *where,
                 "--kill-on-bad-exit=1", "--cpu-bind=none", *step]  # fmt: skip
+
+    def nodelist(self, ranks: int, environ: Mapping[str, str] | None = None) -> list[str]:
+        """``--nodelist`` of the held ranks' nodes (with ``--nodes``, and ``--ntasks-per-node``
+        when they hold as many ranks on each), or nothing.
+
+        Nothing when the launcher holds no hosts for ``ranks`` ranks, or when this node's
+        host name is not its Slurm name (``SLURMD_NODENAME``): the hosts are the ranks' host
+        names, which such a cluster's ``--nodelist`` would refuse; Slurm then places the step.
+        """
+        env = os.environ if environ is None else environ
+        if len(self.hosts) != ranks or env.get("SLURMD_NODENAME") != socket.gethostname():
+            return []
+        nodes = list(dict.fromkeys(self.hosts))
+        out = [f"--nodelist={','.join(nodes)}", f"--nodes={len(nodes)}"]
+        counts = {self.hosts.count(n) for n in nodes}
+        if len(counts) == 1:
+            out.append(f"--ntasks-per-node={counts.pop()}")
+        return out
 
     def env(self, env: dict[str, str]) -> dict[str, str]:
         """The parent's environment without its step's and its MPI launcher's variables."""

@@ -95,6 +95,21 @@ def test_launch_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     local = launch.Mpiexec().argv(2, None, step)
     assert local[1:3] == ["-n", "2"] and local[3:] == step and not launch.Mpiexec().shared_folder
     assert slurm.step_launcher({}) is None  # not in an allocation
+    # pinned to the held ranks' nodes, when host names are Slurm's node names
+    import socket
+
+    here = {"SLURMD_NODENAME": socket.gethostname()}
+    held = slurm.SrunStep().placed(["n2", "n1", "n2", "n1"])
+    assert held.nodelist(4, here) == ["--nodelist=n2,n1", "--nodes=2", "--ntasks-per-node=2"]
+    assert slurm.SrunStep().placed(["n1", "n1", "n3"]).nodelist(3, here) == [
+        "--nodelist=n1,n3",
+        "--nodes=2",
+    ]
+    assert held.nodelist(4, {"SLURMD_NODENAME": "elsewhere"}) == []  # names differ: not pinned
+    assert held.nodelist(2, here) == []  # not the held count
+    monkeypatch.setenv("SLURMD_NODENAME", socket.gethostname())
+    line = held.argv(4, 2, step)
+    assert line[4:7] == ["--nodelist=n2,n1", "--nodes=2", "--ntasks-per-node=2"], line
 
 
 def test_the_ranks_of_a_slurm_job_start_steps_with_srun(monkeypatch: pytest.MonkeyPatch) -> None:

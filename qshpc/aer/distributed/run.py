@@ -123,8 +123,13 @@ def run_circuits(
                 "@distribute_task(target={'ranks': k}) (the job then holds k ranks for it)"
             )
         ranks = held.size
-    if nodes is None and held is not None and (launcher or default_launcher()).shared_folder:
-        nodes = len(set(held.hosts))  # where the held ranks are
+    launcher = launcher or default_launcher()
+    if held is not None and launcher.shared_folder:
+        if nodes is None:
+            nodes = len(set(held.hosts))  # where the held ranks are
+        placed = getattr(launcher, "placed", None)
+        if placed is not None and ranks == held.size:
+            launcher = placed(held.hosts)  # on those very nodes (srun --nodelist)
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1 or ranks & (ranks - 1):
         raise UserError(
             f"ranks must be a power of two (1, 2, 4, ...) for Aer's chunks, got {ranks!r}"
@@ -140,7 +145,6 @@ def run_circuits(
         circuits = prepare(circuits)
     seed_rows = [list(row) for row in (saves or [[] for _ in circuits])]
     spec = StepSpec(seed_rows, shots, seed, opts)
-    launcher = launcher or default_launcher()
     own = folder is None
     where = folder or Path(tempfile.mkdtemp(prefix="qshpc-aer-step-", dir=_scratch(launcher)))
     try:
@@ -182,6 +186,10 @@ def record_step(step: StepResult) -> None:
         "run_s": [round(float(r.get("run_s") or 0.0), 3) for r in step.ranks],
         "wall_s": round(step.wall_s, 3),
         "launcher": step.command[0].rsplit("/", 1)[-1],
+        # the nodes the step was pinned to (srun --nodelist: the held ranks'), or None
+        "nodelist": next(
+            (a.split("=", 1)[1] for a in step.command if a.startswith("--nodelist=")), None
+        ),
     }
     task = context.current_task()
     held = getattr(_recorded, "steps", None)
