@@ -9,10 +9,9 @@ workers, rank 0's own core is the k-th: its program thread waits in ``get``
 while the call runs. A job with fewer ranks than k fails the call at once, with
 the count it needs.
 
-The step's processes should run where the held ranks are: the call gets their
-hosts (:class:`qshpc.task.context.Step`). Under Slurm the ``srun`` step gets
-the number of nodes but not their names (no ``--nodelist`` yet), so Slurm may
-place its processes on other nodes of the allocation (docs/distributed.md).
+The step's processes run where the held ranks are: the call gets their hosts
+(:class:`qshpc.task.context.Step`), and under Slurm ``run_circuits`` pins its
+``srun`` step to those nodes (``--nodelist``; ``qshpc.submit.slurm.SrunStep.placed``).
 """
 
 from __future__ import annotations
