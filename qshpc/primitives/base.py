@@ -83,16 +83,20 @@ def check_widths(
         PubError: With the PUB, the width, the limit and the memory it would need, or
             what a split lacks (ranks, the MPI build, an exact final state).
     """
+    from qshpc import settings
     from qshpc.aer.distributed.plan import ranks_for
     from qshpc.aer.simulator import check_width, sim_spec, width_limit
     from qshpc.errors import UserError
 
     spec = sim_spec(config.method, config.device, config.precision)
     limit = width_limit(spec)
+    mode = settings.DISTRIBUTE.get()
     wide: dict[int, int] = {}
     for i, circuit in enumerate(circuits):
         width = int(circuit.num_qubits)
-        k = ranks_for(width, limit, spec.method, spec.device, spec.precision)
+        if width <= limit and mode == "auto":
+            continue  # it fits, nothing forces a split: as before
+        k = ranks_for(width, limit, spec.method, spec.device, spec.precision, mode)
         if k == 1:
             try:
                 check_width([circuit], spec)

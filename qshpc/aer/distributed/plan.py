@@ -62,16 +62,26 @@ def ranks_needed(
         k *= 2
 
 
-def ranks_for(width: int, limit: int, method: str, device: str, precision: str = "double") -> int:
+def ranks_for(
+    width: int,
+    limit: int,
+    method: str,
+    device: str,
+    precision: str = "double",
+    mode: str | int | None = None,
+) -> int:
     """Ranks to split a ``width``-qubit circuit over (1: one rank), as ``QSHPC_DISTRIBUTE`` says.
 
     A circuit that cannot be split (another method, a GPU) gets 1: the usual
     width check then refuses it when it is too wide.
 
+    ``mode`` is ``QSHPC_DISTRIBUTE``'s value (None: read it now).
+
     Raises:
         SettingError: ``QSHPC_DISTRIBUTE`` holds a bad value.
     """
-    mode = settings.DISTRIBUTE.get()
+    if mode is None:
+        mode = settings.DISTRIBUTE.get()
     if mode == "never" or method not in METHODS or device != "CPU":
         return 1
     too_wide = width > limit
