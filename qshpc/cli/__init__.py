@@ -39,13 +39,34 @@ _python_show = warnings.showwarning
 
 
 def main() -> None:
-    """Entry point of the ``qshpc`` console script (and of ``python -m qshpc``)."""
+    """Entry point of the ``qshpc`` console script (and of ``python -m qshpc``).
+
+    A rank of a job (``qshpc run`` under mpiexec or srun) remembers a SIGINT or
+    SIGTERM from its first line on, instead of dying of it during its imports
+    or inside MPI's start: one rank leaving then would leave the others waiting
+    in MPI_Init or in their first exchange (until the start watchdog ends them,
+    5 minutes by default). Rank 0 then cancels the job as the program would
+    start, and the workers wait for its stop, as for a signal that comes later.
+    A SIGINT to the ``qshpc run`` command before it has set its own handling
+    ends it with exit code 130 and one line, not a traceback.
+    """
     warnings.showwarning = _show_warning
-    from qshpc.cli.runargv import run_fast
+    if sys.argv[1:2] == ["run"]:
+        from qshpc.runtime.mpi import launched_by_mpi
 
-    code = run_fast(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
-    from qshpc.cli.app import main as typer_main
+        if launched_by_mpi():
+            from qshpc.runtime.program_main import defer_signals
 
-    typer_main()
+            defer_signals()
+    try:
+        from qshpc.cli.runargv import run_fast
+
+        code = run_fast(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+        from qshpc.cli.app import main as typer_main
+
+        typer_main()
+    except KeyboardInterrupt:
+        print("\nqshpc: interrupted (SIGINT)", file=sys.stderr)
+        sys.exit(130)

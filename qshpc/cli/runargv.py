@@ -117,9 +117,9 @@ def run_fast(argv: list[str]) -> int | None:
         if spec.cache or (spec.cache is None and spec.cache_dir is not None):
             check_cache_dir(spec.cache_dir)
         return run(spec, workers, scheduler())
-    except KeyboardInterrupt:  # as typer (click) says it
-        print("\nAborted!", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:  # before the command set its own handling (qshpc.cli.main)
+        print("\nqshpc: interrupted (SIGINT)", file=sys.stderr)
+        return 130
     except Exception as exc:
         code = exit_code(exc)
         if code is None:

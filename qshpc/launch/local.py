@@ -156,7 +156,7 @@ def _launch(
         t.start()
     deaths = _Deaths()
     try:
-        code = _watch(proc, job_dir, rank0, token, deaths, workers + 1)
+        code = _watch(proc, job_dir, rank0, token, deaths, workers + 1, signals)
     finally:
         deaths.close()
     _timeline.mark("mpiexec exited")
@@ -247,16 +247,22 @@ class _Signals:
 
     Before mpiexec starts, a signal is only remembered (the job is then not
     started). Afterwards it goes to this run's rank 0 (which stores CANCELED and
-    stops the workers), or to mpiexec while rank 0's pid is not known yet
-    (mpiexec passes it to every rank: rank 0 cancels as the program would
-    start, workers wait for its STOP). A Ctrl-C from a terminal reaches mpiexec
+    stops the workers), held until rank 0 has set its handling (:meth:`pass_on`;
+    rank 0 then cancels as the program would start), or to mpiexec if that
+    takes over :attr:`HOLD_S` (mpiexec passes it to every rank: rank 0 cancels,
+    workers wait for its STOP). A Ctrl-C from a terminal reaches mpiexec
     too, which passes it on by itself; it is never sent to mpiexec a second time
     here, which would make it kill the ranks at once, unless the user presses
     Ctrl-C again: then mpiexec is told twice and aborts every rank.
     """
 
+    #: How long a signal waits for rank 0 to handle it before it goes to mpiexec instead.
+    HOLD_S = 10.0
+
     def __init__(self) -> None:
         self.received: list[int] = []
+        self.held: list[int] = []  # received, not passed on yet (rank 0 not ready for them)
+        self.held_since = 0.0
         self.proc: subprocess.Popen[bytes] | None = None
         self.rank0: list[int] = []
         for s in (signal.SIGINT, signal.SIGTERM):
@@ -275,14 +281,54 @@ class _Signals:
         if proc is None:
             return
         if signum == signal.SIGINT and self.received.count(signal.SIGINT) > 1:
+            self.held.clear()
             proc.send_signal(signal.SIGINT)  # Ctrl-C again: mpiexec aborts every rank
             proc.send_signal(signal.SIGINT)
             return
-        target = self.rank0[0] if self.rank0 else proc.pid
-        try:
-            os.kill(target, signum)
-        except ProcessLookupError:
-            pass
+        if not self.held:
+            self.held_since = time.monotonic()
+        self.held.append(signum)
+        self.pass_on()
+
+    def pass_on(self) -> None:
+        """Pass the held signals on: to rank 0 once it handles them, else to mpiexec after a while.
+
+        A signal that reached a rank still importing (or inside MPI_Init, before
+        it set its handling at its first line) would kill it with a traceback,
+        or leave the other ranks waiting in MPI's start. So a signal is held
+        until rank 0 is known and catches SIGTERM (``/proc/PID/status``: it has
+        set qshpc's handling), then rank 0 alone gets it and cancels the job as
+        the program would start; the workers wait for its stop. After
+        :attr:`HOLD_S` without such a rank 0 (it hangs in its imports, say),
+        mpiexec gets it and passes it to every rank, as before.
+        """
+        proc = self.proc
+        if not self.held or proc is None:
+            return
+        if self.rank0 and _handles_sigterm(self.rank0[0]):
+            target = self.rank0[0]
+        elif time.monotonic() - self.held_since >= self.HOLD_S:
+            target = proc.pid
+        else:
+            return
+        held, self.held = self.held, []
+        for signum in held:
+            try:
+                os.kill(target, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` has a handler for SIGTERM (True where ``/proc`` cannot say)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
 
 
 def _end_with_parent() -> None:
@@ -549,6 +595,7 @@ def _watch(
     token: str,
     deaths: _Deaths,
     size: int = 0,
+    signals: _Signals | None = None,
 ) -> int:
     """Wait for mpiexec: show progress from the store, learn rank 0's pid, end a lingering mpiexec.
 
@@ -583,12 +630,15 @@ def _watch(
             deaths.wait(0)
             return code
         looking = len(found) < size and time.monotonic() < look_until
-        deaths.wait(0.05 if looking else 0.5)
+        holding = signals is not None and bool(signals.held)
+        deaths.wait(0.05 if looking or holding else 0.5)
         if looking:
             for rank, pid in _rank_pids(proc.pid, found):
                 deaths.watch(rank, pid)
             if not rank0 and 0 in found:
                 rank0.append(found[0])
+        if holding and signals is not None:
+            signals.pass_on()
         if every > 0 and time.monotonic() >= next_line:
             next_line = time.monotonic() + every
             meter = _progress_line(job_dir, meter)

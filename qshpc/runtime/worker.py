@@ -92,9 +92,14 @@ def catch_stop_signals() -> _StopSignals:
     Ctrl-C during its imports does not kill it either; :func:`serve` calls it too.
     """
     if not _signals:
+        from qshpc.runtime.program_main import cancel_signal
+
         signals = _StopSignals()
         signals.install()
         _signals.append(signals)
+        early = cancel_signal()  # remembered since the rank's first line (qshpc.cli.main)
+        if early is not None and signals.old:
+            signals._on_signal(early, None)  # the clock starts: rank 0 cancels the job
     return _signals[0]
 
 

@@ -111,6 +111,31 @@ def test_ctrl_c_under_plain_mpiexec_ends_canceled(qshpc_home: Path) -> None:
     _check_cancelled(job, 4, "SIGINT")
 
 
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_ranks_start_cancels_at_once(qshpc_home: Path, name: str) -> None:
+    """Every rank gets the signal just before MPI_Init (a Ctrl-C or scancel while the ranks
+    import): it is remembered, rank 0 cancels the job as the program would start, exit
+    128 + signal. On 2fbf896 the rank that got it during its imports died ('Aborted!',
+    exit 1) and the others waited in MPI_Init or in their first exchange until the start
+    watchdog (5 min by default; 2 of 8 random-delay Ctrl-Cs to `qshpc run` hung so)."""
+    here = Path(__file__).parent / "signal_at_mpi_start.py"
+    cmd = [mpiexec(), "-n", "3", sys.executable, str(here), name, "run", str(PROGRAMS / "slow.py")]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "QSHPC_PROGRESS_S": "0", "QSHPC_MPI_START_TIMEOUT_S": "60"},
+    )
+    code, out = _ended(proc, timeout=50)  # under the watchdog's 60 s
+    assert code == 128 + getattr(signal, name), out
+    assert "Traceback" not in out and "did not start" not in out and "BAD TERM" not in out, out
+    meta = json.loads(run_cli("status", str(job_dir_of(qshpc_home)), "--json").stdout)
+    assert meta["state"] == "CANCELED" and f"received {name}" in meta["error"], meta
+    assert meta["task_counts"].get("SUCCEEDED", 0) == 0
+
+
 def test_killing_qshpc_run_leaves_no_rank_running(qshpc_home: Path) -> None:
     """kill -9 of `qshpc run`: mpiexec gets SIGTERM (PR_SET_PDEATHSIG) and passes it on, or
     dies of its output pipe; no rank runs on, orphaned (on main, a job that printed nothing ran

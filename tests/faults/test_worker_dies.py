@@ -181,7 +181,7 @@ def test_forwarding_never_signals_the_previous_runs_rank0(tmp_path: Path) -> Non
     """While a resumed run's rank 0 has not recorded itself, the store lists the previous
     run's ranks: their pids are dead, or reused by another process by now. The launcher
     neither watches that pid nor forwards a SIGTERM to it: the signal goes to this run's
-    mpiexec (which passes it to the ranks)."""
+    mpiexec (which passes it to the ranks) once no rank 0 of this run took it for a while."""
     import os
     import signal
     import socket
@@ -202,9 +202,10 @@ def test_forwarding_never_signals_the_previous_runs_rank0(tmp_path: Path) -> Non
     rank0: list[int] = []
     try:
         signals = _Signals()
+        signals.HOLD_S = 0.5  # held this long for a rank 0 that never shows, then to mpiexec
         signals.forward_to(mpiexec, rank0)
         threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
-        code = _watch(mpiexec, job, rank0, time.time(), _Deaths())
+        code = _watch(mpiexec, job, rank0, time.time(), _Deaths(), 3, signals)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

@@ -117,3 +117,33 @@ def test_rank0s_end_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     tell_launcher(note.path, "t1", "SUCCEEDED", None)  # never creates the file, never raises
     assert not Path(note.path).exists()
     note.remove()
+
+
+def test_a_signal_is_held_until_rank_0_handles_it() -> None:
+    """A cancel while rank 0 is still importing waits for rank 0's handling (it would die of
+    it with a traceback, or leave the others in MPI_Init), then goes to rank 0 alone."""
+    import sys
+
+    code = (
+        "import signal, sys, time; time.sleep(0.5); "
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); time.sleep(60)"
+    )
+    rank0 = subprocess.Popen([sys.executable, "-c", code])
+    mpiexec = subprocess.Popen(["sleep", "60"])
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signals = _Signals()
+        signals.forward_to(mpiexec, [rank0.pid])
+        signals._on_signal(signal.SIGTERM, None)  # as the user's kill would call it
+        deadline = time.monotonic() + 30
+        while signals.held and time.monotonic() < deadline:
+            time.sleep(0.05)
+            signals.pass_on()  # as the launcher's watch loop does
+        assert rank0.wait(timeout=30) == 7  # handled, not killed by it
+        assert mpiexec.poll() is None  # mpiexec was not told
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        for proc in (rank0, mpiexec):
+            proc.kill()
+            proc.wait()
