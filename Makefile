@@ -59,7 +59,7 @@ slurm-status:
 test: install browser
 	-$(MAKE) --no-print-directory install-aer-mpi
 	bash slurm/devcluster.sh up --nodes 3
-	QSHPC_REQUIRE_AER_MPI=1 $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS)
+	QSHPC_REQUIRE_AER_MPI=1 $(PYTHON) -m pytest -q -ra --durations=30 $(PYTEST_ARGS)
 
 # No cluster: unit and MPI tests only.
 test-fast: install browser
