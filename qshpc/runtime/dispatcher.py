@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 
 #: Seconds between checks of the workers' heartbeats.
 CHECK_EVERY_S = 0.5
+#: The dispatcher's sleep when no call is out or queued (a new call wakes it at once).
+IDLE_SLEEP_S = 0.05
 
 
 class Dispatcher(Intake):
@@ -333,6 +335,11 @@ class Dispatcher(Intake):
             # wakes it only when a worker has room for it: waking it for every
             # call of a burst would cost a thread switch per call.
             self._idle = any(w.alive and len(w.batches) < IN_FLIGHT for w in self.workers)
+            if self._idle and not self._busy():
+                # Nothing out, nothing queued: no result can come in, and a new
+                # call wakes this thread (submit). Polling every 2 ms here took the
+                # GIL from the program thread at each of its I/O calls (cache hits).
+                sleep = max(sleep, min(IDLE_SLEEP_S, self._next_check - time.monotonic()))
             self._wake.wait(sleep)
             self._wake.clear()
             self._idle = False

@@ -183,7 +183,10 @@ class Intake:
             (self.placed if wide else self.pending).append(Entry(ref, task, fn_id, args))
         else:
             self._submit_general(Entry(ref, task, fn_id), args, kwargs)
-        if self._idle:
+        # Wake a sleeping dispatcher only when the call left work for it: a cache
+        # hit is resolved here, and waking the dispatcher for each hit made it
+        # take the GIL at every I/O call of the next ones.
+        if self._idle and (self.pending or self.placed or self.blocked):
             self._idle = False
             self._wake.set()
         return ref

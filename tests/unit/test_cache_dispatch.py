@@ -8,6 +8,7 @@ nothing of it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -244,3 +245,40 @@ def test_rank_0_dumps_a_cached_calls_circuit_once(
 @distribute_task()
 def depth_of(circuit: Any) -> int:
     return int(circuit.depth())
+
+
+class _CountingEvent(threading.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sets = 0
+        self.timeouts: list[float | None] = []
+
+    def set(self) -> None:
+        self.sets += 1
+        super().set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        return super().wait(timeout)
+
+
+def test_hits_leave_an_idle_dispatcher_asleep(tmp_path: Path) -> None:
+    """A hit queues nothing: it does not wake the dispatcher thread, which sleeps long
+    while nothing is out or queued (waking it, or its 2 ms polls, took the GIL from
+    the program thread at each I/O call of the hits)."""
+    config = CacheConfig(True, str(tmp_path / "c"))
+    with ranks(JobCache(config, "fill"), 1) as (d, _):
+        get([d.submit(square, (i,), {}) for i in range(20)], timeout=30)
+    with ranks(JobCache(config, "hits"), 1) as (d, _):
+        event = _CountingEvent()
+        old, d._wake = d._wake, event
+        old.set()  # the loop's next sleep is on `event`
+        deadline = time.monotonic() + 10
+        while not event.timeouts and time.monotonic() < deadline:
+            time.sleep(0.001)
+        refs = [d.submit(square, (i,), {}) for i in range(20)]
+        assert all(r in backend.FROM_CACHE for r in refs)
+        assert event.sets == 0
+        assert max(t or 0 for t in event.timeouts) > 0.01  # idle: a long sleep, not 2 ms polls
+        miss = d.submit(square, (21,), {})  # a call to run still wakes it
+        assert get(miss, timeout=30) == 441 and event.sets == 1
