@@ -176,6 +176,39 @@ def _task_phase(job: Path) -> tuple[float, int, int]:
     return last - first, len(tasks), cached
 
 
+#: Spans of a whole command, from the ranks' and the launcher's timelines (QSHPC_TIMELINE).
+SPANS = (
+    ("start-up to MPI", "launcher:start", "rank-0:mpi"),
+    ("job prepared (rank 0)", "rank-0:mpi", "rank-0:job prepared"),
+    ("arguments read, store open", "rank-0:job prepared", "rank-0:program started"),
+    ("program", "rank-0:program started", "rank-0:program ended"),
+    ("workers stopped", "rank-0:program ended", "rank-0:workers stopped"),
+    ("store final (fold, seal)", "rank-0:workers stopped", "rank-0:store final"),
+    ("exit", "rank-0:store final", "launcher:exit code known"),
+)
+
+
+def _breakdown(job: Path) -> dict[str, float]:
+    """Wall seconds of each span of :data:`SPANS` (empty when a timeline is missing)."""
+    import json
+
+    try:
+        tl = {who: json.loads((job / "logs" / f"timeline-{who}.json").read_text())
+              for who in ("launcher", "rank-0")}  # fmt: skip
+    except (OSError, ValueError):
+        return {}
+    marks = {who: {m[0]: m[1] for m in d["marks"]} for who, d in tl.items()}
+    for who, d in tl.items():
+        marks[who]["start"] = d["proc_start"]
+    out: dict[str, float] = {}
+    for name, start, end in SPANS:
+        t0 = marks[start.split(":")[0]].get(start.split(":", 1)[1])
+        t1 = marks[end.split(":")[0]].get(end.split(":", 1)[1])
+        if t0 is not None and t1 is not None:
+            out[name] = t1 - t0
+    return out
+
+
 def part_program(
     n: int, qubits: int, depth: int, workers: int, repeat: int, baseline: Path | None = None
 ) -> None:
@@ -197,14 +230,17 @@ def part_program(
         base = [sys.executable, "-m", "qshpc", "run", "--workers", str(workers)]
         args = ["--arguments", str(t / "args.h5")]
         runs: dict[str, list[tuple[float, float, int]]] = {}
+        spans: dict[str, list[dict[str, float]]] = {}
 
         def job(label: str, tree: Path, cmd: list[str], i: int) -> None:
             jd = t / f"{label}-{i}".replace(" ", "_")
-            env = dict(os.environ, QSHPC_HOME=str(t / "home"), PYTHONPATH=str(tree))
+            env = dict(os.environ, QSHPC_HOME=str(t / "home"), PYTHONPATH=str(tree),
+                       QSHPC_TIMELINE="1")  # fmt: skip
             wall = _run([*base, *cmd, "--job-dir", str(jd)], env)
             empty = label.endswith(("empty", "empty+args"))
             phase, _, cached = _task_phase(jd) if not empty else (0.0, 0, 0)
             runs.setdefault(label, []).append((wall, phase, cached))
+            spans.setdefault(label, []).append(_breakdown(jd))
 
         for i in range(repeat):  # the trees alternate, run by run
             for tag, tree in trees:
@@ -226,6 +262,19 @@ def part_program(
         best = {k: min(v) for k, v in runs.items()}
         for label, (wall, phase, cached) in best.items():
             print(f"| {label} | {wall:.2f} | {phase:.3f} | {cached} |")
+        for tag, _ in trees:
+            labels = [f"{tag}empty", f"{tag}empty+args", f"{tag}cache warm"]
+            if all(spans.get(label) and spans[label][0] for label in labels):
+                print(f"\n{tag or 'this tree: '}where a whole command's time goes (s, median of "
+                      f"{repeat}; QSHPC_TIMELINE marks of rank 0 and the launcher):\n")  # fmt: skip
+                print("| span | " + " | ".join(labels) + " |")
+                print("|---|" + "---|" * len(labels))
+                for name, *_ in SPANS:
+                    cells = []
+                    for label in labels:
+                        xs = sorted(d[name] for d in spans[label] if name in d)
+                        cells.append(f"{xs[len(xs) // 2]:.3f}" if xs else "-")
+                    print(f"| {name} | " + " | ".join(cells) + " |")
         for tag, _ in trees:
             cold, warm = best[f"{tag}cache cold"], best[f"{tag}cache warm"]
             empty, empty_args = best[f"{tag}empty"], best[f"{tag}empty+args"]
