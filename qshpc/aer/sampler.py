@@ -96,6 +96,9 @@ class Sampler:
         circs, rows = normalize_inputs(circuits, parameter_values)
         aer_options = {k: v for k, v in opts.items() if k not in SAMPLER_OPTIONS}
         spec = sim_spec(opts["method"], opts["device"], opts["precision"])
+        ranks = _split_ranks(circs, spec, opts["shots"], aer_options)
+        if ranks > 1:
+            return self._run_split(circs, rows, opts, spec, ranks)
         dists, meta = sample_distributions(
             circs,
             rows,
@@ -107,6 +110,91 @@ class Sampler:
             primitive="Sampler",
         )
         return DoneJob(SamplerResult(dists, meta), job_id=f"sampler-{next(_job_ids)}")
+
+    def _run_split(
+        self,
+        circs: list[Any],
+        rows: list[tuple[float, ...]],
+        opts: dict[str, Any],
+        spec: Any,
+        ranks: int,
+    ) -> DoneJob[SamplerResult]:
+        """Every circuit of the call over the ``ranks`` ranks the running call holds."""
+        import time
+
+        from qshpc.aer.circuits import circuit_sha256
+        from qshpc.aer.provenance import record_run
+        from qshpc.aer.v2.split import quasi_split
+
+        start = time.perf_counter()
+        dists, meta, seed = quasi_split(
+            circs, rows, opts["shots"], resolve_seed(opts["seed"]), ranks, spec.precision
+        )
+        record_run(
+            seed=seed,
+            simulator=spec.as_dict(),
+            circuit_hashes=[circuit_sha256(c) for c in {id(c): c for c in circs}.values()],
+            wall_s=time.perf_counter() - start,
+            shots=opts["shots"],
+            primitive=f"Sampler (split over {ranks} ranks)",
+        )
+        return DoneJob(SamplerResult(dists, meta), job_id=f"sampler-{next(_job_ids)}")
+
+
+def _split_ranks(
+    circuits: list[Any], spec: Any, shots: int | None, aer_options: dict[str, Any]
+) -> int:
+    """Ranks to split this call's circuits over (1: none), as for ``SamplerV2``.
+
+    Only inside a call that holds ranks (``target={"ranks": k}``); the whole call
+    then runs split, over all the ranks it holds. A circuit that needs a split that
+    cannot be had here is refused, naming what is missing.
+
+    Raises:
+        UserError: What a needed split lacks (ranks, the MPI Aer, final measurements...).
+    """
+    from qshpc import settings
+    from qshpc.aer.simulator import width_limit
+
+    mode = settings.DISTRIBUTE.get()
+    limit = width_limit(spec)
+    if mode == "auto" and all(int(c.num_qubits) <= limit for c in circuits):
+        return 1
+    from qshpc.aer.circuits import prepare_exact
+    from qshpc.aer.distributed.plan import missing, ranks_for, refusal
+    from qshpc.aer.sampling import SAMPLE_MAX_QUBITS
+    from qshpc.task.context import current_task
+
+    need = {id(c): ranks_for(int(c.num_qubits), limit, spec.method, spec.device, spec.precision, mode)
+            for c in circuits}  # fmt: skip
+    k = max(need.values())
+    if k == 1:
+        return 1
+    task = current_task()
+    step = None if task is None else task.step
+    have = 1 if step is None else int(step.size)
+    where = None if step is not None else (
+        "the V1 Sampler splits only inside a task that holds ranks: declare it "
+        "@distribute_task(target={'ranks': k}), or use SamplerV2 from the program"
+    )  # fmt: skip
+    for c in circuits:
+        if need[id(c)] == 1:
+            continue
+        lacks = missing(need[id(c)], have, where)
+        plan = prepare_exact(c)
+        if not plan.exact:
+            lacks.append(
+                f"a split circuit is sampled with its final measurements only: {plan.reason}"
+            )
+        elif shots is not None and len(plan.qubits) > SAMPLE_MAX_QUBITS:
+            lacks.append(f"the V1 Sampler splits circuits measuring at most {SAMPLE_MAX_QUBITS} "
+                         f"qubits with shots (this one measures {len(plan.qubits)}; SamplerV2 "
+                         "takes more)")  # fmt: skip
+        if aer_options:
+            lacks.append(f"a split run takes no extra Aer options ({', '.join(aer_options)})")
+        if lacks:
+            raise UserError(refusal(c.name, int(c.num_qubits), limit, need[id(c)], spec, lacks))
+    return max(k, 1 << (have.bit_length() - 1))
 
 
 def _is_circuit(obj: object) -> bool:

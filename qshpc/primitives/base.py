@@ -84,7 +84,7 @@ def check_widths(
             what a split lacks (ranks, the MPI build, an exact final state).
     """
     from qshpc import settings
-    from qshpc.aer.distributed.plan import ranks_for
+    from qshpc.aer.distributed.plan import ranks_for, refusal
     from qshpc.aer.simulator import check_width, sim_spec, width_limit
     from qshpc.errors import UserError
 
@@ -105,7 +105,7 @@ def check_widths(
             continue
         lacks = _split_lacks(circuit, config, kind, k, ranks, where)
         if lacks:
-            raise PubError(f"PUB {i}: " + _refusal(circuit, width, limit, k, spec, lacks))
+            raise PubError(f"PUB {i}: " + refusal(circuit.name, width, limit, k, spec, lacks))
         wide[i] = k
     return wide
 
@@ -126,26 +126,6 @@ def _split_lacks(
     if config.noisy:
         lacks.append("a split circuit runs without a noise model")
     return lacks
-
-
-def _refusal(circuit: Any, width: int, limit: int, k: int, spec: Any, lacks: list[str]) -> str:
-    from qshpc.aer.distributed.plan import setting_text
-    from qshpc.aer.sizing import GIB, estimate_memory_bytes
-
-    why = "; ".join(lacks)
-    if width <= limit:  # QSHPC_DISTRIBUTE asked for it
-        return (
-            f"{setting_text()} asks to split circuit {circuit.name!r} ({width} qubits) over "
-            f"{k} ranks, but {why}; unset QSHPC_DISTRIBUTE to run it on one rank"
-        )
-    gib = estimate_memory_bytes(width, "statevector", spec.precision) / GIB
-    return (
-        f"circuit {circuit.name!r} has {width} qubits: more than the {limit} that Aer's "
-        f"{spec.method} method can hold in this node's memory (it would need about "
-        f"{gib:,.0f} GiB); it would run split over {k:,} ranks, each with this node's memory, "
-        f"but {why} (docs/distributed.md); or use fewer qubits, "
-        "method='matrix_product_state' (low entanglement) or method='stabilizer' (Clifford circuits)"
-    )
 
 
 def held_ranks() -> tuple[int, str | None]:

@@ -240,7 +240,8 @@ def test_primitives_split_a_pub_over_the_job_ranks(aer_mpi: AerMPI, qshpc_home: 
     """``QSHPC_DISTRIBUTE=10`` under ``--workers 2``: SamplerV2/EstimatorV2 PUBs of 12 (and 22)
     qubits each run as one 2-rank call, the 4-qubit ones as ordinary blocks, in one run; the
     same PUBs on one rank (``never``) give identical shots and values within 1e-9 (and Qiskit's
-    exact ones); a task holding 2 ranks splits the PUB itself; the steps are in provenance."""
+    exact ones); a task holding 2 ranks splits the PUB itself, and so does the V1 Sampler
+    there; the steps are in provenance."""
     from qshpc.store import JobReader
     from tests.conftest import PROGRAMS, job_dir_of, run_cli
 
@@ -261,6 +262,11 @@ def test_primitives_split_a_pub_over_the_job_ranks(aer_mpi: AerMPI, qshpc_home: 
         assert np.abs(a.data.evs - b.data.evs).max() < 1e-9
         assert np.abs(a.data.evs - result["exact"][i]).max() < 1e-9
     assert np.array_equal(result["inside"], split["sampler"][0].data.a.array)
+    # the V1 Sampler in that task: exact quasi-probabilities to 1e-9, the same shots
+    (exact_split, shots_split), (exact_one, shots_one) = split["v1"], one["v1"]
+    for a, b in zip(exact_split, exact_one, strict=True):
+        assert set(a) == set(b) and max(abs(a[k] - b[k]) for k in a) < 1e-9
+    assert shots_split == shots_one
     assert result["small"] == [i * i for i in range(8)]
     by_name: dict[str, list[dict[str, Any]]] = {}
     for t in tasks:
@@ -273,9 +279,11 @@ def test_primitives_split_a_pub_over_the_job_ranks(aer_mpi: AerMPI, qshpc_home: 
     for t in (
         by_name["qshpc.SamplerV2.split"] + by_name["qshpc.EstimatorV2.split"] + by_name["inside"]
     ):
-        (entry,) = t["provenance"]["aer_steps"]
-        assert entry["ranks"] == 2 and entry["split"] == 2, entry
-        assert len(entry["hosts"]) == 2 and min(entry["peak_rss"]) > entry["before_rss"][0] // 2
+        steps = t["provenance"]["aer_steps"]
+        assert len(steps) == (3 if t["function"] == "inside" else 1)  # inside: V2, 2 x V1
+        for entry in steps:
+            assert entry["ranks"] == 2 and entry["split"] == 2, entry
+            assert len(entry["hosts"]) == 2 and min(entry["peak_rss"]) > entry["before_rss"][0] // 2
         paths.add(t["provenance"].get("primitive"))
     assert "SamplerV2 (aer, split over 2 ranks)" in paths, paths
     assert "EstimatorV2 (split over 2 ranks)" in paths, paths

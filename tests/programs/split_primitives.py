@@ -71,10 +71,19 @@ def square(i):
     return i * i
 
 
+def v1():
+    from qshpc.aer import Sampler
+
+    bound = ansatz(n, True).assign_parameters(values[1])
+    exact = Sampler().run([fixed, bound]).result().quasi_dists
+    shots = Sampler(options={"shots": 500, "seed": 3}).run(ansatz(n, True), [values[0], values[2]])
+    return [dict(d) for d in exact], [dict(d) for d in shots.result().quasi_dists]
+
+
 @distribute_task(target={"ranks": 2})
 def inside():
-    """SamplerV2 in a task that holds 2 ranks: it splits the wide PUB over them itself."""
-    return SamplerV2(seed=11).run(sampler_pubs[:1]).result()[0].data.a.array
+    """SamplerV2 and the V1 Sampler in a task that holds 2 ranks: they split over them."""
+    return SamplerV2(seed=11).run(sampler_pubs[:1]).result()[0].data.a.array, v1()
 
 
 held = inside()
@@ -88,5 +97,7 @@ one = {
     "sampler": SamplerV2(seed=11).run(sampler_pubs).result(),
     "estimator": EstimatorV2(seed=11).run(estimator_pubs).result(),
 }
+one["v1"] = v1()
 exact = [np.asarray(r.data.evs) for r in StatevectorEstimator().run(estimator_pubs).result()]
-save_result({"split": split, "one": one, "exact": exact, "small": get(small), "inside": get(held)})
+inside_v2, split["v1"] = get(held)
+save_result({"split": split, "one": one, "exact": exact, "small": get(small), "inside": inside_v2})

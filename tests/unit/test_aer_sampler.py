@@ -128,6 +128,23 @@ def test_circuit_wider_than_the_simulator_is_a_user_error() -> None:
     assert sum(dist.result().quasi_dists[0].values()) == pytest.approx(1.0)
 
 
+def test_v1_sampler_splits_only_in_a_task_holding_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A split the V1 Sampler would need outside a ``ranks=k`` task is refused, naming why."""
+    qc = QuantumCircuit(3, name="three")
+    qc.h(0)
+    qc.measure_all()
+    monkeypatch.setenv("QSHPC_DISTRIBUTE", "always")
+    with pytest.raises(UserError) as info:
+        Sampler().run(qc)
+    text = str(info.value)
+    assert "QSHPC_DISTRIBUTE=always asks to split circuit 'three' (3 qubits) over 2 ranks" in text
+    assert "only inside a task that holds ranks" in text, text
+    with pytest.raises(UserError, match="no extra Aer options"):
+        Sampler(options={"shots": 10, "noise_model": None}).run(qc)
+    monkeypatch.setenv("QSHPC_DISTRIBUTE", "4")  # under the threshold: as always
+    assert Sampler().run(qc).result().quasi_dists[0] == pytest.approx({0: 0.5, 1: 0.5})
+
+
 def chi_square(counts: dict[int, int], probs: dict[int, float], shots: int) -> tuple[float, int]:
     """Pearson statistic over outcomes with expected count >= 5 (others pooled)."""
     keys = set(counts) | set(probs)

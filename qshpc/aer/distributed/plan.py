@@ -20,6 +20,7 @@ imports qiskit or Aer.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from qshpc import settings
 from qshpc.aer.sizing import estimate_memory_bytes
@@ -110,9 +111,42 @@ def missing(ranks: int, have: int, where: str | None = None) -> list[str]:
     return out
 
 
+def refusal(name: str, width: int, limit: int, k: int, spec: Any, lacks: list[str]) -> str:
+    """Why the ``width``-qubit circuit ``name`` cannot run split over ``k`` ranks here.
+
+    ``spec`` is the rank's :class:`qshpc.aer.simulator.SimSpec`; ``lacks`` from
+    :func:`missing` and the caller's own checks.
+    """
+    from qshpc.aer.sizing import GIB, estimate_memory_bytes
+
+    why = "; ".join(lacks)
+    if width <= limit:  # QSHPC_DISTRIBUTE asked for it
+        return (
+            f"{setting_text()} asks to split circuit {name!r} ({width} qubits) over "
+            f"{k} ranks, but {why}; unset QSHPC_DISTRIBUTE to run it on one rank"
+        )
+    gib = estimate_memory_bytes(width, "statevector", spec.precision) / GIB
+    return (
+        f"circuit {name!r} has {width} qubits: more than the {limit} that Aer's "
+        f"{spec.method} method can hold in this node's memory (it would need about "
+        f"{gib:,.0f} GiB); it would run split over {k:,} ranks, each with this node's memory, "
+        f"but {why} (docs/distributed.md); or use fewer qubits, "
+        "method='matrix_product_state' (low entanglement) or method='stabilizer' "
+        "(Clifford circuits)"
+    )
+
+
 def setting_text() -> str:
     """``QSHPC_DISTRIBUTE=<value>`` as set (for messages)."""
     return f"QSHPC_DISTRIBUTE={os.environ.get(settings.DISTRIBUTE.name, 'auto').strip() or 'auto'}"
 
 
-__all__ = ["METHODS", "missing", "node_bytes", "ranks_for", "ranks_needed", "setting_text"]
+__all__ = [
+    "METHODS",
+    "missing",
+    "node_bytes",
+    "ranks_for",
+    "ranks_needed",
+    "refusal",
+    "setting_text",
+]

@@ -146,4 +146,68 @@ def estimate_split(
     )
 
 
-__all__ = ["estimate_split", "sample_split"]
+def quasi_split(
+    circuits: list[QuantumCircuit],
+    rows: list[tuple[float, ...]],
+    shots: int | None,
+    seed: int | None,
+    ranks: int,
+    precision: str = "double",
+) -> tuple[list[Any], list[dict[str, Any]], int | None]:
+    """The V1 ``Sampler``'s distributions with the marginals of a ``ranks``-rank step.
+
+    Every circuit must have final measurements only (at most ``SAMPLE_MAX_QUBITS``
+    measured with ``shots``). As on one rank (:func:`qshpc.aer.engine.sample_distributions`):
+    exact quasi-probabilities keyed by the classical value, or shots drawn from the
+    marginal with the seed and the output's position: the same seed gives the same counts.
+
+    Returns:
+        ``(quasi_dists, metadata, the seed used)``.
+    """
+    from qshpc.aer.circuits import marginal_to_dist, prepare_exact
+    from qshpc.aer.distributed.run import run_circuits
+    from qshpc.aer.distributed.spec import Save
+    from qshpc.aer.results import QuasiDistribution
+    from qshpc.aer.sampling import draw_seed, sample_marginal
+
+    plans: dict[int, Any] = {}
+    bound: list[QuantumCircuit] = []
+    saves: list[list[Save]] = []
+    todo: list[int] = []
+    for out, (circuit, values) in enumerate(zip(circuits, rows, strict=True)):
+        plan = plans.get(id(circuit))
+        if plan is None:
+            plan = plans[id(circuit)] = prepare_exact(circuit)
+        if not plan.qubits:
+            continue
+        body = plan.circuit
+        assert body is not None  # checked by the caller: final measurements only
+        if values:
+            body = body.assign_parameters(
+                dict(zip(circuit.parameters, values, strict=True)), strict=False
+            )
+        bound.append(body)
+        saves.append([Save("probabilities", list(plan.qubits), "p")])
+        todo.append(out)
+    if shots is not None and seed is None:
+        seed = draw_seed()
+    step = None
+    if bound:
+        options = {"precision": precision}
+        step = run_circuits(bound, ranks, shots=1, seed=0, saves=saves, options=options)
+    dists: list[Any] = [QuasiDistribution({0: 1.0}, shots=shots) for _ in circuits]
+    meta: list[dict[str, Any]] = [{"shots": shots} if shots is not None else {} for _ in circuits]
+    for i, out in enumerate(todo):
+        assert step is not None
+        plan = plans[id(circuits[out])]
+        probs = np.asarray(step.probabilities(i, "p"), dtype=float)
+        if shots is None:
+            dists[out] = QuasiDistribution(marginal_to_dist(probs, plan))
+            continue
+        assert seed is not None
+        counts = sample_marginal(probs, plan, shots, seed, out)
+        dists[out] = QuasiDistribution({k: c / shots for k, c in counts.items()}, shots=shots)
+    return dists, meta, seed
+
+
+__all__ = ["estimate_split", "quasi_split", "sample_split"]
