@@ -180,7 +180,7 @@ def _split_ranks(
     for c in circuits:
         if need[id(c)] == 1:
             continue
-        lacks = missing(need[id(c)], have, where)
+        lacks = missing(need[id(c)], have, where, in_task=True)
         plan = prepare_exact(c)
         if not plan.exact:
             lacks.append(

@@ -116,8 +116,10 @@ def _split_lacks(
     """What splitting ``circuit`` over ``k`` ranks lacks here (empty: nothing)."""
     from qshpc.aer.circuits import prepare_exact
     from qshpc.aer.distributed.plan import missing
+    from qshpc.task.context import current_task
 
-    lacks = missing(k, k if ranks is None else ranks, where)
+    in_task = current_task() is not None
+    lacks = missing(k, k if ranks is None else ranks, where, in_task)
     if kind == "sampler":
         plan = prepare_exact(circuit)
         exact = "a split circuit is sampled with its final measurements only, and this one"

@@ -91,21 +91,30 @@ def ranks_for(
     return max(2, ranks_needed(width, limit, precision) if too_wide else 1)
 
 
-def missing(ranks: int, have: int, where: str | None = None) -> list[str]:
+def missing(ranks: int, have: int, where: str | None = None, in_task: bool = False) -> list[str]:
     """What a ``ranks``-rank split lacks here, in words (empty: nothing).
 
     Args:
         ranks: The ranks it needs.
         have: The ranks the job (or the running call) has for it.
         where: Why this place cannot hold ranks at all (inside a task...), or None.
+        in_task: ``have`` are the ranks the running call holds, not the job's.
     """
     from qshpc.aer.distributed.install import locate
 
     out = []
     if where is not None:
         out.append(where)
+    elif have < ranks and in_task:
+        out.append(
+            f"this task holds {have} rank(s), it needs {ranks} "
+            f"(declare it @distribute_task(target={{'ranks': {ranks}}}))"
+        )
     elif have < ranks:
-        out.append(f"this job has {have} rank(s), it needs {ranks}")
+        out.append(
+            f"this job has {have} rank(s), it needs {ranks} (qshpc run --workers {ranks - 1}; "
+            f"qshpc submit with --nodes x --ntasks-per-node of {ranks} or more)"
+        )
     if locate() is None:
         out.append("no MPI build of Aer is installed (make install-aer-mpi)")
     return out
