@@ -213,3 +213,18 @@ def test_only_the_verified_basis_reaches_a_step() -> None:
     ready = run.prepare([c])
     step.check_gates(ready)
     assert {i.operation.name for i in ready[0].data} <= {"u", "cx"}
+
+
+def test_a_split_whose_ranks_on_one_node_need_more_than_its_memory_is_refused() -> None:
+    from qshpc.aer.distributed.plan import check_hosts
+    from qshpc.errors import ResourceError
+
+    gib = 1 << 30
+    # 32 qubits over 4 ranks: 16 GiB chunks, ~18.1 GiB a rank with the estimate's overhead
+    check_hosts(32, ["n1", "n2", "n3", "n4"], memory=24 * gib)
+    with pytest.raises(ResourceError) as info:
+        check_hosts(32, ["n1", "n1", "n2", "n2"], memory=24 * gib)
+    text = str(info.value)
+    assert "2 of the ranks are on n1" in text and "place at most 1 rank(s) per node" in text, text
+    check_hosts(32, ["n1", "n1", "n2", "n2"], precision="single", memory=24 * gib)  # 9.3 GiB each
+    check_hosts(12, ["vm"] * 2)  # small: any node

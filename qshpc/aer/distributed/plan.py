@@ -145,6 +145,46 @@ def refusal(name: str, width: int, limit: int, k: int, spec: Any, lacks: list[st
     )
 
 
+def check_hosts(
+    width: int,
+    hosts: list[str] | tuple[str, ...],
+    precision: str = "double",
+    memory: int | None = None,
+) -> None:
+    """Refuse a split whose ranks on one node would need more than its memory together.
+
+    ``hosts`` has one entry per rank of the split (the held ranks' hosts). Each rank
+    needs the sizing estimate of its chunk (``width - log2(k)`` qubits); ranks on one
+    node share its memory (``memory``: this node's, assumed for every node). Aer checks
+    each process alone against the whole node, so without this several ranks of one
+    node could all start and be killed for memory.
+
+    Raises:
+        ResourceError: Naming the node, its ranks, what they need and what to change.
+    """
+    from collections import Counter
+
+    from qshpc.errors import ResourceError
+
+    k = len(hosts)
+    if k < 2:
+        return
+    memory = node_bytes() if memory is None else memory
+    chunk = width - (k.bit_length() - 1)
+    each = estimate_memory_bytes(chunk, "statevector", precision)
+    host, count = Counter(hosts).most_common(1)[0]
+    if count * each <= memory:
+        return
+    gib = 1 << 30
+    fits = max(1, memory // each)
+    raise ResourceError(
+        f"a {width}-qubit statevector split over {k} ranks needs about {each / gib:.1f} GiB "
+        f"per rank, and {count} of the ranks are on {host}: {count * each / gib:.1f} GiB "
+        f"together, more than its {memory / gib:.1f} GiB; place at most {fits} rank(s) "
+        "per node (qshpc submit --ntasks-per-node, or more nodes), or split over more ranks"
+    )
+
+
 def setting_text() -> str:
     """``QSHPC_DISTRIBUTE=<value>`` as set (for messages)."""
     return f"QSHPC_DISTRIBUTE={os.environ.get(settings.DISTRIBUTE.name, 'auto').strip() or 'auto'}"
@@ -152,6 +192,7 @@ def setting_text() -> str:
 
 __all__ = [
     "METHODS",
+    "check_hosts",
     "missing",
     "node_bytes",
     "ranks_for",

@@ -59,6 +59,20 @@ def _options(prepared: Prepared) -> dict[str, Any]:
     return {"precision": prepared.spec.precision}
 
 
+def check_memory(width: int, ranks: int, precision: str) -> None:
+    """Refuse a split whose held ranks on one node would need more than its memory together.
+
+    The hosts are those of the ranks the running call holds (``current_task().step``).
+    """
+    from qshpc.aer.distributed.plan import check_hosts
+    from qshpc.task.context import current_task
+
+    task = current_task()
+    step = None if task is None else task.step
+    if step is not None and len(step.hosts) == ranks:
+        check_hosts(width, step.hosts, precision)
+
+
 def sample_split(
     prepared: Prepared, values: np.ndarray, shots: int, seed: int, pub: int, start: int, ranks: int
 ) -> list[np.ndarray]:
@@ -71,6 +85,8 @@ def sample_split(
     """
     from qshpc.aer.distributed.run import run_circuits
     from qshpc.aer.distributed.spec import Save
+
+    check_memory(prepared.circuit.num_qubits, ranks, prepared.spec.precision)
 
     def marginals(rows: np.ndarray) -> list[np.ndarray]:
         circuits, per_row = _rows(prepared.plan.circuit, prepared, rows)
@@ -112,6 +128,8 @@ def estimate_split(
     """:func:`qshpc.aer.v2.estimate.estimate_block` with the Pauli values of a ``ranks``-rank step."""
     from qshpc.aer.distributed.run import run_circuits
     from qshpc.aer.distributed.spec import Save
+
+    check_memory(prepared.circuit.num_qubits, ranks, prepared.spec.precision)
 
     def pauli_values(
         prepared: Prepared, values: np.ndarray, labels: list[str], run_options: Any
@@ -170,6 +188,7 @@ def quasi_split(
     from qshpc.aer.results import QuasiDistribution
     from qshpc.aer.sampling import draw_seed, sample_marginal
 
+    check_memory(max(int(c.num_qubits) for c in circuits), ranks, precision)
     plans: dict[int, Any] = {}
     bound: list[QuantumCircuit] = []
     saves: list[list[Save]] = []
@@ -210,4 +229,4 @@ def quasi_split(
     return dists, meta, seed
 
 
-__all__ = ["estimate_split", "quasi_split", "sample_split"]
+__all__ = ["check_memory", "estimate_split", "quasi_split", "sample_split"]
