@@ -40,7 +40,8 @@ Layout of ``job.h5`` (schema version 1)
 
         ``meta``     uint8, gzip 1, 64 KiB chunks: blob-encoded record fields.
         ``data``     uint8, gzip 1, 64 KiB chunks: blob-encoded results and events.
-        ``large``    uint8, uncompressed, 1 MiB chunks: blobs over 1 MiB.
+        ``large``    uint8, uncompressed, 1 MiB chunks: blobs over 1 MiB, and task
+                     results over 16 KiB that rank 0 records (``rows.RAW_RESULT_MIN``).
         ``records``  compound rows, shuffle + gzip 1: valid, state (0 SUCCEEDED,
                      1 FAILED), where (0 none, 1 data, 2 large), has_seed, run,
                      attempt, rank, seed, submitted, started, finished, off and

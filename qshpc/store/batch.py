@@ -99,10 +99,12 @@ class Batch:
         self._arrays: list[np.ndarray[Any, Any]] = []
         self._events: list[tuple[Any, ...]] = []
 
-    def _put(self, blob: bytes | list[Buffer], n: int | None = None) -> tuple[int, int]:
+    def _put(
+        self, blob: bytes | list[Buffer], n: int | None = None, large: int = L.LARGE_THRESHOLD
+    ) -> tuple[int, int]:
         if n is None:
             n = len(blob) if isinstance(blob, bytes) else blob_len(blob)
-        if n > L.LARGE_THRESHOLD:
+        if n > large:
             return L.WHERE_LARGE, self._large.put(blob, n)
         return L.WHERE_DATA, self._data.put(blob, n)
 
@@ -119,7 +121,7 @@ class Batch:
                 parts = encode_blob_parts(rec.result)
                 blob = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else parts
             res_len = len(blob) if isinstance(blob, bytes) else blob_len(blob)
-            where, res_off = self._put(blob, res_len)
+            where, res_off = self._put(blob, res_len, L.RAW_RESULT_MIN)
         seed = rec.seed
         self._records.append(
             (1, 0 if ok else 1, where, seed is not None, self.run, rec.attempt, rec.rank,
@@ -139,8 +141,11 @@ class Batch:
             res_off[rows["where"] == L.WHERE_DATA] += base
         for i, value in chunk.unencoded:
             blob = encode_blob_parts(value)
-            rows["where"][i], rows["res_off"][i] = self._put(blob)
+            rows["where"][i], rows["res_off"][i] = self._put(blob, None, L.RAW_RESULT_MIN)
             rows["res_len"][i] = blob_len(blob)
+        for i, raw in chunk.raw:
+            rows["where"][i], rows["res_off"][i] = self._put(raw, len(raw), L.RAW_RESULT_MIN)
+            rows["res_len"][i] = len(raw)
         assert not (rows["where"] == WHERE_UNENCODED).any()
         self._arrays.append(rows)
 

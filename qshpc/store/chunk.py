@@ -73,12 +73,16 @@ class RecordChunk:
         data: The result blobs, back to back.
         unencoded: ``(row, value)`` for rows (``where == WHERE_UNENCODED``)
             whose result the writer encodes.
+        raw: ``(row, encoded result)`` for rows (``where == WHERE_UNENCODED``)
+            whose result is over ``rows.RAW_RESULT_MIN``: the writer puts it in
+            ``/log/large``, as it does for the records it encodes itself.
     """
 
     rows: np.ndarray[Any, Any]
     meta: bytes
     data: bytes
     unencoded: list[tuple[int, Any]] = field(default_factory=list)
+    raw: list[tuple[int, bytes]] = field(default_factory=list)
 
 
 class ChunkBuilder:
@@ -101,6 +105,7 @@ class ChunkBuilder:
         self.meta: list[bytes] = []
         self.data: list[bytes] = []  # one entry per record, b"" when none
         self.unencoded: list[tuple[int, Any]] = []
+        self.raw: list[tuple[int, bytes]] = []
 
     def __len__(self) -> int:
         return len(self.failed)
@@ -117,7 +122,11 @@ class ChunkBuilder:
         if ok:
             if getattr(value, "nbytes", 0) <= SHIP_ENCODED_MAX:
                 blob = encode_blob(value)
-            if blob and len(blob) <= SHIP_ENCODED_MAX:
+            if blob and L.RAW_RESULT_MIN < len(blob) <= SHIP_ENCODED_MAX:
+                where = WHERE_UNENCODED  # encoded, but for /log/large: see RecordChunk.raw
+                self.raw.append((len(self.failed), blob))
+                blob = b""
+            elif blob and len(blob) <= SHIP_ENCODED_MAX:
                 where = L.WHERE_DATA
             else:
                 blob = b""
@@ -137,6 +146,7 @@ class ChunkBuilder:
         self.meta[i] = meta
         self.data[i] = b""
         self.unencoded = [(j, v) for j, v in self.unencoded if j != i]
+        self.raw = [(j, b) for j, b in self.raw if j != i]
 
     def take(
         self,
@@ -172,7 +182,9 @@ class ChunkBuilder:
         rows["off"] = np.cumsum(meta_len) - meta_len
         rows["res_len"] = res_len
         rows["res_off"] = np.where(res_len > 0, np.cumsum(res_len) - res_len, 0)
-        return RecordChunk(rows, b"".join(self.meta), b"".join(self.data), list(self.unencoded))
+        return RecordChunk(
+            rows, b"".join(self.meta), b"".join(self.data), list(self.unencoded), list(self.raw)
+        )
 
 
 __all__ = [

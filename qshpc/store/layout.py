@@ -30,13 +30,14 @@ FOLDED_ATTR = "folded-journal"  # token of the last journal folded into /log
 JOURNAL_FILE = "job.journal"
 META = "log/meta"  # uint8, gzip: blob-encoded record fields
 DATA = "log/data"  # uint8, gzip: blob-encoded small results and events
-LARGE = "log/large"  # uint8, uncompressed: results over LARGE_THRESHOLD bytes
+LARGE = "log/large"  # uint8, uncompressed: results over LARGE_THRESHOLD (RAW_RESULT_MIN) bytes
 RECORDS = "log/records"  # one row per task record
 EVENTS = "log/events"  # one row per state change, sub-status, saved result
 COMMITS = "log/commits"  # one row per commit: how far every log dataset is valid
 STREAMS = (META, DATA, LARGE)
 
 LARGE_THRESHOLD = rows.LARGE_THRESHOLD
+RAW_RESULT_MIN = rows.RAW_RESULT_MIN
 DATA_CHUNK = 1 << 16
 LARGE_CHUNK = 1 << 20
 RECORD_CHUNK = 512

@@ -104,6 +104,8 @@ def _joined(arrays: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
     return np.concatenate(nonempty) if nonempty else arrays[0]
 
 
+#: A journal frame's large part up to this size is kept once read (LogReader.blob).
+_KEEP_LARGE = 1 << 26
 _COPY = 1 << 26  # 64 MiB at a time: folding a 1 GiB result needs no GiB of memory
 
 
@@ -195,6 +197,9 @@ class LogReader:
                 pos.large + sum(jf.large_lens),
             )  # fmt: skip
         self._cache: dict[str, bytes] = {}
+        #: A journal frame's large blobs, read once (frames of many results over
+        #: ``RAW_RESULT_MIN``: reading each record's result must not read the frame again).
+        self._large: dict[int, list[bytes]] = {}
 
     def load(self, name: str) -> bytes:
         """All committed bytes of the ``meta`` or ``data`` stream (cached)."""
@@ -216,7 +221,12 @@ class LogReader:
         for jf in self.frames:
             pos = jf.frame.start.large
             if pos <= off < pos + sum(jf.large_lens):
-                for blob in read_large(self.journal, jf):
+                blobs = self._large.get(jf.large_at)
+                if blobs is None:
+                    blobs = read_large(self.journal, jf)
+                    if sum(jf.large_lens) <= _KEEP_LARGE:  # many results read in a row
+                        self._large[jf.large_at] = blobs
+                for blob in blobs:
                     if pos == off:
                         return blob
                     pos += len(blob)

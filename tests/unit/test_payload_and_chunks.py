@@ -84,10 +84,14 @@ def _my_gate() -> Any:
 
 def _records() -> list[TaskRecord]:
     big = np.arange(SHIP_ENCODED_MAX // 4, dtype=np.float64)  # rank 0 encodes this one
+    mid = {i: i / 7 for i in range(L.RAW_RESULT_MIN // 8)}  # ~36 KiB encoded
     return [
         TaskRecord("0", "k0", "f", "SUCCEEDED", 1, 1, "h", 1.0, 2.0, 3.0, None, {0: 0.5, 3: 0.5}),
         TaskRecord("1", "k1", "f", "FAILED", 2, 1, "h", 1.0, 2.5, 3.5, 7, None, "Traceback\n"),
         TaskRecord("2", "k2", "f", "SUCCEEDED", 1, 1, "h", 1.5, 2.5, 4.0, 9, big, None, {"a": 1}),
+        # Encoded on the worker, but over RAW_RESULT_MIN: /log/large, not /log/data.
+        TaskRecord("3", "k3", "f", "SUCCEEDED", 1, 1, "h", 1.5, 2.5, 4.0, None, mid, None, None),
+        TaskRecord("4", "k4", "f", "SUCCEEDED", 1, 1, "h", 1.5, 2.5, 4.0, None, [1.5], None, None),
     ]
 
 
@@ -119,8 +123,14 @@ def test_a_chunk_encodes_exactly_what_add_record_writes() -> None:
     a, b = _frame_of(by_records), _frame_of(by_chunk)
     assert a.records.tobytes() == b.records.tobytes()
     assert a.meta == b.meta and a.data == b.data
-    assert [bytes(x) for x in a.large] == [bytes(x) for x in b.large]
-    assert (b.records["run"] == 3).all() and b.records["where"][-1] == L.WHERE_DATA
+    def blobs(frame: Any) -> list[bytes]:
+        return [b"".join(bytes(p) for p in blob) for blob in frame.large]
+
+    assert blobs(a) == blobs(b) and len(blobs(a)) == 2
+    assert (b.records["run"] == 3).all()
+    where = [int(w) for w in b.records["where"]]
+    assert where == [L.WHERE_DATA, L.WHERE_DATA, L.WHERE_NONE, L.WHERE_LARGE, L.WHERE_LARGE,
+                     L.WHERE_DATA]  # fmt: skip
 
 
 def test_a_record_whose_value_cannot_travel_becomes_a_failure() -> None:

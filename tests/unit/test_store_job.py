@@ -347,3 +347,28 @@ def test_many_commits_fold_into_one_log(tmp_path: Path) -> None:
         assert [t["task_id"] for t in r.tasks()] == [str(i) for i in range(n)]
         assert r.task_result("7") == big and r.task_result("14") == {0: 14 / 3}
         assert [r.task_result(str(i)) for i in (0, 6, 8)] == [{0: 0.0}, {0: 2.0}, {0: 8 / 3}]
+
+
+def test_results_over_raw_result_min_are_stored_raw_and_read_back(tmp_path: Path) -> None:
+    """Task results over 16 KiB that rank 0 records go to /log/large (not compressed twice);
+    read back from the live journal (each frame read once) and from the final file."""
+    from qshpc.store import layout as L
+
+    job = new_job(tmp_path)
+    w = JobWriter.open(job, RUNTIME)
+    values = [{k: k / (i + 7) for k in range(L.RAW_RESULT_MIN // 8)} for i in range(4)]
+    for i, v in enumerate(values):
+        w.append_task(rec(i, result=v))
+        if i == 1:
+            w.commit()  # two frames, two large results each
+    w.append_task(rec(4))  # a small one stays in /log/data
+    w.commit()
+    for final in (False, True):
+        if final:
+            w.finalize("SUCCEEDED", None)
+        with JobReader.open(job) as r:
+            done = r.done_records()
+            assert [done[f"key-{i}"].result for i in range(4)] == values
+            assert done["key-4"].result == {0: 4 / 3}
+    with h5py.File(job / JOB_FILE, "r") as f:
+        assert f[L.LARGE].shape[0] > 4 * L.RAW_RESULT_MIN and f[L.DATA].shape[0] < L.RAW_RESULT_MIN
