@@ -372,3 +372,30 @@ def test_results_over_raw_result_min_are_stored_raw_and_read_back(tmp_path: Path
             assert done["key-4"].result == {0: 4 / 3}
     with h5py.File(job / JOB_FILE, "r") as f:
         assert f[L.LARGE].shape[0] > 4 * L.RAW_RESULT_MIN and f[L.DATA].shape[0] < L.RAW_RESULT_MIN
+
+
+def test_claim_of_a_job_just_made_reads_it_only_when_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 0's claim of the job it just created skips reading it back while job.h5 is the file
+    it wrote; a run that opened the job in between (job.h5 rewritten) is still refused."""
+    from qshpc.jobs import prepare
+    from qshpc.jobs.prepare import RunSpec, claim_job, prepare_job, release_claim
+
+    monkeypatch.setenv("QSHPC_HOME", str(tmp_path / "home"))
+    prog = tmp_path / "p.py"
+    prog.write_text("pass\n")
+    reads: list[Path] = []
+    check = prepare._check_fresh
+    monkeypatch.setattr(prepare, "_check_fresh", lambda d: (reads.append(d), check(d)))
+    job = prepare_job(RunSpec(prog, job_id="j1"))
+    claim_job(RunSpec(prog, job_id="j1"), job)
+    release_claim()
+    assert reads == []  # the file it made, unchanged: fresh without a read
+    # Another run opened it and ended between creation and claim: read, and refused.
+    job2 = prepare_job(RunSpec(prog, job_id="j2"))
+    JobWriter.open(job2, {}).finalize("SUCCEEDED", None)
+    with pytest.raises(UserError, match="already ran"):
+        claim_job(RunSpec(prog, job_id="j2"), job2)
+    assert reads == [job2]
+    assert prepare.held_claim() is None  # the refused claim let the lock go
