@@ -108,7 +108,7 @@ def run_fast(argv: list[str]) -> int | None:
     _timeline.mark("command line read")
     from qshpc.cli.boundary import exit_code
     from qshpc.jobs.prepare import RunSpec
-    from qshpc.launch.local import run
+    from qshpc.runtime.mpi import launched_by_mpi
     from qshpc.submit.slurm import scheduler
 
     workers = fields.pop("workers", None)
@@ -116,6 +116,12 @@ def run_fast(argv: list[str]) -> int | None:
         spec = RunSpec(**fields)
         if spec.cache or (spec.cache is None and spec.cache_dir is not None):
             check_cache_dir(spec.cache_dir)
+        if launched_by_mpi():  # a rank: what launch.local.run would do, without its imports
+            from qshpc.runtime.start import run_rank
+
+            return run_rank(spec, scheduler())
+        from qshpc.launch.local import run
+
         return run(spec, workers, scheduler())
     except KeyboardInterrupt:  # before the command set its own handling (qshpc.cli.main)
         print("\nqshpc: interrupted (SIGINT)", file=sys.stderr)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import time
 from pathlib import Path
 
@@ -80,7 +79,9 @@ def data_dir() -> Path:
 
 def new_job_id() -> str:
     """A sortable, unique job id such as ``20261125-143012-a1b2c3``."""
-    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    # os.urandom as secrets.token_hex does, without importing secrets (hmac, OpenSSL):
+    # every `qshpc run` makes an id on its way to starting the ranks.
+    return time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
 
 
 _SLURM_ID = re.compile(r"\d+(_\d+)?")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import select
 import shutil
 import signal
@@ -118,7 +117,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
         cmd += ["--cache-dir", str(spec.cache_dir.expanduser().absolute())]
     cmd += ["--", *spec.program_args]
     env = dict(os.environ)
-    token = secrets.token_hex(8)  # rank 0 records it: which run in the store is this one
+    token = os.urandom(8).hex()  # rank 0 records it: which run in the store is this one
     env[LAUNCH_TOKEN] = token
     note = _EndNote()
     if note.path:
