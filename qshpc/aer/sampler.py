@@ -13,19 +13,19 @@ circuits are sampled by Aer with ``seed_simulator``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from numbers import Real
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from qshpc.aer.engine import sample_distributions
-from qshpc.aer.provenance import resolve_seed
-from qshpc.aer.results import DoneJob, SamplerResult
-from qshpc.aer.simulator import sim_spec
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
+
+    from qshpc.aer.results import DoneJob, SamplerResult
 
 #: Options the Sampler reads itself; any other key is passed to Aer's ``run``.
 SAMPLER_OPTIONS = ("shots", "seed", "method", "device", "precision", "optimization_level")
@@ -92,24 +92,28 @@ class Sampler:
         Raises:
             UserError: On mismatched parameter values or bad options.
         """
+        engine, provenance, results, simulator = _engine()
         opts = {**self._options, **run_options}
         circs, rows = normalize_inputs(circuits, parameter_values)
         aer_options = {k: v for k, v in opts.items() if k not in SAMPLER_OPTIONS}
-        spec = sim_spec(opts["method"], opts["device"], opts["precision"])
+        spec = simulator.sim_spec(opts["method"], opts["device"], opts["precision"])
         ranks = _split_ranks(circs, spec, opts["shots"], aer_options)
         if ranks > 1:
             return self._run_split(circs, rows, opts, spec, ranks)
-        dists, meta = sample_distributions(
+        dists, meta = engine.sample_distributions(
             circs,
             rows,
             shots=opts["shots"],
-            seed=resolve_seed(opts["seed"]),
+            seed=provenance.resolve_seed(opts["seed"]),
             spec=spec,
             optimization_level=int(opts["optimization_level"]),
             run_options=aer_options,
             primitive="Sampler",
         )
-        return DoneJob(SamplerResult(dists, meta), job_id=f"sampler-{next(_job_ids)}")
+        done: DoneJob[SamplerResult] = results.DoneJob(
+            results.SamplerResult(dists, meta), job_id=f"sampler-{next(_job_ids)}"
+        )
+        return done
 
     def _run_split(
         self,
@@ -123,7 +127,8 @@ class Sampler:
         import time
 
         from qshpc.aer.circuits import circuit_sha256
-        from qshpc.aer.provenance import record_run
+        from qshpc.aer.provenance import record_run, resolve_seed
+        from qshpc.aer.results import DoneJob, SamplerResult
         from qshpc.aer.v2.split import quasi_split
 
         start = time.perf_counter()
@@ -139,6 +144,16 @@ class Sampler:
             primitive=f"Sampler (split over {ranks} ranks)",
         )
         return DoneJob(SamplerResult(dists, meta), job_id=f"sampler-{next(_job_ids)}")
+
+
+@functools.cache
+def _engine() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
+    """The modules :meth:`Sampler.run` uses, imported at its first call (then one cached
+    lookup), not with the class: rank 0 of the seed program only names Sampler inside its
+    tasks, and importing them cost its way to the first task 27-39 ms of CPU (under load)."""
+    from qshpc.aer import engine, provenance, results, simulator
+
+    return engine, provenance, results, simulator
 
 
 def _split_ranks(
