@@ -204,6 +204,7 @@ def preload(program: Path | None = None) -> None:
             pass
     if "qiskit_aer" in names and "qiskit_aer" in sys.modules:
         try:
+            import qshpc.aer.engine  # noqa: F401  (what Sampler.run imports at its first call)
             from qshpc.aer.simulator import warm
 
             warm()
