@@ -11,9 +11,11 @@ into the space that frees.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from qshpc.errors import StoreError
 
@@ -103,21 +105,49 @@ def room_after(fd: int, length: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+@functools.cache
+def _libc_fallocate() -> Any:
+    """libc's ``fallocate``, looked up once per process (None when there is none).
+
+    First in the symbols the process already has (``dlopen(NULL)``: Python links
+    libc), so that the usual case does not run ``ctypes.util.find_library``, which
+    starts ``ldconfig -p`` (2-8 ms each time; the store used to do it on every
+    open for writing and every finalize).
+    """
+    try:
+        import ctypes
+    except ImportError:  # pragma: no cover - a Python without ctypes
+        return None
+    fallocate = None
+    for name in (None, "libc.so.6"):
+        try:
+            fallocate = ctypes.CDLL(name, use_errno=True).fallocate
+            break
+        except (OSError, AttributeError):
+            continue
+    if fallocate is None:
+        try:
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fallocate = libc.fallocate
+        except (OSError, AttributeError):
+            return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return fallocate
+
+
 def _fallocate_keep_size(fd: int, offset: int, length: int) -> bool:
     """fallocate(2) with FALLOC_FL_KEEP_SIZE; False when the system or file system lacks it."""
     if length <= 0:
         return True
-    try:
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fallocate = libc.fallocate
-    except (OSError, AttributeError):
+    fallocate = _libc_fallocate()
+    if fallocate is None:
         return False
-    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     if fallocate(fd, 1, offset, length) == 0:  # 1: FALLOC_FL_KEEP_SIZE
         return True
+    import ctypes
+
     err = ctypes.get_errno()
     if err in _FULL:
         raise OSError(err, os.strerror(err))
