@@ -17,6 +17,7 @@ from qiskit.primitives import (
     PubResult,
     SamplerPubResult,
     StatevectorEstimator,
+    StatevectorSampler,
 )
 from qiskit.primitives.containers import BindingsArray, BitArray
 from qiskit.primitives.containers.sampler_pub import SamplerPub
@@ -266,6 +267,35 @@ def test_no_measurement_reads_zero_and_unmeasured_register_bits_read_zero() -> N
     qc.measure(1, 2)
     res = SamplerV2(seed=1).run([qc], shots=5).result()[0].data.c
     assert res.get_counts() == {"100": 5}
+
+
+def test_a_routed_isa_circuit_is_read_as_it_is_not_through_its_layout() -> None:
+    """A circuit the user transpiled onto a device (ISA, a layout with routing swaps) runs as
+    it is: Qiskit's and Aer's primitives ignore ``circuit.layout``. We mapped its qubits
+    through that layout a second time: wrong counts and expectation values."""
+    from qiskit import transpile
+    from qiskit.transpiler import CouplingMap
+
+    from qshpc.aer.v2.prepared import is_isa
+
+    n = 5
+    qc = QuantumCircuit(n, n)
+    qc.x([0, 3])
+    qc.cx(0, 4)
+    qc.h(2)
+    qc.cx(2, 1)
+    qc.measure(range(n), range(n))
+    routed = transpile(qc, coupling_map=CouplingMap.from_line(n), basis_gates=["cx", "rz", "sx", "x"],
+                       initial_layout=[4, 2, 0, 1, 3], seed_transpiler=3, optimization_level=1)  # fmt: skip
+    assert is_isa(routed, sim_spec("automatic", "CPU", "double")) and routed.layout is not None
+    ours = SamplerV2(seed=3).run([(routed, None, 200)]).result()[0].data.c.get_counts()
+    ref = StatevectorSampler(seed=3).run([(routed, None, 200)]).result()[0].data.c.get_counts()
+    assert set(ours) == set(ref) and len(ref) == 2, (ours, ref)
+    body = routed.remove_final_measurements(inplace=False)
+    obs = [SparsePauliOp(p).apply_layout(body.layout) for p in ("IZIIZ", "IIZZZ", "XXIII")]
+    got = EstimatorV2().run([(body, obs)]).result()[0].data.evs
+    want = StatevectorEstimator().run([(body, obs)]).result()[0].data.evs
+    assert np.max(np.abs(got - want)) < 1e-9, (got, want)
 
 
 # -- estimator ---------------------------------------------------------------------

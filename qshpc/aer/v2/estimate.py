@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qshpc.aer.engine import bind_dict, physical_qubits, run_exact
+from qshpc.aer.engine import bind_dict, run_exact
 from qshpc.aer.provenance import record_run
 from qshpc.task.coop import seconds_for_others
 
@@ -89,7 +89,7 @@ def _pauli_values(
     if rows == 0 or not labels:
         return np.zeros((rows, len(labels)))
     experiment = prepared.body().copy()
-    physical = physical_qubits(experiment, range(prepared.circuit.num_qubits))
+    physical = prepared.physical(experiment, range(prepared.circuit.num_qubits))
     qubits = [experiment.qubits[q] for q in physical]
     for j, label in enumerate(labels):
         experiment.append(SaveExpectationValue(Pauli(label), label=f"p{j}"), qubits)

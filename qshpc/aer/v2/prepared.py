@@ -110,7 +110,16 @@ class Prepared:
         return self._part("tables", self._make_tables)  # type: ignore[no-any-return]
 
     def physical(self, transpiled: QuantumCircuit, virtual: Any) -> list[int]:
-        """Positions in ``transpiled`` of the input circuit's qubits ``virtual``."""
+        """Positions in ``transpiled`` (a form from :meth:`body`) of the input circuit's qubits
+        ``virtual``.
+
+        An ISA circuit runs as it is: its qubits are the positions, whatever ``layout``
+        it carries (a user's transpile onto a device's coupling map leaves one; Qiskit's
+        and Aer's primitives read the circuit's qubits as they are, and so do we). Only
+        a circuit this rank transpiled is mapped through the layout its transpile made.
+        """
+        if self.isa:
+            return list(virtual)
         return physical_qubits(transpiled, list(virtual))
 
     def _part(self, name: str, make: Any) -> Any:
@@ -138,7 +147,7 @@ class Prepared:
         from qiskit_aer.library import SaveProbabilities
 
         experiment = self.body().copy()
-        qubits = physical_qubits(experiment, self.plan.qubits)
+        qubits = self.physical(experiment, self.plan.qubits)
         experiment.append(SaveProbabilities(len(qubits)), [experiment.qubits[q] for q in qubits])
         return experiment, (self.key, self.level, "v2-probabilities", tuple(qubits))
 
