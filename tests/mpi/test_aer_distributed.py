@@ -182,6 +182,41 @@ def test_a_step_past_its_timeout_is_stopped(aer_mpi: AerMPI, tmp_path: Path) -> 
     assert left.stdout.strip() == "", "step processes left running"
 
 
+@dataclass
+class KillsRank1:
+    """The real launcher, but rank 1 of the step is SIGKILLed once it has started (as the
+    out-of-memory killer would)."""
+
+    shared_folder: bool = False
+
+    def argv(self, ranks: int, nodes: int | None, step: list[str]) -> list[str]:
+        folder = step[-1]
+        script = (
+            f'if [ "$PMI_RANK" = 1 ]; then (while [ ! -f {folder}/rank-1.json ]; do sleep 0.1; '
+            'done; kill -9 $$) & fi; exec "$@"'
+        )
+        return Mpiexec().argv(ranks, nodes, ["sh", "-c", script, "sh", *step])
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        return Mpiexec().env(env)
+
+
+def test_a_killed_step_rank_is_named_in_one_line(aer_mpi: AerMPI, tmp_path: Path) -> None:
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer.distributed.launch import StepError
+    from qshpc.aer.distributed.run import run_circuits
+
+    c = QuantumCircuit(4)
+    c.h(range(4))
+    with pytest.raises(StepError) as info:
+        run_circuits([c], 2, timeout=120, folder=tmp_path / "step", launcher=KillsRank1())
+    text = str(info.value)
+    assert "\n" not in text and text.startswith("the 2-rank Aer step on "), text
+    assert "(mpiexec reports its rank " in text, text
+    assert "killed by signal 9 (SIGKILL)" in text and "more ranks" in text, text
+
+
 def test_doctor_says_the_mpi_build_distributes(aer_mpi: AerMPI) -> None:
     from qshpc.doctor import OK, check_aer_mpi
 

@@ -228,3 +228,75 @@ def test_a_split_whose_ranks_on_one_node_need_more_than_its_memory_is_refused() 
     assert "2 of the ranks are on n1" in text and "place at most 1 rank(s) per node" in text, text
     check_hosts(32, ["n1", "n1", "n2", "n2"], precision="single", memory=24 * gib)  # 9.3 GiB each
     check_hosts(12, ["vm"] * 2)  # small: any node
+
+
+def test_a_step_launcher_dies_with_the_thread_that_started_it() -> None:
+    """A worker killed while its call runs a step (Ctrl-C, cancel, lost rank 0) takes the step
+    with it: the launcher (mpiexec, srun) runs under PR_SET_PDEATHSIG=SIGTERM. It ran on
+    orphaned, with its ranks and memory, after the job was CANCELED."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    code = (
+        "import os, subprocess, sys, time\n"
+        "from qshpc.aer.distributed.launch import _WITH_PARENT\n"
+        "p = subprocess.Popen([*_WITH_PARENT, str(os.getpid()), 'sleep', '300'])\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    child = int(worker.stdout.readline())
+    try:
+        time.sleep(0.3)  # the wrapper has exec'd sleep
+        assert Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"sleep\0")
+        worker.kill()
+        worker.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                break  # gone (reaped)
+            if state == "Z":
+                break  # dead, not reaped yet
+            time.sleep(0.05)
+        else:
+            pytest.fail("the step's launcher outlived the process that started it")
+    finally:
+        worker.kill()
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_killed_step_rank_is_one_line_naming_rank_host_pid_signal_and_the_fix() -> None:
+    """mpiexec's banner after a rank of the step was killed: the error is one line (a task's
+    failure shows its last line: it was the banner's 'Please see the FAQ page ...')."""
+    banner = (
+        "===================================================================================\n"
+        "=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES\n"
+        "=   PID 8186 RUNNING AT node7\n"
+        "=   EXIT CODE: 9\n"
+        "=   CLEANING UP REMAINING PROCESSES\n"
+        "YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)\n"
+        "Please see the FAQ page for debugging suggestions\n"
+    )
+    reports = [{"host": "node6", "pid": 8185, "env_rank": 0},
+               {"host": "node7", "pid": 8186, "env_rank": 1}]  # fmt: skip
+    text = launch._lost(2, ["mpiexec", "-n", "2"], 9, list(reports), banner)
+    assert "\n" not in text
+    assert text.startswith("the 2-rank Aer step on node6, node7 (mpiexec reports its rank 1, "
+                           "host node7, pid 8186) was killed by signal 9 (SIGKILL)"), text  # fmt: skip
+    assert "out-of-memory" in text and "more ranks" in text
+    srun = "srun: error: node9: task 3: Killed\nsrun: Terminating StepId=12.3\n"
+    text = launch._lost(4, ["srun"], 137, [None, None, None, {"host": "node9", "pid": 5}], srun)
+    assert text.startswith("rank 3 of the 4-rank Aer step (host node9, pid 5) was killed by "
+                           "signal 9 (SIGKILL)"), text  # fmt: skip
+    text = launch._lost(2, ["mpiexec", "-n", "2"], 1, [None, None], "")
+    assert text.startswith("the 2-rank Aer step (mpiexec -n 2 ...) on ?, ranks without a report: "
+                           "[0, 1], exited 1"), text  # fmt: skip
+    assert "QSHPC_KEEP_STEP=1" in text and "\n" not in text

@@ -205,34 +205,123 @@ def launch(
     argv = how.argv(ranks, nodes, step_argv(folder))
     env = how.env(step_env(aer))
     start = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    # The launcher dies with this thread (PR_SET_PDEATHSIG): a worker killed or stopped
+    # while the call runs (Ctrl-C, qshpc cancel, a lost rank 0) takes its step with it.
+    proc = subprocess.Popen([*_WITH_PARENT, str(os.getpid()), *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        out = _stop(proc)
+        raise StepError(f"the {ranks}-rank Aer step ran past {timeout:g} s and was stopped "
+                        f"(folder {folder}); output:\n{_tail(out)}") from None  # fmt: skip
+    except BaseException:  # the task is interrupted: its step must not run on alone
+        _stop(proc)
+        raise
+    wall = time.monotonic() - start
+    reports = [_read(rank_file(folder, r)) for r in range(ranks)]
+    failed = [r for r in reports if r and "error" in r]
+    if failed:
+        r = failed[0]
+        _log_output(out, r.get("traceback"))
+        raise StepError(f"rank {r.get('rank', r.get('env_rank'))} of the {ranks}-rank Aer step on "
+                        f"{r.get('host')} failed: {_one_line(r['error'])} (its traceback and the "
+                        "step's output are in this task's log)")  # fmt: skip
+    result = _read(folder / RESULT_FILE)
+    done = [r is not None and "wall_s" in r for r in reports]
+    if proc.returncode != 0 or not all(done) or result is None:
+        _log_output(out)
+        raise StepError(_lost(ranks, argv, proc.returncode, reports, out))
+    return StepResult(folder, result, [r for r in reports if r is not None], argv, wall, out,
+                      _arrays(folder, result))  # fmt: skip
+
+
+#: Runs the launcher with ``PR_SET_PDEATHSIG`` = SIGTERM (kept across ``exec``): it gets
+#: SIGTERM when the thread that started it ends, and stops its ranks (mpiexec, srun do).
+#: Arguments: the parent's pid (gone already: exit), then the launcher's argv.
+_WITH_PARENT = [
+    sys.executable, "-S", "-c",
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, int(signal.SIGTERM), 0, 0, 0)\n"
+    "if os.getppid() != int(sys.argv[1]): os._exit(143)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n",
+]  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """Stop the step's process group (SIGTERM, SIGKILL after 10 s); its output so far."""
+    try:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             out, _ = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
-        raise StepError(f"the {ranks}-rank Aer step ran past {timeout:g} s and was stopped "
-                        f"(folder {folder}); output:\n{_tail(out)}") from None  # fmt: skip
-    wall = time.monotonic() - start
-    reports = [_read(rank_file(folder, r)) for r in range(ranks)]
-    failed = [r for r in reports if r and "error" in r]
-    if failed:
-        r = failed[0]
-        raise StepError(f"rank {r.get('rank', r.get('env_rank'))} of the {ranks}-rank Aer step on "
-                        f"{r.get('host')} failed: {r['error']}\n{r.get('traceback', '')}")  # fmt: skip
-    lost = [i for i, r in enumerate(reports) if r is None]
-    result = _read(folder / RESULT_FILE)
-    if proc.returncode != 0 or lost or result is None:
-        raise StepError(f"the {ranks}-rank Aer step ({' '.join(argv[:3])} ...) exited "
-                        f"{proc.returncode}; ranks without a report: {lost or 'none'}; "
-                        f"output:\n{_tail(out)}")  # fmt: skip
-    return StepResult(folder, result, [r for r in reports if r is not None], argv, wall, out,
-                      _arrays(folder, result))  # fmt: skip
+    except ProcessLookupError:
+        out, _ = proc.communicate()
+    return out or ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _log_output(out: str | None, traceback: str | None = None) -> None:
+    """The step's traceback and output to this process's stderr (the task's log)."""
+    text = (traceback or "") + _tail(out, 60)
+    if text.strip():
+        sys.stderr.write(f"qshpc: the Aer step's output:\n{text}\n")
+        sys.stderr.flush()
+
+
+_SIGNALS = {int(s): s.name for s in signal.Signals}
+
+
+def _lost(
+    ranks: int, argv: list[str], code: int, reports: list[dict[str, Any] | None], out: str | None
+) -> str:
+    """One line: which rank of the step died (host, pid, how) and what to do."""
+    import re
+
+    text = out or ""
+    pids = {int(p): h for p, h in re.findall(r"PID (\d+) RUNNING AT (\S+)", text)}  # mpiexec
+    killed = re.search(r"\(signal (\d+)\)", text)  # mpiexec: "Killed (signal 9)"
+    srun = re.search(r"srun: error: (\S+): tasks? (\d+)[\d,-]*: (.+)", text)
+    # mpiexec names the first rank it reaped, which may be one it stopped after another died
+    named = [i for i, r in enumerate(reports) if r is not None and int(r.get("pid", -1)) in pids]
+    dead = int(srun.group(2)) if srun is not None and int(srun.group(2)) < ranks else None
+    signum = None
+    if killed is not None:
+        signum = int(killed.group(1))
+    elif srun is not None and "Killed" in srun.group(3):
+        signum = int(signal.SIGKILL)
+    elif code < 0:  # the launcher itself
+        signum = -code
+    how = f"exited {code}"
+    if signum in _SIGNALS:
+        how = f"was killed by signal {signum} ({_SIGNALS[signum]})"
+    hint = (
+        "SIGKILL is most often the out-of-memory killer: give the circuit more ranks or nodes "
+        "(QSHPC_DISTRIBUTE=N, target={'ranks': 2k}) or fewer qubits, and check the node's memory "
+        "(dmesg)"
+        if signum == int(signal.SIGKILL)
+        else "rerun the call; if it fails again, keep the step's folder (QSHPC_KEEP_STEP=1) and "
+        "run it by hand (mpiexec -n k python -m qshpc.aer.distributed.step FOLDER)"
+    )
+    hosts = ", ".join(dict.fromkeys(str(r.get("host")) for r in reports if r is not None))
+    if dead is not None:
+        r = reports[dead] or {}
+        who = f"rank {dead} of the {ranks}-rank Aer step (host {r.get('host', '?')}, pid {r.get('pid', '?')})"
+    elif named:
+        r = reports[named[0]] or {}
+        who = (f"the {ranks}-rank Aer step on {hosts} (mpiexec reports its rank {named[0]}, "
+               f"host {r.get('host', '?')}, pid {r.get('pid', '?')})")  # fmt: skip
+    else:
+        missing = [i for i, r in enumerate(reports) if r is None or "wall_s" not in r]
+        who = (f"the {ranks}-rank Aer step ({' '.join(argv[:3])} ...) on {hosts or '?'}, "
+               f"ranks without a report: {missing or 'none'},")  # fmt: skip
+    return f"{who} {how} before its result was written: {hint} (the step's output is in this task's log)"
 
 
 def _arrays(folder: Path, result: dict[str, Any]) -> dict[tuple[int, str], Any]:

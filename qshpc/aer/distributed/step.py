@@ -257,6 +257,7 @@ def run(folder: Path) -> int:
     t0 = time.time()
     rank = env_rank()
     report: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "env_rank": rank}
+    write_json(rank_file(folder, rank), report)  # who ran where, should this rank be killed
     try:
         import json
 
