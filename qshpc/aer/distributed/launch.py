@@ -245,7 +245,11 @@ _WITH_PARENT = [
     "import ctypes, os, signal, sys\n"
     "ctypes.CDLL(None).prctl(1, int(signal.SIGTERM), 0, 0, 0)\n"
     "if os.getppid() != int(sys.argv[1]): os._exit(143)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n",
+    "try:\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "except OSError as exc:\n"
+    "    sys.stderr.write(f'qshpc: cannot start {sys.argv[2]}: {exc}\\n')\n"
+    "    os._exit(127)\n",
 ]  # fmt: skip
 
 
@@ -299,7 +303,10 @@ def _lost(
     elif code < 0:  # the launcher itself
         signum = -code
     how = f"exited {code}"
-    if signum in _SIGNALS:
+    cannot = re.search(r"qshpc: cannot start (.+)", text)
+    if cannot is not None:
+        how = f"did not start ({cannot.group(1).strip()})"
+    elif signum in _SIGNALS:
         how = f"was killed by signal {signum} ({_SIGNALS[signum]})"
     hint = (
         "SIGKILL is most often the out-of-memory killer: give the circuit more ranks or nodes "
