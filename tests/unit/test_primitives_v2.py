@@ -396,8 +396,37 @@ def test_circuit_wider_than_the_simulator_says_the_memory() -> None:
     k = ranks_needed(40, limit)
     assert k >= 2 ** (40 - limit)
     assert f"it would run split over {k:,} ranks" in text, text
-    assert f"this job has 1 rank(s), it needs {k}" in text
+    # one node (a plain process, a local qshpc run): its ranks share its memory
+    assert "every rank it could use is on one node" in text, text
+    assert f"run it on {k} nodes (qshpc submit --nodes {k} --ntasks-per-node 1)" in text
+    assert "qshpc run --workers" not in text
     assert "matrix_product_state" in text
+
+
+def test_a_too_wide_circuit_is_not_split_over_ranks_of_one_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``qshpc run --workers 1`` on one node, a circuit one qubit wider than a rank holds:
+    k = 2 ranks of that node would each allocate a node's worth (an OOM kill of the node);
+    refused naming the node. With the ranks on two nodes it splits (nothing runs here)."""
+    from qshpc.aer.distributed.plan import ranks_needed
+    from qshpc.aer.simulator import width_limit
+    from qshpc.primitives.base import check_widths
+    from qshpc.primitives.options import block_config
+    from qshpc.task import context
+
+    config = block_config(SamplerV2().options)
+    limit = width_limit(sim_spec(config.method, config.device, config.precision))
+    wide = QuantumCircuit(limit + 1)
+    wide.h(0)
+    wide.measure_all()
+    monkeypatch.setattr(context, "rank_info", lambda: context.RankInfo(0, 2, 0, 2, "n1", 1))
+    monkeypatch.setattr("qshpc.aer.distributed.plan.missing", lambda *a, **k: [])  # MPI Aer there
+    with pytest.raises(PubError, match=r"PUB 0: .*every rank it could use is on one node \(n1,"):
+        check_widths([wide], config, "sampler", 2)
+    monkeypatch.setattr(context, "rank_info", lambda: context.RankInfo(0, 8, 0, 1, "n1", 1))
+    k = ranks_needed(limit + 1, limit)
+    assert check_widths([wide], config, "sampler", k) == {0: k}
 
 
 def test_distribute_setting_forces_or_forbids_a_split(monkeypatch: pytest.MonkeyPatch) -> None:
