@@ -176,7 +176,7 @@ def _split_ranks(
     if mode == "auto" and all(int(c.num_qubits) <= limit for c in circuits):
         return 1
     from qshpc.aer.circuits import prepare_exact
-    from qshpc.aer.distributed.plan import missing, ranks_for, refusal
+    from qshpc.aer.distributed.plan import missing, one_node_lacks, ranks_for, refusal
     from qshpc.aer.sampling import SAMPLE_MAX_QUBITS
     from qshpc.task.context import current_task
 
@@ -196,6 +196,8 @@ def _split_ranks(
         if need[id(c)] == 1:
             continue
         lacks = missing(need[id(c)], have, where, in_task=True)
+        if where is None and int(c.num_qubits) > limit:
+            lacks = one_node_lacks(lacks, int(c.num_qubits), need[id(c)], spec.precision)
         plan = prepare_exact(c)
         if not plan.exact:
             lacks.append(

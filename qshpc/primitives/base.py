@@ -84,7 +84,7 @@ def check_widths(
             what a split lacks (ranks, the MPI build, an exact final state).
     """
     from qshpc import settings
-    from qshpc.aer.distributed.plan import ranks_for, refusal
+    from qshpc.aer.distributed.plan import one_node_lacks, ranks_for, refusal
     from qshpc.aer.simulator import check_width, sim_spec, width_limit
     from qshpc.errors import UserError
 
@@ -104,10 +104,8 @@ def check_widths(
                 raise PubError(f"PUB {i}: {exc}") from None
             continue
         lacks = _split_lacks(circuit, config, kind, k, ranks, where)
-        shared = _one_node() if width > limit and where is None else None
-        if shared is not None:  # the ranks' shares come out of one node's memory: no width gained
-            lacks = [x for x in lacks if "rank(s), it needs" not in x]
-            lacks.insert(0, _one_node_lack(shared, width, k, spec.precision))
+        if width > limit and where is None:
+            lacks = one_node_lacks(lacks, width, k, spec.precision)
         if lacks:
             raise PubError(f"PUB {i}: " + refusal(circuit.name, width, limit, k, spec, lacks))
         wide[i] = k
@@ -132,36 +130,6 @@ def _split_lacks(
     if config.noisy:
         lacks.append("a split circuit runs without a noise model")
     return lacks
-
-
-def _one_node() -> str | None:
-    """The host when every rank a split here would use is on that one node, else None.
-
-    On rank 0 of a program: all the job's ranks on rank 0's host (a local ``qshpc run``,
-    ``mpiexec``, or a one-node Slurm job). Inside a call holding ranks: one host among them.
-    """
-    from qshpc.task.context import current_task, rank_info
-
-    task = current_task()
-    step = None if task is None else task.step
-    if step is not None:
-        hosts = set(step.hosts)
-        return hosts.pop() if len(hosts) == 1 else None
-    info = rank_info()
-    return info.host if info.local_size >= info.size else None
-
-
-def _one_node_lack(host: str, width: int, k: int, precision: str) -> str:
-    from qshpc.aer.distributed.plan import node_bytes
-    from qshpc.aer.sizing import GIB, estimate_memory_bytes
-
-    need = estimate_memory_bytes(width, "statevector", precision) / GIB
-    return (
-        f"every rank it could use is on one node ({host}, {node_bytes() / GIB:,.0f} GiB), "
-        f"whose memory they share: split or not, the {width}-qubit statevector needs about "
-        f"{need:,.0f} GiB there; run it on {k} nodes (qshpc submit --nodes {k} "
-        "--ntasks-per-node 1)"
-    )
 
 
 def held_ranks() -> tuple[int, str | None]:

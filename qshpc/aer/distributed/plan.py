@@ -120,6 +120,43 @@ def missing(ranks: int, have: int, where: str | None = None, in_task: bool = Fal
     return out
 
 
+def one_node() -> str | None:
+    """The host when every rank a split here would use is on that one node, else None.
+
+    On rank 0 of a program: all the job's ranks on rank 0's host (a local ``qshpc run``,
+    ``mpiexec``, or a one-node Slurm job). Inside a call holding ranks: one host among them.
+    """
+    from qshpc.task.context import current_task, rank_info
+
+    task = current_task()
+    step = None if task is None else task.step
+    if step is not None:
+        hosts = set(step.hosts)
+        return hosts.pop() if len(hosts) == 1 else None
+    info = rank_info()
+    return info.host if info.local_size >= info.size else None
+
+
+def one_node_lacks(lacks: list[str], width: int, k: int, precision: str = "double") -> list[str]:
+    """``lacks`` of a split of a circuit too wide for one rank, when the ranks share one node.
+
+    Their shares come out of that node's memory: the split gains no width (2 ranks of
+    a 24 GiB node would each allocate 16 GiB for 31 qubits: the OOM killer). The
+    rank count is then not what is missing, the nodes are.
+    """
+    host = one_node()
+    if host is None:
+        return lacks
+    need = estimate_memory_bytes(width, "statevector", precision) / (1 << 30)
+    return [
+        f"every rank it could use is on one node ({host}, {node_bytes() / (1 << 30):,.0f} GiB), "
+        f"whose memory they share: split or not, the {width}-qubit statevector needs about "
+        f"{need:,.0f} GiB there; run it on {k} nodes (qshpc submit --nodes {k} "
+        "--ntasks-per-node 1)",
+        *(x for x in lacks if "rank(s), it needs" not in x),
+    ]
+
+
 def refusal(name: str, width: int, limit: int, k: int, spec: Any, lacks: list[str]) -> str:
     """Why the ``width``-qubit circuit ``name`` cannot run split over ``k`` ranks here.
 
@@ -195,6 +232,8 @@ __all__ = [
     "check_hosts",
     "missing",
     "node_bytes",
+    "one_node",
+    "one_node_lacks",
     "ranks_for",
     "ranks_needed",
     "refusal",
