@@ -257,16 +257,37 @@ def task_key(
     find their stored results. Those arguments (``decoded``: the ``(args,
     kwargs)`` the payload holds) count by their value as the result cache
     walks them (:func:`qshpc.cache.keys.value_digest`: parameters by name, in
-    the circuit's order); when they cannot be walked, by the pickle.
+    the circuit's order); when they cannot be walked, by the pickle. So do
+    arguments that say their own stable digest (:func:`own_digest`: the QPY
+    bytes of a primitive block's circuit, whose pickle is plain bytes holding
+    those UUIDs); rank 0 then sets the key of such a call itself, since a worker
+    only sees the bytes.
     """
     h = hashlib.blake2b(fn_digest, digest_size=16)
     if decoded is not None and (
-        _PARAMETER_MARK in payload or (_CIRCUIT_MARK in payload and _parameterized(decoded))
+        _PARAMETER_MARK in payload
+        or (_CIRCUIT_MARK in payload and _parameterized(decoded))
+        or own_digest(decoded)
     ):
         payload = _by_value(decoded) or payload
     h.update(payload)
     h.update(task_id.encode())
     return h.hexdigest()
+
+
+def own_digest(decoded: tuple[Any, Any]) -> bool:
+    """True when a top-level argument says its own digest (``__qshpc_cache_digest__``).
+
+    Such values (:class:`qshpc.primitives.blocks.CircuitQPY`) pickle as plain
+    bytes, so only the process that made them (rank 0) can key them by value.
+    """
+    args, kwargs = decoded
+    for a in itertools.islice(args, _LOOK_AT):
+        if hasattr(type(a), "__qshpc_cache_digest__"):
+            return True
+    return bool(kwargs) and any(
+        hasattr(type(v), "__qshpc_cache_digest__") for v in kwargs.values()
+    )
 
 
 def _parameterized(value: Any, depth: int = 4) -> bool:

@@ -29,6 +29,7 @@ from qshpc.program.backend import (
     TaskSpec,
     check_threads,
     foreign_object_error,
+    own_digest,
     pack,
     refers_to_objects,
     task_key,
@@ -302,8 +303,11 @@ class Intake:
         if entry.ckey == "" and not self._resume and self._look_up(entry, args, kwargs, qpy):
             return  # the cache has it
         entry.payload = data
-        if self._resume and not self._prepare(entry, args, kwargs, qpy):
-            return
+        if self._resume:
+            if not self._prepare(entry, args, kwargs, qpy):
+                return
+        elif own_digest((args, kwargs)):  # a worker would key it by bytes that change per run
+            entry.key = task_key(entry.task.digest, data, entry.ref.task_id, (args, kwargs))
         threads = entry.task.threads
         (self.placed if threads and threads > self.min_cpus else self.pending).append(entry)
 

@@ -50,3 +50,25 @@ def test_arguments_that_cannot_be_walked_count_by_their_pickle() -> None:
     lock = threading.Lock()  # cannot be walked by value: the pickle decides
     payload = b"...Parameter..."
     assert task_key(b"fn", payload, "3", ((lock,), {})) == task_key(b"fn", payload, "3")
+
+
+def test_a_primitive_blocks_qpy_bytes_count_by_the_circuits_value() -> None:
+    """SamplerV2/EstimatorV2 blocks carry their circuit as QPY bytes (CircuitQPY, pickled as
+    plain bytes), which hold the Parameters' UUIDs: keyed by them, a resumed program's blocks
+    (split calls of big circuits included) all ran again (hunt20's finding 6)."""
+    import numpy as np
+
+    from qshpc.primitives.blocks import CircuitKey, CircuitQPY
+    from qshpc.store import _qpy
+
+    def block(circuit: Any, values: Any) -> tuple[Any, ...]:
+        qpy = CircuitQPY(_qpy.dump(circuit), circuit)
+        return (qpy, CircuitKey("sha-of-those-bytes-" + str(id(qpy))), values, 7)
+
+    values = np.array([[0.1], [0.2]])
+    first, again = block(_circuit(), values), block(_circuit(), values)
+    assert bytes(first[0]) != bytes(again[0])  # new UUIDs in the QPY
+    assert _key(first) == _key(again)
+    assert _key(block(_circuit("phi"), values)) != _key(first)
+    assert _key(block(_circuit(), values * 2)) != _key(first)
+    assert _key(block(_circuit(angle_scale=3.0), values)) != _key(first)
