@@ -257,11 +257,12 @@ def part_program(
               f"{workers} worker(s), best of {repeat} ({load()})\n")  # fmt: skip
         if baseline is not None:
             print(f"this tree: {ROOT}; baseline: {baseline} (run alternately)\n")
-        print("| run | whole command s | task phase s | from cache |")
-        print("|---|---|---|---|")
+        print("| run | whole command s | task phase s | from cache | every run: whole / task phase s |")
+        print("|---|---|---|---|---|")
         best = {k: min(v) for k, v in runs.items()}
         for label, (wall, phase, cached) in best.items():
-            print(f"| {label} | {wall:.2f} | {phase:.3f} | {cached} |")
+            every = ", ".join(f"{w:.2f} / {p:.3f}" for w, p, _ in runs[label])
+            print(f"| {label} | {wall:.2f} | {phase:.3f} | {cached} | {every} |")
         for tag, _ in trees:
             labels = [f"{tag}empty", f"{tag}empty+args", f"{tag}cache warm"]
             if all(spans.get(label) and spans[label][0] for label in labels):
