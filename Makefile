@@ -75,6 +75,7 @@ bench: install
 
 lint: install
 	$(PYTHON) -m ruff check qshpc tests benchmarks examples
+	$(PYTHON) -m ruff format --check qshpc tests benchmarks examples
 	$(PYTHON) -m mypy
 	lint-imports
 

@@ -257,7 +257,9 @@ def part_program(
               f"{workers} worker(s), best of {repeat} ({load()})\n")  # fmt: skip
         if baseline is not None:
             print(f"this tree: {ROOT}; baseline: {baseline} (run alternately)\n")
-        print("| run | whole command s | task phase s | from cache | every run: whole / task phase s |")
+        print(
+            "| run | whole command s | task phase s | from cache | every run: whole / task phase s |"
+        )
         print("|---|---|---|---|---|")
         best = {k: min(v) for k, v in runs.items()}
         for label, (wall, phase, cached) in best.items():
@@ -285,8 +287,10 @@ def part_program(
             print(f"{tag or 'this tree: '}warm whole command / empty program: "
                   f"{warm[0] / empty[0]:.2f}x, / empty program with the same arguments: "
                   f"{warm[0] / empty_args[0]:.2f}x (target <= 1.3x)")  # fmt: skip
-            print(f"{tag or 'this tree: '}cold whole command / no cache: "
-                  f"{cold[0] / best[f'{tag}no cache'][0]:.2f}x")
+            print(
+                f"{tag or 'this tree: '}cold whole command / no cache: "
+                f"{cold[0] / best[f'{tag}no cache'][0]:.2f}x"
+            )
 
 
 DISPATCH = """\

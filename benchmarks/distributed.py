@@ -98,10 +98,20 @@ def main() -> None:
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--blocking", type=int, nargs="*", default=[],
                    help="blocking_qubits values to try (default: one chunk per rank)")  # fmt: skip
-    p.add_argument("--chunks", type=int, nargs="*", default=[],
-                   help="chunks per rank to try (sets blocking_qubits = n - log2(k) - log2(c))")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=INT",
-                   help="extra AerSimulator option, e.g. chunk_swap_buffer_qubits=20 (repeatable)")
+    p.add_argument(
+        "--chunks",
+        type=int,
+        nargs="*",
+        default=[],
+        help="chunks per rank to try (sets blocking_qubits = n - log2(k) - log2(c))",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=INT",
+        help="extra AerSimulator option, e.g. chunk_swap_buffer_qubits=20 (repeatable)",
+    )
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--shots", type=int, default=1000)
     p.add_argument("--max-gib", type=float, default=16.0)
@@ -136,7 +146,9 @@ def main() -> None:
             if not a.no_baseline and state * 1.2 < a.max_gib * GIB:
                 base = baseline(qpy_file, a.shots, 7, cores)
             for k in a.ranks:
-                Ks = list(a.blocking) + [n - (k - 1).bit_length() - (c - 1).bit_length() for c in a.chunks]
+                Ks = list(a.blocking) + [
+                    n - (k - 1).bit_length() - (c - 1).bit_length() for c in a.chunks
+                ]
                 for K in Ks or [default_blocking_qubits(n, k)]:
                     if (
                         K > n - (k - 1).bit_length()

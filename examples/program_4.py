@@ -18,14 +18,9 @@ circuits = arguments.get("circuits")
 
 # run distributed tasks as async function
 # we get task references as a return type
-sample_task_references = [
-    distributed_sample(circuit)
-    for circuit in circuits
-]
+sample_task_references = [distributed_sample(circuit) for circuit in circuits]
 
 # now we need to collect results from task references
 results = get(sample_task_references)
 
-save_result({
-    "results": results
-})
+save_result({"results": results})

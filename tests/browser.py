@@ -279,7 +279,9 @@ def render(
     return page, browser
 
 
-if __name__ == "__main__":  # python -m tests.browser PAGE.html SHOT.png: check a page, keep a picture
+if (
+    __name__ == "__main__"
+):  # python -m tests.browser PAGE.html SHOT.png: check a page, keep a picture
     import sys
 
     shown, b = render(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -102,7 +102,11 @@ class Writer:
         :func:`qshpc.cache.body.encode`'s answer), or the ``value`` to encode here."""
         if self.off:
             return
-        size = len(body[0] if isinstance(body, tuple) else body) if body is not None else int(getattr(value, "nbytes", 0) or 0)
+        size = (
+            len(body[0] if isinstance(body, tuple) else body)
+            if body is not None
+            else int(getattr(value, "nbytes", 0) or 0)
+        )
         if self._pending + size > MAX_PENDING_BYTES:
             self.dropped += 1
             return

@@ -430,7 +430,9 @@ class _Walk:
             if isinstance(obj, circuit.QuantumCircuit):
                 put(b"Q")
                 known = self.qpy.get(id(obj)) if self.qpy else None
-                put(circuit_digest(obj, known[1] if known is not None and known[0] is obj else None))
+                put(
+                    circuit_digest(obj, known[1] if known is not None and known[0] is obj else None)
+                )
                 return
             if isinstance(obj, circuit.ParameterExpression):
                 # By name and expression: a Parameter's UUID is new in every process.

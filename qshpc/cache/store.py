@@ -303,7 +303,9 @@ class CacheDir:
             except OSError as exc:
                 raise CacheWriteError(f"cannot create {self.mine / shard}: {exc}") from None
             self._shards.add(shard)
-        header = E.Header(key, function, job, task, time.time(), self._host, form=form, type=typed, plain=plain)
+        header = E.Header(
+            key, function, job, task, time.time(), self._host, form=form, type=typed, plain=plain
+        )
         tmp = final.with_name(
             f"{_TMP_PREFIX}{key[:16]}.{self._host}.{os.getpid()}.{secrets.token_hex(4)}"
         )

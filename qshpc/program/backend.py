@@ -285,9 +285,7 @@ def own_digest(decoded: tuple[Any, Any]) -> bool:
     for a in itertools.islice(args, _LOOK_AT):
         if hasattr(type(a), "__qshpc_cache_digest__"):
             return True
-    return bool(kwargs) and any(
-        hasattr(type(v), "__qshpc_cache_digest__") for v in kwargs.values()
-    )
+    return bool(kwargs) and any(hasattr(type(v), "__qshpc_cache_digest__") for v in kwargs.values())
 
 
 def _parameterized(value: Any, depth: int = 4) -> bool:

@@ -284,9 +284,7 @@ class Intake:
         # A cached call's key reuses the QPY bytes of its circuits that the payload holds.
         qpy: Qpy | None = {} if entry.ckey == "" else None
         try:
-            data, objs, pending = pack(
-                (args, kwargs), entry.task.name, entry.ref.task_id, qpy=qpy
-            )
+            data, objs, pending = pack((args, kwargs), entry.task.name, entry.ref.task_id, qpy=qpy)
             if objs and not pending:
                 self._check_objects(objs)
         except UserError as exc:

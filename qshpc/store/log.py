@@ -88,9 +88,7 @@ def fold(f: h5py.File, frames: list[JournalFrame], journal: Path, token: bytes) 
         if jf.large_lens:
             ends = _copy_large(f, journal, jf, ends)
     if frames:
-        joined = Frame(
-            start, _joined(records), _joined(events), b"".join(meta), b"".join(data)
-        )
+        joined = Frame(start, _joined(records), _joined(events), b"".join(meta), b"".join(data))
         append_frame(f, start, joined, [])
     write_commit(f[L.COMMITS], ends)
     f[L.LOG].attrs[L.FOLDED_ATTR] = np.void(token)

@@ -388,8 +388,7 @@ class JobReader:
                 if deep:
                     check = log.record_result if self._plain() else _result_bytes(log)
                     readable = sum(
-                        attempt(functools.partial(check, row, False))[0]
-                        for row in latest.values()
+                        attempt(functools.partial(check, row, False))[0] for row in latest.values()
                     )
                     out["results"] = [readable, len(latest)]
                 else:

@@ -70,7 +70,9 @@ def test_program_is_a_fifo(tmp_path: Path, qshpc_home: Path) -> None:
 
 def test_program_is_a_directory(tmp_path: Path, qshpc_home: Path) -> None:
     out = run_cli("run", str(tmp_path), "--workers", "0")
-    assert out.returncode == 2 and "is a directory" in out.stderr and "give the .py file" in out.stderr
+    assert (
+        out.returncode == 2 and "is a directory" in out.stderr and "give the .py file" in out.stderr
+    )
     no_job(qshpc_home)
 
 
@@ -92,7 +94,9 @@ def test_program_never_saves_a_result(tmp_path: Path, qshpc_home: Path) -> None:
 
 
 def test_save_result_twice_later_wins(tmp_path: Path, qshpc_home: Path) -> None:
-    prog = write(tmp_path, "twice.py", "from qshpc import save_result\nsave_result(1)\nsave_result(2)\n")
+    prog = write(
+        tmp_path, "twice.py", "from qshpc import save_result\nsave_result(1)\nsave_result(2)\n"
+    )
     out = run_cli("run", str(prog), "--workers", "0")
     assert out.returncode == 0
     assert "save_result was called again: the later result replaces the earlier one" in out.stderr
@@ -100,7 +104,9 @@ def test_save_result_twice_later_wins(tmp_path: Path, qshpc_home: Path) -> None:
 
 
 @pytest.mark.parametrize(("code", "state", "rc"), [(3, "FAILED", 1), (0, "SUCCEEDED", 0)])
-def test_program_calls_sys_exit(tmp_path: Path, qshpc_home: Path, code: int, state: str, rc: int) -> None:
+def test_program_calls_sys_exit(
+    tmp_path: Path, qshpc_home: Path, code: int, state: str, rc: int
+) -> None:
     prog = write(tmp_path, "exits.py", f"import sys\nprint('bye')\nsys.exit({code})\n")
     out = run_cli("run", str(prog), "--workers", "0")
     assert out.returncode == rc
@@ -134,18 +140,27 @@ def test_non_utf8_job_dir(tmp_path: Path) -> None:
         capture_output=True,
         timeout=60,
     )
-    assert out.returncode == 2 and b"job directory" in out.stderr and b"not valid UTF-8" in out.stderr
+    assert (
+        out.returncode == 2 and b"job directory" in out.stderr and b"not valid UTF-8" in out.stderr
+    )
     assert not os.path.exists(raw)
 
 
 @pytest.mark.mpi
 def test_spaces_and_unicode_in_paths(tmp_path: Path) -> None:
     folder = tmp_path / "my programs ü ñ 程序"
-    prog = write(folder, "the program ✓.py", OK.replace("range(4)", "range(get_arguments()['n'])").replace(
-        "from qshpc import", "from qshpc import get_arguments,"))
+    prog = write(
+        folder,
+        "the program ✓.py",
+        OK.replace("range(4)", "range(get_arguments()['n'])").replace(
+            "from qshpc import", "from qshpc import get_arguments,"
+        ),
+    )
     args = write(folder, "args file ✓.json", json.dumps({"n": 5}))
     job = tmp_path / "job dir ジョブ"
-    out = run_cli("run", str(prog), "--arguments", str(args), "--job-dir", str(job), "--workers", "1")
+    out = run_cli(
+        "run", str(prog), "--arguments", str(args), "--job-dir", str(job), "--workers", "1"
+    )
     assert out.returncode == 0, out.stderr
     res = run_cli("result", str(job), "--json")
     assert json.loads(res.stdout) == {"v": [0, 2, 4, 6, 8]}
@@ -180,7 +195,9 @@ def test_arguments_wrong_type(
     """More shapes than tests/mpi/test_errors.py::test_bad_arguments_file (corrupt JSON, a list, bad HDF5)."""
     args = tmp_path / name
     args.write_bytes(content)
-    out = run_cli("run", str(write(tmp_path, "ok.py", OK)), "--arguments", str(args), "--workers", "0")
+    out = run_cli(
+        "run", str(write(tmp_path, "ok.py", OK)), "--arguments", str(args), "--workers", "0"
+    )
     assert out.returncode == 2, out.stderr
     assert name in out.stderr and needle in out.stderr, out.stderr
     no_internals(out.stderr)
@@ -193,7 +210,9 @@ def test_arguments_hdf5_not_from_save_arguments(tmp_path: Path, qshpc_home: Path
     args = tmp_path / "foreign.h5"
     with h5py.File(args, "w") as f:
         f["x"] = [1, 2, 3]
-    out = run_cli("run", str(write(tmp_path, "ok.py", OK)), "--arguments", str(args), "--workers", "0")
+    out = run_cli(
+        "run", str(write(tmp_path, "ok.py", OK)), "--arguments", str(args), "--workers", "0"
+    )
     assert out.returncode == 2 and "foreign.h5" in out.stderr and "not a qshpc store" in out.stderr
     no_job(qshpc_home)
 
@@ -285,7 +304,10 @@ def test_huge_return_over_1_gib(tmp_path: Path, qshpc_home: Path) -> None:
     out = run_cli("run", str(prog), "--workers", "1", timeout=600)
     assert out.returncode == 0, out.stderr
     n = 1_100 * 2**20 + 7
-    assert json.loads(run_cli("result", str(job_dir_of(qshpc_home)), "--json").stdout) == {"n": n, "sum": n}
+    assert json.loads(run_cli("result", str(job_dir_of(qshpc_home)), "--json").stdout) == {
+        "n": n,
+        "sum": n,
+    }
     from qshpc.store import JobReader
 
     with JobReader.open(job_dir_of(qshpc_home)) as r:
@@ -315,8 +337,14 @@ def test_bad_run_options(tmp_path: Path, qshpc_home: Path, args: list[str], need
 def test_job_dir_not_empty(tmp_path: Path) -> None:
     target = tmp_path / "busy"
     write(target, "keep.txt", "mine")
-    out = run_cli("run", str(write(tmp_path, "ok.py", OK)), "--workers", "0", "--job-dir", str(target))
-    assert out.returncode == 2 and "exists and is not empty" in out.stderr and "--job-dir" in out.stderr
+    out = run_cli(
+        "run", str(write(tmp_path, "ok.py", OK)), "--workers", "0", "--job-dir", str(target)
+    )
+    assert (
+        out.returncode == 2
+        and "exists and is not empty" in out.stderr
+        and "--job-dir" in out.stderr
+    )
     assert (target / "keep.txt").read_text() == "mine"
 
 
@@ -351,7 +379,9 @@ def test_submit_bad_resources_dry_run(
 def test_unknown_job_more_commands(command: str) -> None:
     """status, result, logs, cancel, wait: tests/mpi/test_errors.py::test_status_of_unknown_job."""
     out = run_cli(command, "no-such-job")
-    assert out.returncode == 2 and "no job 'no-such-job'" in out.stderr and "qshpc list" in out.stderr
+    assert (
+        out.returncode == 2 and "no job 'no-such-job'" in out.stderr and "qshpc list" in out.stderr
+    )
 
 
 def test_other_schema_version(tmp_path: Path, qshpc_home: Path) -> None:
@@ -410,7 +440,11 @@ def test_job_dir_removed_while_running(tmp_path: Path, qshpc_home: Path, workers
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            jobs = list((qshpc_home / "jobs").glob("*/job.h5")) if (qshpc_home / "jobs").is_dir() else []
+            jobs = (
+                list((qshpc_home / "jobs").glob("*/job.h5"))
+                if (qshpc_home / "jobs").is_dir()
+                else []
+            )
             if jobs and run_cli("status", str(jobs[0].parent)).stdout.startswith("RUNNING: "):
                 break
             time.sleep(0.2)
@@ -431,7 +465,9 @@ def test_job_dir_removed_while_running(tmp_path: Path, qshpc_home: Path, workers
 def test_result_and_rm_of_a_running_job(qshpc_home: Path) -> None:
     from qshpc import LocalClient, Program
 
-    job = LocalClient(workers=1).run(Program(title="slow", entrypoint="slow.py", working_dir=str(PROGRAMS)))
+    job = LocalClient(workers=1).run(
+        Program(title="slow", entrypoint="slow.py", working_dir=str(PROGRAMS))
+    )
     try:
         deadline = time.monotonic() + 60
         while job.status() != "RUNNING" and time.monotonic() < deadline:

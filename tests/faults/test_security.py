@@ -120,14 +120,20 @@ def test_pickled_result_needs_allow_pickle(tmp_path: Path, qshpc_home: Path) -> 
         open_job(job).result()
 
 
-def test_pickled_arguments_in_a_writable_store_are_refused(tmp_path: Path, qshpc_home: Path) -> None:
+def test_pickled_arguments_in_a_writable_store_are_refused(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
     """A store others can write is not trusted: rank 0 does not unpickle its arguments."""
     from fractions import Fraction
 
     from qshpc import Program
     from qshpc.jobs.spec import create_program_job
 
-    write(tmp_path, "ok.py", "from qshpc import get_arguments, save_result\nsave_result(str(get_arguments()))\n")
+    write(
+        tmp_path,
+        "ok.py",
+        "from qshpc import get_arguments, save_result\nsave_result(str(get_arguments()))\n",
+    )
     program = Program(title="t", entrypoint="ok.py", working_dir=str(tmp_path))
     job_dir = create_program_job(program, {"f": Fraction(1, 3)}, None, tmp_path / "job")
     os.chmod(job_dir / "job.h5", 0o666)  # as if another user could have written it
@@ -146,14 +152,22 @@ def test_pickled_arguments_file_is_loaded_only_when_private(
 
     from qshpc import save_arguments
 
-    write(tmp_path, "ok.py", "from qshpc import get_arguments, save_result\nsave_result(str(get_arguments()))\n")
+    write(
+        tmp_path,
+        "ok.py",
+        "from qshpc import get_arguments, save_result\nsave_result(str(get_arguments()))\n",
+    )
     args = tmp_path / "args.h5"
     save_arguments(args, {"f": Fraction(1, 3)})
     os.chmod(args, 0o644)  # others may read it, only its owner can write it
-    out = run_cli("run", str(tmp_path / "ok.py"), "--arguments", str(args), ranks=ranks, timeout=120)
+    out = run_cli(
+        "run", str(tmp_path / "ok.py"), "--arguments", str(args), ranks=ranks, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     os.chmod(args, 0o666)  # as if another user could have written it
-    out = run_cli("run", str(tmp_path / "ok.py"), "--arguments", str(args), ranks=ranks, timeout=120)
+    out = run_cli(
+        "run", str(tmp_path / "ok.py"), "--arguments", str(args), ranks=ranks, timeout=120
+    )
     assert out.returncode == 2, out.stderr
     assert f"arguments file {args} holds pickled values" in out.stderr
     assert "chmod go-w" in out.stderr and "Traceback" not in out.stderr
@@ -164,7 +178,9 @@ def test_pickled_arguments_file_is_loaded_only_when_private(
 
 @pytest.mark.parametrize("trick", TRICKS)
 @pytest.mark.parametrize("option", ["--name", "--partition", "--account", "--qos", "--mpi"])
-def test_injection_in_options_refused(tmp_path: Path, qshpc_home: Path, option: str, trick: str) -> None:
+def test_injection_in_options_refused(
+    tmp_path: Path, qshpc_home: Path, option: str, trick: str
+) -> None:
     work = tmp_path / "w"
     prog = write(work, "ok.py", OK)
     out = run_cli("submit", str(prog), "--dry-run", f"{option}={trick}", cwd=work)
@@ -175,7 +191,9 @@ def test_injection_in_options_refused(tmp_path: Path, qshpc_home: Path, option: 
 
 
 @pytest.mark.parametrize("trick", TRICKS)
-def test_injection_in_sbatch_values_quoted_or_refused(tmp_path: Path, qshpc_home: Path, trick: str) -> None:
+def test_injection_in_sbatch_values_quoted_or_refused(
+    tmp_path: Path, qshpc_home: Path, trick: str
+) -> None:
     work = tmp_path / "w"
     prog = write(work, "ok.py", OK)
     out = run_cli("submit", str(prog), "--dry-run", "--sbatch", f"comment={trick}", cwd=work)
@@ -194,7 +212,9 @@ def test_injection_in_sbatch_values_quoted_or_refused(tmp_path: Path, qshpc_home
 
 
 @pytest.mark.parametrize("trick", [t for t in TRICKS if "\n" not in t])
-def test_injection_in_paths_quoted(tmp_path: Path, trick: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_injection_in_paths_quoted(
+    tmp_path: Path, trick: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A working dir, a program file and QSHPC_HOME whose names hold shell code are quoted."""
     work = tmp_path / f"wd {trick.replace('/', '_')}"
     prog = write(work, f"p {trick.replace('/', '_')}.py", OK)
@@ -221,7 +241,9 @@ def shared_tmp() -> Iterator[Path]:
 
 
 @pytest.mark.slurm
-def test_real_submit_with_shell_code_in_paths(shared_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_submit_with_shell_code_in_paths(
+    shared_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Names with ``$(...)`` are refused (above); paths and --sbatch values carry it to Slurm, quoted."""
     import importlib.util
     import sys
@@ -254,5 +276,7 @@ def test_real_submit_with_shell_code_in_paths(shared_tmp: Path, monkeypatch: pyt
             break
         time.sleep(1)
     assert state == "SUCCEEDED", run_cli("logs", ids["job_id"], timeout=60).stdout[-3000:]
-    assert json.loads(run_cli("result", ids["job_id"], "--json", timeout=60).stdout) == {"v": [0, 2, 4, 6]}
+    assert json.loads(run_cli("result", ids["job_id"], "--json", timeout=60).stdout) == {
+        "v": [0, 2, 4, 6]
+    }
     assert not sentinels(shared_tmp, Path.cwd()), "shell code in a path or --sbatch value ran"

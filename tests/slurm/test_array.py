@@ -52,8 +52,17 @@ def test_submit_array_one_failure(slurm_env: dict[str, str], tmp_path: Path) -> 
     (work / "sets.json").write_text(json.dumps([{"x": 0}, {"x": 1}]))
     (work / "two.json").write_text(json.dumps({"x": 2}))
     out = run_cli(
-        "submit", str(work / "sweep.py"), "--array", str(work / "sets.json"),
-        "--array", str(work / "two.json"), "--ntasks-per-node", "1", "--time-min", "5", "--json",
+        "submit",
+        str(work / "sweep.py"),
+        "--array",
+        str(work / "sets.json"),
+        "--array",
+        str(work / "two.json"),
+        "--ntasks-per-node",
+        "1",
+        "--time-min",
+        "5",
+        "--json",
         timeout=90,
     )
     assert out.returncode == 0, out.stderr
@@ -112,8 +121,14 @@ def test_array_dry_run(slurm_env: dict[str, str], tmp_path: Path, qshpc_home: Pa
     assert out.returncode == 0, out.stderr
     assert "#SBATCH --array=0-2%3" in out.stdout
     assert not (qshpc_home / "jobs").exists()
-    both = run_cli("submit", str(work / "sweep.py"), "--array", str(work / "sets.json"),
-                   "--arguments", str(work / "sets.json"))
+    both = run_cli(
+        "submit",
+        str(work / "sweep.py"),
+        "--array",
+        str(work / "sets.json"),
+        "--arguments",
+        str(work / "sets.json"),
+    )
     assert both.returncode == 2 and "not both" in both.stderr
     (work / "bad.json").write_text(json.dumps([{"x": 0}, 3]))
     bad = run_cli("submit", str(work / "sweep.py"), "--array", str(work / "bad.json"), "--dry-run")
@@ -127,8 +142,16 @@ def test_cancel_pending_element(slurm_env: dict[str, str], tmp_path: Path) -> No
     (work / "sweep.py").write_text(SWEEP)
     (work / "sets.json").write_text(json.dumps([{"x": 0}, {"x": 2}]))
     out = run_cli(
-        "submit", str(work / "sweep.py"), "--array", str(work / "sets.json"), "--ntasks-per-node",
-        "1", "--sbatch", "begin=now+300", "--json", timeout=90,
+        "submit",
+        str(work / "sweep.py"),
+        "--array",
+        str(work / "sets.json"),
+        "--ntasks-per-node",
+        "1",
+        "--sbatch",
+        "begin=now+300",
+        "--json",
+        timeout=90,
     )
     assert out.returncode == 0, out.stderr
     elements = json.loads(out.stdout)
@@ -160,8 +183,16 @@ def test_timed_out_element_leaves_the_others(slurm_env: dict[str, str], tmp_path
     (work / "sweep.py").write_text(TIMEOUT_SWEEP)
     (work / "sets.json").write_text(json.dumps([{"x": 0}, {"x": 1}, {"x": 2}]))
     out = run_cli(
-        "submit", str(work / "sweep.py"), "--array", str(work / "sets.json"),
-        "--ntasks-per-node", "1", "--time-min", "1", "--json", timeout=90,
+        "submit",
+        str(work / "sweep.py"),
+        "--array",
+        str(work / "sets.json"),
+        "--ntasks-per-node",
+        "1",
+        "--time-min",
+        "1",
+        "--json",
+        timeout=90,
     )
     assert out.returncode == 0, out.stderr
     elements = json.loads(out.stdout)

@@ -80,7 +80,9 @@ def wait_state(job: str, want: set[str], timeout: float) -> dict[str, Any]:
         if meta.get("state") in want:
             return meta
         time.sleep(0.3)
-    pytest.fail(f"job {job} not in {want} after {timeout}s: {meta.get('state')} {meta.get('slurm_state')}")
+    pytest.fail(
+        f"job {job} not in {want} after {timeout}s: {meta.get('state')} {meta.get('slurm_state')}"
+    )
 
 
 def write_program(folder: Path, name: str, text: str) -> Path:
@@ -187,7 +189,9 @@ def test_cancel_ends_canceled_within_seconds(slurm_env: dict[str, str], tmp_path
     ids = submit(str(prog))
     deadline = time.monotonic() + 60
     while not str(wait_state(ids["job_id"], {"RUNNING"}, 60).get("sub_status")).startswith("step"):
-        assert time.monotonic() < deadline, "the program never started"  # store RUNNING, not only Slurm
+        assert time.monotonic() < deadline, (
+            "the program never started"
+        )  # store RUNNING, not only Slurm
         time.sleep(0.3)
     t0 = time.monotonic()
     out = run_cli("cancel", ids["job_id"], timeout=60)
@@ -196,7 +200,11 @@ def test_cancel_ends_canceled_within_seconds(slurm_env: dict[str, str], tmp_path
     took = time.monotonic() - t0
     print(f"CANCELED {took:.1f} s after qshpc cancel")
     assert meta["state"] == "CANCELED" and took < 15
-    assert wait_state(ids["job_id"], {"CANCELED"}, 5).get("slurm_state") in ("CANCELLED", "COMPLETING", "RUNNING")
+    assert wait_state(ids["job_id"], {"CANCELED"}, 5).get("slurm_state") in (
+        "CANCELLED",
+        "COMPLETING",
+        "RUNNING",
+    )
     out = run_cli("cancel", ids["job_id"], timeout=60)
     assert out.returncode == 0 and "already ended CANCELED" in out.stdout
 
@@ -232,7 +240,11 @@ def test_time_limit_ends_failed_with_raw_timeout(slurm_env: dict[str, str], tmp_
 def test_unknown_job_id(slurm_env: dict[str, str], command: str, job: str) -> None:
     out = run_cli(command, job, timeout=60)
     assert out.returncode == 2, out
-    assert f"no job '{job}'" in out.stderr and "qshpc list" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        f"no job '{job}'" in out.stderr
+        and "qshpc list" in out.stderr
+        and "Traceback" not in out.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -264,28 +276,49 @@ def test_bad_resources_refused(
 
 
 def test_example_sbatch_script(
-    slurm_env: dict[str, str], tmp_path: Path, qshpc_home: Path, seed_arguments: tuple[Path, list[Any]]
+    slurm_env: dict[str, str],
+    tmp_path: Path,
+    qshpc_home: Path,
+    seed_arguments: tuple[Path, list[Any]],
 ) -> None:
     args, circuits = seed_arguments
     job_dir = qshpc_home / "jobs" / "from-sbatch"
-    env = {**os.environ, "PROGRAM": str(EXAMPLES / "program_4.py"), "ARGS": str(args),
-           "JOB_DIR": str(job_dir), "QSHPC_PYTHON": sys.executable}
-    out = subprocess.run(["sbatch", "--parsable", str(REPO / "slurm" / "examples" / "run_cpu.sbatch")],
-                         capture_output=True, text=True, timeout=30, cwd=tmp_path, env=env)
+    env = {
+        **os.environ,
+        "PROGRAM": str(EXAMPLES / "program_4.py"),
+        "ARGS": str(args),
+        "JOB_DIR": str(job_dir),
+        "QSHPC_PYTHON": sys.executable,
+    }
+    out = subprocess.run(
+        ["sbatch", "--parsable", str(REPO / "slurm" / "examples" / "run_cpu.sbatch")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     slurm_id = out.stdout.strip().split(";")[0]
     deadline = time.monotonic() + 120
     while not (job_dir / "job.h5").is_file() and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert wait("from-sbatch", timeout=120) == "SUCCEEDED", (tmp_path / f"qshpc-{slurm_id}.out").read_text()
+    assert wait("from-sbatch", timeout=120) == "SUCCEEDED", (
+        tmp_path / f"qshpc-{slurm_id}.out"
+    ).read_text()
     result = json.loads(run_cli("result", "from-sbatch", "--json", timeout=60).stdout)
     assert_seed_result(result, circuits)
     assert status_json("from-sbatch")["mpi_size"] == 2
 
 
 def test_notebook_script_on_slurm_client(slurm_env: dict[str, str]) -> None:
-    out = subprocess.run([sys.executable, str(EXAMPLES / "notebook_slurm.py")], capture_output=True,
-                         text=True, timeout=240, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "notebook_slurm.py")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("<SlurmClient") and lines[-1] == "SUCCEEDED"

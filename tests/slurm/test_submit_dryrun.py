@@ -19,9 +19,27 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 CASES = {
     "cpu": ["--ntasks-per-node", "2", "--time-min", "10", "--name", "seed-example"],
     "gpu_multinode": [
-        "--nodes", "2", "--ntasks-per-node", "4", "--cpus-per-task", "2", "--gpus-per-node", "4",
-        "--mem-gb", "7.5", "--partition", "gpu", "--account", "proj42", "--qos", "normal",
-        "--sbatch", "constraint=a100", "--sbatch", "comment=two words; $(id)", "--requeue",
+        "--nodes",
+        "2",
+        "--ntasks-per-node",
+        "4",
+        "--cpus-per-task",
+        "2",
+        "--gpus-per-node",
+        "4",
+        "--mem-gb",
+        "7.5",
+        "--partition",
+        "gpu",
+        "--account",
+        "proj42",
+        "--qos",
+        "normal",
+        "--sbatch",
+        "constraint=a100",
+        "--sbatch",
+        "comment=two words; $(id)",
+        "--requeue",
     ],
 }
 
@@ -54,7 +72,9 @@ def test_dry_run_golden(
     want = record.read_text()
     if got != want:
         diff = "\n".join(difflib.unified_diff(want.splitlines(), got.splitlines(), "golden", "now"))
-        pytest.fail(f"batch script changed:\n{diff}\naccept with QSHPC_UPDATE_GOLDEN=1 (or rm {record})")
+        pytest.fail(
+            f"batch script changed:\n{diff}\naccept with QSHPC_UPDATE_GOLDEN=1 (or rm {record})"
+        )
 
 
 def test_dry_run_refuses_bad_values(tmp_path: Path) -> None:

@@ -123,6 +123,7 @@ def test_a_chunk_encodes_exactly_what_add_record_writes() -> None:
     a, b = _frame_of(by_records), _frame_of(by_chunk)
     assert a.records.tobytes() == b.records.tobytes()
     assert a.meta == b.meta and a.data == b.data
+
     def blobs(frame: Any) -> list[bytes]:
         return [b"".join(bytes(p) for p in blob) for blob in frame.large]
 

@@ -24,8 +24,15 @@ def test_all_problems_in_one_message() -> None:
     with pytest.raises(ResourceError) as err:
         res.validate()
     text = str(err.value)
-    for needle in ("nodes=0", "--nodes 1", "mem_gb=-1", "--mem-gb 4", "time_min=0",
-                   "name='x; rm -rf ~'", "partition='a b'"):
+    for needle in (
+        "nodes=0",
+        "--nodes 1",
+        "mem_gb=-1",
+        "--mem-gb 4",
+        "time_min=0",
+        "name='x; rm -rf ~'",
+        "partition='a b'",
+    ):
         assert needle in text, text
 
 
@@ -68,7 +75,9 @@ def test_sbatch_values_are_quoted(tmp_path: Path) -> None:
 
 def test_parse_sbatch_options() -> None:
     assert parse_sbatch_options(["constraint=a=b", "--exclusive=user"]) == {
-        "constraint": "a=b", "exclusive": "user"}
+        "constraint": "a=b",
+        "exclusive": "user",
+    }
     with pytest.raises(ResourceError, match="KEY=VALUE"):
         parse_sbatch_options(["novalue"])
 
@@ -99,8 +108,11 @@ def test_site_defaults_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     work.mkdir()
     monkeypatch.chdir(work)
     (work / "qshpc.toml").write_text('[slurm]\npartition = "project"\n')
-    env = {"QSHPC_SLURM_ACCOUNT": "envacct", "QSHPC_SLURM_MEM_GB": "2.5",
-           "QSHPC_SLURM_DIR": "/var/tmp/ignored"}
+    env = {
+        "QSHPC_SLURM_ACCOUNT": "envacct",
+        "QSHPC_SLURM_MEM_GB": "2.5",
+        "QSHPC_SLURM_DIR": "/var/tmp/ignored",
+    }
     res = resolve_resources({"time_min": None, "extra": {"exclusive": "user"}}, environ=env)
     assert res.partition == "project"  # ./qshpc.toml over $QSHPC_HOME/config.toml
     assert res.account == "envacct"  # environment over files
@@ -130,11 +142,24 @@ def test_config_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_executor_parameters(tmp_path: Path) -> None:
-    res = SlurmResources(nodes=2, ntasks_per_node=4, gpus_per_node=2, mem_gb=1.5, time_min=5,
-                         partition="gpu", account="a", qos="q", requeue=True,
-                         modules=["cuda/12"], setup=["echo hi"], extra={"constraint": "a100"})
+    res = SlurmResources(
+        nodes=2,
+        ntasks_per_node=4,
+        gpus_per_node=2,
+        mem_gb=1.5,
+        time_min=5,
+        partition="gpu",
+        account="a",
+        qos="q",
+        requeue=True,
+        modules=["cuda/12"],
+        setup=["echo hi"],
+        extra={"constraint": "a100"},
+    )
     p = executor_parameters(res, "n", tmp_path)
-    assert p["srun_args"] == ["--mpi=pmi2"] and p["signal_delay_s"] == 75  # --requeue: warned at 1/4
+    assert (
+        p["srun_args"] == ["--mpi=pmi2"] and p["signal_delay_s"] == 75
+    )  # --requeue: warned at 1/4
     assert p["gpus_per_node"] == 2 and p["mem"] == 1.5 and p["time"] == 5
     assert p["additional_parameters"] == {"constraint": "a100", "requeue": True}
     script = render(p, tmp_path / "slurm")

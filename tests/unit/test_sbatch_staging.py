@@ -24,7 +24,11 @@ def test_stage_skips_caches_git_and_the_job_store(tmp_path: Path) -> None:
     dest = src / "jobs" / "j1" / "program"
     stage(src, dest, exclude=[src / "jobs"])
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == [
-        "link", "pkg", "pkg/m.py", "prog.py"]
+        "link",
+        "pkg",
+        "pkg/m.py",
+        "prog.py",
+    ]
     assert (dest / "link").is_symlink()
     assert staged_size(src, [src / "jobs"]) == len("x = 1\n") + len("y = 2\n")
 

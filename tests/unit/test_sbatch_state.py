@@ -27,7 +27,11 @@ def test_parse_sacct() -> None:
 def test_parse_scontrol() -> None:
     text = "JobId=7 JobName=x\n   JobState=OUT_OF_MEMORY Reason=OutOfMemory Dependency=(null)\n ExitCode=0:125"
     v = parse_scontrol(text)
-    assert v is not None and (v.raw, v.reason, v.exit_code) == ("OUT_OF_MEMORY", "OutOfMemory", "0:125")
+    assert v is not None and (v.raw, v.reason, v.exit_code) == (
+        "OUT_OF_MEMORY",
+        "OutOfMemory",
+        "0:125",
+    )
     assert parse_scontrol("slurm_load_jobs error: Invalid job id specified") is None
 
 
@@ -69,7 +73,9 @@ def test_queued_and_running_follow_slurm(job_dir: Path, monkeypatch: pytest.Monk
     assert (m["state"], m["slurm_state"]) == ("QUEUED", "UNKNOWN")
 
 
-def test_killed_before_finalize_is_persisted(job_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_before_finalize_is_persisted(
+    job_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = FakeSlurm(monkeypatch)
     fake.view = SlurmView("NODE_FAIL", "0:0")
     m = Job(job_dir).info()
@@ -99,12 +105,17 @@ def test_ended_without_store(
     assert m["state"] == state and text in m["error"] and m["slurm_state"] == raw
 
 
-def test_signal_states_explain_a_terminal_store(job_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signal_states_explain_a_terminal_store(
+    job_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Store CANCELED (rank 0 caught the time limit's SIGTERM) + Slurm TIMEOUT -> FAILED, TIMEOUT."""
     fake = FakeSlurm(monkeypatch)
     fake.view = SlurmView("COMPLETING")
-    meta: dict[str, Any] = {"state": "CANCELED", "error": "job cancelled: received SIGTERM",
-                            "slurm_job_id": "42"}
+    meta: dict[str, Any] = {
+        "state": "CANCELED",
+        "error": "job cancelled: received SIGTERM",
+        "slurm_job_id": "42",
+    }
     reconcile_slurm(job_dir, meta)
     assert meta["state"] == "CANCELED" and meta["slurm_state"] == "COMPLETING"
     fake.view = SlurmView("TIMEOUT", "0:0")

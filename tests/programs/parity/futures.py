@@ -25,7 +25,9 @@ out["cf_wait"] = [len(done), len(not_done)]
 out["cf_as_completed"] = sorted(r.result() for r in cf.as_completed(refs, timeout=60))
 first, _ = cf.wait([sleepy(0.5), square(3)], return_when=cf.FIRST_COMPLETED, timeout=60)
 out["first_completed"] = len(first) >= 1
-out["qshpc_as_completed"] = sorted(get(list(as_completed([square(i) for i in range(6)], timeout=60))))
+out["qshpc_as_completed"] = sorted(
+    get(list(as_completed([square(i) for i in range(6)], timeout=60)))
+)
 try:
     list(as_completed([sleepy(3)], timeout=0.2))
     out["timeout"] = "no timeout"
