@@ -159,8 +159,9 @@ def run_here_or_spread(
     kind: str,
     work: Sequence[Any],
     config: BlockConfig,
-    inline: Callable[[dict[int, int]], Any],
+    inline: Callable[[dict[int, int], Any], Any],
     spread: Callable[[int, dict[int, int]], tuple[list[Any], Callable[[list[Any]], Any]]],
+    block: Any = None,
 ) -> Any:
     """Spread the blocks over the workers (rank 0 of a program), else run them here.
 
@@ -168,10 +169,15 @@ def run_here_or_spread(
     ranks: each as one ``target={"ranks": k}`` call from rank 0, or here over the
     ranks the running call holds (``inline`` and ``spread`` get ``{pub: k}``).
 
+    ``block``: the block task; when the result cache covers its calls here,
+    ``inline`` gets it (else None) and runs each block as a call of it, at once
+    (in order with the program's other calls, whose ids and seeds then stay
+    the same from run to run).
+
     Returns:
         A :class:`TasksJob` or a :class:`LocalJob`.
     """
-    from qshpc.primitives.blocks import worker_count
+    from qshpc.primitives.blocks import cached_here, worker_count
     from qshpc.task.context import current_task
 
     have, where = held_ranks()
@@ -183,7 +189,12 @@ def run_here_or_spread(
     if workers > 0 and work:
         refs, finish = spread(workers, wide)
         return TasksJob(new_id(kind), refs, finish)
-    return LocalJob(new_id(kind), lambda: inline(wide), run_now=current_task() is not None)
+    task = cached_here(block) if block is not None else None
+    return LocalJob(
+        new_id(kind),
+        lambda: inline(wide, task),
+        run_now=task is not None or current_task() is not None,
+    )
 
 
 __all__ = ["check_mode", "check_widths", "held_ranks", "run_here_or_spread"]

@@ -119,17 +119,50 @@ def _held() -> int:
     return int(step.size)
 
 
-_split_tasks: dict[tuple[str, int], Any] = {}
+_split_tasks: dict[tuple[str, int, bool | None], Any] = {}
 
 
-def split_task(kind: str, ranks: int) -> Any:
+def split_task(kind: str, ranks: int, cache: bool | None = None) -> Any:
     """The task of a PUB split over ``ranks`` ranks: one ``target={"ranks": k}`` call per PUB."""
-    task = _split_tasks.get((kind, ranks))
+    task = _split_tasks.get((kind, ranks, cache))
     if task is None:
         func = sampler_split if kind == "sampler" else estimator_split
         name = "qshpc.SamplerV2.split" if kind == "sampler" else "qshpc.EstimatorV2.split"
-        task = _split_tasks[(kind, ranks)] = distribute_task({"ranks": ranks}, name=name)(func)
+        task = distribute_task({"ranks": ranks}, name=name, cache=cache)(func)
+        _split_tasks[(kind, ranks, cache)] = task
     return task
+
+
+_block_tasks: dict[tuple[str, bool | None], Any] = {}
+
+
+def block_task(kind: str, cache: bool | None = None) -> Any:
+    """The block task of ``kind`` with the primitive's ``cache`` option.
+
+    The same function under another switch: its calls have the same cache keys.
+    """
+    if cache is None:
+        return sampler_block if kind == "sampler" else estimator_block
+    task = _block_tasks.get((kind, cache))
+    if task is None:
+        base = sampler_block if kind == "sampler" else estimator_block
+        task = distribute_task(name=base.name, cache=cache)(base.func)
+        _block_tasks[(kind, cache)] = task
+    return task
+
+
+def cached_here(task: Any) -> Any:
+    """``task`` when its calls made in this process go through the result cache, else None.
+
+    Where the blocks run in this process (plain ``python``, ``--workers 0``,
+    inside a task), a block whose task the cache covers is a call of that task
+    like any other: looked up, recorded in the job's store (a hit with its
+    provenance), stored. The others run the kernels directly, as before.
+    """
+    from qshpc.program import backend
+
+    cache_for = getattr(backend.current(), "cache_for", None)
+    return task if cache_for is not None and cache_for(task) is not None else None
 
 
 # -- seeds ---------------------------------------------------------------------
@@ -201,6 +234,11 @@ class CircuitQPY(bytes):
     def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
         return bytes, (bytes(self),)
 
+    @property
+    def circuit(self) -> Any:
+        """The circuit these bytes were dumped from (a block run in this process uses it)."""
+        return self._circuit
+
     def __qshpc_cache_digest__(self) -> bytes:
         """:func:`qshpc.cache.keys.circuit_digest` of the circuit (the same in every process)."""
         if self._digest is None:
@@ -253,10 +291,12 @@ def spread_sampler(
     workers: int,
     per_block: int | None,
     wide: dict[int, int] | None = None,
+    cache: bool | None = None,
 ) -> Submitted:
     """Send one task per block; return the refs and how to assemble their outputs.
 
-    A PUB in ``wide`` (index -> ranks) is one ``ranks=k`` call of all its rows.
+    A PUB in ``wide`` (index -> ranks) is one ``ranks=k`` call of all its rows;
+    ``cache``: the primitive's option (see :func:`block_task`).
     """
     from qshpc.aer.circuits import prepare_exact
 
@@ -270,7 +310,10 @@ def spread_sampler(
     for pub, start, stop in blocks:
         w = work[pub]
         qpy, key = circuits.get(w.circuit)
-        task = sampler_block if not wide or pub not in wide else split_task("sampler", wide[pub])
+        if wide and pub in wide:
+            task = split_task("sampler", wide[pub], cache)
+        else:
+            task = block_task("sampler", cache)
         refs.append(task(qpy, key, w.values[start:stop], w.shots, seed, pub, start, config))
 
     def finish(outputs: list[Any]) -> Any:
@@ -290,6 +333,7 @@ def spread_estimator(
     workers: int,
     per_block: int | None,
     wide: dict[int, int] | None = None,
+    cache: bool | None = None,
 ) -> Submitted:
     """Send one task per block of parameter rows; return the refs and the assembly.
 
@@ -297,7 +341,7 @@ def spread_estimator(
     thousand observables, say) has its elements split further, so that every
     worker gets some (each such task simulates its rows again: cheap next to
     the observables). A PUB in ``wide`` (index -> ranks) is one ``ranks=k`` call
-    of all its elements.
+    of all its elements; ``cache``: the primitive's option (see :func:`block_task`).
     """
     circuits = _Circuits()
     caps = [ESTIMATOR_MAX_ROWS] * len(work)
@@ -308,11 +352,12 @@ def spread_estimator(
     for pub, _, _ in blocks:
         per_pub_blocks[pub] += 1
     refs = []
+    block = block_task("estimator", cache)
     picked: list[tuple[int, np.ndarray]] = []
     for pub in sorted(wide or ()):
         w = work[pub]
         qpy, key = circuits.get(w.circuit)
-        task = split_task("estimator", (wide or {})[pub])
+        task = split_task("estimator", (wide or {})[pub], cache)
         refs.append(task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config))
         picked.append((pub, np.arange(len(w.elem_row))))
     for pub, start, stop in blocks:
@@ -327,9 +372,7 @@ def spread_estimator(
             rows, local_row = np.unique(w.elem_row[part], return_inverse=True)
             used, local_obs = np.unique(w.elem_obs[part], return_inverse=True)
             observables = [w.observables[int(o)] for o in used]
-            refs.append(
-                estimator_block(qpy, key, w.values[rows], observables, local_row, local_obs, config)
-            )
+            refs.append(block(qpy, key, w.values[rows], observables, local_row, local_obs, config))
             picked.append((pub, part))
 
     def finish(outputs: list[Any]) -> Any:
@@ -343,14 +386,27 @@ def spread_estimator(
 
 
 def inline_sampler(
-    work: Sequence[SamplerWork], seed: int, config: BlockConfig, wide: dict[int, int] | None = None
+    work: Sequence[SamplerWork],
+    seed: int,
+    config: BlockConfig,
+    wide: dict[int, int] | None = None,
+    task: Any = None,
 ) -> Any:
-    """Run every PUB here, one block each (a PUB in ``wide`` over the ranks this call holds)."""
+    """Run every PUB here, one block each (a PUB in ``wide`` over the ranks this call holds).
+
+    ``task``: the block task whose calls the result cache covers here
+    (:func:`cached_here`): each PUB not in ``wide`` is then one call of it (the
+    key and record of the same block sent to a worker), else None.
+    """
     spec = sim_spec(config.method, config.device, config.precision)
     circuits = _Circuits()
     results = []
     for w in work:
-        _, key = circuits.get(w.circuit)
+        qpy, key = circuits.get(w.circuit)
+        if task is not None and not (wide and w.index in wide):
+            ref = task(qpy, key, w.values, w.shots, seed, w.index, 0, config)
+            results.append(assemble.sampler_pub_result(w, [(0, w.size, ref.result())]))
+            continue
         prepared = prepare(key, w.circuit, spec, config.level)
         if wide and w.index in wide:
             from qshpc.aer.v2.split import sample_split
@@ -369,13 +425,22 @@ def inline_estimator(
     seed: int,
     config: BlockConfig,
     wide: dict[int, int] | None = None,
+    task: Any = None,
 ) -> Any:
-    """Run every PUB here, one block each (a PUB in ``wide`` over the ranks this call holds)."""
+    """Run every PUB here, one block each (a PUB in ``wide`` over the ranks this call holds).
+
+    ``task``: as for :func:`inline_sampler`.
+    """
     spec = sim_spec(config.method, config.device, config.precision)
     circuits = _Circuits()
     results = []
     for w in work:
-        _, key = circuits.get(w.circuit)
+        qpy, key = circuits.get(w.circuit)
+        if task is not None and not (wide and w.index in wide):
+            ref = task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config)
+            evs, everything = ref.result(), np.arange(len(w.elem_row))
+            results.append(assemble.estimator_pub_result(w, [(everything, evs)], seed))
+            continue
         prepared = prepare(key, w.circuit, spec, config.level)
         if wide and w.index in wide:
             from qshpc.aer.v2.split import estimate_split
@@ -395,6 +460,8 @@ def inline_estimator(
 __all__ = [
     "CircuitKey",
     "CircuitQPY",
+    "block_task",
+    "cached_here",
     "estimator_block",
     "estimator_split",
     "inline_estimator",

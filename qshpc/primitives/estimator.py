@@ -84,14 +84,16 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
             return submit_estimator(self, work)
         config = block_config(self._options)
         seed = blocks.resolve_seed(self._seed, self._options.run_options)
+        cache = self._options.cache
         return run_here_or_spread(
             "estimator",
             work,
             config,
-            lambda wide: blocks.inline_estimator(work, seed, config, wide),
+            lambda wide, task: blocks.inline_estimator(work, seed, config, wide, task),
             lambda workers, wide: blocks.spread_estimator(
-                work, seed, config, workers, self._options.rows_per_task, wide
+                work, seed, config, workers, self._options.rows_per_task, wide, cache
             ),
+            blocks.block_task("estimator", cache),
         )
 
 

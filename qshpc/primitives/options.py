@@ -31,6 +31,11 @@ class Options:
         rows_per_task: The most parameter rows in one task (None: about four
             tasks per worker for the run's rows).
         default_precision: The estimator's default precision (Aer's option name).
+        cache: The result cache for the blocks (qshpc's own): True, every block
+            looks up and stores its result (``@distribute_task(cache=True)``; under
+            plain ``python`` too); False, never, even in a job run with
+            ``--cache``; None (the default), as the job says. The key is the same
+            either way (see docs/cache.md).
     """
 
     backend_options: dict[str, Any] = field(default_factory=dict)
@@ -38,6 +43,7 @@ class Options:
     optimization_level: int = 1
     rows_per_task: int | None = None
     default_precision: float | None = None
+    cache: bool | None = None
 
 
 def parse_options(options: Mapping[str, Any] | Options | None) -> Options:
@@ -68,6 +74,8 @@ def parse_options(options: Mapping[str, Any] | Options | None) -> Options:
     rows = out.rows_per_task
     if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
         raise UserError(f"rows_per_task must be a positive int or None, got {rows!r}")
+    if out.cache is not None and not isinstance(out.cache, bool):
+        raise UserError(f"options['cache'] must be True, False or None, got {out.cache!r}")
     return out
 
 

@@ -89,14 +89,16 @@ class SamplerV2(PrimitiveSettings, BaseSamplerV2):  # type: ignore[misc]
             return submit_sampler(self, work)
         config = block_config(self._options)
         seed = blocks.resolve_seed(self._seed, self._options.run_options)
+        cache = self._options.cache
         return run_here_or_spread(
             "sampler",
             work,
             config,
-            lambda wide: blocks.inline_sampler(work, seed, config, wide),
+            lambda wide, task: blocks.inline_sampler(work, seed, config, wide, task),
             lambda workers, wide: blocks.spread_sampler(
-                work, seed, config, workers, self._options.rows_per_task, wide
+                work, seed, config, workers, self._options.rows_per_task, wide, cache
             ),
+            blocks.block_task("sampler", cache),
         )
 
 

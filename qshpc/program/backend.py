@@ -424,7 +424,7 @@ class InlineBackend:
         from qshpc.task.seeding import derive_seed
 
         task_seed = None if seed is None else derive_seed(seed, task_id)
-        cache, ckey = self._cache_for(task), None
+        cache, ckey = self.cache_for(task), None
         if cache is not None:
             # live: the function runs here as it is now (a global rebound since an
             # earlier call changes its key); the result is encoded before the
@@ -464,8 +464,9 @@ class InlineBackend:
         resolve_many([(ref, out.ok, out.value if out.ok else out.task_error(info.rank, info.host))])
         return ref
 
-    def _cache_for(self, task: TaskSpec) -> JobCache | None:
-        """The cache when this task's calls use it, else None."""
+    def cache_for(self, task: TaskSpec) -> JobCache | None:
+        """The cache when this task's calls use it, else None (plain ``python``: one is
+        opened at the first call of a ``cache=True`` task)."""
         want = getattr(task, "cache", None)
         cache = self.cache
         if cache is None:

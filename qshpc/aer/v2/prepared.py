@@ -204,7 +204,8 @@ def prepare(key: str, circuit: QuantumCircuit | bytes, spec: SimSpec, level: int
 
     Args:
         key: The circuit's key (:func:`key_of` its QPY).
-        circuit: The circuit, or its QPY bytes (loaded only on a miss).
+        circuit: The circuit, or its QPY bytes (loaded only on a miss; bytes that
+            name the circuit they were dumped from, ``.circuit``, are not loaded).
         spec: This rank's simulator spec.
         level: Preset pass manager level for circuits that are not ISA.
     """
@@ -215,9 +216,13 @@ def prepare(key: str, circuit: QuantumCircuit | bytes, spec: SimSpec, level: int
             _cache.move_to_end(ident)
             return hit
     if isinstance(circuit, bytes):
-        from qshpc.store import _qpy
+        own = getattr(circuit, "circuit", None)  # the process that dumped them: its circuit
+        if own is not None:
+            circuit = own
+        else:
+            from qshpc.store import _qpy
 
-        circuit = _qpy.load(circuit)[0]
+            circuit = _qpy.load(circuit)[0]
     plan = prepare_exact(circuit)
     prepared = Prepared(
         key, circuit, plan, _registers(circuit, plan), spec, level, is_isa(circuit, spec)
