@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 #: Results waiting to be written beyond this many bytes are not cached (memory bound).
 MAX_PENDING_BYTES = 256 << 20
+#: At a job's end, the wait for the last writes gives up after this long without one done.
+STALL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,11 @@ class Writer:
         self.dropped = 0
         self.failed = 0
         self.off = False
+        self.stalled = False  # the end's wait gave up: no write ended for STALL_S
         self._q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._pending = 0  # bytes queued (bodies; values count 0 until encoded)
         self._busy = 0  # items queued or being written
+        self._finished = 0  # items taken off the queue (written, failed or skipped)
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -149,6 +153,7 @@ class Writer:
                 with self._idle:
                     self._pending -= size
                     self._busy -= 1
+                    self._finished += 1
                     if not self._busy:
                         self._idle.notify_all()
 
@@ -161,6 +166,43 @@ class Writer:
                 if left is not None and left <= 0:
                     return False
                 self._idle.wait(left)
+        return True
+
+    @property
+    def left(self) -> int:
+        """Results queued or being written now."""
+        return self._busy
+
+    def drain(
+        self,
+        tick: Callable[[int, float], bool] | None = None,
+        every: float = 1.0,
+        stall_s: float = STALL_S,
+    ) -> bool:
+        """Wait for every queued result while the writes progress (a job's end).
+
+        Args:
+            tick: Called as ``tick(left, seconds waited)`` when the wait starts and
+                every ``every`` seconds; True from it stops the wait.
+            every: Seconds between ticks.
+            stall_s: Give up when no write ended for this long (a hung file system).
+
+        Returns:
+            True when every result is written (or failed); False when stopped or stalled.
+        """
+        t0 = last_t = time.monotonic()
+        last = self._finished
+        if tick is not None and self._busy and tick(self._busy, 0.0):
+            return False
+        while not self.flush(every):
+            now = time.monotonic()
+            if self._finished != last:
+                last, last_t = self._finished, now
+            elif now - last_t >= stall_s:
+                self.stalled = True
+                return False
+            if tick is not None and tick(self._busy, now - t0):
+                return False
         return True
 
 
@@ -309,6 +351,68 @@ class JobCache:
                 f"gave up waiting for the cache after {timeout:.0f} s: some results are not cached"
             )
 
+    @property
+    def written(self) -> int:
+        """Results this process wrote to the cache."""
+        return self._writer.written if self._writer is not None else 0
+
+    @property
+    def left(self) -> int:
+        """Results queued for the cache and not written yet."""
+        return self._writer.left if self._writer is not None else 0
+
+    def drain(
+        self,
+        tick: Callable[[int, float], bool] | None = None,
+        every: float = 1.0,
+        stall_s: float = STALL_S,
+    ) -> bool:
+        """Wait for the queued writes while they progress (see :meth:`Writer.drain`)."""
+        w = self._writer
+        return True if w is None else w.drain(tick, every, stall_s)
+
+    def finish(self, stop: Callable[[], bool] | None = None, every: float = 5.0) -> bool:
+        """The job's end in this process: wait for the last writes, saying so on stderr.
+
+        Nothing is dropped because the job ends: the wait lasts as long as the
+        writes progress (:data:`STALL_S` without one gives up). After a second a
+        line says how many are left, then every ``every`` seconds, and the time
+        it took at the end. A Ctrl-C (KeyboardInterrupt, or ``stop()`` True)
+        stops the wait: what is left is not cached, and the line says how many.
+
+        Returns:
+            True when every queued result was written (or failed on its own).
+        """
+        w = self._writer
+        if w is None or not w.left:
+            return True
+        t0 = time.monotonic()
+        said = [False, t0 + 1.0]
+
+        def tick(left: int, waited: float) -> bool:
+            if stop is not None and stop():
+                return True
+            now = time.monotonic()
+            if now >= said[1]:
+                said[0], said[1] = True, now + every
+                _warn(
+                    f"writing the last {left:,} result(s) to the cache ({waited:.0f} s so far; "
+                    "Ctrl-C stops the wait, and those are then not cached)"
+                )
+            return False
+
+        try:
+            done = w.drain(tick, every=0.2 if stop is not None else 1.0)
+        except KeyboardInterrupt:
+            done = False
+        took = time.monotonic() - t0
+        if not done:
+            why = f"given up: no write ended for {STALL_S:.0f} s" if w.stalled else "stopped"
+            _warn(f"{w.left:,} result(s) not cached: the wait for the cache was {why}")
+        elif said[0]:
+            _warn(f"the last results reached the cache {took:.1f} s after the job's end")
+        return done
+
     def summary(self) -> dict[str, int]:
         """Counts for the job's log."""
         w = self._writer
@@ -342,4 +446,12 @@ def resolve_dir(path: str | os.PathLike[str] | None) -> str | None:
     return str(Path(path).expanduser().absolute())
 
 
-__all__ = ["MAX_PENDING_BYTES", "CacheConfig", "JobCache", "Writer", "provenance", "resolve_dir"]
+__all__ = [
+    "MAX_PENDING_BYTES",
+    "STALL_S",
+    "CacheConfig",
+    "JobCache",
+    "Writer",
+    "provenance",
+    "resolve_dir",
+]

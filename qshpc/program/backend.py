@@ -475,7 +475,7 @@ class InlineBackend:
             from qshpc.cache.jobcache import CacheConfig, JobCache
 
             cache = self.cache = JobCache(CacheConfig(), None)
-            atexit.register(cache.flush)  # plain python: store what is queued before exit
+            atexit.register(cache.finish)  # plain python: store what is queued before exit
         return cache if cache.wanted(want) else None
 
 

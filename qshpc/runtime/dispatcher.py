@@ -160,6 +160,10 @@ class Dispatcher(Intake):
         self._stop = True
         self._wake.set()
         self._thread.join(drain_s)
+        # Workers writing their last results to the cache: waited for while they
+        # report (the goodbyes bound it; a signal, hurry(), ends it).
+        while self._thread.is_alive() and self.liveness.may_flush() and not self._stop_now:
+            self._thread.join(0.2)
         if self._thread.is_alive():
             self.abandoned = True
             self._stop_now = True
@@ -205,7 +209,7 @@ class Dispatcher(Intake):
                     self.comm.send(STOP, dest=w.rank, tag=TAG_STOP)
                 except Exception:  # pragma: no cover - best effort at shutdown
                     w.alive = False
-            if not self.liveness.goodbyes():
+            if not self.liveness.goodbyes(stop=lambda: self._stop_now):
                 self.abandoned = True  # someone did not answer: do not risk MPI_Finalize
 
     def _abandon(self) -> None:

@@ -6,15 +6,20 @@ after ``QSHPC_WORKER_TIMEOUT_S`` without a message from it, and fails the calls
 it held, naming the rank, host, pid and tasks. At the end, each live worker
 says goodbye after STOP, so that rank 0 knows no message is left in flight
 before ``MPI_Finalize`` (without every goodbye it leaves without finalizing).
+A worker with results still on their way to the result cache writes them
+first, reporting every second (``TAG_FLUSH``): rank 0 waits for its goodbye as
+long as those reports come, and says on stderr how many are left.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from qshpc.errors import TaskError
-from qshpc.runtime.protocol import TAG_BYE, TAG_HEARTBEAT, Wiring
+from qshpc.runtime.protocol import TAG_BYE, TAG_FLUSH, TAG_HEARTBEAT, Wiring
 
 if TYPE_CHECKING:
     from qshpc.program.refs import TaskRef
@@ -56,6 +61,10 @@ class Liveness:
         self.workers = workers
         self.timeout = timeout
         self.lost: list[str] = []  # one line per lost worker
+        #: True while the goodbyes wait for workers writing their last results to the cache.
+        self.flushing = False
+        #: When the goodbyes began (monotonic), or None: a worker's first report comes soon after.
+        self.bye_since: float | None = None
 
     def drain(self, tag: int) -> list[int]:
         """Receive every waiting heartbeat or goodbye; return their sources."""
@@ -96,20 +105,89 @@ class Liveness:
         w.sends.clear()
         return [(e.ref, False, lost_error(e, w, text)) for e in held]
 
-    def goodbyes(self, timeout: float = 10.0) -> bool:
+    def goodbyes(
+        self,
+        timeout: float | None = None,
+        stop: Callable[[], bool] | None = None,
+        every: float = 5.0,
+    ) -> bool:
         """After STOP: wait for each live worker's goodbye, draining heartbeats meanwhile.
+
+        A worker that reports its last cache writes (``TAG_FLUSH``) is waited for
+        while its reports come (each within ``timeout`` of the last), not just
+        ``timeout``: its results are not to be left out of the cache because the
+        job ends. A line on stderr says how many are left after a second, then
+        every ``every`` seconds, and how long it took. ``stop()`` True (a Ctrl-C)
+        ends the wait for those workers at once.
+
+        Args:
+            timeout: Seconds without a goodbye or a report (default :data:`GOODBYE_S`).
+            stop: Called while workers write: True ends the wait for them.
+            every: Seconds between the lines saying how many are left.
 
         Returns:
             True when every live worker said goodbye in time.
         """
+        if timeout is None:
+            timeout = GOODBYE_S
         waiting = {w.rank for w in self.workers if w.alive}
-        deadline = time.monotonic() + timeout
-        while waiting and time.monotonic() < deadline:
+        t0 = self.bye_since = time.monotonic()
+        deadline = t0 + timeout
+        reports: dict[int, tuple[int, int, float]] = {}  # rank -> (left, written, when)
+        said, next_line = False, t0 + 1.0
+        while waiting:
+            now = time.monotonic()
             self.drain(TAG_HEARTBEAT)
+            for src, (_, left, written, _) in self._reports():
+                reports[src] = (int(left), int(written), now)
             waiting -= set(self.drain(TAG_BYE))
-            time.sleep(0.001)
+            writing = {r for r in waiting if r in reports and now - reports[r][2] < timeout}
+            self.flushing = bool(writing)
+            if writing and stop is not None and stop():
+                left = sum(reports[r][0] for r in writing)
+                _say(f"stopped waiting for the workers' last writes: {left:,} result(s) "
+                     "are not cached")  # fmt: skip
+                break
+            if now >= deadline and not writing:
+                break
+            if writing and now >= next_line:
+                said, next_line = True, now + every
+                left = sum(reports[r][0] for r in writing)
+                per = ", ".join(f"rank {r}: {reports[r][0]:,}" for r in sorted(writing))
+                _say(f"the workers write their last {left:,} result(s) to the cache ({per}; "
+                     f"{now - t0:.0f} s so far; Ctrl-C stops the wait, and those are then "
+                     "not cached)")  # fmt: skip
+            time.sleep(0.001 if now - t0 < 0.5 else 0.01)
+        self.flushing, self.bye_since = False, None
         self.drain(TAG_HEARTBEAT)
+        self._reports()
+        if said and not waiting:
+            _say(f"the last results reached the cache {time.monotonic() - t0:.1f} s after "
+                 "the workers were told to stop")  # fmt: skip
         return not waiting
+
+    def may_flush(self) -> bool:
+        """True while workers write their last results to the cache, or may be about to say so."""
+        since = self.bye_since
+        return self.flushing or (since is not None and time.monotonic() - since < 1.0)
+
+    def _reports(self) -> list[tuple[int, Any]]:
+        """Receive every waiting cache report (``TAG_FLUSH``): ``(source, message)``."""
+        world, status, any_source = self.world, self.status, self.any_source
+        out: list[tuple[int, Any]] = []
+        while True:
+            msg = world.improbe(any_source, TAG_FLUSH, status)
+            if msg is None:
+                return out
+            out.append((status.Get_source(), msg.recv()))
+
+
+def _say(text: str) -> None:
+    print(f"qshpc: cache: {text}", file=sys.stderr, flush=True)
+
+
+#: Seconds rank 0 waits for a worker's goodbye (or its next cache report) after STOP.
+GOODBYE_S = 10.0
 
 
 def lost_error(e: Entry, w: WorkerState, text: str) -> BaseException:
@@ -119,4 +197,4 @@ def lost_error(e: Entry, w: WorkerState, text: str) -> BaseException:
     )
 
 
-__all__ = ["Liveness", "WorkerState", "lost_error"]
+__all__ = ["GOODBYE_S", "Liveness", "WorkerState", "lost_error"]

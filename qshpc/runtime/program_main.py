@@ -57,6 +57,11 @@ def default_signals() -> None:
             signal.signal(s, _before.pop(s))
 
 
+def signals_received() -> int:
+    """How many SIGINT/SIGTERM rank 0 received so far (a new one: the user asks to stop)."""
+    return len(_received)
+
+
 def cancel_signal() -> int | None:
     """The signal that cancelled the program (the first one received), or None."""
     return _received[0] if _received else None

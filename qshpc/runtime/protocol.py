@@ -17,6 +17,11 @@ tag                   direction    message
                                    batches held; send what is done as each batch's last
                                    message (the rest never ran)
 :data:`TAG_HEARTBEAT` worker -> 0  ``None``, every ``QSHPC_HEARTBEAT_S``, on the plain world
+:data:`TAG_FLUSH`     worker -> 0  ``("F", left, written, seconds)``, on the plain world: after
+                                   STOP, results still on their way to the result cache
+                                   (sent when the wait starts, then every second, and
+                                   ``left == 0`` when done): rank 0 waits for its goodbye
+                                   while these come
 :data:`TAG_BYE`       worker -> 0  ``None``, the worker's last message, on the plain world
 :data:`TAG_JOB`       0 -> worker  ``(job_dir or None, error or None, program)``, once at
                                    start-up, on the plain world (workers poll for it with
@@ -60,6 +65,7 @@ TAG_CUT = 14
 TAG_HEARTBEAT = 15
 TAG_BYE = 16
 TAG_JOB = 17
+TAG_FLUSH = 18
 
 #: The stop message.
 STOP = ("S",)
@@ -169,6 +175,7 @@ __all__ = [
     "TAG_BATCH",
     "TAG_BYE",
     "TAG_CUT",
+    "TAG_FLUSH",
     "TAG_HEARTBEAT",
     "TAG_RESULT",
     "TAG_STOP",

@@ -26,6 +26,7 @@ from qshpc.runtime.program_main import (
     default_signals,
     defer_signals,
     exec_program,
+    signals_received,
 )
 from qshpc.runtime.protocol import Wiring
 from qshpc.runtime.scheduler import Scheduler
@@ -139,7 +140,10 @@ def run_job(
             state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {cause}".lstrip()
         else:
             state = "FAILED"
-    cache.flush(timeout=CACHE_FLUSH_S)  # results rank 0 ran itself (inline, root work)
+    # Results rank 0 ran itself (inline, root work): their last writes, while they
+    # progress; a Ctrl-C (a signal received from now on) stops the wait.
+    signals_before = signals_received()
+    cache.finish(stop=lambda: signals_received() > signals_before)
     from qshpc.store.space import lost_output as output_lost
 
     lost_output = output_lost()
@@ -213,10 +217,6 @@ def tell_launcher(path: str, token: str | None, state: str, error: str | None) -
         pass
     finally:
         os.close(fd)
-
-
-#: The longest rank 0 waits, at the end, for its own results to reach the cache.
-CACHE_FLUSH_S = 30.0
 
 
 def _job_cache(spec: RunSpec, meta: dict[str, Any]) -> Any:

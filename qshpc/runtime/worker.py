@@ -25,6 +25,7 @@ from qshpc.runtime.protocol import (
     TAG_BATCH,
     TAG_BYE,
     TAG_CUT,
+    TAG_FLUSH,
     TAG_HEARTBEAT,
     TAG_STOP,
     Transport,
@@ -317,14 +318,55 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
             runner.run(sender, bid, columns, funcs, lookup if objects else None, store, is_cut)
     finally:
         sender.flush(timeout=0.5)
-        # Rank 0 waits ~10 s for every goodbye: what is not written by then is not cached.
         # (inline.cache: the job's, or one a nested call of a cache=True task opened.)
         if inline.cache is not None:
-            inline.cache.flush(timeout=CACHE_FLUSH_S)
+            finish_cache(inline.cache, wiring.world)
 
 
-#: The longest a worker waits, at the end, for its results to reach the cache.
+#: The longest a worker waits for an earlier cache's writes when the job's cache opens.
 CACHE_FLUSH_S = 5.0
+#: Seconds between a worker's reports of its last cache writes to rank 0.
+FLUSH_REPORT_S = 1.0
+
+
+def finish_cache(cache: Any, world: Transport) -> bool:
+    """Before the goodbye: write every result still queued for the cache, telling rank 0.
+
+    Nothing computed is left out of the cache because the job ends: the wait
+    lasts while the writes progress (:data:`qshpc.cache.jobcache.STALL_S`
+    without one gives up), and rank 0 waits for this worker's goodbye as long
+    as its reports (:data:`TAG_FLUSH`) come, saying how many are left. A
+    Ctrl-C ends this rank as at any time (:class:`_StopSignals`); rank 0 then
+    stops waiting too.
+
+    Returns:
+        True when every queued result was written (or failed on its own).
+    """
+    sent: list[Any] = []
+    t0 = time.monotonic()
+    told = [False]
+
+    def tell(left: int, waited: float) -> bool:
+        told[0] = True
+        if sent:
+            sent[:] = [r for r in sent if not r.Test()]
+        sent.append(world.isend(("F", left, int(cache.written), waited), dest=0, tag=TAG_FLUSH))
+        return False
+
+    done = cache.drain(tell, every=FLUSH_REPORT_S)
+    if told[0]:
+        left = cache.left
+        tell(left, time.monotonic() - t0)  # the last report: 0 left, or what is given up
+        if left:
+            from qshpc.cache.jobcache import STALL_S
+
+            print(
+                f"qshpc: cache: rank {context.rank_info().rank}: {left:,} result(s) not cached: "
+                f"no write ended for {STALL_S:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return bool(done)
 
 
 def _job_cache(info: dict[str, Any]) -> Any:

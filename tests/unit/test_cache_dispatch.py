@@ -33,7 +33,10 @@ pytestmark = pytest.mark.timeout(120)
 
 @contextmanager
 def ranks(
-    cache: JobCache | None, workers: int = 2, done: dict[str, Any] | None = None
+    cache: JobCache | None,
+    workers: int = 2,
+    done: dict[str, Any] | None = None,
+    drain_s: float = 10.0,
 ) -> Iterator[tuple[Dispatcher, Loopback]]:
     net = Loopback(workers + 1)
     threads = []
@@ -48,7 +51,7 @@ def ranks(
     try:
         yield d, net
     finally:
-        d.shutdown(drain_s=10)  # the workers flush their cache writes before their goodbye
+        d.shutdown(drain_s=drain_s)  # the workers flush their cache writes before their goodbye
         for r, t in enumerate(threads, start=1):
             if t.is_alive():
                 net.deliver(r, TAG_STOP, STOP)
@@ -282,3 +285,68 @@ def test_hits_leave_an_idle_dispatcher_asleep(tmp_path: Path) -> None:
         assert max(t or 0 for t in event.timeouts) > 0.01  # idle: a long sleep, not 2 ms polls
         miss = d.submit(square, (21,), {})  # a call to run still wakes it
         assert get(miss, timeout=30) == 441 and event.sets == 1
+
+
+@pytest.fixture
+def slow_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cache write takes 60 ms; rank 0 waits 0.5 s for a goodbye; reports every 0.1 s."""
+    from qshpc.runtime import liveness, worker
+
+    put = CacheDir.put
+
+    def slow_put(self: CacheDir, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.06)
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(CacheDir, "put", slow_put)
+    monkeypatch.setattr(liveness, "GOODBYE_S", 0.5)
+    monkeypatch.setattr(worker, "FLUSH_REPORT_S", 0.1)
+
+
+@pytest.mark.usefixtures("slow_cache")
+def test_the_end_waits_for_the_workers_last_cache_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 30 results take ~1.8 s to write, past the goodbye's 0.5 s and the 0.2 s drain:
+    # the worker's reports keep rank 0 waiting, and every result is cached.
+    cache = JobCache(CacheConfig(True, str(tmp_path / "c")), "job-1")
+    with ranks(cache, workers=1, drain_s=0.2) as (d, _):
+        assert get([d.submit(square, (i,), {}) for i in range(30)], timeout=30)[-1] == 841
+    assert not d.abandoned
+    assert len(list(CacheDir(tmp_path / "c").scan())) == 30
+    err = capsys.readouterr().err
+    assert "the workers write their last" in err and "(rank 1: " in err, err
+    assert "the last results reached the cache" in err, err
+    # A Ctrl-C (rank 0's handler calls hurry) stops the wait: said, the rest is not cached.
+    cache = JobCache(CacheConfig(True, str(tmp_path / "c2")), "job-2")
+    with ranks(cache, workers=1, drain_s=0.2) as (d, _):
+        assert len(get([d.submit(square, (i,), {}) for i in range(15)], timeout=30)) == 15
+        threading.Timer(0.3, d.hurry).start()
+    assert d.abandoned
+    err = capsys.readouterr().err
+    assert "stopped waiting for the workers' last writes" in err, err
+
+
+@pytest.mark.usefixtures("slow_cache")
+def test_rank_0_and_plain_python_finish_their_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qshpc.cache import jobcache
+
+    cache = JobCache(CacheConfig(True, str(tmp_path / "c")), None)
+    for i in range(25):
+        cache.store(f"{i:064x}", "f", str(i), value=i)
+    assert not cache.finish(stop=lambda: cache.left < 22)  # a signal after a few writes
+    err = capsys.readouterr().err
+    assert "result(s) not cached: the wait for the cache was stopped" in err, err
+    assert cache.finish()  # ~1.2 s more: said after a second, and when done
+    err = capsys.readouterr().err
+    assert "writing the last" in err and "reached the cache" in err, err
+    assert len(list(CacheDir(tmp_path / "c").scan())) == 25
+    # A write that never ends (a hung file system) is given up after STALL_S.
+    block = threading.Event()
+    w = jobcache.Writer(CacheDir(tmp_path / "c3"))
+    w.cache.put = lambda *a, **k: block.wait()  # type: ignore[method-assign]
+    w.submit("0" * 64, b"x", None, "f", None, "0")
+    assert not w.drain(stall_s=0.2, every=0.05) and w.stalled
+    block.set()
