@@ -429,10 +429,15 @@ class _Walk:
             circuit = sys.modules["qiskit.circuit"]
             if isinstance(obj, circuit.QuantumCircuit):
                 put(b"Q")
-                known = self.qpy.get(id(obj)) if self.qpy else None
-                put(
-                    circuit_digest(obj, known[1] if known is not None and known[0] is obj else None)
-                )
+                known = self.qpy.get(id(obj)) if self.qpy is not None else None
+                data = known[1] if known is not None and known[0] is obj else None
+                if data is None and self.qpy is not None:
+                    # The caller pickles the call after this (a miss): it takes these bytes.
+                    from qshpc.store import _qpy
+
+                    data = _qpy.dump(obj)
+                    self.qpy[id(obj)] = (obj, data)
+                put(circuit_digest(obj, data))
                 return
             if isinstance(obj, circuit.ParameterExpression):
                 # By name and expression: a Parameter's UUID is new in every process.

@@ -200,6 +200,13 @@ class Intake:
                 entry.payload = args
                 self.queue(entry)
             return
+        if not self._resume and not kwargs and keyable(args):
+            # No reference can be inside: keyed before it is pickled, and pickled
+            # only on a miss (a hit pickles nothing), with the key's QPY bytes.
+            qpy: Qpy = {}
+            if not self._look_up(entry, args, None, qpy):
+                self._pack(entry, args, kwargs, at_call=True, qpy=qpy)
+            return
         self._submit_general(entry, args, kwargs)
 
     def _look_up(
@@ -266,7 +273,12 @@ class Intake:
         self._pack(entry, args, kwargs, at_call=True)
 
     def _pack(
-        self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any], at_call: bool
+        self,
+        entry: Entry,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        at_call: bool,
+        qpy: Qpy | None = None,
     ) -> None:
         """Pickle a call whose top-level TaskRefs are done (a snapshot), and queue it.
 
@@ -281,8 +293,10 @@ class Intake:
             except BaseException as exc:  # a dependency failed: so does this call
                 resolve_many([(entry.ref, False, exc)])
                 return
-        # A cached call's key reuses the QPY bytes of its circuits that the payload holds.
-        qpy: Qpy | None = {} if entry.ckey == "" else None
+        # A cached call's key reuses the QPY bytes of its circuits that the payload holds
+        # (``qpy`` given: the key was taken first, and the payload takes its bytes).
+        if qpy is None and entry.ckey == "":
+            qpy = {}
         try:
             data, objs, pending = pack((args, kwargs), entry.task.name, entry.ref.task_id, qpy=qpy)
             if objs and not pending:
@@ -362,6 +376,31 @@ def plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return True
 
 
+def keyable(args: tuple[Any, ...]) -> bool:
+    """True when no reference can be inside ``args``: plain values, numeric arrays, and
+    circuits of standard gates without metadata (what goes as QPY), at the top level."""
+    circuit_class = None
+    for a in args:
+        t = type(a)
+        if t in _PLAIN:
+            continue
+        if t.__name__ == "ndarray" and t.__module__ == "numpy":
+            if a.dtype.hasobject:
+                return False
+            continue
+        if circuit_class is None:
+            from qshpc.store import _qpy
+
+            circuit_class = _qpy.circuit_class()
+        if t is not circuit_class or circuit_class is None or a.metadata:
+            return False
+        from qshpc.task.payload import standard_names
+
+        if not set(a.count_ops()) <= standard_names():
+            return False
+    return True
+
+
 def value_of(ref: Any) -> Any:
     """A dependency's value (raises its error when it failed)."""
     if isinstance(ref, TaskRef):
@@ -369,4 +408,4 @@ def value_of(ref: Any) -> Any:
     return ref
 
 
-__all__ = ["Entry", "Intake", "plain", "value_of"]
+__all__ = ["Entry", "Intake", "keyable", "plain", "value_of"]

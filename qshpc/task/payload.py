@@ -33,7 +33,8 @@ _standard: frozenset[str] | None = None
 Qpy = dict[int, tuple[Any, bytes]]
 
 
-def _standard_names() -> frozenset[str]:
+def standard_names() -> frozenset[str]:
+    """Operation names a circuit may hold to go as QPY (standard gates and the like)."""
     global _standard
     if _standard is None:
         from qiskit.circuit.library import (  # type: ignore[import-untyped]
@@ -66,14 +67,18 @@ class _CircuitPickler(pickle.Pickler):
         if type(obj) is not self._circuit_class:
             return NotImplemented
         circuit: Any = obj
-        if not set(circuit.count_ops()) <= _standard_names():
+        if not set(circuit.count_ops()) <= standard_names():
             return NotImplemented
+        qpy = self.qpy
+        known = qpy.get(id(obj)) if qpy is not None else None
+        if known is not None and known[0] is obj:  # written a moment ago, for this call's key
+            return (load_circuit, (known[1],))
         try:
             data = _qpy.dump(obj)
         except Exception:
             return NotImplemented
-        if self.qpy is not None:
-            self.qpy[id(obj)] = (obj, data)
+        if qpy is not None:
+            qpy[id(obj)] = (obj, data)
         return (load_circuit, (data,))
 
 
@@ -130,4 +135,4 @@ def cloud_dumps(obj: Any) -> bytes:
     return data
 
 
-__all__ = ["Qpy", "by_reference_to_main", "cloud_dumps", "dumps", "load_circuit"]
+__all__ = ["Qpy", "by_reference_to_main", "cloud_dumps", "dumps", "load_circuit", "standard_names"]

@@ -232,16 +232,25 @@ def test_rank_0_dumps_a_cached_calls_circuit_once(
         qc.rx(0.1 * i, 0)
         qc.cx(0, 1)
         circuits.append(qc)
+    from qshpc.runtime import intake
+
     dumps: list[object] = []
     real = _qpy.dump
     monkeypatch.setattr(_qpy, "dump", lambda c: dumps.append(c) or real(c))
+    packed: list[object] = []
+    real_pack = intake.pack
+    monkeypatch.setattr(intake, "pack", lambda *a, **k: packed.append(a) or real_pack(*a, **k))
     config = CacheConfig(True, str(tmp_path / "c"))
     for job in ("miss", "hit"):
         with ranks(JobCache(config, job), 1) as (d, _):
             dumps.clear()
+            packed.clear()
             refs = [d.submit(depth_of, (c,), {}) for c in circuits]
             assert len([x for x in dumps if any(x is c for c in circuits)]) == 3
             assert all((r in backend.FROM_CACHE) == (job == "hit") for r in refs)
+            # Keyed before pickling: a hit pickles nothing, a miss once.
+            calls = [a for a in packed if isinstance(a[0], tuple)]  # not the function's
+            assert len(calls) == (3 if job == "miss" else 0)
             assert get(refs, timeout=30) == [c.depth() for c in circuits]
 
 
