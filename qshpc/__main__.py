@@ -1,6 +1,17 @@
-"""`python -m qshpc` runs the CLI."""
+"""`python -m qshpc` runs the CLI.
 
-from qshpc import _timeline
+A rank of a job (``python -m qshpc run`` under mpiexec/srun) remembers a
+SIGINT/SIGTERM from here on, before any other import of qshpc
+(:mod:`qshpc.runtime.stopsig`).
+"""
+
+import sys
+
+from qshpc.runtime.stopsig import defer_if_rank
+
+defer_if_rank(sys.argv)
+
+from qshpc import _timeline  # noqa: E402
 
 _timeline.mark("qshpc")
 

@@ -51,13 +51,9 @@ def main() -> None:
     ends it with exit code 130 and one line, not a traceback.
     """
     warnings.showwarning = _show_warning
-    if sys.argv[1:2] == ["run"]:
-        from qshpc.runtime.mpi import launched_by_mpi
+    from qshpc.runtime.stopsig import defer_if_rank
 
-        if launched_by_mpi():
-            from qshpc.runtime.program_main import defer_signals
-
-            defer_signals()
+    defer_if_rank(sys.argv)  # done already under ``python -m qshpc``: see qshpc.__main__
     try:
         from qshpc.cli.runargv import run_fast
 

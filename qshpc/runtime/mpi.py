@@ -9,15 +9,8 @@ import os
 import socket
 from typing import Any
 
+from qshpc.runtime.stopsig import launched_by_mpi as launched_by_mpi
 from qshpc.task.context import RankInfo, available_cores, cores_for_rank
-
-
-def launched_by_mpi() -> bool:
-    """True when an MPI launcher (mpiexec, srun --mpi) started this process."""
-    env = os.environ
-    return any(
-        k in env for k in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_FD")
-    )
 
 
 class MpiWiring:

@@ -10,17 +10,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from qshpc.runtime import stopsig
 from qshpc.runtime.scheduler import Requeue, Scheduler
+from qshpc.runtime.stopsig import STOP_SIGNALS as _STOP_SIGNALS
+from qshpc.runtime.stopsig import before as _before
+from qshpc.runtime.stopsig import received as _received
 from qshpc.task.execute import Interrupt
 
 
 class Cancelled(Interrupt):
     """Raised in the program's thread when the job receives SIGTERM/SIGINT."""
-
-
-#: The signals that asked rank 0 to stop, first first (see :func:`defer_signals`).
-_received: list[int] = []
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def defer_signals() -> None:
@@ -30,19 +29,9 @@ def defer_signals() -> None:
     would start; after it ended, the signal no longer interrupts storing the
     job's end (the drain, the final state). Either way rank 0 records the job's
     state instead of dying with a traceback and leaving it to the launcher.
+    (:mod:`qshpc.runtime.stopsig`: ``python -m qshpc run`` calls it first thing.)
     """
-    for s in _STOP_SIGNALS:
-        old = signal.signal(s, _remember)
-        if old is not _remember:
-            _before[s] = signal.SIG_DFL if old is None else old  # None: set outside Python
-
-
-#: The handlers in place before :func:`defer_signals` (submitit's, under Slurm).
-_before: dict[int, Any] = {}
-
-
-def _remember(signum: int, frame: Any) -> None:
-    _received.append(signum)
+    stopsig.defer_signals()
 
 
 def cancel_at_start() -> None:
