@@ -206,6 +206,12 @@ def _breakdown(job: Path) -> dict[str, float]:
         t1 = marks[end.split(":")[0]].get(end.split(":", 1)[1])
         if t0 is not None and t1 is not None:
             out[name] = t1 - t0
+    # Rank 0's process CPU (steadier than wall on a loaded machine): in the program, and in all.
+    cpu = {m[0]: float(m[2]) for m in tl["rank-0"]["marks"] if len(m) > 2}
+    if "program started" in cpu and "program ended" in cpu:
+        out["rank 0 CPU: program"] = cpu["program ended"] - cpu["program started"]
+    if tl["rank-0"].get("cpu_s") is not None:
+        out["rank 0 CPU: whole"] = float(tl["rank-0"]["cpu_s"])
     return out
 
 
@@ -272,7 +278,7 @@ def part_program(
                       f"{repeat}; QSHPC_TIMELINE marks of rank 0 and the launcher):\n")  # fmt: skip
                 print("| span | " + " | ".join(labels) + " |")
                 print("|---|" + "---|" * len(labels))
-                for name, *_ in SPANS:
+                for name in [n for n, *_ in SPANS] + ["rank 0 CPU: program", "rank 0 CPU: whole"]:
                     cells = []
                     for label in labels:
                         xs = sorted(d[name] for d in spans[label] if name in d)
