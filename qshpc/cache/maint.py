@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qshpc.cache import entry as E
+from qshpc.cache import folder
 from qshpc.cache.store import TMP_GRACE_S, CacheDir, EntryStat
 from qshpc.errors import UserError
 
@@ -208,6 +209,11 @@ class Removal:
     kept_bytes: int = 0
     temporaries: int = 0
     damaged: int = 0
+    #: Entries that could not be removed (a read-only cache, say): counted as kept too.
+    failed: int = 0
+    failed_bytes: int = 0
+    #: Why the first of them could not be removed.
+    error: str | None = None
     paths: list[Path] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -219,14 +225,21 @@ class Removal:
             "kept_bytes": self.kept_bytes,
             "temporaries": self.temporaries,
             "damaged": self.damaged,
+            "failed": self.failed,
+            "error": self.error,
         }
 
 
 def _drop(cache: CacheDir, st: EntryStat, out: Removal, dry_run: bool) -> None:
-    if dry_run or cache.remove(st.path):
+    why = None if dry_run else cache.remove_or_why(st.path)
+    if why is None:
         out.removed += 1
         out.freed += st.size
         out.paths.append(st.path)
+    else:
+        out.failed += 1
+        out.failed_bytes += st.size
+        out.error = out.error or why
 
 
 def _sweep_temporaries(cache: CacheDir, now: float, out: Removal, dry_run: bool) -> None:
@@ -258,6 +271,8 @@ def gc(
     for st in cache.scan():
         if verify:
             try:
+                if not folder.entry_trusted(os.lstat(st.path), cache.uid):  # a lookup refuses it
+                    raise E.DamagedEntryError(f"{st.path}: writable by others")
                 cache.verify(st.path)
             except (OSError, E.DamagedEntryError):
                 out.damaged += 1
@@ -276,8 +291,8 @@ def gc(
             total -= kept[i].size
             i += 1
         kept = kept[i:]
-    out.kept = len(kept)
-    out.kept_bytes = sum(st.size for st in kept)
+    out.kept = len(kept) + out.failed
+    out.kept_bytes = sum(st.size for st in kept) + out.failed_bytes
     return out
 
 
@@ -316,6 +331,7 @@ def remove(
         if st.path not in seen:
             seen.add(st.path)
             _drop(cache, st, out, dry_run)
+    out.kept, out.kept_bytes = out.failed, out.failed_bytes
     return out
 
 

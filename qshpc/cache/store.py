@@ -294,8 +294,15 @@ class CacheDir:
         if not is_key(key):
             raise ValueError(f"not a cache key: {key!r}")
         final = self.path_of(key)
-        if not replace and os.path.lexists(final):
-            return False
+        if not replace:
+            try:
+                there = os.lstat(final)
+            except OSError:
+                there = None
+            # One that a lookup would refuse (a link, group-writable...) is replaced: the
+            # rename replaces the name itself (a link, never what it points to).
+            if there is not None and folder.entry_trusted(there, self.uid):
+                return False
         shard = key[:2]
         if shard not in self._shards:
             try:
@@ -348,8 +355,18 @@ class CacheDir:
         )
 
     def remove(self, path: Path) -> bool:
-        """Remove one entry file of this user; False when it was gone already."""
+        """Remove one entry file of this user; False when it was gone already (or could not go)."""
         return self._unlink(path)
+
+    def remove_or_why(self, path: Path) -> str | None:
+        """Remove one entry file of this user: None when done (or gone already), else why not."""
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"{exc.strerror or exc} ({path.parent})"
+        return None
 
     @staticmethod
     def _unlink(path: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -191,6 +192,7 @@ def register(app: typer.Typer) -> None:
         echo(
             f"{verb} {out.removed} entr{'y' if out.removed == 1 else 'ies'} ({format_size(out.freed)})"
         )
+        _failed(out)
 
     @sub.command("gc")
     @errors
@@ -232,6 +234,8 @@ def register(app: typer.Typer) -> None:
         out = collect(cache, age, size, verify, dry_run, time.time())
         if as_json:
             echo(json.dumps(out.as_dict(), indent=1))
+            if out.failed:
+                raise typer.Exit(1)
             return
         verb = "would remove" if dry_run else "removed"
         echo(
@@ -240,3 +244,15 @@ def register(app: typer.Typer) -> None:
             + (f"; {out.damaged} damaged" if out.damaged else "")
             + (f"; {out.temporaries} partial file(s) of killed writers" if out.temporaries else "")
         )
+        _failed(out)
+
+
+def _failed(out: Any) -> None:
+    """Say which entries could not be removed, and exit 1 (they are counted as kept)."""
+    if out.failed:
+        n = out.failed
+        print(
+            f"qshpc: cache: {n} entr{'y' if n == 1 else 'ies'} could not be removed: {out.error}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(1)

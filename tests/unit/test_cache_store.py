@@ -165,6 +165,41 @@ def test_symlinks_and_fifos_are_not_entries(tmp_path: Path) -> None:
     fifo.parent.mkdir(exist_ok=True)
     os.mkfifo(fifo)
     assert cache.get(_key(3)) is None  # and does not hang
+    # A result stored under such a name replaces it (not what a link points to).
+    assert cache.put_value(_key(2), "y", "f") and cache.put_value(_key(3), "z", "f")
+    assert not link.is_symlink() and target.read_bytes() != link.read_bytes()
+    hit2, hit3 = cache.get(_key(2)), cache.get(_key(3))
+    assert hit2 is not None and hit2.value == "y" and hit3 is not None and hit3.value == "z"
+    # One's own entry made group-writable is refused by lookups: replaced at the next
+    # store, and removed by `gc --verify` meanwhile.
+    os.chmod(target, 0o660)
+    assert cache.get(_key(1)) is None
+    assert maint.gc(cache, verify=True).removed == 1
+    assert cache.put_value(_key(1), "x2", "f")
+    os.chmod(target, 0o660)
+    assert cache.put_value(_key(1), "x3", "f")
+    hit1 = cache.get(_key(1))
+    assert hit1 is not None and hit1.value == "x3"
+
+
+def test_entries_that_cannot_be_removed_are_said_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    cache = CacheDir(tmp_path / "c")
+    for i in range(3):
+        cache.put_value(_key(i), i, "f")
+
+    def read_only(path: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(os, "unlink", read_only)
+    out = maint.gc(cache, max_size=0)
+    assert (out.removed, out.failed, out.kept) == (0, 3, 3)
+    assert out.error is not None and "Read-only file system" in out.error
+    out = maint.remove(cache, everything=True)
+    assert (out.removed, out.failed, out.kept) == (0, 3, 3)
 
 
 # -- permissions -------------------------------------------------------------------
