@@ -12,6 +12,7 @@ Aer run (:mod:`qshpc.task.coop`).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -384,10 +385,56 @@ def run_aer(
             # a circuit per row (0.5 -> 0.3 ms a row for 10 qubits; results bit-identical).
             # With more cores, one experiment per row runs them side by side instead.
             options.setdefault("runtime_parameter_bind_enable", True)
-    result = get_simulator(spec).run(experiments, **options).result()
+    result = _execute(get_simulator(spec), experiments, options, spec.threads)
     if not result.success:
         raise RuntimeError(f"Aer failed: {result.status}")
     return result
+
+
+def _execute(
+    sim: Any, experiments: list[QuantumCircuit], options: dict[str, Any], threads: int
+) -> Any:
+    """``sim.run(experiments, **options).result()``, on one core without the AerJob.
+
+    ``run`` wraps the same call of Aer's controller in an ``AerJob`` whose work
+    goes to Aer's one-thread pool: a future, a uuid and a hand-off to that
+    thread and back for every run, paid by every group of tiny tasks. With
+    one thread the run is made here, in the calling thread, by the very call the
+    job would have made (same config, same results). With more threads it stays
+    on Aer's thread, so that OpenMP keeps one team of threads per process.
+    """
+    direct = _direct_call(type(sim)) if threads == 1 else None
+    if direct is None:
+        return sim.run(experiments, **options).result()
+    binds = options.pop("parameter_binds", None)
+    return direct(sim, experiments, binds, options, f"qshpc-{next(_aer_runs)}")
+
+
+_aer_runs = itertools.count()
+
+
+def _direct_call(cls: type) -> Any:
+    """Aer's ``_execute_circuits_job`` (what ``AerJob`` calls), when it has the signature
+    this module was written against; else None (then ``run`` is used). Looked up once."""
+    if cls in _direct:
+        return _direct[cls]
+    _direct[cls] = _lookup_direct(cls)
+    return _direct[cls]
+
+
+_direct: dict[type, Any] = {}
+
+
+def _lookup_direct(cls: type) -> Any:
+    import inspect
+
+    fn = getattr(cls, "_execute_circuits_job", None)
+    try:
+        names = list(inspect.signature(fn).parameters) if fn is not None else []
+    except (TypeError, ValueError):
+        return None
+    want = ["self", "circuits", "parameter_binds", "run_options", "job_id", "format_result"]
+    return fn if names == want else None
 
 
 __all__ = [

@@ -9,6 +9,7 @@ accumulate (hashes appended, wall time summed).
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -29,8 +30,9 @@ def resolve_seed(explicit: int | None) -> int | None:
     return task.seed if task is not None else None
 
 
+@functools.cache
 def aer_version() -> str:
-    """The installed qiskit-aer version."""
+    """The installed qiskit-aer version (read once per process)."""
     import qiskit_aer
 
     return str(qiskit_aer.__version__)

@@ -9,6 +9,7 @@ this rank (``rank_info().cpus``), so the ranks of a node never oversubscribe it.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -65,8 +66,13 @@ class SimSpec:
     gpu: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able form for provenance."""
-        return asdict(self)
+        """JSON-able form for provenance (a fresh dict; built once per spec: every run records it)."""
+        return dict(_spec_dict(self))
+
+
+@functools.cache
+def _spec_dict(spec: SimSpec) -> dict[str, Any]:
+    return asdict(spec)
 
 
 def sim_spec(

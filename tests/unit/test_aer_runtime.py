@@ -72,6 +72,27 @@ def test_threads_follow_rank_cpus() -> None:
     assert get_simulator(sim_spec()).options.max_parallel_threads == 1
 
 
+def test_one_thread_runs_call_aer_directly_with_the_same_results() -> None:
+    """On one thread the Aer layer skips the AerJob (issue 19): same data, seeds and shots."""
+    from qshpc.aer import engine
+
+    context.set_rank_info(RankInfo(cpus=1))
+    spec = sim_spec()
+    assert spec.threads == 1
+    pm = get_pass_manager(spec, 1)
+    experiments = [pm.run(c) for c in circuits(3, 3)]
+    via_job = get_simulator(spec).run(experiments, shots=64, seed_simulator=7).result()
+    direct = engine.run_aer(spec, experiments, 64, 7, [{}, {}, {}])
+    assert [direct.data(i) for i in range(3)] == [via_job.data(i) for i in range(3)]
+    assert [r.seed_simulator for r in direct.results] == [r.seed_simulator for r in via_job.results]
+    assert engine._direct_call(type(get_simulator(spec))) is not None
+
+    class Other:  # a simulator whose private entry point differs: Aer's run() is used
+        def _execute_circuits_job(self, circuits: list[object]) -> None: ...
+
+    assert engine._lookup_direct(Other) is None
+
+
 def test_gpu_request_without_gpu_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
     if "GPU" in device.aer_devices():
         pytest.skip("this machine has a GPU build of Aer")
