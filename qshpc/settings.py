@@ -297,6 +297,12 @@ LAUNCH_END: Setting[Path | None] = _declare(
             "the job's end there, so the launcher need not open the store (not for users to set)",
             "rank 0", "none"))  # fmt: skip
 
+AWAIT_JOB: Setting[int | None] = _declare(
+    Setting("QSHPC_AWAIT_JOB", None, _whole(1), "a process id",
+            "set by LocalClient.run for the ranks it starts while it writes the job: rank 0 "
+            "waits for the job's store as long as that process lives (not for users to set)",
+            "rank 0", "none", runtime=True))  # fmt: skip
+
 #: ``QSHPC_SLURM_<NAME>``: a Slurm site default for resource NAME (``QSHPC_SLURM_PARTITION``).
 SLURM_PREFIX = "QSHPC_SLURM_"
 #: Variables of the dev cluster script (``slurm/devcluster.sh``) that share the prefix.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,12 +16,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qshpc import settings
 from qshpc.client.base import BaseProvider
 from qshpc.client.job import Job, list_jobs, open_job
 from qshpc.errors import UserError
 from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
 from qshpc.jobs.paths import ensure_jobs_root, mark_terminal, new_job_id, read_override
-from qshpc.jobs.spec import Configuration, Program, create_program_job
+from qshpc.jobs.spec import (
+    Configuration,
+    Program,
+    create_program_job,
+    plan_program_job,
+    write_program_job,
+)
 
 if TYPE_CHECKING:
     from qshpc.notebook.display import JobList
@@ -32,17 +40,61 @@ def _launch(
     env_vars: dict[str, str],
     job_path: Path,
     workers: int | None,
+    writing: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``qshpc run ENTRY --job-dir JOB_PATH`` (launcher log in ``logs/launcher.out``)."""
+    """Start ``qshpc run ENTRY --job-dir JOB_PATH`` (launcher log in ``logs/launcher.out``).
+
+    ``writing``: this process writes the job's store meanwhile; rank 0 waits for it
+    (:func:`qshpc.jobs.prepare.await_job`).
+    """
     cmd = [sys.executable, "-m", "qshpc", "run", entry, "--job-dir", str(job_path)]
     if workers is not None:
         cmd += ["--workers", str(workers)]
     env = {**os.environ, **env_vars}
+    if writing:
+        env[settings.AWAIT_JOB.name] = str(os.getpid())
     log = open(job_path / "logs" / "launcher.out", "ab")
     proc = subprocess.Popen(
         cmd, cwd=Path(working_dir), env=env, stdout=log, stderr=subprocess.STDOUT
     )
     log.close()
+    return proc
+
+
+def _start_then_write(
+    prog: Program,
+    arguments: dict[str, Any] | None,
+    workers: int | None,
+    job_path: Path,
+    meta: dict[str, Any],
+) -> subprocess.Popen[bytes]:
+    """Start the job's ranks, then write its store while they start (rank 0 waits for it).
+
+    Writing the job (an h5py import, the arguments' circuits as QPY, the file's
+    fsync: 0.1-0.5 s) and starting the ranks (Python, MPI, qiskit: about 1 s)
+    overlap instead of following each other. The job is whole on disk before this
+    returns, as before. When writing fails (arguments that cannot be stored, a full
+    disk) the folder goes, the launcher is stopped and the error is raised:
+    rank 0 never runs anything.
+    """
+    from qshpc.store import perms
+
+    perms.make_dir(job_path)
+    (job_path / "logs").mkdir(mode=perms.dir_mode(), exist_ok=True)
+    try:
+        proc = _launch(
+            str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers, writing=True
+        )
+    except BaseException:
+        shutil.rmtree(job_path, ignore_errors=True)
+        raise
+    try:
+        write_program_job(job_path, meta, arguments)
+    except BaseException:
+        shutil.rmtree(job_path, ignore_errors=True)  # rank 0 stops waiting: nothing runs
+        proc.kill()
+        proc.wait()
+        raise
     return proc
 
 
@@ -161,8 +213,12 @@ class LocalClient(BaseProvider):
             config.check()
             if config.workers is not None:
                 workers = config.workers
-        job_path = create_program_job(prog, arguments, seed, job_dir)
-        proc = _launch(str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers)
+        job_path, meta = plan_program_job(prog, arguments, seed, job_dir)
+        if job_path.exists():  # a folder of the caller's: as it always was, job first
+            write_program_job(job_path, meta, arguments)
+            proc = _launch(str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers)
+            return self._mark(Job(job_path, proc))
+        proc = _start_then_write(prog, arguments, workers, job_path, meta)
         return self._mark(Job(job_path, proc))
 
     def map(

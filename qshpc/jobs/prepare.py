@@ -170,6 +170,8 @@ def plan_job(spec: RunSpec) -> tuple[Path, str | None]:
         return resolve_job_dir(spec.resume), None
     if spec.job_id is None and spec.job_dir is not None and (spec.job_dir / JOB_FILE).is_file():
         return spec.job_dir.resolve(), None  # created by a client or `qshpc submit`
+    if spec.job_id is None and spec.job_dir is not None and settings.AWAIT_JOB.get() is not None:
+        return spec.job_dir.resolve(), None  # its client writes it now (see await_job)
     if spec.arguments_file is not None:
         check_arguments_file(spec.arguments_file)
     if spec.job_id is not None and not _JOB_ID.fullmatch(spec.job_id):
@@ -195,6 +197,7 @@ def prepare_job(spec: RunSpec) -> Path:
 
     job_dir, job_id = plan_job(spec)
     if job_id is None:
+        await_job(job_dir)
         return job_dir
     arguments: dict[str, Any] = {}
     if spec.arguments_file is not None:
@@ -219,6 +222,40 @@ def prepare_job(spec: RunSpec) -> Path:
     _made[job_dir] = _file_identity(job_dir)
     return job_dir
 
+
+def await_job(job_dir: Path) -> None:
+    """Wait for the store of a job that its client writes while the ranks start.
+
+    ``LocalClient.run`` starts ``qshpc run`` first and writes the job meanwhile
+    (its arguments: an h5py import, the circuits' QPY, an fsync), so that the
+    ranks' start-up hides that work; it names itself in ``QSHPC_AWAIT_JOB``.
+    Rank 0 then waits here for ``job.h5``, which appears whole (written aside,
+    then renamed). Without the variable, or once the file is there, this returns at once.
+
+    Raises:
+        UserError: The client removed the job folder (writing it failed: it says
+            why itself) or ended without writing it; nothing was run.
+    """
+    pid = settings.AWAIT_JOB.get()
+    os.environ.pop(settings.AWAIT_JOB.name, None)  # the program's children are not awaited
+    if pid is None:
+        return
+    from qshpc.store.lock import _alive
+
+    sleep = 0.0
+    while not (job_dir / JOB_FILE).is_file():
+        if not job_dir.is_dir() or not _alive(pid):
+            if (job_dir / JOB_FILE).is_file():
+                return
+            raise UserError(
+                f"job {job_dir.name}: the client that started it (pid {pid}) did not write "
+                "it (it failed, or ended first); nothing was run"
+            )
+        sleep = min(_AWAIT_SLEEP_S, sleep * 2 or 2e-4)
+        time.sleep(sleep)
+
+
+_AWAIT_SLEEP_S = 0.005
 
 #: Jobs this process created, with their job.h5's identity right after (see claim_job).
 _made: dict[Path, tuple[int, ...] | None] = {}

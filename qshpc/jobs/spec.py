@@ -152,8 +152,24 @@ def create_program_job(
     extra_meta: dict[str, Any] | None = None,
 ) -> Path:
     """Create a QUEUED job in the store for ``program`` (shared by the local and Slurm clients)."""
+    path, meta = plan_program_job(program, arguments, seed, job_dir, extra_meta)
+    write_program_job(path, meta, arguments)
+    return path
+
+
+def plan_program_job(
+    program: Program,
+    arguments: dict[str, Any] | None,
+    seed: int | None,
+    job_dir: str | os.PathLike[str] | None,
+    extra_meta: dict[str, Any] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Every check of :func:`create_program_job` that writes nothing; where the job goes and its meta.
+
+    Raises:
+        UserError: A bad program, dependencies, arguments or ``QSHPC_*`` setting.
+    """
     from qshpc.jobs.prepare import check_program
-    from qshpc.store import create_job
 
     settings.check()  # every setting the ranks read: say it now, not when the job runs
     entry = program.path()
@@ -180,8 +196,12 @@ def create_program_job(
     cache = program.cache_meta()
     if cache is not None:
         meta["cache"] = cache
-    create_job(path, meta, arguments or {})
-    from qshpc.store import perms
+    return path, meta
 
+
+def write_program_job(path: Path, meta: dict[str, Any], arguments: dict[str, Any] | None) -> None:
+    """Write the job :func:`plan_program_job` planned (its store and ``logs`` folder)."""
+    from qshpc.store import create_job, perms
+
+    create_job(path, meta, arguments or {})
     (path / "logs").mkdir(mode=perms.dir_mode(), exist_ok=True)
-    return path

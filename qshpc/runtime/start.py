@@ -108,7 +108,7 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     from qshpc.runtime.worker import Heartbeat, catch_stop_signals, preload
 
     catch_stop_signals()  # a Ctrl-C now: rank 0 cancels the job, this worker waits for its STOP
-    for name in (LAUNCH_TOKEN, settings.LAUNCH_END.name):  # rank 0's, not for a task's children
+    for name in (LAUNCH_TOKEN, settings.LAUNCH_END.name, settings.AWAIT_JOB.name):  # rank 0's
         os.environ.pop(name, None)
     beat = Heartbeat(wiring)
     preload(spec.program)  # while rank 0 prepares the job and starts the program

@@ -50,3 +50,35 @@ def test_failed_job_result_raises(qshpc_home: Path) -> None:
 def test_bad_program_refused_at_run(tmp_path: Path) -> None:
     with pytest.raises(qshpc.UserError, match="not found"):
         LocalClient().run(Program(title="x", entrypoint="nope.py", working_dir=str(tmp_path)))
+
+
+def test_arguments_that_cannot_be_stored_stop_the_ranks_started_meanwhile(
+    qshpc_home: Path,
+) -> None:
+    """run() starts the ranks, then writes the job (issue 19): a failed write leaves nothing."""
+    import os
+    import threading
+    import time
+
+    program = Program(title="squares", entrypoint="squares.py", working_dir=str(PROGRAMS))
+    with pytest.raises(qshpc.SerializationError):
+        LocalClient(workers=1).run(program, arguments={"n": 2, "lock": threading.Lock()})
+    jobs = qshpc_home / "jobs"
+    assert not jobs.exists() or not any(jobs.iterdir())
+
+    def ours() -> list[str]:  # processes still running for a job of this home
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = (Path("/proc") / pid / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(jobs).encode() in cmd:
+                found.append(pid)
+        return found
+
+    deadline = time.monotonic() + 30
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not ours()
+    assert not jobs.exists() or not any(jobs.iterdir())  # and nothing was written after
