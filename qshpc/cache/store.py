@@ -221,7 +221,7 @@ class CacheDir:
             return None
         finally:
             os.close(fd)
-        from qshpc.store.encoding_blob import PickleRefusedError, decode_blob
+        from qshpc.store.encoding_blob import PickleRefusedError, decode_blob  # cached after one
 
         mine = uid == self.uid
         try:

@@ -10,6 +10,9 @@ import numpy as np
 
 from qshpc.store import _qpy, qiskit_results
 
+#: Values JSON takes as they are (finite floats too).
+_FLAT = frozenset((str, int, bool, type(None)))
+
 
 def _float(x: float) -> Any:
     return x if math.isfinite(x) else str(x)
@@ -38,6 +41,13 @@ def to_jsonable(value: Any) -> Any:
         return _float(float(value))
     if isinstance(value, complex):
         return [_float(value.real), _float(value.imag)]
+    if type(value) is dict:  # the commonest: str keys, flat plain values (a record's provenance)
+        for k, v in value.items():
+            t = type(v)
+            if type(k) is not str or (t not in _FLAT and not (t is float and math.isfinite(v))):
+                break
+        else:
+            return dict(value)
     if isinstance(value, dict):
         if all(type(k) is str for k in value):  # the common case: no key can clash
             return {k: to_jsonable(v) for k, v in value.items()}
