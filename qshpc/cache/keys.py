@@ -414,18 +414,21 @@ class _Walk:
             return
         np = sys.modules.get("numpy")
         if np is not None:
-            if isinstance(obj, np.ndarray):
+            if t is np.ndarray:
                 self._array(obj, np)
+                return
+            if isinstance(obj, np.ndarray):  # a subclass: its class and state (a mask...)
+                self._reduced(obj)
                 return
             if isinstance(obj, np.generic):
                 put(b"g")
                 _str(put, obj.dtype.str)
                 put(obj.tobytes())
                 return
-        if t.__name__ == "ObjectRef" and t.__module__ == "qshpc.program.refs":
+        if t.__name__ == "ObjectRef" and getattr(t, "__module__", None) == "qshpc.program.refs":
             # Its id is per job: another job reuses the id for another object.
             raise UncacheableError("an ObjectRef nested in the arguments")
-        if t.__module__.startswith("qiskit"):
+        if _module_of(t).startswith("qiskit"):
             circuit = sys.modules["qiskit.circuit"]
             if isinstance(obj, circuit.QuantumCircuit):
                 put(b"Q")
@@ -555,10 +558,7 @@ class _Walk:
         """An object pickle saves by reference: its qualified name (and package version)."""
         put = self.put
         put(tag)
-        mod = str(
-            getattr(obj, "__module__", None)
-            or getattr(getattr(obj, "__objclass__", None), "__module__", "")
-        )
+        mod = _module_of(obj)
         if is_library(mod):
             _str(put, mod)
             _str(put, _version_of(mod))
@@ -684,7 +684,7 @@ class _Walk:
                 self.value(c)
 
     def klass(self, cls: type) -> None:
-        if is_library(cls.__module__) and "<locals>" not in cls.__qualname__:
+        if is_library(_module_of(cls)) and "<locals>" not in cls.__qualname__:
             self._named(b"LC", cls)
             return
         if self._seen(cls):
@@ -714,6 +714,26 @@ class _Walk:
 
 
 _CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__"))
+
+
+def _module_of(obj: Any) -> str:
+    """The module ``obj`` comes from ("" when it does not say).
+
+    Some classes made at run time name none (``__module__`` is None: Qiskit's
+    singleton gates, ``_SingletonHGate``): such a class is taken to come from
+    the module of its first base that names one, whose version then keys it.
+    """
+    mod = getattr(obj, "__module__", None)
+    if isinstance(mod, str) and mod:
+        return mod
+    if isinstance(obj, type):
+        for base in obj.__mro__[1:]:
+            mod = getattr(base, "__module__", None)
+            if isinstance(mod, str) and mod and mod != "builtins":
+                return mod
+        return ""
+    mod = getattr(getattr(obj, "__objclass__", None), "__module__", None)
+    return mod if isinstance(mod, str) else ""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -859,6 +879,10 @@ def function_digest(func: Any, deps: Deps | None = None) -> bytes:
         _Walk(h.update, deps).value(func)
     except RecursionError:
         raise UncacheableError("the function refers to values nested too deeply") from None
+    except UncacheableError:
+        raise
+    except Exception as exc:  # a value whose walk failed: the call runs, uncached
+        raise _unexpected(exc) from None
     return h.digest()
 
 
@@ -888,7 +912,17 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
             walk.value(dict(sorted(kwargs.items())))
     except RecursionError:
         raise UncacheableError("an argument is nested too deeply") from None
+    except UncacheableError:
+        raise
+    except Exception as exc:  # a value whose walk failed: the call runs, uncached
+        raise _unexpected(exc) from None
     return h.hexdigest()
+
+
+def _unexpected(exc: Exception) -> UncacheableError:
+    """A walk that failed in a way no rule foresaw (a library type's odd attributes):
+    the call is not cached, rather than failed."""
+    return UncacheableError(f"a value could not be hashed ({type(exc).__name__}: {exc})")
 
 
 def value_digest(value: Any) -> bytes:

@@ -76,6 +76,10 @@ EDITS = {
     "default arg": ({"keyprog.py": ("lambda x, y=2", "lambda x, y=3")}, "lambda sets"),
     "unused global": ({"keyprog.py": ("UNUSED = 1", "UNUSED = 2")}, ""),
     "circuit": ({"keyprog.py": ("qc.cx(0, 1)", "qc.cz(0, 1)")}, "plain seeded"),
+    "gate": (
+        {"keyprog.py": ("GATES = [HGate(), Measure()]", "GATES = [Measure(), HGate()]")},
+        "gates",
+    ),
 }
 
 
@@ -149,6 +153,31 @@ def test_cycles_and_recursion() -> None:
 
     assert key(fact, (a,)) == key(fact, (b,))
     assert key(fact, (a,)) != key(fact, ([1, [1]],))
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+def test_gates_arrays_subclasses_and_odd_objects() -> None:
+    from qiskit.circuit import Reset
+    from qiskit.circuit.library import HGate, XGate
+
+    def f(x: object) -> None: ...
+
+    # Singleton gates' classes name no module: keyed, by what they are (not an error).
+    assert key(f, (HGate(),)) == key(f, (HGate(),)) != key(f, (XGate(),))
+    assert key(f, ([HGate(), Reset()],)) != key(f, ([HGate()],))
+    # An ndarray subclass is not the plain array: a mask, a matrix product.
+    a = np.array([1.0, 2.0, 3.0])
+    masked = np.ma.array(a, mask=[0, 1, 0])
+    assert len({key(f, (a,)), key(f, (masked,)), key(f, (np.ma.array(a, mask=[1, 0, 0]),))}) == 3
+    assert key(f, (masked,)) == key(f, (np.ma.array(a.copy(), mask=[0, 1, 0]),))
+    assert key(f, (np.asmatrix(np.eye(2)),)) != key(f, (np.eye(2),))
+
+    class Odd:
+        def __reduce_ex__(self, protocol: object) -> object:
+            return (Odd,)  # too short for pickle: the walk fails in no foreseen way
+
+    with pytest.raises(UncacheableError):  # not cached; never the job's failure
+        key(f, (Odd(),))
 
 
 def test_uncacheable_values_raise() -> None:

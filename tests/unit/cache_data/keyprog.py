@@ -16,8 +16,8 @@ import sys
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit.circuit import Parameter, ParameterVector
-from qiskit.circuit.library import real_amplitudes
+from qiskit.circuit import Measure, Parameter, ParameterVector
+from qiskit.circuit.library import HGate, real_amplitudes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keyhelper
@@ -66,6 +66,15 @@ def make_closure(k):
 
 
 closure_task = distribute_task()(make_closure(3))
+# Qiskit's singleton gates are instances of classes with no __module__ (_SingletonHGate).
+GATES = [HGate(), Measure()]
+
+
+@distribute_task()
+def gate_task(n):
+    return [g.name for g in GATES][:n]
+
+
 lam = distribute_task()(lambda x, y=2: x**y)
 
 # Burn some circuit names first so auto names differ between runs (circuit-N).
@@ -92,5 +101,6 @@ keys = {
     "closure": key(closure_task, (2,)),
     "lambda": key(lam, (3,), {"y": 4}),
     "sets": key(lam, ({"x": NAMES, 3: frozenset(NAMES)},)),
+    "gates": key(gate_task, (1,)),
 }
 json.dump(keys, sys.stdout)
