@@ -279,8 +279,9 @@ def bindings_unchanged(deps: Deps) -> bool:
     it is called; its digest covers their values when it was taken. This
     tells, in well under a microsecond a name, whether any was rebound since
     (``SHOTS = 200``, a helper redefined, a class attribute set), so a caller
-    can take the digest again. A change made in place (``CONFIG["shots"] = 200``)
-    is not seen.
+    can take the digest again. A value that can change in place (a list, a
+    dict, an array, an object: ``CONFIG["shots"] = 200``) counts as changed
+    every time: only a fresh walk can tell.
     """
     for holder, name, value in deps:
         if type(holder) is dict or type(holder) is types.MappingProxyType:
@@ -292,7 +293,34 @@ def bindings_unchanged(deps: Deps) -> bool:
                 now = _MISSING
         if now is not value:
             return False
+        if name == "__kwdefaults__" and type(value) is dict:  # rebound as a whole
+            value = tuple(value.values())
+        if not _fixed_value(value):
+            return False
     return True
+
+
+#: Values that cannot change in place. Functions, classes and modules can (an
+#: attribute set), but every name the walk read in them is a dependency of its own.
+_FIXED_TYPES = frozenset((
+    type(None), bool, int, float, complex, str, bytes, types.FunctionType,
+    types.BuiltinFunctionType, types.ModuleType, types.CodeType, type, range,
+    type(Ellipsis), type(NotImplemented),
+))  # fmt: skip
+
+
+def _fixed_value(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` cannot change without being rebound (see :func:`bindings_unchanged`)."""
+    t = type(value)
+    if t in _FIXED_TYPES or value is _MISSING:
+        return True
+    if depth > 4:
+        return False
+    if t is tuple or t is frozenset:  # a function's __defaults__; constants
+        return len(value) <= 64 and all(_fixed_value(v, depth + 1) for v in value)
+    import enum
+
+    return isinstance(value, (enum.Enum, type))
 
 
 def _str(put: Put, s: str) -> None:

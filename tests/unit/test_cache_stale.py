@@ -41,13 +41,22 @@ def f(x):
 def ones(n):
     return np.ones(n)
 
+CONF = {"s": 1}
+
+@distribute_task(cache=True)
+def g(x):
+    return x * CONF["s"]
+
 a = get(f(3))
 SCALE = 10          # rebound between two calls of f: the second call must see it
 b = get(f(3))
 a.append("changed in place after get")
 arr = get(ones(2))
 arr /= 2
-print("RESULT", a[0], b[0], len(a), arr.tolist())
+c = get(g(3))
+CONF["s"] = 2       # changed in place between two calls of g: seen too
+d = get(g(3))
+print("RESULT", a[0], b[0], len(a), arr.tolist(), c, d)
 """
 
 
@@ -64,7 +73,7 @@ def test_plain_python_rerun_sees_rebound_globals_and_unchanged_results(tmp_path:
     prog.write_text(REBOUND)
     cold = _run_plain(prog, tmp_path / "home")
     warm = _run_plain(prog, tmp_path / "home")  # every call a hit now
-    assert cold == warm == "RESULT 3 30 2 [0.5, 0.5]"
+    assert cold == warm == "RESULT 3 30 2 [0.5, 0.5] 3 6"
 
 
 def test_a_rebound_global_changes_the_digest_of_a_live_function(tmp_path: Path) -> None:
@@ -111,6 +120,29 @@ def test_bindings_unchanged_covers_cells_defaults_and_class_attributes() -> None
         assert keys.bindings_unchanged(deps)
         change()
         assert not keys.bindings_unchanged(deps)
+
+
+def test_a_value_that_can_change_in_place_is_walked_again() -> None:
+    conf = {"s": 1}
+    table = np.zeros(3)
+
+    def f(x=(1, "a"), *, y=2):  # type: ignore[no-untyped-def]
+        return x, y, conf["s"]
+
+    def t() -> float:
+        return float(table[0])
+
+    deps: keys.Deps = []
+    d1 = keys.function_digest(f, deps)
+    assert not keys.bindings_unchanged(deps)  # conf: a dict, read through a cell
+    conf["s"] = 2
+    assert keys.function_digest(f) != d1
+    deps = []
+    keys.function_digest(t, deps)
+    assert not keys.bindings_unchanged(deps)  # an array
+    frozen: keys.Deps = []
+    keys.function_digest(lambda x=(1, 2.5, None), *, y="s": (x, y, len, np.pi), frozen)
+    assert keys.bindings_unchanged(frozen)  # constants, builtins, modules: the digest stays
 
 
 def test_bound_builtin_methods_are_keyed_with_their_object() -> None:
