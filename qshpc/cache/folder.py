@@ -167,6 +167,9 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
         exists = root.exists()
     except OSError as exc:  # a parent we may not enter
         raise UserError(f"cannot use the cache folder {root}: {exc.strerror}") from None
+    if create:
+        _refuse_job_folders(root)
+    made = False
     if not exists and create:
         try:
             missing = [p for p in [root, *root.parents] if not p.exists()]
@@ -174,13 +177,16 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
                 # Parents qshpc creates: private, or only traversable by the group.
                 _mkdir(p, 0o750 if shared else 0o700)
             _mkdir(root, root_mode(shared))
+            made = True
         except OSError as exc:
             raise UserError(
                 f"cannot create the cache folder {root}: {exc.strerror}; choose another --cache-dir"
             ) from None
     check_root(root, shared)
     tag = root / TAG_FILE
-    if create and not tag.exists():
+    # Only in a folder of qshpc's own making: the tag makes backup tools skip the
+    # whole folder, and a --cache-dir given by mistake (~, a project folder) holds more.
+    if create and not tag.exists() and (made or _empty_but_ours(root, me)):
         try:
             fd = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode(shared))
             with os.fdopen(fd, "w") as f:
@@ -204,6 +210,44 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
     if why is not None:
         raise UserError(f"cannot use the cache: {why}; remove it or choose another --cache-dir")
     return mine
+
+
+def _empty_but_ours(root: Path, uid: int) -> bool:
+    """True when ``root`` holds nothing but user folders of the cache (``<uid>``)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return False
+    return all(n.isdigit() for n in names) and (not names or str(uid) in names)
+
+
+def _refuse_job_folders(root: Path) -> None:
+    """Refuse a cache folder that is qshpc's jobs folder, inside it, or a job directory.
+
+    Raises:
+        UserError: Entries and a ``CACHEDIR.TAG`` there would mix with jobs (and the
+            tag would make backup tools skip them).
+    """
+    from qshpc import settings
+
+    try:
+        where = root.expanduser().resolve()
+        jobs = ((settings.HOME.get() or Path.home() / ".qshpc") / "jobs").resolve()
+        is_job = (where / "job.h5").exists()
+    except (OSError, RuntimeError):
+        return
+    if where == jobs or jobs in where.parents or is_job:
+        what = (
+            "a job directory"
+            if is_job
+            else "qshpc's jobs folder"
+            if where == jobs
+            else f"inside qshpc's jobs folder {jobs}"
+        )
+        raise UserError(
+            f"the cache folder {root} is {what}: choose a folder of its own for --cache-dir "
+            "(default: $QSHPC_HOME/cache)"
+        )
 
 
 def entry_trusted(st: os.stat_result, uid: int) -> bool:

@@ -142,6 +142,10 @@ class CacheDir:
         create: bool = True,
         fsync: bool = False,
     ) -> None:
+        if isinstance(root, str) and not root.strip():
+            from qshpc.errors import UserError
+
+            raise UserError("the cache folder is an empty path: give a folder (cache_dir=...)")
         self.root = Path(root).expanduser() if root is not None else folder.default_dir()
         self.shared = folder.shared_mode() if shared is None else shared
         self.uid = os.geteuid()

@@ -6,15 +6,14 @@ import json
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from qshpc.cli.common import echo, errors
+from qshpc.cli.common import cache_dir_option, echo, errors
 
 CacheDirOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--cache-dir",
         envvar="QSHPC_CACHE_DIR",
@@ -41,12 +40,13 @@ def _when(t: float | None) -> str:
     return "-" if not t else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
 
 
-def _open(cache_dir: Path | None, as_json: bool = False) -> Any:
+def _open(cache_dir: str | None, as_json: bool = False) -> Any:
     """The cache folder, or None (and a note saying so) when there is none yet."""
     from qshpc.cache.folder import default_dir
     from qshpc.cache.store import CacheDir
 
-    root = cache_dir.expanduser() if cache_dir is not None else default_dir()
+    given = cache_dir_option(cache_dir)
+    root = given.expanduser() if given is not None else default_dir()
     if not root.exists():
         if as_json:
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -33,3 +34,22 @@ def errors(func: Callable[P, R]) -> Callable[P, R]:
 def echo(obj: Any) -> None:
     """Print to stdout."""
     typer.echo(obj)
+
+
+def cache_dir_option(text: str | None) -> Path | None:
+    """The ``--cache-dir`` option as a path (None: not given).
+
+    Raises:
+        UserError: An empty value (``--cache-dir "$DIR"`` with ``DIR`` unset), which
+            would otherwise mean the current folder.
+    """
+    if text is None:
+        return None
+    if not text.strip():
+        from qshpc.errors import UserError
+
+        raise UserError(
+            "--cache-dir is empty (an unset shell variable?): give a folder, or leave the "
+            "option out to use $QSHPC_CACHE_DIR or $QSHPC_HOME/cache"
+        )
+    return Path(text)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from qshpc.cli.common import errors
+from qshpc.cli.common import cache_dir_option, errors
 from qshpc.cli.runargv import check_cache_dir
 
 
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         cache_dir: Annotated[
-            Path | None,
+            str | None,
             typer.Option(
                 "--cache-dir",
                 help="The cache folder (default $QSHPC_CACHE_DIR, else $QSHPC_HOME/cache); "
@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         from qshpc.launch.local import run as run_job
         from qshpc.submit.slurm import scheduler
 
+        folder = cache_dir_option(cache_dir)
         spec = RunSpec(
             program=program,
             arguments_file=arguments,
@@ -94,11 +95,11 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             program_args=list(ctx.args),
             cache=cache,
-            cache_dir=cache_dir,
+            cache_dir=folder,
             job_id=job_id,
         )
-        if spec.cache or (spec.cache is None and cache_dir is not None):
-            check_cache_dir(cache_dir)
+        if spec.cache or (spec.cache is None and folder is not None):
+            check_cache_dir(folder)
         code = run_job(spec, workers, scheduler())
         if code:
             raise typer.Exit(code)

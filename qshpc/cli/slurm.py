@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from qshpc.cli.common import echo, errors
+from qshpc.cli.common import cache_dir_option, echo, errors
 
 
 def _program(program: Path, working_dir: Path | None, name: str | None) -> Any:
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         cache_dir: Annotated[
-            Path | None,
+            str | None,
             typer.Option(
                 "--cache-dir",
                 help="The cache folder, on storage every node sees (default $QSHPC_CACHE_DIR, "
@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
         if cache or cache_dir is not None:
             from qshpc.client.local import with_cache
 
-            prog = with_cache(prog, cache, cache_dir, check=not dry_run)
+            prog = with_cache(prog, cache, cache_dir_option(cache_dir), check=not dry_run)
         if array:
             if arguments is not None:
                 raise UserError(

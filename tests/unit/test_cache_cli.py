@@ -68,6 +68,8 @@ def test_bad_input_is_one_line_and_exit_2(qshpc_home: Path) -> None:
         (("cache", "rm"), "say what to remove"),
         (("cache", "rm", "zz"), "is not a cache key"),
         (("cache", "rm", "abcdef"), "no entry of yours"),
+        (("cache", "ls", "--cache-dir", ""), "--cache-dir is empty"),
+        (("run", "absent.py", "--cache-dir", ""), "--cache-dir is empty"),
     ]:
         out = run_cli(*args)
         assert out.returncode == 2, (args, out.stdout, out.stderr)

@@ -89,6 +89,38 @@ def test_folders_are_private_whatever_the_umask(tmp_path: Path, umask0: None) ->
     assert (cache.root / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172")
 
 
+def test_no_tag_in_a_folder_of_other_files_and_no_cache_among_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CACHEDIR.TAG makes backup tools skip the whole folder: only in one qshpc makes
+    # (or an empty one), never in `--cache-dir ~` or a project folder.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.txt").write_text("mine")
+    CacheDir(project).put_value(_key(1), 1, "f")
+    assert not (project / "CACHEDIR.TAG").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    CacheDir(empty)
+    assert (empty / "CACHEDIR.TAG").exists()
+    # The jobs folder, a folder inside it, a job directory: refused, nothing made.
+    home = tmp_path / "home"
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    job = tmp_path / "elsewhere"
+    job.mkdir()
+    (job / "job.h5").write_bytes(b"")
+    for root, why in [
+        (home / "jobs", "is qshpc's jobs folder"),
+        (home / "jobs" / "j1", "inside qshpc's jobs folder"),
+        (job, "is a job directory"),
+    ]:
+        with pytest.raises(UserError, match=why):
+            CacheDir(root)
+        assert not (root / "CACHEDIR.TAG").exists() and not (root / str(os.geteuid())).exists()
+    with pytest.raises(UserError, match="empty path"):
+        CacheDir("")
+
+
 def _damage(path: Path, how: str) -> None:
     data = bytearray(path.read_bytes())
     if how == "truncate":
