@@ -45,6 +45,11 @@ from qshpc.cache.keys import is_key
 FRESHEN_S = 86400.0
 #: A temporary file older than this was left by a writer that died.
 TMP_GRACE_S = 3600.0
+#: Free space the cache leaves on its file system: at least this many bytes...
+MIN_FREE_BYTES = 64 << 20
+#: ...or this share of the file system, up to :data:`MAX_RESERVE_BYTES`, if more.
+MIN_FREE_SHARE = 0.05
+MAX_RESERVE_BYTES = 4 << 30
 _OTHERS_S = 60.0  # how long the list of other users' folders is kept
 _TMP_PREFIX = ".tmp."
 _HOST_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -314,6 +319,7 @@ class CacheDir:
             except OSError as exc:
                 raise CacheWriteError(f"cannot create {self.mine / shard}: {exc}") from None
             self._shards.add(shard)
+        self._check_room(len(body))
         header = E.Header(
             key, function, job, task, time.time(), self._host, form=form, type=typed, plain=plain
         )
@@ -340,6 +346,32 @@ class CacheDir:
             self._unlink(tmp)
             raise CacheWriteError(f"cannot write to the cache {self.mine}: {exc}") from None
         return True
+
+    def _check_room(self, size: int) -> None:
+        """Refuse a write that would leave the file system less than the cache's reserve.
+
+        The cache is a copy: the job stores on the same file system (by default
+        ``$QSHPC_HOME/jobs`` beside ``$QSHPC_HOME/cache``) must not find it full
+        because of it. A file system that cannot say (statvfs fails) is written.
+
+        Raises:
+            CacheWriteError: Too little room left.
+        """
+        try:
+            st = os.statvfs(self.mine)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        reserve = max(
+            MIN_FREE_BYTES,
+            min(int(st.f_blocks * st.f_frsize * MIN_FREE_SHARE), MAX_RESERVE_BYTES),
+        )
+        if free - size - 4096 < reserve:
+            raise CacheWriteError(
+                f"the file system of the cache {self.mine} has {free / 2**20:.1f} MB free, and "
+                f"the cache leaves {reserve / 2**20:.1f} MB to the job stores and others "
+                "(`qshpc cache gc --max-size ...` frees some, or choose another --cache-dir)"
+            )
 
     def put_value(
         self, key: str, value: Any, function: str, job: str | None = None, task: str | None = None

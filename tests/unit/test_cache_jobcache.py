@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qshpc.cache import jobcache
+from qshpc.cache import jobcache, store
 from qshpc.cache.jobcache import CacheConfig, JobCache
 
 
@@ -91,9 +91,28 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.parametrize("reserved", [False, True])
 def test_a_full_disk_stops_the_writes_not_the_job(
-    tiny_fs: Path, capsys: pytest.CaptureFixture[str]
+    tiny_fs: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    reserved: bool,
 ) -> None:
+    if reserved:
+        # The cache leaves room on its file system (64 MiB at least): the job store
+        # beside it must not fail for want of the space the cache took.
+        jc = JobCache(CacheConfig(True, str(tiny_fs / "c")), "j", open_now=True)
+        k = jc.key(f, (0,), None, None)
+        assert k is not None
+        jc.store(k, "f", "0", value=1)
+        jc.flush(30)
+        assert jc.summary()["written"] == 0
+        err = capsys.readouterr().err
+        assert err.count("not cached for the rest of this job") == 1
+        assert "free, and the cache leaves 64.0 MB to the job stores" in err
+        return
+    # No reserve: the writes go on to the disk's last byte, and ENOSPC stops them.
+    monkeypatch.setattr(store.CacheDir, "_check_room", lambda self, size: None)
     jc = JobCache(CacheConfig(True, str(tiny_fs / "c")), "j", open_now=True)
     for i in range(40):
         k = jc.key(f, (i,), None, None)
