@@ -82,6 +82,27 @@ def exit_codes(launcher_output: str) -> list[int] | None:
     return [int(c) for c in hosts[0][1].split(",") if c]
 
 
+def first_death(launcher_output: str, order: list[tuple[int, int]]) -> tuple[str, int | None]:
+    """``rank R (pid P) died: SIGKILL ...`` for the first rank whose process ended, and
+    its exit code when mpiexec said it (None otherwise).
+
+    Args:
+        launcher_output: What mpiexec printed (its exit-code list, its banner).
+        order: ``(rank, pid)`` in the order the ranks ended (not empty).
+    """
+    listed = exit_codes(launcher_output)
+    if listed is not None:
+        order = [(r, p) for r, p in order if not 0 <= r < len(listed) or listed[r]] or order
+    rank, pid = order[0]
+    code: int | None = None
+    if listed is not None and 0 <= rank < len(listed):
+        code = listed[rank]
+    else:
+        code = next((int(c) for p, _, c in _HYDRA.findall(launcher_output) if int(p) == pid), None)
+    how = _exit_text(code) if code is not None else "killed or crashed"
+    return f"rank {rank} (pid {pid}) died: {how}", code
+
+
 def describe(
     job_dir: Path,
     meta: dict[str, Any],

@@ -183,7 +183,7 @@ def _ended(
         if code == 0:
             return code
         if job_id is not None:  # rank 0 was to create the job
-            return _not_created(job_dir, job_id, code, output, signals.first)
+            return _not_created(job_dir, job_id, code, output, signals.first, deaths.order)
         if "was removed while it ran" not in output:  # else rank 0 said so
             print(
                 f"qshpc: job FAILED: its job directory {job_dir} was removed while it ran "
@@ -372,12 +372,21 @@ def _cancel_before_start(job_dir: Path, job_id: str | None, signals: _Signals) -
     return 128 + sig
 
 
-def _not_created(job_dir: Path, job_id: str, code: int, output: str, signalled: int | None) -> int:
+def _not_created(
+    job_dir: Path,
+    job_id: str,
+    code: int,
+    output: str,
+    signalled: int | None,
+    order: list[tuple[int, int]] | None = None,
+) -> int:
     """The ranks ended (``code`` != 0) and the job rank 0 was to create has no store.
 
     Rank 0 refused to create it (bad arguments: it said why, exit 2), a signal
-    ended the ranks before it did (128+signal), rank 0 failed before (it said
-    why: exit 1), or the job's folder was removed while it ran (exit 1).
+    ended the ranks before it did (128+signal), a rank died while the ranks
+    started (``order``: the first to end; the OOM killer, a kill -9: exit 1),
+    rank 0 failed before (it said why: exit 1), or the job's folder was removed
+    while it ran (exit 1).
     """
     if signalled is not None:
         how = signal.Signals(signalled).name
@@ -385,6 +394,22 @@ def _not_created(job_dir: Path, job_id: str, code: int, output: str, signalled: 
         return 128 + signalled
     if code == 2:
         return 2  # rank 0 refused to create the job and said why
+    if order and "was removed while it ran" not in output:
+        import socket
+
+        from qshpc.jobs.postmortem import first_death
+
+        died, rcode = first_death(output, order)
+        hint = ""
+        if rcode in (9, 137):
+            hint = " (SIGKILL is most often the kernel's out-of-memory killer: `dmesg` says)"
+        print(
+            f"qshpc: job {job_id} FAILED while its ranks started, before it was created: "
+            f"{died} on host {socket.gethostname()}; nothing ran and nothing was kept: run "
+            f"the same command again{hint}",
+            file=sys.stderr,
+        )
+        return 1
     if "was removed while it ran" not in output:  # else rank 0 said so
         print(
             f"qshpc: job {job_id} FAILED: the ranks exited with code {code} and there is no "

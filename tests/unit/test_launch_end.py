@@ -61,6 +61,15 @@ def test_a_job_rank0_never_created(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert "j1 FAILED" in err and "code 9" in err and str(job) in err
     assert not job.exists()
+    # A rank killed while the ranks started (the OOM killer, kill -9), before rank 0
+    # created the job: named, with its signal; not "rank 0 could not create it, see above".
+    banner = "=   PID 4242 RUNNING AT vm\n=   EXIT CODE: 9\n"
+    assert _not_created(job, "j1", 9, banner, None, [(1, 4242), (0, 4241)]) == 1
+    err = capsys.readouterr().err
+    assert "j1 FAILED while its ranks started, before it was created" in err
+    assert "rank 1 (pid 4242) died: SIGKILL" in err and "out-of-memory killer" in err
+    assert "see above" not in err and len(err.strip().splitlines()) == 1
+    assert not job.exists()
 
 
 def test_a_cancel_before_mpiexec_creates_nothing(
