@@ -27,6 +27,7 @@ from qshpc.cache.keys import (
     UncacheableError,
     bindings_unchanged,
     call_key,
+    changeable,
     function_digest,
 )
 from qshpc.cache.store import CacheDir, CacheWriteError, Hit
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 #: Results waiting to be written beyond this many bytes are not cached (memory bound).
 MAX_PENDING_BYTES = 256 << 20
+#: A function walked at each call it runs in this process (see :meth:`JobCache.digest`)
+#: whose walk takes longer than this runs those calls uncached.
+LIVE_WALK_S = 0.05
 #: At a job's end, the wait for the last writes gives up after this long without one done.
 STALL_S = 60.0
 
@@ -228,7 +232,7 @@ class JobCache:
         self._dir: CacheDir | None = None
         self._writer: Writer | None = None
         self._broken = False
-        self._digests: dict[int, tuple[Callable[[], Any], bytes | None, Deps]] = {}
+        self._digests: dict[int, tuple[Callable[[], Any], bytes | None, Deps, bool]] = {}
         self._lock = threading.Lock()
         if open_now and self.wanted():
             self._dir = CacheDir(config.dir, config.shared)
@@ -262,24 +266,40 @@ class JobCache:
                 Otherwise the digest is taken once per task object: the
                 dispatcher ships a function to the workers once, at its first
                 call, and the digest taken then is the one of the code that runs.
+                A function that reads a value changeable in place (a dict, an
+                object) is walked at each live call; when one walk takes more
+                than :data:`LIVE_WALK_S` (a pass manager, a big object graph),
+                its live calls run uncached instead (one warning).
         """
         known = self._digests.get(id(task))
         if known is not None and known[0]() is task:
             if not live or bindings_unchanged(known[2]):
                 return known[1]
+            if known[3]:
+                return None  # too costly to walk at each call: see above
         func = getattr(task, "func", task)
         deps: Deps = []
+        start = time.perf_counter()
         try:
             digest: bytes | None = function_digest(func, deps)
         except UncacheableError as exc:
             digest = None
             _warn(f"calls of {getattr(task, 'name', func)!s} are not cached: {exc}")
+        took = time.perf_counter() - start
+        costly = took > LIVE_WALK_S and changeable(deps)
+        if costly and live:
+            _warn(
+                f"calls of {getattr(task, 'name', func)!s} made in this process are not cached: "
+                "they read "
+                f"values that can change in place (a dict, an array, an object), and walking "
+                f"them for the key takes {took:.2f} s a call"
+            )
         try:
             ref: Callable[[], Any] = weakref.ref(task)
         except TypeError:
-            return digest
-        self._digests[id(task)] = (ref, digest, deps)
-        return digest
+            return None if costly and live else digest
+        self._digests[id(task)] = (ref, digest, deps, costly)
+        return None if costly and live else digest
 
     def key(
         self,

@@ -300,6 +300,14 @@ def bindings_unchanged(deps: Deps) -> bool:
     return True
 
 
+def changeable(deps: Deps) -> bool:
+    """True when a name a walk read holds a value that can change in place."""
+    return any(
+        not _fixed_value(tuple(v.values()) if n == "__kwdefaults__" and type(v) is dict else v)
+        for _, n, v in deps
+    )
+
+
 #: Values that cannot change in place. Functions, classes and modules can (an
 #: attribute set), but every name the walk read in them is a dependency of its own.
 _FIXED_TYPES = frozenset((
@@ -973,6 +981,7 @@ __all__ = [
     "UncacheableError",
     "bindings_unchanged",
     "call_key",
+    "changeable",
     "circuit_digest",
     "environment",
     "environment_digest",

@@ -145,6 +145,29 @@ def test_a_value_that_can_change_in_place_is_walked_again() -> None:
     assert keys.bindings_unchanged(frozen)  # constants, builtins, modules: the digest stays
 
 
+def test_a_live_function_too_costly_to_walk_at_each_call_is_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qshpc.cache import jobcache
+
+    monkeypatch.setattr(jobcache, "LIVE_WALK_S", 0.0)  # every walk "too costly"
+    table = {"a": 1}
+
+    def reads_a_dict(x: int) -> int:
+        return x + table["a"]
+
+    def plain(x: int) -> int:
+        return x + 1
+
+    cache = JobCache(CacheConfig(True, str(tmp_path / "c")), None)
+    assert cache.digest(reads_a_dict, live=True) is None
+    assert cache.digest(reads_a_dict, live=True) is None
+    assert cache.digest(reads_a_dict) is not None  # shipped once: keyed once
+    assert cache.digest(plain, live=True) is not None  # nothing changeable in place
+    err = capsys.readouterr().err
+    assert err.count("made in this process are not cached") == 1 and "reads_a_dict" in err
+
+
 def test_bound_builtin_methods_are_keyed_with_their_object() -> None:
     a, b = {"x": 1}, {"x": 2}
     assert keys.value_digest(a.get) != keys.value_digest(b.get)
