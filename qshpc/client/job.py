@@ -169,6 +169,8 @@ class Job:
         if override:
             meta["state"] = override["state"]
             meta["error"] = override.get("error")
+            if not meta.get("finished") and override.get("time"):
+                meta["finished"] = override["time"]  # else its duration ran on to now
             return
         if self._process is not None:
             if self._process.poll() is None:

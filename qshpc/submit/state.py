@@ -157,6 +157,8 @@ def reconcile_slurm(
     if override and meta.get("state") not in TERMINAL:
         meta["state"] = override.get("state")
         meta["error"] = override.get("error")
+        if not meta.get("finished") and override.get("time"):
+            meta["finished"] = override["time"]  # else its duration ran on to now
     if cached is not None:
         raw = str(cached.get("raw") or "")
         if raw:

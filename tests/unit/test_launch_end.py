@@ -156,3 +156,17 @@ def test_a_signal_is_held_until_rank_0_handles_it() -> None:
         for proc in (rank0, mpiexec):
             proc.kill()
             proc.wait()
+
+
+def test_a_job_failed_by_the_post_mortem_has_an_end_time(tmp_path: Path) -> None:
+    # Its duration stopped at the death, not running on to now ("finished -  (37.2m)").
+    from qshpc.client.job import Job
+    from qshpc.jobs.paths import mark_terminal
+    from qshpc.store import create_job
+
+    job = tmp_path / "j2"
+    create_job(job, {"id": "j2", "title": "t", "created": time.time() - 600}, None)
+    mark_terminal(job, "FAILED", "rank 1 (pid 7) died: SIGKILL")
+    j = Job(job)
+    meta = j.complete_info(j.store_meta())
+    assert meta["state"] == "FAILED" and abs(float(meta["finished"]) - time.time()) < 60
