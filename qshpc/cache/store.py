@@ -164,6 +164,8 @@ class CacheDir:
         self._host = _HOST_SAFE.sub("_", socket.gethostname())[:64]
         self.refused = 0  # entries of other users skipped: they held pickled data
         self.damaged = 0  # entries skipped as torn or altered
+        self._room_at = -1.0  # when the file system's free space was last read
+        self._room_left = 0  # bytes the cache may still write before its reserve
 
     def __repr__(self) -> str:
         return f"CacheDir({str(self.root)!r}, shared={self.shared})"
@@ -353,10 +355,16 @@ class CacheDir:
         The cache is a copy: the job stores on the same file system (by default
         ``$QSHPC_HOME/jobs`` beside ``$QSHPC_HOME/cache``) must not find it full
         because of it. A file system that cannot say (statvfs fails) is written.
+        The file system is asked at most once a second while the room it had
+        left lasts (statvfs is a round trip to the server on NFS).
 
         Raises:
             CacheWriteError: Too little room left.
         """
+        now = time.monotonic()
+        if now - self._room_at < 1.0 and self._room_left >= size:
+            self._room_left -= size
+            return
         try:
             st = os.statvfs(self.mine)
         except OSError:
@@ -366,7 +374,8 @@ class CacheDir:
             MIN_FREE_BYTES,
             min(int(st.f_blocks * st.f_frsize * MIN_FREE_SHARE), MAX_RESERVE_BYTES),
         )
-        if free - size - 4096 < reserve:
+        self._room_at, self._room_left = now, free - size - 4096 - reserve
+        if self._room_left < 0:
             raise CacheWriteError(
                 f"the file system of the cache {self.mine} has {free / 2**20:.1f} MB free, and "
                 f"the cache leaves {reserve / 2**20:.1f} MB to the job stores and others "
