@@ -145,8 +145,8 @@ class Liveness:
             self.flushing = bool(writing)
             if writing and stop is not None and stop():
                 left = sum(reports[r][0] for r in writing)
-                _say(f"stopped waiting for the workers' last writes: {left:,} result(s) "
-                     "are not cached")  # fmt: skip
+                _say(f"stopped waiting for the workers' last writes: up to {left:,} "
+                     "result(s) are not cached (they are in the job's store)")  # fmt: skip
                 break
             if now >= deadline and not writing:
                 break
