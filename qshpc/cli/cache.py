@@ -87,6 +87,10 @@ def register(app: typer.Typer) -> None:
         """List cached results, newest first: key, function, source job and task, size, time."""
         from qshpc.cache.maint import format_size, rows
 
+        if limit is not None and limit < 0:
+            from qshpc.errors import UserError
+
+            raise UserError(f"--limit {limit}: give a number of entries, 0 or more")
         cache = _open(cache_dir, as_json)
         if cache is None:
             if as_json:

@@ -69,6 +69,7 @@ def test_bad_input_is_one_line_and_exit_2(qshpc_home: Path) -> None:
         (("cache", "rm", "zz"), "is not a cache key"),
         (("cache", "rm", "abcdef"), "no entry of yours"),
         (("cache", "ls", "--cache-dir", ""), "--cache-dir is empty"),
+        (("cache", "ls", "--limit", "-3"), "--limit -3: give a number of entries, 0 or more"),
         (("run", "absent.py", "--cache-dir", ""), "--cache-dir is empty"),
     ]:
         out = run_cli(*args)
