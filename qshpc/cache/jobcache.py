@@ -267,16 +267,19 @@ class JobCache:
                 dispatcher ships a function to the workers once, at its first
                 call, and the digest taken then is the one of the code that runs.
                 A function that reads a value changeable in place (a dict, an
-                object) is walked at each live call; when one walk takes more
-                than :data:`LIVE_WALK_S` (a pass manager, a big object graph),
-                its live calls run uncached instead (one warning).
+                object) is walked at each live call; when such a walk (the
+                second: the first has one-time costs) takes more than
+                :data:`LIVE_WALK_S` (a pass manager, a big object graph), its
+                later live calls run uncached instead (one warning).
         """
         known = self._digests.get(id(task))
+        again = False
         if known is not None and known[0]() is task:
             if not live or bindings_unchanged(known[2]):
                 return known[1]
             if known[3]:
                 return None  # too costly to walk at each call: see above
+            again = True  # timed as a walk at each call is (a first walk has one-time costs)
         func = getattr(task, "func", task)
         deps: Deps = []
         start = time.perf_counter()
@@ -286,8 +289,8 @@ class JobCache:
             digest = None
             _warn(f"calls of {getattr(task, 'name', func)!s} are not cached: {exc}")
         took = time.perf_counter() - start
-        costly = took > LIVE_WALK_S and changeable(deps)
-        if costly and live:
+        costly = again and took > LIVE_WALK_S and changeable(deps)
+        if costly:
             _warn(
                 f"calls of {getattr(task, 'name', func)!s} made in this process are not cached: "
                 "they read "
@@ -297,9 +300,9 @@ class JobCache:
         try:
             ref: Callable[[], Any] = weakref.ref(task)
         except TypeError:
-            return None if costly and live else digest
+            return digest
         self._digests[id(task)] = (ref, digest, deps, costly)
-        return None if costly and live else digest
+        return digest  # taken now: right for this call, costly or not
 
     def key(
         self,
