@@ -297,6 +297,12 @@ LAUNCH_END: Setting[Path | None] = _declare(
             "the job's end there, so the launcher need not open the store (not for users to set)",
             "rank 0", "none"))  # fmt: skip
 
+LAUNCH_WATCH: Setting[str | None] = _declare(
+    Setting("QSHPC_LAUNCH_WATCH", None, str, "a socket name",
+            "set by `qshpc run` for the ranks it starts: each rank holds a connection to it "
+            "until it ends, so the launcher knows which rank ended first (not for users to set)",
+            "every rank", "none"))  # fmt: skip
+
 AWAIT_JOB: Setting[int | None] = _declare(
     Setting("QSHPC_AWAIT_JOB", None, _whole(1), "a process id",
             "set by LocalClient.run for the ranks it starts while it writes the job: rank 0 "

@@ -140,6 +140,10 @@ def _launch(
 ) -> int:
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    deaths = _Deaths()
+    watch_name = deaths.listen(token)
+    if watch_name is not None:
+        env[settings.LAUNCH_WATCH.name] = watch_name
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_end_with_parent
     )
@@ -153,7 +157,6 @@ def _launch(
     ]
     for t in pumps:
         t.start()
-    deaths = _Deaths()
     try:
         code = _watch(proc, job_dir, rank0, token, deaths, workers + 1, signals)
     finally:
@@ -183,7 +186,7 @@ def _ended(
         if code == 0:
             return code
         if job_id is not None:  # rank 0 was to create the job
-            return _not_created(job_dir, job_id, code, output, signals.first, deaths.order)
+            return _not_created(job_dir, job_id, code, output, signals.first, deaths.ordered())
         if "was removed while it ran" not in output:  # else rank 0 said so
             print(
                 f"qshpc: job FAILED: its job directory {job_dir} was removed while it ran "
@@ -194,7 +197,7 @@ def _ended(
     end = note.read(token)
     if end is not None:  # rank 0 made the store final and said how the job ended
         return _code_of(end["state"], end.get("error"), signals.first)
-    return _exit_code(job_dir, code, token, output, deaths.order, signals.first)
+    return _exit_code(job_dir, code, token, output, deaths.ordered(), signals.first)
 
 
 class _EndNote:
@@ -569,9 +572,72 @@ class _Deaths:
         self.fds: dict[int, tuple[int, int]] = {}  # fd -> (rank, pid)
         self.order: list[tuple[int, int]] = []  # (rank, pid), first dead first
         self.end_fd: int | None = None  # mpiexec's pidfd: ends every wait when it exits
+        self.ranks: dict[int, int] = {}  # pid -> rank, of every rank watched
+        self.listener: Any = None  # the socket the ranks connect to (see listen)
+        self.conns: dict[int, int] = {}  # fd -> pid of the rank at its other end
+        self.connected: set[int] = set()  # pids that connected
+        self.closed: list[int] = []  # pids whose connection closed, first first
+
+    def listen(self, token: str) -> str | None:
+        """A socket each rank connects to as it starts; its name (None when there is none).
+
+        A process's sockets close early in its exit (with its files, when mpiexec
+        also sees the rank's pipes close and starts ending the others), its pidfd
+        turns readable only at the very end: under load a rank mpiexec killed
+        can finish dying before the rank that died first does (seen: rank 2
+        blamed for rank 1's kill -9). The connections' order is causal.
+        """
+        import socket
+
+        name = f"qshpc-ranks-{token}"
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.bind("\0" + name)  # abstract: nothing to remove, gone with this process
+            sock.listen(128)
+        except OSError:
+            return None
+        self.listener = sock
+        self.poller.register(sock.fileno(), select.EPOLLIN)
+        return name
+
+    def _accept(self) -> None:
+        import socket
+        import struct
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                pid, uid, _gid = struct.unpack("3i", cred)
+            except OSError:
+                conn.close()
+                continue
+            if uid != os.getuid():  # only this user's processes (the ranks) count
+                conn.close()
+                continue
+            fd = conn.detach()
+            self.conns[fd] = pid
+            self.connected.add(pid)
+            self.poller.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
+
+    def ordered(self) -> list[tuple[int, int]]:
+        """``(rank, pid)`` of the ranks that ended, first first.
+
+        By their connections' close (see :meth:`listen`) when every rank that
+        ended had connected; else by their pidfds.
+        """
+        if not self.closed or any(pid not in self.connected for _, pid in self.order):
+            return list(self.order)
+        first = [(self.ranks[pid], pid) for pid in self.closed if pid in self.ranks]
+        return first + [(r, p) for r, p in self.order if p not in self.closed]
 
     def watch(self, rank: int, pid: int) -> None:
         """Watch one rank's process (a child of this run's mpiexec)."""
+        self.ranks[pid] = rank
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -592,20 +658,31 @@ class _Deaths:
 
     def wait(self, seconds: float) -> None:
         """Sleep up to ``seconds``, noting every rank that ends meanwhile."""
-        if not self.fds and self.end_fd is None:
+        if not self.fds and self.end_fd is None and self.listener is None:
             time.sleep(seconds)
             return
         for fd, _ in self.poller.poll(seconds):  # in the order they turned ready
             if fd == self.end_fd:
                 continue
-            self.order.append(self.fds.pop(fd))
+            if self.listener is not None and fd == self.listener.fileno():
+                self._accept()
+                continue
+            pid = self.conns.pop(fd, None)
+            if pid is not None:  # a rank never writes: readable = closed, it is ending
+                self.closed.append(pid)
+            else:
+                self.order.append(self.fds.pop(fd))
             self.poller.unregister(fd)
             os.close(fd)
 
     def close(self) -> None:
-        for fd in self.fds:
+        for fd in [*self.fds, *self.conns]:
             os.close(fd)
         self.fds.clear()
+        self.conns.clear()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
         if self.end_fd is not None:
             os.close(self.end_fd)
             self.end_fd = None

@@ -43,6 +43,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     if scheduler is not None:
         for key, value in scheduler.mpi_env().items():
             os.environ.setdefault(key, value)  # the user's own setting wins
+    _hold_launcher_socket()
     watchdog = watch(settings.MPI_START_TIMEOUT_S.get(), spec.job_dir)
     wiring, info, ranks = start(scheduler.cpus_per_task() if scheduler is not None else None)
     if watchdog is not None:
@@ -101,6 +102,31 @@ def _stop_workers(wiring: MpiWiring, size: int) -> None:
             wiring.comm.send(STOP, dest=rank, tag=TAG_STOP)
         except Exception:  # pragma: no cover - best effort: the launcher ends the rest
             pass
+
+
+_held: list[Any] = []  # the connection to the launcher, open until this process ends
+
+
+def _hold_launcher_socket() -> None:
+    """Connect to the ``qshpc run`` launcher that started this rank, and hold it until the end.
+
+    Its close (with this process's files, when it dies) tells the launcher this
+    rank ended before mpiexec could end the others (:class:`qshpc.launch.local._Deaths`).
+    Nothing when started otherwise, or when the launcher cannot be reached.
+    """
+    name = os.environ.pop(settings.LAUNCH_WATCH.name, None)
+    if not name:
+        return
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)  # a full backlog: go without, never wait
+    try:
+        sock.connect("\0" + name)
+    except OSError:
+        sock.close()
+        return
+    _held.append(sock)
 
 
 def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:

@@ -51,6 +51,78 @@ def test_ranks_found_dead_in_one_wait_are_in_the_order_they_died() -> None:
             proc.wait()
 
 
+_RANK = """
+import sys, time
+from qshpc.runtime import start
+start._hold_launcher_socket()
+print("ready", flush=True)
+if sys.stdin.readline().strip() == "close":
+    start._held[0].close()  # as a dying process's files close, long before its end
+    time.sleep(0.5)
+else:
+    time.sleep(60)
+"""
+
+
+def test_the_rank_whose_connection_closed_first_is_first_though_others_end_before_it() -> None:
+    """Seen under load: rank 1 kill -9ed, mpiexec saw its pipes close and killed ranks 0 and
+    2, and both turned their pidfds readable before rank 1 did (rank 2 or 0 blamed). Each rank
+    holds a connection to the launcher: it closes with the rank's files, which is what
+    mpiexec reacts to, so its order is the real one."""
+    import os
+    import sys
+
+    deaths = _Deaths()
+    name = deaths.listen("t" + os.urandom(4).hex())
+    assert name is not None
+    env = {**os.environ, "QSHPC_LAUNCH_WATCH": name}
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RANK], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    try:
+        for rank, proc in enumerate(ranks):
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+            deaths.watch(rank, proc.pid)
+        deadline = time.monotonic() + 30
+        while len(deaths.connected) < 3 and time.monotonic() < deadline:
+            deaths.wait(0.05)
+        assert deaths.connected == {p.pid for p in ranks}
+        assert ranks[1].stdin is not None
+        ranks[1].stdin.write(b"close\n")
+        ranks[1].stdin.flush()
+        while not deaths.closed and time.monotonic() < deadline:
+            deaths.wait(0.05)
+        for rank in (0, 2):  # "mpiexec" ends the others: they are gone before rank 1 is
+            ranks[rank].kill()
+            ranks[rank].wait(timeout=10)
+        ranks[1].wait(timeout=10)
+        while len(deaths.order) < 3 and time.monotonic() < deadline:
+            deaths.wait(0.05)
+        assert [r for r, _ in deaths.order][-1] == 1  # by pidfds: rank 1 ended last
+        assert deaths.ordered()[0] == (1, ranks[1].pid)
+    finally:
+        deaths.close()
+        for proc in ranks:
+            proc.kill()
+            proc.wait()
+
+
+def test_without_every_connection_the_pidfds_decide() -> None:
+    deaths = _Deaths()
+    try:
+        deaths.order = [(2, 20), (1, 10)]
+        deaths.ranks = {10: 1, 20: 2}
+        deaths.connected, deaths.closed = {10}, [10]  # rank 2 never connected
+        assert deaths.ordered() == [(2, 20), (1, 10)]
+        deaths.connected = {10, 20}
+        assert deaths.ordered() == [(1, 10), (2, 20)]
+    finally:
+        deaths.close()
+
+
 def test_a_job_rank0_never_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     job = tmp_path / "jobs" / "j1"
     assert _not_created(job, "j1", 2, "qshpc: error: cannot load arguments", None) == 2
