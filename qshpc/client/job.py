@@ -172,6 +172,9 @@ class Job:
             if not meta.get("finished") and override.get("time"):
                 meta["finished"] = override["time"]  # else its duration ran on to now
             return
+        if self._process is None and meta.get("state") == "QUEUED":
+            _never_started(self.job_dir, meta)
+            return
         if self._process is not None:
             if self._process.poll() is None:
                 return
@@ -485,6 +488,31 @@ def _rank0_pid(meta: dict[str, Any]) -> int | None:
     if ranks and ranks[0].get("host") == socket.gethostname():
         return int(ranks[0]["pid"])
     return None
+
+
+def _never_started(job_dir: Path, meta: dict[str, Any]) -> None:
+    """A QUEUED job whose run claimed it and is gone: shown FAILED (nothing is written).
+
+    Rank 0 of ``mpiexec -n N python -m qshpc run`` (no launcher to record it)
+    creates the job, takes its lock and only then starts it: a rank killed in
+    between (the OOM killer, a kill -9) ended the run and left the job QUEUED
+    for good. The dead lock holder tells it from a job that waits for its run
+    (a client's, one created by ``qshpc submit``: no holder yet).
+    """
+    from qshpc.store.lock import holder_alive, read_holder
+
+    holder = read_holder(job_dir)
+    if holder is None or holder_alive(job_dir) is not None:
+        return
+    job_id = meta.get("id") or job_dir.name
+    meta["state"] = JobState.FAILED.value
+    meta["error"] = (
+        f"the run that claimed this job (host {holder.host}, pid {holder.pid}) ended before "
+        "the job started (a rank killed while the ranks started?): nothing ran; "
+        f"`qshpc run PROGRAM --resume {job_id}` runs it"
+    )
+    if not meta.get("finished") and holder.since:
+        meta["finished"] = holder.since
 
 
 def _rank0_alive(meta: dict[str, Any]) -> bool:

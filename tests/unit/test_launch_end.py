@@ -242,3 +242,31 @@ def test_a_job_failed_by_the_post_mortem_has_an_end_time(tmp_path: Path) -> None
     j = Job(job)
     meta = j.complete_info(j.store_meta())
     assert meta["state"] == "FAILED" and abs(float(meta["finished"]) - time.time()) < 60
+
+
+def test_a_queued_job_whose_run_died_before_it_started_is_failed(tmp_path: Path) -> None:
+    # Under plain mpiexec (no launcher to record it), a rank killed between rank 0's
+    # creation of the job and its start left it QUEUED for good.
+    import sys
+
+    from qshpc.client.job import Job
+    from qshpc.store import create_job
+    from qshpc.store.lock import JobLock
+
+    waiting, orphan = tmp_path / "waiting", tmp_path / "orphan"
+    for job in (waiting, orphan):
+        create_job(job, {"id": job.name, "title": "t", "created": time.time()}, None)
+    claim = f"import os; from pathlib import Path; from qshpc.store.lock import JobLock; " \
+            f"JobLock(Path({str(orphan)!r}), 'qshpc run').acquire(); os._exit(0)"  # fmt: skip
+    subprocess.run([sys.executable, "-c", claim], check=True, timeout=60)
+    j = Job(orphan)
+    meta = j.complete_info(j.store_meta())
+    assert meta["state"] == "FAILED" and "ended before the job started" in meta["error"]
+    assert f"--resume {orphan.name}" in meta["error"]
+    j = Job(waiting)  # a client's job waiting for its run: no claim yet
+    assert j.complete_info(j.store_meta())["state"] == "QUEUED"
+    lock = JobLock(waiting, "qshpc run").acquire()  # claimed by a live run, about to start
+    try:
+        assert j.complete_info(j.store_meta())["state"] == "QUEUED"
+    finally:
+        lock.release()
