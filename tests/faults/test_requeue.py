@@ -121,15 +121,10 @@ def _status(job: str) -> dict[str, Any]:
 
 
 def _release_if_held(slurm_id: str) -> bool:
-    """Skip most of the 120 s hold Slurm puts on a requeued job.
-
-    Not all of it: slurmd refuses a credential made in the same second as the
-    requeue revoked the job's previous one ("Killing non-startable batch job:
-    Job credential revoked", the job FAILED: seen once in CI when released at once).
-    """
+    """Skip the 120 s hold Slurm puts on a requeued job."""
     out = _slurm("squeue", "-h", "-j", slurm_id, "-o", "%T %r")
     if out.stdout.split()[:2] == ["PENDING", "BeginTime"]:
-        _slurm("scontrol", "update", f"jobid={slurm_id}", "StartTime=now+3")
+        _slurm("scontrol", "update", f"jobid={slurm_id}", "StartTime=now")
         return True
     return False
 
