@@ -50,6 +50,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _trees import precompile
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -374,21 +376,6 @@ def part_offab(baseline: Path, n: int, workers: int, repeat: int) -> None:
         runs = ", ".join(f"{t:.3f}" for t in times[label])
         print(f"| {label} | {n / s:,.0f} | {runs} |")
     print(f"\nthis tree / baseline time: {best['this tree'] / best['baseline']:.3f}x")
-
-
-def precompile(*trees: Path) -> None:
-    """Byte-compile each tree's qshpc, as ``pip install`` and ``make install`` do.
-
-    With PYTHONDONTWRITEBYTECODE set (as on this machine) an editable checkout is
-    otherwise compiled again in every process (~0.08 s of CPU per rank), while
-    the plain process's qiskit comes compiled from its wheel.
-    """
-    for tree in trees:
-        subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", str(tree / "qshpc")],
-            check=False,
-            stdout=subprocess.DEVNULL,
-        )
 
 
 def main() -> None:

@@ -59,6 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _trees import precompile
+
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -269,21 +271,6 @@ def importtime_report(tmp: Path, env: dict[str, str]) -> None:
 
 def summary(label: str, xs: list[float]) -> str:
     return f"{min(xs):.2f} | {statistics.median(xs):.2f} | {max(xs):.2f}"
-
-
-def precompile(*trees: Path) -> None:
-    """Byte-compile each tree's qshpc, as ``pip install`` and ``make install`` do.
-
-    With PYTHONDONTWRITEBYTECODE set (as on this machine) an editable checkout is
-    otherwise compiled again in every process (~0.08 s of CPU per rank), while
-    the plain process's qiskit comes compiled from its wheel.
-    """
-    for tree in trees:
-        subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", str(tree / "qshpc")],
-            check=False,
-            stdout=subprocess.DEVNULL,
-        )
 
 
 def main() -> None:
