@@ -11,8 +11,9 @@ so a program that needs ~90 s of work finishes over several 1-minute
 allocations.
 
 Slurm holds a requeued job for ``cred_expire`` (120 s) before it may start
-again (``Reason=BeginTime``); the tests release it at once with
-``scontrol update jobid=ID StartTime=now`` so that they stay short.
+again (``Reason=BeginTime``); the tests release it 2 s after they first see
+the hold, with ``scontrol update jobid=ID StartTime=now``, so that they stay
+short (at once, in the requeue's own second, slurmd refuses the new credential).
 
 Cancelling a Slurm job (what finished stays) is tested in
 ``tests/slurm/test_submit.py::test_cancel_ends_canceled_within_seconds``.
@@ -120,13 +121,27 @@ def _status(job: str) -> dict[str, Any]:
     return meta
 
 
+_held_since: dict[str, float] = {}
+
+
 def _release_if_held(slurm_id: str) -> bool:
-    """Skip the 120 s hold Slurm puts on a requeued job."""
+    """Skip the 120 s hold Slurm puts on a requeued job, 2 s after it was first seen.
+
+    The requeue revoked the job's previous credential; a credential made in the same
+    second is refused by slurmd ("Job credential revoked") and the job then fails
+    instead of starting. Waiting until the hold has been seen for 2 s puts the
+    release at least that far after the requeue.
+    """
     out = _slurm("squeue", "-h", "-j", slurm_id, "-o", "%T %r")
-    if out.stdout.split()[:2] == ["PENDING", "BeginTime"]:
-        _slurm("scontrol", "update", f"jobid={slurm_id}", "StartTime=now")
-        return True
-    return False
+    if out.stdout.split()[:2] != ["PENDING", "BeginTime"]:
+        _held_since.pop(slurm_id, None)
+        return False
+    first = _held_since.setdefault(slurm_id, time.monotonic())
+    if time.monotonic() - first < 2.0:
+        return False
+    _slurm("scontrol", "update", f"jobid={slurm_id}", "StartTime=now")
+    del _held_since[slurm_id]
+    return True
 
 
 def _executions(log: Path) -> list[tuple[int, int]]:
