@@ -302,6 +302,12 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--array", help="Only the elements of this job array (its id)."),
         ] = None,
+        as_json: Annotated[
+            bool,
+            typer.Option(
+                "--json", help="Print the jobs as a JSON list (each as `qshpc status --json`)."
+            ),
+        ] = False,
     ) -> None:
         """List jobs in the store, newest first.
 
@@ -329,9 +335,22 @@ def register(app: typer.Typer) -> None:
 
         # One Slurm query for every job listed (sacct -j a,b,c), not one per job.
         entries: list[tuple[tuple[str, ...], str | None, int]] = []
+        listed: list[dict[str, Any]] = []
         for j, m in read_infos(jobs, keep, limit=None if state else limit):
             if len(entries) >= limit:
                 break
+            if as_json:
+                if isinstance(m, Exception):
+                    if array is None and not state:
+                        listed.append(
+                            {"id": j.job_dir.name, "job_dir": str(j.job_dir),
+                             "state": "UNREADABLE", "error": str(m)}
+                        )  # fmt: skip
+                        entries.append(((), None, 0))
+                elif not state or str(m.get("state")) == state.upper():
+                    listed.append({"job_dir": str(j.job_dir), **m})
+                    entries.append(((), None, 0))
+                continue
             if isinstance(m, Exception):
                 if array is None and not state:
                     entries.append(
@@ -357,5 +376,10 @@ def register(app: typer.Typer) -> None:
             entries.append((row, array_id, int(m.get("array_index") or 0)))
         if array is not None and not entries:
             raise UserError(f"no job of array {array!r} (run `qshpc list` to see the arrays)")
+        if as_json:
+            from qshpc.store import to_jsonable
+
+            echo(json.dumps(to_jsonable(listed), indent=2, sort_keys=True))
+            return
         for line in _grouped_lines(entries):
             echo(line)

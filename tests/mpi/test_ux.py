@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 
@@ -136,6 +137,25 @@ def test_list_since(qshpc_home: Path) -> None:
     assert "old000" in run_cli("list", "--since", "1w").stdout
     bad = run_cli("list", "--since", "yesterday")
     assert bad.returncode == 2 and "e.g. 30m, 12h, 2d, 1w" in bad.stderr
+
+
+def test_list_json(qshpc_home: Path) -> None:
+    fake_job("20200101-000000-old000", time.time() - 3 * DAY)
+    fake_job("20990101-000000-new000", time.time() - 60, "FAILED")
+    bad = qshpc_home / "jobs" / "20990101-000000-bad000"
+    bad.mkdir(parents=True)
+    (bad / "job.h5").write_bytes(b"not hdf5")
+    out = run_cli("list", "--json")
+    assert out.returncode == 0, out.stderr
+    jobs = json.loads(out.stdout)
+    by_id = {j["id"]: j for j in jobs}
+    assert by_id["20990101-000000-new000"]["state"] == "FAILED"
+    assert by_id["20200101-000000-old000"]["state"] == "SUCCEEDED"
+    assert by_id["20990101-000000-bad000"]["state"] in ("DAMAGED", "UNREADABLE")
+    assert all(Path(j["job_dir"]).name == j["id"] for j in jobs)
+    failed = json.loads(run_cli("list", "--json", "--state", "failed").stdout)
+    assert [j["id"] for j in failed] == ["20990101-000000-new000"]
+    assert len(json.loads(run_cli("list", "--json", "-n", "1").stdout)) == 1
 
 
 def test_rm_refuses_active_jobs_without_force(qshpc_home: Path) -> None:
