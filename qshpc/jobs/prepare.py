@@ -240,11 +240,11 @@ def await_job(job_dir: Path) -> None:
     os.environ.pop(settings.AWAIT_JOB.name, None)  # the program's children are not awaited
     if pid is None:
         return
-    from qshpc.store.lock import _alive
+    from qshpc.store.lock import pid_alive
 
     sleep = 0.0
     while not (job_dir / JOB_FILE).is_file():
-        if not job_dir.is_dir() or not _alive(pid):
+        if not job_dir.is_dir() or not pid_alive(pid):
             if (job_dir / JOB_FILE).is_file():
                 return
             raise UserError(

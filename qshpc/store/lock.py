@@ -113,7 +113,7 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs: a zombie (killed, not yet reaped) holds nothing."""
     try:
         os.kill(pid, 0)
@@ -203,7 +203,7 @@ def _stale(job_dir: Path, holder: Holder, batch: Batch | None = None) -> bool:
     if holder.host == _HOST:
         if holder.pid == os.getpid():
             return False
-        if not _alive(holder.pid):
+        if not pid_alive(holder.pid):
             return True
         ticks = _start_ticks(holder.pid)
         return holder.start_ticks is not None and ticks is not None and ticks != holder.start_ticks

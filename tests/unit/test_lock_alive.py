@@ -8,21 +8,21 @@ import subprocess
 import sys
 import time
 
-from qshpc.store.lock import _alive
+from qshpc.store.lock import pid_alive
 
 
 def test_a_zombie_holds_nothing() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert _alive(child.pid)
+        assert pid_alive(child.pid)
         os.kill(child.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         # killed, not reaped: a zombie; a resume right after a kill must not wait for it
-        assert not _alive(child.pid)
+        assert not pid_alive(child.pid)
     finally:
         child.kill()
         child.wait()
-    assert not _alive(child.pid)
+    assert not pid_alive(child.pid)
