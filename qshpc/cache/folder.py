@@ -259,6 +259,25 @@ def entry_trusted(st: os.stat_result, uid: int) -> bool:
     )
 
 
+#: Other members' entries over this size are read only when their blocks are on disk.
+SPARSE_CHECK_BYTES = 64 << 20
+
+
+def others_entry_readable(st: os.stat_result) -> bool:
+    """Whether another member's entry is worth reading: not a sparse giant.
+
+    A group member (or a damaged disk) can plant a file of many GB that holds
+    almost no blocks (``truncate -s 100G``); reading it whole to check it would
+    exhaust the job's memory. Over :data:`SPARSE_CHECK_BYTES`, another user's
+    entry is read only when at least half of its size is allocated. Such a file
+    counts as a miss (on a compressing file system, a large entry of another
+    user may be skipped so too; one's own entries are never checked this way).
+    """
+    if st.st_size <= SPARSE_CHECK_BYTES:
+        return True
+    return st.st_blocks * 512 >= st.st_size // 2
+
+
 __all__ = [
     "CACHE_DIR_ENV",
     "SHARDS",
@@ -267,6 +286,7 @@ __all__ = [
     "default_dir",
     "entry_trusted",
     "file_mode",
+    "others_entry_readable",
     "prepare",
     "root_mode",
     "shared_mode",

@@ -227,8 +227,13 @@ class CacheDir:
             st = os.fstat(fd)
             if not folder.entry_trusted(st, uid):
                 return None
+            if uid != self.uid and not folder.others_entry_readable(st):
+                self.refused += 1
+                return None
             data = _read_all(fd, st.st_size)
         except OSError:  # ESTALE: replaced or removed on NFS under us
+            return None
+        except MemoryError:  # an entry larger than this process can hold: computed again
             return None
         finally:
             os.close(fd)

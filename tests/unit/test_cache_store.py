@@ -388,6 +388,32 @@ def test_files_in_a_members_folder_that_they_do_not_own_are_ignored(
     assert hit is not None and hit.value == "forged"  # theirs: data from a member is used
 
 
+@needs_root
+def test_a_sparse_giant_in_a_members_folder_is_not_read(group_dir: Path) -> None:
+    """A member's 64 GiB file that holds no blocks is a miss, not 64 GiB read into memory."""
+    import resource
+
+    root, mine = _shared_root(group_dir)
+    _as_other_user(
+        f"""
+import os
+from qshpc.cache.store import CacheDir
+c = CacheDir({str(root)!r}, shared=True)
+c.put_value({_key(6)!r}, "small and fine", "f")
+path = c.path_of({_key(7)!r})
+path.parent.mkdir(exist_ok=True)
+with open(path, "wb") as f:
+    f.truncate(64 << 30)
+os.chmod(path, 0o640)
+"""
+    )
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert mine.get(_key(7)) is None and mine.refused == 1
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 * 1024  # KiB
+    hit = mine.get(_key(6))
+    assert hit is not None and hit.value == "small and fine"
+
+
 # -- maintenance ---------------------------------------------------------------------
 
 
