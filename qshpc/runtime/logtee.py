@@ -28,6 +28,8 @@ class LogTee:
         self._echo = echo
         self._saved: dict[int, int] = {}
         self._threads: list[threading.Thread] = []
+        self._reads: list[int] = []
+        self._waiting: dict[int, bool] = {}
         sys.stdout.flush()
         sys.stderr.flush()
         for fd in (1, 2):
@@ -35,6 +37,8 @@ class LogTee:
             self._saved[fd] = os.dup(fd)
             os.dup2(w, fd)
             os.close(w)
+            self._reads.append(r)
+            self._waiting[r] = False
             t = threading.Thread(target=self._copy, args=(r, self._saved[fd]), daemon=True)
             t.start()
             self._threads.append(t)
@@ -46,10 +50,12 @@ class LogTee:
 
     def _copy(self, r: int, orig: int) -> None:
         while True:
+            self._waiting[r] = True  # all read so far is copied
             try:
                 data = os.read(r, 65536)
             except OSError:
                 break
+            self._waiting[r] = False
             if not data:
                 break
             try:
@@ -66,14 +72,41 @@ class LogTee:
                     pass
         os.close(r)
 
+    def _drained(self, r: int) -> bool:
+        """Nothing is left in pipe ``r`` and its thread copied all it read."""
+        import fcntl
+        import struct
+        import termios
+
+        try:
+            pending = struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:  # closed: its thread saw the end
+            return True
+        return pending == 0 and self._waiting[r]
+
     def close(self) -> None:
-        """Restore stdout/stderr and drain what is still in the pipes."""
+        """Restore stdout/stderr and copy what the pipes still hold.
+
+        The pipes end when the last process holding their write end does. A
+        process the program started and left running (``subprocess.Popen`` of
+        a server, ``cmd &``) holds them on: then close waits only until what
+        was written so far is copied (at most 5 s), and the threads go on
+        copying that process's output until this one exits. (Waiting for the
+        pipes' end made every rank with such a child wait 5 s per pipe.)
+        """
+        import time
+
         sys.stdout.flush()
         sys.stderr.flush()
         for fd, saved in self._saved.items():
             os.dup2(saved, fd)  # closes the pipe's write end held by fd
-        for t in self._threads:
-            t.join(timeout=5)
+        deadline = time.monotonic() + 5.0
+        for t, r in zip(self._threads, self._reads, strict=True):
+            while t.is_alive() and not self._drained(r) and time.monotonic() < deadline:
+                t.join(timeout=0.002)
+            t.join(timeout=0.05)  # a pipe whose writers are all gone ends at once
+        if any(t.is_alive() for t in self._threads):
+            return  # a child holds a pipe: its thread still needs the log and the terminal
         for saved in self._saved.values():
             os.close(saved)
         os.close(self._log)

@@ -10,6 +10,9 @@
   no result (with one rank it silently saved).
 - A program that gave up on a stuck task ends at once, SUCCEEDED, and the stuck
   call's record says it was abandoned; on main it took 60 s more (the drain).
+- A program or task that leaves a process running (a server, ``cmd &``) does not
+  hold its rank at the end: on 1edae97 each such rank waited 5 s per output pipe
+  the process inherited (10 s of job, 20 s of command for rank 0 and one worker).
 """
 
 from __future__ import annotations
@@ -124,3 +127,23 @@ def test_a_program_that_gave_up_on_a_stuck_task_ends_at_once(
     assert "rank 1" in error
     assert "BAD TERMINATION" not in out.stdout + out.stderr  # mpiexec's, about the stuck rank
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_a_process_left_running_does_not_hold_the_ranks(qshpc_home: Path, ranks: int) -> None:
+    import subprocess
+
+    linger = f"{40 + ranks}.25"  # a name of its own, to end it after
+    try:
+        t0 = time.monotonic()
+        out = run_cli("run", str(PROGRAMS / "leaves_a_child.py"), linger, ranks=ranks, timeout=120)
+        elapsed = time.monotonic() - t0
+        assert out.returncode == 0, out.stderr
+        job = job_dir_of(qshpc_home)
+        status = json.loads(run_cli("status", str(job), "--json").stdout)
+        assert status["state"] == "SUCCEEDED"
+        assert float(status["finished"]) - float(status["started"]) < 4.5, status
+        assert elapsed < 9, elapsed
+        assert "the program's own line" in (job / "logs" / "rank-0.out").read_text()
+    finally:
+        subprocess.run(["pkill", "-f", f"sleep {linger}"], check=False)
