@@ -199,6 +199,11 @@ DRAIN_S: Setting[float] = _declare(
     Setting("QSHPC_DRAIN_S", 60.0, _seconds(0.0), "a number of seconds >= 0, such as 60",
             "at the end of a job that did not succeed, how long rank 0 waits for calls in flight",
             "rank 0", "60", runtime=True))  # fmt: skip
+EXIT_GRACE_S: Setting[float] = _declare(
+    Setting("QSHPC_EXIT_GRACE_S", 10.0, _seconds(0.0), "a number of seconds >= 0, such as 10",
+            "how long a rank that is done waits for threads the program or a task started "
+            "and left running before it exits without them (and says so)",
+            "every rank", "10", runtime=True))  # fmt: skip
 HEARTBEAT_S: Setting[float] = _declare(
     Setting("QSHPC_HEARTBEAT_S", 1.0, _seconds(0.0, strict=True), "a number of seconds > 0, such as 1",
             "seconds between a worker's heartbeats to rank 0",

@@ -101,5 +101,9 @@ def register(app: typer.Typer) -> None:
         if spec.cache or (spec.cache is None and folder is not None):
             check_cache_dir(folder)
         code = run_job(spec, workers, scheduler())
+        from qshpc import settings
+        from qshpc.runtime.leave import leave_within
+
+        leave_within(code, settings.EXIT_GRACE_S.get())  # threads the program left running
         if code:
             raise typer.Exit(code)

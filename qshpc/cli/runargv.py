@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qshpc import _timeline
+from qshpc import _timeline, settings
 
 #: option -> (RunSpec field, kind)
 _OPTIONS = {
@@ -116,13 +116,19 @@ def run_fast(argv: list[str]) -> int | None:
         spec = RunSpec(**fields)
         if spec.cache or (spec.cache is None and spec.cache_dir is not None):
             check_cache_dir(spec.cache_dir)
+        grace = settings.EXIT_GRACE_S.get()
         if launched_by_mpi():  # a rank: what launch.local.run would do, without its imports
             from qshpc.runtime.start import run_rank
 
-            return run_rank(spec, scheduler())
-        from qshpc.launch.local import run
+            ended = run_rank(spec, scheduler())
+        else:
+            from qshpc.launch.local import run
 
-        return run(spec, workers, scheduler())
+            ended = run(spec, workers, scheduler())
+        from qshpc.runtime.leave import leave_within
+
+        leave_within(ended, grace)  # threads the program left running do not hold the exit
+        return ended
     except KeyboardInterrupt:  # before the command set its own handling (qshpc.cli.main)
         print("\nqshpc: interrupted (SIGINT)", file=sys.stderr)
         return 130

@@ -13,6 +13,10 @@
 - A program or task that leaves a process running (a server, ``cmd &``) does not
   hold its rank at the end: on 1edae97 each such rank waited 5 s per output pipe
   the process inherited (10 s of job, 20 s of command for rank 0 and one worker).
+- A program or task that leaves a (non-daemon) thread running does not hang its
+  rank: after ``QSHPC_EXIT_GRACE_S`` the rank says which threads it left and
+  exits with the job's code; on 1edae97 the command never returned (Python
+  waits for such threads at exit), the job SUCCEEDED long before.
 """
 
 from __future__ import annotations
@@ -147,3 +151,18 @@ def test_a_process_left_running_does_not_hold_the_ranks(qshpc_home: Path, ranks:
         assert "the program's own line" in (job / "logs" / "rank-0.out").read_text()
     finally:
         subprocess.run(["pkill", "-f", f"sleep {linger}"], check=False)
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_a_thread_left_running_does_not_hang_the_ranks(qshpc_home: Path, ranks: int) -> None:
+    out = run_cli(
+        "run", str(PROGRAMS / "leaves_a_thread.py"), ranks=ranks, timeout=60,
+        env={"QSHPC_EXIT_GRACE_S": "1.5"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    job = job_dir_of(qshpc_home)
+    assert json.loads(run_cli("status", str(job), "--json").stdout)["state"] == "SUCCEEDED"
+    assert "the late thread ended" in out.stdout  # a thread that ends in the grace is waited for
+    assert "left thread(s) 'program-watcher'" in out.stderr, out.stderr
+    if ranks > 1:
+        assert "'task-watcher'" in out.stderr, out.stderr  # the worker's

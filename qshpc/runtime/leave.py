@@ -1,0 +1,77 @@
+"""A rank that is done leaves, even when the program left threads running.
+
+Python waits at exit for every non-daemon thread. A program (or a task) that
+started one and never ended it (a watcher loop, a server) kept its rank alive
+after the job ended: the job's state was stored, but the command never
+returned and its allocation ran on to the time limit. :func:`leave_within`
+gives such threads a grace period (``QSHPC_EXIT_GRACE_S``, 10 s), then says
+which threads were left and ends the process with the job's exit code
+(``MPI_Finalize`` first when MPI is still up, and the C library's exit, so
+that the launcher sees a clean end). Threads that end at exit on their own (an executor's idle workers)
+are not waited for beyond their own end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+
+def leave_within(code: int, grace_s: float) -> None:
+    """Make sure this process exits within ``grace_s`` seconds of now, with ``code``.
+
+    Starts a daemon thread that does nothing when the process ends by itself
+    in time (the usual case: it dies with the process).
+
+    Args:
+        code: The exit code the rank returns.
+        grace_s: Seconds given to threads the program left running.
+    """
+    threading.Thread(
+        target=_leave_after, args=(code, grace_s), name="qshpc-leave", daemon=True
+    ).start()
+
+
+def lingering() -> list[threading.Thread]:
+    """The non-daemon threads other than the main thread that still run."""
+    main = threading.main_thread()
+    return [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+
+
+def _leave_after(code: int, grace_s: float) -> None:
+    time.sleep(grace_s)
+    left = lingering()
+    names = ", ".join(repr(t.name) for t in left) or "none"
+    from qshpc.task.context import rank_info
+
+    print(
+        f"qshpc: warning: rank {rank_info().rank} is done but the program left thread(s) "
+        f"{names} running {grace_s:g} s later; it exits without them (join the threads "
+        "the program needs before it ends, or make them daemon threads)",
+        file=sys.stderr,
+    )
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None:
+        try:
+            if mpi.Is_initialized() and not mpi.Is_finalized():
+                mpi.Finalize()
+        except Exception:  # leaving anyway
+            pass
+    try:
+        import ctypes
+
+        # libc's exit, not os._exit: the C exit handlers run (MPICH ends its PMI
+        # connection in one; without it the launcher takes this rank's end for a crash
+        # and kills the ranks still finishing). Called with the GIL held (PyDLL), so
+        # that no Python thread runs while the libraries' destructors do.
+        ctypes.PyDLL(None).exit(code)
+    except Exception:  # no libc to call: leave without the exit handlers
+        pass
+    os._exit(code)
