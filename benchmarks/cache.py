@@ -23,7 +23,14 @@ Parts (each prints a table; ratios are taken within the same run):
    time per call. Target: off unchanged (the switch is one attribute test),
    on < 50 µs a call.
 
-5. ``offab`` (only when asked, with ``--baseline TREE``): the cache off must
+5. ``hit`` (only when asked): one hit of a 12-qubit exact distribution taken
+   apart in rank 0's thread CPU (``--hits`` entries, results kept alive as a
+   program keeps them): keyable, the key and its QPY dump, the lookup and its
+   parts (read, BLAKE2b check, header, decode, rebuild), SHA-256 and CRC-32 of
+   the entry beside the check; and why a circuit from the arguments is still
+   dumped for its key (equality misses a register or a label that QPY keeps).
+
+6. ``offab`` (only when asked, with ``--baseline TREE``): the cache off must
    not slow dispatch. ``benchmarks/_dispatch_prog.py`` (100k tiny calls, the
    cache never mentioned) run alternately from this tree and from TREE, a
    checkout without the cache (``git worktree add /tmp/base <commit>``); the
@@ -32,6 +39,7 @@ Parts (each prints a table; ratios are taken within the same run):
 Run:
     python benchmarks/cache.py                      # every part but offab
     python benchmarks/cache.py offab --baseline /tmp/base --repeat 5
+    python benchmarks/cache.py hit --hits 128
     python benchmarks/cache.py store --entries 20000 --dir /scratch/me/cachebench
     python benchmarks/cache.py program --circuits 512 --qubits 12 --depth 12 --workers 2
     python benchmarks/cache.py program --baseline /work/main   # A/B against another tree
@@ -112,6 +120,105 @@ def part_keys() -> None:
     print(
         f"\nfunction digest (once per function and process): {(time.perf_counter() - t0) * 1e6:.0f} µs"
     )
+
+
+def part_hit(n: int) -> None:
+    """What one hit of a 12-qubit exact distribution costs rank 0, part by part (thread CPU)."""
+    import hashlib
+    import io
+    import zlib
+
+    from qiskit import qpy
+    from qiskit.circuit.random import random_circuit
+
+    from qshpc.aer import Sampler
+    from qshpc.cache import entry as E
+    from qshpc.cache.body import restore
+    from qshpc.cache.keys import call_key, function_digest
+    from qshpc.cache.store import CacheDir
+    from qshpc.runtime.intake import keyable
+    from qshpc.store import _qpy
+    from qshpc.store.encoding_blob import decode_blob
+
+    def task(circuit: Any) -> Any:
+        return Sampler().run(circuit).result().quasi_dists[0]
+
+    made = []
+    for i in range(n):
+        c = random_circuit(12, 12, seed=1000 + i)
+        c.measure_all()
+        made.append(c)
+    buf = io.BytesIO()
+    qpy.dump(made, buf)
+    circuits = list(qpy.load(io.BytesIO(buf.getvalue())))  # as the program gets them
+    fd = function_digest(task)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = CacheDir(tmp)
+        keys = [call_key(fd, (c,), None, None, {}) for c in circuits]
+        for k, c in zip(keys, circuits, strict=True):
+            cache.put_value(k, task(c), "task")
+        paths = [cache.path_of(k) for k in keys]
+        raw = [p.read_bytes() for p in paths]
+        split = [E.unpack(r, k, "x") for r, k in zip(raw, keys, strict=True)]
+        plain = [decode_blob(b) for _, b in split]
+        rows: list[tuple[str, float, float]] = []
+
+        def phase(name: str, fn: Callable[[int], Any]) -> None:
+            runs = []
+            for _ in range(5):
+                kept = []  # what a hit returns stays alive, as the program keeps it
+                t0 = time.thread_time()
+                for i in range(n):
+                    kept.append(fn(i))
+                runs.append((time.thread_time() - t0) / n)
+                del kept  # the next round may reuse this memory: the first one may not
+            rows.append((name, runs[0], min(runs)))
+
+        phase("keyable (the arguments hold no reference)", lambda i: keyable((circuits[i],)))
+        phase(
+            "key (QPY dump of the circuit, hashed)",
+            lambda i: call_key(fd, (circuits[i],), None, None, {}),
+        )
+        phase("  of it: the QPY dump", lambda i: _qpy.dump(circuits[i]))
+        phase("lookup, whole (CacheDir.get)", lambda i: cache.get(keys[i], freshen=False))
+        phase("  open, fstat, read, close", lambda i: paths[i].read_bytes())
+        phase("  BLAKE2b-128 check", lambda i: E._checksum(memoryview(raw[i])[: -E.CHECK]))
+        phase("  lengths, check, header (E.unpack)", lambda i: E.unpack(raw[i], keys[i], "x"))
+        phase("  decode the body", lambda i: decode_blob(split[i][1]))
+        phase(
+            "  rebuild the QuasiDistribution", lambda i: restore(plain[i], split[i][0].type or {})
+        )
+        phase(
+            "  (SHA-256 of the entry instead)",
+            lambda i: hashlib.sha256(memoryview(raw[i])[: -E.CHECK]).digest(),
+        )
+        phase(
+            "  (CRC-32 of the entry instead)", lambda i: zlib.crc32(memoryview(raw[i])[: -E.CHECK])
+        )
+        size = sum(len(r) for r in raw) / n
+        values = sum(len(v) for v in plain) / n
+    print(f"\n## one hit, part by part: {n} 12-qubit depth-12 circuits from QPY, entries of "
+          f"{size / 1024:.1f} KB ({values:.0f} values); thread CPU, 5 rounds ({load()})\n")  # fmt: skip
+    print("| part | µs per hit, first round (new memory) | best round |")
+    print("|---|---|---|")
+    for name, first, best in rows:
+        print(f"| {name} | {first * 1e6:.1f} | {best * 1e6:.1f} |")
+    # Why a circuit from the arguments is still dumped for its key: an equality test against
+    # a pristine copy (the only cheap guard that it is unchanged) misses changes QPY keeps.
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import ClassicalRegister
+    from qiskit.circuit.library import HGate
+
+    a = QuantumCircuit(2, 2, name="g")
+    a.h(0)
+    b = a.copy()
+    b.add_register(ClassicalRegister(2, "extra"))
+    c = QuantumCircuit(2, 2, name="g")
+    c.append(HGate(label="mine"), [0])
+    print("\nAn unchanged-circuit guard by equality is not sound: a register added "
+          f"-> CircuitData equal: {a._data == b._data}; a gate's label -> CircuitData equal: "
+          f"{a._data == c._data}, QuantumCircuit equal: {a == c}; QPY bytes equal: "
+          f"{_qpy.dump(a) == _qpy.dump(b)} / {_qpy.dump(a) == _qpy.dump(c)}")  # fmt: skip
 
 
 def part_store(entries: int, folder: Path | None) -> None:
@@ -382,7 +489,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("parts", nargs="*", help="keys, store, program, dispatch (default: all)")
+    ap.add_argument(
+        "parts", nargs="*", help="keys, store, program, dispatch (default: all); hit, offab"
+    )
     ap.add_argument("--entries", type=int, default=5000)
     ap.add_argument("--dir", type=Path, default=None, help="Where the store part writes.")
     ap.add_argument("--circuits", type=int, default=512)
@@ -391,6 +500,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--hits", type=int, default=128, help="hit: circuits (entries) to time")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="offab: a tree without the cache; program: another tree (e.g. "
                     "a worktree of main) run alternately with this one")  # fmt: skip
@@ -407,6 +517,8 @@ def main() -> None:
                      a.baseline.resolve() if a.baseline is not None else None)  # fmt: skip
     if "dispatch" in a.parts:
         part_dispatch(a.calls, a.workers, a.repeat)
+    if "hit" in a.parts:
+        part_hit(a.hits)
     if "offab" in a.parts:
         if a.baseline is None:
             ap.error("offab needs --baseline TREE (a checkout without the cache)")
