@@ -147,6 +147,9 @@ def run_task(
         resume=job_dir if restarted else None,
     )
     code = run(spec, workers, slurm.scheduler())
+    from qshpc.runtime.leave import leave_within
+
+    leave_within(code, settings.EXIT_GRACE_S.get())  # threads the program left running
     if code:
         raise SystemExit(code)
     return 0

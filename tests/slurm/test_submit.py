@@ -323,3 +323,34 @@ def test_notebook_script_on_slurm_client(slurm_env: dict[str, str]) -> None:
     lines = out.stdout.splitlines()
     assert lines[0].startswith("<SlurmClient") and lines[-1] == "SUCCEEDED"
     assert lines[-2].startswith("{'results': [{") and "<Job | " in out.stdout
+
+
+def test_threads_left_running_do_not_hold_the_allocation(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A program and a task that leave threads running: the job SUCCEEDED at once, and on
+    1edae97 its Slurm job ran on (submitit's Python waited for the threads) to its time
+    limit; now every rank leaves QSHPC_EXIT_GRACE_S later, saying so."""
+    src = Path(__file__).resolve().parents[1] / "programs" / "leaves_a_thread.py"
+    prog = write_program(tmp_path / "threads", "leaves_a_thread.py", src.read_text())
+    out = run_cli(
+        "submit", str(prog), "--ntasks-per-node", "2", "--json", timeout=60,
+        env={"QSHPC_EXIT_GRACE_S": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    ids = json.loads(out.stdout)
+    assert wait(ids["job_id"]) == "SUCCEEDED"
+    deadline = time.monotonic() + 90
+    state = ""
+    while time.monotonic() < deadline:
+        acct = subprocess.run(
+            ["sacct", "-n", "-X", "-j", str(ids["slurm_job_id"]), "-o", "State"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        state = acct.stdout.strip()
+        if state and state not in ("RUNNING", "PENDING", "COMPLETING"):
+            break
+        time.sleep(1)
+    assert state == "COMPLETED", state
+    logs = run_cli("logs", ids["job_id"], timeout=60).stdout
+    assert "left thread(s) 'program-watcher'" in logs and "'task-watcher'" in logs, logs
