@@ -5,10 +5,11 @@ started one and never ended it (a watcher loop, a server) kept its rank alive
 after the job ended: the job's state was stored, but the command never
 returned and its allocation ran on to the time limit. :func:`leave_within`
 gives such threads a grace period (``QSHPC_EXIT_GRACE_S``, 10 s), then says
-which threads were left and ends the process with the job's exit code
-(``MPI_Finalize`` first when MPI is still up, and the C library's exit, so
-that the launcher sees a clean end). Threads that end at exit on their own (an executor's idle workers)
-are not waited for beyond their own end.
+which threads were left, runs the program's ``atexit`` handlers and ends the
+process with the job's exit code (``MPI_Finalize`` first when MPI is still up,
+and the C library's exit, so that the launcher sees a clean end). Threads
+that end at exit on their own (an executor's idle workers) are not waited for
+beyond their own end.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def lingering() -> list[threading.Thread]:
 def _leave_after(code: int, grace_s: float) -> None:
     time.sleep(grace_s)
     left = lingering()
-    names = ", ".join(repr(t.name) for t in left) or "none"
+    if not left:  # still exiting, but not for a thread (the exit handlers): not ours to cut
+        return
+    names = ", ".join(repr(t.name) for t in left)
     from qshpc.task.context import rank_info
 
     print(
@@ -52,6 +55,12 @@ def _leave_after(code: int, grace_s: float) -> None:
         "the program needs before it ends, or make them daemon threads)",
         file=sys.stderr,
     )
+    try:
+        import atexit
+
+        atexit._run_exitfuncs()  # what the program registered runs, as at a normal exit
+    except BaseException:  # a handler that fails does not keep the rank
+        pass
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -163,6 +163,7 @@ def test_a_thread_left_running_does_not_hang_the_ranks(qshpc_home: Path, ranks: 
     job = job_dir_of(qshpc_home)
     assert json.loads(run_cli("status", str(job), "--json").stdout)["state"] == "SUCCEEDED"
     assert "the late thread ended" in out.stdout  # a thread that ends in the grace is waited for
+    assert "the program's atexit handler ran" in out.stdout
     assert "left thread(s) 'program-watcher'" in out.stderr, out.stderr
     if ranks > 1:
         assert "'task-watcher'" in out.stderr, out.stderr  # the worker's

@@ -1,5 +1,6 @@
 """Rank 0's program and one task each start a thread that never ends; another ends late."""
 
+import atexit
 import threading
 import time
 
@@ -23,6 +24,7 @@ def work(i: int) -> int:
     return i
 
 
+atexit.register(print, "the program's atexit handler ran", flush=True)
 threading.Thread(target=forever, name="program-watcher").start()
 threading.Thread(target=late, name="late").start()
 save_result({"r": get([work(i) for i in range(4)])})
