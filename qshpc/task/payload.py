@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import pickle
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 from qshpc.store import _qpy
 
@@ -127,12 +127,45 @@ def by_reference_to_main(data: bytes) -> bool:
     return b"__main__" in data
 
 
-def cloud_dumps(obj: Any) -> bytes:
-    """``cloudpickle.dumps(obj)``: functions, classes and instances of the program file by value."""
-    import cloudpickle
+_cloud_pickler: type | None = None
 
-    data: bytes = cloudpickle.dumps(obj, protocol=5)
-    return data
+
+def _code_with_file(make: Any, args: tuple[Any, ...], filename: str) -> Any:
+    """A code object cloudpickle carried, with the file name it had where it was made."""
+    return make(*args).replace(co_filename=filename)
+
+
+def _keep_file(code: Any) -> tuple[Any, ...]:
+    import cloudpickle.cloudpickle as cp
+
+    make, args = cp._code_reduce(code)
+    return (_code_with_file, (make, args, code.co_filename))
+
+
+def cloud_dumps(obj: Any) -> bytes:
+    """``cloudpickle.dumps(obj)``: functions, classes and instances of the program file by value.
+
+    Code objects keep their file name (cloudpickle writes ``<dynamic-code>``
+    instead), so that a task's traceback on a worker names the program's file
+    and shows its lines. (Cache keys do not come from these bytes:
+    :mod:`qshpc.cache.keys` digests functions without line numbers or paths.)
+    """
+    global _cloud_pickler
+    if _cloud_pickler is None:
+        import types
+        from collections import ChainMap
+
+        import cloudpickle
+
+        class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+            dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
+                {types.CodeType: _keep_file}, cloudpickle.Pickler.dispatch_table
+            )
+
+        _cloud_pickler = _Pickler
+    buf = io.BytesIO()
+    _cloud_pickler(buf, protocol=5).dump(obj)
+    return buf.getvalue()
 
 
 __all__ = ["Qpy", "by_reference_to_main", "cloud_dumps", "dumps", "load_circuit", "standard_names"]

@@ -87,6 +87,12 @@ def test_task_raises(ranks: int, qshpc_home: Path) -> None:
     assert out.returncode == 1
     assert "task 3 (work) failed on rank" in out.stderr
     assert "ValueError: bad input 3" in out.stderr
+    # The remote traceback names the program's file and shows the line (on 1edae97 a
+    # worker's frames said File "<dynamic-code>", cloudpickle's name, and no source).
+    program = str(PROGRAMS / "task_fails.py")
+    assert f'File "{program}", line 9, in work' in out.stderr, out.stderr
+    assert 'raise ValueError(f"bad input {i}")' in out.stderr
+    assert "<dynamic-code>" not in out.stderr
     job = job_dir_of(qshpc_home)
     status = run_cli("status", str(job))
     assert status.stdout.startswith("FAILED")
