@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
 from qshpc.errors import UserError
@@ -36,8 +36,10 @@ from qshpc.jobs.prepare import (
     plan_job,
     prepare_job,
 )
-from qshpc.runtime.mpi import launched_by_mpi
-from qshpc.runtime.scheduler import Scheduler
+from qshpc.runtime.stopsig import launched_by_mpi
+
+if TYPE_CHECKING:
+    from qshpc.runtime.scheduler import Scheduler
 
 
 def default_workers() -> int:
@@ -94,6 +96,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     # Fail fast on bad input, before starting any rank; rank 0 creates the job
     # (reading the arguments needs h5py and qiskit) while the workers import.
     job_dir, job_id = plan_job(spec)
+    _timeline.mark("job planned")
     if job_id is None:  # the job exists: another live run holding it is refused here
         check_claimable(spec, job_dir)
     if signals.received or _cancelled_before_start(job_dir):
