@@ -14,16 +14,12 @@ typer, which parses it or refuses it with its usual message.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qshpc import _timeline
-
-if TYPE_CHECKING:
-    from qshpc.runtime.scheduler import Scheduler
 
 #: option -> (RunSpec field, kind)
 _OPTIONS = {
@@ -112,7 +108,8 @@ def run_fast(argv: list[str]) -> int | None:
     _timeline.mark("command line read")
     from qshpc.cli.boundary import exit_code
     from qshpc.jobs.prepare import RunSpec
-    from qshpc.runtime.stopsig import launched_by_mpi
+    from qshpc.runtime.mpi import launched_by_mpi
+    from qshpc.submit.slurm import scheduler
 
     workers = fields.pop("workers", None)
     try:
@@ -122,10 +119,10 @@ def run_fast(argv: list[str]) -> int | None:
         if launched_by_mpi():  # a rank: what launch.local.run would do, without its imports
             from qshpc.runtime.start import run_rank
 
-            return run_rank(spec, _scheduler())
+            return run_rank(spec, scheduler())
         from qshpc.launch.local import run
 
-        return run(spec, workers, _scheduler())
+        return run(spec, workers, scheduler())
     except KeyboardInterrupt:  # before the command set its own handling (qshpc.cli.main)
         print("\nqshpc: interrupted (SIGINT)", file=sys.stderr)
         return 130
@@ -134,20 +131,6 @@ def run_fast(argv: list[str]) -> int | None:
         if code is None:
             raise
         return code
-
-
-def _scheduler() -> Scheduler | None:
-    """:func:`qshpc.submit.slurm.scheduler`, importing Slurm's module only inside a Slurm job.
-
-    Outside one (no ``SLURM_JOB_ID``, what that function checks first) it is None:
-    the local launcher spares its start the module's imports (subprocess, the
-    task runner's, ~5 ms before mpiexec starts).
-    """
-    if not os.environ.get("SLURM_JOB_ID"):
-        return None
-    from qshpc.submit.slurm import scheduler
-
-    return scheduler()
 
 
 def check_cache_dir(path: Path | None) -> None:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qshpc import _timeline, settings
 from qshpc.errors import UserError
@@ -36,10 +36,8 @@ from qshpc.jobs.prepare import (
     plan_job,
     prepare_job,
 )
-from qshpc.runtime.stopsig import launched_by_mpi
-
-if TYPE_CHECKING:
-    from qshpc.runtime.scheduler import Scheduler
+from qshpc.runtime.mpi import launched_by_mpi
+from qshpc.runtime.scheduler import Scheduler
 
 
 def default_workers() -> int:
