@@ -24,6 +24,9 @@ variant once, in an order rotated from round to round):
   qiskit and qshpc and built the circuits waits for. Its CPU: that process's
   and its children's over the same span.
 - ``one-task``: ``python -m qshpc run`` of a program with one trivial call.
+- ``one-task-mpiexec``: the same under ``mpiexec -n 3``: with ``qshpc`` /
+  ``qshpc-mpiexec``, what ``qshpc run``'s own launcher costs (its Python start
+  and work before it starts mpiexec, its watch, its end).
 - ``one-circuit`` and ``plain-1``: the seed program and the plain process on
   one circuit.
 
@@ -114,7 +117,15 @@ def make_inputs(tmp: Path, n: int) -> None:
     shutil.copy(HERE / "_cold_one.py", tmp / "one_task.py")
 
 
-QSHPC_VARIANTS = ("qshpc", "qshpc-mpiexec", "client", "client-warm", "one-task", "one-circuit")
+QSHPC_VARIANTS = (
+    "qshpc",
+    "qshpc-mpiexec",
+    "client",
+    "client-warm",
+    "one-task",
+    "one-task-mpiexec",
+    "one-circuit",
+)
 #: Variants timed by the command itself (``BENCH {"run_to_result_s", "run_to_result_cpu_s", "run_at"}``),
 #: not from the shell: only the span a warm interpreter waits for.
 SELF_TIMED = ("client-warm",)
@@ -133,6 +144,7 @@ def variants(tmp: Path) -> dict[str, list[str]]:
         "client": [PY, "_cold_client.py", "circuits.qpy", "program_4.py", "out-client.json"],
         "client-warm": [PY, "_cold_client.py", "circuits.qpy", "program_4.py", "out-warm.json"],
         "one-task": [*qshpc, "one_task.py"],
+        "one-task-mpiexec": [mpiexec, "-n", "3", *qshpc, "one_task.py"],
         "one-circuit": [*qshpc, "program_4.py", "--arguments", "args1.h5"],
         "plain-1": [PY, "_cold_plain.py", "circuits1.qpy", "out-plain1.json"],
     }
@@ -363,6 +375,8 @@ def main() -> None:
         ratio("client-warm", "plain"),
         ratio("executorlib", "client-warm"),
         ratio("one-circuit", "plain-1"),
+        ratio("qshpc", "qshpc-mpiexec"),  # what the launcher costs
+        ratio("one-task", "one-task-mpiexec"),
         *[ratio(n, f"{n}@old") for n in QSHPC_VARIANTS],
     ]
     print("\n## Ratios (targets: qshpc / plain <= 1.3, executorlib / qshpc >= 1.5)\n")
@@ -371,6 +385,22 @@ def main() -> None:
     for row in rows:
         if row:
             print(row)
+
+    pairs = [(a, f"{a}-mpiexec") for a in ("qshpc", "one-task")]
+    pairs += [(f"{a}@old", f"{b}@old") for a, b in pairs]
+    pairs = [(a, b) for a, b in pairs if a in runs and b in runs]
+    if pairs:
+        print("\n## What `qshpc run`'s own launcher costs: the same job with it and under a plain")
+        print("`mpiexec -n 3` (per round, s; positive: the launcher is slower)\n")
+        print("| pair | wall, median (range) | CPU, median (range) |")
+        print("|---|---:|---:|")
+        for a, b in pairs:
+            dw = [x.wall - y.wall for x, y in zip(runs[a], runs[b], strict=True)]
+            dc = [x.cpu - y.cpu for x, y in zip(runs[a], runs[b], strict=True)]
+            print(
+                f"| {a} - {b} | {statistics.median(dw):+.3f} ({min(dw):+.3f}..{max(dw):+.3f}) "
+                f"| {statistics.median(dc):+.3f} ({min(dc):+.3f}..{max(dc):+.3f}) |"
+            )
 
     for name in names:
         qruns = [x for x in runs[name] if x.job_dir is not None]

@@ -94,6 +94,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     # Fail fast on bad input, before starting any rank; rank 0 creates the job
     # (reading the arguments needs h5py and qiskit) while the workers import.
     job_dir, job_id = plan_job(spec)
+    _timeline.mark("job planned")
     if job_id is None:  # the job exists: another live run holding it is refused here
         check_claimable(spec, job_dir)
     if signals.received or _cancelled_before_start(job_dir):
