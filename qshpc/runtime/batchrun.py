@@ -23,7 +23,7 @@ from qshpc.program.backend import task_key
 from qshpc.program.refs import substitute_top
 from qshpc.runtime.results import Results
 from qshpc.task import context, coop
-from qshpc.task.execute import FATAL, TASK_ERRORS
+from qshpc.task.execute import FATAL, TASK_ERRORS, task_traceback
 from qshpc.task.seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ def _caller(
             except TASK_ERRORS as exc:
                 if isinstance(exc, FATAL):
                     raise
-                ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
+                ok, error, exc_type = False, task_traceback(exc), type(exc).__name__
                 cause = dump_cause(exc)  # so that rank 0 raises it as its own class too
             finished = now()
         except TASK_ERRORS as exc:  # the arguments could not be unpickled

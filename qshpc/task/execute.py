@@ -78,6 +78,18 @@ class Outcome:
         )
 
 
+def task_traceback(exc: BaseException) -> str:
+    """The traceback of what a task raised, from the task's own frame on.
+
+    The first frame is the runtime's line that called the task function: not
+    the user's, and the same in every error, so it is left out.
+    """
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
 def run_task(
     func: Callable[..., Any],
     args: tuple[Any, ...],
@@ -102,7 +114,7 @@ def run_task(
             name,
             attempt,
             False,
-            error=traceback.format_exc(),
+            error=task_traceback(exc),
             exc_type=type(exc).__name__,
             started=started,
             finished=finished,

@@ -93,6 +93,7 @@ def test_task_raises(ranks: int, qshpc_home: Path) -> None:
     assert f'File "{program}", line 9, in work' in out.stderr, out.stderr
     assert 'raise ValueError(f"bad input {i}")' in out.stderr
     assert "<dynamic-code>" not in out.stderr
+    assert "batchrun.py" not in out.stderr and "execute.py" not in out.stderr  # qshpc's line
     job = job_dir_of(qshpc_home)
     status = run_cli("status", str(job))
     assert status.stdout.startswith("FAILED")
