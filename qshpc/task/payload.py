@@ -156,13 +156,15 @@ def cloud_dumps(obj: Any) -> bytes:
         from collections import ChainMap
 
         import cloudpickle
+        import cloudpickle.cloudpickle as cp
 
         class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
                 {types.CodeType: _keep_file}, cloudpickle.Pickler.dispatch_table
             )
 
-        _cloud_pickler = _Pickler
+        # A cloudpickle without its code reducer: its own pickler (``<dynamic-code>``).
+        _cloud_pickler = _Pickler if hasattr(cp, "_code_reduce") else cloudpickle.Pickler
     buf = io.BytesIO()
     _cloud_pickler(buf, protocol=5).dump(obj)
     return buf.getvalue()
