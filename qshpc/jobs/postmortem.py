@@ -8,6 +8,7 @@ adds what the MPI launcher reported (which PID died, with which exit code).
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from pathlib import Path
@@ -72,14 +73,29 @@ _HOST_CODES = re.compile(r"\[(\S+)\] ([\d,]+)")
 
 
 def exit_codes(launcher_output: str) -> list[int] | None:
-    """Every rank's exit code from mpiexec's ``-print-all-exitcodes`` line (one host), or None."""
+    """Every rank's exit code from mpiexec's ``-print-all-exitcodes`` line (one host), or None.
+
+    Hydra lists each process's wait status, not its exit code: ``256`` is exit
+    code 1, ``9`` a SIGKILL. A signal is returned as 128 + its number, as shells
+    do (read as ``signal 128`` and ``signal 640``, ``exit 1`` and ``os._exit(5)``
+    were named signals that do not exist).
+    """
     found = _EXIT_CODES.findall(launcher_output)
     if not found:
         return None
     hosts = _HOST_CODES.findall(found[-1])
     if len(hosts) != 1:
         return None  # several hosts: which rank is where is mpiexec's to say
-    return [int(c) for c in hosts[0][1].split(",") if c]
+    return [_wait_status_code(int(c)) for c in hosts[0][1].split(",") if c]
+
+
+def _wait_status_code(status: int) -> int:
+    """A wait status as a shell's exit code: the exit code, or 128 + the signal."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return status
 
 
 def first_death(launcher_output: str, order: list[tuple[int, int]]) -> tuple[str, int | None]:
