@@ -96,8 +96,11 @@ class LogTee:
         """
         import time
 
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # the program's own (None, closed): what it holds is its own
+                pass
         for fd, saved in self._saved.items():
             os.dup2(saved, fd)  # closes the pipe's write end held by fd
         deadline = time.monotonic() + 5.0

@@ -15,6 +15,7 @@ from qshpc.runtime.scheduler import Requeue, Scheduler
 from qshpc.runtime.stopsig import STOP_SIGNALS as _STOP_SIGNALS
 from qshpc.runtime.stopsig import before as _before
 from qshpc.runtime.stopsig import received as _received
+from qshpc.runtime.tidy import Tidy
 from qshpc.task.execute import Interrupt
 
 
@@ -80,6 +81,7 @@ def exec_program(
         raise Cancelled(f"received {signal.Signals(signum).name}")
 
     early = list(_received)  # received before the program started (see defer_signals)
+    tidy = Tidy()  # rank 0's streams, handlers: what the program leaves set is undone at its end
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
     saved_argv = sys.argv
     sys.argv = [str(program), *argv]
@@ -99,6 +101,7 @@ def exec_program(
     except Requeue as exc:
         return ("REQUEUE" if exc.ask_scheduler else "REQUEUED"), exc.why
     except BaseException as exc:
+        tidy.restore()  # a program that set sys.stderr = None still has its traceback shown
         text = _user_traceback(exc, program)
         sys.stderr.write(text)
         return "FAILED", text
@@ -106,6 +109,7 @@ def exec_program(
         sys.argv = saved_argv
         for s, h in old.items():
             signal.signal(s, h)
+        tidy.restore()  # (an alarm left armed killed rank 0 in its exit: "Alarm clock")
 
 
 def _user_traceback(exc: BaseException, program: Path) -> str:

@@ -33,6 +33,7 @@ from qshpc.runtime.protocol import (
 )
 from qshpc.runtime.results import Results
 from qshpc.runtime.sender import Sender
+from qshpc.runtime.tidy import Tidy
 from qshpc.task import context
 
 _MAX_SLEEP_S = 0.002
@@ -271,6 +272,8 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
     def lookup(ref: Any) -> Any:
         return inline.get_object(ref.obj_id) if type(ref) is ObjectRef else ref
 
+    tidy = Tidy()  # the worker's streams and signal handlers, put back after a task's changes
+    warned: set[str] = set()
     first = True
     try:
         while True:
@@ -316,11 +319,37 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
                 inline.cache = cache  # nested calls of cached functions use it too
             store = cache.store if cached is not None else None
             runner.run(sender, bid, columns, funcs, lookup if objects else None, store, is_cut)
+            if tidy.changed():
+                _tidy_after(tidy, info, funcs, columns[1], warned)
     finally:
         sender.flush(timeout=0.5)
         # (inline.cache: the job's, or one a nested call of a cache=True task opened.)
         if inline.cache is not None:
             finish_cache(inline.cache, wiring.world)
+
+
+def _tidy_after(
+    tidy: Tidy, info: context.RankInfo, funcs: dict[int, tuple[Any, str, bytes]], fn_ids: Any,
+    warned: set[str],
+) -> None:  # fmt: skip
+    """A task changed the worker's streams, signal handlers or alarm: put them back, say so once.
+
+    (:mod:`qshpc.runtime.tidy`: an alarm left armed fired in this loop and the
+    worker stopped serving; a ``sys.stderr = None`` made it exit 1 at the end.)
+    """
+    changed = [c for c in tidy.restore() if c not in warned]
+    if not changed:
+        return
+    warned.update(changed)
+    ids = [fn_ids] if type(fn_ids) is int else fn_ids
+    names = ", ".join(sorted({funcs[i][1] for i in ids if i in funcs}))
+    print(
+        f"qshpc: warning: rank {info.rank} on host {info.host}: a task of {names} left "
+        f"{', '.join(changed)} set; qshpc put it back after the task's batch, so that the "
+        "worker serves on (undo such changes in the task: try/finally, signal.alarm(0))",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 #: The longest a worker waits for an earlier cache's writes when the job's cache opens.

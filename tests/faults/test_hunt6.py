@@ -43,3 +43,68 @@ def test_rank0_ending_its_process_is_named_with_its_exit_code(qshpc_home: Path) 
     assert "rank 0 on host" in out.stderr and "died: exit code 3" in out.stderr, out.stderr
     assert "signal" not in out.stderr, out.stderr
     assert _status(job_dir_of(qshpc_home))["state"] == "FAILED"
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("how", ["replace", "close"])
+def test_a_program_and_tasks_that_replace_or_close_their_streams(
+    qshpc_home: Path, how: str
+) -> None:
+    """On ac4d79c, with ``sys.stderr = None``: the job was recorded as 'rank 0 died:
+    signal 128', the program's ValueError nowhere; a worker whose task set it exited 1
+    (the tee's flush); with a closed sys.stderr the terminal showed nothing at all."""
+    out = run_cli("run", str(PROGRAMS / "hunt6_streams.py"), how, "--workers", "2", timeout=90)
+    assert out.returncode == 1, out.stderr
+    assert f"ValueError: the program's own error after it {how}d its streams" in out.stderr
+    assert "died" not in out.stderr, out.stderr
+    assert "a task of quiet left sys.stdout, sys.stderr set" in out.stderr, out.stderr
+    job = job_dir_of(qshpc_home)
+    status = _status(job)
+    assert status["state"] == "FAILED" and "program's own error" in str(status["error"])
+    assert json.loads(run_cli("result", str(job), "--json").stdout) == {"r": list(range(6))}
+
+
+@pytest.mark.mpi
+def test_an_alarm_a_task_or_the_program_left_armed(qshpc_home: Path) -> None:
+    """On ac4d79c: each worker's alarm fired in its own loop (TimeoutError), the worker
+    stopped serving, and the job FAILED 30 s later ('stopped responding: killed,
+    crashed or out of memory?'); rank 0's timer killed it in its exit (exit 14,
+    mpiexec's 'BAD TERMINATION ... Alarm clock') after the store was final."""
+    out = run_cli("run", str(PROGRAMS / "hunt6_alarm.py"), "--workers", "2", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "BAD TERMINATION" not in out.stdout + out.stderr
+    assert "a task of f left an alarm timer" in out.stderr, out.stderr
+    job = job_dir_of(qshpc_home)
+    assert _status(job)["state"] == "SUCCEEDED"
+    assert json.loads(run_cli("result", str(job), "--json").stdout) == {"r": [0, 1, 2, 3] * 2}
+
+
+def test_tidy_puts_back_streams_handlers_and_disarms_the_alarm() -> None:
+    import signal
+    import sys
+
+    from qshpc.runtime.tidy import Tidy
+
+    out, err = sys.stdout, sys.stderr
+    old = signal.getsignal(signal.SIGALRM)
+    kept = signal.setitimer(signal.ITIMER_REAL, 0.0)  # pytest-timeout's, if it is armed
+    tidy = Tidy()
+    assert not tidy.changed()
+    try:
+        sys.stdout = None  # type: ignore[assignment]
+        signal.signal(signal.SIGALRM, lambda s, f: None)
+        signal.setitimer(signal.ITIMER_REAL, 60.0)
+        assert tidy.changed()
+        changed = tidy.restore()
+        after = tidy.changed()
+    finally:
+        sys.stdout, sys.stderr = out, err
+        signal.signal(signal.SIGALRM, old)
+        signal.setitimer(signal.ITIMER_REAL, *kept)
+    assert changed == [
+        "an alarm timer (signal.alarm or setitimer)",
+        "the SIGALRM handler",
+        "sys.stdout",
+    ]
+    assert not after
+    assert not Tidy().changed()  # a timer armed already (pytest-timeout's) is not a change
