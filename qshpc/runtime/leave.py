@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 
 def leave_within(code: int, grace_s: float) -> None:
@@ -41,23 +42,45 @@ def lingering() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
 
 
+def _processes() -> list[Any]:
+    """The multiprocessing children that Python's exit waits for (non-daemon, alive).
+
+    (A task's ``multiprocessing.Process`` that outlived it held its rank until it ended.)
+    """
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return []
+    try:
+        return [p for p in mp.active_children() if not p.daemon]
+    except Exception:
+        return []
+
+
 def _leave_after(code: int, grace_s: float) -> None:
     time.sleep(grace_s)
-    left = lingering()
-    if not left:  # still exiting, but not for a thread (the exit handlers): not ours to cut
-        return
-    names = ", ".join(repr(t.name) for t in left)
+    threads = ", ".join(repr(t.name) for t in lingering())
+    children = _processes()
+    if not threads and not children:
+        return  # still exiting, but not for a thread (the exit handlers): not ours to cut
+    processes = ", ".join(f"{p.name!r} (pid {p.pid})" for p in children)
+    left = " and ".join(
+        ([f"thread(s) {threads}"] if threads else [])
+        + ([f"process(es) {processes}"] if processes else [])
+    )
     from qshpc.task.context import rank_info
 
     print(
-        f"qshpc: warning: rank {rank_info().rank} is done but the program left thread(s) "
-        f"{names} running {grace_s:g} s later; it exits without them (join the threads "
-        "the program needs before it ends, or make them daemon threads)",
+        f"qshpc: warning: rank {rank_info().rank} is done but the program left {left} "
+        f"running {grace_s:g} s later; it exits without them (join the threads and "
+        "processes the program needs before it ends, or make them daemons)",
         file=sys.stderr,
     )
     try:
         import atexit
 
+        if children:  # multiprocessing's exit handler joins them: the very wait cut here
+            util = sys.modules.get("multiprocessing.util")
+            atexit.unregister(getattr(util, "_exit_function", id))
         atexit._run_exitfuncs()  # what the program registered runs, as at a normal exit
     except BaseException:  # a handler that fails does not keep the rank
         pass

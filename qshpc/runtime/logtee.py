@@ -30,6 +30,8 @@ class LogTee:
         self._threads: list[threading.Thread] = []
         self._reads: list[int] = []
         self._waiting: dict[int, bool] = {}
+        self._pid = os.getpid()
+        self._inherited = _pipes()  # the launcher's and MPI's, before the tee's own
         sys.stdout.flush()
         sys.stderr.flush()
         for fd in (1, 2):
@@ -47,6 +49,33 @@ class LogTee:
                 stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             except (AttributeError, ValueError):
                 pass
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a child forked without exec (``os.fork``, multiprocessing): let go of the terminal.
+
+        The copies of the original stdout/stderr kept for :meth:`close` held
+        the launcher's output pipe open for as long as the child lived, and
+        ``mpiexec`` (or ``qshpc run``) waited for it: a forked helper that
+        outlived its task held the command until it ended (30 s for a
+        ``sleep(30)`` on ac4d79c). The child writes into the tee's pipes, as a
+        subprocess does; no thread copies them in the child. The other pipes
+        the rank held from its start (the MPI library's copies of the output,
+        those hydra's proxy leaks to its ranks) go to /dev/null in the child:
+        their fds stay valid, and a write to one goes nowhere, never into a
+        file the child opens under the same number.
+        """
+        if os.getpid() == self._pid:
+            return
+        _release_pipes(self._inherited, set(self._saved.values()))
+        for fd in (*self._saved.values(), self._log, *self._reads):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._saved.clear()
+        self._threads.clear()
+        self._reads.clear()
 
     def _copy(self, r: int, orig: int) -> None:
         while True:
@@ -96,6 +125,8 @@ class LogTee:
         """
         import time
 
+        if os.getpid() != self._pid:
+            return  # a forked child's: its parent's to close (see _forked)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -113,3 +144,49 @@ class LogTee:
         for saved in self._saved.values():
             os.close(saved)
         os.close(self._log)
+
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return []
+
+
+def _pipes() -> dict[int, tuple[int, int]]:
+    """The pipes this process holds besides fds 0-2, by fd: copies of the output pipes (the
+    MPI library's), and those the launcher left open in the rank (hydra's proxy leaks its
+    own output pipes to its ranks: a forked child that held them held ``mpiexec``)."""
+    import stat
+
+    found: dict[int, tuple[int, int]] = {}
+    for fd in _open_fds():
+        if fd <= 2:
+            continue
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue  # the listing's own fd, closed since
+        if stat.S_ISFIFO(st.st_mode):
+            found[fd] = (st.st_dev, st.st_ino)
+    return found
+
+
+def _release_pipes(pipes: dict[int, tuple[int, int]], own: set[int]) -> None:
+    """In a forked child: the pipes held since the rank started (``pipes``) read /dev/null."""
+    null = -1
+    for fd, key in pipes.items():
+        if fd in own:
+            continue
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) != key:
+            continue  # closed and its number reused: not the launcher's any more
+        if null < 0:
+            null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd, inheritable=False)
+    if null >= 0:
+        os.close(null)

@@ -108,3 +108,38 @@ def test_tidy_puts_back_streams_handlers_and_disarms_the_alarm() -> None:
     ]
     assert not after
     assert not Tidy().changed()  # a timer armed already (pytest-timeout's) is not a change
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_children_forked_without_exec_do_not_hold_the_command(
+    qshpc_home: Path, tmp_path: Path, ranks: int
+) -> None:
+    """On ac4d79c the command waited as long as a forked child lived (32 s for a 30 s
+    helper): the child held the launcher's output pipes (the rank's copies of them,
+    MPICH's, and those hydra's proxy leaks to its ranks); a multiprocessing.Process
+    was named 'thread(s) none'."""
+    import os
+    import signal
+    import time
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    try:
+        t0 = time.monotonic()
+        out = run_cli(
+            "run", str(PROGRAMS / "hunt6_forks.py"), str(pids), "60", ranks=ranks, timeout=120,
+            env={"QSHPC_EXIT_GRACE_S": "1.5"},
+        )  # fmt: skip
+        elapsed = time.monotonic() - t0
+        assert out.returncode == 0, out.stderr
+        assert _status(job_dir_of(qshpc_home))["state"] == "SUCCEEDED"
+        assert elapsed < 40, elapsed  # not held until the children end (60 s)
+        assert "process(es) 'task-helper' (pid" in out.stderr, out.stderr
+        assert len(list(pids.iterdir())) == 3  # every child ran
+    finally:
+        for pid in pids.iterdir():
+            try:
+                os.kill(int(pid.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
