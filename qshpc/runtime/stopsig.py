@@ -48,3 +48,27 @@ def defer_if_rank(argv: list[str]) -> None:
     """:func:`defer_signals` when this process is a rank of a job (``run`` under MPI)."""
     if argv[1:2] == ["run"] and launched_by_mpi():
         defer_signals()
+
+
+def _child_defaults() -> None:
+    """In a child forked without exec: Python's own handling of the stop signals again.
+
+    A rank's handlers (:func:`remember`, the program's cancel, a worker's
+    grace clock) mean nothing in a child that runs user code (a
+    ``multiprocessing`` pool's worker). ``with multiprocessing.Pool() as pool``
+    ends with ``pool.terminate()``, a SIGTERM to its workers: on main ac4d79c
+    they outlived it (a worker's clock: 30 s each; rank 0's ``remember``:
+    forever), and the task or program hung in the ``with``.
+    """
+    for s in (*STOP_SIGNALS, signal.SIGUSR2):
+        handler = signal.getsignal(s)
+        if str(getattr(handler, "__module__", "")).startswith("qshpc."):
+            try:
+                signal.signal(
+                    s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL
+                )
+            except (OSError, ValueError):
+                pass
+
+
+os.register_at_fork(after_in_child=_child_defaults)

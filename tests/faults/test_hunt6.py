@@ -143,3 +143,20 @@ def test_children_forked_without_exec_do_not_hold_the_command(
                 os.kill(int(pid.name), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_with_a_multiprocessing_pool_in_a_task_and_the_program(
+    qshpc_home: Path, ranks: int
+) -> None:
+    """On ac4d79c the pool's workers, forked with the rank's SIGTERM handler, outlived
+    ``pool.terminate()``: each task's ``with`` took 30 s (a worker's grace clock), the
+    program's hung forever (rank 0's handler only remembers the signal)."""
+    out = run_cli("run", str(PROGRAMS / "hunt6_pool.py"), ranks=ranks, timeout=100)
+    assert out.returncode == 0, out.stderr
+    job = job_dir_of(qshpc_home)
+    assert json.loads(run_cli("result", str(job), "--json").stdout) == {
+        "r": [4, 10, 34, 154],
+        "mine": [1, 1, 2, 6],
+    }
