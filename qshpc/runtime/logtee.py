@@ -146,7 +146,6 @@ class LogTee:
         os.close(self._log)
 
 
-
 def _open_fds() -> list[int]:
     try:
         return [int(name) for name in os.listdir("/proc/self/fd")]
