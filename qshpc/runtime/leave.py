@@ -25,7 +25,9 @@ def leave_within(code: int, grace_s: float) -> None:
     """Make sure this process exits within ``grace_s`` seconds of now, with ``code``.
 
     Starts a daemon thread that does nothing when the process ends by itself
-    in time (the usual case: it dies with the process).
+    in time (the usual case: it dies with the process), and nothing when the
+    process is not exiting then (its main thread still runs: ``run`` was called
+    by a program of its own, or a test, that goes on).
 
     Args:
         code: The exit code the rank returns.
@@ -58,6 +60,8 @@ def _processes() -> list[Any]:
 
 def _leave_after(code: int, grace_s: float) -> None:
     time.sleep(grace_s)
+    if threading.main_thread().is_alive():
+        return  # not exiting (``qshpc run`` called inside another program, a test): not ours to end
     threads = ", ".join(repr(t.name) for t in lingering())
     children = _processes()
     if not threads and not children:
