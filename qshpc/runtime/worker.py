@@ -345,7 +345,7 @@ def _tidy_after(
     names = ", ".join(sorted({funcs[i][1] for i in ids if i in funcs}))
     print(
         f"qshpc: warning: rank {info.rank} on host {info.host}: a task of {names} left "
-        f"{', '.join(changed)} set; qshpc put it back after the task's batch, so that the "
+        f"{', '.join(changed)} set; it was put back after the task's batch, so that the "
         "worker serves on (undo such changes in the task: try/finally, signal.alarm(0))",
         file=sys.stderr,
         flush=True,
