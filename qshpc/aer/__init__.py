@@ -58,9 +58,10 @@ __getattr__, __dir__ = lazy_exports("qshpc.aer", _EXPORTS, globals())
 
 def reset_caches() -> None:
     """Drop cached simulators, pass managers, device facts and warnings (for tests)."""
-    from qshpc.aer import device, simulator
+    from qshpc.aer import device, isa, simulator
 
     simulator.reset_caches()
+    isa.reset_caches()
     device.reset_caches()
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from qshpc.aer.circuits import ExactPlan, circuit_sha256, marginal_to_dist, prepare_exact
+from qshpc.aer.isa import aer_forms
 from qshpc.aer.provenance import record_run
 from qshpc.aer.results import QuasiDistribution
 from qshpc.aer.sampling import SAMPLE_MAX_QUBITS, draw_seed, sample_marginal
-from qshpc.aer.simulator import SimSpec, get_simulator, transpile_for
+from qshpc.aer.simulator import SimSpec, get_simulator
 from qshpc.errors import UserError
 from qshpc.task.coop import seconds_for_others, together
 
@@ -121,13 +122,15 @@ def sample_distributions(
         f"{h}:{'full' if b is t.circuit else 'body'}"
         for h, b, t in zip(hashes, bodies, tlist, strict=True)
     ]
-    transpiled = transpile_for(bodies, spec, optimization_level, keys)
+    # ISA bodies run as they are (exact bodies are prepare_exact's own copies, so
+    # appending to them below is safe); the others are transpiled copies.
+    forms = aer_forms(bodies, spec, optimization_level, keys)
 
     dists: list[QuasiDistribution | None] = [None] * len(circuits)
     meta: list[dict[str, Any]] = [{} for _ in circuits]
     exact_runs: list[tuple[_Template, QuantumCircuit]] = []
     sampled_runs: list[tuple[_Template, QuantumCircuit]] = []
-    for t, tc, key in zip(tlist, transpiled, keys, strict=True):
+    for t, (tc, moved), key in zip(tlist, forms, keys, strict=True):
         if t.plan is not None and t.plan.exact:
             if not t.plan.qubits:  # nothing measured: the empty register reads 0
                 for out, _ in t.rows:
@@ -135,7 +138,7 @@ def sample_distributions(
                 continue
             from qiskit_aer.library import SaveProbabilities
 
-            qubits = physical_qubits(tc, t.plan.qubits)
+            qubits = physical_qubits(tc, t.plan.qubits) if moved else list(t.plan.qubits)
             tc.append(SaveProbabilities(len(qubits)), [tc.qubits[q] for q in qubits])
             t.same = (key, optimization_level, "probabilities", tuple(qubits))
             exact_runs.append((t, tc))

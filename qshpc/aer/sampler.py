@@ -4,7 +4,8 @@ Qiskit 2 removed the V1 reference Sampler that serverless programs call as
 ``Sampler().run(circuit).result().quasi_dists[0]``. This class keeps that shape:
 exact probabilities by default (from the final state, like the reference
 Sampler), sampled ones with ``shots``. It runs on this rank's cached
-AerSimulator, transpiles with this rank's cached pass manager, seeds from the
+AerSimulator (a circuit Aer does not run as it is is transpiled first, with
+this rank's cached pass manager: :mod:`qshpc.aer.isa`), seeds from the
 running task, and records provenance. Shots of a circuit whose measurements
 are all final are drawn from its exact marginal with the seed (so the counts
 of a task do not depend on which other tasks shared its Aer run); other
@@ -47,7 +48,8 @@ class Sampler:
         options: Default run options: ``shots`` (None = exact), ``seed``,
             ``method`` (Aer method, default ``"statevector"``), ``device``
             (``"auto"``, ``"CPU"``, ``"GPU"``), ``precision`` (``"double"``,
-            ``"single"``), ``optimization_level`` (default 1); any other key
+            ``"single"``), ``optimization_level`` (default 1: the preset pass
+            manager for circuits Aer does not run as they are); any other key
             is passed to ``AerSimulator.run``.
 
     Example:

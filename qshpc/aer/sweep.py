@@ -18,10 +18,11 @@ import numpy as np
 
 from qshpc.aer.circuits import circuit_sha256, prepare_exact
 from qshpc.aer.engine import bind_dict, physical_qubits, run_exact, sample_distributions
+from qshpc.aer.isa import aer_forms
 from qshpc.aer.provenance import record_run, resolve_seed
 from qshpc.aer.results import DoneJob, EstimatorResult, QuasiDistribution
 from qshpc.aer.sampler import normalize_inputs
-from qshpc.aer.simulator import SimSpec, sim_spec, transpile_for
+from qshpc.aer.simulator import SimSpec, sim_spec
 from qshpc.errors import UserError
 from qshpc.task.coop import seconds_for_others
 
@@ -121,11 +122,12 @@ def expectation_values(
             raise UserError(f"expectation values need a unitary circuit, but {plan.reason}")
         bodies.append(plan.circuit)
     hashes = [circuit_sha256(g[0]) for g in groups]
-    transpiled = transpile_for(bodies, spec, optimization_level, [f"{h}:body" for h in hashes])
+    forms = aer_forms(bodies, spec, optimization_level, [f"{h}:body" for h in hashes])
     binds: list[dict[Any, list[float]]] = []
     sames: list[Hashable] = []
-    for (circ, observables, rows), tc, h in zip(groups, transpiled, hashes, strict=True):
-        physical = physical_qubits(tc, range(circ.num_qubits))
+    for (circ, observables, rows), (tc, moved), h in zip(groups, forms, hashes, strict=True):
+        whole = range(circ.num_qubits)
+        physical = physical_qubits(tc, whole) if moved else list(whole)
         qubits = [tc.qubits[q] for q in physical]
         same: list[Hashable] = [h, optimization_level, "ev", tuple(physical)]
         for k, obs in enumerate(observables):
@@ -141,9 +143,10 @@ def expectation_values(
         sames.append(tuple(same))
     counts = [
         len(rows) if tc.parameters else 1
-        for (_, _, rows), tc in zip(groups, transpiled, strict=True)
+        for (_, _, rows), (tc, _) in zip(groups, forms, strict=True)
     ]
-    data, shared = run_exact(spec, transpiled, binds, sum(counts), sames=sames)
+    experiments = [tc for tc, _ in forms]
+    data, shared = run_exact(spec, experiments, binds, sum(counts), sames=sames)
     out: list[np.ndarray] = []
     index = 0
     for (_, observables, rows), n in zip(groups, counts, strict=True):

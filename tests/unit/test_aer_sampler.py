@@ -239,3 +239,70 @@ def test_sweep_expectation_values_and_estimator() -> None:
     assert est.values == pytest.approx([np.cos(0.3), np.sin(0.3)])
     with pytest.raises(UserError, match="exact"):
         run_sweep(qc, grid, shots=100, observables=["ZZ"])
+
+
+def test_isa_circuits_run_as_they_are_and_others_are_transpiled() -> None:
+    """A circuit of gates Aer runs is not transpiled (as Qiskit's V2 primitives take ISA
+    circuits; the pass manager cost more than a small simulation); one with a gate Aer
+    rejects is, once a rank. Both give the reference distribution."""
+    from qshpc.aer import simulator
+
+    isa = QuantumCircuit(3)
+    isa.h(0)
+    isa.cx(0, 1)
+    isa.ry(0.4, 2)
+    other = isa.copy()
+    other.iswap(1, 2)  # not in Aer's basis
+    other.csdg(0, 2)
+    isa.measure_all()
+    other.measure_all()
+    for circuit, transpiled in ((isa, 0), (other, 1)):
+        simulator.reset_caches()
+        dist = Sampler().run(circuit).result().quasi_dists[0]
+        assert max_diff(dist, reference(circuit)) < 1e-12
+        assert len(simulator._transpiled) == transpiled
+    theta = Parameter("t")
+    ansatz = QuantumCircuit(2)
+    ansatz.ry(theta, 0)
+    ansatz.cx(0, 1)
+    simulator.reset_caches()
+    est = qshpc.aer.Estimator().run([ansatz], ["XX"], [[0.3]]).result()
+    assert est.values == pytest.approx([np.sin(0.3)])
+    assert len(simulator._transpiled) == 0
+
+
+def test_a_routed_isa_circuit_is_read_as_it_is() -> None:
+    """A circuit the user transpiled onto a device (ISA for Aer, with a layout) runs as it is:
+    its clbits say what was measured, whatever ``circuit.layout`` holds."""
+    from qiskit import transpile
+    from qiskit.transpiler import CouplingMap
+
+    qc = QuantumCircuit(4, 4)
+    qc.x([0, 3])
+    qc.h(2)
+    qc.cx(2, 1)
+    qc.measure(range(4), range(4))
+    routed = transpile(qc, coupling_map=CouplingMap.from_line(5), basis_gates=["cx", "rz", "sx", "x"],
+                       initial_layout=[4, 2, 0, 1], seed_transpiler=3, optimization_level=1)  # fmt: skip
+    assert routed.layout is not None
+    dist = Sampler().run(routed).result().quasi_dists[0]
+    assert max_diff(dist, reference(qc)) < 1e-12, (dist, reference(qc))
+
+
+def test_gates_aer_rejects_inside_control_flow_are_transpiled() -> None:
+    """Only the top level of a circuit used to be read: ``if_else`` is a gate Aer runs, but
+    the ``dcx`` in its body is not, and Aer refused the circuit ('unknown instruction')."""
+    from qshpc.aer.isa import is_isa
+    from qshpc.aer.simulator import sim_spec
+    from qshpc.primitives import SamplerV2
+
+    qc = QuantumCircuit(2, 2)
+    qc.x(0)
+    qc.measure(0, 0)
+    with qc.if_test((qc.clbits[0], 1)):
+        qc.dcx(0, 1)  # |q1 q0> = |01> -> |10>
+    qc.measure(1, 1)
+    assert not is_isa(qc, sim_spec())
+    assert Sampler(options={"shots": 50, "seed": 1}).run(qc).result().quasi_dists[0] == {3: 1.0}
+    counts = SamplerV2(seed=1).run([qc], shots=50).result()[0].data.c.get_counts()
+    assert counts == {"11": 50}

@@ -21,19 +21,18 @@ import numpy as np
 from qshpc.aer.binding import bindable
 from qshpc.aer.circuits import ExactPlan, prepare_exact
 from qshpc.aer.engine import physical_qubits
+from qshpc.aer.isa import basis, is_isa
+from qshpc.aer.isa import reset_caches as _reset_isa
 from qshpc.aer.sampling import SAMPLE_MAX_QUBITS
-from qshpc.aer.simulator import SimSpec, check_width, get_simulator, transpile_for
+from qshpc.aer.simulator import SimSpec, check_width, transpile_for
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
-#: Operations Aer runs besides its basis gates.
-_ALWAYS = frozenset({"measure", "barrier", "delay", "reset"})
 _CACHE_SIZE = 64
 
 _lock = threading.Lock()
 _cache: OrderedDict[tuple[SimSpec, int, str], Prepared] = OrderedDict()
-_basis: dict[SimSpec, frozenset[str]] = {}
 
 
 def key_of(qpy: bytes) -> str:
@@ -185,20 +184,6 @@ def _registers(circuit: QuantumCircuit, plan: ExactPlan) -> tuple[Register, ...]
     return tuple(out)
 
 
-def basis(spec: SimSpec) -> frozenset[str]:
-    """Operation names Aer runs without transpiling, for ``spec``'s simulator."""
-    names = _basis.get(spec)
-    if names is None:
-        config = get_simulator(spec).configuration()
-        names = _basis[spec] = frozenset(config.basis_gates) | _ALWAYS
-    return names
-
-
-def is_isa(circuit: QuantumCircuit, spec: SimSpec) -> bool:
-    """True when every operation of ``circuit`` is one Aer runs as it is."""
-    return set(circuit.count_ops()) <= basis(spec)
-
-
 def prepare(key: str, circuit: QuantumCircuit | bytes, spec: SimSpec, level: int) -> Prepared:
     """The :class:`Prepared` circuit for ``key`` on this rank (built on first use).
 
@@ -238,7 +223,7 @@ def reset_caches() -> None:
     """Forget every prepared circuit (for tests)."""
     with _lock:
         _cache.clear()
-        _basis.clear()
+    _reset_isa()
 
 
 __all__ = ["Prepared", "Register", "basis", "is_isa", "key_of", "prepare", "reset_caches"]

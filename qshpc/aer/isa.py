@@ -1,0 +1,115 @@
+"""Which circuits Aer runs as they are, and the form every other one is run in.
+
+A circuit whose every operation is one this rank's simulator executes (its
+basis gates, measurements, barriers, delays, resets; inside control-flow
+bodies as well) is *ISA* for Aer: it runs as it is, the way Qiskit's V2
+primitives take ISA circuits, and its qubits are the positions (a layout a
+user's own transpile left on it is not read). Only the other circuits go
+through this rank's preset pass manager. On small circuits the pass manager
+costs more than the simulation (0.35-0.6 ms against 0.3-0.5 ms on two qubits),
+and the exact distribution is the same either way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from qshpc.aer.binding import bindable
+from qshpc.aer.simulator import SimSpec, check_width, get_simulator, transpile_for
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
+
+#: Operations Aer runs besides its basis gates.
+_ALWAYS = frozenset({"measure", "barrier", "delay", "reset"})
+#: Operations that hold circuits of their own (their bodies are checked too).
+_CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
+
+_lock = threading.Lock()
+_basis: dict[SimSpec, frozenset[str]] = {}
+
+
+def basis(spec: SimSpec) -> frozenset[str]:
+    """Operation names Aer runs without transpiling, for ``spec``'s simulator."""
+    names = _basis.get(spec)
+    if names is None:
+        config = get_simulator(spec).configuration()
+        with _lock:
+            names = _basis[spec] = frozenset(config.basis_gates) | _ALWAYS
+    return names
+
+
+def is_isa(circuit: QuantumCircuit, spec: SimSpec) -> bool:
+    """True when Aer runs every operation of ``circuit`` as it is (control-flow bodies too)."""
+    return _runs_as_is(circuit, basis(spec))
+
+
+def _runs_as_is(circuit: QuantumCircuit, names: frozenset[str]) -> bool:
+    ops = circuit.count_ops()
+    if not names.issuperset(ops):
+        return False
+    if _CONTROL_FLOW.isdisjoint(ops):
+        return True
+    for inst in circuit.data:
+        for block in getattr(inst.operation, "blocks", ()):
+            if not _runs_as_is(block, names):
+                return False
+    return True
+
+
+def aer_forms(
+    circuits: Sequence[QuantumCircuit],
+    spec: SimSpec,
+    optimization_level: int = 1,
+    keys: Sequence[str | None] | None = None,
+) -> list[tuple[QuantumCircuit, bool]]:
+    """Each circuit in the form this rank's simulator runs, and whether it was transpiled.
+
+    An ISA circuit is checked for width and comes back as it is (or with its
+    unbindable parametrized operations decomposed: :func:`bindable`), not
+    copied: a caller that appends to it must own it. The others are
+    transpiled together (:func:`transpile_for`, its cache by ``keys``
+    included) and come back as fresh copies; only their qubits are mapped
+    through the layout the transpile made (``engine.physical_qubits``).
+
+    Args:
+        circuits: The circuits.
+        spec: This rank's simulator spec.
+        optimization_level: Preset pass manager level for the circuits that are not ISA.
+        keys: Optional content keys, one per circuit (see :func:`transpile_for`).
+    """
+    out: list[tuple[QuantumCircuit, bool] | None] = [None] * len(circuits)
+    todo: list[int] = []
+    isa: list[QuantumCircuit] = []
+    for i, circuit in enumerate(circuits):
+        if is_isa(circuit, spec):
+            isa.append(circuit)
+            out[i] = (circuit, False)
+        else:
+            todo.append(i)
+    if isa:
+        check_width(isa, spec)
+        for i, form in enumerate(out):
+            if form is not None:
+                out[i] = (bindable(form[0]), False)
+    if todo:
+        transpiled = transpile_for(
+            [circuits[i] for i in todo],
+            spec,
+            optimization_level,
+            [keys[i] for i in todo] if keys is not None else None,
+        )
+        for i, tc in zip(todo, transpiled, strict=True):
+            out[i] = (tc, True)
+    return [form for form in out if form is not None]
+
+
+def reset_caches() -> None:
+    """Forget the simulators' basis sets (for tests)."""
+    with _lock:
+        _basis.clear()
+
+
+__all__ = ["aer_forms", "basis", "is_isa", "reset_caches"]
