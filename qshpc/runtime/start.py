@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from qshpc import _timeline, settings
 from qshpc.errors import UserError
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, claim_job, prepare_job
+from qshpc.runtime.blas import limit_blas_threads
 from qshpc.runtime.program_main import add_program_path, defer_signals
 from qshpc.runtime.protocol import TAG_JOB
 from qshpc.runtime.scheduler import Scheduler
@@ -49,6 +50,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     if watchdog is not None:
         watchdog.started()
     context.set_rank_info(info)
+    limit_blas_threads(info.cpus)  # before numpy loads OpenBLAS (prepare_job, the worker)
     _timeline.mark("mpi")
     if info.rank != 0:
         return _serve(spec, wiring, info)

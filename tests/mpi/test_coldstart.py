@@ -101,3 +101,34 @@ def test_the_seed_program_loads_aer_on_workers_only(tmp_path: Path, qshpc_home: 
         assert "qiskit_aer" in seen[worker] and "h5py" not in seen[worker], seen[worker]
     for who, modules in seen.items():
         assert not modules & CLI, (who, modules & CLI)
+
+
+BLASPROG = (
+    "import os\nfrom qshpc import distribute_task, get, save_result\n"
+    "from qshpc.task.context import rank_info\n"
+    "def mine():\n"
+    "    import numpy  # noqa: F401\n"
+    "    return (os.environ.get('OPENBLAS_NUM_THREADS'), str(rank_info().cpus))\n"
+    "@distribute_task()\ndef task():\n    return mine()\n"
+    "save_result({'tasks': get([task() for _ in range(4)]), 'rank0': mine()})\n"
+)
+
+
+def test_each_rank_gets_its_own_cores_as_blas_threads(tmp_path: Path, qshpc_home: Path) -> None:
+    """numpy's OpenBLAS starts a thread per core of the machine, spinning, in every rank
+    at once (50-100 ms of CPU a process on 2 cores): a rank gets its own cores, unless
+    the user set a thread count."""
+    from qshpc.runtime.blas import USER_VARS
+
+    prog = tmp_path / "blas.py"
+    prog.write_text(BLASPROG)
+    unset = dict.fromkeys(USER_VARS, "")
+    out = run_cli("run", str(prog), ranks=3, cwd=tmp_path, env=unset)
+    assert out.returncode == 0, out.stderr
+    result = Job(job_dir_of(qshpc_home)).result()
+    for threads, cpus in [*result["tasks"], result["rank0"]]:
+        assert threads == cpus, result
+    out = run_cli("run", str(prog), ranks=3, cwd=tmp_path, env={**unset, "OMP_NUM_THREADS": "3"})
+    assert out.returncode == 0, out.stderr
+    result = Job(job_dir_of(qshpc_home)).result()
+    assert {threads for threads, _ in [*result["tasks"], result["rank0"]]} == {""}, result
