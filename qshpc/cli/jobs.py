@@ -337,7 +337,7 @@ def register(app: typer.Typer) -> None:
         entries: list[tuple[tuple[str, ...], str | None, int]] = []
         listed: list[dict[str, Any]] = []
         for j, m in read_infos(jobs, keep, limit=None if state else limit):
-            if len(entries) >= limit:
+            if len(listed if as_json else entries) >= limit:
                 break
             if as_json:
                 if isinstance(m, Exception):
@@ -346,10 +346,8 @@ def register(app: typer.Typer) -> None:
                             {"id": j.job_dir.name, "job_dir": str(j.job_dir),
                              "state": "UNREADABLE", "error": str(m)}
                         )  # fmt: skip
-                        entries.append(((), None, 0))
                 elif not state or str(m.get("state")) == state.upper():
                     listed.append({"job_dir": str(j.job_dir), **m})
-                    entries.append(((), None, 0))
                 continue
             if isinstance(m, Exception):
                 if array is None and not state:
@@ -374,7 +372,7 @@ def register(app: typer.Typer) -> None:
                 _duration(m),
             )
             entries.append((row, array_id, int(m.get("array_index") or 0)))
-        if array is not None and not entries:
+        if array is not None and not (listed if as_json else entries):
             raise UserError(f"no job of array {array!r} (run `qshpc list` to see the arrays)")
         if as_json:
             from qshpc.store import to_jsonable

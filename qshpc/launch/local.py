@@ -158,6 +158,7 @@ def _launch(
     ]
     for t in pumps:
         t.start()
+    note.sweep()  # while the ranks start
     try:
         code = _watch(proc, job_dir, rank0, token, deaths, workers + 1, signals)
     finally:
@@ -201,6 +202,17 @@ def _ended(
     return _exit_code(job_dir, code, token, output, deaths.ordered(), signals.first)
 
 
+def _pid_runs(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 class _EndNote:
     """A file of this launcher's own where rank 0 writes the job's end once the store is final.
 
@@ -209,14 +221,46 @@ class _EndNote:
     without it (rank 0 died, could not write it) the store is read, as before.
     """
 
+    #: The notes' names: ``qshpc-end-<launcher pid>-<random>``.
+    PREFIX = "qshpc-end-"
+
     def __init__(self) -> None:
         import tempfile
 
         self.path = ""
-        try:
-            fd, self.path = tempfile.mkstemp(prefix="qshpc-end-")  # 0600, O_EXCL
+        try:  # 0600, O_EXCL
+            fd, self.path = tempfile.mkstemp(prefix=f"{self.PREFIX}{os.getpid()}-")
             os.close(fd)
         except OSError:  # no usable temporary folder: the store is read at the end
+            pass
+
+    def sweep(self) -> None:
+        """Remove notes this user's launchers left when they were killed (SIGKILL, OOM).
+
+        A note is left only when its launcher died before its ``finally``; its
+        name carries the launcher's pid, so a note whose launcher is gone is
+        removed by the next launcher, while its ranks start. A note removed in
+        error (a launcher whose pid this process cannot see) costs that run only
+        the store read it spares.
+        """
+        if not self.path:
+            return
+        folder, uid = os.path.dirname(self.path), os.getuid()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if not name.startswith(self.PREFIX) or entry.path == self.path:
+                        continue
+                    pid = name[len(self.PREFIX) :].split("-", 1)[0]
+                    if not pid.isdigit() or _pid_runs(int(pid)):
+                        continue
+                    try:
+                        if entry.is_file(follow_symlinks=False) and entry.stat().st_uid == uid:
+                            os.unlink(entry.path)
+                    except OSError:
+                        pass
+        except OSError:
             pass
 
     def read(self, token: str) -> dict[str, Any] | None:

@@ -132,3 +132,26 @@ def test_each_rank_gets_its_own_cores_as_blas_threads(tmp_path: Path, qshpc_home
     assert out.returncode == 0, out.stderr
     result = Job(job_dir_of(qshpc_home)).result()
     assert {threads for threads, _ in [*result["tasks"], result["rank0"]]} == {""}, result
+
+
+def test_notes_of_killed_launchers_are_swept(tmp_path: Path, qshpc_home: Path) -> None:
+    """A launcher killed with SIGKILL cannot remove its end note; the next one removes the
+    notes whose launcher is gone, and leaves running launchers' notes and other files."""
+    import os
+    import subprocess
+    import sys
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp / f"qshpc-end-{int(gone.stdout)}-abc123"
+    live = tmp / f"qshpc-end-{os.getpid()}-def456"
+    other = tmp / "qshpc-end-notapid"
+    for path in (stale, live, other):
+        path.write_text("")
+    prog = tmp_path / "trivial.py"
+    prog.write_text(TRIVIAL)
+    out = run_cli("run", str(prog), "--workers", "1", env={"TMPDIR": str(tmp)})
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([live.name, other.name])
