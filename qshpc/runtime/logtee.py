@@ -5,7 +5,17 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from pathlib import Path
+
+#: Tees whose descriptors this process still holds: a forked child lets go of them.
+_live: weakref.WeakSet[LogTee] = weakref.WeakSet()
+_hooked: list[bool] = []
+
+
+def _after_fork_in_child() -> None:
+    for tee in list(_live):
+        tee._forked()
 
 
 class LogTee:
@@ -49,7 +59,10 @@ class LogTee:
                 stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             except (AttributeError, ValueError):
                 pass
-        os.register_at_fork(after_in_child=self._forked)
+        _live.add(self)
+        if not _hooked:  # one hook per process, not one per tee
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _hooked.append(True)
 
     def _forked(self) -> None:
         """In a child forked without exec (``os.fork``, multiprocessing): let go of the terminal.
@@ -67,6 +80,7 @@ class LogTee:
         """
         if os.getpid() == self._pid:
             return
+        _live.discard(self)  # done once: a grandchild must not close what reuses these numbers
         _release_pipes(self._inherited, set(self._saved.values()))
         for fd in (*self._saved.values(), self._log, *self._reads):
             try:
@@ -144,6 +158,7 @@ class LogTee:
         for saved in self._saved.values():
             os.close(saved)
         os.close(self._log)
+        _live.discard(self)  # its numbers may be reused: a later fork must not close them
 
 
 def _open_fds() -> list[int]:
