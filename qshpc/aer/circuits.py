@@ -6,8 +6,10 @@ qubits, keyed by the value of the classical bits they were measured into
 (clbit 0 the least significant bit). :func:`prepare_exact` does the same
 analysis so the Aer layer can ask Aer for that marginal with
 ``save_probabilities``; circuits whose outcome depends on a mid-circuit
-measurement, a reset or classical control cannot be handled that way and are
-sampled instead.
+measurement, a reset, classical control, a classical write (``store``), a
+noise channel (``kraus``, ``superop``, ``quantum_channel``, ``roerror``: one
+simulated shot is one random branch of it) or an ``initialize`` of a qubit that
+was already used (a reset) cannot be handled that way and are sampled instead.
 """
 
 from __future__ import annotations
@@ -22,8 +24,23 @@ import numpy as np
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
-_NONUNITARY = frozenset({"reset", "if_else", "while_loop", "for_loop", "switch_case", "box"})
-_TRANSPARENT = frozenset({"barrier"})
+_NONUNITARY = frozenset(
+    {
+        "reset",
+        "if_else",
+        "while_loop",
+        "for_loop",
+        "switch_case",
+        "box",
+        "store",  # writes clbits (or variables) that the final measurements alone do not give
+        "kraus",  # noise channels: one shot of the statevector method is one random branch
+        "superop",
+        "quantum_channel",
+        "roerror",
+    }
+)
+#: Operations that do nothing to the state (a measurement followed only by them is final).
+_TRANSPARENT = frozenset({"barrier", "delay"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,10 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
     for name in ops:
         if name in _NONUNITARY:
             return ExactPlan(None, (), (), f"it has a {name!r} operation")
+    if "initialize" in ops and _initializes_used_qubit(circuit):
+        return ExactPlan(
+            None, (), (), "it has an 'initialize' of a qubit after operations on it (a reset)"
+        )
     left = ops.get("measure", 0)
     data = circuit.data
     qubit_index = {q: i for i, q in enumerate(circuit.qubits)} if left else {}
@@ -106,6 +127,23 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
         masks[qubit] = masks.get(qubit, 0) | (1 << clbit)
     order = sorted(masks, key=lambda q: min(c for c, w in written.items() if w == q))
     return ExactPlan(body, tuple(order), tuple(masks[q] for q in order))
+
+
+def _initializes_used_qubit(circuit: QuantumCircuit) -> bool:
+    """True when an ``initialize`` acts on a qubit an earlier operation acted on.
+
+    ``initialize`` starts with a reset of its qubits: on fresh qubits that is
+    nothing, after other operations it is a non-unitary channel (the statevector
+    method takes one random branch of it per shot).
+    """
+    used: set[object] = set()
+    for inst in circuit.data:
+        name = inst.operation.name
+        if name == "initialize" and not used.isdisjoint(inst.qubits):
+            return True
+        if name not in _TRANSPARENT:
+            used.update(inst.qubits)
+    return False
 
 
 def register_keys(indices: np.ndarray, plan: ExactPlan) -> list[int]:

@@ -1,0 +1,118 @@
+"""Edge cases of the Aer-backed primitives (V1 Sampler/Estimator/run_sweep, SamplerV2/EstimatorV2)
+against exact references: what the exact path must not read off the final state, what Aer must
+be given in a form it runs, and what must be refused with a clear message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+pytest.importorskip("qiskit_aer")
+
+from qiskit import QuantumCircuit
+from qiskit.circuit.classical import expr
+from qiskit.quantum_info import Kraus, Pauli, Statevector
+
+import qshpc.aer
+from qshpc.aer import EstimatorV2, Sampler, SamplerV2
+from qshpc.aer.v2.pubs import PubError
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("QSHPC_AER_DEVICE", raising=False)
+    qshpc.aer.reset_caches()
+    yield
+    qshpc.aer.reset_caches()
+
+
+def v1(circuit: QuantumCircuit, shots: int | None = None) -> dict[int, float]:
+    result = Sampler(options={"shots": shots, "seed": 5}).run(circuit).result()
+    return dict(result.quasi_dists[0])
+
+
+def v2_counts(circuit: QuantumCircuit, shots: int = 400, register: str = "c") -> dict[str, int]:
+    result = SamplerV2(seed=5, default_shots=shots).run([circuit]).result()[0]
+    counts: dict[str, int] = result.data[register].get_counts()
+    return counts
+
+
+# -- what the final state does not say ---------------------------------------------------------
+
+
+def test_store_into_a_clbit_is_not_read_off_the_final_state() -> None:
+    """``store`` writes clbits: the exact path (final measurements -> marginal) ignored it and
+    returned the measured values only ({0: .5, 1: .5} where clbit 1 is always set)."""
+    qc = QuantumCircuit(1, 2)
+    qc.x(0)
+    qc.measure(0, 0)
+    qc.store(qc.clbits[1], expr.lift(True))
+    assert v1(qc) == {3: 1.0}
+    assert v1(qc, shots=50) == {3: 1.0}
+    assert v2_counts(qc) == {"11": 400}
+    over = QuantumCircuit(1, 1)  # a store after the measurement overwrites it
+    over.x(0)
+    over.measure(0, 0)
+    over.store(over.clbits[0], expr.lift(False))
+    assert v1(over) == {0: 1.0}
+    assert v2_counts(over) == {"0": 400}
+
+
+def test_noise_channels_are_sampled_not_one_branch() -> None:
+    """A ``kraus`` in the circuit is a mixture; the statevector method's one exact shot took
+    one random branch of it ({1: 1.0} or {0: 1.0}; the reference is 50/50)."""
+    flip = Kraus([np.sqrt(0.5) * np.eye(2), np.sqrt(0.5) * np.diag([1.0, -1.0])])
+    qc = QuantumCircuit(1, 1)
+    qc.h(0)
+    qc.append(flip, [0])  # full dephasing: |+> becomes the maximally mixed state
+    qc.h(0)
+    qc.measure(0, 0)
+    for dist in (v1(qc), v1(qc, shots=4000)):
+        assert dist[0] == pytest.approx(0.5, abs=0.05) and dist[1] == pytest.approx(0.5, abs=0.05)
+    counts = v2_counts(qc, shots=4000)
+    assert counts["0"] == pytest.approx(2000, abs=200)
+    with pytest.raises(PubError, match="'kraus'"):
+        EstimatorV2().run([(qc.remove_final_measurements(inplace=False), "Z")])
+
+
+def test_initialize_after_gates_is_a_reset_and_at_the_start_is_exact() -> None:
+    """``initialize`` resets its qubits first: on a qubit entangled with another, one exact
+    shot collapsed the other at random (the estimator gave <Z> = +1 or -1; it is 0)."""
+    qc = QuantumCircuit(2, 1)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.initialize([1, 0], [0])
+    qc.measure(1, 0)
+    dist = v1(qc)
+    assert dist[0] == pytest.approx(0.5, abs=0.05) and dist[1] == pytest.approx(0.5, abs=0.05)
+    assert v2_counts(qc, shots=4000)["0"] == pytest.approx(2000, abs=200)
+    with pytest.raises(PubError, match="'initialize' of a qubit after operations on it"):
+        EstimatorV2().run([(qc.remove_final_measurements(inplace=False), "ZI")])
+    start = QuantumCircuit(2)
+    start.initialize([0.6, 0, 0, 0.8])
+    start.h(1)
+    ev = EstimatorV2().run([(start, ["ZZ", "XI"])]).result()[0].data.evs
+    sv = Statevector(start)
+    want = [sv.expectation_value(Pauli(label)).real for label in ("ZZ", "XI")]
+    assert ev == pytest.approx(want, abs=1e-12)
+    start.measure_all()
+    want_probs = {int(k, 2): p for k, p in sv.probabilities_dict().items()}
+    assert v1(start) == pytest.approx(want_probs, abs=1e-12)
+
+
+def test_a_delay_after_the_final_measurements_keeps_them_final() -> None:
+    """Delays do nothing to the state; one after a measurement made it 'mid-circuit': the
+    estimator refused the circuit and V1 sampled 8192 shots instead of the exact values."""
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    qc.delay(100, 0)
+    result = Sampler().run(qc).result()
+    assert dict(result.quasi_dists[0]) == pytest.approx({0: 0.5, 3: 0.5}, abs=1e-12)
+    assert "note" not in result.metadata[0]
+    assert EstimatorV2().run([(qc, ["ZZ", "XX", "ZI"])]).result()[0].data.evs == pytest.approx(
+        [1.0, 1.0, 0.0], abs=1e-12
+    )
