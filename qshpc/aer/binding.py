@@ -5,7 +5,10 @@ Pauli rotations only. A circuit whose parameter sits in a controlled rotation
 (``crz``, ``cp``, ``cry``, ``cu``...) is run once, for all rows, with one
 result instead of one per row, and no error. :func:`bindable` decomposes those
 operations (into rotations and CNOTs: the same unitary), so one experiment
-still serves every row.
+still serves every row. Control-flow bodies are read and decomposed too: a
+``crx(t)`` inside an ``if_else`` made Aer return fewer results than rows (the
+primitives failed with "Result for experiment 1 could not be found"), and Aer's
+own SamplerV2 bound it wrongly.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ def unbindable(circuit: QuantumCircuit) -> set[str]:
     names = set()
     for inst in circuit.data:
         op = inst.operation
-        if op.name not in BINDABLE and any(isinstance(p, ParameterExpression) for p in op.params):
+        blocks = getattr(op, "blocks", ())
+        if blocks:
+            for block in blocks:
+                names |= unbindable(block)
+        elif op.name not in BINDABLE and any(isinstance(p, ParameterExpression) for p in op.params):
             names.add(op.name)
     return names
 
@@ -52,10 +59,25 @@ def bindable(circuit: QuantumCircuit) -> QuantumCircuit:
                 f"{', '.join(sorted(names))}, and decomposing them did not help; "
                 "bind the parameters before running, or use rotation gates"
             )
-        circuit = circuit.decompose(gates_to_decompose=sorted(names))
+        circuit = _decompose(circuit, sorted(names))
         names = unbindable(circuit)
         rounds += 1
     return circuit
+
+
+def _decompose(circuit: QuantumCircuit, names: list[str]) -> QuantumCircuit:
+    """``circuit.decompose(gates_to_decompose=names)``, inside control-flow bodies as well."""
+    out = circuit.decompose(gates_to_decompose=names)
+    if not any(getattr(inst.operation, "blocks", ()) for inst in out.data):
+        return out
+    rebuilt = out.copy_empty_like()
+    for inst in out.data:
+        blocks = getattr(inst.operation, "blocks", ())
+        if blocks and any(unbindable(block) for block in blocks):
+            new = inst.operation.replace_blocks([_decompose(b, names) for b in blocks])
+            inst = inst.replace(operation=new)
+        rebuilt.append(inst)
+    return rebuilt
 
 
 __all__ = ["BINDABLE", "bindable", "unbindable"]
