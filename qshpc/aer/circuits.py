@@ -31,7 +31,6 @@ _NONUNITARY = frozenset(
         "while_loop",
         "for_loop",
         "switch_case",
-        "box",
         "store",  # writes clbits (or variables) that the final measurements alone do not give
         "kraus",  # noise channels: one shot of the statevector method is one random branch
         "superop",
@@ -39,6 +38,7 @@ _NONUNITARY = frozenset(
         "roerror",
     }
 )
+_CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
 #: Operations that do nothing to the state (a measurement followed only by them is final).
 _TRANSPARENT = frozenset({"barrier", "delay"})
 
@@ -81,9 +81,13 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
 
     Returns:
         An :class:`ExactPlan`; ``plan.exact`` is False when the circuit holds a
-        mid-circuit measurement, a reset or classical control flow.
+        mid-circuit measurement, a reset or classical control flow. Boxes count
+        as their bodies (:func:`unbox`): the plan's circuit has none.
     """
     ops = circuit.count_ops()
+    if "box" in ops:
+        circuit = unbox(circuit)
+        ops = circuit.count_ops()
     for name in ops:
         if name in _NONUNITARY:
             return ExactPlan(None, (), (), f"it has a {name!r} operation")
@@ -127,6 +131,39 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
         masks[qubit] = masks.get(qubit, 0) | (1 << clbit)
     order = sorted(masks, key=lambda q: min(c for c, w in written.items() if w == q))
     return ExactPlan(body, tuple(order), tuple(masks[q] for q in order))
+
+
+def unbox(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` with every ``box`` replaced by its body (itself when it has none).
+
+    A box groups operations (for annotations, a duration); to an ideal simulator it
+    is its body. Aer (0.18) does not run boxes, and the preset pass manager refuses
+    them for Aer's target ("The control-flow construct 'box' is not supported").
+    Boxes inside other control-flow bodies are replaced too; the bits are the same.
+    """
+    if not _has_box(circuit):
+        return circuit
+    out = circuit.copy_empty_like()
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name == "box":
+            out.compose(unbox(op.blocks[0]), inst.qubits, inst.clbits, inplace=True)
+        elif getattr(op, "blocks", ()):
+            out.append(inst.replace(operation=op.replace_blocks([unbox(b) for b in op.blocks])))
+        else:
+            out.append(inst)
+    return out
+
+
+def _has_box(circuit: QuantumCircuit) -> bool:
+    ops = circuit.count_ops()
+    if "box" in ops:
+        return True
+    if _CONTROL_FLOW.isdisjoint(ops):
+        return False
+    return any(
+        _has_box(block) for inst in circuit.data for block in getattr(inst.operation, "blocks", ())
+    )
 
 
 def _initializes_used_qubit(circuit: QuantumCircuit) -> bool:
@@ -181,4 +218,11 @@ def circuit_sha256(circuit: QuantumCircuit) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-__all__ = ["ExactPlan", "circuit_sha256", "marginal_to_dist", "prepare_exact", "register_keys"]
+__all__ = [
+    "ExactPlan",
+    "circuit_sha256",
+    "marginal_to_dist",
+    "prepare_exact",
+    "register_keys",
+    "unbox",
+]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qshpc.aer.binding import bindable
+from qshpc.aer.circuits import unbox
 from qshpc.aer.simulator import SimSpec, check_width, get_simulator, transpile_for
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def aer_forms(
     unbindable parametrized operations decomposed: :func:`bindable`), not
     copied: a caller that appends to it must own it. The others are
     transpiled together (:func:`transpile_for`, its cache by ``keys``
-    included) and come back as fresh copies; only their qubits are mapped
+    included); boxes are replaced by their bodies first (:func:`unbox`) and come back as fresh copies; only their qubits are mapped
     through the layout the transpile made (``engine.physical_qubits``).
 
     Args:
@@ -80,6 +81,7 @@ def aer_forms(
         optimization_level: Preset pass manager level for the circuits that are not ISA.
         keys: Optional content keys, one per circuit (see :func:`transpile_for`).
     """
+    circuits = [unbox(circuit) for circuit in circuits]  # Aer runs no box: its body
     out: list[tuple[QuantumCircuit, bool] | None] = [None] * len(circuits)
     todo: list[int] = []
     isa: list[QuantumCircuit] = []

@@ -13,6 +13,7 @@ pytest.importorskip("qiskit_aer")
 
 from qiskit import QuantumCircuit
 from qiskit.circuit.classical import expr
+from qiskit.primitives import StatevectorEstimator
 from qiskit.quantum_info import Kraus, Pauli, Statevector
 
 import qshpc.aer
@@ -145,3 +146,54 @@ def test_unbindable_parameter_inside_control_flow(isa: bool) -> None:
     dists = Sampler(options={"seed": 5}).run([qc] * 3, rows).result().quasi_dists
     assert [dict(d) for d in dists[:2]] == [{1: 1.0}, {3: 1.0}]
     assert dists[2][3] == pytest.approx(0.5, abs=0.05)
+
+
+# -- operations Aer does not run ---------------------------------------------------------------
+
+
+def test_boxes_run_as_their_bodies() -> None:
+    """Aer runs no ``box`` and the preset pass manager refuses it for Aer's target: every
+    primitive failed with a TranspilerError ('box' is not supported by the backend), and the
+    estimators refused the circuit. A box is its body to an ideal simulator."""
+    from qiskit.circuit import Parameter
+
+    t = Parameter("t")
+    qc = QuantumCircuit(2)
+    with qc.box():
+        qc.ry(t, 0)
+        qc.csdg(0, 1)  # not in Aer's basis either
+        qc.crx(t, 0, 1)
+    flat = QuantumCircuit(2)
+    flat.ry(t, 0)
+    flat.csdg(0, 1)
+    flat.crx(t, 0, 1)
+    rows = [[0.3], [1.4]]
+    evs = EstimatorV2().run([(qc, [["ZZ"], ["XY"], ["IZ"]], rows)]).result()[0].data.evs
+    want = StatevectorEstimator().run([(flat, [["ZZ"], ["XY"], ["IZ"]], rows)]).result()[0]
+    assert evs == pytest.approx(want.data.evs, abs=1e-12)
+    qc.measure_all()
+    flat.measure_all()
+    for row in rows:
+        bound = flat.remove_final_measurements(inplace=False).assign_parameters(row)
+        ref = {int(k, 2): p for k, p in Statevector(bound).probabilities_dict().items()}
+        got = Sampler().run(qc, row).result().quasi_dists[0]
+        assert max(abs(got.get(k, 0.0) - ref.get(k, 0.0)) for k in range(4)) < 1e-12
+    data = SamplerV2(seed=5, default_shots=100).run([(qc, rows)]).result()[0].data.meas
+    assert data.shape == (2,) and data.num_shots == 100
+
+
+def test_a_box_inside_control_flow() -> None:
+    qc = QuantumCircuit(3, 3)
+    qc.h(0)
+    with qc.box():
+        qc.measure(0, 0)
+    with qc.if_test((qc.clbits[0], 1)):
+        with qc.box():
+            qc.x(1)
+            qc.cs(1, 2)
+            qc.x(2)
+    qc.measure([1, 2], [1, 2])
+    counts = v2_counts(qc, shots=2000)
+    assert set(counts) == {"000", "111"} and counts["111"] == pytest.approx(1000, abs=150)
+    dist = v1(qc)
+    assert set(dist) == {0, 7} and dist[7] == pytest.approx(0.5, abs=0.05)
