@@ -137,7 +137,9 @@ def expectation_values(
                     f"observable {k} acts on {op.num_qubits} qubits, "
                     f"the circuit has {circ.num_qubits}"
                 )
-            tc.append(SaveExpectationValue(op, label=f"ev{k}"), qubits)
+            if qubits:
+                tc.append(SaveExpectationValue(op, label=f"ev{k}"), qubits)
+            # else no qubits: the value is the scalar (Aer saves nothing on no qubits)
             same.append((tuple(op.paulis.to_labels()), op.coeffs.tobytes()))
         binds.append(bind_dict(circ, tc, rows) if tc.parameters else {})
         sames.append(tuple(same))
@@ -149,13 +151,17 @@ def expectation_values(
     data, shared = run_exact(spec, experiments, binds, sum(counts), sames=sames)
     out: list[np.ndarray] = []
     index = 0
-    for (_, observables, rows), n in zip(groups, counts, strict=True):
-        block = np.array(
-            [
-                [float(np.real(data[index + i][f"ev{k}"])) for k in range(len(observables))]
-                for i in range(n)
-            ]
-        ).reshape(n, len(observables))
+    for (circ, observables, rows), n in zip(groups, counts, strict=True):
+        if circ.num_qubits == 0:
+            scalars = [float(np.real(np.sum(SparsePauliOp(obs).coeffs))) for obs in observables]
+            block = np.tile(scalars, (n, 1)).reshape(n, len(observables))
+        else:
+            block = np.array(
+                [
+                    [float(np.real(data[index + i][f"ev{k}"])) for k in range(len(observables))]
+                    for i in range(n)
+                ]
+            ).reshape(n, len(observables))
         out.append(np.repeat(block, len(rows), axis=0) if n == 1 and len(rows) > 1 else block)
         index += n
     record_run(

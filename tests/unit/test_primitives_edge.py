@@ -197,3 +197,21 @@ def test_a_box_inside_control_flow() -> None:
     assert set(counts) == {"000", "111"} and counts["111"] == pytest.approx(1000, abs=150)
     dist = v1(qc)
     assert set(dist) == {0, 7} and dist[7] == pytest.approx(0.5, abs=0.05)
+
+
+def test_expectation_values_on_a_circuit_of_no_qubits() -> None:
+    """On no qubits every observable is a scalar times the identity ``""``: Aer saves no
+    expectation value there, and EstimatorV2 failed with 'Aer returned 1 results for 1 rows
+    ...: a parameter it did not bind?', V1 Estimator with KeyError 'ev0'."""
+    from qiskit.quantum_info import SparsePauliOp
+
+    empty = QuantumCircuit(0)
+    scalar = SparsePauliOp.from_list([("", 2.0)])
+    assert EstimatorV2().run([(empty, scalar)]).result()[0].data.evs == pytest.approx(2.0)
+    assert StatevectorEstimator().run([(empty, scalar)]).result()[0].data.evs == pytest.approx(2.0)
+    assert qshpc.aer.Estimator().run([empty], [scalar]).result().values == pytest.approx([2.0])
+    bell = QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)  # the identity beside other terms: 1 without asking Aer
+    evs = EstimatorV2().run([(bell, ["II", SparsePauliOp(["II", "XX"], [3, 1]), "ZI"])])
+    assert evs.result()[0].data.evs == pytest.approx([1.0, 4.0, 0.0], abs=1e-12)
