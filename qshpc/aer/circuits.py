@@ -166,6 +166,33 @@ def _has_box(circuit: QuantumCircuit) -> bool:
     )
 
 
+def aer_refusal(circuit: QuantumCircuit) -> str | None:
+    """Why Aer cannot run ``circuit`` whatever its form, or None.
+
+    Aer (0.17, 0.18) runs no classical variables (``add_var``, ``add_input``,
+    declared in a control-flow body too): a ``Bool`` one fails deep in its
+    assembler (``'Bool' object has no attribute 'width'``), a ``Uint`` one
+    aborts the whole process (``terminate called ... invalid cbit index``).
+    """
+    names = sorted(_var_names(circuit))
+    if not names:
+        return None
+    return (
+        f"it has classical variables ({', '.join(names)}), which Aer cannot run (it fails on "
+        "Bool ones and aborts the process on Uint ones); measure and store into the clbits "
+        "of a ClassicalRegister instead"
+    )
+
+
+def _var_names(circuit: QuantumCircuit) -> set[str]:
+    names = {var.name for var in circuit.iter_vars()} if circuit.num_vars else set()
+    if not _CONTROL_FLOW.isdisjoint(circuit.count_ops()):
+        for inst in circuit.data:
+            for block in getattr(inst.operation, "blocks", ()):
+                names |= _var_names(block)
+    return names
+
+
 def _initializes_used_qubit(circuit: QuantumCircuit) -> bool:
     """True when an ``initialize`` acts on a qubit an earlier operation acted on.
 
@@ -220,6 +247,7 @@ def circuit_sha256(circuit: QuantumCircuit) -> str:
 
 __all__ = [
     "ExactPlan",
+    "aer_refusal",
     "circuit_sha256",
     "marginal_to_dist",
     "prepare_exact",

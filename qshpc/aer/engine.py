@@ -18,7 +18,13 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from qshpc.aer.circuits import ExactPlan, circuit_sha256, marginal_to_dist, prepare_exact
+from qshpc.aer.circuits import (
+    ExactPlan,
+    aer_refusal,
+    circuit_sha256,
+    marginal_to_dist,
+    prepare_exact,
+)
 from qshpc.aer.isa import aer_forms
 from qshpc.aer.provenance import record_run
 from qshpc.aer.results import QuasiDistribution
@@ -112,6 +118,7 @@ def sample_distributions(
     for out, (circ, values) in enumerate(zip(circuits, parameter_values, strict=True)):
         t = templates.get(id(circ))
         if t is None:
+            check_runnable(circ)
             t = _Template(circ, _plan(circ, shots, run_options))
             templates[id(circ)] = t
         t.rows.append((out, tuple(values)))
@@ -185,6 +192,17 @@ def sample_distributions(
         shared=shared,
     )
     return [d if d is not None else QuasiDistribution() for d in dists], meta
+
+
+def check_runnable(circuit: QuantumCircuit) -> None:
+    """Refuse a circuit Aer cannot run in any form (:func:`aer_refusal`), naming why.
+
+    Raises:
+        UserError: The circuit's name and the reason.
+    """
+    reason = aer_refusal(circuit)
+    if reason is not None:
+        raise UserError(f"circuit {circuit.name!r} cannot run on Aer: {reason}")
 
 
 def _plan(
@@ -444,6 +462,7 @@ __all__ = [
     "FALLBACK_SHOTS",
     "AerOutput",
     "bind_dict",
+    "check_runnable",
     "physical_qubits",
     "run_aer",
     "run_exact",

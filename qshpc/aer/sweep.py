@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qshpc.aer.circuits import circuit_sha256, prepare_exact
-from qshpc.aer.engine import bind_dict, physical_qubits, run_exact, sample_distributions
+from qshpc.aer.engine import (
+    bind_dict,
+    check_runnable,
+    physical_qubits,
+    run_exact,
+    sample_distributions,
+)
 from qshpc.aer.isa import aer_forms
 from qshpc.aer.provenance import record_run, resolve_seed
 from qshpc.aer.results import DoneJob, EstimatorResult, QuasiDistribution
@@ -117,6 +123,7 @@ def expectation_values(
     not_ours = seconds_for_others()
     bodies = []
     for circ, _, _ in groups:
+        check_runnable(circ)
         plan = prepare_exact(circ)
         if plan.circuit is None:
             raise UserError(f"expectation values need a unitary circuit, but {plan.reason}")

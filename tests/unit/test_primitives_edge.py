@@ -215,3 +215,35 @@ def test_expectation_values_on_a_circuit_of_no_qubits() -> None:
     bell.cx(0, 1)  # the identity beside other terms: 1 without asking Aer
     evs = EstimatorV2().run([(bell, ["II", SparsePauliOp(["II", "XX"], [3, 1]), "ZI"])])
     assert evs.result()[0].data.evs == pytest.approx([1.0, 4.0, 0.0], abs=1e-12)
+
+
+def test_classical_variables_are_refused_before_aer_sees_them() -> None:
+    """Aer fails on a Bool variable deep in its assembler (an AttributeError in the task,
+    'Bool' object has no attribute 'width') and aborts the whole process on a Uint one; every
+    primitive now refuses such a circuit up front, naming the variables and what to use."""
+    from qiskit.circuit.classical import types
+
+    from qshpc.errors import UserError
+
+    qc = QuantumCircuit(2, 2)
+    flag = qc.add_var("flag", expr.lift(False))
+    qc.h(0)
+    qc.measure(0, 0)
+    qc.store(flag, qc.clbits[0])
+    with qc.if_test(flag):
+        qc.x(1)
+    qc.measure(1, 1)
+    words = r"classical variables \(flag\), which Aer cannot run"
+    with pytest.raises(PubError, match=r"PUB 0: circuit .* cannot run on Aer: it has " + words):
+        SamplerV2().run([qc])
+    with pytest.raises(UserError, match=words):
+        Sampler().run(qc)
+    inner = QuantumCircuit(1, 1)  # declared inside a body, and an input variable
+    inner.measure(0, 0)
+    with inner.if_test((inner.clbits[0], 1)):
+        inner.add_var("w", expr.lift(True))
+    inner.add_input("b", types.Bool())
+    with pytest.raises(PubError, match=r"classical variables \(b, w\)"):
+        EstimatorV2().run([(inner, "Z")])
+    with pytest.raises(UserError, match=r"classical variables \(b, w\)"):
+        qshpc.aer.Estimator().run(inner, "Z")
