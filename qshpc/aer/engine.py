@@ -18,6 +18,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+
 from qshpc.aer.circuits import (
     ExactPlan,
     aer_refusal,
@@ -58,6 +60,35 @@ def physical_qubits(transpiled: QuantumCircuit, virtual: Sequence[int]) -> list[
         return list(virtual)
     final = layout.final_index_layout()
     return [final[v] for v in virtual]
+
+
+def check_values(circuit: QuantumCircuit, rows: Sequence[Sequence[float]]) -> None:
+    """Refuse parameter values that do not fit ``circuit``: a wrong count, NaN or infinity.
+
+    Checked for every circuit before anything runs: Aer binds NaN without a word (a
+    distribution of NaNs, or counts of a made-up state), and a circuit that measures
+    nothing, or whose parameters a transpile removed, never reached the count check.
+
+    Raises:
+        UserError: Naming the circuit, the parameter and the value set.
+    """
+    params = list(circuit.parameters)
+    for values in rows:
+        if len(values) != len(params):
+            raise UserError(
+                f"circuit {circuit.name!r} has {len(params)} parameters "
+                f"({', '.join(p.name for p in params)}); got {len(values)} values"
+            )
+    if not params or not rows:
+        return
+    array = np.asarray(rows, dtype=float)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, col = (int(x) for x in np.argwhere(bad)[0])
+        raise UserError(
+            f"circuit {circuit.name!r}: parameter {params[col].name} is {array[row, col]} in "
+            f"value set {row} ({int(bad.sum())} value(s) are NaN or infinite); give finite values"
+        )
 
 
 def bind_dict(
@@ -123,6 +154,8 @@ def sample_distributions(
             templates[id(circ)] = t
         t.rows.append((out, tuple(values)))
     tlist = list(templates.values())
+    for t in tlist:
+        check_values(t.circuit, [v for _, v in t.rows])
     hashes = [circuit_sha256(t.circuit) for t in tlist]
     bodies = [t.plan.circuit if t.plan and t.plan.circuit is not None else t.circuit for t in tlist]
     keys = [
@@ -463,6 +496,7 @@ __all__ = [
     "AerOutput",
     "bind_dict",
     "check_runnable",
+    "check_values",
     "physical_qubits",
     "run_aer",
     "run_exact",
