@@ -242,8 +242,11 @@ def _plan(
     circuit: QuantumCircuit, shots: int | None, run_options: dict[str, Any] | None
 ) -> ExactPlan | None:
     """The exact plan of a circuit, or None when Aer must sample it with shots."""
-    if run_options and shots is not None:
-        return None  # a noise model, say: the final state is not the distribution
+    if run_options:  # a noise model, say: the final state is not the distribution
+        if shots is not None:
+            return None
+        reason = f"Aer run options ({', '.join(sorted(run_options))}) may change the distribution"
+        return ExactPlan(None, (), (), reason)
     plan = prepare_exact(circuit)
     if shots is not None and (not plan.exact or len(plan.qubits) > SAMPLE_MAX_QUBITS):
         return None

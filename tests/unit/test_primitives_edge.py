@@ -247,3 +247,38 @@ def test_classical_variables_are_refused_before_aer_sees_them() -> None:
         EstimatorV2().run([(inner, "Z")])
     with pytest.raises(UserError, match=r"classical variables \(b, w\)"):
         qshpc.aer.Estimator().run(inner, "Z")
+
+
+# -- noise models ------------------------------------------------------------------------------
+
+
+def _depolarized_x() -> tuple[QuantumCircuit, object]:
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+    noise = NoiseModel()
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.5, 1), ["x"])
+    qc = QuantumCircuit(1)
+    qc.x(0)
+    return qc, noise  # P(1) = 0.75, <Z> = -0.5
+
+
+def test_v1_sampler_with_a_noise_model_and_no_shots_samples() -> None:
+    """Without shots, a noise model went to the exact path: one Aer shot is one noisy
+    trajectory, so the 'exact' distribution was {1: 1.0} or {0: 1.0} at random (a readout
+    error was not applied at all)."""
+    qc, noise = _depolarized_x()
+    qc.measure_all()
+    result = Sampler(options={"noise_model": noise, "seed": 3}).run(qc).result()
+    assert result.quasi_dists[0][1] == pytest.approx(0.75, abs=0.03)
+    assert "Aer run options (noise_model) may change the distribution" in result.metadata[0]["note"]
+
+
+def test_estimator_v2_with_a_noise_model_needs_the_density_matrix() -> None:
+    """The statevector method gave the <Z> of one random trajectory (-1 or +1, where Aer's
+    EstimatorV2 gives -0.5): refused with the fix; the density matrix gives the average."""
+    qc, noise = _depolarized_x()
+    with pytest.raises(PubError, match="needs Aer's density_matrix method"):
+        EstimatorV2(options={"backend_options": {"noise_model": noise}}).run([(qc, "Z")])
+    options = {"backend_options": {"noise_model": noise, "method": "density_matrix"}}
+    evs = EstimatorV2(options=options).run([(qc, "Z")]).result()[0].data.evs
+    assert evs == pytest.approx(-0.5, abs=1e-12)
