@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from qshpc.errors import UserError
+
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
@@ -23,6 +25,10 @@ BINDABLE = frozenset(
     {"p", "r", "rx", "rxx", "ry", "ryy", "rz", "rzx", "rzz", "u", "u1", "u2", "u3"}
 )
 _ROUNDS = 6
+
+
+class UnbindableError(UserError, ValueError):
+    """A parameter Aer cannot bind, in an operation that does not decompose (bad input)."""
 
 
 def unbindable(circuit: QuantumCircuit) -> set[str]:
@@ -47,14 +53,15 @@ def bindable(circuit: QuantumCircuit) -> QuantumCircuit:
     """``circuit`` (itself when nothing needs it) with unbindable operations decomposed.
 
     Raises:
-        ValueError: An operation that still holds an unbindable parameter after
-            several rounds of decomposition (a custom gate without a definition).
+        UnbindableError: An operation that still holds an unbindable parameter after
+            several rounds of decomposition (a custom gate without a definition, a
+            ``delay`` whose duration is a parameter).
     """
     names = unbindable(circuit)
     rounds = 0
     while names:
         if rounds == _ROUNDS:
-            raise ValueError(
+            raise UnbindableError(
                 f"circuit {circuit.name!r}: Aer cannot bind the parameters of "
                 f"{', '.join(sorted(names))}, and decomposing them did not help; "
                 "bind the parameters before running, or use rotation gates"
@@ -80,4 +87,4 @@ def _decompose(circuit: QuantumCircuit, names: list[str]) -> QuantumCircuit:
     return rebuilt
 
 
-__all__ = ["BINDABLE", "bindable", "unbindable"]
+__all__ = ["BINDABLE", "UnbindableError", "bindable", "unbindable"]

@@ -282,3 +282,21 @@ def test_estimator_v2_with_a_noise_model_needs_the_density_matrix() -> None:
     options = {"backend_options": {"noise_model": noise, "method": "density_matrix"}}
     evs = EstimatorV2(options=options).run([(qc, "Z")]).result()[0].data.evs
     assert evs == pytest.approx(-0.5, abs=1e-12)
+
+
+def test_a_delay_whose_duration_is_a_parameter_is_a_user_error() -> None:
+    """Aer binds no delay duration and a delay does not decompose: that was a bare ValueError
+    (a failed task, not bad input); it is a UserError (exit code 2) saying what to do."""
+    from qiskit.circuit import Parameter
+
+    from qshpc.errors import UserError
+
+    t = Parameter("t")
+    qc = QuantumCircuit(1)
+    qc.delay(t, 0)
+    qc.h(0)
+    qc.measure_all()
+    with pytest.raises(
+        UserError, match=r"cannot bind the parameters of delay.*bind the parameters"
+    ):
+        Sampler().run(qc, [10.0])
