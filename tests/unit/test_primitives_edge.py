@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("qiskit_aer")
 
-from qiskit import QuantumCircuit
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.circuit.classical import expr
 from qiskit.primitives import StatevectorEstimator
 from qiskit.quantum_info import Kraus, Pauli, Statevector
@@ -300,3 +300,20 @@ def test_a_delay_whose_duration_is_a_parameter_is_a_user_error() -> None:
         UserError, match=r"cannot bind the parameters of delay.*bind the parameters"
     ):
         Sampler().run(qc, [10.0])
+
+
+@pytest.mark.parametrize("name", ["shape", "keys", "ndim"])
+def test_a_register_named_like_a_databin_attribute_is_refused_before_running(name: str) -> None:
+    """Qiskit's DataBin cannot hold a field named ``shape``, ``keys``...: the result failed to
+    assemble after every block had run (as Qiskit's own samplers fail); refused up front."""
+    reg = ClassicalRegister(1, name)
+    qc = QuantumCircuit(QuantumRegister(1), reg)
+    qc.x(0)
+    qc.measure(0, reg[0])
+    with pytest.raises(PubError, match=f"PUB 0: the classical register '{name}' cannot be a"):
+        SamplerV2().run([qc])
+    fine = ClassicalRegister(1, "get")
+    ok = QuantumCircuit(QuantumRegister(1), fine)
+    ok.x(0)
+    ok.measure(0, fine[0])
+    assert SamplerV2(seed=1).run([ok], shots=5).result()[0].data.get.get_counts() == {"1": 5}
