@@ -172,25 +172,36 @@ def aer_refusal(circuit: QuantumCircuit) -> str | None:
     Aer (0.17, 0.18) runs no classical variables (``add_var``, ``add_input``,
     declared in a control-flow body too): a ``Bool`` one fails deep in its
     assembler (``'Bool' object has no attribute 'width'``), a ``Uint`` one
-    aborts the whole process (``terminate called ... invalid cbit index``).
+    aborts the whole process (``terminate called ... invalid cbit index``). Nor
+    does it run stretches (``add_stretch``, delays of a stretch duration): a
+    ``TypeError`` from its circuit builder.
     """
-    names = sorted(_var_names(circuit))
-    if not names:
-        return None
-    return (
-        f"it has classical variables ({', '.join(names)}), which Aer cannot run (it fails on "
-        "Bool ones and aborts the process on Uint ones); measure and store into the clbits "
-        "of a ClassicalRegister instead"
-    )
+    variables, stretches = _classical_names(circuit)
+    if variables:
+        return (
+            f"it has classical variables ({', '.join(sorted(variables))}), which Aer cannot run "
+            "(it fails on Bool ones and aborts the process on Uint ones); measure and store "
+            "into the clbits of a ClassicalRegister instead"
+        )
+    if stretches:
+        return (
+            f"it has stretches ({', '.join(sorted(stretches))}), which Aer cannot run; give "
+            "the delays fixed durations (to an ideal simulator a delay does nothing)"
+        )
+    return None
 
 
-def _var_names(circuit: QuantumCircuit) -> set[str]:
-    names = {var.name for var in circuit.iter_vars()} if circuit.num_vars else set()
+def _classical_names(circuit: QuantumCircuit) -> tuple[set[str], set[str]]:
+    """Names of the classical variables and of the stretches of ``circuit`` and its bodies."""
+    variables = {var.name for var in circuit.iter_vars()} if circuit.num_vars else set()
+    stretches = {s.name for s in circuit.iter_stretches()} if circuit.num_stretches else set()
     if not _CONTROL_FLOW.isdisjoint(circuit.count_ops()):
         for inst in circuit.data:
             for block in getattr(inst.operation, "blocks", ()):
-                names |= _var_names(block)
-    return names
+                inner_vars, inner_stretches = _classical_names(block)
+                variables |= inner_vars
+                stretches |= inner_stretches
+    return variables, stretches
 
 
 def _initializes_used_qubit(circuit: QuantumCircuit) -> bool:

@@ -317,3 +317,19 @@ def test_a_register_named_like_a_databin_attribute_is_refused_before_running(nam
     ok.x(0)
     ok.measure(0, fine[0])
     assert SamplerV2(seed=1).run([ok], shots=5).result()[0].data.get.get_counts() == {"1": 5}
+
+
+def test_stretches_are_refused_before_aer_sees_them() -> None:
+    """A delay of a stretch duration made Aer's circuit builder raise a TypeError ('gate():
+    incompatible function arguments') in the task; refused up front, saying what to do."""
+    from qshpc.errors import UserError
+
+    qc = QuantumCircuit(1)
+    gap = qc.add_stretch("gap")
+    qc.h(0)
+    qc.delay(gap, 0)
+    qc.measure_all()
+    with pytest.raises(PubError, match=r"stretches \(gap\), which Aer cannot run; give the delays"):
+        SamplerV2().run([qc])
+    with pytest.raises(UserError, match=r"stretches \(gap\)"):
+        Sampler().run(qc)
