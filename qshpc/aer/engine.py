@@ -13,6 +13,7 @@ Aer run (:mod:`qshpc.task.coop`).
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -79,8 +80,8 @@ def check_values(circuit: QuantumCircuit, rows: Sequence[Sequence[float]]) -> No
                 f"circuit {circuit.name!r} has {len(params)} parameters "
                 f"({', '.join(p.name for p in params)}); got {len(values)} values"
             )
-    if not params or not rows:
-        return
+    if not params or not rows or math.isfinite(sum(map(sum, rows))):
+        return  # a NaN or an infinity makes the sum so (finite ones only when huge: checked below)
     array = np.asarray(rows, dtype=float)
     bad = ~np.isfinite(array)
     if bad.any():
