@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 #: Shots used when exact probabilities were asked for but the circuit has a
 #: mid-circuit measurement, a reset or classical control.
 FALLBACK_SHOTS = 8192
+#: Aer run options that change the distribution (exact probabilities are then sampled).
+NOISY_OPTIONS = ("noise_model",)
 
 
 @dataclass
@@ -243,11 +245,11 @@ def _plan(
     circuit: QuantumCircuit, shots: int | None, run_options: dict[str, Any] | None
 ) -> ExactPlan | None:
     """The exact plan of a circuit, or None when Aer must sample it with shots."""
-    if run_options:  # a noise model, say: the final state is not the distribution
-        if shots is not None:
-            return None
-        reason = f"Aer run options ({', '.join(sorted(run_options))}) may change the distribution"
-        return ExactPlan(None, (), (), reason)
+    if run_options and shots is not None:
+        return None  # a noise model, say: the final state is not the distribution
+    noisy = sorted(k for k in NOISY_OPTIONS if (run_options or {}).get(k) is not None)
+    if noisy:  # exact probabilities: one noisy shot is one random trajectory
+        return ExactPlan(None, (), (), f"Aer run options ({', '.join(noisy)}) change it")
     plan = prepare_exact(circuit)
     if shots is not None and (not plan.exact or len(plan.qubits) > SAMPLE_MAX_QUBITS):
         return None
@@ -497,6 +499,7 @@ def _lookup_direct(cls: type) -> Any:
 
 __all__ = [
     "FALLBACK_SHOTS",
+    "NOISY_OPTIONS",
     "AerOutput",
     "bind_dict",
     "check_runnable",

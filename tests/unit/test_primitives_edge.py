@@ -270,7 +270,9 @@ def test_v1_sampler_with_a_noise_model_and_no_shots_samples() -> None:
     qc.measure_all()
     result = Sampler(options={"noise_model": noise, "seed": 3}).run(qc).result()
     assert result.quasi_dists[0][1] == pytest.approx(0.75, abs=0.03)
-    assert "Aer run options (noise_model) may change the distribution" in result.metadata[0]["note"]
+    assert "Aer run options (noise_model) change it" in result.metadata[0]["note"]
+    plain = Sampler(options={"noise_model": None, "max_parallel_threads": 1}).run(qc).result()
+    assert dict(plain.quasi_dists[0]) == {1: 1.0} and "note" not in plain.metadata[0]
 
 
 def test_estimator_v2_with_a_noise_model_needs_the_density_matrix() -> None:
