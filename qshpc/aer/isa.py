@@ -72,8 +72,9 @@ def aer_forms(
     unbindable parametrized operations decomposed: :func:`bindable`), not
     copied: a caller that appends to it must own it. The others are
     transpiled together (:func:`transpile_for`, its cache by ``keys``
-    included); boxes are replaced by their bodies first (:func:`unbox`) and come back as fresh copies; only their qubits are mapped
-    through the layout the transpile made (``engine.physical_qubits``).
+    included) and come back as fresh copies; only their qubits are mapped
+    through the layout the transpile made (``engine.physical_qubits``). Boxes
+    are replaced by their bodies first (:func:`qshpc.aer.circuits.unbox`).
 
     Args:
         circuits: The circuits.
