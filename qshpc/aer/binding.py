@@ -5,12 +5,17 @@ Pauli rotations only. A circuit whose parameter sits in a controlled rotation
 (``crz``, ``cp``, ``cry``, ``cu``...) is run once, for all rows, with one
 result instead of one per row, and no error. :func:`bindable` decomposes those
 operations (into rotations and CNOTs: the same unitary), so one experiment
-still serves every row.
+still serves every row. Control-flow bodies are read and decomposed too: a
+``crx(t)`` inside an ``if_else`` made Aer return fewer results than rows (the
+primitives failed with "Result for experiment 1 could not be found"), and Aer's
+own SamplerV2 bound it wrongly.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from qshpc.errors import UserError
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
@@ -22,6 +27,10 @@ BINDABLE = frozenset(
 _ROUNDS = 6
 
 
+class UnbindableError(UserError, ValueError):
+    """A parameter Aer cannot bind, in an operation that does not decompose (bad input)."""
+
+
 def unbindable(circuit: QuantumCircuit) -> set[str]:
     """Names of the operations of ``circuit`` that hold a parameter Aer cannot bind."""
     if not circuit.parameters:
@@ -31,7 +40,11 @@ def unbindable(circuit: QuantumCircuit) -> set[str]:
     names = set()
     for inst in circuit.data:
         op = inst.operation
-        if op.name not in BINDABLE and any(isinstance(p, ParameterExpression) for p in op.params):
+        blocks = getattr(op, "blocks", ())
+        if blocks:
+            for block in blocks:
+                names |= unbindable(block)
+        elif op.name not in BINDABLE and any(isinstance(p, ParameterExpression) for p in op.params):
             names.add(op.name)
     return names
 
@@ -40,22 +53,38 @@ def bindable(circuit: QuantumCircuit) -> QuantumCircuit:
     """``circuit`` (itself when nothing needs it) with unbindable operations decomposed.
 
     Raises:
-        ValueError: An operation that still holds an unbindable parameter after
-            several rounds of decomposition (a custom gate without a definition).
+        UnbindableError: An operation that still holds an unbindable parameter after
+            several rounds of decomposition (a custom gate without a definition, a
+            ``delay`` whose duration is a parameter).
     """
     names = unbindable(circuit)
     rounds = 0
     while names:
         if rounds == _ROUNDS:
-            raise ValueError(
+            raise UnbindableError(
                 f"circuit {circuit.name!r}: Aer cannot bind the parameters of "
                 f"{', '.join(sorted(names))}, and decomposing them did not help; "
                 "bind the parameters before running, or use rotation gates"
             )
-        circuit = circuit.decompose(gates_to_decompose=sorted(names))
+        circuit = _decompose(circuit, sorted(names))
         names = unbindable(circuit)
         rounds += 1
     return circuit
 
 
-__all__ = ["BINDABLE", "bindable", "unbindable"]
+def _decompose(circuit: QuantumCircuit, names: list[str]) -> QuantumCircuit:
+    """``circuit.decompose(gates_to_decompose=names)``, inside control-flow bodies as well."""
+    out = circuit.decompose(gates_to_decompose=names)
+    if not any(getattr(inst.operation, "blocks", ()) for inst in out.data):
+        return out
+    rebuilt = out.copy_empty_like()
+    for inst in out.data:
+        blocks = getattr(inst.operation, "blocks", ())
+        if blocks and any(unbindable(block) for block in blocks):
+            new = inst.operation.replace_blocks([_decompose(b, names) for b in blocks])
+            inst = inst.replace(operation=new)
+        rebuilt.append(inst)
+    return rebuilt
+
+
+__all__ = ["BINDABLE", "UnbindableError", "bindable", "unbindable"]

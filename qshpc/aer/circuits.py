@@ -6,8 +6,10 @@ qubits, keyed by the value of the classical bits they were measured into
 (clbit 0 the least significant bit). :func:`prepare_exact` does the same
 analysis so the Aer layer can ask Aer for that marginal with
 ``save_probabilities``; circuits whose outcome depends on a mid-circuit
-measurement, a reset or classical control cannot be handled that way and are
-sampled instead.
+measurement, a reset, classical control, a classical write (``store``), a
+noise channel (``kraus``, ``superop``, ``quantum_channel``, ``roerror``: one
+simulated shot is one random branch of it) or an ``initialize`` of a qubit that
+was already used (a reset) cannot be handled that way and are sampled instead.
 """
 
 from __future__ import annotations
@@ -22,8 +24,23 @@ import numpy as np
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
-_NONUNITARY = frozenset({"reset", "if_else", "while_loop", "for_loop", "switch_case", "box"})
-_TRANSPARENT = frozenset({"barrier"})
+_NONUNITARY = frozenset(
+    {
+        "reset",
+        "if_else",
+        "while_loop",
+        "for_loop",
+        "switch_case",
+        "store",  # writes clbits (or variables) that the final measurements alone do not give
+        "kraus",  # noise channels: one shot of the statevector method is one random branch
+        "superop",
+        "quantum_channel",
+        "roerror",
+    }
+)
+_CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
+#: Operations that do nothing to the state (a measurement followed only by them is final).
+_TRANSPARENT = frozenset({"barrier", "delay"})
 
 
 @dataclass(frozen=True)
@@ -64,12 +81,20 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
 
     Returns:
         An :class:`ExactPlan`; ``plan.exact`` is False when the circuit holds a
-        mid-circuit measurement, a reset or classical control flow.
+        mid-circuit measurement, a reset or classical control flow. Boxes count
+        as their bodies (:func:`unbox`): the plan's circuit has none.
     """
     ops = circuit.count_ops()
+    if "box" in ops:
+        circuit = unbox(circuit)
+        ops = circuit.count_ops()
     for name in ops:
         if name in _NONUNITARY:
             return ExactPlan(None, (), (), f"it has a {name!r} operation")
+    if "initialize" in ops and _initializes_used_qubit(circuit):
+        return ExactPlan(
+            None, (), (), "it has an 'initialize' of a qubit after operations on it (a reset)"
+        )
     left = ops.get("measure", 0)
     data = circuit.data
     qubit_index = {q: i for i, q in enumerate(circuit.qubits)} if left else {}
@@ -108,6 +133,94 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
     return ExactPlan(body, tuple(order), tuple(masks[q] for q in order))
 
 
+def unbox(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` with every ``box`` replaced by its body (itself when it has none).
+
+    A box groups operations (for annotations, a duration); to an ideal simulator it
+    is its body. Aer (0.18) does not run boxes, and the preset pass manager refuses
+    them for Aer's target ("The control-flow construct 'box' is not supported").
+    Boxes inside other control-flow bodies are replaced too; the bits are the same.
+    """
+    if not _has_box(circuit):
+        return circuit
+    out = circuit.copy_empty_like()
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name == "box":
+            out.compose(unbox(op.blocks[0]), inst.qubits, inst.clbits, inplace=True)
+        elif getattr(op, "blocks", ()):
+            out.append(inst.replace(operation=op.replace_blocks([unbox(b) for b in op.blocks])))
+        else:
+            out.append(inst)
+    return out
+
+
+def _has_box(circuit: QuantumCircuit) -> bool:
+    ops = circuit.count_ops()
+    if "box" in ops:
+        return True
+    if _CONTROL_FLOW.isdisjoint(ops):
+        return False
+    return any(
+        _has_box(block) for inst in circuit.data for block in getattr(inst.operation, "blocks", ())
+    )
+
+
+def aer_refusal(circuit: QuantumCircuit) -> str | None:
+    """Why Aer cannot run ``circuit`` whatever its form, or None.
+
+    Aer (0.17, 0.18) runs no classical variables (``add_var``, ``add_input``,
+    declared in a control-flow body too): a ``Bool`` one fails deep in its
+    assembler (``'Bool' object has no attribute 'width'``), a ``Uint`` one
+    aborts the whole process (``terminate called ... invalid cbit index``). Nor
+    does it run stretches (``add_stretch``, delays of a stretch duration): a
+    ``TypeError`` from its circuit builder.
+    """
+    variables, stretches = _classical_names(circuit)
+    if variables:
+        return (
+            f"it has classical variables ({', '.join(sorted(variables))}), which Aer cannot run "
+            "(it fails on Bool ones and aborts the process on Uint ones); measure and store "
+            "into the clbits of a ClassicalRegister instead"
+        )
+    if stretches:
+        return (
+            f"it has stretches ({', '.join(sorted(stretches))}), which Aer cannot run; give "
+            "the delays fixed durations (to an ideal simulator a delay does nothing)"
+        )
+    return None
+
+
+def _classical_names(circuit: QuantumCircuit) -> tuple[set[str], set[str]]:
+    """Names of the classical variables and of the stretches of ``circuit`` and its bodies."""
+    variables = {var.name for var in circuit.iter_vars()} if circuit.num_vars else set()
+    stretches = {s.name for s in circuit.iter_stretches()} if circuit.num_stretches else set()
+    if not _CONTROL_FLOW.isdisjoint(circuit.count_ops()):
+        for inst in circuit.data:
+            for block in getattr(inst.operation, "blocks", ()):
+                inner_vars, inner_stretches = _classical_names(block)
+                variables |= inner_vars
+                stretches |= inner_stretches
+    return variables, stretches
+
+
+def _initializes_used_qubit(circuit: QuantumCircuit) -> bool:
+    """True when an ``initialize`` acts on a qubit an earlier operation acted on.
+
+    ``initialize`` starts with a reset of its qubits: on fresh qubits that is
+    nothing, after other operations it is a non-unitary channel (the statevector
+    method takes one random branch of it per shot).
+    """
+    used: set[object] = set()
+    for inst in circuit.data:
+        name = inst.operation.name
+        if name == "initialize" and not used.isdisjoint(inst.qubits):
+            return True
+        if name not in _TRANSPARENT:
+            used.update(inst.qubits)
+    return False
+
+
 def register_keys(indices: np.ndarray, plan: ExactPlan) -> list[int]:
     """Classical register values of marginal indices (bit j of an index is ``plan.qubits[j]``)."""
     if all(mask == 1 << j for j, mask in enumerate(plan.clbit_masks)):
@@ -143,4 +256,12 @@ def circuit_sha256(circuit: QuantumCircuit) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-__all__ = ["ExactPlan", "circuit_sha256", "marginal_to_dist", "prepare_exact", "register_keys"]
+__all__ = [
+    "ExactPlan",
+    "aer_refusal",
+    "circuit_sha256",
+    "marginal_to_dist",
+    "prepare_exact",
+    "register_keys",
+    "unbox",
+]

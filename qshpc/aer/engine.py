@@ -13,12 +13,21 @@ Aer run (:mod:`qshpc.task.coop`).
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from qshpc.aer.circuits import ExactPlan, circuit_sha256, marginal_to_dist, prepare_exact
+import numpy as np
+
+from qshpc.aer.circuits import (
+    ExactPlan,
+    aer_refusal,
+    circuit_sha256,
+    marginal_to_dist,
+    prepare_exact,
+)
 from qshpc.aer.isa import aer_forms
 from qshpc.aer.provenance import record_run
 from qshpc.aer.results import QuasiDistribution
@@ -33,6 +42,8 @@ if TYPE_CHECKING:
 #: Shots used when exact probabilities were asked for but the circuit has a
 #: mid-circuit measurement, a reset or classical control.
 FALLBACK_SHOTS = 8192
+#: Aer run options that change the distribution (exact probabilities are then sampled).
+NOISY_OPTIONS = ("noise_model",)
 
 
 @dataclass
@@ -52,6 +63,35 @@ def physical_qubits(transpiled: QuantumCircuit, virtual: Sequence[int]) -> list[
         return list(virtual)
     final = layout.final_index_layout()
     return [final[v] for v in virtual]
+
+
+def check_values(circuit: QuantumCircuit, rows: Sequence[Sequence[float]]) -> None:
+    """Refuse parameter values that do not fit ``circuit``: a wrong count, NaN or infinity.
+
+    Checked for every circuit before anything runs: Aer binds NaN without a word (a
+    distribution of NaNs, or counts of a made-up state), and a circuit that measures
+    nothing, or whose parameters a transpile removed, never reached the count check.
+
+    Raises:
+        UserError: Naming the circuit, the parameter and the value set.
+    """
+    params = list(circuit.parameters)
+    for values in rows:
+        if len(values) != len(params):
+            raise UserError(
+                f"circuit {circuit.name!r} has {len(params)} parameters "
+                f"({', '.join(p.name for p in params)}); got {len(values)} values"
+            )
+    if not params or not rows or math.isfinite(sum(map(sum, rows))):
+        return  # a NaN or an infinity makes the sum so (finite ones only when huge: checked below)
+    array = np.asarray(rows, dtype=float)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, col = (int(x) for x in np.argwhere(bad)[0])
+        raise UserError(
+            f"circuit {circuit.name!r}: parameter {params[col].name} is {array[row, col]} in "
+            f"value set {row} ({int(bad.sum())} value(s) are NaN or infinite); give finite values"
+        )
 
 
 def bind_dict(
@@ -112,10 +152,13 @@ def sample_distributions(
     for out, (circ, values) in enumerate(zip(circuits, parameter_values, strict=True)):
         t = templates.get(id(circ))
         if t is None:
+            check_runnable(circ)
             t = _Template(circ, _plan(circ, shots, run_options))
             templates[id(circ)] = t
         t.rows.append((out, tuple(values)))
     tlist = list(templates.values())
+    for t in tlist:
+        check_values(t.circuit, [v for _, v in t.rows])
     hashes = [circuit_sha256(t.circuit) for t in tlist]
     bodies = [t.plan.circuit if t.plan and t.plan.circuit is not None else t.circuit for t in tlist]
     keys = [
@@ -187,12 +230,26 @@ def sample_distributions(
     return [d if d is not None else QuasiDistribution() for d in dists], meta
 
 
+def check_runnable(circuit: QuantumCircuit) -> None:
+    """Refuse a circuit Aer cannot run in any form (:func:`aer_refusal`), naming why.
+
+    Raises:
+        UserError: The circuit's name and the reason.
+    """
+    reason = aer_refusal(circuit)
+    if reason is not None:
+        raise UserError(f"circuit {circuit.name!r} cannot run on Aer: {reason}")
+
+
 def _plan(
     circuit: QuantumCircuit, shots: int | None, run_options: dict[str, Any] | None
 ) -> ExactPlan | None:
     """The exact plan of a circuit, or None when Aer must sample it with shots."""
     if run_options and shots is not None:
         return None  # a noise model, say: the final state is not the distribution
+    noisy = sorted(k for k in NOISY_OPTIONS if (run_options or {}).get(k) is not None)
+    if noisy:  # exact probabilities: one noisy shot is one random trajectory
+        return ExactPlan(None, (), (), f"Aer run options ({', '.join(noisy)}) change it")
     plan = prepare_exact(circuit)
     if shots is not None and (not plan.exact or len(plan.qubits) > SAMPLE_MAX_QUBITS):
         return None
@@ -442,8 +499,11 @@ def _lookup_direct(cls: type) -> Any:
 
 __all__ = [
     "FALLBACK_SHOTS",
+    "NOISY_OPTIONS",
     "AerOutput",
     "bind_dict",
+    "check_runnable",
+    "check_values",
     "physical_qubits",
     "run_aer",
     "run_exact",

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qshpc.aer.binding import bindable
+from qshpc.aer.circuits import unbox
 from qshpc.aer.simulator import SimSpec, check_width, get_simulator, transpile_for
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def aer_forms(
     copied: a caller that appends to it must own it. The others are
     transpiled together (:func:`transpile_for`, its cache by ``keys``
     included) and come back as fresh copies; only their qubits are mapped
-    through the layout the transpile made (``engine.physical_qubits``).
+    through the layout the transpile made (``engine.physical_qubits``). Boxes
+    are replaced by their bodies first (:func:`qshpc.aer.circuits.unbox`).
 
     Args:
         circuits: The circuits.
@@ -80,6 +82,7 @@ def aer_forms(
         optimization_level: Preset pass manager level for the circuits that are not ISA.
         keys: Optional content keys, one per circuit (see :func:`transpile_for`).
     """
+    circuits = [unbox(circuit) for circuit in circuits]  # Aer runs no box: its body
     out: list[tuple[QuantumCircuit, bool] | None] = [None] * len(circuits)
     todo: list[int] = []
     isa: list[QuantumCircuit] = []

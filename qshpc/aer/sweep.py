@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qshpc.aer.circuits import circuit_sha256, prepare_exact
-from qshpc.aer.engine import bind_dict, physical_qubits, run_exact, sample_distributions
+from qshpc.aer.engine import (
+    bind_dict,
+    check_runnable,
+    check_values,
+    physical_qubits,
+    run_exact,
+    sample_distributions,
+)
 from qshpc.aer.isa import aer_forms
 from qshpc.aer.provenance import record_run, resolve_seed
 from qshpc.aer.results import DoneJob, EstimatorResult, QuasiDistribution
@@ -66,7 +73,18 @@ def run_sweep(
         UserError: On shots with observables, a non-unitary circuit with
             observables, or values that do not match the parameters.
     """
-    rows = [tuple(float(x) for x in row) for row in np.atleast_2d(np.asarray(parameter_values))]
+    try:
+        array = np.atleast_2d(np.asarray(parameter_values, dtype=float))
+    except (ValueError, TypeError) as exc:
+        raise UserError(
+            f"run_sweep's parameter_values must be numbers, one row per point: {exc}"
+        ) from exc
+    if array.ndim != 2:
+        raise UserError(
+            f"run_sweep's parameter_values must have shape (points, parameters), got shape "
+            f"{array.shape}: reshape them, e.g. values.reshape(-1, {len(circuit.parameters)})"
+        )
+    rows = [tuple(float(x) for x in row) for row in array]
     spec = sim_spec(method, device, precision)
     if observables is None:
         dists, _ = sample_distributions(
@@ -116,7 +134,9 @@ def expectation_values(
     start = time.perf_counter()
     not_ours = seconds_for_others()
     bodies = []
-    for circ, _, _ in groups:
+    for circ, _, rows in groups:
+        check_runnable(circ)
+        check_values(circ, rows)
         plan = prepare_exact(circ)
         if plan.circuit is None:
             raise UserError(f"expectation values need a unitary circuit, but {plan.reason}")
@@ -131,13 +151,15 @@ def expectation_values(
         qubits = [tc.qubits[q] for q in physical]
         same: list[Hashable] = [h, optimization_level, "ev", tuple(physical)]
         for k, obs in enumerate(observables):
-            op = obs if isinstance(obs, SparsePauliOp) else SparsePauliOp(obs)
+            op = _pauli_op(obs, k)
             if op.num_qubits != circ.num_qubits:
                 raise UserError(
                     f"observable {k} acts on {op.num_qubits} qubits, "
                     f"the circuit has {circ.num_qubits}"
                 )
-            tc.append(SaveExpectationValue(op, label=f"ev{k}"), qubits)
+            if qubits:
+                tc.append(SaveExpectationValue(op, label=f"ev{k}"), qubits)
+            # else no qubits: the value is the scalar (Aer saves nothing on no qubits)
             same.append((tuple(op.paulis.to_labels()), op.coeffs.tobytes()))
         binds.append(bind_dict(circ, tc, rows) if tc.parameters else {})
         sames.append(tuple(same))
@@ -149,13 +171,17 @@ def expectation_values(
     data, shared = run_exact(spec, experiments, binds, sum(counts), sames=sames)
     out: list[np.ndarray] = []
     index = 0
-    for (_, observables, rows), n in zip(groups, counts, strict=True):
-        block = np.array(
-            [
-                [float(np.real(data[index + i][f"ev{k}"])) for k in range(len(observables))]
-                for i in range(n)
-            ]
-        ).reshape(n, len(observables))
+    for (circ, observables, rows), n in zip(groups, counts, strict=True):
+        if circ.num_qubits == 0:
+            scalars = [float(np.real(np.sum(SparsePauliOp(obs).coeffs))) for obs in observables]
+            block = np.tile(scalars, (n, 1)).reshape(n, len(observables))
+        else:
+            block = np.array(
+                [
+                    [float(np.real(data[index + i][f"ev{k}"])) for k in range(len(observables))]
+                    for i in range(n)
+                ]
+            ).reshape(n, len(observables))
         out.append(np.repeat(block, len(rows), axis=0) if n == 1 and len(rows) > 1 else block)
         index += n
     record_run(
@@ -168,6 +194,24 @@ def expectation_values(
         shared=shared,
     )
     return out
+
+
+def _pauli_op(observable: Any, k: int) -> Any:
+    """``observable`` as a Hermitian ``SparsePauliOp``.
+
+    Raises:
+        UserError: Qiskit's reason (a bad label, a non-Hermitian operator), naming the observable.
+    """
+    from qiskit.exceptions import QiskitError  # type: ignore[import-untyped]
+    from qiskit.quantum_info import SparsePauliOp
+
+    try:
+        op = observable if isinstance(observable, SparsePauliOp) else SparsePauliOp(observable)
+        if not np.allclose(op.simplify().coeffs.imag, 0.0):
+            raise ValueError("its coefficients are not real: it is not Hermitian")
+    except (QiskitError, ValueError, TypeError) as exc:
+        raise UserError(f"observable {k} ({observable!r}): {exc}") from exc
+    return op
 
 
 class Estimator:

@@ -78,11 +78,18 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
         from qshpc.aer.v2.pubs import estimator_work
 
         work = estimator_work(pubs, self._default_precision if precision is None else precision)
+        config = block_config(self._options)
+        if config.noisy and config.method != "density_matrix":
+            raise PubError(
+                "EstimatorV2 computes exact expectation values, and with a noise model that "
+                f"needs Aer's density_matrix method (the {config.method} method follows one "
+                "random trajectory: the values are those of one noisy run, not the average); "
+                "use options={'backend_options': {'noise_model': ..., 'method': 'density_matrix'}}"
+            )
         if self._mode is not None:
             from qshpc.primitives.mode import submit_estimator
 
             return submit_estimator(self, work)
-        config = block_config(self._options)
         seed = blocks.resolve_seed(self._seed, self._options.run_options)
         cache = self._options.cache
         return run_here_or_spread(

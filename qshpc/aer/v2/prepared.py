@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qshpc.aer.binding import bindable
-from qshpc.aer.circuits import ExactPlan, prepare_exact
+from qshpc.aer.circuits import ExactPlan, prepare_exact, unbox
 from qshpc.aer.engine import physical_qubits
 from qshpc.aer.isa import basis, is_isa
 from qshpc.aer.isa import reset_caches as _reset_isa
@@ -208,6 +208,7 @@ def prepare(key: str, circuit: QuantumCircuit | bytes, spec: SimSpec, level: int
             from qshpc.store import _qpy
 
             circuit = _qpy.load(circuit)[0]
+    circuit = unbox(circuit)  # Aer runs no box: its body (the same bits)
     plan = prepare_exact(circuit)
     prepared = Prepared(
         key, circuit, plan, _registers(circuit, plan), spec, level, is_isa(circuit, spec)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qshpc.aer.circuits import prepare_exact
+from qshpc.aer.circuits import aer_refusal, prepare_exact
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
@@ -138,6 +138,8 @@ def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
                 "(qshpc refuses it before any task runs: measure into a register, e.g. "
                 "circuit.measure_all())"
             )
+        _check_runnable(circuit, i)
+        _check_register_names(circuit, i)
         values = _flat_values(pub.parameter_values, circuit, i)
         work.append(SamplerWork(i, circuit, values, tuple(pub.shape), int(pub.shots)))
     return work
@@ -156,6 +158,7 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
     work = []
     for i, pub in enumerate(coerced):
         circuit = pub.circuit
+        _check_runnable(circuit, i)
         plan = prepare_exact(circuit)
         if not plan.exact:
             raise PubError(
@@ -186,6 +189,29 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
             )
         )
     return work
+
+
+def _check_runnable(circuit: QuantumCircuit, index: int) -> None:
+    reason = aer_refusal(circuit)
+    if reason is not None:
+        raise PubError(f"PUB {index}: circuit {circuit.name!r} cannot run on Aer: {reason}")
+
+
+def _check_register_names(circuit: QuantumCircuit, index: int) -> None:
+    """Refuse registers that cannot be fields of the result's ``DataBin`` (``shape``, ``keys``...).
+
+    Qiskit's samplers fail on them too, but after every shot was drawn; here nothing has run.
+    """
+    from qiskit.primitives.containers import DataBin  # type: ignore[import-untyped]
+
+    for creg in circuit.cregs:
+        try:
+            DataBin(**{creg.name: None}, shape=())
+        except (TypeError, ValueError) as exc:
+            raise PubError(
+                f"PUB {index}: the classical register {creg.name!r} cannot be a field of the "
+                f"result's DataBin ({exc}); rename the register"
+            ) from exc
 
 
 def _flat_values(bindings: Any, circuit: QuantumCircuit, index: int) -> np.ndarray:
