@@ -75,13 +75,7 @@ def check_values(circuit: QuantumCircuit, rows: Sequence[Sequence[float]]) -> No
     Raises:
         UserError: Naming the circuit, the parameter and the value set.
     """
-    params = list(circuit.parameters)
-    for values in rows:
-        if len(values) != len(params):
-            raise UserError(
-                f"circuit {circuit.name!r} has {len(params)} parameters "
-                f"({', '.join(p.name for p in params)}); got {len(values)} values"
-            )
+    params = _check_counts(circuit, rows)
     if not params or not rows or math.isfinite(sum(map(sum, rows))):
         return  # a NaN or an infinity makes the sum so (finite ones only when huge: checked below)
     array = np.asarray(rows, dtype=float)
@@ -94,17 +88,23 @@ def check_values(circuit: QuantumCircuit, rows: Sequence[Sequence[float]]) -> No
         )
 
 
+def _check_counts(circuit: QuantumCircuit, rows: Sequence[Sequence[float]]) -> list[Any]:
+    """``circuit``'s parameters, after checking that every row has a value for each."""
+    params = list(circuit.parameters)
+    for values in rows:
+        if len(values) != len(params):
+            raise UserError(
+                f"circuit {circuit.name!r} has {len(params)} parameters "
+                f"({', '.join(p.name for p in params)}); got {len(values)} values"
+            )
+    return params
+
+
 def bind_dict(
     template: QuantumCircuit, transpiled: QuantumCircuit, rows: Sequence[Sequence[float]]
 ) -> dict[Any, list[float]]:
     """Aer ``parameter_binds`` entry for ``rows`` of values in ``template.parameters`` order."""
-    params = list(template.parameters)
-    for values in rows:
-        if len(values) != len(params):
-            raise UserError(
-                f"circuit {template.name!r} has {len(params)} parameters "
-                f"({', '.join(p.name for p in params)}); got {len(values)} values"
-            )
+    params = _check_counts(template, rows)
     kept = set(transpiled.parameters)
     return {p: [float(v[i]) for v in rows] for i, p in enumerate(params) if p in kept}
 
