@@ -447,7 +447,15 @@ def run_aer(
             options.setdefault("runtime_parameter_bind_enable", True)
     result = _execute(get_simulator(spec), experiments, options, spec.threads)
     if not result.success:
-        raise RuntimeError(f"Aer failed: {result.status}")
+        status = str(result.status)
+        if "invalid instructions" in status or "invalid parameters" in status:
+            raise UserError(
+                f"Aer's {spec.method!r} method cannot run this circuit ({status.strip()}): use "
+                "method='automatic' (the default) or 'statevector'; the stabilizer methods "
+                "run Clifford circuits only, and 'unitary', 'superop' and "
+                "'extended_stabilizer' give no probabilities to read a distribution from"
+            )
+        raise RuntimeError(f"Aer failed: {status}")
     return result
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from qshpc.aer.binding import bindable
 from qshpc.aer.circuits import unbox
-from qshpc.aer.simulator import SimSpec, check_width, get_simulator, transpile_for
+from qshpc.aer.simulator import SimSpec, check_level, check_width, get_simulator, transpile_for
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
@@ -82,6 +82,7 @@ def aer_forms(
         optimization_level: Preset pass manager level for the circuits that are not ISA.
         keys: Optional content keys, one per circuit (see :func:`transpile_for`).
     """
+    check_level(optimization_level)  # refused alike whether or not a circuit needs it
     circuits = [unbox(circuit) for circuit in circuits]  # Aer runs no box: its body
     out: list[tuple[QuantumCircuit, bool] | None] = [None] * len(circuits)
     todo: list[int] = []

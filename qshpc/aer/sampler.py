@@ -108,7 +108,7 @@ class Sampler:
             shots=opts["shots"],
             seed=provenance.resolve_seed(opts["seed"]),
             spec=spec,
-            optimization_level=int(opts["optimization_level"]),
+            optimization_level=simulator.level_of(opts["optimization_level"]),
             run_options=aer_options,
             primitive="Sampler",
         )

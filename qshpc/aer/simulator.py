@@ -146,8 +146,7 @@ def get_pass_manager(spec: SimSpec, optimization_level: int = 1) -> StagedPassMa
     Returns:
         A ``StagedPassManager`` targeting the simulator.
     """
-    if optimization_level not in (0, 1, 2, 3):
-        raise UserError(f"optimization_level must be 0, 1, 2 or 3, got {optimization_level!r}")
+    check_level(optimization_level)
     key = (spec, optimization_level)
     pm = _pass_managers.get(key)
     if pm is None:
@@ -165,6 +164,23 @@ def get_pass_manager(spec: SimSpec, optimization_level: int = 1) -> StagedPassMa
                 )
                 _pass_managers[key] = pm
     return pm
+
+
+def check_level(optimization_level: object) -> None:
+    """Refuse a preset pass manager level other than 0, 1, 2 or 3 (bad input).
+
+    Checked even when no circuit needs the pass manager (ISA circuits run as they
+    are), so that a bad level is refused the same way whatever the circuits.
+    """
+    if isinstance(optimization_level, bool) or optimization_level not in (0, 1, 2, 3):
+        raise UserError(f"optimization_level must be 0, 1, 2 or 3, got {optimization_level!r}")
+
+
+def level_of(value: object) -> int:
+    """A preset pass manager level given as an option, checked (:func:`check_level`)."""
+    check_level(value)
+    assert isinstance(value, (int, float))  # one of 0, 1, 2, 3 (or 1.0...) after the check
+    return int(value)
 
 
 def transpile_for(
@@ -303,9 +319,11 @@ __all__ = [
     "METHODS",
     "PRECISIONS",
     "SimSpec",
+    "check_level",
     "check_width",
     "get_pass_manager",
     "get_simulator",
+    "level_of",
     "reset_caches",
     "sim_spec",
     "transpile_for",

@@ -29,7 +29,7 @@ from qshpc.aer.isa import aer_forms
 from qshpc.aer.provenance import record_run, resolve_seed
 from qshpc.aer.results import DoneJob, EstimatorResult, QuasiDistribution
 from qshpc.aer.sampler import normalize_inputs
-from qshpc.aer.simulator import SimSpec, sim_spec
+from qshpc.aer.simulator import SimSpec, level_of, sim_spec
 from qshpc.errors import UserError
 from qshpc.task.coop import seconds_for_others
 
@@ -260,7 +260,11 @@ class Estimator:
         spec = sim_spec(opts["method"], opts["device"], opts["precision"])
         groups = [(c, [o], [r]) for c, o, r in zip(circs, obs, rows, strict=True)]
         arrays = expectation_values(
-            groups, spec, resolve_seed(opts["seed"]), int(opts["optimization_level"]), "Estimator"
+            groups,
+            spec,
+            resolve_seed(opts["seed"]),
+            level_of(opts["optimization_level"]),
+            "Estimator",
         )
         values = np.array([a[0, 0] for a in arrays])
         return DoneJob(

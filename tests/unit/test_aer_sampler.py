@@ -306,3 +306,38 @@ def test_gates_aer_rejects_inside_control_flow_are_transpiled() -> None:
     assert Sampler(options={"shots": 50, "seed": 1}).run(qc).result().quasi_dists[0] == {3: 1.0}
     counts = SamplerV2(seed=1).run([qc], shots=50).result()[0].data.c.get_counts()
     assert counts == {"11": 50}
+
+
+@pytest.mark.parametrize("level", [7, -1, True, "1", None])
+def test_a_bad_optimization_level_is_refused_whatever_the_circuits(level: Any) -> None:
+    """ISA circuits skip the pass manager; a bad level is still refused (it was accepted
+    for them once the pass manager, which checked it, was no longer built)."""
+    isa = QuantumCircuit(1)
+    isa.h(0)
+    isa.measure_all()
+    with pytest.raises(UserError, match="optimization_level must be 0, 1, 2 or 3"):
+        Sampler(options={"optimization_level": level}).run(isa).result()
+    with pytest.raises(UserError, match="optimization_level must be 0, 1, 2 or 3"):
+        qshpc.aer.Estimator(options={"optimization_level": level}).run(
+            [isa.remove_final_measurements(inplace=False)], ["Z"]
+        ).result()
+
+
+@pytest.mark.parametrize(("method", "shots"), [("stabilizer", None), ("stabilizer", 64), ("unitary", None), ("extended_stabilizer", None)])  # fmt: skip
+def test_a_method_that_cannot_run_the_circuit_is_a_user_error(method: str, shots: Any) -> None:
+    """A T gate under the stabilizer method, or a distribution asked of the 'unitary' method,
+    was a bare RuntimeError ('Aer failed: ... invalid parameters'): it names the method and
+    the fix now."""
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.t(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    with pytest.raises(UserError, match=f"Aer's '{method}' method cannot run this circuit"):
+        Sampler(options={"method": method, "shots": shots}).run(qc).result()
+    clifford = QuantumCircuit(2)
+    clifford.h(0)
+    clifford.cx(0, 1)
+    clifford.measure_all()
+    dist = Sampler(options={"method": "stabilizer"}).run(clifford).result().quasi_dists[0]
+    assert dist == pytest.approx({0: 0.5, 3: 0.5})
