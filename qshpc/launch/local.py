@@ -202,17 +202,6 @@ def _ended(
     return _exit_code(job_dir, code, token, output, deaths.ordered(), signals.first)
 
 
-def _pid_runs(pid: int) -> bool:
-    """Whether a process ``pid`` exists (one of another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 class _EndNote:
     """A file of this launcher's own where rank 0 writes the job's end once the store is final.
 
@@ -245,6 +234,8 @@ class _EndNote:
         """
         if not self.path:
             return
+        from qshpc.store.lock import pid_alive  # (after mpiexec started: off the ranks' path)
+
         folder, uid = os.path.dirname(self.path), os.getuid()
         try:
             with os.scandir(folder) as entries:
@@ -253,7 +244,7 @@ class _EndNote:
                     if not name.startswith(self.PREFIX) or entry.path == self.path:
                         continue
                     pid = name[len(self.PREFIX) :].split("-", 1)[0]
-                    if not pid.isdigit() or _pid_runs(int(pid)):
+                    if not pid.isdigit() or pid_alive(int(pid)):
                         continue
                     try:
                         if entry.is_file(follow_symlinks=False) and entry.stat().st_uid == uid:
