@@ -516,16 +516,17 @@ def _never_started(job_dir: Path, meta: dict[str, Any]) -> None:
 
 
 def _rank0_alive(meta: dict[str, Any]) -> bool:
+    """Whether rank 0 of a RUNNING job still runs on this host (another host's: assumed so).
+
+    A zombie is dead: a rank 0 killed with its launcher and not yet reaped (in a
+    container whose first process does not reap orphans, never) kept the job RUNNING.
+    """
     pid = _rank0_pid(meta)
     if pid is None:
         return True  # another host: cannot tell from here
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from qshpc.store.lock import pid_alive
+
+    return pid_alive(pid)
 
 
 def open_job(job: str | os.PathLike[str]) -> Job:

@@ -147,7 +147,9 @@ def test_killing_qshpc_run_leaves_no_rank_running(qshpc_home: Path) -> None:
     deadline = time.monotonic() + 60
     left: list[str] = []
     while time.monotonic() < deadline:
-        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        # -ww: whole command lines (under pytest, ps cuts them at 80 columns: the job's
+        # path never matched, and the state was read while rank 0 was still cancelling)
+        ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
         left = [line for line in ps.splitlines() if str(job) in line]
         if not left:
             break
