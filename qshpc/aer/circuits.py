@@ -38,7 +38,8 @@ _NONUNITARY = frozenset(
         "roerror",
     }
 )
-_CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
+#: Operations that hold circuits of their own (their bodies are read too).
+CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
 #: Operations that do nothing to the state (a measurement followed only by them is final).
 _TRANSPARENT = frozenset({"barrier", "delay"})
 
@@ -159,7 +160,7 @@ def _has_box(circuit: QuantumCircuit) -> bool:
     ops = circuit.count_ops()
     if "box" in ops:
         return True
-    if _CONTROL_FLOW.isdisjoint(ops):
+    if CONTROL_FLOW.isdisjoint(ops):
         return False
     return any(
         _has_box(block) for inst in circuit.data for block in getattr(inst.operation, "blocks", ())
@@ -195,7 +196,7 @@ def _classical_names(circuit: QuantumCircuit) -> tuple[set[str], set[str]]:
     """Names of the classical variables and of the stretches of ``circuit`` and its bodies."""
     variables = {var.name for var in circuit.iter_vars()} if circuit.num_vars else set()
     stretches = {s.name for s in circuit.iter_stretches()} if circuit.num_stretches else set()
-    if not _CONTROL_FLOW.isdisjoint(circuit.count_ops()):
+    if not CONTROL_FLOW.isdisjoint(circuit.count_ops()):
         for inst in circuit.data:
             for block in getattr(inst.operation, "blocks", ()):
                 inner_vars, inner_stretches = _classical_names(block)
@@ -257,6 +258,7 @@ def circuit_sha256(circuit: QuantumCircuit) -> str:
 
 
 __all__ = [
+    "CONTROL_FLOW",
     "ExactPlan",
     "aer_refusal",
     "circuit_sha256",

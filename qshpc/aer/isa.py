@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qshpc.aer.binding import bindable
-from qshpc.aer.circuits import unbox
+from qshpc.aer.circuits import CONTROL_FLOW, unbox
 from qshpc.aer.simulator import SimSpec, check_level, check_width, get_simulator, transpile_for
 
 if TYPE_CHECKING:
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 #: Operations Aer runs besides its basis gates.
 _ALWAYS = frozenset({"measure", "barrier", "delay", "reset"})
-#: Operations that hold circuits of their own (their bodies are checked too).
-_CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
 
 _lock = threading.Lock()
 _basis: dict[SimSpec, frozenset[str]] = {}
@@ -51,7 +49,7 @@ def _runs_as_is(circuit: QuantumCircuit, names: frozenset[str]) -> bool:
     ops = circuit.count_ops()
     if not names.issuperset(ops):
         return False
-    if _CONTROL_FLOW.isdisjoint(ops):
+    if CONTROL_FLOW.isdisjoint(ops):
         return True
     for inst in circuit.data:
         for block in getattr(inst.operation, "blocks", ()):
@@ -84,30 +82,21 @@ def aer_forms(
     """
     check_level(optimization_level)  # refused alike whether or not a circuit needs it
     circuits = [unbox(circuit) for circuit in circuits]  # Aer runs no box: its body
-    out: list[tuple[QuantumCircuit, bool] | None] = [None] * len(circuits)
-    todo: list[int] = []
-    isa: list[QuantumCircuit] = []
-    for i, circuit in enumerate(circuits):
-        if is_isa(circuit, spec):
-            isa.append(circuit)
-            out[i] = (circuit, False)
-        else:
-            todo.append(i)
+    as_is = [is_isa(circuit, spec) for circuit in circuits]
+    isa = [circuit for circuit, flag in zip(circuits, as_is, strict=True) if flag]
     if isa:
         check_width(isa, spec)
-        for i, form in enumerate(out):
-            if form is not None:
-                out[i] = (bindable(form[0]), False)
-    if todo:
-        transpiled = transpile_for(
-            [circuits[i] for i in todo],
-            spec,
-            optimization_level,
-            [keys[i] for i in todo] if keys is not None else None,
+    others = [circuit for circuit, flag in zip(circuits, as_is, strict=True) if not flag]
+    todo = [i for i, flag in enumerate(as_is) if not flag]
+    transpiled = iter(
+        transpile_for(
+            others, spec, optimization_level, [keys[i] for i in todo] if keys is not None else None
         )
-        for i, tc in zip(todo, transpiled, strict=True):
-            out[i] = (tc, True)
-    return [form for form in out if form is not None]
+    )
+    return [
+        (bindable(circuit), False) if flag else (next(transpiled), True)
+        for circuit, flag in zip(circuits, as_is, strict=True)
+    ]
 
 
 def reset_caches() -> None:
