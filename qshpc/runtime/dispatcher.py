@@ -362,9 +362,7 @@ class Dispatcher(Intake):
         sent = False
         n = len(self.workers)
         holds = self.holds
-        if len(self._fn_blobs) != holds.checked:
-            holds.scan(self._fn_blobs)
-        wide, start, head = holds.seen, None, None
+        wide, start, head = self.wide_seen, None, None
         if wide and self.pending and ranks_of(self.pending[0]) > 1:
             head = self.pending[0]
             plan = holds.plan(head, self.workers)
@@ -399,9 +397,14 @@ class Dispatcher(Intake):
                 batch = self.take_placed(w.cpus, size) if self.placed else []
                 try:
                     while len(batch) < size:
-                        if wide and ranks_of(self.pending[0]) > 1:
-                            break  # a multi-rank call goes alone, when its ranks are idle
-                        batch.append(self.pending.popleft())
+                        e = self.pending.popleft()
+                        # wide_seen read after the pop (the program thread sets it before
+                        # queueing the call): read once before the loop, a multi-rank call
+                        # queued meanwhile went out as an ordinary one, without its ranks.
+                        if self.wide_seen and ranks_of(e) > 1:
+                            self.pending.appendleft(e)  # it goes alone, when its ranks are idle
+                            break
+                        batch.append(e)
                 except IndexError:  # rank 0's program thread took the last ones
                     pass
                 if not batch:

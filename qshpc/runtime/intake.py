@@ -33,6 +33,7 @@ from qshpc.program.backend import (
     pack,
     refers_to_objects,
     task_key,
+    task_ranks,
 )
 from qshpc.program.refs import (
     ObjectRef,
@@ -103,6 +104,10 @@ class Intake:
         self._wake = threading.Event()
         self._idle = False  # the dispatcher thread sleeps and a worker has room: wake it
         self._error: BaseException | None = None
+        #: A multi-rank call's function was registered: set in the program thread before
+        #: its first call is queued, so a dispatcher that reads it after taking a call
+        #: from the queue never sends a multi-rank call as an ordinary one.
+        self.wide_seen = False
 
     def put(self, obj: Any) -> ObjectRef:
         """Place ``obj`` once; it travels to each worker with its first call that needs it."""
@@ -150,6 +155,8 @@ class Intake:
         cached = self.cache is not None and self.cache.wanted(getattr(task, "cache", None))
         # The function travels once, as it is now: its cache digest is taken now too.
         cached = cached and self.cache is not None and self.cache.digest(task) is not None
+        if task_ranks(task) > 1:
+            self.wide_seen = True
         known = self._fn_ids[id(task)] = (fn_id, blob, task, cached)
         self._fn_blobs[fn_id] = (blob, task)
         if objs:

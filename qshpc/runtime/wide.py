@@ -16,7 +16,7 @@ The step's processes run where the held ranks are: the call gets their hosts
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from qshpc.errors import ResourceError
 from qshpc.program.backend import task_ranks
@@ -41,9 +41,6 @@ class Holds:
         held: Worker rank -> the batch id of the call it is held for (the leader too).
         root: Batch ids of the calls that hold rank 0's core (its program thread
             then runs no call itself: :mod:`qshpc.runtime.rootwork`).
-        seen: True once the job queued a multi-rank call (the dispatcher's
-            ordinary path checks nothing until then).
-        checked: Functions looked at by :meth:`scan`.
     """
 
     def __init__(self, host0: str) -> None:
@@ -51,18 +48,6 @@ class Holds:
         self.held: dict[int, int] = {}
         self.calls: dict[int, list[int]] = {}  # batch id -> worker ranks held for it
         self.root: set[int] = set()
-        self.seen = False
-        self.checked = 0  # functions looked at (see scan)
-
-    def scan(self, functions: dict[int, tuple[Any, Any]]) -> None:
-        """Look at functions registered since the last scan (``fn_id -> (blob, task)``)."""
-        if len(functions) == self.checked:
-            return
-        for fn_id in range(self.checked + 1, len(functions) + 1):
-            entry = functions.get(fn_id)
-            if entry is not None and task_ranks(entry[1]) > 1:
-                self.seen = True
-        self.checked = len(functions)
 
     def plan(
         self, e: Entry, workers: list[WorkerState]
