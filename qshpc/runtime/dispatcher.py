@@ -151,10 +151,9 @@ class Dispatcher(Intake):
         self._drain_started = time.monotonic()
         if abort:
             self._cut = True  # the workers start no further call of the batches they hold
-            cancelled = list(self.pending) + list(self.placed) + self.blocked
+            cancelled = list(self.pending) + list(self.placed) + self.waiting()
             self.pending.clear()
             self.placed.clear()
-            self.blocked.clear()
             for e in cancelled:
                 e.ref.cancel()
         self._stop = True
@@ -194,7 +193,7 @@ class Dispatcher(Intake):
             failed = [
                 (e.ref, False, exc) for w in self.workers for b in w.batches.values() for e in b
             ]
-            failed += [(e.ref, False, exc) for e in (*self.pending, *self.placed, *self.blocked)]
+            failed += [(e.ref, False, exc) for e in (*self.pending, *self.placed, *self.waiting())]
             failed += [(ref, False, exc) for ref, _, _ in self._resolve]
             failed += [(ref, False, exc) for refs, _ in self._resolve_ok for ref in refs]
             self._resolve, self._resolve_ok = [], []
@@ -273,6 +272,7 @@ class Dispatcher(Intake):
             self.pending
             or self.placed
             or self.blocked
+            or self.parked
             or any(w.batches for w in self.workers if w.alive)
         )
 
@@ -307,7 +307,7 @@ class Dispatcher(Intake):
                 self._flush()
             if self._cut and not self._cut_sent:
                 self._send_cut()
-            if self.blocked:
+            if self.blocked or self._ended:
                 progressed |= self.unblock()
             if self.pending or self.placed:
                 progressed |= self._assign()

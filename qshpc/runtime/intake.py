@@ -47,6 +47,8 @@ from qshpc.task import context
 from qshpc.task.seeding import derive_seed
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from qshpc.program.session import Session
     from qshpc.task.payload import Qpy
 
@@ -55,7 +57,7 @@ class Entry:
     """One queued call."""
 
     __slots__ = ("args", "attempt", "ckey", "deps", "fn_id", "key", "kwargs", "objs", "payload",
-                 "ref", "submitted", "task")  # fmt: skip
+                 "ref", "submitted", "task", "waits")  # fmt: skip
 
     def __init__(self, ref: TaskRef[Any], task: TaskSpec, fn_id: int, payload: Any = None) -> None:
         self.ref = ref
@@ -73,6 +75,7 @@ class Entry:
         self.deps: list[TaskRef[Any]] = []
         self.args: tuple[Any, ...] = ()
         self.kwargs: dict[str, Any] = {}
+        self.waits = 0  # dependencies not done yet, while the call is parked (Intake.unblock)
 
 
 class Intake:
@@ -87,7 +90,16 @@ class Intake:
     def __init__(self, session: Session, cpus: dict[int, int] | None = None) -> None:
         self.session = session
         self.pending: deque[Entry] = deque()
-        self.blocked: list[Entry] = []
+        #: Calls waiting for other calls' results, as the program thread made them
+        #: (it only appends); the dispatcher thread parks them in ``parked``.
+        self.blocked: deque[Entry] = deque()
+        #: The dispatcher thread's: parked calls (by id), and the calls waiting on each
+        #: dependency not done (by the dependency's id: ``(dependency, calls)``).
+        self.parked: dict[int, Entry] = {}
+        self._waits: dict[int, tuple[Future[Any], list[Entry]]] = {}
+        #: Dependencies that ended since the dispatcher last looked (their done-callbacks,
+        #: run by whichever thread resolved them).
+        self._ended: deque[Future[Any]] = deque()
         #: Calls that need more cores than the smallest worker has (sent only to those with them).
         self.placed: deque[Entry] = deque()
         self.cpus = cpus or {1: 1}
@@ -350,14 +362,53 @@ class Intake:
         return not (entry.ckey == "" and self._look_up(entry, args, kwargs, qpy))
 
     def unblock(self) -> bool:
-        """Queue the blocked calls whose dependencies are all done; True when any was."""
-        ready = [e for e in self.blocked if all(d.done() for d in e.deps)]
-        if not ready:
-            return False
-        self.blocked = [e for e in self.blocked if e not in ready]
+        """Queue the waiting calls whose dependencies are all done; True when any was.
+
+        Each call is looked at when it comes in, and again only when one of its
+        dependencies ends (a done-callback): not at every turn of the dispatcher's
+        loop, which made a long chain of dependent calls quadratic (50k calls
+        waiting on 50k others: 7 s against 0.75 s independent).
+        """
+        ready: list[Entry] = []
+        blocked, waits, parked, ended = self.blocked, self._waits, self.parked, self._ended
+        while blocked:
+            e = blocked.popleft()
+            seen: set[int] = set()
+            n = 0
+            for d in e.deps:
+                if id(d) in seen or d.done():
+                    continue
+                seen.add(id(d))
+                n += 1
+                slot = waits.get(id(d))
+                if slot is None:
+                    waits[id(d)] = (d, [e])
+                    d.add_done_callback(ended.append)  # at once if it ended meanwhile
+                else:
+                    slot[1].append(e)
+            e.waits = n
+            if n:
+                parked[id(e)] = e
+            else:
+                ready.append(e)
+        while ended:
+            slot = waits.pop(id(ended.popleft()), None)
+            for e in slot[1] if slot is not None else ():
+                e.waits -= 1
+                if not e.waits:
+                    parked.pop(id(e), None)  # (gone when the job was ending meanwhile)
+                    ready.append(e)
         for e in ready:
             self._pack(e, e.args, e.kwargs, at_call=False)
-        return True
+        return bool(ready)
+
+    def waiting(self) -> list[Entry]:
+        """The calls waiting for others' results (taken out: the job is ending)."""
+        out = [*self.blocked, *self.parked.values()]
+        self.blocked.clear()
+        self.parked.clear()
+        self._waits.clear()
+        return out
 
     def take_placed(self, cores: int, size: int) -> list[Entry]:
         """Up to ``size`` placed calls a worker with ``cores`` cores can run, in queue order."""
