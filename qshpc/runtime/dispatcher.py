@@ -394,7 +394,10 @@ class Dispatcher(Intake):
                 batch = [e]
             else:
                 size = self.pace.batch_size(len(self.pending) + len(self.placed), n)
-                batch = self.take_placed(w.cpus, size) if self.placed else []
+                # (placed calls need more cores than the smallest workers have: those take
+                # none, and looking cost a pass over all of them per worker and turn)
+                placed = self.placed and w.cpus > self.min_cpus
+                batch = self.take_placed(w.cpus, size) if placed else []
                 try:
                     while len(batch) < size:
                         e = self.pending.popleft()
