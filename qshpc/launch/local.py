@@ -153,8 +153,8 @@ def _launch(
     rank0: list[int] = []
     signals.forward_to(proc, rank0)
     pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, _sink(sys.stdout), tail), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, _sink(sys.stderr), tail), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer, tail), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer, tail), daemon=True),
     ]
     for t in pumps:
         t.start()
@@ -553,48 +553,9 @@ def _forward(dst: Any, lines: list[bytes]) -> None:
             dst.write(line)
         dst.flush()
     except (OSError, ValueError):
-        _to_null(dst)
+        from qshpc.runtime.logtee import to_null
 
-
-def _to_null(dst: Any) -> None:
-    """Point ``dst``'s file descriptor, and this process's stdout/stderr that are the same
-    file (``2>&1 | head``), at /dev/null."""
-    try:
-        st = os.fstat(dst.fileno())
-    except (OSError, ValueError):
-        return
-    same = [fd for fd in (1, 2) if _same_file(fd, st)] or [dst.fileno()]
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        return
-    for fd in same:
-        try:
-            os.dup2(null, fd)
-        except OSError:
-            pass
-    os.close(null)
-    try:
-        dst.flush()  # what it still held goes to /dev/null: nothing left for the exit's flush
-    except (OSError, ValueError):
-        pass
-
-
-def _same_file(fd: int, st: os.stat_result) -> bool:
-    try:
-        other = os.fstat(fd)
-    except OSError:
-        return False
-    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
-
-
-def _sink(stream: Any) -> Any:
-    """Where the ranks' output goes: ``stream``'s bytes, or /dev/null when this process has
-    none (``qshpc run ... >&-``: Python sets ``sys.stdout`` to None)."""
-    buffer = getattr(stream, "buffer", None)
-    if buffer is not None:
-        return buffer
-    return open(os.devnull, "wb")
+        to_null(dst)
 
 
 _MPIEXEC_SAYS = re.compile(rb"BAD TERMINATION|YOUR APPLICATION TERMINATED|\] Exit codes: ")

@@ -7,6 +7,7 @@ import sys
 import threading
 import weakref
 from pathlib import Path
+from typing import Any
 
 #: Tees whose descriptors this process still holds: a forked child lets go of them.
 _live: weakref.WeakSet[LogTee] = weakref.WeakSet()
@@ -159,6 +160,41 @@ class LogTee:
             os.close(saved)
         os.close(self._log)
         _live.discard(self)  # its numbers may be reused: a later fork must not close them
+
+
+def to_null(stream: Any) -> None:
+    """``stream`` (a file object of this process) and this process's stdout/stderr that are the
+    same file (``2>&1 | head``) write to /dev/null from now on: their reader left (EPIPE).
+
+    What the stream still holds goes too, so that the exit's flush does not fail on it.
+    """
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return
+    fds = [fd for fd in (1, 2) if _same_file(fd, st)] or [stream.fileno()]
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+    os.close(null)
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _same_file(fd: int, st: os.stat_result) -> bool:
+    try:
+        other = os.fstat(fd)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _open_fds() -> list[int]:
