@@ -189,6 +189,9 @@ def _ended(
             return code
         if job_id is not None:  # rank 0 was to create the job
             return _not_created(job_dir, job_id, code, output, signals.first, deaths.ordered())
+        if code == 2 and settings.AWAIT_JOB.get() is not None:
+            _remove_unwritten(job_dir)  # its client never wrote it: rank 0 said so
+            return 2
         if "was removed while it ran" not in output:  # else rank 0 said so
             print(
                 f"qshpc: job FAILED: its job directory {job_dir} was removed while it ran "
@@ -200,6 +203,28 @@ def _ended(
     if end is not None:  # rank 0 made the store final and said how the job ended
         return _code_of(end["state"], end.get("error"), signals.first)
     return _exit_code(job_dir, code, token, output, deaths.ordered(), signals.first)
+
+
+def _remove_unwritten(job_dir: Path) -> None:
+    """Remove the folder of a job its client (``LocalClient.run``) died before writing.
+
+    The client makes the folder, starts this command, then writes ``job.h5``;
+    killed meanwhile (the notebook's kernel), it left a folder with the ranks'
+    logs only, which ``qshpc list`` does not show and ``qshpc rm`` refuses ('no
+    job'). Removed only when it holds nothing else than those logs.
+    """
+    logs = job_dir / "logs"
+    try:
+        if {e.name for e in job_dir.iterdir()} - {"logs"}:
+            return
+        names = [e.name for e in logs.iterdir()] if logs.is_dir() else []
+    except OSError:
+        return
+    if all(_LOG_NAME.fullmatch(n) for n in names):
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+_LOG_NAME = re.compile(r"launcher\.out|rank-\d+\.out|timeline-[\w-]+\.json")
 
 
 class _EndNote:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ pytestmark = [pytest.mark.timeout(240)]
 
 CHATTY = """\
 import sys
+import time
 from qshpc import save_result
 for i in range(60000):
     print("line", i, "x" * 50)
@@ -101,3 +103,58 @@ def test_run_with_stdout_closed(tmp_path: Path, qshpc_home: Path, workers: str) 
     job = job_dir_of(qshpc_home)
     assert _status(job)["state"] == "SUCCEEDED"
     assert "hello" in (job / "logs" / "rank-0.out").read_text()
+
+
+DIES_WRITING = """\
+import os, signal, sys, time
+from qshpc import LocalClient, Program
+
+class Dies:
+    def __reduce__(self):  # the client is killed while it writes the job (the ranks start)
+        time.sleep(float(sys.argv[1]))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+program = Program(title="t", entrypoint="tiny.py", working_dir=os.path.dirname(__file__))
+LocalClient(workers=1).run(program, arguments={"n": 3, "dies": Dies()})
+"""
+
+
+def _processes_with(text: str) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("after", [0.0, 1.0])
+def test_client_killed_while_writing_the_job(
+    tmp_path: Path, qshpc_home: Path, after: float
+) -> None:
+    """The notebook's kernel is killed while ``LocalClient.run`` writes the job (its ranks
+    start meanwhile). On c590a0b a folder with the ranks' logs only was left, which
+    ``qshpc list`` does not show and ``qshpc rm`` refused ('no job'); its launcher.out
+    said the folder 'was removed while it ran'."""
+    (tmp_path / "tiny.py").write_text("from qshpc import save_result\nsave_result(1)\n")
+    client = tmp_path / "client.py"
+    client.write_text(DIES_WRITING)
+    out = subprocess.run(
+        [sys.executable, str(client), str(after)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == -9, out.stderr
+    deadline = time.monotonic() + 90
+    while _processes_with(str(qshpc_home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_with(str(qshpc_home)), "the job's launcher or ranks never ended"
+    jobs = qshpc_home / "jobs"
+    left = [p.relative_to(jobs) for p in jobs.rglob("*")] if jobs.exists() else []
+    assert left == [], left
+    listed = run_cli("list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stdout
