@@ -158,3 +158,29 @@ def test_client_killed_while_writing_the_job(
     assert left == [], left
     listed = run_cli("list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stdout
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.parametrize("relative", [False, True])
+def test_run_from_a_removed_working_directory(
+    tmp_path: Path, qshpc_home: Path, workers: str, relative: bool
+) -> None:
+    """``qshpc run`` from a folder removed since (another shell's ``rm -rf``). On c590a0b a
+    FileNotFoundError traceback from os.getcwd, exit 1."""
+    prog = tmp_path / "tiny.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    cmd = [sys.executable, "-m", "qshpc", "run", "../tiny.py" if relative else str(prog)]
+    proc = _run(
+        [*cmd, "--workers", workers],
+        cwd=gone,
+        preexec_fn=lambda: os.rmdir(gone),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert b"Traceback" not in err, err
+    assert b"the working directory was removed" in err, err
+    assert not (qshpc_home / "jobs").exists() or not list((qshpc_home / "jobs").iterdir())
