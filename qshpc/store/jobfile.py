@@ -104,7 +104,8 @@ def _write_arguments(f: h5py.File, arguments: dict[str, Any]) -> None:
 
 
 def _publish(tmp: Path, path: Path) -> None:
-    """Put ``tmp`` in place as ``path`` unless ``path`` exists (FileExistsError), atomically."""
+    """Put ``tmp`` in place as ``path`` unless ``path`` exists (FileExistsError); atomic where
+    the file system has hard links."""
     import errno
 
     try:
@@ -112,7 +113,13 @@ def _publish(tmp: Path, path: Path) -> None:
     except OSError as exc:
         if exc.errno == errno.EEXIST:
             raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        if exc.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.EXDEV,
+            errno.ENOSYS,
+        ):
             raise
         if path.exists():  # no hard links on this file system: the check, then the rename
             raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
