@@ -240,3 +240,28 @@ def test_two_runs_racing_for_one_new_job_dir(tmp_path: Path, qshpc_home: Path) -
     winner = "AB"[codes.index(0)]
     res = run_cli("result", str(job), "--json")
     assert json.loads(res.stdout) == winner, (codes, res.stdout)
+
+
+@pytest.mark.mpi
+def test_a_preloaded_module_that_fails_to_import(tmp_path: Path, qshpc_home: Path) -> None:
+    """``QSHPC_PRELOAD`` names a module whose import raises (not ImportError: a version
+    mismatch's AttributeError). On c590a0b the worker raised at its start and hung in
+    MPI_Finalize; the job FAILED 30 s later, 'stopped responding (killed, crashed or out
+    of memory?)'. The preload is only a head start: the job runs without it."""
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "brokenmod.py").write_text("raise AttributeError('module numpy has no attribute x')\n")
+    prog = tmp_path / "p.py"
+    prog.write_text(
+        "from qshpc import distribute_task, get, save_result\n"
+        "@distribute_task()\ndef f(x):\n    return x + 1\n"
+        "save_result(get([f(i) for i in range(3)]))\n"
+    )
+    path = os.pathsep.join([str(mods), os.environ.get("PYTHONPATH", "")])
+    env = {"QSHPC_PRELOAD": "brokenmod", "PYTHONPATH": path, "QSHPC_PROGRESS_S": "0"}
+    started = time.monotonic()
+    out = run_cli("run", str(prog), "--workers", "1", env=env, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - started < 25  # not the 30 s of a lost worker's heartbeat
+    res = run_cli("result", str(job_dir_of(qshpc_home)), "--json")
+    assert json.loads(res.stdout) == [1, 2, 3]
