@@ -28,13 +28,24 @@ class LogTee:
     Args:
         path: The log file (created 0600).
         echo: Also write to the original stdout/stderr.
+
+    Raises:
+        UserError: The log file cannot be opened (its folder is a file, say).
     """
 
     def __init__(self, path: Path, echo: bool = True) -> None:
         from qshpc.store import perms
 
-        path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
-        self._log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
+            self._log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode())
+        except OSError as exc:  # `logs` is a file, a dangling link, not writable...
+            from qshpc.errors import UserError
+
+            raise UserError(
+                f"cannot write the job's log {path}: {exc.strerror or exc}; it must be a file "
+                "in a folder this user can write (move away what is there, then run again)"
+            ) from None
         self._path = path
         self._echo = echo
         self._saved: dict[int, int] = {}

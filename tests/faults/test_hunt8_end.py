@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -265,3 +266,52 @@ def test_a_preloaded_module_that_fails_to_import(tmp_path: Path, qshpc_home: Pat
     assert time.monotonic() - started < 25  # not the 30 s of a lost worker's heartbeat
     res = run_cli("result", str(job_dir_of(qshpc_home)), "--json")
     assert json.loads(res.stdout) == [1, 2, 3]
+
+
+STEPS = """\
+import os
+import shutil
+from qshpc import distribute_task, get, save_result
+@distribute_task()
+def f(x):
+    print("task", x)
+    return x + 1
+off = int(os.environ.get("OFF", "0"))
+save_result(get([f(off + i) for i in range(4)]))
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("what", ["logs", "rank-0.out", "rank-1.out"])
+def test_a_log_that_cannot_be_opened(tmp_path: Path, what: str) -> None:
+    """A damaged job folder: ``logs`` (or a rank's log in it) is not a file that can be
+    written. On c590a0b every rank failed with a FileExistsError/IsADirectoryError
+    traceback; a worker's own log alone left rank 0 waiting for it 30 s ('stopped
+    responding'). Now rank 0 refuses in one line (exit 2, the store as it was) and a
+    worker serves without its log, saying so."""
+    prog = tmp_path / "p.py"
+    prog.write_text(STEPS)
+    job = tmp_path / "job"
+    first = run_cli("run", str(prog), "--workers", "1", "--job-dir", str(job))
+    assert first.returncode == 0, first.stderr
+    if what == "logs":
+        shutil.rmtree(job / "logs")
+        (job / "logs").write_text("not a folder\n")
+    else:
+        (job / "logs" / what).unlink()
+        (job / "logs" / what).mkdir()
+    started = time.monotonic()
+    again = run_cli(
+        "run", str(prog), "--workers", "1", "--resume", str(job), env={"OFF": "10"}, timeout=90
+    )
+    assert time.monotonic() - started < 25, again.stderr
+    assert "Traceback" not in again.stderr, again.stderr
+    if what == "rank-1.out":
+        assert again.returncode == 0, again.stderr
+        assert "rank 1 serves without it" in again.stderr
+        res = run_cli("result", str(job), "--json")
+        assert json.loads(res.stdout) == [11, 12, 13, 14]
+    else:
+        assert again.returncode == 2, again.stderr
+        assert "cannot write the job's log" in again.stderr
+        assert _status(job)["state"] == "SUCCEEDED"  # the first run's end, as it was
