@@ -220,8 +220,8 @@ def _remove_unwritten(job_dir: Path) -> None:
         names = [e.name for e in logs.iterdir()] if logs.is_dir() else []
     except OSError:
         return
-    if all(_LOG_NAME.fullmatch(n) for n in names):
-        shutil.rmtree(job_dir, ignore_errors=True)
+    if "launcher.out" in names and all(_LOG_NAME.fullmatch(n) for n in names):
+        shutil.rmtree(job_dir, ignore_errors=True)  # (launcher.out: the client made it)
 
 
 _LOG_NAME = re.compile(r"launcher\.out|rank-\d+\.out|timeline-[\w-]+\.json")
