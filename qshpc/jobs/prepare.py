@@ -99,7 +99,7 @@ def check_cwd() -> None:
     except FileNotFoundError:
         raise UserError(
             "the working directory was removed (the job would run in it): cd to a folder "
-            "that exists and run the command again"
+            "that exists (os.chdir in a notebook) and try again"
         ) from None
 
 

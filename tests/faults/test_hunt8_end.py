@@ -315,3 +315,20 @@ def test_a_log_that_cannot_be_opened(tmp_path: Path, what: str) -> None:
         assert again.returncode == 2, again.stderr
         assert "cannot write the job's log" in again.stderr
         assert _status(job)["state"] == "SUCCEEDED"  # the first run's end, as it was
+
+
+def test_client_run_from_a_removed_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook whose folder was removed runs a program of the default working_dir ('./').
+    On c590a0b a bare FileNotFoundError (no path, no hint) from Program.path()."""
+    from qshpc import LocalClient, Program
+
+    gone = tmp_path / "nb"
+    gone.mkdir()
+    (gone / "p.py").write_text("from qshpc import save_result\nsave_result(1)\n")
+    monkeypatch.chdir(gone)
+    program = Program(title="t", entrypoint="p.py")
+    shutil.rmtree(gone)
+    with pytest.raises(UserError, match="the working directory was removed"):
+        LocalClient(workers=0).run(program)
