@@ -306,7 +306,13 @@ class _EndNote:
 
 
 class _Signals:
-    """SIGINT/SIGTERM to ``qshpc run``'s own process: the job ends CANCELED.
+    """SIGINT/SIGTERM/SIGHUP to ``qshpc run``'s own process: the job ends CANCELED.
+
+    SIGHUP (the terminal closed: an ssh session lost) reaches mpiexec too, which
+    dies of it at once and takes the ranks with it; on c590a0b ``qshpc run``
+    died of it as well, and the job was left RUNNING, later FAILED without a
+    reason. It is now a cancel (exit 129) that says so, the finished tasks' results
+    kept. Under ``nohup`` (SIGHUP ignored) nothing changes.
 
     Before mpiexec starts, a signal is only remembered (the job is then not
     started). Afterwards it goes to this run's rank 0 (which stores CANCELED and
@@ -330,6 +336,8 @@ class _Signals:
         self.rank0: list[int] = []
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, self._on_signal)
+        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: kept so)
+            signal.signal(signal.SIGHUP, self._on_signal)
 
     @property
     def first(self) -> int | None:
@@ -376,8 +384,8 @@ class _Signals:
             return
         held, self.held = self.held, []
         for signum in held:
-            try:
-                os.kill(target, signum)
+            try:  # a hangup stops the job as a SIGTERM does (no rank handles SIGHUP)
+                os.kill(target, signal.SIGTERM if signum == signal.SIGHUP else signum)
             except ProcessLookupError:
                 pass
 

@@ -332,3 +332,66 @@ def test_client_run_from_a_removed_working_directory(
     shutil.rmtree(gone)
     with pytest.raises(UserError, match="the working directory was removed"):
         LocalClient(workers=0).run(program)
+
+
+SLOW = """\
+import time
+from qshpc import distribute_task, get, save_result
+@distribute_task()
+def f(x):
+    time.sleep(0.2)
+    return x
+save_result(get([f(i) for i in range(40)]))
+"""
+
+
+def _succeeded(job_home: Path) -> int:
+    from qshpc.store import JobReader
+
+    try:
+        with JobReader.open(job_dir_of(job_home)) as r:
+            return int((r.meta().get("task_counts") or {}).get("SUCCEEDED", 0))
+    except Exception:  # not created or not readable yet
+        return 0
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("nohup", [False, True])
+def test_terminal_hangup(tmp_path: Path, qshpc_home: Path, nohup: bool) -> None:
+    """The terminal of ``qshpc run`` closes (an ssh session lost): SIGHUP to its process
+    group. On c590a0b the command died of it, mpiexec too (and the ranks with it): the
+    job stayed RUNNING, then read FAILED 'the job's processes ended without finalizing
+    the store', no word of why. Now: CANCELED, 'received SIGHUP', the finished tasks'
+    results kept, exit 129. Under nohup (SIGHUP ignored) the job runs on."""
+    import signal
+
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "2"]
+
+    def ignore_hup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = _run(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=ignore_hup if nohup else None,
+    )
+    deadline = time.monotonic() + 90
+    while _succeeded(qshpc_home) < 4 and time.monotonic() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGHUP)
+    out, _ = proc.communicate(timeout=90)
+    status = _status(job_dir_of(qshpc_home))
+    if nohup:
+        assert proc.returncode == 0, out
+        assert status["state"] == "SUCCEEDED"
+        return
+    assert proc.returncode == 128 + signal.SIGHUP, out
+    assert status["state"] == "CANCELED", status
+    assert "SIGHUP" in str(status["error"])
+    counts = status["task_counts"]
+    assert isinstance(counts, dict) and counts["SUCCEEDED"] >= 4
+    assert not _processes_with(str(qshpc_home))
