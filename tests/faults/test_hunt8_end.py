@@ -395,3 +395,20 @@ def test_terminal_hangup(tmp_path: Path, qshpc_home: Path, nohup: bool) -> None:
     counts = status["task_counts"]
     assert isinstance(counts, dict) and counts["SUCCEEDED"] >= 4
     assert not _processes_with(str(qshpc_home))
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_to_a_full_disk(tmp_path: Path, qshpc_home: Path) -> None:
+    """``qshpc run chatty.py > FILE`` on a full disk (/dev/full: every write is ENOSPC). On
+    c590a0b the launcher's output thread died of it and the job hung for good, as with a
+    reader that left; now the output is kept in the job's logs and the job ends."""
+    prog = tmp_path / "chatty.py"
+    prog.write_text(CHATTY)
+    cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "1"]
+    with open("/dev/full", "wb") as full, open(tmp_path / "err", "wb") as err:
+        proc = _run(cmd, stdout=full, stderr=err)
+    assert _ended(proc) == 0, (tmp_path / "err").read_text()[-2000:]
+    job = job_dir_of(qshpc_home)
+    assert _status(job)["state"] == "SUCCEEDED"
+    assert (job / "logs" / "rank-0.out").read_text().count(" 59999") == 2
