@@ -38,6 +38,34 @@ def _show_warning(
 _python_show = warnings.showwarning
 
 
+def _closed_streams_to_null() -> None:
+    """A stdout or stderr the command was started without (``qshpc run ... >&-``) is /dev/null.
+
+    Python sets ``sys.stdout`` to None then, and the file descriptor's number is
+    free: the next file opened (a rank's log) would take it and get the output
+    meant for the terminal. On c590a0b ``qshpc run`` failed with a traceback
+    ('NoneType' object has no attribute ...) and ``--workers 0`` left its job QUEUED.
+    """
+    import os
+
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+            continue  # taken by something already: not ours to replace
+        except OSError:
+            pass
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, "w", closefd=False))
+        except OSError:
+            pass
+
+
 def main() -> None:
     """Entry point of the ``qshpc`` console script (and of ``python -m qshpc``).
 
@@ -51,6 +79,8 @@ def main() -> None:
     ends it with exit code 130 and one line, not a traceback.
     """
     warnings.showwarning = _show_warning
+    if sys.stdout is None or sys.stderr is None:
+        _closed_streams_to_null()
     from qshpc.runtime.stopsig import defer_if_rank
 
     defer_if_rank(sys.argv)  # done already under ``python -m qshpc``: see qshpc.__main__

@@ -87,6 +87,22 @@ def check_program(program: Path) -> None:
         raise UserError(f"program {program} cannot be compiled: {exc}") from None
 
 
+def check_cwd() -> None:
+    """Refuse to run a new job (or a program given by a relative path) from a working directory
+    that was removed (the job runs in it; on c590a0b: a FileNotFoundError traceback).
+
+    Raises:
+        UserError: Saying so, and to ``cd`` to a folder that exists.
+    """
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise UserError(
+            "the working directory was removed (the job would run in it): cd to a folder "
+            "that exists (os.chdir in a notebook) and try again"
+        ) from None
+
+
 def check_utf8(path: Path, what: str) -> None:
     """Refuse a path that is not valid UTF-8 (the job store keeps paths as UTF-8 text).
 
@@ -165,6 +181,8 @@ def plan_job(spec: RunSpec) -> tuple[Path, str | None]:
             not exist, a job directory in use, or a bad ``QSHPC_*`` setting the ranks read.
     """
     settings.check()  # every setting the ranks read, before any of them starts work
+    if not spec.program.is_absolute():
+        check_cwd()
     check_program(spec.program)
     if spec.resume:
         return resolve_job_dir(spec.resume), None
@@ -178,6 +196,7 @@ def plan_job(spec: RunSpec) -> tuple[Path, str | None]:
         raise UserError(
             f"job id {spec.job_id!r} is not one qshpc makes: letters, digits, '.', '_' and '-'"
         )
+    check_cwd()  # a new job records it, and runs in it
     job_id = spec.job_id or new_job_id()
     job_dir = (spec.job_dir or ensure_jobs_root() / job_id).resolve()
     check_utf8(job_dir, "job directory")

@@ -86,6 +86,10 @@ class Program:
                 "an uploaded program by its title"
             )
         wd = Path(self.working_dir).expanduser()
+        if not wd.is_absolute():
+            from qshpc.jobs.prepare import check_cwd
+
+            check_cwd()  # a removed one: a FileNotFoundError traceback on c590a0b
         if not wd.is_dir():
             raise UserError(f"working_dir {wd} of program {self.title!r} is not a directory")
         p = wd / self.entrypoint

@@ -189,6 +189,9 @@ def _ended(
             return code
         if job_id is not None:  # rank 0 was to create the job
             return _not_created(job_dir, job_id, code, output, signals.first, deaths.ordered())
+        if code == 2 and settings.AWAIT_JOB.get() is not None:
+            _remove_unwritten(job_dir)  # its client never wrote it: rank 0 said so
+            return 2
         if "was removed while it ran" not in output:  # else rank 0 said so
             print(
                 f"qshpc: job FAILED: its job directory {job_dir} was removed while it ran "
@@ -200,6 +203,28 @@ def _ended(
     if end is not None:  # rank 0 made the store final and said how the job ended
         return _code_of(end["state"], end.get("error"), signals.first)
     return _exit_code(job_dir, code, token, output, deaths.ordered(), signals.first)
+
+
+def _remove_unwritten(job_dir: Path) -> None:
+    """Remove the folder of a job its client (``LocalClient.run``) died before writing.
+
+    The client makes the folder, starts this command, then writes ``job.h5``;
+    killed meanwhile (the notebook's kernel), it left a folder with the ranks'
+    logs only, which ``qshpc list`` does not show and ``qshpc rm`` refuses ('no
+    job'). Removed only when it holds nothing else than those logs.
+    """
+    logs = job_dir / "logs"
+    try:
+        if {e.name for e in job_dir.iterdir()} - {"logs"}:
+            return
+        names = [e.name for e in logs.iterdir()] if logs.is_dir() else []
+    except OSError:
+        return
+    if "launcher.out" in names and all(_LOG_NAME.fullmatch(n) for n in names):
+        shutil.rmtree(job_dir, ignore_errors=True)  # (launcher.out: the client made it)
+
+
+_LOG_NAME = re.compile(r"launcher\.out|rank-\d+\.out|timeline-[\w-]+\.json")
 
 
 class _EndNote:
@@ -281,7 +306,13 @@ class _EndNote:
 
 
 class _Signals:
-    """SIGINT/SIGTERM to ``qshpc run``'s own process: the job ends CANCELED.
+    """SIGINT/SIGTERM/SIGHUP to ``qshpc run``'s own process: the job ends CANCELED.
+
+    SIGHUP (the terminal closed: an ssh session lost) reaches mpiexec too, which
+    dies of it at once and takes the ranks with it; on c590a0b ``qshpc run``
+    died of it as well, and the job was left RUNNING, later FAILED without a
+    reason. It is now a cancel (exit 129) that says so, the finished tasks' results
+    kept. Under ``nohup`` (SIGHUP ignored) nothing changes.
 
     Before mpiexec starts, a signal is only remembered (the job is then not
     started). Afterwards it goes to this run's rank 0 (which stores CANCELED and
@@ -305,6 +336,8 @@ class _Signals:
         self.rank0: list[int] = []
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, self._on_signal)
+        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: kept so)
+            signal.signal(signal.SIGHUP, self._on_signal)
 
     @property
     def first(self) -> int | None:
@@ -351,8 +384,8 @@ class _Signals:
             return
         held, self.held = self.held, []
         for signum in held:
-            try:
-                os.kill(target, signum)
+            try:  # a hangup stops the job as a SIGTERM does (no rank handles SIGHUP)
+                os.kill(target, signal.SIGTERM if signum == signal.SIGHUP else signum)
             except ProcessLookupError:
                 pass
 
@@ -534,15 +567,28 @@ def _pump(src: Any, dst: Any, tail: list[bytes]) -> None:
         if _BANNER.match(line):
             held.append(line)
             continue
-        for h in held:
-            dst.write(h)
+        _forward(dst, [*held, line])
         held.clear()
-        dst.write(line)
-        dst.flush()
     if held and not any(_MPIEXEC_SAYS.search(h) for h in held):
-        for h in held:
-            dst.write(h)
+        _forward(dst, held)
+
+
+def _forward(dst: Any, lines: list[bytes]) -> None:
+    """Write ``lines`` to ``dst``; when nobody reads it any more, send it to /dev/null.
+
+    ``qshpc run ... | head -1``: once ``head`` left, a write fails (EPIPE). The
+    ranks' output must still be read (a full pipe would stop them in their next
+    print, for good) and is kept in the job's logs; what this command would
+    print goes nowhere from then on, and its own exit does not fail on it.
+    """
+    try:
+        for line in lines:
+            dst.write(line)
         dst.flush()
+    except (OSError, ValueError):
+        from qshpc.runtime.logtee import to_null
+
+        to_null(dst)
 
 
 _MPIEXEC_SAYS = re.compile(rb"BAD TERMINATION|YOUR APPLICATION TERMINATED|\] Exit codes: ")

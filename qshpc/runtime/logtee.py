@@ -7,6 +7,7 @@ import sys
 import threading
 import weakref
 from pathlib import Path
+from typing import Any
 
 #: Tees whose descriptors this process still holds: a forked child lets go of them.
 _live: weakref.WeakSet[LogTee] = weakref.WeakSet()
@@ -27,13 +28,24 @@ class LogTee:
     Args:
         path: The log file (created 0600).
         echo: Also write to the original stdout/stderr.
+
+    Raises:
+        UserError: The log file cannot be opened (its folder is a file, say).
     """
 
     def __init__(self, path: Path, echo: bool = True) -> None:
         from qshpc.store import perms
 
-        path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
-        self._log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
+            self._log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode())
+        except OSError as exc:  # `logs` is a file, a dangling link, not writable...
+            from qshpc.errors import UserError
+
+            raise UserError(
+                f"cannot write the job's log {path}: {exc.strerror or exc}; it must be a file "
+                "in a folder this user can write (move away what is there, then run again)"
+            ) from None
         self._path = path
         self._echo = echo
         self._saved: dict[int, int] = {}
@@ -159,6 +171,41 @@ class LogTee:
             os.close(saved)
         os.close(self._log)
         _live.discard(self)  # its numbers may be reused: a later fork must not close them
+
+
+def to_null(stream: Any) -> None:
+    """``stream`` (a file object of this process) and this process's stdout/stderr that are the
+    same file (``2>&1 | head``) write to /dev/null from now on: their reader left (EPIPE).
+
+    What the stream still holds goes too, so that the exit's flush does not fail on it.
+    """
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return
+    fds = [fd for fd in (1, 2) if _same_file(fd, st)] or [stream.fileno()]
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+    os.close(null)
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _same_file(fd: int, st: os.stat_result) -> bool:
+    try:
+        other = os.fstat(fd)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _open_fds() -> list[int]:

@@ -347,9 +347,20 @@ def _requeue(
 def _summary(
     meta: dict[str, Any], job_dir: Path, state: str, error: str | None, session: Any
 ) -> None:
+    out = sys.stdout if state == "SUCCEEDED" else sys.stderr
+    try:
+        _print_summary(meta, job_dir, state, error, session, out)
+    except (OSError, ValueError):  # nobody reads it (`qshpc run ... | head -1`): the store has it
+        from qshpc.runtime.logtee import to_null
+
+        to_null(out)
+
+
+def _print_summary(
+    meta: dict[str, Any], job_dir: Path, state: str, error: str | None, session: Any, out: Any
+) -> None:
     from qshpc.store import JOB_FILE
 
-    out = sys.stdout if state == "SUCCEEDED" else sys.stderr
     parts = [f"{session.executed} tasks run"]
     if session.cached:
         parts.append(f"{session.cached} from the cache")

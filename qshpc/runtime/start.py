@@ -8,6 +8,7 @@ the others preload what tasks need meanwhile, then serve its tasks
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,12 +151,17 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     from qshpc.runtime.logtee import LogTee
     from qshpc.runtime.worker import serve
 
-    tee = LogTee(Path(job_dir_s) / "logs" / f"rank-{info.rank}.out")
+    try:
+        tee: LogTee | None = LogTee(Path(job_dir_s) / "logs" / f"rank-{info.rank}.out")
+    except UserError as exc:  # serve without the log (raising here left rank 0 waiting 30 s)
+        print(f"qshpc: warning: {exc}; rank {info.rank} serves without it", file=sys.stderr)
+        tee = None
     try:
         tune()
         serve(wiring, info, beat)
     finally:
-        tee.close()
+        if tee is not None:
+            tee.close()
     _timeline.mark("served")
     _timeline.write(Path(job_dir_s) / "logs", f"rank-{info.rank}")
     wiring.finalize()

@@ -190,7 +190,8 @@ def preload(program: Path | None = None) -> None:
     ``QSHPC_PRELOAD`` names the modules (default ``auto``: what
     :func:`program_needs` finds in ``program``; qiskit and Aer together cost
     about 1.5 s of imports on a cold start); an empty value turns it off. A
-    module that is missing is skipped: tasks that need it will say so. With
+    module that is missing, or fails to import, is skipped: tasks that need it
+    will say so. With
     qiskit_aer, the default simulator and pass manager are built too
     (``qshpc.aer.simulator.warm``).
     """
@@ -202,8 +203,8 @@ def preload(program: Path | None = None) -> None:
     for name in names:
         try:
             importlib.import_module(name)
-        except ImportError:
-            pass
+        except Exception:  # missing, or broken (an AttributeError of a version mismatch...):
+            pass  # a task that needs it says so; on c590a0b the worker hung in MPI_Finalize
     if "qiskit_aer" in names and "qiskit_aer" in sys.modules:
         try:
             import qshpc.aer.engine  # noqa: F401  (what Sampler.run imports at its first call)

@@ -40,14 +40,22 @@ def _write_error(path: Path, exc: BaseException) -> StoreError:
     )
 
 
-def _atomic_h5(path: Path, fill: Any) -> None:
+def _atomic_h5(path: Path, fill: Any, exclusive: bool = False) -> None:
     """Write an HDF5 file through ``path.tmp`` and an atomic rename.
 
     The file is built in memory (HDF5's core driver) and written with plain
     writes, so a full disk is a clean ENOSPC here, never a failed write inside
     HDF5 (which can crash the process at exit). Then it is sealed.
+
+    ``exclusive``: never replace a ``path`` that exists (a hard link instead of
+    the rename, through a temporary file of this process's own).
+
+    Raises:
+        FileExistsError: ``exclusive`` and ``path`` exists (made meanwhile by another).
     """
     tmp = path.with_name(path.name + ".tmp")
+    if exclusive:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     try:
         with h5py.File(
             path.with_name(f".{path.name}.mem"), "w", driver="core", backing_store=False,
@@ -67,8 +75,14 @@ def _atomic_h5(path: Path, fill: Any) -> None:
             os.close(fd)
         seal.seal(tmp)
         L.fsync_path(tmp)
-        os.replace(tmp, path)
+        if exclusive:
+            _publish(tmp, path)
+        else:
+            os.replace(tmp, path)
         L.fsync_path(path.parent)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _write_error(path, exc) from exc
@@ -89,6 +103,31 @@ def _write_arguments(f: h5py.File, arguments: dict[str, Any]) -> None:
     f[L.ARGUMENTS].attrs[L.SCHEMA_ATTR] = L.SCHEMA_VERSION
 
 
+def _publish(tmp: Path, path: Path) -> None:
+    """Put ``tmp`` in place as ``path`` unless ``path`` exists (FileExistsError); atomic where
+    the file system has hard links."""
+    import errno
+
+    try:
+        os.link(tmp, path)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        if exc.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.EXDEV,
+            errno.ENOSYS,
+        ):
+            raise
+        if path.exists():  # no hard links on this file system: the check, then the rename
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink(missing_ok=True)
+
+
 def create_job(
     job_dir: str | os.PathLike[str], meta: dict[str, Any], arguments: dict[str, Any] | None
 ) -> None:
@@ -103,6 +142,7 @@ def create_job(
     Raises:
         StoreError: When the directory or file cannot be written.
         SerializationError: When ``meta`` or ``arguments`` cannot be stored.
+        UserError: ``job_dir`` holds a ``job.h5`` already (it is never replaced).
     """
     job_dir = Path(job_dir)
     try:
@@ -132,7 +172,15 @@ def create_job(
         f.attrs["created"] = float(meta.get("created", time.time()))
 
     try:
-        _atomic_h5(job_dir / JOB_FILE, fill)
+        _atomic_h5(job_dir / JOB_FILE, fill, exclusive=True)
+    except FileExistsError:  # another's job: never replaced, nor its folder removed
+        from qshpc.text import shown
+
+        raise UserError(
+            f"job directory {shown(job_dir)} holds a job already (made before, or meanwhile by "
+            "another run): choose another job directory, or resume that job "
+            f"(`qshpc run PROGRAM --resume {shown(job_dir)}`)"
+        ) from None
     except BaseException:
         if made:  # a refused job leaves no folder behind
             import shutil
