@@ -65,7 +65,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 #: Part of every key; bump it when what a key covers changes.
-KEY_SCHEME = b"qshpc-cache-key/1"
+KEY_SCHEME = b"qshpc-cache-key/2"
 #: Key length in hex digits.
 KEY_HEX = 64
 
@@ -209,11 +209,13 @@ def is_library(module: str | None) -> bool:
 def _decide_library(top: str) -> bool:
     if top == "__main__":
         return False
-    if top in _LIBRARY_TOPS or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+    if top in _LIBRARY_TOPS or top in sys.builtin_module_names:
         return True
     mod = sys.modules.get(top)
     if mod is None:
-        return False
+        return top in sys.stdlib_module_names
+    # A standard-library name is decided by where the module loaded comes from, as
+    # any other: a program's own ``statistics.py`` or ``trace.py`` beside it is its code.
     places = [getattr(mod, "__file__", None), *list(getattr(mod, "__path__", None) or [])]
     places = [p for p in places if isinstance(p, str)]
     if not places:
@@ -229,7 +231,7 @@ def _version_of(module: str) -> str:
     top = module.partition(".")[0]
     v = _versions.get(top)
     if v is None:
-        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        if top in sys.builtin_module_names or (top in sys.stdlib_module_names and is_library(top)):
             v = ""  # the Python version is in the environment
         else:
             v = str(getattr(sys.modules.get(top), "__version__", "") or "") or _dist_of(top)
@@ -346,7 +348,7 @@ class _Walk:
     marker instead of looping).
     """
 
-    __slots__ = ("active", "deps", "depth", "put", "qpy", "refs")
+    __slots__ = ("active", "deps", "depth", "files", "put", "qpy", "refs")
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
         self.put = put
@@ -355,6 +357,7 @@ class _Walk:
         self.refs: dict[int, int] = {}
         self.active: set[int] = set()
         self.depth = 0
+        self.files: set[str] = set()  # modules keyed by their file (see :meth:`imported`)
         #: When a list: every name binding the walk read (see :func:`bindings_unchanged`).
         self.deps = deps
 
@@ -458,7 +461,11 @@ class _Walk:
                 return
             if isinstance(obj, np.generic):
                 put(b"g")
-                _str(put, obj.dtype.str)
+                dt = obj.dtype
+                if dt.fields is not None or dt.hasobject:  # a record: its fields, as arrays
+                    self._array(np.asarray(obj), np)
+                    return
+                _str(put, dt.str)
                 put(obj.tobytes())
                 return
         if t.__name__ == "ObjectRef" and getattr(t, "__module__", None) == "qshpc.program.refs":
@@ -516,6 +523,13 @@ class _Walk:
             put(b"desc")
             _str(put, obj.__name__)
         elif isinstance(obj, bytearray | memoryview):
+            # Not bytes: ``x + b"!"`` is a bytearray, a view reads its items by its format.
+            if isinstance(obj, memoryview):
+                put(b"mv")
+                _str(put, obj.format)
+                put(b"%r;" % (obj.shape,))
+            else:
+                put(b"ba")
             b = bytes(obj)
             put(b"b%d:" % len(b))
             put(b)
@@ -664,6 +678,79 @@ class _Walk:
             else:
                 self.value(value)
         put(b";")
+        imports = _imports(code)
+        if imports:
+            self.imported(imports, _package_of(namespace), names)
+
+    def imported(self, imports: Imports, package: str, names: Iterable[str]) -> None:
+        """The modules that ``import`` statements in the code being walked name.
+
+        A module imported inside a function (``import helpers`` in its body, so
+        that the workers import it) is no global of the function: it is keyed
+        here, like a global module (``names``: what the code reads in it). One that
+        this process has not imported (rank 0 of an MPI job does not run the task)
+        is keyed by its file: a library's by name and version, the user's own by
+        its source bytes and, the same way, the modules that source imports.
+        """
+        put = self.put
+        put(b"imports")
+        for name, level, fromlist in imports:
+            full = _absolute(name, level, package)
+            if full is not None:
+                self._import(full, fromlist, names)
+        put(b";")
+
+    def _import(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
+        """One ``import full`` (``from full import fromlist``)."""
+        _str(self.put, full)
+        mod = sys.modules.get(full)
+        if isinstance(mod, types.ModuleType):
+            self.module(mod, names)
+            if is_library(full):
+                return
+            ns = vars(mod)
+            subs = [s for s in fromlist if s not in ns and f"{full}.{s}" not in sys.modules]
+        else:
+            subs = list(fromlist) if self._module_file(full) else []
+        for sub in subs:  # ``from package import module``: a module not imported yet
+            self._module_file(f"{full}.{sub}")
+
+    def _module_file(self, name: str) -> bool:
+        """A module not imported in this process, by its file (see :meth:`imported`);
+        True when it is the user's own."""
+        put = self.put
+        top = name.partition(".")[0]
+        if top in _LIBRARY_TOPS or top in sys.builtin_module_names:
+            put(b"LM")
+            _str(put, name)
+            _str(put, _version_of(name))
+            return False
+        seen = self.files
+        if name in seen:
+            put(b"@file")
+            _str(put, name)
+            return True
+        seen.add(name)
+        origin, source = _find_source(name)
+        if origin is None:
+            put(b"nofile")  # the import fails in the task too (or a namespace package)
+            return False
+        if is_library_path(origin):
+            put(b"LM")
+            _str(put, name)
+            _str(put, _version_of(name))
+            return False
+        put(b"UF")
+        put(hashlib.blake2b(source or b"", digest_size=32).digest())
+        code = _compiled(origin, source)
+        if code is not None:
+            init = os.path.basename(origin).startswith("__init__.")
+            package = name if init else name.rpartition(".")[0]
+            for sub, level, fromlist in _imports(code):
+                full = _absolute(sub, level, package)
+                if full is not None:
+                    self._import(full, fromlist, _names(code))
+        return True
 
     def module(self, mod: types.ModuleType, attrs: Iterable[str]) -> None:
         """A module: by name and version; a module of the user's own, also the
@@ -780,6 +867,100 @@ def _names(code: types.CodeType) -> frozenset[str]:
         if isinstance(c, types.CodeType):
             names |= _names(c)
     return frozenset(names)
+
+
+#: ``(module name, level, names imported from it)`` of the ``import`` statements of code.
+Imports = tuple[tuple[str, int, tuple[str, ...]], ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _imports(code: types.CodeType) -> Imports:
+    """The ``(module name, level, names imported from it)`` of every ``import`` in ``code``
+    and the code nested in it."""
+    found: list[tuple[str, int, tuple[str, ...]]] = []
+    consts: list[Any] = []
+    import dis
+
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("LOAD_CONST", "LOAD_SMALL_INT"):
+            consts = [*consts[-1:], ins.argval]
+        elif ins.opname == "IMPORT_NAME":
+            level = consts[0] if len(consts) == 2 and type(consts[0]) is int else 0
+            names = consts[-1] if consts and type(consts[-1]) is tuple else ()
+            found.append((str(ins.argval), level, tuple(n for n in names if n != "*")))
+            consts = []
+        else:
+            consts = []
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            found.extend(_imports(c))
+    return tuple(dict.fromkeys(found))
+
+
+def _package_of(namespace: dict[str, Any]) -> str:
+    """The package a module's relative imports start from."""
+    package = namespace.get("__package__")
+    if isinstance(package, str):
+        return package
+    name = namespace.get("__name__")
+    return name.rpartition(".")[0] if isinstance(name, str) else ""
+
+
+def _absolute(name: str, level: int, package: str) -> str | None:
+    """The absolute name of ``import`` ``name`` at ``level`` in ``package`` (None: none)."""
+    if not level:
+        return name or None
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts) or (level - 1 == len(parts) and not name):
+        return None
+    base = ".".join(parts[: len(parts) - (level - 1)])
+    return f"{base}.{name}" if base and name else (base or name or None)
+
+
+def is_library_path(path: str) -> bool:
+    """True when ``path`` lies in site-packages or the standard library."""
+    return os.path.realpath(path).startswith(_library_dirs())
+
+
+def _find_source(name: str) -> tuple[str | None, bytes | None]:
+    """The file of module ``name`` and its bytes, found without running any code of it
+    (nor of its parent packages): ``(None, None)`` when there is none."""
+    from importlib.machinery import PathFinder
+
+    path: list[str] | None = None
+    spec = None
+    parts = name.split(".")
+    for i in range(len(parts)):
+        here = ".".join(parts[: i + 1])
+        loaded = sys.modules.get(here)
+        if loaded is not None and i < len(parts) - 1:
+            path = list(getattr(loaded, "__path__", None) or [])
+            continue
+        try:
+            spec = PathFinder.find_spec(here, path)
+        except (ImportError, ValueError, OSError):
+            return None, None
+        if spec is None:
+            return None, None
+        path = list(spec.submodule_search_locations or [])
+    origin = getattr(spec, "origin", None)
+    if not isinstance(origin, str) or not os.path.isfile(origin):
+        return None, None
+    try:
+        with open(origin, "rb") as f:
+            return origin, f.read()
+    except OSError:
+        return origin, None
+
+
+def _compiled(origin: str, source: bytes | None) -> types.CodeType | None:
+    """The module code of a source file, to find what it imports (None: not Python source)."""
+    if source is None or not origin.endswith(".py"):
+        return None
+    try:
+        return compile(source, origin, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return None
 
 
 # -- circuits -----------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""Session 8's hunt on the result cache: calls whose result differs must not share a key.
+
+Each test here failed before its fix: a rerun got the result of code or
+arguments that were not the ones it ran with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qshpc.cache import key
+from tests.conftest import ROOT, run_cli
+
+PROGRAMS = {
+    # imported in the task: the workers import it, rank 0 never does
+    "helper8": """\
+from qshpc import distribute_task, get, save_result
+
+
+@distribute_task(cache=True)
+def scaled(x):
+    import helper8
+
+    return helper8.scale(x)
+
+
+save_result(get([scaled(x) for x in range(3)]))
+""",
+    # the program's own module with a standard library's name, imported as usual
+    "statistics": """\
+import statistics
+
+from qshpc import distribute_task, get, save_result
+
+
+@distribute_task(cache=True)
+def scaled(x):
+    return statistics.scale(x)
+
+
+save_result(get([scaled(x) for x in range(3)]))
+""",
+}
+
+HELPER = """\
+FACTOR = {factor}
+
+
+def scale(x):
+    return x * FACTOR
+"""
+
+
+def _run_job(folder: Path, *args: str) -> tuple[object, str]:
+    out = run_cli("run", str(folder / "prog.py"), "--workers", "1", "--cache", *args,
+                  cwd=folder, env={"PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    job = [ln.split()[2] for ln in out.stdout.splitlines() if ln.startswith("qshpc: job ")][-1]
+    res = run_cli("result", job, "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout), out.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("helper", ["helper8", "statistics"])
+def test_a_helper_module_imported_inside_the_task_is_in_the_key(
+    qshpc_home: Path, tmp_path: Path, helper: str
+) -> None:
+    # ``statistics``: a module of the program's own that has a standard library's
+    # name was keyed by that name (and Python's version) alone.
+    (tmp_path / "prog.py").write_text(PROGRAMS[helper])
+    (tmp_path / f"{helper}.py").write_text(HELPER.format(factor=2))
+    first, _ = _run_job(tmp_path)
+    assert first == [0, 2, 4]
+    (tmp_path / f"{helper}.py").write_text(HELPER.format(factor=3))
+    second, stdout = _run_job(tmp_path)
+    assert second == [0, 3, 6], "the cache returned the results of the old helper"
+    assert "from the cache" not in stdout
+    third, stdout = _run_job(tmp_path)  # unchanged since: all hits
+    assert third == [0, 3, 6] and "3 from the cache" in stdout, stdout
+
+
+KEYS_OF_LOCAL_IMPORTS = """\
+import json
+import sys
+
+sys.path.insert(0, sys.argv[1])
+{preload}
+from qshpc.cache import key
+
+
+def plain(x):
+    import helperpkg.inner
+
+    return helperpkg.inner.scale(x)
+
+
+def from_import(x):
+    from helperpkg.inner import scale
+
+    return scale(x)
+
+
+def nested(x):
+    def inner(y):
+        from helperpkg import inner as mod
+
+        return mod.scale(y)
+
+    return inner(x)
+
+
+print(json.dumps({{f.__name__: key(f, (1,)) for f in (plain, from_import, nested)}}))
+"""
+
+
+def _local_import_keys(folder: Path, factor: int, preload: bool) -> dict[str, str]:
+    pkg = folder / "helperpkg"
+    pkg.mkdir(exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    # inner.py takes FACTOR from a module it imports itself (relative import)
+    (pkg / "inner.py").write_text("from .const import FACTOR\n\n\ndef scale(x):\n"
+                                  "    return x * FACTOR\n")  # fmt: skip
+    (pkg / "const.py").write_text(f"FACTOR = {factor}\n")
+    prog = folder / "keys.py"
+    prog.write_text(
+        KEYS_OF_LOCAL_IMPORTS.format(preload="import helperpkg.inner" if preload else "")
+    )
+    out = subprocess.run(
+        [sys.executable, str(prog), str(folder)],
+        capture_output=True, text=True, timeout=120, cwd="/",
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    keys: dict[str, str] = json.loads(out.stdout)
+    return keys
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["not-imported", "imported"])
+def test_keys_cover_modules_imported_in_the_function_body(tmp_path: Path, preload: bool) -> None:
+    # Not imported by the program (rank 0 of an MPI job): keyed by the module's
+    # source and the sources it imports; imported: walked as a global module is.
+    base = _local_import_keys(tmp_path, 2, preload)
+    again = _local_import_keys(tmp_path, 2, preload)
+    assert again == base  # stable from one process to the next
+    changed = _local_import_keys(tmp_path, 3, preload)
+    assert all(changed[f] != base[f] for f in base), (base, changed)
+
+
+def test_structured_numpy_scalars_are_keyed_by_their_fields() -> None:
+    def f(x: object) -> object:
+        return x
+
+    raw = np.array([(1, 2)], dtype=[("a", "<i4"), ("b", "<i4")])
+    swapped = raw.view([("b", "<i4"), ("a", "<i4")])  # the same bytes, the fields named apart
+    assert raw[0]["a"] != swapped[0]["a"]
+    assert key(f, (raw[0],)) != key(f, (swapped[0],))
+    padded = np.zeros(1, dtype={"names": ["a", "b"], "formats": ["u1", "u1"],
+                                "offsets": [0, 2], "itemsize": 4})  # fmt: skip
+    packed = np.zeros(1, dtype={"names": ["a", "b"], "formats": ["u1", "u1"],
+                                "offsets": [0, 1], "itemsize": 4})  # fmt: skip
+    assert key(f, (padded[0],)) != key(f, (packed[0],))
+    assert key(f, (raw[0],)) == key(f, (raw.copy()[0],))
+
+
+def test_bytes_bytearray_and_memoryviews_are_keyed_apart() -> None:
+    def f(x: object) -> object:
+        return x + b"!" if not isinstance(x, memoryview) else x.tolist()
+
+    assert type(f(b"a")) is not type(f(bytearray(b"a")))
+    assert key(f, (b"a",)) != key(f, (bytearray(b"a"),))
+    as_float = memoryview(b"\x00\x00\x80\x3f").cast("f")
+    as_int = memoryview(b"\x00\x00\x80\x3f").cast("i")
+    assert f(as_float) != f(as_int)
+    assert key(f, (as_float,)) != key(f, (as_int,))
+    assert key(f, (b"a",)) == key(f, (b"a",))
