@@ -308,8 +308,16 @@ def remove(
     function name, by source job, or all of them.
 
     Raises:
-        UserError: A key prefix that is malformed, matches nothing, or matches several.
+        UserError: A key prefix that is malformed, matches nothing, or matches several;
+            ``everything`` with keys, a function or a job (which of them was meant?).
     """
+    keys = list(keys)
+    if everything and (keys or function is not None or job is not None):
+        given = "KEY" if keys else "--function" if function is not None else "--job"
+        raise UserError(
+            f"--all removes every entry of yours, whatever {given} says: give --all alone, "
+            f"or leave it out to remove only the entries {given} names"
+        )
     out = Removal()
     targets: list[EntryStat] = []
     for k in keys:

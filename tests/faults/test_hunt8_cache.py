@@ -182,3 +182,22 @@ def test_bytes_bytearray_and_memoryviews_are_keyed_apart() -> None:
     assert f(as_float) != f(as_int)
     assert key(f, (as_float,)) != key(f, (as_int,))
     assert key(f, (b"a",)) == key(f, (b"a",))
+
+
+def test_cache_rm_all_with_a_filter_is_refused_not_everything_removed(qshpc_home: Path) -> None:
+    from qshpc.cache import CacheDir
+
+    def sq(x: int) -> int:
+        return x * x
+
+    cache = CacheDir()
+    k = key(sq, (3,))
+    cache.put_value(k, 9, "sq", job="j1", task="0")
+    for extra in (["--function", "other"], ["--job", "j2"], [k[:8]]):
+        out = run_cli("cache", "rm", "--all", *extra)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "--all" in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert cache.get(k) is not None, f"rm --all {extra} removed an entry it did not name"
+    out = run_cli("cache", "rm", "--all")
+    assert out.returncode == 0 and cache.get(k) is None
