@@ -201,3 +201,40 @@ def test_cache_rm_all_with_a_filter_is_refused_not_everything_removed(qshpc_home
         assert cache.get(k) is not None, f"rm --all {extra} removed an entry it did not name"
     out = run_cli("cache", "rm", "--all")
     assert out.returncode == 0 and cache.get(k) is None
+
+
+RETURNS_A_REFERENCE = """\
+import sys
+
+from qshpc import distribute_task, get, put
+
+
+@distribute_task(cache=True)
+def wrap(x):
+    return {"ref": put([x])}  # an id of this run's objects
+
+
+if sys.argv[1] == "2":
+    other = put(["another object of run 2"])  # takes the id run 1 gave to [1]
+print(get(get(wrap(1))["ref"]))
+"""
+
+
+def test_a_result_holding_an_object_reference_is_not_cached(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    prog = tmp_path / "ref.py"
+    prog.write_text(RETURNS_A_REFERENCE)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), QSHPC_CACHE_DIR=str(tmp_path / "cache"))
+    for run in ("1", "2"):
+        out = subprocess.run([sys.executable, str(prog), run], capture_output=True, text=True,
+                             timeout=120, env=env)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "[1]", f"run {run} got another object: {out.stdout}"
+    from qshpc.cache.body import encode
+    from qshpc.errors import SerializationError
+    from qshpc.program.refs import ObjectRef
+
+    with pytest.raises(SerializationError, match="reference"):
+        encode({"ref": ObjectRef(5)})
+    assert encode({"n": 5}).form == "blob"
