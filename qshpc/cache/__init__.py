@@ -69,9 +69,9 @@ def key(
     Raises:
         UncacheableError: A value cannot be hashed the same way in every process.
     """
-    from qshpc.cache.keys import call_key, function_digest
+    from qshpc.cache.keys import call_key, function_digest, task_digest
 
-    return call_key(function_digest(_func(task)), tuple(args), kwargs, seed)
+    return call_key(task_digest(function_digest(_func(task)), task), tuple(args), kwargs, seed)
 
 
 def lookup(

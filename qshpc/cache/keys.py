@@ -1103,6 +1103,25 @@ def function_digest(func: Any, deps: Deps | None = None) -> bytes:
     return h.digest()
 
 
+def task_digest(fn_digest: bytes, task: Any) -> bytes:
+    """:func:`function_digest` of a task's function, with what its target sets while it runs.
+
+    ``@distribute_task(target={"env_vars": {...}})`` sets those variables in
+    ``os.environ`` around each call (:class:`qshpc.task.execute.TargetedCall`):
+    part of the task as the program defines it, and read by its code (or by Aer,
+    ``QSHPC_AER_DEVICE``) as an argument is. A task without them keeps its digest.
+    """
+    env = getattr(getattr(task, "target", None), "env_vars", None)
+    if not env or not isinstance(env, dict):
+        return fn_digest
+    h = hashlib.blake2b(fn_digest, digest_size=32)
+    h.update(b"env_vars")
+    for k, v in sorted((str(k), str(v)) for k, v in env.items()):
+        _str(h.update, k)
+        _str(h.update, v)
+    return h.digest()
+
+
 def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
              seed: int | None, qpy: Qpy | None = None) -> str:  # fmt: skip
     """The key of one call: 64 hex digits.
@@ -1169,5 +1188,6 @@ __all__ = [
     "function_digest",
     "is_key",
     "is_library",
+    "task_digest",
     "value_digest",
 ]

@@ -238,3 +238,39 @@ def test_a_result_holding_an_object_reference_is_not_cached(
     with pytest.raises(SerializationError, match="reference"):
         encode({"ref": ObjectRef(5)})
     assert encode({"n": 5}).form == "blob"
+
+
+TARGET_ENV = """\
+import os
+
+from qshpc import distribute_task, get, save_result
+
+
+@distribute_task(cache=True, target={{"env_vars": {{"H8_NOISE": "{noise}"}}}})
+def noisy(x):
+    return x + float(os.environ["H8_NOISE"])
+
+
+save_result(get([noisy(x) for x in range(2)]))
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(300)
+def test_the_env_vars_a_task_target_sets_are_in_the_key(qshpc_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(TARGET_ENV.format(noise="0.5"))
+    first, _ = _run_job(tmp_path)
+    assert first == [0.5, 1.5]
+    (tmp_path / "prog.py").write_text(TARGET_ENV.format(noise="0.25"))
+    second, _ = _run_job(tmp_path)
+    assert second == [0.25, 1.25], "the cache returned results of the old env_vars"
+    from qshpc import distribute_task
+
+    def f(x: int) -> int:
+        return x
+
+    a = distribute_task(target={"env_vars": {"A": "1"}})(f)
+    b = distribute_task(target={"env_vars": {"A": "2"}})(f)
+    plain = distribute_task()(f)
+    assert len({key(a, (1,)), key(b, (1,)), key(plain, (1,))}) == 3
+    assert key(plain, (1,)) == key(f, (1,))
