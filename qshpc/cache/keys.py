@@ -658,6 +658,8 @@ class _Walk:
         if attrs:
             put(b"attrs")
             self._dict(b"{", dict(sorted(attrs.items())))
+            if deps is not None:  # ``helper.factor = 3`` between two calls
+                deps.extend((f.__dict__, k, v) for k, v in attrs.items())
         self.globals_of(f.__code__, f.__globals__)
 
     def globals_of(self, code: types.CodeType, namespace: dict[str, Any]) -> None:
@@ -821,6 +823,12 @@ class _Walk:
             self.value(meta)
         put(b"ns")
         ns = vars(cls)
+        if self.deps is not None:
+            # A name this class inherits from a base of the user's own, set on the class
+            # itself later (``A.x = 5`` over ``Base.x``), changes what the code reads.
+            for base in cls.__mro__[1:]:
+                if not is_library(_module_of(base)):
+                    self.deps.extend((ns, n, _MISSING) for n in vars(base) if n not in ns)
         for name, value in sorted(ns.items()):
             if name in _CLASS_SKIP:
                 continue

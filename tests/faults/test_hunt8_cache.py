@@ -274,3 +274,43 @@ def test_the_env_vars_a_task_target_sets_are_in_the_key(qshpc_home: Path, tmp_pa
     plain = distribute_task()(f)
     assert len({key(a, (1,)), key(b, (1,)), key(plain, (1,))}) == 3
     assert key(plain, (1,)) == key(f, (1,))
+
+
+class _Base:
+    x = 1
+
+
+class _Sub(_Base):
+    pass
+
+
+def test_a_live_key_sees_function_attributes_and_class_attributes_set_over_a_base(
+    tmp_path: Path,
+) -> None:
+    # In the program's process (plain python, --workers 0) each call is keyed as
+    # the function is at that call: these two were keyed as at the first call.
+    from qshpc.cache.jobcache import CacheConfig, JobCache
+
+    def helper(x: int) -> int:
+        return x * helper.factor  # type: ignore[attr-defined, no-any-return]
+
+    helper.factor = 2  # type: ignore[attr-defined]
+
+    def f(x: int) -> int:
+        return helper(x)
+
+    def g(x: int) -> int:
+        return _Sub.x * x
+
+    jc = JobCache(CacheConfig(True, str(tmp_path / "cache")), None)
+    for fn, change in (
+        (f, lambda: setattr(helper, "factor", 3)),
+        (g, lambda: setattr(_Sub, "x", 5)),
+    ):
+        before = fn(1)
+        k1 = jc.key(fn, (1,), None, None, live=True)
+        assert jc.key(fn, (1,), None, None, live=True) == k1
+        change()
+        assert fn(1) != before
+        assert jc.key(fn, (1,), None, None, live=True) != k1, fn.__name__
+    del _Sub.x
