@@ -18,6 +18,7 @@ From Python::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,10 +113,52 @@ def lookup(
 
 
 def get_entry(key: str, cache_dir: str | Path | None = None) -> Hit | None:
-    """The entry stored under ``key`` (as ``qshpc cache ls`` shows it), or None."""
-    from qshpc.cache.store import CacheDir
+    """The entry stored under ``key``, or None.
 
-    return CacheDir(cache_dir, create=False).get(key) if _exists(cache_dir) else None
+    ``key``: the whole key, or 4 or more of its first hex digits (``qshpc cache
+    ls`` shows 16) when they name one entry.
+
+    Raises:
+        UserError: ``key`` is not hex digits, or names several entries.
+    """
+    from qshpc.cache.keys import KEY_HEX, is_key
+    from qshpc.cache.store import CacheDir
+    from qshpc.errors import UserError
+
+    text = key.strip().lower() if isinstance(key, str) else ""
+    if not 4 <= len(text) <= KEY_HEX or not is_key(text.ljust(KEY_HEX, "0")):
+        raise UserError(
+            f"{key!r} is not a cache key: give 4 or more of its hex digits, as "
+            "`qshpc cache ls` shows them (`--json` prints them whole)"
+        )
+    if not _exists(cache_dir):
+        return None
+    cache = CacheDir(cache_dir, create=False)
+    if len(text) < KEY_HEX:
+        found = sorted(
+            {
+                e.name
+                for _, base in cache.folders(all_users=True)
+                for e in _scan(base / text[:2])
+                if e.name.startswith(text) and is_key(e.name)
+            }
+        )
+        if len(found) > 1:
+            raise UserError(
+                f"{len(found)} entries have keys starting {text}: give more of its digits"
+            )
+        if not found:
+            return None
+        text = found[0]
+    return cache.get(text)
+
+
+def _scan(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError:
+        return []
 
 
 def _exists(cache_dir: str | Path | None) -> bool:

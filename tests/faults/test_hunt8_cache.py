@@ -314,3 +314,32 @@ def test_a_live_key_sees_function_attributes_and_class_attributes_set_over_a_bas
         assert fn(1) != before
         assert jc.key(fn, (1,), None, None, live=True) != k1, fn.__name__
     del _Sub.x
+
+
+def test_get_entry_of_a_path_never_removes_a_file_and_takes_the_key_ls_shows(
+    qshpc_home: Path,
+) -> None:
+    import qshpc.cache
+    from qshpc.cache import CacheDir
+    from qshpc.errors import UserError
+
+    def sq(x: int) -> int:
+        return x * x
+
+    cache = CacheDir()
+    k = key(sq, (4,))
+    cache.put_value(k, 16, "sq", job="j1", task="0")
+    victim = qshpc_home / "notes.txt"  # a file of the user's, beside the cache
+    victim.write_text("precious")
+    # <cache>/<uid>/<k[:2]>/<k>: ".." and "../notes.txt" climb out of the cache
+    rel = os.path.relpath(victim, cache.mine / "..")
+    assert cache.get(rel) is None  # the store's own read: not an entry...
+    assert victim.exists(), "a lookup of a path removed a file outside the cache"  # ...kept
+    with pytest.raises(UserError, match="not a cache key"):
+        qshpc.cache.get_entry(rel)
+    assert victim.read_text() == "precious"
+    # `qshpc cache ls` shows 16 digits: they find the entry, as the whole key does
+    hit = qshpc.cache.get_entry(k[:16])
+    assert hit is not None and hit.value == 16
+    assert qshpc.cache.get_entry(k.upper()) is not None
+    assert qshpc.cache.get_entry("0000" if not k.startswith("0000") else "ffff") is None
