@@ -69,10 +69,47 @@ def key(
 
     Raises:
         UncacheableError: A value cannot be hashed the same way in every process.
+        UserError: ``args``, ``kwargs`` or ``seed`` of the wrong kind (``lookup(f, 7)``).
     """
     from qshpc.cache.keys import call_key, function_digest, task_digest
 
+    _check_call(task, args, kwargs, seed)
+    seed = None if seed is None else int(seed)
     return call_key(task_digest(function_digest(_func(task)), task), tuple(args), kwargs, seed)
+
+
+def _check_call(task: Any, args: Any, kwargs: Any, seed: Any) -> None:
+    """Refuse a call described wrongly (``lookup(f, 7)``), rather than key something else.
+
+    Raises:
+        UserError: Naming the argument and what to give instead.
+    """
+    from qshpc.errors import UserError
+
+    if not callable(_func(task)):
+        raise UserError(
+            f"the task to look up is {type(task).__name__}, not a function: give the "
+            "@distribute_task function (or the plain function) the job called"
+        )
+    if not isinstance(args, (tuple, list)):
+        raise UserError(
+            f"args must be a tuple of the call's positional arguments, got {type(args).__name__} "
+            f"{args!r:.60}: write ({args!r:.40},) for one argument"
+        )
+    if kwargs is not None and not (
+        isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs)
+    ):
+        raise UserError(
+            f"kwargs must be a dict of the call's keyword arguments by name, got "
+            f"{type(kwargs).__name__} {kwargs!r:.60}"
+        )
+    import numbers
+
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise UserError(
+            f"seed must be the task's seed, an int (qshpc.current_task().seed in the task), "
+            f"or None for a job without --seed; got {type(seed).__name__} {seed!r:.40}"
+        )
 
 
 def lookup(
@@ -100,7 +137,8 @@ def lookup(
         function, source ``job`` and ``task`` and when it was stored; or None.
 
     Raises:
-        UserError: The cache folder is unsafe to read (see ``docs/cache.md``).
+        UserError: The cache folder is unsafe to read (see ``docs/cache.md``), or
+            ``args``, ``kwargs`` or ``seed`` of the wrong kind.
     """
     from qshpc.cache.keys import UncacheableError
     from qshpc.cache.store import CacheDir

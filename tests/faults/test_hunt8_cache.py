@@ -343,3 +343,35 @@ def test_get_entry_of_a_path_never_removes_a_file_and_takes_the_key_ls_shows(
     assert hit is not None and hit.value == 16
     assert qshpc.cache.get_entry(k.upper()) is not None
     assert qshpc.cache.get_entry("0000" if not k.startswith("0000") else "ffff") is None
+
+
+def test_lookup_and_table_refuse_bad_input_with_a_clear_error(qshpc_home: Path) -> None:
+    import qshpc.cache
+    from qshpc.cache import CacheDir
+    from qshpc.errors import UserError
+
+    def sq(x: int) -> int:
+        return x * x
+
+    assert qshpc.cache.table() is not None and not (qshpc_home / "cache").exists()  # none made
+    CacheDir().put_value(key(sq, (4,)), 16, "sq")
+    bad: list[tuple[dict[str, object], str]] = [
+        ({"args": 4}, "args must be a tuple"),  # was: TypeError 'int' object is not iterable
+        ({"args": "4"}, "args must be a tuple"),  # was: keyed as ('4',), a silent miss
+        ({"args": (4,), "kwargs": [("x", 4)]}, "kwargs must be a dict"),  # was: None
+        ({"args": (4,), "seed": "7"}, "seed must be"),  # was: TypeError %d format
+        ({"args": (4,), "seed": True}, "seed must be"),
+    ]
+    for kw, what in bad:
+        with pytest.raises(UserError, match=what):
+            qshpc.cache.lookup(sq, **kw)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="not a function"):
+        qshpc.cache.lookup(None, (4,))
+    hit = qshpc.cache.lookup(sq, [4])
+    assert hit is not None and hit.value == 16
+    assert qshpc.cache.lookup(sq, (4,), seed=np.int64(3)) is None
+    with pytest.raises(UserError, match="CacheDir or a cache folder"):
+        qshpc.cache.table(5)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="empty path"):
+        qshpc.cache.table("")
+    assert len(qshpc.cache.table(str(qshpc_home / "cache"))) == 1  # was: AttributeError
