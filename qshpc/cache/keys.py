@@ -651,7 +651,11 @@ class _Walk:
                     put(b"empty")
                     contents = _MISSING
                 else:
-                    self.value(contents)
+                    if isinstance(contents, types.ModuleType):
+                        # imported in the enclosing function: what this code reads in it
+                        self.module(contents, _names(f.__code__))
+                    else:
+                        self.value(contents)
                 if deps is not None:
                     deps.append((cell, "cell_contents", contents))
         attrs = {k: v for k, v in f.__dict__.items() if k != "__module__"}

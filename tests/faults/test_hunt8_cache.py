@@ -118,7 +118,17 @@ def nested(x):
     return inner(x)
 
 
-print(json.dumps({{f.__name__: key(f, (1,)) for f in (plain, from_import, nested)}}))
+def factory():
+    import helperpkg.inner as mod  # a closure cell of the task holds the module
+
+    def closure(x):
+        return mod.scale(x)
+
+    return closure
+
+
+closure = factory()
+print(json.dumps({{f.__name__: key(f, (1,)) for f in (plain, from_import, nested, closure)}}))
 """
 
 
