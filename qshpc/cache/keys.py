@@ -7,7 +7,8 @@ A key is a 256-bit BLAKE2b digest (64 hex digits) of, in order:
    package, the names, sizes and times of its files), qiskit, qiskit-aer (or
    qiskit-aer-gpu: the distribution's name says which build) and numpy, and
    the Aer settings a rank takes from its environment (``QSHPC_AER_DEVICE``);
-2. the task function *by value* (:func:`function_digest`);
+2. the task function *by value* (:func:`function_digest`), and the
+   environment variables its target sets around each call (:func:`task_digest`);
 3. the task's seed (None when the job has no seed);
 4. the arguments by value: positional in order, keyword arguments sorted by
    name (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are one call).
@@ -34,7 +35,10 @@ are walked here and fed to the hash as typed tokens:
   closure cells, attributes, and the value of every global the code names
   (and of ``module.attribute`` for the user's own modules). File names, line
   numbers and ``__module__`` are left out, so moving a function down a file
-  or running the file from another folder keeps its key. Classes of the
+  or running the file from another folder keeps its key. A module the code
+  imports in its body (``import helpers`` in the task) is keyed as a global
+  module is; one this process has not imported, by its source file and the
+  files of the user's own modules that it imports. Classes of the
   user's own code by their bases and namespace, the same way;
 * functions, classes and modules of installed packages by their qualified
   name and their package's version;
