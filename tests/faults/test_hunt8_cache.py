@@ -385,3 +385,54 @@ def test_lookup_and_table_refuse_bad_input_with_a_clear_error(qshpc_home: Path) 
     with pytest.raises(UserError, match="empty path"):
         qshpc.cache.table("")
     assert len(qshpc.cache.table(str(qshpc_home / "cache"))) == 1  # was: AttributeError
+
+
+@pytest.mark.timeout(300)
+def test_gc_and_rm_running_while_writers_read_and_fill_the_cache(tmp_path: Path) -> None:
+    # Coverage beside test_cache_kill: `qshpc cache gc/rm` (by size, by age, --verify,
+    # --all) while processes read and write. A writer exits 3 on a wrong hit.
+    import random
+    import time
+
+    from qshpc.cache import maint
+    from qshpc.cache.store import CacheDir
+
+    here = Path(__file__).parent
+    root = tmp_path / "cache"
+    cache = CacheDir(root)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    procs = [
+        subprocess.Popen([sys.executable, str(here / "cache_writer_child.py"), str(root), str(s)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+        for s in range(4)
+    ]  # fmt: skip
+    rng = random.Random(8)
+    rounds = 0
+    try:
+        time.sleep(1.5)
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline:
+            r = rng.random()
+            if r < 0.3:
+                maint.gc(cache, max_size=2_000_000)
+            elif r < 0.5:
+                maint.remove(cache, everything=True)
+            elif r < 0.75:
+                maint.gc(cache, verify=True)
+            else:
+                maint.gc(cache, older_than=0.5)
+            rounds += 1
+            for p in procs:
+                assert p.poll() is None, f"a writer found a wrong entry: {p.communicate()[1]}"
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    sys.path.insert(0, str(here))
+    from cache_writer_child import expected, same
+
+    for st in cache.scan():
+        hit = cache.get(st.key)
+        assert hit is not None and hit.header.task is not None
+        assert same(hit.value, expected(int(hit.header.task)))
+    assert cache.damaged == 0 and rounds > 5
