@@ -147,7 +147,12 @@ def lookup(
         k = key(task, args, kwargs, seed=seed)
     except UncacheableError:
         return None
-    return CacheDir(cache_dir, create=False).get(k) if _exists(cache_dir) else None
+    hit = CacheDir(cache_dir, create=False).get(k) if _exists(cache_dir) else None
+    if hit is not None:
+        from qshpc.cache.rebind import rebind
+
+        hit.value = rebind(hit.value, tuple(args), kwargs)  # as a job's hit: see rebind
+    return hit
 
 
 def get_entry(key: str, cache_dir: str | Path | None = None) -> Hit | None:

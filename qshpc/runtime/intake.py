@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from qshpc.cache.rebind import rebind
 from qshpc.errors import UserError
 from qshpc.program.backend import (
     FROM_CACHE,
@@ -253,7 +254,7 @@ class Intake:
         if self._resume:  # a hit of the run resumed is recorded under its cache key
             done = self.session.done_result(key)
             if done is not None:
-                resolve_many([(entry.ref, True, done[0])])
+                resolve_many([(entry.ref, True, rebind(done[0], args, kwargs))])
                 return True
         hit = cache.lookup(key)
         if hit is None:
@@ -261,7 +262,8 @@ class Intake:
             return False
         self.session.record_hit(task_id, key, entry.task.name, hit, entry.submitted, seed)
         FROM_CACHE.add(entry.ref)
-        resolve_many([(entry.ref, True, hit.value)])
+        # The call's own Parameters, where the hit has a parameter of the same name.
+        resolve_many([(entry.ref, True, rebind(hit.value, args, kwargs))])
         return True
 
     def _submit_general(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -436,3 +436,47 @@ def test_gc_and_rm_running_while_writers_read_and_fill_the_cache(tmp_path: Path)
         assert hit is not None and hit.header.task is not None
         assert same(hit.value, expected(int(hit.header.task)))
     assert cache.damaged == 0 and rounds > 5
+
+
+TRANSPILE_THEN_BIND = """\
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import Parameter, ParameterVector
+
+from qshpc import distribute_task, get, save_result
+
+theta = Parameter("θ")  # a new UUID in every run
+v = ParameterVector("v", 2)
+
+
+@distribute_task(cache=True)
+def build(p, vec, n):
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    qc.rx(p, 0)
+    qc.ry(vec[0] + 2 * vec[1], 1)
+    qc.measure_all()
+    return {"tc": transpile(qc, basis_gates=["rx", "rz", "sx", "cx"]), "expr": p * 3}
+
+
+out = get(build(theta, list(v), 2))
+bound = out["tc"].assign_parameters({theta: 0.3, v[0]: 0.1, v[1]: 0.2})
+assert not bound.parameters
+assert float(out["expr"].bind({theta: 1.0})) == 3.0
+save_result("bound")
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(300)
+def test_a_hit_holds_the_calls_own_parameters(qshpc_home: Path, tmp_path: Path) -> None:
+    # Transpile a parameterized circuit in a task, bind it in the program: the rerun's
+    # hit held the first run's Parameter (another UUID) and binding failed.
+    (tmp_path / "prog.py").write_text(TRANSPILE_THEN_BIND)
+    first, _ = _run_job(tmp_path)
+    second, stdout = _run_job(tmp_path)
+    assert first == second == "bound" and "1 from the cache" in stdout
+    env = dict(os.environ, PYTHONPATH=str(ROOT), QSHPC_CACHE_DIR=str(tmp_path / "plain"))
+    for _ in range(2):  # plain python: the hits of the inline backend
+        out = subprocess.run([sys.executable, str(tmp_path / "prog.py")], capture_output=True,
+                             text=True, timeout=120, env=env)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
