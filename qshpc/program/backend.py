@@ -418,8 +418,8 @@ class InlineBackend:
             payload = pack((args, kwargs), task.name, task_id)[0]
             key = task_key(task.digest, payload, task_id, (args, kwargs))
             done = session.done_result(key)
-            if done is not None:
-                resolve_many([(ref, True, done[0])])
+            if done is not None:  # its circuits with this run's Parameters (see rebind)
+                resolve_many([(ref, True, rebind(done[0], args, kwargs))])
                 return ref
         seed = context.job_seed()
         from qshpc.task.seeding import derive_seed

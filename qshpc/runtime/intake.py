@@ -346,8 +346,8 @@ class Intake:
         """A resumed job's call: False when the store (or the result cache) has its result."""
         entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id, (args, kwargs))
         done = self.session.done_result(entry.key)
-        if done is not None:
-            resolve_many([(entry.ref, True, done[0])])
+        if done is not None:  # its circuits with this run's Parameters (see rebind)
+            resolve_many([(entry.ref, True, rebind(done[0], args, kwargs))])
             return False
         return not (entry.ckey == "" and self._look_up(entry, args, kwargs, qpy))
 

@@ -480,3 +480,52 @@ def test_a_hit_holds_the_calls_own_parameters(qshpc_home: Path, tmp_path: Path) 
         out = subprocess.run([sys.executable, str(tmp_path / "prog.py")], capture_output=True,
                              text=True, timeout=120, env=env)  # fmt: skip
         assert out.returncode == 0, out.stderr[-2000:]
+
+
+RESUME_THEN_BIND = """\
+import os
+
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import Parameter
+
+from qshpc import distribute_task, get, save_result
+
+theta = Parameter("θ")
+
+
+@distribute_task()
+def build(p, n):
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    qc.rx(p, 0)
+    qc.measure_all()
+    return transpile(qc, basis_gates=["rx", "rz", "sx", "cx"])
+
+
+tc = get(build(theta, 2))
+if os.path.exists("fail-once"):
+    os.remove("fail-once")
+    raise SystemExit("the first run fails after its task")
+save_result(len(tc.assign_parameters({theta: 0.3}).parameters))
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(300)
+def test_a_resumed_job_binds_its_stored_circuits_with_its_own_parameters(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    # The same as a cache hit, for `qshpc run --resume`: the stored circuit held
+    # the first run's Parameter.
+    (tmp_path / "prog.py").write_text(RESUME_THEN_BIND)
+    (tmp_path / "fail-once").touch()
+    out = run_cli("run", str(tmp_path / "prog.py"), "--workers", "1", cwd=tmp_path)
+    assert out.returncode != 0
+    lines = (out.stdout + out.stderr).splitlines()
+    job = [ln.split()[2] for ln in lines if ln.startswith("qshpc: job ")][-1]
+    out = run_cli("run", str(tmp_path / "prog.py"), "--workers", "1", "--resume", job,
+                  cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert "1 reused from the store" in out.stdout + out.stderr
+    res = run_cli("result", job, "--json")
+    assert json.loads(res.stdout) == 0
