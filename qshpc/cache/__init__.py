@@ -149,9 +149,9 @@ def lookup(
         return None
     hit = CacheDir(cache_dir, create=False).get(k) if _exists(cache_dir) else None
     if hit is not None:
-        from qshpc.cache.rebind import rebind
+        from qshpc.cache.rebind import rebind_hit
 
-        hit.value = rebind(hit.value, tuple(args), kwargs)  # as a job's hit: see rebind
+        hit.value = rebind_hit(hit, tuple(args), kwargs)  # as a job's hit: see rebind
     return hit
 
 

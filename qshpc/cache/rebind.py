@@ -57,6 +57,15 @@ def arg_parameters(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> dict
     return found
 
 
+def rebind_hit(hit: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+    """:func:`rebind` of a cache hit's value; nothing to do (no walk of the value) when
+    its body holds no circuit (QPY starts with ``QISKIT``) and no pickle."""
+    blob = hit.blob
+    if blob is not None and hit.header.form != "pickle" and b"QISKIT" not in blob:
+        return hit.value
+    return rebind(hit.value, args, kwargs)
+
+
 def rebind(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
     """``value`` (a hit, decoded for this lookup: changed in place) with the parameters
     of the call's arguments in place of those of the same names (see the module doc)."""
@@ -104,4 +113,4 @@ def rebind(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> 
     return fix(value, 0)
 
 
-__all__ = ["arg_parameters", "rebind"]
+__all__ = ["arg_parameters", "rebind", "rebind_hit"]

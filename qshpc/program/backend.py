@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from qshpc.cache.rebind import rebind
+from qshpc.cache.rebind import rebind, rebind_hit
 from qshpc.errors import ResourceError, SerializationError, UserError
 from qshpc.program.refs import (
     ObjectRef,
@@ -443,7 +443,7 @@ class InlineBackend:
                     session.record_hit(task_id, ckey, task.name, hit, submitted, task_seed)
                 FROM_CACHE.add(ref)
                 # The call's own Parameters, where the hit has a parameter of the same name.
-                resolve_many([(ref, True, rebind(hit.value, args, kwargs))])
+                resolve_many([(ref, True, rebind_hit(hit, args, kwargs))])
                 return ref
         if session is not None and not key:  # the record's key (for a later resume)
             raw = dumps_payload(args, kwargs, task.name, task_id)
