@@ -18,6 +18,7 @@ From Python::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,10 +69,47 @@ def key(
 
     Raises:
         UncacheableError: A value cannot be hashed the same way in every process.
+        UserError: ``args``, ``kwargs`` or ``seed`` of the wrong kind (``lookup(f, 7)``).
     """
-    from qshpc.cache.keys import call_key, function_digest
+    from qshpc.cache.keys import call_key, function_digest, task_digest
 
-    return call_key(function_digest(_func(task)), tuple(args), kwargs, seed)
+    _check_call(task, args, kwargs, seed)
+    seed = None if seed is None else int(seed)
+    return call_key(task_digest(function_digest(_func(task)), task), tuple(args), kwargs, seed)
+
+
+def _check_call(task: Any, args: Any, kwargs: Any, seed: Any) -> None:
+    """Refuse a call described wrongly (``lookup(f, 7)``), rather than key something else.
+
+    Raises:
+        UserError: Naming the argument and what to give instead.
+    """
+    from qshpc.errors import UserError
+
+    if not callable(_func(task)):
+        raise UserError(
+            f"the task to look up is {type(task).__name__}, not a function: give the "
+            "@distribute_task function (or the plain function) the job called"
+        )
+    if not isinstance(args, (tuple, list)):
+        raise UserError(
+            f"args must be a tuple of the call's positional arguments, got {type(args).__name__} "
+            f"{args!r:.60}: write ({args!r:.40},) for one argument"
+        )
+    if kwargs is not None and not (
+        isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs)
+    ):
+        raise UserError(
+            f"kwargs must be a dict of the call's keyword arguments by name, got "
+            f"{type(kwargs).__name__} {kwargs!r:.60}"
+        )
+    import numbers
+
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise UserError(
+            f"seed must be the task's seed, an int (qshpc.current_task().seed in the task), "
+            f"or None for a job without --seed; got {type(seed).__name__} {seed!r:.40}"
+        )
 
 
 def lookup(
@@ -99,7 +137,8 @@ def lookup(
         function, source ``job`` and ``task`` and when it was stored; or None.
 
     Raises:
-        UserError: The cache folder is unsafe to read (see ``docs/cache.md``).
+        UserError: The cache folder is unsafe to read (see ``docs/cache.md``), or
+            ``args``, ``kwargs`` or ``seed`` of the wrong kind.
     """
     from qshpc.cache.keys import UncacheableError
     from qshpc.cache.store import CacheDir
@@ -108,14 +147,61 @@ def lookup(
         k = key(task, args, kwargs, seed=seed)
     except UncacheableError:
         return None
-    return CacheDir(cache_dir, create=False).get(k) if _exists(cache_dir) else None
+    hit = CacheDir(cache_dir, create=False).get(k) if _exists(cache_dir) else None
+    if hit is not None:
+        from qshpc.cache.rebind import rebind_hit
+
+        hit.value = rebind_hit(hit, tuple(args), kwargs)  # as a job's hit: see rebind
+    return hit
 
 
 def get_entry(key: str, cache_dir: str | Path | None = None) -> Hit | None:
-    """The entry stored under ``key`` (as ``qshpc cache ls`` shows it), or None."""
-    from qshpc.cache.store import CacheDir
+    """The entry stored under ``key``, or None.
 
-    return CacheDir(cache_dir, create=False).get(key) if _exists(cache_dir) else None
+    ``key``: the whole key, or 4 or more of its first hex digits (``qshpc cache
+    ls`` shows 16) when they name one entry.
+
+    Raises:
+        UserError: ``key`` is not hex digits, or names several entries.
+    """
+    from qshpc.cache.keys import KEY_HEX, is_key
+    from qshpc.cache.store import CacheDir
+    from qshpc.errors import UserError
+
+    text = key.strip().lower() if isinstance(key, str) else ""
+    if not 4 <= len(text) <= KEY_HEX or not is_key(text.ljust(KEY_HEX, "0")):
+        raise UserError(
+            f"{key!r} is not a cache key: give 4 or more of its hex digits, as "
+            "`qshpc cache ls` shows them (`--json` prints them whole)"
+        )
+    if not _exists(cache_dir):
+        return None
+    cache = CacheDir(cache_dir, create=False)
+    if len(text) < KEY_HEX:
+        found = sorted(
+            {
+                e.name
+                for _, base in cache.folders(all_users=True)
+                for e in _scan(base / text[:2])
+                if e.name.startswith(text) and is_key(e.name)
+            }
+        )
+        if len(found) > 1:
+            raise UserError(
+                f"{len(found)} entries have keys starting {text}: give more of its digits"
+            )
+        if not found:
+            return None
+        text = found[0]
+    return cache.get(text)
+
+
+def _scan(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError:
+        return []
 
 
 def _exists(cache_dir: str | Path | None) -> bool:

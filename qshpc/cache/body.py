@@ -118,12 +118,52 @@ def encode(value: Any) -> Encoded:
     import msgpack
 
     try:
-        data = pickle.dumps(value, protocol=5)
+        data = _pickle_without_refs(value)
+    except _HoldsReference as exc:
+        from qshpc.errors import SerializationError
+
+        raise SerializationError(str(exc)) from None
     except Exception:
         body, same = encode_blob_exact(value)  # the closest it keeps (or raises)
         return Encoded(body, "blob", None, same)
     packed: bytes = msgpack.packb(msgpack.ExtType(EXT_PICKLE, data), use_bin_type=True)
     return Encoded(packed, "pickle", None, False)
+
+
+class _HoldsReference(Exception):
+    """A result that holds a reference of its job (see :func:`_pickle_without_refs`)."""
+
+
+def _pickle_without_refs(value: Any) -> bytes:
+    """``value`` pickled; refused when it holds an ``ObjectRef`` or a pending ``TaskRef``.
+
+    Such a reference stands for an object of the job that made it, by an id
+    (``qshpc.put``'s counter) that another job gives to another object: a hit
+    would hand that other object over. The references record themselves while
+    pickled (``qshpc.program.refs.collecting``, a layer above the cache: found in
+    ``sys.modules``, where it is whenever a reference exists).
+
+    Raises:
+        _HoldsReference: It holds one.
+    """
+    refs = sys.modules.get("qshpc.program.refs")
+    found = getattr(getattr(refs, "collecting", None), "found", None)
+    if found is None:
+        return pickle.dumps(value, protocol=5)
+    was_on, n_objs, n_pending = found.on, len(found.objs), len(found.pending)
+    found.on = True
+    try:
+        data = pickle.dumps(value, protocol=5)
+        if len(found.objs) > n_objs or len(found.pending) > n_pending:
+            raise _HoldsReference(
+                "the result holds a reference (qshpc.put's ObjectRef, or a TaskRef not done) "
+                "that names an object of this job alone: it is not cached"
+            )
+        return data
+    finally:
+        found.on = was_on
+        del found.objs[n_objs:]
+        del found.pending[n_pending:]
 
 
 def restore(value: Any, typed: dict[str, Any]) -> Any:

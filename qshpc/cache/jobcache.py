@@ -29,6 +29,7 @@ from qshpc.cache.keys import (
     call_key,
     changeable,
     function_digest,
+    task_digest,
 )
 from qshpc.cache.store import CacheDir, CacheWriteError, Hit
 
@@ -284,7 +285,7 @@ class JobCache:
         deps: Deps = []
         start = time.perf_counter()
         try:
-            digest: bytes | None = function_digest(func, deps)
+            digest: bytes | None = task_digest(function_digest(func, deps), task)
         except UncacheableError as exc:
             digest = None
             _warn(f"calls of {getattr(task, 'name', func)!s} are not cached: {exc}")

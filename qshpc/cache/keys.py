@@ -7,7 +7,8 @@ A key is a 256-bit BLAKE2b digest (64 hex digits) of, in order:
    package, the names, sizes and times of its files), qiskit, qiskit-aer (or
    qiskit-aer-gpu: the distribution's name says which build) and numpy, and
    the Aer settings a rank takes from its environment (``QSHPC_AER_DEVICE``);
-2. the task function *by value* (:func:`function_digest`);
+2. the task function *by value* (:func:`function_digest`), and the
+   environment variables its target sets around each call (:func:`task_digest`);
 3. the task's seed (None when the job has no seed);
 4. the arguments by value: positional in order, keyword arguments sorted by
    name (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are one call).
@@ -34,7 +35,10 @@ are walked here and fed to the hash as typed tokens:
   closure cells, attributes, and the value of every global the code names
   (and of ``module.attribute`` for the user's own modules). File names, line
   numbers and ``__module__`` are left out, so moving a function down a file
-  or running the file from another folder keeps its key. Classes of the
+  or running the file from another folder keeps its key. A module the code
+  imports in its body (``import helpers`` in the task) is keyed as a global
+  module is; one this process has not imported, by its source file and the
+  files of the user's own modules that it imports. Classes of the
   user's own code by their bases and namespace, the same way;
 * functions, classes and modules of installed packages by their qualified
   name and their package's version;
@@ -65,7 +69,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 #: Part of every key; bump it when what a key covers changes.
-KEY_SCHEME = b"qshpc-cache-key/1"
+KEY_SCHEME = b"qshpc-cache-key/2"
 #: Key length in hex digits.
 KEY_HEX = 64
 
@@ -209,11 +213,13 @@ def is_library(module: str | None) -> bool:
 def _decide_library(top: str) -> bool:
     if top == "__main__":
         return False
-    if top in _LIBRARY_TOPS or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+    if top in _LIBRARY_TOPS or top in sys.builtin_module_names:
         return True
     mod = sys.modules.get(top)
     if mod is None:
-        return False
+        return top in sys.stdlib_module_names
+    # A standard-library name is decided by where the module loaded comes from, as
+    # any other: a program's own ``statistics.py`` or ``trace.py`` beside it is its code.
     places = [getattr(mod, "__file__", None), *list(getattr(mod, "__path__", None) or [])]
     places = [p for p in places if isinstance(p, str)]
     if not places:
@@ -229,7 +235,7 @@ def _version_of(module: str) -> str:
     top = module.partition(".")[0]
     v = _versions.get(top)
     if v is None:
-        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        if top in sys.builtin_module_names or (top in sys.stdlib_module_names and is_library(top)):
             v = ""  # the Python version is in the environment
         else:
             v = str(getattr(sys.modules.get(top), "__version__", "") or "") or _dist_of(top)
@@ -346,7 +352,7 @@ class _Walk:
     marker instead of looping).
     """
 
-    __slots__ = ("active", "deps", "depth", "put", "qpy", "refs")
+    __slots__ = ("active", "deps", "depth", "files", "put", "qpy", "refs")
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
         self.put = put
@@ -355,6 +361,7 @@ class _Walk:
         self.refs: dict[int, int] = {}
         self.active: set[int] = set()
         self.depth = 0
+        self.files: set[str] = set()  # modules keyed by their file (see :meth:`imported`)
         #: When a list: every name binding the walk read (see :func:`bindings_unchanged`).
         self.deps = deps
 
@@ -458,7 +465,11 @@ class _Walk:
                 return
             if isinstance(obj, np.generic):
                 put(b"g")
-                _str(put, obj.dtype.str)
+                dt = obj.dtype
+                if dt.fields is not None or dt.hasobject:  # a record: its fields, as arrays
+                    self._array(np.asarray(obj), np)
+                    return
+                _str(put, dt.str)
                 put(obj.tobytes())
                 return
         if t.__name__ == "ObjectRef" and getattr(t, "__module__", None) == "qshpc.program.refs":
@@ -516,6 +527,13 @@ class _Walk:
             put(b"desc")
             _str(put, obj.__name__)
         elif isinstance(obj, bytearray | memoryview):
+            # Not bytes: ``x + b"!"`` is a bytearray, a view reads its items by its format.
+            if isinstance(obj, memoryview):
+                put(b"mv")
+                _str(put, obj.format)
+                put(b"%r;" % (obj.shape,))
+            else:
+                put(b"ba")
             b = bytes(obj)
             put(b"b%d:" % len(b))
             put(b)
@@ -637,13 +655,19 @@ class _Walk:
                     put(b"empty")
                     contents = _MISSING
                 else:
-                    self.value(contents)
+                    if isinstance(contents, types.ModuleType):
+                        # imported in the enclosing function: what this code reads in it
+                        self.module(contents, _names(f.__code__))
+                    else:
+                        self.value(contents)
                 if deps is not None:
                     deps.append((cell, "cell_contents", contents))
         attrs = {k: v for k, v in f.__dict__.items() if k != "__module__"}
         if attrs:
             put(b"attrs")
             self._dict(b"{", dict(sorted(attrs.items())))
+            if deps is not None:  # ``helper.factor = 3`` between two calls
+                deps.extend((f.__dict__, k, v) for k, v in attrs.items())
         self.globals_of(f.__code__, f.__globals__)
 
     def globals_of(self, code: types.CodeType, namespace: dict[str, Any]) -> None:
@@ -664,6 +688,79 @@ class _Walk:
             else:
                 self.value(value)
         put(b";")
+        imports = _imports(code)
+        if imports:
+            self.imported(imports, _package_of(namespace), names)
+
+    def imported(self, imports: Imports, package: str, names: Iterable[str]) -> None:
+        """The modules that ``import`` statements in the code being walked name.
+
+        A module imported inside a function (``import helpers`` in its body, so
+        that the workers import it) is no global of the function: it is keyed
+        here, like a global module (``names``: what the code reads in it). One that
+        this process has not imported (rank 0 of an MPI job does not run the task)
+        is keyed by its file: a library's by name and version, the user's own by
+        its source bytes and, the same way, the modules that source imports.
+        """
+        put = self.put
+        put(b"imports")
+        for name, level, fromlist in imports:
+            full = _absolute(name, level, package)
+            if full is not None:
+                self._import(full, fromlist, names)
+        put(b";")
+
+    def _import(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
+        """One ``import full`` (``from full import fromlist``)."""
+        _str(self.put, full)
+        mod = sys.modules.get(full)
+        if isinstance(mod, types.ModuleType):
+            self.module(mod, names)
+            if is_library(full):
+                return
+            ns = vars(mod)
+            subs = [s for s in fromlist if s not in ns and f"{full}.{s}" not in sys.modules]
+        else:
+            subs = list(fromlist) if self._module_file(full) else []
+        for sub in subs:  # ``from package import module``: a module not imported yet
+            self._module_file(f"{full}.{sub}")
+
+    def _module_file(self, name: str) -> bool:
+        """A module not imported in this process, by its file (see :meth:`imported`);
+        True when it is the user's own."""
+        put = self.put
+        top = name.partition(".")[0]
+        if top in _LIBRARY_TOPS or top in sys.builtin_module_names:
+            put(b"LM")
+            _str(put, name)
+            _str(put, _version_of(name))
+            return False
+        seen = self.files
+        if name in seen:
+            put(b"@file")
+            _str(put, name)
+            return True
+        seen.add(name)
+        origin, source = _find_source(name)
+        if origin is None:
+            put(b"nofile")  # the import fails in the task too (or a namespace package)
+            return False
+        if is_library_path(origin):
+            put(b"LM")
+            _str(put, name)
+            _str(put, _version_of(name))
+            return False
+        put(b"UF")
+        put(hashlib.blake2b(source or b"", digest_size=32).digest())
+        code = _compiled(origin, source)
+        if code is not None:
+            init = os.path.basename(origin).startswith("__init__.")
+            package = name if init else name.rpartition(".")[0]
+            for sub, level, fromlist in _imports(code):
+                full = _absolute(sub, level, package)
+                if full is not None:
+                    self._import(full, fromlist, _names(code))
+        return True
 
     def module(self, mod: types.ModuleType, attrs: Iterable[str]) -> None:
         """A module: by name and version; a module of the user's own, also the
@@ -734,6 +831,12 @@ class _Walk:
             self.value(meta)
         put(b"ns")
         ns = vars(cls)
+        if self.deps is not None:
+            # A name this class inherits from a base of the user's own, set on the class
+            # itself later (``A.x = 5`` over ``Base.x``), changes what the code reads.
+            for base in cls.__mro__[1:]:
+                if not is_library(_module_of(base)):
+                    self.deps.extend((ns, n, _MISSING) for n in vars(base) if n not in ns)
         for name, value in sorted(ns.items()):
             if name in _CLASS_SKIP:
                 continue
@@ -780,6 +883,100 @@ def _names(code: types.CodeType) -> frozenset[str]:
         if isinstance(c, types.CodeType):
             names |= _names(c)
     return frozenset(names)
+
+
+#: ``(module name, level, names imported from it)`` of the ``import`` statements of code.
+Imports = tuple[tuple[str, int, tuple[str, ...]], ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _imports(code: types.CodeType) -> Imports:
+    """The ``(module name, level, names imported from it)`` of every ``import`` in ``code``
+    and the code nested in it."""
+    found: list[tuple[str, int, tuple[str, ...]]] = []
+    consts: list[Any] = []
+    import dis
+
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("LOAD_CONST", "LOAD_SMALL_INT"):
+            consts = [*consts[-1:], ins.argval]
+        elif ins.opname == "IMPORT_NAME":
+            level = consts[0] if len(consts) == 2 and type(consts[0]) is int else 0
+            names = consts[-1] if consts and type(consts[-1]) is tuple else ()
+            found.append((str(ins.argval), level, tuple(n for n in names if n != "*")))
+            consts = []
+        else:
+            consts = []
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            found.extend(_imports(c))
+    return tuple(dict.fromkeys(found))
+
+
+def _package_of(namespace: dict[str, Any]) -> str:
+    """The package a module's relative imports start from."""
+    package = namespace.get("__package__")
+    if isinstance(package, str):
+        return package
+    name = namespace.get("__name__")
+    return name.rpartition(".")[0] if isinstance(name, str) else ""
+
+
+def _absolute(name: str, level: int, package: str) -> str | None:
+    """The absolute name of ``import`` ``name`` at ``level`` in ``package`` (None: none)."""
+    if not level:
+        return name or None
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts) or (level - 1 == len(parts) and not name):
+        return None
+    base = ".".join(parts[: len(parts) - (level - 1)])
+    return f"{base}.{name}" if base and name else (base or name or None)
+
+
+def is_library_path(path: str) -> bool:
+    """True when ``path`` lies in site-packages or the standard library."""
+    return os.path.realpath(path).startswith(_library_dirs())
+
+
+def _find_source(name: str) -> tuple[str | None, bytes | None]:
+    """The file of module ``name`` and its bytes, found without running any code of it
+    (nor of its parent packages): ``(None, None)`` when there is none."""
+    from importlib.machinery import PathFinder
+
+    path: list[str] | None = None
+    spec = None
+    parts = name.split(".")
+    for i in range(len(parts)):
+        here = ".".join(parts[: i + 1])
+        loaded = sys.modules.get(here)
+        if loaded is not None and i < len(parts) - 1:
+            path = list(getattr(loaded, "__path__", None) or [])
+            continue
+        try:
+            spec = PathFinder.find_spec(here, path)
+        except (ImportError, ValueError, OSError):
+            return None, None
+        if spec is None:
+            return None, None
+        path = list(spec.submodule_search_locations or [])
+    origin = getattr(spec, "origin", None)
+    if not isinstance(origin, str) or not os.path.isfile(origin):
+        return None, None
+    try:
+        with open(origin, "rb") as f:
+            return origin, f.read()
+    except OSError:
+        return origin, None
+
+
+def _compiled(origin: str, source: bytes | None) -> types.CodeType | None:
+    """The module code of a source file, to find what it imports (None: not Python source)."""
+    if source is None or not origin.endswith(".py"):
+        return None
+    try:
+        return compile(source, origin, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return None
 
 
 # -- circuits -----------------------------------------------------------------------------
@@ -922,6 +1119,25 @@ def function_digest(func: Any, deps: Deps | None = None) -> bytes:
     return h.digest()
 
 
+def task_digest(fn_digest: bytes, task: Any) -> bytes:
+    """:func:`function_digest` of a task's function, with what its target sets while it runs.
+
+    ``@distribute_task(target={"env_vars": {...}})`` sets those variables in
+    ``os.environ`` around each call (:class:`qshpc.task.execute.TargetedCall`):
+    part of the task as the program defines it, and read by its code (or by Aer,
+    ``QSHPC_AER_DEVICE``) as an argument is. A task without them keeps its digest.
+    """
+    env = getattr(getattr(task, "target", None), "env_vars", None)
+    if not env or not isinstance(env, dict):
+        return fn_digest
+    h = hashlib.blake2b(fn_digest, digest_size=32)
+    h.update(b"env_vars")
+    for k, v in sorted((str(k), str(v)) for k, v in env.items()):
+        _str(h.update, k)
+        _str(h.update, v)
+    return h.digest()
+
+
 def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
              seed: int | None, qpy: Qpy | None = None) -> str:  # fmt: skip
     """The key of one call: 64 hex digits.
@@ -988,5 +1204,6 @@ __all__ = [
     "function_digest",
     "is_key",
     "is_library",
+    "task_digest",
     "value_digest",
 ]

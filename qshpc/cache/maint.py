@@ -114,17 +114,34 @@ def rows(
 
 
 def table(
-    cache: CacheDir | None = None, all_users: bool = False, function: str | None = None
+    cache: CacheDir | str | os.PathLike[str] | None = None,
+    all_users: bool = False,
+    function: str | None = None,
 ) -> Any:
     """What the cache holds: a pandas DataFrame when pandas is installed, else a list of dicts.
 
-    Columns: key, function, job, task, created, used, size, user, host, path
-    (times as datetimes in the DataFrame, seconds since the epoch otherwise),
-    newest first.
+    ``cache``: a :class:`CacheDir` or a cache folder (default ``$QSHPC_CACHE_DIR``
+    or ``$QSHPC_HOME/cache``). Columns: key, function, job, task, created, used,
+    size, user, host, path (times as datetimes in the DataFrame, seconds since the
+    epoch otherwise), newest first.
+
+    Raises:
+        UserError: ``cache`` is neither, or an unsafe folder.
     """
-    cache = cache or CacheDir()
+    if not isinstance(cache, CacheDir):
+        if cache is not None and not isinstance(cache, (str, os.PathLike)):
+            raise UserError(
+                f"table() takes a CacheDir or a cache folder, got {type(cache).__name__}"
+            )
+        if isinstance(cache, str) and not cache.strip():
+            raise UserError("the cache folder is an empty path: give a folder, or none")
+        root = Path(cache).expanduser() if cache is not None else None
+        if not (root if root is not None else folder.default_dir()).is_dir():
+            cache = None  # no cache yet: an empty table, and no folder made for it
+        else:
+            cache = CacheDir(root, create=False)
     data = sorted(
-        (r.as_dict() for r in rows(cache, all_users, function)),
+        (r.as_dict() for r in rows(cache, all_users, function)) if cache is not None else (),
         key=lambda d: d["created"],
         reverse=True,
     )
@@ -308,8 +325,16 @@ def remove(
     function name, by source job, or all of them.
 
     Raises:
-        UserError: A key prefix that is malformed, matches nothing, or matches several.
+        UserError: A key prefix that is malformed, matches nothing, or matches several;
+            ``everything`` with keys, a function or a job (which of them was meant?).
     """
+    keys = list(keys)
+    if everything and (keys or function is not None or job is not None):
+        given = "KEY" if keys else "--function" if function is not None else "--job"
+        raise UserError(
+            f"--all removes every entry of yours, whatever {given} says: give --all alone, "
+            f"or leave it out to remove only the entries {given} names"
+        )
     out = Removal()
     targets: list[EntryStat] = []
     for k in keys:

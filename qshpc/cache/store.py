@@ -252,7 +252,7 @@ class CacheDir:
             return None
         except Exception:  # DamagedEntryError, or a body that does not decode
             self.damaged += 1
-            if mine:
+            if mine and is_key(key):  # never a path made of something else (``../``)
                 self._unlink(Path(path))
             return None
         used = st.st_mtime

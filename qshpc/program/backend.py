@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from qshpc.cache.rebind import rebind, rebind_hit
 from qshpc.errors import ResourceError, SerializationError, UserError
 from qshpc.program.refs import (
     ObjectRef,
@@ -417,8 +418,8 @@ class InlineBackend:
             payload = pack((args, kwargs), task.name, task_id)[0]
             key = task_key(task.digest, payload, task_id, (args, kwargs))
             done = session.done_result(key)
-            if done is not None:
-                resolve_many([(ref, True, done[0])])
+            if done is not None:  # its circuits with this run's Parameters (see rebind)
+                resolve_many([(ref, True, rebind(done[0], args, kwargs))])
                 return ref
         seed = context.job_seed()
         from qshpc.task.seeding import derive_seed
@@ -433,7 +434,7 @@ class InlineBackend:
             if ckey is not None and session is not None and session.done:
                 done = session.done_result(ckey)  # a hit of the run resumed: its cache key
                 if done is not None:
-                    resolve_many([(ref, True, done[0])])
+                    resolve_many([(ref, True, rebind(done[0], args, kwargs))])
                     return ref
             hit = cache.lookup(ckey) if ckey is not None else None
             if hit is not None:
@@ -441,7 +442,8 @@ class InlineBackend:
                 if session is not None:
                     session.record_hit(task_id, ckey, task.name, hit, submitted, task_seed)
                 FROM_CACHE.add(ref)
-                resolve_many([(ref, True, hit.value)])
+                # The call's own Parameters, where the hit has a parameter of the same name.
+                resolve_many([(ref, True, rebind_hit(hit, args, kwargs))])
                 return ref
         if session is not None and not key:  # the record's key (for a later resume)
             raw = dumps_payload(args, kwargs, task.name, task_id)

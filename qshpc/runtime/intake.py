@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from qshpc.cache.rebind import rebind, rebind_hit
 from qshpc.errors import UserError
 from qshpc.program.backend import (
     FROM_CACHE,
@@ -265,7 +266,7 @@ class Intake:
         if self._resume:  # a hit of the run resumed is recorded under its cache key
             done = self.session.done_result(key)
             if done is not None:
-                resolve_many([(entry.ref, True, done[0])])
+                resolve_many([(entry.ref, True, rebind(done[0], args, kwargs))])
                 return True
         hit = cache.lookup(key)
         if hit is None:
@@ -273,7 +274,8 @@ class Intake:
             return False
         self.session.record_hit(task_id, key, entry.task.name, hit, entry.submitted, seed)
         FROM_CACHE.add(entry.ref)
-        resolve_many([(entry.ref, True, hit.value)])
+        # The call's own Parameters, where the hit has a parameter of the same name.
+        resolve_many([(entry.ref, True, rebind_hit(hit, args, kwargs))])
         return True
 
     def _submit_general(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -356,8 +358,8 @@ class Intake:
         """A resumed job's call: False when the store (or the result cache) has its result."""
         entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id, (args, kwargs))
         done = self.session.done_result(entry.key)
-        if done is not None:
-            resolve_many([(entry.ref, True, done[0])])
+        if done is not None:  # its circuits with this run's Parameters (see rebind)
+            resolve_many([(entry.ref, True, rebind(done[0], args, kwargs))])
             return False
         return not (entry.ckey == "" and self._look_up(entry, args, kwargs, qpy))
 
