@@ -731,9 +731,7 @@ class _Walk:
         put = self.put
         top = name.partition(".")[0]
         if top in _LIBRARY_TOPS or top in sys.builtin_module_names:
-            put(b"LM")
-            _str(put, name)
-            _str(put, _version_of(name))
+            _library_module(put, name)
             return False
         seen = self.files
         if name in seen:
@@ -746,9 +744,7 @@ class _Walk:
             put(b"nofile")  # the import fails in the task too (or a namespace package)
             return False
         if is_library_path(origin):
-            put(b"LM")
-            _str(put, name)
-            _str(put, _version_of(name))
+            _library_module(put, name)
             return False
         put(b"UF")
         put(hashlib.blake2b(source or b"", digest_size=32).digest())
@@ -768,9 +764,7 @@ class _Walk:
         put = self.put
         name = mod.__name__
         if is_library(name):
-            put(b"LM")
-            _str(put, name)
-            _str(put, _version_of(name))
+            _library_module(put, name)
             return
         if self._seen(mod):
             return
@@ -1117,6 +1111,13 @@ def function_digest(func: Any, deps: Deps | None = None) -> bytes:
     except Exception as exc:  # a value whose walk failed: the call runs, uncached
         raise _unexpected(exc) from None
     return h.digest()
+
+
+def _library_module(put: Put, name: str) -> None:
+    """A library's module in a key: by its name and its distribution's version."""
+    put(b"LM")
+    _str(put, name)
+    _str(put, _version_of(name))
 
 
 def task_digest(fn_digest: bytes, task: Any) -> bytes:
