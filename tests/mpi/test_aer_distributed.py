@@ -213,7 +213,7 @@ def test_a_killed_step_rank_is_named_in_one_line(aer_mpi: AerMPI, tmp_path: Path
         run_circuits([c], 2, timeout=120, folder=tmp_path / "step", launcher=KillsRank1())
     text = str(info.value)
     assert "\n" not in text and text.startswith("the 2-rank Aer step on "), text
-    assert "(mpiexec reports its rank " in text, text
+    assert "(mpiexec reports " in text, text  # its rank, or the pid of one not started yet
     assert "killed by signal 9 (SIGKILL)" in text and "more ranks" in text, text
 
 

@@ -320,14 +320,20 @@ def _lost(
     if dead is not None:
         r = reports[dead] or {}
         who = f"rank {dead} of the {ranks}-rank Aer step (host {r.get('host', '?')}, pid {r.get('pid', '?')})"
-    elif named:
-        r = reports[named[0]] or {}
-        who = (f"the {ranks}-rank Aer step on {hosts} (mpiexec reports its rank {named[0]}, "
-               f"host {r.get('host', '?')}, pid {r.get('pid', '?')})")  # fmt: skip
     else:
-        missing = [i for i, r in enumerate(reports) if r is None or "wall_s" not in r]
-        who = (f"the {ranks}-rank Aer step ({' '.join(argv[:3])} ...) on {hosts or '?'}, "
-               f"ranks without a report: {missing or 'none'},")  # fmt: skip
+        unfinished = [i for i, r in enumerate(reports) if r is None or "wall_s" not in r]
+        if named:
+            r = reports[named[0]] or {}
+            said = (f"mpiexec reports its rank {named[0]}, host {r.get('host', '?')}, "
+                    f"pid {r.get('pid', '?')}")  # fmt: skip
+        elif pids:  # a rank reaped before it wrote its start report (often one mpiexec stopped)
+            pid, host = next(iter(pids.items()))
+            hosts = hosts or host
+            said = (f"mpiexec reports pid {pid} on {host}, a rank that had not reported its start; "
+                    f"ranks unfinished: {unfinished or 'none'}")  # fmt: skip
+        else:
+            said = f"{' '.join(argv[:3])} ...; ranks unfinished: {unfinished or 'none'}"
+        who = f"the {ranks}-rank Aer step on {hosts or '?'} ({said})"
     return f"{who} {how} before its result was written: {hint} (the step's output is in this task's log)"
 
 
