@@ -160,3 +160,19 @@ def test_with_a_multiprocessing_pool_in_a_task_and_the_program(
         "r": [4, 10, 34, 154],
         "mine": [1, 1, 2, 6],
     }
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_pools_ended_as_soon_as_started_never_hang(qshpc_home: Path, ranks: int) -> None:
+    """``with Pool(2): pass``, 30 times in the program and in each of 4 tasks: the pool's
+    exit SIGTERMs workers still in their fork. On 724bf2f the signal went to the rank's
+    handler the child inherited, or CPython dropped it at the child's start, and
+    ``terminate`` waited for a worker that never got it: 4 runs of 4 hung (and
+    ``hunt6_pool.py`` above once in 20, seen in CI)."""
+    out = run_cli("run", str(PROGRAMS / "pool_churn.py"), "30", ranks=ranks, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert "Exception ignored" not in out.stderr, out.stderr
+    job = job_dir_of(qshpc_home)
+    result = json.loads(run_cli("result", str(job), "--json").stdout)
+    assert result == {"r": [30] * 4, "mine": 30}
