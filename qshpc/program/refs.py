@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError as _FuturesCancelledError
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -228,8 +228,27 @@ def _call(fn: Callable[[Any], object], ref: Any) -> None:
         _LOG.exception("exception calling callback for %r", ref)
 
 
-def _pending_placeholder(task_id: str) -> None:
-    """Stands for a pending TaskRef in a payload that is thrown away."""
+def _pending_placeholder(task_id: str) -> TaskRef[Any] | None:
+    """Stands for a pending TaskRef: the reference itself again when a waiting call's
+    snapshot is loaded (:func:`load_snapshot`), else nothing (the payload is thrown away)."""
+    resolve = collecting.found.resolve
+    return resolve.get(task_id) if resolve is not None else None
+
+
+def load_snapshot(data: bytes, deps: Sequence[TaskRef[Any]]) -> Any:
+    """The arguments a waiting call was pickled with at its call, its references in place.
+
+    ``deps``: the references that were pending then (done now, or not: each
+    comes back as itself, so its outcome is read when the call is packed again).
+    """
+    import pickle
+
+    found = collecting.found
+    found.resolve = {d.task_id: d for d in deps}
+    try:
+        return pickle.loads(data)
+    finally:
+        found.resolve = None
 
 
 def _finished_ref(
@@ -497,12 +516,14 @@ class ObjectRef(Future[Any]):
 class Found:
     """What references being pickled in one thread recorded (see :data:`collecting`)."""
 
-    __slots__ = ("objs", "on", "pending")
+    __slots__ = ("objs", "on", "pending", "resolve")
 
     def __init__(self) -> None:
         self.on = False
         self.objs: list[int] = []
         self.pending: list[TaskRef[Any]] = []
+        #: While a snapshot is loaded: its pending references by task id.
+        self.resolve: dict[str, TaskRef[Any]] | None = None
 
 
 class _Collecting(threading.local):

@@ -39,6 +39,7 @@ from qshpc.program.backend import (
 from qshpc.program.refs import (
     ObjectRef,
     TaskRef,
+    load_snapshot,
     object_id,
     resolve_many,
     substitute_top,
@@ -58,7 +59,7 @@ class Entry:
     """One queued call."""
 
     __slots__ = ("args", "attempt", "ckey", "deps", "fn_id", "key", "kwargs", "objs", "payload",
-                 "ref", "submitted", "task", "waits")  # fmt: skip
+                 "ref", "snapshot", "submitted", "task", "waits")  # fmt: skip
 
     def __init__(self, ref: TaskRef[Any], task: TaskSpec, fn_id: int, payload: Any = None) -> None:
         self.ref = ref
@@ -77,6 +78,9 @@ class Entry:
         self.args: tuple[Any, ...] = ()
         self.kwargs: dict[str, Any] = {}
         self.waits = 0  # dependencies not done yet, while the call is parked (Intake.unblock)
+        # A waiting call's arguments as pickled at the call (None: ``args``/``kwargs``
+        # hold only references and immutable values, nothing a later change can reach)
+        self.snapshot: bytes | None = None
 
 
 class Intake:
@@ -283,6 +287,12 @@ class Intake:
         if tasks:
             deps = [d for d in tasks if not d.done()]
             if deps:
+                if not fixed(args, kwargs):  # a snapshot: a list changed later is not seen
+                    data, _, pending = pack(
+                        (args, kwargs), entry.task.name, entry.ref.task_id, what="arguments"
+                    )
+                    entry.snapshot, args, kwargs = data, (), {}
+                    deps = list(pending)  # at any depth (none: all ended meanwhile)
                 entry.deps, entry.args, entry.kwargs = deps, args, kwargs
                 self.blocked.append(entry)
                 return
@@ -309,6 +319,9 @@ class Intake:
         not hold is refused: at the call (raised), or later (the call fails).
         """
         if not at_call:  # unblocked: its top-level TaskRefs are done now
+            if entry.snapshot is not None:
+                args, kwargs = load_snapshot(entry.snapshot, entry.deps)
+                entry.snapshot = None
             try:
                 args, kwargs = substitute_top(args, kwargs, value_of)
             except BaseException as exc:  # a dependency failed: so does this call
@@ -327,8 +340,8 @@ class Intake:
                 raise
             resolve_many([(entry.ref, False, exc)])
             return
-        if pending:
-            entry.deps, entry.args, entry.kwargs = list(pending), args, kwargs
+        if pending:  # it waits, with its arguments as they are now (the snapshot)
+            entry.deps, entry.snapshot = list(pending), data
             self.blocked.append(entry)
             return
         if objs:
@@ -432,6 +445,16 @@ def plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         return False
     for a in args:
         if type(a) not in _PLAIN:
+            return False
+    return True
+
+
+def fixed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """True when the arguments are references and immutable plain values only: a call
+    waiting with them needs no snapshot."""
+    for a in (*args, *kwargs.values()) if kwargs else args:
+        t = type(a)
+        if t not in _PLAIN and t is not TaskRef and t is not ObjectRef:
             return False
     return True
 

@@ -109,3 +109,41 @@ def test_calls_still_waiting_when_the_job_ends_are_cancelled() -> None:
         assert all(ref.done() for ref in waiting)  # nobody waits for them forever
     finally:
         _GATE.set()
+
+
+@distribute_task()
+def shape(x: int, xs: list[int], opts: dict[str, Any], *, extra: list[int]) -> Any:
+    return [x, list(xs), {k: list(v) for k, v in opts.items()}, list(extra)]
+
+
+@distribute_task()
+def first_done(pair: list[Any]) -> list[Any]:
+    return [pair[0].result(0), pair[1]]
+
+
+def test_a_waiting_call_takes_its_arguments_as_they_were_at_the_call() -> None:
+    """Ray pickles a call's arguments when it is made. On 724bf2f a call waiting on another
+    call's result took its other arguments as they were when it was unblocked: a list the
+    program appended to after the call reached the task (107 for 7)."""
+    _GATE.clear()
+    with ranks(2) as r:
+        slow = r.call(gated, 7)
+        xs, inner, extra = [1], [2], [3]
+        top = r.call(shape, slow, xs, {"k": inner}, extra=extra)  # waits: top-level ref
+        nested = r.call(first_done, [slow, xs])  # waits: a ref inside a list
+        xs.append(100)
+        inner.append(200)
+        extra.append(300)
+        _GATE.set()
+        assert get(top, timeout=60) == [7, [1], {"k": [2]}, [3]]
+        assert get(nested, timeout=60) == [7, [1]]
+
+
+def test_a_waiting_call_of_unpicklable_arguments_is_refused_at_the_call() -> None:
+    _GATE.clear()
+    with ranks(2) as r:
+        slow = r.call(gated, 1)
+        with pytest.raises(Exception, match="cannot be serialized"):
+            r.call(shape, slow, [threading.Lock()], {}, extra=[])
+        _GATE.set()
+        assert get(slow, timeout=60) == 1
