@@ -38,9 +38,14 @@ def then(y: int) -> int:
     return y * 2
 
 
+@distribute_task()
+def then_listed(y: int, xs: list[int]) -> int:
+    return y * 2 + xs[0]
+
+
 def main() -> None:
     # As a module, not __main__: the functions travel by reference, and the gate with them.
-    from _chain_loop import GATE, first, hold, then
+    from _chain_loop import GATE, first, hold, then, then_listed
 
     n, mode = int(sys.argv[1]), sys.argv[2]
     net = Loopback(3)
@@ -59,6 +64,8 @@ def main() -> None:
         firsts = [d.submit(first, (i,), {}) for i in range(n)]
         if mode == "chained":
             refs = [d.submit(then, (ref,), {}) for ref in firsts]
+        elif mode == "listed":  # a list beside the reference: the call keeps a snapshot
+            refs = [d.submit(then_listed, (ref, [0]), {}) for ref in firsts]
         else:
             refs = [d.submit(then, (i + 1,), {}) for i in range(n)]
         GATE.set()

@@ -52,6 +52,12 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another qshpc tree, run in turns")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument(
+        "--listed",
+        action="store_true",
+        help="with --loopback: also 'listed', each dependent call given a list beside the "
+        "reference (pickled at the call, a snapshot, and again when it is sent)",
+    )
+    parser.add_argument(
         "--loopback",
         action="store_true",
         help="rank 0's dispatcher and two worker threads in one process, no MPI (what it costs "
@@ -63,6 +69,7 @@ def main() -> None:
         trees["baseline"] = args.baseline.resolve()
     precompile(*trees.values())
     runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    listed: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
             for n in (int(x) for x in args.sizes.split(",")):
@@ -70,6 +77,10 @@ def main() -> None:
                     c, i = (run(tree, n, m, tmp, args.loopback) for m in ("chained", "independent"))
                     runs.setdefault((name, n), []).append((c, i))
                     print(f"{name} n={n}: chained {c:.2f} s, independent {i:.2f} s", flush=True)
+                    if args.listed and args.loopback:
+                        v = run(tree, n, "listed", tmp, True)
+                        listed.setdefault((name, n), []).append(v)
+                        print(f"{name} n={n}: listed {v:.2f} s", flush=True)
     # The waits depend on how the first results come in against the calls being made: the
     # spread over runs is the figure, not only the best.
     print(
@@ -82,6 +93,12 @@ def main() -> None:
             f"| {name} | {n:,} | {min(cs):.2f}-{max(cs):.2f} | {min(ins):.2f}-{max(ins):.2f} "
             f"| {max(cs) / min(ins):.2f}x |"
         )
+    if listed:
+        print("\n| tree | n | listed s (min-max) | best listed / best chained |")
+        print("|---|---|---|---|")
+        for (name, n), vs in sorted(listed.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            best_c = min(c for c, _ in runs[(name, n)])
+            print(f"| {name} | {n:,} | {min(vs):.2f}-{max(vs):.2f} | {min(vs) / best_c:.2f}x |")
 
 
 if __name__ == "__main__":
