@@ -33,6 +33,7 @@ from qshpc.program.backend import (
     own_digest,
     pack,
     refers_to_objects,
+    snapshot_object,
     task_key,
     task_ranks,
 )
@@ -117,6 +118,9 @@ class Intake:
         self._fn_objs: dict[int, list[int]] = {}  # objects a function's closure refers to
         self._resume = bool(session.done)
         self._objects: dict[int, Any] = {}
+        #: A placed object that refers to others or to calls' results: (the objects it
+        #: refers to, at any depth; the task references in it that were not done).
+        self._obj_refs: dict[int, tuple[set[int], list[TaskRef[Any]]]] = {}
         self._obj_ids = itertools.count(1)
         self._wake = threading.Event()
         self._idle = False  # the dispatcher thread sleeps and a worker has room: wake it
@@ -127,10 +131,35 @@ class Intake:
         self.wide_seen = False
 
     def put(self, obj: Any) -> ObjectRef:
-        """Place ``obj`` once; it travels to each worker with its first call that needs it."""
+        """Place a copy of ``obj`` as it is now; it travels to each worker with its first
+        call that needs it, with the objects it refers to.
+
+        Raises:
+            SerializationError: ``obj`` cannot be pickled.
+            UserError: It refers to an object rank 0 does not hold.
+        """
+        value, objs, pending = snapshot_object(obj)
+        if objs:
+            self._check_objects(objs)
         oid = object_id(0, next(self._obj_ids))
-        self._objects[oid] = obj
+        self._objects[oid] = value
+        if objs or pending:
+            inner, waits = self._with_inner(objs)
+            self._obj_refs[oid] = (set(inner), [*pending, *waits])
         return ObjectRef(oid)
+
+    def _with_inner(self, objs: Sequence[int]) -> tuple[Sequence[int], list[TaskRef[Any]]]:
+        """``objs`` and the objects those placed objects refer to, at any depth; and the
+        task references inside them that are not done (a call taking them waits)."""
+        refs = self._obj_refs
+        inner: set[int] | None = None
+        waits: list[TaskRef[Any]] = []
+        for oid in objs:
+            more = refs.get(oid)
+            if more is not None:
+                inner = (inner or set(objs)) | more[0]
+                waits += [r for r in more[1] if not r.done()]
+        return (objs if inner is None else tuple(inner)), waits
 
     def get_object(self, obj_id: int) -> Any:
         """The object placed as ``obj_id``.
@@ -168,6 +197,14 @@ class Intake:
                 "is not done: pass it to the task as an argument (the call then waits for it)"
             )
         self._check_objects(objs)
+        if objs and self._obj_refs:
+            objs, waits = self._with_inner(objs)
+            if waits:
+                raise UserError(
+                    f"task function {task.name} refers to an object placed with put that holds "
+                    f"TaskRef {waits[0].task_id}, which is not done: pass the object's reference "
+                    "to the task as an argument (the call then waits for it)"
+                )
         fn_id = len(self._fn_ids) + 1
         cached = self.cache is not None and self.cache.wanted(getattr(task, "cache", None))
         # The function travels once, as it is now: its cache digest is taken now too.
@@ -335,12 +372,15 @@ class Intake:
             data, objs, pending = pack((args, kwargs), entry.task.name, entry.ref.task_id, qpy=qpy)
             if objs and not pending:
                 self._check_objects(objs)
+                if self._obj_refs:  # objects that refer to others, or to calls' results
+                    objs, pending = self._with_inner(objs)
         except UserError as exc:
             if at_call:
                 raise
             resolve_many([(entry.ref, False, exc)])
             return
-        if pending:  # it waits, with its arguments as they are now (the snapshot)
+        if pending:  # it waits, with its arguments as they are now (the snapshot); or for
+            # the results a placed object it takes refers to
             entry.deps, entry.snapshot = list(pending), data
             self.blocked.append(entry)
             return
