@@ -36,6 +36,7 @@ from qshpc.program.backend import (
     snapshot_object,
     task_key,
     task_ranks,
+    with_objects,
 )
 from qshpc.program.refs import (
     ObjectRef,
@@ -121,6 +122,7 @@ class Intake:
         #: A placed object that refers to others or to calls' results: (the objects it
         #: refers to, at any depth; the task references in it that were not done).
         self._obj_refs: dict[int, tuple[set[int], list[TaskRef[Any]]]] = {}
+        self._obj_digests: dict[int, bytes] = {}  # see backend.Placed.digest
         self._obj_ids = itertools.count(1)
         self._wake = threading.Event()
         self._idle = False  # the dispatcher thread sleeps and a worker has room: wake it
@@ -138,14 +140,16 @@ class Intake:
             SerializationError: ``obj`` cannot be pickled.
             UserError: It refers to an object rank 0 does not hold.
         """
-        value, objs, pending = snapshot_object(obj)
+        placed = snapshot_object(obj, self._obj_digests)
+        objs = placed.objs
         if objs:
             self._check_objects(objs)
         oid = object_id(0, next(self._obj_ids))
-        self._objects[oid] = value
-        if objs or pending:
+        self._objects[oid] = placed.copy
+        self._obj_digests[oid] = placed.digest
+        if objs or placed.pending:
             inner, waits = self._with_inner(objs)
-            self._obj_refs[oid] = (set(inner), [*pending, *waits])
+            self._obj_refs[oid] = (set(inner), [*placed.pending, *waits])
         return ObjectRef(oid)
 
     def _with_inner(self, objs: Sequence[int]) -> tuple[Sequence[int], list[TaskRef[Any]]]:
@@ -392,8 +396,12 @@ class Intake:
         if self._resume:
             if not self._prepare(entry, args, kwargs, qpy):
                 return
-        elif own_digest((args, kwargs)):  # a worker would key it by bytes that change per run
-            entry.key = task_key(entry.task.digest, data, entry.ref.task_id, (args, kwargs))
+        elif entry.objs or own_digest((args, kwargs)):
+            # A worker would key it by bytes that change per run, or by the ids of the
+            # objects it refers to, not by their values (a resumed program that placed
+            # other objects got the old results).
+            key = task_key(entry.task.digest, data, entry.ref.task_id, (args, kwargs))
+            entry.key = with_objects(key, entry.objs, self._obj_digests)
         threads = entry.task.threads
         (self.placed if threads and threads > self.min_cpus else self.pending).append(entry)
 
@@ -409,7 +417,8 @@ class Intake:
         self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any], qpy: Qpy | None = None
     ) -> bool:
         """A resumed job's call: False when the store (or the result cache) has its result."""
-        entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id, (args, kwargs))
+        key = task_key(entry.task.digest, entry.payload, entry.ref.task_id, (args, kwargs))
+        entry.key = with_objects(key, entry.objs, self._obj_digests)
         done = self.session.done_result(entry.key)
         if done is not None:  # its circuits with this run's Parameters (see rebind)
             resolve_many([(entry.ref, True, rebind(done[0], args, kwargs))])

@@ -230,3 +230,47 @@ def test_a_program_sees_rays_semantics_on_one_rank_and_on_three(tmp_path: Path, 
         "OUT [('array', [0.0, 0.0]), ('call', [1]), ('put', [[1], [1], [1]]), "
         "('put of put', [3]), ('task changed', [1]), ('thread', [1])]"
     ), (line, sys.executable)
+
+
+RESUMED = """\
+import os
+from qshpc import distribute_task, get, put, save_result
+
+@distribute_task()
+def first(x):
+    return x[0]
+
+@distribute_task()
+def first_inside(box):
+    return get(box[0])[0]
+
+obj = put([int(os.environ["V"])])
+out = [get(first(obj)), get(first_inside([obj]))]
+print("OUT", out)
+if os.environ.get("FAIL"):
+    raise SystemExit("the first run fails")
+save_result(out)
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_resumed_program_that_places_another_object(
+    tmp_path: Path, qshpc_home: Path, n: int
+) -> None:
+    """A resumed job finds a call's stored result by its key: on 2dca53c that key held the
+    ids of the objects placed with put that the call takes, not their values, so a resumed
+    program that placed another object got the old results ([1, 1] for [2, 2]; under
+    ``-n 1`` the nested one: [2, 1])."""
+    from tests.conftest import job_dir_of
+
+    prog = tmp_path / "prog.py"
+    prog.write_text(RESUMED)
+    out = run_cli("run", str(prog), ranks=n, timeout=150, env={"V": "1", "FAIL": "1"})
+    assert "OUT [1, 1]" in out.stdout, out.stderr[-3000:]
+    job = str(job_dir_of(qshpc_home))
+    for _ in range(2):  # another object; then the same again: its results are reused
+        out = run_cli("run", str(prog), "--resume", job, ranks=n, timeout=150, env={"V": "2"})
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "OUT [2, 2]" in out.stdout
+    assert "0 tasks run, 2 reused" in out.stdout + out.stderr
