@@ -58,6 +58,24 @@ def deref(box: Any) -> Any:
     return get(inner)
 
 
+_RAN: list[int] = []
+
+
+def _note(x: int) -> None:  # by reference, as _wait_gate
+    _RAN.append(x)
+
+
+@distribute_task()
+def noted(x: int) -> int:
+    _note(x)
+    return x
+
+
+@distribute_task()
+def plus_one(x: int) -> int:
+    return x + 1
+
+
 class Holder:
     def __init__(self) -> None:
         self.items = [1]
@@ -274,3 +292,59 @@ def test_a_resumed_program_that_places_another_object(
         assert out.returncode == 0, out.stderr[-3000:]
         assert "OUT [2, 2]" in out.stdout
     assert "0 tasks run, 2 reused" in out.stdout + out.stderr
+
+
+def test_a_cancelled_call_never_runs() -> None:
+    """On 2dca53c ``cancel()`` of a queued call returned True, and the dispatcher sent the
+    call all the same: it ran on a worker (its side effects, its result in the store)."""
+    from qshpc.program.refs import CancelledError
+
+    _GATE.clear()
+    _RAN.clear()
+    with ranks(1) as r:
+        busy = [r.call(gated, 1)]
+        time.sleep(0.3)
+        busy.append(r.call(gated, 2))  # the worker's second batch in flight
+        time.sleep(0.3)
+        queued = r.call(noted, 5)
+        after = r.call(plus_one, queued)
+        time.sleep(0.3)
+        assert queued.cancel()
+        _GATE.set()
+        assert get(busy, timeout=60) == [1, 2]
+        assert get(r.call(noted, 6), timeout=60) == 6
+        with pytest.raises(CancelledError):
+            get(after, timeout=60)
+    assert _RAN == [6]
+
+
+POLLED = """\
+import time
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def slow(x):
+    time.sleep(2)
+    return x
+
+refs = [slow(i) for i in range(3)]
+t0 = time.time()
+try:
+    get(refs[-1], timeout=0.3)
+    print("OUT returned after %.1f s" % (time.time() - t0))
+except TimeoutError:
+    print("OUT TimeoutError after %.1f s" % (time.time() - t0))
+save_result(get(refs))
+"""
+
+
+@pytest.mark.mpi
+def test_get_with_a_timeout_while_rank_0_works(tmp_path: Path) -> None:
+    """With ``QSHPC_ROOT_WORKS=1`` rank 0 runs queued calls while the program waits in
+    ``get``. On 2dca53c ``get(ref, timeout=0.3)`` took ``ref``'s 2 s call itself and
+    returned its value after 2 s, where Ray raises at 0.3 s (as qshpc does without it)."""
+    prog = tmp_path / "polled.py"
+    prog.write_text(POLLED)
+    out = run_cli("run", str(prog), "--workers", "1", env={"QSHPC_ROOT_WORKS": "1"}, timeout=150)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OUT TimeoutError after 0.3 s" in out.stdout, out.stdout
