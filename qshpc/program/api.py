@@ -265,6 +265,9 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
         _wait([refs], timeout)
         return refs.result()
     if isinstance(refs, (list, tuple)):
+        for r in refs:  # before waiting (on 2dca53c: after waiting for every task of the list)
+            if not isinstance(r, (TaskRef, ObjectRef)):
+                _one(r)
         _wait([r for r in refs if isinstance(r, TaskRef)], timeout, progress)
         return [
             _backend.current().get_object(r.obj_id) if isinstance(r, ObjectRef) else _one(r)

@@ -348,3 +348,19 @@ def test_get_with_a_timeout_while_rank_0_works(tmp_path: Path) -> None:
     out = run_cli("run", str(prog), "--workers", "1", env={"QSHPC_ROOT_WORKS": "1"}, timeout=150)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OUT TimeoutError after 0.3 s" in out.stdout, out.stdout
+
+
+def test_get_of_a_list_with_a_value_that_is_no_reference_fails_at_once() -> None:
+    """Ray's get refuses such a list at once. On 2dca53c ``get([ref, 5])`` waited for
+    every task of the list first (here the gate's 30 s), then raised."""
+    from qshpc.errors import UserError
+
+    _GATE.clear()
+    with ranks(1) as r:
+        ref = r.call(gated, 1)
+        t0 = time.monotonic()
+        with pytest.raises(UserError, match="got int in the list"):
+            get([ref, 5], timeout=20)
+        assert time.monotonic() - t0 < 5
+        _GATE.set()
+        assert get(ref, timeout=60) == 1
