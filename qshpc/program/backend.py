@@ -183,10 +183,13 @@ def snapshot_object(obj: Any, digests: dict[int, bytes]) -> Placed:
         SerializationError: ``obj`` cannot be pickled, even by cloudpickle.
     """
     data, objs, pending = pack(obj, "put", "", what=f"object given to put ({type(obj).__name__})")
-    h = hashlib.blake2b(data, digest_size=16)
+    copy = load_snapshot(data, pending) if pending else pickle.loads(data)
+    # By value as a call's arguments are (circuits' Parameters by name, not by their
+    # UUIDs, new in every process): a resumed program placing the same object finds
+    # the results of the calls that took it.
+    h = hashlib.blake2b(task_key(b"put", data, "", ((copy,), {})).encode(), digest_size=16)
     for oid in sorted(set(objs)):
         h.update(digests.get(oid, b"?"))
-    copy = load_snapshot(data, pending) if pending else pickle.loads(data)
     return Placed(copy, objs, pending, h.digest())
 
 
