@@ -265,6 +265,9 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
         _wait([refs], timeout)
         return refs.result()
     if isinstance(refs, (list, tuple)):
+        for r in refs:  # before waiting (on 2dca53c: after waiting for every task of the list)
+            if not isinstance(r, (TaskRef, ObjectRef)):
+                _one(r)
         _wait([r for r in refs if isinstance(r, TaskRef)], timeout, progress)
         return [
             _backend.current().get_object(r.obj_id) if isinstance(r, ObjectRef) else _one(r)
@@ -305,9 +308,13 @@ def _one(r: Any) -> Any:
 def put(value: Any, **kwargs: Any) -> ObjectRef:
     """Place an object once; pass the reference to tasks instead of the object itself.
 
-    The reference is ready at once. Passed as an argument, it arrives as the
-    object; nested in a list, dict or object, it stays a reference that ``get``
-    reads inside the task. A worker sends each object it needs only once.
+    The reference is ready at once. The object is copied now, as Ray does: a
+    change the program makes to it later reaches neither the tasks nor ``get``.
+    Passed as an argument, it arrives as the object; nested in a list, dict or
+    object, it stays a reference that ``get`` reads inside the task. It may hold
+    other references: a call taking it waits for the task references inside, and
+    the objects placed that it refers to travel with it. A worker receives each
+    object it needs only once.
 
     Args:
         value: The object (``put(value=...)`` as in quantum-serverless and Ray).
@@ -315,6 +322,7 @@ def put(value: Any, **kwargs: Any) -> ObjectRef:
 
     Raises:
         UserError: Another keyword argument.
+        SerializationError: The object cannot be pickled (it could not travel).
     """
     unknown = set(kwargs) - {"_owner"}
     if unknown:

@@ -12,6 +12,7 @@ import atexit
 import hashlib
 import inspect
 import itertools
+import pickle
 import threading
 import time
 import warnings
@@ -25,6 +26,7 @@ from qshpc.program.refs import (
     ObjectRef,
     TaskRef,
     collecting,
+    load_snapshot,
     object_id,
     resolve_many,
     set_object_getter,
@@ -131,8 +133,9 @@ def pack(
         try:
             data = payload.cloud_dumps(value)
         except Exception as exc:
+            subject = f"the {what} of task {task_id} ({name})" if task_id else f"the {what}"
             raise SerializationError(
-                f"the {what} of task {task_id} ({name}) cannot be serialized: {exc}. "
+                f"{subject} cannot be serialized: {exc}. "
                 "Pass plain data, numpy arrays or Qiskit objects, or build the object inside "
                 "the task."
             ) from None
@@ -146,6 +149,60 @@ def pack(
 
 
 _dumps = payload.dumps
+
+
+class Placed:
+    """An object ``put`` placed: ``copy`` is it as it was at the ``put``."""
+
+    __slots__ = ("copy", "digest", "objs", "pending")
+
+    def __init__(
+        self, copy: Any, objs: Sequence[int], pending: Sequence[TaskRef[Any]], digest: bytes
+    ) -> None:
+        self.copy = copy
+        #: The objects placed that it refers to (itself, not those they refer to).
+        self.objs = objs
+        #: The task references inside it that were not done at the ``put``.
+        self.pending = pending
+        #: Its value for the keys a resumed job finds results by: its pickle, and the
+        #: digests of the objects it refers to.
+        self.digest = digest
+
+
+def snapshot_object(obj: Any, digests: dict[int, bytes]) -> Placed:
+    """``put``'s copy of ``obj`` as it is now, with the references inside it.
+
+    Ray serializes an object at ``put``: a later change the program makes to it
+    reaches neither the tasks nor ``get``. The copy is pickled and loaded again
+    here (circuits as QPY), so an object that cannot travel is refused at the
+    ``put``, not when a call takes it to a worker. The task references inside
+    that are not done come back as themselves (a call taking the object waits
+    for them). ``digests``: those of the objects placed so far (by id).
+
+    Raises:
+        SerializationError: ``obj`` cannot be pickled, even by cloudpickle.
+    """
+    data, objs, pending = pack(obj, "put", "", what=f"object given to put ({type(obj).__name__})")
+    copy = load_snapshot(data, pending) if pending else pickle.loads(data)
+    # By value as a call's arguments are (circuits' Parameters by name, not by their
+    # UUIDs, new in every process): a resumed program placing the same object finds
+    # the results of the calls that took it.
+    h = hashlib.blake2b(task_key(b"put", data, "", ((copy,), {})).encode(), digest_size=16)
+    for oid in sorted(set(objs)):
+        h.update(digests.get(oid, b"?"))
+    return Placed(copy, objs, pending, h.digest())
+
+
+def with_objects(key: str, objs: Sequence[int], digests: dict[int, bytes]) -> str:
+    """``key`` (:func:`task_key`) of a call that refers to the objects ``objs`` placed
+    with ``put``: it covers their values too (their ids alone name other objects when
+    a resumed program places others)."""
+    if not objs:
+        return key
+    h = hashlib.blake2b(key.encode(), digest_size=16)
+    for oid in sorted(set(objs)):
+        h.update(digests.get(oid, b"?"))
+    return h.hexdigest()
 
 
 def refers_to_objects(value: Any) -> bool:
@@ -356,14 +413,18 @@ class InlineBackend:
         self._counters: dict[tuple[str, int], itertools.count[int]] = {}
         #: Objects by id: those put here, and (on a worker) those rank 0 sent.
         self.objects: dict[int, Any] = {}
+        self.digests: dict[int, bytes] = {}  # of the objects put here (see Placed.digest)
         self._obj_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._warned = False
 
     def put(self, obj: Any) -> ObjectRef:
+        """Place a copy of ``obj`` as it is now (see :func:`snapshot_object`)."""
+        placed = snapshot_object(obj, self.digests)
         with self._lock:
             oid = object_id(self.rank, next(self._obj_ids))
-            self.objects[oid] = obj
+            self.objects[oid] = placed.copy
+            self.digests[oid] = placed.digest
         return ObjectRef(oid)
 
     def get_object(self, obj_id: int) -> Any:
@@ -411,12 +472,23 @@ class InlineBackend:
         except BaseException as exc:  # a dependency failed
             resolve_many([(ref, False, exc)])
             return ref
+        raw: bytes | None = None
+        objs: Sequence[int] = ()  # objects placed that the arguments refer to, nested
+        targs, tkwargs = args, kwargs  # what the task gets; keys are taken of the call's own
+        copied = bool(kwargs) or not _immutable(args)
+        if copied:
+            # The task takes its own copy of the arguments, as they are at the call (Ray
+            # pickles them then): a change the task makes to one never reaches the
+            # program, nor does a change the program makes later reach the result.
+            raw, targs, tkwargs, objs = _copied(args, kwargs, task.name, task_id)
         session = self.session
         submitted = time.time()
         key = ""
         if session is not None and session.done:  # resuming: this call may be stored
-            payload = pack((args, kwargs), task.name, task_id)[0]
-            key = task_key(task.digest, payload, task_id, (args, kwargs))
+            if raw is None:
+                raw = pack((args, kwargs), task.name, task_id)[0]
+            key = task_key(task.digest, raw, task_id, (args, kwargs))
+            key = with_objects(key, objs, self.digests)
             done = session.done_result(key)
             if done is not None:  # its circuits with this run's Parameters (see rebind)
                 resolve_many([(ref, True, rebind(done[0], args, kwargs))])
@@ -446,15 +518,19 @@ class InlineBackend:
                 resolve_many([(ref, True, rebind_hit(hit, args, kwargs))])
                 return ref
         if session is not None and not key:  # the record's key (for a later resume)
-            raw = dumps_payload(args, kwargs, task.name, task_id)
+            if raw is None:
+                raw = dumps_payload(args, kwargs, task.name, task_id)
             key = task_key(task.digest, raw, task_id, (args, kwargs))
+            key = with_objects(key, objs, self.digests)
         ranks = task_ranks(task)
         step = context.local_step(ranks) if ranks > 1 else None  # in-process: this host's cores
         attempt = 0
         while True:
             attempt += 1
+            if attempt > 1 and copied:  # a retry starts from the call's arguments
+                targs, tkwargs = _copied(args, kwargs, task.name, task_id)[1:3]
             out: Outcome = run_task(
-                task.runner, args, kwargs, task_id, task.name, task_seed, attempt, step
+                task.runner, targs, tkwargs, task_id, task.name, task_seed, attempt, step
             )
             if session is not None:
                 session.record(out, key, submitted, task_seed)
@@ -479,6 +555,43 @@ class InlineBackend:
             cache = self.cache = JobCache(CacheConfig(), None)
             atexit.register(cache.finish)  # plain python: store what is queued before exit
         return cache if cache.wanted(want) else None
+
+
+_IMMUTABLE = frozenset((int, float, str, bool, complex, bytes, type(None)))
+
+
+def _immutable(args: tuple[Any, ...]) -> bool:
+    """True for positional immutable plain values only (nothing for a task to copy)."""
+    for a in args:
+        if type(a) not in _IMMUTABLE:
+            return False
+    return True
+
+
+def _copied(
+    args: tuple[Any, ...], kwargs: dict[str, Any], name: str, task_id: str
+) -> tuple[bytes, tuple[Any, ...], dict[str, Any], Sequence[int]]:
+    """``(pickle, args, kwargs, object ids)``: a call's arguments pickled now and loaded
+    again, and the objects placed with ``put`` they refer to.
+
+    A task reference nested in them that is not done (one another backend made)
+    is waited for first: the copy takes it done. An argument that says its own
+    digest (:func:`own_digest`: immutable, and meant for this process) stays itself.
+
+    Raises:
+        SerializationError: They cannot be pickled, even by cloudpickle.
+    """
+    raw, objs, pending = pack((args, kwargs), name, task_id)
+    if pending:
+        wait_all(list(pending))
+        raw, objs, _ = pack((args, kwargs), name, task_id)
+    targs, tkwargs = pickle.loads(raw)
+    if own_digest((args, kwargs)):
+        targs = tuple(a if hasattr(type(a), "__qshpc_cache_digest__") else c
+                      for a, c in zip(args, targs, strict=True))  # fmt: skip
+        tkwargs = {k: a if hasattr(type(a), "__qshpc_cache_digest__") else tkwargs[k]
+                   for k, a in kwargs.items()}  # fmt: skip
+    return raw, targs, tkwargs, objs
 
 
 _backend: Backend | None = None

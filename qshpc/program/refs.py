@@ -298,11 +298,21 @@ def resolve_values(chunks: Iterable[tuple[list[TaskRef[Any]], list[Any]]]) -> No
     )
 
 
-def mark_running(refs: Iterable[TaskRef[Any]]) -> None:
-    """Mark references as dispatched (they can no longer be cancelled)."""
-    for ref in refs:
-        if ref._st == _PENDING:
-            ref._st = _RUNNING
+def mark_running(refs: Iterable[TaskRef[Any]]) -> bool:
+    """Mark references as dispatched (they can no longer be cancelled).
+
+    Under the lock ``cancel`` takes: a call whose ``cancel()`` returned True
+    never runs. Returns False when one of them was cancelled (leave it out).
+    """
+    whole = True
+    with _cond:
+        for ref in refs:
+            st = ref._st
+            if st == _PENDING:
+                ref._st = _RUNNING
+            elif st == _CANCELLED:
+                whole = False
+    return whole
 
 
 def requeue(ref: TaskRef[Any]) -> None:

@@ -412,6 +412,12 @@ class Dispatcher(Intake):
                     pass
                 if not batch:
                     continue
+            # Dispatched from here on: a call the program cancelled meanwhile is left out
+            # (on 2dca53c it ran all the same, its cancel() having returned True).
+            if not mark_running([e.ref for e in batch]):
+                batch = [e for e in batch if not e.ref.cancelled()]
+                if not batch:
+                    continue
             funcs = []
             objs: list[tuple[int, Any]] = []
             known = w.funcs
@@ -455,7 +461,6 @@ class Dispatcher(Intake):
 
                 line = f"{w.rank} {compress_ids([e.ref.task_id for e in batch])}\n"
                 os.write(self._dispatch_log, line.encode())
-            mark_running(e.ref for e in batch)
             message = batch_message(bid, funcs, objs, context.job_seed(), columns)
             w.sends.append(self.comm.isend(message, dest=w.rank, tag=TAG_BATCH))
             sent = True

@@ -33,8 +33,10 @@ from qshpc.program.backend import (
     own_digest,
     pack,
     refers_to_objects,
+    snapshot_object,
     task_key,
     task_ranks,
+    with_objects,
 )
 from qshpc.program.refs import (
     ObjectRef,
@@ -117,6 +119,10 @@ class Intake:
         self._fn_objs: dict[int, list[int]] = {}  # objects a function's closure refers to
         self._resume = bool(session.done)
         self._objects: dict[int, Any] = {}
+        #: A placed object that refers to others or to calls' results: (the objects it
+        #: refers to, at any depth; the task references in it that were not done).
+        self._obj_refs: dict[int, tuple[set[int], list[TaskRef[Any]]]] = {}
+        self._obj_digests: dict[int, bytes] = {}  # see backend.Placed.digest
         self._obj_ids = itertools.count(1)
         self._wake = threading.Event()
         self._idle = False  # the dispatcher thread sleeps and a worker has room: wake it
@@ -127,10 +133,37 @@ class Intake:
         self.wide_seen = False
 
     def put(self, obj: Any) -> ObjectRef:
-        """Place ``obj`` once; it travels to each worker with its first call that needs it."""
+        """Place a copy of ``obj`` as it is now; it travels to each worker with its first
+        call that needs it, with the objects it refers to.
+
+        Raises:
+            SerializationError: ``obj`` cannot be pickled.
+            UserError: It refers to an object rank 0 does not hold.
+        """
+        placed = snapshot_object(obj, self._obj_digests)
+        objs = placed.objs
+        if objs:
+            self._check_objects(objs)
         oid = object_id(0, next(self._obj_ids))
-        self._objects[oid] = obj
+        self._objects[oid] = placed.copy
+        self._obj_digests[oid] = placed.digest
+        if objs or placed.pending:
+            inner, waits = self._with_inner(objs)
+            self._obj_refs[oid] = (set(inner), [*placed.pending, *waits])
         return ObjectRef(oid)
+
+    def _with_inner(self, objs: Sequence[int]) -> tuple[Sequence[int], list[TaskRef[Any]]]:
+        """``objs`` and the objects those placed objects refer to, at any depth; and the
+        task references inside them that are not done (a call taking them waits)."""
+        refs = self._obj_refs
+        inner: set[int] | None = None
+        waits: list[TaskRef[Any]] = []
+        for oid in objs:
+            more = refs.get(oid)
+            if more is not None:
+                inner = (inner or set(objs)) | more[0]
+                waits += [r for r in more[1] if not r.done()]
+        return (objs if inner is None else tuple(inner)), waits
 
     def get_object(self, obj_id: int) -> Any:
         """The object placed as ``obj_id``.
@@ -168,6 +201,14 @@ class Intake:
                 "is not done: pass it to the task as an argument (the call then waits for it)"
             )
         self._check_objects(objs)
+        if objs and self._obj_refs:
+            objs, waits = self._with_inner(objs)
+            if waits:
+                raise UserError(
+                    f"task function {task.name} refers to an object placed with put that holds "
+                    f"TaskRef {waits[0].task_id}, which is not done: pass the object's reference "
+                    "to the task as an argument (the call then waits for it)"
+                )
         fn_id = len(self._fn_ids) + 1
         cached = self.cache is not None and self.cache.wanted(getattr(task, "cache", None))
         # The function travels once, as it is now: its cache digest is taken now too.
@@ -335,12 +376,15 @@ class Intake:
             data, objs, pending = pack((args, kwargs), entry.task.name, entry.ref.task_id, qpy=qpy)
             if objs and not pending:
                 self._check_objects(objs)
+                if self._obj_refs:  # objects that refer to others, or to calls' results
+                    objs, pending = self._with_inner(objs)
         except UserError as exc:
             if at_call:
                 raise
             resolve_many([(entry.ref, False, exc)])
             return
-        if pending:  # it waits, with its arguments as they are now (the snapshot)
+        if pending:  # it waits, with its arguments as they are now (the snapshot); or for
+            # the results a placed object it takes refers to
             entry.deps, entry.snapshot = list(pending), data
             self.blocked.append(entry)
             return
@@ -352,8 +396,12 @@ class Intake:
         if self._resume:
             if not self._prepare(entry, args, kwargs, qpy):
                 return
-        elif own_digest((args, kwargs)):  # a worker would key it by bytes that change per run
-            entry.key = task_key(entry.task.digest, data, entry.ref.task_id, (args, kwargs))
+        elif entry.objs or own_digest((args, kwargs)):
+            # A worker would key it by bytes that change per run, or by the ids of the
+            # objects it refers to, not by their values (a resumed program that placed
+            # other objects got the old results).
+            key = task_key(entry.task.digest, data, entry.ref.task_id, (args, kwargs))
+            entry.key = with_objects(key, entry.objs, self._obj_digests)
         threads = entry.task.threads
         (self.placed if threads and threads > self.min_cpus else self.pending).append(entry)
 
@@ -369,7 +417,8 @@ class Intake:
         self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any], qpy: Qpy | None = None
     ) -> bool:
         """A resumed job's call: False when the store (or the result cache) has its result."""
-        entry.key = task_key(entry.task.digest, entry.payload, entry.ref.task_id, (args, kwargs))
+        key = task_key(entry.task.digest, entry.payload, entry.ref.task_id, (args, kwargs))
+        entry.key = with_objects(key, entry.objs, self._obj_digests)
         done = self.session.done_result(entry.key)
         if done is not None:  # its circuits with this run's Parameters (see rebind)
             resolve_many([(entry.ref, True, rebind(done[0], args, kwargs))])
