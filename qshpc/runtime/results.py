@@ -58,13 +58,26 @@ class Results:
         self.seeds.append(seed)
 
     def fail_unpicklable(self) -> None:
-        """Turn every value that pickle cannot carry into its task's failure."""
+        """Send by value (cloudpickle) what pickle cannot carry; the rest fails its task.
+
+        An instance of a class of the program file (``__main__.Point``) pickles
+        only by value on a worker, as Ray sends it: rank 0 loads it as an
+        instance of the program's own class (cloudpickle keeps the class's
+        identity across the round trip).
+        """
         for i, value in enumerate(self.values):
             if value is None:
                 continue
             try:
                 pickle.dumps(value, protocol=5)
             except Exception as exc:
+                try:
+                    import cloudpickle
+
+                    self.values[i] = _ByValue(cloudpickle.dumps(value, protocol=5))
+                    continue
+                except Exception:
+                    pass
                 task_id, key, name, prov = self.info[i]
                 error = _unsendable(task_id, name, value, exc)
                 self.builder.fail(i, encode_meta(task_id, key, name, self.host, error, prov))
@@ -83,6 +96,18 @@ class Results:
         )
         failures = sorted(self.failures, key=_first)
         return result_message(bid, first, self.values, chunk, failures, final)
+
+
+class _ByValue:
+    """A value cloudpickle wrote: unpickled, it is the value itself."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (pickle.loads, (self.data,))
 
 
 def _first(failure: tuple[int, str, str, bytes | None]) -> int:

@@ -177,9 +177,33 @@ def _default(obj: Any) -> Any:
     return _pickle_ext(obj)
 
 
+def pickle_dumps(obj: Any) -> bytes:
+    """``pickle.dumps(obj)``; what it cannot write by reference, cloudpickle writes by value.
+
+    An instance of a class defined in the program file (``__main__.Point``, a
+    dataclass a task returns) cannot be pickled by reference on a worker, which
+    never runs the program: Ray stores it by value (cloudpickle), and so does
+    qshpc now. On 724bf2f such a return failed the task ('attribute lookup
+    Point on __main__ failed'). It loads with plain ``pickle.loads`` anywhere
+    cloudpickle is installed, without the program.
+
+    Raises:
+        Exception: pickle's own error, when cloudpickle cannot write it either.
+    """
+    try:
+        return pickle.dumps(obj, protocol=5)
+    except Exception as exc:
+        try:
+            import cloudpickle
+
+            return bytes(cloudpickle.dumps(obj, protocol=5))
+        except Exception:
+            raise exc from None
+
+
 def _pickle_ext(obj: Any) -> msgpack.ExtType:
     try:
-        return msgpack.ExtType(EXT_PICKLE, pickle.dumps(obj, protocol=5))
+        return msgpack.ExtType(EXT_PICKLE, pickle_dumps(obj))
     except Exception as exc:
         raise SerializationError(
             f"cannot store a value of type {type(obj).__qualname__}: it is not a plain "

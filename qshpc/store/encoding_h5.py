@@ -43,7 +43,7 @@ import numpy as np
 
 from qshpc.errors import SerializationError
 from qshpc.store import _qpy, qiskit_results
-from qshpc.store.encoding_blob import decode_blob, encode_blob, pickle_refused
+from qshpc.store.encoding_blob import decode_blob, encode_blob, pickle_dumps, pickle_refused
 from qshpc.store.layout import ENC_TYPE, ENC_VERSION
 
 VERSION = "1"
@@ -172,7 +172,7 @@ def write_native(parent: h5py.Group, name: str, value: Any) -> None:
         _bytes_ds(parent, name, encode_blob(value), "msgpack")
     else:
         try:
-            data = pickle.dumps(value, protocol=5)
+            data = pickle_dumps(value)
         except Exception as exc:
             raise SerializationError(
                 f"cannot store {name!r} of type {type(value).__qualname__}: it is not a "
