@@ -77,8 +77,15 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
     if n < 0:
         raise UserError(f"--workers must be >= 0, got {n}")
     if n == 0:
+        from qshpc.runtime import stopsig
         from qshpc.runtime.rank0 import run_job
         from qshpc.task import context
+
+        # This process is the whole job: a hangup cancels it, and a cancel from now on is
+        # remembered (rank 0 cancels the program as it would start), never a death that
+        # left the job QUEUED or 'claimed but never started' (on 2dca53c).
+        stopsig.stop_on_hangup()
+        stopsig.defer_signals()
 
         job_dir = prepare_job(spec)
         cpus = scheduler.cpus_per_task() if scheduler is not None else None

@@ -16,6 +16,8 @@ from typing import Any
 
 #: The signals that ask a rank to stop.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: SIGHUP when it stops this process's job too (:func:`stop_on_hangup`), else empty.
+hangup: list[int] = []
 #: The environment variables an MPI launcher (mpiexec, srun --mpi) sets in each rank.
 _MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_FD")
 
@@ -36,9 +38,28 @@ def remember(signum: int, frame: Any) -> None:
     received.append(signum)
 
 
+def stop_on_hangup() -> None:
+    """A SIGHUP stops this process's job as a SIGTERM does (unless it is ignored: ``nohup``).
+
+    For ``qshpc run --workers 0``, whose one process is the whole job: a terminal
+    that closes (an ssh session lost) sends SIGHUP to its process group. On main
+    2dca53c that killed it at once (exit 129), the job left RUNNING, later FAILED
+    'the job's processes ended without finalizing the store', where every other
+    shape of ``qshpc run`` stores CANCELED, 'received SIGHUP'. Never in an MPI
+    rank: its launcher (``qshpc run``'s own, or the user's mpiexec) decides.
+    """
+    if signal.SIGHUP not in hangup and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+        hangup.append(signal.SIGHUP)
+
+
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop this process's job: SIGTERM, SIGINT, and SIGHUP when it does."""
+    return (*STOP_SIGNALS, *hangup)
+
+
 def defer_signals() -> None:
     """From now on a SIGINT/SIGTERM is remembered, never raised (once or more: the same)."""
-    for s in STOP_SIGNALS:
+    for s in stop_signals():
         old = signal.signal(s, remember)
         if old is not remember:
             before[s] = signal.SIG_DFL if old is None else old  # None: set outside Python
@@ -51,7 +72,7 @@ def defer_if_rank(argv: list[str]) -> None:
 
 
 #: The signals a rank handles itself, which a forked child must get Python's defaults of.
-_FORK_SIGNALS = (*STOP_SIGNALS, signal.SIGUSR2)
+_FORK_SIGNALS = (*STOP_SIGNALS, signal.SIGUSR2, signal.SIGHUP)
 #: The forking thread's signal mask from before :func:`_block_for_fork` (one fork at a
 #: time: Python holds its import lock from the ``before`` hooks to the ``after`` ones).
 _mask: list[Any] = []

@@ -1,0 +1,134 @@
+"""Session 9's hunt (hunt9a): processes, threads and signals of user programs, and cancels.
+
+Each test says what happened on main 2dca53c. None asserts a speed: a bound is
+there only to prove that nothing hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import job_dir_of, run_cli
+
+pytestmark = [pytest.mark.timeout(240)]
+
+SLOW = """\
+import time
+from qshpc import distribute_task, get, save_result
+@distribute_task()
+def f(x):
+    time.sleep(0.2)
+    return x
+save_result(get([f(i) for i in range(40)]))
+"""
+
+
+def _status(job: Path) -> dict[str, Any]:
+    out = run_cli("status", str(job), "--json")
+    assert out.returncode == 0, out.stderr
+    status: dict[str, Any] = json.loads(out.stdout)
+    return status
+
+
+def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "QSHPC_PROGRESS_S": "0"}
+    return subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        **kwargs,
+    )  # fmt: skip
+
+
+def _succeeded(home: Path) -> int:
+    from qshpc.store import JobReader
+
+    try:
+        with JobReader.open(job_dir_of(home)) as r:
+            return int((r.meta().get("task_counts") or {}).get("SUCCEEDED", 0))
+    except Exception:  # not created or not readable yet
+        return 0
+
+
+def _communicate(proc: subprocess.Popen[bytes], timeout: float = 90) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"qshpc run still running {timeout} s on") from None
+    return out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("nohup", [False, True])
+def test_terminal_hangup_with_no_workers(tmp_path: Path, qshpc_home: Path, nohup: bool) -> None:
+    """``qshpc run --workers 0`` and SIGHUP to its process group (the terminal closed).
+    On 2dca53c the process died of it (exit 129 from the shell, no word): the job
+    stayed RUNNING, then read FAILED 'the job's processes ended without finalizing the
+    store', where ``--workers N`` stores CANCELED. Now the same as with workers:
+    CANCELED, 'received SIGHUP', the finished tasks kept, exit 129; under nohup it runs on."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+
+    def ignore_hup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = _start(
+        [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0"],
+        preexec_fn=ignore_hup if nohup else None,
+    )
+    deadline = time.monotonic() + 90
+    while _succeeded(qshpc_home) < 4 and time.monotonic() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGHUP)
+    out = _communicate(proc)
+    status = _status(job_dir_of(qshpc_home))
+    if nohup:
+        assert proc.returncode == 0, out
+        assert status["state"] == "SUCCEEDED"
+        return
+    assert proc.returncode == 128 + signal.SIGHUP, out
+    assert status["state"] == "CANCELED", status
+    assert "received SIGHUP" in str(status["error"])
+    assert status["task_counts"]["SUCCEEDED"] >= 4
+    assert "CANCELED" in out, out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_cancel_while_a_job_with_no_workers_is_created(
+    tmp_path: Path, qshpc_home: Path, signum: int
+) -> None:
+    """``qshpc run --workers 0 --arguments BIG.json`` cancelled while it creates the job
+    (reads and stores the arguments). On 2dca53c SIGTERM killed it there: the job was
+    left QUEUED for good, or FAILED 'the run that claimed this job ... ended before the
+    job started' (a cancel of ``--workers N`` then is CANCELED); SIGHUP likewise; SIGINT
+    removed the folder. Now rank 0 cancels the program as it would start, as with
+    workers: CANCELED, nothing run, exit 128 + the signal."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    args = tmp_path / "big.json"
+    args.write_text(json.dumps({"xs": [[i, str(i), i / 3] for i in range(600_000)]}))
+    proc = _start(
+        [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0", "--arguments",
+         str(args)],
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    jobs = qshpc_home / "jobs"
+    while not (jobs.is_dir() and any(jobs.iterdir())) and time.monotonic() < deadline:
+        assert proc.poll() is None, _communicate(proc)
+        time.sleep(0.005)
+    os.killpg(proc.pid, signum)
+    out = _communicate(proc)
+    assert proc.returncode == 128 + signum, out
+    status = _status(job_dir_of(qshpc_home))
+    assert status["state"] == "CANCELED", status
+    assert f"received {signal.Signals(signum).name}" in str(status["error"])
+    assert status["task_counts"]["SUCCEEDED"] == 0
