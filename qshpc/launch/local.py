@@ -352,11 +352,18 @@ class _Signals:
 
     def forward_to(self, proc: subprocess.Popen[bytes], rank0: list[int]) -> None:
         self.proc, self.rank0 = proc, rank0
+        self.pass_on()  # one received while mpiexec started is held: it goes to rank 0
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received.append(signum)
         proc = self.proc
         if proc is None:
+            # Before mpiexec starts: the launcher looks at what it received before it
+            # starts it (the job is then not started); one that comes after that look
+            # is held for rank 0. On 2dca53c it was dropped and the job ran to its end.
+            if not self.held:
+                self.held_since = time.monotonic()
+            self.held.append(signum)
             return
         if signum == signal.SIGINT and self.received.count(signal.SIGINT) > 1:
             self.held.clear()
