@@ -164,3 +164,83 @@ def test_a_cancel_while_mpiexec_starts_is_not_lost(
     status = _status(job_dir_of(qshpc_home))
     assert status["state"] == "CANCELED", status
     assert status["task_counts"]["SUCCEEDED"] < 40
+
+
+LEAVES = """\
+import os, subprocess, sys, time
+from pathlib import Path
+from qshpc import distribute_task, get, save_result
+
+PIDS = Path(sys.argv[1])
+
+def note(pid):
+    (PIDS / str(pid)).touch()
+
+@distribute_task()
+def f(i):
+    if i == 0:
+        note(subprocess.Popen(["sleep", "60"]).pid)
+        child = os.fork()
+        if child == 0:
+            time.sleep(60)
+            os._exit(0)
+        note(child)
+    return i
+
+note(subprocess.Popen(["sleep", "61"]).pid)
+save_result(get([f(i) for i in range(3)]))
+"""
+
+
+@pytest.mark.mpi
+def test_processes_left_running_are_named(tmp_path: Path, qshpc_home: Path) -> None:
+    """A task and the program start processes they never wait for (``subprocess.Popen``,
+    ``os.fork``). On 2dca53c they ran on after the job and no one said so; now each
+    rank names them in one line as it ends (the job as it was: SUCCEEDED)."""
+    prog = tmp_path / "leaves.py"
+    prog.write_text(LEAVES)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    try:
+        out = run_cli("run", str(prog), str(pids), "--workers", "1", timeout=90)
+        assert out.returncode == 0, out.stderr
+        assert _status(job_dir_of(qshpc_home))["state"] == "SUCCEEDED"
+        lines = [ln for ln in out.stderr.splitlines() if "process(es) the program" in ln]
+        assert len(lines) == 2, out.stderr
+        worker = next(ln for ln in lines if "rank 1 leaves 2 process(es)" in ln)
+        rank0 = next(ln for ln in lines if "rank 0 leaves 1 process(es)" in ln)
+        assert "'sleep 60' (pid" in worker and "'a fork of this rank' (pid" in worker, worker
+        assert "'sleep 61' (pid" in rank0, rank0
+    finally:
+        for pid in pids.iterdir():
+            try:
+                os.kill(int(pid.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_processes_left_leaves_out_multiprocessing_and_zombies() -> None:
+    import multiprocessing as mp
+
+    from qshpc.runtime.leave import processes_left
+
+    assert processes_left() == []
+    sleeper = subprocess.Popen(["sleep", "30"])
+    ctx = mp.get_context("fork")
+    helper = ctx.Process(target=time.sleep, args=(30,), daemon=True)
+    helper.start()
+    done = subprocess.Popen(["true"])
+    try:
+        while True:  # 'true' a zombie (not waited for), 'sleep' running
+            with open(f"/proc/{done.pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    break
+            time.sleep(0.01)
+        assert processes_left() == [(sleeper.pid, "sleep 30")]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        helper.kill()
+        helper.join()
+        done.wait()
+    assert processes_left() == []
