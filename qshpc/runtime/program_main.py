@@ -91,7 +91,14 @@ def exec_program(
         if early:
             del _received[:]
             on_signal(early[0], None)  # cancel (or requeue) before the program runs
-        runpy.run_path(str(program), run_name="__main__")
+        try:
+            runpy.run_path(str(program), run_name="__main__")
+        except BaseException as exc:
+            if stopsig.forked:  # a child the program forked, not rank 0
+                stopsig.end_fork("the program", exc, _user_traceback(exc, program))
+            raise
+        if stopsig.forked:
+            stopsig.end_fork("the program", None)
         return "SUCCEEDED", None
     except SystemExit as exc:
         if exc.code in (None, 0):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+from typing import Any, NoReturn
 
 #: The signals that ask a rank to stop.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -71,6 +71,51 @@ def defer_if_rank(argv: list[str]) -> None:
         defer_signals()
 
 
+#: Not empty in a child forked without exec from a rank (``os.fork``, multiprocessing's fork).
+forked: list[int] = []
+
+
+def end_fork(what: str, exc: BaseException | None, text: str | None = None) -> NoReturn:
+    """End a child forked from a rank that left ``what`` (the program, a task) instead of ending.
+
+    Such a child (``if os.fork() == 0: ...`` without ``os._exit``, or one that
+    raised) came back into the rank's own code: on main 2dca53c a program's
+    child that raised ended the job FAILED with its error while the parent ran
+    on, a task's child that returned went on as a second worker, and the job's
+    store was written by two processes (DAMAGED: its results lost). It ends
+    here as a plain Python process would at the end of its script: the
+    traceback of an exception (``text``, when given), exit code 0, 1 or
+    ``sys.exit``'s (130 after a KeyboardInterrupt); one line says why.
+    """
+    import sys
+
+    code: Any = 0
+    if isinstance(exc, SystemExit):
+        code = exc.code if exc.code is None or isinstance(exc.code, int) else 1
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    elif isinstance(exc, KeyboardInterrupt):
+        code = 128 + signal.SIGINT
+    elif exc is not None:
+        import traceback
+
+        try:  # (``text``: the traceback as the rank would show it)
+            sys.stderr.write(text or "".join(traceback.format_exception(exc)))
+        except (OSError, ValueError, AttributeError):
+            pass
+        code = 1
+    try:
+        sys.stderr.write(
+            f"qshpc: warning: a child process (pid {os.getpid()}) forked in {what} left it "
+            "instead of ending: it ends here (end such a child with os._exit)\n"
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+    os._exit(code or 0)
+
+
 #: The signals a rank handles itself, which a forked child must get Python's defaults of.
 _FORK_SIGNALS = (*STOP_SIGNALS, signal.SIGUSR2, signal.SIGHUP)
 #: The forking thread's signal mask from before :func:`_block_for_fork` (one fork at a
@@ -115,6 +160,7 @@ def _child_defaults() -> None:
     blocked from before the fork (:func:`_block_for_fork`) to the end of this
     hook: one sent meanwhile is acted on now, with the defaults in place.
     """
+    forked.append(1)
     try:
         for s in _FORK_SIGNALS:
             handler = signal.getsignal(s)

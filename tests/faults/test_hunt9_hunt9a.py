@@ -244,3 +244,112 @@ def test_processes_left_leaves_out_multiprocessing_and_zombies() -> None:
         helper.join()
         done.wait()
     assert processes_left() == []
+
+
+FORK_LEAVES = """\
+import os, time
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def f(i):
+    if i == 0:
+        pid = os.fork()
+        if pid == 0:
+            return "from the child"  # a child that does not end with os._exit
+        os.waitpid(pid, 0)
+    return i
+
+pid = os.fork()
+if pid == 0:
+    raise ValueError("the child's own error")
+os.waitpid(pid, 0)
+save_result({"r": get([f(i) for i in range(4)])})
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_forked_child_that_leaves_the_program_or_a_task(
+    tmp_path: Path, qshpc_home: Path, workers: str
+) -> None:
+    """The program forks a child that raises, a task one that returns (no ``os._exit``).
+    On 2dca53c each child went on in qshpc's own code: the program's child stored the
+    job FAILED with its error (the parent then: 'the lock ... was taken by another
+    run'), with a worker the job ended DAMAGED (two writers of its journal), its
+    results lost. Now a child that leaves the program or a task ends there, as a
+    plain Python process would (its traceback, one line why), and the job SUCCEEDS."""
+    prog = tmp_path / "forks.py"
+    prog.write_text(FORK_LEAVES)
+    out = run_cli("run", str(prog), "--workers", workers, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert "ValueError: the child's own error" in out.stderr
+    assert "forked in the program left it instead of ending" in out.stderr, out.stderr
+    if workers == "1":
+        assert "forked in a task of f left it instead of ending" in out.stderr, out.stderr
+    else:  # the task's child went on in the program, which may not write the job
+        assert "is a child forked from the job's writer" in out.stderr, out.stderr
+    job = job_dir_of(qshpc_home)
+    assert _status(job)["state"] == "SUCCEEDED"
+    assert json.loads(run_cli("result", str(job), "--json").stdout) == {"r": [0, 1, 2, 3]}
+
+
+FORK_SLEEPS = """\
+import os, sys, time
+from pathlib import Path
+from qshpc import distribute_task, get, save_result
+
+PIDS = Path(sys.argv[1])
+
+def sleeper():
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    (PIDS / str(pid)).touch()
+
+@distribute_task()
+def f(i):
+    if i % 4 == 0:
+        sleeper()
+    time.sleep(0.2)
+    return i
+
+sleeper()
+save_result(get([f(i) for i in range(60)]))
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_ctrl_c_with_forked_children_sleeping(
+    tmp_path: Path, qshpc_home: Path, workers: str
+) -> None:
+    """Ctrl-C (SIGINT to the process group) while the program's and the tasks' forked
+    children sleep. On 2dca53c each child got a KeyboardInterrupt that unwound into
+    the rank's code: rank 0's children stored the job themselves and the job ended
+    DAMAGED (2 of 3 runs with ``mpiexec -n 3``, 1 of 2 with ``--workers 0``, exit 2).
+    Now the children end as plain Python processes do; the job is CANCELED."""
+    prog = tmp_path / "forks.py"
+    prog.write_text(FORK_SLEEPS)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    proc = _start(
+        [sys.executable, "-m", "qshpc", "run", str(prog), str(pids), "--workers", workers]
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while _succeeded(qshpc_home) < 6 and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        out = _communicate(proc)
+        assert proc.returncode == 130, out
+        status = _status(job_dir_of(qshpc_home))
+        assert status["state"] == "CANCELED", status
+        assert status["task_counts"]["SUCCEEDED"] >= 6
+    finally:
+        for pid in pids.iterdir():
+            try:
+                os.kill(int(pid.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
