@@ -681,7 +681,12 @@ class _Deaths:
         also sees the rank's pipes close and starts ending the others), its pidfd
         turns readable only at the very end: under load a rank mpiexec killed
         can finish dying before the rank that died first does (seen: rank 2
-        blamed for rank 1's kill -9). The connections' order is causal.
+        blamed for rank 1's kill -9). The connections' order is causal when a
+        rank's connection closes before its PMI descriptor, whose close makes
+        mpiexec's proxy kill the others: each rank holds two, one on a low and
+        one on a high descriptor (the kernel releases a dead process's files
+        lowest or highest first, by version: :func:`qshpc.runtime.start._moved_high`),
+        and the first of a rank's two to close counts.
         """
         import socket
 
@@ -690,7 +695,7 @@ class _Deaths:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.setblocking(False)
             sock.bind("\0" + name)  # abstract: nothing to remove, gone with this process
-            sock.listen(128)
+            sock.listen(1024)  # two connections per rank
         except OSError:
             return None
         self.listener = sock
@@ -765,7 +770,8 @@ class _Deaths:
                 continue
             pid = self.conns.pop(fd, None)
             if pid is not None:  # a rank never writes: readable = closed, it is ending
-                self.closed.append(pid)
+                if pid not in self.closed:  # (each rank holds two: the first counts)
+                    self.closed.append(pid)
             else:
                 self.order.append(self.fds.pop(fd))
             self.poller.unregister(fd)

@@ -353,3 +353,66 @@ def test_ctrl_c_with_forked_children_sleeping(
                 os.kill(int(pid.name), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_killed_ranks_connection_closes_before_its_pmi_descriptor() -> None:
+    """What the launcher's post-mortem rests on: the connection a rank holds to it closes,
+    when the rank dies, before the descriptor mpiexec's proxy watches (PMI_FD, 9-15),
+    whose close makes the proxy kill every other rank. A dying process's files are
+    released highest descriptor first on 6.x kernels: on 2dca53c the one connection
+    (descriptor 6) closed after a PMI descriptor 10, and under load the launcher saw
+    rank 0 (killed by the proxy) end before rank 1 (kill -9 from outside), and blamed it:
+    tests/faults/test_worker_dies.py::test_a_worker_killed_from_outside_... failed 3 in
+    240 tries (1 in 20 in CI). Here a forked 'rank' holds a socket pair's end four
+    descriptors above its connection's in place of PMI's; killed, one of its
+    connections must close first (on 2dca53c the pair's end did, 5 of 5)."""
+    import select
+    import socket
+
+    from qshpc import settings
+    from qshpc.launch.local import _Deaths
+    from qshpc.runtime import start
+
+    deaths = _Deaths()
+    name = deaths.listen(os.urandom(8).hex())
+    assert name is not None
+    proxy_end, rank_end = socket.socketpair()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the rank
+        try:
+            low = os.dup(0)  # the lowest free descriptor: the connection's, as in a rank
+            os.close(low)
+            os.dup2(rank_end.fileno(), low + 4)  # PMI's above it, as in a rank (6 and 10)
+            os.environ[settings.LAUNCH_WATCH.name] = name
+            start._hold_launcher_socket()
+            os.write(ready_w, b"x")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    try:
+        rank_end.close()
+        os.close(ready_w)
+        assert os.read(ready_r, 1) == b"x"
+        deadline = time.monotonic() + 10
+        while pid not in deaths.connected and time.monotonic() < deadline:
+            deaths.wait(0.05)
+        assert pid in deaths.connected
+        conns = set(deaths.conns)
+        watch = select.epoll()
+        for fd in (*conns, proxy_end.fileno()):
+            watch.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pid = 0
+        first = [fd for fd, _ in watch.poll(5)]
+        watch.close()
+        assert first and first[0] in conns, (first, conns, proxy_end.fileno())
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(ready_r)
+        proxy_end.close()
+        deaths.close()
+        del start._held[:]
