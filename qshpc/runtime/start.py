@@ -131,6 +131,23 @@ def _hold_launcher_socket() -> None:
             sock.close()
             return
         _held.append(_moved_high(sock) if high else sock)
+    if len(_held) == 2:
+        os.register_at_fork(after_in_child=_let_go_in_child)
+
+
+def _let_go_in_child() -> None:
+    """In a child forked without exec: the rank's connections to the launcher are not its own.
+
+    A child the program or a task forked that outlived the rank held them open:
+    its rank's death was then seen only at the child's, after the ranks mpiexec
+    ended meanwhile, and one of those was blamed for it.
+    """
+    for sock in _held:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    del _held[:]
 
 
 def _moved_high(sock: Any) -> Any:

@@ -365,7 +365,8 @@ def test_a_killed_ranks_connection_closes_before_its_pmi_descriptor() -> None:
     tests/faults/test_worker_dies.py::test_a_worker_killed_from_outside_... failed 3 in
     240 tries (1 in 20 in CI). Here a forked 'rank' holds a socket pair's end four
     descriptors above its connection's in place of PMI's; killed, one of its
-    connections must close first (on 2dca53c the pair's end did, 5 of 5)."""
+    connections must close first (on 2dca53c the pair's end did, 5 of 5), though a
+    child it forked lives on."""
     import select
     import socket
 
@@ -386,14 +387,18 @@ def test_a_killed_ranks_connection_closes_before_its_pmi_descriptor() -> None:
             os.dup2(rank_end.fileno(), low + 4)  # PMI's above it, as in a rank (6 and 10)
             os.environ[settings.LAUNCH_WATCH.name] = name
             start._hold_launcher_socket()
-            os.write(ready_w, b"x")
+            child = os.fork()  # a child of the rank's that outlives it: holds none of them
+            if child == 0:
+                time.sleep(60)
+                os._exit(0)
+            os.write(ready_w, str(child).encode())
             time.sleep(60)
         finally:
             os._exit(0)
     try:
         rank_end.close()
         os.close(ready_w)
-        assert os.read(ready_r, 1) == b"x"
+        grandchild = int(os.read(ready_r, 32))
         deadline = time.monotonic() + 10
         while pid not in deaths.connected and time.monotonic() < deadline:
             deaths.wait(0.05)
@@ -413,6 +418,10 @@ def test_a_killed_ranks_connection_closes_before_its_pmi_descriptor() -> None:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         os.close(ready_r)
+        try:
+            os.kill(grandchild, signal.SIGKILL)
+        except (NameError, ProcessLookupError):
+            pass
         proxy_end.close()
         deaths.close()
         del start._held[:]
