@@ -77,8 +77,15 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
     if n < 0:
         raise UserError(f"--workers must be >= 0, got {n}")
     if n == 0:
+        from qshpc.runtime import stopsig
         from qshpc.runtime.rank0 import run_job
         from qshpc.task import context
+
+        # This process is the whole job: a hangup cancels it, and a cancel from now on is
+        # remembered (rank 0 cancels the program as it would start), never a death that
+        # left the job QUEUED or 'claimed but never started' (on 2dca53c).
+        stopsig.stop_on_hangup()
+        stopsig.defer_signals()
 
         job_dir = prepare_job(spec)
         cpus = scheduler.cpus_per_task() if scheduler is not None else None
@@ -345,11 +352,18 @@ class _Signals:
 
     def forward_to(self, proc: subprocess.Popen[bytes], rank0: list[int]) -> None:
         self.proc, self.rank0 = proc, rank0
+        self.pass_on()  # one received while mpiexec started is held: it goes to rank 0
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received.append(signum)
         proc = self.proc
         if proc is None:
+            # Before mpiexec starts: the launcher looks at what it received before it
+            # starts it (the job is then not started); one that comes after that look
+            # is held for rank 0. On 2dca53c it was dropped and the job ran to its end.
+            if not self.held:
+                self.held_since = time.monotonic()
+            self.held.append(signum)
             return
         if signum == signal.SIGINT and self.received.count(signal.SIGINT) > 1:
             self.held.clear()
@@ -667,7 +681,12 @@ class _Deaths:
         also sees the rank's pipes close and starts ending the others), its pidfd
         turns readable only at the very end: under load a rank mpiexec killed
         can finish dying before the rank that died first does (seen: rank 2
-        blamed for rank 1's kill -9). The connections' order is causal.
+        blamed for rank 1's kill -9). The connections' order is causal when a
+        rank's connection closes before its PMI descriptor, whose close makes
+        mpiexec's proxy kill the others: each rank holds two, one on a low and
+        one on a high descriptor (the kernel releases a dead process's files
+        lowest or highest first, by version: :func:`qshpc.runtime.start._moved_high`),
+        and the first of a rank's two to close counts.
         """
         import socket
 
@@ -676,7 +695,7 @@ class _Deaths:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.setblocking(False)
             sock.bind("\0" + name)  # abstract: nothing to remove, gone with this process
-            sock.listen(128)
+            sock.listen(1024)  # two connections per rank
         except OSError:
             return None
         self.listener = sock
@@ -751,7 +770,8 @@ class _Deaths:
                 continue
             pid = self.conns.pop(fd, None)
             if pid is not None:  # a rank never writes: readable = closed, it is ending
-                self.closed.append(pid)
+                if pid not in self.closed:  # (each rank holds two: the first counts)
+                    self.closed.append(pid)
             else:
                 self.order.append(self.fds.pop(fd))
             self.poller.unregister(fd)

@@ -22,6 +22,7 @@ from qshpc.errors import dump_cause
 from qshpc.program.backend import task_key
 from qshpc.program.refs import substitute_top
 from qshpc.runtime.results import Results
+from qshpc.runtime.stopsig import end_fork, forked
 from qshpc.task import context, coop
 from qshpc.task.execute import FATAL, TASK_ERRORS, task_traceback
 from qshpc.task.seeding import derive_seed
@@ -234,10 +235,14 @@ def _caller(
                 value = func(*args, **kwargs) if kwargs else func(*args)
                 ok = True
             except TASK_ERRORS as exc:
+                if forked:  # a child the task forked, not this worker
+                    end_fork(f"a task of {name}", exc)
                 if isinstance(exc, FATAL):
                     raise
                 ok, error, exc_type = False, task_traceback(exc), type(exc).__name__
                 cause = dump_cause(exc)  # so that rank 0 raises it as its own class too
+            if forked:
+                end_fork(f"a task of {name}", None)
             finished = now()
         except TASK_ERRORS as exc:  # the arguments could not be unpickled
             if isinstance(exc, FATAL):

@@ -33,9 +33,103 @@ def leave_within(code: int, grace_s: float) -> None:
         code: The exit code the rank returns.
         grace_s: Seconds given to threads the program left running.
     """
+    _say_processes_left()
     threading.Thread(
         target=_leave_after, args=(code, grace_s), name="qshpc-leave", daemon=True
     ).start()
+
+
+def processes_left() -> list[tuple[int, str]]:
+    """``(pid, command)`` of this process's children still running, but multiprocessing's.
+
+    ``subprocess.Popen`` children, ``cmd &``, ``os.fork`` without exec: nothing ends
+    them with the job, and nothing waits for them (a rank does not wait for its
+    children: see :mod:`qshpc.runtime.logtee`). multiprocessing's own children
+    are left out: its exit ends or joins them (:func:`_processes`), and its
+    forkserver and resource tracker end with this process. Zombies are not running.
+    """
+    me = os.getpid()
+    try:
+        tasks = os.listdir(f"/proc/{me}/task")
+    except OSError:
+        return []  # no /proc: nothing to say
+    pids: set[int] = set()
+    for tid in tasks:
+        try:
+            with open(f"/proc/{me}/task/{tid}/children", "rb") as f:
+                pids.update(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            pass
+    pids -= _multiprocessing_pids()
+    try:
+        with open(f"/proc/{me}/cmdline", "rb") as f:
+            mine = f.read()
+    except OSError:
+        mine = b""
+    left: list[tuple[int, str]] = []
+    for pid in sorted(pids):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if state in (b"Z", b"X"):
+            continue
+        if cmdline == mine:
+            name = "a fork of this rank"
+        else:
+            name = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+            name = name if len(name) <= 60 else name[:57] + "..."
+        left.append((pid, name))
+    return left
+
+
+def _multiprocessing_pids() -> set[int]:
+    """The pids of multiprocessing's children, its forkserver and its resource tracker."""
+    pids: set[int] = set()
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return pids
+    try:
+        pids.update(p.pid for p in mp.active_children() if p.pid is not None)
+    except Exception:
+        pass
+    for module, attr in (("forkserver", "_forkserver"), ("resource_tracker", "_resource_tracker")):
+        helper = getattr(sys.modules.get(f"multiprocessing.{module}"), attr, None)
+        pid = getattr(helper, "_forkserver_pid", None) or getattr(helper, "_pid", None)
+        if isinstance(pid, int):
+            pids.add(pid)
+    return pids
+
+
+def _say_processes_left() -> None:
+    """One line naming the processes the program or its tasks left running, if any.
+
+    On main 2dca53c a ``subprocess.Popen(["sleep", "300"])`` that a task never
+    waited for ran on after the job, and no one said so.
+    """
+    try:
+        left = processes_left()
+    except Exception:  # never a reason not to leave
+        return
+    if not left:
+        return
+    from qshpc.task.context import rank_info
+
+    names = ", ".join(f"{name!r} (pid {pid})" for pid, name in left[:3])
+    if len(left) > 3:
+        names += f" and {len(left) - 3} more"
+    try:  # one write: the ranks share the launcher's pipe
+        sys.stderr.write(
+            f"qshpc: warning: rank {rank_info().rank} leaves {len(left)} process(es) the "
+            f"program or its tasks started running: {names}; they run on without the job "
+            "(wait for them, or end them, before the program or task returns)\n"
+        )
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def lingering() -> list[threading.Thread]:

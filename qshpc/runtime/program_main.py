@@ -12,7 +12,6 @@ from typing import Any
 
 from qshpc.runtime import stopsig
 from qshpc.runtime.scheduler import Requeue, Scheduler
-from qshpc.runtime.stopsig import STOP_SIGNALS as _STOP_SIGNALS
 from qshpc.runtime.stopsig import before as _before
 from qshpc.runtime.stopsig import received as _received
 from qshpc.runtime.tidy import Tidy
@@ -42,7 +41,7 @@ def cancel_at_start() -> None:
 
 def default_signals() -> None:
     """The handling from before :func:`defer_signals` again (the job is stored)."""
-    for s in _STOP_SIGNALS:
+    for s in stopsig.stop_signals():
         if s in _before:
             signal.signal(s, _before.pop(s))
 
@@ -62,7 +61,8 @@ def exec_program(
 ) -> tuple[str, str | None]:
     """Run the program file as ``__main__``; return ``(state, error text)``.
 
-    SIGTERM, SIGINT and SIGUSR2 cancel the program (CANCELED), unless the
+    SIGTERM, SIGINT and SIGUSR2 (and SIGHUP: :func:`stopsig.stop_on_hangup`) cancel the
+    program (CANCELED), unless the
     ``scheduler`` says the signal means a requeue (REQUEUE: ask for it;
     REQUEUED: already done).
     """
@@ -76,13 +76,14 @@ def exec_program(
         again = scheduler.requeue_reason(signum) if scheduler is not None else None
         if again is not None:
             raise again
-        if signum in _STOP_SIGNALS:
+        if signum in stopsig.stop_signals():
             _received.append(signum)
         raise Cancelled(f"received {signal.Signals(signum).name}")
 
     early = list(_received)  # received before the program started (see defer_signals)
     tidy = Tidy()  # rank 0's streams, handlers: what the program leaves set is undone at its end
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
+    handled = (*stopsig.stop_signals(), signal.SIGUSR2)
+    old = {s: signal.signal(s, on_signal) for s in handled}
     saved_argv = sys.argv
     sys.argv = [str(program), *argv]
     add_program_path(program)
@@ -90,7 +91,14 @@ def exec_program(
         if early:
             del _received[:]
             on_signal(early[0], None)  # cancel (or requeue) before the program runs
-        runpy.run_path(str(program), run_name="__main__")
+        try:
+            runpy.run_path(str(program), run_name="__main__")
+        except BaseException as exc:
+            if stopsig.forked:  # a child the program forked, not rank 0
+                stopsig.end_fork("the program", exc, _user_traceback(exc, program))
+            raise
+        if stopsig.forked:
+            stopsig.end_fork("the program", None)
         return "SUCCEEDED", None
     except SystemExit as exc:
         if exc.code in (None, 0):

@@ -122,14 +122,64 @@ def _hold_launcher_socket() -> None:
         return
     import socket
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)  # a full backlog: go without, never wait
+    for high in (False, True):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)  # a full backlog: go without, never wait
+        try:
+            sock.connect("\0" + name)
+        except OSError:
+            sock.close()
+            return
+        _held.append(_moved_high(sock) if high else sock)
+    if len(_held) == 2:
+        os.register_at_fork(after_in_child=_let_go_in_child)
+
+
+def _let_go_in_child() -> None:
+    """In a child forked without exec: the rank's connections to the launcher are not its own.
+
+    A child the program or a task forked that outlived the rank held them open:
+    its rank's death was then seen only at the child's, after the ranks mpiexec
+    ended meanwhile, and one of those was blamed for it.
+    """
+    for sock in _held:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    del _held[:]
+
+
+def _moved_high(sock: Any) -> Any:
+    """``sock`` on a file descriptor above every other of this rank's (1023 at most).
+
+    A dying process's files are released in an order the kernel chooses: by
+    descriptor, lowest first, on older kernels; highest first on newer ones
+    (6.x: task_work runs last in, first out). mpiexec's proxy ends the other
+    ranks the moment a rank's PMI descriptor closes (9-15 here); a connection
+    on a low descriptor (6) then closed after it, and under load mpiexec had
+    killed rank 0 before the launcher saw the dead rank's close: on 2dca53c
+    the post-mortem blamed rank 0 or 2 for a kill -9 of rank 1, 3 times in 240
+    (test_worker_dies, 'flaky 1 in 20' in CI). One connection low and one high:
+    the first of the two to close is before the PMI descriptor either way.
+    """
+    import fcntl
+    import resource
+
     try:
-        sock.connect("\0" + name)
-    except OSError:
-        sock.close()
-        return
-    _held.append(sock)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        top = min(1023 if soft == resource.RLIM_INFINITY else soft - 1, 1023)
+        fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, top)
+    except (OSError, ValueError):
+        try:  # no room up there: the first free one above those in use now
+            fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 64)
+        except OSError:
+            return sock
+    import socket
+
+    moved = socket.socket(fileno=fd)
+    sock.close()
+    return moved
 
 
 def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:

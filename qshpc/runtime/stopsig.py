@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+from typing import Any, NoReturn
 
 #: The signals that ask a rank to stop.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: SIGHUP when it stops this process's job too (:func:`stop_on_hangup`), else empty.
+hangup: list[int] = []
 #: The environment variables an MPI launcher (mpiexec, srun --mpi) sets in each rank.
 _MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_FD")
 
@@ -36,9 +38,28 @@ def remember(signum: int, frame: Any) -> None:
     received.append(signum)
 
 
+def stop_on_hangup() -> None:
+    """A SIGHUP stops this process's job as a SIGTERM does (unless it is ignored: ``nohup``).
+
+    For ``qshpc run --workers 0``, whose one process is the whole job: a terminal
+    that closes (an ssh session lost) sends SIGHUP to its process group. On main
+    2dca53c that killed it at once (exit 129), the job left RUNNING, later FAILED
+    'the job's processes ended without finalizing the store', where every other
+    shape of ``qshpc run`` stores CANCELED, 'received SIGHUP'. Never in an MPI
+    rank: its launcher (``qshpc run``'s own, or the user's mpiexec) decides.
+    """
+    if signal.SIGHUP not in hangup and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+        hangup.append(signal.SIGHUP)
+
+
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop this process's job: SIGTERM, SIGINT, and SIGHUP when it does."""
+    return (*STOP_SIGNALS, *hangup)
+
+
 def defer_signals() -> None:
     """From now on a SIGINT/SIGTERM is remembered, never raised (once or more: the same)."""
-    for s in STOP_SIGNALS:
+    for s in stop_signals():
         old = signal.signal(s, remember)
         if old is not remember:
             before[s] = signal.SIG_DFL if old is None else old  # None: set outside Python
@@ -50,8 +71,53 @@ def defer_if_rank(argv: list[str]) -> None:
         defer_signals()
 
 
+#: Not empty in a child forked without exec from a rank (``os.fork``, multiprocessing's fork).
+forked: list[int] = []
+
+
+def end_fork(what: str, exc: BaseException | None, text: str | None = None) -> NoReturn:
+    """End a child forked from a rank that left ``what`` (the program, a task) instead of ending.
+
+    Such a child (``if os.fork() == 0: ...`` without ``os._exit``, or one that
+    raised) came back into the rank's own code: on main 2dca53c a program's
+    child that raised ended the job FAILED with its error while the parent ran
+    on, a task's child that returned went on as a second worker, and the job's
+    store was written by two processes (DAMAGED: its results lost). It ends
+    here as a plain Python process would at the end of its script: the
+    traceback of an exception (``text``, when given), exit code 0, 1 or
+    ``sys.exit``'s (130 after a KeyboardInterrupt); one line says why.
+    """
+    import sys
+
+    code: Any = 0
+    if isinstance(exc, SystemExit):
+        code = exc.code if exc.code is None or isinstance(exc.code, int) else 1
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    elif isinstance(exc, KeyboardInterrupt):
+        code = 128 + signal.SIGINT
+    elif exc is not None:
+        import traceback
+
+        try:  # (``text``: the traceback as the rank would show it)
+            sys.stderr.write(text or "".join(traceback.format_exception(exc)))
+        except (OSError, ValueError, AttributeError):
+            pass
+        code = 1
+    try:
+        sys.stderr.write(
+            f"qshpc: warning: a child process (pid {os.getpid()}) forked in {what} left it "
+            "instead of ending: it ends here (end such a child with os._exit)\n"
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+    os._exit(code or 0)
+
+
 #: The signals a rank handles itself, which a forked child must get Python's defaults of.
-_FORK_SIGNALS = (*STOP_SIGNALS, signal.SIGUSR2)
+_FORK_SIGNALS = (*STOP_SIGNALS, signal.SIGUSR2, signal.SIGHUP)
 #: The forking thread's signal mask from before :func:`_block_for_fork` (one fork at a
 #: time: Python holds its import lock from the ``before`` hooks to the ``after`` ones).
 _mask: list[Any] = []
@@ -94,6 +160,7 @@ def _child_defaults() -> None:
     blocked from before the fork (:func:`_block_for_fork`) to the end of this
     hook: one sent meanwhile is acted on now, with the defaults in place.
     """
+    forked.append(1)
     try:
         for s in _FORK_SIGNALS:
             handler = signal.getsignal(s)

@@ -42,6 +42,7 @@ class JobWriter:
         #: The job's lock (:class:`qshpc.store.lock.JobLock`) when this writer holds one:
         #: a writer whose lock another run took over stops writing.
         self.lock: Any = None
+        self._pid = os.getpid()  # the one process that writes the job (not a fork of it)
 
     @classmethod
     def open(cls, job_dir: str | os.PathLike[str], runtime: dict[str, Any]) -> JobWriter:
@@ -90,6 +91,12 @@ class JobWriter:
     def _check(self) -> JournalWriter:
         if self._broken is not None:
             raise self._broken
+        if os.getpid() != self._pid:  # two writers of one journal: the job was DAMAGED
+            raise StoreError(
+                f"this process (pid {os.getpid()}) is a child forked from the job's writer "
+                f"(pid {self._pid}) and cannot write the job {self.path.parent.name}: only "
+                "the process that runs the program does (end a forked child with os._exit)"
+            )
         lost = getattr(self.lock, "lost", None)
         if lost:
             self._broken = StoreError(f"{lost}; this run stops writing the job (one writer)")
