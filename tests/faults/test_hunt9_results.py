@@ -12,9 +12,7 @@ from tests.conftest import PROGRAMS, job_dir_of, run_cli
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("ranks", [1, 3])
-def test_a_task_returns_an_instance_of_a_class_of_the_program(
-    qshpc_home: Path, ranks: int
-) -> None:
+def test_a_task_returns_an_instance_of_a_class_of_the_program(qshpc_home: Path, ranks: int) -> None:
     """Ray sends a ``@dataclass`` of the driver's file by value. On 724bf2f the task failed
     on a worker ('attribute lookup Point on __main__ failed'); now rank 0 gets instances of
     the program's own class, and the stored result loads without the program."""
