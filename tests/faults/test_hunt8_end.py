@@ -82,8 +82,12 @@ def test_output_read_by_a_reader_that_left(
     job = job_dir_of(qshpc_home)
     assert _status(job)["state"] == "SUCCEEDED"
     log = (job / "logs" / "rank-0.out").read_text()
-    assert log.count(" 59999") == 2  # both last lines, kept in the job's logs (the tee may cut
-    # a line where one stream's 64 KiB read ends: "lineerr 59999")
+    # Every byte of both streams is kept in the job's log, the last lines too; the tee
+    # interleaves the two streams where a 64 KiB read ends, even inside a line ("line " +
+    # "err 59997\n" + ... + "59999 xxx"): count what no cut changes.
+    out = sum(len(f"line {i} {'x' * 50}\n") + len(f"err {i}\n") for i in range(60000))
+    assert len(log) >= out and log.count("\n") >= 120000, log[-300:]
+    assert log.count("x") >= 60000 * 50, log[-300:]
 
 
 @pytest.mark.mpi
