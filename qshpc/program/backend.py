@@ -475,7 +475,7 @@ class InlineBackend:
         raw: bytes | None = None
         objs: Sequence[int] = ()  # objects placed that the arguments refer to, nested
         targs, tkwargs = args, kwargs  # what the task gets; keys are taken of the call's own
-        copied = bool(kwargs) or not _immutable(args)
+        copied = not plain(args, kwargs)
         if copied:
             # The task takes its own copy of the arguments, as they are at the call (Ray
             # pickles them then): a change the task makes to one never reaches the
@@ -557,13 +557,17 @@ class InlineBackend:
         return cache if cache.wanted(want) else None
 
 
-_IMMUTABLE = frozenset((int, float, str, bool, complex, bytes, type(None)))
+#: Immutable plain values: a call of these alone needs no copy, no snapshot, no reference
+#: search (rank 0's intake and the inline backend alike).
+PLAIN = frozenset((int, float, str, bool, complex, bytes, type(None)))
 
 
-def _immutable(args: tuple[Any, ...]) -> bool:
-    """True for positional immutable plain values only (nothing for a task to copy)."""
+def plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """True for positional immutable plain values only (no snapshot, no reference to find)."""
+    if kwargs:
+        return False
     for a in args:
-        if type(a) not in _IMMUTABLE:
+        if type(a) not in PLAIN:
             return False
     return True
 

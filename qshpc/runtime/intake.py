@@ -27,11 +27,13 @@ from qshpc.cache.rebind import rebind, rebind_hit
 from qshpc.errors import UserError
 from qshpc.program.backend import (
     FROM_CACHE,
+    PLAIN,
     TaskSpec,
     check_threads,
     foreign_object_error,
     own_digest,
     pack,
+    plain,
     refers_to_objects,
     snapshot_object,
     task_key,
@@ -485,25 +487,12 @@ class Intake:
         return taken
 
 
-_PLAIN = frozenset((int, float, str, bool, complex, bytes, type(None)))
-
-
-def plain(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """True for positional immutable plain values only (no snapshot, no reference to find)."""
-    if kwargs:
-        return False
-    for a in args:
-        if type(a) not in _PLAIN:
-            return False
-    return True
-
-
 def fixed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """True when the arguments are references and immutable plain values only: a call
     waiting with them needs no snapshot."""
     for a in (*args, *kwargs.values()) if kwargs else args:
         t = type(a)
-        if t not in _PLAIN and t is not TaskRef and t is not ObjectRef:
+        if t not in PLAIN and t is not TaskRef and t is not ObjectRef:
             return False
     return True
 
@@ -514,7 +503,7 @@ def keyable(args: tuple[Any, ...]) -> bool:
     circuit_class = None
     for a in args:
         t = type(a)
-        if t in _PLAIN:
+        if t in PLAIN:
             continue
         if t.__name__ == "ndarray" and t.__module__ == "numpy":
             if a.dtype.hasobject:
