@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +55,11 @@ def job_dir_of(home: Path) -> Path:
     jobs = sorted((home / "jobs").iterdir(), key=lambda d: (d.stat().st_ctime_ns, d.name))
     assert jobs, "no job directory was created"
     return jobs[-1]
+
+
+def job_status(job: Path) -> dict[str, Any]:
+    """``qshpc status JOB --json``, which must succeed."""
+    out = run_cli("status", str(job), "--json")
+    assert out.returncode == 0, out.stderr
+    status: dict[str, Any] = json.loads(out.stdout)
+    return status

@@ -12,15 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROGRAMS, job_dir_of, run_cli
+from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
-
-
-def _status(job: Path) -> dict[str, object]:
-    out = run_cli("status", str(job), "--json")
-    assert out.returncode == 0, out.stderr
-    status: dict[str, object] = json.loads(out.stdout)
-    return status
 
 
 def test_exit_statuses_of_the_launcher_are_read_as_exit_codes(tmp_path: Path) -> None:

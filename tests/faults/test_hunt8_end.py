@@ -19,6 +19,7 @@ import pytest
 
 from qshpc.errors import UserError
 from tests.conftest import job_dir_of, run_cli
+from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -31,13 +32,6 @@ for i in range(60000):
     print("err", i, file=sys.stderr)
 save_result(7)
 """
-
-
-def _status(job: Path) -> dict[str, object]:
-    out = run_cli("status", str(job), "--json")
-    assert out.returncode == 0, out.stderr
-    status: dict[str, object] = json.loads(out.stdout)
-    return status
 
 
 def _run(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:

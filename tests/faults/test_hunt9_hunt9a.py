@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import job_dir_of, run_cli
+from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -30,13 +31,6 @@ def f(x):
     return x
 save_result(get([f(i) for i in range(40)]))
 """
-
-
-def _status(job: Path) -> dict[str, Any]:
-    out = run_cli("status", str(job), "--json")
-    assert out.returncode == 0, out.stderr
-    status: dict[str, Any] = json.loads(out.stdout)
-    return status
 
 
 def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
