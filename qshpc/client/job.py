@@ -542,17 +542,40 @@ def list_jobs(state: str | None = None) -> JobList[Job]:
     """Jobs under ``$QSHPC_HOME/jobs``, newest first (optionally only one state).
 
     Filtering by state asks Slurm once for all the Slurm jobs (:func:`read_infos`).
-    The list shows as a table in Jupyter; ``.to_pandas()`` makes it a DataFrame.
+    A state may be spelled in quantum-serverless's words too (``"DONE"``,
+    ``"ERROR"``), in any case. The list shows as a table in Jupyter;
+    ``.to_pandas()`` makes it a DataFrame.
+
+    Raises:
+        UserError: ``state`` names no state.
     """
     from qshpc.notebook.display import JobList
 
+    if state:
+        state = _state_asked(state)
     root = jobs_root()
     if not root.is_dir():
         return JobList(infos=read_infos)
     jobs = [Job(d) for d in sorted(root.iterdir(), reverse=True) if has_job_file(d)]
     if state:
-        jobs = [j for j, m in read_infos(jobs) if _state_of(m) == state.upper()]
+        jobs = [j for j, m in read_infos(jobs) if _state_of(m) == state]
     return JobList(jobs, infos=read_infos)
+
+
+def _state_asked(state: str) -> str:
+    """qshpc's word for a state asked for in either spelling; refused when it names none."""
+    from qshpc.jobstate import SERVERLESS_NAMES, canonical
+
+    word = canonical(str(state).upper())
+    if word not in JobState.__members__ and word != "UNREADABLE":
+        names = ", ".join(
+            f"{s} ({SERVERLESS_NAMES[s]})" if SERVERLESS_NAMES.get(s, s) != s else s
+            for s in [*JobState.__members__, "UNREADABLE"]
+        )
+        from qshpc.errors import UserError
+
+        raise UserError(f"unknown state {state!r}: use one of {names}")
+    return word
 
 
 def _state_of(info: dict[str, Any] | Exception) -> str:

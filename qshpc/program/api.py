@@ -7,9 +7,11 @@ in the same process).
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from qshpc import settings
@@ -31,14 +33,44 @@ def _set_session(session: Session | None) -> None:
     _session = session
 
 
+#: A worker rank's job directory, set when the worker learns its job: a task
+#: that calls get_arguments() there reads the job's arguments from the store.
+_worker_job: Path | None = None
+_worker_arguments: dict[str, Any] | None = None
+_worker_lock = threading.Lock()
+
+
+def _set_worker_job(job_dir: Path | None) -> None:
+    global _worker_job, _worker_arguments
+    with _worker_lock:
+        _worker_job, _worker_arguments = job_dir, None
+
+
+def _arguments_on_worker(job_dir: Path) -> dict[str, Any]:
+    """The job's arguments read from its store once per worker (as rank 0 reads them)."""
+    global _worker_arguments
+    with _worker_lock:
+        if _worker_arguments is None:
+            from qshpc.store import JobReader, perms
+
+            trusted = perms.private_to_me(job_dir / "job.h5")
+            with JobReader.open(job_dir) as r:
+                _worker_arguments = r.arguments(allow_pickle=trusted)
+        return _worker_arguments
+
+
 def get_arguments() -> dict[str, Any]:
     """Return the arguments the job was started with (a dict; empty when none).
 
-    Under plain ``python``, arguments come from the file named by the
-    ``QSHPC_ARGUMENTS`` environment variable, if set.
+    Inside a task it is the same dict, on every rank (as in quantum-serverless,
+    whose workers all saw the job's arguments). Under plain ``python``,
+    arguments come from the file named by the ``QSHPC_ARGUMENTS`` environment
+    variable, if set.
     """
     if _session is not None:
         return _session.arguments
+    if _worker_job is not None:  # inside a task on a worker rank
+        return _arguments_on_worker(_worker_job)
     path = settings.ARGUMENTS.get()
     if path is not None:
         from qshpc.jobs.prepare import load_arguments_file
