@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -77,11 +78,36 @@ def data_dir() -> Path:
     return root
 
 
+#: The last id this process made: (its second, its random part).
+_last_id: tuple[str, int] = ("", 0)
+_FIRST = 1 << 23  # the first id of a second draws below this: room for the later ones
+_STEP = 1 << 16  # each later id of that second draws this far at most above the last
+_ID_LOCK = threading.Lock()
+
+
 def new_job_id() -> str:
-    """A sortable, unique job id such as ``20261125-143012-a1b2c3``."""
-    # os.urandom as secrets.token_hex does, without importing secrets (hmac, OpenSSL):
-    # every `qshpc run` makes an id on its way to starting the ranks.
-    return time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+    """A sortable, unique job id such as ``20261125-143012-a1b2c3``.
+
+    The ids one process makes sort in the order it made them, within one second
+    too (``get_jobs()`` lists newest first by id): a later id of the same
+    second draws its random part above the last one's.
+    """
+    global _last_id
+    with _ID_LOCK:
+        while True:
+            # os.urandom as secrets.token_hex does, without importing secrets (hmac,
+            # OpenSSL): every `qshpc run` makes an id on its way to starting the ranks.
+            draw = int.from_bytes(os.urandom(3), "big")
+            stamp = time.strftime("%Y%m%d-%H%M%S-")
+            if stamp != _last_id[0]:
+                n = draw % _FIRST
+            else:
+                n = _last_id[1] + 1 + draw % _STEP
+                if n > 0xFFFFFF:  # this second is full: the next one
+                    time.sleep(0.01)
+                    continue
+            _last_id = (stamp, n)
+            return f"{stamp}{n:06x}"
 
 
 _SLURM_ID = re.compile(r"\d+(_\d+)?")

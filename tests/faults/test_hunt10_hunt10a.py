@@ -81,3 +81,28 @@ def test_get_jobs_status_in_quantum_serverless_words(qshpc_home: Path, tmp_path:
         assert [j.job_id for j in serverless.get_jobs(status=word)] == [ok.job_id], word
     with pytest.raises(UserError, match=r"unknown state 'bogus'.*SUCCEEDED \(DONE\)"):
         serverless.get_jobs(status="bogus")
+
+
+def test_jobs_made_in_one_second_list_newest_first(qshpc_home: Path, tmp_path: Path) -> None:
+    """quantum-serverless's notebook 05 runs job1 and job2 back to back, then
+    ``get_jobs(limit=2, offset=1)``. On 0ab3ff4 job ids made in the same second
+    sorted by their random part, so 'newest first' put job1 before job2 in 3 runs
+    of 6. Now the ids one process makes sort in the order it made them."""
+    import re
+
+    from qshpc import QuantumServerless
+    from qshpc.jobs.paths import new_job_id
+
+    ids = [new_job_id() for _ in range(300)]  # several seconds' worth: all in order
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", i) for i in ids)
+
+    (tmp_path / "p.py").write_text("print('hi')\n")
+    serverless = QuantumServerless(LocalClient(workers=0))
+    program = Program(title="p", entrypoint="p.py", working_dir=str(tmp_path))
+    jobs = [serverless.run(program) for _ in range(4)]
+    for job in jobs:
+        job.wait(timeout=120)
+    made = [j.job_id for j in jobs]
+    assert [j.job_id for j in serverless.get_jobs()] == made[::-1]
+    assert [j.job_id for j in serverless.get_jobs(limit=2, offset=1)] == made[2:0:-1]
