@@ -172,9 +172,15 @@ class BaseProvider:
         return sorted(programs, key=lambda p: p.title)
 
     def _program(self, program: Program | str) -> Program:
-        """``program`` itself, or the uploaded program titled so."""
+        """``program`` itself, or the uploaded program titled so.
+
+        A Program without an entrypoint names the uploaded one by its title, as
+        quantum-serverless's ``run`` took one (``run_existing``).
+        """
         if isinstance(program, Program):
-            return program
+            if program.entrypoint:
+                return program
+            program = program.title
         if not isinstance(program, str):
             raise UserError(
                 f"run takes a Program (QiskitPattern) or an uploaded program's title, "

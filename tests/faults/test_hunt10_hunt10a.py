@@ -106,3 +106,24 @@ def test_jobs_made_in_one_second_list_newest_first(qshpc_home: Path, tmp_path: P
     made = [j.job_id for j in jobs]
     assert [j.job_id for j in serverless.get_jobs()] == made[::-1]
     assert [j.job_id for j in serverless.get_jobs(limit=2, offset=1)] == made[2:0:-1]
+
+
+def test_run_a_pattern_without_entrypoint_runs_the_uploaded_one(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """quantum-serverless 0.10.1's ``run(QiskitPattern(title=...))`` with no
+    entrypoint (what its ``get_programs()`` returned) ran the uploaded program of
+    that title (``run_existing``). On 0ab3ff4: ``UserError: program 'p' has no
+    entrypoint``. Now it runs the uploaded one; a title never uploaded is refused."""
+    from qshpc import QiskitPattern, QuantumServerless
+    from qshpc.errors import UserError
+
+    (tmp_path / "p.py").write_text(
+        "from qshpc import get_arguments, save_result\nsave_result(get_arguments())\n"
+    )
+    serverless = QuantumServerless(LocalClient(workers=0))
+    serverless.upload(QiskitPattern(title="p", entrypoint="p.py", working_dir=str(tmp_path)))
+    job = serverless.run(QiskitPattern(title="p"), arguments={"n": 3})
+    assert job.result(timeout=120) == {"n": 3}
+    with pytest.raises(UserError, match="no program titled 'q' was uploaded"):
+        serverless.run(QiskitPattern(title="q"))
