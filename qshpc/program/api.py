@@ -170,6 +170,9 @@ class DistributedTask(Generic[P, R]):
             from qshpc.task.execute import TargetedCall
 
             self.runner = TargetedCall(func, target.threads, target.env_vars)
+        #: Call shapes (positional count, keyword names) known to fit the signature.
+        self._fits: set[tuple[int, tuple[str, ...]]] = set()
+        self._signature: Any = None  # inspect.Signature, False when it cannot be read
 
     @property
     def digest(self) -> bytes:
@@ -181,12 +184,45 @@ class DistributedTask(Generic[P, R]):
         return self._digest
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskRef[R]:
+        shape = (len(args), tuple(kwargs))
+        if shape not in self._fits:
+            self._check_fits(args, kwargs, shape)
         if self.target.mem_gb:
             _check_memory(self, args, kwargs)
         ref = _backend.current().submit(self, args, kwargs)
         if _session is not None:  # rank 0's count, for the progress shown against it
             _session.submitted += 1
         return ref
+
+    def _check_fits(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], shape: tuple[int, tuple[str, ...]]
+    ) -> None:
+        """Refuse a call whose arguments do not bind to the function, at the call (as Ray).
+
+        Else it would fail on a worker, once per retry. Whether arguments bind
+        depends on their count and keyword names only: each shape is checked once.
+        A wrapper's own signature is taken (not the function it wraps): one that
+        takes more than it shows is not second-guessed.
+
+        Raises:
+            TypeError: The arguments do not fit (the message names the signature).
+        """
+        if self._signature is None:
+            import inspect
+
+            try:
+                self._signature = inspect.signature(self.func, follow_wrapped=False)
+            except (TypeError, ValueError):  # a builtin or a callable it cannot read
+                self._signature = False
+        if self._signature is not False:
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(
+                    f"task {self.name} called with arguments that do not fit "
+                    f"{self.name}{self._signature}: {exc}"
+                ) from None
+        self._fits.add(shape)
 
     def __getstate__(self) -> dict[str, Any]:
         return {

@@ -127,3 +127,59 @@ def test_run_a_pattern_without_entrypoint_runs_the_uploaded_one(
     assert job.result(timeout=120) == {"n": 3}
     with pytest.raises(UserError, match="no program titled 'q' was uploaded"):
         serverless.run(QiskitPattern(title="q"))
+
+
+BAD_CALL = """\
+import functools
+from qshpc import distribute_task, get, save_result
+
+@distribute_task(retries=2)
+def f(x, *, scale=1):
+    return x * scale
+
+def loose(func):
+    @functools.wraps(func)
+    def wrapper(*args, verbose=False, **kwargs):  # takes more than func shows
+        return func(*args, **kwargs)
+    return wrapper
+
+@distribute_task()
+@loose
+def g(x):
+    return x
+
+out = {}
+for label, call in [("extra", lambda: f(1, 2)), ("kw", lambda: f(1, scal=2)),
+                    ("missing", lambda: f())]:
+    try:
+        call()
+        out[label] = "no error at the call"
+    except TypeError as exc:
+        out[label] = str(exc)
+out["ok"] = get([f(2), f(2, scale=3), f(x=1), g(4, verbose=True)])
+save_result(out)
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [None, 3])
+def test_a_call_that_does_not_fit_the_signature_fails_at_the_call(
+    ranks: int | None, qshpc_home: Path, tmp_path: Path
+) -> None:
+    """Ray (so quantum-serverless 0.10.1) binds a remote call's arguments to the
+    function's signature at the call: ``f(1, 2)`` raises TypeError there. On
+    0ab3ff4 the call was queued, failed on the worker, and was retried (3
+    failed attempts with retries=2) before get raised. Now the call raises
+    TypeError at once, naming the task; wrappers that take more than they show
+    (functools.wraps) are not second-guessed."""
+    prog = tmp_path / "bad_call.py"
+    prog.write_text(BAD_CALL)
+    extra = [] if ranks else ["--workers", "0"]
+    out = run_cli("run", str(prog), *extra, ranks=ranks, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    res = open_job(job_dir_of(qshpc_home)).result()
+    assert res["ok"] == [2, 6, 1, 4]
+    assert res["extra"].startswith("task f called with arguments that do not fit f(x, *, scale=1)")
+    assert "too many positional arguments" in res["extra"]
+    assert "unexpected keyword argument 'scal'" in res["kw"]
+    assert "missing a required argument: 'x'" in res["missing"]
