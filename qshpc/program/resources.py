@@ -63,19 +63,25 @@ class Target:
         self,
         cpu: int | None = None,
         gpu: int = 0,
-        mem_gb: float = 0.0,
         qpu: int = 0,
+        mem: float | None = None,
+        resources: dict[str, float] | None = None,
         env_vars: dict[str, str] | None = None,
         pip: list[str] | None = None,
-        resources: dict[str, float] | None = None,
-        ranks: int = 1,
         *,
-        mem: float | None = None,
+        mem_gb: float | None = None,
+        ranks: int = 1,
     ) -> None:
+        # Positional order as quantum-serverless 0.10.1's Target(cpu, gpu, qpu, mem,
+        # resources, env_vars, pip): a program that passes them by position means the same.
+        if mem is not None and mem_gb is not None and mem != mem_gb:
+            raise ResourceError(
+                f"bad task target: mem={mem!r} and mem_gb={mem_gb!r} name the same thing: give one"
+            )
         values: dict[str, Any] = {
             "cpu": cpu,
             "gpu": gpu,
-            "mem_gb": mem_gb if mem is None else mem,
+            "mem_gb": mem if mem is not None else (mem_gb if mem_gb is not None else 0.0),
             "qpu": qpu,
             "env_vars": env_vars,
             "pip": pip,

@@ -183,3 +183,22 @@ def test_a_call_that_does_not_fit_the_signature_fails_at_the_call(
     assert "too many positional arguments" in res["extra"]
     assert "unexpected keyword argument 'scal'" in res["kw"]
     assert "missing a required argument: 'x'" in res["missing"]
+
+
+def test_target_positional_arguments_in_quantum_serverless_order() -> None:
+    """quantum-serverless 0.10.1's ``Target(cpu, gpu, qpu, mem, resources, env_vars,
+    pip)``. On 0ab3ff4 qshpc's order was (cpu, gpu, mem_gb, qpu, env_vars, pip, ...):
+    ``Target(2, 0, 0, 4)`` (0.10.1: mem=4) asked for qpu=4 and no memory, and
+    ``Target(1, 0, 0, 1, None, {"A": "1"})`` set pip to the env dict. Now the order is
+    0.10.1's; ``mem_gb`` and ``ranks`` are keywords."""
+    from qshpc import Target
+    from qshpc.errors import ResourceError
+
+    t = Target(2, 0, 0, 4)
+    assert (t.cpu, t.gpu, t.qpu, t.mem_gb) == (2, 0, 0, 4.0)
+    t = Target(1, 0, 0, 1, None, {"A": "1"}, ["numpy"])
+    assert (t.env_vars, t.pip, t.mem) == ({"A": "1"}, ["numpy"], 1.0)
+    assert Target(mem_gb=3) == Target(mem=3) == Target.from_dict({"mem": 3})
+    assert Target(2, 1, mem=4.0) == Target.from_any({"cpu": 2, "gpu": 1, "mem": 4})
+    with pytest.raises(ResourceError, match="mem=1 and mem_gb=2"):
+        Target(mem=1, mem_gb=2)

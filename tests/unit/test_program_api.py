@@ -73,7 +73,7 @@ def test_wait() -> None:
 
 
 def test_target_validation() -> None:
-    assert Target.from_any({"cpu": 2, "gpu": 1, "mem": 4}) == Target(2, 1, 4.0)
+    assert Target.from_any({"cpu": 2, "gpu": 1, "mem": 4}) == Target(2, 1, mem=4.0)
     with pytest.raises(ResourceError, match=r"unknown resource 'cpus'.*Valid keys: cpu"):
         distribute_task(target={"cpus": 2})
     with pytest.raises(ResourceError, match="must be >= 0"):
