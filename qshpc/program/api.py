@@ -62,15 +62,18 @@ def _arguments_on_worker(job_dir: Path) -> dict[str, Any]:
 def get_arguments() -> dict[str, Any]:
     """Return the arguments the job was started with (a dict; empty when none).
 
-    Inside a task it is the same dict, on every rank (as in quantum-serverless,
-    whose workers all saw the job's arguments). Under plain ``python``,
+    Inside a task they are the same, on every rank (as in quantum-serverless,
+    whose workers all saw the job's arguments). Each call returns a new dict;
+    its values are shared between calls (a circuit is not copied). Under plain ``python``,
     arguments come from the file named by the ``QSHPC_ARGUMENTS`` environment
     variable, if set.
     """
+    # A new dict at each call, as quantum-serverless decoded them afresh: a key
+    # popped by one caller stays for the next (the values are shared, not copied).
     if _session is not None:
-        return _session.arguments
+        return dict(_session.arguments)
     if _worker_job is not None:  # inside a task on a worker rank
-        return _arguments_on_worker(_worker_job)
+        return dict(_arguments_on_worker(_worker_job))
     path = settings.ARGUMENTS.get()
     if path is not None:
         from qshpc.jobs.prepare import load_arguments_file

@@ -202,3 +202,39 @@ def test_target_positional_arguments_in_quantum_serverless_order() -> None:
     assert Target(2, 1, mem=4.0) == Target.from_any({"cpu": 2, "gpu": 1, "mem": 4})
     with pytest.raises(ResourceError, match="mem=1 and mem_gb=2"):
         Target(mem=1, mem_gb=2)
+
+
+POP_ARGS = """\
+from qshpc import distribute_task, get, get_arguments, save_result
+
+@distribute_task()
+def t(i):
+    args = get_arguments()
+    seen = sorted(args)
+    args.pop("a", None)  # one call's change must not reach the next call on this rank
+    return seen
+
+first = get_arguments()
+first.pop("a")
+save_result({"again": sorted(get_arguments()), "tasks": get([t(i) for i in range(6)])})
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [None, 3])
+def test_get_arguments_gives_a_fresh_dict_each_call(
+    ranks: int | None, qshpc_home: Path, tmp_path: Path
+) -> None:
+    """quantum-serverless 0.10.1 decoded the arguments afresh at each
+    get_arguments(). On 0ab3ff4 every call returned the one dict: a program (or
+    a helper of it) that popped a key lost it for every later call. Now each call
+    returns a new dict (its values are shared: a circuit is not copied)."""
+    prog = tmp_path / "pop_args.py"
+    prog.write_text(POP_ARGS)
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"a": 1, "b": 2}))
+    extra = [] if ranks else ["--workers", "0"]
+    out = run_cli("run", str(prog), "--arguments", str(args), *extra, ranks=ranks, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    res = open_job(job_dir_of(qshpc_home)).result()
+    assert res == {"again": ["a", "b"], "tasks": [["a", "b"]] * 6}
