@@ -33,30 +33,23 @@ def _set_session(session: Session | None) -> None:
     _session = session
 
 
-#: A worker rank's job directory, set when the worker learns its job: a task
-#: that calls get_arguments() there reads the job's arguments from the store.
-_worker_job: Path | None = None
-_worker_arguments: dict[str, Any] | None = None
+#: A worker rank's job arguments (its job dir, the arguments), read from the
+#: store by the first task that calls get_arguments() there.
+_worker_arguments: tuple[str, dict[str, Any]] | None = None
 _worker_lock = threading.Lock()
 
 
-def _set_worker_job(job_dir: Path | None) -> None:
-    global _worker_job, _worker_arguments
-    with _worker_lock:
-        _worker_job, _worker_arguments = job_dir, None
-
-
-def _arguments_on_worker(job_dir: Path) -> dict[str, Any]:
+def _arguments_on_worker(job_dir: str) -> dict[str, Any]:
     """The job's arguments read from its store once per worker (as rank 0 reads them)."""
     global _worker_arguments
     with _worker_lock:
-        if _worker_arguments is None:
+        if _worker_arguments is None or _worker_arguments[0] != job_dir:
             from qshpc.store import JobReader, perms
 
-            trusted = perms.private_to_me(job_dir / "job.h5")
-            with JobReader.open(job_dir) as r:
-                _worker_arguments = r.arguments(allow_pickle=trusted)
-        return _worker_arguments
+            trusted = perms.private_to_me(Path(job_dir) / "job.h5")
+            with JobReader.open(Path(job_dir)) as r:
+                _worker_arguments = (job_dir, r.arguments(allow_pickle=trusted))
+        return _worker_arguments[1]
 
 
 def get_arguments() -> dict[str, Any]:
@@ -72,8 +65,11 @@ def get_arguments() -> dict[str, Any]:
     # popped by one caller stays for the next (the values are shared, not copied).
     if _session is not None:
         return dict(_session.arguments)
-    if _worker_job is not None:  # inside a task on a worker rank
-        return dict(_arguments_on_worker(_worker_job))
+    from qshpc.task import context
+
+    job_dir = context.worker_job()
+    if job_dir is not None:  # inside a task on a worker rank
+        return dict(_arguments_on_worker(job_dir))
     path = settings.ARGUMENTS.get()
     if path is not None:
         from qshpc.jobs.prepare import load_arguments_file

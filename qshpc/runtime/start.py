@@ -197,9 +197,7 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
         beat.stop()
         return 2
     add_program_path(Path(prog))
-    from qshpc.program import api
-
-    api._set_worker_job(Path(job_dir_s))  # get_arguments() in a task reads the job's arguments
+    context.set_worker_job(job_dir_s)  # get_arguments() in a task reads the job's arguments
     from qshpc.runtime.gctune import tune
     from qshpc.runtime.logtee import LogTee
     from qshpc.runtime.worker import serve

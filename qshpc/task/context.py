@@ -131,6 +131,20 @@ def set_job_seed(seed: int | None) -> None:
     _job_seed = seed
 
 
+_worker_job: str | None = None
+
+
+def worker_job() -> str | None:
+    """A worker rank's job directory (None on rank 0 and outside a job)."""
+    return _worker_job
+
+
+def set_worker_job(job_dir: str | None) -> None:
+    """Set by a worker once rank 0 told it the job (``get_arguments`` in a task reads it)."""
+    global _worker_job
+    _worker_job = job_dir
+
+
 def task_threads() -> int:
     """Threads the running task may use: its target's ``cpu`` when given, else the rank's cores."""
     return getattr(_local, "threads", 0) or rank_info().cpus
@@ -191,5 +205,7 @@ __all__ = [
     "set_job_seed",
     "set_rank_info",
     "set_task_threads",
+    "set_worker_job",
     "task_threads",
+    "worker_job",
 ]
