@@ -211,11 +211,11 @@ class BaseProvider:
         """Jobs in the store, newest first: ``limit`` (default all), ``offset`` and ``status`` filter."""
         from qshpc.client.job import list_jobs
 
-        limit = kwargs.get("limit")
-        offset = int(kwargs.get("offset") or 0)
+        limit = _count(kwargs.get("limit"), "limit")
+        offset = _count(kwargs.get("offset"), "offset") or 0
         jobs = list_jobs(kwargs.get("status"))[offset:]
         if limit is not None:
-            jobs = jobs[: int(limit)]
+            jobs = jobs[:limit]
         return [self._mark(j) for j in jobs]
 
     # -- files ---------------------------------------------------------------------
@@ -289,3 +289,18 @@ class BaseProvider:
 def _record_name(title: str) -> str:
     """The record's file name for ``title`` (a digest: any title is safe as a file name)."""
     return hashlib.sha256(title.encode()).hexdigest()[:24] + ".json"
+
+
+def _count(value: Any, name: str) -> int | None:
+    """``get_jobs``'s ``limit`` or ``offset``: None, or a whole number >= 0."""
+    import operator
+
+    if value is None:
+        return None
+    try:
+        count = -1 if isinstance(value, bool) else operator.index(value)  # numpy ints too
+    except TypeError:
+        count = -1
+    if count < 0:
+        raise UserError(f"get_jobs: {name} must be a whole number >= 0, got {value!r}")
+    return count

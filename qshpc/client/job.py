@@ -534,7 +534,12 @@ def open_job(job: str | os.PathLike[str]) -> Job:
 
     Raises:
         JobNotFoundError: No such job.
+        UserError: ``job`` is not a string or a path.
     """
+    if not isinstance(job, (str, os.PathLike)):
+        from qshpc.errors import UserError
+
+        raise UserError(f"a job id is a string, got {type(job).__name__}")
     return Job(resolve_job_dir(job))
 
 

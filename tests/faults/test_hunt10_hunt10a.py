@@ -238,3 +238,26 @@ def test_get_arguments_gives_a_fresh_dict_each_call(
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     res = open_job(job_dir_of(qshpc_home)).result()
     assert res == {"again": ["a", "b"], "tasks": [["a", "b"]] * 6}
+
+
+def test_get_jobs_limit_offset_and_job_id_of_the_wrong_kind(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """On 0ab3ff4 ``get_jobs(offset=-1)`` returned the oldest job (a slice from the
+    end), ``get_jobs(limit="a")`` raised a bare ValueError and
+    ``get_job_by_id(None)`` a bare TypeError from os.fspath. Now each is one line
+    naming the input."""
+    from qshpc import QuantumServerless
+    from qshpc.errors import UserError
+
+    (tmp_path / "p.py").write_text("print('hi')\n")
+    serverless = QuantumServerless(LocalClient(workers=0))
+    job = serverless.run(Program(title="p", entrypoint="p.py", working_dir=str(tmp_path)))
+    job.wait(timeout=120)
+    assert [j.job_id for j in serverless.get_jobs(limit=5, offset=0)] == [job.job_id]
+    assert serverless.get_jobs(limit=0) == [] and serverless.get_jobs(offset=1) == []
+    for bad in ({"offset": -1}, {"limit": "a"}, {"limit": -2}, {"offset": 1.5}, {"limit": True}):
+        with pytest.raises(UserError, match=f"get_jobs: {next(iter(bad))} must be"):
+            serverless.get_jobs(**bad)
+    with pytest.raises(UserError, match="a job id is a string, got NoneType"):
+        serverless.get_job_by_id(None)  # type: ignore[arg-type]
