@@ -214,6 +214,37 @@ def _check_register_names(circuit: QuantumCircuit, index: int) -> None:
             ) from exc
 
 
+def unstorable_metadata(circuit: QuantumCircuit) -> str | None:
+    """Why QPY cannot write ``circuit.metadata`` (it writes it as JSON), or None.
+
+    Aer's and Qiskit's primitives take any metadata and hand it back in each PUB
+    result; numpy scalars and arrays (``np.int64(3)``) are the usual ones JSON refuses.
+    """
+    metadata = circuit.metadata
+    if not metadata:
+        return None
+    import json
+
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def sendable(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit``, or a copy without metadata when QPY cannot write its metadata.
+
+    The blocks never read a circuit's metadata: each PUB result takes it from the
+    PUB's own circuit on rank 0, as Aer's primitives do.
+    """
+    if unstorable_metadata(circuit) is None:
+        return circuit
+    bare = circuit.copy()
+    bare.metadata = {}
+    return bare
+
+
 def _flat_values(bindings: Any, circuit: QuantumCircuit, index: int) -> np.ndarray:
     size = int(math.prod(bindings.shape))
     params = list(circuit.parameters)
@@ -312,4 +343,6 @@ __all__ = [
     "estimator_work",
     "memory_cap",
     "sampler_work",
+    "sendable",
+    "unstorable_metadata",
 ]

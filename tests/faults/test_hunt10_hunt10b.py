@@ -1,0 +1,93 @@
+"""Session 10's hunt (hunt10b): the V2 primitives against Aer's, on the ranks and here.
+
+Each test says what happened on main 0ab3ff4.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import job_dir_of, run_cli
+
+pytestmark = [pytest.mark.timeout(240)]
+
+
+def _measured_with_numpy_metadata():  # type: ignore[no-untyped-def]
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(2, 2, name="tagged", metadata={"index": np.int64(3), "arr": np.arange(2)})
+    qc.x(0)
+    qc.measure([0, 1], [0, 1])
+    return qc
+
+
+def test_numpy_metadata_runs_and_comes_back_as_with_aer() -> None:
+    """On 0ab3ff4 a circuit whose metadata held a numpy int (``np.int64(3)``, as from
+    enumerating an array) failed every V2 run with ``TypeError: Object of type int64 is
+    not JSON serializable``, naming no PUB (QPY writes metadata as JSON); Aer's and
+    Qiskit's primitives run it and hand the metadata back. Now the copy that travels
+    to the blocks has no metadata, and each PUB result carries the circuit's own."""
+    from qiskit_aer.primitives import SamplerV2 as AerSampler
+
+    from qshpc.aer import EstimatorV2, SamplerV2
+
+    qc = _measured_with_numpy_metadata()
+    ours = SamplerV2(seed=3).run([qc]).result()[0]
+    aers = AerSampler(seed=3).run([qc]).result()[0]
+    assert ours.data.c.get_counts() == aers.data.c.get_counts() == {"01": 1024}
+    assert ours.metadata["circuit_metadata"] is qc.metadata
+    est = EstimatorV2().run([(qc, ["ZI", "IZ"])]).result()[0]
+    assert est.data.evs.tolist() == [1.0, -1.0]
+    assert est.metadata["circuit_metadata"]["index"] == 3
+    cached = SamplerV2(seed=3, options={"cache": True}).run([qc]).result()[0]
+    assert np.array_equal(cached.data.c.array, ours.data.c.array)
+    assert qc.metadata["index"] == 3  # the user's circuit is left as it was
+
+
+def test_numpy_metadata_with_mode_is_one_clear_error_before_any_job() -> None:
+    """On 0ab3ff4 ``mode=LocalClient(...)`` failed with the same bare TypeError; the job
+    stores its PUBs, so now it is a PubError naming the PUB and the fix, before a job exists."""
+    from qshpc import LocalClient
+    from qshpc.aer import SamplerV2
+    from qshpc.primitives import PubError
+
+    good = _measured_with_numpy_metadata()
+    good.metadata = {"index": 3}
+    with pytest.raises(PubError, match=r"PUB 1: circuit 'tagged' has metadata .* int64") as info:
+        SamplerV2(mode=LocalClient(workers=1)).run([good, _measured_with_numpy_metadata()])
+    assert "\n" not in str(info.value)
+    home = Path(os.environ["QSHPC_HOME"])
+    assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())
+
+
+PROGRAM = """\
+import numpy as np
+from qiskit import QuantumCircuit
+from qshpc import save_result
+from qshpc.aer import EstimatorV2, SamplerV2
+
+qc = QuantumCircuit(2, 2, metadata={"index": np.int64(3)})
+qc.x(0)
+qc.measure([0, 1], [0, 1])
+s = SamplerV2(seed=1).run([(qc, np.zeros((6, 0)))]).result()
+e = EstimatorV2().run([(qc, "IZ")]).result()
+assert s[0].metadata["circuit_metadata"]["index"] == 3
+save_result({"counts": s[0].data.c.get_counts(), "ev": float(e[0].data.evs)})
+"""
+
+
+@pytest.mark.mpi
+def test_numpy_metadata_on_the_ranks(tmp_path: Path) -> None:
+    """The same under ``mpiexec -n 3`` (on 0ab3ff4: the TypeError at ``run``)."""
+    from qshpc.store import JobReader
+
+    prog = tmp_path / "meta.py"
+    prog.write_text(PROGRAM)
+    out = run_cli("run", str(prog), ranks=3, timeout=180)
+    assert out.returncode == 0, out.stderr
+    with JobReader.open(job_dir_of(Path(os.environ["QSHPC_HOME"]))) as r:
+        assert r.result() == {"counts": {"01": 6 * 1024}, "ev": -1.0}
