@@ -91,3 +91,87 @@ def test_numpy_metadata_on_the_ranks(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     with JobReader.open(job_dir_of(Path(os.environ["QSHPC_HOME"]))) as r:
         assert r.result() == {"counts": {"01": 6 * 1024}, "ev": -1.0}
+
+
+ODD_NAMES = ["a/b", ".", "..", "a", "a%2Fb", "c-1", "ü"]
+
+
+def test_register_names_that_are_no_hdf5_names_round_trip(tmp_path: Path) -> None:
+    """On 0ab3ff4 a DataBin field (a classical register's name) was an HDF5 member
+    name as it was: ``"."`` failed the write (``name already exists``), ``"a/b"`` was
+    written as group ``a`` holding ``b`` and read back as a field ``a`` holding a list
+    (``result[0].data.a``; no ``"a/b"``). Now the names are escaped as dict keys are."""
+    import h5py
+    from qiskit.primitives.containers import BitArray, DataBin, PrimitiveResult, SamplerPubResult
+
+    from qshpc.store.encoding_h5 import read_native, write_native
+
+    fields = {
+        name: BitArray(np.full((3, 1), i, dtype=np.uint8), 3) for i, name in enumerate(ODD_NAMES)
+    }
+    result = PrimitiveResult([SamplerPubResult(DataBin(**fields, shape=()), metadata={})])
+    path = tmp_path / "r.h5"
+    with h5py.File(path, "w") as f:
+        write_native(f, "r", result)
+    with h5py.File(path) as f:
+        back = read_native(f["r"], False, str(path))
+    assert list(back[0].data) == ODD_NAMES
+    for i, name in enumerate(ODD_NAMES):
+        assert back[0].data[name].get_counts() == {format(i, "03b"): 3}
+
+
+def test_register_names_written_before_the_escape_read_as_they_were(tmp_path: Path) -> None:
+    """A data-bin written before the escape (no mark) keeps its member names as they are
+    (passes on 0ab3ff4 too: it guards the files written before)."""
+    import h5py
+    from qiskit.primitives.containers import BitArray, DataBin
+
+    from qshpc.store.encoding_h5 import read_native, write_native
+
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w") as f:
+        write_native(f, "d", DataBin(**{"a%2Fb": BitArray(np.ones((2, 1), np.uint8), 1)}))
+        d = f["d"]
+        if "a%252Fb" in d:  # as 0ab3ff4 wrote it: the name as it is, no mark
+            d.move("a%252Fb", "a%2Fb")
+            del d.attrs["escaped-names"]
+    with h5py.File(path) as f:
+        assert list(read_native(f["d"], False, str(path))) == ["a%2Fb"]
+
+
+ODD_PROGRAM = """\
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qshpc import save_result
+from qshpc.aer import SamplerV2
+
+names = ["a/b", ".", "..", "a"]
+regs = [ClassicalRegister(1, n) for n in names]
+qc = QuantumCircuit(QuantumRegister(4), *regs)
+qc.x(0)
+qc.x(2)
+for i, reg in enumerate(regs):
+    qc.measure(i, reg[0])
+save_result(SamplerV2(seed=1).run([(qc, None, 5)]).result())
+"""
+
+
+@pytest.mark.mpi
+def test_a_saved_result_with_odd_register_names(tmp_path: Path) -> None:
+    """On 0ab3ff4 ``save_result`` of such a result ended ``qshpc run`` with exit 1 and
+    h5py's traceback (``Unable to synchronously create dataset (name already exists)``)
+    as the store compacted; the job said SUCCEEDED, its job.h5 was left uncompacted."""
+    from qshpc.store import JobReader
+
+    prog = tmp_path / "odd.py"
+    prog.write_text(ODD_PROGRAM)
+    out = run_cli("run", str(prog), ranks=2, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    with JobReader.open(job_dir_of(Path(os.environ["QSHPC_HOME"]))) as r:
+        data = r.result()[0].data
+    assert {name: data[name].get_counts() for name in data} == {
+        "a/b": {"1": 5},
+        ".": {"0": 5},
+        "..": {"1": 5},
+        "a": {"0": 5},
+    }
