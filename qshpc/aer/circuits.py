@@ -9,7 +9,8 @@ analysis so the Aer layer can ask Aer for that marginal with
 measurement, a reset, classical control, a classical write (``store``), a
 noise channel (``kraus``, ``superop``, ``quantum_channel``, ``roerror``: one
 simulated shot is one random branch of it) or an ``initialize`` of a qubit that
-was already used (a reset) cannot be handled that way and are sampled instead.
+was already used (a reset), also inside an instruction of their own, cannot be
+handled that way and are sampled instead.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
     for name in ops:
         if name in _NONUNITARY:
             return ExactPlan(None, (), (), f"it has a {name!r} operation")
+    hidden = _hidden_nonunitary(circuit, ops)
+    if hidden is not None:
+        return ExactPlan(None, (), (), hidden)
     if "initialize" in ops and _initializes_used_qubit(circuit):
         return ExactPlan(
             None, (), (), "it has an 'initialize' of a qubit after operations on it (a reset)"
@@ -203,6 +207,48 @@ def _classical_names(circuit: QuantumCircuit) -> tuple[set[str], set[str]]:
                 variables |= inner_vars
                 stretches |= inner_stretches
     return variables, stretches
+
+
+#: Names whose operations the analysis above reads as they are.
+_READ_AS_IS = _NONUNITARY | CONTROL_FLOW | _TRANSPARENT | {"measure", "initialize"}
+_standard: frozenset[str] | None = None  # names of Qiskit's standard gates (read once)
+
+
+def _hidden_nonunitary(circuit: QuantumCircuit, ops: dict[str, int]) -> str | None:
+    """Why ``circuit`` is not exact because of what a composite instruction holds, or None.
+
+    ``QuantumCircuit.to_instruction()`` of a circuit with a measurement, a reset or a
+    noise channel is one operation of its own name (``count_ops`` shows no
+    ``measure``); transpiled, it is that measurement again, and one simulated
+    shot is one random branch of it (the exact marginal and the expectation
+    values would be those of one branch). A ``Gate`` is unitary (``to_gate`` refuses
+    the rest); any other instruction is read through its definition.
+    """
+    global _standard
+    if _standard is None:
+        from qiskit.circuit.library import get_standard_gate_name_mapping  # type: ignore[import-untyped]
+
+        _standard = frozenset(get_standard_gate_name_mapping())
+    names = {n for n in ops if n not in _READ_AS_IS and n not in _standard}
+    if not names:
+        return None
+    from qiskit.circuit import Gate  # type: ignore[import-untyped]
+
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name not in names or isinstance(op, Gate):
+            continue
+        definition = getattr(op, "definition", None)
+        if definition is None:
+            continue  # Aer's own instructions (save_*, set_*): no branches
+        inner = definition.count_ops()
+        held = sorted((_NONUNITARY | {"measure", "initialize"}) & set(inner))
+        if held:
+            return f"it has a {op.name!r} operation holding a {held[0]!r} operation"
+        deeper = _hidden_nonunitary(definition, inner)
+        if deeper is not None:
+            return deeper
+    return None
 
 
 def _initializes_used_qubit(circuit: QuantumCircuit) -> bool:

@@ -175,3 +175,113 @@ def test_a_saved_result_with_odd_register_names(tmp_path: Path) -> None:
         "..": {"1": 5},
         "a": {"0": 5},
     }
+
+
+def _composite(kind: str):  # type: ignore[no-untyped-def]
+    """An instruction (``to_instruction``) that entangles two qubits, then measures,
+    resets or fully depolarizes the first: one operation of its own name."""
+    from qiskit import QuantumCircuit
+    from qiskit_aer.noise import depolarizing_error
+
+    sub = QuantumCircuit(2, 1 if kind == "measure" else 0, name=f"then_{kind}")
+    sub.h(0)
+    sub.cx(0, 1)
+    if kind == "measure":
+        sub.measure(0, 0)
+    elif kind == "reset":
+        sub.reset(0)
+    elif kind == "noise":
+        sub.append(depolarizing_error(1.0, 1), [1])
+    return sub.to_instruction()
+
+
+def _with(kind: str):  # type: ignore[no-untyped-def]
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(2, 2)
+    qc.append(_composite(kind), [0, 1], [0] if kind == "measure" else [])
+    qc.measure(1, 1)
+    return qc
+
+
+def test_a_measurement_inside_an_instruction_is_not_taken_for_a_final_state() -> None:
+    """On 0ab3ff4 a measurement, reset or noise channel inside a composite instruction
+    was not seen (``count_ops`` shows the instruction's name): the exact path took one
+    simulated branch for the distribution. ``SamplerV2(seed=1)`` gave ``{'00': 2000}``
+    for a Bell pair whose first qubit an instruction measures (seed 2: ``{'10': 2000}``,
+    an outcome that cannot happen), ``EstimatorV2`` ``<Z1> = +-1`` (exact: 0), the V1
+    ``Sampler`` the "exact" ``{2: 1.0}``. Aer's primitives refuse such a circuit
+    (``unknown instruction``). Now they are sampled by Aer, shot by shot, and the
+    estimators refuse them, naming the instruction."""
+    from qshpc.aer import Estimator, EstimatorV2, Sampler, SamplerV2
+    from qshpc.primitives import PubError
+
+    for seed in (1, 2):
+        counts = SamplerV2(seed=seed).run([(_with("measure"), None, 2000)]).result()[0]
+        got = counts.data.c.get_counts()
+        assert set(got) == {"00", "11"} and min(got.values()) > 800, got
+    reset = SamplerV2(seed=1).run([(_with("reset"), None, 2000)]).result()[0].data.c
+    assert min(reset.get_counts().values()) > 800  # qubit 1 is mixed: '00' and '10'
+    noise = SamplerV2(seed=1).run([(_with("noise"), None, 2000)]).result()[0].data.c
+    assert len(noise.get_counts()) == 2 and min(noise.get_counts().values()) > 800
+    body = _with("measure").remove_final_measurements(inplace=False)
+    with pytest.raises(PubError, match="'then_measure' operation holding a 'measure'"):
+        EstimatorV2().run([(body, "ZI")])
+    v1 = Sampler().run(_with("measure")).result().quasi_dists[0]
+    assert set(v1) == {0, 3}, v1
+    from qiskit.quantum_info import SparsePauliOp
+
+    from qshpc.errors import UserError
+
+    with pytest.raises(UserError, match="'then_reset' operation holding a 'reset'"):
+        Estimator().run(
+            _with("reset").remove_final_measurements(inplace=False), SparsePauliOp("ZI")
+        )
+
+
+def test_a_unitary_instruction_stays_exact() -> None:
+    """An instruction of gates alone is still computed exactly (no sampling, no refusal)."""
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer import EstimatorV2, Sampler
+
+    sub = QuantumCircuit(2, name="bell_block")
+    sub.h(0)
+    sub.cx(0, 1)
+    qc = QuantumCircuit(2)
+    qc.append(sub.to_instruction(), [0, 1])
+    assert abs(float(EstimatorV2().run([(qc, "ZI")]).result()[0].data.evs)) < 1e-12
+    dist = Sampler().run(qc.measure_all(inplace=False)).result().quasi_dists[0]
+    assert dist.shots is None and set(dist) == {0, 3}
+
+
+COMPOSITE_PROGRAM = """\
+from qiskit import QuantumCircuit
+from qshpc import save_result
+from qshpc.aer import SamplerV2
+
+sub = QuantumCircuit(2, 1, name="then_measure")
+sub.h(0)
+sub.cx(0, 1)
+sub.measure(0, 0)
+qc = QuantumCircuit(2, 2)
+qc.append(sub.to_instruction(), [0, 1], [0])
+qc.measure(1, 1)
+result = SamplerV2(seed=1, options={"rows_per_task": 2}).run([(qc, [[]] * 6, 400)]).result()
+save_result(result[0].data.c.get_counts())
+"""
+
+
+@pytest.mark.mpi
+def test_a_measurement_inside_an_instruction_on_the_ranks(tmp_path: Path) -> None:
+    """The same on the workers (``mpiexec -n 3``, 3 blocks): on 0ab3ff4 each row's
+    shots were all of one branch."""
+    from qshpc.store import JobReader
+
+    prog = tmp_path / "composite.py"
+    prog.write_text(COMPOSITE_PROGRAM)
+    out = run_cli("run", str(prog), ranks=3, timeout=180)
+    assert out.returncode == 0, out.stderr
+    with JobReader.open(job_dir_of(Path(os.environ["QSHPC_HOME"]))) as r:
+        counts = r.result()
+    assert set(counts) == {"00", "11"} and min(counts.values()) > 900, counts
