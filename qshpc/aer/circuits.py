@@ -214,6 +214,16 @@ _READ_AS_IS = _NONUNITARY | CONTROL_FLOW | _TRANSPARENT | {"measure", "initializ
 _standard: frozenset[str] | None = None  # names of Qiskit's standard gates (read once)
 
 
+def standard_gate_names() -> frozenset[str]:
+    """Names of Qiskit's standard gates and instructions (read once)."""
+    global _standard
+    if _standard is None:
+        from qiskit.circuit.library import get_standard_gate_name_mapping  # type: ignore[import-untyped]
+
+        _standard = frozenset(get_standard_gate_name_mapping())
+    return _standard
+
+
 def _hidden_nonunitary(circuit: QuantumCircuit, ops: dict[str, int]) -> str | None:
     """Why ``circuit`` is not exact because of what a composite instruction holds, or None.
 
@@ -224,12 +234,8 @@ def _hidden_nonunitary(circuit: QuantumCircuit, ops: dict[str, int]) -> str | No
     values would be those of one branch). A ``Gate`` is unitary (``to_gate`` refuses
     the rest); any other instruction is read through its definition.
     """
-    global _standard
-    if _standard is None:
-        from qiskit.circuit.library import get_standard_gate_name_mapping  # type: ignore[import-untyped]
-
-        _standard = frozenset(get_standard_gate_name_mapping())
-    names = {n for n in ops if n not in _READ_AS_IS and n not in _standard}
+    standard = standard_gate_names()
+    names = {n for n in ops if n not in _READ_AS_IS and n not in standard}
     if not names:
         return None
     from qiskit.circuit import Gate  # type: ignore[import-untyped]
@@ -311,5 +317,6 @@ __all__ = [
     "marginal_to_dist",
     "prepare_exact",
     "register_keys",
+    "standard_gate_names",
     "unbox",
 ]

@@ -285,3 +285,30 @@ def test_a_measurement_inside_an_instruction_on_the_ranks(tmp_path: Path) -> Non
     with JobReader.open(job_dir_of(Path(os.environ["QSHPC_HOME"]))) as r:
         counts = r.result()
     assert set(counts) == {"00", "11"} and min(counts.values()) > 900, counts
+
+
+def test_an_operation_no_rank_can_run_is_refused_before_any_task() -> None:
+    """On 0ab3ff4 a PUB with an operation Aer does not run and nothing can transpile
+    (``Gate("mystery", 2, [])``) failed on the worker that met it, after the other
+    blocks ran: ``TaskError(TranspilerError): task 1 (qshpc.SamplerV2) failed on rank 2
+    ...: HighLevelSynthesis is unable to synthesize "mystery"`` with a remote traceback
+    (plain python: the TranspilerError at ``result()``), naming no PUB. Aer:
+    ``AerError: 'unknown instruction: mystery'`` at ``result()``. Now a PubError at ``run``."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Gate
+    from qiskit.quantum_info import random_clifford
+
+    from qshpc.aer import EstimatorV2, SamplerV2
+    from qshpc.primitives import PubError
+
+    good = QuantumCircuit(2)
+    good.h(0)
+    good.append(random_clifford(2, seed=1), [0, 1])  # no Gate, synthesized by a plugin
+    opaque = QuantumCircuit(2, name="device_circuit")
+    opaque.append(Gate("mystery", 2, []), [0, 1])
+    want = r"PUB 1: circuit 'device_circuit' cannot run on Aer: its operation 'mystery' \(Gate\)"
+    with pytest.raises(PubError, match=want):
+        SamplerV2().run([good.measure_all(inplace=False), opaque.measure_all(inplace=False)])
+    with pytest.raises(PubError, match=want):
+        EstimatorV2().run([(good, "ZZ"), (opaque, "ZZ")])
+    assert len(EstimatorV2().run([(good, "ZZ")]).result()) == 1
