@@ -312,3 +312,34 @@ def test_an_operation_no_rank_can_run_is_refused_before_any_task() -> None:
     with pytest.raises(PubError, match=want):
         EstimatorV2().run([(good, "ZZ"), (opaque, "ZZ")])
     assert len(EstimatorV2().run([(good, "ZZ")]).result()) == 1
+
+
+def test_a_circuit_edited_after_its_run_does_not_change_later_runs() -> None:
+    """On 0ab3ff4 each process kept the circuit object it was given under the key of
+    its content (the SHA-256 of its QPY), and built the form Aer samples from that
+    object later: edit the circuit after its run, and a later run of the same content
+    (built anew) got the edited circuit. Here ``X; measure`` then, with a noise model
+    (Aer samples), ``{'0': 1017, '1': 7}`` instead of mostly ``'1'``."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import CircuitInstruction
+    from qiskit.circuit.library import XGate
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+    from qshpc.aer import SamplerV2
+
+    def build() -> QuantumCircuit:
+        qc = QuantumCircuit(1, 1, name="flip")
+        qc.x(0)
+        qc.measure(0, 0)
+        return qc
+
+    noise = NoiseModel()
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.01, 1), ["x"])
+    first = build()
+    assert SamplerV2(seed=1).run([first]).result()[0].data.c.get_counts() == {"1": 1024}
+    first.data.insert(0, CircuitInstruction(XGate(), (first.qubits[0],)))  # now X X measure
+    noisy = SamplerV2(seed=1, options={"backend_options": {"noise_model": noise}})
+    counts = noisy.run([build()]).result()[0].data.c.get_counts()
+    assert counts.get("1", 0) > 1000, counts
+    edited = noisy.run([first]).result()[0].data.c.get_counts()
+    assert edited.get("0", 0) > 1000, edited
