@@ -244,7 +244,10 @@ def _hidden_nonunitary(circuit: QuantumCircuit, ops: dict[str, int]) -> str | No
         op = inst.operation
         if op.name not in names or isinstance(op, Gate):
             continue
-        definition = getattr(op, "definition", None)
+        try:
+            definition = getattr(op, "definition", None)
+        except Exception:  # a definition that needs bound parameters: the transpile says
+            continue
         if definition is None:
             continue  # Aer's own instructions (save_*, set_*): no branches
         inner = definition.count_ops()
