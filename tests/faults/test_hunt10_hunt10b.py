@@ -343,3 +343,24 @@ def test_a_circuit_edited_after_its_run_does_not_change_later_runs() -> None:
     assert counts.get("1", 0) > 1000, counts
     edited = noisy.run([first]).result()[0].data.c.get_counts()
     assert edited.get("0", 0) > 1000, edited
+
+
+def test_a_precision_that_is_nan_or_infinite_is_refused() -> None:
+    """On 0ab3ff4 (as in Aer's and Qiskit's estimators, whose check is ``>= 0``) a NaN
+    precision returned ``stds`` of NaN and an infinite one ``evs`` of ``-inf``, without
+    a word. Now a PubError names the PUB (or ``default_precision``)."""
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer import EstimatorV2
+    from qshpc.primitives import PubError
+
+    qc = QuantumCircuit(1)
+    qc.h(0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(PubError, match=r"PUB 1: precision must be a finite non-negative"):
+            EstimatorV2().run([(qc, "X"), (qc, "X", None, bad)])
+        with pytest.raises(PubError, match=r"PUB 0: precision must be a finite"):
+            EstimatorV2().run([(qc, "X")], precision=bad)
+        with pytest.raises(PubError, match="default_precision must be a finite non-negative"):
+            EstimatorV2(default_precision=bad)
+    assert float(EstimatorV2().run([(qc, "X", None, 0.0)]).result()[0].data.evs) == 1.0

@@ -158,6 +158,11 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
     work = []
     for i, pub in enumerate(coerced):
         circuit = pub.circuit
+        if not math.isfinite(pub.precision):  # Qiskit's check (>= 0) lets NaN and infinity by
+            raise PubError(
+                f"PUB {i}: precision must be a finite non-negative number, got {pub.precision} "
+                "(the values would be NaN or infinite)"
+            )
         _check_runnable(circuit, i)
         plan = prepare_exact(circuit)
         if not plan.exact:
