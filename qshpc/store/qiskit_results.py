@@ -11,8 +11,10 @@ primitive-result    group                  ``pubs`` (group of members "0", "1",
                                            ... ), ``metadata`` (native dict)
 pub-result,         group                  ``data`` (a data-bin), ``metadata``
 sampler-pub-result
-data-bin            group                  one member per field, in order;
-                                           ``shape`` attr (int64 array)
+data-bin            group                  one member per field, in order,
+                                           named as dict keys are escaped
+                                           (``escaped-names`` attr; before it:
+                                           as they are); ``shape`` attr
 bit-array           dataset                the ``uint8`` array (..., shots,
                                            bytes); ``num-bits`` attr
 ==================  =====================  =====================================
