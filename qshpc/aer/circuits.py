@@ -303,12 +303,44 @@ def marginal_to_dist(probabilities: np.ndarray, plan: ExactPlan) -> dict[int, fl
     return {k: float(p) for k, p in zip(keys, probs.tolist(), strict=True) if p != 0.0}
 
 
+def unstorable_metadata(circuit: QuantumCircuit) -> str | None:
+    """Why QPY cannot write ``circuit.metadata`` (it writes it as JSON), or None.
+
+    Aer's and Qiskit's primitives take any metadata and hand it back in each PUB
+    result; numpy scalars and arrays (``np.int64(3)``) are the usual ones JSON refuses.
+    """
+    metadata = circuit.metadata
+    if not metadata:
+        return None
+    import json
+
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def sendable(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit``, or a copy without metadata when QPY cannot write its metadata.
+
+    The blocks never read a circuit's metadata: each PUB result takes it from the
+    PUB's own circuit on rank 0, as Aer's primitives do.
+    """
+    if unstorable_metadata(circuit) is None:
+        return circuit
+    bare = circuit.copy()
+    bare.metadata = {}
+    return bare
+
+
 def circuit_sha256(circuit: QuantumCircuit) -> str:
-    """SHA-256 of the circuit's QPY serialization (for provenance)."""
+    """SHA-256 of the circuit's QPY serialization (for provenance; metadata QPY cannot
+    write left out, see :func:`sendable`)."""
     from qiskit import qpy
 
     buf = io.BytesIO()
-    qpy.dump(circuit, buf)
+    qpy.dump(sendable(circuit), buf)
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
@@ -320,6 +352,8 @@ __all__ = [
     "marginal_to_dist",
     "prepare_exact",
     "register_keys",
+    "sendable",
     "standard_gate_names",
     "unbox",
+    "unstorable_metadata",
 ]

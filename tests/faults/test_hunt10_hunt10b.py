@@ -48,6 +48,19 @@ def test_numpy_metadata_runs_and_comes_back_as_with_aer() -> None:
     assert qc.metadata["index"] == 3  # the user's circuit is left as it was
 
 
+def test_numpy_metadata_in_the_v1_primitives() -> None:
+    """The V1 ``Sampler`` and ``Estimator`` failed alike on 0ab3ff4 (the provenance's
+    hash of the circuit's QPY): the same ``TypeError``."""
+    from qiskit.quantum_info import SparsePauliOp
+
+    from qshpc.aer import Estimator, Sampler
+
+    qc = _measured_with_numpy_metadata()
+    assert Sampler().run(qc).result().quasi_dists[0] == {1: 1.0}
+    body = qc.remove_final_measurements(inplace=False)
+    assert Estimator().run(body, SparsePauliOp("IZ")).result().values.tolist() == [-1.0]
+
+
 def test_numpy_metadata_with_mode_is_one_clear_error_before_any_job() -> None:
     """On 0ab3ff4 ``mode=LocalClient(...)`` failed with the same bare TypeError; the job
     stores its PUBs, so now it is a PubError naming the PUB and the fix, before a job exists."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qshpc.aer.circuits import aer_refusal, prepare_exact
+from qshpc.aer.circuits import aer_refusal, prepare_exact, sendable, unstorable_metadata
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
@@ -217,37 +217,6 @@ def _check_register_names(circuit: QuantumCircuit, index: int) -> None:
                 f"PUB {index}: the classical register {creg.name!r} cannot be a field of the "
                 f"result's DataBin ({exc}); rename the register"
             ) from exc
-
-
-def unstorable_metadata(circuit: QuantumCircuit) -> str | None:
-    """Why QPY cannot write ``circuit.metadata`` (it writes it as JSON), or None.
-
-    Aer's and Qiskit's primitives take any metadata and hand it back in each PUB
-    result; numpy scalars and arrays (``np.int64(3)``) are the usual ones JSON refuses.
-    """
-    metadata = circuit.metadata
-    if not metadata:
-        return None
-    import json
-
-    try:
-        json.dumps(metadata)
-    except (TypeError, ValueError) as exc:
-        return str(exc)
-    return None
-
-
-def sendable(circuit: QuantumCircuit) -> QuantumCircuit:
-    """``circuit``, or a copy without metadata when QPY cannot write its metadata.
-
-    The blocks never read a circuit's metadata: each PUB result takes it from the
-    PUB's own circuit on rank 0, as Aer's primitives do.
-    """
-    if unstorable_metadata(circuit) is None:
-        return circuit
-    bare = circuit.copy()
-    bare.metadata = {}
-    return bare
 
 
 def _flat_values(bindings: Any, circuit: QuantumCircuit, index: int) -> np.ndarray:
