@@ -9,7 +9,8 @@ analysis so the Aer layer can ask Aer for that marginal with
 measurement, a reset, classical control, a classical write (``store``), a
 noise channel (``kraus``, ``superop``, ``quantum_channel``, ``roerror``: one
 simulated shot is one random branch of it) or an ``initialize`` of a qubit that
-was already used (a reset) cannot be handled that way and are sampled instead.
+was already used (a reset), also inside an instruction of their own, cannot be
+handled that way and are sampled instead.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
     for name in ops:
         if name in _NONUNITARY:
             return ExactPlan(None, (), (), f"it has a {name!r} operation")
+    hidden = _hidden_nonunitary(circuit, ops)
+    if hidden is not None:
+        return ExactPlan(None, (), (), hidden)
     if "initialize" in ops and _initializes_used_qubit(circuit):
         return ExactPlan(
             None, (), (), "it has an 'initialize' of a qubit after operations on it (a reset)"
@@ -205,6 +209,57 @@ def _classical_names(circuit: QuantumCircuit) -> tuple[set[str], set[str]]:
     return variables, stretches
 
 
+#: Names whose operations the analysis above reads as they are.
+_READ_AS_IS = _NONUNITARY | CONTROL_FLOW | _TRANSPARENT | {"measure", "initialize"}
+_standard: frozenset[str] | None = None  # names of Qiskit's standard gates (read once)
+
+
+def standard_gate_names() -> frozenset[str]:
+    """Names of Qiskit's standard gates and instructions (read once)."""
+    global _standard
+    if _standard is None:
+        from qiskit.circuit.library import get_standard_gate_name_mapping  # type: ignore[import-untyped]
+
+        _standard = frozenset(get_standard_gate_name_mapping())
+    return _standard
+
+
+def _hidden_nonunitary(circuit: QuantumCircuit, ops: dict[str, int]) -> str | None:
+    """Why ``circuit`` is not exact because of what a composite instruction holds, or None.
+
+    ``QuantumCircuit.to_instruction()`` of a circuit with a measurement, a reset or a
+    noise channel is one operation of its own name (``count_ops`` shows no
+    ``measure``); transpiled, it is that measurement again, and one simulated
+    shot is one random branch of it (the exact marginal and the expectation
+    values would be those of one branch). A ``Gate`` is unitary (``to_gate`` refuses
+    the rest); any other instruction is read through its definition.
+    """
+    standard = standard_gate_names()
+    names = {n for n in ops if n not in _READ_AS_IS and n not in standard}
+    if not names:
+        return None
+    from qiskit.circuit import Gate  # type: ignore[import-untyped]
+
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name not in names or isinstance(op, Gate):
+            continue
+        try:
+            definition = getattr(op, "definition", None)
+        except Exception:  # a definition that needs bound parameters: the transpile says
+            continue
+        if definition is None:
+            continue  # Aer's own instructions (save_*, set_*): no branches
+        inner = definition.count_ops()
+        held = sorted((_NONUNITARY | {"measure", "initialize"}) & set(inner))
+        if held:
+            return f"it has a {op.name!r} operation holding a {held[0]!r} operation"
+        deeper = _hidden_nonunitary(definition, inner)
+        if deeper is not None:
+            return deeper
+    return None
+
+
 def _initializes_used_qubit(circuit: QuantumCircuit) -> bool:
     """True when an ``initialize`` acts on a qubit an earlier operation acted on.
 
@@ -248,12 +303,44 @@ def marginal_to_dist(probabilities: np.ndarray, plan: ExactPlan) -> dict[int, fl
     return {k: float(p) for k, p in zip(keys, probs.tolist(), strict=True) if p != 0.0}
 
 
+def unstorable_metadata(circuit: QuantumCircuit) -> str | None:
+    """Why QPY cannot write ``circuit.metadata`` (it writes it as JSON), or None.
+
+    Aer's and Qiskit's primitives take any metadata and hand it back in each PUB
+    result; numpy scalars and arrays (``np.int64(3)``) are the usual ones JSON refuses.
+    """
+    metadata = circuit.metadata
+    if not metadata:
+        return None
+    import json
+
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def sendable(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit``, or a copy without metadata when QPY cannot write its metadata.
+
+    The blocks never read a circuit's metadata: each PUB result takes it from the
+    PUB's own circuit on rank 0, as Aer's primitives do.
+    """
+    if unstorable_metadata(circuit) is None:
+        return circuit
+    bare = circuit.copy()
+    bare.metadata = {}
+    return bare
+
+
 def circuit_sha256(circuit: QuantumCircuit) -> str:
-    """SHA-256 of the circuit's QPY serialization (for provenance)."""
+    """SHA-256 of the circuit's QPY serialization (for provenance; metadata QPY cannot
+    write left out, see :func:`sendable`)."""
     from qiskit import qpy
 
     buf = io.BytesIO()
-    qpy.dump(circuit, buf)
+    qpy.dump(sendable(circuit), buf)
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
@@ -265,5 +352,8 @@ __all__ = [
     "marginal_to_dist",
     "prepare_exact",
     "register_keys",
+    "sendable",
+    "standard_gate_names",
     "unbox",
+    "unstorable_metadata",
 ]

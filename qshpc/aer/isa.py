@@ -58,6 +58,54 @@ def _runs_as_is(circuit: QuantumCircuit, names: frozenset[str]) -> bool:
     return True
 
 
+def untranspilable(circuit: QuantumCircuit, spec: SimSpec) -> str | None:
+    """Why neither Aer nor the pass manager can run an operation of ``circuit``, or None.
+
+    An operation Aer does not run, with no definition and no synthesis plugin
+    (``Gate("mystery", 2, [])``, a placeholder for a device's gate) fails the
+    transpile on every rank that meets it (``HighLevelSynthesis is unable to
+    synthesize "mystery"``), after other blocks ran. Only names outside Aer's basis
+    and Qiskit's standard gates are looked at (most circuits: one ``count_ops``).
+    """
+    from qshpc.aer.circuits import standard_gate_names
+
+    known = basis(spec)
+    standard = standard_gate_names()
+    names = {
+        n
+        for n in circuit.count_ops()
+        if n not in known and n not in standard and n not in CONTROL_FLOW
+    }
+    if not names:
+        return None
+    plugins: frozenset[str] | None = None
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name not in names:
+            continue
+        if plugins is None:
+            from qiskit.transpiler.passes.synthesis.plugin import (  # type: ignore[import-untyped]
+                HighLevelSynthesisPluginManager,
+            )
+
+            plugins = frozenset(HighLevelSynthesisPluginManager().plugins_by_op)
+        try:
+            defined = op.name in plugins or getattr(op, "definition", True) is not None
+        except Exception:  # a definition that needs bound parameters: the transpile says
+            defined = True
+        if defined:
+            names.discard(op.name)  # synthesized, or defined (or no instruction at all)
+            if not names:
+                return None
+            continue
+        return (
+            f"its operation {op.name!r} ({type(op).__name__}) is no gate Aer runs and has no "
+            "definition to transpile it into gates Aer runs; give it one (a Gate subclass "
+            "with _define, or QuantumCircuit.to_gate() of its circuit)"
+        )
+    return None
+
+
 def aer_forms(
     circuits: Sequence[QuantumCircuit],
     spec: SimSpec,
@@ -105,4 +153,4 @@ def reset_caches() -> None:
         _basis.clear()
 
 
-__all__ = ["aer_forms", "basis", "is_isa", "reset_caches"]
+__all__ = ["aer_forms", "basis", "is_isa", "reset_caches", "untranspilable"]

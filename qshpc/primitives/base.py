@@ -112,6 +112,23 @@ def check_widths(
     return wide
 
 
+def check_operations(circuits: Sequence[Any], config: BlockConfig) -> None:
+    """Refuse a PUB whose circuit holds an operation no rank can run or transpile.
+
+    Raises:
+        PubError: Naming the PUB, the circuit and the operation, before any task runs
+            (it failed the transpile on the worker that met it, after others ran).
+    """
+    from qshpc.aer.isa import untranspilable
+    from qshpc.aer.simulator import sim_spec
+
+    spec = sim_spec(config.method, config.device, config.precision)
+    for i, circuit in enumerate(circuits):
+        reason = untranspilable(circuit, spec)
+        if reason is not None:
+            raise PubError(f"PUB {i}: circuit {circuit.name!r} cannot run on Aer: {reason}")
+
+
 def _split_lacks(
     circuit: Any, config: BlockConfig, kind: str, k: int, ranks: int | None, where: str | None
 ) -> list[str]:
@@ -181,6 +198,7 @@ def run_here_or_spread(
     from qshpc.task.context import current_task
 
     have, where = held_ranks()
+    check_operations([w.circuit for w in work], config)
     wide = check_widths([w.circuit for w in work], config, kind, have, where)
     if wide and current_task() is not None:  # a call holding ranks uses them all
         every = 1 << (have.bit_length() - 1)
@@ -197,4 +215,4 @@ def run_here_or_spread(
     )
 
 
-__all__ = ["check_mode", "check_widths", "held_ranks", "run_here_or_spread"]
+__all__ = ["check_mode", "check_operations", "check_widths", "held_ranks", "run_here_or_spread"]

@@ -29,7 +29,7 @@ from qshpc.aer.simulator import sim_spec
 from qshpc.aer.v2 import assemble
 from qshpc.aer.v2.estimate import estimate_block
 from qshpc.aer.v2.prepared import key_of, prepare
-from qshpc.aer.v2.pubs import EstimatorWork, SamplerWork, cut, memory_cap
+from qshpc.aer.v2.pubs import EstimatorWork, SamplerWork, cut, memory_cap, sendable
 from qshpc.aer.v2.sample import MAX_PROBABILITY_DOUBLES, sample_block
 from qshpc.errors import UserError
 from qshpc.primitives.options import BlockConfig
@@ -276,7 +276,8 @@ class _Circuits:
         if hit is None or hit[0] is not circuit:
             from qshpc.store import _qpy
 
-            qpy = CircuitQPY(_qpy.dump(circuit), circuit)
+            sent = sendable(circuit)  # metadata QPY cannot write (np.int64) stays on rank 0
+            qpy = CircuitQPY(_qpy.dump(sent), sent)
             hit = self._seen[id(circuit)] = (circuit, qpy, CircuitKey(key_of(qpy)))
         return hit[1], hit[2]
 

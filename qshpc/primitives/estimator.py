@@ -50,8 +50,10 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
             default_precision = self._options.default_precision
         if isinstance(default_precision, bool) or not isinstance(default_precision, Real):
             raise PubError(f"default_precision must be a real number, got {default_precision!r}")
-        if default_precision < 0:
-            raise PubError(f"default_precision must be non-negative, got {default_precision!r}")
+        if not default_precision >= 0 or default_precision == float("inf"):  # NaN too
+            raise PubError(
+                f"default_precision must be a finite non-negative number, got {default_precision!r}"
+            )
         self._default_precision = float(default_precision)
         self._seed = seed
         self._mode = check_mode(mode)

@@ -19,7 +19,7 @@ from qiskit.primitives.base.base_primitive_job import (  # type: ignore[import-u
 )
 from qiskit.providers import JobStatus  # type: ignore[import-untyped]
 
-from qshpc.aer.v2.pubs import EstimatorWork, SamplerWork
+from qshpc.aer.v2.pubs import EstimatorWork, PubError, SamplerWork, unstorable_metadata
 from qshpc.primitives.arguments import encode_estimator, encode_sampler
 from qshpc.primitives.base import check_widths
 from qshpc.primitives.jobs import StatusChecks
@@ -89,6 +89,14 @@ def _start(
     primitive: Any, title: str, arguments: dict[str, Any], work: list[Any], kind: str
 ) -> ClientJob:
     mode = primitive.mode
+    for w in work:  # the job stores its PUBs' circuits as QPY, metadata as JSON
+        why = unstorable_metadata(w.circuit)
+        if why is not None:
+            raise PubError(
+                f"PUB {w.index}: circuit {w.circuit.name!r} has metadata that the job cannot "
+                f"store ({why}); mode= stores the PUBs in the job: give metadata of JSON types "
+                "(int(x), float(x), x.tolist()) or run without mode="
+            )
     if type(mode).__name__ == "LocalClient":  # the ranks are this machine: check widths here
         workers = getattr(mode, "workers", None)
         ranks = None if workers is None else int(workers) + 1

@@ -11,8 +11,10 @@ primitive-result    group                  ``pubs`` (group of members "0", "1",
                                            ... ), ``metadata`` (native dict)
 pub-result,         group                  ``data`` (a data-bin), ``metadata``
 sampler-pub-result
-data-bin            group                  one member per field, in order;
-                                           ``shape`` attr (int64 array)
+data-bin            group                  one member per field, in order,
+                                           named as dict keys are escaped
+                                           (``escaped-names`` attr; before it:
+                                           as they are); ``shape`` attr
 bit-array           dataset                the ``uint8`` array (..., shots,
                                            bytes); ``num-bits`` attr
 ==================  =====================  =====================================
@@ -89,6 +91,9 @@ def from_parts(which: str, parts: dict[str, Any]) -> Any:
 
 
 Writer = Callable[[Any, str, Any], None]
+
+#: Attribute of a data-bin group whose member names are escaped field names.
+_ESCAPED = "escaped-names"
 Reader = Callable[[Any], Any]
 
 
@@ -113,8 +118,14 @@ def write_h5(parent: Any, name: str, value: Any, which: str, write: Writer, mark
     mark(group, which)
     if which == "data-bin":
         group.attrs["shape"] = np.asarray(parts["shape"], dtype=np.int64)
+        # A field is a classical register's name, any text: ".", "..", "a/b" are no
+        # HDF5 member names as they are (the result failed to compact, or came back
+        # as other fields). Escaped as dict keys are; files before the mark hold names as is.
+        from qshpc.store.encoding_h5 import escape
+
+        group.attrs[_ESCAPED] = True
         for field, item in parts["fields"].items():
-            write(group, field, item)
+            write(group, escape(field), item)
         return
     if which == "primitive-result":
         pubs = group.create_group("pubs", track_order=True)
@@ -131,7 +142,10 @@ def read_h5(node: Any, which: str, read: Reader) -> Any:
     if which == "bit-array":
         return from_parts(which, {"array": node[()], "num_bits": int(node.attrs["num-bits"])})
     if which == "data-bin":
-        fields = {name: read(child) for name, child in node.items()}
+        from qshpc.store.encoding_h5 import unescape
+
+        named = unescape if bool(node.attrs.get(_ESCAPED, False)) else str
+        fields = {named(name): read(child) for name, child in node.items()}
         shape = tuple(int(n) for n in np.asarray(node.attrs.get("shape", []), dtype=np.int64))
         return from_parts(which, {"fields": fields, "shape": shape})
     metadata = read(node["metadata"]) if "metadata" in node else {}

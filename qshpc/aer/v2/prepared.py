@@ -208,6 +208,13 @@ def prepare(key: str, circuit: QuantumCircuit | bytes, spec: SimSpec, level: int
             from qshpc.store import _qpy
 
             circuit = _qpy.load(circuit)[0]
+            own = None
+    else:
+        own = circuit
+    if own is not None:
+        # The caller's object: it may be edited after this run, and the cache must keep
+        # what ``key`` says (a later run of the original content hits this entry).
+        circuit = own.copy()
     circuit = unbox(circuit)  # Aer runs no box: its body (the same bits)
     plan = prepare_exact(circuit)
     prepared = Prepared(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qshpc.aer.circuits import aer_refusal, prepare_exact
+from qshpc.aer.circuits import aer_refusal, prepare_exact, sendable, unstorable_metadata
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
@@ -158,6 +158,11 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
     work = []
     for i, pub in enumerate(coerced):
         circuit = pub.circuit
+        if not math.isfinite(pub.precision):  # Qiskit's check (>= 0) lets NaN and infinity by
+            raise PubError(
+                f"PUB {i}: precision must be a finite non-negative number, got {pub.precision} "
+                "(the values would be NaN or infinite)"
+            )
         _check_runnable(circuit, i)
         plan = prepare_exact(circuit)
         if not plan.exact:
@@ -312,4 +317,6 @@ __all__ = [
     "estimator_work",
     "memory_cap",
     "sampler_work",
+    "sendable",
+    "unstorable_metadata",
 ]
