@@ -34,7 +34,6 @@ Qiskit's primitive results (``PrimitiveResult``, ``PubResult``, ``DataBin``,
 from __future__ import annotations
 
 import pickle
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +43,7 @@ import numpy as np
 from qshpc.errors import SerializationError
 from qshpc.store import _qpy, qiskit_results
 from qshpc.store.encoding_blob import decode_blob, encode_blob, pickle_dumps, pickle_refused
+from qshpc.store.h5names import escape, unescape
 from qshpc.store.layout import ENC_TYPE, ENC_VERSION
 
 VERSION = "1"
@@ -97,21 +97,6 @@ def _bytes_ds(parent: h5py.Group, name: str, data: bytes, enc_type: str) -> h5py
     ds = parent.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
     _mark(ds, enc_type)
     return ds
-
-
-def escape(key: str) -> str:
-    """HDF5 member name for a str key ("/" and a leading "." are escaped)."""
-    name = key.replace("%", "%25").replace("/", "%2F")
-    if name.startswith("."):
-        name = "%2E" + name[1:]
-    return name or "%00"
-
-
-def unescape(name: str) -> str:
-    """Inverse of :func:`escape`."""
-    if name == "%00":
-        return ""
-    return re.sub("%(25|2F|2E)", lambda m: {"25": "%", "2F": "/", "2E": "."}[m.group(1)], name)
 
 
 def _item_type(items: list[Any] | tuple[Any, ...]) -> str | None:

@@ -121,7 +121,7 @@ def write_h5(parent: Any, name: str, value: Any, which: str, write: Writer, mark
         # A field is a classical register's name, any text: ".", "..", "a/b" are no
         # HDF5 member names as they are (the result failed to compact, or came back
         # as other fields). Escaped as dict keys are; files before the mark hold names as is.
-        from qshpc.store.encoding_h5 import escape
+        from qshpc.store.h5names import escape
 
         group.attrs[_ESCAPED] = True
         for field, item in parts["fields"].items():
@@ -142,7 +142,7 @@ def read_h5(node: Any, which: str, read: Reader) -> Any:
     if which == "bit-array":
         return from_parts(which, {"array": node[()], "num_bits": int(node.attrs["num-bits"])})
     if which == "data-bin":
-        from qshpc.store.encoding_h5 import unescape
+        from qshpc.store.h5names import unescape
 
         named = unescape if bool(node.attrs.get(_ESCAPED, False)) else str
         fields = {named(name): read(child) for name, child in node.items()}
