@@ -255,14 +255,27 @@ def _check_memory(task: DistributedTask[Any, Any], args: Any, kwargs: dict[str, 
         check_fits(circuits, task.target.mem_gb)
 
 
+@overload
+def distribute_task(target: Callable[P, R]) -> DistributedTask[P, R]: ...
+@overload
 def distribute_task(
     target: Target | dict[str, Any] | None = None,
     *,
     retries: int = 0,
     name: str | None = None,
     cache: bool | None = None,
-) -> Callable[[Callable[P, R]], DistributedTask[P, R]]:
+) -> Callable[[Callable[P, R]], DistributedTask[P, R]]: ...
+def distribute_task(
+    target: Any = None,
+    *,
+    retries: int = 0,
+    name: str | None = None,
+    cache: bool | None = None,
+) -> Any:
     """Turn a function into a distributed task.
+
+    ``@distribute_task()`` (quantum-serverless's form) or bare ``@distribute_task``
+    (as Ray's ``@ray.remote``): both make a task with the default target.
 
     Args:
         target: Resources per call: ``{"cpu": 1, "gpu": 0, "mem": 2}`` (mem in GB).
@@ -279,6 +292,8 @@ def distribute_task(
         ResourceError: An unknown target key (the message lists the valid ones).
         UserError: ``retries`` or ``cache`` of the wrong type.
     """
+    if callable(target) and not isinstance(target, (Target, dict)):
+        return distribute_task(retries=retries, name=name, cache=cache)(target)  # bare
     tgt = Target.from_any(target)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UserError(f"retries must be a whole number >= 0, got {retries!r}")

@@ -113,3 +113,18 @@ def test_memory_target_refuses_circuits_that_cannot_fit() -> None:
     assert get(simulate(QuantumCircuit(10))) == 10
     with pytest.raises(ResourceError, match=r"34-qubit statevector needs 256\.0 GiB"):
         simulate(QuantumCircuit(34))
+
+
+def test_bare_decorator_is_a_task_with_the_default_target() -> None:
+    """``@distribute_task`` without parentheses (Ray's ``@ray.remote`` form) said
+    "target must be a dict..., got function" (0ab3ff4, hunt10b): it is the same task
+    as ``@distribute_task()``, its options keyword-only as before."""
+
+    @distribute_task
+    def square(x: int) -> int:
+        return x * x
+
+    assert get([square(i) for i in range(4)]) == [0, 1, 4, 9]
+    assert square.name.endswith("square") and square.target == Target()
+    with pytest.raises(ResourceError):
+        distribute_task(3)  # type: ignore[call-overload]
