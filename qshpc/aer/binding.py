@@ -58,6 +58,9 @@ def bindable(circuit: QuantumCircuit) -> QuantumCircuit:
             ``delay`` whose duration is a parameter).
     """
     names = unbindable(circuit)
+    if not names:
+        return circuit
+    layout = circuit.layout
     rounds = 0
     while names:
         if rounds == _ROUNDS:
@@ -69,6 +72,10 @@ def bindable(circuit: QuantumCircuit) -> QuantumCircuit:
         circuit = _decompose(circuit, sorted(names))
         names = unbindable(circuit)
         rounds += 1
+    if layout is not None and circuit.layout is None:
+        # ``decompose`` keeps the qubits but drops the layout, which says where the
+        # transpile (ElidePermutations at levels 2 and 3) left each input qubit.
+        circuit._layout = layout
     return circuit
 
 
