@@ -9,7 +9,8 @@ from those parts by its constructor (no pickle, no code of the file):
 =====================  ===============================  ==================================
 encoding-type          class                            parts
 =====================  ===============================  ==================================
-sparse-pauli-op        ``SparsePauliOp``                ``labels`` (str list), ``coeffs``
+sparse-pauli-op        ``SparsePauliOp``                ``z``, ``x`` (bool arrays, terms x
+                                                        qubits: its ``paulis``), ``coeffs``
                                                         (complex array; a list when some
                                                         are parameter expressions)
 pauli                  ``Pauli``                        ``label`` (with its phase: ``-iXZ``)
@@ -147,10 +148,11 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
     """
     if which == "sparse-pauli-op":
         coeffs = value.coeffs
-        labels = [str(p) for p in value.paulis.to_labels()]
+        paulis = value.paulis  # their phases are in the coefficients
+        out = {"z": np.ascontiguousarray(paulis.z), "x": np.ascontiguousarray(paulis.x)}
         if coeffs.dtype.hasobject:
-            return {"labels": labels, "coeffs": list(coeffs)}
-        return {"labels": labels, "coeffs": np.asarray(coeffs, dtype=np.complex128)}
+            return {**out, "coeffs": list(coeffs)}
+        return {**out, "coeffs": np.asarray(coeffs, dtype=np.complex128)}
     if which == "pauli":
         return {"label": value.to_label()}
     if which in ("statevector", "density-matrix"):
@@ -224,12 +226,15 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
     from qiskit import quantum_info as qi
 
     if which == "sparse-pauli-op":
+        paulis = qi.PauliList.from_symplectic(
+            np.asarray(parts["z"], dtype=bool), np.asarray(parts["x"], dtype=bool)
+        )
         coeffs = parts["coeffs"]
-        if isinstance(coeffs, np.ndarray):
-            return qi.SparsePauliOp(list(parts["labels"]), coeffs=coeffs)
-        held = np.empty(len(coeffs), dtype=object)
-        held[:] = list(coeffs)
-        return qi.SparsePauliOp(list(parts["labels"]), coeffs=held)
+        if not isinstance(coeffs, np.ndarray):
+            held = np.empty(len(coeffs), dtype=object)
+            held[:] = list(coeffs)
+            coeffs = held
+        return qi.SparsePauliOp(paulis, coeffs=coeffs)
     if which == "pauli":
         return qi.Pauli(str(parts["label"]))
     if which == "statevector":
