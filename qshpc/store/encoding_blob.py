@@ -41,7 +41,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from qshpc.errors import SerializationError, StoreError
+from qshpc.errors import SchemaVersionError, SerializationError, StoreError
 from qshpc.store import _qpy, qiskit_objects, qiskit_results
 
 ENCODING_TYPE = "qshpc-msgpack"
@@ -438,7 +438,7 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
             try:
                 return qiskit_objects.from_parts(typed, version, parts)
             except qiskit_objects.UnknownKind as exc:
-                raise StoreError(f"{source} holds {exc}") from None
+                raise SchemaVersionError(f"{source} holds {exc}") from None
             except ImportError as exc:
                 raise StoreError(
                     f"{source} holds a {typed} (a Qiskit object); reading it needs "

@@ -42,7 +42,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from qshpc.errors import SerializationError
+from qshpc.errors import SchemaVersionError, SerializationError
 from qshpc.store import _qpy, qiskit_objects, qiskit_results
 from qshpc.store.encoding_blob import decode_blob, encode_blob, pickle_dumps, pickle_refused
 from qshpc.store.h5names import escape, unescape
@@ -250,7 +250,7 @@ def read_native(
         try:
             return qiskit_objects.read_h5(node, enc, lambda c: read_native(c, allow_pickle, source))
         except qiskit_objects.UnknownKind as exc:
-            raise SerializationError(f"{where} holds {exc}") from None
+            raise SchemaVersionError(f"{where} holds {exc}") from None
         except ImportError as exc:
             raise SerializationError(
                 f"{where} holds a {enc} (a Qiskit object); reading it needs "

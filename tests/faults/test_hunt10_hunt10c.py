@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from qshpc import open_job
-from qshpc.errors import SerializationError, StoreError
+from qshpc.errors import SchemaVersionError, UserError
 from qshpc.store import JobReader
 from qshpc.store.encoding_blob import (
     EXT_QISKIT_OBJECT,
@@ -155,18 +155,20 @@ def test_what_cannot_be_typed_is_still_pickled_and_refused(tmp_path: Path) -> No
 
 
 def test_an_unknown_kind_or_newer_format_is_refused_clearly(tmp_path: Path) -> None:
+    """A user error (exit 2 in the CLI) naming the kind, the format and the fix."""
+    assert issubclass(SchemaVersionError, UserError)
     for kind, version in (("sparse-pauli-op", 99), ("quantum-banana", 1)):
         blob = msgpack.packb(
             msgpack.ExtType(EXT_QISKIT_OBJECT, msgpack.packb([kind, version, {}])),
             use_bin_type=True,
         )
-        with pytest.raises(StoreError, match=f"kind {kind!r}, format {version}.*upgrade qshpc"):
+        with pytest.raises(SchemaVersionError, match=f"kind {kind!r}, format {version}.*upgrade"):
             decode_blob(blob, source="x.blob")
     path = tmp_path / "v.h5"
     with h5py.File(path, "w") as f:
         write_native(f, "v", _values()["pauli"])
         f["v"].attrs["format"] = 7
-    with h5py.File(path, "r") as f, pytest.raises(SerializationError, match=r"format 7.*upgrade"):
+    with h5py.File(path, "r") as f, pytest.raises(SchemaVersionError, match=r"format 7.*upgrade"):
         read_native(f["v"], False, str(path))
 
 
