@@ -73,6 +73,10 @@ _CLASSES: dict[str, str] = {
     "qiskit._accelerate.circuit:Parameter": "parameter",
     "qiskit._accelerate.circuit:ParameterExpression": "parameter-expression",
     "qiskit._accelerate.circuit:ParameterVectorElement": "parameter-expression",
+    # where they were Python classes (qiskit before 2.2)
+    "qiskit.circuit.parameter:Parameter": "parameter",
+    "qiskit.circuit.parameterexpression:ParameterExpression": "parameter-expression",
+    "qiskit.circuit.parametervector:ParameterVectorElement": "parameter-expression",
     "qiskit.primitives.base.sampler_result_v1:SamplerResult": "sampler-result-v1",
     "qiskit.primitives.base.estimator_result_v1:EstimatorResult": "estimator-result-v1",
     "qshpc.aer.results:SamplerResult": "qshpc-sampler-result-v1",
@@ -107,6 +111,8 @@ def kind(value: Any) -> str | None:
         return _by_type[t]
     except KeyError:
         found = _CLASSES.get(f"{t.__module__}:{t.__qualname__}")
+        if len(_by_type) > 4096:  # classes made at run time: keep the cache bounded
+            _by_type.clear()
         _by_type[t] = found
         return found
 
