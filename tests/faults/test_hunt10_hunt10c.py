@@ -281,3 +281,30 @@ def test_a_program_saving_them_reads_back_without_pickle(qshpc_home: Path, tmp_p
     assert plain["pauli"] == {"type": "Pauli", "label": "-Y"}
     assert plain["ops"][0]["labels"] == ["ZZ", "XI"]
     assert plain["sampler"]["quasi_dists"] == [{"0": 0.5, "3": 0.5}]
+
+
+@pytest.mark.mpi
+def test_cached_task_results_of_them_are_blobs_a_rerun_reads(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """On b4a6c60 the cache entry of a task returning a SparsePauliOp was a pickle
+    (form 'pickle': loaded by its owner only); now a plain blob, and the rerun's hits
+    give back the same operators."""
+    from qiskit.quantum_info import SparsePauliOp
+
+    from qshpc.cache.entry import unpack
+
+    prog = tmp_path / "typed.py"
+    prog.write_text(PROGRAM)
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        out = run_cli("run", str(prog), "--cache", "--cache-dir", str(cache), ranks=3, timeout=180)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "3 from the cache" in out.stdout + out.stderr
+    entries = [p for p in cache.rglob("*") if p.is_file() and len(p.name) == 64]
+    assert len(entries) == 3
+    for path in entries:
+        header, _ = unpack(path.read_bytes(), None, str(path))
+        assert header.form == "blob", path
+    res = open_job(job_dir_of(qshpc_home)).result()
+    assert res["ops"] == [SparsePauliOp(["ZZ", "XI"], [1.0 + i, 0.5j]) for i in range(3)]
