@@ -10,7 +10,11 @@ which), numpy scalars kept as such (``numpy.float64`` is not made a
 ``float``; the job store's own records keep plain floats):
 
 ``blob``
-    The blob encoding, when it returns the result as it is (:func:`faithful`).
+    The blob encoding, when it returns the result as it is (:func:`faithful`):
+    plain values, arrays, circuits of standard gates, and the Qiskit objects
+    the store keeps typed (``SparsePauliOp``, ``Statevector``, ``Parameter``,
+    V1 ``SamplerResult``... :mod:`qshpc.store.qiskit_objects`), which are
+    shared with the group like any blob (no pickle).
     When it holds no numpy scalar, these bytes are also what the job store
     keeps for the task (the header's ``plain``): a hit's record is written
     without encoding the result again.
@@ -63,6 +67,15 @@ def faithful(value: Any, depth: int = 0) -> bool:
     circuit = sys.modules.get("qiskit.circuit")
     if circuit is not None and t is circuit.QuantumCircuit:
         return set(value.count_ops()) <= _standard_gates()  # QPY keeps standard gates only
+    from qshpc.store import qiskit_objects
+
+    which = qiskit_objects.kind(value)
+    if which is not None:  # SparsePauliOp, Statevector, Parameter, V1 results...: typed
+        try:
+            parts = qiskit_objects.to_parts(value, which)
+        except qiskit_objects.Untyped:  # pickled by the blob encoding
+            return False
+        return faithful(parts, depth + 1)
     return False
 
 

@@ -59,9 +59,16 @@ def arg_parameters(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> dict
 
 def rebind_hit(hit: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
     """:func:`rebind` of a cache hit's value; nothing to do (no walk of the value) when
-    its body holds no circuit (QPY starts with ``QISKIT``) and no pickle."""
+    its body holds no circuit (QPY starts with ``QISKIT``), no typed ``Parameter``
+    (:mod:`qshpc.store.qiskit_objects`: its kind, ``parameter``, is in the body) and no
+    pickle."""
     blob = hit.blob
-    if blob is not None and hit.header.form != "pickle" and b"QISKIT" not in blob:
+    if (
+        blob is not None
+        and hit.header.form != "pickle"
+        and b"QISKIT" not in blob
+        and b"parameter" not in blob
+    ):
         return hit.value
     return rebind(hit.value, args, kwargs)
 

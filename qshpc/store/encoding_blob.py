@@ -20,6 +20,8 @@ code  Python type     payload
 10    anything else   pickle (refused on load unless ``allow_pickle=True``)
 11    Qiskit primitive  ``[kind, parts]`` (:mod:`qshpc.store.qiskit_results`):
       result types    PrimitiveResult, PubResult, DataBin, BitArray...
+12    Qiskit objects  ``[kind, format, parts]`` (:mod:`qshpc.store.qiskit_objects`):
+                      SparsePauliOp, Statevector, Parameter, V1 results...
 ====  ==============  ====================================================
 
 Subclasses of dict, list, str, int, float and bytes (``numpy.float64`` too) are
@@ -39,8 +41,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from qshpc.errors import SerializationError, StoreError
-from qshpc.store import _qpy, qiskit_results
+from qshpc.errors import SchemaVersionError, SerializationError, StoreError
+from qshpc.store import _qpy, qiskit_objects, qiskit_results
 
 ENCODING_TYPE = "qshpc-msgpack"
 ENCODING_VERSION = "1"
@@ -56,6 +58,7 @@ EXT_CIRCUIT = 8
 EXT_CIRCUITS = 9
 EXT_PICKLE = 10
 EXT_QISKIT_RESULT = 11
+EXT_QISKIT_OBJECT = 12
 
 _PIECE = 1 << 30  # bytes per bin object for huge arrays (msgpack bins stop at 4 GiB)
 
@@ -174,6 +177,13 @@ def _default(obj: Any) -> Any:
         return float(obj)
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj)
+    typed = qiskit_objects.kind(obj)
+    if typed is not None:
+        try:
+            parts = qiskit_objects.to_parts(obj, typed)
+        except qiskit_objects.Untyped:
+            return _pickle_ext(obj)
+        return msgpack.ExtType(EXT_QISKIT_OBJECT, _pack([typed, qiskit_objects.FORMAT, parts]))
     return _pickle_ext(obj)
 
 
@@ -423,6 +433,17 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
         if code == EXT_QISKIT_RESULT:
             container, parts = unpack(data)
             return qiskit_results.from_parts(container, parts)
+        if code == EXT_QISKIT_OBJECT:
+            typed, version, parts = unpack(data)
+            try:
+                return qiskit_objects.from_parts(typed, version, parts)
+            except qiskit_objects.UnknownKind as exc:
+                raise SchemaVersionError(f"{source} holds {exc}") from None
+            except ImportError as exc:
+                raise StoreError(
+                    f"{source} holds a {typed} (a Qiskit object); reading it needs "
+                    f"{exc.name or 'qiskit'}: install it"
+                ) from None
         if code == EXT_PICKLE:
             if not allow_pickle:
                 raise pickle_refused(source)

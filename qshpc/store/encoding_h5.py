@@ -28,7 +28,9 @@ pickle            dataset   uint8 pickle, refused unless ``allow_pickle=True``
 
 Qiskit's primitive results (``PrimitiveResult``, ``PubResult``, ``DataBin``,
 ``BitArray``...) have encoding-types of their own: see
-:mod:`qshpc.store.qiskit_results`.
+:mod:`qshpc.store.qiskit_results`; so have common Qiskit objects
+(``SparsePauliOp``, ``Statevector``, ``Parameter``, V1 results, ``NoiseModel``...):
+see :mod:`qshpc.store.qiskit_objects`.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from qshpc.errors import SerializationError
-from qshpc.store import _qpy, qiskit_results
+from qshpc.errors import SchemaVersionError, SerializationError
+from qshpc.store import _qpy, qiskit_objects, qiskit_results
 from qshpc.store.encoding_blob import decode_blob, encode_blob, pickle_dumps, pickle_refused
 from qshpc.store.h5names import escape, unescape
 from qshpc.store.layout import ENC_TYPE, ENC_VERSION
@@ -155,6 +157,10 @@ def write_native(parent: h5py.Group, name: str, value: Any) -> None:
     elif isinstance(value, _BLOB_TYPES):
         # sets, big containers, subclasses, odd dtypes (pickle only for parts inside)
         _bytes_ds(parent, name, encode_blob(value), "msgpack")
+    elif (typed := qiskit_objects.kind(value)) is not None and (
+        parts := _typed_parts(value, typed)
+    ) is not None:
+        qiskit_objects.write_h5(parent, name, parts, typed, write_native, _mark)
     else:
         try:
             data = pickle_dumps(value)
@@ -164,6 +170,13 @@ def write_native(parent: h5py.Group, name: str, value: Any) -> None:
                 f"plain value, array or circuit, and pickle failed: {exc}"
             ) from exc
         _bytes_ds(parent, name, data, "pickle")
+
+
+def _typed_parts(value: Any, typed: str) -> dict[str, Any] | None:
+    try:
+        return qiskit_objects.to_parts(value, typed)
+    except qiskit_objects.Untyped:
+        return None
 
 
 def _all_opaque(items: list[Any] | tuple[Any, ...]) -> bool:
@@ -233,6 +246,16 @@ def read_native(
     where = f"{source}:{node.name}"
     if enc in qiskit_results.H5_TYPES:
         return qiskit_results.read_h5(node, enc, lambda c: read_native(c, allow_pickle, source))
+    if enc in qiskit_objects.H5_TYPES:
+        try:
+            return qiskit_objects.read_h5(node, enc, lambda c: read_native(c, allow_pickle, source))
+        except qiskit_objects.UnknownKind as exc:
+            raise SchemaVersionError(f"{where} holds {exc}") from None
+        except ImportError as exc:
+            raise SerializationError(
+                f"{where} holds a {enc} (a Qiskit object); reading it needs "
+                f"{exc.name or 'qiskit'}: install it"
+            ) from None
     if isinstance(node, h5py.Group):
         if enc == "dict":
             out: dict[Any, Any] = {}

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from qshpc.store import _qpy, qiskit_results
+from qshpc.store import _qpy, qiskit_objects, qiskit_results
 
 #: Values JSON takes as they are (finite floats too).
 _FLAT = frozenset((str, int, bool, type(None)))
@@ -68,6 +68,8 @@ def to_jsonable(value: Any) -> Any:
         return {"bytes_base64": base64.b64encode(bytes(value)).decode("ascii")}
     if qiskit_results.kind(value) is not None:
         return to_jsonable(qiskit_results.to_plain(value))
+    if (typed := qiskit_objects.kind(value)) is not None:
+        return to_jsonable(qiskit_objects.to_plain(value, typed))
     if _qpy.is_circuit(value):
         return {
             "qpy_base64": base64.b64encode(_qpy.dump(value)).decode("ascii"),

@@ -1,0 +1,332 @@
+"""Common Qiskit objects in the store: typed (data, never code), not pickled.
+
+quantum-serverless 0.10.1 sent these through JSON (qiskit-ibm-runtime's
+``RuntimeEncoder``); pickling them made ``job.result()`` refuse them without
+``allow_pickle=True``. Each is stored as its parts (arrays, strings, numbers)
+under an encoding-type of its own, and read back as the same class, built
+from those parts by its constructor (no pickle, no code of the file):
+
+=====================  ===============================  ==================================
+encoding-type          class                            parts
+=====================  ===============================  ==================================
+sparse-pauli-op        ``SparsePauliOp``                ``z``, ``x`` (bool arrays, terms x
+                                                        qubits: its ``paulis``), ``coeffs``
+                                                        (complex array; a list when some
+                                                        are parameter expressions)
+pauli                  ``Pauli``                        ``label`` (with its phase: ``-iXZ``)
+statevector            ``Statevector``                  ``data`` (complex array), ``dims``
+density-matrix         ``DensityMatrix``                ``data``, ``dims``
+operator               ``Operator``                     ``data``, ``input_dims``,
+                                                        ``output_dims``
+parameter              ``Parameter``                    ``name``, ``uuid`` (str: equality
+                                                        holds)
+parameter-expression   ``ParameterExpression``,         ``qpy``: QPY of a one-gate circuit
+                       ``ParameterVectorElement``       whose parameter it is
+sampler-result-v1      V1 ``SamplerResult`` (qiskit's   ``quasi_dists`` (each ``data``,
+                       and ``qshpc.aer``'s:             ``attrs``), ``metadata``
+                       ``qshpc-sampler-result-v1``)
+estimator-result-v1    V1 ``EstimatorResult`` (and      ``values``, ``metadata``
+                       ``qshpc-estimator-result-v1``)
+noise-model            qiskit-aer's ``NoiseModel``      ``json``: ``to_dict(serializable=
+                                                        True)`` as JSON text;
+                                                        ``basis_gates`` (str list)
+=====================  ===============================  ==================================
+
+Only the exact classes are typed (a subclass is pickled: it would come back
+as its base). Some values cannot be typed and are pickled as before (then
+refused on read unless ``allow_pickle=True``): a parameter expression QPY does
+not keep exactly (QPY drops complex coefficients of expressions: ``1j*a``
+comes back ``a``; each expression is checked when written), hence a
+``SparsePauliOp`` whose coefficients hold one (the expression alone is
+pickled, inside the typed operator), and a ``NoiseModel`` whose
+``to_dict(serializable=True)`` fails or which has custom noise passes (as
+``NoiseModel.from_backend`` adds: ``to_dict`` leaves them out).
+
+In the HDF5 encoding a value is a group marked with its encoding-type, a
+``format`` attr (:data:`FORMAT`), and one member per part; in the blob
+encoding, extension type 12: ``[encoding-type, format, parts]``. A reader
+refuses a kind it does not know, or a newer format, with an error that says to
+upgrade qshpc.
+
+qiskit (or qiskit-aer) is imported only when such a value is read; writing
+looks the class up by name and imports nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+#: Format of the parts of every kind (written with each value; newer ones are refused).
+FORMAT = 1
+
+_QI = "qiskit.quantum_info"
+#: ``module:qualname`` of each typed class -> its encoding-type.
+_CLASSES: dict[str, str] = {
+    f"{_QI}.operators.symplectic.sparse_pauli_op:SparsePauliOp": "sparse-pauli-op",
+    f"{_QI}.operators.symplectic.pauli:Pauli": "pauli",
+    f"{_QI}.states.statevector:Statevector": "statevector",
+    f"{_QI}.states.densitymatrix:DensityMatrix": "density-matrix",
+    f"{_QI}.operators.operator:Operator": "operator",
+    "qiskit._accelerate.circuit:Parameter": "parameter",
+    "qiskit._accelerate.circuit:ParameterExpression": "parameter-expression",
+    "qiskit._accelerate.circuit:ParameterVectorElement": "parameter-expression",
+    # where they were Python classes (qiskit before 2.2)
+    "qiskit.circuit.parameter:Parameter": "parameter",
+    "qiskit.circuit.parameterexpression:ParameterExpression": "parameter-expression",
+    "qiskit.circuit.parametervector:ParameterVectorElement": "parameter-expression",
+    "qiskit.primitives.base.sampler_result_v1:SamplerResult": "sampler-result-v1",
+    "qiskit.primitives.base.estimator_result_v1:EstimatorResult": "estimator-result-v1",
+    "qshpc.aer.results:SamplerResult": "qshpc-sampler-result-v1",
+    "qshpc.aer.results:EstimatorResult": "qshpc-estimator-result-v1",
+    "qiskit_aer.noise.noise_model:NoiseModel": "noise-model",
+}
+
+#: Encoding-types written by this module.
+H5_TYPES = frozenset(_CLASSES.values())
+
+#: The quasi-distribution classes of V1 sampler results, and the attributes they keep.
+_QUASI = {
+    "sampler-result-v1": ("qiskit.result", "QuasiDistribution"),
+    "qshpc-sampler-result-v1": ("qshpc.aer.results", "QuasiDistribution"),
+}
+
+_by_type: dict[type, str | None] = {}
+
+
+class Untyped(Exception):
+    """This value of a typed class cannot be stored as data (it is pickled instead)."""
+
+
+class UnknownKind(ValueError):
+    """A stored kind or format this qshpc does not read."""
+
+
+def kind(value: Any) -> str | None:
+    """The encoding-type of ``value``, or None when it is none of the typed classes."""
+    t = type(value)
+    try:
+        return _by_type[t]
+    except KeyError:
+        found = _CLASSES.get(f"{t.__module__}:{t.__qualname__}")
+        if len(_by_type) > 4096:  # classes made at run time: keep the cache bounded
+            _by_type.clear()
+        _by_type[t] = found
+        return found
+
+
+def _qpy_expression(expr: Any) -> bytes:
+    """QPY of a one-qubit circuit holding ``expr``; Untyped when it does not load back equal."""
+    import io
+
+    from qiskit import qpy  # type: ignore[import-untyped]
+    from qiskit.circuit import Gate, QuantumCircuit  # type: ignore[import-untyped]
+
+    circuit = QuantumCircuit(1)
+    circuit.append(Gate("qshpc_expr", 1, [expr]), [0])
+    buf = io.BytesIO()
+    qpy.dump(circuit, buf)
+    data = buf.getvalue()
+    if _qpy_load_expression(data) != expr:
+        raise Untyped("QPY does not keep this parameter expression exactly")
+    return data
+
+
+def _qpy_load_expression(data: bytes) -> Any:
+    import io
+
+    from qiskit import qpy
+
+    return qpy.load(io.BytesIO(data))[0].data[0].operation.params[0]
+
+
+def _quasi_parts(dist: Any) -> dict[str, Any]:
+    return {"data": dict(dist), "attrs": dict(vars(dist))}
+
+
+def to_parts(value: Any, which: str) -> dict[str, Any]:
+    """The parts ``value`` (of encoding-type ``which``) is stored as.
+
+    Raises:
+        Untyped: It cannot be stored as data (the caller pickles it).
+    """
+    if which == "sparse-pauli-op":
+        coeffs = value.coeffs
+        paulis = value.paulis  # their phases are in the coefficients
+        out = {"z": np.ascontiguousarray(paulis.z), "x": np.ascontiguousarray(paulis.x)}
+        if coeffs.dtype.hasobject:
+            return {**out, "coeffs": list(coeffs)}
+        return {**out, "coeffs": np.asarray(coeffs, dtype=np.complex128)}
+    if which == "pauli":
+        return {"label": value.to_label()}
+    if which in ("statevector", "density-matrix"):
+        return {"data": np.ascontiguousarray(value.data), "dims": [int(d) for d in value.dims()]}
+    if which == "operator":
+        return {
+            "data": np.ascontiguousarray(value.data),
+            "input_dims": [int(d) for d in value.input_dims()],
+            "output_dims": [int(d) for d in value.output_dims()],
+        }
+    if which == "parameter":
+        return {"name": str(value.name), "uuid": str(value.uuid)}
+    if which == "parameter-expression":
+        return {"qpy": _qpy_expression(value)}
+    if which in ("sampler-result-v1", "qshpc-sampler-result-v1"):
+        return {
+            "quasi_dists": [_quasi_parts(q) for q in value.quasi_dists],
+            "metadata": list(value.metadata),
+        }
+    if which in ("estimator-result-v1", "qshpc-estimator-result-v1"):
+        return {"values": value.values, "metadata": list(value.metadata)}
+    if which == "noise-model":
+        import warnings
+
+        if getattr(value, "_custom_noise_passes", None):
+            raise Untyped("a NoiseModel with custom noise passes: to_dict leaves them out")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                text = json.dumps(value.to_dict(serializable=True))
+        except Exception as exc:
+            raise Untyped(f"NoiseModel.to_dict(serializable=True) failed: {exc}") from exc
+        return {"json": text, "basis_gates": sorted(str(g) for g in value.basis_gates)}
+    raise UnknownKind(f"not a typed Qiskit object kind: {which!r}")
+
+
+def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
+    """The object of encoding-type ``which`` from its parts.
+
+    Raises:
+        UnknownKind: A kind this qshpc does not know, or a newer format.
+        ImportError: The package of the class (qiskit, qiskit-aer) is missing.
+    """
+    if which not in H5_TYPES or not isinstance(version, int) or version > FORMAT:
+        raise UnknownKind(
+            f"a Qiskit object of kind {which!r}, format {version!r}, that this qshpc "
+            f"does not read (it reads format {FORMAT} of: {', '.join(sorted(H5_TYPES))}); "
+            "upgrade qshpc"
+        )
+    if which == "parameter-expression":
+        return _qpy_load_expression(bytes(parts["qpy"]))
+    if which == "parameter":
+        import uuid
+
+        from qiskit.circuit import Parameter
+
+        return Parameter(str(parts["name"]), uuid=uuid.UUID(str(parts["uuid"])))
+    if which == "noise-model":
+        import warnings
+
+        from qiskit_aer.noise import NoiseModel
+
+        with warnings.catch_warnings():  # deprecated since qiskit-aer 0.15, still its reader
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = NoiseModel.from_dict(json.loads(parts["json"]))
+        if "basis_gates" in parts:  # to_dict leaves them out; from_dict starts from its own
+            model._basis_gates = set(parts["basis_gates"])
+        return model
+    if which in _QUASI or which.endswith("estimator-result-v1"):
+        return _v1_result(which, parts)
+    from qiskit import quantum_info as qi
+
+    if which == "sparse-pauli-op":
+        paulis = qi.PauliList.from_symplectic(
+            np.asarray(parts["z"], dtype=bool), np.asarray(parts["x"], dtype=bool)
+        )
+        coeffs = parts["coeffs"]
+        if not isinstance(coeffs, np.ndarray):
+            held = np.empty(len(coeffs), dtype=object)
+            held[:] = list(coeffs)
+            coeffs = held
+        return qi.SparsePauliOp(paulis, coeffs=coeffs)
+    if which == "pauli":
+        return qi.Pauli(str(parts["label"]))
+    if which == "statevector":
+        return qi.Statevector(np.asarray(parts["data"]), dims=tuple(parts["dims"]))
+    if which == "density-matrix":
+        return qi.DensityMatrix(np.asarray(parts["data"]), dims=tuple(parts["dims"]))
+    return qi.Operator(
+        np.asarray(parts["data"]),
+        input_dims=tuple(parts["input_dims"]),
+        output_dims=tuple(parts["output_dims"]),
+    )
+
+
+def _v1_result(which: str, parts: dict[str, Any]) -> Any:
+    import importlib
+
+    if which.startswith("qshpc-"):
+        module = importlib.import_module("qshpc.aer.results")
+    else:
+        module = importlib.import_module("qiskit.primitives")
+    metadata = list(parts.get("metadata") or [])
+    if which in _QUASI:
+        qmod, qname = _QUASI[which]
+        cls = getattr(importlib.import_module(qmod), qname)
+        dists = []
+        for item in parts["quasi_dists"]:
+            dist = cls.__new__(cls)  # its data and attributes as they were: no __init__ runs
+            dict.update(dist, item["data"])
+            dist.__dict__.update(item.get("attrs") or {})
+            dists.append(dist)
+        return module.SamplerResult(dists, metadata)
+    return module.EstimatorResult(parts["values"], metadata)
+
+
+Writer = Any  # write_native(group, name, value)
+
+
+def write_h5(
+    parent: Any, name: str, parts: dict[str, Any], which: str, write: Any, mark: Any
+) -> None:
+    """Write the parts of a value of encoding-type ``which`` as group ``name`` of ``parent``."""
+    group = parent.create_group(name, track_order=True)
+    mark(group, which)
+    group.attrs["format"] = FORMAT
+    for key, item in parts.items():
+        write(group, key, item)
+
+
+def read_h5(node: Any, which: str, read: Any) -> Any:
+    """Read a group written by :func:`write_h5` (``read(child)`` reads a native child)."""
+    version = int(node.attrs.get("format", 1))
+    return from_parts(which, version, {key: read(child) for key, child in node.items()})
+
+
+def to_plain(value: Any, which: str) -> dict[str, Any]:
+    """A JSON-able view (``qshpc result --json``): ``{"type": class name, ...parts}``."""
+    out: dict[str, Any] = {"type": type(value).__name__}
+    if which == "parameter-expression":
+        out["expression"] = str(value)
+        out["parameters"] = sorted(str(p) for p in value.parameters)
+        return out
+    if which == "sparse-pauli-op":
+        out["labels"] = [str(p) for p in value.paulis.to_labels()]
+        out["coeffs"] = list(value.coeffs)
+        return out
+    if which == "noise-model":
+        try:
+            out["noise_model"] = value.to_dict(serializable=True)
+        except Exception:
+            out["noise_model"] = str(value)
+        return out
+    out.update(to_parts(value, which))
+    if "quasi_dists" in out:
+        out["quasi_dists"] = [q["data"] for q in out["quasi_dists"]]
+    return out
+
+
+__all__ = [
+    "FORMAT",
+    "H5_TYPES",
+    "UnknownKind",
+    "Untyped",
+    "from_parts",
+    "kind",
+    "read_h5",
+    "to_parts",
+    "to_plain",
+    "write_h5",
+]
