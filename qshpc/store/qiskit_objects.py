@@ -204,8 +204,8 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
     """
     if which not in H5_TYPES or not isinstance(version, int) or version > FORMAT:
         raise UnknownKind(
-            f"a Qiskit object of kind {which!r}, format {version!r}, that this qshpc "
-            f"does not read (it reads format {FORMAT} of: {', '.join(sorted(H5_TYPES))}); "
+            f"a Qiskit object of kind {which!r}, format {version!r}, that this version "
+            f"cannot read (it reads format {FORMAT} of: {', '.join(sorted(H5_TYPES))}); "
             "upgrade qshpc"
         )
     if which == "parameter-expression":
