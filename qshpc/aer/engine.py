@@ -144,8 +144,12 @@ def sample_distributions(
     Returns:
         ``(quasi_dists, metadata)`` in input order.
     """
-    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
-        raise UserError(f"shots must be a positive int or None, got {shots!r}")
+    if shots is not None:
+        from numbers import Integral  # numpy's ints too, as Aer takes them
+
+        if isinstance(shots, bool) or not isinstance(shots, Integral) or shots < 1:
+            raise UserError(f"shots must be a positive int or None, got {shots!r}")
+        shots = int(shots)
     start = time.perf_counter()
     not_ours = seconds_for_others()
     templates: dict[int, _Template] = {}

@@ -21,11 +21,13 @@ _local = threading.local()
 def resolve_seed(explicit: int | None) -> int | None:
     """The seed for a run: ``explicit``, else the running task's seed, else None."""
     if explicit is not None:
-        if isinstance(explicit, bool) or not isinstance(explicit, int) or explicit < 0:
+        from numbers import Integral  # numpy's ints too, as Aer takes them
+
+        if isinstance(explicit, bool) or not isinstance(explicit, Integral) or explicit < 0:
             from qshpc.errors import UserError
 
             raise UserError(f"seed must be a non-negative int, got {explicit!r}")
-        return explicit
+        return int(explicit)
     task = current_task()
     return task.seed if task is not None else None
 

@@ -171,3 +171,25 @@ def test_decomposed_parametrized_gates_keep_the_transpiles_layout(level: int) ->
     shots = SamplerV2(seed=1, options={"optimization_level": level}).run([(measured, vals, 500)])
     seen = {int(k, 2) for k in shots.result()[0].data.meas.get_counts()}
     assert seen <= {0, 1, 2, 3}
+
+
+def test_numpy_integer_shots_and_seeds_are_taken_as_aer_takes_them() -> None:
+    """``shots=np.int64(100)`` and a seed of ``np.int64(5)`` were refused with a UserError
+    (on 607568b; hunt10d, left) where Aer takes them: a program that computes its shots
+    with numpy stopped. Now numpy's integers are ints; a float is still refused."""
+    import numpy as np
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer import Sampler
+    from qshpc.errors import UserError
+
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    got = Sampler(options={"seed": np.int64(5)}).run(qc, shots=np.int64(100)).result()
+    want = Sampler(options={"seed": 5}).run(qc, shots=100).result()
+    assert got.quasi_dists[0] == want.quasi_dists[0]
+    assert got.quasi_dists[0].shots == 100
+    with pytest.raises(UserError, match="shots must be a positive int"):
+        Sampler().run(qc, shots=np.float64(3.0)).result()
