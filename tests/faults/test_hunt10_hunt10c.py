@@ -154,6 +154,19 @@ def test_what_cannot_be_typed_is_still_pickled_and_refused(tmp_path: Path) -> No
         assert _same(_h5_round_trip(value, tmp_path, allow_pickle=True), value)
 
 
+def test_a_noise_model_from_dict_cannot_give_back_stays_pickled(tmp_path: Path) -> None:
+    """qiskit-aer's from_dict reads no complex matrix back: an amplitude-damping error
+    (kraus) was typed, then unreadable (h5: bare ValueError; blob: 'corrupt'). Now
+    such a model is pickled, as before."""
+    noise = pytest.importorskip("qiskit_aer.noise")
+    model = noise.NoiseModel()
+    model.add_all_qubit_quantum_error(noise.amplitude_damping_error(0.1), ["x"])
+    with pytest.raises(PickleRefusedError):
+        _h5_round_trip(model, tmp_path)
+    assert _h5_round_trip(model, tmp_path, allow_pickle=True) == model
+    assert decode_blob(encode_blob(model), allow_pickle=True) == model
+
+
 def test_an_unknown_kind_or_newer_format_is_refused_clearly(tmp_path: Path) -> None:
     """A user error (exit 2 in the CLI) naming the kind, the format and the fix."""
     assert issubclass(SchemaVersionError, UserError)
