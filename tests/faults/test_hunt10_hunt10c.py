@@ -183,6 +183,13 @@ def test_an_unknown_kind_or_newer_format_is_refused_clearly(tmp_path: Path) -> N
         f["v"].attrs["format"] = 7
     with h5py.File(path, "r") as f, pytest.raises(SchemaVersionError, match=r"format 7.*upgrade"):
         read_native(f["v"], False, str(path))
+    with h5py.File(path, "a") as f:  # a kind this version does not know: not read as a list
+        f["v"].attrs["encoding-type"] = "quantum-banana"
+    with (
+        h5py.File(path, "r") as f,
+        pytest.raises(SchemaVersionError, match=r"'quantum-banana'.*upgrade"),
+    ):
+        read_native(f["v"], False, str(path))
 
 
 def test_json_forms_are_data() -> None:
