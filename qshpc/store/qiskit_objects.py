@@ -216,7 +216,10 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
             "upgrade qshpc"
         )
     if which == "parameter-expression":
-        return _qpy_load_expression(bytes(parts["qpy"]))
+        data = parts["qpy"]
+        if not isinstance(data, bytes):  # bytes(n) of a number n would allocate n bytes
+            raise ValueError(f"a parameter expression's QPY is {type(data).__name__}, not bytes")
+        return _qpy_load_expression(data)
     if which == "parameter":
         import uuid
 

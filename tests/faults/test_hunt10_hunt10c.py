@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from qshpc import open_job
-from qshpc.errors import SchemaVersionError, UserError
+from qshpc.errors import SchemaVersionError, StoreError, UserError
 from qshpc.store import JobReader
 from qshpc.store.encoding_blob import (
     EXT_QISKIT_OBJECT,
@@ -190,6 +190,15 @@ def test_an_unknown_kind_or_newer_format_is_refused_clearly(tmp_path: Path) -> N
         pytest.raises(SchemaVersionError, match=r"'quantum-banana'.*upgrade"),
     ):
         read_native(f["v"], False, str(path))
+
+
+def test_a_parameter_expression_whose_qpy_is_a_number_is_refused_not_allocated() -> None:
+    """bytes(n) of a number in a damaged or crafted entry (a group's shared cache) made
+    n zero bytes (2**33: 8 GiB) before QPY refused them; now refused as it is met."""
+    part = msgpack.packb(["parameter-expression", 1, {"qpy": 2**33}])
+    blob = msgpack.packb(msgpack.ExtType(EXT_QISKIT_OBJECT, part), use_bin_type=True)
+    with pytest.raises(StoreError, match="not bytes"):
+        decode_blob(blob, source="x.blob")
 
 
 def test_json_forms_are_data() -> None:
