@@ -202,6 +202,9 @@ def test_target_positional_arguments_in_quantum_serverless_order() -> None:
     assert Target(2, 1, mem=4.0) == Target.from_any({"cpu": 2, "gpu": 1, "mem": 4})
     with pytest.raises(ResourceError, match="mem=1 and mem_gb=2"):
         Target(mem=1, mem_gb=2)
+    with pytest.raises(ResourceError, match="mem=1 and mem_gb=2"):  # a dict too (not: last wins)
+        Target.from_any({"mem": 1, "mem_gb": 2})
+    assert Target.from_any({"mem": 2, "mem_gb": 2.0}).mem_gb == 2.0
 
 
 POP_ARGS = """\
