@@ -125,7 +125,7 @@ def test_run_a_pattern_without_entrypoint_runs_the_uploaded_one(
     serverless.upload(QiskitPattern(title="p", entrypoint="p.py", working_dir=str(tmp_path)))
     job = serverless.run(QiskitPattern(title="p"), arguments={"n": 3})
     assert job.result(timeout=120) == {"n": 3}
-    with pytest.raises(UserError, match="no program titled 'q' was uploaded"):
+    with pytest.raises(UserError, match=r"no program titled 'q' was uploaded.*an entrypoint"):
         serverless.run(QiskitPattern(title="q"))
 
 
