@@ -33,7 +33,8 @@ noise-model            qiskit-aer's ``NoiseModel``      ``json``: ``to_dict(seri
 =====================  ===============================  ==================================
 
 Only the exact classes are typed (a subclass is pickled: it would come back
-as its base). Some values cannot be typed and are pickled as before (then
+as its base; so is a V1 ``SamplerResult`` holding other than its own
+``QuasiDistribution``). Some values cannot be typed and are pickled as before (then
 refused on read unless ``allow_pickle=True``): a parameter expression QPY does
 not keep exactly (QPY drops complex coefficients of expressions: ``1j*a``
 comes back ``a``; each expression is checked when written), hence a
@@ -177,6 +178,11 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
     if which == "parameter-expression":
         return {"qpy": _qpy_expression(value)}
     if which in ("sampler-result-v1", "qshpc-sampler-result-v1"):
+        qmod, qname = _QUASI[which]
+        for q in value.quasi_dists:  # read back as this class: a plain dict or another is not
+            t = type(q)
+            if t.__qualname__ != qname or not t.__module__.startswith(qmod):
+                raise Untyped(f"a quasi-distribution of type {t.__qualname__}, not {qname}")
         return {
             "quasi_dists": [_quasi_parts(q) for q in value.quasi_dists],
             "metadata": list(value.metadata),

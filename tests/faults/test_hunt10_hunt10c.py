@@ -167,6 +167,22 @@ def test_a_noise_model_from_dict_cannot_give_back_stays_pickled(tmp_path: Path) 
     assert decode_blob(encode_blob(model), allow_pickle=True) == model
 
 
+def test_a_v1_sampler_result_of_other_distributions_stays_pickled() -> None:
+    """A SamplerResult holding plain dicts could not be saved (SerializationError:
+    vars()), and Qiskit's holding qshpc.aer's QuasiDistribution came back holding
+    Qiskit's. Both are pickled now, as before, and read back as they were."""
+    from qiskit.primitives import SamplerResult
+
+    import qshpc.aer.results as qr
+
+    for dist in ({0: 1.0}, qr.QuasiDistribution({0: 1.0}, shots=4)):
+        value = SamplerResult([dist], [{}])
+        with pytest.raises(PickleRefusedError):
+            decode_blob(encode_blob(value))
+        back = decode_blob(encode_blob(value), allow_pickle=True)
+        assert type(back.quasi_dists[0]) is type(dist) and back.quasi_dists == [dist]
+
+
 def test_an_unknown_kind_or_newer_format_is_refused_clearly(tmp_path: Path) -> None:
     """A user error (exit 2 in the CLI) naming the kind, the format and the fix."""
     assert issubclass(SchemaVersionError, UserError)
