@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qshpc.aer.binding import bindable
 from qshpc.aer.circuits import CONTROL_FLOW, unbox
@@ -61,7 +61,8 @@ def _runs_as_is(circuit: QuantumCircuit, names: frozenset[str]) -> bool:
 def untranspilable(circuit: QuantumCircuit, spec: SimSpec) -> str | None:
     """Why neither Aer nor the pass manager can run an operation of ``circuit``, or None.
 
-    An operation Aer does not run, with no definition and no synthesis plugin
+    An operation Aer does not run, with no definition, no synthesis plugin and no
+    entry in the session equivalence library
     (``Gate("mystery", 2, [])``, a placeholder for a device's gate) fails the
     transpile on every rank that meets it (``HighLevelSynthesis is unable to
     synthesize "mystery"``), after other blocks ran. Only names outside Aer's basis
@@ -90,7 +91,11 @@ def untranspilable(circuit: QuantumCircuit, spec: SimSpec) -> str | None:
 
             plugins = frozenset(HighLevelSynthesisPluginManager().plugins_by_op)
         try:
-            defined = op.name in plugins or getattr(op, "definition", True) is not None
+            defined = (
+                op.name in plugins
+                or getattr(op, "definition", True) is not None
+                or _in_session_library(op)
+            )
         except Exception:  # a definition that needs bound parameters: the transpile says
             defined = True
         if defined:
@@ -104,6 +109,20 @@ def untranspilable(circuit: QuantumCircuit, spec: SimSpec) -> str | None:
             "with _define, or QuantumCircuit.to_gate() of its circuit)"
         )
     return None
+
+
+def _in_session_library(op: Any) -> bool:
+    """True when Qiskit's session equivalence library translates ``op``.
+
+    A program may give a device's gate its meaning there instead of a definition
+    (``SessionEquivalenceLibrary.add_equivalence``): the transpile in that process
+    translates it, as it does for Aer's own primitives.
+    """
+    from qiskit.circuit.equivalence_library import (  # type: ignore[import-untyped]
+        SessionEquivalenceLibrary,
+    )
+
+    return bool(SessionEquivalenceLibrary.has_entry(op))
 
 
 def aer_forms(

@@ -177,6 +177,7 @@ class BaseProvider:
         A Program without an entrypoint names the uploaded one by its title, as
         quantum-serverless's ``run`` took one (``run_existing``).
         """
+        bare = isinstance(program, Program)  # one without an entrypoint: the uploaded one
         if isinstance(program, Program):
             if program.entrypoint:
                 return program
@@ -191,9 +192,10 @@ class BaseProvider:
             return Program.from_json(json.loads(path.read_text()))
         except FileNotFoundError:
             titles = [p.title for p in self.get_programs()]
+            fix = "give the Program an entrypoint" if bare else "pass the Program itself"
             raise UserError(
                 f"no program titled {program!r} was uploaded (uploaded: {titles or 'none'}); "
-                "call client.upload(program) first, or pass the Program itself"
+                f"call client.upload(program) first, or {fix}"
             ) from None
 
     # -- jobs ----------------------------------------------------------------------

@@ -130,6 +130,10 @@ class Target:
                 + "; ".join(f"unknown resource {k!r}" for k in unknown)
                 + f". Valid keys: {_VALID}."
             )
+        given = [(k, target[k]) for k in ("mem", "mem_gb", "memory") if k in target]
+        if any(v != given[0][1] for _, v in given[1:]):  # as Target(mem=1, mem_gb=2) is
+            named = " and ".join(f"{k}={v!r}" for k, v in given)
+            raise ResourceError(f"bad task target: {named} name the same thing: give one")
         return cls(**{_ALIASES.get(k, k): v for k, v in target.items()})
 
 

@@ -266,6 +266,8 @@ def read_native(
                     child, allow_pickle, source, raw_qpy
                 )
             return out
+        if enc not in ("list", "tuple", ""):  # a kind a newer qshpc writes: not a list
+            raise SchemaVersionError(f"{where} has unknown encoding-type {enc!r}; upgrade qshpc")
         items = [node[k] for k in sorted(node.keys(), key=lambda s: int(s) if s.isdigit() else -1)]
         members = [read_native(c, allow_pickle, source, raw_qpy) for c in items]
         return tuple(members) if enc == "tuple" else members

@@ -33,14 +33,18 @@ noise-model            qiskit-aer's ``NoiseModel``      ``json``: ``to_dict(seri
 =====================  ===============================  ==================================
 
 Only the exact classes are typed (a subclass is pickled: it would come back
-as its base). Some values cannot be typed and are pickled as before (then
+as its base; so is a V1 ``SamplerResult`` holding other than its own
+``QuasiDistribution``). Some values cannot be typed and are pickled as before (then
 refused on read unless ``allow_pickle=True``): a parameter expression QPY does
 not keep exactly (QPY drops complex coefficients of expressions: ``1j*a``
 comes back ``a``; each expression is checked when written), hence a
 ``SparsePauliOp`` whose coefficients hold one (the expression alone is
 pickled, inside the typed operator), and a ``NoiseModel`` whose
-``to_dict(serializable=True)`` fails or which has custom noise passes (as
-``NoiseModel.from_backend`` adds: ``to_dict`` leaves them out).
+``to_dict(serializable=True)`` fails, which ``from_dict`` does not give back
+equal (each is checked when written: qiskit-aer 0.18 reads no complex matrix
+back, so an amplitude-damping, thermal-relaxation or coherent-unitary error
+is pickled), or which has custom noise passes (as ``NoiseModel.from_backend``
+adds: ``to_dict`` leaves them out).
 
 In the HDF5 encoding a value is a group marked with its encoding-type, a
 ``format`` attr (:data:`FORMAT`), and one member per part; in the blob
@@ -174,6 +178,11 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
     if which == "parameter-expression":
         return {"qpy": _qpy_expression(value)}
     if which in ("sampler-result-v1", "qshpc-sampler-result-v1"):
+        qmod, qname = _QUASI[which]
+        for q in value.quasi_dists:  # read back as this class: a plain dict or another is not
+            t = type(q)
+            if t.__qualname__ != qname or not t.__module__.startswith(qmod):
+                raise Untyped(f"a quasi-distribution of type {t.__qualname__}, not {qname}")
         return {
             "quasi_dists": [_quasi_parts(q) for q in value.quasi_dists],
             "metadata": list(value.metadata),
@@ -189,9 +198,13 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 text = json.dumps(value.to_dict(serializable=True))
+            parts = {"json": text, "basis_gates": sorted(str(g) for g in value.basis_gates)}
+            same = bool(_noise_model(parts) == value)
         except Exception as exc:
-            raise Untyped(f"NoiseModel.to_dict(serializable=True) failed: {exc}") from exc
-        return {"json": text, "basis_gates": sorted(str(g) for g in value.basis_gates)}
+            raise Untyped(f"NoiseModel.to_dict/from_dict failed: {exc}") from exc
+        if not same:  # as a parameter expression is checked: what is read back must equal it
+            raise Untyped("NoiseModel.from_dict does not give this model back")
+        return parts
     raise UnknownKind(f"not a typed Qiskit object kind: {which!r}")
 
 
@@ -209,7 +222,10 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
             "upgrade qshpc"
         )
     if which == "parameter-expression":
-        return _qpy_load_expression(bytes(parts["qpy"]))
+        data = parts["qpy"]
+        if not isinstance(data, bytes):  # bytes(n) of a number n would allocate n bytes
+            raise ValueError(f"a parameter expression's QPY is {type(data).__name__}, not bytes")
+        return _qpy_load_expression(data)
     if which == "parameter":
         import uuid
 
@@ -217,16 +233,7 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
 
         return Parameter(str(parts["name"]), uuid=uuid.UUID(str(parts["uuid"])))
     if which == "noise-model":
-        import warnings
-
-        from qiskit_aer.noise import NoiseModel
-
-        with warnings.catch_warnings():  # deprecated since qiskit-aer 0.15, still its reader
-            warnings.simplefilter("ignore", DeprecationWarning)
-            model = NoiseModel.from_dict(json.loads(parts["json"]))
-        if "basis_gates" in parts:  # to_dict leaves them out; from_dict starts from its own
-            model._basis_gates = set(parts["basis_gates"])
-        return model
+        return _noise_model(parts)
     if which in _QUASI or which.endswith("estimator-result-v1"):
         return _v1_result(which, parts)
     from qiskit import quantum_info as qi
@@ -252,6 +259,19 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
         input_dims=tuple(parts["input_dims"]),
         output_dims=tuple(parts["output_dims"]),
     )
+
+
+def _noise_model(parts: dict[str, Any]) -> Any:
+    import warnings
+
+    from qiskit_aer.noise import NoiseModel
+
+    with warnings.catch_warnings():  # deprecated since qiskit-aer 0.15, still its reader
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = NoiseModel.from_dict(json.loads(parts["json"]))
+    if "basis_gates" in parts:  # to_dict leaves them out; from_dict starts from its own
+        model._basis_gates = set(parts["basis_gates"])
+    return model
 
 
 def _v1_result(which: str, parts: dict[str, Any]) -> Any:

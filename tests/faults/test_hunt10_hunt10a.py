@@ -125,7 +125,7 @@ def test_run_a_pattern_without_entrypoint_runs_the_uploaded_one(
     serverless.upload(QiskitPattern(title="p", entrypoint="p.py", working_dir=str(tmp_path)))
     job = serverless.run(QiskitPattern(title="p"), arguments={"n": 3})
     assert job.result(timeout=120) == {"n": 3}
-    with pytest.raises(UserError, match="no program titled 'q' was uploaded"):
+    with pytest.raises(UserError, match=r"no program titled 'q' was uploaded.*an entrypoint"):
         serverless.run(QiskitPattern(title="q"))
 
 
@@ -202,6 +202,9 @@ def test_target_positional_arguments_in_quantum_serverless_order() -> None:
     assert Target(2, 1, mem=4.0) == Target.from_any({"cpu": 2, "gpu": 1, "mem": 4})
     with pytest.raises(ResourceError, match="mem=1 and mem_gb=2"):
         Target(mem=1, mem_gb=2)
+    with pytest.raises(ResourceError, match="mem=1 and mem_gb=2"):  # a dict too (not: last wins)
+        Target.from_any({"mem": 1, "mem_gb": 2})
+    assert Target.from_any({"mem": 2, "mem_gb": 2.0}).mem_gb == 2.0
 
 
 POP_ARGS = """\

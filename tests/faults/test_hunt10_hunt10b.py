@@ -327,6 +327,27 @@ def test_an_operation_no_rank_can_run_is_refused_before_any_task() -> None:
     assert len(EstimatorV2().run([(good, "ZZ")]).result()) == 1
 
 
+def test_a_gate_the_session_equivalence_library_translates_is_not_refused() -> None:
+    """A device gate given its meaning by ``SessionEquivalenceLibrary.add_equivalence``
+    (no definition) transpiles in that process, as with Aer's primitives; 02291c9's
+    check refused it ('no definition') at run()."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Gate
+    from qiskit.circuit.equivalence_library import SessionEquivalenceLibrary
+
+    from qshpc.aer import SamplerV2
+
+    gate = Gate("hunt10b_session_gate", 1, [])
+    meaning = QuantumCircuit(1)
+    meaning.x(0)
+    SessionEquivalenceLibrary.add_equivalence(gate, meaning)
+    qc = QuantumCircuit(1)
+    qc.append(gate, [0])
+    qc.measure_all()
+    counts = SamplerV2().run([qc], shots=8).result()[0].data.meas.get_counts()
+    assert counts == {"1": 8}
+
+
 def test_a_circuit_edited_after_its_run_does_not_change_later_runs() -> None:
     """On 0ab3ff4 each process kept the circuit object it was given under the key of
     its content (the SHA-256 of its QPY), and built the form Aer samples from that
