@@ -84,8 +84,17 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
     Returns:
         An :class:`ExactPlan`; ``plan.exact`` is False when the circuit holds a
         mid-circuit measurement, a reset or classical control flow. Boxes count
-        as their bodies (:func:`unbox`): the plan's circuit has none.
+        as their bodies (:func:`unbox`): the plan's circuit has none. Custom
+        operations named like standard gates count as their definitions
+        (:func:`qshpc.aer.shadowed.unshadow`).
+
+    Raises:
+        ShadowedGateError: A custom operation named like a standard gate has no
+            definition.
     """
+    from qshpc.aer.shadowed import unshadow
+
+    circuit = unshadow(circuit)
     ops = circuit.count_ops()
     if "box" in ops:
         circuit = unbox(circuit)

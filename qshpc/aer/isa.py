@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc.aer.binding import bindable
 from qshpc.aer.circuits import CONTROL_FLOW, unbox
+from qshpc.aer.shadowed import shadow_refusal, unshadow
 from qshpc.aer.simulator import SimSpec, check_level, check_width, get_simulator, transpile_for
 
 if TYPE_CHECKING:
@@ -66,9 +67,15 @@ def untranspilable(circuit: QuantumCircuit, spec: SimSpec) -> str | None:
     (``Gate("mystery", 2, [])``, a placeholder for a device's gate) fails the
     transpile on every rank that meets it (``HighLevelSynthesis is unable to
     synthesize "mystery"``), after other blocks ran. Only names outside Aer's basis
-    and Qiskit's standard gates are looked at (most circuits: one ``count_ops``).
+    and Qiskit's standard gates are looked at (most circuits: one ``count_ops``), after
+    the operations named like standard gates that are not them
+    (:func:`qshpc.aer.shadowed.shadow_refusal`: one without a definition).
     """
     from qshpc.aer.circuits import standard_gate_names
+
+    shadowed = shadow_refusal(circuit)
+    if shadowed is not None:
+        return shadowed
 
     known = basis(spec)
     standard = standard_gate_names()
@@ -138,8 +145,11 @@ def aer_forms(
     copied: a caller that appends to it must own it. The others are
     transpiled together (:func:`transpile_for`, its cache by ``keys``
     included) and come back as fresh copies; only their qubits are mapped
-    through the layout the transpile made (``engine.physical_qubits``). Boxes
-    are replaced by their bodies first (:func:`qshpc.aer.circuits.unbox`).
+    through the layout the transpile made (``engine.physical_qubits``). Custom
+    operations named like standard gates are replaced by their definitions
+    (:func:`qshpc.aer.shadowed.unshadow`: Aer and the transpiler would read them
+    as the standard gates) and boxes by their bodies
+    (:func:`qshpc.aer.circuits.unbox`) first.
 
     Args:
         circuits: The circuits.
@@ -148,7 +158,8 @@ def aer_forms(
         keys: Optional content keys, one per circuit (see :func:`transpile_for`).
     """
     check_level(optimization_level)  # refused alike whether or not a circuit needs it
-    circuits = [unbox(circuit) for circuit in circuits]  # Aer runs no box: its body
+    # Aer runs no box: its body; and runs an operation by its name: not a custom one's
+    circuits = [unbox(unshadow(circuit)) for circuit in circuits]
     as_is = [is_isa(circuit, spec) for circuit in circuits]
     isa = [circuit for circuit, flag in zip(circuits, as_is, strict=True) if flag]
     if isa:

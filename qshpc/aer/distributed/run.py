@@ -59,13 +59,15 @@ def prepare(
     Once: every rank must run the very same circuit, and two transpiles of one
     circuit can differ (Qiskit's synthesis picks among equal choices in an
     order that varies between processes); chunks of two different circuits
-    mix silently.
+    mix silently. Custom operations named like standard gates are replaced by their
+    definitions first (the transpile would translate them as the standard gates).
     """
     from qiskit import transpile as qiskit_transpile
 
     from qshpc.aer.distributed.step import BASIS
+    from qshpc.aer.shadowed import unshadow
 
-    out = qiskit_transpile(list(circuits), basis_gates=[*BASIS, "measure"],
+    out = qiskit_transpile([unshadow(c) for c in circuits], basis_gates=[*BASIS, "measure"],
                            optimization_level=optimization_level)  # fmt: skip
     return list(out)
 

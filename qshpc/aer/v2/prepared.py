@@ -24,6 +24,7 @@ from qshpc.aer.engine import physical_qubits
 from qshpc.aer.isa import basis, is_isa
 from qshpc.aer.isa import reset_caches as _reset_isa
 from qshpc.aer.sampling import SAMPLE_MAX_QUBITS
+from qshpc.aer.shadowed import unshadow
 from qshpc.aer.simulator import SimSpec, check_width, transpile_for
 
 if TYPE_CHECKING:
@@ -74,7 +75,10 @@ class Prepared:
         registers: Its classical registers, in circuit order.
         spec: This rank's simulator spec.
         level: Preset pass manager level for circuits that are not ISA.
-        isa: True when Aer runs the circuit as it is.
+        isa: True when Aer runs ``runnable`` as it is.
+        runnable: ``circuit`` with custom operations named like standard gates
+            replaced by their definitions (:func:`qshpc.aer.shadowed.unshadow`;
+            ``circuit`` itself when it has none).
     """
 
     key: str
@@ -84,6 +88,7 @@ class Prepared:
     spec: SimSpec
     level: int
     isa: bool
+    runnable: QuantumCircuit
     _parts: dict[str, Any] = field(default_factory=dict)
     _lock: Any = field(default_factory=threading.RLock)
 
@@ -151,7 +156,7 @@ class Prepared:
         return experiment, (self.key, self.level, "v2-probabilities", tuple(qubits))
 
     def _make_full(self) -> QuantumCircuit:
-        return self._isa_form(self.circuit, "full")
+        return self._isa_form(self.runnable, "full")
 
     def _make_tables(self) -> list[np.ndarray]:
         m = len(self.plan.qubits)
@@ -216,10 +221,11 @@ def prepare(key: str, circuit: QuantumCircuit | bytes, spec: SimSpec, level: int
         # what ``key`` says (a later run of the original content hits this entry).
         circuit = own.copy()
     circuit = unbox(circuit)  # Aer runs no box: its body (the same bits)
-    plan = prepare_exact(circuit)
-    prepared = Prepared(
-        key, circuit, plan, _registers(circuit, plan), spec, level, is_isa(circuit, spec)
-    )
+    runnable = unshadow(circuit)  # Aer runs an operation by its name: not a custom one's
+    plan = prepare_exact(runnable)
+    registers = _registers(circuit, plan)
+    isa = is_isa(runnable, spec)
+    prepared = Prepared(key, circuit, plan, registers, spec, level, isa, runnable)
     with _lock:
         _cache[ident] = prepared
         while len(_cache) > _CACHE_SIZE:
