@@ -49,6 +49,50 @@ def unbindable(circuit: QuantumCircuit) -> set[str]:
     return names
 
 
+def unbound_definition(circuit: QuantumCircuit) -> str | None:
+    """Why an operation of ``circuit`` cannot become gates Aer runs before its parameters
+    are bound, or None.
+
+    ``HamiltonianGate(H, t)`` with a ``Parameter`` time has no definition until ``t`` has a
+    value (``TypeError: Unable to generate Unitary matrix for unbound t``): the transpile
+    failed on the worker that met it, after other blocks ran, naming no PUB. Only
+    operations that are no standard gate are looked at, in circuits with parameters.
+    """
+    if not circuit.parameters:
+        return None
+    from qiskit.circuit import ParameterExpression
+
+    from qshpc.aer.shadowed import nonstandard_operations
+
+    for op in nonstandard_operations(circuit):
+        for block in getattr(op, "blocks", ()):
+            reason = unbound_definition(block)
+            if reason is not None:
+                return reason
+        if op.name in BINDABLE:
+            continue
+        free = sorted(
+            {
+                p.name
+                for expr in op.params
+                if isinstance(expr, ParameterExpression)
+                for p in expr.parameters
+            }
+        )
+        if not free:
+            continue
+        try:
+            op.definition  # noqa: B018 - built on first read
+        except Exception as exc:
+            return (
+                f"its operation {op.name!r} ({type(op).__name__}) cannot be turned into gates "
+                f"Aer runs while its parameters ({', '.join(free)}) have no values ({exc}); "
+                "bind them before running (circuit.assign_parameters), one circuit per set "
+                "of values"
+            )
+    return None
+
+
 def bindable(circuit: QuantumCircuit) -> QuantumCircuit:
     """``circuit`` (itself when nothing needs it) with unbindable operations decomposed.
 

@@ -188,8 +188,14 @@ def aer_refusal(circuit: QuantumCircuit) -> str | None:
     assembler (``'Bool' object has no attribute 'width'``), a ``Uint`` one
     aborts the whole process (``terminate called ... invalid cbit index``). Nor
     does it run stretches (``add_stretch``, delays of a stretch duration): a
-    ``TypeError`` from its circuit builder.
+    ``TypeError`` from its circuit builder. Nor an operation named like a standard
+    gate that is not it and has no definition
+    (:func:`qshpc.aer.shadowed.shadow_refusal`), nor one that has no definition
+    while its parameters are unbound (:func:`qshpc.aer.binding.unbound_definition`).
     """
+    from qshpc.aer.binding import unbound_definition
+    from qshpc.aer.shadowed import shadow_refusal
+
     variables, stretches = _classical_names(circuit)
     if variables:
         return (
@@ -202,7 +208,7 @@ def aer_refusal(circuit: QuantumCircuit) -> str | None:
             f"it has stretches ({', '.join(sorted(stretches))}), which Aer cannot run; give "
             "the delays fixed durations (to an ideal simulator a delay does nothing)"
         )
-    return None
+    return shadow_refusal(circuit) or unbound_definition(circuit)
 
 
 def _classical_names(circuit: QuantumCircuit) -> tuple[set[str], set[str]]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc.aer.binding import bindable
 from qshpc.aer.circuits import CONTROL_FLOW, unbox
-from qshpc.aer.shadowed import shadow_refusal, unshadow
+from qshpc.aer.shadowed import unshadow
 from qshpc.aer.simulator import SimSpec, check_level, check_width, get_simulator, transpile_for
 
 if TYPE_CHECKING:
@@ -67,15 +67,11 @@ def untranspilable(circuit: QuantumCircuit, spec: SimSpec) -> str | None:
     (``Gate("mystery", 2, [])``, a placeholder for a device's gate) fails the
     transpile on every rank that meets it (``HighLevelSynthesis is unable to
     synthesize "mystery"``), after other blocks ran. Only names outside Aer's basis
-    and Qiskit's standard gates are looked at (most circuits: one ``count_ops``), after
-    the operations named like standard gates that are not them
-    (:func:`qshpc.aer.shadowed.shadow_refusal`: one without a definition).
+    and Qiskit's standard gates are looked at (most circuits: one ``count_ops``); an
+    operation named like a standard gate that is not it and has no definition is
+    :func:`qshpc.aer.circuits.aer_refusal`'s.
     """
     from qshpc.aer.circuits import standard_gate_names
-
-    shadowed = shadow_refusal(circuit)
-    if shadowed is not None:
-        return shadowed
 
     known = basis(spec)
     standard = standard_gate_names()

@@ -166,6 +166,12 @@ def _impostor(op: Any, tables: _Tables) -> bool:
     return tables.by_name(name) and tables.custom(op) and _definition(op) is not None
 
 
+def nonstandard_operations(circuit: QuantumCircuit) -> list[Any]:
+    """The operations of ``circuit`` that are not plainly one of Qiskit's standard gates
+    (barriers, control flow, library and custom gates; not their bodies)."""
+    return _suspects(circuit, _get_tables())
+
+
 def _suspects(circuit: QuantumCircuit, tables: _Tables) -> list[Any]:
     """The operations of ``circuit`` that are not plainly a standard gate of their name."""
     name_of = tables.name_of.get
@@ -271,4 +277,4 @@ def _definition(op: Any) -> QuantumCircuit | None:
         return None
 
 
-__all__ = ["ShadowedGateError", "shadow_refusal", "unshadow"]
+__all__ = ["ShadowedGateError", "nonstandard_operations", "shadow_refusal", "unshadow"]

@@ -129,7 +129,7 @@ def test_custom_gate_named_like_a_standard_gate_without_definition() -> None:
     from qiskit import QuantumCircuit
     from qiskit.circuit import Gate
 
-    from qshpc.aer import Sampler, SamplerV2
+    from qshpc.aer import EstimatorV2, Sampler, SamplerV2
     from qshpc.errors import UserError
 
     qc = QuantumCircuit(1, name="opaque_h")
@@ -139,6 +139,8 @@ def test_custom_gate_named_like_a_standard_gate_without_definition() -> None:
         Sampler().run(qc).result()
     with pytest.raises(UserError, match=r"PUB 0: circuit 'opaque_h' cannot run on Aer: .*'h'"):
         SamplerV2().run([qc]).result()
+    with pytest.raises(UserError, match=r"PUB 0: circuit 'opaque_h' cannot run on Aer: .*'h'"):
+        EstimatorV2().run([(qc.remove_final_measurements(inplace=False), "Z")]).result()
 
 
 SHADOW_PROGRAM = """\
@@ -214,3 +216,39 @@ def test_unshadow_leaves_ordinary_circuits_alone() -> None:
     with qc.if_test((qc.clbits[0], 1)):
         qc.x(2)
     assert unshadow(qc) is qc
+
+
+# --- 2. operations that cannot be defined before their parameters are bound --------------
+
+
+def test_hamiltonian_gate_with_a_parameter_time_is_refused_naming_the_pub() -> None:
+    """On 8cc329b ``HamiltonianGate(H, t)`` with a ``Parameter`` time passed ``run`` and failed
+    at ``job.result()`` with ``TranspilerError: HighLevelSynthesis is unable to synthesize
+    "hamiltonian"`` (on the worker that met it, after other blocks ran), naming no PUB; the
+    V1 ``Sampler`` alike. Now ``run`` refuses it, naming the PUB, the operation, the
+    parameter and the fix; the same circuit with ``t`` bound runs."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.circuit.library import HamiltonianGate
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+
+    from qshpc.aer import EstimatorV2, Sampler, SamplerV2
+    from qshpc.errors import UserError
+
+    t = Parameter("t")
+    qc = QuantumCircuit(1, name="evolve")
+    qc.append(HamiltonianGate(np.array([[0.0, 1.0], [1.0, 0.0]]), t), [0])
+    measured = qc.measure_all(inplace=False)
+    fine = QuantumCircuit(1)
+    fine.h(0)
+    fine.measure_all()
+    message = r"PUB 1: circuit 'evolve' cannot run on Aer: its operation 'hamiltonian' .*\(t\)"
+    with pytest.raises(UserError, match=message):
+        SamplerV2().run([fine, (measured, [[0.3]])], shots=10)
+    with pytest.raises(UserError, match=message):
+        EstimatorV2().run([(fine.remove_final_measurements(inplace=False), "Z"), (qc, "Z", [0.3])])
+    with pytest.raises(UserError, match=r"circuit 'evolve' cannot run on Aer: .*assign_parameters"):
+        Sampler().run(measured, [0.3]).result()
+    bound = qc.assign_parameters([0.3])
+    ev = EstimatorV2().run([(bound, SparsePauliOp("Z"))]).result()[0].data.evs
+    assert np.isclose(ev, Statevector(bound).expectation_value(SparsePauliOp("Z")).real)
