@@ -156,8 +156,18 @@ def read_h5(node: Any, which: str, read: Reader) -> Any:
     return from_parts(which, {"data": read(node["data"]), "metadata": metadata})
 
 
+#: A data bin's own keys in :func:`to_plain` (``shape`` cannot be a field: Qiskit refuses it).
+_OWN_KEYS = frozenset({"type", "shape", "fields"})
+
+
 def to_plain(value: Any) -> Any:
-    """A JSON-able view: counts per row for bit arrays, lists for arrays (``qshpc result --json``)."""
+    """A JSON-able view: counts per row for bit arrays, lists for arrays (``qshpc result --json``).
+
+    A ``DataBin`` is ``{"type": "DataBin", "shape": [...], FIELD: value, ...}``, its fields
+    (the classical registers, ``evs``, ``stds``) beside its own keys; when a field is
+    named ``type`` or ``fields`` it is ``{"type": "DataBin", "shape": [...], "fields":
+    {FIELD: value, ...}}`` instead (a ``"fields"`` key says which form it is).
+    """
     which = kind(value)
     if which is None:
         return value
@@ -177,11 +187,11 @@ def to_plain(value: Any) -> Any:
         }
     parts = to_parts(value, which)
     if which == "data-bin":
-        return {
-            "type": "DataBin",
-            "shape": parts["shape"],
-            **{k: to_plain(v) for k, v in parts["fields"].items()},
-        }
+        fields = {k: to_plain(v) for k, v in parts["fields"].items()}
+        if _OWN_KEYS.isdisjoint(fields):
+            return {"type": "DataBin", "shape": parts["shape"], **fields}
+        # a register named "type" (or "fields") would overwrite the bin's own key
+        return {"type": "DataBin", "shape": parts["shape"], "fields": fields}
     if which == "primitive-result":
         return {
             "type": "PrimitiveResult",

@@ -252,3 +252,41 @@ def test_hamiltonian_gate_with_a_parameter_time_is_refused_naming_the_pub() -> N
     bound = qc.assign_parameters([0.3])
     ev = EstimatorV2().run([(bound, SparsePauliOp("Z"))]).result()[0].data.evs
     assert np.isclose(ev, Statevector(bound).expectation_value(SparsePauliOp("Z")).real)
+
+
+# --- 3. qshpc result --json of a register named "type" ----------------------------------
+
+TYPE_REGISTER_PROGRAM = """\
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qshpc import save_result
+from qshpc.aer import SamplerV2
+
+odd = QuantumCircuit(QuantumRegister(1), ClassicalRegister(1, "type"))
+odd.x(0)
+odd.measure(0, 0)
+plain = QuantumCircuit(1, 1)
+plain.measure(0, 0)
+save_result(SamplerV2(seed=1).run([odd, plain], shots=10).result())
+"""
+
+
+def test_result_json_of_a_register_named_type(tmp_path: Path) -> None:
+    """On 8cc329b ``qshpc result --json`` of a SamplerV2 result whose register is named
+    ``type`` printed ``{"type": {"type": "BitArray", ...}, "shape": []}``: the register
+    overwrote the DataBin's ``"type"`` and no ``"DataBin"`` was left. Now such a bin holds
+    its fields under ``"fields"``; a bin of ordinary registers keeps them beside its keys."""
+    import json
+
+    prog = tmp_path / "odd.py"
+    prog.write_text(TYPE_REGISTER_PROGRAM)
+    out = run_cli("run", str(prog), "--workers", "0")
+    assert out.returncode == 0, out.stderr
+    res = run_cli("result", str(job_dir_of(Path(os.environ["QSHPC_HOME"]))), "--json")
+    assert res.returncode == 0, res.stderr
+    pubs = json.loads(res.stdout)["pubs"]
+    odd, plain = pubs[0]["data"], pubs[1]["data"]
+    assert odd["type"] == "DataBin" and odd["shape"] == []
+    assert odd["fields"]["type"]["type"] == "BitArray"
+    assert odd["fields"]["type"]["counts"] == [{"1": 10}]
+    assert plain["type"] == "DataBin" and "fields" not in plain
+    assert plain["c"]["counts"] == [{"0": 10}]
