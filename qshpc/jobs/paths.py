@@ -85,12 +85,32 @@ _STEP = 1 << 16  # each later id of that second draws this far at most above the
 _ID_LOCK = threading.Lock()
 
 
+def _forget_last_id() -> None:
+    """In a forked child: start a sequence of its own, with a lock of its own.
+
+    The child had the parent's last id, so its next id of that second continued the
+    parent's sequence: ``P + 1 + draw % _STEP``, as did the parent's own next one and
+    every other child's (a ``multiprocessing`` pool's children making jobs collided with
+    probability 1/65536 per pair; the job created second was refused). A lock another
+    thread held at the fork stays held in the child forever: a new one.
+    """
+    global _last_id, _ID_LOCK
+    _last_id = ("", 0)
+    _ID_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_last_id)
+
+
 def new_job_id() -> str:
     """A sortable, unique job id such as ``20261125-143012-a1b2c3``.
 
     The ids one process makes sort in the order it made them, within one second
     too (``get_jobs()`` lists newest first by id): a later id of the same
-    second draws its random part above the last one's.
+    second draws its random part above the last one's. A forked child starts a
+    sequence of its own (:func:`_forget_last_id`): its ids are as unlikely to meet the
+    parent's as those of any other process.
     """
     global _last_id
     with _ID_LOCK:

@@ -290,3 +290,76 @@ def test_result_json_of_a_register_named_type(tmp_path: Path) -> None:
     assert odd["fields"]["type"]["counts"] == [{"1": 10}]
     assert plain["type"] == "DataBin" and "fields" not in plain
     assert plain["c"]["counts"] == [{"0": 10}]
+
+
+# --- 4. job ids after os.fork -------------------------------------------------------------
+
+
+def _child_ids(count: int) -> tuple[str, list[str]]:
+    """The parent's last id and the first id of each of ``count`` forked children."""
+    from qshpc.jobs.paths import new_job_id
+
+    parent = new_job_id()
+    pipes = []
+    for _ in range(count):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: one id, then out without running the parent's atexit
+            try:
+                os.write(write, new_job_id().encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        pipes.append((pid, read))
+    ids = []
+    for pid, read in pipes:
+        ids.append(os.read(read, 64).decode())
+        os.close(read)
+        os.waitpid(pid, 0)
+    return parent, ids
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_forked_children_do_not_continue_the_parents_job_ids() -> None:
+    """On 8cc329b a forked child kept the parent's last id: its first id of that second was
+    ``P + 1 + draw % 65536``, as was the parent's next and every other child's (a pool of
+    k children making jobs: k^2/131072 odds of two equal ids, and the job created second
+    was refused). Now each child starts its own sequence (a draw below 2**23, as any
+    process): 8 children all within 65536 above the parent's id is then (1/128)**8."""
+    for _ in range(5):
+        parent, ids = _child_ids(8)
+        stamps = {i[:16] for i in ids}
+        if stamps == {parent[:16]}:
+            break  # all in the parent's second (else: the second turned, again)
+    else:
+        pytest.skip("the clock's second turned during each try")
+    last = int(parent[16:], 16)
+    assert not all(last < int(i[16:], 16) <= last + (1 << 16) for i in ids), (parent, ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_fork_while_another_thread_makes_a_job_id_does_not_hang_the_child() -> None:
+    """A thread inside ``new_job_id`` when another forks (injected: the lock held): on
+    8cc329b the child's first ``new_job_id`` waited for that lock forever. Now the child
+    has a lock of its own."""
+    import signal
+
+    from qshpc.jobs import paths
+
+    paths._ID_LOCK.acquire()  # another thread in new_job_id at the fork
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.alarm(10)  # the deadlock guard
+                os.write(write, paths.new_job_id().encode())
+            finally:
+                os._exit(0)
+    finally:
+        paths._ID_LOCK.release()
+    os.close(write)
+    got = os.read(read, 64).decode()
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and got, (status, got)
