@@ -69,14 +69,10 @@ def faithful(value: Any, depth: int = 0) -> bool:
         return set(value.count_ops()) <= _standard_gates()  # QPY keeps standard gates only
     from qshpc.store import qiskit_objects
 
-    which = qiskit_objects.kind(value)
-    if which is not None:  # SparsePauliOp, Statevector, Parameter, V1 results...: typed
-        try:
-            parts = qiskit_objects.to_parts(value, which)
-        except qiskit_objects.Untyped:  # pickled by the blob encoding
-            return False
-        return faithful(parts, depth + 1)
-    return False
+    # SparsePauliOp, Statevector, Parameter, V1 results...: typed (None: pickled by the blob
+    # encoding, or none of them)
+    typed = qiskit_objects.typed_parts(value)
+    return typed is not None and faithful(typed[1], depth + 1)
 
 
 _standard: frozenset[str] | None = None

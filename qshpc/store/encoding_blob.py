@@ -177,13 +177,10 @@ def _default(obj: Any) -> Any:
         return float(obj)
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj)
-    typed = qiskit_objects.kind(obj)
+    typed = qiskit_objects.typed_parts(obj)
     if typed is not None:
-        try:
-            parts = qiskit_objects.to_parts(obj, typed)
-        except qiskit_objects.Untyped:
-            return _pickle_ext(obj)
-        return msgpack.ExtType(EXT_QISKIT_OBJECT, _pack([typed, qiskit_objects.FORMAT, parts]))
+        which, parts = typed
+        return msgpack.ExtType(EXT_QISKIT_OBJECT, _pack([which, qiskit_objects.FORMAT, parts]))
     return _pickle_ext(obj)
 
 

@@ -157,10 +157,8 @@ def write_native(parent: h5py.Group, name: str, value: Any) -> None:
     elif isinstance(value, _BLOB_TYPES):
         # sets, big containers, subclasses, odd dtypes (pickle only for parts inside)
         _bytes_ds(parent, name, encode_blob(value), "msgpack")
-    elif (typed := qiskit_objects.kind(value)) is not None and (
-        parts := _typed_parts(value, typed)
-    ) is not None:
-        qiskit_objects.write_h5(parent, name, parts, typed, write_native, _mark)
+    elif (typed := qiskit_objects.typed_parts(value)) is not None:
+        qiskit_objects.write_h5(parent, name, typed[1], typed[0], write_native, _mark)
     else:
         try:
             data = pickle_dumps(value)
@@ -170,13 +168,6 @@ def write_native(parent: h5py.Group, name: str, value: Any) -> None:
                 f"plain value, array or circuit, and pickle failed: {exc}"
             ) from exc
         _bytes_ds(parent, name, data, "pickle")
-
-
-def _typed_parts(value: Any, typed: str) -> dict[str, Any] | None:
-    try:
-        return qiskit_objects.to_parts(value, typed)
-    except qiskit_objects.Untyped:
-        return None
 
 
 def _all_opaque(items: list[Any] | tuple[Any, ...]) -> bool:

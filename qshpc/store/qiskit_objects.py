@@ -121,6 +121,22 @@ def kind(value: Any) -> str | None:
         return found
 
 
+def typed_parts(value: Any) -> tuple[str, dict[str, Any]] | None:
+    """``(kind, parts)`` when ``value`` is stored typed, or None when it is not (none of
+    the typed classes, or one :func:`to_parts` refuses: the caller pickles it).
+
+    The one path from a value to its typed parts for the HDF5 and blob encodings and
+    the cache's faithfulness check.
+    """
+    which = kind(value)
+    if which is None:
+        return None
+    try:
+        return which, to_parts(value, which)
+    except Untyped:
+        return None
+
+
 def _qpy_expression(expr: Any) -> bytes:
     """QPY of a one-qubit circuit holding ``expr``; Untyped when it does not load back equal."""
     import io
@@ -348,5 +364,6 @@ __all__ = [
     "read_h5",
     "to_parts",
     "to_plain",
+    "typed_parts",
     "write_h5",
 ]
