@@ -11,7 +11,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from qshpc import settings
@@ -44,11 +43,9 @@ def _arguments_on_worker(job_dir: str) -> dict[str, Any]:
     global _worker_arguments
     with _worker_lock:
         if _worker_arguments is None or _worker_arguments[0] != job_dir:
-            from qshpc.store import JobReader, perms
+            from qshpc.store import read_inputs
 
-            trusted = perms.private_to_me(Path(job_dir) / "job.h5")
-            with JobReader.open(Path(job_dir)) as r:
-                _worker_arguments = (job_dir, r.arguments(allow_pickle=trusted))
+            _worker_arguments = (job_dir, read_inputs(job_dir).arguments)
         return _worker_arguments[1]
 
 

@@ -60,17 +60,13 @@ def run_job(
     from qshpc.program import api
     from qshpc.program.session import Session
     from qshpc.runtime.logtee import LogTee
-    from qshpc.store import JobReader, JobWriter, perms
+    from qshpc.store import JobWriter, read_inputs
 
     defer_signals()  # a cancel before the program starts or while the job's end is stored
     info = context.rank_info()
     tee = LogTee(job_dir / "logs" / "rank-0.out")
-    trusted = perms.private_to_me(job_dir / "job.h5")
     try:
-        with JobReader.open(job_dir) as r:
-            meta = r.meta()
-            arguments = r.arguments(allow_pickle=trusted)
-            done = r.done_records(allow_pickle=trusted) if spec.resume else {}
+        meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
     except BaseException:
         # The CLI prints the error after this returns: restore stderr first, or
         # the message can be lost in the tee's pipe when the process exits.

@@ -117,6 +117,7 @@ from qshpc.store.records import JOB_FILE, SCHEMA_VERSION, STATES, TaskRecord
 
 if TYPE_CHECKING:
     from qshpc.store.encoding_blob import decode_blob, encode_blob
+    from qshpc.store.inputs import JobInputs, read_inputs
     from qshpc.store.jobfile import create_job, load_arguments, save_arguments
     from qshpc.store.jsonable import to_jsonable
     from qshpc.store.reader import JobReader
@@ -132,6 +133,8 @@ _LAZY = {
     "encode_blob": "qshpc.store.encoding_blob",
     "decode_blob": "qshpc.store.encoding_blob",
     "to_jsonable": "qshpc.store.jsonable",
+    "JobInputs": "qshpc.store.inputs",
+    "read_inputs": "qshpc.store.inputs",
 }
 
 
@@ -142,6 +145,7 @@ __all__ = [
     "JOB_FILE",
     "SCHEMA_VERSION",
     "STATES",
+    "JobInputs",
     "JobReader",
     "JobWriter",
     "TaskRecord",
@@ -149,6 +153,7 @@ __all__ = [
     "decode_blob",
     "encode_blob",
     "load_arguments",
+    "read_inputs",
     "recover",
     "save_arguments",
     "to_jsonable",
