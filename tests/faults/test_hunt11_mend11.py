@@ -183,6 +183,28 @@ def test_custom_gate_named_like_a_standard_gate_on_the_ranks(tmp_path: Path) -> 
     assert np.allclose(got["ev"], [-1.0, 1.0])
 
 
+def test_a_distributed_step_takes_no_custom_gate_for_a_standard_one() -> None:
+    """``run_circuits`` transpiles to u/cx once in the parent, and a step checks the names:
+    on 8cc329b a ``to_gate()`` named ``cx`` doing a swap passed both as a CNOT (Qiskit's
+    transpile keeps a name its basis holds). Now the parent's transpile replaces it by its
+    definition, and a step refuses one that reaches it (``transpile=False``)."""
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import Operator
+
+    from qshpc.aer.distributed import run, step
+
+    swap = QuantumCircuit(2, name="cx")
+    swap.swap(0, 1)
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.append(swap.to_gate(), [0, 1])
+    with pytest.raises(ValueError, match=r"has a 'cx' that is not Qiskit's \(Gate\)"):
+        step.check_gates([qc])
+    ready = run.prepare([qc])
+    step.check_gates(ready)
+    assert Operator(ready[0]).equiv(Operator(qc))
+
+
 def test_shadowed_names_cover_aers_basis() -> None:
     """Every name Aer runs beyond Qiskit's standard gates is one ``unshadow`` reads by name."""
     from qiskit.circuit.library import get_standard_gate_name_mapping

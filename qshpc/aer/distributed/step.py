@@ -106,7 +106,10 @@ ALLOWED = frozenset({*BASIS, "h", "s", "sdg", "measure", "barrier"})
 
 
 def check_gates(circuits: list[Any]) -> None:
-    """Raise ValueError naming the first instruction outside :data:`ALLOWED`."""
+    """Raise ValueError naming the first instruction outside :data:`ALLOWED`, or a custom
+    operation with one of their names (Aer would run it as the standard one)."""
+    from qshpc.aer.shadowed import nonstandard_operations
+
     for i, circuit in enumerate(circuits):
         for ins in circuit.data:
             if ins.operation.name not in ALLOWED:
@@ -115,6 +118,13 @@ def check_gates(circuits: list[Any]) -> None:
                     f"runs unitary circuits transpiled to basis_gates={list(BASIS)} with final "
                     "measurements only (Aer's chunked statevector is wrong on some other gates); "
                     "run_circuits(..., transpile=True) transpiles them"
+                )
+        for op in nonstandard_operations(circuit):
+            if op.name != "barrier" or type(op).__module__ != "qiskit.circuit.barrier":
+                raise ValueError(
+                    f"circuit {i} ({circuit.name!r}) has a {op.name!r} that is not Qiskit's "
+                    f"({type(op).__name__}): a distributed step runs operations by their names; "
+                    "run_circuits(..., transpile=True) replaces it by its definition"
                 )
 
 

@@ -101,7 +101,7 @@ def sample_split(
     def sampled() -> list[np.ndarray]:
         if not len(values):
             return pack_memories(prepared, [], shots)
-        circuits, per_row = _rows(prepared.circuit, prepared, values)
+        circuits, per_row = _rows(prepared.runnable, prepared, values)
         if not per_row:
             circuits = circuits * len(values)  # one experiment per row, each its own seed
         options = {**_options(prepared), "memory": True}
