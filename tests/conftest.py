@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests import early_jobs
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 
@@ -27,6 +29,26 @@ def qshpc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     home = tmp_path / "qshpc-home"
     monkeypatch.setenv("QSHPC_HOME", str(home))
     yield home
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    early_jobs.start_launches(session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    early_jobs.close_all()
+
+
+@pytest.fixture
+def early_outcome(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """What this test's ``@pytest.mark.early(launch=f)`` returned (tests/early_jobs.py)."""
+    yield from early_jobs.outcome_of(request, monkeypatch)
+
+
+@pytest.fixture
+def no_early_jobs() -> None:
+    """Every early launch of the session has ended (for a test that kills a node)."""
+    early_jobs.wait_all()
 
 
 def run_cli(
