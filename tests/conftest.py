@@ -32,7 +32,8 @@ def qshpc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    early_jobs.start_launches(session.items)
+    if not session.config.option.collectonly:
+        early_jobs.start_launches(session.items)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -40,9 +41,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def early_outcome(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """What this test's ``@pytest.mark.early(launch=f)`` returned (tests/early_jobs.py)."""
-    yield from early_jobs.outcome_of(request, monkeypatch)
+def early_job(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[early_jobs.Early]:
+    """This test's ``@pytest.mark.early(launch=f)``: ``.outcome()`` (tests/early_jobs.py)."""
+    yield from early_jobs.job_of(request, monkeypatch)
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ split in two:
 * ``launch(ctx)``, run in a background thread from the end of collection,
   submits the job and waits for its end (the same Slurm job, the same waits
   and deadlines as before); it returns what the test checks;
-* the test asks for the fixture ``early_outcome``, which waits for that
-  thread, re-raises what it raised, and returns its value; the test then
-  checks it (the same assertions as before).
+* the test asks for the fixture ``early_job`` and calls its ``outcome()``,
+  which waits for that thread, re-raises what it raised, and returns its
+  value; the test then checks it (the same assertions as before).
 
 Mark the test ``@pytest.mark.early(launch=launch)``. Only tests selected in the
 session start a launch (``-k``, ``-m``, a single file: the same). The waits
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,21 @@ class Context:
     ) -> subprocess.CompletedProcess[str]:
         """``qshpc ARGS`` as ``tests.conftest.run_cli`` runs it, in this launch's environment."""
         return self.run([sys.executable, "-m", "qshpc", *args], timeout=timeout, cwd=cwd)
+
+    def wait_slurm_gone(self, slurm_ids: list[str], timeout: float) -> None:
+        """Wait (at most ``timeout``) until squeue no longer lists the jobs.
+
+        A cheap wait before the launch's own one: squeue costs milliseconds, a
+        ``qshpc status`` half a second of CPU, which the tests running meanwhile need.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.run(["squeue", "-h", "-o", "%i", "-j", ",".join(slurm_ids)])
+            if out.returncode == 0 and not out.stdout.strip():
+                return
+            if out.returncode != 0 and "Invalid job id" not in out.stderr:
+                return  # squeue does not answer: the launch's own wait tells why
+            self.sleep(2)
 
     def slurm_job(self, slurm_id: object) -> None:
         """Record a Slurm job of this launch: cancelled if the session ends first."""
@@ -202,8 +218,12 @@ def close_all() -> None:
         _started.pop().close()
 
 
-def outcome_of(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The ``early_outcome`` fixture: this test's launch's value; QSHPC_HOME is the launch's."""
+def job_of(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Early]:
+    """The ``early_job`` fixture: this test's launch; QSHPC_HOME is the launch's.
+
+    The test calls ``early_job.outcome()``: what the launch raised fails the test
+    itself (not its setup).
+    """
     item = request.node
     early = item.stash.get(_KEY, None)
     if early is None:  # not started at collection (the cluster was not listening then)
@@ -213,7 +233,7 @@ def outcome_of(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         early = _start(item, env)
     monkeypatch.setenv("QSHPC_HOME", str(early.ctx.home))
     try:
-        yield early.outcome()
+        yield early
     finally:
         if early in _started:
             _started.remove(early)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli
-from tests.early_jobs import Context
+from tests.early_jobs import Context, Early
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]
@@ -238,6 +238,7 @@ def _launch_time_limit(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     prog = write_program(ctx.work / "long", "long.py", LONG)
     ids = submit(str(prog), "--time-min", "1", cli=ctx.qshpc)
     ctx.slurm_job(ids["slurm_job_id"])
+    ctx.wait_slurm_gone([str(ids["slurm_job_id"])], 180)
     meta = wait_state(
         ids["job_id"], {"FAILED", "CANCELED", "SUCCEEDED"}, 180, ctx.qshpc, ctx.sleep, every=2
     )
@@ -251,9 +252,9 @@ def _launch_time_limit(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
 @pytest.mark.slow
 @pytest.mark.early(launch=_launch_time_limit)
 def test_time_limit_ends_failed_with_raw_timeout(
-    slurm_env: dict[str, str], early_outcome: tuple[dict[str, Any], dict[str, Any]]
+    slurm_env: dict[str, str], early_job: Early
 ) -> None:
-    ids, meta = early_outcome
+    ids, meta = early_job.outcome()
     assert (meta["state"], meta.get("slurm_state")) == ("FAILED", "TIMEOUT"), meta
     assert "time limit" in meta["error"]
     out = run_cli("status", ids["job_id"], timeout=60)
