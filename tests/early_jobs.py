@@ -150,11 +150,16 @@ class Early:
         return self._value
 
     def close(self) -> None:
-        """Stop the thread (if still running), cancel its Slurm jobs, remove its folder."""
+        """Stop the thread (if still running); unless the launch returned, cancel its jobs.
+
+        Then remove its folder. (A launch returns once its jobs have ended.)
+        """
         self.stop.set()
-        self.ctx.cancel_jobs()
-        self.wait(90)  # a subprocess in flight ends within its own timeout
-        self.ctx.cancel_jobs()
+        if self.thread.is_alive():
+            self.ctx.cancel_jobs()
+            self.wait(90)  # a subprocess in flight ends within its own timeout
+        if self.thread.is_alive() or self._error is not None:
+            self.ctx.cancel_jobs()
         shutil.rmtree(self.ctx.work, ignore_errors=True)
 
 
