@@ -6,8 +6,10 @@ limits every 30 s (``PERIODIC_TIMEOUT``, not configurable). Such a test is
 split in two:
 
 * ``launch(ctx)``, run in a background thread from the end of collection,
-  submits the job and waits for its end (the same Slurm job, the same waits
-  and deadlines as before); it returns what the test checks;
+  submits the job and waits for its end (the same Slurm job and deadlines as
+  before; it polls ``qshpc status`` every 2-4 s rather than 0.3-1 s, and
+  squeue in between: each ``qshpc status`` costs about 0.6 s of CPU, which
+  the tests running meanwhile need); it returns what the test checks;
 * the test asks for the fixture ``early_job`` and calls its ``outcome()``,
   which waits for that thread, re-raises what it raised, and returns its
   value; the test then checks it (the same assertions as before).
