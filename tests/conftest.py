@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests import early_jobs
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 
@@ -27,6 +29,29 @@ def qshpc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     home = tmp_path / "qshpc-home"
     monkeypatch.setenv("QSHPC_HOME", str(home))
     yield home
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.config.option.collectonly:
+        early_jobs.start_launches(session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    early_jobs.close_all()
+
+
+@pytest.fixture
+def early_job(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[early_jobs.Early]:
+    """This test's ``@pytest.mark.early(launch=f)``: ``.outcome()`` (tests/early_jobs.py)."""
+    yield from early_jobs.job_of(request, monkeypatch)
+
+
+@pytest.fixture
+def no_early_jobs() -> None:
+    """Every early launch of the session has ended (for a test that kills a node)."""
+    early_jobs.wait_all()
 
 
 def run_cli(

@@ -15,6 +15,10 @@ again (``Reason=BeginTime``); the tests release it 2 s after they first see
 the hold, with ``scontrol update jobid=ID StartTime=now``, so that they stay
 short (at once, in the requeue's own second, slurmd refuses the new credential).
 
+Both jobs mostly wait (for Slurm's time limit, for the hold): they are submitted
+at the session's start and run while other tests do (``@pytest.mark.early``,
+tests/early_jobs.py); each test checks its job's outcome.
+
 Cancelling a Slurm job (what finished stays) is tested in
 ``tests/slurm/test_submit.py::test_cancel_ends_canceled_within_seconds``.
 """
@@ -28,13 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.early_jobs import Context, Early
 
 pytestmark = pytest.mark.slurm
 
@@ -98,14 +103,23 @@ def _slurm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=30)
 
 
-def _submit(work: Path, n: int, *extra: str) -> tuple[dict[str, Any], Path]:
+# How the helpers run qshpc and Slurm's commands: in the test, or in an early launch's environment.
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _in(ctx: Context) -> Cli:
+    """``_slurm`` in an early launch's environment."""
+    return lambda *args: ctx.run(list(args))
+
+
+def _submit(work: Path, n: int, *extra: str, cli: Cli = run_cli) -> tuple[dict[str, Any], Path]:
     prog = work / "src" / "steps.py"
     prog.parent.mkdir()
     prog.write_text(PROGRAM)
     log = work / "executions.log"
     args = work / "args.json"
     args.write_text(json.dumps({"log": str(log), "n": n}))
-    out = run_cli(
+    out = cli(
         "submit", str(prog), "--arguments", str(args), "--requeue", "--ntasks-per-node", "2",
         *extra, "--json", timeout=60,
     )  # fmt: skip
@@ -114,8 +128,8 @@ def _submit(work: Path, n: int, *extra: str) -> tuple[dict[str, Any], Path]:
     return ids, log
 
 
-def _status(job: str) -> dict[str, Any]:
-    out = run_cli("status", job, "--json", timeout=60)
+def _status(job: str, cli: Cli = run_cli) -> dict[str, Any]:
+    out = cli("status", job, "--json", timeout=60)
     assert out.returncode == 0, out.stderr
     meta: dict[str, Any] = json.loads(out.stdout)
     return meta
@@ -124,7 +138,7 @@ def _status(job: str) -> dict[str, Any]:
 _held_since: dict[str, float] = {}
 
 
-def _release_if_held(slurm_id: str) -> bool:
+def _release_if_held(slurm_id: str, slurm: Cli = _slurm) -> bool:
     """Skip the 120 s hold Slurm puts on a requeued job, 2 s after it was first seen.
 
     The requeue revoked the job's previous credential; a credential made in the same
@@ -132,14 +146,14 @@ def _release_if_held(slurm_id: str) -> bool:
     instead of starting. Waiting until the hold has been seen for 2 s puts the
     release at least that far after the requeue.
     """
-    out = _slurm("squeue", "-h", "-j", slurm_id, "-o", "%T %r")
+    out = slurm("squeue", "-h", "-j", slurm_id, "-o", "%T %r")
     if out.stdout.split()[:2] != ["PENDING", "BeginTime"]:
         _held_since.pop(slurm_id, None)
         return False
     first = _held_since.setdefault(slurm_id, time.monotonic())
     if time.monotonic() - first < 2.0:
         return False
-    _slurm("scontrol", "update", f"jobid={slurm_id}", "StartTime=now")
+    slurm("scontrol", "update", f"jobid={slurm_id}", "StartTime=now")
     del _held_since[slurm_id]
     return True
 
@@ -190,67 +204,106 @@ def _check_resumed(job_dir: Path, log: Path, n: int) -> dict[str, int]:
     return figures
 
 
-def test_scontrol_requeue_resumes(slurm_env: dict[str, str], work: Path) -> None:
-    n = 60
-    ids, log = _submit(work, n)
+SCONTROL_TASKS = 60
+
+
+def _launch_scontrol_requeue(ctx: Context) -> dict[str, Any]:
+    """Submit, ``scontrol requeue`` after 12 tasks, release the hold, wait for the end (~30 s)."""
+    n = SCONTROL_TASKS
+    ids, log = _submit(ctx.work, n, cli=ctx.qshpc)
     job, slurm_id = ids["job_id"], ids["slurm_job_id"]
+    ctx.slurm_job(slurm_id)
     deadline = time.monotonic() + 90
     meta: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        meta = _status(job)
+        meta = _status(job, ctx.qshpc)
         sub = str(meta.get("sub_status") or "")
         if meta.get("state") == "RUNNING" and sub.endswith(f"of {n}") and int(sub.split()[0]) >= 12:
             break
-        time.sleep(0.3)
+        ctx.sleep(1)
     else:
         pytest.fail(f"the program never got 12 tasks done: {meta}")
-    out = _slurm("scontrol", "requeue", slurm_id)
+    out = ctx.run(["scontrol", "requeue", slurm_id])
     assert out.returncode == 0, out.stderr
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the store is flushed and the job waits to start again
-        meta = _status(job)
+        meta = _status(job, ctx.qshpc)
         if meta.get("state") == "QUEUED" and "requeued" in str(meta.get("sub_status")):
             break
-        time.sleep(0.3)
+        ctx.sleep(1)
     else:
         pytest.fail(f"not QUEUED and requeued after scontrol requeue: {meta}")
     kept = (meta.get("task_counts") or {}).get("SUCCEEDED", 0)
-    assert kept >= 12, meta
     deadline = time.monotonic() + 240
     state = ""
     while time.monotonic() < deadline:
-        _release_if_held(slurm_id)
-        state = str(_status(job).get("state"))
+        _release_if_held(slurm_id, _in(ctx))
+        state = str(_status(job, ctx.qshpc).get("state"))
         if state in ("SUCCEEDED", "FAILED", "CANCELED"):
             break
-        time.sleep(1)
-    final = _status(job)
+        ctx.sleep(1)
+    final = _status(job, ctx.qshpc)
+    return {"ids": ids, "log": log, "kept": kept, "requeued": meta, "state": state, "final": final}
+
+
+@pytest.mark.early(launch=_launch_scontrol_requeue)
+def test_scontrol_requeue_resumes(slurm_env: dict[str, str], early_job: Early) -> None:
+    n = SCONTROL_TASKS
+    outcome = early_job.outcome()
+    ids, log, kept, meta = (outcome[k] for k in ("ids", "log", "kept", "requeued"))
+    assert kept >= 12, meta
+    state, final = outcome["state"], outcome["final"]
     assert state == "SUCCEEDED", final
     figures = _check_resumed(Path(ids["job_dir"]), log, n)
     assert figures["restarts"] == 1 and figures["runs"] == 2
     assert figures["re-executed"] <= 2  # at most the calls in flight at the requeue
 
 
-@pytest.mark.slow
-def test_time_limit_requeues_itself_and_finishes(slurm_env: dict[str, str], work: Path) -> None:
-    n = 300  # 90 s of work: cannot finish in one 1-minute allocation
-    ids, log = _submit(work, n, "--time-min", "1")
+TIME_LIMIT_TASKS = 300  # 90 s of work: cannot finish in one 1-minute allocation
+
+
+def _launch_time_limit(ctx: Context) -> dict[str, Any]:
+    """Submit with ``--requeue --time-min 1``, release the holds, wait for the end (~110 s)."""
+    ids, log = _submit(ctx.work, TIME_LIMIT_TASKS, "--time-min", "1", cli=ctx.qshpc)
     job, slurm_id = ids["job_id"], ids["slurm_job_id"]
+    ctx.slurm_job(slurm_id)
     script = (Path(ids["job_dir"]) / "slurm" / f"{slurm_id}_submission.sh").read_text()
     assert "#SBATCH --signal=USR2@30" in script and "#SBATCH --requeue" in script
     t0 = time.monotonic()
     seen_requeued = 0
     state = ""
     meta: dict[str, Any] = {}
+    polls = 0
     while time.monotonic() - t0 < 330:
-        if _release_if_held(slurm_id):
+        if _release_if_held(slurm_id, _in(ctx)):
             seen_requeued += 1
-        meta = _status(job)
-        state = str(meta.get("state"))
-        if state in ("SUCCEEDED", "FAILED", "CANCELED"):
-            break
-        time.sleep(1)
+        if polls % 4 == 0:  # squeue every second (the holds), qshpc status (CPU) every 4th
+            meta = _status(job, ctx.qshpc)
+            state = str(meta.get("state"))
+            if state in ("SUCCEEDED", "FAILED", "CANCELED"):
+                break
+        polls += 1
+        ctx.sleep(1)
     took = time.monotonic() - t0
+    return {
+        "ids": ids,
+        "log": log,
+        "state": state,
+        "meta": meta,
+        "took": took,
+        "seen": seen_requeued,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.early(launch=_launch_time_limit)
+def test_time_limit_requeues_itself_and_finishes(
+    slurm_env: dict[str, str], early_job: Early
+) -> None:
+    n = TIME_LIMIT_TASKS
+    outcome = early_job.outcome()
+    ids, log, state, meta = (outcome[k] for k in ("ids", "log", "state", "meta"))
+    took, seen_requeued = outcome["took"], outcome["seen"]
     print(f"time-limit requeue: {state} after {took:.0f} s, released {seen_requeued} holds")
     assert state == "SUCCEEDED", meta
     figures = _check_resumed(Path(ids["job_dir"]), log, n)

@@ -15,7 +15,8 @@ namespace (slurm/devcluster.sh records the host pid of its ``unshare`` in
 ``$QSHPC_SLURM_DIR/run/node-n3.pid``): the kernel then kills every process of
 the node (slurmstepd, the ranks) at once, as a power loss would. Afterwards
 ``slurm/devcluster.sh up`` restarts the node's slurmd and the test waits until
-n3 is usable again.
+n3 is usable again. The session's early jobs (tests/early_jobs.py), which may run
+on n3, have ended before (``no_early_jobs``).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def restore_node(node: str, timeout: float = 90) -> str:
 
 @pytest.mark.skipif(not submit_available(), reason="`qshpc submit` is not there yet")
 def test_node_dies_job_fails_and_keeps_finished_results(
-    multinode_env: dict[str, str], tmp_path: Path, qshpc_home: Path
+    no_early_jobs: None, multinode_env: dict[str, str], tmp_path: Path, qshpc_home: Path
 ) -> None:
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"n": 600, "sleep": 0.5}))  # ~100 s on 3 workers: far past the kill

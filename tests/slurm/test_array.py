@@ -7,13 +7,16 @@ never stops the others' results.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.early_jobs import Context, Early
 
 pytestmark = pytest.mark.slurm
 
@@ -27,21 +30,31 @@ save_result({"x": x, "square": x * x})
 """
 
 
-def status_json(job: str) -> dict[str, Any]:
-    out = run_cli("status", job, "--json", timeout=60)
+# How the helpers run qshpc: run_cli in the test, Context.qshpc in an early launch.
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def status_json(job: str, cli: Cli = run_cli) -> dict[str, Any]:
+    out = cli("status", job, "--json", timeout=60)
     assert out.returncode == 0, out.stderr
     meta: dict[str, Any] = json.loads(out.stdout)
     return meta
 
 
-def wait_all(jobs: list[str], timeout: float = 240) -> list[dict[str, Any]]:
+def wait_all(
+    jobs: list[str],
+    timeout: float = 240,
+    cli: Cli = run_cli,
+    sleep: Callable[[float], None] = time.sleep,
+    every: float = 1,
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     metas: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        metas = [status_json(j) for j in jobs]
+        metas = [status_json(j, cli) for j in jobs]
         if all(m["state"] in ("SUCCEEDED", "FAILED", "CANCELED") for m in metas):
             return metas
-        time.sleep(1)
+        sleep(every)
     pytest.fail(f"array not finished after {timeout}s: {[(m['id'], m['state']) for m in metas]}")
 
 
@@ -176,13 +189,13 @@ save_result({"x": x})
 """
 
 
-@pytest.mark.slow
-def test_timed_out_element_leaves_the_others(slurm_env: dict[str, str], tmp_path: Path) -> None:
-    work = tmp_path / "work"
+def _launch_timed_out_element(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Submit the sweep (element 1 hits its 1-minute limit) and wait for all three to end."""
+    work = ctx.work / "work"
     work.mkdir()
     (work / "sweep.py").write_text(TIMEOUT_SWEEP)
     (work / "sets.json").write_text(json.dumps([{"x": 0}, {"x": 1}, {"x": 2}]))
-    out = run_cli(
+    out = ctx.qshpc(
         "submit",
         str(work / "sweep.py"),
         "--array",
@@ -195,8 +208,21 @@ def test_timed_out_element_leaves_the_others(slurm_env: dict[str, str], tmp_path
         timeout=90,
     )
     assert out.returncode == 0, out.stderr
-    elements = json.loads(out.stdout)
-    metas = wait_all([e["job_id"] for e in elements], timeout=300)
+    elements: list[dict[str, Any]] = json.loads(out.stdout)
+    for e in elements:
+        ctx.slurm_job(e["slurm_job_id"])
+    ctx.wait_slurm_gone([str(e["slurm_job_id"]) for e in elements], 300)
+    metas = wait_all([e["job_id"] for e in elements], 300, ctx.qshpc, ctx.sleep, every=2)
+    return elements, metas
+
+
+@pytest.mark.slow
+@pytest.mark.early(launch=_launch_timed_out_element)
+def test_timed_out_element_leaves_the_others(
+    slurm_env: dict[str, str],
+    early_job: Early,
+) -> None:
+    elements, metas = early_job.outcome()
     assert [m["state"] for m in metas] == ["SUCCEEDED", "FAILED", "SUCCEEDED"], metas
     assert "time limit" in metas[1]["error"]
     for i in (0, 2):

@@ -11,12 +11,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.early_jobs import Context, Early
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]
@@ -52,15 +54,19 @@ save_result({"data": Path("data.txt").read_text(), "cwd": os.getcwd(),
 """
 
 
-def submit(*args: str, cwd: Path | None = None) -> dict[str, Any]:
-    out = run_cli("submit", *args, "--json", cwd=cwd, timeout=60)
+# How the helpers run qshpc: run_cli in the test, Context.qshpc in an early launch.
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def submit(*args: str, cwd: Path | None = None, cli: Cli = run_cli) -> dict[str, Any]:
+    out = cli("submit", *args, "--json", cwd=cwd, timeout=60)
     assert out.returncode == 0, f"qshpc submit failed: {out.stderr}"
     ids: dict[str, Any] = json.loads(out.stdout)
     return ids
 
 
-def status_json(job: str) -> dict[str, Any]:
-    out = run_cli("status", job, "--json", timeout=60)
+def status_json(job: str, cli: Cli = run_cli) -> dict[str, Any]:
+    out = cli("status", job, "--json", timeout=60)
     assert out.returncode == 0, out.stderr
     meta: dict[str, Any] = json.loads(out.stdout)
     return meta
@@ -72,14 +78,21 @@ def wait(job: str, timeout: float = 180) -> str:
     return out.stdout.strip()
 
 
-def wait_state(job: str, want: set[str], timeout: float) -> dict[str, Any]:
+def wait_state(
+    job: str,
+    want: set[str],
+    timeout: float,
+    cli: Cli = run_cli,
+    sleep: Callable[[float], None] = time.sleep,
+    every: float = 0.3,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     meta: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        meta = status_json(job)
+        meta = status_json(job, cli)
         if meta.get("state") in want:
             return meta
-        time.sleep(0.3)
+        sleep(every)
     pytest.fail(
         f"job {job} not in {want} after {timeout}s: {meta.get('state')} {meta.get('slurm_state')}"
     )
@@ -220,15 +233,28 @@ def test_cancel_while_pending(slurm_env: dict[str, str], tmp_path: Path) -> None
     assert "cancelled" in meta["error"]
 
 
-@pytest.mark.slow
-def test_time_limit_ends_failed_with_raw_timeout(slurm_env: dict[str, str], tmp_path: Path) -> None:
-    prog = write_program(tmp_path / "long", "long.py", LONG)
-    ids = submit(str(prog), "--time-min", "1")
-    meta = wait_state(ids["job_id"], {"FAILED", "CANCELED", "SUCCEEDED"}, timeout=180)
+def _launch_time_limit(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Submit LONG with a 1-minute limit and wait for its end (60-95 s: from the session's start)."""
+    prog = write_program(ctx.work / "long", "long.py", LONG)
+    ids = submit(str(prog), "--time-min", "1", cli=ctx.qshpc)
+    ctx.slurm_job(ids["slurm_job_id"])
+    ctx.wait_slurm_gone([str(ids["slurm_job_id"])], 180)
+    meta = wait_state(
+        ids["job_id"], {"FAILED", "CANCELED", "SUCCEEDED"}, 180, ctx.qshpc, ctx.sleep, every=2
+    )
     deadline = time.monotonic() + 60  # Slurm's TIMEOUT reaches sacct a moment after the store ends
     while meta.get("slurm_state") != "TIMEOUT" and time.monotonic() < deadline:
-        time.sleep(1)
-        meta = status_json(ids["job_id"])
+        ctx.sleep(1)
+        meta = status_json(ids["job_id"], ctx.qshpc)
+    return ids, meta
+
+
+@pytest.mark.slow
+@pytest.mark.early(launch=_launch_time_limit)
+def test_time_limit_ends_failed_with_raw_timeout(
+    slurm_env: dict[str, str], early_job: Early
+) -> None:
+    ids, meta = early_job.outcome()
     assert (meta["state"], meta.get("slurm_state")) == ("FAILED", "TIMEOUT"), meta
     assert "time limit" in meta["error"]
     out = run_cli("status", ids["job_id"], timeout=60)
