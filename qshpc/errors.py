@@ -253,6 +253,15 @@ def dump_cause(exc: BaseException | None) -> bytes | None:
         exc = exc.cause
         if exc is None:
             return None
+    blob = _dump_exception(exc, exc.__dict__ or None)
+    if blob is None and exc.__dict__ and _plain_reduce(type(exc)):
+        # An attribute that cannot travel (a lock, an open file): the exception goes
+        # without it, so that ``except ItsClass`` still catches it on rank 0.
+        blob = _dump_exception(exc, {k: v for k, v in exc.__dict__.items() if _travels(v)})
+    return blob if blob is not None and len(blob) <= MAX_CAUSE_BYTES else None
+
+
+def _dump_exception(exc: BaseException, state: dict[str, object] | None) -> bytes | None:
     try:
         import io
 
@@ -263,15 +272,24 @@ def dump_cause(exc: BaseException | None) -> bytes | None:
         class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             def reducer_override(self, obj: object) -> object:
                 if obj is cause and _plain_reduce(type(cause)):
-                    return (_rebuild_exception, (type(cause), cause.args, cause.__dict__ or None))
+                    return (_rebuild_exception, (type(cause), cause.args, state))
                 return super().reducer_override(obj)
 
         buf = io.BytesIO()
         _Pickler(buf, protocol=5).dump(exc)
-        blob = buf.getvalue()
+        return buf.getvalue()
     except Exception:
         return None
-    return blob if len(blob) <= MAX_CAUSE_BYTES else None
+
+
+def _travels(value: object) -> bool:
+    try:
+        import cloudpickle
+
+        cloudpickle.dumps(value, protocol=5)
+    except Exception:
+        return False
+    return True
 
 
 def _plain_reduce(cls: type) -> bool:

@@ -97,6 +97,7 @@ class Sampler:
         engine, provenance, results, simulator = _engine()
         opts = {**self._options, **run_options}
         circs, rows = normalize_inputs(circuits, parameter_values)
+        _require_measurements(circs)
         aer_options = {k: v for k, v in opts.items() if k not in SAMPLER_OPTIONS}
         spec = simulator.sim_spec(opts["method"], opts["device"], opts["precision"])
         ranks = _split_ranks(circs, spec, opts["shots"], aer_options)
@@ -214,6 +215,35 @@ def _split_ranks(
         if lacks:
             raise UserError(refusal(c.name, int(c.num_qubits), limit, need[id(c)], spec, lacks))
     return max(k, 1 << (have.bit_length() - 1))
+
+
+def _require_measurements(circs: Sequence[QuantumCircuit]) -> None:
+    """Refuse a circuit that measures nothing, as Qiskit's and Aer's V1 Samplers do.
+
+    Its distribution (of the classical bits) would be ``{0: 1.0}`` whatever the
+    state: a forgotten ``measure_all()`` read as a result. A circuit with an
+    operation that may hold a measurement (control flow, an instruction of its
+    own) is let through.
+    """
+    from qshpc.aer.circuits import standard_gate_names
+
+    seen: set[int] = set()
+    for i, circ in enumerate(circs):
+        if id(circ) in seen:
+            continue
+        seen.add(id(circ))
+        if circ.num_clbits == 0:
+            why = "has no classical bits"
+        else:
+            ops = circ.count_ops()
+            if "measure" in ops or not standard_gate_names().issuperset(ops):
+                continue
+            why = "measures no qubit"
+        raise UserError(
+            f"Sampler: circuit {i} ({circ.name!r}) {why}: the Sampler gives the distribution "
+            "of measured classical bits, so it would read {0: 1.0} whatever the state; "
+            "measure the qubits (circuit.measure_all()), as Qiskit's V1 Sampler required"
+        )
 
 
 def _is_circuit(obj: object) -> bool:

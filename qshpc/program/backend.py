@@ -533,7 +533,10 @@ class InlineBackend:
                 task.runner, targs, tkwargs, task_id, task.name, task_seed, attempt, step
             )
             if session is not None:
-                session.record(out, key, submitted, task_seed)
+                stored = session.record(out, key, submitted, task_seed)
+                if stored is not out:  # its value cannot be stored: failed, as on a worker
+                    out = stored
+                    break
             if out.ok or attempt > task.retries:
                 break
         if out.ok and ckey is not None and cache is not None:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
+from qshpc.errors import SerializationError
 from qshpc.store.records import TaskRecord as _TaskRecord
 from qshpc.task import context
-from qshpc.task.execute import Outcome
+from qshpc.task.execute import Outcome, unsendable
 
 if TYPE_CHECKING:
     from qshpc.cache.jobcache import JobCache
@@ -88,25 +89,32 @@ class Session:
         seed: int | None,
         rank: int | None = None,
         host: str | None = None,
-    ) -> None:
-        """Store one attempt's outcome (buffered; durable at the next :meth:`sync`)."""
+    ) -> Outcome:
+        """Store one attempt's outcome (buffered; durable at the next :meth:`sync`).
+
+        Returns:
+            The outcome as stored: one whose value cannot be stored is a failure
+            (``SerializationError`` naming the task), as a worker reports it.
+        """
         info = context.rank_info()
+        rank = info.rank if rank is None else rank
+        host = info.host if host is None else host
+        try:
+            self._record(out, key, submitted, seed, rank, host)
+        except SerializationError as exc:
+            if not out.ok:
+                raise
+            out = unsendable(out, exc)
+            self._record(out, key, submitted, seed, rank, host)
+        return out
+
+    def _record(
+        self, out: Outcome, key: str, submitted: float, seed: int | None, rank: int, host: str
+    ) -> None:
         self.record_fields(
-            out.task_id,
-            key,
-            out.function,
-            out.ok,
-            out.value,
-            out.error,
-            out.attempt,
-            info.rank if rank is None else rank,
-            info.host if host is None else host,
-            submitted,
-            out.started,
-            out.finished,
-            seed,
-            out.provenance,
-        )
+            out.task_id, key, out.function, out.ok, out.value, out.error, out.attempt, rank,
+            host, submitted, out.started, out.finished, seed, out.provenance,
+        )  # fmt: skip
 
     def record_fields(
         self,
@@ -127,15 +135,14 @@ class Session:
         cached: bool = False,
         encoded: bytes | None = None,
     ) -> None:
-        """:meth:`record` without an :class:`Outcome` (the dispatcher's hot path)."""
-        if cached:
-            self.cached += 1
-        elif ok:
-            self.executed += 1
-        else:
-            self.failed += 1
+        """:meth:`record` without an :class:`Outcome` (the dispatcher's hot path).
+
+        Raises:
+            SerializationError: ``value`` cannot be stored (nothing is recorded).
+        """
         writer = self.writer
         if writer is None:
+            self._count(ok, cached)
             return
         rec = _TaskRecord(
             task_id,
@@ -155,9 +162,18 @@ class Session:
             encoded if ok else None,
         )
         with self._lock:
-            writer.append_task(rec)
+            writer.append_task(rec)  # encodes the value first: it may refuse it
+            self._count(ok, cached)
             self._pending += 1
             self._maybe_commit_locked()
+
+    def _count(self, ok: bool, cached: bool) -> None:
+        if cached:
+            self.cached += 1
+        elif ok:
+            self.executed += 1
+        else:
+            self.failed += 1
 
     def record_hit(
         self, task_id: str, key: str, function: str, hit: Hit, submitted: float, seed: int | None

@@ -7,6 +7,7 @@ from typing import Any
 
 from qshpc.runtime.protocol import result_message
 from qshpc.store.chunk import ChunkBuilder, encode_meta
+from qshpc.task.execute import unsendable_text
 
 
 class Results:
@@ -114,9 +115,4 @@ def _first(failure: tuple[int, str, str, bytes | None]) -> int:
     return failure[0]
 
 
-def _unsendable(task_id: str, name: str, value: Any, exc: BaseException) -> str:
-    return (
-        f"SerializationError: the return value of task {task_id} ({name}, "
-        f"{type(value).__name__}) cannot be serialized: {exc}. Return plain data, numpy "
-        "arrays or Qiskit objects.\n"
-    )
+_unsendable = unsendable_text

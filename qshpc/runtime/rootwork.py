@@ -125,17 +125,17 @@ class RootWork:
             seed = _seed_of(e.ref.task_id)
             func = self._shipped(e.fn_id)
             out = run_task(func, args, kwargs, e.ref.task_id, e.task.name, seed, e.attempt)
-            d.session.record(out, e.key, e.submitted, seed)
-            if out.ok:
+            stored = d.session.record(out, e.key, e.submitted, seed)
+            if out.ok and stored is out:
                 if e.ckey and d.cache is not None:
                     d.cache.store(e.ckey, e.task.name, e.ref.task_id, value=out.value, shared=True)
                 done.append((e.ref, True, out.value))
-            elif e.attempt <= e.task.retries:
+            elif e.attempt <= e.task.retries and stored is out:
                 e.attempt += 1
                 requeue(e.ref)
                 d.pending.append(e)
-            else:
-                done.append((e.ref, False, out.task_error(info.rank, info.host)))
+            else:  # failed (or its value cannot be stored: failed, as on a worker)
+                done.append((e.ref, False, stored.task_error(info.rank, info.host)))
             if time.monotonic() - last > COMMIT_S:
                 d.session.sync()
                 resolve_many(done)

@@ -111,15 +111,17 @@ class Batch:
     def add_record(self, rec: TaskRecord) -> None:
         """Encode and queue one task record."""
         ok = rec.state == "SUCCEEDED"
-        meta = encode_meta(rec.task_id, rec.key, rec.function, rec.host, rec.error, rec.provenance)
-        off = self._meta.put(meta)
-        where, res_off, res_len = L.WHERE_NONE, 0, 0
-        if ok:
+        blob: bytes | list[Buffer] | None = None
+        if ok:  # first: a value that cannot be encoded leaves nothing queued
             if rec.encoded is not None:
-                blob: bytes | list[Buffer] = rec.encoded
+                blob = rec.encoded
             else:
                 parts = encode_blob_parts(rec.result)
                 blob = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else parts
+        meta = encode_meta(rec.task_id, rec.key, rec.function, rec.host, rec.error, rec.provenance)
+        off = self._meta.put(meta)
+        where, res_off, res_len = L.WHERE_NONE, 0, 0
+        if blob is not None:
             res_len = len(blob) if isinstance(blob, bytes) else blob_len(blob)
             where, res_off = self._put(blob, res_len, L.RAW_RESULT_MIN)
         seed = rec.seed

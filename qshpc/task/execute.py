@@ -128,6 +128,30 @@ def run_task(
     )
 
 
+def unsendable_text(task_id: str, name: str, value: Any, exc: BaseException) -> str:
+    """The error of a task whose return value cannot be stored or sent (on any rank)."""
+    return (
+        f"SerializationError: the return value of task {task_id} ({name}, "
+        f"{type(value).__name__}) cannot be serialized: {exc}. Return plain data, numpy "
+        "arrays or Qiskit objects.\n"
+    )
+
+
+def unsendable(out: Outcome, exc: BaseException) -> Outcome:
+    """``out`` (it returned) as the failure a worker reports when its value cannot be stored."""
+    return Outcome(
+        out.task_id,
+        out.function,
+        out.attempt,
+        False,
+        error=unsendable_text(out.task_id, out.function, out.value, exc),
+        exc_type="SerializationError",
+        started=out.started,
+        finished=out.finished,
+        provenance=out.provenance,
+    )
+
+
 class TargetedCall:
     """A task function run with its target's threads and environment variables.
 

@@ -97,10 +97,22 @@ def test_measure_subset_keyed_by_clbits() -> None:
     assert max_diff(q, {i: float(p) for i, p in enumerate(probs) if p}) < 1e-9
 
 
-def test_unmeasured_circuit_reads_zero() -> None:
-    qc = QuantumCircuit(2)
+def test_unmeasured_circuit_is_refused_as_qiskit_refused_it() -> None:
+    """On 8cc329b a circuit that measures nothing (a forgotten ``measure_all()``) read
+    ``{0: 1.0}`` whatever its state; Qiskit's and Aer's V1 Samplers refuse it."""
+    qc = QuantumCircuit(2, name="bell")
     qc.h(0)
-    assert Sampler().run(qc).result().quasi_dists[0] == {0: 1.0}
+    with pytest.raises(
+        UserError, match=r"circuit 0 \('bell'\) has no classical bits: .*measure_all"
+    ):
+        Sampler().run(qc)
+    measured = qc.copy()
+    measured.measure_all()
+    unmeasured = QuantumCircuit(2, 2, name="no_measure")
+    unmeasured.h(0)
+    with pytest.raises(UserError, match=r"circuit 1 \('no_measure'\) measures no qubit"):
+        Sampler(options={"shots": 10}).run([measured, unmeasured])
+    assert Sampler().run(measured).result().quasi_dists[0] == pytest.approx({0: 0.5, 1: 0.5})
 
 
 def test_mid_circuit_measurement_falls_back_to_sampling() -> None:
