@@ -20,9 +20,11 @@ Qiskit's plain ``Gate``/``Instruction``/``ControlledGate`` or a class of the
 user's own and it has a definition (Qiskit's and Aer's plain instructions of
 such names, ``kraus`` or ``roerror``, have none).
 
-Cost: one pass over the circuit's operations (``foreach_op`` of its Rust
-data, about 0.05 ms for a measured 12-qubit depth-24 circuit of 119
-operations); a circuit without such an operation comes back as it is.
+Cost: one pass over the circuit's operations that are not standard gates in
+its Rust data (``map_nonstandard_ops`` of a shallow copy: 0.02 ms for a
+random 12-qubit depth-12 circuit of 75 operations, 0.09 ms once transpiled to
+rz/sx/x/cx, 700 operations; walking every operation as a Python object took
+0.03 and 1.0 ms); a circuit without such an operation comes back as it is.
 """
 
 from __future__ import annotations
@@ -181,13 +183,37 @@ def _suspects(circuit: QuantumCircuit, tables: _Tables) -> list[Any]:
         if name_of(type(op)) != op.name:
             out.append(op)
 
-    foreach = getattr(getattr(circuit, "_data", None), "foreach_op", None)
-    if foreach is not None:  # Qiskit 1.x/2.x: no CircuitInstruction built per operation
+    data = getattr(circuit, "_data", None)
+    shallow = _shallow_copy(data)
+    if shallow is not None:
+        # Qiskit 2.x: only operations that are no standard gate in its Rust data reach
+        # Python (standard instructions such as measure do too); a transpiled circuit of
+        # 700 operations is looked at in ~0.09 ms, against ~1 ms when every operation
+        # is built as a Python object. On a shallow copy: the callback's result replaces
+        # the operation, and the caller's circuit must stay as it is.
+        def keep(op: Any) -> Any:
+            look(op)
+            return op
+
+        shallow.map_nonstandard_ops(keep)
+        return out
+    foreach = getattr(data, "foreach_op", None)
+    if foreach is not None:  # pragma: no cover - Qiskit 1.x: no CircuitInstruction built
         foreach(look)
     else:  # pragma: no cover - other Qiskit versions
         for inst in circuit.data:
             look(inst.operation)
     return out
+
+
+def _shallow_copy(data: Any) -> Any:
+    """A copy of a circuit's Rust data sharing its operations, or None (not Qiskit 2.x)."""
+    if data is None or not hasattr(data, "map_nonstandard_ops"):
+        return None
+    try:
+        return data.copy(copy_instructions=False)
+    except TypeError:  # pragma: no cover - another signature
+        return None
 
 
 def _needs_change(op: Any, tables: _Tables, memo: _Memo) -> bool:
