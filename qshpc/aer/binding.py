@@ -81,8 +81,15 @@ def unbound_definition(circuit: QuantumCircuit) -> str | None:
         )
         if not free:
             continue
+        base = op
+        while hasattr(base, "base_op") and hasattr(base, "modifiers"):
+            # an AnnotatedOperation (``gate.control(2, annotated=True)``): no definition of
+            # its own; the transpile synthesizes its base operation, then the modifiers
+            base = base.base_op
+        if getattr(type(base), "definition", None) is None:
+            continue  # an Operation that is no Instruction (a Clifford): not built from one
         try:
-            op.definition  # noqa: B018 - built on first read
+            base.definition  # noqa: B018 - built on first read
         except Exception as exc:
             return (
                 f"its operation {op.name!r} ({type(op).__name__}) cannot be turned into gates "

@@ -98,3 +98,68 @@ def test_circuits_that_cannot_be_stored_fail_their_task_inline(
     assert res[:3] == [0, 1, 2]
     assert "SerializationError: the return value of task 0 (circuits, list)" in res[3]
     assert "int64 is not JSON serializable" in res[3]
+
+
+def _annotated_circuits():  # type: ignore[no-untyped-def]
+    """Circuits with an ``AnnotatedOperation``, each with its parameter values (or None)."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import (
+        AnnotatedOperation,
+        ControlModifier,
+        Gate,
+        InverseModifier,
+        Parameter,
+    )
+    from qiskit.circuit.library import RYGate
+
+    rx = QuantumCircuit(1)
+    rx.rx(0.7, 0)
+    named_h = Gate("h", 1, [])  # a custom gate named like H, defined as RX(0.7)
+    named_h.definition = rx
+    a = QuantumCircuit(2, name="controlled_custom_h")
+    a.x(0)
+    a.append(AnnotatedOperation(named_h, ControlModifier(1)), [0, 1])
+    yield a, None
+
+    t = Parameter("t")
+    b = QuantumCircuit(3, name="annotated_ry_t")
+    b.h([0, 1, 2])
+    b.append(AnnotatedOperation(RYGate(t), ControlModifier(2)), [0, 1, 2])
+    yield b, [[0.4], [2.0]]
+
+    my_ry = QuantumCircuit(1, name="my_ry")
+    my_ry.ry(t, 0)
+    c = QuantumCircuit(3, name="custom_control_annotated_t")
+    c.h([0, 1, 2])
+    c.append(my_ry.to_gate().control(2, annotated=True), [0, 1, 2])
+    yield c, [[0.4], [2.0]]
+
+    d = QuantumCircuit(1, name="inverse_ry_t")
+    d.h(0)
+    d.append(AnnotatedOperation(RYGate(t), InverseModifier()), [0])
+    yield d, [[0.4], [2.0]]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_annotated_operations_run_as_they_are_defined(index: int) -> None:
+    """On a0ecc98 (mend11's ``shadowed.py`` and ``unbound_definition``):
+    ``AnnotatedOperation(Gate("h") defined as RX(0.7), ControlModifier(1))`` ran as a
+    controlled H (EstimatorV2 <ZZ> = 0.0, Statevector: -0.765; unshadow did not look into
+    an annotated operation's base, and the transpile synthesizes it by its name); and an
+    annotated operation with a parameter (``AnnotatedOperation(RYGate(t),
+    ControlModifier(2))``, a custom gate's ``control(2, annotated=True)``) was refused at
+    ``run`` (``'AnnotatedOperation' object has no attribute 'definition'``) though it ran
+    right on 8cc329b. Now both give the values of ``Statevector``."""
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+
+    from qshpc.aer import Estimator, EstimatorV2
+
+    qc, rows = list(_annotated_circuits())[index]
+    obs = SparsePauliOp("Z" * qc.num_qubits)
+    bound = [qc] if rows is None else [qc.assign_parameters(r) for r in rows]
+    want = [Statevector(b).expectation_value(obs).real for b in bound]
+    pub = (qc, obs) if rows is None else (qc, obs, rows)
+    evs = EstimatorV2().run([pub]).result()[0].data.evs
+    assert np.allclose(np.ravel(evs), want), (qc.name, evs, want)
+    values = Estimator().run([qc] * len(want), [obs] * len(want), rows or [[]]).result().values
+    assert np.allclose(values, want), (qc.name, values, want)
