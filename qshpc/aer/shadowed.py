@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from qiskit import QuantumCircuit  # type: ignore[import-untyped]
 
 #: Aer's (0.17, 0.18) operation names beyond Qiskit's standard gates, which Aer runs by
-#: name (checked against Aer's basis by tests/unit/test_shadowed.py), and the names the
+#: name (checked against Aer's basis by tests/faults/test_hunt11_mend11.py), and the names the
 #: exact analysis reads as they are.
 _BY_NAME = frozenset(
     {
