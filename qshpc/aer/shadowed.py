@@ -245,7 +245,8 @@ def shadow_refusal(circuit: QuantumCircuit) -> str | None:
     try:
         unshadow(circuit)
     except ShadowedGateError as exc:
-        return str(exc).split(": ", 1)[1]
+        # without the "circuit NAME: " it starts with (a name may hold ": " itself)
+        return str(exc).removeprefix(f"circuit {circuit.name!r}: ")
     return None
 
 

@@ -163,3 +163,23 @@ def test_annotated_operations_run_as_they_are_defined(index: int) -> None:
     assert np.allclose(np.ravel(evs), want), (qc.name, evs, want)
     values = Estimator().run([qc] * len(want), [obs] * len(want), rows or [[]]).result().values
     assert np.allclose(values, want), (qc.name, values, want)
+
+
+def test_refusal_of_a_shadowing_gate_in_a_circuit_whose_name_holds_a_colon() -> None:
+    """On a0ecc98 ``shadow_refusal`` cut its message at the first ``": "``, which a
+    circuit's name may hold: ``PUB 0: circuit 'step: 1' cannot run on Aer: 1': its
+    operation 'h' ...``. Now the reason starts at ``its operation``."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Gate
+
+    from qshpc.aer import SamplerV2
+    from qshpc.errors import UserError
+
+    qc = QuantumCircuit(1, name="step: 1")
+    qc.append(Gate("h", 1, []), [0])
+    qc.measure_all()
+    with pytest.raises(UserError) as info:
+        SamplerV2().run([qc])
+    assert str(info.value).startswith(
+        "PUB 0: circuit 'step: 1' cannot run on Aer: its operation 'h' (Gate) has the name"
+    ), str(info.value)
