@@ -183,3 +183,32 @@ def test_refusal_of_a_shadowing_gate_in_a_circuit_whose_name_holds_a_colon() -> 
     assert str(info.value).startswith(
         "PUB 0: circuit 'step: 1' cannot run on Aer: its operation 'h' (Gate) has the name"
     ), str(info.value)
+
+
+def test_a_parameter_time_hamiltonian_gate_inside_a_custom_gate_is_refused_at_run() -> None:
+    """mend11 refused ``HamiltonianGate(H, t)`` with a ``Parameter`` time at ``run`` (it has
+    no definition until ``t`` has a value), but on a0ecc98 not one level down: in a
+    ``to_gate()`` of a circuit holding it, ``run`` passed and ``job.result()`` raised
+    ``TranspilerError: HighLevelSynthesis is unable to synthesize "hamiltonian"``, naming
+    no PUB. Now it is refused at ``run`` naming the PUB, as at the top level."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.circuit.library import HamiltonianGate
+    from qiskit.quantum_info import SparsePauliOp
+
+    from qshpc.aer import EstimatorV2
+    from qshpc.errors import UserError
+
+    t = Parameter("t")
+    step = QuantumCircuit(1, name="step")
+    step.append(HamiltonianGate(np.diag([1.0, -1.0]), t), [0])
+    qc = QuantumCircuit(1, name="evolve")
+    qc.h(0)
+    qc.append(step.to_gate(), [0])
+    with pytest.raises(
+        UserError, match=r"PUB 0: circuit 'evolve' cannot run on Aer: .*'hamiltonian'"
+    ):
+        EstimatorV2().run([(qc, SparsePauliOp("X"), [[0.1], [0.2]])])
+    bound = qc.assign_parameters([0.3])  # with its value it runs
+    evs = EstimatorV2().run([(bound, SparsePauliOp("X"))]).result()[0].data.evs
+    assert np.isclose(float(evs), np.cos(0.6))
