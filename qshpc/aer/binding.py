@@ -81,8 +81,15 @@ def unbound_definition(circuit: QuantumCircuit) -> str | None:
         )
         if not free:
             continue
+        base = op
+        while hasattr(base, "base_op") and hasattr(base, "modifiers"):
+            # an AnnotatedOperation (``gate.control(2, annotated=True)``): no definition of
+            # its own; the transpile synthesizes its base operation, then the modifiers
+            base = base.base_op
+        if getattr(type(base), "definition", None) is None:
+            continue  # an Operation that is no Instruction (a Clifford): not built from one
         try:
-            op.definition  # noqa: B018 - built on first read
+            definition = base.definition  # built on first read
         except Exception as exc:
             return (
                 f"its operation {op.name!r} ({type(op).__name__}) cannot be turned into gates "
@@ -90,6 +97,10 @@ def unbound_definition(circuit: QuantumCircuit) -> str | None:
                 "bind them before running (circuit.assign_parameters), one circuit per set "
                 "of values"
             )
+        # one level down: a to_gate() of a circuit holding a HamiltonianGate(H, t)
+        reason = None if definition is None else unbound_definition(definition)
+        if reason is not None:
+            return reason
     return None
 
 

@@ -233,17 +233,26 @@ def encode_blob(value: Any, exact: bool = False) -> bytes:
         SerializationError: When the value cannot be encoded at all.
     """
     if type(value) is list and value and _qpy.is_circuit_list(value):
-        return _pack(msgpack.ExtType(EXT_CIRCUITS, _qpy.dump(value)))
+        try:
+            return _pack(msgpack.ExtType(EXT_CIRCUITS, _qpy.dump(value)))
+        except _PASSED_ON:
+            raise
+        except Exception as exc:  # QPY's: its metadata JSON (TypeError), QpyError
+            raise _encode_error(value, exc) from exc
     before = getattr(_local, "exact", False)
     if not exact and not before:  # the common case: no thread-local state to swap
         try:
             return _pack(value)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except _PASSED_ON:
+            raise
+        except Exception as exc:
             raise _encode_error(value, exc) from exc
     _local.exact = exact
     try:
         return _pack(value)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except _PASSED_ON:
+        raise
+    except Exception as exc:
         raise _encode_error(value, exc) from exc
     finally:
         _local.exact = before
@@ -289,7 +298,9 @@ def encode_blob_parts(value: Any) -> list[Buffer]:
     parts: list[Buffer] = []
     try:
         _scatter(value, parts, 0)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except _PASSED_ON:
+        raise
+    except Exception as exc:
         raise _encode_error(value, exc) from exc
     out: list[Buffer] = []
     small: list[Buffer] = []
@@ -390,6 +401,14 @@ def _array_header(n: int) -> bytes:
     if n < 16:
         return bytes([0x90 | n])
     return struct.pack(">BH", 0xDC, n) if n < 1 << 16 else struct.pack(">BI", 0xDD, n)
+
+
+#: Raised through :func:`encode_blob` as they are; any other exception of an encoding
+#: (msgpack's TypeError/ValueError, QPY's QpyError or its metadata JSON's TypeError, a
+#: ``to_parts`` of a Qiskit object) is a :class:`SerializationError` naming the value,
+#: which callers that fail the task alone catch (a worker's ``Results`` caught them all,
+#: rank 0's inline ``Session.record`` only SerializationError).
+_PASSED_ON = (SerializationError, MemoryError)
 
 
 def _encode_error(value: Any, exc: BaseException) -> SerializationError:
