@@ -38,12 +38,48 @@ def is_circuit_list(value: Any) -> bool:
 
 
 def dump(circuits: Any) -> bytes:
-    """QPY bytes of one circuit or a list of circuits."""
+    """QPY bytes of one circuit or a list of circuits.
+
+    QPY writes a circuit's ``metadata`` as JSON: numpy scalars and arrays in it
+    (``{"theta": np.float64(0.3)}``, what numerical code puts there) are written as
+    the numbers and lists they hold, and come back as Python numbers and lists.
+    Metadata that holds anything else JSON cannot write raises SerializationError.
+    """
     from qiskit import qpy  # type: ignore[import-untyped]
 
     buf = io.BytesIO()
-    qpy.dump(circuits, buf)
+    try:
+        qpy.dump(circuits, buf, metadata_serializer=_metadata_encoder())
+    except (TypeError, ValueError) as exc:
+        if "JSON" not in str(exc) and "json" not in str(exc):
+            raise
+        from qshpc.errors import SerializationError
+
+        raise SerializationError(
+            f"a circuit's metadata cannot be written ({exc}): QPY stores circuit.metadata as "
+            "JSON; keep it to numbers, strings, lists and dicts with string keys"
+        ) from None
     return buf.getvalue()
+
+
+_encoder: type | None = None
+
+
+def _metadata_encoder() -> type:
+    """A JSON encoder class that writes numpy scalars and arrays as plain numbers and lists."""
+    global _encoder
+    if _encoder is None:
+        import json
+
+        class _MetadataEncoder(json.JSONEncoder):
+            def default(self, o: Any) -> Any:
+                numpy = sys.modules.get("numpy")
+                if numpy is not None and isinstance(o, (numpy.generic, numpy.ndarray)):
+                    return o.tolist()
+                return super().default(o)
+
+        _encoder = _MetadataEncoder
+    return _encoder
 
 
 def load(data: bytes) -> list[Any]:
