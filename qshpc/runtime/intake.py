@@ -28,9 +28,11 @@ from qshpc.errors import UserError
 from qshpc.program.backend import (
     FROM_CACHE,
     PLAIN,
+    Frozen,
     TaskSpec,
     check_threads,
     foreign_object_error,
+    freeze,
     own_digest,
     pack,
     plain,
@@ -121,6 +123,8 @@ class Intake:
         self._fn_objs: dict[int, list[int]] = {}  # objects a function's closure refers to
         self._resume = bool(session.done)
         self._objects: dict[int, Any] = {}
+        #: Placed objects the program or a task on rank 0 read: each get is a copy.
+        self._frozen: dict[int, Frozen] = {}
         #: A placed object that refers to others or to calls' results: (the objects it
         #: refers to, at any depth; the task references in it that were not done).
         self._obj_refs: dict[int, tuple[set[int], list[TaskRef[Any]]]] = {}
@@ -174,13 +178,28 @@ class Intake:
             UserError: An object rank 0 does not hold (placed by a task on a worker).
         """
         try:
-            return self._objects[obj_id]
+            frozen = self._frozen.get(obj_id)
+            if frozen is None:  # the object stays as placed: the dispatcher sends it
+                frozen = freeze(self._objects[obj_id])
+                if type(frozen) is not Frozen:
+                    return frozen
+                self._frozen[obj_id] = frozen
         except KeyError:
             raise foreign_object_error(obj_id, 0) from None
+        return frozen.thaw()
 
     def object_of(self, ref: Any) -> Any:
         """``ref``'s object when it is an :class:`ObjectRef`, else ``ref``."""
         return self.get_object(ref.obj_id) if type(ref) is ObjectRef else ref
+
+    def _placed(self, ref: Any) -> Any:
+        """``ref``'s object as placed, not a copy: only for reading (keys)."""
+        if type(ref) is not ObjectRef:
+            return ref
+        try:
+            return self._objects[ref.obj_id]
+        except KeyError:
+            raise foreign_object_error(ref.obj_id, 0) from None
 
     def _check_objects(self, objs: Any) -> None:
         """Refuse references to objects rank 0 does not hold (placed by a task on a worker)."""
@@ -302,7 +321,7 @@ class Intake:
         job_seed = context.job_seed()
         seed = None if job_seed is None else derive_seed(job_seed, task_id)
         if entry.objs:  # the key covers what was placed, not the reference to it
-            args, kwargs = substitute_top(args, kwargs or {}, self.object_of)
+            args, kwargs = substitute_top(args, kwargs or {}, self._placed)
             if refers_to_objects((args, kwargs)):
                 entry.ckey = None
                 return False

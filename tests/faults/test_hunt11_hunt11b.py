@@ -1,0 +1,96 @@
+"""Session 11's hunt (hunt11b): reliability promises (no lost or forged results).
+
+Each test says what happened on main 8cc329b.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from qshpc import distribute_task, get
+from qshpc.program.backend import InlineBackend
+from tests.conftest import run_cli
+from tests.unit.test_dispatcher import ranks
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@distribute_task()
+def grows(box: dict[str, list[int]]) -> int:
+    """Appends to the list it was given, and says how long it was."""
+    seen = len(box["items"])
+    box["items"].append(1)
+    return seen
+
+
+@distribute_task()
+def writes(arr: Any) -> str:
+    """Tries to change a placed array in place, also by making it writeable again."""
+    try:
+        arr.flags.writeable = True
+    except ValueError:
+        pass
+    try:
+        arr[0] = 99.0
+    except ValueError:
+        return f"read-only {arr[0]}"
+    return f"changed {arr[0]}"
+
+
+def test_a_placed_object_a_task_changes_is_not_what_the_next_task_gets() -> None:
+    """Ray deserializes a placed object for each task (its numpy arrays read-only). On
+    8cc329b a worker kept one object per ``put`` and gave it to every task: four calls
+    on one worker saw 0, 1, 2, 3 items, and an array's change reached the next call."""
+    with ranks(1) as r:  # one worker: every call runs on the same rank
+        box = r.d.put({"items": []})
+        assert get([r.call(grows, box) for _ in range(4)], timeout=60) == [0, 0, 0, 0]
+        arr = r.d.put(np.zeros(3))
+        assert get([r.call(writes, arr) for _ in range(2)], timeout=60) == ["read-only 0.0"] * 2
+
+
+def test_get_of_a_placed_object_is_a_copy_of_its_own() -> None:
+    """Ray's ``get`` deserializes again. On 8cc329b ``get(ref)`` returned the object
+    placed: a change the program made to it reached the next ``get`` and, with workers,
+    the calls sent later, whose cache key still named the value of the ``put``."""
+    inline = InlineBackend()
+    with ranks(1) as r:
+        for b in (inline, r.d):
+            ref = b.put({"items": [1, 2, 3]})
+            b.get_object(ref.obj_id)["items"].append(100)
+            assert b.get_object(ref.obj_id) == {"items": [1, 2, 3]}
+        ref = r.d.put({"items": []})
+        r.d.get_object(ref.obj_id)["items"].append(100)
+        assert get(r.call(grows, ref), timeout=60) == 0
+        arr = inline.get_object(inline.put(np.arange(3.0)).obj_id)
+        with pytest.raises(ValueError):
+            arr.flags.writeable = True
+
+
+CACHED = """\
+import sys
+from qshpc import distribute_task, get, put
+
+@distribute_task(cache=True)
+def grow(xs):
+    xs.append(1)
+    return sum(xs)
+
+ref = put([1, 2, 3])
+print("OUT", [get(grow(ref)) for _ in range(3)])
+"""
+
+
+def test_a_cached_task_that_changes_a_placed_object(tmp_path: Path, qshpc_home: Path) -> None:
+    """Under ``mpiexec -n 2`` (one worker) with the result cache: on 8cc329b the calls
+    gave [7, 8, 7]: the second computed on the first's change, and its result went to
+    the cache under the key of ``[1, 2, 3]`` (a later run could be served 8)."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(CACHED)
+    env = {"QSHPC_CACHE_DIR": str(tmp_path / "cache")}
+    out = run_cli("run", str(prog), ranks=2, timeout=100, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OUT [7, 7, 7]" in out.stdout, out.stdout[-2000:]
