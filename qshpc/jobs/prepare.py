@@ -358,6 +358,9 @@ def check_job_dir(job_dir: Path) -> None:
             )
     except PermissionError:
         raise UserError(f"job directory {where} cannot be read: choose another --job-dir") from None
+    from qshpc.store.perms import check_own_job_dir
+
+    check_own_job_dir(job_dir)
     for parent in job_dir.parents:
         if (parent / JOB_FILE).is_file():
             raise UserError(

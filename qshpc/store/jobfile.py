@@ -154,10 +154,13 @@ def create_job(
             raise SerializationError(f"arguments must be a dict, not {type(arguments).__name__}")
         check_nesting(arguments, "the arguments")  # before the folder exists: none left behind
     made = not job_dir.exists()
+    if not made:
+        perms.check_own_job_dir(job_dir)
     try:
         perms.make_dir(job_dir)
     except OSError as exc:
         raise _write_error(job_dir / JOB_FILE, exc) from exc
+    perms.check_own_job_dir(job_dir)  # made by another meanwhile (make_dir takes it)
 
     def fill(f: h5py.File) -> None:
         L.stamp(f, L.FILE_ENCODING)

@@ -144,6 +144,32 @@ def check_private_dir(path: Path, what: str) -> None:
     )
 
 
+def check_own_job_dir(path: Path) -> None:
+    """Refuse a job folder that exists and another user owns (a new job's, or one just made).
+
+    Its owner could replace the job's files at any time, and qshpc would show
+    their results as the job's: only root could take such a folder (its chmod),
+    and another user got 'Operation not permitted'.
+
+    Raises:
+        UserError: Naming the owner, and to choose a folder of one's own.
+    """
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return  # missing: made by qshpc; unreadable: refused when written
+    me = os.geteuid()
+    if uid == me:
+        return
+    from qshpc.text import shown
+
+    raise UserError(
+        f"job directory {shown(path)} belongs to {_user(uid)}, not to you ({_user(me)}): "
+        "its owner could replace the job's files, and qshpc would show their results as "
+        "yours; choose a folder of your own for the job, or a path that does not exist yet"
+    )
+
+
 def ensure_private_dir(path: Path, what: str) -> Path:
     """Create ``path`` (every missing level with :func:`dir_mode`) and check it is the user's own.
 

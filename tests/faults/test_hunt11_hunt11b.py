@@ -5,6 +5,8 @@ Each test says what happened on main 8cc329b.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,16 @@ import numpy as np
 import pytest
 
 from qshpc import distribute_task, get
+from qshpc.errors import UserError
 from qshpc.program.backend import InlineBackend
+from qshpc.store.jobfile import create_job
 from tests.conftest import run_cli
 from tests.unit.test_dispatcher import ranks
 
 pytestmark = pytest.mark.timeout(120)
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another uid needs root")
+NEIGHBOUR = 65534  # nobody
 
 
 @distribute_task()
@@ -94,3 +101,25 @@ def test_a_cached_task_that_changes_a_placed_object(tmp_path: Path, qshpc_home: 
     out = run_cli("run", str(prog), ranks=2, timeout=100, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OUT [7, 7, 7]" in out.stdout, out.stdout[-2000:]
+
+
+@as_root
+def test_a_job_folder_another_user_made_is_refused(tmp_path: Path, qshpc_home: Path) -> None:
+    """``--job-dir D`` where D is an empty folder a neighbour made (``mkdir /tmp/D``). On
+    8cc329b root's run took it (its chmod 0700 works for root), and the neighbour, still
+    its owner, swapped ``job.h5``: ``qshpc result D`` printed their 666 for the job's 42.
+    Another user got 'cannot write D/job.h5: Operation not permitted. Check that the
+    folder is writable' (it was: the chmod was refused)."""
+    prog = tmp_path / "prog.py"
+    prog.write_text("from qshpc import save_result\nsave_result(42)\n")
+    planted = tmp_path / "planted"
+    planted.mkdir(mode=0o755)
+    os.chown(planted, NEIGHBOUR, NEIGHBOUR)
+    out = run_cli("run", str(prog), "--job-dir", str(planted), timeout=60)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "belongs to" in out.stderr and "uid 65534" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert list(planted.iterdir()) == [] and planted.stat().st_mode & 0o777 == 0o755
+    with pytest.raises(UserError, match="belongs to"):  # the clients' path (LocalClient.run)
+        create_job(planted, {"id": "x", "created": time.time()}, {})
+    assert list(planted.iterdir()) == []
