@@ -6,6 +6,7 @@ Each test says what happened on main 8cc329b.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from qshpc import distribute_task, get
 from qshpc.errors import UserError
 from qshpc.program.backend import InlineBackend
 from qshpc.store.jobfile import create_job
-from tests.conftest import run_cli
+from tests.conftest import job_dir_of, run_cli
 from tests.unit.test_dispatcher import ranks
 
 pytestmark = pytest.mark.timeout(120)
@@ -123,3 +124,35 @@ def test_a_job_folder_another_user_made_is_refused(tmp_path: Path, qshpc_home: P
     with pytest.raises(UserError, match="belongs to"):  # the clients' path (LocalClient.run)
         create_job(planted, {"id": "x", "created": time.time()}, {})
     assert list(planted.iterdir()) == []
+
+
+@as_root
+def test_a_run_refused_for_a_full_disk_leaves_no_lock_claim(tmp_path: Path) -> None:
+    """``qshpc run --resume JOB`` while the job's disk is full (a real tmpfs). On 8cc329b
+    each refused run left an empty ``job.lock|host|pid|n`` in the job folder (flufl.lock's
+    claim file, made before its write failed); the refusal itself was clear."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    try:
+        prog = tmp_path / "prog.py"
+        prog.write_text("from qshpc import save_result\nsave_result(42)\n")
+        env = {"QSHPC_HOME": str(mnt / "home")}
+        assert run_cli("run", str(prog), env=env, timeout=60).returncode == 0
+        job = job_dir_of(mnt / "home")
+        with open(mnt / "filler", "wb") as fh:  # fill the disk to its last block
+            try:
+                while True:
+                    fh.write(bytes(1 << 16))
+            except OSError:
+                pass
+        for workers in ("0", "1"):
+            out = run_cli("run", str(prog), "--resume", str(job), "--workers", workers, env=env)
+            assert out.returncode == 2, (out.stdout, out.stderr)
+            assert "cannot lock job" in out.stderr and "No space left" in out.stderr
+        assert sorted(p.name for p in job.iterdir()) == ["job.h5", "logs"]
+        (mnt / "filler").unlink()
+        out = run_cli("result", str(job), env=env, timeout=60)
+        assert out.stdout.strip() == "42", (out.stdout, out.stderr)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
