@@ -31,8 +31,10 @@ ARGUMENTS_FILE_TYPE = "qshpc-arguments"
 def _write_error(path: Path, exc: BaseException) -> StoreError:
     from qshpc.store.space import disk_full, full_error
 
-    if disk_full(exc):
-        return full_error(path, "creating it")
+    if disk_full(exc):  # a new file (a job's, or arguments): there is nothing to resume
+        return full_error(
+            path, "creating it", "nothing was written: free space (df -h), then try again"
+        )
     return StoreError(
         f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}. Check that the folder "
         "is writable and "

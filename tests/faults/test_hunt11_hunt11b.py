@@ -156,3 +156,37 @@ def test_a_run_refused_for_a_full_disk_leaves_no_lock_claim(tmp_path: Path) -> N
         assert out.stdout.strip() == "42", (out.stdout, out.stderr)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@as_root
+def test_a_job_or_arguments_file_not_created_for_a_full_disk_says_try_again(
+    tmp_path: Path,
+) -> None:
+    """A full disk when the job is created (or ``save_arguments`` writes its file). On
+    8cc329b the line ended 'every result committed before is kept: free space (df -h),
+    then resume the job (qshpc run PROGRAM --resume JOB)': there was no job to resume
+    (its folder was removed), and the file saved no result."""
+    from qshpc import save_arguments
+    from qshpc.errors import StoreError
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        with open(mnt / "filler", "wb") as fh:
+            try:
+                while True:
+                    fh.write(bytes(1 << 16))
+            except OSError:
+                pass
+        prog = tmp_path / "prog.py"
+        prog.write_text("from qshpc import save_result\nsave_result(42)\n")
+        out = run_cli("run", str(prog), "--workers", "0", env={"QSHPC_HOME": str(mnt / "h")})
+        assert out.returncode == 2, (out.stdout, out.stderr)
+        assert "no space left on device" in out.stderr and "(creating it)" in out.stderr
+        assert "nothing was written" in out.stderr and "--resume" not in out.stderr
+        with pytest.raises(StoreError, match="nothing was written") as err:
+            save_arguments(mnt / "args.h5", {"a": 1})
+        assert "--resume" not in str(err.value) and not (mnt / "args.h5").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
