@@ -239,6 +239,34 @@ def _read_only_array(arr: Any) -> Any:
     return ro
 
 
+def wire_form(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """A placed object as it travels to a worker: its pickle, classes and functions of
+    the program file by value (a worker cannot import ``__main__.Box``), and its
+    contiguous arrays as out-of-band buffers (sent without a copy into the pickle)."""
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        if not payload.by_reference_to_main(data):
+            return data, buffers
+    except Exception:  # a lambda, a local class: cloudpickle
+        pass
+    buffers = []
+    return payload.cloud_dumps(obj, buffer_callback=buffers.append), buffers
+
+
+def received(data: bytes, buffers: Sequence[Any]) -> Frozen:
+    """The :class:`Frozen` form of an object a worker received (see :func:`wire_form`)."""
+    frozen = Frozen(data, [memoryview(b).toreadonly() for b in buffers])
+    if len(buffers) == 1 and len(data) < 1024:  # an array alone: a read-only view each use
+        obj = frozen.thaw()
+        kind = type(obj)
+        if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+            ro = _read_only_array(obj)
+            if ro is not None:
+                return Frozen(b"", [], ro)
+    return frozen
+
+
 def thawed(table: dict[int, Any], oid: int) -> Any:
     """A copy of object ``oid`` of ``table`` (ids to objects or their :class:`Frozen`
     forms), freezing it at its first use."""

@@ -40,6 +40,7 @@ from qshpc.program.backend import (
     snapshot_object,
     task_key,
     task_ranks,
+    wire_form,
     with_objects,
 )
 from qshpc.program.refs import (
@@ -125,6 +126,8 @@ class Intake:
         self._objects: dict[int, Any] = {}
         #: Placed objects the program or a task on rank 0 read: each get is a copy.
         self._frozen: dict[int, Frozen] = {}
+        #: Placed objects as sent to the workers (:func:`wire_form`), made once.
+        self._wired: dict[int, tuple[bytes, list[Any]]] = {}
         #: A placed object that refers to others or to calls' results: (the objects it
         #: refers to, at any depth; the task references in it that were not done).
         self._obj_refs: dict[int, tuple[set[int], list[TaskRef[Any]]]] = {}
@@ -191,6 +194,13 @@ class Intake:
     def object_of(self, ref: Any) -> Any:
         """``ref``'s object when it is an :class:`ObjectRef`, else ``ref``."""
         return self.get_object(ref.obj_id) if type(ref) is ObjectRef else ref
+
+    def wired(self, oid: int) -> tuple[int, bytes, list[Any]]:
+        """``(oid, pickle, buffers)``: placed object ``oid`` as a batch sends it."""
+        w = self._wired.get(oid)
+        if w is None:  # at its first call's dispatch: the references inside it are done
+            w = self._wired[oid] = wire_form(self._objects[oid])
+        return (oid, *w)
 
     def _placed(self, ref: Any) -> Any:
         """``ref``'s object as placed, not a copy: only for reading (keys)."""

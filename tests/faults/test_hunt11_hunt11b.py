@@ -104,6 +104,38 @@ def test_a_cached_task_that_changes_a_placed_object(tmp_path: Path, qshpc_home: 
     assert "OUT [7, 7, 7]" in out.stdout, out.stdout[-2000:]
 
 
+CLASS_PUT = """\
+from dataclasses import dataclass, field
+import numpy as np
+from qshpc import distribute_task, get, put
+
+@dataclass
+class Box:
+    items: list = field(default_factory=list)
+    arr: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+@distribute_task()
+def f(b):
+    n = len(b.items)
+    b.items.append(1)
+    return n, type(b).__name__, bool(b.arr.flags.writeable)
+
+ref = put(Box())
+print("OUT", get([f(ref) for _ in range(3)]), type(get(ref)).__name__)
+"""
+
+
+def test_a_placed_instance_of_a_class_of_the_program(tmp_path: Path, qshpc_home: Path) -> None:
+    """``put(Box())``, Box a dataclass of the program file (Ray sends it by value). On
+    8cc329b the worker died unpickling the batch ('Can't get attribute 'Box' on <module
+    'qshpc.__main__'>') and the job FAILED: 'rank 1 ... died: exit code 1'."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(CLASS_PUT)
+    out = run_cli("run", str(prog), ranks=2, timeout=100)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OUT [(0, 'Box', False), (0, 'Box', False), (0, 'Box', False)] Box" in out.stdout
+
+
 @as_root
 def test_a_job_folder_another_user_made_is_refused(tmp_path: Path, qshpc_home: Path) -> None:
     """``--job-dir D`` where D is an empty folder a neighbour made (``mkdir /tmp/D``). On
