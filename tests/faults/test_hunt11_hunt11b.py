@@ -222,3 +222,31 @@ def test_a_job_or_arguments_file_not_created_for_a_full_disk_says_try_again(
         assert "--resume" not in str(err.value) and not (mnt / "args.h5").exists()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@as_root
+def test_a_job_the_disk_stopped_before_it_started_is_failed_not_queued(tmp_path: Path) -> None:
+    """The job is created, then the disk has no room for the run (its 1 MiB reserve). On
+    8cc329b ``qshpc run`` exited 2 and left the job QUEUED for good: ``qshpc list``
+    showed a job that never runs, and ``qshpc rm`` refused it ('cancel it first')."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "filler").write_bytes(bytes(800 * 1024))  # room for the job, not for its run
+        prog = tmp_path / "prog.py"
+        prog.write_text("from qshpc import save_result\nsave_result(42)\n")
+        env = {"QSHPC_HOME": str(mnt / "home")}
+        out = run_cli("run", str(prog), "--workers", "0", env=env, timeout=60)
+        assert out.returncode == 2, (out.stdout, out.stderr)
+        assert "no space left on device" in out.stderr and "Traceback" not in out.stderr
+        job = job_dir_of(mnt / "home")
+        status = run_cli("status", str(job), env=env, timeout=60)
+        assert status.stdout.startswith("FAILED"), status.stdout
+        assert "no space left on device" in status.stdout
+        (mnt / "filler").unlink()
+        out = run_cli("run", str(prog), "--resume", str(job), "--workers", "0", env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert run_cli("result", str(job), env=env, timeout=60).stdout.strip() == "42"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
