@@ -250,3 +250,42 @@ def test_a_job_the_disk_stopped_before_it_started_is_failed_not_queued(tmp_path:
         assert run_cli("result", str(job), env=env, timeout=60).stdout.strip() == "42"
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[1, 2]",
+        '{"state": 5}',
+        '{"state": "\\u001b[31mHACK"}',
+        '{"state": "FAILED", "error": ["a"], "time": "x"}',
+        '{"state": "SUCCEEDED"}',
+    ],
+)
+def test_a_damaged_status_file_is_not_taken(tmp_path: Path, qshpc_home: Path, text: str) -> None:
+    """``status.json`` (the end qshpc records beside the store of a job whose ranks never
+    finalized it) damaged, for a job that never ran. On 8cc329b it was taken as it was:
+    '[1, 2]' or an error that is no text made ``qshpc status`` and ``result`` print a
+    TypeError traceback, ESC bytes in its state reached the terminal through ``qshpc
+    result``, and ``{"state": "SUCCEEDED"}`` made ``qshpc result`` print None, exit 0."""
+    job = tmp_path / "job"
+    create_job(job, {"id": "j1", "created": time.time()}, {})
+    (job / "status.json").write_text(text)
+    status = run_cli("status", str(job), timeout=60)
+    assert status.returncode == 0 and status.stdout.startswith("QUEUED"), status
+    out = run_cli("result", str(job), timeout=60)
+    assert out.returncode == 2 and "is QUEUED: it has no result yet" in out.stderr, out
+    assert "Traceback" not in out.stderr + status.stderr and "\x1b" not in out.stderr
+
+
+def test_a_stored_error_reaches_the_terminal_escaped(tmp_path: Path, qshpc_home: Path) -> None:
+    """A program whose exception text holds ESC and BEL (an OSC title, a screen clear).
+    ``qshpc status`` escaped them; on 8cc329b ``qshpc result`` of the FAILED job printed
+    the stored error raw ('qshpc: error: job ... ended FAILED: ...')."""
+    prog = tmp_path / "prog.py"
+    prog.write_text('raise RuntimeError("\\x1b]0;pwned\\x07 \\x1b[2J cleared")\n')
+    assert run_cli("run", str(prog), "--workers", "0", timeout=60).returncode == 1
+    out = run_cli("result", str(job_dir_of(qshpc_home)), timeout=60)
+    assert out.returncode == 1, out
+    assert "\\x1b]0;pwned\\x07 \\x1b[2J cleared" in out.stderr, out.stderr
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr
