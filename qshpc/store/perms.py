@@ -83,6 +83,37 @@ def private_to_me(path: Path) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
+def _folders_safe(path: Path) -> bool:
+    """True when no other user can replace what ``path`` names: each folder above it is
+    this user's or root's, and nobody else can write it, unless its sticky bit (``/tmp``)
+    stops others from renaming or removing what is not theirs."""
+    me = os.geteuid()
+    for folder in path.parents:
+        st = folder.stat()
+        if st.st_uid not in (me, 0):
+            return False
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return False
+    return True
+
+
+def private_file(path: Path) -> bool:
+    """:func:`private_to_me`, and no other user can swap the file between this check and
+    its reading (:func:`_folders_safe`, for the path given and the file it links to).
+
+    Pickled arguments are loaded only from such a file: on 8cc329b a file of the user's
+    own in a folder others could write (a 0777 project folder) passed the check, and a
+    neighbour who renamed their pickle over it right after got it loaded (run).
+    """
+    try:
+        if not private_to_me(path):
+            return False
+        absolute = Path(os.path.abspath(path))
+        return _folders_safe(absolute) and _folders_safe(absolute.resolve())
+    except OSError:
+        return False
+
+
 def _user(uid: int) -> str:
     try:
         import pwd

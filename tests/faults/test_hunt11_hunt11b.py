@@ -289,3 +289,57 @@ def test_a_stored_error_reaches_the_terminal_escaped(tmp_path: Path, qshpc_home:
     assert out.returncode == 1, out
     assert "\\x1b]0;pwned\\x07 \\x1b[2J cleared" in out.stderr, out.stderr
     assert "\x1b" not in out.stderr and "\x07" not in out.stderr
+
+
+_RAN: list[int] = []
+
+
+def _ran() -> None:
+    _RAN.append(1)
+
+
+class _Runs:
+    """A pickled value whose loading would run code (here: it records that it did)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_ran, ())
+
+
+@as_root
+def test_pickled_arguments_in_a_folder_others_can_write_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--arguments F``, F the user's own (0600) in a folder others can write without a
+    sticky bit (a 0777 project folder). On 8cc329b F passed the owner check, and a
+    neighbour who renamed their pickle over F right after it (the race is injected here:
+    the rename runs just after the check) got it unpickled: their code ran."""
+    from qshpc.jobs import prepare
+    from qshpc.store import perms, save_arguments
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    theirs, mine = shared / "theirs.h5", shared / "args.h5"
+    save_arguments(theirs, {"x": _Runs()})
+    os.chown(theirs, NEIGHBOUR, NEIGHBOUR)
+    save_arguments(mine, {"x": [1]})
+    check = perms.private_to_me
+
+    def check_then_swap(path: Path) -> bool:
+        ok = check(path)
+        if theirs.exists():
+            os.replace(theirs, mine)
+        return ok
+
+    monkeypatch.setattr(perms, "private_to_me", check_then_swap)
+    _RAN.clear()
+    with pytest.raises(UserError, match="a folder above it"):
+        prepare.load_arguments_file(mine)
+    assert not _RAN
+    monkeypatch.setattr(perms, "private_to_me", check)
+    sticky = tmp_path / "sticky"  # as /tmp: others cannot rename over what is not theirs
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    save_arguments(sticky / "args.h5", {"x": _Runs()})
+    prepare.load_arguments_file(sticky / "args.h5")
+    assert _RAN == [1]
