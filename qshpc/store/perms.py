@@ -196,8 +196,8 @@ def check_own_job_dir(path: Path) -> None:
 
     raise UserError(
         f"job directory {shown(path)} belongs to {_user(uid)}, not to you ({_user(me)}): "
-        "its owner could replace the job's files, and qshpc would show their results as "
-        "yours; choose a folder of your own for the job, or a path that does not exist yet"
+        "its owner could replace the job's files with results of their own; choose a "
+        "folder of your own for the job, or a path that does not exist yet"
     )
 
 
