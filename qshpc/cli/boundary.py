@@ -24,5 +24,9 @@ def exit_code(exc: BaseException) -> int | None:
         code = 1
     else:
         return None
-    print(f"qshpc: error: {exc}", file=sys.stderr)
+    from qshpc.text import shown_lines
+
+    # The text may hold what the job stored (a failed job's error, its program's
+    # exception): control characters escaped, never sent to the terminal raw.
+    print(f"qshpc: error: {shown_lines(exc)}", file=sys.stderr)
     return code

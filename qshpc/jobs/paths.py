@@ -250,7 +250,20 @@ def read_override(job_dir: Path) -> dict[str, object] | None:
 
     p = job_dir / STATUS_OVERRIDE
     try:
-        data: dict[str, object] = json.loads(p.read_text())
-        return data
+        data = json.loads(p.read_text())
     except (OSError, ValueError):
         return None
+    # As mark_terminal writes it, or nothing (the store's own state then shows): on
+    # 8cc329b a damaged file was taken as it was: '[1, 2]' or an error that was no text
+    # made `qshpc status` and `result` print a traceback, a state of ESC bytes reached
+    # the terminal, and {"state": "SUCCEEDED"} on a job that never ran made
+    # `qshpc result` print None, exit 0.
+    if (
+        not isinstance(data, dict)
+        or data.get("state") not in ("FAILED", "CANCELED")
+        or not isinstance(data.get("error"), (str, type(None)))
+    ):
+        return None
+    if not isinstance(data.get("time"), (int, float)) or isinstance(data.get("time"), bool):
+        data.pop("time", None)
+    return data

@@ -152,13 +152,14 @@ def load_arguments_file(path: Path, raw_qpy: bool = False) -> dict[str, Any]:
     from qshpc.store.encoding_blob import PickleRefusedError
 
     try:
-        return load_arguments(path, allow_pickle=perms.private_to_me(path), raw_qpy=raw_qpy)
+        return load_arguments(path, allow_pickle=perms.private_file(path), raw_qpy=raw_qpy)
     except PickleRefusedError:
         raise UserError(
             f"arguments file {path} holds pickled values (objects stored by pickle, e.g. a "
             "SparsePauliOp or an instance of your own class), and it is not yours alone: "
-            "others can write it, or another user owns it, and unpickling runs code. If you "
-            "trust it, copy it to a file of your own that only you can write (chmod go-w), "
+            "others can write it or a folder above it, or another user owns one of them, and "
+            "unpickling runs code. If you "
+            "trust it, copy it into a folder of your own that only you can write (chmod go-w), "
             "or pass those values as circuits, arrays, numbers, strings, lists or dicts"
         ) from None
 
@@ -358,6 +359,9 @@ def check_job_dir(job_dir: Path) -> None:
             )
     except PermissionError:
         raise UserError(f"job directory {where} cannot be read: choose another --job-dir") from None
+    from qshpc.store.perms import check_own_job_dir
+
+    check_own_job_dir(job_dir)
     for parent in job_dir.parents:
         if (parent / JOB_FILE).is_file():
             raise UserError(

@@ -169,6 +169,116 @@ class Placed:
         self.digest = digest
 
 
+class Frozen:
+    """A placed object kept as its pickle: each :meth:`thaw` is a copy of its own.
+
+    Ray deserializes a placed object for each task and each ``get``: a change one
+    task makes to it in place never reaches the next task or the program. Its
+    contiguous numpy arrays travel out of band and come back as read-only views of
+    one buffer (Ray's zero-copy arrays): no copy of their data per call.
+    """
+
+    __slots__ = ("array", "buffers", "data")
+
+    def __init__(self, data: bytes, buffers: list[memoryview], array: Any = None) -> None:
+        self.data = data
+        self.buffers = buffers
+        #: A placed numpy array alone: a read-only view of it (each thaw a new view).
+        self.array = array
+
+    def thaw(self) -> Any:
+        """A new copy of the object (of a numpy array: a read-only view of it)."""
+        if self.array is not None:
+            return self.array.view()
+        return pickle.loads(self.data, buffers=self.buffers)
+
+
+#: Placed objects of these types are immutable: given as they are, never copied.
+_IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
+def freeze(obj: Any) -> Any:
+    """``obj`` as a :class:`Frozen`; ``obj`` itself when it is immutable, or when it
+    cannot be pickled again (a reference still pending: given as it is, as before)."""
+    if type(obj) in _IMMUTABLE:
+        return obj
+    kind = type(obj)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        ro = _read_only_array(obj)
+        if ro is not None:
+            return Frozen(b"", [], ro)
+    buffers: list[memoryview] = []
+
+    def out_of_band(buf: pickle.PickleBuffer) -> None:
+        buffers.append(buf.raw().toreadonly())
+
+    try:
+        data = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+    except Exception:  # a class or function of the program: cloudpickle, else as it is
+        buffers.clear()
+        try:
+            data = payload.cloud_dumps(obj)  # its arrays copied at each thaw
+        except Exception:
+            return obj
+    return Frozen(data, buffers)
+
+
+def _read_only_array(arr: Any) -> Any:
+    """A read-only array over ``arr``'s memory, whose views cannot be made writeable
+    (it rests on a read-only buffer, not on ``arr``), or None (the pickle path)."""
+    if arr.dtype.hasobject or not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        return None
+    import numpy as np
+
+    try:
+        ro = np.asarray(memoryview(arr).toreadonly())
+    except (TypeError, ValueError):  # a dtype without a buffer format (datetime64, ...)
+        return None
+    if ro.dtype != arr.dtype or ro.shape != arr.shape or ro.flags.writeable:
+        return None
+    return ro
+
+
+def wire_form(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """A placed object as it travels to a worker: its pickle, classes and functions of
+    the program file by value (a worker cannot import ``__main__.Box``), and its
+    contiguous arrays as out-of-band buffers (sent without a copy into the pickle)."""
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        if not payload.by_reference_to_main(data):
+            return data, buffers
+    except Exception:  # a lambda, a local class: cloudpickle
+        pass
+    buffers = []
+    return payload.cloud_dumps(obj, buffer_callback=buffers.append), buffers
+
+
+def received(data: bytes, buffers: Sequence[Any]) -> Frozen:
+    """The :class:`Frozen` form of an object a worker received (see :func:`wire_form`)."""
+    frozen = Frozen(data, [memoryview(b).toreadonly() for b in buffers])
+    if len(buffers) == 1 and len(data) < 1024:  # an array alone: a read-only view each use
+        obj = frozen.thaw()
+        kind = type(obj)
+        if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+            ro = _read_only_array(obj)
+            if ro is not None:
+                return Frozen(b"", [], ro)
+    return frozen
+
+
+def thawed(table: dict[int, Any], oid: int) -> Any:
+    """A copy of object ``oid`` of ``table`` (ids to objects or their :class:`Frozen`
+    forms), freezing it at its first use."""
+    entry = table[oid]
+    if type(entry) is not Frozen:
+        frozen = freeze(entry)
+        if type(frozen) is not Frozen:
+            return entry
+        table[oid] = entry = frozen
+    return entry.thaw()
+
+
 def snapshot_object(obj: Any, digests: dict[int, bytes]) -> Placed:
     """``put``'s copy of ``obj`` as it is now, with the references inside it.
 
@@ -428,14 +538,19 @@ class InlineBackend:
         return ObjectRef(oid)
 
     def get_object(self, obj_id: int) -> Any:
+        """A copy of the object placed as ``obj_id``, its own (see :class:`Frozen`)."""
         try:
-            return self.objects[obj_id]
+            return thawed(self.objects, obj_id)
         except KeyError:
             raise foreign_object_error(obj_id, self.rank) from None
 
     def _lookup(self, ref: Any) -> Any:
-        if type(ref) is ObjectRef:
-            return self.get_object(ref.obj_id)
+        if type(ref) is ObjectRef:  # the call copies its arguments (unless immutable)
+            try:
+                entry = self.objects[ref.obj_id]
+            except KeyError:
+                raise foreign_object_error(ref.obj_id, self.rank) from None
+            return entry.thaw() if type(entry) is Frozen else entry
         return ref.result()
 
     def _check_threads(self, task: TaskSpec) -> None:

@@ -419,7 +419,7 @@ class Dispatcher(Intake):
                 if not batch:
                     continue
             funcs = []
-            objs: list[tuple[int, Any]] = []
+            objs: list[tuple[int, bytes, list[Any]]] = []
             known = w.funcs
             fn_ids = [e.fn_id for e in batch]
             for fn_id in set(fn_ids) - known:
@@ -429,13 +429,13 @@ class Dispatcher(Intake):
                 for oid in self._fn_objs.get(fn_id, ()):  # objects its closure refers to
                     if oid not in w.objs:
                         w.objs.add(oid)
-                        objs.append((oid, self._objects[oid]))
+                        objs.append(self.wired(oid))
             if self._objects:
                 for e in batch:
                     for oid in e.objs:
                         if oid not in w.objs:
                             w.objs.add(oid)
-                            objs.append((oid, self._objects[oid]))
+                            objs.append(self.wired(oid))
             attempts = [e.attempt for e in batch]
             keys = [e.key for e in batch]
             ckeys = [e.ckey for e in batch]

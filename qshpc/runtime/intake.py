@@ -28,9 +28,11 @@ from qshpc.errors import UserError
 from qshpc.program.backend import (
     FROM_CACHE,
     PLAIN,
+    Frozen,
     TaskSpec,
     check_threads,
     foreign_object_error,
+    freeze,
     own_digest,
     pack,
     plain,
@@ -38,6 +40,7 @@ from qshpc.program.backend import (
     snapshot_object,
     task_key,
     task_ranks,
+    wire_form,
     with_objects,
 )
 from qshpc.program.refs import (
@@ -121,6 +124,10 @@ class Intake:
         self._fn_objs: dict[int, list[int]] = {}  # objects a function's closure refers to
         self._resume = bool(session.done)
         self._objects: dict[int, Any] = {}
+        #: Placed objects the program or a task on rank 0 read: each get is a copy.
+        self._frozen: dict[int, Frozen] = {}
+        #: Placed objects as sent to the workers (:func:`wire_form`), made once.
+        self._wired: dict[int, tuple[bytes, list[Any]]] = {}
         #: A placed object that refers to others or to calls' results: (the objects it
         #: refers to, at any depth; the task references in it that were not done).
         self._obj_refs: dict[int, tuple[set[int], list[TaskRef[Any]]]] = {}
@@ -174,13 +181,35 @@ class Intake:
             UserError: An object rank 0 does not hold (placed by a task on a worker).
         """
         try:
-            return self._objects[obj_id]
+            frozen = self._frozen.get(obj_id)
+            if frozen is None:  # the object stays as placed: the dispatcher sends it
+                frozen = freeze(self._objects[obj_id])
+                if type(frozen) is not Frozen:
+                    return frozen
+                self._frozen[obj_id] = frozen
         except KeyError:
             raise foreign_object_error(obj_id, 0) from None
+        return frozen.thaw()
 
     def object_of(self, ref: Any) -> Any:
         """``ref``'s object when it is an :class:`ObjectRef`, else ``ref``."""
         return self.get_object(ref.obj_id) if type(ref) is ObjectRef else ref
+
+    def wired(self, oid: int) -> tuple[int, bytes, list[Any]]:
+        """``(oid, pickle, buffers)``: placed object ``oid`` as a batch sends it."""
+        w = self._wired.get(oid)
+        if w is None:  # at its first call's dispatch: the references inside it are done
+            w = self._wired[oid] = wire_form(self._objects[oid])
+        return (oid, *w)
+
+    def _placed(self, ref: Any) -> Any:
+        """``ref``'s object as placed, not a copy: only for reading (keys)."""
+        if type(ref) is not ObjectRef:
+            return ref
+        try:
+            return self._objects[ref.obj_id]
+        except KeyError:
+            raise foreign_object_error(ref.obj_id, 0) from None
 
     def _check_objects(self, objs: Any) -> None:
         """Refuse references to objects rank 0 does not hold (placed by a task on a worker)."""
@@ -302,7 +331,7 @@ class Intake:
         job_seed = context.job_seed()
         seed = None if job_seed is None else derive_seed(job_seed, task_id)
         if entry.objs:  # the key covers what was placed, not the reference to it
-            args, kwargs = substitute_top(args, kwargs or {}, self.object_of)
+            args, kwargs = substitute_top(args, kwargs or {}, self._placed)
             if refers_to_objects((args, kwargs)):
                 entry.ckey = None
                 return False

@@ -40,7 +40,9 @@ result of a call with a key); and, only in the batch of a multi-rank call
 (``target={"ranks": k}``, alone in its batch), an 8th column ``[(size, hosts)]``:
 the ranks rank 0 holds for it (:class:`qshpc.task.context.Step`). ``funcs`` are
 the functions this worker has not seen yet, ``(fn_id, cloudpickled function, name, digest)``; ``objs`` the objects
-placed with ``put`` it has not seen, ``(obj_id, object)``.
+placed with ``put`` it has not seen, ``(obj_id, pickle, buffers)``
+(:func:`qshpc.program.backend.wire_form`: classes of the program by value, arrays
+out of band; the worker unpickles a copy for each use).
 
 A result message holds the values of the calls ``first .. first + len(values)``
 of batch ``bid``, their store records already encoded (a

@@ -33,6 +33,20 @@ from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
 
 
+def _never_started(job_dir: Path, exc: StoreError) -> None:
+    """The disk filled before the job's store could be opened for writing: record the job
+    FAILED with the error (beside the store, a few hundred bytes), or it would stay QUEUED,
+    a job that never runs and that ``qshpc rm`` refuses (on 8cc329b)."""
+    from qshpc.jobs.paths import mark_terminal
+    from qshpc.store.space import disk_full
+
+    if disk_full(exc):
+        try:
+            mark_terminal(job_dir, "FAILED", str(exc))
+        except OSError:
+            pass  # not even that fits: the job stays QUEUED, and the line says why
+
+
 def run_job(
     spec: RunSpec,
     job_dir: Path,
@@ -91,7 +105,11 @@ def run_job(
     cache = _job_cache(spec, meta)
     if cache.config.enabled or cache.config.dir:
         runtime["cache"] = cache.config.as_dict()
-    writer = JobWriter.open(job_dir, runtime)
+    try:
+        writer = JobWriter.open(job_dir, runtime)
+    except StoreError as exc:
+        _never_started(job_dir, exc)
+        raise
     writer.lock = held_claim()
     _take_over_recorded_end(job_dir, bool(spec.resume))
     _timeline.mark("store open")

@@ -310,8 +310,8 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
                 context.set_job_seed(job_seed)  # nested calls derive their seeds too
             for fn_id, blob, name, digest in new_funcs:
                 funcs[fn_id] = (cloudpickle.loads(blob), name, digest)
-            for oid, obj in new_objs:
-                objects[oid] = obj
+            for oid, blob, buffers in new_objs:
+                objects[oid] = backend.received(blob, buffers)
             cached = columns[6]
             if cached is not None and cache is None:
                 cache = _job_cache(cached[0])

@@ -31,8 +31,10 @@ ARGUMENTS_FILE_TYPE = "qshpc-arguments"
 def _write_error(path: Path, exc: BaseException) -> StoreError:
     from qshpc.store.space import disk_full, full_error
 
-    if disk_full(exc):
-        return full_error(path, "creating it")
+    if disk_full(exc):  # a new file (a job's, or arguments): there is nothing to resume
+        return full_error(
+            path, "creating it", "nothing was written: free space (df -h), then try again"
+        )
     return StoreError(
         f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}. Check that the folder "
         "is writable and "
@@ -154,10 +156,13 @@ def create_job(
             raise SerializationError(f"arguments must be a dict, not {type(arguments).__name__}")
         check_nesting(arguments, "the arguments")  # before the folder exists: none left behind
     made = not job_dir.exists()
+    if not made:
+        perms.check_own_job_dir(job_dir)
     try:
         perms.make_dir(job_dir)
     except OSError as exc:
         raise _write_error(job_dir / JOB_FILE, exc) from exc
+    perms.check_own_job_dir(job_dir)  # made by another meanwhile (make_dir takes it)
 
     def fill(f: h5py.File) -> None:
         L.stamp(f, L.FILE_ENCODING)

@@ -42,6 +42,7 @@ The holder's details (host, pid, Slurm job, since when, which command) are in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -259,6 +260,10 @@ class JobLock:
                     continue
                 raise JobLockedError(self._refusal(holder), holder) from None
             except OSError as exc:
+                # flufl.lock made its claim file and could not write it (a full disk): on
+                # 8cc329b each refused run left one (job.lock|host|pid|n) in the folder.
+                with contextlib.suppress(OSError):
+                    os.unlink(lock._claimfile)
                 raise StoreError(
                     f"cannot lock job {self.job_dir}: {exc.strerror or exc} (the job directory "
                     "must be writable, on a file system with free space)"

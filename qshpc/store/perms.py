@@ -83,6 +83,37 @@ def private_to_me(path: Path) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
+def _folders_safe(path: Path) -> bool:
+    """True when no other user can replace what ``path`` names: each folder above it is
+    this user's or root's, and nobody else can write it, unless its sticky bit (``/tmp``)
+    stops others from renaming or removing what is not theirs."""
+    me = os.geteuid()
+    for folder in path.parents:
+        st = folder.stat()
+        if st.st_uid not in (me, 0):
+            return False
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return False
+    return True
+
+
+def private_file(path: Path) -> bool:
+    """:func:`private_to_me`, and no other user can swap the file between this check and
+    its reading (:func:`_folders_safe`, for the path given and the file it links to).
+
+    Pickled arguments are loaded only from such a file: on 8cc329b a file of the user's
+    own in a folder others could write (a 0777 project folder) passed the check, and a
+    neighbour who renamed their pickle over it right after got it loaded (run).
+    """
+    try:
+        if not private_to_me(path):
+            return False
+        absolute = Path(os.path.abspath(path))
+        return _folders_safe(absolute) and _folders_safe(absolute.resolve())
+    except OSError:
+        return False
+
+
 def _user(uid: int) -> str:
     try:
         import pwd
@@ -141,6 +172,32 @@ def check_private_dir(path: Path, what: str) -> None:
         f"refusing to use {what} {path}: {why}. Whoever can write it can swap a job folder, "
         f"and qshpc would show you their forged results; {fix}. To share a store with your "
         f"group on purpose, set {SHARE_GROUP_ENV}=1 (docs/store.md, 'Sharing a store')"
+    )
+
+
+def check_own_job_dir(path: Path) -> None:
+    """Refuse a job folder that exists and another user owns (a new job's, or one just made).
+
+    Its owner could replace the job's files at any time, and qshpc would show
+    their results as the job's: only root could take such a folder (its chmod),
+    and another user got 'Operation not permitted'.
+
+    Raises:
+        UserError: Naming the owner, and to choose a folder of one's own.
+    """
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return  # missing: made by qshpc; unreadable: refused when written
+    me = os.geteuid()
+    if uid == me:
+        return
+    from qshpc.text import shown
+
+    raise UserError(
+        f"job directory {shown(path)} belongs to {_user(uid)}, not to you ({_user(me)}): "
+        "its owner could replace the job's files with results of their own; choose a "
+        "folder of your own for the job, or a path that does not exist yet"
     )
 
 

@@ -74,14 +74,19 @@ def _human(n: float) -> str:
     return ""  # pragma: no cover
 
 
-def full_error(path: Path, what: str) -> StoreError:
-    """The one-line error for a full disk while doing ``what`` to ``path``."""
+#: What to do after a full disk stopped a job that runs (the default of :func:`full_error`).
+RESUME_FIX = (
+    "every result committed before is kept: free space (df -h), then resume the job "
+    "(qshpc run PROGRAM --resume JOB)"
+)
+
+
+def full_error(path: Path, what: str, fix: str = RESUME_FIX) -> StoreError:
+    """The one-line error for a full disk while doing ``what`` to ``path``, and ``fix``."""
     free = free_text(path.parent)
     return StoreError(
         f"no space left on device: the file system of {path.parent} ({free}) cannot take "
-        f"the next write to {path} ({what}); "
-        "every result committed before is kept: free space (df -h), then resume the job "
-        "(qshpc run PROGRAM --resume JOB)"
+        f"the next write to {path} ({what}); {fix}"
     )
 
 

@@ -142,7 +142,7 @@ def _keep_file(code: Any) -> tuple[Any, ...]:
     return (_code_with_file, (make, args, code.co_filename))
 
 
-def cloud_dumps(obj: Any) -> bytes:
+def cloud_dumps(obj: Any, buffer_callback: Any = None) -> bytes:
     """``cloudpickle.dumps(obj)``: functions, classes and instances of the program file by value.
 
     Code objects keep their file name (cloudpickle writes ``<dynamic-code>``
@@ -166,7 +166,7 @@ def cloud_dumps(obj: Any) -> bytes:
         # A cloudpickle without its code reducer: its own pickler (``<dynamic-code>``).
         _cloud_pickler = _Pickler if hasattr(cp, "_code_reduce") else cloudpickle.Pickler
     buf = io.BytesIO()
-    _cloud_pickler(buf, protocol=5).dump(obj)
+    _cloud_pickler(buf, protocol=5, buffer_callback=buffer_callback).dump(obj)
     return buf.getvalue()
 
 
