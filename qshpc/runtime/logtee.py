@@ -51,8 +51,10 @@ class LogTee:
         self._saved: dict[int, int] = {}
         self._threads: list[threading.Thread] = []
         self._reads: list[int] = []
-        self._waiting: dict[int, bool] = {}
+        #: per pipe: held while a chunk read from it is copied (see :meth:`_drained`)
+        self._copying: dict[int, threading.Lock] = {}
         self._pid = os.getpid()
+        self._closed = False
         self._inherited = _pipes()  # the launcher's and MPI's, before the tee's own
         sys.stdout.flush()
         sys.stderr.flush()
@@ -62,7 +64,7 @@ class LogTee:
             os.dup2(w, fd)
             os.close(w)
             self._reads.append(r)
-            self._waiting[r] = False
+            self._copying[r] = threading.Lock()
             t = threading.Thread(target=self._copy, args=(r, self._saved[fd]), daemon=True)
             t.start()
             self._threads.append(t)
@@ -104,40 +106,56 @@ class LogTee:
         self._reads.clear()
 
     def _copy(self, r: int, orig: int) -> None:
-        while True:
-            self._waiting[r] = True  # all read so far is copied
-            try:
-                data = os.read(r, 65536)
-            except OSError:
-                break
-            self._waiting[r] = False
-            if not data:
-                break
-            try:
-                os.write(self._log, data)
-            except OSError as exc:
-                from qshpc.store.space import disk_full, full_error, note_lost_output
+        import select
 
-                if disk_full(exc):
-                    note_lost_output(str(full_error(self._path, "the program's output")))
-            if self._echo:
+        poller = select.poll()
+        poller.register(r, select.POLLIN)
+        copying = self._copying[r]
+        while True:
+            try:
+                poller.poll()  # waits without the lock: close() sees an idle copier
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                continue
+            with copying:  # a chunk read is copied before close() can call the pipe drained
                 try:
-                    os.write(orig, data)
+                    data = os.read(r, 65536)  # readable: does not block
                 except OSError:
-                    pass
+                    break
+                if not data:
+                    break
+                try:
+                    os.write(self._log, data)
+                except OSError as exc:
+                    from qshpc.store.space import disk_full, full_error, note_lost_output
+
+                    if disk_full(exc):
+                        note_lost_output(str(full_error(self._path, "the program's output")))
+                if self._echo:
+                    try:
+                        os.write(orig, data)
+                    except OSError:
+                        pass
         os.close(r)
 
     def _drained(self, r: int) -> bool:
-        """Nothing is left in pipe ``r`` and its thread copied all it read."""
+        """Nothing is left in pipe ``r`` and its thread copied all it read.
+
+        The copier holds the pipe's lock from its read to the end of that chunk's
+        copies, so an empty pipe seen under the lock is all copied. (On 0cd42bd a
+        flag set after the read left a window: close() took a chunk just read as
+        copied, the process exited, and the last lines (a ``qshpc: error:`` line)
+        reached the log but not the terminal, about one run in ten under load.)
+        """
         import fcntl
         import struct
         import termios
 
-        try:
-            pending = struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0"))[0]
-        except OSError:  # closed: its thread saw the end
-            return True
-        return pending == 0 and self._waiting[r]
+        with self._copying[r]:
+            try:
+                pending: int = struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0"))[0]
+            except OSError:  # closed: its thread saw the end
+                return True
+            return pending == 0
 
     def close(self) -> None:
         """Restore stdout/stderr and copy what the pipes still hold.
@@ -151,8 +169,9 @@ class LogTee:
         """
         import time
 
-        if os.getpid() != self._pid:
-            return  # a forked child's: its parent's to close (see _forked)
+        if os.getpid() != self._pid or self._closed:
+            return  # a forked child's: its parent's to close (see _forked); or closed
+        self._closed = True
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -69,23 +69,40 @@ def run_job(
             finalized (``MPI_Finalize``: the workers wait in it, spinning, until
             rank 0 calls it too).
     """
-    from importlib.metadata import version
-
-    from qshpc.program import api
-    from qshpc.program.session import Session
     from qshpc.runtime.logtee import LogTee
-    from qshpc.store import JobWriter, read_inputs
 
     defer_signals()  # a cancel before the program starts or while the job's end is stored
     info = context.rank_info()
     tee = LogTee(job_dir / "logs" / "rank-0.out")
     try:
-        meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
+        return _run_teed(spec, job_dir, wiring, hosts, ranks, scheduler, release, tee, info)
     except BaseException:
-        # The CLI prints the error after this returns: restore stderr first, or
-        # the message can be lost in the tee's pipe when the process exits.
+        # The CLI prints the error after this returns: restore stderr first, or the
+        # message can be lost in the tee's pipe when the process exits (a full disk at
+        # the store's opening printed nothing, one run in a few, on 0cd42bd).
         tee.close()
         raise
+
+
+def _run_teed(
+    spec: RunSpec,
+    job_dir: Path,
+    wiring: Wiring | None,
+    hosts: list[str] | None,
+    ranks: list[dict[str, Any]] | None,
+    scheduler: Scheduler | None,
+    release: Callable[[], None] | None,
+    tee: Any,
+    info: Any,
+) -> int:
+    """:func:`run_job`'s body, with rank 0's output going through ``tee``."""
+    from importlib.metadata import version
+
+    from qshpc.program import api
+    from qshpc.program.session import Session
+    from qshpc.store import JobWriter, read_inputs
+
+    meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
     _timeline.mark("arguments read")
     seed = spec.seed if spec.seed is not None else meta.get("seed")
     context.set_job_seed(seed)
