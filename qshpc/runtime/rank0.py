@@ -47,6 +47,28 @@ def _never_started(job_dir: Path, exc: StoreError) -> None:
             pass  # not even that fits: the job stays QUEUED, and the line says why
 
 
+def _note_other_program(meta: dict[str, Any], given: Path) -> None:
+    """Say so when the job runs another program than the one named on the command line.
+
+    A job runs the program it was made for (its ``entrypoint``): ``qshpc run other.py
+    --resume JOB`` ran JOB's own program without a word (on 3986114).
+    """
+    entry = meta.get("entrypoint")
+    if not entry:
+        return
+    try:
+        same = Path(entry).resolve() == given.resolve()
+    except OSError:
+        return
+    if not same:
+        print(
+            f"qshpc: note: job {meta.get('id')} runs {entry}, the program it was made for, "
+            f"not {given}; to run {given}, start a new job (without --resume/--job-dir)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def run_job(
     spec: RunSpec,
     job_dir: Path,
@@ -104,6 +126,7 @@ def _run_teed(
 
     meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
     _timeline.mark("arguments read")
+    _note_other_program(meta, spec.program)
     seed = spec.seed if spec.seed is not None else meta.get("seed")
     context.set_job_seed(seed)
     runtime = {

@@ -54,3 +54,22 @@ def test_a_task_returns_circuits_with_numpy_metadata(
     res = open_job(job_dir_of(qshpc_home)).result()
     assert [c.metadata["theta"] for c in res["circuits"]] == [0.1, 0.2]
     assert res["circuits"][1].metadata["grid"] == [0, 1, 2]
+
+
+def test_resume_with_another_program_says_which_program_runs(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """On 3986114 ``qshpc run other.py --resume JOB`` ran JOB's own program without a word
+    (a job runs the program it was made for); rank 0 now says so. The job's own program
+    named again gets no note."""
+    failing = tmp_path / "failing.py"
+    failing.write_text("raise RuntimeError('boom')\n")
+    other = tmp_path / "other.py"
+    other.write_text("from qshpc import save_result\nsave_result(1)\n")
+    first = run_cli("run", str(failing), "--workers", "0", timeout=60)
+    assert first.returncode == 1 and "qshpc: note:" not in first.stderr
+    job = job_dir_of(qshpc_home)
+    out = run_cli("run", str(other), "--resume", str(job), "--workers", "0", timeout=60)
+    assert f"runs {failing.resolve()}, the program it was made for, not {other}" in out.stderr
+    again = run_cli("run", str(failing), "--resume", str(job), "--workers", "0", timeout=60)
+    assert "qshpc: note:" not in again.stderr
