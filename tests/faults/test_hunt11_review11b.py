@@ -5,6 +5,7 @@ Each test says what happened on main 3986114 (hunt11b merged).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,3 +65,31 @@ def test_a_write_into_a_placed_array_on_a_worker_names_the_fix() -> None:
     assert "assignment destination is read-only" in line
     assert "put()" in line and "arr = arr.copy()" in line
     assert isinstance(info.value, ValueError)  # still caught as numpy's ValueError
+
+
+def test_pickled_arguments_refused_for_a_group_folder_name_it(tmp_path: Path) -> None:
+    """``--arguments F`` with pickled values, F the user's own (0600) in a group-writable
+    setgid project folder (2775). On 3986114 the line said ``others can write it or a
+    folder above it, or another user owns one of them``: not which, so a user whose own
+    folder was 0775 (a umask of 002) looked in vain. It now names the folder and why."""
+    from fractions import Fraction
+
+    from qshpc.errors import UserError
+    from qshpc.jobs import prepare
+    from qshpc.store import save_arguments
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    proj.chmod(0o2775)
+    save_arguments(proj / "args.h5", {"x": Fraction(1, 3)})
+    with pytest.raises(UserError) as info:
+        prepare.load_arguments_file(proj / "args.h5")
+    text = str(info.value)
+    assert f"{proj}, a folder above it, can be written by its group (mode 2775)" in text
+    assert "copy it into a folder of your own that only you can write" in text
+    (proj / "args.h5").chmod(0o664)
+    with pytest.raises(UserError, match=r"others can write it \(mode 0664\)"):
+        prepare.load_arguments_file(proj / "args.h5")
+    proj.chmod(0o755)
+    (proj / "args.h5").chmod(0o600)
+    assert prepare.load_arguments_file(proj / "args.h5") == {"x": Fraction(1, 3)}
