@@ -267,18 +267,6 @@ def received(data: bytes, buffers: Sequence[Any]) -> Frozen:
     return frozen
 
 
-def thawed(table: dict[int, Any], oid: int) -> Any:
-    """A copy of object ``oid`` of ``table`` (ids to objects or their :class:`Frozen`
-    forms), freezing it at its first use."""
-    entry = table[oid]
-    if type(entry) is not Frozen:
-        frozen = freeze(entry)
-        if type(frozen) is not Frozen:
-            return entry
-        table[oid] = entry = frozen
-    return entry.thaw()
-
-
 def snapshot_object(obj: Any, digests: dict[int, bytes]) -> Placed:
     """``put``'s copy of ``obj`` as it is now, with the references inside it.
 
@@ -524,6 +512,8 @@ class InlineBackend:
         #: Objects by id: those put here, and (on a worker) those rank 0 sent.
         self.objects: dict[int, Any] = {}
         self.digests: dict[int, bytes] = {}  # of the objects put here (see Placed.digest)
+        #: Objects put here that a get read, as their :class:`Frozen` (made at the first).
+        self._frozen: dict[int, Frozen] = {}
         self._obj_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._warned = False
@@ -540,9 +530,22 @@ class InlineBackend:
     def get_object(self, obj_id: int) -> Any:
         """A copy of the object placed as ``obj_id``, its own (see :class:`Frozen`)."""
         try:
-            return thawed(self.objects, obj_id)
+            entry = self.objects[obj_id]
         except KeyError:
             raise foreign_object_error(obj_id, self.rank) from None
+        if type(entry) is Frozen:  # on a worker: as rank 0 sent it
+            return entry.thaw()
+        # Frozen beside the object, not in its place: a call taking it copies it as
+        # placed (a writeable array). On 8cc329b+hunt11b a get froze it in the table,
+        # and later calls got read-only arrays: a task's `arr[0] = 1` worked or raised
+        # depending on whether the program had called get(ref) before.
+        frozen = self._frozen.get(obj_id)
+        if frozen is None:
+            frozen = freeze(entry)
+            if type(frozen) is not Frozen:
+                return frozen
+            self._frozen[obj_id] = frozen
+        return frozen.thaw()
 
     def _lookup(self, ref: Any) -> Any:
         if type(ref) is ObjectRef:  # the call copies its arguments (unless immutable)

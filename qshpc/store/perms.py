@@ -83,18 +83,26 @@ def private_to_me(path: Path) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
-def _folders_safe(path: Path) -> bool:
-    """True when no other user can replace what ``path`` names: each folder above it is
+def _unsafe_folder(path: Path) -> str | None:
+    """None when no other user can replace what ``path`` names: each folder above it is
     this user's or root's, and nobody else can write it, unless its sticky bit (``/tmp``)
-    stops others from renaming or removing what is not theirs."""
+    stops others from renaming or removing what is not theirs; else which folder, and why."""
     me = os.geteuid()
     for folder in path.parents:
         st = folder.stat()
         if st.st_uid not in (me, 0):
-            return False
+            return f"{folder}, a folder above it, belongs to {_user(st.st_uid)}"
         if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            return False
-    return True
+            who = "its group" if not st.st_mode & 0o002 else "every user"
+            return (
+                f"{folder}, a folder above it, can be written by {who} "
+                f"(mode {stat.S_IMODE(st.st_mode):04o})"
+            )
+    return None
+
+
+def _folders_safe(path: Path) -> bool:
+    return _unsafe_folder(path) is None
 
 
 def private_file(path: Path) -> bool:
@@ -112,6 +120,24 @@ def private_file(path: Path) -> bool:
         return _folders_safe(absolute) and _folders_safe(absolute.resolve())
     except OSError:
         return False
+
+
+def why_not_private(path: Path) -> str:
+    """Why :func:`private_file` said no for ``path``: which file or folder, and why."""
+    whys: list[str] = []
+    try:
+        st = path.stat()
+        if st.st_uid != os.geteuid():
+            whys.append(f"it belongs to {_user(st.st_uid)}")
+        elif st.st_mode & 0o022:
+            whys.append(f"others can write it (mode {stat.S_IMODE(st.st_mode):04o})")
+        absolute = Path(os.path.abspath(path))
+        folder = _unsafe_folder(absolute) or _unsafe_folder(absolute.resolve())
+    except OSError as exc:
+        return f"it cannot be checked ({exc.strerror or exc})"
+    if folder:
+        whys.append(folder)
+    return " and ".join(whys) or "others can write it or a folder above it"
 
 
 def _user(uid: int) -> str:

@@ -78,6 +78,27 @@ class Outcome:
         )
 
 
+#: numpy's errors for a write into a read-only array (``put``'s arrays are, as in Ray).
+_READ_ONLY = (
+    "assignment destination is read-only",
+    "output array is read-only",
+    "cannot set WRITEABLE flag to True of this array",
+)
+_READ_ONLY_FIX = (
+    " (a numpy array a task gets from put() is read-only, as in Ray: "
+    "change a copy of it, arr = arr.copy())"
+)
+
+
+def _with_fix(text: str, exc: BaseException) -> str:
+    """``text`` (a task's traceback), its last line naming the fix when ``exc`` is numpy's
+    refusal to write into a read-only array: on 3986114 a task that wrote into an array
+    from ``put`` failed with numpy's words alone, which say neither why nor what to do."""
+    if type(exc) is not ValueError or str(exc) not in _READ_ONLY:
+        return text
+    return text.rstrip("\n") + _READ_ONLY_FIX + "\n"
+
+
 def task_traceback(exc: BaseException) -> str:
     """The traceback of what a task raised, from the task's own frame on.
 
@@ -87,7 +108,7 @@ def task_traceback(exc: BaseException) -> str:
     tb = exc.__traceback__
     if tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    return _with_fix("".join(traceback.format_exception(type(exc), exc, tb)), exc)
 
 
 def run_task(
