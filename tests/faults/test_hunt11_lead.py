@@ -73,3 +73,59 @@ def test_resume_with_another_program_says_which_program_runs(
     assert f"runs {failing.resolve()}, the program it was made for, not {other}" in out.stderr
     again = run_cli("run", str(failing), "--resume", str(job), "--workers", "0", timeout=60)
     assert "qshpc: note:" not in again.stderr
+
+
+def test_a_placed_list_of_circuits_is_copied_per_use_not_loaded() -> None:
+    """A placed object is thawed for each task and ``get`` (hunt11b, Ray's semantics); a
+    list of circuits was loaded from its pickle each time (69 ms for 100 10-qubit
+    circuits: 42x slower calls than before under ``mpiexec -n 3``). Such objects are now
+    copied from the first load: each copy is independent, shares what the object shared,
+    and its arrays stay read-only views."""
+    from qiskit.circuit.random import random_circuit
+
+    from qshpc.program.backend import Frozen, freeze
+
+    circuits = [random_circuit(4, 4, seed=i) for i in range(30)]
+    arr = np.arange(6.0)
+    placed = {"circuits": circuits, "twice": [arr, arr], "n": np.int64(3), "t": (1, "a")}
+    frozen = freeze(placed)
+    assert isinstance(frozen, Frozen)
+    first, second = frozen.thaw(), frozen.thaw()
+    for got in (first, second):
+        assert got["circuits"] == circuits and got["n"] == 3 and got["t"] == (1, "a")
+        assert np.array_equal(got["twice"][1], arr)
+    first["circuits"][0].h(0)
+    first["circuits"].append(None)
+    first["circuits"][1].metadata["x"] = 1
+    third = frozen.thaw()
+    assert third["circuits"] == circuits and len(third["circuits"]) == 30
+    assert third["circuits"][1].metadata == circuits[1].metadata
+    assert third["twice"][0] is third["twice"][1]
+    assert not third["twice"][0].flags.writeable
+    assert third["circuits"][0] is not second["circuits"][0]
+
+
+PUT_CIRCUITS = """\
+from qiskit import QuantumCircuit
+from qshpc import distribute_task, get, put, save_result
+
+@distribute_task()
+def grow(circuits, i):
+    circuits[i % 3].x(0)  # in place: the next task must not see it
+    return sum(len(c.data) for c in circuits)
+
+ref = put([QuantumCircuit(1) for _ in range(3)])
+save_result(get([grow(ref, i) for i in range(6)]))
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_tasks_changing_placed_circuits_do_not_see_each_other(
+    ranks: int, qshpc_home: Path, tmp_path: Path
+) -> None:
+    prog = tmp_path / "put_circuits.py"
+    prog.write_text(PUT_CIRCUITS)
+    out = run_cli("run", str(prog), ranks=ranks, timeout=100)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert open_job(job_dir_of(qshpc_home)).result() == [1] * 6
