@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
 from qshpc.errors import StoreError
@@ -31,6 +31,9 @@ from qshpc.runtime.program_main import (
 from qshpc.runtime.protocol import Wiring
 from qshpc.runtime.scheduler import Scheduler
 from qshpc.task import context
+
+if TYPE_CHECKING:
+    from qshpc.runtime.logtee import LogTee
 
 
 def _never_started(job_dir: Path, exc: StoreError) -> None:
@@ -114,8 +117,8 @@ def _run_teed(
     ranks: list[dict[str, Any]] | None,
     scheduler: Scheduler | None,
     release: Callable[[], None] | None,
-    tee: Any,
-    info: Any,
+    tee: LogTee,
+    info: context.RankInfo,
 ) -> int:
     """:func:`run_job`'s body, with rank 0's output going through ``tee``."""
     from importlib.metadata import version

@@ -47,7 +47,7 @@ class Results:
             ok, value, error, exc_type = (
                 False,
                 None,
-                _unsendable(task_id, name, value, exc),
+                unsendable_text(task_id, name, value, exc),
                 "SerializationError",
             )
             meta = encode_meta(task_id, key, name, self.host, error, provenance)
@@ -80,7 +80,7 @@ class Results:
                 except Exception:
                     pass
                 task_id, key, name, prov = self.info[i]
-                error = _unsendable(task_id, name, value, exc)
+                error = unsendable_text(task_id, name, value, exc)
                 self.builder.fail(i, encode_meta(task_id, key, name, self.host, error, prov))
                 self.values[i] = None
                 self.failures.append((i, error, "SerializationError", None))
@@ -113,6 +113,3 @@ class _ByValue:
 
 def _first(failure: tuple[int, str, str, bytes | None]) -> int:
     return failure[0]
-
-
-_unsendable = unsendable_text
