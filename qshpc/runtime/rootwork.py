@@ -24,6 +24,7 @@ from qshpc.program.refs import (
     wait_all,
 )
 from qshpc.runtime.pacing import COMMIT_S
+from qshpc.runtime.results import writeable
 from qshpc.task import context
 from qshpc.task.execute import run_task
 from qshpc.task.seeding import derive_seed
@@ -129,7 +130,8 @@ class RootWork:
             if out.ok and stored is out:
                 if e.ckey and d.cache is not None:
                     d.cache.store(e.ckey, e.task.name, e.ref.task_id, value=out.value, shared=True)
-                done.append((e.ref, True, out.value))
+                # A slice of a placed array is read-only here: writeable, as from a worker
+                done.append((e.ref, True, writeable(out.value)))
             elif e.attempt <= e.task.retries and stored is out:
                 e.attempt += 1
                 requeue(e.ref)

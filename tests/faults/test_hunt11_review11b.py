@@ -108,11 +108,6 @@ print("OUT", v.flags.writeable)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left for the lead: a task's result made of its put array is read-only under "
-    "workers (put arrays read-only there, writeable copies on one rank)",
-)
 def test_a_result_sliced_from_a_placed_array_is_writeable_on_workers(
     tmp_path: Path, qshpc_home: Path
 ) -> None:
