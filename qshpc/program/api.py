@@ -331,7 +331,9 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
     Args:
         object_refs: A :class:`TaskRef`, an :class:`ObjectRef`, or a list/tuple of
             them (Ray's and quantum-serverless's name for it).
-        timeout: Seconds to wait in all; None waits forever.
+        timeout: Seconds to wait in all; None waits forever. It bounds the wait, not a
+            call's run time: with no worker rank a call ran at the call, and its result
+            is given however long it took (docs/program-api.md).
         progress: Show tasks done / total, rate and ETA on stderr while waiting
             (a bar on a terminal, a line every few seconds otherwise).
 
