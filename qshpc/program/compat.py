@@ -78,10 +78,10 @@ def circuit_serializer(circuit: Any) -> str:
 
 def circuit_deserializer(encoded_circuit: str) -> Any:
     """The circuit from :func:`circuit_serializer`'s text."""
-    from qiskit import qpy
+    from qshpc.store import _qpy
 
     data = zlib.decompress(base64.standard_b64decode(encoded_circuit))
-    return qpy.load(io.BytesIO(data))[0]
+    return _qpy.load(data)[0]  # with its annotated operations' parameters (see there)
 
 
 def register_all_serializers() -> None:

@@ -94,7 +94,43 @@ def load(data: bytes) -> list[Any]:
             return circuits
     from qiskit import qpy
 
-    return list(qpy.load(io.BytesIO(data)))
+    return [with_annotated_parameters(c) for c in qpy.load(io.BytesIO(data))]
+
+
+def with_annotated_parameters(circuit: Any) -> Any:
+    """``circuit``, or a copy whose parameter table holds its annotated operations' parameters.
+
+    QPY (Qiskit 2.6) loads an ``AnnotatedOperation`` (a controlled or inverted gate
+    kept unexpanded: ``AnnotatedOperation(RXGate(t), ControlModifier(1))``) with its
+    base gate's parameters but leaves them out of the circuit's ``parameters``: a
+    PUB with values for ``t`` then failed on a worker (``circuit has 0 parameters;
+    got 1 values``) and worked with one rank, and ``assign_parameters({t: ...})``
+    of such a loaded circuit raised. Appending its instructions again to an empty
+    copy rebuilds the table: the same operations, in the same order.
+    """
+    if "annotated" not in circuit.count_ops():
+        return circuit
+    missing = False
+    known = set(circuit.parameters)
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name == "annotated" and _expression_parameters(op) - known:
+            missing = True
+            break
+    if not missing:
+        return circuit
+    out = circuit.copy_empty_like()
+    for inst in circuit.data:
+        out.append(inst, copy=False)
+    return out
+
+
+def _expression_parameters(op: Any) -> set[Any]:
+    """The Parameters in ``op``'s parameter expressions."""
+    found: set[Any] = set()
+    for p in op.params:
+        found.update(getattr(p, "parameters", ()))
+    return found
 
 
 #: Circuits decoded ahead of their next :func:`load` (QPY bytes, circuits), at most a few.

@@ -5,6 +5,7 @@ Each test says what happened on main 7186ba2.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,3 +122,79 @@ def test_a_placed_object_is_still_a_copy_per_get() -> None:
         assert get(ref) == {"k": [1]}
     finally:
         backend.activate(None)
+
+
+def _annotated() -> Any:
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import AnnotatedOperation, ControlModifier, Parameter
+    from qiskit.circuit.library import RXGate
+
+    qc = QuantumCircuit(2, name="ann")
+    qc.x(0)
+    qc.append(AnnotatedOperation(RXGate(Parameter("t")), ControlModifier(1)), [0, 1])
+    return qc
+
+
+def test_qpy_keeps_an_annotated_operations_parameters_in_the_circuits_table() -> None:
+    """QPY (Qiskit 2.6) loaded ``AnnotatedOperation(RXGate(t), ControlModifier(1))``
+    with ``t`` in its base gate but not in the circuit's ``parameters``: on 7186ba2
+    ``assign_parameters`` of such a loaded circuit raised, and its cache key differed
+    from the original's (the key's fixed-UUID parameters come from that table)."""
+    from qshpc.cache.keys import value_digest
+    from qshpc.store import _qpy
+
+    qc = _annotated()
+    loaded = _qpy.load(_qpy.dump(qc))[0]
+    assert [p.name for p in loaded.parameters] == ["t"]
+    assert loaded == qc and loaded.name == "ann"
+    bound = loaded.assign_parameters([0.5])
+    assert bound.num_parameters == 0
+    assert float(bound.data[1].operation.params[0]) == 0.5
+    assert value_digest(loaded) == value_digest(qc)
+    plain = _qpy.load(_qpy.dump(qc.assign_parameters([0.5])))[0]  # nothing to rebuild
+    assert plain.num_parameters == 0
+
+
+ANNOTATED_PROGRAM = """\
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import AnnotatedOperation, ControlModifier, Parameter
+from qiskit.circuit.library import RXGate
+from qiskit.quantum_info import SparsePauliOp
+from qshpc import get_arguments
+from qshpc.aer import EstimatorV2, SamplerV2
+
+qc = get_arguments().get("c")
+if qc is None:
+    qc = QuantumCircuit(2)
+    qc.x(0)
+    qc.append(AnnotatedOperation(RXGate(Parameter("t")), ControlModifier(1)), [0, 1])
+print("PARAMS", [p.name for p in qc.parameters])
+m = qc.measure_all(inplace=False)
+s = SamplerV2(default_shots=100, seed=3).run([(m, [[np.pi], [0.0]])]).result()
+e = EstimatorV2().run([(qc, SparsePauliOp("ZI"), [[np.pi], [0.0]])]).result()
+print("OUT", s[0].data.meas.get_counts(0), s[0].data.meas.get_counts(1), e[0].data.evs.tolist())
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("from_args", [False, True])
+def test_a_pub_with_an_annotated_operation_runs_on_workers(
+    tmp_path: Path, qshpc_home: Path, from_args: bool
+) -> None:
+    """On 7186ba2 under ``mpiexec -n 3`` such a PUB with values failed on its worker
+    (``circuit 'circuit-41' has 0 parameters (); got 1 values``), and a circuit from
+    ``--arguments`` had no parameters in the program, on any rank count."""
+    from qshpc.store import save_arguments
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "ann.py"
+    prog.write_text(ANNOTATED_PROGRAM)
+    argv = ["run", str(prog)]
+    if from_args:
+        save_arguments(tmp_path / "args.h5", {"c": _annotated()})
+        argv += ["--arguments", str(tmp_path / "args.h5")]
+    out = run_cli(*argv, ranks=3, timeout=110)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "PARAMS ['t']" in out.stdout
+    assert "OUT {'11': 100} {'01': 100} [-1.0, 1.0]" in out.stdout
