@@ -28,6 +28,7 @@ from qshpc.jobs.paths import (
     resolve_job_dir,
 )
 from qshpc.jobstate import TERMINAL, JobState, JobStatus
+from qshpc.store.records import JOURNAL_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,6 +133,11 @@ class Job:
             meta = damaged_meta(self.job_dir, exc, deep=verify)
             meta["job_dir"] = str(self.job_dir)
             return meta
+        if meta.get("state") in TERMINAL and (self.job_dir / JOURNAL_FILE).exists():
+            from qshpc.store.refold import fold_ended
+
+            # Its final fold found no room (a full disk): fold it now, if there is room
+            fold_ended(self.job_dir)
         meta["job_dir"] = str(self.job_dir)
         if not meta.get("slurm_job_id"):
             slurm_id = read_slurm_id(self.job_dir)  # written by qshpc.submit after sbatch

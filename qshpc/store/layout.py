@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from qshpc.errors import DamagedStoreError, JobNotFoundError, SchemaVersionError, StoreError
-from qshpc.store import rows, seal
+from qshpc.store import records, rows, seal
 from qshpc.store.records import JOB_FILE as JOB_FILE
 from qshpc.store.records import SCHEMA_VERSION as SCHEMA_VERSION
 
@@ -27,7 +27,7 @@ RUNS = "runs"
 RESULT = "result"
 LOG = "log"
 FOLDED_ATTR = "folded-journal"  # token of the last journal folded into /log
-JOURNAL_FILE = "job.journal"
+JOURNAL_FILE = records.JOURNAL_FILE
 META = "log/meta"  # uint8, gzip: blob-encoded record fields
 DATA = "log/data"  # uint8, gzip: blob-encoded small results and events
 LARGE = "log/large"  # uint8, uncompressed: results over LARGE_THRESHOLD (RAW_RESULT_MIN) bytes

@@ -8,6 +8,8 @@ from typing import Any
 from qshpc.jobstate import STORED, TERMINAL
 
 JOB_FILE = "job.h5"
+#: The running writer's commits since ``job.h5`` was last rewritten (``layout`` has it too).
+JOURNAL_FILE = "job.journal"
 SCHEMA_VERSION = 1
 #: The states a job's store records (:class:`qshpc.jobstate.JobState`, as plain text).
 STATES = tuple(s.value for s in STORED)

@@ -198,3 +198,67 @@ def test_a_pub_with_an_annotated_operation_runs_on_workers(
     assert out.returncode == 0, out.stderr[-3000:]
     assert "PARAMS ['t']" in out.stdout
     assert "OUT {'11': 100} {'01': 100} [-1.0, 1.0]" in out.stdout
+
+
+def _ended_with_no_room_to_fold(mnt: Path) -> Path:
+    """A SUCCEEDED job whose final fold had no room: ``job.journal`` stays beside ``job.h5``."""
+    import os
+
+    from qshpc.store import JobWriter, create_job
+
+    job = mnt / "job"
+    create_job(job, {"id": "job", "title": "t", "created": 5.0, "seed": 3}, None)
+    w = JobWriter.open(job, {"mpi_size": 1})
+    w.save_result({"x": np.arange(50_000.0)})  # 400 kB: the copy of job.h5 needs that room
+    st = os.statvfs(job)
+    with open(mnt / "filler", "wb") as f:  # 64 kB left: the final state's commit fits
+        f.write(b"\0" * (st.f_bavail * st.f_frsize - 64 * 1024))
+    w.finalize("SUCCEEDED")
+    w.close()
+    assert (job / "job.journal").exists()
+    return job
+
+
+def _plain_h5py(job: Path) -> tuple[Any, bool]:
+    import h5py
+
+    with h5py.File(job / "job.h5", "r", locking=False) as f:
+        return f.attrs.get("state"), "result" in f
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() != 0,
+    reason="mounting a tmpfs needs root",
+)
+def test_an_ended_jobs_journal_is_folded_by_a_later_read_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """On 7186ba2 a SUCCEEDED job whose final fold had no room kept ``job.journal`` for
+    good: qshpc's readers were right, plain h5py saw no state and no ``/result``. A
+    later ``qshpc status``/``result`` (``Job.info``) now folds it once there is room,
+    under the job's lock; with no room, or while a run holds the lock, it stays."""
+    import subprocess
+
+    from qshpc.client.job import Job
+    from qshpc.store.lock import JobLock
+    from tests.faults.test_disk_full import grow
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
+    try:
+        job = _ended_with_no_room_to_fold(mnt)
+        assert _plain_h5py(job) == (None, False)
+        assert Job(job).info()["state"] == "SUCCEEDED"  # still no room: nothing changes
+        assert (job / "job.journal").exists() and not (job / "job.h5.tmp").exists()
+        grow(mnt)
+        with JobLock(job, "qshpc run --resume"):  # a run holds the job: left to it
+            assert Job(job).info()["state"] == "SUCCEEDED"
+            assert (job / "job.journal").exists()
+        assert Job(job).result()["x"].shape == (50_000,)
+        assert not (job / "job.journal").exists()
+        state, has_result = _plain_h5py(job)
+        assert state == "SUCCEEDED" and has_result
+        assert sorted(p.name for p in job.iterdir()) == ["job.h5"]
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

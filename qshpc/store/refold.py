@@ -1,0 +1,99 @@
+"""An ended job whose final fold found no room: its journal folded by a later read.
+
+``JobWriter.finalize`` commits the final state (and the saved result) to the
+journal, then folds the journal into a copy of ``job.h5``. When the disk has no
+room for that copy the job still ends SUCCEEDED (or FAILED, CANCELED) and qshpc's
+readers read the journal, but plain h5py sees neither ``state`` nor ``/result``
+in ``job.h5``. A later ``qshpc status``/``result`` or ``Job.result()`` folds it
+here, once there is room, as ``finalize`` would have.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from qshpc.errors import StoreError, UserError
+from qshpc.store import layout as L
+from qshpc.store.records import TERMINAL_STATES
+
+
+def fold_ended(job_dir: Path) -> bool:
+    """Fold an ended job's journal into ``job.h5`` (atomic), under the job's lock.
+
+    Nothing happens, and False is returned, when there is no journal, the job has
+    not ended, a run holds the job (a ``--resume``), or the fold cannot be written
+    (still no room, someone else's job): the journal stays, and qshpc's readers
+    read it as before.
+    """
+    journal = L.job_file(job_dir).with_name(L.JOURNAL_FILE)
+    if not journal.exists():
+        return False
+    from qshpc.store.lock import JobLock
+
+    try:
+        lock = JobLock(job_dir, "qshpc (folding an ended job's journal)").acquire()
+    except (UserError, StoreError, OSError):  # a run holds it, or the folder is not ours
+        return False
+    try:
+        return _fold(job_dir, journal)
+    except (StoreError, OSError):
+        return False
+    finally:
+        lock.release()
+
+
+def _fold(job_dir: Path, journal: Path) -> bool:
+    from qshpc.store.encoding_blob import PickleRefusedError, encode_blob_parts
+    from qshpc.store.reader import JobReader
+
+    if not journal.exists():  # folded while the lock was taken
+        return False
+    with JobReader.open(job_dir) as r:
+        meta = r.meta()
+        state = meta.get("state")
+        if state not in TERMINAL_STATES:
+            return False  # a dead writer's journal: recover() after the postmortem folds it
+        value: Any = None
+        native = False
+        if meta.get("has_result"):
+            try:
+                value = r.result()
+                native = True
+            except PickleRefusedError:  # pickled: stays in the log only (never unpickled here)
+                native = False
+    size = sum(len(p) for p in encode_blob_parts(value)) if native else 0
+    native = native and size <= L.LARGE_THRESHOLD  # a large result stays in /log, as finalize
+    finished = meta.get("finished") or time.time()
+
+    def complete(f: Any) -> None:
+        if native and L.RESULT not in f:
+            from qshpc.store.encoding_h5 import write_native
+
+            write_native(f, L.RESULT, value)
+            f[L.RESULT].attrs[L.SCHEMA_ATTR] = L.SCHEMA_VERSION
+        f.attrs["state"] = state
+        f.attrs["finished"] = finished
+
+    # snapshot() allocates what it expects HDF5 to add, but counts only the journal's
+    # large stream: a journal of many smaller results outgrew it, and HDF5 met the
+    # full disk (a failed write inside h5py, printed by `qshpc status`). Fold only
+    # with room for all of it: the copy, the whole journal, the result, a margin.
+    import shutil
+
+    path = L.job_file(job_dir)
+    need = path.stat().st_size + journal.stat().st_size + 4 * size + _MARGIN
+    if shutil.disk_usage(job_dir).free < need:
+        return False
+    from qshpc.store.snapshot import snapshot
+
+    snapshot(path, complete, "fold", 4 * size)
+    return True
+
+
+#: Free bytes kept beyond the fold's own estimate.
+_MARGIN = 4 << 20
+
+
+__all__ = ["fold_ended"]
