@@ -50,6 +50,39 @@ def test_writeable_copies_only_a_value_holding_a_read_only_array() -> None:
     assert ro.flags.writeable is False  # the task's own array is left as it was
 
 
+ROOT_WORKS = """\
+import time
+import numpy as np
+from qshpc import distribute_task, get, put
+from qshpc.task import context
+
+@distribute_task()
+def part(a):
+    time.sleep(0.05)
+    return context.rank_info().rank, {"s": a[:2]}
+
+ref = put(np.arange(6.0))
+out = get([part(ref) for _ in range(24)])
+print("OUT", sorted({r for r, _ in out}), all(d["s"].flags.writeable for _, d in out))
+"""
+
+
+@pytest.mark.mpi
+def test_calls_rank0_runs_itself_give_writeable_slices_too(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """``QSHPC_ROOT_WORKS=1`` under ``mpiexec -n 2``: rank 0 runs calls with read-only
+    views of placed arrays, as workers do; on 7186ba2 their slices reached the program
+    read-only (``OUT [0, 1] False``)."""
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "prog.py"
+    prog.write_text(ROOT_WORKS)
+    out = run_cli("run", str(prog), ranks=2, timeout=100, env={"QSHPC_ROOT_WORKS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OUT [0, 1] True" in out.stdout
+
+
 @distribute_task()
 def box() -> dict[str, list[int]]:
     return {"k": [1, 2]}
