@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from qshpc.errors import QshpcError
-from qshpc.program.api import distribute_task, get, put
+from qshpc.program.api import distribute_task, put, results_of
 
 
 def _transpile(circuits: Any, backend: Any) -> Any:
@@ -23,7 +23,8 @@ _transpile_task = distribute_task(name="qshpc.parallel_transpile.transpile")(_tr
 
 @distribute_task(name="qshpc.parallel_transpile")
 def _remote_transpile(circuits: Any, backends: Any) -> list[Any]:
-    return get([_transpile_task(c, b) for c, b in zip(circuits, backends, strict=True)])
+    # The references are this function's own: their results without get's copies
+    return results_of([_transpile_task(c, b) for c, b in zip(circuits, backends, strict=True)])
 
 
 def parallel_transpile(circuits: list[Any], backends: list[Any]) -> list[Any]:
@@ -40,5 +41,5 @@ def parallel_transpile(circuits: list[Any], backends: list[Any]) -> list[Any]:
             f"parallel_transpile: {len(circuits)} circuit entries for {len(backends)} backends; "
             "give one entry (a circuit or a list of circuits) per backend"
         )
-    result: list[Any] = get(_remote_transpile(put(circuits), put(backends)))
+    result: list[Any] = results_of([_remote_transpile(put(circuits), put(backends))])[0]
     return result
