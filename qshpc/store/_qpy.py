@@ -108,21 +108,32 @@ def with_annotated_parameters(circuit: Any) -> Any:
     of such a loaded circuit raised. Appending its instructions again to an empty
     copy rebuilds the table: the same operations, in the same order.
     """
-    if "annotated" not in circuit.count_ops():
+    ops = circuit.count_ops()
+    if "annotated" not in ops and not _CONTROL_FLOW.intersection(ops):
         return circuit
-    missing = False
     known = set(circuit.parameters)
+    changed = False
+    data = []
     for inst in circuit.data:
         op = inst.operation
-        if op.name == "annotated" and _expression_parameters(op) - known:
-            missing = True
-            break
-    if not missing:
+        if op.name in _CONTROL_FLOW:  # its blocks are circuits QPY loaded the same way
+            blocks = [with_annotated_parameters(b) for b in op.blocks]
+            if any(b is not o for b, o in zip(blocks, op.blocks, strict=True)):
+                inst = inst.replace(operation=op.replace_blocks(blocks))
+                changed = True
+        elif op.name == "annotated" and _expression_parameters(op) - known:
+            changed = True
+        data.append(inst)
+    if not changed:
         return circuit
     out = circuit.copy_empty_like()
-    for inst in circuit.data:
+    for inst in data:
         out.append(inst, copy=False)
     return out
+
+
+#: Instructions whose blocks are circuits of their own.
+_CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
 
 
 def _expression_parameters(op: Any) -> set[Any]:

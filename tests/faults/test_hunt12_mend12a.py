@@ -188,6 +188,23 @@ def test_qpy_keeps_an_annotated_operations_parameters_in_the_circuits_table() ->
     assert plain.num_parameters == 0
 
 
+def test_qpy_keeps_them_inside_control_flow_blocks_too() -> None:
+    """The same loss in an ``if_test`` block: the block's and the circuit's tables."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import AnnotatedOperation, ControlModifier, Parameter
+    from qiskit.circuit.library import RXGate
+
+    from qshpc.store import _qpy
+
+    qc = QuantumCircuit(2, 1)
+    qc.measure(0, 0)
+    with qc.if_test((qc.clbits[0], 1)):
+        qc.append(AnnotatedOperation(RXGate(Parameter("t")), ControlModifier(1)), [0, 1])
+    loaded = _qpy.load(_qpy.dump(qc))[0]
+    assert [p.name for p in loaded.parameters] == ["t"] and loaded == qc
+    assert loaded.assign_parameters([0.5]).num_parameters == 0
+
+
 ANNOTATED_PROGRAM = """\
 import numpy as np
 from qiskit import QuantumCircuit
