@@ -312,3 +312,35 @@ def test_an_ended_jobs_journal_is_folded_by_a_later_read_once_there_is_room(
         assert sorted(p.name for p in job.iterdir()) == ["job.h5"]
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@distribute_task()
+def slow() -> int:
+    import time
+
+    time.sleep(0.3)
+    return 1
+
+
+def test_with_no_worker_a_timeout_bounds_the_wait_not_the_call() -> None:
+    """Kept as it was (docs/program-api.md): with no worker rank a call runs at the call,
+    so ``get(ref, timeout=...)`` finds it done and gives its result, however long it
+    took; with workers the same ``get`` raises TimeoutError."""
+    import time
+
+    from qshpc import wait
+    from tests.unit.test_dispatcher import ranks
+
+    inline = InlineBackend()
+    backend.activate(inline)
+    try:
+        t0 = time.monotonic()
+        ref = slow()
+        assert time.monotonic() - t0 >= 0.3  # the call itself took the time
+        assert get(ref, timeout=0.01) == 1
+        assert wait([ref], timeout=0.01)[0] == [ref]
+    finally:
+        backend.activate(None)
+    with ranks(1) as r:
+        with pytest.raises(TimeoutError):
+            get(r.call(slow), timeout=0.01)
