@@ -97,7 +97,9 @@ class Results:
             self.seeds if any(s is not None for s in self.seeds) else None,
         )
         failures = sorted(self.failures, key=_first)
-        values: Any = _Pickled(self.values)  # a list again on rank 0
+        values: Any = self.values
+        if _holds_read_only(values):
+            values = _Pickled(values)  # a list again on rank 0
         return result_message(bid, first, values, chunk, failures, final)
 
 
@@ -114,7 +116,8 @@ class _ByValue:
 
 
 class _Pickled:
-    """A batch's values as they travel to rank 0: unpickled there, they are the list itself.
+    """A batch's values as they travel to rank 0 when one holds a read-only numpy array:
+    unpickled there, they are the list itself.
 
     They are pickled here by :class:`_WriteablePickler`, so a numpy array that is
     read-only on this worker (a slice of an array from ``put``) arrives writeable,
@@ -147,6 +150,42 @@ class _WriteablePickler(pickle.Pickler):
             self.copied = True
             return obj.copy().__reduce_ex__(5)
         return NotImplemented
+
+
+class _Found(Exception):
+    """A read-only numpy array was met (ends :func:`_holds_read_only`'s pass early)."""
+
+
+class _Sink:
+    """A file that keeps nothing: pickling into it only walks the value."""
+
+    def write(self, data: Any) -> None:
+        pass
+
+
+class _Detector(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not obj.flags.writeable:
+            raise _Found
+        return NotImplemented
+
+
+def _holds_read_only(values: list[Any]) -> bool:
+    """True when pickling ``values`` would meet a read-only numpy array.
+
+    A walk by pickle that keeps no bytes (a large array is handed to the sink, not
+    copied), ending at the first such array; most batches hold none and travel as
+    before, pickled once by the transport. A value pickle cannot carry: False (the
+    transport's pickling fails as before, and :meth:`Results.fail_unpicklable` runs).
+    """
+    try:
+        _Detector(_Sink(), protocol=5).dump(values)
+    except _Found:
+        return True
+    except Exception:
+        return False
+    return False
 
 
 def writeable_dumps(value: Any) -> bytes:
