@@ -142,12 +142,9 @@ class _WriteablePickler(pickle.Pickler):
     only (C pickler): a list of floats pickles at the speed of ``pickle.dumps``.
     """
 
-    copied = False
-
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
         if kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not obj.flags.writeable:
-            self.copied = True
             return obj.copy().__reduce_ex__(5)
         return NotImplemented
 
@@ -198,13 +195,9 @@ def writeable_dumps(value: Any) -> bytes:
 def writeable(value: Any) -> Any:
     """``value``, or a copy of it when it holds a read-only numpy array, each writeable
     there (what rank 0 gives the program for a call it ran itself, as from a worker)."""
-    out = io.BytesIO()
-    pickler = _WriteablePickler(out, protocol=5)
-    try:
-        pickler.dump(value)
-    except Exception:  # cannot be pickled: as it is (it does not travel)
+    if not _holds_read_only([value]):
         return value
-    return pickle.loads(out.getvalue()) if pickler.copied else value
+    return pickle.loads(writeable_dumps(value))
 
 
 def _first(failure: tuple[int, str, str, bytes | None]) -> int:
