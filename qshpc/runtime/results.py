@@ -197,7 +197,10 @@ def writeable(value: Any) -> Any:
     there (what rank 0 gives the program for a call it ran itself, as from a worker)."""
     if not _holds_read_only([value]):
         return value
-    return pickle.loads(writeable_dumps(value))
+    try:
+        return pickle.loads(writeable_dumps(value))
+    except Exception:  # a part pickle cannot carry (met after the array): as it is
+        return value
 
 
 def _first(failure: tuple[int, str, str, bytes | None]) -> int:
