@@ -28,7 +28,10 @@ def fold_ended(job_dir: Path) -> bool:
     read it as before.
     """
     journal = L.job_file(job_dir).with_name(L.JOURNAL_FILE)
-    if not journal.exists():
+    try:
+        if not _room(job_dir, journal, 0):  # still full: no lock taken, nothing read
+            return False
+    except OSError:  # no journal (folded meanwhile), or no job
         return False
     from qshpc.store.lock import JobLock
 
@@ -76,20 +79,25 @@ def _fold(job_dir: Path, journal: Path) -> bool:
         f.attrs["state"] = state
         f.attrs["finished"] = finished
 
-    # snapshot() allocates what it expects HDF5 to add, but counts only the journal's
-    # large stream: a journal of many smaller results outgrew it, and HDF5 met the
-    # full disk (a failed write inside h5py, printed by `qshpc status`). Fold only
-    # with room for all of it: the copy, the whole journal, the result, a margin.
-    import shutil
-
-    path = L.job_file(job_dir)
-    need = path.stat().st_size + journal.stat().st_size + 4 * size + _MARGIN
-    if shutil.disk_usage(job_dir).free < need:
+    if not _room(job_dir, journal, 4 * size):
         return False
     from qshpc.store.snapshot import snapshot
 
-    snapshot(path, complete, "fold", 4 * size)
+    snapshot(L.job_file(job_dir), complete, "fold", 4 * size)
     return True
+
+
+def _room(job_dir: Path, journal: Path, growth: int) -> bool:
+    """Whether the disk has room for the fold: the copy, the whole journal, ``growth``, a margin.
+
+    snapshot() allocates what it expects HDF5 to add, but counts only the journal's
+    large stream: a journal of many smaller results outgrew it, and HDF5 met the
+    full disk (a failed write inside h5py, which `qshpc status` printed).
+    """
+    import shutil
+
+    need = L.job_file(job_dir).stat().st_size + journal.stat().st_size + growth + _MARGIN
+    return shutil.disk_usage(job_dir).free >= need
 
 
 #: Free bytes kept beyond the fold's own estimate.
