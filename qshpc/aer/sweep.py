@@ -135,14 +135,15 @@ def expectation_values(
     not_ours = seconds_for_others()
     bodies = []
     for circ, _, rows in groups:
-        check_runnable(circ)
+        runnable = check_runnable(circ)  # the one unshadow of this circuit in the call
         check_values(circ, rows)
-        plan = prepare_exact(circ)
+        plan = prepare_exact(runnable, unshadowed=True)
         if plan.circuit is None:
             raise UserError(f"expectation values need a unitary circuit, but {plan.reason}")
         bodies.append(plan.circuit)
     hashes = [circuit_sha256(g[0]) for g in groups]
-    forms = aer_forms(bodies, spec, optimization_level, [f"{h}:body" for h in hashes])
+    keys = [f"{h}:body" for h in hashes]
+    forms = aer_forms(bodies, spec, optimization_level, keys, unshadowed=True)
     binds: list[dict[Any, list[float]]] = []
     sames: list[Hashable] = []
     for (circ, observables, rows), (tc, moved), h in zip(groups, forms, hashes, strict=True):
