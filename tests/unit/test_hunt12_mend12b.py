@@ -179,3 +179,75 @@ def test_refusals_are_unchanged() -> None:
     plain = _circuits()[0]
     assert aer_runnable(plain) == (plain, None)
     assert aer_runnable(plain)[0] is plain
+
+
+# --- 2. a cache write builds a typed Qiskit object's parts once -----------------------
+
+
+def _typed_values() -> list[Any]:
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+    from qshpc.aer import Sampler
+
+    a, b = Parameter("a"), Parameter("b")
+    qc = _circuits()[0]
+    noise = NoiseModel()
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.01, 1), ["x"])
+    return [
+        Statevector.from_label("01"),
+        SparsePauliOp(["XZ", "YY"], [0.5, -1.0]),
+        2 * a + b,  # parts: a QPY dump and load
+        Sampler().run(qc).result(),  # a V1 SamplerResult
+        [SparsePauliOp("Z"), {"ev": SparsePauliOp("X")}],  # inside containers
+        noise,  # parts: to_dict, from_dict and a comparison (~20 ms)
+    ]
+
+
+def test_cache_write_builds_typed_parts_once(tmp_path: Any) -> None:
+    """On 7186ba2 ``qshpc.cache.body.encode`` built a typed object's parts (``to_parts``)
+    for its faithfulness check (``faithful``) and again in the blob encoding (a
+    ``ParameterExpression``'s: a QPY dump and load, a ``NoiseModel``'s: to_dict,
+    from_dict and a comparison). Now once, and the entry is the same bytes; a hit is
+    the value written."""
+    from qshpc.cache.body import encode
+    from qshpc.cache.store import CacheDir
+    from qshpc.store import qiskit_objects
+    from qshpc.store.encoding_blob import encode_blob_exact
+
+    for i, value in enumerate(_typed_values()):
+        objects = 2 if isinstance(value, list) else 1
+        with calls_of(qiskit_objects.to_parts) as counts:
+            enc = encode(value)
+        assert counts == {"to_parts": objects}, (i, counts)
+        assert enc.form == "blob" and enc.plain, (i, enc.form)
+        if i != 2:  # (a QPY dump names its circuit "circuit-N", N counting up)
+            assert enc.body == encode_blob_exact(value)[0], i  # the bytes of the old path
+        cache = CacheDir(tmp_path / "c")
+        key = f"{i:064x}"
+        assert cache.put_value(key, value, "f")
+        hit = cache.get(key)
+        assert hit is not None and type(hit.value) is type(value), i
+        if i == 3:
+            assert hit.value.quasi_dists == value.quasi_dists
+        else:
+            assert hit.value == value, (i, hit.value)
+
+
+def test_parts_once_is_only_for_its_block() -> None:
+    """Outside :func:`parts_once` every ``typed_parts`` builds the parts anew (a value may
+    change between two writes), and a nested block keeps the outer one's parts."""
+    from qiskit.quantum_info import Statevector
+
+    from qshpc.store.qiskit_objects import parts_once, typed_parts
+
+    sv = Statevector.from_label("0")
+    first = typed_parts(sv)
+    assert first is not None and typed_parts(sv) is not first
+    with parts_once():
+        inside = typed_parts(sv)
+        with parts_once():
+            assert typed_parts(sv) is inside
+        assert typed_parts(sv) is inside
+    assert typed_parts(sv) is not inside
