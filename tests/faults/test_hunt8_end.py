@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from qshpc.errors import UserError
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import PROGRAMS, job_dir_of, run_cli
 from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -332,15 +332,7 @@ def test_client_run_from_a_removed_working_directory(
         LocalClient(workers=0).run(program)
 
 
-SLOW = """\
-import time
-from qshpc import distribute_task, get, save_result
-@distribute_task()
-def f(x):
-    time.sleep(0.2)
-    return x
-save_result(get([f(i) for i in range(40)]))
-"""
+SLOW = (PROGRAMS / "slow_40.py").read_text()
 
 
 def _succeeded(job_home: Path) -> int:

@@ -17,20 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import PROGRAMS, job_dir_of, kill_recorded, run_cli
 from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
 
-SLOW = """\
-import time
-from qshpc import distribute_task, get, save_result
-@distribute_task()
-def f(x):
-    time.sleep(0.2)
-    return x
-save_result(get([f(i) for i in range(40)]))
-"""
+SLOW = (PROGRAMS / "slow_40.py").read_text()
 
 
 def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
@@ -206,11 +198,7 @@ def test_processes_left_running_are_named(tmp_path: Path, qshpc_home: Path) -> N
         assert "'sleep 60' (pid" in worker and "'a fork of this rank' (pid" in worker, worker
         assert "'sleep 61' (pid" in rank0, rank0
     finally:
-        for pid in pids.iterdir():
-            try:
-                os.kill(int(pid.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_recorded(pids)
 
 
 def test_processes_left_leaves_out_multiprocessing_and_zombies() -> None:
@@ -342,11 +330,7 @@ def test_ctrl_c_with_forked_children_sleeping(
         assert status["state"] == "CANCELED", status
         assert status["task_counts"]["SUCCEEDED"] >= 6
     finally:
-        for pid in pids.iterdir():
-            try:
-                os.kill(int(pid.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_recorded(pids)
 
 
 def test_a_killed_ranks_connection_closes_before_its_pmi_descriptor() -> None:
