@@ -251,3 +251,47 @@ def test_parts_once_is_only_for_its_block() -> None:
             assert typed_parts(sv) is inside
         assert typed_parts(sv) is inside
     assert typed_parts(sv) is not inside
+
+
+# --- 1b. the V1 Estimator's pairs of one circuit ----------------------------------------
+
+
+def test_v1_estimator_analyses_and_transpiles_a_repeated_circuit_once() -> None:
+    """On 7186ba2 ``Estimator().run([qc] * n, ...)`` (one ansatz at n parameter sets: each
+    pair a group of ``expectation_values``) checked, split, QPY-hashed and transpiled the
+    same circuit object n times (``transpile_for`` transpiled each repeat of a key given
+    several times in one call). Now once each; each pair still gets its own copy (its
+    saves go on it), and the values are those of ``Statevector``."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+
+    from qshpc.aer import Estimator
+    from qshpc.aer import circuits as aer_circuits
+    from qshpc.aer.binding import bindable
+    from qshpc.aer.shadowed import unshadow
+
+    t = Parameter("t")
+    inner = QuantumCircuit(2, name="block")
+    inner.ry(t, 0)
+    inner.cx(0, 1)
+    qc = QuantumCircuit(2, name="ansatz")
+    qc.append(inner.to_gate(), [0, 1])  # not ISA for Aer: transpiled
+    rows = [[0.1 * k] for k in range(6)]
+    obs = [SparsePauliOp("ZZ"), SparsePauliOp("XI")] * 3
+    spies = (unshadow, aer_circuits.prepare_exact, aer_circuits.circuit_sha256, bindable)
+    with calls_of(*spies) as counts:
+        values = Estimator().run([qc] * 6, obs, rows).result().values
+    assert counts == {
+        "unshadow": 1,
+        "prepare_exact": 1,
+        "circuit_sha256": 1,
+        "bindable": 1,  # one transpiled form (transpile_for: bindable of each)
+    }, counts
+    want = [
+        Statevector(qc.assign_parameters(r)).expectation_value(o).real
+        for r, o in zip(rows, obs, strict=True)
+    ]
+    assert np.allclose(values, want), (values, want)
+    again = Estimator().run([qc] * 6, obs, rows).result().values  # from the transpile cache
+    assert np.allclose(again, want)
