@@ -132,6 +132,29 @@ save_result(out)
     return job, str(res[3])
 
 
+def wait_succeeded(
+    home: Path, proc: subprocess.Popen[Any], tasks: int, timeout: float = 90
+) -> None:
+    """Wait until the job under ``home`` has ``tasks`` SUCCEEDED tasks (``timeout`` s at
+    most: then the caller's checks say what is missing), its command ``proc`` still
+    running meanwhile."""
+    import time
+
+    from qshpc.store import JobReader
+
+    def succeeded() -> int:
+        try:
+            with JobReader.open(job_dir_of(home)) as r:
+                return int((r.meta().get("task_counts") or {}).get("SUCCEEDED", 0))
+        except Exception:  # not created or not readable yet
+            return 0
+
+    deadline = time.monotonic() + timeout
+    while succeeded() < tasks and time.monotonic() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.1)
+
+
 def kill_recorded(pids: Path) -> None:
     """SIGKILL each process a test's program recorded as a file named by its pid in ``pids``
     (children it left on purpose); those gone already are passed over."""
