@@ -8,11 +8,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests import early_jobs
+
+if TYPE_CHECKING:
+    from qshpc.client.job import Job
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
@@ -80,6 +83,88 @@ def job_dir_of(home: Path) -> Path:
     jobs = sorted((home / "jobs").iterdir(), key=lambda d: (d.stat().st_ctime_ns, d.name))
     assert jobs, "no job directory was created"
     return jobs[-1]
+
+
+def run_program(
+    home: Path,
+    program: Path,
+    source: str,
+    *args: str,
+    ranks: int | None = None,
+    timeout: float = 100,
+) -> Job:
+    """Write ``source`` to ``program``, ``qshpc run`` it (with ``args``; under ``mpiexec -n
+    RANKS`` when given), which must succeed, and open the job it made under ``home``."""
+    from qshpc import open_job
+
+    program.write_text(source)
+    out = run_cli("run", str(program), *args, ranks=ranks, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return open_job(job_dir_of(home))
+
+
+def one_task_fails(
+    home: Path, folder: Path, name: str, task: str, ranks: int | None = None
+) -> tuple[Job, str]:
+    """Run a program whose task ``name`` (``task``: its source, imports and
+    ``@distribute_task()`` included) fails alone beside three others: their results
+    must be there; the job, and the first line of the TaskError ``get`` raised for it."""
+    source = f"""\
+from qshpc import distribute_task, get, save_result, TaskError
+
+{task}
+
+@distribute_task()
+def fine(i):
+    return i
+
+ref = {name}()
+out = [get(fine(i)) for i in range(3)]
+try:
+    get(ref)
+except TaskError as exc:
+    out.append(str(exc).splitlines()[0])
+save_result(out)
+"""
+    job = run_program(home, folder / f"{name}_fails.py", source, ranks=ranks)
+    res = job.result()
+    assert res[:3] == [0, 1, 2], res
+    return job, str(res[3])
+
+
+def wait_succeeded(
+    home: Path, proc: subprocess.Popen[Any], tasks: int, timeout: float = 90
+) -> None:
+    """Wait until the job under ``home`` has ``tasks`` SUCCEEDED tasks (``timeout`` s at
+    most: then the caller's checks say what is missing), its command ``proc`` still
+    running meanwhile."""
+    import time
+
+    from qshpc.store import JobReader
+
+    def succeeded() -> int:
+        try:
+            with JobReader.open(job_dir_of(home)) as r:
+                return int((r.meta().get("task_counts") or {}).get("SUCCEEDED", 0))
+        except Exception:  # not created or not readable yet
+            return 0
+
+    deadline = time.monotonic() + timeout
+    while succeeded() < tasks and time.monotonic() < deadline:
+        assert proc.poll() is None
+        time.sleep(0.1)
+
+
+def kill_recorded(pids: Path) -> None:
+    """SIGKILL each process a test's program recorded as a file named by its pid in ``pids``
+    (children it left on purpose); those gone already are passed over."""
+    import signal
+
+    for pid in pids.iterdir():
+        try:
+            os.kill(int(pid.name), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def job_status(job: Path) -> dict[str, Any]:

@@ -44,8 +44,6 @@ from typing import Any
 
 import pytest
 
-_slurm_dir = Path(os.environ.get("QSHPC_SLURM_DIR", "/var/tmp/qshpc-slurm"))
-
 # A launch's own deadlines end it well before this; the bound keeps a wedged one from hanging.
 JOIN_TIMEOUT_S = 600
 
@@ -170,8 +168,9 @@ _started: list[Early] = []
 _session_env: dict[str, str] = {}
 
 
-def _plumbing() -> Any:
-    """tests/slurm/conftest.py's helpers, loaded as the Slurm tests load them."""
+def slurm_plumbing() -> Any:
+    """tests/slurm/conftest.py's helpers (one module, ``_qshpc_slurm_plumbing``, loaded once),
+    for tests outside tests/slurm and for the launches here."""
     name = "_qshpc_slurm_plumbing"
     if name not in sys.modules:
         path = Path(__file__).resolve().parent / "slurm" / "conftest.py"
@@ -188,13 +187,11 @@ def _cluster_env() -> dict[str, str] | None:
 
     When None, no launch starts: the tests' own ``slurm_env`` skips them (fails under CI).
     """
-    plumbing = _plumbing()
-    cluster: dict[str, str] = plumbing.load_cluster_env()
-    conf = cluster.get("SLURM_CONF") or str(_slurm_dir / "slurm.conf")
+    plumbing = slurm_plumbing()
+    env: dict[str, str] = plumbing.cluster_env(_session_env)  # as require_cluster reads it
+    conf = env["SLURM_CONF"]
     if not Path(conf).is_file() or not plumbing.ctld_listening(conf):
         return None
-    env = {**_session_env, **cluster, "SLURM_CONF": conf}
-    env.setdefault("QSHPC_MPI_START_TIMEOUT_S", "90")  # as require_cluster sets it
     return env
 
 

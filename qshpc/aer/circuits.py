@@ -67,7 +67,7 @@ class ExactPlan:
         return self.reason is None
 
 
-def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
+def prepare_exact(circuit: QuantumCircuit, *, unshadowed: bool = False) -> ExactPlan:
     """Split a circuit into its unitary part and its final measurements.
 
     A measurement is final when no later non-barrier operation acts on its qubit.
@@ -80,6 +80,9 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
 
     Args:
         circuit: A circuit, measured or not.
+        unshadowed: True when ``circuit`` is already :func:`qshpc.aer.shadowed.unshadow`'s
+            form (from :func:`aer_runnable`): it is not walked for shadowing operations
+            again.
 
     Returns:
         An :class:`ExactPlan`; ``plan.exact`` is False when the circuit holds a
@@ -92,9 +95,10 @@ def prepare_exact(circuit: QuantumCircuit) -> ExactPlan:
         ShadowedGateError: A custom operation named like a standard gate has no
             definition.
     """
-    from qshpc.aer.shadowed import unshadow
+    if not unshadowed:
+        from qshpc.aer.shadowed import unshadow
 
-    circuit = unshadow(circuit)
+        circuit = unshadow(circuit)
     ops = circuit.count_ops()
     if "box" in ops:
         circuit = unbox(circuit)
@@ -193,22 +197,38 @@ def aer_refusal(circuit: QuantumCircuit) -> str | None:
     (:func:`qshpc.aer.shadowed.shadow_refusal`), nor one that has no definition
     while its parameters are unbound (:func:`qshpc.aer.binding.unbound_definition`).
     """
+    return aer_runnable(circuit)[1]
+
+
+def aer_runnable(circuit: QuantumCircuit) -> tuple[QuantumCircuit, str | None]:
+    """``circuit`` in the form the Aer layer runs it, and why Aer cannot (:func:`aer_refusal`).
+
+    The form is :func:`qshpc.aer.shadowed.unshadow`'s (``circuit`` itself when no
+    operation shadows a standard gate, or when it is refused), got in the same walk
+    as the refusal: pass it on (``prepare_exact(form, unshadowed=True)``,
+    ``aer_forms(..., unshadowed=True)``) instead of walking the circuit again.
+
+    Returns:
+        ``(form, None)`` when Aer can run it, else ``(circuit, reason)``.
+    """
     from qshpc.aer.binding import unbound_definition
-    from qshpc.aer.shadowed import shadow_refusal
+    from qshpc.aer.shadowed import unshadow_or_refusal
 
     variables, stretches = _classical_names(circuit)
     if variables:
-        return (
+        return circuit, (
             f"it has classical variables ({', '.join(sorted(variables))}), which Aer cannot run "
             "(it fails on Bool ones and aborts the process on Uint ones); measure and store "
             "into the clbits of a ClassicalRegister instead"
         )
     if stretches:
-        return (
+        return circuit, (
             f"it has stretches ({', '.join(sorted(stretches))}), which Aer cannot run; give "
             "the delays fixed durations (to an ideal simulator a delay does nothing)"
         )
-    return shadow_refusal(circuit) or unbound_definition(circuit)
+    form, reason = unshadow_or_refusal(circuit)
+    reason = reason or unbound_definition(circuit)
+    return (circuit, reason) if reason else (form, None)
 
 
 def _classical_names(circuit: QuantumCircuit) -> tuple[set[str], set[str]]:
@@ -363,6 +383,7 @@ __all__ = [
     "CONTROL_FLOW",
     "ExactPlan",
     "aer_refusal",
+    "aer_runnable",
     "circuit_sha256",
     "marginal_to_dist",
     "prepare_exact",

@@ -23,7 +23,7 @@ import numpy as np
 
 from qshpc.aer.circuits import (
     ExactPlan,
-    aer_refusal,
+    aer_runnable,
     circuit_sha256,
     marginal_to_dist,
     prepare_exact,
@@ -51,6 +51,7 @@ class _Template:
     """One distinct circuit object and the experiments that use it."""
 
     circuit: QuantumCircuit
+    runnable: QuantumCircuit  # ``circuit`` unshadowed (check_runnable's form)
     plan: ExactPlan | None  # None in shots mode
     rows: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)  # (output, values)
     same: Hashable = None  # equal for templates whose experiments are identical (see run_exact)
@@ -156,22 +157,24 @@ def sample_distributions(
     for out, (circ, values) in enumerate(zip(circuits, parameter_values, strict=True)):
         t = templates.get(id(circ))
         if t is None:
-            check_runnable(circ)
-            t = _Template(circ, _plan(circ, shots, run_options))
+            runnable = check_runnable(circ)  # the one unshadow of this circuit in the call
+            t = _Template(circ, runnable, _plan(runnable, shots, run_options))
             templates[id(circ)] = t
         t.rows.append((out, tuple(values)))
     tlist = list(templates.values())
     for t in tlist:
         check_values(t.circuit, [v for _, v in t.rows])
     hashes = [circuit_sha256(t.circuit) for t in tlist]
-    bodies = [t.plan.circuit if t.plan and t.plan.circuit is not None else t.circuit for t in tlist]
+    bodies = [
+        t.plan.circuit if t.plan and t.plan.circuit is not None else t.runnable for t in tlist
+    ]
     keys = [
-        f"{h}:{'full' if b is t.circuit else 'body'}"
+        f"{h}:{'full' if b is t.runnable else 'body'}"
         for h, b, t in zip(hashes, bodies, tlist, strict=True)
     ]
     # ISA bodies run as they are (exact bodies are prepare_exact's own copies, so
     # appending to them below is safe); the others are transpiled copies.
-    forms = aer_forms(bodies, spec, optimization_level, keys)
+    forms = aer_forms(bodies, spec, optimization_level, keys, unshadowed=True)
 
     dists: list[QuasiDistribution | None] = [None] * len(circuits)
     meta: list[dict[str, Any]] = [{} for _ in circuits]
@@ -234,27 +237,33 @@ def sample_distributions(
     return [d if d is not None else QuasiDistribution() for d in dists], meta
 
 
-def check_runnable(circuit: QuantumCircuit) -> None:
+def check_runnable(circuit: QuantumCircuit) -> QuantumCircuit:
     """Refuse a circuit Aer cannot run in any form (:func:`aer_refusal`), naming why.
+
+    Returns:
+        The form to run it in (:func:`aer_runnable`: unshadowed): pass it on, with
+        ``unshadowed=True``, to ``prepare_exact`` and ``aer_forms``.
 
     Raises:
         UserError: The circuit's name and the reason.
     """
-    reason = aer_refusal(circuit)
+    runnable, reason = aer_runnable(circuit)
     if reason is not None:
         raise UserError(f"circuit {circuit.name!r} cannot run on Aer: {reason}")
+    return runnable
 
 
 def _plan(
     circuit: QuantumCircuit, shots: int | None, run_options: dict[str, Any] | None
 ) -> ExactPlan | None:
-    """The exact plan of a circuit, or None when Aer must sample it with shots."""
+    """The exact plan of a circuit (``check_runnable``'s form), or None when Aer must sample
+    it with shots."""
     if run_options and shots is not None:
         return None  # a noise model, say: the final state is not the distribution
     noisy = sorted(k for k in NOISY_OPTIONS if (run_options or {}).get(k) is not None)
     if noisy:  # exact probabilities: one noisy shot is one random trajectory
         return ExactPlan(None, (), (), f"Aer run options ({', '.join(noisy)}) change it")
-    plan = prepare_exact(circuit)
+    plan = prepare_exact(circuit, unshadowed=True)
     if shots is not None and (not plan.exact or len(plan.qubits) > SAMPLE_MAX_QUBITS):
         return None
     return plan

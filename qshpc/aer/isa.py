@@ -133,6 +133,8 @@ def aer_forms(
     spec: SimSpec,
     optimization_level: int = 1,
     keys: Sequence[str | None] | None = None,
+    *,
+    unshadowed: bool = False,
 ) -> list[tuple[QuantumCircuit, bool]]:
     """Each circuit in the form this rank's simulator runs, and whether it was transpiled.
 
@@ -152,10 +154,13 @@ def aer_forms(
         spec: This rank's simulator spec.
         optimization_level: Preset pass manager level for the circuits that are not ISA.
         keys: Optional content keys, one per circuit (see :func:`transpile_for`).
+        unshadowed: True when the circuits are already ``unshadow``'s forms
+            (:func:`qshpc.aer.circuits.aer_runnable`, or bodies ``prepare_exact`` made
+            of them): they are not walked again.
     """
     check_level(optimization_level)  # refused alike whether or not a circuit needs it
     # Aer runs no box: its body; and runs an operation by its name: not a custom one's
-    circuits = [unbox(unshadow(circuit)) for circuit in circuits]
+    circuits = [unbox(circuit if unshadowed else unshadow(circuit)) for circuit in circuits]
     as_is = [is_isa(circuit, spec) for circuit in circuits]
     isa = [circuit for circuit, flag in zip(circuits, as_is, strict=True) if flag]
     if isa:

@@ -268,12 +268,20 @@ def unshadow(circuit: QuantumCircuit) -> QuantumCircuit:
 
 def shadow_refusal(circuit: QuantumCircuit) -> str | None:
     """Why :func:`unshadow` refuses ``circuit``, or None."""
+    return unshadow_or_refusal(circuit)[1]
+
+
+def unshadow_or_refusal(circuit: QuantumCircuit) -> tuple[QuantumCircuit, str | None]:
+    """``(unshadow(circuit), None)``, or ``(circuit, why unshadow refuses it)``.
+
+    One walk of ``circuit`` for both: a caller that checks a circuit and then runs
+    it passes the first item on rather than unshadowing again.
+    """
     try:
-        unshadow(circuit)
+        return unshadow(circuit), None
     except ShadowedGateError as exc:
         # without the "circuit NAME: " it starts with (a name may hold ": " itself)
-        return str(exc).removeprefix(f"circuit {circuit.name!r}: ")
-    return None
+        return circuit, str(exc).removeprefix(f"circuit {circuit.name!r}: ")
 
 
 def _rewrite(circuit: QuantumCircuit, tables: _Tables, memo: _Memo, top: str) -> QuantumCircuit:
@@ -334,4 +342,10 @@ def _definition(op: Any) -> QuantumCircuit | None:
         return None
 
 
-__all__ = ["ShadowedGateError", "nonstandard_operations", "shadow_refusal", "unshadow"]
+__all__ = [
+    "ShadowedGateError",
+    "nonstandard_operations",
+    "shadow_refusal",
+    "unshadow",
+    "unshadow_or_refusal",
+]

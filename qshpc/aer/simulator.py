@@ -223,11 +223,19 @@ def transpile_for(
             if hit is None:
                 todo.append(i)
     if todo:
-        fresh = [
-            bindable(tc) for tc in pm.run([circuits[i] for i in todo], num_processes=processes)
-        ]
+        # A key given more than once in this call (the V1 Estimator's pairs of one
+        # circuit) is transpiled once; the others get copies, as later calls would.
+        first: dict[str, int] = {}
+        run = []
+        for i in todo:
+            key = keys[i]
+            if key is None or key not in first:
+                if key is not None:
+                    first[key] = i
+                run.append(i)
+        fresh = [bindable(tc) for tc in pm.run([circuits[i] for i in run], num_processes=processes)]
         with _lock:
-            for i, tc in zip(todo, fresh, strict=True):
+            for i, tc in zip(run, fresh, strict=True):
                 key = keys[i]
                 if key is not None and len(tc.data) <= _CACHE_MAX_OPS:
                     _transpiled[(spec, optimization_level, key)] = tc
@@ -235,6 +243,12 @@ def transpile_for(
                         _transpiled.popitem(last=False)
                     tc = tc.copy()
                 out[i] = tc
+        for i in todo:
+            key = keys[i]
+            if out[i] is None and key is not None:
+                same = out[first[key]]
+                assert same is not None
+                out[i] = same.copy()
     return [tc for tc in out if tc is not None]
 
 

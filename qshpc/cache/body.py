@@ -113,6 +113,13 @@ def encode(value: Any) -> Encoded:
     Raises:
         SerializationError: The value can be neither encoded nor pickled.
     """
+    from qshpc.store.qiskit_objects import parts_once
+
+    with parts_once():  # a typed Qiskit object's parts: built by faithful, encoded as they are
+        return _encode(value)
+
+
+def _encode(value: Any) -> Encoded:
     from qshpc.store.encoding_blob import EXT_PICKLE, encode_blob_exact
 
     t = type(value)

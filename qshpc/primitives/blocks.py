@@ -302,7 +302,10 @@ def spread_sampler(
     from qshpc.aer.circuits import prepare_exact
 
     circuits = _Circuits()
-    caps = [memory_cap(len(prepare_exact(w.circuit).qubits), MAX_PROBABILITY_DOUBLES) for w in work]
+    caps = [
+        memory_cap(len(prepare_exact(w.runnable, unshadowed=True).qubits), MAX_PROBABILITY_DOUBLES)
+        for w in work
+    ]
     blocks = cut([w.size for w in work], workers, per_block, caps)
     if wide:
         blocks = [b for b in blocks if b[0] not in wide]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qshpc import LocalClient, Program, open_job
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import job_dir_of, run_cli, run_program
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -172,12 +172,9 @@ def test_a_call_that_does_not_fit_the_signature_fails_at_the_call(
     failed attempts with retries=2) before get raised. Now the call raises
     TypeError at once, naming the task; wrappers that take more than they show
     (functools.wraps) are not second-guessed."""
-    prog = tmp_path / "bad_call.py"
-    prog.write_text(BAD_CALL)
     extra = [] if ranks else ["--workers", "0"]
-    out = run_cli("run", str(prog), *extra, ranks=ranks, timeout=180)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    res = open_job(job_dir_of(qshpc_home)).result()
+    prog = tmp_path / "bad_call.py"
+    res = run_program(qshpc_home, prog, BAD_CALL, *extra, ranks=ranks, timeout=180).result()
     assert res["ok"] == [2, 6, 1, 4]
     assert res["extra"].startswith("task f called with arguments that do not fit f(x, *, scale=1)")
     assert "too many positional arguments" in res["extra"]
@@ -233,13 +230,10 @@ def test_get_arguments_gives_a_fresh_dict_each_call(
     a helper of it) that popped a key lost it for every later call. Now each call
     returns a new dict (its values are shared: a circuit is not copied)."""
     prog = tmp_path / "pop_args.py"
-    prog.write_text(POP_ARGS)
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"a": 1, "b": 2}))
-    extra = [] if ranks else ["--workers", "0"]
-    out = run_cli("run", str(prog), "--arguments", str(args), *extra, ranks=ranks, timeout=180)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    res = open_job(job_dir_of(qshpc_home)).result()
+    extra = ["--arguments", str(args)] + ([] if ranks else ["--workers", "0"])
+    res = run_program(qshpc_home, prog, POP_ARGS, *extra, ranks=ranks, timeout=180).result()
     assert res == {"again": ["a", "b"], "tasks": [["a", "b"]] * 6}
 
 

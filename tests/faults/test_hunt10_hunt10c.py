@@ -31,7 +31,7 @@ from qshpc.store.encoding_blob import (
 )
 from qshpc.store.encoding_h5 import read_native, write_native
 from qshpc.store.jsonable import to_jsonable
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import job_dir_of, run_cli, run_program
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -300,11 +300,7 @@ def test_a_program_saving_them_reads_back_without_pickle(qshpc_home: Path, tmp_p
 
     from qiskit.quantum_info import Pauli, SparsePauliOp, Statevector
 
-    prog = tmp_path / "typed.py"
-    prog.write_text(PROGRAM)
-    out = run_cli("run", str(prog), ranks=3, timeout=180)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    job = open_job(job_dir_of(qshpc_home))
+    job = run_program(qshpc_home, tmp_path / "typed.py", PROGRAM, ranks=3, timeout=180)
     res = job.result()
     assert res["ops"] == [SparsePauliOp(["ZZ", "XI"], [1.0 + i, 0.5j]) for i in range(3)]
     assert res["state"] == Statevector.from_label("0+")

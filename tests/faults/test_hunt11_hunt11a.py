@@ -10,31 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from qshpc import open_job
 from qshpc.errors import dump_cause, load_cause
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import one_task_fails, run_program
 
 pytestmark = [pytest.mark.timeout(120)]
 
-UNSENDABLE = """\
+LOCKED = """\
 import threading
-from qshpc import distribute_task, get, save_result, TaskError
 
 @distribute_task()
 def locked():
     return threading.Lock()
-
-@distribute_task()
-def fine(i):
-    return i
-
-ref = locked()
-out = [get(fine(i)) for i in range(3)]
-try:
-    get(ref)
-except TaskError as exc:
-    out.append(str(exc).splitlines()[0])
-save_result(out)
 """
 
 
@@ -48,16 +34,10 @@ def test_a_result_that_cannot_be_stored_fails_its_task_on_every_shape(
     msgpack's frames, naming no task, and the job FAILED; on a worker the same call
     failed alone (``get`` raised TaskError naming the task). Now every shape fails the
     task alone, with the worker's message."""
-    prog = tmp_path / "unsendable.py"
-    prog.write_text(UNSENDABLE)
-    out = run_cli("run", str(prog), ranks=ranks, timeout=100)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    job = open_job(job_dir_of(qshpc_home))
-    res = job.result()
-    assert res[:3] == [0, 1, 2]
-    assert "task 0 (locked) failed on rank" in res[3]
-    assert "SerializationError: the return value of task 0 (locked, lock) cannot be" in res[3]
-    assert "Return plain data" in res[3]
+    job, error = one_task_fails(qshpc_home, tmp_path, "locked", LOCKED, ranks=ranks)
+    assert "task 0 (locked) failed on rank" in error
+    assert "SerializationError: the return value of task 0 (locked, lock) cannot be" in error
+    assert "Return plain data" in error
     assert [t["state"] for t in job.tasks() if t["task_id"] == "0"] == ["FAILED"]
 
 
@@ -104,9 +84,5 @@ except HoldsALock as exc:
 def test_a_task_exception_holding_a_lock_is_caught_by_its_class_on_a_worker(
     qshpc_home: Path, tmp_path: Path
 ) -> None:
-    prog = tmp_path / "lock_error.py"
-    prog.write_text(LOCK_ERROR)
-    out = run_cli("run", str(prog), ranks=2, timeout=100)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    res = open_job(job_dir_of(qshpc_home)).result()
+    res = run_program(qshpc_home, tmp_path / "lock_error.py", LOCK_ERROR, ranks=2).result()
     assert res == {"code": 7, "args": ["failed with code 7"]}

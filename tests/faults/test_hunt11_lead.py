@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qshpc import open_job
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import job_dir_of, run_cli, run_program
 
 NUMPY_METADATA = """\
 import numpy as np
@@ -48,10 +47,7 @@ def test_a_task_returns_circuits_with_numpy_metadata(
     ranks: int, qshpc_home: Path, tmp_path: Path
 ) -> None:
     prog = tmp_path / "numpy_metadata.py"
-    prog.write_text(NUMPY_METADATA)
-    out = run_cli("run", str(prog), ranks=ranks, timeout=100)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    res = open_job(job_dir_of(qshpc_home)).result()
+    res = run_program(qshpc_home, prog, NUMPY_METADATA, ranks=ranks).result()
     assert [c.metadata["theta"] for c in res["circuits"]] == [0.1, 0.2]
     assert res["circuits"][1].metadata["grid"] == [0, 1, 2]
 
@@ -124,8 +120,5 @@ save_result(get([grow(ref, i) for i in range(6)]))
 def test_tasks_changing_placed_circuits_do_not_see_each_other(
     ranks: int, qshpc_home: Path, tmp_path: Path
 ) -> None:
-    prog = tmp_path / "put_circuits.py"
-    prog.write_text(PUT_CIRCUITS)
-    out = run_cli("run", str(prog), ranks=ranks, timeout=100)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert open_job(job_dir_of(qshpc_home)).result() == [1] * 6
+    job = run_program(qshpc_home, tmp_path / "put_circuits.py", PUT_CIRCUITS, ranks=ranks)
+    assert job.result() == [1] * 6

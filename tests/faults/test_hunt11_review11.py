@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qshpc import open_job
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import one_task_fails
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -58,10 +57,8 @@ def _circuit_with_lock_parameter():  # type: ignore[no-untyped-def]
     return qc
 
 
-UNSTORABLE_CIRCUITS = """\
-import numpy as np
+CIRCUITS = """\
 from qiskit import QuantumCircuit
-from qshpc import distribute_task, get, save_result, TaskError
 
 @distribute_task()
 def circuits():
@@ -69,18 +66,6 @@ def circuits():
     qc.h(0)
     qc.metadata = {"n": {1, 2}}  # a set: JSON cannot write it
     return [qc, qc]
-
-@distribute_task()
-def fine(i):
-    return i
-
-ref = circuits()
-out = [get(fine(i)) for i in range(3)]
-try:
-    get(ref)
-except TaskError as exc:
-    out.append(str(exc).splitlines()[0])
-save_result(out)
 """
 
 
@@ -92,14 +77,9 @@ def test_circuits_that_cannot_be_stored_fail_their_task_inline(
     cannot write (``np.int64`` then; a set now) raised ``TypeError: Object of type int64 is not JSON
     serializable`` at the call, naming no task, and the job FAILED (on a worker the task
     failed alone). Now it fails alone on one rank too, with the worker's message."""
-    prog = tmp_path / "unstorable_circuits.py"
-    prog.write_text(UNSTORABLE_CIRCUITS)
-    out = run_cli("run", str(prog), ranks=1, timeout=100)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    res = open_job(job_dir_of(qshpc_home)).result()
-    assert res[:3] == [0, 1, 2]
-    assert "SerializationError: the return value of task 0 (circuits, list)" in res[3]
-    assert "set is not JSON serializable" in res[3]
+    _, error = one_task_fails(qshpc_home, tmp_path, "circuits", CIRCUITS, ranks=1)
+    assert "SerializationError: the return value of task 0 (circuits, list)" in error
+    assert "set is not JSON serializable" in error
 
 
 def _annotated_circuits():  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROGRAMS, job_dir_of, run_cli
+from tests.conftest import PROGRAMS, job_dir_of, kill_recorded, run_cli
 from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -113,8 +113,6 @@ def test_children_forked_without_exec_do_not_hold_the_command(
     helper): the child held the launcher's output pipes (the rank's copies of them,
     MPICH's, and those hydra's proxy leaks to its ranks); a multiprocessing.Process
     was named 'thread(s) none'."""
-    import os
-    import signal
     import time
 
     pids = tmp_path / "pids"
@@ -132,11 +130,7 @@ def test_children_forked_without_exec_do_not_hold_the_command(
         assert "process(es) 'task-helper' (pid" in out.stderr, out.stderr
         assert len(list(pids.iterdir())) == 3  # every child ran
     finally:
-        for pid in pids.iterdir():
-            try:
-                os.kill(int(pid.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_recorded(pids)
 
 
 @pytest.mark.mpi

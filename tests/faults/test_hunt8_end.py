@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from qshpc.errors import UserError
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import PROGRAMS, job_dir_of, run_cli, wait_succeeded
 from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -332,25 +332,7 @@ def test_client_run_from_a_removed_working_directory(
         LocalClient(workers=0).run(program)
 
 
-SLOW = """\
-import time
-from qshpc import distribute_task, get, save_result
-@distribute_task()
-def f(x):
-    time.sleep(0.2)
-    return x
-save_result(get([f(i) for i in range(40)]))
-"""
-
-
-def _succeeded(job_home: Path) -> int:
-    from qshpc.store import JobReader
-
-    try:
-        with JobReader.open(job_dir_of(job_home)) as r:
-            return int((r.meta().get("task_counts") or {}).get("SUCCEEDED", 0))
-    except Exception:  # not created or not readable yet
-        return 0
+SLOW = (PROGRAMS / "slow_40.py").read_text()
 
 
 @pytest.mark.mpi
@@ -376,10 +358,7 @@ def test_terminal_hangup(tmp_path: Path, qshpc_home: Path, nohup: bool) -> None:
         stderr=subprocess.STDOUT,
         preexec_fn=ignore_hup if nohup else None,
     )
-    deadline = time.monotonic() + 90
-    while _succeeded(qshpc_home) < 4 and time.monotonic() < deadline:
-        assert proc.poll() is None
-        time.sleep(0.1)
+    wait_succeeded(qshpc_home, proc, 4)
     os.killpg(proc.pid, signal.SIGHUP)
     out, _ = proc.communicate(timeout=90)
     status = _status(job_dir_of(qshpc_home))

@@ -17,20 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import PROGRAMS, job_dir_of, kill_recorded, run_cli, wait_succeeded
 from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
 
-SLOW = """\
-import time
-from qshpc import distribute_task, get, save_result
-@distribute_task()
-def f(x):
-    time.sleep(0.2)
-    return x
-save_result(get([f(i) for i in range(40)]))
-"""
+SLOW = (PROGRAMS / "slow_40.py").read_text()
 
 
 def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
@@ -39,16 +31,6 @@ def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         **kwargs,
     )  # fmt: skip
-
-
-def _succeeded(home: Path) -> int:
-    from qshpc.store import JobReader
-
-    try:
-        with JobReader.open(job_dir_of(home)) as r:
-            return int((r.meta().get("task_counts") or {}).get("SUCCEEDED", 0))
-    except Exception:  # not created or not readable yet
-        return 0
 
 
 def _communicate(proc: subprocess.Popen[bytes], timeout: float = 90) -> str:
@@ -78,10 +60,7 @@ def test_terminal_hangup_with_no_workers(tmp_path: Path, qshpc_home: Path, nohup
         [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0"],
         preexec_fn=ignore_hup if nohup else None,
     )
-    deadline = time.monotonic() + 90
-    while _succeeded(qshpc_home) < 4 and time.monotonic() < deadline:
-        assert proc.poll() is None
-        time.sleep(0.1)
+    wait_succeeded(qshpc_home, proc, 4)
     os.killpg(proc.pid, signal.SIGHUP)
     out = _communicate(proc)
     status = _status(job_dir_of(qshpc_home))
@@ -206,11 +185,7 @@ def test_processes_left_running_are_named(tmp_path: Path, qshpc_home: Path) -> N
         assert "'sleep 60' (pid" in worker and "'a fork of this rank' (pid" in worker, worker
         assert "'sleep 61' (pid" in rank0, rank0
     finally:
-        for pid in pids.iterdir():
-            try:
-                os.kill(int(pid.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_recorded(pids)
 
 
 def test_processes_left_leaves_out_multiprocessing_and_zombies() -> None:
@@ -331,10 +306,7 @@ def test_ctrl_c_with_forked_children_sleeping(
         [sys.executable, "-m", "qshpc", "run", str(prog), str(pids), "--workers", workers]
     )
     try:
-        deadline = time.monotonic() + 90
-        while _succeeded(qshpc_home) < 6 and time.monotonic() < deadline:
-            assert proc.poll() is None
-            time.sleep(0.1)
+        wait_succeeded(qshpc_home, proc, 6)
         os.killpg(proc.pid, signal.SIGINT)
         out = _communicate(proc)
         assert proc.returncode == 130, out
@@ -342,11 +314,7 @@ def test_ctrl_c_with_forked_children_sleeping(
         assert status["state"] == "CANCELED", status
         assert status["task_counts"]["SUCCEEDED"] >= 6
     finally:
-        for pid in pids.iterdir():
-            try:
-                os.kill(int(pid.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_recorded(pids)
 
 
 def test_a_killed_ranks_connection_closes_before_its_pmi_descriptor() -> None:

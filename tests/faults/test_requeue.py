@@ -25,11 +25,9 @@ Cancelling a Slurm job (what finished stays) is tested in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -39,17 +37,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli
-from tests.early_jobs import Context, Early
+from tests.early_jobs import Context, Early, slurm_plumbing
 
 pytestmark = pytest.mark.slurm
 
-_path = Path(__file__).resolve().parents[1] / "slurm" / "conftest.py"
-_spec = importlib.util.spec_from_file_location("_qshpc_slurm_plumbing", _path)
-assert _spec is not None and _spec.loader is not None
-_plumbing = sys.modules.get("_qshpc_slurm_plumbing") or importlib.util.module_from_spec(_spec)
-if "_qshpc_slurm_plumbing" not in sys.modules:
-    sys.modules["_qshpc_slurm_plumbing"] = _plumbing
-    _spec.loader.exec_module(_plumbing)
+_plumbing = slurm_plumbing()
 
 PROGRAM = """
 import os

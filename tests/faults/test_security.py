@@ -245,17 +245,9 @@ def test_real_submit_with_shell_code_in_paths(
     shared_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Names with ``$(...)`` are refused (above); paths and --sbatch values carry it to Slurm, quoted."""
-    import importlib.util
-    import sys
+    from tests.early_jobs import slurm_plumbing
 
-    path = Path(__file__).resolve().parents[1] / "slurm" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_qshpc_slurm_plumbing", path)
-    assert spec is not None and spec.loader is not None
-    plumbing = sys.modules.get("_qshpc_slurm_plumbing") or importlib.util.module_from_spec(spec)
-    if "_qshpc_slurm_plumbing" not in sys.modules:
-        sys.modules["_qshpc_slurm_plumbing"] = plumbing
-        spec.loader.exec_module(plumbing)
-    plumbing.require_cluster(monkeypatch)
+    slurm_plumbing().require_cluster(monkeypatch)
 
     name = f"$(touch {SENTINEL}A) `touch {SENTINEL}B`; touch {SENTINEL}C"
     home = shared_tmp / f"home {name}"

@@ -10,19 +10,13 @@ The helpers live in tests/slurm/conftest.py; this file loads them from there.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-_path = Path(__file__).resolve().parents[1] / "slurm" / "conftest.py"
-_spec = importlib.util.spec_from_file_location("_qshpc_slurm_plumbing", _path)
-assert _spec is not None and _spec.loader is not None
-_plumbing = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("_qshpc_slurm_plumbing", _plumbing)
-_spec.loader.exec_module(_plumbing)
+from tests.early_jobs import slurm_plumbing
+
+_plumbing = slurm_plumbing()
 
 run = _plumbing.run
 node_states = _plumbing.node_states

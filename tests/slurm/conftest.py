@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,20 @@ def load_cluster_env() -> dict[str, str]:
                 key, _, value = line[len("export ") :].partition("=")
                 found[key.strip()] = value.strip().strip("'\"")
     return found
+
+
+def cluster_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` with the cluster's variables (:func:`load_cluster_env`) over it, ``SLURM_CONF``
+    ($QSHPC_SLURM_DIR/slurm.conf when env.sh names none) and ``QSHPC_MPI_START_TIMEOUT_S``
+    (90 when neither sets it). The environment the Slurm tests and the early launches
+    (tests/early_jobs.py) run in."""
+    cluster = load_cluster_env()
+    env = {**(base or {}), **cluster}
+    env["SLURM_CONF"] = cluster.get("SLURM_CONF") or str(SLURM_DIR / "slurm.conf")
+    # A job whose MPI does not start fails in 90 s with the reason (the runtime's
+    # watchdog), not at the test's own timeout with the job still RUNNING.
+    env.setdefault("QSHPC_MPI_START_TIMEOUT_S", "90")
+    return env
 
 
 def _not_up(why: str, start: str) -> None:
@@ -106,14 +120,10 @@ def require_cluster(
 
     ``nodes``: node names that must exist and be ready (idle/mixed/allocated).
     """
-    env = load_cluster_env()
-    conf = env.get("SLURM_CONF") or str(SLURM_DIR / "slurm.conf")
+    env = cluster_env()
+    conf = env["SLURM_CONF"]
     if not Path(conf).is_file():
         _not_up(f"no {SLURM_DIR}/env.sh or {conf}", start)
-    env["SLURM_CONF"] = conf
-    # A job whose MPI does not start fails in 90 s with the reason (the runtime's
-    # watchdog), not at the test's own timeout with the job still RUNNING.
-    env.setdefault("QSHPC_MPI_START_TIMEOUT_S", "90")
     for key, value in env.items():
         mp.setenv(key, value)
     if not ctld_listening(conf):

@@ -23,10 +23,9 @@ from qshpc.program import backend
 from qshpc.program.session import Session
 from qshpc.runtime.dispatcher import Dispatcher
 from qshpc.runtime.loopback import Loopback
-from qshpc.runtime.protocol import STOP, TAG_BATCH, TAG_STOP
-from qshpc.runtime.worker import serve
+from qshpc.runtime.protocol import TAG_BATCH
 from qshpc.task import context
-from qshpc.task.context import RankInfo
+from tests.unit.loopback_ranks import loopback_ranks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,25 +37,11 @@ def ranks(
     done: dict[str, Any] | None = None,
     drain_s: float = 10.0,
 ) -> Iterator[tuple[Dispatcher, Loopback]]:
-    net = Loopback(workers + 1)
-    threads = []
-    for r in range(1, workers + 1):
-        info = RankInfo(rank=r, size=workers + 1, host=f"w{r}", cpus=1)
-        t = threading.Thread(target=serve, args=(net.wiring(r), info), daemon=True)
-        t.start()
-        threads.append(t)
-    hosts = ["r0", *(f"w{r}" for r in range(1, workers + 1))]
     session = Session(None, None, {}, done, cache=cache)
-    d = Dispatcher(net.wiring(0), session, hosts, list(range(100, 101 + workers)))
-    try:
+    pids = list(range(100, 101 + workers))
+    # abort=False: the workers flush their cache writes before their goodbye
+    with loopback_ranks(workers, session, pids=pids, abort=False, drain_s=drain_s) as (d, net, _):
         yield d, net
-    finally:
-        d.shutdown(drain_s=drain_s)  # the workers flush their cache writes before their goodbye
-        for r, t in enumerate(threads, start=1):
-            if t.is_alive():
-                net.deliver(r, TAG_STOP, STOP)
-            t.join(10)
-        backend.activate(None)
 
 
 @distribute_task()

@@ -19,15 +19,12 @@ import pytest
 
 from qshpc import current_task, distribute_task, get, put
 from qshpc.errors import TaskError
-from qshpc.program import backend
 from qshpc.program.refs import TaskRef
-from qshpc.program.session import Session
 from qshpc.runtime.dispatcher import Dispatcher
 from qshpc.runtime.loopback import Loopback
 from qshpc.runtime.pacing import MAX_BATCH, Pace
-from qshpc.runtime.protocol import STOP, TAG_BATCH, TAG_RESULT, TAG_STOP
-from qshpc.runtime.worker import serve
-from qshpc.task.context import RankInfo
+from qshpc.runtime.protocol import TAG_BATCH, TAG_RESULT
+from tests.unit.loopback_ranks import loopback_ranks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,25 +48,9 @@ class Ranks:
 
 @contextmanager
 def ranks(workers: int = 2, worker_timeout: float | None = None) -> Iterator[Ranks]:
-    net = Loopback(workers + 1)
-    threads = []
-    for r in range(1, workers + 1):
-        info = RankInfo(rank=r, size=workers + 1, host=f"w{r}", cpus=1)
-        t = threading.Thread(target=serve, args=(net.wiring(r), info), daemon=True)
-        t.start()
-        threads.append(t)
-    hosts = ["r0", *(f"w{r}" for r in range(1, workers + 1))]
     pids = list(range(100, 101 + workers))
-    d = Dispatcher(net.wiring(0), Session(None, None, {}), hosts, pids, worker_timeout)
-    try:
+    with loopback_ranks(workers, pids=pids, worker_timeout=worker_timeout) as (d, net, threads):
         yield Ranks(d, net, threads)
-    finally:
-        d.shutdown(abort=True, drain_s=10)
-        for r, t in enumerate(threads, start=1):
-            if t.is_alive():  # a cut worker never got STOP: stop its thread here
-                net.deliver(r, TAG_STOP, STOP)
-            t.join(10)
-        backend.activate(None)
 
 
 @distribute_task()

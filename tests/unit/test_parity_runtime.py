@@ -35,12 +35,11 @@ from qshpc.errors import ResourceError, dump_cause, load_cause, task_error
 from qshpc.program import backend
 from qshpc.program.backend import pack
 from qshpc.program.refs import resolve_many
-from qshpc.program.session import Session
 from qshpc.runtime.dispatcher import Dispatcher
 from qshpc.runtime.loopback import Loopback
-from qshpc.runtime.protocol import STOP, TAG_BATCH, TAG_STOP
-from qshpc.runtime.worker import serve
-from qshpc.task.context import RankInfo, current_task, rank_info
+from qshpc.runtime.protocol import TAG_BATCH
+from qshpc.task.context import current_task, rank_info
+from tests.unit.loopback_ranks import loopback_ranks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,25 +47,8 @@ pytestmark = pytest.mark.timeout(120)
 @contextmanager
 def ranks(cpus: list[int]) -> Iterator[tuple[Dispatcher, Loopback]]:
     """Rank 0 and ``len(cpus)`` worker threads with those cores, over one loopback."""
-    n = len(cpus)
-    net = Loopback(n + 1)
-    threads = []
-    for r in range(1, n + 1):
-        info = RankInfo(rank=r, size=n + 1, host=f"w{r}", cpus=cpus[r - 1])
-        t = threading.Thread(target=serve, args=(net.wiring(r), info), daemon=True)
-        t.start()
-        threads.append(t)
-    hosts = ["r0", *(f"w{r}" for r in range(1, n + 1))]
-    d = Dispatcher(net.wiring(0), Session(None, None, {}), hosts, cpus=[1, *cpus])
-    try:
+    with loopback_ranks(len(cpus), cpus=cpus) as (d, net, _):
         yield d, net
-    finally:
-        d.shutdown(abort=True, drain_s=10)
-        for r, t in enumerate(threads, start=1):
-            if t.is_alive():
-                net.deliver(r, TAG_STOP, STOP)
-            t.join(10)
-        backend.activate(None)
 
 
 @distribute_task()

@@ -222,7 +222,7 @@ def prepare(key: str, circuit: QuantumCircuit | bytes, spec: SimSpec, level: int
         circuit = own.copy()
     circuit = unbox(circuit)  # Aer runs no box: its body (the same bits)
     runnable = unshadow(circuit)  # Aer runs an operation by its name: not a custom one's
-    plan = prepare_exact(runnable)
+    plan = prepare_exact(runnable, unshadowed=True)
     registers = _registers(circuit, plan)
     isa = is_isa(runnable, spec)
     prepared = Prepared(key, circuit, plan, registers, spec, level, isa, runnable)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qshpc.aer.circuits import aer_refusal, prepare_exact, sendable, unstorable_metadata
+from qshpc.aer.circuits import aer_runnable, prepare_exact, sendable, unstorable_metadata
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ class SamplerWork:
         values: ``(size, num_parameters)`` parameter values in ``circuit.parameters`` order.
         shape: The PUB's shape.
         shots: Shots per row.
+        runnable: ``circuit`` unshadowed (:func:`qshpc.aer.circuits.aer_runnable`), for
+            analyses on this process (``prepare_exact(runnable, unshadowed=True)``).
     """
 
     index: int
@@ -49,6 +51,7 @@ class SamplerWork:
     values: np.ndarray
     shape: tuple[int, ...]
     shots: int
+    runnable: QuantumCircuit = field(repr=False)
 
     @property
     def size(self) -> int:
@@ -138,10 +141,10 @@ def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
                 "(qshpc refuses it before any task runs: measure into a register, e.g. "
                 "circuit.measure_all())"
             )
-        _check_runnable(circuit, i)
+        runnable = _check_runnable(circuit, i)
         _check_register_names(circuit, i)
         values = _flat_values(pub.parameter_values, circuit, i)
-        work.append(SamplerWork(i, circuit, values, tuple(pub.shape), int(pub.shots)))
+        work.append(SamplerWork(i, circuit, values, tuple(pub.shape), int(pub.shots), runnable))
     return work
 
 
@@ -163,8 +166,8 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
                 f"PUB {i}: precision must be a finite non-negative number, got {pub.precision} "
                 "(the values would be NaN or infinite)"
             )
-        _check_runnable(circuit, i)
-        plan = prepare_exact(circuit)
+        runnable = _check_runnable(circuit, i)
+        plan = prepare_exact(runnable, unshadowed=True)
         if not plan.exact:
             raise PubError(
                 f"PUB {i}: expectation values need the circuit's final state, but {plan.reason}; "
@@ -196,10 +199,12 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
     return work
 
 
-def _check_runnable(circuit: QuantumCircuit, index: int) -> None:
-    reason = aer_refusal(circuit)
+def _check_runnable(circuit: QuantumCircuit, index: int) -> QuantumCircuit:
+    """``circuit`` unshadowed (:func:`qshpc.aer.circuits.aer_runnable`), or a PubError."""
+    runnable, reason = aer_runnable(circuit)
     if reason is not None:
         raise PubError(f"PUB {index}: circuit {circuit.name!r} cannot run on Aer: {reason}")
+    return runnable
 
 
 def _check_register_names(circuit: QuantumCircuit, index: int) -> None:
