@@ -11,7 +11,7 @@ from qiskit.primitives import BaseEstimatorV2  # type: ignore[import-untyped]
 from qshpc.aer.v2.pubs import PubError
 from qshpc.primitives import blocks
 from qshpc.primitives.base import PrimitiveSettings, check_mode, run_here_or_spread
-from qshpc.primitives.options import Options, block_config, parse_options
+from qshpc.primitives.options import Options, block_config, options_from_backend, parse_options
 
 
 class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
@@ -57,6 +57,26 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
         self._default_precision = float(default_precision)
         self._seed = seed
         self._mode = check_mode(mode)
+
+    @classmethod
+    def from_backend(cls, backend: Any, **kwargs: Any) -> EstimatorV2:
+        """A EstimatorV2 that simulates ``backend``'s noise, as Aer's ``EstimatorV2.from_backend``.
+
+        The backend's noise model (``NoiseModel.from_backend``; for an
+        ``AerSimulator``, its noise model, method, device and precision) goes into
+        ``options["backend_options"]``; an ideal backend adds nothing. With a noise model
+        and no ``method``, the method is ``density_matrix``: exact noisy values, as
+        Aer's estimator gives.
+        Transpile the circuits for ``backend`` first, as with Aer.
+
+        Args:
+            backend: A Qiskit backend (``GenericBackendV2``, a fake backend) or an
+                ``AerSimulator``.
+            **kwargs: The constructor's arguments (``options`` given win over the
+                backend's).
+        """
+        options = options_from_backend(backend, kwargs.pop("options", None), exact_estimator=True)
+        return cls(options=options, **kwargs)
 
     @property
     def default_precision(self) -> float:

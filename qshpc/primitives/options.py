@@ -116,4 +116,52 @@ def block_config(options: Options) -> BlockConfig:
     )
 
 
-__all__ = ["BlockConfig", "Options", "block_config", "parse_options"]
+def options_from_backend(
+    backend: Any, options: Mapping[str, Any] | Options | None, exact_estimator: bool = False
+) -> dict[str, Any]:
+    """The options of Aer's ``SamplerV2.from_backend``/``EstimatorV2.from_backend``.
+
+    Aer's primitives run on ``AerSimulator.from_backend(backend)``; what changes
+    their results is its noise model (Aer does not transpile, so the circuits
+    are the user's ISA circuits either way). So the backend's noise model
+    (``NoiseModel.from_backend``; an ``AerSimulator``'s own noise model and
+    method, device and precision where not Aer's defaults) goes into ``backend_options``; options the
+    caller gives win. ``exact_estimator``: with a noise model and no method,
+    use ``density_matrix``, which is what Aer's estimator computes with one.
+
+    Raises:
+        UserError: ``backend`` is neither an ``AerSimulator`` nor a backend
+            ``NoiseModel.from_backend`` reads.
+    """
+    from qiskit_aer import AerSimulator  # type: ignore[import-untyped]
+    from qiskit_aer.noise import NoiseModel  # type: ignore[import-untyped]
+
+    given = parse_options(options)
+    found: dict[str, Any] = {}
+    if isinstance(backend, AerSimulator):
+        sim = backend.options
+        if getattr(sim, "noise_model", None) is not None:
+            found["noise_model"] = sim.noise_model
+        defaults = AerSimulator._default_options()  # noqa: SLF001 - Aer's own defaults
+        for key in SPEC_KEYS:  # only those set: the ranks choose device and method otherwise
+            value = getattr(sim, key, None)
+            if value is not None and value != getattr(defaults, key, None):
+                found[key] = value
+    else:
+        try:
+            model = NoiseModel.from_backend(backend)
+        except Exception as exc:  # noqa: BLE001 - named in the one-line error
+            raise UserError(
+                f"from_backend takes an AerSimulator or a Qiskit backend (BackendV2, such as "
+                f"GenericBackendV2(5) or a fake backend) to read a noise model from; "
+                f"{type(backend).__name__} gave {type(exc).__name__}: {exc}"
+            ) from None
+        if not model.is_ideal():
+            found["noise_model"] = model
+    if exact_estimator and "noise_model" in found and "method" not in found:
+        found["method"] = "density_matrix"
+    given.backend_options = {**found, **given.backend_options}
+    return {k: getattr(given, k) for k in Options.__dataclass_fields__}
+
+
+__all__ = ["BlockConfig", "Options", "block_config", "options_from_backend", "parse_options"]
