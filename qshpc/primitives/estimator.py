@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from numbers import Real
 from typing import Any
 
@@ -32,7 +33,6 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
         mode: A qshpc client to run on, or None.
     """
 
-    _default_precision: float
     _seed: Any
     _options: Options
     _mode: Any
@@ -48,13 +48,9 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
         self._options = parse_options(options)
         if self._options.default_precision is not None and default_precision == 0.0:
             default_precision = self._options.default_precision
-        if isinstance(default_precision, bool) or not isinstance(default_precision, Real):
-            raise PubError(f"default_precision must be a real number, got {default_precision!r}")
-        if not default_precision >= 0 or default_precision == float("inf"):  # NaN too
-            raise PubError(
-                f"default_precision must be a finite non-negative number, got {default_precision!r}"
-            )
-        self._default_precision = float(default_precision)
+        # Kept in the options, where Aer's EstimatorV2 keeps it and reads it at each run:
+        # estimator.options.default_precision = 0.05 after construction must count.
+        self._options = replace(self._options, default_precision=_checked(default_precision))
         self._seed = seed
         self._mode = check_mode(mode)
 
@@ -80,8 +76,9 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
 
     @property
     def default_precision(self) -> float:
-        """Precision of PUBs that give none."""
-        return self._default_precision
+        """Precision of PUBs that give none (``options.default_precision``, read at each run)."""
+        value = self._options.default_precision
+        return 0.0 if value is None else _checked(value)
 
     def run(self, pubs: Iterable[Any], *, precision: float | None = None) -> Any:
         """Estimate the PUBs; returns a job at once (``job.result()`` is a ``PrimitiveResult``).
@@ -99,7 +96,7 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
         """
         from qshpc.aer.v2.pubs import estimator_work
 
-        work = estimator_work(pubs, self._default_precision if precision is None else precision)
+        work = estimator_work(pubs, self.default_precision if precision is None else precision)
         config = block_config(self._options)
         if config.noisy and config.method != "density_matrix":
             raise PubError(
@@ -124,6 +121,21 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
             ),
             blocks.block_task("estimator", cache),
         )
+
+
+def _checked(default_precision: Any) -> float:
+    """``default_precision`` as a float, refused unless a finite non-negative real number.
+
+    Raises:
+        PubError: A bool, a non-number, a negative, NaN or infinite value.
+    """
+    if isinstance(default_precision, bool) or not isinstance(default_precision, Real):
+        raise PubError(f"default_precision must be a real number, got {default_precision!r}")
+    if not default_precision >= 0 or default_precision == float("inf"):  # NaN too
+        raise PubError(
+            f"default_precision must be a finite non-negative number, got {default_precision!r}"
+        )
+    return float(default_precision)
 
 
 __all__ = ["EstimatorV2"]

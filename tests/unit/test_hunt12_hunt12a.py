@@ -156,3 +156,27 @@ def test_a_switch_on_a_register_still_runs(target: str) -> None:
     counts = SamplerV2(seed=1).run([(qc, None, 400)]).result()[0].data.c.get_counts()
     aer = AerSamplerV2(seed=1).run([(qc, None, 400)]).result()[0].data.c.get_counts()
     assert set(counts) == set(aer) == {"100", "111"}
+
+
+def test_default_precision_set_on_the_options_after_construction_counts() -> None:
+    """`estimator.options.default_precision = 0.05` (Aer's EstimatorV2 reads it at each run)
+    was ignored: stds 0.0 and exact values, where Aer gave stds 0.05. Now it counts, as the
+    constructor's `default_precision=0.05` does, with the same noise for the same seed."""
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    ours = EstimatorV2(seed=3)
+    ours.options.default_precision = 0.05
+    assert ours.default_precision == 0.05
+    got = ours.run([(qc, ["ZZ", "XX", "ZI"])]).result()[0]
+    aer = AerEstimatorV2()
+    aer.options.default_precision = 0.05
+    want = aer.run([(qc, ["ZZ", "XX", "ZI"])]).result()[0]
+    assert np.all(got.data.stds == 0.05) and np.all(want.data.stds == 0.05)
+    assert got.metadata["target_precision"] == want.metadata["target_precision"] == 0.05
+    same = EstimatorV2(seed=3, default_precision=0.05).run([(qc, ["ZZ", "XX", "ZI"])]).result()
+    assert np.array_equal(got.data.evs, same[0].data.evs)
+    assert EstimatorV2(options={"default_precision": 0.02}).default_precision == 0.02
+    ours.options.default_precision = -1.0
+    with pytest.raises(PubError, match="default_precision must be a finite non-negative"):
+        ours.run([(qc, "ZZ")])
