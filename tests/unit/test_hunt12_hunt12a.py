@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -20,6 +22,7 @@ import qshpc.aer
 from qshpc.aer import EstimatorV2, SamplerV2
 from qshpc.aer.v2.pubs import PubError
 from qshpc.errors import UserError
+from qshpc.store.encoding_h5 import read_native, write_native
 
 
 @pytest.fixture(autouse=True)
@@ -180,3 +183,49 @@ def test_default_precision_set_on_the_options_after_construction_counts() -> Non
     ours.options.default_precision = -1.0
     with pytest.raises(PubError, match="default_precision must be a finite non-negative"):
         ours.run([(qc, "ZZ")])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [np.array(3.0), np.array(7, dtype=np.int32), np.array(1 + 2j), np.array("ab"), np.array(True)],
+    ids=["f64", "i32", "c128", "str", "bool"],
+)
+def test_a_zero_dimensional_array_comes_back_as_one(value: np.ndarray, tmp_path: Path) -> None:
+    """`save_result({"energy": result[0].data.evs})` of a one-observable PUB (evs is a 0-d
+    array) came back as `np.float64(3.0)`, a numpy scalar, not the array saved (h5py reads a
+    scalar dataset so); arrays of other shapes came back as themselves."""
+    with h5py.File(tmp_path / "n.h5", "w") as f:
+        write_native(f, "v", {"e": value})
+    with h5py.File(tmp_path / "n.h5", "r") as f:
+        back = read_native(f["v"], False, "n.h5")["e"]
+    assert type(back) is np.ndarray and back.shape == () and back.dtype == value.dtype
+    assert back == value
+
+
+def test_the_evs_of_a_one_observable_pub_saved_alone_stay_an_array(tmp_path: Path) -> None:
+    qc = QuantumCircuit(1)
+    qc.h(0)
+    evs = EstimatorV2().run([(qc, "X")]).result()[0].data.evs
+    assert type(evs) is np.ndarray and evs.shape == ()
+    with h5py.File(tmp_path / "n.h5", "w") as f:
+        write_native(f, "v", {"energy": evs, "all": [evs, evs]})
+    with h5py.File(tmp_path / "n.h5", "r") as f:
+        back = read_native(f["v"], False, "n.h5")
+    for got in (back["energy"], *back["all"]):
+        assert type(got) is np.ndarray and got.shape == () and float(got) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [np.array(3.0), np.array("ab"), np.arange(6.0).reshape(2, 3)[:, ::2]],
+    ids=["f64", "str", "strided"],
+)
+def test_a_zero_dimensional_array_in_a_blob_keeps_its_shape(value: np.ndarray) -> None:
+    """The blob encoding (sets, big containers, and numpy strings, which HDF5 cannot hold)
+    packed `np.ascontiguousarray(arr)`, which is 1-d at least: `np.array("ab")` came back as
+    `array(['ab'])`, shape (1,)."""
+    from qshpc.store import decode_blob, encode_blob
+
+    back = decode_blob(encode_blob({"v": value}))["v"]
+    assert back.shape == value.shape and back.dtype == value.dtype
+    np.testing.assert_array_equal(back, value)
