@@ -190,6 +190,16 @@ class DistributedTask(Generic[P, R]):
             _session.submitted += 1
         return ref
 
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        """A task defined in a class body binds like a method: ``obj.task(x)`` calls it with
+        ``obj`` first, as quantum-serverless's plain-function wrapper did (the instance
+        travels to the worker by value, like any argument). On the class: the task itself."""
+        if instance is None:
+            return self
+        import types
+
+        return types.MethodType(self, instance)
+
     def _check_fits(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], shape: tuple[int, tuple[str, ...]]
     ) -> None:

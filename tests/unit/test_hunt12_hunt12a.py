@@ -19,9 +19,11 @@ from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
 
 import qshpc.aer
+from qshpc import distribute_task, get
 from qshpc.aer import EstimatorV2, SamplerV2
 from qshpc.aer.v2.pubs import PubError
 from qshpc.errors import UserError
+from qshpc.program.api import DistributedTask
 from qshpc.store.encoding_h5 import read_native, write_native
 
 
@@ -229,3 +231,23 @@ def test_a_zero_dimensional_array_in_a_blob_keeps_its_shape(value: np.ndarray) -
     back = decode_blob(encode_blob({"v": value}))["v"]
     assert back.shape == value.shape and back.dtype == value.dtype
     np.testing.assert_array_equal(back, value)
+
+
+class _Solver:
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    @distribute_task()
+    def scale(self, x: int) -> int:
+        return self.k * x
+
+
+def test_a_task_defined_in_a_class_binds_like_a_method() -> None:
+    """`@distribute_task()` on a method, called as `Solver(3).scale(4)`: quantum-serverless's
+    wrapper was a plain function, so it bound like a method and got the instance first; qshpc's
+    task object did not bind: `TypeError: ... missing a required argument: 'x'`."""
+    assert get(_Solver(3).scale(4)) == 12
+    assert get(_Solver.scale(_Solver(2), 5)) == 10  # on the class: the task itself
+    assert isinstance(_Solver.scale, DistributedTask)
+    with pytest.raises(TypeError, match=r"do not fit .*scale\(self, x.*missing a required argument: .x."):
+        _Solver(3).scale()
