@@ -131,11 +131,12 @@ def _checked(default_precision: Any) -> float:
     """
     if isinstance(default_precision, bool) or not isinstance(default_precision, Real):
         raise PubError(f"default_precision must be a real number, got {default_precision!r}")
-    if not default_precision >= 0 or default_precision == float("inf"):  # NaN too
+    value = float(default_precision)
+    if not value >= 0 or value == float("inf"):  # NaN too
         raise PubError(
             f"default_precision must be a finite non-negative number, got {default_precision!r}"
         )
-    return float(default_precision)
+    return value
 
 
 __all__ = ["EstimatorV2"]

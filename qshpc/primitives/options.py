@@ -125,39 +125,18 @@ def options_from_backend(
     their results is its noise model (Aer does not transpile, so the circuits
     are the user's ISA circuits either way). So the backend's noise model
     (``NoiseModel.from_backend``; an ``AerSimulator``'s own noise model and
-    method, device and precision where not Aer's defaults) goes into ``backend_options``; options the
-    caller gives win. ``exact_estimator``: with a noise model and no method,
+    method, device and precision where not Aer's defaults) goes into
+    ``backend_options``; options the caller gives win. ``exact_estimator``: with a noise model and no method,
     use ``density_matrix``, which is what Aer's estimator computes with one.
 
     Raises:
         UserError: ``backend`` is neither an ``AerSimulator`` nor a backend
             ``NoiseModel.from_backend`` reads.
     """
-    from qiskit_aer import AerSimulator  # type: ignore[import-untyped]
-    from qiskit_aer.noise import NoiseModel  # type: ignore[import-untyped]
+    from qshpc.aer.backend_noise import backend_options_of
 
     given = parse_options(options)
-    found: dict[str, Any] = {}
-    if isinstance(backend, AerSimulator):
-        sim = backend.options
-        if getattr(sim, "noise_model", None) is not None:
-            found["noise_model"] = sim.noise_model
-        defaults = AerSimulator._default_options()  # noqa: SLF001 - Aer's own defaults
-        for key in SPEC_KEYS:  # only those set: the ranks choose device and method otherwise
-            value = getattr(sim, key, None)
-            if value is not None and value != getattr(defaults, key, None):
-                found[key] = value
-    else:
-        try:
-            model = NoiseModel.from_backend(backend)
-        except Exception as exc:  # noqa: BLE001 - named in the one-line error
-            raise UserError(
-                f"from_backend takes an AerSimulator or a Qiskit backend (BackendV2, such as "
-                f"GenericBackendV2(5) or a fake backend) to read a noise model from; "
-                f"{type(backend).__name__} gave {type(exc).__name__}: {exc}"
-            ) from None
-        if not model.is_ideal():
-            found["noise_model"] = model
+    found = backend_options_of(backend, SPEC_KEYS)
     if exact_estimator and "noise_model" in found and "method" not in found:
         found["method"] = "density_matrix"
     given.backend_options = {**found, **given.backend_options}

@@ -10,7 +10,7 @@ from qshpc import LocalClient, Program
 
 pytestmark = pytest.mark.mpi
 
-METHOD_TASKS = '''
+METHOD_TASKS = """
 from qshpc import distribute_task, get, save_result
 
 
@@ -24,7 +24,7 @@ class Solver:
 
 
 save_result([get(Solver(3).scale(i)) for i in range(3)] + [get(Solver.scale(Solver(2), 5))])
-'''
+"""
 
 
 def test_a_task_defined_in_a_class_runs_on_a_worker_with_its_instance(

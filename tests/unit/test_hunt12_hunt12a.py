@@ -249,5 +249,7 @@ def test_a_task_defined_in_a_class_binds_like_a_method() -> None:
     assert get(_Solver(3).scale(4)) == 12
     assert get(_Solver.scale(_Solver(2), 5)) == 10  # on the class: the task itself
     assert isinstance(_Solver.scale, DistributedTask)
-    with pytest.raises(TypeError, match=r"do not fit .*scale\(self, x.*missing a required argument: .x."):
+    with pytest.raises(
+        TypeError, match=r"do not fit .*scale\(self, x.*missing a required argument: .x."
+    ):
         _Solver(3).scale()
