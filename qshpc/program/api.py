@@ -157,6 +157,10 @@ class DistributedTask(Generic[P, R]):
         self.cache = cache
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
+        #: Prefix of this function's task ids, counted apart from the others' ("p" for
+        #: the primitives' blocks: they exist on some rank counts only, and the ids, so
+        #: the seeds, of the program's own calls must not depend on them).
+        self.id_prefix = ""
         self._digest: bytes | None = None
         #: Threads per call asked for (0: the rank's cores); rank 0 places calls by it.
         self.threads = target.threads

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from qshpc import LocalClient, Program
+from qshpc import LocalClient, Program, open_job
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.mpi
 
@@ -34,3 +35,55 @@ def test_a_task_defined_in_a_class_runs_on_a_worker_with_its_instance(
     (tmp_path / "methods.py").write_text(METHOD_TASKS)
     program = Program(title="methods", entrypoint="methods.py", working_dir=str(tmp_path))
     assert LocalClient(workers=1).run(program).result(timeout=120) == [0, 3, 6, 10]
+
+
+SEEDED = """
+import numpy as np
+from qiskit import QuantumCircuit
+
+import qshpc
+from qshpc import distribute_task, get, save_result
+from qshpc.aer import SamplerV2
+
+qc = QuantumCircuit(3)
+qc.h(range(3))
+qc.measure_all()
+
+
+@distribute_task()
+def sample(i):
+    result = SamplerV2().run([(qc, None, 50)]).result()   # no seed: the task's
+    return qshpc.current_task().seed, result.metadata["seed"], result[0].data.meas.array.tolist()
+
+
+first = SamplerV2().run([(qc, np.zeros((6, 0)), 20)]).result()   # blocks on 2+ ranks only
+save_result({"tasks": get([sample(i) for i in range(3)]), "first": first.metadata["seed"]})
+"""
+
+
+def test_a_primitive_run_before_the_tasks_leaves_their_seeds_as_they_are(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """A top-level SamplerV2 run sends blocks as tasks on 2+ ranks and runs them in place on
+    one: the blocks took task ids 0.., so the program's later calls got other ids, so other
+    seeds, and other counts (`--seed 9`: task 0's sampler seed 8909999558780403228 under
+    `mpiexec -n 1`, 3392452614456114504 under `-n 3`, which -n 1 gave task 1). The blocks
+    now count apart (`p0`, `p1`...): the same seeds and counts on 1, 2 and 3 ranks."""
+    (tmp_path / "seeded.py").write_text(SEEDED)
+    results = []
+    for ranks in (1, 2, 3):
+        job_dir = tmp_path / f"job{ranks}"
+        out = run_cli(
+            "run",
+            str(tmp_path / "seeded.py"),
+            "--seed",
+            "9",
+            "--job-dir",
+            str(job_dir),
+            ranks=ranks,
+        )
+        assert out.returncode == 0, out.stderr
+        results.append(open_job(str(job_dir)).result())
+        ids = {t["task_id"] for t in open_job(str(job_dir)).tasks()}
+        assert {"0", "1", "2"} <= ids and not (ids - {"0", "1", "2"}) - {f"p{i}" for i in range(9)}
+    assert results[0] == results[1] == results[2]
