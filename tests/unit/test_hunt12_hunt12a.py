@@ -253,3 +253,25 @@ def test_a_task_defined_in_a_class_binds_like_a_method() -> None:
         TypeError, match=r"do not fit .*scale\(self, x.*missing a required argument: .x."
     ):
         _Solver(3).scale()
+
+
+def test_an_observable_not_mapped_onto_a_transpiled_circuit_names_apply_layout() -> None:
+    """The most common slip with ISA circuits: `transpile(qc, backend=...)` makes 7 qubits of
+    3 and the observable stays on 3. Qiskit's words name the widths only; the fix is named."""
+    qc = QuantumCircuit(3)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.cx(1, 2)
+    isa = transpile(qc, backend=GenericBackendV2(7, seed=1), seed_transpiler=1)
+    with pytest.raises(
+        PubError,
+        match=r"^PUB 0: The number of qubits of the circuit \(7\) does not match the number of "
+        r"qubits of the \(\)-th observable \(3\); the circuit was transpiled .*"
+        r"observable\.apply_layout\(circuit\.layout\)$",
+    ):
+        EstimatorV2().run([(isa, SparsePauliOp("ZZZ"))])
+    mapped = SparsePauliOp("ZZZ").apply_layout(isa.layout)
+    assert EstimatorV2().run([(isa, mapped)]).result()[0].data.evs == pytest.approx(0.0)
+    wide = QuantumCircuit(4)  # no layout: Qiskit's words alone
+    with pytest.raises(PubError, match=r"observable \(3\)\.$"):
+        EstimatorV2().run([(wide, "ZZZ")])
