@@ -16,7 +16,14 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.program import backend as _backend
-from qshpc.program.refs import ObjectRef, TaskRef, iter_completed, wait_all, wait_some
+from qshpc.program.refs import (
+    DISPATCHER_THREAD,
+    ObjectRef,
+    TaskRef,
+    iter_completed,
+    wait_all,
+    wait_some,
+)
 from qshpc.program.resources import Target, check_requirements
 from qshpc.program.session import SPAN_GET, SPAN_WAIT, Session
 
@@ -369,8 +376,31 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
     raise UserError(f"get takes a task reference or a list of them, got {type(refs).__name__}")
 
 
+def _refuse_in_callback(refs: Sequence[Any], timeout: float | None, what: str) -> None:
+    """Refuse to wait on rank 0's dispatcher thread, where done-callbacks run.
+
+    That thread sends the calls and takes their results: waiting on it for a
+    call not done yet waited forever (or until ``timeout``), as nothing could
+    send it. Calls submitted from a callback are fine; waiting is not.
+
+    Raises:
+        UserError: Called on the dispatcher thread with a reference not done yet.
+    """
+    if timeout == 0 or threading.current_thread().name != DISPATCHER_THREAD:
+        return
+    if all(r.done() for r in refs if isinstance(r, TaskRef)):
+        return
+    raise UserError(
+        f"{what} was called in a done-callback (ref.add_done_callback(...)), which runs on "
+        "qshpc's dispatcher thread: the calls it waits for could not be sent meanwhile, so it "
+        "would wait forever. Submit calls from the callback if you like, but wait for them "
+        "in the program (get, wait or as_completed)"
+    )
+
+
 def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = False) -> None:
     """Wait for ``refs``: sleep, or, when the backend lets rank 0 work, run queued calls meanwhile."""
+    _refuse_in_callback(refs, timeout, "get")
     waiter = getattr(_backend.current(), "help_wait", None) or wait_all
     _sync()  # what was submitted and waited for so far, at most once a second
     t0 = time.time()
@@ -484,6 +514,7 @@ def wait(
         or not (1 <= num_returns <= len(items))
     ):
         raise UserError(f"num_returns must be between 1 and {len(items)}, got {num_returns!r}")
+    _refuse_in_callback(items, seconds, "wait")
     t0 = time.time()
     try:
         done, pending = wait_some(items, num_returns, seconds)
@@ -519,6 +550,7 @@ def as_completed(refs: Iterable[Any], timeout: float | None = None) -> Iterator[
     """
     items = _refs(refs, "as_completed")
     seconds = _timeout(timeout, "as_completed")
+    _refuse_in_callback(items, seconds, "as_completed")
     for ref in iter_completed(items, seconds):
         _sync()
         yield ref

@@ -35,6 +35,8 @@ _FUTURE_STATES = ("PENDING", "RUNNING", "FINISHED", "FINISHED", "CANCELLED_AND_N
 _cond = threading.Condition()
 
 _LOG = logging.getLogger("qshpc")
+#: The name of rank 0's dispatcher thread, which also runs TaskRefs' done-callbacks.
+DISPATCHER_THREAD = "qshpc-dispatcher"
 
 
 class CancelledError(_FuturesCancelledError):

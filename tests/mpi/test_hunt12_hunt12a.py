@@ -87,3 +87,54 @@ def test_a_primitive_run_before_the_tasks_leaves_their_seeds_as_they_are(
         ids = {t["task_id"] for t in open_job(str(job_dir)).tasks()}
         assert {"0", "1", "2"} <= ids and not (ids - {"0", "1", "2"}) - {f"p{i}" for i in range(9)}
     assert results[0] == results[1] == results[2]
+
+
+CALLBACKS = """
+import threading
+
+from qshpc import distribute_task, get, save_result
+
+
+@distribute_task()
+def sq(x):
+    return x * x
+
+
+seen, follow, done = [], [], threading.Event()
+
+
+def waits(fut):
+    try:
+        seen.append(get(sq(fut.result()), timeout=20))
+    except Exception as exc:
+        seen.append(f"{type(exc).__name__}: {exc}")
+    done.set()
+
+
+def submits(fut):
+    follow.append(sq(fut.result() + 1))
+
+
+first = sq(3)
+first.add_done_callback(waits)
+second = sq(4)
+second.add_done_callback(submits)
+get([first, second])
+done.wait(60)
+save_result({"seen": seen, "follow": get(follow, timeout=60)})
+"""
+
+
+def test_get_in_a_done_callback_is_refused_instead_of_waiting_forever(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """Done-callbacks run on rank 0's dispatcher thread: a `get` there for a new call waited
+    forever (`TimeoutError: 1 of 1 tasks not done after 20 s` with a timeout), since that
+    thread sends the calls. Now one clear UserError; submitting from a callback still works."""
+    (tmp_path / "callbacks.py").write_text(CALLBACKS)
+    program = Program(title="cb", entrypoint="callbacks.py", working_dir=str(tmp_path))
+    result = LocalClient(workers=1).run(program).result(timeout=120)
+    assert result["follow"] == [289]
+    [message] = result["seen"]
+    assert message.startswith("UserError: get was called in a done-callback")
+    assert "wait for them in the program" in message
