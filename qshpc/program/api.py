@@ -17,10 +17,10 @@ from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.program import backend as _backend
 from qshpc.program.refs import (
-    DISPATCHER_THREAD,
     ObjectRef,
     TaskRef,
     iter_completed,
+    refuse_on_dispatcher,
     wait_all,
     wait_some,
 )
@@ -377,25 +377,9 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
 
 
 def _refuse_in_callback(refs: Sequence[Any], timeout: float | None, what: str) -> None:
-    """Refuse to wait on rank 0's dispatcher thread, where done-callbacks run.
-
-    That thread sends the calls and takes their results: waiting on it for a
-    call not done yet waited forever (or until ``timeout``), as nothing could
-    send it. Calls submitted from a callback are fine; waiting is not.
-
-    Raises:
-        UserError: Called on the dispatcher thread with a reference not done yet.
-    """
-    if timeout == 0 or threading.current_thread().name != DISPATCHER_THREAD:
-        return
-    if all(r.done() for r in refs if isinstance(r, TaskRef)):
-        return
-    raise UserError(
-        f"{what} was called in a done-callback (ref.add_done_callback(...)), which runs on "
-        "qshpc's dispatcher thread: the calls it waits for could not be sent meanwhile, so it "
-        "would wait forever. Submit calls from the callback if you like, but wait for them "
-        "in the program (get, wait or as_completed)"
-    )
+    """:func:`refuse_on_dispatcher` when some of ``refs`` are not done yet."""
+    if not all(r.done() for r in refs if isinstance(r, TaskRef)):
+        refuse_on_dispatcher(timeout, what)
 
 
 def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = False) -> None:

@@ -108,6 +108,10 @@ def waits(fut):
         seen.append(get(sq(fut.result()), timeout=20))
     except Exception as exc:
         seen.append(f"{type(exc).__name__}: {exc}")
+    try:
+        seen.append(sq(fut.result() + 2).result(timeout=20))
+    except Exception as exc:
+        seen.append(f"{type(exc).__name__}: {exc}")
     done.set()
 
 
@@ -135,6 +139,7 @@ def test_get_in_a_done_callback_is_refused_instead_of_waiting_forever(
     program = Program(title="cb", entrypoint="callbacks.py", working_dir=str(tmp_path))
     result = LocalClient(workers=1).run(program).result(timeout=120)
     assert result["follow"] == [289]
-    [message] = result["seen"]
-    assert message.startswith("UserError: get was called in a done-callback")
-    assert "wait for them in the program" in message
+    first, second = result["seen"]
+    assert first.startswith("UserError: get was called in a done-callback")
+    assert second.startswith("UserError: ref.result() was called in a done-callback")
+    assert "wait for them in the program" in first
