@@ -373,7 +373,12 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
             _backend.current().get_object(r.obj_id) if isinstance(r, ObjectRef) else _one(r)
             for r in refs
         ]
-    raise UserError(f"get takes a task reference or a list of them, got {type(refs).__name__}")
+    hint = ""
+    if not isinstance(refs, (str, bytes, dict)) and hasattr(refs, "__iter__"):
+        hint = " (an iterable, which Ray refuses too: pass a list, get(list(refs)))"
+    raise UserError(
+        f"get takes a task reference or a list of them, got {type(refs).__name__}{hint}"
+    )
 
 
 def _refuse_in_callback(refs: Sequence[Any], timeout: float | None, what: str) -> None:

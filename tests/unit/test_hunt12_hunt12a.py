@@ -275,3 +275,11 @@ def test_an_observable_not_mapped_onto_a_transpiled_circuit_names_apply_layout()
     wide = QuantumCircuit(4)  # no layout: Qiskit's words alone
     with pytest.raises(PubError, match=r"observable \(3\)\.$"):
         EstimatorV2().run([(wide, "ZZZ")])
+
+
+def test_get_of_a_generator_names_the_fix() -> None:
+    """`get(f(x) for x in xs)` is refused (as Ray does); the message now says to pass a list."""
+    with pytest.raises(UserError, match=r"got generator \(.*pass a list, get\(list\(refs\)\)\)$"):
+        get(_Solver.scale(_Solver(1), x) for x in range(2))
+    with pytest.raises(UserError, match=r"got int$"):
+        get(5)
