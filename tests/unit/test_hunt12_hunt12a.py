@@ -283,3 +283,23 @@ def test_get_of_a_generator_names_the_fix() -> None:
         get(_Solver.scale(_Solver(1), x) for x in range(2))
     with pytest.raises(UserError, match=r"got int$"):
         get(5)
+
+
+def test_run_of_a_file_name_says_how_to_run_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`LocalClient().run("prog.py")` reads the string as an uploaded program's title
+    (quantum-serverless's meaning): the refusal named upload only; it now names the
+    Program that runs the file. Nothing starts."""
+    from qshpc import LocalClient
+
+    (tmp_path / "prog.py").write_text("print(1)\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        UserError,
+        match=r"no program titled 'prog.py' was uploaded .* to run the file prog.py, pass "
+        r"Program\(title='prog', entrypoint='prog.py', working_dir='.*'\)$",
+    ):
+        LocalClient(workers=1).run("prog.py")
+    with pytest.raises(UserError, match=r"or pass the Program itself$"):
+        LocalClient(workers=1).run("no_such_title")
