@@ -173,10 +173,16 @@ class DistributedTask(Generic[P, R]):
         self.threads = target.threads
         #: What a rank calls: the function, or the function with its target's threads and env.
         self.runner: Callable[..., Any] = func
+        import inspect
+
+        if inspect.iscoroutinefunction(func):  # async def: each call runs it to its end
+            from qshpc.task.execute import AwaitedCall
+
+            self.runner = AwaitedCall(func)
         if target.threads or target.env_vars:
             from qshpc.task.execute import TargetedCall
 
-            self.runner = TargetedCall(func, target.threads, target.env_vars)
+            self.runner = TargetedCall(self.runner, target.threads, target.env_vars)
         #: Call shapes (positional count, keyword names) known to fit the signature.
         self._fits: set[tuple[int, tuple[str, ...]]] = set()
         self._signature: Any = None  # inspect.Signature, False when it cannot be read

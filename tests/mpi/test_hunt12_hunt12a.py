@@ -143,3 +143,29 @@ def test_get_in_a_done_callback_is_refused_instead_of_waiting_forever(
     assert first.startswith("UserError: get was called in a done-callback")
     assert second.startswith("UserError: ref.result() was called in a done-callback")
     assert "wait for them in the program" in first
+
+
+ASYNC_TASKS = """
+import asyncio
+
+from qshpc import distribute_task, get, save_result
+
+
+@distribute_task(target={"env_vars": {"WHERE": "worker"}})
+async def fetch(x):
+    import os
+
+    await asyncio.sleep(0.01)
+    return x + 1, os.environ.get("WHERE")
+
+
+save_result(get([fetch(i) for i in range(3)]))
+"""
+
+
+def test_an_async_task_runs_on_a_worker(qshpc_home: Path, tmp_path: Path) -> None:
+    """It failed there: `SerializationError: ... cannot pickle 'coroutine' object`."""
+    (tmp_path / "async_tasks.py").write_text(ASYNC_TASKS)
+    program = Program(title="async", entrypoint="async_tasks.py", working_dir=str(tmp_path))
+    result = LocalClient(workers=1).run(program).result(timeout=120)
+    assert result == [(1, "worker"), (2, "worker"), (3, "worker")]

@@ -303,3 +303,33 @@ def test_run_of_a_file_name_says_how_to_run_the_file(
         LocalClient(workers=1).run("prog.py")
     with pytest.raises(UserError, match=r"or pass the Program itself$"):
         LocalClient(workers=1).run("no_such_title")
+
+
+@distribute_task()
+async def _async_square(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0)
+    return x * x
+
+
+@distribute_task(target={"env_vars": {"HUNT12A": "on"}})
+async def _async_env() -> str | None:
+    import os
+
+    return os.environ.get("HUNT12A")
+
+
+def test_an_async_task_is_run_to_its_end() -> None:
+    """`@distribute_task() async def f`: `get(f(3))` gave the coroutine object under plain
+    `python` (never run, a RuntimeWarning) and failed on a worker (`cannot pickle 'coroutine'
+    object`). Each call now runs the coroutine to its end, also where a loop already runs."""
+    import asyncio
+
+    assert get([_async_square(i) for i in range(3)]) == [0, 1, 4]
+    assert get(_async_env()) == "on"
+
+    async def in_a_loop() -> int:
+        return int(get(_async_square(5)))
+
+    assert asyncio.run(in_a_loop()) == 25
