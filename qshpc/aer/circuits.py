@@ -226,9 +226,42 @@ def aer_runnable(circuit: QuantumCircuit) -> tuple[QuantumCircuit, str | None]:
             f"it has stretches ({', '.join(sorted(stretches))}), which Aer cannot run; give "
             "the delays fixed durations (to an ideal simulator a delay does nothing)"
         )
+    switch = _switch_on_expression(circuit)
+    if switch:
+        return (
+            circuit,
+            f"it has a switch on a classical expression ({switch}), which Aer cannot run "
+            "(its compiler fails: 'jump condition does not support'); switch on a "
+            "ClassicalRegister or a clbit (with qc.switch(creg) as case), or compute the "
+            "condition with if_test, which takes expressions",
+        )
     form, reason = unshadow_or_refusal(circuit)
     reason = reason or unbound_definition(circuit)
     return (circuit, reason) if reason else (form, None)
+
+
+def _switch_on_expression(circuit: QuantumCircuit) -> str | None:
+    """The first ``switch`` target Aer cannot run (an expression, not a bit or register), or None.
+
+    Aer's compiler takes a ``Clbit``, a ``ClassicalRegister`` or an ``expr.Var`` of
+    one of them (``expr.lift(creg)``) as a switch target; ``expr.bit_and(creg, 3)``
+    failed in its assembler, in every task of the PUB.
+    """
+    if CONTROL_FLOW.isdisjoint(circuit.count_ops()):
+        return None
+    from qiskit.circuit.classical import expr  # type: ignore[import-untyped]
+
+    for inst in circuit.data:
+        op = inst.operation
+        target = getattr(op, "target", None) if op.name == "switch_case" else None
+        if isinstance(target, expr.Expr) and not isinstance(target, expr.Var):
+            op_name = getattr(getattr(target, "op", None), "name", None)
+            return f"{type(target).__name__} {op_name}" if op_name else type(target).__name__
+        for block in getattr(op, "blocks", ()):
+            inner = _switch_on_expression(block)
+            if inner:
+                return inner
+    return None
 
 
 def _classical_names(circuit: QuantumCircuit) -> tuple[set[str], set[str]]:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc.errors import UserError
@@ -193,6 +194,13 @@ class BaseProvider:
         except FileNotFoundError:
             titles = [p.title for p in self.get_programs()]
             fix = "give the Program an entrypoint" if bare else "pass the Program itself"
+            if not bare and program.endswith(".py") and Path(program).is_file():
+                stem = Path(program).stem
+                fix = (
+                    f"to run the file {program}, pass "
+                    f"Program(title={stem!r}, entrypoint={Path(program).name!r}, "
+                    f"working_dir={str(Path(program).resolve().parent)!r})"
+                )
             raise UserError(
                 f"no program titled {program!r} was uploaded (uploaded: {titles or 'none'}); "
                 f"call client.upload(program) first, or {fix}"

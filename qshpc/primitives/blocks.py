@@ -111,6 +111,23 @@ def estimator_split(
     return estimate_split(prepared, values, observables, elem_row, elem_obs, _held())
 
 
+def _internal(task: Any) -> Any:
+    """Mark ``task`` as the primitives' own: its calls take task ids ``p0``, ``p1``...
+
+    A ``run`` on rank 0 with workers sends blocks as tasks, one without (plain
+    ``python``, one rank) runs them here: were the blocks counted with the
+    program's calls, the program's later calls would get other ids, so other
+    seeds (``current_task().seed``, an unseeded primitive in a task), on one rank
+    than on three.
+    """
+    task.id_prefix = "p"
+    return task
+
+
+sampler_block = _internal(sampler_block)
+estimator_block = _internal(estimator_block)
+
+
 def _held() -> int:
     task = current_task()
     step = None if task is None else task.step
@@ -128,7 +145,7 @@ def split_task(kind: str, ranks: int, cache: bool | None = None) -> Any:
     if task is None:
         func = sampler_split if kind == "sampler" else estimator_split
         name = "qshpc.SamplerV2.split" if kind == "sampler" else "qshpc.EstimatorV2.split"
-        task = distribute_task({"ranks": ranks}, name=name, cache=cache)(func)
+        task = _internal(distribute_task({"ranks": ranks}, name=name, cache=cache)(func))
         _split_tasks[(kind, ranks, cache)] = task
     return task
 
@@ -146,7 +163,7 @@ def block_task(kind: str, cache: bool | None = None) -> Any:
     task = _block_tasks.get((kind, cache))
     if task is None:
         base = sampler_block if kind == "sampler" else estimator_block
-        task = distribute_task(name=base.name, cache=cache)(base.func)
+        task = _internal(distribute_task(name=base.name, cache=cache)(base.func))
         _block_tasks[(kind, cache)] = task
     return task
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from numbers import Real
 from typing import Any
 
@@ -11,7 +12,7 @@ from qiskit.primitives import BaseEstimatorV2  # type: ignore[import-untyped]
 from qshpc.aer.v2.pubs import PubError
 from qshpc.primitives import blocks
 from qshpc.primitives.base import PrimitiveSettings, check_mode, run_here_or_spread
-from qshpc.primitives.options import Options, block_config, parse_options
+from qshpc.primitives.options import Options, block_config, options_from_backend, parse_options
 
 
 class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
@@ -32,7 +33,6 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
         mode: A qshpc client to run on, or None.
     """
 
-    _default_precision: float
     _seed: Any
     _options: Options
     _mode: Any
@@ -48,20 +48,37 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
         self._options = parse_options(options)
         if self._options.default_precision is not None and default_precision == 0.0:
             default_precision = self._options.default_precision
-        if isinstance(default_precision, bool) or not isinstance(default_precision, Real):
-            raise PubError(f"default_precision must be a real number, got {default_precision!r}")
-        if not default_precision >= 0 or default_precision == float("inf"):  # NaN too
-            raise PubError(
-                f"default_precision must be a finite non-negative number, got {default_precision!r}"
-            )
-        self._default_precision = float(default_precision)
+        # Kept in the options, where Aer's EstimatorV2 keeps it and reads it at each run:
+        # estimator.options.default_precision = 0.05 after construction must count.
+        self._options = replace(self._options, default_precision=_checked(default_precision))
         self._seed = seed
         self._mode = check_mode(mode)
 
+    @classmethod
+    def from_backend(cls, backend: Any, **kwargs: Any) -> EstimatorV2:
+        """A EstimatorV2 that simulates ``backend``'s noise, as Aer's ``EstimatorV2.from_backend``.
+
+        The backend's noise model (``NoiseModel.from_backend``; for an
+        ``AerSimulator``, its noise model, method, device and precision) goes into
+        ``options["backend_options"]``; an ideal backend adds nothing. With a noise model
+        and no ``method``, the method is ``density_matrix``: exact noisy values, as
+        Aer's estimator gives.
+        Transpile the circuits for ``backend`` first, as with Aer.
+
+        Args:
+            backend: A Qiskit backend (``GenericBackendV2``, a fake backend) or an
+                ``AerSimulator``.
+            **kwargs: The constructor's arguments (``options`` given win over the
+                backend's).
+        """
+        options = options_from_backend(backend, kwargs.pop("options", None), exact_estimator=True)
+        return cls(options=options, **kwargs)
+
     @property
     def default_precision(self) -> float:
-        """Precision of PUBs that give none."""
-        return self._default_precision
+        """Precision of PUBs that give none (``options.default_precision``, read at each run)."""
+        value = self._options.default_precision
+        return 0.0 if value is None else _checked(value)
 
     def run(self, pubs: Iterable[Any], *, precision: float | None = None) -> Any:
         """Estimate the PUBs; returns a job at once (``job.result()`` is a ``PrimitiveResult``).
@@ -79,7 +96,7 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
         """
         from qshpc.aer.v2.pubs import estimator_work
 
-        work = estimator_work(pubs, self._default_precision if precision is None else precision)
+        work = estimator_work(pubs, self.default_precision if precision is None else precision)
         config = block_config(self._options)
         if config.noisy and config.method != "density_matrix":
             raise PubError(
@@ -104,6 +121,22 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
             ),
             blocks.block_task("estimator", cache),
         )
+
+
+def _checked(default_precision: Any) -> float:
+    """``default_precision`` as a float, refused unless a finite non-negative real number.
+
+    Raises:
+        PubError: A bool, a non-number, a negative, NaN or infinite value.
+    """
+    if isinstance(default_precision, bool) or not isinstance(default_precision, Real):
+        raise PubError(f"default_precision must be a real number, got {default_precision!r}")
+    value = float(default_precision)
+    if not value >= 0 or value == float("inf"):  # NaN too
+        raise PubError(
+            f"default_precision must be a finite non-negative number, got {default_precision!r}"
+        )
+    return value
 
 
 __all__ = ["EstimatorV2"]

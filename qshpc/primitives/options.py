@@ -116,4 +116,31 @@ def block_config(options: Options) -> BlockConfig:
     )
 
 
-__all__ = ["BlockConfig", "Options", "block_config", "parse_options"]
+def options_from_backend(
+    backend: Any, options: Mapping[str, Any] | Options | None, exact_estimator: bool = False
+) -> dict[str, Any]:
+    """The options of Aer's ``SamplerV2.from_backend``/``EstimatorV2.from_backend``.
+
+    Aer's primitives run on ``AerSimulator.from_backend(backend)``; what changes
+    their results is its noise model (Aer does not transpile, so the circuits
+    are the user's ISA circuits either way). So the backend's noise model
+    (``NoiseModel.from_backend``; an ``AerSimulator``'s own noise model and
+    method, device and precision where not Aer's defaults) goes into
+    ``backend_options``; options the caller gives win. ``exact_estimator``: with a noise model and no method,
+    use ``density_matrix``, which is what Aer's estimator computes with one.
+
+    Raises:
+        UserError: ``backend`` is neither an ``AerSimulator`` nor a backend
+            ``NoiseModel.from_backend`` reads.
+    """
+    from qshpc.aer.backend_noise import backend_options_of
+
+    given = parse_options(options)
+    found = backend_options_of(backend, SPEC_KEYS)
+    if exact_estimator and "noise_model" in found and "method" not in found:
+        found["method"] = "density_matrix"
+    given.backend_options = {**found, **given.backend_options}
+    return {k: getattr(given, k) for k in Options.__dataclass_fields__}
+
+
+__all__ = ["BlockConfig", "Options", "block_config", "options_from_backend", "parse_options"]

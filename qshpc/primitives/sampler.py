@@ -11,7 +11,7 @@ from qiskit.primitives import BaseSamplerV2  # type: ignore[import-untyped]
 from qshpc.aer.v2.pubs import PubError
 from qshpc.primitives import blocks
 from qshpc.primitives.base import PrimitiveSettings, check_mode, run_here_or_spread
-from qshpc.primitives.options import Options, block_config, parse_options
+from qshpc.primitives.options import Options, block_config, options_from_backend, parse_options
 
 
 class SamplerV2(PrimitiveSettings, BaseSamplerV2):  # type: ignore[misc]
@@ -62,6 +62,24 @@ class SamplerV2(PrimitiveSettings, BaseSamplerV2):  # type: ignore[misc]
         self._seed = seed
         self._options = parse_options(options)
         self._mode = check_mode(mode)
+
+    @classmethod
+    def from_backend(cls, backend: Any, **kwargs: Any) -> SamplerV2:
+        """A SamplerV2 that simulates ``backend``'s noise, as Aer's ``SamplerV2.from_backend``.
+
+        The backend's noise model (``NoiseModel.from_backend``; for an
+        ``AerSimulator``, its noise model, method, device and precision) goes into
+        ``options["backend_options"]``; an ideal backend adds nothing.
+        Transpile the circuits for ``backend`` first, as with Aer.
+
+        Args:
+            backend: A Qiskit backend (``GenericBackendV2``, a fake backend) or an
+                ``AerSimulator``.
+            **kwargs: The constructor's arguments (``options`` given win over the
+                backend's).
+        """
+        options = options_from_backend(backend, kwargs.pop("options", None))
+        return cls(options=options, **kwargs)
 
     @property
     def default_shots(self) -> int:

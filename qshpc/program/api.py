@@ -16,7 +16,15 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.program import backend as _backend
-from qshpc.program.refs import ObjectRef, TaskRef, fresh, iter_completed, wait_all, wait_some
+from qshpc.program.refs import (
+    ObjectRef,
+    TaskRef,
+    fresh,
+    iter_completed,
+    refuse_on_dispatcher,
+    wait_all,
+    wait_some,
+)
 from qshpc.program.resources import Target, check_requirements
 from qshpc.program.session import SPAN_GET, SPAN_WAIT, Session
 
@@ -157,15 +165,25 @@ class DistributedTask(Generic[P, R]):
         self.cache = cache
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
+        #: Prefix of this function's task ids, counted apart from the others' ("p" for
+        #: the primitives' blocks: they exist on some rank counts only, and the ids, so
+        #: the seeds, of the program's own calls must not depend on them).
+        self.id_prefix = ""
         self._digest: bytes | None = None
         #: Threads per call asked for (0: the rank's cores); rank 0 places calls by it.
         self.threads = target.threads
         #: What a rank calls: the function, or the function with its target's threads and env.
         self.runner: Callable[..., Any] = func
+        import inspect
+
+        if inspect.iscoroutinefunction(func):  # async def: each call runs it to its end
+            from qshpc.task.execute import AwaitedCall
+
+            self.runner = AwaitedCall(func)
         if target.threads or target.env_vars:
             from qshpc.task.execute import TargetedCall
 
-            self.runner = TargetedCall(func, target.threads, target.env_vars)
+            self.runner = TargetedCall(self.runner, target.threads, target.env_vars)
         #: Call shapes (positional count, keyword names) known to fit the signature.
         self._fits: set[tuple[int, tuple[str, ...]]] = set()
         self._signature: Any = None  # inspect.Signature, False when it cannot be read
@@ -189,6 +207,16 @@ class DistributedTask(Generic[P, R]):
         if _session is not None:  # rank 0's count, for the progress shown against it
             _session.submitted += 1
         return ref
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        """A task defined in a class body binds like a method: ``obj.task(x)`` calls it with
+        ``obj`` first, as quantum-serverless's plain-function wrapper did (the instance
+        travels to the worker by value, like any argument). On the class: the task itself."""
+        if instance is None:
+            return self
+        import types
+
+        return types.MethodType(self, instance)
 
     def _check_fits(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], shape: tuple[int, tuple[str, ...]]
@@ -359,7 +387,18 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
             _backend.current().get_object(r.obj_id) if isinstance(r, ObjectRef) else _one(r)
             for r in refs
         ]
-    raise UserError(f"get takes a task reference or a list of them, got {type(refs).__name__}")
+    hint = ""
+    if not isinstance(refs, (str, bytes, dict)) and hasattr(refs, "__iter__"):
+        hint = " (an iterable, which Ray refuses too: pass a list, get(list(refs)))"
+    raise UserError(
+        f"get takes a task reference or a list of them, got {type(refs).__name__}{hint}"
+    )
+
+
+def _refuse_in_callback(refs: Sequence[Any], timeout: float | None, what: str) -> None:
+    """:func:`refuse_on_dispatcher` when some of ``refs`` are not done yet."""
+    if not all(r.done() for r in refs if isinstance(r, TaskRef)):
+        refuse_on_dispatcher(timeout, what)
 
 
 def results_of(refs: list[TaskRef[Any]], timeout: float | None = None) -> list[Any]:
@@ -371,6 +410,7 @@ def results_of(refs: list[TaskRef[Any]], timeout: float | None = None) -> list[A
 
 def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = False) -> None:
     """Wait for ``refs``: sleep, or, when the backend lets rank 0 work, run queued calls meanwhile."""
+    _refuse_in_callback(refs, timeout, "get")
     waiter = getattr(_backend.current(), "help_wait", None) or wait_all
     _sync()  # what was submitted and waited for so far, at most once a second
     t0 = time.time()
@@ -484,6 +524,7 @@ def wait(
         or not (1 <= num_returns <= len(items))
     ):
         raise UserError(f"num_returns must be between 1 and {len(items)}, got {num_returns!r}")
+    _refuse_in_callback(items, seconds, "wait")
     t0 = time.time()
     try:
         done, pending = wait_some(items, num_returns, seconds)
@@ -519,6 +560,7 @@ def as_completed(refs: Iterable[Any], timeout: float | None = None) -> Iterator[
     """
     items = _refs(refs, "as_completed")
     seconds = _timeout(timeout, "as_completed")
+    _refuse_in_callback(items, seconds, "as_completed")
     for ref in iter_completed(items, seconds):
         _sync()
         yield ref

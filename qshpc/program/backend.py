@@ -591,7 +591,7 @@ class InlineBackend:
         self.cache: JobCache | None = session.cache if session is not None else None
         self.nested = nested
         self.rank = context.rank_info().rank if rank is None else rank
-        self._counters: dict[tuple[str, int], itertools.count[int]] = {}
+        self._counters: dict[tuple[str, int, str], itertools.count[int]] = {}
         #: Objects by id: those put here, and (on a worker) those rank 0 sent.
         self.objects: dict[int, Any] = {}
         self.digests: dict[int, bytes] = {}  # of the objects put here (see Placed.digest)
@@ -657,9 +657,11 @@ class InlineBackend:
         parent = context.current_task()
         # Nested ids count per parent call (and attempt), so they are stable.
         scope = (parent.task_id, parent.attempt) if parent is not None else ("", 0)
-        counter = self._counters.setdefault(scope, itertools.count())
+        # Tasks of an id_prefix (the primitives' blocks) are counted apart (see intake).
+        kind = getattr(task, "id_prefix", "")
+        counter = self._counters.setdefault((*scope, kind), itertools.count())
         base = f"{parent.task_id}." if parent is not None else self.prefix
-        task_id = f"{base}{next(counter)}"
+        task_id = f"{base}{kind}{next(counter)}"
         if task.threads:
             self._check_threads(task)
         ref: TaskRef[Any] = TaskRef(task_id, task.name)

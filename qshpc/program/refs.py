@@ -35,10 +35,34 @@ _FUTURE_STATES = ("PENDING", "RUNNING", "FINISHED", "FINISHED", "CANCELLED_AND_N
 _cond = threading.Condition()
 
 _LOG = logging.getLogger("qshpc")
+#: The name of rank 0's dispatcher thread, which also runs TaskRefs' done-callbacks.
+DISPATCHER_THREAD = "qshpc-dispatcher"
 
 
 class CancelledError(_FuturesCancelledError):
     """The task was cancelled before it ran (also a ``concurrent.futures.CancelledError``)."""
+
+
+def refuse_on_dispatcher(timeout: float | None, what: str) -> None:
+    """Refuse to wait for a call on rank 0's dispatcher thread, where done-callbacks run.
+
+    That thread sends the calls and takes their results: waiting on it for a
+    call not done yet waited forever (or until ``timeout``), as nothing could
+    send it. Calls submitted from a callback are fine; waiting is not.
+
+    Raises:
+        UserError: On the dispatcher thread, unless ``timeout`` is 0 (a look).
+    """
+    if timeout == 0 or threading.current_thread().name != DISPATCHER_THREAD:
+        return
+    from qshpc.errors import UserError
+
+    raise UserError(
+        f"{what} was called in a done-callback (ref.add_done_callback(...)), which runs on "
+        "qshpc's dispatcher thread: the calls it waits for could not be sent meanwhile, so it "
+        "would wait forever. Submit calls from the callback if you like, but wait for them "
+        "in the program (get, wait or as_completed)"
+    )
 
 
 class TaskRef(Future[T]):
@@ -142,6 +166,7 @@ class TaskRef(Future[T]):
             TimeoutError: Not done within ``timeout``.
         """
         if self._st < _DONE:
+            refuse_on_dispatcher(timeout, "ref.result()")
             wait_all([self], timeout)
         if self._error is not None:
             raise self._error
@@ -156,6 +181,7 @@ class TaskRef(Future[T]):
             TimeoutError: Not done within ``timeout``.
         """
         if self._st < _DONE:
+            refuse_on_dispatcher(timeout, "ref.exception()")
             wait_all([self], timeout)
         if self._st == _CANCELLED:
             assert self._error is not None

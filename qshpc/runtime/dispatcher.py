@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from qshpc import settings
 from qshpc.errors import WorkerLostError
 from qshpc.program.refs import (
+    DISPATCHER_THREAD,
     CancelledError,
     TaskRef,
     mark_running,
@@ -122,7 +123,7 @@ class Dispatcher(Intake):
         self._resolve: list[tuple[TaskRef[Any], bool, Any]] = []
         self._resolve_ok: list[tuple[list[TaskRef[Any]], list[Any]]] = []
         self._last_commit = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="qshpc-dispatcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=DISPATCHER_THREAD, daemon=True)
         self._thread.start()
 
     # -- program thread ------------------------------------------------------

@@ -118,6 +118,8 @@ class Intake:
         self.min_cpus = min(self.cpus.values())
         self.cache = session.cache
         self._ids = itertools.count()
+        #: Ids of the tasks counted apart (``DistributedTask.id_prefix``), by prefix.
+        self._prefixed: dict[str, itertools.count[int]] = {}
         # id(task) -> (fn_id, cloudpickled function, task, its calls use the cache)
         self._fn_ids: dict[int, tuple[int, bytes, TaskSpec, bool]] = {}
         self._fn_blobs: dict[int, tuple[bytes, TaskSpec]] = {}
@@ -269,7 +271,9 @@ class Intake:
         wide = threads > self.min_cpus if threads else False
         if wide:
             check_threads(task, self.cpus)  # refused at the call: no worker has the cores
-        task_id = str(next(self._ids))
+        prefix = getattr(task, "id_prefix", "")
+        counter = self._prefixed.setdefault(prefix, itertools.count()) if prefix else self._ids
+        task_id = f"{prefix}{next(counter)}"
         ref: TaskRef[Any] = TaskRef(task_id, task.name)
         fn_id = known[0]
         if known[3]:

@@ -113,7 +113,8 @@ def _pack(value: Any) -> bytes:
 
 
 def _array_ext(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
-    arr = np.ascontiguousarray(arr)
+    # not np.ascontiguousarray alone: it makes a 0-d array 1-d (np.array(3.0) came back [3.0])
+    arr = np.ascontiguousarray(arr).reshape(arr.shape)
     raw: Any = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b""  # type: ignore[arg-type]
     if len(raw) > _PIECE:
         pieces = [raw[i : i + _PIECE] for i in range(0, len(raw), _PIECE)]

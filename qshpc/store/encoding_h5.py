@@ -280,8 +280,8 @@ def read_native(
             seq = node[()].tolist()
         return tuple(seq) if enc == "tuple" else seq
     raw = node[()]
-    if enc == "array":
-        return raw
+    if enc == "array":  # h5py reads a scalar dataset as a numpy scalar: a 0-d array stays one
+        return raw if isinstance(raw, np.ndarray) else np.asarray(raw)
     if enc == "numpy-scalar":
         return raw[()] if isinstance(raw, np.ndarray) else raw
     data = raw.tobytes() if isinstance(raw, np.ndarray) else bytes(raw)

@@ -173,6 +173,36 @@ def unsendable(out: Outcome, exc: BaseException) -> Outcome:
     )
 
 
+class AwaitedCall:
+    """A coroutine function (``async def``) as a task: each call runs it to its end.
+
+    Its call alone gives a coroutine, which no rank can send back (the task failed:
+    ``cannot pickle 'coroutine' object``; under plain ``python`` ``get`` gave the
+    coroutine itself). Each call runs in an event loop of its own, in a thread of
+    its own when this thread already runs one (a notebook, plain ``python``).
+
+    Args:
+        func: The coroutine function.
+    """
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.func(*args, **kwargs))
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qshpc-async") as pool:
+            return pool.submit(lambda: asyncio.run(self.func(*args, **kwargs))).result()
+
+
 class TargetedCall:
     """A task function run with its target's threads and environment variables.
 

@@ -118,8 +118,31 @@ def _coerce_all(kind: str, pubs: Any, coerce: Any) -> list[Any]:
         try:
             out.append(coerce(pub))
         except (ValueError, TypeError) as exc:
-            raise PubError(f"PUB {i}: {exc}") from exc
+            hint = _layout_hint(pub, exc)
+            text = f"{str(exc).rstrip('.')}{hint}" if hint else str(exc)
+            raise PubError(f"PUB {i}: {text}") from exc
     return out
+
+
+def _layout_hint(pub: Any, exc: Exception) -> str:
+    """The fix when observables on the circuit's own qubits meet a transpiled circuit.
+
+    ``transpile(qc, backend=...)`` widens the circuit to the backend's qubits and
+    records a layout; an observable written for ``qc`` must be mapped with
+    ``observable.apply_layout(isa.layout)`` (Qiskit's message names the widths only).
+    """
+    if "does not match the number of qubits of the" not in str(exc):
+        return ""
+    circuit = getattr(pub, "circuit", None)
+    if circuit is None and isinstance(pub, (tuple, list)) and pub:
+        circuit = pub[0]
+    layout = getattr(circuit, "layout", None)
+    if layout is None:
+        return ""
+    return (
+        "; the circuit was transpiled onto a backend's qubits (it has a layout): map each "
+        "observable onto them with observable.apply_layout(circuit.layout)"
+    )
 
 
 def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
