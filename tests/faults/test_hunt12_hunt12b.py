@@ -78,3 +78,69 @@ def test_crash_reports_go_back_when_the_tee_closes(tmp_path: Path) -> None:
         if was:
             faulthandler.enable()
     assert os.path.exists(tmp_path / "rank-0.out")
+
+
+HOLD = """\
+import sys, time
+from pathlib import Path
+from qshpc.store.lock import JobLock
+JobLock(Path(sys.argv[1]), "rank 0").acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+WATCH = """\
+import sys, time
+from pathlib import Path
+from qshpc.runtime.orphan import Rank0Watch
+w = Rank0Watch(Path(sys.argv[1]), 1, every=0.2)
+assert w.holder is not None
+print("watching", flush=True)
+time.sleep(float(sys.argv[2]))
+w.stop()
+time.sleep(0.5)
+print("stopped", flush=True)
+"""
+
+
+def test_a_worker_ends_when_the_rank_0_holding_the_job_is_killed(tmp_path: Path) -> None:
+    """srun keeps a step's other tasks when one dies: a worker whose rank 0 was killed waited
+    (spinning in its sends) until the Slurm time limit. It now ends on its own once rank 0's
+    lock is no longer its live claim; a worker whose rank 0 lives serves on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    job = tmp_path / "job"
+    job.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(job)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        # rank 0 alive: the watcher stays until stopped, and then leaves quietly
+        calm = subprocess.run(
+            [sys.executable, "-c", WATCH, str(job), "1.5"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert calm.returncode == 0 and "stopped" in calm.stdout, calm.stderr
+        assert "is gone" not in calm.stderr
+        watcher = subprocess.Popen(
+            [sys.executable, "-c", WATCH, str(job), "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert watcher.stdout is not None and watcher.stdout.readline() == "watching\n"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        start = time.monotonic()
+        out, err = watcher.communicate(timeout=30)
+        assert watcher.returncode == 1
+        assert time.monotonic() - start < 10
+        assert f"rank 1: rank 0 (host {__import__('socket').gethostname()}" in err
+        assert "is gone" in err and "stopped" not in out
+    finally:
+        holder.kill()
+        holder.wait()
