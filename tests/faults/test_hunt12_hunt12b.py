@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,7 @@ def test_crash_reports_go_back_when_the_tee_closes(tmp_path: Path) -> None:
 
 HOLD = """\
 import sys, time
+from collections.abc import Iterator
 from pathlib import Path
 from qshpc.store.lock import JobLock
 JobLock(Path(sys.argv[1]), "rank 0").acquire()
@@ -91,6 +93,7 @@ time.sleep(600)
 
 WATCH = """\
 import sys, time
+from collections.abc import Iterator
 from pathlib import Path
 from qshpc.runtime.orphan import Rank0Watch
 w = Rank0Watch(Path(sys.argv[1]), 1, every=0.2)
@@ -144,3 +147,45 @@ def test_a_worker_ends_when_the_rank_0_holding_the_job_is_killed(tmp_path: Path)
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.fixture
+def read_only_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A store with one ended job, then mounted read-only (an archive) as QSHPC_HOME."""
+    import subprocess
+
+    home, view = tmp_path / "home", tmp_path / "ro view"
+    view.mkdir()
+    prog = tmp_path / "sq.py"
+    prog.write_text("from qshpc import save_result\nsave_result(7)\n")
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    assert run_cli("run", str(prog), "--workers", "0", cwd=tmp_path).returncode == 0
+    res = subprocess.run(["mount", "--bind", str(home), str(view)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot bind-mount (needs root/CAP_SYS_ADMIN): {res.stderr.strip()}")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True)
+        if ro.returncode != 0:
+            pytest.skip("cannot remount read-only")
+        monkeypatch.setenv("QSHPC_HOME", str(view))
+        yield view
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
+
+
+def test_rm_and_gc_on_a_read_only_store_say_the_job_is_kept(read_only_home: Path) -> None:
+    """`qshpc rm` printed an OSError traceback; `qshpc gc` said `removed 1 job(s)`, exit 0,
+    and removed nothing. Reading still works."""
+    (job,) = (read_only_home / "jobs").iterdir()
+    assert run_cli("result", job.name).stdout.strip() == "7"
+    rm = run_cli("rm", job.name)
+    assert rm.returncode == 1 and "Traceback" not in rm.stderr
+    assert rm.stderr.strip().splitlines() == [
+        f"qshpc: error: cannot remove job {job.name}: Read-only file system (removing {job}: "
+        "check the folder is writable); the job is kept"
+    ]
+    gc = run_cli("gc", "--older-than", "0d")
+    assert gc.returncode == 1 and "Traceback" not in gc.stderr
+    assert "removed 0 job(s), 0 B" in gc.stdout and f"removed {job.name}" not in gc.stdout
+    assert f"1 job(s) could not be removed and are kept: {job.name}: Read-only" in gc.stderr
+    assert job.is_dir() and run_cli("result", job.name).stdout.strip() == "7"
