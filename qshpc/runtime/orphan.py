@@ -7,7 +7,7 @@ its sends), and the Slurm job stayed RUNNING, holding its nodes, until its
 time limit. Rank 0 holds the job's lock from before it tells the workers the
 job until after every worker's goodbye, and refreshes it every 10 s
 (:mod:`qshpc.store.lock`); a worker reads it every 10 s, and when the lock is
-no longer rank 0's live claim two reads in a row (its pid gone on this host,
+no longer rank 0's live claim three reads in a row (its pid gone on this host,
 or not refreshed for 70 s on another, or released, or taken by another run),
 the worker says so and exits with code 1: the step ends, and the job with it.
 """
@@ -61,7 +61,7 @@ class Rank0Watch:
                 misses = misses + 1 if self._gone() else 0
             except Exception:  # a read that failed says nothing either way
                 continue
-            if misses >= 2 and not self._stop.is_set():
+            if misses >= 3 and not self._stop.is_set():  # one failed read on NFS is no proof
                 self._leave()
 
     def _leave(self) -> None:

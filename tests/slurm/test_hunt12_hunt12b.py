@@ -82,7 +82,7 @@ def test_rank0_killed_ends_the_slurm_job_and_resume_takes_over_at_once(
             break
         time.sleep(1)
     gone = time.monotonic() - killed
-    assert gone < 60, f"the Slurm job still ran {gone:.0f} s after rank 0 was killed"
+    assert gone < 75, f"the Slurm job still ran {gone:.0f} s after rank 0 was killed"
     assert "rank 0 (host" in (job_dir / "logs" / "rank-1.out").read_text()
     assert job_over(slurm_id)
     assert (job_dir / "job.lock").exists()  # the dead rank 0's lock, refreshed < 70 s ago
