@@ -189,3 +189,26 @@ def test_rm_and_gc_on_a_read_only_store_say_the_job_is_kept(read_only_home: Path
     assert "removed 0 job(s), 0 B" in gc.stdout and f"removed {job.name}" not in gc.stdout
     assert f"1 job(s) could not be removed and are kept: {job.name}: Read-only" in gc.stderr
     assert job.is_dir() and run_cli("result", job.name).stdout.strip() == "7"
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_job_folder_path_with_no_room_for_the_lock_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """A QSHPC_HOME ~4,000 bytes deep: job.h5 was written, then the run could not take the
+    job's lock (`File name too long`, with a hint about writable folders and free space)
+    and the job stayed QUEUED in `qshpc list` for good."""
+    deep = tmp_path
+    while len(os.fsencode(deep)) < 3900:
+        deep = deep / ("d" * 200)
+    deep.mkdir(parents=True)
+    home = deep / "home"
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    prog = tmp_path / "sq.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    out = run_cli("run", str(prog), "--workers", str(workers), cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "the job directory's path is" in line and "choose a shorter QSHPC_HOME" in line
+    assert not list((home / "jobs").iterdir())
+    assert "QUEUED" not in run_cli("list").stdout
