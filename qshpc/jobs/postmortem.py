@@ -51,6 +51,7 @@ def held_tasks(job_dir: Path, finished: set[str]) -> dict[int, list[str]]:
     return held
 
 
+_MPI_ABORT = re.compile(r"application called MPI_Abort\(\S+, (-?\d+)\) - process (\d+)")
 _HYDRA = re.compile(r"PID (\d+) RUNNING AT (\S+)\s+=\s+EXIT CODE: (\d+)", re.S)
 _SRUN = re.compile(r"srun: error: (\S+): tasks? ([\d,\-]+): (.+)")
 
@@ -145,6 +146,16 @@ def describe(
     dead: set[int] = set()
     codes: dict[int, int] = {}
     banner = _HYDRA.findall(launcher_output)
+    aborted = _MPI_ABORT.findall(launcher_output)
+    if aborted:  # MPICH's own line, when it got out of the rank before mpiexec ended them all
+        code_s, proc = aborted[0]
+        rank = int(proc)
+        parts.append(
+            f"rank {rank} on host {_host_of(ranks, rank)} called MPI_Abort({code_s}) (a task or "
+            "the program did: MPI.COMM_WORLD.Abort), and mpiexec ended every rank"
+        )
+        dead.add(rank)
+        order, banner = [], []  # which rank the others' ends show first says nothing then
     if order:
         listed = exit_codes(launcher_output)
         if listed is not None and len(listed) != len(ranks):

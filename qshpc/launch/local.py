@@ -939,6 +939,15 @@ def _mark_dead(
     else:
         state = "FAILED"
         text = f"the MPI ranks exited with code {code}: {why}"
+        if not order and 0 < code < 128 and "died:" not in why and "MPI_Abort(" not in why:
+            # No rank was seen ending first: they all ended at once, as mpiexec ends them
+            # when a rank calls MPI_Abort (whose own line dies in the rank's log pipe).
+            why = (
+                f"no rank ended first: every rank ended at once with exit code {code}, as they do "
+                f"when a task or the program calls MPI_Abort({code}) "
+                f"(MPI.COMM_WORLD.Abort({code})); {why}"
+            )
+            text = why
     mark_terminal(job_dir, state, text)
     from qshpc.store import recover
 

@@ -212,3 +212,48 @@ def test_a_job_folder_path_with_no_room_for_the_lock_is_refused_at_once(
     assert "the job directory's path is" in line and "choose a shorter QSHPC_HOME" in line
     assert not list((home / "jobs").iterdir())
     assert "QUEUED" not in run_cli("list").stdout
+
+
+ABORT = """\
+import time
+from qshpc import distribute_task, get, save_result
+
+
+@distribute_task()
+def f(i):
+    if i == 3:
+        time.sleep(2)
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD.Abort(7)
+    return i * i
+
+
+save_result(get([f(i) for i in range(6)]))
+"""
+
+
+def test_a_task_calling_mpi_abort_is_named(qshpc_home: Path, tmp_path: Path) -> None:
+    """MPI_Abort(7) in a task: every rank ends at once, so no rank is seen dying first, and
+    MPICH's own line usually dies in the rank's log pipe; the FAILED line said only which
+    tasks ranks held. It now names MPI_Abort and its code (the rank too, when MPICH's line
+    got out)."""
+    prog = tmp_path / "abort.py"
+    prog.write_text(ABORT)
+    out = run_cli("run", str(prog), "--workers", "2", cwd=tmp_path, timeout=120)
+    assert out.returncode == 1
+    line = out.stderr.strip().splitlines()[-1]
+    assert "FAILED" in line and "MPI_Abort(7)" in line, line
+    assert "finished task results are kept" in line
+
+
+def test_mpichs_abort_line_names_the_rank(tmp_path: Path) -> None:
+    from qshpc.jobs.postmortem import describe
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "dispatch.log").write_text("1 0-1\n2 2\n1 3\n")
+    meta = {"id": "j", "ranks": [{"rank": r, "host": f"n{r}", "pid": 100 + r} for r in range(3)]}
+    said = "Abort(7) on node 1 (rank 1 in comm 0): application called MPI_Abort(MPI_COMM_WORLD, 7) - process 1\n"
+    why = describe(tmp_path, meta, {"0", "1", "2"}, said, [(2, 102), (0, 100), (1, 101)])
+    assert why.startswith("rank 1 on host n1 called MPI_Abort(7)"), why
+    assert "died" not in why and "rank 1 on n1 held 1 unfinished task(s): 3" in why
