@@ -274,7 +274,7 @@ def check_path_room(job_dir: Path) -> None:
     if size + _NAME_ROOM >= limit:
         raise UserError(
             f"the job directory's path is {size:,} bytes long (…{shown(str(job_dir)[-60:])}): "
-            f"the files qshpc writes in it (its lock: about {_NAME_ROOM} bytes more) would pass "
+            f"the job's own files in it (its lock: about {_NAME_ROOM} bytes more) would pass "
             f"the system's limit of {limit:,} bytes for a path; choose a shorter QSHPC_HOME "
             "or --job-dir"
         )
