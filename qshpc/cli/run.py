@@ -83,8 +83,10 @@ def register(app: typer.Typer) -> None:
         """
         from qshpc.jobs.prepare import RunSpec
         from qshpc.launch.local import run as run_job
-        from qshpc.submit.slurm import scheduler
+        from qshpc.store import holders
+        from qshpc.submit.slurm import job_over, scheduler
 
+        holders.slurm_job_over = job_over  # a lock held by an ended Slurm job is taken over
         folder = cache_dir_option(cache_dir)
         spec = RunSpec(
             program=program,

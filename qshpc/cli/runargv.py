@@ -109,8 +109,10 @@ def run_fast(argv: list[str]) -> int | None:
     from qshpc.cli.boundary import exit_code
     from qshpc.jobs.prepare import RunSpec
     from qshpc.runtime.mpi import launched_by_mpi
-    from qshpc.submit.slurm import scheduler
+    from qshpc.store import holders
+    from qshpc.submit.slurm import job_over, scheduler
 
+    holders.slurm_job_over = job_over  # a lock held by an ended Slurm job is taken over
     workers = fields.pop("workers", None)
     try:
         spec = RunSpec(**fields)

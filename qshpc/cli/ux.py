@@ -135,9 +135,36 @@ def remove_job(job: Job, force: bool = False) -> str:
                 f"or pass --force to cancel and remove it"
             )
         job.stop()
-    shutil.rmtree(job.job_dir)
+    why = remove_tree(job.job_dir)
+    if why is not None:
+        raise OSError(f"cannot remove job {jid}: {why}; the job is kept")
     drop_array_if_gone(job.job_dir)
     return state
+
+
+def _error(text: str) -> None:
+    """``qshpc: error: TEXT`` on stderr (control characters escaped)."""
+    import sys
+
+    from qshpc.text import shown_lines
+
+    print(f"qshpc: error: {shown_lines(text)}", file=sys.stderr)
+
+
+def remove_tree(path: Path) -> str | None:
+    """Remove a job's folder; None once it is gone, else why it is not (the first error).
+
+    On a read-only file system (an archive mounted read-only, a quota that
+    forbids) ``qshpc rm`` printed a traceback, and ``qshpc gc`` said
+    ``removed 1 job(s)`` and exited 0 while every job was still there.
+    """
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass  # removed meanwhile (another rm, gc)
+    except OSError as exc:
+        return f"{exc.strerror or exc} (removing {path}: check the folder is writable)"
+    return None
 
 
 def _held(job_dir: Path) -> bool:
@@ -248,10 +275,18 @@ def register(app: typer.Typer) -> None:
         """Remove jobs from the store (their folder, results and logs)."""
         from qshpc.client.job import open_job
 
+        failed = 0
         for text in jobs:
             j = open_job(text)
-            state = remove_job(j, force)
+            try:
+                state = remove_job(j, force)
+            except OSError as exc:  # the others are still removed; exit 1 at the end
+                failed += 1
+                _error(str(exc))
+                continue
             echo(f"removed {j.job_dir.name} ({state})")
+        if failed:
+            raise typer.Exit(1)
 
     @app.command("gc")
     @errors
@@ -281,17 +316,28 @@ def register(app: typer.Typer) -> None:
         entries, active, unreadable = collect(age, st)
         verb = "would remove" if dry_run else "removed"
         now = time.time()
+        kept: list[str] = []
+        gone = []
         for e in entries:
             if not dry_run:
-                shutil.rmtree(e.job.job_dir, ignore_errors=True)
+                why = remove_tree(e.job.job_dir)
+                if why is not None:
+                    kept.append(f"{e.job.job_dir.name}: {why}")
+                    continue
                 drop_array_if_gone(e.job.job_dir)
+            gone.append(e)
             days = (now - e.since) / 86400
             echo(f"{verb} {e.job.job_dir.name}  {e.state:<9}  {days:.1f}d old  {_human(e.size)}")
-        total = _human(sum(e.size for e in entries))
+        total = _human(sum(e.size for e in gone))
         echo(
-            f"{verb} {len(entries)} job(s), {total}"
+            f"{verb} {len(gone)} job(s), {total}"
             + (f"; kept {active} running/queued" if active else "")
         )
+        if kept:
+            _error(
+                f"{len(kept)} job(s) could not be removed and are kept: {kept[0]}"
+                + (f" (and {len(kept) - 1} more)" if len(kept) > 1 else "")
+            )
         if unreadable:
             echo(
                 f"skipped {unreadable} damaged or unreadable job(s): see `qshpc list`, "
@@ -299,3 +345,5 @@ def register(app: typer.Typer) -> None:
             )
         if dry_run and entries:
             echo("run again without --dry-run to remove them")
+        if kept:
+            raise typer.Exit(1)

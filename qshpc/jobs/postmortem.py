@@ -51,6 +51,7 @@ def held_tasks(job_dir: Path, finished: set[str]) -> dict[int, list[str]]:
     return held
 
 
+_MPI_ABORT = re.compile(r"application called MPI_Abort\(\S+, (-?\d+)\) - process (\d+)")
 _HYDRA = re.compile(r"PID (\d+) RUNNING AT (\S+)\s+=\s+EXIT CODE: (\d+)", re.S)
 _SRUN = re.compile(r"srun: error: (\S+): tasks? ([\d,\-]+): (.+)")
 
@@ -145,6 +146,16 @@ def describe(
     dead: set[int] = set()
     codes: dict[int, int] = {}
     banner = _HYDRA.findall(launcher_output)
+    aborted = _MPI_ABORT.findall(launcher_output)
+    if aborted:  # MPICH's own line, when it got out of the rank before mpiexec ended them all
+        code_s, proc = aborted[0]
+        rank = int(proc)
+        parts.append(
+            f"rank {rank} on host {_host_of(ranks, rank)} called MPI_Abort({code_s}) (a task or "
+            "the program did: MPI.COMM_WORLD.Abort), and mpiexec ended every rank"
+        )
+        dead.add(rank)
+        order, banner = [], []  # which rank the others' ends show first says nothing then
     if order:
         listed = exit_codes(launcher_output)
         if listed is not None and len(listed) != len(ranks):
@@ -190,9 +201,57 @@ def describe(
         )
     if not parts:
         parts.append("the job's processes ended without finalizing the store")
+    for rank in sorted(dead) if dead else range(min(len(ranks), 64)):  # a read of each log
+        crash = crash_in_log(job_dir, rank)
+        if crash:
+            parts.append(f"rank {rank}'s log shows {crash}")
+            dead.add(rank)
+            break
     parts.append(f"{len(finished)} finished task results are kept in the store")
     parts.append(_what_to_do(meta, job_dir, dead, codes))
     return "; ".join(parts)
+
+
+_FATAL = re.compile(r"^Fatal Python error: (.+?)\s*$", re.M)
+_FRAME = re.compile(r'^  File "(.+)", line (\d+) in (.+?)\s*$')
+
+
+def crash_in_log(job_dir: Path, rank: int) -> str:
+    """``Segmentation fault in f (prog.py, line 7)``: the crash report :mod:`faulthandler`
+    wrote at the end of rank ``rank``'s log (see ``qshpc.runtime.logtee``), or ``""``.
+
+    The function named is the innermost frame of the crashed thread outside
+    qshpc and Python's own library: the task (or the program's line) that crashed.
+    """
+    import sysconfig
+
+    try:
+        with open(job_dir / "logs" / f"rank-{rank}.out", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    found = list(_FATAL.finditer(text))
+    if not found:
+        return ""
+    what = found[-1].group(1)
+    report = text[found[-1].end() :]
+    current = report.find("Current thread")
+    lines = report[current:].splitlines()[1:] if current >= 0 else []
+    skip = [
+        str(Path(__file__).resolve().parents[1]),
+        sysconfig.get_paths()["stdlib"],
+        sysconfig.get_paths()["purelib"],
+    ]
+    for line in lines:
+        frame = _FRAME.match(line)
+        if frame is None:
+            break
+        path, lineno, func = frame.groups()
+        if not any(path.startswith(s) for s in skip) and not path.startswith("<"):
+            return f"{what} in {func} ({path}, line {lineno})"
+    return what
 
 
 def _host_of(ranks: list[dict[str, Any]], rank: int) -> str:

@@ -348,8 +348,10 @@ def check_job_dir(job_dir: Path) -> None:
     Raises:
         UserError: What it is, and to choose another ``--job-dir``.
     """
+    from qshpc.store.perms import check_path_room
     from qshpc.text import shown
 
+    check_path_room(job_dir)  # before any stat: a path over PATH_MAX raised ENAMETOOLONG there
     where = shown(job_dir)
     if job_dir.exists() and not job_dir.is_dir():
         raise UserError(f"job directory {where} is a file, not a folder: choose another --job-dir")

@@ -939,6 +939,16 @@ def _mark_dead(
     else:
         state = "FAILED"
         text = f"the MPI ranks exited with code {code}: {why}"
+        unknown = "died:" not in why or "died: killed or crashed" in why
+        if unknown and 0 < code < 128 and code != 9 and "MPI_Abort(" not in why:
+            # No rank was seen ending first, or one with no code (the first pidfd of ranks
+            # that all ended at once): mpiexec ends them so when a rank calls MPI_Abort, whose
+            # own line mostly dies in the rank's log pipe.
+            why = (
+                f"every rank ended at once with exit code {code}, as they do when a task or "
+                f"the program calls MPI_Abort({code}) (MPI.COMM_WORLD.Abort({code})); {why}"
+            )
+            text = why
     mark_terminal(job_dir, state, text)
     from qshpc.store import recover
 

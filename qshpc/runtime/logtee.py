@@ -73,6 +73,7 @@ class LogTee:
                 stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             except (AttributeError, ValueError):
                 pass
+        self._faults = _crash_reports_to(self._log)
         _live.add(self)
         if not _hooked:  # one hook per process, not one per tee
             os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -95,6 +96,7 @@ class LogTee:
         if os.getpid() == self._pid:
             return
         _live.discard(self)  # done once: a grandchild must not close what reuses these numbers
+        _crash_reports_back(self._faults)  # before the log's number can name another file
         _release_pipes(self._inherited, set(self._saved.values()))
         for fd in (*self._saved.values(), self._log, *self._reads):
             try:
@@ -186,10 +188,47 @@ class LogTee:
             t.join(timeout=0.05)  # a pipe whose writers are all gone ends at once
         if any(t.is_alive() for t in self._threads):
             return  # a child holds a pipe: its thread still needs the log and the terminal
+        _crash_reports_back(self._faults)
         for saved in self._saved.values():
             os.close(saved)
         os.close(self._log)
         _live.discard(self)  # its numbers may be reused: a later fork must not close them
+
+
+def _crash_reports_to(log: int) -> bool | None:
+    """Have a crash of this process (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL) write every
+    thread's Python traceback straight into the log file ``log``; return whether
+    :mod:`faulthandler` was on before (None: it could not be turned on).
+
+    Written into the tee's pipe, the report was lost with the process that died
+    (nothing reads the pipe once its thread is gone): a task that crashed in
+    compiled code (``ctypes.string_at(0)``) left ``rank-1.out`` empty, and the
+    post-mortem pointed at that empty log. The log file is opened ``O_APPEND``,
+    so the report lands after the output copied before it.
+    """
+    import faulthandler
+
+    was = faulthandler.is_enabled()
+    try:
+        faulthandler.enable(file=log, all_threads=True)
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return was
+
+
+def _crash_reports_back(was: bool | None) -> None:
+    """Undo :func:`_crash_reports_to` before the log's descriptor is closed (a crash
+    report must never go to a file opened later under the same number)."""
+    import faulthandler
+
+    if was is None:
+        return
+    faulthandler.disable()
+    if was:
+        try:
+            faulthandler.enable(file=sys.__stderr__ or 2, all_threads=True)
+        except (OSError, ValueError, RuntimeError, AttributeError):
+            pass
 
 
 def to_null(stream: Any) -> None:

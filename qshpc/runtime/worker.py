@@ -227,9 +227,18 @@ def serve(
     """
     signals = catch_stop_signals()
     beat = heartbeat or Heartbeat(wiring)
+    info = info or context.rank_info()
+    job = context.worker_job()
+    watch = None
+    if job is not None:
+        from qshpc.runtime.orphan import Rank0Watch
+
+        watch = Rank0Watch(Path(job), info.rank)  # srun keeps a worker whose rank 0 died
     try:
-        _serve(wiring, info or context.rank_info())
+        _serve(wiring, info)
     finally:
+        if watch is not None:
+            watch.stop()  # before the goodbye, after which rank 0 releases its lock
         beat.stop()
     # Rank 0 drains heartbeats until every worker's goodbye has arrived, so the
     # last heartbeat completes and nothing is left in flight at MPI_Finalize.

@@ -155,6 +155,7 @@ def create_job(
         if not isinstance(arguments, dict):
             raise SerializationError(f"arguments must be a dict, not {type(arguments).__name__}")
         check_nesting(arguments, "the arguments")  # before the folder exists: none left behind
+    perms.check_path_room(job_dir)
     made = not job_dir.exists()
     if not made:
         perms.check_own_job_dir(job_dir)

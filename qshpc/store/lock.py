@@ -27,6 +27,8 @@ What flufl.lock leaves to us, and how it is done here:
   same host we know at once: the pid is gone, or it is now another process
   (its start time differs from the one recorded). A requeued Slurm job (same
   Slurm job id, a higher restart count) takes over its previous run's lock.
+  A holder on another host whose Slurm job has ended, processes and all
+  (``qshpc run`` asks Slurm through :mod:`qshpc.store.holders`), is gone too.
 - *Breaking is racy in flufl.lock* (two breakers can remove each other's
   fresh lock). Here a breaker takes a second lock (``job.lock.break``), checks
   that the lock still holds the same stale claim, and only then removes it.
@@ -212,7 +214,29 @@ def _stale(job_dir: Path, holder: Holder, batch: Batch | None = None) -> bool:
         expires = (job_dir / LOCK_FILE).stat().st_mtime  # the holder touches it ahead
     except OSError:
         return False
-    return expires + CLOCK_SLOP_S < time.time()
+    if expires + CLOCK_SLOP_S < time.time():
+        return True
+    return _slurm_job_over(holder)
+
+
+def _slurm_job_over(holder: Holder) -> bool:
+    """A holder on another host whose Slurm job Slurm says is over, processes and all.
+
+    Such a run cannot refresh its lock any more (Slurm ended every process of
+    the job), so the lock is taken over at once instead of 70 s after its last
+    refresh: an element of an array cancelled with ``scancel`` (the store says
+    CANCELED) was refused for that long by ``qshpc run --resume`` as "already
+    running ... cancel it", and ``qshpc cancel`` had nothing to cancel.
+    """
+    from qshpc.store import holders
+
+    check = holders.slurm_job_over
+    if check is None or not holder.slurm_job:
+        return False
+    try:
+        return bool(check(str(holder.slurm_job)))
+    except Exception:  # Slurm's trouble never takes a live holder's lock
+        return False
 
 
 class JobLock:

@@ -243,3 +243,38 @@ def ensure_private_dir(path: Path, what: str) -> Path:
             raise UnsafeStoreError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
     check_private_dir(path, what)
     return path
+
+
+#: Bytes a job's own files add to its folder's path: the longest is the lock's claim,
+#: ``/job.lock.break|<host>|<pid>|<19 digits>`` (flufl.lock), with a host name of up to 64.
+_NAME_ROOM = 128
+
+
+def check_path_room(job_dir: Path) -> None:
+    """Refuse a job folder whose path leaves no room for the job's own files (PATH_MAX).
+
+    A ``QSHPC_HOME`` 4,000 bytes deep took ``job.h5``, but its run failed to take the
+    job's lock (``job.lock|host|pid|n``: ``File name too long``), saying the folder
+    must be writable and have free space, and left the job QUEUED for good.
+
+    Raises:
+        UserError: How long the path is, the limit, and to choose a shorter one.
+    """
+    from qshpc.errors import UserError
+    from qshpc.text import shown
+
+    limit = 4096
+    for here in job_dir.absolute().parents:  # the nearest folder that exists says its limit
+        try:
+            limit = os.pathconf(here, "PC_PATH_MAX")
+            break
+        except (OSError, ValueError):  # missing, or its own path is too long
+            continue
+    size = len(os.fsencode(job_dir.absolute()))
+    if size + _NAME_ROOM >= limit:
+        raise UserError(
+            f"the job directory's path is {size:,} bytes long (…{shown(str(job_dir)[-60:])}): "
+            f"the job's own files in it (its lock: about {_NAME_ROOM} bytes more) would pass "
+            f"the system's limit of {limit:,} bytes for a path; choose a shorter QSHPC_HOME "
+            "or --job-dir"
+        )

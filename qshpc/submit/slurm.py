@@ -116,6 +116,40 @@ def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
     return views
 
 
+def job_over(job_id: str) -> bool:
+    """True only when Slurm says job ``job_id`` (a raw id, ``SLURM_JOB_ID``) has ended and
+    none of its processes is left: ``sacct`` gives an ended state and ``squeue`` no longer
+    lists it (``CANCELLED`` comes from sacct while the job is still COMPLETING, its
+    processes being ended: a run's rank 0 may still write its store then). Any doubt
+    (Slurm not answering, an unknown word) is False.
+
+    :func:`qshpc.store.lock` uses it for a lock held from another host (see
+    :mod:`qshpc.store.holders`).
+    """
+    from qshpc.jobstate import TERMINAL
+    from qshpc.submit.slurm_states import SLURM_STATES
+
+    if not job_id.isdigit():
+        return False
+    out = _output(
+        ["sacct", "-X", "--parsable2", "--noheader", "-j", job_id, "--format=JobIDRaw,State"]
+    )
+    states = [
+        line.split("|")[1].split()[0].rstrip("+")
+        for line in (out or "").splitlines()
+        if line.count("|") >= 1 and line.split("|")[0] == job_id and line.split("|")[1].strip()
+    ]
+    if not states or SLURM_STATES.get(states[-1]) not in TERMINAL:
+        return False
+    try:
+        queued = run(["squeue", "-h", "-j", job_id, "-o", "%T"], QUERY_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    if queued.returncode == 0:
+        return not queued.stdout.strip()  # listed (COMPLETING...): processes may be left
+    return "invalid job id" in (queued.stderr or "").lower()  # forgotten since it ended
+
+
 def query(slurm_id: str) -> SlurmView | None:
     """Ask Slurm about one job (see :func:`query_many`); None when nobody knows it."""
     return query_many([slurm_id]).get(slurm_id)
