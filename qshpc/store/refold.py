@@ -40,7 +40,14 @@ def fold_ended(job_dir: Path) -> bool:
     except (UserError, StoreError, OSError):  # a run holds it, or the folder is not ours
         return False
     try:
-        return _fold(job_dir, journal)
+        if not _fold(job_dir, journal):
+            return False
+        from qshpc.store.space import drop_reserve
+
+        # As finalize does (a writer killed in it left its 1 MiB reserve); under the
+        # lock: a --resume taking it next makes its own
+        drop_reserve(job_dir)
+        return True
     except (StoreError, OSError):
         return False
     finally:

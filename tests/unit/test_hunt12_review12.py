@@ -5,6 +5,7 @@ Each test says what happened on main 8076006.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,3 +124,77 @@ def test_a_plain_nested_result_is_still_copied_without_pickle() -> None:
     assert out == {k: v for k, v in value.items() if k != "n"} | {"n": out["n"]}
     assert out["a"] is not value["a"] and out["b"][0] is not value["b"][0]
     assert out["n"] is not value["n"] and out["n"].tolist() == [0.0, 1.0, 2.0]
+
+
+BY_VALUE = """\
+from dataclasses import dataclass
+import numpy as np
+from qshpc import distribute_task, get, put
+
+@dataclass
+class Point:
+    a: object
+
+@distribute_task()
+def part(a):
+    return {"s": a[:2]}, Point(a[1:3])
+
+d, p = get(part(put(np.arange(6.0))))
+print("OUT", d["s"].flags.writeable, p.a.flags.writeable, type(p).__name__, p.a.tolist())
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_a_result_with_a_class_of_the_program_gives_writeable_slices_too(
+    tmp_path: Path, qshpc_home: Path, ranks: int
+) -> None:
+    """A result holding an instance of a class of the program travels from a worker by
+    value (cloudpickle): on 8076006 its slices of a placed array, and every other
+    array of that result, came back read-only under ``-n 3`` (``OUT False False``)
+    and writeable under ``-n 1``."""
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "prog.py"
+    prog.write_text(BY_VALUE)
+    out = run_cli("run", str(prog), ranks=ranks, timeout=110)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OUT True True Point [1.0, 2.0]" in out.stdout
+
+
+KILLED_IN_FINALIZE = """\
+import os, sys
+import numpy as np
+from pathlib import Path
+from qshpc.store import JobWriter, create_job
+import qshpc.store.writer as W
+
+job = Path(sys.argv[1])
+create_job(job, {"id": "job", "title": "t", "created": 5.0, "seed": 3}, None)
+w = JobWriter.open(job, {"mpi_size": 1})
+w.save_result({"x": np.arange(1000.0)})
+W.snapshot = lambda *a, **k: os._exit(0)  # the fault: killed after the final commit
+w.finalize("SUCCEEDED")
+"""
+
+
+def test_a_later_read_folds_a_writer_killed_in_finalize_and_drops_its_reserve(
+    tmp_path: Path,
+) -> None:
+    """A writer killed in finalize (after the final state's commit, before its fold) left
+    ``job.journal``, its lock and its 1 MiB ``job.reserve``; on 8076006 a later read
+    folded the journal and kept the reserve for good. It goes now, as finalize's."""
+    import os
+    import subprocess
+    import sys
+
+    from qshpc.client.job import Job
+
+    job = tmp_path / "job"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", KILLED_IN_FINALIZE, str(job)], env=env, check=True)
+    assert {"job.journal", "job.reserve"} <= set(os.listdir(job))
+    j = Job(job)
+    assert j.status() == "SUCCEEDED"
+    assert j.result()["x"].tolist() == list(np.arange(1000.0))
+    assert sorted(os.listdir(job)) == ["job.h5"]
