@@ -33,10 +33,10 @@ def fold_ended(job_dir: Path) -> bool:
             return False
     except OSError:  # no journal (folded meanwhile), or no job
         return False
-    from qshpc.store.lock import JobLock
+    from qshpc.store.lock import FOLD_COMMAND, JobLock
 
     try:
-        lock = JobLock(job_dir, "qshpc (folding an ended job's journal)").acquire()
+        lock = JobLock(job_dir, FOLD_COMMAND).acquire()
     except (UserError, StoreError, OSError):  # a run holds it, or the folder is not ours
         return False
     try:

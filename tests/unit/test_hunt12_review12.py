@@ -198,3 +198,60 @@ def test_a_later_read_folds_a_writer_killed_in_finalize_and_drops_its_reserve(
     assert j.status() == "SUCCEEDED"
     assert j.result()["x"].tolist() == list(np.arange(1000.0))
     assert sorted(os.listdir(job)) == ["job.h5"]
+
+
+def test_a_run_waits_for_a_read_that_folds_the_journal_rather_than_refusing(
+    tmp_path: Path,
+) -> None:
+    """On 8076006 a ``qshpc run --resume`` that met a ``qshpc status`` folding the ended
+    job's journal (``fold_ended`` holds the job's lock meanwhile) was refused: 'job ...
+    is already running (..., `qshpc (folding an ended job's journal)`) ... or cancel
+    it'. A run now waits for such a holder (a fold is brief); a second fold does not."""
+    import threading
+    import time
+
+    from qshpc.store.lock import FOLD_COMMAND, JobLock, JobLockedError
+
+    job = tmp_path / "job"
+    job.mkdir()
+    fold = JobLock(job, FOLD_COMMAND).acquire()
+    with pytest.raises(JobLockedError):
+        JobLock(job, FOLD_COMMAND).acquire()  # another read: it leaves the journal be
+    timer = threading.Timer(0.6, fold.release)
+    timer.start()
+    t0 = time.monotonic()
+    run = JobLock(job, "qshpc run --resume").acquire()
+    try:
+        assert 0.4 < time.monotonic() - t0 < 30
+    finally:
+        run.release()
+        timer.join()
+    held = JobLock(job, "qshpc run").acquire()  # a run still refuses a run at once
+    try:
+        with pytest.raises(JobLockedError):
+            JobLock(job, "qshpc run --resume").acquire()
+    finally:
+        held.release()
+
+
+def test_qshpc_run_resume_waits_for_a_fold_too(tmp_path: Path, qshpc_home: Path) -> None:
+    """The launcher's own check (``prepare``: a live holder refuses the run before
+    rank 0 takes the lock) refused it the same way on 8076006."""
+    import threading
+
+    from qshpc.store.lock import FOLD_COMMAND, JobLock
+    from tests.conftest import job_dir_of, run_cli
+
+    prog = tmp_path / "prog.py"
+    prog.write_text("import sys\nfrom qshpc import save_result\nsave_result(len(sys.argv))\n")
+    assert run_cli("run", str(prog)).returncode == 0
+    job = job_dir_of(qshpc_home)
+    fold = JobLock(job, FOLD_COMMAND).acquire()
+    timer = threading.Timer(1.0, fold.release)
+    timer.start()
+    try:
+        out = run_cli("run", str(prog), "--resume", job.name)
+    finally:
+        timer.join()
+    assert "already running" not in out.stderr, out.stderr[-2000:]
+    assert out.returncode == 0, out.stderr[-2000:]
