@@ -255,3 +255,45 @@ def test_qshpc_run_resume_waits_for_a_fold_too(tmp_path: Path, qshpc_home: Path)
         timer.join()
     assert "already running" not in out.stderr, out.stderr[-2000:]
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_get_copies_through_pickle_give_writeable_arrays() -> None:
+    """On 8076006 ``get``'s copy through pickle kept an array's read-only flag: a
+    task's ``np.frombuffer`` array inside an object came read-only under ``-n 1`` and
+    writeable under ``-n 3`` (the worker's pickle writes it writeable)."""
+    from types import SimpleNamespace
+
+    a = np.frombuffer(b"\0" * 16)
+    d, ns = fresh(({"d": a}, SimpleNamespace(a=a, b=a)))
+    assert d["d"].flags.writeable and ns.a.flags.writeable and ns.a is ns.b
+    assert not a.flags.writeable
+
+
+FROMBUFFER = """\
+import numpy as np
+from types import SimpleNamespace
+from qshpc import distribute_task, get
+
+@distribute_task()
+def make():
+    a = np.frombuffer(b"\\0" * 16)
+    return {"d": a}, SimpleNamespace(a=a)
+
+d, ns = get(make())
+print("OUT", d["d"].flags.writeable, ns.a.flags.writeable)
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_a_read_only_array_a_task_made_comes_writeable_on_every_rank_count(
+    tmp_path: Path, qshpc_home: Path, ranks: int
+) -> None:
+    """On 8076006: ``OUT False False`` under ``-n 1``, ``OUT True True`` under ``-n 3``."""
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "prog.py"
+    prog.write_text(FROMBUFFER)
+    out = run_cli("run", str(prog), ranks=ranks, timeout=110)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OUT True True" in out.stdout
