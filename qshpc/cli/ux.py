@@ -172,7 +172,7 @@ def _held(job_dir: Path) -> bool:
     from qshpc.store.lock import holder_alive
 
     try:
-        return holder_alive(job_dir) is not None
+        return holder_alive(job_dir, runs_only=True) is not None  # a read's fold: no run
     except Exception:
         return False
 

@@ -388,7 +388,7 @@ def check_claimable(spec: RunSpec, job_dir: Path) -> None:
     """
     from qshpc.store.lock import JobLock, holder_alive
 
-    holder = holder_alive(job_dir)
+    holder = holder_alive(job_dir, runs_only=True)  # a fold: claim_job's lock waits
     if holder is not None:
         from qshpc.store.lock import JobLockedError
 

@@ -266,13 +266,13 @@ def fresh(value: Any) -> Any:
     kind = type(value)
     if kind in _IMMUTABLE:
         return value
-    shallow = _shallow_copy(value, kind)
+    shallow = _shallow_copy(value, kind, 0, {})
     if shallow is not None:
         return shallow
     import pickle
 
     try:
-        return pickle.loads(pickle.dumps(value, protocol=5))
+        return pickle.loads(_writeable_dumps(value))
     except Exception:
         pass
     import copy
@@ -283,51 +283,82 @@ def fresh(value: Any) -> Any:
         return value
 
 
+def _writeable_dumps(value: Any) -> bytes:
+    """``pickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable copy.
+
+    As a worker's result travels to rank 0 (``qshpc.runtime.results.writeable_dumps``,
+    a layer above): on 8076006 ``get`` of a result ``({"d": a}, SimpleNamespace(a=a))``
+    with ``a = np.frombuffer(...)`` gave ``a`` read-only under ``-n 1`` (pickle keeps
+    the flag) and writeable under ``-n 3`` and ``QSHPC_ROOT_WORKS=1``.
+    """
+    import io
+    import pickle
+
+    class _Writeable(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            kind = type(obj)
+            if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+                if not obj.flags.writeable:
+                    return obj.copy().__reduce_ex__(5)
+            return NotImplemented
+
+    out = io.BytesIO()
+    _Writeable(out, protocol=5).dump(value)
+    return out.getvalue()
+
+
 #: Deeper lists and dicts are copied through pickle.
 _MAX_DEPTH = 8
 
 
-def _shallow_copy(value: Any, kind: Any, depth: int = 0) -> Any:
+def _shallow_copy(value: Any, kind: Any, depth: int, memo: dict[int, Any]) -> Any:
     """A copy of ``value`` made of lists, tuples, dicts (and numpy arrays) over immutable
-    values without pickle, or None when it holds anything else."""
+    values without pickle, or None when it holds anything else.
+
+    ``memo`` (id -> copy) keeps what the value shares shared, as pickle does: on
+    8076006 ``[inner, inner]`` came back as two lists, so a change to one no longer
+    showed in the other.
+    """
+    if id(value) in memo:
+        return memo[id(value)]
     if kind is list or kind is tuple:
         if _IMMUTABLE.issuperset(map(type, value)):
-            return list(value) if kind is list else value
+            return _memo(memo, value, list(value) if kind is list else value)
         if depth >= _MAX_DEPTH:
             return None
-        items = [
-            x if type(x) in _IMMUTABLE else _shallow_copy(x, type(x), depth + 1) for x in value
-        ]
+        items = [x if type(x) in _IMMUTABLE else _inner(x, depth, memo) for x in value]
         if any(y is None and x is not None for x, y in zip(value, items, strict=True)):
             return None
-        return items if kind is list else tuple(items)
+        return _memo(memo, value, items if kind is list else tuple(items))
     if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
-        return None if value.dtype.hasobject else value.copy()
+        return None if value.dtype.hasobject else _memo(memo, value, value.copy())
     # Keys are shared, as hashable keys are in practice immutable (a change to one in
     # place would break the dict itself)
     if not isinstance(value, dict):
         return None
     if kind is dict:
         if _IMMUTABLE.issuperset(map(type, value.values())):
-            return value.copy()
+            return _memo(memo, value, value.copy())
         if depth >= _MAX_DEPTH:
             return None
         out: dict[Any, Any] = {}
         for k, x in value.items():
-            y = x if type(x) in _IMMUTABLE else _shallow_copy(x, type(x), depth + 1)
+            y = x if type(x) in _IMMUTABLE else _inner(x, depth, memo)
             if y is None and x is not None:
                 return None
             out[k] = y
-        return out
+        return _memo(memo, value, out)
     if not _IMMUTABLE.issuperset(map(type, value.values())):
         return None
-    # A dict subclass that pickles as a plain one does (its items, then its __dict__)
+    # A dict subclass that pickles as a plain one does (its items, then its __dict__):
+    # no slots (its own or a base class's), no state methods of its own
     attrs = getattr(value, "__dict__", None)
     if (
         attrs is None
-        or "__slots__" in kind.__dict__
+        or any("__slots__" in vars(base) for base in (*kind.__mro__[1:-2], kind))
         or getattr(kind, "__reduce_ex__", None) is not object.__reduce_ex__
         or getattr(kind, "__reduce__", None) is not object.__reduce__
+        or getattr(kind, "__getstate__", None) is not object.__getstate__
         or getattr(kind, "__setitem__", None) is not dict.__setitem__
         or hasattr(kind, "__setstate__")
         or not _IMMUTABLE.issuperset(map(type, attrs.values()))
@@ -336,7 +367,17 @@ def _shallow_copy(value: Any, kind: Any, depth: int = 0) -> Any:
     new = kind.__new__(kind)
     dict.update(new, value)
     new.__dict__.update(attrs)
-    return new
+    return _memo(memo, value, new)
+
+
+def _inner(value: Any, depth: int, memo: dict[int, Any]) -> Any:
+    return _shallow_copy(value, type(value), depth + 1, memo)
+
+
+def _memo(memo: dict[int, Any], value: Any, copy: Any) -> Any:
+    """``copy``, recorded as ``value``'s (which the caller holds: its id is not reused)."""
+    memo[id(value)] = copy
+    return copy
 
 
 def _call(fn: Callable[[Any], object], ref: Any) -> None:

@@ -74,9 +74,7 @@ class Results:
                 pickle.dumps(value, protocol=5)
             except Exception as exc:
                 try:
-                    import cloudpickle
-
-                    self.values[i] = _ByValue(cloudpickle.dumps(value, protocol=5))
+                    self.values[i] = _ByValue(_writeable_cloudpickle(value))
                     continue
                 except Exception:
                     pass
@@ -183,6 +181,28 @@ def _holds_read_only(values: list[Any]) -> bool:
     except Exception:
         return False
     return False
+
+
+def _writeable_cloudpickle(value: Any) -> bytes:
+    """``cloudpickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable one.
+
+    A result holding an instance of a class of the program travels by value; on
+    8076006 its read-only arrays (slices of a ``put`` array) reached the program
+    read-only under workers, and writeable with one rank or ``QSHPC_ROOT_WORKS``.
+    """
+    import cloudpickle
+
+    class _Writeable(cloudpickle.Pickler):  # type: ignore[misc]
+        def reducer_override(self, obj: Any) -> Any:
+            kind = type(obj)
+            if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+                if not obj.flags.writeable:
+                    return obj.copy().__reduce_ex__(5)
+            return super().reducer_override(obj)
+
+    out = io.BytesIO()
+    _Writeable(out, protocol=5).dump(value)
+    return out.getvalue()
 
 
 def writeable_dumps(value: Any) -> bytes:

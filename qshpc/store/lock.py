@@ -61,6 +61,8 @@ from qshpc.errors import StoreError, UserError
 LOCK_FILE = "job.lock"
 HOLDER_FILE = "job.lock.holder"
 BREAK_FILE = "job.lock.break"
+#: What :func:`qshpc.store.refold.fold_ended` holds the lock as: a run waits for it.
+FOLD_COMMAND = "qshpc (folding an ended job's journal)"
 LIFETIME_S = 60.0
 REFRESH_S = 10.0
 CLOCK_SLOP_S = 10.0
@@ -177,10 +179,16 @@ def read_holder(job_dir: Path) -> Holder | None:
     return holder
 
 
-def holder_alive(job_dir: Path) -> Holder | None:
-    """The holder of ``job_dir``'s lock when it still runs (or cannot be known dead), else None."""
+def holder_alive(job_dir: Path, runs_only: bool = False) -> Holder | None:
+    """The holder of ``job_dir``'s lock when it still runs (or cannot be known dead), else None.
+
+    ``runs_only``: None too for a read folding an ended job's journal
+    (:data:`FOLD_COMMAND`, brief, no run: :meth:`JobLock.acquire` waits for it).
+    """
     holder = read_holder(job_dir)
     if holder is None or _stale(job_dir, holder):
+        return None
+    if runs_only and holder.command == FOLD_COMMAND:
         return None
     return holder
 
@@ -270,7 +278,10 @@ class JobLock:
         from flufl.lock import TimeOutError
 
         path = self.job_dir / LOCK_FILE
-        for _ in range(5):
+        tries = 0
+        fold_wait = time.monotonic() + LIFETIME_S
+        while tries < 5:
+            tries += 1
             lock = _flufl_lock(path)
             try:
                 lock.lock(timeout=timedelta(seconds=0))
@@ -281,6 +292,16 @@ class JobLock:
                     continue
                 if _stale(self.job_dir, holder, self.batch):
                     self._break(path, holder)
+                    continue
+                if (
+                    holder.command == FOLD_COMMAND
+                    and self.command != FOLD_COMMAND
+                    and time.monotonic() < fold_wait
+                ):
+                    # a read folding an ended job's journal (qshpc.store.refold): brief,
+                    # and no run: wait for it rather than refuse a --resume
+                    tries -= 1
+                    time.sleep(0.1)
                     continue
                 raise JobLockedError(self._refusal(holder), holder) from None
             except OSError as exc:

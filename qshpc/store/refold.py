@@ -33,14 +33,21 @@ def fold_ended(job_dir: Path) -> bool:
             return False
     except OSError:  # no journal (folded meanwhile), or no job
         return False
-    from qshpc.store.lock import JobLock
+    from qshpc.store.lock import FOLD_COMMAND, JobLock
 
     try:
-        lock = JobLock(job_dir, "qshpc (folding an ended job's journal)").acquire()
+        lock = JobLock(job_dir, FOLD_COMMAND).acquire()
     except (UserError, StoreError, OSError):  # a run holds it, or the folder is not ours
         return False
     try:
-        return _fold(job_dir, journal)
+        if not _fold(job_dir, journal):
+            return False
+        from qshpc.store.space import drop_reserve
+
+        # As finalize does (a writer killed in it left its 1 MiB reserve); under the
+        # lock: a --resume taking it next makes its own
+        drop_reserve(job_dir)
+        return True
     except (StoreError, OSError):
         return False
     finally:
