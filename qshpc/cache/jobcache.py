@@ -81,7 +81,9 @@ class Writer:
 
     Results queue up to :data:`MAX_PENDING_BYTES` (beyond, they are dropped and
     counted). The first write that fails (disk full, permissions) turns the
-    writer off for the rest of the job, with one warning.
+    writer off for the rest of the job, with one warning; one whose shard folder
+    alone is at fault (a file in its place) skips the entries of that shard only
+    (one warning per shard).
     """
 
     def __init__(self, cache: CacheDir) -> None:
@@ -90,6 +92,7 @@ class Writer:
         self.dropped = 0
         self.failed = 0
         self.off = False
+        self.bad_shards: set[str] = set()
         self.stalled = False  # the end's wait gave up: no write ended for STALL_S
         self._q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._pending = 0  # bytes queued (bodies; values count 0 until encoded)
@@ -149,7 +152,14 @@ class Writer:
                         self.written += 1
             except CacheWriteError as exc:
                 self.failed += 1
-                if not self.off:
+                if exc.shard is not None:
+                    if exc.shard not in self.bad_shards:
+                        self.bad_shards.add(exc.shard)
+                        _warn(
+                            f"{exc}: results whose cache keys start with {exc.shard!r} are not "
+                            "cached (the other keys are); remove what is there in its place"
+                        )
+                elif not self.off:
                     self.off = True
                     _warn(f"{exc}: results are not cached for the rest of this job")
             except Exception:  # a value that cannot be encoded is simply not cached

@@ -265,6 +265,31 @@ def _sweep_temporaries(cache: CacheDir, now: float, out: Removal, dry_run: bool)
             out.temporaries += 1
 
 
+def _sweep_bad_shards(cache: CacheDir, out: Removal, dry_run: bool) -> None:
+    """Remove what stands in a shard folder's place in this user's folder (a file, a link).
+
+    The cache's writes skip such a shard (one warning a job); its keys could never
+    be cached again until it goes.
+    """
+    import stat
+
+    for shard in folder.SHARDS:
+        path = cache.mine / shard
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        out.damaged += 1
+        if not dry_run:
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                out.failed += 1
+                out.error = out.error or f"cannot remove {path}: {exc.strerror}"
+
+
 def gc(
     cache: CacheDir,
     older_than: float | None = None,
@@ -277,13 +302,15 @@ def gc(
     recently used until the rest fit in ``max_size`` bytes.
 
     Always removes temporary files older than an hour (left by killed writers);
-    with ``verify``, reads every entry and removes the torn or altered ones.
-    "Used" is the entry's mtime: set when it is stored and, at most once a day,
+    with ``verify``, reads every entry and removes the torn or altered ones, and what
+    stands in a shard folder's place. "Used" is the entry's mtime: set when it is stored and, at most once a day,
     when a lookup returns it.
     """
     now = time.time() if now is None else now
     out = Removal()
     _sweep_temporaries(cache, now, out, dry_run)
+    if verify:
+        _sweep_bad_shards(cache, out, dry_run)
     kept: list[EntryStat] = []
     for st in cache.scan():
         if verify:

@@ -26,6 +26,7 @@ See :mod:`qshpc.cache.folder` for the layout and the permission rules, and
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -107,7 +108,16 @@ def _read_all(fd: int, size: int) -> bytes:
 
 
 class CacheWriteError(Exception):
-    """An entry could not be written (disk full, permissions); the cache stays as it was."""
+    """An entry could not be written (disk full, permissions); the cache stays as it was.
+
+    Attributes:
+        shard: The shard folder (``ab``) when only it is at fault (something that is no
+            folder in its place): entries of the other shards can still be written.
+    """
+
+    def __init__(self, text: str, shard: str | None = None) -> None:
+        super().__init__(text)
+        self.shard = shard
 
 
 def _write_all(fd: int, pieces: list[bytes]) -> None:
@@ -338,6 +348,14 @@ class CacheDir:
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
             )
         except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ENOENT):
+                # The shard is no folder (a file in its place), or it was removed meanwhile
+                # (`qshpc cache rm`): this entry only; the next write makes the folder again
+                self._shards.discard(shard)
+                raise CacheWriteError(
+                    f"cannot write to the cache folder {self.mine / shard}: {exc.strerror}",
+                    shard=shard,
+                ) from None
             raise CacheWriteError(f"cannot write to the cache {self.mine}: {exc}") from None
         try:
             try:

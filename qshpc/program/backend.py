@@ -188,6 +188,8 @@ class Frozen:
     __slots__ = ("array", "buffers", "data", "template")
 
     def __init__(self, data: bytes, buffers: list[memoryview], array: Any = None) -> None:
+        if buffers or array is not None:
+            context.note_placed_buffers()
         self.data = data
         self.buffers = buffers
         #: A placed numpy array alone: a read-only view of it (each thaw a new view).

@@ -192,6 +192,22 @@ def pop_task() -> None:
     stack.pop()
 
 
+#: True once this process holds a placed object (``put``) with out-of-band buffers
+#: (numpy arrays): only then can a task's result hold a read-only view of placed memory.
+_placed_buffers = False
+
+
+def note_placed_buffers() -> None:
+    """Record that this process holds a placed object with out-of-band buffers."""
+    global _placed_buffers
+    _placed_buffers = True
+
+
+def placed_buffers() -> bool:
+    """True once a placed object of this process has out-of-band buffers (numpy arrays)."""
+    return _placed_buffers
+
+
 __all__ = [
     "RankInfo",
     "Step",
@@ -200,6 +216,8 @@ __all__ = [
     "current_task",
     "job_seed",
     "local_step",
+    "note_placed_buffers",
+    "placed_buffers",
     "rank_info",
     "record_provenance",
     "set_job_seed",
