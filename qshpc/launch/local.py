@@ -532,7 +532,7 @@ def _exit_code(
         with JobReader.open(job_dir) as r:
             meta = r.meta()
     except Exception:
-        meta = {}
+        meta = _stored_after_fold(job_dir)[0]
     ours = meta.get("launch") == token  # the store's last run is the one we launched
     state = meta.get("state")
     if ours and state in ("SUCCEEDED", "FAILED", "CANCELED"):
@@ -901,6 +901,31 @@ def _progress_line(job_dir: Path, meter: Any) -> Any:
     return meter
 
 
+def _what_was_stored(job_dir: Path) -> tuple[dict[str, Any], set[str]]:
+    """The store's meta and the ids of its finished tasks (raises when unreadable)."""
+    from qshpc.store import JobReader
+
+    with JobReader.open(job_dir) as r:
+        return r.meta(), {t["task_id"] for t in r.tasks() if t["state"] == "SUCCEEDED"}
+
+
+def _stored_after_fold(job_dir: Path) -> tuple[dict[str, Any], set[str]]:
+    """:func:`_what_was_stored` after folding what was committed, for a store unreadable
+    as the ranks left it (rank 0 killed in the middle of a write: its SUCCEEDED end may
+    be in the journal); nothing when another live run holds the job or it stays unreadable.
+    """
+    from qshpc.store import recover
+    from qshpc.store.lock import holder_alive
+
+    try:
+        if holder_alive(job_dir) is not None:
+            return {}, set()
+        recover(job_dir)
+        return _what_was_stored(job_dir)
+    except Exception:
+        return {}, set()
+
+
 def _mark_dead(
     job_dir: Path, output: str, code: int, order: list[tuple[int, int]], signalled: int | None
 ) -> str | None:
@@ -913,17 +938,16 @@ def _mark_dead(
     """
     from qshpc.jobs.paths import mark_terminal
     from qshpc.jobs.postmortem import describe
-    from qshpc.store import JobReader
     from qshpc.store.lock import holder_alive
 
     if holder_alive(job_dir) is not None:
         return None  # another live run holds the job (ours was refused): not ours to judge
+    from qshpc.store import recover
+
     try:
-        with JobReader.open(job_dir) as r:
-            meta = r.meta()
-            finished = {t["task_id"] for t in r.tasks() if t["state"] == "SUCCEEDED"}
+        meta, finished = _what_was_stored(job_dir)
     except Exception:
-        meta, finished = {}, set()
+        meta, finished = _stored_after_fold(job_dir)
     state = meta.get("state")
     if state not in (None, "QUEUED", "RUNNING"):
         return str(state)
@@ -950,8 +974,6 @@ def _mark_dead(
             )
             text = why
     mark_terminal(job_dir, state, text)
-    from qshpc.store import recover
-
     try:
         recover(job_dir)  # job.h5 alone now holds every committed record
     except Exception as exc:  # the directory may be gone or full: the journal stays
