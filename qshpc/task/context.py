@@ -192,6 +192,24 @@ def pop_task() -> None:
     stack.pop()
 
 
+def thread_state() -> dict[str, Any]:
+    """This thread's task state (the running task, its threads), for :func:`adopt_thread_state`."""
+    state = dict(vars(_local))
+    if "stack" in state:
+        state["stack"] = list(state["stack"])  # the same tasks and provenance dicts
+    return state
+
+
+def adopt_thread_state(state: dict[str, Any]) -> None:
+    """Give this thread the task state another thread had (:func:`thread_state`).
+
+    A call that runs in a helper thread while its caller waits (an ``async def``
+    task under a running event loop) is still that task: ``current_task()``,
+    its seed, its nested calls' ids and its provenance are the caller's.
+    """
+    vars(_local).update(state)
+
+
 #: True once this process holds a placed object (``put``) with out-of-band buffers
 #: (numpy arrays): only then can a task's result hold a read-only view of placed memory.
 _placed_buffers = False
@@ -212,6 +230,7 @@ __all__ = [
     "RankInfo",
     "Step",
     "TaskContext",
+    "adopt_thread_state",
     "cores_for_rank",
     "current_task",
     "job_seed",
@@ -225,5 +244,6 @@ __all__ = [
     "set_task_threads",
     "set_worker_job",
     "task_threads",
+    "thread_state",
     "worker_job",
 ]

@@ -199,8 +199,14 @@ class AwaitedCall:
             return asyncio.run(self.func(*args, **kwargs))
         import concurrent.futures
 
+        state = context.thread_state()  # the task this call is: its id, seed, nested ids
+
+        def run() -> Any:
+            context.adopt_thread_state(state)
+            return asyncio.run(self.func(*args, **kwargs))
+
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qshpc-async") as pool:
-            return pool.submit(lambda: asyncio.run(self.func(*args, **kwargs))).result()
+            return pool.submit(run).result()
 
 
 class TargetedCall:
