@@ -8,7 +8,8 @@ time limit. Rank 0 holds the job's lock from before it tells the workers the
 job until after every worker's goodbye, and refreshes it every 10 s
 (:mod:`qshpc.store.lock`); a worker reads it every 10 s, and when the lock is
 no longer rank 0's live claim three reads in a row (its pid gone on this host,
-or not refreshed for 70 s on another, or released, or taken by another run),
+or not refreshed for 70 s on another host or where this worker cannot see its
+pid, or released, or taken by another run),
 the worker says so and exits with code 1: the step ends, and the job with it.
 """
 
@@ -31,20 +32,33 @@ class Rank0Watch:
     """
 
     def __init__(self, job_dir: Path, rank: int, every: float | None = None) -> None:
-        from qshpc.store.lock import REFRESH_S, read_holder
+        from qshpc.store.lock import _HOST, REFRESH_S, pid_gone, read_holder
 
         self.job_dir = job_dir
         self.rank = rank
         self.every = REFRESH_S if every is None else every
         self._stop = threading.Event()
         self.holder = read_holder(job_dir)  # rank 0's claim, taken before it told the workers
+        #: Rank 0 lives now (it told this worker the job): a pid of this host that already
+        #: looks gone is one this worker cannot see (rank 0 in a PID namespace of its own: a
+        #: container per task), so only the lock's refreshes tell (was: every such worker
+        #: ended 3 reads after its start, rank 0 alive).
+        self._pid_visible = (
+            self.holder is not None and self.holder.host == _HOST and not pid_gone(self.holder)
+        )
         self._thread: threading.Thread | None = None
         if self.holder is not None:
             self._thread = threading.Thread(target=self._watch, name="qshpc-rank0", daemon=True)
             self._thread.start()
 
     def _gone(self) -> bool:
-        from qshpc.store.lock import _stale, read_holder
+        """Rank 0's claim was released or replaced, its pid ended, or it stopped refreshing.
+
+        No Slurm query: a worker of a Slurm job that ended is ended by Slurm, and one
+        ``sacct`` per worker every 10 s (what the lock's takeover check costs) would load
+        the accounting database for nothing.
+        """
+        from qshpc.store.lock import lapsed, pid_gone, read_holder
 
         first = self.holder
         now = read_holder(self.job_dir)
@@ -52,7 +66,9 @@ class Rank0Watch:
             return False
         if now is None or (now.host, now.pid) != (first.host, first.pid):
             return True
-        return _stale(self.job_dir, now)
+        if self._pid_visible:
+            return pid_gone(now)
+        return lapsed(self.job_dir)
 
     def _watch(self) -> None:
         misses = 0

@@ -212,19 +212,29 @@ def _stale(job_dir: Path, holder: Holder, batch: Batch | None = None) -> bool:
     if mine and holder.slurm_job == mine and _restarts(batch) > holder.slurm_restarts:
         return True  # Slurm requeued the job: its previous run is over
     if holder.host == _HOST:
-        if holder.pid == os.getpid():
-            return False
-        if not pid_alive(holder.pid):
-            return True
-        ticks = _start_ticks(holder.pid)
-        return holder.start_ticks is not None and ticks is not None and ticks != holder.start_ticks
+        return pid_gone(holder)
+    if lapsed(job_dir):
+        return True
+    return _slurm_job_over(holder)
+
+
+def pid_gone(holder: Holder) -> bool:
+    """A holder on this host: its pid is gone, or is now another process."""
+    if holder.pid == os.getpid():
+        return False
+    if not pid_alive(holder.pid):
+        return True
+    ticks = _start_ticks(holder.pid)
+    return holder.start_ticks is not None and ticks is not None and ticks != holder.start_ticks
+
+
+def lapsed(job_dir: Path) -> bool:
+    """The lock was not refreshed for its lifetime (and the clock slop): its holder stopped."""
     try:
         expires = (job_dir / LOCK_FILE).stat().st_mtime  # the holder touches it ahead
     except OSError:
         return False
-    if expires + CLOCK_SLOP_S < time.time():
-        return True
-    return _slurm_job_over(holder)
+    return expires + CLOCK_SLOP_S < time.time()
 
 
 def _slurm_job_over(holder: Holder) -> bool:
