@@ -120,6 +120,8 @@ class Intake:
         self._ids = itertools.count()
         #: Ids of the tasks counted apart (``DistributedTask.id_prefix``), by prefix.
         self._prefixed: dict[str, itertools.count[int]] = {}
+        #: Ids of calls made inside calls rank 0 runs itself, by (parent, attempt, prefix).
+        self._nested: dict[tuple[str, int, str], itertools.count[int]] = {}
         # id(task) -> (fn_id, cloudpickled function, task, its calls use the cache)
         self._fn_ids: dict[int, tuple[int, bytes, TaskSpec, bool]] = {}
         self._fn_blobs: dict[int, tuple[bytes, TaskSpec]] = {}
@@ -272,8 +274,12 @@ class Intake:
         if wide:
             check_threads(task, self.cpus)  # refused at the call: no worker has the cores
         prefix = getattr(task, "id_prefix", "")
-        counter = self._prefixed.setdefault(prefix, itertools.count()) if prefix else self._ids
-        task_id = f"{prefix}{next(counter)}"
+        parent = context.current_task()
+        if parent is not None:  # a call rank 0 runs itself (QSHPC_ROOT_WORKS) calls it
+            task_id = self._nested_id(parent, prefix)
+        else:
+            counter = self._prefixed.setdefault(prefix, itertools.count()) if prefix else self._ids
+            task_id = f"{prefix}{next(counter)}"
         ref: TaskRef[Any] = TaskRef(task_id, task.name)
         fn_id = known[0]
         if known[3]:
@@ -291,6 +297,20 @@ class Intake:
             self._idle = False
             self._wake.set()
         return ref
+
+    def _nested_id(self, parent: context.TaskContext, prefix: str) -> str:
+        """The id of a call made inside a call rank 0 runs itself: ``17.0``, ``17.1``..., as
+        a worker running call 17 names its nested calls (so their seeds are the same).
+
+        Counted from the program's calls, such a call took the next top-level id: which
+        calls rank 0 takes depends on timing, so every later call's id, and seed, did too
+        (a nested call got id 2 instead of 1.0 under ``QSHPC_ROOT_WORKS=1``, on a4e8063).
+        """
+        key = (parent.task_id, parent.attempt, prefix)
+        counter = self._nested.get(key)
+        if counter is None:
+            counter = self._nested[key] = itertools.count()
+        return f"{parent.task_id}.{prefix}{next(counter)}"
 
     def _submit_cached(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """A call of a cached function: a hit is recorded and resolved here, at the call."""
