@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-#: ``f(slurm_job_id) -> True`` only when Slurm says that job ended and none of its
-#: processes is left (not COMPLETING); None where nobody set it (no Slurm asked).
-slurm_job_over: Callable[[str], bool] | None = None
+#: ``f(slurm_job_id, cluster) -> True`` only when Slurm says that job (of that cluster,
+#: when known) ended and none of its processes is left (not COMPLETING); None where
+#: nobody set it (no Slurm asked).
+slurm_job_over: Callable[[str, str | None], bool] | None = None

@@ -95,6 +95,7 @@ class Holder:
     slurm_restarts: int = 0
     start_ticks: int | None = None
     command: str = ""
+    slurm_cluster: str | None = None
 
     def describe(self) -> str:
         """``host vm, pid 123, Slurm job 45, since 2026-12-01 17:02:11``."""
@@ -252,7 +253,7 @@ def _slurm_job_over(holder: Holder) -> bool:
     if check is None or not holder.slurm_job:
         return False
     try:
-        return bool(check(str(holder.slurm_job)))
+        return bool(check(str(holder.slurm_job), holder.slurm_cluster))
     except Exception:  # Slurm's trouble never takes a live holder's lock
         return False
 
@@ -414,6 +415,7 @@ class JobLock:
             slurm_restarts=_restarts(self.batch),
             start_ticks=_start_ticks(os.getpid()),
             command=self.command,
+            slurm_cluster=self.batch.get("SLURM_CLUSTER_NAME") or None,
         )
         from qshpc.store import perms
 

@@ -116,7 +116,7 @@ def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
     return views
 
 
-def job_over(job_id: str) -> bool:
+def job_over(job_id: str, cluster: str | None = None) -> bool:
     """True only when Slurm says job ``job_id`` (a raw id, ``SLURM_JOB_ID``) has ended and
     none of its processes is left: ``sacct`` gives an ended state and ``squeue`` no longer
     lists it (``CANCELLED`` comes from sacct while the job is still COMPLETING, its
@@ -125,6 +125,12 @@ def job_over(job_id: str) -> bool:
 
     :func:`qshpc.store.lock` uses it for a lock held from another host (see
     :mod:`qshpc.store.holders`).
+
+    ``cluster``: the Slurm cluster the job ran on (``SLURM_CLUSTER_NAME``), when known.
+    Job ids are per cluster and ``sacct`` asks the cluster it runs on: from another one
+    sharing the file system, the same id names some other job, whose end took the live
+    lock of a run on the first cluster (two writers of one store). A job of another
+    cluster is never over here.
     """
     from qshpc.jobstate import TERMINAL
     from qshpc.submit.slurm_states import SLURM_STATES
@@ -132,12 +138,21 @@ def job_over(job_id: str) -> bool:
     if not job_id.isdigit():
         return False
     out = _output(
-        ["sacct", "-X", "--parsable2", "--noheader", "-j", job_id, "--format=JobIDRaw,State"]
+        [
+            "sacct",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            "-j",
+            job_id,
+            "--format=JobIDRaw,State,Cluster",
+        ]
     )
+    rows = [line.split("|") for line in (out or "").splitlines() if line.count("|") >= 2]
     states = [
-        line.split("|")[1].split()[0].rstrip("+")
-        for line in (out or "").splitlines()
-        if line.count("|") >= 1 and line.split("|")[0] == job_id and line.split("|")[1].strip()
+        row[1].split()[0].rstrip("+")
+        for row in rows
+        if row[0] == job_id and row[1].strip() and (not cluster or row[2] == cluster)
     ]
     if not states or SLURM_STATES.get(states[-1]) not in TERMINAL:
         return False

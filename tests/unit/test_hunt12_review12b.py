@@ -60,7 +60,7 @@ from pathlib import Path
 from qshpc.runtime.orphan import Rank0Watch
 from qshpc.store import holders
 asked = []
-holders.slurm_job_over = lambda job: asked.append(job) or False
+holders.slurm_job_over = lambda job, cluster: asked.append(job) or False
 w = Rank0Watch(Path(sys.argv[1]), 1, every=0.2)
 assert w.holder is not None
 time.sleep(float(sys.argv[2]))
