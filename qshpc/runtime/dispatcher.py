@@ -135,6 +135,7 @@ class Dispatcher(Intake):
         from qshpc.runtime.rootwork import RootWork
 
         self.help_wait = RootWork(self, self.pace, mode, cores_given).help_wait
+        self.root_runs = True  # calls made inside calls rank 0 runs take nested ids
 
     def shutdown(self, abort: bool = False, drain_s: float | None = None, why: str = "") -> None:
         """Finish in-flight work (all queued calls unless ``abort``), then stop the workers.
