@@ -913,17 +913,23 @@ def _stored_after_fold(job_dir: Path) -> tuple[dict[str, Any], set[str]]:
     """:func:`_what_was_stored` after folding what was committed, for a store unreadable
     as the ranks left it (rank 0 killed in the middle of a write: its SUCCEEDED end may
     be in the journal); nothing when another live run holds the job or it stays unreadable.
+    The fold is made under the job's lock (a ``--resume`` starting meanwhile waits or
+    is refused), as :func:`qshpc.store.refold.fold_ended` makes its own.
     """
     from qshpc.store import recover
-    from qshpc.store.lock import holder_alive
+    from qshpc.store.lock import FOLD_COMMAND, JobLock
 
     try:
-        if holder_alive(job_dir) is not None:
-            return {}, set()
+        lock = JobLock(job_dir, FOLD_COMMAND).acquire()  # refused while a run holds it
+    except Exception:
+        return {}, set()
+    try:
         recover(job_dir)
         return _what_was_stored(job_dir)
     except Exception:
         return {}, set()
+    finally:
+        lock.release()
 
 
 def _mark_dead(
