@@ -1,4 +1,4 @@
-"""hunt12c: a job started from a notebook outlives an interrupt or a restart of its kernel.
+"""hunt12c: a job (or a map array) started from a notebook outlives an interrupt or a restart of its kernel.
 
 Jupyter interrupts a kernel with SIGINT and restarts it with SIGTERM, both to the
 kernel's whole process group: a launcher LocalClient started in that group was
@@ -101,14 +101,17 @@ def test_a_kernel_restart_leaves_the_job_to_find_again(
 ) -> None:
     km, kc = kernel
     job_id = run(kc, START).strip()
+    run(kc, "array = LocalClient(workers=1).map(program, [{'waves': 3}] * 2, parallel=1)")
     time.sleep(2)
     km.restart_kernel(now=False)
     kc.wait_for_ready(timeout=60)
     found = run(
         kc,
         "from qshpc import LocalClient\nclient = LocalClient()\n"
-        "job = client.get_job_by_id(client.jobs()[0].job_id)\n"
-        "print(job.job_id, job.status())",
+        f"listed = [j.job_id for j in client.jobs()]\njob = client.get_job_by_id({job_id!r})\n"
+        "print(len(listed), job.job_id in listed, job.status())",
     )
-    assert found.split() == [job_id, "RUNNING"], found
+    assert found.split() == ["3", "True", "RUNNING"], found
     assert run(kc, "print(job.result(timeout=100)['steps'])").strip() == "100"
+    states = run(kc, "print(*[j.wait(100) for j in client.jobs() if j.job_id != job.job_id])")
+    assert states.split() == ["SUCCEEDED"] * 2, states  # the array's driver ran on too
