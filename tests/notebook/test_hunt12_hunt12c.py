@@ -115,3 +115,26 @@ def test_a_kernel_restart_leaves_the_job_to_find_again(
     assert run(kc, "print(job.result(timeout=100)['steps'])").strip() == "100"
     states = run(kc, "print(*[j.wait(100) for j in client.jobs() if j.job_id != job.job_id])")
     assert states.split() == ["SUCCEEDED"] * 2, states  # the array's driver ran on too
+
+
+@pytest.mark.parametrize("widgets", [True, False])
+def test_a_watch_waited_on_in_a_later_cell_is_saved_final(widgets: bool) -> None:
+    """A notebook executed headless (nbclient, as nbconvert and papermill do) stops listening
+    to a cell when it ends: the watch's updates, sent for the cell that started it, were
+    lost, and the saved card said QUEUED after `w.wait()` returned SUCCEEDED."""
+    from tests.notebook import nbrun
+    from tests.notebook.test_job_display import notebook
+
+    hide = "" if widgets else "import sys\nsys.modules['ipywidgets'] = None"
+    nb = nbrun.execute(
+        notebook(hide, START.replace("25", "3"), "w = job.watch(interval=0.2)", "w.wait(60)"),
+        PROGRAMS,
+    )
+    cells = nbrun.code_cells(nb)
+    assert nbrun.value(cells[3]) == "SUCCEEDED"
+    if widgets:
+        view = nbrun.data(cells[2], "application/vnd.jupyter.widget-view+json")
+        card = nbrun.widget_values(nb)[view["model_id"]]
+    else:
+        card = nbrun.data(cells[2], "text/html")
+    assert 'data-state="SUCCEEDED"' in card and "12 done / 12 submitted" in card, card
