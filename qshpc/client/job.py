@@ -263,6 +263,15 @@ class Job:
         Raises:
             TimeoutError: Still running after ``timeout`` seconds.
         """
+        try:
+            return self._wait(timeout, poll, verbose)
+        except KeyboardInterrupt:  # a kernel interrupt stops the wait, not the job
+            raise KeyboardInterrupt(
+                f"job {self.job_id} was left {self._state()}: job.result() waits again, "
+                "job.stop() cancels it"
+            ) from None
+
+    def _wait(self, timeout: float | None, poll: float, verbose: bool) -> str:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
         while True:

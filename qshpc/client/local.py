@@ -54,8 +54,17 @@ def _launch(
     if writing:
         env[settings.AWAIT_JOB.name] = str(os.getpid())
     log = open(job_path / "logs" / "launcher.out", "ab")
+    # A session of its own: the job outlives what happens to this process's group
+    # (a notebook's kernel interrupt or restart signals the kernel's whole group), as a
+    # job on quantum-serverless's gateway does; Job.stop() cancels it.
     proc = subprocess.Popen(
-        cmd, cwd=Path(working_dir), env=env, stdout=log, stderr=subprocess.STDOUT
+        cmd,
+        cwd=Path(working_dir),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     log.close()
     return proc
@@ -290,6 +299,7 @@ class LocalClient(BaseProvider):
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # as _launch: a kernel interrupt leaves the array running
         )
         log.close()
         from qshpc.client.job import read_infos

@@ -60,6 +60,8 @@ class JobWatch:
         self._thread: threading.Thread | None = None
         self._shown = False
         self._update: Callable[[str], None] | None = None
+        self._republish: Callable[[], None] | None = None
+        self._last: str | None = None
 
     def __repr__(self) -> str:
         what = "watching" if self.running else "stopped"
@@ -90,6 +92,10 @@ class JobWatch:
                 if handle is not None:
                     handle.update(HTML(text))
 
+            def republish() -> None:
+                if handle is not None and self._last is not None:
+                    handle.update(HTML(self._last))
+
             self._update = update
         else:
             widget = ipywidgets.HTML(value=html)
@@ -98,7 +104,11 @@ class JobWatch:
             def set_value(text: str) -> None:
                 widget.value = text
 
-            self._update = set_value
+            def resend() -> None:
+                widget.send_state("value")
+
+            self._update, republish = set_value, resend
+        self._republish = republish
         self._shown = True
 
     def start(self) -> JobWatch:
@@ -120,6 +130,12 @@ class JobWatch:
         """Block until the watch ends (the job ended, stopped, or timed out); return the state."""
         if self._thread is not None:
             self._thread.join(timeout)
+            if not self._thread.is_alive() and self._republish is not None:
+                # The thread's updates belong to the cell that started the watch: a
+                # notebook executed headless (nbconvert, papermill, nbclient) stops
+                # listening to that cell when it ends, and kept the card it saw then
+                # (QUEUED). Sent again from here, the last card is saved with this cell.
+                self._republish()
         return self.state
 
     def _loop(self) -> None:
@@ -141,7 +157,8 @@ class JobWatch:
                 meter.add(s.now, s.done + s.failed)
                 self.state = s.state
                 if self._update is not None:
-                    self._update(card_html(meta, rate=meter.rate()))
+                    self._last = card_html(meta, rate=meter.rate())
+                    self._update(self._last)
                     self.updates += 1
                 if s.state in TERMINAL:
                     return

@@ -1,0 +1,140 @@
+"""hunt12c: a job (or a map array) started from a notebook outlives an interrupt or a restart of its kernel.
+
+Jupyter interrupts a kernel with SIGINT and restarts it with SIGTERM, both to the
+kernel's whole process group: a launcher LocalClient started in that group was
+cancelled with them ("job cancelled: received SIGINT"), where a quantum-serverless
+job runs on in its gateway.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+from tests.conftest import PROGRAMS
+
+pytestmark = pytest.mark.mpi
+
+START = (
+    "from qshpc import LocalClient, Program\n"
+    "program = Program(title='steps', entrypoint='slow_steps.py', working_dir='.')\n"
+    "job = LocalClient(workers=2).run(program, arguments={'waves': 25})\n"
+    "print(job.job_id)"
+)
+
+
+@pytest.fixture
+def kernel(qshpc_home: Path) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(PROGRAMS))
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run(kc: BlockingKernelClient, code: str, timeout: float = 120) -> str:
+    """What ``code`` printed or returned in the kernel; an error as ``ERROR Name: text``."""
+    msg_id = kc.execute(code)
+    out: list[str] = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            out.append(content["text"])
+        elif kind == "execute_result":
+            out.append(content["data"].get("text/plain", ""))
+        elif kind == "error":
+            out.append(f"ERROR {content['ename']}: {content['evalue']}")
+            out.extend(content["traceback"])
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(out)
+
+
+def interrupted(km: KernelManager, kc: BlockingKernelClient, code: str) -> dict[str, Any]:
+    """Run ``code``, interrupt the kernel 3 s later; the cell's reply (after it, the kernel
+    takes new cells: one sent before would be aborted with the interrupted one)."""
+    msg_id = kc.execute(code)
+    time.sleep(3)
+    km.interrupt_kernel()
+    while True:
+        reply = kc.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return dict(reply["content"])
+
+
+def test_interrupting_result_leaves_the_job_running(
+    kernel: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    km, kc = kernel
+    job_id = run(kc, START).strip()
+    assert interrupted(km, kc, "r = job.result()")["ename"] == "KeyboardInterrupt"
+    out = run(kc, "print(job.status(), job.info().get('error'))")
+    assert out.split() == ["RUNNING", "None"], out
+    assert run(kc, "print(job.result(timeout=100)['steps'], job.status())").split() == [
+        "100", "SUCCEEDED"]  # fmt: skip
+    assert job_id
+
+
+def test_the_interrupt_says_the_job_runs_on(
+    kernel: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    km, kc = kernel
+    run(kc, START)
+    reply = interrupted(km, kc, "r = job.result()")
+    assert reply["ename"] == "KeyboardInterrupt"
+    text = "\n".join(reply["traceback"])
+    assert "was left RUNNING: job.result() waits again, job.stop() cancels it" in text
+    assert run(kc, "print(job.stop()); print(job.wait(60))").split() == ["True", "CANCELED"]
+
+
+def test_a_kernel_restart_leaves_the_job_to_find_again(
+    kernel: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    km, kc = kernel
+    job_id = run(kc, START).strip()
+    run(kc, "array = LocalClient(workers=1).map(program, [{'waves': 3}] * 2, parallel=1)")
+    time.sleep(2)
+    km.restart_kernel(now=False)
+    kc.wait_for_ready(timeout=60)
+    found = run(
+        kc,
+        "from qshpc import LocalClient\nclient = LocalClient()\n"
+        f"listed = [j.job_id for j in client.jobs()]\njob = client.get_job_by_id({job_id!r})\n"
+        "print(len(listed), job.job_id in listed, job.status())",
+    )
+    assert found.split() == ["3", "True", "RUNNING"], found
+    assert run(kc, "print(job.result(timeout=100)['steps'])").strip() == "100"
+    states = run(kc, "print(*[j.wait(100) for j in client.jobs() if j.job_id != job.job_id])")
+    assert states.split() == ["SUCCEEDED"] * 2, states  # the array's driver ran on too
+
+
+@pytest.mark.parametrize("widgets", [True, False])
+def test_a_watch_waited_on_in_a_later_cell_is_saved_final(widgets: bool) -> None:
+    """A notebook executed headless (nbclient, as nbconvert and papermill do) stops listening
+    to a cell when it ends: the watch's updates, sent for the cell that started it, were
+    lost, and the saved card said QUEUED after `w.wait()` returned SUCCEEDED."""
+    from tests.notebook import nbrun
+    from tests.notebook.test_job_display import notebook
+
+    hide = "" if widgets else "import sys\nsys.modules['ipywidgets'] = None"
+    nb = nbrun.execute(
+        notebook(hide, START.replace("25", "3"), "w = job.watch(interval=0.2)", "w.wait(60)"),
+        PROGRAMS,
+    )
+    cells = nbrun.code_cells(nb)
+    assert nbrun.value(cells[3]) == "SUCCEEDED"
+    if widgets:
+        view = nbrun.data(cells[2], "application/vnd.jupyter.widget-view+json")
+        card = nbrun.widget_values(nb)[view["model_id"]]
+    else:
+        card = nbrun.data(cells[2], "text/html")
+    assert 'data-state="SUCCEEDED"' in card and "12 done / 12 submitted" in card, card
