@@ -83,15 +83,15 @@ def test_gc_verify_removes_what_stands_in_a_shard_s_place(tmp_path: Path) -> Non
     assert CacheDir(tmp_path / "cache").put_value(_key("ab", 1), 1, "f")
 
 
-def test_the_launcher_folds_under_the_job_lock_only(tmp_path: Path) -> None:
+def test_the_launcher_folds_under_the_job_lock_only(tmp_path: Path, qshpc_home: Path) -> None:
     """launch/local._stored_after_fold (a store unreadable when the ranks ended): it reads
     an ended job after folding it, and touches nothing while a live run holds the job."""
     from qshpc.launch.local import _stored_after_fold
     from qshpc.store.lock import JobLock
     from tests.conftest import job_dir_of, run_program
 
-    run_program(tmp_path, tmp_path / "p.py", "from qshpc import save_result\nsave_result(1)\n")
-    job = job_dir_of(tmp_path)
+    run_program(qshpc_home, tmp_path / "p.py", "from qshpc import save_result\nsave_result(1)\n")
+    job = job_dir_of(qshpc_home)
     meta, _ = _stored_after_fold(job)
     assert meta["state"] == "SUCCEEDED"
     lock = JobLock(job, "qshpc run").acquire()  # a live --resume of the job
