@@ -97,3 +97,80 @@ def test_srun_one_task_without_mpi_plugin_runs_its_own_ranks(
     )
     assert state == "COMPLETED", log
     assert _result(tmp_path / "job") == [0, 1, 4, 9]
+
+
+SLOW = """\
+import time
+from qshpc import distribute_task, get, save_result
+
+
+@distribute_task()
+def f(i):
+    time.sleep(2.0)
+    return i * i
+
+
+save_result(get([f(i) for i in range(60)]))
+"""
+
+
+def _wait_running(job_dir: Path, timeout: float = 90) -> None:
+    import time
+
+    from tests.conftest import run_cli
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = run_cli("status", str(job_dir))
+        if out.stdout.startswith("RUNNING") and " 0 done" not in out.stdout:
+            return
+        time.sleep(1)
+    pytest.fail(f"{job_dir} not RUNNING with a task done after {timeout}s")
+
+
+def _own_job(tmp_path: Path, body: str) -> str:
+    (tmp_path / "slow.py").write_text(SLOW)
+    env = dict(os.environ, PYTHONPATH=str(REPO), QSHPC_MPI_START_TIMEOUT_S="60")
+    out = tmp_path / f"slurm-{len(list(tmp_path.glob('slurm-*')))}.out"
+    return sbatch("-o", str(out), "-D", str(tmp_path), str(_script(tmp_path, 2, body)), env=env)
+
+
+def test_cancel_of_a_job_run_in_an_own_sbatch_script_cancels_its_slurm_job(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.conftest import run_cli
+
+    job_dir = tmp_path / "job"
+    slurm_id = _own_job(
+        tmp_path, f"srun --mpi=pmi2 python -m qshpc run slow.py --job-dir {job_dir}"
+    )
+    _wait_running(job_dir)
+    out = run_cli("cancel", str(job_dir))
+    assert out.returncode == 0, out.stderr
+    # on a4e8063: the store said CANCELED ('cancelled before it started') at once and
+    # the Slurm job ran on to its end
+    assert wait_terminal(slurm_id, timeout=60) == "CANCELLED"
+    run_cli("wait", str(job_dir), "--timeout", "30")  # rank 0 stores the cancel meanwhile
+    status = run_cli("status", str(job_dir))
+    assert status.stdout.startswith("CANCELED"), status.stdout
+    assert "before it started" not in status.stdout
+
+
+def test_cancel_of_a_job_resumed_under_a_new_slurm_job_cancels_that_one(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.conftest import run_cli
+
+    job_dir = tmp_path / "job"
+    first = _own_job(tmp_path, f"srun --mpi=pmi2 python -m qshpc run slow.py --job-dir {job_dir}")
+    _wait_running(job_dir)
+    assert run_cli("cancel", str(job_dir)).returncode == 0
+    assert wait_terminal(first, timeout=60) == "CANCELLED"
+    second = _own_job(tmp_path, f"srun --mpi=pmi2 python -m qshpc run slow.py --resume {job_dir}")
+    _wait_running(job_dir)
+    out = run_cli("cancel", str(job_dir))
+    assert out.returncode == 0, out.stderr
+    assert wait_terminal(second, timeout=60) == "CANCELLED"
+    run_cli("wait", str(job_dir), "--timeout", "30")
+    status = run_cli("status", str(job_dir))
+    assert status.stdout.startswith("CANCELED"), status.stdout
