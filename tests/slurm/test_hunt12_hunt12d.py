@@ -156,21 +156,34 @@ def test_cancel_of_a_job_run_in_an_own_sbatch_script_cancels_its_slurm_job(
     assert "before it started" not in status.stdout
 
 
-def test_cancel_of_a_job_resumed_under_a_new_slurm_job_cancels_that_one(
+def test_a_submitted_job_resumed_under_a_new_slurm_job_names_it_and_cancels_it(
     slurm_env: dict[str, str], tmp_path: Path
 ) -> None:
     from tests.conftest import run_cli
 
-    job_dir = tmp_path / "job"
-    first = _own_job(tmp_path, f"srun --mpi=pmi2 python -m qshpc run slow.py --job-dir {job_dir}")
+    (tmp_path / "slow.py").write_text(SLOW)
+    out = run_cli(
+        "submit", str(tmp_path / "slow.py"), "--name", "hunt12d-test", "-t", "3",
+        "--ntasks-per-node", "2", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    sub = json.loads(out.stdout)
+    job_dir, first = Path(sub["job_dir"]), sub["slurm_job_id"]
     _wait_running(job_dir)
     assert run_cli("cancel", str(job_dir)).returncode == 0
     assert wait_terminal(first, timeout=60) == "CANCELLED"
-    second = _own_job(tmp_path, f"srun --mpi=pmi2 python -m qshpc run slow.py --resume {job_dir}")
+    run_cli("wait", str(job_dir), "--timeout", "30")
+    assert run_cli("status", str(job_dir)).stdout.startswith("CANCELED (slurm: CANCELLED)")
+    staged = job_dir / "program" / "slow.py"
+    second = _own_job(tmp_path, f"srun --mpi=pmi2 python -m qshpc run {staged} --resume {job_dir}")
     _wait_running(job_dir)
+    status = run_cli("status", str(job_dir)).stdout
+    # on a4e8063: 'RUNNING (slurm: CANCELLED)', slurm <first>; a cancel scancelled <first>
+    assert status.startswith("RUNNING (slurm: RUNNING)"), status
+    assert f"slurm    {second}" in status, status
     out = run_cli("cancel", str(job_dir))
     assert out.returncode == 0, out.stderr
     assert wait_terminal(second, timeout=60) == "CANCELLED"
     run_cli("wait", str(job_dir), "--timeout", "30")
-    status = run_cli("status", str(job_dir))
-    assert status.stdout.startswith("CANCELED"), status.stdout
+    status = run_cli("status", str(job_dir)).stdout
+    assert status.startswith("CANCELED (slurm: CANCELLED)"), status
