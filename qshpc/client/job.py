@@ -433,6 +433,16 @@ class Job:
         meta = self.info()
         if meta.get("state") in TERMINAL:
             return False
+        running = _running_slurm_job(self.job_dir)
+        if running is not None:
+            # The Slurm job of the run that holds the job now: a run in the user's own
+            # sbatch script, or a --resume under a new Slurm job (hunt12d: a cancel from
+            # the login node marked such a job CANCELED, or scancelled the ended first
+            # Slurm job, and the run went on).
+            from qshpc.submit.slurm import cancel
+
+            cancel(running)
+            return True
         if meta.get("slurm_job_id"):
             from qshpc.submit.slurm import cancel
 
@@ -494,6 +504,14 @@ def _rank_of(p: Path) -> int:
         return int(p.stem.split("-")[1])
     except (IndexError, ValueError):
         return 10**9
+
+
+def _running_slurm_job(job_dir: Path) -> str | None:
+    """The Slurm job id of the live run holding ``job_dir``'s lock, None when none holds it."""
+    from qshpc.store.lock import holder_alive
+
+    holder = holder_alive(job_dir, runs_only=True)
+    return str(holder.slurm_job) if holder is not None and holder.slurm_job else None
 
 
 def _rank0_pid(meta: dict[str, Any]) -> int | None:

@@ -463,6 +463,38 @@ def claim_job(spec: RunSpec, job_dir: Path, batch: Mapping[str, str] | None = No
     import atexit
 
     atexit.register(release_claim)
+    if spec.resume:
+        _take_slurm_id(job_dir, batch)
+
+
+def _take_slurm_id(job_dir: Path, batch: Mapping[str, str] | None) -> None:
+    """A job resumed in another Slurm job than the one it names: it names this one now.
+
+    Its first Slurm job (``qshpc submit``'s) and that job's recorded end no longer say
+    anything about it (hunt12d: ``qshpc status`` showed ``RUNNING (slurm: CANCELLED)``
+    and the first job's id while a ``--resume`` in a new Slurm job ran).
+    """
+    from qshpc.jobs.paths import SLURM_ID_FILE, SLURM_STATE_FILE
+
+    batch = batch or {}
+    task = batch.get("SLURM_ARRAY_TASK_ID")
+    here = f"{batch['SLURM_ARRAY_JOB_ID']}_{task}" if task else batch.get("SLURM_JOB_ID")
+    path = job_dir / SLURM_ID_FILE
+    try:
+        named = path.read_text().strip()
+    except OSError:
+        return  # not a submitted job: nothing names a Slurm job
+    if not here or named == here:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as fh:
+            fh.write(here + "\n")
+        os.replace(tmp, path)
+        (job_dir / SLURM_STATE_FILE).unlink(missing_ok=True)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def held_claim() -> Any:

@@ -73,6 +73,7 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
         from qshpc.runtime.start import run_rank
 
         return run_rank(spec, scheduler)
+    _refuse_srun_without_mpi()
     n = default_workers() if workers is None else workers
     if n < 0:
         raise UserError(f"--workers must be >= 0, got {n}")
@@ -94,6 +95,36 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
         claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
         return run_job(spec, job_dir, None, None, None, scheduler)
     return _spawn(spec, n)
+
+
+def _refuse_srun_without_mpi() -> None:
+    """Refuse to start ranks here when ``srun`` started several tasks without an MPI plugin.
+
+    Each task would see no MPI launcher and start its own ``mpiexec``: one job per
+    task, and under Slurm each ``mpiexec`` starts its proxy with a nested ``srun``
+    that waits for the step's CPUs forever (hunt12d: ``srun -n 2 python -m qshpc
+    run`` stayed RUNNING, with no output, until its time limit).
+    """
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")
+    if tasks.isdigit() and int(tasks) > 1:
+        raise UserError(
+            f"srun started {tasks} tasks but no MPI: add --mpi=pmi2 to srun "
+            "(srun --mpi=pmi2 python -m qshpc run ...), or your site's MPI plugin"
+        )
+
+
+def _local_launcher(env: dict[str, str]) -> None:
+    """Have ``mpiexec`` start every rank on this machine, also inside a Slurm job.
+
+    Under Slurm, hydra's default launcher is ``srun``: in a batch script without
+    ``srun`` (or under ``srun -n 1``) its proxies wait in a nested step for CPUs
+    the job already holds, or start on nodes this run never counted cores of
+    (hunt12d: a batch script's ``python -m qshpc run`` hung until its time limit).
+    ``qshpc run``'s own launcher means ranks here; a value set already wins.
+    """
+    if "SLURM_JOB_ID" in env:
+        env.setdefault("HYDRA_LAUNCHER", "fork")
+        env.setdefault("HYDRA_RMK", "user")
 
 
 def _spawn(spec: RunSpec, workers: int) -> int:
@@ -127,6 +158,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     env = dict(os.environ)
     token = os.urandom(8).hex()  # rank 0 records it: which run in the store is this one
     env[LAUNCH_TOKEN] = token
+    _local_launcher(env)
     note = _EndNote()
     if note.path:
         env[settings.LAUNCH_END.name] = note.path
