@@ -73,7 +73,7 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
         from qshpc.runtime.start import run_rank
 
         return run_rank(spec, scheduler)
-    _refuse_srun_without_mpi()
+    _refuse_srun_without_mpi(scheduler)
     n = default_workers() if workers is None else workers
     if n < 0:
         raise UserError(f"--workers must be >= 0, got {n}")
@@ -94,10 +94,10 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
             context.set_rank_info(context.RankInfo(cpus=context.cores_for_rank(1, cpus)))
         claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
         return run_job(spec, job_dir, None, None, None, scheduler)
-    return _spawn(spec, n)
+    return _spawn(spec, n, scheduler)
 
 
-def _refuse_srun_without_mpi() -> None:
+def _refuse_srun_without_mpi(scheduler: Scheduler | None) -> None:
     """Refuse to start ranks here when ``srun`` started several tasks without an MPI plugin.
 
     Each task would see no MPI launcher and start its own ``mpiexec``: one job per
@@ -105,15 +105,15 @@ def _refuse_srun_without_mpi() -> None:
     that waits for the step's CPUs forever (hunt12d: ``srun -n 2 python -m qshpc
     run`` stayed RUNNING, with no output, until its time limit).
     """
-    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")
-    if tasks.isdigit() and int(tasks) > 1:
+    tasks = scheduler.step_tasks() if scheduler is not None else 1
+    if tasks > 1:
         raise UserError(
             f"srun started {tasks} tasks but no MPI: add --mpi=pmi2 to srun "
             "(srun --mpi=pmi2 python -m qshpc run ...), or your site's MPI plugin"
         )
 
 
-def _local_launcher(env: dict[str, str]) -> None:
+def _local_launcher(env: dict[str, str], scheduler: Scheduler | None) -> None:
     """Have ``mpiexec`` start every rank on this machine, also inside a Slurm job.
 
     Under Slurm, hydra's default launcher is ``srun``: in a batch script without
@@ -122,12 +122,12 @@ def _local_launcher(env: dict[str, str]) -> None:
     (hunt12d: a batch script's ``python -m qshpc run`` hung until its time limit).
     ``qshpc run``'s own launcher means ranks here; a value set already wins.
     """
-    if "SLURM_JOB_ID" in env:
-        env.setdefault("HYDRA_LAUNCHER", "fork")
-        env.setdefault("HYDRA_RMK", "user")
+    if scheduler is not None:
+        for name, value in scheduler.local_launch_env().items():
+            env.setdefault(name, value)
 
 
-def _spawn(spec: RunSpec, workers: int) -> int:
+def _spawn(spec: RunSpec, workers: int, scheduler: Scheduler | None = None) -> int:
     signals = _Signals()  # before anything starts: a cancel now ends the job here
     # Fail fast on bad input, before starting any rank; rank 0 creates the job
     # (reading the arguments needs h5py and qiskit) while the workers import.
@@ -158,7 +158,7 @@ def _spawn(spec: RunSpec, workers: int) -> int:
     env = dict(os.environ)
     token = os.urandom(8).hex()  # rank 0 records it: which run in the store is this one
     env[LAUNCH_TOKEN] = token
-    _local_launcher(env)
+    _local_launcher(env, scheduler)
     note = _EndNote()
     if note.path:
         env[settings.LAUNCH_END.name] = note.path

@@ -56,5 +56,14 @@ class Scheduler(Protocol):
         """Ask for this job to be requeued; None on success, else what went wrong."""
         ...
 
+    def step_tasks(self) -> int:
+        """Processes the batch system started in this step as one (1 outside a step)."""
+        ...
+
+    def local_launch_env(self) -> dict[str, str]:
+        """Variables (set unless set) that make ``qshpc run``'s own ``mpiexec`` start its
+        ranks on this node, not through the batch system."""
+        ...
+
 
 __all__ = ["Requeue", "Scheduler"]

@@ -282,6 +282,8 @@ class TaskEnv:
         ntasks: ``SLURM_NTASKS``: tasks in the step.
         restart_count: ``SLURM_RESTART_COUNT``: how often Slurm restarted the job.
         cpus_per_task: ``SLURM_CPUS_PER_TASK``, or None when not set.
+        step_tasks: ``SLURM_STEP_NUM_TASKS``: tasks ``srun`` started in this step (1
+            outside a step: a batch script's own shell).
     """
 
     job_id: str
@@ -292,6 +294,7 @@ class TaskEnv:
     ntasks: int = 1
     restart_count: int = 0
     cpus_per_task: int | None = None
+    step_tasks: int = 1
 
     @property
     def element_id(self) -> str:
@@ -317,6 +320,7 @@ def task_env(environ: Mapping[str, str] | None = None) -> TaskEnv | None:
         ntasks=_int(env.get("SLURM_NTASKS"), 1),
         restart_count=_int(env.get("SLURM_RESTART_COUNT"), 0),
         cpus_per_task=int(cpus) if cpus.isdigit() and int(cpus) > 0 else None,
+        step_tasks=_int(env.get("SLURM_STEP_NUM_TASKS"), 1),
     )
 
 
@@ -393,6 +397,16 @@ class SlurmScheduler:
     def mpi_env(self) -> dict[str, str]:
         """:func:`mpi_env`: what this rank's MPI needs under Slurm."""
         return mpi_env()
+
+    def step_tasks(self) -> int:
+        """``SLURM_STEP_NUM_TASKS`` (1 outside a step)."""
+        return self.env.step_tasks
+
+    def local_launch_env(self) -> dict[str, str]:
+        """Hydra's fork launcher: under Slurm its default is ``srun``, whose proxies wait
+        in a nested step for CPUs the job already holds (hunt12d: a batch script's
+        ``python -m qshpc run`` hung until its time limit)."""
+        return {"HYDRA_LAUNCHER": "fork", "HYDRA_RMK": "user"}
 
     def requeue_enabled(self) -> bool:
         """True in a job submitted with ``--requeue``."""
