@@ -24,6 +24,7 @@ from qshpc.jobs.paths import (
     jobs_root,
     mark_terminal,
     read_override,
+    read_slurm_cluster,
     read_slurm_id,
     resolve_job_dir,
 )
@@ -439,14 +440,16 @@ class Job:
             # sbatch script, or a --resume under a new Slurm job (hunt12d: a cancel from
             # the login node marked such a job CANCELED, or scancelled the ended first
             # Slurm job, and the run went on).
-            from qshpc.submit.slurm import cancel
+            from qshpc.submit.slurm import cancel, refuse_other_cluster
 
-            cancel(running)
+            refuse_other_cluster(*running)
+            cancel(running[0])
             return True
         if meta.get("slurm_job_id"):
-            from qshpc.submit.slurm import cancel
+            from qshpc.submit.slurm import cancel, refuse_other_cluster
 
             slurm_id = str(meta["slurm_job_id"])
+            refuse_other_cluster(slurm_id, read_slurm_cluster(self.job_dir))
             cancel(slurm_id)
             if meta.get("state") == "QUEUED" and "_" in slurm_id:
                 # Slurm splits a pending array element off to cancel it, and its
@@ -506,12 +509,15 @@ def _rank_of(p: Path) -> int:
         return 10**9
 
 
-def _running_slurm_job(job_dir: Path) -> str | None:
-    """The Slurm job id of the live run holding ``job_dir``'s lock, None when none holds it."""
+def _running_slurm_job(job_dir: Path) -> tuple[str, str | None] | None:
+    """The Slurm job id and cluster of the live run holding ``job_dir``'s lock, None when
+    none holds it."""
     from qshpc.store.lock import holder_alive
 
     holder = holder_alive(job_dir, runs_only=True)
-    return str(holder.slurm_job) if holder is not None and holder.slurm_job else None
+    if holder is None or not holder.slurm_job:
+        return None
+    return str(holder.slurm_job), holder.slurm_cluster
 
 
 def _rank0_pid(meta: dict[str, Any]) -> int | None:

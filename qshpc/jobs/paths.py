@@ -14,6 +14,8 @@ from qshpc.errors import JobNotFoundError
 JOB_FILE = "job.h5"
 #: The Slurm job id of a job submitted to Slurm (written by qshpc.submit after sbatch).
 SLURM_ID_FILE = "slurm_job_id"
+#: The Slurm cluster that job id belongs to (``scontrol show config``'s ClusterName).
+SLURM_CLUSTER_FILE = "slurm_cluster"
 #: Slurm's final answer about a job, kept so that a job Slurm forgot keeps its state.
 SLURM_STATE_FILE = "slurm_state.json"
 
@@ -175,6 +177,16 @@ def read_slurm_id(job_dir: Path) -> str | None:
     """The Slurm job id recorded at submit time (``JOB_DIR/slurm_job_id``), or None."""
     try:
         text = (job_dir / SLURM_ID_FILE).read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def read_slurm_cluster(job_dir: Path) -> str | None:
+    """The Slurm cluster the recorded job id belongs to (``JOB_DIR/slurm_cluster``), or None
+    (a job submitted before qshpc recorded it, or a cluster that did not say)."""
+    try:
+        text = (job_dir / SLURM_CLUSTER_FILE).read_text().strip()
     except OSError:
         return None
     return text or None

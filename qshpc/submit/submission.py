@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
 from qshpc.errors import ResourceError, UserError
-from qshpc.jobs.paths import SLURM_ID_FILE, jobs_root, new_job_id, qshpc_home
+from qshpc.jobs.paths import (
+    SLURM_CLUSTER_FILE,
+    SLURM_ID_FILE,
+    jobs_root,
+    new_job_id,
+    qshpc_home,
+)
 from qshpc.jobs.requirements import check_requirements
 from qshpc.submit import slurm
 from qshpc.submit.resources import SlurmResources, safe_job_name
@@ -109,6 +115,7 @@ def submit(
         raise
     slurm_id = str(job.job_id)
     _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
+    _record_cluster(job_dir)
     script = folder / f"{slurm_id}_submission.sh"
     text = script.read_text() if script.is_file() else render(params, folder)
     return Submission(job_id, slurm_id, job_dir, text)
@@ -211,6 +218,7 @@ def submit_array(
     slurm_array = slurm_ids[0].split("_")[0]
     for job_dir, sid in zip(job_dirs, slurm_ids, strict=True):
         _write_private(job_dir / SLURM_ID_FILE, sid + "\n")
+        _record_cluster(job_dir)
     manifest = {
         "array_id": array_id,
         "slurm_array_id": slurm_array,
@@ -335,6 +343,15 @@ def _explain(text: str) -> str:
     elif "node configuration" in low or "memory" in low or "gres" in low:
         msg += "\nask for less (see `sinfo -o '%P %D %c %m %G'`), or check with --dry-run"
     return msg
+
+
+def _record_cluster(job_dir: Path) -> None:
+    """Name the cluster the job id belongs to, beside it: ids are per cluster, and a
+    login node of another cluster sharing the file system must not take that id's
+    state (or cancel it) for this job's (:func:`qshpc.submit.slurm.other_cluster`)."""
+    name = slurm.cluster_name()
+    if name:
+        _write_private(job_dir / SLURM_CLUSTER_FILE, name + "\n")
 
 
 def _write_private(path: Path, text: str) -> None:

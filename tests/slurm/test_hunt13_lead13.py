@@ -1,0 +1,82 @@
+"""Slurm job ids are per cluster: a job dir on a file system two clusters share must
+never take another cluster's job of the same id for its own (its state, its cancel)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.slurm.test_submit import LONG, status_json, submit, write_program
+
+pytestmark = pytest.mark.slurm
+
+
+def _sbatch(*args: str) -> str:
+    out = subprocess.run(
+        ["sbatch", "--parsable", "-o", "/dev/null", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip().split(";")[0]
+
+
+def _sacct_state(slurm_id: str) -> str:
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", slurm_id, "--format=State"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return out.stdout.strip()
+
+
+def _squeued(slurm_id: str) -> bool:
+    out = subprocess.run(
+        ["squeue", "-h", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True, timeout=30
+    )
+    return bool(out.stdout.strip())
+
+
+def test_a_job_of_another_cluster_is_never_asked_about_nor_cancelled_here(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    prog = write_program(tmp_path / "long", "long.py", LONG)
+    ids = submit(str(prog), "--sbatch", "begin=now+3600")
+    job_dir = Path(ids["job_dir"])
+    here = (job_dir / "slurm_cluster").read_text().strip()
+    assert here  # the dev cluster's ClusterName, recorded at submit
+    subprocess.run(["scancel", ids["slurm_job_id"]], timeout=30, check=False)
+    # Another cluster sharing the file system: the same ids name other jobs here.
+    failed = _sbatch("--wrap", "false")
+    pending = _sbatch("--begin=now+3600", "--wrap", "sleep 600")
+    try:
+        deadline = time.monotonic() + 60
+        while not _sacct_state(failed).startswith("FAILED"):
+            assert time.monotonic() < deadline, _sacct_state(failed)
+            time.sleep(0.5)
+        (job_dir / "slurm_cluster").write_text("elsewhere\n")
+        (job_dir / "slurm_job_id").write_text(failed + "\n")
+        meta = status_json(ids["job_id"])
+        # Was: FAILED "the Slurm job ended FAILED (exit code 1) ..." from this
+        # cluster's unrelated job, written into the job dir for good.
+        assert meta["state"] == "QUEUED", meta
+        assert meta["slurm_state"] == "UNKNOWN"
+        assert "cluster 'elsewhere'" in str(meta.get("sub_status")), meta
+        assert not (job_dir / "slurm_state.json").exists()
+        (job_dir / "slurm_job_id").write_text(pending + "\n")
+        out = run_cli("cancel", ids["job_id"], timeout=60)
+        assert out.returncode == 2, out
+        assert f"Slurm job {pending} runs on cluster 'elsewhere'" in out.stderr
+        assert f"talk to cluster {here!r}" in out.stderr and "Traceback" not in out.stderr
+        assert _squeued(pending)  # the other job was not cancelled
+        (job_dir / "slurm_cluster").write_text(here + "\n")
+        assert run_cli("cancel", ids["job_id"], timeout=60).returncode == 0
+        assert not _squeued(pending) or "CANCELLED" in _sacct_state(pending)
+    finally:
+        subprocess.run(["scancel", pending], timeout=30, check=False)
