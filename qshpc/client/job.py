@@ -24,6 +24,7 @@ from qshpc.jobs.paths import (
     jobs_root,
     mark_terminal,
     read_override,
+    read_resubmitted,
     read_slurm_cluster,
     read_slurm_id,
     resolve_job_dir,
@@ -144,6 +145,7 @@ class Job:
             slurm_id = read_slurm_id(self.job_dir)  # written by qshpc.submit after sbatch
             if slurm_id:
                 meta["slurm_job_id"] = slurm_id
+        _waiting_resume(self.job_dir, meta)
         return meta
 
     def complete_info(
@@ -507,6 +509,30 @@ def _rank_of(p: Path) -> int:
         return int(p.stem.split("-")[1])
     except (IndexError, ValueError):
         return 10**9
+
+
+def _waiting_resume(job_dir: Path, meta: dict[str, Any]) -> None:
+    """An ended job that ``qshpc submit --resume`` sent to Slurm again is QUEUED until its
+    new run starts (the store still holds the last run's end until then)."""
+    state = meta.get("state")
+    if state not in TERMINAL or state == JobState.SUCCEEDED:
+        return
+    marker = read_resubmitted(job_dir)
+    if marker is None:
+        return
+    slurm_id, when = marker
+    override = read_override(job_dir) or {}
+    last = max(float(meta.get("started") or 0), float(override.get("time") or 0))  # type: ignore[arg-type]
+    if when <= last:
+        return  # the new run started (or Slurm ended it before it could)
+    meta.update(
+        state="QUEUED",
+        previous_state=state,
+        previous_error=meta.get("error"),
+        error=None,
+        slurm_job_id=slurm_id,
+        sub_status=f"resumed as Slurm job {slurm_id} (qshpc submit --resume): waiting to start",
+    )
 
 
 def _running_slurm_job(job_dir: Path) -> tuple[str, str | None] | None:

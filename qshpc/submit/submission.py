@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,11 @@ from typing import TYPE_CHECKING, Any
 from qshpc import settings
 from qshpc.errors import ResourceError, UserError
 from qshpc.jobs.paths import (
+    RESUBMITTED_FILE,
     SLURM_CLUSTER_FILE,
     SLURM_ID_FILE,
+    SLURM_STATE_FILE,
+    STATUS_OVERRIDE,
     jobs_root,
     new_job_id,
     qshpc_home,
@@ -237,6 +241,82 @@ def submit_array(
     return ArraySubmission(array_id, slurm_array, subs, text)
 
 
+def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) -> Submission:
+    """Submit job ``job_dir`` again as a new Slurm job that resumes it (``qshpc submit
+    --resume``): its staged program runs with ``--resume``, so only the tasks without a
+    stored result run. Resources are the job's recorded ones, with ``overrides``
+    (None values do not override) on top: ``--time-min`` after a TIMEOUT, say.
+
+    The caller checks the job has ended (not SUCCEEDED); this checks it was submitted.
+
+    Raises:
+        UserError: Not a submitted job (no staged program), or no Slurm here.
+        ResourceError: Bad resources, or sbatch refused them.
+    """
+    from qshpc.jobs.spec import Program as _Program
+    from qshpc.store import JobReader
+
+    with JobReader.open(job_dir) as r:
+        meta = r.meta()
+    staged_dir = job_dir / STAGED_DIR
+    entry = str(meta.get("entrypoint") or "")
+    recorded = meta.get("slurm_resources")
+    if (
+        meta.get("scheduler") != "slurm"
+        or not staged_dir.is_dir()
+        or not isinstance(recorded, dict)
+    ):
+        raise UserError(
+            f"job {job_dir.name} was not submitted with `qshpc submit` (no staged program): "
+            f"resume it with `qshpc run --resume {job_dir.name}`, or from your own batch "
+            "script (docs/sbatch.md)"
+        )
+    values = {k: v for k, v in recorded.items() if k in SlurmResources.field_names()}
+    for key, value in overrides.items():
+        if value is None or (key == "extra" and not value):
+            continue
+        values[key] = {**values.get("extra", {}), **value} if key == "extra" else value
+    res = SlurmResources.build(values, "--resume's resources")
+    name = str(res.name or meta.get("slurm_job_name") or safe_job_name(job_dir.name))
+    params = executor_parameters(res, name, job_dir)
+    folder = job_dir / SUBMITIT_DIR
+    if dry_run:
+        return Submission(job_dir.name, None, job_dir, render(params, folder))
+    env_vars = meta.get("env_vars")
+    staged = _Program(
+        title=str(meta.get("title") or job_dir.name),
+        entrypoint=str(Path(entry).relative_to(staged_dir))
+        if Path(entry).is_relative_to(staged_dir)
+        else Path(entry).name,
+        working_dir=str(staged_dir),
+        env_vars=dict(env_vars) if isinstance(env_vars, dict) else {},
+    )
+    if not staged.path().is_file():
+        raise UserError(
+            f"job {job_dir.name}'s staged program {staged.path()} is missing: the job cannot be "
+            "resumed on Slurm"
+        )
+    executor = _executor(folder)
+    executor.update_parameters(**params)
+    from qshpc.submit.task import run_task
+
+    args, env = _task_call(staged, job_dir, res)
+    with _sbatch_errors():
+        job = executor.submit(run_task, *args, env=env, resume=True)
+    slurm_id = str(job.job_id)
+    marker = {"slurm_job_id": slurm_id, "time": time.time()}
+    _write_private(job_dir / RESUBMITTED_FILE, json.dumps(marker))
+    _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
+    _record_cluster(job_dir)
+    for stale in (SLURM_STATE_FILE, STATUS_OVERRIDE):
+        # The first Slurm job's end, and the state the store lacked then: the new run's now.
+        with contextlib.suppress(OSError):
+            (job_dir / stale).unlink()
+    script = folder / f"{slurm_id}_submission.sh"
+    text = script.read_text() if script.is_file() else render(params, folder)
+    return Submission(job_dir.name, slurm_id, job_dir, text)
+
+
 def _make_dir(path: Path) -> None:
     """Create ``path`` with the store's permissions."""
     from qshpc.store import perms
@@ -277,6 +357,7 @@ def _create_job(
         "slurm_job_name": name,
         "slurm_resources": res.as_meta(),
         "user": os.environ.get("USER", ""),
+        **({"env_vars": dict(program.env_vars)} if program.env_vars else {}),  # for --resume
         **(extra_meta or {}),
     }
     create_program_job(staged, arguments, seed, job_dir, extra_meta=extra)

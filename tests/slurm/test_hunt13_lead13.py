@@ -3,6 +3,8 @@ never take another cluster's job of the same id for its own (its state, its canc
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -80,3 +82,76 @@ def test_a_job_of_another_cluster_is_never_asked_about_nor_cancelled_here(
         assert not _squeued(pending) or "CANCELLED" in _sacct_state(pending)
     finally:
         subprocess.run(["scancel", pending], timeout=30, check=False)
+
+
+RESUMABLE = """
+import os
+import time
+from pathlib import Path
+from qshpc import distribute_task, get, save_result
+
+here = Path(os.environ["QSHPC_TEST_DIR"])
+
+@distribute_task()
+def square(i):
+    with open(here / "ran.txt", "a") as f:
+        f.write(f"{i}\\n")
+    return i * i
+
+first = [get(square(i)) for i in range(6)]
+while not (here / "go").exists():
+    time.sleep(0.2)
+save_result({"squares": first + get([square(i) for i in range(6, 9)])})
+"""
+
+
+def test_submit_resume_runs_an_ended_job_again_with_new_resources(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.slurm.test_submit import wait_state
+
+    prog = write_program(tmp_path / "prog", "resumable.py", RESUMABLE)
+    os.environ["QSHPC_TEST_DIR"] = str(tmp_path)  # the batch job inherits it
+    try:
+        ids = submit(str(prog), "--ntasks-per-node", "2", "--time-min", "5")
+        ran = tmp_path / "ran.txt"
+        deadline = time.monotonic() + 120
+        while not ran.exists() or len(ran.read_text().split()) < 6:
+            assert time.monotonic() < deadline, "the first six tasks never ran"
+            time.sleep(0.3)
+        refused = run_cli("submit", "--resume", ids["job_id"], timeout=60)
+        assert refused.returncode == 2 and "is RUNNING" in refused.stderr, refused
+        assert run_cli("cancel", ids["job_id"], timeout=60).returncode == 0
+        wait_state(ids["job_id"], {"CANCELED"}, 60)
+        (tmp_path / "go").touch()
+        for bad, why in (
+            (["x.py"], "leave out PROGRAM"),
+            (["--seed", "3"], "leave out --seed"),
+            (["--nodes", "0"], "nodes=0"),
+        ):
+            out = run_cli("submit", "--resume", ids["job_id"], *bad, timeout=60)
+            assert out.returncode == 2 and why in out.stderr and "Traceback" not in out.stderr
+        out = run_cli("submit", "--resume", ids["job_id"], "--time-min", "7", "--json", timeout=60)
+        assert out.returncode == 0, out.stderr
+        again = json.loads(out.stdout)
+        assert again["job_id"] == ids["job_id"] and again["slurm_job_id"] != ids["slurm_job_id"]
+        meta = status_json(ids["job_id"])  # QUEUED or already RUNNING/SUCCEEDED: never CANCELED
+        assert meta["state"] in ("QUEUED", "RUNNING", "SUCCEEDED"), meta
+        meta = wait_state(ids["job_id"], {"SUCCEEDED", "FAILED", "CANCELED"}, 120)
+        assert meta["state"] == "SUCCEEDED", meta
+        assert meta["slurm_job_id"] == again["slurm_job_id"]
+        result = json.loads(run_cli("result", ids["job_id"], "--json", timeout=60).stdout)
+        assert result == {"squares": [i * i for i in range(9)]}
+        # The six stored results were not computed again.
+        assert sorted(map(int, ran.read_text().split())) == list(range(9))
+        limit = subprocess.run(
+            ["sacct", "-X", "-n", "-P", "-j", again["slurm_job_id"], "--format=TimelimitRaw"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.split()
+        assert limit[:1] == ["7"], limit
+        done = run_cli("submit", "--resume", ids["job_id"], timeout=60)
+        assert done.returncode == 2 and "already SUCCEEDED" in done.stderr
+    finally:
+        os.environ.pop("QSHPC_TEST_DIR", None)
