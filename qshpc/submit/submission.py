@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 STAGED_DIR = "program"
 SUBMITIT_DIR = "slurm"
+#: The program's env_vars as submitted, for ``--resume`` (in SUBMITIT_DIR, mode 0600).
+ENV_FILE = "env_vars.json"
 ARRAY_FILE = "array.json"
 
 
@@ -282,14 +284,14 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
     folder = job_dir / SUBMITIT_DIR
     if dry_run:
         return Submission(job_dir.name, None, job_dir, render(params, folder))
-    env_vars = meta.get("env_vars")
+    env_vars = _read_env_vars(job_dir)
     staged = _Program(
         title=str(meta.get("title") or job_dir.name),
         entrypoint=str(Path(entry).relative_to(staged_dir))
         if Path(entry).is_relative_to(staged_dir)
         else Path(entry).name,
         working_dir=str(staged_dir),
-        env_vars=dict(env_vars) if isinstance(env_vars, dict) else {},
+        env_vars=env_vars,
     )
     if not staged.path().is_file():
         raise UserError(
@@ -357,11 +359,26 @@ def _create_job(
         "slurm_job_name": name,
         "slurm_resources": res.as_meta(),
         "user": os.environ.get("USER", ""),
-        **({"env_vars": dict(program.env_vars)} if program.env_vars else {}),  # for --resume
         **(extra_meta or {}),
     }
     create_program_job(staged, arguments, seed, job_dir, extra_meta=extra)
+    if staged.env_vars:
+        # For --resume; private, as submitit's pickle of the call beside it (values may
+        # be secrets: never in the meta, which `qshpc status --json` prints).
+        _make_dir(job_dir / SUBMITIT_DIR)
+        _write_private(job_dir / SUBMITIT_DIR / ENV_FILE, json.dumps(staged.env_vars), 0o600)
     return staged
+
+
+def _read_env_vars(job_dir: Path) -> dict[str, str]:
+    """The program's ``env_vars`` as submitted (for ``--resume``); {} when none were."""
+    try:
+        data = json.loads((job_dir / SUBMITIT_DIR / ENV_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def _executor(folder: Path) -> Any:
@@ -435,11 +452,11 @@ def _record_cluster(job_dir: Path) -> None:
         _write_private(job_dir / SLURM_CLUSTER_FILE, name + "\n")
 
 
-def _write_private(path: Path, text: str) -> None:
+def _write_private(path: Path, text: str, mode: int | None = None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     from qshpc.store import perms
 
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode or perms.file_mode())
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
