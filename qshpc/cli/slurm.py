@@ -40,7 +40,22 @@ def register(app: typer.Typer) -> None:
     @app.command("submit")
     @errors
     def submit(
-        program: Annotated[Path, typer.Argument(help="The program file to run.")],
+        program: Annotated[
+            Path | None,
+            typer.Argument(
+                help="The program file to run (none with --resume).", show_default=False
+            ),
+        ] = None,
+        resume: Annotated[
+            str | None,
+            typer.Option(
+                "--resume",
+                help="Submit an ended job (FAILED, CANCELED: a TIMEOUT, say) again as a new "
+                "Slurm job that runs only its tasks without a stored result; its recorded "
+                "resources, with the options given on top (--time-min ...).",
+                show_default=False,
+            ),
+        ] = None,
         arguments: Annotated[
             Path | None,
             typer.Option(
@@ -152,23 +167,45 @@ def register(app: typer.Typer) -> None:
         from qshpc.submit.resources import parse_sbatch_options
         from qshpc.submit.submission import submit as do_submit
 
-        res = resolve_resources(
-            {
-                "nodes": nodes,
-                "ntasks_per_node": ntasks_per_node,
-                "cpus_per_task": cpus_per_task,
-                "gpus_per_node": gpus_per_node,
-                "mem_gb": mem_gb,
-                "time_min": time_min,
-                "partition": partition,
-                "account": account,
-                "qos": qos,
-                "mpi": mpi,
-                "extra": parse_sbatch_options(sbatch or []),
-                "name": name,
-                "requeue": True if requeue else None,
-            }
-        )
+        overrides = {
+            "nodes": nodes,
+            "ntasks_per_node": ntasks_per_node,
+            "cpus_per_task": cpus_per_task,
+            "gpus_per_node": gpus_per_node,
+            "mem_gb": mem_gb,
+            "time_min": time_min,
+            "partition": partition,
+            "account": account,
+            "qos": qos,
+            "mpi": mpi,
+            "extra": parse_sbatch_options(sbatch or []),
+            "name": name,
+            "requeue": True if requeue else None,
+        }
+        if resume is not None:
+            given = [
+                flag
+                for flag, value in (
+                    ("PROGRAM", program),
+                    ("--arguments", arguments),
+                    ("--array", array),
+                    ("--working-dir", working_dir),
+                    ("--seed", seed),
+                    ("--cache", cache or None),
+                    ("--cache-dir", cache_dir),
+                )
+                if value is not None
+            ]
+            if given:
+                raise UserError(
+                    f"--resume runs the job's own staged program, arguments and seed: leave out "
+                    f"{', '.join(given)} (resources such as --time-min may be given)"
+                )
+            _resubmit(resume, overrides, dry_run, as_json)
+            return
+        if program is None:
+            raise UserError("give the program file to submit (or --resume JOB to resume a job)")
+        res = resolve_resources(overrides)
         prog = _program(program, working_dir, name)
         if cache or cache_dir is not None:
             from qshpc.client.local import with_cache
@@ -201,6 +238,44 @@ def register(app: typer.Typer) -> None:
             echo(
                 f"  status: qshpc status {sub.job_id}    result: qshpc result {sub.job_id} --wait 600"
             )
+
+
+def _resubmit(job: str, overrides: dict[str, Any], dry_run: bool, as_json: bool) -> None:
+    """``qshpc submit --resume JOB``: the ended job again, as a new Slurm job."""
+    from qshpc.client.job import open_job
+    from qshpc.errors import UserError
+    from qshpc.submit.submission import resubmit
+    from qshpc.text import shown
+
+    j = open_job(job)
+    meta = j.info()
+    state = str(meta.get("state"))
+    if state == "SUCCEEDED":
+        raise UserError(
+            f"job {shown(j.job_id)} already SUCCEEDED: nothing to resume "
+            f"(`qshpc result {shown(j.job_id)}`)"
+        )
+    if state in ("QUEUED", "RUNNING"):
+        slurm = (
+            f" (Slurm job {shown(str(meta['slurm_job_id']))})" if meta.get("slurm_job_id") else ""
+        )
+        raise UserError(
+            f"job {shown(j.job_id)} is {state}{slurm}: wait for it to end, or "
+            f"`qshpc cancel {shown(j.job_id)}` first; then resume it"
+        )
+    if state == "DAMAGED":
+        raise UserError(
+            f"job {shown(j.job_id)}'s store is damaged: see `qshpc status {shown(j.job_id)}` "
+            "(what is recoverable) before resuming it"
+        )
+    sub = resubmit(j.job_dir, overrides, dry_run=dry_run)
+    if dry_run:
+        echo(sub.script.rstrip("\n"))
+    elif as_json:
+        echo(json.dumps(sub.as_dict()))
+    else:
+        echo(f"job {sub.job_id} resumed  (slurm {sub.slurm_job_id}; it was {state})")
+        echo(f"  status: qshpc status {sub.job_id}    result: qshpc result {sub.job_id} --wait 600")
 
 
 def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str, Any]]:

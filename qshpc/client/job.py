@@ -24,6 +24,8 @@ from qshpc.jobs.paths import (
     jobs_root,
     mark_terminal,
     read_override,
+    read_resubmitted,
+    read_slurm_cluster,
     read_slurm_id,
     resolve_job_dir,
 )
@@ -143,6 +145,7 @@ class Job:
             slurm_id = read_slurm_id(self.job_dir)  # written by qshpc.submit after sbatch
             if slurm_id:
                 meta["slurm_job_id"] = slurm_id
+        _waiting_resume(self.job_dir, meta)
         return meta
 
     def complete_info(
@@ -439,14 +442,16 @@ class Job:
             # sbatch script, or a --resume under a new Slurm job (hunt12d: a cancel from
             # the login node marked such a job CANCELED, or scancelled the ended first
             # Slurm job, and the run went on).
-            from qshpc.submit.slurm import cancel
+            from qshpc.submit.slurm import cancel, refuse_other_cluster
 
-            cancel(running)
+            refuse_other_cluster(*running)
+            cancel(running[0])
             return True
         if meta.get("slurm_job_id"):
-            from qshpc.submit.slurm import cancel
+            from qshpc.submit.slurm import cancel, refuse_other_cluster
 
             slurm_id = str(meta["slurm_job_id"])
+            refuse_other_cluster(slurm_id, read_slurm_cluster(self.job_dir))
             cancel(slurm_id)
             if meta.get("state") == "QUEUED" and "_" in slurm_id:
                 # Slurm splits a pending array element off to cancel it, and its
@@ -506,12 +511,39 @@ def _rank_of(p: Path) -> int:
         return 10**9
 
 
-def _running_slurm_job(job_dir: Path) -> str | None:
-    """The Slurm job id of the live run holding ``job_dir``'s lock, None when none holds it."""
+def _waiting_resume(job_dir: Path, meta: dict[str, Any]) -> None:
+    """An ended job that ``qshpc submit --resume`` sent to Slurm again is QUEUED until its
+    new run starts (the store still holds the last run's end until then)."""
+    state = meta.get("state")
+    if state not in TERMINAL or state == JobState.SUCCEEDED:
+        return
+    marker = read_resubmitted(job_dir)
+    if marker is None:
+        return
+    slurm_id, when = marker
+    override = read_override(job_dir) or {}
+    last = max(float(meta.get("started") or 0), float(override.get("time") or 0))  # type: ignore[arg-type]
+    if when <= last:
+        return  # the new run started (or Slurm ended it before it could)
+    meta.update(
+        state="QUEUED",
+        previous_state=state,
+        previous_error=meta.get("error"),
+        error=None,
+        slurm_job_id=slurm_id,
+        sub_status=f"resumed as Slurm job {slurm_id} (qshpc submit --resume): waiting to start",
+    )
+
+
+def _running_slurm_job(job_dir: Path) -> tuple[str, str | None] | None:
+    """The Slurm job id and cluster of the live run holding ``job_dir``'s lock, None when
+    none holds it."""
     from qshpc.store.lock import holder_alive
 
     holder = holder_alive(job_dir, runs_only=True)
-    return str(holder.slurm_job) if holder is not None and holder.slurm_job else None
+    if holder is None or not holder.slurm_job:
+        return None
+    return str(holder.slurm_job), holder.slurm_cluster
 
 
 def _rank0_pid(meta: dict[str, Any]) -> int | None:

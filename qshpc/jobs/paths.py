@@ -14,6 +14,10 @@ from qshpc.errors import JobNotFoundError
 JOB_FILE = "job.h5"
 #: The Slurm job id of a job submitted to Slurm (written by qshpc.submit after sbatch).
 SLURM_ID_FILE = "slurm_job_id"
+#: The Slurm cluster that job id belongs to (``scontrol show config``'s ClusterName).
+SLURM_CLUSTER_FILE = "slurm_cluster"
+#: ``qshpc submit --resume``'s new Slurm job, until its run starts (:func:`read_resubmitted`).
+RESUBMITTED_FILE = "resubmitted.json"
 #: Slurm's final answer about a job, kept so that a job Slurm forgot keeps its state.
 SLURM_STATE_FILE = "slurm_state.json"
 
@@ -175,6 +179,34 @@ def read_slurm_id(job_dir: Path) -> str | None:
     """The Slurm job id recorded at submit time (``JOB_DIR/slurm_job_id``), or None."""
     try:
         text = (job_dir / SLURM_ID_FILE).read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def read_resubmitted(job_dir: Path) -> tuple[str, float] | None:
+    """The Slurm id and time of ``qshpc submit --resume``'s new Slurm job, or None."""
+    import json
+
+    try:
+        data = json.loads((job_dir / RESUBMITTED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    sid, when = data.get("slurm_job_id"), data.get("time")
+    if not isinstance(sid, str) or not _SLURM_ID.fullmatch(sid):
+        return None
+    if isinstance(when, bool) or not isinstance(when, (int, float)):
+        return None
+    return sid, float(when)
+
+
+def read_slurm_cluster(job_dir: Path) -> str | None:
+    """The Slurm cluster the recorded job id belongs to (``JOB_DIR/slurm_cluster``), or None
+    (a job submitted before qshpc recorded it, or a cluster that did not say)."""
+    try:
+        text = (job_dir / SLURM_CLUSTER_FILE).read_text().strip()
     except OSError:
         return None
     return text or None

@@ -474,7 +474,7 @@ def _take_slurm_id(job_dir: Path, batch: Mapping[str, str] | None) -> None:
     anything about it (hunt12d: ``qshpc status`` showed ``RUNNING (slurm: CANCELLED)``
     and the first job's id while a ``--resume`` in a new Slurm job ran).
     """
-    from qshpc.jobs.paths import SLURM_ID_FILE, SLURM_STATE_FILE
+    from qshpc.jobs.paths import SLURM_CLUSTER_FILE, SLURM_ID_FILE, SLURM_STATE_FILE
 
     batch = batch or {}
     task = batch.get("SLURM_ARRAY_TASK_ID")
@@ -484,17 +484,35 @@ def _take_slurm_id(job_dir: Path, batch: Mapping[str, str] | None) -> None:
         named = path.read_text().strip()
     except OSError:
         return  # not a submitted job: nothing names a Slurm job
-    if not here or named == here:
+    cluster = batch.get("SLURM_CLUSTER_NAME") or ""
+    try:
+        recorded = (job_dir / SLURM_CLUSTER_FILE).read_text().strip()
+    except OSError:
+        recorded = ""
+    if not here or (named == here and (not cluster or not recorded or cluster == recorded)):
         return
+    try:
+        _replace_small(path, here)
+        if cluster:
+            _replace_small(job_dir / SLURM_CLUSTER_FILE, cluster)
+        else:
+            (job_dir / SLURM_CLUSTER_FILE).unlink(missing_ok=True)
+        (job_dir / SLURM_STATE_FILE).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _replace_small(path: Path, text: str) -> None:
+    """Write ``text`` and a newline to ``path`` atomically (a temporary file renamed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(fd, "w") as fh:
-            fh.write(here + "\n")
+            fh.write(text + "\n")
         os.replace(tmp, path)
-        (job_dir / SLURM_STATE_FILE).unlink(missing_ok=True)
     except OSError:
         tmp.unlink(missing_ok=True)
+        raise
 
 
 def held_claim() -> Any:

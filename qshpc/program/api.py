@@ -7,6 +7,8 @@ in the same process).
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 import time
 import warnings
@@ -370,9 +372,11 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
             it is also an instance of the task's own exception class when that
             class allows it, so ``except ValueError`` catches a task's ValueError.
         TimeoutError: Not all done within ``timeout``.
-        UserError: Not a reference, or an object placed on another rank.
+        UserError: Not a reference, an object placed on another rank, or a timeout
+            that is not None or a number of seconds >= 0.
     """
     refs = object_refs
+    timeout = _timeout(timeout, "get")
     if isinstance(refs, ObjectRef):
         return _backend.current().get_object(refs.obj_id)
     if isinstance(refs, TaskRef):
@@ -479,13 +483,19 @@ def _refs(refs: Any, what: str) -> list[Any]:
 
 
 def _timeout(timeout: Any, what: str) -> float | None:
+    """``timeout`` checked: None, or a real number of seconds >= 0 (infinity is None)."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, numbers.Real)
+        or math.isnan(timeout)
+        or timeout < 0
+    ):
         raise UserError(
             f"{what}: timeout must be None or a number of seconds >= 0, got {timeout!r}"
         )
-    return float(timeout)
+    return None if math.isinf(timeout) else float(timeout)
 
 
 def wait(

@@ -106,8 +106,13 @@ def job_steps(job_dir: Path, slurm_id: str) -> tuple[list[Step], str | None]:
     cached = _cached(job_dir, slurm_id)
     if cached is not None:
         return cached, None
-    from qshpc.submit.slurm import sacct_steps
+    from qshpc.jobs.paths import read_slurm_cluster
+    from qshpc.submit.slurm import other_cluster, sacct_steps
 
+    recorded = read_slurm_cluster(job_dir)
+    here = other_cluster(recorded)
+    if here is not None:
+        return [], f"Slurm job {slurm_id} is on cluster {recorded!r}, not this host's {here!r}"
     out, why = sacct_steps(slurm_id, _FORMAT)
     if out is None:
         return [], why

@@ -227,6 +227,51 @@ def conf() -> str | None:
     return os.environ.get("SLURM_CONF") or None
 
 
+@functools.lru_cache(maxsize=4)
+def _cluster_of(conf_path: str | None) -> str | None:
+    out = _output(["scontrol", "show", "config"])
+    for line in (out or "").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "ClusterName" and value.strip():
+            return value.strip()
+    return None
+
+
+def cluster_name(environ: Mapping[str, str] | None = None) -> str | None:
+    """The name of the Slurm cluster this process's Slurm commands talk to, or None.
+
+    Inside a Slurm job, ``SLURM_CLUSTER_NAME``; elsewhere ``scontrol show config``'s
+    ClusterName (asked once per process and ``SLURM_CONF``). None when Slurm does not say.
+    """
+    env = os.environ if environ is None else environ
+    return env.get("SLURM_CLUSTER_NAME") or _cluster_of(conf())
+
+
+def other_cluster(recorded: str | None) -> str | None:
+    """This host's cluster name when it is not ``recorded`` (a job's own cluster), else None.
+
+    Job ids are per cluster: where clusters share a file system, the same id on this
+    one names another user's job, whose state or cancel must never be taken for the
+    job's. Unknown names (an old job, Slurm not answering) are not a difference.
+    """
+    if not recorded:
+        return None
+    here = cluster_name()
+    return here if here and here != recorded else None
+
+
+def refuse_other_cluster(slurm_job_id: str, recorded: str | None) -> None:
+    """Raise :class:`UserError` when ``slurm_job_id`` belongs to another cluster than this one's."""
+    here = other_cluster(recorded)
+    if here is not None:
+        raise UserError(
+            f"Slurm job {slurm_job_id} runs on cluster {recorded!r}, but this host's Slurm "
+            f"commands talk to cluster {here!r}, where that id names another job: run this "
+            f"on a login node of {recorded!r} (or `scancel -M {recorded} {slurm_job_id}` "
+            "where the clusters share a database)"
+        )
+
+
 # -- what qshpc asks of Slurm ------------------------------------------------------------
 
 

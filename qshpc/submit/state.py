@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from qshpc.errors import SlurmStateWarning
-from qshpc.jobs.paths import SLURM_STATE_FILE, mark_terminal, read_override
+from qshpc.jobs.paths import SLURM_STATE_FILE, mark_terminal, read_override, read_slurm_cluster
 from qshpc.jobstate import TERMINAL, JobState
-from qshpc.submit.slurm import is_slurm_id, query
+from qshpc.submit.slurm import is_slurm_id, other_cluster, query
 from qshpc.submit.slurm_states import (
     EXPLAINS,
     REQUEUED,
@@ -172,6 +172,18 @@ def reconcile_slurm(
     slurm_id = str(meta.get("slurm_job_id") or "")
     if not is_slurm_id(slurm_id):
         return
+    recorded = read_slurm_cluster(job_dir)
+    here = other_cluster(recorded)
+    if here is not None:
+        # Ids are per cluster: here this id names another job, never asked about.
+        meta.setdefault("slurm_state", "UNKNOWN")
+        meta["slurm_cluster"] = recorded
+        if not meta.get("sub_status"):
+            meta["sub_status"] = (
+                f"Slurm job {slurm_id} is on cluster {recorded!r}; this host's Slurm is "
+                f"{here!r}: ask on a login node of {recorded!r} for Slurm's view"
+            )
+        return
     view = views[slurm_id] if views is not None and slurm_id in views else query(slurm_id)
     apply(job_dir, meta, view)
 
@@ -186,6 +198,8 @@ def slurm_id_to_ask(job_dir: Path, meta: dict[str, Any]) -> str | None:
     if not is_slurm_id(slurm_id) or meta.get("state") == JobState.SUCCEEDED:
         return None
     if (job_dir / CACHE_FILE).is_file():
+        return None
+    if other_cluster(read_slurm_cluster(job_dir)) is not None:
         return None
     return slurm_id
 

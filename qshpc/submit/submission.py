@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
 from qshpc.errors import ResourceError, UserError
-from qshpc.jobs.paths import SLURM_ID_FILE, jobs_root, new_job_id, qshpc_home
+from qshpc.jobs.paths import (
+    RESUBMITTED_FILE,
+    SLURM_CLUSTER_FILE,
+    SLURM_ID_FILE,
+    SLURM_STATE_FILE,
+    STATUS_OVERRIDE,
+    jobs_root,
+    new_job_id,
+    qshpc_home,
+)
 from qshpc.jobs.requirements import check_requirements
 from qshpc.submit import slurm
 from qshpc.submit.resources import SlurmResources, safe_job_name
@@ -34,6 +44,8 @@ if TYPE_CHECKING:
 
 STAGED_DIR = "program"
 SUBMITIT_DIR = "slurm"
+#: The program's env_vars as submitted, for ``--resume`` (in SUBMITIT_DIR, mode 0600).
+ENV_FILE = "env_vars.json"
 ARRAY_FILE = "array.json"
 
 
@@ -109,6 +121,7 @@ def submit(
         raise
     slurm_id = str(job.job_id)
     _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
+    _record_cluster(job_dir)
     script = folder / f"{slurm_id}_submission.sh"
     text = script.read_text() if script.is_file() else render(params, folder)
     return Submission(job_id, slurm_id, job_dir, text)
@@ -211,6 +224,7 @@ def submit_array(
     slurm_array = slurm_ids[0].split("_")[0]
     for job_dir, sid in zip(job_dirs, slurm_ids, strict=True):
         _write_private(job_dir / SLURM_ID_FILE, sid + "\n")
+        _record_cluster(job_dir)
     manifest = {
         "array_id": array_id,
         "slurm_array_id": slurm_array,
@@ -227,6 +241,82 @@ def submit_array(
     )
     subs = [Submission(d.name, sid, d, text) for d, sid in zip(job_dirs, slurm_ids, strict=True)]
     return ArraySubmission(array_id, slurm_array, subs, text)
+
+
+def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) -> Submission:
+    """Submit job ``job_dir`` again as a new Slurm job that resumes it (``qshpc submit
+    --resume``): its staged program runs with ``--resume``, so only the tasks without a
+    stored result run. Resources are the job's recorded ones, with ``overrides``
+    (None values do not override) on top: ``--time-min`` after a TIMEOUT, say.
+
+    The caller checks the job has ended (not SUCCEEDED); this checks it was submitted.
+
+    Raises:
+        UserError: Not a submitted job (no staged program), or no Slurm here.
+        ResourceError: Bad resources, or sbatch refused them.
+    """
+    from qshpc.jobs.spec import Program as _Program
+    from qshpc.store import JobReader
+
+    with JobReader.open(job_dir) as r:
+        meta = r.meta()
+    staged_dir = job_dir / STAGED_DIR
+    entry = str(meta.get("entrypoint") or "")
+    recorded = meta.get("slurm_resources")
+    if (
+        meta.get("scheduler") != "slurm"
+        or not staged_dir.is_dir()
+        or not isinstance(recorded, dict)
+    ):
+        raise UserError(
+            f"job {job_dir.name} was not submitted with `qshpc submit` (no staged program): "
+            f"resume it with `qshpc run --resume {job_dir.name}`, or from your own batch "
+            "script (docs/sbatch.md)"
+        )
+    values = {k: v for k, v in recorded.items() if k in SlurmResources.field_names()}
+    for key, value in overrides.items():
+        if value is None or (key == "extra" and not value):
+            continue
+        values[key] = {**values.get("extra", {}), **value} if key == "extra" else value
+    res = SlurmResources.build(values, "--resume's resources")
+    name = str(res.name or meta.get("slurm_job_name") or safe_job_name(job_dir.name))
+    params = executor_parameters(res, name, job_dir)
+    folder = job_dir / SUBMITIT_DIR
+    if dry_run:
+        return Submission(job_dir.name, None, job_dir, render(params, folder))
+    env_vars = _read_env_vars(job_dir)
+    staged = _Program(
+        title=str(meta.get("title") or job_dir.name),
+        entrypoint=str(Path(entry).relative_to(staged_dir))
+        if Path(entry).is_relative_to(staged_dir)
+        else Path(entry).name,
+        working_dir=str(staged_dir),
+        env_vars=env_vars,
+    )
+    if not staged.path().is_file():
+        raise UserError(
+            f"job {job_dir.name}'s staged program {staged.path()} is missing: the job cannot be "
+            "resumed on Slurm"
+        )
+    executor = _executor(folder)
+    executor.update_parameters(**params)
+    from qshpc.submit.task import run_task
+
+    args, env = _task_call(staged, job_dir, res)
+    with _sbatch_errors():
+        job = executor.submit(run_task, *args, env=env, resume=True)
+    slurm_id = str(job.job_id)
+    marker = {"slurm_job_id": slurm_id, "time": time.time()}
+    _write_private(job_dir / RESUBMITTED_FILE, json.dumps(marker))
+    _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
+    _record_cluster(job_dir)
+    for stale in (SLURM_STATE_FILE, STATUS_OVERRIDE):
+        # The first Slurm job's end, and the state the store lacked then: the new run's now.
+        with contextlib.suppress(OSError):
+            (job_dir / stale).unlink()
+    script = folder / f"{slurm_id}_submission.sh"
+    text = script.read_text() if script.is_file() else render(params, folder)
+    return Submission(job_dir.name, slurm_id, job_dir, text)
 
 
 def _make_dir(path: Path) -> None:
@@ -272,7 +362,23 @@ def _create_job(
         **(extra_meta or {}),
     }
     create_program_job(staged, arguments, seed, job_dir, extra_meta=extra)
+    if staged.env_vars:
+        # For --resume; private, as submitit's pickle of the call beside it (values may
+        # be secrets: never in the meta, which `qshpc status --json` prints).
+        _make_dir(job_dir / SUBMITIT_DIR)
+        _write_private(job_dir / SUBMITIT_DIR / ENV_FILE, json.dumps(staged.env_vars), 0o600)
     return staged
+
+
+def _read_env_vars(job_dir: Path) -> dict[str, str]:
+    """The program's ``env_vars`` as submitted (for ``--resume``); {} when none were."""
+    try:
+        data = json.loads((job_dir / SUBMITIT_DIR / ENV_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def _executor(folder: Path) -> Any:
@@ -337,11 +443,20 @@ def _explain(text: str) -> str:
     return msg
 
 
-def _write_private(path: Path, text: str) -> None:
+def _record_cluster(job_dir: Path) -> None:
+    """Name the cluster the job id belongs to, beside it: ids are per cluster, and a
+    login node of another cluster sharing the file system must not take that id's
+    state (or cancel it) for this job's (:func:`qshpc.submit.slurm.other_cluster`)."""
+    name = slurm.cluster_name()
+    if name:
+        _write_private(job_dir / SLURM_CLUSTER_FILE, name + "\n")
+
+
+def _write_private(path: Path, text: str, mode: int | None = None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     from qshpc.store import perms
 
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode or perms.file_mode())
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)

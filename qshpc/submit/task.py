@@ -86,6 +86,7 @@ def run_task(
     workdir: str,
     gpus_per_node: int = 0,
     env: dict[str, str] | None = None,
+    resume: bool = False,
 ) -> int:
     """Run one Slurm task of a qshpc job; exit non-zero when the job did not succeed.
 
@@ -95,6 +96,8 @@ def run_task(
         workdir: The staged working directory (the program's cwd).
         gpus_per_node: GPUs requested per node (0: no binding).
         env: The program's ``env_vars``.
+        resume: Resume the job (``qshpc submit --resume``): only tasks without a stored
+            result run.
 
     Raises:
         SystemExit: With the runtime's exit code when the job did not succeed, so
@@ -144,7 +147,7 @@ def run_task(
     spec = RunSpec(
         program=Path(entry),
         job_dir=Path(job_dir),
-        resume=job_dir if restarted else None,
+        resume=job_dir if restarted or resume else None,
     )
     code = run(spec, workers, slurm.scheduler())
     from qshpc.runtime.leave import leave_within

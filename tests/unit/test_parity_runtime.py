@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import pytest
 
 import qshpc
@@ -146,6 +147,19 @@ def test_wait_refuses_bad_input_clearly(call: Any, match: str) -> None:
     refs = [square(1), square(2)]
     with pytest.raises(UserError, match=match):
         call(refs)
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "3", True])
+def test_get_refuses_a_bad_timeout_on_any_rank_count(timeout: Any) -> None:
+    # On 2+ ranks get(ref, timeout=-1) raised "not done after -1 s", on one rank it
+    # returned the value: the same refusal as wait's, before waiting, everywhere.
+    ref = square(3)
+    with pytest.raises(UserError, match="get: timeout must be None or a number of seconds"):
+        qshpc.get(ref, timeout=timeout)
+    with pytest.raises(UserError, match="get: timeout must be None"):
+        qshpc.get([ref], timeout=timeout)
+    assert qshpc.get(ref, timeout=float("inf")) == 9
+    assert qshpc.get(ref, timeout=np.float32(5)) == 9
 
 
 # -- references at any depth, ids that never collide ------------------------------
