@@ -12,17 +12,19 @@ files live in the data folder (:mod:`qshpc.client.files`).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc.errors import UserError
 from qshpc.jobs.paths import qshpc_home
-from qshpc.jobs.spec import Configuration, Program
+from qshpc.jobs.spec import Configuration, Program, QiskitFunction
 
 if TYPE_CHECKING:
     from qshpc.client.job import Job
@@ -294,6 +296,20 @@ class BaseProvider:
         except ImportError:
             return html
         return ipywidgets.HTML(html)
+
+    # -- qiskit-serverless 0.11+'s names for uploaded programs (last: ``list`` is a method) --
+    def functions(self, **kwargs: Any) -> builtins.list[QiskitFunction]:
+        """The uploaded programs as ``QiskitFunction``s bound to this client (``f.run(**args)``)."""
+        return [
+            QiskitFunction(**{**asdict(p), "job_client": self}) for p in self.get_programs(**kwargs)
+        ]
+
+    def function(self, title: str, provider: str | None = None) -> QiskitFunction | None:
+        """The uploaded program titled ``title`` (bound to this client), or None."""
+        return {f.title: f for f in self.functions()}.get(title)
+
+    list = functions
+    get = function
 
 
 def _record_name(title: str) -> str:

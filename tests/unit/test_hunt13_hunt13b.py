@@ -1,0 +1,63 @@
+"""hunt13b: quantum-serverless / qiskit-serverless programs and notebooks ported to qshpc.
+
+qiskit-serverless v0.11.0 (the release after quantum-serverless 0.10.1) renamed
+``QiskitPattern`` to ``QiskitFunction`` and ran uploaded programs with
+``client.list()`` / ``client.get(title)`` and ``function.run(**arguments)``
+(docs/getting_started/basic/01_running_program.ipynb). Imports changed to
+``qshpc``, that flow failed at the import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import qshpc
+from qshpc import LocalClient, QiskitFunction, QiskitServerlessException
+
+PATTERN = """\
+from qshpc import get_arguments, save_result
+
+save_result({"got": get_arguments()})
+"""
+
+
+def test_qiskit_function_flow_of_the_v011_tutorial(tmp_path: Path) -> None:
+    (tmp_path / "source_files").mkdir()
+    (tmp_path / "source_files" / "pattern.py").write_text(PATTERN)
+    serverless = LocalClient(workers=0)
+    function = QiskitFunction(
+        title="my-first-pattern",
+        entrypoint="pattern.py",
+        working_dir=str(tmp_path / "source_files"),
+    )
+    assert serverless.upload(function) == "my-first-pattern"
+    functions = {f.title: f for f in serverless.list()}
+    my_pattern_function = functions["my-first-pattern"]
+    job = my_pattern_function.run(n=3)
+    assert job.result(timeout=120) == {"got": {"n": 3}}
+    assert job.status() == "DONE" and job.in_terminal_state()
+    got = serverless.get("my-first-pattern")
+    assert got is not None and [j.job_id for j in got.get_jobs()] == [job.job_id]
+    assert serverless.get("no-such-title") is None
+    assert serverless.function("my-first-pattern") == got
+    # the renamed client decorator runs a function as a job
+    runner = qshpc.distribute_qiskit_function(serverless)(_double)
+    assert runner(x=21).result(timeout=120) == {"x": 42}
+
+
+def _double(x: int) -> dict[str, int]:
+    return {"x": 2 * x}
+
+
+def test_qiskit_function_refusals_name_the_fix() -> None:
+    with pytest.raises(QiskitServerlessException, match=r"no client to run on: upload it"):
+        QiskitFunction(title="a", entrypoint="pattern.py").run()
+    with pytest.raises(QiskitServerlessException, match=r"Docker image.*give entrypoint="):
+        QiskitFunction(title="a", image="icr.io/me/runner:1")
+    with pytest.raises(QiskitServerlessException, match=r"needs a quantum-serverless gateway"):
+        qshpc.ServerlessClient(token="t", host="http://localhost:8000")
+    f = QiskitFunction(title="ibm/a", entrypoint="pattern.py")
+    assert (f.provider, f.title) == ("ibm", "a")
+    assert isinstance(f, qshpc.QiskitPattern)
