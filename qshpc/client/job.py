@@ -9,6 +9,7 @@ Mirrors quantum-serverless's notebook flow::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -424,12 +425,25 @@ class Job:
         extra = sorted((self.job_dir / "logs").glob("slurm-*"))
         return [f for f in files + extra if rank is None or _rank_of(f) == rank]
 
-    def stop(self) -> bool:
+    def stop(self, wait: float = 10.0) -> bool:
         """Cancel the job (SIGTERM to a local run, scancel for Slurm); finished results are kept.
+
+        Then wait up to ``wait`` seconds for the job to end, so that ``status()``
+        says CANCELED once it returns, as it did on quantum-serverless's gateway
+        (which marked a stopped job at once). A job ends within seconds of the
+        signal (its running calls get 2 s); ``wait=0`` returns at once (``qshpc cancel``).
 
         Returns:
             True when a running job was asked to stop.
         """
+        asked = self._ask_stop()
+        if asked and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                self.wait(wait, poll=0.05)
+        return asked
+
+    def _ask_stop(self) -> bool:
+        """Send the cancel; True when the job had not ended."""
         meta = self.info()
         if meta.get("state") in TERMINAL:
             return False

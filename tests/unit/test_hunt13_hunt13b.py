@@ -9,6 +9,7 @@ qiskit-serverless v0.11.0 (the release after quantum-serverless 0.10.1) renamed
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,36 @@ def test_qiskit_function_refusals_name_the_fix() -> None:
     f = QiskitFunction(title="ibm/a", entrypoint="pattern.py")
     assert (f.provider, f.title) == ("ibm", "a")
     assert isinstance(f, qshpc.QiskitPattern)
+
+
+SLEEPER = """\
+import time
+
+from qshpc import distribute_task, get
+
+
+@distribute_task()
+def nap(i):
+    print("started", flush=True)
+    time.sleep(120)
+
+
+get(nap(1))
+"""
+
+
+def test_status_after_stop_is_canceled_as_on_the_gateway(tmp_path: Path) -> None:
+    # quantum-serverless's gateway marked a stopped job at once: `job.stop(); job.status()`
+    # gave CANCELED. qshpc's stop returned as the signal left, and status() said RUNNING.
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    serverless = qshpc.QuantumServerless(LocalClient(workers=1))
+    job = serverless.run(
+        qshpc.QiskitPattern(title="sleeper", entrypoint="sleeper.py", working_dir=str(tmp_path))
+    )
+    deadline = time.monotonic() + 60
+    while "started" not in job.logs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.status() == "RUNNING"
+    assert job.stop() is True
+    assert job.status() == "CANCELED" and job.in_terminal_state()
+    assert job.stop() is False  # already ended
