@@ -95,3 +95,26 @@ def test_status_after_stop_is_canceled_as_on_the_gateway(tmp_path: Path) -> None
     assert job.stop() is True
     assert job.status() == "CANCELED" and job.in_terminal_state()
     assert job.stop() is False  # already ended
+
+
+def test_a_noise_model_from_get_arguments_saved_again_stays_typed(tmp_path: Path) -> None:
+    # A program that saves the NoiseModel it was given (get_arguments) in its result:
+    # Aer's to_dict of a from_dict model gives unitaries its from_dict cannot read, so
+    # the store pickled it and job.result() raised PickleRefusedError.
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+    model = NoiseModel()
+    model.add_all_qubit_quantum_error(depolarizing_error(0.01, 1), ["x"])
+    (tmp_path / "echo.py").write_text(
+        "from qshpc import get_arguments, save_result\n"
+        "save_result({'noise': get_arguments()['noise']})\n"
+    )
+    job = LocalClient(workers=0).run(
+        qshpc.Program(title="echo", entrypoint="echo.py", working_dir=str(tmp_path)),
+        arguments={"noise": model},
+    )
+    got = job.result(timeout=120)["noise"]  # no allow_pickle
+    assert isinstance(got, NoiseModel) and got == model
+    # saved a third time, from the notebook, it is still data
+    qshpc.save_arguments(tmp_path / "again.h5", {"noise": got})
+    assert qshpc.load_arguments(tmp_path / "again.h5")["noise"] == model
