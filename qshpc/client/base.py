@@ -127,8 +127,12 @@ class BaseProvider:
         return job
 
     # -- programs -----------------------------------------------------------------
-    def upload(self, program: Program) -> str:
+    def upload(self, program: Program) -> str | QiskitFunction:
         """Record ``program`` so that ``run(title)`` starts it later; return its title.
+
+        A ``QiskitFunction`` (qiskit-serverless's name) gives the uploaded function
+        bound to this client instead, as qiskit-serverless's ``upload`` did
+        (``client.upload(function).run(**arguments)``).
 
         The record keeps absolute paths; the folder itself is not copied.
 
@@ -159,6 +163,10 @@ class BaseProvider:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1) + "\n")
         os.replace(tmp, path)
+        if isinstance(program, QiskitFunction):
+            bound = self.function(program.title)
+            if bound is not None:
+                return bound
         return program.title
 
     def get_programs(self, **kwargs: Any) -> list[Program]:

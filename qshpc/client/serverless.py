@@ -27,7 +27,7 @@ from qshpc.client.base import GATEWAY_HINT, BaseProvider, gateway_refused
 from qshpc.client.job import Job
 from qshpc.client.local import LocalClient
 from qshpc.errors import QshpcError
-from qshpc.jobs.spec import Configuration, Program
+from qshpc.jobs.spec import Configuration, Program, QiskitFunction
 
 #: quantum-serverless's exception: catches every qshpc error.
 QuantumServerlessException = QshpcError
@@ -98,8 +98,8 @@ class QuantumServerless:
 
     run_program = run
 
-    def upload(self, program: Program) -> str:
-        """Record ``program`` for ``run(title)``; return its title."""
+    def upload(self, program: Program) -> str | QiskitFunction:
+        """Record ``program`` for ``run(title)``; return its title (a QiskitFunction: itself, bound)."""
         return self._selected.upload(program)
 
     def get_job_by_id(self, job_id: str) -> Job:

@@ -119,11 +119,13 @@ class QiskitFunction(Program):
         job_client: The client ``run`` starts jobs on (set by ``list``/``get``).
         validate: Accepted (qiskit-serverless validated nothing either).
         schema: Accepted, unused.
+        type: ``"GENERIC"``, as qiskit-serverless's functions with an entrypoint.
     """
 
     provider: str | None = None
     image: str | None = None
     job_client: Any = field(default=None, repr=False, compare=False)
+    type: str = "GENERIC"
     validate: bool = True
     schema: str | None = None
 

@@ -33,7 +33,12 @@ def test_qiskit_function_flow_of_the_v011_tutorial(tmp_path: Path) -> None:
         entrypoint="pattern.py",
         working_dir=str(tmp_path / "source_files"),
     )
-    assert serverless.upload(function) == "my-first-pattern"
+    uploaded = serverless.upload(function)  # bound, as qiskit-serverless 0.22's
+    assert isinstance(uploaded, QiskitFunction) and uploaded.title == "my-first-pattern"
+    pattern = qshpc.QiskitPattern(
+        title="p", entrypoint="pattern.py", working_dir=str(tmp_path / "source_files")
+    )
+    assert serverless.upload(pattern) == "p"  # a QiskitPattern: its title, as in 0.10.1
     functions = {f.title: f for f in serverless.list()}
     my_pattern_function = functions["my-first-pattern"]
     job = my_pattern_function.run(n=3)
@@ -118,3 +123,63 @@ def test_a_noise_model_from_get_arguments_saved_again_stays_typed(tmp_path: Path
     # saved a third time, from the notebook, it is still data
     qshpc.save_arguments(tmp_path / "again.h5", {"noise": got})
     assert qshpc.load_arguments(tmp_path / "again.h5")["noise"] == model
+
+
+V022 = Path(__file__).resolve().parents[1] / "programs" / "hunt13b"
+
+
+def test_qiskit_serverless_v022_docker_tests_with_local_client() -> None:
+    """tests/docker/test_docker.py of qiskit-serverless v0.22.0, its ``local`` client.
+
+    The source_files (pattern.py, pattern_with_arguments.py,
+    pattern_with_parallel_workflow.py) with only the import line changed.
+    """
+    from qiskit import QuantumCircuit
+    from qiskit.circuit.random import random_circuit
+
+    base_client = LocalClient(workers=0)  # one rank: cheap (mpiexec -n 3 checked by hand)
+    # test_simple_function
+    simple_function = QiskitFunction(
+        title="my-first-pattern", entrypoint="pattern.py", working_dir=str(V022)
+    )
+    runnable_function = base_client.upload(simple_function)
+    assert isinstance(runnable_function, QiskitFunction)
+    assert runnable_function.type == "GENERIC"
+    runnable_function = base_client.function(simple_function.title)
+    assert runnable_function is not None and runnable_function.type == "GENERIC"
+    job = runnable_function.run()
+    assert job.result(timeout=120) is not None
+    assert job.status() == "DONE"
+    assert isinstance(job.logs(), str)
+    # test_function_with_arguments
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.measure_all()
+    arguments_function = QiskitFunction(
+        title="pattern-with-arguments",
+        entrypoint="pattern_with_arguments.py",
+        working_dir=str(V022),
+    )
+    runnable = base_client.upload(arguments_function)
+    assert isinstance(runnable, QiskitFunction)
+    job_args = runnable.run(circuit=circuit)
+    # test_distributed_workloads
+    circuits = [random_circuit(2, 2) for _ in range(3)]
+    for c in circuits:
+        c.measure_all()
+    parallel = base_client.upload(
+        QiskitFunction(
+            title="pattern-with-parallel-workflow",
+            entrypoint="pattern_with_parallel_workflow.py",
+            working_dir=str(V022),
+        )
+    )
+    assert isinstance(parallel, QiskitFunction)
+    job_par = parallel.run(circuits=circuits)
+    assert set(job_args.result(timeout=120)["quasi_dists"]) <= {"00", "11"}
+    assert len(job_par.result(timeout=120)["results"]) == 3
+    assert job_par.status() == "DONE"
+    # test_multiple_runs: retrieved by id
+    retrieved = base_client.job(job.job_id)
+    assert retrieved.result() == job.result() and isinstance(retrieved.logs(), str)
