@@ -63,6 +63,13 @@ class Job:
     """
 
     status_names = "qshpc"
+    # qiskit-serverless's sub-statuses, for ``update_status(Job.MAPPING)``: the job's
+    # status() then also equals "RUNNING: MAPPING" (and "RUNNING").
+    MAPPING = "MAPPING"
+    OPTIMIZING_HARDWARE = "OPTIMIZING_HARDWARE"
+    WAITING_QPU = "WAITING_QPU"
+    EXECUTING_QPU = "EXECUTING_QPU"
+    POST_PROCESSING = "POST_PROCESSING"
 
     def __init__(self, job_dir: Path, process: subprocess.Popen[bytes] | None = None) -> None:
         self.job_dir = Path(job_dir)
@@ -220,7 +227,11 @@ class Job:
         A :class:`~qshpc.jobstate.JobStatus`: text that also equals
         quantum-serverless's word for the state (``"DONE"``, ``"ERROR"``).
         """
-        return JobStatus(self._state(), self.status_names == "serverless")
+        meta = self.info()
+        sub = meta.get("sub_status")
+        return JobStatus(
+            str(meta.get("state")), self.status_names == "serverless", str(sub) if sub else None
+        )
 
     def _state(self) -> str:
         return str(self.info().get("state"))

@@ -183,3 +183,26 @@ def test_qiskit_serverless_v022_docker_tests_with_local_client() -> None:
     # test_multiple_runs: retrieved by id
     retrieved = base_client.job(job.job_id)
     assert retrieved.result() == job.result() and isinstance(retrieved.logs(), str)
+
+
+def test_update_status_job_mapping_of_v022() -> None:
+    """v0.22.0's test_update_sub_status: `update_status(Job.MAPPING)`, then the status
+    equals "RUNNING: MAPPING" (Job.MAPPING was an AttributeError: the program failed)."""
+    base_client = LocalClient(workers=0)
+    function = QiskitFunction(
+        title="pattern-with-sub-status",
+        entrypoint="pattern_with_sub_status_and_wait.py",
+        working_dir=str(V022),
+    )
+    runnable_function = base_client.upload(function)
+    assert isinstance(runnable_function, QiskitFunction)
+    job = runnable_function.run()
+    deadline = time.monotonic() + 60
+    while job.status() != "RUNNING: MAPPING" and not job.in_terminal_state():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    status = job.status()
+    assert status == "RUNNING: MAPPING" and status == "RUNNING" and status != "RUNNING: OTHER"
+    assert job.result(timeout=60) is None and job.status() == "DONE"
+    assert job.status() != "RUNNING: MAPPING"
+    assert "update_status\nTrue\nupdated" in job.logs()
