@@ -28,6 +28,7 @@ from qshpc.jobs.spec import Configuration, Program, QiskitFunction
 
 if TYPE_CHECKING:
     from qshpc.client.job import Job
+    from qshpc.notebook.display import JobList
 
 #: Where ``upload`` records programs.
 PROGRAMS_DIR = "programs"
@@ -325,7 +326,23 @@ def _record_name(title: str) -> str:
     return hashlib.sha256(title.encode()).hexdigest()[:24] + ".json"
 
 
-def _count(value: Any, name: str) -> int | None:
+def page_jobs(jobs: JobList[Job], limit: Any, offset: Any, function: Any) -> JobList[Job]:
+    """``jobs`` of ``function`` (a Program or title; None: all), from ``offset``, at most ``limit``."""
+    from qshpc.notebook.display import JobList
+
+    first = _count(offset, "offset", "jobs") or 0
+    most = _count(limit, "limit", "jobs")
+    picked = list(jobs)
+    if function is not None:
+        title = function.title if isinstance(function, Program) else str(function)
+        picked = [j for j in picked if j.info().get("title") == title]
+    picked = picked[first:]
+    if most is not None:
+        picked = picked[:most]
+    return JobList(picked, infos=getattr(jobs, "_infos", None))
+
+
+def _count(value: Any, name: str, what: str = "get_jobs") -> int | None:
     """``get_jobs``'s ``limit`` or ``offset``: None, or a whole number >= 0."""
     import operator
 
@@ -336,5 +353,5 @@ def _count(value: Any, name: str) -> int | None:
     except TypeError:
         count = -1
     if count < 0:
-        raise UserError(f"get_jobs: {name} must be a whole number >= 0, got {value!r}")
+        raise UserError(f"{what}: {name} must be a whole number >= 0, got {value!r}")
     return count

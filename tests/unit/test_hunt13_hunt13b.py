@@ -206,3 +206,20 @@ def test_update_status_job_mapping_of_v022() -> None:
     assert job.result(timeout=60) is None and job.status() == "DONE"
     assert job.status() != "RUNNING: MAPPING"
     assert "update_status\nTrue\nupdated" in job.logs()
+
+
+def test_jobs_takes_qiskit_serverless_keywords(tmp_path: Path) -> None:
+    """`client.jobs(limit=, offset=, status=, function=)` (qiskit-serverless 0.11 on) was a
+    TypeError: qshpc's jobs took `state` only."""
+    (tmp_path / "p.py").write_text("from qshpc import save_result\nsave_result(1)\n")
+    client = LocalClient(workers=0)
+    fn = client.upload(QiskitFunction(title="one", entrypoint="p.py", working_dir=str(tmp_path)))
+    assert isinstance(fn, QiskitFunction)
+    first, second = fn.run(), fn.run()
+    assert first.result(timeout=120) == 1 and second.result(timeout=120) == 1
+    assert [j.job_id for j in client.jobs(limit=1)] == [second.job_id]
+    assert [j.job_id for j in client.jobs(limit=1, offset=1)] == [first.job_id]
+    assert len(client.jobs(status="DONE", function=fn)) == 2
+    assert client.jobs(function="other") == [] and client.jobs(status="ERROR") == []
+    with pytest.raises(qshpc.UserError, match=r"jobs: limit must be a whole number >= 0"):
+        client.jobs(limit=-1)
