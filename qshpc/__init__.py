@@ -50,12 +50,16 @@ _EXPORTS = {
 
 # quantum-serverless 0.10.1's names (docs/quantum-serverless.md lists each, with its status).
 _EXPORTS["QiskitPattern"] = "qshpc.jobs.spec"
+_EXPORTS["QiskitFunction"] = "qshpc.jobs.spec"  # qiskit-serverless 0.11 on
 _EXPORTS["Configuration"] = "qshpc.jobs.spec"
 for _name in (
     "BaseJobClient", "ComputeResource", "GatewayJobClient", "GatewayProvider",
     "IBMServerlessProvider", "LocalJobClient", "LocalProvider", "Provider", "QuantumServerless",
     "RayJobClient", "RayProvider", "ServerlessProvider", "distribute_program",
     "distribute_qiskit_pattern", "get_auto_discovered_provider", "QuantumServerlessException",
+    # qiskit-serverless 0.11 on
+    "QiskitServerlessException", "ServerlessClient", "IBMServerlessClient", "RayClient",
+    "distribute_qiskit_function",
 ):  # fmt: skip
     _EXPORTS[_name] = "qshpc.client.serverless"
 _EXPORTS["BaseProvider"] = "qshpc.client.base"
@@ -77,16 +81,21 @@ if TYPE_CHECKING:
         ComputeResource,
         GatewayJobClient,
         GatewayProvider,
+        IBMServerlessClient,
         IBMServerlessProvider,
         LocalJobClient,
         LocalProvider,
         Provider,
+        QiskitServerlessException,
         QuantumServerless,
         QuantumServerlessException,
+        RayClient,
         RayJobClient,
         RayProvider,
+        ServerlessClient,
         ServerlessProvider,
         distribute_program,
+        distribute_qiskit_function,
         distribute_qiskit_pattern,
         get_auto_discovered_provider,
     )
@@ -101,7 +110,7 @@ if TYPE_CHECKING:
         UserError,
     )
     from qshpc.jobs.paths import data_dir
-    from qshpc.jobs.spec import Configuration, Program, QiskitPattern
+    from qshpc.jobs.spec import Configuration, Program, QiskitFunction, QiskitPattern
     from qshpc.program.api import (
         DistributedTask,
         as_completed,
@@ -145,6 +154,7 @@ __all__ = [
     "DistributedTask",
     "GatewayJobClient",
     "GatewayProvider",
+    "IBMServerlessClient",
     "IBMServerlessProvider",
     "Job",
     "JobFailedError",
@@ -155,16 +165,20 @@ __all__ = [
     "ObjectRef",
     "Program",
     "Provider",
+    "QiskitFunction",
     "QiskitObjectsDecoder",
     "QiskitObjectsEncoder",
     "QiskitPattern",
+    "QiskitServerlessException",
     "QshpcError",
     "QuantumServerless",
     "QuantumServerlessException",
+    "RayClient",
     "RayJobClient",
     "RayProvider",
     "ResourceError",
     "SerializationError",
+    "ServerlessClient",
     "ServerlessProvider",
     "SlurmClient",
     "Target",
@@ -178,6 +192,7 @@ __all__ = [
     "current_task",
     "data_dir",
     "distribute_program",
+    "distribute_qiskit_function",
     "distribute_qiskit_pattern",
     "distribute_task",
     "fetch_execution_meta",

@@ -67,6 +67,17 @@ _ALIASES: dict[str, str] = {
 }
 
 
+#: qiskit-serverless's sub-statuses (``update_status(Job.MAPPING)``) and how its
+#: ``status()`` spelled them after ``RUNNING: ``.
+SUB_STATUS_NAMES: dict[str, str] = {
+    "MAPPING": "MAPPING",
+    "OPTIMIZING_HARDWARE": "OPTIMIZING_FOR_HARDWARE",
+    "WAITING_QPU": "WAITING_FOR_QPU",
+    "EXECUTING_QPU": "EXECUTING_QPU",
+    "POST_PROCESSING": "POST_PROCESSING",
+}
+
+
 def canonical(text: str) -> str:
     """qshpc's name of a state spelled in quantum-serverless's (or Ray's) words; else ``text``."""
     return _ALIASES.get(text, text)
@@ -83,11 +94,18 @@ class JobStatus(str):
     finds it under its own spelling only.
     """
 
-    __slots__ = ()
+    #: ``"RUNNING: MAPPING"``: what qiskit-serverless's ``status()`` said for a running job
+    #: with a sub-status (None: no sub-status); the status equals it too.
+    running_text: str | None = None
 
-    def __new__(cls, state: str, serverless: bool = False) -> JobStatus:
+    def __new__(
+        cls, state: str, serverless: bool = False, sub_status: str | None = None
+    ) -> JobStatus:
         state = str(state)
-        return super().__new__(cls, SERVERLESS_NAMES.get(state, state) if serverless else state)
+        self = super().__new__(cls, SERVERLESS_NAMES.get(state, state) if serverless else state)
+        if sub_status and state == "RUNNING":
+            self.running_text = f"RUNNING: {SUB_STATUS_NAMES.get(sub_status, sub_status)}"
+        return self
 
     @property
     def state(self) -> str:
@@ -96,7 +114,11 @@ class JobStatus(str):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):
-            return str.__eq__(self, other) or canonical(str(other)) == self.state
+            return (
+                str.__eq__(self, other)
+                or canonical(str(other)) == self.state
+                or (self.running_text is not None and str(other) == self.running_text)
+            )
         return NotImplemented
 
     def __ne__(self, other: object) -> bool:
@@ -106,4 +128,12 @@ class JobStatus(str):
     __hash__ = str.__hash__
 
 
-__all__ = ["SERVERLESS_NAMES", "STORED", "TERMINAL", "JobState", "JobStatus", "canonical"]
+__all__ = [
+    "SERVERLESS_NAMES",
+    "STORED",
+    "SUB_STATUS_NAMES",
+    "TERMINAL",
+    "JobState",
+    "JobStatus",
+    "canonical",
+]

@@ -282,7 +282,7 @@ def register(app: typer.Typer) -> None:
         from qshpc.client.job import open_job
 
         j = open_job(job)
-        if j.stop():
+        if j.stop(wait=0):
             echo(f"cancel requested for job {shown(j.job_id)}")
         else:
             echo(f"job {shown(j.job_id)} already ended {shown(j.status())}")

@@ -12,20 +12,23 @@ files live in the data folder (:mod:`qshpc.client.files`).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc.errors import UserError
 from qshpc.jobs.paths import qshpc_home
-from qshpc.jobs.spec import Configuration, Program
+from qshpc.jobs.spec import Configuration, Program, QiskitFunction
 
 if TYPE_CHECKING:
     from qshpc.client.job import Job
+    from qshpc.notebook.display import JobList
 
 #: Where ``upload`` records programs.
 PROGRAMS_DIR = "programs"
@@ -125,8 +128,12 @@ class BaseProvider:
         return job
 
     # -- programs -----------------------------------------------------------------
-    def upload(self, program: Program) -> str:
+    def upload(self, program: Program) -> str | QiskitFunction:
         """Record ``program`` so that ``run(title)`` starts it later; return its title.
+
+        A ``QiskitFunction`` (qiskit-serverless's name) gives the uploaded function
+        bound to this client instead, as qiskit-serverless's ``upload`` did
+        (``client.upload(function).run(**arguments)``).
 
         The record keeps absolute paths; the folder itself is not copied.
 
@@ -157,6 +164,10 @@ class BaseProvider:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1) + "\n")
         os.replace(tmp, path)
+        if isinstance(program, QiskitFunction):
+            bound = self.function(program.title)
+            if bound is not None:
+                return bound
         return program.title
 
     def get_programs(self, **kwargs: Any) -> list[Program]:
@@ -295,13 +306,43 @@ class BaseProvider:
             return html
         return ipywidgets.HTML(html)
 
+    # -- qiskit-serverless 0.11+'s names for uploaded programs (last: ``list`` is a method) --
+    def functions(self, **kwargs: Any) -> builtins.list[QiskitFunction]:
+        """The uploaded programs as ``QiskitFunction``s bound to this client (``f.run(**args)``)."""
+        return [
+            QiskitFunction(**{**asdict(p), "job_client": self}) for p in self.get_programs(**kwargs)
+        ]
+
+    def function(self, title: str, provider: str | None = None) -> QiskitFunction | None:
+        """The uploaded program titled ``title`` (bound to this client), or None."""
+        return {f.title: f for f in self.functions()}.get(title)
+
+    list = functions
+    get = function
+
 
 def _record_name(title: str) -> str:
     """The record's file name for ``title`` (a digest: any title is safe as a file name)."""
     return hashlib.sha256(title.encode()).hexdigest()[:24] + ".json"
 
 
-def _count(value: Any, name: str) -> int | None:
+def page_jobs(jobs: JobList[Job], limit: Any, offset: Any, function: Any) -> JobList[Job]:
+    """``jobs`` of ``function`` (a Program or title; None: all), from ``offset``, at most ``limit``."""
+    from qshpc.notebook.display import JobList
+
+    first = _count(offset, "offset", "jobs") or 0
+    most = _count(limit, "limit", "jobs")
+    picked = list(jobs)
+    if function is not None:
+        title = function.title if isinstance(function, Program) else str(function)
+        picked = [j for j in picked if j.info().get("title") == title]
+    picked = picked[first:]
+    if most is not None:
+        picked = picked[:most]
+    return JobList(picked, infos=getattr(jobs, "_infos", None))
+
+
+def _count(value: Any, name: str, what: str = "get_jobs") -> int | None:
     """``get_jobs``'s ``limit`` or ``offset``: None, or a whole number >= 0."""
     import operator
 
@@ -312,5 +353,5 @@ def _count(value: Any, name: str) -> int | None:
     except TypeError:
         count = -1
     if count < 0:
-        raise UserError(f"get_jobs: {name} must be a whole number >= 0, got {value!r}")
+        raise UserError(f"{what}: {name} must be a whole number >= 0, got {value!r}")
     return count

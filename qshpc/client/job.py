@@ -9,6 +9,7 @@ Mirrors quantum-serverless's notebook flow::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -64,6 +65,13 @@ class Job:
     """
 
     status_names = "qshpc"
+    # qiskit-serverless's sub-statuses, for ``update_status(Job.MAPPING)``: the job's
+    # status() then also equals "RUNNING: MAPPING" (and "RUNNING").
+    MAPPING = "MAPPING"
+    OPTIMIZING_HARDWARE = "OPTIMIZING_HARDWARE"
+    WAITING_QPU = "WAITING_QPU"
+    EXECUTING_QPU = "EXECUTING_QPU"
+    POST_PROCESSING = "POST_PROCESSING"
 
     def __init__(self, job_dir: Path, process: subprocess.Popen[bytes] | None = None) -> None:
         self.job_dir = Path(job_dir)
@@ -222,7 +230,11 @@ class Job:
         A :class:`~qshpc.jobstate.JobStatus`: text that also equals
         quantum-serverless's word for the state (``"DONE"``, ``"ERROR"``).
         """
-        return JobStatus(self._state(), self.status_names == "serverless")
+        meta = self.info()
+        sub = meta.get("sub_status")
+        return JobStatus(
+            str(meta.get("state")), self.status_names == "serverless", str(sub) if sub else None
+        )
 
     def _state(self) -> str:
         return str(self.info().get("state"))
@@ -427,12 +439,25 @@ class Job:
         extra = sorted((self.job_dir / "logs").glob("slurm-*"))
         return [f for f in files + extra if rank is None or _rank_of(f) == rank]
 
-    def stop(self) -> bool:
+    def stop(self, wait: float = 10.0) -> bool:
         """Cancel the job (SIGTERM to a local run, scancel for Slurm); finished results are kept.
+
+        Then wait up to ``wait`` seconds for the job to end, so that ``status()``
+        says CANCELED once it returns, as it did on quantum-serverless's gateway
+        (which marked a stopped job at once). A job ends within seconds of the
+        signal (its running calls get 2 s); ``wait=0`` returns at once (``qshpc cancel``).
 
         Returns:
             True when a running job was asked to stop.
         """
+        asked = self._ask_stop()
+        if asked and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                self.wait(wait, poll=0.05)
+        return asked
+
+    def _ask_stop(self) -> bool:
+        """Send the cancel; True when the job had not ended."""
         meta = self.info()
         if meta.get("state") in TERMINAL:
             return False

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
-from qshpc.client.base import BaseProvider
+from qshpc.client.base import BaseProvider, page_jobs
 from qshpc.client.job import Job, list_jobs, open_job
 from qshpc.errors import UserError
 from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
@@ -311,12 +311,24 @@ class LocalClient(BaseProvider):
         workers = "one per core" if self.workers is None else str(self.workers)
         return f"<LocalClient | workers {workers}>"
 
-    def jobs(self, state: str | None = None) -> JobList[Job]:
-        """Jobs in the store, newest first."""
-        jobs = list_jobs(state)
+    def jobs(
+        self,
+        state: str | None = None,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        function: Any = None,
+    ) -> JobList[Job]:
+        """Jobs in the store, newest first.
+
+        qiskit-serverless's keywords work too: ``status`` (= ``state``), ``limit``,
+        ``offset``, ``function`` (a program or title: its jobs only).
+        """
+        jobs = list_jobs(state if status is None else status)
         for j in jobs:
             self._mark(j)
-        return jobs
+        return page_jobs(jobs, limit, offset, function)
 
     def job(self, job_id: str) -> Job:
         """The job with this id."""

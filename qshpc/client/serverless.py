@@ -27,10 +27,12 @@ from qshpc.client.base import GATEWAY_HINT, BaseProvider, gateway_refused
 from qshpc.client.job import Job
 from qshpc.client.local import LocalClient
 from qshpc.errors import QshpcError
-from qshpc.jobs.spec import Configuration, Program
+from qshpc.jobs.spec import Configuration, Program, QiskitFunction
 
 #: quantum-serverless's exception: catches every qshpc error.
 QuantumServerlessException = QshpcError
+#: qiskit-serverless's name of it (0.11 on).
+QiskitServerlessException = QshpcError
 
 
 class LocalProvider(LocalClient):
@@ -96,8 +98,8 @@ class QuantumServerless:
 
     run_program = run
 
-    def upload(self, program: Program) -> str:
-        """Record ``program`` for ``run(title)``; return its title."""
+    def upload(self, program: Program) -> str | QiskitFunction:
+        """Record ``program`` for ``run(title)``; return its title (a QiskitFunction: itself, bound)."""
         return self._selected.upload(program)
 
     def get_job_by_id(self, job_id: str) -> Job:
@@ -215,6 +217,18 @@ class RayProvider(_Refused, BaseProvider):
     """Refused: a Ray cluster's job server."""
 
 
+class ServerlessClient(_Refused, BaseProvider):
+    """Refused: qiskit-serverless's gateway client (0.11 on)."""
+
+
+class IBMServerlessClient(_Refused, BaseProvider):
+    """Refused: qiskit-serverless's client of IBM's hosted gateway (0.11 on)."""
+
+
+class RayClient(_Refused, BaseProvider):
+    """Refused: qiskit-serverless's client of a Ray cluster (0.11 on)."""
+
+
 class ComputeResource(_Refused):
     """Refused: a Ray cluster address (qshpc's compute resources are MPI ranks)."""
 
@@ -324,6 +338,15 @@ def distribute_qiskit_pattern(
     return decorator
 
 
+def distribute_qiskit_function(
+    provider: BaseProvider | QuantumServerless | None = None,
+    dependencies: list[str] | None = None,
+    working_dir: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Job]]:
+    """qiskit-serverless's name (0.11 on) of :func:`distribute_qiskit_pattern`."""
+    return distribute_qiskit_pattern(provider, dependencies, working_dir)
+
+
 def distribute_program(
     provider: BaseProvider | QuantumServerless | None = None,
     dependencies: list[str] | None = None,
@@ -344,16 +367,21 @@ __all__ = [
     "ComputeResource",
     "GatewayJobClient",
     "GatewayProvider",
+    "IBMServerlessClient",
     "IBMServerlessProvider",
     "LocalJobClient",
     "LocalProvider",
     "Provider",
+    "QiskitServerlessException",
     "QuantumServerless",
     "QuantumServerlessException",
+    "RayClient",
     "RayJobClient",
     "RayProvider",
+    "ServerlessClient",
     "ServerlessProvider",
     "distribute_program",
+    "distribute_qiskit_function",
     "distribute_qiskit_pattern",
     "get_auto_discovered_provider",
 ]

@@ -112,14 +112,30 @@ class SlurmClient(BaseProvider):
         sub = submit_array(program, arguments_list, seed, self.resources)
         return JobList((Job(e.job_dir) for e in sub.elements), infos=read_infos)
 
-    def jobs(self, state: str | None = None) -> list[Job]:
-        """The Slurm jobs in the store, newest first (optionally only one state)."""
+    def jobs(
+        self,
+        state: str | None = None,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        function: Any = None,
+    ) -> list[Job]:
+        """The Slurm jobs in the store, newest first (optionally only one state).
+
+        qiskit-serverless's keywords work too: ``status`` (= ``state``), ``limit``,
+        ``offset``, ``function`` (a program or title: its jobs only).
+        """
+        from qshpc.client.base import page_jobs
         from qshpc.client.job import read_infos
         from qshpc.jobs.paths import SLURM_ID_FILE
         from qshpc.notebook.display import JobList
 
+        state = state if status is None else status
         jobs = (j for j in list_jobs(state) if (j.job_dir / SLURM_ID_FILE).is_file())
-        return JobList((self._mark(j) for j in jobs), infos=read_infos)
+        return page_jobs(
+            JobList((self._mark(j) for j in jobs), infos=read_infos), limit, offset, function
+        )
 
     def job(self, job_id: str) -> Job:
         """The job with this qshpc id (or Slurm id, or directory)."""

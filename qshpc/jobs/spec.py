@@ -105,6 +105,72 @@ QiskitPattern = Program
 
 
 @dataclass
+class QiskitFunction(Program):
+    """qiskit-serverless's name of a program (0.11 on): a :class:`Program` that can ``run`` itself.
+
+    ``client.list()`` and ``client.get(title)`` give uploaded programs bound to
+    the client, so ``function.run(name=value, ..., config=...)`` starts a job
+    with those keyword arguments, as in qiskit-serverless.
+
+    Attributes:
+        provider: The provider part of a ``"provider/title"`` title (kept, unused).
+        image: A custom Docker image: refused (qshpc runs the entrypoint in this
+            Python environment).
+        job_client: The client ``run`` starts jobs on (set by ``list``/``get``).
+        validate: Accepted (qiskit-serverless validated nothing either).
+        schema: Accepted, unused.
+        type: ``"GENERIC"``, as qiskit-serverless's functions with an entrypoint.
+    """
+
+    provider: str | None = None
+    image: str | None = None
+    job_client: Any = field(default=None, repr=False, compare=False)
+    type: str = "GENERIC"
+    validate: bool = True
+    schema: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if "/" in self.title:
+            head, _, rest = self.title.partition("/")
+            if "/" in rest or (self.provider is not None and self.provider != head):
+                raise UserError(
+                    f"QiskitFunction title {self.title!r}: give 'title' or 'provider/title' "
+                    "with the same provider as provider="
+                )
+            self.provider, self.title = head, rest
+        if self.image:
+            raise UserError(
+                f"QiskitFunction(image={self.image!r}) runs a Docker image on a "
+                "qiskit-serverless gateway; qshpc runs the program in this Python "
+                "environment: give entrypoint='file.py' and working_dir= instead"
+            )
+
+    def run(self, **kwargs: Any) -> Any:
+        """Start the program with ``kwargs`` as its arguments (``config=`` is the Configuration).
+
+        Raises:
+            UserError: No client: it was not given by ``client.list()``/``client.get()``.
+        """
+        if self.job_client is None:
+            raise UserError(
+                f"QiskitFunction {self.title!r} has no client to run on: upload it "
+                "(client.upload(function)), then client.get(title).run(...), or "
+                "client.run(function, arguments={...})"
+            )
+        config = kwargs.pop("config", None)
+        return self.job_client.run(self.title, arguments=kwargs, config=config)
+
+    def get_jobs(self) -> Any:
+        """The jobs of this program's title on its client, newest first."""
+        if self.job_client is None:
+            raise UserError(f"QiskitFunction {self.title!r} has no client (see run)")
+        return [j for j in self.job_client.get_jobs() if j.info().get("title") == self.title]
+
+    jobs = get_jobs
+
+
+@dataclass
 class Configuration:
     """quantum-serverless's run configuration, on qshpc's clients.
 

@@ -134,12 +134,18 @@ def _refuse_in_task() -> None:
     )
 
 
-def update_status(status: str) -> None:
-    """Set a sub-status shown beside the job's state (``RUNNING: sampling batch 3/10``)."""
+def update_status(status: str) -> bool:
+    """Set a sub-status shown beside the job's state (``RUNNING: sampling batch 3/10``).
+
+    Returns:
+        True when a job recorded it (False under plain ``python``), as qiskit-serverless's.
+    """
     if not isinstance(status, str):
         raise UserError(f"update_status takes a string, got {type(status).__name__}")
     if _session is not None:
         _session.update_status(status)
+        return True
+    return False
 
 
 class DistributedTask(Generic[P, R]):

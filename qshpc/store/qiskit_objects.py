@@ -245,6 +245,16 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
 
         if getattr(value, "_custom_noise_passes", None):
             raise Untyped("a NoiseModel with custom noise passes: to_dict leaves them out")
+        read = getattr(value, _READ_FROM, None)
+        if isinstance(read, dict):
+            # A model read back from a store: Aer's to_dict of a from_dict model gives
+            # unitaries that from_dict cannot read (was pickled: get_arguments()'s model
+            # saved in the result needed allow_pickle). The parts it came from, if unchanged.
+            try:
+                if bool(_noise_model(read) == value):
+                    return dict(read)
+            except Exception:
+                pass
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -322,7 +332,16 @@ def _noise_model(parts: dict[str, Any]) -> Any:
         model = NoiseModel.from_dict(json.loads(parts["json"]))
     if "basis_gates" in parts:  # to_dict leaves them out; from_dict starts from its own
         model._basis_gates = set(parts["basis_gates"])
+    setattr(model, _READ_FROM, {"json": parts["json"], **_basis(parts)})
     return model
+
+
+#: The attribute a NoiseModel read from a store keeps its parts in (see to_parts).
+_READ_FROM = "_qshpc_read_from"
+
+
+def _basis(parts: dict[str, Any]) -> dict[str, Any]:
+    return {"basis_gates": list(parts["basis_gates"])} if "basis_gates" in parts else {}
 
 
 def _v1_result(which: str, parts: dict[str, Any]) -> Any:
