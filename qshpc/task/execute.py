@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -197,16 +198,37 @@ class AwaitedCall:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self.func(*args, **kwargs))
-        import concurrent.futures
-
         state = context.thread_state()  # the task this call is: its id, seed, nested ids
 
         def run() -> Any:
             context.adopt_thread_state(state)
             return asyncio.run(self.func(*args, **kwargs))
 
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qshpc-async") as pool:
-            return pool.submit(run).result()
+        return _async_pool().submit(run).result()
+
+
+_ASYNC_POOL: Any = None
+_ASYNC_POOL_LOCK = threading.Lock()
+
+
+def _async_pool() -> Any:
+    """The threads that run ``async def`` calls made under a running event loop.
+
+    Kept for the process's life, never one pool per call: a thread that imports
+    qiskit first and then ends makes qiskit 2.6 crash later (SIGSEGV in the next
+    transpile, or at exit: found in session 13 with an ``async def`` task that
+    imported qiskit, on one rank under ``asyncio.run``). Threads start only when
+    none is idle, so a nested call takes another one instead of waiting for its own.
+    """
+    global _ASYNC_POOL
+    with _ASYNC_POOL_LOCK:
+        if _ASYNC_POOL is None:
+            import concurrent.futures
+
+            _ASYNC_POOL = concurrent.futures.ThreadPoolExecutor(
+                1024, thread_name_prefix="qshpc-async"
+            )
+        return _ASYNC_POOL
 
 
 class TargetedCall:
