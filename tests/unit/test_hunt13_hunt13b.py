@@ -48,13 +48,13 @@ def test_qiskit_function_flow_of_the_v011_tutorial(tmp_path: Path) -> None:
     assert got is not None and [j.job_id for j in got.get_jobs()] == [job.job_id]
     assert serverless.get("no-such-title") is None
     assert serverless.function("my-first-pattern") == got
+
     # the renamed client decorator runs a function as a job
+    def _double(x: int) -> dict[str, int]:  # local: cloudpickle sends it by value
+        return {"x": 2 * x}
+
     runner = qshpc.distribute_qiskit_function(serverless)(_double)
     assert runner(x=21).result(timeout=120) == {"x": 42}
-
-
-def _double(x: int) -> dict[str, int]:
-    return {"x": 2 * x}
 
 
 def test_qiskit_function_refusals_name_the_fix() -> None:
