@@ -241,6 +241,7 @@ def prepare_job(spec: RunSpec) -> Path:
         meta["cache"] = cache
     create_job(job_dir, meta, arguments)
     _made[job_dir] = _file_identity(job_dir)
+    _created.add(job_dir)
     return job_dir
 
 
@@ -280,6 +281,46 @@ _AWAIT_SLEEP_S = 0.005
 
 #: Jobs this process created, with their job.h5's identity right after (see claim_job).
 _made: dict[Path, tuple[int, ...] | None] = {}
+#: Jobs this process created (not a client's, not a --resume): see :func:`never_started`.
+_created: set[Path] = set()
+
+
+def never_started(job_dir: Path, exc: BaseException) -> str | None:
+    """The disk filled before the job's program started: record the job FAILED, or remove it.
+
+    Recorded FAILED beside the store (a few hundred bytes), or it would stay QUEUED, a
+    job that never runs and that ``qshpc rm`` refuses (on 8cc329b). On a file system out
+    of inodes not even that file can be made (hunt13c: the job stayed QUEUED for good,
+    the error saying "resume the job"): a job this process created itself, which ran
+    nothing, is removed then, as when its store could not be created.
+
+    Returns:
+        The error to show instead of ``exc``'s when the job's folder was removed, else None.
+    """
+    from qshpc.jobs.paths import mark_terminal
+    from qshpc.store.space import disk_full
+
+    if not disk_full(exc):
+        return None
+    try:
+        mark_terminal(job_dir, "FAILED", str(exc))
+        return None
+    except OSError:
+        pass
+    if job_dir not in _created:
+        return None  # not ours to remove (a client's job, a resumed one): it stays QUEUED
+    import shutil
+
+    release_claim()
+    shutil.rmtree(job_dir, ignore_errors=True)
+    if job_dir.exists():
+        return None
+    _created.discard(job_dir)
+    what = str(exc).split("; ")[0]
+    return (
+        f"{what}; nothing had run, so the job's folder {job_dir} was removed: free space "
+        "(df -h) or files (df -i), then run again"
+    )
 
 
 def _file_identity(job_dir: Path) -> tuple[int, ...] | None:

@@ -1,0 +1,89 @@
+"""Reliability hunt of session 13 (hunt13c): full disks, damaged files, neighbours.
+
+- A file system out of inodes (bytes to spare): on 28d9727 a run whose rank 0
+  could not create ``logs/dispatch.log`` died with an ``OSError`` traceback (the
+  job FAILED as 'rank 0 died'), and one that could not take its lock, open its
+  log or its store for writing left the job QUEUED for good (``qshpc rm``
+  refused it), its error saying "resume the job". Now the dispatch log is
+  optional (one warning), and a job this run created that ran nothing is
+  recorded FAILED, or removed when not even that file fits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.faults.test_bad_input import no_internals
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240)]
+
+SQUARES = """\
+from qshpc import distribute_task, get, save_result
+
+
+@distribute_task()
+def f(i):
+    return i * i
+
+
+save_result(get([f(i) for i in range(6)]))
+"""
+
+
+def _mount(mnt: Path, options: str) -> None:
+    mnt.mkdir(exist_ok=True)
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """Where a small tmpfs is mounted (by the test, with its options); unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
+
+
+@pytest.mark.parametrize(("workers", "inodes"), [(0, (8, 10)), (1, (11, 12))])
+def test_a_file_system_out_of_inodes_leaves_no_queued_job(
+    tmp_path: Path, disk: Path, workers: int, inodes: tuple[int, ...]
+) -> None:
+    program = tmp_path / "squares.py"
+    program.write_text(SQUARES)
+    for n in inodes:  # runs out at: the log, job.h5's rewrite / job.h5's, dispatch.log
+        _mount(disk, f"size=20m,nr_inodes={n}")
+        home = disk / "home"
+        env = {"QSHPC_HOME": str(home)}
+        out = run_cli("run", str(program), "--workers", str(workers), env=env, timeout=60)
+        text = out.stdout + out.stderr
+        assert "Traceback" not in text, (n, text)
+        no_internals(text)
+        assert out.returncode in (0, 2), (n, out.returncode, text)
+        jobs = sorted((home / "jobs").iterdir()) if (home / "jobs").is_dir() else []
+        for job in jobs:
+            st = run_cli("status", str(job), "--json", env=env)
+            state = json.loads(st.stdout)["state"] if st.returncode == 0 else st.stderr
+            assert state in ("SUCCEEDED", "FAILED"), (n, state, text)
+        if out.returncode == 0:
+            assert len(jobs) == 1
+            res = run_cli("result", str(jobs[0]), "--json", env=env)
+            assert json.loads(res.stdout) == [i * i for i in range(6)], (n, res.stderr)
+        elif not jobs:
+            assert "was removed" in text or "creating it" in text, (n, text)
+            assert "resume" not in text, (n, text)
+        subprocess.run(["umount", str(disk)], check=True)
