@@ -174,8 +174,8 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
 def read_slurm_id(job_dir: Path) -> str | None:
     """The Slurm job id recorded at submit time (``JOB_DIR/slurm_job_id``), or None."""
     try:
-        text = (job_dir / SLURM_ID_FILE).read_text().strip()
-    except OSError:
+        text = (job_dir / SLURM_ID_FILE).read_bytes().decode().strip()
+    except (OSError, ValueError):  # damaged bytes: every command on the job was a traceback
         return None
     return text or None
 

@@ -515,16 +515,15 @@ def _take_slurm_id(job_dir: Path, batch: Mapping[str, str] | None) -> None:
     anything about it (hunt12d: ``qshpc status`` showed ``RUNNING (slurm: CANCELLED)``
     and the first job's id while a ``--resume`` in a new Slurm job ran).
     """
-    from qshpc.jobs.paths import SLURM_ID_FILE, SLURM_STATE_FILE
+    from qshpc.jobs.paths import SLURM_ID_FILE, SLURM_STATE_FILE, read_slurm_id
 
     batch = batch or {}
     task = batch.get("SLURM_ARRAY_TASK_ID")
     here = f"{batch['SLURM_ARRAY_JOB_ID']}_{task}" if task else batch.get("SLURM_JOB_ID")
     path = job_dir / SLURM_ID_FILE
-    try:
-        named = path.read_text().strip()
-    except OSError:
-        return  # not a submitted job: nothing names a Slurm job
+    named = read_slurm_id(job_dir)
+    if named is None:
+        return  # not a submitted job (or a damaged file): nothing names a Slurm job
     if not here or named == here:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}")

@@ -87,3 +87,57 @@ def test_a_file_system_out_of_inodes_leaves_no_queued_job(
             assert "was removed" in text or "creating it" in text, (n, text)
             assert "resume" not in text, (n, text)
         subprocess.run(["umount", str(disk)], check=True)
+
+
+DIES = """\
+import os, signal
+from pathlib import Path
+from qshpc import distribute_task, get
+
+
+@distribute_task()
+def f(i):
+    return i
+
+
+get([f(i) for i in range(4)])
+(job,) = (Path(os.environ["QSHPC_HOME"]) / "jobs").iterdir()
+with open(job / "logs" / "dispatch.log", "ab") as log:  # damaged lines, as a bad disk leaves
+    log.write(b"1 0-99999999999\\n1 \\xff\\xfe\\n1 1-2-3\\n1 3-2\\n")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_damaged_dispatch_log_neither_breaks_nor_hangs_the_post_mortem(tmp_path: Path) -> None:
+    """On 28d9727 the launcher's post-mortem and ``qshpc status`` of the dead job raised
+    UnicodeDecodeError (a traceback) on bytes that are not UTF-8, and a range of 10**11
+    ids took 6.5 GB in 30 s (then the OOM killer)."""
+    program = tmp_path / "dies.py"
+    program.write_text(DIES)
+    out = run_cli("run", str(program), "--workers", "1", timeout=90)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and "FAILED" in out.stderr, out.stderr
+    (job,) = (tmp_path / "qshpc-home" / "jobs").iterdir()
+    (job / "status.json").unlink(missing_ok=True)  # a reader must do the post-mortem again
+    st = run_cli("status", str(job), timeout=30)
+    assert st.returncode == 0 and "FAILED" in st.stdout, st.stdout + st.stderr
+    assert "Traceback" not in st.stderr, st.stderr
+
+
+def test_a_slurm_id_file_of_damaged_bytes_leaves_the_job_readable(tmp_path: Path) -> None:
+    """On 28d9727 ``slurm_job_id`` holding bytes that are not UTF-8 made ``status``,
+    ``result``, ``wait``, ``cancel`` and ``--resume`` a traceback, and ``list`` showed
+    the job UNREADABLE: its intact results could not be had."""
+    program = tmp_path / "squares.py"
+    program.write_text(SQUARES)
+    out = run_cli("run", str(program), "--workers", "0")
+    assert out.returncode == 0, out.stderr
+    (job,) = (tmp_path / "qshpc-home" / "jobs").iterdir()
+    (job / "slurm_job_id").write_bytes(b"\xff\x00abc\n")
+    for args in (["status", job.name], ["result", job.name, "--json"], ["list"]):
+        got = run_cli(*args)
+        assert got.returncode == 0 and "Traceback" not in got.stderr, (args, got.stderr)
+        assert "UNREADABLE" not in got.stdout, got.stdout
+    assert json.loads(run_cli("result", job.name, "--json").stdout) == [i * i for i in range(6)]
+    resumed = run_cli("run", str(program), "--resume", job.name, "--workers", "0")
+    assert resumed.returncode == 0, resumed.stderr
