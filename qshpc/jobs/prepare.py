@@ -285,7 +285,7 @@ _made: dict[Path, tuple[int, ...] | None] = {}
 _created: set[Path] = set()
 
 
-def never_started(job_dir: Path, exc: BaseException) -> str | None:
+def never_started(job_dir: Path, exc: BaseException, locked: bool = True) -> str | None:
     """The disk filled before the job's program started: record the job FAILED, or remove it.
 
     Recorded FAILED beside the store (a few hundred bytes), or it would stay QUEUED, a
@@ -294,13 +294,20 @@ def never_started(job_dir: Path, exc: BaseException) -> str | None:
     the error saying "resume the job"): a job this process created itself, which ran
     nothing, is removed then, as when its store could not be created.
 
+    Args:
+        job_dir: The job.
+        exc: Why it could not start.
+        locked: This run holds the job's lock. Without it only a job this process created
+            is touched: another run may hold the job (a --resume whose lock could not be
+            taken must not mark FAILED a job that runs, nor replace an ended job's error).
+
     Returns:
         The error to show instead of ``exc``'s when the job's folder was removed, else None.
     """
     from qshpc.jobs.paths import mark_terminal
     from qshpc.store.space import disk_full
 
-    if not disk_full(exc):
+    if not disk_full(exc) or not (locked or job_dir in _created):
         return None
     try:
         mark_terminal(job_dir, "FAILED", str(exc))

@@ -96,7 +96,7 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
         try:
             claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
         except StoreError as exc:  # a full disk, say: FAILED, or removed if it ran nothing
-            removed = never_started(job_dir, exc)
+            removed = never_started(job_dir, exc, locked=False)
             if removed is not None:
                 raise StoreError(removed) from None
             raise

@@ -65,7 +65,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     except UserError as exc:
         error = str(exc)
     except StoreError as exc:  # its lock could not be taken (a full disk, say)
-        removed = never_started(job_dir, exc) if job_dir is not None else None
+        removed = never_started(job_dir, exc, locked=False) if job_dir is not None else None
         error, failure = removed or str(exc), StoreError(removed) if removed else exc
     except BaseException as exc:  # tell the workers, or they wait in the bcast forever
         error, failure = f"rank 0 could not prepare the job: {exc!r}", exc

@@ -141,3 +141,30 @@ def test_a_slurm_id_file_of_damaged_bytes_leaves_the_job_readable(tmp_path: Path
     assert json.loads(run_cli("result", job.name, "--json").stdout) == [i * i for i in range(6)]
     resumed = run_cli("run", str(program), "--resume", job.name, "--workers", "0")
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_resume_refused_for_a_full_disk_leaves_the_jobs_state_alone(
+    tmp_path: Path, disk: Path
+) -> None:
+    """A ``--resume`` that cannot take the job's lock on a full disk must not record the
+    job FAILED with its own error: another run may hold it, or it ended with its own."""
+    _mount(disk, "size=20m,nr_inodes=64")
+    home = disk / "home"
+    env = {"QSHPC_HOME": str(home)}
+    program = tmp_path / "dies.py"
+    program.write_text(DIES)
+    out = run_cli("run", str(program), "--workers", "1", env=env, timeout=90)
+    assert out.returncode == 1, out.stderr
+    (job,) = (home / "jobs").iterdir()
+    before = json.loads(run_cli("status", job.name, "--json", env=env).stdout)
+    fillers = disk / "fillers"
+    fillers.mkdir()
+    try:  # use every inode but one: the lock's claim file fits, not the rest of the lock
+        for i in range(100):
+            (fillers / str(i)).touch()
+    except OSError:
+        (fillers / "0").unlink()
+    resumed = run_cli("run", str(program), "--resume", job.name, "--workers", "0", env=env)
+    assert resumed.returncode == 2 and "No space left" in resumed.stderr, resumed.stderr
+    after = json.loads(run_cli("status", job.name, "--json", env=env).stdout)
+    assert (after["state"], after["error"]) == (before["state"], before["error"])
