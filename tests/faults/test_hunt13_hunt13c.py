@@ -168,3 +168,29 @@ def test_a_resume_refused_for_a_full_disk_leaves_the_jobs_state_alone(
     assert resumed.returncode == 2 and "No space left" in resumed.stderr, resumed.stderr
     after = json.loads(run_cli("status", job.name, "--json", env=env).stdout)
     assert (after["state"], after["error"]) == (before["state"], before["error"])
+
+
+def test_a_teams_store_gives_each_job_the_teams_group(tmp_path: Path) -> None:
+    """A team's store set up as docs/store.md says (``chmod 2770``, the team's group,
+    ``QSHPC_SHARE_GROUP=1``): on 28d9727 each job folder was chmod-ed to 0750, which
+    cleared the set-group-id bit it inherited, so ``job.h5`` and the logs took their
+    writer's own group and no other member could read the job (``qshpc list`` showed
+    it UNREADABLE to them: 'Permission denied')."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a folder another group needs root")
+    team_gid = 4242  # a group the writer is not in by default: only the bit can give it
+    home = tmp_path / "team"
+    (home / "jobs").mkdir(parents=True)
+    for d in (home, home / "jobs"):
+        os.chown(d, -1, team_gid)
+        os.chmod(d, 0o2770)
+    program = tmp_path / "squares.py"
+    program.write_text(SQUARES)
+    env = {"QSHPC_HOME": str(home), "QSHPC_SHARE_GROUP": "1"}
+    out = run_cli("run", str(program), "--workers", "0", env=env)
+    assert out.returncode == 0, out.stderr
+    (job,) = (home / "jobs").iterdir()
+    assert os.stat(job).st_mode & 0o7777 == 0o2750
+    for path in (job / "job.h5", job / "logs", job / "logs" / "rank-0.out"):
+        st = os.stat(path)
+        assert st.st_gid == team_gid and st.st_mode & 0o040, (path, st.st_gid, oct(st.st_mode))
