@@ -7,6 +7,12 @@
   refused it), its error saying "resume the job". Now the dispatch log is
   optional (one warning), and a job this run created that ran nothing is
   recorded FAILED, or removed when not even that file fits.
+- A ``--resume`` of a killed job on a full disk: an ``OSError`` traceback from
+  breaking the stale lock; now one line, and the job's state left alone.
+- Damaged ``logs/dispatch.log`` (non-UTF-8 bytes: a traceback; a huge range: 6.5 GB
+  and the OOM killer) and ``slurm_job_id`` (non-UTF-8: every command a traceback).
+- A team's store (``chmod 2770``): job folders lost the set-group-id bit, so other
+  members could not read the jobs.
 """
 
 from __future__ import annotations
