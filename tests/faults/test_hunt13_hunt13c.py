@@ -13,6 +13,8 @@
   and the OOM killer) and ``slurm_job_id`` (non-UTF-8: every command a traceback).
 - A team's store (``chmod 2770``): job folders lost the set-group-id bit, so other
   members could not read the jobs.
+- A damaged record of an uploaded program: ``client.run(title)`` raised
+  JSONDecodeError, AttributeError or TypeError; now a UserError naming it.
 """
 
 from __future__ import annotations
@@ -200,3 +202,26 @@ def test_a_teams_store_gives_each_job_the_teams_group(tmp_path: Path) -> None:
     for path in (job / "job.h5", job / "logs", job / "logs" / "rank-0.out"):
         st = os.stat(path)
         assert st.st_gid == team_gid and st.st_mode & 0o040, (path, st.st_gid, oct(st.st_mode))
+
+
+@pytest.mark.parametrize("damage", [b'{"title": "sq", "entry', b"[1, 2]", b'{"x": 5}', b"\xff"])
+def test_a_damaged_upload_record_is_one_error_naming_it(
+    tmp_path: Path, qshpc_home: Path, damage: bytes
+) -> None:
+    """On 28d9727 ``client.run(title)`` of an uploaded program whose record was damaged
+    raised JSONDecodeError, AttributeError or TypeError (a traceback in a notebook)."""
+    from qshpc import LocalClient, Program
+    from qshpc.errors import UserError
+
+    (tmp_path / "squares.py").write_text(SQUARES)
+    client = LocalClient()
+    program = Program(title="sq", entrypoint="squares.py", working_dir=str(tmp_path))
+    client.upload(program)
+    (record,) = qshpc_home.glob("*/*.json")
+    record.write_bytes(damage)
+    with pytest.raises(UserError, match="upload the program again") as err:
+        client.run("sq")
+    assert str(record) in str(err.value)
+    assert client.get_programs() == []
+    client.upload(program)  # the fix the error names
+    assert [p.title for p in client.get_programs()] == ["sq"]
