@@ -179,8 +179,8 @@ class BaseProvider:
         for f in sorted(folder.glob("*.json")):
             try:
                 programs.append(Program.from_json(json.loads(f.read_text())))
-            except (OSError, ValueError, TypeError):
-                continue
+            except (OSError, ValueError, TypeError, AttributeError, KeyError):
+                continue  # damaged: client.run(title) says so
         return sorted(programs, key=lambda p: p.title)
 
     def _program(self, program: Program | str) -> Program:
@@ -215,6 +215,14 @@ class BaseProvider:
             raise UserError(
                 f"no program titled {program!r} was uploaded (uploaded: {titles or 'none'}); "
                 f"call client.upload(program) first, or {fix}"
+            ) from None
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            # damaged, or not written by qshpc: a JSONDecodeError, AttributeError or
+            # TypeError traceback on 28d9727 (hunt13c)
+            raise UserError(
+                f"the record of the uploaded program {program!r}, {path}, cannot be read "
+                f"({type(exc).__name__}: {exc}): upload the program again "
+                "(client.upload(program)), or pass the Program itself"
             ) from None
 
     # -- jobs ----------------------------------------------------------------------

@@ -178,8 +178,8 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
 def read_slurm_id(job_dir: Path) -> str | None:
     """The Slurm job id recorded at submit time (``JOB_DIR/slurm_job_id``), or None."""
     try:
-        text = (job_dir / SLURM_ID_FILE).read_text().strip()
-    except OSError:
+        text = (job_dir / SLURM_ID_FILE).read_bytes().decode().strip()
+    except (OSError, ValueError):  # damaged bytes: every command on the job was a traceback
         return None
     return text or None
 
@@ -206,10 +206,10 @@ def read_slurm_cluster(job_dir: Path) -> str | None:
     """The Slurm cluster the recorded job id belongs to (``JOB_DIR/slurm_cluster``), or None
     (a job submitted before qshpc recorded it, or a cluster that did not say)."""
     try:
-        text = (job_dir / SLURM_CLUSTER_FILE).read_text().strip()
-    except OSError:
+        text = (job_dir / SLURM_CLUSTER_FILE).read_bytes().decode().strip()
+    except (OSError, ValueError):  # damaged bytes: as no name (never a traceback)
         return None
-    return text or None
+    return text if text and text.isprintable() and len(text) <= 256 else None
 
 
 def _shown(text: str) -> str:

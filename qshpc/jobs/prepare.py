@@ -241,6 +241,7 @@ def prepare_job(spec: RunSpec) -> Path:
         meta["cache"] = cache
     create_job(job_dir, meta, arguments)
     _made[job_dir] = _file_identity(job_dir)
+    _created.add(job_dir)
     return job_dir
 
 
@@ -280,6 +281,53 @@ _AWAIT_SLEEP_S = 0.005
 
 #: Jobs this process created, with their job.h5's identity right after (see claim_job).
 _made: dict[Path, tuple[int, ...] | None] = {}
+#: Jobs this process created (not a client's, not a --resume): see :func:`never_started`.
+_created: set[Path] = set()
+
+
+def never_started(job_dir: Path, exc: BaseException, locked: bool = True) -> str | None:
+    """The disk filled before the job's program started: record the job FAILED, or remove it.
+
+    Recorded FAILED beside the store (a few hundred bytes), or it would stay QUEUED, a
+    job that never runs and that ``qshpc rm`` refuses (on 8cc329b). On a file system out
+    of inodes not even that file can be made (hunt13c: the job stayed QUEUED for good,
+    the error saying "resume the job"): a job this process created itself, which ran
+    nothing, is removed then, as when its store could not be created.
+
+    Args:
+        job_dir: The job.
+        exc: Why it could not start.
+        locked: This run holds the job's lock. Without it only a job this process created
+            is touched: another run may hold the job (a --resume whose lock could not be
+            taken must not mark FAILED a job that runs, nor replace an ended job's error).
+
+    Returns:
+        The error to show instead of ``exc``'s when the job's folder was removed, else None.
+    """
+    from qshpc.jobs.paths import mark_terminal
+    from qshpc.store.space import disk_full
+
+    if not disk_full(exc) or not (locked or job_dir in _created):
+        return None
+    try:
+        mark_terminal(job_dir, "FAILED", str(exc))
+        return None
+    except OSError:
+        pass
+    if job_dir not in _created:
+        return None  # not ours to remove (a client's job, a resumed one): it stays QUEUED
+    import shutil
+
+    release_claim()
+    shutil.rmtree(job_dir, ignore_errors=True)
+    if job_dir.exists():
+        return None
+    _created.discard(job_dir)
+    what = str(exc).split("; ")[0]
+    return (
+        f"{what}; nothing had run, so the job's folder {job_dir} was removed: free space "
+        "(df -h) or files (df -i), then run again"
+    )
 
 
 def _file_identity(job_dir: Path) -> tuple[int, ...] | None:
@@ -474,21 +522,23 @@ def _take_slurm_id(job_dir: Path, batch: Mapping[str, str] | None) -> None:
     anything about it (hunt12d: ``qshpc status`` showed ``RUNNING (slurm: CANCELLED)``
     and the first job's id while a ``--resume`` in a new Slurm job ran).
     """
-    from qshpc.jobs.paths import SLURM_CLUSTER_FILE, SLURM_ID_FILE, SLURM_STATE_FILE
+    from qshpc.jobs.paths import (
+        SLURM_CLUSTER_FILE,
+        SLURM_ID_FILE,
+        SLURM_STATE_FILE,
+        read_slurm_cluster,
+        read_slurm_id,
+    )
 
     batch = batch or {}
     task = batch.get("SLURM_ARRAY_TASK_ID")
     here = f"{batch['SLURM_ARRAY_JOB_ID']}_{task}" if task else batch.get("SLURM_JOB_ID")
     path = job_dir / SLURM_ID_FILE
-    try:
-        named = path.read_text().strip()
-    except OSError:
-        return  # not a submitted job: nothing names a Slurm job
+    named = read_slurm_id(job_dir)
+    if named is None:
+        return  # not a submitted job (or a damaged file): nothing names a Slurm job
     cluster = batch.get("SLURM_CLUSTER_NAME") or ""
-    try:
-        recorded = (job_dir / SLURM_CLUSTER_FILE).read_text().strip()
-    except OSError:
-        recorded = ""
+    recorded = read_slurm_cluster(job_dir) or ""
     if not here or (named == here and (not cluster or not recorded or cluster == recorded)):
         return
     try:

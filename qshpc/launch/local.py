@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from qshpc import _timeline, settings
-from qshpc.errors import UserError
+from qshpc.errors import StoreError, UserError
 from qshpc.jobs.prepare import (
     LAUNCH_TOKEN,
     RunSpec,
     check_claimable,
     claim_job,
+    never_started,
     plan_job,
     prepare_job,
 )
@@ -92,7 +93,13 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
         cpus = scheduler.cpus_per_task() if scheduler is not None else None
         if cpus is not None:
             context.set_rank_info(context.RankInfo(cpus=context.cores_for_rank(1, cpus)))
-        claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
+        try:
+            claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
+        except StoreError as exc:  # a full disk, say: FAILED, or removed if it ran nothing
+            removed = never_started(job_dir, exc, locked=False)
+            if removed is not None:
+                raise StoreError(removed) from None
+            raise
         return run_job(spec, job_dir, None, None, None, scheduler)
     return _spawn(spec, n, scheduler)
 

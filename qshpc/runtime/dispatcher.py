@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -115,9 +116,19 @@ class Dispatcher(Intake):
             from qshpc.store import perms
 
             path = session.job_dir / "logs" / DISPATCH_LOG
-            self._dispatch_log = os.open(
-                path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode()
-            )
+            try:
+                self._dispatch_log = os.open(
+                    path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode()
+                )
+            except OSError as exc:
+                # Only the post-mortem reads it: a file system out of inodes (hunt13c: a
+                # traceback, the job FAILED as 'rank 0 died') must not stop the job.
+                print(
+                    f"qshpc: warning: cannot write {path}: {exc.strerror or exc}; the job runs "
+                    "on, but should a worker die, the tasks it held cannot be named",
+                    file=sys.stderr,
+                    flush=True,
+                )
         self._next_check = time.monotonic() + 1.0
         self._batch_ids = itertools.count()
         self._resolve: list[tuple[TaskRef[Any], bool, Any]] = []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
-from qshpc.errors import StoreError
+from qshpc.errors import StoreError, UserError
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, held_claim, release_claim
 from qshpc.program import backend
 from qshpc.runtime.program_main import (
@@ -36,18 +36,14 @@ if TYPE_CHECKING:
     from qshpc.runtime.logtee import LogTee
 
 
-def _never_started(job_dir: Path, exc: StoreError) -> None:
-    """The disk filled before the job's store could be opened for writing: record the job
-    FAILED with the error (beside the store, a few hundred bytes), or it would stay QUEUED,
-    a job that never runs and that ``qshpc rm`` refuses (on 8cc329b)."""
-    from qshpc.jobs.paths import mark_terminal
-    from qshpc.store.space import disk_full
+def _never_started(job_dir: Path, exc: StoreError | UserError) -> None:
+    """The disk filled before the program started: the job is recorded FAILED, or removed
+    (:func:`qshpc.jobs.prepare.never_started`); the error to raise then says so."""
+    from qshpc.jobs.prepare import never_started
 
-    if disk_full(exc):
-        try:
-            mark_terminal(job_dir, "FAILED", str(exc))
-        except OSError:
-            pass  # not even that fits: the job stays QUEUED, and the line says why
+    removed = never_started(job_dir, exc)
+    if removed is not None:
+        raise type(exc)(removed) from None
 
 
 def _note_other_program(meta: dict[str, Any], given: Path) -> None:
@@ -98,7 +94,11 @@ def run_job(
 
     defer_signals()  # a cancel before the program starts or while the job's end is stored
     info = context.rank_info()
-    tee = LogTee(job_dir / "logs" / "rank-0.out")
+    try:
+        tee = LogTee(job_dir / "logs" / "rank-0.out")
+    except UserError as exc:
+        _never_started(job_dir, exc)
+        raise
     try:
         return _run_teed(spec, job_dir, wiring, hosts, ranks, scheduler, release, tee, info)
     except BaseException:

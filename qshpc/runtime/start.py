@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
-from qshpc.errors import UserError
-from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, claim_job, prepare_job
+from qshpc.errors import StoreError, UserError
+from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, claim_job, never_started, prepare_job
 from qshpc.runtime.blas import limit_blas_threads
 from qshpc.runtime.program_main import add_program_path, defer_signals
 from qshpc.runtime.protocol import TAG_JOB
@@ -64,6 +64,9 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
         claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
     except UserError as exc:
         error = str(exc)
+    except StoreError as exc:  # its lock could not be taken (a full disk, say)
+        removed = never_started(job_dir, exc, locked=False) if job_dir is not None else None
+        error, failure = removed or str(exc), StoreError(removed) if removed else exc
     except BaseException as exc:  # tell the workers, or they wait in the bcast forever
         error, failure = f"rank 0 could not prepare the job: {exc!r}", exc
     _timeline.mark("job prepared")

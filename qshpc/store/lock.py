@@ -357,7 +357,6 @@ class JobLock:
         (under the break lock, if it is still the same file); until then the
         run is refused, saying what to do.
         """
-        from flufl.lock import TimeOutError
 
         try:
             st = path.stat()
@@ -368,11 +367,8 @@ class JobLock:
                 f"{path} exists but names no run (it was not written by qshpc); if no run uses "
                 f"this job, remove it (rm '{path}'), or wait {CLOCK_SLOP_S:.0f} s"
             )
-        guard = _flufl_lock(self.job_dir / BREAK_FILE)
-        guard.lifetime = timedelta(seconds=15)
-        try:
-            guard.lock(timeout=timedelta(seconds=5))
-        except TimeOutError:
+        guard = self._break_guard()
+        if guard is None:
             return
         try:
             now = path.stat()
@@ -383,8 +379,13 @@ class JobLock:
         finally:
             guard.unlock(unconditionally=True)
 
-    def _break(self, path: Path, holder: Holder) -> None:
-        """Remove a stale lock, unless another breaker or a new holder got there first."""
+    def _break_guard(self) -> Any:
+        """The lock under which a stale lock is removed, held; None while another holds it.
+
+        Raises:
+            StoreError: It cannot be made (a full disk: on 28d9727 a ``--resume`` of a
+                killed job on a full disk was an ``OSError`` traceback, hunt13c).
+        """
         from flufl.lock import TimeOutError
 
         guard = _flufl_lock(self.job_dir / BREAK_FILE)
@@ -392,6 +393,22 @@ class JobLock:
         try:
             guard.lock(timeout=timedelta(seconds=5))
         except TimeOutError:
+            return None
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(guard._claimfile)
+            raise StoreError(
+                f"cannot lock job {self.job_dir}: {exc.strerror or exc} (taking over the "
+                "lock its last run left; the job directory must be writable, on a file "
+                "system with free space)"
+            ) from None
+        return guard
+
+    def _break(self, path: Path, holder: Holder) -> None:
+        """Remove a stale lock, unless another breaker or a new holder got there first."""
+
+        guard = self._break_guard()
+        if guard is None:
             return  # someone else is breaking it: look again
         try:
             claim = _claim(path)

@@ -64,9 +64,22 @@ def make_dir(path: Path) -> None:
             os.mkdir(d, dir_mode())
         except FileExistsError:
             continue  # made by another process meanwhile: checked by the caller
-        os.chmod(d, dir_mode())  # mkdir's mode is masked by the umask
+        _set_dir_mode(d)  # mkdir's mode is masked by the umask
     if not missing:
-        os.chmod(path, dir_mode())
+        _set_dir_mode(Path(path))
+
+
+def _set_dir_mode(path: Path) -> None:
+    """Give ``path`` :func:`dir_mode`; shared, keep its set-group-id bit.
+
+    In a team's store (``chmod 2770 jobs``) a new job folder inherits the bit, so that
+    its files take the team's group; a plain chmod to 0750 cleared it, and the files
+    took their writer's own group: no other member could read the job (hunt13c).
+    """
+    mode = dir_mode()
+    if shared():
+        mode |= os.stat(path).st_mode & stat.S_ISGID
+    os.chmod(path, mode)
 
 
 def set_file_mode(path: Path) -> None:

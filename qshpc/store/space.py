@@ -62,7 +62,14 @@ def free_text(path: Path) -> str:
             usage = shutil.disk_usage(p)
         except OSError:
             continue
-        return f"{_human(usage.total)}, {_human(usage.free)} free"
+        text = f"{_human(usage.total)}, {_human(usage.free)} free"
+        try:
+            vfs = os.statvfs(p)
+        except OSError:
+            return text
+        if vfs.f_files and not vfs.f_favail:  # out of inodes, with bytes to spare (hunt13c)
+            text += f", but no room for a new file: all {vfs.f_files:,} inodes used (df -i)"
+        return text
     return ""
 
 
