@@ -16,7 +16,9 @@ from qshpc.aer.v2.pubs import EstimatorWork, SamplerWork
 
 
 def sampler_pub_result(
-    work: SamplerWork, blocks: Sequence[tuple[int, int, list[np.ndarray]]]
+    work: SamplerWork,
+    blocks: Sequence[tuple[int, int, list[np.ndarray]]],
+    simulator: dict[str, Any] | None = None,
 ) -> Any:
     """A ``SamplerPubResult``: one ``BitArray`` per classical register, shaped like the PUB.
 
@@ -24,6 +26,7 @@ def sampler_pub_result(
         work: The PUB.
         blocks: ``(start, stop, arrays)`` per block, arrays per register of shape
             ``(stop - start, shots, num_bytes)``.
+        simulator: The ``simulator_metadata`` entry (Aer's primitives carry one).
     """
     from qiskit.primitives.containers import (  # type: ignore[import-untyped]
         BitArray,
@@ -47,12 +50,19 @@ def sampler_pub_result(
     }
     return SamplerPubResult(
         DataBin(**meas, shape=work.shape),
-        metadata={"shots": work.shots, "circuit_metadata": work.circuit.metadata},
+        metadata={
+            "shots": work.shots,
+            "circuit_metadata": work.circuit.metadata,
+            "simulator_metadata": dict(simulator or {}),
+        },
     )
 
 
 def estimator_pub_result(
-    work: EstimatorWork, blocks: Sequence[tuple[np.ndarray, np.ndarray]], seed: int
+    work: EstimatorWork,
+    blocks: Sequence[tuple[np.ndarray, np.ndarray]],
+    seed: int,
+    simulator: dict[str, Any] | None = None,
 ) -> Any:
     """A ``PubResult`` with ``evs`` and ``stds`` shaped like the PUB's broadcast shape.
 
@@ -64,6 +74,7 @@ def estimator_pub_result(
         work: The PUB.
         blocks: ``(element indices, values)`` per block.
         seed: The run's seed.
+        simulator: The ``simulator_metadata`` entry (Aer's primitives carry one).
     """
     from qiskit.primitives.containers import DataBin, PubResult
 
@@ -80,8 +91,29 @@ def estimator_pub_result(
     stds = np.full(work.shape, work.precision)
     return PubResult(
         DataBin(evs=shaped, stds=stds, shape=work.shape),
-        metadata={"target_precision": work.precision, "circuit_metadata": work.circuit.metadata},
+        metadata={
+            "target_precision": work.precision,
+            "circuit_metadata": work.circuit.metadata,
+            "simulator_metadata": dict(simulator or {}),
+        },
     )
+
+
+def simulator_metadata(
+    method: str, precision: str, device: str | None, noisy: bool, blocks: int
+) -> dict[str, Any]:
+    """A PUB result's ``simulator_metadata``: how it was simulated, in JSON types.
+
+    Aer's primitives put the metadata of their one Aer run there (timings, memory);
+    a qshpc PUB ran as ``blocks`` tasks on the ranks (their timings are in
+    ``qshpc status``/``qshpc report``), so this holds the simulator each of them built.
+    """
+    out: dict[str, Any] = {"method": method, "precision": precision, "blocks": blocks}
+    if device is not None:
+        out["device"] = device
+    if noisy:
+        out["noise"] = True
+    return out
 
 
 def primitive_result(pub_results: list[Any], seed: int) -> Any:
@@ -91,4 +123,9 @@ def primitive_result(pub_results: list[Any], seed: int) -> Any:
     return PrimitiveResult(pub_results, metadata={"version": 2, "seed": seed})
 
 
-__all__ = ["estimator_pub_result", "primitive_result", "sampler_pub_result"]
+__all__ = [
+    "estimator_pub_result",
+    "primitive_result",
+    "sampler_pub_result",
+    "simulator_metadata",
+]

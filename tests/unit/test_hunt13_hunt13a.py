@@ -1,0 +1,121 @@
+"""Hunt 13a: the V2 primitives against Aer's own (final measurements in EstimatorV2,
+``simulator_metadata``, sampler circuits without classical registers)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qiskit.circuit import Parameter
+from qiskit.quantum_info import DensityMatrix, SparseObservable, SparsePauliOp
+
+from qshpc.aer import EstimatorV2, SamplerV2
+
+
+def _dephased_value(circuit: QuantumCircuit, measured: list[int], label: str) -> float:
+    """<label> on the state of ``circuit`` after measuring ``measured`` (the mixture)."""
+    rho = DensityMatrix(circuit).data
+    index = np.arange(2**circuit.num_qubits)
+    for q in measured:  # the coherences between different outcomes of a measured qubit go
+        bit = (index >> q) & 1
+        rho = rho * (bit[:, None] == bit[None, :])
+    value = np.trace(rho @ SparsePauliOp(label).to_matrix())
+    return float(np.real(value))
+
+
+def test_final_measurements_collapse_the_measured_qubits_as_aer_reads_them() -> None:
+    # was: <XX> of a measured Bell pair 1.0 (the measurements ignored); Aer's EstimatorV2 0.0
+    theta = Parameter("t")
+    qc = QuantumCircuit(3, 2)
+    qc.ry(theta, 0)
+    qc.h(2)
+    qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])  # qubit 2 is not measured: its X survives
+    labels = ["IXX", "IZZ", "XZI", "XII", "IIX", "YYI", "ZIZ"]
+    values = [[0.4], [1.3]]
+    evs = EstimatorV2().run([(qc, labels, np.array(values)[:, None, :])]).result()[0].data.evs
+    bare = qc.remove_final_measurements(inplace=False)
+    for r, (t,) in enumerate(values):
+        bound = bare.assign_parameters([t])
+        want = [_dephased_value(bound, [0, 1], lb) for lb in labels]
+        assert np.allclose(evs[r], want, atol=1e-12)
+    assert evs[0][0] == 0.0 and abs(evs[0][3] - 1.0) < 1e-12  # X on the measured qubits: 0
+
+
+def test_final_measurements_match_aer_within_its_shot_noise() -> None:
+    from qiskit_aer.primitives import EstimatorV2 as AerEstimator
+
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.ry(0.7, 1)
+    qc.cx(0, 1)
+    qc.measure_all()
+    obs = ["XX", "ZZ", "ZI", "IX", "YZ"]
+    ours = EstimatorV2().run([(qc, obs)]).result()[0].data.evs
+    aer = AerEstimator(options={"run_options": {"shots": 20000, "seed_simulator": 1}})
+    theirs = aer.run([(qc, obs)]).result()[0].data.evs
+    assert np.max(np.abs(ours - theirs)) < 0.04  # Aer averages 20000 collapsed shots
+
+
+def test_a_projector_on_a_measured_qubit_reads_the_collapsed_state() -> None:
+    qc = QuantumCircuit(1)
+    qc.h(0)
+    qc.measure_all()
+    evs = EstimatorV2().run([(qc, [SparseObservable("+"), SparseObservable("0")])]).result()
+    assert np.allclose(evs[0].data.evs, [0.5, 0.5], atol=1e-12)  # pure |+>: 1.0 and 0.5
+
+
+def test_pub_results_carry_simulator_metadata_as_aer_results_do() -> None:
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    est = EstimatorV2(options={"backend_options": {"method": "density_matrix"}})
+    meta = est.run([(qc, "ZZ")]).result()[0].metadata
+    assert set(meta) == {"target_precision", "circuit_metadata", "simulator_metadata"}
+    assert meta["simulator_metadata"]["method"] == "density_matrix"
+    m = qc.measure_all(inplace=False)
+    meta = SamplerV2(seed=1).run([(m, None, 8)]).result()[0].metadata
+    assert set(meta) == {"shots", "circuit_metadata", "simulator_metadata"}
+    assert meta["simulator_metadata"] == {"method": "statevector", "precision": "double", "blocks": 1}
+
+
+def test_a_circuit_without_registers_warns_and_comes_back_empty_beside_others() -> None:
+    # was: PubError before any task; Aer's SamplerV2 and StatevectorSampler warn, give DataBin()
+    a = Parameter("a")
+    empty = QuantumCircuit(2)
+    empty.rx(a, 0)
+    q = QuantumRegister(3)
+    alpha, beta = ClassicalRegister(2, "alpha"), ClassicalRegister(1, "beta")
+    named = QuantumCircuit(q, alpha, beta)
+    named.x(2)
+    named.measure([0, 1], alpha)
+    named.measure(2, beta)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = SamplerV2(seed=2).run([(empty, np.zeros((3, 1)), 5), named], shots=4).result()
+    assert [str(w.message)[:40] for w in caught] == ["The 0-th pub's circuit has no output cla"]
+    assert caught[0].filename == __file__  # points at the caller's run
+    assert result[0].data.shape == (3,) and list(result[0].data) == []
+    assert result[0].metadata["shots"] == 5
+    assert result[1].data.alpha.get_counts() == {"00": 4}
+    assert result[1].data.beta.get_counts() == {"1": 4}
+
+
+@pytest.mark.parametrize("precision", [0.0, 0.1])
+def test_broadcast_shapes_match_aer(precision: float) -> None:
+    from qiskit_aer.primitives import EstimatorV2 as AerEstimator
+
+    t = [Parameter("x"), Parameter("y")]
+    qc = QuantumCircuit(2)
+    qc.ry(t[0], 0)
+    qc.rx(t[1], 1)
+    qc.cx(0, 1)
+    values = np.arange(12).reshape(2, 3, 2) * 0.3
+    pub = (qc, ["ZZ", "XI", "IY"], values, precision)
+    ours = EstimatorV2(seed=3).run([pub]).result()[0].data
+    theirs = AerEstimator().run([pub]).result()[0].data
+    assert ours.evs.shape == theirs.evs.shape == ours.stds.shape == (2, 3)
+    assert ours.evs.dtype == theirs.evs.dtype
+    assert np.allclose(ours.evs, theirs.evs, atol=1e-12 if precision == 0 else 0.6)
