@@ -78,7 +78,11 @@ def test_pub_results_carry_simulator_metadata_as_aer_results_do() -> None:
     m = qc.measure_all(inplace=False)
     meta = SamplerV2(seed=1).run([(m, None, 8)]).result()[0].metadata
     assert set(meta) == {"shots", "circuit_metadata", "simulator_metadata"}
-    assert meta["simulator_metadata"] == {"method": "statevector", "precision": "double", "blocks": 1}
+    assert meta["simulator_metadata"] == {
+        "method": "statevector",
+        "precision": "double",
+        "blocks": 1,
+    }
 
 
 def test_a_circuit_without_registers_warns_and_comes_back_empty_beside_others() -> None:
