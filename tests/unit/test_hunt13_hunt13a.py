@@ -151,3 +151,20 @@ def test_a_wide_projector_is_one_saved_operator_with_the_same_values(method: str
         for o, obs in enumerate((wide, small)):
             want = float(np.real(state.expectation_value(obs.as_paulis())))
             assert abs(evs[o, r] - want) < 1e-12
+
+
+def test_large_observables_sharing_their_terms_keep_one_value_per_pauli() -> None:
+    from qshpc.aer.v2.estimate import _whole_pays
+
+    labels = [f"{i:07b}".replace("0", "Z").replace("1", "X") for i in range(100)]
+    one = [(labels, np.ones(100))]
+    assert _whole_pays(one)
+    shared = [(labels, np.full(100, float(k))) for k in range(5)]  # 500 terms, 100 Paulis
+    assert not _whole_pays(shared)
+    qc = QuantumCircuit(7)
+    qc.h(range(7))
+    qc.rz(0.3, 1)
+    observables = [SparsePauliOp(labels, np.full(100, k + 1.0)) for k in range(3)]
+    evs = EstimatorV2().run([(qc, observables)]).result()[0].data.evs
+    base = EstimatorV2().run([(qc, observables[0])]).result()[0].data.evs
+    assert np.allclose(evs, [base, 2 * base, 3 * base], atol=1e-12)

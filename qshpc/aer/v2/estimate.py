@@ -68,8 +68,9 @@ def estimate_block(
     paulis: dict[Operator, int] = {}
     term_pauli: list[np.ndarray] = []
     term_coeff: list[np.ndarray] = []
+    whole_ok = _whole_pays(observables)
     for labels, coeffs in observables:
-        if len(labels) > WHOLE_ABOVE:
+        if whole_ok and len(labels) > WHOLE_ABOVE:
             whole = (tuple(labels), tuple(float(c) for c in np.asarray(coeffs, dtype=float)))
             term_pauli.append(np.array([paulis.setdefault(whole, len(paulis))], int))
             term_coeff.append(np.ones(1))
@@ -87,6 +88,17 @@ def estimate_block(
         primitive=primitive,
     )
     return evs
+
+
+def _whole_pays(observables: Sequence[tuple[Sequence[str], np.ndarray]]) -> bool:
+    """True when saving the large observables whole costs Aer at most twice the terms
+    of one save per distinct Pauli: not when many large observables share their terms
+    (a list of Hamiltonians over the same Paulis), where one value per Pauli serves all."""
+    total = sum(len(labels) for labels, _ in observables)
+    if not any(len(labels) > WHOLE_ABOVE for labels, _ in observables):
+        return False
+    distinct = len({lb for labels, _ in observables for lb in labels})
+    return total <= 2 * distinct
 
 
 def _table(
