@@ -48,3 +48,28 @@ def test_measured_estimator_and_unmeasured_sampler_on_the_ranks(
     assert empty.data.shape == () and list(empty.data) == [] and empty.metadata["shots"] == 4
     assert measured.data.meas.shape == (6,) and measured.data.meas.num_shots == 16
     assert measured.metadata["simulator_metadata"]["blocks"] >= 1
+
+
+def test_mode_local_client_stores_the_observables_as_given(qshpc_home: Path) -> None:
+    # <XX> of a measured pair is the zero observable once collapsed: the job stored it so, and
+    # failed to read its own arguments ("Empty observable was detected")
+    import warnings
+
+    from qiskit import QuantumCircuit
+
+    from qshpc import LocalClient
+    from qshpc.aer import EstimatorV2, SamplerV2
+
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    measured = qc.measure_all(inplace=False)
+    est = EstimatorV2(mode=LocalClient(workers=1)).run([(measured, ["XX", "ZZ"])])
+    assert np.allclose(est.result(timeout=180)[0].data.evs, [0.0, 1.0], atol=1e-12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        job = SamplerV2(seed=7, mode=LocalClient(workers=1)).run([(qc, None, 5), measured])
+    assert any("no output classical registers" in str(w.message) for w in caught)
+    result = job.result(timeout=180)
+    assert list(result[0].data) == [] and result[0].metadata["shots"] == 5
+    assert set(result[1].data.meas.get_counts()) == {"00", "11"}

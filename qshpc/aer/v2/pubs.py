@@ -75,6 +75,9 @@ class EstimatorWork:
         precision: The PUB's target precision.
         pshape: The shape of the parameter values.
         oshape: The shape of the observables array.
+        given: The observables as given (``observables`` are them read on the state after
+            the final measurements, see :func:`_dephased`); what ``mode=`` stores, since
+            an observable all of whose terms a measurement zeroes is no ``ObservablesArray``.
     """
 
     index: int
@@ -87,6 +90,7 @@ class EstimatorWork:
     precision: float
     pshape: tuple[int, ...] = ()
     oshape: tuple[int, ...] = ()
+    given: list[tuple[list[str], np.ndarray]] | None = None
     _order: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -206,10 +210,8 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
         oshape = tuple(pub.observables.shape)
         elem_row = _broadcast_index(pshape, shape)
         elem_obs = _broadcast_index(oshape, shape)
-        observables = [
-            _dephased(_terms(obs, circuit.num_qubits), measured)
-            for obs in _flat_observables(pub.observables)
-        ]
+        given = [_terms(obs, circuit.num_qubits) for obs in _flat_observables(pub.observables)]
+        observables = [_dephased(terms, measured) for terms in given]
         work.append(
             EstimatorWork(
                 i,
@@ -222,6 +224,7 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
                 float(pub.precision),
                 pshape,
                 oshape,
+                given,
             )
         )
     return work
