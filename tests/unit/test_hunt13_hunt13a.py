@@ -168,3 +168,24 @@ def test_large_observables_sharing_their_terms_keep_one_value_per_pauli() -> Non
     evs = EstimatorV2().run([(qc, observables)]).result()[0].data.evs
     base = EstimatorV2().run([(qc, observables[0])]).result()[0].data.evs
     assert np.allclose(evs, [base, 2 * base, 3 * base], atol=1e-12)
+
+
+def test_precision_noise_with_seed_simulator_is_aers_own() -> None:
+    # was: qshpc's own stream keyed by the seed; with Aer's seed_simulator the same draws as Aer
+    from qiskit_aer.primitives import EstimatorV2 as AerEstimator
+
+    a = Parameter("a")
+    qc = QuantumCircuit(2)
+    qc.rx(a, 0)
+    qc.cx(0, 1)
+    pubs = [(qc, ["ZZ", "XX"], np.linspace(0, 3, 5)[:, None, None], 0.05), (qc, "ZZ", [0.3])]
+    options = {"run_options": {"seed_simulator": 42}, "default_precision": 0.1}
+    ours = EstimatorV2(options=options).run(pubs).result()
+    theirs = AerEstimator(options=options).run(pubs).result()
+    for o, t in zip(ours, theirs, strict=True):
+        assert np.allclose(o.data.evs, t.data.evs, rtol=0, atol=1e-12)
+        assert np.array_equal(o.data.stds, t.data.stds)
+    assert ours.metadata["seed"] == 42
+    # the primitive's own seed keeps qshpc's stream (reproducible on any rank count)
+    own = EstimatorV2(seed=42, default_precision=0.1).run(pubs).result()
+    assert not np.allclose(own[0].data.evs, theirs[0].data.evs, atol=1e-6)

@@ -68,7 +68,9 @@ def estimator_pub_result(
 
     With ``precision > 0`` each value gets normal noise of that standard deviation
     (as Aer's EstimatorV2 documents: ``N(ev, precision)``) drawn from the PUB's
-    noise stream at the element's flat index, and ``stds`` is ``precision``.
+    noise stream at the element's flat index, and ``stds`` is ``precision``; with
+    ``work.aer_noise`` (the seed is Aer's ``seed_simulator``) the noise is Aer's
+    EstimatorV2's own draws, ``default_rng(seed).normal(evs, precision)``.
 
     Args:
         work: The PUB.
@@ -82,7 +84,10 @@ def estimator_pub_result(
     evs = np.zeros(size)
     for elements, values in blocks:
         evs[elements] = values
-    if work.precision > 0:
+    if work.precision > 0 and work.aer_noise:  # Aer's draws: its values, to the last bit
+        drawn = np.random.default_rng(seed).normal(evs.reshape(work.shape), work.precision)
+        evs = np.asarray(drawn, dtype=float)  # a float for a PUB of shape ()
+    elif work.precision > 0:
         from scipy.special import ndtri  # type: ignore[import-untyped]
 
         u = seeds.uniforms(seed, work.index, seeds.NOISE, 0, size)

@@ -78,6 +78,9 @@ class EstimatorWork:
         given: The observables as given (``observables`` are them read on the state after
             the final measurements, see :func:`_dephased`); what ``mode=`` stores, since
             an observable all of whose terms a measurement zeroes is no ``ObservablesArray``.
+        aer_noise: Draw the ``precision`` noise as Aer's EstimatorV2 does
+            (``default_rng(seed).normal(evs, precision)`` per PUB): set when the seed is
+            Aer's ``run_options["seed_simulator"]``, so the values equal Aer's.
     """
 
     index: int
@@ -91,6 +94,7 @@ class EstimatorWork:
     pshape: tuple[int, ...] = ()
     oshape: tuple[int, ...] = ()
     given: list[tuple[list[str], np.ndarray]] | None = None
+    aer_noise: bool = False
     _order: np.ndarray | None = field(default=None, repr=False)
 
     @property
