@@ -97,7 +97,7 @@ def encode_estimator(
     """The arguments of an EstimatorV2 job."""
     ndims, dims = _shapes([w.pshape for w in work])
     obs_ndims, obs_dims = _shapes([w.oshape for w in work])
-    observables = [obs for w in work for obs in w.observables]
+    observables = [obs for w in work for obs in (w.given or w.observables)]
     return {
         "primitive": "EstimatorV2",
         "format": FORMAT,

@@ -341,7 +341,10 @@ def spread_sampler(
         per_pub: list[list[tuple[int, int, list[np.ndarray]]]] = [[] for _ in work]
         for (pub, start, stop), arrays in zip(blocks, outputs, strict=True):
             per_pub[pub].append((start, stop, arrays))
-        results = [assemble.sampler_pub_result(w, per_pub[w.index]) for w in work]
+        results = [
+            assemble.sampler_pub_result(w, per_pub[w.index], _simulator(config, per_pub[w.index]))
+            for w in work
+        ]
         return assemble.primitive_result(results, seed)
 
     return refs, finish
@@ -400,10 +403,22 @@ def spread_estimator(
         per_pub: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in work]
         for (pub, elements), evs in zip(picked, outputs, strict=True):
             per_pub[pub].append((elements, evs))
-        results = [assemble.estimator_pub_result(w, per_pub[w.index], seed) for w in work]
+        results = [
+            assemble.estimator_pub_result(
+                w, per_pub[w.index], seed, _simulator(config, per_pub[w.index])
+            )
+            for w in work
+        ]
         return assemble.primitive_result(results, seed)
 
     return refs, finish
+
+
+def _simulator(config: BlockConfig, blocks: Sequence[Any]) -> dict[str, Any]:
+    """A PUB result's ``simulator_metadata``: the run's simulator and the PUB's task count."""
+    return assemble.simulator_metadata(
+        config.method, config.precision, config.device, config.noisy, len(blocks)
+    )
 
 
 def inline_sampler(
@@ -426,7 +441,9 @@ def inline_sampler(
         qpy, key = circuits.get(w.circuit)
         if task is not None and not (wide and w.index in wide):
             ref = task(qpy, key, w.values, w.shots, seed, w.index, 0, config)
-            results.append(assemble.sampler_pub_result(w, [(0, w.size, ref.result())]))
+            results.append(
+                assemble.sampler_pub_result(w, [(0, w.size, ref.result())], _simulator(config, [w]))
+            )
             continue
         prepared = prepare(key, w.circuit, spec, config.level)
         if wide and w.index in wide:
@@ -437,7 +454,9 @@ def inline_sampler(
             arrays = sample_block(
                 prepared, w.values, w.shots, seed, w.index, 0, config.run_options, config.noisy
             )
-        results.append(assemble.sampler_pub_result(w, [(0, w.size, arrays)]))
+        results.append(
+            assemble.sampler_pub_result(w, [(0, w.size, arrays)], _simulator(config, [w]))
+        )
     return assemble.primitive_result(results, seed)
 
 
@@ -460,7 +479,9 @@ def inline_estimator(
         if task is not None and not (wide and w.index in wide):
             ref = task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config)
             evs, everything = ref.result(), np.arange(len(w.elem_row))
-            results.append(assemble.estimator_pub_result(w, [(everything, evs)], seed))
+            results.append(
+                assemble.estimator_pub_result(w, [(everything, evs)], seed, _simulator(config, [w]))
+            )
             continue
         prepared = prepare(key, w.circuit, spec, config.level)
         if wide and w.index in wide:
@@ -474,7 +495,9 @@ def inline_estimator(
                 prepared, w.values, w.observables, w.elem_row, w.elem_obs, config.run_options
             )
         everything = np.arange(len(w.elem_row))
-        results.append(assemble.estimator_pub_result(w, [(everything, evs)], seed))
+        results.append(
+            assemble.estimator_pub_result(w, [(everything, evs)], seed, _simulator(config, [w]))
+        )
     return assemble.primitive_result(results, seed)
 
 

@@ -110,6 +110,9 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
 
             return submit_estimator(self, work)
         seed = blocks.resolve_seed(self._seed, self._options.run_options)
+        if self._seed is None and self._options.run_options.get("seed_simulator") is not None:
+            for w in work:  # the noise Aer's EstimatorV2 draws with that seed
+                w.aer_noise = True
         cache = self._options.cache
         return run_here_or_spread(
             "estimator",

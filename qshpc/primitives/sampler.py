@@ -95,8 +95,10 @@ class SamplerV2(PrimitiveSettings, BaseSamplerV2):  # type: ignore[misc]
             shots: Shots for PUBs that give none (default: ``default_shots``).
 
         Raises:
-            PubError: A PUB Qiskit refuses, or a circuit without classical
-                registers or wider than the simulator: before any task runs.
+            PubError: A PUB Qiskit refuses, or a circuit wider than the simulator:
+                before any task runs. A circuit without classical registers gets
+                Qiskit's UserWarning and an empty ``DataBin`` of the PUB's shape, as
+                with Aer's and Qiskit's samplers.
         """
         from qshpc.aer.v2.pubs import sampler_work
 

@@ -146,10 +146,10 @@ def test_local_client_mode_bad_input_fails_before_a_job_exists(qshpc_home: Path)
     from qshpc.aer import SamplerV2
     from qshpc.aer.v2.pubs import PubError
 
-    qc = QuantumCircuit(2)
+    qc = QuantumCircuit(2, 2)
     qc.h(0)
-    with pytest.raises(PubError, match="no output classical registers"):
-        SamplerV2(mode=LocalClient(workers=1)).run([qc])
+    with pytest.raises(PubError, match="inconsistent with last dimension"):
+        SamplerV2(mode=LocalClient(workers=1)).run([(qc, [0.5])])
     wide = QuantumCircuit(40, 1)
     wide.measure(0, 0)
     with pytest.raises(PubError, match="40 qubits"):

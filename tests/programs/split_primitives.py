@@ -11,6 +11,7 @@ import numpy as np
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.circuit import ParameterVector
 from qiskit.primitives import StatevectorEstimator
+from qiskit.quantum_info import SparsePauliOp, random_pauli_list
 
 from qshpc import distribute_task, get, get_arguments, save_result
 from qshpc.aer import EstimatorV2, SamplerV2
@@ -59,6 +60,8 @@ paulis = [
     "Z" * n,
     "X" + "Z" * (n - 2) + "Y",
     {"I" * (n - 1) + "X": 0.5, "YY" + "I" * (n - 2): -1.5},
+    # more terms than qshpc.aer.v2.estimate.WHOLE_ABOVE: saved as one operator (hunt13a)
+    SparsePauliOp(random_pauli_list(n, 80, seed=5, phase=False), np.linspace(-1, 1, 80)),
 ]
 estimator_pubs = [
     (unitary, paulis, values[:2].reshape(2, 1, 2 * n)),

@@ -370,11 +370,13 @@ def test_values_that_do_not_match_the_circuit() -> None:
 
 
 def test_sampler_circuit_without_classical_bits() -> None:
+    # as Aer's SamplerV2 and StatevectorSampler: Qiskit's warning, an empty DataBin
     qc = QuantumCircuit(2)
     qc.h(0)
-    with pytest.raises(PubError, match="has no output classical registers") as err:
-        SamplerV2().run([qc])
-    assert "measure_all" in str(err.value)
+    with pytest.warns(UserWarning, match="0-th pub's circuit has no output classical registers"):
+        result = SamplerV2(seed=1).run([(qc, None, 8)]).result()
+    assert result[0].data.shape == () and list(result[0].data) == []
+    assert result[0].metadata["shots"] == 8
 
 
 def test_observable_on_more_qubits_than_the_circuit() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,12 @@ class EstimatorWork:
         precision: The PUB's target precision.
         pshape: The shape of the parameter values.
         oshape: The shape of the observables array.
+        given: The observables as given (``observables`` are them read on the state after
+            the final measurements, see :func:`_dephased`); what ``mode=`` stores, since
+            an observable all of whose terms a measurement zeroes is no ``ObservablesArray``.
+        aer_noise: Draw the ``precision`` noise as Aer's EstimatorV2 does
+            (``default_rng(seed).normal(evs, precision)`` per PUB): set when the seed is
+            Aer's ``run_options["seed_simulator"]``, so the values equal Aer's.
     """
 
     index: int
@@ -86,6 +93,8 @@ class EstimatorWork:
     precision: float
     pshape: tuple[int, ...] = ()
     oshape: tuple[int, ...] = ()
+    given: list[tuple[list[str], np.ndarray]] | None = None
+    aer_noise: bool = False
     _order: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -149,7 +158,8 @@ def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
     """Coerce sampler PUBs (``SamplerPub.coerce``) and check them.
 
     Raises:
-        PubError: A PUB Qiskit refuses, or whose circuit has no classical register.
+        PubError: A PUB Qiskit refuses (a circuit without classical registers gets
+            Qiskit's UserWarning and an empty ``DataBin``, as with Aer's SamplerV2).
     """
     from qiskit.primitives.containers.sampler_pub import SamplerPub  # type: ignore[import-untyped]
 
@@ -157,12 +167,12 @@ def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
     work = []
     for i, pub in enumerate(coerced):
         circuit = pub.circuit
-        if len(circuit.cregs) == 0:
-            raise PubError(
-                f"PUB {i}: The {i}-th pub's circuit has no output classical registers and so the "
-                "result will be empty. Did you mean to add measurement instructions? "
-                "(qshpc refuses it before any task runs: measure into a register, e.g. "
-                "circuit.measure_all())"
+        if len(circuit.cregs) == 0:  # Qiskit's and Aer's samplers warn and give DataBin()
+            warnings.warn(
+                f"The {i}-th pub's circuit has no output classical registers and so the "
+                "result will be empty. Did you mean to add measurement instructions?",
+                UserWarning,
+                stacklevel=3,  # the caller of SamplerV2.run
             )
         runnable = _check_runnable(circuit, i)
         _check_register_names(circuit, i)
@@ -194,17 +204,18 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
         if not plan.exact:
             raise PubError(
                 f"PUB {i}: expectation values need the circuit's final state, but {plan.reason}; "
-                "remove it (final measurements are fine: they are ignored)"
+                "remove it (final measurements are fine: the qubits they measure are read "
+                "as collapsed, as Aer's EstimatorV2 reads them)"
             )
+        measured = _measured_qubits(runnable)
         values = _flat_values(pub.parameter_values, circuit, i)
         shape = tuple(pub.shape)
         pshape = tuple(pub.parameter_values.shape)
         oshape = tuple(pub.observables.shape)
         elem_row = _broadcast_index(pshape, shape)
         elem_obs = _broadcast_index(oshape, shape)
-        observables = [
-            _terms(obs, circuit.num_qubits) for obs in _flat_observables(pub.observables)
-        ]
+        given = [_terms(obs, circuit.num_qubits) for obs in _flat_observables(pub.observables)]
+        observables = [_dephased(terms, measured) for terms in given]
         work.append(
             EstimatorWork(
                 i,
@@ -217,6 +228,7 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
                 float(pub.precision),
                 pshape,
                 oshape,
+                given,
             )
         )
     return work
@@ -301,6 +313,45 @@ def _terms(observable: Any, num_qubits: int) -> tuple[list[str], np.ndarray]:
     if not labels:  # the zero observable
         return ["I" * num_qubits], np.zeros(1)
     return labels, np.array(coeffs)
+
+
+def _measured_qubits(circuit: QuantumCircuit) -> list[int]:
+    """Indices of the qubits a (final) measurement of ``circuit`` reads, boxes opened."""
+    from qshpc.aer.circuits import unbox
+
+    ops = circuit.count_ops()
+    if "measure" not in ops and "box" not in ops:
+        return []
+    opened = unbox(circuit)
+    index = {q: i for i, q in enumerate(opened.qubits)}
+    return sorted(
+        {index[inst.qubits[0]] for inst in opened.data if inst.operation.name == "measure"}
+    )
+
+
+def _dephased(
+    terms: tuple[list[str], np.ndarray], measured: Sequence[int]
+) -> tuple[list[str], np.ndarray]:
+    """The terms' values on the state after the final measurements of ``measured`` qubits.
+
+    A measurement collapses its qubit: the state that follows is the mixture of the
+    outcomes, on which a Pauli with X or Y on a measured qubit reads 0 and one with
+    I or Z there reads as before. Aer's EstimatorV2 saves the expectation values after
+    the measurements (averaged over its shots: ``<ZI>`` of a measured Bell pair comes back
+    as about 0.002, ``<XX>`` as 0.0); these are the exact values its shots estimate.
+    ``StatevectorEstimator`` refuses such circuits.
+    """
+    labels, coeffs = terms
+    if not measured:
+        return terms
+    width = len(labels[0]) if labels else 0
+    at = [width - 1 - q for q in measured]
+    keep = [j for j, lb in enumerate(labels) if all(lb[a] in "IZ" for a in at)]
+    if len(keep) == len(labels):
+        return terms
+    if not keep:
+        return ["I" * width], np.zeros(1)
+    return [labels[j] for j in keep], coeffs[keep]
 
 
 def cut(

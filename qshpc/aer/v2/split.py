@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qshpc.aer.v2 import seeds
-from qshpc.aer.v2.estimate import estimate_block
+from qshpc.aer.v2.estimate import Operator, estimate_block
 from qshpc.aer.v2.sample import draw_from_marginals, pack_memories, sample_block
 
 if TYPE_CHECKING:
@@ -117,6 +117,13 @@ def sample_split(
     return sample_block(prepared, values, shots, seed, pub, start, draw=draw, path=path)
 
 
+def _terms_of(label: Operator) -> list[tuple[str, float, float]]:
+    """A saved operator's ``(Pauli label, real, imaginary)`` terms."""
+    if isinstance(label, str):
+        return [(label, 1.0, 0.0)]
+    return [(lb, float(c), 0.0) for lb, c in zip(label[0], label[1], strict=True)]
+
+
 def estimate_split(
     prepared: Prepared,
     values: np.ndarray,
@@ -132,7 +139,7 @@ def estimate_split(
     check_memory(prepared.circuit.num_qubits, ranks, prepared.spec.precision)
 
     def pauli_values(
-        prepared: Prepared, values: np.ndarray, labels: list[str], run_options: Any
+        prepared: Prepared, values: np.ndarray, labels: list[Operator], run_options: Any
     ) -> np.ndarray:
         rows = len(values)
         if rows == 0 or not labels:
@@ -140,7 +147,7 @@ def estimate_split(
         circuits, per_row = _rows(prepared.plan.circuit, prepared, values)
         qubits = list(range(prepared.circuit.num_qubits))
         row_saves = [
-            Save("expectation_value", qubits, f"p{j}", [(label, 1.0, 0.0)])
+            Save("expectation_value", qubits, f"p{j}", _terms_of(label))
             for j, label in enumerate(labels)
         ]
         saves = [list(row_saves) for _ in circuits]
