@@ -14,6 +14,10 @@ split in two:
   which waits for that thread, re-raises what it raised, and returns its
   value; the test then checks it (the same assertions as before).
 
+Other Slurm tests whose time is mostly waiting use it the same way (a killed rank 0's
+job ending, own sbatch scripts, a job array and its rerun: tests/slurm/test_hunt12_*.py,
+test_cache_slurm.py).
+
 Mark the test ``@pytest.mark.early(launch=launch)``. Only tests selected in the
 session start a launch (``-k``, ``-m``, a single file: the same). The waits
 overlap each other and the rest of the suite; a test run alone takes as long

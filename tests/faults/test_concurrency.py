@@ -28,6 +28,9 @@ from qshpc import distribute_task, get, save_result
 
 @distribute_task()
 def f(x):
+    gate = os.environ.get("GATE")  # a task waits until the test creates this file
+    while gate and not os.path.exists(gate):
+        time.sleep(0.05)
     time.sleep(float(os.environ.get("TASK_S", "0.25")))
     if os.environ.get("FAIL_AT") == str(x):
         raise ValueError("planned failure")
@@ -82,7 +85,11 @@ def executions(job: Path) -> int:
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_second_run_on_the_same_job_dir_is_refused(tmp_path: Path, workers: str) -> None:
     job = tmp_path / "job"
-    long = {"TASKS": "80"}  # 20 s of tasks: still running when the second run starts
+    # still running when the second run starts: its tasks wait for the gate, opened once
+    # the second run was refused (was 80 tasks of 0.25 s, 20 s with --workers 0, that a
+    # slow start of the second run could outlast and that made each case 12-21 s)
+    gate = tmp_path / "gate"
+    long = {"TASKS": "80", "TASK_S": "0", "GATE": str(gate)}
     first = start(
         "run", str(program(tmp_path)), "--workers", workers, "--job-dir", str(job), env=long
     )
@@ -94,6 +101,8 @@ def test_second_run_on_the_same_job_dir_is_refused(tmp_path: Path, workers: str)
     line = second.stderr.strip()
     assert len(line.splitlines()) == 1 and "is already running" in line
     assert f"host {socket.gethostname()}, pid {holder.pid}" in line
+    assert first.poll() is None  # the first run was running all along
+    gate.touch()
     _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert executions(job) == 80  # every task ran once

@@ -88,7 +88,11 @@ def test_a_cancel_while_a_job_with_no_workers_is_created(
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
     args = tmp_path / "big.json"
-    args.write_text(json.dumps({"xs": [[i, str(i), i / 3] for i in range(600_000)]}))
+    # 150,000 items (3.6 MB): creating the job (reading and storing them) takes 1-3 s after
+    # its folder appears, the window the signal must hit (polled every 5 ms); was 600,000,
+    # whose ~12 s of parsing before the folder showed up only made each case slower.
+    # Checked: each case still fails on 2dca53c with this size.
+    args.write_text(json.dumps({"xs": [[i, str(i), i / 3] for i in range(150_000)]}))
     proc = _start(
         [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0", "--arguments",
          str(args)],

@@ -29,6 +29,18 @@ START = (
 )
 
 
+def held(gate: Path) -> str:
+    """START, its waves after the first waiting for ``gate``, which the test creates once it
+    checked the job runs on (was 25 waves of 0.2 s tasks, ~10 s, to outlast the checks).
+    The first wave runs: the store says RUNNING from its first commit on."""
+    return START.replace("{'waves': 25}", f"{{'waves': 25, 'gate': {str(gate)!r}, 'hold': 1}}")
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Path:
+    return tmp_path / "gate"
+
+
 @pytest.fixture
 def kernel(qshpc_home: Path) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(PROGRAMS))
@@ -60,8 +72,11 @@ def run(kc: BlockingKernelClient, code: str, timeout: float = 120) -> str:
 
 
 def interrupted(km: KernelManager, kc: BlockingKernelClient, code: str) -> dict[str, Any]:
-    """Run ``code``, interrupt the kernel 3 s later; the cell's reply (after it, the kernel
-    takes new cells: one sent before would be aborted with the interrupted one)."""
+    """Once ``job`` is RUNNING, run ``code``, interrupt the kernel 3 s later; the cell's
+    reply (after it, the kernel takes new cells: one sent before would be aborted with the
+    interrupted one). The wait for RUNNING: under load (10 on 2 cores) the job's store
+    still said QUEUED 3 s after the start, and the message said 'left QUEUED'."""
+    run(kc, "import time\nwhile job.status() != 'RUNNING': time.sleep(0.1)", timeout=60)
     msg_id = kc.execute(code)
     time.sleep(3)
     km.interrupt_kernel()
@@ -72,23 +87,24 @@ def interrupted(km: KernelManager, kc: BlockingKernelClient, code: str) -> dict[
 
 
 def test_interrupting_result_leaves_the_job_running(
-    kernel: tuple[KernelManager, BlockingKernelClient],
+    kernel: tuple[KernelManager, BlockingKernelClient], gate: Path
 ) -> None:
     km, kc = kernel
-    job_id = run(kc, START).strip()
+    job_id = run(kc, held(gate)).strip()
     assert interrupted(km, kc, "r = job.result()")["ename"] == "KeyboardInterrupt"
     out = run(kc, "print(job.status(), job.info().get('error'))")
     assert out.split() == ["RUNNING", "None"], out
+    gate.touch()
     assert run(kc, "print(job.result(timeout=100)['steps'], job.status())").split() == [
         "100", "SUCCEEDED"]  # fmt: skip
     assert job_id
 
 
 def test_the_interrupt_says_the_job_runs_on(
-    kernel: tuple[KernelManager, BlockingKernelClient],
+    kernel: tuple[KernelManager, BlockingKernelClient], gate: Path
 ) -> None:
     km, kc = kernel
-    run(kc, START)
+    run(kc, held(gate))  # never opened: job.stop() cancels it
     reply = interrupted(km, kc, "r = job.result()")
     assert reply["ename"] == "KeyboardInterrupt"
     text = "\n".join(reply["traceback"])
@@ -97,10 +113,10 @@ def test_the_interrupt_says_the_job_runs_on(
 
 
 def test_a_kernel_restart_leaves_the_job_to_find_again(
-    kernel: tuple[KernelManager, BlockingKernelClient],
+    kernel: tuple[KernelManager, BlockingKernelClient], gate: Path
 ) -> None:
     km, kc = kernel
-    job_id = run(kc, START).strip()
+    job_id = run(kc, held(gate)).strip()
     run(kc, "array = LocalClient(workers=1).map(program, [{'waves': 3}] * 2, parallel=1)")
     time.sleep(2)
     km.restart_kernel(now=False)
@@ -112,6 +128,7 @@ def test_a_kernel_restart_leaves_the_job_to_find_again(
         "print(len(listed), job.job_id in listed, job.status())",
     )
     assert found.split() == ["3", "True", "RUNNING"], found
+    gate.touch()
     assert run(kc, "print(job.result(timeout=100)['steps'])").strip() == "100"
     states = run(kc, "print(*[j.wait(100) for j in client.jobs() if j.job_id != job.job_id])")
     assert states.split() == ["SUCCEEDED"] * 2, states  # the array's driver ran on too

@@ -93,8 +93,10 @@ def test_report_of_a_failed_job_shows_its_error(tmp_path: Path, browser: Browser
 
 
 def test_report_of_a_running_job_is_a_snapshot(tmp_path: Path, browser: Browser) -> None:
-    # 40 waves of 0.2 s tasks: 8 s or more, still running when it is read
-    job = open_job_started("slow_steps", tmp_path, {"waves": 40})
+    # 40 waves: two of 0.2 s tasks, then the rest wait for the gate, opened once the report
+    # was read (was 40 waves of 0.2 s tasks, 16 s, so it would still run when read)
+    gate = tmp_path / "gate"
+    job = open_job_started("slow_steps", tmp_path, {"waves": 40, "gate": str(gate), "hold": 2})
     deadline = time.monotonic() + 60
     # two waves stored: the first wave's wait span rides with the second wave's commit
     while job.info()["task_counts"]["SUCCEEDED"] < 8:
@@ -111,6 +113,8 @@ def test_report_of_a_running_job_is_a_snapshot(tmp_path: Path, browser: Browser)
     drawn = count(page, "rect.task")
     assert 8 <= drawn < 160
     assert count(page, "rect.program") == 1 and count(page, "rect.wait") >= 1
+    assert job.status() == "RUNNING"
+    gate.touch()
     assert job.wait(timeout=120) == "SUCCEEDED"  # the read disturbed nothing
     assert job.result()["steps"] == 160
 

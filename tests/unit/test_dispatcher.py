@@ -335,6 +335,7 @@ def test_a_call_still_running_when_the_job_ends_is_abandoned_and_recorded() -> N
             )
             assert all(ref.exception(timeout=5) is not None for ref in refs[1:])
             assert r.d.session.failed == 1  # one record: the call that ran
+            _stuck.set()  # checked: let the worker go, or the teardown's join waits 10 s
     finally:
         _stuck.set()
 
