@@ -108,7 +108,10 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
     if not view.ended:
         if not view.known:
             _warn_unknown(meta, view)
-        meta["state"] = view.state.value
+        if not (state == JobState.RUNNING and view.state == JobState.QUEUED):
+            # A store RUNNING is its program's own word; Slurm's PENDING then is late
+            # (sacct lags under load: `qshpc status` showed a job running tasks QUEUED).
+            meta["state"] = view.state.value
         return
     # Slurm says the job is over, the store does not: the ranks died before
     # finalizing, or finalize raced this read.
