@@ -271,8 +271,13 @@ def fresh(value: Any) -> Any:
         return shallow
     import pickle
 
+    from qshpc.task.payload import writeable_dumps
+
     try:
-        return pickle.loads(_writeable_dumps(value))
+        # each read-only numpy array as a writeable copy, as a worker's result travels
+        # (on 8076006 ``get`` of ``np.frombuffer(...)`` in a result gave it read-only
+        # under ``-n 1`` only: pickle keeps the flag)
+        return pickle.loads(writeable_dumps(value))
     except Exception:
         pass
     import copy
@@ -281,30 +286,6 @@ def fresh(value: Any) -> Any:
         return copy.deepcopy(value)
     except Exception:
         return value
-
-
-def _writeable_dumps(value: Any) -> bytes:
-    """``pickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable copy.
-
-    As a worker's result travels to rank 0 (``qshpc.runtime.results.writeable_dumps``,
-    a layer above): on 8076006 ``get`` of a result ``({"d": a}, SimpleNamespace(a=a))``
-    with ``a = np.frombuffer(...)`` gave ``a`` read-only under ``-n 1`` (pickle keeps
-    the flag) and writeable under ``-n 3`` and ``QSHPC_ROOT_WORKS=1``.
-    """
-    import io
-    import pickle
-
-    class _Writeable(pickle.Pickler):
-        def reducer_override(self, obj: Any) -> Any:
-            kind = type(obj)
-            if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
-                if not obj.flags.writeable:
-                    return obj.copy().__reduce_ex__(5)
-            return NotImplemented
-
-    out = io.BytesIO()
-    _Writeable(out, protocol=5).dump(value)
-    return out.getvalue()
 
 
 #: Deeper lists and dicts are copied through pickle.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import pickle
 from typing import Any
 
@@ -10,6 +9,7 @@ from qshpc.runtime.protocol import result_message
 from qshpc.store.chunk import ChunkBuilder, encode_meta
 from qshpc.task.context import placed_buffers
 from qshpc.task.execute import unsendable_text
+from qshpc.task.payload import writeable_cloud_dumps, writeable_dumps
 
 
 class Results:
@@ -75,7 +75,7 @@ class Results:
                 pickle.dumps(value, protocol=5)
             except Exception as exc:
                 try:
-                    self.values[i] = _ByValue(_writeable_cloudpickle(value))
+                    self.values[i] = _ByValue(writeable_cloud_dumps(value))
                     continue
                 except Exception:
                     pass
@@ -118,7 +118,7 @@ class _Pickled:
     """A batch's values as they travel to rank 0 when one holds a read-only numpy array:
     unpickled there, they are the list itself.
 
-    They are pickled here by :class:`_WriteablePickler`, so a numpy array that is
+    They are pickled here by :class:`~qshpc.task.payload.WriteablePickler`, so a numpy array that is
     read-only on this worker (a slice of an array from ``put``) arrives writeable,
     as the task's result does when the program runs on one rank. mpi4py's pickle
     would carry the flag over: on 3986114 ``get`` gave ``a[:2]`` of a placed array
@@ -132,20 +132,6 @@ class _Pickled:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (pickle.loads, (self.data,))
-
-
-class _WriteablePickler(pickle.Pickler):
-    """``pickle.Pickler`` (protocol 5) that writes a read-only numpy array as a writeable copy.
-
-    ``reducer_override`` is called for objects of other than the built-in types
-    only (C pickler): a list of floats pickles at the speed of ``pickle.dumps``.
-    """
-
-    def reducer_override(self, obj: Any) -> Any:
-        kind = type(obj)
-        if kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not obj.flags.writeable:
-            return obj.copy().__reduce_ex__(5)
-        return NotImplemented
 
 
 class _Found(Exception):
@@ -186,35 +172,6 @@ def _holds_read_only(values: list[Any]) -> bool:
     except Exception:
         return False
     return False
-
-
-def _writeable_cloudpickle(value: Any) -> bytes:
-    """``cloudpickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable one.
-
-    A result holding an instance of a class of the program travels by value; on
-    8076006 its read-only arrays (slices of a ``put`` array) reached the program
-    read-only under workers, and writeable with one rank or ``QSHPC_ROOT_WORKS``.
-    """
-    import cloudpickle
-
-    class _Writeable(cloudpickle.Pickler):  # type: ignore[misc]
-        def reducer_override(self, obj: Any) -> Any:
-            kind = type(obj)
-            if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
-                if not obj.flags.writeable:
-                    return obj.copy().__reduce_ex__(5)
-            return super().reducer_override(obj)
-
-    out = io.BytesIO()
-    _Writeable(out, protocol=5).dump(value)
-    return out.getvalue()
-
-
-def writeable_dumps(value: Any) -> bytes:
-    """``pickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable one."""
-    out = io.BytesIO()
-    _WriteablePickler(out, protocol=5).dump(value)
-    return out.getvalue()
 
 
 def writeable(value: Any) -> Any:
