@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.slurm.conftest import run
+from tests.slurm.sbatch_util import wait_unlisted
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 
@@ -76,12 +76,7 @@ def test_rank0_killed_ends_the_slurm_job_and_resume_takes_over_at_once(
     assert not job_over(slurm_id)  # running
     time.sleep(2)
     os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
-    while time.monotonic() - killed < 90:
-        if not run(["squeue", "-h", "-j", slurm_id, "-o", "%T"]).stdout.strip():
-            break
-        time.sleep(1)
-    gone = time.monotonic() - killed
+    gone = wait_unlisted(slurm_id, timeout=90)
     assert gone < 75, f"the Slurm job still ran {gone:.0f} s after rank 0 was killed"
     assert "rank 0 (host" in (job_dir / "logs" / "rank-1.out").read_text()
     assert job_over(slurm_id)

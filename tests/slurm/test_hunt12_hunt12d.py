@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm.test_cluster import sbatch, wait_terminal
+from tests.slurm.sbatch_util import batch_script, sbatch, wait_terminal
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 
@@ -36,25 +36,18 @@ save_result(get([f(i) for i in range(4)]))
 """
 
 
-def _script(tmp_path: Path, ntasks: int, line: str) -> Path:
-    script = tmp_path / "job.sbatch"
-    script.write_text(
-        "#!/bin/bash\n"
-        "#SBATCH --job-name=hunt12d-test\n"
-        f"#SBATCH --ntasks={ntasks}\n"
-        "#SBATCH --time=00:03:00\n"
-        f"{line}\n"
-    )
-    return script
+def _sbatch(tmp_path: Path, ntasks: int, body: str, out: Path) -> str:
+    """Submit a batch script of ``ntasks`` tasks running ``body`` in ``tmp_path``; its Slurm id."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), QSHPC_MPI_START_TIMEOUT_S="60")
+    script = batch_script(tmp_path, ntasks, body, "hunt12d-test")
+    return sbatch("-o", str(out), "-D", str(tmp_path), str(script), env=env)
 
 
 def _submit(tmp_path: Path, ntasks: int, line: str) -> tuple[str, str]:
     """Run ``line`` as the batch script's body; (sacct state, the job's output)."""
     (tmp_path / "prog.py").write_text(PROGRAM)
-    env = dict(os.environ, PYTHONPATH=str(REPO), QSHPC_MPI_START_TIMEOUT_S="60")
     out = tmp_path / "slurm.out"
-    job = sbatch("-o", str(out), "-D", str(tmp_path), str(_script(tmp_path, ntasks, line)), env=env)
-    state = wait_terminal(job, timeout=150)
+    state = wait_terminal(_sbatch(tmp_path, ntasks, line, out), timeout=150)
     return state, out.read_text() if out.exists() else ""
 
 
@@ -130,9 +123,7 @@ def _wait_running(job_dir: Path, timeout: float = 90) -> None:
 
 def _own_job(tmp_path: Path, body: str) -> str:
     (tmp_path / "slow.py").write_text(SLOW)
-    env = dict(os.environ, PYTHONPATH=str(REPO), QSHPC_MPI_START_TIMEOUT_S="60")
-    out = tmp_path / f"slurm-{len(list(tmp_path.glob('slurm-*')))}.out"
-    return sbatch("-o", str(out), "-D", str(tmp_path), str(_script(tmp_path, 2, body)), env=env)
+    return _sbatch(tmp_path, 2, body, tmp_path / f"slurm-{len(list(tmp_path.glob('slurm-*')))}.out")
 
 
 def test_cancel_of_a_job_run_in_an_own_sbatch_script_cancels_its_slurm_job(
