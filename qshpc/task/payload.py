@@ -186,11 +186,18 @@ class WriteablePickler(pickle.Pickler):
     (on 3986114 and 8076006 ``get`` gave such a slice read-only under workers only,
     or under ``-n 1`` only). ``reducer_override`` is called for objects of other
     than the built-in types only (C pickler): a list of floats pickles at the speed
-    of ``pickle.dumps``.
+    of ``pickle.dumps``. :attr:`copied` tells whether it met such an array (the
+    bytes then differ from ``pickle.dumps``'s).
     """
 
+    #: True once a read-only numpy array was written as a writeable copy.
+    copied = False
+
     def reducer_override(self, obj: Any) -> Any:
-        return _writeable_reduce(obj)
+        reduced = _writeable_reduce(obj)
+        if reduced is not NotImplemented:
+            self.copied = True
+        return reduced
 
 
 def writeable_dumps(value: Any) -> bytes:
