@@ -83,3 +83,27 @@ def test_a_value_pickle_cannot_carry_still_fails_in_the_transport(
     assert writeable([1, 2]) == [1, 2]
     got = writeable({"a": placed[:2]})
     assert got["a"].flags.writeable and got["a"].tolist() == [0.0, 1.0]
+
+
+def test_one_plain_copy_with_the_array_rule_and_depth_as_parameters() -> None:
+    """``get``'s copy (arrays copied writeable, 8 deep, dict subclasses) and a placed
+    object's thaw (read-only arrays as views, 64 deep, numpy scalars and circuits)."""
+    from qshpc.program.backend import _copy_of
+    from qshpc.program.copies import CANNOT
+    from qshpc.program.refs import _shallow_copy
+
+    placed = np.arange(3.0)
+    placed.flags.writeable = False
+    inner = [1, placed]
+    got = _shallow_copy({"a": [inner, inner]})
+    assert got["a"][0] is got["a"][1] and got["a"][0][1].flags.writeable
+    thawed = _copy_of({"a": [inner, inner]})
+    assert thawed["a"][0] is thawed["a"][1] and not thawed["a"][0][1].flags.writeable
+    assert thawed["a"][0][1].base is placed  # a view, no copy of the data
+    deep: Any = [placed]
+    for _ in range(7):
+        deep = [deep]  # the array 8 deep
+    assert _shallow_copy(deep) is not None and _shallow_copy([deep]) is None
+    assert _copy_of([deep]) is not CANNOT
+    assert _copy_of({(1, 2): [1]}) is CANNOT and _shallow_copy({(1, 2): [1]}) == {(1, 2): [1]}
+    assert _copy_of([np.float64(1.0)]) == [1.0] and _shallow_copy([np.float64(1.0)]) is None
