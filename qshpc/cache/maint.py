@@ -98,19 +98,30 @@ def rows(
     for st in cache.scan(all_users):
         if limit is not None and n >= limit:
             return
-        try:
-            h = cache.header(st.path)
-        except (OSError, E.DamagedEntryError):
-            continue
-        if function is not None and h.function != function:
-            continue
-        if job is not None and h.job != job:
+        h = _header_of(cache, st, function, job)
+        if h is None:
             continue
         n += 1
         yield Row(
             st.key, h.function, h.job, h.task, h.created, st.used, st.size,
             user_name(st.owner), h.host, st.path,
         )  # fmt: skip
+
+
+def _header_of(
+    cache: CacheDir, st: EntryStat, function: str | None, job: str | None
+) -> E.Header | None:
+    """The entry's header when it reads and names ``function`` and ``job`` (None: any), else None
+    (an unreadable entry is skipped)."""
+    try:
+        h = cache.header(st.path)
+    except (OSError, E.DamagedEntryError):
+        return None
+    if function is not None and h.function != function:
+        return None
+    if job is not None and h.job != job:
+        return None
+    return h
 
 
 def table(
@@ -368,16 +379,8 @@ def remove(
         targets.append(_by_prefix(cache, k))
     if everything or function is not None or job is not None:
         for st in cache.scan():
-            if not everything:
-                try:
-                    h = cache.header(st.path)
-                except (OSError, E.DamagedEntryError):
-                    continue
-                if function is not None and h.function != function:
-                    continue
-                if job is not None and h.job != job:
-                    continue
-            targets.append(st)
+            if everything or _header_of(cache, st, function, job) is not None:
+                targets.append(st)
     seen: set[Path] = set()
     for st in targets:
         if st.path not in seen:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from qshpc.cache.rebind import rebind, rebind_hit
 from qshpc.errors import ResourceError, SerializationError, UserError
+from qshpc.program.copies import CANNOT, plain_copy
 from qshpc.program.refs import (
     ObjectRef,
     TaskRef,
@@ -206,19 +207,18 @@ class Frozen:
         if template is None:
             return pickle.loads(self.data, buffers=self.buffers)
         if template is not _UNSEEN:
-            return _copy_of(template, {})
+            return _copy_of(template)
         import time
 
         started = time.perf_counter()
         obj = pickle.loads(self.data, buffers=self.buffers)
         loaded = time.perf_counter()
-        if not _copyable(obj, 0):
+        out = _copy_of(obj)
+        if out is CANNOT:
             self.template = None
             return obj
-        checked = time.perf_counter()
-        out = _copy_of(obj, {})
         # Kept only when copying beats loading (circuits: 20x; many small lists: slower)
-        self.template = obj if time.perf_counter() - checked < loaded - started else None
+        self.template = obj if time.perf_counter() - loaded < loaded - started else None
         return out
 
 
@@ -228,54 +228,31 @@ _UNSEEN = object()
 _MAX_DEPTH = 64
 
 
-def _copyable(obj: Any, depth: int) -> bool:
-    """True when :func:`_copy_of` copies ``obj`` as loading its pickle would."""
+def _copy_of(obj: Any) -> Any:
+    """A copy of ``obj`` sharing nothing mutable with it, as loading its pickle gives
+    (lists, tuples, dicts with keys of the immutable types, numpy arrays and scalars,
+    circuits; :func:`~qshpc.program.copies.plain_copy`), or ``CANNOT``."""
+    return plain_copy(obj, {}, _array_copy, _scalar_or_circuit, _MAX_DEPTH, True)
+
+
+def _array_copy(obj: Any) -> Any:
+    """A read-only array (out of band) as a view; a writeable one copied."""
+    return obj.copy() if obj.flags.writeable else obj.view()
+
+
+def _scalar_or_circuit(obj: Any) -> Any:
+    """A numpy scalar as it is (immutable), a circuit's copy, else ``CANNOT``."""
     kind = type(obj)
-    if kind in _IMMUTABLE:
-        return True
-    if depth > _MAX_DEPTH:
-        return False
-    if kind is list or kind is tuple:
-        return all(_copyable(x, depth + 1) for x in obj)
-    if kind is dict:
-        return all(type(k) in _IMMUTABLE for k in obj) and all(
-            _copyable(v, depth + 1) for v in obj.values()
-        )
     module = kind.__module__
     if module == "numpy":
-        if kind.__name__ == "ndarray":
-            return not obj.dtype.hasobject
         import numpy as np
 
-        return isinstance(obj, np.generic) and not isinstance(obj, np.object_)
-    return kind.__name__ == "QuantumCircuit" and module.startswith("qiskit.")
-
-
-def _copy_of(obj: Any, memo: dict[int, Any]) -> Any:
-    """A copy of ``obj`` (:func:`_copyable`) sharing nothing mutable with it; objects it
-    holds twice are copied once (``memo``), as a pickle keeps them."""
-    kind = type(obj)
-    if kind in _IMMUTABLE:
-        return obj
-    key = id(obj)
-    done = memo.get(key)
-    if done is not None:
-        return done
-    out: Any
-    if kind is list:
-        out = [_copy_of(x, memo) for x in obj]
-    elif kind is tuple:
-        out = tuple([_copy_of(x, memo) for x in obj])
-    elif kind is dict:
-        out = {k: _copy_of(v, memo) for k, v in obj.items()}
-    elif kind.__name__ == "ndarray":  # read-only (out of band): a view; else a copy
-        out = obj.copy() if obj.flags.writeable else obj.view()
-    elif kind.__name__ == "QuantumCircuit":
-        out = obj.copy()
-    else:  # a numpy scalar: immutable
-        out = obj
-    memo[key] = out
-    return out
+        if isinstance(obj, np.generic) and not isinstance(obj, np.object_):
+            return obj
+        return CANNOT
+    if kind.__name__ == "QuantumCircuit" and module.startswith("qiskit."):
+        return obj.copy()
+    return CANNOT
 
 
 #: Placed objects of these types are immutable: given as they are, never copied.

@@ -266,13 +266,18 @@ def fresh(value: Any) -> Any:
     kind = type(value)
     if kind in _IMMUTABLE:
         return value
-    shallow = _shallow_copy(value, kind, 0, {})
+    shallow = _shallow_copy(value)
     if shallow is not None:
         return shallow
     import pickle
 
+    from qshpc.task.payload import writeable_dumps
+
     try:
-        return pickle.loads(_writeable_dumps(value))
+        # each read-only numpy array as a writeable copy, as a worker's result travels
+        # (on 8076006 ``get`` of ``np.frombuffer(...)`` in a result gave it read-only
+        # under ``-n 1`` only: pickle keeps the flag)
+        return pickle.loads(writeable_dumps(value))
     except Exception:
         pass
     import copy
@@ -283,75 +288,32 @@ def fresh(value: Any) -> Any:
         return value
 
 
-def _writeable_dumps(value: Any) -> bytes:
-    """``pickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable copy.
-
-    As a worker's result travels to rank 0 (``qshpc.runtime.results.writeable_dumps``,
-    a layer above): on 8076006 ``get`` of a result ``({"d": a}, SimpleNamespace(a=a))``
-    with ``a = np.frombuffer(...)`` gave ``a`` read-only under ``-n 1`` (pickle keeps
-    the flag) and writeable under ``-n 3`` and ``QSHPC_ROOT_WORKS=1``.
-    """
-    import io
-    import pickle
-
-    class _Writeable(pickle.Pickler):
-        def reducer_override(self, obj: Any) -> Any:
-            kind = type(obj)
-            if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
-                if not obj.flags.writeable:
-                    return obj.copy().__reduce_ex__(5)
-            return NotImplemented
-
-    out = io.BytesIO()
-    _Writeable(out, protocol=5).dump(value)
-    return out.getvalue()
-
-
 #: Deeper lists and dicts are copied through pickle.
 _MAX_DEPTH = 8
 
 
-def _shallow_copy(value: Any, kind: Any, depth: int, memo: dict[int, Any]) -> Any:
-    """A copy of ``value`` made of lists, tuples, dicts (and numpy arrays) over immutable
-    values without pickle, or None when it holds anything else.
+def _shallow_copy(value: Any) -> Any:
+    """A copy of ``value`` made of lists, tuples, dicts (and numpy arrays, each a
+    writeable copy) over immutable values without pickle, or None when it holds
+    anything else (:func:`~qshpc.program.copies.plain_copy`)."""
+    from qshpc.program.copies import CANNOT, plain_copy
 
-    ``memo`` (id -> copy) keeps what the value shares shared, as pickle does: on
-    8076006 ``[inner, inner]`` came back as two lists, so a change to one no longer
-    showed in the other.
-    """
-    if id(value) in memo:
-        return memo[id(value)]
-    if kind is list or kind is tuple:
-        if _IMMUTABLE.issuperset(map(type, value)):
-            return _memo(memo, value, list(value) if kind is list else value)
-        if depth >= _MAX_DEPTH:
-            return None
-        items = [x if type(x) in _IMMUTABLE else _inner(x, depth, memo) for x in value]
-        if any(y is None and x is not None for x, y in zip(value, items, strict=True)):
-            return None
-        return _memo(memo, value, items if kind is list else tuple(items))
-    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
-        return None if value.dtype.hasobject else _memo(memo, value, value.copy())
-    # Keys are shared, as hashable keys are in practice immutable (a change to one in
-    # place would break the dict itself)
-    if not isinstance(value, dict):
-        return None
-    if kind is dict:
-        if _IMMUTABLE.issuperset(map(type, value.values())):
-            return _memo(memo, value, value.copy())
-        if depth >= _MAX_DEPTH:
-            return None
-        out: dict[Any, Any] = {}
-        for k, x in value.items():
-            y = x if type(x) in _IMMUTABLE else _inner(x, depth, memo)
-            if y is None and x is not None:
-                return None
-            out[k] = y
-        return _memo(memo, value, out)
-    if not _IMMUTABLE.issuperset(map(type, value.values())):
-        return None
-    # A dict subclass that pickles as a plain one does (its items, then its __dict__):
-    # no slots (its own or a base class's), no state methods of its own
+    out = plain_copy(value, {}, _array_copy, _dict_subclass_copy, _MAX_DEPTH, False)
+    return None if out is CANNOT else out
+
+
+def _array_copy(value: Any) -> Any:
+    return value.copy()
+
+
+def _dict_subclass_copy(value: Any) -> Any:
+    """A copy of a dict subclass of immutable values that pickles as a plain one does (its
+    items, then its ``__dict__``: no slots, no state methods of its own), else ``CANNOT``."""
+    from qshpc.program.copies import CANNOT
+
+    kind: Any = type(value)
+    if not isinstance(value, dict) or not _IMMUTABLE.issuperset(map(type, value.values())):
+        return CANNOT
     attrs = getattr(value, "__dict__", None)
     if (
         attrs is None
@@ -363,21 +325,11 @@ def _shallow_copy(value: Any, kind: Any, depth: int, memo: dict[int, Any]) -> An
         or hasattr(kind, "__setstate__")
         or not _IMMUTABLE.issuperset(map(type, attrs.values()))
     ):
-        return None
+        return CANNOT
     new = kind.__new__(kind)
     dict.update(new, value)
     new.__dict__.update(attrs)
-    return _memo(memo, value, new)
-
-
-def _inner(value: Any, depth: int, memo: dict[int, Any]) -> Any:
-    return _shallow_copy(value, type(value), depth + 1, memo)
-
-
-def _memo(memo: dict[int, Any], value: Any, copy: Any) -> Any:
-    """``copy``, recorded as ``value``'s (which the caller holds: its id is not reused)."""
-    memo[id(value)] = copy
-    return copy
+    return new
 
 
 def _call(fn: Callable[[Any], object], ref: Any) -> None:

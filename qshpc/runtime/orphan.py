@@ -32,7 +32,7 @@ class Rank0Watch:
     """
 
     def __init__(self, job_dir: Path, rank: int, every: float | None = None) -> None:
-        from qshpc.store.lock import _HOST, REFRESH_S, pid_gone, read_holder
+        from qshpc.store.lock import REFRESH_S, pid_gone, read_holder
 
         self.job_dir = job_dir
         self.rank = rank
@@ -44,7 +44,7 @@ class Rank0Watch:
         #: container per task), so only the lock's refreshes tell (was: every such worker
         #: ended 3 reads after its start, rank 0 alive).
         self._pid_visible = (
-            self.holder is not None and self.holder.host == _HOST and not pid_gone(self.holder)
+            self.holder is not None and self.holder.on_this_host() and not pid_gone(self.holder)
         )
         self._thread: threading.Thread | None = None
         if self.holder is not None:

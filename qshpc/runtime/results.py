@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import pickle
 from typing import Any
 
@@ -10,6 +9,7 @@ from qshpc.runtime.protocol import result_message
 from qshpc.store.chunk import ChunkBuilder, encode_meta
 from qshpc.task.context import placed_buffers
 from qshpc.task.execute import unsendable_text
+from qshpc.task.payload import WriteablePickler, writeable_cloud_dumps
 
 
 class Results:
@@ -75,7 +75,7 @@ class Results:
                 pickle.dumps(value, protocol=5)
             except Exception as exc:
                 try:
-                    self.values[i] = _ByValue(_writeable_cloudpickle(value))
+                    self.values[i] = _ByValue(writeable_cloud_dumps(value))
                     continue
                 except Exception:
                     pass
@@ -97,8 +97,8 @@ class Results:
         )
         failures = sorted(self.failures, key=_first)
         values: Any = self.values
-        if placed_buffers() and _holds_read_only(values):
-            values = _Pickled(values)  # a list again on rank 0
+        if placed_buffers():
+            values = for_the_trip(values)
         return result_message(bid, first, values, chunk, failures, final)
 
 
@@ -115,116 +115,90 @@ class _ByValue:
 
 
 class _Pickled:
-    """A batch's values as they travel to rank 0 when one holds a read-only numpy array:
-    unpickled there, they are the list itself.
-
-    They are pickled here by :class:`_WriteablePickler`, so a numpy array that is
-    read-only on this worker (a slice of an array from ``put``) arrives writeable,
-    as the task's result does when the program runs on one rank. mpi4py's pickle
-    would carry the flag over: on 3986114 ``get`` gave ``a[:2]`` of a placed array
-    read-only under workers only.
-    """
+    """A batch's values as they travel to rank 0, pickled here (:func:`for_the_trip`):
+    unpickled there, they are the list itself."""
 
     __slots__ = ("data",)
 
-    def __init__(self, values: list[Any]) -> None:
-        self.data = writeable_dumps(values)
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (pickle.loads, (self.data,))
 
 
-class _WriteablePickler(pickle.Pickler):
-    """``pickle.Pickler`` (protocol 5) that writes a read-only numpy array as a writeable copy.
+class _Recorder:
+    """A file that keeps what pickle writes, a large buffer (a numpy array's data) by
+    reference: pickling into it costs what a walk does until the bytes are joined."""
 
-    ``reducer_override`` is called for objects of other than the built-in types
-    only (C pickler): a list of floats pickles at the speed of ``pickle.dumps``.
-    """
+    __slots__ = ("large", "parts")
 
-    def reducer_override(self, obj: Any) -> Any:
-        kind = type(obj)
-        if kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not obj.flags.writeable:
-            return obj.copy().__reduce_ex__(5)
-        return NotImplemented
-
-
-class _Found(Exception):
-    """A read-only numpy array was met (ends :func:`_holds_read_only`'s pass early)."""
-
-
-class _Sink:
-    """A file that keeps nothing: pickling into it only walks the value."""
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+        #: A numpy array's buffer was written whole (the transport sends such out of band).
+        self.large = False
 
     def write(self, data: Any) -> None:
-        pass
+        if type(data) is not bytes:
+            self.large = True
+        self.parts.append(data)
+
+    def joined(self) -> bytes:
+        return b"".join(self.parts)
 
 
-class _Detector(pickle.Pickler):
-    def reducer_override(self, obj: Any) -> Any:
-        kind = type(obj)
-        if kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not obj.flags.writeable:
-            raise _Found
-        return NotImplemented
-
-
-def _holds_read_only(values: list[Any]) -> bool:
-    """True when pickling ``values`` would meet a read-only numpy array.
-
-    A walk by pickle that keeps no bytes (a large array is handed to the sink, not
-    copied), ending at the first such array; most batches hold none and travel as
-    before, pickled once by the transport. Its callers walk only in a process that
-    holds placed arrays (:func:`~qshpc.task.context.placed_buffers`): the walk
-    costs about what pickling does (64 small ``QuasiDistribution``s 0.17 ms, 200k
-    numpy floats 0.5 s), and elsewhere a result's read-only array is the program's
-    own, read-only on every rank count (``get`` gives writeable copies of it). A value pickle cannot carry: False (the
-    transport's pickling fails as before, and :meth:`Results.fail_unpicklable` runs).
-    """
+def _writeable_pass(value: Any) -> tuple[_Recorder, bool] | None:
+    """``value`` pickled once by :class:`~qshpc.task.payload.WriteablePickler`: what it
+    wrote, and whether it met a read-only numpy array; None when pickle cannot carry it."""
+    out = _Recorder()
+    pickler = WriteablePickler(out, protocol=5)
     try:
-        _Detector(_Sink(), protocol=5).dump(values)
-    except _Found:
-        return True
+        pickler.dump(value)
     except Exception:
-        return False
-    return False
+        return None
+    return out, pickler.copied
 
 
-def _writeable_cloudpickle(value: Any) -> bytes:
-    """``cloudpickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable one.
+def for_the_trip(values: list[Any]) -> Any:
+    """A batch's values as they go to rank 0 from a process holding placed arrays.
 
-    A result holding an instance of a class of the program travels by value; on
-    8076006 its read-only arrays (slices of a ``put`` array) reached the program
-    read-only under workers, and writeable with one rank or ``QSHPC_ROOT_WORKS``.
+    A numpy array read-only on this worker (a slice of an array from ``put``)
+    arrives writeable, as the task's result does when the program runs on one
+    rank: mpi4py's pickle would carry the flag over (on 3986114 ``get`` gave
+    ``a[:2]`` of a placed array read-only under workers only). One pickling pass
+    both finds such arrays and writes them as writeable copies; its bytes go as
+    they are (:class:`_Pickled`, a list again on rank 0) unless it found none and
+    wrote a large array (then the list goes, and the transport sends the array out
+    of band). Was: a walk by pickle to find one, then a second pickling (session 13:
+    Results holding read-only arrays in benchmarks/RESULTS.md). A value pickle
+    cannot carry: the list (the transport's pickling fails as before, and
+    :meth:`Results.fail_unpicklable` runs).
+
+    Its callers call it only in a process that holds placed arrays
+    (:func:`~qshpc.task.context.placed_buffers`): elsewhere a result's read-only
+    array is the program's own, read-only on every rank count (``get`` gives
+    writeable copies of it), and the transport pickles the values once as before.
     """
-    import cloudpickle
-
-    class _Writeable(cloudpickle.Pickler):  # type: ignore[misc]
-        def reducer_override(self, obj: Any) -> Any:
-            kind = type(obj)
-            if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
-                if not obj.flags.writeable:
-                    return obj.copy().__reduce_ex__(5)
-            return super().reducer_override(obj)
-
-    out = io.BytesIO()
-    _Writeable(out, protocol=5).dump(value)
-    return out.getvalue()
-
-
-def writeable_dumps(value: Any) -> bytes:
-    """``pickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable one."""
-    out = io.BytesIO()
-    _WriteablePickler(out, protocol=5).dump(value)
-    return out.getvalue()
+    done = _writeable_pass(values)
+    if done is None:
+        return values
+    out, copied = done
+    if out.large and not copied:
+        return values
+    return _Pickled(out.joined())
 
 
 def writeable(value: Any) -> Any:
     """``value``, or a copy of it when it holds a read-only numpy array, each writeable
     there (what rank 0 gives the program for a call it ran itself, as from a worker)."""
-    if not placed_buffers() or not _holds_read_only([value]):
+    if not placed_buffers():
+        return value
+    done = _writeable_pass(value)
+    if done is None or not done[1]:  # nothing to change, or a part pickle cannot carry
         return value
     try:
-        return pickle.loads(writeable_dumps(value))
-    except Exception:  # a part pickle cannot carry (met after the array): as it is
+        return pickle.loads(done[0].joined())
+    except Exception:
         return value
 
 

@@ -97,6 +97,10 @@ class Holder:
     command: str = ""
     slurm_cluster: str | None = None
 
+    def on_this_host(self) -> bool:
+        """True when the holder runs on this host (as qshpc names hosts): its pid can be checked."""
+        return self.host == _HOST
+
     def describe(self) -> str:
         """``host vm, pid 123, Slurm job 45, since 2026-12-01 17:02:11``."""
         text = f"host {self.host}, pid {self.pid}"
@@ -212,7 +216,7 @@ def _stale(job_dir: Path, holder: Holder, batch: Batch | None = None) -> bool:
     mine = (batch or {}).get("SLURM_JOB_ID")
     if mine and holder.slurm_job == mine and _restarts(batch) > holder.slurm_restarts:
         return True  # Slurm requeued the job: its previous run is over
-    if holder.host == _HOST:
+    if holder.on_this_host():
         return pid_gone(holder)
     if lapsed(job_dir):
         return True

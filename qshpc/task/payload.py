@@ -170,4 +170,78 @@ def cloud_dumps(obj: Any, buffer_callback: Any = None) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["Qpy", "by_reference_to_main", "cloud_dumps", "dumps", "load_circuit", "standard_names"]
+def _writeable_reduce(obj: Any) -> Any:
+    """A read-only numpy array's reduction as a writeable copy of it; else NotImplemented."""
+    kind = type(obj)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not obj.flags.writeable:
+        return obj.copy().__reduce_ex__(5)
+    return NotImplemented
+
+
+class WriteablePickler(pickle.Pickler):
+    """``pickle.Pickler`` (protocol 5) that writes a read-only numpy array as a writeable copy.
+
+    A value that travels, or is copied, as a task's result does on one rank: a slice
+    of a placed (read-only) array arrives writeable, where pickle would keep the flag
+    (on 3986114 and 8076006 ``get`` gave such a slice read-only under workers only,
+    or under ``-n 1`` only). ``reducer_override`` is called for objects of other
+    than the built-in types only (C pickler): a list of floats pickles at the speed
+    of ``pickle.dumps``. :attr:`copied` tells whether it met such an array (the
+    bytes then differ from ``pickle.dumps``'s).
+    """
+
+    #: True once a read-only numpy array was written as a writeable copy.
+    copied = False
+
+    def reducer_override(self, obj: Any) -> Any:
+        reduced = _writeable_reduce(obj)
+        if reduced is not NotImplemented:
+            self.copied = True
+        return reduced
+
+
+def writeable_dumps(value: Any) -> bytes:
+    """``pickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable one."""
+    out = io.BytesIO()
+    WriteablePickler(out, protocol=5).dump(value)
+    return out.getvalue()
+
+
+_writeable_cloud: type | None = None
+
+
+def writeable_cloud_dumps(value: Any) -> bytes:
+    """``cloudpickle.dumps(value, protocol=5)``, each read-only numpy array as a writeable one.
+
+    A result holding an instance of a class of the program travels by value; on
+    8076006 its read-only arrays (slices of a ``put`` array) reached the program
+    read-only under workers, and writeable with one rank or ``QSHPC_ROOT_WORKS``.
+    """
+    global _writeable_cloud
+    if _writeable_cloud is None:
+        import cloudpickle
+
+        class _Writeable(cloudpickle.Pickler):  # type: ignore[misc]
+            def reducer_override(self, obj: Any) -> Any:
+                reduced = _writeable_reduce(obj)
+                if reduced is NotImplemented:
+                    return super().reducer_override(obj)
+                return reduced
+
+        _writeable_cloud = _Writeable
+    out = io.BytesIO()
+    _writeable_cloud(out, protocol=5).dump(value)
+    return out.getvalue()
+
+
+__all__ = [
+    "Qpy",
+    "WriteablePickler",
+    "by_reference_to_main",
+    "cloud_dumps",
+    "dumps",
+    "load_circuit",
+    "standard_names",
+    "writeable_cloud_dumps",
+    "writeable_dumps",
+]

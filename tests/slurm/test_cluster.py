@@ -8,56 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.slurm.sbatch_util import sbatch, sh, wait_terminal
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "slurm" / "examples"
-TERMINAL = {
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "NODE_FAIL",
-    "OUT_OF_MEMORY",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-}
-
-
-def sh(args: list[str], timeout: float = 30, **kw: object) -> subprocess.CompletedProcess[str]:
-    """subprocess.run with captured text and a timeout on every call (deadlock guard)."""
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def sbatch(*args: str, env: dict[str, str] | None = None) -> str:
-    out = sh(["sbatch", "--parsable", *args], env=env)
-    assert out.returncode == 0, f"sbatch failed: {out.stderr}"
-    return out.stdout.strip().split(";")[0]
-
-
-def sacct_state(job_id: str) -> str:
-    out = sh(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], timeout=15)
-    assert out.returncode == 0, f"sacct failed: {out.stderr}"
-    lines = [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
-    return lines[-1].split()[0] if lines else ""
-
-
-def wait_terminal(job_id: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    state = ""
-    while time.monotonic() < deadline:
-        state = sacct_state(job_id)
-        if state in TERMINAL:
-            return state
-        time.sleep(0.25)
-    sh(["scancel", job_id])
-    pytest.fail(f"job {job_id} not finished after {timeout}s (last sacct state {state!r})")
 
 
 def has_mpi4py() -> bool:

@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.early_jobs import Context, Early
-from tests.slurm.test_cluster import TERMINAL
+from tests.slurm.sbatch_util import TERMINAL
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,13 +18,7 @@ import qshpc.aer
 from qshpc.aer import Sampler, run_sweep
 from qshpc.errors import UserError
 
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("QSHPC_AER_DEVICE", raising=False)
-    qshpc.aer.reset_caches()
-    yield
-    qshpc.aer.reset_caches()
+pytestmark = pytest.mark.usefixtures("fresh_aer")  # tests/unit/conftest.py
 
 
 def reference(circuit: QuantumCircuit) -> dict[int, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -18,7 +17,6 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
 
-import qshpc.aer
 from qshpc import distribute_task, get
 from qshpc.aer import EstimatorV2, SamplerV2
 from qshpc.aer.v2.pubs import PubError
@@ -26,13 +24,7 @@ from qshpc.errors import UserError
 from qshpc.program.api import DistributedTask
 from qshpc.store.encoding_h5 import read_native, write_native
 
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("QSHPC_AER_DEVICE", raising=False)
-    qshpc.aer.reset_caches()
-    yield
-    qshpc.aer.reset_caches()
+pytestmark = pytest.mark.usefixtures("fresh_aer")  # tests/unit/conftest.py
 
 
 def _ghz_for(backend: GenericBackendV2) -> tuple[QuantumCircuit, QuantumCircuit, SparsePauliOp]:

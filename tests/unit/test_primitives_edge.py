@@ -4,8 +4,6 @@ be given in a form it runs, and what must be refused with a clear message."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -20,13 +18,7 @@ import qshpc.aer
 from qshpc.aer import EstimatorV2, Sampler, SamplerV2
 from qshpc.aer.v2.pubs import PubError
 
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("QSHPC_AER_DEVICE", raising=False)
-    qshpc.aer.reset_caches()
-    yield
-    qshpc.aer.reset_caches()
+pytestmark = pytest.mark.usefixtures("fresh_aer")  # tests/unit/conftest.py
 
 
 def v1(circuit: QuantumCircuit, shots: int | None = None) -> dict[int, float]:
