@@ -1,0 +1,43 @@
+"""review13: findings in what session 13 merged (lead13's ``qshpc submit --resume``...)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+FAILS = """
+from qshpc import distribute_task, get
+@distribute_task()
+def sq(i):
+    return i * i
+print(get([sq(i) for i in range(3)]))
+raise RuntimeError("boom")
+"""
+
+
+def test_a_resumed_job_that_fails_again_is_not_shown_queued_for_good(tmp_path: Path) -> None:
+    from qshpc.client.job import open_job
+    from qshpc.jobs.paths import RESUBMITTED_FILE
+
+    prog = tmp_path / "fails.py"
+    prog.write_text(FAILS)
+    out = run_cli("run", str(prog), "--workers", "0", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    job = open_job(sorted((Path(str(tmp_path / "qshpc-home")) / "jobs").iterdir())[0].name)
+    assert job.status() == "FAILED"
+    # As `qshpc submit --resume` leaves it once sbatch took the new Slurm job (an id
+    # that this host's Slurm, if any, does not know).
+    marker = {"slurm_job_id": "987654321", "time": time.time()}
+    (job.job_dir / RESUBMITTED_FILE).write_text(json.dumps(marker))
+    assert job.status() == "QUEUED"  # waiting for the new run to start
+    # The new run starts (here: a --resume on this host) and fails again.
+    time.sleep(0.05)
+    out = run_cli("run", str(prog), "--workers", "0", "--resume", job.job_id, cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    # Was QUEUED for good on 7eea0c7 (the marker was compared with the FIRST run's
+    # start): `qshpc wait` never returned, and `qshpc rm` / another --resume refused it.
+    assert job.status() == "FAILED", job.info().get("sub_status")
+    assert run_cli("wait", job.job_id, "--timeout", "5").returncode == 1
