@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -270,7 +271,8 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
     ):
         raise UserError(
             f"job {job_dir.name} was not submitted with `qshpc submit` (no staged program): "
-            f"resume it with `qshpc run --resume {job_dir.name}`, or from your own batch "
+            f"resume it with `qshpc run {shlex.quote(entry) if entry else 'PROGRAM'} "
+            f"--resume {job_dir.name}`, or from your own batch "
             "script (docs/sbatch.md)"
         )
     values = {k: v for k, v in recorded.items() if k in SlurmResources.field_names()}

@@ -41,3 +41,16 @@ def test_a_resumed_job_that_fails_again_is_not_shown_queued_for_good(tmp_path: P
     # start): `qshpc wait` never returned, and `qshpc rm` / another --resume refused it.
     assert job.status() == "FAILED", job.info().get("sub_status")
     assert run_cli("wait", job.job_id, "--timeout", "5").returncode == 1
+
+
+def test_submit_resume_of_a_local_job_names_a_command_that_works(tmp_path: Path) -> None:
+    prog = tmp_path / "fails.py"
+    prog.write_text(FAILS)
+    assert run_cli("run", str(prog), "--workers", "0", cwd=tmp_path).returncode == 1
+    job = sorted((tmp_path / "qshpc-home" / "jobs").iterdir())[0].name
+    out = run_cli("submit", "--resume", job)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    # Was `qshpc run --resume JOB`: typer's "Missing argument 'program'".
+    assert f"`qshpc run {prog} --resume {job}`" in out.stderr, out.stderr
+    again = run_cli("run", str(prog), "--workers", "0", "--resume", job, cwd=tmp_path)
+    assert again.returncode == 1 and "Missing argument" not in again.stderr
