@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -54,3 +55,47 @@ def test_submit_resume_of_a_local_job_names_a_command_that_works(tmp_path: Path)
     assert f"`qshpc run {prog} --resume {job}`" in out.stderr, out.stderr
     again = run_cli("run", str(prog), "--workers", "0", "--resume", job, cwd=tmp_path)
     assert again.returncode == 1 and "Missing argument" not in again.stderr
+
+
+FORKS = """
+import asyncio, os, threading
+from qshpc.task.execute import AwaitedCall
+
+async def plus_one(x):
+    return x + 1
+
+call = AwaitedCall(plus_one)
+
+async def main():
+    return call(1)  # under a running loop: on the pool's threads
+
+assert asyncio.run(main()) == 2
+pid = os.fork()
+if pid == 0:
+    t = threading.Thread(target=lambda: print("child", asyncio.run(main())), daemon=True)
+    t.start()
+    t.join(20)
+    print("hung" if t.is_alive() else "ok", flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_an_async_task_in_a_forked_child_does_not_hang(tmp_path: Path) -> None:
+    # On 7eea0c7 the child took its parent's pool, whose threads it has not: the
+    # call was queued and never ran (a multiprocessing 'fork' worker hung for good).
+    import subprocess
+    import sys
+
+    prog = tmp_path / "forks.py"
+    prog.write_text(FORKS)
+    repo = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, str(prog)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": repo},
+    )
+    assert out.stdout.split() == ["child", "2", "ok"], out.stdout + out.stderr
