@@ -538,9 +538,10 @@ def _rank_of(p: Path) -> int:
 
 def _waiting_resume(job_dir: Path, meta: dict[str, Any]) -> None:
     """An ended job that ``qshpc submit --resume`` sent to Slurm again is QUEUED until its
-    new run starts (the store still holds the last run's end until then)."""
+    new run starts (the store still holds the last run's end until then, or RUNNING
+    when the last run's ranks died before they could record its end)."""
     state = meta.get("state")
-    if state not in TERMINAL or state == JobState.SUCCEEDED:
+    if state == JobState.SUCCEEDED or state == DAMAGED:
         return
     marker = read_resubmitted(job_dir)
     if marker is None:

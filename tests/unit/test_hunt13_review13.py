@@ -99,3 +99,42 @@ def test_an_async_task_in_a_forked_child_does_not_hang(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": repo},
     )
     assert out.stdout.split() == ["child", "2", "ok"], out.stdout + out.stderr
+
+
+DIES = """
+import os, signal
+from qshpc import distribute_task, get
+@distribute_task()
+def sq(i):
+    return i * i
+print(get([sq(i) for i in range(3)]))
+os.kill(os.getpid(), signal.SIGKILL)  # the ranks die: the store keeps RUNNING
+"""
+
+
+def test_a_resumed_job_whose_last_run_died_is_queued_until_the_new_run_starts(
+    tmp_path: Path,
+) -> None:
+    from qshpc.client.job import open_job
+    from qshpc.jobs.paths import RESUBMITTED_FILE, SLURM_ID_FILE, STATUS_OVERRIDE
+    from qshpc.store import JobReader
+
+    prog = tmp_path / "dies.py"
+    prog.write_text(DIES)
+    out = run_cli("run", str(prog), "--workers", "0", cwd=tmp_path)
+    assert out.returncode != 0
+    job = open_job(sorted((tmp_path / "qshpc-home" / "jobs").iterdir())[0].name)
+    with JobReader.open(job.job_dir) as r:
+        assert r.meta()["state"] == "RUNNING"  # its end was never recorded
+    assert job.status() == "FAILED"
+    # What `qshpc submit --resume` leaves once sbatch took the new Slurm job: its id,
+    # the marker, and no recorded end of the last run.
+    (job.job_dir / SLURM_ID_FILE).write_text("987654321\n")
+    (job.job_dir / STATUS_OVERRIDE).unlink(missing_ok=True)
+    marker = {"slurm_job_id": "987654321", "time": time.time()}
+    (job.job_dir / RESUBMITTED_FILE).write_text(json.dumps(marker))
+    # Was RUNNING on af3d119 (the dead run's word; Slurm's PENDING does not override a
+    # store RUNNING): the job waits in Slurm's queue.
+    meta = job.info()
+    assert meta["state"] == "QUEUED", meta
+    assert "resumed as Slurm job 987654321" in str(meta.get("sub_status"))
