@@ -138,3 +138,15 @@ def test_a_resumed_job_whose_last_run_died_is_queued_until_the_new_run_starts(
     meta = job.info()
     assert meta["state"] == "QUEUED", meta
     assert "resumed as Slurm job 987654321" in str(meta.get("sub_status"))
+
+
+def test_an_uploaded_function_is_found_by_its_provider_slash_title(tmp_path: Path) -> None:
+    from qshpc import LocalClient, QiskitFunction
+
+    (tmp_path / "fn.py").write_text("from qshpc import save_result\nsave_result(1)\n")
+    client = LocalClient(workers=0)
+    client.upload(QiskitFunction(title="prov/fn", entrypoint="fn.py", working_dir=str(tmp_path)))
+    # qiskit-serverless's client.get / client.function take "provider/title" (was None here)
+    for found in (client.get("prov/fn"), client.function("prov/fn"), client.get("fn")):
+        assert found is not None and found.title == "fn"
+    assert client.get("other") is None
