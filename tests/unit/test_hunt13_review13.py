@@ -150,3 +150,31 @@ def test_an_uploaded_function_is_found_by_its_provider_slash_title(tmp_path: Pat
     for found in (client.get("prov/fn"), client.function("prov/fn"), client.get("fn")):
         assert found is not None and found.title == "fn"
     assert client.get("other") is None
+
+
+def test_submit_resume_refuses_a_job_slurm_shows_in_a_state_qshpc_does_not_know(
+    tmp_path: Path,
+) -> None:
+    # A Slurm word qshpc does not know (one Slurm may add) is UNKNOWN: never taken for
+    # ended. On af3d119 --resume went on (a second Slurm job for a job that may run).
+    from qshpc.jobs.paths import SLURM_ID_FILE, STATUS_OVERRIDE
+
+    prog = tmp_path / "dies.py"
+    prog.write_text(DIES)
+    assert run_cli("run", str(prog), "--workers", "0", cwd=tmp_path).returncode != 0
+    job_dir = sorted((tmp_path / "qshpc-home" / "jobs").iterdir())[0]
+    (job_dir / SLURM_ID_FILE).write_text("987654321\n")
+    (job_dir / STATUS_OVERRIDE).unlink(missing_ok=True)
+    bin_dir = tmp_path / "bin"  # Slurm that answers with a new word (the fault injected)
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text("#!/bin/sh\necho '987654321|NEW_WORD|0:0|None'\n")
+    for name in ("squeue", "scontrol"):
+        (bin_dir / name).write_text("#!/bin/sh\nexit 1\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    status = run_cli("status", job_dir.name, "--json", env=env)
+    assert json.loads(status.stdout)["state"] == "UNKNOWN", status.stdout + status.stderr
+    out = run_cli("submit", "--resume", job_dir.name, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"job {job_dir.name} is UNKNOWN (Slurm job 987654321): wait" in out.stderr
