@@ -255,12 +255,12 @@ def _resubmit(job: str, overrides: dict[str, Any], dry_run: bool, as_json: bool)
             f"job {shown(j.job_id)} already SUCCEEDED: nothing to resume "
             f"(`qshpc result {shown(j.job_id)}`)"
         )
-    if state in ("QUEUED", "RUNNING"):
+    if state not in ("FAILED", "CANCELED", "DAMAGED"):  # QUEUED, RUNNING, UNKNOWN...
         slurm = (
             f" (Slurm job {shown(str(meta['slurm_job_id']))})" if meta.get("slurm_job_id") else ""
         )
         raise UserError(
-            f"job {shown(j.job_id)} is {state}{slurm}: wait for it to end, or "
+            f"job {shown(j.job_id)} is {shown(state)}{slurm}: wait for it to end, or "
             f"`qshpc cancel {shown(j.job_id)}` first; then resume it"
         )
     if state == "DAMAGED":

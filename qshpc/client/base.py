@@ -322,7 +322,13 @@ class BaseProvider:
         ]
 
     def function(self, title: str, provider: str | None = None) -> QiskitFunction | None:
-        """The uploaded program titled ``title`` (bound to this client), or None."""
+        """The uploaded program titled ``title`` (bound to this client), or None.
+
+        ``"provider/title"`` names it too, as in qiskit-serverless (``upload`` keeps
+        the title without its provider: ``get("prov/fn")`` was None).
+        """
+        if "/" in title:
+            title = title.partition("/")[2]
         return {f.title: f for f in self.functions()}.get(title)
 
     list = functions

@@ -538,16 +538,24 @@ def _rank_of(p: Path) -> int:
 
 def _waiting_resume(job_dir: Path, meta: dict[str, Any]) -> None:
     """An ended job that ``qshpc submit --resume`` sent to Slurm again is QUEUED until its
-    new run starts (the store still holds the last run's end until then)."""
+    new run starts (the store still holds the last run's end until then, or RUNNING
+    when the last run's ranks died before they could record its end)."""
     state = meta.get("state")
-    if state not in TERMINAL or state == JobState.SUCCEEDED:
+    if state == JobState.SUCCEEDED or state == DAMAGED:
         return
     marker = read_resubmitted(job_dir)
     if marker is None:
         return
     slurm_id, when = marker
     override = read_override(job_dir) or {}
-    last = max(float(meta.get("started") or 0), float(override.get("time") or 0))  # type: ignore[arg-type]
+    # The last run's start (``started`` is the first run's: a resumed run that failed
+    # again showed QUEUED for good), a cancel recorded here, or Slurm's final answer
+    # about the new Slurm job (kept once it ended, even before its run could start).
+    last = max(
+        float(meta.get("last_started") or meta.get("started") or 0),
+        float(override.get("time") or 0),  # type: ignore[arg-type]
+        _slurm_answer_time(job_dir),
+    )
     if when <= last:
         return  # the new run started (or Slurm ended it before it could)
     meta.update(
@@ -558,6 +566,20 @@ def _waiting_resume(job_dir: Path, meta: dict[str, Any]) -> None:
         slurm_job_id=slurm_id,
         sub_status=f"resumed as Slurm job {slurm_id} (qshpc submit --resume): waiting to start",
     )
+
+
+def _slurm_answer_time(job_dir: Path) -> float:
+    """When Slurm's final answer kept in ``job_dir`` was recorded (0: none kept)."""
+    import json
+
+    from qshpc.jobs.paths import SLURM_STATE_FILE
+
+    try:
+        data = json.loads((job_dir / SLURM_STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return 0.0
+    when = data.get("time") if isinstance(data, dict) else None
+    return float(when) if isinstance(when, (int, float)) and not isinstance(when, bool) else 0.0
 
 
 def _running_slurm_job(job_dir: Path) -> tuple[str, str | None] | None:

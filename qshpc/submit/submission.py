@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -270,7 +271,8 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
     ):
         raise UserError(
             f"job {job_dir.name} was not submitted with `qshpc submit` (no staged program): "
-            f"resume it with `qshpc run --resume {job_dir.name}`, or from your own batch "
+            f"resume it with `qshpc run {shlex.quote(entry) if entry else 'PROGRAM'} "
+            f"--resume {job_dir.name}`, or from your own batch "
             "script (docs/sbatch.md)"
         )
     values = {k: v for k, v in recorded.items() if k in SlurmResources.field_names()}
@@ -303,10 +305,13 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
     from qshpc.submit.task import run_task
 
     args, env = _task_call(staged, job_dir, res)
+    # Before sbatch: a run that starts before the marker is written is newer than it
+    # (was: the time after sbatch; a run that started and failed in between showed QUEUED).
+    submitted = time.time()
     with _sbatch_errors():
         job = executor.submit(run_task, *args, env=env, resume=True)
     slurm_id = str(job.job_id)
-    marker = {"slurm_job_id": slurm_id, "time": time.time()}
+    marker = {"slurm_job_id": slurm_id, "time": submitted}
     _write_private(job_dir / RESUBMITTED_FILE, json.dumps(marker))
     _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
     _record_cluster(job_dir)

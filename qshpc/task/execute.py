@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -209,6 +210,16 @@ class AwaitedCall:
 
 _ASYNC_POOL: Any = None
 _ASYNC_POOL_LOCK = threading.Lock()
+
+
+def _forget_async_pool() -> None:
+    """In a child forked without exec: its threads are not there, a new pool starts them
+    (the parent's pool took the call and no thread ran it: the child hung for good)."""
+    global _ASYNC_POOL, _ASYNC_POOL_LOCK
+    _ASYNC_POOL, _ASYNC_POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_async_pool)
 
 
 def _async_pool() -> Any:
