@@ -116,6 +116,18 @@ def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
     return views
 
 
+def query_live(slurm_id: str) -> SlurmView | None:
+    """What ``squeue`` says of a live job (None: not listed, or Slurm not answering).
+
+    sacct's answer can lag behind the controller's (slurmdbd under load): squeue's
+    is the controller's own, for jobs it still holds.
+    """
+    if not is_slurm_id(slurm_id):
+        return None
+    out = _output(["squeue", "-h", "-j", slurm_id, "-o", "%i|%T|%r"])
+    return parse_squeue(out).get(slurm_id) if out else None
+
+
 def job_over(job_id: str, cluster: str | None = None) -> bool:
     """True only when Slurm says job ``job_id`` (a raw id, ``SLURM_JOB_ID``) has ended and
     none of its processes is left: ``sacct`` gives an ended state and ``squeue`` no longer
@@ -577,6 +589,7 @@ __all__ = [
     "local_rank",
     "partitions",
     "query",
+    "query_live",
     "query_many",
     "requeue",
     "restarts",

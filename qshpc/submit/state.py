@@ -30,7 +30,7 @@ from typing import Any
 from qshpc.errors import SlurmStateWarning
 from qshpc.jobs.paths import SLURM_STATE_FILE, mark_terminal, read_override, read_slurm_cluster
 from qshpc.jobstate import TERMINAL, JobState
-from qshpc.submit.slurm import is_slurm_id, other_cluster, query
+from qshpc.submit.slurm import is_slurm_id, other_cluster, query, query_live
 from qshpc.submit.slurm_states import (
     EXPLAINS,
     REQUEUED,
@@ -108,10 +108,14 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
     if not view.ended:
         if not view.known:
             _warn_unknown(meta, view)
-        if not (state == JobState.RUNNING and view.state == JobState.QUEUED):
-            # A store RUNNING is its program's own word; Slurm's PENDING then is late
-            # (sacct lags under load: `qshpc status` showed a job running tasks QUEUED).
-            meta["state"] = view.state.value
+        if state == JobState.RUNNING and view.state == JobState.QUEUED and view.source == "sacct":
+            # sacct lags under load: it said PENDING of a job running tasks (`qshpc status`
+            # showed it QUEUED). squeue knows live jobs: PENDING there is a real requeue.
+            live = query_live(str(meta.get("slurm_job_id") or ""))
+            if live is not None and not live.ended:
+                view = live
+                meta["slurm_state"] = view.raw
+        meta["state"] = view.state.value
         return
     # Slurm says the job is over, the store does not: the ranks died before
     # finalizing, or finalize raced this read.

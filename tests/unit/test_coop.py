@@ -7,6 +7,7 @@ as when the task runs alone.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,13 @@ import pytest
 
 from qshpc.task import context, coop
 from qshpc.task.context import TaskContext
+
+
+def _wire(values: Any) -> list[Any]:
+    """A message's values as rank 0 reads them: through pickle, as the transport sends them
+    (a process holding placed arrays, as an earlier test in this process may leave it,
+    sends them pickled once: ``qshpc.runtime.results.for_the_trip``)."""
+    return list(pickle.loads(pickle.dumps(values)))
 
 
 @pytest.fixture
@@ -387,7 +395,7 @@ def test_worker_groups_short_step_calls_and_stops_when_they_grow_long() -> None:
         ]
         runner.run(sender, 1, cols, funcs, None)  # type: ignore[arg-type]
         assert sender.messages[-1][-1] is True  # the last message closes the batch
-        return [v for m in sender.messages for v in m[3]]
+        return [v for m in sender.messages for v in _wire(m[3])]
 
     assert batch(2, 50) == [i + 1 for i in range(50)]
     assert b"u" * 32 not in runner.grouped  # no step: never grouped
@@ -421,7 +429,7 @@ def test_a_cut_grouped_batch_sends_the_calls_done_in_order_and_starts_no_more() 
     n = 200
     cols = [[str(i) for i in range(n)], 1, [(i,) for i in range(n)], None, [0.0] * n, None, None]
     runner.run(sender, 1, cols, funcs, None, cut=cut)  # type: ignore[arg-type]
-    values = [v for m in sender.messages for v in m[3]]
+    values = [v for m in sender.messages for v in _wire(m[3])]
     assert sender.messages[-1][-1] is True
     assert 0 < len(values) < n and values == [2 * i for i in range(len(values))]
     assert runner.group is not None
