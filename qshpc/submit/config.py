@@ -130,6 +130,18 @@ def site_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str, Any]
     return merged, sources
 
 
+def merge_overrides(values: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Put ``overrides`` over ``values`` in place: None (or an empty extra, setup, modules)
+    does not override; ``extra`` sbatch options are merged key by key."""
+    for key, value in overrides.items():
+        if value is None or (key in ("extra", "setup", "modules") and not value):
+            continue
+        if key == "extra":
+            values["extra"] = {**values.get("extra", {}), **value}
+        else:
+            values[key] = value
+
+
 def resolve_resources(
     overrides: dict[str, Any], environ: dict[str, str] | None = None
 ) -> SlurmResources:
@@ -142,13 +154,7 @@ def resolve_resources(
     if unknown:
         raise ResourceError(unknown_keys_message(unknown, "the given resources"))
     merged, sources = site_defaults(environ)
-    for key, value in overrides.items():
-        if value is None or (key in ("extra", "setup", "modules") and not value):
-            continue
-        if key == "extra":
-            merged["extra"] = {**merged.get("extra", {}), **value}
-        else:
-            merged[key] = value
+    merge_overrides(merged, overrides)
     try:
         return SlurmResources.build(merged)
     except ResourceError as exc:

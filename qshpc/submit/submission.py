@@ -36,6 +36,7 @@ from qshpc.jobs.paths import (
 )
 from qshpc.jobs.requirements import check_requirements
 from qshpc.submit import slurm
+from qshpc.submit.config import merge_overrides
 from qshpc.submit.resources import SlurmResources, safe_job_name
 from qshpc.submit.sbatch import executor_parameters, render
 from qshpc.submit.staging import check_size, stage
@@ -276,10 +277,7 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
             "script (docs/sbatch.md)"
         )
     values = {k: v for k, v in recorded.items() if k in SlurmResources.field_names()}
-    for key, value in overrides.items():
-        if value is None or (key == "extra" and not value):
-            continue
-        values[key] = {**values.get("extra", {}), **value} if key == "extra" else value
+    merge_overrides(values, overrides)
     res = SlurmResources.build(values, "--resume's resources")
     name = str(res.name or meta.get("slurm_job_name") or safe_job_name(job_dir.name))
     params = executor_parameters(res, name, job_dir)
