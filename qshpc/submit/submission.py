@@ -121,9 +121,16 @@ def submit(
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
+    return _submitted(job_id, job, job_dir, params)
+
+
+def _submitted(job_id: str, job: Any, job_dir: Path, params: dict[str, Any]) -> Submission:
+    """Record sbatch's answer for the job in ``job_dir`` (its Slurm id and cluster) and
+    say what was submitted (the batch script submitit wrote)."""
     slurm_id = str(job.job_id)
     _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
     _record_cluster(job_dir)
+    folder = job_dir / SUBMITIT_DIR
     script = folder / f"{slurm_id}_submission.sh"
     text = script.read_text() if script.is_file() else render(params, folder)
     return Submission(job_id, slurm_id, job_dir, text)
@@ -300,26 +307,17 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
         )
     executor = _executor(folder)
     executor.update_parameters(**params)
-    from qshpc.submit.task import run_task
-
-    args, env = _task_call(staged, job_dir, res)
     # Before sbatch: a run that starts before the marker is written is newer than it
     # (was: the time after sbatch; a run that started and failed in between showed QUEUED).
     submitted = time.time()
-    with _sbatch_errors():
-        job = executor.submit(run_task, *args, env=env, resume=True)
-    slurm_id = str(job.job_id)
-    marker = {"slurm_job_id": slurm_id, "time": submitted}
+    job = _sbatch(executor, staged, job_dir, res, resume=True)
+    marker = {"slurm_job_id": str(job.job_id), "time": submitted}
     _write_private(job_dir / RESUBMITTED_FILE, json.dumps(marker))
-    _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
-    _record_cluster(job_dir)
     for stale in (SLURM_STATE_FILE, STATUS_OVERRIDE):
         # The first Slurm job's end, and the state the store lacked then: the new run's now.
         with contextlib.suppress(OSError):
             (job_dir / stale).unlink()
-    script = folder / f"{slurm_id}_submission.sh"
-    text = script.read_text() if script.is_file() else render(params, folder)
-    return Submission(job_dir.name, slurm_id, job_dir, text)
+    return _submitted(job_dir.name, job, job_dir, params)
 
 
 def _make_dir(path: Path) -> None:
@@ -422,12 +420,16 @@ def _sbatch_errors() -> Iterator[None]:
         raise UserError(f"cannot run sbatch: {exc}") from None
 
 
-def _sbatch(executor: Any, staged: Program, job_dir: Path, res: SlurmResources) -> Any:
-    """Submit ``run_task`` for one job."""
+def _sbatch(
+    executor: Any, staged: Program, job_dir: Path, res: SlurmResources, resume: bool = False
+) -> Any:
+    """Submit ``run_task`` for one job (``resume``: it resumes the job, ``--resume``)."""
     from qshpc.submit.task import run_task
 
     args, env = _task_call(staged, job_dir, res)
     with _sbatch_errors():
+        if resume:
+            return executor.submit(run_task, *args, env=env, resume=True)
         return executor.submit(run_task, *args, env=env)
 
 
