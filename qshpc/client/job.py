@@ -570,15 +570,9 @@ def _waiting_resume(job_dir: Path, meta: dict[str, Any]) -> None:
 
 def _slurm_answer_time(job_dir: Path) -> float:
     """When Slurm's final answer kept in ``job_dir`` was recorded (0: none kept)."""
-    import json
+    from qshpc.submit.state import kept_answer
 
-    from qshpc.jobs.paths import SLURM_STATE_FILE
-
-    try:
-        data = json.loads((job_dir / SLURM_STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return 0.0
-    when = data.get("time") if isinstance(data, dict) else None
+    when = (kept_answer(job_dir) or {}).get("time")
     return float(when) if isinstance(when, (int, float)) and not isinstance(when, bool) else 0.0
 
 

@@ -45,7 +45,8 @@ CACHE_FILE = SLURM_STATE_FILE
 FORGOTTEN_AFTER_S = 600
 
 
-def _load_cache(job_dir: Path) -> dict[str, Any] | None:
+def kept_answer(job_dir: Path) -> dict[str, Any] | None:
+    """Slurm's final answer kept in ``job_dir`` (``raw``, ``exit_code``, ``time``...), or None."""
     try:
         data = json.loads((job_dir / CACHE_FILE).read_text())
     except (OSError, ValueError):
@@ -159,7 +160,7 @@ def reconcile_slurm(
         views: Answers already fetched for many jobs (``qshpc list``); a job
             not in it is asked about on its own.
     """
-    cached = _load_cache(job_dir)
+    cached = kept_answer(job_dir)
     override = read_override(job_dir)
     if override and meta.get("state") not in TERMINAL:
         meta["state"] = override.get("state")
@@ -236,6 +237,7 @@ __all__ = [
     "SLURM_STATES",
     "SlurmView",
     "apply",
+    "kept_answer",
     "parse_sacct",
     "parse_scontrol",
     "reconcile_slurm",
