@@ -242,6 +242,17 @@ def lapsed(job_dir: Path) -> bool:
     return expires + CLOCK_SLOP_S < time.time()
 
 
+def _claim_failed(lock: Any, job_dir: Path, exc: OSError, doing: str) -> StoreError:
+    """The error for a flufl lock whose claim file could not be written (a full disk),
+    its claim file removed: on 8cc329b each refused run left one (job.lock|host|pid|n)."""
+    with contextlib.suppress(OSError):
+        os.unlink(lock._claimfile)
+    return StoreError(
+        f"cannot lock job {job_dir}: {exc.strerror or exc} ({doing}the job directory must be "
+        "writable, on a file system with free space)"
+    )
+
+
 def _slurm_job_over(holder: Holder) -> bool:
     """A holder on another host whose Slurm job Slurm says is over, processes and all.
 
@@ -320,14 +331,7 @@ class JobLock:
                     continue
                 raise JobLockedError(self._refusal(holder), holder) from None
             except OSError as exc:
-                # flufl.lock made its claim file and could not write it (a full disk): on
-                # 8cc329b each refused run left one (job.lock|host|pid|n) in the folder.
-                with contextlib.suppress(OSError):
-                    os.unlink(lock._claimfile)
-                raise StoreError(
-                    f"cannot lock job {self.job_dir}: {exc.strerror or exc} (the job directory "
-                    "must be writable, on a file system with free space)"
-                ) from None
+                raise _claim_failed(lock, self.job_dir, exc, "") from None
             self._lock = lock
             try:
                 self._write_holder()
@@ -399,12 +403,8 @@ class JobLock:
         except TimeOutError:
             return None
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(guard._claimfile)
-            raise StoreError(
-                f"cannot lock job {self.job_dir}: {exc.strerror or exc} (taking over the "
-                "lock its last run left; the job directory must be writable, on a file "
-                "system with free space)"
+            raise _claim_failed(
+                guard, self.job_dir, exc, "taking over the lock its last run left; "
             ) from None
         return guard
 
