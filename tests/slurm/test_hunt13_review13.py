@@ -8,17 +8,9 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.slurm.test_submit import status_json, submit, wait_state, write_program
+from tests.unit.test_hunt13_review13 import FAILS
 
 pytestmark = pytest.mark.slurm
-
-FAILS = """
-from qshpc import distribute_task, get
-@distribute_task()
-def sq(i):
-    return i * i
-print(get([sq(i) for i in range(3)]))
-raise RuntimeError("boom")
-"""
 
 
 def test_a_resumed_run_that_fails_again_ends_failed(
