@@ -470,27 +470,74 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
     return hook
 
 
-def _load_array(data: bytes, hook: Callable[[int, bytes], Any]) -> np.ndarray[Any, Any]:
+def _load_array(
+    data: bytes | memoryview, hook: Callable[[int, bytes], Any]
+) -> np.ndarray[Any, Any]:
     """Decode an EXT_NDARRAY payload with a single copy of the array bytes."""
     opts: dict[str, Any] = {"ext_hook": hook, "strict_map_key": False, "raw": False}
     reader = msgpack.Unpacker(**opts)
     reader.feed(memoryview(data)[:4096])  # array header, descr and shape come first
+    peeked: tuple[Any, np.dtype[Any], Any, int] | None = None
     try:
-        reader.read_array_header()
-        descr, shape = reader.unpack(), reader.unpack()
-        dtype = _dtype(descr)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        head = _pack([descr, shape, b""])[:-2] + _bin_header(nbytes)
-        fast = len(data) == len(head) + nbytes and data.startswith(head)
+        if reader.read_array_header() == 3:
+            descr, shape = reader.unpack(), reader.unpack()
+            dtype = _dtype(descr)
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            peeked = (descr, dtype, shape, nbytes)
     except (msgpack.OutOfData, ValueError, TypeError):
-        fast = False
-    if fast:
-        raw: Any = memoryview(data)[len(head) :]
-    else:  # pieces (arrays over 1 GiB), or a descr too long for the peek
-        descr, shape, raw = msgpack.unpackb(data, **opts)
-        dtype = _dtype(descr)
-        raw = b"".join(raw) if isinstance(raw, list) else raw
+        pass
+    if peeked is not None:
+        descr, dtype, shape, nbytes = peeked
+        head = _pack([descr, shape, b""])[:-2] + _bin_header(nbytes)
+        if len(data) == len(head) + nbytes and bytes(data[: len(head)]) == head:
+            raw: Any = memoryview(data)[len(head) :]
+            return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        pieced = _load_pieces(data, reader, dtype, shape, nbytes)
+        if pieced is not None:
+            return pieced
+    # a descr too long for the peek, or a layout the writer does not make: errors as before
+    descr, shape, raw = msgpack.unpackb(data, **opts)
+    dtype = _dtype(descr)
+    raw = b"".join(raw) if isinstance(raw, list) else raw
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
+_BIN_HEADS = {0xC4: ">B", 0xC5: ">H", 0xC6: ">I"}
+
+
+def _load_pieces(
+    data: bytes | memoryview,
+    reader: msgpack.Unpacker,
+    dtype: np.dtype[Any],
+    shape: Any,
+    nbytes: int,
+) -> np.ndarray[Any, Any] | None:
+    """An array over :data:`_PIECE` bytes, its payload's rest (after descr and shape, which
+    ``reader`` read) a list of bins: each piece is copied once, into the array returned
+    (unpacking the list, joining it and copying the join were three copies of the array).
+    None when the rest is not laid out so."""
+    try:
+        count, pos = reader.read_array_header(), reader.tell()
+        if dtype.hasobject or nbytes < 0:
+            return None
+        out = np.empty(nbytes, np.uint8)
+        view, filled = memoryview(data), 0
+        for _ in range(count):
+            fmt = _BIN_HEADS.get(view[pos]) if pos < len(view) else None
+            if fmt is None:
+                return None
+            size = 1 + struct.calcsize(fmt)
+            n = int(struct.unpack(fmt, view[pos + 1 : pos + size])[0])
+            pos += size
+            if filled + n > nbytes or pos + n > len(view):
+                return None
+            out[filled : filled + n] = np.frombuffer(view[pos : pos + n], np.uint8)
+            filled, pos = filled + n, pos + n
+        if filled != nbytes or pos != len(view):
+            return None
+        return out.view(dtype).reshape(shape)
+    except (msgpack.OutOfData, msgpack.UnpackValueError, ValueError, TypeError, struct.error):
+        return None
 
 
 def blob_decoder(
@@ -511,7 +558,7 @@ def blob_decoder(
 
 
 def decode_blob(
-    data: bytes | memoryview, allow_pickle: bool = False, source: str = "this data"
+    data: bytes | bytearray | memoryview, allow_pickle: bool = False, source: str = "this data"
 ) -> Any:
     """Decode bytes written by :func:`encode_blob`.
 
@@ -527,9 +574,14 @@ def decode_blob(
         StoreError: On pickled data without ``allow_pickle``, or corrupt data.
     """
     try:
-        return msgpack.unpackb(
-            data, ext_hook=_ext_hook(allow_pickle, source), strict_map_key=False, raw=False
-        )
+        hook = _ext_hook(allow_pickle, source)
+        view = memoryview(data).cast("B")
+        if len(view) > 6 and view[0] == 0xC9 and view[5] == EXT_NDARRAY:
+            if int.from_bytes(view[1:5], "big") == len(view) - 6:
+                # An array alone (a task's result): its payload read in place, not
+                # first copied into a bytes object by msgpack for the ext hook.
+                return _load_array(view[6:], hook)
+        return msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, raw=False)
     except StoreError:
         raise
     except Exception as exc:

@@ -230,6 +230,17 @@ class LogReader:
                     pos += len(blob)
         raise StoreError(f"{self.source}: a large result at {off} is missing")
 
+    def blob_buffer(self, where: int, off: int, n: int) -> bytes | bytearray:
+        """:meth:`blob`, for decoding: a committed large blob is read straight into the
+        buffer returned (the slice and ``.tobytes()`` of :meth:`blob` are two copies:
+        a 1.1 GiB result touched 2.2 GiB before its decoding began)."""
+        ds = self.f[L.LARGE] if where == L.WHERE_LARGE and 0 <= off < self.ends.large else None
+        if ds is None or not 0 < n <= ds.shape[0] - off:  # the rest as blob() reads it
+            return self.blob(where, off, n)
+        buf = bytearray(n)
+        ds.read_direct(np.frombuffer(buf, np.uint8), np.s_[off : off + n])
+        return buf
+
     def _rows(self, name: str, field: str) -> np.ndarray[Any, Any]:
         rows = [self.f[name][: getattr(self.ends, field)]]
         rows += [getattr(jf.frame, field) for jf in self.frames]
@@ -303,7 +314,7 @@ class LogReader:
         where = int(row["where"])
         if where == L.WHERE_NONE:
             return None
-        raw = self.blob(where, int(row["res_off"]), int(row["res_len"]))
+        raw = self.blob_buffer(where, int(row["res_off"]), int(row["res_len"]))
         return decode_blob(raw, allow_pickle, self.source)
 
     def done_records(self, allow_pickle: bool) -> dict[str, TaskRecord]:

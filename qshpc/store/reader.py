@@ -333,7 +333,7 @@ class JobReader:
         if not saved:
             raise NoResultError(f"job {self.path.parent} has no saved result")
         ev = saved[-1]
-        raw = log.blob(int(ev["where"]), int(ev["off"]), int(ev["len"]))
+        raw = log.blob_buffer(int(ev["where"]), int(ev["off"]), int(ev["len"]))
         return decode_blob(raw, allow_pickle, str(self.path))
 
     def recoverable(self, deep: bool = True) -> dict[str, Any]:

@@ -136,6 +136,40 @@ def test_large_array_is_not_copied_into_pickle() -> None:
     np.testing.assert_array_equal(out[1:], arr[1:])
 
 
+@pytest.mark.parametrize("piece", [1000, 4096, 1 << 16])
+def test_arrays_over_a_piece_round_trip(piece: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrays over ``_PIECE`` bytes (1 GiB) are stored as a list of pieces; here a small
+    ``_PIECE``: whole pieces and a part, alone, nested, from bytes, bytearray or memoryview,
+    through ``encode_blob`` and ``encode_blob_parts`` (the store's), each read back writable."""
+    from qshpc.store import encoding_blob
+
+    monkeypatch.setattr(encoding_blob, "_PIECE", piece)
+    record = np.zeros(9000, dtype=[("a", "<i4"), ("b", "<f8")])
+    record["a"] = np.arange(9000)
+    arrays = [
+        np.arange(40_000, dtype=np.float64),
+        np.arange(60_000, dtype=np.int16).reshape(3, 20_000),
+        record,
+        np.arange(300_001, dtype=np.uint8),
+    ]
+    for arr in arrays:
+        for value in (arr, {"x": arr, "y": [1, arr]}):
+            blob = encode_blob(value)
+            parts = b"".join(bytes(p) for p in encoding_blob.encode_blob_parts(value))
+            assert parts == blob
+            assert len(blob) > arr.nbytes  # the pieces' headers: not a single bin
+            for data in (blob, bytearray(blob), memoryview(blob)):
+                out = decode_blob(data)
+                got = out if isinstance(value, np.ndarray) else out["y"][1]
+                assert got.dtype == arr.dtype and got.shape == arr.shape
+                np.testing.assert_array_equal(got, arr)
+                got[0] = got[1]  # writable
+    blob = encode_blob(arrays[0])
+    for bad in (blob[:-1], blob[: -piece - 3], blob + b"\0"):
+        with pytest.raises(StoreError):
+            decode_blob(bad)
+
+
 class Custom:
     def __init__(self, x: int) -> None:
         self.x = x

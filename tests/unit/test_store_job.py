@@ -254,6 +254,26 @@ def test_large_result_round_trip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(r.result(), big)
 
 
+def test_results_in_pieces_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result over ``_PIECE`` (1 GiB; here 1 MiB) read back from the large stream (read into
+    one buffer, its pieces copied once into the array): alone and in a dict."""
+    from qshpc.store import encoding_blob
+
+    monkeypatch.setattr(encoding_blob, "_PIECE", 1 << 20)
+    job = new_job(tmp_path)
+    big = np.random.default_rng(2).random((3 << 20) // 8 + 5)
+    w = JobWriter.open(job, RUNTIME)
+    w.append_task(rec(0, result=big))
+    w.append_task(rec(1, result={"arr": big}))
+    w.commit()
+    w.save_result(big)
+    w.finalize("SUCCEEDED")
+    with JobReader.open(job) as r:
+        np.testing.assert_array_equal(r.task_result("0"), big)
+        np.testing.assert_array_equal(r.task_result("1")["arr"], big)
+        np.testing.assert_array_equal(r.result(), big)
+
+
 def test_big_saved_result_is_stored_once(tmp_path: Path) -> None:
     """A 32 MiB result took twice its size in job.h5 (the log's large stream and /result)."""
     job = new_job(tmp_path)
