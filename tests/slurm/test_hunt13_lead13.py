@@ -4,16 +4,17 @@ never take another cluster's job of the same id for its own (its state, its canc
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.slurm.sbatch_util import sacct_state, sbatch, sh
-from tests.slurm.test_submit import LONG, status_json, submit, write_program
+from tests.early_jobs import Context, Early
+from tests.slurm.sbatch_util import sacct_state, sbatch
+from tests.slurm.test_submit import LONG, status_json, submit, wait_state, write_program
 
 pytestmark = pytest.mark.slurm
 
@@ -85,54 +86,73 @@ save_result({"squares": first + get([square(i) for i in range(6, 9)])})
 """
 
 
-def test_submit_resume_runs_an_ended_job_again_with_new_resources(
-    slurm_env: dict[str, str], tmp_path: Path
-) -> None:
-    from tests.slurm.test_submit import wait_state
-
-    prog = write_program(tmp_path / "prog", "resumable.py", RESUMABLE)
-    os.environ["QSHPC_TEST_DIR"] = str(tmp_path)  # the batch job inherits it
-    try:
-        ids = submit(str(prog), "--ntasks-per-node", "2", "--time-min", "5")
-        ran = tmp_path / "ran.txt"
-        deadline = time.monotonic() + 120
-        while not ran.exists() or len(ran.read_text().split()) < 6:
-            assert time.monotonic() < deadline, "the first six tasks never ran"
-            time.sleep(0.3)
-        refused = run_cli("submit", "--resume", ids["job_id"], timeout=60)
-        assert refused.returncode == 2 and "is RUNNING" in refused.stderr, refused
-        assert run_cli("cancel", ids["job_id"], timeout=60).returncode == 0
-        wait_state(ids["job_id"], {"CANCELED"}, 60)
-        (tmp_path / "go").touch()
+def _launch_resume(ctx: Context) -> dict[str, Any]:
+    """Submit RESUMABLE, cancel it after its first six tasks, resume it with a new time
+    limit and wait for its end, from the session's start (tests/early_jobs.py: ~15 s of
+    Slurm's waits that overlap the other tests); the test checks what this returns."""
+    prog = write_program(ctx.work / "prog", "resumable.py", RESUMABLE)
+    ctx.env["QSHPC_TEST_DIR"] = str(ctx.work)  # the batch job inherits it
+    ids = submit(str(prog), "--ntasks-per-node", "2", "--time-min", "5", cli=ctx.qshpc)
+    ctx.slurm_job(ids["slurm_job_id"])
+    ran = ctx.work / "ran.txt"
+    deadline = time.monotonic() + 120
+    while not ran.exists() or len(ran.read_text().split()) < 6:
+        assert time.monotonic() < deadline, "the first six tasks never ran"
+        ctx.sleep(0.3)
+    seen: dict[str, Any] = {"ids": ids}
+    seen["refused"] = ctx.qshpc("submit", "--resume", ids["job_id"], timeout=60)
+    seen["cancel"] = ctx.qshpc("cancel", ids["job_id"], timeout=60)
+    wait_state(ids["job_id"], {"CANCELED"}, 60, ctx.qshpc, ctx.sleep, every=1)
+    (ctx.work / "go").touch()
+    seen["bad"] = [
+        (why, ctx.qshpc("submit", "--resume", ids["job_id"], *bad, timeout=60))
         for bad, why in (
             (["x.py"], "leave out PROGRAM"),
             (["--seed", "3"], "leave out --seed"),
             (["--nodes", "0"], "nodes=0"),
-        ):
-            out = run_cli("submit", "--resume", ids["job_id"], *bad, timeout=60)
-            assert out.returncode == 2 and why in out.stderr and "Traceback" not in out.stderr
-        out = run_cli("submit", "--resume", ids["job_id"], "--time-min", "7", "--json", timeout=60)
-        assert out.returncode == 0, out.stderr
-        again = json.loads(out.stdout)
-        assert again["job_id"] == ids["job_id"] and again["slurm_job_id"] != ids["slurm_job_id"]
-        meta = status_json(ids["job_id"])  # QUEUED or already RUNNING/SUCCEEDED: never CANCELED
-        assert meta["state"] in ("QUEUED", "RUNNING", "SUCCEEDED"), meta
-        meta = wait_state(ids["job_id"], {"SUCCEEDED", "FAILED", "CANCELED"}, 120)
-        assert meta["state"] == "SUCCEEDED", meta
-        assert meta["slurm_job_id"] == again["slurm_job_id"]
-        result = json.loads(run_cli("result", ids["job_id"], "--json", timeout=60).stdout)
-        assert result == {"squares": [i * i for i in range(9)]}
-        # The six stored results were not computed again.
-        assert sorted(map(int, ran.read_text().split())) == list(range(9))
-        limit: list[str] = []
-        deadline = time.monotonic() + 30
-        while not limit and time.monotonic() < deadline:  # slurmdbd may lag the job's end
-            limit = sh(
-                ["sacct", "-X", "-n", "-P", "-j", again["slurm_job_id"], "--format=TimelimitRaw"]
-            ).stdout.split()
-            time.sleep(0.0 if limit else 0.5)
-        assert limit[:1] == ["7"], limit
-        done = run_cli("submit", "--resume", ids["job_id"], timeout=60)
-        assert done.returncode == 2 and "already SUCCEEDED" in done.stderr
-    finally:
-        os.environ.pop("QSHPC_TEST_DIR", None)
+        )
+    ]
+    out = ctx.qshpc("submit", "--resume", ids["job_id"], "--time-min", "7", "--json", timeout=60)
+    assert out.returncode == 0, out.stderr
+    seen["again"] = again = json.loads(out.stdout)
+    ctx.slurm_job(again["slurm_job_id"])
+    seen["resumed"] = status_json(ids["job_id"], ctx.qshpc)
+    seen["ended"] = wait_state(
+        ids["job_id"], {"SUCCEEDED", "FAILED", "CANCELED"}, 120, ctx.qshpc, ctx.sleep, every=1
+    )
+    seen["result"] = ctx.qshpc("result", ids["job_id"], "--json", timeout=60)
+    seen["ran"] = ran.read_text()
+    limit: list[str] = []
+    deadline = time.monotonic() + 30
+    while not limit and time.monotonic() < deadline:  # slurmdbd may lag the job's end
+        limit = ctx.run(
+            ["sacct", "-X", "-n", "-P", "-j", again["slurm_job_id"], "--format=TimelimitRaw"]
+        ).stdout.split()
+        ctx.sleep(0.0 if limit else 0.5)
+    seen["limit"] = limit
+    seen["done"] = ctx.qshpc("submit", "--resume", ids["job_id"], timeout=60)
+    return seen
+
+
+@pytest.mark.early(launch=_launch_resume)
+def test_submit_resume_runs_an_ended_job_again_with_new_resources(
+    slurm_env: dict[str, str], early_job: Early
+) -> None:
+    seen = early_job.outcome()
+    ids, again, refused = seen["ids"], seen["again"], seen["refused"]
+    assert refused.returncode == 2 and "is RUNNING" in refused.stderr, refused
+    assert seen["cancel"].returncode == 0
+    for why, out in seen["bad"]:
+        assert out.returncode == 2 and why in out.stderr and "Traceback" not in out.stderr
+    assert again["job_id"] == ids["job_id"] and again["slurm_job_id"] != ids["slurm_job_id"]
+    meta = seen["resumed"]  # QUEUED or already RUNNING/SUCCEEDED: never CANCELED
+    assert meta["state"] in ("QUEUED", "RUNNING", "SUCCEEDED"), meta
+    meta = seen["ended"]
+    assert meta["state"] == "SUCCEEDED", meta
+    assert meta["slurm_job_id"] == again["slurm_job_id"]
+    assert json.loads(seen["result"].stdout) == {"squares": [i * i for i in range(9)]}
+    # The six stored results were not computed again.
+    assert sorted(map(int, seen["ran"].split())) == list(range(9))
+    assert seen["limit"][:1] == ["7"], seen["limit"]
+    done = seen["done"]
+    assert done.returncode == 2 and "already SUCCEEDED" in done.stderr
