@@ -8,11 +8,13 @@ elsewhere are referenced in docs/bad-input.md, not repeated here.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -49,9 +51,28 @@ def no_job(home: Path) -> None:
     assert not jobs.exists() or not any(jobs.iterdir()), "a refused run must leave no job"
 
 
+_FINISHED: list[Path] = []  # the QSHPC_HOME of the session's one run of OK
+
+
 def finished_job(tmp_path: Path, home: Path) -> Path:
-    out = run_cli("run", str(write(tmp_path, "ok.py", OK)), "--workers", "0")
-    assert out.returncode == 0, out.stderr
+    """A job of OK that SUCCEEDED (result ``{"v": [0, 2, 4, 6]}``) in ``home``, OK at
+    ``tmp_path/ok.py``. OK runs once per session (``qshpc run --workers 0``, ~2.5 s each
+    for the 17 tests that ask); each test gets a copy of that run's QSHPC_HOME (its
+    folders and files with their modes), as it would have left it here."""
+    write(tmp_path, "ok.py", OK)
+    if not _FINISHED:
+        made = Path(tempfile.mkdtemp(prefix="qshpc-finished-job-"))
+        atexit.register(shutil.rmtree, made, ignore_errors=True)
+        out = run_cli(
+            "run",
+            str(write(made, "ok.py", OK)),
+            "--workers",
+            "0",
+            env={"QSHPC_HOME": str(made / "home")},
+        )
+        assert out.returncode == 0, out.stderr
+        _FINISHED.append(made / "home")
+    shutil.copytree(_FINISHED[0], home, symlinks=True, dirs_exist_ok=True)
     return job_dir_of(home)
 
 
