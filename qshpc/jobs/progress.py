@@ -216,13 +216,19 @@ def _poll(job: HasInfo, meter: RateMeter) -> tuple[Snapshot, float | None]:
 
 
 def _read_meta(job: HasInfo, patience: float = STORE_RETRY_S) -> dict[str, Any]:
-    """``job.info()``, retried while the store is briefly unreadable (a writer opening it)."""
-    from qshpc.errors import StoreError
+    """``job.info()``, retried while the store is briefly unreadable (a writer opening it).
+
+    A store of another schema version is not retried: no writer makes it readable
+    (``qshpc wait`` on a newer qshpc's job said so after 10 s of retries).
+    """
+    from qshpc.errors import SchemaVersionError, StoreError
 
     give_up = time.monotonic() + patience
     while True:
         try:
             return job.info()
+        except SchemaVersionError:
+            raise
         except StoreError:
             if time.monotonic() > give_up:
                 raise

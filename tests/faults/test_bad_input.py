@@ -9,6 +9,7 @@ elsewhere are referenced in docs/bad-input.md, not repeated here.
 from __future__ import annotations
 
 import atexit
+import io
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -418,6 +420,24 @@ def test_other_schema_version(tmp_path: Path, qshpc_home: Path) -> None:
         assert out.returncode == 2, (cmd, out.stderr)
         assert "schema version 99" in out.stderr and "upgrade qshpc" in out.stderr
         no_internals(out.stderr)
+    # `qshpc wait`'s first look says so: it retried for 10 s (STORE_RETRY_S), as if a
+    # writer were opening the store.
+    from qshpc import open_job
+    from qshpc.errors import SchemaVersionError
+    from qshpc.jobs.progress import watch
+
+    looks = []
+    job_v99 = open_job(copy)
+    info = job_v99.info
+
+    def counted(*args: Any, **kw: Any) -> dict[str, Any]:
+        looks.append(1)
+        return info(*args, **kw)
+
+    job_v99.info = counted  # type: ignore[method-assign]
+    with pytest.raises(SchemaVersionError):
+        watch(job_v99, stream=io.StringIO(), tty=False)
+    assert len(looks) == 1, len(looks)
     assert json.loads(run_cli("result", str(job), "--json").stdout) == {"v": [0, 2, 4, 6]}
 
 
