@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,18 @@ def _arrays(result: Any) -> list[np.ndarray]:
     return out
 
 
-def test_bit_identical_for_any_rank_count_and_cut() -> None:
+@pytest.fixture(scope="module")
+def seed_4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    """One 2-rank run with ``--seed 4`` (result, job dir), in a home of its own: the other
+    seed of test_bit_identical_for_any_rank_count_and_cut and the job that
+    test_cli_result_summary_json_and_plot reads (each ran its own: one job less)."""
+    home = tmp_path_factory.mktemp("seed-4") / "qshpc-home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QSHPC_HOME", str(home))
+        yield _run(2, "--seed", "4")
+
+
+def test_bit_identical_for_any_rank_count_and_cut(seed_4: tuple[Any, Path]) -> None:
     one, _ = _run(1, "--seed", "3")
     two, _ = _run(2, "--seed", "3")
     three, job = _run(3, "--seed", "3")
@@ -62,12 +74,12 @@ def test_bit_identical_for_any_rank_count_and_cut() -> None:
         names = [t["function"] for t in r.tasks()]
     # 4 sampler PUBs, the large one cut into blocks; 2 estimator PUBs likewise
     assert names.count("qshpc.SamplerV2") > 4 and names.count("qshpc.EstimatorV2") > 2
-    other_seed, _ = _run(2, "--seed", "4")
+    other_seed, _ = seed_4
     assert not np.array_equal(_arrays(one)[0], _arrays(other_seed)[0])
 
 
-def test_cli_result_summary_json_and_plot(tmp_path: Path) -> None:
-    _, job = _run(2, "--seed", "1")
+def test_cli_result_summary_json_and_plot(tmp_path: Path, seed_4: tuple[Any, Path]) -> None:
+    _, job = seed_4
     out = run_cli("result", str(job))
     assert out.returncode == 0, out.stderr
     assert "PUB 0: SamplerPubResult, shape (40,)" in out.stdout
