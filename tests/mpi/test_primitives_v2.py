@@ -191,7 +191,11 @@ def test_local_client_mode_cancel(qshpc_home: Path) -> None:
     while job.status() != JobStatus.RUNNING and time.monotonic() < deadline:
         time.sleep(0.1)
     assert job.running()
-    time.sleep(5)  # let rank 0 start the program (a stop while ranks start up is not this test's)
+    # once rank 0 runs the program (a stop while ranks start up is not this test's): it has
+    # recorded tasks submitted (was a fixed 5 s sleep)
+    while not job.job.info().get("tasks_submitted") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.job.info().get("tasks_submitted"), job.job.info()
     assert job.cancel(), job.job.info()
     with pytest.raises(Exception, match="CANCELED"):
         job.result(timeout=120)
