@@ -102,7 +102,7 @@ def _launch_resume(ctx: Context) -> dict[str, Any]:
     seen: dict[str, Any] = {"ids": ids}
     seen["refused"] = ctx.qshpc("submit", "--resume", ids["job_id"], timeout=60)
     seen["cancel"] = ctx.qshpc("cancel", ids["job_id"], timeout=60)
-    wait_state(ids["job_id"], {"CANCELED"}, 60, ctx.qshpc, ctx.sleep, every=1)
+    wait_state(ids["job_id"], {"CANCELED"}, 60, ctx.qshpc, ctx.sleep, every=2)
     (ctx.work / "go").touch()
     seen["bad"] = [
         (why, ctx.qshpc("submit", "--resume", ids["job_id"], *bad, timeout=60))
@@ -118,7 +118,7 @@ def _launch_resume(ctx: Context) -> dict[str, Any]:
     ctx.slurm_job(again["slurm_job_id"])
     seen["resumed"] = status_json(ids["job_id"], ctx.qshpc)
     seen["ended"] = wait_state(
-        ids["job_id"], {"SUCCEEDED", "FAILED", "CANCELED"}, 120, ctx.qshpc, ctx.sleep, every=1
+        ids["job_id"], {"SUCCEEDED", "FAILED", "CANCELED"}, 120, ctx.qshpc, ctx.sleep, every=2
     )
     seen["result"] = ctx.qshpc("result", ids["job_id"], "--json", timeout=60)
     seen["ran"] = ran.read_text()

@@ -24,7 +24,7 @@ def _launch_fails_again(ctx: Context) -> dict[str, Any]:
     prog = write_program(ctx.work / "prog", "fails.py", FAILS)
     ids = submit(str(prog), cli=ctx.qshpc)
     ctx.slurm_job(ids["slurm_job_id"])
-    wait_state(ids["job_id"], {"FAILED"}, 120, ctx.qshpc, ctx.sleep, every=1)
+    wait_state(ids["job_id"], {"FAILED"}, 120, ctx.qshpc, ctx.sleep, every=2)
     seen: dict[str, Any] = {}
     seen["resume"] = out = ctx.qshpc("submit", "--resume", ids["job_id"], "--json", timeout=60)
     assert out.returncode == 0, out.stderr
@@ -37,7 +37,7 @@ def _launch_fails_again(ctx: Context) -> dict[str, Any]:
         ctx.slurm_job(json.loads(again.stdout)["slurm_job_id"])
     seen["cancel"] = ctx.qshpc("cancel", ids["job_id"], timeout=60)
     seen["ended"] = wait_state(
-        ids["job_id"], {"FAILED", "CANCELED"}, 60, ctx.qshpc, ctx.sleep, every=1
+        ids["job_id"], {"FAILED", "CANCELED"}, 60, ctx.qshpc, ctx.sleep, every=2
     )
     return seen
 
