@@ -223,7 +223,12 @@ def timelines(run: Run) -> dict[str, dict[str, Any]]:
         for mark, t, c in data["marks"]:
             marks[mark] = t - run.launched
             cpu[mark] = c
-        out[name] = {"marks": marks, "cpu": cpu, "modules": data.get("modules", [])}
+        out[name] = {
+            "marks": marks,
+            "cpu": cpu,
+            "cpu_total": data.get("cpu_s", 0.0),
+            "modules": data.get("modules", []),
+        }
     return out
 
 
@@ -431,7 +436,11 @@ def main() -> None:
                 steps.append(f"{k} {at:.2f}" + (f" (+{statistics.median(cpu):.2f})" if cpu else ""))
                 prev = k
             mods = ", ".join(m for m in have[0]["modules"] if m in HEAVY) or "none of the heavy"
-            print(f"- {proc}: {'; '.join(steps)}. Loaded: {mods}")
+            total = [h["cpu_total"] for h in have]
+            print(
+                f"- {proc}: {'; '.join(steps)}. CPU in all {statistics.median(total):.3f} s "
+                f"({min(total):.3f}-{max(total):.3f}). Loaded: {mods}"
+            )
 
     if args.importtime:
         importtime_report(tmp, env)

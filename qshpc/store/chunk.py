@@ -7,19 +7,23 @@ tens of thousands of tiny tasks a second, rank 0's per-task work is what
 limits the rate. The bytes are exactly those :meth:`Batch.add_record` would
 write, so readers see no difference.
 
-No h5py here: workers import this module.
+No h5py and no numpy here: workers import this module, and a worker of a
+program that never imports numpy does not load it (the rows are packed with
+``struct``, :mod:`qshpc.store.rowpack`; rank 0 reads them as numpy rows).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from qshpc.store import rows as L
+from qshpc.store import rowpack as L
 from qshpc.store.encoding_blob import _pack, encode_blob
 from qshpc.store.jsonable import to_jsonable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Results whose encoding is larger than this travel once, as the value, and
 #: rank 0 encodes them (small ones travel twice: value and encoding).
@@ -67,8 +71,10 @@ class RecordChunk:
     """Records of consecutive tasks of one batch, encoded on the worker.
 
     Attributes:
-        rows: ``RECORD_DTYPE`` rows; ``off`` and ``res_off`` count from the
-            start of ``meta`` and ``data``, ``run`` is 0 (the writer sets both).
+        packed: The ``RECORD_DTYPE`` rows as bytes (:data:`qshpc.store.rowpack.RECORD`);
+            ``off`` and ``res_off`` count from the start of ``meta`` and
+            ``data``, ``run`` is 0 (the writer sets both). :attr:`rows` is
+            them as a numpy array.
         meta: The meta blobs, back to back.
         data: The result blobs, back to back.
         unencoded: ``(row, value)`` for rows (``where == WHERE_UNENCODED``)
@@ -78,11 +84,20 @@ class RecordChunk:
             ``/log/large``, as it does for the records it encodes itself.
     """
 
-    rows: np.ndarray[Any, Any]
+    packed: bytes
     meta: bytes
     data: bytes
     unencoded: list[tuple[int, Any]] = field(default_factory=list)
     raw: list[tuple[int, bytes]] = field(default_factory=list)
+
+    @cached_property
+    def rows(self) -> np.ndarray[Any, Any]:
+        """The rows as a writeable ``RECORD_DTYPE`` array (made once; rank 0's side: numpy)."""
+        import numpy as np
+
+        from qshpc.store.rows import RECORD_DTYPE
+
+        return np.frombuffer(bytearray(self.packed), RECORD_DTYPE)
 
 
 class ChunkBuilder:
@@ -162,28 +177,37 @@ class ChunkBuilder:
             seeds: Seed of each record (None: no seeds).
         """
         n = len(self.failed)
-        rows = np.zeros(n, L.RECORD_DTYPE)
         if not n:
-            return RecordChunk(rows, b"", b"")
-        rows["valid"] = 1
-        rows["state"] = self.failed
-        rows["where"] = self.where
-        rows["attempt"] = 1 if attempts is None else attempts
-        rows["rank"] = self.rank
-        if seeds is not None:
-            rows["has_seed"] = [s is not None for s in seeds]
-            rows["seed"] = [s or 0 for s in seeds]
-        rows["submitted"] = submitted
-        rows["started"] = self.started
-        rows["finished"] = self.finished
-        meta_len = np.fromiter(map(len, self.meta), np.int64, n)
-        res_len = np.fromiter(map(len, self.data), np.int64, n)
-        rows["meta_len"] = meta_len
-        rows["off"] = np.cumsum(meta_len) - meta_len
-        rows["res_len"] = res_len
-        rows["res_off"] = np.where(res_len > 0, np.cumsum(res_len) - res_len, 0)
+            return RecordChunk(b"", b"", b"")
+        pack = L.RECORD.pack
+        rank = self.rank
+        rows: list[bytes] = []
+        off = res_off = 0
+        for failed, where, sub, start, end, meta, data, attempt, seed in zip(
+            self.failed,
+            self.where,
+            submitted,
+            self.started,
+            self.finished,
+            self.meta,
+            self.data,
+            [1] * n if attempts is None else attempts,
+            [None] * n if seeds is None else seeds,
+            strict=True,
+        ):
+            meta_len, res_len = len(meta), len(data)
+            rows.append(
+                pack(1, failed, where, seed is not None, 0, attempt, rank, seed or 0, sub, start,
+                     end, off, meta_len, res_off if res_len else 0, res_len)
+            )  # fmt: skip
+            off += meta_len
+            res_off += res_len
         return RecordChunk(
-            rows, b"".join(self.meta), b"".join(self.data), list(self.unencoded), list(self.raw)
+            b"".join(rows),
+            b"".join(self.meta),
+            b"".join(self.data),
+            list(self.unencoded),
+            list(self.raw),
         )
 
 

@@ -34,15 +34,22 @@ from __future__ import annotations
 
 import pickle
 import struct
+import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
-import numpy as np
 
 from qshpc.errors import SchemaVersionError, SerializationError, StoreError
 from qshpc.store import _qpy, qiskit_objects, qiskit_results
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is looked up in ``sys.modules`` where values are encoded, imported where arrays
+# are decoded: a worker of a program that never imports numpy does not load it (0.08-0.10
+# CPU s), and a value cannot be a numpy object if numpy was never imported.
 
 ENCODING_TYPE = "qshpc-msgpack"
 ENCODING_VERSION = "1"
@@ -76,10 +83,14 @@ def pickle_refused(source: str) -> PickleRefusedError:
 
 
 def _descr(dtype: np.dtype[Any]) -> Any:
+    import numpy as np
+
     return np.lib.format.dtype_to_descr(dtype)
 
 
 def _dtype(descr: Any) -> np.dtype[Any]:
+    import numpy as np
+
     if isinstance(descr, list):
         descr = [tuple(d) for d in descr]
     return np.lib.format.descr_to_dtype(descr)
@@ -113,6 +124,8 @@ def _pack(value: Any) -> bytes:
 
 
 def _array_ext(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
+    import numpy as np
+
     # not np.ascontiguousarray alone: it makes a 0-d array 1-d (np.array(3.0) came back [3.0])
     arr = np.ascontiguousarray(arr).reshape(arr.shape)
     raw: Any = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b""  # type: ignore[arg-type]
@@ -134,19 +147,21 @@ def _bin_header(n: int) -> bytes:
 
 def _default(obj: Any) -> Any:
     """msgpack ``default``: everything msgpack does not pack by itself."""
-    if type(obj) is np.float64:  # a float subclass: stored as a plain float
-        if not getattr(_local, "exact", False):
-            return float(obj)
-        _local.kept = True
-        return msgpack.ExtType(EXT_NPSCALAR, _pack([_descr(obj.dtype), obj.tobytes()]))
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            return _pickle_ext(obj)
-        return _array_ext(obj)
-    if isinstance(obj, np.generic):
-        if obj.dtype.hasobject:
-            return _pickle_ext(obj)
-        return msgpack.ExtType(EXT_NPSCALAR, _pack([_descr(obj.dtype), obj.tobytes()]))
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if type(obj) is np.float64:  # a float subclass: stored as a plain float
+            if not getattr(_local, "exact", False):
+                return float(obj)
+            _local.kept = True
+            return msgpack.ExtType(EXT_NPSCALAR, _pack([_descr(obj.dtype), obj.tobytes()]))
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.hasobject:
+                return _pickle_ext(obj)
+            return _array_ext(obj)
+        if isinstance(obj, np.generic):
+            if obj.dtype.hasobject:
+                return _pickle_ext(obj)
+            return msgpack.ExtType(EXT_NPSCALAR, _pack([_descr(obj.dtype), obj.tobytes()]))
     if type(obj) is complex:
         return msgpack.ExtType(EXT_COMPLEX, struct.pack("<dd", obj.real, obj.imag))
     if type(obj) is tuple:
@@ -319,8 +334,10 @@ def encode_blob_parts(value: Any) -> list[Buffer]:
 
 
 def _big_array(value: Any) -> bool:
+    np = sys.modules.get("numpy")
     return (
-        isinstance(value, np.ndarray)
+        np is not None
+        and isinstance(value, np.ndarray)
         and not value.dtype.hasobject
         and value.nbytes >= SCATTER_MIN
         and value.flags.c_contiguous
@@ -367,6 +384,8 @@ def _ext_header(code: int, n: int) -> bytes:
 def _scatter(value: Any, parts: list[Buffer], depth: int) -> None:
     """Append the encoding of ``value`` to ``parts`` (msgpack's bytes, arrays not copied)."""
     if _big_array(value):
+        import numpy as np
+
         raw = memoryview(value.reshape(-1).view(np.uint8))
         if len(raw) > _PIECE:
             pieces = [raw[i : i + _PIECE] for i in range(0, len(raw), _PIECE)]
@@ -430,6 +449,8 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
         if code == EXT_NDARRAY:
             return _load_array(data, hook)
         if code == EXT_NPSCALAR:
+            import numpy as np
+
             descr, raw = unpack(data)
             return np.frombuffer(raw, dtype=_dtype(descr))[0]
         if code == EXT_COMPLEX:
@@ -474,6 +495,8 @@ def _load_array(
     data: bytes | memoryview, hook: Callable[[int, bytes], Any]
 ) -> np.ndarray[Any, Any]:
     """Decode an EXT_NDARRAY payload with a single copy of the array bytes."""
+    import numpy as np
+
     opts: dict[str, Any] = {"ext_hook": hook, "strict_map_key": False, "raw": False}
     reader = msgpack.Unpacker(**opts)
     reader.feed(memoryview(data)[:4096])  # array header, descr and shape come first

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import math
+import sys
 from typing import Any
-
-import numpy as np
 
 from qshpc.store import _qpy, qiskit_objects, qiskit_results
 
@@ -60,10 +59,19 @@ def to_jsonable(value: Any) -> Any:
         return {n: to_jsonable(v) for n, v in zip(names, value.values(), strict=True)}
     if isinstance(value, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [to_jsonable(v) for v in value.tolist()] if value.ndim else to_jsonable(value.item())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
+    # numpy looked up, not imported: a worker's record meta passes here, and a value
+    # cannot be a numpy object if numpy was never imported (workers of a program
+    # without numpy do not load it).
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(value, np.ndarray):
+            return (
+                [to_jsonable(v) for v in value.tolist()]
+                if value.ndim
+                else to_jsonable(value.item())
+            )
+        if isinstance(value, np.generic):
+            return to_jsonable(value.item())
     if isinstance(value, bytes | bytearray | memoryview):
         return {"bytes_base64": base64.b64encode(bytes(value)).decode("ascii")}
     if qiskit_results.kind(value) is not None:

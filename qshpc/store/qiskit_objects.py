@@ -64,8 +64,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
-
 #: Format of the parts of every kind (written with each value; newer ones are refused).
 FORMAT = 1
 
@@ -207,6 +205,8 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
     Raises:
         Untyped: It cannot be stored as data (the caller pickles it).
     """
+    import numpy as np
+
     if which == "sparse-pauli-op":
         coeffs = value.coeffs
         paulis = value.paulis  # their phases are in the coefficients
@@ -276,6 +276,8 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
         UnknownKind: A kind this qshpc does not know, or a newer format.
         ImportError: The package of the class (qiskit, qiskit-aer) is missing.
     """
+    import numpy as np
+
     if which not in H5_TYPES or not isinstance(version, int) or version > FORMAT:
         raise UnknownKind(
             f"a Qiskit object of kind {which!r}, format {version!r}, that this version "

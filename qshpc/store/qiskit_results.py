@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from math import prod
 from typing import Any
-
-import numpy as np
 
 #: Node encoding-types written by this module.
 H5_TYPES = frozenset(
@@ -59,6 +58,8 @@ def kind(value: Any) -> str | None:
 
 def to_parts(value: Any, which: str) -> dict[str, Any]:
     """The parts a container of kind ``which`` is stored as."""
+    import numpy as np
+
     if which == "bit-array":
         return {"array": np.ascontiguousarray(value.array), "num_bits": int(value.num_bits)}
     if which == "data-bin":
@@ -75,6 +76,7 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
 
 def from_parts(which: str, parts: dict[str, Any]) -> Any:
     """The Qiskit container of kind ``which`` from its parts."""
+    import numpy as np
     from qiskit.primitives import containers as c  # type: ignore[import-untyped]
 
     if which == "bit-array":
@@ -108,6 +110,8 @@ def write_h5(parent: Any, name: str, value: Any, which: str, write: Writer, mark
         write: ``write_native(group, name, value)`` for the parts.
         mark: ``mark(node, encoding_type)``.
     """
+    import numpy as np
+
     parts = to_parts(value, which)
     if which == "bit-array":
         ds = parent.create_dataset(name, data=parts["array"])
@@ -139,6 +143,8 @@ def write_h5(parent: Any, name: str, value: Any, which: str, write: Writer, mark
 
 def read_h5(node: Any, which: str, read: Reader) -> Any:
     """Read a node written by :func:`write_h5` (``read(child)`` reads a native child)."""
+    import numpy as np
+
     if which == "bit-array":
         return from_parts(which, {"array": node[()], "num_bits": int(node.attrs["num-bits"])})
     if which == "data-bin":
@@ -173,7 +179,7 @@ def to_plain(value: Any) -> Any:
         return value
     if which == "bit-array":
         if value.shape:
-            size = int(np.prod(value.shape))
+            size = prod(value.shape)
             flat = value.reshape(size)
             counts = [flat.get_counts(i) for i in range(size)]
         else:
@@ -224,6 +230,8 @@ def summary(value: Any, top: int = 4) -> str:
 
 
 def _summary(value: Any, top: int) -> str:
+    import numpy as np
+
     lines = [f"PrimitiveResult: {len(value)} PUB(s), metadata {dict(value.metadata)}"]
     for i, pub in enumerate(value):
         data = pub.data
@@ -264,6 +272,8 @@ def plottable(value: Any, top: int = 4) -> Any:
     """
     if kind(value) != "primitive-result":
         return value
+    import numpy as np
+
     out: dict[str, Any] = {}
     scalars: dict[str, list[float]] = {}
     for i, pub in enumerate(value):

@@ -1,7 +1,8 @@
-"""The rows of the job file's log, without h5py: workers build record rows with them.
+"""The rows of the job file's log, without h5py.
 
-:mod:`qshpc.store.chunk` (on the workers) and :mod:`qshpc.store.batch` encode
-records and events into these rows without loading h5py;
+:mod:`qshpc.store.batch` encodes records and events into these rows without
+loading h5py (workers pack theirs without numpy: :mod:`qshpc.store.rowpack`,
+whose fields ``RECORD_DTYPE`` is built from);
 :mod:`qshpc.store.layout` (which needs h5py) re-exports the names, and the
 rest of the file's layout is there.
 """
@@ -10,36 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Results whose encoding is larger than this go to ``/log/large``.
-LARGE_THRESHOLD = 1 << 20
-#: A task result that rank 0 records (a cache hit's bytes, a call rank 0 ran, a
-#: worker's result over ``chunk.SHIP_ENCODED_MAX``) goes to ``/log/large`` above
-#: this size: written raw to the journal and copied uncompressed into the job
-#: file. Compressing it (zlib in the journal, gzip level 1 at the fold) cost
-#: rank 0 ~1.3 ms per 45 KB distribution (4,094 floats) for ~20% of its size.
-RAW_RESULT_MIN = 16 << 10
-#: Where a record's result is: none, ``/log/data``, ``/log/large``.
-WHERE_NONE, WHERE_DATA, WHERE_LARGE = 0, 1, 2
-
-RECORD_DTYPE = np.dtype(
-    [
-        ("valid", "u1"),
-        ("state", "u1"),
-        ("where", "u1"),
-        ("has_seed", "u1"),
-        ("run", "<u2"),
-        ("attempt", "<u4"),
-        ("rank", "<i4"),
-        ("seed", "<i8"),
-        ("submitted", "<f8"),
-        ("started", "<f8"),
-        ("finished", "<f8"),
-        ("off", "<u8"),
-        ("meta_len", "<u4"),
-        ("res_off", "<u8"),
-        ("res_len", "<u8"),
-    ]
+from qshpc.store.rowpack import (
+    LARGE_THRESHOLD,
+    RAW_RESULT_MIN,
+    RECORD_FIELDS,
+    WHERE_DATA,
+    WHERE_LARGE,
+    WHERE_NONE,
 )
+
+RECORD_DTYPE = np.dtype(list(RECORD_FIELDS))
 
 EVENT_DTYPE = np.dtype(
     [

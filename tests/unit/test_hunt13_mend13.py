@@ -32,7 +32,7 @@ def _batch(values: list[Any]) -> Results:
 def _sent(results: Results, monkeypatch: pytest.MonkeyPatch, placed: bool) -> Any:
     """The values of the batch's message, as rank 0 unpickles them."""
     monkeypatch.setattr(context, "_placed_buffers", placed)
-    msg = results.message(0, 0, [None] * len(results), None, True)
+    msg = results.message(0, 0, [0.0] * len(results), None, True)
     return msg[3], pickle.loads(pickle.dumps(msg, protocol=5))[3]
 
 
