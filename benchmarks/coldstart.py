@@ -207,6 +207,10 @@ def job_phases(run: Run) -> dict[str, float]:
     }
     if "run_to_result_s" in run.extra:  # the client: what its user waited for in `result()`
         phases["client: run() -> result() returned"] = run.extra["run_to_result_s"]
+    if "run_to_result_own_cpu_s" in run.extra:  # CPU s, not wall: the kernel's own meanwhile
+        phases["client: its own CPU s meanwhile (write, waits, result)"] = run.extra[
+            "run_to_result_own_cpu_s"
+        ]
     return phases
 
 
