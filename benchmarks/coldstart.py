@@ -22,7 +22,7 @@ variant once, in an order rotated from round to round):
 - ``client-warm``: the same command, timed from ``run`` to ``result`` returned
   only (the helper reports it): what a notebook kernel that already imported
   qiskit and qshpc and built the circuits waits for. Its CPU: that process's
-  and its children's over the same span.
+  and its children's over the same span (the process's own is printed apart).
 - ``one-task``: ``python -m qshpc run`` of a program with one trivial call.
 - ``one-task-mpiexec``: the same under ``mpiexec -n 3``: with ``qshpc`` /
   ``qshpc-mpiexec``, what ``qshpc run``'s own launcher costs (its Python start
