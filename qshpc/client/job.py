@@ -272,7 +272,8 @@ class Job:
 
         Args:
             timeout: Seconds to wait at most (None: as long as it takes).
-            poll: Looks at the job at most every ``5 * poll`` seconds (sooner at first).
+            poll: Looks at the job at most every ``5 * poll`` seconds (sooner at first;
+                a job this client started: at that pause and at its launcher's exit).
             verbose: Log a line (``logging``, INFO) at each look.
 
         Raises:
