@@ -22,7 +22,7 @@ variant once, in an order rotated from round to round):
 - ``client-warm``: the same command, timed from ``run`` to ``result`` returned
   only (the helper reports it): what a notebook kernel that already imported
   qiskit and qshpc and built the circuits waits for. Its CPU: that process's
-  and its children's over the same span.
+  and its children's over the same span (the process's own is printed apart).
 - ``one-task``: ``python -m qshpc run`` of a program with one trivial call.
 - ``one-task-mpiexec``: the same under ``mpiexec -n 3``: with ``qshpc`` /
   ``qshpc-mpiexec``, what ``qshpc run``'s own launcher costs (its Python start
@@ -207,6 +207,10 @@ def job_phases(run: Run) -> dict[str, float]:
     }
     if "run_to_result_s" in run.extra:  # the client: what its user waited for in `result()`
         phases["client: run() -> result() returned"] = run.extra["run_to_result_s"]
+    if "run_to_result_own_cpu_s" in run.extra:  # CPU s, not wall: the kernel's own meanwhile
+        phases["client: its own CPU s meanwhile (write, waits, result)"] = run.extra[
+            "run_to_result_own_cpu_s"
+        ]
     return phases
 
 

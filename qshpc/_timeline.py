@@ -43,9 +43,16 @@ def process_start() -> float:
         return time.time()
 
 
-def write(folder: Path, who: str) -> None:
+def write(
+    folder: Path,
+    who: str,
+    marks: list[tuple[str, float, float]] | None = None,
+    start: float | None = None,
+) -> None:
     """Write this process's timeline to ``folder/timeline-<who>.json`` when enabled.
 
+    ``marks`` and ``start``: a timeline of the caller's own instead of this process's
+    marks and start (a client's ``run`` in a long-lived kernel: from the call on).
     Never raises, and never creates ``folder``: a timeline is a diagnostic, not
     part of the job (a job directory removed while it ran stays removed).
     """
@@ -58,8 +65,8 @@ def write(folder: Path, who: str) -> None:
     data = {
         "role": who,
         "pid": os.getpid(),
-        "proc_start": process_start(),
-        "marks": _marks,
+        "proc_start": process_start() if start is None else start,
+        "marks": _marks if marks is None else marks,
         "cpu_s": time.process_time(),
         "modules": [p for p in packages if not p.startswith("_")],
     }
@@ -67,3 +74,21 @@ def write(folder: Path, who: str) -> None:
         (folder / f"timeline-{who}.json").write_text(json.dumps(data) + "\n")
     except OSError:
         pass
+
+
+class Span:
+    """The timeline of one call in a long-lived process (``LocalClient.run`` in a notebook
+    kernel): its start is the call's, its CPU seconds count from the call on."""
+
+    def __init__(self, first: str) -> None:
+        self.start = time.time()
+        self._cpu0 = time.process_time()
+        self.marks: list[tuple[str, float, float]] = [(first, self.start, 0.0)]
+
+    def mark(self, name: str) -> None:
+        """Note that the call reached step ``name`` now."""
+        self.marks.append((name, time.time(), time.process_time() - self._cpu0))
+
+    def write(self, folder: Path, who: str) -> None:
+        """:func:`write` of this span's marks (when enabled; never raises)."""
+        write(folder, who, self.marks, self.start)

@@ -251,7 +251,7 @@ TIMELINE: Setting[bool] = _declare(
     Setting("QSHPC_TIMELINE", False, _flag, "1 or 0 (true/false, yes/no, on/off)",
             "every process of a job writes when it reached each start-up and end step to "
             "logs/timeline-*.json (for benchmarks/coldstart.py; for developers)",
-            "`qshpc run` and every rank", "0", runtime=True))  # fmt: skip
+            "`qshpc run`, every rank and `LocalClient.run`", "0", runtime=True))  # fmt: skip
 PROGRESS_S: Setting[float] = _declare(
     Setting("QSHPC_PROGRESS_S", 5.0, _seconds(0.0), "a number of seconds >= 0, such as 5",
             "seconds between `qshpc run`'s progress lines on stderr; 0 turns them off",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qshpc import settings
+from qshpc import _timeline, settings
 from qshpc.client.base import BaseProvider, page_jobs
 from qshpc.client.job import Job, list_jobs, open_job
 from qshpc.errors import UserError
@@ -76,6 +76,7 @@ def _start_then_write(
     workers: int | None,
     job_path: Path,
     meta: dict[str, Any],
+    span: _timeline.Span,
 ) -> subprocess.Popen[bytes]:
     """Start the job's ranks, then write its store while they start (rank 0 waits for it).
 
@@ -84,7 +85,9 @@ def _start_then_write(
     overlap instead of following each other. The job is whole on disk before this
     returns, as before. When writing fails (arguments that cannot be stored, a full
     disk) the folder goes, the launcher is stopped and the error is raised:
-    rank 0 never runs anything.
+    rank 0 never runs anything. ``span``: this ``run``'s timeline (its steps are
+    added, then written with ``QSHPC_TIMELINE=1`` as the job's
+    ``logs/timeline-client.json``).
     """
     from qshpc.store import perms
 
@@ -97,6 +100,7 @@ def _start_then_write(
     except BaseException:
         shutil.rmtree(job_path, ignore_errors=True)
         raise
+    span.mark("launcher started")
     try:
         write_program_job(job_path, meta, arguments)
     except BaseException:
@@ -104,6 +108,8 @@ def _start_then_write(
         proc.kill()
         proc.wait()
         raise
+    span.mark("job written")
+    span.write(job_path / "logs", "client")
     return proc
 
 
@@ -216,6 +222,7 @@ class LocalClient(BaseProvider):
             seed: The job seed (every task's seed derives from it).
             job_dir: Where the job lives (default ``$QSHPC_HOME/jobs/<id>``).
         """
+        span = _timeline.Span("run")
         prog = self._program(program)
         workers = self.workers
         if config is not None:
@@ -227,7 +234,8 @@ class LocalClient(BaseProvider):
             write_program_job(job_path, meta, arguments)
             proc = _launch(str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers)
             return self._mark(Job(job_path, proc))
-        proc = _start_then_write(prog, arguments, workers, job_path, meta)
+        span.mark("job planned")
+        proc = _start_then_write(prog, arguments, workers, job_path, meta, span)
         return self._mark(Job(job_path, proc))
 
     def map(

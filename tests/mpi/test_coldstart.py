@@ -73,6 +73,25 @@ def test_a_program_without_qiskit_starts_without_it(tmp_path: Path, qshpc_home: 
     assert again.returncode == 2 and again.stderr.count("already ran (SUCCEEDED)") == 1, again
 
 
+def test_a_client_run_writes_its_own_timeline(
+    tmp_path: Path, qshpc_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LocalClient.run``'s steps (the kernel's side of the start) beside the processes'."""
+    from qshpc import LocalClient, Program
+
+    (tmp_path / "trivial.py").write_text(TRIVIAL)
+    monkeypatch.setenv("QSHPC_TIMELINE", "1")
+    monkeypatch.setenv("QSHPC_PROGRESS_S", "0")
+    program = Program(title="t", entrypoint="trivial.py", working_dir=str(tmp_path))
+    job = LocalClient(workers=1).run(program)
+    assert job.result() == [1, 2, 3, 4]
+    data = json.loads((job.job_dir / "logs" / "timeline-client.json").read_text())
+    names = [name for name, _, _ in data["marks"]]
+    assert names == ["run", "job planned", "launcher started", "job written"], names
+    assert data["proc_start"] == data["marks"][0][1]  # from the call on, not the kernel's start
+    assert set(timelines(job.job_dir)) == {"client", "launcher", "rank-0", "rank-1"}
+
+
 def test_the_seed_program_loads_aer_on_workers_only(tmp_path: Path, qshpc_home: Path) -> None:
     shutil.copy(ROOT / "examples" / "program_4.py", tmp_path / "program_4.py")
     from qiskit import QuantumCircuit
