@@ -300,3 +300,58 @@ def test_primitive_blocks_of_a_parameterized_circuit_hit_in_a_new_process(
     third_out, third = run("--arguments", str(shifted))  # another circuit: every block runs
     assert "from the cache" not in third_out, third_out
     assert third["evs"] != first["evs"]
+
+
+PROBE = """\
+import os
+with open(os.environ["PROBE_LOG"], "a") as f:
+    f.write(f"{os.getpid()}\\n")
+"""
+
+SQUARES = """\
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def sq(x):
+    return x * x
+
+save_result(get([sq(i) for i in range(8)]))
+"""
+
+
+@pytest.mark.parametrize("ranks", [None, 3])
+def test_a_warm_rerun_s_workers_never_preload(
+    ranks: int | None, qshpc_home: Path, tmp_path: Path
+) -> None:
+    """With --cache, a worker preloads at its first batch: a rerun whose calls all hit sends
+    none, so its workers import nothing the preload names (qiskit and Aer for the seed
+    program) while rank 0 starts. A cold run preloads at its first batch, and is right.
+    """
+    (tmp_path / "probe14.py").write_text(PROBE)
+    (tmp_path / "squares.py").write_text(SQUARES)
+    probes = tmp_path / "probes.log"
+    env = {"QSHPC_PRELOAD": "probe14", "PROBE_LOG": str(probes),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}  # fmt: skip
+    extra = ["--workers", "2"] if ranks is None else []
+
+    def run(*args: str) -> tuple[str, list[str]]:
+        out = run_cli("run", str(tmp_path / "squares.py"), *extra, *args, ranks=ranks, env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        imported = probes.read_text().split() if probes.exists() else []
+        probes.unlink(missing_ok=True)
+        return out.stdout, imported
+
+    def result(stdout: str) -> object:
+        job = [ln.split()[2] for ln in stdout.splitlines() if ln.startswith("qshpc: job ")][-1]
+        return json.loads(run_cli("result", job, "--json").stdout)
+
+    stdout, imported = run()  # no cache: both workers preload at their start
+    assert len(imported) == 2 and "(8 tasks run)" in stdout
+    stdout, imported = run("--cache")  # cold: each worker that got a batch preloaded, once
+    assert 1 <= len(imported) <= 2 and len(set(imported)) == len(imported), imported
+    assert "(8 tasks run)" in stdout and result(stdout) == [i * i for i in range(8)]
+    stdout, imported = run("--cache")  # warm: no batch, no preload
+    assert imported == [] and "(0 tasks run, 8 from the cache)" in stdout
+    assert result(stdout) == [i * i for i in range(8)]
+    stdout, imported = run("--no-cache")  # the cache turned off again: preloaded at the start
+    assert len(imported) == 2 and "(8 tasks run)" in stdout
