@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, mpiexec, run_cli
 
 pytestmark = pytest.mark.mpi
 
@@ -319,13 +320,15 @@ save_result(get([sq(i) for i in range(8)]))
 """
 
 
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
 @pytest.mark.parametrize("ranks", [None, 3])
 def test_a_warm_rerun_s_workers_never_preload(
     ranks: int | None, qshpc_home: Path, tmp_path: Path
 ) -> None:
-    """With --cache, a worker preloads at its first batch: a rerun whose calls all hit sends
-    none, so its workers import nothing the preload names (qiskit and Aer for the seed
-    program) while rank 0 starts. A cold run preloads at its first batch, and is right.
+    """With --cache and ranks crowding their cores (here all on one core), a worker preloads
+    at its first batch: a rerun whose calls all hit sends none, so its workers import nothing
+    the preload names (qiskit and Aer for the seed program) while rank 0 starts. A cold run
+    preloads at its first batch, and is right.
     """
     (tmp_path / "probe14.py").write_text(PROBE)
     (tmp_path / "squares.py").write_text(SQUARES)
@@ -335,7 +338,10 @@ def test_a_warm_rerun_s_workers_never_preload(
     extra = ["--workers", "2"] if ranks is None else []
 
     def run(*args: str) -> tuple[str, list[str]]:
-        out = run_cli("run", str(tmp_path / "squares.py"), *extra, *args, ranks=ranks, env=env)
+        cmd = [sys.executable, "-m", "qshpc", "run", str(tmp_path / "squares.py"), *extra, *args]
+        launch = [mpiexec(), "-n", str(ranks)] if ranks is not None else []
+        out = subprocess.run(["taskset", "-c", "0", *launch, *cmd], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, **env})  # fmt: skip
         assert out.returncode == 0, out.stdout + out.stderr
         imported = probes.read_text().split() if probes.exists() else []
         probes.unlink(missing_ok=True)
