@@ -23,7 +23,8 @@ Parts (each prints a table; ratios are taken within the same run):
    time per call. Target: off unchanged (the switch is one attribute test),
    on < 50 µs a call.
 
-5. ``hit`` (only when asked): one hit of a 12-qubit exact distribution taken
+5. ``hit`` (only when asked): one hit of an exact distribution (``--qubits``,
+   ``--depth``; default 12 and 12) taken
    apart in rank 0's thread CPU (``--hits`` entries, results kept alive as a
    program keeps them): keyable, the key and its QPY dump, the lookup and its
    parts (read, BLAKE2b check, header, decode, rebuild), SHA-256 and CRC-32 of
@@ -122,8 +123,8 @@ def part_keys() -> None:
     )
 
 
-def part_hit(n: int) -> None:
-    """What one hit of a 12-qubit exact distribution costs rank 0, part by part (thread CPU)."""
+def part_hit(n: int, qubits: int = 12, depth: int = 12) -> None:
+    """What one hit of an exact distribution costs rank 0, part by part (thread CPU)."""
     import hashlib
     import io
     import zlib
@@ -145,7 +146,7 @@ def part_hit(n: int) -> None:
 
     made = []
     for i in range(n):
-        c = random_circuit(12, 12, seed=1000 + i)
+        c = random_circuit(qubits, depth, seed=1000 + i)
         c.measure_all()
         made.append(c)
     buf = io.BytesIO()
@@ -197,7 +198,7 @@ def part_hit(n: int) -> None:
         )
         size = sum(len(r) for r in raw) / n
         values = sum(len(v) for v in plain) / n
-    print(f"\n## one hit, part by part: {n} 12-qubit depth-12 circuits from QPY, entries of "
+    print(f"\n## one hit, part by part: {n} {qubits}-qubit depth-{depth} circuits from QPY, entries of "
           f"{size / 1024:.1f} KB ({values:.0f} values); thread CPU, 5 rounds ({load()})\n")  # fmt: skip
     print("| part | µs per hit, first round (new memory) | best round |")
     print("|---|---|---|")
@@ -265,9 +266,12 @@ EMPTY = "from qshpc import save_result\nsave_result(None)\n"
 EMPTY_ARGS = "from qshpc import get_arguments, save_result\nsave_result(len(get_arguments()))\n"
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> float:
+def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Seconds ``cmd`` took. ``cwd``: the tree whose qshpc runs (``python -m`` puts the
+    current folder first on sys.path, before PYTHONPATH: run from another tree's root,
+    the "baseline" ran that tree's code; so did this benchmark's until session 14)."""
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, cwd=cwd)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     return time.perf_counter() - t0
@@ -321,12 +325,27 @@ def _breakdown(job: Path) -> dict[str, float]:
         out["rank 0 CPU: program"] = cpu["program ended"] - cpu["program started"]
     if tl["rank-0"].get("cpu_s") is not None:
         out["rank 0 CPU: whole"] = float(tl["rank-0"]["cpu_s"])
+    # The workers' process CPU (their preload included), and whether they imported qiskit.
+    workers = []
+    for f in sorted((job / "logs").glob("timeline-rank-*.json")):
+        if f.name != "timeline-rank-0.json":
+            try:
+                workers.append(json.loads(f.read_text()))
+            except (OSError, ValueError):
+                pass
+    if workers:
+        out["workers CPU (all)"] = sum(float(w.get("cpu_s") or 0.0) for w in workers)
+        out["workers that imported qiskit"] = sum("qiskit" in w.get("modules", ()) for w in workers)
     return out
 
 
+PROGRAM_RUNS = ("empty", "empty+args", "no cache", "cache cold", "cache warm")
+
+
 def part_program(
-    n: int, qubits: int, depth: int, workers: int, repeat: int, baseline: Path | None = None
-) -> None:
+    n: int, qubits: int, depth: int, workers: int, repeat: int, baseline: Path | None = None,
+    only: tuple[str, ...] = PROGRAM_RUNS,
+) -> None:  # fmt: skip
     from qiskit.circuit.random import random_circuit
 
     from qshpc.store import save_arguments
@@ -351,7 +370,7 @@ def part_program(
             jd = t / f"{label}-{i}".replace(" ", "_")
             env = dict(os.environ, QSHPC_HOME=str(t / "home"), PYTHONPATH=str(tree),
                        QSHPC_TIMELINE="1")  # fmt: skip
-            wall = _run([*base, *cmd, "--job-dir", str(jd)], env)
+            wall = _run([*base, *cmd, "--job-dir", str(jd)], env, tree)
             empty = label.endswith(("empty", "empty+args"))
             phase, _, cached = _task_phase(jd) if not empty else (0.0, 0, 0)
             runs.setdefault(label, []).append((wall, phase, cached))
@@ -362,12 +381,17 @@ def part_program(
                 prog = str(tree / "examples" / "program_4.py")
                 folder = t / f"{tag}cache".replace(" ", "_")
                 cache = ["--cache", "--cache-dir", str(folder)]
-                shutil.rmtree(folder, ignore_errors=True)
-                job(f"{tag}empty", tree, [str(t / "empty.py")], i)
-                job(f"{tag}empty+args", tree, [str(t / "empty_args.py"), *args], i)
-                job(f"{tag}no cache", tree, [prog, *args], i)
-                job(f"{tag}cache cold", tree, [prog, *args, *cache], i)
-                job(f"{tag}cache warm", tree, [prog, *args, *cache], i)
+                if "empty" in only:
+                    job(f"{tag}empty", tree, [str(t / "empty.py")], i)
+                if "empty+args" in only:
+                    job(f"{tag}empty+args", tree, [str(t / "empty_args.py"), *args], i)
+                if "no cache" in only:
+                    job(f"{tag}no cache", tree, [prog, *args], i)
+                if "cache cold" in only or i == 0:  # warm runs need it once
+                    shutil.rmtree(folder, ignore_errors=True)
+                    job(f"{tag}cache cold", tree, [prog, *args, *cache], i)
+                if "cache warm" in only:
+                    job(f"{tag}cache warm", tree, [prog, *args, *cache], i)
         print(f"\n## the seed program, {n} circuits of {qubits} qubits, depth {depth}, "
               f"{workers} worker(s), best of {repeat} ({load()})\n")  # fmt: skip
         if baseline is not None:
@@ -381,18 +405,27 @@ def part_program(
             every = ", ".join(f"{w:.2f} / {p:.3f}" for w, p, _ in runs[label])
             print(f"| {label} | {wall:.2f} | {phase:.3f} | {cached} | {every} |")
         for tag, _ in trees:
-            labels = [f"{tag}empty", f"{tag}empty+args", f"{tag}cache warm"]
-            if all(spans.get(label) and spans[label][0] for label in labels):
+            labels = [f"{tag}{r}" for r in ("empty", "empty+args", "cache cold", "cache warm")]
+            labels = [label for label in labels if spans.get(label) and spans[label][0]]
+            if labels:
                 print(f"\n{tag or 'this tree: '}where a whole command's time goes (s, median of "
                       f"{repeat}; QSHPC_TIMELINE marks of rank 0 and the launcher):\n")  # fmt: skip
                 print("| span | " + " | ".join(labels) + " |")
                 print("|---|" + "---|" * len(labels))
-                for name in [n for n, *_ in SPANS] + ["rank 0 CPU: program", "rank 0 CPU: whole"]:
+                for name in [n for n, *_ in SPANS] + [
+                    "rank 0 CPU: program", "rank 0 CPU: whole", "workers CPU (all)",
+                    "workers that imported qiskit",
+                ]:  # fmt: skip
                     cells = []
                     for label in labels:
                         xs = sorted(d[name] for d in spans[label] if name in d)
                         cells.append(f"{xs[len(xs) // 2]:.3f}" if xs else "-")
                     print(f"| {name} | " + " | ".join(cells) + " |")
+        if set(only) != set(PROGRAM_RUNS):
+            print("\n(medians of every run, whole command s: " + "; ".join(
+                f"{k} {sorted(w for w, _, _ in v)[len(v) // 2]:.2f}" for k, v in runs.items()
+            ) + ")")  # fmt: skip
+            return
         for tag, _ in trees:
             cold, warm = best[f"{tag}cache cold"], best[f"{tag}cache warm"]
             empty, empty_args = best[f"{tag}empty"], best[f"{tag}empty+args"]
@@ -442,7 +475,8 @@ def part_dispatch(n: int, workers: int, repeat: int) -> None:
             for mode in ("off", "cold", "warm"):
                 cmd = [sys.executable, "-m", "qshpc", "run", str(t / "tiny.py"), "--workers",
                        str(workers), "--job-dir", str(t / f"{mode}-{i}"), "--", mode, str(n)]  # fmt: skip
-                out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800,
+                                     cwd=ROOT)  # fmt: skip
                 line = [x for x in out.stdout.splitlines() if x.startswith("BENCH ")]
                 if out.returncode or not line:
                     raise RuntimeError(f"{mode} failed: {out.stdout[-1500:]} {out.stderr[-1500:]}")
@@ -469,7 +503,8 @@ def part_offab(baseline: Path, n: int, workers: int, repeat: int) -> None:
                 env = dict(os.environ, PYTHONPATH=str(tree), QSHPC_HOME=f"{tmp}/home")
                 cmd = [sys.executable, "-m", "qshpc", "run", str(tree / prog), "--workers",
                        str(workers), "--job-dir", f"{tmp}/{i}-{label}", "--", str(n)]  # fmt: skip
-                out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800,
+                                     cwd=tree)  # fmt: skip
                 line = [x for x in out.stdout.splitlines() if x.startswith("BENCH ")]
                 if out.returncode or not line:
                     raise RuntimeError(f"{label}: {out.stdout[-1500:]} {out.stderr[-1500:]}")
@@ -501,6 +536,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--hits", type=int, default=128, help="hit: circuits (entries) to time")
+    ap.add_argument("--runs", default=",".join(PROGRAM_RUNS),
+                    help="program: which runs, comma separated (a cold run fills the cache "
+                    "once when only warm ones are asked)")  # fmt: skip
     ap.add_argument("--baseline", type=Path, default=None,
                     help="offab: a tree without the cache; program: another tree (e.g. "
                     "a worktree of main) run alternately with this one")  # fmt: skip
@@ -513,12 +551,15 @@ def main() -> None:
     if "store" in a.parts:
         part_store(a.entries, a.dir)
     if "program" in a.parts:
+        only = tuple(r.strip() for r in a.runs.split(","))
+        if set(only) - set(PROGRAM_RUNS):
+            ap.error(f"--runs: choose among {', '.join(PROGRAM_RUNS)}")
         part_program(a.circuits, a.qubits, a.depth, a.workers, a.repeat,
-                     a.baseline.resolve() if a.baseline is not None else None)  # fmt: skip
+                     a.baseline.resolve() if a.baseline is not None else None, only)  # fmt: skip
     if "dispatch" in a.parts:
         part_dispatch(a.calls, a.workers, a.repeat)
     if "hit" in a.parts:
-        part_hit(a.hits)
+        part_hit(a.hits, a.qubits, a.depth)
     if "offab" in a.parts:
         if a.baseline is None:
             ap.error("offab needs --baseline TREE (a checkout without the cache)")

@@ -235,8 +235,9 @@ COOP_WIDTH: Setting[int] = _declare(
             "workers", "16", runtime=True))  # fmt: skip
 PRELOAD: Setting[tuple[str, ...]] = _declare(
     Setting("QSHPC_PRELOAD", ("auto",), _names, "auto, or module names, comma separated",
-            "modules workers import while rank 0 starts the program; `auto`: qiskit and "
-            "qiskit_aer as far as the program's imports use them; empty turns it off",
+            "modules workers import while rank 0 starts the program (`--cache` with more "
+            "ranks than cores: at their first batch); `auto`: qiskit and qiskit_aer as far "
+            "as the program's imports use them; empty turns it off",
             "workers", "auto", empty_is_value=True, runtime=True))  # fmt: skip
 GC: Setting[int | None] = _declare(
     Setting("QSHPC_GC", 50_000, _gc, "default, or a whole number > 0 such as 50000",

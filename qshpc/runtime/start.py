@@ -193,8 +193,10 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     for name in (LAUNCH_TOKEN, settings.LAUNCH_END.name, settings.AWAIT_JOB.name):  # rank 0's
         os.environ.pop(name, None)
     beat = Heartbeat(wiring)
-    preload(spec.program)  # while rank 0 prepares the job and starts the program
-    _timeline.mark("preloaded")
+    deferred = preload_deferred(spec, info)
+    if not deferred:
+        preload(spec.program)  # while rank 0 prepares the job and starts the program
+        _timeline.mark("preloaded")
     job_dir_s, error, prog = _job_from_rank0(wiring)
     if error is not None:
         beat.stop()
@@ -210,9 +212,15 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     except UserError as exc:  # serve without the log (raising here left rank 0 waiting 30 s)
         print(f"qshpc: warning: {exc}; rank {info.rank} serves without it", file=sys.stderr)
         tee = None
+
+    def preload_now() -> None:
+        preload(spec.program)
+        tune()  # what the imports made joins the frozen heap, as after a preload at the start
+        _timeline.mark("preloaded")
+
     try:
         tune()
-        serve(wiring, info, beat)
+        serve(wiring, info, beat, preload_now if deferred else None)
     finally:
         if tee is not None:
             tee.close()
@@ -220,6 +228,29 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     _timeline.write(Path(job_dir_s) / "logs", f"rank-{info.rank}")
     wiring.finalize()
     return 0
+
+
+def preload_deferred(spec: RunSpec, info: context.RankInfo) -> bool:
+    """Does a worker of this job defer its preload to its first batch? Yes when the
+    command line turned the cache on for every task (``--cache``, ``--cache-dir``) and
+    this host's ranks outnumber the cores this process may use (as the serve loop's
+    ``crowded``).
+
+    A rerun whose calls all hit sends the workers no batch: a worker that
+    imported qiskit and Aer meanwhile (0.3-0.5 s of CPU each) only slowed rank
+    0's start on cores it shares. A cold run pays the imports at its first
+    batch instead of during rank 0's start (benchmarks/RESULTS.md, Session 14
+    (cache14)); with a core per rank the imports slow nobody, and the worker
+    preloads at its start as without the cache. A job whose cache was turned on
+    in its meta (a client's), or per task, preloads at the start too.
+    """
+    asked = spec.cache_meta()
+    if not (asked and asked["enabled"]):
+        return False
+    try:
+        return info.local_size > len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity calls (macOS): count the host's cores
+        return info.local_size > (os.cpu_count() or 1)
 
 
 def _tell_workers(wiring: MpiWiring, size: int, message: tuple[Any, ...]) -> None:

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +217,10 @@ def preload(program: Path | None = None) -> None:
 
 
 def serve(
-    wiring: Wiring, info: context.RankInfo | None = None, heartbeat: Heartbeat | None = None
+    wiring: Wiring,
+    info: context.RankInfo | None = None,
+    heartbeat: Heartbeat | None = None,
+    at_first_batch: Callable[[], None] | None = None,
 ) -> None:
     """Run tasks until rank 0 says stop, then say goodbye so rank 0 can finalize cleanly.
 
@@ -224,6 +228,9 @@ def serve(
         wiring: How this worker reaches rank 0.
         info: This rank's place (default: the process's ``rank_info()``).
         heartbeat: The heartbeats started with the worker (default: start them now).
+        at_first_batch: Called once, when the first batch arrives, before its
+            calls run (the preload a job with the cache on defers: a rerun whose
+            calls all hit sends no batch, and its workers import nothing).
     """
     signals = catch_stop_signals()
     beat = heartbeat or Heartbeat(wiring)
@@ -235,7 +242,7 @@ def serve(
 
         watch = Rank0Watch(Path(job), info.rank)  # srun keeps a worker whose rank 0 died
     try:
-        _serve(wiring, info)
+        _serve(wiring, info, at_first_batch)
     finally:
         if watch is not None:
             watch.stop()  # before the goodbye, after which rank 0 releases its lock
@@ -249,7 +256,9 @@ def serve(
     _signals.clear()
 
 
-def _serve(wiring: Wiring, info: context.RankInfo) -> None:
+def _serve(
+    wiring: Wiring, info: context.RankInfo, at_first_batch: Callable[[], None] | None = None
+) -> None:
     import cloudpickle
 
     funcs: dict[int, tuple[Any, str, bytes]] = {}  # fn_id -> (function, name, digest)
@@ -310,6 +319,8 @@ def _serve(wiring: Wiring, info: context.RankInfo) -> None:
             if first:
                 _timeline.mark("first batch")
                 first = False
+                if at_first_batch is not None:
+                    at_first_batch()
             _, bid, new_funcs, new_objs, job_seed, *columns = data
             if cut[0]:  # sent before rank 0 said CUT: none of its calls runs
                 submitted, attempts = columns[4], columns[3]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, mpiexec, run_cli
 
 pytestmark = pytest.mark.mpi
 
@@ -300,3 +301,63 @@ def test_primitive_blocks_of_a_parameterized_circuit_hit_in_a_new_process(
     third_out, third = run("--arguments", str(shifted))  # another circuit: every block runs
     assert "from the cache" not in third_out, third_out
     assert third["evs"] != first["evs"]
+
+
+PROBE = """\
+import os
+with open(os.environ["PROBE_LOG"], "a") as f:
+    f.write(f"{os.getpid()}\\n")
+"""
+
+SQUARES = """\
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def sq(x):
+    return x * x
+
+save_result(get([sq(i) for i in range(8)]))
+"""
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+@pytest.mark.parametrize("ranks", [None, 3])
+def test_a_warm_rerun_s_workers_never_preload(
+    ranks: int | None, qshpc_home: Path, tmp_path: Path
+) -> None:
+    """With --cache and ranks crowding their cores (here all on one core), a worker preloads
+    at its first batch: a rerun whose calls all hit sends none, so its workers import nothing
+    the preload names (qiskit and Aer for the seed program) while rank 0 starts. A cold run
+    preloads at its first batch, and is right.
+    """
+    (tmp_path / "probe14.py").write_text(PROBE)
+    (tmp_path / "squares.py").write_text(SQUARES)
+    probes = tmp_path / "probes.log"
+    env = {"QSHPC_PRELOAD": "probe14", "PROBE_LOG": str(probes),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}  # fmt: skip
+    extra = ["--workers", "2"] if ranks is None else []
+
+    def run(*args: str) -> tuple[str, list[str]]:
+        cmd = [sys.executable, "-m", "qshpc", "run", str(tmp_path / "squares.py"), *extra, *args]
+        launch = [mpiexec(), "-n", str(ranks)] if ranks is not None else []
+        out = subprocess.run(["taskset", "-c", "0", *launch, *cmd], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, **env})  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        imported = probes.read_text().split() if probes.exists() else []
+        probes.unlink(missing_ok=True)
+        return out.stdout, imported
+
+    def result(stdout: str) -> object:
+        job = [ln.split()[2] for ln in stdout.splitlines() if ln.startswith("qshpc: job ")][-1]
+        return json.loads(run_cli("result", job, "--json").stdout)
+
+    stdout, imported = run()  # no cache: both workers preload at their start
+    assert len(imported) == 2 and "(8 tasks run)" in stdout
+    stdout, imported = run("--cache")  # cold: each worker that got a batch preloaded, once
+    assert 1 <= len(imported) <= 2 and len(set(imported)) == len(imported), imported
+    assert "(8 tasks run)" in stdout and result(stdout) == [i * i for i in range(8)]
+    stdout, imported = run("--cache")  # warm: no batch, no preload
+    assert imported == [] and "(0 tasks run, 8 from the cache)" in stdout
+    assert result(stdout) == [i * i for i in range(8)]
+    stdout, imported = run("--no-cache")  # the cache turned off again: preloaded at the start
+    assert len(imported) == 2 and "(8 tasks run)" in stdout
