@@ -564,7 +564,7 @@ def _waiting_resume(job_dir: Path, meta: dict[str, Any]) -> None:
         previous_error=meta.get("error"),
         error=None,
         slurm_job_id=slurm_id,
-        sub_status=f"resumed as Slurm job {slurm_id} (qshpc submit --resume): waiting to start",
+        sub_status=f"resumed as Slurm job {slurm_id} (qshpc submit --resume): its run has not started yet",
     )
 
 

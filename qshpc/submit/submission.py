@@ -372,14 +372,30 @@ def _create_job(
 
 
 def _read_env_vars(job_dir: Path) -> dict[str, str]:
-    """The program's ``env_vars`` as submitted (for ``--resume``); {} when none were."""
+    """The program's ``env_vars`` as submitted (for ``--resume``); {} when none were.
+
+    Raises:
+        UserError: The file is there but cannot be read, or is damaged: the run would go
+            without the program's variables (hunt14a: it did, silently).
+    """
+    path = job_dir / SUBMITIT_DIR / ENV_FILE
     try:
-        data = json.loads((job_dir / SUBMITIT_DIR / ENV_FILE).read_text())
-    except (OSError, ValueError):
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
         return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(k): str(v) for k, v in data.items()}
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not valid JSON"
+        raise UserError(
+            f"job {job_dir.name}'s env_vars file {path} cannot be read ({why}): the program "
+            "would run without its variables. Make it readable (chmod u+r), or remove it to "
+            "resume without them"
+        ) from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise UserError(
+            f"job {job_dir.name}'s env_vars file {path} is damaged (not an object of strings): "
+            "remove it to resume without the program's variables"
+        )
+    return {str(k): v for k, v in data.items()}
 
 
 def _executor(folder: Path) -> Any:

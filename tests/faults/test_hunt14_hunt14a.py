@@ -1,0 +1,150 @@
+"""hunt14a: ``qshpc submit --resume`` under concurrency, damaged files, arrays; the
+recorded Slurm cluster.
+
+Real processes throughout: a second process holds the resume lock as a second shell's
+``qshpc submit --resume`` would, and is killed (-9) as one killed mid-resume is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+FAILS = "raise RuntimeError('boom')\n"
+
+HOLDS = """
+import sys, time
+from pathlib import Path
+from qshpc.store.lock import step_lock
+with step_lock(Path(sys.argv[1]), "qshpc submit --resume"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _failed_job(tmp_path: Path) -> Path:
+    prog = tmp_path / "fails.py"
+    prog.write_text(FAILS)
+    out = run_cli("run", str(prog), "--workers", "0", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    (job,) = (tmp_path / "qshpc-home" / "jobs").iterdir()
+    return job
+
+
+def _holder(job: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDS, str(job)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_resume_of_a_job_being_resumed_is_refused_and_a_killed_one_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    job = _failed_job(tmp_path)
+    proc = _holder(job)
+    try:
+        # On 14ae6e2 two shells resuming one job each sbatched a Slurm job (seen on the
+        # dev cluster: 729 and 730 for one job; 730's run was refused by the job lock, and
+        # the files named one job, the marker the other).
+        out = run_cli("submit", "--resume", job.name)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert f"being resumed by another process (host {os.uname().nodename}" in out.stderr
+        assert f"pid {proc.pid}" in out.stderr, out.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert (job / "job.resume.lock").exists()  # the killed resume's lock is left
+    # ... and taken over at once: the next resume goes on to look at the job (a local one).
+    out = run_cli("submit", "--resume", job.name)
+    assert out.returncode == 2 and "not submitted with `qshpc submit`" in out.stderr, out.stderr
+    assert not (job / "job.resume.lock").exists()
+
+
+def test_resume_of_a_job_a_live_run_holds_is_refused(tmp_path: Path) -> None:
+    from qshpc.store.lock import JobLock
+
+    job = _failed_job(tmp_path)
+    # The store says FAILED (the last run's end) while a run holds the job (a
+    # `qshpc run --resume` in the user's own batch script, starting): a new Slurm job's
+    # run would be refused by the job lock and fail.
+    with JobLock(job, "qshpc run --resume"):
+        out = run_cli("submit", "--resume", job.name)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"job {job.name} is being run (host" in out.stderr, out.stderr
+
+
+def test_resume_of_an_array_id_names_its_elements(tmp_path: Path) -> None:
+    job = _failed_job(tmp_path)
+    array = "20261203-120000-abcdef"
+    for i in range(2):  # as qshpc submit --array names them
+        shutil.copytree(job, job.parent / f"{array}-{i}")
+        (job.parent / f"{array}-{i}" / "slurm_job_id").write_text(f"4242_{i}\n")
+    for asked in (array, "4242"):  # qshpc's array id, and Slurm's
+        out = run_cli("submit", "--resume", asked)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        # Was "no job '...'" on 14ae6e2, though `qshpc list --array` knows the id.
+        assert "is a job array of 2 element(s)" in out.stderr, out.stderr
+        assert f"`qshpc list --array {array}`" in out.stderr, out.stderr
+    out = run_cli("submit", "--resume", "4243")
+    assert out.returncode == 2 and "no job '4243'" in out.stderr, out.stderr
+
+
+def test_an_unreadable_env_vars_file_refuses_the_resume(tmp_path: Path) -> None:
+    from qshpc.errors import UserError
+    from qshpc.submit.submission import ENV_FILE, SUBMITIT_DIR, _read_env_vars
+
+    job = tmp_path / "job"
+    (job / SUBMITIT_DIR).mkdir(parents=True)
+    path = job / SUBMITIT_DIR / ENV_FILE
+    assert _read_env_vars(job) == {}  # none were given
+    path.write_text(json.dumps({"TOKEN": "x"}))
+    assert _read_env_vars(job) == {"TOKEN": "x"}
+    # On 14ae6e2 each of these resumed the program without its variables, silently.
+    for text in ('{"TOKEN": "x"', '["x"]', '{"TOKEN": 3}', "\udcff"):
+        path.write_text(text, errors="surrogateescape")
+        with pytest.raises(UserError, match=r"env_vars file .* (cannot be read|is damaged)"):
+            _read_env_vars(job)
+    path.write_text("{}")
+    path.chmod(0)
+    if os.access(path, os.R_OK):
+        return  # root reads it anyway
+    with pytest.raises(UserError, match="Permission denied"):
+        _read_env_vars(job)
+
+
+def test_a_failed_cluster_name_query_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qshpc.submit import slurm
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    # scontrol that fails (a controller timing out under load), then answers.
+    scontrol.write_text("#!/bin/sh\nexit 1\n")
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_CLUSTER_NAME", raising=False)
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "hunt14a.conf"))
+    assert slurm.cluster_name() is None
+    scontrol.write_text("#!/bin/sh\necho 'ClusterName             = north'\n")
+    time.sleep(0.01)
+    # On 14ae6e2 the failure was kept for the process: every later job it submitted
+    # recorded no cluster, and the other-cluster check was skipped for them.
+    assert slurm.cluster_name() == "north"
+    scontrol.write_text("#!/bin/sh\necho 'ClusterName = south'\n")
+    assert slurm.cluster_name() == "north"  # an answer is kept
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "hunt14a-2.conf"))
+    assert slurm.cluster_name() == "south"
