@@ -148,3 +148,65 @@ def test_a_failed_cluster_name_query_is_asked_again(
     assert slurm.cluster_name() == "north"  # an answer is kept
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "hunt14a-2.conf"))
     assert slurm.cluster_name() == "south"
+
+
+HANGS = """
+import asyncio, sys
+from pathlib import Path
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+async def hang(gate):
+    Path(gate).write_text("started")
+    await asyncio.sleep(3600)
+
+async def main():
+    return get(hang(sys.argv[1]))
+
+save_result(asyncio.run(main()))
+"""
+
+
+def test_a_cancelled_job_whose_async_task_never_returns_exits(tmp_path: Path) -> None:
+    prog = tmp_path / "hangs.py"
+    prog.write_text(HANGS)
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0", "--", str(gate)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not gate.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert gate.exists(), proc.communicate(timeout=10)[0]
+        proc.send_signal(signal.SIGTERM)  # what `qshpc cancel` sends
+        # On 14ae6e2 the job was recorded CANCELED and the process never exited: the
+        # interpreter joined the pool thread running the task (on Slurm: the nodes held
+        # until the time limit).
+        out = proc.communicate(timeout=20)[0]
+    finally:
+        proc.kill()
+    assert "CANCELED" in out, out
+    assert proc.returncode != 0
+
+
+def test_an_async_tasks_error_starts_at_its_own_code() -> None:
+    import asyncio
+
+    from qshpc.task.execute import AwaitedCall, run_task
+
+    async def bad(x: int) -> None:
+        raise ValueError(f"bad {x}")
+
+    async def main() -> object:  # under a running loop: the call runs on qshpc's threads
+        return run_task(AwaitedCall(bad), (1,), {}, "t0", "bad", None, 1)
+
+    for out in (asyncio.run(main()), run_task(AwaitedCall(bad), (2,), {}, "t1", "bad", None, 1)):
+        text = out.error or ""  # type: ignore[attr-defined]
+        # On 14ae6e2: 9 frames of qshpc, concurrent.futures and asyncio before the task's.
+        assert text.splitlines()[1].endswith(", in bad"), text
+        assert "execute.py" not in text and "runners.py" not in text, text
