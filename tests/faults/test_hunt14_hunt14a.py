@@ -210,3 +210,33 @@ def test_an_async_tasks_error_starts_at_its_own_code() -> None:
         # On 14ae6e2: 9 frames of qshpc, concurrent.futures and asyncio before the task's.
         assert text.splitlines()[1].endswith(", in bad"), text
         assert "execute.py" not in text and "runners.py" not in text, text
+
+
+def test_a_live_run_of_another_slurm_job_is_not_marked_by_the_recorded_jobs_end(
+    tmp_path: Path,
+) -> None:
+    from qshpc.jobs.paths import STATUS_OVERRIDE
+    from qshpc.store.lock import JobLock
+    from qshpc.submit.slurm_states import SlurmView
+    from qshpc.submit.state import apply
+
+    prog = tmp_path / "dies.py"  # rank 0 killed: the store says RUNNING
+    prog.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    out = run_cli("run", str(prog), "--workers", "0", cwd=tmp_path)
+    assert out.returncode != 0, out.stderr
+    (job,) = (tmp_path / "qshpc-home" / "jobs").iterdir()
+    # A run of Slurm job 222 holds the job (a resume that started), while the job's
+    # recorded id is 111, a Slurm job that ended (a second resume's, refused by the job
+    # lock, whose id was written over the first's: the window hunt14a's resume lock and
+    # holder check leave, or a resume killed between its sbatch and its record).
+    with JobLock(job, "qshpc run --resume", {"SLURM_JOB_ID": "222"}):
+        meta = {"state": "RUNNING", "slurm_job_id": "111"}
+        apply(job, meta, SlurmView("FAILED", "1:0"))
+        # On 14ae6e2: marked FAILED for good ("the Slurm job ended FAILED before the
+        # program finished") while the run went on.
+        assert meta["state"] == "RUNNING", meta
+        assert "run by Slurm job 222" in str(meta.get("sub_status")), meta
+        assert not (job / STATUS_OVERRIDE).exists()
+    meta = {"state": "RUNNING", "slurm_job_id": "111"}
+    apply(job, meta, SlurmView("FAILED", "1:0"))  # no run holds it: the ranks died
+    assert meta["state"] == "FAILED" and (job / STATUS_OVERRIDE).exists(), meta
