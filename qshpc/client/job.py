@@ -458,6 +458,9 @@ class Job:
 
     def _ask_stop(self) -> bool:
         """Send the cancel; True when the job had not ended."""
+        from qshpc.store.lock import wait_step
+
+        wait_step(self.job_dir)  # a `qshpc submit --resume` under way: cancel what it submits
         meta = self.info()
         if meta.get("state") in TERMINAL:
             return False

@@ -325,6 +325,24 @@ def step_lock(job_dir: Path, what: str) -> Iterator[None]:
     raise UserError(f"job {job_dir.name} keeps being locked and released ({what}): try again")
 
 
+def wait_step(job_dir: Path, timeout: float = LIFETIME_S + CLOCK_SLOP_S) -> None:
+    """Return once no live process holds ``job_dir``'s :func:`step_lock` (at most ``timeout``
+    seconds): a cancel then sees what the resume under way did (hunt14a: ``qshpc cancel``
+    during a ``submit --resume`` said "already ended FAILED", and the resumed job ran)."""
+    path = job_dir / RESUME_FILE
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        claim = _claim(path)
+        if claim is None or (claim[0] == _HOST and not pid_alive(claim[1])):
+            return
+        try:
+            if path.stat().st_mtime + CLOCK_SLOP_S < time.time():
+                return  # lapsed: its holder stopped (flufl.lock sets the mtime ahead)
+        except OSError:
+            return
+        time.sleep(0.1)
+
+
 class JobLock:
     """The lock of one job, held by this process (rank 0 of a run).
 

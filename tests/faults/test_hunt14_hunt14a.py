@@ -240,3 +240,25 @@ def test_a_live_run_of_another_slurm_job_is_not_marked_by_the_recorded_jobs_end(
     meta = {"state": "RUNNING", "slurm_job_id": "111"}
     apply(job, meta, SlurmView("FAILED", "1:0"))  # no run holds it: the ranks died
     assert meta["state"] == "FAILED" and (job / STATUS_OVERRIDE).exists(), meta
+
+
+def test_cancel_waits_for_a_resume_under_way(tmp_path: Path) -> None:
+    import threading
+
+    from qshpc.client.job import open_job
+
+    job = _failed_job(tmp_path)
+    holder = _holder(job)  # a `qshpc submit --resume` between its look and its record
+    asked: list[bool] = []
+    cancel = threading.Thread(target=lambda: asked.append(open_job(job.name).stop(wait=0)))
+    cancel.start()
+    try:
+        cancel.join(1.0)
+        # On 14ae6e2 the cancel answered at once "already ended FAILED", and the job the
+        # resume then submitted ran (seen on the dev cluster, sbatch slowed 3 s).
+        assert cancel.is_alive() and not asked
+    finally:
+        holder.send_signal(signal.SIGKILL)  # the resume ends (here: killed)
+        holder.wait(10)
+    cancel.join(10)
+    assert asked == [False]  # then it sees the job as the resume left it: ended
