@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from qshpc.errors import SlurmStateWarning
-from qshpc.jobs.paths import SLURM_STATE_FILE, mark_terminal, read_override, read_slurm_cluster
+from qshpc.jobs.paths import (
+    SLURM_STATE_FILE,
+    mark_terminal,
+    read_override,
+    read_slurm_cluster,
+    read_small,
+)
 from qshpc.jobstate import TERMINAL, JobState
 from qshpc.submit.slurm import is_slurm_id, other_cluster, query, query_live
 from qshpc.submit.slurm_states import (
@@ -48,7 +54,7 @@ FORGOTTEN_AFTER_S = 600
 def kept_answer(job_dir: Path) -> dict[str, Any] | None:
     """Slurm's final answer kept in ``job_dir`` (``raw``, ``exit_code``, ``time``...), or None."""
     try:
-        data = json.loads((job_dir / CACHE_FILE).read_text())
+        data = json.loads(read_small(job_dir / CACHE_FILE))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

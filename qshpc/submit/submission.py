@@ -33,6 +33,7 @@ from qshpc.jobs.paths import (
     jobs_root,
     new_job_id,
     qshpc_home,
+    read_small,
 )
 from qshpc.jobs.requirements import check_requirements
 from qshpc.submit import slurm
@@ -380,11 +381,11 @@ def _read_env_vars(job_dir: Path) -> dict[str, str]:
     """
     path = job_dir / SUBMITIT_DIR / ENV_FILE
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(read_small(path, 1 << 26))  # env_vars as submitted: up to 64 MiB
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not valid JSON"
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not valid JSON"
         raise UserError(
             f"job {job_dir.name}'s env_vars file {path} cannot be read ({why}): the program "
             "would run without its variables. Make it readable (chmod u+r), or remove it to "

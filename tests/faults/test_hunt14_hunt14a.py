@@ -262,3 +262,29 @@ def test_cancel_waits_for_a_resume_under_way(tmp_path: Path) -> None:
         holder.wait(10)
     cancel.join(10)
     assert asked == [False]  # then it sees the job as the resume left it: ended
+
+
+def test_small_files_beside_a_store_that_are_fifos_or_endless_read_as_none(
+    tmp_path: Path,
+) -> None:
+    from qshpc.jobs import paths
+    from qshpc.submit.state import kept_answer
+
+    readers = {
+        paths.SLURM_ID_FILE: paths.read_slurm_id,
+        paths.SLURM_CLUSTER_FILE: paths.read_slurm_cluster,
+        paths.RESUBMITTED_FILE: paths.read_resubmitted,
+        paths.STATUS_OVERRIDE: paths.read_override,
+        paths.SLURM_STATE_FILE: kept_answer,
+    }
+    job = tmp_path / "job"
+    job.mkdir()
+    for name, read in readers.items():
+        # On 14ae6e2 `qshpc status` of a live Slurm job waited for good on a FIFO named
+        # slurm_cluster or slurm_job_id, and read a link to /dev/zero until memory ran out.
+        os.mkfifo(job / name)
+        assert read(job) is None, name
+        (job / name).unlink()
+        (job / name).symlink_to("/dev/zero")
+        assert read(job) is None, name
+        (job / name).unlink()
