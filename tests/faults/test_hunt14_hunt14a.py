@@ -288,3 +288,15 @@ def test_small_files_beside_a_store_that_are_fifos_or_endless_read_as_none(
         (job / name).symlink_to("/dev/zero")
         assert read(job) is None, name
         (job / name).unlink()
+
+
+def test_the_resume_command_a_dead_runs_error_names_works(tmp_path: Path) -> None:
+    prog = tmp_path / "dies.py"  # rank 0 killed: the post-mortem names what to do
+    prog.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    assert run_cli("run", str(prog), "--workers", "0", cwd=tmp_path).returncode != 0
+    (job,) = (tmp_path / "qshpc-home" / "jobs").iterdir()
+    error = json.loads(run_cli("status", job.name, "--json").stdout)["error"]
+    # Was `qshpc run --resume JOB`, which typer refuses (Missing argument 'program').
+    assert f"`qshpc run {prog} --resume {job.name}`" in error, error
+    again = run_cli("run", str(prog), "--resume", job.name, "--workers", "0", cwd=tmp_path)
+    assert "Missing argument" not in again.stderr, again.stderr
