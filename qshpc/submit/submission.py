@@ -129,8 +129,9 @@ def _submitted(job_id: str, job: Any, job_dir: Path, params: dict[str, Any]) -> 
     """Record sbatch's answer for the job in ``job_dir`` (its Slurm id and cluster) and
     say what was submitted (the batch script submitit wrote)."""
     slurm_id = str(job.job_id)
-    _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
-    _record_cluster(job_dir)
+    with _recording(job_dir, job):
+        _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
+        _record_cluster(job_dir)
     folder = job_dir / SUBMITIT_DIR
     script = folder / f"{slurm_id}_submission.sh"
     text = script.read_text() if script.is_file() else render(params, folder)
@@ -313,12 +314,30 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
     submitted = time.time()
     job = _sbatch(executor, staged, job_dir, res, resume=True)
     marker = {"slurm_job_id": str(job.job_id), "time": submitted}
-    _write_private(job_dir / RESUBMITTED_FILE, json.dumps(marker))
+    with _recording(job_dir, job):
+        _write_private(job_dir / RESUBMITTED_FILE, json.dumps(marker))
     for stale in (SLURM_STATE_FILE, STATUS_OVERRIDE):
         # The first Slurm job's end, and the state the store lacked then: the new run's now.
         with contextlib.suppress(OSError):
             (job_dir / stale).unlink()
     return _submitted(job_dir.name, job, job_dir, params)
+
+
+@contextlib.contextmanager
+def _recording(job_dir: Path, job: Any) -> Iterator[None]:
+    """Writing what sbatch answered: an OSError (a full disk) is a StoreError that says the
+    Slurm job was submitted (hunt14a: an ``OSError`` traceback, the job unrecorded)."""
+    try:
+        yield
+    except OSError as exc:
+        from qshpc.errors import StoreError
+
+        raise StoreError(
+            f"Slurm job {job.job_id} was submitted for job {job_dir.name}, but its record "
+            f"could not be written in {job_dir} ({exc.strerror or exc}): the job will run, but "
+            "`qshpc status` may not show Slurm's view of it; free space (df -h, df -i), or "
+            f"`scancel {job.job_id}` and submit again once there is room"
+        ) from None
 
 
 def _make_dir(path: Path) -> None:

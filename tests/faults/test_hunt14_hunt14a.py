@@ -300,3 +300,19 @@ def test_the_resume_command_a_dead_runs_error_names_works(tmp_path: Path) -> Non
     assert f"`qshpc run {prog} --resume {job.name}`" in error, error
     again = run_cli("run", str(prog), "--resume", job.name, "--workers", "0", cwd=tmp_path)
     assert "Missing argument" not in again.stderr, again.stderr
+
+
+def test_a_record_of_sbatchs_answer_that_cannot_be_written_says_the_job_was_submitted(
+    tmp_path: Path,
+) -> None:
+    import errno
+    from types import SimpleNamespace
+
+    from qshpc.errors import StoreError
+    from qshpc.submit.submission import _recording
+
+    # The disk filling between sbatch and the record (not made real here: the dev
+    # cluster's nodes would need the tmpfs): was an OSError traceback.
+    with pytest.raises(StoreError, match=r"Slurm job 77 was submitted .* `scancel 77`"):
+        with _recording(tmp_path, SimpleNamespace(job_id="77")):
+            raise OSError(errno.ENOSPC, "No space left on device")
