@@ -316,13 +316,26 @@ def step_lock(job_dir: Path, what: str) -> Iterator[None]:
             ) from None
         except OSError as exc:
             raise _claim_failed(lock, job_dir, exc, f"{what}: ") from None
+        stop = threading.Event()
+        # Refreshed while held: an sbatch slowed by a busy controller outlives a lifetime.
+        threading.Thread(
+            target=_keep_fresh, args=(lock, stop), name="qshpc-step-lock", daemon=True
+        ).start()
         try:
             yield
         finally:
+            stop.set()
             with contextlib.suppress(OSError):
                 lock.unlock(unconditionally=True)
         return
     raise UserError(f"job {job_dir.name} keeps being locked and released ({what}): try again")
+
+
+def _keep_fresh(lock: Any, stop: threading.Event) -> None:
+    """Refresh ``lock`` every :data:`REFRESH_S` seconds until ``stop`` is set."""
+    while not stop.wait(REFRESH_S):
+        with contextlib.suppress(Exception):
+            lock.refresh()
 
 
 def wait_step(job_dir: Path, timeout: float = LIFETIME_S + CLOCK_SLOP_S) -> None:

@@ -316,3 +316,19 @@ def test_a_record_of_sbatchs_answer_that_cannot_be_written_says_the_job_was_subm
     with pytest.raises(StoreError, match=r"Slurm job 77 was submitted .* `scancel 77`"):
         with _recording(tmp_path, SimpleNamespace(job_id="77")):
             raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_the_resume_lock_is_refreshed_while_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qshpc.store import lock
+
+    monkeypatch.setattr(lock, "REFRESH_S", 0.05)
+    path = tmp_path / lock.RESUME_FILE
+    with lock.step_lock(tmp_path, "qshpc submit --resume"):
+        first = path.stat().st_mtime
+        time.sleep(1.2)  # flufl.lock sets whole seconds
+        # A resume whose sbatch outlived the lock's 60 s lifetime (a busy controller)
+        # would have lost it to a second resume.
+        assert path.stat().st_mtime > first
+    assert not path.exists()
