@@ -158,8 +158,11 @@ def _flufl_lock(path: Path) -> Any:
 
 def _claim(path: Path) -> tuple[str, int] | None:
     """(host, pid) of the claim in the lock file, None when there is no (readable) claim."""
+    from qshpc.store.seal import open_regular
+
     try:
-        text = path.read_text(errors="replace").strip()
+        with open(open_regular(path), "rb", closefd=True) as fh:  # a FIFO: never blocks
+            text = fh.read(4096).decode(errors="replace").strip()
     except OSError:
         return None
     parts = text.split("|")
@@ -328,6 +331,11 @@ def step_lock(job_dir: Path, what: str) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 lock.unlock(unconditionally=True)
         return
+    if path.is_symlink() or (path.exists() and _claim(path) is None):
+        raise UserError(
+            f"{path} exists but names no process (not written by qshpc): if no "
+            f"`{what}` of the job is under way, remove it (rm '{path}')"
+        )
     raise UserError(f"job {job_dir.name} keeps being locked and released ({what}): try again")
 
 

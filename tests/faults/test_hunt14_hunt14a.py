@@ -332,3 +332,16 @@ def test_the_resume_lock_is_refreshed_while_held(
         # would have lost it to a second resume.
         assert path.stat().st_mtime > first
     assert not path.exists()
+
+
+def test_a_resume_lock_that_is_a_fifo_neither_blocks_nor_passes(tmp_path: Path) -> None:
+    from qshpc.errors import UserError
+    from qshpc.store import lock
+
+    os.mkfifo(tmp_path / lock.RESUME_FILE)
+    started = time.monotonic()
+    lock.wait_step(tmp_path)  # a cancel: read as no resume under way (was: blocked)
+    assert time.monotonic() - started < 2
+    with pytest.raises(UserError, match="exists but names no process"):
+        with lock.step_lock(tmp_path, "qshpc submit --resume"):
+            pass
