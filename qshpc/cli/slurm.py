@@ -243,11 +243,69 @@ def register(app: typer.Typer) -> None:
 def _resubmit(job: str, overrides: dict[str, Any], dry_run: bool, as_json: bool) -> None:
     """``qshpc submit --resume JOB``: the ended job again, as a new Slurm job."""
     from qshpc.client.job import open_job
-    from qshpc.errors import UserError
+    from qshpc.errors import JobNotFoundError
     from qshpc.submit.submission import resubmit
+
+    try:
+        j = open_job(job)
+    except JobNotFoundError:
+        _refuse_array(job)
+        raise
+    if dry_run:
+        _check_resumable(j)
+        sub = resubmit(j.job_dir, overrides, dry_run=True)
+        echo(sub.script.rstrip("\n"))
+        return
+    from qshpc.store.lock import step_lock
+
+    # One resume at a time, from the look at the job to the record of its new Slurm job
+    # (hunt14a: two shells resuming one job each sbatched one).
+    with step_lock(j.job_dir, "qshpc submit --resume"):
+        state = _check_resumable(j)
+        sub = resubmit(j.job_dir, overrides)
+    if as_json:
+        echo(json.dumps(sub.as_dict()))
+    else:
+        echo(f"job {sub.job_id} resumed  (slurm {sub.slurm_job_id}; it was {state})")
+        echo(f"  status: qshpc status {sub.job_id}    result: qshpc result {sub.job_id} --wait 600")
+
+
+def _refuse_array(job: str) -> None:
+    """``--resume`` of a job array's id (qshpc's or Slurm's): refused, naming its elements
+    (was "no job ...", though `qshpc list --array` knows the id)."""
+    from qshpc.errors import UserError
+    from qshpc.jobs.paths import has_job_file, jobs_root, read_slurm_id
     from qshpc.text import shown
 
-    j = open_job(job)
+    root = jobs_root()
+    if not job or "/" in job or not root.is_dir():
+        return
+    elements = sorted(
+        (d.name for d in root.iterdir()
+         if (d.name.startswith(f"{job}-") and d.name[len(job) + 1 :].isdigit())
+         or (job.isdigit() and (read_slurm_id(d) or "").startswith(f"{job}_"))),
+        key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[1].isdigit() else 0,
+    )  # fmt: skip
+    elements = [e for e in elements if has_job_file(root / e)]
+    if not elements:
+        return
+    array = elements[0].rsplit("-", 1)[0]
+    shown_elements = ", ".join(shown(e) for e in elements[:3]) + (
+        ", ..." if len(elements) > 3 else ""
+    )
+    raise UserError(
+        f"{shown(job)} is a job array of {len(elements)} element(s) ({shown_elements}): "
+        f"--resume takes one element; see which ended FAILED or CANCELED with "
+        f"`qshpc list --array {shown(array)}`, then `qshpc submit --resume ELEMENT` for each"
+    )
+
+
+def _check_resumable(j: Any) -> str:
+    """The state of job ``j``, refused (UserError) unless ``--resume`` may submit it again."""
+    from qshpc.errors import UserError
+    from qshpc.store.lock import holder_alive
+    from qshpc.text import shown
+
     meta = j.info()
     state = str(meta.get("state"))
     if state == "SUCCEEDED":
@@ -268,14 +326,15 @@ def _resubmit(job: str, overrides: dict[str, Any], dry_run: bool, as_json: bool)
             f"job {shown(j.job_id)}'s store is damaged: see `qshpc status {shown(j.job_id)}` "
             "(what is recoverable) before resuming it"
         )
-    sub = resubmit(j.job_dir, overrides, dry_run=dry_run)
-    if dry_run:
-        echo(sub.script.rstrip("\n"))
-    elif as_json:
-        echo(json.dumps(sub.as_dict()))
-    else:
-        echo(f"job {sub.job_id} resumed  (slurm {sub.slurm_job_id}; it was {state})")
-        echo(f"  status: qshpc status {sub.job_id}    result: qshpc result {sub.job_id} --wait 600")
+    holder = holder_alive(j.job_dir, runs_only=True)
+    if holder is not None:
+        # The store's end is an earlier run's: a run (`qshpc run --resume` in the user's own
+        # batch script) holds the job now; a new Slurm job's run would be refused.
+        raise UserError(
+            f"job {shown(j.job_id)} is being run ({holder.describe()}): wait for it to end "
+            f"(`qshpc wait {shown(j.job_id)}`), or `qshpc cancel {shown(j.job_id)}` first"
+        )
+    return state
 
 
 def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str, Any]]:

@@ -467,6 +467,9 @@ class Job:
 
     def _ask_stop(self) -> bool:
         """Send the cancel; True when the job had not ended."""
+        from qshpc.store.lock import wait_step
+
+        wait_step(self.job_dir)  # a `qshpc submit --resume` under way: cancel what it submits
         meta = self.info()
         if meta.get("state") in TERMINAL:
             return False
@@ -573,7 +576,7 @@ def _waiting_resume(job_dir: Path, meta: dict[str, Any]) -> None:
         previous_error=meta.get("error"),
         error=None,
         slurm_job_id=slurm_id,
-        sub_status=f"resumed as Slurm job {slurm_id} (qshpc submit --resume): waiting to start",
+        sub_status=f"resumed as Slurm job {slurm_id} (qshpc submit --resume): its run has not started yet",
     )
 
 

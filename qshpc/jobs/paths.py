@@ -175,10 +175,31 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
     )
 
 
+#: The most :func:`read_small` reads of one of qshpc's small files beside a store.
+SMALL_FILE_MAX = 1 << 16
+
+
+def read_small(path: Path, limit: int = SMALL_FILE_MAX) -> bytes:
+    """The bytes of one of qshpc's small files beside a store (a Slurm id, a marker...).
+
+    Raises:
+        OSError: Missing, unreadable, or not a regular file (a FIFO made ``qshpc status``
+            wait for good, a link to ``/dev/zero`` read until memory ran out: hunt14a).
+        ValueError: Longer than ``limit`` bytes: not a file qshpc wrote.
+    """
+    from qshpc.store.seal import open_regular
+
+    with open(open_regular(path), "rb", closefd=True) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} holds over {limit} bytes")
+    return data
+
+
 def read_slurm_id(job_dir: Path) -> str | None:
     """The Slurm job id recorded at submit time (``JOB_DIR/slurm_job_id``), or None."""
     try:
-        text = (job_dir / SLURM_ID_FILE).read_bytes().decode().strip()
+        text = read_small(job_dir / SLURM_ID_FILE).decode().strip()
     except (OSError, ValueError):  # damaged bytes: every command on the job was a traceback
         return None
     return text or None
@@ -189,7 +210,7 @@ def read_resubmitted(job_dir: Path) -> tuple[str, float] | None:
     import json
 
     try:
-        data = json.loads((job_dir / RESUBMITTED_FILE).read_text())
+        data = json.loads(read_small(job_dir / RESUBMITTED_FILE))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):
@@ -206,7 +227,7 @@ def read_slurm_cluster(job_dir: Path) -> str | None:
     """The Slurm cluster the recorded job id belongs to (``JOB_DIR/slurm_cluster``), or None
     (a job submitted before qshpc recorded it, or a cluster that did not say)."""
     try:
-        text = (job_dir / SLURM_CLUSTER_FILE).read_bytes().decode().strip()
+        text = read_small(job_dir / SLURM_CLUSTER_FILE).decode().strip()
     except (OSError, ValueError):  # damaged bytes: as no name (never a traceback)
         return None
     return text if text and text.isprintable() and len(text) <= 256 else None
@@ -282,7 +303,7 @@ def read_override(job_dir: Path) -> dict[str, object] | None:
 
     p = job_dir / STATUS_OVERRIDE
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(read_small(p))
     except (OSError, ValueError):
         return None
     # As mark_terminal writes it, or nothing (the store's own state then shows): on

@@ -281,7 +281,16 @@ def _what_to_do(meta: dict[str, Any], job_dir: Path, dead: set[int], codes: dict
         )
     elif any(c in (11, 139, 7, 135) for c in codes.values()):
         hint = "a crash in compiled code (a bug, or memory): "
-    return (
-        f"{hint}see {logs} in {job_dir}, then `qshpc run --resume {job_id}` runs only the "
-        "unfinished tasks"
-    )
+    return f"{hint}see {logs} in {job_dir}, then `{resume_command(meta, job_id)}` runs only the unfinished tasks"
+
+
+def resume_command(meta: dict[str, Any], job_id: str) -> str:
+    """The command that resumes the job: ``qshpc submit --resume JOB`` for a job
+    ``qshpc submit`` made, else ``qshpc run PROGRAM --resume JOB`` with its program (was
+    ``qshpc run --resume JOB``, which typer refuses: Missing argument 'program', hunt14a)."""
+    import shlex
+
+    if meta.get("scheduler") == "slurm" and meta.get("slurm_resources"):
+        return f"qshpc submit --resume {job_id}"
+    entry = str(meta.get("entrypoint") or "")
+    return f"qshpc run {shlex.quote(entry) if entry else 'PROGRAM'} --resume {job_id}"

@@ -982,7 +982,7 @@ def _mark_dead(
     held, and what to do.
     """
     from qshpc.jobs.paths import mark_terminal
-    from qshpc.jobs.postmortem import describe
+    from qshpc.jobs.postmortem import describe, resume_command
     from qshpc.store.lock import holder_alive
 
     if holder_alive(job_dir) is not None:
@@ -1003,7 +1003,7 @@ def _mark_dead(
         text = (
             f"job cancelled: received {signal.Signals(signalled).name}; the ranks ended "
             f"before rank 0 stored it; {len(finished)} finished task results are kept in the "
-            f"store (`qshpc run --resume {job_id}` runs the rest)"
+            f"store (`{resume_command(meta, str(job_id))}` runs the rest)"
         )
     else:
         state = "FAILED"

@@ -50,7 +50,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -61,6 +61,9 @@ from qshpc.errors import StoreError, UserError
 LOCK_FILE = "job.lock"
 HOLDER_FILE = "job.lock.holder"
 BREAK_FILE = "job.lock.break"
+#: Held by ``qshpc submit --resume`` from its look at the job to its record of the new
+#: Slurm job (:func:`step_lock`): one resume at a time.
+RESUME_FILE = "job.resume.lock"
 #: What :func:`qshpc.store.refold.fold_ended` holds the lock as: a run waits for it.
 FOLD_COMMAND = "qshpc (folding an ended job's journal)"
 LIFETIME_S = 60.0
@@ -155,8 +158,11 @@ def _flufl_lock(path: Path) -> Any:
 
 def _claim(path: Path) -> tuple[str, int] | None:
     """(host, pid) of the claim in the lock file, None when there is no (readable) claim."""
+    from qshpc.store.seal import open_regular
+
     try:
-        text = path.read_text(errors="replace").strip()
+        with open(open_regular(path), "rb", closefd=True) as fh:  # a FIFO: never blocks
+            text = fh.read(4096).decode(errors="replace").strip()
     except OSError:
         return None
     parts = text.split("|")
@@ -271,6 +277,91 @@ def _slurm_job_over(holder: Holder) -> bool:
         return bool(check(str(holder.slurm_job), holder.slurm_cluster))
     except Exception:  # Slurm's trouble never takes a live holder's lock
         return False
+
+
+@contextlib.contextmanager
+def step_lock(job_dir: Path, what: str) -> Iterator[None]:
+    """Hold ``JOB_DIR/job.resume.lock`` while ``what`` (``qshpc submit --resume``) looks at
+    the job and acts on it: one such step at a time (hunt14a: two shells resuming one job
+    at once each sbatched a Slurm job; one run was refused by the job lock, and its job id
+    was left as the job's). A holder on this host that died is taken over at once, one on
+    another host once the lock lapsed (:data:`LIFETIME_S`).
+
+    Raises:
+        UserError: Another live process holds it (one line naming it).
+        StoreError: The lock cannot be made (a read-only folder, a full disk).
+    """
+    from flufl.lock import TimeOutError
+
+    path = job_dir / RESUME_FILE
+    for _ in range(3):
+        lock = _flufl_lock(path)
+        try:
+            lock.lock(timeout=timedelta(seconds=0))
+        except TimeOutError:
+            claim = _claim(path)
+            if claim is not None and claim[0] == _HOST and not pid_alive(claim[1]):
+                with contextlib.suppress(OSError):  # its holder died here (a kill -9)
+                    if _claim(path) == claim:
+                        winner = path.read_text().strip()
+                        path.unlink()
+                        Path(winner).unlink(missing_ok=True)
+                continue
+            if claim is None:
+                time.sleep(0.05)  # released meanwhile
+                continue
+            from qshpc.text import shown
+
+            raise UserError(
+                f"job {shown(job_dir.name)} is being resumed by another process (host "
+                f"{shown(claim[0])}, pid {claim[1]}): wait for it to end, then see "
+                f"`qshpc status {shown(job_dir.name)}`"
+            ) from None
+        except OSError as exc:
+            raise _claim_failed(lock, job_dir, exc, f"{what}: ") from None
+        stop = threading.Event()
+        # Refreshed while held: an sbatch slowed by a busy controller outlives a lifetime.
+        threading.Thread(
+            target=_keep_fresh, args=(lock, stop), name="qshpc-step-lock", daemon=True
+        ).start()
+        try:
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(OSError):
+                lock.unlock(unconditionally=True)
+        return
+    if path.is_symlink() or (path.exists() and _claim(path) is None):
+        raise UserError(
+            f"{path} exists but names no process (not written by qshpc): if no "
+            f"`{what}` of the job is under way, remove it (rm '{path}')"
+        )
+    raise UserError(f"job {job_dir.name} keeps being locked and released ({what}): try again")
+
+
+def _keep_fresh(lock: Any, stop: threading.Event) -> None:
+    """Refresh ``lock`` every :data:`REFRESH_S` seconds until ``stop`` is set."""
+    while not stop.wait(REFRESH_S):
+        with contextlib.suppress(Exception):
+            lock.refresh()
+
+
+def wait_step(job_dir: Path, timeout: float = LIFETIME_S + CLOCK_SLOP_S) -> None:
+    """Return once no live process holds ``job_dir``'s :func:`step_lock` (at most ``timeout``
+    seconds): a cancel then sees what the resume under way did (hunt14a: ``qshpc cancel``
+    during a ``submit --resume`` said "already ended FAILED", and the resumed job ran)."""
+    path = job_dir / RESUME_FILE
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        claim = _claim(path)
+        if claim is None or (claim[0] == _HOST and not pid_alive(claim[1])):
+            return
+        try:
+            if path.stat().st_mtime + CLOCK_SLOP_S < time.time():
+                return  # lapsed: its holder stopped (flufl.lock sets the mtime ahead)
+        except OSError:
+            return
+        time.sleep(0.1)
 
 
 class JobLock:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -239,13 +240,25 @@ def conf() -> str | None:
     return os.environ.get("SLURM_CONF") or None
 
 
-@functools.lru_cache(maxsize=4)
+#: ``scontrol show config``'s ClusterName by ``SLURM_CONF``, once it answered.
+_CLUSTERS: dict[str | None, str] = {}
+
+
 def _cluster_of(conf_path: str | None) -> str | None:
+    """The cluster name for ``conf_path``, asked once per process; a failed ask is not kept
+    (hunt14a: an ``scontrol`` that timed out once under load made every later job of the
+    process, a notebook's, record no cluster, and the cluster check was skipped for it)."""
+    if conf_path in _CLUSTERS:
+        return _CLUSTERS[conf_path]
     out = _output(["scontrol", "show", "config"])
     for line in (out or "").splitlines():
         key, _, value = line.partition("=")
-        if key.strip() == "ClusterName" and value.strip():
-            return value.strip()
+        name = value.strip()
+        if key.strip() == "ClusterName" and name:
+            if not name.isprintable() or len(name) > 256:
+                return None  # not a name (read_slurm_cluster would not take it back)
+            _CLUSTERS[conf_path] = name
+            return name
     return None
 
 
@@ -279,7 +292,8 @@ def refuse_other_cluster(slurm_job_id: str, recorded: str | None) -> None:
         raise UserError(
             f"Slurm job {slurm_job_id} runs on cluster {recorded!r}, but this host's Slurm "
             f"commands talk to cluster {here!r}, where that id names another job: run this "
-            f"on a login node of {recorded!r} (or `scancel -M {recorded} {slurm_job_id}` "
+            f"on a login node of {recorded!r} (or `scancel -M {shlex.quote(str(recorded))} "
+            f"{slurm_job_id}` "
             "where the clusters share a database)"
         )
 

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from qshpc.errors import SlurmStateWarning
-from qshpc.jobs.paths import SLURM_STATE_FILE, mark_terminal, read_override, read_slurm_cluster
+from qshpc.jobs.paths import (
+    SLURM_STATE_FILE,
+    mark_terminal,
+    read_override,
+    read_slurm_cluster,
+    read_small,
+)
 from qshpc.jobstate import TERMINAL, JobState
 from qshpc.submit.slurm import is_slurm_id, other_cluster, query, query_live
 from qshpc.submit.slurm_states import (
@@ -48,7 +54,7 @@ FORGOTTEN_AFTER_S = 600
 def kept_answer(job_dir: Path) -> dict[str, Any] | None:
     """Slurm's final answer kept in ``job_dir`` (``raw``, ``exit_code``, ``time``...), or None."""
     try:
-        data = json.loads((job_dir / CACHE_FILE).read_text())
+        data = json.loads(read_small(job_dir / CACHE_FILE))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -125,6 +131,14 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
         meta.update(fresh)
         apply(job_dir, meta, view)
         return
+    holder = _other_slurm_run(job_dir, str(meta.get("slurm_job_id") or ""))
+    if holder is not None:
+        # A run of another Slurm job holds the job (its run, not this Slurm job's: a
+        # resume whose id was recorded over the running one's, hunt14a): its state stands.
+        meta["sub_status"] = meta.get("sub_status") or (
+            f"run by Slurm job {holder} (Slurm job {meta.get('slurm_job_id')} ended {view.raw})"
+        )
+        return
     new = "FAILED" if view.state == JobState.SUCCEEDED else view.state.value
     if view.raw in EXPLAINS:
         why = _explained(view, None)
@@ -138,6 +152,22 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
     mark_terminal(job_dir, new, why)
     _save_cache(job_dir, view)
     meta["state"], meta["error"] = new, why
+
+
+def _other_slurm_run(job_dir: Path, slurm_id: str) -> str | None:
+    """The Slurm job of a live run holding ``job_dir`` when it is not ``slurm_id``, else None.
+
+    None for an array element's id (``123_4``): its run holds the lock under the element's
+    raw id, which only Slurm can match to it.
+    """
+    from qshpc.store.lock import holder_alive
+
+    if "_" in slurm_id:
+        return None
+    holder = holder_alive(job_dir, runs_only=True)
+    if holder is None or not holder.slurm_job or str(holder.slurm_job) == slurm_id:
+        return None
+    return str(holder.slurm_job)
 
 
 def _explained(view: SlurmView, error: Any) -> str:

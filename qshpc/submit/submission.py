@@ -33,6 +33,7 @@ from qshpc.jobs.paths import (
     jobs_root,
     new_job_id,
     qshpc_home,
+    read_small,
 )
 from qshpc.jobs.requirements import check_requirements
 from qshpc.submit import slurm
@@ -128,8 +129,9 @@ def _submitted(job_id: str, job: Any, job_dir: Path, params: dict[str, Any]) -> 
     """Record sbatch's answer for the job in ``job_dir`` (its Slurm id and cluster) and
     say what was submitted (the batch script submitit wrote)."""
     slurm_id = str(job.job_id)
-    _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
-    _record_cluster(job_dir)
+    with _recording(job_dir, job):
+        _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
+        _record_cluster(job_dir)
     folder = job_dir / SUBMITIT_DIR
     script = folder / f"{slurm_id}_submission.sh"
     text = script.read_text() if script.is_file() else render(params, folder)
@@ -312,12 +314,30 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
     submitted = time.time()
     job = _sbatch(executor, staged, job_dir, res, resume=True)
     marker = {"slurm_job_id": str(job.job_id), "time": submitted}
-    _write_private(job_dir / RESUBMITTED_FILE, json.dumps(marker))
+    with _recording(job_dir, job):
+        _write_private(job_dir / RESUBMITTED_FILE, json.dumps(marker))
     for stale in (SLURM_STATE_FILE, STATUS_OVERRIDE):
         # The first Slurm job's end, and the state the store lacked then: the new run's now.
         with contextlib.suppress(OSError):
             (job_dir / stale).unlink()
     return _submitted(job_dir.name, job, job_dir, params)
+
+
+@contextlib.contextmanager
+def _recording(job_dir: Path, job: Any) -> Iterator[None]:
+    """Writing what sbatch answered: an OSError (a full disk) is a StoreError that says the
+    Slurm job was submitted (hunt14a: an ``OSError`` traceback, the job unrecorded)."""
+    try:
+        yield
+    except OSError as exc:
+        from qshpc.errors import StoreError
+
+        raise StoreError(
+            f"Slurm job {job.job_id} was submitted for job {job_dir.name}, but its record "
+            f"could not be written in {job_dir} ({exc.strerror or exc}): the job will run, but "
+            "`qshpc status` may not show Slurm's view of it; free space (df -h, df -i), or "
+            f"`scancel {job.job_id}` and submit again once there is room"
+        ) from None
 
 
 def _make_dir(path: Path) -> None:
@@ -372,14 +392,30 @@ def _create_job(
 
 
 def _read_env_vars(job_dir: Path) -> dict[str, str]:
-    """The program's ``env_vars`` as submitted (for ``--resume``); {} when none were."""
+    """The program's ``env_vars`` as submitted (for ``--resume``); {} when none were.
+
+    Raises:
+        UserError: The file is there but cannot be read, or is damaged: the run would go
+            without the program's variables (hunt14a: it did, silently).
+    """
+    path = job_dir / SUBMITIT_DIR / ENV_FILE
     try:
-        data = json.loads((job_dir / SUBMITIT_DIR / ENV_FILE).read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_small(path, 1 << 26))  # env_vars as submitted: up to 64 MiB
+    except FileNotFoundError:
         return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(k): str(v) for k, v in data.items()}
+    except (OSError, ValueError) as exc:
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not valid JSON"
+        raise UserError(
+            f"job {job_dir.name}'s env_vars file {path} cannot be read ({why}): the program "
+            "would run without its variables. Make it readable (chmod u+r), or remove it to "
+            "resume without them"
+        ) from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise UserError(
+            f"job {job_dir.name}'s env_vars file {path} is damaged (not an object of strings): "
+            "remove it to resume without the program's variables"
+        )
+    return {str(k): v for k, v in data.items()}
 
 
 def _executor(folder: Path) -> Any:

@@ -110,7 +110,25 @@ def task_traceback(exc: BaseException) -> str:
     tb = exc.__traceback__
     if tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
+    # And the frames that run the task's own code, when it has any below them: an
+    # ``async def`` task's error began with 9 frames of qshpc, concurrent.futures and
+    # asyncio (hunt14a), a TargetedCall's with one.
+    own = tb
+    while own is not None and own.tb_frame.f_code.co_filename.endswith(_RUNNERS):
+        own = own.tb_next
+    if own is not None:
+        tb = own
     return _with_fix("".join(traceback.format_exception(type(exc), exc, tb)), exc)
+
+
+#: The files of the frames that run a task's code (:func:`task_traceback` leaves them out).
+_RUNNERS = (
+    os.path.join("qshpc", "task", "execute.py"),
+    os.path.join("concurrent", "futures", "_base.py"),
+    os.path.join("concurrent", "futures", "thread.py"),
+    os.path.join("asyncio", "runners.py"),
+    os.path.join("asyncio", "base_events.py"),
+)
 
 
 def run_task(
@@ -198,6 +216,12 @@ class AwaitedCall:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            running = False
+        else:
+            running = True
+        if not running:
+            # Outside the except block: a task's error was chained to "RuntimeError: no
+            # running event loop" ("During handling of the above exception...": hunt14a).
             return asyncio.run(self.func(*args, **kwargs))
         state = context.thread_state()  # the task this call is: its id, seed, nested ids
 
@@ -208,7 +232,55 @@ class AwaitedCall:
         return _async_pool().submit(run).result()
 
 
-_ASYNC_POOL: Any = None
+class _Threads:
+    """Daemon threads that run ``async def`` calls made under a running event loop.
+
+    Kept for the process's life, never one thread per call: a thread that imports qiskit
+    first and then ends makes qiskit 2.6 crash later (SIGSEGV in the next transpile, or at
+    exit: found in session 13 with an ``async def`` task that imported qiskit, on one rank
+    under ``asyncio.run``). A thread starts only when none is idle, so a nested call takes
+    another one instead of waiting for its own.
+
+    Daemon threads, not a ``ThreadPoolExecutor``'s: the interpreter joins those at exit,
+    and a call that never returns (a task awaiting forever, then the job cancelled) kept
+    the process alive for good (hunt14a: ``qshpc run --workers 0`` recorded CANCELED and
+    never exited; on Slurm the job would hold its nodes until its time limit).
+    """
+
+    def __init__(self) -> None:
+        import queue
+
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on one of the threads; its ``concurrent.futures.Future``."""
+        import concurrent.futures
+
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._serve, name="qshpc-async", daemon=True).start()
+        self._calls.put((fn, future))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            fn, future = self._calls.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # the task's, handed to the caller
+                    future.set_exception(exc)
+            del fn, future
+            with self._lock:
+                self._idle += 1
+
+
+_ASYNC_POOL: _Threads | None = None
 _ASYNC_POOL_LOCK = threading.Lock()
 
 
@@ -222,23 +294,12 @@ def _forget_async_pool() -> None:
 os.register_at_fork(after_in_child=_forget_async_pool)
 
 
-def _async_pool() -> Any:
-    """The threads that run ``async def`` calls made under a running event loop.
-
-    Kept for the process's life, never one pool per call: a thread that imports
-    qiskit first and then ends makes qiskit 2.6 crash later (SIGSEGV in the next
-    transpile, or at exit: found in session 13 with an ``async def`` task that
-    imported qiskit, on one rank under ``asyncio.run``). Threads start only when
-    none is idle, so a nested call takes another one instead of waiting for its own.
-    """
+def _async_pool() -> _Threads:
+    """The threads that run ``async def`` calls made under a running event loop (:class:`_Threads`)."""
     global _ASYNC_POOL
     with _ASYNC_POOL_LOCK:
         if _ASYNC_POOL is None:
-            import concurrent.futures
-
-            _ASYNC_POOL = concurrent.futures.ThreadPoolExecutor(
-                1024, thread_name_prefix="qshpc-async"
-            )
+            _ASYNC_POOL = _Threads()
         return _ASYNC_POOL
 
 

@@ -148,7 +148,7 @@ def test_a_worker_killed_from_outside_is_the_rank_blamed_and_run_exits_1(
         assert f"rank 1 on host {ranks[1]['host']} (pid {ranks[1]['pid']}) died: SIGKILL" in error
         assert "rank 0 on host" not in error and "rank 0 on host" not in err, err
         assert "rank 1 on" in error and "unfinished task(s)" in error  # what it held
-        assert "out-of-memory killer" in error and f"qshpc run --resume {job.name}" in error
+        assert "out-of-memory killer" in error and f"slow.py --resume {job.name}`" in error
         assert "BAD TERMINATION" not in out + err  # mpiexec's banner (it named rank 0)
         assert "died: SIGKILL" in err
 
