@@ -30,6 +30,15 @@ estimator-result-v1    V1 ``EstimatorResult`` (and      ``values``, ``metadata``
 noise-model            qiskit-aer's ``NoiseModel``      ``json``: ``to_dict(serializable=
                                                         True)`` as JSON text;
                                                         ``basis_gates`` (str list)
+quasi-distribution     ``QuasiDistribution``            ``data`` (the plain dict), ``attrs``
+prob-distribution      ``ProbDistribution``             (its attributes: ``shots``...)
+counts                 ``Counts``
+qshpc-quasi-            ``qshpc.aer``'s
+distribution           ``QuasiDistribution``
+coupling-map           ``CouplingMap``                  ``num_qubits``, ``labelled`` (its
+                                                        nodes hold their numbers, not None),
+                                                        ``edges`` (int array, edges x 2, in
+                                                        the graph's order), ``description``
 =====================  ===============================  ==================================
 
 Only the exact classes are typed (a subclass is pickled: it would come back
@@ -89,6 +98,12 @@ _CLASSES: dict[str, str] = {
     "qshpc.aer.results:SamplerResult": "qshpc-sampler-result-v1",
     "qshpc.aer.results:EstimatorResult": "qshpc-estimator-result-v1",
     "qiskit_aer.noise.noise_model:NoiseModel": "noise-model",
+    # dict subclasses: were stored as their plain dict (an argument arrived a dict)
+    "qiskit.result.distributions.quasi:QuasiDistribution": "quasi-distribution",
+    "qiskit.result.distributions.probability:ProbDistribution": "prob-distribution",
+    "qiskit.result.counts:Counts": "counts",
+    "qshpc.aer.results:QuasiDistribution": "qshpc-quasi-distribution",
+    "qiskit.transpiler.coupling:CouplingMap": "coupling-map",
 }
 
 #: Encoding-types written by this module.
@@ -98,6 +113,14 @@ H5_TYPES = frozenset(_CLASSES.values())
 _QUASI = {
     "sampler-result-v1": ("qiskit.result", "QuasiDistribution"),
     "qshpc-sampler-result-v1": ("qshpc.aer.results", "QuasiDistribution"),
+}
+
+#: The dict subclasses stored as their dict and attributes: encoding-type -> class.
+_DICTS = {
+    "quasi-distribution": ("qiskit.result", "QuasiDistribution"),
+    "prob-distribution": ("qiskit.result", "ProbDistribution"),
+    "counts": ("qiskit.result", "Counts"),
+    "qshpc-quasi-distribution": ("qshpc.aer.results", "QuasiDistribution"),
 }
 
 _by_type: dict[type, str | None] = {}
@@ -201,6 +224,41 @@ def _quasi_parts(dist: Any) -> dict[str, Any]:
     return {"data": dict(dist), "attrs": dict(vars(dist))}
 
 
+def _dict_of(cls: Any, parts: dict[str, Any]) -> Any:
+    """An instance of the dict subclass ``cls`` holding ``parts`` (as saved: no ``__init__``)."""
+    out = cls.__new__(cls)
+    dict.update(out, parts["data"])
+    attrs = parts.get("attrs") or {}
+    out.__dict__.update({str(k): v for k, v in attrs.items()})
+    return out
+
+
+def _coupling_parts(value: Any) -> dict[str, Any]:
+    graph = value.graph
+    n = graph.num_nodes()
+    payloads = list(graph.nodes())  # its own qubit numbers (add_physical_qubit), or None
+    labelled = payloads == list(range(n))
+    if list(graph.node_indices()) != list(range(n)) or not (labelled or payloads == [None] * n):
+        raise Untyped("a CouplingMap whose nodes are not its qubits 0..n-1")
+    edges = np.asarray(list(graph.edge_list()), dtype=np.int64).reshape(-1, 2)
+    desc = value.description
+    if desc is not None and type(desc) is not str:
+        raise Untyped("a CouplingMap whose description is not a str")
+    return {"num_qubits": n, "labelled": labelled, "edges": edges, "description": desc}
+
+
+def _coupling_map(parts: dict[str, Any]) -> Any:
+    from qiskit.transpiler import CouplingMap  # type: ignore[import-untyped]
+
+    desc = parts.get("description")
+    out = CouplingMap(description=None if desc is None else str(desc))
+    n = int(parts["num_qubits"])
+    out.graph.add_nodes_from(list(range(n)) if parts.get("labelled", True) else [None] * n)
+    edges = np.asarray(parts["edges"], dtype=np.int64).reshape(-1, 2)
+    out.graph.add_edges_from_no_data([(int(a), int(b)) for a, b in edges])
+    return out
+
+
 def to_parts(value: Any, which: str) -> dict[str, Any]:
     """The parts ``value`` (of encoding-type ``which``) is stored as.
 
@@ -240,6 +298,10 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
         }
     if which in ("estimator-result-v1", "qshpc-estimator-result-v1"):
         return {"values": value.values, "metadata": list(value.metadata)}
+    if which in _DICTS:
+        return _quasi_parts(value)
+    if which == "coupling-map":
+        return _coupling_parts(value)
     if which == "noise-model":
         import warnings
 
@@ -297,6 +359,13 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
         return _noise_model(parts)
     if which in _QUASI or which.endswith("estimator-result-v1"):
         return _v1_result(which, parts)
+    if which in _DICTS:
+        import importlib
+
+        qmod, qname = _DICTS[which]
+        return _dict_of(getattr(importlib.import_module(qmod), qname), parts)
+    if which == "coupling-map":
+        return _coupling_map(parts)
     from qiskit import quantum_info as qi
 
     if which == "sparse-pauli-op":
@@ -355,12 +424,8 @@ def _v1_result(which: str, parts: dict[str, Any]) -> Any:
     if which in _QUASI:
         qmod, qname = _QUASI[which]
         cls = getattr(importlib.import_module(qmod), qname)
-        dists = []
-        for item in parts["quasi_dists"]:
-            dist = cls.__new__(cls)  # its data and attributes as they were: no __init__ runs
-            dict.update(dist, item["data"])
-            dist.__dict__.update(item.get("attrs") or {})
-            dists.append(dist)
+        # their data and attributes as they were: no __init__ runs
+        dists = [_dict_of(cls, item) for item in parts["quasi_dists"]]
         return module.SamplerResult(dists, metadata)
     return module.EstimatorResult(parts["values"], metadata)
 
@@ -402,6 +467,11 @@ def to_plain(value: Any, which: str) -> dict[str, Any]:
         except Exception:
             out["noise_model"] = str(value)
         return out
+    if which in _DICTS:  # as before they were typed: the dict (keys made str by the caller)
+        return dict(value)
+    if which == "coupling-map":
+        return {**out, "edges": [list(e) for e in value.get_edges()], "num_qubits": value.size(),
+                "description": value.description}
     out.update(to_parts(value, which))
     if "quasi_dists" in out:
         out["quasi_dists"] = [q["data"] for q in out["quasi_dists"]]
