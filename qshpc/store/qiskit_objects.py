@@ -35,6 +35,12 @@ prob-distribution      ``ProbDistribution``             (its attributes: ``shots
 counts                 ``Counts``
 qshpc-quasi-            ``qshpc.aer``'s
 distribution           ``QuasiDistribution``
+sparse-observable      ``SparseObservable``             ``num_qubits``, ``coeffs`` (complex),
+                                                        ``bit_terms`` (uint8), ``indices``
+                                                        (uint32), ``boundaries`` (uint64)
+pauli-list             ``PauliList``                    ``z``, ``x`` (bool arrays), ``phase``
+                                                        (uint8: its group phases)
+clifford               ``Clifford``                     ``tableau`` (bool, 2n x 2n+1)
 coupling-map           ``CouplingMap``                  ``num_qubits``, ``labelled`` (its
                                                         nodes hold their numbers, not None),
                                                         ``edges`` (int array, edges x 2, in
@@ -104,6 +110,10 @@ _CLASSES: dict[str, str] = {
     "qiskit.result.counts:Counts": "counts",
     "qshpc.aer.results:QuasiDistribution": "qshpc-quasi-distribution",
     "qiskit.transpiler.coupling:CouplingMap": "coupling-map",
+    "qiskit.quantum_info:SparseObservable": "sparse-observable",
+    "qiskit._accelerate.sparse_observable:SparseObservable": "sparse-observable",
+    f"{_QI}.operators.symplectic.pauli_list:PauliList": "pauli-list",
+    f"{_QI}.operators.symplectic.clifford:Clifford": "clifford",
 }
 
 #: Encoding-types written by this module.
@@ -300,6 +310,22 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
         return {"values": value.values, "metadata": list(value.metadata)}
     if which in _DICTS:
         return _quasi_parts(value)
+    if which == "sparse-observable":
+        return {
+            "num_qubits": int(value.num_qubits),
+            "coeffs": np.asarray(value.coeffs, dtype=np.complex128),
+            "bit_terms": np.asarray(value.bit_terms, dtype=np.uint8),
+            "indices": np.asarray(value.indices, dtype=np.uint32),
+            "boundaries": np.asarray(value.boundaries, dtype=np.uint64),
+        }
+    if which == "pauli-list":
+        return {
+            "z": np.ascontiguousarray(value.z),
+            "x": np.ascontiguousarray(value.x),
+            "phase": np.asarray(value.phase, dtype=np.uint8),
+        }
+    if which == "clifford":
+        return {"tableau": np.ascontiguousarray(value.tableau, dtype=bool)}
     if which == "coupling-map":
         return _coupling_parts(value)
     if which == "noise-model":
@@ -380,6 +406,22 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
         return qi.SparsePauliOp(paulis, coeffs=coeffs)
     if which == "pauli":
         return qi.Pauli(str(parts["label"]))
+    if which == "sparse-observable":  # from_raw_parts checks the parts (check=True)
+        return qi.SparseObservable.from_raw_parts(
+            int(parts["num_qubits"]),
+            np.asarray(parts["coeffs"], dtype=np.complex128),
+            np.asarray(parts["bit_terms"], dtype=np.uint8),
+            np.asarray(parts["indices"], dtype=np.uint32),
+            np.asarray(parts["boundaries"], dtype=np.uint64),
+        )
+    if which == "pauli-list":
+        return qi.PauliList.from_symplectic(
+            np.asarray(parts["z"], dtype=bool),
+            np.asarray(parts["x"], dtype=bool),
+            np.asarray(parts["phase"], dtype=np.uint8),
+        )
+    if which == "clifford":  # checked to be symplectic by Clifford itself
+        return qi.Clifford(np.asarray(parts["tableau"], dtype=bool))
     if which == "statevector":
         return qi.Statevector(np.asarray(parts["data"]), dims=tuple(parts["dims"]))
     if which == "density-matrix":
@@ -469,6 +511,13 @@ def to_plain(value: Any, which: str) -> dict[str, Any]:
         return out
     if which in _DICTS:  # as before they were typed: the dict (keys made str by the caller)
         return dict(value)
+    if which == "sparse-observable":
+        out["terms"] = [[str(t), list(ix), c] for t, ix, c in value.to_sparse_list()]
+        out["num_qubits"] = int(value.num_qubits)
+        return out
+    if which in ("pauli-list", "clifford"):
+        out["labels"] = [str(p) for p in value.to_labels()]
+        return out
     if which == "coupling-map":
         return {**out, "edges": [list(e) for e in value.get_edges()], "num_qubits": value.size(),
                 "description": value.description}
