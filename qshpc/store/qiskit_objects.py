@@ -519,8 +519,12 @@ def to_plain(value: Any, which: str) -> dict[str, Any]:
         out["labels"] = [str(p) for p in value.to_labels()]
         return out
     if which == "coupling-map":
-        return {**out, "edges": [list(e) for e in value.get_edges()], "num_qubits": value.size(),
-                "description": value.description}
+        return {
+            **out,
+            "edges": [list(e) for e in value.get_edges()],
+            "num_qubits": value.size(),
+            "description": value.description,
+        }
     out.update(to_parts(value, which))
     if "quasi_dists" in out:
         out["quasi_dists"] = [q["data"] for q in out["quasi_dists"]]

@@ -159,3 +159,10 @@ def test_sampler_v2_samples_the_extended_stabilizer_method_as_aer_does() -> None
     assert set(got) == set(want) == {"000", "011", "100", "111"}
     for key in want:  # each outcome 1/4: both within 5 sigma of each other
         assert abs(got[key] - want[key]) / shots < 5 * np.sqrt(2 * 0.25 * 0.75 / shots)
+
+
+def test_save_arguments_with_its_two_arguments_swapped_says_so(tmp_path: Path) -> None:
+    # Was: TypeError traceback from pathlib ('expected str, bytes or os.PathLike, not dict').
+    with pytest.raises(qshpc.UserError, match=r"takes the file first: save_arguments\('a.h5'"):
+        qshpc.save_arguments({"shots": 10}, "a.h5")  # type: ignore[arg-type]
+    assert not Path("a.h5").exists()
