@@ -452,7 +452,13 @@ class Job:
     def _log_files(self, rank: int | None) -> list[Path]:
         files = sorted((self.job_dir / "logs").glob("rank-*.out"), key=_rank_of)
         extra = sorted((self.job_dir / "logs").glob("slurm-*"))
-        return [f for f in files + extra if rank is None or _rank_of(f) == rank]
+        if rank is None:
+            return files + extra
+        # rank R's Slurm file too: its start-up errors are there only (int("751_1") is
+        # 7511: the Slurm files were never any rank's)
+        return [f for f in files if _rank_of(f) == rank] + [
+            f for f in extra if _slurm_rank(f) == str(rank)
+        ]
 
     def stop(self, wait: float = 10.0) -> bool:
         """Cancel the job (SIGTERM to a local run, scancel for Slurm); finished results are kept.

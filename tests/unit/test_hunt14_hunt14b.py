@@ -135,6 +135,9 @@ def test_arguments_arrive_as_their_types_and_quantum_serverless_has_the_clients_
     assert "submitit INFO - Starting" in text and "submitit INFO - Job completed" in text
     assert "qshpc: job ended" in text
     assert job.filtered_logs(include="task got").count("\n") == len(objects)
+    one = job.logs(rank=1)  # rank 1's Slurm file too (its start-up errors are there only)
+    assert one.count("task got") == len(objects) and "submitit INFO - Starting" in one
+    assert "qshpc: job ended" not in one and "qshpc: job ended" in job.logs(rank=0)
 
 
 def test_sampler_v2_samples_the_extended_stabilizer_method_as_aer_does() -> None:
