@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 FALLBACK_SHOTS = 8192
 #: Aer run options that change the distribution (exact probabilities are then sampled).
 NOISY_OPTIONS = ("noise_model",)
+#: Aer methods that save no probabilities: shots are Aer's own samples (as Aer's primitives).
+NO_PROBABILITIES = frozenset({"extended_stabilizer"})
 
 
 @dataclass

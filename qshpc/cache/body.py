@@ -2,8 +2,8 @@
 
 The store's blob encoding (:mod:`qshpc.store.encoding_blob`) keeps plain
 values, arrays and circuits, and stores subclasses of dict, list, str, int
-and float as their base type: a ``QuasiDistribution`` comes back a plain
-``dict``. A task's result read back from its job is fine that way; a cache hit
+and float as their base type (but ``QuasiDistribution``, ``Counts``... which
+:mod:`qshpc.store.qiskit_objects` keeps typed since session 14). A cache hit
 must be the result itself (a program may call ``binary_probabilities()`` on
 it). So a result is encoded in one of three forms (the entry's header says
 which), numpy scalars kept as such (``numpy.float64`` is not made a
@@ -126,8 +126,9 @@ def _encode(value: Any) -> Encoded:
     if t is not dict and isinstance(value, dict) and _class_name(t) in TYPED:
         plain, attrs = dict(value), dict(vars(value))
         if faithful(plain) and faithful(attrs):
-            body, same = encode_blob_exact(plain)
-            return Encoded(body, "typed", {"class": _class_name(t), "attrs": attrs}, same)
+            body, _ = encode_blob_exact(plain)
+            # not encode_blob(value): the job store keeps the class (qiskit_objects)
+            return Encoded(body, "typed", {"class": _class_name(t), "attrs": attrs}, False)
     if faithful(value):
         body, same = encode_blob_exact(value)
         return Encoded(body, "blob", None, same)

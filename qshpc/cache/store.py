@@ -268,7 +268,8 @@ class CacheDir:
         used = st.st_mtime
         if mine and freshen and time.time() - used > FRESHEN_S:
             used = self.touch(Path(path))
-        blob = bytes(body) if header.form in ("blob", "typed") and header.plain else None
+        # a typed body is the plain dict: the job store keeps the class now (encoded again)
+        blob = bytes(body) if header.form == "blob" and header.plain else None
         return Hit(key, value, header, path, st.st_size, uid, used, blob)
 
     def touch(self, path: Path) -> float:

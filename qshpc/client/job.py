@@ -15,6 +15,7 @@ import select
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -409,16 +410,30 @@ class Job:
             return TaskList(r.tasks())
 
     def logs(self, rank: int | None = None) -> str:
-        """The logs written so far (all ranks, or one), readable while the job runs."""
-        files = sorted((self.job_dir / "logs").glob("rank-*.out"), key=_rank_of)
-        extra = sorted((self.job_dir / "logs").glob("slurm-*"))
+        """The logs written so far (all ranks, or one), readable while the job runs.
+
+        A Slurm job's ``slurm-*`` files (submitit's and Slurm's lines, start-up errors)
+        are shown without the lines rank R's log holds already: a rank's output reaches
+        both files (was shown twice: a program printing 2000 lines showed 4000).
+        """
         parts = []
-        for f in files + extra:
-            if rank is not None and _rank_of(f) != rank:
-                continue
-            text = _read_log(f)
+        for f, text in self._log_texts(rank):
             parts.append(text if rank is not None else f"==> {f.name} <==\n{text}")
         return "\n".join(parts)
+
+    def _log_texts(self, rank: int | None) -> list[tuple[Path, str]]:
+        files = self._log_files(rank)
+        texts = [(f, _read_log(f)) for f in files]
+        seen: dict[str, Counter[str]] = {}
+        for f, text in texts:
+            if f.name.startswith("rank-"):
+                seen.setdefault(f.stem.partition("-")[2], Counter()).update(text.splitlines())
+        out = []
+        for f, text in texts:
+            if f.name.startswith("slurm-") and (held := seen.get(_slurm_rank(f))):
+                text = _without(text, held)
+            out.append((f, text))
+        return out
 
     def filtered_logs(self, **kwargs: Any) -> str:
         """The log lines that match ``include`` and not ``exclude`` (regular expressions).
@@ -433,7 +448,7 @@ class Job:
             from qshpc.errors import UserError
 
             raise UserError(f"filtered_logs takes include= and exclude=, got {sorted(unknown)}")
-        text = "".join(_with_newline(f.read_text(errors="replace")) for f in self._log_files(None))
+        text = "".join(_with_newline(t) for _, t in self._log_texts(None))
         include, exclude = kwargs.get("include"), kwargs.get("exclude")
         if include is not None:
             text = "".join(line + "\n" for line in text.split("\n") if re.search(include, line))
@@ -446,7 +461,13 @@ class Job:
     def _log_files(self, rank: int | None) -> list[Path]:
         files = sorted((self.job_dir / "logs").glob("rank-*.out"), key=_rank_of)
         extra = sorted((self.job_dir / "logs").glob("slurm-*"))
-        return [f for f in files + extra if rank is None or _rank_of(f) == rank]
+        if rank is None:
+            return files + extra
+        # rank R's Slurm file too: its start-up errors are there only (int("751_1") is
+        # 7511: the Slurm files were never any rank's)
+        return [f for f in files if _rank_of(f) == rank] + [
+            f for f in extra if _slurm_rank(f) == str(rank)
+        ]
 
     def stop(self, wait: float = 10.0) -> bool:
         """Cancel the job (SIGTERM to a local run, scancel for Slurm); finished results are kept.
@@ -539,6 +560,23 @@ def _read_log(path: Path) -> str:
 
 def _with_newline(text: str) -> str:
     return text if not text or text.endswith("\n") else text + "\n"
+
+
+def _slurm_rank(p: Path) -> str:
+    """The rank of a Slurm output file ``slurm-<job>_<rank>.out`` (submitit's ``%j_%t``)."""
+    return p.stem.rpartition("_")[2] if "_" in p.stem else ""
+
+
+def _without(text: str, held: Counter[str]) -> str:
+    """``text`` without one line per line that ``held`` counts (each taken once)."""
+    kept = []
+    for line in text.splitlines(keepends=True):
+        key = line.rstrip("\r\n")
+        if held[key] > 0:
+            held[key] -= 1
+        else:
+            kept.append(line)
+    return "".join(kept)
 
 
 def _rank_of(p: Path) -> int:

@@ -3,7 +3,8 @@
 ``QuantumServerless(LocalClient())`` (or a ``SlurmClient``, or a list of
 clients) keeps a quantum-serverless notebook's flow: ``run``, ``upload``,
 ``get_job_by_id``, ``get_jobs``, the files API, ``context``, ``providers`` and
-``set_provider``. Jobs it starts spell their states as quantum-serverless did
+``set_provider``, and what the clients have beside (``jobs``, ``job``, ``map``,
+``list``/``functions``, ``get``/``function``). Jobs it starts spell their states as quantum-serverless did
 (``"DONE"``, ``"ERROR"``), and each also equals qshpc's name
 (``"SUCCEEDED"``, ``"FAILED"``). ``LocalProvider()`` is a ``LocalClient``
 with those names. Names that only make sense with a gateway or a Ray cluster
@@ -160,6 +161,44 @@ class QuantumServerless:
         """A table of the jobs in the store."""
         return self._selected.widget()
 
+    # -- what LocalClient/SlurmClient have beside (qiskit-serverless's names, qshpc's) --
+    def jobs(self, *args: Any, **kwargs: Any) -> list[Job]:
+        """Jobs in the store, newest first (``status``/``state``, ``limit``, ``offset``,
+        ``function``), as the selected client's ``jobs``."""
+        return [self._mark(j) for j in self._selected.jobs(*args, **kwargs)]  # type: ignore[attr-defined]
+
+    def job(self, job_id: str) -> Job:
+        """The job with this id (qiskit-serverless's name of :meth:`get_job_by_id`)."""
+        return self.get_job_by_id(job_id)
+
+    def map(self, *args: Any, **kwargs: Any) -> list[Job]:
+        """One job per argument set, as the selected client's ``map``."""
+        return [self._mark(j) for j in self._selected.map(*args, **kwargs)]  # type: ignore[attr-defined]
+
+    def download(self, file: str, download_location: str = "./") -> str:
+        """The deprecated name of :meth:`file_download`."""
+        return self.file_download(file, None, download_location)
+
+    def functions(self, **kwargs: Any) -> list[QiskitFunction]:
+        """The uploaded programs as ``QiskitFunction``s bound to the selected client."""
+        return self._selected.functions(**kwargs)
+
+    def function(self, title: str, provider: str | None = None) -> QiskitFunction | None:
+        """The uploaded program titled ``title`` (or ``"provider/title"``), or None."""
+        return self._selected.function(title, provider)
+
+    def get_compute_resources(self) -> list[Any]:
+        """Refused, as on the clients: the job's resources are its MPI ranks."""
+        return self._selected.get_compute_resources()
+
+    def create_compute_resource(self, resource: Any) -> int:
+        """Refused, as on the clients."""
+        return self._selected.create_compute_resource(resource)
+
+    def delete_compute_resource(self, resource: Any) -> int:
+        """Refused, as on the clients."""
+        return self._selected.delete_compute_resource(resource)
+
     def _find(self, provider: str | int | BaseProvider) -> BaseProvider:
         if isinstance(provider, BaseProvider):
             _check_provider(provider)
@@ -174,6 +213,10 @@ class QuantumServerless:
         if provider in names:
             return self._providers[names.index(provider)]
         raise QuantumServerlessException(f"{provider!r} is not in the providers {names}")
+
+    # last: ``list`` is a method from here on in the class body
+    list = functions
+    get = function
 
 
 def _check_provider(p: object) -> None:

@@ -25,7 +25,8 @@ code  Python type     payload
 ====  ==============  ====================================================
 
 Subclasses of dict, list, str, int, float and bytes (``numpy.float64`` too) are
-stored as their base type.
+stored as their base type, but for the typed ones of code 12 (``QuasiDistribution``,
+``Counts``...).
 ``descr`` is ``numpy.lib.format.dtype_to_descr`` of the dtype, so structured
 dtypes survive.
 """
@@ -179,6 +180,10 @@ def _default(obj: Any) -> Any:
     if container is not None:
         parts = qiskit_results.to_parts(obj, container)
         return msgpack.ExtType(EXT_QISKIT_RESULT, _pack([container, parts]))
+    typed = qiskit_objects.typed_parts(obj)  # before dict: QuasiDistribution, Counts... keep theirs
+    if typed is not None:
+        which, parts = typed
+        return msgpack.ExtType(EXT_QISKIT_OBJECT, _pack([which, qiskit_objects.FORMAT, parts]))
     if isinstance(obj, dict):
         return dict(obj)
     if isinstance(obj, list):
@@ -193,10 +198,6 @@ def _default(obj: Any) -> Any:
         return float(obj)
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj)
-    typed = qiskit_objects.typed_parts(obj)
-    if typed is not None:
-        which, parts = typed
-        return msgpack.ExtType(EXT_QISKIT_OBJECT, _pack([which, qiskit_objects.FORMAT, parts]))
     return _pickle_ext(obj)
 
 

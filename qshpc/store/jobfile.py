@@ -201,7 +201,13 @@ def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> N
     Raises:
         SerializationError: When ``arguments`` is not a dict or cannot be stored.
         StoreError: When the file cannot be written.
+        UserError: The two swapped (``save_arguments(arguments, path)``).
     """
+    if isinstance(path, dict) and isinstance(arguments, str | os.PathLike):
+        raise UserError(
+            f"save_arguments takes the file first: save_arguments({str(arguments)!r}, "
+            "arguments), not the arguments first"
+        )
     path = Path(path)
 
     def fill(f: h5py.File) -> None:

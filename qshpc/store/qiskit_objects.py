@@ -30,6 +30,21 @@ estimator-result-v1    V1 ``EstimatorResult`` (and      ``values``, ``metadata``
 noise-model            qiskit-aer's ``NoiseModel``      ``json``: ``to_dict(serializable=
                                                         True)`` as JSON text;
                                                         ``basis_gates`` (str list)
+quasi-distribution     ``QuasiDistribution``            ``data`` (the plain dict), ``attrs``
+prob-distribution      ``ProbDistribution``             (its attributes: ``shots``...)
+counts                 ``Counts``
+qshpc-quasi-            ``qshpc.aer``'s
+distribution           ``QuasiDistribution``
+sparse-observable      ``SparseObservable``             ``num_qubits``, ``coeffs`` (complex),
+                                                        ``bit_terms`` (uint8), ``indices``
+                                                        (uint32), ``boundaries`` (uint64)
+pauli-list             ``PauliList``                    ``z``, ``x`` (bool arrays), ``phase``
+                                                        (uint8: its group phases)
+clifford               ``Clifford``                     ``tableau`` (bool, 2n x 2n+1)
+coupling-map           ``CouplingMap``                  ``num_qubits``, ``labelled`` (its
+                                                        nodes hold their numbers, not None),
+                                                        ``edges`` (int array, edges x 2, in
+                                                        the graph's order), ``description``
 =====================  ===============================  ==================================
 
 Only the exact classes are typed (a subclass is pickled: it would come back
@@ -87,6 +102,16 @@ _CLASSES: dict[str, str] = {
     "qshpc.aer.results:SamplerResult": "qshpc-sampler-result-v1",
     "qshpc.aer.results:EstimatorResult": "qshpc-estimator-result-v1",
     "qiskit_aer.noise.noise_model:NoiseModel": "noise-model",
+    # dict subclasses: were stored as their plain dict (an argument arrived a dict)
+    "qiskit.result.distributions.quasi:QuasiDistribution": "quasi-distribution",
+    "qiskit.result.distributions.probability:ProbDistribution": "prob-distribution",
+    "qiskit.result.counts:Counts": "counts",
+    "qshpc.aer.results:QuasiDistribution": "qshpc-quasi-distribution",
+    "qiskit.transpiler.coupling:CouplingMap": "coupling-map",
+    "qiskit.quantum_info:SparseObservable": "sparse-observable",
+    "qiskit._accelerate.sparse_observable:SparseObservable": "sparse-observable",
+    f"{_QI}.operators.symplectic.pauli_list:PauliList": "pauli-list",
+    f"{_QI}.operators.symplectic.clifford:Clifford": "clifford",
 }
 
 #: Encoding-types written by this module.
@@ -96,6 +121,14 @@ H5_TYPES = frozenset(_CLASSES.values())
 _QUASI = {
     "sampler-result-v1": ("qiskit.result", "QuasiDistribution"),
     "qshpc-sampler-result-v1": ("qshpc.aer.results", "QuasiDistribution"),
+}
+
+#: The dict subclasses stored as their dict and attributes: encoding-type -> class.
+_DICTS = {
+    "quasi-distribution": ("qiskit.result", "QuasiDistribution"),
+    "prob-distribution": ("qiskit.result", "ProbDistribution"),
+    "counts": ("qiskit.result", "Counts"),
+    "qshpc-quasi-distribution": ("qshpc.aer.results", "QuasiDistribution"),
 }
 
 _by_type: dict[type, str | None] = {}
@@ -199,6 +232,41 @@ def _quasi_parts(dist: Any) -> dict[str, Any]:
     return {"data": dict(dist), "attrs": dict(vars(dist))}
 
 
+def _dict_of(cls: Any, parts: dict[str, Any]) -> Any:
+    """An instance of the dict subclass ``cls`` holding ``parts`` (as saved: no ``__init__``)."""
+    out = cls.__new__(cls)
+    dict.update(out, parts["data"])
+    attrs = parts.get("attrs") or {}
+    out.__dict__.update({str(k): v for k, v in attrs.items()})
+    return out
+
+
+def _coupling_parts(value: Any) -> dict[str, Any]:
+    graph = value.graph
+    n = graph.num_nodes()
+    payloads = list(graph.nodes())  # its own qubit numbers (add_physical_qubit), or None
+    labelled = payloads == list(range(n))
+    if list(graph.node_indices()) != list(range(n)) or not (labelled or payloads == [None] * n):
+        raise Untyped("a CouplingMap whose nodes are not its qubits 0..n-1")
+    edges = np.asarray(list(graph.edge_list()), dtype=np.int64).reshape(-1, 2)
+    desc = value.description
+    if desc is not None and type(desc) is not str:
+        raise Untyped("a CouplingMap whose description is not a str")
+    return {"num_qubits": n, "labelled": labelled, "edges": edges, "description": desc}
+
+
+def _coupling_map(parts: dict[str, Any]) -> Any:
+    from qiskit.transpiler import CouplingMap  # type: ignore[import-untyped]
+
+    desc = parts.get("description")
+    out = CouplingMap(description=None if desc is None else str(desc))
+    n = int(parts["num_qubits"])
+    out.graph.add_nodes_from(list(range(n)) if parts.get("labelled", True) else [None] * n)
+    edges = np.asarray(parts["edges"], dtype=np.int64).reshape(-1, 2)
+    out.graph.add_edges_from_no_data([(int(a), int(b)) for a, b in edges])
+    return out
+
+
 def to_parts(value: Any, which: str) -> dict[str, Any]:
     """The parts ``value`` (of encoding-type ``which``) is stored as.
 
@@ -240,6 +308,26 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
         }
     if which in ("estimator-result-v1", "qshpc-estimator-result-v1"):
         return {"values": value.values, "metadata": list(value.metadata)}
+    if which in _DICTS:
+        return _quasi_parts(value)
+    if which == "sparse-observable":
+        return {
+            "num_qubits": int(value.num_qubits),
+            "coeffs": np.asarray(value.coeffs, dtype=np.complex128),
+            "bit_terms": np.asarray(value.bit_terms, dtype=np.uint8),
+            "indices": np.asarray(value.indices, dtype=np.uint32),
+            "boundaries": np.asarray(value.boundaries, dtype=np.uint64),
+        }
+    if which == "pauli-list":
+        return {
+            "z": np.ascontiguousarray(value.z),
+            "x": np.ascontiguousarray(value.x),
+            "phase": np.asarray(value.phase, dtype=np.uint8),
+        }
+    if which == "clifford":
+        return {"tableau": np.ascontiguousarray(value.tableau, dtype=bool)}
+    if which == "coupling-map":
+        return _coupling_parts(value)
     if which == "noise-model":
         import warnings
 
@@ -299,6 +387,13 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
         return _noise_model(parts)
     if which in _QUASI or which.endswith("estimator-result-v1"):
         return _v1_result(which, parts)
+    if which in _DICTS:
+        import importlib
+
+        qmod, qname = _DICTS[which]
+        return _dict_of(getattr(importlib.import_module(qmod), qname), parts)
+    if which == "coupling-map":
+        return _coupling_map(parts)
     from qiskit import quantum_info as qi
 
     if which == "sparse-pauli-op":
@@ -313,6 +408,22 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
         return qi.SparsePauliOp(paulis, coeffs=coeffs)
     if which == "pauli":
         return qi.Pauli(str(parts["label"]))
+    if which == "sparse-observable":  # from_raw_parts checks the parts (check=True)
+        return qi.SparseObservable.from_raw_parts(
+            int(parts["num_qubits"]),
+            np.asarray(parts["coeffs"], dtype=np.complex128),
+            np.asarray(parts["bit_terms"], dtype=np.uint8),
+            np.asarray(parts["indices"], dtype=np.uint32),
+            np.asarray(parts["boundaries"], dtype=np.uint64),
+        )
+    if which == "pauli-list":
+        return qi.PauliList.from_symplectic(
+            np.asarray(parts["z"], dtype=bool),
+            np.asarray(parts["x"], dtype=bool),
+            np.asarray(parts["phase"], dtype=np.uint8),
+        )
+    if which == "clifford":  # checked to be symplectic by Clifford itself
+        return qi.Clifford(np.asarray(parts["tableau"], dtype=bool))
     if which == "statevector":
         return qi.Statevector(np.asarray(parts["data"]), dims=tuple(parts["dims"]))
     if which == "density-matrix":
@@ -357,12 +468,8 @@ def _v1_result(which: str, parts: dict[str, Any]) -> Any:
     if which in _QUASI:
         qmod, qname = _QUASI[which]
         cls = getattr(importlib.import_module(qmod), qname)
-        dists = []
-        for item in parts["quasi_dists"]:
-            dist = cls.__new__(cls)  # its data and attributes as they were: no __init__ runs
-            dict.update(dist, item["data"])
-            dist.__dict__.update(item.get("attrs") or {})
-            dists.append(dist)
+        # their data and attributes as they were: no __init__ runs
+        dists = [_dict_of(cls, item) for item in parts["quasi_dists"]]
         return module.SamplerResult(dists, metadata)
     return module.EstimatorResult(parts["values"], metadata)
 
@@ -404,6 +511,22 @@ def to_plain(value: Any, which: str) -> dict[str, Any]:
         except Exception:
             out["noise_model"] = str(value)
         return out
+    if which in _DICTS:  # as before they were typed: the dict (keys made str by the caller)
+        return dict(value)
+    if which == "sparse-observable":
+        out["terms"] = [[str(t), list(ix), c] for t, ix, c in value.to_sparse_list()]
+        out["num_qubits"] = int(value.num_qubits)
+        return out
+    if which in ("pauli-list", "clifford"):
+        out["labels"] = [str(p) for p in value.to_labels()]
+        return out
+    if which == "coupling-map":
+        return {
+            **out,
+            "edges": [list(e) for e in value.get_edges()],
+            "num_qubits": value.size(),
+            "description": value.description,
+        }
     out.update(to_parts(value, which))
     if "quasi_dists" in out:
         out["quasi_dists"] = [q["data"] for q in out["quasi_dists"]]

@@ -20,7 +20,7 @@ import numpy as np
 
 from qshpc.aer.binding import bindable
 from qshpc.aer.circuits import ExactPlan, prepare_exact, unbox
-from qshpc.aer.engine import physical_qubits
+from qshpc.aer.engine import NO_PROBABILITIES, physical_qubits
 from qshpc.aer.isa import basis, is_isa
 from qshpc.aer.isa import reset_caches as _reset_isa
 from qshpc.aer.sampling import SAMPLE_MAX_QUBITS
@@ -94,8 +94,16 @@ class Prepared:
 
     @property
     def exact_sampling(self) -> bool:
-        """True when shots can be drawn from the exact marginal of the final state."""
-        return self.plan.exact and len(self.plan.qubits) <= SAMPLE_MAX_QUBITS
+        """True when shots can be drawn from the exact marginal of the final state.
+
+        Not with Aer's ``extended_stabilizer`` method: it saves no probabilities (Aer's
+        SamplerV2 samples it, so does qshpc's: each shot from Aer).
+        """
+        return (
+            self.plan.exact
+            and len(self.plan.qubits) <= SAMPLE_MAX_QUBITS
+            and self.spec.method not in NO_PROBABILITIES
+        )
 
     def body(self) -> QuantumCircuit:
         """The circuit without final measurements, in the form Aer runs (shared: copy to change)."""
