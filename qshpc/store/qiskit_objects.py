@@ -242,6 +242,8 @@ def _dict_of(cls: Any, parts: dict[str, Any]) -> Any:
 
 
 def _coupling_parts(value: Any) -> dict[str, Any]:
+    import numpy as np
+
     graph = value.graph
     n = graph.num_nodes()
     payloads = list(graph.nodes())  # its own qubit numbers (add_physical_qubit), or None
@@ -256,6 +258,7 @@ def _coupling_parts(value: Any) -> dict[str, Any]:
 
 
 def _coupling_map(parts: dict[str, Any]) -> Any:
+    import numpy as np
     from qiskit.transpiler import CouplingMap  # type: ignore[import-untyped]
 
     desc = parts.get("description")
