@@ -540,6 +540,8 @@ def _load_pieces(
     ``reader`` read) a list of bins: each piece is copied once, into the array returned
     (unpacking the list, joining it and copying the join were three copies of the array).
     None when the rest is not laid out so."""
+    import numpy as np
+
     try:
         count, pos = reader.read_array_header(), reader.tell()
         if dtype.hasobject or nbytes < 0:
