@@ -66,7 +66,9 @@ class QuasiDistribution(dict[int, float]):
         return (QuasiDistribution, (dict(self), self.shots))
 
     def __repr__(self) -> str:
-        return f"QuasiDistribution({dict.__repr__(self)}, shots={self.shots})"
+        # As qiskit's QuasiDistribution: the dict. A saved result read back holds this type
+        # (stored typed since session 14) and the seed notebook shows ``job.result()``'s dicts.
+        return dict.__repr__(self)
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,12 @@ typer, which parses it or refuses it with its usual message.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qshpc import _timeline, settings
-
-if TYPE_CHECKING:
-    from qshpc.submit.slurm import SlurmScheduler
 
 #: option -> (RunSpec field, kind)
 _OPTIONS = {
@@ -114,8 +110,9 @@ def run_fast(argv: list[str]) -> int | None:
     from qshpc.jobs.prepare import RunSpec
     from qshpc.runtime.mpi import launched_by_mpi
     from qshpc.store import holders
+    from qshpc.submit.slurm import job_over, scheduler
 
-    holders.slurm_job_over = _job_over  # a lock held by an ended Slurm job is taken over
+    holders.slurm_job_over = job_over  # a lock held by an ended Slurm job is taken over
     workers = fields.pop("workers", None)
     try:
         spec = RunSpec(**fields)
@@ -125,11 +122,11 @@ def run_fast(argv: list[str]) -> int | None:
         if launched_by_mpi():  # a rank: what launch.local.run would do, without its imports
             from qshpc.runtime.start import run_rank
 
-            ended = run_rank(spec, _scheduler())
+            ended = run_rank(spec, scheduler())
         else:
             from qshpc.launch.local import run
 
-            ended = run(spec, workers, _scheduler())
+            ended = run(spec, workers, scheduler())
         from qshpc.runtime.leave import leave_within
 
         leave_within(ended, grace)  # threads the program left running do not hold the exit
@@ -142,27 +139,6 @@ def run_fast(argv: list[str]) -> int | None:
         if code is None:
             raise
         return code
-
-
-def _job_over(job_id: str, cluster: str | None = None) -> bool:
-    """:func:`qshpc.submit.slurm.job_over`, its module imported at the first call."""
-    from qshpc.submit.slurm import job_over
-
-    return job_over(job_id, cluster)
-
-
-def _scheduler() -> SlurmScheduler | None:
-    """:func:`qshpc.submit.slurm.scheduler`: None outside a Slurm job without importing it.
-
-    Its module (and ``subprocess``) is for Slurm: a rank outside Slurm never uses it
-    (``task_env`` is None without ``SLURM_JOB_ID``), and a worker imports nothing
-    else that needs ``subprocess``.
-    """
-    if not os.environ.get("SLURM_JOB_ID"):
-        return None
-    from qshpc.submit.slurm import scheduler
-
-    return scheduler()
 
 
 def check_cache_dir(path: Path | None) -> None:

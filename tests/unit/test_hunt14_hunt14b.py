@@ -169,3 +169,15 @@ def test_save_arguments_with_its_two_arguments_swapped_says_so(tmp_path: Path) -
     with pytest.raises(qshpc.UserError, match=r"takes the file first: save_arguments\('a.h5'"):
         qshpc.save_arguments({"shots": 10}, "a.h5")  # type: ignore[arg-type]
     assert not Path("a.h5").exists()
+
+
+def test_a_quasi_distribution_prints_as_qiskit_s_does() -> None:
+    """Saved results read back typed (session 14): ``job.result()`` must still print the
+    seed notebook's dicts, as qiskit's ``QuasiDistribution`` does (its repr is the dict's)."""
+    from qiskit.result import QuasiDistribution as QiskitQuasi
+
+    from qshpc.aer.results import QuasiDistribution
+
+    ours, theirs = QuasiDistribution({0: 0.5, 2: 0.5}, shots=8), QiskitQuasi({0: 0.5, 2: 0.5})
+    assert repr(ours) == repr(theirs) == "{0: 0.5, 2: 0.5}"
+    assert repr({"results": [ours]}).startswith("{'results': [{")
