@@ -37,7 +37,7 @@ from qshpc.jobs.prepare import (
     plan_job,
     prepare_job,
 )
-from qshpc.runtime.mpi import launched_by_mpi
+from qshpc.runtime.mpi import launched_by_mpi, local_env
 from qshpc.runtime.scheduler import Scheduler
 
 
@@ -166,6 +166,8 @@ def _spawn(spec: RunSpec, workers: int, scheduler: Scheduler | None = None) -> i
     token = os.urandom(8).hex()  # rank 0 records it: which run in the store is this one
     env[LAUNCH_TOKEN] = token
     _local_launcher(env, scheduler)
+    for name, value in local_env().items():  # the ranks' MPI (ofi for the PyPI mpich)
+        env.setdefault(name, value)  # the user's own setting wins
     note = _EndNote()
     if note.path:
         env[settings.LAUNCH_END.name] = note.path

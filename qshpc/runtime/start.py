@@ -40,11 +40,12 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
         spec: What ``qshpc run`` was asked.
         scheduler: The batch system that started the job (Slurm), or None.
     """
-    from qshpc.runtime.mpi import start
+    from qshpc.runtime.mpi import local_env, start
 
-    if scheduler is not None:
-        for key, value in scheduler.mpi_env().items():
-            os.environ.setdefault(key, value)  # the user's own setting wins
+    # Every rank of the job runs this and gets the same environment from its launcher,
+    # so they all choose the same network module (ofi for the PyPI mpich).
+    for key, value in (scheduler.mpi_env() if scheduler is not None else local_env()).items():
+        os.environ.setdefault(key, value)  # the user's own setting wins
     _hold_launcher_socket()
     watchdog = watch(settings.MPI_START_TIMEOUT_S.get(), spec.job_dir)
     wiring, info, ranks = start(scheduler.cpus_per_task() if scheduler is not None else None)

@@ -26,7 +26,6 @@ How Slurm's words map onto qshpc's states: :mod:`qshpc.submit.slurm_states`.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shlex
@@ -407,20 +406,16 @@ def run_record(environ: Mapping[str, str] | None = None) -> dict[str, str] | Non
     return {k: v for k, v in env.items() if k in RECORD_KEYS} or None
 
 
-#: The MPICH variable choosing its network module (``ucx`` or ``ofi``).
+#: The MPICH variable choosing its network module (``ucx`` or ``ofi``); as
+#: :data:`qshpc.runtime.mpi.NETMOD_VAR`, which this module imports only when used.
 NETMOD_VAR = "MPIR_CVAR_CH4_NETMOD"
 
 
-@functools.cache
 def _pypi_mpich() -> bool:
-    """True when the MPI here is the PyPI ``mpich`` wheel (what mpi4py loads when it is installed)."""
-    from importlib import metadata
+    """True when the MPI here is the PyPI ``mpich`` wheel (:func:`qshpc.runtime.mpi.pypi_mpich`)."""
+    from qshpc.runtime.mpi import pypi_mpich
 
-    try:
-        metadata.distribution("mpich")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
+    return pypi_mpich()
 
 
 def mpi_env() -> dict[str, str]:

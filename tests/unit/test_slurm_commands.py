@@ -193,5 +193,7 @@ def test_the_pypi_mpich_is_recognised_here() -> None:
         metadata.distribution("mpich")
     except metadata.PackageNotFoundError:
         pytest.skip("no PyPI mpich here")
-    slurm._pypi_mpich.cache_clear()
-    assert slurm._pypi_mpich()
+    from qshpc.runtime import mpi
+
+    mpi.pypi_mpich.cache_clear()
+    assert slurm._pypi_mpich() and mpi.pypi_mpich()
