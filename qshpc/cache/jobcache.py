@@ -21,20 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qshpc.cache.keys import (
-    Deps,
-    Qpy,
-    UncacheableError,
-    bindings_unchanged,
-    call_key,
-    changeable,
-    function_digest,
-    task_digest,
-)
-from qshpc.cache.store import CacheDir, CacheWriteError, Hit
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the keys' and the folder's machinery load where used (not when off)
     from qshpc.cache.body import Encoded
+    from qshpc.cache.keys import Deps, Qpy
+    from qshpc.cache.store import CacheDir, Hit
 
 #: Results waiting to be written beyond this many bytes are not cached (memory bound).
 MAX_PENDING_BYTES = 256 << 20
@@ -134,6 +124,7 @@ class Writer:
 
     def _run(self) -> None:
         from qshpc.cache.body import Encoded, encode
+        from qshpc.cache.store import CacheWriteError
 
         while True:
             item = self._q.get()
@@ -246,6 +237,8 @@ class JobCache:
         self._digests: dict[int, tuple[Callable[[], Any], bytes | None, Deps, bool]] = {}
         self._lock = threading.Lock()
         if open_now and self.wanted():
+            from qshpc.cache.store import CacheDir
+
             self._dir = CacheDir(config.dir, config.shared)
 
     def wanted(self, task_cache: bool | None = None) -> bool:
@@ -255,6 +248,8 @@ class JobCache:
     @property
     def dir(self) -> CacheDir | None:
         """The folder, opened on first use (None when it cannot be used: warned once)."""
+        from qshpc.cache.store import CacheDir
+
         if self._dir is None and not self._broken:
             with self._lock:
                 if self._dir is None and not self._broken:
@@ -283,6 +278,14 @@ class JobCache:
                 :data:`LIVE_WALK_S` (a pass manager, a big object graph), its
                 later live calls run uncached instead (one warning).
         """
+        from qshpc.cache.keys import (
+            UncacheableError,
+            bindings_unchanged,
+            changeable,
+            function_digest,
+            task_digest,
+        )
+
         known = self._digests.get(id(task))
         again = False
         if known is not None and known[0]() is task:
@@ -326,6 +329,8 @@ class JobCache:
     ) -> str | None:
         """The call's key, or None when it cannot be cached (``live``: see :meth:`digest`;
         ``qpy``: the QPY bytes of its circuits, see :func:`qshpc.cache.keys.call_key`)."""
+        from qshpc.cache.keys import UncacheableError, call_key
+
         digest = self.digest(task, live)
         if digest is None:
             return None

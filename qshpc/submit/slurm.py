@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from qshpc import settings
 from qshpc.errors import UserError
 from qshpc.runtime.scheduler import Requeue
-from qshpc.submit.slurm_states import SlurmView, parse_sacct, parse_scontrol, parse_squeue
+
+if TYPE_CHECKING:  # ranks import this module: the commands' machinery loads where used
+    import subprocess
+
+    from qshpc.submit.slurm_states import SlurmView
 
 #: Seconds a state query (sacct, squeue, scontrol show) may take.
 QUERY_TIMEOUT_S = 10
@@ -74,11 +77,15 @@ def run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         OSError: The command cannot be started (not installed).
         subprocess.TimeoutExpired: It did not answer within ``timeout`` seconds.
     """
+    import subprocess
+
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
 
 
 def _output(args: list[str], timeout: float = QUERY_TIMEOUT_S) -> str | None:
     """The command's stdout, or None when it fails, times out or is missing."""
+    import subprocess
+
     try:
         out = run(args, timeout)
     except (OSError, subprocess.TimeoutExpired):
@@ -96,6 +103,8 @@ def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
         Every id given (``123`` or an array element ``123_4``), with Slurm's view,
         or None when no command knows it (or Slurm does not answer).
     """
+    from qshpc.submit.slurm_states import parse_sacct, parse_scontrol, parse_squeue
+
     ids = sorted({i for i in slurm_ids if is_slurm_id(i)})
     views: dict[str, SlurmView | None] = dict.fromkeys(ids)
     if not ids:
@@ -122,6 +131,8 @@ def query_live(slurm_id: str) -> SlurmView | None:
     sacct's answer can lag behind the controller's (slurmdbd under load): squeue's
     is the controller's own, for jobs it still holds.
     """
+    from qshpc.submit.slurm_states import parse_squeue
+
     if not is_slurm_id(slurm_id):
         return None
     out = _output(["squeue", "-h", "-j", slurm_id, "-o", "%i|%T|%r"])
@@ -144,6 +155,8 @@ def job_over(job_id: str, cluster: str | None = None) -> bool:
     lock of a run on the first cluster (two writers of one store). A job of another
     cluster is never over here.
     """
+    import subprocess
+
     from qshpc.jobstate import TERMINAL
     from qshpc.submit.slurm_states import SLURM_STATES
 
@@ -190,6 +203,8 @@ def sacct_steps(slurm_job_id: str, fmt: str) -> tuple[str | None, str | None]:
     Returns:
         ``(output, None)``, or ``(None, why)`` when sacct is missing, slow or failing.
     """
+    import subprocess
+
     if not is_slurm_id(slurm_job_id):
         return None, f"{slurm_job_id!r} is not a Slurm job id"
     try:
@@ -286,6 +301,8 @@ def other_cluster(recorded: str | None) -> str | None:
 
 def refuse_other_cluster(slurm_job_id: str, recorded: str | None) -> None:
     """Raise :class:`UserError` when ``slurm_job_id`` belongs to another cluster than this one's."""
+    import shlex
+
     here = other_cluster(recorded)
     if here is not None:
         raise UserError(
@@ -306,6 +323,8 @@ def cancel(slurm_job_id: str) -> None:
     Raises:
         UserError: Not a Slurm id, or scancel failed (its message included).
     """
+    import subprocess
+
     if not is_slurm_id(slurm_job_id):
         raise UserError(f"not a Slurm job id: {slurm_job_id!r}")
     try:
@@ -318,6 +337,8 @@ def cancel(slurm_job_id: str) -> None:
 
 def requeue(job_id: str) -> str | None:
     """Run ``scontrol requeue JOB_ID``; return None on success, else what went wrong."""
+    import subprocess
+
     if not job_id.isdigit():
         return f"no Slurm job id (SLURM_JOB_ID={job_id!r})"
     try:
