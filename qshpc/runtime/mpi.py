@@ -9,6 +9,7 @@ import functools
 import os
 import socket
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from qshpc.runtime.stopsig import launched_by_mpi as launched_by_mpi
@@ -36,18 +37,30 @@ def pypi_mpich() -> bool:
 
 
 def local_env() -> dict[str, str]:
-    """MPI variables every rank of a job should have, to set unless set (the user's value wins).
+    """MPI variables for ranks that all run on this host, to set unless set (the user's value wins).
 
     The PyPI ``mpich`` wheel's ranks use its ``ch4:ofi`` (libfabric) network
-    module instead of its default ``ch4:ucx``: on one host ``MPI_Init`` takes
-    ~0.1 s less a rank and ~0.05 CPU s less (benchmarks/mpi_start.py), and
-    under Slurm's PMI2 UCX's address exchange breaks
-    (:func:`qshpc.submit.slurm.mpi_env`). Every rank of a job must choose the
-    same module: each rank runs this same code, and the launcher hands every
-    rank the same environment, so a value the user set reaches them all and is
-    kept (``MPIR_CVAR_CH4_NETMOD=ucx`` restores UCX). Other MPIs are left alone.
+    module instead of its default ``ch4:ucx``: ``MPI_Init`` takes ~0.07 s less
+    wall and ~0.06 CPU s less a rank on this 2-core VM (benchmarks/mpi_start.py);
+    under Slurm's PMI2 UCX's address exchange breaks (:func:`qshpc.submit.slurm.mpi_env`).
+    ``MPIR_CVAR_CH4_NETMOD=ucx`` in the environment restores UCX. Other MPIs are left alone.
     """
     return {NETMOD_VAR: "ofi"} if pypi_mpich() else {}
+
+
+def rank_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """:func:`local_env` for a rank started by a user's ``mpiexec``, when every rank is on this host.
+
+    Every rank of a job must choose the same network module. Each rank runs
+    this same code and sees the same answer: hydra's ``MPI_LOCALNRANKS`` equals
+    ``PMI_SIZE`` on every rank of a one-host job and on none of a job over
+    several hosts, whose ranks keep MPICH's default (a fabric UCX may serve
+    better than the wheel's libfabric). The launcher hands every rank the same
+    environment, so a value the user set is kept on all of them.
+    """
+    env = os.environ if environ is None else environ
+    here = env.get("MPI_LOCALNRANKS")
+    return local_env() if here is not None and here == env.get("PMI_SIZE") else {}
 
 
 class MpiWiring:

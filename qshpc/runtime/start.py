@@ -40,11 +40,12 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
         spec: What ``qshpc run`` was asked.
         scheduler: The batch system that started the job (Slurm), or None.
     """
-    from qshpc.runtime.mpi import local_env, start
+    from qshpc.runtime.mpi import rank_env, start
 
     # Every rank of the job runs this and gets the same environment from its launcher,
-    # so they all choose the same network module (ofi for the PyPI mpich).
-    for key, value in (scheduler.mpi_env() if scheduler is not None else local_env()).items():
+    # so they all choose the same network module (ofi for the PyPI mpich under Slurm,
+    # and under a user's mpiexec whose ranks are all on this host).
+    for key, value in (scheduler.mpi_env() if scheduler is not None else rank_env()).items():
         os.environ.setdefault(key, value)  # the user's own setting wins
     _hold_launcher_socket()
     watchdog = watch(settings.MPI_START_TIMEOUT_S.get(), spec.job_dir)

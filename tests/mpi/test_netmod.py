@@ -87,3 +87,16 @@ def test_the_pypi_mpich_is_found_as_importlib_finds_it() -> None:
         expected = False
     mpi.pypi_mpich.cache_clear()
     assert mpi.pypi_mpich() is expected
+
+
+def test_a_users_mpiexec_over_several_hosts_keeps_mpichs_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every rank of a job over several hosts sees fewer local ranks than ranks: none sets it."""
+    monkeypatch.setattr(mpi, "pypi_mpich", lambda: True)
+    one_host = {"PMI_SIZE": "3", "MPI_LOCALNRANKS": "3"}
+    assert mpi.rank_env(one_host) == {VAR: "ofi"}
+    assert mpi.rank_env({"PMI_SIZE": "4", "MPI_LOCALNRANKS": "2"}) == {}  # 2 hosts
+    assert mpi.rank_env({"PMI_SIZE": "3"}) == {}  # not hydra's: who knows where the ranks are
+    monkeypatch.setattr(mpi, "pypi_mpich", lambda: False)
+    assert mpi.rank_env(one_host) == {}
