@@ -70,6 +70,19 @@ def test_the_users_ucx_is_kept(
     assert netmods == {"ucx"} and ucx_loaded == {True}, (netmods, ucx_loaded)
 
 
+def test_a_notebooks_local_client_ranks_use_ofi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pypi_mpich: None
+) -> None:
+    from qshpc import LocalClient, Program
+
+    monkeypatch.delenv(VAR, raising=False)
+    (tmp_path / "netmod.py").write_text(PROG)
+    program = Program(title="netmod", entrypoint="netmod.py", working_dir=str(tmp_path))
+    out = LocalClient(workers=2).run(program).result(timeout=120)
+    seen = [out["rank0"], *out["tasks"]]
+    assert {s[0] for s in seen} == {"ofi"} and {s[1] for s in seen} == {False}, seen
+
+
 def test_only_the_pypi_mpich_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mpi, "pypi_mpich", lambda: False)  # a cluster's own MPI: left alone
     assert mpi.local_env() == {}
