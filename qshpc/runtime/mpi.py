@@ -59,6 +59,8 @@ def rank_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     environment, so a value the user set is kept on all of them.
     """
     env = os.environ if environ is None else environ
+    if NETMOD_VAR in env:  # set by the user or by qshpc's own launcher: nothing to look up
+        return {}
     here = env.get("MPI_LOCALNRANKS")
     return local_env() if here is not None and here == env.get("PMI_SIZE") else {}
 

@@ -111,5 +111,6 @@ def test_a_users_mpiexec_over_several_hosts_keeps_mpichs_default(
     assert mpi.rank_env(one_host) == {VAR: "ofi"}
     assert mpi.rank_env({"PMI_SIZE": "4", "MPI_LOCALNRANKS": "2"}) == {}  # 2 hosts
     assert mpi.rank_env({"PMI_SIZE": "3"}) == {}  # not hydra's: who knows where the ranks are
+    assert mpi.rank_env({**one_host, VAR: "ucx"}) == {}  # the user's value is kept
     monkeypatch.setattr(mpi, "pypi_mpich", lambda: False)
     assert mpi.rank_env(one_host) == {}
