@@ -209,19 +209,20 @@ class Job:
             meta.update(fresh)
             return
         from qshpc.jobs.postmortem import describe
-        from qshpc.store import recover
+        from qshpc.store.refold import fold_dead
 
         finished = {t["task_id"] for t in self.tasks()}
         why = describe(self.job_dir, fresh, finished)
         from qshpc.errors import StoreError
         from qshpc.store.lock import holder_alive
 
-        if holder_alive(self.job_dir) is not None:
+        if holder_alive(self.job_dir, runs_only=True) is not None:
             return  # a run holds the job (starting, or on a host we cannot see): not dead
+            # (another reader folding its journal, fold_dead, is no run)
         meta["state"], meta["error"] = "FAILED", why
         try:  # a reader records it only when it can (a full disk, someone else's job: not)
             mark_terminal(self.job_dir, "FAILED", why)
-            recover(self.job_dir)  # job.h5 alone now holds every committed record
+            fold_dead(self.job_dir)  # job.h5 alone now holds every committed record
         except (OSError, StoreError):
             pass
 

@@ -985,9 +985,9 @@ def _mark_dead(
     from qshpc.jobs.postmortem import describe, resume_command
     from qshpc.store.lock import holder_alive
 
-    if holder_alive(job_dir) is not None:
+    if holder_alive(job_dir, runs_only=True) is not None:
         return None  # another live run holds the job (ours was refused): not ours to judge
-    from qshpc.store import recover
+    from qshpc.store.refold import fold_dead
 
     try:
         meta, finished = _what_was_stored(job_dir)
@@ -1020,7 +1020,7 @@ def _mark_dead(
             text = why
     mark_terminal(job_dir, state, text)
     try:
-        recover(job_dir)  # job.h5 alone now holds every committed record
+        fold_dead(job_dir)  # job.h5 alone now holds every committed record (under the lock)
     except Exception as exc:  # the directory may be gone or full: the journal stays
         print(f"qshpc: could not fold the journal into job.h5: {exc}", file=sys.stderr)
     shown = text if state == "CANCELED" else why

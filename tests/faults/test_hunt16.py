@@ -1,0 +1,103 @@
+"""hunt16: faults re-found after session 15's hunt was lost: concurrent readers and
+removers of a job, files beside a store replaced by links and FIFOs, a team store.
+
+Real processes and files throughout; mocks only to inject a fault at a chosen moment.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+#: A job's rank 0: commits ``N`` records (through the journal), says so, waits to be killed.
+WRITER = """
+import os, socket, sys, time
+from pathlib import Path
+from qshpc.store import JobWriter, TaskRecord
+job_dir, n = Path(sys.argv[1]), int(sys.argv[2])
+rank0 = {"rank": 0, "host": socket.gethostname(), "pid": os.getpid()}
+w = JobWriter.open(job_dir, {"mpi_size": 1, "ranks": [rank0], "started": time.time()})
+for i in range(n):
+    t = time.time()
+    w.append_task(TaskRecord(
+        task_id=str(i), key=f"{i:064x}", function="m.f", state="SUCCEEDED", attempt=1,
+        rank=0, host="h", submitted=t, started=t, finished=t, seed=i,
+        result={"i": i, "pad": "x" * 2000}, provenance={},
+    ))
+    if i % 10 == 9:
+        w.commit()
+w.commit()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+#: ``qshpc status`` as a reader process, its fold slowed (the fault injected: a slow disk)
+#: so that readers started together overlap in it.
+SLOW_STATUS = """
+import sys, time
+from qshpc.store import snapshot, writer
+fold, rewrite = snapshot.fold, writer.snapshot
+def slow_fold(*args, **kwargs):
+    time.sleep(0.4)
+    return fold(*args, **kwargs)
+def staggered(*args, **kwargs):
+    time.sleep(float(sys.argv[2]))
+    return rewrite(*args, **kwargs)
+snapshot.fold, writer.snapshot = slow_fold, staggered
+from qshpc.client.job import open_job
+print(open_job(sys.argv[1]).status())
+"""
+
+
+def _killed_job(home: Path, name: str, records: int = 300) -> Path:
+    """A job under ``home`` whose rank 0 was SIGKILLed with its records in the journal."""
+    from qshpc.store.jobfile import create_job
+
+    job = home / "jobs" / name
+    create_job(job, {"id": name, "created": time.time()}, {})
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(job), str(records)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    assert (job / "job.journal").exists()
+    return job
+
+
+def _stored(job: Path) -> tuple[int, object]:
+    from qshpc.store import JobReader
+
+    with JobReader.open(job) as r:
+        r.verify()
+        return len(r.tasks()), r.meta().get("state")
+
+
+@pytest.mark.timeout(240)
+def test_concurrent_status_of_a_killed_job_keeps_its_store(qshpc_home: Path) -> None:
+    # On e7cd270 each `qshpc status` of a killed job folded its journal into job.h5
+    # without the job lock, through the one temporary copy job.h5.tmp: with four at once,
+    # about one round in eight left the store DAMAGED ("recoverable: nothing"); with the
+    # fold slowed, every round.
+    for k in range(3):
+        job = _killed_job(qshpc_home, f"20261204-1200{k:02d}-abcdef")
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", SLOW_STATUS, job.name, str(0.15 * i)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(4)
+        ]
+        outs = [p.communicate(timeout=60) for p in procs]
+        for p, (out, err) in zip(procs, outs, strict=True):
+            assert p.returncode == 0 and out.startswith("FAILED"), (out, err)
+        assert _stored(job) == (300, "RUNNING"), k  # every record; FAILED is in status.json
+        assert not (job / "job.journal").exists()
