@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
+
 #: A job's rank 0: commits ``N`` records (through the journal), says so, waits to be killed.
 WRITER = """
 import os, socket, sys, time
@@ -101,3 +103,86 @@ def test_concurrent_status_of_a_killed_job_keeps_its_store(qshpc_home: Path) -> 
             assert p.returncode == 0 and out.startswith("FAILED"), (out, err)
         assert _stored(job) == (300, "RUNNING"), k  # every record; FAILED is in status.json
         assert not (job / "job.journal").exists()
+
+
+#: A ``qshpc run --resume``'s rank 0 that took the job's lock (its store still says how the
+#: last run ended until it opens the store).
+RESUMES = """
+import sys, time
+from pathlib import Path
+from qshpc.store.lock import JobLock
+with JobLock(Path(sys.argv[1]), "qshpc run --resume"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _failed_job(tmp_path: Path) -> Path:
+    prog = tmp_path / "fails.py"
+    prog.write_text("raise RuntimeError('boom')\n")
+    out = run_cli("run", str(prog), "--workers", "0", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    (job,) = (tmp_path / "qshpc-home" / "jobs").iterdir()
+    return job
+
+
+def _resume_takes(job: Path, procs: list[subprocess.Popen[str]]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RESUMES, str(job)], stdout=subprocess.PIPE, text=True
+    )
+    procs.append(proc)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+
+
+@pytest.mark.parametrize("command", ["gc", "rm"])
+def test_gc_or_rm_racing_a_resume_keeps_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from qshpc.cli import app as cli
+    from qshpc.cli import ux
+
+    if not cli.app.registered_commands:
+        cli._register()
+
+    job = _failed_job(tmp_path)
+    procs: list[subprocess.Popen[str]] = []
+    # The fault: a resume's rank 0 takes the job right after gc/rm read its state.
+    if command == "gc":
+        collect = ux.collect
+
+        def then_resumed(*args: object, **kwargs: object) -> object:
+            found = collect(*args, **kwargs)  # type: ignore[arg-type]
+            _resume_takes(job, procs)
+            return found
+
+        monkeypatch.setattr(ux, "collect", then_resumed)
+        argv = ["gc", "--older-than", "0s"]
+    else:
+        held = ux._held
+
+        def then_resumed_(job_dir: Path) -> bool:
+            seen = held(job_dir)
+            _resume_takes(job, procs)
+            return seen
+
+        monkeypatch.setattr(ux, "_held", then_resumed_)
+        argv = ["rm", job.name]
+    try:
+        # On e7cd270 both removed the folder of the job being resumed.
+        out = CliRunner().invoke(cli.app, argv)
+        assert job.is_dir(), out.output
+        if command == "gc":
+            assert out.exit_code == 0, out.output
+            assert "removed 0 job(s)" in out.output and "kept 1 running/queued" in out.output
+        else:
+            assert out.exit_code == 2, out.output
+            assert "a run took it meanwhile" in out.output, out.output
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
+    # Once the resume is gone, the job goes as before.
+    out = run_cli(*argv)
+    assert out.returncode == 0 and not job.exists(), out.stdout + out.stderr
