@@ -6,6 +6,7 @@ Real processes and files throughout; mocks only to inject a fault at a chosen mo
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -119,7 +120,13 @@ with JobLock(Path(sys.argv[1]), "qshpc run --resume"):
 
 def _failed_job(tmp_path: Path) -> Path:
     prog = tmp_path / "fails.py"
-    prog.write_text("raise RuntimeError('boom')\n")
+    # It fails while the file "fail" is beside it (a --resume runs the job's own program).
+    prog.write_text(
+        "from pathlib import Path\n"
+        "if (Path(__file__).parent / 'fail').exists():\n"
+        "    raise RuntimeError('boom')\n"
+    )
+    (tmp_path / "fail").touch()
     out = run_cli("run", str(prog), "--workers", "0", cwd=tmp_path)
     assert out.returncode == 1, out.stderr
     (job,) = (tmp_path / "qshpc-home" / "jobs").iterdir()
@@ -186,3 +193,28 @@ def test_gc_or_rm_racing_a_resume_keeps_the_job(
     # Once the resume is gone, the job goes as before.
     out = run_cli(*argv)
     assert out.returncode == 0 and not job.exists(), out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_a_resume_never_writes_through_a_reserve_that_is_a_link_or_a_fifo(
+    tmp_path: Path, kind: str
+) -> None:
+    job = _failed_job(tmp_path)
+    precious = tmp_path / "thesis.tex"
+    precious.write_text("years of work\n")
+    reserve = job / "job.reserve"
+    reserve.unlink(missing_ok=True)
+    if kind == "symlink":
+        reserve.symlink_to(precious)
+    else:
+        os.mkfifo(reserve)
+    (tmp_path / "fail").unlink()
+    # On e7cd270 the link's file was truncated and filled with 1 MiB of zeros; the
+    # FIFO made the resume wait for good.
+    out = run_cli(
+        "run", str(tmp_path / "fails.py"), "--resume", job.name, "--workers", "0", timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert precious.read_text() == "years of work\n"
+    assert not reserve.is_symlink() and not reserve.exists()  # dropped at the end
+    assert run_cli("status", job.name).stdout.startswith("SUCCEEDED")
