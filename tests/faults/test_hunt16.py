@@ -218,3 +218,22 @@ def test_a_resume_never_writes_through_a_reserve_that_is_a_link_or_a_fifo(
     assert precious.read_text() == "years of work\n"
     assert not reserve.is_symlink() and not reserve.exists()  # dropped at the end
     assert run_cli("status", job.name).stdout.startswith("SUCCEEDED")
+
+
+def test_a_resume_whose_log_is_a_fifo_says_so_and_never_hangs(tmp_path: Path) -> None:
+    job = _failed_job(tmp_path)
+    log = job / "logs" / "rank-0.out"
+    log.unlink()
+    os.mkfifo(log)
+    (tmp_path / "fail").unlink()
+    # On e7cd270 the resume waited for good, opening the FIFO to append to it.
+    out = run_cli(
+        "run", str(tmp_path / "fails.py"), "--resume", job.name, "--workers", "0", timeout=60
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"cannot write the job's log {log}: not a regular file" in out.stderr, out.stderr
+    log.unlink()  # moved away, as the error says: the resume runs
+    out = run_cli(
+        "run", str(tmp_path / "fails.py"), "--resume", job.name, "--workers", "0", timeout=60
+    )
+    assert out.returncode == 0, out.stderr
