@@ -494,10 +494,6 @@ def _record_cluster(job_dir: Path) -> None:
 
 
 def _write_private(path: Path, text: str, mode: int | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     from qshpc.store import perms
 
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode or perms.file_mode())
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    perms.write_atomic(path, text.encode(), mode)

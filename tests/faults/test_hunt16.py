@@ -237,3 +237,36 @@ def test_a_resume_whose_log_is_a_fifo_says_so_and_never_hangs(tmp_path: Path) ->
         "run", str(tmp_path / "fails.py"), "--resume", job.name, "--workers", "0", timeout=60
     )
     assert out.returncode == 0, out.stderr
+
+
+#: A writer of a job's status.json, as each of several `qshpc status` of a dead job is.
+MARKS = """
+import sys
+from pathlib import Path
+from qshpc.jobs.paths import mark_terminal, read_override
+job = Path(sys.argv[1])
+for i in range(300):
+    mark_terminal(job, "FAILED", f"writer {sys.argv[2]} mark {i} " + "x" * 3000)
+    assert read_override(job) is not None, "a torn status.json"
+print("done", flush=True)
+"""
+
+
+def test_concurrent_writers_of_status_json_each_write_it_whole(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MARKS, str(job), str(k)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(4)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    # On e7cd270 they shared one temporary file, .status.json.tmp: a writer's rename
+    # found it gone (FileNotFoundError) or renamed another's half-written file.
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0 and out.strip() == "done", err[-2000:]
+    assert [f.name for f in job.iterdir()] == ["status.json"]  # no temporary file left
