@@ -75,7 +75,9 @@ def format_rss(text: str) -> str:
 
 def _cached(job_dir: Path, slurm_id: str) -> list[Step] | None:
     try:
-        data = json.loads((job_dir / CACHE_FILE).read_text())
+        from qshpc.jobs.paths import read_small
+
+        data = json.loads(read_small(job_dir / CACHE_FILE, 1 << 22))  # never a FIFO (hunt16)
         if data.get("slurm_id") != slurm_id:
             return None
         return [Step(**s) for s in data["steps"]]

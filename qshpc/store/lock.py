@@ -187,7 +187,10 @@ def read_holder(job_dir: Path) -> Holder | None:
         return None
     holder = Holder(host=claim[0], pid=claim[1])
     try:
-        info = json.loads((job_dir / HOLDER_FILE).read_text())
+        from qshpc.store.seal import open_regular
+
+        with open(open_regular(job_dir / HOLDER_FILE), "rb") as fh:  # never a FIFO's
+            info = json.loads(fh.read(1 << 16))
         if info.get("host") == holder.host and info.get("pid") == holder.pid:
             holder = Holder(**{k: info[k] for k in Holder.__dataclass_fields__ if k in info})
     except (OSError, ValueError, TypeError):

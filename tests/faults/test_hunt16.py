@@ -270,3 +270,25 @@ def test_concurrent_writers_of_status_json_each_write_it_whole(tmp_path: Path) -
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and out.strip() == "done", err[-2000:]
     assert [f.name for f in job.iterdir()] == ["status.json"]  # no temporary file left
+
+
+SMALL_FILES = [
+    "status.json",
+    "slurm_state.json",
+    "job.lock.holder",
+    "logs/rank-0.out",
+    "logs/dispatch.log",
+    ".status.json.tmp",
+]
+
+
+def test_status_of_a_dead_job_whose_small_files_are_fifos(qshpc_home: Path) -> None:
+    job = _killed_job(qshpc_home, "20261204-120000-abcdef", records=20)
+    (job / "logs").mkdir(exist_ok=True)
+    for name in SMALL_FILES:
+        (job / name).unlink(missing_ok=True)
+        os.mkfifo(job / name)
+    # On e7cd270 `qshpc status` waited for good, reading the rank's log (the post-mortem).
+    out = run_cli("status", job.name, timeout=60)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.startswith("FAILED") and "20 done" in out.stdout, out.stdout
