@@ -292,3 +292,17 @@ def test_status_of_a_dead_job_whose_small_files_are_fifos(qshpc_home: Path) -> N
     out = run_cli("status", job.name, timeout=60)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert out.stdout.startswith("FAILED") and "20 done" in out.stdout, out.stdout
+
+
+def test_rm_of_an_array_element_whose_manifest_is_a_fifo(tmp_path: Path) -> None:
+    job = _failed_job(tmp_path)
+    element = job.with_name("20261204-120000-abcdef-0")
+    job.rename(element)
+    folder = tmp_path / "qshpc-home" / "arrays" / "20261204-120000-abcdef"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "array.json")
+    # On e7cd270 `qshpc rm` waited for good, reading the manifest to see if the array's
+    # folder could go with its last element.
+    out = run_cli("rm", element.name, timeout=60)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert not element.exists() and folder.is_dir()  # what it cannot read, it leaves
