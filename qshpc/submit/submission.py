@@ -285,6 +285,7 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
             f"--resume {job_dir.name}`, or from your own batch "
             "script (docs/sbatch.md)"
         )
+    _check_staged_own(job_dir, staged_dir)
     values = {k: v for k, v in recorded.items() if k in SlurmResources.field_names()}
     merge_overrides(values, overrides)
     res = SlurmResources.build(values, "--resume's resources")
@@ -321,6 +322,43 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
         with contextlib.suppress(OSError):
             (job_dir / stale).unlink()
     return _submitted(job_dir.name, job, job_dir, params)
+
+
+def _check_staged_own(job_dir: Path, staged_dir: Path) -> None:
+    """Refuse to run a staged program another user could have written: the job folder,
+    the staged folder and everything in it must be this user's, writable by nobody else.
+
+    hunt16: in a store shared by a team (``QSHPC_SHARE_GROUP=1``) ``qshpc submit --resume``
+    of another member's job ran their staged program as this user.
+
+    Raises:
+        UserError: Naming the file and its owner (or mode), and what to do.
+    """
+    import stat
+
+    me = os.geteuid()
+    paths: list[Path] = [job_dir, staged_dir]
+    for root, dirs, files in os.walk(staged_dir):  # links are not followed
+        paths += [Path(root) / n for n in (*dirs, *files)]
+    for path in paths:
+        try:
+            st = path.lstat()
+        except OSError:
+            continue  # gone meanwhile: nothing of it runs
+        why = None
+        if st.st_uid != me:
+            why = f"it belongs to uid {st.st_uid}, not to you"
+        elif st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode):
+            why = f"others can write it (mode {stat.S_IMODE(st.st_mode):04o})"
+        if why:
+            from qshpc.text import shown
+
+            raise UserError(
+                f"refusing to resume job {shown(job_dir.name)}: its staged program "
+                f"{shown(str(path))} could have been written by another user ({why}); qshpc "
+                "runs only programs of your own. Submit your own copy of the program instead "
+                "(`qshpc submit PROGRAM`)"
+            )
 
 
 @contextlib.contextmanager

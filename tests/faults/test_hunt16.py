@@ -306,3 +306,52 @@ def test_rm_of_an_array_element_whose_manifest_is_a_fifo(tmp_path: Path) -> None
     out = run_cli("rm", element.name, timeout=60)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert not element.exists() and folder.is_dir()  # what it cannot read, it leaves
+
+
+def _submitted_failed_job(home: Path, name: str) -> Path:
+    """A job as `qshpc submit` leaves it once its Slurm job FAILED (its program staged)."""
+    from qshpc.store import JobWriter
+    from qshpc.store.jobfile import create_job
+    from qshpc.submit.resources import SlurmResources
+
+    job = home / "jobs" / name
+    staged = job / "program"
+    meta = {
+        "id": name,
+        "created": time.time(),
+        "scheduler": "slurm",
+        "slurm_resources": SlurmResources.build({"nodes": 1}).as_meta(),
+        "entrypoint": str(staged / "prog.py"),
+    }
+    create_job(job, meta, {})
+    staged.mkdir(mode=0o750)
+    (staged / "prog.py").write_text("print('hello')\n")
+    with JobWriter.open(job, {"mpi_size": 1, "ranks": [], "started": time.time()}) as w:
+        w.finalize("FAILED", "boom")
+    return job
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives files to another user (needs root)")
+def test_submit_resume_refuses_another_members_staged_program(
+    qshpc_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QSHPC_SHARE_GROUP", "1")
+    mine = _submitted_failed_job(qshpc_home, "20261204-120000-aaaaaa")
+    out = run_cli("submit", "--resume", mine.name, "--dry-run")
+    assert out.returncode == 0 and "#SBATCH" in out.stdout, out.stderr  # one's own: resumed
+    theirs = _submitted_failed_job(qshpc_home, "20261204-120000-bbbbbb")
+    for path in [theirs, *theirs.rglob("*")]:
+        os.lchown(path, 4242, os.getegid())  # another member of the team made it
+    # On e7cd270 it was accepted: their program would have run as this user.
+    for argv in (["--dry-run"], []):
+        out = run_cli("submit", "--resume", theirs.name, *argv)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert "could have been written by another user (it belongs to uid 4242" in out.stderr
+    # Theirs is refused even when only one file of the staged folder is another's.
+    os.lchown(mine / "program" / "prog.py", 4242, os.getegid())
+    out = run_cli("submit", "--resume", mine.name, "--dry-run")
+    assert out.returncode == 2 and "prog.py could have been written" in out.stderr, out.stderr
+    os.lchown(mine / "program" / "prog.py", os.geteuid(), os.getegid())
+    (mine / "program" / "prog.py").chmod(0o664)  # a group-writable file: anyone of it
+    out = run_cli("submit", "--resume", mine.name, "--dry-run")
+    assert out.returncode == 2 and "others can write it (mode 0664)" in out.stderr, out.stderr
