@@ -355,3 +355,46 @@ def test_submit_resume_refuses_another_members_staged_program(
     (mine / "program" / "prog.py").chmod(0o664)  # a group-writable file: anyone of it
     out = run_cli("submit", "--resume", mine.name, "--dry-run")
     assert out.returncode == 2 and "others can write it (mode 0664)" in out.stderr, out.stderr
+
+
+CACHED = """\
+from qshpc import distribute_task, get, save_result
+
+@distribute_task(cache=True)
+def sq(x):
+    return x * x
+
+save_result(get([sq(i) for i in range(6)]))
+"""
+
+
+def _entries(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.glob("*/??/*") if len(p.name) == 64)
+
+
+def test_a_folder_in_place_of_a_cache_entry_costs_that_entry_only(tmp_path: Path) -> None:
+    prog = tmp_path / "cached.py"
+    prog.write_text(CACHED)
+    cache = tmp_path / "cache"
+    argv = ("run", str(prog), "--workers", "0", "--cache", "--cache-dir", str(cache))
+    assert run_cli(*argv).returncode == 0
+    entries = _entries(cache)
+    assert len(entries) == 6
+    folder_at, folder_too = entries[0], entries[1]
+    for e in (folder_at, folder_too):
+        e.unlink()
+        e.mkdir()
+        (e / "x").write_text("not an entry")
+    entries[2].unlink()  # computed again, and written again
+    # On e7cd270 the write over the folder failed and the job cached nothing more
+    # ("results are not cached for the rest of this job").
+    out = run_cli(*argv)
+    assert out.returncode == 0 and "not cached" not in out.stderr, out.stderr
+    assert entries[2].is_file()
+    # rm by key, and gc --verify, remove such folders (rm said "Is a directory").
+    out = run_cli("cache", "rm", folder_at.name[:12], "--cache-dir", str(cache))
+    assert out.returncode == 0 and "removed 1 entry" in out.stdout, out.stdout + out.stderr
+    out = run_cli("cache", "gc", "--verify", "--cache-dir", str(cache))
+    assert out.returncode == 0 and "1 damaged" in out.stdout, out.stdout + out.stderr
+    assert not folder_at.exists() and not folder_too.exists()
+    assert len(_entries(cache)) == 4
