@@ -259,24 +259,33 @@ class Removal:
         }
 
 
+#: What :func:`_remove_entry` returns for an entry another process removed first.
+_GONE = "gone already"
+
+
 def _remove_entry(cache: CacheDir, path: Path) -> str | None:
-    """Remove one entry of this user (a folder in its place too); None when done, else why."""
+    """Remove one entry of this user (a folder in its place too); None when this call
+    removed it, :data:`_GONE` when another did first (it is not counted twice: hunt16,
+    two ``qshpc cache gc`` at once each said they removed every entry), else why not."""
     import stat
 
     try:
         is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return _GONE
     except OSError:
         is_dir = False
-    if not is_dir:
-        return cache.remove_or_why(path)
-    import shutil
-
     try:
-        shutil.rmtree(path)
+        if not is_dir:
+            os.unlink(path)
+        else:
+            import shutil
+
+            shutil.rmtree(path)
     except FileNotFoundError:
-        pass
+        return _GONE
     except OSError as exc:
-        return f"{exc.strerror or exc} ({path})"
+        return f"{exc.strerror or exc} ({path if is_dir else path.parent})"
     return None
 
 
@@ -300,13 +309,15 @@ def _sweep_folder_entries(cache: CacheDir, out: Removal, dry_run: bool) -> None:
                 continue
             out.damaged += 1
             why = None if dry_run else _remove_entry(cache, path)
-            if why is not None:
+            if why is not None and why != _GONE:
                 out.failed += 1
                 out.error = out.error or why
 
 
 def _drop(cache: CacheDir, st: EntryStat, out: Removal, dry_run: bool) -> None:
     why = None if dry_run else _remove_entry(cache, st.path)
+    if why == _GONE:
+        return  # another gc or rm removed it meanwhile: theirs to count
     if why is None:
         out.removed += 1
         out.freed += st.size

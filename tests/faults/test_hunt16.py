@@ -398,3 +398,32 @@ def test_a_folder_in_place_of_a_cache_entry_costs_that_entry_only(tmp_path: Path
     assert out.returncode == 0 and "1 damaged" in out.stdout, out.stdout + out.stderr
     assert not folder_at.exists() and not folder_too.exists()
     assert len(_entries(cache)) == 4
+
+
+def test_concurrent_cache_gc_count_each_entry_once(tmp_path: Path) -> None:
+    import json
+
+    from qshpc.cache.store import CacheDir
+
+    cache = CacheDir(tmp_path / "cache")
+    n = 1500
+    for i in range(n):
+        cache.put_value(f"{i:064x}"[::-1], i, "m.f")
+    argv = ["cache", "gc", "--older-than", "0s", "--json", "--cache-dir", str(cache.root)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "qshpc", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    # On e7cd270 an entry another gc removed first was counted by both: together they
+    # said they removed up to three times what the cache held.
+    removed = [json.loads(out)["removed"] for out, _ in outs]
+    assert sum(removed) == n, removed
+    assert not _entries(cache.root)
