@@ -384,6 +384,8 @@ class _Signals:
             signal.signal(s, self._on_signal)
         if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: kept so)
             signal.signal(signal.SIGHUP, self._on_signal)
+        if signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL:
+            signal.signal(signal.SIGUSR1, self._on_usr1)
 
     @property
     def first(self) -> int | None:
@@ -413,6 +415,25 @@ class _Signals:
             self.held_since = time.monotonic()
         self.held.append(signum)
         self.pass_on()
+
+    def _on_usr1(self, signum: int, frame: Any) -> None:
+        """SIGUSR1 (Slurm's warning before the time limit, ``--signal=USR1@N``): to rank 0,
+        when the program handles it; it is no stop. hunt16: on e7cd270 it killed ``qshpc
+        run`` (its default action), and rank 0 never saw it."""
+        pid = self.rank0[0] if self.rank0 else None
+        if pid is not None and _handles(pid, signal.SIGUSR1):
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+            return
+        print(
+            "qshpc: SIGUSR1 received; "
+            + ("rank 0 is not started yet" if pid is None else "the program does not handle it")
+            + ": ignored",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def pass_on(self) -> None:
         """Pass the held signals on: to rank 0 once it handles them, else to mpiexec after a while.
@@ -445,11 +466,16 @@ class _Signals:
 
 def _handles_sigterm(pid: int) -> bool:
     """Whether process ``pid`` has a handler for SIGTERM (True where ``/proc`` cannot say)."""
+    return _handles(pid, signal.SIGTERM)
+
+
+def _handles(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (True where ``/proc`` cannot say)."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
                 if line.startswith(b"SigCgt:"):
-                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+                    return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
     except (OSError, ValueError, IndexError):
         pass
     return True

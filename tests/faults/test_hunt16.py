@@ -427,3 +427,46 @@ def test_concurrent_cache_gc_count_each_entry_once(tmp_path: Path) -> None:
     removed = [json.loads(out)["removed"] for out, _ in outs]
     assert sum(removed) == n, removed
     assert not _entries(cache.root)
+
+
+#: A program that saves its state on Slurm's warning signal (``--signal=USR1@60``).
+WARNED = """\
+import signal, time
+from pathlib import Path
+from qshpc import save_result
+
+here = Path(__file__).parent
+def warned(signum, frame):
+    (here / "warned").write_text(f"rank 0 got {signal.Signals(signum).name}")
+signal.signal(signal.SIGUSR1, warned)
+(here / "started").touch()
+deadline = time.monotonic() + 30
+while not (here / "warned").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+save_result((here / "warned").exists())
+"""
+
+
+def test_sigusr1_to_qshpc_run_reaches_rank_0(tmp_path: Path) -> None:
+    prog = tmp_path / "warned.py"
+    prog.write_text(WARNED)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        # Slurm's warning before the time limit, as `#SBATCH --signal=USR1@60` sends it to
+        # the job's processes (here: `qshpc run`, the local launcher).
+        proc.send_signal(signal.SIGUSR1)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    # On e7cd270 it killed `qshpc run` (SIGUSR1's default action), and rank 0 never saw it.
+    assert proc.returncode == 0, err
+    assert (tmp_path / "warned").read_text() == "rank 0 got SIGUSR1"
