@@ -1023,6 +1023,16 @@ def _mark_dead(
     if state not in (None, "QUEUED", "RUNNING"):
         return str(state)
     job_id = meta.get("id", job_dir.name)
+    from qshpc.jobs.paths import read_override
+
+    cancelled = read_override(job_dir)  # `qshpc cancel` killed a rank 0 that went on (SIGKILL)
+    if cancelled is not None and cancelled.get("state") == "CANCELED" and signalled is None:
+        try:
+            fold_dead(job_dir)
+        except Exception:
+            pass
+        print(f"qshpc: job {job_id} CANCELED: {cancelled.get('error')}", file=sys.stderr)
+        return "CANCELED"
     why = describe(job_dir, meta, finished, output, order)
     if signalled is not None:
         state = "CANCELED"

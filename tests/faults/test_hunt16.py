@@ -470,3 +470,54 @@ def test_sigusr1_to_qshpc_run_reaches_rank_0(tmp_path: Path) -> None:
     # On e7cd270 it killed `qshpc run` (SIGUSR1's default action), and rank 0 never saw it.
     assert proc.returncode == 0, err
     assert (tmp_path / "warned").read_text() == "rank 0 got SIGUSR1"
+
+
+#: A program that handles SIGTERM itself, and goes on.
+STUBBORN = """\
+import signal, time
+from pathlib import Path
+from qshpc import distribute_task, get
+
+@distribute_task()
+def one(x):
+    return x
+
+get(one(1))  # a task stored before the cancel
+signal.signal(signal.SIGTERM, lambda signum, frame: None)
+(Path(__file__).parent / "started").touch()
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_cancel_of_a_program_that_handles_sigterm_kills_it_after_the_grace(
+    tmp_path: Path, workers: str
+) -> None:
+    prog = tmp_path / "stubborn.py"
+    prog.write_text(STUBBORN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", workers],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        (job,) = (tmp_path / "qshpc-home" / "jobs").iterdir()
+        t0 = time.monotonic()
+        out = run_cli("cancel", job.name, "--grace", "2", timeout=60)
+        # On e7cd270 it said "cancel requested" and the program ran on (120 s here).
+        assert out.returncode == 0, out.stderr
+        assert "cancel requested" in out.stdout
+        assert "handles SIGTERM itself), so rank 0 (pid" in out.stdout, out.stdout
+        proc.communicate(timeout=60)
+        assert time.monotonic() - t0 < 30
+    finally:
+        proc.kill()
+    assert proc.returncode != 0  # `qshpc run` of a cancelled job
+    status = run_cli("status", job.name)
+    assert status.stdout.startswith("CANCELED"), status.stdout
+    assert "1 done" in status.stdout, status.stdout
