@@ -326,7 +326,8 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
 
 def _check_staged_own(job_dir: Path, staged_dir: Path) -> None:
     """Refuse to run a staged program another user could have written: the job folder,
-    the staged folder and everything in it must be this user's, writable by nobody else.
+    the staged folder and everything in it must be this user's, writable by nobody else
+    (in a store shared with the group: by no other member either).
 
     hunt16: in a store shared by a team (``QSHPC_SHARE_GROUP=1``) ``qshpc submit --resume``
     of another member's job ran their staged program as this user.
@@ -336,7 +337,12 @@ def _check_staged_own(job_dir: Path, staged_dir: Path) -> None:
     """
     import stat
 
+    from qshpc.store import perms
+
     me = os.geteuid()
+    # Others write bits; the group's too in a shared store, whose job folders the group
+    # may enter (a private store's 0700 job folder keeps everybody else out).
+    others = 0o022 if perms.shared() else 0o002
     paths: list[Path] = [job_dir, staged_dir]
     for root, dirs, files in os.walk(staged_dir):  # links are not followed
         paths += [Path(root) / n for n in (*dirs, *files)]
@@ -348,8 +354,11 @@ def _check_staged_own(job_dir: Path, staged_dir: Path) -> None:
         why = None
         if st.st_uid != me:
             why = f"it belongs to uid {st.st_uid}, not to you"
-        elif st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode):
-            why = f"others can write it (mode {stat.S_IMODE(st.st_mode):04o})"
+        elif st.st_mode & others and not stat.S_ISLNK(st.st_mode):
+            why = (
+                f"others can write it (mode {stat.S_IMODE(st.st_mode):04o}; if it is yours "
+                f"and unchanged: chmod -R go-w '{staged_dir}')"
+            )
         if why:
             from qshpc.text import shown
 

@@ -331,6 +331,19 @@ def _submitted_failed_job(home: Path, name: str) -> Path:
     return job
 
 
+def test_staging_leaves_nobody_else_write_access(tmp_path: Path) -> None:
+    from qshpc.submit.staging import stage
+
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "prog.py").write_text("print(1)\n")
+    for p in (src, src / "pkg", src / "prog.py"):
+        p.chmod(0o775 if p.is_dir() else 0o664)  # as a umask of 002 leaves them
+    stage(src, tmp_path / "staged")
+    for p in (tmp_path / "staged", tmp_path / "staged" / "pkg", tmp_path / "staged" / "prog.py"):
+        assert not p.stat().st_mode & 0o022, oct(p.stat().st_mode)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="gives files to another user (needs root)")
 def test_submit_resume_refuses_another_members_staged_program(
     qshpc_home: Path, monkeypatch: pytest.MonkeyPatch
@@ -354,7 +367,12 @@ def test_submit_resume_refuses_another_members_staged_program(
     os.lchown(mine / "program" / "prog.py", os.geteuid(), os.getegid())
     (mine / "program" / "prog.py").chmod(0o664)  # a group-writable file: anyone of it
     out = run_cli("submit", "--resume", mine.name, "--dry-run")
-    assert out.returncode == 2 and "others can write it (mode 0664)" in out.stderr, out.stderr
+    assert out.returncode == 2 and "others can write it (mode 0664; if it is yours" in out.stderr, (
+        out.stderr
+    )
+    # In a private store nobody else can enter the job folder (0700): one's own 0664 is fine.
+    out = run_cli("submit", "--resume", mine.name, "--dry-run", env={"QSHPC_SHARE_GROUP": "0"})
+    assert out.returncode == 0, out.stderr
 
 
 CACHED = """\
