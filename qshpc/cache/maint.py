@@ -17,6 +17,7 @@ from typing import Any
 
 from qshpc.cache import entry as E
 from qshpc.cache import folder
+from qshpc.cache.keys import is_key
 from qshpc.cache.store import TMP_GRACE_S, CacheDir, EntryStat
 from qshpc.errors import UserError
 
@@ -258,8 +259,65 @@ class Removal:
         }
 
 
+#: What :func:`_remove_entry` returns for an entry another process removed first.
+_GONE = "gone already"
+
+
+def _remove_entry(cache: CacheDir, path: Path) -> str | None:
+    """Remove one entry of this user (a folder in its place too); None when this call
+    removed it, :data:`_GONE` when another did first (it is not counted twice: hunt16,
+    two ``qshpc cache gc`` at once each said they removed every entry), else why not."""
+    import stat
+
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return _GONE
+    except OSError:
+        is_dir = False
+    try:
+        if not is_dir:
+            os.unlink(path)
+        else:
+            import shutil
+
+            shutil.rmtree(path)
+    except FileNotFoundError:
+        return _GONE
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({path if is_dir else path.parent})"
+    return None
+
+
+def _sweep_folder_entries(cache: CacheDir, out: Removal, dry_run: bool) -> None:
+    """Remove the folders that stand in an entry's place in this user's folder (hunt16: a
+    lookup misses them and a write skips them, so their keys were never cached again)."""
+    import stat
+
+    for shard in folder.SHARDS:
+        try:
+            it = os.scandir(cache.mine / shard)
+        except OSError:
+            continue
+        with it:
+            found = [Path(e.path) for e in it if is_key(e.name)]
+        for path in found:
+            try:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    continue
+            except OSError:
+                continue
+            out.damaged += 1
+            why = None if dry_run else _remove_entry(cache, path)
+            if why is not None and why != _GONE:
+                out.failed += 1
+                out.error = out.error or why
+
+
 def _drop(cache: CacheDir, st: EntryStat, out: Removal, dry_run: bool) -> None:
-    why = None if dry_run else cache.remove_or_why(st.path)
+    why = None if dry_run else _remove_entry(cache, st.path)
+    if why == _GONE:
+        return  # another gc or rm removed it meanwhile: theirs to count
     if why is None:
         out.removed += 1
         out.freed += st.size
@@ -322,6 +380,7 @@ def gc(
     _sweep_temporaries(cache, now, out, dry_run)
     if verify:
         _sweep_bad_shards(cache, out, dry_run)
+        _sweep_folder_entries(cache, out, dry_run)
     kept: list[EntryStat] = []
     for st in cache.scan():
         if verify:

@@ -321,11 +321,16 @@ class CacheDir:
         if not is_key(key):
             raise ValueError(f"not a cache key: {key!r}")
         final = self.path_of(key)
+        try:
+            there = os.lstat(final)
+        except OSError:
+            there = None
+        if there is not None and stat.S_ISDIR(there.st_mode):
+            # A folder in the entry's place costs this entry only, not the job's cache
+            # (hunt16: the rename failed, and the job cached nothing more); gc --verify
+            # and rm remove it.
+            return False
         if not replace:
-            try:
-                there = os.lstat(final)
-            except OSError:
-                there = None
             # One that a lookup would refuse (a link, group-writable...) is replaced: the
             # rename replaces the name itself (a link, never what it points to).
             if there is not None and folder.entry_trusted(there, self.uid):

@@ -277,13 +277,27 @@ def register(app: typer.Typer) -> None:
 
     @app.command("cancel")
     @errors
-    def cancel(job: JobArg) -> None:
+    def cancel(
+        job: JobArg,
+        grace: Annotated[
+            float,
+            typer.Option(
+                "--grace",
+                min=0,
+                help="Seconds a run on this host gets to stop before its rank 0 is killed "
+                "(SIGKILL): a program that handles SIGTERM itself may go on.",
+            ),
+        ] = 10.0,
+    ) -> None:
         """Cancel a job; results of finished tasks stay in the store."""
         from qshpc.client.job import open_job
 
         j = open_job(job)
         if j.stop(wait=0):
             echo(f"cancel requested for job {shown(j.job_id)}")
+            killed = j.kill_if_stuck(grace)
+            if killed is not None:
+                echo(f"job {shown(j.job_id)} CANCELED: {shown(killed)}")
         else:
             echo(f"job {shown(j.job_id)} already ended {shown(j.status())}")
 

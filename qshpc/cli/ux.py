@@ -15,6 +15,8 @@ import typer
 from qshpc.cli.common import echo, errors
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from qshpc.client.job import Job
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -135,7 +137,17 @@ def remove_job(job: Job, force: bool = False) -> str:
                 f"or pass --force to cancel and remove it"
             )
         job.stop()
-    why = remove_tree(job.job_dir)
+        why = remove_tree(job.job_dir)
+    else:
+        why = remove_ended(job.job_dir, lambda st, _meta: st in ACTIVE)
+        if why == TAKEN:
+            if not force:
+                raise UserError(
+                    f"job {jid} is RUNNING (a run took it meanwhile): cancel it first with "
+                    f"`qshpc cancel {jid}`, or pass --force to cancel and remove it"
+                )
+            job.stop()
+            why = remove_tree(job.job_dir)
     if why is not None:
         raise OSError(f"cannot remove job {jid}: {why}; the job is kept")
     drop_array_if_gone(job.job_dir)
@@ -165,6 +177,39 @@ def remove_tree(path: Path) -> str | None:
     except OSError as exc:
         return f"{exc.strerror or exc} (removing {path}: check the folder is writable)"
     return None
+
+
+#: What :func:`remove_ended` returns when the job is no longer ended: a run took it.
+TAKEN = "a run took it meanwhile"
+
+
+def remove_ended(job_dir: Path, taken: Callable[[str, dict[str, Any]], bool]) -> str | None:
+    """Remove the folder of an ended job holding its lock, after reading it again under the
+    lock; None once it is gone, :data:`TAKEN` when a run holds it or ``taken(state, meta)``
+    says it is no longer to be removed, else why it is kept (:func:`remove_tree`).
+
+    hunt16: ``qshpc gc`` (and ``rm``) read the state, then removed the folder without the
+    lock: a ``--resume`` whose rank 0 took the job in between lost its job under it.
+    """
+    from qshpc.client.job import Job
+    from qshpc.store.lock import REMOVE_COMMAND, JobLock, JobLockedError
+
+    try:
+        lock = JobLock(job_dir, REMOVE_COMMAND).acquire()
+    except JobLockedError:
+        return TAKEN
+    except Exception:  # no lock can be made here (read-only): no run can take it either
+        return remove_tree(job_dir)
+    try:
+        try:
+            meta = Job(job_dir).info()
+        except Exception:
+            meta = {"state": "UNREADABLE"}
+        if taken(str(meta.get("state")), meta):
+            return TAKEN
+        return remove_tree(job_dir)
+    finally:
+        lock.release()
 
 
 def _held(job_dir: Path) -> bool:
@@ -320,7 +365,13 @@ def register(app: typer.Typer) -> None:
         gone = []
         for e in entries:
             if not dry_run:
-                why = remove_tree(e.job.job_dir)
+                why = remove_ended(
+                    e.job.job_dir,
+                    lambda st, meta: st in ACTIVE or now - job_age_ref(meta) < age,
+                )
+                if why == TAKEN:  # resumed since collect() looked: kept as running
+                    active += 1
+                    continue
                 if why is not None:
                     kept.append(f"{e.job.job_dir.name}: {why}")
                     continue

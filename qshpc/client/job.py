@@ -209,19 +209,20 @@ class Job:
             meta.update(fresh)
             return
         from qshpc.jobs.postmortem import describe
-        from qshpc.store import recover
+        from qshpc.store.refold import fold_dead
 
         finished = {t["task_id"] for t in self.tasks()}
         why = describe(self.job_dir, fresh, finished)
         from qshpc.errors import StoreError
         from qshpc.store.lock import holder_alive
 
-        if holder_alive(self.job_dir) is not None:
+        if holder_alive(self.job_dir, runs_only=True) is not None:
             return  # a run holds the job (starting, or on a host we cannot see): not dead
+            # (another reader folding its journal, fold_dead, is no run)
         meta["state"], meta["error"] = "FAILED", why
         try:  # a reader records it only when it can (a full disk, someone else's job: not)
             mark_terminal(self.job_dir, "FAILED", why)
-            recover(self.job_dir)  # job.h5 alone now holds every committed record
+            fold_dead(self.job_dir)  # job.h5 alone now holds every committed record
         except (OSError, StoreError):
             pass
 
@@ -532,6 +533,43 @@ class Job:
                 pass
         mark_terminal(self.job_dir, "CANCELED", "cancelled before it started")
         return True
+
+    def kill_if_stuck(self, grace: float) -> str | None:
+        """After :meth:`stop`: a run on this host still going ``grace`` seconds later (its
+        program handles SIGTERM itself, and goes on) has its rank 0 killed (SIGKILL), the
+        job recorded CANCELED; returns what was done, None when the job stopped (or runs
+        under Slurm, whose scancel ends it after its KillWait).
+
+        hunt16: ``qshpc cancel`` of such a program said "cancel requested" and the job ran on.
+        """
+
+        def stuck() -> int | None:
+            meta = self.info()
+            if meta.get("state") in TERMINAL or meta.get("slurm_job_id"):
+                return None
+            if _running_slurm_job(self.job_dir) is not None:
+                return None
+            pid = _rank0_pid(meta)
+            return pid if pid is not None and _rank0_alive(meta) else None
+
+        if stuck() is None:  # ended, not started, on Slurm or another host: no wait
+            return None
+        with contextlib.suppress(TimeoutError):
+            self.wait(grace, poll=0.05)
+            return None
+        pid = stuck()
+        if pid is None:
+            return None
+        why = (
+            f"job cancelled: its program went on {grace:g} s after SIGTERM (it handles "
+            f"SIGTERM itself), so rank 0 (pid {pid}) was killed (SIGKILL)"
+        )
+        mark_terminal(self.job_dir, "CANCELED", why)  # kept by the launcher's post-mortem
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return why
 
     cancel = stop
 

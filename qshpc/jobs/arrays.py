@@ -36,7 +36,10 @@ def drop_array_if_gone(job_dir: Path) -> bool:
         return False
     folder = array_folder(match.group(1))
     try:
-        elements = json.loads((folder / "array.json").read_text())["elements"]
+        from qshpc.jobs.paths import read_small
+
+        # never a FIFO's open or read: `qshpc rm` of an element waited for good (hunt16)
+        elements = json.loads(read_small(folder / "array.json", 1 << 24))["elements"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
     if job_dir.name not in elements or any((job_dir.parent / e).exists() for e in elements):

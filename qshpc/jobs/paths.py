@@ -287,14 +287,10 @@ def mark_terminal(job_dir: Path, state: str, why: str) -> None:
     """
     import json
 
-    tmp = job_dir / f".{STATUS_OVERRIDE}.tmp"
     data = {"state": state, "error": why, "time": time.time()}
     from qshpc.store import perms
 
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, job_dir / STATUS_OVERRIDE)
+    perms.write_atomic(job_dir / STATUS_OVERRIDE, json.dumps(data).encode())
 
 
 def read_override(job_dir: Path) -> dict[str, object] | None:

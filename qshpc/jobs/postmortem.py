@@ -49,7 +49,11 @@ def held_tasks(job_dir: Path, finished: set[str]) -> dict[int, list[str]]:
     held: dict[int, list[str]] = {}
     try:
         # damaged bytes are not UTF-8: a traceback in `qshpc status` of a dead job (hunt13c)
-        lines = (job_dir / "logs" / DISPATCH_LOG).read_bytes().decode(errors="replace")
+        from qshpc.store.seal import open_regular
+
+        # never a FIFO's open or read: `qshpc status` of a dead job waited for good (hunt16)
+        with open(open_regular(job_dir / "logs" / DISPATCH_LOG), "rb") as fh:
+            lines = fh.read().decode(errors="replace")
     except OSError:
         return held
     for line in lines.splitlines():
@@ -237,7 +241,9 @@ def crash_in_log(job_dir: Path, rank: int) -> str:
     import sysconfig
 
     try:
-        with open(job_dir / "logs" / f"rank-{rank}.out", "rb") as f:
+        from qshpc.store.seal import open_regular
+
+        with open(open_regular(job_dir / "logs" / f"rank-{rank}.out"), "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 65536))
             text = f.read().decode("utf-8", "replace")

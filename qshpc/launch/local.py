@@ -386,6 +386,8 @@ class _Signals:
             signal.signal(s, self._on_signal)
         if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: kept so)
             signal.signal(signal.SIGHUP, self._on_signal)
+        if signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL:
+            signal.signal(signal.SIGUSR1, self._on_usr1)
 
     @property
     def first(self) -> int | None:
@@ -415,6 +417,25 @@ class _Signals:
             self.held_since = time.monotonic()
         self.held.append(signum)
         self.pass_on()
+
+    def _on_usr1(self, signum: int, frame: Any) -> None:
+        """SIGUSR1 (Slurm's warning before the time limit, ``--signal=USR1@N``): to rank 0,
+        when the program handles it; it is no stop. hunt16: on e7cd270 it killed ``qshpc
+        run`` (its default action), and rank 0 never saw it."""
+        pid = self.rank0[0] if self.rank0 else None
+        if pid is not None and _handles(pid, signal.SIGUSR1):
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+            return
+        print(
+            "qshpc: SIGUSR1 received; "
+            + ("rank 0 is not started yet" if pid is None else "the program does not handle it")
+            + ": ignored",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def pass_on(self) -> None:
         """Pass the held signals on: to rank 0 once it handles them, else to mpiexec after a while.
@@ -447,11 +468,16 @@ class _Signals:
 
 def _handles_sigterm(pid: int) -> bool:
     """Whether process ``pid`` has a handler for SIGTERM (True where ``/proc`` cannot say)."""
+    return _handles(pid, signal.SIGTERM)
+
+
+def _handles(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (True where ``/proc`` cannot say)."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
                 if line.startswith(b"SigCgt:"):
-                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+                    return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
     except (OSError, ValueError, IndexError):
         pass
     return True
@@ -987,9 +1013,9 @@ def _mark_dead(
     from qshpc.jobs.postmortem import describe, resume_command
     from qshpc.store.lock import holder_alive
 
-    if holder_alive(job_dir) is not None:
+    if holder_alive(job_dir, runs_only=True) is not None:
         return None  # another live run holds the job (ours was refused): not ours to judge
-    from qshpc.store import recover
+    from qshpc.store.refold import fold_dead
 
     try:
         meta, finished = _what_was_stored(job_dir)
@@ -999,6 +1025,16 @@ def _mark_dead(
     if state not in (None, "QUEUED", "RUNNING"):
         return str(state)
     job_id = meta.get("id", job_dir.name)
+    from qshpc.jobs.paths import read_override
+
+    cancelled = read_override(job_dir)  # `qshpc cancel` killed a rank 0 that went on (SIGKILL)
+    if cancelled is not None and cancelled.get("state") == "CANCELED" and signalled is None:
+        try:
+            fold_dead(job_dir)
+        except Exception:
+            pass
+        print(f"qshpc: job {job_id} CANCELED: {cancelled.get('error')}", file=sys.stderr)
+        return "CANCELED"
     why = describe(job_dir, meta, finished, output, order)
     if signalled is not None:
         state = "CANCELED"
@@ -1022,7 +1058,7 @@ def _mark_dead(
             text = why
     mark_terminal(job_dir, state, text)
     try:
-        recover(job_dir)  # job.h5 alone now holds every committed record
+        fold_dead(job_dir)  # job.h5 alone now holds every committed record (under the lock)
     except Exception as exc:  # the directory may be gone or full: the journal stays
         print(f"qshpc: could not fold the journal into job.h5: {exc}", file=sys.stderr)
     shown = text if state == "CANCELED" else why

@@ -10,7 +10,6 @@ nor loses the table when Slurm's database has forgotten the job.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,7 +75,9 @@ def format_rss(text: str) -> str:
 
 def _cached(job_dir: Path, slurm_id: str) -> list[Step] | None:
     try:
-        data = json.loads((job_dir / CACHE_FILE).read_text())
+        from qshpc.jobs.paths import read_small
+
+        data = json.loads(read_small(job_dir / CACHE_FILE, 1 << 22))  # never a FIFO (hunt16)
         if data.get("slurm_id") != slurm_id:
             return None
         return [Step(**s) for s in data["steps"]]
@@ -87,12 +88,9 @@ def _cached(job_dir: Path, slurm_id: str) -> list[Step] | None:
 def _save(job_dir: Path, slurm_id: str, steps: list[Step]) -> None:
     from qshpc.store import perms
 
-    tmp = job_dir / f".{CACHE_FILE}.tmp"
+    data = {"slurm_id": slurm_id, "steps": [asdict(s) for s in steps]}
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
-        with os.fdopen(fd, "w") as f:
-            json.dump({"slurm_id": slurm_id, "steps": [asdict(s) for s in steps]}, f)
-        os.replace(tmp, job_dir / CACHE_FILE)
+        perms.write_atomic(job_dir / CACHE_FILE, json.dumps(data).encode())
     except OSError:
         pass  # a read-only job folder: ask Slurm again next time
 

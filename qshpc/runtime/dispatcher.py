@@ -117,9 +117,9 @@ class Dispatcher(Intake):
 
             path = session.job_dir / "logs" / DISPATCH_LOG
             try:
-                self._dispatch_log = os.open(
-                    path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode()
-                )
+                from qshpc.store.seal import open_append
+
+                self._dispatch_log = open_append(path, perms.file_mode())
             except OSError as exc:
                 # Only the post-mortem reads it: a file system out of inodes (hunt13c: a
                 # traceback, the job FAILED as 'rank 0 died') must not stop the job.

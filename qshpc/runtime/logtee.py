@@ -38,7 +38,9 @@ class LogTee:
 
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
-            self._log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, perms.file_mode())
+            from qshpc.store.seal import open_append
+
+            self._log = open_append(path, perms.file_mode())  # a FIFO there: refused, no hang
         except OSError as exc:  # `logs` is a file, a dangling link, not writable...
             from qshpc.errors import UserError
 

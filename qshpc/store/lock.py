@@ -66,6 +66,11 @@ BREAK_FILE = "job.lock.break"
 RESUME_FILE = "job.resume.lock"
 #: What :func:`qshpc.store.refold.fold_ended` holds the lock as: a run waits for it.
 FOLD_COMMAND = "qshpc (folding an ended job's journal)"
+#: What ``qshpc rm``/``gc`` hold the lock as while they look at a job again and remove
+#: it: brief and no run, as a fold (a run waits for it; readers do not count it a run).
+REMOVE_COMMAND = "qshpc rm (removing an ended job)"
+#: The holders that are no run (:func:`holder_alive` with ``runs_only``).
+_NO_RUN = (FOLD_COMMAND, REMOVE_COMMAND)
 LIFETIME_S = 60.0
 REFRESH_S = 10.0
 CLOCK_SLOP_S = 10.0
@@ -182,7 +187,10 @@ def read_holder(job_dir: Path) -> Holder | None:
         return None
     holder = Holder(host=claim[0], pid=claim[1])
     try:
-        info = json.loads((job_dir / HOLDER_FILE).read_text())
+        from qshpc.store.seal import open_regular
+
+        with open(open_regular(job_dir / HOLDER_FILE), "rb") as fh:  # never a FIFO's
+            info = json.loads(fh.read(1 << 16))
         if info.get("host") == holder.host and info.get("pid") == holder.pid:
             holder = Holder(**{k: info[k] for k in Holder.__dataclass_fields__ if k in info})
     except (OSError, ValueError, TypeError):
@@ -199,7 +207,7 @@ def holder_alive(job_dir: Path, runs_only: bool = False) -> Holder | None:
     holder = read_holder(job_dir)
     if holder is None or _stale(job_dir, holder):
         return None
-    if runs_only and holder.command == FOLD_COMMAND:
+    if runs_only and holder.command in _NO_RUN:
         return None
     return holder
 
@@ -411,8 +419,8 @@ class JobLock:
                     self._break(path, holder)
                     continue
                 if (
-                    holder.command == FOLD_COMMAND
-                    and self.command != FOLD_COMMAND
+                    holder.command in _NO_RUN
+                    and self.command not in _NO_RUN
                     and time.monotonic() < fold_wait
                 ):
                     # a read folding an ended job's journal (qshpc.store.refold): brief,

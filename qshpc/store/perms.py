@@ -14,6 +14,7 @@ and ``qshpc result`` would print their forged result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -85,6 +86,28 @@ def _set_dir_mode(path: Path) -> None:
 def set_file_mode(path: Path) -> None:
     """Give ``path`` :func:`file_mode`."""
     os.chmod(path, file_mode())
+
+
+def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write one of qshpc's small files beside a store whole or not at all: a temporary
+    file of this writer's own (its pid and a random part; ``O_EXCL|O_NOFOLLOW``, never
+    through a link or a FIFO), then a rename over ``path``.
+
+    hunt16: ``status.json`` and the Slurm caches went through one fixed temporary name:
+    two writers at once truncated and renamed each other's file (a torn or lost write, a
+    ``FileNotFoundError``), and a FIFO left at that name hung ``qshpc status``.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(tmp, flags, file_mode() if mode is None else mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def private_to_me(path: Path) -> bool:

@@ -54,6 +54,29 @@ def fold_ended(job_dir: Path) -> bool:
         lock.release()
 
 
+def fold_dead(job_dir: Path) -> bool:
+    """:func:`qshpc.store.recover` (fold a dead writer's journal into ``job.h5``) under the
+    job's lock: False, and nothing done, while another process holds it (a run, or another
+    reader folding the same journal).
+
+    hunt16: two ``qshpc status`` of a killed job at once each folded its journal through
+    the one temporary copy of ``job.h5``, and one renamed the other's half-written copy
+    over the store (DAMAGED, nothing recoverable).
+    """
+    from qshpc.store.lock import FOLD_COMMAND, JobLock
+    from qshpc.store.writer import recover
+
+    try:
+        lock = JobLock(job_dir, FOLD_COMMAND).acquire()
+    except (UserError, StoreError, OSError):  # another holds it: it folds, or it runs
+        return False
+    try:
+        recover(job_dir)
+        return True
+    finally:
+        lock.release()
+
+
 def _fold(job_dir: Path, journal: Path) -> bool:
     from qshpc.store.encoding_blob import PickleRefusedError, encode_blob_parts
     from qshpc.store.reader import JobReader
@@ -111,4 +134,4 @@ def _room(job_dir: Path, journal: Path, growth: int) -> bool:
 _MARGIN = 4 << 20
 
 
-__all__ = ["fold_ended"]
+__all__ = ["fold_dead", "fold_ended"]

@@ -32,6 +32,7 @@ damaged) are read in a child process with a time limit instead
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -181,6 +182,30 @@ def open_regular(path: Path) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_append(path: Path, mode: int) -> int:
+    """Open (create with ``mode``) ``path`` for appending without ever blocking: a FIFO or a
+    device in its place is refused (hunt16: a FIFO as a job's log hung its ``--resume``).
+
+    Raises:
+        OSError: Not a regular file (its ``strerror`` says so), or not writable.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise OSError(exc.errno, "not a regular file (a FIFO)", str(path)) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

@@ -167,13 +167,23 @@ def _fallocate_keep_size(fd: int, offset: int, length: int) -> bool:
 
 
 def make_reserve(job_dir: Path) -> Path | None:
-    """Preallocate the reserve file in ``job_dir`` (None when the disk cannot spare it)."""
+    """Preallocate the reserve file in ``job_dir`` (None when the disk cannot spare it).
+
+    Made anew, never through what is there: on e7cd270 a ``job.reserve`` that was a
+    symlink had the file it named truncated and filled with 1 MiB of zeros, and a FIFO
+    made the run (a ``--resume``) wait for good (hunt16).
+    """
     from qshpc.store import perms
 
     path = job_dir / RESERVE_FILE
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
-    except OSError:
+        path.unlink(missing_ok=True)  # a killed writer's, or a link, a FIFO: never opened
+        fd = os.open(
+            path,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            perms.file_mode(),
+        )
+    except OSError:  # a folder in its place, a read-only folder: no reserve
         return None
     try:
         try:

@@ -6,8 +6,10 @@ the user edits them afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -87,3 +89,12 @@ def stage(
         raise UserError(f"cannot copy working_dir {src} into {dest}: {first}{extra}") from None
     except OSError as exc:
         raise UserError(f"cannot copy working_dir {src} into {dest}: {exc}") from None
+    # Nobody else may write the staged program (a umask of 002 left the group's write
+    # bit): `qshpc submit --resume` runs only what no other user could have written.
+    for folder, dirs, files in os.walk(dest):
+        for name in (".", *dirs, *files):
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISLNK(mode) and mode & 0o022:
+                    os.chmod(path, stat.S_IMODE(mode) & ~0o022)

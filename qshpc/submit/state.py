@@ -20,7 +20,6 @@ about every job at once (:func:`slurm_id_to_ask`, then one
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -68,14 +67,10 @@ def _save_cache(job_dir: Path, view: SlurmView) -> None:
         "source": view.source,
         "time": time.time(),
     }
-    tmp = job_dir / f".{CACHE_FILE}.tmp"
     try:
         from qshpc.store import perms
 
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, job_dir / CACHE_FILE)
+        perms.write_atomic(job_dir / CACHE_FILE, json.dumps(data).encode())
     except OSError:
         pass  # a read-only job dir: ask Slurm again next time
 

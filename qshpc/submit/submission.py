@@ -285,6 +285,7 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
             f"--resume {job_dir.name}`, or from your own batch "
             "script (docs/sbatch.md)"
         )
+    _check_staged_own(job_dir, staged_dir)
     values = {k: v for k, v in recorded.items() if k in SlurmResources.field_names()}
     merge_overrides(values, overrides)
     res = SlurmResources.build(values, "--resume's resources")
@@ -321,6 +322,52 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
         with contextlib.suppress(OSError):
             (job_dir / stale).unlink()
     return _submitted(job_dir.name, job, job_dir, params)
+
+
+def _check_staged_own(job_dir: Path, staged_dir: Path) -> None:
+    """Refuse to run a staged program another user could have written: the job folder,
+    the staged folder and everything in it must be this user's, writable by nobody else
+    (in a store shared with the group: by no other member either).
+
+    hunt16: in a store shared by a team (``QSHPC_SHARE_GROUP=1``) ``qshpc submit --resume``
+    of another member's job ran their staged program as this user.
+
+    Raises:
+        UserError: Naming the file and its owner (or mode), and what to do.
+    """
+    import stat
+
+    from qshpc.store import perms
+
+    me = os.geteuid()
+    # Others write bits; the group's too in a shared store, whose job folders the group
+    # may enter (a private store's 0700 job folder keeps everybody else out).
+    others = 0o022 if perms.shared() else 0o002
+    paths: list[Path] = [job_dir, staged_dir]
+    for root, dirs, files in os.walk(staged_dir):  # links are not followed
+        paths += [Path(root) / n for n in (*dirs, *files)]
+    for path in paths:
+        try:
+            st = path.lstat()
+        except OSError:
+            continue  # gone meanwhile: nothing of it runs
+        why = None
+        if st.st_uid != me:
+            why = f"it belongs to uid {st.st_uid}, not to you"
+        elif st.st_mode & others and not stat.S_ISLNK(st.st_mode):
+            why = (
+                f"others can write it (mode {stat.S_IMODE(st.st_mode):04o}; if it is yours "
+                f"and unchanged: chmod -R go-w '{staged_dir}')"
+            )
+        if why:
+            from qshpc.text import shown
+
+            raise UserError(
+                f"refusing to resume job {shown(job_dir.name)}: its staged program "
+                f"{shown(str(path))} could have been written by another user ({why}); qshpc "
+                "runs only programs of your own. Submit your own copy of the program instead "
+                "(`qshpc submit PROGRAM`)"
+            )
 
 
 @contextlib.contextmanager
@@ -494,10 +541,6 @@ def _record_cluster(job_dir: Path) -> None:
 
 
 def _write_private(path: Path, text: str, mode: int | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     from qshpc.store import perms
 
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode or perms.file_mode())
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    perms.write_atomic(path, text.encode(), mode)
