@@ -205,10 +205,23 @@ def holder_alive(job_dir: Path, runs_only: bool = False) -> Holder | None:
     (:data:`FOLD_COMMAND`, brief, no run: :meth:`JobLock.acquire` waits for it).
     """
     holder = read_holder(job_dir)
+    if runs_only:
+        holder = _described(job_dir, holder)
     if holder is None or _stale(job_dir, holder):
         return None
     if runs_only and holder.command in _NO_RUN:
         return None
+    return holder
+
+
+def _described(job_dir: Path, holder: Holder | None, wait: float = 0.5) -> Holder | None:
+    """``holder`` once it has written who it is (``job.lock.holder``, written just after
+    the claim): a reader that saw a claim without it took another reader's brief fold for
+    a run (a killed job's ``qshpc status`` said RUNNING now and then, hunt16's test)."""
+    deadline = time.monotonic() + wait
+    while holder is not None and not holder.since and time.monotonic() < deadline:
+        time.sleep(0.01)
+        holder = read_holder(job_dir)
     return holder
 
 
