@@ -361,3 +361,40 @@ def test_a_warm_rerun_s_workers_never_preload(
     assert result(stdout) == [i * i for i in range(8)]
     stdout, imported = run("--no-cache")  # the cache turned off again: preloaded at the start
     assert len(imported) == 2 and "(8 tasks run)" in stdout
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+def test_a_client_s_warm_rerun_s_workers_never_preload(qshpc_home: Path, tmp_path: Path) -> None:
+    """``LocalClient(cache=True)`` (a program's ``cache=True`` in the job's meta): the ranks
+    are told (``QSHPC_CACHE_JOB``), and on crowded cores a warm rerun's workers import
+    nothing, as with ``qshpc run --cache``; the variable does not reach the program."""
+    (tmp_path / "probe14.py").write_text(PROBE)
+    (tmp_path / "squares.py").write_text(
+        SQUARES.replace(
+            "save_result(get(",
+            "import os\nassert 'QSHPC_CACHE_JOB' not in os.environ\nsave_result(get(",
+        )
+    )
+    probes = tmp_path / "probes.log"
+    code = f"""
+from qshpc import LocalClient, Program
+p = Program(title="s", entrypoint="squares.py", working_dir={str(tmp_path)!r}, cache=True)
+job = LocalClient(workers=2).run(p)
+print(job.result(), job.status())
+"""
+    env = {**os.environ, "QSHPC_PRELOAD": "probe14", "PROBE_LOG": str(probes),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}  # fmt: skip
+
+    def run() -> tuple[str, list[str]]:
+        out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code],
+                             capture_output=True, text=True, timeout=180, env=env)  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        imported = probes.read_text().split() if probes.exists() else []
+        probes.unlink(missing_ok=True)
+        return out.stdout, imported
+
+    stdout, imported = run()  # cold: the workers that got a batch preloaded
+    assert str([i * i for i in range(8)]) in stdout and "SUCCEEDED" in stdout, stdout
+    assert 1 <= len(imported) <= 2, imported
+    stdout, imported = run()  # warm: every call a hit, no batch, no preload
+    assert str([i * i for i in range(8)]) in stdout and imported == [], (stdout, imported)
