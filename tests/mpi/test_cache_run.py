@@ -398,3 +398,64 @@ print(job.result(), job.status())
     assert 1 <= len(imported) <= 2, imported
     stdout, imported = run()  # warm: every call a hit, no batch, no preload
     assert str([i * i for i in range(8)]) in stdout and imported == [], (stdout, imported)
+
+
+LARGE = """\
+from qiskit.result import QuasiDistribution
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def dist(x):
+    return QuasiDistribution({i: (i + x) / 1000 for i in range(300)}, shots=1000 + x)
+
+@distribute_task()
+def floats(x):
+    return [i / 7 + x for i in range(300)]
+
+refs = [dist(i) for i in range(6)]
+flo = [floats(i) for i in range(6)]
+import concurrent.futures
+concurrent.futures.wait(refs + flo)
+print("UNREAD", sum(type(r._value).__name__ == "Stored" for r in refs + flo))
+got = get(refs)
+assert all(type(d) is QuasiDistribution and d.shots == 1000 + i for i, d in enumerate(got))
+assert refs[0].result() is refs[0].result()  # decoded once: the same object at every read
+save_result({"dists": got, "floats": get(flo)})
+print("SUMS", [round(sum(d.values()), 6) for d in got], [round(sum(f), 6) for f in get(flo)])
+"""
+
+
+def test_large_hits_read_and_store_as_computed(qshpc_home: Path, tmp_path: Path) -> None:
+    """A warm rerun of results over 1 KiB (a QuasiDistribution, a list of floats): each hit is
+    recorded from the entry's bytes and decoded when the program reads it; the program, the
+    job's saved result and its task records see what the cold run computed, typed."""
+    from qiskit.result import QuasiDistribution
+
+    from qshpc.jobs.paths import resolve_job_dir
+    from qshpc.store import JobReader
+
+    prog = tmp_path / "large.py"
+    prog.write_text(LARGE)
+
+    def run() -> tuple[str, str]:
+        out = run_cli("run", str(prog), "--workers", "2", "--cache")
+        assert out.returncode == 0, out.stdout + out.stderr
+        job = [ln.split()[2] for ln in out.stdout.splitlines() if ln.startswith("qshpc: job ")]
+        sums = [ln for ln in out.stdout.splitlines() if ln.startswith(("SUMS", "UNREAD"))]
+        return job[-1], "\n".join(sums)
+
+    cold_job, cold_sums = run()
+    warm_job, warm_sums = run()
+    assert "UNREAD 0" in cold_sums and "UNREAD 12" in warm_sums, (cold_sums, warm_sums)
+    cold_sums, warm_sums = cold_sums.split("\n")[1], warm_sums.split("\n")[1]
+    assert warm_sums == cold_sums
+    results, records = [], []
+    for job in (cold_job, warm_job):
+        with JobReader.open(resolve_job_dir(job)) as r:
+            results.append(r.result())
+            records.append({t["task_id"]: r.task_result(t["task_id"]) for t in r.tasks()})
+    assert results[0] == results[1]
+    assert all(type(d) is QuasiDistribution for d in results[1]["dists"])
+    assert records[0] == records[1] and len(records[1]) == 12
+    status = run_cli("status", warm_job)
+    assert "12 from the cache" in status.stdout or "(12 from cache)" in status.stdout, status.stdout
