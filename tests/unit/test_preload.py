@@ -107,14 +107,15 @@ def test_the_ranks_learn_their_host_s_cores(tmp_path: Path) -> None:
         "import json, os\n"
         "from qshpc.runtime.mpi import start\n"
         "w, info, _ = start()\n"
-        "print(json.dumps([info.rank, info.local_size, info.host_cores, info.crowded()]))\n"
+        "with open(os.path.join(os.environ['PROBE_DIR'], f'{info.rank}.json'), 'w') as f:\n"
+        "    json.dump([info.rank, info.local_size, info.host_cores, info.crowded()], f)\n"
         "w.finalize()\n"
     )
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": str(root), "PROBE_DIR": str(tmp_path)}
     cmd = [find_mpiexec(), "-n", "1", "taskset", "-c", str(cores[0]), sys.executable, str(probe),
            ":", "-n", "1", "taskset", "-c", str(cores[1]), sys.executable, str(probe)]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    got = sorted(json.loads(ln) for ln in out.stdout.splitlines() if ln.startswith("["))
+    got = sorted(json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     assert got == [[0, 2, 2, False], [1, 2, 2, False]], out.stdout
