@@ -134,12 +134,12 @@ def part_hit(n: int, qubits: int = 12, depth: int = 12) -> None:
 
     from qshpc.aer import Sampler
     from qshpc.cache import entry as E
-    from qshpc.cache.body import restore
+    from qshpc.cache.body import restore, store_blob
     from qshpc.cache.keys import call_key, function_digest
     from qshpc.cache.store import CacheDir
     from qshpc.runtime.intake import keyable
     from qshpc.store import _qpy
-    from qshpc.store.encoding_blob import decode_blob
+    from qshpc.store.encoding_blob import decode_blob, encode_blob
 
     def task(circuit: Any) -> Any:
         return Sampler().run(circuit).result().quasi_dists[0]
@@ -182,6 +182,22 @@ def part_hit(n: int, qubits: int = 12, depth: int = 12) -> None:
         )
         phase("  of it: the QPY dump", lambda i: _qpy.dump(circuits[i]))
         phase("lookup, whole (CacheDir.get)", lambda i: cache.get(keys[i], freshen=False))
+        phase(
+            "lookup, lazy (get(lazy=True): checked, the record's bytes, not decoded)",
+            lambda i: cache.get(keys[i], freshen=False, lazy=True),
+        )
+        phase(
+            "  then decoded at the program's read (Hit.load)",
+            lambda i: cache.get(keys[i], freshen=False, lazy=True).load(),  # type: ignore[union-attr]
+        )
+        phase(
+            "  the record's bytes from a typed body (store_blob)",
+            lambda i: store_blob(split[i][1], split[i][0].type or {}),
+        )
+        phase(
+            "  (before: the record encoded again from the value)",
+            lambda i: encode_blob(restore(plain[i], split[i][0].type or {})),
+        )
         phase("  open, fstat, read, close", lambda i: paths[i].read_bytes())
         phase("  BLAKE2b-128 check", lambda i: E._checksum(memoryview(raw[i])[: -E.CHECK]))
         phase("  lengths, check, header (E.unpack)", lambda i: E.unpack(raw[i], keys[i], "x"))

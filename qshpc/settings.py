@@ -314,6 +314,13 @@ AWAIT_JOB: Setting[int | None] = _declare(
             "set by LocalClient.run for the ranks it starts while it writes the job: rank 0 "
             "waits for the job's store as long as that process lives (not for users to set)",
             "rank 0", "none", runtime=True))  # fmt: skip
+CACHE_JOB: Setting[bool] = _declare(
+    Setting("QSHPC_CACHE_JOB", False, _flag, "1 or 0",
+            "set by LocalClient and `qshpc submit` for the ranks of a job whose cache is on "
+            "for every task (as `qshpc run --cache` says on its command line): a worker whose "
+            "host's ranks outnumber its cores imports qiskit at its first batch, not at its "
+            "start (not for users to set)",
+            "workers", "0", runtime=True))  # fmt: skip
 
 #: ``QSHPC_SLURM_<NAME>``: a Slurm site default for resource NAME (``QSHPC_SLURM_PARTITION``).
 SLURM_PREFIX = "QSHPC_SLURM_"

@@ -102,8 +102,13 @@ class Encoded(NamedTuple):
     #: For ``typed``: the result's class and attributes.
     typed: dict[str, Any] | None
     #: ``body`` is ``encode_blob(value)`` exactly (no numpy scalar kept): the job
-    #: store can take these bytes for a hit's record.
+    #: store can take these bytes for a hit's record. For ``typed``: ``body`` is
+    #: ``encode_blob`` of the plain dict (:func:`store_blob` makes the record's bytes).
     plain: bool
+    #: The value passed :func:`faithful` (``blob``, ``typed``): the body holds no pickle,
+    #: and decodes with no code of the program's. A large hit of this user's may then be
+    #: decoded when the program reads it (:meth:`qshpc.cache.store.CacheDir.get`).
+    lazy: bool = False
 
 
 def encode(value: Any) -> Encoded:
@@ -126,12 +131,13 @@ def _encode(value: Any) -> Encoded:
     if t is not dict and isinstance(value, dict) and _class_name(t) in TYPED:
         plain, attrs = dict(value), dict(vars(value))
         if faithful(plain) and faithful(attrs):
-            body, _ = encode_blob_exact(plain)
-            # not encode_blob(value): the job store keeps the class (qiskit_objects)
-            return Encoded(body, "typed", {"class": _class_name(t), "attrs": attrs}, False)
+            body, same = encode_blob_exact(plain)
+            # not encode_blob(value): the job store keeps the class (qiskit_objects), and
+            # a hit's record is made from these bytes (store_blob)
+            return Encoded(body, "typed", {"class": _class_name(t), "attrs": attrs}, same, True)
     if faithful(value):
         body, same = encode_blob_exact(value)
-        return Encoded(body, "blob", None, same)
+        return Encoded(body, "blob", None, same, True)
     import msgpack
 
     try:
@@ -202,4 +208,34 @@ def restore(value: Any, typed: dict[str, Any]) -> Any:
     return out
 
 
-__all__ = ["TYPED", "Encoded", "encode", "faithful", "restore"]
+def store_blob(body: bytes | memoryview, typed: dict[str, Any]) -> bytes | None:
+    """What the job store keeps for the result a ``typed`` body stands for, made from the
+    body's bytes (no decode, no encode of its values): ``encode_blob(restore(decode(body),
+    typed))``, byte for byte, when ``body`` is ``encode_blob`` of the plain dict (the
+    header's ``plain``). None for a class :data:`TYPED` does not name.
+
+    The store keeps such a dict as its typed parts (:mod:`qshpc.store.qiskit_objects`):
+    ``[kind, FORMAT, {"data": the dict, "attrs": its attributes}]`` in an extension.
+    """
+    import msgpack
+
+    from qshpc.store.encoding_blob import EXT_QISKIT_OBJECT, encode_blob
+    from qshpc.store.qiskit_objects import FORMAT, kind_of_class
+
+    name = str(typed.get("class"))
+    which = kind_of_class(name) if name in TYPED else None
+    if which is None:
+        return None
+    attrs = typed.get("attrs") or {}
+    if type(attrs) is not dict:
+        return None
+    pack = msgpack.packb
+    inner = b"".join((
+        b"\x93", pack(which), pack(FORMAT),
+        b"\x82", pack("data"), body, pack("attrs"), encode_blob({str(k): v for k, v in attrs.items()}),
+    ))  # fmt: skip
+    out: bytes = pack(msgpack.ExtType(EXT_QISKIT_OBJECT, inner))
+    return out
+
+
+__all__ = ["TYPED", "Encoded", "encode", "faithful", "restore", "store_blob"]

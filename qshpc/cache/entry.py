@@ -51,7 +51,11 @@ class Header:
         form: ``blob``, ``typed`` or ``pickle`` (:mod:`qshpc.cache.body`).
         type: For ``typed``: the class and attributes of the result.
         plain: The body is the job store's encoding of the result (no numpy
-            scalar kept as such): a hit's record can take it as it is.
+            scalar kept as such): a hit's record can take it as it is (for
+            ``typed``: the store's encoding of the plain dict).
+        lazy: The body holds no pickle and decodes with no code of the program's
+            (:attr:`qshpc.cache.body.Encoded.lazy`): a large hit may be decoded
+            when the program reads it.
     """
 
     key: str
@@ -64,6 +68,7 @@ class Header:
     form: str = "blob"
     type: dict[str, Any] | None = None
     plain: bool = True
+    lazy: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The header as a plain dict."""
@@ -81,6 +86,8 @@ class Header:
             out["type"] = self.type
         if not self.plain:
             out["plain"] = False
+        if self.lazy:
+            out["lazy"] = True
         return out
 
 
@@ -121,6 +128,7 @@ def _header(raw: bytes, source: str) -> Header:
             form=str(get("form", "blob")),
             type=kind if isinstance(kind, dict) else None,
             plain=get("plain", True) is not False,
+            lazy=get("lazy") is True,
         )
         return header
     except Exception as exc:

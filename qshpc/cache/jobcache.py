@@ -138,7 +138,7 @@ class Writer:
                         enc = Encoded(enc, "blob", None, True)
                     if self.cache.put(
                         key, enc.body, function, job, task,
-                        form=enc.form, typed=enc.typed, plain=enc.plain,
+                        form=enc.form, typed=enc.typed, plain=enc.plain, lazy=enc.lazy,
                     ):  # fmt: skip
                         self.written += 1
             except CacheWriteError as exc:
@@ -342,9 +342,10 @@ class JobCache:
 
     # -- lookups and writes --------------------------------------------------------------
     def lookup(self, key: str) -> Hit | None:
-        """The stored result of ``key`` (counted as a hit or a miss)."""
+        """The stored result of ``key`` (counted as a hit or a miss); a large one of this
+        user's may be left undecoded (``lazy``: :meth:`Hit.load` decodes it)."""
         d = self.dir
-        hit = d.get(key) if d is not None else None
+        hit = d.get(key, lazy=True) if d is not None else None
         if hit is None:
             self.misses += 1
         else:

@@ -57,20 +57,20 @@ def arg_parameters(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> dict
     return found
 
 
-def rebind_hit(hit: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
-    """:func:`rebind` of a cache hit's value; nothing to do (no walk of the value) when
-    its body holds no circuit (QPY starts with ``QISKIT``), no typed ``Parameter``
-    (:mod:`qshpc.store.qiskit_objects`: its kind, ``parameter``, is in the body) and no
-    pickle."""
+def needs_rebind(hit: Any) -> bool:
+    """Might :func:`rebind` change a hit's value? Not when its record's bytes hold no
+    circuit (QPY starts with ``QISKIT``), no typed ``Parameter``
+    (:mod:`qshpc.store.qiskit_objects`: its kind, ``parameter``, is in them) and no pickle."""
     blob = hit.blob
-    if (
-        blob is not None
-        and hit.header.form != "pickle"
-        and b"QISKIT" not in blob
-        and b"parameter" not in blob
-    ):
-        return hit.value
-    return rebind(hit.value, args, kwargs)
+    return blob is None or hit.header.form == "pickle" or b"QISKIT" in blob or b"parameter" in blob
+
+
+def rebind_hit(hit: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+    """:func:`rebind` of a cache hit's value (decoded now if it was not yet); nothing to
+    do (no walk of the value) when :func:`needs_rebind` says so."""
+    if not needs_rebind(hit):
+        return hit.load()
+    return rebind(hit.load(), args, kwargs)
 
 
 def rebind(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
@@ -120,4 +120,4 @@ def rebind(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> 
     return fix(value, 0)
 
 
-__all__ = ["arg_parameters", "rebind", "rebind_hit"]
+__all__ = ["arg_parameters", "needs_rebind", "rebind", "rebind_hit"]

@@ -33,7 +33,7 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,8 @@ MIN_FREE_BYTES = 64 << 20
 #: ...or this share of the file system, up to :data:`MAX_RESERVE_BYTES`, if more.
 MIN_FREE_SHARE = 0.05
 MAX_RESERVE_BYTES = 4 << 30
+#: A lazy lookup leaves a body of this many bytes or more undecoded (see CacheDir.get).
+LAZY_MIN = 1024
 _OTHERS_S = 60.0  # how long the list of other users' folders is kept
 _TMP_PREFIX = ".tmp."
 _HOST_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -68,8 +70,12 @@ class Hit:
         size: The file's size in bytes.
         owner: The uid of the user whose entry it is.
         used: The entry's mtime (when it was stored, or last used, to a day).
-        blob: ``encode_blob(value)``, when the body is those very bytes (what the job
-            store keeps for a task: a hit is recorded without encoding it again).
+        blob: ``encode_blob(value)``, what the job store keeps for a task, when it could
+            be had from the entry's bytes (a ``blob`` body as it is, a ``typed`` one
+            wrapped as the store keeps the class: :func:`qshpc.cache.body.store_blob`):
+            a hit is recorded without encoding it again.
+        later: Set when ``value`` was not decoded yet (None): ``later()`` decodes
+            :attr:`blob` (see :meth:`CacheDir.get`'s ``lazy``); :meth:`load` does.
     """
 
     key: str
@@ -80,6 +86,22 @@ class Hit:
     owner: int
     used: float
     blob: bytes | None = None
+    later: Callable[[], Any] | None = None
+
+    def load(self) -> Any:
+        """The stored result, decoded now if it was not yet.
+
+        Raises:
+            CacheReadError: A lazy hit's bytes do not decode (see :meth:`CacheDir.get`).
+        """
+        if self.later is not None:
+            self.value = self.later()
+            self.later = None
+        return self.value
+
+
+class CacheReadError(Exception):
+    """A cache entry that passed its checks at the lookup could not be decoded when read."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +228,7 @@ class CacheDir:
         return self._others
 
     # -- lookups ------------------------------------------------------------------
-    def get(self, key: str, freshen: bool = True) -> Hit | None:
+    def get(self, key: str, freshen: bool = True, lazy: bool = False) -> Hit | None:
         """The stored result of ``key``, or None.
 
         This user's entry first, then (shared mode) other users' entries
@@ -217,8 +239,17 @@ class CacheDir:
             key: The call's key (:func:`qshpc.cache.keys.call_key`).
             freshen: Mark this user's entry used (at most once a day), for
                 ``gc --older-than``.
+            lazy: A hit of this user's whose body is :data:`LAZY_MIN` bytes or more,
+                holds no pickle (written so: the header's ``lazy``) and is what the
+                job store keeps (:attr:`Hit.blob`) is checked whole (lengths,
+                checksum, key) but not decoded: :meth:`Hit.load` decodes it when
+                the result is read. Bytes that pass the checksum are the bytes a
+                writer wrote; should they still not decode, the read raises
+                :class:`CacheReadError` (one line: the entry, removed; run again) and
+                no value is made up. Other users' entries are always decoded here
+                (their pickle refused).
         """
-        hit = self._get_from(key, self.mine, self.uid, freshen)
+        hit = self._get_from(key, self.mine, self.uid, freshen, lazy)
         if hit is None and self.shared:
             for uid, base in self.others():
                 hit = self._get_from(key, base, uid, False)
@@ -226,7 +257,9 @@ class CacheDir:
                     break
         return hit
 
-    def _get_from(self, key: str, base: Path, uid: int, freshen: bool) -> Hit | None:
+    def _get_from(
+        self, key: str, base: Path, uid: int, freshen: bool, lazy: bool = False
+    ) -> Hit | None:
         # Plain strings, not pathlib: this is rank 0's path for every cached call.
         path = f"{base}/{key[:2]}/{key}"
         try:
@@ -252,8 +285,15 @@ class CacheDir:
         mine = uid == self.uid
         try:
             header, body = E.unpack(data, key, path)
+            form = header.form
+            if form == "blob":  # the usual case, inline: tiny hits are tens of µs
+                blob = bytes(body) if header.plain else None
+            else:
+                blob = self._record_blob(header, body)
+            if lazy and header.lazy and mine and blob is not None and len(body) >= LAZY_MIN:
+                return self._lazy_hit(key, header, path, st, blob, freshen)
             value = decode_blob(body, allow_pickle=mine, source=path)
-            if header.form == "typed" and header.type is not None:
+            if form == "typed" and header.type is not None:
                 from qshpc.cache.body import restore
 
                 value = restore(value, header.type)
@@ -268,9 +308,45 @@ class CacheDir:
         used = st.st_mtime
         if mine and freshen and time.time() - used > FRESHEN_S:
             used = self.touch(Path(path))
-        # a typed body is the plain dict: the job store keeps the class now (encoded again)
-        blob = bytes(body) if header.form == "blob" and header.plain else None
         return Hit(key, value, header, path, st.st_size, uid, used, blob)
+
+    @staticmethod
+    def _record_blob(header: E.Header, body: memoryview) -> bytes | None:
+        """What the job store keeps for this entry's result, from its bytes (None: the
+        result must be encoded again: numpy scalars kept, a pickle, an unknown class)."""
+        if not header.plain:
+            return None
+        if header.form == "blob":
+            return bytes(body)
+        if header.form == "typed" and header.type is not None:
+            from qshpc.cache.body import store_blob
+
+            return store_blob(body, header.type)
+        return None
+
+    def _lazy_hit(
+        self, key: str, header: E.Header, path: str, st: os.stat_result, blob: bytes, freshen: bool
+    ) -> Hit:
+        """A hit of this user's, checked, whose value is decoded from ``blob`` when read."""
+
+        def later() -> Any:
+            from qshpc.store.encoding_blob import decode_blob
+
+            try:
+                return decode_blob(blob, allow_pickle=False, source=path)
+            except Exception as exc:
+                self.damaged += 1
+                if is_key(key):
+                    self._unlink(Path(path))
+                raise CacheReadError(
+                    f"the cache entry {path} passed its checks but its result cannot be "
+                    f"decoded ({exc}); it is removed: run the job again to compute the result"
+                ) from None
+
+        used = st.st_mtime
+        if freshen and time.time() - used > FRESHEN_S:
+            used = self.touch(Path(path))
+        return Hit(key, None, header, path, st.st_size, self.uid, used, blob, later)
 
     def touch(self, path: Path) -> float:
         """Mark an entry of this user used now; returns its new mtime."""
@@ -297,6 +373,7 @@ class CacheDir:
         form: str = "blob",
         typed: dict[str, Any] | None = None,
         plain: bool = True,
+        lazy: bool = False,
     ) -> bool:
         """Store an encoded result under ``key``, atomically.
 
@@ -310,7 +387,9 @@ class CacheDir:
             replace: Write even when an entry exists (default: keep it).
             form: The body's form (``blob``, ``typed``, ``pickle``).
             typed: For ``typed``: the result's class and attributes.
-            plain: ``body`` is ``encode_blob(result)`` as the job store keeps it.
+            plain: ``body`` is ``encode_blob(result)`` as the job store keeps it (``typed``:
+                of the plain dict).
+            lazy: ``body`` holds no pickle (:attr:`qshpc.cache.body.Encoded.lazy`).
 
         Returns:
             True when written; False when an entry was there already.
@@ -344,8 +423,9 @@ class CacheDir:
             self._shards.add(shard)
         self._check_room(len(body))
         header = E.Header(
-            key, function, job, task, time.time(), self._host, form=form, type=typed, plain=plain
-        )
+            key, function, job, task, time.time(), self._host, form=form, type=typed,
+            plain=plain, lazy=lazy,
+        )  # fmt: skip
         tmp = final.with_name(
             f"{_TMP_PREFIX}{key[:16]}.{self._host}.{os.getpid()}.{secrets.token_hex(4)}"
         )
@@ -425,8 +505,9 @@ class CacheDir:
 
         enc = encode(value)
         return self.put(
-            key, enc.body, function, job, task, form=enc.form, typed=enc.typed, plain=enc.plain
-        )
+            key, enc.body, function, job, task, form=enc.form, typed=enc.typed, plain=enc.plain,
+            lazy=enc.lazy,
+        )  # fmt: skip
 
     def remove(self, path: Path) -> bool:
         """Remove one entry file of this user; False when it was gone already (or could not go)."""
@@ -517,4 +598,13 @@ class CacheDir:
         return E.unpack(data, path.name, str(path))[0]
 
 
-__all__ = ["FRESHEN_S", "TMP_GRACE_S", "CacheDir", "CacheWriteError", "EntryStat", "Hit"]
+__all__ = [
+    "FRESHEN_S",
+    "LAZY_MIN",
+    "TMP_GRACE_S",
+    "CacheDir",
+    "CacheReadError",
+    "CacheWriteError",
+    "EntryStat",
+    "Hit",
+]

@@ -41,11 +41,15 @@ def _launch(
     job_path: Path,
     workers: int | None,
     writing: bool = False,
+    cache: dict[str, Any] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``qshpc run ENTRY --job-dir JOB_PATH`` (launcher log in ``logs/launcher.out``).
 
     ``writing``: this process writes the job's store meanwhile; rank 0 waits for it
-    (:func:`qshpc.jobs.prepare.await_job`).
+    (:func:`qshpc.jobs.prepare.await_job`). ``cache``: the job meta's ``cache`` entry;
+    when on, the ranks are told so (``QSHPC_CACHE_JOB``): the workers know it before
+    rank 0 reads the job, and may put off their imports
+    (:func:`qshpc.runtime.start.preload_deferred`), as with ``qshpc run --cache``.
     """
     cmd = [sys.executable, "-m", "qshpc", "run", entry, "--job-dir", str(job_path)]
     if workers is not None:
@@ -53,6 +57,8 @@ def _launch(
     env = {**os.environ, **env_vars}
     if writing:
         env[settings.AWAIT_JOB.name] = str(os.getpid())
+    if cache and cache.get("enabled"):
+        env[settings.CACHE_JOB.name] = "1"
     log = open(job_path / "logs" / "launcher.out", "ab")
     # A session of its own: the job outlives what happens to this process's group
     # (a notebook's kernel interrupt or restart signals the kernel's whole group), as a
@@ -95,8 +101,9 @@ def _start_then_write(
     (job_path / "logs").mkdir(mode=perms.dir_mode(), exist_ok=True)
     try:
         proc = _launch(
-            str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers, writing=True
-        )
+            str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers, writing=True,
+            cache=meta.get("cache"),
+        )  # fmt: skip
     except BaseException:
         shutil.rmtree(job_path, ignore_errors=True)
         raise
@@ -135,8 +142,9 @@ def _drive_local_array(spec_json: str) -> None:
                 continue
             try:
                 proc = _launch(
-                    spec["program"], spec["working_dir"], spec["env"], job_path, spec["workers"]
-                )
+                    spec["program"], spec["working_dir"], spec["env"], job_path, spec["workers"],
+                    cache=spec.get("cache"),
+                )  # fmt: skip
             except OSError as exc:
                 mark_terminal(job_path, "FAILED", f"could not start the element: {exc}")
                 continue
@@ -232,7 +240,10 @@ class LocalClient(BaseProvider):
         job_path, meta = plan_program_job(prog, arguments, seed, job_dir)
         if job_path.exists():  # a folder of the caller's: as it always was, job first
             write_program_job(job_path, meta, arguments)
-            proc = _launch(str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers)
+            proc = _launch(
+                str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers,
+                cache=meta.get("cache"),
+            )  # fmt: skip
             return self._mark(Job(job_path, proc))
         span.mark("job planned")
         proc = _start_then_write(prog, arguments, workers, job_path, meta, span)
@@ -286,6 +297,7 @@ class LocalClient(BaseProvider):
             "working_dir": str(Path(program.working_dir).resolve()),
             "env": dict(program.env_vars),
             "workers": self.workers,
+            "cache": program.cache_meta(),
             "parallel": parallel,
             "job_dirs": [str(p) for p in paths],
         }

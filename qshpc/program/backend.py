@@ -20,13 +20,14 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from qshpc.cache.rebind import rebind, rebind_hit
+from qshpc.cache.rebind import rebind
 from qshpc.errors import ResourceError, SerializationError, UserError
 from qshpc.program.copies import CANNOT, plain_copy
 from qshpc.program.refs import (
     ObjectRef,
     TaskRef,
     collecting,
+    from_hit,
     load_snapshot,
     object_id,
     resolve_many,
@@ -697,7 +698,7 @@ class InlineBackend:
                     session.record_hit(task_id, ckey, task.name, hit, submitted, task_seed)
                 FROM_CACHE.add(ref)
                 # The call's own Parameters, where the hit has a parameter of the same name.
-                resolve_many([(ref, True, rebind_hit(hit, args, kwargs))])
+                resolve_many([(ref, True, from_hit(hit, args, kwargs))])
                 return ref
         if session is not None and not key:  # the record's key (for a later resume)
             if raw is None:

@@ -65,6 +65,34 @@ def refuse_on_dispatcher(timeout: float | None, what: str) -> None:
     )
 
 
+class Stored:
+    """A result left undecoded until the program reads it: ``load()`` decodes it.
+
+    A large cache hit of this user's (:meth:`qshpc.cache.store.CacheDir.get`'s
+    ``lazy``): checked whole at the call, recorded in the job's store from its
+    bytes, decoded at the reference's first read (``result()``, ``get``), once.
+    """
+
+    __slots__ = ("load",)
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self.load = load
+
+
+_load_lock = threading.Lock()
+
+
+def from_hit(hit: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+    """The value a cache hit resolves its call's reference with: a :class:`Stored` when
+    the hit was not decoded and no parameter of the call needs rebinding in it, else the
+    value (decoded now, its parameters the call's: :func:`qshpc.cache.rebind.rebind_hit`)."""
+    from qshpc.cache.rebind import needs_rebind, rebind_hit
+
+    if hit.later is not None and not needs_rebind(hit):
+        return Stored(hit.load)
+    return rebind_hit(hit, args, kwargs)
+
+
 class TaskRef(Future[T]):
     """A reference to the result of one distributed task call: a ``concurrent.futures.Future``.
 
@@ -109,7 +137,17 @@ class TaskRef(Future[T]):
 
     @property
     def _result(self) -> Any:  # type: ignore[override]
-        return self._value
+        value = self._value
+        return self._loaded() if type(value) is Stored else value
+
+    def _loaded(self) -> Any:
+        """The value, decoded now if it was left as its bytes (:class:`Stored`), once."""
+        with _load_lock:
+            value = self._value
+            if type(value) is Stored:
+                value = value.load()  # raises (CacheReadError) where it does not decode
+                self._value = value
+        return value
 
     @property
     def _exception(self) -> BaseException | None:  # type: ignore[override]
@@ -171,6 +209,8 @@ class TaskRef(Future[T]):
         if self._error is not None:
             raise self._error
         value: T = self._value
+        if type(value) is Stored:
+            value = self._loaded()
         return value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -232,7 +272,10 @@ class TaskRef(Future[T]):
                 "pass it as a task argument (the task then starts once it is done), "
                 "or get() its value first"
             )
-        return (_finished_ref, (self.task_id, self.function, self._st, self._value, self._error))
+        value = self._value
+        if type(value) is Stored:
+            value = self._loaded()
+        return (_finished_ref, (self.task_id, self.function, self._st, value, self._error))
 
     def __copy__(self) -> TaskRef[T]:
         return self

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from qshpc.cache.rebind import rebind, rebind_hit
+from qshpc.cache.rebind import rebind
 from qshpc.errors import UserError
 from qshpc.program.backend import (
     FROM_CACHE,
@@ -46,6 +46,7 @@ from qshpc.program.backend import (
 from qshpc.program.refs import (
     ObjectRef,
     TaskRef,
+    from_hit,
     load_snapshot,
     object_id,
     resolve_many,
@@ -379,7 +380,8 @@ class Intake:
         self.session.record_hit(task_id, key, entry.task.name, hit, entry.submitted, seed)
         FROM_CACHE.add(entry.ref)
         # The call's own Parameters, where the hit has a parameter of the same name.
-        resolve_many([(entry.ref, True, rebind_hit(hit, args, kwargs))])
+        # A large hit stays its bytes until the program reads it (refs.Stored).
+        resolve_many([(entry.ref, True, from_hit(hit, args, kwargs))])
         return True
 
     def _submit_general(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

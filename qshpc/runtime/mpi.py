@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from qshpc.runtime.stopsig import launched_by_mpi as launched_by_mpi
-from qshpc.task.context import RankInfo, available_cores, cores_for_rank
+from qshpc.task.context import RankInfo, affinity_mask, cores_for_rank
 
 #: The MPICH variable choosing its network module (``ucx`` or ``ofi``).
 NETMOD_VAR = "MPIR_CVAR_CH4_NETMOD"
@@ -117,16 +117,23 @@ def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[d
     # worker must not take rank 0 (and the store's final state) down with it.
     world.Set_errhandler(MPI.ERRORS_RETURN)
     comm = pkl5.Intracomm(world)
-    places: list[tuple[str, int, int]] = world.allgather(
-        (socket.gethostname(), os.getpid(), available_cores())
+    mask = affinity_mask()
+    places: list[tuple[str, int, int, int | None]] = world.allgather(
+        (socket.gethostname(), os.getpid(), _count(mask), mask)
     )
     rank, size = world.Get_rank(), world.Get_size()
     records: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for r, (host, pid, _) in enumerate(places):
+    union: dict[str, int | None] = {}
+    for r, (host, pid, _, m) in enumerate(places):
         records.append({"rank": r, "host": host, "pid": pid, "local_rank": seen.get(host, 0)})
         seen[host] = seen.get(host, 0) + 1
-    for rec, (host, _, cores) in zip(records, places, strict=True):
+        if host not in union:
+            union[host] = m
+        else:
+            was = union[host]
+            union[host] = None if was is None or m is None else was | m
+    for rec, (host, _, cores, _m) in zip(records, places, strict=True):
         rec["cpus"] = cores_for_rank(seen[host], cpus_per_task, cores)
     mine = records[rank]
     info = RankInfo(
@@ -136,5 +143,13 @@ def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[d
         local_size=seen[mine["host"]],
         host=mine["host"],
         cpus=mine["cpus"],
+        host_cores=_count(union[mine["host"]]),
     )
     return MpiWiring(MPI, comm), info, records
+
+
+def _count(mask: int | None) -> int:
+    """The cores of an affinity mask (a mask not known: the host's cores)."""
+    if mask is None:
+        return os.cpu_count() or 1
+    return bin(mask).count("1")

@@ -55,8 +55,10 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     context.set_rank_info(info)
     limit_blas_threads(info.cpus)  # before numpy loads OpenBLAS (prepare_job, the worker)
     _timeline.mark("mpi")
+    cache_job = settings.CACHE_JOB.get()  # the launcher's word: the job's cache is on
+    os.environ.pop(settings.CACHE_JOB.name, None)  # not for the runs a program or task starts
     if info.rank != 0:
-        return _serve(spec, wiring, info)
+        return _serve(spec, wiring, info, cache_job)
     job_dir: Path | None = None
     error: str | None = None
     failure: BaseException | None = None
@@ -187,7 +189,9 @@ def _moved_high(sock: Any) -> Any:
     return moved
 
 
-def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
+def _serve(
+    spec: RunSpec, wiring: MpiWiring, info: context.RankInfo, cache_job: bool = False
+) -> int:
     """A worker: heartbeats, imports, learn the job from rank 0, run tasks until told to stop."""
     from qshpc.runtime.worker import Heartbeat, catch_stop_signals, preload
 
@@ -195,7 +199,7 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     for name in (LAUNCH_TOKEN, settings.LAUNCH_END.name, settings.AWAIT_JOB.name):  # rank 0's
         os.environ.pop(name, None)
     beat = Heartbeat(wiring)
-    deferred = preload_deferred(spec, info)
+    deferred = preload_deferred(spec, info, cache_job)
     if not deferred:
         preload(spec.program)  # while rank 0 prepares the job and starts the program
         _timeline.mark("preloaded")
@@ -232,27 +236,26 @@ def _serve(spec: RunSpec, wiring: MpiWiring, info: context.RankInfo) -> int:
     return 0
 
 
-def preload_deferred(spec: RunSpec, info: context.RankInfo) -> bool:
+def preload_deferred(spec: RunSpec, info: context.RankInfo, cache_job: bool = False) -> bool:
     """Does a worker of this job defer its preload to its first batch? Yes when the
-    command line turned the cache on for every task (``--cache``, ``--cache-dir``) and
-    this host's ranks outnumber the cores this process may use (as the serve loop's
-    ``crowded``).
+    run turned the cache on for every task (``--cache``, ``--cache-dir``; or
+    ``cache_job``: ``QSHPC_CACHE_JOB``, set by the local client and in a Slurm job
+    for a program whose ``cache=`` is on) and this
+    host's ranks outnumber the cores they may use together (the union of their
+    affinity masks, :meth:`qshpc.task.context.RankInfo.crowded`, as the serve loop's).
 
     A rerun whose calls all hit sends the workers no batch: a worker that
     imported qiskit and Aer meanwhile (0.3-0.5 s of CPU each) only slowed rank
     0's start on cores it shares. A cold run pays the imports at its first
     batch instead of during rank 0's start (benchmarks/RESULTS.md, Session 14
     (cache14)); with a core per rank the imports slow nobody, and the worker
-    preloads at its start as without the cache. A job whose cache was turned on
-    in its meta (a client's), or per task, preloads at the start too.
+    preloads at its start as without the cache. A job whose cache is on per
+    task only (``@distribute_task(cache=True)``) preloads at the start too.
     """
     asked = spec.cache_meta()
-    if not (asked and asked["enabled"]):
-        return False
-    try:
-        return info.local_size > len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # no affinity calls (macOS): count the host's cores
-        return info.local_size > (os.cpu_count() or 1)
+    if asked is not None:  # the command line's word wins over the job's (--no-cache)
+        cache_job = bool(asked["enabled"])
+    return cache_job and info.crowded()
 
 
 def _tell_workers(wiring: MpiWiring, size: int, message: tuple[Any, ...]) -> None:

@@ -269,7 +269,7 @@ def _serve(
     comm, status, any_tag = wiring.comm, wiring.status(), wiring.any_tag
     sleep = 0.0
     # Ranks outnumber cores: an idle worker polling fast steals rank 0's CPU.
-    crowded = info.local_size > len(os.sched_getaffinity(0))
+    crowded = info.crowded()  # the union of the host ranks' masks (Slurm binds each rank)
     first_sleep = settings.IDLE_SLEEP_S.get()
     if first_sleep is None:
         first_sleep = 5e-4 if crowded else 2e-5

@@ -155,6 +155,11 @@ def kind(value: Any) -> str | None:
         return found
 
 
+def kind_of_class(name: str) -> str | None:
+    """The encoding-type of the class named ``module:qualname`` (None: not a typed class)."""
+    return _CLASSES.get(name)
+
+
 def typed_parts(value: Any) -> tuple[str, dict[str, Any]] | None:
     """``(kind, parts)`` when ``value`` is stored typed, or None when it is not (none of
     the typed classes, or one :func:`to_parts` refuses: the caller pickles it).
@@ -543,6 +548,7 @@ __all__ = [
     "Untyped",
     "from_parts",
     "kind",
+    "kind_of_class",
     "parts_once",
     "read_h5",
     "to_parts",

@@ -302,6 +302,7 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
         else Path(entry).name,
         working_dir=str(staged_dir),
         env_vars=env_vars,
+        cache=bool((meta.get("cache") or {}).get("enabled")),  # the workers' preload (_task_call)
     )
     if not staged.path().is_file():
         raise UserError(
@@ -485,6 +486,9 @@ def _task_call(
     env = dict(staged.env_vars)
     if res.requeue:
         env[settings.REQUEUE.name] = "1"  # rank 0 requeues on Slurm's time-limit warning
+    cache = staged.cache_meta()
+    if cache is not None and cache["enabled"]:
+        env[settings.CACHE_JOB.name] = "1"  # the workers may put off their imports
     return args, env
 
 

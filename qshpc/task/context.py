@@ -25,6 +25,10 @@ class RankInfo:
         host: Host name.
         cpus: Cores this rank may use: Slurm's cpus-per-task when it gave one, else the
             cores of this process's affinity mask divided by the ranks on the host.
+        host_cores: Cores the ranks of this host may use together: the union of
+            their affinity masks (0: not known; read this process's mask then).
+            Slurm binds each rank to its own cores: one rank's mask then says 1
+            where the host's ranks hold ``local_size``.
     """
 
     rank: int = 0
@@ -33,6 +37,12 @@ class RankInfo:
     local_size: int = 1
     host: str = field(default_factory=socket.gethostname)
     cpus: int = 1
+    host_cores: int = 0
+
+    def crowded(self) -> bool:
+        """Do this host's ranks outnumber the cores they may use together?"""
+        cores = self.host_cores or available_cores()
+        return self.local_size > cores
 
 
 class Step(NamedTuple):
@@ -74,6 +84,19 @@ class TaskContext(NamedTuple):
     def cpus(self) -> int:
         """The threads this task may use: its ``target={"cpu": k}``, else the rank's cores."""
         return task_threads()
+
+
+def affinity_mask() -> int | None:
+    """This process's affinity mask as a bit set (bit ``c``: core ``c``); None where the
+    system has no affinity calls (macOS)."""
+    try:
+        cores = os.sched_getaffinity(0)
+    except (AttributeError, OSError):  # pragma: no cover - not on Linux
+        return None
+    mask = 0
+    for c in cores:
+        mask |= 1 << c
+    return mask
 
 
 def available_cores() -> int:

@@ -361,3 +361,101 @@ def test_a_warm_rerun_s_workers_never_preload(
     assert result(stdout) == [i * i for i in range(8)]
     stdout, imported = run("--no-cache")  # the cache turned off again: preloaded at the start
     assert len(imported) == 2 and "(8 tasks run)" in stdout
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+def test_a_client_s_warm_rerun_s_workers_never_preload(qshpc_home: Path, tmp_path: Path) -> None:
+    """``LocalClient(cache=True)`` (a program's ``cache=True`` in the job's meta): the ranks
+    are told (``QSHPC_CACHE_JOB``), and on crowded cores a warm rerun's workers import
+    nothing, as with ``qshpc run --cache``; the variable does not reach the program."""
+    (tmp_path / "probe14.py").write_text(PROBE)
+    (tmp_path / "squares.py").write_text(
+        SQUARES.replace(
+            "save_result(get(",
+            "import os\nassert 'QSHPC_CACHE_JOB' not in os.environ\nsave_result(get(",
+        )
+    )
+    probes = tmp_path / "probes.log"
+    code = f"""
+from qshpc import LocalClient, Program
+p = Program(title="s", entrypoint="squares.py", working_dir={str(tmp_path)!r}, cache=True)
+job = LocalClient(workers=2).run(p)
+print(job.result(), job.status())
+"""
+    env = {**os.environ, "QSHPC_PRELOAD": "probe14", "PROBE_LOG": str(probes),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}  # fmt: skip
+
+    def run() -> tuple[str, list[str]]:
+        out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code],
+                             capture_output=True, text=True, timeout=180, env=env)  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        imported = probes.read_text().split() if probes.exists() else []
+        probes.unlink(missing_ok=True)
+        return out.stdout, imported
+
+    stdout, imported = run()  # cold: the workers that got a batch preloaded
+    assert str([i * i for i in range(8)]) in stdout and "SUCCEEDED" in stdout, stdout
+    assert 1 <= len(imported) <= 2, imported
+    stdout, imported = run()  # warm: every call a hit, no batch, no preload
+    assert str([i * i for i in range(8)]) in stdout and imported == [], (stdout, imported)
+
+
+LARGE = """\
+from qiskit.result import QuasiDistribution
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def dist(x):
+    return QuasiDistribution({i: (i + x) / 1000 for i in range(300)}, shots=1000 + x)
+
+@distribute_task()
+def floats(x):
+    return [i / 7 + x for i in range(300)]
+
+refs = [dist(i) for i in range(6)]
+flo = [floats(i) for i in range(6)]
+import concurrent.futures
+concurrent.futures.wait(refs + flo)
+print("UNREAD", sum(type(r._value).__name__ == "Stored" for r in refs + flo))
+got = get(refs)
+assert all(type(d) is QuasiDistribution and d.shots == 1000 + i for i, d in enumerate(got))
+assert refs[0].result() is refs[0].result()  # decoded once: the same object at every read
+save_result({"dists": got, "floats": get(flo)})
+print("SUMS", [round(sum(d.values()), 6) for d in got], [round(sum(f), 6) for f in get(flo)])
+"""
+
+
+def test_large_hits_read_and_store_as_computed(qshpc_home: Path, tmp_path: Path) -> None:
+    """A warm rerun of results over 1 KiB (a QuasiDistribution, a list of floats): each hit is
+    recorded from the entry's bytes and decoded when the program reads it; the program, the
+    job's saved result and its task records see what the cold run computed, typed."""
+    from qiskit.result import QuasiDistribution
+
+    from qshpc.jobs.paths import resolve_job_dir
+    from qshpc.store import JobReader
+
+    prog = tmp_path / "large.py"
+    prog.write_text(LARGE)
+
+    def run() -> tuple[str, str]:
+        out = run_cli("run", str(prog), "--workers", "2", "--cache")
+        assert out.returncode == 0, out.stdout + out.stderr
+        job = [ln.split()[2] for ln in out.stdout.splitlines() if ln.startswith("qshpc: job ")]
+        sums = [ln for ln in out.stdout.splitlines() if ln.startswith(("SUMS", "UNREAD"))]
+        return job[-1], "\n".join(sums)
+
+    cold_job, cold_sums = run()
+    warm_job, warm_sums = run()
+    assert "UNREAD 0" in cold_sums and "UNREAD 12" in warm_sums, (cold_sums, warm_sums)
+    cold_sums, warm_sums = cold_sums.split("\n")[1], warm_sums.split("\n")[1]
+    assert warm_sums == cold_sums
+    results, records = [], []
+    for job in (cold_job, warm_job):
+        with JobReader.open(resolve_job_dir(job)) as r:
+            results.append(r.result())
+            records.append({t["task_id"]: r.task_result(t["task_id"]) for t in r.tasks()})
+    assert results[0] == results[1]
+    assert all(type(d) is QuasiDistribution for d in results[1]["dists"])
+    assert records[0] == records[1] and len(records[1]) == 12
+    status = run_cli("status", warm_job)
+    assert "12 from the cache" in status.stdout or "(12 from cache)" in status.stdout, status.stdout

@@ -526,10 +526,10 @@ def test_result_dicts_are_typed_not_pickled(tmp_path: Path) -> None:
         assert hit is not None and hit.header.form == "typed"
         assert type(hit.value) is type(want) and hit.value == want
         assert vars(hit.value) == vars(want)
-        # the body is the plain dict; the job store keeps the class (session 14), so the
-        # hit's record is encoded again, typed
-        assert hit.blob is None and decode_blob(encode_blob(want)) == want
-        assert type(decode_blob(encode_blob(want))) is type(want)
+        # the body is the plain dict; the job store keeps the class (session 14): the
+        # hit's record is made from the body's bytes, byte for byte the store's encoding
+        assert hit.blob == encode_blob(want) == encode_blob(hit.value)
+        assert type(decode_blob(hit.blob)) is type(want) and decode_blob(hit.blob) == want
     assert cache.get(_key(1)).value.binary_probabilities() == {"00": 0.25, "11": 0.75}  # type: ignore[union-attr]
 
 

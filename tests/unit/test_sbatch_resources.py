@@ -176,3 +176,20 @@ def test_gpu_binding_per_local_rank() -> None:
     env = {"SLURM_LOCALID": "1", "CUDA_VISIBLE_DEVICES": "4,5", "QSHPC_GPU_BIND": "none"}
     assert bind_gpu(2, env) is None and env["CUDA_VISIBLE_DEVICES"] == "4,5"
     assert bind_gpu(0, {"SLURM_LOCALID": "0"}) is None
+
+
+def test_a_cached_program_s_ranks_are_told_the_cache_is_on(tmp_path: Path) -> None:
+    """``QSHPC_CACHE_JOB`` in the Slurm tasks' environment when the program's cache is on:
+    the workers may then put off their preload (qshpc.runtime.start.preload_deferred)."""
+    from qshpc import settings
+    from qshpc.jobs.spec import Program
+    from qshpc.submit.submission import _task_call
+
+    (tmp_path / "p.py").write_text("print(1)\n")
+    name = settings.CACHE_JOB.name
+    for cache, cache_dir, on in ((True, None, True), (False, "c", True), (False, None, False)):
+        staged = Program(title="t", entrypoint="p.py", working_dir=str(tmp_path),
+                         env_vars={"A": "1"}, cache=cache, cache_dir=cache_dir)  # fmt: skip
+        _, env = _task_call(staged, tmp_path / "job", SlurmResources())
+        assert (env.get(name) == "1") is on and env["A"] == "1"
+        assert name not in staged.env_vars  # the program's own variables are left alone
