@@ -74,10 +74,20 @@ class Job:
     EXECUTING_QPU = "EXECUTING_QPU"
     POST_PROCESSING = "POST_PROCESSING"
 
-    def __init__(self, job_dir: Path, process: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(
+        self, job_dir: Path, process: subprocess.Popen[bytes] | None = None, end_note: str = ""
+    ) -> None:
         self.job_dir = Path(job_dir)
         self._process = process
         self._meta: dict[str, Any] | None = None
+        #: The launcher's end note (``LocalClient``): rank 0 writes the job's end there
+        #: once the store is final; result() returns then, not at the launcher's exit.
+        self._end_note = end_note if process is not None else ""
+        self._ended_early = False
+        if self._end_note:
+            import weakref
+
+            weakref.finalize(self, discard_note, self._end_note)
 
     def __repr__(self) -> str:
         return f"<Job | {self.job_id}>"
@@ -105,6 +115,7 @@ class Job:
         """Write the job's HTML report (``qshpc report``); return its path."""
         from qshpc.report.page import write_report
 
+        self._settle()
         return write_report(self.job_dir, out, self.info())
 
     @property
@@ -289,10 +300,16 @@ class Job:
                 "job.stop() cancels it"
             ) from None
 
-    def _wait(self, timeout: float | None, poll: float, verbose: bool) -> str:
+    def _wait(
+        self, timeout: float | None, poll: float, verbose: bool, store_final: bool = False
+    ) -> str:
+        """``store_final``: return once the store is final (rank 0's end note), without
+        waiting for the ranks, mpiexec and the launcher to exit (``result()``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
         while True:
+            if store_final and (ended := self._noted_end()) is not None:
+                return ended
             state = self._state()
             if state == DAMAGED:
                 return state
@@ -320,8 +337,27 @@ class Job:
                 longest = poll * 5
                 if deadline is not None:
                     longest = min(longest, max(0.0, deadline - time.monotonic()))
-                _wait_for_exit(self._process, longest)
+                _wait_for_exit(self._process, longest, self._end_note if store_final else "")
             delay = min(poll * 5, delay * 1.5)
+
+    def _noted_end(self) -> str | None:
+        """The final state rank 0 noted while the launcher still runs, else None.
+
+        Rank 0 writes the note after ``finalize`` (the final state and the saved
+        result fsynced, renamed into place, the journal gone) and after releasing
+        the job: the store then reads as it will after every process has exited.
+        """
+        if not self._end_note or self._process is None or self._process.poll() is not None:
+            return None
+        state = read_note(self._end_note)
+        if state is not None:
+            self._ended_early = True
+        return state
+
+    def _settle(self, timeout: float = 30.0) -> None:
+        """After an early ``result()``: let the launcher exit first (its last log lines)."""
+        if self._ended_early and self._process is not None:
+            _wait_for_exit(self._process, timeout)
 
     def result(
         self,
@@ -365,7 +401,7 @@ class Job:
                 import logging
 
                 logging.getLogger("qshpc").info("Waiting for job %s result.", self.job_id)
-            state = self.wait(timeout, poll=max(0.01, float(cadence)) / 5, verbose=verbose)
+            state = self._result_wait(timeout, max(0.01, float(cadence)) / 5, verbose)
         from qshpc.store import JobReader
 
         if state == DAMAGED:
@@ -383,6 +419,15 @@ class Job:
                         f"job {self.job_id} ended {state}: {self.error_message() or 'no error text'}"
                     ) from None
                 return None
+
+    def _result_wait(self, timeout: float | None, poll: float, verbose: bool) -> str:
+        try:
+            return self._wait(timeout, poll, verbose, store_final=True)
+        except KeyboardInterrupt:  # as wait()
+            raise KeyboardInterrupt(
+                f"job {self.job_id} was left {self._state()}: job.result() waits again, "
+                "job.stop() cancels it"
+            ) from None
 
     def error_message(self) -> str | None:
         """The error text of a FAILED or CANCELED job (None otherwise)."""
@@ -417,6 +462,7 @@ class Job:
         are shown without the lines rank R's log holds already: a rank's output reaches
         both files (was shown twice: a program printing 2000 lines showed 4000).
         """
+        self._settle()
         parts = []
         for f, text in self._log_texts(rank):
             parts.append(text if rank is not None else f"==> {f.name} <==\n{text}")
@@ -827,13 +873,51 @@ def read_infos(
     return out
 
 
-def _wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Return when ``process`` exits, or after ``timeout`` seconds, whichever is first.
+def read_note(path: str) -> str | None:
+    """The final state in a launcher's end note (rank 0's, once the store is final), else None."""
+    import json
+
+    try:
+        st = os.stat(path)
+        if not st.st_size:
+            return None
+        with open(path, "rb") as f:  # the client's own 0600 file: rank 0 writes it whole
+            end = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):  # not yet written (or being written), or gone
+        return None
+    state = end.get("state") if isinstance(end, dict) else None
+    return state if state in ("SUCCEEDED", "FAILED", "CANCELED") else None
+
+
+def discard_note(path: str) -> None:
+    """Remove a launcher's end note (the launcher removes it too when it ends)."""
+    if path:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+#: How often a ``result()`` looks at the end note while the launcher runs (a stat).
+_NOTE_LOOK = 0.01
+
+
+def _wait_for_exit(process: subprocess.Popen[bytes], timeout: float, note: str = "") -> None:
+    """Return when ``process`` exits, or after ``timeout`` seconds, whichever is first;
+    with ``note``, also once that end note holds the job's end.
 
     A pidfd wakes the caller the moment the process exits (Popen.wait(timeout)
     would notice it only at its next poll, up to 50 ms later).
     """
     if process.poll() is not None:
+        return
+    if note:
+        end = time.monotonic() + timeout
+        while read_note(note) is None:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            _wait_for_exit(process, min(left, _NOTE_LOOK))
+            if process.poll() is not None:
+                return
         return
     try:
         fd = os.pidfd_open(process.pid)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
 from qshpc.client.base import BaseProvider, page_jobs
-from qshpc.client.job import Job, list_jobs, open_job
+from qshpc.client.job import Job, discard_note, list_jobs, open_job
 from qshpc.errors import UserError
 from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
 from qshpc.jobs.paths import ensure_jobs_root, mark_terminal, new_job_id, read_override
@@ -42,8 +42,9 @@ def _launch(
     workers: int | None,
     writing: bool = False,
     cache: dict[str, Any] | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start ``qshpc run ENTRY --job-dir JOB_PATH`` (launcher log in ``logs/launcher.out``).
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``qshpc run ENTRY --job-dir JOB_PATH`` (launcher log in ``logs/launcher.out``);
+    return it and its end note (:func:`end_note`).
 
     ``writing``: this process writes the job's store meanwhile; rank 0 waits for it
     (:func:`qshpc.jobs.prepare.await_job`). ``cache``: the job meta's ``cache`` entry;
@@ -55,6 +56,10 @@ def _launch(
     if workers is not None:
         cmd += ["--workers", str(workers)]
     env = {**os.environ, **env_vars}
+    env.pop(settings.LAUNCH_END.name, None)
+    note = end_note()
+    if note:  # rank 0 writes the job's end there once the store is final (Job.result)
+        env[settings.LAUNCH_END.name] = note
     if writing:
         env[settings.AWAIT_JOB.name] = str(os.getpid())
     if cache and cache.get("enabled"):
@@ -73,7 +78,26 @@ def _launch(
         start_new_session=True,
     )
     log.close()
-    return proc
+    return proc, note
+
+
+def end_note() -> str:
+    """A new empty file of this user's (0600) for the launcher's end note, or "".
+
+    The launcher this client starts hands it to rank 0 as its own note
+    (:class:`qshpc.launch.local._EndNote`): rank 0 writes the job's end there once
+    the store is final, so :meth:`Job.result` can return before the ranks, mpiexec
+    and the launcher have exited (0.1-0.15 s of teardown on 2 cores). The name
+    carries this process's pid: a later launcher sweeps it once this process is gone.
+    """
+    import tempfile
+
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"qshpc-end-{os.getpid()}-")
+    except OSError:  # no usable temporary folder: result() waits for the launcher
+        return ""
+    os.close(fd)
+    return path
 
 
 def _start_then_write(
@@ -83,7 +107,7 @@ def _start_then_write(
     job_path: Path,
     meta: dict[str, Any],
     span: _timeline.Span,
-) -> subprocess.Popen[bytes]:
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start the job's ranks, then write its store while they start (rank 0 waits for it).
 
     Writing the job (an h5py import, the arguments' circuits as QPY, the file's
@@ -100,7 +124,7 @@ def _start_then_write(
     perms.make_dir(job_path)
     (job_path / "logs").mkdir(mode=perms.dir_mode(), exist_ok=True)
     try:
-        proc = _launch(
+        proc, note = _launch(
             str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers, writing=True,
             cache=meta.get("cache"),
         )  # fmt: skip
@@ -114,10 +138,11 @@ def _start_then_write(
         shutil.rmtree(job_path, ignore_errors=True)  # rank 0 stops waiting: nothing runs
         proc.kill()
         proc.wait()
+        discard_note(note)
         raise
     span.mark("job written")
     span.write(job_path / "logs", "client")
-    return proc
+    return proc, note
 
 
 def _drive_local_array(spec_json: str) -> None:
@@ -141,14 +166,14 @@ def _drive_local_array(spec_json: str) -> None:
             if read_override(job_path):  # cancelled while queued
                 continue
             try:
-                proc = _launch(
+                proc, note = _launch(
                     spec["program"], spec["working_dir"], spec["env"], job_path, spec["workers"],
                     cache=spec.get("cache"),
                 )  # fmt: skip
             except OSError as exc:
                 mark_terminal(job_path, "FAILED", f"could not start the element: {exc}")
                 continue
-            running.append(Job(job_path, proc))
+            running.append(Job(job_path, proc, end_note=note))
         time.sleep(0.2)
 
 
@@ -240,14 +265,14 @@ class LocalClient(BaseProvider):
         job_path, meta = plan_program_job(prog, arguments, seed, job_dir)
         if job_path.exists():  # a folder of the caller's: as it always was, job first
             write_program_job(job_path, meta, arguments)
-            proc = _launch(
+            proc, note = _launch(
                 str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers,
                 cache=meta.get("cache"),
             )  # fmt: skip
-            return self._mark(Job(job_path, proc))
+            return self._mark(Job(job_path, proc, end_note=note))
         span.mark("job planned")
-        proc = _start_then_write(prog, arguments, workers, job_path, meta, span)
-        return self._mark(Job(job_path, proc))
+        proc, note = _start_then_write(prog, arguments, workers, job_path, meta, span)
+        return self._mark(Job(job_path, proc, end_note=note))
 
     def map(
         self,

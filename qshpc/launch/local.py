@@ -168,7 +168,7 @@ def _spawn(spec: RunSpec, workers: int, scheduler: Scheduler | None = None) -> i
     _local_launcher(env, scheduler)
     for name, value in local_env().items():  # the ranks' MPI (ofi for the PyPI mpich)
         env.setdefault(name, value)  # the user's own setting wins
-    note = _EndNote()
+    note = _EndNote(os.environ.get(settings.LAUNCH_END.name, ""))
     if note.path:
         env[settings.LAUNCH_END.name] = note.path
     try:
@@ -286,15 +286,36 @@ class _EndNote:
     #: The notes' names: ``qshpc-end-<launcher pid>-<random>``.
     PREFIX = "qshpc-end-"
 
-    def __init__(self) -> None:
+    def __init__(self, given: str = "") -> None:
         import tempfile
 
         self.path = ""
+        if given and self._ours(given):  # a LocalClient's (Job.result reads it too)
+            self.path = given
+            return
         try:  # 0600, O_EXCL
             fd, self.path = tempfile.mkstemp(prefix=f"{self.PREFIX}{os.getpid()}-")
             os.close(fd)
         except OSError:  # no usable temporary folder: the store is read at the end
             pass
+
+    @classmethod
+    def _ours(cls, path: str) -> bool:
+        """``path`` is a note a client of this user made: an empty regular file of this
+        user's, 0600, no link, named as notes are (else the launcher makes its own)."""
+        import stat
+
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        return (
+            os.path.basename(path).startswith(cls.PREFIX)
+            and stat.S_ISREG(st.st_mode)
+            and st.st_uid == os.getuid()
+            and not st.st_mode & 0o077
+            and st.st_size == 0
+        )
 
     def sweep(self) -> None:
         """Remove notes this user's launchers left when they were killed (SIGKILL, OOM).

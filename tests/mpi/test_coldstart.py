@@ -85,6 +85,7 @@ def test_a_client_run_writes_its_own_timeline(
     program = Program(title="t", entrypoint="trivial.py", working_dir=str(tmp_path))
     job = LocalClient(workers=1).run(program)
     assert job.result() == [1, 2, 3, 4]
+    job.wait()  # result() returns once the store is final; the launcher writes its timeline at its exit
     data = json.loads((job.job_dir / "logs" / "timeline-client.json").read_text())
     names = [name for name, _, _ in data["marks"]]
     assert names == ["run", "job planned", "launcher started", "job written"], names
