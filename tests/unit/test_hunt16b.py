@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 pytest.importorskip("qiskit_aer")
@@ -47,3 +50,106 @@ def test_estimator_v2_runs_a_127_qubit_isa_circuit() -> None:
     obs = [SparsePauliOp(p).apply_layout(isa.layout) for p in ("ZZIII", "XXXXX", "ZIIII")]
     evs = EstimatorV2().run([(isa, obs)]).result()[0].data.evs
     assert evs == pytest.approx([1.0, 1.0, 0.0], abs=1e-9)
+
+
+ECHO = """\
+from qshpc import distribute_task, get, get_arguments, save_result
+
+
+@distribute_task()
+def echo(x):
+    return x
+
+
+args = get_arguments()
+save_result({"main": args, "task": dict(zip(args, get([echo(v) for v in args.values()])))})
+"""
+
+
+def _objects() -> dict[str, Any]:
+    import numpy as np
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.primitives.containers import BindingsArray, ObservablesArray
+    from qiskit.quantum_info import PTM, Chi, Choi, Kraus, Stinespring, SuperOp
+    from qiskit_aer import AerSimulator
+    from qiskit_aer import quantum_info as aqi
+
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.save_statevector()
+    qc.measure_all()
+    result = AerSimulator().run(qc, shots=20, seed_simulator=3).result()
+    bell = QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)
+    k = [np.sqrt(0.7) * np.eye(2), np.sqrt(0.3) * np.array([[0, 1], [1, 0]])]
+    a, b = Parameter("a"), Parameter("b")
+    return {
+        "result": result,
+        "aer_sv": aqi.AerStatevector(bell),
+        "aer_dm": aqi.AerDensityMatrix(bell),
+        "kraus": Kraus(k),
+        "kraus2": Kraus((k, [np.eye(2), np.zeros((2, 2))])),
+        "choi": Choi(Kraus(k)),
+        "superop": SuperOp(Kraus(k)),
+        "ptm": PTM(Kraus(k)),
+        "chi": Chi(Kraus(k)),
+        "stinespring": Stinespring(Kraus(k)),
+        "bindings": BindingsArray({(a, b): np.arange(12.0).reshape(2, 3, 2)}),
+        "observables": ObservablesArray([[{"ZZ": 1.0, "XI": -0.5}], [{"YY": 0.25}]]),
+    }
+
+
+def _same(got: Any, want: Any) -> bool:
+    import numpy as np
+
+    if type(got) is not type(want):
+        return False
+    if type(want).__name__ == "Result":
+        return bool(
+            got.get_counts() == want.get_counts()
+            and got.get_statevector() == want.get_statevector()
+            and got.backend_name == want.backend_name
+            and got.job_id == want.job_id
+        )
+    if type(want).__name__ == "BindingsArray":
+        return (
+            got.shape == want.shape
+            and all(np.array_equal(got.data[key], want.data[key]) for key in want.data)
+            and list(got.data) == list(want.data)
+        )
+    if type(want).__name__ == "ObservablesArray":
+        return bool(got.shape == want.shape and got.tolist() == want.tolist())
+    if type(want).__name__ in ("Kraus", "Stinespring"):
+        return bool(
+            str(got._data) == str(want._data)  # the same operators, not only the same channel
+            and got.input_dims() == want.input_dims()
+            and got.output_dims() == want.output_dims()
+        )
+    return bool(got == want)
+
+
+def test_results_channels_aer_states_and_containers_round_trip_typed(tmp_path: Path) -> None:
+    """A backend Result, Aer's AerStatevector/AerDensityMatrix, the quantum channels and
+    the V2 containers: pickled (job.result() refused them) or, Aer's, not storable."""
+    from qshpc import LocalClient, Program, QuantumServerless
+    from qshpc.store import decode_blob, encode_blob, to_jsonable
+    from qshpc.store.qiskit_objects import typed_parts
+
+    objects = _objects()
+    for key, value in objects.items():
+        assert typed_parts(value) is not None, key  # typed, never pickled
+        assert _same(decode_blob(encode_blob(value)), value), key
+    (tmp_path / "echo.py").write_text(ECHO)
+    serverless = QuantumServerless(LocalClient(workers=1))
+    job = serverless.run(
+        Program(title="echo16b", entrypoint="echo.py", working_dir=str(tmp_path)), objects
+    )
+    result = job.result()  # nothing pickled: no allow_pickle needed
+    for where in ("main", "task"):
+        for key, value in objects.items():
+            assert _same(result[where][key], value), (where, key)
+    plain = to_jsonable(objects)  # `qshpc result --json` reads them too
+    assert plain["kraus"]["type"] == "Kraus" and plain["result"]["type"] == "Result"
