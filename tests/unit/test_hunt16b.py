@@ -153,3 +153,34 @@ def test_results_channels_aer_states_and_containers_round_trip_typed(tmp_path: P
             assert _same(result[where][key], value), (where, key)
     plain = to_jsonable(objects)  # `qshpc result --json` reads them too
     assert plain["kraus"]["type"] == "Kraus" and plain["result"]["type"] == "Result"
+
+
+FRACTION = """\
+from qshpc import distribute_task, get, save_result
+
+
+@distribute_task(target={"cpu": 0.5, "gpu": 0.25})
+def square(x):
+    return x * x
+
+
+save_result({"squares": get([square(i) for i in range(4)]), "cpu": square.target.cpu})
+"""
+
+
+def test_ray_style_fractional_cpu_and_gpu_round_up_to_a_rank_s_share(tmp_path: Path) -> None:
+    """``target={"cpu": 0.5, "gpu": 0.25}`` (Ray's num_cpus float) was refused: "cpu=0.5
+    must be >= 1; gpu=0.25 must be a whole number"."""
+    from qshpc import LocalClient, Program, QuantumServerless, Target
+    from qshpc.errors import ResourceError
+
+    assert (Target(cpu=0.5, gpu=0.25).cpu, Target(cpu=0.5, gpu=0.25).gpu) == (1, 1)
+    assert Target.from_dict({"cpu": 1.5}).cpu == 2 and Target(cpu=2.0).cpu == 2
+    for bad in ({"cpu": 0}, {"cpu": -0.5}, {"gpu": -0.25}, {"ranks": 1.5}):
+        with pytest.raises(ResourceError, match="bad task target"):
+            Target.from_dict(bad)
+    (tmp_path / "frac.py").write_text(FRACTION)
+    job = QuantumServerless(LocalClient(workers=1)).run(
+        Program(title="frac16b", entrypoint="frac.py", working_dir=str(tmp_path))
+    )
+    assert job.result() == {"squares": [0, 1, 4, 9], "cpu": 1}
