@@ -184,3 +184,78 @@ def test_ray_style_fractional_cpu_and_gpu_round_up_to_a_rank_s_share(tmp_path: P
         Program(title="frac16b", entrypoint="frac.py", working_dir=str(tmp_path))
     )
     assert job.result() == {"squares": [0, 1, 4, 9], "cpu": 1}
+
+
+VQE = """\
+import numpy as np
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit.library import efficient_su2
+from qiskit.providers.fake_provider import GenericBackendV2
+from qiskit.quantum_info import SparsePauliOp, Kraus, Operator
+from qiskit.primitives.containers import BindingsArray
+from qiskit_aer.noise import NoiseModel, depolarizing_error
+from qshpc import distribute_task, get, get_arguments, save_result, put
+from qshpc.aer import EstimatorV2, SamplerV2
+
+backend = GenericBackendV2(60, seed=7)
+ansatz = efficient_su2(4, reps=1)
+isa = transpile(ansatz, backend, optimization_level=1, seed_transpiler=7)
+ham = SparsePauliOp.from_list([("ZZII", 1.0), ("IZZI", 0.5), ("XIIX", -0.3)]).apply_layout(isa.layout)
+
+@distribute_task(target={"cpu": 0.5})
+def energies(circuit, obs, params):
+    return EstimatorV2().run([(circuit, obs, params)]).result()[0].data.evs
+
+rng = np.random.default_rng(1)
+sweeps = [rng.uniform(0, np.pi, (5, isa.num_parameters)) for _ in range(3)]
+evs = get([energies(isa, ham, p) for p in sweeps])
+
+noise = NoiseModel(); noise.add_all_qubit_quantum_error(depolarizing_error(0.01, 2), ["cx"])
+@distribute_task()
+def sample(circuits, noise):
+    res = SamplerV2(options={"backend_options": {"noise_model": noise}}).run(circuits, shots=256).result()
+    return [r.data.meas.get_counts() for r in res]
+
+batch = []
+for n in (2, 3, 4):
+    qc = QuantumCircuit(n); qc.h(0); [qc.cx(i, i + 1) for i in range(n - 1)]; qc.measure_all()
+    batch.append(transpile(qc, backend, optimization_level=1, seed_transpiler=n))
+counts = get(sample(batch, noise))
+big = put(np.arange(2_000_000, dtype=np.float64))
+
+@distribute_task()
+def total(arr):
+    return float(arr.sum())
+
+s = get(total(big))
+save_result({
+    "evs": [np.asarray(e) for e in evs],
+    "counts": counts,
+    "nested": {"ham": ham, "ops": [Operator(np.eye(2)), Kraus([np.eye(2)])],
+               "bind": BindingsArray({tuple(isa.parameters): sweeps[0]})},
+    "sum": s,
+})
+"""
+
+
+def test_a_vqe_sweep_a_noisy_isa_batch_put_and_nested_qiskit_results(tmp_path: Path) -> None:
+    """A researcher's program: Estimator sweeps of an ansatz transpiled onto a 60-qubit
+    device, a noisy Sampler batch of ISA circuits, a big array through put, and nested
+    Qiskit objects saved: runs on 2 workers and reads back typed, nothing pickled."""
+    import numpy as np
+
+    from qshpc import LocalClient, Program, QuantumServerless
+
+    (tmp_path / "vqe.py").write_text(VQE)
+    job = QuantumServerless(LocalClient(workers=2)).run(
+        Program(title="vqe16b", entrypoint="vqe.py", working_dir=str(tmp_path))
+    )
+    result = job.result()
+    assert [np.shape(e) for e in result["evs"]] == [(5,)] * 3
+    assert all(-1.8 <= float(v) <= 1.8 for e in result["evs"] for v in e)
+    assert [sum(c.values()) for c in result["counts"]] == [256] * 3
+    assert result["sum"] == float(np.arange(2_000_000).sum())
+    nested = result["nested"]
+    assert [type(o).__name__ for o in nested["ops"]] == ["Operator", "Kraus"]
+    assert type(nested["bind"]).__name__ == "BindingsArray" and nested["bind"].shape == (5,)
+    assert type(nested["ham"]).__name__ == "SparsePauliOp" and nested["ham"].num_qubits == 60
