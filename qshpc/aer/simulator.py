@@ -262,22 +262,24 @@ def check_width(circuits: list[QuantumCircuit], spec: SimSpec) -> None:
     Raises:
         UserError: With the circuit, its width, the limit and the memory needed.
     """
+    from qshpc.aer.sizing import active_width
+
     limit = width_limit(spec)
-    wide = max(circuits, key=lambda c: int(c.num_qubits))
-    if int(wide.num_qubits) <= limit:
+    width, wide = max(((active_width(c), c) for c in circuits), key=lambda wc: wc[0])
+    if width <= limit:
         return
     from qshpc.aer.sizing import GIB, estimate_memory_bytes
 
     need = ""
     if spec.method in ("statevector", "density_matrix", "unitary", "superop", "automatic"):
         method = "statevector" if spec.method == "automatic" else spec.method
-        gib = estimate_memory_bytes(int(wide.num_qubits), method, spec.precision) / GIB
+        gib = estimate_memory_bytes(width, method, spec.precision) / GIB
         need = f" (it would need about {gib:,.0f} GiB)"
     split = ""
     if spec.method in ("statevector", "automatic") and spec.device == "CPU":
-        split = _split_hint(int(wide.num_qubits), limit)
+        split = _split_hint(width, limit)
     raise UserError(
-        f"circuit {wide.name!r} has {wide.num_qubits} qubits: more than the {limit} that "
+        f"circuit {wide.name!r} acts on {width} qubits: more than the {limit} that "
         f"Aer's {spec.method} method can hold in this node's memory{need}; use fewer "
         "qubits, method='matrix_product_state' (low entanglement) or method='stabilizer' "
         f"(Clifford circuits){split}"

@@ -108,6 +108,27 @@ class Estimate:
         return self.bytes / GIB
 
 
+def active_width(circuit: QuantumCircuit) -> int:
+    """The qubits ``circuit`` acts on: its width as a simulation.
+
+    A circuit transpiled onto a 127-qubit device keeps all 127 qubits but acts on
+    the few its layout chose; Aer drops the idle ones (its truncation), so a
+    127-qubit ISA circuit using 5 qubits is a 5-qubit simulation. Barriers do not
+    count; qubits inside control-flow blocks do (they are the outer qubits).
+    """
+    n = int(circuit.num_qubits)
+    data = getattr(circuit, "data", None)
+    if n <= 1 or data is None:  # not a circuit: only its declared width is known
+        return n
+    used: set[object] = set()
+    for inst in data:
+        if inst.operation.name != "barrier":
+            used.update(inst.qubits)
+            if len(used) == n:
+                break
+    return len(used)
+
+
 def estimate_for_circuits(
     circuits: QuantumCircuit | Iterable[QuantumCircuit],
     method: str = "statevector",
@@ -117,7 +138,8 @@ def estimate_for_circuits(
     """Estimate the memory one rank needs for these circuits (run one at a time).
 
     Args:
-        circuits: A circuit or several; anything with ``num_qubits``.
+        circuits: A circuit or several, sized by the qubits they act on
+            (:func:`active_width`), not their declared width.
         method: Aer method.
         precision: ``"double"`` or ``"single"``.
         device: ``"CPU"`` or ``"GPU"``.
@@ -126,7 +148,7 @@ def estimate_for_circuits(
         An :class:`Estimate` for the widest circuit.
     """
     items = [circuits] if hasattr(circuits, "num_qubits") else list(circuits)
-    n = max((int(c.num_qubits) for c in items), default=0)
+    n = max((active_width(c) for c in items), default=0)
     state = state_bytes(n, method, precision)
     total = estimate_memory_bytes(n, method, precision)
     return Estimate(total, device.upper(), method, precision, n, state)

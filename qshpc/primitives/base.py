@@ -86,6 +86,7 @@ def check_widths(
     from qshpc import settings
     from qshpc.aer.distributed.plan import one_node_lacks, ranks_for, refusal
     from qshpc.aer.simulator import check_width, sim_spec, width_limit
+    from qshpc.aer.sizing import active_width
     from qshpc.errors import UserError
 
     spec = sim_spec(config.method, config.device, config.precision)
@@ -93,7 +94,7 @@ def check_widths(
     mode = settings.DISTRIBUTE.get()
     wide: dict[int, int] = {}
     for i, circuit in enumerate(circuits):
-        width = int(circuit.num_qubits)
+        width = active_width(circuit)  # a 127-qubit ISA circuit on 5 qubits: 5
         if width <= limit and mode == "auto":
             continue  # it fits, nothing forces a split: as before
         k = ranks_for(width, limit, spec.method, spec.device, spec.precision, mode)

@@ -9,6 +9,10 @@ The fields are quantum-serverless 0.10.1's (``cpu``, ``gpu``, ``qpu``, ``mem``,
 * ``mem``: GB per task (quantum-serverless passed Ray bytes); circuits that
   cannot fit are refused at the call. 0: unchecked.
 * ``gpu``: 0 or 1 (one device per rank).
+* A fraction of ``cpu`` or ``gpu`` (Ray's ``num_cpus=0.5``: tasks sharing a core
+  or a device) rounds up: a rank runs its tasks one at a time, so each holds
+  whole threads and its rank's device (``cpu=0.5``: one thread; ``gpu=0.25``:
+  the rank's GPU, used by one task at a time).
 * ``env_vars``: set in the task's environment while it runs.
 * ``pip``: requirements checked when the function is decorated (qshpc never
   installs packages on compute nodes: it names the missing ones).
@@ -21,6 +25,7 @@ The fields are quantum-serverless 0.10.1's (``cpu``, ``gpu``, ``qpu``, ``mem``,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +158,11 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"{key}={value!r} is not a number")
             continue
+        if name in ("cpu", "gpu") and 0 < value and int(value) != value:
+            # Ray's fractional num_cpus/num_gpus (quantum-serverless's Target(cpu=0.5)):
+            # tasks share a resource. A rank runs its tasks one at a time, so a task holds
+            # whole cores and its rank's device: a fraction rounds up (0.5 CPU: one thread).
+            value = math.ceil(value)
         at_least_one = name in ("cpu", "ranks")
         if value < 0 or (at_least_one and value < 1):
             problems.append(f"{key}={value!r} must be {'>= 1' if at_least_one else '>= 0'}")

@@ -45,6 +45,19 @@ coupling-map           ``CouplingMap``                  ``num_qubits``, ``labell
                                                         nodes hold their numbers, not None),
                                                         ``edges`` (int array, edges x 2, in
                                                         the graph's order), ``description``
+channel-kraus, -choi,  the quantum channels ``Kraus``,  ``data`` (Kraus, Stinespring:
+-superop, -ptm, -chi,  ``Choi``, ``SuperOp``, ``PTM``,  ``left`` and ``right`` if any),
+-stinespring           ``Chi``, ``Stinespring``         ``input_dims``, ``output_dims``
+aer-statevector,       qiskit-aer's ``AerStatevector``, ``data``, ``dims`` (they also
+aer-density-matrix     ``AerDensityMatrix``             pickle as these parts: their C++
+                                                        state does not pickle)
+bindings-array         ``BindingsArray``                ``shape``, ``names`` (str lists),
+                                                        ``values`` (arrays)
+observables-array      ``ObservablesArray``             ``shape``, ``labels``, ``coeffs``
+                                                        (float), one per observable
+backend-result         a backend's ``Result``           ``json``: ``to_dict()`` as JSON,
+                                                        complex numbers, arrays and Aer's
+                                                        saved states tagged
 =====================  ===============================  ==================================
 
 Only the exact classes are typed (a subclass is pickled: it would come back
@@ -83,6 +96,15 @@ from typing import Any
 FORMAT = 1
 
 _QI = "qiskit.quantum_info"
+#: The quantum channels of qiskit.quantum_info: module -> class.
+_CHANNELS = {
+    "kraus": "Kraus",
+    "choi": "Choi",
+    "superop": "SuperOp",
+    "ptm": "PTM",
+    "chi": "Chi",
+    "stinespring": "Stinespring",
+}
 #: ``module:qualname`` of each typed class -> its encoding-type.
 _CLASSES: dict[str, str] = {
     f"{_QI}.operators.symplectic.sparse_pauli_op:SparsePauliOp": "sparse-pauli-op",
@@ -112,6 +134,13 @@ _CLASSES: dict[str, str] = {
     "qiskit._accelerate.sparse_observable:SparseObservable": "sparse-observable",
     f"{_QI}.operators.symplectic.pauli_list:PauliList": "pauli-list",
     f"{_QI}.operators.symplectic.clifford:Clifford": "clifford",
+    # quantum channels: their data (a matrix; Kraus and Stinespring: left, right) and dims
+    **{f"{_QI}.operators.channel.{m}:{c}": f"channel-{m}" for m, c in _CHANNELS.items()},
+    "qiskit_aer.quantum_info.states.aer_statevector:AerStatevector": "aer-statevector",
+    "qiskit_aer.quantum_info.states.aer_densitymatrix:AerDensityMatrix": "aer-density-matrix",
+    "qiskit.primitives.containers.bindings_array:BindingsArray": "bindings-array",
+    "qiskit.primitives.containers.observables_array:ObservablesArray": "observables-array",
+    "qiskit.result.result:Result": "backend-result",
 }
 
 #: Encoding-types written by this module.
@@ -149,6 +178,10 @@ def kind(value: Any) -> str | None:
         return _by_type[t]
     except KeyError:
         found = _CLASSES.get(f"{t.__module__}:{t.__qualname__}")
+        if found in ("aer-statevector", "aer-density-matrix"):
+            import copyreg  # Aer's states hold a C++ wrapper pickle refuses: send their parts
+
+            copyreg.pickle(t, _reduce_typed)
         if len(_by_type) > 4096:  # classes made at run time: keep the cache bounded
             _by_type.clear()
         _by_type[t] = found
@@ -158,6 +191,14 @@ def kind(value: Any) -> str | None:
 def kind_of_class(name: str) -> str | None:
     """The encoding-type of the class named ``module:qualname`` (None: not a typed class)."""
     return _CLASSES.get(name)
+
+
+def _reduce_typed(value: Any) -> tuple[Any, ...]:
+    """Pickle ``value`` (of a typed kind) as its parts, rebuilt by :func:`from_parts`."""
+    found = typed_parts(value)
+    if found is None:
+        raise TypeError(f"cannot pickle {type(value).__name__}: its parts are not typed")
+    return (from_parts, (found[0], FORMAT, found[1]))
 
 
 def typed_parts(value: Any) -> tuple[str, dict[str, Any]] | None:
@@ -292,8 +333,40 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
         return {**out, "coeffs": np.asarray(coeffs, dtype=np.complex128)}
     if which == "pauli":
         return {"label": value.to_label()}
-    if which in ("statevector", "density-matrix"):
+    if which in ("statevector", "density-matrix", "aer-statevector", "aer-density-matrix"):
         return {"data": np.ascontiguousarray(value.data), "dims": [int(d) for d in value.dims()]}
+    if which.startswith("channel-"):
+        dims: dict[str, Any] = {
+            "input_dims": [int(d) for d in value.input_dims()],
+            "output_dims": [int(d) for d in value.output_dims()],
+        }
+        if which in ("channel-kraus", "channel-stinespring"):
+            left, right = value._data  # Kraus: lists of matrices; Stinespring: matrices
+            out = {"left": _arrays(left), **dims}
+            return out if right is None else {**out, "right": _arrays(right)}
+        return {"data": np.ascontiguousarray(value.data), **dims}
+    if which == "bindings-array":
+        data = dict(value.data)
+        return {
+            "shape": [int(d) for d in value.shape],
+            "names": [[str(n) for n in key] for key in data],
+            "values": [np.asarray(v) for v in data.values()],
+        }
+    if which == "observables-array":
+        flat = [dict(o) for o in np.asarray(value.tolist(), dtype=object).reshape(-1)]
+        for o in flat:
+            if not all(isinstance(c, (int, float)) for c in o.values()):
+                raise Untyped("an ObservablesArray with non-real coefficients")
+        return {
+            "shape": [int(d) for d in value.shape],
+            "labels": [list(o) for o in flat],
+            "coeffs": [np.asarray(list(o.values()), dtype=np.float64) for o in flat],
+        }
+    if which == "backend-result":
+        try:
+            return {"json": json.dumps(value.to_dict(), cls=_ResultJSON)}
+        except (TypeError, ValueError) as exc:
+            raise Untyped(f"Result.to_dict() is not JSON: {exc}") from exc
     if which == "operator":
         return {
             "data": np.ascontiguousarray(value.data),
@@ -402,7 +475,52 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
         return _dict_of(getattr(importlib.import_module(qmod), qname), parts)
     if which == "coupling-map":
         return _coupling_map(parts)
+    if which in ("aer-statevector", "aer-density-matrix"):
+        from qiskit_aer import quantum_info as aqi
+
+        cls = aqi.AerStatevector if which == "aer-statevector" else aqi.AerDensityMatrix
+        return cls(np.asarray(parts["data"]), dims=tuple(parts["dims"]))
+    if which == "bindings-array":
+        from qiskit.primitives.containers import BindingsArray  # type: ignore[import-untyped]
+
+        data = {
+            tuple(str(n) for n in names): np.asarray(v)
+            for names, v in zip(parts["names"], parts["values"], strict=True)
+        }
+        return BindingsArray(data, shape=tuple(int(d) for d in parts["shape"]))
+    if which == "observables-array":
+        from qiskit.primitives.containers import ObservablesArray
+
+        shape = tuple(int(d) for d in parts["shape"])
+        items = np.empty(len(parts["labels"]), dtype=object)
+        items[:] = [
+            dict(zip((str(lb) for lb in labels), (float(c) for c in coeffs), strict=True))
+            for labels, coeffs in zip(parts["labels"], parts["coeffs"], strict=True)
+        ]
+        return ObservablesArray(items.reshape(shape).tolist() if shape else items[0])
+    if which == "backend-result":
+        from qiskit.result import Result  # type: ignore[import-untyped]
+
+        return Result.from_dict(json.loads(parts["json"], object_hook=_result_hook))
     from qiskit import quantum_info as qi
+
+    if which.startswith("channel-"):
+        cls = getattr(qi, _CHANNELS[which.removeprefix("channel-")])
+        dims = {
+            "input_dims": tuple(parts["input_dims"]),
+            "output_dims": tuple(parts["output_dims"]),
+        }
+        if "left" not in parts:
+            return cls(np.asarray(parts["data"]), **dims)
+        left = parts["left"]
+        left = np.asarray(left) if which == "channel-stinespring" else [np.asarray(m) for m in left]
+        if "right" not in parts:
+            return cls(left, **dims)
+        right = parts["right"]
+        right = (
+            np.asarray(right) if which == "channel-stinespring" else [np.asarray(m) for m in right]
+        )
+        return cls((left, right), **dims)
 
     if which == "sparse-pauli-op":
         paulis = qi.PauliList.from_symplectic(
@@ -480,6 +598,67 @@ def _v1_result(which: str, parts: dict[str, Any]) -> Any:
         dists = [_dict_of(cls, item) for item in parts["quasi_dists"]]
         return module.SamplerResult(dists, metadata)
     return module.EstimatorResult(parts["values"], metadata)
+
+
+def _arrays(x: Any) -> Any:
+    import numpy as np
+
+    if isinstance(x, (list, tuple)):
+        return [np.ascontiguousarray(m) for m in x]
+    return np.ascontiguousarray(x)
+
+
+class _ResultJSON(json.JSONEncoder):
+    """A backend Result's ``to_dict()`` as JSON: complex numbers and arrays tagged."""
+
+    def default(self, o: Any) -> Any:
+        import numpy as np
+
+        if isinstance(o, complex | np.complexfloating):
+            return {"__complex__": [float(o.real), float(o.imag)]}
+        if isinstance(o, np.ndarray):
+            if np.iscomplexobj(o):
+                return {"__carray__": [o.real.tolist(), o.imag.tolist()]}
+            return {"__array__": o.tolist()}
+        if isinstance(o, np.generic):
+            return o.item()
+        t = type(o)
+        name = f"{t.__module__}:{t.__qualname__}"
+        if name in _RESULT_STATES:  # Aer's save_statevector/save_density_matrix data
+            return {"__state__": [name, self.default(np.asarray(o.data)), list(o.dims())]}
+        return super().default(o)
+
+
+#: The states a backend Result's data may hold (Aer's save_*), read back by class name.
+_RESULT_STATES = {
+    f"{m}:{c}"
+    for m in ("qiskit_aer.backends.compatibility", "qiskit.quantum_info.states.statevector")
+    for c in ("Statevector",)
+} | {
+    f"{m}:{c}"
+    for m in ("qiskit_aer.backends.compatibility", "qiskit.quantum_info.states.densitymatrix")
+    for c in ("DensityMatrix",)
+}
+
+
+def _result_hook(d: dict[str, Any]) -> Any:
+    import numpy as np
+
+    if len(d) == 1:
+        if "__complex__" in d:
+            return complex(*d["__complex__"])
+        if "__carray__" in d:
+            re, im = d["__carray__"]
+            return np.asarray(re) + 1j * np.asarray(im)
+        if "__array__" in d:
+            return np.asarray(d["__array__"])
+        if "__state__" in d and d["__state__"][0] in _RESULT_STATES:
+            import importlib
+
+            name, data, dims = d["__state__"]
+            module, _, cls = name.partition(":")
+            return getattr(importlib.import_module(module), cls)(data, dims=tuple(dims))
+    return d
 
 
 Writer = Any  # write_native(group, name, value)

@@ -65,6 +65,8 @@ class _CircuitPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         # Not called for plain ints, floats, strs, lists, dicts, tuples: cheap.
         if type(obj) is not self._circuit_class:
+            if type(obj).__name__ in _AER_STATES:
+                return _typed_reduce(obj)
             return NotImplemented
         circuit: Any = obj
         if not set(circuit.count_ops()) <= standard_names():
@@ -80,6 +82,18 @@ class _CircuitPickler(pickle.Pickler):
         if qpy is not None:
             qpy[id(obj)] = (obj, data)
         return (load_circuit, (data,))
+
+
+#: Aer's states hold a C++ wrapper pickle refuses: they travel as their typed parts.
+_AER_STATES = frozenset({"AerStatevector", "AerDensityMatrix"})
+
+
+def _typed_reduce(obj: Any) -> Any:
+    from qshpc.store import qiskit_objects
+
+    if qiskit_objects.kind(obj) is None:  # (the kind registers its reducer with copyreg)
+        return NotImplemented
+    return qiskit_objects._reduce_typed(obj)
 
 
 _local = threading.local()

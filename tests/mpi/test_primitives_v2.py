@@ -163,6 +163,7 @@ def test_local_client_mode_bad_input_fails_before_a_job_exists(qshpc_home: Path)
     with pytest.raises(PubError, match="inconsistent with last dimension"):
         SamplerV2(mode=LocalClient(workers=1)).run([(qc, [0.5])])
     wide = QuantumCircuit(40, 1)
+    wide.h(range(40))  # sized by the qubits it acts on: measuring one is a 1-qubit circuit
     wide.measure(0, 0)
     with pytest.raises(PubError, match="40 qubits"):
         SamplerV2(mode=LocalClient(workers=1)).run([wide])

@@ -110,9 +110,11 @@ def test_memory_target_refuses_circuits_that_cannot_fit() -> None:
     def simulate(circuit: QuantumCircuit) -> int:
         return circuit.num_qubits
 
+    wide = QuantumCircuit(34)
+    wide.h(range(34))  # sized by the qubits it acts on: an empty circuit is 0 qubits
     assert get(simulate(QuantumCircuit(10))) == 10
     with pytest.raises(ResourceError, match=r"34-qubit statevector needs 256\.0 GiB"):
-        simulate(QuantumCircuit(34))
+        simulate(wide)
 
 
 def test_bare_decorator_is_a_task_with_the_default_target() -> None:
