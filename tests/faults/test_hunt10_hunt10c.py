@@ -256,10 +256,12 @@ def test_a_cached_typed_parameter_is_rebound_to_the_calls_own() -> None:
 
     old, mine = Parameter("θ"), Parameter("θ")
     entry = encode({"p": old})
-    hit = SimpleNamespace(
+    value = decode_blob(entry.body)
+    hit = SimpleNamespace(  # a Hit's parts that rebind_hit reads (load: a lazy hit's decode)
         blob=entry.body,
         header=SimpleNamespace(form=entry.form),
-        value=decode_blob(entry.body),
+        value=value,
+        load=lambda: value,
     )
     back = rebind_hit(hit, (mine,), None)["p"]
     assert back == mine and back.uuid == mine.uuid != old.uuid
