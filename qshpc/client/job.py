@@ -84,10 +84,10 @@ class Job:
         #: once the store is final; result() returns then, not at the launcher's exit.
         self._end_note = end_note if process is not None else ""
         self._ended_early = False
-        if self._end_note:
+        if self._end_note and process is not None:
             import weakref
 
-            weakref.finalize(self, discard_note, self._end_note)
+            weakref.finalize(self, _drop_note_of_ended, process, self._end_note)
 
     def __repr__(self) -> str:
         return f"<Job | {self.job_id}>"
@@ -894,6 +894,13 @@ def discard_note(path: str) -> None:
     if path:
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def _drop_note_of_ended(process: subprocess.Popen[bytes], path: str) -> None:
+    """A Job let go: its note goes when its launcher has ended; a launcher still running
+    reads it at its exit (else it opens the store: an h5py import, 0.2 CPU s) and removes it."""
+    if process.poll() is not None:
+        discard_note(path)
 
 
 #: How often a ``result()`` looks at the end note while the launcher runs (a stat).
