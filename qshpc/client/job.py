@@ -909,32 +909,35 @@ _NOTE_LOOK = 0.01
 
 def _wait_for_exit(process: subprocess.Popen[bytes], timeout: float, note: str = "") -> None:
     """Return when ``process`` exits, or after ``timeout`` seconds, whichever is first;
-    with ``note``, also once that end note holds the job's end.
+    with ``note``, also once that end note holds the job's end (looked at every
+    :data:`_NOTE_LOOK` seconds).
 
     A pidfd wakes the caller the moment the process exits (Popen.wait(timeout)
-    would notice it only at its next poll, up to 50 ms later).
+    would notice it only at its next poll, up to 50 ms later); it is opened once
+    and polled in slices between the note's looks.
     """
     if process.poll() is not None:
         return
-    if note:
-        end = time.monotonic() + timeout
-        while read_note(note) is None:
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            _wait_for_exit(process, min(left, _NOTE_LOOK))
-            if process.poll() is not None:
-                return
-        return
+    end = time.monotonic() + timeout
     try:
         fd = os.pidfd_open(process.pid)
     except (AttributeError, OSError):  # not Linux 5.3+, or already reaped
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        return
+        fd = None
     try:
-        select.select([fd], [], [], timeout)
+        while not (note and read_note(note) is not None):
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            step = min(left, _NOTE_LOOK) if note else left
+            if fd is not None:
+                if select.select([fd], [], [], step)[0]:
+                    return  # exited (reaped by the caller's next poll or wait)
+            else:
+                try:
+                    process.wait(step)
+                    return
+                except subprocess.TimeoutExpired:
+                    pass
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
