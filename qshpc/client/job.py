@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from qshpc.errors import JobFailedError, NoResultError
+from qshpc.jobs.endnote import read_end_note
 from qshpc.jobs.paths import (
     has_job_file,
     jobs_root,
@@ -349,10 +350,11 @@ class Job:
         """
         if not self._end_note or self._process is None or self._process.poll() is not None:
             return None
-        state = read_note(self._end_note)
-        if state is not None:
-            self._ended_early = True
-        return state
+        end = read_end_note(self._end_note)
+        if end is None:
+            return None
+        self._ended_early = True
+        return str(end["state"])
 
     def _settle(self, timeout: float = 30.0) -> None:
         """After an early ``result()``: let the launcher exit first (its last log lines)."""
@@ -873,22 +875,6 @@ def read_infos(
     return out
 
 
-def read_note(path: str) -> str | None:
-    """The final state in a launcher's end note (rank 0's, once the store is final), else None."""
-    import json
-
-    try:
-        st = os.stat(path)
-        if not st.st_size:
-            return None
-        with open(path, "rb") as f:  # the client's own 0600 file: rank 0 writes it whole
-            end = json.loads(f.read(1 << 20))
-    except (OSError, ValueError):  # not yet written (or being written), or gone
-        return None
-    state = end.get("state") if isinstance(end, dict) else None
-    return state if state in ("SUCCEEDED", "FAILED", "CANCELED") else None
-
-
 def discard_note(path: str) -> None:
     """Remove a launcher's end note (the launcher removes it too when it ends)."""
     if path:
@@ -924,7 +910,7 @@ def _wait_for_exit(process: subprocess.Popen[bytes], timeout: float, note: str =
     except (AttributeError, OSError):  # not Linux 5.3+, or already reaped
         fd = None
     try:
-        while not (note and read_note(note) is not None):
+        while not (note and read_end_note(note) is not None):
             left = end - time.monotonic()
             if left <= 0:
                 return

@@ -28,6 +28,7 @@ from typing import Any
 
 from qshpc import _timeline, settings
 from qshpc.errors import StoreError, UserError
+from qshpc.jobs.endnote import read_end_note
 from qshpc.jobs.prepare import (
     LAUNCH_TOKEN,
     RunSpec,
@@ -350,20 +351,7 @@ class _EndNote:
 
     def read(self, token: str) -> dict[str, Any] | None:
         """Rank 0's note when it is this run's (its token) and names a final state, else None."""
-        import json
-
-        if not self.path:
-            return None
-        try:
-            with open(self.path, "rb") as f:
-                end = json.loads(f.read(1 << 20) or b"null")
-        except (OSError, ValueError):
-            return None
-        if not isinstance(end, dict) or end.get("token") != token:
-            return None
-        if end.get("state") not in ("SUCCEEDED", "FAILED", "CANCELED"):
-            return None
-        return end
+        return read_end_note(self.path, token)
 
     def remove(self) -> None:
         if not self.path:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from qshpc.jobs.endnote import read_end_note
 from qshpc.launch.local import _cancel_before_start, _Deaths, _EndNote, _not_created, _Signals
 from qshpc.runtime.rank0 import tell_launcher
 
@@ -198,6 +199,26 @@ def test_rank0s_end_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     tell_launcher(note.path, "t1", "SUCCEEDED", None)  # never creates the file, never raises
     assert not Path(note.path).exists()
     note.remove()
+
+
+def test_one_reader_serves_the_launcher_and_the_client(tmp_path: Path) -> None:
+    """read_end_note: the launcher passes its token (another run's note is not its end);
+    a client's Job passes none (its note is given to its own launcher only)."""
+    path = str(tmp_path / "qshpc-end-1-x")
+    assert read_end_note(path) is None  # gone
+    Path(path).write_bytes(b"")
+    assert read_end_note(path) is None and read_end_note(path, "t1") is None  # not written yet
+    assert read_end_note("") is None  # no note
+    tell_launcher(path, "t1", "CANCELED", None)
+    end = {"token": "t1", "state": "CANCELED", "error": None}
+    assert read_end_note(path) == end == read_end_note(path, "t1")
+    assert read_end_note(path, "t2") is None  # another run's: the launcher does not take it
+    tell_launcher(path, None, "SUCCEEDED", None)  # rank 0 run without a launcher's token
+    assert read_end_note(path) == {"token": None, "state": "SUCCEEDED", "error": None}
+    assert read_end_note(path, "t1") is None
+    for text in (b"[1, 2]", b'"SUCCEEDED"', b'{"state": "RUNNING"}', b'{"state": "DAMAGED"}'):
+        Path(path).write_bytes(text)
+        assert read_end_note(path) is None, text  # not a note of an end
 
 
 def test_a_signal_is_held_until_rank_0_handles_it() -> None:
