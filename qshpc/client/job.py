@@ -84,7 +84,6 @@ class Job:
         #: The launcher's end note (``LocalClient``): rank 0 writes the job's end there
         #: once the store is final; result() returns then, not at the launcher's exit.
         self._end_note = end_note if process is not None else ""
-        self._ended_early = False
         if self._end_note and process is not None:
             import weakref
 
@@ -351,14 +350,12 @@ class Job:
         if not self._end_note or self._process is None or self._process.poll() is not None:
             return None
         end = read_end_note(self._end_note)
-        if end is None:
-            return None
-        self._ended_early = True
-        return str(end["state"])
+        return None if end is None else str(end["state"])
 
     def _settle(self, timeout: float = 30.0) -> None:
-        """After an early ``result()``: let the launcher exit first (its last log lines)."""
-        if self._ended_early and self._process is not None:
+        """Once the store is final (an early ``result()`` returned at the note), let the
+        launcher exit before the logs are read (its last log lines, the ranks' teardown)."""
+        if self._process is not None and self._noted_end() is not None:
             _wait_for_exit(self._process, timeout)
 
     def result(

@@ -56,6 +56,23 @@ def test_result_returns_once_the_store_is_final(qshpc_home: Path, tmp_path: Path
     assert open_job(job.job_id).result() == result
 
 
+def test_logs_after_the_store_is_final_wait_for_the_launcher(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    # No result() first: rank 0's note alone says the launcher's last lines are to come.
+    from qshpc.jobs.endnote import read_end_note
+
+    job = LocalClient(workers=1).run(_program(tmp_path), arguments={"n": 2, "linger": 4.0})
+    assert job._process is not None
+    deadline = time.monotonic() + 120
+    while read_end_note(job._end_note) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job._process.poll() is None  # the launcher still runs (rank 0 lingers)
+    job.logs()
+    assert job._process.poll() is not None
+    assert "teardown done" in (job.job_dir / "logs" / "launcher.out").read_text()
+
+
 def test_a_job_failing_after_saving_reads_as_it_will_after_the_end(
     qshpc_home: Path, tmp_path: Path
 ) -> None:
