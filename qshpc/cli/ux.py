@@ -131,27 +131,30 @@ def remove_job(job: Job, force: bool = False) -> str:
     if state not in ACTIVE and _held(job.job_dir):
         state = "RUNNING"  # a run (a resume starting) holds it: its store says so shortly
     if state in ACTIVE:
-        if not force:
-            raise UserError(
-                f"job {jid} is {state}: cancel it first with `qshpc cancel {jid}`, "
-                f"or pass --force to cancel and remove it"
-            )
-        job.stop()
-        why = remove_tree(job.job_dir)
+        why = _stop_and_remove(job, state, force)
     else:
         why = remove_ended(job.job_dir, lambda st, _meta: st in ACTIVE)
         if why == TAKEN:
-            if not force:
-                raise UserError(
-                    f"job {jid} is RUNNING (a run took it meanwhile): cancel it first with "
-                    f"`qshpc cancel {jid}`, or pass --force to cancel and remove it"
-                )
-            job.stop()
-            why = remove_tree(job.job_dir)
+            why = _stop_and_remove(job, "RUNNING (a run took it meanwhile)", force)
     if why is not None:
         raise OSError(f"cannot remove job {jid}: {why}; the job is kept")
     drop_array_if_gone(job.job_dir)
     return state
+
+
+def _stop_and_remove(job: Job, state: str, force: bool) -> str | None:
+    """Cancel a job that runs or is queued (``state``, as the refusal names it) and remove
+    its folder, as :func:`remove_tree`; without ``force``, refuse (UserError)."""
+    from qshpc.errors import UserError
+
+    if not force:
+        jid = job.job_dir.name
+        raise UserError(
+            f"job {jid} is {state}: cancel it first with `qshpc cancel {jid}`, "
+            f"or pass --force to cancel and remove it"
+        )
+    job.stop()
+    return remove_tree(job.job_dir)
 
 
 def _error(text: str) -> None:
