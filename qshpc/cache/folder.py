@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from qshpc.errors import UserError
@@ -44,6 +45,19 @@ TAG_TEXT = (
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 SHARDS = tuple(f"{i:02x}" for i in range(256))
+
+
+def shard_entries(base: Path) -> Iterator[os.DirEntry[str]]:
+    """What the shard folders of one user's folder ``base`` hold, shard by shard (one
+    ``os.scandir`` each, no stat); a shard that cannot be listed (none yet, not a folder,
+    unreadable) is passed over. The scans of ``ls``, ``stats`` and ``gc`` go through it."""
+    for shard in SHARDS:
+        try:
+            it = os.scandir(base / shard)
+        except OSError:
+            continue
+        with it:
+            yield from it
 
 
 def shared_mode() -> bool:
@@ -289,6 +303,7 @@ __all__ = [
     "others_entry_readable",
     "prepare",
     "root_mode",
+    "shard_entries",
     "shared_mode",
     "user_mode",
 ]

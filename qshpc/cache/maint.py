@@ -294,24 +294,18 @@ def _sweep_folder_entries(cache: CacheDir, out: Removal, dry_run: bool) -> None:
     lookup misses them and a write skips them, so their keys were never cached again)."""
     import stat
 
-    for shard in folder.SHARDS:
+    found = [Path(e.path) for e in folder.shard_entries(cache.mine) if is_key(e.name)]
+    for path in found:  # (listed first: nothing is removed from a folder while it is read)
         try:
-            it = os.scandir(cache.mine / shard)
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                continue
         except OSError:
             continue
-        with it:
-            found = [Path(e.path) for e in it if is_key(e.name)]
-        for path in found:
-            try:
-                if not stat.S_ISDIR(os.lstat(path).st_mode):
-                    continue
-            except OSError:
-                continue
-            out.damaged += 1
-            why = None if dry_run else _remove_entry(cache, path)
-            if why is not None and why != _GONE:
-                out.failed += 1
-                out.error = out.error or why
+        out.damaged += 1
+        why = None if dry_run else _remove_entry(cache, path)
+        if why is not None and why != _GONE:
+            out.failed += 1
+            out.error = out.error or why
 
 
 def _drop(cache: CacheDir, st: EntryStat, out: Removal, dry_run: bool) -> None:

@@ -539,36 +539,24 @@ class CacheDir:
     def scan(self, all_users: bool = False) -> Iterator[EntryStat]:
         """Every entry file (a stat each, no read), shard by shard."""
         for uid, base in self.folders(all_users):
-            for shard in folder.SHARDS:
+            for e in folder.shard_entries(base):
+                if not is_key(e.name):
+                    continue
                 try:
-                    it = os.scandir(base / shard)
+                    st = e.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                with it:
-                    for e in it:
-                        if not is_key(e.name):
-                            continue
-                        try:
-                            st = e.stat(follow_symlinks=False)
-                        except OSError:
-                            continue
-                        if stat.S_ISREG(st.st_mode):
-                            yield EntryStat(Path(e.path), e.name, uid, st.st_size, st.st_mtime)
+                if stat.S_ISREG(st.st_mode):
+                    yield EntryStat(Path(e.path), e.name, uid, st.st_size, st.st_mtime)
 
     def temporaries(self) -> Iterator[tuple[Path, float]]:
         """This user's ``.tmp.*`` files (entries being written, or left by dead writers)."""
-        for shard in folder.SHARDS:
-            try:
-                it = os.scandir(self.mine / shard)
-            except OSError:
-                continue
-            with it:
-                for e in it:
-                    if e.name.startswith(_TMP_PREFIX):
-                        try:
-                            yield Path(e.path), e.stat(follow_symlinks=False).st_mtime
-                        except OSError:
-                            continue
+        for e in folder.shard_entries(self.mine):
+            if e.name.startswith(_TMP_PREFIX):
+                try:
+                    yield Path(e.path), e.stat(follow_symlinks=False).st_mtime
+                except OSError:
+                    continue
 
     @staticmethod
     def header(path: Path) -> E.Header:

@@ -136,6 +136,24 @@ def _damage(path: Path, how: str) -> None:
         path.write_bytes(b"")
 
 
+def test_the_scans_read_every_shard_and_pass_over_what_is_not_one(tmp_path: Path) -> None:
+    """folder.shard_entries serves ls/stats (scan), gc's temporaries and its folder sweep."""
+    from qshpc.cache import folder
+
+    base = tmp_path / "u"
+    (base / "00").mkdir(parents=True)
+    (base / "00" / _key(1)).write_bytes(b"x")
+    (base / "00" / ".tmp.a").write_bytes(b"")
+    (base / "ff").mkdir()
+    (base / "ff" / _key(2)).mkdir()
+    (base / "7a").write_bytes(b"")  # a file where a shard folder should be
+    (base / "not-a-shard").mkdir()
+    (base / "not-a-shard" / _key(3)).write_bytes(b"x")  # never looked at
+    found = sorted(os.path.relpath(e.path, base) for e in folder.shard_entries(base))
+    assert found == sorted([f"00/{_key(1)}", "00/.tmp.a", f"ff/{_key(2)}"])
+    assert list(folder.shard_entries(tmp_path / "none")) == []
+
+
 @pytest.mark.parametrize("how", ["truncate", "flip", "zeros", "extend", "empty"])
 def test_damaged_entries_are_misses_and_go(tmp_path: Path, how: str) -> None:
     cache = CacheDir(tmp_path / "c")
