@@ -23,15 +23,10 @@ from qshpc.errors import SerializationError
 from qshpc.program import backend
 from qshpc.program.backend import InlineBackend
 from tests.conftest import run_cli
+from tests.unit.loopback_ranks import GATE, gated
 from tests.unit.test_dispatcher import ranks
 
 pytestmark = pytest.mark.timeout(180)
-
-_GATE = threading.Event()
-
-
-def _wait_gate() -> None:  # by reference: the task pickled by value does not take the Event
-    _GATE.wait(30)
 
 
 @distribute_task()
@@ -46,12 +41,6 @@ def appends(xs: list[int]) -> int:
 
 
 @distribute_task()
-def gated(x: Any) -> Any:
-    _wait_gate()
-    return x
-
-
-@distribute_task()
 def deref(box: Any) -> Any:
     """The object a reference inside ``box`` (a list or dict) names, read with get."""
     inner = box[0] if isinstance(box, list) else box["in"]
@@ -61,7 +50,7 @@ def deref(box: Any) -> Any:
 _RAN: list[int] = []
 
 
-def _note(x: int) -> None:  # by reference, as _wait_gate
+def _note(x: int) -> None:  # by reference, as loopback_ranks._wait_gate
     _RAN.append(x)
 
 
@@ -174,7 +163,7 @@ def test_a_placed_object_that_holds_a_pending_call_result() -> None:
     """Ray lets a put object hold references. On 2dca53c a call that took the object
     while a reference inside it was pending killed the dispatcher ('TaskRef 21 (slow) is
     not done and cannot be sent'); now the call waits for it."""
-    _GATE.clear()
+    GATE.clear()
     with ranks(1) as r:
         slow = r.call(gated, 7)
         obj = r.d.put([slow])
@@ -182,7 +171,7 @@ def test_a_placed_object_that_holds_a_pending_call_result() -> None:
         nested = r.call(deref, [obj])
         time.sleep(0.3)
         assert not waiting.done()
-        _GATE.set()
+        GATE.set()
         first, inside = get([waiting, nested], timeout=60)
         assert first == 7
         assert inside[0].result(0) == 7  # the reference inside the object, done
@@ -309,7 +298,7 @@ def test_a_cancelled_call_never_runs() -> None:
     call all the same: it ran on a worker (its side effects, its result in the store)."""
     from qshpc.program.refs import CancelledError
 
-    _GATE.clear()
+    GATE.clear()
     _RAN.clear()
     with ranks(1) as r:
         busy = [r.call(gated, 1)]
@@ -320,7 +309,7 @@ def test_a_cancelled_call_never_runs() -> None:
         after = r.call(plus_one, queued)
         time.sleep(0.3)
         assert queued.cancel()
-        _GATE.set()
+        GATE.set()
         assert get(busy, timeout=60) == [1, 2]
         assert get(r.call(noted, 6), timeout=60) == 6
         with pytest.raises(CancelledError):
@@ -365,12 +354,12 @@ def test_get_of_a_list_with_a_value_that_is_no_reference_fails_at_once() -> None
     every task of the list first (here the gate's 30 s), then raised."""
     from qshpc.errors import UserError
 
-    _GATE.clear()
+    GATE.clear()
     with ranks(1) as r:
         ref = r.call(gated, 1)
         t0 = time.monotonic()
         with pytest.raises(UserError, match="got int in the list"):
             get([ref, 5], timeout=20)
         assert time.monotonic() - t0 < 5
-        _GATE.set()
+        GATE.set()
         assert get(ref, timeout=60) == 1

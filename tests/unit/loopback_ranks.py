@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from qshpc import distribute_task
 from qshpc.program import backend
 from qshpc.program.session import Session
 from qshpc.runtime.dispatcher import Dispatcher
@@ -17,6 +19,20 @@ from qshpc.runtime.loopback import Loopback
 from qshpc.runtime.protocol import STOP, TAG_STOP
 from qshpc.runtime.worker import serve
 from qshpc.task.context import RankInfo
+
+#: What :func:`gated` waits for: a test clears it, calls, then sets it (before its ranks stop).
+GATE = threading.Event()
+
+
+def _wait_gate() -> None:  # by reference: the task pickled by value does not take the Event
+    GATE.wait(30)
+
+
+@distribute_task()
+def gated(x: Any) -> Any:
+    """``x``, once :data:`GATE` is set (30 s at most): a task held on its worker."""
+    _wait_gate()
+    return x
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from qshpc.runtime.dispatcher import Dispatcher
 from qshpc.runtime.loopback import Loopback
 from qshpc.runtime.pacing import MAX_BATCH, Pace
 from qshpc.runtime.protocol import TAG_BATCH, TAG_RESULT
-from tests.unit.loopback_ranks import loopback_ranks
+from tests.unit.loopback_ranks import GATE, gated, loopback_ranks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,32 +204,19 @@ def test_a_result_that_cannot_travel_fails_only_its_task() -> None:
         assert get(good, timeout=30) == 25
 
 
-_release = threading.Event()
-
-
-def _wait_for_release() -> None:  # by reference: the task pickled by value does not take the Event
-    _release.wait(30)
-
-
-@distribute_task()
-def held(x: int) -> int:
-    _wait_for_release()
-    return x
-
-
 def test_a_lost_worker_fails_what_it_held_and_the_others_finish(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("QSHPC_HEARTBEAT_S", "0.05")
-    _release.clear()
+    GATE.clear()
     with ranks(2, worker_timeout=0.6) as r:
-        refs = [r.call(held, i) for i in range(4)]  # one batch each way, two in flight
+        refs = [r.call(gated, i) for i in range(4)]  # one batch each way, two in flight
         deadline = time.monotonic() + 10
         while {dest for dest, _ in r.batches()} != {1, 2} and time.monotonic() < deadline:
             time.sleep(0.01)
         r.net.cut(2)  # rank 2 dies: no heartbeat, no result
         time.sleep(1.5)
-        _release.set()
+        GATE.set()
         outcomes = [(ref.exception(timeout=30), ref) for ref in refs]
         later = get([r.call(square, i) for i in range(10)], timeout=30)  # rank 1 takes it all
     lost = [ref for exc, ref in outcomes if exc is not None]
@@ -304,7 +291,7 @@ def test_exits_inside_tasks_fail_those_tasks_and_the_worker_serves_on() -> None:
 _stuck = threading.Event()
 
 
-def _wait_unstuck() -> None:  # by reference, as _wait_for_release
+def _wait_unstuck() -> None:  # by reference, as loopback_ranks._wait_gate
     _stuck.wait(60)
 
 

@@ -13,21 +13,10 @@ import pytest
 
 from qshpc import distribute_task, get
 from qshpc.errors import TaskError
+from tests.unit.loopback_ranks import GATE, gated
 from tests.unit.test_dispatcher import ranks
 
 pytestmark = pytest.mark.timeout(120)
-
-_GATE = threading.Event()
-
-
-def _wait_gate() -> None:  # by reference: the task pickled by value does not take the Event
-    _GATE.wait(30)
-
-
-@distribute_task()
-def gated(x: int) -> int:
-    _wait_gate()
-    return x
 
 
 @distribute_task()
@@ -72,7 +61,7 @@ def test_a_failed_dependency_fails_the_calls_waiting_on_it() -> None:
 def test_waiting_calls_are_not_looked_at_until_a_dependency_ends() -> None:
     """2000 calls waiting on one long call: the dispatcher used to go through all of them at
     every turn of its loop (a chain of 50k dependent calls took 7 s against 0.75 s)."""
-    _GATE.clear()
+    GATE.clear()
     with ranks(2) as r:
         looks = []
         unblock = r.d.unblock
@@ -90,13 +79,13 @@ def test_waiting_calls_are_not_looked_at_until_a_dependency_ends() -> None:
         turns = len(looks)
         time.sleep(0.5)  # the dispatcher's loop turns meanwhile (a worker is busy)
         assert len(looks) == turns, "parked calls were looked at with no dependency ended"
-        _GATE.set()
+        GATE.set()
         assert get(waiting, timeout=60) == [5 + i for i in range(2000)]
         assert not r.d.parked and not r.d.blocked
 
 
 def test_calls_still_waiting_when_the_job_ends_are_cancelled() -> None:
-    _GATE.clear()
+    GATE.clear()
     try:
         with ranks(1) as r:
             head = r.call(gated, 1)
@@ -104,11 +93,11 @@ def test_calls_still_waiting_when_the_job_ends_are_cancelled() -> None:
             deadline = time.monotonic() + 30
             while len(r.d.parked) < 10 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            _GATE.set()  # (the worker thread must end for the shutdown below)
+            GATE.set()  # (the worker thread must end for the shutdown below)
             r.d.shutdown(abort=True, drain_s=10)
         assert all(ref.done() for ref in waiting)  # nobody waits for them forever
     finally:
-        _GATE.set()
+        GATE.set()
 
 
 @distribute_task()
@@ -125,7 +114,7 @@ def test_a_waiting_call_takes_its_arguments_as_they_were_at_the_call() -> None:
     """Ray pickles a call's arguments when it is made. On 724bf2f a call waiting on another
     call's result took its other arguments as they were when it was unblocked: a list the
     program appended to after the call reached the task (107 for 7)."""
-    _GATE.clear()
+    GATE.clear()
     with ranks(2) as r:
         slow = r.call(gated, 7)
         xs, inner, extra = [1], [2], [3]
@@ -134,16 +123,16 @@ def test_a_waiting_call_takes_its_arguments_as_they_were_at_the_call() -> None:
         xs.append(100)
         inner.append(200)
         extra.append(300)
-        _GATE.set()
+        GATE.set()
         assert get(top, timeout=60) == [7, [1], {"k": [2]}, [3]]
         assert get(nested, timeout=60) == [7, [1]]
 
 
 def test_a_waiting_call_of_unpicklable_arguments_is_refused_at_the_call() -> None:
-    _GATE.clear()
+    GATE.clear()
     with ranks(2) as r:
         slow = r.call(gated, 1)
         with pytest.raises(Exception, match="cannot be serialized"):
             r.call(shape, slow, [threading.Lock()], {}, extra=[])
-        _GATE.set()
+        GATE.set()
         assert get(slow, timeout=60) == 1
