@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -173,3 +174,25 @@ def job_status(job: Path) -> dict[str, Any]:
     assert out.returncode == 0, out.stderr
     status: dict[str, Any] = json.loads(out.stdout)
     return status
+
+
+@contextmanager
+def tmpfs(mnt: Path, options: str) -> Iterator[Path]:
+    """A small tmpfs mounted at ``mnt`` (made if missing) with ``options`` (``size=2m``,
+    ``nr_inodes=64``): a real full disk. The test is skipped where none can be mounted
+    (not root, no CAP_SYS_ADMIN); unmounted (lazily) after."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    try:
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+            capture_output=True,
+            text=True,
+        )
+    except OSError as exc:  # no mount command
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)

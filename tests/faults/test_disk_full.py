@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import job_dir_of, run_cli, tmpfs
 from tests.faults.test_bad_input import no_internals
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -50,13 +50,8 @@ save_result(1)
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MB tmpfs at ``tmp_path/disk``."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "size=3m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def grow(mnt: Path, size: str = "40m") -> None:

@@ -6,7 +6,6 @@ Each test says what happened on main 8cc329b.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from qshpc import distribute_task, get
 from qshpc.errors import UserError
 from qshpc.program.backend import InlineBackend
 from qshpc.store.jobfile import create_job
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import job_dir_of, run_cli, tmpfs
 from tests.unit.test_dispatcher import ranks
 
 pytestmark = pytest.mark.timeout(120)
@@ -163,10 +162,7 @@ def test_a_run_refused_for_a_full_disk_leaves_no_lock_claim(tmp_path: Path) -> N
     """``qshpc run --resume JOB`` while the job's disk is full (a real tmpfs). On 8cc329b
     each refused run left an empty ``job.lock|host|pid|n`` in the job folder (flufl.lock's
     claim file, made before its write failed); the refusal itself was clear."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "size=2m") as mnt:
         prog = tmp_path / "prog.py"
         prog.write_text("from qshpc import save_result\nsave_result(42)\n")
         env = {"QSHPC_HOME": str(mnt / "home")}
@@ -186,8 +182,6 @@ def test_a_run_refused_for_a_full_disk_leaves_no_lock_claim(tmp_path: Path) -> N
         (mnt / "filler").unlink()
         out = run_cli("result", str(job), env=env, timeout=60)
         assert out.stdout.strip() == "42", (out.stdout, out.stderr)
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @as_root
@@ -201,10 +195,7 @@ def test_a_job_or_arguments_file_not_created_for_a_full_disk_says_try_again(
     from qshpc import save_arguments
     from qshpc.errors import StoreError
 
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "size=1m") as mnt:
         with open(mnt / "filler", "wb") as fh:
             try:
                 while True:
@@ -220,8 +211,6 @@ def test_a_job_or_arguments_file_not_created_for_a_full_disk_says_try_again(
         with pytest.raises(StoreError, match="nothing was written") as err:
             save_arguments(mnt / "args.h5", {"a": 1})
         assert "--resume" not in str(err.value) and not (mnt / "args.h5").exists()
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @as_root
@@ -229,10 +218,7 @@ def test_a_job_the_disk_stopped_before_it_started_is_failed_not_queued(tmp_path:
     """The job is created, then the disk has no room for the run (its 1 MiB reserve). On
     8cc329b ``qshpc run`` exited 2 and left the job QUEUED for good: ``qshpc list``
     showed a job that never runs, and ``qshpc rm`` refused it ('cancel it first')."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "size=1m") as mnt:
         (mnt / "filler").write_bytes(bytes(800 * 1024))  # room for the job, not for its run
         prog = tmp_path / "prog.py"
         prog.write_text("from qshpc import save_result\nsave_result(42)\n")
@@ -248,8 +234,6 @@ def test_a_job_the_disk_stopped_before_it_started_is_failed_not_queued(tmp_path:
         out = run_cli("run", str(prog), "--resume", str(job), "--workers", "0", env=env)
         assert out.returncode == 0, out.stderr[-2000:]
         assert run_cli("result", str(job), env=env, timeout=60).stdout.strip() == "42"
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.parametrize(

@@ -287,16 +287,13 @@ def test_an_ended_jobs_journal_is_folded_by_a_later_read_once_there_is_room(
     good: qshpc's readers were right, plain h5py saw no state and no ``/result``. A
     later ``qshpc status``/``result`` (``Job.info``) now folds it once there is room,
     under the job's lock; with no room, or while a run holds the lock, it stays."""
-    import subprocess
 
     from qshpc.client.job import Job
     from qshpc.store.lock import JobLock
+    from tests.conftest import tmpfs
     from tests.faults.test_disk_full import grow
 
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "size=3m") as mnt:
         job = _ended_with_no_room_to_fold(mnt)
         assert _plain_h5py(job) == (None, False)
         assert Job(job).info()["state"] == "SUCCEEDED"  # still no room: nothing changes
@@ -310,8 +307,6 @@ def test_an_ended_jobs_journal_is_folded_by_a_later_read_once_there_is_room(
         state, has_result = _plain_h5py(job)
         assert state == "SUCCEEDED" and has_result
         assert sorted(p.name for p in job.iterdir()) == ["job.h5"]
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @distribute_task()

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, tmpfs
 from tests.faults.test_bad_input import no_internals
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240)]
@@ -45,56 +43,33 @@ save_result(get([f(i) for i in range(6)]))
 """
 
 
-def _mount(mnt: Path, options: str) -> None:
-    mnt.mkdir(exist_ok=True)
-    try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
-            check=True,
-            capture_output=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-
-
-@pytest.fixture
-def disk(tmp_path: Path) -> Iterator[Path]:
-    """Where a small tmpfs is mounted (by the test, with its options); unmounted after."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "disk"
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
-
-
 @pytest.mark.parametrize(("workers", "inodes"), [(0, (8, 10)), (1, (11, 12))])
 def test_a_file_system_out_of_inodes_leaves_no_queued_job(
-    tmp_path: Path, disk: Path, workers: int, inodes: tuple[int, ...]
+    tmp_path: Path, workers: int, inodes: tuple[int, ...]
 ) -> None:
     program = tmp_path / "squares.py"
     program.write_text(SQUARES)
     for n in inodes:  # runs out at: the log, job.h5's rewrite / job.h5's, dispatch.log
-        _mount(disk, f"size=20m,nr_inodes={n}")
-        home = disk / "home"
-        env = {"QSHPC_HOME": str(home)}
-        out = run_cli("run", str(program), "--workers", str(workers), env=env, timeout=60)
-        text = out.stdout + out.stderr
-        assert "Traceback" not in text, (n, text)
-        no_internals(text)
-        assert out.returncode in (0, 2), (n, out.returncode, text)
-        jobs = sorted((home / "jobs").iterdir()) if (home / "jobs").is_dir() else []
-        for job in jobs:
-            st = run_cli("status", str(job), "--json", env=env)
-            state = json.loads(st.stdout)["state"] if st.returncode == 0 else st.stderr
-            assert state in ("SUCCEEDED", "FAILED"), (n, state, text)
-        if out.returncode == 0:
-            assert len(jobs) == 1
-            res = run_cli("result", str(jobs[0]), "--json", env=env)
-            assert json.loads(res.stdout) == [i * i for i in range(6)], (n, res.stderr)
-        elif not jobs:
-            assert "was removed" in text or "creating it" in text, (n, text)
-            assert "resume" not in text, (n, text)
-        subprocess.run(["umount", str(disk)], check=True)
+        with tmpfs(tmp_path / "disk", f"size=20m,nr_inodes={n}") as disk:
+            home = disk / "home"
+            env = {"QSHPC_HOME": str(home)}
+            out = run_cli("run", str(program), "--workers", str(workers), env=env, timeout=60)
+            text = out.stdout + out.stderr
+            assert "Traceback" not in text, (n, text)
+            no_internals(text)
+            assert out.returncode in (0, 2), (n, out.returncode, text)
+            jobs = sorted((home / "jobs").iterdir()) if (home / "jobs").is_dir() else []
+            for job in jobs:
+                st = run_cli("status", str(job), "--json", env=env)
+                state = json.loads(st.stdout)["state"] if st.returncode == 0 else st.stderr
+                assert state in ("SUCCEEDED", "FAILED"), (n, state, text)
+            if out.returncode == 0:
+                assert len(jobs) == 1
+                res = run_cli("result", str(jobs[0]), "--json", env=env)
+                assert json.loads(res.stdout) == [i * i for i in range(6)], (n, res.stderr)
+            elif not jobs:
+                assert "was removed" in text or "creating it" in text, (n, text)
+                assert "resume" not in text, (n, text)
 
 
 DIES = """\
@@ -151,31 +126,29 @@ def test_a_slurm_id_file_of_damaged_bytes_leaves_the_job_readable(tmp_path: Path
     assert resumed.returncode == 0, resumed.stderr
 
 
-def test_a_resume_refused_for_a_full_disk_leaves_the_jobs_state_alone(
-    tmp_path: Path, disk: Path
-) -> None:
+def test_a_resume_refused_for_a_full_disk_leaves_the_jobs_state_alone(tmp_path: Path) -> None:
     """A ``--resume`` that cannot take the job's lock on a full disk must not record the
     job FAILED with its own error: another run may hold it, or it ended with its own."""
-    _mount(disk, "size=20m,nr_inodes=64")
-    home = disk / "home"
-    env = {"QSHPC_HOME": str(home)}
-    program = tmp_path / "dies.py"
-    program.write_text(DIES)
-    out = run_cli("run", str(program), "--workers", "1", env=env, timeout=90)
-    assert out.returncode == 1, out.stderr
-    (job,) = (home / "jobs").iterdir()
-    before = json.loads(run_cli("status", job.name, "--json", env=env).stdout)
-    fillers = disk / "fillers"
-    fillers.mkdir()
-    try:  # use every inode but one: the lock's claim file fits, not the rest of the lock
-        for i in range(100):
-            (fillers / str(i)).touch()
-    except OSError:
-        (fillers / "0").unlink()
-    resumed = run_cli("run", str(program), "--resume", job.name, "--workers", "0", env=env)
-    assert resumed.returncode == 2 and "No space left" in resumed.stderr, resumed.stderr
-    after = json.loads(run_cli("status", job.name, "--json", env=env).stdout)
-    assert (after["state"], after["error"]) == (before["state"], before["error"])
+    with tmpfs(tmp_path / "disk", "size=20m,nr_inodes=64") as disk:
+        home = disk / "home"
+        env = {"QSHPC_HOME": str(home)}
+        program = tmp_path / "dies.py"
+        program.write_text(DIES)
+        out = run_cli("run", str(program), "--workers", "1", env=env, timeout=90)
+        assert out.returncode == 1, out.stderr
+        (job,) = (home / "jobs").iterdir()
+        before = json.loads(run_cli("status", job.name, "--json", env=env).stdout)
+        fillers = disk / "fillers"
+        fillers.mkdir()
+        try:  # use every inode but one: the lock's claim file fits, not the rest of the lock
+            for i in range(100):
+                (fillers / str(i)).touch()
+        except OSError:
+            (fillers / "0").unlink()
+        resumed = run_cli("run", str(program), "--resume", job.name, "--workers", "0", env=env)
+        assert resumed.returncode == 2 and "No space left" in resumed.stderr, resumed.stderr
+        after = json.loads(run_cli("status", job.name, "--json", env=env).stdout)
+        assert (after["state"], after["error"]) == (before["state"], before["error"])
 
 
 def test_a_teams_store_gives_each_job_the_teams_group(tmp_path: Path) -> None:

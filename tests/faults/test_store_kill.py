@@ -16,6 +16,7 @@ import pytest
 
 from qshpc.errors import StoreError
 from qshpc.store import JobReader, JobWriter, create_job
+from tests.conftest import tmpfs
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -96,19 +97,8 @@ def test_sigkill_at_random_moments_keeps_every_commit(tmp_path: Path) -> None:
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "tiny fs"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a 2 MiB tmpfs (needs root/CAP_SYS_ADMIN): {res.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny fs", "size=2m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_raises_store_error_and_keeps_commits(small_fs: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from qshpc.cache import jobcache, store
 from qshpc.cache.jobcache import CacheConfig, JobCache
+from tests.conftest import tmpfs
 
 
 def f(x: object) -> object:
@@ -78,17 +78,8 @@ def test_an_unusable_folder_turns_the_cache_off_with_one_warning(
 
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {res.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "size=1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.parametrize("reserved", [False, True])
