@@ -133,6 +133,24 @@ save_result(out)
     return job, str(res[3])
 
 
+def start_cli(
+    cmd: list[str], env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.Popen[Any]:
+    """Start ``cmd`` (``qshpc run`` ...) as a terminal's job: a process group of its own (a
+    test signals the group as a terminal does), no progress lines, ``env`` over this
+    process's environment; ``kwargs`` go to Popen (pipes, text). The caller waits with a
+    timeout (deadlock guard)."""
+    full = {**os.environ, "QSHPC_PROGRESS_S": "0", **(env or {})}
+    return subprocess.Popen(cmd, env=full, start_new_session=True, **kwargs)
+
+
+def ignore_sighup() -> None:
+    """A ``preexec_fn``: the command starts as under ``nohup`` (SIGHUP ignored)."""
+    import signal
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def wait_succeeded(
     home: Path, proc: subprocess.Popen[Any], tasks: int, timeout: float = 90
 ) -> None:

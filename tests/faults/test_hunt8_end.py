@@ -13,12 +13,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from qshpc.errors import UserError
-from tests.conftest import PROGRAMS, job_dir_of, run_cli, wait_succeeded
+from tests.conftest import (
+    PROGRAMS,
+    ignore_sighup,
+    job_dir_of,
+    run_cli,
+    start_cli,
+    wait_succeeded,
+)
 from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -32,12 +38,6 @@ for i in range(60000):
     print("err", i, file=sys.stderr)
 save_result(7)
 """
-
-
-def _run(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "QSHPC_PROGRESS_S": "0"}
-    proc: subprocess.Popen[bytes] = subprocess.Popen(cmd, env=env, start_new_session=True, **kwargs)
-    return proc
 
 
 def _ended(proc: subprocess.Popen[bytes], timeout: float = 90) -> int:
@@ -67,7 +67,7 @@ def test_output_read_by_a_reader_that_left(
     prog.write_text(CHATTY)
     cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", workers]
     with open(tmp_path / "err", "wb") as err:
-        proc = _run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if both else err)
+        proc = start_cli(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if both else err)
     assert proc.stdout is not None
     assert proc.stdout.readline()  # its first line ("line 0" or "err 0")
     proc.stdout.close()  # the reader leaves (head -1)
@@ -95,7 +95,7 @@ def test_run_with_stdout_closed(tmp_path: Path, qshpc_home: Path, workers: str) 
     prog.write_text("from qshpc import save_result\nprint('hello')\nsave_result(3)\n")
     cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", workers]
     with open(tmp_path / "err", "wb") as f:
-        proc = _run(cmd, stderr=f, preexec_fn=lambda: os.close(1))
+        proc = start_cli(cmd, stderr=f, preexec_fn=lambda: os.close(1))
     code = _ended(proc)
     err = (tmp_path / "err").read_text()
     assert code == 0, err
@@ -172,7 +172,7 @@ def test_run_from_a_removed_working_directory(
     gone = tmp_path / "gone"
     gone.mkdir()
     cmd = [sys.executable, "-m", "qshpc", "run", "../tiny.py" if relative else str(prog)]
-    proc = _run(
+    proc = start_cli(
         [*cmd, "--workers", workers],
         cwd=gone,
         preexec_fn=lambda: os.rmdir(gone),
@@ -228,7 +228,7 @@ def test_two_runs_racing_for_one_new_job_dir(tmp_path: Path, qshpc_home: Path) -
         prog = tmp_path / f"{name}.py"
         prog.write_text(f"from qshpc import save_result\nsave_result({name!r})\n")
         cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "1"]
-        procs.append(_run([*cmd, "--job-dir", str(job)], stderr=subprocess.PIPE))
+        procs.append(start_cli([*cmd, "--job-dir", str(job)], stderr=subprocess.PIPE))
     codes = []
     for proc in procs:
         _, err = proc.communicate(timeout=120)
@@ -349,14 +349,11 @@ def test_terminal_hangup(tmp_path: Path, qshpc_home: Path, nohup: bool) -> None:
     prog.write_text(SLOW)
     cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "2"]
 
-    def ignore_hup() -> None:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    proc = _run(
+    proc = start_cli(
         cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        preexec_fn=ignore_hup if nohup else None,
+        preexec_fn=ignore_sighup if nohup else None,
     )
     wait_succeeded(qshpc_home, proc, 4)
     os.killpg(proc.pid, signal.SIGHUP)
@@ -384,7 +381,7 @@ def test_output_to_a_full_disk(tmp_path: Path, qshpc_home: Path) -> None:
     prog.write_text(CHATTY)
     cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "1"]
     with open("/dev/full", "wb") as full, open(tmp_path / "err", "wb") as err:
-        proc = _run(cmd, stdout=full, stderr=err)
+        proc = start_cli(cmd, stdout=full, stderr=err)
     assert _ended(proc) == 0, (tmp_path / "err").read_text()[-2000:]
     job = job_dir_of(qshpc_home)
     assert _status(job)["state"] == "SUCCEEDED"

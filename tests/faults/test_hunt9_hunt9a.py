@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROGRAMS, job_dir_of, kill_recorded, run_cli, wait_succeeded
+from tests.conftest import (
+    PROGRAMS,
+    ignore_sighup,
+    job_dir_of,
+    kill_recorded,
+    run_cli,
+    start_cli,
+    wait_succeeded,
+)
 from tests.conftest import job_status as _status
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -26,11 +34,7 @@ SLOW = (PROGRAMS / "slow_40.py").read_text()
 
 
 def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "QSHPC_PROGRESS_S": "0"}
-    return subprocess.Popen(
-        cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        **kwargs,
-    )  # fmt: skip
+    return start_cli(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
 
 
 def _communicate(proc: subprocess.Popen[bytes], timeout: float = 90) -> str:
@@ -53,12 +57,9 @@ def test_terminal_hangup_with_no_workers(tmp_path: Path, qshpc_home: Path, nohup
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
 
-    def ignore_hup() -> None:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
     proc = _start(
         [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0"],
-        preexec_fn=ignore_hup if nohup else None,
+        preexec_fn=ignore_sighup if nohup else None,
     )
     wait_succeeded(qshpc_home, proc, 4)
     os.killpg(proc.pid, signal.SIGHUP)

@@ -23,20 +23,13 @@ from pathlib import Path
 import pytest
 
 from qshpc import LocalClient, Program
-from tests.conftest import PROGRAMS, job_dir_of, mpiexec, run_cli
+from tests.conftest import PROGRAMS, job_dir_of, mpiexec, run_cli, start_cli
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240)]
 
 
 def _start(cmd: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # a process group of its own, as a terminal's job
-        env={**os.environ, "QSHPC_PROGRESS_S": "0"},
-    )
+    return start_cli(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _wait_for_results(home: Path, at_least: int, proc: subprocess.Popen[str]) -> Path:
@@ -120,13 +113,12 @@ def test_a_signal_while_the_ranks_start_cancels_at_once(qshpc_home: Path, name: 
     watchdog (5 min by default; 2 of 8 random-delay Ctrl-Cs to `qshpc run` hung so)."""
     here = Path(__file__).parent / "signal_at_mpi_start.py"
     cmd = [mpiexec(), "-n", "3", sys.executable, str(here), name, "run", str(PROGRAMS / "slow.py")]
-    proc = subprocess.Popen(
+    proc = start_cli(
         cmd,
+        env={"QSHPC_MPI_START_TIMEOUT_S": "60"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,
-        env={**os.environ, "QSHPC_PROGRESS_S": "0", "QSHPC_MPI_START_TIMEOUT_S": "60"},
     )
     code, out = _ended(proc, timeout=50)  # under the watchdog's 60 s
     assert code == 128 + getattr(signal, name), out

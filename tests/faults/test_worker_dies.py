@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROGRAMS, job_dir_of, run_cli
+from tests.conftest import PROGRAMS, job_dir_of, run_cli, start_cli
 
 pytestmark = pytest.mark.mpi
 
@@ -93,17 +93,15 @@ def test_rank0_failing_to_prepare_leaves_no_worker_waiting(
 
 
 def _start_run(program: str, *args: str, env: dict[str, str] | None = None) -> Any:
-    import os
     import subprocess
     import sys
 
-    return subprocess.Popen(
+    return start_cli(
         [sys.executable, "-m", "qshpc", "run", str(PROGRAMS / program), *args],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
-        env={**os.environ, "QSHPC_PROGRESS_S": "0", **(env or {})},
     )
 
 
