@@ -90,13 +90,23 @@ def test_a_primitive_run_before_the_tasks_leaves_their_seeds_as_they_are(
 
 
 CALLBACKS = """
+import os
+import tempfile
 import threading
+import time
 
 from qshpc import distribute_task, get, save_result
 
 
 @distribute_task()
 def sq(x):
+    return x * x
+
+
+@distribute_task()
+def held(x, gate):  # ends once the callbacks are on (a done ref runs one at once, here)
+    while not os.path.exists(gate):
+        time.sleep(0.01)
     return x * x
 
 
@@ -119,10 +129,12 @@ def submits(fut):
     follow.append(sq(fut.result() + 1))
 
 
-first = sq(3)
+gate = os.path.join(tempfile.mkdtemp(), "gate")
+first = held(3, gate)
 first.add_done_callback(waits)
-second = sq(4)
+second = held(4, gate)
 second.add_done_callback(submits)
+open(gate, "w").close()
 get([first, second])
 done.wait(60)
 save_result({"seen": seen, "follow": get(follow, timeout=60)})
