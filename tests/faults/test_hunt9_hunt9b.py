@@ -305,6 +305,13 @@ def test_a_resumed_program_that_places_another_object(
         assert ran in out.stdout + out.stderr
 
 
+def _until_dispatched(ref: Any) -> None:
+    deadline = time.monotonic() + 60
+    while not ref.running():
+        assert time.monotonic() < deadline, "the call was never dispatched"
+        time.sleep(0.005)
+
+
 def test_a_cancelled_call_never_runs() -> None:
     """On 2dca53c ``cancel()`` of a queued call returned True, and the dispatcher sent the
     call all the same: it ran on a worker (its side effects, its result in the store)."""
@@ -313,10 +320,13 @@ def test_a_cancelled_call_never_runs() -> None:
     _GATE.clear()
     _RAN.clear()
     with ranks(1) as r:
+        # Each call dispatched before the next is made: two batches in flight fill the
+        # worker. (Was a 0.3 s sleep after each: a dispatcher that had not sent the first
+        # by then sent both in one batch, then sent `queued`, and cancel() was False.)
         busy = [r.call(gated, 1)]
-        time.sleep(0.3)
+        _until_dispatched(busy[0])
         busy.append(r.call(gated, 2))  # the worker's second batch in flight
-        time.sleep(0.3)
+        _until_dispatched(busy[1])
         queued = r.call(noted, 5)
         after = r.call(plus_one, queued)
         time.sleep(0.3)
