@@ -110,7 +110,7 @@ def held(x, gate):  # ends once the callbacks are on (a done ref runs one at onc
     return x * x
 
 
-seen, follow, done = [], [], threading.Event()
+seen, follow, done, submitted = [], [], threading.Event(), threading.Event()
 
 
 def waits(fut):
@@ -127,6 +127,7 @@ def waits(fut):
 
 def submits(fut):
     follow.append(sq(fut.result() + 1))
+    submitted.set()
 
 
 gate = os.path.join(tempfile.mkdtemp(), "gate")
@@ -137,6 +138,7 @@ second.add_done_callback(submits)
 open(gate, "w").close()
 get([first, second])
 done.wait(60)
+submitted.wait(60)  # callbacks run after get's waiters are woken: follow may be empty yet
 save_result({"seen": seen, "follow": get(follow, timeout=60)})
 """
 
