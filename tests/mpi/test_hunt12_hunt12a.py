@@ -90,7 +90,10 @@ def test_a_primitive_run_before_the_tasks_leaves_their_seeds_as_they_are(
 
 
 CALLBACKS = """
+import os
+import tempfile
 import threading
+import time
 
 from qshpc import distribute_task, get, save_result
 
@@ -100,7 +103,14 @@ def sq(x):
     return x * x
 
 
-seen, follow, done = [], [], threading.Event()
+@distribute_task()
+def held(x, gate):  # ends once the callbacks are on (a done ref runs one at once, here)
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    return x * x
+
+
+seen, follow, done, submitted = [], [], threading.Event(), threading.Event()
 
 
 def waits(fut):
@@ -117,14 +127,18 @@ def waits(fut):
 
 def submits(fut):
     follow.append(sq(fut.result() + 1))
+    submitted.set()
 
 
-first = sq(3)
+gate = os.path.join(tempfile.mkdtemp(), "gate")
+first = held(3, gate)
 first.add_done_callback(waits)
-second = sq(4)
+second = held(4, gate)
 second.add_done_callback(submits)
+open(gate, "w").close()
 get([first, second])
 done.wait(60)
+submitted.wait(60)  # callbacks run after get's waiters are woken: follow may be empty yet
 save_result({"seen": seen, "follow": get(follow, timeout=60)})
 """
 
