@@ -1,6 +1,6 @@
 """The launcher a ``LocalClient`` starts: ``qshpc run`` in a Python started without ``site``.
 
-``LocalClient.run`` starts ``python -S -c BOOT QSHPC_PARENT run ...``
+``LocalClient.run`` starts ``python -S -c BOOT <folder of qshpc> run ...``
 (:data:`BOOT`): the launcher then starts ``mpiexec`` without first processing
 the environment's ``.pth`` files (editable installs' finders, whatever else
 they import: 0.04-0.05 CPU s and 0.1-0.3 s of wall time on a busy 2-core
@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-#: ``python -S -c BOOT QSHPC_PARENT ARGS...``: runs :func:`main` with ``ARGS``.
+#: ``python -S -c BOOT <folder of qshpc> ARGS...``: runs :func:`main` with ``ARGS``.
 BOOT = "import sys;sys.path.append(sys.argv.pop(1));from qshpc.cli.nosite import main;main()"
 
 
