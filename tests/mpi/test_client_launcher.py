@@ -86,3 +86,20 @@ def test_site_is_completed_when_the_launcher_needs_more_than_qshpc() -> None:
     probe = _boot("--version")
     assert probe.returncode == 0, probe.stderr
     assert qshpc.__version__ in probe.stdout
+
+
+def test_signals_caught_before_the_launcher_handled_them_are_held_for_rank_0() -> None:
+    """A stop signal between the ranks' start and the launcher's own handling is kept."""
+    code = (
+        "import signal\n"
+        "from qshpc.launch.local import _Signals\n"
+        "s = _Signals()\n"
+        "s.absorb([signal.SIGTERM])\n"
+        "assert s.received == [signal.SIGTERM] and s.held == [signal.SIGTERM], s.held\n"
+        "print('held')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "held"
