@@ -58,7 +58,8 @@ def _launch(
     env = {**os.environ, **env_vars}
     # `python -m qshpc run ...` without `site` until it needs more than qshpc, the
     # ranks' mpiexec started first, as this process wrote it (qshpc.cli.nosite,
-    # qshpc.launch.early): the ranks start 0.1-0.2 s sooner on 2 cores.
+    # qshpc.launch.early): the ranks start 0.03-0.15 s sooner on 2 cores (the more
+    # the machine is loaded, the more).
     cmd = [sys.executable, "-S", "-c", NOSITE_BOOT, str(Path(__file__).resolve().parents[2])]
     ranks, workers = _early_ranks(entry, job_path, workers, env)
     if ranks:
