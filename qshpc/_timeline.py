@@ -21,8 +21,12 @@ from qshpc import settings
 _marks: list[tuple[str, float, float]] = []
 
 
-def mark(name: str) -> None:
-    """Note that this process reached step ``name`` now (wall clock and CPU time so far)."""
+def mark(name: str, at: float | None = None, cpu: float | None = None) -> None:
+    """Note that this process reached step ``name`` now (wall clock and CPU time so far),
+    or at ``at`` with ``cpu`` (a step taken before this module could be imported)."""
+    if at is not None and cpu is not None:
+        _marks.append((name, at, cpu))
+        return
     _marks.append((name, time.time(), time.process_time()))
 
 

@@ -38,6 +38,7 @@ from qshpc.jobs.prepare import (
     plan_job,
     prepare_job,
 )
+from qshpc.launch import early
 from qshpc.runtime.mpi import launched_by_mpi, local_env
 from qshpc.runtime.scheduler import Scheduler
 
@@ -135,8 +136,74 @@ def _local_launcher(env: dict[str, str], scheduler: Scheduler | None) -> None:
             env.setdefault(name, value)
 
 
-def _spawn(spec: RunSpec, workers: int, scheduler: Scheduler | None = None) -> int:
-    signals = _Signals()  # before anything starts: a cancel now ends the job here
+def early_command(entry: str, job_dir: Path, workers: int, env: dict[str, str]) -> list[str]:
+    """The command that starts a client's job's ranks, for its launcher to start first.
+
+    ``LocalClient.run`` starts ``qshpc run ENTRY --job-dir JOB_DIR --workers N``
+    with these words in front (:mod:`qshpc.cli.nosite`): the launcher starts
+    them before it imports the rest of qshpc (:mod:`qshpc.launch.early`), then
+    goes on as :func:`_spawn` (:func:`_adopt`). ``env`` (the launcher's, which
+    mpiexec inherits) gets what :func:`_spawn` gives the ranks. Empty (the
+    launcher starts the ranks itself) with no worker ranks, under an MPI
+    launcher, or without mpiexec (the launcher says so); not for a batch
+    system's job (the client does not ask then: its ranks need its settings).
+    """
+    if workers < 1 or launched_by_mpi():
+        return []
+    try:
+        mpiexec = find_mpiexec()
+    except UserError:
+        return []
+    token = os.urandom(8).hex()  # rank 0 records it: which run in the store is this one
+    env[LAUNCH_TOKEN] = token
+    for name, value in local_env().items():  # the ranks' MPI (ofi for the PyPI mpich)
+        env.setdefault(name, value)  # the user's own setting wins
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    env[settings.LAUNCH_WATCH.name] = _Deaths.name(token)
+    cmd = [mpiexec, "-print-all-exitcodes", "-n", str(workers + 1)]
+    cmd += [sys.executable, "-m", "qshpc", "run", entry, "--job-dir", str(job_dir.resolve())]
+    cmd += ["--"]
+    return cmd
+
+
+def _adopt(spec: RunSpec, workers: int, started: early.Started, signals: _Signals) -> int:
+    """:func:`_spawn` for ranks this launcher started first (:func:`early_command`)."""
+    signals.absorb(started.caught)
+    try:
+        job_dir, job_id = plan_job(spec)
+        if job_id is None:  # (always: the client made the job) another live run is refused
+            check_claimable(spec, job_dir)
+    except BaseException:
+        early.stop(started)  # rank 0 refuses it alike: nothing ran
+        raise
+    _timeline.mark("job planned")
+    if job_id is not None:  # not a client's job after all: start the ranks as _spawn does
+        early.stop(started)
+        return _spawn(spec, workers, None, signals)
+    # A signal or Job.stop() before the ranks started: rank 0 gets it (held until it
+    # handles it) or reads the cancel at its start, and stores CANCELED.
+    note = _EndNote(os.environ.get(settings.LAUNCH_END.name, ""))
+    try:
+        token = os.environ.get(LAUNCH_TOKEN, "")
+        return _launch([], {}, job_dir, job_id, token, note, signals, workers, started)
+    finally:
+        note.remove()
+
+
+def _spawn(
+    spec: RunSpec,
+    workers: int,
+    scheduler: Scheduler | None = None,
+    signals: _Signals | None = None,
+) -> int:
+    if signals is None:
+        signals = _Signals()  # before anything starts: a cancel now ends the job here
+        started = early.take()
+        if started is not None and scheduler is None:
+            return _adopt(spec, workers, started, signals)
+        if started is not None:  # a batch system's ranks need its settings: started anew
+            early.stop(started)
     # Fail fast on bad input, before starting any rank; rank 0 creates the job
     # (reading the arguments needs h5py and qiskit) while the workers import.
     job_dir, job_id = plan_job(spec)
@@ -187,17 +254,27 @@ def _launch(
     note: _EndNote,
     signals: _Signals,
     workers: int,
+    started: early.Started | None = None,
 ) -> int:
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    """Start ``cmd`` (mpiexec; or take the one ``started`` first), follow it to the job's end."""
     deaths = _Deaths()
-    watch_name = deaths.listen(token)
-    if watch_name is not None:
-        env[settings.LAUNCH_WATCH.name] = watch_name
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_end_with_parent
-    )
-    _timeline.mark("mpiexec started")
+    if started is not None:
+        proc = started.proc
+        deaths.adopt(started.listener)
+    else:
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        watch_name = deaths.listen(token)
+        if watch_name is not None:
+            env[settings.LAUNCH_WATCH.name] = watch_name
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=early.end_with_parent,
+        )
+        _timeline.mark("mpiexec started")
     tail: list[bytes] = []
     rank0: list[int] = []
     signals.forward_to(proc, rank0)
@@ -402,6 +479,12 @@ class _Signals:
     def first(self) -> int | None:
         return self.received[0] if self.received else None
 
+    def absorb(self, caught: list[int]) -> None:
+        """Take the signals caught before this handling was set (:func:`early.spawn`'s)."""
+        for signum in list(caught):
+            self._on_signal(signum, None)
+        caught.clear()
+
     def forward_to(self, proc: subprocess.Popen[bytes], rank0: list[int]) -> None:
         self.proc, self.rank0 = proc, rank0
         self.pass_on()  # one received while mpiexec started is held: it goes to rank 0
@@ -490,22 +573,6 @@ def _handles(pid: int, signum: int) -> bool:
     except (OSError, ValueError, IndexError):
         pass
     return True
-
-
-def _end_with_parent() -> None:
-    """In mpiexec's process: a SIGTERM when ``qshpc run`` dies (kill -9), so no rank outlives it.
-
-    mpiexec passes the SIGTERM to every rank (rank 0 starts storing CANCELED),
-    but its output has no reader any more: it ends when the ranks print, and the
-    ranks with it, before rank 0 is done. The job is then FAILED (by the next
-    reader's post-mortem) rather than left running with no one to see it.
-    """
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _cancelled_before_start(job_dir: Path) -> bool:
@@ -766,7 +833,7 @@ class _Deaths:
         """
         import socket
 
-        name = f"qshpc-ranks-{token}"
+        name = self.name(token)
         try:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.setblocking(False)
@@ -777,6 +844,18 @@ class _Deaths:
         self.listener = sock
         self.poller.register(sock.fileno(), select.EPOLLIN)
         return name
+
+    @staticmethod
+    def name(token: str) -> str:
+        """The name of the socket :meth:`listen` makes for the run of ``token``."""
+        return f"qshpc-ranks-{token}"
+
+    def adopt(self, listener: Any) -> None:
+        """Take ``listener``, the socket :meth:`listen` would have made (made first)."""
+        if listener is None:
+            return
+        self.listener = listener
+        self.poller.register(listener.fileno(), select.EPOLLIN)
 
     def _accept(self) -> None:
         import socket
