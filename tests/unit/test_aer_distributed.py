@@ -250,8 +250,12 @@ def test_a_step_launcher_dies_with_the_thread_that_started_it() -> None:
     assert worker.stdout is not None
     child = int(worker.stdout.readline())
     try:
-        time.sleep(0.3)  # the wrapper has exec'd sleep
-        assert Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"sleep\0")
+        # the wrapper has exec'd sleep (was a 0.3 s sleep: its python -S start took longer
+        # under load)
+        deadline = time.monotonic() + 30
+        while not Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"sleep\0"):
+            assert time.monotonic() < deadline, "the wrapper never exec'd the launcher"
+            time.sleep(0.01)
         worker.kill()
         worker.wait()
         deadline = time.monotonic() + 10
