@@ -21,7 +21,6 @@ from qshpc.program import backend as _backend
 from qshpc.program.refs import (
     ObjectRef,
     TaskRef,
-    fresh,
     iter_completed,
     refuse_on_dispatcher,
     wait_all,
@@ -387,7 +386,7 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
         return _backend.current().get_object(refs.obj_id)
     if isinstance(refs, TaskRef):
         _wait([refs], timeout)
-        return fresh(refs.result())
+        return refs._fresh()
     if isinstance(refs, (list, tuple)):
         for r in refs:  # before waiting (on 2dca53c: after waiting for every task of the list)
             if not isinstance(r, (TaskRef, ObjectRef)):
@@ -444,7 +443,7 @@ def _note_wait(kind: int, t0: float, n: int) -> None:
 
 def _one(r: Any) -> Any:
     if isinstance(r, TaskRef):
-        return fresh(r.result())
+        return r._fresh()
     raise UserError(f"get takes task references, got {type(r).__name__} in the list")
 
 
