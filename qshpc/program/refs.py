@@ -89,11 +89,22 @@ def from_hit(hit: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> 
     """The value a cache hit resolves its call's reference with: a :class:`Stored` when
     the hit was not decoded and no parameter of the call needs rebinding in it, else the
     value (decoded now, its parameters the call's: :func:`qshpc.cache.rebind.rebind_hit`)."""
-    from qshpc.cache.rebind import needs_rebind, rebind_hit
-
-    if hit.later is not None and not needs_rebind(hit):
+    rebind = _REBIND or _rebind()
+    if hit.later is not None and not rebind.needs_rebind(hit):
         return Stored(hit.later)  # a new value at each call (Hit.load keeps the first)
-    return rebind_hit(hit, args, kwargs)
+    return rebind.rebind_hit(hit, args, kwargs)
+
+
+#: :mod:`qshpc.cache.rebind`, once a hit was met (an import at each hit costs it ~0.7 us).
+_REBIND: Any = None
+
+
+def _rebind() -> Any:
+    global _REBIND
+    from qshpc.cache import rebind
+
+    _REBIND = rebind
+    return rebind
 
 
 class TaskRef(Future[T]):
