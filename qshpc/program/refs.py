@@ -376,7 +376,10 @@ def _array_copy(value: Any) -> Any:
 
 def _dict_subclass_copy(value: Any) -> Any:
     """A copy of a dict subclass of immutable values that pickles as a plain one does (its
-    items, then its ``__dict__``: no slots, no state methods of its own), else ``CANNOT``."""
+    items, then its ``__dict__``: no slots, no state methods of its own), or whose class
+    says its items and ``__dict__`` are the whole of it (``__qshpc_plain_dict__ = True``:
+    ``qshpc.aer``'s ``QuasiDistribution``, whose ``__reduce__`` rebuilds it from them),
+    else ``CANNOT``."""
     from qshpc.program.copies import CANNOT
 
     kind: Any = type(value)
@@ -387,7 +390,10 @@ def _dict_subclass_copy(value: Any) -> Any:
         attrs is None
         or any("__slots__" in vars(base) for base in (*kind.__mro__[1:-2], kind))
         or getattr(kind, "__reduce_ex__", None) is not object.__reduce_ex__
-        or getattr(kind, "__reduce__", None) is not object.__reduce__
+        or (
+            getattr(kind, "__reduce__", None) is not object.__reduce__
+            and getattr(kind, "__qshpc_plain_dict__", None) is not True
+        )
         or getattr(kind, "__getstate__", None) is not object.__getstate__
         or getattr(kind, "__setitem__", None) is not dict.__setitem__
         or hasattr(kind, "__setstate__")
