@@ -107,11 +107,19 @@ def pack(header: Header, body: bytes) -> list[bytes]:
     return [prefix, head, body, _checksum(prefix, head, body)]
 
 
-def _header(raw: bytes, source: str) -> Header:
-    from qshpc.store.encoding_blob import decode_blob
+#: Decodes a header (no pickle), made once: :func:`~qshpc.store.encoding_blob.decode_blob`
+#: and an import at each call cost a tiny hit ~1.5 us of its ~20 (an error names the file).
+_decode_header: Any = None
 
+
+def _header(raw: bytes, source: str) -> Header:
+    global _decode_header
     try:
-        d = decode_blob(raw, allow_pickle=False, source=source)
+        if _decode_header is None:
+            from qshpc.store.encoding_blob import blob_decoder
+
+            _decode_header = blob_decoder(False, "a cache entry's header")
+        d = _decode_header(raw)
         get = d.get
         job, task, kind = get("job"), get("task"), get("type")
         # Filled in directly: a frozen dataclass's __init__ sets each field through

@@ -62,6 +62,19 @@ class CacheConfig:
         return cls(bool(d.get("enabled")), d.get("dir") or None, d.get("shared"))
 
 
+#: :mod:`qshpc.cache.keys`, once a key was taken (not imported while the cache is off; a
+#: function-level import costs every call ~0.7 us, a tenth of a tiny hit's own work).
+_KEYS: Any = None
+
+
+def _keys() -> Any:
+    global _KEYS
+    from qshpc.cache import keys
+
+    _KEYS = keys
+    return keys
+
+
 def _warn(text: str) -> None:
     print(f"qshpc: cache: {text}", file=sys.stderr, flush=True)
 
@@ -248,9 +261,9 @@ class JobCache:
     @property
     def dir(self) -> CacheDir | None:
         """The folder, opened on first use (None when it cannot be used: warned once)."""
-        from qshpc.cache.store import CacheDir
-
         if self._dir is None and not self._broken:
+            from qshpc.cache.store import CacheDir  # here: an import a call costs ~0.7 us
+
             with self._lock:
                 if self._dir is None and not self._broken:
                     try:
@@ -278,6 +291,9 @@ class JobCache:
                 :data:`LIVE_WALK_S` (a pass manager, a big object graph), its
                 later live calls run uncached instead (one warning).
         """
+        known = self._digests.get(id(task))
+        if known is not None and not live and known[0]() is task:
+            return known[1]  # every call of a dispatched task: before the imports below
         from qshpc.cache.keys import (
             UncacheableError,
             bindings_unchanged,
@@ -286,7 +302,6 @@ class JobCache:
             task_digest,
         )
 
-        known = self._digests.get(id(task))
         again = False
         if known is not None and known[0]() is task:
             if not live or bindings_unchanged(known[2]):
@@ -329,14 +344,13 @@ class JobCache:
     ) -> str | None:
         """The call's key, or None when it cannot be cached (``live``: see :meth:`digest`;
         ``qpy``: the QPY bytes of its circuits, see :func:`qshpc.cache.keys.call_key`)."""
-        from qshpc.cache.keys import UncacheableError, call_key
-
         digest = self.digest(task, live)
         if digest is None:
             return None
+        keys = _KEYS or _keys()
         try:
-            return call_key(digest, args, kwargs, seed, qpy)
-        except UncacheableError:
+            return keys.call_key(digest, args, kwargs, seed, qpy)  # type: ignore[no-any-return]
+        except keys.UncacheableError:
             self.uncacheable += 1
             return None
 

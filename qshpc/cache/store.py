@@ -155,6 +155,19 @@ def _write_all(fd: int, pieces: list[bytes]) -> None:
                 n = 0
 
 
+#: :mod:`qshpc.store.encoding_blob`, once an entry was read (a function-level import costs
+#: every lookup ~0.7 us).
+_BLOBS: Any = None
+
+
+def _blobs() -> Any:
+    global _BLOBS
+    from qshpc.store import encoding_blob
+
+    _BLOBS = encoding_blob
+    return encoding_blob
+
+
 class CacheDir:
     """A cache folder, checked and ready (see :mod:`qshpc.cache.folder`).
 
@@ -280,8 +293,7 @@ class CacheDir:
             return None
         finally:
             os.close(fd)
-        from qshpc.store.encoding_blob import PickleRefusedError, decode_blob  # cached after one
-
+        blobs = _BLOBS or _blobs()
         mine = uid == self.uid
         try:
             header, body = E.unpack(data, key, path)
@@ -292,12 +304,12 @@ class CacheDir:
                 blob = self._record_blob(header, body)
             if lazy and header.lazy and mine and blob is not None and len(body) >= LAZY_MIN:
                 return self._lazy_hit(key, header, path, st, blob, freshen)
-            value = decode_blob(body, allow_pickle=mine, source=path)
+            value = blobs.decode_blob(body, allow_pickle=mine, source=path)
             if form == "typed" and header.type is not None:
                 from qshpc.cache.body import restore
 
                 value = restore(value, header.type)
-        except PickleRefusedError:
+        except blobs.PickleRefusedError:
             self.refused += 1
             return None
         except Exception:  # DamagedEntryError, or a body that does not decode

@@ -20,6 +20,7 @@ from qshpc.errors import UserError
 from qshpc.program import backend as _backend
 from qshpc.program.refs import (
     ObjectRef,
+    Stored,
     TaskRef,
     fresh,
     iter_completed,
@@ -387,7 +388,7 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
         return _backend.current().get_object(refs.obj_id)
     if isinstance(refs, TaskRef):
         _wait([refs], timeout)
-        return fresh(refs.result())
+        return _one(refs)
     if isinstance(refs, (list, tuple)):
         for r in refs:  # before waiting (on 2dca53c: after waiting for every task of the list)
             if not isinstance(r, (TaskRef, ObjectRef)):
@@ -443,8 +444,8 @@ def _note_wait(kind: int, t0: float, n: int) -> None:
 
 
 def _one(r: Any) -> Any:
-    if isinstance(r, TaskRef):
-        return fresh(r.result())
+    if isinstance(r, TaskRef):  # a result still in its bytes: decoded for this read alone
+        return r._fresh() if type(r._value) is Stored else fresh(r.result())
     raise UserError(f"get takes task references, got {type(r).__name__} in the list")
 
 

@@ -26,6 +26,8 @@ _COMMIT_EVERY_N = 2000
 SPAN_GET, SPAN_WAIT, SPAN_PROGRAM = 0, 1, 2
 _SPAN_MERGE_S = 1e-3
 _SPANS_EVERY_S = 1.0
+#: :func:`qshpc.cache.jobcache.provenance`, once a hit was recorded.
+_provenance: Any = None
 
 
 class Session:
@@ -183,13 +185,16 @@ class Session:
         A record like any other (rank 0, started and finished now), whose
         provenance names the job and task that computed it (``{"cache": {...}}``).
         """
-        from qshpc.cache.jobcache import provenance
+        global _provenance
+        if _provenance is None:  # once: an import at each hit costs it ~0.7 us
+            from qshpc.cache.jobcache import provenance
 
+            _provenance = provenance
         info = context.rank_info()
         now = time.time()
         self.record_fields(
             task_id, key, function, True, hit.value, None, 1, info.rank, info.host,
-            submitted, now, now, seed, provenance(hit), cached=True, encoded=hit.blob,
+            submitted, now, now, seed, _provenance(hit), cached=True, encoded=hit.blob,
         )  # fmt: skip
 
     def record_chunk(self, chunk: RecordChunk, ok: int, failed: int) -> None:

@@ -50,6 +50,7 @@ from qshpc.program.refs import (
     load_snapshot,
     object_id,
     resolve_many,
+    resolve_new,
     substitute_top,
     top_task_refs,
 )
@@ -321,7 +322,7 @@ class Intake:
         """A call of a cached function: a hit is recorded and resolved here, at the call."""
         entry.ckey = ""
         if not self._resume and plain(args, kwargs):
-            if not self._look_up(entry, args, None):
+            if not self._look_up(entry, args, None, new=True):
                 entry.payload = args
                 self.queue(entry)
             return
@@ -329,7 +330,7 @@ class Intake:
             # No reference can be inside: keyed before it is pickled, and pickled
             # only on a miss (a hit pickles nothing), with the key's QPY bytes.
             qpy: Qpy = {}
-            if not self._look_up(entry, args, None, qpy):
+            if not self._look_up(entry, args, None, qpy, new=True):
                 self._pack(entry, args, kwargs, at_call=True, qpy=qpy)
             return
         self._submit_general(entry, args, kwargs)
@@ -340,6 +341,7 @@ class Intake:
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
         qpy: Qpy | None = None,
+        new: bool = False,
     ) -> bool:
         """Look the call up in the cache; True (recorded and resolved) on a hit.
 
@@ -348,7 +350,8 @@ class Intake:
         has lost the entry since).
 
         ``qpy``: the QPY bytes of the circuits its payload holds (written a
-        moment ago, by :func:`pack`): the key reuses them.
+        moment ago, by :func:`pack`): the key reuses them. ``new``: looked up at the
+        call, before its reference is returned (no other thread can wait on it yet).
 
         On a miss the entry keeps the key, and whoever runs the call stores its result.
         A call with an object reference nested in its arguments is not cached: its
@@ -381,7 +384,11 @@ class Intake:
         FROM_CACHE.add(entry.ref)
         # The call's own Parameters, where the hit has a parameter of the same name.
         # A large hit stays its bytes until the program reads it (refs.Stored).
-        resolve_many([(entry.ref, True, from_hit(hit, args, kwargs))])
+        value = from_hit(hit, args, kwargs)
+        if new:
+            resolve_new(entry.ref, value)
+        else:
+            resolve_many([(entry.ref, True, value)])
         return True
 
     def _submit_general(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

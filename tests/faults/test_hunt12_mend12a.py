@@ -121,6 +121,26 @@ def test_each_get_is_a_copy_of_its_own(workers: int) -> None:
             check(r.call)
 
 
+def test_fresh_copies_qshpc_s_quasi_distribution_as_its_items_and_attributes() -> None:
+    """Without pickle (``__qshpc_plain_dict__``): what ``get`` gives of a Sampler's result is
+    the same class, values and attributes, and shares nothing a program can change."""
+    from qshpc.aer.results import QuasiDistribution
+    from qshpc.program.refs import _shallow_copy
+
+    q = QuasiDistribution({i: 1 / 300 for i in range(300)}, shots=1000)
+    q.stddev_upper_bound = 0.5  # set by hand: kept (pickle's rebuild would compute it again)
+    assert _shallow_copy(q) is not None  # the copy, not the pickle route
+    c = fresh(q)
+    assert type(c) is QuasiDistribution and c == q and c is not q and vars(c) == vars(q)
+    c[0] = 9.0
+    c.shots = 1
+    assert q[0] == 1 / 300 and q.shots == 1000
+    odd = QuasiDistribution({0: [0.5]})  # a value that is not immutable: pickled, still a copy
+    assert _shallow_copy(odd) is None
+    o2 = fresh(odd)
+    assert o2 == odd and o2[0] is not odd[0]
+
+
 class Point:
     def __init__(self, x: list[int]) -> None:
         self.x = x

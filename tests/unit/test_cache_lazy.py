@@ -164,3 +164,28 @@ def test_a_hit_whose_circuits_may_need_the_call_s_parameters_is_decoded(tmp_path
     mine = Parameter("θ")
     got = from_hit(hit, (mine,), None)  # ...but rebinding needs the value: decoded now
     assert type(got) is QuantumCircuit and set(got.parameters) == {mine}
+
+
+def test_get_of_a_large_hit_decodes_a_copy_at_each_read(tmp_path: Path) -> None:
+    """``get`` gives a copy of the program's own: of a hit still in its bytes, a decode (not a
+    decode and then a copy of it); the reference keeps the bytes, ``result()`` one value."""
+    from qshpc.program.api import get
+
+    cache = CacheDir(tmp_path / "c")
+    qd = _dists()[0]
+    cache.put_value(_key(1), qd, "f")
+    hit = cache.get(_key(1), lazy=True)
+    assert hit is not None
+    ref: TaskRef[object] = TaskRef("1", "f")
+    resolve_many([(ref, True, from_hit(hit, (), None))])
+    first = get(ref)
+    assert type(first) is type(qd) and first == qd and vars(first) == vars(qd)
+    assert type(ref._value) is Stored  # still its bytes
+    first[0] = 7.0  # the program changes its copy in place...
+    first.shots = 1
+    second = get([ref])[0]
+    assert second == qd and second is not first and vars(second) == vars(qd)  # ...not seen
+    mine = ref.result()  # the future's own value: decoded once, kept
+    assert mine == qd and ref.result() is mine and type(ref._value) is not Stored
+    again = get(ref)
+    assert again == qd and again is not mine
