@@ -52,8 +52,8 @@ def end_with_parent() -> None:
         pass
 
 
-def _listen(name: str | None) -> Any:
-    """The socket the ranks connect to as they start (``_Deaths.listen``), or None."""
+def listen(name: str | None) -> Any:
+    """The socket the ranks connect to as they start (``_Deaths.listen``'s), or None."""
     if not name:
         return None
     import socket
@@ -83,7 +83,7 @@ def spawn(words: list[str]) -> Started:
         signal.signal(s, note)
     if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: kept so)
         signal.signal(signal.SIGHUP, note)
-    listener = _listen(os.environ.get(WATCH_VAR))
+    listener = listen(os.environ.get(WATCH_VAR))
     proc = subprocess.Popen(
         words, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=end_with_parent
     )

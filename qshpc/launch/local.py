@@ -831,15 +831,9 @@ class _Deaths:
         lowest or highest first, by version: :func:`qshpc.runtime.start._moved_high`),
         and the first of a rank's two to close counts.
         """
-        import socket
-
         name = self.name(token)
-        try:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            sock.bind("\0" + name)  # abstract: nothing to remove, gone with this process
-            sock.listen(1024)  # two connections per rank
-        except OSError:
+        sock = early.listen(name)  # abstract: nothing to remove, gone with this process
+        if sock is None:
             return None
         self.listener = sock
         self.poller.register(sock.fileno(), select.EPOLLIN)
