@@ -75,21 +75,38 @@ def _launch(
         env[settings.AWAIT_JOB.name] = str(os.getpid())
     if cache and cache.get("enabled"):
         env[settings.CACHE_JOB.name] = "1"
-    log = open(job_path / "logs" / "launcher.out", "ab")
+    log = _open_log(job_path / "logs" / "launcher.out")
     # A session of its own: the job outlives what happens to this process's group
     # (a notebook's kernel interrupt or restart signals the kernel's whole group), as a
     # job on quantum-serverless's gateway does; Job.stop() cancels it.
-    proc = subprocess.Popen(
-        cmd,
-        cwd=Path(working_dir),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=Path(working_dir),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        os.close(log)
     return proc, note
+
+
+def _open_log(path: Path) -> int:
+    """Open a launcher's log for appending: a FIFO or device put there is refused, never
+    blocked on (as the ranks' logs: :func:`qshpc.store.seal.open_append`)."""
+    from qshpc.store import perms
+    from qshpc.store.seal import open_append
+
+    try:
+        return open_append(path, perms.file_mode())
+    except OSError as exc:
+        raise UserError(
+            f"cannot write the log {path}: {exc.strerror or exc}; remove what is there "
+            "(qshpc makes this file itself) and run again"
+        ) from None
 
 
 def _early_ranks(
@@ -196,7 +213,7 @@ def _drive_local_array(spec_json: str) -> None:
                     spec["program"], spec["working_dir"], spec["env"], job_path, spec["workers"],
                     cache=spec.get("cache"),
                 )  # fmt: skip
-            except OSError as exc:
+            except (OSError, UserError) as exc:
                 mark_terminal(job_path, "FAILED", f"could not start the element: {exc}")
                 continue
             running.append(Job(job_path, proc, end_note=note))
@@ -359,7 +376,7 @@ class LocalClient(BaseProvider):
             )
             + "\n"
         )
-        log = open(folder / "driver.out", "ab")
+        log = _open_log(folder / "driver.out")
         subprocess.Popen(
             [
                 sys.executable,
@@ -372,7 +389,7 @@ class LocalClient(BaseProvider):
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # as _launch: a kernel interrupt leaves the array running
         )
-        log.close()
+        os.close(log)
         from qshpc.client.job import read_infos
         from qshpc.notebook.display import JobList
 

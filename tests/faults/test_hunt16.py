@@ -539,3 +539,19 @@ def test_cancel_of_a_program_that_handles_sigterm_kills_it_after_the_grace(
     status = run_cli("status", job.name)
     assert status.stdout.startswith("CANCELED"), status.stdout
     assert "1 done" in status.stdout, status.stdout
+
+
+def test_a_launcher_log_that_is_a_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
+    """LocalClient writes its launcher's output to ``logs/launcher.out`` (an array's driver to
+    ``driver.out``): a FIFO put there is refused with the path named; it was opened blocking."""
+    from qshpc.client.local import _launch
+    from qshpc.errors import UserError
+
+    job = tmp_path / "job"
+    (job / "logs").mkdir(parents=True)
+    os.mkfifo(job / "logs" / "launcher.out")
+    (tmp_path / "p.py").write_text("print('never')\n")
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"cannot write the log .*launcher\.out: not a regular"):
+        _launch(str(tmp_path / "p.py"), str(tmp_path), {}, job, 0)
+    assert time.monotonic() - started < 30
