@@ -59,6 +59,15 @@ def gpu_count() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
+def gpus_hidden() -> bool:
+    """True when ``CUDA_VISIBLE_DEVICES`` is set and names no GPU (``""``, ``-1``, ``NoDevFiles``).
+
+    qiskit-aer-gpu still lists ``GPU`` then (0.18.2, seen on an H200 node); a run on it fails.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return visible is not None and gpu_count() == 0
+
+
 def warn_once(key: str, message: str) -> None:
     """Emit ``message`` as a RuntimeWarning the first time ``key`` is seen in this process."""
     if key not in _warned:
@@ -98,17 +107,29 @@ def resolve_device(option: str | None = None) -> tuple[str, int | None]:
     wanted = requested_device(option)
     if wanted == "CPU":
         return "CPU", None
-    has_gpu = "GPU" in aer_devices()
+    has_gpu = "GPU" in aer_devices() and not gpus_hidden()
     if has_gpu:
         return "GPU", _gpu_ordinal()
     if wanted == "GPU":
         warn_once(
             "no-gpu",
-            "a GPU was asked for (device='GPU' or QSHPC_AER_DEVICE=GPU) but this qiskit-aer "
-            f"build offers only {list(aer_devices())} (install qiskit-aer-gpu in place of "
-            "qiskit-aer and run on a GPU node); running on the CPU",
+            _no_gpu_message(),
         )
     return "CPU", None
+
+
+def _no_gpu_message() -> str:
+    if gpus_hidden():
+        return (
+            "a GPU was asked for (device='GPU' or QSHPC_AER_DEVICE=GPU) but CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r} hides every GPU from this rank (ask your "
+            "batch system for GPUs, e.g. --gpus-per-task=1); running on the CPU"
+        )
+    return (
+        "a GPU was asked for (device='GPU' or QSHPC_AER_DEVICE=GPU) but this qiskit-aer "
+        f"build offers only {list(aer_devices())} (install qiskit-aer-gpu in place of "
+        "qiskit-aer and run on a GPU node); running on the CPU"
+    )
 
 
 def _gpu_ordinal() -> int:
@@ -135,6 +156,7 @@ __all__ = [
     "ENV_DEVICE",
     "aer_devices",
     "gpu_count",
+    "gpus_hidden",
     "requested_device",
     "reset_caches",
     "resolve_device",

@@ -453,6 +453,8 @@ def run_aer(
     options["shots"] = shots
     if seed is not None:
         options["seed_simulator"] = seed
+    if spec.gpu is not None:  # the GPU this rank binds (a run option: the constructor refuses it)
+        options["target_gpus"] = [spec.gpu]
     if any(binds):
         options["parameter_binds"] = binds
         if shots == 1 and spec.threads == 1 and not _parametrized_phase(experiments, binds):

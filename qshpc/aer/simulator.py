@@ -125,8 +125,9 @@ def get_simulator(spec: SimSpec) -> Any:
                 # depend on how many cores a rank has.
                 "max_parallel_shots": 1,
             }
-            if spec.gpu is not None:
-                options["target_gpus"] = [spec.gpu]
+            # The GPU a rank binds (spec.gpu) is a run option, ``target_gpus``
+            # (engine.run_aer): AerSimulator's constructor refuses it ("Invalid option
+            # target_gpus", qiskit-aer-gpu 0.18.2 on an H200: every GPU task failed).
             sim = AerSimulator(**options)
             _simulators[spec] = sim
         return sim

@@ -131,6 +131,47 @@ def test_gpu_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     assert device.gpu_count() == 0
 
 
+def test_a_rank_bound_to_a_gpu_builds_its_simulator_and_runs() -> None:
+    """The GPU a rank binds goes to Aer as the run option ``target_gpus``.
+
+    Passed to ``AerSimulator(...)`` it failed every GPU task ("Invalid option
+    target_gpus", qiskit-aer-gpu 0.18.2 on an H200); the CPU build refuses it there
+    alike, and takes it as a run option, so the path runs here on the CPU.
+    """
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer.engine import run_aer
+    from qshpc.aer.simulator import SimSpec
+
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.save_probabilities_dict()  # type: ignore[attr-defined]
+    for threads in (1, 2):  # Aer's controller called directly, and through run()
+        spec = SimSpec("statevector", "CPU", "double", threads, gpu=0)
+        get_simulator(spec)
+        data = run_aer(spec, [qc], 1, None, [{}]).data(0)["probabilities"]
+        assert data == pytest.approx({0: 0.5, 3: 0.5})
+
+
+def test_gpus_hidden_by_cuda_visible_devices_mean_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """qiskit-aer-gpu lists GPU even when ``CUDA_VISIBLE_DEVICES=-1`` hides them (seen on an
+    H200 node): a rank asked for a GPU then warns and runs on the CPU, naming the variable."""
+    monkeypatch.setattr(device, "aer_devices", lambda: ("CPU", "GPU"))
+    for hidden in ("-1", "", "NoDevFiles"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        device.reset_caches()
+        assert device.gpus_hidden()
+        assert device.resolve_device(None) == ("CPU", None)  # auto
+        monkeypatch.setenv("QSHPC_AER_DEVICE", "GPU")
+        with pytest.warns(RuntimeWarning, match="CUDA_VISIBLE_DEVICES=.* hides every GPU"):
+            assert device.resolve_device(None) == ("CPU", None)
+        monkeypatch.delenv("QSHPC_AER_DEVICE")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    device.reset_caches()
+    assert not device.gpus_hidden() and device.resolve_device(None) == ("GPU", 0)
+
+
 def test_task_seed_and_provenance() -> None:
     task = TaskContext(task_id="17", function="f", seed=derive_seed(99, "17"))
     prov = context.push_task(task)
