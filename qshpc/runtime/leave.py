@@ -39,7 +39,13 @@ def leave_within(code: int, grace_s: float) -> None:
     ).start()
 
 
-def leave_now(code: int) -> None:
+#: Memory blocks (``sys.getallocatedblocks``) from which :func:`leave_now` pays: freeing
+#: took ~25 ns a block at exit, its look at the objects ~8 ms (an empty program's rank 0
+#: holds ~0.3 million blocks, the 12-qubit rerun's ~3.7 million).
+LEAVE_NOW_BLOCKS = 1_000_000
+
+
+def leave_now(code: int, min_blocks: int = LEAVE_NOW_BLOCKS) -> None:
     """End rank 0, its job done, without tearing down the objects it holds; returns (and
     the process exits as usual) when any of them could need its teardown.
 
@@ -60,9 +66,13 @@ def leave_now(code: int) -> None:
     collected; and when no non-daemon thread runs (Python's exit would wait for it),
     and the program froze nothing itself (its objects would be hidden from the look).
     Any of them: the usual exit (the ``atexit`` handlers, run here, do not run twice).
+    So too when the process holds fewer than ``min_blocks`` memory blocks: freeing them
+    costs less than the look.
     """
     from qshpc.runtime import gctune
 
+    if sys.getallocatedblocks() < min_blocks:
+        return  # little to free: the usual exit is as quick as the look below
     if lingering() or _froze_more(gctune.frozen):
         return
     try:

@@ -40,15 +40,15 @@ gctune.tune()
 held = [{i: float(i) for i in range(1000)} for _ in range(50)]  # what a program keeps
 atexit.register(lambda: print("atexit ran", flush=True))
 {setup}
-leave_now(3)
+leave_now(3, {blocks})
 print("went on", flush=True)
 sys.exit(4)
 """
 
 
-def _leave(tmp_path: Path, setup: str) -> subprocess.CompletedProcess[str]:
+def _leave(tmp_path: Path, setup: str, blocks: int = 0) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "prog.py"
-    script.write_text(_LEAVE.replace("{setup}", setup))
+    script.write_text(_LEAVE.replace("{setup}", setup).replace("{blocks}", str(blocks)))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     return subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60,
@@ -96,3 +96,9 @@ def test_leave_now_leaves_the_usual_way_when_something_would_be_lost(
     assert out.returncode == 4, out.stderr
     assert out.stdout.count("atexit ran") == 1  # run by leave_now, not again at the exit
     assert "went on" in out.stdout
+
+
+def test_leave_now_leaves_the_usual_way_when_there_is_little_to_free(tmp_path: Path) -> None:
+    out = _leave(tmp_path, "", blocks=10**12)
+    assert out.returncode == 4, out.stderr
+    assert out.stdout == "went on\natexit ran\n"  # Python's own exit ran the handler
