@@ -64,7 +64,9 @@ def leave_now(code: int, min_blocks: int = LEAVE_NOW_BLOCKS) -> None:
     heap of qshpc's start: :mod:`qshpc.runtime.gctune`) has one: no open file, no
     ``__del__``, no suspended generator, in memory or in unreachable cycles not yet
     collected; and when no non-daemon thread runs (Python's exit would wait for it),
-    and the program froze nothing itself (its objects would be hidden from the look).
+    and the frozen heap did not grow since qshpc's freeze (the program froze objects of
+    its own, hidden from the look; it shrinks as frozen objects are freed, so a program
+    freezing fewer objects than qshpc's heap lost meanwhile is not seen).
     Any of them: the usual exit (the ``atexit`` handlers, run here, do not run twice).
     So too when the process holds fewer than ``min_blocks`` memory blocks: freeing them
     costs less than the look.
