@@ -104,8 +104,9 @@ def register(app: typer.Typer) -> None:
             check_cache_dir(folder)
         code = run_job(spec, workers, scheduler())
         from qshpc import settings
-        from qshpc.runtime.leave import leave_within
+        from qshpc.runtime.leave import flush_open_files, leave_within
 
         leave_within(code, settings.EXIT_GRACE_S.get())  # threads the program left running
+        flush_open_files()  # the program's unclosed files keep what it wrote
         if code:
             raise typer.Exit(code)

@@ -128,9 +128,10 @@ def run_fast(argv: list[str]) -> int | None:
             from qshpc.launch.local import run
 
             ended = run(spec, workers, scheduler())
-        from qshpc.runtime.leave import leave_now, leave_within
+        from qshpc.runtime.leave import flush_open_files, leave_now, leave_within
 
         leave_within(ended, grace)  # threads the program left running do not hold the exit
+        flush_open_files()  # the program's unclosed files keep what it wrote
         if a_rank:
             from qshpc.task.context import rank_info  # loaded by the rank already
 
