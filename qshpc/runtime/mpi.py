@@ -168,7 +168,8 @@ def local_rendezvous(timeout: float) -> bool:
     for every rank it started), the others connect, and it answers each once
     all are in. Anything unusual (not under hydra, one rank, a name in use, a
     rank that never comes within ``timeout``) and the rank goes on to
-    ``MPI_Init`` as before.
+    ``MPI_Init`` as before: the rendezvous only ever saves CPU, MPI_Init still
+    makes the ranks wait for each other.
     """
     try:
         count = int(os.environ.get("MPI_LOCALNRANKS", "0"))
@@ -180,7 +181,9 @@ def local_rendezvous(timeout: float) -> bool:
         return False
     import time
 
-    name = f"\0qshpc-mpi-init-{proxy}-{count}"
+    # The host's name too: containers that share a network namespace (and so its abstract
+    # sockets) but not their pids could have proxies of the same pid.
+    name = f"\0qshpc-mpi-init-{socket.gethostname()}-{proxy}-{count}"
     deadline = time.monotonic() + timeout
     try:
         if mine == 0:
@@ -192,17 +195,23 @@ def local_rendezvous(timeout: float) -> bool:
 
 def _proxy_pid(fd: int) -> int | None:
     """The pid of the process at the other end of ``fd`` (hydra's proxy on ``PMI_FD``)."""
-    import struct
-
     if fd < 0:
         return None
     try:
         with socket.socket(fileno=os.dup(fd)) as sock:
-            cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid = _peer(sock)[0]
     except OSError:
         return None
-    pid: int = struct.unpack("3i", cred)[0]
     return pid if pid > 0 else None
+
+
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """``(pid, uid)`` of the process at the other end of the Unix socket ``sock``."""
+    import struct
+
+    cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _ = struct.unpack("3i", cred)
+    return pid, uid
 
 
 def _gather(name: str, others: int, deadline: float) -> bool:
@@ -245,6 +254,8 @@ def _join(name: str, deadline: float) -> bool:
                 time.sleep(min(pause, left))
                 pause = min(pause * 2, 0.01)
                 continue
+            if _peer(sock)[1] != os.getuid():  # an abstract name anyone could take: not ours
+                return False
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
