@@ -260,7 +260,8 @@ def _files_left_open() -> bool:
 
 
 def _python_files_open() -> bool:
-    """Whether a file object with data Python could still be holding is open for writing.
+    """Whether a file object with data Python could still be holding is open for writing;
+    each one found is flushed, text files before the buffered ones under them.
 
     That is a buffered or text file on a file descriptor, other than the
     standard streams (flushed on the way out): an in-memory one
@@ -270,6 +271,11 @@ def _python_files_open() -> bool:
     20-30 ms), the garbage not yet collected included; each object is tested
     against the C base of every ``io`` class (no ABC check per object: ~2 ms
     for a rank).
+
+    Why flush: Python's teardown does not always. A program's globals are no
+    module's (runpy's copy): they go with the collector's last pass, which can
+    finalize a text file's buffer before the text file, and the text it still
+    held is dropped (``qshpc run --workers 0`` left such files empty on f163b7c).
     """
     import gc
     import io
@@ -281,6 +287,7 @@ def _python_files_open() -> bool:
         while stream is not None and id(stream) not in std:
             std.add(id(stream))
             stream = getattr(stream, "buffer", None) or getattr(stream, "raw", None)
+    found: list[Any] = []
     try:
         for obj in gc.get_objects():
             if (
@@ -291,10 +298,16 @@ def _python_files_open() -> bool:
                 and obj.writable()
                 and _on_a_descriptor(obj)
             ):
-                return True
+                found.append(obj)
     except Exception:  # unsure: the usual exit
         return True
-    return False
+    found.sort(key=lambda f: not isinstance(f, io.TextIOBase))  # text first: into its buffer
+    for stream in found:
+        try:
+            stream.flush()
+        except Exception:  # as at a normal exit: the others are still flushed
+            pass
+    return bool(found)
 
 
 def _on_a_descriptor(stream: Any) -> bool:
