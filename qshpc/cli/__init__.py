@@ -89,6 +89,9 @@ def main() -> None:
 
         code = run_fast(sys.argv[1:])
         if code is not None:
+            from qshpc.runtime.leave import exit_now
+
+            exit_now(code)  # no teardown of qiskit's modules on the command's tail
             sys.exit(code)
         from qshpc.cli.app import main as typer_main
 

@@ -354,3 +354,150 @@ def _leave_after(code: int, grace_s: float) -> None:
     except Exception:  # no libc to call: leave without the exit handlers
         pass
     os._exit(code)
+
+
+def exit_now(code: int) -> None:
+    """End this ``qshpc run`` process with ``code`` now: Python's exit steps, not its teardown.
+
+    What a normal exit does first is done here, in its order: the non-daemon
+    threads are joined (``threading._shutdown``, so that :func:`leave_within`'s
+    grace applies as before) and the ``atexit`` handlers run. Then, when no
+    file is left open for writing, the
+    standard streams are flushed, MPI is finalized when still up, and the C
+    library's exit runs its handlers (HDF5 closes what is open, MPICH its PMI
+    connection). What is skipped is the interpreter's teardown, which frees
+    every module's objects one by one: 15-25 ms of CPU in a rank that loaded
+    qiskit, ~10 ms in the launcher, all of it on the command's tail
+    (benchmarks/RESULTS.md, Session 18, lean19). A file the program or a task
+    left open is closed by that teardown (a gzip file gets its trailer then):
+    with one, this returns and Python exits as usual. It returns too where
+    Python does not offer these steps, or off the main thread.
+    """
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is None or threading.current_thread() is not threading.main_thread():
+        return
+    shutdown()
+    import atexit
+
+    atexit._run_exitfuncs()
+    if _files_left_open():
+        return
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # closed, a broken pipe: as Python's own exit, leave anyway
+            pass
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None:
+        try:
+            if mpi.Is_initialized() and not mpi.Is_finalized():
+                mpi.Finalize()
+        except Exception:  # leaving anyway
+            pass
+    try:
+        import ctypes
+
+        ctypes.PyDLL(None).exit(code)  # as _leave_after: with the GIL held
+    except Exception:  # no libc to call: Python's own exit
+        return
+
+
+def _files_left_open() -> bool:
+    """Whether the program or a task may have left a file open for writing (see below)."""
+    return _python_files_open() or _other_files_open()
+
+
+def _python_files_open() -> bool:
+    """Whether a file object with data Python could still be holding is open for writing;
+    each one found is flushed, text files before the buffered ones under them.
+
+    That is a buffered or text file on a file descriptor, other than the
+    standard streams (flushed on the way out): an in-memory one
+    (``BytesIO``) loses nothing at the exit, nor does a raw one (no buffer).
+    Looks at every object the collector tracks but those frozen before the
+    program ran (:mod:`qshpc.runtime.gctune`; walking those too would cost
+    20-30 ms), the garbage not yet collected included; each object is tested
+    against the C base of every ``io`` class (no ABC check per object: ~2 ms
+    for a rank).
+
+    Why flush: Python's teardown does not always. A program's globals are no
+    module's (runpy's copy): they go with the collector's last pass, which can
+    finalize a text file's buffer before the text file, and the text it still
+    held is dropped (``qshpc run --workers 0`` left such files empty on f163b7c).
+    """
+    import gc
+    import io
+
+    base: Any = io.IOBase.__mro__[1]  # _io._IOBase: every io class and subclass derives from it
+    raw: Any = io.RawIOBase.__mro__[1]  # _io._RawIOBase
+    std: set[int] = set()
+    for stream in (sys.stdin, sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        while stream is not None and id(stream) not in std:
+            std.add(id(stream))
+            stream = getattr(stream, "buffer", None) or getattr(stream, "raw", None)
+    found: list[Any] = []
+    try:
+        for obj in gc.get_objects():
+            if (
+                isinstance(obj, base)
+                and not isinstance(obj, raw)
+                and id(obj) not in std
+                and not obj.closed
+                and obj.writable()
+                and _on_a_descriptor(obj)
+            ):
+                found.append(obj)
+    except Exception:  # unsure: the usual exit
+        return True
+    found.sort(key=lambda f: not isinstance(f, io.TextIOBase))  # text first: into its buffer
+    for stream in found:
+        try:
+            stream.flush()
+        except Exception:  # as at a normal exit: the others are still flushed
+            pass
+    return bool(found)
+
+
+def _on_a_descriptor(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation: in memory
+        return False
+    return True
+
+
+def _other_files_open() -> bool:
+    """Whether a file descriptor above 2 is open for writing on a file qshpc did not open.
+
+    What the walk of :func:`_python_files_open` cannot see: a file object frozen
+    with the imports (a module the worker preloaded opened it), a file HDF5 or
+    another library holds. qshpc's own logs are written with ``os.write``
+    (:data:`qshpc.store.seal.appended`); a deleted file (MPICH's shared memory)
+    is nobody's to read. Without ``/proc``: unsure, so yes.
+    """
+    import fcntl
+    import stat
+
+    from qshpc.store.seal import appended
+
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return True
+    for name in names:
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink == 0:
+                continue
+            if (st.st_dev, st.st_ino) in appended:
+                continue
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                continue
+        except OSError:  # the listing's own descriptor, closed since
+            continue
+        return True
+    return False

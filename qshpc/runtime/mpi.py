@@ -109,6 +109,7 @@ def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[d
     The pkl5 communicator sends pickled data out of band, so objects over
     2 GiB (a 32-qubit statevector is 64 GiB) do not overflow MPI's int counts.
     """
+    local_rendezvous(RENDEZVOUS_S)
     from mpi4py import MPI
     from mpi4py.util import pkl5
 
@@ -146,6 +147,120 @@ def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[d
         host_cores=_count(union[mine["host"]]),
     )
     return MpiWiring(MPI, comm), info, records
+
+
+#: The longest a rank waits for this host's other ranks before ``MPI_Init`` (then it goes on).
+RENDEZVOUS_S = 5.0
+
+
+def local_rendezvous(timeout: float) -> bool:
+    """Wait, asleep, until every rank hydra started on this host is here; True when all came.
+
+    MPICH's ``MPI_Init`` waits for the host's other ranks in a loop of
+    ``sched_yield`` calls: a rank that got there first spins until the last
+    one arrives. With more ranks than cores (3 on a 2-core laptop: rank 0 and
+    a worker per core) the spinning ranks take the CPU the late ones need to
+    get there: measured, 0.32-0.35 CPU s spent by each of two ranks that
+    waited 0.3 s for a third, against 0.14 s with nanosleep (and none here);
+    in a cold job the ranks reach it 20-130 ms apart. So they meet first
+    on a socket, blocked in the kernel: local rank 0 listens on an abstract
+    Unix socket named after hydra's proxy (the peer of ``PMI_FD``, the same
+    for every rank it started), the others connect, and it answers each once
+    all are in. Anything unusual (not under hydra, one rank, a name in use, a
+    rank that never comes within ``timeout``) and the rank goes on to
+    ``MPI_Init`` as before: the rendezvous only ever saves CPU, MPI_Init still
+    makes the ranks wait for each other.
+    """
+    try:
+        count = int(os.environ.get("MPI_LOCALNRANKS", "0"))
+        mine = int(os.environ.get("MPI_LOCALRANKID", "-1"))
+        proxy = _proxy_pid(int(os.environ.get("PMI_FD", "-1")))
+    except ValueError:
+        return False
+    if count < 2 or not 0 <= mine < count or proxy is None:
+        return False
+    import time
+
+    # The host's name too: containers that share a network namespace (and so its abstract
+    # sockets) but not their pids could have proxies of the same pid.
+    name = f"\0qshpc-mpi-init-{socket.gethostname()}-{proxy}-{count}"
+    deadline = time.monotonic() + timeout
+    try:
+        if mine == 0:
+            return _gather(name, count - 1, deadline)
+        return _join(name, deadline)
+    except OSError:
+        return False
+
+
+def _proxy_pid(fd: int) -> int | None:
+    """The pid of the process at the other end of ``fd`` (hydra's proxy on ``PMI_FD``)."""
+    if fd < 0:
+        return None
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            pid = _peer(sock)[0]
+    except OSError:
+        return None
+    return pid if pid > 0 else None
+
+
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """``(pid, uid)`` of the process at the other end of the Unix socket ``sock``."""
+    import struct
+
+    cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _ = struct.unpack("3i", cred)
+    return pid, uid
+
+
+def _gather(name: str, others: int, deadline: float) -> bool:
+    """Local rank 0: take ``others`` connections, then answer each (all are in)."""
+    import time
+
+    joined: list[socket.socket] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(name)  # in use: not ours (OSError: go on without)
+        server.listen(others)
+        try:
+            while len(joined) < others:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                server.settimeout(left)
+                conn, _ = server.accept()
+                joined.append(conn)
+            for conn in joined:
+                conn.sendall(b"g")
+            return True
+        finally:
+            for conn in joined:
+                conn.close()
+
+
+def _join(name: str, deadline: float) -> bool:
+    """Another local rank: connect (local rank 0 may not listen yet), wait for its word."""
+    import time
+
+    pause = 0.001
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(name)
+            except (ConnectionRefusedError, FileNotFoundError):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.01)
+                continue
+            if _peer(sock)[1] != os.getuid():  # an abstract name anyone could take: not ours
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            sock.settimeout(left)
+            return sock.recv(1) == b"g"
 
 
 def _count(mask: int | None) -> int:

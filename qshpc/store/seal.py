@@ -189,6 +189,11 @@ def open_regular(path: Path) -> int:
     return fd
 
 
+#: ``(st_dev, st_ino)`` of the files :func:`open_append` opened in this process: written
+#: with ``os.write``, no Python buffer holds data for them (:func:`qshpc.runtime.leave.exit_now`).
+appended: set[tuple[int, int]] = set()
+
+
 def open_append(path: Path, mode: int) -> int:
     """Open (create with ``mode``) ``path`` for appending without ever blocking: a FIFO or a
     device in its place is refused (hunt16: a FIFO as a job's log hung its ``--resume``).
@@ -204,12 +209,14 @@ def open_append(path: Path, mode: int) -> int:
             raise OSError(exc.errno, "not a regular file (a FIFO)", str(path)) from None
         raise
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
+    appended.add((st.st_dev, st.st_ino))
     return fd
 
 
