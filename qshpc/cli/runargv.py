@@ -119,8 +119,7 @@ def run_fast(argv: list[str]) -> int | None:
         if spec.cache or (spec.cache is None and spec.cache_dir is not None):
             check_cache_dir(spec.cache_dir)
         grace = settings.EXIT_GRACE_S.get()
-        a_rank = launched_by_mpi()
-        if a_rank:  # a rank: what launch.local.run would do, without its imports
+        if launched_by_mpi():  # a rank: what launch.local.run would do, without its imports
             from qshpc.runtime.start import run_rank
 
             ended = run_rank(spec, scheduler())
@@ -128,15 +127,9 @@ def run_fast(argv: list[str]) -> int | None:
             from qshpc.launch.local import run
 
             ended = run(spec, workers, scheduler())
-        from qshpc.runtime.leave import flush_open_files, leave_now, leave_within
+        from qshpc.runtime.leave import leave_within
 
         leave_within(ended, grace)  # threads the program left running do not hold the exit
-        flush_open_files()  # the program's unclosed files keep what it wrote
-        if a_rank:
-            from qshpc.task.context import rank_info  # loaded by the rank already
-
-            if rank_info().rank == 0:
-                leave_now(ended)  # the job is final: what the program held is not freed
         return ended
     except KeyboardInterrupt:  # before the command set its own handling (qshpc.cli.main)
         print("\nqshpc: interrupted (SIGINT)", file=sys.stderr)

@@ -22,21 +22,14 @@ from qshpc import settings
 DEFAULT_THRESHOLD = 50_000  # settings.GC's default
 
 
-#: Objects in the permanent generation after the last :func:`tune` (-1: never tuned). More
-#: at exit: the program froze objects of its own (see :func:`qshpc.runtime.leave.leave_now`).
-frozen = -1
-
-
 def tune() -> None:
     """Freeze what this process holds and raise the collection thresholds (see module doc)."""
     first = settings.GC.get()
     if first is None:  # QSHPC_GC=default
         return
-    global frozen
     gc.freeze()
-    frozen = gc.get_freeze_count()
     _, second, third = gc.get_threshold()
     gc.set_threshold(max(first, gc.get_threshold()[0]), max(second, 20), max(third, 20))
 
 
-__all__ = ["DEFAULT_THRESHOLD", "frozen", "tune"]
+__all__ = ["DEFAULT_THRESHOLD", "tune"]

@@ -39,155 +39,6 @@ def leave_within(code: int, grace_s: float) -> None:
     ).start()
 
 
-def flush_open_files() -> int:
-    """Flush the files the program (or a task) left open for writing; how many were flushed.
-
-    ``python program.py`` flushes them at exit: ``__main__``'s globals are cleared and
-    each file is freed. A program run by qshpc has its globals in a dict that its own
-    functions refer to (``runpy.run_path``'s module, gone once the program ends): a cycle,
-    and Python's exit does not flush a buffered file held in a cycle (CPython 3.11: the
-    buffer is lost). Seen: a program that wrote a file and never closed it left it
-    empty under ``qshpc run`` (f163b7c), whole under ``python program.py``. Called
-    once the store is final, after :func:`leave_within` (a flush that blocks, a FIFO
-    nobody reads, cannot hold the exit). Files opened before qshpc's freeze (its own,
-    closed by then) are not looked at; a flush that fails is left, as Python's exit does.
-    """
-    import gc
-    import io
-
-    kinds = (io.BufferedWriter, io.BufferedRandom, io.BufferedRWPair, io.TextIOWrapper)
-    std = {id(s) for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}
-    flushed = 0
-    for obj in gc.get_objects():  # not the frozen heap of qshpc's start (gctune)
-        if not isinstance(obj, kinds) or id(obj) in std:
-            continue
-        try:
-            if obj.closed or not obj.writable():
-                continue
-            obj.flush()
-            flushed += 1
-        except Exception:  # a broken pipe, a full disk, a detached wrapper
-            continue
-    return flushed
-
-
-#: Memory blocks (``sys.getallocatedblocks``) from which :func:`leave_now` pays: freeing
-#: took ~25 ns a block at exit, its look at the objects ~8 ms (an empty program's rank 0
-#: holds ~0.3 million blocks, the 12-qubit rerun's ~3.7 million).
-LEAVE_NOW_BLOCKS = 1_000_000
-
-
-def leave_now(code: int, min_blocks: int = LEAVE_NOW_BLOCKS) -> None:
-    """End rank 0, its job done, without tearing down the objects it holds; returns (and
-    the process exits as usual) when any of them could need its teardown.
-
-    Python's exit frees every object the process holds. Rank 0 holds what the program
-    kept: a rerun of the seed program from the cache holds 512 12-qubit distributions
-    (~1.7 million floats and ints), whose freeing took ~0.1 s of the whole command's
-    1.5 s (benchmarks/RESULTS.md, session 18). The store is final and closed by now,
-    MPI finalized, the logs closed. What the normal exit does besides freeing memory
-    is done here in its order: the program's ``atexit`` handlers (``logging``'s flush,
-    multiprocessing's joins, ``weakref.finalize``), the standard streams flushed, and the
-    C library's exit handlers (MPICH's, HDF5's; as :func:`_leave_after`).
-
-    What freeing does besides that is finalizers, which Python does not promise to run
-    at exit but runs in practice: an open file's buffer flushed, a ``__del__``. So the
-    process leaves this way only when no object the collector tracks (but the frozen
-    heap of qshpc's start: :mod:`qshpc.runtime.gctune`) has one: no open file, no
-    ``__del__``, no suspended generator, in memory or in unreachable cycles not yet
-    collected; and when no non-daemon thread runs (Python's exit would wait for it),
-    and the frozen heap did not grow since qshpc's freeze (the program froze objects of
-    its own, hidden from the look; it shrinks as frozen objects are freed, so a program
-    freezing fewer objects than qshpc's heap lost meanwhile is not seen).
-    Any of them: the usual exit (the ``atexit`` handlers, run here, do not run twice).
-    So too when the process holds fewer than ``min_blocks`` memory blocks: freeing them
-    costs less than the look.
-    """
-    from qshpc.runtime import gctune
-
-    if sys.getallocatedblocks() < min_blocks:
-        return  # little to free: the usual exit is as quick as the look below
-    if lingering() or _froze_more(gctune.frozen):
-        return
-    try:
-        import atexit
-
-        atexit._run_exitfuncs()  # as Python's exit does first; it clears them
-    except BaseException:  # a failing handler: Python's exit reports and goes on too
-        pass
-    if lingering() or _froze_more(gctune.frozen) or _finalizers_left():
-        return
-    try:
-        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-            if stream is not None:
-                stream.flush()
-    except (OSError, ValueError):
-        return  # a stream that cannot be flushed: the usual exit says so
-    try:
-        import ctypes
-
-        ctypes.PyDLL(None).exit(code)  # the C exit handlers run; no Python teardown
-    except Exception:  # no libc to call: the usual exit
-        return
-
-
-def _froze_more(frozen: int) -> bool:
-    """True when the permanent generation grew since qshpc's last freeze (``frozen``
-    objects; it shrinks as they are freed): the program called ``gc.freeze()``."""
-    import gc
-
-    return gc.get_freeze_count() > max(frozen, 0)
-
-
-def _finalizers_left() -> bool:
-    """True when an object the collector tracks (not frozen) would run code when freed.
-
-    An in-memory stream (``BytesIO``, ``StringIO``) and a closed file lose nothing.
-    Decided once per type (an attribute lookup on each object's type took ~3 ms of
-    an empty program's exit).
-    """
-    import gc
-
-    kinds: dict[type, int] = {}
-    for obj in gc.get_objects():
-        t = type(obj)
-        kind = kinds.get(t)
-        if kind is None:
-            kind = kinds[t] = _kind(t)
-        if kind == _NOTHING:
-            continue
-        if kind == _SUSPENDABLE:
-            frame = getattr(obj, "gi_frame", None) or getattr(obj, "cr_frame", None)
-            if frame is not None or getattr(obj, "ag_frame", None) is not None:
-                return True  # closing it may run its ``finally`` (or a ``with``'s exit)
-            continue
-        if kind == _STREAM:
-            try:
-                if obj.closed:
-                    continue
-            except Exception:  # detached, or a closed attribute of its own that fails
-                pass
-        return True
-    return False
-
-
-_NOTHING, _SUSPENDABLE, _STREAM, _FINALIZER = range(4)
-
-
-def _kind(t: type) -> int:
-    """What freeing an object of type ``t`` may run (see :func:`_finalizers_left`)."""
-    import io
-    import types
-
-    if t in (io.BytesIO, io.StringIO):
-        return _NOTHING
-    if issubclass(t, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
-        return _SUSPENDABLE
-    if not hasattr(t, "__del__"):
-        return _NOTHING
-    return _STREAM if issubclass(t, io.IOBase) else _FINALIZER
-
-
 def processes_left() -> list[tuple[int, str]]:
     """``(pid, command)`` of this process's children still running, but multiprocessing's.
 
@@ -405,10 +256,10 @@ def exit_now(code: int) -> None:
 
 def _files_left_open() -> bool:
     """Whether the program or a task may have left a file open for writing (see below)."""
-    return _python_files_open() or _other_files_open()
+    return flush_open_files() or _other_files_open()
 
 
-def _python_files_open() -> bool:
+def flush_open_files() -> bool:
     """Whether a file object with data Python could still be holding is open for writing;
     each one found is flushed, text files before the buffered ones under them.
 
@@ -470,7 +321,7 @@ def _on_a_descriptor(stream: Any) -> bool:
 def _other_files_open() -> bool:
     """Whether a file descriptor above 2 is open for writing on a file qshpc did not open.
 
-    What the walk of :func:`_python_files_open` cannot see: a file object frozen
+    What the walk of :func:`flush_open_files` cannot see: a file object frozen
     with the imports (a module the worker preloaded opened it), a file HDF5 or
     another library holds. qshpc's own logs are written with ``os.write``
     (:data:`qshpc.store.seal.appended`); a deleted file (MPICH's shared memory)

@@ -9,8 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from qshpc.runtime.leave import leave_within
 
 
@@ -30,89 +28,10 @@ def test_a_process_that_is_not_exiting_is_never_ended() -> None:
         left.join()
 
 
-# -- leave_now: rank 0 leaves without freeing what the program held, when nothing is lost --
-
-_LEAVE = """
-import atexit, gc, sys
-from qshpc.runtime import gctune
-from qshpc.runtime.leave import leave_now
-gctune.tune()
-held = [{i: float(i) for i in range(1000)} for _ in range(50)]  # what a program keeps
-atexit.register(lambda: print("atexit ran", flush=True))
-{setup}
-leave_now(3, {blocks})
-print("went on", flush=True)
-sys.exit(4)
-"""
-
-
-def _leave(tmp_path: Path, setup: str, blocks: int = 0) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "prog.py"
-    script.write_text(_LEAVE.replace("{setup}", setup).replace("{blocks}", str(blocks)))
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    return subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60,
-        cwd=tmp_path,
-    )  # fmt: skip
-
-
-def test_leave_now_ends_the_process_with_its_code_after_the_atexit_handlers(
-    tmp_path: Path,
-) -> None:
-    out = _leave(tmp_path, "print('buffered', end='')")  # stdout is a pipe: block-buffered
-    assert out.returncode == 3, out.stderr
-    assert out.stdout == "bufferedatexit ran\n"
-
-
-@pytest.mark.parametrize(
-    "setup",
-    [
-        # an open file whose buffer only the usual exit could flush
-        "f = open('out.txt', 'w'); f.write('kept')",
-        # a __del__ that writes
-        "class A:\n    def __del__(self, w=open):\n        w('out.txt', 'w').write('kept')\na = A()",
-        # a suspended generator whose finally writes
-        "def g(w=open):\n    try:\n        yield 1\n    finally:\n        w('out.txt', 'w').write('kept')\n"
-        "it = g(); next(it)",
-        # the same, garbage in a cycle not yet collected
-        "class A:\n    def __del__(self, w=open):\n        w('out.txt', 'w').write('kept')\n"
-        "a = A(); a.me = a; del a",
-        # a thread Python's exit waits for
-        "import threading, time\n"
-        "threading.Thread(target=lambda: (time.sleep(0.3), open('out.txt', 'w').write('kept'))"
-        ").start()",
-        # the program froze its objects: they are hidden from the look
-        "class A:\n    def __del__(self, w=open):\n        w('out.txt', 'w').write('kept')\n"
-        "a = A(); gc.freeze()",
-    ],
-    ids=["open-file", "del", "generator", "cycle", "thread", "frozen"],
-)
-def test_leave_now_leaves_the_usual_way_when_something_would_be_lost(
-    tmp_path: Path, setup: str
-) -> None:
-    """Whether Python's own exit then runs each finalizer is Python's affair (under the
-    frozen heap it skips some); leave_now only never skips one itself."""
-    out = _leave(tmp_path, setup)
-    assert out.returncode == 4, out.stderr
-    assert out.stdout.count("atexit ran") == 1  # run by leave_now, not again at the exit
-    assert "went on" in out.stdout
-
-
-def test_leave_now_leaves_the_usual_way_when_there_is_little_to_free(tmp_path: Path) -> None:
-    out = _leave(tmp_path, "", blocks=10**12)
-    assert out.returncode == 4, out.stderr
-    assert out.stdout == "went on\natexit ran\n"  # Python's own exit ran the handler
-
-
 def _files_left(code: str) -> str:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     prelude = "import gc, io, os, sys, tempfile\nfrom qshpc.runtime import leave\n"
-    epilogue = "\nprint(leave._python_files_open(), leave._other_files_open())\n"
+    epilogue = "\nprint(leave.flush_open_files(), leave._other_files_open())\n"
     out = subprocess.run(
         [sys.executable, "-c", prelude + code + epilogue],
         capture_output=True,
