@@ -39,7 +39,7 @@ from qshpc.jobs.prepare import (
     prepare_job,
 )
 from qshpc.launch import early
-from qshpc.runtime.mpi import launched_by_mpi, local_env
+from qshpc.runtime.mpi import launched_by_mpi, local_env, peer_cred
 from qshpc.runtime.scheduler import Scheduler
 
 
@@ -852,17 +852,13 @@ class _Deaths:
         self.poller.register(listener.fileno(), select.EPOLLIN)
 
     def _accept(self) -> None:
-        import socket
-        import struct
-
         while True:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
             try:
-                cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-                pid, uid, _gid = struct.unpack("3i", cred)
+                pid, uid = peer_cred(conn)
             except OSError:
                 conn.close()
                 continue

@@ -182,11 +182,25 @@ def _leave_after(code: int, grace_s: float) -> None:
         atexit._run_exitfuncs()  # what the program registered runs, as at a normal exit
     except BaseException:  # a handler that fails does not keep the rank
         pass
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    _c_exit(code)
+    os._exit(code)  # no libc to call: leave without the exit handlers
+
+
+def _c_exit(code: int) -> None:
+    """Flush the standard streams, finalize MPI when still up, end with the C library's exit.
+
+    libc's exit, not os._exit: the C exit handlers run (MPICH ends its PMI
+    connection in one; without it the launcher takes this rank's end for a crash
+    and kills the ranks still finishing; HDF5 closes what is open). Called with the
+    GIL held (PyDLL), so that no Python thread runs while the libraries'
+    destructors do. Returns only when there is no libc to call.
+    """
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # closed, a broken pipe: as Python's own exit, leave anyway
+            pass
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None:
         try:
@@ -197,14 +211,9 @@ def _leave_after(code: int, grace_s: float) -> None:
     try:
         import ctypes
 
-        # libc's exit, not os._exit: the C exit handlers run (MPICH ends its PMI
-        # connection in one; without it the launcher takes this rank's end for a crash
-        # and kills the ranks still finishing). Called with the GIL held (PyDLL), so
-        # that no Python thread runs while the libraries' destructors do.
         ctypes.PyDLL(None).exit(code)
-    except Exception:  # no libc to call: leave without the exit handlers
-        pass
-    os._exit(code)
+    except Exception:  # no libc to call
+        return
 
 
 def exit_now(code: int) -> None:
@@ -233,25 +242,7 @@ def exit_now(code: int) -> None:
     atexit._run_exitfuncs()
     if _files_left_open():
         return
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:  # closed, a broken pipe: as Python's own exit, leave anyway
-            pass
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is not None:
-        try:
-            if mpi.Is_initialized() and not mpi.Is_finalized():
-                mpi.Finalize()
-        except Exception:  # leaving anyway
-            pass
-    try:
-        import ctypes
-
-        ctypes.PyDLL(None).exit(code)  # as _leave_after: with the GIL held
-    except Exception:  # no libc to call: Python's own exit
-        return
+    _c_exit(code)  # returns only without a libc to call: then Python's own exit
 
 
 def _files_left_open() -> bool:

@@ -199,13 +199,13 @@ def _proxy_pid(fd: int) -> int | None:
         return None
     try:
         with socket.socket(fileno=os.dup(fd)) as sock:
-            pid = _peer(sock)[0]
+            pid = peer_cred(sock)[0]
     except OSError:
         return None
     return pid if pid > 0 else None
 
 
-def _peer(sock: socket.socket) -> tuple[int, int]:
+def peer_cred(sock: socket.socket) -> tuple[int, int]:
     """``(pid, uid)`` of the process at the other end of the Unix socket ``sock``."""
     import struct
 
@@ -254,7 +254,7 @@ def _join(name: str, deadline: float) -> bool:
                 time.sleep(min(pause, left))
                 pause = min(pause * 2, 0.01)
                 continue
-            if _peer(sock)[1] != os.getuid():  # an abstract name anyone could take: not ours
+            if peer_cred(sock)[1] != os.getuid():  # an abstract name anyone could take: not ours
                 return False
             left = deadline - time.monotonic()
             if left <= 0:
