@@ -11,6 +11,10 @@ from qshpc.runtime.stopsig import defer_if_rank
 
 defer_if_rank(sys.argv)
 
+from qshpc.runtime.forkserver import hand_over  # noqa: E402
+
+hand_over()  # a rank of `qshpc run`'s launcher: forked by its fork server (no return then)
+
 from qshpc import _timeline  # noqa: E402
 
 _timeline.mark("qshpc")

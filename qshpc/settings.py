@@ -239,6 +239,12 @@ PRELOAD: Setting[tuple[str, ...]] = _declare(
             "ranks than cores: at their first batch); `auto`: qiskit and qiskit_aer as far "
             "as the program's imports use them; empty turns it off",
             "workers", "auto", empty_is_value=True, runtime=True))  # fmt: skip
+FORK_SERVER: Setting[bool] = _declare(
+    Setting("QSHPC_FORK_SERVER", True, _flag, "1 or 0 (true/false, yes/no, on/off)",
+            "`qshpc run`'s own launcher forks every local rank from one process that "
+            "imported what the program's tasks need (qiskit, Aer) once, instead of each rank "
+            "importing them; 0: each rank imports for itself",
+            "`qshpc run` (the mpiexec parent)", "1", runtime=True))  # fmt: skip
 GC: Setting[int | None] = _declare(
     Setting("QSHPC_GC", 50_000, _gc, "default, or a whole number > 0 such as 50000",
             "first garbage-collector threshold of every rank after its imports "
@@ -307,6 +313,12 @@ LAUNCH_WATCH: Setting[str | None] = _declare(
     Setting("QSHPC_LAUNCH_WATCH", None, str, "a socket name",
             "set by `qshpc run` for the ranks it starts: each rank holds a connection to it "
             "until it ends, so the launcher knows which rank ended first (not for users to set)",
+            "every rank", "none"))  # fmt: skip
+
+FORK_SOCKET: Setting[str | None] = _declare(
+    Setting("QSHPC_FORK_SOCKET", None, str, "a socket name",
+            "set by `qshpc run` for the ranks it starts: the fork server each rank hands "
+            "itself over to (not for users to set)",
             "every rank", "none"))  # fmt: skip
 
 AWAIT_JOB: Setting[int | None] = _declare(

@@ -39,6 +39,7 @@ from qshpc.jobs.prepare import (
     prepare_job,
 )
 from qshpc.launch import early
+from qshpc.runtime import forkserver
 from qshpc.runtime.mpi import launched_by_mpi, local_env, peer_cred
 from qshpc.runtime.scheduler import Scheduler
 
@@ -239,10 +240,46 @@ def _spawn(
     note = _EndNote(os.environ.get(settings.LAUNCH_END.name, ""))
     if note.path:
         env[settings.LAUNCH_END.name] = note.path
+    forks = _fork_server(spec, workers + 1, token, env, cmd[4:])
     try:
         return _launch(cmd, env, job_dir, job_id, token, note, signals, workers)
     finally:
         note.remove()
+        if forks is not None:
+            forks.stop()
+
+
+def _fork_server(
+    spec: RunSpec, ranks: int, token: str, env: dict[str, str], label: list[str]
+) -> forkserver.Server | None:
+    """Start the ranks' fork server (:mod:`qshpc.runtime.forkserver`) when it pays; None if not.
+
+    It pays when the program's tasks need qiskit or Aer (what a worker would
+    preload): each of the ``ranks`` then starts as a fork of one process that
+    imported them, instead of importing them itself. Not with ``QSHPC_FORK_SERVER=0``,
+    and not for a job whose cache is on for every task (its workers import at
+    their first batch only: a rerun whose calls all hit imports nothing there).
+    """
+    if not settings.FORK_SERVER.get():
+        return None
+    asked = spec.cache_meta()
+    if asked["enabled"] if asked is not None else settings.CACHE_JOB.get():
+        return None
+    names = settings.PRELOAD.get()
+    if names == ("auto",):
+        names = forkserver.program_needs(spec.program)
+    if not names:
+        return None
+    from qshpc.runtime.blas import USER_VARS
+    from qshpc.task.context import cores_for_rank
+
+    cpus = str(cores_for_rank(ranks, None, len(os.sched_getaffinity(0))))
+    user = any(env.get(v) for v in USER_VARS)
+    blas = {} if user else {"OPENBLAS_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus}
+    server = forkserver.start(token, ranks, names, blas, label)
+    if server is not None:
+        env[settings.FORK_SOCKET.name] = server.name
+    return server
 
 
 def _launch(

@@ -22,6 +22,7 @@ from qshpc import _timeline, settings
 from qshpc.program import backend
 from qshpc.program.refs import ObjectRef
 from qshpc.runtime.batchrun import BatchRunner
+from qshpc.runtime.forkserver import program_needs as program_needs
 from qshpc.runtime.protocol import (
     TAG_BATCH,
     TAG_BYE,
@@ -150,39 +151,6 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-
-
-#: What the program's imports say the workers will need (``QSHPC_PRELOAD=auto``).
-_AER_USERS = ("qiskit_aer", "qshpc.aer", "qshpc.primitives")
-
-
-def program_needs(program: Path) -> tuple[str, ...]:
-    """The modules to preload for ``program``, from the imports in its source.
-
-    ``qiskit`` and ``qiskit_aer`` when it imports Aer (or qshpc's Aer layer:
-    ``qshpc.aer``, ``qshpc.primitives``) anywhere in the file, ``qiskit`` alone
-    when it imports only qiskit, nothing otherwise (a program whose tasks need
-    none of them starts without 1-2 s of imports per worker). An unreadable
-    program preloads both.
-    """
-    import ast
-
-    try:
-        tree = ast.parse(program.read_bytes(), str(program))
-    except (OSError, SyntaxError, ValueError):
-        return ("qiskit", "qiskit_aer")
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-    if any(n == m or n.startswith(m + ".") for n in names for m in _AER_USERS):
-        return ("qiskit", "qiskit_aer")
-    if any(n == "qiskit" or n.startswith("qiskit.") for n in names):
-        return ("qiskit",)
-    return ()
 
 
 def preload(program: Path | None = None) -> None:

@@ -333,7 +333,7 @@ def test_a_warm_rerun_s_workers_never_preload(
     (tmp_path / "probe14.py").write_text(PROBE)
     (tmp_path / "squares.py").write_text(SQUARES)
     probes = tmp_path / "probes.log"
-    env = {"QSHPC_PRELOAD": "probe14", "PROBE_LOG": str(probes),
+    env = {"QSHPC_PRELOAD": "probe14", "PROBE_LOG": str(probes), "QSHPC_FORK_SERVER": "0",
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}  # fmt: skip
     extra = ["--workers", "2"] if ranks is None else []
 

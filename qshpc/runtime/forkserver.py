@@ -1,0 +1,568 @@
+"""The local launcher's fork server: qiskit imported once, every rank a fork of that process.
+
+On the default local shape (rank 0 and a worker per core: 3 processes on a
+2-core laptop) each rank imported qiskit and Aer itself, ~0.5 CPU s a rank,
+three times over on two cores: the largest part of a small job's cost against
+one plain process (issue 19). ``qshpc run``'s launcher now forks a server
+(:func:`start`) before it starts ``mpiexec``; the server imports what the
+program's tasks need (:func:`qshpc.runtime.worker.preload`'s choice) while
+mpiexec and the ranks' Pythons start. Each rank ``mpiexec`` starts (``python
+-m qshpc run ...``) hands itself over as its first act (:func:`hand_over`): it
+sends the server its command line, environment, folder, umask, CPU affinity
+and inherited descriptors (its standard streams and hydra's ``PMI_FD``), the
+server forks a child that takes all of them and runs ``python -m qshpc`` with
+that command line (:func:`_become`) with qiskit already imported, and the
+process mpiexec started stays as a stand-in for it (:func:`_stand_in`): it
+passes on every signal it gets and ends as the child ended (its exit code, or
+killed by the same signal), so mpiexec, the launcher's watch and a user's
+``kill`` see what they saw before. ``MPI_Init`` runs in the child only, after
+the fork.
+
+Lifetimes: the server dies with the launcher (and its children with it), a
+child whose stand-in died (``kill -9`` by mpiexec) is killed by the server,
+and a stand-in whose server died kills its child. Anything unusual before the
+fork (no server, a server of another user, a server that died) and the rank
+runs as before, importing for itself.
+
+Off with ``QSHPC_FORK_SERVER=0``; not used when the program's tasks need
+nothing imported, nor for ``--cache`` jobs (their workers import at their first
+batch only), nor under Slurm or a user's ``mpiexec``. Only the standard
+library at import: a rank's stand-in loads nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # (imported where used: every `python -m qshpc` imports this module)
+    import socket
+    import subprocess
+    from pathlib import Path
+
+#: The variable naming the server's socket in the ranks' environment (the launcher sets it).
+SOCKET_VAR = "QSHPC_FORK_SOCKET"
+#: Signals a stand-in passes on to its rank.
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCONT,
+    signal.SIGALRM,
+)
+#: Signals a child may have inherited a handler for from the server: the defaults again.
+_RESET = (*FORWARDED, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+_PR_SET_PDEATHSIG = 1
+_HEADER = struct.Struct("!I")
+_PID = struct.Struct("!cq")
+_END = struct.Struct("!cii")  # b"X", 0 = exit code / 1 = signal, value
+
+
+class Server:
+    """The launcher's handle on the fork server it started."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], name: str) -> None:
+        self.proc = proc
+        self.name = name
+
+    def stop(self) -> None:
+        """End the server (mpiexec ended, so did the ranks it started) and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def start(
+    token: str,
+    ranks: int,
+    modules: tuple[str, ...],
+    blas: Mapping[str, str],
+    label: tuple[str, ...] | list[str] = (),
+) -> Server | None:
+    """Start a server that imports ``modules`` and serves ``ranks`` ranks; None when it cannot.
+
+    The socket is bound here, before mpiexec starts: a rank that connects
+    before the server listens waits in its backlog. ``blas``: the BLAS thread
+    variables a rank would set before numpy loads
+    (:func:`qshpc.runtime.blas.limit_blas_threads`). ``label``: the ranks' command,
+    shown after ``--`` in the server's command line, so in its children's
+    (``ps``, ``pgrep -f`` find the ranks by their job as before).
+    """
+    import json
+    import socket
+    import subprocess
+
+    name = f"qshpc-fork-{token}"
+    try:
+        os.close(os.pidfd_open(os.getpid()))  # the server watches its children through pidfds
+    except (OSError, AttributeError):  # Linux before 5.3 (RHEL 8's 4.18): ranks import alone
+        return None
+    try:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind("\0" + name)
+        listener.listen(max(ranks, 1) * 2)
+    except OSError:
+        return None
+    fd = listener.fileno()
+    args = [str(fd), str(ranks), ",".join(modules), json.dumps(dict(blas))]
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qshpc.runtime.forkserver", *args, "--", *label],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            pass_fds=(fd,),
+            process_group=0,  # a Ctrl-C reaches the ranks through mpiexec, not the terminal
+        )
+    except OSError:
+        return None
+    finally:
+        listener.close()
+    return Server(proc, name)
+
+
+def _die_with_parent(sig: int) -> None:
+    """``sig`` to this process when its parent ends (Linux's PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv: list[str]) -> None:
+    """The server's process: ``python -m qshpc.runtime.forkserver FD RANKS MODULES BLAS``.
+
+    Returns in each forked child only, which then runs the rank.
+    """
+    import json
+    import socket
+
+    parent = os.getppid()
+    # The launcher's death (kill -9) reaches the ranks through mpiexec (its SIGTERM): the
+    # server stays until its children end, then goes (a SIGTERM is that notice only).
+    _die_with_parent(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.getppid() != parent:
+        os._exit(1)
+    listener = socket.socket(fileno=int(argv[0]))
+    ranks = int(argv[1])
+    modules = tuple(m for m in argv[2].split(",") if m)
+    blas: dict[str, str] = json.loads(argv[3])
+    os.environ.update(blas)
+    _preload(modules)
+    import gc
+
+    gc.freeze()  # what the imports made: the children's collections never touch (copy) it
+    child = _serve(listener, ranks)
+    if child is None:
+        os._exit(0)
+    request, fds = child
+    _become(request, fds, blas)
+    import runpy
+
+    runpy.run_module("qshpc", run_name="__main__", alter_sys=True)  # `python -m qshpc ARGS`
+
+
+class _Rank:
+    """A stand-in's connection, and the child forked for it once it asked."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.pid = 0
+        self.pidfd = -1
+
+
+def _serve(listener: socket.socket, ranks: int) -> tuple[dict[str, Any], list[int]] | None:
+    """Fork one child per stand-in that asks; report how each ended. In a child: its request."""
+    import select
+
+    poller = select.epoll()
+    poller.register(listener.fileno(), select.EPOLLIN)
+    by_conn: dict[int, _Rank] = {}
+    by_pidfd: dict[int, _Rank] = {}
+    served = 0
+    while served < ranks or by_pidfd:
+        for fd, _ in poller.poll():
+            if fd == listener.fileno():
+                try:
+                    conn, _addr = listener.accept()
+                except OSError:
+                    continue
+                served += 1
+                by_conn[conn.fileno()] = _Rank(conn)
+                poller.register(conn.fileno(), select.EPOLLIN)
+            elif fd in by_pidfd:  # a child ended: reap it, tell its stand-in
+                rank = by_pidfd.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                _report(rank)
+                if rank.conn.fileno() in by_conn:
+                    del by_conn[rank.conn.fileno()]
+                    poller.unregister(rank.conn.fileno())
+                rank.conn.close()
+            elif fd in by_conn:
+                rank = by_conn[fd]
+                if rank.pid:  # its stand-in died (mpiexec ended it): so does its child
+                    _kill(rank.pid, signal.SIGKILL)  # reaped when its pidfd turns readable
+                    del by_conn[fd]
+                    poller.unregister(fd)
+                    continue
+                asked = _ask_of(rank.conn)
+                if asked is not None:
+                    pid = _fork()
+                    if pid == 0:  # the child: nothing of the server's kept
+                        _let_go(poller, listener, [*by_conn.values(), *by_pidfd.values()])
+                        return asked
+                    for received in asked[1]:
+                        os.close(received)
+                    if pid > 0:
+                        rank.pid, rank.pidfd = pid, os.pidfd_open(pid)
+                        by_pidfd[rank.pidfd] = rank
+                        poller.register(rank.pidfd, select.EPOLLIN)
+                        try:
+                            rank.conn.sendall(_PID.pack(b"P", pid))
+                        except OSError:
+                            _kill(pid, signal.SIGKILL)
+                        continue
+                del by_conn[fd]  # unreadable, or no fork: that rank runs by itself
+                poller.unregister(fd)
+                rank.conn.close()
+    return None
+
+
+def _let_go(poller: Any, listener: socket.socket, ranks: list[_Rank]) -> None:
+    """In a child: close the server's descriptors (each once: a rank may be listed twice)."""
+    poller.close()
+    listener.close()
+    for rank in {id(r): r for r in ranks}.values():
+        rank.conn.close()
+        if rank.pidfd >= 0:
+            try:
+                os.close(rank.pidfd)
+            except OSError:
+                pass
+
+
+def _fork() -> int:
+    """``os.fork()``; -1 when it failed."""
+    try:
+        return os.fork()
+    except OSError:
+        return -1
+
+
+def _ask_of(conn: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """A stand-in's request (None: not this user's, or unreadable)."""
+    try:
+        if _peer_uid(conn) != os.getuid():
+            return None  # an abstract name anyone could connect to: not this user's process
+        return _receive(conn)
+    except (OSError, ValueError):
+        return None
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` as a worker's preload would (failures left to the tasks to report)."""
+    if not modules:
+        return
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # missing or broken: a task that needs it says so
+            pass
+
+
+#: What the program's imports say the workers will need (``QSHPC_PRELOAD=auto``).
+AER_USERS = ("qiskit_aer", "qshpc.aer", "qshpc.primitives")
+
+
+def program_needs(program: Path) -> tuple[str, ...]:
+    """The modules to preload for ``program``, from the imports in its source.
+
+    ``qiskit`` and ``qiskit_aer`` when it imports Aer (or qshpc's Aer layer:
+    ``qshpc.aer``, ``qshpc.primitives``) anywhere in the file, ``qiskit`` alone
+    when it imports only qiskit, nothing otherwise (a program whose tasks need
+    none of them starts without 1-2 s of imports per worker). An unreadable
+    program preloads both.
+    """
+    import ast
+
+    try:
+        tree = ast.parse(program.read_bytes(), str(program))
+    except (OSError, SyntaxError, ValueError):
+        return ("qiskit", "qiskit_aer")
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    if any(n == m or n.startswith(m + ".") for n in names for m in AER_USERS):
+        return ("qiskit", "qiskit_aer")
+    if any(n == "qiskit" or n.startswith("qiskit.") for n in names):
+        return ("qiskit",)
+    return ()
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _report(rank: _Rank) -> None:
+    """Reap the child of ``rank`` and tell its stand-in how it ended."""
+    try:
+        _, status = os.waitpid(rank.pid, 0)
+    except ChildProcessError:
+        return
+    code = os.waitstatus_to_exitcode(status)
+    end = _END.pack(b"X", 1, -code) if code < 0 else _END.pack(b"X", 0, code)
+    try:
+        rank.conn.sendall(end)
+    except OSError:
+        pass
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    """The user id of the process at the other end of the Unix socket ``conn``."""
+    import socket
+
+    cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", cred)[1])
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """One request: a length, JSON, and the descriptors sent with its first bytes."""
+    import json
+    import socket
+
+    data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 64)
+    if len(data) < _HEADER.size:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("short request")
+    (size,) = _HEADER.unpack_from(data)
+    body = bytearray(data[_HEADER.size :])
+    while len(body) < size:
+        more = conn.recv(size - len(body))
+        if not more:
+            for fd in fds:
+                os.close(fd)
+            raise ValueError("request cut short")
+        body += more
+    request: dict[str, Any] = json.loads(bytes(body))
+    if len(request.get("fds", ())) != len(fds):
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("descriptors lost")
+    return request, fds
+
+
+def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str]) -> None:
+    """In the forked child: take the stand-in's place (descriptors, environment, folder...)."""
+    parent = os.getppid()
+    _die_with_parent(signal.SIGKILL)  # nothing would report its end once the server is gone
+    if os.getppid() != parent:
+        os._exit(1)
+    for s in _RESET:
+        signal.signal(s, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    _take_descriptors(request["fds"], fds)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    for key, value in blas.items():  # what the rank would have set before numpy loaded
+        os.environ.setdefault(key, value)
+    os.chdir(request["cwd"])
+    os.umask(int(request["umask"]))
+    try:
+        os.sched_setaffinity(0, request["affinity"])
+    except (OSError, ValueError):
+        pass
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:  # the server's seed would be every child's: a fresh one each
+        numpy_random.seed()
+    sys.argv = list(request["argv"])
+
+
+def _take_descriptors(numbers: list[int], fds: list[int]) -> None:
+    """Put each received descriptor at the number it had in the stand-in."""
+    import fcntl
+
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1024) for fd in fds]
+    for fd in fds:
+        os.close(fd)
+    for target in (0, 1, 2):
+        if target not in numbers:  # closed in the stand-in: closed here too
+            try:
+                os.close(target)
+            except OSError:
+                pass
+            setattr(sys, ("stdin", "stdout", "stderr")[target], None)
+    for number, fd in zip(numbers, high, strict=True):
+        os.dup2(fd, number, inheritable=True)
+        os.close(fd)
+
+
+def hand_over(argv: list[str] | None = None) -> None:
+    """In a rank mpiexec started for ``qshpc run``'s launcher: have the fork server run it.
+
+    Returns only when there is no server to hand over to, or the hand-over
+    failed before the rank was forked (then this process runs the rank).
+    Otherwise this process stands in for the rank until it ends, and exits as it did.
+    """
+    import socket
+
+    name = os.environ.pop(SOCKET_VAR, None)
+    argv = sys.argv if argv is None else argv
+    if not name or argv[1:2] != ["run"] or "PMI_RANK" not in os.environ:
+        return
+    pending: list[int] = []
+    child: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        if child:
+            _kill(child[0], signum)
+        else:
+            pending.append(signum)
+
+    before = {s: signal.signal(s, forward) for s in FORWARDED}
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect("\0" + name)
+        if _peer_uid(conn) != os.getuid():  # an abstract name: not ours, tell it nothing
+            raise ValueError("fork server of another user")
+        _ask(conn, argv)
+        pid = _read_pid(conn)
+    except (OSError, ValueError):
+        pid = None
+    if pid is None:  # nothing forked: this process is the rank (signals noted meanwhile too)
+        for sig, handler in before.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for signum in pending:
+            os.kill(os.getpid(), signum)
+        return
+    child.append(pid)
+    for signum in pending:
+        _kill(pid, signum)
+    _stand_in(conn, pid)
+
+
+def _ask(conn: socket.socket, argv: list[str]) -> None:
+    """Send the request: what the rank's process is, and its inheritable descriptors."""
+    import json
+    import socket
+
+    numbers = _inherited()
+    body = json.dumps(
+        {
+            "argv": argv,
+            "env": dict(os.environ),
+            "cwd": os.getcwd(),
+            "umask": _umask(),
+            "affinity": sorted(os.sched_getaffinity(0)),
+            "fds": numbers,
+        }
+    ).encode()
+    data = _HEADER.pack(len(body)) + body
+    sent = socket.send_fds(conn, [data[:4096]], numbers)
+    conn.sendall(data[sent:])
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _inherited() -> list[int]:
+    """This process's descriptors that its parent gave it (inheritable: Python's own are not)."""
+    numbers: list[int] = []
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        names = ["0", "1", "2"]
+    for entry in names:
+        fd = int(entry)
+        try:
+            if os.get_inheritable(fd):
+                numbers.append(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+    return sorted(numbers)[:64]
+
+
+def _read_pid(conn: socket.socket) -> int | None:
+    data = _read_exactly(conn, _PID.size)
+    if data is None:
+        return None
+    kind, pid = _PID.unpack(data)
+    return pid if kind == b"P" and pid > 0 else None
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        more = conn.recv(size - len(data))
+        if not more:
+            return None
+        data += more
+    return data
+
+
+def _stand_in(conn: socket.socket, pid: int) -> NoReturn:
+    """Wait for the rank's end (signals passed on meanwhile); end as it did."""
+    try:
+        data = _read_exactly(conn, _END.size)
+    except OSError:
+        data = None
+    if data is None:  # the server is gone: nothing reports the rank's end, so it ends now
+        _kill(pid, signal.SIGKILL)
+        print(
+            f"qshpc: error: the fork server of this rank (pid {pid}) ended before it; "
+            "the rank was ended",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(1)
+    _, kind, value = _END.unpack(data)
+    if kind == 1:
+        _end_by_signal(value)
+    os._exit(value)
+
+
+def _end_by_signal(sig: int) -> NoReturn:
+    """End this process by ``sig``, as its rank ended (no core file of this stand-in)."""
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+    except (OSError, ValueError):
+        pass
+    os._exit(128 + sig)
+
+
+__all__ = ["FORWARDED", "SOCKET_VAR", "Server", "hand_over", "main", "program_needs", "start"]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

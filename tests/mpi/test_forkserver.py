@@ -1,0 +1,184 @@
+"""``qshpc run``'s fork server: each local rank is a fork of one process that imported qiskit.
+
+Real runs of the local launcher (``qshpc run --workers N``) with programs that
+import qiskit (what turns the server on): the ranks are the server's children,
+they see what mpiexec gave them (environment, folder, umask, streams), their
+exit and a kill reach the launcher as before, and nothing outlives the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, job_dir_of, run_cli
+
+PROBE = """
+import os, sys
+import qiskit  # (the server preloads what the program's imports name)
+from qshpc import distribute_task, get, save_result, get_arguments
+
+def parent_cmd():
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+        return f.read().replace(b"\\0", b" ").decode()
+
+@distribute_task()
+def probe(i):
+    import numpy
+    print(f"task {i} says hello", flush=True)
+    mask = os.umask(0)
+    os.umask(mask)
+    return {
+        "pid": os.getpid(),
+        "parent": parent_cmd(),
+        "cwd": os.getcwd(),
+        "umask": mask,
+        "env": os.environ.get("PROBE_VALUE"),
+        "random": float(numpy.random.random()),
+        "qiskit_before": "qiskit" in sys.modules,
+        "blas": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+
+print("rank 0 says hello", flush=True)
+save_result({"rank0_parent": parent_cmd(), "tasks": get([probe(i) for i in range(8)])})
+"""
+
+
+def _result(out: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    job = [ln.split()[2] for ln in out.stdout.splitlines() if ln.startswith("qshpc: job ")][-1]
+    got: dict[str, object] = json.loads(run_cli("result", job, "--json").stdout)
+    return got
+
+
+@pytest.mark.parametrize("server", ["1", "0"])
+def test_ranks_are_forks_that_see_what_mpiexec_gave_them(
+    server: str, qshpc_home: Path, tmp_path: Path
+) -> None:
+    program = tmp_path / "probe.py"
+    program.write_text(PROBE)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"QSHPC_FORK_SERVER": server, "PROBE_VALUE": "from-the-launcher"}
+    cmd = [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"]
+    out = subprocess.run(
+        ["sh", "-c", 'umask 027 && exec "$@"', "sh", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=work,
+        env={**os.environ, **env},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "rank 0 says hello" in out.stdout and "task 3 says hello" in out.stdout
+    result = _result(out)
+    tasks = result["tasks"]
+    assert isinstance(tasks, list) and len(tasks) == 8
+    forked = "qshpc.runtime.forkserver" in str(result["rank0_parent"])
+    assert forked == (server == "1"), result["rank0_parent"]
+    for t in tasks:
+        assert ("qshpc.runtime.forkserver" in t["parent"]) == (server == "1")
+        assert t["cwd"] == str(work) and t["umask"] == 0o027
+        assert t["env"] == "from-the-launcher"
+    if server == "1":  # imported once, by the server, before the fork
+        assert all(t["qiskit_before"] for t in tasks)
+        assert "--job-dir" in str(result["rank0_parent"])  # ps/pgrep find it by its job
+    by_pid: dict[int, float] = {}
+    for t in tasks:
+        by_pid.setdefault(t["pid"], t["random"])
+    assert len(set(by_pid.values())) == len(by_pid)  # each rank its own numpy seed
+    assert {t["blas"] for t in tasks} == {tasks[0]["blas"]}
+
+
+KILLED = """
+import os, signal, time
+import qiskit
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def task(i):
+    if i == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    return i
+
+save_result(get([task(i) for i in range(4)]))
+"""
+
+
+def test_a_rank_killed_fails_the_job_naming_it(qshpc_home: Path, tmp_path: Path) -> None:
+    program = tmp_path / "killed.py"
+    program.write_text(KILLED)
+    out = run_cli("run", str(program), "--workers", "2", timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAILED" in out.stderr + out.stdout
+    assert "rank" in out.stderr and "killed" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    _no_process_left(tmp_path)
+
+
+LONG = """
+import time
+import qiskit
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def task(i):
+    time.sleep(60)
+    return i
+
+print("started", flush=True)
+save_result(get([task(i) for i in range(4)]))
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_the_launcher_stopped_leaves_no_process(how: str, qshpc_home: Path, tmp_path: Path) -> None:
+    """SIGTERM: the job is CANCELED (143) as before; kill -9: every rank still ends."""
+    program = tmp_path / "long.py"
+    program.write_text(LONG)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.5)
+    proc.send_signal(getattr(signal, how))
+    out, err = proc.communicate(timeout=60)
+    if how == "SIGTERM":
+        assert proc.returncode == 143, out + err
+        meta = json.loads(run_cli("status", job_dir_of(qshpc_home).name, "--json").stdout)
+        assert meta["state"] == "CANCELED", meta
+    _no_process_left(tmp_path)
+
+
+def _no_process_left(tmp_path: Path, within: float = 20.0) -> None:
+    """No process whose command line names this test's folder (ranks, server) is left."""
+    deadline = time.monotonic() + within
+    while True:
+        left = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if str(tmp_path) in cmd and state != "Z":
+                left.append(cmd)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"left running: {left}")
+        time.sleep(0.2)
