@@ -321,6 +321,12 @@ FORK_SOCKET: Setting[str | None] = _declare(
             "itself over to (not for users to set)",
             "every rank", "none"))  # fmt: skip
 
+FORK_PLAN: Setting[str | None] = _declare(
+    Setting("QSHPC_FORK_PLAN", None, str, "what the fork server imports (JSON)",
+            "set by LocalClient for the `qshpc run` launcher it starts: the launcher starts "
+            "the ranks' fork server with it before mpiexec (not for users to set)",
+            "`qshpc run` (the mpiexec parent)", "none"))  # fmt: skip
+
 AWAIT_JOB: Setting[int | None] = _declare(
     Setting("QSHPC_AWAIT_JOB", None, _whole(1), "a process id",
             "set by LocalClient.run for the ranks it starts while it writes the job: rank 0 "

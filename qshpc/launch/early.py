@@ -20,15 +20,20 @@ from typing import Any
 
 #: ``settings.LAUNCH_WATCH``'s name (not imported: settings costs its imports first).
 WATCH_VAR = "QSHPC_LAUNCH_WATCH"
+#: ``settings.FORK_PLAN``'s name: what the ranks' fork server is to import, if any.
+PLAN_VAR = "QSHPC_FORK_PLAN"
 
 
 class Started:
     """The ``mpiexec`` :func:`spawn` started, the listener it made, the signals caught since."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], listener: Any, caught: list[int]) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], listener: Any, caught: list[int], forks: Any = None
+    ) -> None:
         self.proc = proc
         self.listener = listener
         self.caught = caught
+        self.forks = forks  # the ranks' fork server (qshpc.runtime.forkserver.Server), or None
         self.at = time.time()
         self.cpu = time.process_time()
 
@@ -84,10 +89,16 @@ def spawn(words: list[str]) -> Started:
     if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: kept so)
         signal.signal(signal.SIGHUP, note)
     listener = listen(os.environ.get(WATCH_VAR))
+    forks = None
+    plan = os.environ.pop(PLAN_VAR, None)
+    if plan:  # the client's word: the ranks are forks of a server that imported qiskit
+        from qshpc.runtime import forkserver
+
+        forks = forkserver.start_planned(plan, words[4:])
     proc = subprocess.Popen(
         words, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=end_with_parent
     )
-    started = Started(proc, listener, caught)
+    started = Started(proc, listener, caught, forks)
     _started.append(started)  # for the launcher's take()
     return started
 
@@ -113,3 +124,5 @@ def stop(started: Started) -> None:
     sys.stderr.buffer.write(err)
     if started.listener is not None:
         started.listener.close()
+    if started.forks is not None:
+        started.forks.stop()

@@ -40,7 +40,7 @@ from qshpc.jobs.prepare import (
 )
 from qshpc.launch import early
 from qshpc.runtime import forkserver
-from qshpc.runtime.mpi import launched_by_mpi, local_env, peer_cred
+from qshpc.runtime.mpi import launched_by_mpi, local_env, peer_cred, pypi_mpich
 from qshpc.runtime.scheduler import Scheduler
 
 
@@ -165,6 +165,9 @@ def early_command(entry: str, job_dir: Path, workers: int, env: dict[str, str]) 
     cmd = [mpiexec, "-print-all-exitcodes", "-n", str(workers + 1)]
     cmd += [sys.executable, "-m", "qshpc", "run", entry, "--job-dir", str(job_dir.resolve())]
     cmd += ["--"]
+    plan = fork_plan(Path(entry), None, workers + 1, env)
+    if plan is not None:  # the launcher starts the server first (early.spawn)
+        env[settings.FORK_PLAN.name] = forkserver.encode_plan(token, workers + 1, *plan)
     return cmd
 
 
@@ -190,6 +193,8 @@ def _adopt(spec: RunSpec, workers: int, started: early.Started, signals: _Signal
         return _launch([], {}, job_dir, job_id, token, note, signals, workers, started)
     finally:
         note.remove()
+        if started.forks is not None:
+            started.forks.stop()
 
 
 def _spawn(
@@ -240,7 +245,8 @@ def _spawn(
     note = _EndNote(os.environ.get(settings.LAUNCH_END.name, ""))
     if note.path:
         env[settings.LAUNCH_END.name] = note.path
-    forks = _fork_server(spec, workers + 1, token, env, cmd[4:])
+    cpus = scheduler.cpus_per_task() if scheduler is not None else None
+    forks = _fork_server(spec, workers + 1, token, env, cmd[4:], cpus)
     try:
         return _launch(cmd, env, job_dir, job_id, token, note, signals, workers)
     finally:
@@ -250,36 +256,55 @@ def _spawn(
 
 
 def _fork_server(
-    spec: RunSpec, ranks: int, token: str, env: dict[str, str], label: list[str]
+    spec: RunSpec,
+    ranks: int,
+    token: str,
+    env: dict[str, str],
+    label: list[str],
+    cpus_per_task: int | None = None,
 ) -> forkserver.Server | None:
-    """Start the ranks' fork server (:mod:`qshpc.runtime.forkserver`) when it pays; None if not.
+    """Start the ranks' fork server (:mod:`qshpc.runtime.forkserver`) when it pays; None if not."""
+    plan = fork_plan(spec.program, spec.cache_meta(), ranks, env, cpus_per_task)
+    if plan is None:
+        return None
+    server = forkserver.start(token, ranks, plan[0], plan[1], label)
+    if server is not None:
+        env[settings.FORK_SOCKET.name] = server.name
+    return server
 
-    It pays when the program's tasks need qiskit or Aer (what a worker would
+
+def fork_plan(
+    program: Path,
+    cache: dict[str, Any] | None,
+    ranks: int,
+    env: dict[str, str],
+    cpus_per_task: int | None = None,
+) -> tuple[tuple[str, ...], dict[str, str]] | None:
+    """What the ranks' fork server imports, and the BLAS variables it sets; None: no server.
+
+    A server pays when the program's tasks need qiskit or Aer (what a worker would
     preload): each of the ``ranks`` then starts as a fork of one process that
     imported them, instead of importing them itself. Not with ``QSHPC_FORK_SERVER=0``,
-    and not for a job whose cache is on for every task (its workers import at
-    their first batch only: a rerun whose calls all hit imports nothing there).
+    and not for a job whose cache is on for every task (``cache``: the command
+    line's word, else ``QSHPC_CACHE_JOB`` in ``env``; its workers import at their
+    first batch only: a rerun whose calls all hit imports nothing there); only
+    with the PyPI MPICH's mpiexec (hydra: the hand-over is tested with it).
     """
-    if not settings.FORK_SERVER.get():
+    if not settings.FORK_SERVER.get(env) or not pypi_mpich():
         return None
-    asked = spec.cache_meta()
-    if asked["enabled"] if asked is not None else settings.CACHE_JOB.get():
+    if cache["enabled"] if cache is not None else settings.CACHE_JOB.get(env):
         return None
-    names = settings.PRELOAD.get()
+    names = settings.PRELOAD.get(env)
     if names == ("auto",):
-        names = forkserver.program_needs(spec.program)
+        names = forkserver.program_needs(program)
     if not names:
         return None
     from qshpc.runtime.blas import USER_VARS
     from qshpc.task.context import cores_for_rank
 
-    cpus = str(cores_for_rank(ranks, None, len(os.sched_getaffinity(0))))
+    cpus = str(cores_for_rank(ranks, cpus_per_task, len(os.sched_getaffinity(0))))
     user = any(env.get(v) for v in USER_VARS)
-    blas = {} if user else {"OPENBLAS_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus}
-    server = forkserver.start(token, ranks, names, blas, label)
-    if server is not None:
-        env[settings.FORK_SOCKET.name] = server.name
-    return server
+    return names, ({} if user else {"OPENBLAS_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus})
 
 
 def _launch(

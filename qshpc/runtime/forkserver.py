@@ -127,6 +127,31 @@ def start(
     return Server(proc, name)
 
 
+def encode_plan(token: str, ranks: int, modules: tuple[str, ...], blas: Mapping[str, str]) -> str:
+    """:func:`start`'s arguments as one string (``QSHPC_FORK_PLAN``: a client to its launcher)."""
+    import json
+
+    return json.dumps({"token": token, "ranks": ranks, "modules": modules, "blas": dict(blas)})
+
+
+def start_planned(plan: str, label: list[str]) -> Server | None:
+    """:func:`start` with the arguments :func:`encode_plan` wrote (None: unreadable, or failed);
+    the ranks' environment (this process's) names the server's socket then."""
+    import json
+
+    try:
+        args = json.loads(plan)
+        token, ranks = str(args["token"]), int(args["ranks"])
+        modules = tuple(str(m) for m in args["modules"])
+        blas = {str(k): str(v) for k, v in dict(args["blas"]).items()}
+    except (ValueError, KeyError, TypeError):
+        return None
+    server = start(token, ranks, modules, blas, label)
+    if server is not None:
+        os.environ[SOCKET_VAR] = server.name
+    return server
+
+
 def _die_with_parent(sig: int) -> None:
     """``sig`` to this process when its parent ends (Linux's PR_SET_PDEATHSIG)."""
     try:

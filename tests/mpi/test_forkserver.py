@@ -182,3 +182,24 @@ def _no_process_left(tmp_path: Path, within: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"left running: {left}")
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("server", ["1", "0"])
+def test_a_local_client_s_ranks_are_forks_too(
+    server: str, qshpc_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LocalClient's launcher starts the server before mpiexec (QSHPC_FORK_PLAN)."""
+    from qshpc import LocalClient, Program
+
+    monkeypatch.setenv("QSHPC_FORK_SERVER", server)
+    monkeypatch.setenv("PROBE_VALUE", "from-the-client")
+    program = tmp_path / "probe.py"
+    program.write_text(PROBE)
+    job = LocalClient(workers=2).run(
+        Program(title="probe", entrypoint="probe.py", working_dir=str(tmp_path))
+    )
+    result = job.result(timeout=120)
+    assert job.status() == "SUCCEEDED", job.logs()
+    assert ("qshpc.runtime.forkserver" in result["rank0_parent"]) == (server == "1")
+    assert {t["env"] for t in result["tasks"]} == {"from-the-client"}
+    _no_process_left(tmp_path)
