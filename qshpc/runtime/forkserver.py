@@ -60,6 +60,11 @@ FORWARDED = (
 #: Signals a child may have inherited a handler for from the server: the defaults again.
 _RESET = (*FORWARDED, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 _PR_SET_PDEATHSIG = 1
+#: The longest the server waits for a stand-in's request once it connected.
+_READ_S = 10.0
+#: The longest a stand-in waits for its rank's fork (the server imports first); then it runs
+#: the rank itself (the server kills a child forked after that: its stand-in hung up).
+_FORK_WAIT_S = 120.0
 _HEADER = struct.Struct("!I")
 _PID = struct.Struct("!cq")
 _END = struct.Struct("!cii")  # b"X", 0 = exit code / 1 = signal, value
@@ -221,7 +226,6 @@ def _serve(listener: socket.socket, ranks: int) -> tuple[dict[str, Any], list[in
                     conn, _addr = listener.accept()
                 except OSError:
                     continue
-                served += 1
                 by_conn[conn.fileno()] = _Rank(conn)
                 poller.register(conn.fileno(), select.EPOLLIN)
             elif fd in by_pidfd:  # a child ended: reap it, tell its stand-in
@@ -249,6 +253,7 @@ def _serve(listener: socket.socket, ranks: int) -> tuple[dict[str, Any], list[in
                     for received in asked[1]:
                         os.close(received)
                     if pid > 0:
+                        served += 1
                         rank.pid, rank.pidfd = pid, os.pidfd_open(pid)
                         by_pidfd[rank.pidfd] = rank
                         poller.register(rank.pidfd, select.EPOLLIN)
@@ -289,6 +294,7 @@ def _ask_of(conn: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
     try:
         if _peer_uid(conn) != os.getuid():
             return None  # an abstract name anyone could connect to: not this user's process
+        conn.settimeout(_READ_S)  # a stand-in sends it whole at once: never wait on one
         return _receive(conn)
     except (OSError, ValueError):
         return None
@@ -468,16 +474,19 @@ def hand_over(argv: list[str] | None = None) -> None:
             pending.append(signum)
 
     before = {s: signal.signal(s, forward) for s in FORWARDED}
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect("\0" + name)
         if _peer_uid(conn) != os.getuid():  # an abstract name: not ours, tell it nothing
             raise ValueError("fork server of another user")
         _ask(conn, argv)
+        conn.settimeout(_FORK_WAIT_S)
         pid = _read_pid(conn)
+        conn.settimeout(None)
     except (OSError, ValueError):
         pid = None
     if pid is None:  # nothing forked: this process is the rank (signals noted meanwhile too)
+        conn.close()  # (a child forked for it after all is killed by the server)
         for sig, handler in before.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         for signum in pending:

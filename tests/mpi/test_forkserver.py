@@ -203,3 +203,89 @@ def test_a_local_client_s_ranks_are_forks_too(
     assert ("qshpc.runtime.forkserver" in result["rank0_parent"]) == (server == "1")
     assert {t["env"] for t in result["tasks"]} == {"from-the-client"}
     _no_process_left(tmp_path)
+
+
+def _processes(tmp_path: Path, word: str) -> list[int]:
+    """Pids of the live processes whose command line names ``tmp_path`` and ``word``."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        first = os.path.basename(cmd.split(" ", 1)[0])
+        if str(tmp_path) in cmd and word in cmd and state != "Z" and first.startswith("python"):
+            found.append(int(pid))
+    return found
+
+
+def _start_long(tmp_path: Path) -> subprocess.Popen[str]:
+    program = tmp_path / "long.py"
+    program.write_text(LONG)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    return proc
+
+
+@pytest.mark.parametrize("victim", ["server", "stand-in"])
+def test_the_server_or_a_stand_in_killed_ends_the_job(
+    victim: str, qshpc_home: Path, tmp_path: Path
+) -> None:
+    """kill -9 of the server: its children die with it (their stand-ins say so); of a
+    stand-in (what mpiexec kills): the server kills its rank. The job ends FAILED either way."""
+    proc = _start_long(tmp_path)
+    servers = _processes(tmp_path, "qshpc.runtime.forkserver")
+    ranks = _processes(tmp_path, "--job-dir")
+    stand_ins = [p for p in ranks if p not in servers]
+    assert servers and len(stand_ins) == 3, (servers, ranks)
+    server = min(servers)  # the server itself is older than its children
+    os.kill(server if victim == "server" else max(stand_ins), signal.SIGKILL)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 1, out + err
+    assert "FAILED" in err, err
+    _no_process_left(tmp_path)
+
+
+def test_another_user_s_connection_is_refused(qshpc_home: Path, tmp_path: Path) -> None:
+    """The server's socket has an abstract name anyone can connect to: another user's
+    connection is closed unread, and the job runs on."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to act as another user")
+    proc = _start_long(tmp_path)
+    server = min(_processes(tmp_path, "qshpc.runtime.forkserver"))
+    names = Path("/proc/net/unix").read_text().split()
+    name = next(n for n in names if n.startswith("@qshpc-fork-"))
+    child = os.fork()
+    if child == 0:  # another user: connects, sends a request with its descriptors
+        try:
+            import socket
+
+            os.setuid(65534)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect("\0" + name[1:])
+            try:
+                socket.send_fds(sock, [b"\0\0\0\2{}"], [0, 1, 2])
+                answer = sock.recv(16)
+            except (ConnectionResetError, BrokenPipeError):
+                answer = b""  # closed with the request unread
+            os._exit(0 if answer == b"" else 3)  # closed unread, nothing forked
+        except BaseException as exc:
+            print(repr(exc), file=sys.stderr, flush=True)
+            os._exit(4)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.path.exists(f"/proc/{server}")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    _no_process_left(tmp_path)
