@@ -241,10 +241,10 @@ PRELOAD: Setting[tuple[str, ...]] = _declare(
             "workers", "auto", empty_is_value=True, runtime=True))  # fmt: skip
 FORK_SERVER: Setting[bool] = _declare(
     Setting("QSHPC_FORK_SERVER", True, _flag, "1 or 0 (true/false, yes/no, on/off)",
-            "`qshpc run`'s own launcher forks every local rank from one process that "
-            "imported what the program's tasks need (qiskit, Aer) once, instead of each rank "
-            "importing them; 0: each rank imports for itself",
-            "`qshpc run` (the mpiexec parent)", "1", runtime=True))  # fmt: skip
+            "the ranks on a host are forks of one process that imported what the "
+            "program's tasks need (qiskit, Aer) once, started by `qshpc run`'s own launcher "
+            "or, under a user's mpiexec, by local rank 0; 0: each rank imports for itself",
+            "`qshpc run` (the mpiexec parent), every rank", "1", runtime=True))  # fmt: skip
 GC: Setting[int | None] = _declare(
     Setting("QSHPC_GC", 50_000, _gc, "default, or a whole number > 0 such as 50000",
             "first garbage-collector threshold of every rank after its imports "

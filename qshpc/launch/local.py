@@ -40,7 +40,7 @@ from qshpc.jobs.prepare import (
 )
 from qshpc.launch import early
 from qshpc.runtime import forkserver
-from qshpc.runtime.mpi import launched_by_mpi, local_env, peer_cred, pypi_mpich
+from qshpc.runtime.mpi import launched_by_mpi, local_env, peer_cred
 from qshpc.runtime.scheduler import Scheduler
 
 
@@ -165,7 +165,7 @@ def early_command(entry: str, job_dir: Path, workers: int, env: dict[str, str]) 
     cmd = [mpiexec, "-print-all-exitcodes", "-n", str(workers + 1)]
     cmd += [sys.executable, "-m", "qshpc", "run", entry, "--job-dir", str(job_dir.resolve())]
     cmd += ["--"]
-    plan = fork_plan(Path(entry), None, workers + 1, env)
+    plan = forkserver.fork_plan(Path(entry), None, workers + 1, env)
     if plan is not None:  # the launcher starts the server first (early.spawn)
         env[settings.FORK_PLAN.name] = forkserver.encode_plan(token, workers + 1, *plan)
     return cmd
@@ -264,47 +264,13 @@ def _fork_server(
     cpus_per_task: int | None = None,
 ) -> forkserver.Server | None:
     """Start the ranks' fork server (:mod:`qshpc.runtime.forkserver`) when it pays; None if not."""
-    plan = fork_plan(spec.program, spec.cache_meta(), ranks, env, cpus_per_task)
+    plan = forkserver.fork_plan(spec.program, spec.cache_meta(), ranks, env, cpus_per_task)
     if plan is None:
         return None
     server = forkserver.start(token, ranks, plan[0], plan[1], label)
     if server is not None:
         env[settings.FORK_SOCKET.name] = server.name
     return server
-
-
-def fork_plan(
-    program: Path,
-    cache: dict[str, Any] | None,
-    ranks: int,
-    env: dict[str, str],
-    cpus_per_task: int | None = None,
-) -> tuple[tuple[str, ...], dict[str, str]] | None:
-    """What the ranks' fork server imports, and the BLAS variables it sets; None: no server.
-
-    A server pays when the program's tasks need qiskit or Aer (what a worker would
-    preload): each of the ``ranks`` then starts as a fork of one process that
-    imported them, instead of importing them itself. Not with ``QSHPC_FORK_SERVER=0``,
-    and not for a job whose cache is on for every task (``cache``: the command
-    line's word, else ``QSHPC_CACHE_JOB`` in ``env``; its workers import at their
-    first batch only: a rerun whose calls all hit imports nothing there); only
-    with the PyPI MPICH's mpiexec (hydra: the hand-over is tested with it).
-    """
-    if not settings.FORK_SERVER.get(env) or not pypi_mpich():
-        return None
-    if cache["enabled"] if cache is not None else settings.CACHE_JOB.get(env):
-        return None
-    names = settings.PRELOAD.get(env)
-    if names == ("auto",):
-        names = forkserver.program_needs(program)
-    if not names:
-        return None
-    from qshpc.runtime.blas import USER_VARS
-    from qshpc.task.context import cores_for_rank
-
-    cpus = str(cores_for_rank(ranks, cpus_per_task, len(os.sched_getaffinity(0))))
-    user = any(env.get(v) for v in USER_VARS)
-    return names, ({} if user else {"OPENBLAS_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus})
 
 
 def _launch(

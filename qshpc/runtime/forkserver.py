@@ -90,6 +90,7 @@ def start(
     modules: tuple[str, ...],
     blas: Mapping[str, str],
     label: tuple[str, ...] | list[str] = (),
+    name: str | None = None,
 ) -> Server | None:
     """Start a server that imports ``modules`` and serves ``ranks`` ranks; None when it cannot.
 
@@ -104,7 +105,7 @@ def start(
     import socket
     import subprocess
 
-    name = f"qshpc-fork-{token}"
+    name = name or f"qshpc-fork-{token}"
     try:
         os.close(os.pidfd_open(os.getpid()))  # the server watches its children through pidfds
     except (OSError, AttributeError):  # Linux before 5.3 (RHEL 8's 4.18): ranks import alone
@@ -191,7 +192,7 @@ def main(argv: list[str]) -> None:
     import gc
 
     gc.freeze()  # what the imports made: the children's collections never touch (copy) it
-    child = _serve(listener, ranks)
+    child = _serve(listener, ranks, parent)
     if child is None:
         os._exit(0)
     request, fds = child
@@ -210,7 +211,9 @@ class _Rank:
         self.pidfd = -1
 
 
-def _serve(listener: socket.socket, ranks: int) -> tuple[dict[str, Any], list[int]] | None:
+def _serve(
+    listener: socket.socket, ranks: int, parent: int
+) -> tuple[dict[str, Any], list[int]] | None:
     """Fork one child per stand-in that asks; report how each ended. In a child: its request."""
     import select
 
@@ -219,8 +222,10 @@ def _serve(listener: socket.socket, ranks: int) -> tuple[dict[str, Any], list[in
     by_conn: dict[int, _Rank] = {}
     by_pidfd: dict[int, _Rank] = {}
     served = 0
-    while served < ranks or by_pidfd:
-        for fd, _ in poller.poll():
+    # Until every rank was forked and ended; or, once the process that started the server
+    # is gone (a rank that never came: it ran by itself), until the children ended.
+    while (served < ranks and os.getppid() == parent) or by_pidfd:
+        for fd, _ in poller.poll(1.0):
             if fd == listener.fileno():
                 try:
                     conn, _addr = listener.accept()
@@ -311,6 +316,43 @@ def _preload(modules: tuple[str, ...]) -> None:
             importlib.import_module(name)
         except Exception:  # missing or broken: a task that needs it says so
             pass
+
+
+def fork_plan(
+    program: Path,
+    cache: dict[str, Any] | None,
+    ranks: int,
+    env: Mapping[str, str],
+    cpus_per_task: int | None = None,
+) -> tuple[tuple[str, ...], dict[str, str]] | None:
+    """What the ranks' fork server imports, and the BLAS variables it sets; None: no server.
+
+    A server pays when the program's tasks need qiskit or Aer (what a worker would
+    preload): each of the ``ranks`` then starts as a fork of one process that
+    imported them, instead of importing them itself. Not with ``QSHPC_FORK_SERVER=0``,
+    and not for a job whose cache is on for every task (``cache``: the command
+    line's word, else ``QSHPC_CACHE_JOB`` in ``env``; its workers import at their
+    first batch only: a rerun whose calls all hit imports nothing there); only
+    with the PyPI MPICH's mpiexec (hydra: the hand-over is tested with it).
+    """
+    from qshpc import settings
+    from qshpc.runtime.mpi import pypi_mpich
+
+    if not settings.FORK_SERVER.get(env) or not pypi_mpich():
+        return None
+    if cache["enabled"] if cache is not None else settings.CACHE_JOB.get(env):
+        return None
+    names = settings.PRELOAD.get(env)
+    if names == ("auto",):
+        names = program_needs(program)
+    if not names:
+        return None
+    from qshpc.runtime.blas import USER_VARS
+    from qshpc.task.context import cores_for_rank
+
+    cpus = str(cores_for_rank(ranks, cpus_per_task, len(os.sched_getaffinity(0))))
+    user = any(env.get(v) for v in USER_VARS)
+    return names, ({} if user else {"OPENBLAS_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus})
 
 
 #: What the program's imports say the workers will need (``QSHPC_PRELOAD=auto``).
@@ -451,19 +493,69 @@ def _take_descriptors(numbers: list[int], fds: list[int]) -> None:
         os.close(fd)
 
 
+_forked: list[bool] = []  # not empty in a rank the server forked (or one its launcher's should)
+
+
 def hand_over(argv: list[str] | None = None) -> None:
     """In a rank mpiexec started for ``qshpc run``'s launcher: have the fork server run it.
 
     Returns only when there is no server to hand over to, or the hand-over
-    failed before the rank was forked (then this process runs the rank).
-    Otherwise this process stands in for the rank until it ends, and exits as it did.
+    failed before the rank was forked (then this process runs the rank), or in
+    the forked rank itself. Otherwise this process stands in for the rank until
+    it ends, and exits as it did.
     """
-    import socket
-
     name = os.environ.pop(SOCKET_VAR, None)
+    if name is not None:  # (forked, or a server's to ask: join_local has nothing to do)
+        _forked.append(True)
+    if name == "":  # the forked rank: its stand-in marked it so
+        return
     argv = sys.argv if argv is None else argv
     if not name or argv[1:2] != ["run"] or "PMI_RANK" not in os.environ:
         return
+    _hand_over_to(name, argv, 0.0)
+
+
+def join_local(program: Path, cache: dict[str, Any] | None) -> None:
+    """A rank of a user's ``mpiexec`` (hydra), one of several on this host: be forked too.
+
+    Local rank 0 starts the host's server (its socket named after hydra's
+    proxy, as :func:`qshpc.runtime.mpi.local_rendezvous`'s), every local rank
+    hands itself over to it (the others wait for its socket 5 s at most). Each
+    rank decides alike (the same program, environment, host): when the
+    program needs nothing imported, or the cache is on for every task, none
+    of them does this. Nothing in a rank already forked, nor under Slurm.
+    """
+    env = os.environ
+    if _forked or "SLURM_JOB_ID" in env:
+        return
+    try:
+        count = int(env.get("MPI_LOCALNRANKS", "0"))
+        mine = int(env.get("MPI_LOCALRANKID", "-1"))
+        fd = int(env.get("PMI_FD", "-1"))
+    except ValueError:
+        return
+    if count < 2 or not 0 <= mine < count or fd < 0:
+        return
+    plan = fork_plan(program, cache, count, env)
+    if plan is None:
+        return
+    import socket
+
+    from qshpc.runtime.mpi import proxy_pid
+
+    proxy = proxy_pid(fd)
+    if proxy is None:
+        return
+    name = f"qshpc-fork-{socket.gethostname()}-{proxy}-{count}"
+    if mine == 0 and start("", count, plan[0], plan[1], sys.argv, name) is None:
+        return  # (the others find no server: they run by themselves after their wait)
+    _hand_over_to(name, sys.argv, 5.0)
+
+
+def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
+    """Hand this rank over to the server at ``name`` (retrying ``wait`` s for its socket)."""
+    import socket
+
     pending: list[int] = []
     child: list[int] = []
 
@@ -476,7 +568,7 @@ def hand_over(argv: list[str] | None = None) -> None:
     before = {s: signal.signal(s, forward) for s in FORWARDED}
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.connect("\0" + name)
+        _connect(conn, name, wait)
         if _peer_uid(conn) != os.getuid():  # an abstract name: not ours, tell it nothing
             raise ValueError("fork server of another user")
         _ask(conn, argv)
@@ -498,6 +590,24 @@ def hand_over(argv: list[str] | None = None) -> None:
     _stand_in(conn, pid)
 
 
+def _connect(conn: socket.socket, name: str, wait: float) -> None:
+    """Connect ``conn`` to ``name``, retrying ``wait`` seconds while nothing listens there."""
+    import time
+
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while True:
+        try:
+            conn.connect("\0" + name)
+            return
+        except (ConnectionRefusedError, FileNotFoundError):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.01)
+
+
 def _ask(conn: socket.socket, argv: list[str]) -> None:
     """Send the request: what the rank's process is, and its inheritable descriptors."""
     import json
@@ -507,7 +617,7 @@ def _ask(conn: socket.socket, argv: list[str]) -> None:
     body = json.dumps(
         {
             "argv": argv,
-            "env": dict(os.environ),
+            "env": {**os.environ, SOCKET_VAR: ""},  # (the forked rank hands over no more)
             "cwd": os.getcwd(),
             "umask": _umask(),
             "affinity": sorted(os.sched_getaffinity(0)),
@@ -595,7 +705,17 @@ def _end_by_signal(sig: int) -> NoReturn:
     os._exit(128 + sig)
 
 
-__all__ = ["FORWARDED", "SOCKET_VAR", "Server", "hand_over", "main", "program_needs", "start"]
+__all__ = [
+    "FORWARDED",
+    "SOCKET_VAR",
+    "Server",
+    "fork_plan",
+    "hand_over",
+    "join_local",
+    "main",
+    "program_needs",
+    "start",
+]
 
 
 if __name__ == "__main__":

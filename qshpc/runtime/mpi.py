@@ -174,7 +174,7 @@ def local_rendezvous(timeout: float) -> bool:
     try:
         count = int(os.environ.get("MPI_LOCALNRANKS", "0"))
         mine = int(os.environ.get("MPI_LOCALRANKID", "-1"))
-        proxy = _proxy_pid(int(os.environ.get("PMI_FD", "-1")))
+        proxy = proxy_pid(int(os.environ.get("PMI_FD", "-1")))
     except ValueError:
         return False
     if count < 2 or not 0 <= mine < count or proxy is None:
@@ -193,7 +193,7 @@ def local_rendezvous(timeout: float) -> bool:
         return False
 
 
-def _proxy_pid(fd: int) -> int | None:
+def proxy_pid(fd: int) -> int | None:
     """The pid of the process at the other end of ``fd`` (hydra's proxy on ``PMI_FD``)."""
     if fd < 0:
         return None

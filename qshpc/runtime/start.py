@@ -42,6 +42,10 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     """
     from qshpc.runtime.mpi import rank_env, start
 
+    if scheduler is None:  # a user's mpiexec: this host's ranks are forks of one server
+        from qshpc.runtime.forkserver import join_local
+
+        join_local(spec.program, spec.cache_meta())
     # Every rank of the job runs this and gets the same environment from its launcher,
     # so they all choose the same network module (ofi for the PyPI mpich under Slurm,
     # and under a user's mpiexec whose ranks are all on this host).

@@ -289,3 +289,23 @@ def test_another_user_s_connection_is_refused(qshpc_home: Path, tmp_path: Path) 
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, out + err
     _no_process_left(tmp_path)
+
+
+@pytest.mark.parametrize("ranks,server", [(3, "1"), (3, "0"), (1, "1")])
+def test_a_user_s_mpiexec_ranks_are_forks_of_local_rank_0_s_server(
+    ranks: int, server: str, qshpc_home: Path, tmp_path: Path
+) -> None:
+    """Under ``mpiexec -n N`` (hydra), local rank 0 starts the host's server; one rank: none."""
+    program = tmp_path / "probe.py"
+    program.write_text(PROBE)
+    env = {"QSHPC_FORK_SERVER": server, "PROBE_VALUE": "from-mpiexec"}
+    out = run_cli("run", str(program), ranks=ranks, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = _result(out)
+    forked = "qshpc.runtime.forkserver" in str(result["rank0_parent"])
+    assert forked == (server == "1" and ranks > 1), result["rank0_parent"]
+    tasks = result["tasks"]
+    assert isinstance(tasks, list) and {t["env"] for t in tasks} == {"from-mpiexec"}
+    if ranks > 1:
+        assert all(("qshpc.runtime.forkserver" in t["parent"]) == forked for t in tasks)
+    _no_process_left(tmp_path)
