@@ -77,6 +77,16 @@ class Server:
         self.proc = proc
         self.name = name
 
+    def reap(self, within: float) -> None:
+        """Wait ``within`` seconds at most for the server to end by itself (its children
+        did), so that its CPU time counts in this process's children's."""
+        import subprocess
+
+        try:
+            self.proc.wait(within)
+        except subprocess.TimeoutExpired:
+            pass
+
     def stop(self) -> None:
         """End the server (mpiexec ended, so did the ranks it started) and reap it."""
         if self.proc.poll() is None:
@@ -547,9 +557,15 @@ def join_local(program: Path, cache: dict[str, Any] | None) -> None:
     if proxy is None:
         return
     name = f"qshpc-fork-{socket.gethostname()}-{proxy}-{count}"
-    if mine == 0 and start("", count, plan[0], plan[1], sys.argv, name) is None:
-        return  # (the others find no server: they run by themselves after their wait)
+    if mine == 0:
+        server = start("", count, plan[0], plan[1], sys.argv, name)
+        if server is None:
+            return  # (the others find no server: they run by themselves after their wait)
+        _servers.append(server)  # reaped by this stand-in once its rank ended
     _hand_over_to(name, sys.argv, 5.0)
+
+
+_servers: list[Server] = []  # the server a local rank 0 started, to reap at its end
 
 
 def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
@@ -686,6 +702,8 @@ def _stand_in(conn: socket.socket, pid: int) -> NoReturn:
         )
         os._exit(1)
     _, kind, value = _END.unpack(data)
+    for server in _servers:  # the other ranks end with this one (MPI_Finalize): so does it
+        server.reap(2.0)
     if kind == 1:
         _end_by_signal(value)
     os._exit(value)
