@@ -488,7 +488,8 @@ def _take_descriptors(numbers: list[int], fds: list[int]) -> None:
     """Put each received descriptor at the number it had in the stand-in."""
     import fcntl
 
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1024) for fd in fds]
+    above = max([*numbers, *fds, 2]) + 1  # the copies clash with no number to fill
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds]
     for fd in fds:
         os.close(fd)
     for target in (0, 1, 2):
@@ -713,13 +714,16 @@ def _end_by_signal(sig: int) -> NoReturn:
     """End this process by ``sig``, as its rank ended (no core file of this stand-in)."""
     import resource
 
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
-        os.kill(os.getpid(), sig)
-    except (OSError, ValueError):
-        pass
+    for step in (
+        lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)),
+        lambda: signal.signal(sig, signal.SIG_DFL),  # (refused for SIGKILL: default anyway)
+        lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig]),
+        lambda: os.kill(os.getpid(), sig),
+    ):
+        try:
+            step()
+        except (OSError, ValueError):
+            pass
     os._exit(128 + sig)
 
 
