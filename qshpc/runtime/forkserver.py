@@ -355,6 +355,8 @@ def fork_plan(
     names = settings.PRELOAD.get(env)
     if names == ("auto",):
         names = program_needs(program)
+    if _gpu_aer():  # CUDA does not survive a fork once started: each rank loads Aer itself
+        names = tuple(n for n in names if not n.startswith("qiskit_aer"))
     if not names:
         return None
     from qshpc.runtime.blas import USER_VARS
@@ -363,6 +365,18 @@ def fork_plan(
     cpus = str(cores_for_rank(ranks, cpus_per_task, len(os.sched_getaffinity(0))))
     user = any(env.get(v) for v in USER_VARS)
     return names, ({} if user else {"OPENBLAS_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus})
+
+
+def _gpu_aer() -> bool:
+    """True when Aer's GPU build is installed (``qiskit_aer_gpu*`` on ``sys.path``; ~1 ms)."""
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        if any(n.startswith("qiskit_aer_gpu") and n.endswith(".dist-info") for n in names):
+            return True
+    return False
 
 
 #: What the program's imports say the workers will need (``QSHPC_PRELOAD=auto``).
