@@ -210,6 +210,27 @@ def _spawn(
             return _adopt(spec, workers, started, signals)
         if started is not None:  # a batch system's ranks need its settings: started anew
             early.stop(started)
+    # The fork server first: its imports are the longest step before the ranks can run.
+    token = os.urandom(8).hex()  # rank 0 records it: which run in the store is this one
+    cpus = scheduler.cpus_per_task() if scheduler is not None else None
+    label = [sys.executable, "-m", "qshpc", *sys.argv[1:]]  # (what ps shows of the ranks)
+    forks = _fork_server(spec, workers + 1, token, label, cpus)
+    try:
+        return _spawn_job(spec, workers, scheduler, signals, token, forks)
+    finally:
+        if forks is not None:
+            forks.stop()
+
+
+def _spawn_job(
+    spec: RunSpec,
+    workers: int,
+    scheduler: Scheduler | None,
+    signals: _Signals,
+    token: str,
+    forks: forkserver.Server | None,
+) -> int:
+    """:func:`_spawn` once the fork server (if any) is started: plan the job, start mpiexec."""
     # Fail fast on bad input, before starting any rank; rank 0 creates the job
     # (reading the arguments needs h5py and qiskit) while the workers import.
     job_dir, job_id = plan_job(spec)
@@ -237,40 +258,29 @@ def _spawn(
         cmd += ["--cache-dir", str(spec.cache_dir.expanduser().absolute())]
     cmd += ["--", *spec.program_args]
     env = dict(os.environ)
-    token = os.urandom(8).hex()  # rank 0 records it: which run in the store is this one
     env[LAUNCH_TOKEN] = token
+    if forks is not None:
+        env[settings.FORK_SOCKET.name] = forks.name
     _local_launcher(env, scheduler)
     for name, value in local_env().items():  # the ranks' MPI (ofi for the PyPI mpich)
         env.setdefault(name, value)  # the user's own setting wins
     note = _EndNote(os.environ.get(settings.LAUNCH_END.name, ""))
     if note.path:
         env[settings.LAUNCH_END.name] = note.path
-    cpus = scheduler.cpus_per_task() if scheduler is not None else None
-    forks = _fork_server(spec, workers + 1, token, env, cmd[4:], cpus)
     try:
         return _launch(cmd, env, job_dir, job_id, token, note, signals, workers)
     finally:
         note.remove()
-        if forks is not None:
-            forks.stop()
 
 
 def _fork_server(
-    spec: RunSpec,
-    ranks: int,
-    token: str,
-    env: dict[str, str],
-    label: list[str],
-    cpus_per_task: int | None = None,
+    spec: RunSpec, ranks: int, token: str, label: list[str], cpus_per_task: int | None = None
 ) -> forkserver.Server | None:
     """Start the ranks' fork server (:mod:`qshpc.runtime.forkserver`) when it pays; None if not."""
-    plan = forkserver.fork_plan(spec.program, spec.cache_meta(), ranks, env, cpus_per_task)
+    plan = forkserver.fork_plan(spec.program, spec.cache_meta(), ranks, os.environ, cpus_per_task)
     if plan is None:
         return None
-    server = forkserver.start(token, ranks, plan[0], plan[1], label)
-    if server is not None:
-        env[settings.FORK_SOCKET.name] = server.name
-    return server
+    return forkserver.start(token, ranks, plan[0], plan[1], label)
 
 
 def _launch(

@@ -88,7 +88,7 @@ def test_ranks_are_forks_that_see_what_mpiexec_gave_them(
         assert t["env"] == "from-the-launcher"
     if server == "1":  # imported once, by the server, before the fork
         assert all(t["qiskit_before"] for t in tasks)
-        assert "--job-dir" in str(result["rank0_parent"])  # ps/pgrep find it by its job
+        assert str(program) in str(result["rank0_parent"])  # ps/pgrep find it by its program
     by_pid: dict[int, float] = {}
     for t in tasks:
         by_pid.setdefault(t["pid"], t["random"])
@@ -309,3 +309,13 @@ def test_a_user_s_mpiexec_ranks_are_forks_of_local_rank_0_s_server(
     if ranks > 1:
         assert all(("qshpc.runtime.forkserver" in t["parent"]) == forked for t in tasks)
     _no_process_left(tmp_path)
+
+
+def test_bad_input_leaves_no_server(qshpc_home: Path, tmp_path: Path) -> None:
+    """The server starts before the job is planned: refused input (exit 2) stops it too."""
+    program = tmp_path / "probe.py"
+    program.write_text(PROBE)
+    out = run_cli("run", str(program), "--workers", "2", "--arguments", str(tmp_path / "no.h5"))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and "no.h5" in out.stderr
+    _no_process_left(tmp_path, within=5.0)
