@@ -61,6 +61,8 @@ def _launch(
     # qshpc.launch.early): the ranks start 0.03-0.15 s sooner on 2 cores (the more
     # the machine is loaded, the more).
     cmd = [sys.executable, "-S", "-c", NOSITE_BOOT, str(Path(__file__).resolve().parents[2])]
+    if cache and cache.get("enabled"):  # (before the ranks' command: no fork server then)
+        env[settings.CACHE_JOB.name] = "1"
     ranks, workers = _early_ranks(entry, job_path, workers, env)
     if ranks:
         cmd += ["--ranks", str(len(ranks)), *ranks]
@@ -73,8 +75,6 @@ def _launch(
         env[settings.LAUNCH_END.name] = note
     if writing:
         env[settings.AWAIT_JOB.name] = str(os.getpid())
-    if cache and cache.get("enabled"):
-        env[settings.CACHE_JOB.name] = "1"
     log = _open_log(job_path / "logs" / "launcher.out")
     # A session of its own: the job outlives what happens to this process's group
     # (a notebook's kernel interrupt or restart signals the kernel's whole group), as a
