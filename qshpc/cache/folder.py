@@ -68,15 +68,63 @@ def shared_mode() -> bool:
 
 
 def default_dir() -> Path:
-    """``$QSHPC_CACHE_DIR``, else ``$QSHPC_HOME/cache`` (``~/.qshpc/cache``)."""
+    """``$QSHPC_CACHE_DIR``, else ``$QSHPC_HOME/cache`` (``~/.qshpc/cache``).
+
+    Raises:
+        UserError: ``$QSHPC_CACHE_DIR`` names the home of a user that does not exist.
+    """
     from qshpc import settings
 
     path = settings.CACHE_DIR.get()
     if path is not None:
-        return path.expanduser()
+        return expand(path)
     from qshpc.jobs.paths import qshpc_home
 
     return qshpc_home() / "cache"
+
+
+def expand(path: str | os.PathLike[str]) -> Path:
+    """A cache folder as given (``--cache-dir``, ``cache_dir=``), ``~`` expanded.
+
+    hunt19: ``~nosuchuser/cache`` (a quoted ``~``, a mistyped login) raised
+    RuntimeError, and a ``cache_dir`` of the wrong kind TypeError: tracebacks
+    from ``qshpc cache``, ``qshpc run --cache`` and ``qshpc.cache.lookup``.
+
+    Raises:
+        UserError: Not a path, or ``~user`` of no such user.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(
+            f"the cache folder must be a path (a str or a Path), got {type(path).__name__} "
+            f"{path!r:.40}"
+        )
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise UserError(
+            f"the cache folder {os.fspath(path)!r} starts with the home folder of a user that "
+            "does not exist here: write the folder out in full (or ~/... for your own)"
+        ) from None
+
+
+def present(root: Path) -> bool:
+    """Whether the cache folder ``root`` exists (anything by that name; False when missing).
+
+    hunt19: ``Path.exists`` raised for a name too long (ENAMETOOLONG), a parent one
+    may not enter (EACCES) or an I/O error: ``qshpc cache`` printed a traceback.
+
+    Raises:
+        UserError: It cannot be looked at.
+    """
+    try:
+        os.stat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise UserError(
+            f"cannot use the cache folder {root}: {exc.strerror or exc}; choose another --cache-dir"
+        ) from None
+    return True
 
 
 def root_mode(shared: bool) -> int:
@@ -232,7 +280,17 @@ def _empty_but_ours(root: Path, uid: int) -> bool:
         names = os.listdir(root)
     except OSError:
         return False
-    return all(n.isdigit() for n in names) and (not names or str(uid) in names)
+    return all(is_uid_name(n) for n in names) and (not names or str(uid) in names)
+
+
+def is_uid_name(name: str) -> bool:
+    """True for the name of a user's folder: a uid written in ASCII digits, as qshpc writes it.
+
+    hunt19: ``str.isdigit`` is also true of ``²`` and ``①``, which ``int`` refuses: a
+    member's folder so named in a shared cache made every lookup that missed one's own
+    entries raise ValueError (the job FAILED) and ``qshpc cache ls --all-users`` crash.
+    """
+    return name.isascii() and name.isdigit() and name == str(int(name))
 
 
 def _refuse_job_folders(root: Path) -> None:
@@ -299,9 +357,12 @@ __all__ = [
     "check_user_dir",
     "default_dir",
     "entry_trusted",
+    "expand",
     "file_mode",
+    "is_uid_name",
     "others_entry_readable",
     "prepare",
+    "present",
     "root_mode",
     "shard_entries",
     "shared_mode",

@@ -18,7 +18,6 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the keys' and the folder's machinery load where used (not when off)
@@ -497,7 +496,9 @@ def resolve_dir(path: str | os.PathLike[str] | None) -> str | None:
     """An absolute cache folder for a job's meta (None stays None: the default at run time)."""
     if path is None:
         return None
-    return str(Path(path).expanduser().absolute())
+    from qshpc.cache.folder import expand
+
+    return str(expand(path).absolute())
 
 
 __all__ = [

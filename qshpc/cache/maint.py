@@ -147,8 +147,8 @@ def table(
             )
         if isinstance(cache, str) and not cache.strip():
             raise UserError("the cache folder is an empty path: give a folder, or none")
-        root = Path(cache).expanduser() if cache is not None else None
-        if not (root if root is not None else folder.default_dir()).is_dir():
+        root = folder.expand(cache) if cache is not None else folder.default_dir()
+        if not (folder.present(root) and root.is_dir()):
             cache = None  # no cache yet: an empty table, and no folder made for it
         else:
             cache = CacheDir(root, create=False)

@@ -196,7 +196,7 @@ class CacheDir:
             from qshpc.errors import UserError
 
             raise UserError("the cache folder is an empty path: give a folder (cache_dir=...)")
-        self.root = Path(root).expanduser() if root is not None else folder.default_dir()
+        self.root = folder.expand(root) if root is not None else folder.default_dir()
         self.shared = folder.shared_mode() if shared is None else shared
         self.uid = os.geteuid()
         self.mine = folder.prepare(self.root, self.shared, create)
@@ -232,7 +232,7 @@ class CacheDir:
             except OSError:
                 names = []
             for name in sorted(names):
-                if not name.isdigit() or int(name) == self.uid:
+                if not folder.is_uid_name(name) or int(name) == self.uid:
                     continue
                 path = self.root / name
                 if folder.check_user_dir(path, int(name)) is None:

@@ -42,12 +42,12 @@ def _when(t: float | None) -> str:
 
 def _open(cache_dir: str | None, as_json: bool = False) -> Any:
     """The cache folder, or None (and a note saying so) when there is none yet."""
-    from qshpc.cache.folder import default_dir
+    from qshpc.cache.folder import default_dir, expand, present
     from qshpc.cache.store import CacheDir
 
     given = cache_dir_option(cache_dir)
-    root = given.expanduser() if given is not None else default_dir()
-    if not root.exists():
+    root = expand(given) if given is not None else default_dir()
+    if not present(root):
         if as_json:
             return None
         echo(

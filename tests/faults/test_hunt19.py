@@ -1,0 +1,134 @@
+"""Session 19's fault hunt (hunt19): the result cache against hostile neighbours,
+odd folder names, out-of-range headers, huge files and bad ``qshpc cache`` input.
+
+Each test failed on 793198c (what it did there is said in the test); see
+docs/bad-input.md, "Session 19".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+OTHER_UID = 65534  # nobody: the other member of a shared cache
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="plants another user's files (chown)")
+
+CACHED = """\
+from qshpc import distribute_task, get, save_result
+
+@distribute_task(cache=True)
+def sq(x):
+    return x * x
+
+save_result(get([sq(i) for i in range(N)]))
+"""
+
+
+def _one_line_exit_2(out: subprocess.CompletedProcess[str], text: str) -> None:
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert text in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def _chown_tree(path: Path, uid: int) -> None:
+    os.chown(path, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), uid, uid)
+
+
+def _member_folder(root: Path) -> Path:
+    """The other member's folder in the shared cache ``root`` (made as they would make it)."""
+    theirs = root / str(OTHER_UID)
+    theirs.mkdir(mode=0o2750)
+    os.chmod(theirs, 0o2750)
+    _chown_tree(theirs, OTHER_UID)
+    return theirs
+
+
+# -- a member's folder named with digits int() refuses ---------------------------------------
+
+
+@needs_root
+def test_a_members_folder_named_with_a_superscript_digit_fails_no_job(tmp_path: Path) -> None:
+    # On 793198c ("²".isdigit() is True, int("²") a ValueError) every lookup that missed
+    # one's own entries raised: the job FAILED with "ValueError: invalid literal for int()",
+    # and `qshpc cache ls|stats --all-users` printed that traceback.
+    prog = tmp_path / "cached.py"
+    cache = tmp_path / "shared"
+    env = {"QSHPC_SHARE_GROUP": "1"}
+    argv = ("run", str(prog), "--workers", "0", "--cache", "--cache-dir", str(cache))
+    prog.write_text(CACHED.replace("N", "4"))
+    assert run_cli(*argv, env=env).returncode == 0
+    for name in ("²", "①", "٣"):  # a member's folders (the sticky root lets them make them)
+        (cache / name).mkdir(mode=0o750)
+        os.chown(cache / name, OTHER_UID, OTHER_UID)
+    prog.write_text(CACHED.replace("N", "6"))  # 4 hits, 2 misses looked up in others' folders
+    out = run_cli(*argv, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "SUCCEEDED (2 tasks run, 4 from the cache)" in out.stdout + out.stderr, out.stderr
+    for sub in ("ls", "stats"):
+        out = run_cli("cache", sub, "--all-users", "--cache-dir", str(cache), env=env)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    out = run_cli("cache", "ls", "--all-users", "--json", "--cache-dir", str(cache), env=env)
+    assert out.returncode == 0 and len(json.loads(out.stdout)) == 6, out.stderr
+
+
+# -- cache folders that cannot be looked at --------------------------------------------------
+
+
+def test_a_cache_folder_of_an_unknown_users_home_is_one_line(tmp_path: Path) -> None:
+    # On 793198c `~nosuchuser/...` (a quoted ~, a mistyped login) raised RuntimeError
+    # ("Could not determine home directory"): a traceback from each of these, exit 1.
+    import qshpc.cache
+    from qshpc.errors import UserError
+
+    bad = "~nosuchuser-hunt19/cache"
+    prog = tmp_path / "cached.py"
+    prog.write_text(CACHED.replace("N", "2"))
+    for argv in (
+        ("cache", "ls", "--cache-dir", bad),
+        ("cache", "stats", "--cache-dir", bad),
+        ("cache", "gc", "--cache-dir", bad),
+        ("cache", "rm", "--all", "--cache-dir", bad),
+        ("run", str(prog), "--workers", "0", "--cache", "--cache-dir", bad),
+    ):
+        _one_line_exit_2(run_cli(*argv), "home folder of a user that does not exist")
+    out = run_cli("cache", "ls", env={"QSHPC_CACHE_DIR": bad})
+    _one_line_exit_2(out, "home folder of a user that does not exist")
+    for call in (
+        lambda: qshpc.cache.lookup(len, ("x",), cache_dir=bad),
+        lambda: qshpc.cache.table(bad),
+        lambda: qshpc.cache.get_entry("abcd", bad),
+        lambda: qshpc.cache.lookup(len, ("x",), cache_dir=5),  # was: TypeError
+        lambda: qshpc.cache.get_entry("abcd", 5),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(UserError, match=r"home folder of a user|must be a path"):
+            call()
+
+
+def test_a_cache_folder_whose_name_is_too_long_is_one_line(tmp_path: Path) -> None:
+    # On 793198c Path.exists raised ENAMETOOLONG: `qshpc cache ls|stats|gc|rm` printed an
+    # OSError traceback (exit 1); lookup(), table() and get_entry() raised OSError.
+    import qshpc.cache
+    from qshpc.errors import UserError
+
+    bad = str(tmp_path / ("a" * 300) / "cache")
+    for sub in (("ls",), ("stats",), ("gc",), ("rm", "--all"), ("ls", "--json")):
+        _one_line_exit_2(
+            run_cli("cache", *sub, "--cache-dir", bad), "File name too long; choose another"
+        )
+    for call in (
+        lambda: qshpc.cache.lookup(len, ("x",), cache_dir=bad),
+        lambda: qshpc.cache.table(bad),
+        lambda: qshpc.cache.get_entry("abcd", bad),
+    ):
+        with pytest.raises(UserError, match="File name too long"):
+            call()
