@@ -23,6 +23,7 @@ from qshpc.errors import UserError
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_MAX_SIZE = float(1 << 80)  # a yottabyte: any larger size is a typing slip
 
 
 def parse_size(text: str, option: str = "--max-size") -> int:
@@ -34,7 +35,10 @@ def parse_size(text: str, option: str = "--max-size") -> int:
     m = _SIZE.fullmatch(text)
     if m is None:
         raise UserError(f"{option}: {text!r} is not a size; write e.g. 500M, 10G or 1T")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if size > _MAX_SIZE:  # hunt19: 400 digits made float inf, and int() an OverflowError
+        raise UserError(f"{option}: {text!r} is more than any disk holds; write e.g. 10G or 1T")
+    return int(size)
 
 
 def format_size(n: float) -> str:

@@ -132,3 +132,18 @@ def test_a_cache_folder_whose_name_is_too_long_is_one_line(tmp_path: Path) -> No
     ):
         with pytest.raises(UserError, match="File name too long"):
             call()
+
+
+# -- qshpc cache gc's sizes ---------------------------------------------------------------
+
+
+def test_a_max_size_beyond_any_number_is_one_line(qshpc_home: Path) -> None:
+    # On 793198c 400 digits made float('inf'), and int() of it an OverflowError traceback.
+    from qshpc.cache.store import CacheDir
+
+    CacheDir(qshpc_home / "cache").put_value("ab" * 32, 1, "f")
+    for size in ("9" * 400, "9" * 400 + "P", "1" + "0" * 30 + "T"):
+        out = run_cli("cache", "gc", "--max-size", size)
+        _one_line_exit_2(out, "is more than any disk holds")
+    out = run_cli("cache", "gc", "--max-size", "1024P")  # large, and still a size: kept all
+    assert out.returncode == 0 and "removed 0 entries" in out.stdout, out.stderr
