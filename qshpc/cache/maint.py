@@ -168,7 +168,9 @@ def table(
     columns = list(Row.__dataclass_fields__)
     df = pd.DataFrame(data, columns=columns)
     for col in ("created", "used"):
-        df[col] = pd.to_datetime(df[col], unit="s")
+        # errors="coerce": a time beyond pandas' range (a member's entry "stored" in the
+        # year 10000) is NaT, not OutOfBoundsDatetime for the whole table (hunt19)
+        df[col] = pd.to_datetime(df[col], unit="s", errors="coerce")
     return df
 
 

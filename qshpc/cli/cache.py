@@ -37,7 +37,14 @@ def _clean(text: object) -> str:
 
 
 def _when(t: float | None) -> str:
-    return "-" if not t else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    """A time as ``ls`` and ``stats`` show it; ``?`` for one no calendar holds (hunt19: a
+    member's entry stored "at" 1e300 s, an mtime of year 10000, made ``ls`` raise)."""
+    if not t:
+        return "-"
+    try:
+        return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, ValueError, OSError):
+        return "?"
 
 
 def _open(cache_dir: str | None, as_json: bool = False) -> Any:

@@ -147,3 +147,55 @@ def test_a_max_size_beyond_any_number_is_one_line(qshpc_home: Path) -> None:
         _one_line_exit_2(out, "is more than any disk holds")
     out = run_cli("cache", "gc", "--max-size", "1024P")  # large, and still a size: kept all
     assert out.returncode == 0 and "removed 0 entries" in out.stdout, out.stderr
+
+
+# -- a member's entries with times out of range -----------------------------------------------
+
+
+def _write_entry(path: Path, key: str, created: float, value: object = 5) -> None:
+    """An entry file as a writer of its own would make it (checksum and all)."""
+    from qshpc.cache import entry as E
+    from qshpc.store.encoding_blob import encode_blob
+
+    header = E.Header(key, "theirs", "their-job", "0", created, "their-host")
+    path.parent.mkdir(mode=0o2750, exist_ok=True)
+    path.write_bytes(b"".join(E.pack(header, encode_blob(value))))
+    os.chmod(path, 0o640)
+
+
+@needs_root
+def test_a_members_entries_stored_at_times_out_of_range_list(tmp_path: Path) -> None:
+    # On 793198c `qshpc cache ls --all-users` raised OverflowError (stored at 1e300 s) or
+    # ValueError (NaN): a traceback; table() raised OutOfBoundsDatetime; `ls --json` wrote
+    # NaN and Infinity (not JSON); and a lookup returned the entry stored "at" inf.
+    import qshpc.cache
+    from qshpc.cache.store import CacheDir
+
+    root = tmp_path / "shared"
+    mine = CacheDir(root, shared=True)
+    mine.put_value("ab" * 32, 1, "mine")
+    theirs = _member_folder(root)
+    times = {"cd" + "0" * 62: 1e300, "cd" + "1" * 62: -1e300}
+    times |= {"cd" + "2" * 62: float("inf"), "cd" + "3" * 62: float("nan")}
+    for key, created in times.items():
+        _write_entry(theirs / "cd" / key, key, created)
+    _chown_tree(theirs, OTHER_UID)
+    env = {"QSHPC_SHARE_GROUP": "1"}
+    out = run_cli("cache", "ls", "--all-users", "--cache-dir", str(root), env=env)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.count("theirs") == 2 and " ? " in out.stdout, out.stdout
+    out = run_cli("cache", "ls", "--all-users", "--json", "--cache-dir", str(root), env=env)
+    assert out.returncode == 0, out.stderr
+
+    def strict(text: str) -> float:
+        raise AssertionError(f"not JSON: {text}")
+
+    listed = json.loads(out.stdout, parse_constant=strict)
+    assert {r["key"] for r in listed} == {"ab" * 32, "cd" + "0" * 62, "cd" + "1" * 62}
+    argv = ("cache", "stats", "--all-users", "--by-function", "--cache-dir", str(root))
+    out = run_cli(*argv, env=env)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    table = qshpc.cache.table(mine, all_users=True)
+    assert len(table) == 3
+    assert mine.get("cd" + "0" * 62) is not None  # odd, but whole: used
+    assert mine.get("cd" + "2" * 62) is None and mine.get("cd" + "3" * 62) is None
