@@ -129,6 +129,25 @@ def _read_all(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
+def _check_head_len(st: os.stat_result, head_len: int, path: Path) -> None:
+    """Refuse a header length that the file cannot hold, or that a sparse giant claims.
+
+    hunt19: the scans (``ls``, ``stats --by-function``, ``rm --function``) read
+    ``head_len`` bytes, up to 4 GiB, from whatever file bears a key's name: a
+    member's sparse 6 GB file (``truncate -s``) claiming a 4 GiB header made
+    ``qshpc cache ls --all-users`` take 12 GB of memory and 40 s (MemoryError under
+    a limit). A lookup already passes over such a file
+    (:func:`~qshpc.cache.folder.others_entry_readable`); so do the scans now.
+
+    Raises:
+        DamagedEntryError: The header cannot be there.
+    """
+    if E.PREFIX + head_len + E.CHECK > st.st_size:
+        raise E.DamagedEntryError(f"{path}: truncated header")
+    if head_len > folder.SPARSE_CHECK_BYTES and not folder.others_entry_readable(st):
+        raise E.DamagedEntryError(f"{path}: a {head_len}-byte header in a sparse file")
+
+
 class CacheWriteError(Exception):
     """An entry could not be written (disk full, permissions); the cache stays as it was.
 
@@ -582,6 +601,7 @@ class CacheDir:
         with os.fdopen(fd, "rb") as f:
             prefix = f.read(E.PREFIX)
             head_len, _ = E.lengths(prefix, str(path))
+            _check_head_len(os.fstat(fd), head_len, path)
             return E.read_header(prefix + f.read(head_len), str(path))
 
     @staticmethod

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 OTHER_UID = 65534  # nobody: the other member of a shared cache
 
@@ -199,3 +200,55 @@ def test_a_members_entries_stored_at_times_out_of_range_list(tmp_path: Path) -> 
     assert len(table) == 3
     assert mine.get("cd" + "0" * 62) is not None  # odd, but whole: used
     assert mine.get("cd" + "2" * 62) is None and mine.get("cd" + "3" * 62) is None
+
+
+# -- a member's sparse giant claiming a 4 GiB header --------------------------------------
+
+
+def _limited(
+    *args: str, env: dict[str, str], limit: int = 3 << 30
+) -> subprocess.CompletedProcess[str]:
+    """``qshpc ARGS`` with at most ``limit`` bytes of address space (a login node's ulimit -v)."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "qshpc", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        preexec_fn=cap,
+    )
+
+
+@needs_root
+def test_a_members_sparse_file_claiming_a_huge_header_is_not_read(tmp_path: Path) -> None:
+    # On 793198c the scans read head_len bytes (up to 4 GiB) of a file of the member's
+    # that holds no blocks: `qshpc cache ls --all-users` took 12 GB and 40 s, and under
+    # `ulimit -v` printed a MemoryError traceback. (A lookup already passed over it.)
+    import struct
+
+    from qshpc.cache import entry as E
+    from qshpc.cache.store import CacheDir
+
+    root = tmp_path / "shared"
+    mine = CacheDir(root, shared=True)
+    mine.put_value("ab" * 32, 1, "mine")
+    theirs = _member_folder(root)
+    key = "cd" * 32
+    giant = theirs / "cd" / key
+    giant.parent.mkdir(mode=0o2750)
+    with open(giant, "wb") as f:
+        f.write(E.MAGIC + struct.pack(">IQ", 0xFFFFFFF0, 0))
+        f.truncate(6 << 30)  # 6 GB, no blocks
+    os.chmod(giant, 0o640)
+    _chown_tree(theirs, OTHER_UID)
+    env = {"QSHPC_SHARE_GROUP": "1"}
+    for argv in (("ls", "--all-users"), ("stats", "--all-users", "--by-function")):
+        out = _limited("cache", *argv, "--cache-dir", str(root), env=env)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert "mine" in out.stdout, out.stdout
+    assert mine.get(key) is None
