@@ -119,14 +119,24 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def _read_all(fd: int, size: int) -> bytes:
-    """The file's bytes: one ``read`` of its size (more reads if it is longer)."""
+    """The file's first ``size + 1`` bytes: one ``read`` (more when it returns a short part).
+
+    One byte more than ``size`` tells a reader that the file is longer than it was
+    at the ``fstat``: not the entry its lengths describe, so it fails their check
+    (an entry file is never appended to; reading on would follow a file a member
+    keeps writing). hunt19: one ``read`` returns at most 2 GiB - 4 KiB on Linux,
+    so an entry over 2 GiB (a 28-qubit ``Statevector``) read short, failed its
+    length check and was removed at every lookup, never a hit.
+    """
     data = os.read(fd, size + 1)
-    if len(data) <= size:
+    if len(data) >= size or not data:  # the usual case: no second read on a hit's path
         return data
     parts = [data]
-    while chunk := os.read(fd, 1 << 20):
+    got = len(data)
+    while got <= size and (chunk := os.read(fd, size + 1 - got)):
         parts.append(chunk)
-    return b"".join(parts)
+        got += len(chunk)
+    return data if len(parts) == 1 else b"".join(parts)
 
 
 def _check_head_len(st: os.stat_result, head_len: int, path: Path) -> None:

@@ -252,3 +252,54 @@ def test_a_members_sparse_file_claiming_a_huge_header_is_not_read(tmp_path: Path
         assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
         assert "mine" in out.stdout, out.stdout
     assert mine.get(key) is None
+
+
+# -- an entry over 2 GiB --------------------------------------------------------------------
+
+
+def _mem_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) << 10
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_mem_available() < 10 << 30, reason="reads a 2 GiB entry twice over")
+def test_an_entry_over_2_gib_is_a_hit(tmp_path: Path) -> None:
+    # On 793198c a lookup read an entry with one os.read, which Linux stops at 2 GiB - 4 KiB:
+    # the entry failed its length check ("torn"), was counted damaged and removed, at every
+    # lookup; a result over 2 GiB (a 28-qubit Statevector in a dict) was written at each
+    # run and never hit. The entry here is whole (checksum and all), its body zeros (sparse).
+    import hashlib
+    import struct
+
+    from qshpc.cache import entry as E
+    from qshpc.cache.store import CacheDir
+
+    cache = CacheDir(tmp_path / "cache")
+    key = "ef" * 32
+    n = (2 << 30) + (64 << 10)  # bytes of the stored value (a bytes object)
+    head = E.pack(E.Header(key, "big", "j", "0", 1.7e9, "h", lazy=True), b"")[1]
+    body_head = b"\\xc6" + struct.pack(">I", n)  # msgpack bin32: the blob of n bytes
+    prefix = E.MAGIC + struct.pack(">IQ", len(head), len(body_head) + n)
+    check = hashlib.blake2b(prefix + head + body_head, digest_size=E.CHECK)
+    zeros = bytes(64 << 20)
+    for _ in range(n // len(zeros)):
+        check.update(zeros)
+    check.update(bytes(n % len(zeros)))
+    path = cache.path_of(key)
+    path.parent.mkdir(mode=0o700)
+    with open(path, "wb") as f:
+        f.write(prefix + head + body_head)
+        f.seek(n, os.SEEK_CUR)  # n zeros, no blocks
+        f.write(check.digest())
+    os.chmod(path, 0o600)
+    del zeros
+    hit = cache.get(key, lazy=True)
+    assert hit is not None and cache.damaged == 0
+    assert hit.blob is not None and len(hit.blob) == len(body_head) + n
+    assert hit.blob[: len(body_head)] == body_head and path.exists()
