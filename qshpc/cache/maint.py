@@ -463,7 +463,14 @@ def _by_prefix(cache: CacheDir, prefix: str) -> EntryStat:
     if len(names) > 1:
         raise UserError(f"{len(names)} entries have keys starting {p}: give more digits")
     path = shard / names[0]
-    st = path.stat()
+    try:
+        # lstat: a link in an entry's place is itself removed (hunt19: stat followed a
+        # dangling one, and `qshpc cache rm KEY` printed a FileNotFoundError traceback)
+        st = os.lstat(path)
+    except OSError:  # removed meanwhile (another rm or gc)
+        raise UserError(
+            f"no entry of yours has a key starting {p} (see `qshpc cache ls`)"
+        ) from None
     return EntryStat(path, names[0], cache.uid, st.st_size, st.st_mtime)
 
 

@@ -303,3 +303,21 @@ def test_an_entry_over_2_gib_is_a_hit(tmp_path: Path) -> None:
     assert hit is not None and cache.damaged == 0
     assert hit.blob is not None and len(hit.blob) == len(body_head) + n
     assert hit.blob[: len(body_head)] == body_head and path.exists()
+
+
+# -- qshpc cache rm KEY of a link in an entry's place -------------------------------------
+
+
+def test_rm_of_a_key_whose_entry_is_a_dangling_link_removes_it(qshpc_home: Path) -> None:
+    # On 793198c `qshpc cache rm KEY` stat'ed the entry through the link: a
+    # FileNotFoundError traceback (exit 1), and the link stayed.
+    from qshpc.cache.store import CacheDir
+
+    cache = CacheDir(qshpc_home / "cache")
+    cache.put_value("ab" * 32, 1, "f")
+    link = cache.path_of("ef" * 32)
+    link.parent.mkdir(mode=0o700)
+    link.symlink_to(qshpc_home / "nowhere")
+    out = run_cli("cache", "rm", "efef")
+    assert out.returncode == 0 and "removed 1 entry" in out.stdout, out.stderr
+    assert not os.path.lexists(link) and cache.path_of("ab" * 32).exists()
