@@ -249,12 +249,7 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
     # Only in a folder of qshpc's own making: the tag makes backup tools skip the
     # whole folder, and a --cache-dir given by mistake (~, a project folder) holds more.
     if create and not tag.exists() and (made or _empty_but_ours(root, me)):
-        try:
-            fd = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode(shared))
-            with os.fdopen(fd, "w") as f:
-                f.write(TAG_TEXT)
-        except OSError:
-            pass  # a folder another member created: the tag is theirs to write
+        _write_tag(tag, shared)
     mine = root / str(me)
     if create and not mine.exists():
         try:
@@ -272,6 +267,27 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
     if why is not None:
         raise UserError(f"cannot use the cache: {why}; remove it or choose another --cache-dir")
     return mine
+
+
+def _write_tag(tag: Path, shared: bool) -> None:
+    """Write ``CACHEDIR.TAG`` whole, or leave none (a later run writes it).
+
+    hunt19: on a full disk the file was created and its text not written: an empty
+    tag, which backup tools do not take for one (it must start with the signature),
+    and which was never written again.
+    """
+    try:
+        fd = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode(shared))
+    except OSError:
+        return  # a folder another member created: the tag is theirs to write
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(TAG_TEXT)
+    except OSError:
+        try:
+            os.unlink(tag)
+        except OSError:
+            pass
 
 
 def _empty_but_ours(root: Path, uid: int) -> bool:

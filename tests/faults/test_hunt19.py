@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,52 @@ def test_rm_of_a_key_whose_entry_is_a_dangling_link_removes_it(qshpc_home: Path)
     out = run_cli("cache", "rm", "efef")
     assert out.returncode == 0 and "removed 1 entry" in out.stdout, out.stderr
     assert not os.path.lexists(link) and cache.path_of("ab" * 32).exists()
+
+
+# -- a full disk when the cache folder is made ------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (a real full disk), unmounted after the test."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {made.stderr.decode(errors='replace').strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    fill = disk / "fill"
+    fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, bytes(4096)):
+            pass
+    except OSError:  # ENOSPC: full
+        pass
+    finally:
+        os.close(fd)
+    return fill
+
+
+@needs_root
+def test_a_cache_made_on_a_full_disk_gets_its_whole_tag_later(small_disk: Path) -> None:
+    # On 793198c the tag was created and its text not written: an empty CACHEDIR.TAG
+    # (backup tools want the signature first), never written again.
+    from qshpc.cache.folder import TAG_TEXT
+    from qshpc.cache.store import CacheDir
+
+    fill = _fill(small_disk)
+    root = small_disk / "cache"
+    CacheDir(root)
+    tag = root / "CACHEDIR.TAG"
+    assert not tag.exists() or tag.read_text() == TAG_TEXT
+    fill.unlink()
+    CacheDir(root)
+    assert tag.read_text() == TAG_TEXT
