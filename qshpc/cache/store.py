@@ -578,8 +578,16 @@ class CacheDir:
         return [(self.uid, self.mine), *(self.others() if all_users else [])]
 
     def scan(self, all_users: bool = False) -> Iterator[EntryStat]:
-        """Every entry file (a stat each, no read), shard by shard."""
+        """Every entry file (a stat each, no read), shard by shard.
+
+        Another member's are those a lookup would read: files of theirs that nobody
+        else can write. hunt19: a member's shard folder that was a link to one of
+        ours listed our entries as theirs (twice in ``ls --all-users``, and counted
+        twice by ``stats``), and files a third party planted in their folder were
+        listed as theirs.
+        """
         for uid, base in self.folders(all_users):
+            mine = uid == self.uid
             for e in folder.shard_entries(base):
                 if not is_key(e.name):
                     continue
@@ -587,7 +595,7 @@ class CacheDir:
                     st = e.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if stat.S_ISREG(st.st_mode):
+                if stat.S_ISREG(st.st_mode) and (mine or folder.entry_trusted(st, uid)):
                     yield EntryStat(Path(e.path), e.name, uid, st.st_size, st.st_mtime)
 
     def temporaries(self) -> Iterator[tuple[Path, float]]:

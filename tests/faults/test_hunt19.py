@@ -371,3 +371,36 @@ def test_a_cache_made_on_a_full_disk_gets_its_whole_tag_later(small_disk: Path) 
     fill.unlink()
     CacheDir(root)
     assert tag.read_text() == TAG_TEXT
+
+
+# -- what --all-users lists of a member's folder -----------------------------------------------
+
+
+@needs_root
+def test_all_users_lists_only_what_a_lookup_would_read_of_a_member(tmp_path: Path) -> None:
+    # On 793198c a member's shard that was a link to one of ours listed our 3 entries as
+    # theirs too (6 rows in `ls --all-users`, "user nobody: 3" in stats), and a file a
+    # third party planted in their folder (not theirs, a lookup ignores it) was listed.
+    from qshpc.cache.store import CacheDir
+
+    root = tmp_path / "shared"
+    mine = CacheDir(root, shared=True)
+    for i in range(3):
+        mine.put_value(f"ab{i:062x}", i, "mine")
+    theirs = _member_folder(root)
+    _write_entry(theirs / "cd" / ("cd" * 32), "cd" * 32, 1.7e9)  # theirs: listed
+    _write_entry(theirs / "ce" / ("ce" * 32), "ce" * 32, 1.7e9)  # planted: not theirs
+    _chown_tree(theirs, OTHER_UID)
+    os.chown(theirs / "ce" / ("ce" * 32), 0, 0)
+    (theirs / "ab").symlink_to(mine.mine / "ab")
+    os.lchown(theirs / "ab", OTHER_UID, OTHER_UID)
+    env = {"QSHPC_SHARE_GROUP": "1"}
+    out = run_cli("cache", "ls", "--all-users", "--json", "--cache-dir", str(root), env=env)
+    assert out.returncode == 0, out.stderr
+    rows = {(r["key"], r["user"]) for r in json.loads(out.stdout)}
+    assert len(rows) == 4 and ("cd" * 32, "nobody") in rows, rows
+    assert {r[1] for r in rows if r[0].startswith("ab")} == {"root"}, rows
+    out = run_cli("cache", "stats", "--all-users", "--json", "--cache-dir", str(root), env=env)
+    users = json.loads(out.stdout)["users"]
+    assert users["nobody"]["entries"] == 1 and users["root"]["entries"] == 3, users
+    assert mine.get("ce" * 32) is None and mine.get("cd" * 32) is not None
