@@ -245,6 +245,7 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
                 f"cannot create the cache folder {root}: {exc.strerror}; choose another --cache-dir"
             ) from None
     check_root(root, shared)
+    _check_enter(root, shared)
     tag = root / TAG_FILE
     # Only in a folder of qshpc's own making: the tag makes backup tools skip the
     # whole folder, and a --cache-dir given by mistake (~, a project folder) holds more.
@@ -267,6 +268,32 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
     if why is not None:
         raise UserError(f"cannot use the cache: {why}; remove it or choose another --cache-dir")
     return mine
+
+
+def _check_enter(root: Path, shared: bool) -> None:
+    """Refuse a cache folder this user cannot enter, with the fix.
+
+    hunt19: in the group mode, a folder another member made private (0700) passed
+    :func:`check_root` (it refuses only what others could write), and the look for
+    one's own folder in it raised PermissionError: a traceback from ``qshpc cache ls``
+    and ``qshpc run --cache``.
+
+    Raises:
+        UserError: ``root`` cannot be entered.
+    """
+    try:
+        os.stat(root / TAG_FILE)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        fix = (
+            f"its owner can open it to the group: chmod 3770 {root}"
+            if shared
+            else "choose another --cache-dir"
+        )
+        raise UserError(
+            f"cannot use the cache folder {root}: {exc.strerror or exc}; {fix}"
+        ) from None
 
 
 def _write_tag(tag: Path, shared: bool) -> None:

@@ -404,3 +404,71 @@ def test_all_users_lists_only_what_a_lookup_would_read_of_a_member(tmp_path: Pat
     users = json.loads(out.stdout)["users"]
     assert users["nobody"]["entries"] == 1 and users["root"]["entries"] == 3, users
     assert mine.get("ce" * 32) is None and mine.get("cd" * 32) is not None
+
+
+# -- a group cache folder a member made private --------------------------------------------
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A folder the other user can reach (pytest's own are root's alone)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="qshpc-hunt19-"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _as_other_user(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` as uid/gid 65534 (the interpreter's files are root's: import first)."""
+    script = (
+        "import os, sys, pwd\n"
+        "import qshpc.cache, qshpc.cache.store, qshpc.cache.maint, qshpc.cache.folder\n"
+        "import qshpc.cache.entry, qshpc.cache.keys, qshpc.errors, qshpc.settings\n"
+        "import qshpc.jobs.paths, numbers, pandas\n"
+        "qshpc.cache.key(len, ('x',))\n"  # the keys' imports, while they can be read
+        f"os.setgroups([]); os.setgid({OTHER_UID}); os.setuid({OTHER_UID})\n{code}"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QSHPC_HOME": str(cwd / "home")}
+    env["QSHPC_SHARE_GROUP"] = "1"
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+@needs_root
+def test_a_shared_cache_folder_one_cannot_enter_is_one_line(open_dir: Path) -> None:
+    # On 793198c, in the group mode, a cache folder another member made private (0700)
+    # passed the folder checks, and the look for one's own folder in it raised
+    # PermissionError: a traceback from `qshpc cache ls` and `qshpc run --cache`
+    # (CacheDir, create or not), and from lookup() and table().
+    root = open_dir / "team-cache"
+    root.mkdir(mode=0o700)  # made by its owner without QSHPC_SHARE_GROUP
+    out = _as_other_user(
+        f"""
+from qshpc.cache.store import CacheDir
+from qshpc.errors import UserError
+root = {str(root)!r}
+calls = [
+    lambda: CacheDir(root, shared=True),
+    lambda: CacheDir(root, shared=True, create=False),
+    lambda: qshpc.cache.lookup(len, ("x",), cache_dir=root),
+    lambda: qshpc.cache.table(root),
+]
+for call in calls:
+    try:
+        call()
+    except UserError as exc:
+        print("refused:", exc)
+""",
+        open_dir,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 4, out.stdout + out.stderr
+    fix = "Permission denied; its owner can open it to the group: chmod 3770"
+    assert all(fix in x for x in lines), lines
