@@ -475,6 +475,12 @@ class CacheDir:
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
             )
         except OSError as exc:
+            if exc.errno == errno.ENOENT and not os.path.isdir(self.mine):
+                # hunt19: the whole cache was removed (rm -rf): one warning, not one per
+                # shard the job had written ("remove what is there in its place")
+                raise CacheWriteError(
+                    f"cannot write to the cache {self.mine}: the folder was removed"
+                ) from None
             if exc.errno in (errno.ENOTDIR, errno.ENOENT):
                 # The shard is no folder (a file in its place), or it was removed meanwhile
                 # (`qshpc cache rm`): this entry only; the next write makes the folder again

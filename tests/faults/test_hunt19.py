@@ -472,3 +472,34 @@ for call in calls:
     assert len(lines) == 4, out.stdout + out.stderr
     fix = "Permission denied; its owner can open it to the group: chmod 3770"
     assert all(fix in x for x in lines), lines
+
+
+# -- the cache removed while a job writes to it ---------------------------------------------
+
+
+def test_a_cache_removed_under_a_job_is_one_warning(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # On 793198c a job whose cache folder was removed (rm -rf) while it ran printed one
+    # warning per shard it had written to (24 here), each saying "remove what is there in
+    # its place" when nothing was; the documented behaviour is one warning.
+    import hashlib
+    import shutil
+
+    from qshpc.cache.jobcache import CacheConfig, JobCache
+
+    root = tmp_path / "cache"
+    jc = JobCache(CacheConfig(True, str(root)), "job1", open_now=True)
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(2000)]
+    for k in keys[:1000]:
+        jc.store(k, "f", "t", value=1)
+    jc.flush()
+    assert jc.written == 1000
+    capfd.readouterr()
+    shutil.rmtree(root)
+    for k in keys[1000:]:
+        jc.store(k, "f", "t", value=1)
+    jc.flush()
+    warnings = [x for x in capfd.readouterr().err.splitlines() if x.startswith("qshpc: cache:")]
+    assert len(warnings) == 1, warnings[:3]
+    assert "the folder was removed" in warnings[0] and "rest of this job" in warnings[0]
