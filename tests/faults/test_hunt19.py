@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, tmpfs
 
 OTHER_UID = 65534  # nobody: the other member of a shared cache
 
@@ -330,17 +330,8 @@ def test_rm_of_a_key_whose_entry_is_a_dangling_link_removes_it(qshpc_home: Path)
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs (a real full disk), unmounted after the test."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {made.stderr.decode(errors='replace').strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
+    with tmpfs(tmp_path / "disk", "size=2m") as disk:
+        yield disk
 
 
 def _fill(disk: Path) -> Path:
@@ -503,3 +494,43 @@ def test_a_cache_removed_under_a_job_is_one_warning(
     warnings = [x for x in capfd.readouterr().err.splitlines() if x.startswith("qshpc: cache:")]
     assert len(warnings) == 1, warnings[:3]
     assert "the folder was removed" in warnings[0] and "rest of this job" in warnings[0]
+
+
+# -- the bound on results queued for the cache -----------------------------------------------
+
+
+def test_results_queued_for_the_cache_count_their_arrays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On 793198c a result queued as a value counted only its own `nbytes`: a dict or a
+    # list of arrays, or a Statevector, counted 0 bytes, and a worker whose file system
+    # was slower than its tasks held every such result (MAX_PENDING_BYTES never reached).
+    # The slow file system is injected (as test_cache_jobcache's bound test does).
+    import threading
+
+    import numpy as np
+    from qiskit.quantum_info import Statevector
+
+    from qshpc.cache import jobcache
+    from qshpc.cache.jobcache import CacheConfig, JobCache
+
+    monkeypatch.setattr(jobcache, "MAX_PENDING_BYTES", 100_000)
+    jc = JobCache(CacheConfig(True, str(tmp_path / "c")), "j", open_now=True)
+    d = jc.dir
+    assert d is not None
+    blocker = threading.Event()
+    real_put = d.put
+
+    def slow_put(*a: object, **k: object) -> bool:
+        blocker.wait(10)
+        return real_put(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(d, "put", slow_put)
+    values: list[object] = [{"counts": np.zeros(5000)} for _ in range(3)]  # 40 kB each
+    values += [[np.zeros(2500), np.zeros(2500)], Statevector(np.ones(4096) / 64)]
+    for i, v in enumerate(values):
+        jc.store(f"{i:064x}", "f", str(i), value=v)
+    blocker.set()
+    jc.flush(30)
+    s = jc.summary()
+    assert s["dropped"] == 3 and s["written"] == 2, s
