@@ -245,11 +245,14 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
                 f"cannot create the cache folder {root}: {exc.strerror}; choose another --cache-dir"
             ) from None
     check_root(root, shared)
-    _check_enter(root, shared)
+    tag_st = _check_enter(root, shared)
     tag = root / TAG_FILE
+    if create and tag_st is not None and _empty_tag_of(tag_st, me):
+        _drop_empty_tag(tag)  # written again below
+        tag_st = None
     # Only in a folder of qshpc's own making: the tag makes backup tools skip the
     # whole folder, and a --cache-dir given by mistake (~, a project folder) holds more.
-    if create and not tag.exists() and (made or _empty_but_ours(root, me)):
+    if create and tag_st is None and (made or _empty_but_ours(root, me)):
         _write_tag(tag, shared)
     mine = root / str(me)
     if create and not mine.exists():
@@ -270,8 +273,9 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
     return mine
 
 
-def _check_enter(root: Path, shared: bool) -> None:
-    """Refuse a cache folder this user cannot enter, with the fix.
+def _check_enter(root: Path, shared: bool) -> os.stat_result | None:
+    """Refuse a cache folder this user cannot enter, with the fix; the stat of its
+    ``CACHEDIR.TAG`` (None: there is none).
 
     hunt19: in the group mode, a folder another member made private (0700) passed
     :func:`check_root` (it refuses only what others could write), and the look for
@@ -282,9 +286,9 @@ def _check_enter(root: Path, shared: bool) -> None:
         UserError: ``root`` cannot be entered.
     """
     try:
-        os.stat(root / TAG_FILE)
+        return os.stat(root / TAG_FILE)
     except (FileNotFoundError, NotADirectoryError):
-        return
+        return None
     except OSError as exc:
         fix = (
             f"its owner can open it to the group: chmod 3770 {root}"
@@ -294,6 +298,19 @@ def _check_enter(root: Path, shared: bool) -> None:
         raise UserError(
             f"cannot use the cache folder {root}: {exc.strerror or exc}; {fix}"
         ) from None
+
+
+def _empty_tag_of(st: os.stat_result, uid: int) -> bool:
+    """True for an empty ``CACHEDIR.TAG`` of ``uid``'s: one a writer killed (or a full disk:
+    qshpc before hunt19) left before its text, which backup tools do not honour."""
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_uid == uid
+
+
+def _drop_empty_tag(tag: Path) -> None:
+    try:
+        os.unlink(tag)
+    except OSError:
+        pass
 
 
 def _write_tag(tag: Path, shared: bool) -> None:

@@ -397,6 +397,26 @@ def test_all_users_lists_only_what_a_lookup_would_read_of_a_member(tmp_path: Pat
     assert mine.get("ce" * 32) is None and mine.get("cd" * 32) is not None
 
 
+def test_an_empty_tag_left_by_a_killed_writer_is_written_again(tmp_path: Path) -> None:
+    # A writer killed between the tag's creation and its text (or 793198c on a full disk)
+    # left an empty CACHEDIR.TAG; on 793198c it stayed empty for good.
+    from qshpc.cache.folder import TAG_TEXT
+    from qshpc.cache.store import CacheDir
+
+    root = tmp_path / "cache"
+    CacheDir(root).put_value("ab" * 32, 1, "f")
+    tag = root / "CACHEDIR.TAG"
+    tag.write_text("")
+    CacheDir(root, create=False)  # a lookup or `qshpc cache ls` changes nothing
+    assert tag.read_text() == ""
+    CacheDir(root)
+    assert tag.read_text() == TAG_TEXT
+    mine = "Signature: 8a477f597d28d172789f06886806bc55\n# mine\n"
+    tag.write_text(mine)  # a tag of the user's own: kept as it is
+    CacheDir(root)
+    assert tag.read_text() == mine
+
+
 # -- a group cache folder a member made private --------------------------------------------
 
 
