@@ -139,6 +139,10 @@ def _read_all(fd: int, size: int) -> bytes:
     return data if len(parts) == 1 else b"".join(parts)
 
 
+#: A header up to this long is read without a look at the file's size first.
+_SMALL_HEAD = 1 << 20
+
+
 def _check_head_len(st: os.stat_result, head_len: int, path: Path) -> None:
     """Refuse a header length that the file cannot hold, or that a sparse giant claims.
 
@@ -625,7 +629,8 @@ class CacheDir:
         with os.fdopen(fd, "rb") as f:
             prefix = f.read(E.PREFIX)
             head_len, _ = E.lengths(prefix, str(path))
-            _check_head_len(os.fstat(fd), head_len, path)
+            if head_len > _SMALL_HEAD:  # (a small one is read at once: no fstat for it)
+                _check_head_len(os.fstat(fd), head_len, path)
             return E.read_header(prefix + f.read(head_len), str(path))
 
     @staticmethod
