@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         """List cached results, newest first: key, function, source job and task, size, time."""
         from qshpc.cache.maint import format_size, rows
 
+        _not_empty(function=function, job=job)
         if limit is not None and limit < 0:
             from qshpc.errors import UserError
 
@@ -193,6 +194,7 @@ def register(app: typer.Typer) -> None:
         from qshpc.cache.maint import format_size, remove
         from qshpc.errors import UserError
 
+        _not_empty(function=function, job=job)
         if not keys and function is None and job is None and not everything:
             raise UserError("say what to remove: KEY..., --function NAME, --job JOB or --all")
         cache = _open(cache_dir)
@@ -256,6 +258,27 @@ def register(app: typer.Typer) -> None:
             + (f"; {out.temporaries} partial file(s) of killed writers" if out.temporaries else "")
         )
         _failed(out)
+
+
+def _not_empty(**options: str | None) -> None:
+    """Refuse ``--function ""`` or ``--job ""`` (an unset shell variable).
+
+    hunt19: ``qshpc cache rm --function "$FN"`` with ``FN`` unset said "removed 0
+    entries" and exited 0, and ``ls --function ""`` said "no entries in X", as if
+    the cache were empty.
+
+    Raises:
+        UserError: Naming the option and what to give.
+    """
+    for name, value in options.items():
+        if value is not None and not value.strip():
+            from qshpc.errors import UserError
+
+            what = "function's name" if name == "function" else "job's id"
+            raise UserError(
+                f"--{name} is empty (an unset shell variable?): give the {what} as "
+                "`qshpc cache ls` shows it, or leave the option out"
+            )
 
 
 def _failed(out: Any) -> None:

@@ -554,3 +554,25 @@ def test_results_queued_for_the_cache_count_their_arrays(
     jc.flush(30)
     s = jc.summary()
     assert s["dropped"] == 3 and s["written"] == 2, s
+
+
+# -- an empty --function or --job --------------------------------------------------------------
+
+
+def test_an_empty_function_or_job_is_one_line(qshpc_home: Path) -> None:
+    # On 793198c `qshpc cache rm --function "$FN"` with FN unset said "removed 0 entries"
+    # (exit 0), and `ls --function ""` said "no entries in X", as if the cache were empty.
+    from qshpc.cache.store import CacheDir
+
+    CacheDir(qshpc_home / "cache").put_value("ab" * 32, 1, "f", "job1", "0")
+    for argv in (
+        ("rm", "--function", ""),
+        ("rm", "--job", " "),
+        ("ls", "--function", ""),
+        ("ls", "--job", ""),
+        ("rm", "--function", "", "--job", "job1"),
+    ):
+        opt = "--function" if "--function" in argv else "--job"
+        _one_line_exit_2(run_cli("cache", *argv), f"{opt} is empty (an unset shell variable?)")
+    out = run_cli("cache", "rm", "--function", "f")
+    assert out.returncode == 0 and "removed 1 entry" in out.stdout, out.stderr
