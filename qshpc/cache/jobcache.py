@@ -120,8 +120,8 @@ class Writer:
     Results queue up to :data:`MAX_PENDING_BYTES` (beyond, they are dropped and
     counted). The first write that fails (disk full, permissions) turns the
     writer off for the rest of the job, with one warning; one whose shard folder
-    alone is at fault (a file in its place) skips the entries of that shard only
-    (one warning per shard).
+    alone is at fault (a file in its place, wrong permissions) skips the entries of
+    that shard only (one warning per shard).
     """
 
     def __init__(self, cache: CacheDir) -> None:
@@ -194,7 +194,7 @@ class Writer:
                         self.bad_shards.add(exc.shard)
                         _warn(
                             f"{exc}: results whose cache keys start with {exc.shard!r} are not "
-                            "cached (the other keys are); remove what is there in its place"
+                            "cached (the other keys are)"
                         )
                 elif not self.off:
                     self.off = True

@@ -489,8 +489,18 @@ class CacheDir:
                 # The shard is no folder (a file in its place), or it was removed meanwhile
                 # (`qshpc cache rm`): this entry only; the next write makes the folder again
                 self._shards.discard(shard)
+                fix = "; remove what is there in its place" if exc.errno == errno.ENOTDIR else ""
                 raise CacheWriteError(
-                    f"cannot write to the cache folder {self.mine / shard}: {exc.strerror}",
+                    f"cannot write to the cache folder {self.mine / shard}: {exc.strerror}{fix}",
+                    shard=shard,
+                ) from None
+            if exc.errno in (errno.EACCES, errno.EPERM) and os.access(self.mine, os.W_OK | os.X_OK):
+                # hunt19: a shard of wrong permissions (a chmod -R slip) turned the cache off
+                # for the whole job; it costs that shard's keys only, as a file in its place
+                where = self.mine / shard
+                raise CacheWriteError(
+                    f"cannot write to the cache folder {where}: {exc.strerror} "
+                    f"(chmod {self._dmode:o} {where})",
                     shard=shard,
                 ) from None
             raise CacheWriteError(f"cannot write to the cache {self.mine}: {exc}") from None

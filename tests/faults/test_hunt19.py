@@ -440,7 +440,8 @@ def _as_other_user(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         "import os, sys, pwd\n"
         "import qshpc.cache, qshpc.cache.store, qshpc.cache.maint, qshpc.cache.folder\n"
         "import qshpc.cache.entry, qshpc.cache.keys, qshpc.errors, qshpc.settings\n"
-        "import qshpc.jobs.paths, numbers, pandas\n"
+        "import qshpc.jobs.paths, numbers, pandas, hashlib, secrets, socket\n"
+        "import qshpc.cache.jobcache, qshpc.cache.body, qshpc.store.encoding_blob\n"
         "qshpc.cache.key(len, ('x',))\n"  # the keys' imports, while they can be read
         f"os.setgroups([]); os.setgid({OTHER_UID}); os.setuid({OTHER_UID})\n{code}"
     )
@@ -576,3 +577,37 @@ def test_an_empty_function_or_job_is_one_line(qshpc_home: Path) -> None:
         _one_line_exit_2(run_cli("cache", *argv), f"{opt} is empty (an unset shell variable?)")
     out = run_cli("cache", "rm", "--function", "f")
     assert out.returncode == 0 and "removed 1 entry" in out.stdout, out.stderr
+
+
+# -- a shard folder of wrong permissions -------------------------------------------------------
+
+
+@needs_root
+def test_a_shard_of_wrong_permissions_costs_its_keys_only(open_dir: Path) -> None:
+    # On 793198c a shard folder one cannot write (mode 0: a chmod -R slip) turned the cache
+    # off for the rest of the job (one warning; 299 of the next 300 results, in other
+    # shards, not cached), where a file in a shard's place costs that shard's keys only.
+    os.chmod(open_dir, 0o777)
+    out = _as_other_user(
+        f"""
+from qshpc.cache.jobcache import JobCache, CacheConfig
+keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(600)]
+jc = JobCache(CacheConfig(True, {str(open_dir / "c")!r}), "j", open_now=True)
+for k in keys[:300]:
+    jc.store(k, "f", "t", value=1)
+jc.flush()
+os.chmod(jc.dir.mine / keys[300][:2], 0)
+for k in keys[300:600]:
+    jc.store(k, "f", "t", value=1)
+jc.flush()
+print("shard", jc.summary()["written"], flush=True)
+""",
+        open_dir,
+    )
+    assert out.returncode == 0, out.stderr
+    written = dict(line.split() for line in out.stdout.splitlines())
+    assert 590 <= int(written["shard"]) < 600, (written, out.stderr)
+    warnings = out.stderr.strip().splitlines()
+    assert len(warnings) == 1, warnings
+    assert "Permission denied (chmod 2750 " in warnings[0], warnings  # the shared mode's
+    assert "start with '98' are not cached (the other keys are)" in warnings[0], warnings
