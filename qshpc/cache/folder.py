@@ -293,7 +293,7 @@ def _check_enter(root: Path, shared: bool) -> os.stat_result | None:
         fix = (
             f"its owner can open it to the group: chmod 3770 {root}"
             if shared
-            else "choose another --cache-dir"
+            else f"chmod 700 {root}, or choose another --cache-dir"
         )
         raise UserError(
             f"cannot use the cache folder {root}: {exc.strerror or exc}; {fix}"

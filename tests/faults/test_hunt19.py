@@ -484,6 +484,26 @@ for call in calls:
     assert len(lines) == 4, out.stdout + out.stderr
     fix = "Permission denied; its owner can open it to the group: chmod 3770"
     assert all(fix in x for x in lines), lines
+    # The private mode: one's own cache folder one cannot enter (chmod 600 by mistake).
+    os.chmod(open_dir, 0o777)
+    out = _as_other_user(
+        f"""
+from qshpc.cache.store import CacheDir
+from qshpc.errors import UserError
+root = {str(open_dir / "mine")!r}
+CacheDir(root, shared=False)
+os.chmod(root, 0o600)
+for create in (True, False):
+    try:
+        CacheDir(root, shared=False, create=create)
+    except UserError as exc:
+        print("refused:", exc)
+""",
+        open_dir,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and all("Permission denied; chmod 700 " in x for x in lines), lines
 
 
 # -- the cache removed while a job writes to it ---------------------------------------------
