@@ -205,10 +205,10 @@ def _scan(folder: Path) -> list[os.DirEntry[str]]:
 
 
 def _exists(cache_dir: str | Path | None) -> bool:
-    from qshpc.cache.folder import default_dir
+    from qshpc.cache.folder import default_dir, expand, present
 
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_dir()
-    return root.is_dir()
+    root = expand(cache_dir) if cache_dir is not None else default_dir()
+    return present(root) and root.is_dir()
 
 
 __all__ = [

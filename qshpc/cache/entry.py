@@ -122,6 +122,9 @@ def _header(raw: bytes, source: str) -> Header:
         d = _decode_header(raw)
         get = d.get
         job, task, kind = get("job"), get("task"), get("type")
+        created = float(d["created"])
+        if created - created != 0.0:  # inf or nan: never a time qshpc wrote (hunt19)
+            raise ValueError(f"stored at {created}")
         # Filled in directly: a frozen dataclass's __init__ sets each field through
         # object.__setattr__, a few microseconds of every cache hit.
         header = object.__new__(Header)
@@ -130,7 +133,7 @@ def _header(raw: bytes, source: str) -> Header:
             function=str(d["function"]),
             job=None if job is None else str(job),
             task=None if task is None else str(task),
-            created=float(d["created"]),
+            created=created,
             host=str(get("host", "")),
             encoding=str(get("encoding", ENCODING)),
             form=str(get("form", "blob")),

@@ -68,15 +68,63 @@ def shared_mode() -> bool:
 
 
 def default_dir() -> Path:
-    """``$QSHPC_CACHE_DIR``, else ``$QSHPC_HOME/cache`` (``~/.qshpc/cache``)."""
+    """``$QSHPC_CACHE_DIR``, else ``$QSHPC_HOME/cache`` (``~/.qshpc/cache``).
+
+    Raises:
+        UserError: ``$QSHPC_CACHE_DIR`` names the home of a user that does not exist.
+    """
     from qshpc import settings
 
     path = settings.CACHE_DIR.get()
     if path is not None:
-        return path.expanduser()
+        return expand(path)
     from qshpc.jobs.paths import qshpc_home
 
     return qshpc_home() / "cache"
+
+
+def expand(path: str | os.PathLike[str]) -> Path:
+    """A cache folder as given (``--cache-dir``, ``cache_dir=``), ``~`` expanded.
+
+    hunt19: ``~nosuchuser/cache`` (a quoted ``~``, a mistyped login) raised
+    RuntimeError, and a ``cache_dir`` of the wrong kind TypeError: tracebacks
+    from ``qshpc cache``, ``qshpc run --cache`` and ``qshpc.cache.lookup``.
+
+    Raises:
+        UserError: Not a path, or ``~user`` of no such user.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(
+            f"the cache folder must be a path (a str or a Path), got {type(path).__name__} "
+            f"{path!r:.40}"
+        )
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise UserError(
+            f"the cache folder {os.fspath(path)!r} starts with the home folder of a user that "
+            "does not exist here: write the folder out in full (or ~/... for your own)"
+        ) from None
+
+
+def present(root: Path) -> bool:
+    """Whether the cache folder ``root`` exists (anything by that name; False when missing).
+
+    hunt19: ``Path.exists`` raised for a name too long (ENAMETOOLONG), a parent one
+    may not enter (EACCES) or an I/O error: ``qshpc cache`` printed a traceback.
+
+    Raises:
+        UserError: It cannot be looked at.
+    """
+    try:
+        os.stat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise UserError(
+            f"cannot use the cache folder {root}: {exc.strerror or exc}; choose another --cache-dir"
+        ) from None
+    return True
 
 
 def root_mode(shared: bool) -> int:
@@ -197,16 +245,15 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
                 f"cannot create the cache folder {root}: {exc.strerror}; choose another --cache-dir"
             ) from None
     check_root(root, shared)
+    tag_st = _check_enter(root, shared)
     tag = root / TAG_FILE
+    if create and tag_st is not None and _empty_tag_of(tag_st, me):
+        _drop_empty_tag(tag)  # written again below
+        tag_st = None
     # Only in a folder of qshpc's own making: the tag makes backup tools skip the
     # whole folder, and a --cache-dir given by mistake (~, a project folder) holds more.
-    if create and not tag.exists() and (made or _empty_but_ours(root, me)):
-        try:
-            fd = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode(shared))
-            with os.fdopen(fd, "w") as f:
-                f.write(TAG_TEXT)
-        except OSError:
-            pass  # a folder another member created: the tag is theirs to write
+    if create and tag_st is None and (made or _empty_but_ours(root, me)):
+        _write_tag(tag, shared)
     mine = root / str(me)
     if create and not mine.exists():
         try:
@@ -226,13 +273,84 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
     return mine
 
 
+def _check_enter(root: Path, shared: bool) -> os.stat_result | None:
+    """Refuse a cache folder this user cannot enter, with the fix; the stat of its
+    ``CACHEDIR.TAG`` (None: there is none).
+
+    hunt19: in the group mode, a folder another member made private (0700) passed
+    :func:`check_root` (it refuses only what others could write), and the look for
+    one's own folder in it raised PermissionError: a traceback from ``qshpc cache ls``
+    and ``qshpc run --cache``.
+
+    Raises:
+        UserError: ``root`` cannot be entered.
+    """
+    try:
+        return os.stat(root / TAG_FILE)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        fix = (
+            f"its owner can open it to the group: chmod 3770 {root}"
+            if shared
+            else f"chmod 700 {root}, or choose another --cache-dir"
+        )
+        raise UserError(
+            f"cannot use the cache folder {root}: {exc.strerror or exc}; {fix}"
+        ) from None
+
+
+def _empty_tag_of(st: os.stat_result, uid: int) -> bool:
+    """True for an empty ``CACHEDIR.TAG`` of ``uid``'s: one a writer killed (or a full disk:
+    qshpc before hunt19) left before its text, which backup tools do not honour."""
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_uid == uid
+
+
+def _drop_empty_tag(tag: Path) -> None:
+    try:
+        os.unlink(tag)
+    except OSError:
+        pass
+
+
+def _write_tag(tag: Path, shared: bool) -> None:
+    """Write ``CACHEDIR.TAG`` whole, or leave none (a later run writes it).
+
+    hunt19: on a full disk the file was created and its text not written: an empty
+    tag, which backup tools do not take for one (it must start with the signature),
+    and which was never written again.
+    """
+    try:
+        fd = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode(shared))
+    except OSError:
+        return  # a folder another member created: the tag is theirs to write
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(TAG_TEXT)
+    except OSError:
+        try:
+            os.unlink(tag)
+        except OSError:
+            pass
+
+
 def _empty_but_ours(root: Path, uid: int) -> bool:
     """True when ``root`` holds nothing but user folders of the cache (``<uid>``)."""
     try:
         names = os.listdir(root)
     except OSError:
         return False
-    return all(n.isdigit() for n in names) and (not names or str(uid) in names)
+    return all(is_uid_name(n) for n in names) and (not names or str(uid) in names)
+
+
+def is_uid_name(name: str) -> bool:
+    """True for the name of a user's folder: a uid written in ASCII digits, as qshpc writes it.
+
+    hunt19: ``str.isdigit`` is also true of ``²`` and ``①``, which ``int`` refuses: a
+    member's folder so named in a shared cache made every lookup that missed one's own
+    entries raise ValueError (the job FAILED) and ``qshpc cache ls --all-users`` crash.
+    """
+    return name.isascii() and name.isdigit() and name == str(int(name))
 
 
 def _refuse_job_folders(root: Path) -> None:
@@ -299,9 +417,12 @@ __all__ = [
     "check_user_dir",
     "default_dir",
     "entry_trusted",
+    "expand",
     "file_mode",
+    "is_uid_name",
     "others_entry_readable",
     "prepare",
+    "present",
     "root_mode",
     "shard_entries",
     "shared_mode",

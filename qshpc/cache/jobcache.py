@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the keys' and the folder's machinery load where used (not when off)
@@ -79,14 +79,49 @@ def _warn(text: str) -> None:
     print(f"qshpc: cache: {text}", file=sys.stderr, flush=True)
 
 
+#: :func:`_size` looks at this many items of a container (and scales up for the rest).
+_SIZE_ITEMS = 64
+_FLAT = frozenset((int, float, bool, complex, type(None)))
+
+
+def _size(value: Any, depth: int = 0) -> int:
+    """About how many bytes a result waiting to be encoded holds, for the queue's bound.
+
+    hunt19: only ``value.nbytes`` was counted, so a dict or a list of arrays, or a
+    ``Statevector`` (its ``data``), counted 0 bytes: a worker whose tasks returned
+    such results faster than the file system took them held every one of them,
+    past :data:`MAX_PENDING_BYTES` without bound. Numbers count 0, as before.
+    """
+    t = type(value)
+    if t in _FLAT:
+        return 0
+    if t is bytes or t is str or t is bytearray:
+        return len(value)
+    try:
+        if t is dict or t is list or t is tuple:
+            if depth >= 3 or not value:
+                return 0
+            seen = islice(value.values() if t is dict else value, _SIZE_ITEMS)
+            part = sum(_size(v, depth + 1) for v in seen)
+            return part * len(value) // min(len(value), _SIZE_ITEMS)
+        n = getattr(value, "nbytes", None)
+        if isinstance(n, int):
+            return n
+        data = getattr(value, "data", None)  # Statevector, DensityMatrix, Operator...
+        n = getattr(data, "nbytes", None)
+        return n if isinstance(n, int) else 0
+    except Exception:  # a value's own attribute that raises: counted 0, as before
+        return 0
+
+
 class Writer:
     """Writes entries from a background thread; never blocks its callers.
 
     Results queue up to :data:`MAX_PENDING_BYTES` (beyond, they are dropped and
     counted). The first write that fails (disk full, permissions) turns the
     writer off for the rest of the job, with one warning; one whose shard folder
-    alone is at fault (a file in its place) skips the entries of that shard only
-    (one warning per shard).
+    alone is at fault (a file in its place, wrong permissions) skips the entries of
+    that shard only (one warning per shard).
     """
 
     def __init__(self, cache: CacheDir) -> None:
@@ -118,9 +153,7 @@ class Writer:
         if self.off:
             return
         size = (
-            len(body[0] if isinstance(body, tuple) else body)
-            if body is not None
-            else int(getattr(value, "nbytes", 0) or 0)
+            len(body[0] if isinstance(body, tuple) else body) if body is not None else _size(value)
         )
         if self._pending + size > MAX_PENDING_BYTES:
             self.dropped += 1
@@ -161,7 +194,7 @@ class Writer:
                         self.bad_shards.add(exc.shard)
                         _warn(
                             f"{exc}: results whose cache keys start with {exc.shard!r} are not "
-                            "cached (the other keys are); remove what is there in its place"
+                            "cached (the other keys are)"
                         )
                 elif not self.off:
                     self.off = True
@@ -497,7 +530,9 @@ def resolve_dir(path: str | os.PathLike[str] | None) -> str | None:
     """An absolute cache folder for a job's meta (None stays None: the default at run time)."""
     if path is None:
         return None
-    return str(Path(path).expanduser().absolute())
+    from qshpc.cache.folder import expand
+
+    return str(expand(path).absolute())
 
 
 __all__ = [

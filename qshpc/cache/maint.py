@@ -23,6 +23,7 @@ from qshpc.errors import UserError
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_MAX_SIZE = float(1 << 80)  # a yottabyte: any larger size is a typing slip
 
 
 def parse_size(text: str, option: str = "--max-size") -> int:
@@ -34,7 +35,10 @@ def parse_size(text: str, option: str = "--max-size") -> int:
     m = _SIZE.fullmatch(text)
     if m is None:
         raise UserError(f"{option}: {text!r} is not a size; write e.g. 500M, 10G or 1T")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if size > _MAX_SIZE:  # hunt19: 400 digits made float inf, and int() an OverflowError
+        raise UserError(f"{option}: {text!r} is more than any disk holds; write e.g. 10G or 1T")
+    return int(size)
 
 
 def format_size(n: float) -> str:
@@ -147,8 +151,8 @@ def table(
             )
         if isinstance(cache, str) and not cache.strip():
             raise UserError("the cache folder is an empty path: give a folder, or none")
-        root = Path(cache).expanduser() if cache is not None else None
-        if not (root if root is not None else folder.default_dir()).is_dir():
+        root = folder.expand(cache) if cache is not None else folder.default_dir()
+        if not (folder.present(root) and root.is_dir()):
             cache = None  # no cache yet: an empty table, and no folder made for it
         else:
             cache = CacheDir(root, create=False)
@@ -164,7 +168,9 @@ def table(
     columns = list(Row.__dataclass_fields__)
     df = pd.DataFrame(data, columns=columns)
     for col in ("created", "used"):
-        df[col] = pd.to_datetime(df[col], unit="s")
+        # errors="coerce": a time beyond pandas' range (a member's entry "stored" in the
+        # year 10000) is NaT, not OutOfBoundsDatetime for the whole table (hunt19)
+        df[col] = pd.to_datetime(df[col], unit="s", errors="coerce")
     return df
 
 
@@ -457,7 +463,14 @@ def _by_prefix(cache: CacheDir, prefix: str) -> EntryStat:
     if len(names) > 1:
         raise UserError(f"{len(names)} entries have keys starting {p}: give more digits")
     path = shard / names[0]
-    st = path.stat()
+    try:
+        # lstat: a link in an entry's place is itself removed (hunt19: stat followed a
+        # dangling one, and `qshpc cache rm KEY` printed a FileNotFoundError traceback)
+        st = os.lstat(path)
+    except OSError:  # removed meanwhile (another rm or gc)
+        raise UserError(
+            f"no entry of yours has a key starting {p} (see `qshpc cache ls`)"
+        ) from None
     return EntryStat(path, names[0], cache.uid, st.st_size, st.st_mtime)
 
 

@@ -119,14 +119,47 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def _read_all(fd: int, size: int) -> bytes:
-    """The file's bytes: one ``read`` of its size (more reads if it is longer)."""
+    """The file's first ``size + 1`` bytes: one ``read`` (more when it returns a short part).
+
+    One byte more than ``size`` tells a reader that the file is longer than it was
+    at the ``fstat``: not the entry its lengths describe, so it fails their check
+    (an entry file is never appended to; reading on would follow a file a member
+    keeps writing). hunt19: one ``read`` returns at most 2 GiB - 4 KiB on Linux,
+    so an entry over 2 GiB (a 28-qubit ``Statevector``) read short, failed its
+    length check and was removed at every lookup, never a hit.
+    """
     data = os.read(fd, size + 1)
-    if len(data) <= size:
+    if len(data) >= size or not data:  # the usual case: no second read on a hit's path
         return data
     parts = [data]
-    while chunk := os.read(fd, 1 << 20):
+    got = len(data)
+    while got <= size and (chunk := os.read(fd, size + 1 - got)):
         parts.append(chunk)
-    return b"".join(parts)
+        got += len(chunk)
+    return data if len(parts) == 1 else b"".join(parts)
+
+
+#: A header up to this long is read without a look at the file's size first.
+_SMALL_HEAD = 1 << 20
+
+
+def _check_head_len(st: os.stat_result, head_len: int, path: Path) -> None:
+    """Refuse a header length that the file cannot hold, or that a sparse giant claims.
+
+    hunt19: the scans (``ls``, ``stats --by-function``, ``rm --function``) read
+    ``head_len`` bytes, up to 4 GiB, from whatever file bears a key's name: a
+    member's sparse 6 GB file (``truncate -s``) claiming a 4 GiB header made
+    ``qshpc cache ls --all-users`` take 12 GB of memory and 40 s (MemoryError under
+    a limit). A lookup already passes over such a file
+    (:func:`~qshpc.cache.folder.others_entry_readable`); so do the scans now.
+
+    Raises:
+        DamagedEntryError: The header cannot be there.
+    """
+    if E.PREFIX + head_len + E.CHECK > st.st_size:
+        raise E.DamagedEntryError(f"{path}: truncated header")
+    if head_len > folder.SPARSE_CHECK_BYTES and not folder.others_entry_readable(st):
+        raise E.DamagedEntryError(f"{path}: a {head_len}-byte header in a sparse file")
 
 
 class CacheWriteError(Exception):
@@ -196,7 +229,7 @@ class CacheDir:
             from qshpc.errors import UserError
 
             raise UserError("the cache folder is an empty path: give a folder (cache_dir=...)")
-        self.root = Path(root).expanduser() if root is not None else folder.default_dir()
+        self.root = folder.expand(root) if root is not None else folder.default_dir()
         self.shared = folder.shared_mode() if shared is None else shared
         self.uid = os.geteuid()
         self.mine = folder.prepare(self.root, self.shared, create)
@@ -232,7 +265,7 @@ class CacheDir:
             except OSError:
                 names = []
             for name in sorted(names):
-                if not name.isdigit() or int(name) == self.uid:
+                if not folder.is_uid_name(name) or int(name) == self.uid:
                     continue
                 path = self.root / name
                 if folder.check_user_dir(path, int(name)) is None:
@@ -446,12 +479,28 @@ class CacheDir:
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
             )
         except OSError as exc:
+            if exc.errno == errno.ENOENT and not os.path.isdir(self.mine):
+                # hunt19: the whole cache was removed (rm -rf): one warning, not one per
+                # shard the job had written ("remove what is there in its place")
+                raise CacheWriteError(
+                    f"cannot write to the cache {self.mine}: the folder was removed"
+                ) from None
             if exc.errno in (errno.ENOTDIR, errno.ENOENT):
                 # The shard is no folder (a file in its place), or it was removed meanwhile
                 # (`qshpc cache rm`): this entry only; the next write makes the folder again
                 self._shards.discard(shard)
+                fix = "; remove what is there in its place" if exc.errno == errno.ENOTDIR else ""
                 raise CacheWriteError(
-                    f"cannot write to the cache folder {self.mine / shard}: {exc.strerror}",
+                    f"cannot write to the cache folder {self.mine / shard}: {exc.strerror}{fix}",
+                    shard=shard,
+                ) from None
+            if exc.errno in (errno.EACCES, errno.EPERM) and os.access(self.mine, os.W_OK | os.X_OK):
+                # hunt19: a shard of wrong permissions (a chmod -R slip) turned the cache off
+                # for the whole job; it costs that shard's keys only, as a file in its place
+                where = self.mine / shard
+                raise CacheWriteError(
+                    f"cannot write to the cache folder {where}: {exc.strerror} "
+                    f"(chmod {self._dmode:o} {where})",
                     shard=shard,
                 ) from None
             raise CacheWriteError(f"cannot write to the cache {self.mine}: {exc}") from None
@@ -549,8 +598,16 @@ class CacheDir:
         return [(self.uid, self.mine), *(self.others() if all_users else [])]
 
     def scan(self, all_users: bool = False) -> Iterator[EntryStat]:
-        """Every entry file (a stat each, no read), shard by shard."""
+        """Every entry file (a stat each, no read), shard by shard.
+
+        Another member's are those a lookup would read: files of theirs that nobody
+        else can write. hunt19: a member's shard folder that was a link to one of
+        ours listed our entries as theirs (twice in ``ls --all-users``, and counted
+        twice by ``stats``), and files a third party planted in their folder were
+        listed as theirs.
+        """
         for uid, base in self.folders(all_users):
+            mine = uid == self.uid
             for e in folder.shard_entries(base):
                 if not is_key(e.name):
                     continue
@@ -558,7 +615,7 @@ class CacheDir:
                     st = e.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if stat.S_ISREG(st.st_mode):
+                if stat.S_ISREG(st.st_mode) and (mine or folder.entry_trusted(st, uid)):
                     yield EntryStat(Path(e.path), e.name, uid, st.st_size, st.st_mtime)
 
     def temporaries(self) -> Iterator[tuple[Path, float]]:
@@ -582,6 +639,8 @@ class CacheDir:
         with os.fdopen(fd, "rb") as f:
             prefix = f.read(E.PREFIX)
             head_len, _ = E.lengths(prefix, str(path))
+            if head_len > _SMALL_HEAD:  # (a small one is read at once: no fstat for it)
+                _check_head_len(os.fstat(fd), head_len, path)
             return E.read_header(prefix + f.read(head_len), str(path))
 
     @staticmethod

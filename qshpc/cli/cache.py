@@ -37,17 +37,24 @@ def _clean(text: object) -> str:
 
 
 def _when(t: float | None) -> str:
-    return "-" if not t else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    """A time as ``ls`` and ``stats`` show it; ``?`` for one no calendar holds (hunt19: a
+    member's entry stored "at" 1e300 s, an mtime of year 10000, made ``ls`` raise)."""
+    if not t:
+        return "-"
+    try:
+        return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, ValueError, OSError):
+        return "?"
 
 
 def _open(cache_dir: str | None, as_json: bool = False) -> Any:
     """The cache folder, or None (and a note saying so) when there is none yet."""
-    from qshpc.cache.folder import default_dir
+    from qshpc.cache.folder import default_dir, expand, present
     from qshpc.cache.store import CacheDir
 
     given = cache_dir_option(cache_dir)
-    root = given.expanduser() if given is not None else default_dir()
-    if not root.exists():
+    root = expand(given) if given is not None else default_dir()
+    if not present(root):
         if as_json:
             return None
         echo(
@@ -87,6 +94,7 @@ def register(app: typer.Typer) -> None:
         """List cached results, newest first: key, function, source job and task, size, time."""
         from qshpc.cache.maint import format_size, rows
 
+        _not_empty(function=function, job=job)
         if limit is not None and limit < 0:
             from qshpc.errors import UserError
 
@@ -186,6 +194,7 @@ def register(app: typer.Typer) -> None:
         from qshpc.cache.maint import format_size, remove
         from qshpc.errors import UserError
 
+        _not_empty(function=function, job=job)
         if not keys and function is None and job is None and not everything:
             raise UserError("say what to remove: KEY..., --function NAME, --job JOB or --all")
         cache = _open(cache_dir)
@@ -249,6 +258,27 @@ def register(app: typer.Typer) -> None:
             + (f"; {out.temporaries} partial file(s) of killed writers" if out.temporaries else "")
         )
         _failed(out)
+
+
+def _not_empty(**options: str | None) -> None:
+    """Refuse ``--function ""`` or ``--job ""`` (an unset shell variable).
+
+    hunt19: ``qshpc cache rm --function "$FN"`` with ``FN`` unset said "removed 0
+    entries" and exited 0, and ``ls --function ""`` said "no entries in X", as if
+    the cache were empty.
+
+    Raises:
+        UserError: Naming the option and what to give.
+    """
+    for name, value in options.items():
+        if value is not None and not value.strip():
+            from qshpc.errors import UserError
+
+            what = "function's name" if name == "function" else "job's id"
+            raise UserError(
+                f"--{name} is empty (an unset shell variable?): give the {what} as "
+                "`qshpc cache ls` shows it, or leave the option out"
+            )
 
 
 def _failed(out: Any) -> None:
