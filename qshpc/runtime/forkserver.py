@@ -316,9 +316,8 @@ def _ask_of(conn: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
 
 
 def _preload(modules: tuple[str, ...]) -> None:
-    """Import ``modules`` as a worker's preload would (failures left to the tasks to report)."""
-    if not modules:
-        return
+    """Import ``modules`` as a worker's preload would (failures left to the tasks to report);
+    load the MPI library too (not ``MPI_Init``: that is each rank's, after the fork)."""
     import importlib
 
     for name in modules:
@@ -326,6 +325,15 @@ def _preload(modules: tuple[str, ...]) -> None:
             importlib.import_module(name)
         except Exception:  # missing or broken: a task that needs it says so
             pass
+    try:
+        # What ``from mpi4py import MPI`` does first: find and dlopen libmpi (the PyPI
+        # MPICH's: 13 MB, ~40 ms of CPU in every rank); its answer is kept, the library
+        # stays loaded, and each child's import of ``mpi4py.MPI`` then links to it.
+        from mpi4py import _mpiabi
+
+        _mpiabi._get_mpiabi()  # type: ignore[attr-defined]  # (private: see the except)
+    except Exception:  # another mpi4py: each rank loads its MPI itself, as before
+        pass
 
 
 def fork_plan(
