@@ -16,6 +16,8 @@ variant once, in an order rotated from round to round):
 - ``qshpc``: ``python -m qshpc run PROGRAM --arguments ARGS.h5`` (the embedded
   local default: one worker rank per core).
 - ``qshpc-mpiexec``: ``mpiexec -n 3 python -m qshpc run PROGRAM --arguments ARGS.h5``.
+- ``qshpc-nofork``, ``qshpc-mpiexec-nofork``: the same two with ``QSHPC_FORK_SERVER=0``
+  (every rank imports qiskit itself, as before session 19's fork server).
 - ``client``: a fresh Python process that loads the circuits from QPY (a
   notebook has them in memory) and calls ``LocalClient(workers=2).run(program,
   arguments={"circuits": circuits}).result()``, then writes JSON.
@@ -119,7 +121,9 @@ def make_inputs(tmp: Path, n: int) -> None:
 
 QSHPC_VARIANTS = (
     "qshpc",
+    "qshpc-nofork",
     "qshpc-mpiexec",
+    "qshpc-mpiexec-nofork",
     "client",
     "client-warm",
     "one-task",
@@ -146,6 +150,16 @@ def variants(tmp: Path) -> dict[str, list[str]]:
         "one-task": [*qshpc, "one_task.py"],
         "one-task-mpiexec": [mpiexec, "-n", "3", *qshpc, "one_task.py"],
         "one-circuit": [*qshpc, "program_4.py", "--arguments", "args1.h5"],
+        "qshpc-nofork": [*qshpc, "program_4.py", "--arguments", "args.h5"],
+        "qshpc-mpiexec-nofork": [
+            mpiexec,
+            "-n",
+            "3",
+            *qshpc,
+            "program_4.py",
+            "--arguments",
+            "args.h5",
+        ],
         "plain-1": [PY, "_cold_plain.py", "circuits1.qpy", "out-plain1.json"],
     }
 
@@ -320,7 +334,7 @@ def main() -> None:
     make_inputs(tmp, args.circuits)
     precompile(ROOT, *([Path(args.compare).resolve()] if args.compare else []))
     cmds = variants(tmp)
-    envs = {n: env for n in cmds}
+    envs = {n: ({**env, "QSHPC_FORK_SERVER": "0"} if n.endswith("-nofork") else env) for n in cmds}
     names = [n for n in cmds if not args.only or n in args.only.split(",")]
     if args.compare:
         old_env = dict(env)
@@ -385,6 +399,8 @@ def main() -> None:
         ratio("executorlib", "client-warm"),
         ratio("one-circuit", "plain-1"),
         ratio("qshpc", "qshpc-mpiexec"),  # what the launcher costs
+        ratio("qshpc", "qshpc-nofork"),  # what the fork server gains
+        ratio("qshpc-mpiexec", "qshpc-mpiexec-nofork"),
         ratio("one-task", "one-task-mpiexec"),
         *[ratio(n, f"{n}@old") for n in QSHPC_VARIANTS],
     ]
