@@ -5,6 +5,7 @@ SIGINT/SIGTERM from here on, before any other import of qshpc
 (:mod:`qshpc.runtime.stopsig`).
 """
 
+import os
 import sys
 
 from qshpc.runtime.stopsig import defer_if_rank
@@ -18,6 +19,11 @@ hand_over()  # a rank of `qshpc run`'s launcher: forked by its fork server (no r
 from qshpc import _timeline  # noqa: E402
 
 _timeline.mark("qshpc")
+
+if sys.argv[1:2] == ["run"] and "MPI_LOCALNRANKS" in os.environ:
+    from qshpc.cli.runargv import join_forks_early
+
+    join_forks_early(sys.argv[2:])  # a user's mpiexec: its host's fork server (no return then)
 
 from qshpc.cli import main  # noqa: E402
 

@@ -94,6 +94,24 @@ def parse_run(argv: list[str]) -> dict[str, Any] | None:
     return values
 
 
+def join_forks_early(argv: list[str]) -> None:
+    """A rank of a user's ``mpiexec`` (``argv``: the words after ``run``): hand it over to
+    its host's fork server now, before the rest of qshpc loads
+    (:func:`qshpc.runtime.forkserver.join_local`; it is tried once per process: when
+    this command line is one typer must read, :mod:`qshpc.runtime.start` tries it later).
+    """
+    fields = parse_run(argv)
+    if fields is None:
+        return
+    cache, cache_dir = fields.get("cache"), fields.get("cache_dir")
+    meta = None  # as RunSpec.cache_meta: what the command line asked of the cache
+    if cache is not None or cache_dir is not None:
+        meta = {"enabled": bool(cache) if cache is not None else cache_dir is not None}
+    from qshpc.runtime.forkserver import join_local
+
+    join_local(fields["program"], meta)
+
+
 def run_fast(argv: list[str]) -> int | None:
     """Run ``qshpc run ...`` without typer; the exit code, or None to hand ``argv`` to typer.
 

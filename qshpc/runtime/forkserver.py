@@ -561,6 +561,7 @@ def join_local(program: Path, cache: dict[str, Any] | None) -> None:
     env = os.environ
     if _forked or "SLURM_JOB_ID" in env:
         return
+    _forked.append(False)  # tried once: a rank whose hand-over failed runs by itself
     try:
         count = int(env.get("MPI_LOCALNRANKS", "0"))
         mine = int(env.get("MPI_LOCALRANKID", "-1"))
