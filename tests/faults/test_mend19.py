@@ -1,0 +1,134 @@
+"""Bugs found by hunt19 outside the cache, fixed in session 19 (mend19).
+
+Rows of docs/bad-input.md marked ``mend19::NAME``. Each failed on 793198c.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qshpc.cli import jobs as cli_jobs
+from qshpc.client.job import open_job
+from qshpc.text import shown_lines
+from tests.faults.test_bad_input import finished_job
+
+LIMIT = 1000 << 20  # address space of the `qshpc logs` child: the log is bigger
+
+
+def _limit() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+
+
+def test_logs_of_a_log_bigger_than_memory_stream(tmp_path: Path, qshpc_home: Path) -> None:
+    job = finished_job(tmp_path, qshpc_home)
+    log = job / "logs" / "rank-0.out"
+    log.write_bytes(b"first line\n")
+    with open(log, "r+b") as fh:  # sparse: no disk, no memory
+        fh.truncate(LIMIT + (200 << 20))
+    with open(log, "ab") as fh:
+        fh.write(b"last line\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "logs", str(job), "--raw"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_limit,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    head = proc.stdout.read(64)
+    size, tail = len(head), b""
+    while data := proc.stdout.read(1 << 20):
+        size, tail = size + len(data), (tail + data)[-64:]
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err[-2000:]
+    assert head.startswith(b"==> rank-0.out <==\nfirst line\n\x00")
+    assert (
+        tail.endswith(b"\x00last line\n\n")
+        and size == len(b"==> rank-0.out <==\n") + log.stat().st_size + 1
+    )
+
+
+def _slurm_job(tmp_path: Path, home: Path) -> Path:
+    job = finished_job(tmp_path, home)
+    logs = job / "logs"
+    rank0 = "out \xe9\u2603 line\nsame\nsame\r\nform\x0cfeed\n" * 3 + "no end"
+    (logs / "rank-0.out").write_bytes(rank0.encode() + b" bad \xff\xfe\xe2\x98")
+    (logs / "rank-1.out").write_text("one\n" * 5)
+    (logs / "slurm-77_0.out").write_text(
+        "submitit INFO - Starting\n" + rank0 + "\nsame\nqshpc: end\n"
+    )
+    (logs / "slurm-88_0.out").write_text("same\nsame\nsubmitit again\n")
+    (logs / "slurm-77_1.out").write_text("one\n" * 7 + "one")
+    return job
+
+
+@pytest.mark.parametrize("rank", [None, 0, 1])
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_logs_streamed_show_what_job_logs_shows(
+    tmp_path: Path,
+    qshpc_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    rank: int | None,
+    chunk: int,
+) -> None:
+    job = open_job(str(_slurm_job(tmp_path, qshpc_home)))
+    monkeypatch.setattr(cli_jobs, "_CHUNK", chunk)
+    for show in (str, shown_lines):
+        cli_jobs._print_logs(job, rank, show)
+        assert capsys.readouterr().out == show(job.logs(rank)) + "\n"
+
+
+class _Growing:
+    """A job whose rank log grows between looks, RUNNING for ``looks`` looks."""
+
+    def __init__(self, job: Any, looks: int) -> None:
+        self.job, self.looks = job, looks
+        self.log = Path(job.job_dir) / "logs" / "rank-0.out"
+
+    def status(self) -> str:
+        self.looks -= 1
+        if self.looks >= 0:
+            with open(self.log, "ab") as fh:
+                fh.write(
+                    f"look {self.looks} \u2603\n".encode()[:-3]
+                    if self.looks == 2
+                    else f"look {self.looks}\n".encode()
+                )
+        return "RUNNING" if self.looks > 0 else "SUCCEEDED"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.job, name)
+
+
+def test_follow_reads_each_log_from_where_it_stopped(
+    tmp_path: Path,
+    qshpc_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = open_job(str(_slurm_job(tmp_path, qshpc_home)))
+    starts: list[tuple[str, int]] = []
+    chunks = cli_jobs._chunks
+
+    def counted(path: Path, start: int = 0) -> Iterator[bytes]:
+        starts.append((path.name, start))
+        return chunks(path, start)
+
+    monkeypatch.setattr(cli_jobs, "_chunks", counted)
+    monkeypatch.setattr(cli_jobs.time, "sleep", lambda s: None)
+    grow = _Growing(job, 4)
+    cli_jobs._follow_logs(grow, 0, str)
+    out = capsys.readouterr().out
+    # every byte of the rank's log once; its Slurm files at the end, without its lines
+    log = grow.log.read_bytes().decode("utf-8", errors="backslashreplace")
+    assert out.startswith(log) and out.count("look ") == 4 and "submitit again" in out
+    assert out.count("out \xe9\u2603 line") == 3
+    looks = [s for n, s in starts if n == "rank-0.out"][:-1]  # the last: counting its lines
+    assert looks == sorted(set(looks)) and len(looks) == 4, looks  # never from 0 again
