@@ -14,17 +14,20 @@ from qshpc.cli.common import cache_dir_option, echo, errors
 def _program(program: Path, working_dir: Path | None, name: str | None) -> Any:
     """The :class:`~qshpc.jobs.spec.Program` for PROGRAM inside its working directory."""
     from qshpc.errors import UserError
+    from qshpc.jobs.prepare import expand_home
     from qshpc.jobs.spec import Program
 
-    path = program.expanduser()
+    path = expand_home(program, "the program file")
+    if working_dir is not None:
+        working_dir = expand_home(working_dir, "--working-dir")
     if not path.exists() and working_dir is not None and not path.is_absolute():
-        path = working_dir.expanduser() / path
+        path = working_dir / path
     if not path.is_file():
         raise UserError(
             f"program file {program} does not exist: check the path (cwd is {Path.cwd()})"
         )
     path = path.resolve()
-    wd = (working_dir.expanduser() if working_dir is not None else path.parent).resolve()
+    wd = (working_dir if working_dir is not None else path.parent).resolve()
     if not wd.is_dir():
         raise UserError(f"--working-dir {working_dir} is not a directory")
     if not path.is_relative_to(wd):
@@ -210,7 +213,12 @@ def register(app: typer.Typer) -> None:
         if cache or cache_dir is not None:
             from qshpc.client.local import with_cache
 
-            prog = with_cache(prog, cache, cache_dir_option(cache_dir), check=not dry_run)
+            folder = cache_dir_option(cache_dir)
+            if folder is not None and dry_run:  # a dry run makes nothing, but says this
+                from qshpc.cache.folder import expand
+
+                expand(folder)
+            prog = with_cache(prog, cache, folder, check=not dry_run)
         if array:
             if arguments is not None:
                 raise UserError(

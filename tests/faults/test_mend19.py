@@ -132,3 +132,50 @@ def test_follow_reads_each_log_from_where_it_stopped(
     assert out.count("out \xe9\u2603 line") == 3
     looks = [s for n, s in starts if n == "rank-0.out"][:-1]  # the last: counting its lines
     assert looks == sorted(set(looks)) and len(looks) == 4, looks  # never from 0 again
+
+
+NOSUCH = "~nosuchuser19/x"
+
+
+def _one_line_exit_2(out: subprocess.CompletedProcess[str]) -> str:
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr and "RuntimeError" not in out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["submit", f"{NOSUCH}/ok.py", "--dry-run"],
+        ["submit", "ok.py", "--working-dir", NOSUCH, "--dry-run"],
+        ["submit", "ok.py", "--cache-dir", NOSUCH, "--dry-run"],
+        ["submit", "ok.py", "--cache", "--cache-dir", NOSUCH, "--dry-run"],
+    ],
+)
+def test_a_path_in_an_unknown_users_home_is_one_line_for_submit(
+    tmp_path: Path, qshpc_home: Path, args: list[str]
+) -> None:
+    from tests.conftest import run_cli
+
+    (tmp_path / "ok.py").write_text("print(1)\n")
+    line = _one_line_exit_2(run_cli(*args, cwd=tmp_path))
+    assert "~nosuchuser19" in line and "a user that does not exist here" in line, line
+    assert "write the folder out in full" in line, line
+
+
+@pytest.mark.parametrize("where", ["working_dir", "cache_dir"])
+def test_a_program_in_an_unknown_users_home_is_a_user_error(
+    tmp_path: Path, qshpc_home: Path, where: str
+) -> None:
+    from qshpc import Program
+    from qshpc.errors import UserError
+    from qshpc.jobs.prepare import RunSpec
+
+    (tmp_path / "ok.py").write_text("print(1)\n")
+    kw = {"working_dir": str(tmp_path), where: NOSUCH}
+    prog = Program(title="t", entrypoint="ok.py", **kw)
+    with pytest.raises(UserError, match=r"nosuchuser19.*a user that does not exist here"):
+        prog.cache_meta() if where == "cache_dir" else prog.path()
+    with pytest.raises(UserError, match=r"nosuchuser19.*a user that does not exist here"):
+        RunSpec(program=tmp_path / "ok.py", cache_dir=Path(NOSUCH)).cache_meta()
