@@ -278,6 +278,12 @@ def _resubmit(job: str, overrides: dict[str, Any], dry_run: bool, as_json: bool)
         echo(f"  status: qshpc status {sub.job_id}    result: qshpc result {sub.job_id} --wait 600")
 
 
+def _number(text: str) -> bool:
+    """Whether ``text`` is a number as qshpc and Slurm write one: ASCII digits (``"²"`` and
+    ``"①"`` are ``isdigit()`` too, and ``int()`` refused them: a traceback, mend19)."""
+    return text.isascii() and text.isdigit()
+
+
 def _refuse_array(job: str) -> None:
     """``--resume`` of a job array's id (qshpc's or Slurm's): refused, naming its elements
     (was "no job ...", though `qshpc list --array` knows the id)."""
@@ -290,9 +296,9 @@ def _refuse_array(job: str) -> None:
         return
     elements = sorted(
         (d.name for d in root.iterdir()
-         if (d.name.startswith(f"{job}-") and d.name[len(job) + 1 :].isdigit())
-         or (job.isdigit() and (read_slurm_id(d) or "").startswith(f"{job}_"))),
-        key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[1].isdigit() else 0,
+         if (d.name.startswith(f"{job}-") and _number(d.name[len(job) + 1 :]))
+         or (_number(job) and (read_slurm_id(d) or "").startswith(f"{job}_"))),
+        key=lambda n: int(n.rsplit("-", 1)[1]) if _number(n.rsplit("-", 1)[1]) else 0,
     )  # fmt: skip
     elements = [e for e in elements if has_job_file(root / e)]
     if not elements:

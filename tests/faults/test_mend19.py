@@ -179,3 +179,18 @@ def test_a_program_in_an_unknown_users_home_is_a_user_error(
         prog.cache_meta() if where == "cache_dir" else prog.path()
     with pytest.raises(UserError, match=r"nosuchuser19.*a user that does not exist here"):
         RunSpec(program=tmp_path / "ok.py", cache_dir=Path(NOSUCH)).cache_meta()
+
+
+def test_resume_beside_a_folder_named_with_a_superscript_digit_is_one_line(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    import shutil
+
+    from tests.conftest import run_cli
+
+    job = finished_job(tmp_path, qshpc_home)
+    shutil.copytree(job, job.parent / "arr19-1")
+    for name in ("arr19-²", "arr19-①", "arr19-٣"):  # isdigit() is true of each
+        (job.parent / name).mkdir()
+    line = _one_line_exit_2(run_cli("submit", "--resume", "arr19", "--dry-run"))
+    assert "is a job array of 1 element(s) (arr19-1)" in line, line
