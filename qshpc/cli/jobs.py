@@ -218,18 +218,24 @@ class _Follower:
         self.decoders: dict[Path, codecs.IncrementalDecoder] = {}
         self.last: Path | None = None
 
-    def write(self, f: Path, text: str) -> None:
-        if not text:
+    def write(self, f: Path, text: str, first: bool = False) -> None:
+        """Print ``text`` of ``f``; a new file is set apart as ``Job.logs`` joins them: a
+        blank line, then (all ranks) its ``==> NAME <==`` line (``first``: even empty)."""
+        if not text and not first:
             return
-        if self.rank is None and f != self.last:
-            sys.stdout.write(f"{'' if self.last is None else chr(10)}==> {f.name} <==\n")
-        self.last = f
+        if f != self.last:
+            sep = "" if self.last is None else "\n"
+            sys.stdout.write(sep + (f"==> {f.name} <==\n" if self.rank is None else ""))
+            self.last = f
         sys.stdout.write(self.show(text))
         sys.stdout.flush()
 
-    def new(self, f: Path) -> None:
-        """Print what ``f`` gained since the last look."""
-        start = self.done.get(f, 0)
+    def new(self, f: Path, final: bool = False) -> None:
+        """Print what ``f`` gained since the last look (its name the first time, even empty);
+        ``final``: the job ended, and bytes that are not whole UTF-8 are shown too."""
+        if f not in self.done:
+            self.write(f, "", first=True)
+        start = self.done.setdefault(f, 0)
         if start < 0:  # not readable: said once
             return
         if start > _size(f):  # cut shorter or replaced: from its start again
@@ -243,6 +249,8 @@ class _Follower:
                 start += len(data)
                 self.done[f] = start
                 self.write(f, decoder.decode(data))
+            if final:
+                self.write(f, decoder.decode(b"", final=True))
         except OSError as exc:
             self.done[f] = -1
             self.write(f, _not_shown(exc))
@@ -255,7 +263,7 @@ class _Follower:
         for f in late:
             text = _text(f, max(self.done.get(f, 0), 0))
             h = held.get(_slurm_rank(f))
-            self.write(f, text if h is None else _without(text, h))
+            self.write(f, text if h is None else _without(text, h), first=f not in self.done)
 
 
 def _follow_logs(j: Any, rank: int | None, show: Callable[[str], str]) -> None:
@@ -275,7 +283,7 @@ def _follow_logs(j: Any, rank: int | None, show: Callable[[str], str]) -> None:
         late = [f for f in files if f.name.startswith("slurm-") and _slurm_rank(f) in logged]
         for f in files:
             if f not in late:
-                follower.new(f)
+                follower.new(f, final=ended)
         if ended:
             follower.ended(files, late)
             return
