@@ -196,3 +196,20 @@ def test_resume_beside_a_folder_named_with_a_superscript_digit_is_one_line(
         (job.parent / name).mkdir()
     line = _one_line_exit_2(run_cli("submit", "--resume", "arr19", "--dry-run"))
     assert "is a job array of 1 element(s) (arr19-1)" in line, line
+
+
+def test_slurm_files_too_big_to_sift_are_shown_whole_with_a_note(
+    tmp_path: Path,
+    qshpc_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = open_job(str(_slurm_job(tmp_path, qshpc_home)))
+    monkeypatch.setattr(cli_jobs, "_DEDUP_MAX", 60)  # rank 0's Slurm files: 200 bytes
+    cli_jobs._print_logs(job, None, str)
+    got = capsys.readouterr()
+    assert got.out.count("out \xe9\u2603 line") == 6 and got.out.count("\none\n") >= 5
+    assert got.err == (
+        "qshpc: slurm-77_0.out, slurm-88_0.out shown whole (over 0 MiB): "
+        "lines rank-0.out holds too are not left out\n"
+    )
