@@ -14,17 +14,20 @@ from qshpc.cli.common import cache_dir_option, echo, errors
 def _program(program: Path, working_dir: Path | None, name: str | None) -> Any:
     """The :class:`~qshpc.jobs.spec.Program` for PROGRAM inside its working directory."""
     from qshpc.errors import UserError
+    from qshpc.jobs.prepare import expand_home
     from qshpc.jobs.spec import Program
 
-    path = program.expanduser()
+    path = expand_home(program, "the program file")
+    if working_dir is not None:
+        working_dir = expand_home(working_dir, "--working-dir")
     if not path.exists() and working_dir is not None and not path.is_absolute():
-        path = working_dir.expanduser() / path
+        path = working_dir / path
     if not path.is_file():
         raise UserError(
             f"program file {program} does not exist: check the path (cwd is {Path.cwd()})"
         )
     path = path.resolve()
-    wd = (working_dir.expanduser() if working_dir is not None else path.parent).resolve()
+    wd = (working_dir if working_dir is not None else path.parent).resolve()
     if not wd.is_dir():
         raise UserError(f"--working-dir {working_dir} is not a directory")
     if not path.is_relative_to(wd):
@@ -210,7 +213,12 @@ def register(app: typer.Typer) -> None:
         if cache or cache_dir is not None:
             from qshpc.client.local import with_cache
 
-            prog = with_cache(prog, cache, cache_dir_option(cache_dir), check=not dry_run)
+            folder = cache_dir_option(cache_dir)
+            if folder is not None and dry_run:  # a dry run makes nothing, but says this
+                from qshpc.cache.folder import expand
+
+                expand(folder)
+            prog = with_cache(prog, cache, folder, check=not dry_run)
         if array:
             if arguments is not None:
                 raise UserError(
@@ -270,6 +278,12 @@ def _resubmit(job: str, overrides: dict[str, Any], dry_run: bool, as_json: bool)
         echo(f"  status: qshpc status {sub.job_id}    result: qshpc result {sub.job_id} --wait 600")
 
 
+def _number(text: str) -> bool:
+    """Whether ``text`` is a number as qshpc and Slurm write one: ASCII digits (``"²"`` and
+    ``"①"`` are ``isdigit()`` too, and ``int()`` refused them: a traceback, mend19)."""
+    return text.isascii() and text.isdigit()
+
+
 def _refuse_array(job: str) -> None:
     """``--resume`` of a job array's id (qshpc's or Slurm's): refused, naming its elements
     (was "no job ...", though `qshpc list --array` knows the id)."""
@@ -282,9 +296,9 @@ def _refuse_array(job: str) -> None:
         return
     elements = sorted(
         (d.name for d in root.iterdir()
-         if (d.name.startswith(f"{job}-") and d.name[len(job) + 1 :].isdigit())
-         or (job.isdigit() and (read_slurm_id(d) or "").startswith(f"{job}_"))),
-        key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[1].isdigit() else 0,
+         if (d.name.startswith(f"{job}-") and _number(d.name[len(job) + 1 :]))
+         or (_number(job) and (read_slurm_id(d) or "").startswith(f"{job}_"))),
+        key=lambda n: int(n.rsplit("-", 1)[1]) if _number(n.rsplit("-", 1)[1]) else 0,
     )  # fmt: skip
     elements = [e for e in elements if has_job_file(root / e)]
     if not elements:

@@ -53,8 +53,28 @@ class RunSpec:
             return None
         return {
             "enabled": bool(self.cache) if self.cache is not None else self.cache_dir is not None,
-            "dir": str(self.cache_dir.expanduser().absolute()) if self.cache_dir else None,
+            "dir": str(expand_home(self.cache_dir, "the cache folder").absolute())
+            if self.cache_dir
+            else None,
         }
+
+
+def expand_home(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded.
+
+    mend19: ``~nosuchuser/x`` (a quoted ``~``, a mistyped login) raised RuntimeError:
+    a traceback from ``qshpc submit``, ``Program.path`` and the jobs' cache folder.
+
+    Raises:
+        UserError: ``~user`` of no such user, naming ``what`` (``--working-dir``, say).
+    """
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise UserError(
+            f"{what} {os.fspath(path)!r} starts with the home folder of a user that does not "
+            "exist here: write the folder out in full (or ~/... for your own)"
+        ) from None
 
 
 def check_program(program: Path) -> None:

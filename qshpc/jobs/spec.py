@@ -71,7 +71,13 @@ class Program:
         """The job meta's ``cache`` entry (None when the program does not ask for the cache)."""
         if not self.cache and self.cache_dir is None:
             return None
-        folder = str(Path(self.cache_dir).expanduser().absolute()) if self.cache_dir else None
+        from qshpc.jobs.prepare import expand_home
+
+        folder = (
+            str(expand_home(self.cache_dir, "the cache folder").absolute())
+            if self.cache_dir
+            else None
+        )
         return {"enabled": bool(self.cache or self.cache_dir), "dir": folder}
 
     def path(self) -> Path:
@@ -85,7 +91,9 @@ class Program:
                 f"program {self.title!r} has no entrypoint: give entrypoint='file.py', or run "
                 "an uploaded program by its title"
             )
-        wd = Path(self.working_dir).expanduser()
+        from qshpc.jobs.prepare import expand_home
+
+        wd = expand_home(self.working_dir, "working_dir")
         if not wd.is_absolute():
             from qshpc.jobs.prepare import check_cwd
 

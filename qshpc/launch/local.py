@@ -34,6 +34,7 @@ from qshpc.jobs.prepare import (
     RunSpec,
     check_claimable,
     claim_job,
+    expand_home,
     never_started,
     plan_job,
     prepare_job,
@@ -255,7 +256,7 @@ def _spawn_job(
     if spec.cache is not None:
         cmd += ["--cache" if spec.cache else "--no-cache"]
     if spec.cache_dir is not None:
-        cmd += ["--cache-dir", str(spec.cache_dir.expanduser().absolute())]
+        cmd += ["--cache-dir", str(expand_home(spec.cache_dir, "the cache folder").absolute())]
     cmd += ["--", *spec.program_args]
     env = dict(os.environ)
     env[LAUNCH_TOKEN] = token
