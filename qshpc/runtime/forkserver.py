@@ -24,10 +24,14 @@ and a stand-in whose server died kills its child. Anything unusual before the
 fork (no server, a server of another user, a server that died) and the rank
 runs as before, importing for itself.
 
-Off with ``QSHPC_FORK_SERVER=0``; not used when the program's tasks need
-nothing imported, nor for ``--cache`` jobs (their workers import at their first
-batch only), nor under Slurm or a user's ``mpiexec``. Only the standard
-library at import: a rank's stand-in loads nothing else.
+Under a user's ``mpiexec -n N`` (hydra), local rank 0 of each host starts its
+host's server (:func:`join_local`). Rank 0 is forked before Aer is imported (it
+runs the program; the workers' tasks need Aer); the MPI library is loaded (not
+initialised) before any fork. Off with ``QSHPC_FORK_SERVER=0``; not used when the
+program's tasks need nothing imported, nor for ``--cache`` jobs (their workers
+import at their first batch only), nor under Slurm's ``srun``, another MPI's
+``mpiexec``, or Linux before 5.3 (no pidfds). Only the standard library at
+import: a rank's stand-in loads nothing else.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ _READ_S = 10.0
 #: The longest a stand-in waits for its rank's fork (the server imports first); then it runs
 #: the rank itself (the server kills a child forked after that: its stand-in hung up).
 _FORK_WAIT_S = 120.0
+#: The most descriptors a stand-in hands over (one SCM_RIGHTS message).
+_MAX_FDS = 64
 _HEADER = struct.Struct("!I")
 _PID = struct.Struct("!cq")
 _END = struct.Struct("!cii")  # b"X", 0 = exit code / 1 = signal, value
@@ -101,6 +107,7 @@ def start(
     blas: Mapping[str, str],
     label: tuple[str, ...] | list[str] = (),
     name: str | None = None,
+    flags: tuple[str, ...] | list[str] = (),
 ) -> Server | None:
     """Start a server that imports ``modules`` and serves ``ranks`` ranks; None when it cannot.
 
@@ -109,7 +116,8 @@ def start(
     variables a rank would set before numpy loads
     (:func:`qshpc.runtime.blas.limit_blas_threads`). ``label``: the ranks' command,
     shown after ``--`` in the server's command line, so in its children's
-    (``ps``, ``pgrep -f`` find the ranks by their job as before).
+    (``ps``, ``pgrep -f`` find the ranks by their job as before). ``flags``: the
+    interpreter's options the ranks run with (``-O``, ``-X dev``...).
     """
     import json
     import socket
@@ -127,10 +135,10 @@ def start(
     except OSError:
         return None
     fd = listener.fileno()
-    args = [str(fd), str(ranks), ",".join(modules), json.dumps(dict(blas))]
+    args = [str(fd), str(ranks), ",".join(modules), json.dumps(dict(blas)), str(os.getpid())]
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "qshpc.runtime.forkserver", *args, "--", *label],
+            [sys.executable, *flags, "-m", "qshpc.runtime.forkserver", *args, "--", *label],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             pass_fds=(fd,),
@@ -186,11 +194,14 @@ def main(argv: list[str]) -> None:
     import json
     import socket
 
-    parent = os.getppid()
+    parent = int(argv[4])  # (the starter's pid: it may be gone already)
     # The launcher's death (kill -9) reaches the ranks through mpiexec (its SIGTERM): the
-    # server stays until its children end, then goes (a SIGTERM is that notice only).
+    # server stays until its children end, then goes (a SIGTERM is that notice only). A
+    # signal meant for a rank (`pkill -f` of its command, which the server's shows) is
+    # not the server's either: its children get the defaults back (_become).
     _die_with_parent(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_IGN)
     if os.getppid() != parent:
         os._exit(1)
     listener = socket.socket(fileno=int(argv[0]))
@@ -198,15 +209,17 @@ def main(argv: list[str]) -> None:
     modules = tuple(m for m in argv[2].split(",") if m)
     blas: dict[str, str] = json.loads(argv[3])
     os.environ.update(blas)
-    _preload(modules)
+    # Rank 0 runs the program, whose tasks alone need Aer: it is forked before Aer loads.
+    late = tuple(m for m in modules if m.startswith("qiskit_aer"))
+    _preload(tuple(m for m in modules if m not in late), mpi=True)
     import gc
 
     gc.freeze()  # what the imports made: the children's collections never touch (copy) it
-    child = _serve(listener, ranks, parent)
+    child = _serve(listener, ranks, parent, late)
     if child is None:
         os._exit(0)
-    request, fds = child
-    _become(request, fds, blas)
+    request, fds, server = child
+    _become(request, fds, blas, server)
     import runpy
 
     runpy.run_module("qshpc", run_name="__main__", alter_sys=True)  # `python -m qshpc ARGS`
@@ -219,12 +232,21 @@ class _Rank:
         self.conn = conn
         self.pid = 0
         self.pidfd = -1
+        self.held: tuple[dict[str, Any], list[int]] | None = None  # asked, not forked yet
+
+
+#: What the child of a fork returns: the request, its descriptors, the server's pid.
+_Child = tuple[dict[str, Any], list[int], int]
 
 
 def _serve(
-    listener: socket.socket, ranks: int, parent: int
-) -> tuple[dict[str, Any], list[int]] | None:
-    """Fork one child per stand-in that asks; report how each ended. In a child: its request."""
+    listener: socket.socket, ranks: int, parent: int, late: tuple[str, ...]
+) -> _Child | None:
+    """Fork one child per stand-in that asks; report how each ended. In a child: its request.
+
+    ``late``: modules to import once the waiting requests were read and rank 0's
+    was forked (Aer: rank 0 runs the program, only the workers' tasks need it).
+    """
     import select
 
     poller = select.epoll()
@@ -232,10 +254,59 @@ def _serve(
     by_conn: dict[int, _Rank] = {}
     by_pidfd: dict[int, _Rank] = {}
     served = 0
+    first = False  # rank 0 was forked (then the late imports need not wait for it)
+
+    def fork(rank: _Rank, asked: tuple[dict[str, Any], list[int]]) -> _Child | None:
+        nonlocal served, first
+        first = first or asked[0].get("env", {}).get("PMI_RANK") == "0"
+        me = os.getpid()
+        # Blocked across the fork: a signal the stand-in passes on before the child set the
+        # rank's handlers waits for them (_become unblocks), as a fresh rank defers it.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        pid = _fork()
+        if pid == 0:  # the child: nothing of the server's kept
+            _let_go(poller, listener, [*by_conn.values(), *by_pidfd.values()], asked[1])
+            return asked[0], asked[1], me
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for received in asked[1]:
+            os.close(received)
+        rank.held = None
+        if pid > 0:
+            try:
+                rank.pidfd = os.pidfd_open(pid)
+            except OSError:  # out of descriptors: this rank runs by itself after all
+                _kill_rank(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pid = -1
+        if pid < 0:  # no fork: that rank runs by itself (its stand-in reads no pid)
+            del by_conn[rank.conn.fileno()]
+            poller.unregister(rank.conn.fileno())
+            rank.conn.close()
+            return None
+        served += 1
+        rank.pid = pid
+        by_pidfd[rank.pidfd] = rank
+        poller.register(rank.pidfd, select.EPOLLIN)
+        try:
+            rank.conn.sendall(_PID.pack(b"P", pid))
+        except OSError:
+            _kill_rank(pid, signal.SIGKILL)
+        return None
+
     # Until every rank was forked and ended; or, once the process that started the server
     # is gone (a rank that never came: it ran by itself), until the children ended.
-    while (served < ranks and os.getppid() == parent) or by_pidfd:
-        for fd, _ in poller.poll(1.0):
+    while (served < ranks and os.getppid() == parent) or by_pidfd or late:
+        events = poller.poll(0.0 if late and first else 0.02 if late else 1.0)
+        if late and (first or not events):  # rank 0 forked, or no request waits: load Aer
+            _preload(late)
+            late = ()
+            for rank in [r for r in by_conn.values() if r.held is not None]:
+                assert rank.held is not None
+                child = fork(rank, rank.held)
+                if child is not None:
+                    return child
+            continue
+        for fd, _ in events:
             if fd == listener.fileno():
                 try:
                     conn, _addr = listener.accept()
@@ -254,46 +325,54 @@ def _serve(
                 rank.conn.close()
             elif fd in by_conn:
                 rank = by_conn[fd]
-                if rank.pid:  # its stand-in died (mpiexec ended it): so does its child
-                    _kill(rank.pid, signal.SIGKILL)  # reaped when its pidfd turns readable
+                if rank.pid or rank.held is not None:  # its stand-in died (mpiexec ended it)
+                    if rank.pid:  # so does its child (reaped when its pidfd turns readable)
+                        _kill_rank(rank.pid, signal.SIGKILL)
+                    else:
+                        for received in rank.held[1] if rank.held else []:
+                            os.close(received)
+                        rank.held = None
+                        rank.conn.close()
                     del by_conn[fd]
                     poller.unregister(fd)
                     continue
                 asked = _ask_of(rank.conn)
-                if asked is not None:
-                    pid = _fork()
-                    if pid == 0:  # the child: nothing of the server's kept
-                        _let_go(poller, listener, [*by_conn.values(), *by_pidfd.values()])
-                        return asked
-                    for received in asked[1]:
-                        os.close(received)
-                    if pid > 0:
-                        served += 1
-                        rank.pid, rank.pidfd = pid, os.pidfd_open(pid)
-                        by_pidfd[rank.pidfd] = rank
-                        poller.register(rank.pidfd, select.EPOLLIN)
-                        try:
-                            rank.conn.sendall(_PID.pack(b"P", pid))
-                        except OSError:
-                            _kill(pid, signal.SIGKILL)
-                        continue
-                del by_conn[fd]  # unreadable, or no fork: that rank runs by itself
-                poller.unregister(fd)
-                rank.conn.close()
+                if asked is None:  # unreadable: that rank runs by itself
+                    del by_conn[fd]
+                    poller.unregister(fd)
+                    rank.conn.close()
+                elif late and asked[0].get("env", {}).get("PMI_RANK") != "0":
+                    rank.held = asked  # a worker: forked once Aer is loaded
+                else:
+                    child = fork(rank, asked)
+                    if child is not None:
+                        return child
     return None
 
 
-def _let_go(poller: Any, listener: socket.socket, ranks: list[_Rank]) -> None:
-    """In a child: close the server's descriptors (each once: a rank may be listed twice)."""
+def _let_go(poller: Any, listener: socket.socket, ranks: list[_Rank], mine: list[int]) -> None:
+    """In a child: close the server's descriptors (each once: a rank may be listed twice),
+    other stand-ins' held ones included; ``mine``: this child's own, kept."""
     poller.close()
     listener.close()
     for rank in {id(r): r for r in ranks}.values():
         rank.conn.close()
-        if rank.pidfd >= 0:
+        extra = [rank.pidfd] if rank.pidfd >= 0 else []
+        extra += [fd for fd in (rank.held[1] if rank.held else []) if fd not in mine]
+        for fd in extra:
             try:
-                os.close(rank.pidfd)
+                os.close(fd)
             except OSError:
                 pass
+
+
+def _kill_rank(pid: int, sig: int) -> None:
+    """``sig`` to a forked rank and what it started in its process group (as hydra signals
+    a rank's group); to the rank alone when that fails."""
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        _kill(pid, sig)
 
 
 def _fork() -> int:
@@ -315,9 +394,9 @@ def _ask_of(conn: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
         return None
 
 
-def _preload(modules: tuple[str, ...]) -> None:
+def _preload(modules: tuple[str, ...], mpi: bool = False) -> None:
     """Import ``modules`` as a worker's preload would (failures left to the tasks to report);
-    load the MPI library too (not ``MPI_Init``: that is each rank's, after the fork)."""
+    with ``mpi``, load the MPI library too (not ``MPI_Init``: each rank's, after the fork)."""
     import importlib
 
     for name in modules:
@@ -325,6 +404,8 @@ def _preload(modules: tuple[str, ...]) -> None:
             importlib.import_module(name)
         except Exception:  # missing or broken: a task that needs it says so
             pass
+    if not mpi:
+        return
     try:
         # What ``from mpi4py import MPI`` does first: find and dlopen libmpi (the PyPI
         # MPICH's: 13 MB, ~40 ms of CPU in every rank); its answer is kept, the library
@@ -356,7 +437,7 @@ def fork_plan(
     from qshpc import settings
     from qshpc.runtime.mpi import pypi_mpich
 
-    if not settings.FORK_SERVER.get(env) or not pypi_mpich():
+    if not settings.FORK_SERVER.get(env) or not pypi_mpich() or not _pidfds():
         return None
     if cache["enabled"] if cache is not None else settings.CACHE_JOB.get(env):
         return None
@@ -373,6 +454,16 @@ def fork_plan(
     cpus = str(cores_for_rank(ranks, cpus_per_task, len(os.sched_getaffinity(0))))
     user = any(env.get(v) for v in USER_VARS)
     return names, ({} if user else {"OPENBLAS_NUM_THREADS": cpus, "MKL_NUM_THREADS": cpus})
+
+
+def _pidfds() -> bool:
+    """Whether this kernel has pidfds (Linux 5.3+; RHEL 8's 4.18 has not): the server needs
+    them, and every rank of a host decides alike (none waits for a server that cannot be)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def _gpu_aer() -> bool:
@@ -454,7 +545,7 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     import json
     import socket
 
-    data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 64)
+    data, fds, _flags, _addr = socket.recv_fds(conn, 65536, _MAX_FDS)
     if len(data) < _HEADER.size:
         for fd in fds:
             os.close(fd)
@@ -476,19 +567,23 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return request, fds
 
 
-def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str]) -> None:
-    """In the forked child: take the stand-in's place (descriptors, environment, folder...)."""
-    parent = os.getppid()
+def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str], server: int) -> None:
+    """In the forked child: take the stand-in's place (descriptors, environment, folder...).
+
+    The forwarded signals are blocked from before the fork (:func:`_serve`) until the
+    rank's own handling of them is in place: its deferral, as :mod:`qshpc.__main__` sets
+    it first in a fresh rank, and what the stand-in ignored (``nohup``) ignored.
+    """
     _die_with_parent(signal.SIGKILL)  # nothing would report its end once the server is gone
-    if os.getppid() != parent:
+    if os.getppid() != server:
         os._exit(1)
-    for s in _RESET:
-        signal.signal(s, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        os.setpgid(0, 0)
+        os.setsid()  # as hydra starts each rank: a session (and process group) of its own
     except OSError:
         pass
+    stopsig = sys.modules.get("qshpc.runtime.stopsig")
+    if stopsig is not None:  # (preloaded by QSHPC_PRELOAD): a rank, not a child a rank forked
+        stopsig.forked.clear()
     _take_descriptors(request["fds"], fds)
     os.environ.clear()
     os.environ.update(request["env"])
@@ -504,6 +599,15 @@ def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str]) ->
     if numpy_random is not None:  # the server's seed would be every child's: a fresh one each
         numpy_random.seed()
     sys.argv = list(request["argv"])
+    for sig in _RESET:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in request.get("ignored", []):
+        signal.signal(sig, signal.SIG_IGN)
+    from qshpc.runtime.stopsig import defer_if_rank
+
+    defer_if_rank(sys.argv)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
 
 def _take_descriptors(numbers: list[int], fds: list[int]) -> None:
@@ -582,7 +686,10 @@ def join_local(program: Path, cache: dict[str, Any] | None) -> None:
         return
     name = f"qshpc-fork-{socket.gethostname()}-{proxy}-{count}"
     if mine == 0:
-        server = start("", count, plan[0], plan[1], sys.argv, name)
+        import subprocess
+
+        flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+        server = start("", count, plan[0], plan[1], sys.argv, name, flags)
         if server is None:
             return  # (the others find no server: they run by themselves after their wait)
         _servers.append(server)  # reaped by this stand-in once its rank ended
@@ -601,17 +708,20 @@ def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
 
     def forward(signum: int, frame: Any) -> None:
         if child:
-            _kill(child[0], signum)
+            _kill_rank(child[0], signum)
         else:
             pending.append(signum)
 
     before = {s: signal.signal(s, forward) for s in FORWARDED}
+    ignored = [int(s) for s, handler in before.items() if handler == signal.SIG_IGN]
+    stopsig = sys.modules.get("qshpc.runtime.stopsig")
+    noted = list(stopsig.received) if stopsig is not None else []  # deferred since the start
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         _connect(conn, name, wait)
         if _peer_uid(conn) != os.getuid():  # an abstract name: not ours, tell it nothing
             raise ValueError("fork server of another user")
-        _ask(conn, argv)
+        _ask(conn, argv, ignored)
         conn.settimeout(_FORK_WAIT_S)
         pid = _read_pid(conn)
         conn.settimeout(None)
@@ -625,8 +735,8 @@ def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
             os.kill(os.getpid(), signum)
         return
     child.append(pid)
-    for signum in pending:
-        _kill(pid, signum)
+    for signum in [*noted, *pending]:  # (blocked in the child until its handlers are set)
+        _kill_rank(pid, signum)
     _stand_in(conn, pid)
 
 
@@ -648,7 +758,7 @@ def _connect(conn: socket.socket, name: str, wait: float) -> None:
             pause = min(pause * 2, 0.01)
 
 
-def _ask(conn: socket.socket, argv: list[str]) -> None:
+def _ask(conn: socket.socket, argv: list[str], ignored: list[int]) -> None:
     """Send the request: what the rank's process is, and its inheritable descriptors."""
     import json
     import socket
@@ -662,6 +772,7 @@ def _ask(conn: socket.socket, argv: list[str]) -> None:
             "umask": _umask(),
             "affinity": sorted(os.sched_getaffinity(0)),
             "fds": numbers,
+            "ignored": ignored,
         }
     ).encode()
     data = _HEADER.pack(len(body)) + body
@@ -676,7 +787,9 @@ def _umask() -> int:
 
 
 def _inherited() -> list[int]:
-    """This process's descriptors that its parent gave it (inheritable: Python's own are not)."""
+    """This process's descriptors that its parent gave it (inheritable: Python's own are not):
+    the standard streams and hydra's ``PMI_FD`` always, others while 64 fit in one message
+    (hydra leaks ~15 + 2 x local rank of its own into each rank: those are dropped first)."""
     numbers: list[int] = []
     try:
         names = os.listdir("/proc/self/fd")
@@ -689,7 +802,10 @@ def _inherited() -> list[int]:
                 numbers.append(fd)
         except OSError:  # the listing's own descriptor, closed by now
             continue
-    return sorted(numbers)[:64]
+    pmi = os.environ.get("PMI_FD", "")
+    needed = [fd for fd in numbers if fd <= 2 or str(fd) == pmi]
+    others = [fd for fd in sorted(numbers) if fd not in needed]
+    return sorted(needed + others[: max(0, _MAX_FDS - len(needed))])
 
 
 def _read_pid(conn: socket.socket) -> int | None:

@@ -319,3 +319,100 @@ def test_bad_input_leaves_no_server(qshpc_home: Path, tmp_path: Path) -> None:
     assert out.returncode == 2, out.stdout + out.stderr
     assert "Traceback" not in out.stderr and "no.h5" in out.stderr
     _no_process_left(tmp_path, within=5.0)
+
+
+def test_a_signal_while_the_server_imports_cancels_as_before(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """A SIGTERM that reaches the stand-ins before their ranks exist is passed on once they
+    do, and deferred there as a fresh rank defers it: CANCELED (143), no traceback."""
+    program = tmp_path / "long.py"
+    program.write_text(LONG)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 30
+    while not [p for p in _processes(tmp_path, "--job-dir") if p not in
+               _processes(tmp_path, "qshpc.runtime.forkserver")]:  # fmt: skip
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # the stand-ins are up: their ranks may not be yet
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 143, out + err
+    assert "Traceback" not in err, err
+    _no_process_left(tmp_path)
+
+
+def test_a_signal_meant_for_a_rank_does_not_end_the_server(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """The server's command line shows the ranks' (for ps/pgrep): a `pkill -INT -f` of it
+    must not end the server, and with it every rank."""
+    proc = _start_long(tmp_path)
+    server = min(_processes(tmp_path, "qshpc.runtime.forkserver"))
+    for sig in (signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
+        os.kill(server, sig)
+    time.sleep(0.5)
+    assert os.path.exists(f"/proc/{server}") and proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    _no_process_left(tmp_path)
+
+
+SPAWNS = """
+import subprocess, time
+import qiskit
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def task(i):
+    subprocess.Popen(["sh", "-c", "sleep 300; :", "{marker}"])
+    time.sleep(60)
+    return i
+
+print("started", flush=True)
+save_result(get([task(i) for i in range(2)]))
+"""
+
+
+def test_what_a_rank_started_ends_with_its_stand_in(qshpc_home: Path, tmp_path: Path) -> None:
+    """mpiexec ends a rank by its process group: the server kills the forked rank's group."""
+    marker = f"qshpc-test-{os.getpid()}-{time.monotonic_ns()}"
+    program = tmp_path / "spawns.py"
+    program.write_text(SPAWNS.format(marker=marker))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 30
+    while len(_sleepers(marker)) < 2:
+        assert time.monotonic() < deadline, _sleepers(marker)
+        time.sleep(0.1)
+    servers = _processes(tmp_path, "qshpc.runtime.forkserver")
+    stand_ins = [p for p in _processes(tmp_path, "--job-dir") if p not in servers]
+    os.kill(max(stand_ins), signal.SIGKILL)
+    proc.communicate(timeout=90)
+    deadline = time.monotonic() + 20
+    while _sleepers(marker):
+        assert time.monotonic() < deadline, _sleepers(marker)
+        time.sleep(0.2)
+
+
+def _sleepers(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found

@@ -63,3 +63,23 @@ def test_with_aer_s_gpu_build_the_server_leaves_aer_to_the_ranks(
     monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
     plan = fork_plan(_program(tmp_path, AER), None, 3, {})
     assert plan is not None and plan[0] == ("qiskit",)
+
+
+def test_pmi_fd_is_handed_over_among_many_descriptors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hydra leaks ~15 + 2 x local rank descriptors into each rank, PMI_FD the highest: with
+    32 ranks on a host it was past the 64 a stand-in sends, and MPI_Init failed."""
+    import os
+
+    from qshpc.runtime.forkserver import _MAX_FDS, _inherited
+
+    opened = [os.open(os.devnull, os.O_RDONLY) for _ in range(_MAX_FDS + 10)]
+    try:
+        for fd in opened:
+            os.set_inheritable(fd, True)
+        monkeypatch.setenv("PMI_FD", str(opened[-1]))
+        sent = _inherited()
+        assert opened[-1] in sent and len(sent) <= _MAX_FDS
+        assert {0, 1, 2} & set(range(3)) <= set(sent) | {0, 1, 2}
+    finally:
+        for fd in opened:
+            os.close(fd)
