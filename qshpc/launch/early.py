@@ -7,7 +7,8 @@ the launcher's first act, before it imports the rest of qshpc, is to start it
 stop signals already caught. The launcher then goes on as ``qshpc run`` does and
 takes this ``mpiexec`` as its own (:func:`take`): it stays its parent (a launcher
 killed takes mpiexec with it), forwards its output and signals, and records how
-the job ended. Only the standard library here: this runs before anything else.
+the job ended. Only the standard library here (and qshpc.runtime.procs, which has
+no more): this runs before anything else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import signal
 import subprocess
 import time
 from typing import Any
+
+from qshpc.runtime.procs import die_with_parent
 
 #: ``settings.LAUNCH_WATCH``'s name (not imported: settings costs its imports first).
 WATCH_VAR = "QSHPC_LAUNCH_WATCH"
@@ -49,12 +52,7 @@ def end_with_parent() -> None:
     ranks with it, before rank 0 is done. The job is then FAILED (by the next
     reader's post-mortem) rather than left running with no one to see it.
     """
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    die_with_parent(signal.SIGTERM)
 
 
 def listen(name: str | None) -> Any:

@@ -43,6 +43,8 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from qshpc.runtime.procs import connect_within, die_with_parent, installed, peer_cred
+
 if TYPE_CHECKING:  # (imported where used: every `python -m qshpc` imports this module)
     import socket
     import subprocess
@@ -63,7 +65,6 @@ FORWARDED = (
 )
 #: Signals a child may have inherited a handler for from the server: the defaults again.
 _RESET = (*FORWARDED, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
-_PR_SET_PDEATHSIG = 1
 #: The longest the server waits for a stand-in's request once it connected.
 _READ_S = 10.0
 #: The longest a stand-in waits for its rank's fork (the server imports first); then it runs
@@ -124,9 +125,7 @@ def start(
     import subprocess
 
     name = name or f"qshpc-fork-{token}"
-    try:
-        os.close(os.pidfd_open(os.getpid()))  # the server watches its children through pidfds
-    except (OSError, AttributeError):  # Linux before 5.3 (RHEL 8's 4.18): ranks import alone
+    if not _pidfds():  # the server watches its children through pidfds
         return None
     try:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -176,16 +175,6 @@ def start_planned(plan: str, label: list[str]) -> Server | None:
     return server
 
 
-def _die_with_parent(sig: int) -> None:
-    """``sig`` to this process when its parent ends (Linux's PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
-    except (OSError, AttributeError):
-        pass
-
-
 def main(argv: list[str]) -> None:
     """The server's process: ``python -m qshpc.runtime.forkserver FD RANKS MODULES BLAS``.
 
@@ -199,7 +188,7 @@ def main(argv: list[str]) -> None:
     # server stays until its children end, then goes (a SIGTERM is that notice only). A
     # signal meant for a rank (`pkill -f` of its command, which the server's shows) is
     # not the server's either: its children get the defaults back (_become).
-    _die_with_parent(signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_IGN)
     if os.getppid() != parent:
@@ -386,7 +375,7 @@ def _fork() -> int:
 def _ask_of(conn: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
     """A stand-in's request (None: not this user's, or unreadable)."""
     try:
-        if _peer_uid(conn) != os.getuid():
+        if peer_cred(conn)[1] != os.getuid():
             return None  # an abstract name anyone could connect to: not this user's process
         conn.settimeout(_READ_S)  # a stand-in sends it whole at once: never wait on one
         return _receive(conn)
@@ -444,7 +433,9 @@ def fork_plan(
     names = settings.PRELOAD.get(env)
     if names == ("auto",):
         names = program_needs(program)
-    if _gpu_aer():  # CUDA does not survive a fork once started: each rank loads Aer itself
+    if installed(
+        "qiskit_aer_gpu"
+    ):  # CUDA does not survive a fork once started: each rank loads Aer itself
         names = tuple(n for n in names if not n.startswith("qiskit_aer"))
     if not names:
         return None
@@ -464,18 +455,6 @@ def _pidfds() -> bool:
     except (OSError, AttributeError):
         return False
     return True
-
-
-def _gpu_aer() -> bool:
-    """True when Aer's GPU build is installed (``qiskit_aer_gpu*`` on ``sys.path``; ~1 ms)."""
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
-        if any(n.startswith("qiskit_aer_gpu") and n.endswith(".dist-info") for n in names):
-            return True
-    return False
 
 
 #: What the program's imports say the workers will need (``QSHPC_PRELOAD=auto``).
@@ -532,14 +511,6 @@ def _report(rank: _Rank) -> None:
         pass
 
 
-def _peer_uid(conn: socket.socket) -> int:
-    """The user id of the process at the other end of the Unix socket ``conn``."""
-    import socket
-
-    cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", cred)[1])
-
-
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     """One request: a length, JSON, and the descriptors sent with its first bytes."""
     import json
@@ -574,7 +545,7 @@ def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str], se
     rank's own handling of them is in place: its deferral, as :mod:`qshpc.__main__` sets
     it first in a fresh rank, and what the stand-in ignored (``nohup``) ignored.
     """
-    _die_with_parent(signal.SIGKILL)  # nothing would report its end once the server is gone
+    die_with_parent(signal.SIGKILL)  # nothing would report its end once the server is gone
     if os.getppid() != server:
         os._exit(1)
     try:
@@ -701,8 +672,6 @@ _servers: list[Server] = []  # the server a local rank 0 started, to reap at its
 
 def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
     """Hand this rank over to the server at ``name`` (retrying ``wait`` s for its socket)."""
-    import socket
-
     pending: list[int] = []
     child: list[int] = []
 
@@ -716,10 +685,13 @@ def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
     ignored = [int(s) for s, handler in before.items() if handler == signal.SIG_IGN]
     stopsig = sys.modules.get("qshpc.runtime.stopsig")
     noted = list(stopsig.received) if stopsig is not None else []  # deferred since the start
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    import time
+
+    conn = connect_within("\0" + name, time.monotonic() + wait)
     try:
-        _connect(conn, name, wait)
-        if _peer_uid(conn) != os.getuid():  # an abstract name: not ours, tell it nothing
+        if conn is None:
+            raise ConnectionRefusedError(name)
+        if peer_cred(conn)[1] != os.getuid():  # an abstract name: not ours, tell it nothing
             raise ValueError("fork server of another user")
         _ask(conn, argv, ignored)
         conn.settimeout(_FORK_WAIT_S)
@@ -728,34 +700,18 @@ def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
     except (OSError, ValueError):
         pid = None
     if pid is None:  # nothing forked: this process is the rank (signals noted meanwhile too)
-        conn.close()  # (a child forked for it after all is killed by the server)
+        if conn is not None:
+            conn.close()  # (a child forked for it after all is killed by the server)
         for sig, handler in before.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         for signum in pending:
             os.kill(os.getpid(), signum)
         return
+    assert conn is not None
     child.append(pid)
     for signum in [*noted, *pending]:  # (blocked in the child until its handlers are set)
         _kill_rank(pid, signum)
     _stand_in(conn, pid)
-
-
-def _connect(conn: socket.socket, name: str, wait: float) -> None:
-    """Connect ``conn`` to ``name``, retrying ``wait`` seconds while nothing listens there."""
-    import time
-
-    deadline = time.monotonic() + wait
-    pause = 0.001
-    while True:
-        try:
-            conn.connect("\0" + name)
-            return
-        except (ConnectionRefusedError, FileNotFoundError):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.01)
 
 
 def _ask(conn: socket.socket, argv: list[str], ignored: list[int]) -> None:

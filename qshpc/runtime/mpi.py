@@ -8,10 +8,11 @@ from __future__ import annotations
 import functools
 import os
 import socket
-import sys
 from collections.abc import Mapping
 from typing import Any
 
+from qshpc.runtime.procs import connect_within, installed
+from qshpc.runtime.procs import peer_cred as peer_cred
 from qshpc.runtime.stopsig import launched_by_mpi as launched_by_mpi
 from qshpc.task.context import RankInfo, affinity_mask, cores_for_rank
 
@@ -21,19 +22,9 @@ NETMOD_VAR = "MPIR_CVAR_CH4_NETMOD"
 
 @functools.cache
 def pypi_mpich() -> bool:
-    """True when the MPI here is the PyPI ``mpich`` wheel (what mpi4py loads when it is installed).
-
-    Looks for its ``mpich-*.dist-info`` folder on ``sys.path`` (about 1 ms);
-    ``importlib.metadata`` takes about 20 ms to say the same.
-    """
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:  # a zip, a path hook, a folder that is gone
-            continue
-        if any(n.startswith("mpich-") and n.endswith(".dist-info") for n in names):
-            return True
-    return False
+    """True when the MPI here is the PyPI ``mpich`` wheel (what mpi4py loads when it is installed):
+    its ``mpich-*.dist-info`` folder is on ``sys.path``."""
+    return installed("mpich-")
 
 
 def local_env() -> dict[str, str]:
@@ -205,15 +196,6 @@ def proxy_pid(fd: int) -> int | None:
     return pid if pid > 0 else None
 
 
-def peer_cred(sock: socket.socket) -> tuple[int, int]:
-    """``(pid, uid)`` of the process at the other end of the Unix socket ``sock``."""
-    import struct
-
-    cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, _ = struct.unpack("3i", cred)
-    return pid, uid
-
-
 def _gather(name: str, others: int, deadline: float) -> bool:
     """Local rank 0: take ``others`` connections, then answer each (all are in)."""
     import time
@@ -242,25 +224,17 @@ def _join(name: str, deadline: float) -> bool:
     """Another local rank: connect (local rank 0 may not listen yet), wait for its word."""
     import time
 
-    pause = 0.001
-    while True:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            try:
-                sock.connect(name)
-            except (ConnectionRefusedError, FileNotFoundError):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, 0.01)
-                continue
-            if peer_cred(sock)[1] != os.getuid():  # an abstract name anyone could take: not ours
-                return False
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            sock.settimeout(left)
-            return sock.recv(1) == b"g"
+    conn = connect_within(name, deadline)
+    if conn is None:
+        return False
+    with conn as sock:
+        if peer_cred(sock)[1] != os.getuid():  # an abstract name anyone could take: not ours
+            return False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        return sock.recv(1) == b"g"
 
 
 def _count(mask: int | None) -> int:
