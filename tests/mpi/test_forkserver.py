@@ -141,17 +141,7 @@ save_result(get([task(i) for i in range(4)]))
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_the_launcher_stopped_leaves_no_process(how: str, qshpc_home: Path, tmp_path: Path) -> None:
     """SIGTERM: the job is CANCELED (143) as before; kill -9: every rank still ends."""
-    program = tmp_path / "long.py"
-    program.write_text(LONG)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "started"
+    proc = _start(tmp_path)
     time.sleep(0.5)
     proc.send_signal(getattr(signal, how))
     out, err = proc.communicate(timeout=60)
@@ -166,22 +156,28 @@ def _no_process_left(tmp_path: Path, within: float = 20.0) -> None:
     """No process whose command line names this test's folder (ranks, server) is left."""
     deadline = time.monotonic() + within
     while True:
-        left = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if str(tmp_path) in cmd and state != "Z":
-                left.append(cmd)
+        left = [cmd for _, cmd in _live(str(tmp_path))]
         if not left:
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"left running: {left}")
         time.sleep(0.2)
+
+
+def _live(needle: str) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of each process not yet ended whose command line holds ``needle``."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in cmd and state != "Z":
+            found.append((int(pid), cmd))
+    return found
 
 
 @pytest.mark.parametrize("server", ["1", "0"])
@@ -206,25 +202,21 @@ def test_a_local_client_s_ranks_are_forks_too(
 
 
 def _processes(tmp_path: Path, word: str) -> list[int]:
-    """Pids of the live processes whose command line names ``tmp_path`` and ``word``."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        first = os.path.basename(cmd.split(" ", 1)[0])
-        if str(tmp_path) in cmd and word in cmd and state != "Z" and first.startswith("python"):
-            found.append(int(pid))
-    return found
+    """Pids of the live Python processes whose command line names ``tmp_path`` and ``word``."""
+    return [
+        pid
+        for pid, cmd in _live(str(tmp_path))
+        if word in cmd and os.path.basename(cmd.split(" ", 1)[0]).startswith("python")
+    ]
 
 
-def _start_long(tmp_path: Path) -> subprocess.Popen[str]:
-    program = tmp_path / "long.py"
-    program.write_text(LONG)
+def _start(
+    tmp_path: Path, source: str = LONG, name: str = "long.py", started: bool = True
+) -> subprocess.Popen[str]:
+    """``qshpc run`` of ``source`` on 2 workers, in the background; with ``started``, once
+    the program printed ``started``."""
+    program = tmp_path / name
+    program.write_text(source)
     proc = subprocess.Popen(
         [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"],
         stdout=subprocess.PIPE,
@@ -232,8 +224,9 @@ def _start_long(tmp_path: Path) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "started"
+    if started:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
     return proc
 
 
@@ -243,7 +236,7 @@ def test_the_server_or_a_stand_in_killed_ends_the_job(
 ) -> None:
     """kill -9 of the server: its children die with it (their stand-ins say so); of a
     stand-in (what mpiexec kills): the server kills its rank. The job ends FAILED either way."""
-    proc = _start_long(tmp_path)
+    proc = _start(tmp_path)
     servers = _processes(tmp_path, "qshpc.runtime.forkserver")
     ranks = _processes(tmp_path, "--job-dir")
     stand_ins = [p for p in ranks if p not in servers]
@@ -261,7 +254,7 @@ def test_another_user_s_connection_is_refused(qshpc_home: Path, tmp_path: Path) 
     connection is closed unread, and the job runs on."""
     if os.getuid() != 0:
         pytest.skip("needs root to act as another user")
-    proc = _start_long(tmp_path)
+    proc = _start(tmp_path)
     server = min(_processes(tmp_path, "qshpc.runtime.forkserver"))
     names = Path("/proc/net/unix").read_text().split()
     name = next(n for n in names if n.startswith("@qshpc-fork-"))
@@ -326,15 +319,7 @@ def test_a_signal_while_the_server_imports_cancels_as_before(
 ) -> None:
     """A SIGTERM that reaches the stand-ins before their ranks exist is passed on once they
     do, and deferred there as a fresh rank defers it: CANCELED (143), no traceback."""
-    program = tmp_path / "long.py"
-    program.write_text(LONG)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = _start(tmp_path, started=False)
     deadline = time.monotonic() + 30
     while not [p for p in _processes(tmp_path, "--job-dir") if p not in
                _processes(tmp_path, "qshpc.runtime.forkserver")]:  # fmt: skip
@@ -352,7 +337,7 @@ def test_a_signal_meant_for_a_rank_does_not_end_the_server(
 ) -> None:
     """The server's command line shows the ranks' (for ps/pgrep): a `pkill -INT -f` of it
     must not end the server, and with it every rank."""
-    proc = _start_long(tmp_path)
+    proc = _start(tmp_path)
     server = min(_processes(tmp_path, "qshpc.runtime.forkserver"))
     for sig in (signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
         os.kill(server, sig)
@@ -383,16 +368,7 @@ save_result(get([task(i) for i in range(2)]))
 def test_what_a_rank_started_ends_with_its_stand_in(qshpc_home: Path, tmp_path: Path) -> None:
     """mpiexec ends a rank by its process group: the server kills the forked rank's group."""
     marker = f"qshpc-test-{os.getpid()}-{time.monotonic_ns()}"
-    program = tmp_path / "spawns.py"
-    program.write_text(SPAWNS.format(marker=marker))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    proc = _start(tmp_path, SPAWNS.format(marker=marker), "spawns.py")
     deadline = time.monotonic() + 30
     while len(_sleepers(marker)) < 2:
         assert time.monotonic() < deadline, _sleepers(marker)
@@ -408,11 +384,4 @@ def test_what_a_rank_started_ends_with_its_stand_in(qshpc_home: Path, tmp_path: 
 
 
 def _sleepers(marker: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        try:
-            if pid.isdigit() and marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            continue
-    return found
+    return [pid for pid, _ in _live(marker)]
