@@ -103,13 +103,16 @@ def join_forks_early(argv: list[str]) -> None:
     fields = parse_run(argv)
     if fields is None:
         return
-    cache, cache_dir = fields.get("cache"), fields.get("cache_dir")
-    meta = None  # as RunSpec.cache_meta: what the command line asked of the cache
-    if cache is not None or cache_dir is not None:
-        meta = {"enabled": bool(cache) if cache is not None else cache_dir is not None}
+    from qshpc.jobs.prepare import RunSpec
     from qshpc.runtime.forkserver import join_local
 
-    join_local(fields["program"], meta)
+    fields.pop("workers", None)
+    try:
+        spec = RunSpec(**fields)
+        cache = spec.cache_meta()
+    except Exception:  # bad input: not handed over, the command says what is wrong as usual
+        return
+    join_local(spec.program, cache)
 
 
 def run_fast(argv: list[str]) -> int | None:
