@@ -112,7 +112,15 @@ def join_forks_early(argv: list[str]) -> None:
         cache = spec.cache_meta()
     except Exception:  # bad input: not handed over, the command says what is wrong as usual
         return
-    join_local(spec.program, cache)
+    try:
+        join_local(spec.program, cache)
+    except Exception as exc:  # a setting it reads is not valid: one line, exit 2, as the
+        from qshpc.cli.boundary import exit_code  # launcher's own reading of it says
+
+        code = exit_code(exc)
+        if code is None:
+            raise
+        sys.exit(code)
 
 
 def run_fast(argv: list[str]) -> int | None:

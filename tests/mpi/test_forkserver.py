@@ -385,3 +385,19 @@ def test_what_a_rank_started_ends_with_its_stand_in(qshpc_home: Path, tmp_path: 
 
 def _sleepers(marker: str) -> list[int]:
     return [pid for pid, _ in _live(marker)]
+
+
+@pytest.mark.parametrize("ranks", [None, 2])
+def test_a_bad_fork_server_setting_is_one_line(
+    ranks: int | None, qshpc_home: Path, tmp_path: Path
+) -> None:
+    """Under the launcher and under a user's mpiexec (where the rank reads it before the
+    rest of qshpc: a traceback once), an invalid QSHPC_FORK_SERVER is one line, exit 2."""
+    program = tmp_path / "probe.py"
+    program.write_text(PROBE)
+    args = ["run", str(program)] + (["--workers", "2"] if ranks is None else [])
+    out = run_cli(*args, ranks=ranks, env={"QSHPC_FORK_SERVER": "maybe"})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert "QSHPC_FORK_SERVER='maybe' is not valid" in out.stderr
+    _no_process_left(tmp_path, within=5.0)
