@@ -175,3 +175,31 @@ def test_notes_of_killed_launchers_are_swept(tmp_path: Path, qshpc_home: Path) -
     out = run_cli("run", str(prog), "--workers", "1", env={"TMPDIR": str(tmp)})
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in tmp.iterdir()) == sorted([live.name, other.name])
+
+
+@pytest.mark.parametrize("server", ["1", "0"])
+def test_a_forked_rank_0_creates_the_job_while_mpi_starts(
+    server: str, tmp_path: Path, qshpc_home: Path
+) -> None:
+    """Forked by the server, rank 0 prepares the job before ``MPI_Init`` (the workers are
+    forked after Aer loads: MPI waits for them anyway); started by itself, after it."""
+    shutil.copy(ROOT / "examples" / "program_4.py", tmp_path / "program_4.py")
+    from qiskit import QuantumCircuit
+
+    from qshpc import save_arguments
+
+    qc = QuantumCircuit(1)
+    qc.h(0)
+    qc.measure_all()
+    save_arguments(tmp_path / "args.h5", {"circuits": [qc, qc]})
+    env = {"QSHPC_TIMELINE": "1", "QSHPC_FORK_SERVER": server}
+    out = run_cli("run", "program_4.py", "--arguments", "args.h5", "--workers", "2",
+                  cwd=tmp_path, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    job = job_dir_of(qshpc_home)
+    data = json.loads((job / "logs" / "timeline-rank-0.json").read_text())
+    steps = [m[0] for m in data["marks"]]
+    before = steps.index("job prepared") < steps.index("mpi")
+    assert before == (server == "1"), steps
+    assert Job(job).status() == "DONE"
+    assert len(Job(job).result()["results"]) == 2
