@@ -201,9 +201,6 @@ def main(argv: list[str]) -> None:
     # Rank 0 runs the program, whose tasks alone need Aer: it is forked before Aer loads.
     late = tuple(m for m in modules if m.startswith("qiskit_aer"))
     _preload(tuple(m for m in modules if m not in late), mpi=True)
-    import gc
-
-    gc.freeze()  # what the imports made: the children's collections never touch (copy) it
     child = _serve(listener, ranks, parent, late)
     if child is None:
         os._exit(0)
@@ -385,14 +382,23 @@ def _ask_of(conn: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
 
 def _preload(modules: tuple[str, ...], mpi: bool = False) -> None:
     """Import ``modules`` as a worker's preload would (failures left to the tasks to report);
-    with ``mpi``, load the MPI library too (not ``MPI_Init``: each rank's, after the fork)."""
+    with ``mpi``, load the MPI library too (not ``MPI_Init``: each rank's, after the fork).
+
+    The collector is off meanwhile, and what the imports made is frozen after: the
+    children's collections never touch (copy) it (:func:`qshpc.runtime.gctune.uncollected`).
+    """
+    import gc
     import importlib
 
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except Exception:  # missing or broken: a task that needs it says so
-            pass
+    from qshpc.runtime.gctune import uncollected
+
+    with uncollected():
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # missing or broken: a task that needs it says so
+                pass
+    gc.freeze()  # (with QSHPC_GC=default too: the children's collections never copy it)
     if not mpi:
         return
     try:

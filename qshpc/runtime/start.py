@@ -110,9 +110,12 @@ def _prepare(spec: RunSpec, scheduler: Scheduler | None) -> _Prepared:
     error: str | None = None
     failure: BaseException | None = None
     defer_signals()  # a cancel while the job starts cancels it as the program would start
+    from qshpc.runtime.gctune import uncollected
+
     try:
-        job_dir = prepare_job(spec)
-        claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
+        with uncollected():  # (qiskit's import, when the arguments hold circuits)
+            job_dir = prepare_job(spec)
+            claim_job(spec, job_dir, scheduler.run_record() if scheduler is not None else None)
     except UserError as exc:
         error = str(exc)
     except StoreError as exc:  # its lock could not be taken (a full disk, say)

@@ -166,14 +166,17 @@ def preload(program: Path | None = None) -> None:
     """
     import importlib
 
+    from qshpc.runtime.gctune import uncollected
+
     names = settings.PRELOAD.get()
     if names == ("auto",):
         names = program_needs(program) if program is not None else ("qiskit", "qiskit_aer")
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception:  # missing, or broken (an AttributeError of a version mismatch...):
-            pass  # a task that needs it says so; on c590a0b the worker hung in MPI_Finalize
+    with uncollected():
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # missing, or broken (an AttributeError of a version mismatch...):
+                pass  # a task that needs it says so; on c590a0b the worker hung in MPI_Finalize
     if "qiskit_aer" in names and "qiskit_aer" in sys.modules:
         try:
             import qshpc.aer.engine  # noqa: F401  (what Sampler.run imports at its first call)
