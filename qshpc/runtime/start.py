@@ -25,6 +25,7 @@ from qshpc.task import context
 
 if TYPE_CHECKING:
     from qshpc.runtime.mpi import MpiWiring
+    from qshpc.store.inputs import JobInputs
 
 
 def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
@@ -53,6 +54,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
         os.environ.setdefault(key, value)  # the user's own setting wins
     _hold_launcher_socket()
     early = _prepare(spec, None) if _prepare_first(spec, scheduler) else None
+    inputs = _read_first(early[0]) if early is not None and early[1] is None else None
     watched = early[0] if early is not None and early[0] is not None else spec.job_dir
     watchdog = watch(settings.MPI_START_TIMEOUT_S.get(), watched)
     try:
@@ -86,7 +88,9 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
 
     hosts = [r["host"] for r in ranks]
     try:
-        code = run_job(spec, job_dir, wiring, hosts, ranks, scheduler, release=wiring.finalize)
+        code = run_job(
+            spec, job_dir, wiring, hosts, ranks, scheduler, release=wiring.finalize, inputs=inputs
+        )
     except BaseException:
         _stop_workers(wiring, info.size)  # a store that cannot be opened, say: or they wait forever
         raise
@@ -110,6 +114,9 @@ def _prepare(spec: RunSpec, scheduler: Scheduler | None) -> _Prepared:
     error: str | None = None
     failure: BaseException | None = None
     defer_signals()  # a cancel while the job starts cancels it as the program would start
+    # Pickled arguments are loaded here: the modules they name that sit beside the program
+    # must come from there (as for `python program.py`), not from elsewhere on the path.
+    add_program_path(spec.program.resolve())
     from qshpc.runtime.gctune import uncollected
 
     try:
@@ -160,6 +167,26 @@ def _prepare_first(spec: RunSpec, scheduler: Scheduler | None) -> bool:
     except (OSError, ValueError):
         return False  # (the late path reports it as before)
     return True
+
+
+def _read_first(job_dir: Path | None) -> JobInputs | None:
+    """What the program's start reads of the job (meta, arguments), read before ``MPI_Init``
+    too; None when it cannot be (the program's start reads it again and reports why).
+
+    The program's folder is on ``sys.path`` already (:func:`_prepare`).
+    """
+    if job_dir is None:
+        return None
+    from qshpc.runtime.gctune import uncollected
+    from qshpc.store.inputs import read_inputs
+
+    try:
+        with uncollected():
+            inputs = read_inputs(job_dir)
+    except Exception:
+        return None
+    _timeline.mark("arguments read")
+    return inputs
 
 
 def _not_started(job_dir: Path, exc: BaseException) -> None:

@@ -203,3 +203,37 @@ def test_a_forked_rank_0_creates_the_job_while_mpi_starts(
     assert before == (server == "1"), steps
     assert Job(job).status() == "DONE"
     assert len(Job(job).result()["results"]) == 2
+
+
+def test_arguments_read_early_take_the_program_s_own_modules(
+    tmp_path: Path, qshpc_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 0 reads a new job's arguments before ``MPI_Init``: a pickled argument whose
+    class sits beside the program comes from there, not from a module of the same name
+    elsewhere on the path (as the read after ``MPI_Init`` always did)."""
+    prog_dir, decoy = tmp_path / "prog", tmp_path / "decoy"
+    prog_dir.mkdir()
+    decoy.mkdir()
+    thing = "class Thing:\n    def __init__(self, n):\n        self.n = n\n"
+    (prog_dir / "mything.py").write_text(thing + "WHERE = 'beside the program'\n")
+    (decoy / "mything.py").write_text(thing + "WHERE = 'decoy'\n")
+    (prog_dir / "prog.py").write_text(
+        "import qiskit\nimport mything\nfrom qshpc import get_arguments, save_result\n"
+        "t = get_arguments()['thing']\n"
+        "save_result({'n': t.n, 'where': mything.WHERE, 'cls': type(t) is mything.Thing})\n"
+    )
+    monkeypatch.syspath_prepend(str(prog_dir))
+    import mything  # type: ignore[import-not-found]
+
+    from qshpc import save_arguments
+
+    save_arguments(prog_dir / "args.h5", {"thing": mything.Thing(5)})
+    env = {"PYTHONPATH": str(decoy), "QSHPC_TIMELINE": "1"}
+    out = run_cli("run", "prog/prog.py", "--arguments", "prog/args.h5", "--workers", "2",
+                  cwd=tmp_path, env=env)  # fmt: skip (not the program's folder: not on the path)
+    assert out.returncode == 0, out.stderr
+    job = job_dir_of(qshpc_home)
+    assert Job(job).result() == {"n": 5, "where": "beside the program", "cls": True}
+    data = json.loads((job / "logs" / "timeline-rank-0.json").read_text())
+    steps = [m[0] for m in data["marks"]]
+    assert steps.index("arguments read") < steps.index("mpi"), steps
