@@ -337,11 +337,11 @@ def main() -> None:
     envs = {n: ({**env, "QSHPC_FORK_SERVER": "0"} if n.endswith("-nofork") else env) for n in cmds}
     names = [n for n in cmds if not args.only or n in args.only.split(",")]
     if args.compare:
-        old_env = dict(env)
-        old_env["PYTHONPATH"] = env["PYTHONPATH"].replace(
-            str(ROOT), str(Path(args.compare).resolve()), 1
-        )
         for name in [n for n in names if n in QSHPC_VARIANTS]:
+            old_env = dict(envs[name])  # (a -nofork variant's setting kept)
+            old_env["PYTHONPATH"] = env["PYTHONPATH"].replace(
+                str(ROOT), str(Path(args.compare).resolve()), 1
+            )
             cmds[f"{name}@old"] = cmds[name]
             envs[f"{name}@old"] = old_env
             names.insert(names.index(name) + 1, f"{name}@old")
