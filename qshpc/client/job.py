@@ -1069,12 +1069,17 @@ def open_job(job: str | os.PathLike[str]) -> Job:
 
     Raises:
         JobNotFoundError: No such job.
-        UserError: ``job`` is not a string or a path.
+        UserError: ``job`` is not a string or a path, or starts with ``~user`` of no
+            such user.
     """
     if not isinstance(job, (str, os.PathLike)):
         from qshpc.errors import UserError
 
         raise UserError(f"a job id is a string, got {type(job).__name__}")
+    if os.fspath(job).startswith("~"):  # ~nosuchuser/x: a RuntimeError traceback (mend20)
+        from qshpc.jobs.prepare import expand_home
+
+        expand_home(job, "the job")
     return Job(resolve_job_dir(job))
 
 

@@ -179,3 +179,47 @@ def test_follow_with_tail_starts_at_the_last_lines(
     assert "out \xe9\u2603 line" not in out and out.startswith("no end bad \\xff\\xfe"), out
     # the Slurm files at the end: the last line of each
     assert out.endswith("look 0 \\xe2\nqshpc: end\n\nsubmitit again\n"), out
+
+
+NOSUCH = "~nosuchuser20/x"
+
+
+def _one_line_exit_2(out: subprocess.CompletedProcess[str]) -> str:
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr and "RuntimeError" not in out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("workers", [["--workers", "0"], ["-w0"]])  # -w0: typer reads it
+def test_a_job_dir_in_the_home_folder_is_expanded(
+    tmp_path: Path, qshpc_home: Path, workers: list[str]
+) -> None:
+    (tmp_path / "ok.py").write_text("print('hello')\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    out = run_cli(
+        "run", "ok.py", *workers, "--job-dir", "~/j20", cwd=tmp_path, env={"HOME": str(home)}
+    )
+    assert out.returncode == 0, out.stderr
+    assert (home / "j20" / "job.h5").is_file(), out.stderr
+    assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "ok.py", "--workers", "0", "--job-dir", NOSUCH],
+        ["run", "ok.py", "-w0", "--job-dir", NOSUCH],
+        ["run", "ok.py", "--workers", "0", "--resume", NOSUCH],
+        ["logs", NOSUCH],
+        ["status", NOSUCH],
+    ],
+)
+def test_a_job_dir_in_an_unknown_users_home_is_one_line(
+    tmp_path: Path, qshpc_home: Path, args: list[str]
+) -> None:
+    (tmp_path / "ok.py").write_text("print(1)\n")
+    line = _one_line_exit_2(run_cli(*args, cwd=tmp_path))
+    assert "~nosuchuser20" in line and "a user that does not exist here" in line, line
+    assert not (tmp_path / "~nosuchuser20").exists()
