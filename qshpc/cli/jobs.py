@@ -94,9 +94,12 @@ def _damaged_exit(meta: dict[str, Any]) -> None:
     raise typer.Exit(2)
 
 
-#: Bytes read from a log at a time (see :data:`qshpc.client.job.LOG_CHUNK`).
+# The reader is qshpc.client.job's LogReader; these two and _chunks are what the command
+# passes it, here so that tests (tests/faults/test_mend19.py) can turn them.
+#: Bytes read from a log at a time (:data:`qshpc.client.job.LOG_CHUNK`).
 _CHUNK = 1 << 20
-#: Slurm output files of one rank shown without their rank's lines up to this size.
+#: Slurm output files of one rank shown without their rank's lines up to this size
+#: (:data:`qshpc.client.job.DEDUP_MAX`).
 _DEDUP_MAX = 64 << 20
 
 
