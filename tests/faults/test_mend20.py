@@ -228,3 +228,13 @@ def test_a_job_dir_in_an_unknown_users_home_is_one_line(
     line = _one_line_exit_2(run_cli(*args, cwd=tmp_path))
     assert "~nosuchuser20" in line and "a user that does not exist here" in line, line
     assert not (tmp_path / "~nosuchuser20").exists()
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_iter_logs_follow_of_an_ended_job_is_its_logs(
+    tmp_path: Path, qshpc_home: Path, rank: int
+) -> None:
+    job = open_job(str(_slurm_job(tmp_path, qshpc_home)))
+    assert "".join(job.iter_logs(rank, follow=True)) == _old_logs(job, rank)
+    want = _joined([(f, _tail(t, 1)) for f, t in _old_parts(job, rank)], rank)
+    assert "".join(job.iter_logs(rank, follow=True, tail=1)) == want
