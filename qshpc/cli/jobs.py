@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import codecs
 import json
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from qshpc.cli.common import echo, errors
 from qshpc.text import shown, shown_lines
+
+if TYPE_CHECKING:
+    from qshpc.client.job import LogReader
 
 JobArg = Annotated[str, typer.Argument(help="Job id, job directory, or Slurm job id.")]
 
@@ -93,201 +94,68 @@ def _damaged_exit(meta: dict[str, Any]) -> None:
     raise typer.Exit(2)
 
 
-#: Bytes read from a log at a time: ``qshpc logs`` holds no more of a log than this (a
-#: long verbose job's log is gigabytes; it was read whole: a MemoryError under ulimit -v).
+# The reader is qshpc.client.job's LogReader; these two and _chunks are what the command
+# passes it, here so that tests (tests/faults/test_mend19.py) can turn them.
+#: Bytes read from a log at a time (:data:`qshpc.client.job.LOG_CHUNK`).
 _CHUNK = 1 << 20
-#: Slurm output files of one rank up to this size (together) are shown without the lines
-#: that rank's log holds too; bigger ones are shown whole (finding those lines holds
-#: the Slurm files' lines in memory).
+#: Slurm output files of one rank shown without their rank's lines up to this size
+#: (:data:`qshpc.client.job.DEDUP_MAX`).
 _DEDUP_MAX = 64 << 20
 
 
 def _chunks(path: Path, start: int = 0) -> Iterator[bytes]:
-    """The bytes of a log from ``start`` on, a chunk at a time.
+    """The bytes of a log from ``start`` on, :data:`_CHUNK` at a time."""
+    from qshpc.client.job import log_chunks
 
-    Raises:
-        OSError: The log cannot be opened (a FIFO there, not readable).
-    """
-    from qshpc.store.seal import open_regular
-
-    fd = open_regular(path)
-    with open(fd, "rb", closefd=True) as fh:
-        fh.seek(start)
-        while data := fh.read(_CHUNK):
-            yield data
+    return log_chunks(path, start, _CHUNK)
 
 
-def _not_shown(exc: OSError) -> str:
-    return f"(not shown: {exc.strerror or exc})\n"
+def _note(message: str) -> None:
+    print(f"qshpc: {message}", file=sys.stderr)
 
 
-def _texts(path: Path, start: int = 0) -> Iterator[str]:
-    """A log's text (bytes that are not UTF-8 as ``\\xNN``, as ``Job.logs``), a chunk at a time."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
-    try:
-        for data in _chunks(path, start):
-            yield decoder.decode(data)
-    except OSError as exc:
-        yield _not_shown(exc)
-        return
-    yield decoder.decode(b"", final=True)
+def _reader(j: Any, rank: int | None, tail: int | None) -> LogReader:
+    """The one log reader of :mod:`qshpc.client.job`, its notes on stderr."""
+    from qshpc.client.job import LogReader
+
+    return LogReader(j, rank, tail=tail, read=_chunks, note=_note, dedup_max=_DEDUP_MAX)
 
 
-def _lines(path: Path, longest: int) -> Iterator[str]:
-    """A log's lines without their line breaks (``str.splitlines``); a line longer than
-    ``longest`` comes cut to ``longest + 1`` characters (a line with no break in
-    gigabytes is never held whole)."""
-    carry = ""
-    for text in _texts(path):
-        pieces = (carry + text).splitlines(keepends=True)
-        carry = pieces.pop() if pieces else ""
-        for piece in pieces:
-            yield piece.splitlines()[0][: longest + 1]
-        if len(carry) > longest + 2:  # keep its last character: a "\r" may pair with a "\n"
-            carry = carry[: longest + 1] + carry[-1]
-    if carry:
-        yield carry.splitlines()[0][: longest + 1]
-
-
-def _held_lines(files: list[Path]) -> dict[str, Counter[str]]:
-    """Per rank, the lines of its log that its Slurm output files hold too (``Job.logs``
-    shows them once), counted with memory bounded by the Slurm files' size, not the log's."""
-    from qshpc.client.job import _slurm_rank
-
-    held: dict[str, Counter[str]] = {}
-    logs = {f.stem.partition("-")[2]: f for f in files if f.name.startswith("rank-")}
-    for rank, log in logs.items():
-        slurm = [f for f in files if f.name.startswith("slurm-") and _slurm_rank(f) == rank]
-        if not slurm:
-            continue
-        if sum(_size(f) for f in slurm) > _DEDUP_MAX:
-            names = ", ".join(f.name for f in slurm)
-            print(
-                f"qshpc: {names} shown whole (over {_DEDUP_MAX >> 20} MiB): "
-                f"lines {log.name} holds too are not left out",
-                file=sys.stderr,
-            )
-            continue
-        keys = {ln.rstrip("\r\n") for f in slurm for ln in _text(f).splitlines(keepends=True)}
-        longest = max(map(len, keys), default=0)
-        held[rank] = Counter(ln for ln in _lines(log, longest) if ln in keys)
-    return held
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _text(path: Path, start: int = 0) -> str:
-    return "".join(_texts(path, start))
-
-
-def _print_logs(j: Any, rank: int | None, show: Callable[[str], str]) -> None:
-    """Print the logs as ``Job.logs`` joins them, a chunk at a time (it held them whole)."""
-    from qshpc.client.job import _slurm_rank, _without
-
-    j._settle()
-    files = j._log_files(rank)
-    held = _held_lines(files)
+def _print_logs(
+    j: Any, rank: int | None, show: Callable[[str], str], tail: int | None = None
+) -> None:
+    """Print the logs as ``Job.logs`` joins them, a chunk at a time."""
     out = sys.stdout
-    for i, f in enumerate(files):
-        if i:
-            out.write("\n")
-        if rank is None:
-            out.write(f"==> {f.name} <==\n")
-        if f.name.startswith("slurm-") and (h := held.get(_slurm_rank(f))) is not None:
-            out.write(show(_without(_text(f), h)))
-        else:
-            for text in _texts(f):
-                out.write(show(text))
+    for text in _reader(j, rank, tail).once():
+        out.write(show(text))
     out.write("\n")
     out.flush()
 
 
-class _Follower:
-    """``qshpc logs --follow``: each log from where the last look stopped (every look read
-    every log whole, twice a second)."""
-
-    def __init__(self, rank: int | None, show: Callable[[str], str]) -> None:
-        self.rank = rank
-        self.show = show
-        self.done: dict[Path, int] = {}
-        self.decoders: dict[Path, codecs.IncrementalDecoder] = {}
-        self.last: Path | None = None
-
-    def write(self, f: Path, text: str, first: bool = False) -> None:
-        """Print ``text`` of ``f``; a new file is set apart as ``Job.logs`` joins them: a
-        blank line, then (all ranks) its ``==> NAME <==`` line (``first``: even empty)."""
-        if not text and not first:
-            return
-        if f != self.last:
-            sep = "" if self.last is None else "\n"
-            sys.stdout.write(sep + (f"==> {f.name} <==\n" if self.rank is None else ""))
-            self.last = f
-        sys.stdout.write(self.show(text))
+def _follow_logs(
+    j: Any, rank: int | None, show: Callable[[str], str], tail: int | None = None
+) -> None:
+    """Print the logs as they grow, until the job ends (``Job.iter_logs(follow=True)``)."""
+    for text in _reader(j, rank, tail).follow():
+        sys.stdout.write(show(text))
         sys.stdout.flush()
 
-    def new(self, f: Path, final: bool = False) -> None:
-        """Print what ``f`` gained since the last look (its name the first time, even empty);
-        ``final``: the job ended, and bytes that are not whole UTF-8 are shown too."""
-        if f not in self.done:
-            self.write(f, "", first=True)
-        start = self.done.setdefault(f, 0)
-        if start < 0:  # not readable: said once
-            return
-        if start > _size(f):  # cut shorter or replaced: from its start again
-            start = 0
-            self.decoders.pop(f, None)
-        decoder = self.decoders.setdefault(
-            f, codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
-        )
-        try:
-            for data in _chunks(f, start):
-                start += len(data)
-                self.done[f] = start
-                self.write(f, decoder.decode(data))
-            if final:
-                self.write(f, decoder.decode(b"", final=True))
-        except OSError as exc:
-            self.done[f] = -1
-            self.write(f, _not_shown(exc))
 
-    def ended(self, files: list[Path], late: list[Path]) -> None:
-        """The job ended: the Slurm output files held back, without their ranks' log lines."""
-        from qshpc.client.job import _slurm_rank, _without
+def _tail_option(text: str | None) -> int | None:
+    """``--tail N``: a whole number of lines, 0 or more, in ASCII digits.
 
-        held = _held_lines(files)
-        for f in late:
-            text = _text(f, max(self.done.get(f, 0), 0))
-            h = held.get(_slurm_rank(f))
-            self.write(f, text if h is None else _without(text, h), first=f not in self.done)
+    Raises:
+        UserError: Anything else (typer's refusal of a bad integer is three lines).
+    """
+    if text is None:
+        return None
+    if text.isascii() and text.isdigit():
+        return int(text)
+    from qshpc.errors import UserError
 
-
-def _follow_logs(j: Any, rank: int | None, show: Callable[[str], str]) -> None:
-    """Print the logs as they grow, until the job ends. A Slurm output file whose rank
-    has a log waits for the end (it repeats that log's lines: shown once, as without
-    --follow)."""
-    from qshpc.client.job import DAMAGED, _slurm_rank
-    from qshpc.jobstate import TERMINAL
-
-    follower = _Follower(rank, show)
-    while True:
-        ended = j.status() in (*TERMINAL, DAMAGED)
-        if ended:
-            j._settle()
-        files = j._log_files(rank)
-        logged = {f.stem.partition("-")[2] for f in files if f.name.startswith("rank-")}
-        late = [f for f in files if f.name.startswith("slurm-") and _slurm_rank(f) in logged]
-        for f in files:
-            if f not in late:
-                follower.new(f, final=ended)
-        if ended:
-            follower.ended(files, late)
-            return
-        time.sleep(0.5)
+    raise UserError(
+        f"--tail {shown(repr(text))} is not a whole number of lines: give 0 or more, e.g. --tail 20"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -421,16 +289,28 @@ def register(app: typer.Typer) -> None:
                 "sequences included); by default they are shown escaped, e.g. \\x1b.",
             ),
         ] = False,
+        tail: Annotated[
+            str | None,
+            typer.Option(
+                "--tail",
+                "-n",
+                metavar="N",
+                help="Only the last N lines of each log (as tail -n), read from its end; "
+                "with --follow, then what the logs gain.",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Print the job's logs (stdout and stderr of every rank), also while it runs."""
         from qshpc.client.job import open_job
 
+        lines = _tail_option(tail)
         j = open_job(job)
         show = (lambda t: t) if raw else shown_lines
         if not follow:
-            _print_logs(j, rank, show)
+            _print_logs(j, rank, show, lines)
             return
-        _follow_logs(j, rank, show)
+        _follow_logs(j, rank, show, lines)
 
     @app.command("wait")
     @errors

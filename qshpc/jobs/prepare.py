@@ -47,6 +47,19 @@ class RunSpec:
     cache_dir: Path | None = None
     job_id: str | None = None
 
+    def __post_init__(self) -> None:
+        """``~`` and ``~user`` expanded in ``job_dir`` and ``resume``, as in ``--cache-dir``
+        (mend20: ``--job-dir '~/x'`` made a folder named ``~`` in the cwd, and
+        ``--resume '~nosuchuser/x'`` was a RuntimeError traceback).
+
+        Raises:
+            UserError: ``~user`` of no such user.
+        """
+        if self.job_dir is not None:
+            self.job_dir = expand_home(self.job_dir, "--job-dir")
+        if self.resume is not None and self.resume.startswith("~"):
+            self.resume = str(expand_home(self.resume, "--resume"))
+
     def cache_meta(self) -> dict[str, Any] | None:
         """The job meta's ``cache`` entry for what was asked (None: nothing asked)."""
         if self.cache is None and self.cache_dir is None:
