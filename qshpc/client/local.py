@@ -55,6 +55,7 @@ def _launch(
     rank 0 reads the job, and may put off their imports
     (:func:`qshpc.runtime.start.preload_deferred`), as with ``qshpc run --cache``.
     """
+    folder = _folder(working_dir)
     env = {**os.environ, **env_vars}
     # `python -m qshpc run ...` without `site` until it needs more than qshpc, the
     # ranks' mpiexec started first, as this process wrote it (qshpc.cli.nosite,
@@ -82,7 +83,7 @@ def _launch(
     try:
         proc = subprocess.Popen(
             cmd,
-            cwd=Path(working_dir),
+            cwd=folder,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -362,7 +363,7 @@ class LocalClient(BaseProvider):
         perms.make_dir(folder)
         spec = {
             "program": str(program.path()),
-            "working_dir": str(Path(program.working_dir).resolve()),
+            "working_dir": str(_folder(program.working_dir).resolve()),
             "env": dict(program.env_vars),
             "workers": self.workers,
             "cache": program.cache_meta(),
@@ -421,3 +422,10 @@ class LocalClient(BaseProvider):
     def job(self, job_id: str) -> Job:
         """The job with this id."""
         return self._mark(open_job(job_id))
+
+
+def _folder(working_dir: str) -> Path:
+    """A program's working folder, ``~`` expanded (``~nosuchuser``: a UserError)."""
+    from qshpc.jobs.prepare import expand_home
+
+    return expand_home(working_dir, "working_dir")

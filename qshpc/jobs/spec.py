@@ -247,7 +247,7 @@ def plan_program_job(
     Raises:
         UserError: A bad program, dependencies, arguments or ``QSHPC_*`` setting.
     """
-    from qshpc.jobs.prepare import check_program
+    from qshpc.jobs.prepare import check_program, expand_home
 
     settings.check()  # every setting the ranks read: say it now, not when the job runs
     entry = program.path()
@@ -259,12 +259,12 @@ def plan_program_job(
     if arguments is not None and not isinstance(arguments, dict):
         raise UserError(f"arguments must be a dict, got {type(arguments).__name__}")
     job_id = new_job_id()
-    path = Path(job_dir).resolve() if job_dir else ensure_jobs_root() / job_id
+    path = expand_home(job_dir, "job_dir").resolve() if job_dir else ensure_jobs_root() / job_id
     meta = {
         "id": job_id,
         "title": program.title,
         "entrypoint": str(entry),
-        "working_dir": str(Path(program.working_dir).resolve()),
+        "working_dir": str(expand_home(program.working_dir, "working_dir").resolve()),
         "created": time.time(),
         "seed": seed,
         "qshpc_version": __version__,

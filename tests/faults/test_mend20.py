@@ -238,3 +238,39 @@ def test_iter_logs_follow_of_an_ended_job_is_its_logs(
     assert "".join(job.iter_logs(rank, follow=True)) == _old_logs(job, rank)
     want = _joined([(f, _tail(t, 1)) for f, t in _old_parts(job, rank)], rank)
     assert "".join(job.iter_logs(rank, follow=True, tail=1)) == want
+
+
+def test_a_client_s_job_dir_and_working_dir_in_the_home_folder_are_expanded(
+    tmp_path: Path, qshpc_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LocalClient.run(job_dir='~/x')`` made ``./~/x``; ``Program(working_dir='~/p')``
+    failed with a FileNotFoundError traceback (the launcher's cwd was not expanded)."""
+    from qshpc import LocalClient, Program
+
+    home = tmp_path / "home"
+    (home / "p").mkdir(parents=True)
+    (home / "p" / "ok.py").write_text("from qshpc import save_result\nsave_result({'ok': 1})\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    program = Program(title="ok", entrypoint="ok.py", working_dir="~/p")
+    job = LocalClient(workers=0).run(program, job_dir="~/j20")
+    assert job.result() == {"ok": 1}
+    assert (home / "j20" / "job.h5").is_file()
+    assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("where", ["job_dir", "working_dir"])
+def test_a_client_s_folder_in_an_unknown_users_home_is_a_user_error(
+    tmp_path: Path, qshpc_home: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    from qshpc import LocalClient, Program
+    from qshpc.errors import UserError
+
+    (tmp_path / "ok.py").write_text("print(1)\n")
+    monkeypatch.chdir(tmp_path)
+    wd = NOSUCH if where == "working_dir" else str(tmp_path)
+    program = Program(title="ok", entrypoint="ok.py", working_dir=wd)
+    job_dir = NOSUCH if where == "job_dir" else None
+    with pytest.raises(UserError, match="a user that does not exist here"):
+        LocalClient(workers=0).run(program, job_dir=job_dir)
+    assert not (tmp_path / "~nosuchuser20").exists()

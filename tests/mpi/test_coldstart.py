@@ -229,8 +229,9 @@ def test_arguments_read_early_take_the_program_s_own_modules(
 
     save_arguments(prog_dir / "args.h5", {"thing": mything.Thing(5)})
     env = {"PYTHONPATH": str(decoy), "QSHPC_TIMELINE": "1"}
+    # run from tmp_path: the program's folder is not on the path as the current folder
     out = run_cli("run", "prog/prog.py", "--arguments", "prog/args.h5", "--workers", "2",
-                  cwd=tmp_path, env=env)  # fmt: skip (not the program's folder: not on the path)
+                  cwd=tmp_path, env=env)  # fmt: skip
     assert out.returncode == 0, out.stderr
     job = job_dir_of(qshpc_home)
     assert Job(job).result() == {"n": 5, "where": "beside the program", "cls": True}
