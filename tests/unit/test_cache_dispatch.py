@@ -145,6 +145,42 @@ def test_inline_backend_uses_the_cache(tmp_path: Path) -> None:
         backend.activate(None)
 
 
+@distribute_task(cache=True)
+def grow(values: list[int]) -> list[int]:
+    values.append(len(values))  # the task's own copy of the program's list
+    return values
+
+
+def test_inline_hits_copy_nothing_and_misses_copy_at_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inline, a call the cache answers never copies its arguments (the copy is a pickle
+    and a load: more than the hit); a miss still runs on its own copy, taken at the call."""
+    copies: list[str] = []
+    real = backend._copied
+
+    def counted(*a: Any) -> Any:
+        copies.append(a[3])
+        return real(*a)
+
+    monkeypatch.setattr(backend, "_copied", counted)
+    cache = JobCache(CacheConfig(True, str(tmp_path / "c")), "inline")
+    session = Session(None, None, {}, cache=cache)
+    backend.activate(backend.InlineBackend(session))
+    try:
+        mine = [1, 2]
+        assert get(grow(mine)) == [1, 2, 2]
+        assert mine == [1, 2] and len(copies) == 1  # the miss ran on a copy
+        cache.flush(10)
+        ref = grow(mine)
+        mine.append(99)  # after the call: not the hit's business either
+        assert get(ref) == [1, 2, 2] and ref in backend.FROM_CACHE
+        assert len(copies) == 1  # the hit copied nothing
+        assert get(grow([5])) == [5, 1] and len(copies) == 2
+    finally:
+        backend.activate(None)
+
+
 def test_progress_and_status_count_hits_apart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
