@@ -6,7 +6,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,7 +256,8 @@ def prepare_job(spec: RunSpec) -> Path:
         return job_dir
     arguments: dict[str, Any] = {}
     if spec.arguments_file is not None:
-        arguments = load_arguments_file(spec.arguments_file, raw_qpy=True)
+        with _modules_beside(spec.program):
+            arguments = load_arguments_file(spec.arguments_file, raw_qpy=True)
         check_circuits(arguments, spec.arguments_file)
     meta = {
         "id": job_id,
@@ -276,6 +278,28 @@ def prepare_job(spec: RunSpec) -> Path:
     _made[job_dir] = _file_identity(job_dir)
     _created.add(job_dir)
     return job_dir
+
+
+@contextmanager
+def _modules_beside(program: Path) -> Iterator[None]:
+    """While the arguments load: the program's folder last on ``sys.path``.
+
+    An argument pickled from a class of a module beside the program (``from
+    mything import Config`` in the script that saved it) names that module; the
+    program's folder goes first on the path only when the program starts, so
+    the load failed ("No module named 'mything'") whenever the command ran from
+    another folder. Last, not first: a file of the user's named like a library
+    qshpc loads meanwhile (``h5py.py``, ``logging.py``) is not taken for it.
+    """
+    folder = str(program.resolve().parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.append(folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
 
 
 def await_job(job_dir: Path) -> None:

@@ -610,14 +610,6 @@ def _take_descriptors(numbers: list[int], fds: list[int]) -> None:
 _forked: list[bool] = []  # not empty in a rank the server forked (or one its launcher's should)
 
 
-_child: list[bool] = []  # not empty in a rank the server forked
-
-
-def forked_child() -> bool:
-    """This process is a rank the fork server forked (its modules came loaded)."""
-    return bool(_child)
-
-
 def hand_over(argv: list[str] | None = None) -> None:
     """In a rank mpiexec started for ``qshpc run``'s launcher: have the fork server run it.
 
@@ -630,7 +622,6 @@ def hand_over(argv: list[str] | None = None) -> None:
     if name is not None:  # (forked, or a server's to ask: join_local has nothing to do)
         _forked.append(True)
     if name == "":  # the forked rank: its stand-in marked it so
-        _child.append(True)
         return
     argv = sys.argv if argv is None else argv
     if not name or argv[1:2] != ["run"] or "PMI_RANK" not in os.environ:
@@ -842,7 +833,6 @@ __all__ = [
     "SOCKET_VAR",
     "Server",
     "fork_plan",
-    "forked_child",
     "hand_over",
     "join_local",
     "main",

@@ -34,7 +34,6 @@ from qshpc.task import context
 
 if TYPE_CHECKING:
     from qshpc.runtime.logtee import LogTee
-    from qshpc.store.inputs import JobInputs
 
 
 def _never_started(job_dir: Path, exc: StoreError | UserError) -> None:
@@ -77,7 +76,6 @@ def run_job(
     ranks: list[dict[str, Any]] | None,
     scheduler: Scheduler | None = None,
     release: Callable[[], None] | None = None,
-    inputs: JobInputs | None = None,
 ) -> int:
     """Rank 0: open the store, run the program, finalize. Returns the exit code.
 
@@ -91,8 +89,6 @@ def run_job(
         release: Called once every worker has said goodbye, before the store is
             finalized (``MPI_Finalize``: the workers wait in it, spinning, until
             rank 0 calls it too).
-        inputs: The job's meta and arguments, when read already (a new job, since this
-            process created it and holds its lock); else read here.
     """
     from qshpc.runtime.logtee import LogTee
 
@@ -104,7 +100,7 @@ def run_job(
         _never_started(job_dir, exc)
         raise
     try:
-        return _run_teed(spec, job_dir, wiring, hosts, ranks, scheduler, release, tee, info, inputs)
+        return _run_teed(spec, job_dir, wiring, hosts, ranks, scheduler, release, tee, info)
     except BaseException:
         # The CLI prints the error after this returns: restore stderr first, or the
         # message can be lost in the tee's pipe when the process exits (a full disk at
@@ -144,17 +140,14 @@ def _run_teed(
     release: Callable[[], None] | None,
     tee: LogTee,
     info: context.RankInfo,
-    inputs: JobInputs | None = None,
 ) -> int:
     """:func:`run_job`'s body, with rank 0's output going through ``tee``."""
     from qshpc.program import api
     from qshpc.program.session import Session
     from qshpc.store import JobWriter, read_inputs
 
-    if inputs is None or spec.resume:
-        inputs = read_inputs(job_dir, done=bool(spec.resume))
-        _timeline.mark("arguments read")
-    meta, arguments, done, _ = inputs
+    meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
+    _timeline.mark("arguments read")
     _note_other_program(meta, spec.program)
     seed = spec.seed if spec.seed is not None else meta.get("seed")
     context.set_job_seed(seed)

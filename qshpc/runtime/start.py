@@ -25,7 +25,6 @@ from qshpc.task import context
 
 if TYPE_CHECKING:
     from qshpc.runtime.mpi import MpiWiring
-    from qshpc.store.inputs import JobInputs
 
 
 def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
@@ -53,16 +52,8 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     for key, value in (scheduler.mpi_env() if scheduler is not None else rank_env()).items():
         os.environ.setdefault(key, value)  # the user's own setting wins
     _hold_launcher_socket()
-    early = _prepare(spec, None) if _prepare_first(spec, scheduler) else None
-    inputs = _read_first(early[0]) if early is not None and early[1] is None else None
-    watched = early[0] if early is not None and early[0] is not None else spec.job_dir
-    watchdog = watch(settings.MPI_START_TIMEOUT_S.get(), watched)
-    try:
-        wiring, info, ranks = start(scheduler.cpus_per_task() if scheduler is not None else None)
-    except BaseException as exc:
-        if early is not None and early[0] is not None:
-            _not_started(early[0], exc)
-        raise
+    watchdog = watch(settings.MPI_START_TIMEOUT_S.get(), spec.job_dir)
+    wiring, info, ranks = start(scheduler.cpus_per_task() if scheduler is not None else None)
     if watchdog is not None:
         watchdog.started()
     context.set_rank_info(info)
@@ -71,10 +62,8 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     cache_job = settings.CACHE_JOB.get()  # the launcher's word: the job's cache is on
     os.environ.pop(settings.CACHE_JOB.name, None)  # not for the runs a program or task starts
     if info.rank != 0:
-        if early is not None:  # (PMI_RANK said 0): never serve with a job claimed
-            raise RuntimeError(f"rank {info.rank} prepared the job as rank 0 (PMI_RANK=0)")
         return _serve(spec, wiring, info, cache_job)
-    job_dir, error, failure = early if early is not None else _prepare(spec, scheduler)
+    job_dir, error, failure = _prepare(spec, scheduler)
     _tell_workers(
         wiring, info.size, (str(job_dir) if job_dir else None, error, str(spec.program.resolve()))
     )
@@ -88,9 +77,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
 
     hosts = [r["host"] for r in ranks]
     try:
-        code = run_job(
-            spec, job_dir, wiring, hosts, ranks, scheduler, release=wiring.finalize, inputs=inputs
-        )
+        code = run_job(spec, job_dir, wiring, hosts, ranks, scheduler, release=wiring.finalize)
     except BaseException:
         _stop_workers(wiring, info.size)  # a store that cannot be opened, say: or they wait forever
         raise
@@ -114,9 +101,6 @@ def _prepare(spec: RunSpec, scheduler: Scheduler | None) -> _Prepared:
     error: str | None = None
     failure: BaseException | None = None
     defer_signals()  # a cancel while the job starts cancels it as the program would start
-    # Pickled arguments are loaded here: the modules they name that sit beside the program
-    # must come from there (as for `python program.py`), not from elsewhere on the path.
-    add_program_path(spec.program.resolve())
     from qshpc.runtime.gctune import uncollected
 
     try:
@@ -132,71 +116,6 @@ def _prepare(spec: RunSpec, scheduler: Scheduler | None) -> _Prepared:
         error, failure = f"rank 0 could not prepare the job: {exc!r}", exc
     _timeline.mark("job prepared")
     return job_dir, error, failure
-
-
-#: Arguments files up to this size are read before MPI starts (see _prepare_first).
-EARLY_ARGUMENTS_BYTES = 64 << 20
-
-
-def _prepare_first(spec: RunSpec, scheduler: Scheduler | None) -> bool:
-    """Rank 0 forked by its host's fork server: prepare the job before ``MPI_Init``.
-
-    The server forks rank 0 before it imports Aer, and the workers after it;
-    ``MPI_Init`` then waits for the workers to be forked (~0.1 s). Creating the
-    job (an h5py import, the arguments' QPY check, the store's first write and
-    fsync: ~0.1 s of the critical path) fits in that wait. Only when it is
-    quick for sure, since the workers' MPI start waits for rank 0 and its
-    watchdog counts: a new job (not ``--resume``) whose arguments file is small,
-    and not a client's job still being written. numpy is loaded already in a
-    forked rank, so the BLAS threads' limit has nothing left to set.
-    """
-    from qshpc.runtime.forkserver import forked_child
-
-    if scheduler is not None or spec.resume or os.environ.get("PMI_RANK") != "0":
-        return False
-    if not forked_child() or "numpy" not in sys.modules:
-        return False
-    try:
-        if spec.arguments_file is not None:
-            if spec.arguments_file.stat().st_size > EARLY_ARGUMENTS_BYTES:
-                return False
-        if settings.AWAIT_JOB.get() is not None:
-            from qshpc.jobs.paths import JOB_FILE
-
-            return spec.job_dir is not None and (spec.job_dir / JOB_FILE).is_file()
-    except (OSError, ValueError):
-        return False  # (the late path reports it as before)
-    return True
-
-
-def _read_first(job_dir: Path | None) -> JobInputs | None:
-    """What the program's start reads of the job (meta, arguments), read before ``MPI_Init``
-    too; None when it cannot be (the program's start reads it again and reports why).
-
-    The program's folder is on ``sys.path`` already (:func:`_prepare`).
-    """
-    if job_dir is None:
-        return None
-    from qshpc.runtime.gctune import uncollected
-    from qshpc.store.inputs import read_inputs
-
-    try:
-        with uncollected():
-            inputs = read_inputs(job_dir)
-    except Exception:
-        return None
-    _timeline.mark("arguments read")
-    return inputs
-
-
-def _not_started(job_dir: Path, exc: BaseException) -> None:
-    """MPI did not start after rank 0 created the job: it is FAILED, saying why."""
-    from qshpc.jobs.paths import mark_terminal
-
-    try:
-        mark_terminal(job_dir, "FAILED", f"MPI did not start on rank 0: {exc!r}")
-    except OSError:
-        pass
 
 
 def _stop_workers(wiring: MpiWiring, size: int) -> None:
