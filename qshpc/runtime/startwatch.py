@@ -90,7 +90,7 @@ def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
         ready, _, _ = select.select([read_end], [], [], timeout_s)
         if not ready:
             os.write(2, (text + "\n").encode())
-            if job_dir is not None:
+            if job_dir is not None and not _held_by_another(job_dir, parent):
                 try:
                     mark_terminal(job_dir, "FAILED", text)
                 except OSError:
@@ -99,6 +99,40 @@ def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
     except BaseException:
         code = 1
     os._exit(code)
+
+
+def _held_by_another(job_dir: Path, mine: int) -> bool:
+    """The job's lock (``job.lock``, :mod:`qshpc.store.lock`) names a run that still lives.
+
+    Then the job is that run's, and this rank's run (a second ``--job-dir`` of a job
+    that runs) would have been refused it: marking it FAILED told ``qshpc status``
+    and ``qshpc wait`` that a running job had failed (review20 F5). A holder on
+    another host cannot be checked from here: held, too. Plain system calls only
+    (the watchdog is a fork of a rank that may have threads).
+    """
+    try:
+        fd = os.open(job_dir / "job.lock", os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        parts = data.decode(errors="replace").strip().split("|")
+        if len(parts) != 4:
+            return False
+        host, pid = parts[1], int(parts[2])
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return True
+    if pid == mine:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): alive
+        return True
+    return True
 
 
 __all__ = ["StartWatch", "message", "watch"]

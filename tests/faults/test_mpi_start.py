@@ -74,3 +74,27 @@ def test_a_bad_start_timeout_is_a_clear_error(tmp_path: Path) -> None:
     out = run_cli("run", str(PROGRAMS / "squares.py"), env={"QSHPC_MPI_START_TIMEOUT_S": "soon"})
     assert out.returncode == 2 and "QSHPC_MPI_START_TIMEOUT_S='soon'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_watchdog_leaves_a_job_another_live_run_holds(tmp_path: Path) -> None:
+    """A second run of a job that runs (its lock held by a live process) whose MPI does not
+    start must not mark that job FAILED: ``qshpc status``/``wait`` said FAILED while it ran."""
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from qshpc.runtime.startwatch import watch\n"
+        "w = watch(0.5, Path(sys.argv[1]))\n"
+        "time.sleep(30)  # 'MPI_Init'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    host = socket.gethostname()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    for holder, marked in ((os.getpid(), False), (gone.pid, True)):
+        job = tmp_path / f"job-{holder}"
+        job.mkdir()
+        (job / "job.lock").write_text(f"{job / 'job.lock'}|{host}|{holder}|12345\n")
+        stuck = subprocess.run([sys.executable, "-c", code, str(job)],
+                               capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+        assert stuck.returncode == -9 and "MPI did not start within 0.5 s" in stuck.stderr
+        assert (job / "status.json").exists() == marked, holder
