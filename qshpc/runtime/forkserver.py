@@ -135,16 +135,13 @@ def start(
     interpreter's options the ranks run with (``-O``, ``-X dev``...).
     """
     import json
-    import socket
     import subprocess
 
     name = name or f"qshpc-fork-{token}"
     if not _pidfds():  # the server watches its children through pidfds
         return None
     try:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind("\0" + name)
-        listener.listen(max(ranks, 1) * 2)
+        listener = _listener(name, ranks)
     except OSError:
         return None
     fd = listener.fileno()
@@ -162,6 +159,27 @@ def start(
     finally:
         listener.close()
     return Server(proc, name)
+
+
+def _listener(name: str, ranks: int) -> socket.socket:
+    """The server's socket, bound to ``name`` and listening, at a number above the standard
+    streams': one closed here (``qshpc run ... <&-``) is the number the new socket would
+    get, and the server's stdin (/dev/null) takes that number in the server."""
+    import fcntl
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if sock.fileno() <= 2:
+            high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+            sock.close()
+            sock = socket.socket(fileno=high)
+        sock.bind("\0" + name)
+        sock.listen(max(ranks, 1) * 2)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def encode_plan(token: str, ranks: int, modules: tuple[str, ...], blas: Mapping[str, str]) -> str:
@@ -703,6 +721,7 @@ def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str], se
     if stopsig is not None:  # (preloaded by QSHPC_PRELOAD): a rank, not a child a rank forked
         stopsig.forked.clear()
     _take_descriptors(request["fds"], fds)
+    _open_streams(request["fds"])
     os.environ.clear()
     os.environ.update(request["env"])
     for key, value in blas.items():  # what the rank would have set before numpy loaded
@@ -758,6 +777,25 @@ def _take_descriptors(numbers: list[int], fds: list[int]) -> None:
         os.close(fd)
     if raised:
         resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+
+
+def _open_streams(numbers: list[int]) -> None:
+    """The standard streams the server has not (closed in its launcher: ``qshpc run ...
+    2>&-``) and the stand-in has, opened as Python opens them at its start: else the rank
+    ran with ``sys.stderr`` None, its errors unseen (a job failed, exit 1, without a word)."""
+
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        if fd not in numbers or getattr(sys, name) is not None:
+            continue
+        stream = open(
+            fd,
+            "r" if fd == 0 else "w",
+            errors="backslashreplace" if fd == 2 else None,
+            buffering=1 if fd == 2 or os.isatty(fd) else -1,  # (1: by line)
+            closefd=False,
+        )
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
 
 
 _forked: list[bool] = []  # not empty in a rank the server forked (or one its launcher's should)

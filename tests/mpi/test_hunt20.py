@@ -398,3 +398,61 @@ def _pump(fd: int, seen: bytearray, until: bytes, within: float) -> None:
                 seen += os.read(fd, 4096)
             except OSError:
                 return
+
+
+# Found in the hunt: a standard stream closed in the launcher or in the ranks.
+
+PARENT = """
+import qiskit
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def task(i):
+    return i * i
+
+with open("/proc/self/cmdline", "rb") as f:
+    me = f.read().replace(b"\\0", b" ").decode()
+save_result({"rank0": me, "squares": get([task(i) for i in range(4)])})
+"""
+
+
+def _rank0_forked(qshpc_home: Path) -> bool:
+    job = job_dir_of(qshpc_home).name
+    got = json.loads(run_cli("result", job, "--json").stdout)
+    assert got["squares"] == [0, 1, 4, 9], got
+    return "qshpc.runtime.forkserver" in got["rank0"]
+
+
+@pytest.mark.parametrize("closed", ["<&-", "2>&-", "<&- >&- 2>&-"])
+def test_a_launcher_with_a_standard_stream_closed_forks_its_ranks(
+    closed: str, qshpc_home: Path, tmp_path: Path
+) -> None:
+    """``<&-``: the server's socket took number 0 in the launcher, where the server's stdin
+    (/dev/null) took it again: a traceback from the server, every rank imported alone.
+    ``2>&-``: the server had no ``sys.stderr``, nor had its forked ranks (their own fd 2
+    open): the job failed, exit 1, without a word."""
+    program = tmp_path / "parent.py"
+    program.write_text(PARENT)
+    rank = [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"]
+    cmd = ["sh", "-c", f'exec "$@" {closed}', "sh", *rank]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env())
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    assert _rank0_forked(qshpc_home)
+    _no_process_left(tmp_path)
+
+
+def test_ranks_with_their_standard_streams_closed_are_forked(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """A user's ``mpiexec -n 3 sh -c 'exec python -m qshpc run ... <&- >&-'``: local rank 0's
+    server crashed (its socket at 0), the other ranks waited 5 s for it, then ran alone."""
+    program = tmp_path / "parent.py"
+    program.write_text(PARENT)
+    rank = [sys.executable, "-m", "qshpc", "run", str(program)]
+    cmd = [mpiexec(), "-n", "3", "sh", "-c", 'exec "$@" <&- >&-', "sh", *rank]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env())
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    assert _rank0_forked(qshpc_home)
+    _no_process_left(tmp_path)
