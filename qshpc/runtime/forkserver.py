@@ -445,13 +445,16 @@ def _mirror_stops(ranks: Iterable[_Rank]) -> None:
 
 def _let_go(poller: Any, listener: socket.socket, ranks: list[_Rank], mine: list[int]) -> None:
     """In a child: close the server's descriptors (each once: a rank may be listed twice),
-    other stand-ins' held ones included; ``mine``: this child's own, kept."""
+    other stand-ins' held ones included, and those sent with a request not read whole yet
+    (another rank's streams and ``PMI_FD``: its ends would not be seen while this rank
+    ran); ``mine``: this child's own, kept."""
     poller.close()
     listener.close()
     for rank in {id(r): r for r in ranks}.values():
         rank.conn.close()
         extra = [rank.pidfd] if rank.pidfd >= 0 else []
         extra += [fd for fd in (rank.held[1] if rank.held else []) if fd not in mine]
+        extra += [fd for fd in rank.fds if fd not in mine]
         for fd in extra:
             try:
                 os.close(fd)

@@ -47,7 +47,15 @@ elif patch == "stall":  # a same-user connection that sent part of a request, th
         if server is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect("\\0" + server.name)
-            sock.sendall(b"\\0\\0\\0\\x20{")
+            if os.environ.get("STALL_FDS"):  # with a descriptor, as a stand-in sends its own
+                r, w = os.pipe()
+                with open(os.environ["STALL_FDS"], "w") as f:
+                    f.write(os.readlink(f"/proc/self/fd/{w}"))
+                socket.send_fds(sock, [b"\\0\\0\\0\\x20{"], [w] * 40)  # (numbers past a rank's)
+                os.close(w)
+                held.append(r)
+            else:
+                sock.sendall(b"\\0\\0\\0\\x20{")
             held.append(sock)
         return server
 
@@ -455,4 +463,77 @@ def test_ranks_with_their_standard_streams_closed_are_forked(
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Traceback" not in out.stderr, out.stderr
     assert _rank0_forked(qshpc_home)
+    _no_process_left(tmp_path)
+
+
+FDS = """
+import os
+import qiskit
+from qshpc import distribute_task, get, save_result
+
+def links():
+    return sorted({os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                   if os.path.exists(f"/proc/self/fd/{fd}")})
+
+@distribute_task()
+def task(i):
+    return links()
+
+save_result({"rank0": links(), "tasks": get([task(i) for i in range(4)])})
+"""
+
+
+def test_a_request_read_in_part_leaves_its_descriptors_out_of_other_ranks(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """Requests are read as they come: the descriptors that came with one not read whole
+    yet (a stand-in's streams, its PMI_FD) must not stay open in a rank forked meanwhile."""
+    program = tmp_path / "fds.py"
+    program.write_text(FDS)
+    pipe = tmp_path / "pipe.txt"
+    cmd = _wrapped(tmp_path, "run", str(program), "--workers", "2")
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(PATCH="stall", STALL_FDS=str(pipe)),
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    got = json.loads(run_cli("result", job_dir_of(qshpc_home).name, "--json").stdout)
+    held = pipe.read_text()
+    assert held.startswith("pipe:")
+    for links in [got["rank0"], *got["tasks"]]:
+        assert held not in links, (held, links)
+    _no_process_left(tmp_path)
+
+
+HUGE = """
+import os
+import qiskit
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def task(i):
+    return len(os.environ["BIG3"])
+
+with open("/proc/self/cmdline", "rb") as f:
+    me = f.read().replace(b"\\0", b" ").decode()
+save_result({"rank0": me, "lengths": get([task(i) for i in range(4)])})
+"""
+
+
+def test_an_environment_of_huge_values_reaches_the_forked_ranks(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """Four values of 120 kB (Linux takes 128 kB a value): each request is read in parts."""
+    program = tmp_path / "huge.py"
+    program.write_text(HUGE)
+    big = {f"BIG{i}": str(i) * 120_000 for i in range(4)}
+    cmd = [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env(**big))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    got = json.loads(run_cli("result", job_dir_of(qshpc_home).name, "--json").stdout)
+    assert got["lengths"] == [120_000] * 4
+    assert "qshpc.runtime.forkserver" in got["rank0"]
     _no_process_left(tmp_path)
