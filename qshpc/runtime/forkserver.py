@@ -496,6 +496,7 @@ def _end_children(parent: int, grace: float) -> None:
     try:
         for pidfd, pid in ranks:
             _signal_rank(pidfd, pid, signal.SIGTERM)
+            _signal_rank(pidfd, pid, signal.SIGCONT)  # (one stopped acts on it, as kill(1)'s)
         poller = select.poll()
         for pidfd, _ in ranks:
             poller.register(pidfd, select.POLLIN)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.mpi
 
 #: A wrapper of ``python -m qshpc``: patches the launcher as ``PATCH`` says, then runs it.
 WRAPPER = """
-import os, runpy, socket, sys, time
+import os, runpy, signal, socket, sys, time
 patch = os.environ.get("PATCH", "")
 if patch == "raise":  # the launcher's own code raises once the ranks are running
     import qshpc.launch.local as local
@@ -34,6 +34,12 @@ if patch == "raise":  # the launcher's own code raises once the ranks are runnin
         deadline = time.monotonic() + 90
         while not os.path.exists(os.environ["STARTED"]) and time.monotonic() < deadline:
             time.sleep(0.05)
+        if os.environ.get("STOP_RANKS"):  # the ranks were stopped (kill -STOP) meanwhile
+            me = os.getpid()
+            for kid in open(f"/proc/{me}/task/{me}/children").read().split():
+                if b"qshpc.runtime.forkserver" in open(f"/proc/{kid}/cmdline", "rb").read():
+                    for rank in open(f"/proc/{kid}/task/{kid}/children").read().split():
+                        os.kill(int(rank), signal.SIGSTOP)
         raise RuntimeError("injected: the launcher's own code raised")
 
     local._watch = watch
@@ -94,17 +100,18 @@ save_result(first + get([task(i) for i in range(4, 8)]))
 """
 
 
-@pytest.mark.parametrize("server", ["1", "0"])
+@pytest.mark.parametrize("server,stopped", [("1", ""), ("1", "1"), ("0", "")])
 def test_a_launcher_that_raised_leaves_a_store_that_opens(
-    server: str, qshpc_home: Path, tmp_path: Path
+    server: str, stopped: str, qshpc_home: Path, tmp_path: Path
 ) -> None:
     """Server.stop() killed the ranks (SIGKILL): rank 0's final fold never ran. They now
-    get a SIGTERM and a grace period, as mpiexec gives them without the server."""
+    get a SIGTERM and a grace period, as mpiexec gives them without the server (and a
+    SIGCONT: ranks stopped meanwhile act on it)."""
     program = tmp_path / "half.py"
     program.write_text(HALF)
     started = tmp_path / "started"
     cmd = _wrapped(tmp_path, "run", str(program), "--workers", "2")
-    env = _env(PATCH="raise", STARTED=str(started), QSHPC_FORK_SERVER=server)
+    env = _env(PATCH="raise", STARTED=str(started), QSHPC_FORK_SERVER=server, STOP_RANKS=stopped)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env)
     assert out.returncode != 0 and "injected" in out.stderr, out.stdout + out.stderr
     assert started.exists()
