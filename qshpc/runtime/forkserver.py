@@ -431,15 +431,17 @@ def _serve(
 def _mirror_stops(ranks: Iterable[_Rank]) -> None:
     """A stand-in stopped (SIGSTOP: no handler can pass it on, as a stand-in passes on a
     signal) stops its rank's group too, as it stopped the rank before the server; the
-    SIGCONT that continues the stand-in is passed on as any other."""
+    SIGCONT that continues the stand-in is passed on as any other, and sent here too once
+    the stand-in is seen running again (a SIGCONT passed on just before this SIGSTOP
+    arrived would have left the rank stopped)."""
     for rank in ranks:
         try:
             with open(f"/proc/{rank.peer}/stat") as stat:
                 stopped = stat.read().rsplit(")", 1)[1].split()[0] == "T"
         except (OSError, IndexError):
             stopped = False
-        if stopped and not rank.stopped:
-            _signal_rank(rank.pidfd, rank.pid, signal.SIGSTOP)
+        if stopped != rank.stopped:
+            _signal_rank(rank.pidfd, rank.pid, signal.SIGSTOP if stopped else signal.SIGCONT)
         rank.stopped = stopped
 
 
