@@ -732,7 +732,10 @@ def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str], se
     os.environ.update(request["env"])
     for key, value in blas.items():  # what the rank would have set before numpy loaded
         os.environ.setdefault(key, value)
-    os.chdir(request["cwd"])
+    try:
+        os.chdir(request["cwd"])
+    except OSError:  # removed (renamed) since the stand-in asked: the folder it is in still
+        os.chdir(f"/proc/{int(request.get('pid', 0))}/cwd")
     os.umask(int(request["umask"]))
     try:
         os.sched_setaffinity(0, request["affinity"])
@@ -928,6 +931,7 @@ def _ask(conn: socket.socket, argv: list[str], ignored: list[int]) -> None:
             "argv": argv,
             "env": {**os.environ, SOCKET_VAR: ""},  # (the forked rank hands over no more)
             "cwd": os.getcwd(),
+            "pid": os.getpid(),  # (its folder, /proc/PID/cwd, should that name go meanwhile)
             "umask": _umask(),
             "affinity": sorted(os.sched_getaffinity(0)),
             "fds": numbers,

@@ -544,3 +544,41 @@ def test_an_environment_of_huge_values_reaches_the_forked_ranks(
     assert got["lengths"] == [120_000] * 4
     assert "qshpc.runtime.forkserver" in got["rank0"]
     _no_process_left(tmp_path)
+
+
+#: Injected in every process of the job (sitecustomize): the folder ``HUNT20_GONE`` is
+#: removed at the moment a process changes into it (the forked rank, taking its
+#: stand-in's folder: a user's ``rm -r`` between the hand-over and the fork).
+GONE = """
+import os
+_chdir, _gone = os.chdir, os.environ.get("HUNT20_GONE")
+
+def chdir(path):
+    if _gone and os.fspath(path) == _gone and os.path.isdir(_gone):
+        os.rmdir(_gone)
+    return _chdir(path)
+
+os.chdir = chdir
+"""
+
+
+def test_a_folder_removed_before_the_fork_fails_no_rank(qshpc_home: Path, tmp_path: Path) -> None:
+    """The child changed into its stand-in's folder by name: removed meanwhile (the
+    server holds a worker's request ~1 s while Aer loads), the rank died of a traceback.
+    It takes the folder its stand-in is in (/proc/PID/cwd), as a fresh rank stays in it,
+    and says what a fresh rank says there: one line, exit 2."""
+    program = tmp_path / "quick.py"
+    program.write_text(QUICK)
+    work = tmp_path / "work"
+    work.mkdir()
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(GONE)
+    env = _env(HUNT20_GONE=str(work), PYTHONPATH=f"{inject}:{ROOT}")
+    cmd = [mpiexec(), "-n", "3", sys.executable, "-m", "qshpc", "run", str(program)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=work)
+    assert not work.exists()  # (the injection happened)
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "the working directory was removed" in out.stderr
+    _no_process_left(tmp_path)
