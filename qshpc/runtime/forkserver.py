@@ -40,7 +40,7 @@ import os
 import signal
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from qshpc.runtime.procs import connect_within, die_with_parent, installed, peer_cred
@@ -65,13 +65,20 @@ FORWARDED = (
 )
 #: Signals a child may have inherited a handler for from the server: the defaults again.
 _RESET = (*FORWARDED, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
-#: The longest the server waits for a stand-in's request once it connected.
-_READ_S = 10.0
 #: The longest a stand-in waits for its rank's fork (the server imports first); then it runs
 #: the rank itself (the server kills a child forked after that: its stand-in hung up).
 _FORK_WAIT_S = 120.0
 #: The most descriptors a stand-in hands over (one SCM_RIGHTS message).
 _MAX_FDS = 64
+#: How often the server looks whether a stand-in was stopped (:func:`_mirror_stops`).
+_WATCH_S = 0.25
+#: The longest request the server reads (an environment is 2 MiB at most on Linux).
+_MAX_REQUEST = 64 << 20
+#: How long ranks still running when the launcher stops their server have to end after
+#: their SIGTERM (:meth:`Server.stop`), before a SIGKILL.
+STOP_GRACE_S = 10.0
+#: ``pidfd_send_signal``'s flag (Linux 6.9): to the process group the pidfd's process leads.
+_PIDFD_SIGNAL_PROCESS_GROUP = 4
 _HEADER = struct.Struct("!I")
 _PID = struct.Struct("!cq")
 _END = struct.Struct("!cii")  # b"X", 0 = exit code / 1 = signal, value
@@ -94,9 +101,16 @@ class Server:
         except subprocess.TimeoutExpired:
             pass
 
-    def stop(self) -> None:
-        """End the server (mpiexec ended, so did the ranks it started) and reap it."""
+    def stop(self, grace: float | None = None) -> None:
+        """End the server and reap it.
+
+        Normally mpiexec ended, so did the ranks: the server is killed. A rank still
+        running (the launcher's own code raised) gets a SIGTERM first, as mpiexec
+        would pass it on, and ``grace`` seconds (:data:`STOP_GRACE_S`) to end: rank 0
+        then stores its end and makes the store final; a SIGKILL after that.
+        """
         if self.proc.poll() is None:
+            _end_children(self.proc.pid, STOP_GRACE_S if grace is None else grace)
             self.proc.kill()
         self.proc.wait()
 
@@ -121,16 +135,13 @@ def start(
     interpreter's options the ranks run with (``-O``, ``-X dev``...).
     """
     import json
-    import socket
     import subprocess
 
     name = name or f"qshpc-fork-{token}"
     if not _pidfds():  # the server watches its children through pidfds
         return None
     try:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind("\0" + name)
-        listener.listen(max(ranks, 1) * 2)
+        listener = _listener(name, ranks)
     except OSError:
         return None
     fd = listener.fileno()
@@ -148,6 +159,27 @@ def start(
     finally:
         listener.close()
     return Server(proc, name)
+
+
+def _listener(name: str, ranks: int) -> socket.socket:
+    """The server's socket, bound to ``name`` and listening, at a number above the standard
+    streams': one closed here (``qshpc run ... <&-``) is the number the new socket would
+    get, and the server's stdin (/dev/null) takes that number in the server."""
+    import fcntl
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if sock.fileno() <= 2:
+            high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+            sock.close()
+            sock = socket.socket(fileno=high)
+        sock.bind("\0" + name)
+        sock.listen(max(ranks, 1) * 2)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def encode_plan(token: str, ranks: int, modules: tuple[str, ...], blas: Mapping[str, str]) -> str:
@@ -214,11 +246,50 @@ def main(argv: list[str]) -> None:
 class _Rank:
     """A stand-in's connection, and the child forked for it once it asked."""
 
-    def __init__(self, conn: socket.socket) -> None:
+    def __init__(self, conn: socket.socket, peer: int) -> None:
         self.conn = conn
+        self.peer = peer  # the stand-in's pid
+        self.stopped = False  # the stand-in was seen stopped (and its rank stopped with it)
         self.pid = 0
         self.pidfd = -1
         self.held: tuple[dict[str, Any], list[int]] | None = None  # asked, not forked yet
+        self.data = bytearray()  # its request, as read so far
+        self.fds: list[int] = []  # the descriptors sent with it
+        self.asked: tuple[dict[str, Any], list[int]] | None = None  # its request, once whole
+
+    def read(self) -> bool:
+        """Read what the stand-in sent so far, never waiting (a stalled connection holds no
+        other: the socket does not block); :attr:`asked` once the request is whole.
+        False: unreadable or closed before it was (the descriptors received are closed)."""
+        import json
+        import socket
+
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.conn, 65536, _MAX_FDS)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data, fds = b"", []
+        self.fds += fds
+        self.data += data
+        whole = len(self.data) >= _HEADER.size
+        size = _HEADER.unpack_from(self.data)[0] if whole else 0
+        if data and len(self.data) < _HEADER.size + size and len(self.data) <= _MAX_REQUEST:
+            return True
+        try:
+            if len(self.data) != _HEADER.size + size or not whole:
+                raise ValueError("request cut short, or too long")
+            request = json.loads(bytes(self.data[_HEADER.size :]))
+            if not isinstance(request, dict) or len(request.get("fds", ())) != len(self.fds):
+                raise ValueError("descriptors lost")
+            _check_fds(request["fds"], self.fds)
+        except (ValueError, KeyError, TypeError, OSError):
+            for fd in self.fds:
+                os.close(fd)
+            self.fds = []
+            return False
+        self.asked, self.fds, self.data = (request, self.fds), [], bytearray()
+        return True
 
 
 #: What the child of a fork returns: the request, its descriptors, the server's pid.
@@ -234,6 +305,8 @@ def _serve(
     was forked (Aer: rank 0 runs the program, only the workers' tasks need it).
     """
     import select
+    import socket
+    import time
 
     poller = select.epoll()
     poller.register(listener.fileno(), select.EPOLLIN)
@@ -273,16 +346,21 @@ def _serve(
         rank.pid = pid
         by_pidfd[rank.pidfd] = rank
         poller.register(rank.pidfd, select.EPOLLIN)
-        try:
-            rank.conn.sendall(_PID.pack(b"P", pid))
+        try:  # its pid, and a pidfd of it: a signal passed on never reaches another process
+            if not socket.send_fds(rank.conn, [_PID.pack(b"P", pid)], [rank.pidfd]):
+                raise OSError("nothing sent")
         except OSError:
             _kill_rank(pid, signal.SIGKILL)
         return None
 
     # Until every rank was forked and ended; or, once the process that started the server
     # is gone (a rank that never came: it ran by itself), until the children ended.
+    watched = 0.0
     while (served < ranks and os.getppid() == parent) or by_pidfd or late:
-        events = poller.poll(0.0 if late and first else 0.02 if late else 1.0)
+        events = poller.poll(0.0 if late and first else 0.02 if late else _WATCH_S)
+        if by_pidfd and time.monotonic() - watched >= _WATCH_S:
+            watched = time.monotonic()
+            _mirror_stops(by_pidfd.values())
         if late and (first or not events):  # rank 0 forked, or no request waits: load Aer
             _preload(late)
             late = ()
@@ -298,7 +376,15 @@ def _serve(
                     conn, _addr = listener.accept()
                 except OSError:
                     continue
-                by_conn[conn.fileno()] = _Rank(conn)
+                try:
+                    peer, uid = peer_cred(conn)
+                    conn.setblocking(False)
+                except OSError:
+                    uid = -1
+                if uid != os.getuid():  # an abstract name anyone can use: another user's
+                    conn.close()  # closed unread
+                    continue
+                by_conn[conn.fileno()] = _Rank(conn, peer)
                 poller.register(conn.fileno(), select.EPOLLIN)
             elif fd in by_pidfd:  # a child ended: reap it, tell its stand-in
                 rank = by_pidfd.pop(fd)
@@ -322,12 +408,15 @@ def _serve(
                     del by_conn[fd]
                     poller.unregister(fd)
                     continue
-                asked = _ask_of(rank.conn)
-                if asked is None:  # unreadable: that rank runs by itself
+                if not rank.read():  # unreadable: that rank runs by itself
                     del by_conn[fd]
                     poller.unregister(fd)
                     rank.conn.close()
-                elif late and asked[0].get("env", {}).get("PMI_RANK") != "0":
+                    continue
+                asked, rank.asked = rank.asked, None
+                if asked is None:  # (not whole yet)
+                    continue
+                if late and asked[0].get("env", {}).get("PMI_RANK") != "0":
                     rank.held = asked  # a worker: forked once Aer is loaded
                 else:
                     child = fork(rank, asked)
@@ -336,20 +425,123 @@ def _serve(
     return None
 
 
+def _mirror_stops(ranks: Iterable[_Rank]) -> None:
+    """A stand-in stopped (SIGSTOP: no handler can pass it on, as a stand-in passes on a
+    signal) stops its rank's group too, as it stopped the rank before the server; the
+    SIGCONT that continues the stand-in is passed on as any other, and sent here too once
+    the stand-in is seen running again (a SIGCONT passed on just before this SIGSTOP
+    arrived would have left the rank stopped)."""
+    for rank in ranks:
+        try:
+            with open(f"/proc/{rank.peer}/stat") as stat:
+                stopped = stat.read().rsplit(")", 1)[1].split()[0] == "T"
+        except (OSError, IndexError):
+            stopped = False
+        if stopped != rank.stopped:
+            _signal_rank(rank.pidfd, rank.pid, signal.SIGSTOP if stopped else signal.SIGCONT)
+        rank.stopped = stopped
+
+
 def _let_go(poller: Any, listener: socket.socket, ranks: list[_Rank], mine: list[int]) -> None:
     """In a child: close the server's descriptors (each once: a rank may be listed twice),
-    other stand-ins' held ones included; ``mine``: this child's own, kept."""
+    other stand-ins' held ones included, and those sent with a request not read whole yet
+    (another rank's streams and ``PMI_FD``: its ends would not be seen while this rank
+    ran); ``mine``: this child's own, kept."""
     poller.close()
     listener.close()
     for rank in {id(r): r for r in ranks}.values():
         rank.conn.close()
         extra = [rank.pidfd] if rank.pidfd >= 0 else []
         extra += [fd for fd in (rank.held[1] if rank.held else []) if fd not in mine]
+        extra += [fd for fd in rank.fds if fd not in mine]
         for fd in extra:
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _signal_rank(pidfd: int, pid: int, sig: int) -> None:
+    """``sig`` to the forked rank ``pidfd`` (pid ``pid``) and what it started in its process
+    group, as hydra signals a rank's group; to the rank alone while it has no group (before
+    its ``setsid``). Through its pidfd: never to another process that took its pid once it
+    ended. Before Linux 6.9 (no group flag) its group is signalled by number, while the
+    rank is seen not reaped (its number is its group's then)."""
+    try:
+        signal.pidfd_send_signal(pidfd, sig, None, _PIDFD_SIGNAL_PROCESS_GROUP)
+        return
+    except ProcessLookupError:  # no group of its own (not yet, or no more)
+        pass
+    except OSError:  # EINVAL: a kernel before 6.9
+        try:
+            signal.pidfd_send_signal(pidfd, 0)
+            os.killpg(pid, sig)
+            return
+        except OSError:
+            pass
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+    except OSError:  # ended
+        pass
+
+
+def _end_children(parent: int, grace: float) -> None:
+    """SIGTERM to the running ranks the server ``parent`` forked (and their groups), ``grace``
+    seconds for them to end, then SIGKILL (:meth:`Server.stop`)."""
+    import select
+    import time
+
+    ranks = _children_of(parent)
+    try:
+        for pidfd, pid in ranks:
+            _signal_rank(pidfd, pid, signal.SIGTERM)
+            _signal_rank(pidfd, pid, signal.SIGCONT)  # (one stopped acts on it, as kill(1)'s)
+        poller = select.poll()
+        for pidfd, _ in ranks:
+            poller.register(pidfd, select.POLLIN)
+        left = {pidfd for pidfd, _ in ranks}
+        deadline = time.monotonic() + grace
+        while left and (wait := deadline - time.monotonic()) > 0:
+            for pidfd, _ in poller.poll(wait * 1000):
+                left.discard(pidfd)
+                poller.unregister(pidfd)
+        for pidfd, pid in ranks:
+            if pidfd in left:
+                _signal_rank(pidfd, pid, signal.SIGKILL)
+    finally:
+        for pidfd, _ in ranks:
+            os.close(pidfd)
+
+
+def _children_of(parent: int) -> list[tuple[int, int]]:
+    """``(pidfd, pid)`` of each child of ``parent`` that still runs. Each pid read from
+    /proc is checked once its pidfd is open: still ``parent``'s child, and not ended (so
+    the pid was that child's all along)."""
+    import select
+
+    try:
+        with open(f"/proc/{parent}/task/{parent}/children") as listing:
+            pids = [int(word) for word in listing.read().split()]
+    except (OSError, ValueError):  # (a kernel without CONFIG_PROC_CHILDREN: none found)
+        return []
+    found = []
+    for pid in pids:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            ppid = -1
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if ppid == parent and not poller.poll(0):
+            found.append((pidfd, pid))
+        else:
+            os.close(pidfd)
+    return found
 
 
 def _kill_rank(pid: int, sig: int) -> None:
@@ -367,17 +559,6 @@ def _fork() -> int:
         return os.fork()
     except OSError:
         return -1
-
-
-def _ask_of(conn: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
-    """A stand-in's request (None: not this user's, or unreadable)."""
-    try:
-        if peer_cred(conn)[1] != os.getuid():
-            return None  # an abstract name anyone could connect to: not this user's process
-        conn.settimeout(_READ_S)  # a stand-in sends it whole at once: never wait on one
-        return _receive(conn)
-    except (OSError, ValueError):
-        return None
 
 
 def _preload(modules: tuple[str, ...], mpi: bool = False) -> None:
@@ -517,31 +698,21 @@ def _report(rank: _Rank) -> None:
         pass
 
 
-def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """One request: a length, JSON, and the descriptors sent with its first bytes."""
-    import json
-    import socket
+def _check_fds(numbers: list[Any], fds: list[int]) -> None:
+    """ValueError unless a child can put ``fds`` at ``numbers`` (:func:`_take_descriptors`)
+    within this process's hard limit of descriptors (else that rank runs by itself)."""
+    import resource
 
-    data, fds, _flags, _addr = socket.recv_fds(conn, 65536, _MAX_FDS)
-    if len(data) < _HEADER.size:
-        for fd in fds:
-            os.close(fd)
-        raise ValueError("short request")
-    (size,) = _HEADER.unpack_from(data)
-    body = bytearray(data[_HEADER.size :])
-    while len(body) < size:
-        more = conn.recv(size - len(body))
-        if not more:
-            for fd in fds:
-                os.close(fd)
-            raise ValueError("request cut short")
-        body += more
-    request: dict[str, Any] = json.loads(bytes(body))
-    if len(request.get("fds", ())) != len(fds):
-        for fd in fds:
-            os.close(fd)
-        raise ValueError("descriptors lost")
-    return request, fds
+    if not all(isinstance(n, int) and n >= 0 for n in numbers):
+        raise ValueError("descriptor numbers")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and _above(numbers, fds) + len(fds) > hard:
+        raise ValueError("descriptors beyond the limit")
+
+
+def _above(numbers: list[int], fds: list[int]) -> int:
+    """The lowest number where copies of ``fds`` clash with none of ``numbers`` or ``fds``."""
+    return max([*numbers, *fds, 2]) + 1
 
 
 def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str], server: int) -> None:
@@ -562,11 +733,15 @@ def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str], se
     if stopsig is not None:  # (preloaded by QSHPC_PRELOAD): a rank, not a child a rank forked
         stopsig.forked.clear()
     _take_descriptors(request["fds"], fds)
+    _open_streams(request["fds"])
     os.environ.clear()
     os.environ.update(request["env"])
     for key, value in blas.items():  # what the rank would have set before numpy loaded
         os.environ.setdefault(key, value)
-    os.chdir(request["cwd"])
+    try:
+        os.chdir(request["cwd"])
+    except OSError:  # removed (renamed) since the stand-in asked: the folder it is in still
+        os.chdir(f"/proc/{int(request.get('pid', 0))}/cwd")
     os.umask(int(request["umask"]))
     try:
         os.sched_setaffinity(0, request["affinity"])
@@ -588,10 +763,20 @@ def _become(request: dict[str, Any], fds: list[int], blas: Mapping[str, str], se
 
 
 def _take_descriptors(numbers: list[int], fds: list[int]) -> None:
-    """Put each received descriptor at the number it had in the stand-in."""
-    import fcntl
+    """Put each received descriptor at the number it had in the stand-in.
 
-    above = max([*numbers, *fds, 2]) + 1  # the copies clash with no number to fill
+    Each is first copied above every number to fill; when that is past the soft
+    limit of descriptors (one at the stand-in's limit - 1), the limit is raised to
+    the hard one meanwhile (:func:`_check_fds` saw that it suffices).
+    """
+    import fcntl
+    import resource
+
+    above = _above(numbers, fds)  # the copies clash with no number to fill
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raised = limit[0] != resource.RLIM_INFINITY and above + len(fds) > limit[0]
+    if raised:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit[1], limit[1]))
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds]
     for fd in fds:
         os.close(fd)
@@ -605,6 +790,27 @@ def _take_descriptors(numbers: list[int], fds: list[int]) -> None:
     for number, fd in zip(numbers, high, strict=True):
         os.dup2(fd, number, inheritable=True)
         os.close(fd)
+    if raised:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+
+
+def _open_streams(numbers: list[int]) -> None:
+    """The standard streams the server has not (closed in its launcher: ``qshpc run ...
+    2>&-``) and the stand-in has, opened as Python opens them at its start: else the rank
+    ran with ``sys.stderr`` None, its errors unseen (a job failed, exit 1, without a word)."""
+
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        if fd not in numbers or getattr(sys, name) is not None:
+            continue
+        stream = open(
+            fd,
+            "r" if fd == 0 else "w",
+            errors="backslashreplace" if fd == 2 else None,
+            buffering=1 if fd == 2 or os.isatty(fd) else -1,  # (1: by line)
+            closefd=False,
+        )
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
 
 
 _forked: list[bool] = []  # not empty in a rank the server forked (or one its launcher's should)
@@ -679,11 +885,11 @@ _servers: list[Server] = []  # the server a local rank 0 started, to reap at its
 def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
     """Hand this rank over to the server at ``name`` (retrying ``wait`` s for its socket)."""
     pending: list[int] = []
-    child: list[int] = []
+    child: list[tuple[int, int]] = []  # the rank's pid and pidfd, once forked
 
     def forward(signum: int, frame: Any) -> None:
         if child:
-            _kill_rank(child[0], signum)
+            _signal_rank(child[0][1], child[0][0], signum)
         else:
             pending.append(signum)
 
@@ -701,11 +907,11 @@ def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
             raise ValueError("fork server of another user")
         _ask(conn, argv, ignored)
         conn.settimeout(_FORK_WAIT_S)
-        pid = _read_pid(conn)
+        forked = _read_pid(conn)
         conn.settimeout(None)
     except (OSError, ValueError):
-        pid = None
-    if pid is None:  # nothing forked: this process is the rank (signals noted meanwhile too)
+        forked = None
+    if forked is None:  # nothing forked: this process is the rank (signals noted meanwhile too)
         if conn is not None:
             conn.close()  # (a child forked for it after all is killed by the server)
         for sig, handler in before.items():
@@ -714,10 +920,10 @@ def _hand_over_to(name: str, argv: list[str], wait: float) -> None:
             os.kill(os.getpid(), signum)
         return
     assert conn is not None
-    child.append(pid)
+    child.append(forked)
     for signum in [*noted, *pending]:  # (blocked in the child until its handlers are set)
-        _kill_rank(pid, signum)
-    _stand_in(conn, pid)
+        _signal_rank(forked[1], forked[0], signum)
+    _stand_in(conn, *forked)
 
 
 def _ask(conn: socket.socket, argv: list[str], ignored: list[int]) -> None:
@@ -731,6 +937,7 @@ def _ask(conn: socket.socket, argv: list[str], ignored: list[int]) -> None:
             "argv": argv,
             "env": {**os.environ, SOCKET_VAR: ""},  # (the forked rank hands over no more)
             "cwd": os.getcwd(),
+            "pid": os.getpid(),  # (its folder, /proc/PID/cwd, should that name go meanwhile)
             "umask": _umask(),
             "affinity": sorted(os.sched_getaffinity(0)),
             "fds": numbers,
@@ -770,12 +977,22 @@ def _inherited() -> list[int]:
     return sorted(needed + others[: max(0, _MAX_FDS - len(needed))])
 
 
-def _read_pid(conn: socket.socket) -> int | None:
-    data = _read_exactly(conn, _PID.size)
-    if data is None:
+def _read_pid(conn: socket.socket) -> tuple[int, int] | None:
+    """The forked rank's pid and a pidfd of it (the server's message ``P``); None: no rank."""
+    import socket
+
+    data, fds, _flags, _addr = socket.recv_fds(conn, _PID.size, 1)
+    if not fds:  # (no pidfd: nothing to signal it by; the server kills what it forked)
         return None
-    kind, pid = _PID.unpack(data)
-    return pid if kind == b"P" and pid > 0 else None
+    rest = _read_exactly(conn, _PID.size - len(data)) if data else None
+    if rest is None:
+        os.close(fds[0])
+        return None
+    kind, pid = _PID.unpack(data + rest)
+    if kind != b"P" or pid <= 0:
+        os.close(fds[0])
+        return None
+    return pid, fds[0]
 
 
 def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
@@ -788,14 +1005,17 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
     return data
 
 
-def _stand_in(conn: socket.socket, pid: int) -> NoReturn:
+def _stand_in(conn: socket.socket, pid: int, pidfd: int) -> NoReturn:
     """Wait for the rank's end (signals passed on meanwhile); end as it did."""
     try:
         data = _read_exactly(conn, _END.size)
     except OSError:
         data = None
     if data is None:  # the server is gone: nothing reports the rank's end, so it ends now
-        _kill(pid, signal.SIGKILL)
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
         print(
             f"qshpc: error: the fork server of this rank (pid {pid}) ended before it; "
             "the rank was ended",
