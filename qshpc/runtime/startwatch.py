@@ -79,26 +79,88 @@ def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
     text = message(timeout_s)
     parent = os.getpid()
     read_end, write_end = os.pipe()
+    # Blocked across the fork: a stop signal sent meanwhile reaches the watchdog's own
+    # handler (_wait), not the rank's, which it inherits until then.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     child = os.fork()
     if child:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(read_end)
         return StartWatch(child, write_end)
     # the watchdog: only plain system calls from here (the rank may have threads)
     code = 0
     try:
         os.close(write_end)
-        ready, _, _ = select.select([read_end], [], [], timeout_s)
-        if not ready:
+        asked = _wait(read_end, timeout_s)
+        if asked is not None:
+            if asked:
+                text = stopped_message(asked, STOP_GRACE_S, parent)
             os.write(2, (text + "\n").encode())
             if job_dir is not None and not _held_by_another(job_dir, parent):
                 try:
-                    mark_terminal(job_dir, "FAILED", text)
+                    mark_terminal(job_dir, "CANCELED" if asked else "FAILED", text)
                 except OSError:
                     pass
             os.kill(parent, signal.SIGKILL)
     except BaseException:
         code = 1
     os._exit(code)
+
+
+#: How long a rank asked to stop (SIGINT, SIGTERM, SIGHUP) may still wait for MPI to start.
+STOP_GRACE_S = 10.0
+_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _wait(read_end: int, timeout_s: float) -> int | None:
+    """In the watchdog: None once the rank said MPI started (or ended); else the stop signal
+    it was sent (0: none, the limit passed).
+
+    A stop signal sent to the rank's process group reaches the watchdog too. It
+    ended it (SIGTERM's default): the rank, held in ``MPI_Init`` by C code where its
+    own handler never runs, then waited forever (two ranks of a job whose
+    ``mpiexec`` was killed spun a core each for 17 minutes). The watchdog now
+    stays, and gives the rank ``STOP_GRACE_S`` more at most.
+    """
+    import time
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stop(signum)
+
+    for sig in _STOPS:
+        signal.signal(sig, stop)
+    deadline = time.monotonic() + timeout_s
+    asked = 0
+    blocked = True
+    while True:
+        try:
+            if blocked:  # (by watch, across the fork): one sent meanwhile is raised here
+                blocked = False
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+            ready, _, _ = select.select([read_end], [], [], max(deadline - time.monotonic(), 0))
+            return None if ready else asked
+        except _Stop as exc:
+            asked = asked or int(exc.args[0])
+            deadline = min(deadline, time.monotonic() + STOP_GRACE_S)
+
+
+def stopped_message(
+    signum: int, grace_s: float, pid: int, environ: dict[str, str] | None = None
+) -> str:
+    """What the watchdog says when MPI had not started ``grace_s`` after a stop signal."""
+    env = os.environ if environ is None else environ
+    rank = env.get("PMI_RANK") or env.get("OMPI_COMM_WORLD_RANK") or env.get("PMIX_RANK")
+    who = f"MPI rank {rank}" if rank else "an MPI rank"
+    return (
+        f"qshpc: error: {who} on host {socket.gethostname()} (pid {pid}) was asked "
+        f"to stop ({signal.Signals(signum).name}) while MPI was starting, and MPI had not "
+        f"started {grace_s:g} s later (MPI_Init or the ranks' first exchange is stuck: "
+        "another rank or the launcher may be gone); the rank was ended (SIGKILL)"
+    )
 
 
 def _held_by_another(job_dir: Path, mine: int) -> bool:

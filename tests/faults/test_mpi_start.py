@@ -98,3 +98,59 @@ def test_the_watchdog_leaves_a_job_another_live_run_holds(tmp_path: Path) -> Non
                                capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
         assert stuck.returncode == -9 and "MPI did not start within 0.5 s" in stuck.stderr
         assert (job / "status.json").exists() == marked, holder
+
+
+def test_a_rank_asked_to_stop_while_mpi_hangs_ends_soon(tmp_path: Path) -> None:
+    """SIGTERM to a rank's process group while its MPI_Init hangs: the watchdog (in that
+    group too) died of it, and the rank, whose own handler never runs inside MPI_Init,
+    waited forever. Now the watchdog gives it STOP_GRACE_S (10 s) more, then ends it."""
+    server, env = _silent_pmi()
+    full = {**os.environ, **env, "QSHPC_MPI_START_TIMEOUT_S": "300", "QSHPC_HOME": str(tmp_path)}
+    full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    with server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qshpc", "run", str(PROGRAMS / "squares.py")],
+            env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        time.sleep(3)  # in MPI_Init by now
+        t0 = time.monotonic()
+        os.killpg(proc.pid, 15)
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+        took = time.monotonic() - t0
+    assert proc.returncode == -9, (proc.returncode, err)
+    assert "was asked to stop (SIGTERM) while MPI was starting" in err, err
+    assert "Traceback" not in err
+    assert 9 < took < 30, took
+
+
+def test_a_submitted_job_stopped_while_mpi_hangs_is_marked_canceled(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    code = (
+        "import signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from qshpc.runtime.startwatch import watch\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a rank held in MPI_Init\n"
+        "w = watch(300.0, Path(sys.argv[1]))\n"
+        "print('armed', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(job)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "armed\n"
+    os.killpg(proc.pid, 15)
+    try:
+        _, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    assert proc.returncode == -9 and "(SIGTERM)" in err, err
+    override = json.loads((job / "status.json").read_text())
+    assert override["state"] == "CANCELED" and "asked to stop" in override["error"]
