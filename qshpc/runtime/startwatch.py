@@ -81,7 +81,9 @@ def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
     read_end, write_end = os.pipe()
     # Blocked across the fork: a stop signal sent meanwhile reaches the watchdog's own
     # handler (_wait), not the rank's, which it inherits until then.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    stops = tuple(s for s in _STOPS if signal.getsignal(s) is not signal.SIG_IGN)  # (nohup)
+    launcher = os.getppid()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     child = os.fork()
     if child:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -91,10 +93,10 @@ def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
     code = 0
     try:
         os.close(write_end)
-        asked = _wait(read_end, timeout_s)
+        asked = _wait(read_end, timeout_s, stops, parent, launcher)
         if asked is not None:
             if asked:
-                text = stopped_message(asked, STOP_GRACE_S, parent)
+                text = stopped_message(asked, parent)
             os.write(2, (text + "\n").encode())
             if job_dir is not None and not _held_by_another(job_dir, parent):
                 try:
@@ -107,31 +109,37 @@ def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
     os._exit(code)
 
 
-#: How long a rank asked to stop (SIGINT, SIGTERM, SIGHUP) may still wait for MPI to start.
-STOP_GRACE_S = 10.0
 _STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: How often a watchdog whose rank was asked to stop looks whether its launcher is gone.
+ORPHAN_POLL_S = 0.5
 
 
 class _Stop(Exception):
     pass
 
 
-def _wait(read_end: int, timeout_s: float) -> int | None:
+def _wait(
+    read_end: int, timeout_s: float, stops: tuple[int, ...], rank: int, launcher: int
+) -> int | None:
     """In the watchdog: None once the rank said MPI started (or ended); else the stop signal
     it was sent (0: none, the limit passed).
 
     A stop signal sent to the rank's process group reaches the watchdog too. It
     ended it (SIGTERM's default): the rank, held in ``MPI_Init`` by C code where its
-    own handler never runs, then waited forever (two ranks of a job whose
-    ``mpiexec`` was killed spun a core each for 17 minutes). The watchdog now
-    stays, and gives the rank ``STOP_GRACE_S`` more at most.
+    own handler never runs, then waited forever once its launcher was gone (two
+    ranks of a job whose ``mpiexec`` was killed spun a core each for 17 minutes).
+    The watchdog now takes the signals the rank does not ignore (``stops``:
+    blocked across the fork, raised here) and, once asked, ends the rank as soon
+    as its ``launcher`` (its parent: hydra's proxy, slurmstepd) is gone: MPI can
+    no longer start then. While the launcher lives MPI may still start (a late
+    peer), and the rank then acts on the signal itself (CANCELED), as before.
     """
     import time
 
     def stop(signum: int, frame: object) -> None:
         raise _Stop(signum)
 
-    for sig in _STOPS:
+    for sig in stops:
         signal.signal(sig, stop)
     deadline = time.monotonic() + timeout_s
     asked = 0
@@ -140,26 +148,42 @@ def _wait(read_end: int, timeout_s: float) -> int | None:
         try:
             if blocked:  # (by watch, across the fork): one sent meanwhile is raised here
                 blocked = False
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
-            ready, _, _ = select.select([read_end], [], [], max(deadline - time.monotonic(), 0))
-            return None if ready else asked
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+            left = max(deadline - time.monotonic(), 0)
+            ready, _, _ = select.select(
+                [read_end], [], [], min(left, ORPHAN_POLL_S) if asked else left
+            )
+            if ready:
+                return None
+            if not asked or time.monotonic() >= deadline or _parent_of(rank) != launcher:
+                return asked
         except _Stop as exc:
             asked = asked or int(exc.args[0])
-            deadline = min(deadline, time.monotonic() + STOP_GRACE_S)
 
 
-def stopped_message(
-    signum: int, grace_s: float, pid: int, environ: dict[str, str] | None = None
-) -> str:
-    """What the watchdog says when MPI had not started ``grace_s`` after a stop signal."""
+def _parent_of(pid: int) -> int | None:
+    """``pid``'s parent, from ``/proc`` (plain system calls); None when unknown."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return int(data[data.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stopped_message(signum: int, pid: int, environ: dict[str, str] | None = None) -> str:
+    """What the watchdog says when a rank asked to stop lost its launcher before MPI started."""
     env = os.environ if environ is None else environ
     rank = env.get("PMI_RANK") or env.get("OMPI_COMM_WORLD_RANK") or env.get("PMIX_RANK")
     who = f"MPI rank {rank}" if rank else "an MPI rank"
     return (
         f"qshpc: error: {who} on host {socket.gethostname()} (pid {pid}) was asked "
-        f"to stop ({signal.Signals(signum).name}) while MPI was starting, and MPI had not "
-        f"started {grace_s:g} s later (MPI_Init or the ranks' first exchange is stuck: "
-        "another rank or the launcher may be gone); the rank was ended (SIGKILL)"
+        f"to stop ({signal.Signals(signum).name}) while MPI was starting, and its launcher "
+        "ended before MPI started (MPI_Init cannot finish without it); the rank was ended "
+        "(SIGKILL)"
     )
 
 
@@ -184,8 +208,13 @@ def _held_by_another(job_dir: Path, mine: int) -> bool:
         host, pid = parts[1], int(parts[2])
     except (OSError, ValueError):
         return False
-    if host != socket.gethostname():
-        return True
+    if host != socket.gethostname():  # alive while it keeps the lock fresh (lock.lapsed)
+        import time
+
+        try:
+            return os.stat(job_dir / "job.lock").st_mtime + _CLOCK_SLOP_S >= time.time()
+        except OSError:
+            return False
     if pid == mine:
         return False
     try:
@@ -194,7 +223,22 @@ def _held_by_another(job_dir: Path, mine: int) -> bool:
         return False
     except OSError:  # another user's process (EPERM): alive
         return True
-    return True
+    return _state_of(pid) not in (b"Z", b"X")  # (a zombie holds nothing)
+
+
+_CLOCK_SLOP_S = 10.0  # qshpc.store.lock.CLOCK_SLOP_S (not imported: the watchdog imports nothing)
+
+
+def _state_of(pid: int) -> bytes | None:
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return data[data.rindex(b")") + 2 : data.rindex(b")") + 3]
+    except (OSError, ValueError):
+        return None
 
 
 __all__ = ["StartWatch", "message", "watch"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -90,42 +91,84 @@ def test_the_watchdog_leaves_a_job_another_live_run_holds(tmp_path: Path) -> Non
     host = socket.gethostname()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    for holder, marked in ((os.getpid(), False), (gone.pid, True)):
+    now = time.time()
+    cases = [  # (host, pid, the lock's mtime: its holder keeps it ahead, marked)
+        (host, os.getpid(), now + 60, False),
+        (host, gone.pid, now + 60, True),
+        ("another-node", 4242, now + 60, False),  # fresh: its holder runs there
+        ("another-node", 4243, now - 600, True),  # lapsed: that run is gone
+    ]
+    for on, holder, mtime, marked in cases:
         job = tmp_path / f"job-{holder}"
         job.mkdir()
-        (job / "job.lock").write_text(f"{job / 'job.lock'}|{host}|{holder}|12345\n")
+        (job / "job.lock").write_text(f"{job / 'job.lock'}|{on}|{holder}|12345\n")
+        os.utime(job / "job.lock", (mtime, mtime))
         stuck = subprocess.run([sys.executable, "-c", code, str(job)],
                                capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
         assert stuck.returncode == -9 and "MPI did not start within 0.5 s" in stuck.stderr
         assert (job / "status.json").exists() == marked, holder
 
 
-def test_a_rank_asked_to_stop_while_mpi_hangs_ends_soon(tmp_path: Path) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def _rank_under_a_launcher(
+    argv: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen[str], int]:
+    """``argv`` started by a shell that stands for its launcher (hydra's proxy): the shell
+    dies of a SIGTERM to the group, leaving the rank without it. Returns (shell, rank pid)."""
+    shell = subprocess.Popen(
+        ["sh", "-c", '"$@" 2>"$ERRFILE" & echo $!; wait', "sh", *argv],
+        env=env, stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert shell.stdout is not None
+    return shell, int(shell.stdout.readline())
+
+
+def _end(shell: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(shell.pid, 9)
+    except ProcessLookupError:
+        pass
+    shell.wait(10)
+
+
+def test_a_rank_asked_to_stop_while_mpi_hangs_ends_with_its_launcher(tmp_path: Path) -> None:
     """SIGTERM to a rank's process group while its MPI_Init hangs: the watchdog (in that
     group too) died of it, and the rank, whose own handler never runs inside MPI_Init,
-    waited forever. Now the watchdog gives it STOP_GRACE_S (10 s) more, then ends it."""
+    waited forever once its launcher ended. Now the watchdog ends it once the launcher is
+    gone; while the launcher lives, MPI may still start and the rank acts on the signal."""
     server, env = _silent_pmi()
+    err = tmp_path / "err"
     full = {**os.environ, **env, "QSHPC_MPI_START_TIMEOUT_S": "300", "QSHPC_HOME": str(tmp_path)}
     full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    full["ERRFILE"] = str(err)
+    argv = [sys.executable, "-m", "qshpc", "run", str(PROGRAMS / "squares.py")]
     with server:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "qshpc", "run", str(PROGRAMS / "squares.py")],
-            env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        time.sleep(3)  # in MPI_Init by now
-        t0 = time.monotonic()
-        os.killpg(proc.pid, 15)
+        shell, rank = _rank_under_a_launcher(argv, full)
         try:
-            _, err = proc.communicate(timeout=60)
+            time.sleep(3)  # in MPI_Init by now
+            os.kill(rank, 15)  # the rank alone: its launcher lives, MPI may still start
+            time.sleep(2)
+            assert _alive(rank)
+            t0 = time.monotonic()
+            os.killpg(shell.pid, 15)  # the launcher ends too
+            while _alive(rank) and time.monotonic() - t0 < 30:
+                time.sleep(0.1)
+            took = time.monotonic() - t0
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-        took = time.monotonic() - t0
-    assert proc.returncode == -9, (proc.returncode, err)
-    assert "was asked to stop (SIGTERM) while MPI was starting" in err, err
-    assert "Traceback" not in err
-    assert 9 < took < 30, took
+            _end(shell)
+            if _alive(rank):
+                os.kill(rank, 9)
+    text = err.read_text()
+    assert took < 10, (took, text)
+    assert "was asked to stop (SIGTERM) while MPI was starting, and its launcher ended" in text
+    assert "Traceback" not in text
 
 
 def test_a_submitted_job_stopped_while_mpi_hangs_is_marked_canceled(tmp_path: Path) -> None:
@@ -135,22 +178,37 @@ def test_a_submitted_job_stopped_while_mpi_hangs_is_marked_canceled(tmp_path: Pa
         "import signal, sys, time\n"
         "from pathlib import Path\n"
         "from qshpc.runtime.startwatch import watch\n"
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a rank held in MPI_Init\n"
+        "signal.signal(signal.SIGTERM, lambda *a: None)  # deferred, as a rank's in MPI_Init\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)  # (nohup): the watchdog leaves it too\n"
         "w = watch(300.0, Path(sys.argv[1]))\n"
-        "print('armed', flush=True)\n"
+        "print('armed', file=sys.stderr, flush=True)\n"
         "time.sleep(60)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, "-c", code, str(job)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
-    assert proc.stdout is not None and proc.stdout.readline() == "armed\n"
-    os.killpg(proc.pid, 15)
+    err = tmp_path / "err"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "ERRFILE": str(err),
+    }
+    shell, rank = _rank_under_a_launcher([sys.executable, "-c", code, str(job)], env)
     try:
-        _, err = proc.communicate(timeout=40)
+        t0 = time.monotonic()
+        while (
+            "armed" not in (err.read_text() if err.exists() else "") and time.monotonic() - t0 < 30
+        ):
+            time.sleep(0.05)
+        os.killpg(shell.pid, signal.SIGHUP)  # ignored by the rank: nothing happens
+        time.sleep(1.5)
+        assert _alive(rank) and not (job / "status.json").exists()
+        os.killpg(shell.pid, 15)
+        t0 = time.monotonic()
+        while _alive(rank) and time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+        assert not _alive(rank), err.read_text()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-    assert proc.returncode == -9 and "(SIGTERM)" in err, err
+        _end(shell)
+        if _alive(rank):
+            os.kill(rank, 9)
+    assert "(SIGTERM)" in err.read_text()
     override = json.loads((job / "status.json").read_text())
     assert override["state"] == "CANCELED" and "asked to stop" in override["error"]
