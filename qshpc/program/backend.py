@@ -662,7 +662,7 @@ class InlineBackend:
         session = self.session
         cache = self.cache_for(task)
         # A call the cache may answer copies nothing unless it must run (a hit of 2-qubit
-        # circuits took 2.4x as long with the copy: a QPY dump and load it never used).
+        # circuits took twice as long with the copy: a QPY dump and load it never used).
         if copied and (cache is None or (session is not None and session.done)):
             # The task takes its own copy of the arguments, as they are at the call (Ray
             # pickles them then): a change the task makes to one never reaches the

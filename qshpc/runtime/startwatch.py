@@ -21,6 +21,7 @@ import select
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 
@@ -134,7 +135,6 @@ def _wait(
     no longer start then. While the launcher lives MPI may still start (a late
     peer), and the rank then acts on the signal itself (CANCELED), as before.
     """
-    import time
 
     def stop(signum: int, frame: object) -> None:
         raise _Stop(signum)
@@ -161,16 +161,26 @@ def _wait(
             asked = asked or int(exc.args[0])
 
 
-def _parent_of(pid: int) -> int | None:
-    """``pid``'s parent, from ``/proc`` (plain system calls); None when unknown."""
+def _stat_of(pid: int) -> list[bytes]:
+    """The fields of ``/proc/PID/stat`` after the command's name (state, parent...), read
+    with plain system calls; empty when unknown."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
         try:
             data = os.read(fd, 4096)
         finally:
             os.close(fd)
-        return int(data[data.rindex(b")") + 2 :].split()[1])
-    except (OSError, ValueError, IndexError):
+        return data[data.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
+        return []
+
+
+def _parent_of(pid: int) -> int | None:
+    """``pid``'s parent; None when unknown."""
+    fields = _stat_of(pid)
+    try:
+        return int(fields[1])
+    except (IndexError, ValueError):
         return None
 
 
@@ -192,9 +202,10 @@ def _held_by_another(job_dir: Path, mine: int) -> bool:
 
     Then the job is that run's, and this rank's run (a second ``--job-dir`` of a job
     that runs) would have been refused it: marking it FAILED told ``qshpc status``
-    and ``qshpc wait`` that a running job had failed (review20 F5). A holder on
-    another host cannot be checked from here: held, too. Plain system calls only
-    (the watchdog is a fork of a rank that may have threads).
+    and ``qshpc wait`` that a running job had failed (review20 F5). A holder here
+    lives while its process does (a zombie does not); one on another host while it
+    keeps the lock's time ahead (:func:`qshpc.store.lock.lapsed`). Plain system
+    calls only (the watchdog is a fork of a rank that may have threads).
     """
     try:
         fd = os.open(job_dir / "job.lock", os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
@@ -209,8 +220,6 @@ def _held_by_another(job_dir: Path, mine: int) -> bool:
     except (OSError, ValueError):
         return False
     if host != socket.gethostname():  # alive while it keeps the lock fresh (lock.lapsed)
-        import time
-
         try:
             return os.stat(job_dir / "job.lock").st_mtime + _CLOCK_SLOP_S >= time.time()
         except OSError:
@@ -223,22 +232,11 @@ def _held_by_another(job_dir: Path, mine: int) -> bool:
         return False
     except OSError:  # another user's process (EPERM): alive
         return True
-    return _state_of(pid) not in (b"Z", b"X")  # (a zombie holds nothing)
+    return _stat_of(pid)[:1] not in ([b"Z"], [b"X"])  # (a zombie holds nothing)
 
 
-_CLOCK_SLOP_S = 10.0  # qshpc.store.lock.CLOCK_SLOP_S (not imported: the watchdog imports nothing)
-
-
-def _state_of(pid: int) -> bytes | None:
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-        try:
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        return data[data.rindex(b")") + 2 : data.rindex(b")") + 3]
-    except (OSError, ValueError):
-        return None
+#: :data:`qshpc.store.lock.CLOCK_SLOP_S` (not imported: the watchdog imports nothing).
+_CLOCK_SLOP_S = 10.0
 
 
 __all__ = ["StartWatch", "message", "watch"]

@@ -212,3 +212,10 @@ def test_a_submitted_job_stopped_while_mpi_hangs_is_marked_canceled(tmp_path: Pa
     assert "(SIGTERM)" in err.read_text()
     override = json.loads((job / "status.json").read_text())
     assert override["state"] == "CANCELED" and "asked to stop" in override["error"]
+
+
+def test_the_watchdog_s_clock_slop_is_the_lock_s() -> None:
+    from qshpc.runtime import startwatch
+    from qshpc.store import lock
+
+    assert startwatch._CLOCK_SLOP_S == lock.CLOCK_SLOP_S
