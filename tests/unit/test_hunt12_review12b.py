@@ -94,7 +94,8 @@ def test_a_worker_that_cannot_see_rank_0s_pid_serves_on(tmp_path: Path) -> None:
     3 reads after its start ('rank 0 ... is gone'), rank 0 alive and refreshing."""
     job = tmp_path / "job"
     job.mkdir()
-    holder = _hold(job, ["unshare", "--pid", "--fork", "--mount-proc"])
+    # --kill-child: the holder (unshare's child) ends with it (it slept 600 s after the test)
+    holder = _hold(job, ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"])
     try:
         calm = _watch(job, 1.5)
         assert "is gone" not in calm.stderr, calm.stderr
@@ -109,7 +110,8 @@ def test_a_worker_watching_rank_0_on_another_host_asks_slurm_nothing(tmp_path: P
     `squeue`) included, at every read (10 s): one accounting query per worker and 10 s."""
     job = tmp_path / "job"
     job.mkdir()
-    other = ["unshare", "--uts", "--fork", "sh", "-c", 'hostname qshpc-other && exec "$@"', "-"]
+    other = ["unshare", "--uts", "--fork", "--kill-child", "sh", "-c",
+             'hostname qshpc-other && exec "$@"', "-"]  # fmt: skip
     holder = _hold(job, other)
     try:
         calm = _watch(job, 1.5)
