@@ -22,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -53,11 +54,15 @@ def _reap(pid: int) -> None:
         pass
 
 
+def _who(env: Mapping[str, str]) -> str:
+    """This rank as its launcher numbered it: ``MPI rank R``, or ``an MPI rank``."""
+    rank = env.get("PMI_RANK") or env.get("OMPI_COMM_WORLD_RANK") or env.get("PMIX_RANK")
+    return f"MPI rank {rank}" if rank else "an MPI rank"
+
+
 def message(timeout_s: float, environ: dict[str, str] | None = None) -> str:
     """What the watchdog says: where MPI did not start, and what to do."""
-    env = os.environ if environ is None else environ
-    rank = env.get("PMI_RANK") or env.get("OMPI_COMM_WORLD_RANK") or env.get("PMIX_RANK")
-    who = f"MPI rank {rank}" if rank else "an MPI rank"
+    who = _who(os.environ if environ is None else environ)
     return (
         f"qshpc: error: MPI did not start within {timeout_s:g} s for {who} on host "
         f"{socket.gethostname()} (pid {os.getpid()}): MPI_Init or the ranks' first exchange "
@@ -186,9 +191,7 @@ def _parent_of(pid: int) -> int | None:
 
 def stopped_message(signum: int, pid: int, environ: dict[str, str] | None = None) -> str:
     """What the watchdog says when a rank asked to stop lost its launcher before MPI started."""
-    env = os.environ if environ is None else environ
-    rank = env.get("PMI_RANK") or env.get("OMPI_COMM_WORLD_RANK") or env.get("PMIX_RANK")
-    who = f"MPI rank {rank}" if rank else "an MPI rank"
+    who = _who(os.environ if environ is None else environ)
     return (
         f"qshpc: error: {who} on host {socket.gethostname()} (pid {pid}) was asked "
         f"to stop ({signal.Signals(signum).name}) while MPI was starting, and its launcher "
