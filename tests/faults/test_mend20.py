@@ -18,7 +18,7 @@ from qshpc.client import job as client_job
 from qshpc.client.job import Job, open_job
 from tests.conftest import run_cli
 from tests.faults.test_bad_input import finished_job
-from tests.faults.test_mend19 import _Growing, _slurm_job
+from tests.faults.test_mend19 import _Growing, _one_line_exit_2, _slurm_job
 
 #: A sparse log (no disk, no memory) far bigger than any read whole in CPU_S seconds.
 HUGE = 64 << 30
@@ -187,13 +187,6 @@ def test_follow_with_tail_starts_at_the_last_lines(
 
 
 NOSUCH = "~nosuchuser20/x"
-
-
-def _one_line_exit_2(out: subprocess.CompletedProcess[str]) -> str:
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1, out.stderr
-    assert "Traceback" not in out.stderr and "RuntimeError" not in out.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("workers", [["--workers", "0"], ["-w0"]])  # -w0: typer reads it
