@@ -43,7 +43,13 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from qshpc.runtime.procs import connect_within, die_with_parent, installed, peer_cred
+from qshpc.runtime.procs import (
+    connect_within,
+    die_with_parent,
+    installed,
+    peer_cred,
+    stat_fields,
+)
 
 if TYPE_CHECKING:  # (imported where used: every `python -m qshpc` imports this module)
     import socket
@@ -432,11 +438,7 @@ def _mirror_stops(ranks: Iterable[_Rank]) -> None:
     the stand-in is seen running again (a SIGCONT passed on just before this SIGSTOP
     arrived would have left the rank stopped)."""
     for rank in ranks:
-        try:
-            with open(f"/proc/{rank.peer}/stat") as stat:
-                stopped = stat.read().rsplit(")", 1)[1].split()[0] == "T"
-        except (OSError, IndexError):
-            stopped = False
+        stopped = stat_fields(rank.peer)[:1] == [b"T"]
         if stopped != rank.stopped:
             _signal_rank(rank.pidfd, rank.pid, signal.SIGSTOP if stopped else signal.SIGCONT)
         rank.stopped = stopped
@@ -530,11 +532,8 @@ def _children_of(parent: int) -> list[tuple[int, int]]:
             pidfd = os.pidfd_open(pid)
         except OSError:
             continue
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            ppid = -1
+        fields = stat_fields(pid)
+        ppid = int(fields[1]) if len(fields) > 1 else -1
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         if ppid == parent and not poller.poll(0):

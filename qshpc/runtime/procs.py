@@ -4,7 +4,7 @@ What the MPI start (:mod:`qshpc.runtime.mpi`), the fork server
 (:mod:`qshpc.runtime.forkserver`) and the launcher need alike, before qshpc's
 other modules load: who is at the other end of a Unix socket, a connect that
 waits for its listener, whether a distribution is installed, a signal at the
-parent's death.
+parent's death, a process's state and parent from ``/proc``.
 """
 
 from __future__ import annotations
@@ -78,4 +78,20 @@ def die_with_parent(sig: int) -> None:
         pass
 
 
-__all__ = ["connect_within", "die_with_parent", "installed", "peer_cred"]
+def stat_fields(pid: int) -> list[bytes]:
+    """The fields of ``/proc/PID/stat`` after the command's name: ``[0]`` the state
+    (``R``, ``S``, ``T`` stopped, ``Z`` zombie...), ``[1]`` the parent's pid, and so on;
+    empty when the process is gone or unreadable. Plain system calls only: a fork of a
+    process with threads (the start watchdog) may call it."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return data[data.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
+        return []
+
+
+__all__ = ["connect_within", "die_with_parent", "installed", "peer_cred", "stat_fields"]

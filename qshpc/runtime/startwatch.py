@@ -25,6 +25,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from qshpc.runtime.procs import stat_fields
+
 
 class StartWatch:
     """The watchdog of one rank's MPI start (:func:`watch` arms it).
@@ -166,23 +168,9 @@ def _wait(
             asked = asked or int(exc.args[0])
 
 
-def _stat_of(pid: int) -> list[bytes]:
-    """The fields of ``/proc/PID/stat`` after the command's name (state, parent...), read
-    with plain system calls; empty when unknown."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-        try:
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        return data[data.rindex(b")") + 2 :].split()
-    except (OSError, ValueError):
-        return []
-
-
 def _parent_of(pid: int) -> int | None:
     """``pid``'s parent; None when unknown."""
-    fields = _stat_of(pid)
+    fields = stat_fields(pid)
     try:
         return int(fields[1])
     except (IndexError, ValueError):
@@ -235,7 +223,7 @@ def _held_by_another(job_dir: Path, mine: int) -> bool:
         return False
     except OSError:  # another user's process (EPERM): alive
         return True
-    return _stat_of(pid)[:1] not in ([b"Z"], [b"X"])  # (a zombie holds nothing)
+    return stat_fields(pid)[:1] not in ([b"Z"], [b"X"])  # (a zombie holds nothing)
 
 
 #: :data:`qshpc.store.lock.CLOCK_SLOP_S` (not imported: the watchdog imports nothing).
