@@ -122,10 +122,6 @@ _STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ORPHAN_POLL_S = 0.5
 
 
-class _Stop(Exception):
-    pass
-
-
 def _wait(
     read_end: int, timeout_s: float, stops: tuple[int, ...], rank: int, launcher: int
 ) -> int | None:
@@ -137,35 +133,48 @@ def _wait(
     own handler never runs, then waited forever once its launcher was gone (two
     ranks of a job whose ``mpiexec`` was killed spun a core each for 17 minutes).
     The watchdog now takes the signals the rank does not ignore (``stops``:
-    blocked across the fork, raised here) and, once asked, ends the rank as soon
+    blocked across the fork, then only recorded, with a wakeup pipe that ends the
+    wait, so that no burst of them can end the watchdog) and, once asked, ends the rank as soon
     as its ``launcher`` (its parent: hydra's proxy, slurmstepd) is gone: MPI can
     no longer start then. While the launcher lives MPI may still start (a late
     peer), and the rank then acts on the signal itself (CANCELED), as before.
     """
+    got: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
-        raise _Stop(signum)
+        got.append(signum)  # only recorded: a handler that raised could escape (review21 F3)
 
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)  # a signal makes the select below return
     for sig in stops:
         signal.signal(sig, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)  # (blocked by watch across the fork)
     deadline = time.monotonic() + timeout_s
-    asked = 0
-    blocked = True
     while True:
-        try:
-            if blocked:  # (by watch, across the fork): one sent meanwhile is raised here
-                blocked = False
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
-            left = max(deadline - time.monotonic(), 0)
-            ready, _, _ = select.select(
-                [read_end], [], [], min(left, ORPHAN_POLL_S) if asked else left
-            )
-            if ready:
-                return None
-            if not asked or time.monotonic() >= deadline or _parent_of(rank) != launcher:
-                return asked
-        except _Stop as exc:
-            asked = asked or int(exc.args[0])
+        asked = got[0] if got else 0
+        left = max(deadline - time.monotonic(), 0)
+        ready, _, _ = select.select(
+            [read_end, wake_r], [], [], min(left, ORPHAN_POLL_S) if asked else left
+        )
+        if read_end in ready:
+            return None
+        if wake_r in ready:
+            _drain(wake_r)
+            if not asked:  # the first stop signal: from now on, watch the launcher
+                continue
+        if not asked or time.monotonic() >= deadline or _parent_of(rank) != launcher:
+            return asked
+
+
+def _drain(fd: int) -> None:
+    """Empty the signal wakeup pipe (non-blocking)."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _parent_of(pid: int) -> int | None:

@@ -219,3 +219,49 @@ def test_the_watchdog_s_clock_slop_is_the_lock_s() -> None:
     from qshpc.store import lock
 
     assert startwatch._CLOCK_SLOP_S == lock.CLOCK_SLOP_S
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def test_a_burst_of_stop_signals_leaves_the_watchdog_watching(tmp_path: Path) -> None:
+    """Thousands of SIGTERM/SIGINT/SIGHUP at the watchdog while the rank's MPI_Init hangs: its
+    handler only records them (one that raised could escape the wait and end the watchdog,
+    review21 F3), and once the launcher is gone the rank is still ended, with its message."""
+    server, env = _silent_pmi()
+    err = tmp_path / "err"
+    full = {**os.environ, **env, "QSHPC_MPI_START_TIMEOUT_S": "300", "QSHPC_HOME": str(tmp_path)}
+    full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    full["ERRFILE"] = str(err)
+    argv = [sys.executable, "-m", "qshpc", "run", str(PROGRAMS / "squares.py")]
+    with server:
+        shell, rank = _rank_under_a_launcher(argv, full)
+        try:
+            time.sleep(3)  # in MPI_Init by now; the watchdog is the rank's child
+            dogs = [c for c in _children(rank) if _alive(c)]
+            assert dogs, "no watchdog found"
+            for i in range(3000):
+                for dog in dogs:
+                    os.kill(dog, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)[i % 3])
+            time.sleep(1)
+            assert all(_alive(d) for d in dogs)
+            assert _alive(rank)
+            t0 = time.monotonic()
+            os.killpg(shell.pid, 15)  # the launcher ends
+            while _alive(rank) and time.monotonic() - t0 < 30:
+                time.sleep(0.1)
+            took = time.monotonic() - t0
+        finally:
+            _end(shell)
+            if _alive(rank):
+                os.kill(rank, 9)
+    text = err.read_text()
+    assert took < 10, (took, text)
+    assert "while MPI was starting, and its launcher ended" in text, text
+    assert any(f"was asked to stop ({n})" in text for n in ("SIGTERM", "SIGINT", "SIGHUP"))
+    assert "Traceback" not in text
