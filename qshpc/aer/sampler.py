@@ -173,17 +173,22 @@ def _split_ranks(
     """
     from qshpc import settings
     from qshpc.aer.simulator import width_limit
+    from qshpc.aer.sizing import active_width
 
     mode = settings.DISTRIBUTE.get()
     limit = width_limit(spec)
-    if mode == "auto" and all(int(c.num_qubits) <= limit for c in circuits):
+    # Sized by the qubits each acts on, as SamplerV2's (a 127-qubit ISA circuit on 3 of
+    # them is a 3-qubit simulation: Aer drops idle qubits); by its declared width, a
+    # transpiled circuit was refused as needing 10^25 ranks.
+    width = {id(c): active_width(c) for c in circuits}
+    if mode == "auto" and all(w <= limit for w in width.values()):
         return 1
     from qshpc.aer.circuits import prepare_exact
     from qshpc.aer.distributed.plan import missing, one_node_lacks, ranks_for, refusal
     from qshpc.aer.sampling import SAMPLE_MAX_QUBITS
     from qshpc.task.context import current_task
 
-    need = {id(c): ranks_for(int(c.num_qubits), limit, spec.method, spec.device, spec.precision, mode)
+    need = {id(c): ranks_for(width[id(c)], limit, spec.method, spec.device, spec.precision, mode)
             for c in circuits}  # fmt: skip
     k = max(need.values())
     if k == 1:
@@ -199,8 +204,8 @@ def _split_ranks(
         if need[id(c)] == 1:
             continue
         lacks = missing(need[id(c)], have, where, in_task=True)
-        if where is None and int(c.num_qubits) > limit:
-            lacks = one_node_lacks(lacks, int(c.num_qubits), need[id(c)], spec.precision)
+        if where is None and width[id(c)] > limit:
+            lacks = one_node_lacks(lacks, width[id(c)], need[id(c)], spec.precision)
         plan = prepare_exact(c)
         if not plan.exact:
             lacks.append(
@@ -213,7 +218,7 @@ def _split_ranks(
         if aer_options:
             lacks.append(f"a split run takes no extra Aer options ({', '.join(aer_options)})")
         if lacks:
-            raise UserError(refusal(c.name, int(c.num_qubits), limit, need[id(c)], spec, lacks))
+            raise UserError(refusal(c.name, width[id(c)], limit, need[id(c)], spec, lacks))
     return max(k, 1 << (have.bit_length() - 1))
 
 
