@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
+from qshpc.aer.distributed.compact import compact
 from qshpc.aer.distributed.launch import (
     StepLauncher,
     StepResult,
@@ -137,15 +138,24 @@ def run_circuits(
             f"ranks must be a power of two (1, 2, 4, ...) for Aer's chunks, got {ranks!r}"
         )
     circuits = list(circuits)
+    if transpile:
+        circuits = prepare(circuits)
+    seed_rows = [list(row) for row in (saves or [[] for _ in circuits])]
+    # A circuit transpiled for a device keeps its width: the idle qubits go (a 127-qubit
+    # ISA circuit on 32 of them is a 32-qubit statevector, chunked as one).
+    circuits, seed_rows = compact(circuits, seed_rows)
     width = max((c.num_qubits for c in circuits), default=0)
-    opts: dict[str, Any] = {"method": "statevector", "blocking_enable": True}
+    # Aer's truncation drops the qubits a circuit's saved values do not depend on (a
+    # marginal of 2 qubits, an X on one): the chunks, sized for ``width``, then no
+    # longer fit and Aer refuses ('gates ... can not cache blocked'). The idle ones
+    # went already (compact); the rest are simulated as planned.
+    opts: dict[str, Any] = {
+        "method": "statevector", "blocking_enable": True, "enable_truncation": False,
+    }  # fmt: skip
     opts.update(options or {})
     if opts.get("blocking_enable") and "blocking_qubits" not in opts:
         opts["blocking_qubits"] = default_blocking_qubits(width, ranks)
     opts.setdefault("max_parallel_threads", max(1, (os.cpu_count() or 1) // ranks))
-    if transpile:
-        circuits = prepare(circuits)
-    seed_rows = [list(row) for row in (saves or [[] for _ in circuits])]
     spec = StepSpec(seed_rows, shots, seed, opts)
     own = folder is None
     where = folder or Path(tempfile.mkdtemp(prefix="qshpc-aer-step-", dir=_scratch(launcher)))

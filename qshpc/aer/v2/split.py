@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qshpc.aer.sizing import active_width
 from qshpc.aer.v2 import seeds
 from qshpc.aer.v2.estimate import Operator, estimate_block
 from qshpc.aer.v2.sample import draw_from_marginals, pack_memories, sample_block
@@ -86,7 +87,7 @@ def sample_split(
     from qshpc.aer.distributed.run import run_circuits
     from qshpc.aer.distributed.spec import Save
 
-    check_memory(prepared.circuit.num_qubits, ranks, prepared.spec.precision)
+    check_memory(active_width(prepared.circuit), ranks, prepared.spec.precision)
 
     def marginals(rows: np.ndarray) -> list[np.ndarray]:
         circuits, per_row = _rows(prepared.plan.circuit, prepared, rows)
@@ -136,7 +137,7 @@ def estimate_split(
     from qshpc.aer.distributed.run import run_circuits
     from qshpc.aer.distributed.spec import Save
 
-    check_memory(prepared.circuit.num_qubits, ranks, prepared.spec.precision)
+    check_memory(active_width(prepared.circuit), ranks, prepared.spec.precision)
 
     def pauli_values(
         prepared: Prepared, values: np.ndarray, labels: list[Operator], run_options: Any
@@ -195,7 +196,7 @@ def quasi_split(
     from qshpc.aer.results import QuasiDistribution
     from qshpc.aer.sampling import draw_seed, sample_marginal
 
-    check_memory(max(int(c.num_qubits) for c in circuits), ranks, precision)
+    check_memory(max(active_width(c) for c in circuits), ranks, precision)
     plans: dict[int, Any] = {}
     bound: list[QuantumCircuit] = []
     saves: list[list[Save]] = []

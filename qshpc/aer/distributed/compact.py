@@ -1,0 +1,114 @@
+"""A split run's circuits without their idle qubits.
+
+A circuit transpiled for a device keeps the device's width: 127 qubits, of
+which its layout uses 32. On one rank Aer drops the idle ones (its
+truncation), but a split run cannot: an expectation value saved over every
+qubit of the circuit uses them all, and the chunk size and memory were
+reckoned from the declared width (10^29 GiB for a 127-qubit statevector).
+:func:`compact` keeps the qubits a circuit acts on (and those a saved marginal
+reads); an idle qubit is |0>, so a Pauli term reads it as 1 for ``I`` or ``Z``
+and 0 for ``X`` or ``Y``. Counts, marginals and expectation values are those of
+the whole circuit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from qshpc.aer.distributed.spec import Save
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit  # type: ignore[import-untyped]
+
+
+def compact(
+    circuits: list[QuantumCircuit], saves: list[list[Save]]
+) -> tuple[list[QuantumCircuit], list[list[Save]]]:
+    """Each circuit without the qubits it leaves idle, its saves on the qubits kept.
+
+    A circuit that acts on all its qubits, saves the whole statevector, holds
+    control flow or classical variables, is left as it is.
+    """
+    out_circuits: list[QuantumCircuit] = []
+    out_saves: list[list[Save]] = []
+    for circuit, row in zip(circuits, saves, strict=True):
+        keep = kept_qubits(circuit, row)
+        if keep is None:
+            out_circuits.append(circuit)
+            out_saves.append(row)
+            continue
+        index = {q: j for j, q in enumerate(keep)}
+        out_circuits.append(_without_idle(circuit, keep))
+        out_saves.append([_moved(save, index) for save in row])
+    return out_circuits, out_saves
+
+
+def kept_qubits(circuit: QuantumCircuit, row: list[Save]) -> list[int] | None:
+    """The qubit indices to keep, in order; None to keep the circuit whole."""
+    from qiskit.circuit import ControlFlowOp  # type: ignore[import-untyped]
+
+    n = int(circuit.num_qubits)
+    classical = int(getattr(circuit, "num_vars", 0)) + int(getattr(circuit, "num_stretches", 0))
+    if n <= 1 or classical:
+        return None
+    used: set[int] = set()
+    for inst in circuit.data:
+        op = inst.operation
+        if isinstance(op, ControlFlowOp):
+            return None
+        if op.name != "barrier":
+            used.update(circuit.find_bit(q).index for q in inst.qubits)
+    for save in row:
+        if save.kind == "statevector" or not all(0 <= q < n for q in save.qubits):
+            return None  # (a qubit out of range: the step says so, as before)
+        if save.kind == "probabilities":
+            used.update(save.qubits)
+        elif save.qubits and not used.intersection(save.qubits):
+            used.add(save.qubits[0])  # an observable on idle qubits only: one of them read
+    if len(used) >= n:
+        return None
+    return sorted(used) if used else [0]
+
+
+def _without_idle(circuit: QuantumCircuit, keep: list[int]) -> QuantumCircuit:
+    """``circuit`` on the qubits ``keep`` (its classical bits and registers as they are)."""
+    from qiskit import QuantumCircuit
+
+    new = QuantumCircuit(
+        len(keep), name=circuit.name, global_phase=circuit.global_phase,
+        metadata=dict(circuit.metadata or {}),
+    )  # fmt: skip
+    new.add_bits(circuit.clbits)
+    for creg in circuit.cregs:
+        new.add_register(creg)
+    where = {circuit.qubits[q]: new.qubits[j] for j, q in enumerate(keep)}
+    for inst in circuit.data:
+        qargs = [where[q] for q in inst.qubits if q in where]
+        if not qargs:  # a barrier over idle qubits only
+            continue
+        if len(qargs) != len(inst.qubits):  # a barrier also over idle qubits
+            new.barrier(*qargs)
+            continue
+        new.append(inst.operation, qargs, inst.clbits, copy=False)
+    return new
+
+
+def _moved(save: Save, index: dict[int, int]) -> Save:
+    """``save`` on the kept qubits (``index``: old -> new); terms read idle qubits as |0>."""
+    if save.kind != "expectation_value":
+        return replace(save, qubits=[index[q] for q in save.qubits])
+    width = len(save.qubits)
+    kept = [k for k, q in enumerate(save.qubits) if q in index]
+    terms: list[tuple[str, float, float]] = []
+    for label, re, im in save.paulis:
+        idle = {label[width - 1 - k] for k, q in enumerate(save.qubits) if q not in index}
+        if idle & {"X", "Y"}:
+            continue  # <0|X|0> = <0|Y|0> = 0: the term adds nothing
+        terms.append(("".join(label[width - 1 - k] for k in reversed(kept)), re, im))
+    if not terms:  # every term reads 0: one that is 0 (an empty save leaves Aer nothing to do)
+        return replace(save, qubits=[index[save.qubits[kept[0]]]], paulis=[("Z", 0.0, 0.0)])
+    return replace(save, qubits=[index[save.qubits[k]] for k in kept], paulis=terms)
+
+
+__all__ = ["compact", "kept_qubits"]

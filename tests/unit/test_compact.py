@@ -1,0 +1,69 @@
+"""``compact``: a split run's circuits without their idle qubits give the same values."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+pytest.importorskip("qiskit")
+
+
+def test_compacted_circuits_keep_every_saved_value() -> None:
+    """Random circuits transpiled onto a 19-qubit device, random Pauli sums over all of its
+    qubits (X or Y on an idle qubit included) and marginals: equal to 1e-12 on the
+    circuit without its idle qubits, with the saves moved."""
+    from qiskit import transpile
+    from qiskit.circuit.random import random_circuit
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+    from qiskit.transpiler import CouplingMap
+
+    from qshpc.aer.distributed.compact import compact
+    from qshpc.aer.distributed.spec import Save
+
+    rng = random.Random(5)
+    device = CouplingMap.from_heavy_hex(3)
+    smaller = 0
+    for t in range(20):
+        k = rng.randint(2, 6)
+        isa = transpile(random_circuit(k, 3, max_operands=2, seed=t), coupling_map=device,
+                        basis_gates=["u", "cx"], seed_transpiler=t)  # fmt: skip
+        n = isa.num_qubits
+        terms = [
+            ("".join(rng.choice("IXYZ") for _ in range(n)), rng.uniform(-1, 1)) for _ in range(4)
+        ]
+        marginal = sorted(rng.sample(range(n), 2))
+        saves = [[Save("expectation_value", list(range(n)), "e", [(lb, c, 0.0) for lb, c in terms]),
+                  Save("probabilities", marginal, "p")]]  # fmt: skip
+        (small,), (moved,) = compact([isa], saves)
+        smaller += small.num_qubits < n
+        whole, part = Statevector(isa), Statevector(small)
+        op = SparsePauliOp.from_list([(lb, complex(r, i)) for lb, r, i in moved[0].paulis])
+        assert abs(whole.expectation_value(SparsePauliOp.from_list(terms)).real
+                   - part.expectation_value(op, moved[0].qubits).real) < 1e-12  # fmt: skip
+        assert (
+            np.abs(whole.probabilities(marginal) - part.probabilities(moved[1].qubits)).max()
+            < 1e-12
+        )
+        assert small.num_clbits == isa.num_clbits
+    assert smaller == 20
+
+
+def test_a_circuit_acting_on_every_qubit_or_saving_its_state_is_kept_whole() -> None:
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer.distributed.compact import compact
+    from qshpc.aer.distributed.spec import Save
+
+    full = QuantumCircuit(3)
+    full.h(range(3))
+    partial = QuantumCircuit(3)
+    partial.h(0)
+    rows = [[Save("expectation_value", [0, 1, 2], "e", [("ZZZ", 1.0, 0.0)])],
+            [Save("statevector", [], "s")]]  # fmt: skip
+    out, saves = compact([full, partial], rows)
+    assert out[0] is full and out[1] is partial and saves == rows
+    (small,), ((save,),) = compact([partial], [[Save("expectation_value", [0, 1, 2], "e",
+                                                    [("XII", 1.0, 0.0)])]])  # fmt: skip
+    assert small.num_qubits == 1 and save.qubits == [0] and save.paulis == [("Z", 0.0, 0.0)]
