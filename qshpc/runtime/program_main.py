@@ -110,7 +110,7 @@ def exec_program(
         return ("REQUEUE" if exc.ask_scheduler else "REQUEUED"), exc.why
     except BaseException as exc:
         tidy.restore()  # a program that set sys.stderr = None still has its traceback shown
-        text = _user_traceback(exc, program)
+        text = _user_traceback(exc, program) + import_hint(exc)
         sys.stderr.write(text)
         return "FAILED", text
     finally:
@@ -140,6 +140,33 @@ def _user_traceback(exc: BaseException, program: Path) -> str:
             + "".join(traceback.format_exception_only(type(exc), exc))
         )
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+#: Qiskit 1's V1 primitives, gone from ``qiskit.primitives`` in Qiskit 2.
+_V1_PRIMITIVES = ("Sampler", "Estimator", "BackendSampler", "BackendEstimator")
+
+
+def import_hint(exc: BaseException) -> str:
+    """One line saying what to import instead, for the imports a seed-style program of
+    Qiskit 1 and quantum-serverless makes that fail with Qiskit 2 and qshpc ("" otherwise)."""
+    if not isinstance(exc, ImportError):
+        return ""
+    name = exc.name or ""
+    if name.split(".")[0] in ("quantum_serverless", "qiskit_serverless"):
+        return (
+            "qshpc: hint: a quantum-serverless program runs on qshpc with its imports "
+            "changed to qshpc (from qshpc import get_arguments, save_result, distribute_task, "
+            "get; the full list: docs/quantum-serverless.md)\n"
+        )
+    text = str(exc)
+    if name == "qiskit.primitives" and any(f"import name '{n}'" in text for n in _V1_PRIMITIVES):
+        return (
+            "qshpc: hint: Qiskit 2 removed the V1 primitives from qiskit.primitives; "
+            "from qshpc.aer import Sampler (or Estimator) keeps their call shape "
+            "(Sampler().run(circuit).result().quasi_dists[0]) on Aer, and Qiskit 2's own "
+            "are SamplerV2 and EstimatorV2 (from qshpc.aer import SamplerV2)\n"
+        )
+    return ""
 
 
 def add_program_path(program: Path) -> None:

@@ -449,10 +449,13 @@ def _print_summary(
     if state == "SUCCEEDED" and not session.result_saved:
         print("qshpc: the program never called save_result: the job has no result", file=out)
     if error and state != "SUCCEEDED":
-        last = error.strip().splitlines()[-1] if error.strip() else state
+        lines = error.strip().splitlines() or [state]
+        hint = lines.pop() if len(lines) > 1 and lines[-1].startswith("qshpc: hint: ") else None
         from qshpc.text import shown
 
-        print(f"qshpc: {shown(last)}", file=out)
+        print(f"qshpc: {shown(lines[-1])}", file=out)
+        if hint is not None:  # (program_main.import_hint: what to import instead)
+            print(shown(hint), file=out)
         print(
             f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {meta.get('id')}` shows the error",
             file=out,
