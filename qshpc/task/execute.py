@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import time
 import traceback
@@ -92,13 +93,29 @@ _READ_ONLY_FIX = (
 )
 
 
+#: pickle's words (Python 3.11; 3.12 and later) for a function or class of the program's
+#: that it looked up on ``__main__`` by name and did not find there.
+_ON_MAIN = ("on __main__ failed", "not found as __main__.")
+_ON_MAIN_FIX = (
+    " (on a worker, __main__ is qshpc's, not the program: the program's own functions and "
+    "classes cannot be pickled by name there, as multiprocessing and concurrent.futures do "
+    "for a pool in a task; define them in a module beside the program and import them from it)"
+)
+
+
 def _with_fix(text: str, exc: BaseException) -> str:
     """``text`` (a task's traceback), its last line naming the fix when ``exc`` is numpy's
     refusal to write into a read-only array: on 3986114 a task that wrote into an array
-    from ``put`` failed with numpy's words alone, which say neither why nor what to do."""
-    if type(exc) is not ValueError or str(exc) not in _READ_ONLY:
-        return text
-    return text.rstrip("\n") + _READ_ONLY_FIX + "\n"
+    from ``put`` failed with numpy's words alone, which say neither why nor what to do.
+    Also when a task's ``multiprocessing.Pool.map(square, ...)`` of the program's own
+    ``square`` could not pickle it (session 21: pickle's words alone)."""
+    if type(exc) is ValueError and str(exc) in _READ_ONLY:
+        return text.rstrip("\n") + _READ_ONLY_FIX + "\n"
+    if isinstance(exc, (pickle.PicklingError, AttributeError)) and any(
+        m in str(exc) for m in _ON_MAIN
+    ):
+        return text.rstrip("\n") + _ON_MAIN_FIX + "\n"
+    return text
 
 
 def task_traceback(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ its summary says what to import instead.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,34 @@ def test_other_import_errors_get_no_hint() -> None:
                                    name="qiskit.primitives")) == ""  # fmt: skip
     assert import_hint(ModuleNotFoundError("No module named 'numpyy'", name="numpyy")) == ""
     assert import_hint(ValueError("quantum_serverless")) == ""
+
+
+def test_a_pool_in_a_task_of_the_program_s_own_function_names_the_fix(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """``multiprocessing.Pool.map(square, ...)`` in a task, ``square`` defined in the program:
+    the worker's ``__main__`` is qshpc's, so pickle cannot find it by name. The task's
+    error says so and what to do (a module beside the program, which works: checked too)."""
+    (tmp_path / "helpers.py").write_text("def cube(x):\n    return x ** 3\n")
+    program = tmp_path / "pool.py"
+    program.write_text(
+        "import multiprocessing as mp\n"
+        "from helpers import cube\n"
+        "from qshpc import distribute_task, get, save_result\n"
+        "def square(x):\n    return x * x\n"
+        "@distribute_task()\n"
+        "def fan(f, method):\n"
+        "    with mp.get_context(method).Pool(2) as pool:\n"
+        "        return pool.map(f, range(4))\n"
+        "save_result(get([fan(cube, 'fork'), fan(cube, 'spawn')]))\n"
+        "get(fan(square, 'fork'))\n"
+    )
+    out = run_cli("run", str(program), "--workers", "1", "--job-dir", str(tmp_path / "job"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert (
+        "attribute lookup square on __main__ failed" in out.stderr
+        or "__main__.square" in out.stderr
+    )
+    assert "define them in a module beside the program and import them from it" in out.stderr
+    result = run_cli("result", str(tmp_path / "job"), "--json")
+    assert json.loads(result.stdout) == [[0, 1, 8, 27], [0, 1, 8, 27]]  # (fork, spawn)
