@@ -52,20 +52,20 @@ def kept_qubits(circuit: QuantumCircuit, row: list[Save]) -> list[int] | None:
     classical = int(getattr(circuit, "num_vars", 0)) + int(getattr(circuit, "num_stretches", 0))
     if n <= 1 or classical:
         return None
-    used: set[int] = set()
+    if any(s.kind == "statevector" or not all(0 <= q < n for q in s.qubits) for s in row):
+        return None  # the whole state; or a qubit out of range: the step says so, as before
+    used: set[int] = {q for s in row if s.kind == "probabilities" for q in s.qubits}
     for inst in circuit.data:
         op = inst.operation
         if isinstance(op, ControlFlowOp):
             return None
         if op.name != "barrier":
             used.update(circuit.find_bit(q).index for q in inst.qubits)
-    for save in row:
-        if save.kind == "statevector" or not all(0 <= q < n for q in save.qubits):
-            return None  # (a qubit out of range: the step says so, as before)
-        if save.kind == "probabilities":
-            used.update(save.qubits)
-        elif save.qubits and not used.intersection(save.qubits):
-            used.add(save.qubits[0])  # an observable on idle qubits only: one of them read
+            if len(used) >= n:  # the usual case: every qubit acted on, nothing to drop
+                return None
+    for s in row:
+        if s.kind == "expectation_value" and s.qubits and not used.intersection(s.qubits):
+            used.add(s.qubits[0])  # an observable on idle qubits only: one of them read
     if len(used) >= n:
         return None
     return sorted(used) if used else [0]
