@@ -192,8 +192,11 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
 
     coerced = _coerce_all("EstimatorV2", pubs, lambda p: EstimatorPub.coerce(p, precision))
     work = []
+    idle_free: dict[int, QuantumCircuit] = {}  # one copy per circuit object of the call
     for i, pub in enumerate(coerced):
-        circuit = pub.circuit
+        circuit = idle_free.get(id(pub.circuit))
+        if circuit is None:
+            circuit = idle_free[id(pub.circuit)] = _without_idle_resets(pub.circuit)
         if not math.isfinite(pub.precision):  # Qiskit's check (>= 0) lets NaN and infinity by
             raise PubError(
                 f"PUB {i}: precision must be a finite non-negative number, got {pub.precision} "
@@ -232,6 +235,33 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
             )
         )
     return work
+
+
+def _without_idle_resets(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` without the resets of qubits that no earlier operation acted on.
+
+    Such a reset (``qc.reset(range(n))`` opening a circuit, as written for devices)
+    leaves the qubit in ``|0>``, where it already is: it is no operation, and Aer's
+    EstimatorV2 and ``StatevectorEstimator`` give the exact values. A reset after
+    other operations on its qubit stays (the final state is then a mixture: refused).
+    """
+    from qiskit.circuit import Reset  # type: ignore[import-untyped]
+
+    if "reset" not in circuit.count_ops():
+        return circuit
+    used: set[Any] = set()
+    idle: list[int] = []
+    for pos, inst in enumerate(circuit.data):
+        if isinstance(inst.operation, Reset) and inst.qubits[0] not in used:
+            idle.append(pos)
+        elif inst.operation.name not in ("barrier", "delay"):
+            used.update(inst.qubits)
+    if not idle:
+        return circuit
+    out = circuit.copy()
+    for pos in reversed(idle):  # last first, so earlier positions stay valid
+        del out.data[pos]
+    return out
 
 
 def _check_runnable(circuit: QuantumCircuit, index: int) -> QuantumCircuit:

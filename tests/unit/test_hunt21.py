@@ -1,0 +1,58 @@
+"""Session 21 (hunt21): SamplerV2/EstimatorV2 against Aer's and Qiskit's reference primitives on
+the PUB forms users write; each test is a difference the differential hunt found."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("qiskit_aer")
+
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter
+from qiskit.primitives import StatevectorEstimator
+
+from qshpc.aer import EstimatorV2
+from qshpc.aer.v2.pubs import PubError
+
+pytestmark = pytest.mark.usefixtures("fresh_aer")  # tests/unit/conftest.py
+
+
+def _opened_with_resets() -> QuantumCircuit:
+    """A circuit written for a device: every qubit reset first, one reset again before use."""
+    t = Parameter("t")
+    qc = QuantumCircuit(3)
+    qc.reset(range(3))
+    qc.barrier()
+    qc.ry(t, 0)
+    qc.cx(0, 1)
+    qc.reset(2)  # qubit 2 is still untouched: nothing
+    qc.h(2)
+    qc.metadata = {"device": "prepared"}
+    return qc
+
+
+def test_resets_of_untouched_qubits_are_exact_as_with_qiskit_and_aer() -> None:
+    """``qc.reset(range(n))`` opening a circuit leaves each qubit in |0>, where it is: Aer's
+    EstimatorV2 and StatevectorEstimator give the exact values; every such PUB was refused
+    (``it has a 'reset' operation; remove it``)."""
+    qc = _opened_with_resets()
+    pubs = [(qc, [["IZZ", "IXX", "XII", "ZZZ"]], [[[0.3]], [[1.2]]])]
+    want = StatevectorEstimator().run(pubs).result()[0]
+    got = EstimatorV2().run(pubs).result()[0]
+    assert got.data.evs.shape == want.data.evs.shape == (2, 4)
+    np.testing.assert_allclose(got.data.evs, want.data.evs, atol=1e-9)
+    assert got.metadata["circuit_metadata"] == {"device": "prepared"}
+    only = QuantumCircuit(1)
+    only.reset(0)
+    assert float(EstimatorV2().run([(only, "Z")]).result()[0].data.evs) == pytest.approx(1.0)
+
+
+def test_a_reset_after_operations_on_its_qubit_is_still_refused() -> None:
+    """After a gate the reset makes a mixture (no final state to read): still a PubError."""
+    qc = QuantumCircuit(2)
+    qc.reset([0, 1])
+    qc.h(0)
+    qc.reset(0)
+    with pytest.raises(PubError, match="'reset' operation"):
+        EstimatorV2().run([(qc, "ZI")])
