@@ -3,6 +3,8 @@ the PUB forms users write; each test is a difference the differential hunt found
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,6 +58,39 @@ def test_a_reset_after_operations_on_its_qubit_is_still_refused() -> None:
     qc.reset(0)
     with pytest.raises(PubError, match="'reset' operation"):
         EstimatorV2().run([(qc, "ZI")])
+
+
+def test_mode_keeps_circuit_metadata_as_given(tmp_path: Path) -> None:
+    """``mode=`` stores the PUBs' circuits as QPY, which writes metadata as JSON: a tuple came
+    back as a list and ``{3: ...}`` as ``{"3": ...}`` in ``circuit_metadata``, where Aer's
+    primitives (and qshpc's without ``mode=``) hand back the metadata as given."""
+    import qshpc
+    from qshpc.aer import SamplerV2
+    from qshpc.aer.v2.pubs import estimator_work, sampler_work
+    from qshpc.primitives.arguments import decode, encode_estimator, encode_sampler
+    from qshpc.primitives.options import Options
+
+    given = {"pair": (1, 2), 3: "int key", "nested": {"l": [1, (2, 3)]}, None: 1.5}
+    bell = QuantumCircuit(2, 2)
+    bell.h(0)
+    bell.cx(0, 1)
+    bell.measure([0, 1], [0, 1])
+    bell.metadata = dict(given)
+    plain = QuantumCircuit(1, 1)
+    plain.measure(0, 0)
+    args = encode_sampler(sampler_work([bell, (plain, None, 5)], 10), 1, 10, Options())
+    qshpc.save_arguments(tmp_path / "s.h5", args)
+    _, pubs, keywords = decode(qshpc.load_arguments(tmp_path / "s.h5"))
+    result = SamplerV2(seed=1, **keywords).run(pubs).result()
+    assert result[0].metadata["circuit_metadata"] == given
+    assert result[1].metadata["circuit_metadata"] == {}
+    qc = _opened_with_resets()
+    qc.metadata = dict(given)
+    ework = estimator_work([(qc, "ZZZ", [0.5])], 0.0)
+    qshpc.save_arguments(tmp_path / "e.h5", encode_estimator(ework, 1, 0.0, Options()))
+    _, epubs, ekeywords = decode(qshpc.load_arguments(tmp_path / "e.h5"))
+    eresult = EstimatorV2(seed=1, **ekeywords).run(epubs).result()
+    assert eresult[0].metadata["circuit_metadata"] == given
 
 
 @pytest.mark.xfail(
