@@ -93,6 +93,37 @@ def test_mode_keeps_circuit_metadata_as_given(tmp_path: Path) -> None:
     assert eresult[0].metadata["circuit_metadata"] == given
 
 
+def test_a_box_with_annotations_runs_as_its_body() -> None:
+    """A ``box`` counts as its body, but one carrying an annotation (``qc.box([Twirl()])``,
+    as Qiskit 2.1+ writes them) failed every run, also under plain ``python``, with
+    ``QpyError: No configured annotation serializer could handle ...`` (the circuit travels
+    as QPY). Aer's and Qiskit's primitives refuse every box."""
+    from qiskit.circuit import annotation
+
+    from qshpc.aer import SamplerV2
+
+    class Tag(annotation.Annotation):  # type: ignore[misc]
+        namespace = "hunt21.tag"
+
+    def bell(tags: list[Tag], measure: bool) -> QuantumCircuit:
+        qc = QuantumCircuit(2, 2 if measure else 0)
+        with qc.box(tags):
+            qc.h(0)
+            qc.cx(0, 1)
+        if measure:
+            qc.measure([0, 1], [0, 1])
+        qc.metadata = {"tagged": bool(tags)}
+        return qc
+
+    tagged = SamplerV2(seed=3).run([bell([Tag()], True)]).result()[0]
+    plain = SamplerV2(seed=3).run([bell([], True)]).result()[0]
+    assert tagged.data.c.get_counts() == plain.data.c.get_counts()
+    assert set(tagged.data.c.get_counts()) == {"00", "11"}
+    assert tagged.metadata["circuit_metadata"] == {"tagged": True}
+    evs = EstimatorV2().run([(bell([Tag()], False), ["ZZ", "XX", "ZI"])]).result()[0].data.evs
+    np.testing.assert_allclose(evs, [1.0, 1.0, 0.0], atol=1e-9)
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=ValueError,

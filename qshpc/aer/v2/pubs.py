@@ -165,8 +165,11 @@ def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
 
     coerced = _coerce_all("SamplerV2", pubs, lambda p: SamplerPub.coerce(p, shots))
     work = []
+    sendable_form: dict[int, QuantumCircuit] = {}  # one copy per circuit object of the call
     for i, pub in enumerate(coerced):
-        circuit = pub.circuit
+        circuit = sendable_form.get(id(pub.circuit))
+        if circuit is None:
+            circuit = sendable_form[id(pub.circuit)] = _without_annotated_boxes(pub.circuit)
         if len(circuit.cregs) == 0:  # Qiskit's and Aer's samplers warn and give DataBin()
             warnings.warn(
                 f"The {i}-th pub's circuit has no output classical registers and so the "
@@ -196,7 +199,8 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
     for i, pub in enumerate(coerced):
         circuit = idle_free.get(id(pub.circuit))
         if circuit is None:
-            circuit = idle_free[id(pub.circuit)] = _without_idle_resets(pub.circuit)
+            circuit = _without_idle_resets(_without_annotated_boxes(pub.circuit))
+            idle_free[id(pub.circuit)] = circuit
         if not math.isfinite(pub.precision):  # Qiskit's check (>= 0) lets NaN and infinity by
             raise PubError(
                 f"PUB {i}: precision must be a finite non-negative number, got {pub.precision} "
@@ -235,6 +239,33 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
             )
         )
     return work
+
+
+def _without_annotated_boxes(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` with its boxes opened when one carries annotations, else ``circuit``.
+
+    The circuit travels as QPY (to the workers, into a ``mode=`` job), and QPY cannot
+    write an annotation without its serializer (``QpyError: No configured annotation
+    serializer could handle ...``, even under plain ``python``). To an ideal simulator
+    a box is its body (:func:`qshpc.aer.circuits.unbox`), annotations included.
+    """
+    from qshpc.aer.circuits import unbox
+
+    if not _has_annotated_box(circuit):
+        return circuit
+    opened = unbox(circuit)
+    opened.metadata = circuit.metadata
+    return opened
+
+
+def _has_annotated_box(circuit: QuantumCircuit) -> bool:
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name == "box" and getattr(op, "annotations", None):
+            return True
+        if any(_has_annotated_box(block) for block in getattr(op, "blocks", ())):
+            return True
+    return False
 
 
 def _without_idle_resets(circuit: QuantumCircuit) -> QuantumCircuit:
