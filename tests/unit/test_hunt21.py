@@ -124,6 +124,44 @@ def test_a_box_with_annotations_runs_as_its_body() -> None:
     np.testing.assert_allclose(evs, [1.0, 1.0, 0.0], atol=1e-9)
 
 
+class _RecordingClient:
+    """A ``mode=`` client that records the jobs it is asked to start (none should be)."""
+
+    def __init__(self) -> None:
+        self.started: list[object] = []
+
+    def run(self, program: object, arguments: object = None, seed: object = None) -> object:
+        self.started.append(program)
+        raise AssertionError("a job was started")
+
+    def job(self, job_id: str) -> object:
+        raise AssertionError("not used")
+
+
+@pytest.mark.parametrize(
+    ("seed", "options"),
+    [(-1, None), (5.0, None), (True, None), (None, {"run_options": {"seed_simulator": -3}})],
+)
+def test_a_bad_seed_is_refused_at_run_also_with_mode(seed: object, options: object) -> None:
+    """A seed that is not a non-negative int: with ``mode=`` the job started and then failed
+    (``JobFailedError ... UserError: seed must be ...``), although every other bad input is
+    refused before a job exists; and the error was a bare ``UserError`` where
+    ``StatevectorSampler`` raises ``ValueError``/``TypeError``."""
+    from qshpc.aer import SamplerV2
+
+    bell = QuantumCircuit(2, 2)
+    bell.h(0)
+    bell.measure([0, 1], [0, 1])
+    unmeasured = QuantumCircuit(1)
+    for mode in (None, _RecordingClient()):
+        with pytest.raises(PubError, match="seed must be a non-negative int") as info:
+            SamplerV2(seed=seed, options=options, mode=mode).run([bell])
+        assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+        with pytest.raises(PubError, match="seed must be a non-negative int"):
+            EstimatorV2(seed=seed, options=options, mode=mode).run([(unmeasured, "Z")])
+        assert mode is None or not mode.started
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=ValueError,
