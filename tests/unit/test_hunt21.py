@@ -162,6 +162,19 @@ def test_a_bad_seed_is_refused_at_run_also_with_mode(seed: object, options: obje
         assert mode is None or not mode.started
 
 
+@pytest.mark.parametrize("noise", ["x", {"errors": []}, 3])
+def test_a_noise_model_that_is_not_one_is_refused_at_construction(noise: object) -> None:
+    """``backend_options={"noise_model": "x"}``: Aer's primitives fail with ``AttributeError:
+    'str' object has no attribute 'basis_gates'``; here every block failed with it, after the
+    run (or the ``mode=`` job) had started."""
+    from qshpc.aer import SamplerV2
+    from qshpc.errors import UserError
+
+    for primitive in (SamplerV2, EstimatorV2):
+        with pytest.raises(UserError, match="must be a qiskit_aer NoiseModel"):
+            primitive(options={"backend_options": {"noise_model": noise}})
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=ValueError,
