@@ -175,6 +175,25 @@ def test_a_noise_model_that_is_not_one_is_refused_at_construction(noise: object)
             primitive(options={"backend_options": {"noise_model": noise}})
 
 
+def test_an_operation_no_rank_can_run_is_refused_before_a_mode_job_starts() -> None:
+    """``Gate("mystery", 2, [])`` (no definition): refused at ``run`` without ``mode=``; with
+    ``mode=`` the job started and failed (``JobFailedError: ... PubError: PUB 0: ...``)."""
+    from qiskit.circuit import Gate
+
+    from qshpc.aer import SamplerV2
+
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.append(Gate("mystery", 2, []), [0, 1])
+    qc.measure([0, 1], [0, 1])
+    client = _RecordingClient()
+    with pytest.raises(PubError, match="'mystery' \\(Gate\\) is no gate Aer runs"):
+        SamplerV2(mode=client).run([qc])
+    with pytest.raises(PubError, match="'mystery'"):
+        EstimatorV2(mode=client).run([(qc.remove_final_measurements(inplace=False), "ZZ")])
+    assert not client.started
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=ValueError,
