@@ -195,12 +195,12 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
 
     coerced = _coerce_all("EstimatorV2", pubs, lambda p: EstimatorPub.coerce(p, precision))
     work = []
-    idle_free: dict[int, QuantumCircuit] = {}  # one copy per circuit object of the call
+    sendable_form: dict[int, QuantumCircuit] = {}  # one copy per circuit object of the call
     for i, pub in enumerate(coerced):
-        circuit = idle_free.get(id(pub.circuit))
+        circuit = sendable_form.get(id(pub.circuit))
         if circuit is None:
             circuit = _without_idle_resets(_without_annotated_boxes(pub.circuit))
-            idle_free[id(pub.circuit)] = circuit
+            sendable_form[id(pub.circuit)] = circuit
         if not math.isfinite(pub.precision):  # Qiskit's check (>= 0) lets NaN and infinity by
             raise PubError(
                 f"PUB {i}: precision must be a finite non-negative number, got {pub.precision} "
@@ -259,6 +259,10 @@ def _without_annotated_boxes(circuit: QuantumCircuit) -> QuantumCircuit:
 
 
 def _has_annotated_box(circuit: QuantumCircuit) -> bool:
+    from qshpc.aer.circuits import CONTROL_FLOW
+
+    if CONTROL_FLOW.isdisjoint(circuit.count_ops()):  # no box anywhere: no Python walk
+        return False
     for inst in circuit.data:
         op = inst.operation
         if op.name == "box" and getattr(op, "annotations", None):
