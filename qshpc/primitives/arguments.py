@@ -9,6 +9,8 @@ key                    value
 primitive              ``"SamplerV2"`` or ``"EstimatorV2"``
 format                 1
 circuits               the distinct circuits (one QPY dataset)
+circuit_metadata       each distinct circuit's metadata, typed (QPY writes it as JSON:
+                       tuples came back as lists, ``{3: ...}`` as ``{"3": ...}``)
 circuit_index          int array: each PUB's circuit
 ndims, dims            the parameter values' shapes (ndims per PUB, dims concatenated)
 num_parameters         int array per PUB
@@ -48,7 +50,11 @@ def _circuit_columns(work: list[Any]) -> dict[str, Any]:
             at = seen[id(w.circuit)] = len(circuits)
             circuits.append(w.circuit)
         index.append(at)
-    return {"circuits": circuits, "circuit_index": np.array(index, dtype=np.int64)}
+    return {
+        "circuits": circuits,
+        "circuit_index": np.array(index, dtype=np.int64),
+        "circuit_metadata": [dict(c.metadata or {}) for c in circuits],
+    }
 
 
 def _shapes(shapes: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +160,8 @@ def decode(args: dict[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:
         )
     circuits = args["circuits"]
     circuits = circuits if isinstance(circuits, list) else [circuits]
+    for circuit, metadata in zip(circuits, args.get("circuit_metadata") or [], strict=False):
+        circuit.metadata = metadata  # as given (arguments of older jobs have none: QPY's kept)
     index = np.asarray(args["circuit_index"]).tolist()
     shapes = _unshape(args["ndims"], args["dims"])
     values = _split_values(args, shapes)

@@ -29,7 +29,7 @@ from qshpc.aer.simulator import sim_spec
 from qshpc.aer.v2 import assemble
 from qshpc.aer.v2.estimate import estimate_block
 from qshpc.aer.v2.prepared import key_of, prepare
-from qshpc.aer.v2.pubs import EstimatorWork, SamplerWork, cut, memory_cap, sendable
+from qshpc.aer.v2.pubs import EstimatorWork, PubError, SamplerWork, cut, memory_cap, sendable
 from qshpc.aer.v2.sample import MAX_PROBABILITY_DOUBLES, sample_block
 from qshpc.errors import UserError
 from qshpc.primitives.options import BlockConfig
@@ -188,6 +188,26 @@ _runs = itertools.count()
 _local = threading.local()
 
 
+def check_seed(explicit: Any, run_options: dict[str, Any]) -> Any:
+    """The seed given (the primitive's, else ``run_options["seed_simulator"]``), checked.
+
+    Called by ``run`` before anything starts (a ``mode=`` job too: a bad seed failed the
+    job it had started).
+
+    Raises:
+        PubError: A seed that is not a non-negative int, a numpy Generator or None (a
+            ``ValueError`` and a ``TypeError``, as Qiskit's samplers raise for a seed that
+            is not an int or is negative).
+    """
+    if explicit is None:
+        explicit = run_options.get("seed_simulator")
+    if explicit is None or isinstance(explicit, np.random.Generator):
+        return explicit
+    if isinstance(explicit, bool) or not isinstance(explicit, (int, np.integer)) or explicit < 0:
+        raise PubError(f"seed must be a non-negative int or None, got {explicit!r}")
+    return explicit
+
+
 def resolve_seed(explicit: Any, run_options: dict[str, Any]) -> int:
     """The seed of one ``run``: recorded in the result's metadata, so any run can be repeated.
 
@@ -197,17 +217,12 @@ def resolve_seed(explicit: Any, run_options: dict[str, Any]) -> int:
     of primitive runs before this one, else a fresh random one.
 
     Raises:
-        UserError: A seed that is not a non-negative int.
+        PubError: A seed that is not a non-negative int (see :func:`check_seed`).
     """
-    if explicit is None:
-        explicit = run_options.get("seed_simulator")
+    explicit = check_seed(explicit, run_options)
     if isinstance(explicit, np.random.Generator):
         return int(explicit.integers(0, 2**63))
     if explicit is not None:
-        if isinstance(explicit, bool) or not isinstance(explicit, (int, np.integer)):
-            raise UserError(f"seed must be a non-negative int or None, got {explicit!r}")
-        if explicit < 0:
-            raise UserError(f"seed must be a non-negative int or None, got {explicit!r}")
         return int(explicit)
     task = current_task()
     if task is not None and task.seed is not None:
@@ -506,6 +521,7 @@ __all__ = [
     "CircuitQPY",
     "block_task",
     "cached_here",
+    "check_seed",
     "estimator_block",
     "estimator_split",
     "inline_estimator",

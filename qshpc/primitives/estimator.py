@@ -105,6 +105,7 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
                 "random trajectory: the values are those of one noisy run, not the average); "
                 "use options={'backend_options': {'noise_model': ..., 'method': 'density_matrix'}}"
             )
+        blocks.check_seed(self._seed, self._options.run_options)
         if self._mode is not None:
             from qshpc.primitives.mode import submit_estimator
 

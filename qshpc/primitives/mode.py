@@ -21,7 +21,7 @@ from qiskit.providers import JobStatus  # type: ignore[import-untyped]
 
 from qshpc.aer.v2.pubs import EstimatorWork, PubError, SamplerWork, unstorable_metadata
 from qshpc.primitives.arguments import encode_estimator, encode_sampler
-from qshpc.primitives.base import check_widths
+from qshpc.primitives.base import check_operations, check_widths
 from qshpc.primitives.jobs import StatusChecks
 from qshpc.primitives.options import block_config
 
@@ -97,6 +97,8 @@ def _start(
                 f"store ({why}); mode= stores the PUBs in the job: give metadata of JSON types "
                 "(int(x), float(x), x.tolist()) or run without mode="
             )
+    # an operation no rank can run failed the job it had started: refuse it before
+    check_operations([w.circuit for w in work], block_config(primitive.options))
     if type(mode).__name__ == "LocalClient":  # the ranks are this machine: check widths here
         workers = getattr(mode, "workers", None)
         ranks = None if workers is None else int(workers) + 1

@@ -69,6 +69,14 @@ def parse_options(options: Mapping[str, Any] | Options | None) -> Options:
         if not isinstance(getattr(out, name), Mapping):
             raise UserError(f"options[{name!r}] must be a dict")
         setattr(out, name, dict(getattr(out, name)))
+    noise = out.backend_options.get("noise_model")
+    if noise is not None and not (hasattr(noise, "basis_gates") and hasattr(noise, "to_dict")):
+        # Aer's primitives fail on it with AttributeError ('str' object has no attribute
+        # 'basis_gates'); here it failed in every block, after the run had started.
+        raise UserError(
+            "options['backend_options']['noise_model'] must be a qiskit_aer NoiseModel "
+            f"(NoiseModel.from_backend(backend), ...), got {type(noise).__name__}: {noise!r:.80}"
+        )
     if out.optimization_level not in (0, 1, 2, 3):
         raise UserError(f"optimization_level must be 0, 1, 2 or 3, got {out.optimization_level!r}")
     rows = out.rows_per_task

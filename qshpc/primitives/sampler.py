@@ -103,6 +103,7 @@ class SamplerV2(PrimitiveSettings, BaseSamplerV2):  # type: ignore[misc]
         from qshpc.aer.v2.pubs import sampler_work
 
         work = sampler_work(pubs, self._default_shots if shots is None else shots)
+        blocks.check_seed(self._seed, self._options.run_options)
         if self._mode is not None:
             from qshpc.primitives.mode import submit_sampler
 

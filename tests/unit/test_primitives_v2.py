@@ -505,6 +505,7 @@ def test_other_bad_input() -> None:
     with pytest.raises(PubError, match="precision must be non-negative"):
         EstimatorV2().run([(ansatz(measure=False), "ZZZ", values(1), -1.0)])
     reset = QuantumCircuit(1)
+    reset.h(0)  # a reset of a qubit no operation touched yet is nothing (tests/unit/test_hunt21.py)
     reset.reset(0)
     with pytest.raises(PubError, match="reset"):
         EstimatorV2().run([(reset, "Z")])

@@ -165,8 +165,11 @@ def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
 
     coerced = _coerce_all("SamplerV2", pubs, lambda p: SamplerPub.coerce(p, shots))
     work = []
+    sendable_form: dict[int, QuantumCircuit] = {}  # one copy per circuit object of the call
     for i, pub in enumerate(coerced):
-        circuit = pub.circuit
+        circuit = sendable_form.get(id(pub.circuit))
+        if circuit is None:
+            circuit = sendable_form[id(pub.circuit)] = _without_annotated_boxes(pub.circuit)
         if len(circuit.cregs) == 0:  # Qiskit's and Aer's samplers warn and give DataBin()
             warnings.warn(
                 f"The {i}-th pub's circuit has no output classical registers and so the "
@@ -192,8 +195,12 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
 
     coerced = _coerce_all("EstimatorV2", pubs, lambda p: EstimatorPub.coerce(p, precision))
     work = []
+    sendable_form: dict[int, QuantumCircuit] = {}  # one copy per circuit object of the call
     for i, pub in enumerate(coerced):
-        circuit = pub.circuit
+        circuit = sendable_form.get(id(pub.circuit))
+        if circuit is None:
+            circuit = _without_idle_resets(_without_annotated_boxes(pub.circuit))
+            sendable_form[id(pub.circuit)] = circuit
         if not math.isfinite(pub.precision):  # Qiskit's check (>= 0) lets NaN and infinity by
             raise PubError(
                 f"PUB {i}: precision must be a finite non-negative number, got {pub.precision} "
@@ -232,6 +239,64 @@ def estimator_work(pubs: Any, precision: float) -> list[EstimatorWork]:
             )
         )
     return work
+
+
+def _without_annotated_boxes(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` with its boxes opened when one carries annotations, else ``circuit``.
+
+    The circuit travels as QPY (to the workers, into a ``mode=`` job), and QPY cannot
+    write an annotation without its serializer (``QpyError: No configured annotation
+    serializer could handle ...``, even under plain ``python``). To an ideal simulator
+    a box is its body (:func:`qshpc.aer.circuits.unbox`), annotations included.
+    """
+    from qshpc.aer.circuits import unbox
+
+    if not _has_annotated_box(circuit):
+        return circuit
+    opened = unbox(circuit)
+    opened.metadata = circuit.metadata
+    return opened
+
+
+def _has_annotated_box(circuit: QuantumCircuit) -> bool:
+    from qshpc.aer.circuits import CONTROL_FLOW
+
+    if CONTROL_FLOW.isdisjoint(circuit.count_ops()):  # no box anywhere: no Python walk
+        return False
+    for inst in circuit.data:
+        op = inst.operation
+        if op.name == "box" and getattr(op, "annotations", None):
+            return True
+        if any(_has_annotated_box(block) for block in getattr(op, "blocks", ())):
+            return True
+    return False
+
+
+def _without_idle_resets(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` without the resets of qubits that no earlier operation acted on.
+
+    Such a reset (``qc.reset(range(n))`` opening a circuit, as written for devices)
+    leaves the qubit in ``|0>``, where it already is: it is no operation, and Aer's
+    EstimatorV2 and ``StatevectorEstimator`` give the exact values. A reset after
+    other operations on its qubit stays (the final state is then a mixture: refused).
+    """
+    from qiskit.circuit import Reset  # type: ignore[import-untyped]
+
+    if "reset" not in circuit.count_ops():
+        return circuit
+    used: set[Any] = set()
+    idle: list[int] = []
+    for pos, inst in enumerate(circuit.data):
+        if isinstance(inst.operation, Reset) and inst.qubits[0] not in used:
+            idle.append(pos)
+        elif inst.operation.name not in ("barrier", "delay"):
+            used.update(inst.qubits)
+    if not idle:
+        return circuit
+    out = circuit.copy()
+    for pos in reversed(idle):  # last first, so earlier positions stay valid
+        del out.data[pos]
+    return out
 
 
 def _check_runnable(circuit: QuantumCircuit, index: int) -> QuantumCircuit:
