@@ -180,10 +180,9 @@ def to_plain(value: Any) -> Any:
     if which == "bit-array":
         if value.shape:
             size = prod(value.shape)
-            flat = value.reshape(size)
-            counts = [flat.get_counts(i) for i in range(size)]
+            counts = _row_counts(value, size)
         else:
-            counts = [value.get_counts()]
+            counts = [_counts(value)]
         return {
             "type": "BitArray",
             "num_bits": value.num_bits,
@@ -206,6 +205,24 @@ def to_plain(value: Any) -> Any:
         }
     name = "SamplerPubResult" if which == "sampler-pub-result" else "PubResult"
     return {"type": name, "data": to_plain(parts["data"]), "metadata": parts["metadata"]}
+
+
+def _counts(bits: Any) -> dict[str, int]:
+    """``bits.get_counts()`` over all rows; a register of 0 bits counts each shot as ``""``
+    (Qiskit's ``get_counts`` fails on it: its reshape(-1, 0))."""
+    if bits.num_bits == 0:
+        rows = prod(bits.shape) if bits.shape else 1
+        return {"": int(bits.num_shots) * int(rows)} if bits.num_shots and rows else {}
+    counts: dict[str, int] = bits.get_counts()
+    return counts
+
+
+def _row_counts(bits: Any, size: int) -> list[dict[str, int]]:
+    """Counts of each of the ``size`` rows (C order), as :func:`_counts` counts them."""
+    if bits.num_bits == 0:
+        return [{"": int(bits.num_shots)} if bits.num_shots else {} for _ in range(size)]
+    flat = bits.reshape(size)
+    return [flat.get_counts(i) for i in range(size)]
 
 
 def summary(value: Any, top: int = 4) -> str:
@@ -239,7 +256,7 @@ def _summary(value: Any, top: int) -> str:
         for name in data:
             item = data[name]
             if kind(item) == "bit-array":
-                counts = item.get_counts()
+                counts = _counts(item)
                 best = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
                 shown = ", ".join(f"{k}: {v}" for k, v in best)
                 more = f", ... ({len(counts)} outcomes)" if len(counts) > top else ""
@@ -284,11 +301,10 @@ def plottable(value: Any, top: int = 4) -> Any:
             label = f"pub {i} {name}"
             if kind(item) == "bit-array":
                 if size == 1:
-                    out[label] = item.get_counts()
+                    out[label] = _counts(item)
                     continue
-                flat = item.reshape(size)
-                best = sorted(flat.get_counts().items(), key=lambda kv: -kv[1])[:top]
-                rows = [flat.get_counts(r) for r in range(size)]
+                best = sorted(_counts(item).items(), key=lambda kv: -kv[1])[:top]
+                rows = _row_counts(item, size)
                 sweep: dict[str, Any] = {"parameter index": np.arange(size)}
                 for outcome, _ in best:
                     sweep[f"counts {outcome}"] = np.array([row.get(outcome, 0) for row in rows])

@@ -194,13 +194,6 @@ def test_an_operation_no_rank_can_run_is_refused_before_a_mode_job_starts() -> N
     assert not client.started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="qshpc/store/qiskit_results.py (not hunt21's to change) calls BitArray.get_counts(), "
-    "which fails on a register of 0 bits (Qiskit's reshape(-1, 0)): `qshpc result JOB` and "
-    "`--json` of the whole job fail; counts of 0 bits are {'': num_shots}",
-)
 def test_a_result_with_an_empty_register_is_summarized() -> None:
     """``ClassicalRegister(0, 'z')`` beside a measured one: SamplerV2 gives a 0-bit ``BitArray``
     for it, as Aer's and Qiskit's samplers do, and the result is stored and read back typed;
@@ -217,3 +210,8 @@ def test_a_result_with_an_empty_register_is_summarized() -> None:
     assert result[0].data.z.num_bits == 0 and result[0].data.m.get_counts() == {"1": 8}
     assert "z" in qiskit_results.summary(result)
     assert qiskit_results.to_plain(result)["pubs"][0]["data"]["z"]["num_bits"] == 0
+    # (lead: the fix) counts of 0 bits are {"": shots}, per row too; plot draws them
+    assert qiskit_results.to_plain(result)["pubs"][0]["data"]["z"]["counts"] == [{"": 8}]
+    assert qiskit_results.plottable(result)["pub 0 z"] == {"": 8}
+    rows = SamplerV2(seed=1, default_shots=4).run([(qc, None, 4)]).result()  # 1 row, 4 shots
+    assert qiskit_results.to_plain(rows)["pubs"][0]["data"]["z"]["counts"] == [{"": 4}]
