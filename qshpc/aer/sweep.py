@@ -167,9 +167,15 @@ def expectation_values(
         for k, obs in enumerate(observables):
             op = _pauli_op(obs, k)
             if op.num_qubits != circ.num_qubits:
+                mapped = (
+                    "; the circuit was transpiled onto a backend's qubits (it has a layout): "
+                    "map each observable onto them with observable.apply_layout(circuit.layout)"
+                    if getattr(circ, "layout", None) is not None and op.num_qubits < circ.num_qubits
+                    else ""
+                )  # (as SamplerV2/EstimatorV2 say it: qshpc.aer.v2.pubs._layout_hint)
                 raise UserError(
                     f"observable {k} acts on {op.num_qubits} qubits, "
-                    f"the circuit has {circ.num_qubits}"
+                    f"the circuit has {circ.num_qubits}{mapped}"
                 )
             if qubits:
                 tc.append(SaveExpectationValue(op, label=f"ev{k}"), qubits)

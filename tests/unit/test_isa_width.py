@@ -52,3 +52,23 @@ def test_a_circuit_acting_on_too_many_qubits_is_still_refused_by_its_active_widt
     wide.measure_all()
     with pytest.raises(UserError, match="has 60 qubits"):
         Sampler().run(wide).result()
+
+
+def test_the_v1_estimator_names_apply_layout_for_an_observable_of_the_logical_circuit() -> None:
+    from qiskit import QuantumCircuit, transpile
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit.transpiler import CouplingMap
+
+    from qshpc.aer import Estimator
+    from qshpc.errors import UserError
+
+    qc = QuantumCircuit(3)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.cx(1, 2)
+    isa = transpile(qc, coupling_map=CouplingMap.from_heavy_hex(3),
+                    basis_gates=["rz", "sx", "x", "ecr"], seed_transpiler=1)  # fmt: skip
+    with pytest.raises(UserError, match=r"acts on 3 qubits, the circuit has 19; .*apply_layout"):
+        Estimator().run(isa, SparsePauliOp("ZZI")).result()
+    value = Estimator().run(isa, SparsePauliOp("ZZI").apply_layout(isa.layout)).result().values[0]
+    assert abs(value - 1.0) < 1e-9  # GHZ: Z Z on two of its qubits
