@@ -1,0 +1,212 @@
+"""Session 21's fault hunt (hunt21b): what qshpc keeps on disk against sparse giants,
+FIFOs, full disks and folders one may not write.
+
+Each test failed on b295950 (what it did there is said in the test); see
+docs/bad-input.md, "Session 21, hunt21b".
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, tmpfs
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setuid, mount)")
+
+GIANT = 100 << 30  # a sparse 100 GiB: no block of it is on disk
+
+
+def _python(
+    code: str, home: Path, limit_as: int | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (under an address-space limit when given)."""
+
+    def cap() -> None:
+        if limit_as is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QSHPC_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        preexec_fn=cap,
+    )
+
+
+def test_a_sparse_giant_json_arguments_file_is_one_line(tmp_path: Path) -> None:
+    # On b295950, `qshpc run prog.py --arguments big.json` (a sparse 100 GiB file, or
+    # any file larger than memory) was a MemoryError traceback from rank 0, exit 1.
+    prog = tmp_path / "p.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(GIANT)
+    code = (
+        "import sys\nfrom qshpc.cli import main\n"
+        f"sys.argv = ['qshpc', 'run', {str(prog)!r}, '--arguments', {str(big)!r}, "
+        "'--workers', '0']\nmain()\n"
+    )
+    out = _python(code, tmp_path / "home", limit_as=4 << 30, timeout=120)
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    assert "Traceback" not in out.stderr and "MemoryError" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"qshpc: error: cannot load arguments from {big}: 107,374,182,400 bytes, more than "
+        "this process can hold (save large arguments with qshpc.save_arguments to a .h5 file)"
+    ]
+
+
+def _entry_made_a_sparse_giant(root: Path) -> tuple[str, Path]:
+    """One entry of this user's in a cache at ``root``, then replaced by a sparse giant
+    under its key (0600, this user's: a lookup trusts it)."""
+    from qshpc.cache.store import CacheDir
+
+    cache = CacheDir(root, shared=False)
+    key = "ab" + "0" * 62
+    assert cache.put_value(key, 42, "f", "job", 0)
+    path = cache.path_of(key)
+    path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.ftruncate(fd, GIANT)
+    os.close(fd)
+    return key, path
+
+
+def test_gc_verify_of_ones_own_sparse_giant_removes_it(tmp_path: Path) -> None:
+    # On b295950, `qshpc cache gc --verify` read the whole 100 GiB file: a MemoryError
+    # traceback (exit 1), and nothing removed.
+    root = tmp_path / "cache"
+    _, path = _entry_made_a_sparse_giant(root)
+    code = (
+        "import sys\nfrom qshpc.cli import main\n"
+        f"sys.argv = ['qshpc', 'cache', 'gc', '--verify', '--cache-dir', {str(root)!r}]\n"
+        "main()\n"
+    )
+    out = _python(code, tmp_path / "home", limit_as=4 << 30)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert "Traceback" not in out.stderr, out.stderr
+    assert "removed 1 entry (100.0 GB); kept 0 (0 B); 1 damaged" in out.stdout
+    assert not path.exists()
+
+
+def test_a_lookup_of_ones_own_sparse_giant_lets_the_result_be_cached_again(
+    tmp_path: Path,
+) -> None:
+    # On b295950 a lookup read it whole (MemoryError: a miss) and left it there; the
+    # write of the result then kept "the entry that is there": the key was computed by
+    # every job and never cached again, with no word said.
+    from qshpc.cache.store import CacheDir
+
+    key, path = _entry_made_a_sparse_giant(tmp_path / "cache")
+    cache = CacheDir(tmp_path / "cache", shared=False)
+    assert cache.get(key) is None
+    assert cache.damaged == 1 and not path.exists()
+    assert cache.put_value(key, 42, "f", "job", 0)
+    hit = cache.get(key)
+    assert hit is not None and hit.value == 42
+
+
+def _data_code(home: Path, body: str) -> str:
+    return (
+        "import os\nfrom qshpc.client import files\nfrom qshpc.errors import UserError\n"
+        f"d = files.data_dir()\n{body}\n"
+    )
+
+
+def test_a_fifo_in_the_data_folder_is_refused_without_waiting(tmp_path: Path) -> None:
+    # On b295950, client.file_download("f") of a FIFO in the data folder waited for a
+    # writer for good (the open blocks).
+    body = (
+        "os.mkfifo(d / 'f')\n"
+        "try:\n"
+        f"    files.download('f', download_location={str(tmp_path)!r})\n"
+        "except UserError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = _python(_data_code(tmp_path / "home", body), tmp_path / "home", timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "'f' in the data folder is not a regular file"
+
+
+def test_a_download_onto_a_fifo_or_a_full_disk_leaves_no_torn_file(tmp_path: Path) -> None:
+    # On b295950 a FIFO at the target name made the download wait for a reader for good,
+    # and a full disk left a torn copy under the name (an older file there cut short).
+    with tmpfs(tmp_path / "disk", "size=1m") as disk:
+        home = tmp_path / "home"
+        body = (
+            f"(d / 'big').write_bytes(os.urandom(3 << 20))\n(d / 'small').write_bytes(b'x')\n"
+            f"disk = {str(disk)!r}\n"
+            "os.mkfifo(os.path.join(disk, 'out'))\n"
+            "print(files.download('small', 'out', disk))\n"
+            "with open(os.path.join(disk, 'keep'), 'wb') as f:\n"
+            "    f.write(b'older')\n"
+            "try:\n"
+            "    files.download('big', 'keep', disk)\n"
+            "except UserError as exc:\n"
+            "    print(exc)\n"
+        )
+        out = _python(_data_code(home, body), home, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == [
+            "out",
+            f"cannot write {disk}/keep: No space left on device",
+        ]
+        assert (disk / "out").read_bytes() == b"x"
+        assert (disk / "keep").read_bytes() == b"older"
+        assert sorted(os.listdir(disk)) == ["keep", "out"]  # no part file left
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A folder another user can reach (pytest's own are root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="qshpc-hunt21b-"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@needs_root
+def test_delete_and_list_in_a_data_folder_one_may_not_write_or_read_are_one_line(
+    open_dir: Path,
+) -> None:
+    # On b295950, client.file_delete() in a folder one may not write raised
+    # PermissionError (not the API's UserError), and client.files() in one that cannot
+    # be read did so too.
+    home = open_dir / "home"
+    home.mkdir(mode=0o700)
+    os.chown(home, 65534, 65534)
+    code = (
+        "import os\nfrom qshpc.client import files\nfrom qshpc.errors import UserError\n"
+        "import qshpc.store.perms, qshpc.jobs.paths, qshpc.settings\n"
+        "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "d = files.data_dir()\n(d / 'f').write_bytes(b'x')\n"
+        "os.chmod(d, 0o500)\n"
+        "for call in (lambda: files.delete('f'), lambda: os.chmod(d, 0o300), files.list_files):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except UserError as exc:\n"
+        "        print(exc)\n"
+        "os.chmod(d, 0o700)\n"
+        "print(files.delete('f'), files.list_files())\n"
+    )
+    out = _python(code, home)
+    assert out.returncode == 0, out.stderr
+    data = home / "data"
+    assert out.stdout.splitlines() == [
+        f"cannot delete {data}/f: Permission denied",
+        f"cannot list the data folder {data}: Permission denied",
+        "Requested file was deleted. []",
+    ]
