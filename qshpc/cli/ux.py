@@ -250,6 +250,11 @@ def collect(
             continue
         if state and st != state:
             continue
+        if not _under_store(job.job_dir):
+            # hunt21b: a link in the jobs folder to a job moved elsewhere (scratch) was
+            # "would remove" under --dry-run, then kept with "check the folder is
+            # writable" and exit 1; like `qshpc rm`, gc removes only its own folders
+            continue
         since = job_age_ref(meta)
         if now - since >= older_than:
             found.append(Entry(job, st, since, _size(job.job_dir)))

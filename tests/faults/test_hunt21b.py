@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, tmpfs
+from tests.conftest import ROOT, run_cli, tmpfs
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setuid, mount)")
 
@@ -210,3 +210,26 @@ def test_delete_and_list_in_a_data_folder_one_may_not_write_or_read_are_one_line
         f"cannot list the data folder {data}: Permission denied",
         "Requested file was deleted. []",
     ]
+
+
+def test_gc_leaves_a_job_folder_linked_from_elsewhere(tmp_path: Path) -> None:
+    # On b295950 a link in the jobs folder to a job moved elsewhere (to scratch) was
+    # "would remove" under `qshpc gc --dry-run`, then `qshpc gc` kept it saying "Cannot
+    # call rmtree on a symbolic link (... check the folder is writable)", exit 1, at
+    # every gc. `qshpc rm` refuses such a folder; gc now leaves it too.
+    home = tmp_path / "home"
+    prog = tmp_path / "p.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    env = {"QSHPC_HOME": str(home)}
+    assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
+    (job,) = (home / "jobs").iterdir()
+    moved = tmp_path / "scratch" / job.name
+    moved.parent.mkdir()
+    job.rename(moved)
+    job.symlink_to(moved)
+    for dry in (["--dry-run"], []):
+        out = run_cli("gc", "--older-than", "0d", *dry, env=env)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr == "" and job.name not in out.stdout, out.stdout
+    assert (moved / "job.h5").is_file() and job.is_symlink()
+    assert run_cli("result", job.name, env=env).stdout.strip() == "1"
