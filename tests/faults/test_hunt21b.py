@@ -233,3 +233,36 @@ def test_gc_leaves_a_job_folder_linked_from_elsewhere(tmp_path: Path) -> None:
         assert out.stderr == "" and job.name not in out.stdout, out.stdout
     assert (moved / "job.h5").is_file() and job.is_symlink()
     assert run_cli("result", job.name, env=env).stdout.strip() == "1"
+
+
+@needs_root
+def test_a_members_folder_squatted_in_a_shared_cache_names_who_can_remove_it(
+    open_dir: Path,
+) -> None:
+    # On b295950 a member's folder made by another member (anyone in the group may
+    # create a folder in the 3770 cache; the sticky bit lets only its owner remove it)
+    # refused that member's every `--cache` run with "remove it", which they cannot.
+    root = open_dir / "cache"
+    root.mkdir()
+    os.chown(root, 0, 4242)
+    os.chmod(root, 0o3770)
+    squat = root / "65533"
+    squat.mkdir()
+    os.chown(squat, 65534, 4242)
+    os.chmod(squat, 0o2750)
+    code = (
+        "import os\nfrom qshpc.cache.store import CacheDir\nfrom qshpc.errors import UserError\n"
+        "import qshpc.cache.folder, qshpc.settings, pwd\n"
+        "os.setgroups([4242]); os.setgid(65533); os.setuid(65533)\n"
+        "try:\n"
+        f"    CacheDir({str(root)!r}, shared=True)\n"
+        "except UserError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = _python(code, open_dir / "home")
+    assert out.returncode == 0, out.stderr
+    assert "(uid 65534)" in out.stdout and "remove it or choose" not in out.stdout, out.stdout
+    assert out.stdout.strip().endswith(
+        "can remove it: ask them to, or choose another --cache-dir"
+    ), out.stdout
+    assert f"(or the owner of {root})" in out.stdout
