@@ -266,3 +266,38 @@ def test_a_members_folder_squatted_in_a_shared_cache_names_who_can_remove_it(
         "can remove it: ask them to, or choose another --cache-dir"
     ), out.stdout
     assert f"(or the owner of {root})" in out.stdout
+
+
+@needs_root
+def test_gc_and_rm_in_a_teams_store_leave_the_other_members_jobs(tmp_path: Path) -> None:
+    # On b295950 `qshpc gc` in a team's store (docs/store.md, "Sharing a store") took
+    # every member's ended jobs: a member's gc could not remove them ("Permission denied
+    # (... check the folder is writable)", exit 1 at every gc), root's removed them;
+    # `qshpc rm` of a teammate's job said the same.
+    team_gid = 4242
+    home = tmp_path / "team"
+    (home / "jobs").mkdir(parents=True)
+    for d in (home, home / "jobs"):
+        os.chown(d, -1, team_gid)
+        os.chmod(d, 0o2770)
+    prog = tmp_path / "p.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    env = {"QSHPC_HOME": str(home), "QSHPC_SHARE_GROUP": "1"}
+    for _ in range(2):
+        assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
+    theirs, mine = sorted((home / "jobs").iterdir(), key=lambda d: d.stat().st_ctime_ns)
+    for path in (theirs, *theirs.rglob("*")):
+        os.chown(path, 65534, team_gid, follow_symlinks=False)
+    dry = run_cli("gc", "--older-than", "0d", "--dry-run", env=env)
+    assert dry.returncode == 0 and theirs.name not in dry.stdout, dry.stdout
+    assert "would remove 1 job(s)" in dry.stdout
+    assert "left 1 job(s) of other users (only its owner removes a job)" in dry.stdout
+    rm = run_cli("rm", theirs.name, env=env)
+    assert rm.returncode == 2 and rm.stderr.strip() == (
+        f"qshpc: error: job {theirs.name} belongs to nobody (uid 65534): only its owner can "
+        "remove it"
+    ), rm.stderr
+    gc = run_cli("gc", "--older-than", "0d", env=env)
+    assert gc.returncode == 0 and gc.stderr == "", gc.stderr
+    assert f"removed {mine.name}" in gc.stdout and theirs.name not in gc.stdout
+    assert (theirs / "job.h5").is_file() and not mine.exists()
