@@ -301,3 +301,64 @@ def test_gc_and_rm_in_a_teams_store_leave_the_other_members_jobs(tmp_path: Path)
     assert gc.returncode == 0 and gc.stderr == "", gc.stderr
     assert f"removed {mine.name}" in gc.stdout and theirs.name not in gc.stdout
     assert (theirs / "job.h5").is_file() and not mine.exists()
+
+
+@needs_root
+def test_cancel_of_a_teammates_running_job_is_one_line(open_dir: Path) -> None:
+    # On b295950 `qshpc cancel JOB` of a job another member runs in a team's store was a
+    # PermissionError traceback (its rank 0 cannot be signalled by another user).
+    import time
+
+    team_gid = 4242
+    home = open_dir / "team"
+    (home / "jobs").mkdir(parents=True)
+    for d in (home, home / "jobs"):
+        os.chown(d, -1, team_gid)
+        os.chmod(d, 0o2770)
+    prog = open_dir / "p.py"
+    prog.write_text("import time\nfrom qshpc import save_result\ntime.sleep(60)\nsave_result(1)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QSHPC_HOME": str(home)}
+    env["QSHPC_SHARE_GROUP"] = "1"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list((home / "jobs").glob("*/job.h5")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (job,) = (home / "jobs").iterdir()
+        while "RUNNING" not in _status(job, env) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # Another member: the interpreter's files are root's alone (/root), so the
+        # process may read (not write) any file; signals are not a matter of files.
+        member = ["setpriv", "--reuid=65534", "--regid=65534", f"--groups={team_gid}"]
+        member += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+        out = subprocess.run(
+            [*member, sys.executable, "-m", "qshpc", "cancel", job.name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert out.returncode == 2, (out.returncode, out.stderr[-3000:])
+        assert out.stderr.strip() == (
+            f"qshpc: error: cannot cancel job {job.name}: Operation not permitted (the job "
+            "belongs to root (uid 0): only its owner can cancel it)"
+        )
+        assert run.poll() is None  # the run goes on
+    finally:
+        run.terminate()
+        run.wait(60)
+
+
+def _status(job: Path, env: dict[str, str]) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "qshpc", "status", str(job)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    ).stdout
