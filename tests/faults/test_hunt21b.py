@@ -362,3 +362,31 @@ def _status(job: Path, env: dict[str, str]) -> str:
         timeout=60,
         env=env,
     ).stdout
+
+
+@needs_root
+def test_a_job_path_one_may_not_enter_says_so(open_dir: Path) -> None:
+    # On b295950 `qshpc status /their/home/jobs/JOB` of another user's private job was
+    # "no job ...: not a job directory and not a job id under ...".
+    home = open_dir / "home"
+    prog = open_dir / "p.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    assert (
+        run_cli("run", str(prog), "--workers", "0", env={"QSHPC_HOME": str(home)}).returncode == 0
+    )
+    (job,) = (home / "jobs").iterdir()  # 0700, root's
+    code = (
+        "import os\nfrom qshpc.jobs.paths import resolve_job_dir\n"
+        "from qshpc.errors import JobNotFoundError\nimport qshpc.settings\n"
+        "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "try:\n"
+        f"    resolve_job_dir({str(job)!r})\n"
+        "except JobNotFoundError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = _python(code, open_dir / "other home")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (
+        f"cannot read the job {str(job)!r}: Permission denied ({job}); another user's job is "
+        "readable only when they share it with your group (QSHPC_SHARE_GROUP=1, docs/store.md)"
+    )
