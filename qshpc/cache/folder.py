@@ -269,8 +269,27 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
             ) from None
     why = check_user_dir(mine, me) if mine.exists() else None
     if why is not None:
-        raise UserError(f"cannot use the cache: {why}; remove it or choose another --cache-dir")
+        raise UserError(f"cannot use the cache: {why}; {_fix_of_user_dir(mine, me)}")
     return mine
+
+
+def _fix_of_user_dir(mine: Path, me: int) -> str:
+    """What to do about one's own ``<uid>`` folder that :func:`check_user_dir` refuses.
+
+    hunt21b: a group member who made a folder under a new member's uid in a shared
+    cache (the sticky bit lets anyone create, but only its owner remove) got that
+    member's every ``--cache`` run refused with "remove it", which they cannot do.
+    """
+    try:
+        owner = os.lstat(mine).st_uid
+    except OSError:
+        owner = me
+    if owner == me:
+        return "remove it or choose another --cache-dir"
+    return (
+        f"only {_owner(owner)} (or the owner of {mine.parent}) can remove it: ask them to, "
+        "or choose another --cache-dir"
+    )
 
 
 def _check_enter(root: Path, shared: bool) -> os.stat_result | None:

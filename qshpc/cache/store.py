@@ -162,6 +162,25 @@ def _check_head_len(st: os.stat_result, head_len: int, path: Path) -> None:
         raise E.DamagedEntryError(f"{path}: a {head_len}-byte header in a sparse file")
 
 
+def _check_lengths(fd: int, size: int, path: str) -> None:
+    """Refuse a file whose first bytes do not describe an entry of ``size`` bytes, before
+    it is read whole.
+
+    hunt21b: a sparse giant under one's own key (``truncate -s 100G``, a damaged disk)
+    was read whole: ``qshpc cache gc --verify`` ended in a MemoryError traceback, and a
+    lookup's MemoryError left the file in place, so that key was computed again by every
+    job and never cached (the write keeps an entry that is there). Its first bytes
+    (zeros) say what it is: damaged, removed like a torn entry.
+
+    Raises:
+        DamagedEntryError: Not an entry, or its lengths do not fit the file's size.
+    """
+    head_len, body_len = E.lengths(os.pread(fd, E.PREFIX, 0), path)
+    end = E.PREFIX + head_len + body_len + E.CHECK
+    if end != size:
+        raise E.DamagedEntryError(f"{path}: {size} bytes where its lengths say {end} (torn)")
+
+
 class CacheWriteError(Exception):
     """An entry could not be written (disk full, permissions); the cache stays as it was.
 
@@ -319,16 +338,22 @@ class CacheDir:
             if uid != self.uid and not folder.others_entry_readable(st):
                 self.refused += 1
                 return None
-            data = _read_all(fd, st.st_size)
+            if st.st_size > folder.SPARSE_CHECK_BYTES:  # (a small one: no second read)
+                _check_lengths(fd, st.st_size, path)
+            data: bytes | None = _read_all(fd, st.st_size)
         except OSError:  # ESTALE: replaced or removed on NFS under us
             return None
         except MemoryError:  # an entry larger than this process can hold: computed again
             return None
+        except E.DamagedEntryError:
+            data = None
         finally:
             os.close(fd)
         blobs = _BLOBS or _blobs()
         mine = uid == self.uid
         try:
+            if data is None:
+                raise E.DamagedEntryError(path)
             header, body = E.unpack(data, key, path)
             form = header.form
             if form == "blob":  # the usual case, inline: tiny hits are tens of µs
@@ -653,6 +678,7 @@ class CacheDir:
         """
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
+            _check_lengths(fd, os.fstat(fd).st_size, str(path))
             data = f.read()
         return E.unpack(data, path.name, str(path))[0]
 

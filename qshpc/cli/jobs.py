@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from qshpc.cli.common import echo, errors
+from qshpc.errors import UserError
 from qshpc.text import shown, shown_lines
 
 if TYPE_CHECKING:
@@ -155,6 +157,24 @@ def _tail_option(text: str | None) -> int | None:
 
     raise UserError(
         f"--tail {shown(repr(text))} is not a whole number of lines: give 0 or more, e.g. --tail 20"
+    )
+
+
+def _not_ours(job_dir: Path, what: str, exc: OSError) -> UserError:
+    """The error of a job that another user's run holds (a team's store): one line, exit 2.
+
+    hunt21b: `qshpc cancel` of a teammate's running job was a PermissionError traceback
+    (its rank 0 cannot be signalled by another user).
+    """
+    from qshpc.store.perms import user_name
+
+    try:
+        owner = user_name(os.lstat(job_dir).st_uid)
+    except OSError:
+        owner = "another user"
+    return UserError(
+        f"cannot {what} job {shown(job_dir.name)}: {exc.strerror or exc} (the job belongs to "
+        f"{owner}: only its owner can {what} it)"
     )
 
 
@@ -362,7 +382,11 @@ def register(app: typer.Typer) -> None:
         from qshpc.client.job import open_job
 
         j = open_job(job)
-        if j.stop(wait=0):
+        try:
+            asked = j.stop(wait=0)
+        except PermissionError as exc:
+            raise _not_ours(j.job_dir, "cancel", exc) from None
+        if asked:
             echo(f"cancel requested for job {shown(j.job_id)}")
             killed = j.kill_if_stuck(grace)
             if killed is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -110,6 +111,11 @@ def remove_job(job: Job, force: bool = False) -> str:
     from qshpc.jobs.arrays import drop_array_if_gone
 
     jid = job.job_dir.name
+    owner = _others(job.job_dir)
+    if owner is not None:  # a team's store (hunt21b: "check the folder is writable", exit 1)
+        from qshpc.store.perms import user_name
+
+        raise UserError(f"job {jid} belongs to {user_name(owner)}: only its owner can remove it")
     if not _under_store(job.job_dir):
         raise UserError(
             f"{job.job_dir} is not under the store ($QSHPC_HOME/jobs): qshpc removes only its own "
@@ -225,10 +231,26 @@ def _held(job_dir: Path) -> bool:
         return False
 
 
+def _others(path: Path) -> int | None:
+    """The owner of a job folder when it is another user's (a team's store), else None."""
+    try:
+        uid = os.lstat(path).st_uid
+    except OSError:
+        return None
+    return uid if uid != os.geteuid() else None
+
+
 def collect(
-    older_than: float, state: str | None, now: float | None = None
+    older_than: float,
+    state: str | None,
+    now: float | None = None,
+    others: list[Path] | None = None,
 ) -> tuple[list[Entry], int, int]:
     """Ended jobs (of ``state``) older than ``older_than`` seconds.
+
+    ``others``: given, it receives the folders of such jobs that other users own (in a
+    team's store; hunt21b: gc tried them, could not remove them, and exited 1 every time),
+    which are left out of the entries.
 
     Returns:
         The entries, the count of running/queued jobs kept, the count of unreadable jobs skipped.
@@ -250,8 +272,16 @@ def collect(
             continue
         if state and st != state:
             continue
+        if not _under_store(job.job_dir):
+            # hunt21b: a link in the jobs folder to a job moved elsewhere (scratch) was
+            # "would remove" under --dry-run, then kept with "check the folder is
+            # writable" and exit 1; like `qshpc rm`, gc removes only its own folders
+            continue
         since = job_age_ref(meta)
         if now - since >= older_than:
+            if others is not None and _others(job.job_dir) is not None:
+                others.append(job.job_dir)
+                continue
             found.append(Entry(job, st, since, _size(job.job_dir)))
     return found, active, unreadable
 
@@ -361,7 +391,8 @@ def register(app: typer.Typer) -> None:
             raise UserError(
                 f"gc removes only ended jobs, not {st} ones: use `qshpc rm JOB --force` for one of those"
             )
-        entries, active, unreadable = collect(age, st)
+        others: list[Path] = []
+        entries, active, unreadable = collect(age, st, others=others)
         verb = "would remove" if dry_run else "removed"
         now = time.time()
         kept: list[str] = []
@@ -397,6 +428,8 @@ def register(app: typer.Typer) -> None:
                 f"skipped {unreadable} damaged or unreadable job(s): see `qshpc list`, "
                 "remove with `qshpc rm JOB --force`"
             )
+        if others:
+            echo(f"left {len(others)} job(s) of other users (only its owner removes a job)")
         if dry_run and entries:
             echo("run again without --dry-run to remove them")
         if kept:

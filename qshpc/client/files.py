@@ -14,6 +14,7 @@ planted in the folder cannot make ``file_download`` read a file outside it).
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -63,12 +64,15 @@ def list_files() -> list[str]:
     if not root.is_dir():
         return []
     names = []
-    with os.scandir(root) as it:
-        for entry in it:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_file(follow_symlinks=False):
-                names.append(entry.name)
+    try:
+        with os.scandir(root) as it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    names.append(entry.name)
+    except OSError as exc:  # hunt21b: a folder one may not read was a PermissionError
+        raise UserError(f"cannot list the data folder {root}: {exc.strerror or exc}") from None
     return sorted(names)
 
 
@@ -110,11 +114,16 @@ def download(file: str, target_name: str | None = None, download_location: str =
     out_name = out_name or f"downloaded_{secrets.token_hex(4)}_{file}"
     src = _open_inside(file)
     dest = Path(download_location).expanduser() / out_name
+    # Written beside it, then renamed (hunt21b): a full disk left a torn copy under the
+    # name (or an older file of that name cut short), and a FIFO there hung the download.
+    tmp = dest.with_name(f".{out_name[:200]}.{secrets.token_hex(6)}.part")
     try:
-        with os.fdopen(src, "rb") as fin, open(dest, "wb") as fout:
+        with os.fdopen(src, "rb") as fin, _create(tmp, 0o666) as fout:  # the umask's, as before
             while chunk := fin.read(_CHUNK):
                 fout.write(chunk)
+        os.replace(tmp, dest)
     except OSError as exc:
+        _unlink(tmp)
         raise UserError(f"cannot write {dest}: {exc.strerror or exc}") from None
     return out_name
 
@@ -133,28 +142,45 @@ def delete(file: str) -> str:
         raise UserError(f"no file {file!r} in the data folder {path.parent}") from None
     if stat.S_ISDIR(st.st_mode):
         raise UserError(f"{file!r} in the data folder is a folder, not a file")
-    path.unlink()
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        raise UserError(f"no file {file!r} in the data folder {path.parent}") from None
+    except OSError as exc:  # hunt21b: a read-only folder was a PermissionError traceback
+        raise UserError(f"cannot delete {path}: {exc.strerror or exc}") from None
     return "Requested file was deleted."
 
 
 def _open_inside(file: str) -> int:
     root = data_dir(create=False)
     try:
-        fd = os.open(root / file, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO in the folder (a program's, a neighbour's) made the
+        # download wait for a writer for good (hunt21b); it is refused below
+        fd = os.open(root / file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise UserError(f"no file {file!r} in the data folder {root}: see client.files()") from None
     except OSError as exc:  # ELOOP: a link
-        raise UserError(
-            f"{file!r} in the data folder is not a regular file ({exc.strerror})"
-        ) from None
+        what = "is not a regular file" if exc.errno == errno.ELOOP else "cannot be read"
+        raise UserError(f"{file!r} in the data folder {what} ({exc.strerror})") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UserError(f"{file!r} in the data folder is not a regular file")
     return fd
 
 
-def _create(path: Path) -> BinaryIO:
-    from qshpc.store import perms
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, perms.file_mode())
+
+def _create(path: Path, mode: int | None = None) -> BinaryIO:
+    """A new file (never through a link or a FIFO left at ``path``); the store's file mode
+    unless ``mode`` is given (the umask applies)."""
+    if mode is None:
+        from qshpc.store import perms
+
+        mode = perms.file_mode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     return os.fdopen(fd, "wb")

@@ -169,10 +169,26 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
         for d in root.iterdir():
             if read_slurm_id(d) == text:
                 return d
+    _refuse_unreadable(p / JOB_FILE, text)
     raise JobNotFoundError(
         f"no job {text!r}: not a job directory and not a job id under {root}. "
         "Run `qshpc list` to see the jobs (set QSHPC_HOME if they live elsewhere)."
     )
+
+
+def _refuse_unreadable(path: Path, text: str) -> None:
+    """Say so when a job folder given as a path cannot be looked into (hunt21b: another
+    member's job behind a folder one may not enter was "no job ...: not a job directory")."""
+    try:
+        os.lstat(path)
+    except PermissionError as exc:
+        raise JobNotFoundError(
+            f"cannot read the job {text!r}: {exc.strerror} ({path.parent}); another user's "
+            "job is readable only when they share it with your group (QSHPC_SHARE_GROUP=1, "
+            "docs/store.md)"
+        ) from None
+    except OSError:
+        pass
 
 
 #: The most :func:`read_small` reads of one of qshpc's small files beside a store.

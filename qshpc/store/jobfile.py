@@ -267,6 +267,11 @@ def load_arguments(
             raise _bad(path, f"not valid JSON ({exc})") from exc
         except RecursionError:
             raise _bad(path, f"it nests deeper than Python can read ({_NEST_HINT})") from None
+        except MemoryError:  # hunt21b: a sparse 100 GB file was a traceback from rank 0
+            raise _bad(
+                path, f"{path.stat().st_size:,} bytes, more than this process can hold "
+                "(save large arguments with qshpc.save_arguments to a .h5 file)",
+            ) from None  # fmt: skip
     else:
         try:
             if not _looks_hdf5(path):

@@ -127,7 +127,7 @@ def _unsafe_folder(path: Path) -> str | None:
     for folder in path.parents:
         st = folder.stat()
         if st.st_uid not in (me, 0):
-            return f"{folder}, a folder above it, belongs to {_user(st.st_uid)}"
+            return f"{folder}, a folder above it, belongs to {user_name(st.st_uid)}"
         if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
             who = "its group" if not st.st_mode & 0o002 else "every user"
             return (
@@ -164,7 +164,7 @@ def why_not_private(path: Path) -> str:
     try:
         st = path.stat()
         if st.st_uid != os.geteuid():
-            whys.append(f"it belongs to {_user(st.st_uid)}")
+            whys.append(f"it belongs to {user_name(st.st_uid)}")
         elif st.st_mode & 0o022:
             whys.append(f"others can write it (mode {stat.S_IMODE(st.st_mode):04o})")
         absolute = Path(os.path.abspath(path))
@@ -176,7 +176,8 @@ def why_not_private(path: Path) -> str:
     return " and ".join(whys) or "others can write it or a folder above it"
 
 
-def _user(uid: int) -> str:
+def user_name(uid: int) -> str:
+    """``name (uid N)`` for messages that say whose a file is (``uid N`` without an account)."""
     try:
         import pwd
 
@@ -218,7 +219,7 @@ def check_private_dir(path: Path, what: str) -> None:
     mode = stat.S_IMODE(st.st_mode)
     why = None
     if st.st_uid not in (me, 0) and not (share and st.st_gid in _my_groups()):
-        why = f"it is owned by {_user(st.st_uid)}, not by you ({_user(me)})"
+        why = f"it is owned by {user_name(st.st_uid)}, not by you ({user_name(me)})"
     elif mode & stat.S_IWOTH:
         why = f"anybody can write it (mode {mode:04o})"
     elif mode & stat.S_IWGRP and not share:
@@ -257,7 +258,7 @@ def check_own_job_dir(path: Path) -> None:
     from qshpc.text import shown
 
     raise UserError(
-        f"job directory {shown(path)} belongs to {_user(uid)}, not to you ({_user(me)}): "
+        f"job directory {shown(path)} belongs to {user_name(uid)}, not to you ({user_name(me)}): "
         "its owner could replace the job's files with results of their own; choose a "
         "folder of your own for the job, or a path that does not exist yet"
     )
