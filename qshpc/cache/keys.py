@@ -11,7 +11,9 @@ A key is a 256-bit BLAKE2b digest (64 hex digits) of, in order:
    environment variables its target sets around each call (:func:`task_digest`);
 3. the task's seed (None when the job has no seed);
 4. the arguments by value: positional in order, keyword arguments sorted by
-   name (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are one call).
+   name (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are one call), or in the call's
+   order for a function that takes ``**kwargs`` (its ``kwargs`` keeps it: the
+   last bit of the function's digest says which, :func:`_orders_kwargs`).
 
 Pickle bytes are not stable enough to be a key: set order follows string
 hashing (random per process), code objects carry their file name and line
@@ -28,7 +30,10 @@ are walked here and fed to the hash as typed tokens:
   when the caller passes them: ``qpy`` of :func:`call_key`), dumped from a copy whose default name is
   replaced by ``circuit`` and whose parameters are replaced, in the circuit's
   own (sorted) order, by parameters of the same names with fixed UUIDs; a
-  ``Parameter`` or expression met elsewhere by its text;
+  transpiled circuit's layout, and operations of no standard gate when it
+  has two or more, keyed apart (QPY writes those in an order that changes
+  between dumps); a ``Parameter`` or expression met elsewhere by its text,
+  a ``ParameterVector`` by name and length;
 * functions of the user's own code (the program file, modules beside it,
   anything not installed in site-packages or the standard library) by their
   code: bytecode, constants (nested code the same way), names, defaults,
@@ -48,7 +53,8 @@ are walked here and fed to the hash as typed tokens:
   are not (a circuit's QPY bytes, which hold each Parameter's random UUID;
   see :mod:`qshpc.primitives.blocks`);
 * any other object by what pickle's ``__reduce_ex__`` returns for it (its
-  class, and its state walked as above).
+  class, and its state walked as above, less what a library draws anew for
+  each object: :data:`_RANDOM_ATTRS`).
 
 A value that cannot be walked (a lock, an open file, a generator) raises
 :class:`UncacheableError`: such a call simply runs (it is not cached).
@@ -69,7 +75,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 #: Part of every key; bump it when what a key covers changes.
-KEY_SCHEME = b"qshpc-cache-key/2"
+KEY_SCHEME = b"qshpc-cache-key/3"
 #: Key length in hex digits.
 KEY_HEX = 64
 
@@ -492,8 +498,13 @@ class _Walk:
             if isinstance(obj, circuit.ParameterExpression):
                 # By name and expression: a Parameter's UUID is new in every process.
                 put(b"P")
-                _str(put, t.__name__)
-                _str(put, str(obj))
+                _str(put, _expression_text(obj))
+                return
+            if isinstance(obj, circuit.ParameterVector):
+                # By name and length, as its elements are: its UUID is new in every process.
+                put(b"PV")
+                _str(put, obj.name)
+                put(b"%d;" % len(obj))
                 return
         if isinstance(obj, types.FunctionType):
             self.function(obj)
@@ -599,6 +610,9 @@ class _Walk:
         self.value(args)
         state = rest[0] if rest else None
         if type(state) is dict:
+            drop = _random_state(type(obj))
+            if drop:
+                state = {k: v for k, v in state.items() if k not in drop}
             self._dict(b"{", state)
         else:
             self.value(state)
@@ -646,6 +660,8 @@ class _Walk:
         if deps is not None:
             for attr in ("__code__", "__defaults__", "__kwdefaults__"):
                 deps.append((f, attr, getattr(f, attr)))
+            if type(f.__kwdefaults__) is dict:  # a dict: ``f.__kwdefaults__["k"] = 5``
+                deps.extend((f.__kwdefaults__, k, v) for k, v in f.__kwdefaults__.items())
         if f.__closure__:
             put(b"cells%d;" % len(f.__closure__))
             for cell in f.__closure__:
@@ -846,6 +862,30 @@ class _Walk:
         put(b";")
 
 
+#: Attributes that library classes set to a value of their own per process, which
+#: decides no result: Aer's quantum errors draw a ``uuid4`` as their id (an
+#: instruction label), and a transpiler pass keeps ``hash()`` of its arguments
+#: (string hashing: per process), so a noise model, or a simulator holding one
+#: (``NoiseModel.from_backend`` holds a pass), had a new key in every run. By the
+#: qualified name of the class that sets them.
+_RANDOM_ATTRS = {
+    "qiskit_aer.noise.errors.base_quantum_error.BaseQuantumError": frozenset(("_id",)),
+    "qiskit.transpiler.basepasses.BasePass": frozenset(("_hash",)),
+}
+_random_attrs: dict[type, frozenset[str]] = {}
+
+
+def _random_state(cls: type) -> frozenset[str]:
+    """The attributes of ``cls``'s state that :data:`_RANDOM_ATTRS` leaves out of keys."""
+    drop = _random_attrs.get(cls)
+    if drop is None:
+        drop = frozenset()
+        for base in cls.__mro__:
+            drop |= _RANDOM_ATTRS.get(f"{_module_of(base)}.{base.__qualname__}", frozenset())
+        _random_attrs[cls] = drop
+    return drop
+
+
 _CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__"))
 
 
@@ -991,13 +1031,19 @@ def circuit_digest(circuit: Any, data: bytes | None = None) -> bytes:
     (``v[1] + 2*v[0]``). That rewrite costs about a millisecond, so the
     digest of a parameterized circuit is kept per circuit object and reused
     while the circuit's own QPY bytes stay the same (a sweep passes one
-    ansatz to every call).
+    ansatz to every call). A circuit with a layout, or with two or more
+    operations of no standard gate, is keyed in parts (see
+    :func:`_laid_out_digest`, :func:`_split_digest`).
     """
     from qshpc.store import _qpy
 
+    odd = _odd_positions(circuit)
+    if odd:
+        return _split_digest(circuit, odd)
     if data is None:
         data = _qpy.dump(circuit)
-    if not circuit.num_parameters:
+    layout = getattr(circuit, "_layout", None)
+    if not circuit.num_parameters and layout is None:
         if _AUTO_NAME.fullmatch(circuit.name):
             unnamed = _without_name(data, circuit.name)
             data = unnamed if unnamed is not None else _qpy.dump(circuit.copy(name="circuit"))
@@ -1006,7 +1052,10 @@ def circuit_digest(circuit: Any, data: bytes | None = None) -> bytes:
     memo = _memo.get(id(circuit))
     if memo is not None and memo[0]() is circuit and memo[1] == own:
         return memo[2]
-    digest = hashlib.blake2b(_qpy.dump(_fixed_parameters(circuit)), digest_size=32).digest()
+    if layout is None:
+        digest = hashlib.blake2b(_qpy.dump(_fixed_parameters(circuit)), digest_size=32).digest()
+    else:
+        digest = _laid_out_digest(circuit, layout)
     try:
         ref = weakref.ref(circuit)
     except TypeError:  # pragma: no cover - circuits take weak references
@@ -1015,6 +1064,120 @@ def circuit_digest(circuit: Any, data: bytes | None = None) -> bytes:
         _memo.pop(next(iter(_memo)))
     _memo[id(circuit)] = (ref, own, digest)
     return digest
+
+
+#: Operations of no standard gate that are no custom gate either: QPY writes them
+#: in the circuit's own stream (their blocks as circuits).
+_CONTROL_FLOW = frozenset(("if_else", "while_loop", "for_loop", "switch_case", "box", "break_loop",
+                           "continue_loop"))  # fmt: skip
+
+
+def _odd_positions(circuit: Any) -> list[int]:
+    """The positions of a circuit's operations that are no standard gate, when it
+    has two or more, or one whose definition holds such operations (else none):
+    see :func:`_split_digest`."""
+    counts = circuit.count_ops()
+    std = _standard()
+    odd = {n for n in counts if n not in std and n not in _CONTROL_FLOW}
+    if not odd:
+        return []
+    found = [i for i, inst in enumerate(circuit.data) if inst.operation.name in odd]
+    if len(found) == 1 and _nested(circuit.data[found[0]].operation) is None:
+        return []
+    return found
+
+
+def _nested(op: Any) -> Any:
+    """The definition of ``op`` when it holds operations of no standard gate itself
+    (a gate of gates): keyed in parts too (else None)."""
+    from qiskit.circuit import QuantumCircuit  # type: ignore[import-untyped]
+
+    definition = getattr(op, "_definition", None)  # not built here: QPY builds it
+    if isinstance(definition, QuantumCircuit) and any(
+        n not in _CONTROL_FLOW for n in definition.count_ops() if n not in _standard()
+    ):
+        return definition
+    return None
+
+
+def _standard() -> frozenset[str]:
+    """The names of Qiskit's standard gates and instructions (QPY writes them by name)."""
+    global _standard_names
+    if _standard_names is None:
+        from qiskit.circuit.library import (  # type: ignore[import-untyped]
+            get_standard_gate_name_mapping,
+        )
+
+        _standard_names = frozenset(get_standard_gate_name_mapping()) | {"barrier"}
+    return _standard_names
+
+
+_standard_names: frozenset[str] | None = None
+
+
+def _split_digest(circuit: Any, odd: list[int]) -> bytes:
+    """Digest of a circuit with two or more operations of no standard gate, in parts.
+
+    QPY writes such operations (a ``to_gate()`` subcircuit, a
+    ``PauliEvolutionGate``, an ``Instruction("kraus")`` of an Aer noise model's
+    error, a custom controlled gate) in a table of definitions whose order
+    changes from one dump to the next (Qiskit's Rust writer: a hash map), so the
+    same circuit had a new key at nearly every call. So the circuit without
+    them is keyed as any circuit is, and each of them by its position, its bits
+    and the digest of a circuit that holds it alone (one such operation has one
+    QPY). Parameters are keyed by name in both, as always.
+    """
+    from qiskit.circuit import CircuitInstruction, QuantumCircuit
+
+    skip = set(odd)
+    rest = circuit.copy_empty_like()
+    data = circuit.data
+    for i, inst in enumerate(data):
+        if i not in skip:
+            rest._append(inst)
+    h = hashlib.blake2b(digest_size=32)
+    h.update(b"split")
+    h.update(circuit_digest(rest))
+    for i in odd:
+        inst = data[i]
+        op = inst.operation
+        alone = QuantumCircuit(op.num_qubits, op.num_clbits, name="op")
+        alone._append(CircuitInstruction(op, alone.qubits, alone.clbits))
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        clbits = [circuit.find_bit(c).index for c in inst.clbits]
+        h.update(b"%d;%r;%r;" % (i, qubits, clbits))
+        definition = _nested(op)
+        if definition is None:
+            h.update(circuit_digest(alone))
+            continue
+        # A gate of gates: what QPY writes of it besides its definition, and that apart.
+        h.update(b"nested")
+        _Walk(h.update).value(
+            (type(op), op.name, op.num_qubits, op.num_clbits, op.label, list(op.params))
+        )
+        h.update(circuit_digest(definition))
+    return h.digest()
+
+
+def _laid_out_digest(circuit: Any, layout: Any) -> bytes:
+    """Digest of a circuit with a layout (a transpiled one): its QPY bytes without
+    the layout, and the layout walked as a value.
+
+    QPY writes the registers of a layout's virtual qubits (``q``, ``ancilla``) in
+    the order of a ``set`` of them, which follows the process's string hashing:
+    the same transpiled circuit had one of two keys, by chance, in each run (a
+    rerun missed about half the time). The layout decides results all the same
+    (``observable.apply_layout(circuit.layout)``), so it is keyed apart.
+    """
+    from qshpc.store import _qpy
+
+    bare = _fixed_parameters(circuit) if circuit.num_parameters else circuit.copy()
+    bare.name = "circuit" if _AUTO_NAME.fullmatch(circuit.name) else circuit.name
+    bare._layout = None
+    h = hashlib.blake2b(_qpy.dump(bare), digest_size=32)
+    h.update(b"layout")
+    _Walk(h.update).value(layout)
+    return h.digest()
 
 
 def _without_name(data: bytes, name: str) -> bytes | None:
@@ -1044,14 +1207,31 @@ _memo: dict[int, tuple[Callable[[], Any], bytes, bytes]] = {}
 _fixed: dict[str, Any] = {}  # "type:text" -> the parameter that replaces it
 
 
+def _expression_text(p: Any) -> str:
+    """A parameter or expression as a key knows it: its kind and text, and an
+    expression's parameters by kind and name too.
+
+    The text alone names its parameters by name only: ``2*v[0]`` of a
+    ``ParameterVector`` and of a ``Parameter("v[0]")`` read alike, and so do
+    ``a*b + 1`` and ``Parameter("a*b") + 1``. Their circuits differ: a vector's
+    elements sort by index, parameters by name (``v[10]`` before ``v[2]``), so
+    ``assign_parameters(values)`` binds them to other values.
+    """
+    text = f"{type(p).__name__}:{p}"
+    if type(p).__name__ != "ParameterExpression":
+        return text  # a Parameter, a ParameterVectorElement: their kind is there
+    kinds = sorted(f"{type(q).__name__}:{q}" for q in p.parameters)
+    return f"{text}|{','.join(kinds)}"
+
+
 def _fix(p: Any) -> Any:
     """The parameter with a fixed UUID that replaces parameter or expression ``p``."""
-    text = f"{type(p).__name__}:{p}"
+    text = _expression_text(p)
     q = _fixed.get(text)
     if q is None:
         import uuid
 
-        from qiskit.circuit import Parameter  # type: ignore[import-untyped]
+        from qiskit.circuit import Parameter
 
         if len(_fixed) >= 65536:
             _fixed.clear()
@@ -1110,7 +1290,36 @@ def function_digest(func: Any, deps: Deps | None = None) -> bytes:
         raise
     except Exception as exc:  # a value whose walk failed: the call runs, uncached
         raise _unexpected(exc) from None
-    return h.digest()
+    return _marked(h.digest(), _orders_kwargs(func))
+
+
+#: The last bit of a function digest: its calls' keyword arguments are keyed in
+#: their order (see :func:`_orders_kwargs`). In the digest itself, so that every
+#: key of it, in any process and by any caller, follows the same rule.
+_ORDERED = 1
+_CO_VARKEYWORDS = 0x08  # inspect.CO_VARKEYWORDS (inspect costs ~4 ms to import)
+
+
+def _marked(digest: bytes, ordered: bool) -> bytes:
+    """``digest`` with its last bit saying whether keyword arguments keep their order."""
+    last = digest[-1] | _ORDERED if ordered else digest[-1] & ~_ORDERED
+    return digest[:-1] + bytes((last,))
+
+
+def _orders_kwargs(func: Any) -> bool:
+    """Whether the order of a call's keyword arguments can decide its result.
+
+    It can for a function that takes ``**kwargs``: ``kwargs`` keeps the order
+    of the call (``build(rx=0.1, rz=0.2)`` applies its gates in that order), so
+    such calls are keyed in their order; any other function's keyword arguments
+    are keyed by name (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are one call). A
+    callable that is no plain function (a ``partial``, an object) keeps the
+    order too: a miss at worst.
+    """
+    code = getattr(getattr(func, "__func__", func), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return True
+    return bool(code.co_flags & _CO_VARKEYWORDS)
 
 
 def _library_module(put: Put, name: str) -> None:
@@ -1136,7 +1345,7 @@ def task_digest(fn_digest: bytes, task: Any) -> bytes:
     for k, v in sorted((str(k), str(v)) for k, v in env.items()):
         _str(h.update, k)
         _str(h.update, v)
-    return h.digest()
+    return _marked(h.digest(), bool(fn_digest[-1] & _ORDERED))
 
 
 def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
@@ -1161,8 +1370,9 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
     walk = _Walk(put, None, qpy)
     try:
         walk.value(args)
-        if kwargs:
-            walk.value(dict(sorted(kwargs.items())))
+        if kwargs:  # by name, or in their order (see :func:`_orders_kwargs`)
+            ordered = fn_digest[-1] & _ORDERED and len(kwargs) > 1
+            walk.value(dict(kwargs) if ordered else dict(sorted(kwargs.items())))
     except RecursionError:
         raise UncacheableError("an argument is nested too deeply") from None
     except UncacheableError:

@@ -1,0 +1,284 @@
+"""hunt21c: result cache keys that forged hits (two calls of different results, one key)
+or never hit (one call, a new key in every process).
+
+Each test fails on b295950 (session 20's main) and passes here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from qshpc.cache import key
+from qshpc.cache.jobcache import CacheConfig, JobCache
+from tests.conftest import run_cli
+
+# -- one key in every process ---------------------------------------------------------------
+
+#: A program whose cached calls take values Qiskit and Aer make differently in every
+#: process, though they decide nothing of the results: a transpiled circuit (QPY
+#: writes its layout's registers in the order of a set of them), noise models (each
+#: quantum error draws a uuid4 as its id; ``from_backend`` holds a transpiler pass that
+#: keeps ``hash()`` of its arguments) and a ParameterVector (a uuid4 of its own).
+PROGRAM = """\
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import ParameterVector
+from qiskit.providers.fake_provider import GenericBackendV2
+from qiskit_aer.noise import NoiseModel, depolarizing_error
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def width(circuit):
+    return circuit.num_qubits
+
+@distribute_task()
+def noisy(noise):
+    return sorted(noise.noise_instructions)
+
+@distribute_task()
+def length(vector):
+    return len(vector)
+
+backend = GenericBackendV2(5, seed=1)
+bell = QuantumCircuit(2, 2)
+bell.h(0)
+bell.cx(0, 1)
+bell.measure([0, 1], [0, 1])
+laid_out = transpile(bell, backend, seed_transpiler=1)
+noise = NoiseModel()
+noise.add_all_qubit_quantum_error(depolarizing_error(0.01, 1), ["x", "sx"])
+refs = [width(laid_out), noisy(noise), noisy(NoiseModel.from_backend(backend)),
+        length(ParameterVector("v", 3))]
+save_result(get(refs))
+"""
+
+
+def _job(prog: Path, hash_seed: str) -> str:
+    out = run_cli(
+        "run", str(prog), "--workers", "1", "--cache", env={"PYTHONHASHSEED": hash_seed},
+        timeout=240,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@pytest.mark.mpi
+def test_calls_of_transpiled_circuits_and_noise_models_hit_in_the_next_run(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """On b295950 the second run ran all four calls again: (4 tasks run, 0 from the
+    cache) with hash seeds 1 and 4 (the layout's two registers in the other order), and
+    the noise models and the vector missed in every run whatever the hash seed."""
+    prog = tmp_path / "laid_out.py"
+    prog.write_text(PROGRAM)
+    first = _job(prog, "1")
+    assert "4 tasks run" in first
+    second = _job(prog, "4")
+    assert "(0 tasks run, 4 from the cache)" in second, second
+
+
+def _keys_in(hash_seed: str, code: str) -> list[str]:
+    """The keys ``code`` prints, one a line, run in a new process with ``hash_seed``."""
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+KEYS = """\
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import Parameter
+from qiskit.providers.fake_provider import GenericBackendV2
+from qiskit_aer.noise import NoiseModel
+from qshpc.cache import key
+
+def run(circuit):
+    return circuit
+
+backend = GenericBackendV2(5, seed=1)
+theta = Parameter("t")
+ansatz = QuantumCircuit(3)
+ansatz.rx(2 * theta, 0)
+ansatz.cx(0, 2)
+ansatz.cx(1, 2)
+for circuit in (ansatz, ansatz.assign_parameters([0.5])):
+    print(key(run, (transpile(circuit, backend, seed_transpiler=1),)))
+print(key(run, (NoiseModel.from_backend(backend),)))
+"""
+
+
+def test_a_transpiled_circuit_and_a_backends_noise_model_have_one_key_per_call() -> None:
+    """On b295950 hash seeds 1, 4 and 7 gave the transpiled circuits two keys each, and
+    the noise model three."""
+    keys = [_keys_in(seed, KEYS) for seed in ("1", "4", "7")]
+    assert len(keys[0]) == 3 and keys[0] == keys[1] == keys[2]
+
+
+def test_the_layout_of_a_transpiled_circuit_is_in_its_key() -> None:
+    from qiskit import QuantumCircuit, transpile
+    from qiskit.providers.fake_provider import GenericBackendV2
+
+    def run(circuit: Any) -> Any:
+        return circuit
+
+    backend = GenericBackendV2(5, seed=1)
+    bell = QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)
+    a = transpile(bell, backend, initial_layout=[0, 1], seed_transpiler=1)
+    b = transpile(bell, backend, initial_layout=[0, 1], seed_transpiler=1)
+    assert key(run, (a,)) == key(run, (b,))
+    b.layout.initial_layout.swap(3, 4)  # the ancillas placed otherwise: the same gates
+    assert a.data == b.data and a.layout != b.layout
+    assert key(run, (a,)) != key(run, (b,))
+
+
+# -- forged hits -----------------------------------------------------------------------------
+
+
+def _gates(**angles: float) -> list[str]:
+    """A task that applies its gates in the order they are given (``kwargs`` keeps it)."""
+    return list(angles)
+
+
+def test_keyword_arguments_taken_as_kwargs_are_keyed_in_their_order() -> None:
+    """On b295950 ``gates(rx=.1, rz=.2)`` and ``gates(rz=.2, rx=.1)`` had one key: the
+    second call got the first one's ``["rx", "rz"]``."""
+    first, second = {"rx": 0.1, "rz": 0.2}, {"rz": 0.2, "rx": 0.1}
+    assert _gates(**first) != _gates(**second)
+    assert key(_gates, (), first) != key(_gates, (), second)
+    cache = JobCache(CacheConfig(), None)
+    assert cache.key(_gates, (), first, None) != cache.key(_gates, (), second, None)
+    assert cache.key(_gates, (), first, None, live=True) != cache.key(
+        _gates, (), second, None, live=True
+    )
+    assert key(_gates, (), first) == key(_gates, (), dict(first))
+    assert key(_gates, (), {"rx": 0.1}, seed=3) == key(_gates, (), {"rx": 0.1}, seed=3)
+
+    def named(rx: float = 0.0, rz: float = 0.0) -> float:  # no **kwargs: one call
+        return rx + rz
+
+    assert key(named, (), first) == key(named, (), second)
+
+
+def test_a_keyword_only_default_set_in_place_changes_the_next_key() -> None:
+    """On b295950 the call after ``f.__kwdefaults__["k"] = 5`` kept the first key (a
+    notebook cell that sets it): it got the result for k=1."""
+
+    def f(x: int, *, k: int = 1) -> int:
+        return x + k
+
+    cache = JobCache(CacheConfig(), None)
+    before = cache.key(f, (1,), None, None, live=True)
+    assert cache.key(f, (1,), None, None, live=True) == before
+    assert f.__kwdefaults__ is not None
+    f.__kwdefaults__["k"] = 5
+    assert cache.key(f, (1,), None, None, live=True) != before
+
+
+def test_expressions_of_a_vector_and_of_parameters_named_like_it_differ() -> None:
+    """On b295950 a circuit of ``2*v[i]`` had one key whether ``v`` was a ParameterVector
+    or eleven ``Parameter("v[i]")``: their parameters sort otherwise (``v[10]`` before
+    ``v[2]`` by name), so binding values in order gave other circuits."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter, ParameterVector
+
+    def run(circuit: Any, values: Any) -> Any:
+        return circuit.assign_parameters(values)
+
+    def circuit(params: list[Any]) -> Any:
+        qc = QuantumCircuit(1)
+        for p in params:
+            qc.rx(2 * p, 0)
+        return qc
+
+    vector = circuit(list(ParameterVector("v", 11)))
+    named = circuit([Parameter(f"v[{i}]") for i in range(11)])
+    values = np.arange(11.0)
+    assert run(vector, values) != run(named, values)
+    assert key(run, (vector, values)) != key(run, (named, values))
+    again = circuit(list(ParameterVector("v", 11)))  # a new vector (another UUID)
+    assert key(run, (vector, values)) == key(run, (again, values))
+    # An expression that is an argument, the same way; ``a*b`` against one named so.
+    a, b = Parameter("a"), Parameter("b")
+    assert key(run, (a * b + 1, 0)) != key(run, (Parameter("a*b") + 1, 0))
+    assert key(run, (a * b + 1, 0)) == key(run, (Parameter("a") * Parameter("b") + 1, 0))
+
+
+def test_a_parameter_vector_is_keyed_by_its_name_and_length() -> None:
+    from qiskit.circuit import ParameterVector
+
+    def run(vector: Any) -> int:
+        return len(vector)
+
+    assert key(run, (ParameterVector("v", 3),)) == key(run, (ParameterVector("v", 3),))
+    assert key(run, (ParameterVector("v", 3),)) != key(run, (ParameterVector("v", 4),))
+    assert key(run, (ParameterVector("v", 3),)) != key(run, (ParameterVector("w", 3),))
+
+
+def test_a_quantum_errors_probabilities_stay_in_the_key() -> None:
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+    def run(noise: Any) -> Any:
+        return noise
+
+    def model(p: float) -> Any:
+        noise = NoiseModel()
+        noise.add_all_qubit_quantum_error(depolarizing_error(p, 1), ["x"])
+        return noise
+
+    assert key(run, (model(0.01),)) == key(run, (model(0.01),))
+    assert key(run, (model(0.01),)) != key(run, (model(0.02),))
+    assert re.fullmatch("[0-9a-f]{64}", key(run, (model(0.01),)))
+
+
+def test_a_circuit_of_custom_gates_has_one_key() -> None:
+    """On b295950 a circuit with two gates of no standard name (QPY's table of their
+    definitions comes in the order of a hash map) had a new key at most calls: 20
+    keys of one circuit were 2 different ones, a rerun hit by chance."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.circuit.library import PauliEvolutionGate
+    from qiskit.quantum_info import SparsePauliOp
+
+    def run(circuit: Any) -> Any:
+        return circuit
+
+    bell, flip = QuantumCircuit(2), QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)
+    flip.x(0)
+    gates = QuantumCircuit(3)
+    gates.append(bell.to_gate(), [0, 1])
+    gates.append(flip.to_gate(), [1, 2])
+    t = Parameter("t")
+    trotter = QuantumCircuit(2)
+    trotter.append(PauliEvolutionGate(SparsePauliOp("XX"), t), [0, 1])
+    trotter.append(PauliEvolutionGate(SparsePauliOp("ZZ"), 2 * t), [0, 1])
+    nested = QuantumCircuit(3)
+    nested.append(gates.to_gate(), [0, 1, 2])
+    nested.x(0)
+    for circuit in (gates, trotter, nested):
+        assert len({key(run, (circuit,)) for _ in range(20)}) == 1
+    # Each gate by its place, bits and definition.
+    swapped = QuantumCircuit(3)
+    swapped.append(flip.to_gate(), [0, 1])
+    swapped.append(bell.to_gate(), [1, 2])
+    other = QuantumCircuit(3)
+    other.append(bell.to_gate(), [1, 2])
+    other.append(flip.to_gate(), [1, 2])
+    keys = {key(run, (c,)) for c in (gates, swapped, other, nested)}
+    assert len(keys) == 4
+    zi = QuantumCircuit(2)
+    zi.append(PauliEvolutionGate(SparsePauliOp("XX"), t), [0, 1])
+    zi.append(PauliEvolutionGate(SparsePauliOp("ZI"), 2 * t), [0, 1])
+    assert key(run, (zi,)) != key(run, (trotter,))
