@@ -44,7 +44,9 @@ are walked here and fed to the hash as typed tokens:
   imports in its body (``import helpers`` in the task) is keyed as a global
   module is; one this process has not imported, by its source file and the
   files of the user's own modules that it imports. Classes of the
-  user's own code by their bases and namespace, the same way;
+  user's own code by their bases and namespace, the same way; what a
+  compiled module of the user's own holds (no code Python reads) by the
+  bytes of its file too;
 * functions, classes and modules of installed packages by their qualified
   name and their package's version;
 * an object whose class defines ``__qshpc_cache_digest__(self) -> bytes``
@@ -632,6 +634,7 @@ class _Walk:
             _str(put, _version_of(mod))
         else:  # the user's own: "__main__" or not depends on how the file was run
             put(b"user")
+            put(_compiled_digest(mod))  # a function of a compiled module: its file
         _str(put, str(getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))))
 
     def _seen(self, obj: Any) -> bool:
@@ -786,6 +789,7 @@ class _Walk:
             return
         put(b"UM")
         _str(put, name)
+        put(_compiled_digest(name))
         ns = vars(mod)
         deps = self.deps
         for attr in sorted(set(attrs)):
@@ -835,6 +839,7 @@ class _Walk:
         put = self.put
         put(b"K")
         _str(put, cls.__qualname__)
+        put(_compiled_digest(_module_of(cls)))  # a class of a compiled module: its file
         self.value(cls.__bases__)
         meta = type(cls)
         if meta is not type:
@@ -965,6 +970,40 @@ def _absolute(name: str, level: int, package: str) -> str | None:
         return None
     base = ".".join(parts[: len(parts) - (level - 1)])
     return f"{base}.{name}" if base and name else (base or name or None)
+
+
+def _compiled_digest(module: str) -> bytes:
+    """The digest of the file of a compiled module of the user's own (a Cython or
+    pybind11 build beside the program), b"" for any other module.
+
+    Its functions and classes hold no code that Python can read, so they were
+    keyed by their names alone: a rebuilt module with other results gave the
+    old ones back. Read once per file and process: a process runs the build it
+    loaded first (Python does not load an extension module twice), so a file
+    rebuilt after the process's first key of it keeps that key.
+    """
+    known = _compiled_files.get(module)
+    if known is not None:
+        return known
+    path = getattr(sys.modules.get(module), "__file__", None)
+    digest = b""
+    if isinstance(path, str) and not path.endswith((".py", ".pyc")):
+        from importlib.machinery import EXTENSION_SUFFIXES
+
+        if path.endswith(tuple(EXTENSION_SUFFIXES)):
+            h = hashlib.blake2b(b"so", digest_size=32)
+            try:
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as exc:
+                raise UncacheableError(f"compiled module {module}: {exc}") from None
+            digest = h.digest()
+    _compiled_files[module] = digest
+    return digest
+
+
+_compiled_files: dict[str, bytes] = {}
 
 
 def is_library_path(path: str) -> bool:

@@ -282,3 +282,76 @@ def test_a_circuit_of_custom_gates_has_one_key() -> None:
     zi.append(PauliEvolutionGate(SparsePauliOp("XX"), t), [0, 1])
     zi.append(PauliEvolutionGate(SparsePauliOp("ZI"), 2 * t), [0, 1])
     assert key(run, (zi,)) != key(run, (trotter,))
+
+
+EXTENSION = """\
+#include <Python.h>
+static PyObject *value(PyObject *self, PyObject *args) { return PyLong_FromLong(VALUE); }
+static PyMethodDef methods[] = {{"value", value, METH_NOARGS, "v"}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "kernels", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_kernels(void) { return PyModule_Create(&mod); }
+"""
+
+USES_EXTENSION = """\
+import kernels
+from kernels import value
+from qshpc.cache import key
+
+def by_module(x):
+    return x + kernels.value()
+
+def by_name(x):
+    return x + value()
+
+def imported_in_body(x):
+    from kernels import value
+    return x + value()
+
+print(by_module(0), *(key(f, (1,)) for f in (by_module, by_name, imported_in_body)))
+"""
+
+
+def _build(folder: Path, value: int) -> None:
+    import shutil
+    import sysconfig
+
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    include = sysconfig.get_paths()["include"]
+    if gcc is None or not Path(include, "Python.h").exists():
+        pytest.skip("no C compiler or Python headers")
+    (folder / "kernels.c").write_text(EXTENSION.replace("VALUE", str(value)))
+    out = folder / f"kernels{sysconfig.get_config_var('EXT_SUFFIX')}"
+    out.unlink(missing_ok=True)
+    subprocess.run(
+        [gcc, "-shared", "-fPIC", "-I", include, str(folder / "kernels.c"), "-o", str(out)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_a_compiled_module_of_ones_own_rebuilt_changes_the_keys(tmp_path: Path) -> None:
+    """On b295950 a function calling a compiled module beside the program (a Cython or
+    pybind11 build) was keyed by the names it calls: rebuilt to return 2 instead of 1,
+    its calls kept their keys and got the old results."""
+    (tmp_path / "uses.py").write_text(USES_EXTENSION)
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+
+    def keys() -> list[str]:
+        out = subprocess.run(
+            [sys.executable, str(tmp_path / "uses.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    _build(tmp_path, 1)
+    one = keys()
+    _build(tmp_path, 2)
+    two = keys()
+    assert one[0] == "1" and two[0] == "2"
+    assert all(a != b for a, b in zip(one[1:], two[1:], strict=True))
+    _build(tmp_path, 1)  # the same build again: the same keys
+    assert keys() == one
