@@ -730,7 +730,19 @@ class _Walk:
         put(b";")
 
     def _import(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
-        """One ``import full`` (``from full import fromlist``)."""
+        """One ``import full`` (``from full import fromlist``), its parent packages first.
+
+        ``import a.b`` runs ``a/__init__.py`` too and binds ``a``: the code reads
+        ``a.X`` as well as ``a.b.Y``. Only ``a.b`` was keyed, so an edit to ``a``'s
+        ``X`` kept the key.
+        """
+        dots = [i for i, c in enumerate(full) if c == "."]
+        for i in dots:
+            self._import_one(full[:i], (), names)
+        self._import_one(full, fromlist, names)
+
+    def _import_one(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
+        """One module of an ``import`` (see :meth:`_import`)."""
         _str(self.put, full)
         mod = sys.modules.get(full)
         if isinstance(mod, types.ModuleType):

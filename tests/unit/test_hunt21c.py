@@ -355,3 +355,39 @@ def test_a_compiled_module_of_ones_own_rebuilt_changes_the_keys(tmp_path: Path) 
     assert all(a != b for a, b in zip(one[1:], two[1:], strict=True))
     _build(tmp_path, 1)  # the same build again: the same keys
     assert keys() == one
+
+
+def test_the_parent_package_of_a_module_a_task_imports_is_in_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``import h21pkg.sub`` in a task's body runs and binds ``h21pkg`` too, whose
+    ``X`` the task reads. On b295950 only ``h21pkg.sub`` was keyed: an edit to
+    ``h21pkg/__init__.py`` kept the key, both where the package was not imported
+    (rank 0 of an MPI job: keyed by its files) and where it was (a rebound ``X``)."""
+    package = tmp_path / "h21pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("X = 1\n")
+    (package / "sub.py").write_text("Y = 10\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def task(x: int) -> int:
+        import h21pkg.sub  # type: ignore[import-not-found]
+
+        return x + h21pkg.X + h21pkg.sub.Y  # type: ignore[no-any-return]
+
+    assert "h21pkg" not in sys.modules
+    before = key(task, (1,))
+    (package / "__init__.py").write_text("X = 2\n")
+    assert key(task, (1,)) != before
+    assert "h21pkg" not in sys.modules  # keyed by its files, not imported
+
+    try:
+        assert task(1) == 13
+        cache = JobCache(CacheConfig(), None)
+        first = cache.key(task, (1,), None, None, live=True)
+        sys.modules["h21pkg"].X = 7
+        assert task(1) == 18
+        assert cache.key(task, (1,), None, None, live=True) != first
+    finally:
+        for name in ("h21pkg.sub", "h21pkg"):
+            sys.modules.pop(name, None)
