@@ -585,7 +585,12 @@ class _Walk:
             self._items(b"[", arr.ravel().tolist())
             return
         data = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
-        put(data.data if data.size else b"")
+        if not data.size:
+            put(b"")
+        elif dt.kind in "Mm":  # datetime64, timedelta64: no buffer of their own
+            put(data.view(np.uint8).data)
+        else:
+            put(data.data)
 
     def _reduced(self, obj: Any) -> None:
         """Any other object: its class and the state pickle would save."""

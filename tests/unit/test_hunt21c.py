@@ -391,3 +391,19 @@ def test_the_parent_package_of_a_module_a_task_imports_is_in_its_key(
     finally:
         for name in ("h21pkg.sub", "h21pkg"):
             sys.modules.pop(name, None)
+
+
+def test_datetime_arrays_are_keyed_by_unit_and_value() -> None:
+    """On b295950 a datetime64 or timedelta64 array could not be keyed (numpy gives them
+    no buffer): such calls ran every time, uncached."""
+
+    def run(when: Any) -> Any:
+        return when
+
+    day = np.array(["2026-12-05"], "datetime64[D]")
+    assert key(run, (day,)) == key(run, (day.copy(),))
+    assert key(run, (day,)) != key(run, (day.astype("datetime64[s]"),))
+    assert key(run, (day,)) != key(run, (day + 1,))
+    assert key(run, (np.array([5], "timedelta64[ns]"),)) != key(
+        run, (np.array([6], "timedelta64[ns]"),)
+    )
