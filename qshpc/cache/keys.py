@@ -1200,16 +1200,24 @@ def _split_digest(circuit: Any, odd: list[int]) -> bytes:
     h = hashlib.blake2b(digest_size=32)
     h.update(b"split")
     h.update(circuit_digest(rest))
+    plain = _plain_operations()
     for i in odd:
         inst = data[i]
         op = inst.operation
-        alone = QuantumCircuit(op.num_qubits, op.num_clbits, name="op")
-        alone._append(CircuitInstruction(op, alone.qubits, alone.clbits))
         qubits = [circuit.find_bit(q).index for q in inst.qubits]
         clbits = [circuit.find_bit(c).index for c in inst.clbits]
         h.update(b"%d;%r;%r;" % (i, qubits, clbits))
+        if type(op) in plain:
+            # A plain Gate or Instruction (to_gate(), Aer's kraus): its name, sizes,
+            # params, label and definition are its whole state, walked at half the cost
+            # of a circuit's QPY (a noise model holds hundreds of them).
+            h.update(b"op")
+            _Walk(h.update).value(op)
+            continue
         definition = _nested(op)
         if definition is None:
+            alone = QuantumCircuit(op.num_qubits, op.num_clbits, name="op")
+            alone._append(CircuitInstruction(op, alone.qubits, alone.clbits))
             h.update(circuit_digest(alone))
             continue
         # A gate of gates: what QPY writes of it besides its definition, and that apart.
@@ -1219,6 +1227,13 @@ def _split_digest(circuit: Any, odd: list[int]) -> bytes:
         )
         h.update(circuit_digest(definition))
     return h.digest()
+
+
+def _plain_operations() -> tuple[type, ...]:
+    """Qiskit's ``Gate`` and ``Instruction`` themselves (not their subclasses)."""
+    from qiskit.circuit import Gate, Instruction
+
+    return (Gate, Instruction)
 
 
 def _laid_out_digest(circuit: Any, layout: Any) -> bytes:
@@ -1238,7 +1253,46 @@ def _laid_out_digest(circuit: Any, layout: Any) -> bytes:
     bare._layout = None
     h = hashlib.blake2b(_qpy.dump(bare), digest_size=32)
     h.update(b"layout")
-    _Walk(h.update).value(layout)
+    try:
+        h.update(_layout_digest(circuit, layout))
+    except Exception:  # a layout of another shape than Qiskit 2's: walked as any value
+        _Walk(h.update).value(layout)
+    return h.digest()
+
+
+def _layout_digest(circuit: Any, layout: Any) -> bytes:
+    """What QPY writes of a ``TranspileLayout``, in a fixed order.
+
+    Each physical qubit of the initial layout by its virtual qubit (register name,
+    size and index, and its index in the circuit given to the transpiler), the
+    final layout and the output qubits by their index in the circuit, and the
+    number of input qubits: ~0.2 ms for 127 qubits, where walking the layout
+    object took 6.5 ms.
+    """
+    h = hashlib.blake2b(digest_size=32)
+    inputs = layout.input_qubit_mapping or {}
+
+    def virtual(q: Any) -> bytes:
+        reg, index = q._register, q._index
+        name = b"-" if reg is None else b"%s/%d" % (reg.name.encode(), reg.size)
+        return b"%s:%r:%r;" % (name, index, inputs.get(q))
+
+    initial = layout.initial_layout
+    if initial is not None:
+        h.update(b"initial")
+        for phys, q in sorted(initial.get_physical_bits().items()):
+            h.update(b"%d=" % phys)
+            h.update(virtual(q))
+    h.update(b"inputs%d;" % len(inputs))
+    final = layout.final_layout
+    if final is not None:
+        h.update(b"final")
+        for phys, q in sorted(final.get_physical_bits().items()):
+            h.update(b"%d=%d;" % (phys, circuit.find_bit(q).index))
+    h.update(b"count%r;" % (layout._input_qubit_count,))
+    out = layout._output_qubit_list
+    if out is not None:
+        h.update(b"out%r;" % ([circuit.find_bit(q).index for q in out],))
     return h.digest()
 
 

@@ -140,6 +140,17 @@ def test_the_layout_of_a_transpiled_circuit_is_in_its_key() -> None:
     b.layout.initial_layout.swap(3, 4)  # the ancillas placed otherwise: the same gates
     assert a.data == b.data and a.layout != b.layout
     assert key(run, (a,)) != key(run, (b,))
+    # Routed: a final layout (the qubits permuted by swaps), keyed as well.
+    ring = QuantumCircuit(3)
+    ring.cx(0, 1)
+    ring.cx(1, 2)
+    ring.cx(2, 0)
+    line = GenericBackendV2(3, coupling_map=[[0, 1], [1, 2]], seed=1)
+    c = transpile(ring, line, initial_layout=[0, 1, 2], seed_transpiler=1)
+    d = transpile(ring, line, initial_layout=[0, 1, 2], seed_transpiler=1)
+    assert c.layout.final_layout is not None and key(run, (c,)) == key(run, (d,))
+    d.layout.final_layout.swap(0, 2)
+    assert c.data == d.data and key(run, (c,)) != key(run, (d,))
 
 
 # -- forged hits -----------------------------------------------------------------------------
