@@ -704,6 +704,7 @@ class _Walk:
             if deps is not None:
                 deps.append((namespace, name, namespace.get(name, _MISSING)))
             if name not in namespace:
+                self._builtin(namespace, name)
                 continue
             value = namespace[name]
             _str(put, name)
@@ -715,6 +716,36 @@ class _Walk:
         imports = _imports(code)
         if imports:
             self.imported(imports, _package_of(namespace), names)
+
+    def _builtin(self, namespace: dict[str, Any], name: str) -> None:
+        """A name the code finds in ``builtins`` that is no builtin of Python's own.
+
+        A program (or a tool: ``kernprof``'s ``profile``) can put a value there,
+        ``builtins.SHOTS = 100``, which the code then reads as a global: it was
+        left out of the key. Python's own builtins add nothing (keys stay as
+        they were), nor do attribute names the code also holds (``x.append``).
+        """
+        table = namespace.get("__builtins__")
+        if isinstance(table, types.ModuleType):
+            table = vars(table)
+        if type(table) is not dict or name.startswith("__"):
+            return
+        value = table.get(name, _MISSING)
+        if value is _MISSING or value is None or type(value) is bool:
+            return
+        if value is Ellipsis or value is NotImplemented:
+            return
+        mod = _module_of(value)
+        if mod in ("builtins", "_sitebuiltins"):
+            return
+        if isinstance(value, (types.BuiltinFunctionType, type)) and is_library(mod):
+            return  # ``open`` (io's), a library's own addition
+        if self.deps is not None:
+            self.deps.append((table, name, value))
+        put = self.put
+        put(b"builtin")
+        _str(put, name)
+        self.value(value)
 
     def imported(self, imports: Imports, package: str, names: Iterable[str]) -> None:
         """The modules that ``import`` statements in the code being walked name.

@@ -418,3 +418,29 @@ def test_datetime_arrays_are_keyed_by_unit_and_value() -> None:
     assert key(run, (np.array([5], "timedelta64[ns]"),)) != key(
         run, (np.array([6], "timedelta64[ns]"),)
     )
+
+
+def test_a_value_the_program_puts_in_builtins_is_in_the_key() -> None:
+    """On b295950 a global the task finds in ``builtins`` (``builtins.H21C_SHOTS = 100``,
+    as tools like kernprof put ``profile`` there) was left out: 100 and 200 gave one
+    key."""
+    import builtins
+
+    def f(x: int) -> int:
+        return x + H21C_SHOTS  # type: ignore[name-defined]  # noqa: F821
+
+    def plain(x: list[int]) -> int:
+        return len(x) + sum(x)  # Python's own builtins: nothing added
+
+    try:
+        builtins.H21C_SHOTS = 100  # type: ignore[attr-defined]
+        first = key(f, (1,))
+        cache = JobCache(CacheConfig(), None)
+        live = cache.key(f, (1,), None, None, live=True)
+        builtins.H21C_SHOTS = 200  # type: ignore[attr-defined]
+        assert f(1) == 201
+        assert key(f, (1,)) != first
+        assert cache.key(f, (1,), None, None, live=True) != live
+    finally:
+        del builtins.H21C_SHOTS  # type: ignore[attr-defined]
+    assert key(plain, ([1],)) == key(plain, ([1],))
