@@ -360,13 +360,17 @@ class _Walk:
     marker instead of looping).
     """
 
-    __slots__ = ("active", "deps", "depth", "files", "put", "qpy", "refs")
+    __slots__ = ("active", "deps", "depth", "files", "keep", "put", "qpy", "refs")
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
         self.put = put
         #: QPY bytes of this call's circuits, dumped already (see :func:`call_key`).
         self.qpy = qpy
         self.refs: dict[int, int] = {}
+        #: What ``refs`` numbers, kept alive for the walk: a function that a value's
+        #: ``__reduce__`` made for the occasion dies after it, and the next one, made
+        #: at the same address, was fed as a back-reference to it (its content unkeyed).
+        self.keep: list[Any] = []
         self.active: set[int] = set()
         self.depth = 0
         self.files: set[str] = set()  # modules keyed by their file (see :meth:`imported`)
@@ -450,6 +454,7 @@ class _Walk:
         h = hashlib.blake2b(digest_size=16)
         sub = _Walk(h.update, self.deps, self.qpy)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
+        sub.keep = self.keep
         sub.value(obj)
         return h.digest()
 
@@ -649,6 +654,7 @@ class _Walk:
             self.put(b"@%d;" % n)
             return True
         self.refs[id(obj)] = len(self.refs)
+        self.keep.append(obj)
         return False
 
     # code ---------------------------------------------------------------------------

@@ -444,3 +444,31 @@ def test_a_value_the_program_puts_in_builtins_is_in_the_key() -> None:
     finally:
         del builtins.H21C_SHOTS  # type: ignore[attr-defined]
     assert key(plain, ([1],)) == key(plain, ([1],))
+
+
+class _Rebuilt:
+    """A value whose ``__reduce__`` makes a function for the occasion (cloudpickle,
+    which qshpc falls back to for arguments, pickles it)."""
+
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        v = self.v
+
+        def make() -> _Rebuilt:
+            return _Rebuilt(v)
+
+        return make, ()
+
+
+def test_a_function_made_by_reduce_is_keyed_by_its_content_each_time() -> None:
+    """On b295950 the walk numbered functions by ``id()`` without keeping them: the
+    second value's function, made at the address the first one's had freed, was fed as
+    a back-reference, so ``(1, 2)`` and ``(1, 3)`` had one key."""
+
+    def run(pair: Any) -> int:
+        return int(pair[1].v)
+
+    assert key(run, ((_Rebuilt(1), _Rebuilt(2)),)) != key(run, ((_Rebuilt(1), _Rebuilt(3)),))
+    assert key(run, ((_Rebuilt(1), _Rebuilt(2)),)) == key(run, ((_Rebuilt(1), _Rebuilt(2)),))
