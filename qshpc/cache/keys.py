@@ -528,6 +528,8 @@ class _Walk:
             put(b"M")
             self.value(obj.__func__)
             self.value(obj.__self__)
+            if self.deps is not None:  # its object can change in place (``model.k = 5``)
+                self.deps.append((obj, "__self__", obj.__self__))
         elif isinstance(obj, (staticmethod, classmethod)):
             put(b"sm" if isinstance(obj, staticmethod) else b"cm")
             self.value(obj.__func__)
@@ -541,6 +543,10 @@ class _Walk:
         elif isinstance(obj, functools.partial):
             put(b"partial")
             self.value((obj.func, obj.args, dict(sorted(obj.keywords.items()))))
+            if self.deps is not None:  # ``partial(f, config)``: ``config["k"] = 9`` later
+                self.deps.append((obj, "args", obj.args))
+                if obj.keywords:
+                    self.deps.append((obj, "keywords", obj.keywords))
         elif isinstance(obj, (types.MemberDescriptorType, types.GetSetDescriptorType)):
             put(b"desc")
             _str(put, obj.__name__)

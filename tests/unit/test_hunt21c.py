@@ -472,3 +472,26 @@ def test_a_function_made_by_reduce_is_keyed_by_its_content_each_time() -> None:
 
     assert key(run, ((_Rebuilt(1), _Rebuilt(2)),)) != key(run, ((_Rebuilt(1), _Rebuilt(3)),))
     assert key(run, ((_Rebuilt(1), _Rebuilt(2)),)) == key(run, ((_Rebuilt(1), _Rebuilt(2)),))
+
+
+def test_a_partial_task_whose_argument_changes_in_place_is_keyed_again() -> None:
+    """On b295950 ``distribute_task()(partial(f, config))`` called in the program's
+    process kept its first key after ``config["k"] = 9``: the partial's arguments were
+    no dependency of the live key."""
+    import functools
+
+    from qshpc import distribute_task
+
+    def f(config: dict[str, int], x: int) -> int:
+        return x + config["k"]
+
+    config = {"k": 1}
+    task = distribute_task()(functools.partial(f, config))
+    cache = JobCache(CacheConfig(), None)
+    first = cache.key(task, (1,), None, None, live=True)
+    config["k"] = 9
+    assert cache.key(task, (1,), None, None, live=True) != first
+    by_name = distribute_task()(functools.partial(f, x=1))
+    assert cache.key(by_name, (config,), None, None, live=True) == cache.key(
+        by_name, (config,), None, None, live=True
+    )
