@@ -712,11 +712,15 @@ class _Walk:
         put = self.put
         put(b"globals")
         deps = self.deps
+        table: Any = namespace.get("__builtins__")
+        if isinstance(table, types.ModuleType):
+            table = vars(table)
         for name in sorted(names):
             if deps is not None:
                 deps.append((namespace, name, namespace.get(name, _MISSING)))
             if name not in namespace:
-                self._builtin(namespace, name)
+                if type(table) is dict and name in table:
+                    self._builtin(table, name)
                 continue
             value = namespace[name]
             _str(put, name)
@@ -729,21 +733,17 @@ class _Walk:
         if imports:
             self.imported(imports, _package_of(namespace), names)
 
-    def _builtin(self, namespace: dict[str, Any], name: str) -> None:
-        """A name the code finds in ``builtins`` that is no builtin of Python's own.
+    def _builtin(self, table: dict[str, Any], name: str) -> None:
+        """A name the code finds in ``builtins`` (``table``) that is no builtin of
+        Python's own.
 
         A program (or a tool: ``kernprof``'s ``profile``) can put a value there,
         ``builtins.SHOTS = 100``, which the code then reads as a global: it was
         left out of the key. Python's own builtins add nothing (keys stay as
-        they were), nor do attribute names the code also holds (``x.append``).
+        they were).
         """
-        table = namespace.get("__builtins__")
-        if isinstance(table, types.ModuleType):
-            table = vars(table)
-        if type(table) is not dict or name.startswith("__"):
-            return
-        value = table.get(name, _MISSING)
-        if value is _MISSING or value is None or type(value) is bool:
+        value = table[name]
+        if name.startswith("__") or value is None or type(value) is bool:
             return
         if value is Ellipsis or value is NotImplemented:
             return
