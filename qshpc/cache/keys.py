@@ -11,7 +11,9 @@ A key is a 256-bit BLAKE2b digest (64 hex digits) of, in order:
    environment variables its target sets around each call (:func:`task_digest`);
 3. the task's seed (None when the job has no seed);
 4. the arguments by value: positional in order, keyword arguments sorted by
-   name (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are one call).
+   name (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are one call), or in the call's
+   order for a function that takes ``**kwargs`` (its ``kwargs`` keeps it: the
+   last bit of the function's digest says which, :func:`_orders_kwargs`).
 
 Pickle bytes are not stable enough to be a key: set order follows string
 hashing (random per process), code objects carry their file name and line
@@ -28,7 +30,10 @@ are walked here and fed to the hash as typed tokens:
   when the caller passes them: ``qpy`` of :func:`call_key`), dumped from a copy whose default name is
   replaced by ``circuit`` and whose parameters are replaced, in the circuit's
   own (sorted) order, by parameters of the same names with fixed UUIDs; a
-  ``Parameter`` or expression met elsewhere by its text;
+  transpiled circuit's layout, and operations of no standard gate when it
+  has two or more, keyed apart (QPY writes those in an order that changes
+  between dumps); a ``Parameter`` or expression met elsewhere by its text,
+  a ``ParameterVector`` by name and length;
 * functions of the user's own code (the program file, modules beside it,
   anything not installed in site-packages or the standard library) by their
   code: bytecode, constants (nested code the same way), names, defaults,
@@ -39,7 +44,9 @@ are walked here and fed to the hash as typed tokens:
   imports in its body (``import helpers`` in the task) is keyed as a global
   module is; one this process has not imported, by its source file and the
   files of the user's own modules that it imports. Classes of the
-  user's own code by their bases and namespace, the same way;
+  user's own code by their bases and namespace, the same way; what a
+  compiled module of the user's own holds (no code Python reads) by the
+  bytes of its file too;
 * functions, classes and modules of installed packages by their qualified
   name and their package's version;
 * an object whose class defines ``__qshpc_cache_digest__(self) -> bytes``
@@ -48,7 +55,8 @@ are walked here and fed to the hash as typed tokens:
   are not (a circuit's QPY bytes, which hold each Parameter's random UUID;
   see :mod:`qshpc.primitives.blocks`);
 * any other object by what pickle's ``__reduce_ex__`` returns for it (its
-  class, and its state walked as above).
+  class, and its state walked as above, less what a library draws anew for
+  each object: :data:`_RANDOM_ATTRS`).
 
 A value that cannot be walked (a lock, an open file, a generator) raises
 :class:`UncacheableError`: such a call simply runs (it is not cached).
@@ -69,7 +77,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 #: Part of every key; bump it when what a key covers changes.
-KEY_SCHEME = b"qshpc-cache-key/2"
+KEY_SCHEME = b"qshpc-cache-key/3"
 #: Key length in hex digits.
 KEY_HEX = 64
 
@@ -352,13 +360,17 @@ class _Walk:
     marker instead of looping).
     """
 
-    __slots__ = ("active", "deps", "depth", "files", "put", "qpy", "refs")
+    __slots__ = ("active", "deps", "depth", "files", "keep", "put", "qpy", "refs")
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
         self.put = put
         #: QPY bytes of this call's circuits, dumped already (see :func:`call_key`).
         self.qpy = qpy
         self.refs: dict[int, int] = {}
+        #: What ``refs`` numbers, kept alive for the walk: a function that a value's
+        #: ``__reduce__`` made for the occasion dies after it, and the next one, made
+        #: at the same address, was fed as a back-reference to it (its content unkeyed).
+        self.keep: list[Any] = []
         self.active: set[int] = set()
         self.depth = 0
         self.files: set[str] = set()  # modules keyed by their file (see :meth:`imported`)
@@ -442,6 +454,7 @@ class _Walk:
         h = hashlib.blake2b(digest_size=16)
         sub = _Walk(h.update, self.deps, self.qpy)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
+        sub.keep = self.keep
         sub.value(obj)
         return h.digest()
 
@@ -492,8 +505,13 @@ class _Walk:
             if isinstance(obj, circuit.ParameterExpression):
                 # By name and expression: a Parameter's UUID is new in every process.
                 put(b"P")
-                _str(put, t.__name__)
-                _str(put, str(obj))
+                _str(put, _expression_text(obj))
+                return
+            if isinstance(obj, circuit.ParameterVector):
+                # By name and length, as its elements are: its UUID is new in every process.
+                put(b"PV")
+                _str(put, obj.name)
+                put(b"%d;" % len(obj))
                 return
         if isinstance(obj, types.FunctionType):
             self.function(obj)
@@ -510,6 +528,8 @@ class _Walk:
             put(b"M")
             self.value(obj.__func__)
             self.value(obj.__self__)
+            if self.deps is not None:  # its object can change in place (``model.k = 5``)
+                self.deps.append((obj, "__self__", obj.__self__))
         elif isinstance(obj, (staticmethod, classmethod)):
             put(b"sm" if isinstance(obj, staticmethod) else b"cm")
             self.value(obj.__func__)
@@ -523,6 +543,10 @@ class _Walk:
         elif isinstance(obj, functools.partial):
             put(b"partial")
             self.value((obj.func, obj.args, dict(sorted(obj.keywords.items()))))
+            if self.deps is not None:  # ``partial(f, config)``: ``config["k"] = 9`` later
+                self.deps.append((obj, "args", obj.args))
+                if obj.keywords:
+                    self.deps.append((obj, "keywords", obj.keywords))
         elif isinstance(obj, (types.MemberDescriptorType, types.GetSetDescriptorType)):
             put(b"desc")
             _str(put, obj.__name__)
@@ -572,7 +596,12 @@ class _Walk:
             self._items(b"[", arr.ravel().tolist())
             return
         data = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
-        put(data.data if data.size else b"")
+        if not data.size:
+            put(b"")
+        elif dt.kind in "Mm":  # datetime64, timedelta64: no buffer of their own
+            put(data.view(np.uint8).data)
+        else:
+            put(data.data)
 
     def _reduced(self, obj: Any) -> None:
         """Any other object: its class and the state pickle would save."""
@@ -599,6 +628,9 @@ class _Walk:
         self.value(args)
         state = rest[0] if rest else None
         if type(state) is dict:
+            drop = _random_state(type(obj))
+            if drop:
+                state = {k: v for k, v in state.items() if k not in drop}
             self._dict(b"{", state)
         else:
             self.value(state)
@@ -618,6 +650,7 @@ class _Walk:
             _str(put, _version_of(mod))
         else:  # the user's own: "__main__" or not depends on how the file was run
             put(b"user")
+            put(_compiled_digest(mod))  # a function of a compiled module: its file
         _str(put, str(getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))))
 
     def _seen(self, obj: Any) -> bool:
@@ -627,6 +660,7 @@ class _Walk:
             self.put(b"@%d;" % n)
             return True
         self.refs[id(obj)] = len(self.refs)
+        self.keep.append(obj)
         return False
 
     # code ---------------------------------------------------------------------------
@@ -646,6 +680,8 @@ class _Walk:
         if deps is not None:
             for attr in ("__code__", "__defaults__", "__kwdefaults__"):
                 deps.append((f, attr, getattr(f, attr)))
+            if type(f.__kwdefaults__) is dict:  # a dict: ``f.__kwdefaults__["k"] = 5``
+                deps.extend((f.__kwdefaults__, k, v) for k, v in f.__kwdefaults__.items())
         if f.__closure__:
             put(b"cells%d;" % len(f.__closure__))
             for cell in f.__closure__:
@@ -676,10 +712,15 @@ class _Walk:
         put = self.put
         put(b"globals")
         deps = self.deps
+        table: Any = namespace.get("__builtins__")
+        if isinstance(table, types.ModuleType):
+            table = vars(table)
         for name in sorted(names):
             if deps is not None:
                 deps.append((namespace, name, namespace.get(name, _MISSING)))
             if name not in namespace:
+                if type(table) is dict and name in table:
+                    self._builtin(table, name)
                 continue
             value = namespace[name]
             _str(put, name)
@@ -691,6 +732,32 @@ class _Walk:
         imports = _imports(code)
         if imports:
             self.imported(imports, _package_of(namespace), names)
+
+    def _builtin(self, table: dict[str, Any], name: str) -> None:
+        """A name the code finds in ``builtins`` (``table``) that is no builtin of
+        Python's own.
+
+        A program (or a tool: ``kernprof``'s ``profile``) can put a value there,
+        ``builtins.SHOTS = 100``, which the code then reads as a global: it was
+        left out of the key. Python's own builtins add nothing (keys stay as
+        they were).
+        """
+        value = table[name]
+        if name.startswith("__") or value is None or type(value) is bool:
+            return
+        if value is Ellipsis or value is NotImplemented:
+            return
+        mod = _module_of(value)
+        if mod in ("builtins", "_sitebuiltins"):
+            return
+        if isinstance(value, (types.BuiltinFunctionType, type)) and is_library(mod):
+            return  # ``open`` (io's), a library's own addition
+        if self.deps is not None:
+            self.deps.append((table, name, value))
+        put = self.put
+        put(b"builtin")
+        _str(put, name)
+        self.value(value)
 
     def imported(self, imports: Imports, package: str, names: Iterable[str]) -> None:
         """The modules that ``import`` statements in the code being walked name.
@@ -711,7 +778,19 @@ class _Walk:
         put(b";")
 
     def _import(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
-        """One ``import full`` (``from full import fromlist``)."""
+        """One ``import full`` (``from full import fromlist``), its parent packages first.
+
+        ``import a.b`` runs ``a/__init__.py`` too and binds ``a``: the code reads
+        ``a.X`` as well as ``a.b.Y``. Only ``a.b`` was keyed, so an edit to ``a``'s
+        ``X`` kept the key.
+        """
+        dots = [i for i, c in enumerate(full) if c == "."]
+        for i in dots:
+            self._import_one(full[:i], (), names)
+        self._import_one(full, fromlist, names)
+
+    def _import_one(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
+        """One module of an ``import`` (see :meth:`_import`)."""
         _str(self.put, full)
         mod = sys.modules.get(full)
         if isinstance(mod, types.ModuleType):
@@ -770,6 +849,7 @@ class _Walk:
             return
         put(b"UM")
         _str(put, name)
+        put(_compiled_digest(name))
         ns = vars(mod)
         deps = self.deps
         for attr in sorted(set(attrs)):
@@ -819,6 +899,7 @@ class _Walk:
         put = self.put
         put(b"K")
         _str(put, cls.__qualname__)
+        put(_compiled_digest(_module_of(cls)))  # a class of a compiled module: its file
         self.value(cls.__bases__)
         meta = type(cls)
         if meta is not type:
@@ -844,6 +925,30 @@ class _Walk:
                 # its name is all the key keeps.
                 put(b"?")
         put(b";")
+
+
+#: Attributes that library classes set to a value of their own per process, which
+#: decides no result: Aer's quantum errors draw a ``uuid4`` as their id (an
+#: instruction label), and a transpiler pass keeps ``hash()`` of its arguments
+#: (string hashing: per process), so a noise model, or a simulator holding one
+#: (``NoiseModel.from_backend`` holds a pass), had a new key in every run. By the
+#: qualified name of the class that sets them.
+_RANDOM_ATTRS = {
+    "qiskit_aer.noise.errors.base_quantum_error.BaseQuantumError": frozenset(("_id",)),
+    "qiskit.transpiler.basepasses.BasePass": frozenset(("_hash",)),
+}
+_random_attrs: dict[type, frozenset[str]] = {}
+
+
+def _random_state(cls: type) -> frozenset[str]:
+    """The attributes of ``cls``'s state that :data:`_RANDOM_ATTRS` leaves out of keys."""
+    drop = _random_attrs.get(cls)
+    if drop is None:
+        drop = frozenset()
+        for base in cls.__mro__:
+            drop |= _RANDOM_ATTRS.get(f"{_module_of(base)}.{base.__qualname__}", frozenset())
+        _random_attrs[cls] = drop
+    return drop
 
 
 _CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__"))
@@ -927,6 +1032,40 @@ def _absolute(name: str, level: int, package: str) -> str | None:
     return f"{base}.{name}" if base and name else (base or name or None)
 
 
+def _compiled_digest(module: str) -> bytes:
+    """The digest of the file of a compiled module of the user's own (a Cython or
+    pybind11 build beside the program), b"" for any other module.
+
+    Its functions and classes hold no code that Python can read, so they were
+    keyed by their names alone: a rebuilt module with other results gave the
+    old ones back. Read once per file and process: a process runs the build it
+    loaded first (Python does not load an extension module twice), so a file
+    rebuilt after the process's first key of it keeps that key.
+    """
+    known = _compiled_files.get(module)
+    if known is not None:
+        return known
+    path = getattr(sys.modules.get(module), "__file__", None)
+    digest = b""
+    if isinstance(path, str) and not path.endswith((".py", ".pyc")):
+        from importlib.machinery import EXTENSION_SUFFIXES
+
+        if path.endswith(tuple(EXTENSION_SUFFIXES)):
+            h = hashlib.blake2b(b"so", digest_size=32)
+            try:
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as exc:
+                raise UncacheableError(f"compiled module {module}: {exc}") from None
+            digest = h.digest()
+    _compiled_files[module] = digest
+    return digest
+
+
+_compiled_files: dict[str, bytes] = {}
+
+
 def is_library_path(path: str) -> bool:
     """True when ``path`` lies in site-packages or the standard library."""
     return os.path.realpath(path).startswith(_library_dirs())
@@ -991,13 +1130,19 @@ def circuit_digest(circuit: Any, data: bytes | None = None) -> bytes:
     (``v[1] + 2*v[0]``). That rewrite costs about a millisecond, so the
     digest of a parameterized circuit is kept per circuit object and reused
     while the circuit's own QPY bytes stay the same (a sweep passes one
-    ansatz to every call).
+    ansatz to every call). A circuit with a layout, or with two or more
+    operations of no standard gate, is keyed in parts (see
+    :func:`_laid_out_digest`, :func:`_split_digest`).
     """
     from qshpc.store import _qpy
 
+    odd = _odd_positions(circuit)
+    if odd:
+        return _split_digest(circuit, odd)
     if data is None:
         data = _qpy.dump(circuit)
-    if not circuit.num_parameters:
+    layout = getattr(circuit, "_layout", None)
+    if not circuit.num_parameters and layout is None:
         if _AUTO_NAME.fullmatch(circuit.name):
             unnamed = _without_name(data, circuit.name)
             data = unnamed if unnamed is not None else _qpy.dump(circuit.copy(name="circuit"))
@@ -1006,7 +1151,10 @@ def circuit_digest(circuit: Any, data: bytes | None = None) -> bytes:
     memo = _memo.get(id(circuit))
     if memo is not None and memo[0]() is circuit and memo[1] == own:
         return memo[2]
-    digest = hashlib.blake2b(_qpy.dump(_fixed_parameters(circuit)), digest_size=32).digest()
+    if layout is None:
+        digest = hashlib.blake2b(_qpy.dump(_fixed_parameters(circuit)), digest_size=32).digest()
+    else:
+        digest = _laid_out_digest(circuit, layout)
     try:
         ref = weakref.ref(circuit)
     except TypeError:  # pragma: no cover - circuits take weak references
@@ -1015,6 +1163,180 @@ def circuit_digest(circuit: Any, data: bytes | None = None) -> bytes:
         _memo.pop(next(iter(_memo)))
     _memo[id(circuit)] = (ref, own, digest)
     return digest
+
+
+#: Operations of no standard gate that are no custom gate either: QPY writes them
+#: in the circuit's own stream (their blocks as circuits).
+_CONTROL_FLOW = frozenset(("if_else", "while_loop", "for_loop", "switch_case", "box", "break_loop",
+                           "continue_loop"))  # fmt: skip
+
+
+def _odd_positions(circuit: Any) -> list[int]:
+    """The positions of a circuit's operations that are no standard gate, when it
+    has two or more, or one whose definition holds such operations (else none):
+    see :func:`_split_digest`. Taken for every circuit a key holds: ~1 µs for a
+    small one (the names counted in Rust; ``count_ops()`` would copy them into
+    an ``OrderedDict`` too)."""
+    rust: Any = getattr(circuit, "_data", None)
+    counts = rust.count_ops() if hasattr(rust, "count_ops") else circuit.count_ops()
+    std = _standard_names or _standard()
+    for name in counts:
+        if name not in std and name not in _CONTROL_FLOW:
+            break
+    else:
+        return []  # standard gates only: QPY writes them in order
+    odd = {n for n in counts if n not in std and n not in _CONTROL_FLOW}
+    found = [i for i, inst in enumerate(circuit.data) if inst.operation.name in odd]
+    if len(found) == 1 and _nested(circuit.data[found[0]].operation) is None:
+        return []
+    return found
+
+
+def _nested(op: Any) -> Any:
+    """The definition of ``op`` when it holds operations of no standard gate itself
+    (a gate of gates): keyed in parts too (else None)."""
+    from qiskit.circuit import QuantumCircuit  # type: ignore[import-untyped]
+
+    definition = getattr(op, "_definition", None)  # not built here: QPY builds it
+    if isinstance(definition, QuantumCircuit) and any(
+        n not in _CONTROL_FLOW for n in definition.count_ops() if n not in _standard()
+    ):
+        return definition
+    return None
+
+
+def _standard() -> frozenset[str]:
+    """The names of Qiskit's standard gates and instructions (QPY writes them by name)."""
+    global _standard_names
+    if _standard_names is None:
+        from qiskit.circuit.library import (  # type: ignore[import-untyped]
+            get_standard_gate_name_mapping,
+        )
+
+        _standard_names = frozenset(get_standard_gate_name_mapping()) | {"barrier"}
+    return _standard_names
+
+
+_standard_names: frozenset[str] | None = None
+
+
+def _split_digest(circuit: Any, odd: list[int]) -> bytes:
+    """Digest of a circuit with two or more operations of no standard gate, in parts.
+
+    QPY writes such operations (a ``to_gate()`` subcircuit, a
+    ``PauliEvolutionGate``, an ``Instruction("kraus")`` of an Aer noise model's
+    error, a custom controlled gate) in a table of definitions whose order
+    changes from one dump to the next (Qiskit's Rust writer: a hash map), so the
+    same circuit had a new key at nearly every call. So the circuit without
+    them is keyed as any circuit is, and each of them by its position, its bits
+    and the digest of a circuit that holds it alone (one such operation has one
+    QPY). Parameters are keyed by name in both, as always.
+    """
+    from qiskit.circuit import CircuitInstruction, QuantumCircuit
+
+    skip = set(odd)
+    rest = circuit.copy_empty_like()
+    data = circuit.data
+    for i, inst in enumerate(data):
+        if i not in skip:
+            rest._append(inst)
+    h = hashlib.blake2b(digest_size=32)
+    h.update(b"split")
+    h.update(circuit_digest(rest))
+    plain = _plain_operations()
+    for i in odd:
+        inst = data[i]
+        op = inst.operation
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        clbits = [circuit.find_bit(c).index for c in inst.clbits]
+        h.update(b"%d;%r;%r;" % (i, qubits, clbits))
+        if type(op) in plain:
+            # A plain Gate or Instruction (to_gate(), Aer's kraus): its name, sizes,
+            # params, label and definition are its whole state, walked at half the cost
+            # of a circuit's QPY (a noise model holds hundreds of them).
+            h.update(b"op")
+            _Walk(h.update).value(op)
+            continue
+        definition = _nested(op)
+        if definition is None:
+            alone = QuantumCircuit(op.num_qubits, op.num_clbits, name="op")
+            alone._append(CircuitInstruction(op, alone.qubits, alone.clbits))
+            h.update(circuit_digest(alone))
+            continue
+        # A gate of gates: what QPY writes of it besides its definition, and that apart.
+        h.update(b"nested")
+        _Walk(h.update).value(
+            (type(op), op.name, op.num_qubits, op.num_clbits, op.label, list(op.params))
+        )
+        h.update(circuit_digest(definition))
+    return h.digest()
+
+
+def _plain_operations() -> tuple[type, ...]:
+    """Qiskit's ``Gate`` and ``Instruction`` themselves (not their subclasses)."""
+    from qiskit.circuit import Gate, Instruction
+
+    return (Gate, Instruction)
+
+
+def _laid_out_digest(circuit: Any, layout: Any) -> bytes:
+    """Digest of a circuit with a layout (a transpiled one): its QPY bytes without
+    the layout, and the layout walked as a value.
+
+    QPY writes the registers of a layout's virtual qubits (``q``, ``ancilla``) in
+    the order of a ``set`` of them, which follows the process's string hashing:
+    the same transpiled circuit had one of two keys, by chance, in each run (a
+    rerun missed about half the time). The layout decides results all the same
+    (``observable.apply_layout(circuit.layout)``), so it is keyed apart.
+    """
+    from qshpc.store import _qpy
+
+    bare = _fixed_parameters(circuit) if circuit.num_parameters else circuit.copy()
+    bare.name = "circuit" if _AUTO_NAME.fullmatch(circuit.name) else circuit.name
+    bare._layout = None
+    h = hashlib.blake2b(_qpy.dump(bare), digest_size=32)
+    h.update(b"layout")
+    try:
+        h.update(_layout_digest(circuit, layout))
+    except Exception:  # a layout of another shape than Qiskit 2's: walked as any value
+        _Walk(h.update).value(layout)
+    return h.digest()
+
+
+def _layout_digest(circuit: Any, layout: Any) -> bytes:
+    """What QPY writes of a ``TranspileLayout``, in a fixed order.
+
+    Each physical qubit of the initial layout by its virtual qubit (register name,
+    size and index, and its index in the circuit given to the transpiler), the
+    final layout and the output qubits by their index in the circuit, and the
+    number of input qubits: ~0.2 ms for 127 qubits, where walking the layout
+    object took 6.5 ms.
+    """
+    h = hashlib.blake2b(digest_size=32)
+    inputs = layout.input_qubit_mapping or {}
+
+    def virtual(q: Any) -> bytes:
+        reg, index = q._register, q._index
+        name = b"-" if reg is None else b"%s/%d" % (reg.name.encode(), reg.size)
+        return b"%s:%r:%r;" % (name, index, inputs.get(q))
+
+    initial = layout.initial_layout
+    if initial is not None:
+        h.update(b"initial")
+        for phys, q in sorted(initial.get_physical_bits().items()):
+            h.update(b"%d=" % phys)
+            h.update(virtual(q))
+    h.update(b"inputs%d;" % len(inputs))
+    final = layout.final_layout
+    if final is not None:
+        h.update(b"final")
+        for phys, q in sorted(final.get_physical_bits().items()):
+            h.update(b"%d=%d;" % (phys, circuit.find_bit(q).index))
+    h.update(b"count%r;" % (layout._input_qubit_count,))
+    out = layout._output_qubit_list
+    if out is not None:
+        h.update(b"out%r;" % ([circuit.find_bit(q).index for q in out],))
+    return h.digest()
 
 
 def _without_name(data: bytes, name: str) -> bytes | None:
@@ -1044,14 +1366,31 @@ _memo: dict[int, tuple[Callable[[], Any], bytes, bytes]] = {}
 _fixed: dict[str, Any] = {}  # "type:text" -> the parameter that replaces it
 
 
+def _expression_text(p: Any) -> str:
+    """A parameter or expression as a key knows it: its kind and text, and an
+    expression's parameters by kind and name too.
+
+    The text alone names its parameters by name only: ``2*v[0]`` of a
+    ``ParameterVector`` and of a ``Parameter("v[0]")`` read alike, and so do
+    ``a*b + 1`` and ``Parameter("a*b") + 1``. Their circuits differ: a vector's
+    elements sort by index, parameters by name (``v[10]`` before ``v[2]``), so
+    ``assign_parameters(values)`` binds them to other values.
+    """
+    text = f"{type(p).__name__}:{p}"
+    if type(p).__name__ != "ParameterExpression":
+        return text  # a Parameter, a ParameterVectorElement: their kind is there
+    kinds = sorted(f"{type(q).__name__}:{q}" for q in p.parameters)
+    return f"{text}|{','.join(kinds)}"
+
+
 def _fix(p: Any) -> Any:
     """The parameter with a fixed UUID that replaces parameter or expression ``p``."""
-    text = f"{type(p).__name__}:{p}"
+    text = _expression_text(p)
     q = _fixed.get(text)
     if q is None:
         import uuid
 
-        from qiskit.circuit import Parameter  # type: ignore[import-untyped]
+        from qiskit.circuit import Parameter
 
         if len(_fixed) >= 65536:
             _fixed.clear()
@@ -1110,7 +1449,36 @@ def function_digest(func: Any, deps: Deps | None = None) -> bytes:
         raise
     except Exception as exc:  # a value whose walk failed: the call runs, uncached
         raise _unexpected(exc) from None
-    return h.digest()
+    return _marked(h.digest(), _orders_kwargs(func))
+
+
+#: The last bit of a function digest: its calls' keyword arguments are keyed in
+#: their order (see :func:`_orders_kwargs`). In the digest itself, so that every
+#: key of it, in any process and by any caller, follows the same rule.
+_ORDERED = 1
+_CO_VARKEYWORDS = 0x08  # inspect.CO_VARKEYWORDS (inspect costs ~4 ms to import)
+
+
+def _marked(digest: bytes, ordered: bool) -> bytes:
+    """``digest`` with its last bit saying whether keyword arguments keep their order."""
+    last = digest[-1] | _ORDERED if ordered else digest[-1] & ~_ORDERED
+    return digest[:-1] + bytes((last,))
+
+
+def _orders_kwargs(func: Any) -> bool:
+    """Whether the order of a call's keyword arguments can decide its result.
+
+    It can for a function that takes ``**kwargs``: ``kwargs`` keeps the order
+    of the call (``build(rx=0.1, rz=0.2)`` applies its gates in that order), so
+    such calls are keyed in their order; any other function's keyword arguments
+    are keyed by name (``f(a=1, b=2)`` and ``f(b=2, a=1)`` are one call). A
+    callable that is no plain function (a ``partial``, an object) keeps the
+    order too: a miss at worst.
+    """
+    code = getattr(getattr(func, "__func__", func), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return True
+    return bool(code.co_flags & _CO_VARKEYWORDS)
 
 
 def _library_module(put: Put, name: str) -> None:
@@ -1136,7 +1504,7 @@ def task_digest(fn_digest: bytes, task: Any) -> bytes:
     for k, v in sorted((str(k), str(v)) for k, v in env.items()):
         _str(h.update, k)
         _str(h.update, v)
-    return h.digest()
+    return _marked(h.digest(), bool(fn_digest[-1] & _ORDERED))
 
 
 def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
@@ -1161,8 +1529,9 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
     walk = _Walk(put, None, qpy)
     try:
         walk.value(args)
-        if kwargs:
-            walk.value(dict(sorted(kwargs.items())))
+        if kwargs:  # by name, or in their order (see :func:`_orders_kwargs`)
+            ordered = fn_digest[-1] & _ORDERED and len(kwargs) > 1
+            walk.value(dict(kwargs) if ordered else dict(sorted(kwargs.items())))
     except RecursionError:
         raise UncacheableError("an argument is nested too deeply") from None
     except UncacheableError:
