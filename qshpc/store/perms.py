@@ -196,8 +196,9 @@ def check_private_dir(path: Path, what: str) -> None:
     Refused: a folder (or a symlink to one) another user owns, one anybody can
     write, and one the group can write. With ``QSHPC_SHARE_GROUP=1`` (a store
     shared by a team on purpose) a folder another user owns is accepted when
-    its group is one of the user's, and the group may write it; a folder
-    anybody can write is refused even then. A folder root owns is accepted.
+    its group is one of the user's, and the group may write it when its sticky bit
+    is set (members cannot rename each other's job folders); a folder anybody can
+    write is refused even then. A folder root owns is accepted.
 
     Args:
         path: The folder (it must exist).
@@ -224,6 +225,18 @@ def check_private_dir(path: Path, what: str) -> None:
         why = f"anybody can write it (mode {mode:04o})"
     elif mode & stat.S_IWGRP and not share:
         why = f"your group can write it (mode {mode:04o})"
+    elif mode & stat.S_IWGRP and not mode & stat.S_ISVTX:
+        # A team's store without the sticky bit: a member can rename another's job folder
+        # and put one of theirs in its place, and a queued Slurm job, which runs as its
+        # submitter, loads the call pickled there (submitit's): their code ran as you
+        # (hunt21b). The cache refuses its shared folder so too.
+        raise UnsafeStoreError(
+            f"refusing to use {what} {path}: your group can write it (mode {mode:04o}) without "
+            "the sticky bit, so any member can rename your job folders and put theirs in "
+            "their place (a queued Slurm job of yours would then run their code as you); "
+            f"its owner ({user_name(st.st_uid)}) should run `chmod +t {path}` (a team's "
+            "store is set up 3770: docs/store.md, 'Sharing a store')"
+        )
     if why is None:
         return
     fix = (

@@ -164,7 +164,7 @@ def test_a_teams_store_gives_each_job_the_teams_group(tmp_path: Path) -> None:
     (home / "jobs").mkdir(parents=True)
     for d in (home, home / "jobs"):
         os.chown(d, -1, team_gid)
-        os.chmod(d, 0o2770)
+        os.chmod(d, 0o3770)
     program = tmp_path / "squares.py"
     program.write_text(SQUARES)
     env = {"QSHPC_HOME": str(home), "QSHPC_SHARE_GROUP": "1"}

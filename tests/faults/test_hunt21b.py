@@ -279,7 +279,7 @@ def test_gc_and_rm_in_a_teams_store_leave_the_other_members_jobs(tmp_path: Path)
     (home / "jobs").mkdir(parents=True)
     for d in (home, home / "jobs"):
         os.chown(d, -1, team_gid)
-        os.chmod(d, 0o2770)
+        os.chmod(d, 0o3770)
     prog = tmp_path / "p.py"
     prog.write_text("from qshpc import save_result\nsave_result(1)\n")
     env = {"QSHPC_HOME": str(home), "QSHPC_SHARE_GROUP": "1"}
@@ -314,7 +314,7 @@ def test_cancel_of_a_teammates_running_job_is_one_line(open_dir: Path) -> None:
     (home / "jobs").mkdir(parents=True)
     for d in (home, home / "jobs"):
         os.chown(d, -1, team_gid)
-        os.chmod(d, 0o2770)
+        os.chmod(d, 0o3770)
     prog = open_dir / "p.py"
     prog.write_text("import time\nfrom qshpc import save_result\ntime.sleep(60)\nsave_result(1)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QSHPC_HOME": str(home)}
