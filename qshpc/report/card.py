@@ -52,6 +52,8 @@ def _duration(secs: float) -> str:
 def first_line(text: Any) -> str:
     """The line of an error that says what went wrong (a traceback's last line)."""
     lines = [ln.strip() for ln in str(text or "").strip().splitlines() if ln.strip()]
+    while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
+        lines.pop()  # (what to do, after the error: program_main.import_hint)
     if not lines:
         return ""
     if lines[0].startswith("Traceback"):

@@ -144,6 +144,8 @@ def _user_traceback(exc: BaseException, program: Path) -> str:
 
 #: Qiskit 1's V1 primitives, gone from ``qiskit.primitives`` in Qiskit 2.
 _V1_PRIMITIVES = ("Sampler", "Estimator", "BackendSampler", "BackendEstimator")
+#: V2 names of qiskit_ibm_runtime's and Aer's that ``qiskit.primitives`` does not have.
+_V2_NAMES = ("SamplerV2", "EstimatorV2")
 
 
 def import_hint(exc: BaseException) -> str:
@@ -159,6 +161,13 @@ def import_hint(exc: BaseException) -> str:
             "get; the full list: docs/quantum-serverless.md)\n"
         )
     text = str(exc)
+    if name.split(".")[0] == "qiskit_ibm_runtime" or (
+        name == "qiskit.primitives" and any(f"import name '{n}'" in text for n in _V2_NAMES)
+    ):
+        return (
+            "qshpc: hint: the same PUBs run on Aer over the job's ranks with "
+            "from qshpc.aer import SamplerV2, EstimatorV2 (docs/primitives.md)\n"
+        )
     if name == "qiskit.primitives" and any(f"import name '{n}'" in text for n in _V1_PRIMITIVES):
         return (
             "qshpc: hint: Qiskit 2 removed the V1 primitives from qiskit.primitives; "

@@ -24,6 +24,14 @@ pytestmark = pytest.mark.mpi
         ("from qiskit.primitives import Estimator", "from qshpc.aer import Sampler (or Estimator)"),
         ("from quantum_serverless import get_arguments", "imports changed to qshpc"),
         ("import qiskit_serverless", "docs/quantum-serverless.md"),
+        (
+            "from qiskit_ibm_runtime import SamplerV2",
+            "from qshpc.aer import SamplerV2, EstimatorV2",
+        ),
+        (
+            "from qiskit.primitives import EstimatorV2",
+            "from qshpc.aer import SamplerV2, EstimatorV2",
+        ),
     ],
 )
 def test_an_import_the_seed_made_says_what_to_import_instead(
@@ -45,7 +53,7 @@ def test_an_import_the_seed_made_says_what_to_import_instead(
 def test_other_import_errors_get_no_hint() -> None:
     from qshpc.runtime.program_main import import_hint
 
-    assert import_hint(ImportError("cannot import name 'SamplerV2' from 'qiskit.primitives'",
+    assert import_hint(ImportError("cannot import name 'StatevectorSamplr' from 'qiskit.primitives'",
                                    name="qiskit.primitives")) == ""  # fmt: skip
     assert import_hint(ModuleNotFoundError("No module named 'numpyy'", name="numpyy")) == ""
     assert import_hint(ValueError("quantum_serverless")) == ""
@@ -80,3 +88,16 @@ def test_a_pool_in_a_task_of_the_program_s_own_function_names_the_fix(
     assert "define them in a module beside the program and import them from it" in out.stderr
     result = run_cli("result", str(tmp_path / "job"), "--json")
     assert json.loads(result.stdout) == [[0, 1, 8, 27], [0, 1, 8, 27]]  # (fork, spawn)
+
+
+def test_a_card_shows_the_error_not_the_hint() -> None:
+    """The notebook's job card, its jobs table and the report take an error's last line:
+    the hint after it is what to do, not what went wrong (review22 F3)."""
+    from qshpc.report.card import first_line
+
+    text = (
+        'Traceback (most recent call last):\n  File "seed.py", line 1, in <module>\n'
+        "ImportError: cannot import name 'Sampler' from 'qiskit.primitives'\n"
+        "qshpc: hint: Qiskit 2 removed the V1 primitives from qiskit.primitives; ...\n"
+    )
+    assert first_line(text).startswith("ImportError: cannot import name 'Sampler'")

@@ -73,3 +73,27 @@ def test_a_split_marginal_of_few_qubits_is_not_truncated_away(aer_mpi: AerMPI) -
         abs(step.value(0, "e") - exact.expectation_value(SparsePauliOp("I" * 11 + "X")).real)
         < 1e-12
     )
+
+
+def test_circuits_of_several_widths_run_a_step_each(aer_mpi: AerMPI) -> None:  # noqa: F811
+    """Two 12-qubit circuits in one call, one acting on 4 qubits: once compacted, one step
+    sized for 12 crashed the ranks on the 4-qubit one (SIGSEGV, review22); a step each width
+    now, read back in the call's order, exact."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit.random import random_circuit
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+
+    from qshpc.aer.distributed.run import run_circuits
+    from qshpc.aer.distributed.spec import Save
+
+    a = random_circuit(12, 3, max_operands=2, seed=1)
+    b = QuantumCircuit(12)
+    b.compose(random_circuit(4, 3, max_operands=2, seed=2), range(4), inplace=True)
+    z = [("Z" * 12, 1.0, 0.0)]
+    step = run_circuits([a, b], 2, saves=[[Save("expectation_value", list(range(12)), "e", z)],
+                                          [Save("expectation_value", list(range(12)), "e", z),
+                                           Save("probabilities", [0, 1], "p")]], timeout=120)  # fmt: skip
+    for i, c in enumerate((a, b)):
+        exact = Statevector(c).expectation_value(SparsePauliOp("Z" * 12)).real
+        assert abs(step.value(i, "e") - exact) < 1e-12, (i, step.value(i, "e"), exact)
+    assert abs(step.probabilities(1, "p") - Statevector(b).probabilities([0, 1])).max() < 1e-12

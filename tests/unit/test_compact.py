@@ -39,9 +39,12 @@ def test_compacted_circuits_keep_every_saved_value() -> None:
         (small,), (moved,) = compact([isa], saves)
         smaller += small.num_qubits < n
         whole, part = Statevector(isa), Statevector(small)
-        op = SparsePauliOp.from_list([(lb, complex(r, i)) for lb, r, i in moved[0].paulis])
-        assert abs(whole.expectation_value(SparsePauliOp.from_list(terms)).real
-                   - part.expectation_value(op, moved[0].qubits).real) < 1e-12  # fmt: skip
+        if moved[0].qubits:
+            op = SparsePauliOp.from_list([(lb, complex(r, i)) for lb, r, i in moved[0].paulis])
+            value = part.expectation_value(op, moved[0].qubits).real
+        else:  # on idle qubits only: a constant
+            value = sum(r for _, r, _ in moved[0].paulis)
+        assert abs(whole.expectation_value(SparsePauliOp.from_list(terms)).real - value) < 1e-12
         assert (
             np.abs(whole.probabilities(marginal) - part.probabilities(moved[1].qubits)).max()
             < 1e-12
@@ -66,4 +69,29 @@ def test_a_circuit_acting_on_every_qubit_or_saving_its_state_is_kept_whole() -> 
     assert out[0] is full and out[1] is partial and saves == rows
     (small,), ((save,),) = compact([partial], [[Save("expectation_value", [0, 1, 2], "e",
                                                     [("XII", 1.0, 0.0)])]])  # fmt: skip
-    assert small.num_qubits == 1 and save.qubits == [0] and save.paulis == [("Z", 0.0, 0.0)]
+    assert small.num_qubits == 1 and save.qubits == [] and save.paulis == [("", 0.0, 0.0)]
+
+
+def test_review22_edges_of_compact() -> None:
+    """An observable on idle qubits only is a constant (no qubit kept that nothing acts on:
+    Aer crashed on one, truncation off); complex coefficients leave the circuit whole (the
+    step refuses it, as before); a barrier keeps its label; a 0-qubit operation stays."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit.library import GlobalPhaseGate
+
+    from qshpc.aer.distributed.compact import compact
+    from qshpc.aer.distributed.spec import Save
+
+    c = QuantumCircuit(4)
+    c.h(0)
+    c.append(GlobalPhaseGate(0.5), [])
+    c.barrier(0, 3, label="here")
+    idle_only = Save("expectation_value", [2, 3], "e", [("II", 1.0, 0.0), ("IX", 0.5, 0.0),
+                                                        ("ZI", 0.25, 0.0)])  # fmt: skip
+    (small,), ((save,),) = compact([c], [[idle_only]])
+    assert small.num_qubits == 1 and save.qubits == [] and save.paulis == [("", 1.25, 0.0)]
+    assert [i.operation.name for i in small.data] == ["h", "global_phase", "barrier"]
+    assert small.data[2].operation.label == "here"
+    hermitian_not = Save("expectation_value", [0, 1, 2, 3], "e", [("XIII", 0.0, 1.0)])
+    out, _ = compact([c], [[hermitian_not]])
+    assert out[0] is c

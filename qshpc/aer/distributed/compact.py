@@ -54,6 +54,8 @@ def kept_qubits(circuit: QuantumCircuit, row: list[Save]) -> list[int] | None:
         return None
     if any(s.kind == "statevector" or not all(0 <= q < n for q in s.qubits) for s in row):
         return None  # the whole state; or a qubit out of range: the step says so, as before
+    if any(im for s in row for _, _, im in s.paulis):
+        return None  # not Hermitian: the step refuses it whole, whatever qubits its terms read
     used: set[int] = {q for s in row if s.kind == "probabilities" for q in s.qubits}
     for inst in circuit.data:
         op = inst.operation
@@ -63,17 +65,14 @@ def kept_qubits(circuit: QuantumCircuit, row: list[Save]) -> list[int] | None:
             used.update(circuit.find_bit(q).index for q in inst.qubits)
             if len(used) >= n:  # the usual case: every qubit acted on, nothing to drop
                 return None
-    for s in row:
-        if s.kind == "expectation_value" and s.qubits and not used.intersection(s.qubits):
-            used.add(s.qubits[0])  # an observable on idle qubits only: one of them read
-    if len(used) >= n:
-        return None
+    # (an observable on idle qubits only keeps none of them: it is a constant, _moved)
     return sorted(used) if used else [0]
 
 
 def _without_idle(circuit: QuantumCircuit, keep: list[int]) -> QuantumCircuit:
     """``circuit`` on the qubits ``keep`` (its classical bits and registers as they are)."""
     from qiskit import QuantumCircuit
+    from qiskit.circuit import Barrier
 
     new = QuantumCircuit(
         len(keep), name=circuit.name, global_phase=circuit.global_phase,
@@ -85,12 +84,11 @@ def _without_idle(circuit: QuantumCircuit, keep: list[int]) -> QuantumCircuit:
     where = {circuit.qubits[q]: new.qubits[j] for j, q in enumerate(keep)}
     for inst in circuit.data:
         qargs = [where[q] for q in inst.qubits if q in where]
-        if not qargs:  # a barrier over idle qubits only
+        if len(qargs) != len(inst.qubits):  # a barrier also (or only) over idle qubits
+            if qargs:
+                new.append(Barrier(len(qargs), label=inst.operation.label), qargs)
             continue
-        if len(qargs) != len(inst.qubits):  # a barrier also over idle qubits
-            new.barrier(*qargs)
-            continue
-        new.append(inst.operation, qargs, inst.clbits, copy=False)
+        new.append(inst.operation, qargs, inst.clbits, copy=False)  # (0-qubit ones too)
     return new
 
 
@@ -106,8 +104,8 @@ def _moved(save: Save, index: dict[int, int]) -> Save:
         if idle & {"X", "Y"}:
             continue  # <0|X|0> = <0|Y|0> = 0: the term adds nothing
         terms.append(("".join(label[width - 1 - k] for k in reversed(kept)), re, im))
-    if not terms:  # every term reads 0: one that is 0 (an empty save leaves Aer nothing to do)
-        return replace(save, qubits=[index[save.qubits[kept[0]]]], paulis=[("Z", 0.0, 0.0)])
+    if not kept or not terms:  # a constant (the step adds identity terms as one): no qubit
+        return replace(save, qubits=[], paulis=[("", sum(t[1] for t in terms), 0.0)])
     return replace(save, qubits=[index[save.qubits[k]] for k in kept], paulis=terms)
 
 

@@ -118,6 +118,7 @@ def run_circuits(
         timeout: Seconds before the step is stopped.
         transpile: False when ``circuits`` went through :func:`prepare` already.
     """
+    asked_launcher = launcher
     held = _held_step()
     if ranks is None:
         if held is None:
@@ -144,7 +145,13 @@ def run_circuits(
     # A circuit transpiled for a device keeps its width: the idle qubits go (a 127-qubit
     # ISA circuit on 32 of them is a 32-qubit statevector, chunked as one).
     circuits, seed_rows = compact(circuits, seed_rows)
-    width = max((c.num_qubits for c in circuits), default=0)
+    widths = sorted({c.num_qubits for c in circuits})
+    if len(widths) > 1:  # one step per width: see _per_width
+        return _per_width(
+            circuits, seed_rows, widths, ranks, shots, seed, options, asked_launcher, nodes,
+            folder, timeout,
+        )  # fmt: skip
+    width = max(widths, default=0)
     # Aer's truncation drops the qubits a circuit's saved values do not depend on (a
     # marginal of 2 qubits, an X on one): the chunks, sized for ``width``, then no
     # longer fit and Aer refuses ('gates ... can not cache blocked'). The idle ones
@@ -167,6 +174,55 @@ def run_circuits(
             shutil.rmtree(where, ignore_errors=True)
     record_step(step)
     return step
+
+
+def _per_width(
+    circuits: list[QuantumCircuit],
+    saves: list[list[Save]],
+    widths: list[int],
+    ranks: int,
+    shots: int,
+    seed: int,
+    options: dict[str, Any] | None,
+    launcher: StepLauncher | None,
+    nodes: int | None,
+    folder: Path | None,
+    timeout: float | None,
+) -> StepResult:
+    """Circuits of several widths in one call: a step each width, read back as one.
+
+    Chunks are sized for a step's widest circuit: a narrower one in the same Aer run
+    crashed its ranks (SIGSEGV, review22; on b295950 a V1 Sampler call of circuits
+    of two widths failed with Aer's ``PARTIAL COMPLETED``). Each step is recorded in
+    the task's provenance.
+    """
+    parts: list[tuple[list[int], StepResult]] = []
+    for w in widths:
+        picked = [i for i, c in enumerate(circuits) if c.num_qubits == w]
+        step = run_circuits(
+            [circuits[i] for i in picked], ranks, shots=shots, seed=seed,
+            saves=[saves[i] for i in picked], options=options, launcher=launcher, nodes=nodes,
+            folder=None if folder is None else folder / f"width-{w}", timeout=timeout,
+            transpile=False,
+        )  # fmt: skip
+        parts.append((picked, step))
+    experiments: list[Any] = [None] * len(circuits)
+    arrays: dict[tuple[int, str], Any] = {}
+    for picked, step in parts:
+        for j, i in enumerate(picked):
+            experiments[i] = step.result["experiments"][j]
+        for (j, label), array in step.arrays.items():
+            arrays[(picked[j], label)] = array
+    first = parts[0][1]
+    return StepResult(
+        folder=first.folder,
+        result={**first.result, "experiments": experiments},
+        ranks=first.ranks,
+        command=first.command,
+        wall_s=sum(step.wall_s for _, step in parts),
+        output="".join(step.output for _, step in parts),
+        arrays=arrays,
+    )
 
 
 def _held_step() -> Any:
