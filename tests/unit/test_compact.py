@@ -95,3 +95,18 @@ def test_review22_edges_of_compact() -> None:
     hermitian_not = Save("expectation_value", [0, 1, 2, 3], "e", [("XIII", 0.0, 1.0)])
     out, _ = compact([c], [[hermitian_not]])
     assert out[0] is c
+
+
+def test_truncation_is_turned_off_only_when_every_qubit_is_acted_on() -> None:
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer.distributed.compact import acts_on_all
+    from qshpc.aer.distributed.spec import Save
+
+    c = QuantumCircuit(3)
+    c.h(0)
+    c.cx(0, 1)
+    assert not acts_on_all(c, [])  # qubit 2: nothing acts on it (compact left it: Aer crashed)
+    assert acts_on_all(c, [Save("probabilities", [2], "p")])
+    assert acts_on_all(c, [Save("expectation_value", [0, 1, 2], "e", [("ZII", 1.0, 0.0)])])
+    assert not acts_on_all(c, [Save("expectation_value", [0, 1, 2], "e", [("IZZ", 1.0, 0.0)])])

@@ -69,6 +69,34 @@ def kept_qubits(circuit: QuantumCircuit, row: list[Save]) -> list[int] | None:
     return sorted(used) if used else [0]
 
 
+def acts_on_all(circuit: QuantumCircuit, row: list[Save]) -> bool:
+    """True when an operation or a save of ``row`` acts on every qubit of ``circuit``.
+
+    Aer crashed (SIGSEGV, review22) on a qubit nothing acts on when its truncation is
+    off; with it on, it drops such qubits and the chunks no longer fit. A circuit that
+    :func:`compact` left whole (control flow, ...) may still have one.
+    """
+    n = int(circuit.num_qubits)
+    touched: set[int] = set()
+    for s in row:
+        if s.kind == "statevector":
+            return True
+        if s.kind == "probabilities":
+            touched.update(s.qubits)
+        else:  # the step saves each term on the qubits it does not read as I
+            width = len(s.qubits)
+            touched.update(
+                s.qubits[k] for label, _, _ in s.paulis for k in range(width)
+                if len(label) == width and label[width - 1 - k] != "I"
+            )  # fmt: skip
+    for inst in circuit.data:
+        if len(touched) >= n:
+            return True
+        if inst.operation.name != "barrier":
+            touched.update(circuit.find_bit(q).index for q in inst.qubits)
+    return len(touched) >= n
+
+
 def _without_idle(circuit: QuantumCircuit, keep: list[int]) -> QuantumCircuit:
     """``circuit`` on the qubits ``keep`` (its classical bits and registers as they are)."""
     from qiskit import QuantumCircuit
@@ -109,4 +137,4 @@ def _moved(save: Save, index: dict[int, int]) -> Save:
     return replace(save, qubits=[index[save.qubits[k]] for k in kept], paulis=terms)
 
 
-__all__ = ["compact", "kept_qubits"]
+__all__ = ["acts_on_all", "compact", "kept_qubits"]

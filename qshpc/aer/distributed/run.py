@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
-from qshpc.aer.distributed.compact import compact
+from qshpc.aer.distributed.compact import acts_on_all, compact
 from qshpc.aer.distributed.launch import (
     StepLauncher,
     StepResult,
@@ -156,9 +156,9 @@ def run_circuits(
     # marginal of 2 qubits, an X on one): the chunks, sized for ``width``, then no
     # longer fit and Aer refuses ('gates ... can not cache blocked'). The idle ones
     # went already (compact); the rest are simulated as planned.
-    opts: dict[str, Any] = {
-        "method": "statevector", "blocking_enable": True, "enable_truncation": False,
-    }  # fmt: skip
+    opts: dict[str, Any] = {"method": "statevector", "blocking_enable": True}
+    if all(acts_on_all(c, row) for c, row in zip(circuits, seed_rows, strict=True)):
+        opts["enable_truncation"] = False  # (with an untouched qubit Aer crashed: acts_on_all)
     opts.update(options or {})
     if opts.get("blocking_enable") and "blocking_qubits" not in opts:
         opts["blocking_qubits"] = default_blocking_qubits(width, ranks)
