@@ -75,6 +75,16 @@ def _keys() -> Any:
     return keys
 
 
+def _task_name(task: Any, func: Any) -> str:
+    """A task's name for a message: its own, or its function's qualified name (the repr of a
+    ``functools.partial`` holds its arguments: a 48 MB array printed whole, review23)."""
+    name = getattr(task, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    inner = getattr(func, "func", func)  # (a partial's function)
+    return str(getattr(inner, "__qualname__", None) or type(inner).__name__)
+
+
 def _warn(text: str) -> None:
     print(f"qshpc: cache: {text}", file=sys.stderr, flush=True)
 
@@ -349,12 +359,12 @@ class JobCache:
             digest: bytes | None = task_digest(function_digest(func, deps), task)
         except UncacheableError as exc:
             digest = None
-            _warn(f"calls of {getattr(task, 'name', func)!s} are not cached: {exc}")
+            _warn(f"calls of {_task_name(task, func)} are not cached: {exc}")
         took = time.perf_counter() - start
         costly = again and took > LIVE_WALK_S and changeable(deps)
         if costly:
             _warn(
-                f"calls of {getattr(task, 'name', func)!s} made in this process are not cached: "
+                f"calls of {_task_name(task, func)} made in this process are not cached: "
                 "they read "
                 f"values that can change in place (a dict, an array, an object), and walking "
                 f"them for the key takes {took:.2f} s a call"

@@ -169,9 +169,16 @@ def _not_ours(job_dir: Path, what: str, exc: OSError) -> UserError:
     from qshpc.store.perms import user_name
 
     try:
-        owner = user_name(os.lstat(job_dir).st_uid)
+        uid = os.lstat(job_dir).st_uid
+        owner = user_name(uid)
     except OSError:
-        owner = "another user"
+        uid, owner = -1, "another user"
+    if uid == os.geteuid():  # the job is ours: its recorded process is another user's now
+        return UserError(
+            f"cannot {what} job {shown(job_dir.name)}: {exc.strerror or exc} (the process the "
+            "job recorded belongs to another user now: the job's own process has ended; "
+            "`qshpc status` says what it became)"
+        )
     return UserError(
         f"cannot {what} job {shown(job_dir.name)}: {exc.strerror or exc} (the job belongs to "
         f"{owner}: only its owner can {what} it)"

@@ -118,9 +118,20 @@ def download(file: str, target_name: str | None = None, download_location: str =
     # name (or an older file of that name cut short), and a FIFO there hung the download.
     tmp = dest.with_name(f".{out_name[:200]}.{secrets.token_hex(6)}.part")
     try:
+        old = os.lstat(dest)
+    except OSError:
+        old = None
+    if old is not None and stat.S_ISREG(old.st_mode) and not os.access(dest, os.W_OK):
+        # the rename would replace what writing could not (a 0444 file of one's own,
+        # another user's file in a folder one can write): refused, as writing it was
+        os.close(src)
+        raise UserError(f"cannot write {dest}: Permission denied (give another target name)")
+    try:
         with os.fdopen(src, "rb") as fin, _create(tmp, 0o666) as fout:  # the umask's, as before
             while chunk := fin.read(_CHUNK):
                 fout.write(chunk)
+        if old is not None and stat.S_ISREG(old.st_mode):
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))  # an existing file keeps its mode
         os.replace(tmp, dest)
     except OSError as exc:
         _unlink(tmp)

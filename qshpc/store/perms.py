@@ -234,8 +234,13 @@ def check_private_dir(path: Path, what: str) -> None:
             f"refusing to use {what} {path}: your group can write it (mode {mode:04o}) without "
             "the sticky bit, so any member can rename your job folders and put theirs in "
             "their place (a queued Slurm job of yours would then run their code as you); "
-            f"its owner ({user_name(st.st_uid)}) should run `chmod +t {path}` (a team's "
-            "store is set up 3770: docs/store.md, 'Sharing a store')"
+            + (
+                f"run `chmod g-w {path}` (a store of your own) or `chmod +t {path}` (a team's, "
+                "set up 3770: docs/store.md, 'Sharing a store')"
+                if st.st_uid == me
+                else f"its owner ({user_name(st.st_uid)}) should run `chmod +t {path}` (a "
+                "team's store is set up 3770: docs/store.md, 'Sharing a store')"
+            )
         )
     if why is None:
         return
