@@ -1443,13 +1443,14 @@ def function_digest(func: Any, deps: Deps | None = None) -> bytes:
     h.update(environment_digest())
     try:
         _Walk(h.update, deps).value(func)
+        ordered = _orders_kwargs(func)  # (an odd object's attributes may raise too: review23)
     except RecursionError:
         raise UncacheableError("the function refers to values nested too deeply") from None
     except UncacheableError:
         raise
     except Exception as exc:  # a value whose walk failed: the call runs, uncached
         raise _unexpected(exc) from None
-    return _marked(h.digest(), _orders_kwargs(func))
+    return _marked(h.digest(), ordered)
 
 
 #: The last bit of a function digest: its calls' keyword arguments are keyed in
