@@ -268,18 +268,26 @@ def test_a_members_folder_squatted_in_a_shared_cache_names_who_can_remove_it(
     assert f"(or the owner of {root})" in out.stdout
 
 
+TEAM_GID = 4242
+
+
+def _team_store(base: Path) -> Path:
+    """A team's store as docs/store.md sets it up (3770, the team's group): its home."""
+    home = base / "team"
+    (home / "jobs").mkdir(parents=True)
+    for d in (home, home / "jobs"):
+        os.chown(d, -1, TEAM_GID)
+        os.chmod(d, 0o3770)
+    return home
+
+
 @needs_root
 def test_gc_and_rm_in_a_teams_store_leave_the_other_members_jobs(tmp_path: Path) -> None:
     # On b295950 `qshpc gc` in a team's store (docs/store.md, "Sharing a store") took
     # every member's ended jobs: a member's gc could not remove them ("Permission denied
     # (... check the folder is writable)", exit 1 at every gc), root's removed them;
     # `qshpc rm` of a teammate's job said the same.
-    team_gid = 4242
-    home = tmp_path / "team"
-    (home / "jobs").mkdir(parents=True)
-    for d in (home, home / "jobs"):
-        os.chown(d, -1, team_gid)
-        os.chmod(d, 0o3770)
+    home = _team_store(tmp_path)
     prog = tmp_path / "p.py"
     prog.write_text("from qshpc import save_result\nsave_result(1)\n")
     env = {"QSHPC_HOME": str(home), "QSHPC_SHARE_GROUP": "1"}
@@ -287,7 +295,7 @@ def test_gc_and_rm_in_a_teams_store_leave_the_other_members_jobs(tmp_path: Path)
         assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
     theirs, mine = sorted((home / "jobs").iterdir(), key=lambda d: d.stat().st_ctime_ns)
     for path in (theirs, *theirs.rglob("*")):
-        os.chown(path, 65534, team_gid, follow_symlinks=False)
+        os.chown(path, 65534, TEAM_GID, follow_symlinks=False)
     dry = run_cli("gc", "--older-than", "0d", "--dry-run", env=env)
     assert dry.returncode == 0 and theirs.name not in dry.stdout, dry.stdout
     assert "would remove 1 job(s)" in dry.stdout
@@ -309,12 +317,7 @@ def test_cancel_of_a_teammates_running_job_is_one_line(open_dir: Path) -> None:
     # PermissionError traceback (its rank 0 cannot be signalled by another user).
     import time
 
-    team_gid = 4242
-    home = open_dir / "team"
-    (home / "jobs").mkdir(parents=True)
-    for d in (home, home / "jobs"):
-        os.chown(d, -1, team_gid)
-        os.chmod(d, 0o3770)
+    home = _team_store(open_dir)
     prog = open_dir / "p.py"
     prog.write_text("import time\nfrom qshpc import save_result\ntime.sleep(60)\nsave_result(1)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QSHPC_HOME": str(home)}
@@ -334,7 +337,7 @@ def test_cancel_of_a_teammates_running_job_is_one_line(open_dir: Path) -> None:
             time.sleep(0.2)
         # Another member: the interpreter's files are root's alone (/root), so the
         # process may read (not write) any file; signals are not a matter of files.
-        member = ["setpriv", "--reuid=65534", "--regid=65534", f"--groups={team_gid}"]
+        member = ["setpriv", "--reuid=65534", "--regid=65534", f"--groups={TEAM_GID}"]
         member += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
         out = subprocess.run(
             [*member, sys.executable, "-m", "qshpc", "cancel", job.name],

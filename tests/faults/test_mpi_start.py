@@ -138,17 +138,23 @@ def _end(shell: subprocess.Popen[str]) -> None:
     shell.wait(10)
 
 
-def test_a_rank_asked_to_stop_while_mpi_hangs_ends_with_its_launcher(tmp_path: Path) -> None:
-    """SIGTERM to a rank's process group while its MPI_Init hangs: the watchdog (in that
-    group too) died of it, and the rank, whose own handler never runs inside MPI_Init,
-    waited forever once its launcher ended. Now the watchdog ends it once the launcher is
-    gone; while the launcher lives, MPI may still start and the rank acts on the signal."""
+def _hanging_rank(tmp_path: Path) -> tuple[socket.socket, Path, dict[str, str], list[str]]:
+    """A silent PMI server, the rank's stderr file, its environment and command line: a
+    ``qshpc run`` whose MPI_Init hangs (the watchdog's limit 300 s, out of the way)."""
     server, env = _silent_pmi()
     err = tmp_path / "err"
     full = {**os.environ, **env, "QSHPC_MPI_START_TIMEOUT_S": "300", "QSHPC_HOME": str(tmp_path)}
     full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     full["ERRFILE"] = str(err)
-    argv = [sys.executable, "-m", "qshpc", "run", str(PROGRAMS / "squares.py")]
+    return server, err, full, [sys.executable, "-m", "qshpc", "run", str(PROGRAMS / "squares.py")]
+
+
+def test_a_rank_asked_to_stop_while_mpi_hangs_ends_with_its_launcher(tmp_path: Path) -> None:
+    """SIGTERM to a rank's process group while its MPI_Init hangs: the watchdog (in that
+    group too) died of it, and the rank, whose own handler never runs inside MPI_Init,
+    waited forever once its launcher ended. Now the watchdog ends it once the launcher is
+    gone; while the launcher lives, MPI may still start and the rank acts on the signal."""
+    server, err, full, argv = _hanging_rank(tmp_path)
     with server:
         shell, rank = _rank_under_a_launcher(argv, full)
         try:
@@ -233,12 +239,7 @@ def test_a_burst_of_stop_signals_leaves_the_watchdog_watching(tmp_path: Path) ->
     """Thousands of SIGTERM/SIGINT/SIGHUP at the watchdog while the rank's MPI_Init hangs: its
     handler only records them (one that raised could escape the wait and end the watchdog,
     review21 F3), and once the launcher is gone the rank is still ended, with its message."""
-    server, env = _silent_pmi()
-    err = tmp_path / "err"
-    full = {**os.environ, **env, "QSHPC_MPI_START_TIMEOUT_S": "300", "QSHPC_HOME": str(tmp_path)}
-    full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    full["ERRFILE"] = str(err)
-    argv = [sys.executable, "-m", "qshpc", "run", str(PROGRAMS / "squares.py")]
+    server, err, full, argv = _hanging_rank(tmp_path)
     with server:
         shell, rank = _rank_under_a_launcher(argv, full)
         try:
