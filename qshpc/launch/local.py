@@ -1037,7 +1037,10 @@ def _watch(
             os.kill(rank0[0], 0)
         except ProcessLookupError:
             try:
-                return proc.wait(timeout=5.0)
+                # mpiexec prints each rank's exit code only when it ends by itself: a
+                # loaded machine (CI) once took over 5 s to reap the others, and the
+                # post-mortem then said "killed or crashed" for an os._exit(3).
+                return proc.wait(timeout=RANK0_GONE_WAIT_S)
             except subprocess.TimeoutExpired:
                 proc.terminate()  # mpiexec passes it to the ranks left
                 try:
@@ -1047,6 +1050,10 @@ def _watch(
                     return proc.wait()
             finally:
                 deaths.wait(0)
+
+
+#: Seconds mpiexec is given to end the other ranks after rank 0's process is gone.
+RANK0_GONE_WAIT_S = 20.0
 
 
 def _find_rank0(job_dir: Path, token: str, rank0: list[int]) -> None:
