@@ -90,8 +90,13 @@ def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
     # Blocked across the fork: a stop signal sent meanwhile reaches the watchdog's own
     # handler (_wait), not the rank's, which it inherits until then.
     stops = tuple(s for s in _STOPS if signal.getsignal(s) is not signal.SIG_IGN)  # (nohup)
+    # The rank's other Python handlers (a program's SIGUSR1 checkpoint handler): blocked
+    # across the fork too, and never run in the watchdog (review22 F5: ``scancel
+    # --signal=USR1`` reaches every process of the step; the handler ran there, and one
+    # that raised ended the watchdog).
+    inherited = _python_handled(stops)
     launcher = os.getppid()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops + inherited)
     child = os.fork()
     if child:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -101,6 +106,7 @@ def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
     code = 0
     try:
         os.close(write_end)
+        _ignore(inherited)
         asked = _wait(read_end, timeout_s, stops, parent, launcher)
         if asked is not None:
             if asked:
@@ -118,6 +124,27 @@ def watch(timeout_s: float, job_dir: Path | None) -> StartWatch | None:
 
 
 _STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _python_handled(stops: tuple[int, ...]) -> tuple[int, ...]:
+    """The signals other than ``stops`` that have a Python handler in this process."""
+    found = []
+    for sig in signal.valid_signals():
+        try:
+            if sig not in stops and callable(signal.getsignal(sig)):
+                found.append(sig)
+        except (OSError, ValueError):  # a signal Python cannot look at
+            continue
+    return tuple(found)
+
+
+def _ignore(sigs: tuple[int, ...]) -> None:
+    """In the watchdog: the rank's Python handlers of ``sigs`` replaced (they stay blocked):
+    ignored, SIGCHLD back to its default."""
+    for sig in sigs:
+        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGCHLD else signal.SIG_IGN)
+
+
 #: How often a watchdog whose rank was asked to stop looks whether its launcher is gone.
 ORPHAN_POLL_S = 0.5
 

@@ -266,3 +266,43 @@ def test_a_burst_of_stop_signals_leaves_the_watchdog_watching(tmp_path: Path) ->
     assert "while MPI was starting, and its launcher ended" in text, text
     assert any(f"was asked to stop ({n})" in text for n in ("SIGTERM", "SIGINT", "SIGHUP"))
     assert "Traceback" not in text
+
+
+def test_a_programs_own_signal_handler_never_runs_in_the_watchdog(tmp_path: Path) -> None:
+    """review22 F5: a rank's Python handler for SIGUSR1 (a checkpoint; ``scancel
+    --signal=USR1`` signals every process of the step) ran in the forked watchdog too,
+    and one that raised ended it, leaving the rank's MPI start unwatched."""
+    marks = tmp_path / "marks"
+    code = (
+        "import os, signal, sys, time\n"
+        "from qshpc.runtime.startwatch import watch\n"
+        "def checkpoint(signum, frame):\n"
+        "    with open(sys.argv[1], 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        "    raise RuntimeError('checkpoint handler')\n"
+        "signal.signal(signal.SIGUSR1, checkpoint)\n"
+        "w = watch(300.0, None)\n"
+        "print(w.child, flush=True)\n"
+        "try:\n"
+        "    time.sleep(60)\n"
+        "except RuntimeError:\n"
+        "    print('rank handled it', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(marks)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        watchdog = int(proc.stdout.readline())
+        os.kill(watchdog, signal.SIGUSR1)
+        time.sleep(1.0)
+        assert _alive(watchdog), "the watchdog ended on the program's SIGUSR1 handler"
+        assert not marks.exists(), marks.read_text()
+        os.kill(proc.pid, signal.SIGUSR1)  # the rank's own handler still runs in the rank
+        assert proc.stdout.readline().strip() == "rank handled it"
+        assert marks.read_text().split() == [str(proc.pid)]
+    finally:
+        proc.kill()
+        proc.wait()
