@@ -268,6 +268,24 @@ def flush_open_files() -> bool:
     finalize a text file's buffer before the text file, and the text it still
     held is dropped (``qshpc run --workers 0`` left such files empty on f163b7c).
     """
+    import io
+
+    try:
+        found = open_files()
+    except Exception:  # unsure: the usual exit
+        return True
+    found.sort(key=lambda f: not isinstance(f, io.TextIOBase))  # text first: into its buffer
+    for stream in found:
+        try:
+            stream.flush()
+        except Exception:  # as at a normal exit: the others are still flushed
+            pass
+    return bool(found)
+
+
+def open_files() -> list[Any]:
+    """The file objects :func:`flush_open_files` flushes: buffered or text, open for
+    writing on a descriptor, not a standard stream, not frozen (may raise: unsure)."""
     import gc
     import io
 
@@ -279,26 +297,17 @@ def flush_open_files() -> bool:
             std.add(id(stream))
             stream = getattr(stream, "buffer", None) or getattr(stream, "raw", None)
     found: list[Any] = []
-    try:
-        for obj in gc.get_objects():
-            if (
-                isinstance(obj, base)
-                and not isinstance(obj, raw)
-                and id(obj) not in std
-                and not obj.closed
-                and obj.writable()
-                and _on_a_descriptor(obj)
-            ):
-                found.append(obj)
-    except Exception:  # unsure: the usual exit
-        return True
-    found.sort(key=lambda f: not isinstance(f, io.TextIOBase))  # text first: into its buffer
-    for stream in found:
-        try:
-            stream.flush()
-        except Exception:  # as at a normal exit: the others are still flushed
-            pass
-    return bool(found)
+    for obj in gc.get_objects():
+        if (
+            isinstance(obj, base)
+            and not isinstance(obj, raw)
+            and id(obj) not in std
+            and not obj.closed
+            and obj.writable()
+            and _on_a_descriptor(obj)
+        ):
+            found.append(obj)
+    return found
 
 
 def _on_a_descriptor(stream: Any) -> bool:

@@ -26,6 +26,7 @@ from qshpc.runtime.program_main import (
     default_signals,
     defer_signals,
     exec_program,
+    finalize_program,
     signals_received,
 )
 from qshpc.runtime.protocol import Wiring
@@ -259,6 +260,7 @@ def _run_teed(
     tee.close()
     _summary(meta, job_dir, state, error, session)
     _timeline.write(job_dir / "logs", "rank-0")
+    finalize_program()  # the program's files left open closed, its __del__s run
     code = 0 if state == "SUCCEEDED" else 1
     if state == "CANCELED":
         code = 128 + (cancel_signal() or signal.SIGTERM)  # 130 after Ctrl-C, as shells expect

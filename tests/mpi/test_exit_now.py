@@ -87,3 +87,74 @@ def test_a_failed_program_keeps_its_exit_code_and_message(qshpc_home, tmp_path) 
     out = run_cli("run", str(prog), "--workers", "2")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "ValueError: boom" in out.stderr
+
+
+ARCHIVES = """\
+import bz2
+import gzip
+import lzma
+import os
+import sys
+import zipfile
+
+from qshpc import distribute_task, get
+
+OUT = os.environ["OUT"]
+gz = gzip.open(os.path.join(OUT, "out.gz"), "wt")
+bz = bz2.open(os.path.join(OUT, "out.bz2"), "wt")
+xz = lzma.open(os.path.join(OUT, "out.xz"), "wt")
+zf = zipfile.ZipFile(os.path.join(OUT, "out.zip"), "w")
+
+
+class Checkpoint:
+    def __del__(self):
+        with open(os.path.join(OUT, "del.txt"), "w") as f:
+            f.write("ran\\n")
+
+
+checkpoint = Checkpoint()
+
+
+@distribute_task()
+def square(i):
+    return i * i
+
+
+text = str(get([square(i) for i in range(4)])) * 100
+for f in (gz, bz, xz):
+    f.write(text)
+zf.writestr("r.txt", text)
+if sys.argv[1:] == ["fail"]:
+    raise ValueError("after writing")
+"""
+
+
+@pytest.mark.parametrize(
+    ("ranks", "workers", "fail"), [(None, "1", False), (3, None, True), (None, "0", False)]
+)
+def test_archives_left_open_are_whole_and_del_runs(
+    ranks: int | None, workers: str | None, fail: bool, qshpc_home, tmp_path
+) -> None:
+    """On e5f893c a gzip, bz2 or xz file the program left open had no end (unreadable:
+    'Compressed file ended before the end-of-stream marker'), a zip file no directory,
+    and a ``__del__`` never ran; ``python program.py`` writes them whole."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    prog = tmp_path / "archives.py"
+    prog.write_text(ARCHIVES)
+    args = ["run", str(prog)] + (["--workers", workers] if workers is not None else [])
+    args += ["--", "fail"] if fail else []
+    out = run_cli(*args, ranks=ranks, env={"OUT": str(out_dir)}, cwd=tmp_path)
+    assert out.returncode == (1 if fail else 0), out.stdout + out.stderr
+    text = str([0, 1, 4, 9]) * 100
+    for name, opener in (("out.gz", gzip.open), ("out.bz2", bz2.open), ("out.xz", lzma.open)):
+        with opener(out_dir / name, "rt") as f:
+            assert f.read() == text, name
+    with zipfile.ZipFile(out_dir / "out.zip") as z:
+        assert z.read("r.txt").decode() == text
+    assert (out_dir / "del.txt").read_text() == "ran\n"
