@@ -26,6 +26,11 @@ BASE_BYTES = 512 * 1024**2
 #: Bond dimension assumed for matrix_product_state when none is given.
 MPS_BOND_DIMENSION = 256
 
+#: Operations that read a qubit's state into a clbit or set it to |0> (:func:`active_qubits`).
+_READS = frozenset({"measure", "reset"})
+#: Operations that hold circuits of their own (as :data:`qshpc.aer.circuits.CONTROL_FLOW`).
+_CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
+
 _STATE_EXPONENT = {
     "automatic": 1,
     "statevector": 1,
@@ -149,32 +154,31 @@ def active_qubits(circuit: QuantumCircuit) -> Activity:
     data = getattr(circuit, "data", None)
     if data is None:  # not a circuit: only its declared width is known
         return Activity(frozenset(range(n)), n)
-    from qiskit.circuit import Measure, Reset  # type: ignore[import-untyped]
+    from qiskit.circuit import ControlFlowOp, Measure, Reset  # type: ignore[import-untyped]
 
     used: set[object] = set()
     reads: list[tuple[int, object]] = []  # (position, qubit) of measurements/resets of idle qubits
     touched: set[object] = set()  # clbits an earlier instruction wrote or read
     control = False
     for pos, inst in enumerate(data):
-        op = inst.operation
-        name = op.name
+        name = inst.name  # (not inst.operation: a standard gate's object is built on each call)
         if name == "barrier":
             continue
-        if name in ("measure", "reset") and isinstance(op, (Measure, Reset)):
+        if name in _READS and isinstance(inst.operation, (Measure, Reset)):
             qubit = inst.qubits[0]  # (Qiskit's own: not a custom operation of that name)
             if qubit not in used and touched.isdisjoint(inst.clbits):
                 reads.append((pos, qubit))
                 touched.update(inst.clbits)
                 continue
-        elif getattr(op, "blocks", None):
+        elif name in _CONTROL_FLOW and isinstance(inst.operation, ControlFlowOp):
             control = True
-        touched.update(inst.clbits)
+        if inst.clbits:
+            touched.update(inst.clbits)
         used.update(inst.qubits)
         if len(used) >= n:
             return Activity(frozenset(range(n)), n, control)
-    index = {q: i for i, q in enumerate(circuit.qubits)}
     idle = tuple(pos for pos, q in reads if q not in used)
-    return Activity(frozenset(index[q] for q in used), n, control, idle)
+    return Activity(frozenset(circuit.find_bit(q).index for q in used), n, control, idle)
 
 
 def active_width(circuit: QuantumCircuit, reads_zero: bool = True) -> int:
