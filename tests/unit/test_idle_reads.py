@@ -142,3 +142,42 @@ def test_a_noisy_run_keeps_the_measurements_and_sizes_by_them() -> None:
         Sampler(options={"noise_model": noise, "shots": 10}).run(isa)
     with pytest.raises(PubError, match="has 115 qubits"):
         SamplerV2(options={"backend_options": {"noise_model": noise}}).run([isa], shots=10)
+
+
+def test_parameter_rows_and_the_estimator_on_a_circuit_measure_all_ed_after_transpiling() -> None:
+    """A parametrized ISA circuit, measure_all()-ed: the V1 Sampler's rows and SamplerV2's
+    bindings give the 3-qubit circuit's values; EstimatorV2 the value of the circuit
+    without its measurements, as Aer's EstimatorV2 (which refuses the measured one:
+    'a circuit requires more memory than max_memory_mb')."""
+    import math
+
+    from qiskit import transpile
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit.transpiler import CouplingMap
+    from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
+
+    from qshpc.aer import EstimatorV2, Sampler, SamplerV2
+
+    theta = Parameter("theta")
+    qc = QuantumCircuit(3)
+    qc.rx(theta, 0)
+    qc.cx(0, 1)
+    qc.cx(1, 2)
+    bare = transpile(qc, coupling_map=CouplingMap.from_heavy_hex(7),
+                     basis_gates=["rz", "sx", "x", "ecr"], seed_transpiler=1)  # fmt: skip
+    isa = bare.copy()
+    isa.measure_all()
+    ones = sum(1 << q for q in bare.layout.final_index_layout())
+    angles = [0.3, 1.1]
+    dists = Sampler().run([isa, isa], [[a] for a in angles]).result().quasi_dists
+    for a, dist in zip(angles, dists, strict=True):
+        assert abs(dist[0] - math.cos(a / 2) ** 2) < 1e-12
+        assert abs(dist[ones] - math.sin(a / 2) ** 2) < 1e-12
+    counts = SamplerV2(seed=1).run([(isa, [[a] for a in angles], 100)]).result()[0].data.meas
+    assert counts.shape == (2,) and counts.num_bits == 115
+    assert {int(k, 2) for i in range(2) for k in counts[i].get_counts()} <= {0, ones}
+    obs = SparsePauliOp.from_list([("IIZ", 1.0), ("XXX", 0.5)]).apply_layout(bare.layout)
+    ours = EstimatorV2().run([(isa, obs, [[a] for a in angles])]).result()[0].data.evs
+    aers = AerEstimatorV2().run([(bare, obs, [[a] for a in angles])]).result()[0].data.evs
+    assert max(abs(float(x) - float(y)) for x, y in zip(ours, aers, strict=True)) < 1e-12
