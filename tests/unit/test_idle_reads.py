@@ -145,8 +145,8 @@ def test_a_noisy_run_keeps_the_measurements_and_sizes_by_them() -> None:
 
 
 def test_parameter_rows_and_the_estimator_on_a_circuit_measure_all_ed_after_transpiling() -> None:
-    """A parametrized ISA circuit, measure_all()-ed: the V1 Sampler's rows and SamplerV2's
-    bindings give the 3-qubit circuit's values; EstimatorV2 the value of the circuit
+    """A parametrized ISA circuit, measure_all()-ed: the V1 Sampler's rows, run_sweep's and
+    SamplerV2's bindings give the 3-qubit circuit's values; EstimatorV2 the value of the circuit
     without its measurements, as Aer's EstimatorV2 (which refuses the measured one:
     'a circuit requires more memory than max_memory_mb')."""
     import math
@@ -157,7 +157,7 @@ def test_parameter_rows_and_the_estimator_on_a_circuit_measure_all_ed_after_tran
     from qiskit.transpiler import CouplingMap
     from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 
-    from qshpc.aer import EstimatorV2, Sampler, SamplerV2
+    from qshpc.aer import EstimatorV2, Sampler, SamplerV2, run_sweep
 
     theta = Parameter("theta")
     qc = QuantumCircuit(3)
@@ -174,6 +174,8 @@ def test_parameter_rows_and_the_estimator_on_a_circuit_measure_all_ed_after_tran
     for a, dist in zip(angles, dists, strict=True):
         assert abs(dist[0] - math.cos(a / 2) ** 2) < 1e-12
         assert abs(dist[ones] - math.sin(a / 2) ** 2) < 1e-12
+    for a, dist in zip(angles, run_sweep(isa, [[a] for a in angles]), strict=True):
+        assert abs(dist[0] - math.cos(a / 2) ** 2) < 1e-12  # (Aer's 'Insufficient memory' before)
     counts = SamplerV2(seed=1).run([(isa, [[a] for a in angles], 100)]).result()[0].data.meas
     assert counts.shape == (2,) and counts.num_bits == 115
     assert {int(k, 2) for i in range(2) for k in counts[i].get_counts()} <= {0, ones}
