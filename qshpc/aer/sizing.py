@@ -145,10 +145,10 @@ def active_qubits(circuit: QuantumCircuit) -> Activity:
     ``|0>``, its measurement reads 0 and its reset does nothing. Such an *idle
     read* does not make its qubit active, unless it is a measurement into a clbit
     an earlier instruction wrote or read (dropping it would then leave the
-    earlier value where the circuit writes 0): that qubit is kept, as the
-    measurement. Qubits inside control-flow blocks count as acted on (they are
-    the outer qubits), as do the clbits those blocks touch as written. Barriers
-    do not count.
+    earlier value where the circuit writes 0; a ``store`` counts as writing every
+    clbit): that qubit is kept, as the measurement. Qubits inside control-flow
+    blocks count as acted on (they are the outer qubits), as do the clbits they
+    list. Barriers do not count.
     """
     n = int(circuit.num_qubits)
     data = getattr(circuit, "data", None)
@@ -171,7 +171,9 @@ def active_qubits(circuit: QuantumCircuit) -> Activity:
                 touched.update(inst.clbits)
                 continue
         elif name in _CONTROL_FLOW and isinstance(inst.operation, ControlFlowOp):
-            control = True
+            control = True  # (a block's bits are the operation's: its clbits list them)
+        elif name == "store":  # writes a clbit it does not list in its clbits: any of them
+            touched.update(circuit.clbits)
         if inst.clbits:
             touched.update(inst.clbits)
         used.update(inst.qubits)

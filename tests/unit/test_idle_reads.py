@@ -73,6 +73,8 @@ def _counts(circuit: Any, shots: int = 50) -> dict[str, int]:
 def test_dropping_idle_reads_keeps_every_clbit_and_what_reads_it() -> None:
     """Deterministic circuits: counts equal to plain Aer's on the circuit as written, with
     registers of several widths, a conditional on a bit an idle measurement wrote, a reset."""
+    from qiskit.circuit.classical import expr
+
     from qshpc.aer.circuits import without_idle_reads
 
     qr, a, b = QuantumRegister(5, "q"), ClassicalRegister(2, "a"), ClassicalRegister(3, "b")
@@ -94,6 +96,18 @@ def test_dropping_idle_reads_keeps_every_clbit_and_what_reads_it() -> None:
     written.measure(0, 0)
     written.measure(2, 0)  # overwrites the 1 with 0: not dropped
     assert without_idle_reads(written) is written and _counts(written) == {"0": 50}
+    stored = QuantumCircuit(2, 1)
+    stored.x(0)
+    stored.store(stored.clbits[0], expr.lift(True))  # (a Store lists no clbits)
+    stored.measure(1, 0)  # overwrites the stored 1 with 0: not dropped
+    assert without_idle_reads(stored) is stored and _counts(stored) == {"0": 50}
+    flow = QuantumCircuit(2, 2)
+    flow.x(0)
+    flow.measure(0, 0)
+    with flow.if_test((flow.clbits[0], 1)):
+        flow.store(flow.clbits[1], expr.lift(True))
+    flow.measure(1, 1)  # overwrites the 1 stored in the block: not dropped
+    assert without_idle_reads(flow) is flow and _counts(flow) == {"01": 50}
 
 
 def test_the_samplers_run_a_circuit_measure_all_ed_after_transpiling() -> None:
