@@ -120,7 +120,7 @@ def test_qubits_only_measured_are_dropped_and_read_0() -> None:
     from qiskit.transpiler import CouplingMap
     from qiskit_aer import AerSimulator
 
-    from qshpc.aer.distributed.compact import compact
+    from qshpc.aer.distributed.compact import compact, compact_whole
 
     qc = QuantumCircuit(3)
     qc.x(0)
@@ -138,6 +138,8 @@ def test_qubits_only_measured_are_dropped_and_read_0() -> None:
         return dict(run.result().get_counts())
 
     assert counts(small) == counts(isa) and len(next(iter(counts(small)))) == 19
+    (noisy,), _, _ = compact_whole([isa], [[]], reads_zero=False)  # (run_circuits: a noise model)
+    assert noisy is isa
 
 
 def test_compact_whole_says_whether_every_qubit_is_acted_on() -> None:

@@ -35,19 +35,20 @@ def compact(
 
 
 def compact_whole(
-    circuits: list[QuantumCircuit], saves: list[list[Save]]
+    circuits: list[QuantumCircuit], saves: list[list[Save]], reads_zero: bool = True
 ) -> tuple[list[QuantumCircuit], list[list[Save]], list[bool]]:
     """:func:`compact`, and for each circuit it gives whether every qubit is acted on.
 
     The flag is :func:`acts_on_all` of the circuit given back, known from the same
     walk in most cases (a circuit with control flow is walked again): ``run_circuits``
-    turns Aer's truncation off only when all are True.
+    turns Aer's truncation off only when all are True. ``reads_zero`` False (a noise
+    model: a readout error reads 1 off ``|0>``) keeps the qubits only measured.
     """
     out_circuits: list[QuantumCircuit] = []
     out_saves: list[list[Save]] = []
     whole: list[bool] = []
     for circuit, row in zip(circuits, saves, strict=True):
-        keep, acted = _kept(circuit, row)
+        keep, acted = _kept(circuit, row, reads_zero)
         if keep is None:
             out_circuits.append(circuit)
             out_saves.append(row)
@@ -71,7 +72,9 @@ def kept_qubits(circuit: QuantumCircuit, row: list[Save]) -> list[int] | None:
     return _kept(circuit, row)[0]
 
 
-def _kept(circuit: QuantumCircuit, row: list[Save]) -> tuple[list[int] | None, bool | None]:
+def _kept(
+    circuit: QuantumCircuit, row: list[Save], reads_zero: bool = True
+) -> tuple[list[int] | None, bool | None]:
     """:func:`kept_qubits`, and whether every qubit of the circuit it leads to is acted on
     (None: not known without walking it again, :func:`acts_on_all`)."""
     from qshpc.aer.sizing import active_qubits
@@ -92,6 +95,9 @@ def _kept(circuit: QuantumCircuit, row: list[Save]) -> tuple[list[int] | None, b
     if activity.control_flow:
         return None, None
     used = set(activity.qubits).union(q for s in row if s.kind == "probabilities" for q in s.qubits)
+    if not reads_zero:
+        data = circuit.data
+        used.update(circuit.find_bit(data[pos].qubits[0]).index for pos in activity.idle_reads)
     if len(used) >= n:  # (a save reads the idle ones: their reads stay, they read 0)
         return None, True
     # (an observable on idle qubits only keeps none of them: it is a constant, _moved;

@@ -144,7 +144,8 @@ def run_circuits(
     seed_rows = [list(row) for row in (saves or [[] for _ in circuits])]
     # A circuit transpiled for a device keeps its width: the idle qubits go (a 127-qubit
     # ISA circuit on 32 of them is a 32-qubit statevector, chunked as one).
-    circuits, seed_rows, whole = compact_whole(circuits, seed_rows)
+    noisy = (options or {}).get("noise_model") is not None  # (its measurements may read 1)
+    circuits, seed_rows, whole = compact_whole(circuits, seed_rows, reads_zero=not noisy)
     widths = sorted({c.num_qubits for c in circuits})
     if len(widths) > 1:  # one step per width: see _per_width
         return _per_width(
