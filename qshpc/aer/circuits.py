@@ -184,6 +184,36 @@ def _has_box(circuit: QuantumCircuit) -> bool:
     )
 
 
+def without_idle_reads(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` without its measurements and resets of qubits nothing else acts on.
+
+    ``transpile(bell, backend)`` then ``measure_all()`` measures the backend's 115
+    qubits and acts on 3. The 112 others are ``|0>``: their measurements read 0,
+    which is what their clbits hold when nothing writes them, and their resets do
+    nothing. Without them the qubits are idle, which Aer's truncation (one rank) and
+    :func:`qshpc.aer.distributed.compact.compact` (a split) drop, so the circuit
+    runs as the 3-qubit one it is, as :func:`qshpc.aer.sizing.active_width` sized it.
+    Counts keep every clbit. Which reads go: :func:`qshpc.aer.sizing.active_qubits`.
+    Not for a noisy run: a readout error reads 1 off ``|0>`` too.
+
+    Returns:
+        ``circuit`` itself when it has no such read, else a copy without them.
+    """
+    from qshpc.aer.sizing import active_qubits
+
+    if circuit.num_qubits <= 1:
+        return circuit
+    idle = active_qubits(circuit).idle_reads
+    if not idle:
+        return circuit
+    out = circuit.copy_empty_like()
+    skip = set(idle)
+    for pos, inst in enumerate(circuit.data):
+        if pos not in skip:
+            out._append(inst)
+    return out
+
+
 def aer_refusal(circuit: QuantumCircuit) -> str | None:
     """Why Aer cannot run ``circuit`` whatever its form, or None.
 
@@ -425,4 +455,5 @@ __all__ = [
     "standard_gate_names",
     "unbox",
     "unstorable_metadata",
+    "without_idle_reads",
 ]

@@ -99,6 +99,8 @@ class Sampler:
         circs, rows = normalize_inputs(circuits, parameter_values)
         _require_measurements(circs)
         aer_options = {k: v for k, v in opts.items() if k not in SAMPLER_OPTIONS}
+        if aer_options.get("noise_model") is None:  # (a readout error reads 1 off |0> too)
+            circs = _without_idle_reads(circs)
         spec = simulator.sim_spec(opts["method"], opts["device"], opts["precision"])
         ranks = _split_ranks(circs, spec, opts["shots"], aer_options)
         if ranks > 1:
@@ -159,6 +161,18 @@ def _engine() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
     return engine, provenance, results, simulator
 
 
+def _without_idle_reads(circs: list[QuantumCircuit]) -> list[QuantumCircuit]:
+    """``circs`` without measurements of qubits nothing else acts on (they read 0:
+    :func:`qshpc.aer.circuits.without_idle_reads`); one object per object given."""
+    from qshpc.aer.circuits import without_idle_reads
+
+    done: dict[int, QuantumCircuit] = {}
+    for c in circs:
+        if id(c) not in done:
+            done[id(c)] = without_idle_reads(c)
+    return [done[id(c)] for c in circs]
+
+
 def _split_ranks(
     circuits: list[Any], spec: Any, shots: int | None, aer_options: dict[str, Any]
 ) -> int:
@@ -180,7 +194,8 @@ def _split_ranks(
     # Sized by the qubits each acts on, as SamplerV2's (a 127-qubit ISA circuit on 3 of
     # them is a 3-qubit simulation: Aer drops idle qubits); by its declared width, a
     # transpiled circuit was refused as needing 10^25 ranks.
-    width = {id(c): active_width(c) for c in circuits}
+    zero = aer_options.get("noise_model") is None  # (else idle measurements stay: Sampler.run)
+    width = {id(c): active_width(c, zero) for c in circuits}
     if mode == "auto" and all(w <= limit for w in width.values()):
         return 1
     from qshpc.aer.circuits import prepare_exact

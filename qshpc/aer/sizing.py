@@ -26,6 +26,11 @@ BASE_BYTES = 512 * 1024**2
 #: Bond dimension assumed for matrix_product_state when none is given.
 MPS_BOND_DIMENSION = 256
 
+#: Operations that read a qubit's state into a clbit or set it to |0> (:func:`active_qubits`).
+_READS = frozenset({"measure", "reset"})
+#: Operations that hold circuits of their own (as :data:`qshpc.aer.circuits.CONTROL_FLOW`).
+_CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
+
 _STATE_EXPONENT = {
     "automatic": 1,
     "statevector": 1,
@@ -108,25 +113,95 @@ class Estimate:
         return self.bytes / GIB
 
 
-def active_width(circuit: QuantumCircuit) -> int:
-    """The qubits ``circuit`` acts on: its width as a simulation.
+@dataclass(frozen=True)
+class Activity:
+    """What one scan of a circuit found (:func:`active_qubits`).
 
-    A circuit transpiled onto a 127-qubit device keeps all 127 qubits but acts on
-    the few its layout chose; Aer drops the idle ones (its truncation), so a
-    127-qubit ISA circuit using 5 qubits is a 5-qubit simulation. Barriers do not
-    count; qubits inside control-flow blocks do (they are the outer qubits).
+    Attributes:
+        qubits: Indices of the qubits an operation acts on: not a barrier, and not a
+            measurement or reset of a qubit nothing else acts on (its *idle reads*).
+        num_qubits: The circuit's declared width.
+        control_flow: True when the scan met a control-flow operation. The scan stops
+            once every qubit is acted on: then only what came before is known.
+        idle_reads: Positions in ``circuit.data`` of the idle reads, first first.
+    """
+
+    qubits: frozenset[int]
+    num_qubits: int
+    control_flow: bool = False
+    idle_reads: tuple[int, ...] = ()
+
+    @property
+    def acts_on_all(self) -> bool:
+        """True when every qubit of the circuit is acted on (nothing to drop)."""
+        return len(self.qubits) >= self.num_qubits
+
+
+def active_qubits(circuit: QuantumCircuit) -> Activity:
+    """The qubits ``circuit`` acts on, in one walk of its instructions.
+
+    A circuit transpiled onto a 115-qubit device and then ``measure_all()``-ed
+    measures 115 qubits and acts on 3: a qubit no operation has touched is
+    ``|0>``, its measurement reads 0 and its reset does nothing. Such an *idle
+    read* does not make its qubit active, unless it is a measurement into a clbit
+    an earlier instruction wrote or read (dropping it would then leave the
+    earlier value where the circuit writes 0; a ``store`` counts as writing every
+    clbit): that qubit is kept, as the measurement. Qubits inside control-flow
+    blocks count as acted on (they are the outer qubits), as do the clbits they
+    list. Barriers do not count.
     """
     n = int(circuit.num_qubits)
     data = getattr(circuit, "data", None)
-    if n <= 1 or data is None:  # not a circuit: only its declared width is known
-        return n
+    if data is None:  # not a circuit: only its declared width is known
+        return Activity(frozenset(range(n)), n)
+    from qiskit.circuit import ControlFlowOp, Measure, Reset  # type: ignore[import-untyped]
+
     used: set[object] = set()
-    for inst in data:
-        if inst.operation.name != "barrier":
-            used.update(inst.qubits)
-            if len(used) == n:
-                break
-    return len(used)
+    reads: list[tuple[int, object]] = []  # (position, qubit) of measurements/resets of idle qubits
+    touched: set[object] = set()  # clbits an earlier instruction wrote or read
+    control = False
+    for pos, inst in enumerate(data):
+        name = inst.name  # (not inst.operation: a standard gate's object is built on each call)
+        if name == "barrier":
+            continue
+        if name in _READS and isinstance(inst.operation, (Measure, Reset)):
+            qubit = inst.qubits[0]  # (Qiskit's own: not a custom operation of that name)
+            if qubit not in used and touched.isdisjoint(inst.clbits):
+                reads.append((pos, qubit))
+                touched.update(inst.clbits)
+                continue
+        elif name in _CONTROL_FLOW and isinstance(inst.operation, ControlFlowOp):
+            control = True  # (a block's bits are the operation's: its clbits list them)
+        elif name == "store":  # writes a clbit it does not list in its clbits: any of them
+            touched.update(circuit.clbits)
+        if inst.clbits:
+            touched.update(inst.clbits)
+        used.update(inst.qubits)
+        if len(used) >= n:
+            return Activity(frozenset(range(n)), n, control)
+    idle = tuple(pos for pos, q in reads if q not in used)
+    return Activity(frozenset(circuit.find_bit(q).index for q in used), n, control, idle)
+
+
+def active_width(circuit: QuantumCircuit, reads_zero: bool = True) -> int:
+    """The qubits ``circuit`` acts on: its width as a simulation (:func:`active_qubits`).
+
+    A circuit transpiled onto a 127-qubit device keeps all 127 qubits but acts on
+    the few its layout chose; Aer drops the idle ones (its truncation), so a
+    127-qubit ISA circuit using 5 qubits is a 5-qubit simulation. A qubit only
+    measured (``measure_all()`` after transpiling) reads 0: it does not count
+    either, the runs drop those measurements
+    (:func:`qshpc.aer.circuits.without_idle_reads`); unless ``reads_zero`` is False
+    (a noise model: a readout error reads 1 off ``|0>`` too, the measurements stay).
+    """
+    n = int(circuit.num_qubits)
+    data = getattr(circuit, "data", None)
+    if n <= 1 or data is None:
+        return n
+    activity = active_qubits(circuit)
+    if reads_zero or not activity.idle_reads:
+        return len(activity.qubits)
+    return len(activity.qubits) + len({data[pos].qubits[0] for pos in activity.idle_reads})
 
 
 def estimate_for_circuits(
@@ -198,7 +273,10 @@ __all__ = [
     "BASE_BYTES",
     "GIB",
     "OVERHEAD_FACTOR",
+    "Activity",
     "Estimate",
+    "active_qubits",
+    "active_width",
     "check_fits",
     "estimate_for_circuits",
     "estimate_memory_bytes",

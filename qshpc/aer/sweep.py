@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qshpc.aer.circuits import circuit_sha256, prepare_exact
+from qshpc.aer.circuits import circuit_sha256, prepare_exact, without_idle_reads
 from qshpc.aer.engine import (
     bind_dict,
     check_runnable,
@@ -87,6 +87,7 @@ def run_sweep(
     rows = [tuple(float(x) for x in row) for row in array]
     spec = sim_spec(method, device, precision)
     if observables is None:
+        circuit = without_idle_reads(circuit)  # (qubits only measured read 0: as Sampler.run)
         dists, _ = sample_distributions(
             [circuit] * len(rows),
             rows,

@@ -94,7 +94,9 @@ def check_widths(
     mode = settings.DISTRIBUTE.get()
     wide: dict[int, int] = {}
     for i, circuit in enumerate(circuits):
-        width = active_width(circuit)  # a 127-qubit ISA circuit on 5 qubits: 5
+        # a 127-qubit ISA circuit on 5 qubits: 5 (its qubits only measured read 0, unless
+        # noisy: then their measurements stay, sampler_work)
+        width = active_width(circuit, not config.noisy)
         if width <= limit and mode == "auto":
             continue  # it fits, nothing forces a split: as before
         k = ranks_for(width, limit, spec.method, spec.device, spec.precision, mode)

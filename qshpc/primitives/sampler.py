@@ -102,13 +102,13 @@ class SamplerV2(PrimitiveSettings, BaseSamplerV2):  # type: ignore[misc]
         """
         from qshpc.aer.v2.pubs import sampler_work
 
-        work = sampler_work(pubs, self._default_shots if shots is None else shots)
+        config = block_config(self._options)
+        work = sampler_work(pubs, self._default_shots if shots is None else shots, config.noisy)
         blocks.check_seed(self._seed, self._options.run_options)
         if self._mode is not None:
             from qshpc.primitives.mode import submit_sampler
 
             return submit_sampler(self, work)
-        config = block_config(self._options)
         seed = blocks.resolve_seed(self._seed, self._options.run_options)
         cache = self._options.cache
         return run_here_or_spread(

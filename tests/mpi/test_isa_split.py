@@ -42,6 +42,19 @@ def test_transpiled_circuits_split_over_ranks_by_the_qubits_they_act_on(
     exact = {int(k): v for k, v in result["exact_p"].items()}
     for dist in (split["v1"], one["v1"]):
         assert max(abs(float(dist.get(k, 0.0)) - v) for k, v in exact.items()) < 1e-9
+    # measure_all() after transpiling (57 measured, 12 acted on): on e5f893c refused (a
+    # 57-qubit split); now split over the 12, the other 45 bits 0, as on one rank
+    assert split["after_counts"] == one["after_counts"]
+    assert sum(split["after_counts"].values()) == 2000
+    physical = result["physical"]
+    on_device = {
+        sum(1 << physical[j] for j in range(12) if k >> j & 1): v for k, v in exact.items()
+    }
+    for dist in (split["after_v1"], one["after_v1"]):
+        assert max(abs(float(dist.get(str(k), 0.0)) - v) for k, v in on_device.items()) < 1e-9
+        assert {int(k) for k, v in dist.items() if abs(v) > 1e-12} <= set(on_device)
+    assert all(len(key) == 57 for key in split["after_counts"])
+    assert {int(key, 2) for key in split["after_counts"]} <= set(on_device)
     steps = [t for t in tasks if (t.get("provenance") or {}).get("aer_steps")]
     names = {t["function"] for t in steps}
     assert {"qshpc.EstimatorV2.split", "qshpc.SamplerV2.split", "v1"} <= names, names

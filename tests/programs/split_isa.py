@@ -26,6 +26,9 @@ idle_x = SparsePauliOp("".join("X" if q == idle else "I" for q in reversed(range
 measured = qc.copy()
 measured.measure_all()
 isa_measured = transpile(measured, coupling_map=device, basis_gates=["u", "cx"], seed_transpiler=1)
+# measure_all() after transpiling: 57 qubits measured, 12 acted on (the 45 others read 0)
+after = isa.copy()
+after.measure_all()
 
 
 @distribute_task(target={"ranks": 2})
@@ -36,11 +39,13 @@ def v1(circuit):
 def runs():
     pubs = [(isa, on_device), (isa, idle_x)]
     est = EstimatorV2().run(pubs).result()
-    samp = SamplerV2(seed=11).run([isa_measured], shots=2000).result()
+    samp = SamplerV2(seed=11).run([isa_measured, after], shots=2000).result()
     return {
         "evs": [float(r.data.evs) for r in est],
         "counts": samp[0].data.meas.get_counts(),
         "v1": dict(get(v1(isa_measured))),
+        "after_counts": samp[1].data.meas.get_counts(),
+        "after_v1": {str(k): v for k, v in get(v1(after)).items()},
         "widths": [isa.num_qubits, isa_measured.num_qubits],
     }
 
@@ -55,5 +60,6 @@ save_result(
         "one": one,
         "exact_ev": float(exact.expectation_value(observable).real),
         "exact_p": {int(k, 2): float(v) for k, v in exact.probabilities_dict().items()},
+        "physical": list(isa.layout.final_index_layout()),
     }
 )

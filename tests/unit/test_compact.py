@@ -110,3 +110,62 @@ def test_truncation_is_turned_off_only_when_every_qubit_is_acted_on() -> None:
     assert acts_on_all(c, [Save("probabilities", [2], "p")])
     assert acts_on_all(c, [Save("expectation_value", [0, 1, 2], "e", [("ZII", 1.0, 0.0)])])
     assert not acts_on_all(c, [Save("expectation_value", [0, 1, 2], "e", [("IZZ", 1.0, 0.0)])])
+
+
+def test_qubits_only_measured_are_dropped_and_read_0() -> None:
+    """``measure_all()`` after transpiling onto 19 qubits: compact keeps the 3 qubits gates
+    act on and every clbit; the counts (full register width) are plain Aer's of the
+    circuit as written. On e5f893c the measured qubits were kept: a 19-qubit split."""
+    from qiskit import QuantumCircuit, transpile
+    from qiskit.transpiler import CouplingMap
+    from qiskit_aer import AerSimulator
+
+    from qshpc.aer.distributed.compact import compact, compact_whole
+
+    qc = QuantumCircuit(3)
+    qc.x(0)
+    qc.cx(0, 1)
+    qc.h(2)
+    qc.h(2)
+    isa = transpile(qc, coupling_map=CouplingMap.from_heavy_hex(3),
+                    basis_gates=["u", "cx"], seed_transpiler=1)  # fmt: skip
+    isa.measure_all()
+    (small,), _ = compact([isa], [[]])
+    assert small.num_qubits == 2 and small.num_clbits == isa.num_clbits == 19
+
+    def counts(c: QuantumCircuit) -> dict[str, int]:
+        run = AerSimulator().run(c, shots=20, seed_simulator=1)
+        return dict(run.result().get_counts())
+
+    assert counts(small) == counts(isa) and len(next(iter(counts(small)))) == 19
+    (noisy,), _, _ = compact_whole([isa], [[]], reads_zero=False)  # (run_circuits: a noise model)
+    assert noisy is isa
+
+
+def test_compact_whole_says_whether_every_qubit_is_acted_on() -> None:
+    """The flag ``run_circuits`` reads instead of walking each circuit again
+    (``acts_on_all`` of the circuit compact gives back), in every branch of compact."""
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer.distributed.compact import acts_on_all, compact_whole
+    from qshpc.aer.distributed.spec import Save
+
+    full = QuantumCircuit(3)
+    full.h(range(3))
+    part = QuantumCircuit(4, 4)
+    part.h(0)
+    part.cx(0, 1)
+    part.measure_all(add_bits=False)
+    idle = QuantumCircuit(3)
+    flow = QuantumCircuit(3, 1)
+    flow.h(0)
+    flow.measure(0, 0)
+    with flow.if_test((flow.clbits[0], 1)):
+        flow.x(1)
+    e = Save("expectation_value", [0, 1, 2], "e", [("IIZ", 1.0, 0.0)])
+    cases = [(full, []), (part, []), (part, [Save("probabilities", [3], "p")]), (idle, [e]),
+             (flow, []), (full, [Save("statevector", [], "s")]), (QuantumCircuit(1), [])]  # fmt: skip
+    circuits, saves, whole = compact_whole([c for c, _ in cases], [r for _, r in cases])
+    assert whole == [acts_on_all(c, r) for c, r in zip(circuits, saves, strict=True)]
+    assert whole == [True, True, True, True, False, True, False]
+    assert [c.num_qubits for c in circuits] == [3, 2, 3, 1, 3, 3, 1]

@@ -420,7 +420,7 @@ def test_a_too_wide_circuit_is_not_split_over_ranks_of_one_node(
     config = block_config(SamplerV2().options)
     limit = width_limit(sim_spec(config.method, config.device, config.precision))
     wide = QuantumCircuit(limit + 1)
-    wide.h(0)
+    wide.h(range(limit + 1))  # (acted on: a qubit only measured reads 0, it is not simulated)
     wide.measure_all()
     monkeypatch.setattr(context, "rank_info", lambda: context.RankInfo(0, 2, 0, 2, "n1", 1))
     monkeypatch.setattr("qshpc.aer.distributed.plan.missing", lambda *a, **k: [])  # MPI Aer there

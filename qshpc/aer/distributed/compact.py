@@ -30,43 +30,79 @@ def compact(
     A circuit that acts on all its qubits, saves the whole statevector, holds
     control flow or classical variables, is left as it is.
     """
+    out_circuits, out_saves, _ = compact_whole(circuits, saves)
+    return out_circuits, out_saves
+
+
+def compact_whole(
+    circuits: list[QuantumCircuit], saves: list[list[Save]], reads_zero: bool = True
+) -> tuple[list[QuantumCircuit], list[list[Save]], list[bool]]:
+    """:func:`compact`, and for each circuit it gives whether every qubit is acted on.
+
+    The flag is :func:`acts_on_all` of the circuit given back, known from the same
+    walk in most cases (a circuit with control flow is walked again): ``run_circuits``
+    turns Aer's truncation off only when all are True. ``reads_zero`` False (a noise
+    model: a readout error reads 1 off ``|0>``) keeps the qubits only measured.
+    """
     out_circuits: list[QuantumCircuit] = []
     out_saves: list[list[Save]] = []
+    whole: list[bool] = []
     for circuit, row in zip(circuits, saves, strict=True):
-        keep = kept_qubits(circuit, row)
+        keep, acted = _kept(circuit, row, reads_zero)
         if keep is None:
             out_circuits.append(circuit)
             out_saves.append(row)
+            whole.append(acts_on_all(circuit, row) if acted is None else acted)
             continue
         index = {q: j for j, q in enumerate(keep)}
         out_circuits.append(_without_idle(circuit, keep))
         out_saves.append([_moved(save, index) for save in row])
-    return out_circuits, out_saves
+        small = out_circuits[-1]
+        whole.append(acts_on_all(small, out_saves[-1]) if acted is None else acted)
+    return out_circuits, out_saves, whole
 
 
 def kept_qubits(circuit: QuantumCircuit, row: list[Save]) -> list[int] | None:
-    """The qubit indices to keep, in order; None to keep the circuit whole."""
-    from qiskit.circuit import ControlFlowOp  # type: ignore[import-untyped]
+    """The qubit indices to keep, in order; None to keep the circuit whole.
+
+    A qubit only measured or reset (``measure_all()`` after transpiling) is idle: it
+    reads 0 (:func:`qshpc.aer.sizing.active_qubits`); its measurements go with it and
+    its clbits read 0.
+    """
+    return _kept(circuit, row)[0]
+
+
+def _kept(
+    circuit: QuantumCircuit, row: list[Save], reads_zero: bool = True
+) -> tuple[list[int] | None, bool | None]:
+    """:func:`kept_qubits`, and whether every qubit of the circuit it leads to is acted on
+    (None: not known without walking it again, :func:`acts_on_all`)."""
+    from qshpc.aer.sizing import active_qubits
 
     n = int(circuit.num_qubits)
     classical = int(getattr(circuit, "num_vars", 0)) + int(getattr(circuit, "num_stretches", 0))
     if n <= 1 or classical:
-        return None
-    if any(s.kind == "statevector" or not all(0 <= q < n for q in s.qubits) for s in row):
-        return None  # the whole state; or a qubit out of range: the step says so, as before
+        return None, None
+    if any(s.kind == "statevector" for s in row):
+        return None, True
+    if not all(0 <= q < n for s in row for q in s.qubits):
+        return None, None  # a qubit out of range: the step says so, as before
     if any(im for s in row for _, _, im in s.paulis):
-        return None  # not Hermitian: the step refuses it whole, whatever qubits its terms read
-    used: set[int] = {q for s in row if s.kind == "probabilities" for q in s.qubits}
-    for inst in circuit.data:
-        op = inst.operation
-        if isinstance(op, ControlFlowOp):
-            return None
-        if op.name != "barrier":
-            used.update(circuit.find_bit(q).index for q in inst.qubits)
-            if len(used) >= n:  # the usual case: every qubit acted on, nothing to drop
-                return None
-    # (an observable on idle qubits only keeps none of them: it is a constant, _moved)
-    return sorted(used) if used else [0]
+        return None, None  # not Hermitian: the step refuses it whole, whatever it reads
+    activity = active_qubits(circuit)
+    if activity.acts_on_all:  # the usual case: every qubit acted on, nothing to drop
+        return None, True
+    if activity.control_flow:
+        return None, None
+    used = set(activity.qubits).union(q for s in row if s.kind == "probabilities" for q in s.qubits)
+    if not reads_zero:
+        data = circuit.data
+        used.update(circuit.find_bit(data[pos].qubits[0]).index for pos in activity.idle_reads)
+    if len(used) >= n:  # (a save reads the idle ones: their reads stay, they read 0)
+        return None, True
+    # (an observable on idle qubits only keeps none of them: it is a constant, _moved;
+    # only a save may then act on the one qubit left: acts_on_all walks it)
+    return (sorted(used), True) if used else ([0], None)
 
 
 def acts_on_all(circuit: QuantumCircuit, row: list[Save]) -> bool:
@@ -92,7 +128,7 @@ def acts_on_all(circuit: QuantumCircuit, row: list[Save]) -> bool:
     for inst in circuit.data:
         if len(touched) >= n:
             return True
-        if inst.operation.name != "barrier":
+        if inst.name != "barrier":
             touched.update(circuit.find_bit(q).index for q in inst.qubits)
     return len(touched) >= n
 
@@ -100,7 +136,7 @@ def acts_on_all(circuit: QuantumCircuit, row: list[Save]) -> bool:
 def _without_idle(circuit: QuantumCircuit, keep: list[int]) -> QuantumCircuit:
     """``circuit`` on the qubits ``keep`` (its classical bits and registers as they are)."""
     from qiskit import QuantumCircuit
-    from qiskit.circuit import Barrier
+    from qiskit.circuit import Barrier  # type: ignore[import-untyped]
 
     new = QuantumCircuit(
         len(keep), name=circuit.name, global_phase=circuit.global_phase,
@@ -116,7 +152,9 @@ def _without_idle(circuit: QuantumCircuit, keep: list[int]) -> QuantumCircuit:
             if qargs:
                 new.append(Barrier(len(qargs), label=inst.operation.label), qargs)
             continue
-        new.append(inst.operation, qargs, inst.clbits, copy=False)  # (0-qubit ones too)
+        # (0-qubit ones too; _append: the instruction is valid as it is, only its qubits
+        # change; append's checks made this loop 2x slower)
+        new._append(inst.replace(qubits=tuple(qargs)))
     return new
 
 
@@ -137,4 +175,4 @@ def _moved(save: Save, index: dict[int, int]) -> Save:
     return replace(save, qubits=[index[save.qubits[k]] for k in kept], paulis=terms)
 
 
-__all__ = ["acts_on_all", "compact", "kept_qubits"]
+__all__ = ["acts_on_all", "compact", "compact_whole", "kept_qubits"]

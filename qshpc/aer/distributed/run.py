@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
-from qshpc.aer.distributed.compact import acts_on_all, compact
+from qshpc.aer.distributed.compact import compact_whole
 from qshpc.aer.distributed.launch import (
     StepLauncher,
     StepResult,
@@ -144,7 +144,8 @@ def run_circuits(
     seed_rows = [list(row) for row in (saves or [[] for _ in circuits])]
     # A circuit transpiled for a device keeps its width: the idle qubits go (a 127-qubit
     # ISA circuit on 32 of them is a 32-qubit statevector, chunked as one).
-    circuits, seed_rows = compact(circuits, seed_rows)
+    noisy = (options or {}).get("noise_model") is not None  # (its measurements may read 1)
+    circuits, seed_rows, whole = compact_whole(circuits, seed_rows, reads_zero=not noisy)
     widths = sorted({c.num_qubits for c in circuits})
     if len(widths) > 1:  # one step per width: see _per_width
         return _per_width(
@@ -157,7 +158,7 @@ def run_circuits(
     # longer fit and Aer refuses ('gates ... can not cache blocked'). The idle ones
     # went already (compact); the rest are simulated as planned.
     opts: dict[str, Any] = {"method": "statevector", "blocking_enable": True}
-    if all(acts_on_all(c, row) for c, row in zip(circuits, seed_rows, strict=True)):
+    if all(whole):  # (compact_whole's walk: every qubit of each circuit acted on)
         opts["enable_truncation"] = False  # (with an untouched qubit Aer crashed: acts_on_all)
     opts.update(options or {})
     if opts.get("blocking_enable") and "blocking_qubits" not in opts:

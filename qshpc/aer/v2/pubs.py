@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qshpc.aer.circuits import aer_runnable, prepare_exact, sendable, unstorable_metadata
+from qshpc.aer.circuits import (
+    aer_runnable,
+    prepare_exact,
+    sendable,
+    unstorable_metadata,
+    without_idle_reads,
+)
 from qshpc.errors import UserError
 
 if TYPE_CHECKING:
@@ -154,8 +160,13 @@ def _layout_hint(pub: Any, exc: Exception) -> str:
     )
 
 
-def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
+def sampler_work(pubs: Any, shots: int, noisy: bool = False) -> list[SamplerWork]:
     """Coerce sampler PUBs (``SamplerPub.coerce``) and check them.
+
+    Measurements of qubits nothing else acts on (``measure_all()`` after transpiling
+    onto a device) are dropped: their clbits read 0, as they would
+    (:func:`qshpc.aer.circuits.without_idle_reads`); not when ``noisy`` (a readout
+    error reads 1 off ``|0>`` too).
 
     Raises:
         PubError: A PUB Qiskit refuses (a circuit without classical registers gets
@@ -169,7 +180,10 @@ def sampler_work(pubs: Any, shots: int) -> list[SamplerWork]:
     for i, pub in enumerate(coerced):
         circuit = sendable_form.get(id(pub.circuit))
         if circuit is None:
-            circuit = sendable_form[id(pub.circuit)] = _without_annotated_boxes(pub.circuit)
+            circuit = _without_annotated_boxes(pub.circuit)
+            if not noisy:
+                circuit = without_idle_reads(circuit)
+            sendable_form[id(pub.circuit)] = circuit
         if len(circuit.cregs) == 0:  # Qiskit's and Aer's samplers warn and give DataBin()
             warnings.warn(
                 f"The {i}-th pub's circuit has no output classical registers and so the "
