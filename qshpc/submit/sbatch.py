@@ -8,6 +8,7 @@ what is shown is what is submitted.
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -36,7 +37,12 @@ def signal_delay_s(res: SlurmResources) -> int:
 
 
 def executor_parameters(res: SlurmResources, job_name: str, job_dir: Path) -> dict[str, Any]:
-    """``SlurmExecutor.update_parameters`` keywords for ``res`` (``mem`` in GB, submitit converts).
+    """``SlurmExecutor.update_parameters`` keywords for ``res`` (``mem`` as sbatch takes it).
+
+    ``mem`` is the text sbatch reads (``"3GB"``, ``"512MB"``): submitit converts a
+    number only on its AutoExecutor's path, so the float that was given here reached
+    sbatch as ``--mem=3.0`` ("Invalid --mem specification"), while ``--dry-run``,
+    which converted it itself, showed ``--mem=3GB`` (review24 F1).
 
     Args:
         res: Validated resources.
@@ -58,7 +64,7 @@ def executor_parameters(res: SlurmResources, job_name: str, job_dir: Path) -> di
     if res.gpus_per_node:
         params["gpus_per_node"] = res.gpus_per_node
     if res.mem_gb is not None:
-        params["mem"] = float(res.mem_gb)
+        params["mem"] = mem_text(float(res.mem_gb))
     for key in ("partition", "account", "qos"):
         value = getattr(res, key)
         if value:
@@ -70,6 +76,13 @@ def executor_parameters(res: SlurmResources, job_name: str, job_dir: Path) -> di
     if extra:
         params["additional_parameters"] = extra
     return params
+
+
+def mem_text(gb: float) -> str:
+    """``--mem`` for ``gb`` GB per node, as submitit writes it: ``3GB``, ``512MB`` for 0.5."""
+    if gb == int(gb):
+        return f"{int(gb)}GB"
+    return f"{max(1, math.ceil(gb * 1024))}MB"  # (never 0: Slurm reads --mem=0 as all of it)
 
 
 def setup_lines(res: SlurmResources, job_dir: Path) -> list[str]:
@@ -104,12 +117,10 @@ def submitit_command(folder: Path, python: str | None = None) -> str:
 
 
 def render(params: dict[str, Any], folder: Path, python: str | None = None) -> str:
-    """The sbatch script submitit would write for ``params`` (``mem`` converted as submitit does)."""
+    """The sbatch script submitit writes for ``params`` (the same ``params`` it is given)."""
     from submitit.slurm import slurm as _slurm
 
     kwargs = dict(params)
-    if "mem" in kwargs:
-        kwargs["mem"] = _slurm._convert_mem(kwargs["mem"])
     text: str = _slurm._make_sbatch_string(
         command=submitit_command(folder, python), folder=folder, **kwargs
     )

@@ -380,3 +380,21 @@ def test_threads_left_running_do_not_hold_the_allocation(
     assert state == "COMPLETED", state
     logs = run_cli("logs", ids["job_id"], timeout=60).stdout
     assert "left thread(s) 'program-watcher'" in logs and "'task-watcher'" in logs, logs
+
+
+@pytest.mark.parametrize("gb", ["1", "0.5"])
+def test_a_memory_request_is_one_sbatch_takes(
+    slurm_env: dict[str, str], tmp_path: Path, gb: str
+) -> None:
+    """review24 F1: every `--mem-gb` was refused ('sbatch: error: Invalid --mem
+    specification'): the script held `--mem=1.0` while `--dry-run` showed `--mem=1GB`."""
+    prog = write_program(
+        tmp_path / "mem", "mem.py", "from qshpc import save_result\nsave_result(1)\n"
+    )
+    ids = submit(str(prog), "--ntasks-per-node", "1", "--mem-gb", gb)
+    assert wait(ids["job_id"]) == "SUCCEEDED"
+    shown = subprocess.run(
+        ["scontrol", "show", "job", str(ids["slurm_job_id"])],
+        capture_output=True, text=True, env=slurm_env, timeout=30,
+    ).stdout  # fmt: skip
+    assert ("MinMemoryNode=1G" if gb == "1" else "MinMemoryNode=512M") in shown, shown

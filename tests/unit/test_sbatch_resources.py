@@ -160,7 +160,7 @@ def test_executor_parameters(tmp_path: Path) -> None:
     assert (
         p["srun_args"] == ["--mpi=pmi2"] and p["signal_delay_s"] == 75
     )  # --requeue: warned at 1/4
-    assert p["gpus_per_node"] == 2 and p["mem"] == 1.5 and p["time"] == 5
+    assert p["gpus_per_node"] == 2 and p["mem"] == "1536MB" and p["time"] == 5
     assert p["additional_parameters"] == {"constraint": "a100", "requeue": True}
     script = render(p, tmp_path / "slurm")
     assert "#SBATCH --mem=1536MB" in script and "#SBATCH --signal=USR2@75" in script
