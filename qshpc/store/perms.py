@@ -50,8 +50,10 @@ def file_mode() -> int:
 def make_dir(path: Path) -> None:
     """Create ``path`` and any missing parent, each with :func:`dir_mode`, whatever the umask.
 
-    An existing ``path`` gets :func:`dir_mode` too (it is qshpc's own folder);
-    existing parents are left as they are.
+    Only the folders made here get that mode: an existing ``path`` or parent is left
+    as it is. review23 F3: an existing ``path`` was chmodded too, and in a team's
+    store a member's ``arrays/``, or one an admin made 3770, failed every other
+    member's map with 'Operation not permitted' (or was made 2750 again).
     """
     missing: list[Path] = []
     p = Path(os.path.abspath(path))
@@ -66,8 +68,6 @@ def make_dir(path: Path) -> None:
         except FileExistsError:
             continue  # made by another process meanwhile: checked by the caller
         _set_dir_mode(d)  # mkdir's mode is masked by the umask
-    if not missing:
-        _set_dir_mode(Path(path))
 
 
 def _set_dir_mode(path: Path) -> None:
@@ -298,6 +298,74 @@ def ensure_private_dir(path: Path, what: str) -> Path:
             raise UnsafeStoreError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
     check_private_dir(path, what)
     return path
+
+
+def _team_folder(st: os.stat_result) -> bool:
+    """True for a team's store folder (docs/store.md): the group writes it, sticky, not others."""
+    mode = st.st_mode
+    return bool(mode & stat.S_IWGRP and mode & stat.S_ISVTX and not mode & stat.S_IWOTH)
+
+
+def ensure_store_dir(path: Path, what: str) -> Path:
+    """:func:`ensure_private_dir` for ``jobs/`` and ``arrays/``: in a team's store
+    (``QSHPC_SHARE_GROUP=1``, a ``$QSHPC_HOME`` set up 3770) one made here is made
+    like its parent, 3770, so that every member can make their folders in it.
+
+    review23 F3: ``arrays/``, made 2750 by the first member's map, failed every other
+    member's map. Its set-group-id bit gives new folders the team's group; the sticky
+    bit keeps members from renaming each other's (arrays/ holds an array's pickles).
+
+    Raises:
+        UnsafeStoreError: See :func:`check_private_dir`; or it cannot be made.
+    """
+    if not path.exists() and shared():
+        try:
+            parent = path.parent.stat()
+        except OSError:
+            parent = None
+        if parent is not None and _team_folder(parent):
+            try:
+                os.mkdir(path, 0o700)
+                with contextlib.suppress(OSError):  # (a parent without set-group-id)
+                    os.chown(path, -1, parent.st_gid)
+                os.chmod(path, 0o3770)
+            except FileExistsError:
+                pass  # made by another member meanwhile: checked below
+            except OSError as exc:
+                raise UnsafeStoreError(
+                    f"cannot create {what} {path}: {exc.strerror or exc}"
+                ) from None
+    return ensure_private_dir(path, what)
+
+
+def store_write_error(exc: OSError, what: str) -> UserError:
+    """A user error for a store folder or file that could not be made: the path and the fix.
+
+    review23 F3: a team member's map raised a raw ``PermissionError`` on ``arrays/``.
+    """
+    import errno
+
+    name = exc.filename
+    where = Path(os.fsdecode(name)) if isinstance(name, (str, bytes, os.PathLike)) else None
+    text = f"cannot {what}: {exc.strerror or exc}" + (f" ({where})" if where else "")
+    if exc.errno in (errno.EACCES, errno.EPERM) and where is not None:
+        folder = where if where.is_dir() else where.parent
+        try:
+            owner = folder.stat().st_uid
+        except OSError:
+            owner = os.geteuid()
+        if owner == os.geteuid():
+            fix = f"make {folder} writable by you (`chmod u+w {folder}`)"
+        else:
+            fix = (
+                f"{folder} belongs to {user_name(owner)}: in a team's store every member "
+                f"writes it, so its owner should run `chmod 3770 {folder}` (docs/store.md, "
+                "'Sharing a store'); else point QSHPC_HOME at a folder of your own"
+            )
+        return UserError(f"{text}; {fix}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"{text}; free space (df -h, df -i) and try again")
+    return UserError(text)
 
 
 #: Bytes a job's own files add to its folder's path: the longest is the lock's claim,
