@@ -185,6 +185,15 @@ def _not_ours(job_dir: Path, what: str, exc: OSError) -> UserError:
     )
 
 
+def _reading() -> None:
+    """This command only reads the store: a team's store the group can write without
+    the sticky bit is read with a warning, not refused (review23 F4; see
+    :func:`qshpc.store.perms.reading_only`)."""
+    from qshpc.store.perms import reading_only
+
+    reading_only()
+
+
 def register(app: typer.Typer) -> None:
     """Add the commands to ``app``."""
 
@@ -201,6 +210,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Show a job's state (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED) and details."""
+        _reading()
         from qshpc.client.job import open_job
         from qshpc.store import to_jsonable
 
@@ -261,6 +271,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Print what the program passed to save_result."""
+        if not allow_pickle:  # (pickles load only from what no one else could swap)
+            _reading()
         from qshpc.client.job import open_job
         from qshpc.errors import UserError
         from qshpc.jobstate import TERMINAL
@@ -329,6 +341,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Print the job's logs (stdout and stderr of every rank), also while it runs."""
+        _reading()
         from qshpc.client.job import open_job
 
         lines = _tail_option(tail)
@@ -356,6 +369,7 @@ def register(app: typer.Typer) -> None:
         Shows progress on stderr while waiting (a live bar on a terminal, a line
         every few seconds otherwise).
         """
+        _reading()
         from qshpc.client.job import open_job
 
         j = open_job(job)
@@ -429,6 +443,7 @@ def register(app: typer.Typer) -> None:
         listed together, in index order, under a line with the array's id and
         its elements' counts by state.
         """
+        _reading()
         from qshpc.cli.ux import parse_age
 
         cutoff = time.time() - parse_age(since) if since else None

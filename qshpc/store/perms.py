@@ -190,6 +190,25 @@ def _my_groups() -> set[int]:
     return {os.getegid(), *os.getgroups()}
 
 
+#: Set by the command line's commands that only read the store (:func:`reading_only`).
+_reading_only = False
+_warned: set[str] = set()
+
+
+def reading_only() -> None:
+    """This process only reads the store (``qshpc list``, ``status``, ``result``, ``logs``, ``wait``).
+
+    review23 F4: a team's store set up 2770 (what docs/store.md said before session 21)
+    refused every command, reads too, until its owner ran ``chmod +t``. The threat is on
+    the paths that write or load what a folder holds (a queued Slurm job loads the call
+    pickled in its folder); reading one's results is no worse than the team's trust in
+    its members, and pickled values are loaded only from files no one else can swap
+    (:func:`private_file`). So such a folder is read, with one warning, by these commands.
+    """
+    global _reading_only
+    _reading_only = True
+
+
 def check_private_dir(path: Path, what: str) -> None:
     """Refuse a store folder that is not the user's own, as ssh refuses a group-writable ~/.ssh.
 
@@ -229,18 +248,29 @@ def check_private_dir(path: Path, what: str) -> None:
         # A team's store without the sticky bit: a member can rename another's job folder
         # and put one of theirs in its place, and a queued Slurm job, which runs as its
         # submitter, loads the call pickled there (submitit's): their code ran as you
-        # (hunt21b). The cache refuses its shared folder so too.
-        raise UnsafeStoreError(
-            f"refusing to use {what} {path}: your group can write it (mode {mode:04o}) without "
-            "the sticky bit, so any member can rename your job folders and put theirs in "
-            "their place (a queued Slurm job of yours would then run their code as you); "
-            + (
-                f"run `chmod g-w {path}` (a store of your own) or `chmod +t {path}` (a team's, "
-                "set up 3770: docs/store.md, 'Sharing a store')"
-                if st.st_uid == me
-                else f"its owner ({user_name(st.st_uid)}) should run `chmod +t {path}` (a "
-                "team's store is set up 3770: docs/store.md, 'Sharing a store')"
+        # (hunt21b). The cache refuses its shared folder so too. A command that only
+        # reads goes on, with one warning (see reading_only).
+        fix = (
+            f"run `chmod g-w {path}` (a store of your own) or `chmod +t {path}` (a team's, "
+            "set up 3770: docs/store.md, 'Sharing a store')"
+            if st.st_uid == me
+            else f"its owner ({user_name(st.st_uid)}) should run `chmod +t {path}` (a "
+            "team's store is set up 3770: docs/store.md, 'Sharing a store')"
+        )
+        risk = (
+            f"your group can write it (mode {mode:04o}) without the sticky bit, so any member "
+            "can rename your job folders and put theirs in their place"
+        )
+        if _reading_only:
+            _warn_once(
+                str(path),
+                f"{what} {path}: {risk}; read anyway, but run, submit, rm, gc and cancel "
+                f"refuse it: {fix}",
             )
+            return
+        raise UnsafeStoreError(
+            f"refusing to use {what} {path}: {risk} (a queued Slurm job of yours would then "
+            f"run their code as you); {fix}"
         )
     if why is None:
         return
@@ -254,6 +284,14 @@ def check_private_dir(path: Path, what: str) -> None:
         f"and qshpc would show you their forged results; {fix}. To share a store with your "
         f"group on purpose, set {SHARE_GROUP_ENV}=1 (docs/store.md, 'Sharing a store')"
     )
+
+
+def _warn_once(key: str, text: str) -> None:
+    import sys
+
+    if key not in _warned:
+        _warned.add(key)
+        print(f"qshpc: warning: {text}", file=sys.stderr, flush=True)
 
 
 def check_own_job_dir(path: Path) -> None:

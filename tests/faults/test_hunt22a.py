@@ -144,3 +144,37 @@ def test_a_teams_home_without_jobs_or_arrays_gets_them_made_for_the_team(team: P
     for d in (team / "jobs", team / "arrays"):
         st = d.stat()
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o3770, FIRST, TEAM_GID)
+
+
+def test_a_team_store_without_the_sticky_bit_is_read_with_a_warning(tmp_path: Path) -> None:
+    # review23 F4: on e5f893c a team's store set up 2770 (docs/store.md's setup before
+    # session 21) refused every command, list/status/result/logs/wait too (exit 2), until
+    # its owner ran chmod +t. Reads now go on with one warning per folder; run, rm, gc,
+    # cancel and `result --allow-pickle` are still refused.
+    from tests.conftest import run_cli
+
+    home = tmp_path / "team"
+    (home / "jobs").mkdir(parents=True)
+    for d in (home, home / "jobs"):
+        os.chmod(d, 0o3770)
+    prog = tmp_path / "p.py"
+    prog.write_text("from qshpc import save_result\nsave_result(7)\n")
+    env = {"QSHPC_HOME": str(home), "QSHPC_SHARE_GROUP": "1", "PYTHONPATH": str(ROOT)}
+    assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
+    (job,) = (home / "jobs").iterdir()
+    for d in (home, home / "jobs"):
+        os.chmod(d, 0o2770)  # (chmod -t)
+    for args in (["list"], ["status", job.name], ["result", job.name], ["logs", job.name],
+                 ["wait", job.name, "-q"]):  # fmt: skip
+        out = run_cli(*args, env=env)
+        assert out.returncode == 0, (args, out.stderr)
+        warned = [ln for ln in out.stderr.splitlines() if ln.startswith("qshpc: warning: ")]
+        assert len(warned) == 2 and all("chmod +t" in w for w in warned), (args, out.stderr)
+        assert "read anyway, but run, submit, rm, gc and cancel refuse it" in warned[0]
+    assert run_cli("result", job.name, env=env).stdout.strip() == "7"
+    for args in (["run", str(prog), "--workers", "0"], ["rm", job.name],
+                 ["gc", "--older-than", "0d"], ["cancel", job.name],
+                 ["result", job.name, "--allow-pickle"]):  # fmt: skip
+        out = run_cli(*args, env=env)
+        assert out.returncode == 2 and "refusing to use" in out.stderr, (args, out.stderr)
+    assert job.is_dir() and len(list((home / "jobs").iterdir())) == 1
