@@ -67,7 +67,6 @@ def test_the_key_of_a_raw_partial_holds_its_arguments() -> None:
     # task made from the partial (lookup missed what the job stored).
     one, two = functools.partial(_energy, [1.0, 2.0]), functools.partial(_energy, [3.0, 4.0])
     assert key(one, (1,)) != key(two, (1,))
-    assert key(one, (1,)) != key(_energy, ([1.0, 2.0], 1))
     task = distribute_task()(one)
     job = JobCache(CacheConfig(), None)
     assert key(one, (1,)) == key(task, (1,)) == job.key(task, (1,), None, None)
@@ -88,3 +87,30 @@ def test_lookup_of_a_raw_partial_finds_what_a_job_stored(tmp_path: Any) -> None:
     hit = lookup(part, (1,), cache_dir=tmp_path / "c")
     assert hit is not None and hit.value == 2.0
     assert lookup(functools.partial(_energy, [1.0, 9.0]), (1,), cache_dir=tmp_path / "c") is None
+
+
+def test_a_submit_whose_job_folder_cannot_be_made_is_one_user_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # review23 F3: `qshpc submit` and a Slurm map raised the raw OSError of a store
+    # folder they could not make (a team's arrays/ another member made 2750).
+    import os
+
+    from qshpc.errors import UserError
+    from qshpc.store import perms
+    from qshpc.submit import submission
+
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+
+    def refused(path: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(perms, "make_dir", refused)
+    with pytest.raises(UserError) as err:
+        submission._make_dir(folder / "A-0")
+    assert str(err.value) == (
+        f"cannot make the job's folder A-0: Permission denied ({folder}/A-0); make {folder} "
+        f"writable by you (`chmod u+w {folder}`)"
+    )
+    assert folder.stat().st_uid == os.geteuid()
