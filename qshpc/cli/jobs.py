@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from qshpc.cli.common import echo, errors
+from qshpc.cli.common import echo, errors, reads_store
 from qshpc.errors import UserError
 from qshpc.text import shown, shown_lines
 
@@ -185,20 +185,12 @@ def _not_ours(job_dir: Path, what: str, exc: OSError) -> UserError:
     )
 
 
-def _reading() -> None:
-    """This command only reads the store: a team's store the group can write without
-    the sticky bit is read with a warning, not refused (review23 F4; see
-    :func:`qshpc.store.perms.reading_only`)."""
-    from qshpc.store.perms import reading_only
-
-    reading_only()
-
-
 def register(app: typer.Typer) -> None:
     """Add the commands to ``app``."""
 
     @app.command("status")
     @errors
+    @reads_store
     def status(
         job: JobArg,
         as_json: Annotated[bool, typer.Option("--json", help="Print every field as JSON.")] = False,
@@ -210,7 +202,6 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Show a job's state (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED) and details."""
-        _reading()
         from qshpc.client.job import open_job
         from qshpc.store import to_jsonable
 
@@ -259,6 +250,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("result")
     @errors
+    @reads_store
     def result(
         job: JobArg,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -271,8 +263,6 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Print what the program passed to save_result."""
-        if not allow_pickle:  # (pickles load only from what no one else could swap)
-            _reading()
         from qshpc.client.job import open_job
         from qshpc.errors import UserError
         from qshpc.jobstate import TERMINAL
@@ -312,6 +302,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("logs")
     @errors
+    @reads_store
     def logs(
         job: JobArg,
         rank: Annotated[
@@ -341,7 +332,6 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Print the job's logs (stdout and stderr of every rank), also while it runs."""
-        _reading()
         from qshpc.client.job import open_job
 
         lines = _tail_option(tail)
@@ -354,6 +344,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("wait")
     @errors
+    @reads_store
     def wait(
         job: JobArg,
         timeout: Annotated[
@@ -369,7 +360,6 @@ def register(app: typer.Typer) -> None:
         Shows progress on stderr while waiting (a live bar on a terminal, a line
         every few seconds otherwise).
         """
-        _reading()
         from qshpc.client.job import open_job
 
         j = open_job(job)
@@ -417,6 +407,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("list")
     @errors
+    @reads_store
     def list_(
         state: Annotated[
             str | None, typer.Option("--state", "-s", help="Only jobs in this state.")
@@ -443,7 +434,6 @@ def register(app: typer.Typer) -> None:
         listed together, in index order, under a line with the array's id and
         its elements' counts by state.
         """
-        _reading()
         from qshpc.cli.ux import parse_age
 
         cutoff = time.time() - parse_age(since) if since else None

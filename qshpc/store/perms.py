@@ -195,8 +195,9 @@ _reading_only = False
 _warned: set[str] = set()
 
 
-def reading_only() -> None:
-    """This process only reads the store (``qshpc list``, ``status``, ``result``, ``logs``, ``wait``).
+def reading_only(on: bool = True) -> None:
+    """The command running only reads the store (``qshpc list``, ``status``, ``result``,
+    ``logs``, ``wait``: :func:`qshpc.cli.common.reads_store`); ``on=False`` when it ends.
 
     review23 F4: a team's store set up 2770 (what docs/store.md said before session 21)
     refused every command, reads too, until its owner ran ``chmod +t``. The threat is on
@@ -206,7 +207,7 @@ def reading_only() -> None:
     (:func:`private_file`). So such a folder is read, with one warning, by these commands.
     """
     global _reading_only
-    _reading_only = True
+    _reading_only = on
 
 
 def check_private_dir(path: Path, what: str) -> None:

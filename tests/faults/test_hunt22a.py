@@ -178,3 +178,27 @@ def test_a_team_store_without_the_sticky_bit_is_read_with_a_warning(tmp_path: Pa
         out = run_cli(*args, env=env)
         assert out.returncode == 2 and "refusing to use" in out.stderr, (args, out.stderr)
     assert job.is_dir() and len(list((home / "jobs").iterdir())) == 1
+
+
+def test_a_read_command_run_in_process_leaves_the_refusal_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The read-only allowance lasts as long as its command: typer's app run in-process
+    # (a user's script, CliRunner) and then the store used for a write refuses again.
+    from typer.testing import CliRunner
+
+    from qshpc.cli import app as cli
+    from qshpc.store import perms
+
+    if not cli.app.registered_commands:
+        cli._register()
+    home = tmp_path / "team"
+    (home / "jobs").mkdir(parents=True)
+    for d in (home, home / "jobs"):
+        os.chmod(d, 0o2770)
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    monkeypatch.setenv("QSHPC_SHARE_GROUP", "1")
+    out = CliRunner().invoke(cli.app, ["list"])
+    assert out.exit_code == 0, out.output
+    with pytest.raises(perms.UnsafeStoreError, match="without the sticky bit"):
+        perms.check_private_dir(home / "jobs", "the jobs folder")
