@@ -47,8 +47,18 @@ __getattr__, __dir__ = lazy_exports("qshpc.cache", _LAZY, globals())
 
 
 def _func(task: Any) -> Any:
-    func = getattr(task, "func", None)  # a DistributedTask
-    return func if callable(func) else task
+    """What a key walks for ``task``: a ``@distribute_task`` task's function, else ``task``.
+
+    review23 F6: ``.func`` was taken from any object, so the key of a raw
+    ``functools.partial(f, 1)`` was ``f``'s, its arguments dropped (``partial(f, 2)``
+    had the same key), and differed from the key a job takes of a task made from it.
+    """
+    import sys
+
+    api = sys.modules.get("qshpc.program.api")  # (no task exists before it is imported)
+    if api is not None and isinstance(task, api.DistributedTask):
+        return task.func
+    return task
 
 
 def key(

@@ -10,6 +10,7 @@ and the tasks run.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import sys
@@ -79,10 +80,35 @@ def _task_name(task: Any, func: Any) -> str:
     """A task's name for a message: its own, or its function's qualified name (the repr of a
     ``functools.partial`` holds its arguments: a 48 MB array printed whole, review23)."""
     name = getattr(task, "name", None)
-    if isinstance(name, str) and name:
+    default = isinstance(func, functools.partial) and name == repr(func)  # a task's own default
+    if isinstance(name, str) and name and not default:
         return name
     inner = getattr(func, "func", func)  # (a partial's function)
     return str(getattr(inner, "__qualname__", None) or type(inner).__name__)
+
+
+def _costly(func: Any, deps: Deps) -> bool:
+    """Whether a live walk that took over :data:`LIVE_WALK_S` should turn the cache off.
+
+    Only when the function reads a value that can change in place. A partial's own
+    arguments are not counted: they are arguments, walked at each call as a call's are,
+    with no cut-off (review23 F1: ``partial(f, table)`` with a 48 MB ``table`` was cached
+    at its first call only). Its function's own walk, timed alone, must then be the
+    costly part.
+    """
+    from qshpc.cache.keys import changeable, function_digest
+
+    if not isinstance(func, functools.partial):
+        return changeable(deps)
+    own = [d for d in deps if not (d[0] is func and d[1] in ("args", "keywords"))]
+    if not changeable(own):
+        return False
+    start = time.perf_counter()
+    try:
+        function_digest(func.func)
+    except Exception:  # (it walked a moment ago, inside the partial)
+        return True
+    return time.perf_counter() - start > LIVE_WALK_S
 
 
 def _warn(text: str) -> None:
@@ -332,7 +358,9 @@ class JobCache:
                 object) is walked at each live call; when such a walk (the
                 second: the first has one-time costs) takes more than
                 :data:`LIVE_WALK_S` (a pass manager, a big object graph), its
-                later live calls run uncached instead (one warning).
+                later live calls run uncached instead (one warning). A
+                ``functools.partial``'s own arguments are walked at each call too,
+                but with no cut-off, as a call's arguments are (see :func:`_costly`).
         """
         known = self._digests.get(id(task))
         if known is not None and not live and known[0]() is task:
@@ -340,7 +368,6 @@ class JobCache:
         from qshpc.cache.keys import (
             UncacheableError,
             bindings_unchanged,
-            changeable,
             function_digest,
             task_digest,
         )
@@ -352,7 +379,7 @@ class JobCache:
             if known[3]:
                 return None  # too costly to walk at each call: see above
             again = True  # timed as a walk at each call is (a first walk has one-time costs)
-        func = getattr(task, "func", task)
+        func = task if isinstance(task, functools.partial) else getattr(task, "func", task)
         deps: Deps = []
         start = time.perf_counter()
         try:
@@ -361,7 +388,7 @@ class JobCache:
             digest = None
             _warn(f"calls of {_task_name(task, func)} are not cached: {exc}")
         took = time.perf_counter() - start
-        costly = again and took > LIVE_WALK_S and changeable(deps)
+        costly = again and took > LIVE_WALK_S and _costly(func, deps)
         if costly:
             _warn(
                 f"calls of {_task_name(task, func)} made in this process are not cached: "

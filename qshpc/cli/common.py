@@ -31,6 +31,26 @@ def errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def reads_store(func: Callable[P, R]) -> Callable[P, R]:
+    """A command that only reads the store: a team's store the group can write without
+    the sticky bit is read with a warning while it runs, not refused (review23 F4; see
+    :func:`qshpc.store.perms.reading_only`). Not with ``--allow-pickle``: pickles load
+    only from folders no other user could swap. Reset when it ends (typer's app may be
+    run in-process: a ``run`` after it refuses such a store again)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from qshpc.store.perms import reading_only
+
+        reading_only(not kwargs.get("allow_pickle"))
+        try:
+            return func(*args, **kwargs)
+        finally:
+            reading_only(False)
+
+    return wrapper
+
+
 def echo(obj: Any) -> None:
     """Print to stdout."""
     typer.echo(obj)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from qshpc.cli.common import echo, errors
+from qshpc.cli.common import echo, errors, reads_store
 from qshpc.errors import UserError
 from qshpc.text import shown, shown_lines
 
@@ -190,6 +190,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     @errors
+    @reads_store
     def status(
         job: JobArg,
         as_json: Annotated[bool, typer.Option("--json", help="Print every field as JSON.")] = False,
@@ -249,6 +250,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("result")
     @errors
+    @reads_store
     def result(
         job: JobArg,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -300,6 +302,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("logs")
     @errors
+    @reads_store
     def logs(
         job: JobArg,
         rank: Annotated[
@@ -341,6 +344,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("wait")
     @errors
+    @reads_store
     def wait(
         job: JobArg,
         timeout: Annotated[
@@ -403,6 +407,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("list")
     @errors
+    @reads_store
     def list_(
         state: Annotated[
             str | None, typer.Option("--state", "-s", help="Only jobs in this state.")

@@ -20,7 +20,12 @@ from qshpc import _timeline, settings
 from qshpc.client.base import BaseProvider, page_jobs
 from qshpc.client.job import Job, discard_note, list_jobs, open_job
 from qshpc.errors import UserError
-from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
+from qshpc.jobs.arrays import (
+    array_folder,
+    array_meta,
+    check_arguments_list,
+    ensure_arrays_root,
+)
 from qshpc.jobs.paths import ensure_jobs_root, mark_terminal, new_job_id, read_override
 from qshpc.jobs.spec import (
     Configuration,
@@ -340,27 +345,8 @@ class LocalClient(BaseProvider):
         if not isinstance(parallel, int) or parallel < 1:
             raise UserError(f"parallel must be a whole number >= 1, got {parallel!r}")
         array_id = new_job_id()
-        size = len(arguments_list)
-        paths: list[Path] = []
-        try:
-            for i, arguments in enumerate(arguments_list):
-                meta = {"id": f"{array_id}-{i}", **array_meta(array_id, i, size)}
-                paths.append(
-                    create_program_job(
-                        program, arguments, seed, ensure_jobs_root() / meta["id"], meta
-                    )
-                )
-        except BaseException:
-            import shutil
-
-            for d in paths:
-                shutil.rmtree(d, ignore_errors=True)
-            raise
         folder = array_folder(array_id)
-        from qshpc.store import perms
-
-        perms.make_dir(folder.parent)
-        perms.make_dir(folder)
+        paths = _make_array(program, arguments_list, seed, array_id, folder)
         spec = {
             "program": str(program.path()),
             "working_dir": str(_folder(program.working_dir).resolve()),
@@ -370,13 +356,6 @@ class LocalClient(BaseProvider):
             "parallel": parallel,
             "job_dirs": [str(p) for p in paths],
         }
-        (folder / "array.json").write_text(
-            json.dumps(
-                {"array_id": array_id, "title": program.title, "elements": [p.name for p in paths]},
-                indent=1,
-            )
-            + "\n"
-        )
         log = _open_log(folder / "driver.out")
         subprocess.Popen(
             [
@@ -422,6 +401,48 @@ class LocalClient(BaseProvider):
     def job(self, job_id: str) -> Job:
         """The job with this id."""
         return self._mark(open_job(job_id))
+
+
+def _make_array(
+    program: Program,
+    arguments_list: Sequence[dict[str, Any] | None],
+    seed: int | None,
+    array_id: str,
+    folder: Path,
+) -> list[Path]:
+    """Make an array's element jobs and its shared ``folder`` (with ``array.json``).
+
+    Whatever fails removes what was made here. review23 F3: a team member whose
+    ``arrays/`` folder could not be written got a raw ``PermissionError`` and left the
+    elements' folders in ``jobs/``, QUEUED for good, with no driver to start them.
+
+    Raises:
+        UserError: A folder or file could not be made (its path, and the fix).
+    """
+    from qshpc.store import perms
+
+    size = len(arguments_list)
+    paths: list[Path] = []
+    made = False
+    try:
+        ensure_arrays_root()
+        for i, arguments in enumerate(arguments_list):
+            meta = {"id": f"{array_id}-{i}", **array_meta(array_id, i, size)}
+            paths.append(
+                create_program_job(program, arguments, seed, ensure_jobs_root() / meta["id"], meta)
+            )
+        perms.make_dir(folder)
+        made = True
+        elements = [p.name for p in paths]
+        record = {"array_id": array_id, "title": program.title, "elements": elements}
+        (folder / "array.json").write_text(json.dumps(record, indent=1) + "\n")
+    except BaseException as exc:
+        for d in [*paths, *([folder] if made else [])]:
+            shutil.rmtree(d, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise perms.store_write_error(exc, "make the array's folders") from None
+        raise
+    return paths
 
 
 def _folder(working_dir: str) -> Path:

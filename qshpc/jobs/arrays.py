@@ -19,6 +19,24 @@ def array_folder(array_id: str) -> Path:
     return qshpc_home().absolute() / ARRAYS_DIR / array_id
 
 
+def ensure_arrays_root() -> Path:
+    """``$QSHPC_HOME/arrays``, created if missing and checked as ``jobs/`` is.
+
+    It holds each array's shared folder, and with it a Slurm array's pickled calls
+    (``slurm/``): whoever could rename an array's folder could have theirs loaded.
+    So it is made and checked like ``jobs/`` (3770 in a team's store, see
+    :func:`qshpc.store.perms.ensure_store_dir`); review23 F3.
+
+    Raises:
+        UnsafeStoreError: It is not the user's own (or the team's), or cannot be made.
+    """
+    from qshpc.store.perms import ensure_private_dir, ensure_store_dir
+
+    home = qshpc_home().absolute()
+    ensure_private_dir(home, "$QSHPC_HOME")
+    return ensure_store_dir(home / ARRAYS_DIR, "the arrays folder")
+
+
 def drop_array_if_gone(job_dir: Path) -> bool:
     """Remove the folder of ``job_dir``'s array once no element folder of it is left.
 

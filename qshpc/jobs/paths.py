@@ -54,11 +54,11 @@ def jobs_root() -> Path:
 
 def ensure_jobs_root() -> Path:
     """:func:`jobs_root`, created (with ``$QSHPC_HOME``) if missing, each level 0700."""
-    from qshpc.store.perms import ensure_private_dir
+    from qshpc.store.perms import ensure_private_dir, ensure_store_dir
 
     home = qshpc_home()
     ensure_private_dir(home, "$QSHPC_HOME")
-    return ensure_private_dir(home / "jobs", "the jobs folder")
+    return ensure_store_dir(home / "jobs", "the jobs folder")
 
 
 def data_root() -> Path:

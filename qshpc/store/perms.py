@@ -50,8 +50,10 @@ def file_mode() -> int:
 def make_dir(path: Path) -> None:
     """Create ``path`` and any missing parent, each with :func:`dir_mode`, whatever the umask.
 
-    An existing ``path`` gets :func:`dir_mode` too (it is qshpc's own folder);
-    existing parents are left as they are.
+    Only the folders made here get that mode: an existing ``path`` or parent is left
+    as it is. review23 F3: an existing ``path`` was chmodded too, and in a team's
+    store a member's ``arrays/``, or one an admin made 3770, failed every other
+    member's map with 'Operation not permitted' (or was made 2750 again).
     """
     missing: list[Path] = []
     p = Path(os.path.abspath(path))
@@ -66,8 +68,6 @@ def make_dir(path: Path) -> None:
         except FileExistsError:
             continue  # made by another process meanwhile: checked by the caller
         _set_dir_mode(d)  # mkdir's mode is masked by the umask
-    if not missing:
-        _set_dir_mode(Path(path))
 
 
 def _set_dir_mode(path: Path) -> None:
@@ -190,6 +190,26 @@ def _my_groups() -> set[int]:
     return {os.getegid(), *os.getgroups()}
 
 
+#: Set by the command line's commands that only read the store (:func:`reading_only`).
+_reading_only = False
+_warned: set[str] = set()
+
+
+def reading_only(on: bool = True) -> None:
+    """The command running only reads the store (``qshpc list``, ``status``, ``result``,
+    ``logs``, ``wait``: :func:`qshpc.cli.common.reads_store`); ``on=False`` when it ends.
+
+    review23 F4: a team's store set up 2770 (what docs/store.md said before session 21)
+    refused every command, reads too, until its owner ran ``chmod +t``. The threat is on
+    the paths that write or load what a folder holds (a queued Slurm job loads the call
+    pickled in its folder); reading one's results is no worse than the team's trust in
+    its members, and pickled values are loaded only from files no one else can swap
+    (:func:`private_file`). So such a folder is read, with one warning, by these commands.
+    """
+    global _reading_only
+    _reading_only = on
+
+
 def check_private_dir(path: Path, what: str) -> None:
     """Refuse a store folder that is not the user's own, as ssh refuses a group-writable ~/.ssh.
 
@@ -229,18 +249,29 @@ def check_private_dir(path: Path, what: str) -> None:
         # A team's store without the sticky bit: a member can rename another's job folder
         # and put one of theirs in its place, and a queued Slurm job, which runs as its
         # submitter, loads the call pickled there (submitit's): their code ran as you
-        # (hunt21b). The cache refuses its shared folder so too.
-        raise UnsafeStoreError(
-            f"refusing to use {what} {path}: your group can write it (mode {mode:04o}) without "
-            "the sticky bit, so any member can rename your job folders and put theirs in "
-            "their place (a queued Slurm job of yours would then run their code as you); "
-            + (
-                f"run `chmod g-w {path}` (a store of your own) or `chmod +t {path}` (a team's, "
-                "set up 3770: docs/store.md, 'Sharing a store')"
-                if st.st_uid == me
-                else f"its owner ({user_name(st.st_uid)}) should run `chmod +t {path}` (a "
-                "team's store is set up 3770: docs/store.md, 'Sharing a store')"
+        # (hunt21b). The cache refuses its shared folder so too. A command that only
+        # reads goes on, with one warning (see reading_only).
+        fix = (
+            f"run `chmod g-w {path}` (a store of your own) or `chmod +t {path}` (a team's, "
+            "set up 3770: docs/store.md, 'Sharing a store')"
+            if st.st_uid == me
+            else f"its owner ({user_name(st.st_uid)}) should run `chmod +t {path}` (a "
+            "team's store is set up 3770: docs/store.md, 'Sharing a store')"
+        )
+        risk = (
+            f"your group can write it (mode {mode:04o}) without the sticky bit, so any member "
+            "can rename your job folders and put theirs in their place"
+        )
+        if _reading_only:
+            _warn_once(
+                str(path),
+                f"{what} {path}: {risk}; read anyway, but run, submit, rm, gc and cancel "
+                f"refuse it: {fix}",
             )
+            return
+        raise UnsafeStoreError(
+            f"refusing to use {what} {path}: {risk} (a queued Slurm job of yours would then "
+            f"run their code as you); {fix}"
         )
     if why is None:
         return
@@ -254,6 +285,14 @@ def check_private_dir(path: Path, what: str) -> None:
         f"and qshpc would show you their forged results; {fix}. To share a store with your "
         f"group on purpose, set {SHARE_GROUP_ENV}=1 (docs/store.md, 'Sharing a store')"
     )
+
+
+def _warn_once(key: str, text: str) -> None:
+    import sys
+
+    if key not in _warned:
+        _warned.add(key)
+        print(f"qshpc: warning: {text}", file=sys.stderr, flush=True)
 
 
 def check_own_job_dir(path: Path) -> None:
@@ -298,6 +337,74 @@ def ensure_private_dir(path: Path, what: str) -> Path:
             raise UnsafeStoreError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
     check_private_dir(path, what)
     return path
+
+
+def _team_folder(st: os.stat_result) -> bool:
+    """True for a team's store folder (docs/store.md): the group writes it, sticky, not others."""
+    mode = st.st_mode
+    return bool(mode & stat.S_IWGRP and mode & stat.S_ISVTX and not mode & stat.S_IWOTH)
+
+
+def ensure_store_dir(path: Path, what: str) -> Path:
+    """:func:`ensure_private_dir` for ``jobs/`` and ``arrays/``: in a team's store
+    (``QSHPC_SHARE_GROUP=1``, a ``$QSHPC_HOME`` set up 3770) one made here is made
+    like its parent, 3770, so that every member can make their folders in it.
+
+    review23 F3: ``arrays/``, made 2750 by the first member's map, failed every other
+    member's map. Its set-group-id bit gives new folders the team's group; the sticky
+    bit keeps members from renaming each other's (arrays/ holds an array's pickles).
+
+    Raises:
+        UnsafeStoreError: See :func:`check_private_dir`; or it cannot be made.
+    """
+    if not path.exists() and shared():
+        try:
+            parent = path.parent.stat()
+        except OSError:
+            parent = None
+        if parent is not None and _team_folder(parent):
+            try:
+                os.mkdir(path, 0o700)
+                with contextlib.suppress(OSError):  # (a parent without set-group-id)
+                    os.chown(path, -1, parent.st_gid)
+                os.chmod(path, 0o3770)
+            except FileExistsError:
+                pass  # made by another member meanwhile: checked below
+            except OSError as exc:
+                raise UnsafeStoreError(
+                    f"cannot create {what} {path}: {exc.strerror or exc}"
+                ) from None
+    return ensure_private_dir(path, what)
+
+
+def store_write_error(exc: OSError, what: str) -> UserError:
+    """A user error for a store folder or file that could not be made: the path and the fix.
+
+    review23 F3: a team member's map raised a raw ``PermissionError`` on ``arrays/``.
+    """
+    import errno
+
+    name = exc.filename
+    where = Path(os.fsdecode(name)) if isinstance(name, (str, bytes, os.PathLike)) else None
+    text = f"cannot {what}: {exc.strerror or exc}" + (f" ({where})" if where else "")
+    if exc.errno in (errno.EACCES, errno.EPERM) and where is not None:
+        folder = where if where.is_dir() else where.parent
+        try:
+            owner = folder.stat().st_uid
+        except OSError:
+            owner = os.geteuid()
+        if owner == os.geteuid():
+            fix = f"make {folder} writable by you (`chmod u+w {folder}`)"
+        else:
+            fix = (
+                f"{folder} belongs to {user_name(owner)}: in a team's store every member "
+                f"writes it, so its owner should run `chmod 3770 {folder}` (docs/store.md, "
+                "'Sharing a store'); else point QSHPC_HOME at a folder of your own"
+            )
+        return UserError(f"{text}; {fix}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"{text}; free space (df -h, df -i) and try again")
+    return UserError(text)
 
 
 #: Bytes a job's own files add to its folder's path: the longest is the lock's claim,

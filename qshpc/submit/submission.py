@@ -115,8 +115,8 @@ def submit(
         return Submission(job_id, None, job_dir, render(params, folder))
     executor = _executor(folder)
     executor.update_parameters(**params)
-    _make_dir(job_dir)
     try:
+        _make_dir(job_dir)
         staged = _create_job(program, src, entrypoint, job_dir, exclude, arguments, seed, res, name)
         job = _sbatch(executor, staged, job_dir, res)
     except BaseException:
@@ -181,7 +181,12 @@ def submit_array(
         ResourceError: Bad resources, or sbatch refused them.
         UserError: An empty list, a bad program or argument set, no Slurm here.
     """
-    from qshpc.jobs.arrays import array_folder, array_meta, check_arguments_list
+    from qshpc.jobs.arrays import (
+        array_folder,
+        array_meta,
+        check_arguments_list,
+        ensure_arrays_root,
+    )
     from qshpc.jobs.prepare import check_program
 
     check_arguments_list(arguments_list)
@@ -214,7 +219,7 @@ def submit_array(
 
     made: list[Path] = []
     try:
-        _make_dir(folder_root.parent)
+        ensure_arrays_root()
         _make_dir(folder_root)
         calls = []
         for i, (job_dir, arguments) in enumerate(zip(job_dirs, arguments_list, strict=True)):
@@ -389,10 +394,18 @@ def _recording(job_dir: Path, job: Any) -> Iterator[None]:
 
 
 def _make_dir(path: Path) -> None:
-    """Create ``path`` with the store's permissions."""
+    """Create ``path`` with the store's permissions.
+
+    Raises:
+        UserError: It cannot be made: its path and the fix (review23 F3: a raw
+            ``PermissionError`` in a team's store whose folder a member cannot write).
+    """
     from qshpc.store import perms
 
-    perms.make_dir(path)
+    try:
+        perms.make_dir(path)
+    except OSError as exc:
+        raise perms.store_write_error(exc, f"make the job's folder {path.name}") from None
 
 
 def _create_job(

@@ -78,7 +78,7 @@ def test_store_folder_owned_by_someone_else_is_refused(
 
 @as_root
 @pytest.mark.parametrize(
-    ("perm", "shared_ok"), [(0o777, False), (0o770, False), (0o1770, True), (0o1777, False)]
+    ("perm", "shared_ok"), [(0o777, False), (0o770, True), (0o1770, True), (0o1777, False)]
 )
 def test_store_folder_others_can_write_is_refused(
     tmp_path: Path, qshpc_home: Path, perm: int, shared_ok: bool
@@ -92,8 +92,11 @@ def test_store_folder_others_can_write_is_refused(
     shared = run_cli("list", env={"QSHPC_SHARE_GROUP": "1"})
     assert (shared.returncode == 0) == shared_ok, shared.stderr
     if perm == 0o770:  # a team's store without the sticky bit (session 21, from hunt21b)
+        # read with one warning since session 22 (hunt22a, review23 F4); what writes refuses
         line = one_line(shared.stderr)
         assert "without the sticky bit" in line and f"chmod +t {qshpc_home / 'jobs'}" in line
+        gc = run_cli("gc", "--older-than", "0d", env={"QSHPC_SHARE_GROUP": "1"})
+        assert gc.returncode == 2 and "refusing to use" in one_line(gc.stderr)
 
 
 @as_root
