@@ -149,6 +149,17 @@ def update_status(status: str) -> bool:
     return False
 
 
+def _default_name(func: Any) -> str:
+    """A task's name when none is given: its function's qualified name; ``partial(f)``
+    for a ``functools.partial`` (its repr printed its arguments: a large array made a
+    multi-line name in every record and status table)."""
+    import functools
+
+    if isinstance(func, functools.partial):
+        return f"partial({_default_name(func.func)})"
+    return str(getattr(func, "__qualname__", None) or repr(func))
+
+
 class DistributedTask(Generic[P, R]):
     """A function whose calls run on worker ranks; calling it returns a :class:`TaskRef`.
 
@@ -168,7 +179,7 @@ class DistributedTask(Generic[P, R]):
         self.func = func
         self.target = target
         self.retries = retries
-        self.name: str = name or str(getattr(func, "__qualname__", repr(func)))
+        self.name: str = name or _default_name(func)
         #: True/False: this function's calls use the result cache or not, whatever
         #: the job says; None: as the job says (``qshpc run --cache``).
         self.cache = cache

@@ -443,7 +443,17 @@ def check_threads(task: TaskSpec, have: dict[int, int]) -> None:
 
 
 def function_digest(func: Any) -> bytes:
-    """A digest of a task function *by value* (its source, else its bytecode)."""
+    """A digest of a task function *by value* (its source, else its bytecode).
+
+    A ``functools.partial``: its function's digest and its bound arguments by value.
+    Its repr was all that counted, which holds the function's address (new in every
+    process: a resumed job ran every such task again) and numpy's abridged repr of
+    an array (two arrays that differ in the middle print alike).
+    """
+    import functools
+
+    if isinstance(func, functools.partial):
+        return _partial_digest(func)
     h = hashlib.blake2b(digest_size=16)
     h.update(getattr(func, "__qualname__", repr(func)).encode())
     try:
@@ -460,6 +470,21 @@ def function_digest(func: Any) -> bytes:
 #: outside a circuit, and of arguments holding a circuit (pickled as QPY).
 _PARAMETER_MARK = b"Parameter"
 _CIRCUIT_MARK = b"load_circuit"
+
+
+def _partial_digest(func: Any) -> bytes:
+    h = hashlib.blake2b(function_digest(func.func), digest_size=16)
+    bound = (func.args, dict(func.keywords))
+    try:
+        from qshpc.cache.keys import value_digest
+
+        h.update(value_digest(bound))
+    except Exception:  # a value the cache's walk does not take: its pickle, else its repr
+        try:
+            h.update(pickle.dumps(bound, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:
+            h.update(repr(func).encode())
+    return h.digest()
 
 
 def task_key(

@@ -57,8 +57,10 @@ def test_a_partial_whose_function_reads_a_changeable_global_keeps_the_cut_off(
     assert cache.key(task, (1,), None, None, live=True) is not None
     assert cache.key(task, (1,), None, None, live=True) is not None  # (timed: too long)
     assert cache.key(task, (1,), None, None, live=True) is None
-    # Named by its function: a task's default name is the partial's repr (its array).
-    assert "calls of _reads_config made in this process are not cached" in capsys.readouterr().err
+    # Named by its function (a partial task's default name is partial(f) since session 22;
+    # it was the partial's repr, its array printed).
+    err = capsys.readouterr().err
+    assert "calls of partial(_reads_config) made in this process are not cached" in err
 
 
 def test_the_key_of_a_raw_partial_holds_its_arguments() -> None:
