@@ -370,12 +370,14 @@ class LocalClient(BaseProvider):
             "parallel": parallel,
             "job_dirs": [str(p) for p in paths],
         }
-        (folder / "array.json").write_text(
-            json.dumps(
-                {"array_id": array_id, "title": program.title, "elements": [p.name for p in paths]},
-                indent=1,
-            )
-            + "\n"
+        manifest = {
+            "array_id": array_id,
+            "title": program.title,
+            "elements": [p.name for p in paths],
+        }
+        # never through a FIFO or link there (hunt22c); the umask's mode, as before
+        perms.write_atomic(
+            folder / "array.json", (json.dumps(manifest, indent=1) + "\n").encode(), 0o666
         )
         log = _open_log(folder / "driver.out")
         subprocess.Popen(
