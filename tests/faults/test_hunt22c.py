@@ -77,24 +77,30 @@ def test_a_job_folder_made_read_only_while_the_job_runs_ends_with_a_line_and_exi
 ) -> None:
     # On e5f893c the run ended "qshpc: error: cannot finalize .../job.h5: Permission
     # denied. Free space on its file system ... or make it writable", without its
-    # SUCCEEDED line, and exit 0 (the state and result were in the journal).
+    # SUCCEEDED line, and exit 0 (the state and result were in the journal). When a
+    # checkpoint came first, the program's next get() raised "StoreError: cannot
+    # checkpoint ...": the job ended FAILED and its result was never saved.
     home = open_dir / "home"
     home.mkdir()
     os.chown(home, 65534, 65534)
     prog = open_dir / "p.py"
     prog.write_text(
-        "import os\nfrom pathlib import Path\n"
+        "import os, time\nfrom pathlib import Path\n"
         "from qshpc import distribute_task, get, save_result\n"
         "@distribute_task()\ndef f(x):\n    return 2 * x\n"
-        "save_result({'v': sum(get([f(i) for i in range(4)]))})\n"
+        "v = sum(get([f(i) for i in range(4)]))\n"
         "(job,) = Path(os.environ['QSHPC_HOME'], 'jobs').iterdir()\n"
         "os.chmod(job, 0o500)  # the owner's own chmod a-w, while the job runs\n"
+        "for k in range(4):  # checkpoints are due meanwhile (QSHPC_CHECKPOINT_S)\n"
+        "    v += sum(get([f(i) for i in range(4)]))\n"
+        "    time.sleep(0.3)\n"
+        "save_result({'v': v})\n"
     )
-    env = _env(home)
+    env = _env(home, QSHPC_CHECKPOINT_S="0.2")
     out = _cli("run", str(prog), "--workers", "1", env=env, user=AS_NOBODY)
     (job,) = (home / "jobs").iterdir()
     assert out.returncode == 1, (out.returncode, out.stdout, out.stderr[-3000:])
-    assert f"qshpc: job {job.name} SUCCEEDED (4 tasks run)" in out.stdout
+    assert f"qshpc: job {job.name} SUCCEEDED (20 tasks run)" in out.stdout
     assert out.stderr.strip().splitlines()[-1] == (
         f"qshpc: error: job {job.name}'s store {job}/job.h5 could not be completed "
         f"(Permission denied): its final state and result are kept whole in "
@@ -103,7 +109,7 @@ def test_a_job_folder_made_read_only_while_the_job_runs_ends_with_a_line_and_exi
         f"{job}), then `qshpc status {job.name}` completes job.h5"
     )
     got = _cli("result", job.name, env=env, user=AS_NOBODY)
-    assert (got.returncode, got.stdout.strip()) == (0, "{'v': 12}"), got.stderr
+    assert (got.returncode, got.stdout.strip()) == (0, "{'v': 60}"), got.stderr
     os.chmod(job, 0o700)
     status = _cli("status", job.name, env=env, user=AS_NOBODY)
     assert status.returncode == 0, status.stderr
