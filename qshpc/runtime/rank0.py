@@ -295,8 +295,7 @@ def _unfolded_line(meta: dict[str, Any], job_dir: Path, why: Exception | None) -
     return (
         f"qshpc: error: job {jid}'s store {job_dir / 'job.h5'} could not be completed "
         f"({reason}): its final state and result are kept whole in "
-        f"{job_dir / JOURNAL_FILE}, which qshpc reads (`qshpc status {jid}`, "
-        f"`qshpc result {jid}` work); give yourself back write permission there "
+        f"{job_dir / JOURNAL_FILE}; give yourself back write permission there "
         f"(chmod -R u+rw {job_dir}), then `qshpc status {jid}` completes job.h5"
     )
 
