@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -74,10 +75,27 @@ def write(
         "cpu_s": time.process_time(),
         "modules": [p for p in packages if not p.startswith("_")],
     }
+    _write_regular(folder / f"timeline-{who}.json", (json.dumps(data) + "\n").encode())
+
+
+def _write_regular(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, never through a FIFO, a device or a link there (left as it
+    is; hunt21b: a FIFO at ``logs/timeline-*.json`` hung the launcher after its SUCCEEDED
+    line, for good, and SIGTERM did not end it). Never raises. (The store's own helpers,
+    ``qshpc.store.perms``, are a layer above this module.)"""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        (folder / f"timeline-{who}.json").write_text(json.dumps(data) + "\n")
+        fd = os.open(path, flags, 0o666)  # a FIFO nobody reads: ENXIO; a link: ELOOP
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.ftruncate(fd, 0)
+            os.write(fd, data)
     except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 class Span:

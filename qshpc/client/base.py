@@ -16,7 +16,6 @@ import builtins
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -161,9 +160,12 @@ class BaseProvider:
         folder.parent.mkdir(parents=True, exist_ok=True)
         perms.make_dir(folder)
         path = folder / _record_name(program.title)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, path)
+        try:  # hunt21b: through one fixed "<title>.tmp", where a FIFO hung it (two uploads raced)
+            perms.write_atomic(path, (json.dumps(record, indent=1) + "\n").encode(), 0o666)
+        except OSError as exc:
+            raise UserError(
+                f"cannot record the program in {folder}: {exc.strerror or exc}"
+            ) from None
         if isinstance(program, QiskitFunction):
             bound = self.function(program.title)
             if bound is not None:
@@ -172,13 +174,17 @@ class BaseProvider:
 
     def get_programs(self, **kwargs: Any) -> list[Program]:
         """The uploaded programs, by title."""
+        from qshpc.store import seal
+
         folder = qshpc_home() / PROGRAMS_DIR
         if not folder.is_dir():
             return []
         programs = []
         for f in sorted(folder.glob("*.json")):
             try:
-                programs.append(Program.from_json(json.loads(f.read_text())))
+                programs.append(_read_record(f))
+            except seal.NotRegular as exc:  # a FIFO there made this wait for a writer for good
+                _warn(f"{exc}: left out of the uploaded programs")
             except (OSError, ValueError, TypeError, AttributeError, KeyError):
                 continue  # damaged: client.run(title) says so
         return sorted(programs, key=lambda p: p.title)
@@ -201,7 +207,7 @@ class BaseProvider:
             )
         path = qshpc_home() / PROGRAMS_DIR / _record_name(program)
         try:
-            return Program.from_json(json.loads(path.read_text()))
+            return _read_record(path)
         except FileNotFoundError:
             titles = [p.title for p in self.get_programs()]
             fix = "give the Program an entrypoint" if bare else "pass the Program itself"
@@ -333,6 +339,30 @@ class BaseProvider:
 
     list = functions
     get = function
+
+
+#: The most bytes of an uploaded program's record read (its env_vars: as ``qshpc submit``'s).
+_RECORD_MAX = 1 << 26
+
+
+def _read_record(path: Path) -> Program:
+    """The uploaded program recorded in ``path``.
+
+    Raises:
+        NotRegular: A FIFO, a socket or a device there (never opened for reading).
+        OSError, ValueError, TypeError, AttributeError, KeyError: Unreadable or damaged.
+    """
+    from qshpc.jobs.paths import read_small
+
+    return Program.from_json(json.loads(read_small(path, _RECORD_MAX)))
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    from qshpc.errors import QshpcWarning
+
+    warnings.warn(message, QshpcWarning, stacklevel=3)
 
 
 def _record_name(title: str) -> str:

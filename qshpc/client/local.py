@@ -435,7 +435,10 @@ def _make_array(
         made = True
         elements = [p.name for p in paths]
         record = {"array_id": array_id, "title": program.title, "elements": elements}
-        (folder / "array.json").write_text(json.dumps(record, indent=1) + "\n")
+        # never through a FIFO or link there (hunt22c); the umask's mode, as before
+        perms.write_atomic(
+            folder / "array.json", (json.dumps(record, indent=1) + "\n").encode(), 0o666
+        )
     except BaseException as exc:
         for d in [*paths, *([folder] if made else [])]:
             shutil.rmtree(d, ignore_errors=True)

@@ -610,16 +610,12 @@ def _take_slurm_id(job_dir: Path, batch: Mapping[str, str] | None) -> None:
 
 
 def _replace_small(path: Path, text: str) -> None:
-    """Write ``text`` and a newline to ``path`` atomically (a temporary file renamed)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``text`` and a newline to ``path`` atomically (a temporary file renamed; hunt22c:
+    the temporary name was this process's pid, opened with ``O_TRUNC``: a FIFO there hung the
+    start of a requeued job, a link there was written through)."""
+    from qshpc.store import perms
+
+    perms.write_atomic(path, (text + "\n").encode(), 0o600)
 
 
 def held_claim() -> Any:

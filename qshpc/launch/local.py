@@ -366,7 +366,8 @@ def _ended(
         return 1
     end = note.read(token)
     if end is not None:  # rank 0 made the store final and said how the job ended
-        return _code_of(end["state"], end.get("error"), signals.first)
+        code = _code_of(end["state"], end.get("error"), signals.first)
+        return code or (1 if end.get("unfolded") else 0)  # job.h5 left to complete: rank 0 said so
     return _exit_code(job_dir, code, token, output, deaths.ordered(), signals.first)
 
 

@@ -8,6 +8,7 @@ unfinalized (:mod:`qshpc.runtime.scheduler`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -254,14 +255,20 @@ def _run_teed(
         os._exit(1)  # the ranks cannot finalize a store that is gone
     release_claim()  # the store is final: the next run may start
     _timeline.mark("store final")
-    if end_note:
+    unfolded = _unfolded_line(meta, job_dir, writer.unfolded)
+    if end_note and not unfolded:
         tell_launcher(end_note, str(runtime["launch"]), state, error)
     api._set_session(None)
     tee.close()
     _summary(meta, job_dir, state, error, session)
+    code = 0 if state == "SUCCEEDED" else 1
+    if unfolded:  # said before the launcher may leave (it exits at the note)
+        _say(unfolded)
+        code = code or 1
+        if end_note:
+            tell_launcher(end_note, str(runtime["launch"]), state, error, unfolded)
     _timeline.write(job_dir / "logs", "rank-0")
     finalize_program()  # the program's files left open closed, its __del__s run
-    code = 0 if state == "SUCCEEDED" else 1
     if state == "CANCELED":
         code = 128 + (cancel_signal() or signal.SIGTERM)  # 130 after Ctrl-C, as shells expect
     if dispatcher is not None and (dispatcher.lost or dispatcher.abandoned):
@@ -273,7 +280,37 @@ def _run_teed(
     return code
 
 
-def tell_launcher(path: str, token: str | None, state: str, error: str | None) -> None:
+def _unfolded_line(meta: dict[str, Any], job_dir: Path, why: Exception | None) -> str | None:
+    """What to tell the user when ``job.h5`` could not be completed (None when it was).
+
+    hunt21b: with the job folder made read-only while the job ran, the run ended with
+    "cannot finalize ... Free space ... or make it writable", no SUCCEEDED/FAILED line,
+    and exit 0 (2 with ``job.h5`` made unreadable) for the same state.
+    """
+    if why is None:
+        return None
+    from qshpc.store.layout import JOURNAL_FILE
+
+    cause = why.__cause__
+    reason = getattr(cause, "strerror", None) or str(cause or why)
+    jid = meta.get("id")
+    return (
+        f"qshpc: error: job {jid}'s store {job_dir / 'job.h5'} could not be completed "
+        f"({reason}): its final state and result are kept whole in "
+        f"{job_dir / JOURNAL_FILE}; give yourself back write permission there "
+        f"(chmod -R u+rw {job_dir}), then `qshpc status {jid}` completes job.h5"
+    )
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr (nobody may read it: the store has the state)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
+def tell_launcher(
+    path: str, token: str | None, state: str, error: str | None, unfolded: str | None = None
+) -> None:
     """Write the job's end to the file ``qshpc run``'s launcher gave (the store is final now).
 
     The launcher then takes its exit code from this note instead of opening the
@@ -284,7 +321,10 @@ def tell_launcher(path: str, token: str | None, state: str, error: str | None) -
     """
     import json
 
-    note = json.dumps({"token": token, "state": state, "error": error}).encode()
+    end = {"token": token, "state": state, "error": error}
+    if unfolded:  # the launcher then exits 1 even for SUCCEEDED
+        end["unfolded"] = unfolded
+    note = json.dumps(end).encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:

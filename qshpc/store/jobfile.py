@@ -66,7 +66,7 @@ def _atomic_h5(path: Path, fill: Any, exclusive: bool = False) -> None:
             fill(f)
             f.flush()
             image = f.id.get_file_image()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, perms.file_mode())
+        fd = seal.create_new(tmp, perms.file_mode())  # never through a FIFO or link there
         try:
             perms.set_file_mode(tmp)
             for part in (seal.MARK.ljust(seal.USERBLOCK, b"\0"), image):

@@ -208,7 +208,9 @@ def _tail_or_damage(fh: Any, path: Path, pos: int, size: int) -> str | None:
 
 def read_large(path: Path, jf: JournalFrame, verify: bool = True) -> list[bytes]:
     """The large blobs of one frame (crc checked)."""
-    with open(path, "rb") as fh:
+    from qshpc.store.seal import open_regular
+
+    with open(open_regular(path), "rb", closefd=True) as fh:  # never a FIFO's
         fh.seek(jf.large_at)
         blobs = [fh.read(n) for n in jf.large_lens]
     crc = 0

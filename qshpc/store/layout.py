@@ -231,7 +231,7 @@ def close_read(f: h5py.File) -> None:
 
 def fsync_path(path: Path) -> None:
     """fsync a file (or directory) so a rename after it is durable."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # never waits on a FIFO
     try:
         os.fsync(fd)
     finally:

@@ -161,13 +161,22 @@ def _flufl_lock(path: Path) -> Any:
     return HostLock(str(path), timedelta(seconds=LIFETIME_S))
 
 
-def _claim(path: Path) -> tuple[str, int] | None:
-    """(host, pid) of the claim in the lock file, None when there is no (readable) claim."""
+def _read_lock(path: Path) -> str:
+    """The text of a lock file (its claim file's name), never blocking on a FIFO there.
+
+    Raises:
+        OSError: Missing, unreadable, or not a regular file.
+    """
     from qshpc.store.seal import open_regular
 
+    with open(open_regular(path), "rb", closefd=True) as fh:
+        return fh.read(1 << 16).decode(errors="replace").strip()  # a path: PATH_MAX 4096
+
+
+def _claim(path: Path) -> tuple[str, int] | None:
+    """(host, pid) of the claim in the lock file, None when there is no (readable) claim."""
     try:
-        with open(open_regular(path), "rb", closefd=True) as fh:  # a FIFO: never blocks
-            text = fh.read(4096).decode(errors="replace").strip()
+        text = _read_lock(path)
     except OSError:
         return None
     parts = text.split("|")
@@ -324,7 +333,7 @@ def step_lock(job_dir: Path, what: str) -> Iterator[None]:
             if claim is not None and claim[0] == _HOST and not pid_alive(claim[1]):
                 with contextlib.suppress(OSError):  # its holder died here (a kill -9)
                     if _claim(path) == claim:
-                        winner = path.read_text().strip()
+                        winner = _read_lock(path)
                         path.unlink()
                         Path(winner).unlink(missing_ok=True)
                 continue
@@ -530,7 +539,7 @@ class JobLock:
             claim = _claim(path)
             if claim == (holder.host, holder.pid):
                 try:
-                    winner = path.read_text().strip()
+                    winner = _read_lock(path)
                     path.unlink()
                     if winner:
                         Path(winner).unlink(missing_ok=True)  # the dead holder's claim file
@@ -552,11 +561,8 @@ class JobLock:
         )
         from qshpc.store import perms
 
-        tmp = self.job_dir / f".{HOLDER_FILE}.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms.file_mode())
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(info), fh)
-        os.replace(tmp, self.job_dir / HOLDER_FILE)
+        # (through a temporary file of its own: the pid's, opened O_TRUNC, could be a FIFO)
+        perms.write_atomic(self.job_dir / HOLDER_FILE, json.dumps(asdict(info)).encode())
 
     def _refresh(self) -> None:
         from flufl.lock import NotLockedError

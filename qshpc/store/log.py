@@ -115,7 +115,9 @@ def _copy_large(f: h5py.File, journal: Path, jf: JournalFrame, ends: Ends) -> En
     ds.resize((start + total,))
     crc = 0
     pos = 0
-    with open(journal, "rb") as fh:
+    from qshpc.store.seal import open_regular
+
+    with open(open_regular(journal), "rb", closefd=True) as fh:  # never a FIFO's
         fh.seek(jf.large_at)
         while pos < total:
             chunk = fh.read(min(_COPY, total - pos))

@@ -170,23 +170,46 @@ def is_sealed_layout(path: Path) -> bool:
         os.close(fd)
 
 
+class NotRegular(OSError):
+    """:func:`open_regular` found a FIFO, a socket, a device or a folder: not opened for reading."""
+
+
 def open_regular(path: Path) -> int:
     """Open ``path`` for reading without ever blocking: a FIFO or device is refused.
 
     Raises:
         FileNotFoundError: No such file.
-        OSError: Not a regular file (``errno`` 0), or unreadable.
+        NotRegular: Not a regular file (an OSError, ``errno`` None), its message naming it.
+        OSError: Unreadable.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"{path} is not a regular file")
+            raise NotRegular(f"{path} is not a regular file")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def create_new(path: Path, mode: int) -> int:
+    """Open a new file at ``path`` for writing, first removing what is there (a killed
+    writer's leftover, a FIFO, a link), so that nothing is ever written through it.
+
+    hunt22c: ``job.h5.tmp`` was opened with ``O_TRUNC``: a FIFO there made ``--resume``
+    wait for good (SIGTERM did not end it), and a link there had the file it named
+    overwritten with a copy of the store. The job's lock keeps other writers away.
+
+    Raises:
+        OSError: Cannot be removed or created (a folder there, no write permission).
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
 
 
 #: ``(st_dev, st_ino)`` of the files :func:`open_append` opened in this process: written
@@ -332,7 +355,7 @@ def copy_verified(src: Path, dst: Path) -> bool:
         size = os.fstat(fd).st_size
         seal_ = read_seal(fd, size)
         length = seal_.data_len if seal_ else size
-        out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        out = create_new(dst, 0o600)
         try:
             pos = 0
             while pos < length:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,17 @@ def io_error(path: Path, exc: BaseException, what: str) -> StoreError:
         f"or make it writable; everything committed before this error is intact"
     )
 
+
+class NotWritten(StoreError):
+    """The new copy of ``job.h5`` could not be written, for another reason than a full disk
+    (the job folder made read-only while the job ran: hunt21b). Nothing was replaced:
+    ``job.h5`` and the journal beside it are as they were, whole, and qshpc's readers
+    read both; a later fold (``qshpc status``) completes the file once it can be written.
+    """
+
+
+#: What a folder (or ``job.h5``) made read-only under a running job gives.
+_REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 _SLACK = 256 << 10  # room for what a change adds besides the journal (a run entry, attrs)
 
@@ -88,6 +100,8 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth:
     except OSError as exc:
         if not path.exists():
             raise L.open_error(path, exc) from exc
+        if exc.errno in _REFUSED:
+            raise NotWritten(str(io_error(path, exc, what))) from exc
         raise io_error(path, exc, what) from exc
     except StoreError as exc:
         from qshpc.store.space import disk_full

@@ -18,7 +18,7 @@ from qshpc.store.encoding_h5 import write_native
 from qshpc.store.journal import JournalWriter
 from qshpc.store.log import LogReader, journal_frames, last_commit
 from qshpc.store.records import STATES, TERMINAL_STATES, TaskRecord
-from qshpc.store.snapshot import io_error, snapshot
+from qshpc.store.snapshot import NotWritten, io_error, snapshot
 from qshpc.store.space import disk_full, drop_reserve, full_error, make_reserve
 
 
@@ -39,6 +39,9 @@ class JobWriter:
         self._result: tuple[Any, bool, int] | None = None  # (value, in the large stream, bytes)
         self._broken: StoreError | None = None
         self._full = False  # the disk filled up: only the final state is still written
+        #: Why :meth:`finalize` could not complete ``job.h5`` (its folder made read-only while
+        #: the job ran), the final state and result being whole in the journal; else None.
+        self.unfolded: NotWritten | None = None
         #: The job's lock (:class:`qshpc.store.lock.JobLock`) when this writer holds one:
         #: a writer whose lock another run took over stops writing.
         self.lock: Any = None
@@ -156,6 +159,8 @@ class JobWriter:
         found: list[Ends] = []
         try:
             snapshot(self.path, lambda f: found.append(last_commit(f)), "checkpoint")
+        except NotWritten:  # the folder made read-only: likewise (finalize says so)
+            return
         except StoreError as exc:
             if disk_full(exc):  # no room for the copy: carry on in the journal, which is whole
                 return
@@ -250,6 +255,9 @@ class JobWriter:
         native = result is not None and not result[1]
         try:  # a native result takes about 4x its encoding at most (HDF5's per-node overhead)
             snapshot(self.path, complete, "finalize", 4 * result[2] if native and result else 0)
+        except NotWritten as exc:
+            # Committed in the journal, which readers read; the run says so and ends non-zero
+            self.unfolded = exc
         except StoreError as exc:
             if not disk_full(exc):
                 raise

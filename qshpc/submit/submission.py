@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -133,9 +134,16 @@ def _submitted(job_id: str, job: Any, job_dir: Path, params: dict[str, Any]) -> 
         _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
         _record_cluster(job_dir)
     folder = job_dir / SUBMITIT_DIR
-    script = folder / f"{slurm_id}_submission.sh"
-    text = script.read_text() if script.is_file() else render(params, folder)
+    text = _script(folder, slurm_id) or render(params, folder)
     return Submission(job_id, slurm_id, job_dir, text)
+
+
+def _script(folder: Path, slurm_id: str) -> str | None:
+    """The batch script submitit wrote for ``slurm_id``, or None (never blocking on a FIFO)."""
+    try:
+        return read_small(folder / f"{slurm_id}_submission.sh", 1 << 24).decode(errors="replace")
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -230,7 +238,7 @@ def submit_array(
                 program, src, entrypoint, job_dir, exclude, arguments, seed, res, name, meta
             )
             calls.append(_task_call(staged, job_dir, res))
-        with _sbatch_errors(), executor.batch():
+        with _sbatch_errors(folder), executor.batch():
             jobs = [executor.submit(run_task, *args, env=env) for args, env in calls]
     except BaseException:
         for d in [*made, folder_root]:
@@ -249,12 +257,7 @@ def submit_array(
         "slurm_job_ids": slurm_ids,
     }
     _write_private(folder_root / ARRAY_FILE, json.dumps(manifest, indent=1) + "\n")
-    script = folder / f"{slurm_array}_submission.sh"
-    text = (
-        script.read_text()
-        if script.is_file()
-        else render({**params, "map_count": len(jobs)}, folder)
-    )
+    text = _script(folder, slurm_array) or render({**params, "map_count": len(jobs)}, folder)
     subs = [Submission(d.name, sid, d, text) for d, sid in zip(job_dirs, slurm_ids, strict=True)]
     return ArraySubmission(array_id, slurm_array, subs, text)
 
@@ -506,10 +509,12 @@ def _task_call(
 
 
 @contextlib.contextmanager
-def _sbatch_errors() -> Iterator[None]:
-    """Turn sbatch's refusal into a ResourceError that says what to do."""
+def _sbatch_errors(folder: Path) -> Iterator[None]:
+    """Turn sbatch's refusal into a ResourceError that says what to do; keep submitit's
+    ``folder`` and the pickles it writes there as private as the store (:func:`_keep_private`)."""
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
+    _make_dir(folder)
     noise = io.StringIO()
     try:
         with contextlib.redirect_stderr(noise):  # submitit prints sbatch's stderr itself
@@ -518,6 +523,29 @@ def _sbatch_errors() -> Iterator[None]:
         raise ResourceError(_explain(str(exc) or noise.getvalue())) from None
     except OSError as exc:
         raise UserError(f"cannot run sbatch: {exc}") from None
+    _keep_private(folder)
+
+
+def _keep_private(folder: Path) -> None:
+    """Give the pickles submitit wrote in ``folder`` the store's file mode.
+
+    hunt22c: submitit made ``folder`` and its pickles with the umask's modes: 0775 and 0664
+    under a umask of 002. In a team's store, whose job folders the group may enter, any
+    member could then replace or rewrite the call a queued Slurm job of yours unpickles:
+    their code ran as you. ``folder`` is now made first with the store's mode (0700, or
+    0750 shared), and the pickles get 0600 (0640) once submitit returns. (While sbatch
+    runs, the pickle submitit wrote before it still has the umask's mode: a member must
+    rewrite it within that call; the umask itself is left alone, as Slurm hands it on to
+    the job's processes.)
+    """
+    from qshpc.store import perms
+
+    me = os.geteuid()
+    with contextlib.suppress(OSError):
+        for path in folder.glob("*.pkl"):
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode) and st.st_uid == me and st.st_mode & 0o022:
+                os.chmod(path, perms.file_mode())
 
 
 def _sbatch(
@@ -527,7 +555,7 @@ def _sbatch(
     from qshpc.submit.task import run_task
 
     args, env = _task_call(staged, job_dir, res)
-    with _sbatch_errors():
+    with _sbatch_errors(Path(executor.folder)):
         if resume:
             return executor.submit(run_task, *args, env=env, resume=True)
         return executor.submit(run_task, *args, env=env)
