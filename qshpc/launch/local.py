@@ -1040,9 +1040,17 @@ def _watch(
             try:
                 # mpiexec prints each rank's exit code only when it ends by itself: a
                 # loaded machine (CI) once took over 5 s to reap the others, and the
-                # post-mortem then said "killed or crashed" for an os._exit(3).
-                return proc.wait(timeout=RANK0_GONE_WAIT_S)
-            except subprocess.TimeoutExpired:
+                # post-mortem then said "killed or crashed" for an os._exit(3). A stop
+                # signal meanwhile (it went to rank 0's dead pid) ends the wait at once.
+                asked = len(signals.received) if signals is not None else 0
+                deadline = time.monotonic() + RANK0_GONE_WAIT_S
+                while time.monotonic() < deadline:
+                    if signals is not None and len(signals.received) > asked:
+                        break
+                    try:
+                        return proc.wait(timeout=0.1)
+                    except subprocess.TimeoutExpired:
+                        continue
                 proc.terminate()  # mpiexec passes it to the ranks left
                 try:
                     return proc.wait(timeout=5.0)

@@ -147,45 +147,83 @@ def _run_file(path: str) -> None:
         __file__=path, __cached__=None, __doc__=None, __loader__=None, __package__="",
         __spec__=None,
     )  # fmt: skip
-    _namespace[:] = [module.__dict__]
+    ns = module.__dict__
+    _namespace[:] = [ns]
+    _at_exit()
     saved = sys.modules.get("__main__")
     sys.modules["__main__"] = module
     try:
-        exec(code, module.__dict__)
+        exec(code, ns)
     finally:
         if saved is not None:
             sys.modules["__main__"] = saved
         else:
             sys.modules.pop("__main__", None)
+        del module
+        # Held by nothing else (no function, class or frame of the program's): freed now,
+        # as runpy's were, before the job's end is stored (a gzip then whole by then).
+        if sys.getrefcount(ns) <= 3:  # this name, _namespace's, getrefcount's argument
+            _namespace.clear()
+
+
+_registered: list[bool] = []
+
+
+def _at_exit() -> None:
+    """:func:`finalize_program` at the process's exit, once: after the program's own
+    ``atexit`` handlers (registered later, run first), as Python orders them."""
+    if not _registered:
+        import atexit
+
+        atexit.register(finalize_program)
+        _registered.append(True)
 
 
 def finalize_program() -> None:
-    """Free the program's globals as Python's exit frees a module's (the job is stored).
+    """Free the program's globals as Python's exit frees a module's (an ``atexit`` handler).
 
-    Each name is set to None, the last one bound first (``__builtins__`` kept): a
-    file the program left open is closed (its end written) and a ``__del__`` runs
-    while the names bound before its object (``os``, say) are still there.
-    ``python program.py`` frees them too, in an order of its own (a ``__del__``
-    there may find ``open`` gone). Skipped while a thread the program started that
-    Python's exit would wait for (not a daemon) still runs: it may still read them.
+    It runs where Python's teardown would: after the job is stored, the threads
+    joined and the program's own ``atexit`` handlers run (review25: run before them,
+    a handler found its globals None), with the usual signal handling back (a Ctrl-C
+    interrupts a slow ``__del__``). Each name is set to None, the last one bound
+    first (``__builtins__`` kept): a file the program left open is closed (its end
+    written) and a ``__del__`` runs while the names bound before its object (``os``,
+    say) are still there. ``python program.py`` frees them too, in an order of its
+    own (a ``__del__`` there may find ``open`` gone). Skipped while a thread the
+    program started still runs (a daemon: Python's exit never lets it see its
+    globals go).
 
     Only when there is something to finish (:func:`_left_to_finish`): freeing a
-    program's objects costs time (85 ms for 512 dicts of 4096 entries), which
+    program's objects costs time (85-260 ms for 512 dicts of 4096 entries), which
     qshpc's exit otherwise skips (:func:`qshpc.runtime.leave.exit_now`).
     """
     if not _namespace:
         return
     ns = _namespace.pop()
-    import threading
-
-    main = threading.main_thread()
-    if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+    if _program_thread_alive():
         return
     if not _left_to_finish(ns):
         return
     for name in reversed(list(ns)):
         if name != "__builtins__":
             ns[name] = None
+
+
+def _program_thread_alive() -> bool:
+    """Whether a thread other than the main one still runs that Python's exit would wait
+    for (not a daemon), or whose code is the program's (its target or its class)."""
+    import threading
+
+    main = threading.main_thread()
+    for t in threading.enumerate():
+        if t is main or not t.is_alive():
+            continue
+        if not t.daemon:
+            return True
+        target = getattr(t, "_target", None)
+        if type(t).__module__ == "__main__" or getattr(target, "__module__", None) == "__main__":
+            return True
+    return False
 
 
 def _left_to_finish(ns: dict[str, Any]) -> bool:

@@ -259,6 +259,9 @@ def _run_teed(
     if end_note and not unfolded:
         tell_launcher(end_note, str(runtime["launch"]), state, error)
     api._set_session(None)
+    # From now on (a __del__ or an atexit handler of the program's) calls run inline, as
+    # in plain python: the dispatcher is gone, and a get() on its queue waited forever.
+    backend.activate(None)
     tee.close()
     _summary(meta, job_dir, state, error, session)
     code = 0 if state == "SUCCEEDED" else 1
@@ -268,11 +271,12 @@ def _run_teed(
         if end_note:
             tell_launcher(end_note, str(runtime["launch"]), state, error, unfolded)
     _timeline.write(job_dir / "logs", "rank-0")
-    finalize_program()  # the program's files left open closed, its __del__s run
     if state == "CANCELED":
         code = 128 + (cancel_signal() or signal.SIGTERM)  # 130 after Ctrl-C, as shells expect
     if dispatcher is not None and (dispatcher.lost or dispatcher.abandoned):
-        # Lost or busy ranks can make MPI_Finalize wait forever: the store is final, leave now.
+        # Lost or busy ranks can make MPI_Finalize wait forever: the store is final, leave now
+        # (what the exit's atexit handlers would do for the program first).
+        finalize_program()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

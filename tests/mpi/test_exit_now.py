@@ -158,3 +158,82 @@ def test_archives_left_open_are_whole_and_del_runs(
     with zipfile.ZipFile(out_dir / "out.zip") as z:
         assert z.read("r.txt").decode() == text
     assert (out_dir / "del.txt").read_text() == "ran\n"
+
+
+AFTER = """\
+import atexit
+import gzip
+import json
+import os
+import sys
+
+from qshpc import distribute_task, get, save_result
+
+OUT = os.environ["OUT"]
+log = open(os.path.join(OUT, "run.log"), "w")  # left open: the globals are freed at the end
+results = {"energy": -1.23}
+
+
+def write_summary():
+    with open(os.path.join(OUT, "summary.json"), "w") as f:
+        json.dump(results, f)
+
+
+atexit.register(write_summary)
+
+
+@distribute_task()
+def square(i):
+    return i * i
+
+
+class Late:
+    def __del__(self):
+        with open(os.path.join(OUT, "late.txt"), "w") as f:
+            f.write(str(get(square(3))))
+
+
+late = Late()
+save_result(get(square(2)))
+"""
+
+
+def test_the_programs_atexit_handlers_and_late_calls_see_its_globals(qshpc_home, tmp_path) -> None:
+    """review25: with the globals freed before the exit's atexit handlers ran, a handler
+    found them None (its summary.json never written, the job SUCCEEDED); a __del__ that
+    called a task waited forever on the stopped dispatcher."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    prog = tmp_path / "after.py"
+    prog.write_text(AFTER)
+    out = run_cli("run", str(prog), "--workers", "1", env={"OUT": str(out_dir)}, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (out_dir / "summary.json").read_text() == '{"energy": -1.23}'
+    assert (out_dir / "late.txt").read_text() == "9"  # run inline, as in plain python
+
+
+def test_a_program_without_functions_has_its_file_whole_when_the_job_ends(
+    qshpc_home, tmp_path
+) -> None:
+    """review25: its globals are held by nothing, so they are freed as the program ends (as
+    runpy's were), before the job's end is stored: a reader that waits for the job
+    finds the gzip whole."""
+    import gzip
+
+    from qshpc import LocalClient, Program
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (tmp_path / "flat.py").write_text(
+        "import gzip, os\nfrom qshpc import save_result\n"
+        "gz = gzip.open(os.path.join(os.environ['OUT'], 'flat.gz'), 'wt')\n"
+        "gz.write('x' * 1000)\nsave_result(1)\n"
+    )
+    program = Program(
+        title="flat", entrypoint="flat.py", working_dir=str(tmp_path),
+        env_vars={"OUT": str(out_dir)},
+    )  # fmt: skip
+    job = LocalClient(workers=1).run(program)
+    assert job.result(timeout=60) == 1
+    with gzip.open(out_dir / "flat.gz", "rt") as f:
+        assert f.read() == "x" * 1000
