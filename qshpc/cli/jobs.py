@@ -123,6 +123,23 @@ def _reader(j: Any, rank: int | None, tail: int | None) -> LogReader:
     return LogReader(j, rank, tail=tail, read=_chunks, note=_note, dedup_max=_DEDUP_MAX)
 
 
+def _check_rank(j: Any, job: str, rank: int) -> None:
+    """Refuse ``--rank R`` of a job that ran no rank R (review24 F11: nothing printed,
+    exit 0). A job not started yet, or whose size is not recorded, is not refused.
+
+    Raises:
+        UserError: Naming the job's ranks.
+    """
+    from qshpc.errors import UserError
+
+    if j._log_files(rank):
+        return
+    size = j.info().get("mpi_size")
+    if isinstance(size, int) and size > 0 and not 0 <= rank < size:
+        ranks = "rank 0" if size == 1 else f"ranks 0-{size - 1}"
+        raise UserError(f"job {job} has {ranks}: --rank {rank} is none of them")
+
+
 def _print_logs(
     j: Any, rank: int | None, show: Callable[[str], str], tail: int | None = None
 ) -> None:
@@ -336,6 +353,8 @@ def register(app: typer.Typer) -> None:
 
         lines = _tail_option(tail)
         j = open_job(job)
+        if rank is not None:
+            _check_rank(j, job, rank)
         show = (lambda t: t) if raw else shown_lines
         if not follow:
             _print_logs(j, rank, show, lines)

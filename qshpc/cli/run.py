@@ -21,7 +21,13 @@ def register(app: typer.Typer) -> None:
     @errors
     def run(
         ctx: typer.Context,
-        program: Annotated[Path, typer.Argument(help="The program file to run.")],
+        program: Annotated[
+            Path | None,
+            typer.Argument(
+                help="The program file to run (with --resume: the job's own, may be left out).",
+                show_default=False,
+            ),
+        ] = None,
         arguments: Annotated[
             Path | None,
             typer.Option(
@@ -79,7 +85,8 @@ def register(app: typer.Typer) -> None:
         """Run PROGRAM: rank 0 runs it, the other ranks run its distributed tasks.
 
         Under `mpiexec -n N` or `srun --mpi=pmi2`, joins the ranks the launcher
-        started. Arguments after `--` go to the program's sys.argv.
+        started. Arguments after `--` go to the program's sys.argv (before it,
+        an option that is one of qshpc's, or close to one, is refused).
         """
         from qshpc.jobs.prepare import RunSpec
         from qshpc.launch.local import run as run_job
@@ -89,7 +96,7 @@ def register(app: typer.Typer) -> None:
         holders.slurm_job_over = job_over  # a lock held by an ended Slurm job is taken over
         folder = cache_dir_option(cache_dir)
         spec = RunSpec(
-            program=program,
+            program=program if program is not None else _program_of(resume),
             arguments_file=arguments,
             job_dir=job_dir,
             title=title,
@@ -110,3 +117,25 @@ def register(app: typer.Typer) -> None:
         flush_open_files()  # the program's unclosed files keep what it wrote
         if code:
             raise typer.Exit(code)
+
+
+def _program_of(resume: str | None) -> Path:
+    """The program of the job to resume, when PROGRAM is left out: the job records it (its
+    ``entrypoint``), as ``qshpc submit --resume J`` reads it (review24 F10: the docs'
+    ``qshpc run --resume J`` was a usage error).
+
+    Raises:
+        UserError: No PROGRAM and no ``--resume``, or a job that records no program.
+    """
+    from qshpc.errors import UserError
+
+    if resume is None:
+        raise UserError("give the program file to run (or --resume JOB to resume a job)")
+    from qshpc.jobs.paths import resolve_job_dir
+    from qshpc.store.reader import JobReader
+
+    with JobReader.open(resolve_job_dir(resume)) as reader:
+        entry = reader.meta().get("entrypoint")
+    if not entry:
+        raise UserError(f"job {resume} records no program: give it, qshpc run PROGRAM --resume JOB")
+    return Path(str(entry))

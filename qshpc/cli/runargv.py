@@ -37,6 +37,78 @@ _OPTIONS = {
 #: flag -> (RunSpec field, value)
 _FLAGS = {"--cache": ("cache", True), "--no-cache": ("cache", False)}
 _INT = re.compile(r"-?[0-9]+")
+#: ``qshpc submit``'s options that ``qshpc run`` does not take (tests/unit/test_run_argv.py
+#: checks the list against submit's command).
+SUBMIT_ONLY = frozenset(
+    {
+        "--array",
+        "--working-dir",
+        "--name",
+        "--nodes",
+        "--ntasks-per-node",
+        "--cpus-per-task",
+        "--gpus-per-node",
+        "--mem-gb",
+        "--time-min",
+        "--partition",
+        "--account",
+        "--qos",
+        "--mpi",
+        "--sbatch",
+        "--requeue",
+        "--json",
+        "--dry-run",
+    }
+)
+#: How close (difflib's ratio) a program's option may come to one of ``qshpc run``'s
+#: before it reads as a typo of it: ``--worker``, ``--seeds``, ``--job_dir`` are refused,
+#: ``--shots``, ``--depth``, ``--output`` pass to the program.
+TYPO_CUTOFF = 0.75
+
+
+def misplaced_option(argv: list[str]) -> str | None:
+    """Why ``qshpc run ARGV`` is refused, or None: an option before ``--`` that is a typo
+    of one of ``qshpc run``'s, or one of ``qshpc submit``'s.
+
+    Program arguments may follow PROGRAM without ``--`` (``qshpc run prog.py 5 --shots
+    100``); review24 F2: ``--worker 2`` or ``--nodes 2 --time-min 30`` went to the
+    program's ``sys.argv`` without a word and the job ran with the defaults. A program's
+    own option that is close to none of qshpc's still passes (docs/running-locally.md).
+
+    Args:
+        argv: The words after ``run``.
+    """
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if word == "--":
+            return None
+        name = word.partition("=")[0]
+        if not name.startswith("--") or name == "--help":
+            continue
+        if name in _OPTIONS:
+            i += 0 if "=" in word else 1  # its value is not an option
+            continue
+        if name in _FLAGS:
+            continue
+        if name in SUBMIT_ONLY:
+            return (
+                f"{name} is a qshpc submit option: qshpc run uses this machine (--workers N); "
+                "program arguments go after --"
+            )
+        import difflib  # only for an option qshpc does not know: the ranks' start skips it
+
+        own = [*_OPTIONS, *_FLAGS, "--help"]
+        close = difflib.get_close_matches(
+            name, [o for o in own if o.startswith("--")], 1, TYPO_CUTOFF
+        )
+        if close:
+            return (
+                f"{name} is not a qshpc run option (did you mean {close[0]}?); "
+                "program arguments go after --"
+            )
+    return None
 
 
 def parse_run(argv: list[str]) -> dict[str, Any] | None:
@@ -131,13 +203,17 @@ def run_fast(argv: list[str]) -> int | None:
     """
     if not argv or argv[0] != "run":
         return None
+    misplaced = misplaced_option(argv[1:])
+    if misplaced is not None:
+        print(f"qshpc: error: {misplaced}", file=sys.stderr)
+        return 2
     fields = parse_run(argv[1:])
     if fields is None:
         return None
     _timeline.mark("command line read")
     from qshpc.cli.boundary import exit_code
     from qshpc.jobs.prepare import RunSpec
-    from qshpc.runtime.mpi import launched_by_mpi
+    from qshpc.runtime.mpi import launched_by_mpi, note_workers_ignored
     from qshpc.store import holders
     from qshpc.submit.slurm import job_over, scheduler
 
@@ -151,6 +227,7 @@ def run_fast(argv: list[str]) -> int | None:
         if launched_by_mpi():  # a rank: what launch.local.run would do, without its imports
             from qshpc.runtime.start import run_rank
 
+            note_workers_ignored(workers)
             ended = run_rank(spec, scheduler())
         else:
             from qshpc.launch.local import run

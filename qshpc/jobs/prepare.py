@@ -53,9 +53,29 @@ class RunSpec:
         (mend20: ``--job-dir '~/x'`` made a folder named ``~`` in the cwd, and
         ``--resume '~nosuchuser/x'`` was a RuntimeError traceback).
 
+        A resumed job runs with its own arguments, seed and title: ``--resume`` with any of
+        them is refused, as ``qshpc submit --resume`` does (review24 F4: they were dropped
+        without a word, and the old results read as the new arguments').
+
         Raises:
-            UserError: ``~user`` of no such user.
+            UserError: ``~user`` of no such user; ``--resume`` with ``--arguments``,
+                ``--seed`` or ``--title``.
         """
+        if self.resume is not None:
+            given = [
+                name
+                for name, value in (
+                    ("--arguments", self.arguments_file),
+                    ("--seed", self.seed),
+                    ("--title", self.title),
+                )
+                if value is not None
+            ]
+            if given:
+                raise UserError(
+                    f"--resume runs the job's own program, arguments, seed and title: leave out "
+                    f"{', '.join(given)} (to run with other ones, start a new job)"
+                )
         if self.job_dir is not None:
             self.job_dir = expand_home(self.job_dir, "--job-dir")
         if self.resume is not None and self.resume.startswith("~"):
@@ -104,6 +124,11 @@ def check_program(program: Path) -> None:
         )
     if program.is_dir():
         raise UserError(f"program {program} is a directory: give the .py file to run")
+    if program.suffix.lower() == ".ipynb":  # review24 F8: its JSON ran as Python (NameError)
+        raise UserError(
+            f"program {program} is a Jupyter notebook: run it in Jupyter (qshpc.LocalClient or "
+            f"SlurmClient there), or export its code with jupyter nbconvert --to script {program}"
+        )
     if not program.is_file():  # a FIFO or a device would block the read below
         raise UserError(f"program {program} is not a regular file: give the .py file to run")
     try:

@@ -41,7 +41,7 @@ from qshpc.jobs.prepare import (
 )
 from qshpc.launch import early
 from qshpc.runtime import forkserver
-from qshpc.runtime.mpi import launched_by_mpi, local_env, peer_cred
+from qshpc.runtime.mpi import launched_by_mpi, local_env, note_workers_ignored, peer_cred
 from qshpc.runtime.scheduler import Scheduler
 
 
@@ -77,6 +77,7 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
     if launched_by_mpi():
         from qshpc.runtime.start import run_rank
 
+        note_workers_ignored(workers)
         return run_rank(spec, scheduler)
     _refuse_srun_without_mpi(scheduler)
     n = default_workers() if workers is None else workers

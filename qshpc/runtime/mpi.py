@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,20 @@ from qshpc.task.context import RankInfo, affinity_mask, cores_for_rank
 
 #: The MPICH variable choosing its network module (``ucx`` or ``ofi``).
 NETMOD_VAR = "MPIR_CVAR_CH4_NETMOD"
+
+
+def note_workers_ignored(workers: int | None) -> None:
+    """One stderr line from rank 0 when ``--workers`` is given under mpiexec or srun: the
+    launcher started the ranks, so it is ignored (review24 F11: it was, without a word)."""
+    if workers is None:
+        return
+    if (os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK") or "0") != "0":
+        return
+    print(
+        f"qshpc: note: --workers {workers} is ignored under mpiexec/srun: the job runs on the "
+        "ranks the launcher started",
+        file=sys.stderr,
+    )
 
 
 @functools.cache

@@ -217,7 +217,14 @@ def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> N
     _atomic_h5(path, fill)
 
 
+#: What to do with an HDF5 file that ``save_arguments`` did not write (review24 F11: the
+#: message said what, not the fix).
+_WRITE_IT = "write it with qshpc.save_arguments(path, {...}), or give a .json of plain values"
+
+
 def _bad(path: Path, why: str) -> UserError:
+    if "not a qshpc store" in why:
+        why = f"{why}: {_WRITE_IT}"
     return UserError(f"cannot load arguments from {path}: {why}")
 
 
@@ -294,7 +301,7 @@ def load_arguments(
             raise _bad(path, f"unreadable ({exc.strerror or exc})") from None
         try:
             if L.ARGUMENTS not in f:
-                raise _bad(path, "no /arguments group (was it written by save_arguments?)")
+                raise _bad(path, f"no /arguments group: {_WRITE_IT}")
             value = read_native(f[L.ARGUMENTS], allow_pickle, str(path), raw_qpy)
         except (UserError, StoreError):
             raise

@@ -280,10 +280,15 @@ def check_private_dir(path: Path, what: str) -> None:
         if st.st_uid == me
         else "use a folder of your own (e.g. export QSHPC_HOME=~/.qshpc)"
     )
+    share_hint = (  # it cannot help a folder anybody can write (review24 F11)
+        ""
+        if mode & stat.S_IWOTH
+        else f". To share a store with your group on purpose, set {SHARE_GROUP_ENV}=1 "
+        "(docs/store.md, 'Sharing a store')"
+    )
     raise UnsafeStoreError(
         f"refusing to use {what} {path}: {why}. Whoever can write it can swap a job folder, "
-        f"and qshpc would show you their forged results; {fix}. To share a store with your "
-        f"group on purpose, set {SHARE_GROUP_ENV}=1 (docs/store.md, 'Sharing a store')"
+        f"and qshpc would show you their forged results; {fix}{share_hint}"
     )
 
 

@@ -41,7 +41,7 @@ SLURM_STATES: dict[str, JobState] = {
 
 #: Slurm ended the job for these reasons; they explain a store state of CANCELED or FAILED.
 EXPLAINS: dict[str, str] = {
-    "TIMEOUT": "the job reached its time limit (raise --time-min)",
+    "TIMEOUT": "the job reached its time limit",
     "PREEMPTED": "Slurm preempted the job (submit with --requeue to have it restarted)",
     "NODE_FAIL": "a node of the job failed (submit with --requeue to have it restarted)",
     "BOOT_FAIL": "a node of the job failed to boot",

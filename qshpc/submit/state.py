@@ -136,7 +136,7 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
         return
     new = "FAILED" if view.state == JobState.SUCCEEDED else view.state.value
     if view.raw in EXPLAINS:
-        why = _explained(view, None)
+        why = _explained(view, None, meta.get("id"))
     elif view.raw == "CANCELLED":
         why = "the job was cancelled (scancel) before the program finished"
     else:
@@ -165,8 +165,15 @@ def _other_slurm_run(job_dir: Path, slurm_id: str) -> str | None:
     return str(holder.slurm_job)
 
 
-def _explained(view: SlurmView, error: Any) -> str:
+def _explained(view: SlurmView, error: Any, job_id: Any = None) -> str:
+    """Slurm's reason, and for a time limit the command that finishes the job (review24
+    F11: "raise --time-min" read as "submit it again", all tasks over)."""
     head = f"Slurm ended the job {view.raw}: {EXPLAINS[view.raw]}"
+    if view.raw == "TIMEOUT":
+        head += (
+            f" (`qshpc submit --resume {job_id or 'JOB'} --time-min M` runs only the "
+            "unfinished tasks)"
+        )
     return f"{head}\n{error}" if error else head
 
 
@@ -253,7 +260,7 @@ def _apply_cached(meta: dict[str, Any], view: SlurmView) -> None:
         if meta.get("state") != "FAILED" or not str(meta.get("error") or "").startswith(
             "Slurm ended"
         ):
-            meta["error"] = _explained(view, meta.get("error"))
+            meta["error"] = _explained(view, meta.get("error"), meta.get("id"))
         meta["state"] = "FAILED"
 
 

@@ -562,16 +562,27 @@ def _sbatch(
 
 
 def _explain(text: str) -> str:
+    """sbatch's refusal, its last lines, and what to do about it where we can tell: a
+    partition, an account, a size the nodes do not have (CPUs too: review24 F9, "More
+    processors requested than permitted" came bare), or no Slurm configuration found
+    (an unset or wrong SLURM_CONF: what ``qshpc doctor`` says for it)."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     msg = "sbatch refused the job:\n    " + "\n    ".join(lines[-6:] or ["(no message)"])
     low = text.lower()
-    if "partition" in low:
+    if any(word in low for word in ("configuration source", "configuration file", "slurm.conf")):
+        conf = slurm.conf()
+        now = f"it is {conf}" if conf else "it is not set"
+        msg += (
+            f"\nset SLURM_CONF to your cluster's slurm.conf ({now}), or submit from a login "
+            "node of the cluster; `qshpc doctor` checks it"
+        )
+    elif "partition" in low:
         parts = slurm.partitions()
         known = ", ".join(parts) if parts else "(sinfo did not answer)"
         msg += f"\npartitions on this cluster: {known}; choose one with --partition"
     elif "account" in low or "qos" in low or "association" in low:
         msg += "\nsee your accounts and QOS with `sacctmgr show assoc user=$USER`"
-    elif "node configuration" in low or "memory" in low or "gres" in low:
+    elif any(word in low for word in ("node configuration", "memory", "gres", "processors", "cpu")):
         msg += "\nask for less (see `sinfo -o '%P %D %c %m %G'`), or check with --dry-run"
     return msg
 

@@ -257,6 +257,8 @@ def test_time_limit_ends_failed_with_raw_timeout(
     ids, meta = early_job.outcome()
     assert (meta["state"], meta.get("slurm_state")) == ("FAILED", "TIMEOUT"), meta
     assert "time limit" in meta["error"]
+    # review24 F11: the command that runs only the unfinished tasks, not "raise --time-min"
+    assert f"qshpc submit --resume {ids['job_id']} --time-min M" in meta["error"], meta["error"]
     out = run_cli("status", ids["job_id"], timeout=60)
     assert out.stdout.startswith("FAILED (slurm: TIMEOUT)")
 

@@ -13,7 +13,8 @@ from qshpc.cli.runargv import parse_run
 
 CASES = [
     "prog.py",
-    "prog.py --arguments a.h5 -w 2 --seed 5 --title T --job-dir d --resume r",
+    "prog.py --arguments a.h5 -w 2 --seed 5 --title T --job-dir d",
+    "prog.py -w 2 --job-dir d --resume r",  # --resume with --arguments/--seed/--title: refused
     "prog.py x y",
     "prog.py -- --foo 1",
     "--seed 3 prog.py",
@@ -29,7 +30,8 @@ CASES = [
     "prog.py --title=",
     "prog.py --title --seed",
     "prog.py -",
-    "prog.py --job-dir '/tmp/a b' -a args.json --resume 2026-x",
+    "prog.py --job-dir '/tmp/a b' -a args.json",
+    "prog.py --job-dir '/tmp/a b' --resume 2026-x",
     "prog.py --job-dir /j/20261201-1 --job-id 20261201-1 --title 'my job' -- x",
     "prog.py --cache",
     "prog.py --no-cache --seed 2",
