@@ -14,7 +14,14 @@ from typing import Any
 
 from qshpc import settings
 from qshpc.errors import UserError
-from qshpc.jobs.paths import JOB_FILE, ensure_jobs_root, job_ref, new_job_id, resolve_job_dir
+from qshpc.jobs.paths import (
+    JOB_FILE,
+    ensure_jobs_root,
+    job_ref,
+    new_job_id,
+    note_job_id,
+    resolve_job_dir,
+)
 
 
 @dataclass
@@ -275,6 +282,7 @@ def prepare_job(spec: RunSpec) -> Path:
     if cache is not None:
         meta["cache"] = cache
     create_job(job_dir, meta, arguments)
+    note_job_id(job_dir, job_id)  # a --job-dir folder: sorted and found without a store read
     _made[job_dir] = _file_identity(job_dir)
     _created.add(job_dir)
     return job_dir

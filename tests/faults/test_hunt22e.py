@@ -65,6 +65,8 @@ def test_a_folder_in_the_store_named_otherwise_is_found_by_its_id_too(
     (job_id,) = [j["id"] for j in json.loads(listed.stdout)]
     out = run_cli("status", job_id)
     assert out.returncode == 0 and f"dir      {job_dir}" in out.stdout, out
+    # its id beside it: sorted and found without opening its store
+    assert (job_dir / "job_id").read_text() == f"{job_id}\n"
 
 
 def test_wait_and_result_of_a_queued_job_dir_name_its_folder(tmp_path: Path) -> None:
