@@ -334,9 +334,10 @@ def register(app: typer.Typer) -> None:
         except StoreError as exc:
             if allow_pickle or "pickled data" not in str(exc):
                 raise
-            raise UserError(
-                f"{exc}\nthe result holds pickled Python objects, which could run code when "
-                f"loaded: if you trust this job's store, run `qshpc result {ref} --allow-pickle`"
+            raise UserError(  # the CLI's words, not the API's "pass allow_pickle=True" (F3)
+                f"{shown(j.job_dir / 'job.h5')} contains pickled data: the result holds Python "
+                "objects, which could run code when loaded; if you trust who wrote this store, "
+                f"run `qshpc result {ref} --allow-pickle`"
             ) from None
         if value is None and state == "SUCCEEDED":
             print(

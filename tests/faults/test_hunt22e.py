@@ -180,3 +180,24 @@ def test_result_of_a_damaged_job_prints_the_intact_saved_result(tmp_path: Path) 
     assert f"; {listed}; the saved result (intact" in got.stderr, (listed, got.stderr)
     as_json = run_cli("result", str(bad), "--json")
     assert as_json.returncode == 2 and as_json.stdout.strip() == '{"squares": [0, 1, 4, 9]}'
+
+
+def test_a_pickled_result_of_a_job_dir_names_the_folder_in_one_line(tmp_path: Path) -> None:
+    # On e5f893c: two lines, the first the Python API's ("pass allow_pickle=True only if
+    # ..."), the second "run `qshpc result ID --allow-pickle`", an id that is "no job".
+    prog = tmp_path / "pk.py"
+    prog.write_text(
+        "from fractions import Fraction\nfrom qshpc import save_result\n"
+        "save_result({'f': Fraction(1, 3)})\n"
+    )
+    job_dir = tmp_path / "pickled"
+    out = run_cli("run", str(prog), "--workers", "0", "--job-dir", str(job_dir))
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = run_cli("result", str(job_dir))
+    assert got.returncode == 2
+    (line,) = got.stderr.strip().splitlines()
+    assert "allow_pickle=True" not in line, line
+    assert line.endswith(f"run `qshpc result {job_dir} --allow-pickle`"), line
+    assert (
+        run_cli("result", str(job_dir), "--allow-pickle").stdout.strip() == "{'f': Fraction(1, 3)}"
+    )
