@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -86,14 +86,65 @@ def _grouped_lines(entries: list[tuple[tuple[str, ...], str | None, int]]) -> li
     return lines
 
 
-def _damaged_exit(meta: dict[str, Any]) -> None:
+def _damaged_exit(meta: dict[str, Any], extra: str = "") -> NoReturn:
     """One line on stderr and exit code 2 for a job whose store is damaged."""
     print(
         f"qshpc: error: job {shown(meta.get('id'))}: {shown(meta.get('error'))}; "
-        f"{shown(meta.get('recoverable'))}",
+        f"{shown(meta.get('recoverable'))}{extra}",
         file=sys.stderr,
     )
     raise typer.Exit(2)
+
+
+def _slurm_id(meta: dict[str, Any]) -> str | None:
+    """The job's Slurm id: ``qshpc submit``'s, else the last run's under Slurm (one's own
+    sbatch script: recorded by rank 0, review24 F3)."""
+    ids = meta.get("slurm_job_ids") or [None]
+    return str(meta.get("slurm_job_id") or ids[-1] or "") or None
+
+
+def _echo_result(value: Any, as_json: bool) -> None:
+    """Print a saved result: JSON, or the summary the terminal shows."""
+    if as_json:
+        from qshpc.store import to_jsonable
+
+        echo(json.dumps(to_jsonable(value)))
+    else:
+        from qshpc.store.qiskit_results import summary
+
+        echo(summary(value))
+
+
+def _damaged_result(j: Any, as_json: bool, allow_pickle: bool) -> NoReturn:
+    """``qshpc result`` of a DAMAGED job: its saved result printed when it is intact, the
+    damage on stderr, exit 2 either way (the store is not what it was written as).
+
+    review24 F5: ``qshpc status`` said "recoverable: ..., the saved result" and ``qshpc
+    result`` refused with another list (its shallow look, without the result): no command
+    gave the recoverable result. Both now take the deep look, so their lists agree.
+    """
+    from qshpc.errors import QshpcError
+    from qshpc.jobs.paths import job_ref
+    from qshpc.store import JobReader
+
+    meta = j.info(verify=True)  # the look `qshpc status` takes: the same "recoverable" list
+    extra = ""
+    if meta.get("has_result"):
+        try:
+            with JobReader.open(j.job_dir) as r:
+                value = r.result(allow_pickle=allow_pickle)
+        except QshpcError as exc:
+            pickled = not allow_pickle and "pickled data" in str(exc)
+            extra = (
+                f"; the saved result holds pickled Python objects: if you trust this store, "
+                f"`qshpc result {job_ref(j.job_dir)} --allow-pickle`"
+                if pickled
+                else f"; the saved result could not be read ({shown(exc)})"
+            )
+        else:
+            _echo_result(value, as_json)
+            extra = "; the saved result (intact, checked block by block) is printed above"
+    _damaged_exit(meta, extra)
 
 
 # The reader is qshpc.client.job's LogReader; these two and _chunks are what the command
@@ -249,8 +300,8 @@ def register(app: typer.Typer) -> None:
         echo(line)
         echo(f"  job      {shown(meta.get('id'))}  {shown(meta.get('title', ''))}")
         echo(f"  dir      {shown(j.job_dir)}")
-        if meta.get("slurm_job_id"):
-            echo(f"  slurm    {shown(meta['slurm_job_id'])}")
+        if _slurm_id(meta):
+            echo(f"  slurm    {shown(_slurm_id(meta))}")
         echo(
             f"  created  {_fmt_time(meta.get('created'))}   started {_fmt_time(meta.get('started'))}"
             f"   finished {_fmt_time(meta.get('finished'))}   ({_duration(meta)})"
@@ -282,17 +333,18 @@ def register(app: typer.Typer) -> None:
         """Print what the program passed to save_result."""
         from qshpc.client.job import open_job
         from qshpc.errors import UserError
+        from qshpc.jobs.paths import job_ref
         from qshpc.jobstate import TERMINAL
-        from qshpc.store import to_jsonable
 
         j = open_job(job)
         state = j.status() if timeout is None else j.wait(timeout)
         if state == "DAMAGED":
-            _damaged_exit(j.info())
+            _damaged_result(j, as_json, allow_pickle)
+        ref = job_ref(j.job_dir)
         if state not in TERMINAL:
             raise UserError(
                 f"job {j.job_id} is {state}: it has no result yet. "
-                f"Wait with `qshpc wait {j.job_id}` or `qshpc result {j.job_id} --wait SECONDS`."
+                f"Wait with `qshpc wait {ref}` or `qshpc result {ref} --wait SECONDS`."
             )
         from qshpc.errors import StoreError
 
@@ -301,21 +353,17 @@ def register(app: typer.Typer) -> None:
         except StoreError as exc:
             if allow_pickle or "pickled data" not in str(exc):
                 raise
-            raise UserError(
-                f"{exc}\nthe result holds pickled Python objects, which could run code when "
-                f"loaded: if you trust this job's store, run `qshpc result {j.job_id} --allow-pickle`"
+            raise UserError(  # the CLI's words, not the API's "pass allow_pickle=True" (F3)
+                f"{shown(j.job_dir / 'job.h5')} contains pickled data: the result holds Python "
+                "objects, which could run code when loaded; if you trust who wrote this store, "
+                f"run `qshpc result {ref} --allow-pickle`"
             ) from None
         if value is None and state == "SUCCEEDED":
             print(
                 f"qshpc: job {j.job_id} SUCCEEDED but the program never called save_result",
                 file=sys.stderr,
             )
-        if as_json:
-            echo(json.dumps(to_jsonable(value)))
-        else:
-            from qshpc.store.qiskit_results import summary
-
-            echo(summary(value))
+        _echo_result(value, as_json)
 
     @app.command("logs")
     @errors
@@ -504,7 +552,7 @@ def register(app: typer.Typer) -> None:
                 shown(m.get("id")),
                 shown(m.get("title", ""))[:30],
                 shown(m.get("state")),
-                shown(m.get("slurm_job_id") or "-"),
+                shown(_slurm_id(m) or "-"),
                 _counts(m),
                 _fmt_time(m.get("created")),
                 _duration(m),

@@ -317,15 +317,16 @@ def _refuse_array(job: str) -> None:
 def _check_resumable(j: Any) -> str:
     """The state of job ``j``, refused (UserError) unless ``--resume`` may submit it again."""
     from qshpc.errors import UserError
+    from qshpc.jobs.paths import job_ref
     from qshpc.store.lock import holder_alive
     from qshpc.text import shown
 
+    ref = job_ref(j.job_dir)  # what a later command finds (review24 F3)
     meta = j.info()
     state = str(meta.get("state"))
     if state == "SUCCEEDED":
         raise UserError(
-            f"job {shown(j.job_id)} already SUCCEEDED: nothing to resume "
-            f"(`qshpc result {shown(j.job_id)}`)"
+            f"job {shown(j.job_id)} already SUCCEEDED: nothing to resume (`qshpc result {ref}`)"
         )
     if state not in ("FAILED", "CANCELED", "DAMAGED"):  # QUEUED, RUNNING, UNKNOWN...
         slurm = (
@@ -333,11 +334,11 @@ def _check_resumable(j: Any) -> str:
         )
         raise UserError(
             f"job {shown(j.job_id)} is {shown(state)}{slurm}: wait for it to end, or "
-            f"`qshpc cancel {shown(j.job_id)}` first; then resume it"
+            f"`qshpc cancel {ref}` first; then resume it"
         )
     if state == "DAMAGED":
         raise UserError(
-            f"job {shown(j.job_id)}'s store is damaged: see `qshpc status {shown(j.job_id)}` "
+            f"job {shown(j.job_id)}'s store is damaged: see `qshpc status {ref}` "
             "(what is recoverable) before resuming it"
         )
     holder = holder_alive(j.job_dir, runs_only=True)
@@ -346,7 +347,7 @@ def _check_resumable(j: Any) -> str:
         # batch script) holds the job now; a new Slurm job's run would be refused.
         raise UserError(
             f"job {shown(j.job_id)} is being run ({holder.describe()}): wait for it to end "
-            f"(`qshpc wait {shown(j.job_id)}`), or `qshpc cancel {shown(j.job_id)}` first"
+            f"(`qshpc wait {ref}`), or `qshpc cancel {ref}` first"
         )
     return state
 

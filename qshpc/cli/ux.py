@@ -152,9 +152,10 @@ def _stop_and_remove(job: Job, state: str, force: bool) -> str | None:
     """Cancel a job that runs or is queued (``state``, as the refusal names it) and remove
     its folder, as :func:`remove_tree`; without ``force``, refuse (UserError)."""
     from qshpc.errors import UserError
+    from qshpc.jobs.paths import job_ref
 
     if not force:
-        jid = job.job_dir.name
+        jid = job_ref(job.job_dir)
         raise UserError(
             f"job {jid} is {state}: cancel it first with `qshpc cancel {jid}`, "
             f"or pass --force to cancel and remove it"

@@ -24,13 +24,16 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from qshpc.errors import JobFailedError, NoResultError
 from qshpc.jobs.endnote import read_end_note
 from qshpc.jobs.paths import (
+    created_key,
     has_job_file,
+    job_ref,
     jobs_root,
     mark_terminal,
     read_override,
     read_resubmitted,
     read_slurm_cluster,
     read_slurm_id,
+    read_slurm_ids,
     resolve_job_dir,
 )
 from qshpc.jobstate import TERMINAL, JobState, JobStatus
@@ -166,6 +169,8 @@ class Job:
             slurm_id = read_slurm_id(self.job_dir)  # written by qshpc.submit after sbatch
             if slurm_id:
                 meta["slurm_job_id"] = slurm_id
+        if "slurm_job_id" not in meta and (ids := read_slurm_ids(self.job_dir)):
+            meta["slurm_job_ids"] = ids  # one's own sbatch script's run: shown, Slurm not asked
         _waiting_resume(self.job_dir, meta)
         return meta
 
@@ -325,9 +330,10 @@ class Job:
                     self._process.wait()
                 return state
             if deadline is not None and time.monotonic() > deadline:
+                ref = job_ref(self.job_dir)
                 raise TimeoutError(
                     f"job {self.job_id} still {state} after {timeout} s: wait longer "
-                    f"(qshpc wait {self.job_id} --timeout S), or see `qshpc status {self.job_id}`"
+                    f"(qshpc wait {ref} --timeout S), or see `qshpc status {ref}`"
                 )
             if verbose:
                 import logging
@@ -1039,12 +1045,11 @@ def _never_started(job_dir: Path, meta: dict[str, Any]) -> None:
     holder = read_holder(job_dir)
     if holder is None or holder_alive(job_dir) is not None:
         return
-    job_id = meta.get("id") or job_dir.name
     meta["state"] = JobState.FAILED.value
     meta["error"] = (
         f"the run that claimed this job (host {holder.host}, pid {holder.pid}) ended before "
         "the job started (a rank killed while the ranks started?): nothing ran; "
-        f"`qshpc run PROGRAM --resume {job_id}` runs it"
+        f"`qshpc run PROGRAM --resume {job_ref(job_dir)}` runs it"
     )
     if not meta.get("finished") and holder.since:
         meta["finished"] = holder.since
@@ -1101,7 +1106,9 @@ def list_jobs(state: str | None = None) -> JobList[Job]:
     root = jobs_root()
     if not root.is_dir():
         return JobList(infos=read_infos)
-    jobs = [Job(d) for d in sorted(root.iterdir(), reverse=True) if has_job_file(d)]
+    # Newest first by when each job was made, not by folder name (review24 F3)
+    folders = sorted((d for d in root.iterdir() if has_job_file(d)), key=created_key, reverse=True)
+    jobs = [Job(d) for d in folders]
     if state:
         jobs = [j for j, m in read_infos(jobs) if _state_of(m) == state]
     return JobList(jobs, infos=read_infos)

@@ -14,6 +14,12 @@ from qshpc.errors import JobNotFoundError
 JOB_FILE = "job.h5"
 #: The Slurm job id of a job submitted to Slurm (written by qshpc.submit after sbatch).
 SLURM_ID_FILE = "slurm_job_id"
+#: Every Slurm job id the job had, one a line (review24 F3: after ``qshpc submit --resume``
+#: the first id no longer found the job; a run of one's own sbatch script recorded none).
+SLURM_IDS_FILE = "slurm_job_ids"
+#: The job's id, beside a store whose folder is named otherwise (``--job-dir DIR``): what
+#: :func:`created_key` and the id lookup read instead of opening the store (~4 ms a job).
+JOB_ID_FILE = "job_id"
 #: The Slurm cluster that job id belongs to (``scontrol show config``'s ClusterName).
 SLURM_CLUSTER_FILE = "slurm_cluster"
 #: ``qshpc submit --resume``'s new Slurm job, until its run starts (:func:`read_resubmitted`).
@@ -135,6 +141,8 @@ def new_job_id() -> str:
 
 
 _SLURM_ID = re.compile(r"\d+(_\d+)?")
+#: What :func:`new_job_id` makes (a folder so named holds that job, unless made by hand).
+JOB_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 
 
 def has_job_file(folder: Path) -> bool:
@@ -165,15 +173,96 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
     if "/" not in text and has_job_file(cand):
         _check_owner(cand)
         return cand
-    if _SLURM_ID.fullmatch(text) and root.is_dir():
-        for d in root.iterdir():
-            if read_slurm_id(d) == text:
-                return d
+    found = _scan(root, text) if "/" not in text and root.is_dir() else None
+    if found is not None:
+        return found
     _refuse_unreadable(p / JOB_FILE, text)
     raise JobNotFoundError(
         f"no job {text!r}: not a job directory and not a job id under {root}. "
         "Run `qshpc list` to see the jobs (set QSHPC_HOME if they live elsewhere)."
     )
+
+
+def _scan(root: Path, text: str) -> Path | None:
+    """The job folder in ``root`` that ``text`` names otherwise than by the folder's name:
+    its Slurm id (the current one, else any it had, the newest job first), or its job id
+    when the folder is named otherwise (``--job-dir $QSHPC_HOME/jobs/slurm-$SLURM_JOB_ID``,
+    docs/sbatch.md). Only after the plain ``root/text`` missed; the id scan opens the
+    store of the folders not named by an id only (the dated ones are their own id)."""
+    if _SLURM_ID.fullmatch(text):
+        folders = list(root.iterdir())
+        for d in folders:
+            if read_slurm_id(d) == text:
+                return d
+        had = [d for d in folders if text in read_slurm_ids(d)]
+        return max(had, key=created_key) if had else None
+    if JOB_ID.fullmatch(text):
+        for d in root.iterdir():
+            if not JOB_ID.fullmatch(d.name) and has_job_file(d) and stored_id(d) == text:
+                _check_owner(d)
+                return d
+    return None
+
+
+def note_job_id(job_dir: Path, job_id: str) -> None:
+    """Write :data:`JOB_ID_FILE` beside a new job whose folder is not named by its id, so
+    that sorting and finding it need no read of its store. Best effort: without it (or for
+    a job made before it existed) :func:`stored_id` reads the store."""
+    if job_dir.name == job_id or not JOB_ID.fullmatch(job_id):
+        return
+    from qshpc.store import perms
+
+    try:
+        perms.write_atomic(job_dir / JOB_ID_FILE, f"{job_id}\n".encode())
+    except OSError:
+        pass
+
+
+def stored_id(job_dir: Path) -> str | None:
+    """The job's id: :data:`JOB_ID_FILE` when there, else the id in its store's meta (one
+    read of the store), or None when neither can be read."""
+    try:
+        text = read_small(job_dir / JOB_ID_FILE, 64).decode().strip()
+    except (OSError, ValueError):
+        text = ""
+    if JOB_ID.fullmatch(text):
+        return text
+    from qshpc.errors import QshpcError
+    from qshpc.store import JobReader
+
+    try:
+        with JobReader.open(job_dir) as r:
+            value = r.meta().get("id")
+    except (QshpcError, OSError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def created_key(job_dir: Path) -> str:
+    """A key that sorts job folders by when their job was made: the job id (which sorts by
+    its creation time, :func:`new_job_id`). The folder's name when it is one; else the id
+    in its store (one read, for the folders named otherwise only), else its time stamp
+    (the folder's mtime). ``sorted(root.iterdir())`` put every ``slurm-*`` folder before
+    the dated ones (review24 F3): ``jobs()[0]`` was not the newest job."""
+    name = job_dir.name
+    if JOB_ID.fullmatch(name):
+        return name
+    sid = stored_id(job_dir) if has_job_file(job_dir) else None
+    if sid is not None and JOB_ID.fullmatch(sid):
+        return sid
+    try:
+        stamp = job_dir.stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    return time.strftime("%Y%m%d-%H%M%S-", time.localtime(stamp)) + "~"
+
+
+def job_ref(job_dir: str | os.PathLike[str]) -> str:
+    """How a later qshpc command finds the job in ``job_dir`` (:func:`qshpc.store.jobref.job_ref`;
+    imported here when used: ``qshpc.jobs.paths`` stays free of ``qshpc.store`` at import)."""
+    from qshpc.store.jobref import job_ref as ref
+
+    return ref(job_dir)
 
 
 def _refuse_unreadable(path: Path, text: str) -> None:
@@ -219,6 +308,35 @@ def read_slurm_id(job_dir: Path) -> str | None:
     except (OSError, ValueError):  # damaged bytes: every command on the job was a traceback
         return None
     return text or None
+
+
+def read_slurm_ids(job_dir: Path) -> list[str]:
+    """Every Slurm job id recorded for the job (:data:`SLURM_IDS_FILE`), oldest first."""
+    try:
+        text = read_small(job_dir / SLURM_IDS_FILE).decode()
+    except (OSError, ValueError):
+        return []
+    return [s for s in text.split() if _SLURM_ID.fullmatch(s)]
+
+
+def note_slurm_id(job_dir: Path, slurm_id: str | None) -> None:
+    """Add ``slurm_id`` to the job's Slurm ids (:data:`SLURM_IDS_FILE`), so that each id the
+    job had finds it (``qshpc status 1518`` after a ``qshpc submit --resume`` made 1519;
+    the Slurm job of one's own sbatch script). Best effort: a file it cannot write is
+    a lookup less, never a failed run."""
+    if not slurm_id or not _SLURM_ID.fullmatch(slurm_id):
+        return
+    ids = read_slurm_ids(job_dir)
+    if slurm_id in ids:
+        return
+    from qshpc.store import perms
+
+    try:
+        perms.write_atomic(
+            job_dir / SLURM_IDS_FILE, "".join(f"{s}\n" for s in [*ids, slurm_id]).encode()
+        )
+    except OSError:
+        pass
 
 
 def read_resubmitted(job_dir: Path) -> tuple[str, float] | None:

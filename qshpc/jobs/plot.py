@@ -344,6 +344,7 @@ def plot_job(
     Raises:
         UserError: The job saved no result, or the result holds nothing plottable.
     """
+    from qshpc.jobs.paths import job_ref
     from qshpc.store import JobReader
 
     job_dir = Path(job) if isinstance(job, (str, os.PathLike)) else Path(job.job_dir)
@@ -355,7 +356,7 @@ def plot_job(
             state = meta.get("state")
             raise UserError(
                 f"job {meta.get('id', job_dir.name)} ({state}) has no saved result to plot: "
-                f"see `qshpc status {meta.get('id', job_dir)}`"
+                f"see `qshpc status {job_ref(job_dir)}`"
                 + (", or wait for it with `qshpc wait`" if state in ("QUEUED", "RUNNING") else "")
             ) from None
     title = f"{meta.get('title') or ''} ({meta.get('id', job_dir.name)})".strip()

@@ -277,7 +277,8 @@ def _host_of(ranks: list[dict[str, Any]], rank: int) -> str:
 
 def _what_to_do(meta: dict[str, Any], job_dir: Path, dead: set[int], codes: dict[int, int]) -> str:
     """One sentence: what to look at and how to finish the job."""
-    job_id = meta.get("id") or job_dir.name
+    from qshpc.jobs.paths import job_ref
+
     logs = ", ".join(f"logs/rank-{r}.out" for r in sorted(dead) if r >= 0) or "logs/"
     hint = ""
     if any(c in (9, 137) for c in codes.values()):
@@ -287,16 +288,19 @@ def _what_to_do(meta: dict[str, Any], job_dir: Path, dead: set[int], codes: dict
         )
     elif any(c in (11, 139, 7, 135) for c in codes.values()):
         hint = "a crash in compiled code (a bug, or memory): "
-    return f"{hint}see {logs} in {job_dir}, then `{resume_command(meta, job_id)}` runs only the unfinished tasks"
+    return f"{hint}see {logs} in {job_dir}, then `{resume_command(meta, job_ref(job_dir))}` runs only the unfinished tasks"
 
 
-def resume_command(meta: dict[str, Any], job_id: str) -> str:
+def resume_command(meta: dict[str, Any], job: str) -> str:
     """The command that resumes the job: ``qshpc submit --resume JOB`` for a job
     ``qshpc submit`` made, else ``qshpc run PROGRAM --resume JOB`` with its program (was
-    ``qshpc run --resume JOB``, which typer refuses: Missing argument 'program', hunt14a)."""
+    ``qshpc run --resume JOB``, which typer refuses: Missing argument 'program', hunt14a).
+
+    ``job`` names it as :func:`qshpc.jobs.paths.job_ref` does (its id alone did not resolve
+    for a job run with ``--job-dir DIR``: review24 F3)."""
     import shlex
 
     if meta.get("scheduler") == "slurm" and meta.get("slurm_resources"):
-        return f"qshpc submit --resume {job_id}"
+        return f"qshpc submit --resume {job}"
     entry = str(meta.get("entrypoint") or "")
-    return f"qshpc run {shlex.quote(entry) if entry else 'PROGRAM'} --resume {job_id}"
+    return f"qshpc run {shlex.quote(entry) if entry else 'PROGRAM'} --resume {job}"

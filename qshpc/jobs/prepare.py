@@ -14,7 +14,14 @@ from typing import Any
 
 from qshpc import settings
 from qshpc.errors import UserError
-from qshpc.jobs.paths import JOB_FILE, ensure_jobs_root, new_job_id, resolve_job_dir
+from qshpc.jobs.paths import (
+    JOB_FILE,
+    ensure_jobs_root,
+    job_ref,
+    new_job_id,
+    note_job_id,
+    resolve_job_dir,
+)
 
 
 @dataclass
@@ -300,6 +307,7 @@ def prepare_job(spec: RunSpec) -> Path:
     if cache is not None:
         meta["cache"] = cache
     create_job(job_dir, meta, arguments)
+    note_job_id(job_dir, job_id)  # a --job-dir folder: sorted and found without a store read
     _made[job_dir] = _file_identity(job_dir)
     _created.add(job_dir)
     return job_dir
@@ -553,7 +561,7 @@ def _check_fresh(job_dir: Path) -> None:
         jid = shown(meta.get("id", job_dir.name))
         raise UserError(
             f"job directory {shown(job_dir)} holds job {jid}, which already ran "
-            f"({shown(meta.get('state'))}): resume it with `qshpc run PROGRAM --resume {jid}`, "
+            f"({shown(meta.get('state'))}): resume it with `qshpc run PROGRAM --resume {job_ref(job_dir)}`, "
             "or choose another --job-dir"
         )
 
@@ -593,8 +601,30 @@ def claim_job(spec: RunSpec, job_dir: Path, batch: Mapping[str, str] | None = No
     import atexit
 
     atexit.register(release_claim)
+    _note_slurm_ids(job_dir, batch)
     if spec.resume:
         _take_slurm_id(job_dir, batch)
+
+
+def _batch_slurm_id(batch: Mapping[str, str] | None) -> str | None:
+    """The Slurm job id of this run (``123_4`` for an array task), or None outside Slurm."""
+    batch = batch or {}
+    task = batch.get("SLURM_ARRAY_TASK_ID")
+    return f"{batch['SLURM_ARRAY_JOB_ID']}_{task}" if task else batch.get("SLURM_JOB_ID")
+
+
+def _note_slurm_ids(job_dir: Path, batch: Mapping[str, str] | None) -> None:
+    """Under Slurm: keep the job's Slurm ids, the one it was submitted as and this run's,
+    so that each finds it (review24 F3: a run of one's own sbatch script recorded none,
+    so ``qshpc status SLURM_ID`` said "no job"). Not the current-id file, which makes
+    ``qshpc status`` ask Slurm for the job's state: that stays ``qshpc submit``'s."""
+    here = _batch_slurm_id(batch)
+    if here is None:
+        return
+    from qshpc.jobs.paths import note_slurm_id, read_slurm_id
+
+    note_slurm_id(job_dir, read_slurm_id(job_dir))
+    note_slurm_id(job_dir, here)
 
 
 def _take_slurm_id(job_dir: Path, batch: Mapping[str, str] | None) -> None:
@@ -613,8 +643,7 @@ def _take_slurm_id(job_dir: Path, batch: Mapping[str, str] | None) -> None:
     )
 
     batch = batch or {}
-    task = batch.get("SLURM_ARRAY_TASK_ID")
-    here = f"{batch['SLURM_ARRAY_JOB_ID']}_{task}" if task else batch.get("SLURM_JOB_ID")
+    here = _batch_slurm_id(batch)
     path = job_dir / SLURM_ID_FILE
     named = read_slurm_id(job_dir)
     if named is None:

@@ -63,6 +63,7 @@ class Snapshot:
     finished: float | None
     now: float
     cached: int = 0
+    job_dir: str = ""
 
     @property
     def elapsed(self) -> float | None:
@@ -92,6 +93,7 @@ def snapshot(meta: dict[str, Any], now: float | None = None) -> Snapshot:
         finished=float(meta["finished"]) if meta.get("finished") else None,
         now=time.time() if now is None else now,
         cached=int(meta.get("tasks_from_cache") or 0),
+        job_dir=str(meta.get("job_dir") or ""),
     )
 
 
@@ -237,9 +239,12 @@ def _read_meta(job: HasInfo, patience: float = STORE_RETRY_S) -> dict[str, Any]:
 
 def _check_deadline(s: Snapshot, deadline: float | None, timeout: float | None) -> None:
     if deadline is not None and time.monotonic() > deadline:
+        from qshpc.jobs.paths import job_ref
+
+        ref = job_ref(s.job_dir) if s.job_dir else s.job_id
         raise TimeoutError(
             f"job {s.job_id} still {s.state} after {timeout} s: keep waiting with "
-            f"`qshpc wait {s.job_id}`, or see `qshpc status {s.job_id}`"
+            f"`qshpc wait {ref}`, or see `qshpc status {ref}`"
         )
 
 

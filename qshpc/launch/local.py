@@ -1143,7 +1143,7 @@ def _mark_dead(
     FAILED naming the rank that died first, its host and signal, the tasks it
     held, and what to do.
     """
-    from qshpc.jobs.paths import mark_terminal
+    from qshpc.jobs.paths import job_ref, mark_terminal
     from qshpc.jobs.postmortem import describe, resume_command
     from qshpc.store.lock import holder_alive
 
@@ -1175,7 +1175,7 @@ def _mark_dead(
         text = (
             f"job cancelled: received {signal.Signals(signalled).name}; the ranks ended "
             f"before rank 0 stored it; {len(finished)} finished task results are kept in the "
-            f"store (`{resume_command(meta, str(job_id))}` runs the rest)"
+            f"store (`{resume_command(meta, job_ref(job_dir))}` runs the rest)"
         )
     else:
         state = "FAILED"

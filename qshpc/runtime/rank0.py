@@ -497,13 +497,14 @@ def _print_summary(
     if error and state != "SUCCEEDED":
         lines = error.strip().splitlines() or [state]
         hint = lines.pop() if len(lines) > 1 and lines[-1].startswith("qshpc: hint: ") else None
+        from qshpc.jobs.paths import job_ref
         from qshpc.text import shown
 
         print(f"qshpc: {shown(lines[-1])}", file=out)
         if hint is not None:  # (program_main.import_hint: what to import instead)
             print(shown(hint), file=out)
         print(
-            f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {meta.get('id')}` shows the error",
+            f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {job_ref(job_dir)}` shows the error",
             file=out,
         )
     out.flush()

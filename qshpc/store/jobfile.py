@@ -180,12 +180,13 @@ def create_job(
     try:
         _atomic_h5(job_dir / JOB_FILE, fill, exclusive=True)
     except FileExistsError:  # another's job: never replaced, nor its folder removed
+        from qshpc.store.jobref import job_ref
         from qshpc.text import shown
 
         raise UserError(
             f"job directory {shown(job_dir)} holds a job already (made before, or meanwhile by "
             "another run): choose another job directory, or resume that job "
-            f"(`qshpc run PROGRAM --resume {shown(job_dir)}`)"
+            f"(`qshpc run PROGRAM --resume {job_ref(job_dir)}`)"
         ) from None
     except BaseException:
         if made:  # a refused job leaves no folder behind

@@ -340,12 +340,13 @@ def step_lock(job_dir: Path, what: str) -> Iterator[None]:
             if claim is None:
                 time.sleep(0.05)  # released meanwhile
                 continue
+            from qshpc.store.jobref import job_ref
             from qshpc.text import shown
 
             raise UserError(
                 f"job {shown(job_dir.name)} is being resumed by another process (host "
                 f"{shown(claim[0])}, pid {claim[1]}): wait for it to end, then see "
-                f"`qshpc status {shown(job_dir.name)}`"
+                f"`qshpc status {job_ref(job_dir)}`"
             ) from None
         except OSError as exc:
             raise _claim_failed(lock, job_dir, exc, f"{what}: ") from None
@@ -468,10 +469,10 @@ class JobLock:
         raise JobLockedError(f"job {self.job_dir} keeps being locked and released: try again")
 
     def _refusal(self, holder: Holder) -> str:
+        from qshpc.store.jobref import job_ref
         from qshpc.text import shown
 
-        d = self.job_dir
-        job = shown(d.name if d.parent.name == "jobs" else d)  # what `qshpc wait` takes
+        job = job_ref(self.job_dir)  # what `qshpc wait` takes
         return (
             f"job {job} is already running ({holder.describe()}"
             + (f", `{shown(holder.command)}`" if holder.command else "")

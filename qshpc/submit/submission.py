@@ -31,9 +31,12 @@ from qshpc.jobs.paths import (
     SLURM_ID_FILE,
     SLURM_STATE_FILE,
     STATUS_OVERRIDE,
+    job_ref,
     jobs_root,
     new_job_id,
+    note_slurm_id,
     qshpc_home,
+    read_slurm_id,
     read_small,
 )
 from qshpc.jobs.requirements import check_requirements
@@ -131,7 +134,9 @@ def _submitted(job_id: str, job: Any, job_dir: Path, params: dict[str, Any]) -> 
     say what was submitted (the batch script submitit wrote)."""
     slurm_id = str(job.job_id)
     with _recording(job_dir, job):
+        note_slurm_id(job_dir, read_slurm_id(job_dir))  # a resumed job's first: kept
         _write_private(job_dir / SLURM_ID_FILE, slurm_id + "\n")
+        note_slurm_id(job_dir, slurm_id)
         _record_cluster(job_dir)
     folder = job_dir / SUBMITIT_DIR
     text = _script(folder, slurm_id) or render(params, folder)
@@ -248,6 +253,7 @@ def submit_array(
     slurm_array = slurm_ids[0].split("_")[0]
     for job_dir, sid in zip(job_dirs, slurm_ids, strict=True):
         _write_private(job_dir / SLURM_ID_FILE, sid + "\n")
+        note_slurm_id(job_dir, sid)
         _record_cluster(job_dir)
     manifest = {
         "array_id": array_id,
@@ -290,7 +296,7 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
         raise UserError(
             f"job {job_dir.name} was not submitted with `qshpc submit` (no staged program): "
             f"resume it with `qshpc run {shlex.quote(entry) if entry else 'PROGRAM'} "
-            f"--resume {job_dir.name}`, or from your own batch "
+            f"--resume {job_ref(job_dir)}`, or from your own batch "
             "script (docs/sbatch.md)"
         )
     _check_staged_own(job_dir, staged_dir)

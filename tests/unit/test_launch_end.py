@@ -283,7 +283,7 @@ def test_a_queued_job_whose_run_died_before_it_started_is_failed(tmp_path: Path)
     j = Job(orphan)
     meta = j.complete_info(j.store_meta())
     assert meta["state"] == "FAILED" and "ended before the job started" in meta["error"]
-    assert f"--resume {orphan.name}" in meta["error"]
+    assert f"--resume {orphan}` runs it" in meta["error"]  # its folder: not in the store (F3)
     j = Job(waiting)  # a client's job waiting for its run: no claim yet
     assert j.complete_info(j.store_meta())["state"] == "QUEUED"
     lock = JobLock(waiting, "qshpc run").acquire()  # claimed by a live run, about to start
