@@ -34,6 +34,7 @@ TASK_COLUMNS = (
     "error",
     "key",
     "provenance",
+    "from_cache",
 )
 JOB_COLUMNS = (
     "job_id",
@@ -41,6 +42,7 @@ JOB_COLUMNS = (
     "state",
     "sub_status",
     "done",
+    "from_cache",
     "failed",
     "total",
     "slurm_job_id",
@@ -108,6 +110,7 @@ def table_frame(table: TaskTable) -> pd.DataFrame:
             "error": table.error,
             "key": table.key,
             "provenance": table.provenance,
+            "from_cache": ["cache" in p for p in table.provenance],
         },
         columns=list(TASK_COLUMNS),
     )
@@ -119,7 +122,8 @@ def tasks_frame(tasks: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
     Columns: task_id, function, state, attempt, rank, host, run, submitted,
     start and end (UTC timestamps), wall and queued (seconds), seed (nullable
-    int), error (traceback text or None), key, provenance (dict).
+    int), error (traceback text or None), key, provenance (dict), from_cache (the
+    result came from the result cache).
     """
     pd = require_pandas()
     if not tasks:
@@ -143,6 +147,7 @@ def tasks_frame(tasks: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "error": raw["error"],
             "key": raw["key"],
             "provenance": raw["provenance"],
+            "from_cache": [isinstance(p, dict) and "cache" in p for p in raw["provenance"]],
         },
         columns=list(TASK_COLUMNS),
     )
@@ -185,6 +190,7 @@ def jobs_frame(metas: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "state": s.state,
                 "sub_status": s.sub_status or None,
                 "done": s.done,
+                "from_cache": s.cached,
                 "failed": s.failed,
                 "total": s.total,
                 "slurm_job_id": m.get("slurm_job_id"),

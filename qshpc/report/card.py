@@ -102,6 +102,8 @@ def card_html(meta: dict[str, Any], rate: float | None = None, now: float | None
     rate = rate if rate is not None else average_rate(s)
     title = str(meta.get("title") or "")
     counts = f"{s.done} done" + (f" / {s.total} {what}" if s.total else "")
+    if s.cached:  # as `qshpc status` says it (review26: hits were nowhere in a notebook)
+        counts += f" ({s.cached} from cache)"
     if s.failed:
         counts += f", {s.failed} failed"
     line2 = [counts]
@@ -169,7 +171,8 @@ def jobs_table_html(metas: Iterable[dict[str, Any]], now: float | None = None) -
             )
             continue
         s = snapshot(m, now)
-        tasks = f"{s.done} done" + (f", {s.failed} failed" if s.failed else "")
+        tasks = f"{s.done} done" + (f" ({s.cached} from cache)" if s.cached else "")
+        tasks += f", {s.failed} failed" if s.failed else ""
         created = (
             time.strftime("%Y-%m-%d %H:%M", time.localtime(float(m["created"])))
             if m.get("created")

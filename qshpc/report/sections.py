@@ -78,6 +78,9 @@ def key_figures(data: JobData, t0: float, t1: float) -> str:
         ["span", format_duration(span) if span >= 1 else f"{span:.3f} s"],
         ["workers busy", f"{min(busy, 1.0):.0%} of {workers} rank(s) × the span"],
     ]
+    cached = _from_cache(data)
+    if cached:
+        rows.insert(1, ["from the cache", cached])
     if len(t):
         rows.append(
             [
@@ -90,6 +93,25 @@ def key_figures(data: JobData, t0: float, t1: float) -> str:
             ["queued before start", f"median {np.median(queued):.3g} s · max {queued.max():.3g} s"]
         )
     return table(["", ""], [[escape(a), escape(b)] for a, b in rows], "figures")
+
+
+def _from_cache(data: JobData) -> str:
+    """``500 of 512 tasks: results of earlier jobs (J1, J2), not run here`` ("" for none)."""
+    t = data.table
+    hits = t.latest_from_cache()
+    if not hits:
+        return ""
+    jobs: dict[str, int] = {}
+    for prov in t.provenance:
+        source = prov.get("cache")
+        if isinstance(source, dict):
+            job = str(source.get("job") or "?")
+            jobs[job] = jobs.get(job, 0) + 1
+    named = ", ".join(sorted(jobs, key=lambda j: -jobs[j])[:3]) + (" …" if len(jobs) > 3 else "")
+    return (
+        f"{hits} of {len(set(t.task_id))} tasks: results computed by earlier jobs ({named}), "
+        "taken from the result cache by rank 0, not run here (their time is ~0)"
+    )
 
 
 def slowest(data: JobData, t0: float) -> str:

@@ -459,3 +459,30 @@ def test_large_hits_read_and_store_as_computed(qshpc_home: Path, tmp_path: Path)
     assert records[0] == records[1] and len(records[1]) == 12
     status = run_cli("status", warm_job)
     assert "12 from the cache" in status.stdout or "(12 from cache)" in status.stdout, status.stdout
+
+
+def test_hits_show_in_the_notebook_card_the_tables_and_the_report(qshpc_home: Path) -> None:
+    """review26: `qshpc status` said '18 done (15 from cache)', but the notebook's card,
+    the jobs table, `job.tasks()` and the report never said so (the report showed the
+    hits as tasks of 0 s on rank 0 and 'workers busy 0%')."""
+    import qshpc
+    from qshpc.report.card import card_html, jobs_table_html
+    from qshpc.report.data import read_job
+    from qshpc.report.page import render
+
+    prog, log = _write(qshpc_home.parent), qshpc_home.parent / "runs.log"
+    first = _run(prog, log, "--cache")
+    second = _run(prog, log, "--cache")
+    job = qshpc.open_job(second["job"])
+    info = job.info()
+    assert "(15 from cache)" in card_html(info), card_html(info)
+    assert "18 done (15 from cache)" in jobs_table_html([info])
+    frame = job.tasks(as_frame=True)
+    assert int(frame["from_cache"].sum()) == 15
+    assert int(job.tasks().to_pandas()["from_cache"].sum()) == 15
+    assert (
+        int(qshpc.list_jobs().to_pandas().set_index("job_id").loc[second["job"], "from_cache"])
+        == 15
+    )
+    page = render(read_job(job.job_dir))
+    assert "from the cache" in page and f"computed by earlier jobs ({first['job']})" in page
