@@ -78,7 +78,7 @@ class JobWatch:
 
     def show(self) -> None:
         """Display the card (an ipywidgets HTML when available, else an updatable display)."""
-        from IPython.display import HTML, display
+        from IPython.display import display
 
         from qshpc.notebook.display import job_html
 
@@ -86,15 +86,17 @@ class JobWatch:
         try:
             import ipywidgets
         except ImportError:
-            handle = display(HTML(html), display_id=True)
+            # A bundle with a text form: a front end that shows no HTML (a console, a
+            # saved notebook read as text) showed `<IPython.core.display.HTML object>`.
+            handle = display(_bundle(html), raw=True, display_id=True)
 
             def update(text: str) -> None:
                 if handle is not None:
-                    handle.update(HTML(text))
+                    handle.update(_bundle(text), raw=True)
 
             def republish() -> None:
                 if handle is not None and self._last is not None:
-                    handle.update(HTML(self._last))
+                    handle.update(_bundle(self._last), raw=True)
 
             self._update = update
         else:
@@ -191,3 +193,12 @@ def watch(
     except TimeoutError:
         w.state = snapshot(job.info()).state
     return w
+
+
+def _bundle(html: str) -> dict[str, str]:
+    """The card as HTML and as one line of text (its words, tags left out)."""
+    import html as _html
+    import re
+
+    text = _html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))).strip()
+    return {"text/html": html, "text/plain": text}

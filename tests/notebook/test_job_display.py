@@ -65,6 +65,9 @@ def test_watch_without_ipywidgets_updates_the_display(qshpc_home: Path) -> None:
     html = nbrun.data(cell, "text/html")  # updated in place by its display id
     assert html is not None and 'data-state="SUCCEEDED"' in html
     assert nbrun.data(cell, "application/vnd.jupyter.widget-view+json") is None
+    # review26: read as text, the card was `<IPython.core.display.HTML object>`
+    text = nbrun.data(cell, "text/plain")
+    assert text is not None and "SUCCEEDED" in text and "HTML object" not in text, text
 
 
 def test_card_list_and_frames_from_python(qshpc_home: Path) -> None:
