@@ -177,6 +177,17 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
     if found is not None:
         return found
     _refuse_unreadable(p / JOB_FILE, text)
+    if "/" not in text and JOB_ID.fullmatch(text) and root.is_dir():
+        elements = sorted(
+            (d.name for d in root.glob(f"{text}-*") if has_job_file(d)),
+            key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[1].isdigit() else -1,
+        )
+        if elements:  # review26: `qshpc list` prints an array's id; status/report refused it
+            raise JobNotFoundError(
+                f"{text} is a job array, not one job: its {len(elements)} elements are the "
+                f"jobs {elements[0]} … {elements[-1]}. `qshpc list --array {text}` shows them; "
+                f"give one element's id (e.g. `qshpc status {elements[0]}`)"
+            )
     raise JobNotFoundError(
         f"no job {text!r}: not a job directory and not a job id under {root}. "
         "Run `qshpc list` to see the jobs (set QSHPC_HOME if they live elsewhere)."
