@@ -60,10 +60,15 @@ SUBMIT_ONLY = frozenset(
         "--dry-run",
     }
 )
+#: Of :data:`SUBMIT_ONLY`, the names programs use for options of their own (review27:
+#: ``--name``, ``--json``, ``--dry-run``, ``--array``... reached the program on e5f893c):
+#: they still do. The Slurm resource options are refused: they mean a batch job.
+PROGRAM_NAMES = frozenset({"--array", "--working-dir", "--name", "--mpi", "--json", "--dry-run"})
 #: How close (difflib's ratio) a program's option may come to one of ``qshpc run``'s
-#: before it reads as a typo of it: ``--worker``, ``--seeds``, ``--job_dir`` are refused,
-#: ``--shots``, ``--depth``, ``--output`` pass to the program.
-TYPO_CUTOFF = 0.75
+#: before it reads as a typo of it: ``--worker`` (0.94), ``--seeds`` (0.92), ``--job_dir``
+#: (0.89), ``--titel`` (0.86) are refused; ``--file`` and ``--time`` (0.77 to ``--title``),
+#: ``--cores`` (0.75), ``--out-dir`` (0.78), ``--shots``, ``--output`` pass to the program.
+TYPO_CUTOFF = 0.85
 
 
 def misplaced_option(argv: list[str]) -> str | None:
@@ -91,6 +96,8 @@ def misplaced_option(argv: list[str]) -> str | None:
             i += 0 if "=" in word else 1  # its value is not an option
             continue
         if name in _FLAGS:
+            continue
+        if name in PROGRAM_NAMES:
             continue
         if name in SUBMIT_ONLY:
             return (

@@ -143,6 +143,9 @@ def new_job_id() -> str:
 _SLURM_ID = re.compile(r"\d+(_\d+)?")
 #: What :func:`new_job_id` makes (a folder so named holds that job, unless made by hand).
 JOB_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+#: An element of a map (``LocalClient.map``, ``qshpc submit --array``): its folder's name is
+#: its id, ``<array id>-<index>``.
+ELEMENT_ID = re.compile(r"(\d{8}-\d{6}-[0-9a-f]{6})-(\d+)")
 
 
 def has_job_file(folder: Path) -> bool:
@@ -208,11 +211,33 @@ def _scan(root: Path, text: str) -> Path | None:
         had = [d for d in folders if text in read_slurm_ids(d)]
         return max(had, key=created_key) if had else None
     if JOB_ID.fullmatch(text):
-        for d in root.iterdir():
-            if not JOB_ID.fullmatch(d.name) and has_job_file(d) and stored_id(d) == text:
-                _check_owner(d)
-                return d
+        found = [d for d in root.iterdir() if _named_otherwise(d) and stored_id(d) == text]
+        if len(found) > 1:  # a copy of the folder (X.bak): never guess which one is meant
+            from qshpc.errors import UserError
+
+            raise UserError(
+                f"several folders under {root} hold job {text}: "
+                + ", ".join(d.name for d in sorted(found))
+                + "; give the folder's path"
+            )
+        if found:
+            _check_owner(found[0])
+            return found[0]
     return None
+
+
+def _named_otherwise(d: Path) -> bool:
+    """A job folder that may hold a job not named by the folder: one qshpc made so (its
+    :data:`JOB_ID_FILE`) or an own-sbatch ``slurm-N`` folder (docs/sbatch.md). Not a map's
+    element (its name is its id), nor a copy of a job's folder under another name
+    (``cp -a X X.bak``: once X was removed, a second ``qshpc rm X`` removed the copy,
+    review27)."""
+    name = d.name
+    if JOB_ID.fullmatch(name) or ELEMENT_ID.fullmatch(name):
+        return False
+    if not (os.path.lexists(d / JOB_ID_FILE) or name.startswith("slurm-")):
+        return False
+    return has_job_file(d)
 
 
 def note_job_id(job_dir: Path, job_id: str) -> None:
@@ -258,6 +283,9 @@ def created_key(job_dir: Path) -> str:
     name = job_dir.name
     if JOB_ID.fullmatch(name):
         return name
+    element = ELEMENT_ID.fullmatch(name)
+    if element:  # its own id (no store read: review27, 400 elements made `list` 3.4 s)
+        return f"{element.group(1)}-{int(element.group(2)):09d}"
     sid = stored_id(job_dir) if has_job_file(job_dir) else None
     if sid is not None and JOB_ID.fullmatch(sid):
         return sid
