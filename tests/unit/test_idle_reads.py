@@ -197,3 +197,23 @@ def test_parameter_rows_and_the_estimator_on_a_circuit_measure_all_ed_after_tran
     ours = EstimatorV2().run([(isa, obs, [[a] for a in angles])]).result()[0].data.evs
     aers = AerEstimatorV2().run([(bare, obs, [[a] for a in angles])]).result()[0].data.evs
     assert max(abs(float(x) - float(y)) for x, y in zip(ours, aers, strict=True)) < 1e-12
+
+
+def test_a_store_beside_only_idle_reads_keeps_one_measurement() -> None:
+    """review27: the only measurement read an idle qubit and a `store` wrote another bit:
+    with the measurement dropped none was left, and the stored bit read 0 ('00' where
+    plain Aer gives '01')."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit.classical import expr
+    from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
+
+    from qshpc.aer import Sampler, SamplerV2
+
+    qc = QuantumCircuit(2, 2)
+    qc.x(0)
+    qc.measure(1, 1)  # q1 idle: reads 0
+    qc.store(qc.clbits[0], expr.logic_not(qc.clbits[1]))  # c0 = not c1 = 1
+    want = AerSamplerV2(seed=1).run([qc], shots=10).result()[0].data.c.get_counts()
+    assert want == {"01": 10}
+    assert SamplerV2(seed=1).run([qc], shots=10).result()[0].data.c.get_counts() == want
+    assert Sampler().run(qc).result().quasi_dists[0] == {1: 1.0}
