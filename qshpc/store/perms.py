@@ -50,10 +50,12 @@ def file_mode() -> int:
 def make_dir(path: Path) -> None:
     """Create ``path`` and any missing parent, each with :func:`dir_mode`, whatever the umask.
 
-    Only the folders made here get that mode: an existing ``path`` or parent is left
-    as it is. review23 F3: an existing ``path`` was chmodded too, and in a team's
-    store a member's ``arrays/``, or one an admin made 3770, failed every other
-    member's map with 'Operation not permitted' (or was made 2750 again).
+    An existing ``path`` gets it too when it is this user's own and has no sticky bit
+    (a ``--job-dir`` folder made 0775 by hand is tightened, as before: review27 saw it
+    left group-writable, so that a member could swap the stores a resume loads);
+    another user's, or a sticky one an admin made 3770, is left as it is (review23 F3:
+    it was chmodded too, and in a team's store every other member's map failed with
+    'Operation not permitted', or it was made 2750 again). Existing parents are left.
     """
     missing: list[Path] = []
     p = Path(os.path.abspath(path))
@@ -68,6 +70,13 @@ def make_dir(path: Path) -> None:
         except FileExistsError:
             continue  # made by another process meanwhile: checked by the caller
         _set_dir_mode(d)  # mkdir's mode is masked by the umask
+    if not missing:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & stat.S_ISVTX:
+            _set_dir_mode(Path(path))
 
 
 def _set_dir_mode(path: Path) -> None:

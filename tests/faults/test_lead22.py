@@ -86,3 +86,22 @@ def test_a_copy_of_a_removed_jobs_folder_is_not_taken_for_it(qshpc_home: Path) -
     again = run_cli("rm", job_id)
     assert again.returncode == 2 and "no job" in again.stderr, again.stderr
     assert (copy / "job.h5").exists()
+
+
+def test_an_existing_job_dir_of_ones_own_gets_the_stores_mode(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review27: after review23 F3's mend a `--job-dir` folder made by hand under umask 002
+    (0775) stayed group-writable (e5f893c made it 0700): a member could swap the stores
+    whose task results a resume loads."""
+    import os
+    import stat
+
+    job_dir = tmp_path / "jd"
+    job_dir.mkdir()
+    os.chmod(job_dir, 0o775)
+    prog = tmp_path / "p.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    out = run_cli("run", "--job-dir", str(job_dir), str(prog), "--workers", "0")
+    assert out.returncode == 0, out.stderr
+    assert stat.S_IMODE(job_dir.stat().st_mode) == 0o700
