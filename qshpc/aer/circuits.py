@@ -207,6 +207,7 @@ def without_idle_reads(circuit: QuantumCircuit) -> QuantumCircuit:
     if not idle:
         return circuit
     out = circuit.copy_empty_like()
+    out.metadata = circuit.metadata  # the caller's own object, as its results hand back
     skip = set(idle)
     data = circuit.data
     if not any(inst.name == "measure" for pos, inst in enumerate(data) if pos not in skip):
