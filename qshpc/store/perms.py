@@ -15,6 +15,7 @@ and ``qshpc result`` would print their forged result.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import stat
 from pathlib import Path
@@ -199,8 +200,12 @@ def _my_groups() -> set[int]:
     return {os.getegid(), *os.getgroups()}
 
 
-#: Set by the command line's commands that only read the store (:func:`reading_only`).
-_reading_only = False
+#: Set by the command line's commands that only read the store (:func:`reading_only`): a
+#: context variable, so that a write in another thread (a notebook's, while a read-only
+#: command runs in-process) is never let through by it (review27).
+_reading_only: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "qshpc_reading_only", default=False
+)
 _warned: set[str] = set()
 
 
@@ -215,8 +220,7 @@ def reading_only(on: bool = True) -> None:
     its members, and pickled values are loaded only from files no one else can swap
     (:func:`private_file`). So such a folder is read, with one warning, by these commands.
     """
-    global _reading_only
-    _reading_only = on
+    _reading_only.set(on)
 
 
 def check_private_dir(path: Path, what: str) -> None:
@@ -271,7 +275,7 @@ def check_private_dir(path: Path, what: str) -> None:
             f"your group can write it (mode {mode:04o}) without the sticky bit, so any member "
             "can rename your job folders and put theirs in their place"
         )
-        if _reading_only:
+        if _reading_only.get():
             _warn_once(
                 str(path),
                 f"{what} {path}: {risk}; read anyway, but run, submit, rm, gc and cancel "
