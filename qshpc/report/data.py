@@ -138,6 +138,8 @@ def read_job(
     if len(spans):
         data.waits_recorded = True
         data.program, data.waits = recorded_spans(spans, data.program, data.running, taken)
+    if data.running:
+        data.program = unknown_tail(data.program, data.waits, table, taken)
     slurm_id = merged.get("slurm_job_id") or read_slurm_id(path)
     if slurm and slurm_id:
         merged["slurm_job_id"] = slurm_id
@@ -166,6 +168,26 @@ def program_spans(
             t1 = now
         spans.append(Span(float(t0), max(float(t0), t1), "program"))
     return spans
+
+
+def unknown_tail(
+    program: list[Span], waits: list[Span], table: TaskTable, now: float
+) -> list[Span]:
+    """A running job's last program span, cut where the store's knowledge ends.
+
+    Rank 0 writes its waits and results at commits: after the last thing stored
+    (a wait's end, a result), the store cannot tell whether rank 0 runs the program
+    or waits for tasks. Drawn as "program" up to now, a rank 0 waiting in ``get``
+    looked busy (review26 #4); the tail is an ``unknown`` span instead.
+    """
+    if not program:
+        return program
+    last = program[-1]
+    ends = [w.t1 for w in waits] + ([float(table.finished.max())] if len(table) else [])
+    known = max([last.t0, *ends])
+    if known >= last.t1 or now - known < 0.5:
+        return program
+    return [*program[:-1], Span(last.t0, known, "program"), Span(known, last.t1, "unknown")]
 
 
 _WAIT_KINDS = {0: "get", 1: "wait"}

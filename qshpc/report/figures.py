@@ -63,12 +63,13 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
         task_y, task_h = y + 0.05, 0.9
         if i == tl.rank0_lane:
             for s in tl.spans:
-                fc = PROGRAM if s.kind == "program" else WAIT
+                plain = s.kind in ("program", "unknown")  # unknown: a running job's unstored tail
+                fc = {"program": PROGRAM, "unknown": "#dee2e6"}.get(s.kind, WAIT)
                 ax.broken_barh(
                     [(s.t0 - rel, max(s.t1 - s.t0, 0))],
                     (y + 0.62, 0.33),
                     facecolors=fc,
-                    hatch=None if s.kind == "program" else "///",
+                    hatch=None if plain else "///",
                     edgecolor="none",
                 )
             task_y, task_h = y + 0.05, 0.55
