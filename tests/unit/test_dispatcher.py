@@ -355,6 +355,30 @@ def test_an_abandoned_call_is_recorded_with_the_time_it_ran() -> None:
 
 
 @distribute_task()
+def half(x: int) -> int:
+    time.sleep(0.5)
+    return x
+
+
+def test_a_batch_queued_at_a_worker_before_the_cut_does_not_start_after_it() -> None:
+    """The worker reads a batch sent before CUT ahead of the CUT: it must not start it
+    (on e5f893c it did: a cancelled job ran, or abandoned, one more call per worker)."""
+    from qshpc.program.refs import CancelledError
+
+    with ranks(1) as r:
+        first, second = r.call(half, 1), r.call(half, 2)
+        deadline = time.monotonic() + 10
+        while len(r.batches()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(r.batches()) == 2  # both out: the second waits at the worker
+        r.d.shutdown(abort=True, drain_s=10, why="the job was cancelled")
+        assert first.result(timeout=5) == 1
+        with pytest.raises(CancelledError, match="never ran"):
+            second.result(timeout=5)
+        assert not r.d.abandoned
+
+
+@distribute_task()
 def tenth(x: int) -> int:
     time.sleep(0.1)
     return x
