@@ -135,7 +135,7 @@ def _stopped(data: JobData, stopped: Any) -> str:
     ids = [data.table.task_id[i] for i in np.flatnonzero(stopped).tolist()]
     shown = ", ".join(ids[:TASK_IDS_SHOWN]) + (" …" if len(ids) > TASK_IDS_SHOWN else "")
     return (
-        f"{len(ids)} attempt(s) (task {shown}) still ran when the job ended "
+        f"{len(ids)} attempt(s) (task{'s' if len(ids) > 1 else ''} {shown}) still ran when the job ended "
         f"({data.state}): stopped unfinished, not failures of their code"
     )
 

@@ -268,6 +268,10 @@ def test_a_cancelled_jobs_stopped_attempts_and_never_started_tasks() -> None:
     fails = failures(data)
     assert 'data-failed="1"' in fails and "ValueError" in fails
     assert 'data-state="STOPPED"' in slowest(data, T0)
+    from qshpc.report.figures import throughput
+
+    edges, _, failed = throughput(data.table, T0, T0 + 4)
+    assert round(float(failed.sum() * (edges[1] - edges[0]))) == 1  # the stopped one is apart
 
 
 def test_a_running_jobs_rank_0_after_the_last_stored_thing_is_not_drawn_as_program() -> None:
@@ -275,11 +279,13 @@ def test_a_running_jobs_rank_0_after_the_last_stored_thing_is_not_drawn_as_progr
     from qshpc.report.data import unknown_tail
 
     rows = [{"task_id": 0, "started": T0, "finished": T0 + 3}]
-    t = table(rows)
     program = [Span(T0, T0 + 8, "program")]
     waits = [Span(T0 + 0.1, T0 + 2.5, "get", 1)]
-    spans = unknown_tail(program, waits, t, T0 + 8)
-    assert spans == [Span(T0, T0 + 3, "program"), Span(T0 + 3, T0 + 8, "unknown")]
+    spans = unknown_tail(program, waits, T0 + 8)
+    assert spans == [Span(T0, T0 + 2.5, "program"), Span(T0 + 2.5, T0 + 8, "unknown")]
+    # no wait stored yet (one get() of every task, still waiting): all of it is unknown
+    assert unknown_tail(program, [], T0 + 8) == [Span(T0, T0, "program"),
+                                                    Span(T0, T0 + 8, "unknown")]  # fmt: skip
     data = job(rows, [(0, "h1"), (1, "h1")], "RUNNING")
     data.program = spans
     drawn = svg.render(build(data))
