@@ -149,10 +149,12 @@ def _never_started(data: JobData, recorded: int) -> str:
     submitted = data.meta.get("tasks_submitted")
     if data.running or not isinstance(submitted, int) or submitted <= recorded:
         return ""
-    return (
-        f"{submitted - recorded} of {submitted} tasks submitted: the job ended "
-        f"({data.state}) before they ran, so they have no record below"
+    why = (
+        f"the job ended ({data.state}) before they ran"
+        if data.state != "SUCCEEDED"
+        else "the program cancelled them, or no longer waited for them"
     )
+    return f"{submitted - recorded} of {submitted} tasks submitted: {why}, so they have no record below"
 
 
 def _from_cache(data: JobData) -> str:
