@@ -51,6 +51,10 @@ SlurmViews = Mapping[str, "SlurmView | None"]
 #: What ``Job.status()`` says of a job whose store is damaged (``info()["recoverable"]``
 #: says what can still be read); ``wait`` returns it at once.
 DAMAGED = JobState.DAMAGED
+#: Seconds ``wait()`` gives rank 0 to finish writing after Slurm ended the job
+#: (its drain: a 2 s grace for calls in flight, then the store's last commit).
+SETTLE_S = 10.0
+SETTLE_POLL_S = 0.25
 
 
 class Job:
@@ -85,6 +89,7 @@ class Job:
         self.job_dir = Path(job_dir)
         self._process = process
         self._meta: dict[str, Any] | None = None
+        self._store_state: str | None = None  # the store's own state at the last info()
         #: The launcher's end note (``LocalClient``): rank 0 writes the job's end there
         #: once the store is final; result() returns then, not at the launcher's exit.
         self._end_note = end_note if process is not None else ""
@@ -179,6 +184,7 @@ class Job:
     ) -> dict[str, Any]:
         """:meth:`store_meta`'s ``meta`` with what the store alone cannot know (Slurm, dead ranks)."""
         state = meta.get("state")
+        self._store_state = str(state)
         if state == DAMAGED:
             self._meta = meta
             return meta
@@ -289,6 +295,10 @@ class Job:
     def wait(self, timeout: float | None = None, poll: float = 0.2, verbose: bool = False) -> str:
         """Wait until the job ends; return its state.
 
+        On Slurm, when Slurm ended the job (``job.stop()``, a time limit) while rank 0
+        still writes the store, it waits up to ``SETTLE_S`` (10 s) more for rank 0's
+        final state: the counts and error read after it do not change.
+
         Args:
             timeout: Seconds to wait at most (None: as long as it takes).
             poll: Looks at the job at most every ``5 * poll`` seconds (sooner at first;
@@ -305,6 +315,23 @@ class Job:
                 f"job {self.job_id} was left {self._state()}: job.result() waits again, "
                 "job.stop() cancels it"
             ) from None
+
+    def _await_store(self, state: str, deadline: float | None) -> str:
+        """Slurm ended the job (``scancel``, a time limit) while rank 0 still writes the
+        store: wait, at most ``SETTLE_S`` (and the caller's deadline), for rank 0's final
+        state, so that what a cell reads right after ``wait()`` (counts, the error) does
+        not change under it (review26 2b: 1 done and "cancelled (scancel)" at the return,
+        2 done and "received SIGTERM" 3 s later). Without it (rank 0 killed before it
+        wrote), Slurm's state stands."""
+        end = time.monotonic() + SETTLE_S
+        if deadline is not None:
+            end = min(end, deadline)
+        while time.monotonic() < end:
+            time.sleep(SETTLE_POLL_S)
+            meta = self.store_meta()  # Slurm not asked: its answer is known
+            if meta.get("state") in TERMINAL or meta.get("state") == DAMAGED:
+                return str(self.complete_info(meta).get("state"))
+        return state
 
     def _wait(
         self, timeout: float | None, poll: float, verbose: bool, store_final: bool = False
@@ -328,6 +355,8 @@ class Job:
             if state in TERMINAL:
                 if self._process is not None:
                     self._process.wait()
+                elif self._store_state == "RUNNING":
+                    state = self._await_store(state, deadline)
                 return state
             if deadline is not None and time.monotonic() > deadline:
                 ref = job_ref(self.job_dir)

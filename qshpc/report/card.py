@@ -29,6 +29,7 @@ STATE_COLOURS = {
     "SUCCEEDED": "#198754",
     "FAILED": "#dc3545",
     "CANCELED": "#fd7e14",
+    "STOPPED": "#fd7e14",  # a task attempt still running when the job ended (report)
 }
 UNKNOWN_COLOUR = "#6f42c1"
 MAX_ROWS = 200

@@ -138,6 +138,8 @@ def read_job(
     if len(spans):
         data.waits_recorded = True
         data.program, data.waits = recorded_spans(spans, data.program, data.running, taken)
+    if data.running:
+        data.program = unknown_tail(data.program, data.waits, taken)
     slurm_id = merged.get("slurm_job_id") or read_slurm_id(path)
     if slurm and slurm_id:
         merged["slurm_job_id"] = slurm_id
@@ -166,6 +168,24 @@ def program_spans(
             t1 = now
         spans.append(Span(float(t0), max(float(t0), t1), "program"))
     return spans
+
+
+def unknown_tail(program: list[Span], waits: list[Span], now: float) -> list[Span]:
+    """A running job's last program span, cut where the store's knowledge ends.
+
+    Rank 0 writes a wait when it has ended, at a commit: after the end of the last
+    wait stored, the store cannot tell whether rank 0 runs the program or waits for
+    tasks (a ``get()`` of every task is stored only when it returns; results stored
+    meanwhile say nothing of it). Drawn as "program" up to now, a rank 0 waiting in
+    ``get`` looked busy (review26 #4); that tail is an ``unknown`` span instead.
+    """
+    if not program:
+        return program
+    last = program[-1]
+    known = max([last.t0, *(w.t1 for w in waits if w.t0 >= last.t0)])
+    if known >= last.t1 or now - known < 0.5:
+        return program
+    return [*program[:-1], Span(last.t0, known, "program"), Span(known, last.t1, "unknown")]
 
 
 _WAIT_KINDS = {0: "get", 1: "wait"}

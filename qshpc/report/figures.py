@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qshpc.errors import UserError
-from qshpc.report.svg import FAILED, PROGRAM, WAIT, colour
+from qshpc.report.svg import FAILED, PROGRAM, STOPPED, WAIT, colour
 from qshpc.report.timeline import Lane, Timeline, format_offset, tick_step
 
 if TYPE_CHECKING:
@@ -63,12 +63,13 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
         task_y, task_h = y + 0.05, 0.9
         if i == tl.rank0_lane:
             for s in tl.spans:
-                fc = PROGRAM if s.kind == "program" else WAIT
+                plain = s.kind in ("program", "unknown")  # unknown: a running job's unstored tail
+                fc = {"program": PROGRAM, "unknown": "#dee2e6"}.get(s.kind, WAIT)
                 ax.broken_barh(
                     [(s.t0 - rel, max(s.t1 - s.t0, 0))],
                     (y + 0.62, 0.33),
                     facecolors=fc,
-                    hatch=None if s.kind == "program" else "///",
+                    hatch=None if plain else "///",
                     edgecolor="none",
                 )
             task_y, task_h = y + 0.05, 0.55
@@ -85,7 +86,9 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
                 )
         else:
             ranges = [(m.t0 - rel, max(m.t1 - m.t0, tl.duration / 4000)) for m in marks]
-            colours = [FAILED if m.failed else colour(m.fn) for m in marks]
+            colours = [
+                FAILED if m.failed else STOPPED if m.stopped else colour(m.fn) for m in marks
+            ]
             edges = ["black" if m.retry else "none" for m in marks]
             ax.broken_barh(
                 ranges, (task_y, task_h), facecolors=colours, edgecolors=edges, linewidth=0.6
@@ -136,7 +139,7 @@ def throughput(table: TaskTable, t0: float, t1: float, bins: int = 120) -> tuple
     edges = np.linspace(0.0, span, bins + 1)
     rel = table.finished - t0
     done, _ = np.histogram(rel[~table.failed], bins=edges)
-    failed, _ = np.histogram(rel[table.failed], bins=edges)
+    failed, _ = np.histogram(rel[table.failed & ~table.stopped()], bins=edges)
     width = span / bins
     return edges, done / width, failed / width
 
@@ -152,6 +155,11 @@ def throughput_figure(table: TaskTable, t0: float, t1: float) -> Figure:
         ax.bar(
             edges[:-1], failed, width=width, align="edge", bottom=done, color=FAILED, label="failed"
         )
+    stopped = table.stopped()
+    if stopped.any():  # still running when the job ended: not failures (review26 #2)
+        cut, _ = np.histogram(table.finished[stopped] - t0, bins=edges)
+        ax.bar(edges[:-1], cut / width, width=width, align="edge", bottom=done + failed,
+               color=STOPPED, label="stopped when the job ended")  # fmt: skip
     ax.set_ylabel("attempts finished / s")
     span = edges[-1]
     step = tick_step(span)

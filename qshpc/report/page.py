@@ -93,7 +93,11 @@ def render(data: JobData, max_tasks: int | None = None) -> str:
     if data.running:
         snap = (
             f'<p class="snapshot">The job was <strong>{escape(data.state)}</strong> when this report '
-            f"was written ({made}): it shows what was stored by then. Write it again for more.</p>"
+            f"was written ({made}): it shows what was stored by then. Write it again for more. "
+            "A snapshot cannot show the tasks running at that moment: an attempt is drawn once "
+            "its result is stored, so a busy worker's lane ends at its last stored result; "
+            "rank 0's lane after the last thing stored is drawn grey (not stored yet: running "
+            "the program or waiting for tasks).</p>"
         )
     how = (
         f"{tl.attempts} attempts, binned ({tl.bin_s:.3g} s per bin; in each bin, one bar per "

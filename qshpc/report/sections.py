@@ -67,20 +67,34 @@ def key_figures(data: JobData, t0: float, t1: float) -> str:
     span = max(t1 - t0, 1e-9)
     busy = float(wall.clip(min=0).sum()) / (workers * span) if len(t) else 0.0
     unique = len(set(t.task_id))
+    stopped = t.stopped()
     rows = [
         ["tasks", f"{unique} ({len(t)} attempts)"],
-        ["failed attempts", str(int(t.failed.sum()))],
+        ["failed attempts", str(int((t.failed & ~stopped).sum()))],
         ["retries", str(int((t.attempt > 1).sum()))],
         [
             "ranks",
             f"{len(all_ranks) or len(ranks)} on {len({h for _, h in ranks} | {str(r.get('host')) for r in all_ranks})} host(s)",
         ],
-        ["span", format_duration(span) if span >= 1 else f"{span:.3f} s"],
+        [
+            "span",
+            f"{format_duration(span) if span >= 1 else f'{span:.3f} s'}: the timeline's width, "
+            "from rank 0's start (or the first task) to the last record or the job's end "
+            "(the card's duration: rank 0's start to the end the store records)",
+        ],
         ["workers busy", f"{min(busy, 1.0):.0%} of {workers} rank(s) × the span"],
     ]
+    waited = _before_start(data)
+    if waited:
+        rows.append(["before the start", waited])
     cached = _from_cache(data)
     if cached:
         rows.insert(1, ["from the cache", cached])
+    if stopped.any():
+        rows.insert(2, ["stopped at the end", _stopped(data, stopped)])
+    never = _never_started(data, unique)
+    if never:
+        rows.insert(1, ["never started", never])
     if len(t):
         rows.append(
             [
@@ -93,6 +107,54 @@ def key_figures(data: JobData, t0: float, t1: float) -> str:
             ["queued before start", f"median {np.median(queued):.3g} s · max {queued.max():.3g} s"]
         )
     return table(["", ""], [[escape(a), escape(b)] for a, b in rows], "figures")
+
+
+def _before_start(data: JobData) -> str:
+    """``1.5 s from the job's creation to rank 0's start (...)`` ("" when unknown).
+
+    The launch (mpiexec, imports) or a Slurm queue can be most of what a person
+    waited, and appeared nowhere in the report (review26 #5).
+    """
+    created = data.meta.get("created")
+    started = [s.t0 for s in data.program] or [r["started"] for r in data.runs if r.get("started")]
+    if not created or not started:
+        return ""
+    waited = max(0.0, float(min(started)) - float(created))
+    slurm = data.meta.get("slurm_job_id")
+    what = (
+        "queued in Slurm, then the launch of the ranks"
+        if slurm
+        else "the launch: starting the ranks, imports"
+    )
+    shown = format_duration(waited) if waited >= 10 else f"{waited:.2f} s"
+    return f"{shown} from the job's creation to rank 0's start ({what}); not in the span"
+
+
+def _stopped(data: JobData, stopped: Any) -> str:
+    """``2 attempts (tasks 2, 7) were running when the job was CANCELED: stopped, not failed``."""
+    ids = [data.table.task_id[i] for i in np.flatnonzero(stopped).tolist()]
+    shown = ", ".join(ids[:TASK_IDS_SHOWN]) + (" …" if len(ids) > TASK_IDS_SHOWN else "")
+    return (
+        f"{len(ids)} attempt(s) (task{'s' if len(ids) > 1 else ''} {shown}) still ran when the job ended "
+        f"({data.state}): stopped unfinished, not failures of their code"
+    )
+
+
+def _never_started(data: JobData, recorded: int) -> str:
+    """``14 of 20 submitted: the job ended before they ran`` ("" when every task has a record).
+
+    The summary counts records; tasks submitted that no worker started have none
+    (review26 #2: "6 tasks" next to the card's "20 submitted").
+    """
+    submitted = data.meta.get("tasks_submitted")
+    if data.running or not isinstance(submitted, int) or submitted <= recorded:
+        return ""
+    why = (
+        f"the job ended ({data.state}) before they ran"
+        if data.state != "SUCCEEDED"
+        else "the program cancelled them, or no longer waited for them"
+    )
+    return f"{submitted - recorded} of {submitted} tasks submitted: {why}, so they have no record below"
 
 
 def _from_cache(data: JobData) -> str:
@@ -120,6 +182,7 @@ def slowest(data: JobData, t0: float) -> str:
     if not len(t):
         return '<p class="note">No task has finished yet.</p>'
     order = np.argsort(-t.wall, kind="stable")[:SLOWEST]
+    stopped = t.stopped()
     rows = []
     for i in order.tolist():
         rows.append(
@@ -127,7 +190,7 @@ def slowest(data: JobData, t0: float) -> str:
                 f"<code>{escape(t.task_id[i])}</code>",
                 escape(t.function[i]),
                 str(int(t.attempt[i])),
-                badge(t.state(i)),
+                badge("STOPPED" if stopped[i] else t.state(i)),
                 str(int(t.rank[i])),
                 escape(t.host[i]),
                 f"{t.wall[i]:.3g} s",
@@ -152,7 +215,12 @@ def failures(data: JobData) -> str:
             f"<pre>{escape(clip(str(err)))}</pre></div>"
         )
     t = data.table
-    bad = np.flatnonzero(t.failed).tolist()
+    stopped = t.stopped()
+    if stopped.any():
+        out.append(
+            f'<p class="note stopped">{escape(_stopped(data, stopped))}; not listed below.</p>'
+        )
+    bad = np.flatnonzero(t.failed & ~stopped).tolist()
     if not bad:
         out.append('<p class="note">No task attempt failed.</p>')
         return "".join(out)
@@ -169,24 +237,48 @@ def failures(data: JobData) -> str:
     )
     for g, ((fn, _), idx) in enumerate(ranked[:FAILURE_GROUPS]):
         line = first_line(t.error[idx[0]])
-        ids = [t.task_id[i] for i in idx]
-        recovered = sum(1 for tid in dict.fromkeys(ids) if tid in ok_later)
+        tasks = list(dict.fromkeys(t.task_id[i] for i in idx))
+        recovered = [tid for tid in tasks if tid in ok_later]
+        lost = [tid for tid in tasks if tid not in ok_later]
         where = sorted({f"rank {int(t.rank[i])} on {t.host[i]}" for i in idx})
         first = idx[0]
-        shown = ", ".join(ids[:TASK_IDS_SHOWN]) + (
-            f" … (+{len(ids) - TASK_IDS_SHOWN})" if len(ids) > TASK_IDS_SHOWN else ""
-        )
-        rec = f" · {recovered} succeeded on a retry" if recovered else ""
+        shown = _task_lists(lost, recovered)
+        rec = f" · {len(recovered)} succeeded on a retry" if recovered else ""
         out.append(
             f'<details class="failure" data-function="{escape(fn)}" data-count="{len(idx)}"'
             f"{' open' if g < 3 else ''}><summary><strong>{escape(fn)}</strong> · {len(idx)} attempt(s)"
             f"{rec} · <code>{escape(line)}</code></summary>"
-            f"<p>tasks {escape(shown)}<br>{escape('; '.join(where[:8]))}"
+            f"<p>{shown}<br>{escape('; '.join(where[:8]))}"
             f"{' …' if len(where) > 8 else ''}<br>first: task {escape(t.task_id[first])}, attempt "
             f"{int(t.attempt[first])}, {_clock(t.finished[first])}</p>"
             f"<pre>{escape(clip(str(t.error[first] or '')))}</pre></details>"
         )
     return "".join(out)
+
+
+def _task_lists(lost: list[str], recovered: list[str]) -> str:
+    """Which tasks of a failure group have no result, and which a retry recovered.
+
+    Counts are of tasks, not attempts: one list of every attempt's task, "(+32)"
+    counting attempts, hid the tasks to rerun (review26 #6).
+    """
+
+    def ids(tids: list[str]) -> str:
+        more = f" … (+{len(tids) - TASK_IDS_SHOWN} more)" if len(tids) > TASK_IDS_SHOWN else ""
+        return escape(", ".join(tids[:TASK_IDS_SHOWN]) + more)
+
+    parts = []
+    if lost:
+        parts.append(
+            f'<span class="ended-failed" data-n="{len(lost)}">ended failed, no result: '
+            f"{len(lost)} task(s): {ids(lost)}</span>"
+        )
+    if recovered:
+        parts.append(
+            f'<span class="recovered" data-n="{len(recovered)}">recovered on a retry: '
+            f"{len(recovered)} task(s): {ids(recovered)}</span>"
+        )
+    return "<br>".join(parts)
 
 
 def _value_key(v: Any) -> str:

@@ -18,6 +18,8 @@ from qshpc.report.timeline import Lane, Mark, Timeline, format_offset, tick_step
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#bab0ac")
 FAILED = "#d62728"
+UNKNOWN = "#dee2e6"  # a running job's rank 0 after the last thing stored
+STOPPED = "#fd7e14"  # an attempt still running when the job ended (the CANCELED orange)
 PROGRAM = "#3b3b3b"
 WAIT = "#c9c9c9"
 WIDTH = 1200
@@ -52,6 +54,8 @@ def _tip(tl: Timeline, m: Mark) -> str:
     span = f"{_clock(m.t0)}\u2013{_clock(m.t1)}"
     if not tl.binned:
         state = "FAILED" if m.failed else "SUCCEEDED"
+        if m.stopped:
+            state = "STOPPED: still running when the job ended"
         return (
             f"task {m.task_id} \u00b7 {fn} \u00b7 attempt {m.attempt} \u00b7 {state}\n"
             f"{where} \u00b7 {m.t1 - m.t0:.3g} s \u00b7 {span}"
@@ -135,8 +139,10 @@ def _lane_label(lane: Lane) -> str:
 def _mark(tl: Timeline, m: Mark, x: Callable[[float], float], y: float, h: float) -> str:
     x0 = x(m.t0)
     # a failed or retried attempt of microseconds still shows
-    w = max(2.0 if (m.failed or m.retry) and not tl.binned else 0.8, x(m.t1) - x0)
+    w = max(2.0 if (m.failed or m.retry or m.stopped) and not tl.binned else 0.8, x(m.t1) - x0)
     fill = FAILED if m.failed and not tl.binned else colour(m.fn)
+    if m.stopped:
+        fill = STOPPED
     cls = "bin" if tl.binned else "task"
     ry, rh = y, h
     if tl.binned:  # one segment of the bin's stack, from the bottom of the lane
@@ -146,6 +152,8 @@ def _mark(tl: Timeline, m: Mark, x: Callable[[float], float], y: float, h: float
         attrs = f' data-task="{escape(str(m.task_id))}" data-attempt="{m.attempt}"'
     if m.failed:
         cls += " failed"
+    if m.stopped:
+        cls += " stopped"
     if m.retry:
         cls += " retry"
         if not tl.binned:
@@ -172,7 +180,16 @@ def _spans(tl: Timeline, x: Callable[[float], float], strip: float) -> list[str]
     for s in tl.spans:
         x0 = x(s.t0)
         w = max(0.6, x(s.t1) - x0)
-        if s.kind == "program":
+        if s.kind == "unknown":
+            tip = (
+                f"not stored yet \u00b7 {s.t1 - s.t0:.3g} s: rank 0 runs the program or waits "
+                "for tasks; its waits and the results reach the store at its next commit"
+            )
+            out.append(
+                f'<rect class="unknown" x="{x0:.1f}" y="0.5" width="{w:.1f}" height="{strip:.1f}" '
+                f'fill="{UNKNOWN}"><title>{escape(tip)}</title></rect>'
+            )
+        elif s.kind == "program":
             tip = f"rank 0 runs the program \u00b7 {s.t1 - s.t0:.3g} s"
             out.append(
                 f'<rect class="program" x="{x0:.1f}" y="0.5" width="{w:.1f}" height="{strip:.1f}" '
@@ -217,6 +234,8 @@ def _legend(tl: Timeline, y: float) -> list[str]:
         for i, name in enumerate(tl.functions)
     ]
     items.append((FAILED, "failed attempt", ""))
+    if tl.stopped:
+        items.append((STOPPED, "stopped when the job ended", ""))
     if tl.binned:
         items.append(("#000000", "holds retries (foot)", ""))
     else:
@@ -224,6 +243,8 @@ def _legend(tl: Timeline, y: float) -> list[str]:
     items.append((PROGRAM, "rank 0: program", ""))
     if tl.waits_recorded:
         items.append(("url(#qshpc-hatch)", "rank 0: waiting in get/wait", ""))
+    if any(s.kind == "unknown" for s in tl.spans):
+        items.append((UNKNOWN, "not stored yet", ""))
     out = ['<g class="legend">']
     xpos = float(LEFT)
     for fill, label, extra in items:

@@ -72,6 +72,7 @@ class Mark:
         task_id: The task id (attempt marks only).
         attempt: The attempt number (attempt marks only).
         failures: Failed attempts in it (bins).
+        stopped: An attempt still running when the job ended, stopped (not a failure).
     """
 
     lane: int
@@ -86,6 +87,7 @@ class Mark:
     task_id: str | None = None
     attempt: int = 1
     failures: int = 0
+    stopped: bool = False
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Timeline:
         retries: Attempts that were retries.
         snapshot: The job was still running when it was read.
         waits_recorded: The store records rank 0's waits.
+        stopped: Attempts still running when the job ended (drawn apart; not binned).
     """
 
     t0: float
@@ -125,6 +128,7 @@ class Timeline:
     retries: int = 0
     snapshot: bool = False
     waits_recorded: bool = False
+    stopped: int = 0
 
     @property
     def duration(self) -> float:
@@ -218,9 +222,22 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
         waits_recorded=data.waits_recorded,
     )
     if len(t) <= max_tasks and not per_host:
+        stopped = t.stopped()
+        tl.stopped = int(stopped.sum())
+        tl.failed -= tl.stopped
         tl.marks = [
-            Mark(int(ln), s, e, int(f), bool(bad), att > 1, task_id=tid, attempt=int(att))
-            for ln, s, e, f, bad, att, tid in zip(
+            Mark(
+                int(ln),
+                s,
+                e,
+                int(f),
+                bool(bad and not stop),
+                att > 1,
+                task_id=tid,
+                attempt=int(att),
+                stopped=bool(stop),
+            )
+            for ln, s, e, f, bad, att, tid, stop in zip(
                 lane_of.tolist(),
                 t.started.tolist(),
                 t.finished.tolist(),
@@ -228,6 +245,7 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
                 t.failed.tolist(),
                 t.attempt.tolist(),
                 t.task_id,
+                stopped.tolist(),
                 strict=True,
             )
         ]

@@ -41,7 +41,7 @@ from qshpc.program.refs import (
     resolve_many,
     resolve_values,
 )
-from qshpc.runtime.intake import Intake
+from qshpc.runtime.intake import Entry, Intake
 from qshpc.runtime.liveness import Liveness, WorkerState
 from qshpc.runtime.pacing import COMMIT_S, IN_FLIGHT, Pace
 from qshpc.runtime.protocol import (
@@ -131,6 +131,10 @@ class Dispatcher(Intake):
                 )
         self._next_check = time.monotonic() + 1.0
         self._batch_ids = itertools.count()
+        # Unix time each batch still out was sent, and each worker's latest result ended:
+        # the start an abandoned call's record gets (the worker cannot tell it any more).
+        self._sent_at: dict[int, float] = {}
+        self._last_end: dict[int, float] = {}
         self._resolve: list[tuple[TaskRef[Any], bool, Any]] = []
         self._resolve_ok: list[tuple[list[TaskRef[Any]], list[Any]]] = []
         self._last_commit = time.monotonic()
@@ -240,11 +244,12 @@ class Dispatcher(Intake):
                 continue
             w.alive = False
             self.abandoned = True
-            held = [e for b in w.batches.values() for e in b if not e.ref.done()]
+            held = [(bid, e) for bid, b in w.batches.items() for e in b if not e.ref.done()]
             w.batches.clear()
             if not held:
                 continue
-            e = held[0]  # a worker runs its calls in order: the first one unfinished runs
+            bid, e = held[0]  # a worker runs its calls in order: the first one unfinished runs
+            began = self._began(w, bid, e, now)
             waited = time.monotonic() - self._drain_started
             text = (
                 f"TaskAbandoned: {self._why} while this call still ran on rank {w.rank} "
@@ -259,19 +264,30 @@ class Dispatcher(Intake):
             seed = context.job_seed()
             self.session.record_fields(
                 e.ref.task_id, e.key or "", e.task.name, False, None, text, e.attempt,
-                w.rank, w.host, e.submitted, now, now,
+                w.rank, w.host, e.submitted, began, now,
                 None if seed is None else derive_seed(seed, e.ref.task_id), {},
             )  # fmt: skip
             print(f"qshpc: task {e.ref.task_id} ({e.task.name}): {text}", flush=True)
             out = Outcome(e.ref.task_id, e.task.name, e.attempt, False, None, text, "TaskAbandoned")
             failures.append((e.ref, False, out.task_error(w.rank, w.host)))
-            for later in held[1:]:
+            for _, later in held[1:]:
                 gone = CancelledError(
                     f"task {later.ref.task_id} ({later.task.name}) never ran: {text}"
                 )
                 failures.append((later.ref, False, gone))
         self._flush()
         resolve_many(failures)
+
+    def _began(self, w: WorkerState, bid: int, e: Entry, now: float) -> float:
+        """When the worker ``w`` took the call ``e`` of batch ``bid`` it still runs, as rank 0 knows.
+
+        The latest of: when the batch was sent, and when the latest result that
+        worker sent ended (it runs its calls in order: those before ``e`` ran
+        first). Recording start = end (as before) drew the worker idle while it
+        ran the call and counted 0 s of work (review26 #2).
+        """
+        sent = self._sent_at.get(bid, e.submitted)
+        return min(now, max(sent, self._last_end.get(w.rank, 0.0), e.submitted))
 
     def _send_cut(self) -> None:
         """Tell every worker that holds calls to start no more of them (the job is ending)."""
@@ -466,6 +482,7 @@ class Dispatcher(Intake):
             self.pace.sent(len(batch))
             bid = next(self._batch_ids)
             w.batches[bid] = batch
+            self._sent_at[bid] = time.time()
             if start is not None:
                 holds.hold(bid, start[0], start[1][0])
                 start = None
@@ -496,7 +513,11 @@ class Dispatcher(Intake):
         w.last_seen = time.monotonic()
         if not w.alive:
             return
-        batch = w.batches[bid] if final is False else w.batches.pop(bid)
+        if final is False:
+            batch = w.batches[bid]
+        else:
+            batch = w.batches.pop(bid)
+            self._sent_at.pop(bid, None)
         if final and self.holds.calls:
             self.holds.release(bid)
         n = len(values)
@@ -509,6 +530,7 @@ class Dispatcher(Intake):
         if not n:
             return
         rows = chunk.rows
+        self._last_end[source] = float(rows["finished"][-1])
         self.pace.learn(float((rows["finished"] - rows["started"]).mean()))
         entries = batch[first : first + n]
         try:

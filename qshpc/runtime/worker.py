@@ -293,7 +293,11 @@ def _serve(
                 if at_first_batch is not None:
                     at_first_batch()
             _, bid, new_funcs, new_objs, job_seed, *columns = data
-            if cut[0]:  # sent before rank 0 said CUT: none of its calls runs
+            # Sent before rank 0 said CUT: none of its calls runs. The CUT may still wait
+            # behind this batch in the queue (sent after it): look for it now, or the batch's
+            # first call started after the cancel, and rank 0 stopped it unfinished at the
+            # end of its grace (review26 #2: tasks started 2.3 s after job.stop()).
+            if cut[0] or is_cut():
                 submitted, attempts = columns[4], columns[3]
                 sender.send(Results(info.rank, info.host), bid, 0, submitted, attempts, True)
                 continue

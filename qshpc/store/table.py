@@ -16,6 +16,9 @@ import numpy as np
 
 from qshpc.store.records import TASK_STATES
 
+#: How the error of an attempt rank 0 stopped at the job's end starts (the dispatcher's text).
+ABANDONED = "TaskAbandoned:"
+
 Array = np.ndarray[Any, Any]
 
 
@@ -69,6 +72,15 @@ class TaskTable:
     def state(self, i: int) -> str:
         """``SUCCEEDED`` or ``FAILED`` for record ``i``."""
         return TASK_STATES[int(self.failed[i])]
+
+    def stopped(self) -> Array:
+        """bool, True where the attempt was still running when the job ended (cancelled,
+        or ended while the call ran) and was stopped: a FAILED record whose error is
+        rank 0's ``TaskAbandoned`` text, not a failure of the task's code."""
+        out: Array = np.fromiter(
+            (e is not None and e.startswith(ABANDONED) for e in self.error), bool, len(self.error)
+        )
+        return out & self.failed
 
     def latest_counts(self) -> dict[str, int]:
         """Tasks by the state of their latest committed attempt."""

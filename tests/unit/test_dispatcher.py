@@ -327,6 +327,57 @@ def test_a_call_still_running_when_the_job_ends_is_abandoned_and_recorded() -> N
         _stuck.set()
 
 
+def test_an_abandoned_call_is_recorded_with_the_time_it_ran() -> None:
+    """review26 #2: the record of a call cut short by the end of the job starts when its
+    worker took it (its batch's send, or the worker's previous result), not at the
+    cancel: start = end drew the busy worker idle and counted 0 s of work."""
+    _stuck.clear()
+    rows: list[tuple[Any, ...]] = []
+    try:
+        with ranks(1) as r:
+            record = r.d.session.record_fields
+            r.d.session.record_fields = lambda *a: (rows.append(a), record(*a))[1]  # type: ignore[method-assign]
+            assert get(r.call(square, 2), timeout=30) == 4
+            ref = r.call(stuck, 1)
+            deadline = time.monotonic() + 10
+            while len(r.batches()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            sent = time.time()
+            time.sleep(0.6)
+            r.d.shutdown(abort=True, drain_s=0.2, why="the job was cancelled")
+            assert ref.exception(timeout=5) is not None
+            _stuck.set()
+    finally:
+        _stuck.set()
+    (row,) = rows
+    started, finished = row[10], row[11]
+    assert started <= sent + 0.05 and finished - started >= 0.6, (started, finished, sent)
+
+
+@distribute_task()
+def half(x: int) -> int:
+    time.sleep(0.5)
+    return x
+
+
+def test_a_batch_queued_at_a_worker_before_the_cut_does_not_start_after_it() -> None:
+    """The worker reads a batch sent before CUT ahead of the CUT: it must not start it
+    (on e5f893c it did: a cancelled job ran, or abandoned, one more call per worker)."""
+    from qshpc.program.refs import CancelledError
+
+    with ranks(1) as r:
+        first, second = r.call(half, 1), r.call(half, 2)
+        deadline = time.monotonic() + 10
+        while len(r.batches()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(r.batches()) == 2  # both out: the second waits at the worker
+        r.d.shutdown(abort=True, drain_s=10, why="the job was cancelled")
+        assert first.result(timeout=5) == 1
+        with pytest.raises(CancelledError, match="never ran"):
+            second.result(timeout=5)
+        assert not r.d.abandoned
+
+
 @distribute_task()
 def tenth(x: int) -> int:
     time.sleep(0.1)

@@ -238,3 +238,84 @@ def test_a_thousand_ranks_get_one_lane_per_host() -> None:
     assert all(0 < m.busy <= 1 for m in tl.marks)
     text = svg.render(tl)
     assert 'data-ranks="8"' in text and "8 ranks" in text and len(text) < 3_000_000
+
+
+def test_a_cancelled_jobs_stopped_attempts_and_never_started_tasks() -> None:
+    """review26 #2: attempts still running at a cancel are STOPPED (orange), not failures;
+    the tasks that never started are counted in the key figures."""
+    from qshpc.report.sections import failures, key_figures, slowest
+
+    stop = "TaskAbandoned: the job was cancelled while this call still ran on rank 1 (...)"
+    rows = [
+        {"task_id": 0, "started": T0, "finished": T0 + 3},
+        {"task_id": 1, "rank": 2, "started": T0, "finished": T0 + 3},
+        {"task_id": 2, "started": T0 + 3, "finished": T0 + 4, "failed": True, "error": stop},
+        {"task_id": 3, "rank": 2, "started": T0 + 3, "finished": T0 + 4, "failed": True,
+         "error": "ValueError: bad"},
+    ]  # fmt: skip
+    data = job(rows, [(0, "h1"), (1, "h1"), (2, "h1")], "CANCELED", tasks_submitted=20)
+    assert data.table.stopped().tolist() == [False, False, True, False]
+    tl = build(data)
+    assert tl.failed == 1 and tl.stopped == 1
+    assert [m.stopped for m in tl.marks] == [False, False, True, False]
+    assert not tl.marks[2].failed
+    drawn = svg.render(tl)
+    assert 'class="task stopped"' in drawn and "stopped when the job ended" in drawn
+    figures = key_figures(data, T0, T0 + 4)
+    assert "16 of 20 tasks submitted" in figures and "never started" in figures
+    assert "task 2) still ran when the job ended (CANCELED)" in figures
+    assert re.search(r"failed attempts</td><td>1<", figures)
+    fails = failures(data)
+    assert 'data-failed="1"' in fails and "ValueError" in fails
+    assert 'data-state="STOPPED"' in slowest(data, T0)
+    from qshpc.report.figures import throughput
+
+    edges, _, failed = throughput(data.table, T0, T0 + 4)
+    assert round(float(failed.sum() * (edges[1] - edges[0]))) == 1  # the stopped one is apart
+
+
+def test_a_running_jobs_rank_0_after_the_last_stored_thing_is_not_drawn_as_program() -> None:
+    """review26 #4: rank 0 waiting in get() since its last commit looked busy ("program")."""
+    from qshpc.report.data import unknown_tail
+
+    rows = [{"task_id": 0, "started": T0, "finished": T0 + 3}]
+    program = [Span(T0, T0 + 8, "program")]
+    waits = [Span(T0 + 0.1, T0 + 2.5, "get", 1)]
+    spans = unknown_tail(program, waits, T0 + 8)
+    assert spans == [Span(T0, T0 + 2.5, "program"), Span(T0 + 2.5, T0 + 8, "unknown")]
+    # no wait stored yet (one get() of every task, still waiting): all of it is unknown
+    assert unknown_tail(program, [], T0 + 8) == [Span(T0, T0, "program"),
+                                                    Span(T0, T0 + 8, "unknown")]  # fmt: skip
+    data = job(rows, [(0, "h1"), (1, "h1")], "RUNNING")
+    data.program = spans
+    drawn = svg.render(build(data))
+    assert 'class="unknown"' in drawn and "not stored yet" in drawn
+
+
+def test_key_figures_show_the_time_before_the_start_and_explain_the_span() -> None:
+    """review26 #5: creation -> rank 0's start (launch, Slurm queue) appeared nowhere."""
+    from qshpc.report.sections import key_figures
+
+    rows = [{"task_id": 0, "started": T0, "finished": T0 + 1}]
+    local = key_figures(job(rows, [(0, "h1"), (1, "h1")], created=T0 - 1.5), T0, T0 + 1)
+    assert "1.50 s from the job&#x27;s creation to rank 0&#x27;s start (the launch" in local
+    assert "the timeline&#x27;s width" in local and "the card&#x27;s duration" in local
+    slurm = key_figures(job(rows, [(0, "h1")], created=T0 - 4, slurm_job_id="12"), T0, T0 + 1)
+    assert "4.00 s from the job&#x27;s creation" in slurm and "queued in Slurm" in slurm
+
+
+def test_failure_groups_name_the_tasks_without_a_result_apart_from_the_recovered() -> None:
+    """review26 #6: one list of attempts' tasks with "(+32)" counting attempts."""
+    from qshpc.report.sections import failures
+
+    rows = []
+    for i in range(30):
+        rows.append({"task_id": i, "failed": True, "error": f"ValueError: flaky {i}"})
+        again = {"task_id": i, "attempt": 2}
+        if i % 2:
+            again.update(failed=True, error=f"ValueError: flaky {i}")
+        rows.append(again)
+    out = failures(job(rows, [(0, "h1"), (1, "h1")], "FAILED"))
+    assert 'data-count="45"' in out  # attempts
+    assert "ended failed, no result: 15 task(s): 1, 3, 5," in out and "(+3 more)" in out
+    assert "recovered on a retry: 15 task(s): 0, 2, 4," in out

@@ -168,3 +168,34 @@ def test_unanswered_query_without_finish_time_asks_again(
     fake.view = SlurmView("TIMEOUT")
     reconcile_slurm(job_dir, meta)
     assert fake.calls == 2 and (meta["state"], meta["slurm_state"]) == ("FAILED", "TIMEOUT")
+
+
+def test_wait_gives_rank_0_time_to_finish_writing_after_slurm_ended_the_job(
+    job_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review26 2b: on Slurm, ``job.stop(); job.wait()`` returned CANCELED from Slurm's
+    CANCELLED while rank 0 still drained and wrote: counts and error changed after."""
+    import subprocess
+    import sys
+
+    FakeSlurm(monkeypatch).view = SlurmView("CANCELLED", "0:15")
+    rank0 = (  # a rank 0 that drains 1 s after Slurm says CANCELLED, then writes its end
+        "import sys, time; from pathlib import Path; from qshpc.store import JobWriter\n"
+        "w = JobWriter.open(sys.argv[1], {'mpi_size': 1, 'ranks': [], 'started': time.time()})\n"
+        "w.commit(); Path(sys.argv[2]).touch(); time.sleep(1.0)\n"
+        "w.finalize('CANCELED', 'job cancelled: rank 0'); w.close()\n"
+    )
+    ready = job_dir.parent / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", rank0, str(job_dir), str(ready)])
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        job = Job(job_dir)
+        t0 = time.monotonic()
+        assert job.wait(timeout=30) == "CANCELED"
+        assert 0.8 < time.monotonic() - t0 < 8
+        assert job.info()["error"] == "job cancelled: rank 0"  # rank 0's, not Slurm's
+    finally:
+        proc.kill()
+        proc.wait()
