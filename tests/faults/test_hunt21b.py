@@ -381,6 +381,8 @@ def test_a_job_path_one_may_not_enter_says_so(open_dir: Path) -> None:
     code = (
         "import os\nfrom qshpc.jobs.paths import resolve_job_dir\n"
         "from qshpc.errors import JobNotFoundError\nimport qshpc.settings\n"
+        # (imported as root: the uid taken below cannot read root's Python to import them)
+        "import qshpc.store.perms\n"
         "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
         "try:\n"
         f"    resolve_job_dir({str(job)!r})\n"
