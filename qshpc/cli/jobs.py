@@ -346,10 +346,14 @@ def register(app: typer.Typer) -> None:
                 f"job {j.job_id} is {state}: it has no result yet. "
                 f"Wait with `qshpc wait {ref}` or `qshpc result {ref} --wait SECONDS`."
             )
-        from qshpc.errors import StoreError
+        from qshpc.errors import DamagedStoreError, StoreError
 
         try:
             value = j.result(allow_pickle=allow_pickle)
+        except DamagedStoreError:
+            # Damage the quick state look does not see (the saved result's own blocks): the
+            # look `qshpc status` takes, its "recoverable / lost" list (review27).
+            _damaged_result(j, as_json, allow_pickle)
         except StoreError as exc:
             if allow_pickle or "pickled data" not in str(exc):
                 raise

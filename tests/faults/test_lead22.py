@@ -105,3 +105,31 @@ def test_an_existing_job_dir_of_ones_own_gets_the_stores_mode(
     out = run_cli("run", "--job-dir", str(job_dir), str(prog), "--workers", "0")
     assert out.returncode == 0, out.stderr
     assert stat.S_IMODE(job_dir.stat().st_mode) == 0o700
+
+
+def test_result_of_a_job_whose_saved_result_is_damaged_lists_what_is_left(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review27: damage in the saved result's own blocks, which the quick state look does
+    not see: `qshpc status` listed what is recoverable and what is lost, `qshpc result`
+    printed the bare damage line."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(
+        "import numpy as np\nimport qshpc\n"
+        "@qshpc.distribute_task()\ndef sq(x):\n    return x * x\n"
+        "qshpc.save_result({'vals': qshpc.get([sq(i) for i in range(5)]),"
+        " 'arr': np.arange(2000.0)})\n"
+    )
+    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
+    (job,) = (qshpc_home / "jobs").iterdir()
+    store = job / "job.h5"
+    data = bytearray(store.read_bytes())
+    data[len(data) - 6096] ^= 0xFF  # in the saved result's blocks
+    store.write_bytes(bytes(data))
+    status = run_cli("status", job.name)
+    assert "lost: the saved result" in status.stdout + status.stderr
+    out = run_cli("result", job.name)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "recoverable: meta, arguments, 5 of 5 task results; lost: the saved result" in (
+        out.stderr
+    ), out.stderr
