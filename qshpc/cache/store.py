@@ -220,6 +220,11 @@ def _blobs() -> Any:
     return encoding_blob
 
 
+def prepare() -> None:
+    """Import what a lookup uses (see :meth:`qshpc.cache.jobcache.JobCache.prepare`)."""
+    _BLOBS or _blobs()
+
+
 class CacheDir:
     """A cache folder, checked and ready (see :mod:`qshpc.cache.folder`).
 

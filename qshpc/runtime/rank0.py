@@ -352,7 +352,9 @@ def _job_cache(spec: RunSpec, meta: dict[str, Any]) -> Any:
         if asked["dir"] is not None:
             config["dir"] = asked["dir"]
     # Opened at the first lookup: a folder that cannot be used warns and the tasks run.
-    return JobCache(CacheConfig.from_dict(config), meta.get("id"))
+    cache = JobCache(CacheConfig.from_dict(config), meta.get("id"))
+    cache.prepare()
+    return cache
 
 
 def _take_over_recorded_end(job_dir: Path, resume: bool) -> None:
