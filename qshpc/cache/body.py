@@ -193,7 +193,6 @@ def prepare() -> None:
     """Import what a hit's record uses (see :meth:`qshpc.cache.jobcache.JobCache.prepare`)."""
     import msgpack  # noqa: F401
 
-    from qshpc.aer import results  # noqa: F401  (the Sampler's distributions: no qiskit)
     from qshpc.store import encoding_blob, qiskit_objects  # noqa: F401
 
 

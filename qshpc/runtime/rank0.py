@@ -353,7 +353,9 @@ def _job_cache(spec: RunSpec, meta: dict[str, Any]) -> Any:
             config["dir"] = asked["dir"]
     # Opened at the first lookup: a folder that cannot be used warns and the tasks run.
     cache = JobCache(CacheConfig.from_dict(config), meta.get("id"))
-    cache.prepare()
+    if cache.config.enabled:
+        cache.prepare()
+        from qshpc.aer import results  # noqa: F401  (what a hit of the Sampler's rebuilds)
     return cache
 
 
