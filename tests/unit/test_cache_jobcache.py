@@ -138,3 +138,31 @@ def test_pending_bytes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     jc.flush(30)
     s = jc.summary()
     assert s["dropped"] == 3 and s["written"] == 2
+
+
+def test_prepare_takes_the_first_calls_costs_and_leaves_a_bad_folder_to_the_first_lookup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rank 0 prepares a cached job at its start (issue 18: the first cached call's ~5 ms
+    of versions and the source tree's stats were in a rerun's task phase): the folder is
+    opened then; one that cannot be used is said once, by the first lookup, as before."""
+    from qshpc.cache import keys
+
+    off = JobCache(CacheConfig(False, str(tmp_path / "off")), "j")
+    off.prepare()
+    assert not (tmp_path / "off").exists()
+    keys.environment_digest.cache_clear()
+    keys.environment.cache_clear()
+    jc = JobCache(CacheConfig(True, str(tmp_path / "c")), "j")
+    jc.prepare()
+    assert jc._dir is not None and (tmp_path / "c").is_dir()
+    assert keys.environment_digest.cache_info().currsize == 1
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    bad = JobCache(CacheConfig(True, str(blocked)), "j")
+    bad.prepare()
+    assert capsys.readouterr().err == ""
+    k = bad.key(f, (1,), None, None)
+    assert k is not None and bad.lookup(k) is None
+    err = capsys.readouterr().err
+    assert "tasks run without the cache" in err and str(blocked) in err
