@@ -204,12 +204,17 @@ def _scan(root: Path, text: str) -> Path | None:
     docs/sbatch.md). Only after the plain ``root/text`` missed; the id scan opens the
     store of the folders not named by an id only (the dated ones are their own id)."""
     if _SLURM_ID.fullmatch(text):
-        folders = list(root.iterdir())
-        for d in folders:
-            if read_slurm_id(d) == text:
-                return d
-        had = [d for d in folders if text in read_slurm_ids(d)]
-        return max(had, key=created_key) if had else None
+        # Slurm's ids restart with a new cluster (or its database): several jobs may have
+        # had this one. The newest job whose current id it is, else the newest that had it
+        # (review27 F6: the first folder listed was taken, often the oldest).
+        folders = [d for d in root.iterdir() if has_job_file(d)]
+        now = [d for d in folders if read_slurm_id(d) == text]
+        had = now or [d for d in folders if text in read_slurm_ids(d)]
+        if not had:
+            return None
+        newest = max(had, key=created_key)
+        _check_owner(newest)
+        return newest
     if JOB_ID.fullmatch(text):
         found = [d for d in root.iterdir() if _named_otherwise(d) and stored_id(d) == text]
         if len(found) > 1:  # a copy of the folder (X.bak): never guess which one is meant
