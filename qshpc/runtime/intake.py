@@ -581,11 +581,24 @@ def keyable(args: tuple[Any, ...]) -> bool:
             circuit_class = _qpy.circuit_class()
         if t is not circuit_class or circuit_class is None or a.metadata:
             return False
-        from qshpc.task.payload import standard_names
-
-        if not set(a.count_ops()) <= standard_names():
+        # The names counted in Rust (``count_ops()`` copies them into an OrderedDict):
+        # 0.8 against 2.9 µs a 2-qubit circuit, at each cached call.
+        rust: Any = getattr(a, "_data", None)
+        counts = rust.count_ops() if hasattr(rust, "count_ops") else a.count_ops()
+        if not counts.keys() <= (_STANDARD or _standard_names()):
             return False
     return True
+
+
+_STANDARD: frozenset[str] | None = None
+
+
+def _standard_names() -> frozenset[str]:
+    global _STANDARD
+    from qshpc.task.payload import standard_names
+
+    _STANDARD = standard_names()
+    return _STANDARD
 
 
 def value_of(ref: Any) -> Any:
