@@ -27,7 +27,9 @@ which), numpy scalars kept as such (``numpy.float64`` is not made a
 ``pickle``
     Anything else (a ``bytearray`` too: the blob gives ``bytes`` back): the
     result pickled, inside the blob format (one pickle extension), which only
-    its owner's lookups load.
+    its owner's lookups load. A result that pickle cannot write by name (it
+    holds an instance of a class of the program file, on a worker; a class
+    made inside a function) is not cached: the call runs again in a later job.
 """
 
 from __future__ import annotations
@@ -146,9 +148,16 @@ def _encode(value: Any) -> Encoded:
         from qshpc.errors import SerializationError
 
         raise SerializationError(str(exc)) from None
-    except Exception:
-        body, same = encode_blob_exact(value)  # the closest it keeps (or raises)
-        return Encoded(body, "blob", None, same)
+    except Exception as exc:
+        # Neither kept as it is (the blob would flatten a masked array, a matrix, a Counter
+        # it holds) nor pickled by name (a class of the program file on a worker, a class
+        # made in a function): not cached. The blob's closest copy was cached before, and
+        # a later job's hit differed from what the task returned (review28 F1).
+        from qshpc.errors import SerializationError
+
+        raise SerializationError(
+            f"the result cannot be cached as it is (pickle: {type(exc).__name__}: {exc})"
+        ) from None
     packed: bytes = msgpack.packb(msgpack.ExtType(EXT_PICKLE, data), use_bin_type=True)
     return Encoded(packed, "pickle", None, False)
 

@@ -251,8 +251,11 @@ def _caller(
             ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
         finally:
             pop()
-        if ok and ckeys is not None and ckeys[pos]:
-            store(ckeys[pos], name, task_id, value=value)  # type: ignore[misc]
+        # Cached once its record is made (Results.add): a value the store refuses fails the
+        # call, and a later job must not take it from the cache (review28 F18).
+        cache: Callable[[], None] | None = None
+        if ok and ckeys is not None and ckeys[pos] and store is not None:
+            cache = partial(store, ckeys[pos], name, task_id, value=value)
         key = key or ""
         return (
             task_id,
@@ -267,6 +270,7 @@ def _caller(
             started,
             finished,
             cause,
+            cache,
         )
 
     return call

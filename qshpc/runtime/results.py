@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from qshpc.runtime.protocol import result_message
@@ -41,11 +42,15 @@ class Results:
         started: float,
         finished: float,
         cause: bytes | None = None,
+        cache: Callable[[], None] | None = None,
     ) -> None:
+        """Encode one finished attempt's record; ``cache``: called once the record of a
+        successful call is made (a value the store refuses is not cached either)."""
         meta = encode_meta(task_id, key, name, self.host, error, provenance)
         try:
             self.builder.add(meta, ok, value, started, finished)
         except Exception as exc:  # the value cannot be stored: the task failed
+            cache = None
             ok, value, error, exc_type = (
                 False,
                 None,
@@ -54,6 +59,8 @@ class Results:
             )
             meta = encode_meta(task_id, key, name, self.host, error, provenance)
             self.builder.add(meta, False, None, started, finished)
+        if cache is not None and ok:
+            cache()
         if not ok:
             self.failures.append((len(self.values), error or "", exc_type, cause))
         self.values.append(value)
