@@ -185,6 +185,10 @@ class DistributedTask(Generic[P, R]):
         self.cache = cache
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
+        # As functools.wraps gives them (code that labels results by ``f.__name__``;
+        # review28 F12): the function's own, or the object's class name for a callable.
+        self.__name__: str = getattr(func, "__name__", type(func).__name__)
+        self.__qualname__: str = getattr(func, "__qualname__", self.__name__)
         #: Prefix of this function's task ids, counted apart from the others' ("p" for
         #: the primitives' blocks: they exist on some rank counts only, and the ids, so
         #: the seeds, of the program's own calls must not depend on them).

@@ -44,6 +44,18 @@ if TYPE_CHECKING:
     from qshpc.program.session import Session
 
 
+def _ctrl_c_raises() -> bool:
+    """Does a Ctrl-C raise KeyboardInterrupt in this process (Python's own SIGINT handler,
+    or IPython's)? Not under ``qshpc run``, whose handler cancels the job."""
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    return handler is signal.default_int_handler or (
+        callable(handler)
+        and getattr(handler, "__module__", "").startswith(("IPython", "ipykernel"))
+    )
+
+
 class TaskSpec(Protocol):
     """What a backend needs of a task function (:class:`qshpc.program.api.DistributedTask` is one)."""
 
@@ -748,6 +760,14 @@ class InlineBackend:
             out: Outcome = run_task(
                 task.runner, targs, tkwargs, task_id, task.name, task_seed, attempt, step
             )
+            if out.exc_type == "KeyboardInterrupt" and _ctrl_c_raises():
+                # Ctrl-C while the call ran here (plain ``python``, a notebook's stop
+                # button): the program's, as without qshpc (review28 F5: it became the
+                # call's failure, and a loop that skips failed points could not be
+                # stopped). The call ends failed, so that a later get of it raises.
+                info = context.rank_info()
+                resolve_many([(ref, False, out.task_error(info.rank, info.host))])
+                raise KeyboardInterrupt
             if session is not None:
                 stored = session.record(out, key, submitted, task_seed)
                 if stored is not out:  # its value cannot be stored: failed, as on a worker

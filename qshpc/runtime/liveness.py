@@ -13,6 +13,7 @@ long as those reports come, and says on stderr how many are left.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -96,7 +97,7 @@ class Liveness:
         ids = ", ".join(e.ref.task_id for e in held[:20]) + (" ..." if len(held) > 20 else "")
         text = (
             f"worker rank {w.rank} on host {w.host} (pid {w.pid}) stopped responding "
-            f"(no heartbeat for {silent:.0f} s: killed, crashed or out of memory?) while holding "
+            f"(no heartbeat for {silent:.0f} s: {_why_silent(w)}) while holding "
             f"{len(held)} task(s) [{ids}] of {', '.join(names) or 'no function'}"
         )
         self.lost.append(text)
@@ -198,3 +199,30 @@ def lost_error(e: Entry, w: WorkerState, text: str) -> BaseException:
 
 
 __all__ = ["GOODBYE_S", "Liveness", "WorkerState", "lost_error"]
+
+
+def _why_silent(w: WorkerState) -> str:
+    """What a silent worker likely is: a process still alive on this host that sent no
+    heartbeat holds the GIL in one long call (review28 F16: it was said to be killed)."""
+    import socket
+
+    from qshpc import settings
+
+    limit = settings.WORKER_TIMEOUT_S.name
+    alive = False
+    if w.host == socket.gethostname() and w.pid:
+        try:
+            os.kill(w.pid, 0)
+            alive = True
+        except OSError:
+            pass
+    if alive:
+        return (
+            "its process is alive: one call holding Python's GIL that long (a single C call: "
+            f"a huge sort, sum or regex) or a stopped process; raise {limit} above the "
+            "longest such call"
+        )
+    return (
+        "killed, crashed or out of memory? Or one call holding Python's GIL that long: "
+        f"raise {limit} above it"
+    )
