@@ -8,18 +8,20 @@ worker started its next queued call after ``job.stop()`` and the job's end waite
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from qshpc import LocalClient, Program, open_job
 from qshpc.runtime.rank0 import END_GRACE_S
-from tests.conftest import job_dir_of, mpiexec
+from tests.conftest import job_dir_of, mpiexec, run_cli
 
 pytestmark = pytest.mark.mpi
 
@@ -105,3 +107,46 @@ def test_a_sigterm_to_mpiexec_starts_no_further_call(qshpc_home: Path, tmp_path:
             proc.kill()
             proc.wait()
     _check_end(job_dir, stopped)
+
+
+#: 4 quick calls, then 2 calls of 60 s: a cancel then stops 2 calls that still run.
+LONG_AT_THE_END = (
+    "import time\n"
+    "from qshpc import distribute_task, get, save_result, update_status\n"
+    "@distribute_task()\n"
+    "def nap(s):\n"
+    "    time.sleep(s)\n"
+    "    return s\n"
+    "get([nap(0.01) for _ in range(4)])\n"
+    "update_status('long calls')\n"
+    "save_result(get([nap(60) for _ in range(2)]))\n"
+)
+
+
+def cancelled_with_stopped_calls(folder: Path) -> Any:
+    """A local job cancelled while 2 calls of 60 s run: 4 done, 2 stopped (of 6 submitted)."""
+    (folder / "long.py").write_text(LONG_AT_THE_END)
+    job = LocalClient(workers=2).run(
+        Program(title="long", entrypoint="long.py", working_dir=str(folder))
+    )
+    deadline = time.monotonic() + 60
+    while job.info().get("sub_status") != "long calls":
+        assert time.monotonic() < deadline and job.status() in ("QUEUED", "RUNNING")
+        time.sleep(0.05)
+    time.sleep(0.5)  # both workers are in their 60 s call
+    assert job.stop()
+    assert job.wait(timeout=60) == "CANCELED"
+    return job
+
+
+def test_status_and_list_count_stopped_tasks_apart(qshpc_home: Path, tmp_path: Path) -> None:
+    # On db7f14c: "tasks    4 done, 2 failed" and "4 done, 2 failed" in the list.
+    job = cancelled_with_stopped_calls(tmp_path)
+    out = run_cli("status", job.job_id)
+    assert "tasks    4 done, 2 stopped\n" in out.stdout, out.stdout + out.stderr
+    meta = json.loads(run_cli("status", job.job_id, "--json").stdout)
+    assert meta["task_counts"] == {"SUCCEEDED": 4, "FAILED": 2}  # kept: stopped are FAILED there
+    assert meta["tasks_stopped"] == 2 and meta["tasks_submitted"] == 6
+    listed = run_cli("list").stdout
+    assert "4 done, 2 stopped" in listed and "failed" not in listed, listed
+    assert json.loads(run_cli("list", "--json").stdout)[0]["tasks_stopped"] == 2
