@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 
 from qshpc.jobs.progress import format_counts, snapshot
+from qshpc.report import svg
 from qshpc.report.card import STATE_COLOURS, card_html, jobs_table_html
-from tests.unit.test_report_model import T0, table
+from qshpc.report.timeline import build
+from tests.unit.test_report_model import T0, job, table
 
 STOP = "TaskAbandoned: the job was cancelled while this call still ran on rank 1 (...)"
 META = {
@@ -56,3 +58,25 @@ def test_the_jobs_table_and_the_watch_line_count_them_apart() -> None:
     assert format_counts(snapshot(old)) == "6 tasks done, 3 failed"
     # never more stopped than failed
     assert snapshot({**META, "tasks_stopped": 9}).stopped == 3
+
+
+def test_binned_timelines_cap_stopped_attempts_in_orange_not_red() -> None:
+    """hunt22f: above MAX_TASKS attempts the bins counted stopped attempts as failed
+    (red caps, ``data-failed``)."""
+    rows = [{"task_id": i, "rank": 1 + i % 2, "started": T0 + i // 2, "finished": T0 + i // 2 + 1}
+            for i in range(40)]  # fmt: skip
+    rows += [
+        {"task_id": 40, "rank": 1, "started": T0 + 20, "finished": T0 + 21, "failed": True,
+         "error": STOP},
+        {"task_id": 41, "rank": 2, "started": T0 + 20, "finished": T0 + 21, "failed": True,
+         "error": "ValueError: bad"},
+    ]  # fmt: skip
+    tl = build(job(rows, [(0, "h1"), (1, "h1"), (2, "h1")], "CANCELED"), max_tasks=10)
+    assert tl.binned and tl.failed == 1 and tl.stopped == 1
+    assert sum(m.failures for m in tl.marks) == 1 and sum(m.stops for m in tl.marks) == 1
+    capped = [m for m in tl.marks if m.stops]
+    assert len(capped) == 1 and tl.lanes[capped[0].lane].rank == 1 and not capped[0].failed
+    drawn = svg.render(tl)
+    assert drawn.count('class="failmark"') == 1 and drawn.count('class="stopmark"') == 1
+    assert 'data-failed="1" data-stopped="1"' in drawn
+    assert "1 stopped when the job ended" in drawn and "stopped when the job ended</text>" in drawn
