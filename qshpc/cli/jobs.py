@@ -38,14 +38,19 @@ def _duration(meta: dict[str, Any]) -> str:
 
 
 def _counts(meta: dict[str, Any]) -> str:
+    """``6 done (2 from cache), 1 failed, 2 stopped`` (stopped: still running when the job
+    ended; the store counts them FAILED)."""
+    from qshpc.jobs.progress import failed_text
+
     c = meta.get("task_counts") or {}
     done = int(c.get("SUCCEEDED", 0))
     failed = int(c.get("FAILED", 0))
+    stopped = min(failed, int(meta.get("tasks_stopped") or 0))
     cached = int(meta.get("tasks_from_cache") or 0)
     return (
         f"{done} done"
         + (f" ({cached} from cache)" if cached else "")
-        + (f", {failed} failed" if failed else "")
+        + failed_text(failed, stopped)
     )
 
 

@@ -64,6 +64,12 @@ class Snapshot:
     now: float
     cached: int = 0
     job_dir: str = ""
+    stopped: int = 0  # of ``failed``: stopped unfinished when the job ended, not failures
+
+    @property
+    def failures(self) -> int:
+        """Tasks that failed, without those stopped at the job's end."""
+        return self.failed - self.stopped
 
     @property
     def elapsed(self) -> float | None:
@@ -82,19 +88,29 @@ def snapshot(meta: dict[str, Any], now: float | None = None) -> Snapshot:
 
     counts = meta.get("task_counts") or {}
     total = meta.get("tasks_total")
+    failed = int(counts.get("FAILED", 0))
     return Snapshot(
         job_id=shown(meta.get("id", "")),
         state=shown(meta.get("state", "?")),
         sub_status=shown(meta.get("sub_status") or ""),
         done=int(counts.get("SUCCEEDED", 0)),
-        failed=int(counts.get("FAILED", 0)),
+        failed=failed,
         total=int(total) if total else None,
         started=float(meta["started"]) if meta.get("started") else None,
         finished=float(meta["finished"]) if meta.get("finished") else None,
         now=time.time() if now is None else now,
         cached=int(meta.get("tasks_from_cache") or 0),
         job_dir=str(meta.get("job_dir") or ""),
+        stopped=min(failed, int(meta.get("tasks_stopped") or 0)),
     )
+
+
+def failed_text(failed: int, stopped: int) -> str:
+    """``, 1 failed, 2 stopped`` (empty when neither): ``failed`` (the store's FAILED count)
+    less the ``stopped``, which ran when the job ended (a cancel) and are no failures of
+    their code (they were counted failed, in red: hunt23a)."""
+    bad = failed - stopped
+    return (f", {bad} failed" if bad else "") + (f", {stopped} stopped" if stopped else "")
 
 
 class RateMeter:
@@ -155,11 +171,11 @@ def format_rate(rate: float | None) -> str:
 
 
 def format_counts(s: Snapshot) -> str:
-    """``40/100 tasks done (30 from cache), 1 failed`` (``40 tasks done`` when the total is
-    unknown)."""
+    """``40/100 tasks done (30 from cache), 1 failed, 2 stopped`` (``40 tasks done`` when the
+    total is unknown)."""
     text = f"{s.done}/{s.total} tasks done" if s.total else f"{s.done} tasks done"
     text += f" ({s.cached} from cache)" if s.cached else ""
-    return text + (f", {s.failed} failed" if s.failed else "")
+    return text + failed_text(s.failed, s.stopped)
 
 
 def format_state(s: Snapshot) -> str:

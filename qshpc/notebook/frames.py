@@ -44,6 +44,7 @@ JOB_COLUMNS = (
     "done",
     "from_cache",
     "failed",
+    "stopped",
     "total",
     "slurm_job_id",
     "slurm_state",
@@ -164,7 +165,11 @@ def job_tasks_frame(job_dir: str | Path) -> pd.DataFrame:
 
 
 def jobs_frame(metas: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per job from ``Job.info()`` dicts (``JobList.to_pandas()``)."""
+    """One row per job from ``Job.info()`` dicts (``JobList.to_pandas()``).
+
+    ``failed`` counts tasks whose latest attempt FAILED, as ``task_counts`` does;
+    ``stopped`` how many of them were stopped unfinished when the job ended.
+    """
     pd = require_pandas()
     from qshpc.jobs.progress import snapshot
     from qshpc.report.card import first_line
@@ -192,6 +197,7 @@ def jobs_frame(metas: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "done": s.done,
                 "from_cache": s.cached,
                 "failed": s.failed,
+                "stopped": s.stopped,
                 "total": s.total,
                 "slurm_job_id": m.get("slurm_job_id"),
                 "slurm_state": m.get("slurm_state"),

@@ -17,6 +17,7 @@ from typing import Any
 from qshpc.jobs.progress import (
     average_rate,
     eta,
+    failed_text,
     format_duration,
     format_rate,
     snapshot,
@@ -62,25 +63,30 @@ def first_line(text: Any) -> str:
     return lines[0]
 
 
-def progress_bar(done: int, failed: int, total: int | None, state: str) -> str:
-    """A bar of done (green) and failed (red) over the total (over the finished when unknown)."""
+def progress_bar(done: int, failed: int, total: int | None, state: str, stopped: int = 0) -> str:
+    """A bar of done (green), failed (red) and stopped (orange) over the total (over the
+    finished when unknown). ``failed`` counts the ``stopped`` too (as the store does): those
+    still ran when the job ended, and are no failures of their code."""
     whole = total or (done + failed if state in TERMINAL else 0)
     if whole:
         ok_w = min(100.0, 100.0 * done / whole)
-        bad_w = min(100.0 - ok_w, 100.0 * failed / whole)
+        bad_w = min(100.0 - ok_w, 100.0 * (failed - stopped) / whole)
+        stop_w = min(100.0 - ok_w - bad_w, 100.0 * stopped / whole)
     else:  # total unknown while it runs: a striped bar, no fraction
-        ok_w = bad_w = 0.0
+        ok_w = bad_w = stop_w = 0.0
     stripes = (
         "background:repeating-linear-gradient(45deg,#e9ecef,#e9ecef 6px,#dee2e6 6px,#dee2e6 12px);"
         if not whole and state not in TERMINAL
         else "background:#e9ecef;"
     )
     return (
-        f'<div class="qshpc-bar" data-done="{done}" data-failed="{failed}" '
+        f'<div class="qshpc-bar" data-done="{done}" data-failed="{failed - stopped}" '
+        f'data-stopped="{stopped}" '
         f'data-total="{total if total is not None else ""}" style="{stripes}height:8px;'
         f'border-radius:4px;overflow:hidden;display:flex;width:100%;margin:6px 0 4px">'
         f'<div style="width:{ok_w:.2f}%;background:#198754"></div>'
-        f'<div style="width:{bad_w:.2f}%;background:#dc3545"></div></div>'
+        f'<div style="width:{bad_w:.2f}%;background:#dc3545"></div>'
+        f'<div style="width:{stop_w:.2f}%;background:{STATE_COLOURS["STOPPED"]}"></div></div>'
     )
 
 
@@ -105,8 +111,7 @@ def card_html(meta: dict[str, Any], rate: float | None = None, now: float | None
     counts = f"{s.done} done" + (f" / {s.total} {what}" if s.total else "")
     if s.cached:  # as `qshpc status` says it (review26: hits were nowhere in a notebook)
         counts += f" ({s.cached} from cache)"
-    if s.failed:
-        counts += f", {s.failed} failed"
+    counts += failed_text(s.failed, s.stopped)
     line2 = [counts]
     if state != "QUEUED" and rate is not None:
         line2.append(format_rate(rate))
@@ -152,7 +157,7 @@ def card_html(meta: dict[str, Any], rate: float | None = None, now: float | None
         f"<div><strong>{escape(title) or 'qshpc job'}</strong> "
         f'<code style="color:#666;font-size:12px">{escape(s.job_id)}</code></div>'
         f'<div style="margin-top:4px">{badge(state)}{sub}</div>'
-        f"{progress_bar(s.done, s.failed, s.total, state)}"
+        f"{progress_bar(s.done, s.failed, s.total, state, s.stopped)}"
         f'<div class="qshpc-counts" style="color:#333">{escape(" · ".join(line2))}</div>'
         f'<table style="border-collapse:collapse;margin-top:4px;font-size:12px">{rows}</table>'
         f"{err}</div>"
@@ -173,7 +178,7 @@ def jobs_table_html(metas: Iterable[dict[str, Any]], now: float | None = None) -
             continue
         s = snapshot(m, now)
         tasks = f"{s.done} done" + (f" ({s.cached} from cache)" if s.cached else "")
-        tasks += f", {s.failed} failed" if s.failed else ""
+        tasks += failed_text(s.failed, s.stopped)
         created = (
             time.strftime("%Y-%m-%d %H:%M", time.localtime(float(m["created"])))
             if m.get("created")

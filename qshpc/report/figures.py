@@ -97,6 +97,9 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
             fails = [(m.t0 - rel, m.t1 - m.t0) for m in marks if m.failed]
             if fails:
                 ax.broken_barh(fails, (task_y + task_h * 0.7, task_h * 0.3), facecolors=FAILED)
+            stops = [(m.t0 - rel, m.t1 - m.t0) for m in marks if m.stops]
+            if stops:  # below the red cap: stopped when the job ended, not failures
+                ax.broken_barh(stops, (task_y + task_h * 0.5, task_h * 0.2), facecolors=STOPPED)
     every = max(1, n // 60)  # a label per lane while they fit
     ax.set_yticks(
         [n - 1 - i + 0.5 for i in range(0, n, every)],
@@ -111,7 +114,10 @@ def timeline_figure(tl: Timeline, title: str = "") -> Figure:
     ax.set_xlabel("time since the job started" + (" (binned)" if tl.binned else ""))
     ax.grid(axis="x", alpha=0.3)
     handles = [Patch(color=colour(i), label=name) for i, name in enumerate(tl.functions)]
-    handles += [Patch(color=FAILED, label="failed"), Patch(color=PROGRAM, label="rank 0: program")]
+    handles.append(Patch(color=FAILED, label="failed"))
+    if tl.stopped:
+        handles.append(Patch(color=STOPPED, label="stopped when the job ended"))
+    handles.append(Patch(color=PROGRAM, label="rank 0: program"))
     if tl.waits_recorded:
         handles.append(Patch(facecolor=WAIT, hatch="///", label="rank 0: waiting"))
     fig.legend(

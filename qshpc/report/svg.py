@@ -61,6 +61,7 @@ def _tip(tl: Timeline, m: Mark) -> str:
             f"{where} \u00b7 {m.t1 - m.t0:.3g} s \u00b7 {span}"
         )
     extra = f" \u00b7 {m.failures} failed" if m.failures else ""
+    extra += f" \u00b7 {m.stops} stopped when the job ended" if m.stops else ""
     extra += " \u00b7 retries" if m.retry else ""
     return f"{where} \u00b7 {span}\n{m.n} attempts of {fn} \u00b7 {m.busy:.0%} of the time{extra}"
 
@@ -82,7 +83,8 @@ def render(tl: Timeline, standalone: bool = False) -> str:
         f'<svg{ns} class="qshpc-timeline" viewBox="0 0 {WIDTH} {height:.0f}" '
         f'width="{WIDTH}" height="{height:.0f}" role="img" '
         f'data-lanes="{len(tl.lanes)}" data-hosts="{len(tl.hosts)}" data-attempts="{tl.attempts}" '
-        f'data-drawn="{drawn}" data-marks="{len(tl.marks)}" data-binned="{int(tl.binned)}" data-failed="{tl.failed}" '
+        f'data-drawn="{drawn}" data-marks="{len(tl.marks)}" data-binned="{int(tl.binned)}" '
+        f'data-failed="{tl.failed}" data-stopped="{tl.stopped}" '
         f'data-retries="{tl.retries}" data-snapshot="{int(tl.snapshot)}" '
         f'font-family="system-ui, sans-serif" font-size="11">'
     )
@@ -166,6 +168,12 @@ def _mark(tl: Timeline, m: Mark, x: Callable[[float], float], y: float, h: float
         rect += (
             f'<rect class="failmark" x="{x0:.1f}" y="{y:.1f}" width="{max(w, 1.5):.1f}" '
             f'height="{max(1.0, h / 3):.1f}" fill="{FAILED}"/>'
+        )
+    if tl.binned and m.stops:  # an orange cap (below a red one) on bins that hold stopped ones
+        top = y + (max(1.0, h / 3) if m.failed else 0.0)
+        rect += (
+            f'<rect class="stopmark" x="{x0:.1f}" y="{top:.1f}" width="{max(w, 1.5):.1f}" '
+            f'height="{max(1.0, h / 4):.1f}" fill="{STOPPED}"/>'
         )
     if tl.binned and m.retry:  # a black foot on bins that hold retries
         rect += (

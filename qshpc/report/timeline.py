@@ -71,8 +71,9 @@ class Mark:
         base: Where the mark starts in a bin's stack (fraction of the lane, from the bottom).
         task_id: The task id (attempt marks only).
         attempt: The attempt number (attempt marks only).
-        failures: Failed attempts in it (bins).
+        failures: Failed attempts in it (bins; not those stopped).
         stopped: An attempt still running when the job ended, stopped (not a failure).
+        stops: Attempts in it stopped when the job ended (bins: an orange cap, not red).
     """
 
     lane: int
@@ -88,6 +89,7 @@ class Mark:
     attempt: int = 1
     failures: int = 0
     stopped: bool = False
+    stops: int = 0
 
 
 @dataclass
@@ -110,7 +112,7 @@ class Timeline:
         retries: Attempts that were retries.
         snapshot: The job was still running when it was read.
         waits_recorded: The store records rank 0's waits.
-        stopped: Attempts still running when the job ended (drawn apart; not binned).
+        stopped: Attempts still running when the job ended (drawn apart; not in ``failed``).
     """
 
     t0: float
@@ -221,10 +223,10 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
         snapshot=data.running,
         waits_recorded=data.waits_recorded,
     )
+    stopped = t.stopped()
+    tl.stopped = int(stopped.sum())
+    tl.failed -= tl.stopped
     if len(t) <= max_tasks and not per_host:
-        stopped = t.stopped()
-        tl.stopped = int(stopped.sum())
-        tl.failed -= tl.stopped
         tl.marks = [
             Mark(
                 int(ln),
@@ -255,7 +257,7 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
     bins = int(np.clip(MARK_BUDGET // max(1, len(lanes) * stack), MIN_BINS, MAX_BINS))
     tl.bin_s = (t1 - t0) / bins
     ranks = np.array([lane.ranks for lane in lanes], dtype=np.float64)
-    tl.marks = _bin(t, lane_of, fn_of, ranks, len(functions), t0, tl.bin_s, bins)
+    tl.marks = _bin(t, lane_of, fn_of, ranks, len(functions), t0, tl.bin_s, bins, stopped)
     return tl
 
 
@@ -319,9 +321,12 @@ def _bin(
     t0: float,
     width: float,
     bins: int,
+    stopped: np.ndarray[Any, Any] | None = None,
 ) -> list[Mark]:
     """Bins as stacks: one mark per function with work in the bin, its height that share
-    (of the lane's ranks' time, for a lane that holds several)."""
+    (of the lane's ranks' time, for a lane that holds several). ``stopped`` (bool per
+    record): attempts stopped at the job's end, counted apart from the failures (on
+    db7f14c they made red caps: hunt22f)."""
     n_lanes = len(ranks)
     shape = (n_lanes, bins, n_fn)
     occ = _occupancy(t.started, t.finished, lane_of, fn_of, shape, t0, width)
@@ -331,14 +336,19 @@ def _bin(
     count = np.bincount(flat, minlength=n_lanes * bins * n_fn).reshape(shape)
     flat_lb = lane_of * bins + where
     size = n_lanes * bins
-    fails = np.bincount(flat_lb, weights=t.failed, minlength=size).reshape(n_lanes, bins)
+    if stopped is None:
+        stopped = np.zeros(len(t.failed), dtype=bool)
+    bad = t.failed & ~stopped
+    fails = np.bincount(flat_lb, weights=bad, minlength=size).reshape(n_lanes, bins)
+    stops = np.bincount(flat_lb, weights=stopped, minlength=size).reshape(n_lanes, bins)
     retry = np.bincount(flat_lb, weights=t.attempt > 1, minlength=size).reshape(n_lanes, bins)
     level = np.ceil(np.clip(occ / width, 0.0, 1.0) * LEVELS).astype(np.int64)
     level[(level == 0) & (count > 0)] = 1  # a bin that ran tasks shows, however briefly
     marks: list[Mark] = []
     for lane in range(n_lanes):
         lv = [tuple(row) for row in level[lane].tolist()]
-        cn, fl, rt = count[lane].tolist(), fails[lane].tolist(), retry[lane].tolist()
+        cn, rt = count[lane].tolist(), retry[lane].tolist()
+        fl, st = fails[lane].tolist(), stops[lane].tolist()
         b = 0
         while b < bins:
             if not any(lv[b]):
@@ -346,14 +356,16 @@ def _bin(
                 continue
             start = b
             n = [0] * n_fn
-            failures = retries = 0
-            # merge neighbours that look alike; a bin with failures or retries stands alone
+            failures = retries = halted = 0
+            # merge neighbours that look alike; a bin with failures, stopped attempts or
+            # retries stands alone
             while b < bins and lv[b] == lv[start]:
-                if b > start and (fl[b] or rt[b] or fl[start] or rt[start]):
+                if b > start and (fl[b] or rt[b] or st[b] or fl[start] or rt[start] or st[start]):
                     break
                 n = [a + c for a, c in zip(n, cn[b], strict=True)]
                 failures += int(fl[b])
                 retries += int(rt[b])
+                halted += int(st[b])
                 b += 1
             total = max(LEVELS, sum(lv[start]))
             base = 0.0
@@ -373,6 +385,7 @@ def _bin(
                         busy=q / total,
                         base=base,
                         failures=failures if first else 0,
+                        stops=halted if first else 0,
                     )
                 )
                 base += q / total

@@ -159,6 +159,10 @@ class JobReader:
 
         ``tasks_submitted`` is how many tasks the program had submitted when rank 0
         last wrote it (None for jobs of a qshpc that did not record it).
+        ``task_counts`` counts tasks by the state of their latest attempt;
+        ``tasks_stopped`` how many of its FAILED ones were stopped unfinished when
+        the job ended (``TaskAbandoned``: a cancel, or a program that no longer
+        waited for them), not failures of their code.
         """
         out: dict[str, Any] = self._native(L.META_GROUP, False)
         log = self._log()
@@ -186,6 +190,7 @@ class JobReader:
         table = self._table(log)
         counts = table.latest_counts()
         from_cache = table.latest_from_cache()
+        stopped = table.latest_stopped()
         last = runs[-1] if runs else {}
         out.update(
             state=state,
@@ -202,6 +207,7 @@ class JobReader:
             records=len(table),
             tasks_submitted=submitted,
             tasks_from_cache=from_cache,
+            tasks_stopped=stopped,
             schema_version=SCHEMA_VERSION,
             launch=last.get("launch"),
         )
@@ -566,6 +572,7 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError, deep: bool = True) -> di
         recoverable=summary,
         damaged=True,
         task_counts={"SUCCEEDED": int(results[0]), "FAILED": 0},
+        tasks_stopped=0,
         has_result=(rec or {}).get("result") == "readable",
         ranks=[],
     )

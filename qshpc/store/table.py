@@ -90,6 +90,29 @@ class TaskTable:
         n_failed = sum(latest.values())
         return {TASK_STATES[0]: len(latest) - n_failed, TASK_STATES[1]: n_failed}
 
+    def latest_stopped(self) -> int:
+        """Tasks whose latest committed attempt was stopped (:meth:`stopped`): counted FAILED
+        by :meth:`latest_counts` (its meaning kept), shown apart as not failures of their code.
+
+        Only the failed records' errors are read (a job of many tasks has few failures).
+        """
+        stopped = {
+            self.task_id[i]
+            for i in np.flatnonzero(self.failed).tolist()
+            if (e := self.error[i]) is not None and e.startswith(ABANDONED)
+        }
+        if not stopped:
+            return 0
+        latest: dict[str, int] = {}
+        for i, tid in enumerate(self.task_id):
+            if tid in stopped:
+                latest[tid] = i
+        return sum(
+            1
+            for i in latest.values()
+            if self.failed[i] and str(self.error[i]).startswith(ABANDONED)
+        )
+
     def latest_from_cache(self) -> int:
         """Tasks whose latest committed attempt is a result taken from the result cache."""
         latest: dict[str, bool] = {}
