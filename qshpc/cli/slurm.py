@@ -40,9 +40,10 @@ def _program(program: Path, working_dir: Path | None, name: str | None) -> Any:
 def register(app: typer.Typer) -> None:
     """Add ``submit`` to ``app``."""
 
-    @app.command("submit")
+    @app.command("submit", context_settings={"allow_extra_args": True})
     @errors
     def submit(
+        ctx: typer.Context,
         program: Annotated[
             Path | None,
             typer.Argument(
@@ -164,6 +165,9 @@ def register(app: typer.Typer) -> None:
         resources and seed. A .json FILE holding a list gives one element per
         entry. One line is printed per element; `qshpc list --array ARRAY_ID`
         shows them together. A failed element never stops the others.
+
+        What follows `--` goes to the program's sys.argv (every element alike;
+        `--resume` keeps the job's own).
         """
         from qshpc.errors import UserError
         from qshpc.submit.config import resolve_resources
@@ -199,6 +203,8 @@ def register(app: typer.Typer) -> None:
                 )
                 if value is not None
             ]
+            if ctx.args:
+                given.append("the program's arguments after --")
             if given:
                 raise UserError(
                     f"--resume runs the job's own staged program, arguments and seed: leave out "
@@ -224,7 +230,7 @@ def register(app: typer.Typer) -> None:
                 raise UserError(
                     "give either --arguments (one job) or --array (a job array), not both"
                 )
-            _submit_array(prog, array, seed, res, dry_run, as_json)
+            _submit_array(prog, array, seed, res, dry_run, as_json, list(ctx.args))
             return
         args: dict[str, Any] | None = None
         if arguments is not None:
@@ -235,7 +241,7 @@ def register(app: typer.Typer) -> None:
             from qshpc.jobs.prepare import load_arguments_file
 
             args = load_arguments_file(arguments)
-        sub = do_submit(prog, args, seed, res, dry_run=dry_run)
+        sub = do_submit(prog, args, seed, res, dry_run=dry_run, program_args=list(ctx.args))
         if dry_run:
             echo(sub.script.rstrip("\n"))
             return
@@ -387,12 +393,18 @@ def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str,
 
 
 def _submit_array(
-    prog: Any, files: list[Path], seed: int | None, res: Any, dry_run: bool, as_json: bool
+    prog: Any,
+    files: list[Path],
+    seed: int | None,
+    res: Any,
+    dry_run: bool,
+    as_json: bool,
+    program_args: list[str],
 ) -> None:
     from qshpc.submit.submission import submit_array
 
     sets = load_array_arguments(files, read=not dry_run)
-    sub = submit_array(prog, sets, seed, res, dry_run=dry_run)
+    sub = submit_array(prog, sets, seed, res, dry_run=dry_run, program_args=program_args)
     if dry_run:
         echo(f"# job array {sub.array_id}: {len(sub.elements)} element(s)")
         echo(sub.script.rstrip("\n"))

@@ -87,8 +87,10 @@ def submit(
     seed: int | None,
     res: SlurmResources,
     dry_run: bool = False,
+    program_args: Sequence[str] = (),
 ) -> Submission:
-    """Submit ``program`` with ``arguments`` as one Slurm job; return at once.
+    """Submit ``program`` with ``arguments`` as one Slurm job; return at once
+    (``program_args``: the program's ``sys.argv[1:]``, ``qshpc submit PROG -- ARGS``).
 
     Raises:
         ResourceError: Bad resources, or sbatch refused them (its message, and the partitions).
@@ -121,8 +123,11 @@ def submit(
     executor.update_parameters(**params)
     try:
         _make_dir(job_dir)
-        staged = _create_job(program, src, entrypoint, job_dir, exclude, arguments, seed, res, name)
-        job = _sbatch(executor, staged, job_dir, res)
+        argv = {"program_args": list(program_args)} if program_args else None
+        staged = _create_job(
+            program, src, entrypoint, job_dir, exclude, arguments, seed, res, name, argv
+        )
+        job = _sbatch(executor, staged, job_dir, res, program_args=program_args)
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
@@ -181,6 +186,7 @@ def submit_array(
     seed: int | None,
     res: SlurmResources,
     dry_run: bool = False,
+    program_args: Sequence[str] = (),
 ) -> ArraySubmission:
     """Submit ``program`` once per argument set, as ONE Slurm job array; return at once.
 
@@ -239,12 +245,14 @@ def submit_array(
             _make_dir(job_dir)
             made.append(job_dir)
             meta = array_meta(array_id, i, len(job_dirs))
+            if program_args:
+                meta["program_args"] = list(program_args)
             staged = _create_job(
                 program, src, entrypoint, job_dir, exclude, arguments, seed, res, name, meta
             )
-            calls.append(_task_call(staged, job_dir, res))
+            calls.append(_task_call(staged, job_dir, res, program_args))
         with _sbatch_errors(folder), executor.batch():
-            jobs = [executor.submit(run_task, *args, env=env) for args, env in calls]
+            jobs = [executor.submit(run_task, *args, **kw) for args, kw in calls]
     except BaseException:
         for d in [*made, folder_root]:
             shutil.rmtree(d, ignore_errors=True)
@@ -328,7 +336,9 @@ def resubmit(job_dir: Path, overrides: dict[str, Any], dry_run: bool = False) ->
     # Before sbatch: a run that starts before the marker is written is newer than it
     # (was: the time after sbatch; a run that started and failed in between showed QUEUED).
     submitted = time.time()
-    job = _sbatch(executor, staged, job_dir, res, resume=True)
+    job = _sbatch(
+        executor, staged, job_dir, res, resume=True, program_args=meta.get("program_args") or ()
+    )
     marker = {"slurm_job_id": str(job.job_id), "time": submitted}
     with _recording(job_dir, job):
         _write_private(job_dir / RESUBMITTED_FILE, json.dumps(marker))
@@ -501,9 +511,9 @@ def _executor(folder: Path) -> Any:
 
 
 def _task_call(
-    staged: Program, job_dir: Path, res: SlurmResources
-) -> tuple[tuple[Any, ...], dict[str, str]]:
-    """The positional arguments and ``env`` of ``run_task`` for the job in ``job_dir``."""
+    staged: Program, job_dir: Path, res: SlurmResources, program_args: Sequence[str] = ()
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments of ``run_task`` for the job in ``job_dir``."""
     args = (str(job_dir), str(staged.path()), str(job_dir / STAGED_DIR), res.gpus_per_node)
     env = dict(staged.env_vars)
     if res.requeue:
@@ -511,7 +521,10 @@ def _task_call(
     cache = staged.cache_meta()
     if cache is not None and cache["enabled"]:
         env[settings.CACHE_JOB.name] = "1"  # the workers may put off their imports
-    return args, env
+    kwargs: dict[str, Any] = {"env": env}
+    if program_args:
+        kwargs["program_args"] = [str(a) for a in program_args]
+    return args, kwargs
 
 
 @contextlib.contextmanager
@@ -555,16 +568,21 @@ def _keep_private(folder: Path) -> None:
 
 
 def _sbatch(
-    executor: Any, staged: Program, job_dir: Path, res: SlurmResources, resume: bool = False
+    executor: Any,
+    staged: Program,
+    job_dir: Path,
+    res: SlurmResources,
+    resume: bool = False,
+    program_args: Sequence[str] = (),
 ) -> Any:
     """Submit ``run_task`` for one job (``resume``: it resumes the job, ``--resume``)."""
     from qshpc.submit.task import run_task
 
-    args, env = _task_call(staged, job_dir, res)
+    args, kwargs = _task_call(staged, job_dir, res, program_args)
     with _sbatch_errors(Path(executor.folder)):
         if resume:
-            return executor.submit(run_task, *args, env=env, resume=True)
-        return executor.submit(run_task, *args, env=env)
+            return executor.submit(run_task, *args, resume=True, **kwargs)
+        return executor.submit(run_task, *args, **kwargs)
 
 
 def _explain(text: str) -> str:

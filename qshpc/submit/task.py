@@ -87,6 +87,7 @@ def run_task(
     gpus_per_node: int = 0,
     env: dict[str, str] | None = None,
     resume: bool = False,
+    program_args: list[str] | None = None,
 ) -> int:
     """Run one Slurm task of a qshpc job; exit non-zero when the job did not succeed.
 
@@ -98,6 +99,7 @@ def run_task(
         env: The program's ``env_vars``.
         resume: Resume the job (``qshpc submit --resume``): only tasks without a stored
             result run.
+        program_args: The program's ``sys.argv[1:]`` (``qshpc submit PROG -- ARGS``).
 
     Raises:
         SystemExit: With the runtime's exit code when the job did not succeed, so
@@ -148,6 +150,7 @@ def run_task(
         program=Path(entry),
         job_dir=Path(job_dir),
         resume=job_dir if restarted or resume else None,
+        program_args=list(program_args or []),
     )
     code = run(spec, workers, slurm.scheduler())
     from qshpc.runtime.leave import leave_within
