@@ -25,7 +25,7 @@ import pytest
 from tests.conftest import ROOT, job_dir_of, run_cli, tmpfs
 from tests.faults.test_bad_input import no_internals
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount)")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount)")
 
 #: The program: 20 tasks, then it waits for ``go`` (the test turns the disk read-only
 #: meanwhile), then saves its result (380).
@@ -134,6 +134,7 @@ def _rescued(folder: Path, job: str, err: str) -> object:
     return load_arguments(path)["result"]
 
 
+@needs_root
 @pytest.mark.mpi
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_a_result_saved_after_the_job_folder_turned_read_only_is_kept_elsewhere(
@@ -156,6 +157,7 @@ def test_a_result_saved_after_the_job_folder_turned_read_only_is_kept_elsewhere(
         assert f"qshpc: job {job} FAILED" in out.stderr, out.stderr
 
 
+@needs_root
 @pytest.mark.mpi
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_a_result_the_full_disk_cannot_take_is_kept_elsewhere(tmp_path: Path, workers: str) -> None:
@@ -178,3 +180,90 @@ def test_a_result_the_full_disk_cannot_take_is_kept_elsewhere(tmp_path: Path, wo
         meta = json.loads(run_cli("status", str(job), "--json", env=env).stdout)
         assert meta["state"] == "FAILED"
         assert f"kept instead in {work}" in str(meta["error"]), meta["error"]
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Callable[[], Path]]:
+    """A small tmpfs to fill, then the call that remounts it read-only (and returns it)."""
+    with tmpfs(tmp_path / "ro", "size=4m,mode=0700") as mnt:
+
+        def remount() -> Path:
+            subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+            return mnt
+
+        yield remount
+
+
+@needs_root
+def test_save_arguments_into_a_read_only_folder_is_a_store_error(
+    read_only: Callable[[], Path],
+) -> None:
+    # On db7f14c: a bare `OSError: [Errno 30] Read-only file system: '.../a.h5.tmp'` (the
+    # cleanup's unlink of the temporary file, which never was, hid the write's own error).
+    from qshpc.errors import StoreError
+    from qshpc.store import save_arguments
+
+    folder = read_only()
+    with pytest.raises(StoreError, match=r"cannot write .*a\.h5: Read-only file system"):
+        save_arguments(folder / "a.h5", {"x": 1})
+
+
+@needs_root
+def test_the_client_on_a_read_only_store_says_so_in_one_error(
+    tmp_path: Path, read_only: Callable[[], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On db7f14c each of these was a bare OSError (EROFS) from deep inside qshpc:
+    # client.file_upload (the temporary file's cleanup), client.upload (the programs
+    # folder) and client.run (the job folder).
+    from qshpc import LocalClient, Program
+    from qshpc.errors import QshpcError
+
+    prog = tmp_path / "p.py"
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"x" * 1000)
+    store = read_only()
+    monkeypatch.setenv("QSHPC_HOME", str(store))
+    client = LocalClient()
+    calls = {
+        "file_upload": lambda: client.file_upload(str(data)),
+        "upload": lambda: client.upload(Program(title="t", entrypoint=str(prog))),
+        "run": lambda: client.run(Program(title="t", entrypoint=str(prog))),
+    }
+    for name, call in calls.items():
+        with pytest.raises(QshpcError, match="Read-only file system") as caught:
+            call()
+        assert str(store) in str(caught.value), (name, caught.value)
+
+
+@needs_root
+def test_plot_onto_a_full_disk_keeps_the_image_that_was_there(tmp_path: Path) -> None:
+    # On db7f14c `qshpc plot -o` wrote the image in place: a full disk left a torn 8 KB
+    # PNG where the old image had been.
+    from qshpc.errors import UserError
+    from qshpc.jobs.plot import plot_result
+
+    with tmpfs(tmp_path / "disk", "size=8k") as disk:
+        out = disk / "plot.png"
+        out.write_bytes(b"the old image")
+        with pytest.raises(UserError, match="No space left on device"):
+            plot_result({"00": 10, "11": 20}, out)
+        assert out.read_bytes() == b"the old image"
+        assert sorted(p.name for p in disk.iterdir()) == ["plot.png"]
+
+
+def test_plot_of_a_job_that_ended_before_its_store_did_says_its_end(tmp_path: Path) -> None:
+    # On db7f14c a job a full disk ended FAILED before it started (its end in status.json,
+    # as `qshpc status` shows) was "(QUEUED) has no saved result to plot ... or wait for
+    # it with `qshpc wait`".
+    from qshpc.errors import UserError
+    from qshpc.jobs.paths import mark_terminal
+    from qshpc.jobs.plot import plot_job
+    from qshpc.store import create_job
+
+    job = tmp_path / "job"
+    create_job(job, {"id": "job", "title": "t", "created": time.time()}, None)
+    mark_terminal(job, "FAILED", "no space left on device")
+    with pytest.raises(UserError, match=r"\(FAILED\) has no saved result") as caught:
+        plot_job(job)
+    assert "qshpc wait" not in str(caught.value)
