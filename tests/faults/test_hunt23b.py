@@ -164,6 +164,40 @@ def test_a_result_saved_after_the_job_folder_turned_read_only_is_kept_elsewhere(
 
 @needs_root
 @pytest.mark.mpi
+def test_a_notebook_job_whose_folder_turned_read_only_names_where_its_result_is(
+    tmp_path: Path, ext4: tuple[Path, Callable[[], None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On db7f14c a LocalClient's job.result() said only `ended FAILED: the job's processes
+    # ended without finalizing the store; ...; see logs/ in DIR` (the logs, on the read-only
+    # file system, were empty), and the result was lost. Now the error names the read-only
+    # file system and the file the result was kept in (the program's folder).
+    from qshpc import LocalClient, Program
+    from qshpc.errors import JobFailedError
+
+    mnt, read_only = ext4
+    monkeypatch.setenv("QSHPC_HOME", str(mnt / "home"))
+    monkeypatch.setenv("QSHPC_PROGRESS_S", "0")
+    work = tmp_path / "work"
+    work.mkdir()
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    (work / "waits.py").write_text(
+        WAITS.replace("sys.argv[1], sys.argv[2]", f"{str(ready)!r}, {str(go)!r}")
+    )
+    job = LocalClient().run(Program(title="w", entrypoint="waits.py", working_dir=str(work)))
+    deadline = time.monotonic() + 90
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    read_only()
+    go.touch()
+    with pytest.raises(JobFailedError) as caught:
+        job.result(timeout=90)
+    text = str(caught.value)
+    assert "read-only" in text, text
+    assert _rescued(work, job.job_id, text) == 380
+
+
+@needs_root
+@pytest.mark.mpi
 def test_tasks_sent_after_the_job_folder_turned_read_only_fail_the_job_in_a_line(
     tmp_path: Path, ext4: tuple[Path, Callable[[], None]]
 ) -> None:
