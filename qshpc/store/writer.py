@@ -211,6 +211,8 @@ class JobWriter:
             where = self._batch.add_event(L.EVENT_RESULT, parts)
             self.commit()
         except StoreError as exc:  # computed but not stored: keep it elsewhere (hunt23b)
+            if exc is not self._broken:  # not a failed write (a forked child's call): as is
+                raise
             raise self._rescue(value, exc) from exc
         self._result = (value, where == L.WHERE_LARGE, sum(len(p) for p in parts))
 
@@ -222,10 +224,8 @@ class JobWriter:
         """
         from qshpc.store.rescue import rescue_result, rescued_error
 
-        error = rescued_error(exc, rescue_result(self.path.parent, value))
-        if self._broken is exc:
-            self._broken = error
-        return error
+        self._broken = rescued_error(exc, rescue_result(self.path.parent, value))
+        return self._broken
 
     def done_records(self) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record (results loaded), committed ones only."""
