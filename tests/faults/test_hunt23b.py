@@ -66,32 +66,34 @@ save_result(np.random.default_rng(1).random(500_000))  # 4 MB: more than the dis
 @pytest.fixture
 def ext4(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None]]]:
     """A 32 MiB ext4 (loop device, ``errors=remount-ro``) and the call that makes the kernel
-    turn it read-only, its open files included; unmounted after."""
+    turn it read-only, its open files included; unmounted after. Skipped where any part is
+    missing (no mkfs.ext4, no loop devices, a kernel without ``trigger_fs_error``)."""
     image, mnt = tmp_path / "ext4.img", tmp_path / "ext4"
     mnt.mkdir()
     with open(image, "wb") as fh:
         fh.truncate(32 << 20)
-    made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot make an ext4 image here: {made.stderr.strip()}")
-    mounted = subprocess.run(
-        ["mount", "-o", "loop,errors=remount-ro", str(image), str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a loop device here: {mounted.stderr.strip()}")
+
+    def run(*argv: str) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True)
+        except OSError as exc:
+            pytest.skip(f"cannot run {argv[0]} here: {exc}")
+        if done.returncode != 0:
+            pytest.skip(f"cannot make an ext4 on a loop device here: {done.stderr.strip()}")
+        return done.stdout
+
+    run("mkfs.ext4", "-q", "-F", str(image))
+    run("mount", "-o", "loop,errors=remount-ro", str(image), str(mnt))
     try:
-        device = Path(subprocess.check_output(["findmnt", "-no", "SOURCE", str(mnt)], text=True))
-        trigger = Path("/sys/fs/ext4") / device.name.strip() / "trigger_fs_error"
+        device = Path(run("findmnt", "-no", "SOURCE", str(mnt)).strip())
+        trigger = Path("/sys/fs/ext4") / device.name / "trigger_fs_error"
         if not trigger.exists():
             pytest.skip(f"no {trigger} (a kernel without ext4's error trigger)")
 
         def read_only() -> None:
             trigger.write_text("hunt23b: turn read-only\n")
-            probe = mnt / "probe"
             with pytest.raises(OSError):  # it took effect
-                probe.write_text("x")
+                (mnt / "probe").write_text("x")
 
         yield mnt, read_only
     finally:
