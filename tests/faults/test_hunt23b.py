@@ -326,3 +326,33 @@ def test_plot_of_a_job_that_ended_before_its_store_did_says_its_end(tmp_path: Pa
     with pytest.raises(UserError, match=r"\(FAILED\) has no saved result") as caught:
         plot_job(job)
     assert "qshpc wait" not in str(caught.value)
+
+
+@needs_root
+def test_an_ended_job_whose_store_cannot_be_completed_says_so_on_every_read(
+    tmp_path: Path,
+) -> None:
+    # hunt22c left it to `qshpc run`: on db7f14c `qshpc result`, `qshpc status` and
+    # Job.result() of an ended job whose job.h5 could not be completed (its final fold
+    # had no room, then its file system was made read-only) read the journal without a
+    # word, and plain h5py saw no state and no result in job.h5.
+    from qshpc.client.job import Job
+    from qshpc.errors import QshpcWarning
+    from tests.faults.test_hunt12_mend12a import _ended_with_no_room_to_fold
+
+    with tmpfs(tmp_path / "disk", "size=3m") as mnt:
+        job = _ended_with_no_room_to_fold(mnt)
+        (mnt / "filler").unlink()
+        subprocess.run(["mount", "-o", "remount,ro,size=40m", str(mnt)], check=True)
+        env = {"PYTHONPATH": str(ROOT)}
+        for command in ("result", "status"):
+            out = run_cli(command, str(job), env=env)
+            assert out.returncode == 0, out.stderr
+            assert f"qshpc: warning: job job's store {job / 'job.h5'} is incomplete" in out.stderr
+            assert f"read from {job / 'job.journal'}" in out.stderr, out.stderr
+        with pytest.warns(QshpcWarning, match="is incomplete"):
+            assert Job(job).result()["x"].shape == (50_000,)
+        subprocess.run(["mount", "-o", "remount,rw,size=40m", str(mnt)], check=True)
+        out = run_cli("status", str(job), env=env)  # writable, with room: folded, no word
+        assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+        assert not (job / "job.journal").exists()
