@@ -157,10 +157,10 @@ class BaseProvider:
         folder = qshpc_home() / PROGRAMS_DIR
         from qshpc.store import perms
 
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        perms.make_dir(folder)
         path = folder / _record_name(program.title)
         try:  # hunt21b: through one fixed "<title>.tmp", where a FIFO hung it (two uploads raced)
+            folder.parent.mkdir(parents=True, exist_ok=True)  # a read-only store: a line, not
+            perms.make_dir(folder)  # an OSError traceback (hunt23b)
             perms.write_atomic(path, (json.dumps(record, indent=1) + "\n").encode(), 0o666)
         except OSError as exc:
             raise UserError(

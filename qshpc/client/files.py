@@ -96,7 +96,7 @@ def upload(path: str | os.PathLike[str]) -> str:
             os.fsync(fout.fileno())
         os.replace(tmp, root / name)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _unlink(tmp)  # hunt23b: EROFS here too (even for a missing one) was the traceback
         raise UserError(f"cannot upload {src} to {root}: {exc.strerror or exc}") from None
     return name
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from qshpc import _timeline, settings
 from qshpc.client.base import BaseProvider, page_jobs
 from qshpc.client.job import Job, discard_note, list_jobs, open_job
-from qshpc.errors import UserError
+from qshpc.errors import StoreError, UserError
 from qshpc.jobs.arrays import (
     array_folder,
     array_meta,
@@ -149,6 +149,23 @@ def end_note() -> str:
     return path
 
 
+def _make_job_dir(job_path: Path) -> None:
+    """Make the job's folder and its ``logs``; a read-only or full store is one error naming
+    the folder (hunt23b: ``client.run`` was an OSError traceback), and leaves nothing."""
+    from qshpc.store import perms
+
+    try:
+        perms.make_dir(job_path)
+        (job_path / "logs").mkdir(mode=perms.dir_mode(), exist_ok=True)
+    except OSError as exc:
+        shutil.rmtree(job_path, ignore_errors=True)  # a new job's: nothing else is in it
+        where = job_path.parent
+        raise StoreError(
+            f"cannot create the job folder {job_path}: {exc.strerror or exc}. Check that "
+            f"{where} is writable and that its file system has free space (df -h {where})"
+        ) from None
+
+
 def _start_then_write(
     prog: Program,
     arguments: dict[str, Any] | None,
@@ -168,10 +185,7 @@ def _start_then_write(
     added, then written with ``QSHPC_TIMELINE=1`` as the job's
     ``logs/timeline-client.json``).
     """
-    from qshpc.store import perms
-
-    perms.make_dir(job_path)
-    (job_path / "logs").mkdir(mode=perms.dir_mode(), exist_ok=True)
+    _make_job_dir(job_path)
     try:
         proc, note = _launch(
             str(prog.path()), prog.working_dir, prog.env_vars, job_path, workers, writing=True,

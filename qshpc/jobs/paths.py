@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from qshpc import settings
-from qshpc.errors import JobNotFoundError
+from qshpc.errors import JobNotFoundError, StoreError
 
 JOB_FILE = "job.h5"
 #: The Slurm job id of a job submitted to Slurm (written by qshpc.submit after sbatch).
@@ -78,13 +78,23 @@ def data_dir() -> Path:
     quantum-serverless programs wrote to ``/data``; on qshpc, write to
     ``qshpc.data_dir() / "name"``: the folder is on the job store's shared
     storage, the same for the program, the workers and the client.
+
+    Raises:
+        StoreError: It is missing and cannot be made (a read-only or full file system).
     """
     root = data_root()
     if not root.is_dir():
         from qshpc.store import perms
 
-        root.parent.mkdir(parents=True, exist_ok=True)
-        perms.make_dir(root)
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+            perms.make_dir(root)
+        except OSError as exc:  # a read-only or full store: one line, not a traceback (hunt23b)
+            raise StoreError(
+                f"cannot create the data folder {root}: {exc.strerror or exc}. Check that "
+                f"{root.parent} is writable and that its file system has free space "
+                f"(df -h {root.parent})"
+            ) from None
     return root
 
 

@@ -323,8 +323,14 @@ def plot_result(result: Any, out: str | os.PathLike[str], title: str = "") -> Pa
         raise UserError(
             f"cannot write a {fmt!r} image: use one of {', '.join(sorted(supported))} as --out suffix"
         )
+    import io
+
+    from qshpc.store import perms
+
+    image = io.BytesIO()  # drawn first, then written beside and renamed (hunt23b): a full disk
+    fig.savefig(image, format=fmt, dpi=110)  # had left a torn image in place of the old one
     try:
-        fig.savefig(path, format=fmt, dpi=110)
+        perms.write_atomic(path, image.getvalue(), mode=0o666)  # the umask's, as savefig's
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}; pick another --out") from None
     return path
@@ -344,7 +350,7 @@ def plot_job(
     Raises:
         UserError: The job saved no result, or the result holds nothing plottable.
     """
-    from qshpc.jobs.paths import job_ref
+    from qshpc.jobs.paths import job_ref, read_override
     from qshpc.store import JobReader
 
     job_dir = Path(job) if isinstance(job, (str, os.PathLike)) else Path(job.job_dir)
@@ -354,6 +360,8 @@ def plot_job(
             result = r.result()
         except NoResultError:
             state = meta.get("state")
+            if state in ("QUEUED", "RUNNING"):  # ended without its store (a full disk): as
+                state = (read_override(job_dir) or {}).get("state", state)  # status (hunt23b)
             raise UserError(
                 f"job {meta.get('id', job_dir.name)} ({state}) has no saved result to plot: "
                 f"see `qshpc status {job_ref(job_dir)}`"

@@ -222,9 +222,39 @@ def describe(
             parts.append(f"rank {rank}'s log shows {crash}")
             dead.add(rank)
             break
+    if _read_only(job_dir):
+        parts.append(
+            f"the file system of {job_dir} is read-only now (see mount; the kernel turns one "
+            "read-only after an I/O error): the job's writes to its store may have failed"
+        )
+    from qshpc.store.rescue import rescued, rescued_text
+
+    kept = rescued(job_dir, meta.get("working_dir"))
+    if kept is not None:  # the store could not take it (hunt23b): where it went instead
+        parts.append(
+            f"the result passed to save_result could not be stored: it is kept instead in "
+            f"{kept}: read it with {rescued_text(kept)}"
+        )
     parts.append(f"{len(finished)} finished task results are kept in the store")
     parts.append(_what_to_do(meta, job_dir, dead, codes))
     return "; ".join(parts)
+
+
+def _read_only(job_dir: Path) -> bool:
+    """The job's folder is on a file system that is read-only now: mounted so, or turned so
+    by the kernel after an I/O error (ext4's ``emergency_ro``, which the mount flags
+    statvfs reads do not show), seen by creating (and removing) an empty file there."""
+    import errno
+
+    try:
+        if os.statvfs(job_dir).f_flag & os.ST_RDONLY:
+            return True
+        probe = job_dir / f".qshpc-probe-{os.getpid()}-{os.urandom(4).hex()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        return exc.errno == errno.EROFS
+    return False
 
 
 _FATAL = re.compile(r"^Fatal Python error: (.+?)\s*$", re.M)

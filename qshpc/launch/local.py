@@ -629,7 +629,6 @@ def _cancel_before_start(job_dir: Path, job_id: str | None, signals: _Signals) -
     A job that exists (a client's, ``--resume``) records CANCELED; one that rank
     0 was to create is not created at all.
     """
-    from qshpc.jobs.paths import mark_terminal
 
     sig = signals.first or signal.SIGTERM
     how = signal.Signals(sig).name
@@ -637,7 +636,7 @@ def _cancel_before_start(job_dir: Path, job_id: str | None, signals: _Signals) -
         print(f"qshpc: job {job_id} cancelled ({how}) before it was created", file=sys.stderr)
         return 128 + sig
     if not _cancelled_before_start(job_dir):
-        mark_terminal(job_dir, "CANCELED", f"cancelled ({how}) before it started")
+        _mark_terminal(job_dir, "CANCELED", f"cancelled ({how}) before it started")
     print(f"qshpc: job {job_dir.name} CANCELED before it started", file=sys.stderr)
     return 128 + sig
 
@@ -1133,6 +1132,23 @@ def _stored_after_fold(job_dir: Path) -> tuple[dict[str, Any], set[str]]:
         lock.release()
 
 
+def _mark_terminal(job_dir: Path, state: str, text: str) -> None:
+    """Record the end the ranks could not, or say in one line why it could not be (hunt23b:
+    a job folder whose file system turned read-only under the job was an OSError traceback
+    here, after rank 0's own line, and the state line never came)."""
+    from qshpc.jobs.paths import STATUS_OVERRIDE, mark_terminal
+
+    try:
+        mark_terminal(job_dir, state, text)
+    except OSError as exc:
+        print(
+            f"qshpc: error: cannot record the job's end in {job_dir / STATUS_OVERRIDE}: "
+            f"{exc.strerror or exc}; once its file system is writable again (df -h, "
+            f"mount), `qshpc status {job_dir}` shows what its store kept",
+            file=sys.stderr,
+        )
+
+
 def _mark_dead(
     job_dir: Path, output: str, code: int, order: list[tuple[int, int]], signalled: int | None
 ) -> str | None:
@@ -1143,7 +1159,7 @@ def _mark_dead(
     FAILED naming the rank that died first, its host and signal, the tasks it
     held, and what to do.
     """
-    from qshpc.jobs.paths import job_ref, mark_terminal
+    from qshpc.jobs.paths import job_ref
     from qshpc.jobs.postmortem import describe, resume_command
     from qshpc.store.lock import holder_alive
 
@@ -1190,7 +1206,7 @@ def _mark_dead(
                 f"the program calls MPI_Abort({code}) (MPI.COMM_WORLD.Abort({code})); {why}"
             )
             text = why
-    mark_terminal(job_dir, state, text)
+    _mark_terminal(job_dir, state, text)
     try:
         fold_dead(job_dir)  # job.h5 alone now holds every committed record (under the lock)
     except Exception as exc:  # the directory may be gone or full: the journal stays

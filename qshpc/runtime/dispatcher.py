@@ -487,14 +487,34 @@ class Dispatcher(Intake):
                 holds.hold(bid, start[0], start[1][0])
                 start = None
             if self._dispatch_log is not None:
-                from qshpc.jobs.postmortem import compress_ids
-
-                line = f"{w.rank} {compress_ids([e.ref.task_id for e in batch])}\n"
-                os.write(self._dispatch_log, line.encode())
+                self._note_dispatch(w.rank, [e.ref.task_id for e in batch])
             message = batch_message(bid, funcs, objs, context.job_seed(), columns)
             w.sends.append(self.comm.isend(message, dest=w.rank, tag=TAG_BATCH))
             sent = True
         return sent
+
+    def _note_dispatch(self, rank: int, task_ids: list[str]) -> None:
+        """Append which tasks went to ``rank`` to the dispatch log (read by the post-mortem).
+
+        A log that can no longer be written (its file system full, or turned read-only
+        under the job) is given up with a warning: hunt23b saw the OSError end the
+        dispatcher, and the program's next ``get`` raised it as a traceback.
+        """
+        from qshpc.jobs.postmortem import compress_ids
+
+        assert self._dispatch_log is not None
+        try:
+            os.write(self._dispatch_log, f"{rank} {compress_ids(task_ids)}\n".encode())
+        except OSError as exc:
+            fd, self._dispatch_log = self._dispatch_log, None
+            os.close(fd)
+            print(
+                f"qshpc: warning: cannot write the dispatch log (logs/dispatch.log): "
+                f"{exc.strerror or exc}; the job runs on, but should a worker die, the tasks "
+                "it held cannot be named",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _cache_column(self, ckeys: list[str | None]) -> tuple[dict[str, Any], Any] | None:
         """The batch's cache column: None when the job has no cache settings and no call

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -40,6 +41,14 @@ def _write_error(path: Path, exc: BaseException) -> StoreError:
         "is writable and "
         f"that its file system has free space (df -h {path.parent})"
     )
+
+
+def _drop(tmp: Path) -> None:
+    """Remove a temporary file after a failed write, if it can be: on a read-only file system
+    even a missing one's unlink fails (EROFS), and that error hid the write's own as an
+    OSError traceback (hunt23b: ``save_arguments`` into a read-only folder)."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
 
 
 def _atomic_h5(path: Path, fill: Any, exclusive: bool = False) -> None:
@@ -83,13 +92,13 @@ def _atomic_h5(path: Path, fill: Any, exclusive: bool = False) -> None:
             os.replace(tmp, path)
         L.fsync_path(path.parent)
     except FileExistsError:
-        tmp.unlink(missing_ok=True)
+        _drop(tmp)
         raise
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _drop(tmp)
         raise _write_error(path, exc) from exc
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        _drop(tmp)
         from qshpc.store.space import disk_full
 
         if disk_full(exc) and not isinstance(exc, StoreError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Callable
@@ -110,4 +111,5 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth:
             raise io_error(path, exc, what) from exc
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # EROFS even for a missing one: the error above stands
+            tmp.unlink(missing_ok=True)

@@ -199,12 +199,33 @@ class JobWriter:
         A result over 1 MiB encoded is kept once, in the log's large stream (its
         arrays written from their own memory, no copy); :meth:`finalize` stores
         smaller ones natively as ``/result`` too.
+
+        Raises:
+            StoreError: When the journal cannot take it (its file system full or read-only):
+                the result is then written outside the job (:mod:`qshpc.store.rescue`), and
+                the error names that file.
         """
-        self._check()
-        parts = encode_blob_parts(value)
-        where = self._batch.add_event(L.EVENT_RESULT, parts)
-        self.commit()
+        try:
+            self._check()
+            parts = encode_blob_parts(value)
+            where = self._batch.add_event(L.EVENT_RESULT, parts)
+            self.commit()
+        except StoreError as exc:  # computed but not stored: keep it elsewhere (hunt23b)
+            if exc is not self._broken:  # not a failed write (a forked child's call): as is
+                raise
+            raise self._rescue(value, exc) from exc
         self._result = (value, where == L.WHERE_LARGE, sum(len(p) for p in parts))
+
+    def _rescue(self, value: Any, exc: StoreError) -> StoreError:
+        """Write the result the journal could not take outside the job; the error says where.
+
+        It becomes the writer's error, so a final state written after a full disk
+        (:meth:`_finish_full`) names the file too.
+        """
+        from qshpc.store.rescue import rescue_result, rescued_error
+
+        self._broken = rescued_error(exc, rescue_result(self.path.parent, value))
+        return self._broken
 
     def done_records(self) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record (results loaded), committed ones only."""
