@@ -232,12 +232,14 @@ def _left_to_finish(ns: dict[str, Any]) -> bool:
     for value in ns.values():
         if isinstance(value, type) and value.__module__ == "__main__" and "__del__" in vars(value):
             return True
-    from qshpc.runtime.leave import open_files
+    from qshpc.runtime.leave import note_open_files, open_files
 
     try:
-        return bool(open_files())
+        found = open_files()
     except Exception:  # unsure: as Python's exit would
         return True
+    note_open_files(found)  # exit_now checks these after, not every object again
+    return bool(found)
 
 
 def _user_traceback(exc: BaseException, program: Path) -> str:
