@@ -131,17 +131,14 @@ def _run_file(path: str) -> None:
     gzip, bz2, xz or zip file the program left open lost its end (unreadable) and
     a ``__del__`` never ran, where ``python program.py`` writes them whole.
     """
-    import importlib.util
     import io
-    import marshal
     import types
 
     with io.open_code(path) as f:
         data = f.read()
-    if data[:4] == importlib.util.MAGIC_NUMBER:  # a .pyc, as runpy takes it
-        code = marshal.loads(data[16:])
-    else:  # (dont_inherit: this module's own __future__ imports stay its own)
-        code = compile(data, path, "exec", dont_inherit=True)
+    # (a .pyc is refused before: qshpc.jobs.prepare.check_program; dont_inherit: this
+    # module's own __future__ imports stay its own)
+    code = compile(data, path, "exec", dont_inherit=True)
     module = types.ModuleType("__main__")
     module.__dict__.update(
         __file__=path, __cached__=None, __doc__=None, __loader__=None, __package__="",
