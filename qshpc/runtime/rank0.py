@@ -28,6 +28,7 @@ from qshpc.runtime.program_main import (
     defer_signals,
     exec_program,
     finalize_program,
+    log_the_exit,
     signals_received,
 )
 from qshpc.runtime.protocol import Wiring
@@ -281,6 +282,7 @@ def _run_teed(
         sys.stderr.flush()
         os._exit(code)
     default_signals()
+    log_the_exit(job_dir / "logs" / "rank-0.out")  # what the program prints at the exit
     return code
 
 

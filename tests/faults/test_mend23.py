@@ -9,7 +9,7 @@ from __future__ import annotations
 import py_compile
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import job_dir_of, run_cli
 
 
 def test_a_pyc_program_is_refused_in_words_before_the_job_exists(
@@ -29,3 +29,43 @@ def test_a_pyc_program_is_refused_in_words_before_the_job_exists(
             "program from the source; give the .py file it was compiled from"
         )
     assert not (qshpc_home / "jobs").exists() or not list((qshpc_home / "jobs").iterdir())
+
+
+EXIT_PRINTS = """\
+import atexit
+from qshpc import distribute_task, get
+
+
+class Noisy:
+    def __del__(self):
+        print("from __del__", flush=True)
+
+
+@distribute_task()
+def f(x):
+    return x
+
+
+atexit.register(lambda: print("from atexit"))
+kept = Noisy()
+print(sum(get([f(i) for i in range(3)])))
+"""
+
+
+def test_what_the_program_prints_at_its_exit_is_in_rank_0_s_log(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    # On db7f14c the lines an atexit handler and a __del__ (run by finalize_program)
+    # printed reached the terminal only: rank-0.out ended at "3" (review25 F7), where
+    # `python prog.py > out` keeps them.
+    prog = tmp_path / "p.py"
+    prog.write_text(EXIT_PRINTS)
+    for workers in ("1", "0"):
+        out = run_cli("run", str(prog), "--workers", workers, env={"QSHPC_HOME": str(qshpc_home)})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[-2:] == ["from atexit", "from __del__"], out.stdout
+        job = job_dir_of(qshpc_home)
+        log = (job / "logs" / "rank-0.out").read_text()
+        assert log == "3\nfrom atexit\nfrom __del__\n", log
+        logs = run_cli("logs", job.name, env={"QSHPC_HOME": str(qshpc_home)})
+        assert "from __del__" in logs.stdout, logs.stdout
