@@ -95,6 +95,10 @@ def run_job(
     """
     from qshpc.runtime.logtee import LogTee
 
+    if os.environ.get(LAUNCH_TOKEN):  # `qshpc run`'s own launcher: it passes a hangup on
+        from qshpc.runtime import stopsig  # as one (hunt22d: stored 'received SIGTERM')
+
+        stopsig.stop_on_hangup()
     defer_signals()  # a cancel before the program starts or while the job's end is stored
     info = context.rank_info()
     try:

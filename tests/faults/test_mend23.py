@@ -9,7 +9,7 @@ from __future__ import annotations
 import py_compile
 from pathlib import Path
 
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import job_dir_of, job_status, run_cli, start_cli, wait_succeeded
 
 
 def test_a_pyc_program_is_refused_in_words_before_the_job_exists(
@@ -101,3 +101,41 @@ def test_an_old_own_sbatch_folder_gets_its_job_id_file_when_first_listed(
     if os.geteuid() == 0:
         assert not (jobs / "slurm-8" / "job_id").exists()
     assert run_cli("status", job_id, env=env).returncode == 2  # two folders hold it
+
+
+SLOW = """\
+import time
+from qshpc import distribute_task, get
+
+@distribute_task()
+def f(i):
+    time.sleep(0.3)
+    return i
+
+print(sum(get([f(i) for i in range(60)])))
+"""
+
+
+def test_a_hangup_to_qshpc_run_alone_is_stored_as_sighup(tmp_path: Path, qshpc_home: Path) -> None:
+    # On db7f14c `kill -HUP <qshpc run's pid>` stored CANCELED 'received SIGTERM' (the
+    # launcher passed the hangup on to rank 0 as a SIGTERM: hunt22d); the exit code was
+    # 129 already. Rank 0 of qshpc run's own launcher now handles SIGHUP itself.
+    import signal
+    import subprocess
+    import sys
+
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "2"]
+    proc = start_cli(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_succeeded(qshpc_home, proc, 4)
+        proc.send_signal(signal.SIGHUP)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGHUP, out
+    status = job_status(job_dir_of(qshpc_home))
+    assert status["state"] == "CANCELED", status
+    assert "received SIGHUP" in str(status["error"]), status["error"]
