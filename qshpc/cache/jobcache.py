@@ -78,10 +78,10 @@ def _keys() -> Any:
 
 def _task_name(task: Any, func: Any) -> str:
     """A task's name for a message: its own, or its function's qualified name (the repr of a
-    ``functools.partial`` holds its arguments: a 48 MB array printed whole, review23)."""
+    ``functools.partial`` holds its arguments: a 48 MB array printed whole, review23; a
+    partial task's own default name is ``partial(f)`` since session 22, short already)."""
     name = getattr(task, "name", None)
-    default = isinstance(func, functools.partial) and name == repr(func)  # a task's own default
-    if isinstance(name, str) and name and not default:
+    if isinstance(name, str) and name:
         return name
     inner = getattr(func, "func", func)  # (a partial's function)
     return str(getattr(inner, "__qualname__", None) or type(inner).__name__)

@@ -286,7 +286,25 @@ def stored_id(job_dir: Path) -> str | None:
             value = r.meta().get("id")
     except (QshpcError, OSError):
         return None
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    if job_dir.name.startswith("slurm-"):
+        _keep_id(job_dir, value)
+    return value
+
+
+def _keep_id(job_dir: Path, job_id: str) -> None:
+    """Write :data:`JOB_ID_FILE` into an own-sbatch ``slurm-N`` folder made before it
+    existed (session 22), the first time its id is read from its store, when the folder
+    is this user's and writable: each such folder cost every ``qshpc list`` a store read
+    (~4 ms, hunt22e). Only ``slurm-N`` folders: one named otherwise without the file
+    (a copy, ``X.bak``) must stay out of the id lookup (:func:`_named_otherwise`)."""
+    try:
+        if job_dir.stat().st_uid != os.geteuid() or not os.access(job_dir, os.W_OK):
+            return  # another's store (or a read-only one): listing it changes nothing
+    except OSError:
+        return
+    note_job_id(job_dir, job_id)
 
 
 def created_key(job_dir: Path) -> str:

@@ -593,8 +593,12 @@ class _Signals:
             return
         held, self.held = self.held, []
         for signum in held:
-            try:  # a hangup stops the job as a SIGTERM does (no rank handles SIGHUP)
-                os.kill(target, signal.SIGTERM if signum == signal.SIGHUP else signum)
+            if signum == signal.SIGHUP and not (
+                target != proc.pid and _handles(target, signal.SIGHUP)
+            ):  # a hangup stops the job as a SIGTERM does where no rank 0 handles it
+                signum = signal.SIGTERM  # (mpiexec, or rank 0 still starting)
+            try:
+                os.kill(target, signum)
             except ProcessLookupError:
                 pass
 

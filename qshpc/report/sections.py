@@ -158,20 +158,27 @@ def _never_started(data: JobData, recorded: int) -> str:
 
 
 def _from_cache(data: JobData) -> str:
-    """``500 of 512 tasks: results of earlier jobs (J1, J2), not run here`` ("" for none)."""
-    t = data.table
-    hits = t.latest_from_cache()
+    """``500 of 512 tasks: results of earlier jobs (J1, J2), not run here`` ("" for none).
+
+    One pass, over each task's latest record (the dict keeps the last of a task's
+    records, as :meth:`~qshpc.store.table.TaskTable.latest_from_cache` counts them):
+    whether its result came from the cache, and from which job.
+    """
+    latest = dict(zip(data.table.task_id, data.table.provenance, strict=True))
+    jobs: dict[str, int] = {}
+    hits = 0
+    for prov in latest.values():
+        if "cache" in prov:
+            hits += 1
+            source = prov["cache"]
+            if isinstance(source, dict):
+                job = str(source.get("job") or "?")
+                jobs[job] = jobs.get(job, 0) + 1
     if not hits:
         return ""
-    jobs: dict[str, int] = {}
-    for prov in t.provenance:
-        source = prov.get("cache")
-        if isinstance(source, dict):
-            job = str(source.get("job") or "?")
-            jobs[job] = jobs.get(job, 0) + 1
     named = ", ".join(sorted(jobs, key=lambda j: -jobs[j])[:3]) + (" …" if len(jobs) > 3 else "")
     return (
-        f"{hits} of {len(set(t.task_id))} tasks: results computed by earlier jobs ({named}), "
+        f"{hits} of {len(latest)} tasks: results computed by earlier jobs ({named}), "
         "taken from the result cache by rank 0, not run here (their time is ~0)"
     )
 

@@ -131,17 +131,14 @@ def _run_file(path: str) -> None:
     gzip, bz2, xz or zip file the program left open lost its end (unreadable) and
     a ``__del__`` never ran, where ``python program.py`` writes them whole.
     """
-    import importlib.util
     import io
-    import marshal
     import types
 
     with io.open_code(path) as f:
         data = f.read()
-    if data[:4] == importlib.util.MAGIC_NUMBER:  # a .pyc, as runpy takes it
-        code = marshal.loads(data[16:])
-    else:  # (dont_inherit: this module's own __future__ imports stay its own)
-        code = compile(data, path, "exec", dont_inherit=True)
+    # (a .pyc is refused before: qshpc.jobs.prepare.check_program; dont_inherit: this
+    # module's own __future__ imports stay its own)
+    code = compile(data, path, "exec", dont_inherit=True)
     module = types.ModuleType("__main__")
     module.__dict__.update(
         __file__=path, __cached__=None, __doc__=None, __loader__=None, __package__="",
@@ -167,16 +164,61 @@ def _run_file(path: str) -> None:
 
 
 _registered: list[bool] = []
+#: How many ``atexit`` handlers there were when the program started (finalize_program's
+#: included): more at its end, and the program (or what it imported) registered some.
+_handlers_at_start: list[int] = []
+#: Rank 0's log (``logs/rank-0.out``), for what the program prints at the exit.
+_exit_log: list[Path] = []
+#: The tee that copies the exit's output into it, while it runs.
+_exit_tee: list[Any] = []
 
 
 def _at_exit() -> None:
     """:func:`finalize_program` at the process's exit, once: after the program's own
     ``atexit`` handlers (registered later, run first), as Python orders them."""
-    if not _registered:
-        import atexit
+    import atexit
 
+    if not _registered:
         atexit.register(finalize_program)
         _registered.append(True)
+    _handlers_at_start[:] = [atexit._ncallbacks()]
+
+
+def log_the_exit(log: Path) -> None:
+    """What the program prints at the process's exit goes into ``log`` too (review25 F7).
+
+    Rank 0's tee closes before the job's summary line (which is the terminal's, not
+    the log's): a ``__del__`` that :func:`finalize_program` runs, or an ``atexit``
+    handler of the program's, printed to the terminal (or Slurm's output file) alone,
+    where ``python program.py > out`` keeps it. A tee opens again for them: first
+    thing at the exit when the program registered ``atexit`` handlers (a handler
+    registered now runs before theirs), else when :func:`finalize_program` has
+    something to finish; it closes when that is done.
+    """
+    import atexit
+
+    _exit_log[:] = [log]
+    if _handlers_at_start and atexit._ncallbacks() > _handlers_at_start[0]:
+        atexit.register(_open_exit_tee)
+
+
+def _open_exit_tee() -> None:
+    """Copy this process's output into the log :func:`log_the_exit` named (once)."""
+    if not _exit_log or _exit_tee or not _exit_log[0].parent.is_dir():
+        return  # (a folder removed since: not made again)
+    from qshpc.errors import UserError
+    from qshpc.runtime.logtee import LogTee
+
+    try:
+        _exit_tee.append(LogTee(_exit_log[0]))
+    except (UserError, OSError):  # the terminal has it still
+        pass
+
+
+def _close_exit_tee() -> None:
+    _exit_log.clear()
+    while _exit_tee:
+        _exit_tee.pop().close()
 
 
 def finalize_program() -> None:
@@ -197,16 +239,18 @@ def finalize_program() -> None:
     program's objects costs time (85-260 ms for 512 dicts of 4096 entries), which
     qshpc's exit otherwise skips (:func:`qshpc.runtime.leave.exit_now`).
     """
-    if not _namespace:
-        return
-    ns = _namespace.pop()
-    if _program_thread_alive():
-        return
-    if not _left_to_finish(ns):
-        return
-    for name in reversed(list(ns)):
-        if name != "__builtins__":
-            ns[name] = None
+    try:
+        if not _namespace:
+            return
+        ns = _namespace.pop()
+        if _program_thread_alive() or not _left_to_finish(ns):
+            return
+        _open_exit_tee()  # a __del__'s output goes into the log too
+        for name in reversed(list(ns)):
+            if name != "__builtins__":
+                ns[name] = None
+    finally:
+        _close_exit_tee()
 
 
 def _program_thread_alive() -> bool:
@@ -232,12 +276,14 @@ def _left_to_finish(ns: dict[str, Any]) -> bool:
     for value in ns.values():
         if isinstance(value, type) and value.__module__ == "__main__" and "__del__" in vars(value):
             return True
-    from qshpc.runtime.leave import open_files
+    from qshpc.runtime.leave import note_open_files, open_files
 
     try:
-        return bool(open_files())
+        found = open_files()
     except Exception:  # unsure: as Python's exit would
         return True
+    note_open_files(found)  # exit_now checks these after, not every object again
+    return bool(found)
 
 
 def _user_traceback(exc: BaseException, program: Path) -> str:

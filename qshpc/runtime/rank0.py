@@ -28,6 +28,7 @@ from qshpc.runtime.program_main import (
     defer_signals,
     exec_program,
     finalize_program,
+    log_the_exit,
     signals_received,
 )
 from qshpc.runtime.protocol import Wiring
@@ -94,6 +95,10 @@ def run_job(
     """
     from qshpc.runtime.logtee import LogTee
 
+    if os.environ.get(LAUNCH_TOKEN):  # `qshpc run`'s own launcher: it passes a hangup on
+        from qshpc.runtime import stopsig  # as one (hunt22d: stored 'received SIGTERM')
+
+        stopsig.stop_on_hangup()
     defer_signals()  # a cancel before the program starts or while the job's end is stored
     info = context.rank_info()
     try:
@@ -281,6 +286,7 @@ def _run_teed(
         sys.stderr.flush()
         os._exit(code)
     default_signals()
+    log_the_exit(job_dir / "logs" / "rank-0.out")  # what the program prints at the exit
     return code
 
 

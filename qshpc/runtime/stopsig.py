@@ -45,8 +45,10 @@ def stop_on_hangup() -> None:
     that closes (an ssh session lost) sends SIGHUP to its process group. On main
     2dca53c that killed it at once (exit 129), the job left RUNNING, later FAILED
     'the job's processes ended without finalizing the store', where every other
-    shape of ``qshpc run`` stores CANCELED, 'received SIGHUP'. Never in an MPI
-    rank: its launcher (``qshpc run``'s own, or the user's mpiexec) decides.
+    shape of ``qshpc run`` stores CANCELED, 'received SIGHUP'. In an MPI rank, only
+    rank 0 of ``qshpc run``'s own launcher, from :func:`qshpc.runtime.rank0.run_job`
+    on (that launcher passes a hangup on to it as one, else as a SIGTERM); a user's
+    mpiexec decides for its ranks.
     """
     if signal.SIGHUP not in hangup and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
         hangup.append(signal.SIGHUP)

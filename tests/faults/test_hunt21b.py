@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -165,17 +162,6 @@ def test_a_download_onto_a_fifo_or_a_full_disk_leaves_no_torn_file(tmp_path: Pat
         assert (disk / "out").read_bytes() == b"x"
         assert (disk / "keep").read_bytes() == b"older"
         assert sorted(os.listdir(disk)) == ["keep", "out"]  # no part file left
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A folder another user can reach (pytest's own are root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="qshpc-hunt21b-"))
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @needs_root

@@ -8,12 +8,9 @@ docs/bad-input.md, "Session 22, hunt22c".
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,20 +52,6 @@ def _cli(
         proc.communicate()
         raise
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A folder another user can reach (pytest's own are root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="qshpc-hunt22c-"))
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        for sub in path.rglob("*"):  # what the test made read-only
-            if sub.is_dir() and not sub.is_symlink():
-                os.chmod(sub, 0o755)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @needs_root
@@ -116,15 +99,22 @@ def test_a_job_folder_made_read_only_while_the_job_runs_ends_with_a_line_and_exi
     assert not (job / "job.journal").exists()  # folded into job.h5 by that status
 
 
-def test_a_fifo_at_a_timeline_file_is_left_and_the_run_ends(tmp_path: Path) -> None:
-    # On e5f893c, with QSHPC_TIMELINE=1, a FIFO at logs/timeline-launcher.json made
-    # `qshpc run --resume` block in open() after its SUCCEEDED line, for good (SIGTERM
-    # did not end it).
+def _one_job(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
+    """A program, its environment and the folder of the one job it ran (SUCCEEDED), to
+    resume."""
     prog = tmp_path / "p.py"
     prog.write_text("from qshpc import save_result\nsave_result(1)\n")
     env = _env(tmp_path / "home")
     assert _cli("run", str(prog), "--workers", "0", env=env).returncode == 0
     (job,) = (tmp_path / "home" / "jobs").iterdir()
+    return prog, env, job
+
+
+def test_a_fifo_at_a_timeline_file_is_left_and_the_run_ends(tmp_path: Path) -> None:
+    # On e5f893c, with QSHPC_TIMELINE=1, a FIFO at logs/timeline-launcher.json made
+    # `qshpc run --resume` block in open() after its SUCCEEDED line, for good (SIGTERM
+    # did not end it).
+    prog, env, job = _one_job(tmp_path)
     fifos = [job / "logs" / f"timeline-{who}.json" for who in ("launcher", "rank-0")]
     for fifo in fifos:
         os.mkfifo(fifo)
@@ -187,11 +177,7 @@ def test_a_fifo_or_a_link_at_job_h5_tmp_is_never_written_through(tmp_path: Path)
     # On e5f893c job.h5.tmp (the copy every fold writes, then renames over job.h5) was
     # opened O_TRUNC: a FIFO there made `qshpc run --resume` wait for good (SIGTERM did
     # not end it), and a link there had the file it named overwritten with the store.
-    prog = tmp_path / "p.py"
-    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
-    env = _env(tmp_path / "home")
-    assert _cli("run", str(prog), "--workers", "0", env=env).returncode == 0
-    (job,) = (tmp_path / "home" / "jobs").iterdir()
+    prog, env, job = _one_job(tmp_path)
     victim = tmp_path / "victim"
     victim.write_text("mine")
     for plant in (os.mkfifo, lambda p: os.symlink(victim, p)):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -29,36 +27,32 @@ def test_a_download_keeps_an_existing_file_s_mode(tmp_path: Path) -> None:
 
 
 @needs_root
-def test_a_download_onto_a_file_one_may_not_write_is_refused() -> None:
+def test_a_download_onto_a_file_one_may_not_write_is_refused(open_dir: Path) -> None:
     """A file one cannot write (one's own 0444) is not replaced by the rename (review23 F2):
     refused, as writing it was on b295950."""
-    base = Path(tempfile.mkdtemp(prefix="qshpc-review23-"))
-    try:
-        os.chmod(base, 0o755)
-        home, out = base / "home", base / "out"
-        home.mkdir()
-        out.mkdir()
-        (out / "ro").write_bytes(b"older")
-        os.chmod(out / "ro", 0o444)
-        for p in (home, out, out / "ro"):
-            os.chown(p, 4343, 4343)
-        code = _data_code(home, (
-            "(d / 'f').write_bytes(b'new')\n"
-            "try:\n"
-            f"    files.download('f', 'ro', {str(out)!r})\n"
-            "except UserError as exc:\n"
-            "    print(exc)\n"
-        ))  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "QSHPC_HOME": str(home)}
-        argv = ["setpriv", "--reuid=4343", "--regid=4343", "--clear-groups", sys.executable]
-        done = subprocess.run([*argv, "-c", code], capture_output=True, text=True, timeout=60,
-                              env=env, cwd=str(base))  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        want = f"cannot write {out}/ro: Permission denied (give another target name)"
-        assert done.stdout.strip() == want, done.stdout
-        assert (out / "ro").read_bytes() == b"older"
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    base = open_dir
+    home, out = base / "home", base / "out"
+    home.mkdir()
+    out.mkdir()
+    (out / "ro").write_bytes(b"older")
+    os.chmod(out / "ro", 0o444)
+    for p in (home, out, out / "ro"):
+        os.chown(p, 4343, 4343)
+    code = _data_code(home, (
+        "(d / 'f').write_bytes(b'new')\n"
+        "try:\n"
+        f"    files.download('f', 'ro', {str(out)!r})\n"
+        "except UserError as exc:\n"
+        "    print(exc)\n"
+    ))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QSHPC_HOME": str(home)}
+    argv = ["setpriv", "--reuid=4343", "--regid=4343", "--clear-groups", sys.executable]
+    done = subprocess.run([*argv, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=str(base))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    want = f"cannot write {out}/ro: Permission denied (give another target name)"
+    assert done.stdout.strip() == want, done.stdout
+    assert (out / "ro").read_bytes() == b"older"
 
 
 def test_a_partial_s_name_in_the_cache_s_messages_is_short() -> None:

@@ -319,3 +319,27 @@ def test_failure_groups_name_the_tasks_without_a_result_apart_from_the_recovered
     assert 'data-count="45"' in out  # attempts
     assert "ended failed, no result: 15 task(s): 1, 3, 5," in out and "(+3 more)" in out
     assert "recovered on a retry: 15 task(s): 0, 2, 4," in out
+
+
+def test_the_from_cache_row_counts_and_names_by_each_task_s_latest_record() -> None:
+    """One pass over the records (mend23; it made two): t1's latest record came from J1's
+    result, t2's from J2's, t3 ran here; t2's first (failed, run here) record is not its
+    latest, and t4 has no cache record at all."""
+    from types import SimpleNamespace
+
+    from qshpc.report.sections import _from_cache
+
+    hit = {"cache": {"job": "J1", "task": "x"}}
+    rows = [
+        {"task_id": "t1", "started": T0, "finished": T0, "provenance": hit},
+        {"task_id": "t2", "started": T0, "finished": T0 + 1, "failed": True},
+        {"task_id": "t2", "started": T0, "finished": T0, "attempt": 2,
+         "provenance": {"cache": {"job": "J2"}}},
+        {"task_id": "t3", "started": T0, "finished": T0 + 1},
+        {"task_id": "t4", "started": T0, "finished": T0 + 1},
+        {"task_id": "t1", "started": T0, "finished": T0, "attempt": 2, "provenance": hit},
+    ]  # fmt: skip
+    text = _from_cache(SimpleNamespace(table=table(rows)))  # type: ignore[arg-type]
+    assert text.startswith("2 of 4 tasks: results computed by earlier jobs (J1, J2), ")
+    none = [{"task_id": "t1", "started": T0, "finished": T0 + 1}]
+    assert _from_cache(SimpleNamespace(table=table(none))) == ""  # type: ignore[arg-type]
