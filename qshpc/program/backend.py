@@ -446,11 +446,23 @@ def check_threads(task: TaskSpec, have: dict[int, int]) -> None:
     if task.threads <= max(have.values()):
         return
     ranks = _cores_by_rank(have)
+    import os
+
+    here = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if here is None or task.threads < here:
+        local = "fewer workers with LocalClient(workers=N) or qshpc run --workers N"
+    elif task.threads == here:  # rank 0 keeps a core: no worker here has them all (review28 F10)
+        local = (
+            f"it asks for all {here} of this machine's, which only the program's own process "
+            "has: --workers 0, LocalClient(workers=0) or plain python"
+        )
+    else:
+        local = f"this machine has {here}"
     raise ResourceError(
         f"task {task.name} asks for target cpu={task.threads}, and no rank of this job has that "
         f"many cores ({ranks}): ask for fewer, or give the job's ranks more cores "
         "(--cpus-per-task with SlurmClient or qshpc submit; on one machine the ranks share "
-        "its cores: fewer workers with LocalClient(workers=N) or qshpc run --workers N)"
+        f"its cores: {local})"
     )
 
 

@@ -362,3 +362,18 @@ def test_configuration_refuses_what_a_job_cannot_honour() -> None:
     with pytest.raises(UserError, match="a whole number >= 0"):
         qshpc.Configuration(workers=-1).check()
     qshpc.Configuration(workers=2, python_version=qshpc.Configuration.PYTHON_V3_9 * 0).check()
+
+
+def test_cpu_refusal_for_every_core_of_this_machine_names_workers_0() -> None:
+    """review28 F10: with `cpu` = this machine's cores, fewer workers cannot help (rank 0
+    keeps a core); only the program's own process has them all."""
+    import os
+
+    here = len(os.sched_getaffinity(0))
+
+    class All:
+        name, threads = "f", here
+
+    with pytest.raises(ResourceError) as info:
+        backend.check_threads(All(), {1: max(1, here - 1)})  # type: ignore[arg-type]
+    assert "--workers 0" in str(info.value) and "fewer workers" not in str(info.value)
