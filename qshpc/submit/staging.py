@@ -19,13 +19,36 @@ from qshpc.errors import UserError
 SKIP = frozenset({".git", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 #: Refuse to stage more than this.
 MAX_STAGE_BYTES = 1 << 30
+#: Say how much is staged above this (review28 F17: a 300 MB folder went into every job
+#: and every array element without a word).
+WARN_STAGE_BYTES = 100 << 20
 
 
 def _skipped(path: Path, name: str, exclude: Iterable[Path]) -> bool:
     if name in SKIP:
         return True
     full = (path / name).absolute()
-    return any(full == e for e in exclude)
+    if any(full == e for e in exclude):
+        return True
+    # A virtual environment: the job runs the interpreter that submitted it, and a
+    # venv's copy would not run from another folder anyway (its scripts name its path).
+    return os.path.isfile(full / "pyvenv.cfg")
+
+
+def warn_size(src: Path, size: int, copies: int = 1) -> None:
+    """Say on stderr how much of ``src`` is staged, when that is a lot."""
+    if size <= WARN_STAGE_BYTES:
+        return
+    import sys
+
+    each = f"{size / 2**20:.0f} MB"
+    many = f" into each of the {copies} jobs ({size * copies / 2**20:.0f} MB in all)"
+    print(
+        f"qshpc: staging {each} of working_dir {src}{many if copies > 1 else ' into the job'}: "
+        "point --working-dir at a folder with only the program and its small inputs "
+        "(read large data from shared storage by path)",
+        file=sys.stderr,
+    )
 
 
 def staged_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES) -> int:
@@ -51,24 +74,27 @@ def staged_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_
     return total
 
 
-def check_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES) -> None:
-    """Refuse a working directory too large to stage.
+def check_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES) -> int:
+    """Refuse a working directory too large to stage; the bytes it stages.
 
     Raises:
         UserError: ``src`` holds more than ``limit`` bytes to copy.
     """
-    if staged_size(src, exclude, limit) > limit:
+    size = staged_size(src, exclude, limit)
+    if size > limit:
         raise UserError(
             f"working_dir {src} holds more than {limit / 2**30:g} GiB: it is copied into the job "
             "at submit time, so point working_dir at a folder with only the program and its "
             "small inputs (read large data from shared storage by path instead)"
         )
+    return size
 
 
 def stage(
     src: Path, dest: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES
 ) -> None:
-    """Copy ``src`` to ``dest`` (which must not exist), skipping .git, __pycache__ and ``exclude``.
+    """Copy ``src`` to ``dest`` (which must not exist), skipping .git, __pycache__, virtual
+    environments and ``exclude``.
 
     Raises:
         UserError: The folder holds more than ``limit`` bytes, or cannot be copied.

@@ -40,3 +40,28 @@ def test_too_large_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="holds more than"):
         stage(tmp_path, tmp_path.parent / "dest-never", limit=1024)
     assert not (tmp_path.parent / "dest-never").exists()
+
+
+def test_a_virtual_environment_is_not_staged_and_a_large_folder_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """review28 F17: a 300 MB folder with a .venv went into every job and array element
+    without a word."""
+    from qshpc.submit.staging import warn_size
+
+    src = tmp_path / "work"
+    (src / ".venv" / "lib").mkdir(parents=True)
+    (src / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (src / ".venv" / "lib" / "big.py").write_text("z" * 5000)
+    (src / "env2").mkdir()  # a folder named otherwise, but a venv all the same
+    (src / "env2" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (src / "prog.py").write_text("x = 1\n")
+    dest = tmp_path / "staged"
+    stage(src, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["prog.py"]
+    assert staged_size(src) == len("x = 1\n")
+    warn_size(src, 10 << 20)
+    assert capsys.readouterr().err == ""
+    warn_size(src, 300 << 20, copies=4)
+    err = capsys.readouterr().err
+    assert "staging 300 MB" in err and "1200 MB in all" in err and "--working-dir" in err
