@@ -492,6 +492,8 @@ def _print_summary(
         parts.append(f"{session.cached} from the cache")
     if session.skipped:
         parts.append(f"{session.skipped} reused from the store")
+    if getattr(session, "redone", 0):
+        parts.append(f"{session.redone} run again: the store did not hold their results exactly")
     if session.failed:
         parts.append(f"{session.failed} failed attempts")
     print(f"qshpc: job {meta.get('id')} {state} ({', '.join(parts)})", file=out)
