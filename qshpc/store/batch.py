@@ -16,7 +16,7 @@ import numpy as np
 
 from qshpc.store import rows as L
 from qshpc.store.chunk import WHERE_UNENCODED, RecordChunk, encode_meta, provenance_noting
-from qshpc.store.encoding_blob import Buffer, blob_len, encode_blob_noting, encode_blob_parts
+from qshpc.store.encoding_blob import NOTED, Buffer, blob_len, encode_blob_parts
 from qshpc.store.records import TaskRecord
 
 
@@ -117,9 +117,11 @@ class Batch:
             if rec.encoded is not None:  # a cache hit's: the cache keeps exact ones
                 blob = rec.encoded
             else:
-                parts, inexact = encode_blob_noting(rec.result, parts=True)
+                noted = NOTED[0]  # encode_blob_noting, inline
+                parts = encode_blob_parts(rec.result)
                 blob = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else parts
-                prov = provenance_noting(prov, inexact)
+                if NOTED[0] != noted:
+                    prov = provenance_noting(prov, NOTED[1])
         meta = encode_meta(rec.task_id, rec.key, rec.function, rec.host, rec.error, prov)
         off = self._meta.put(meta)
         where, res_off, res_len = L.WHERE_NONE, 0, 0

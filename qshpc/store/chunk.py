@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from qshpc.store import rowpack as L
-from qshpc.store.encoding_blob import _pack, encode_blob_noting
+from qshpc.store.encoding_blob import NOTED, _pack, encode_blob
 from qshpc.store.jsonable import to_jsonable
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ SHIP_ENCODED_MAX = 64 * 1024
 #: ``where`` of a row whose result rank 0 still has to encode.
 WHERE_UNENCODED = 255
 #: The provenance field of a record whose stored result is not exactly what the task
-#: returned (a ``defaultdict`` stored as a dict): the first type stored as another.
+#: returned (a ``defaultdict`` stored as a dict): a type stored as another.
 #: A resumed job runs such a task again. Not a name ``record_provenance(**fields)`` gives
 #: (the same string as :data:`qshpc.store.records.INEXACT`: workers do not import that).
 INEXACT = "qshpc.inexact"
@@ -158,9 +158,10 @@ class ChunkBuilder:
         where = L.WHERE_NONE
         if ok:
             if getattr(value, "nbytes", 0) <= SHIP_ENCODED_MAX:
-                blob, inexact = encode_blob_noting(value)
-                if inexact is not None:
-                    meta = meta_noting(meta, inexact)
+                noted = NOTED[0]  # encode_blob_noting, inline: this is the hot path
+                blob = encode_blob(value)
+                if NOTED[0] != noted:
+                    meta = meta_noting(meta, NOTED[1])
             # else an array (masked, a matrix...): rank 0 encodes it, exactly (pickled if
             # of an ndarray subclass not typed)
             if blob and L.RAW_RESULT_MIN < len(blob) <= SHIP_ENCODED_MAX:
