@@ -261,3 +261,10 @@ def test_an_exact_record_is_written_as_before() -> None:
     frame = batch.frame()
     meta = msgpack.unpackb(frame.meta, raw=False)
     assert meta[5] == {"n": 1}
+
+
+def test_json_shows_a_masked_element_as_null() -> None:
+    from qshpc.store import to_jsonable
+
+    value = {"t1": MASKED["masked_greater"], "mean": np.ma.masked, "zero_d": np.array(3.0)}
+    assert to_jsonable(value) == {"t1": [50.0, None, 70.0], "mean": None, "zero_d": 3.0}
