@@ -268,3 +268,14 @@ def test_json_shows_a_masked_element_as_null() -> None:
 
     value = {"t1": MASKED["masked_greater"], "mean": np.ma.masked, "zero_d": np.array(3.0)}
     assert to_jsonable(value) == {"t1": [50.0, None, 70.0], "mean": None, "zero_d": 3.0}
+
+
+def test_a_big_inexact_result_rank_0_encodes_is_noted_by_the_worker() -> None:
+    from qshpc.store.chunk import INEXACT, SHIP_ENCODED_MAX
+
+    value = collections.defaultdict(list, {i: [float(i)] for i in range(SHIP_ENCODED_MAX // 8)})
+    builder = ChunkBuilder(rank=1)
+    builder.add(encode_meta("0", "k", "m.f", "h1", None, None), True, value, 2.0, 3.0)
+    chunk = builder.take([1.0])
+    assert len(chunk.unencoded) == 1  # too big to travel twice: rank 0 encodes it
+    assert msgpack.unpackb(chunk.meta, raw=False)[5] == {INEXACT: "collections.defaultdict"}
