@@ -62,22 +62,23 @@ save_result({"mean": float(a.mean()), "tally": type(t).__name__, "masked": int(a
 """
 
 
-@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.parametrize(("workers", "ranks"), [("0", None), ("1", None), (None, 3)])
 def test_resume_gives_back_what_the_tasks_returned(
-    qshpc_home: Path, tmp_path: Path, workers: str
+    qshpc_home: Path, tmp_path: Path, workers: str | None, ranks: int | None
 ) -> None:
     prog, log, fail = tmp_path / "prog.py", tmp_path / "ran.log", tmp_path / "FAIL"
     prog.write_text(PROGRAM)
     fail.touch()
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"log": str(log), "fail": str(fail)}))
-    first = run_cli("run", str(prog), "--arguments", str(args), "--workers", workers)
+    how = ["--workers", workers] if workers else []  # else under mpiexec -n 3
+    first = run_cli("run", str(prog), "--arguments", str(args), *how, ranks=ranks)
     assert first.returncode != 0 and "node hiccup" in first.stdout + first.stderr
     job = job_dir_of(qshpc_home)
     fail.unlink()
     log.unlink()
 
-    out = run_cli("run", str(prog), "--resume", str(job), "--workers", workers)
+    out = run_cli("run", str(prog), "--resume", str(job), *how, ranks=ranks)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert log.read_text().split() == ["tally"]  # clean reused, tally run again
     assert "1 reused from the store" in out.stdout
