@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
 from qshpc.errors import SerializationError
+from qshpc.store.records import INEXACT as _INEXACT
 from qshpc.store.records import TaskRecord as _TaskRecord
 from qshpc.task import context
 from qshpc.task.execute import Outcome, unsendable
@@ -55,6 +56,7 @@ class Session:
         self.done = done or {}
         self.cache = cache
         self.skipped = 0
+        self.redone = 0  # stored, but not exactly: run again (done_result)
         self.cached = 0  # results taken from the result cache
         self.executed = 0
         self.failed = 0
@@ -75,9 +77,20 @@ class Session:
 
     # -- resume ------------------------------------------------------------
     def done_result(self, key: str) -> tuple[Any] | None:
-        """Return ``(result,)`` when a task with this key is already stored."""
+        """Return ``(result,)`` when a task with this key is already stored.
+
+        None as well when the stored result is not exactly what the task returned
+        (its record's provenance says so, :data:`qshpc.store.records.INEXACT`: a
+        ``defaultdict`` stored as a dict): the task runs again (counted in
+        :attr:`redone`), so the program gets what it got the first time. Records of a
+        qshpc before session 23 never say so: their results are reused as before
+        (what they lost cannot be told from the decoded value).
+        """
         rec = self.done.get(key)
         if rec is None:
+            return None
+        if _INEXACT in rec.provenance:
+            self.redone += 1
             return None
         self.skipped += 1
         return (rec.result,)

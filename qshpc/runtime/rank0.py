@@ -464,7 +464,7 @@ def _requeue(
         writer.close()
         print(
             f"qshpc: job {meta.get('id')} {note} ({session.executed} tasks run, "
-            f"{len(session.done) + session.executed} results stored)",
+            f"{len(session.done) - session.redone + session.executed} results stored)",
             file=sys.stderr,
         )
         code = 0
@@ -498,6 +498,8 @@ def _print_summary(
         parts.append(f"{session.cached} from the cache")
     if session.skipped:
         parts.append(f"{session.skipped} reused from the store")
+    if session.redone:
+        parts.append(f"{session.redone} run again: the store did not hold their results exactly")
     if session.failed:
         parts.append(f"{session.failed} failed attempts")
     print(f"qshpc: job {meta.get('id')} {state} ({', '.join(parts)})", file=out)

@@ -46,7 +46,10 @@ Layout of ``job.h5`` (schema version 1)
                      1 FAILED), where (0 none, 1 data, 2 large), has_seed, run,
                      attempt, rank, seed, submitted, started, finished, off and
                      meta_len (the blob ``[task_id, key, function, host, error,
-                     provenance]`` in ``meta``; the key is text: qshpc's
+                     provenance]`` in ``meta``; provenance ``qshpc.inexact``:
+                     the result is stored as another type, see
+                     :func:`qshpc.store.encoding_blob.encode_blob_noting`;
+                     the key is text: qshpc's
                      blake2b-128 keys, 32 hex digits; a 64-hex-digit key, as
                      sha256 keys were, is stored as 32 raw bytes and read back
                      as hex), res_off and res_len (the result blob in

@@ -37,6 +37,27 @@ def is_circuit_list(value: Any) -> bool:
     )
 
 
+_standard: frozenset[str] | None = None
+
+
+def exact(circuit: Any) -> bool:
+    """True when QPY gives ``circuit`` back as it is: a ``QuantumCircuit`` itself (not a
+    subclass) of standard gates only (QPY rebuilds other gates as generic ones; the same
+    check as the result cache's ``faithful``)."""
+    global _standard
+    cls = circuit_class()
+    if cls is None or type(circuit) is not cls:
+        return False
+    if _standard is None:
+        from qiskit.circuit.library import (  # type: ignore[import-untyped]
+            get_standard_gate_name_mapping,
+        )
+
+        _standard = frozenset(get_standard_gate_name_mapping()) | {"barrier"}
+    ops: Any = circuit.count_ops  # type: ignore[attr-defined]
+    return set(ops()) <= _standard
+
+
 def dump(circuits: Any) -> bytes:
     """QPY bytes of one circuit or a list of circuits.
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from qshpc.store import rows as L
-from qshpc.store.chunk import WHERE_UNENCODED, RecordChunk, encode_meta
-from qshpc.store.encoding_blob import Buffer, blob_len, encode_blob_parts
+from qshpc.store.chunk import WHERE_UNENCODED, RecordChunk, encode_meta, provenance_noting
+from qshpc.store.encoding_blob import NOTED, Buffer, blob_len, encode_blob_parts
 from qshpc.store.records import TaskRecord
 
 
@@ -112,13 +112,17 @@ class Batch:
         """Encode and queue one task record."""
         ok = rec.state == "SUCCEEDED"
         blob: bytes | list[Buffer] | None = None
+        prov = rec.provenance
         if ok:  # first: a value that cannot be encoded leaves nothing queued
-            if rec.encoded is not None:
+            if rec.encoded is not None:  # a cache hit's: the cache keeps exact ones
                 blob = rec.encoded
             else:
+                noted = NOTED[0]  # encode_blob_noting, inline
                 parts = encode_blob_parts(rec.result)
                 blob = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else parts
-        meta = encode_meta(rec.task_id, rec.key, rec.function, rec.host, rec.error, rec.provenance)
+                if NOTED[0] != noted:
+                    prov = provenance_noting(prov, NOTED[1])
+        meta = encode_meta(rec.task_id, rec.key, rec.function, rec.host, rec.error, prov)
         off = self._meta.put(meta)
         where, res_off, res_len = L.WHERE_NONE, 0, 0
         if blob is not None:

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from qshpc.store import rowpack as L
-from qshpc.store.encoding_blob import _pack, encode_blob
+from qshpc.store.encoding_blob import NOTED, _pack, encode_blob
 from qshpc.store.jsonable import to_jsonable
 
 if TYPE_CHECKING:
@@ -30,6 +32,11 @@ if TYPE_CHECKING:
 SHIP_ENCODED_MAX = 64 * 1024
 #: ``where`` of a row whose result rank 0 still has to encode.
 WHERE_UNENCODED = 255
+#: The provenance field of a record whose stored result is not exactly what the task
+#: returned (a ``defaultdict`` stored as a dict): a type stored as another.
+#: A resumed job runs such a task again. Not a name ``record_provenance(**fields)`` gives
+#: (the same string as :data:`qshpc.store.records.INEXACT`: workers do not import that).
+INEXACT = "qshpc.inexact"
 
 
 def key_bytes(key: str) -> str | bytes:
@@ -64,6 +71,21 @@ def encode_meta(
     # Plain strings and JSON-able values only: straight to msgpack (encode_blob
     # would first check whether the list is a list of circuits).
     return _pack([task_id, key_bytes(key), function, host, error, prov])
+
+
+def provenance_noting(provenance: dict[str, Any] | None, inexact: str | None) -> Any:
+    """``provenance`` with :data:`INEXACT` set to ``inexact`` (unless None)."""
+    if inexact is None:
+        return provenance
+    return {**(provenance or {}), INEXACT: inexact}
+
+
+def meta_noting(meta: bytes, inexact: str) -> bytes:
+    """The meta blob ``meta`` (from :func:`encode_meta`) with :data:`INEXACT` in its
+    provenance (rare: decoded and packed again only then)."""
+    fields = msgpack.unpackb(meta, raw=False, strict_map_key=False)
+    fields[5] = provenance_noting(fields[5], inexact)
+    return _pack(fields)
 
 
 @dataclass
@@ -136,7 +158,12 @@ class ChunkBuilder:
         where = L.WHERE_NONE
         if ok:
             if getattr(value, "nbytes", 0) <= SHIP_ENCODED_MAX:
+                noted = NOTED[0]  # encode_blob_noting, inline: this is the hot path
                 blob = encode_blob(value)
+                if NOTED[0] != noted:
+                    meta = meta_noting(meta, NOTED[1])
+            # else an array (masked, a matrix...): rank 0 encodes it, exactly (pickled if
+            # of an ndarray subclass not typed)
             if blob and L.RAW_RESULT_MIN < len(blob) <= SHIP_ENCODED_MAX:
                 where = WHERE_UNENCODED  # encoded, but for /log/large: see RecordChunk.raw
                 self.raw.append((len(self.failed), blob))
@@ -212,10 +239,13 @@ class ChunkBuilder:
 
 
 __all__ = [
+    "INEXACT",
     "SHIP_ENCODED_MAX",
     "WHERE_UNENCODED",
     "ChunkBuilder",
     "RecordChunk",
     "encode_meta",
     "key_bytes",
+    "meta_noting",
+    "provenance_noting",
 ]

@@ -22,7 +22,8 @@ qpy               dataset   uint8 QPY bytes; ``qpy-list`` attr: a list of circui
                             (read as :class:`QPYBytes`, undecoded, when asked)
 msgpack           dataset   uint8 blob encoding (sets, dicts and lists of more
                             than 1000 items, lists of dict subclasses such as
-                            QuasiDistribution, dtypes HDF5 lacks)
+                            QuasiDistribution, dtypes HDF5 lacks, ndarray
+                            subclasses: masked arrays, matrices)
 pickle            dataset   uint8 pickle, refused unless ``allow_pickle=True``
 ================  ========  ==================================================
 
@@ -146,7 +147,8 @@ def write_native(parent: h5py.Group, name: str, value: Any) -> None:
         _mark(g, kind.__name__)
         for i, v in enumerate(value):
             write_native(g, str(i), v)
-    elif isinstance(value, np.ndarray) and not value.dtype.hasobject:
+    elif (kind is np.ndarray or kind is np.memmap) and not value.dtype.hasobject:
+        # not a subclass (a masked array's mask, a matrix): those are blobs (encoding_blob)
         _write_array(parent, name, value, "array")
     elif isinstance(value, np.generic) and not value.dtype.hasobject:
         _write_array(parent, name, np.asarray(value), "numpy-scalar")

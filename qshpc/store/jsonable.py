@@ -64,12 +64,9 @@ def to_jsonable(value: Any) -> Any:
     # without numpy do not load it).
     np = sys.modules.get("numpy")
     if np is not None:
-        if isinstance(value, np.ndarray):
-            return (
-                [to_jsonable(v) for v in value.tolist()]
-                if value.ndim
-                else to_jsonable(value.item())
-            )
+        if isinstance(value, np.ndarray):  # tolist: a masked element is None (null)
+            listed = value.tolist()
+            return [to_jsonable(v) for v in listed] if value.ndim else to_jsonable(listed)
         if isinstance(value, np.generic):
             return to_jsonable(value.item())
     if isinstance(value, bytes | bytearray | memoryview):

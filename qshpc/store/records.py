@@ -15,6 +15,9 @@ SCHEMA_VERSION = 1
 STATES = tuple(s.value for s in STORED)
 TERMINAL_STATES = tuple(s.value for s in TERMINAL)
 TASK_STATES = ("SUCCEEDED", "FAILED")
+#: Provenance field of a record whose stored result is not exactly what the task returned
+#: (:data:`qshpc.store.chunk.INEXACT`, which writes it): a resumed job runs it again.
+INEXACT = "qshpc.inexact"
 
 
 @dataclass
