@@ -247,6 +247,17 @@ def _serve(
     try:
         tune()
         serve(wiring, info, beat, preload_now if deferred else None)
+    except Exception:
+        if tee is None:
+            raise
+        # Into the rank's log too, while the tee copies: printed by the interpreter on
+        # the way out, after the tee closed, it reached the terminal only (review28 F6).
+        import traceback
+
+        print(f"qshpc: rank {info.rank} on host {info.host} failed:", file=sys.stderr)
+        traceback.print_exc()
+        sys.stderr.flush()
+        raise SystemExit(1) from None
     finally:
         if tee is not None:
             tee.close()
