@@ -331,13 +331,12 @@ class Dispatcher(Intake):
                 msg = comm.improbe(any_source, TAG_RESULT, status)
                 if msg is None:
                     break
-                source = status.Get_source()
                 try:
                     data = receive(msg)
-                except Unloadable as exc:
-                    data = self._reloaded(source, exc)
-                self._on_result(source, data)
-                self._unloaded.clear()
+                except Unloadable as exc:  # a value rank 0 cannot rebuild: see _reloaded
+                    self._on_reloaded(status.Get_source(), exc)
+                else:
+                    self._on_result(status.Get_source(), data)
                 progressed = True
             if (self._resolve or self._resolve_ok) and (
                 not progressed or time.monotonic() - self._last_commit > COMMIT_S
@@ -515,6 +514,13 @@ class Dispatcher(Intake):
             return None
         return {"config": cache.config.as_dict(), "job": cache.job_id}, keys
 
+    def _on_reloaded(self, source: int, exc: Unloadable) -> None:
+        """Take a result message that did not unpickle (:meth:`_reloaded`)."""
+        try:
+            self._on_result(source, self._reloaded(source, exc))
+        finally:
+            self._unloaded.clear()
+
     def _reloaded(self, source: int, exc: Unloadable) -> tuple[Any, ...]:
         """A result message that did not unpickle, read again: each value that cannot be
         rebuilt here fails its call alone (review28 F3: one such value failed the
@@ -531,6 +537,8 @@ class Dispatcher(Intake):
         if not bad:
             return tuple(data)
         tag, bid, first, values, chunk, failures, final = data
+        if type(values) is not list:  # the list itself did not load (one pickle of them all)
+            values = [values] * len(chunk.rows)
         w = self.workers[source - 1]
         held = len(w.batches.get(bid, ()))
         failed = {f[0] for f in failures}
