@@ -32,7 +32,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
-from qshpc.errors import WorkerLostError
+from qshpc.errors import SerializationError, WorkerLostError, dump_cause
 from qshpc.program.refs import (
     DISPATCHER_THREAD,
     CancelledError,
@@ -54,6 +54,7 @@ from qshpc.runtime.protocol import (
     Wiring,
     batch_message,
 )
+from qshpc.runtime.unload import Unloadable, reload, spoiled
 from qshpc.runtime.wide import Holds, ranks_of
 from qshpc.task import context
 from qshpc.task.execute import Outcome
@@ -93,6 +94,8 @@ class Dispatcher(Intake):
         cores = {r: (cpus[r] if cpus else 1) for r in range(1, len(hosts))}
         super().__init__(session, cores or None)
         self.comm = wiring.comm
+        self.receive = wiring.receive
+        self._unloaded: set[int] = set()  # positions of the message at hand not to retry
         self.any_source = wiring.any_source
         self.status = wiring.status()
         self.workers = [
@@ -320,7 +323,7 @@ class Dispatcher(Intake):
             resolve_many(items)
 
     def _loop(self) -> None:
-        comm, status, any_source = self.comm, self.status, self.any_source
+        comm, status, any_source, receive = self.comm, self.status, self.any_source, self.receive
         sleep = 0.0
         while True:
             progressed = False
@@ -328,7 +331,12 @@ class Dispatcher(Intake):
                 msg = comm.improbe(any_source, TAG_RESULT, status)
                 if msg is None:
                     break
-                self._on_result(status.Get_source(), msg.recv())
+                try:
+                    data = receive(msg)
+                except Unloadable as exc:  # a value rank 0 cannot rebuild: see _reloaded
+                    self._on_reloaded(status.Get_source(), exc)
+                else:
+                    self._on_result(status.Get_source(), data)
                 progressed = True
             if (self._resolve or self._resolve_ok) and (
                 not progressed or time.monotonic() - self._last_commit > COMMIT_S
@@ -526,6 +534,49 @@ class Dispatcher(Intake):
             return None
         return {"config": cache.config.as_dict(), "job": cache.job_id}, keys
 
+    def _on_reloaded(self, source: int, exc: Unloadable) -> None:
+        """Take a result message that did not unpickle (:meth:`_reloaded`)."""
+        try:
+            self._on_result(source, self._reloaded(source, exc))
+        finally:
+            self._unloaded.clear()
+
+    def _reloaded(self, source: int, exc: Unloadable) -> tuple[Any, ...]:
+        """A result message that did not unpickle, read again: each value that cannot be
+        rebuilt here fails its call alone (review28 F3: one such value failed the
+        dispatcher, and every call of the job with it); the others go on as usual.
+
+        Raises:
+            BaseException: The first error, when even the second reading fails
+                (bytes that are not a whole message): the dispatcher fails as before.
+        """
+        try:
+            data, bad = reload(exc.data, exc.buffers)
+        except Exception:
+            raise exc.__cause__ or exc from None
+        if not bad:
+            return tuple(data)
+        tag, bid, first, values, chunk, failures, final = data
+        if type(values) is not list:  # the list itself did not load (one pickle of them all)
+            values = [values] * len(chunk.rows)
+        w = self.workers[source - 1]
+        held = len(w.batches.get(bid, ()))
+        failed = {f[0] for f in failures}
+        why = {i: spoiled(v, bad) for i, v in enumerate(values) if i not in failed}
+        if not any(why.values()):  # what failed cannot be told apart: none of them is given
+            first_error = next(iter(bad.values()))
+            why = {i: first_error for i in why}
+        for i, reason in why.items():
+            if reason is None or first + i >= held:
+                continue
+            text = unloadable_text(w.rank, w.host, reason)
+            chunk.fail(i, text)
+            values[i] = None
+            failures.append((i, text, "SerializationError", dump_cause(SerializationError(text))))
+            self._unloaded.add(i)
+        failures.sort(key=_position)
+        return (tag, bid, first, values, chunk, failures, final)
+
     def _on_result(self, source: int, data: Any) -> None:
         """Take one result message: record the results, queue their resolution, retry failures."""
         _, bid, first, values, chunk, failures, final = data
@@ -566,7 +617,7 @@ class Dispatcher(Intake):
         self._resolve_ok.append(([entries[i].ref for i in ok], [values[i] for i in ok]))
         for i, error, exc_type, *cause in failures:
             e = entries[i]
-            if e.attempt <= e.task.retries and not self._cut:
+            if e.attempt <= e.task.retries and not self._cut and i not in self._unloaded:
                 e.attempt += 1
                 self.queue(e, first=True)
                 continue
@@ -576,4 +627,27 @@ class Dispatcher(Intake):
             self._resolve.append((e.ref, False, out.task_error(w.rank, w.host)))
 
 
-__all__ = ["CHECK_EVERY_S", "Dispatcher"]
+def _position(failure: tuple[Any, ...]) -> int:
+    return int(failure[0])
+
+
+def unloadable_text(rank: int, host: str, why: str) -> str:
+    """The error of a call whose value came back from its worker but cannot be loaded on rank 0."""
+    if "cannot be imported here" in why:
+        hint = (
+            "Its module is likely on that worker's sys.path only (a folder the task added to "
+            "sys.path, a package installed there only): make it importable by the program too "
+            "(install it, or put its folder on PYTHONPATH), or return plain data."
+        )
+    else:
+        hint = (
+            "It rebuilds only where it was made (a handle, a device array, a __setstate__ that "
+            "needs the worker): return plain data (numbers, lists, dicts, numpy arrays) instead."
+        )
+    return (
+        f"SerializationError: the task's value came back from rank {rank} (host {host}) but "
+        f"cannot be loaded on rank 0: {why}. {hint}\n"
+    )
+
+
+__all__ = ["CHECK_EVERY_S", "Dispatcher", "unloadable_text"]

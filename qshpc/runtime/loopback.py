@@ -111,6 +111,15 @@ class LoopbackWiring:
     def status(self) -> _Status:
         return _Status()
 
+    def receive(self, msg: _Message) -> Any:
+        """The object sent (see :meth:`qshpc.runtime.protocol.Wiring.receive`)."""
+        try:
+            return pickle.loads(msg.data)
+        except Exception as exc:
+            from qshpc.runtime.unload import Unloadable
+
+            raise Unloadable(msg.data, []) from exc
+
 
 class Loopback:
     """``size`` ranks in one process.

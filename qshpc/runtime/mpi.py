@@ -15,6 +15,7 @@ from typing import Any
 from qshpc.runtime.procs import connect_within, installed
 from qshpc.runtime.procs import peer_cred as peer_cred
 from qshpc.runtime.stopsig import launched_by_mpi as launched_by_mpi
+from qshpc.runtime.unload import Unloadable
 from qshpc.task.context import RankInfo, affinity_mask, cores_for_rank
 
 #: The MPICH variable choosing its network module (``ucx`` or ``ofi``).
@@ -86,6 +87,28 @@ class MpiWiring:
         self.any_source: int = mpi.ANY_SOURCE
         self.any_tag: int = mpi.ANY_TAG
         self.multithreaded = bool(mpi.Query_thread() == mpi.THREAD_MULTIPLE)
+        from mpi4py.util import pkl5
+
+        # pkl5's own two steps of Message.recv (receive the bytes, unpickle them), so that
+        # rank 0 keeps the bytes when they do not unpickle (:meth:`receive`); a pkl5
+        # without them: Message.recv, and such a message fails the dispatcher as before.
+        self._raw = getattr(pkl5, "_mrecv_data", None)
+        self._loads = getattr(pkl5, "_pickle_loads", None)
+
+    def receive(self, msg: Any) -> Any:
+        """Receive a message matched by ``improbe``: the object sent.
+
+        Raises:
+            Unloadable: The bytes came but did not unpickle (they are kept in it).
+        """
+        raw, loads = self._raw, self._loads
+        if raw is None or loads is None:
+            return msg.recv()
+        data, bufs = raw(msg, self.mpi.Message.Recv, None)
+        try:
+            return loads(data, bufs)
+        except Exception as exc:
+            raise Unloadable(data, bufs) from exc
 
     def status(self) -> Any:
         """A fresh ``MPI.Status``."""

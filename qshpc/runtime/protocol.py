@@ -170,6 +170,15 @@ class Wiring(Protocol):
         """A fresh status object to probe with."""
         ...
 
+    def receive(self, msg: Message) -> Any:
+        """Receive ``msg`` (from ``comm.improbe``): the object sent.
+
+        Raises:
+            qshpc.runtime.unload.Unloadable: The bytes came but did not unpickle;
+                it holds them, for a second try (rank 0's results).
+        """
+        ...
+
 
 __all__ = [
     "CUT",

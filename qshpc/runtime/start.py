@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
-from qshpc.errors import StoreError, UserError
+from qshpc.errors import QshpcError, StoreError, UserError
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, claim_job, never_started, prepare_job
 from qshpc.runtime.blas import limit_blas_threads
 from qshpc.runtime.program_main import add_program_path, defer_signals
@@ -247,6 +247,17 @@ def _serve(
     try:
         tune()
         serve(wiring, info, beat, preload_now if deferred else None)
+    except Exception as exc:
+        if tee is None or isinstance(exc, QshpcError):  # (those say their one line on exit)
+            raise
+        # Into the rank's log too, while the tee copies: printed by the interpreter on
+        # the way out, after the tee closed, it reached the terminal only (review28 F6).
+        import traceback
+
+        print(f"qshpc: rank {info.rank} on host {info.host} failed:", file=sys.stderr)
+        traceback.print_exc()
+        sys.stderr.flush()
+        raise SystemExit(1) from None
     finally:
         if tee is not None:
             tee.close()

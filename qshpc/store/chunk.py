@@ -121,6 +121,32 @@ class RecordChunk:
 
         return np.frombuffer(bytearray(self.packed), RECORD_DTYPE)
 
+    def fail(self, i: int, error: str) -> None:
+        """Rank 0's side: record ``i`` becomes a failure with ``error`` (its value arrived,
+        but cannot be loaded there: :mod:`qshpc.runtime.unload`); its result bytes go."""
+        import msgpack
+
+        rows = self.rows
+        off, size = int(rows["off"][i]), int(rows["meta_len"][i])
+        fields = msgpack.unpackb(self.meta[off : off + size], raw=False, strict_map_key=False)
+        fields[4] = error
+        meta = _pack(fields)
+        self.meta = self.meta[:off] + meta + self.meta[off + size :]
+        rows["meta_len"][i] = len(meta)
+        rows["off"][i + 1 :] += len(meta)
+        rows["off"][i + 1 :] -= size
+        if rows["where"][i] == L.WHERE_DATA and rows["res_len"][i]:
+            start, size = int(rows["res_off"][i]), int(rows["res_len"][i])
+            self.data = self.data[:start] + self.data[start + size :]
+            later = rows["where"] == L.WHERE_DATA
+            later[: i + 1] = False
+            rows["res_off"][later] -= size
+        rows["state"][i] = 1
+        rows["where"][i] = L.WHERE_NONE
+        rows["res_off"][i] = rows["res_len"][i] = 0
+        self.unencoded = [(j, v) for j, v in self.unencoded if j != i]
+        self.raw = [(j, b) for j, b in self.raw if j != i]
+
 
 class ChunkBuilder:
     """Collects encoded records on a worker, a column per field.
