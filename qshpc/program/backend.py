@@ -44,6 +44,28 @@ if TYPE_CHECKING:
     from qshpc.program.session import Session
 
 
+def _is_generator(value: Any) -> bool:
+    import types
+
+    return isinstance(value, types.GeneratorType)
+
+
+def _unsendable(out: Outcome) -> Outcome:
+    """A generator returned in plain ``python`` fails its call, as under ``qshpc run`` and
+    on a worker, where the store or the trip refuses it: a program that works here works
+    there too (a live generator here ran its body after its task had ended)."""
+    from qshpc.task.execute import unsendable_text
+
+    text = unsendable_text(
+        out.task_id, out.function, out.value, TypeError("cannot pickle 'generator' object")
+    )
+    return Outcome(
+        out.task_id, out.function, out.attempt, False, error=text,
+        exc_type="SerializationError", started=out.started, finished=out.finished,
+        provenance=out.provenance,
+    )  # fmt: skip
+
+
 def _ctrl_c_raises() -> bool:
     """Does a Ctrl-C raise KeyboardInterrupt in this process (Python's own SIGINT handler,
     or IPython's)? Not under ``qshpc run``, whose handler cancels the job."""
@@ -787,6 +809,8 @@ class InlineBackend:
                     break
             if out.ok or attempt > task.retries:
                 break
+        if out.ok and session is None and not self.nested and _is_generator(out.value):
+            out = _unsendable(out)  # as on every other rank (review28 F11)
         if out.ok and ckey is not None and cache is not None:
             cache.store(ckey, task.name, task_id, value=out.value, shared=True)
         info = context.rank_info()
