@@ -29,7 +29,9 @@ which), numpy scalars kept as such (``numpy.float64`` is not made a
     result pickled, inside the blob format (one pickle extension), which only
     its owner's lookups load. A result that pickle cannot write by name (it
     holds an instance of a class of the program file, on a worker; a class
-    made inside a function) is not cached: the call runs again in a later job.
+    made inside a function) is the blob encoding's (which pickles such an
+    object by value), when that stores nothing as another type; else it is
+    not cached: the call runs again in a later job.
 """
 
 from __future__ import annotations
@@ -149,15 +151,24 @@ def _encode(value: Any) -> Encoded:
 
         raise SerializationError(str(exc)) from None
     except Exception as exc:
-        # Neither kept as it is (the blob would flatten a masked array, a matrix, a Counter
-        # it holds) nor pickled by name (a class of the program file on a worker, a class
-        # made in a function): not cached. The blob's closest copy was cached before, and
-        # a later job's hit differed from what the task returned (review28 F1).
+        # Not pickled by name (a class of the program file on a worker, a class made in a
+        # function): the blob encoding, which pickles such an object by value, when it
+        # stores nothing as another type (its note, qshpc.store.encoding_blob.NOTED). Else
+        # not cached: the blob's flattened copy was cached before, and a later job's hit
+        # differed from what the task returned (a Counter as a dict; review28 F1). A
+        # dataclass of the program stays cached (review29 F2).
         from qshpc.errors import SerializationError
+        from qshpc.store.encoding_blob import NOTED
 
-        raise SerializationError(
-            f"the result cannot be cached as it is (pickle: {type(exc).__name__}: {exc})"
-        ) from None
+        noted = NOTED[0]
+        body, same = encode_blob_exact(value)  # (raises SerializationError itself)
+        if NOTED[0] != noted:
+            raise SerializationError(
+                f"the result cannot be cached as it is: pickle cannot write it "
+                f"({type(exc).__name__}: {exc}) and the store keeps its {NOTED[1]} as "
+                "another type"
+            ) from None
+        return Encoded(body, "blob", None, same)
     packed: bytes = msgpack.packb(msgpack.ExtType(EXT_PICKLE, data), use_bin_type=True)
     return Encoded(packed, "pickle", None, False)
 

@@ -330,7 +330,12 @@ def plot_result(result: Any, out: str | os.PathLike[str], title: str = "") -> Pa
     image = io.BytesIO()  # drawn first, then written beside and renamed (hunt23b): a full disk
     fig.savefig(image, format=fmt, dpi=110)  # had left a torn image in place of the old one
     try:
-        perms.write_atomic(path, image.getvalue(), mode=0o666)  # the umask's, as savefig's
+        target = Path(os.path.realpath(path))  # a link: its target is the image (review29 F4)
+        if target.exists() and not target.is_file():  # /dev/stdout, a FIFO: written to
+            with open(target, "wb") as fh:
+                fh.write(image.getvalue())
+        else:
+            perms.write_atomic(target, image.getvalue(), mode=0o666)  # the umask's, as savefig's
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}; pick another --out") from None
     return path

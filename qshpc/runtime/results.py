@@ -24,6 +24,9 @@ class Results:
         self.failures: list[tuple[int, str, str, bytes | None]] = []
         self.info: list[tuple[str, str, str, dict[str, Any]]] = []  # id, key, name, provenance
         self.seeds: list[int | None] = []
+        #: (position, cache write) of successful calls: written once they are sent
+        #: (:meth:`after_sent`), so that a value that cannot make the trip is not cached.
+        self.to_cache: list[tuple[int, Callable[[], None]]] = []
 
     def __len__(self) -> int:
         return len(self.values)
@@ -44,8 +47,8 @@ class Results:
         cause: bytes | None = None,
         cache: Callable[[], None] | None = None,
     ) -> None:
-        """Encode one finished attempt's record; ``cache``: called once the record of a
-        successful call is made (a value the store refuses is not cached either)."""
+        """Encode one finished attempt's record; ``cache``: the call's cache write, made
+        once its record is made and it is sent (:meth:`after_sent`)."""
         meta = encode_meta(task_id, key, name, self.host, error, provenance)
         try:
             self.builder.add(meta, ok, value, started, finished)
@@ -60,12 +63,22 @@ class Results:
             meta = encode_meta(task_id, key, name, self.host, error, provenance)
             self.builder.add(meta, False, None, started, finished)
         if cache is not None and ok:
-            cache()
+            self.to_cache.append((len(self.values), cache))
         if not ok:
             self.failures.append((len(self.values), error or "", exc_type, cause))
         self.values.append(value)
         self.info.append((task_id, key, name, provenance))
         self.seeds.append(seed)
+
+    def after_sent(self) -> None:
+        """Cache the results that were sent (a value the store or the trip refused failed
+        its call: a later job must not take it from the cache; review28 F18)."""
+        if self.to_cache:
+            failed = {f[0] for f in self.failures}
+            for pos, cache in self.to_cache:
+                if pos not in failed:
+                    cache()
+            self.to_cache.clear()
 
     def fail_unpicklable(self) -> None:
         """Send by value (cloudpickle) what pickle cannot carry; the rest fails its task.

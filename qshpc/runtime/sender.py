@@ -40,6 +40,7 @@ class Sender:
             results.fail_unpicklable()  # a return value cannot be pickled for the trip
             msg = results.message(bid, first, submitted, attempts, final)
             req = self.comm.isend(msg, dest=0, tag=TAG_RESULT)
+        results.after_sent()
         self.reqs.append(req)
         self.reqs = [r for r in self.reqs if not r.test()[0]]
         while len(self.reqs) > _MAX_SENDS:

@@ -65,7 +65,7 @@ def to_jsonable(value: Any) -> Any:
     np = sys.modules.get("numpy")
     if np is not None:
         if isinstance(value, np.ndarray):  # tolist: a masked element is None (null)
-            listed = value.tolist()
+            listed = _listed(value, np)
             return [to_jsonable(v) for v in listed] if value.ndim else to_jsonable(listed)
         if isinstance(value, np.generic):
             return to_jsonable(value.item())
@@ -82,3 +82,42 @@ def to_jsonable(value: Any) -> Any:
             "num_qubits": value.num_qubits,
         }
     return str(value)
+
+
+def _listed(value: Any, np: Any) -> Any:
+    """``value.tolist()``; for a masked array whose ``tolist`` fails (numpy's cannot take
+    nested or subarray fields, review29 F1), its data listed with each element masked as
+    a whole (any of its fields) None, or its data alone (a record whose fields are masked
+    apart keeps its values)."""
+    try:
+        return value.tolist()
+    except (IndexError, ValueError, TypeError):
+        ma = sys.modules.get("numpy.ma")
+        if ma is None or not isinstance(value, ma.MaskedArray):
+            raise
+    data = np.asarray(value.data).tolist()
+    mask = ma.getmaskarray(value)
+    if mask.dtype.names:  # a mask per field: an element is None when all its fields are
+        mask = _all_masked(mask, np)
+    if not mask.any():
+        return data
+    return _none_where(data, mask.tolist())
+
+
+def _all_masked(mask: Any, np: Any) -> Any:
+    """Per element of a structured mask: are all its fields (and their items) masked?"""
+    out = np.ones(mask.shape, dtype=bool)
+    for name in mask.dtype.names:
+        field = mask[name]
+        if field.dtype.names:
+            field = _all_masked(field, np)
+        elif field.ndim > mask.ndim:
+            field = field.reshape(*mask.shape, -1).all(axis=-1)
+        out &= field
+    return out
+
+
+def _none_where(data: Any, mask: Any) -> Any:
+    if isinstance(mask, list):
+        return [_none_where(d, m) for d, m in zip(data, mask, strict=True)]
+    return None if mask else data

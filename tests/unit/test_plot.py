@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,15 @@ def test_plot_job_without_result(qshpc_home: Path) -> None:
     job_dir = _stored_job(qshpc_home, None)
     with pytest.raises(UserError, match=r"no saved result to plot: see `qshpc status"):
         plot_job(open_job(job_dir.name))
+
+
+def test_output_through_a_link_writes_its_target(tmp_path: Path) -> None:
+    """review29 F4: the atomic write (hunt23b) replaced a link given as --out by a file."""
+    (tmp_path / "figs").mkdir()
+    target = tmp_path / "figs" / "latest.png"
+    target.write_bytes(b"old")
+    link = tmp_path / "plot-link.png"
+    link.symlink_to(target)
+    plot_result(SEED_RESULT, link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert_png(target)
