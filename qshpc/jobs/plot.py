@@ -130,8 +130,12 @@ def _numeric(value: Any) -> Any:
 
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
         return None
+    arr: Any
     try:
-        arr = np.asarray(value, dtype=float)
+        if isinstance(value, np.ma.MaskedArray):  # a masked point is a gap (review29 F3)
+            arr = np.ma.filled(np.ma.asarray(value, dtype=float), np.nan)
+        else:
+            arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
         return None
     return arr if arr.size > 1 and arr.ndim in (1, 2) else None

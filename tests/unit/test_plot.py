@@ -182,3 +182,13 @@ def test_output_through_a_link_writes_its_target(tmp_path: Path) -> None:
     plot_result(SEED_RESULT, link)
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert_png(target)
+
+
+def test_a_masked_point_is_a_gap() -> None:
+    """review29 F3: the store keeps a mask (fid23); the plot drew the hidden value."""
+    import numpy as np
+
+    from qshpc.jobs.plot import _numeric
+
+    got = _numeric(np.ma.masked_greater([1.0, 2.0, 1e6, 3.0], 100))
+    assert got is not None and np.isnan(got[2]) and list(got[[0, 1, 3]]) == [1.0, 2.0, 3.0]
