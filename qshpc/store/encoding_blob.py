@@ -47,6 +47,7 @@ dtypes survive.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import struct
 import sys
@@ -238,10 +239,16 @@ def _base_type(obj: Any) -> type | None:
 NOTED: list[Any] = [0, None]
 
 
+#: Each note's number, new every time (``next`` of a count is one step in C: notes of two
+#: threads at once never give the count a number a reader saw before; ``+= 1`` could lose
+#: one and bring it back, review29 F13).
+_NOTES = itertools.count(1)
+
+
 def _inexact(obj: Any) -> None:
     """Note that ``obj`` is stored as another type (:data:`NOTED`)."""
     NOTED[1] = f"{type(obj).__module__}.{type(obj).__qualname__}"
-    NOTED[0] += 1
+    NOTED[0] = next(_NOTES)
 
 
 def _subclass_ext(np: Any, obj: Any) -> msgpack.ExtType:

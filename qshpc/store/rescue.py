@@ -66,9 +66,12 @@ def rescued_error(exc: StoreError, path: Path | None) -> StoreError:
             f"{exc}. The result passed to save_result could not be kept anywhere else "
             "either (no folder among the working, home and temporary ones took it)"
         )
+    import socket
+
     return StoreError(
-        f"{exc}. The result passed to save_result is kept instead in {path}: read it with "
-        f"{rescued_text(path)}"
+        f"{exc}. The result passed to save_result is kept instead in {path} on host "
+        f"{socket.gethostname()} (a compute node's own folder on a cluster: copy it from "
+        f"there): read it with {rescued_text(path)}"
     )
 
 
