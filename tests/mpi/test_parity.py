@@ -144,7 +144,8 @@ def test_cpu_target_means_threads_and_is_refused_when_no_rank_has_them(
     assert task_cpus == rank_cpus
     assert "cpu=64" in res["refused"], res["refused"]
     assert re.search(r"\(ranks 1-2: \d+ each\)", res["refused"]), res["refused"]
-    assert "LocalClient(workers=N)" in res["refused"], res["refused"]
+    # what helps on one machine: fewer workers, or nothing when it has fewer cores (review28 F10)
+    assert "LocalClient(workers=N)" in res["refused"] or "this machine has" in res["refused"]
 
 
 # Placement on ranks of unequal cores: tests/unit/test_parity_runtime.py (loopback ranks).
