@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -203,7 +204,9 @@ def register(app: typer.Typer) -> None:
                 )
                 if value is not None
             ]
-            if ctx.args:
+            if ctx.args or (program is not None and "--" in sys.argv):
+                # click takes the first word after -- as PROGRAM when none came before it
+                given = [g for g in given if g != "PROGRAM" or "--" not in sys.argv]
                 given.append("the program's arguments after --")
             if given:
                 raise UserError(
