@@ -217,7 +217,9 @@ def test_a_resumed_job_finds_its_hits_in_its_own_store(tmp_path: Path) -> None:
 
     from qshpc.cache import key
 
-    done: dict[str, Any] = {key(square, (i,)): SimpleNamespace(result=-i) for i in range(3)}
+    done: dict[str, Any] = {
+        key(square, (i,)): SimpleNamespace(result=-i, provenance={}) for i in range(3)
+    }
     for inline in (False, True):
         # The cache lost every entry of the run resumed.
         cache = JobCache(CacheConfig(True, str(tmp_path / f"c{inline}")), "resumed")

@@ -190,6 +190,7 @@ def test_a_cached_program_s_ranks_are_told_the_cache_is_on(tmp_path: Path) -> No
     for cache, cache_dir, on in ((True, None, True), (False, "c", True), (False, None, False)):
         staged = Program(title="t", entrypoint="p.py", working_dir=str(tmp_path),
                          env_vars={"A": "1"}, cache=cache, cache_dir=cache_dir)  # fmt: skip
-        _, env = _task_call(staged, tmp_path / "job", SlurmResources())
+        _, kwargs = _task_call(staged, tmp_path / "job", SlurmResources())
+        env = kwargs["env"]
         assert (env.get(name) == "1") is on and env["A"] == "1"
         assert name not in staged.env_vars  # the program's own variables are left alone
