@@ -47,10 +47,16 @@ def _counts(meta: dict[str, Any]) -> str:
     failed = int(c.get("FAILED", 0))
     stopped = min(failed, int(meta.get("tasks_stopped") or 0))
     cached = int(meta.get("tasks_from_cache") or 0)
+    # An ended job's calls that never started (a cancel; the program's end): review29 F11,
+    # `4 done` of 12 submitted said nothing of the other 8.
+    never = 0
+    if meta.get("state") in ("SUCCEEDED", "FAILED", "CANCELED", "DAMAGED"):
+        never = max(0, int(meta.get("tasks_submitted") or 0) - done - failed)
     return (
         f"{done} done"
         + (f" ({cached} from cache)" if cached else "")
         + failed_text(failed, stopped)
+        + (f", {never} never started" if never else "")
     )
 
 

@@ -48,7 +48,10 @@ def rescue_result(job_dir: Path, value: Any) -> Path | None:
             continue
         path = folder / f"{_stem(job_dir)}.h5"
         n = 1
-        while os.path.lexists(path):
+        # A later save_result of the job replaces the one rescued before, as in the store
+        # (a loop that catches the error left one copy a call, review29 F12c): written
+        # whole beside, then renamed. Anything else of that name is left alone.
+        while os.path.lexists(path) and not _own_file(path):
             n += 1
             path = folder / f"{_stem(job_dir)}-{n}.h5"
         try:
@@ -57,6 +60,14 @@ def rescue_result(job_dir: Path, value: Any) -> Path | None:
             continue
         return path
     return None
+
+
+def _own_file(path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
 
 
 def rescued_error(exc: StoreError, path: Path | None) -> StoreError:

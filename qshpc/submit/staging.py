@@ -51,6 +51,29 @@ def warn_size(src: Path, size: int, copies: int = 1) -> None:
     )
 
 
+def check_entry_staged(src: Path, entrypoint: Path, exclude: Iterable[Path] = ()) -> None:
+    """Refuse a program that lies in a folder staging leaves out (review29 F6: it was
+    refused after the copy, as an entrypoint "not found" in the job's folder).
+
+    Raises:
+        UserError: A folder on the way from ``src`` to the program is not staged.
+    """
+    excl = [e.resolve() for e in exclude]
+    here = src
+    for part in entrypoint.parts[:-1]:
+        if _skipped(here, part, excl):
+            why = (
+                "a virtual environment (it holds pyvenv.cfg)"
+                if os.path.isfile(here / part / "pyvenv.cfg")
+                else "a folder qshpc never stages"
+            )
+            raise UserError(
+                f"program {entrypoint} lies in {here / part}, {why}, which is not copied into "
+                "the job: move the program out of it, or give another --working-dir"
+            )
+        here = here / part
+
+
 def staged_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES) -> int:
     """Bytes that :func:`stage` would copy (stops counting past ``limit``).
 

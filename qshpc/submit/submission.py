@@ -44,7 +44,7 @@ from qshpc.submit import slurm
 from qshpc.submit.config import merge_overrides
 from qshpc.submit.resources import SlurmResources, safe_job_name
 from qshpc.submit.sbatch import executor_parameters, render
-from qshpc.submit.staging import check_size, stage, warn_size
+from qshpc.submit.staging import check_entry_staged, check_size, stage, warn_size
 
 if TYPE_CHECKING:
     from qshpc.jobs.spec import Program
@@ -113,6 +113,7 @@ def submit(
         )
     # Never stage the job store itself (a working_dir that holds $QSHPC_HOME).
     exclude = [qshpc_home().absolute(), jobs_root().absolute(), job_dir]
+    check_entry_staged(src, entrypoint, exclude)
     warn_size(src, check_size(src, exclude))
     name = res.name or safe_job_name(program.title)
     params = executor_parameters(res, name, job_dir)
@@ -224,6 +225,7 @@ def submit_array(
             f"QSHPC_HOME {qshpc_home()} holds non-printable characters: choose a plain path"
         )
     exclude = [qshpc_home().absolute(), jobs_root().absolute(), folder_root, *job_dirs]
+    check_entry_staged(src, entrypoint, exclude)
     warn_size(src, check_size(src, exclude), len(job_dirs))
     name = res.name or safe_job_name(program.title)
     params = executor_parameters(res, name, folder_root)

@@ -65,3 +65,17 @@ def test_a_virtual_environment_is_not_staged_and_a_large_folder_is_said(
     warn_size(src, 300 << 20, copies=4)
     err = capsys.readouterr().err
     assert "staging 300 MB" in err and "1200 MB in all" in err and "--working-dir" in err
+
+
+def test_a_program_inside_a_folder_left_out_is_refused_in_words(tmp_path: Path) -> None:
+    """review29 F6: it was refused after the copy, as an entrypoint "not found"."""
+    from qshpc.submit.staging import check_entry_staged
+
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    with pytest.raises(UserError, match=r"lies in .*proj, a virtual environment"):
+        check_entry_staged(tmp_path, Path("proj/prog.py"))
+    with pytest.raises(UserError, match=r"lies in .*\.git, a folder qshpc never stages"):
+        check_entry_staged(tmp_path, Path(".git/hooks/prog.py"))
+    check_entry_staged(tmp_path, Path("prog.py"))
+    check_entry_staged(tmp_path, Path("sub/prog.py"))
