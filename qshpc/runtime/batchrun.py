@@ -251,8 +251,9 @@ def _caller(
             ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
         finally:
             pop()
-        # Cached once its record is made (Results.add): a value the store refuses fails the
-        # call, and a later job must not take it from the cache (review28 F18).
+        # Cached once its record is made and its message sent (Results.add, after_sent): a
+        # value the store or the trip refuses fails the call, and a later job must not take
+        # it from the cache (review28 F18).
         cache: Callable[[], None] | None = None
         if ok and ckeys is not None and ckeys[pos] and store is not None:
             cache = partial(store, ckeys[pos], name, task_id, value=value)
