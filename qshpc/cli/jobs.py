@@ -18,7 +18,7 @@ from qshpc.errors import UserError
 from qshpc.text import shown, shown_lines
 
 if TYPE_CHECKING:
-    from qshpc.client.job import LogReader
+    from qshpc.client.logread import LogReader
 
 JobArg = Annotated[str, typer.Argument(help="Job id, job directory, or Slurm job id.")]
 
@@ -158,18 +158,18 @@ def _damaged_result(j: Any, as_json: bool, allow_pickle: bool) -> NoReturn:
     _damaged_exit(meta, extra)
 
 
-# The reader is qshpc.client.job's LogReader; these two and _chunks are what the command
+# The reader is qshpc.client.logread's LogReader; these two and _chunks are what the command
 # passes it, here so that tests (tests/faults/test_mend19.py) can turn them.
-#: Bytes read from a log at a time (:data:`qshpc.client.job.LOG_CHUNK`).
+#: Bytes read from a log at a time (:data:`qshpc.client.logread.LOG_CHUNK`).
 _CHUNK = 1 << 20
 #: Slurm output files of one rank shown without their rank's lines up to this size
-#: (:data:`qshpc.client.job.DEDUP_MAX`).
+#: (:data:`qshpc.client.logread.DEDUP_MAX`).
 _DEDUP_MAX = 64 << 20
 
 
 def _chunks(path: Path, start: int = 0) -> Iterator[bytes]:
     """The bytes of a log from ``start`` on, :data:`_CHUNK` at a time."""
-    from qshpc.client.job import log_chunks
+    from qshpc.client.logread import log_chunks
 
     return log_chunks(path, start, _CHUNK)
 
@@ -179,8 +179,8 @@ def _note(message: str) -> None:
 
 
 def _reader(j: Any, rank: int | None, tail: int | None) -> LogReader:
-    """The one log reader of :mod:`qshpc.client.job`, its notes on stderr."""
-    from qshpc.client.job import LogReader
+    """The one log reader of :mod:`qshpc.client.logread`, its notes on stderr."""
+    from qshpc.client.logread import LogReader
 
     return LogReader(j, rank, tail=tail, read=_chunks, note=_note, dedup_max=_DEDUP_MAX)
 

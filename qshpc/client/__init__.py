@@ -3,6 +3,7 @@
 Modules:
 
 - :mod:`~qshpc.client.job`: ``Job``, ``open_job``, ``list_jobs`` (the store, and Slurm's view);
+- :mod:`~qshpc.client.logread`: ``LogReader``, the one reader of a job's logs;
 - :mod:`~qshpc.client.local`: ``LocalClient`` (``qshpc run`` child processes, local arrays);
 - :mod:`~qshpc.client.slurm`: ``SlurmClient`` (``qshpc.submit``).
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from qshpc.cli import jobs as cli_jobs
-from qshpc.client import job as client_job
+from qshpc.client import logread as client_logread
 from qshpc.client.job import Job, open_job
 from tests.conftest import run_cli
 from tests.faults.test_bad_input import finished_job
@@ -73,7 +73,7 @@ def test_job_logs_is_the_stream_joined(
     tmp_path: Path, qshpc_home: Path, monkeypatch: pytest.MonkeyPatch, rank: int | None, chunk: int
 ) -> None:
     job = open_job(str(_slurm_job(tmp_path, qshpc_home)))
-    monkeypatch.setattr(client_job, "LOG_CHUNK", chunk)
+    monkeypatch.setattr(client_logread, "LOG_CHUNK", chunk)
     want = _old_logs(job, rank)
     assert job.logs(rank) == want
     chunks = list(job.iter_logs(rank))
