@@ -20,7 +20,7 @@ _DEPTH = 4
 
 
 def _text(p: Any) -> str:
-    """A parameter as the key knows it (:func:`qshpc.cache.keys._fix`): its kind and name."""
+    """A parameter as the key knows it (:func:`qshpc.cache.keycircuit._fix`): its kind and name."""
     return f"{type(p).__name__}:{p}"
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qshpc.cache import keys
+from qshpc.cache import keyenv, keys
 from qshpc.cache.body import encode
 from qshpc.cache.jobcache import CacheConfig, JobCache
 from qshpc.store.encoding_blob import decode_blob
@@ -192,7 +192,7 @@ def test_a_package_without_version_attribute_is_keyed_by_its_distribution() -> N
     import rich  # installed, no __version__
 
     assert not getattr(rich, "__version__", None)
-    assert keys._version_of("rich").startswith("rich==")
+    assert keyenv.version_of("rich").startswith("rich==")
 
 
 @pytest.mark.parametrize(
@@ -240,14 +240,14 @@ def test_qshpc_run_from_a_checkout_is_keyed_by_its_files(
 ) -> None:
     """An edit to qshpc's own code without a new version changes the keys (a
     checkout: pip install -e, PYTHONPATH); an installed qshpc is keyed by its version."""
-    assert keys._source_tree()  # the tests run qshpc from its checkout
+    assert keyenv._source_tree()  # the tests run qshpc from its checkout
     pkg = tmp_path / "src" / "qshpc"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "sub" / "m.py").write_text("X = 1\n")
-    first = keys._source_tree(str(pkg))
-    assert first and keys._source_tree(str(pkg)) == first
+    first = keyenv._source_tree(str(pkg))
+    assert first and keyenv._source_tree(str(pkg)) == first
     (pkg / "sub" / "m.py").write_text("X = 22\n")
-    assert keys._source_tree(str(pkg)) != first
-    monkeypatch.setattr(keys, "_library_dirs", lambda: (str(tmp_path / "src") + os.sep,))
-    assert keys._source_tree(str(pkg)) == ""
+    assert keyenv._source_tree(str(pkg)) != first
+    monkeypatch.setattr(keyenv, "_library_dirs", lambda: (str(tmp_path / "src") + os.sep,))
+    assert keyenv._source_tree(str(pkg)) == ""

@@ -1,0 +1,879 @@
+"""The walk of a value into a cache key: typed tokens, the same in every process.
+
+See :mod:`qshpc.cache.keys` for what a key covers and how each kind of value is
+walked. :class:`_Walk` feeds the tokens to a hash; :func:`bindings_unchanged` tells
+whether what a function's walk read is still what it was.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import functools
+import hashlib
+import os
+import struct
+import sys
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from qshpc.cache.keycircuit import _expression_text, circuit_digest
+from qshpc.cache.keyenv import (
+    LIBRARY_TOPS,
+    Put,
+    is_library,
+    is_library_path,
+    put_text,
+    version_of,
+)
+
+_PACK_D = struct.Struct("<d").pack
+_PACK_DD = struct.Struct("<dd").pack
+_MAX_DEPTH = 200
+#: The method by which a value gives its own digest (see :mod:`qshpc.cache.keys`).
+_OWN_DIGEST = "__qshpc_cache_digest__"
+
+
+class UncacheableError(Exception):
+    """A value that cannot be hashed the same way in every process (the call is not cached)."""
+
+
+# -- tokens ----------------------------------------------------------------------------
+
+#: ``id(circuit) -> (circuit, its QPY bytes)``, written for the call being keyed
+#: (:func:`qshpc.task.payload.dumps`): those bytes are not dumped again.
+Qpy = dict[int, tuple[Any, bytes]]
+#: What a walk read, as ``(holder, name, value)``: ``holder[name]`` (a namespace)
+#: or ``holder.name`` (a function's defaults, a closure cell) was ``value``.
+Deps = list[tuple[Any, str, Any]]
+_MISSING: Any = object()
+
+
+def bindings_unchanged(deps: Deps) -> bool:
+    """True when every name a walk read is still bound to the same object.
+
+    A function runs with the globals, closure cells and defaults of the moment
+    it is called; its digest covers their values when it was taken. This
+    tells, in well under a microsecond a name, whether any was rebound since
+    (``SHOTS = 200``, a helper redefined, a class attribute set), so a caller
+    can take the digest again. A value that can change in place (a list, a
+    dict, an array, an object: ``CONFIG["shots"] = 200``) counts as changed
+    every time: only a fresh walk can tell.
+    """
+    for holder, name, value in deps:
+        if type(holder) is dict or type(holder) is types.MappingProxyType:
+            now = holder.get(name, _MISSING)
+        else:
+            try:
+                now = getattr(holder, name)
+            except (AttributeError, ValueError):  # an empty closure cell: ValueError
+                now = _MISSING
+        if now is not value:
+            return False
+        if name == "__kwdefaults__" and type(value) is dict:  # rebound as a whole
+            value = tuple(value.values())
+        if not _fixed_value(value):
+            return False
+    return True
+
+
+def changeable(deps: Deps) -> bool:
+    """True when a name a walk read holds a value that can change in place."""
+    return any(
+        not _fixed_value(tuple(v.values()) if n == "__kwdefaults__" and type(v) is dict else v)
+        for _, n, v in deps
+    )
+
+
+#: Values that cannot change in place. Functions, classes and modules can (an
+#: attribute set), but every name the walk read in them is a dependency of its own.
+_FIXED_TYPES = frozenset((
+    type(None), bool, int, float, complex, str, bytes, types.FunctionType,
+    types.BuiltinFunctionType, types.ModuleType, types.CodeType, type, range,
+    type(Ellipsis), type(NotImplemented),
+))  # fmt: skip
+
+
+def _fixed_value(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` cannot change without being rebound (see :func:`bindings_unchanged`)."""
+    t = type(value)
+    if t in _FIXED_TYPES or value is _MISSING:
+        return True
+    if depth > 4:
+        return False
+    if t is tuple or t is frozenset:  # a function's __defaults__; constants
+        return len(value) <= 64 and all(_fixed_value(v, depth + 1) for v in value)
+    import enum
+
+    return isinstance(value, (enum.Enum, type))
+
+
+class _Walk:
+    """One walk: feeds the tokens of values to ``put``.
+
+    ``refs`` numbers the functions, classes and modules already fed in this
+    walk (a second meeting feeds the number: recursion and shared helpers);
+    ``active`` holds the ids of the containers being walked (a cycle feeds a
+    marker instead of looping).
+    """
+
+    __slots__ = ("active", "deps", "depth", "files", "keep", "put", "qpy", "refs")
+
+    def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
+        self.put = put
+        #: QPY bytes of this call's circuits, dumped already (see :func:`call_key`).
+        self.qpy = qpy
+        self.refs: dict[int, int] = {}
+        #: What ``refs`` numbers, kept alive for the walk: a function that a value's
+        #: ``__reduce__`` made for the occasion dies after it, and the next one, made
+        #: at the same address, was fed as a back-reference to it (its content unkeyed).
+        self.keep: list[Any] = []
+        self.active: set[int] = set()
+        self.depth = 0
+        self.files: set[str] = set()  # modules keyed by their file (see :meth:`imported`)
+        #: When a list: every name binding the walk read (see :func:`bindings_unchanged`).
+        self.deps = deps
+
+    # values -----------------------------------------------------------------------
+    def value(self, obj: Any) -> None:
+        put = self.put
+        t = type(obj)
+        if t is str:
+            put_text(put, obj)
+        elif t is int:
+            put(b"i%d;" % obj)
+        elif t is float:
+            put(b"f" + _PACK_D(obj))
+        elif obj is None:
+            put(b"N")
+        elif t is bool:
+            put(b"T" if obj else b"F")
+        elif t is tuple or t is list:
+            self._items(b"(" if t is tuple else b"[", obj)
+        elif t is dict:
+            self._dict(b"{", obj)
+        elif t is bytes:
+            put(b"b%d:" % len(obj))
+            put(obj)
+        elif t is complex:
+            put(b"c" + _PACK_DD(obj.real, obj.imag))
+        else:
+            self._other(obj)
+
+    def _enter(self, obj: Any) -> bool:
+        """Start walking a container; False when it is already being walked (a cycle)."""
+        i = id(obj)
+        if i in self.active:
+            self.put(b"@cycle")
+            return False
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise UncacheableError(f"values nested deeper than {_MAX_DEPTH} levels")
+        self.active.add(i)
+        return True
+
+    def _leave(self, obj: Any) -> None:
+        self.active.discard(id(obj))
+        self.depth -= 1
+
+    def _items(self, tag: bytes, items: Any) -> None:
+        if not self._enter(items):
+            return
+        self.put(tag + b"%d;" % len(items))
+        value = self.value
+        for x in items:
+            value(x)
+        self.put(b")")
+        self._leave(items)
+
+    def _dict(self, tag: bytes, d: Any) -> None:
+        if not self._enter(d):
+            return
+        self.put(tag + b"%d;" % len(d))
+        value = self.value
+        for k, v in d.items():
+            value(k)
+            value(v)
+        self.put(b"}")
+        self._leave(d)
+
+    def _set(self, tag: bytes, s: Any) -> None:
+        if not self._enter(s):
+            return
+        self.put(tag + b"%d;" % len(s))
+        for d in sorted(self._digest_of(x) for x in s):
+            self.put(d)
+        self._leave(s)
+
+    def _digest_of(self, obj: Any) -> bytes:
+        # Each item starts from this walk's state, not from its siblings': the
+        # items are met in set order, which differs between processes.
+        h = hashlib.blake2b(digest_size=16)
+        sub = _Walk(h.update, self.deps, self.qpy)
+        sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
+        sub.keep = self.keep
+        sub.value(obj)
+        return h.digest()
+
+    def _other(self, obj: Any) -> None:
+        put = self.put
+        t = type(obj)
+        if t is set or t is frozenset:
+            self._set(b"S" if t is set else b"Z", obj)
+            return
+        own = getattr(t, _OWN_DIGEST, None)
+        if own is not None and callable(own):
+            self._own_digest(t, obj, own)
+            return
+        np = sys.modules.get("numpy")
+        if np is not None:
+            if t is np.ndarray:
+                self._array(obj, np)
+                return
+            if isinstance(obj, np.ndarray):  # a subclass: its class and state (a mask...)
+                self._reduced(obj)
+                return
+            if isinstance(obj, np.generic):
+                put(b"g")
+                dt = obj.dtype
+                if dt.fields is not None or dt.hasobject:  # a record: its fields, as arrays
+                    self._array(np.asarray(obj), np)
+                    return
+                put_text(put, dt.str)
+                put(obj.tobytes())
+                return
+        if t.__name__ == "ObjectRef" and getattr(t, "__module__", None) == "qshpc.program.refs":
+            # Its id is per job: another job reuses the id for another object.
+            raise UncacheableError("an ObjectRef nested in the arguments")
+        if _module_of(t).startswith("qiskit"):
+            circuit = sys.modules["qiskit.circuit"]
+            if isinstance(obj, circuit.QuantumCircuit):
+                put(b"Q")
+                known = self.qpy.get(id(obj)) if self.qpy is not None else None
+                data = known[1] if known is not None and known[0] is obj else None
+                if data is None and self.qpy is not None:
+                    # The caller pickles the call after this (a miss): it takes these bytes.
+                    from qshpc.store import _qpy
+
+                    data = _qpy.dump(obj)
+                    self.qpy[id(obj)] = (obj, data)
+                put(circuit_digest(obj, data, walk_value))
+                return
+            if isinstance(obj, circuit.ParameterExpression):
+                # By name and expression: a Parameter's UUID is new in every process.
+                put(b"P")
+                put_text(put, _expression_text(obj))
+                return
+            if isinstance(obj, circuit.ParameterVector):
+                # By name and length, as its elements are: its UUID is new in every process.
+                put(b"PV")
+                put_text(put, obj.name)
+                put(b"%d;" % len(obj))
+                return
+        if isinstance(obj, types.FunctionType):
+            self.function(obj)
+        elif isinstance(obj, type):
+            self.klass(obj)
+        elif isinstance(obj, types.ModuleType):
+            self.module(obj, ())
+        elif isinstance(obj, (types.BuiltinFunctionType, types.WrapperDescriptorType)):
+            self._named(b"B", obj)
+            bound = getattr(obj, "__self__", None)
+            if bound is not None and not isinstance(bound, types.ModuleType):
+                self.value(bound)  # a bound method of a C type: ``table.get``, ``rng.random``
+        elif isinstance(obj, types.MethodType):
+            put(b"M")
+            self.value(obj.__func__)
+            self.value(obj.__self__)
+            if self.deps is not None:  # its object can change in place (``model.k = 5``)
+                self.deps.append((obj, "__self__", obj.__self__))
+        elif isinstance(obj, (staticmethod, classmethod)):
+            put(b"sm" if isinstance(obj, staticmethod) else b"cm")
+            self.value(obj.__func__)
+        elif isinstance(obj, property):
+            put(b"prop")
+            self.value((obj.fget, obj.fset, obj.fdel))
+        elif isinstance(obj, types.CodeType):
+            self.code(obj)
+        elif isinstance(obj, types.MappingProxyType):
+            self._dict(b"{", obj)
+        elif isinstance(obj, functools.partial):
+            put(b"partial")
+            self.value((obj.func, obj.args, dict(sorted(obj.keywords.items()))))
+            if self.deps is not None:  # ``partial(f, config)``: ``config["k"] = 9`` later
+                self.deps.append((obj, "args", obj.args))
+                if obj.keywords:
+                    self.deps.append((obj, "keywords", obj.keywords))
+        elif isinstance(obj, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+            put(b"desc")
+            put_text(put, obj.__name__)
+        elif isinstance(obj, bytearray | memoryview):
+            # Not bytes: ``x + b"!"`` is a bytearray, a view reads its items by its format.
+            if isinstance(obj, memoryview):
+                put(b"mv")
+                put_text(put, obj.format)
+                put(b"%r;" % (obj.shape,))
+            else:
+                put(b"ba")
+            b = bytes(obj)
+            put(b"b%d:" % len(b))
+            put(b)
+        elif obj is Ellipsis or obj is NotImplemented:
+            put(b"E" if obj is Ellipsis else b"NI")
+        else:
+            self._reduced(obj)
+
+    def _own_digest(self, t: type, obj: Any, own: Callable[[Any], bytes]) -> None:
+        """A value that gives its own stable digest (see the module doc)."""
+        try:
+            digest = own(obj)
+        except UncacheableError:
+            raise
+        except Exception as exc:
+            raise UncacheableError(
+                f"a value of type {t.__qualname__} gave no digest: {type(exc).__name__}: {exc}"
+            ) from None
+        if type(digest) is not bytes:
+            raise UncacheableError(
+                f"a value of type {t.__qualname__} gave a digest that is not bytes"
+            )
+        put = self.put
+        put(b"D")
+        put_text(put, f"{t.__module__}.{t.__qualname__}")
+        put(b"%d:" % len(digest))
+        put(digest)
+
+    def _array(self, arr: Any, np: Any) -> None:
+        put = self.put
+        put(b"A")
+        dt = arr.dtype
+        put_text(put, dt.str if dt.fields is None else str(np.lib.format.dtype_to_descr(dt)))
+        put(b"%r;" % (arr.shape,))
+        if arr.dtype.hasobject:
+            self._items(b"[", arr.ravel().tolist())
+            return
+        data = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+        if not data.size:
+            put(b"")
+        elif dt.kind in "Mm":  # datetime64, timedelta64: no buffer of their own
+            put(data.view(np.uint8).data)
+        else:
+            put(data.data)
+
+    def _reduced(self, obj: Any) -> None:
+        """Any other object: its class and the state pickle would save."""
+        try:
+            reducer = copyreg.dispatch_table.get(type(obj))  # numpy's ufuncs, for one
+            reduced = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
+        except Exception as exc:
+            raise UncacheableError(
+                f"a value of type {type(obj).__qualname__} cannot be hashed: {exc}"
+            ) from None
+        if isinstance(reduced, str):  # a global: pickled by reference
+            self._named(b"G", obj)
+            wrapped = getattr(obj, "__wrapped__", None)
+            if wrapped is not None:  # functools.cache and other wrappers: what they wrap
+                self.value(wrapped)
+            return
+        if not self._enter(obj):
+            return
+        put = self.put
+        put(b"R")
+        self.value(type(obj))
+        func, args, *rest = reduced
+        self.value(func)
+        self.value(args)
+        state = rest[0] if rest else None
+        if type(state) is dict:
+            drop = _random_state(type(obj))
+            if drop:
+                state = {k: v for k, v in state.items() if k not in drop}
+            self._dict(b"{", state)
+        else:
+            self.value(state)
+        if len(rest) > 1 and rest[1] is not None:
+            self.value(list(rest[1]))
+        if len(rest) > 2 and rest[2] is not None:
+            self.value(list(rest[2]))
+        self._leave(obj)
+
+    def _named(self, tag: bytes, obj: Any) -> None:
+        """An object pickle saves by reference: its qualified name (and package version)."""
+        put = self.put
+        put(tag)
+        mod = _module_of(obj)
+        if is_library(mod):
+            put_text(put, mod)
+            put_text(put, version_of(mod))
+        else:  # the user's own: "__main__" or not depends on how the file was run
+            put(b"user")
+            put(_compiled_digest(mod))  # a function of a compiled module: its file
+        put_text(put, str(getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))))
+
+    def _seen(self, obj: Any) -> bool:
+        """True (and the back-reference fed) when ``obj`` was fed already in this walk."""
+        n = self.refs.get(id(obj))
+        if n is not None:
+            self.put(b"@%d;" % n)
+            return True
+        self.refs[id(obj)] = len(self.refs)
+        self.keep.append(obj)
+        return False
+
+    # code ---------------------------------------------------------------------------
+    def function(self, f: types.FunctionType) -> None:
+        if is_library(getattr(f, "__module__", None)) and "<locals>" not in f.__qualname__:
+            self._named(b"LF", f)
+            return
+        if self._seen(f):
+            return
+        put = self.put
+        put(b"F")
+        put_text(put, f.__qualname__)
+        self.code(f.__code__)
+        self.value(f.__defaults__)
+        self.value(f.__kwdefaults__)
+        deps = self.deps
+        if deps is not None:
+            for attr in ("__code__", "__defaults__", "__kwdefaults__"):
+                deps.append((f, attr, getattr(f, attr)))
+            if type(f.__kwdefaults__) is dict:  # a dict: ``f.__kwdefaults__["k"] = 5``
+                deps.extend((f.__kwdefaults__, k, v) for k, v in f.__kwdefaults__.items())
+        if f.__closure__:
+            put(b"cells%d;" % len(f.__closure__))
+            for cell in f.__closure__:
+                try:
+                    contents = cell.cell_contents
+                except ValueError:  # an empty cell
+                    put(b"empty")
+                    contents = _MISSING
+                else:
+                    if isinstance(contents, types.ModuleType):
+                        # imported in the enclosing function: what this code reads in it
+                        self.module(contents, _names(f.__code__))
+                    else:
+                        self.value(contents)
+                if deps is not None:
+                    deps.append((cell, "cell_contents", contents))
+        attrs = {k: v for k, v in f.__dict__.items() if k != "__module__"}
+        if attrs:
+            put(b"attrs")
+            self._dict(b"{", dict(sorted(attrs.items())))
+            if deps is not None:  # ``helper.factor = 3`` between two calls
+                deps.extend((f.__dict__, k, v) for k, v in attrs.items())
+        self.globals_of(f.__code__, f.__globals__)
+
+    def globals_of(self, code: types.CodeType, namespace: dict[str, Any]) -> None:
+        """Feed the value of every global ``code`` (or code nested in it) names."""
+        names = _names(code)
+        put = self.put
+        put(b"globals")
+        deps = self.deps
+        table: Any = namespace.get("__builtins__")
+        if isinstance(table, types.ModuleType):
+            table = vars(table)
+        for name in sorted(names):
+            if deps is not None:
+                deps.append((namespace, name, namespace.get(name, _MISSING)))
+            if name not in namespace:
+                if type(table) is dict and name in table:
+                    self._builtin(table, name)
+                continue
+            value = namespace[name]
+            put_text(put, name)
+            if isinstance(value, types.ModuleType):
+                self.module(value, names)
+            else:
+                self.value(value)
+        put(b";")
+        imports = _imports(code)
+        if imports:
+            self.imported(imports, _package_of(namespace), names)
+
+    def _builtin(self, table: dict[str, Any], name: str) -> None:
+        """A name the code finds in ``builtins`` (``table``) that is no builtin of
+        Python's own.
+
+        A program (or a tool: ``kernprof``'s ``profile``) can put a value there,
+        ``builtins.SHOTS = 100``, which the code then reads as a global: it was
+        left out of the key. Python's own builtins add nothing (keys stay as
+        they were).
+        """
+        value = table[name]
+        if name.startswith("__") or value is None or type(value) is bool:
+            return
+        if value is Ellipsis or value is NotImplemented:
+            return
+        mod = _module_of(value)
+        if mod in ("builtins", "_sitebuiltins"):
+            return
+        if isinstance(value, (types.BuiltinFunctionType, type)) and is_library(mod):
+            return  # ``open`` (io's), a library's own addition
+        if self.deps is not None:
+            self.deps.append((table, name, value))
+        put = self.put
+        put(b"builtin")
+        put_text(put, name)
+        self.value(value)
+
+    def imported(self, imports: Imports, package: str, names: Iterable[str]) -> None:
+        """The modules that ``import`` statements in the code being walked name.
+
+        A module imported inside a function (``import helpers`` in its body, so
+        that the workers import it) is no global of the function: it is keyed
+        here, like a global module (``names``: what the code reads in it). One that
+        this process has not imported (rank 0 of an MPI job does not run the task)
+        is keyed by its file: a library's by name and version, the user's own by
+        its source bytes and, the same way, the modules that source imports.
+        """
+        put = self.put
+        put(b"imports")
+        for name, level, fromlist in imports:
+            full = _absolute(name, level, package)
+            if full is not None:
+                self._import(full, fromlist, names)
+        put(b";")
+
+    def _import(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
+        """One ``import full`` (``from full import fromlist``), its parent packages first.
+
+        ``import a.b`` runs ``a/__init__.py`` too and binds ``a``: the code reads
+        ``a.X`` as well as ``a.b.Y``. Only ``a.b`` was keyed, so an edit to ``a``'s
+        ``X`` kept the key.
+        """
+        dots = [i for i, c in enumerate(full) if c == "."]
+        for i in dots:
+            self._import_one(full[:i], (), names)
+        self._import_one(full, fromlist, names)
+
+    def _import_one(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
+        """One module of an ``import`` (see :meth:`_import`)."""
+        put_text(self.put, full)
+        mod = sys.modules.get(full)
+        if isinstance(mod, types.ModuleType):
+            self.module(mod, names)
+            if is_library(full):
+                return
+            ns = vars(mod)
+            subs = [s for s in fromlist if s not in ns and f"{full}.{s}" not in sys.modules]
+        else:
+            subs = list(fromlist) if self._module_file(full) else []
+        for sub in subs:  # ``from package import module``: a module not imported yet
+            self._module_file(f"{full}.{sub}")
+
+    def _module_file(self, name: str) -> bool:
+        """A module not imported in this process, by its file (see :meth:`imported`);
+        True when it is the user's own."""
+        put = self.put
+        top = name.partition(".")[0]
+        if top in LIBRARY_TOPS or top in sys.builtin_module_names:
+            _library_module(put, name)
+            return False
+        seen = self.files
+        if name in seen:
+            put(b"@file")
+            put_text(put, name)
+            return True
+        seen.add(name)
+        origin, source = _find_source(name)
+        if origin is None:
+            put(b"nofile")  # the import fails in the task too (or a namespace package)
+            return False
+        if is_library_path(origin):
+            _library_module(put, name)
+            return False
+        put(b"UF")
+        put(hashlib.blake2b(source or b"", digest_size=32).digest())
+        code = _compiled(origin, source)
+        if code is not None:
+            init = os.path.basename(origin).startswith("__init__.")
+            package = name if init else name.rpartition(".")[0]
+            for sub, level, fromlist in _imports(code):
+                full = _absolute(sub, level, package)
+                if full is not None:
+                    self._import(full, fromlist, _names(code))
+        return True
+
+    def module(self, mod: types.ModuleType, attrs: Iterable[str]) -> None:
+        """A module: by name and version; a module of the user's own, also the
+        attributes named in the code being walked (``helpers.f`` covers ``f``)."""
+        put = self.put
+        name = mod.__name__
+        if is_library(name):
+            _library_module(put, name)
+            return
+        if self._seen(mod):
+            return
+        put(b"UM")
+        put_text(put, name)
+        put(_compiled_digest(name))
+        ns = vars(mod)
+        deps = self.deps
+        for attr in sorted(set(attrs)):
+            if deps is not None and not attr.startswith("__"):
+                deps.append((ns, attr, ns.get(attr, _MISSING)))
+            if attr in ns and not attr.startswith("__"):
+                put_text(put, attr)
+                value = ns[attr]
+                if isinstance(value, types.ModuleType):
+                    self.module(value, attrs)
+                else:
+                    self.value(value)
+        put(b";")
+
+    def code(self, co: types.CodeType) -> None:
+        """A code object, without its file name and line numbers."""
+        put = self.put
+        put(b"C")
+        put_text(put, co.co_name)
+        put(
+            b"%d,%d,%d,%d,%d;"
+            % (co.co_argcount, co.co_posonlyargcount, co.co_kwonlyargcount, co.co_nlocals,
+               co.co_flags)
+        )  # fmt: skip
+        put(b"%d:" % len(co.co_code))
+        put(co.co_code)
+        table = getattr(co, "co_exceptiontable", b"")
+        put(b"%d:" % len(table))
+        put(table)
+        for names in (co.co_names, co.co_varnames, co.co_freevars, co.co_cellvars):
+            put(b"n%d;" % len(names))
+            for n in names:
+                put_text(put, n)
+        put(b"k%d;" % len(co.co_consts))
+        for c in co.co_consts:
+            if isinstance(c, types.CodeType):
+                self.code(c)
+            else:
+                self.value(c)
+
+    def klass(self, cls: type) -> None:
+        if is_library(_module_of(cls)) and "<locals>" not in cls.__qualname__:
+            self._named(b"LC", cls)
+            return
+        if self._seen(cls):
+            return
+        put = self.put
+        put(b"K")
+        put_text(put, cls.__qualname__)
+        put(_compiled_digest(_module_of(cls)))  # a class of a compiled module: its file
+        self.value(cls.__bases__)
+        meta = type(cls)
+        if meta is not type:
+            self.value(meta)
+        put(b"ns")
+        ns = vars(cls)
+        if self.deps is not None:
+            # A name this class inherits from a base of the user's own, set on the class
+            # itself later (``A.x = 5`` over ``Base.x``), changes what the code reads.
+            for base in cls.__mro__[1:]:
+                if not is_library(_module_of(base)):
+                    self.deps.extend((ns, n, _MISSING) for n in vars(base) if n not in ns)
+        for name, value in sorted(ns.items()):
+            if name in _CLASS_SKIP:
+                continue
+            if self.deps is not None:
+                self.deps.append((ns, name, value))
+            put_text(put, name)
+            try:
+                self.value(value)
+            except UncacheableError:
+                # Machinery a metaclass or decorator added (ABC's _abc_impl), a lock:
+                # its name is all the key keeps.
+                put(b"?")
+        put(b";")
+
+
+#: Attributes that library classes set to a value of their own per process, which
+#: decides no result: Aer's quantum errors draw a ``uuid4`` as their id (an
+#: instruction label), and a transpiler pass keeps ``hash()`` of its arguments
+#: (string hashing: per process), so a noise model, or a simulator holding one
+#: (``NoiseModel.from_backend`` holds a pass), had a new key in every run. By the
+#: qualified name of the class that sets them.
+_RANDOM_ATTRS = {
+    "qiskit_aer.noise.errors.base_quantum_error.BaseQuantumError": frozenset(("_id",)),
+    "qiskit.transpiler.basepasses.BasePass": frozenset(("_hash",)),
+}
+_random_attrs: dict[type, frozenset[str]] = {}
+
+
+def _random_state(cls: type) -> frozenset[str]:
+    """The attributes of ``cls``'s state that :data:`_RANDOM_ATTRS` leaves out of keys."""
+    drop = _random_attrs.get(cls)
+    if drop is None:
+        drop = frozenset()
+        for base in cls.__mro__:
+            drop |= _RANDOM_ATTRS.get(f"{_module_of(base)}.{base.__qualname__}", frozenset())
+        _random_attrs[cls] = drop
+    return drop
+
+
+_CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__"))
+
+
+def _module_of(obj: Any) -> str:
+    """The module ``obj`` comes from ("" when it does not say).
+
+    Some classes made at run time name none (``__module__`` is None: Qiskit's
+    singleton gates, ``_SingletonHGate``): such a class is taken to come from
+    the module of its first base that names one, whose version then keys it.
+    """
+    mod = getattr(obj, "__module__", None)
+    if isinstance(mod, str) and mod:
+        return mod
+    if isinstance(obj, type):
+        for base in obj.__mro__[1:]:
+            mod = getattr(base, "__module__", None)
+            if isinstance(mod, str) and mod and mod != "builtins":
+                return mod
+        return ""
+    mod = getattr(getattr(obj, "__objclass__", None), "__module__", None)
+    return mod if isinstance(mod, str) else ""
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(code: types.CodeType) -> frozenset[str]:
+    """Every name ``code`` and the code nested in it look up (globals and attributes)."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _names(c)
+    return frozenset(names)
+
+
+#: ``(module name, level, names imported from it)`` of the ``import`` statements of code.
+Imports = tuple[tuple[str, int, tuple[str, ...]], ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _imports(code: types.CodeType) -> Imports:
+    """The ``(module name, level, names imported from it)`` of every ``import`` in ``code``
+    and the code nested in it."""
+    found: list[tuple[str, int, tuple[str, ...]]] = []
+    consts: list[Any] = []
+    import dis
+
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("LOAD_CONST", "LOAD_SMALL_INT"):
+            consts = [*consts[-1:], ins.argval]
+        elif ins.opname == "IMPORT_NAME":
+            level = consts[0] if len(consts) == 2 and type(consts[0]) is int else 0
+            names = consts[-1] if consts and type(consts[-1]) is tuple else ()
+            found.append((str(ins.argval), level, tuple(n for n in names if n != "*")))
+            consts = []
+        else:
+            consts = []
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            found.extend(_imports(c))
+    return tuple(dict.fromkeys(found))
+
+
+def _package_of(namespace: dict[str, Any]) -> str:
+    """The package a module's relative imports start from."""
+    package = namespace.get("__package__")
+    if isinstance(package, str):
+        return package
+    name = namespace.get("__name__")
+    return name.rpartition(".")[0] if isinstance(name, str) else ""
+
+
+def _absolute(name: str, level: int, package: str) -> str | None:
+    """The absolute name of ``import`` ``name`` at ``level`` in ``package`` (None: none)."""
+    if not level:
+        return name or None
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts) or (level - 1 == len(parts) and not name):
+        return None
+    base = ".".join(parts[: len(parts) - (level - 1)])
+    return f"{base}.{name}" if base and name else (base or name or None)
+
+
+def _compiled_digest(module: str) -> bytes:
+    """The digest of the file of a compiled module of the user's own (a Cython or
+    pybind11 build beside the program), b"" for any other module.
+
+    Its functions and classes hold no code that Python can read, so they were
+    keyed by their names alone: a rebuilt module with other results gave the
+    old ones back. Read once per file and process: a process runs the build it
+    loaded first (Python does not load an extension module twice), so a file
+    rebuilt after the process's first key of it keeps that key.
+    """
+    known = _compiled_files.get(module)
+    if known is not None:
+        return known
+    path = getattr(sys.modules.get(module), "__file__", None)
+    digest = b""
+    if isinstance(path, str) and not path.endswith((".py", ".pyc")):
+        from importlib.machinery import EXTENSION_SUFFIXES
+
+        if path.endswith(tuple(EXTENSION_SUFFIXES)):
+            h = hashlib.blake2b(b"so", digest_size=32)
+            try:
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as exc:
+                raise UncacheableError(f"compiled module {module}: {exc}") from None
+            digest = h.digest()
+    _compiled_files[module] = digest
+    return digest
+
+
+_compiled_files: dict[str, bytes] = {}
+
+
+def _find_source(name: str) -> tuple[str | None, bytes | None]:
+    """The file of module ``name`` and its bytes, found without running any code of it
+    (nor of its parent packages): ``(None, None)`` when there is none."""
+    from importlib.machinery import PathFinder
+
+    path: list[str] | None = None
+    spec = None
+    parts = name.split(".")
+    for i in range(len(parts)):
+        here = ".".join(parts[: i + 1])
+        loaded = sys.modules.get(here)
+        if loaded is not None and i < len(parts) - 1:
+            path = list(getattr(loaded, "__path__", None) or [])
+            continue
+        try:
+            spec = PathFinder.find_spec(here, path)
+        except (ImportError, ValueError, OSError):
+            return None, None
+        if spec is None:
+            return None, None
+        path = list(spec.submodule_search_locations or [])
+    origin = getattr(spec, "origin", None)
+    if not isinstance(origin, str) or not os.path.isfile(origin):
+        return None, None
+    try:
+        with open(origin, "rb") as f:
+            return origin, f.read()
+    except OSError:
+        return origin, None
+
+
+def _compiled(origin: str, source: bytes | None) -> types.CodeType | None:
+    """The module code of a source file, to find what it imports (None: not Python source)."""
+    if source is None or not origin.endswith(".py"):
+        return None
+    try:
+        return compile(source, origin, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return None
+
+
+# -- circuits -----------------------------------------------------------------------------
+
+
+def _library_module(put: Put, name: str) -> None:
+    """A library's module in a key: by its name and its distribution's version."""
+    put(b"LM")
+    put_text(put, name)
+    put_text(put, version_of(name))
+
+
+def walk_value(put: Put, value: Any) -> None:
+    """``value`` walked into ``put`` as a call's arguments are."""
+    _Walk(put).value(value)
