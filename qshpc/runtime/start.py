@@ -141,7 +141,7 @@ def _hold_launcher_socket() -> None:
     """Connect to the ``qshpc run`` launcher that started this rank, and hold it until the end.
 
     Its close (with this process's files, when it dies) tells the launcher this
-    rank ended before mpiexec could end the others (:class:`qshpc.launch.local._Deaths`).
+    rank ended before mpiexec could end the others (:class:`qshpc.launch.deaths.Deaths`).
     Nothing when started otherwise, or when the launcher cannot be reached.
     """
     name = os.environ.pop(settings.LAUNCH_WATCH.name, None)

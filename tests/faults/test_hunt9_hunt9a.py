@@ -338,10 +338,10 @@ def test_a_killed_ranks_connection_closes_before_its_pmi_descriptor() -> None:
     import socket
 
     from qshpc import settings
-    from qshpc.launch.local import _Deaths
+    from qshpc.launch.deaths import Deaths
     from qshpc.runtime import start
 
-    deaths = _Deaths()
+    deaths = Deaths()
     name = deaths.listen(os.urandom(8).hex())
     assert name is not None
     proxy_end, rank_end = socket.socketpair()

@@ -186,7 +186,8 @@ def test_forwarding_never_signals_the_previous_runs_rank0(tmp_path: Path) -> Non
     import subprocess
     import threading
 
-    from qshpc.launch.local import _Deaths, _Signals, _watch
+    from qshpc.launch.deaths import Deaths
+    from qshpc.launch.local import _Signals, _watch
     from qshpc.store import JobWriter, create_job
 
     decoy = subprocess.Popen(["sleep", "120"])  # holds the pid the previous run's rank 0 had
@@ -203,7 +204,7 @@ def test_forwarding_never_signals_the_previous_runs_rank0(tmp_path: Path) -> Non
         signals.HOLD_S = 0.5  # held this long for a rank 0 that never shows, then to mpiexec
         signals.forward_to(mpiexec, rank0)
         threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
-        code = _watch(mpiexec, job, rank0, time.time(), _Deaths(), 3, signals)
+        code = _watch(mpiexec, job, rank0, time.time(), Deaths(), 3, signals)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from qshpc.jobs.endnote import read_end_note
-from qshpc.launch.local import _cancel_before_start, _Deaths, _EndNote, _not_created, _Signals
+from qshpc.launch.deaths import Deaths
+from qshpc.launch.local import _cancel_before_start, _EndNote, _not_created, _Signals
 from qshpc.runtime.rank0 import tell_launcher
 
 
 def test_a_wait_ends_when_the_watched_mpiexec_exits() -> None:
     proc = subprocess.Popen(["sleep", "0.2"])
-    deaths = _Deaths()
+    deaths = Deaths()
     try:
         deaths.watch_end(proc.pid)
         start = time.monotonic()
@@ -36,7 +37,7 @@ def test_ranks_found_dead_in_one_wait_are_in_the_order_they_died() -> None:
     still come first (select.poll listed them by descriptor, so rank 0 was blamed: the
     flaky test_worker_dies::test_a_worker_killed_from_outside...[1])."""
     ranks = [subprocess.Popen(["sleep", "60"]) for _ in range(4)]
-    deaths = _Deaths()
+    deaths = Deaths()
     try:
         for rank, proc in enumerate(ranks):
             deaths.watch(rank, proc.pid)
@@ -73,7 +74,7 @@ def test_the_rank_whose_connection_closed_first_is_first_though_others_end_befor
     import os
     import sys
 
-    deaths = _Deaths()
+    deaths = Deaths()
     name = deaths.listen("t" + os.urandom(4).hex())
     assert name is not None
     env = {**os.environ, "QSHPC_LAUNCH_WATCH": name}
@@ -112,7 +113,7 @@ def test_the_rank_whose_connection_closed_first_is_first_though_others_end_befor
 
 
 def test_without_every_connection_the_pidfds_decide() -> None:
-    deaths = _Deaths()
+    deaths = Deaths()
     try:
         deaths.order = [(2, 20), (1, 10)]
         deaths.ranks = {10: 1, 20: 2}
