@@ -40,7 +40,7 @@ import os
 import signal
 import struct
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from qshpc.runtime.procs import (
@@ -560,6 +560,45 @@ def _fork() -> int:
         return -1
 
 
+#: The server's one loading thread (see :func:`_in_loader`), started at its first preload.
+_loader: Any = None
+
+
+def _in_loader(work: Callable[[], None]) -> None:
+    """Run ``work`` (the preload's imports) in the server's loading thread, and wait for it.
+
+    Not in the thread that forks: an import can seed that thread's random generators,
+    which Python cannot reseed in a child. Qiskit draws a Parameter's UUID from Rust's
+    thread-local RNG, seeded at ``import qiskit``: every child drew the same UUIDs, a
+    task's first Parameter had rank 0's first one's UUID, and a circuit holding both
+    had one parameter (review31 F1). A child is a copy of the forking thread alone,
+    whose generators are then seeded afresh in each. One thread does every import
+    (qiskit's, then Aer's after rank 0 forked), and stays, idle, until the server
+    ends: a second thread importing Aer after the first had ended crashed in Qiskit's
+    Rust code (a segfault in ``_accelerate``).
+    """
+    global _loader
+    import queue
+    import threading
+
+    if _loader is None:
+        jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = queue.SimpleQueue()
+
+        def serve() -> None:
+            while True:
+                job, done = jobs.get()
+                try:
+                    job()
+                finally:
+                    done.set()
+
+        threading.Thread(target=serve, name="qshpc-preload", daemon=True).start()
+        _loader = jobs
+    done = threading.Event()
+    _loader.put((work, done))
+    done.wait()
+
+
 def _preload(modules: tuple[str, ...], mpi: bool = False) -> None:
     """Import ``modules`` as a worker's preload would (failures left to the tasks to report);
     with ``mpi``, load the MPI library too (not ``MPI_Init``: each rank's, after the fork).
@@ -572,12 +611,15 @@ def _preload(modules: tuple[str, ...], mpi: bool = False) -> None:
 
     from qshpc.runtime.gctune import uncollected
 
-    with uncollected():
+    def load() -> None:
         for name in modules:
             try:
                 importlib.import_module(name)
             except Exception:  # missing or broken: a task that needs it says so
                 pass
+
+    with uncollected():
+        _in_loader(load)
     gc.freeze()  # (with QSHPC_GC=default too: the children's collections never copy it)
     if not mpi:
         return

@@ -128,6 +128,10 @@ class Intake:
         self._nested: dict[tuple[str, int, str], itertools.count[int]] = {}
         # id(task) -> (fn_id, cloudpickled function, task, its calls use the cache)
         self._fn_ids: dict[int, tuple[int, bytes, TaskSpec, bool]] = {}
+        # Numbers of the task functions: ``len(self._fn_ids) + 1`` gave two functions one
+        # number when two threads made their first calls at once, and every call of one
+        # then ran the other (review31 F2).
+        self._fn_counter = itertools.count(1)
         self._fn_blobs: dict[int, tuple[bytes, TaskSpec]] = {}
         self._fn_objs: dict[int, list[int]] = {}  # objects a function's closure refers to
         self._resume = bool(session.done)
@@ -248,7 +252,7 @@ class Intake:
                     f"TaskRef {waits[0].task_id}, which is not done: pass the object's reference "
                     "to the task as an argument (the call then waits for it)"
                 )
-        fn_id = len(self._fn_ids) + 1
+        fn_id = next(self._fn_counter)  # (atomic: threads of the program register at once)
         cached = self.cache is not None and self.cache.wanted(getattr(task, "cache", None))
         # The function travels once, as it is now: its cache digest is taken now too.
         cached = cached and self.cache is not None and self.cache.digest(task) is not None
