@@ -209,13 +209,6 @@ def _pickle_without_refs(value: Any) -> bytes:
         del found.pending[n_pending:]
 
 
-def prepare() -> None:
-    """Import what a hit's record uses (see :meth:`qshpc.cache.jobcache.JobCache.prepare`)."""
-    import msgpack  # noqa: F401
-
-    from qshpc.store import encoding_blob, qiskit_objects  # noqa: F401
-
-
 def restore(value: Any, typed: dict[str, Any]) -> Any:
     """The result a ``typed`` body stands for: ``value`` (a plain dict) as its class again.
 

@@ -341,10 +341,9 @@ class JobCache:
         try:
             keys = _KEYS or _keys()
             keys.environment_digest()
-            from qshpc.cache import body, store  # what a lookup imports (never qiskit)
+            from qshpc.cache import store
 
-            store.prepare()
-            body.prepare()
+            store.prepare()  # what a lookup imports (never qiskit)
         except Exception:  # reported by the first cached call, which meets it again
             return
         self._open_dir(warn=False)

@@ -221,8 +221,13 @@ def _blobs() -> Any:
 
 
 def prepare() -> None:
-    """Import what a lookup uses (see :meth:`qshpc.cache.jobcache.JobCache.prepare`)."""
+    """Import what a lookup and a hit's record use (see
+    :meth:`qshpc.cache.jobcache.JobCache.prepare`): never qiskit nor Aer."""
     _BLOBS or _blobs()
+    import msgpack  # noqa: F401
+
+    from qshpc.cache import body  # noqa: F401
+    from qshpc.store import qiskit_objects  # noqa: F401
 
 
 class CacheDir:
