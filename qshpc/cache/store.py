@@ -584,7 +584,7 @@ class CacheDir:
             raise CacheWriteError(
                 f"the file system of the cache {self.mine} has {free / 2**20:.1f} MB free, and "
                 f"the cache leaves {reserve / 2**20:.1f} MB to the job stores and others "
-                "(`qshpc cache gc --max-size ...` frees some, or choose another --cache-dir)"
+                f"(`qshpc cache gc --max-size ...` frees some, or {folder.another(self.root)})"
             )
 
     def put_value(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.conftest import run_cli
+
 
 def test_a_damaged_jobs_counts_claim_no_never_started_calls() -> None:
     """A DAMAGED job's counts are of the results still readable (reader.damaged_meta: FAILED
@@ -38,3 +40,50 @@ def test_staging_still_leaves_out_venvs_nested_or_linked_and_keeps_every_file(
     staged = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
     assert staged == ["prog.py", "pyvenv.cfg.txt", "sub", "sub/data.txt"]
     assert staged_size(src) == len("x = 1\n") + 3 + len("a file, not a venv")
+
+
+def _world_writable(tmp_path: Path) -> Path:
+    ww = tmp_path / "ww"
+    ww.mkdir()
+    ww.chmod(0o777)
+    return ww
+
+
+PROGRAM = "from qshpc import distribute_task, get\n@distribute_task()\ndef f(x):\n    return x\nget(f(1))\n"
+
+
+def test_a_cache_folder_refused_names_where_it_was_set(tmp_path: Path) -> None:
+    """A folder from $QSHPC_CACHE_DIR was answered "choose another --cache-dir", an option
+    never given: the fix names the variable and its value, or the option when it was that."""
+    import os
+
+    ww = _world_writable(tmp_path)
+    prog = tmp_path / "p.py"
+    prog.write_text(PROGRAM)
+    env = {"QSHPC_CACHE_DIR": str(ww)}
+    by_env = run_cli("run", str(prog), "--cache", "--workers", "0", env=env)
+    assert by_env.returncode == 2, by_env
+    assert f"change $QSHPC_CACHE_DIR={ww} to another folder" in by_env.stderr
+    assert "--cache-dir" not in by_env.stderr and "Traceback" not in by_env.stderr
+    by_option = run_cli("run", str(prog), "--cache-dir", str(ww), "--workers", "0")
+    assert by_option.returncode == 2, by_option
+    assert "choose another --cache-dir" in by_option.stderr
+    assert "QSHPC_CACHE_DIR" not in by_option.stderr
+    # `qshpc cache`: the variable as the default folder, the option over it
+    ls = run_cli("cache", "ls", env=env)
+    assert ls.returncode == 2 and f"change $QSHPC_CACHE_DIR={ww} to" in ls.stderr, ls
+    other = {"QSHPC_CACHE_DIR": str(tmp_path / "elsewhere")}
+    ls = run_cli("cache", "ls", "--cache-dir", str(ww), env=other)
+    assert ls.returncode == 2 and "choose another --cache-dir" in ls.stderr, ls
+    assert os.stat(ww).st_mode & 0o777 == 0o777  # nothing was changed there
+
+
+def test_a_blank_or_unusable_qshpc_cache_dir_in_qshpc_cache(tmp_path: Path) -> None:
+    """`QSHPC_CACHE_DIR=' ' qshpc cache ls` said "--cache-dir is empty" (typer passed the
+    variable as the option); blank is unset, as for `qshpc run --cache`. A `~user` of no
+    such user names the variable."""
+    blank = run_cli("cache", "ls", env={"QSHPC_CACHE_DIR": " "})
+    assert blank.returncode == 0 and "no cache at" in blank.stdout, blank
+    assert "--cache-dir is empty" not in blank.stderr
+    bad = run_cli("cache", "stats", env={"QSHPC_CACHE_DIR": "~nosuchuser-mend24/c"})
+    assert bad.returncode == 2 and bad.stderr.startswith("qshpc: error: $QSHPC_CACHE_DIR: "), bad
