@@ -452,8 +452,8 @@ def others_entry_readable(st: os.stat_result) -> bool:
 
 __all__ = [
     "CACHE_DIR_ENV",
-    "another",
     "SHARDS",
+    "another",
     "check_root",
     "check_user_dir",
     "default_dir",
