@@ -149,8 +149,10 @@ def _damaged_result(j: Any, as_json: bool, allow_pickle: bool) -> NoReturn:
                 value = r.result(allow_pickle=allow_pickle)
         except QshpcError as exc:
             pickled = not allow_pickle and "pickled data" in str(exc)
+            what = getattr(exc, "what", None)
             extra = (
-                f"; the saved result holds pickled Python objects: if you trust this store, "
+                f"; the saved result holds pickled Python objects"
+                f"{f' (a {shown(what)})' if what else ''}: if you trust this store, "
                 f"`qshpc result {job_ref(j.job_dir)} --allow-pickle`"
                 if pickled
                 else f"; the saved result could not be read ({shown(exc)})"
@@ -371,9 +373,11 @@ def register(app: typer.Typer) -> None:
         except StoreError as exc:
             if allow_pickle or "pickled data" not in str(exc):
                 raise
+            what = getattr(exc, "what", None)  # the class pickled (mend24), when plain to see
             raise UserError(  # the CLI's words, not the API's "pass allow_pickle=True" (F3)
                 f"{shown(j.job_dir / 'job.h5')} contains pickled data: the result holds Python "
-                "objects, which could run code when loaded; if you trust who wrote this store, "
+                f"objects{f' (a {shown(what)})' if what else ''}, which could run code when "
+                "loaded; if you trust who wrote this store, "
                 f"run `qshpc result {ref} --allow-pickle`"
             ) from None
         if value is None and state == "SUCCEEDED":

@@ -89,15 +89,26 @@ _PIECE = 1 << 30  # bytes per bin object for huge arrays (msgpack bins stop at 4
 
 
 class PickleRefusedError(StoreError):
-    """Raised when pickled data is met and ``allow_pickle`` is False."""
+    """Raised when pickled data is met and ``allow_pickle`` is False.
+
+    ``what``: the class the pickle rebuilds (``numpy.char.chararray``), when plain to see.
+    """
+
+    what: str | None = None
 
 
-def pickle_refused(source: str) -> PickleRefusedError:
-    """The error raised when pickled data is found in ``source`` without ``allow_pickle``."""
-    return PickleRefusedError(
-        f"{source} contains pickled data; pass allow_pickle=True only if you trust "
-        f"who wrote {source}"
+def pickle_refused(source: str, data: bytes | None = None) -> PickleRefusedError:
+    """The error raised when pickled data is found in ``source`` without ``allow_pickle``;
+    the pickle's ``data`` names its class (:func:`qshpc.store.pickled.pickled_class`)."""
+    from qshpc.store.pickled import pickled_class
+
+    what = pickled_class(data) if data is not None else None
+    exc = PickleRefusedError(
+        f"{source} contains pickled data{f' (a {what})' if what else ''}; pass "
+        f"allow_pickle=True only if you trust who wrote {source}"
     )
+    exc.what = what
+    return exc
 
 
 def _descr(dtype: np.dtype[Any]) -> Any:
@@ -580,7 +591,7 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
             return _load_view(unpack(data), source)
         if code == EXT_PICKLE:
             if not allow_pickle:
-                raise pickle_refused(source)
+                raise pickle_refused(source, data)
             return pickle.loads(data)
         raise StoreError(f"{source} holds an unknown blob extension type {code}; upgrade qshpc")
 

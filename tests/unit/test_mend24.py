@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import job_dir_of, run_cli
 
 
 def test_a_damaged_jobs_counts_claim_no_never_started_calls() -> None:
@@ -87,3 +87,68 @@ def test_a_blank_or_unusable_qshpc_cache_dir_in_qshpc_cache(tmp_path: Path) -> N
     assert "--cache-dir is empty" not in blank.stderr
     bad = run_cli("cache", "stats", env={"QSHPC_CACHE_DIR": "~nosuchuser-mend24/c"})
     assert bad.returncode == 2 and bad.stderr.startswith("qshpc: error: $QSHPC_CACHE_DIR: "), bad
+
+
+def test_a_refused_pickle_names_the_ndarray_subclass_it_holds(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """A numpy.char.chararray (an ndarray subclass qshpc has no encoding for) is pickled; its
+    refusal said "contains pickled data" and not of what: it names the class, read from the
+    pickle's opcodes (nothing unpickled), in the API's, `qshpc result`'s and `qshpc run
+    --arguments`'s words."""
+    import numpy as np
+    import pytest
+
+    from qshpc.store import load_arguments, save_arguments
+    from qshpc.store.encoding_blob import PickleRefusedError
+
+    args = tmp_path / "args.h5"
+    save_arguments(args, {"names": np.char.array(["ab", "cd"]), "n": 3})
+    with pytest.raises(PickleRefusedError, match=r"pickled data \(a numpy\.char\.chararray\)"):
+        load_arguments(args)
+    kept = load_arguments(args, allow_pickle=True)["names"]
+    assert type(kept) is np.char.chararray and kept.tolist() == ["ab", "cd"]
+    prog = tmp_path / "p.py"
+    prog.write_text(
+        "import numpy as np\nfrom qshpc import save_result\n"
+        "save_result({'names': np.char.array(['ab', 'cd'])})\n"
+    )
+    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
+    out = run_cli("result", str(job_dir_of(qshpc_home)))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out
+    assert "the result holds Python objects (a numpy.char.chararray)" in out.stderr
+    assert "--allow-pickle" in out.stderr
+    args.chmod(0o620)  # not the user's alone: the file is refused, naming what it pickled
+    used = run_cli("run", str(prog), "--arguments", str(args), "--workers", "0")
+    assert used.returncode == 2, used
+    assert "holds pickled values (objects stored by pickle, here a numpy.char.chararray)" in (
+        used.stderr
+    )
+
+
+def test_pickled_class_reads_names_and_never_guesses() -> None:
+    import collections
+    import pickle
+
+    import numpy as np
+
+    from qshpc.store.encoding_blob import pickle_dumps
+    from qshpc.store.pickled import pickled_class
+
+    for proto in (2, 5):
+        assert pickled_class(pickle.dumps(np.char.array(["a"]), protocol=proto)) == (
+            "numpy.char.chararray"
+        )
+        assert pickled_class(pickle.dumps(collections.OrderedDict(a=1), protocol=proto)) == (
+            "collections.OrderedDict"
+        )
+
+    def local() -> object:
+        class Here:  # written by value by cloudpickle: no name to give
+            pass
+
+        return Here()
+
+    assert pickled_class(pickle_dumps(local())) is None
+    assert pickled_class(b"not a pickle") is None
+    assert pickled_class(b"") is None
