@@ -38,29 +38,11 @@ def _duration(meta: dict[str, Any]) -> str:
 
 
 def _counts(meta: dict[str, Any]) -> str:
-    """``6 done (2 from cache), 1 failed, 2 stopped`` (stopped: still running when the job
-    ended; the store counts them FAILED)."""
-    from qshpc.jobs.progress import failed_text
-    from qshpc.jobstate import TERMINAL
+    """``6 done (2 from cache), 1 failed, 2 stopped, 3 never started`` (stopped: still running
+    when the job ended; the store counts them FAILED), as the watch line and the card say it."""
+    from qshpc.jobs.progress import done_text, snapshot
 
-    c = meta.get("task_counts") or {}
-    done = int(c.get("SUCCEEDED", 0))
-    failed = int(c.get("FAILED", 0))
-    stopped = min(failed, int(meta.get("tasks_stopped") or 0))
-    cached = int(meta.get("tasks_from_cache") or 0)
-    # An ended job's calls that never started (a cancel; the program's end): review29 F11,
-    # `4 done` of 12 submitted said nothing of the other 8. Not a DAMAGED job's: its counts
-    # are of the results still readable (FAILED 0: reader.damaged_meta), so the rest may
-    # have run, their records lost (mend24).
-    never = 0
-    if meta.get("state") in TERMINAL:
-        never = max(0, int(meta.get("tasks_submitted") or 0) - done - failed)
-    return (
-        f"{done} done"
-        + (f" ({cached} from cache)" if cached else "")
-        + failed_text(failed, stopped)
-        + (f", {never} never started" if never else "")
-    )
+    return done_text(snapshot(meta))
 
 
 HEADER = ("ID", "TITLE", "STATE", "SLURM", "TASKS", "CREATED", "DURATION")

@@ -152,3 +152,37 @@ def test_pickled_class_reads_names_and_never_guesses() -> None:
     assert pickled_class(pickle_dumps(local())) is None
     assert pickled_class(b"not a pickle") is None
     assert pickled_class(b"") is None
+
+
+def test_every_view_of_an_ended_job_names_the_calls_it_never_started(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """`qshpc status` and `list` said "0 done, 12 never started"; the watch line (`status
+    --watch`, `wait`, LocalClient's progress) and the notebook's card and jobs table said
+    "0 tasks done" / "0 done / 12 submitted" of the same job: they agree now."""
+    import re
+
+    from qshpc.client.job import open_job
+    from qshpc.jobs.progress import format_line, snapshot
+    from qshpc.report.card import card_html, jobs_table_html
+
+    prog = tmp_path / "p.py"
+    prog.write_text(
+        "import time\nfrom qshpc import distribute_task\n"
+        "@distribute_task()\ndef f(x):\n    time.sleep(2)\n    return x\n"
+        "calls = [f(i) for i in range(12)]\n"  # the program ends without waiting for them
+    )
+    assert run_cli("run", str(prog), "--workers", "1").returncode == 0
+    job = job_dir_of(qshpc_home)
+    meta = open_job(job).info()
+    never = int(meta["tasks_submitted"]) - sum(meta["task_counts"].values())
+    assert never >= 1 and meta["state"] == "SUCCEEDED"
+    said = f"{never} never started"
+    status = run_cli("status", str(job))
+    assert status.returncode == 0 and said in status.stdout, status
+    assert said in run_cli("list").stdout
+    watched = run_cli("status", "--watch", str(job))
+    assert f"tasks done, {said} |" in watched.stdout, watched
+    assert f"tasks done, {said}" in format_line(snapshot(meta))
+    assert re.search(rf"done / 12 submitted, {said}\b", card_html(meta))
+    assert said in jobs_table_html([meta])
