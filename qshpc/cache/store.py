@@ -393,7 +393,8 @@ class CacheDir:
     @staticmethod
     def _record_blob(header: E.Header, body: memoryview) -> bytes | None:
         """What the job store keeps for this entry's result, from its bytes (None: the
-        result must be encoded again: numpy scalars kept, a pickle, an unknown class)."""
+        result must be encoded again: a pickle, an unknown class, an entry that kept a
+        numpy.float64 before the store did, session 24)."""
         if not header.plain:
             return None
         if header.form == "blob":

@@ -186,3 +186,73 @@ def test_every_view_of_an_ended_job_names_the_calls_it_never_started(
     assert f"tasks done, {said}" in format_line(snapshot(meta))
     assert re.search(rf"done / 12 submitted, {said}\b", card_html(meta))
     assert said in jobs_table_html([meta])
+
+
+FLOATS = """
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from qshpc import distribute_task, get, save_result
+
+HERE = Path(__file__).resolve().parent
+
+
+@distribute_task()
+def mean(x):
+    return np.float64(x) / 3
+
+
+@distribute_task()
+def stats(x):
+    return {"e": np.float64(x), "l": [np.float64(0.1), 2.0], "f32": np.float32(x)}
+
+
+@distribute_task()
+def flaky(i):
+    if (HERE / "fail").exists():
+        raise RuntimeError("node hiccup")
+    return i
+
+
+a, s = get([mean(1), stats(2)])
+seen = {"a": [type(a).__name__, repr(a)], "e": [type(s["e"]).__name__, repr(s["e"])],
+        "l": [type(s["l"][0]).__name__, repr(s["l"])], "f32": type(s["f32"]).__name__}
+with open(HERE / "seen.jsonl", "a") as f:
+    f.write(json.dumps(seen) + "\\n")
+get(flaky(1))
+save_result({"a": a, "l": s["l"], "top": [np.float64(0.5)]})
+"""
+
+
+def test_a_resumed_job_gets_numpy_float64_results_as_they_were(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """fid23 noted that after `--resume` a task result that was an np.float64 came back a
+    Python float (the store made it one): it is kept one now, in task records and blobs,
+    as the other numpy scalars were; the value is the same."""
+    import json
+
+    import numpy as np
+
+    from qshpc.client.job import open_job
+
+    prog = tmp_path / "p.py"
+    prog.write_text(FLOATS)
+    (tmp_path / "fail").write_text("")
+    first = run_cli("run", str(prog), "--workers", "1")
+    assert first.returncode == 1, first  # flaky failed: the job FAILED, the others stored
+    job = job_dir_of(qshpc_home)
+    (tmp_path / "fail").unlink()
+    again = run_cli("run", "--resume", str(job), "--workers", "1")
+    assert again.returncode == 0, again
+    assert "2 reused from the store" in again.stdout + again.stderr, again
+    live, resumed = (json.loads(x) for x in (tmp_path / "seen.jsonl").read_text().splitlines())
+    assert live == resumed, (live, resumed)
+    assert live["a"][0] == live["e"][0] == live["l"][0] == "float64" and live["f32"] == "float32"
+    result = open_job(job).result()
+    assert type(result["a"]) is np.float64 and result["a"] == np.float64(1) / 3
+    assert type(result["l"][0]) is np.float64 and type(result["l"][1]) is float
+    assert type(result["top"][0]) is np.float64
