@@ -6,8 +6,8 @@ and float as their base type (but ``QuasiDistribution``, ``Counts``... which
 :mod:`qshpc.store.qiskit_objects` keeps typed since session 14). A cache hit
 must be the result itself (a program may call ``binary_probabilities()`` on
 it). So a result is encoded in one of three forms (the entry's header says
-which), numpy scalars kept as such (``numpy.float64`` is not made a
-``float``; the job store's own records keep plain floats):
+which), numpy scalars kept as such (``numpy.float64`` too: so does the job
+store since session 24):
 
 ``blob``
     The blob encoding, when it returns the result as it is (:func:`faithful`):
@@ -15,9 +15,9 @@ which), numpy scalars kept as such (``numpy.float64`` is not made a
     the store keeps typed (``SparsePauliOp``, ``Statevector``, ``Parameter``,
     V1 ``SamplerResult``... :mod:`qshpc.store.qiskit_objects`), which are
     shared with the group like any blob (no pickle).
-    When it holds no numpy scalar, these bytes are also what the job store
-    keeps for the task (the header's ``plain``): a hit's record is written
-    without encoding the result again.
+    These bytes are also what the job store keeps for the task (the header's
+    ``plain``; an entry written before session 24 that kept a ``numpy.float64``
+    is not): a hit's record is written without encoding the result again.
 ``typed``
     Qiskit's result dicts (``QuasiDistribution``, ``ProbDistribution``,
     ``Counts``) and ``qshpc.aer``'s ``QuasiDistribution``: the blob of the
@@ -105,7 +105,7 @@ class Encoded(NamedTuple):
     form: str
     #: For ``typed``: the result's class and attributes.
     typed: dict[str, Any] | None
-    #: ``body`` is ``encode_blob(value)`` exactly (no numpy scalar kept): the job
+    #: ``body`` is ``encode_blob(value)`` exactly (not a pickle of its own): the job
     #: store can take these bytes for a hit's record. For ``typed``: ``body`` is
     #: ``encode_blob`` of the plain dict (:func:`store_blob` makes the record's bytes).
     plain: bool
@@ -129,19 +129,18 @@ def encode(value: Any) -> Encoded:
 
 
 def _encode(value: Any) -> Encoded:
-    from qshpc.store.encoding_blob import EXT_PICKLE, encode_blob_exact
+    from qshpc.store.encoding_blob import EXT_PICKLE, encode_blob
 
     t = type(value)
     if t is not dict and isinstance(value, dict) and _class_name(t) in TYPED:
         plain, attrs = dict(value), dict(vars(value))
         if faithful(plain) and faithful(attrs):
-            body, same = encode_blob_exact(plain)
+            body = encode_blob(plain)
             # not encode_blob(value): the job store keeps the class (qiskit_objects), and
             # a hit's record is made from these bytes (store_blob)
-            return Encoded(body, "typed", {"class": _class_name(t), "attrs": attrs}, same, True)
+            return Encoded(body, "typed", {"class": _class_name(t), "attrs": attrs}, True, True)
     if faithful(value):
-        body, same = encode_blob_exact(value)
-        return Encoded(body, "blob", None, same, True)
+        return Encoded(encode_blob(value), "blob", None, True, True)
     import msgpack
 
     try:
@@ -161,14 +160,14 @@ def _encode(value: Any) -> Encoded:
         from qshpc.store.encoding_blob import NOTED
 
         noted = NOTED[0]
-        body, same = encode_blob_exact(value)  # (raises SerializationError itself)
+        body = encode_blob(value)  # (raises SerializationError itself)
         if NOTED[0] != noted:
             raise SerializationError(
                 f"the result cannot be cached as it is: pickle cannot write it "
                 f"({type(exc).__name__}: {exc}) and the store keeps its {NOTED[1]} as "
                 "another type"
             ) from None
-        return Encoded(body, "blob", None, same)
+        return Encoded(body, "blob", None, True)
     packed: bytes = msgpack.packb(msgpack.ExtType(EXT_PICKLE, data), use_bin_type=True)
     return Encoded(packed, "pickle", None, False)
 
@@ -207,13 +206,6 @@ def _pickle_without_refs(value: Any) -> bytes:
         found.on = was_on
         del found.objs[n_objs:]
         del found.pending[n_pending:]
-
-
-def prepare() -> None:
-    """Import what a hit's record uses (see :meth:`qshpc.cache.jobcache.JobCache.prepare`)."""
-    import msgpack  # noqa: F401
-
-    from qshpc.store import encoding_blob, qiskit_objects  # noqa: F401
 
 
 def restore(value: Any, typed: dict[str, Any]) -> Any:

@@ -50,9 +50,10 @@ class Header:
         encoding: The body's encoding.
         form: ``blob``, ``typed`` or ``pickle`` (:mod:`qshpc.cache.body`).
         type: For ``typed``: the class and attributes of the result.
-        plain: The body is the job store's encoding of the result (no numpy
-            scalar kept as such): a hit's record can take it as it is (for
-            ``typed``: the store's encoding of the plain dict).
+        plain: The body is the job store's encoding of the result (not so: a
+            pickle; an entry before session 24 that kept a ``numpy.float64``,
+            which the store made a float then): a hit's record can take it as
+            it is (for ``typed``: the store's encoding of the plain dict).
         lazy: The body holds no pickle and decodes with no code of the program's
             (:attr:`qshpc.cache.body.Encoded.lazy`): a large hit may be decoded
             when the program reads it.

@@ -77,7 +77,10 @@ def default_dir() -> Path:
 
     path = settings.CACHE_DIR.get()
     if path is not None:
-        return expand(path)
+        try:
+            return expand(path)
+        except UserError as exc:  # (mend24: say where the folder was given)
+            raise UserError(f"${CACHE_DIR_ENV}: {exc}") from None
     from qshpc.jobs.paths import qshpc_home
 
     return qshpc_home() / "cache"
@@ -107,6 +110,24 @@ def expand(path: str | os.PathLike[str]) -> Path:
         ) from None
 
 
+def another(root: Path) -> str:
+    """How to choose another cache folder, in the words of where ``root`` came from.
+
+    mend24: a folder set by ``$QSHPC_CACHE_DIR`` was answered "choose another
+    --cache-dir", an option the user never gave. ``root`` is taken for the
+    variable's when it is the folder the variable names (as given, or made absolute).
+    """
+    text = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if text:
+        try:
+            same = os.path.abspath(expand(text)) == os.path.abspath(root)
+        except UserError:  # (~user of no such user: never the folder in use)
+            same = False
+        if same:
+            return f"change ${CACHE_DIR_ENV}={text} to another folder"
+    return "choose another --cache-dir"
+
+
 def present(root: Path) -> bool:
     """Whether the cache folder ``root`` exists (anything by that name; False when missing).
 
@@ -122,7 +143,7 @@ def present(root: Path) -> bool:
         return False
     except OSError as exc:
         raise UserError(
-            f"cannot use the cache folder {root}: {exc.strerror or exc}; choose another --cache-dir"
+            f"cannot use the cache folder {root}: {exc.strerror or exc}; {another(root)}"
         ) from None
     return True
 
@@ -171,13 +192,13 @@ def check_root(root: Path, shared: bool) -> None:
     except OSError as exc:
         raise UserError(f"cannot use the cache folder {root}: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
-        raise UserError(f"the cache folder {root} is not a folder: choose another --cache-dir")
+        raise UserError(f"the cache folder {root} is not a folder: {another(root)}")
     me = os.geteuid()
     mode = st.st_mode
     if mode & stat.S_IWOTH:
         raise UserError(
             f"the cache folder {root} can be written by every user: qshpc will not read "
-            f"results from it (chmod o-w {root}, or choose another --cache-dir)"
+            f"results from it (chmod o-w {root}, or {another(root)})"
         )
     if shared:
         if mode & stat.S_IWGRP and not mode & stat.S_ISVTX:
@@ -189,7 +210,7 @@ def check_root(root: Path, shared: bool) -> None:
     if st.st_uid != me:
         raise UserError(
             f"the cache folder {root} belongs to {_owner(st.st_uid)}: to share a cache with "
-            f"your group set {SHARE_GROUP_ENV}=1, or choose a folder of your own (--cache-dir)"
+            f"your group set {SHARE_GROUP_ENV}=1, or use a folder of your own: {another(root)}"
         )
     if mode & stat.S_IWGRP:
         raise UserError(
@@ -242,7 +263,7 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
             made = True
         except OSError as exc:
             raise UserError(
-                f"cannot create the cache folder {root}: {exc.strerror}; choose another --cache-dir"
+                f"cannot create the cache folder {root}: {exc.strerror}; {another(root)}"
             ) from None
     check_root(root, shared)
     tag_st = _check_enter(root, shared)
@@ -285,10 +306,10 @@ def _fix_of_user_dir(mine: Path, me: int) -> str:
     except OSError:
         owner = me
     if owner == me:
-        return "remove it or choose another --cache-dir"
+        return f"remove it or {another(mine.parent)}"
     return (
         f"only {_owner(owner)} (or the owner of {mine.parent}) can remove it: ask them to, "
-        "or choose another --cache-dir"
+        f"or {another(mine.parent)}"
     )
 
 
@@ -312,7 +333,7 @@ def _check_enter(root: Path, shared: bool) -> os.stat_result | None:
         fix = (
             f"its owner can open it to the group: chmod 3770 {root}"
             if shared
-            else f"chmod 700 {root}, or choose another --cache-dir"
+            else f"chmod 700 {root}, or {another(root)}"
         )
         raise UserError(
             f"cannot use the cache folder {root}: {exc.strerror or exc}; {fix}"
@@ -396,7 +417,7 @@ def _refuse_job_folders(root: Path) -> None:
             else f"inside qshpc's jobs folder {jobs}"
         )
         raise UserError(
-            f"the cache folder {root} is {what}: choose a folder of its own for --cache-dir "
+            f"the cache folder {root} is {what}: {another(root)}, a folder of its own "
             "(default: $QSHPC_HOME/cache)"
         )
 
@@ -432,6 +453,7 @@ def others_entry_readable(st: os.stat_result) -> bool:
 __all__ = [
     "CACHE_DIR_ENV",
     "SHARDS",
+    "another",
     "check_root",
     "check_user_dir",
     "default_dir",

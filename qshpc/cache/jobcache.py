@@ -341,15 +341,12 @@ class JobCache:
         try:
             keys = _KEYS or _keys()
             keys.environment_digest()
-            from qshpc.cache import body, store  # what a lookup imports (never qiskit)
+            from qshpc.cache import store
 
-            store.prepare()
-            body.prepare()
-            with self._lock:
-                if self._dir is None:
-                    self._dir = store.CacheDir(self.config.dir, self.config.shared)
+            store.prepare()  # what a lookup imports (never qiskit)
         except Exception:  # reported by the first cached call, which meets it again
-            pass
+            return
+        self._open_dir(warn=False)
 
     def wanted(self, task_cache: bool | None = None) -> bool:
         """Whether calls of a task with ``cache=task_cache`` are cached in this job."""
@@ -359,16 +356,23 @@ class JobCache:
     def dir(self) -> CacheDir | None:
         """The folder, opened on first use (None when it cannot be used: warned once)."""
         if self._dir is None and not self._broken:
-            from qshpc.cache.store import CacheDir  # here: an import a call costs ~0.7 us
+            self._open_dir(warn=True)
+        return self._dir
 
-            with self._lock:
-                if self._dir is None and not self._broken:
-                    try:
-                        self._dir = CacheDir(self.config.dir, self.config.shared)
-                    except Exception as exc:
+    def _open_dir(self, warn: bool) -> None:
+        """Open the folder once, under the lock. One that cannot be used: with ``warn``, said
+        once and the cache off for the job; without (:meth:`prepare`), left to the first
+        lookup, which meets it again and says so."""
+        from qshpc.cache.store import CacheDir  # here: an import a call costs ~0.7 us
+
+        with self._lock:
+            if self._dir is None and not self._broken:
+                try:
+                    self._dir = CacheDir(self.config.dir, self.config.shared)
+                except Exception as exc:
+                    if warn:
                         self._broken = True
                         _warn(f"{exc}: tasks run without the cache")
-        return self._dir
 
     # -- keys ------------------------------------------------------------------------
     def digest(self, task: Any, live: bool = False) -> bytes | None:

@@ -221,8 +221,13 @@ def _blobs() -> Any:
 
 
 def prepare() -> None:
-    """Import what a lookup uses (see :meth:`qshpc.cache.jobcache.JobCache.prepare`)."""
+    """Import what a lookup and a hit's record use (see
+    :meth:`qshpc.cache.jobcache.JobCache.prepare`): never qiskit nor Aer."""
     _BLOBS or _blobs()
+    import msgpack  # noqa: F401
+
+    from qshpc.cache import body  # noqa: F401
+    from qshpc.store import qiskit_objects  # noqa: F401
 
 
 class CacheDir:
@@ -388,7 +393,8 @@ class CacheDir:
     @staticmethod
     def _record_blob(header: E.Header, body: memoryview) -> bytes | None:
         """What the job store keeps for this entry's result, from its bytes (None: the
-        result must be encoded again: numpy scalars kept, a pickle, an unknown class)."""
+        result must be encoded again: a pickle, an unknown class, an entry that kept a
+        numpy.float64 before the store did, session 24)."""
         if not header.plain:
             return None
         if header.form == "blob":
@@ -579,7 +585,7 @@ class CacheDir:
             raise CacheWriteError(
                 f"the file system of the cache {self.mine} has {free / 2**20:.1f} MB free, and "
                 f"the cache leaves {reserve / 2**20:.1f} MB to the job stores and others "
-                "(`qshpc cache gc --max-size ...` frees some, or choose another --cache-dir)"
+                f"(`qshpc cache gc --max-size ...` frees some, or {folder.another(self.root)})"
             )
 
     def put_value(

@@ -16,8 +16,7 @@ CacheDirOpt = Annotated[
     str | None,
     typer.Option(
         "--cache-dir",
-        envvar="QSHPC_CACHE_DIR",
-        help="The cache folder (default $QSHPC_HOME/cache).",
+        help="The cache folder (default $QSHPC_CACHE_DIR, else $QSHPC_HOME/cache).",
         show_default=False,
     ),
 ]

@@ -38,26 +38,11 @@ def _duration(meta: dict[str, Any]) -> str:
 
 
 def _counts(meta: dict[str, Any]) -> str:
-    """``6 done (2 from cache), 1 failed, 2 stopped`` (stopped: still running when the job
-    ended; the store counts them FAILED)."""
-    from qshpc.jobs.progress import failed_text
+    """``6 done (2 from cache), 1 failed, 2 stopped, 3 never started`` (stopped: still running
+    when the job ended; the store counts them FAILED), as the watch line and the card say it."""
+    from qshpc.jobs.progress import done_text, snapshot
 
-    c = meta.get("task_counts") or {}
-    done = int(c.get("SUCCEEDED", 0))
-    failed = int(c.get("FAILED", 0))
-    stopped = min(failed, int(meta.get("tasks_stopped") or 0))
-    cached = int(meta.get("tasks_from_cache") or 0)
-    # An ended job's calls that never started (a cancel; the program's end): review29 F11,
-    # `4 done` of 12 submitted said nothing of the other 8.
-    never = 0
-    if meta.get("state") in ("SUCCEEDED", "FAILED", "CANCELED", "DAMAGED"):
-        never = max(0, int(meta.get("tasks_submitted") or 0) - done - failed)
-    return (
-        f"{done} done"
-        + (f" ({cached} from cache)" if cached else "")
-        + failed_text(failed, stopped)
-        + (f", {never} never started" if never else "")
-    )
+    return done_text(snapshot(meta))
 
 
 HEADER = ("ID", "TITLE", "STATE", "SLURM", "TASKS", "CREATED", "DURATION")
@@ -146,8 +131,10 @@ def _damaged_result(j: Any, as_json: bool, allow_pickle: bool) -> NoReturn:
                 value = r.result(allow_pickle=allow_pickle)
         except QshpcError as exc:
             pickled = not allow_pickle and "pickled data" in str(exc)
+            what = getattr(exc, "what", None)
             extra = (
-                f"; the saved result holds pickled Python objects: if you trust this store, "
+                f"; the saved result holds pickled Python objects"
+                f"{f' (a {shown(what)})' if what else ''}: if you trust this store, "
                 f"`qshpc result {job_ref(j.job_dir)} --allow-pickle`"
                 if pickled
                 else f"; the saved result could not be read ({shown(exc)})"
@@ -368,9 +355,11 @@ def register(app: typer.Typer) -> None:
         except StoreError as exc:
             if allow_pickle or "pickled data" not in str(exc):
                 raise
+            what = getattr(exc, "what", None)  # the class pickled (mend24), when plain to see
             raise UserError(  # the CLI's words, not the API's "pass allow_pickle=True" (F3)
                 f"{shown(j.job_dir / 'job.h5')} contains pickled data: the result holds Python "
-                "objects, which could run code when loaded; if you trust who wrote this store, "
+                f"objects{f' (a {shown(what)})' if what else ''}, which could run code when "
+                "loaded; if you trust who wrote this store, "
                 f"run `qshpc result {ref} --allow-pickle`"
             ) from None
         if value is None and state == "SUCCEEDED":

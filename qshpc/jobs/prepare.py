@@ -235,12 +235,13 @@ def load_arguments_file(path: Path, raw_qpy: bool = False) -> dict[str, Any]:
 
     try:
         return load_arguments(path, allow_pickle=perms.private_file(path), raw_qpy=raw_qpy)
-    except PickleRefusedError:
+    except PickleRefusedError as exc:
         # Which file or folder (on 3986114 the line did not say: a user whose own project
         # folder was 0775, group-writable, looked for another user's write in vain).
+        what = f"here a {exc.what}" if exc.what else "e.g. an instance of your own class"
         raise UserError(
-            f"arguments file {path} holds pickled values (objects stored by pickle, e.g. an "
-            "instance of your own class), and it is not yours alone: "
+            f"arguments file {path} holds pickled values (objects stored by pickle, {what}), "
+            "and it is not yours alone: "
             f"{perms.why_not_private(path)}, and unpickling runs code. If you "
             "trust it, copy it into a folder of your own that only you can write (chmod go-w), "
             "or pass those values as circuits, arrays, numbers, strings, lists or dicts"

@@ -65,6 +65,7 @@ class Snapshot:
     cached: int = 0
     job_dir: str = ""
     stopped: int = 0  # of ``failed``: stopped unfinished when the job ended, not failures
+    never: int = 0  # an ended job's calls submitted that never started (a cancel; its end)
 
     @property
     def failures(self) -> int:
@@ -89,11 +90,13 @@ def snapshot(meta: dict[str, Any], now: float | None = None) -> Snapshot:
     counts = meta.get("task_counts") or {}
     total = meta.get("tasks_total")
     failed = int(counts.get("FAILED", 0))
+    done = int(counts.get("SUCCEEDED", 0))
+    state = shown(meta.get("state", "?"))
     return Snapshot(
         job_id=shown(meta.get("id", "")),
-        state=shown(meta.get("state", "?")),
+        state=state,
         sub_status=shown(meta.get("sub_status") or ""),
-        done=int(counts.get("SUCCEEDED", 0)),
+        done=done,
         failed=failed,
         total=int(total) if total else None,
         started=float(meta["started"]) if meta.get("started") else None,
@@ -102,7 +105,29 @@ def snapshot(meta: dict[str, Any], now: float | None = None) -> Snapshot:
         cached=int(meta.get("tasks_from_cache") or 0),
         job_dir=str(meta.get("job_dir") or ""),
         stopped=min(failed, int(meta.get("tasks_stopped") or 0)),
+        never=never_started(state, int(meta.get("tasks_submitted") or 0), done, failed),
     )
+
+
+def never_started(state: str, submitted: int, done: int, failed: int) -> int:
+    """The calls an ended job never started (a cancel; the program's end), of the
+    ``submitted``: review29 F11, `4 done` of 12 submitted said nothing of the other 8.
+    None while it runs; none of a DAMAGED job, whose counts are of the results still
+    readable (FAILED 0: :func:`qshpc.store.reader.damaged_meta`), not of the calls run."""
+    return max(0, submitted - done - failed) if state in TERMINAL else 0
+
+
+def never_text(never: int) -> str:
+    """``, 6 never started`` (empty for none): as `qshpc status`, `list`, the watch line
+    and the card say it."""
+    return f", {never} never started" if never else ""
+
+
+def done_text(s: Snapshot) -> str:
+    """``6 done (2 from cache), 1 failed, 2 stopped, 3 never started``: the tasks of a job
+    in `qshpc status` and `list`, and the notebook's jobs table."""
+    text = f"{s.done} done" + (f" ({s.cached} from cache)" if s.cached else "")
+    return text + failed_text(s.failed, s.stopped) + never_text(s.never)
 
 
 def failed_text(failed: int, stopped: int) -> str:
@@ -172,10 +197,10 @@ def format_rate(rate: float | None) -> str:
 
 def format_counts(s: Snapshot) -> str:
     """``40/100 tasks done (30 from cache), 1 failed, 2 stopped`` (``40 tasks done`` when the
-    total is unknown)."""
+    total is unknown), and ``, 6 never started`` once the job ended."""
     text = f"{s.done}/{s.total} tasks done" if s.total else f"{s.done} tasks done"
     text += f" ({s.cached} from cache)" if s.cached else ""
-    return text + failed_text(s.failed, s.stopped)
+    return text + failed_text(s.failed, s.stopped) + never_text(s.never)
 
 
 def format_state(s: Snapshot) -> str:

@@ -16,10 +16,12 @@ from typing import Any
 
 from qshpc.jobs.progress import (
     average_rate,
+    done_text,
     eta,
     failed_text,
     format_duration,
     format_rate,
+    never_text,
     snapshot,
 )
 from qshpc.jobstate import TERMINAL
@@ -111,7 +113,7 @@ def card_html(meta: dict[str, Any], rate: float | None = None, now: float | None
     counts = f"{s.done} done" + (f" / {s.total} {what}" if s.total else "")
     if s.cached:  # as `qshpc status` says it (review26: hits were nowhere in a notebook)
         counts += f" ({s.cached} from cache)"
-    counts += failed_text(s.failed, s.stopped)
+    counts += failed_text(s.failed, s.stopped) + never_text(s.never)
     line2 = [counts]
     if state != "QUEUED" and rate is not None:
         line2.append(format_rate(rate))
@@ -177,8 +179,7 @@ def jobs_table_html(metas: Iterable[dict[str, Any]], now: float | None = None) -
             )
             continue
         s = snapshot(m, now)
-        tasks = f"{s.done} done" + (f" ({s.cached} from cache)" if s.cached else "")
-        tasks += failed_text(s.failed, s.stopped)
+        tasks = done_text(s)
         created = (
             time.strftime("%Y-%m-%d %H:%M", time.localtime(float(m["created"])))
             if m.get("created")

@@ -30,17 +30,17 @@ code  Python type     payload
                       ``"recarray"`` (``numpy.recarray``), the array its plain view
 ====  ==============  ====================================================
 
-Subclasses of dict, list, str, int, float and bytes (``numpy.float64`` too) are
-stored as their base type, but for the typed ones of code 12 (``QuasiDistribution``,
-``Counts``...). A ``numpy.memmap`` is stored as the array it maps; other ndarray
+Subclasses of dict, list, str, int, float and bytes are stored as their base type,
+but for the typed ones of code 12 (``QuasiDistribution``, ``Counts``...) and
+``numpy.float64``, a numpy scalar (2) as the others are (before session 24 it was
+stored as a ``float``: a resumed job's task result came back a ``float``). A ``numpy.memmap`` is stored as the array it maps; other ndarray
 subclasses (and masked arrays of object dtype, or over a subclass) are pickled (10),
 as anything else is: storing them as plain arrays lost what they add (a unit, a mask).
 Blobs written before codes 13 and 14 read as they did (masked arrays and matrices
 were plain arrays then).
 
 :func:`encode_blob_noting` also says whether the bytes give the value back with its
-types (None) or a type they store as another (``numpy.float64`` as ``float``
-does not count: it is documented, and the value is the same).
+types (None) or a type they store as another.
 ``descr`` is ``numpy.lib.format.dtype_to_descr`` of the dtype, so structured
 dtypes survive.
 """
@@ -89,15 +89,26 @@ _PIECE = 1 << 30  # bytes per bin object for huge arrays (msgpack bins stop at 4
 
 
 class PickleRefusedError(StoreError):
-    """Raised when pickled data is met and ``allow_pickle`` is False."""
+    """Raised when pickled data is met and ``allow_pickle`` is False.
+
+    ``what``: the class the pickle rebuilds (``numpy.char.chararray``), when plain to see.
+    """
+
+    what: str | None = None
 
 
-def pickle_refused(source: str) -> PickleRefusedError:
-    """The error raised when pickled data is found in ``source`` without ``allow_pickle``."""
-    return PickleRefusedError(
-        f"{source} contains pickled data; pass allow_pickle=True only if you trust "
-        f"who wrote {source}"
+def pickle_refused(source: str, data: bytes | None = None) -> PickleRefusedError:
+    """The error raised when pickled data is found in ``source`` without ``allow_pickle``;
+    the pickle's ``data`` names its class (:func:`qshpc.store.pickled.pickled_class`)."""
+    from qshpc.store.pickled import pickled_class
+
+    what = pickled_class(data) if data is not None else None
+    exc = PickleRefusedError(
+        f"{source} contains pickled data{f' (a {what})' if what else ''}; pass "
+        f"allow_pickle=True only if you trust who wrote {source}"
     )
+    exc.what = what
+    return exc
 
 
 def _descr(dtype: np.dtype[Any]) -> Any:
@@ -115,6 +126,10 @@ def _dtype(descr: Any) -> np.dtype[Any]:
 
 
 _local = threading.local()
+#: A ``numpy.float64``'s code-2 body but its 8 bytes: ``_pack(["<f8", raw])`` (little-endian
+#: machines; elsewhere it takes the general way).
+_F64_HEAD = b"\x92\xa3<f8\xc4\x08" if sys.byteorder == "little" else b""
+_F64 = struct.Struct("<d")
 
 
 def _pack(value: Any) -> bytes:
@@ -167,11 +182,8 @@ def _default(obj: Any) -> Any:
     """msgpack ``default``: everything msgpack does not pack by itself."""
     np = sys.modules.get("numpy")
     if np is not None:
-        if type(obj) is np.float64:  # a float subclass: stored as a plain float
-            if not getattr(_local, "exact", False):
-                return float(obj)
-            _local.kept = True
-            return msgpack.ExtType(EXT_NPSCALAR, _pack([_descr(obj.dtype), obj.tobytes()]))
+        if type(obj) is np.float64 and _F64_HEAD:  # the common numpy scalar: its 8 bytes
+            return msgpack.ExtType(EXT_NPSCALAR, _F64_HEAD + _F64.pack(obj))  # (tobytes: 2x)
         if isinstance(obj, np.ndarray):
             if obj.dtype.hasobject:
                 return _pickle_ext(obj)
@@ -305,13 +317,11 @@ def _pickle_ext(obj: Any) -> msgpack.ExtType:
         ) from exc
 
 
-def encode_blob(value: Any, exact: bool = False) -> bytes:
+def encode_blob(value: Any) -> bytes:
     """Encode ``value`` with the blob encoding (msgpack + extension types).
 
     Args:
         value: Any value; types without an encoding of their own are pickled.
-        exact: Keep ``numpy.float64`` values as numpy scalars (by default they
-            are stored as plain floats, which they subclass).
 
     Returns:
         The encoded bytes.
@@ -329,38 +339,12 @@ def encode_blob(value: Any, exact: bool = False) -> bytes:
             raise
         except Exception as exc:  # QPY's: its metadata JSON (TypeError), QpyError
             raise _encode_error(value, exc) from exc
-    before = getattr(_local, "exact", False)
-    if not exact and not before:  # the common case: no thread-local state to swap
-        try:
-            return _pack(value)
-        except _PASSED_ON:
-            raise
-        except Exception as exc:
-            raise _encode_error(value, exc) from exc
-    _local.exact = exact
     try:
         return _pack(value)
     except _PASSED_ON:
         raise
     except Exception as exc:
         raise _encode_error(value, exc) from exc
-    finally:
-        _local.exact = before
-
-
-def encode_blob_exact(value: Any) -> tuple[bytes, bool]:
-    """``encode_blob(value, exact=True)``, and whether those bytes are also
-    ``encode_blob(value)`` (True when no ``numpy.float64`` was kept as such).
-
-    Raises:
-        SerializationError: As :func:`encode_blob`.
-    """
-    _local.kept = False
-    try:
-        body = encode_blob(value, exact=True)
-        return body, not _local.kept
-    finally:
-        _local.kept = False
 
 
 def encode_blob_noting(value: Any, parts: bool = False) -> tuple[Any, str | None]:
@@ -369,9 +353,7 @@ def encode_blob_noting(value: Any, parts: bool = False) -> tuple[Any, str | None
     (``module.qualname``: a ``defaultdict`` stored as a dict, a circuit of custom gates).
 
     A resumed job runs again a task whose stored result is not exact (its record says
-    so): it must get what the task returned. ``numpy.float64`` stored as ``float`` is
-    not counted (the same value, a float subclass; counted, resume would run again
-    nearly every task returning a number).
+    so): it must get what the task returned.
 
     Raises:
         SerializationError: As :func:`encode_blob`.
@@ -533,11 +515,27 @@ def _encode_error(value: Any, exc: BaseException) -> SerializationError:
     return SerializationError(f"cannot encode a value of type {type(value).__qualname__}: {why}")
 
 
+_F64_HEAD_LE = b"\x92\xa3<f8\xc4\x08"
+#: ``numpy.float64``, once a blob held one (a float64 is read back in ~0.3 us: the hook's
+#: call; an import statement there added 0.1 us).
+_F64_TYPE: Any = None
+
+
+def _f64_type() -> Any:
+    global _F64_TYPE
+    import numpy as np
+
+    _F64_TYPE = np.float64
+    return _F64_TYPE
+
+
 def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
     def unpack(data: bytes) -> Any:
         return msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, raw=False)
 
     def hook(code: int, data: bytes) -> Any:
+        if code == EXT_NPSCALAR and data.startswith(_F64_HEAD_LE) and len(data) == 15:
+            return (_F64_TYPE or _f64_type())(_F64.unpack_from(data, 7)[0])  # (the common one)
         if code == EXT_NDARRAY:
             return _load_array(data, hook)
         if code == EXT_NPSCALAR:
@@ -580,7 +578,7 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
             return _load_view(unpack(data), source)
         if code == EXT_PICKLE:
             if not allow_pickle:
-                raise pickle_refused(source)
+                raise pickle_refused(source, data)
             return pickle.loads(data)
         raise StoreError(f"{source} holds an unknown blob extension type {code}; upgrade qshpc")
 

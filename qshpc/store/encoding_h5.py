@@ -298,7 +298,7 @@ def read_native(
         return decode_blob(data, allow_pickle, where)
     if enc == "pickle":
         if not allow_pickle:
-            raise pickle_refused(source)
+            raise pickle_refused(source, data)
         return pickle.loads(data)
     if not enc:
         return raw

@@ -51,7 +51,7 @@ def rescue_result(job_dir: Path, value: Any) -> Path | None:
         # A later save_result of the job replaces the one rescued before, as in the store
         # (a loop that catches the error left one copy a call, review29 F12c): written
         # whole beside, then renamed. Anything else of that name is left alone.
-        while os.path.lexists(path) and not _own_file(path):
+        while os.path.lexists(path) and _own_file(path) is None:
             n += 1
             path = folder / f"{_stem(job_dir)}-{n}.h5"
         try:
@@ -62,12 +62,14 @@ def rescue_result(job_dir: Path, value: Any) -> Path | None:
     return None
 
 
-def _own_file(path: Path) -> bool:
+def _own_file(path: Path) -> os.stat_result | None:
+    """``path``'s lstat when it is this user's own regular file (else None: a link, a
+    folder, another user's file, or none)."""
     try:
         st = os.lstat(path)
     except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+        return None
+    return st if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() else None
 
 
 def rescued_error(exc: StoreError, path: Path | None) -> StoreError:
@@ -104,13 +106,9 @@ def rescued(job_dir: Path, working_dir: str | None = None) -> Path | None:
             if not name.endswith(".h5"):
                 continue
             path = folder / name
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
-                if best is None or st.st_mtime > best[0]:
-                    best = (st.st_mtime, path)
+            st = _own_file(path)
+            if st is not None and (best is None or st.st_mtime > best[0]):
+                best = (st.st_mtime, path)
     return None if best is None else best[1]
 
 

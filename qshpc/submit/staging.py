@@ -24,7 +24,9 @@ MAX_STAGE_BYTES = 1 << 30
 WARN_STAGE_BYTES = 100 << 20
 
 
-def _skipped(path: Path, name: str, exclude: Iterable[Path]) -> bool:
+def _skipped(path: Path, name: str, exclude: Iterable[Path], folder: bool = True) -> bool:
+    """Whether ``path/name`` is left out of the staged copy (``folder``: it may be a folder;
+    a file is never a virtual environment, and is not stat'ed for one)."""
     if name in SKIP:
         return True
     full = (path / name).absolute()
@@ -32,7 +34,7 @@ def _skipped(path: Path, name: str, exclude: Iterable[Path]) -> bool:
         return True
     # A virtual environment: the job runs the interpreter that submitted it, and a
     # venv's copy would not run from another folder anyway (its scripts name its path).
-    return os.path.isfile(full / "pyvenv.cfg")
+    return folder and os.path.isfile(full / "pyvenv.cfg")
 
 
 def warn_size(src: Path, size: int, copies: int = 1) -> None:
@@ -86,7 +88,7 @@ def staged_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_
         dirs[:] = [d for d in dirs if not _skipped(here, d, excl) and not (here / d).is_symlink()]
         for name in files:
             p = here / name
-            if _skipped(here, name, excl) or p.is_symlink():
+            if _skipped(here, name, excl, folder=False) or p.is_symlink():
                 continue
             try:
                 total += p.stat().st_size
@@ -127,7 +129,12 @@ def stage(
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         here = Path(folder)
-        return {n for n in names if _skipped(here, n, excl)}
+        try:  # which names are folders (or links to one): the folder's entries say, unstat'ed
+            with os.scandir(folder) as entries:
+                dirs: set[str] | None = {e.name for e in entries if e.is_dir()}
+        except OSError:
+            dirs = None  # (copytree read it a moment ago) each name is then checked
+        return {n for n in names if _skipped(here, n, excl, dirs is None or n in dirs)}
 
     try:
         shutil.copytree(src, dest, symlinks=True, ignore=ignore)

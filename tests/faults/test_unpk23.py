@@ -10,18 +10,30 @@ from pathlib import Path
 
 from tests.conftest import job_dir_of, run_cli
 
+
+def unloadable(name: str, error: str, text: str) -> str:
+    """A program's class ``name`` whose instances pickle where they are made and raise
+    ``error(text)`` wherever they are unpickled (a handle, a device array)."""
+    return (
+        f"class {name}:\n"
+        "    def __init__(self, v):\n"
+        "        self.v = v\n"
+        "    def __setstate__(self, st):\n"
+        f"        raise {error}({text!r})\n"
+    )
+
+
 # Call 13's value cannot be rebuilt off the worker; calls 20-23 return arrays too large to
 # travel encoded (the store's copy is made on rank 0, from the value itself).
-BOOMBATCH = """
+BOOMBATCH = (
+    """
+import json
 import numpy as np
 from qshpc import distribute_task, get, save_result
 
-class Boom:
-    def __init__(self, v):
-        self.v = v
-    def __setstate__(self, st):
-        raise RuntimeError("cannot rebuild Boom here")
-
+"""
+    + unloadable("Boom", "RuntimeError", "cannot rebuild Boom here")
+    + """
 @distribute_task()
 def work(i):
     if i == 13:
@@ -40,7 +52,8 @@ for i, r in enumerate(refs):
 out.append(get(work(5)))  # the dispatcher serves on
 print("ERRORS", json.dumps(errors))
 save_result({"out": out})
-""".replace("import numpy", "import json\nimport numpy")
+"""
+)
 
 RESULTIMPORT = """
 import os, sys
@@ -66,15 +79,13 @@ print("SAID", said.splitlines()[0])
 save_result({"after": get([plain(i) for i in range(5)])})
 """
 
-FNBOOM = """
+FNBOOM = (
+    """
 from qshpc import distribute_task, get, save_result
 
-class Handle:
-    def __init__(self, v):
-        self.v = v
-    def __setstate__(self, st):
-        raise OSError("handle cannot be reopened here")
-
+"""
+    + unloadable("Handle", "OSError", "handle cannot be reopened here")
+    + """
 DEVICE = Handle(7)  # a global the task reads
 
 @distribute_task()
@@ -93,6 +104,7 @@ for f in (fine, use, fine, use, fine):
         out.append(str(e).splitlines()[0])
 save_result({"out": out})
 """
+)
 
 SYSPATH = """
 import os, sys

@@ -46,16 +46,18 @@ def test_the_card_counts_stopped_tasks_apart_and_not_in_red() -> None:
     assert re.search(r"width:5\.00%;background:#dc3545", html)  # 1 of 20 in red
     assert re.search(rf"width:10\.00%;background:{STATE_COLOURS['STOPPED']}", html)  # 2 orange
     only = card_html({**META, "task_counts": {"SUCCEEDED": 6, "FAILED": 2}})
-    assert "6 done / 20 submitted, 2 stopped ·" in only and " failed" not in only
+    # (mend24: and the calls it never started, as `qshpc status` says them)
+    assert "6 done / 20 submitted, 2 stopped, 12 never started ·" in only
+    assert " failed" not in only
     assert re.search(r"width:0\.00%;background:#dc3545", only)
 
 
 def test_the_jobs_table_and_the_watch_line_count_them_apart() -> None:
     assert "6 done, 1 failed, 2 stopped" in jobs_table_html([META])
-    assert format_counts(snapshot(META)) == "6 tasks done, 1 failed, 2 stopped"
+    assert format_counts(snapshot(META)) == "6 tasks done, 1 failed, 2 stopped, 11 never started"
     # a meta of a qshpc without the key (or a Slurm view of it): as before
     old = {k: v for k, v in META.items() if k != "tasks_stopped"}
-    assert format_counts(snapshot(old)) == "6 tasks done, 3 failed"
+    assert format_counts(snapshot(old)) == "6 tasks done, 3 failed, 11 never started"
     # never more stopped than failed
     assert snapshot({**META, "tasks_stopped": 9}).stopped == 3
 
