@@ -313,13 +313,9 @@ def _draw(fig: Figure, ax: Any, panel: Panel, width: int) -> None:
 
 def plot_result(result: Any, out: str | os.PathLike[str], title: str = "") -> Path:
     """Draw ``result`` into the image file ``out`` (format from its suffix, PNG by default)."""
-    path = Path(out).expanduser()
-    if path.is_dir():
-        path = path / "plot.png"
-    if not path.parent.is_dir():
-        raise UserError(
-            f"cannot write {path}: folder {path.parent} does not exist; create it or pick another --out"
-        )
+    from qshpc.jobs.outfile import out_path, write_out
+
+    path = out_path(out, Path("plot.png"))
     fig = build_figure(result, title)
     fmt = path.suffix.lstrip(".").lower() or "png"
     supported = fig.canvas.get_supported_filetypes()
@@ -327,21 +323,8 @@ def plot_result(result: Any, out: str | os.PathLike[str], title: str = "") -> Pa
         raise UserError(
             f"cannot write a {fmt!r} image: use one of {', '.join(sorted(supported))} as --out suffix"
         )
-    import io
-
-    from qshpc.store import perms
-
-    image = io.BytesIO()  # drawn first, then written beside and renamed (hunt23b): a full disk
-    fig.savefig(image, format=fmt, dpi=110)  # had left a torn image in place of the old one
-    try:
-        target = Path(os.path.realpath(path))  # a link: its target is the image (review29 F4)
-        if target.exists() and not target.is_file():  # /dev/stdout, a FIFO: written to
-            with open(target, "wb") as fh:
-                fh.write(image.getvalue())
-        else:
-            perms.write_atomic(target, image.getvalue(), mode=0o666)  # the umask's, as savefig's
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}; pick another --out") from None
+    # beside and renamed (hunt23b: a full disk had left a torn image); a link: its target
+    write_out(path, lambda f: fig.savefig(f, format=fmt, dpi=110))  # (review29 F4, review30 F3)
     return path
 
 

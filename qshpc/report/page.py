@@ -8,15 +8,14 @@ laptop, an e-mail attachment or a cluster's file system, with no network.
 from __future__ import annotations
 
 import os
-import secrets
 import time
-from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from pprint import pformat
-from typing import Any, BinaryIO
+from typing import Any
 
 from qshpc.errors import UserError
+from qshpc.jobs.outfile import out_path, write_out
 from qshpc.report import sections
 from qshpc.report.card import card_html
 from qshpc.report.data import JobData, read_job
@@ -156,45 +155,9 @@ def render(data: JobData, max_tasks: int | None = None) -> str:
     )
 
 
-def _out_path(out: str | os.PathLike[str] | None, default: Path) -> Path:
-    path = Path(out).expanduser() if out is not None else default
-    if path.is_dir():
-        path = path / default.name
-    if not path.parent.is_dir():
-        raise UserError(
-            f"cannot write {path}: folder {path.parent} does not exist; create it or pick another --out"
-        )
-    return path
-
-
 def _write(path: Path, text: str | bytes) -> None:
     data = text.encode("utf-8") if isinstance(text, str) else text
-    _replace(path, lambda f: f.write(data))
-
-
-def _replace(path: Path, fill: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` through a new temporary file beside it, then rename it.
-
-    The temporary name is fresh and opened exclusively (``O_EXCL``, never
-    following a link): in a shared folder such as /tmp, a link a neighbour
-    planted under a fixed name would make us write the file it points to.
-    The file gets the usual mode (0666 less the umask), as ``open`` gives.
-
-    Raises:
-        UserError: ``path`` cannot be written.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fill(f)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}; pick another --out") from None
+    write_out(path, lambda f: f.write(data))
 
 
 def write_report(
@@ -214,7 +177,7 @@ def write_report(
         StoreError: The store cannot be read.
     """
     jd = Path(job_dir)
-    path = _out_path(out, jd / "report.html")
+    path = out_path(out, jd / "report.html")
     _write(path, render(read_job(jd, meta)))
     return path
 
@@ -233,7 +196,7 @@ def write_timeline(
         UserError: ``out`` cannot be written, or its format is unknown.
     """
     jd = Path(job_dir)
-    path = _out_path(out, jd / "timeline.png")
+    path = out_path(out, jd / "timeline.png")
     data = read_job(jd, meta, slurm=False)
     tl = build(data)
     fmt = path.suffix.lstrip(".").lower() or "png"
@@ -250,5 +213,5 @@ def write_timeline(
         raise UserError(
             f"cannot write a {fmt!r} image: use one of {', '.join(sorted(supported))} as --out suffix"
         )
-    _replace(path, lambda f: fig.savefig(f, format=fmt, dpi=110))
+    write_out(path, lambda f: fig.savefig(f, format=fmt, dpi=110))
     return path

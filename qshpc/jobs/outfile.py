@@ -1,0 +1,90 @@
+"""The file a user names with ``--out`` (``qshpc plot``, ``qshpc report``, ``plot --timeline``).
+
+One writer for all three (review30 F3): review29 F4 had fixed only ``plot``,
+and the report's writer still renamed its file over whatever the name held, so
+a link, a FIFO or a device node (``/dev/full`` as root) became a plain file.
+
+- a link is followed: its target is written, the link kept;
+- a FIFO, a device, a socket or a folder at the name (after links) is refused,
+  naming ``--out``, and left as it was;
+- the file is drawn into a temporary file of its own beside the target
+  (``O_EXCL|O_NOFOLLOW``: never a neighbour's planted link), then renamed over
+  it, so a full disk leaves the old file whole.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from qshpc.errors import UserError
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def out_path(out: str | os.PathLike[str] | None, default: Path) -> Path:
+    """``out`` (``~`` expanded; a folder: ``default``'s name in it), else ``default``.
+
+    Raises:
+        UserError: The folder it goes into does not exist.
+    """
+    path = Path(out).expanduser() if out is not None else default
+    if path.is_dir():
+        path = path / default.name
+    if not path.parent.is_dir():
+        raise UserError(
+            f"cannot write {path}: folder {path.parent} does not exist; create it or pick another --out"
+        )
+    return path
+
+
+def write_out(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` (a link: its target) with ``fill(file)``, whole or not at all.
+
+    The file gets the usual mode (0666 less the umask), as ``open`` gives.
+
+    Raises:
+        UserError: ``path`` is not a regular file (nor a link to one, nor free), or cannot
+            be written.
+    """
+    target = Path(os.path.realpath(path))
+    shown = f"{path} (a link to {target})" if path.is_symlink() else str(path)
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UserError(
+            f"cannot write {shown}: {exc.strerror or exc}; pick another --out"
+        ) from None
+    kind = next((name for test, name in _KINDS if mode is not None and test(mode)), None)
+    if kind is not None:
+        raise UserError(
+            f"cannot write {shown}: it is {kind}, not a regular file, and is left as it is; "
+            "--out takes a file name (a link to a file is written where it points) or a "
+            "folder: pick another --out"
+        )
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fill(f)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise UserError(
+            f"cannot write {shown}: {exc.strerror or exc}; pick another --out"
+        ) from None
