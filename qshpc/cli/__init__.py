@@ -93,9 +93,40 @@ def main() -> None:
 
             exit_now(code)  # no teardown of qiskit's modules on the command's tail
             sys.exit(code)
-        from qshpc.cli.app import main as typer_main
-
-        typer_main()
+        _typer_main()
     except KeyboardInterrupt:
         print("\nqshpc: interrupted (SIGINT)", file=sys.stderr)
         sys.exit(130)
+
+
+def _typer_main() -> None:
+    """Every command but the fast ``run``: one line and exit code 1 when stdout has no
+    room left (review30 F4: a traceback from every read command), and a stderr with no
+    room is /dev/null (the exit code stays the command's: a bad job id's 2)."""
+    from qshpc.cli.boundary import no_room, output_lost, quiet_stderr
+
+    if no_room(2):
+        quiet_stderr()
+    try:
+        from qshpc.cli.app import main as typer_main
+
+        try:
+            typer_main()
+        except SystemExit:
+            _flush_stdout()
+            raise
+        _flush_stdout()
+    except OSError as exc:
+        code = output_lost(exc)
+        if code is None:
+            if no_room(2, exc):  # a progress line on stderr when the disk filled
+                sys.exit(1)
+            raise
+        sys.exit(code)
+
+
+def _flush_stdout() -> None:
+    """What stdout still holds, written here (its error caught above), not in Python's
+    exit (which prints ``Exception ignored`` and exits 120)."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
