@@ -47,6 +47,17 @@ TAG_TEXT = (
 SHARDS = tuple(f"{i:02x}" for i in range(256))
 
 
+class FolderTaken(UserError):
+    """This user's ``<uid>`` folder is another user's (a member made it, or a link, first).
+
+    review30 F7: in a shared cache any member may create a folder (3770), so one
+    member's folder, or link, under another's uid refused that user's every
+    ``--cache`` job (exit 2), though a cache problem never fails a job. A job now
+    runs without the cache (one warning naming the folder); ``qshpc cache`` commands
+    still refuse, and say what the user can do.
+    """
+
+
 def shard_entries(base: Path) -> Iterator[os.DirEntry[str]]:
     """What the shard folders of one user's folder ``base`` hold, shard by shard (one
     ``os.scandir`` each, no stat); a shard that cannot be listed (none yet, not a folder,
@@ -225,10 +236,17 @@ def check_user_dir(path: Path, uid: int) -> str | None:
         st = os.lstat(path)
     except OSError as exc:
         return f"{path}: {exc.strerror}"
+    if st.st_uid != uid:  # first: a member's link is theirs (review30 F7)
+        what = (
+            ""
+            if stat.S_ISDIR(st.st_mode)
+            else " (a link)"
+            if stat.S_ISLNK(st.st_mode)
+            else " (a file)"
+        )
+        return f"{path}{what} belongs to {_owner(st.st_uid)}, not {_owner(uid)}"
     if not stat.S_ISDIR(st.st_mode):
         return f"{path} is not a folder"
-    if st.st_uid != uid:
-        return f"{path} belongs to {_owner(st.st_uid)}, not {_owner(uid)}"
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return f"{path} can be written by users other than {_owner(uid)}"
     return None
@@ -288,10 +306,20 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
                     else ""
                 )
             ) from None
-    why = check_user_dir(mine, me) if mine.exists() else None
+    # lexists: a dangling link a member planted is refused too, not passed over
+    why = check_user_dir(mine, me) if os.path.lexists(mine) else None
     if why is not None:
-        raise UserError(f"cannot use the cache: {why}; {_fix_of_user_dir(mine, me)}")
+        text = f"cannot use the cache: {why}; {_fix_of_user_dir(mine, me)}"
+        raise FolderTaken(text) if _lowner(mine) not in (None, me) else UserError(text)
     return mine
+
+
+def _lowner(path: Path) -> int | None:
+    """The owner of ``path`` itself (a link's own), None when it cannot be looked at."""
+    try:
+        return os.lstat(path).st_uid
+    except OSError:
+        return None
 
 
 def _fix_of_user_dir(mine: Path, me: int) -> str:
@@ -301,16 +329,31 @@ def _fix_of_user_dir(mine: Path, me: int) -> str:
     cache (the sticky bit lets anyone create, but only its owner remove) got that
     member's every ``--cache`` run refused with "remove it", which they cannot do.
     """
-    try:
-        owner = os.lstat(mine).st_uid
-    except OSError:
-        owner = me
-    if owner == me:
+    owner = _lowner(mine)
+    if owner in (None, me):
         return f"remove it or {another(mine.parent)}"
+    if _lowner(mine.parent) == me:  # review30 F7: "ask them to" told the owner of the cache
+        # The sticky bit lets the folder's owner rename what others made in it: a rename
+        # in the same folder needs no right on the thing moved, which rm -r would.
+        aside = mine.with_name(f"{mine.name}.{_login(owner)}")
+        return (
+            f"you own the cache folder {mine.parent}, so you can move it aside (mv {mine} "
+            f"{aside}; {_owner(owner)} can then remove it) and the next job makes your own"
+        )
     return (
         f"only {_owner(owner)} (or the owner of {mine.parent}) can remove it: ask them to, "
         f"or {another(mine.parent)}"
     )
+
+
+def _login(uid: int) -> str:
+    """A user's login (``uid-N`` when there is none), for a file name."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return f"uid-{uid}"
 
 
 def _check_enter(root: Path, shared: bool) -> os.stat_result | None:
@@ -453,6 +496,7 @@ def others_entry_readable(st: os.stat_result) -> bool:
 __all__ = [
     "CACHE_DIR_ENV",
     "SHARDS",
+    "FolderTaken",
     "another",
     "check_root",
     "check_user_dir",

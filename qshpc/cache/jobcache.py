@@ -302,14 +302,24 @@ class JobCache:
         job_id: The job's id (entries name it as their source).
         open_now: Open the folder now (rank 0 at job start: an unusable folder is
             reported before any task runs); otherwise at first use.
+        worker: A worker rank's: in a job run with the cache on, a user folder another
+            user took (:class:`~qshpc.cache.folder.FolderTaken`) is left to rank 0 to
+            report, at the job's start (review30 F7: one warning a job, not one a rank).
 
     Raises:
         UserError: With ``open_now``, when the folder is unsafe or cannot be made.
     """
 
-    def __init__(self, config: CacheConfig, job_id: str | None, open_now: bool = False) -> None:
+    def __init__(
+        self,
+        config: CacheConfig,
+        job_id: str | None,
+        open_now: bool = False,
+        worker: bool = False,
+    ) -> None:
         self.config = config
         self.job_id = job_id
+        self._worker = worker
         self.hits = 0
         self.misses = 0
         self.uncacheable = 0
@@ -331,7 +341,8 @@ class JobCache:
         the digest of both (:func:`qshpc.cache.keys.environment_digest`), the
         modules a lookup imports (not qiskit: a program may never import it) and
         the folder, checked (one that cannot be used is left to the first
-        lookup, which warns that the tasks run without the cache). Taken at the
+        lookup, which warns that the tasks run without the cache; a user folder
+        another user took is said now, once for the job). Taken at the
         first cached call instead, they were 7-9 ms of a rerun's task phase
         (512 hits take ~60 ms). Anything that fails here is met again at that
         call, which says what it is.
@@ -362,7 +373,8 @@ class JobCache:
     def _open_dir(self, warn: bool) -> None:
         """Open the folder once, under the lock. One that cannot be used: with ``warn``, said
         once and the cache off for the job; without (:meth:`prepare`), left to the first
-        lookup, which meets it again and says so."""
+        lookup, which meets it again and says so; a folder another user took is said now
+        (the workers leave it to rank 0)."""
         from qshpc.cache.store import CacheDir  # here: an import a call costs ~0.7 us
 
         with self._lock:
@@ -370,9 +382,13 @@ class JobCache:
                 try:
                     self._dir = CacheDir(self.config.dir, self.config.shared)
                 except Exception as exc:
-                    if warn:
+                    from qshpc.cache.folder import FolderTaken
+
+                    taken = isinstance(exc, FolderTaken)  # said at the job's start, by rank 0
+                    if warn or taken:
                         self._broken = True
-                        _warn(f"{exc}: tasks run without the cache")
+                        if not (taken and self._worker and self.config.enabled):
+                            _warn(f"{exc}: tasks run without the cache")
 
     # -- keys ------------------------------------------------------------------------
     def digest(self, task: Any, live: bool = False) -> bytes | None:

@@ -464,4 +464,4 @@ def finish_cache(cache: Any, world: Transport) -> bool:
 def _job_cache(info: dict[str, Any]) -> Any:
     from qshpc.cache.jobcache import CacheConfig, JobCache
 
-    return JobCache(CacheConfig.from_dict(info.get("config")), info.get("job"))
+    return JobCache(CacheConfig.from_dict(info.get("config")), info.get("job"), worker=True)
