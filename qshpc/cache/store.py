@@ -500,7 +500,9 @@ class CacheDir:
             try:
                 folder._mkdir(self.mine / shard, self._dmode)
             except OSError as exc:
-                raise CacheWriteError(f"cannot create {self.mine / shard}: {exc}") from None
+                raise CacheWriteError(
+                    f"cannot create {self.mine / shard}: {_why(exc, self.mine)}"
+                ) from None
             self._shards.add(shard)
         self._check_room(len(body))
         header = E.Header(
@@ -539,7 +541,9 @@ class CacheDir:
                     f"(chmod {self._dmode:o} {where})",
                     shard=shard,
                 ) from None
-            raise CacheWriteError(f"cannot write to the cache {self.mine}: {exc}") from None
+            raise CacheWriteError(
+                f"cannot write to the cache {self.mine}: {_why(exc, self.mine)}"
+            ) from None
         try:
             try:
                 if self._fmode != 0o600:
@@ -552,7 +556,9 @@ class CacheDir:
             os.rename(tmp, final)
         except OSError as exc:
             self._unlink(tmp)
-            raise CacheWriteError(f"cannot write to the cache {self.mine}: {exc}") from None
+            raise CacheWriteError(
+                f"cannot write to the cache {self.mine}: {_why(exc, self.mine)}"
+            ) from None
         return True
 
     def _check_room(self, size: int) -> None:
@@ -576,6 +582,12 @@ class CacheDir:
         except OSError:
             return
         free = st.f_bavail * st.f_frsize
+        if st.f_files and not st.f_favail:  # review30 F8: said as "No space left" before
+            raise CacheWriteError(
+                f"the file system of the cache {self.mine} has no free inodes: "
+                f"{_inodes(st, self.mine)} (`qshpc cache gc --max-size ...` frees some, or "
+                f"{folder.another(self.root)})"
+            )
         reserve = max(
             MIN_FREE_BYTES,
             min(int(st.f_blocks * st.f_frsize * MIN_FREE_SHARE), MAX_RESERVE_BYTES),
@@ -692,6 +704,24 @@ class CacheDir:
             _check_lengths(fd, os.fstat(fd).st_size, str(path))
             data = f.read()
         return E.unpack(data, path.name, str(path))[0]
+
+
+def _inodes(st: os.statvfs_result, where: Path) -> str:
+    free = st.f_bavail * st.f_frsize
+    return f"all {st.f_files:,} inodes used, though {free / 2**20:.1f} MB are free (df -i {where})"
+
+
+def _why(exc: OSError, where: Path) -> str:
+    """``exc`` in words; "No space left on device" when the file system is out of inodes,
+    not of bytes (``df -h`` shows room), as "no free inodes" (review30 F8)."""
+    if exc.errno == errno.ENOSPC:
+        try:
+            st = os.statvfs(where)
+        except OSError:
+            return str(exc)
+        if st.f_files and not st.f_favail:
+            return f"no free inodes on its file system: {_inodes(st, where)}"
+    return str(exc)
 
 
 __all__ = [

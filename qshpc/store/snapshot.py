@@ -42,7 +42,7 @@ class NotWritten(StoreError):
 #: What a folder (or ``job.h5``) made read-only under a running job gives.
 _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
-_SLACK = 256 << 10  # room for what a change adds besides the journal (a run entry, attrs)
+SLACK = 256 << 10  # room for what a change adds besides the journal (a run entry, attrs)
 
 
 def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth: int = 0) -> None:
@@ -52,7 +52,7 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth:
     leaves either the old file and the journal, or the new file (which records
     the folded journal's token, so a left-over journal is not read twice).
 
-    ``growth``: bytes ``change`` may add beyond :data:`_SLACK` (a native
+    ``growth``: bytes ``change`` may add beyond :data:`SLACK` (a native
     result); that room and the journal's size are allocated before HDF5 writes.
 
     Raises:
@@ -81,7 +81,7 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth:
         fd = os.open(tmp, os.O_RDWR)
         try:  # the growth: the journal folded in, a run entry, a small result
             folded = sum(jf.large_at + sum(jf.large_lens) for jf in frames[-1:])
-            room_after(fd, folded + _SLACK + growth)
+            room_after(fd, folded + SLACK + growth)
         finally:
             os.close(fd)
         try:

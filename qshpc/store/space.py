@@ -88,6 +88,36 @@ RESUME_FIX = (
 )
 
 
+def start_fix(path: Path, slack: int, started: bool) -> str:
+    """What to do when a full disk stops a run from opening ``path`` (``job.h5``) to write.
+
+    review30 F8: a job on a small file system (a 300 KB ``QSHPC_HOME``) was told to
+    "resume the job" though it never started, and not what room a run needs.
+
+    Args:
+        path: The store.
+        slack: What the rewrite allocates beyond a copy of the store.
+        started: A run of the job recorded results before (a resume): else nothing
+            was computed.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    need = (
+        f"a run needs about {_human(size + slack)} free to start (a copy of {path.name} "
+        f"while it is rewritten, and {slack >> 10} KiB for what the run adds), and "
+        f"{RESERVE_BYTES >> 20} MiB more for its reserve ({RESERVE_FILE}), which lets it "
+        f"record its end should the disk fill; free space (df -h {path.parent}), then "
+    )
+    if started:
+        return (
+            need
+            + "resume the job (qshpc run PROGRAM --resume JOB): every result committed before is kept"
+        )
+    return need + "run the program again: this job never started, nothing was computed"
+
+
 def full_error(path: Path, what: str, fix: str = RESUME_FIX) -> StoreError:
     """The one-line error for a full disk while doing ``what`` to ``path``, and ``fix``."""
     free = free_text(path.parent)

@@ -18,8 +18,8 @@ from qshpc.store.encoding_h5 import write_native
 from qshpc.store.journal import JournalWriter
 from qshpc.store.log import LogReader, journal_frames, last_commit
 from qshpc.store.records import STATES, TERMINAL_STATES, TaskRecord
-from qshpc.store.snapshot import NotWritten, io_error, snapshot
-from qshpc.store.space import disk_full, drop_reserve, full_error, make_reserve
+from qshpc.store.snapshot import SLACK, NotWritten, io_error, snapshot
+from qshpc.store.space import disk_full, drop_reserve, full_error, make_reserve, start_fix
 
 
 class JobWriter:
@@ -78,7 +78,13 @@ class JobWriter:
             write_native(f[L.RUNS], str(run), dict(runtime))
             found.append((run, last_commit(f)))
 
-        snapshot(path, new_run, "open for writing")
+        try:
+            snapshot(path, new_run, "open for writing")
+        except StoreError as exc:
+            if not disk_full(exc):
+                raise
+            fix = start_fix(path, SLACK, started=_ran_before(path))
+            raise full_error(path, "open for writing", fix) from None
         run, ends = found[0]
         try:
             journal = JournalWriter(path.with_name(L.JOURNAL_FILE), os.urandom(8))
@@ -344,3 +350,12 @@ def recover(job_dir: Path) -> None:
     path = L.job_file(job_dir)
     if path.with_name(L.JOURNAL_FILE).exists():
         snapshot(path, lambda f: None, "recover")
+
+
+def _ran_before(path: Path) -> bool:
+    """Whether a run of the job in ``path`` was recorded (True when that cannot be read)."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return len(f[L.RUNS]) > 0
+    except Exception:
+        return True

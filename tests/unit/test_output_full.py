@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import tmpfs
+
 DEV_FULL = Path("/dev/full")
 
 
@@ -100,16 +102,7 @@ def test_a_full_stderr_keeps_each_command_s_exit_code(qshpc_home: Path) -> None:
 @pytest.fixture
 def full_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs of the test's own, filled to its last block."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "mnt", "size=64k") as mnt:
         fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             while os.write(fd, b"x" * 4096):
@@ -119,8 +112,6 @@ def full_tmpfs(tmp_path: Path) -> Iterator[Path]:
         finally:
             os.close(fd)
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_output_into_a_file_on_a_full_file_system(qshpc_home: Path, full_tmpfs: Path) -> None:
