@@ -26,43 +26,38 @@ def _program(tmp_path: Path, n: int) -> Path:
     return prog
 
 
-def _error(stderr: str) -> str:
-    (line,) = [ln for ln in stderr.splitlines() if ln.startswith("qshpc: error:")]
+def _refused(*args: str, home: Path) -> str:
+    """``qshpc ARGS`` with ``QSHPC_HOME=home``, which must exit 2: its one error line."""
+    out = run_cli(*args, "--workers", "1", env={"QSHPC_HOME": str(home)})
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    (line,) = [ln for ln in out.stderr.splitlines() if ln.startswith("qshpc: error:")]
+    assert "no space left on device" in line and "(open for writing)" in line
+    assert "for what the run adds), and 1 MiB more for its reserve (job.reserve)" in line
     return line
 
 
 def test_a_job_that_never_started_names_the_room_a_run_needs(tmp_path: Path) -> None:
     prog = _program(tmp_path, 4)
     with tmpfs(tmp_path / "small", "size=300k") as mnt:
-        env = {"QSHPC_HOME": str(mnt / "home")}
-        out = run_cli("run", str(prog), "--workers", "1", env=env)
-        assert out.returncode == 2, out.stderr
-        line = _error(out.stderr)
-        assert "no space left on device" in line and "(open for writing)" in line
-        assert "for what the run adds), and 1 MiB more for its reserve (job.reserve)" in line
-        assert line.endswith(
-            "then run the program again: this job never started, nothing was computed"
-        )
-        assert "--resume" not in line and "Traceback" not in out.stderr
+        line = _refused("run", str(prog), home=mnt / "home")
+    assert line.endswith("then run the program again: this job never started, nothing was computed")
+    assert "--resume" not in line
 
 
 def test_a_resume_on_a_full_disk_is_told_to_resume(tmp_path: Path) -> None:
     prog = _program(tmp_path, 4)
     with tmpfs(tmp_path / "small", "size=600k") as mnt:
-        env = {"QSHPC_HOME": str(mnt / "home")}
-        first = run_cli("run", str(prog), "--workers", "1", env=env)
+        first = run_cli("run", str(prog), env={"QSHPC_HOME": str(mnt / "home")})
         assert first.returncode == 0, first.stderr
         (job,) = (mnt / "home" / "jobs").iterdir()
         st = os.statvfs(mnt)
         (mnt / "filler").write_bytes(bytes(st.f_bavail * st.f_frsize - (120 << 10)))
-        out = run_cli("run", str(prog), "--resume", job.name, "--workers", "1", env=env)
-        assert out.returncode == 2, out.stderr
-        line = _error(out.stderr)
-        assert "1 MiB more for its reserve (job.reserve)" in line
-        assert line.endswith(
-            "resume the job (qshpc run PROGRAM --resume JOB): every result committed before is kept"
-        )
-        assert "never started" not in line
+        line = _refused("run", str(prog), "--resume", job.name, home=mnt / "home")
+    assert line.endswith(
+        "resume the job (qshpc run PROGRAM --resume JOB): every result committed before is kept"
+    )
+    assert "never started" not in line
 
 
 def test_a_cache_out_of_inodes_says_so(tmp_path: Path) -> None:
