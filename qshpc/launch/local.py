@@ -509,10 +509,14 @@ class _Signals:
         self.held_since = 0.0
         self.proc: subprocess.Popen[bytes] | None = None
         self.rank0: list[int] = []
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, self._on_signal)
-        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: kept so)
-            signal.signal(signal.SIGHUP, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        # SIGHUP ignored under nohup, SIGINT in a background job of a script (``qshpc run
+        # p.py &``: the shell ignores it there): kept so, as any program keeps them. A
+        # Ctrl-C meant for the script cancelled every job it had started in the
+        # background (review28 F15).
+        for s in (signal.SIGINT, signal.SIGHUP):
+            if signal.getsignal(s) not in (signal.SIG_IGN, None):
+                signal.signal(s, self._on_signal)
         if signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL:
             signal.signal(signal.SIGUSR1, self._on_usr1)
 

@@ -33,6 +33,7 @@ from qshpc.runtime.program_main import (
 )
 from qshpc.runtime.protocol import Wiring
 from qshpc.runtime.scheduler import Scheduler
+from qshpc.runtime.stopsig import stop_signals
 from qshpc.task import context
 
 if TYPE_CHECKING:
@@ -417,7 +418,7 @@ def _shut_down(dispatcher: Any, state: str) -> None:
         if state != "CANCELED" or time.monotonic() - started > 1.0:
             dispatcher.hurry()
 
-    old = {s: signal.signal(s, hurry) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, hurry) for s in stop_signals() if s != signal.SIGHUP}
     try:
         dispatcher.shutdown(abort=True, drain_s=drain, why=why)
     finally:
