@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from qshpc.client.serverless import caller_folder, caller_path_env
@@ -34,3 +36,67 @@ def test_the_caller_folder_goes_last_on_the_job_pythonpath(
     assert caller_path_env() == {"PYTHONPATH": str(tmp_path.resolve())}
     monkeypatch.setattr(sys, "path", [str(tmp_path / "app.zip"), *sys.path[1:]])
     assert caller_folder() is None and caller_path_env() == {}
+
+
+def _estimator_inputs() -> tuple[list[Any], list[Any], list[list[float]]]:
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import SparsePauliOp
+
+    t = Parameter("t")
+    qc = QuantumCircuit(3)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.ry(t, 2)
+    qc.rx(0.4, 1)
+    bell = QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)
+    terms = [("ZZI", 0.5), ("XIX", -1.2), ("IIZ", 0.3), ("III", 2.0)]
+    return (
+        [qc, bell, bell],
+        [SparsePauliOp.from_list(terms), SparsePauliOp("ZZ"), "XX"],
+        [
+            [0.7],
+            [],
+            [],
+        ],
+    )
+
+
+def test_v1_estimator_with_shots_and_seed_draws_as_aer_s_v1_estimator() -> None:
+    # review31 F4: on b6f478f `UserError: qshpc.aer.Estimator computes exact values; leave
+    # shots unset`. Aer 0.18's V1 Estimator(approximation=True) draws the same values.
+    import warnings
+
+    from qiskit_aer.primitives import Estimator as AerEstimator
+
+    from qshpc.aer import Estimator
+
+    circuits, observables, values = _estimator_inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        aer = AerEstimator(approximation=True, run_options={"shots": 500, "seed": 7})
+        want = aer.run(circuits, observables, values).result()
+    got = Estimator(options={"shots": 500, "seed": 7}).run(circuits, observables, values).result()
+    assert np.allclose(got.values, want.values, rtol=0, atol=1e-12)
+    assert got.values[0] != 2.0  # noisy: the exact value is 2
+    for mine, theirs in zip(got.metadata, want.metadata, strict=True):
+        assert mine["shots"] == theirs["shots"] == 500
+        assert mine["variance"] == pytest.approx(theirs["variance"], abs=1e-12)
+    again = Estimator().run(circuits, observables, values, shots=500, seed=7).result()
+    assert np.array_equal(again.values, got.values)  # as a run option too; the seed repeats
+    other = Estimator(options={"shots": 500, "seed": 8}).run(circuits, observables, values)
+    assert other.result().values[0] != got.values[0]
+    exact = Estimator(options={"seed": 7}).run(circuits, observables, values).result()
+    assert np.allclose(exact.values, [2.0, 1.0, 1.0]) and exact.metadata == [{}, {}, {}]
+
+
+@pytest.mark.parametrize("shots", [0, -5, 2.5, "100", True])
+def test_v1_estimator_refuses_shots_that_are_not_a_positive_int(shots: Any) -> None:
+    from qshpc.aer import Estimator
+    from qshpc.errors import UserError
+
+    circuits, observables, values = _estimator_inputs()
+    with pytest.raises(UserError, match=r"shots must be a positive int \(or None for exact"):
+        Estimator(options={"shots": shots}).run(circuits, observables, values)
