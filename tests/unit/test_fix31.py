@@ -100,3 +100,47 @@ def test_v1_estimator_refuses_shots_that_are_not_a_positive_int(shots: Any) -> N
     circuits, observables, values = _estimator_inputs()
     with pytest.raises(UserError, match=r"shots must be a positive int \(or None for exact"):
         Estimator(options={"shots": shots}).run(circuits, observables, values)
+
+
+def test_a_result_of_a_class_beside_the_program_reads_from_any_folder(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    # review31 F7: on b6f478f `qshpc result J --allow-pickle` outside the program's folder
+    # (and open_job(J).result(allow_pickle=True)) failed: `No module named 'helpers_f31'`.
+    from qshpc import open_job
+    from qshpc.errors import SerializationError
+    from qshpc.store import JobReader
+    from tests.conftest import run_cli, run_program
+
+    folder = tmp_path / "prog"
+    folder.mkdir()
+    (folder / "helpers_f31.py").write_text(
+        "import dataclasses\n\n\n@dataclasses.dataclass\nclass Stat:\n    value: int\n"
+    )
+    job = run_program(
+        qshpc_home,
+        folder / "p.py",
+        "from helpers_f31 import Stat\nfrom qshpc import save_result\n\nsave_result([Stat(3)])\n",
+        "--workers",
+        "0",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = run_cli("result", str(job.job_dir), "--allow-pickle", cwd=elsewhere)
+    assert out.returncode == 0 and "[Stat(value=3)]" in out.stdout, out.stdout + out.stderr
+    assert type(open_job(job.job_dir).result(allow_pickle=True)[0]).__name__ == "Stat"
+    (folder / "helpers_f31.py").unlink()  # the module gone: the fix is named
+    out = run_cli("result", str(job.job_dir), "--allow-pickle", cwd=elsewhere)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert (
+        "holds a pickled object of a class from the module 'helpers_f31', which this process "
+        "cannot import (No module named 'helpers_f31'); the program's folder "
+        f"{folder} does not hold it either: put the folder that holds it on PYTHONPATH"
+    ) in out.stderr, out.stderr
+    sys.modules.pop("helpers_f31", None)
+    with JobReader.open(job.job_dir) as reader, pytest.raises(SerializationError) as caught:
+        reader.result(allow_pickle=True)  # the store alone: the general fix
+    assert str(caught.value).endswith(
+        "read it where the program imports it: from the program's folder, "
+        "or with that folder on PYTHONPATH"
+    )
