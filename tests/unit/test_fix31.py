@@ -144,3 +144,17 @@ def test_a_result_of_a_class_beside_the_program_reads_from_any_folder(
         "read it where the program imports it: from the program's folder, "
         "or with that folder on PYTHONPATH"
     )
+
+
+def test_get_of_a_tuple_of_references_gives_a_list() -> None:
+    # review31 F6: kept (Ray's get raises ValueError for a tuple; programs pass one),
+    # and said in docs/program-api.md and docs/quantum-serverless.md.
+    from qshpc import distribute_task, get
+
+    @distribute_task()
+    def square(x: int) -> int:
+        return x * x
+
+    got = get((square(1), square(2)))
+    assert type(got) is list and got == [1, 4]
+    assert get(()) == [] and get([square(3)]) == [9]
