@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from qshpc.notebook.display import JobList, TaskList
     from qshpc.notebook.watch import JobWatch
+    from qshpc.store import JobReader
     from qshpc.submit.slurm_states import SlurmView
 
 #: Slurm's answers by Slurm job id, as :func:`qshpc.submit.slurm.query_many` returns them.
@@ -458,7 +459,8 @@ class Job:
 
         with JobReader.open(self.job_dir) as r:
             try:
-                return r.result(allow_pickle=allow_pickle)
+                with _beside_program(r, allow_pickle):
+                    return r.result(allow_pickle=allow_pickle)
             except NoResultError:
                 if state != "SUCCEEDED":
                     raise JobFailedError(
@@ -684,6 +686,41 @@ class Job:
         from qshpc.jobs.plot import plot_job
 
         return plot_job(self, out)
+
+
+@contextlib.contextmanager
+def _beside_program(reader: JobReader, allow_pickle: bool) -> Iterator[None]:
+    """With ``allow_pickle``: the program's folder last on ``sys.path`` while the result
+    loads (as the job's arguments load: :func:`qshpc.jobs.prepare.modules_beside`), so
+    that a value of a class from a module beside the program reads from any folder
+    (``qshpc result --allow-pickle`` too: review31 F7). A module still missing is named
+    with that folder."""
+    entry = None
+    if allow_pickle:
+        from qshpc.errors import QshpcError
+
+        try:
+            entry = reader.meta().get("entrypoint")
+        except QshpcError:  # (the result's own read says what is wrong)
+            pass
+    if not entry:
+        yield
+        return
+    from qshpc.jobs.prepare import modules_beside
+    from qshpc.store.encoding_blob import ModuleMissingError
+
+    program = Path(str(entry))
+    try:
+        with modules_beside(program):
+            yield
+    except ModuleMissingError as exc:
+        raise ModuleMissingError(
+            exc.source,
+            exc.module,
+            exc.why,
+            f"the program's folder {program.parent} does not hold it either: "
+            "put the folder that holds it on PYTHONPATH",
+        ) from exc.__cause__
 
 
 def _warn_unfolded(job_dir: Path, meta: Mapping[str, Any]) -> None:
