@@ -1,0 +1,81 @@
+"""review30's findings on numbers and times, through the real CLI and API: an absurd
+``--workers`` (F2), a non-finite or negative timeout (F6), a damaged time in a job's
+``status.json`` (F5), a negative ``list --limit`` (F9)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qshpc import Configuration, LocalClient, QiskitPattern
+from qshpc.errors import UserError
+from qshpc.launch import workers
+from tests.conftest import run_cli
+
+OK = """
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def double(x):
+    return 2 * x
+
+save_result({"v": get([double(i) for i in range(2)])})
+"""
+
+
+def _program(tmp_path: Path) -> Path:
+    path = tmp_path / "ok.py"
+    path.write_text(OK)
+    return path
+
+
+def _refused(out: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit 2, one line naming each of ``needles``, no traceback."""
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    for needle in needles:
+        assert needle in out.stderr, out.stderr
+
+
+def _no_job(home: Path) -> None:
+    jobs = home / "jobs"
+    assert not jobs.exists() or not any(jobs.iterdir()), "a refused run must leave no job"
+
+
+# -- F2: --workers far past the machine --------------------------------------------------
+
+
+@pytest.mark.parametrize("asked", ["99999999999999999", "100000", "LIMIT+1"])
+def test_run_refuses_more_workers_than_the_machine_should_start(
+    tmp_path: Path, qshpc_home: Path, asked: str
+) -> None:
+    """``--workers 99999999999999999`` was accepted: mpiexec grew to 9 GB allocating."""
+    n = str(workers.limit() + 1) if asked == "LIMIT+1" else asked
+    out = run_cli("run", str(_program(tmp_path)), "--workers", n, timeout=60)
+    fix = "QSHPC_MAX_WORKERS" if int(n) <= 1 << 22 else "more processes than Linux can run"
+    _refused(out, f"--workers {n}", f"--workers {workers.cores()} (one per core)", fix)
+    _no_job(qshpc_home)
+
+
+def test_qshpc_max_workers_is_the_consent_to_more(tmp_path: Path, qshpc_home: Path) -> None:
+    program = str(_program(tmp_path))
+    out = run_cli("run", program, "--workers", "2", env={"QSHPC_MAX_WORKERS": "1"})
+    _refused(out, "--workers 2", "at most 1: QSHPC_MAX_WORKERS=1", "QSHPC_MAX_WORKERS=2")
+    _no_job(qshpc_home)
+    out = run_cli("run", program, "--workers", "2", env={"QSHPC_MAX_WORKERS": "nan"})
+    _refused(out, "QSHPC_MAX_WORKERS='nan'", "a whole number from 1 to 4194304")
+    out = run_cli("run", program, "--workers", "2", env={"QSHPC_MAX_WORKERS": "2"})
+    assert out.returncode == 0, out.stderr
+
+
+def test_local_client_refuses_too_many_workers(tmp_path: Path, qshpc_home: Path) -> None:
+    n = workers.limit() + 1
+    with pytest.raises(UserError, match=rf"LocalClient\(workers={n}\).*QSHPC_MAX_WORKERS={n}"):
+        LocalClient(workers=n)
+    program = QiskitPattern(title="ok", entrypoint="ok.py", working_dir=str(tmp_path))
+    _program(tmp_path)
+    with pytest.raises(UserError, match=rf"Configuration\(workers={n}\)"):
+        LocalClient(workers=1).run(program, config=Configuration(workers=n))
+    _no_job(qshpc_home)
