@@ -15,6 +15,7 @@ import typer
 
 from qshpc.cli.common import echo, errors, reads_store
 from qshpc.errors import UserError
+from qshpc.jobs.seconds import seconds
 from qshpc.text import shown, shown_lines
 
 if TYPE_CHECKING:
@@ -334,6 +335,7 @@ def register(app: typer.Typer) -> None:
         from qshpc.jobs.paths import job_ref
         from qshpc.jobstate import TERMINAL
 
+        timeout = seconds(timeout, "--wait", "leave --wait out not to wait")
         j = open_job(job)
         state = j.status() if timeout is None else j.wait(timeout)
         if state == "DAMAGED":
@@ -433,6 +435,7 @@ def register(app: typer.Typer) -> None:
         """
         from qshpc.client.job import open_job
 
+        timeout = seconds(timeout, "--timeout", "leave --timeout out to wait as long as it takes")
         j = open_job(job)
         if quiet:
             state = j.wait(timeout)
@@ -463,6 +466,7 @@ def register(app: typer.Typer) -> None:
         """Cancel a job; results of finished tasks stay in the store."""
         from qshpc.client.job import open_job
 
+        grace = seconds(grace, "--grace", "--grace 0 to kill it at once") or 0.0
         j = open_job(job)
         try:
             asked = j.stop(wait=0)

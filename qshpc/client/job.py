@@ -312,7 +312,11 @@ class Job:
 
         Raises:
             TimeoutError: Still running after ``timeout`` seconds.
+            UserError: ``timeout`` is NaN, infinite or negative (it never ran out).
         """
+        from qshpc.jobs.seconds import seconds
+
+        timeout = seconds(timeout, "timeout=", "None to wait as long as it takes")
         try:
             return self._wait(timeout, poll, verbose)
         except KeyboardInterrupt:  # a kernel interrupt stops the wait, not the job
@@ -435,9 +439,13 @@ class Job:
         Raises:
             JobFailedError: The job ended FAILED or CANCELED (the message holds its error).
             TimeoutError: Not finished within ``timeout`` seconds.
+            UserError: ``timeout`` (or a number ``wait``) is NaN, infinite or negative.
         """
+        from qshpc.jobs.seconds import seconds
+
         if not isinstance(wait, bool) and isinstance(wait, (int, float)):
-            wait, timeout = True, float(wait)
+            wait, timeout = True, seconds(wait, "wait=", "True to wait as long as it takes")
+        timeout = seconds(timeout, "timeout=", "None to wait as long as it takes")
         if not wait:
             state = self._state()
             if state not in TERMINAL and state != DAMAGED:
@@ -639,6 +647,10 @@ class Job:
 
         hunt16: ``qshpc cancel`` of such a program said "cancel requested" and the job ran on.
         """
+
+        from qshpc.jobs.seconds import seconds
+
+        grace = seconds(grace, "grace=", "0 to kill it at once") or 0.0
 
         def stuck() -> int | None:
             meta = self.info()

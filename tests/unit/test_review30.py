@@ -79,3 +79,47 @@ def test_local_client_refuses_too_many_workers(tmp_path: Path, qshpc_home: Path)
     with pytest.raises(UserError, match=rf"Configuration\(workers={n}\)"):
         LocalClient(workers=1).run(program, config=Configuration(workers=n))
     _no_job(qshpc_home)
+
+
+# -- F6: a timeout that never runs out -------------------------------------------------
+
+
+@pytest.fixture
+def job(tmp_path: Path, qshpc_home: Path) -> Path:
+    """A job that ended (run in one process)."""
+    out = run_cli("run", str(_program(tmp_path)), "--workers", "0")
+    assert out.returncode == 0, out.stderr
+    (folder,) = (qshpc_home / "jobs").iterdir()
+    return folder
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "-inf"])
+@pytest.mark.parametrize(
+    ("command", "option"), [("wait", "--timeout"), ("result", "--wait"), ("cancel", "--grace")]
+)
+def test_a_timeout_that_never_runs_out_is_refused(
+    job: Path, command: str, option: str, value: str
+) -> None:
+    """``qshpc wait J --timeout nan`` (and ``result --wait nan``) waited for good."""
+    out = run_cli(command, str(job), option, value, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and option in out.stderr, out.stderr
+
+
+def test_a_timeout_of_the_api_that_never_runs_out_is_refused(job: Path) -> None:
+    import numpy as np
+
+    from qshpc import open_job
+
+    handle = open_job(job)
+    for bad in (float("nan"), float("inf"), -1, "5"):
+        with pytest.raises(UserError, match=r"timeout=.* is not a number of seconds"):
+            handle.wait(bad)  # type: ignore[arg-type]
+        with pytest.raises(UserError, match=r"timeout=.* is not a number of seconds"):
+            handle.result(timeout=bad)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"wait=nan is not a number of seconds"):
+        handle.result(float("nan"))
+    with pytest.raises(UserError, match=r"grace=-1 is not a number of seconds"):
+        handle.kill_if_stuck(-1)
+    assert handle.wait(np.float64(0.0)) == handle.wait(0) == "SUCCEEDED"
+    assert handle.result(timeout=np.int64(5)) == {"v": [0, 2]}
