@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -16,7 +15,7 @@ import typer
 from qshpc.cli.common import echo, errors, reads_store
 from qshpc.errors import UserError
 from qshpc.jobs.seconds import seconds
-from qshpc.text import shown, shown_lines
+from qshpc.text import shown, shown_lines, shown_seconds
 
 if TYPE_CHECKING:
     from qshpc.client.logread import LogReader
@@ -25,16 +24,23 @@ JobArg = Annotated[str, typer.Argument(help="Job id, job directory, or Slurm job
 
 
 def _fmt_time(t: Any) -> str:
-    if not t:
-        return "-"
-    return datetime.fromtimestamp(float(t)).strftime("%Y-%m-%d %H:%M:%S")
+    """``2026-12-05 13:20:50``; ``-`` when none, ``?`` when no calendar holds it (review30
+    F5: a damaged ``status.json`` time made ``qshpc status`` end in a traceback)."""
+    from qshpc.text import shown_time
+
+    return shown_time(t)
 
 
 def _duration(meta: dict[str, Any]) -> str:
     start, end = meta.get("started"), meta.get("finished")
     if not start:
         return "-"
-    secs = (float(end) if end else time.time()) - float(start)
+    try:
+        secs = (float(end) if end else time.time()) - float(start)
+    except (TypeError, ValueError):
+        return "?"
+    if not shown_seconds(secs):  # (NaN too)
+        return "?"
     return f"{secs:.1f}s" if secs < 120 else f"{secs / 60:.1f}m"
 
 

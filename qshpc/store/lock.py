@@ -114,9 +114,10 @@ class Holder:
         text = f"host {self.host}, pid {self.pid}"
         if self.slurm_job:
             text += f", Slurm job {self.slurm_job}"
+        from qshpc.text import shown, shown_time
+
         if self.since:
-            text += f", since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.since))}"
-        from qshpc.text import shown
+            text += f", since {shown_time(self.since)}"  # (`?` for a damaged one)
 
         return shown(text)
 

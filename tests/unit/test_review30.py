@@ -123,3 +123,65 @@ def test_a_timeout_of_the_api_that_never_runs_out_is_refused(job: Path) -> None:
         handle.kill_if_stuck(-1)
     assert handle.wait(np.float64(0.0)) == handle.wait(0) == "SUCCEEDED"
     assert handle.result(timeout=np.int64(5)) == {"v": [0, 2]}
+
+
+# -- F5: a damaged time in a job's status.json ------------------------------------------
+
+NAP = """
+import time
+from qshpc import update_status
+
+update_status("napping")
+print("napping", flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.fixture
+def killed(tmp_path: Path, qshpc_home: Path) -> Path:
+    """A job whose process was killed (SIGKILL) while it ran: its state is reconciled, and
+    its ``status.json`` (``mark_terminal``'s record) read."""
+    import os
+    import signal
+    import sys
+
+    from tests.conftest import job_dir_of, start_cli
+
+    program = tmp_path / "nap.py"
+    program.write_text(NAP)
+    proc = start_cli(
+        [sys.executable, "-m", "qshpc", "run", str(program), "--workers", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "napping"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return job_dir_of(qshpc_home)
+
+
+@pytest.mark.parametrize("time_text", ["1e12", "-1e12", "1e17", "1e300", "1e400", '"x"'])
+def test_a_damaged_time_in_status_json_is_shown_unknown(killed: Path, time_text: str) -> None:
+    """``qshpc status`` ended in a traceback (``year 33658 is out of range``, ``timestamp out
+    of range``), ``qshpc wait`` too for 1e400 (JSON's infinity)."""
+    (killed / "status.json").write_text(f'{{"state": "CANCELED", "time": {time_text}}}')
+    for args in (["status"], ["wait", "--timeout", "10"], ["status", "--json"], ["report"]):
+        out = run_cli(*args[:1], str(killed), *args[1:], timeout=60)
+        assert "Traceback" not in out.stderr and "Error" not in out.stderr, (args, out.stderr)
+        assert out.returncode == (0 if args[0] in ("status", "report") else 1), out.stderr
+        if args == ["status"]:
+            assert out.stdout.startswith("CANCELED"), out.stdout
+            finished = out.stdout.split("finished", 1)[1].split()[0]
+            assert finished == ("-" if time_text in ("1e400", '"x"') else "?"), out.stdout
+    out = run_cli("list")
+    assert out.returncode == 0 and killed.name in out.stdout, out.stderr
+
+
+def test_a_damaged_time_of_a_lock_holder_is_shown_unknown() -> None:
+    """A holder's ``since`` reaches the same views (a job that never started: its end)."""
+    from qshpc.store.lock import Holder
+
+    for since in (1e17, float("inf"), float("nan")):
+        assert Holder(host="h", pid=1, since=since).describe() == "host h, pid 1, since ?"
