@@ -517,9 +517,10 @@ def register(app: typer.Typer) -> None:
         """
         from qshpc.cli.ux import parse_age
 
+        if limit < 0:  # (review30 F9: an empty table and exit 0, as `cache ls` refuses it)
+            raise UserError(f"--limit {limit}: give a number of jobs, 0 or more")
         cutoff = time.time() - parse_age(since) if since else None
         from qshpc.client.job import Job, list_jobs, read_infos
-        from qshpc.errors import UserError
         from qshpc.jobstate import JobState
 
         if state and state.upper() not in JobState.__members__:

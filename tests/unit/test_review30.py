@@ -185,3 +185,13 @@ def test_a_damaged_time_of_a_lock_holder_is_shown_unknown() -> None:
 
     for since in (1e17, float("inf"), float("nan")):
         assert Holder(host="h", pid=1, since=since).describe() == "host h, pid 1, since ?"
+
+
+# -- F9: a negative list --limit ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["list"], ["cache", "ls"]])
+def test_a_negative_limit_is_refused_alike(command: list[str]) -> None:
+    """``qshpc list --limit -1`` printed an empty table, exit 0; ``cache ls`` refused it."""
+    _refused(run_cli(*command, "--limit", "-1"), "--limit -1", "0 or more")
+    assert run_cli(*command, "--limit", "0").returncode == 0
