@@ -121,6 +121,8 @@ def test_a_timeout_of_the_api_that_never_runs_out_is_refused(job: Path) -> None:
         handle.result(float("nan"))
     with pytest.raises(UserError, match=r"grace=-1 is not a number of seconds"):
         handle.kill_if_stuck(-1)
+    with pytest.raises(UserError, match=r"timeout=nan is not a number of seconds"):
+        handle.watch(timeout=float("nan"))
     assert handle.wait(np.float64(0.0)) == handle.wait(0) == "SUCCEEDED"
     assert handle.result(timeout=np.int64(5)) == {"v": [0, 2]}
 
