@@ -47,7 +47,9 @@ from qshpc.runtime.scheduler import Scheduler
 
 def default_workers() -> int:
     """Worker ranks for the local default: one per core."""
-    return max(1, len(os.sched_getaffinity(0)))
+    from qshpc.launch.workers import cores
+
+    return cores()
 
 
 def find_mpiexec() -> str:
@@ -83,6 +85,9 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
     n = default_workers() if workers is None else workers
     if n < 0:
         raise UserError(f"--workers must be >= 0, got {n}")
+    from qshpc.launch.workers import check
+
+    check(n)  # (before mpiexec: a typo such as --workers 100000 forks no Pythons)
     if n == 0:
         from qshpc.runtime import stopsig
         from qshpc.runtime.rank0 import run_job
