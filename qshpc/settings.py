@@ -95,10 +95,10 @@ def _seconds(minimum: float, strict: bool = False) -> Callable[[str], float]:
     return parse
 
 
-def _whole(minimum: int) -> Callable[[str], int]:
+def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text)
-        if value < minimum:
+        if value < minimum or (maximum is not None and value > maximum):
             raise ValueError(text)
         return value
 
@@ -229,6 +229,15 @@ ROOT_WORKS: Setting[str] = _declare(
             "rank 0 runs queued calls while the program waits in `get`: never, always, or when "
             "calls take over 2 ms and rank 0 has a core of its own",
             "rank 0", "0", runtime=True))  # fmt: skip
+#: Linux's largest pid space (``pid_max`` at most 2**22): more processes cannot run at once.
+PID_SPACE = 1 << 22
+MAX_WORKERS: Setting[int | None] = _declare(
+    Setting("QSHPC_MAX_WORKERS", None, _whole(1, PID_SPACE),
+            f"a whole number from 1 to {PID_SPACE}, such as 256",
+            "the most worker ranks `qshpc run --workers N` and `LocalClient(workers=N)` start "
+            "on this machine; a larger N is refused (a typo such as --workers 100000 forked "
+            "that many Pythons)",
+            "CLI, clients", "64, or 8 per core where more"))  # fmt: skip
 COOP_WIDTH: Setting[int] = _declare(
     Setting("QSHPC_COOP_WIDTH", 16, _whole(1), "a whole number >= 1, such as 16",
             "calls of a worker's cooperative group (shared Aer runs); 1 turns groups off",
@@ -399,6 +408,7 @@ def markdown_table() -> str:
 __all__ = [
     "ALL",
     "DEV_CLUSTER",
+    "PID_SPACE",
     "SLURM_PREFIX",
     "Setting",
     "SettingError",

@@ -48,6 +48,33 @@ def shown_lines(value: object) -> str:
     return text.translate(_LINES)
 
 
+def shown_time(t: object, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Unix time ``t`` (from the store, a job's ``status.json``, a lock's holder) as local
+    time in ``fmt``: ``-`` when there is none, ``?`` when no calendar holds it.
+
+    review30 F5: a ``status.json`` time of 1e12, 1e17 or 1e400 (JSON's infinity) made
+    ``qshpc status`` end in a traceback (``year 33658 is out of range``); ``cache ls``
+    shows such a time as ``?`` (hunt19) and so does every job view.
+    """
+    from datetime import datetime
+
+    if not t:
+        return "-"
+    try:  # (a year past 9999 or before 1, NaN and infinity raise: shown as ``?``)
+        return datetime.fromtimestamp(float(t)).strftime(fmt)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
+
+
+#: The longest duration shown (317 years): a longer one comes from a damaged time.
+LONGEST_S = 1e10
+
+
+def shown_seconds(secs: float) -> bool:
+    """Whether a duration can be shown: finite and under :data:`LONGEST_S` either way."""
+    return -LONGEST_S < secs < LONGEST_S
+
+
 def shown_bytes(data: bytes) -> str:
     """Log bytes as printable text (invalid UTF-8 shown as ``\\xNN``), line breaks kept."""
     return data.decode("utf-8", errors="backslashreplace").translate(_LINES)

@@ -115,6 +115,7 @@ def expectation_values(
     seed: int | None,
     optimization_level: int = 1,
     primitive: str = "run_sweep",
+    shots: int | None = None,
 ) -> list[np.ndarray]:
     """Exact expectation values, one Aer batch for all groups.
 
@@ -125,6 +126,7 @@ def expectation_values(
         seed: ``seed_simulator`` (recorded; exact values do not depend on it).
         optimization_level: Preset pass manager level.
         primitive: Name recorded in provenance.
+        shots: Recorded (the V1 Estimator draws its noisy values from the exact ones).
 
     Returns:
         One array of shape ``(len(rows), len(observables))`` per group.
@@ -210,7 +212,7 @@ def expectation_values(
         simulator=spec.as_dict(),
         circuit_hashes=hashes,
         wall_s=time.perf_counter() - start - (seconds_for_others() - not_ours),
-        shots=None,
+        shots=shots,
         primitive=primitive,
         shared=shared,
     )
@@ -236,11 +238,17 @@ def _pauli_op(observable: Any, k: int) -> Any:
 
 
 class Estimator:
-    """V1-shaped estimator on Aer: exact expectation values.
+    """V1-shaped estimator on Aer: exact expectation values, or with ``shots`` values
+    with shot noise as Aer's V1 ``Estimator(approximation=True)`` draws it.
 
     Args:
         options: ``method``, ``device``, ``precision``, ``optimization_level``,
-            ``seed`` (shots are not supported: values are exact).
+            ``shots`` (None: exact values; N: each value drawn from a normal
+            distribution about the exact one, of variance ``sum_k c_k**2 (1 - <P_k>**2) / N``
+            over the observable's Pauli terms ``c_k P_k``, as Aer's V1 Estimator with
+            ``approximation=True``; its ``metadata`` has ``variance`` and ``shots``),
+            ``seed`` (the draws' seed: the same seed, the same values; without one
+            the running task's seed).
     """
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -266,8 +274,7 @@ class Estimator:
             A finished job; ``job.result().values`` holds one value per pair.
         """
         opts = {**self.options, **run_options}
-        if opts.get("shots") is not None:
-            raise UserError("qshpc.aer.Estimator computes exact values; leave shots unset")
+        shots = _shots(opts.get("shots"))
         circs, rows = normalize_inputs(circuits, parameter_values)
         obs = (
             [observables]
@@ -279,18 +286,65 @@ class Estimator:
         if len(obs) != len(circs):
             raise UserError(f"{len(circs)} circuits but {len(obs)} observables")
         spec = sim_spec(opts["method"], opts["device"], opts["precision"])
-        groups = [(c, [o], [r]) for c, o, r in zip(circs, obs, rows, strict=True)]
-        arrays = expectation_values(
-            groups,
-            spec,
-            resolve_seed(opts["seed"]),
-            level_of(opts["optimization_level"]),
-            "Estimator",
-        )
-        values = np.array([a[0, 0] for a in arrays])
-        return DoneJob(
-            EstimatorResult(values, [{} for _ in circs]), job_id=f"estimator-{next(_job_ids)}"
-        )
+        seed = resolve_seed(opts["seed"])
+        level = level_of(opts["optimization_level"])
+        if shots is None:
+            groups = [(c, [o], [r]) for c, o, r in zip(circs, obs, rows, strict=True)]
+            arrays = expectation_values(groups, spec, seed, level, "Estimator")
+            values = np.array([a[0, 0] for a in arrays])
+            metadata: list[dict[str, Any]] = [{} for _ in circs]
+        else:
+            values, metadata = _noisy_values(circs, obs, rows, spec, seed, level, shots)
+        return DoneJob(EstimatorResult(values, metadata), job_id=f"estimator-{next(_job_ids)}")
+
+
+def _shots(shots: Any) -> int | None:
+    """The V1 Estimator's ``shots``: None (exact values) or a positive int.
+
+    Raises:
+        UserError: Anything else.
+    """
+    from numbers import Integral
+
+    if shots is None:
+        return None
+    if isinstance(shots, bool) or not isinstance(shots, Integral) or shots < 1:
+        raise UserError(f"shots must be a positive int (or None for exact values), got {shots!r}")
+    return int(shots)
+
+
+def _noisy_values(
+    circs: list[QuantumCircuit],
+    obs: list[Any],
+    rows: list[tuple[float, ...]],
+    spec: SimSpec,
+    seed: int | None,
+    level: int,
+    shots: int,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The V1 Estimator's values with ``shots``, as Aer's V1 ``Estimator(approximation=True)``
+    draws them: the exact ``<P_k>`` of every Pauli term ``c_k P_k`` of each observable, then
+    one normal draw per pair (in order, from ``np.random.default_rng(seed)``) about
+    ``sum_k c_k <P_k>``, of variance ``sum_k c_k**2 (1 - <P_k>**2) / shots``."""
+    from qiskit.quantum_info import SparsePauliOp
+
+    ops = [_pauli_op(o, k) for k, o in enumerate(obs)]
+    groups = [
+        (c, [SparsePauliOp(p) for p in op.paulis], [r])
+        for c, op, r in zip(circs, ops, rows, strict=True)
+    ]
+    arrays = expectation_values(groups, spec, seed, level, "Estimator", shots=shots)
+    rng = np.random.default_rng(seed)
+    values = []
+    metadata: list[dict[str, Any]] = []
+    for op, terms in zip(ops, arrays, strict=True):
+        coeffs = np.real(op.coeffs)
+        evs = terms[0]
+        # (clipped: a term's |<P>| a rounding above 1 gave Aer a NaN)
+        variance = max(float(np.dot(coeffs**2, 1.0 - evs**2)), 0.0)
+        values.append(rng.normal(float(np.dot(coeffs, evs)), np.sqrt(variance / shots)))
+        metadata.append({"variance": variance, "shots": shots})
+    return np.array(values, dtype=float), metadata
 
 
 __all__ = ["Estimator", "expectation_values", "run_sweep"]

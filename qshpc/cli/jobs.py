@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -15,7 +14,8 @@ import typer
 
 from qshpc.cli.common import echo, errors, reads_store
 from qshpc.errors import UserError
-from qshpc.text import shown, shown_lines
+from qshpc.jobs.seconds import seconds
+from qshpc.text import shown, shown_lines, shown_seconds
 
 if TYPE_CHECKING:
     from qshpc.client.logread import LogReader
@@ -24,16 +24,23 @@ JobArg = Annotated[str, typer.Argument(help="Job id, job directory, or Slurm job
 
 
 def _fmt_time(t: Any) -> str:
-    if not t:
-        return "-"
-    return datetime.fromtimestamp(float(t)).strftime("%Y-%m-%d %H:%M:%S")
+    """``2026-12-05 13:20:50``; ``-`` when none, ``?`` when no calendar holds it (review30
+    F5: a damaged ``status.json`` time made ``qshpc status`` end in a traceback)."""
+    from qshpc.text import shown_time
+
+    return shown_time(t)
 
 
 def _duration(meta: dict[str, Any]) -> str:
     start, end = meta.get("started"), meta.get("finished")
     if not start:
         return "-"
-    secs = (float(end) if end else time.time()) - float(start)
+    try:
+        secs = (float(end) if end else time.time()) - float(start)
+    except (TypeError, ValueError):
+        return "?"
+    if not shown_seconds(secs):  # (NaN too)
+        return "?"
     return f"{secs:.1f}s" if secs < 120 else f"{secs / 60:.1f}m"
 
 
@@ -334,6 +341,7 @@ def register(app: typer.Typer) -> None:
         from qshpc.jobs.paths import job_ref
         from qshpc.jobstate import TERMINAL
 
+        timeout = seconds(timeout, "--wait", "leave --wait out not to wait")
         j = open_job(job)
         state = j.status() if timeout is None else j.wait(timeout)
         if state == "DAMAGED":
@@ -433,6 +441,7 @@ def register(app: typer.Typer) -> None:
         """
         from qshpc.client.job import open_job
 
+        timeout = seconds(timeout, "--timeout", "leave --timeout out to wait as long as it takes")
         j = open_job(job)
         if quiet:
             state = j.wait(timeout)
@@ -463,6 +472,7 @@ def register(app: typer.Typer) -> None:
         """Cancel a job; results of finished tasks stay in the store."""
         from qshpc.client.job import open_job
 
+        grace = seconds(grace, "--grace", "--grace 0 to kill it at once") or 0.0
         j = open_job(job)
         try:
             asked = j.stop(wait=0)
@@ -507,9 +517,10 @@ def register(app: typer.Typer) -> None:
         """
         from qshpc.cli.ux import parse_age
 
+        if limit < 0:  # (review30 F9: an empty table and exit 0, as `cache ls` refuses it)
+            raise UserError(f"--limit {limit}: give a number of jobs, 0 or more")
         cutoff = time.time() - parse_age(since) if since else None
         from qshpc.client.job import Job, list_jobs, read_infos
-        from qshpc.errors import UserError
         from qshpc.jobstate import JobState
 
         if state and state.upper() not in JobState.__members__:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from qshpc.notebook.display import JobList, TaskList
     from qshpc.notebook.watch import JobWatch
+    from qshpc.store import JobReader
     from qshpc.submit.slurm_states import SlurmView
 
 #: Slurm's answers by Slurm job id, as :func:`qshpc.submit.slurm.query_many` returns them.
@@ -312,7 +313,11 @@ class Job:
 
         Raises:
             TimeoutError: Still running after ``timeout`` seconds.
+            UserError: ``timeout`` is NaN, infinite or negative (it never ran out).
         """
+        from qshpc.jobs.seconds import seconds
+
+        timeout = seconds(timeout, "timeout=", "None to wait as long as it takes")
         try:
             return self._wait(timeout, poll, verbose)
         except KeyboardInterrupt:  # a kernel interrupt stops the wait, not the job
@@ -435,9 +440,13 @@ class Job:
         Raises:
             JobFailedError: The job ended FAILED or CANCELED (the message holds its error).
             TimeoutError: Not finished within ``timeout`` seconds.
+            UserError: ``timeout`` (or a number ``wait``) is NaN, infinite or negative.
         """
+        from qshpc.jobs.seconds import seconds
+
         if not isinstance(wait, bool) and isinstance(wait, (int, float)):
-            wait, timeout = True, float(wait)
+            wait, timeout = True, seconds(wait, "wait=", "True to wait as long as it takes")
+        timeout = seconds(timeout, "timeout=", "None to wait as long as it takes")
         if not wait:
             state = self._state()
             if state not in TERMINAL and state != DAMAGED:
@@ -458,7 +467,8 @@ class Job:
 
         with JobReader.open(self.job_dir) as r:
             try:
-                return r.result(allow_pickle=allow_pickle)
+                with _beside_program(r, allow_pickle):
+                    return r.result(allow_pickle=allow_pickle)
             except NoResultError:
                 if state != "SUCCEEDED":
                     raise JobFailedError(
@@ -626,13 +636,8 @@ class Job:
                 mark_terminal(self.job_dir, "CANCELED", "cancelled (Job.stop) before it started")
             self._process.send_signal(signal.SIGTERM)
             return True
-        pid = _rank0_pid(meta)
-        if pid:
-            try:
-                os.kill(pid, signal.SIGTERM)
-                return True
-            except ProcessLookupError:
-                pass
+        if _signal_rank0(meta, signal.SIGTERM):  # (never a process that reused its pid)
+            return True
         mark_terminal(self.job_dir, "CANCELED", "cancelled before it started")
         return True
 
@@ -645,14 +650,17 @@ class Job:
         hunt16: ``qshpc cancel`` of such a program said "cancel requested" and the job ran on.
         """
 
+        from qshpc.jobs.seconds import seconds
+
+        grace = seconds(grace, "grace=", "0 to kill it at once") or 0.0
+
         def stuck() -> int | None:
             meta = self.info()
             if meta.get("state") in TERMINAL or meta.get("slurm_job_id"):
                 return None
             if _running_slurm_job(self.job_dir) is not None:
                 return None
-            pid = _rank0_pid(meta)
-            return pid if pid is not None and _rank0_alive(meta) else None
+            return _rank0_pid(meta)  # (None once gone, or its pid reused)
 
         if stuck() is None:  # ended, not started, on Slurm or another host: no wait
             return None
@@ -667,10 +675,7 @@ class Job:
             f"SIGTERM itself), so rank 0 (pid {pid}) was killed (SIGKILL)"
         )
         mark_terminal(self.job_dir, "CANCELED", why)  # kept by the launcher's post-mortem
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _signal_rank0(self.info(), signal.SIGKILL)
         return why
 
     cancel = stop
@@ -684,6 +689,41 @@ class Job:
         from qshpc.jobs.plot import plot_job
 
         return plot_job(self, out)
+
+
+@contextlib.contextmanager
+def _beside_program(reader: JobReader, allow_pickle: bool) -> Iterator[None]:
+    """With ``allow_pickle``: the program's folder last on ``sys.path`` while the result
+    loads (as the job's arguments load: :func:`qshpc.jobs.prepare.modules_beside`), so
+    that a value of a class from a module beside the program reads from any folder
+    (``qshpc result --allow-pickle`` too: review31 F7). A module still missing is named
+    with that folder."""
+    entry = None
+    if allow_pickle:
+        from qshpc.errors import QshpcError
+
+        try:
+            entry = reader.meta().get("entrypoint")
+        except QshpcError:  # (the result's own read says what is wrong)
+            pass
+    if not entry:
+        yield
+        return
+    from qshpc.jobs.prepare import modules_beside
+    from qshpc.store.encoding_blob import ModuleMissingError
+
+    program = Path(str(entry))
+    try:
+        with modules_beside(program):
+            yield
+    except ModuleMissingError as exc:
+        raise ModuleMissingError(
+            exc.source,
+            exc.module,
+            exc.why,
+            f"the program's folder {program.parent} does not hold it either: "
+            "put the folder that holds it on PYTHONPATH",
+        ) from exc.__cause__
 
 
 def _warn_unfolded(job_dir: Path, meta: Mapping[str, Any]) -> None:
@@ -768,13 +808,60 @@ def _running_slurm_job(job_dir: Path) -> tuple[str, str | None] | None:
     return str(holder.slurm_job), holder.slurm_cluster
 
 
-def _rank0_pid(meta: dict[str, Any]) -> int | None:
+def _rank0_here(meta: dict[str, Any]) -> tuple[int, int | None] | None:
+    """Rank 0's recorded ``(pid, start ticks)`` when it ran on this host (ticks None: an
+    older job, which did not record them), else None."""
     import socket
 
     ranks = meta.get("ranks") or []
     if ranks and ranks[0].get("host") == socket.gethostname():
-        return int(ranks[0]["pid"])
+        ticks = ranks[0].get("start_ticks")
+        return int(ranks[0]["pid"]), ticks if isinstance(ticks, int) else None
     return None
+
+
+def _rank0_pid(meta: dict[str, Any]) -> int | None:
+    """Rank 0's pid on this host while the process runs; None when it ran elsewhere, or is
+    gone, or its pid is now another process's (its start time differs: review30 F1)."""
+    from qshpc.store.lock import process_is
+
+    here = _rank0_here(meta)
+    return here[0] if here is not None and process_is(*here) else None
+
+
+def _signal_rank0(meta: dict[str, Any], sig: int) -> bool:
+    """Send ``sig`` to rank 0 (on this host) if that process still runs; True when sent.
+
+    A pid alone names whichever process has it now: one reused after the job's ranks
+    were killed (a node's OOM killer) is an unrelated process, never signalled. The
+    process is held by a pidfd before its start time is checked, so the pid cannot
+    change hands between the check and the signal (a kernel without pidfds: a kill).
+    """
+    from qshpc.store.lock import process_is
+
+    here = _rank0_here(meta)
+    if here is None:
+        return False
+    pid, ticks = here
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except OSError:  # no pidfds (ENOSYS) or none left (EMFILE)
+        fd = -1
+    try:
+        if not process_is(pid, ticks):
+            return False
+        if fd >= 0:
+            signal.pidfd_send_signal(fd, sig)
+        else:
+            os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _never_started(job_dir: Path, meta: dict[str, Any]) -> None:
@@ -807,12 +894,12 @@ def _rank0_alive(meta: dict[str, Any]) -> bool:
     A zombie is dead: a rank 0 killed with its launcher and not yet reaped (in a
     container whose first process does not reap orphans, never) kept the job RUNNING.
     """
-    pid = _rank0_pid(meta)
-    if pid is None:
+    here = _rank0_here(meta)
+    if here is None:
         return True  # another host: cannot tell from here
-    from qshpc.store.lock import pid_alive
+    from qshpc.store.lock import process_is
 
-    return pid_alive(pid)
+    return process_is(*here)  # a pid reused by another process: rank 0 is gone (review30 F1)
 
 
 def open_job(job: str | os.PathLike[str]) -> Job:

@@ -295,6 +295,10 @@ class LocalClient(BaseProvider):
             isinstance(workers, bool) or not isinstance(workers, int) or workers < 0
         ):
             raise UserError(f"workers must be a whole number >= 0, got {workers!r}")
+        if workers is not None:
+            from qshpc.launch.workers import check
+
+            check(workers, "LocalClient")
         super().__init__("local")
         self.workers = workers
         self.cache = cache
@@ -328,6 +332,9 @@ class LocalClient(BaseProvider):
         if config is not None:
             config.check()
             if config.workers is not None:
+                from qshpc.launch.workers import check
+
+                check(config.workers, "Configuration")
                 workers = config.workers
         job_path, meta = plan_program_job(prog, arguments, seed, job_dir)
         if job_path.exists():  # a folder of the caller's: as it always was, job first

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import secrets
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -303,13 +305,49 @@ import cloudpickle
 
 from qshpc import get_arguments, save_result
 
-with open({pickle!r}, "rb") as file:
-    function = cloudpickle.load(file)
+try:
+    with open({pickle!r}, "rb") as file:
+        function = cloudpickle.load(file)
+except ModuleNotFoundError as error:
+    raise ModuleNotFoundError(
+        f"{{error}}: {name} needs it, and this job does not see the folder that holds it; "
+        "pass distribute_qiskit_function(working_dir=...) that folder, or put it on PYTHONPATH",
+        name=error.name,
+    ) from None
 
 result = function(**get_arguments())
 if result is not None:
     save_result(result)
 """
+
+
+def caller_folder() -> str | None:
+    """The folder this Python process imports its own modules from: the first entry of
+    ``sys.path`` (the script's folder under ``python script.py``; the current folder
+    under ``python -c``, ``-m``, a notebook or the prompt); None where there is none
+    (``python -P``, a zip)."""
+    if sys.flags.safe_path or not sys.path:
+        return None
+    folder = Path(sys.path[0] or ".").resolve()
+    return str(folder) if folder.is_dir() else None
+
+
+def caller_path_env() -> dict[str, str]:
+    """``env_vars`` that let a job import what the caller imports from its own folder
+    (:func:`caller_folder`): ``PYTHONPATH`` as here with that folder last; {} when it
+    is on it already or there is none.
+
+    A function the decorators ship by value names the caller's own modules
+    (``from helpers import f``) by reference; its job runs in a folder of its own, and
+    found them on Slurm only when submitted from their folder (a ``python -m`` start
+    there) and never under LocalClient (review31 F3).
+    """
+    folder = caller_folder()
+    current = os.environ.get("PYTHONPATH", "")
+    entries = [e for e in current.split(os.pathsep) if e]
+    if folder is None or folder in entries:
+        return {}
+    return {"PYTHONPATH": os.pathsep.join([*entries, folder])}
 
 
 def distribute_qiskit_pattern(
@@ -326,8 +364,10 @@ def distribute_qiskit_pattern(
     Args:
         provider: The client that runs it (default ``LocalClient()``).
         dependencies: Requirements the program needs (checked, never installed).
-        working_dir: Folder for the generated files (default
-            ``$QSHPC_HOME/patterns/<name>_<random>``, kept so that the job can be resumed).
+        working_dir: Folder for the generated files, the program's folder (default
+            ``$QSHPC_HOME/patterns/<name>_<random>``, kept so that the job can be resumed;
+            the caller's own folder is then on the job's ``PYTHONPATH``, so that the
+            function imports the modules beside the caller: :func:`caller_path_env`).
 
     Raises:
         QuantumServerlessException: The decorated object is not a function, or it
@@ -372,6 +412,7 @@ def distribute_qiskit_pattern(
                 entrypoint=entry,
                 working_dir=str(folder),
                 dependencies=dependencies,
+                env_vars={} if working_dir else caller_path_env(),
                 description="a function run with qshpc.distribute_qiskit_pattern",
             )
             return runner.run(program, arguments=kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -519,6 +520,7 @@ def read_override(job_dir: Path) -> dict[str, object] | None:
         or not isinstance(data.get("error"), (str, type(None)))
     ):
         return None
-    if not isinstance(data.get("time"), (int, float)) or isinstance(data.get("time"), bool):
-        data.pop("time", None)
+    t = data.get("time")
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+        data.pop("time", None)  # (1e400 is JSON's infinity: no time; review30 F5)
     return data

@@ -305,7 +305,7 @@ def prepare_job(spec: RunSpec) -> Path:
         return job_dir
     arguments: dict[str, Any] = {}
     if spec.arguments_file is not None:
-        with _modules_beside(spec.program):
+        with modules_beside(spec.program):
             arguments = load_arguments_file(spec.arguments_file, raw_qpy=True)
         check_circuits(arguments, spec.arguments_file)
     meta = {
@@ -331,8 +331,9 @@ def prepare_job(spec: RunSpec) -> Path:
 
 
 @contextmanager
-def _modules_beside(program: Path) -> Iterator[None]:
-    """While the arguments load: the program's folder last on ``sys.path``.
+def modules_beside(program: Path) -> Iterator[None]:
+    """While the arguments (or a stored result: :meth:`qshpc.client.job.Job.result`) load:
+    the program's folder last on ``sys.path``.
 
     An argument pickled from a class of a module beside the program (``from
     mything import Config`` in the script that saved it) names that module; the

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from qshpc.jobstate import TERMINAL, JobState
+from qshpc.text import shown_seconds
 
 
 class HasInfo(Protocol):
@@ -176,6 +177,8 @@ def format_duration(secs: float | None) -> str:
     """``7s``, ``3m05s``, ``2h03m``, ``1d02h``; ``-`` when unknown."""
     if secs is None:
         return "-"
+    if not shown_seconds(secs):  # (a damaged status.json's time, NaN: review30 F5)
+        return "?"
     n = round(secs)
     if n < 60:
         return f"{n}s"

@@ -82,10 +82,10 @@ def spawn(words: list[str]) -> Started:
     def note(signum: int, frame: Any) -> None:
         caught.append(signum)
 
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, note)
-    if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: kept so)
-        signal.signal(signal.SIGHUP, note)
+    signal.signal(signal.SIGTERM, note)
+    for s in (signal.SIGINT, signal.SIGHUP):  # (ignored where started so: kept so)
+        if signal.getsignal(s) != signal.SIG_IGN:
+            signal.signal(s, note)
     listener = listen(os.environ.get(WATCH_VAR))
     forks = None
     plan = os.environ.pop(PLAN_VAR, None)

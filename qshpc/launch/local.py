@@ -47,7 +47,9 @@ from qshpc.runtime.scheduler import Scheduler
 
 def default_workers() -> int:
     """Worker ranks for the local default: one per core."""
-    return max(1, len(os.sched_getaffinity(0)))
+    from qshpc.launch.workers import cores
+
+    return cores()
 
 
 def find_mpiexec() -> str:
@@ -83,6 +85,9 @@ def run(spec: RunSpec, workers: int | None, scheduler: Scheduler | None = None) 
     n = default_workers() if workers is None else workers
     if n < 0:
         raise UserError(f"--workers must be >= 0, got {n}")
+    from qshpc.launch.workers import check
+
+    check(n)  # (before mpiexec: a typo such as --workers 100000 forks no Pythons)
     if n == 0:
         from qshpc.runtime import stopsig
         from qshpc.runtime.rank0 import run_job
@@ -509,10 +514,14 @@ class _Signals:
         self.held_since = 0.0
         self.proc: subprocess.Popen[bytes] | None = None
         self.rank0: list[int] = []
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, self._on_signal)
-        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # (ignored under nohup: kept so)
-            signal.signal(signal.SIGHUP, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        # SIGHUP ignored under nohup, SIGINT in a background job of a script (``qshpc run
+        # p.py &``: the shell ignores it there): kept so, as any program keeps them. A
+        # Ctrl-C meant for the script cancelled every job it had started in the
+        # background (review28 F15).
+        for s in (signal.SIGINT, signal.SIGHUP):
+            if signal.getsignal(s) not in (signal.SIG_IGN, None):
+                signal.signal(s, self._on_signal)
         if signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL:
             signal.signal(signal.SIGUSR1, self._on_usr1)
 

@@ -179,7 +179,13 @@ def watch(
         interval: Seconds between reads of the store (at least 0.2).
         timeout: Stop watching after this many seconds (the job keeps running).
         block: In a kernel, also wait here for the end (outside a kernel it always waits).
+
+    Raises:
+        UserError: ``timeout`` is NaN, infinite or negative (it never ran out: review30 F6).
     """
+    from qshpc.jobs.seconds import seconds
+
+    timeout = seconds(timeout, "timeout=", "None to watch until the job ends")
     w = JobWatch(job, interval, timeout)
     if in_kernel():
         w.start()

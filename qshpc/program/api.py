@@ -382,7 +382,9 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
 
     Args:
         object_refs: A :class:`TaskRef`, an :class:`ObjectRef`, or a list/tuple of
-            them (Ray's and quantum-serverless's name for it).
+            them (Ray's and quantum-serverless's name for it). A tuple gives a list, as
+            a list does (Ray's ``get`` refuses a tuple; kept, for the programs that pass
+            one: review31 F6).
         timeout: Seconds to wait in all; None waits forever. It bounds the wait, not a
             call's run time: with no worker rank a call ran at the call, and its result
             is given however long it took (docs/program-api.md).

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from html import escape
 from typing import Any
 
@@ -45,9 +44,9 @@ def clip(text: str, limit: int = TRACEBACK_MAX) -> str:
 
 
 def _clock(t: float | None) -> str:
-    if not t:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t)))
+    from qshpc.text import shown_time
+
+    return shown_time(t)  # ``-`` none, ``?`` a damaged one (review30 F5)
 
 
 def table(head: list[str], rows: list[list[str]], cls: str = "") -> str:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from qshpc.runtime.procs import connect_within, installed
+from qshpc.runtime.procs import connect_within, installed, stat_fields
 from qshpc.runtime.procs import peer_cred as peer_cred
 from qshpc.runtime.stopsig import launched_by_mpi as launched_by_mpi
 from qshpc.runtime.unload import Unloadable
@@ -132,7 +132,7 @@ def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[d
 
     One collective right after ``MPI_Init`` (when every rank is there anyway)
     tells each rank where all the others are: rank 0 never waits for the
-    workers again before it runs the program. The records (rank, host, pid,
+    workers again before it runs the program. The records (rank, host, pid, start_ticks,
     local_rank, cpus) go to the job's store.
 
     The pkl5 communicator sends pickled data out of band, so objects over
@@ -148,22 +148,30 @@ def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[d
     world.Set_errhandler(MPI.ERRORS_RETURN)
     comm = pkl5.Intracomm(world)
     mask = affinity_mask()
-    places: list[tuple[str, int, int, int | None]] = world.allgather(
-        (socket.gethostname(), os.getpid(), _count(mask), mask)
+    places: list[tuple[str, int, int, int | None, int | None]] = world.allgather(
+        (socket.gethostname(), os.getpid(), _count(mask), mask, _started())
     )
     rank, size = world.Get_rank(), world.Get_size()
     records: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     union: dict[str, int | None] = {}
-    for r, (host, pid, _, m) in enumerate(places):
-        records.append({"rank": r, "host": host, "pid": pid, "local_rank": seen.get(host, 0)})
+    for r, (host, pid, _, m, ticks) in enumerate(places):
+        records.append(
+            {
+                "rank": r,
+                "host": host,
+                "pid": pid,
+                "start_ticks": ticks,
+                "local_rank": seen.get(host, 0),
+            }
+        )
         seen[host] = seen.get(host, 0) + 1
         if host not in union:
             union[host] = m
         else:
             was = union[host]
             union[host] = None if was is None or m is None else was | m
-    for rec, (host, _, cores, _m) in zip(records, places, strict=True):
+    for rec, (host, _, cores, _m, _t) in zip(records, places, strict=True):
         rec["cpus"] = cores_for_rank(seen[host], cpus_per_task, cores)
     mine = records[rank]
     info = RankInfo(
@@ -273,6 +281,14 @@ def _join(name: str, deadline: float) -> bool:
             return False
         sock.settimeout(left)
         return sock.recv(1) == b"g"
+
+
+def _started() -> int | None:
+    """This process's start time (``/proc/self/stat``'s field 22, clock ticks since boot):
+    with its pid it names this rank, so that a pid reused by another process once the
+    rank is gone is never taken for it (``qshpc status``, ``cancel``: review30 F1)."""
+    fields = stat_fields(os.getpid())
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
 
 
 def _count(mask: int | None) -> int:

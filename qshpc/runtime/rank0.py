@@ -33,6 +33,7 @@ from qshpc.runtime.program_main import (
 )
 from qshpc.runtime.protocol import Wiring
 from qshpc.runtime.scheduler import Scheduler
+from qshpc.runtime.stopsig import stop_signals
 from qshpc.task import context
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def run_job(
         job_dir: The prepared job directory.
         wiring: How rank 0 reaches the workers, when there are worker ranks (else None).
         hosts: Host of every rank.
-        ranks: Every rank's record (rank, host, pid, local_rank, cpus).
+        ranks: Every rank's record (rank, host, pid, start_ticks, local_rank, cpus).
         scheduler: The batch system that started the job (Slurm), or None.
         release: Called once every worker has said goodbye, before the store is
             finalized (``MPI_Finalize``: the workers wait in it, spinning, until
@@ -152,6 +153,7 @@ def _run_teed(
     from qshpc.program import api
     from qshpc.program.session import Session
     from qshpc.store import JobWriter, read_inputs
+    from qshpc.store.lock import start_ticks
 
     meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
     _timeline.mark("arguments read")
@@ -161,7 +163,16 @@ def _run_teed(
     runtime = {
         "mpi_size": info.size,
         "ranks": ranks
-        or [{"rank": 0, "host": info.host, "pid": os.getpid(), "local_rank": 0, "cpus": info.cpus}],
+        or [
+            {
+                "rank": 0,
+                "host": info.host,
+                "pid": os.getpid(),
+                "start_ticks": start_ticks(os.getpid()),
+                "local_rank": 0,
+                "cpus": info.cpus,
+            }
+        ],
         "started": time.time(),
         "qiskit_version": _qiskit_version(),
         "python": sys.version.split()[0],
@@ -417,7 +428,7 @@ def _shut_down(dispatcher: Any, state: str) -> None:
         if state != "CANCELED" or time.monotonic() - started > 1.0:
             dispatcher.hurry()
 
-    old = {s: signal.signal(s, hurry) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, hurry) for s in stop_signals() if s != signal.SIGHUP}
     try:
         dispatcher.shutdown(abort=True, drain_s=drain, why=why)
     finally:

@@ -54,9 +54,19 @@ def stop_on_hangup() -> None:
         hangup.append(signal.SIGHUP)
 
 
+def stops_on_sigint() -> bool:
+    """False while SIGINT is ignored: where this process started so (a script's background
+    job, ``qshpc run p.py &``: the shell ignores it there), it stays ignored, as any
+    program keeps it (review28 F15: a Ctrl-C meant for the script cancelled them)."""
+    return signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
 def stop_signals() -> tuple[int, ...]:
-    """The signals that stop this process's job: SIGTERM, SIGINT, and SIGHUP when it does."""
-    return (*STOP_SIGNALS, *hangup)
+    """The signals that stop this process's job: SIGTERM, SIGINT (unless ignored: see
+    :func:`stops_on_sigint`), and SIGHUP when it does."""
+    if stops_on_sigint():
+        return (*STOP_SIGNALS, *hangup)
+    return (signal.SIGTERM, *hangup)
 
 
 def defer_signals() -> None:

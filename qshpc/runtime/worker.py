@@ -35,6 +35,7 @@ from qshpc.runtime.protocol import (
 )
 from qshpc.runtime.results import Results
 from qshpc.runtime.sender import Sender
+from qshpc.runtime.stopsig import stops_on_sigint
 from qshpc.runtime.tidy import Tidy
 from qshpc.task import context
 
@@ -73,6 +74,8 @@ class _StopSignals:
         if threading.current_thread() is not threading.main_thread():
             return  # a loopback worker (unit tests): the process's signals are not its own
         for s in (signal.SIGINT, signal.SIGTERM):
+            if s == signal.SIGINT and not stops_on_sigint():
+                continue  # ignored where this rank started: kept so
             self.old[s] = signal.signal(s, self._on_signal)
 
     def restore(self) -> None:

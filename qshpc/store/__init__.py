@@ -26,7 +26,7 @@ Layout of ``job.h5`` (schema version 1)
         the program's arguments, native encoding.
     ``/runs/<n>``
         one per start of the job (1, 2, ... on resume): the runtime dict
-        (mpi_size, ranks [{rank, host, pid, local_rank, cpus}], started,
+        (mpi_size, ranks [{rank, host, pid, start_ticks, local_rank, cpus}], started,
         versions, slurm, resume), native encoding.
     ``/result``
         the saved result, native encoding; written by finalize when its blob

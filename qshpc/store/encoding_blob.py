@@ -111,6 +111,33 @@ def pickle_refused(source: str, data: bytes | None = None) -> PickleRefusedError
     return exc
 
 
+class ModuleMissingError(SerializationError):
+    """A pickled value in ``source`` names a module that does not import here
+    (``module``): most often one beside the program (``from helpers import Stat``),
+    which its job imported from the program's folder."""
+
+    def __init__(self, source: str, module: str | None, why: str, fix: str) -> None:
+        self.source, self.module, self.why = source, module, why
+        super().__init__(
+            f"{source} holds a pickled object of a class from the module {module or '?'!r}, "
+            f"which this process cannot import ({why}); {fix}"
+        )
+
+
+def unpickle(data: bytes, source: str) -> Any:
+    """``pickle.loads(data)``; a module its classes need and this process cannot import
+    is a :class:`ModuleMissingError` naming the fix (review31 F7: a bare
+    ``No module named 'helpers'``)."""
+    try:
+        return pickle.loads(data)
+    except ImportError as exc:
+        fix = (
+            "read it where the program imports it: from the program's folder, "
+            "or with that folder on PYTHONPATH"
+        )
+        raise ModuleMissingError(source, exc.name, str(exc), fix) from exc
+
+
 def _descr(dtype: np.dtype[Any]) -> Any:
     import numpy as np
 
@@ -579,7 +606,7 @@ def _ext_hook(allow_pickle: bool, source: str) -> Callable[[int, bytes], Any]:
         if code == EXT_PICKLE:
             if not allow_pickle:
                 raise pickle_refused(source, data)
-            return pickle.loads(data)
+            return unpickle(data, source)
         raise StoreError(f"{source} holds an unknown blob extension type {code}; upgrade qshpc")
 
     return hook

@@ -36,7 +36,6 @@ see :mod:`qshpc.store.qiskit_objects`.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +44,13 @@ import numpy as np
 
 from qshpc.errors import SchemaVersionError, SerializationError
 from qshpc.store import _qpy, qiskit_objects, qiskit_results
-from qshpc.store.encoding_blob import decode_blob, encode_blob, pickle_dumps, pickle_refused
+from qshpc.store.encoding_blob import (
+    decode_blob,
+    encode_blob,
+    pickle_dumps,
+    pickle_refused,
+    unpickle,
+)
 from qshpc.store.h5names import escape, unescape
 from qshpc.store.layout import ENC_TYPE, ENC_VERSION
 
@@ -299,7 +304,7 @@ def read_native(
     if enc == "pickle":
         if not allow_pickle:
             raise pickle_refused(source, data)
-        return pickle.loads(data)
+        return unpickle(data, source)
     if not enc:
         return raw
     raise SerializationError(f"{where} has unknown encoding-type {enc!r}; upgrade qshpc")

@@ -114,15 +114,17 @@ class Holder:
         text = f"host {self.host}, pid {self.pid}"
         if self.slurm_job:
             text += f", Slurm job {self.slurm_job}"
+        from qshpc.text import shown, shown_time
+
         if self.since:
-            text += f", since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.since))}"
-        from qshpc.text import shown
+            text += f", since {shown_time(self.since)}"  # (`?` for a damaged one)
 
         return shown(text)
 
 
-def _start_ticks(pid: int) -> int | None:
-    """The start time of process ``pid`` (clock ticks since boot; Linux), None if unknown."""
+def start_ticks(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot, ``/proc/PID/stat``'s field
+    22; Linux), None if unknown. With the pid it names one process: a pid is reused."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
@@ -145,6 +147,18 @@ def pid_alive(pid: int) -> bool:
         return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] not in (b"Z", b"X")
     except (OSError, ValueError):
         return True
+
+
+def process_is(pid: int, ticks: int | None) -> bool:
+    """Whether the process that started at ``ticks`` (:func:`start_ticks`) runs as ``pid``:
+    a pid now another process's (reused) is not it. ``ticks`` None (not recorded: an older
+    job) or unreadable: the pid alone says (:func:`pid_alive`)."""
+    if not pid_alive(pid):
+        return False
+    if ticks is None:
+        return True
+    now = start_ticks(pid)
+    return now is None or now == ticks
 
 
 def _flufl_lock(path: Path) -> Any:
@@ -263,10 +277,7 @@ def pid_gone(holder: Holder) -> bool:
     """A holder on this host: its pid is gone, or is now another process."""
     if holder.pid == os.getpid():
         return False
-    if not pid_alive(holder.pid):
-        return True
-    ticks = _start_ticks(holder.pid)
-    return holder.start_ticks is not None and ticks is not None and ticks != holder.start_ticks
+    return not process_is(holder.pid, holder.start_ticks)
 
 
 def lapsed(job_dir: Path) -> bool:
@@ -556,7 +567,7 @@ class JobLock:
             since=time.time(),
             slurm_job=self.batch.get("SLURM_JOB_ID") or None,
             slurm_restarts=_restarts(self.batch),
-            start_ticks=_start_ticks(os.getpid()),
+            start_ticks=start_ticks(os.getpid()),
             command=self.command,
             slurm_cluster=self.batch.get("SLURM_CLUSTER_NAME") or None,
         )

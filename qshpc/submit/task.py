@@ -80,6 +80,21 @@ def _forget_slurm_answers(job_dir: Path) -> None:
             pass
 
 
+def add_python_path(value: str, path: list[str] | None = None) -> list[str]:
+    """Put the folders of a ``PYTHONPATH`` value on ``sys.path`` (those not there yet), as
+    Python does at start: after its first entry, in order. Returns the folders added.
+
+    The program's ``env_vars`` reach this process after Python started (submitit
+    runs :func:`run_task`), so their ``PYTHONPATH`` would reach only the processes
+    the program starts: a LocalClient job's ranks, started with it, import from
+    those folders, and a Slurm job's did not (fix31).
+    """
+    path = sys.path if path is None else path
+    added = [f for f in dict.fromkeys(value.split(os.pathsep)) if f and f not in path]
+    path[1:1] = added
+    return added
+
+
 def run_task(
     job_dir: str,
     entry: str,
@@ -96,7 +111,8 @@ def run_task(
         entry: The staged program file.
         workdir: The staged working directory (the program's cwd).
         gpus_per_node: GPUs requested per node (0: no binding).
-        env: The program's ``env_vars``.
+        env: The program's ``env_vars`` (a ``PYTHONPATH`` there reaches this process's
+            ``sys.path`` too: :func:`add_python_path`).
         resume: Resume the job (``qshpc submit --resume``): only tasks without a stored
             result run.
         program_args: The program's ``sys.argv[1:]`` (``qshpc submit PROG -- ARGS``).
@@ -110,6 +126,7 @@ def run_task(
     from qshpc.runtime.mpi import launched_by_mpi
 
     os.environ.update(env or {})
+    add_python_path((env or {}).get("PYTHONPATH", ""))
     bind_gpu(gpus_per_node)
     # A requeued run's step has a new step id (the batch script runs an empty
     # step first, see qshpc.submit.sbatch.REQUEUE_STEP_LINES), so MPICH does not

@@ -84,6 +84,32 @@ def _scratch(launcher: StepLauncher) -> str | None:
     return str(path)
 
 
+def _refuse_unbound(circuits: list[QuantumCircuit]) -> None:
+    """A circuit with parameters left, refused before a step starts (its ranks each printed
+    Aer's traceback, then a StepError said ``parameter_binds``, which run_circuits has not:
+    review32 F7)."""
+    for i, circuit in enumerate(circuits):
+        if circuit.num_parameters:
+            names = [p.name for p in list(circuit.parameters)[:5]]
+            more = ", ..." if circuit.num_parameters > 5 else ""
+            raise UserError(
+                f"run_circuits: circuit {i} ({circuit.name!r}) has unbound parameters "
+                f"({', '.join(names)}{more}): bind them first "
+                "(circuit.assign_parameters(values))"
+            )
+
+
+def _refuse_unsplit(circuits: list[QuantumCircuit], transpiled: bool) -> None:
+    """What the step's ranks would refuse (:func:`.step.check_gates`), refused here, before
+    a step starts (review32 F7)."""
+    from qshpc.aer.distributed.step import check_gates
+
+    try:
+        check_gates(circuits, transpiled)
+    except ValueError as exc:
+        raise UserError(f"run_circuits: {exc}") from None
+
+
 def run_circuits(
     circuits: Sequence[QuantumCircuit],
     ranks: int | None = None,
@@ -139,8 +165,10 @@ def run_circuits(
             f"ranks must be a power of two (1, 2, 4, ...) for Aer's chunks, got {ranks!r}"
         )
     circuits = list(circuits)
+    _refuse_unbound(circuits)
     if transpile:
         circuits = prepare(circuits)
+    _refuse_unsplit(circuits, transpile)
     seed_rows = [list(row) for row in (saves or [[] for _ in circuits])]
     # A circuit transpiled for a device keeps its width: the idle qubits go (a 127-qubit
     # ISA circuit on 32 of them is a 32-qubit statevector, chunked as one).

@@ -105,19 +105,29 @@ BASIS = ("u", "cx")
 ALLOWED = frozenset({*BASIS, "h", "s", "sdg", "measure", "barrier"})
 
 
-def check_gates(circuits: list[Any]) -> None:
+def check_gates(circuits: list[Any], transpiled: bool = False) -> None:
     """Raise ValueError naming the first instruction outside :data:`ALLOWED`, or a custom
-    operation with one of their names (Aer would run it as the standard one)."""
+    operation with one of their names (Aer would run it as the standard one).
+
+    ``transpiled``: the circuits went through :func:`qshpc.aer.distributed.run.prepare`
+    already, so what is left (a ``reset``, a ``delay``) is no gate a transpile removes.
+    """
     from qshpc.aer.shadowed import nonstandard_operations
 
     for i, circuit in enumerate(circuits):
         for ins in circuit.data:
             if ins.operation.name not in ALLOWED:
+                fix = (
+                    "it stays after transpiling: run this circuit in one process "
+                    "(AerSimulator().run) instead"
+                    if transpiled
+                    else "run_circuits(..., transpile=True) transpiles them"
+                )
                 raise ValueError(
                     f"circuit {i} ({circuit.name!r}) has a {ins.operation.name!r}: a distributed step "
-                    f"runs unitary circuits transpiled to basis_gates={list(BASIS)} with final "
-                    "measurements only (Aer's chunked statevector is wrong on some other gates); "
-                    "run_circuits(..., transpile=True) transpiles them"
+                    f"runs unitary circuits transpiled to basis_gates={list(BASIS)} and "
+                    "measurements (Aer's chunked statevector is wrong on some other operations); "
+                    + fix
                 )
         for op in nonstandard_operations(circuit):
             if op.name != "barrier" or type(op).__module__ != "qiskit.circuit.barrier":
