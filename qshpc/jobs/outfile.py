@@ -5,9 +5,12 @@ and the report's writer still renamed its file over whatever the name held, so
 a link, a FIFO or a device node (``/dev/full`` as root) became a plain file.
 
 - a link is followed: its target is written, the link kept;
-- a FIFO, a device, a socket or a folder at the name (after links) is refused,
+- a FIFO or a character device (``--out /dev/stdout``, a pipe of the shell's
+  ``>(display)``, a terminal) is written to as it is, never replaced (as ``plot``
+  did since review29 F4; the report's rename had made ``/dev/full`` a plain file);
+- a block device, a socket or a folder at the name (after links) is refused,
   naming ``--out``, and left as it was;
-- the file is drawn into a temporary file of its own beside the target
+- a regular file is drawn into a temporary file of its own beside the target
   (``O_EXCL|O_NOFOLLOW``: never a neighbour's planted link), then renamed over
   it, so a full disk leaves the old file whole.
 """
@@ -25,8 +28,6 @@ from qshpc.errors import UserError
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
@@ -48,15 +49,38 @@ def out_path(out: str | os.PathLike[str] | None, default: Path) -> Path:
     return path
 
 
+def _streamed(path: Path, fill: Callable[[BinaryIO], object]) -> bool:
+    """Write ``fill`` into ``path`` as it is when it names a FIFO or a character device
+    (after links: ``/dev/stdout`` is a link to this process's pipe or terminal); True then.
+
+    Raises:
+        UserError: It cannot be opened or written (``/dev/full``: no room).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # (missing, or not to be looked at: the regular path says why)
+    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        return False
+    try:
+        with open(path, "wb") as f:  # (a FIFO waits for its reader, as ``cat > fifo`` does)
+            fill(f)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; pick another --out") from None
+    return True
+
+
 def write_out(path: Path, fill: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` (a link: its target) with ``fill(file)``, whole or not at all.
 
     The file gets the usual mode (0666 less the umask), as ``open`` gives.
 
     Raises:
-        UserError: ``path`` is not a regular file (nor a link to one, nor free), or cannot
-            be written.
+        UserError: ``path`` is a folder, a block device or a socket (a FIFO or a character
+            device is written to as it is), or cannot be written.
     """
+    if _streamed(path, fill):
+        return
     target = Path(os.path.realpath(path))
     shown = f"{path} (a link to {target})" if path.is_symlink() else str(path)
     try:
@@ -71,8 +95,8 @@ def write_out(path: Path, fill: Callable[[BinaryIO], object]) -> None:
     if kind is not None:
         raise UserError(
             f"cannot write {shown}: it is {kind}, not a regular file, and is left as it is; "
-            "--out takes a file name (a link to a file is written where it points) or a "
-            "folder: pick another --out"
+            "--out takes a file name (a link to a file is written where it points), a FIFO "
+            "or a character device (/dev/stdout), or a folder: pick another --out"
         )
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,14 +69,12 @@ def _chardev(p: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "kind"),
     [
-        (_fifo, "a FIFO"),
         (_folder, "a folder"),
         (_socket, "a socket"),
-        (_chardev, "a character device"),
     ],
 )
 @pytest.mark.parametrize("through_link", [False, True])
-def test_a_fifo_device_socket_or_folder_is_refused_and_kept(
+def test_a_socket_or_folder_is_refused_and_kept(
     tmp_path: Path, make: Callable[[Path], None], kind: str, through_link: bool
 ) -> None:
     node = tmp_path / "node"
@@ -93,6 +92,45 @@ def test_a_fifo_device_socket_or_folder_is_refused_and_kept(
     after = node.lstat()
     assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
     assert not through_link or name.is_symlink()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def _read_fifo(fifo: Path, got: list[bytes]) -> threading.Thread:
+    """A reader of ``fifo`` (as ``display`` of the shell's ``>(display)`` is), started."""
+
+    def read() -> None:
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_a_fifo_or_character_device_is_written_to_as_it_is(
+    tmp_path: Path, through_link: bool
+) -> None:
+    """``--out /dev/stdout`` (a link to a pipe or a terminal) and a FIFO are written to,
+    never replaced by a file (review30 F3 made /dev/full a file; plot wrote to them since
+    review29 F4)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    name = fifo
+    if through_link:
+        name = tmp_path / "link.out"
+        name.symlink_to(fifo)
+    got: list[bytes] = []
+    reader = _read_fifo(fifo, got)
+    _write(name)
+    reader.join(30)
+    assert got == [b"new\n"]
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    if os.geteuid() == 0:  # a null device of the test's own (mknod)
+        null = tmp_path / "null"
+        _chardev(null)
+        _write(null)
+        assert stat.S_ISCHR(null.lstat().st_mode)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -144,8 +182,17 @@ def test_report_plot_and_timeline_share_the_writer_from_the_cli(
             assert target.read_bytes().startswith(PNG_MAGIC)
         fifo = tmp_path / f"fifo-{name}"
         os.mkfifo(fifo)
-        res = run_cli(*args, "--out", str(fifo))  # never opened, so never blocks
+        got: list[bytes] = []
+        reader = _read_fifo(fifo, got)
+        res = run_cli(*args, "--out", str(fifo))
+        reader.join(30)
+        assert res.returncode == 0, res.stderr
+        assert got and got[0] and stat.S_ISFIFO(fifo.lstat().st_mode), name
+        if name.endswith(".png"):
+            assert got[0].startswith(PNG_MAGIC)
+        sock = tmp_path / f"sock-{name}"
+        _socket(sock)
+        res = run_cli(*args, "--out", str(sock))
         assert res.returncode == 2, res.stderr
-        assert "it is a FIFO, not a regular file" in res.stderr and "--out" in res.stderr
+        assert "it is a socket, not a regular file" in res.stderr and "--out" in res.stderr
         assert "Traceback" not in res.stderr
-        assert stat.S_ISFIFO(fifo.lstat().st_mode)
