@@ -431,6 +431,9 @@ def run_record(environ: Mapping[str, str] | None = None) -> dict[str, str] | Non
 #: :data:`qshpc.runtime.mpi.NETMOD_VAR`, which this module imports only when used.
 NETMOD_VAR = "MPIR_CVAR_CH4_NETMOD"
 
+#: libfabric's variable naming the provider it must use (``tcp``, ``sockets``, ...).
+PROVIDER_VAR = "FI_PROVIDER"
+
 
 def _pypi_mpich() -> bool:
     """True when the MPI here is the PyPI ``mpich`` wheel (:func:`qshpc.runtime.mpi.pypi_mpich`)."""
@@ -454,8 +457,14 @@ def mpi_env() -> dict[str, str]:
     through that path, so that is the default for the wheel under Slurm.
     ``MPIR_CVAR_CH4_NETMOD=ucx`` in the job's environment keeps UCX. Other MPIs
     (a cluster's own, which mpi4py is built against there) are left alone.
+
+    With ``ofi``, libfabric is also told its provider (``FI_PROVIDER=tcp``):
+    left to choose, the wheel's libfabric took its ``sockets`` provider, and
+    ``MPI_Init`` of a job over 3 nodes x 2 ranks hung in about 1 run in 5
+    ("Peer disconnected: removing fd from pollset" at ``FI_LOG_LEVEL=warn``);
+    with ``tcp``, none in 25 (review32 F0). A ``FI_PROVIDER`` the user set wins.
     """
-    return {NETMOD_VAR: "ofi"} if _pypi_mpich() else {}
+    return {NETMOD_VAR: "ofi", PROVIDER_VAR: "tcp"} if _pypi_mpich() else {}
 
 
 class SlurmScheduler:

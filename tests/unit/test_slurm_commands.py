@@ -177,13 +177,18 @@ def test_ranks_of_the_pypi_mpich_use_libfabric_under_slurm_unless_told(
     """The wheel's ch4:ucx address exchange through Slurm's PMI2 breaks (mpich 5.0.2): ofi instead."""
     monkeypatch.setattr(slurm, "_pypi_mpich", lambda: True)
     sched = slurm.SlurmScheduler(slurm.TaskEnv("7"))
-    assert sched.mpi_env() == {"MPIR_CVAR_CH4_NETMOD": "ofi"}
+    # and libfabric's tcp provider: left to choose it took `sockets`, whose MPI_Init
+    # hung ~1 run in 5 over 3 nodes x 2 (review32 F0)
+    assert sched.mpi_env() == {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"}
     step = slurm.SrunStep()
     assert step.env({"PATH": "/bin"})["MPIR_CVAR_CH4_NETMOD"] == "ofi"
+    assert step.env({"PATH": "/bin"})["FI_PROVIDER"] == "tcp"
     # the user's own choice wins, in the step as in the ranks (run_rank uses setdefault)
     assert step.env({"MPIR_CVAR_CH4_NETMOD": "ucx"})["MPIR_CVAR_CH4_NETMOD"] == "ucx"
+    assert step.env({"FI_PROVIDER": "sockets"})["FI_PROVIDER"] == "sockets"
     monkeypatch.setattr(slurm, "_pypi_mpich", lambda: False)  # a cluster's own MPI: left alone
     assert sched.mpi_env() == {} and "MPIR_CVAR_CH4_NETMOD" not in step.env({"PATH": "/bin"})
+    assert "FI_PROVIDER" not in step.env({"PATH": "/bin"})
 
 
 def test_the_pypi_mpich_is_recognised_here() -> None:
