@@ -135,6 +135,11 @@ def test_bad_ranks_are_refused_before_anything_starts(tmp_path: Path) -> None:
     for bad in (3, 0, True):
         with pytest.raises(UserError, match="power of two"):
             run.run_circuits([], bad)
+    # review32 F4: the fix named, the two nearest powers of two
+    with pytest.raises(UserError, match=r"got ranks=3: use ranks=2 or 4"):
+        run.run_circuits([], 3)
+    with pytest.raises(UserError, match=r"got ranks=12: use ranks=8 or 16"):
+        run.run_circuits([], 12)
     with pytest.raises(UserError, match="positive int"):
         launch.launch(tmp_path, 0)
 
