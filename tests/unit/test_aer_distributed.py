@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -282,6 +283,30 @@ def test_a_step_launcher_dies_with_the_thread_that_started_it() -> None:
             pass
 
 
+def test_a_step_srun_refused_says_slurm_s_reason_and_the_fix() -> None:
+    """review32 F5: srun refused the step (4 ranks in a job of 3 tasks); the error said "on ?
+    ... exited 1 before its result was written: rerun the call ... (mpiexec -n k ...)" and
+    Slurm's reason was only in the log. srun's own line as the dev cluster printed it:"""
+    out = ("srun: error: Unable to create step for job 41: More processors requested than "
+           "permitted\n")  # fmt: skip
+    argv = ["srun", "--mpi=pmi2", "--overlap", "--ntasks=4", "--kill-on-bad-exit=1"]
+    text = launch._lost(4, argv, 1, [None] * 4, out)
+    assert text == (
+        f"srun on {socket.gethostname()} could not start the 4-rank Aer step; Slurm says: "
+        "Unable to create step for job 41: More processors requested than permitted: the job's "
+        "allocation is too small for a 4-rank step: submit the job with more tasks (qshpc "
+        "submit --nodes N --ntasks-per-node M) and declare the task with target={'ranks': 4} "
+        "(the job then holds 4 ranks for it); rerunning the call will not help"
+    )
+    assert "mpiexec" not in text
+    # a rank that started and died is not a refusal; the hint names srun, not mpiexec
+    text = launch._lost(
+        2, argv, 1, [{"host": "n1", "pid": 5}, None], "srun: error: n2: task 1: Exited"
+    )
+    assert text.startswith("rank 1 of the 2-rank Aer step") and "inside the job: srun" in text
+    assert "mpiexec" not in text
+
+
 def test_a_killed_step_rank_is_one_line_naming_rank_host_pid_signal_and_the_fix() -> None:
     """mpiexec's banner after a rank of the step was killed: the error is one line (a task's
     failure shows its last line: it was the banner's 'Please see the FAQ page ...')."""
@@ -306,9 +331,10 @@ def test_a_killed_step_rank_is_one_line_naming_rank_host_pid_signal_and_the_fix(
     assert text.startswith("rank 3 of the 4-rank Aer step (host node9, pid 5) was killed by "
                            "signal 9 (SIGKILL)"), text  # fmt: skip
     text = launch._lost(2, ["mpiexec", "-n", "2"], 1, [None, None], "")
-    assert text.startswith("the 2-rank Aer step on ? (mpiexec -n 2 ...; ranks unfinished: "
-                           "[0, 1]) exited 1"), text  # fmt: skip
-    assert "QSHPC_KEEP_STEP=1" in text and "\n" not in text
+    here = socket.gethostname()
+    assert text.startswith(f"the 2-rank Aer step launched from {here} (mpiexec -n 2 ...; ranks "
+                           "unfinished: [0, 1]) exited 1"), text  # fmt: skip
+    assert "QSHPC_KEEP_STEP=1" in text and "\n" not in text and "(mpiexec -n k" in text
     # mpiexec reaped first a rank it stopped before that rank wrote its start report (seen
     # in CI on 6540cfa: the message lost its pid and host)
     started = [None, {"host": "node7", "pid": 8186, "env_rank": 1}]
