@@ -64,6 +64,37 @@ def test_missing_says_where_it_looked(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert str(tmp_path / "none") in install.why_missing()
 
 
+def test_a_qshpc_aer_mpi_without_a_build_is_not_passed_over(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review32 F6: $QSHPC_AER_MPI naming no build (a typo, an empty folder, the PyPI Aer's
+    site-packages) fell back to another build without a word, and doctor said OK."""
+    from qshpc import doctor
+
+    fake_build(qshpc_home / "aer-mpi")  # a build qshpc would find without the variable
+    monkeypatch.delenv(install.ENV_PREFIX, raising=False)
+    found = install.locate()
+    assert found is not None and found.source in ("checkout", "home")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nompi = fake_build(tmp_path / "nompi", so=b"\x7fELF libstdc++.so.6\x00")
+    for prefix, why in (
+        (tmp_path / "typo", "no such folder"),
+        (empty, "no " + str(empty / install.SITE / "qiskit_aer" / "backends")),
+        (nompi, "its controller_wrappers.cpython-311-x86_64-linux-gnu.so links no MPI library"),
+        (fake_build(tmp_path / "half", info={}), "no build-info.json"),
+    ):
+        monkeypatch.setenv(install.ENV_PREFIX, str(prefix))
+        assert install.locate() is None, prefix
+        said = install.why_missing()
+        assert said.startswith(f"no MPI build of Aer at $QSHPC_AER_MPI={prefix} ({why}"), said
+        assert "unset it" in said
+        check = doctor.check_aer_mpi()
+        assert check.status == doctor.FAIL and "$QSHPC_AER_MPI" in check.detail, check
+        with pytest.raises(UserError, match=r"\$QSHPC_AER_MPI="):
+            launch.launch(tmp_path, 2)
+
+
 def test_step_env_puts_the_build_first_and_keeps_the_rest(tmp_path: Path) -> None:
     found = install.at_prefix(fake_build(tmp_path / "p"))
     assert found is not None
