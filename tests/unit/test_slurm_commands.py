@@ -60,7 +60,9 @@ def test_query_many_asks_sacct_once(fake: tuple[Path, Path]) -> None:
     assert views["15"] is None and "not-an-id" not in views
     made = calls(log)
     assert [c.split()[0] for c in made] == ["sacct", "squeue", "scontrol"]
-    assert "-j 11,12,13_2,14,15" in made[0] and "-j 14,15" in made[1] and made[2].endswith("15")
+    # squeue: every job sacct does not call ended (its live answer wins, review32 F8)
+    assert "-j 11,12,13_2,14,15" in made[0] and "-j 11,13_2,14,15 " in made[1]
+    assert made[2].endswith("15")
 
 
 def test_query_many_of_nothing_asks_nobody(fake: tuple[Path, Path]) -> None:
@@ -87,11 +89,13 @@ def test_list_asks_slurm_once_for_every_job(fake: tuple[Path, Path], qshpc_home:
     out = run_cli("list", env={"PATH": os.environ["PATH"]})
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("RUNNING") == 2 and out.stdout.count("QUEUED") == 1
-    assert [c.split()[0] for c in calls(log)] == ["sacct"]
+    # one sacct, and one squeue for the jobs it calls live (review32 F8), for all the jobs
+    made = calls(log)
+    assert [c.split()[0] for c in made] == ["sacct", "squeue"] and "-j 21,22,23 " in made[1]
     log.unlink()
     out = run_cli("list", "--state", "RUNNING", env={"PATH": os.environ["PATH"]})
     assert out.returncode == 0 and out.stdout.count("RUNNING") == 2
-    assert [c.split()[0] for c in calls(log)] == ["sacct"]
+    assert [c.split()[0] for c in calls(log)] == ["sacct", "squeue"]
 
 
 def test_an_unknown_slurm_state_is_unknown_with_a_warning(
