@@ -161,10 +161,12 @@ def check_aer() -> list[Check]:
 
 def check_aer_mpi(timeout: float = 2 * MPI_TIMEOUT_S) -> Check:
     """An MPI build of Aer, and a 2-rank run of one statevector with it (a WARN when absent)."""
-    from qshpc.aer.distributed.install import locate, why_missing
+    from qshpc.aer.distributed.install import ENV_PREFIX, given_prefix, locate, why_missing
 
     fix = "make install-aer-mpi (a cluster's own MPI: see docs/distributed.md)"
     aer = locate()
+    if aer is None and given_prefix() is not None:  # named, and wrong: not an optional part
+        return Check("aer mpi", FAIL, why_missing(), f"correct or unset ${ENV_PREFIX}; {fix}")
     if aer is None:
         return Check(
             "aer mpi", WARN, why_missing() + ": circuits wider than one rank are refused", fix

@@ -13,7 +13,25 @@ class QshpcError(Exception):
     """Base class of every qshpc error."""
 
 
-class UserError(QshpcError):
+class MessageOnly:
+    """An error IPython (a notebook, ``ipython``) shows as its message alone.
+
+    IPython calls ``_render_traceback_`` when an exception has one: a user error,
+    whose message names the input and the fix, then shows as that message, not
+    after a traceback through qshpc's own source (review32 F3: 3 to 6 frames of
+    client/local.py, jobs/spec.py, job.py). Plain Python is unchanged.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        """The lines IPython shows: ``ClassName: message`` and the exception's notes."""
+        lines = f"{type(self).__name__}: {self}".splitlines()
+        notes = getattr(self, "__notes__", None)
+        if isinstance(notes, list):
+            lines.extend(str(n) for n in notes)
+        return lines
+
+
+class UserError(MessageOnly, QshpcError):
     """Bad input from the user: a missing file, a bad value. CLI exit code 2."""
 
 
@@ -54,12 +72,17 @@ class SerializationError(UserError):
     """A value (argument, task input or result) that cannot be serialized."""
 
 
-class NoResultError(QshpcError):
+class NoResultError(MessageOnly, QshpcError):
     """The job has no saved result (not finished, failed, or never called save_result)."""
 
 
-class JobFailedError(QshpcError):
+class JobFailedError(MessageOnly, QshpcError):
     """The job ended FAILED or CANCELED; the message holds its error text."""
+
+
+class JobTimeoutError(MessageOnly, QshpcError, TimeoutError):
+    """A wait for a job (``job.result(timeout=...)``, ``job.wait(timeout=...)``) ran out;
+    the job goes on. A ``TimeoutError``."""
 
 
 class WorkerLostError(QshpcError):

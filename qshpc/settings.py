@@ -280,7 +280,8 @@ AER_DEVICE: Setting[str] = _declare(
 AER_MPI: Setting[Path | None] = _declare(
     Setting("QSHPC_AER_MPI", None, _path, "a folder path",
             "prefix of an MPI build of Aer for circuits split over ranks "
-            "([distributed](distributed.md)); searched before <checkout>/.aer-mpi and $QSHPC_HOME/aer-mpi",
+            "([distributed](distributed.md)); searched before <checkout>/.aer-mpi and $QSHPC_HOME/aer-mpi; "
+            "when set, the only place searched (no build there: an error, doctor FAIL)",
             "tasks (the Aer layer), `qshpc doctor`", "none", runtime=True))  # fmt: skip
 KEEP_STEP: Setting[bool] = _declare(
     Setting("QSHPC_KEEP_STEP", False, _flag, "1 or 0",

@@ -7,8 +7,9 @@ recolours or clears the screen, sets the window title or moves the cursor, a
 carriage return or newline that draws a forged ``SUCCEEDED`` line, a BEL, a
 bidirectional override that shows text in another order. Everything the CLI
 prints from the store goes through :func:`shown` (one line) or
-:func:`shown_lines` (line breaks and tabs kept); ``qshpc logs --raw`` is the
-only way to get a log's bytes as written.
+:func:`shown_lines` (line breaks and tabs kept), and everything the HTML report
+and the notebook cards show through :func:`html_escape`; ``qshpc logs --raw``
+is the only way to get a log's bytes as written.
 
 Escapes look like Python's: ``\\x1b``, ``\\r``, ``\\u202e``.
 """
@@ -75,9 +76,19 @@ def shown_seconds(secs: float) -> bool:
     return -LONGEST_S < secs < LONGEST_S
 
 
+def html_escape(value: object, quote: bool = True) -> str:
+    """``value`` as HTML text: :func:`shown_lines` (a bidi override or a NUL in a title or
+    an error shown as ``\\u202e``, ``\\x00``, never obeyed: review32 F2 saw a report's
+    job id shown reversed), then ``html.escape``. The HTML report, the timeline SVG and
+    the notebook cards put every text from the store through it."""
+    from html import escape
+
+    return escape(shown_lines(value), quote)
+
+
 def shown_bytes(data: bytes) -> str:
     """Log bytes as printable text (invalid UTF-8 shown as ``\\xNN``), line breaks kept."""
     return data.decode("utf-8", errors="backslashreplace").translate(_LINES)
 
 
-__all__ = ["shown", "shown_bytes", "shown_lines"]
+__all__ = ["html_escape", "shown", "shown_bytes", "shown_lines"]

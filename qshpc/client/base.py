@@ -299,7 +299,7 @@ class BaseProvider:
 
     def widget(self) -> Any:
         """A table of the jobs in the store (an ipywidgets HTML widget; the HTML text without it)."""
-        from html import escape
+        from qshpc.text import html_escape as escape
 
         rows = []
         for j in self.get_jobs(limit=50):

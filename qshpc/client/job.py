@@ -25,7 +25,7 @@ from qshpc.client.logread import (
     _slurm_rank,
     _with_newline,
 )
-from qshpc.errors import JobFailedError, NoResultError
+from qshpc.errors import JobFailedError, JobTimeoutError, NoResultError
 from qshpc.jobs.endnote import read_end_note
 from qshpc.jobs.paths import (
     created_key,
@@ -370,7 +370,7 @@ class Job:
                 return state
             if deadline is not None and time.monotonic() > deadline:
                 ref = job_ref(self.job_dir)
-                raise TimeoutError(
+                raise JobTimeoutError(
                     f"job {self.job_id} still {state} after {timeout} s: wait longer "
                     f"(qshpc wait {ref} --timeout S), or see `qshpc status {ref}`"
                 )

@@ -8,9 +8,10 @@ shows the error in the card instead of raising inside the display machinery.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from qshpc.text import html_escape as escape
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -57,6 +57,10 @@ class JobWatch:
         self.error: str | None = None
         self.updates = 0
         self._stop = threading.Event()
+        #: Set by the thread as it ends: ``running`` and ``wait`` ask it, not the thread.
+        #: A kernel interrupt inside ``Thread.join`` (CPython 3.11) left the Thread saying
+        #: it was not alive while it ran on (review32 F1: w.wait() returned at once).
+        self._ended = threading.Event()
         self._thread: threading.Thread | None = None
         self._shown = False
         self._update: Callable[[str], None] | None = None
@@ -70,7 +74,7 @@ class JobWatch:
     @property
     def running(self) -> bool:
         """True while the thread updates the display."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and not self._ended.is_set()
 
     def _ipython_display_(self) -> None:
         if not self._shown:
@@ -118,8 +122,9 @@ class JobWatch:
         if not self._shown:
             self.show()
         ctx = contextvars.copy_context()
+        self._ended.clear()
         self._thread = threading.Thread(
-            target=ctx.run, args=(self._loop,), name="qshpc-watch", daemon=True
+            target=ctx.run, args=(self._watch,), name="qshpc-watch", daemon=True
         )
         self._thread.start()
         return self
@@ -129,16 +134,32 @@ class JobWatch:
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> str:
-        """Block until the watch ends (the job ended, stopped, or timed out); return the state."""
+        """Block until the watch ends (the job ended, stopped, or timed out); return the state.
+
+        A kernel interrupt stops this wait only: the watch and the job go on, and
+        the ``KeyboardInterrupt`` says so.
+        """
         if self._thread is not None:
-            self._thread.join(timeout)
-            if not self._thread.is_alive() and self._republish is not None:
+            try:
+                ended = self._ended.wait(timeout)
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt(
+                    f"job {self.job.job_dir.name} was left {self.state} and is still watched: "
+                    "w.wait() waits again, w.stop() stops watching, job.stop() cancels the job"
+                ) from None
+            if ended and self._republish is not None:
                 # The thread's updates belong to the cell that started the watch: a
                 # notebook executed headless (nbconvert, papermill, nbclient) stops
                 # listening to that cell when it ends, and kept the card it saw then
                 # (QUEUED). Sent again from here, the last card is saved with this cell.
                 self._republish()
         return self.state
+
+    def _watch(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._ended.set()
 
     def _loop(self) -> None:
         from qshpc.report.card import card_html

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from html import escape
 from typing import Any
 
 from qshpc.jobs.progress import (
@@ -25,6 +24,7 @@ from qshpc.jobs.progress import (
     snapshot,
 )
 from qshpc.jobstate import TERMINAL
+from qshpc.text import html_escape as escape
 
 STATE_COLOURS = {
     "QUEUED": "#6c757d",

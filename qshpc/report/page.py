@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from html import escape
 from pathlib import Path
 from pprint import pformat
 from typing import Any
@@ -20,6 +19,7 @@ from qshpc.report import sections
 from qshpc.report.card import card_html
 from qshpc.report.data import JobData, read_job
 from qshpc.report.timeline import Timeline, build
+from qshpc.text import html_escape as escape
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 RESULT_TEXT_MAX = 4000

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from html import escape
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from qshpc.jobs.progress import format_duration
 from qshpc.report.card import badge, first_line
 from qshpc.report.data import JobData
+from qshpc.text import html_escape as escape
 
 SLOWEST = 15
 TRACEBACK_MAX = 20_000  # characters of one traceback shown (its head and its tail)

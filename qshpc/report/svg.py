@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from html import escape
 
 from qshpc.report.timeline import Lane, Mark, Timeline, format_offset, tick_step
+from qshpc.text import html_escape as escape
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#bab0ac")
 FAILED = "#d62728"

@@ -99,6 +99,11 @@ def _output(args: list[str], timeout: float = QUERY_TIMEOUT_S) -> str | None:
 def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
     """Ask Slurm about many jobs at once: one ``sacct``, then one ``squeue``, then ``scontrol``.
 
+    ``squeue`` is asked about every job sacct does not list as ended, and its answer
+    wins for a job it lists in a live state: it is the controller's own, while sacct's
+    (slurmdbd) lags by up to ~1 s, and a job squeue called RUNNING was then PENDING
+    again in sacct (review32 F8: the state went RUNNING -> QUEUED -> RUNNING).
+
     Returns:
         Every id given (``123`` or an array element ``123_4``), with Slurm's view,
         or None when no command knows it (or Slurm does not answer).
@@ -113,16 +118,26 @@ def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
     if out:
         for i in ids:
             views[i] = parse_sacct(out, i)
-    missing = [i for i in ids if views[i] is None]
-    if missing:
-        out = _output(["squeue", "-h", "-j", ",".join(missing), "-o", "%i|%T|%r"])
-        queued = parse_squeue(out) if out else {}
-        for i in missing:
-            views[i] = queued.get(i)
+    live = [i for i in ids if (v := views[i]) is None or not v.ended]
+    if live:
+        out = _output(["squeue", "-h", "-j", ",".join(live), "-o", "%i|%T|%r"])
+        listed = parse_squeue(out) if out else {}
+        for i in live:
+            views[i] = prefer_live(views[i], listed.get(i))
     for i in [i for i in ids if views[i] is None]:
         out = _output(["scontrol", "show", "job", i])
         views[i] = parse_scontrol(out) if out else None
     return views
+
+
+def prefer_live(sacct: SlurmView | None, squeue: SlurmView | None) -> SlurmView | None:
+    """The view to take of a job sacct does not call ended: squeue's when it lists the job
+    in a live state (or sacct has no row yet), else sacct's."""
+    if squeue is None:
+        return sacct
+    if sacct is None or not squeue.ended:
+        return squeue
+    return sacct  # squeue's brief ended line has no exit code: sacct's row follows
 
 
 def query_live(slurm_id: str) -> SlurmView | None:
@@ -431,6 +446,9 @@ def run_record(environ: Mapping[str, str] | None = None) -> dict[str, str] | Non
 #: :data:`qshpc.runtime.mpi.NETMOD_VAR`, which this module imports only when used.
 NETMOD_VAR = "MPIR_CVAR_CH4_NETMOD"
 
+#: libfabric's variable naming the provider it must use (``tcp``, ``sockets``, ...).
+PROVIDER_VAR = "FI_PROVIDER"
+
 
 def _pypi_mpich() -> bool:
     """True when the MPI here is the PyPI ``mpich`` wheel (:func:`qshpc.runtime.mpi.pypi_mpich`)."""
@@ -454,8 +472,14 @@ def mpi_env() -> dict[str, str]:
     through that path, so that is the default for the wheel under Slurm.
     ``MPIR_CVAR_CH4_NETMOD=ucx`` in the job's environment keeps UCX. Other MPIs
     (a cluster's own, which mpi4py is built against there) are left alone.
+
+    With ``ofi``, libfabric is also told its provider (``FI_PROVIDER=tcp``):
+    left to choose, the wheel's libfabric took its ``sockets`` provider, and
+    ``MPI_Init`` of a job over 3 nodes x 2 ranks hung in about 1 run in 5
+    ("Peer disconnected: removing fd from pollset" at ``FI_LOG_LEVEL=warn``);
+    with ``tcp``, none in 25 (review32 F0). A ``FI_PROVIDER`` the user set wins.
     """
-    return {NETMOD_VAR: "ofi"} if _pypi_mpich() else {}
+    return {NETMOD_VAR: "ofi", PROVIDER_VAR: "tcp"} if _pypi_mpich() else {}
 
 
 class SlurmScheduler:
@@ -618,6 +642,7 @@ __all__ = [
     "is_slurm_id",
     "local_rank",
     "partitions",
+    "prefer_live",
     "query",
     "query_live",
     "query_many",

@@ -114,9 +114,10 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
             # sacct lags under load: it said PENDING of a job running tasks (`qshpc status`
             # showed it QUEUED). squeue knows live jobs: PENDING there is a real requeue.
             live = query_live(str(meta.get("slurm_job_id") or ""))
-            if live is not None and not live.ended:
-                view = live
-                meta["slurm_state"] = view.raw
+            if live is None or live.ended:
+                return  # rank 0 started and only sacct says otherwise: the store's RUNNING
+            view = live
+            meta["slurm_state"] = view.raw
         meta["state"] = view.state.value
         return
     # Slurm says the job is over, the store does not: the ranks died before

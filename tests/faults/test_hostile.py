@@ -171,3 +171,41 @@ def test_result_with_mixed_key_types_loses_no_key(tmp_path: Path, qshpc_home: Pa
     assert as_json.returncode == 0, as_json.stderr
     value = json.loads(as_json.stdout)
     assert len(value) == 7 and value["1"] == "a" and value["'1'"] == "b"
+
+
+def test_bidi_and_nul_characters_are_escaped_in_the_report_and_the_card(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review32 F2: a bidi override in a title showed the report's job id reversed, a NUL in
+    an error text went into the HTML raw. They are shown as the CLI shows them."""
+    from qshpc.client import Job
+    from qshpc.notebook.display import job_html
+    from qshpc.report.card import card_html, jobs_table_html
+
+    title = "t\u2066ïtle 𝔘 \u202eRTL <b>"
+    prog = tmp_path / "evil.py"
+    prog.write_text(
+        "from qshpc import distribute_task, get, update_status\n"
+        "@distribute_task()\n"
+        "def f\u00fc(i):\n"
+        "    raise ValueError('bad \\u202eevil\\u202c \\x00nul \\u2067iso & <i>')\n"
+        "update_status('sub \\u202estatus')\n"
+        "get([f\u00fc(0)])\n"
+    )
+    out = run_cli("run", str(prog), "--workers", "1", "--title", title)
+    assert out.returncode == 1, out.stderr
+    job = job_dir_of(qshpc_home)
+    html_file = tmp_path / "evil.html"
+    assert run_cli("report", job.name, "--out", str(html_file)).returncode == 0
+    meta = Job(job).info()
+    raw = ("\u202e", "\u202c", "\u2066", "\u2067", "\x00")
+    for where, text in (
+        ("report", html_file.read_text(encoding="utf-8")),
+        ("card", card_html(meta)),
+        ("notebook card", job_html(Job(job))),
+        ("jobs table", jobs_table_html([meta])),
+    ):
+        assert not any(c in text for c in raw), where
+        assert "t\\u2066ïtle 𝔘 \\u202eRTL &lt;b&gt;" in text, where
+    report = html_file.read_text(encoding="utf-8")
+    assert "bad \\u202eevil\\u202c \\x00nul \\u2067iso &amp; &lt;i&gt;" in report

@@ -112,6 +112,23 @@ def test_the_interrupt_says_the_job_runs_on(
     assert run(kc, "print(job.stop()); print(job.wait(60))").split() == ["True", "CANCELED"]
 
 
+def test_an_interrupted_watch_wait_waits_again(
+    kernel: tuple[KernelManager, BlockingKernelClient], gate: Path
+) -> None:
+    """review32 F1: after an interrupt of `w.wait()` (CPython 3.11's Thread.join), the next
+    `w.wait()` returned 'RUNNING' at once and `w.running` was False while the watch ran on;
+    the interrupt said nothing."""
+    km, kc = kernel
+    run(kc, held(gate))
+    run(kc, "w = job.watch(interval=0.2)")
+    reply = interrupted(km, kc, "w.wait()")
+    assert reply["ename"] == "KeyboardInterrupt"
+    assert "still watched: w.wait() waits again, w.stop() stops watching" in reply["evalue"]
+    assert run(kc, "print(w.running, job.status())").split() == ["True", "RUNNING"]
+    gate.touch()
+    assert run(kc, "print(w.wait(100), w.running)").split() == ["SUCCEEDED", "False"]
+
+
 def test_a_kernel_restart_leaves_the_job_to_find_again(
     kernel: tuple[KernelManager, BlockingKernelClient], gate: Path
 ) -> None:

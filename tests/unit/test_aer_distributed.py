@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -63,6 +64,37 @@ def test_missing_says_where_it_looked(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert str(tmp_path / "none") in install.why_missing()
 
 
+def test_a_qshpc_aer_mpi_without_a_build_is_not_passed_over(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review32 F6: $QSHPC_AER_MPI naming no build (a typo, an empty folder, the PyPI Aer's
+    site-packages) fell back to another build without a word, and doctor said OK."""
+    from qshpc import doctor
+
+    fake_build(qshpc_home / "aer-mpi")  # a build qshpc would find without the variable
+    monkeypatch.delenv(install.ENV_PREFIX, raising=False)
+    found = install.locate()
+    assert found is not None and found.source in ("checkout", "home")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nompi = fake_build(tmp_path / "nompi", so=b"\x7fELF libstdc++.so.6\x00")
+    for prefix, why in (
+        (tmp_path / "typo", "no such folder"),
+        (empty, "no " + str(empty / install.SITE / "qiskit_aer" / "backends")),
+        (nompi, "its controller_wrappers.cpython-311-x86_64-linux-gnu.so links no MPI library"),
+        (fake_build(tmp_path / "half", info={}), "no build-info.json"),
+    ):
+        monkeypatch.setenv(install.ENV_PREFIX, str(prefix))
+        assert install.locate() is None, prefix
+        said = install.why_missing()
+        assert said.startswith(f"no MPI build of Aer at $QSHPC_AER_MPI={prefix} ({why}"), said
+        assert "unset it" in said
+        check = doctor.check_aer_mpi()
+        assert check.status == doctor.FAIL and "$QSHPC_AER_MPI" in check.detail, check
+        with pytest.raises(UserError, match=r"\$QSHPC_AER_MPI="):
+            launch.launch(tmp_path, 2)
+
+
 def test_step_env_puts_the_build_first_and_keeps_the_rest(tmp_path: Path) -> None:
     found = install.at_prefix(fake_build(tmp_path / "p"))
     assert found is not None
@@ -74,14 +106,14 @@ def test_step_env_puts_the_build_first_and_keeps_the_rest(tmp_path: Path) -> Non
 
 
 def test_scrub_removes_launcher_variables_only() -> None:
-    from qshpc.submit.slurm import SrunStep
+    from qshpc.submit.slurm import SrunStep, mpi_env
 
     env = {"PMI_RANK": "1", "PMI_FD": "9", "HYDRA_CONTROL_FD": "3", "MPI_LOCALRANKID": "0",
            "OMPI_COMM_WORLD_RANK": "2", "PMIX_RANK": "1", "MPIR_CVAR_CH4_NETMOD": "ofi",
            "SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "4", "PATH": "/bin"}  # fmt: skip
     kept = {"MPIR_CVAR_CH4_NETMOD", "SLURM_JOB_ID", "PATH"}
     assert set(launch.Mpiexec().env(env)) == kept | {"SLURM_STEP_ID", "SLURM_NTASKS"}
-    assert set(SrunStep().env(env)) == kept
+    assert set(SrunStep().env(env)) == kept | set(mpi_env())  # (FI_PROVIDER for the PyPI mpich)
 
 
 def test_launch_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,6 +167,11 @@ def test_bad_ranks_are_refused_before_anything_starts(tmp_path: Path) -> None:
     for bad in (3, 0, True):
         with pytest.raises(UserError, match="power of two"):
             run.run_circuits([], bad)
+    # review32 F4: the fix named, the two nearest powers of two
+    with pytest.raises(UserError, match=r"got ranks=3: use ranks=2 or 4"):
+        run.run_circuits([], 3)
+    with pytest.raises(UserError, match=r"got ranks=12: use ranks=8 or 16"):
+        run.run_circuits([], 12)
     with pytest.raises(UserError, match="positive int"):
         launch.launch(tmp_path, 0)
 
@@ -277,6 +314,30 @@ def test_a_step_launcher_dies_with_the_thread_that_started_it() -> None:
             pass
 
 
+def test_a_step_srun_refused_says_slurm_s_reason_and_the_fix() -> None:
+    """review32 F5: srun refused the step (4 ranks in a job of 3 tasks); the error said "on ?
+    ... exited 1 before its result was written: rerun the call ... (mpiexec -n k ...)" and
+    Slurm's reason was only in the log. srun's own line as the dev cluster printed it:"""
+    out = ("srun: error: Unable to create step for job 41: More processors requested than "
+           "permitted\n")  # fmt: skip
+    argv = ["srun", "--mpi=pmi2", "--overlap", "--ntasks=4", "--kill-on-bad-exit=1"]
+    text = launch._lost(4, argv, 1, [None] * 4, out)
+    assert text == (
+        f"srun on {socket.gethostname()} could not start the 4-rank Aer step; Slurm says: "
+        "Unable to create step for job 41: More processors requested than permitted: the job's "
+        "allocation is too small for a 4-rank step: submit the job with more tasks (qshpc "
+        "submit --nodes N --ntasks-per-node M) and declare the task with target={'ranks': 4} "
+        "(the job then holds 4 ranks for it); rerunning the call will not help"
+    )
+    assert "mpiexec" not in text
+    # a rank that started and died is not a refusal; the hint names srun, not mpiexec
+    text = launch._lost(
+        2, argv, 1, [{"host": "n1", "pid": 5}, None], "srun: error: n2: task 1: Exited"
+    )
+    assert text.startswith("rank 1 of the 2-rank Aer step") and "inside the job: srun" in text
+    assert "mpiexec" not in text
+
+
 def test_a_killed_step_rank_is_one_line_naming_rank_host_pid_signal_and_the_fix() -> None:
     """mpiexec's banner after a rank of the step was killed: the error is one line (a task's
     failure shows its last line: it was the banner's 'Please see the FAQ page ...')."""
@@ -301,9 +362,10 @@ def test_a_killed_step_rank_is_one_line_naming_rank_host_pid_signal_and_the_fix(
     assert text.startswith("rank 3 of the 4-rank Aer step (host node9, pid 5) was killed by "
                            "signal 9 (SIGKILL)"), text  # fmt: skip
     text = launch._lost(2, ["mpiexec", "-n", "2"], 1, [None, None], "")
-    assert text.startswith("the 2-rank Aer step on ? (mpiexec -n 2 ...; ranks unfinished: "
-                           "[0, 1]) exited 1"), text  # fmt: skip
-    assert "QSHPC_KEEP_STEP=1" in text and "\n" not in text
+    here = socket.gethostname()
+    assert text.startswith(f"the 2-rank Aer step launched from {here} (mpiexec -n 2 ...; ranks "
+                           "unfinished: [0, 1]) exited 1"), text  # fmt: skip
+    assert "QSHPC_KEEP_STEP=1" in text and "\n" not in text and "(mpiexec -n k" in text
     # mpiexec reaped first a rank it stopped before that rank wrote its start report (seen
     # in CI on 6540cfa: the message lost its pid and host)
     started = [None, {"host": "node7", "pid": 8186, "env_rank": 1}]

@@ -199,3 +199,50 @@ def test_wait_gives_rank_0_time_to_finish_writing_after_slurm_ended_the_job(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_squeue_wins_over_a_lagging_sacct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """review32 F8: sacct (slurmdbd) lags the controller by up to ~1 s: its stale PENDING row
+    made a job squeue called RUNNING go back to QUEUED. squeue's live answer wins."""
+    from qshpc.submit import slurm
+
+    answers: dict[str, str | None] = {
+        "sacct": "5|PENDING|0:0|None\n",
+        "squeue": "5|RUNNING|None\n",
+        "scontrol": None,
+    }
+    asked: list[list[str]] = []
+
+    def output(args: list[str], timeout: float = 0) -> str | None:
+        asked.append(args)
+        return answers[args[0]]
+
+    monkeypatch.setattr(slurm, "_output", output)
+    assert st.query("5") == SlurmView("RUNNING", "", "None", "squeue")
+    answers["squeue"] = None  # squeue not answering: sacct's word
+    assert st.query("5") == SlurmView("PENDING", "0:0", "None", "sacct")
+    # squeue's brief ended line (no exit code) does not replace sacct's live row
+    answers["squeue"] = "5|COMPLETED|None\n"
+    assert st.query("5") == SlurmView("PENDING", "0:0", "None", "sacct")
+    # a job sacct says ended is not asked of squeue
+    answers["sacct"] = "5|COMPLETED|0:0|None\n"
+    asked.clear()
+    assert st.query("5") == SlurmView("COMPLETED", "0:0", "None", "sacct")
+    assert [a[0] for a in asked] == ["sacct"]
+
+
+def test_a_started_job_never_goes_back_to_queued_on_sacct_alone(
+    job_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store says rank 0 started (RUNNING); sacct's stale PENDING, with squeue giving
+    nothing, keeps RUNNING. squeue's own PENDING (a real requeue) is QUEUED."""
+    fake = FakeSlurm(monkeypatch)
+    fake.view = SlurmView("PENDING", source="sacct")
+    monkeypatch.setattr(st, "query_live", lambda slurm_id: None)
+    meta: dict[str, Any] = {"state": "RUNNING", "slurm_job_id": "42"}
+    reconcile_slurm(job_dir, meta)
+    assert (meta["state"], meta["slurm_state"]) == ("RUNNING", "PENDING")
+    monkeypatch.setattr(st, "query_live", lambda slurm_id: SlurmView("PENDING", source="squeue"))
+    meta = {"state": "RUNNING", "slurm_job_id": "42"}
+    reconcile_slurm(job_dir, meta)
+    assert meta["state"] == "QUEUED"

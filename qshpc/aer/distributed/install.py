@@ -83,13 +83,12 @@ def checkout_root() -> Path | None:
 
 def prefixes() -> list[tuple[str, Path]]:
     """Candidate prefixes in lookup order, as ``(source, path)``."""
-    from qshpc import settings
     from qshpc.jobs.paths import qshpc_home
 
     out: list[tuple[str, Path]] = []
-    given = settings.AER_MPI.get()
+    given = given_prefix()
     if given is not None:
-        out.append((ENV_PREFIX, given.expanduser()))
+        out.append((ENV_PREFIX, given))
     root = checkout_root()
     if root is not None:
         out.append(("checkout", root / ".aer-mpi"))
@@ -167,8 +166,38 @@ def at_prefix(prefix: Path, source: str = ENV_PREFIX) -> AerMPI | None:
     )
 
 
+def missing_at(prefix: Path) -> str:
+    """What keeps ``prefix`` from being an MPI Aer build (:func:`at_prefix` gives None)."""
+    package = prefix / SITE / "qiskit_aer"
+    module = _module_in(package)
+    if not prefix.is_dir():
+        return "no such folder"
+    if module is None:
+        return f"no {package / 'backends' / _MODULE_GLOB}"
+    if mpi_needed(module) is None:
+        return f"its {module.name} links no MPI library (a build without MPI)"
+    if not read_info(prefix):
+        return f"no {INFO_FILE} (a build that did not finish, or not made by qshpc)"
+    return "an unreadable build"
+
+
+def given_prefix() -> Path | None:
+    """``$QSHPC_AER_MPI``, expanded, when set."""
+    from qshpc import settings
+
+    given = settings.AER_MPI.get()
+    return None if given is None else given.expanduser()
+
+
 def locate() -> AerMPI | None:
-    """The MPI Aer a distributed step would use, or None (see :func:`why_missing`)."""
+    """The MPI Aer a distributed step would use, or None (see :func:`why_missing`).
+
+    A ``$QSHPC_AER_MPI`` that holds no build is not passed over for another one
+    (review32 F6: a typo ran steps with a build made against another MPI): None.
+    """
+    given = given_prefix()
+    if given is not None:
+        return at_prefix(given, ENV_PREFIX)
     for source, prefix in prefixes():
         found = at_prefix(prefix, source)
         if found is not None:
@@ -185,6 +214,13 @@ def locate() -> AerMPI | None:
 
 def why_missing() -> str:
     """What was looked at when :func:`locate` found nothing."""
+    given = given_prefix()
+    if given is not None:
+        return (
+            f"no MPI build of Aer at ${ENV_PREFIX}={given} ({missing_at(given)}); no other "
+            f"place is looked at while it is set: point it at a build's prefix (the folder "
+            f"holding {INFO_FILE} and {SITE}), build one there, or unset it"
+        )
     looked = ", ".join(f"{p} ({s})" for s, p in prefixes())
     module = environment_aer()
     env = (
@@ -223,7 +259,9 @@ __all__ = [
     "checkout_root",
     "default_prefix",
     "environment_aer",
+    "given_prefix",
     "locate",
+    "missing_at",
     "mpi_needed",
     "prefixes",
     "read_info",

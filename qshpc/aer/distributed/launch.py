@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -289,6 +290,9 @@ def _lost(
     import re
 
     text = out or ""
+    refused = _refused(ranks, argv, reports, text)
+    if refused is not None:
+        return refused
     pids = {int(p): h for p, h in re.findall(r"PID (\d+) RUNNING AT (\S+)", text)}  # mpiexec
     killed = re.search(r"\(signal (\d+)\)", text)  # mpiexec: "Killed (signal 9)"
     srun = re.search(r"srun: error: (\S+): tasks? (\d+)[\d,-]*: (.+)", text)
@@ -314,7 +318,7 @@ def _lost(
         "(dmesg)"
         if signum == int(signal.SIGKILL)
         else "rerun the call; if it fails again, keep the step's folder (QSHPC_KEEP_STEP=1) and "
-        "run it by hand (mpiexec -n k python -m qshpc.aer.distributed.step FOLDER)"
+        f"run it by hand ({_by_hand(argv)} python -m qshpc.aer.distributed.step FOLDER)"
     )
     hosts = ", ".join(dict.fromkeys(str(r.get("host")) for r in reports if r is not None))
     if dead is not None:
@@ -333,8 +337,46 @@ def _lost(
                     f"ranks unfinished: {unfinished or 'none'}")  # fmt: skip
         else:
             said = f"{' '.join(argv[:3])} ...; ranks unfinished: {unfinished or 'none'}"
-        who = f"the {ranks}-rank Aer step on {hosts or '?'} ({said})"
+        where = f"on {hosts}" if hosts else f"launched from {socket.gethostname()}"
+        who = f"the {ranks}-rank Aer step {where} ({said})"
     return f"{who} {how} before its result was written: {hint} (the step's output is in this task's log)"
+
+
+def _by_hand(argv: list[str]) -> str:
+    """The launcher line to run a kept step folder with by hand."""
+    if argv and os.path.basename(argv[0]) == "srun":
+        return "inside the job: srun --mpi=pmi2 --overlap -n k"
+    return "mpiexec -n k"
+
+
+def _refused(
+    ranks: int, argv: list[str], reports: list[dict[str, Any] | None], text: str
+) -> str | None:
+    """One line when srun refused to start the step (no rank started): Slurm's own reason,
+    quoted, and this host's name (review32 F5: "on ? ... exited 1 ... rerun the call ...
+    mpiexec -n k", while the log said "srun: error: Unable to create step for job 41:
+    More processors requested than permitted"). None otherwise."""
+    import re
+
+    if not argv or os.path.basename(argv[0]) != "srun" or any(r is not None for r in reports):
+        return None
+    # srun's own errors; a task's ("srun: error: n1: task 0: Killed") name a host and task
+    lines = [m.strip() for m in re.findall(r"srun: error: (.+)", text)]
+    why = [m for m in lines if not re.match(r"\S+: tasks? [\d,\-]+: ", m)]
+    if not why:
+        return None
+    head = (
+        f"srun on {socket.gethostname()} could not start the {ranks}-rank Aer step; "
+        f"Slurm says: {_one_line(why[-1])}"
+    )
+    if re.search(r"processors|node configuration|nodes|tasks", why[-1], re.IGNORECASE):
+        return (
+            f"{head}: the job's allocation is too small for a {ranks}-rank step: submit the "
+            "job with more tasks (qshpc submit --nodes N --ntasks-per-node M) and declare the "
+            f"task with target={{'ranks': {ranks}}} (the job then holds {ranks} ranks for it); "
+            "rerunning the call will not help"
+        )
+    return f"{head} (the step's output is in this task's log)"
 
 
 def _arrays(folder: Path, result: dict[str, Any]) -> dict[tuple[int, str], Any]:

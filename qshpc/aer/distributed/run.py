@@ -110,6 +110,29 @@ def _refuse_unsplit(circuits: list[QuantumCircuit], transpiled: bool) -> None:
         raise UserError(f"run_circuits: {exc}") from None
 
 
+def _check_ranks(ranks: object, held: bool) -> None:
+    """Refuse ``ranks`` that is not a power of two, naming the two nearest (review32 F4:
+    a task holding 3 ranks got "ranks must be a power of two ..., got 3", no fix)."""
+    if isinstance(ranks, int) and not isinstance(ranks, bool) and ranks >= 1:
+        if not ranks & (ranks - 1):
+            return
+        low = 1 << (ranks.bit_length() - 1)
+        if held:
+            raise UserError(
+                f"run_circuits: this task holds {ranks} ranks, and distributed Aer needs a "
+                f"power of two ranks (its chunks): declare target={{'ranks': {low}}} or "
+                f"{{'ranks': {2 * low}}}, or pass ranks={low} (the other ranks then wait)"
+            )
+        raise UserError(
+            f"run_circuits: distributed Aer needs a power of two ranks (1, 2, 4, ...; its "
+            f"chunks), got ranks={ranks}: use ranks={low} or {2 * low}"
+        )
+    raise UserError(
+        f"run_circuits: ranks must be a power of two (1, 2, 4, ...) for Aer's chunks, "
+        f"got {ranks!r}: use ranks=1, 2, 4, ..."
+    )
+
+
 def run_circuits(
     circuits: Sequence[QuantumCircuit],
     ranks: int | None = None,
@@ -146,6 +169,7 @@ def run_circuits(
     """
     asked_launcher = launcher
     held = _held_step()
+    from_hold = ranks is None
     if ranks is None:
         if held is None:
             raise UserError(
@@ -153,6 +177,7 @@ def run_circuits(
                 "@distribute_task(target={'ranks': k}) (the job then holds k ranks for it)"
             )
         ranks = held.size
+    _check_ranks(ranks, held=from_hold)
     launcher = launcher or default_launcher()
     if held is not None and launcher.shared_folder:
         if nodes is None:
@@ -160,10 +185,6 @@ def run_circuits(
         placed = getattr(launcher, "placed", None)
         if placed is not None and ranks == held.size:
             launcher = placed(held.hosts)  # on those very nodes (srun --nodelist)
-    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1 or ranks & (ranks - 1):
-        raise UserError(
-            f"ranks must be a power of two (1, 2, 4, ...) for Aer's chunks, got {ranks!r}"
-        )
     circuits = list(circuits)
     _refuse_unbound(circuits)
     if transpile:
