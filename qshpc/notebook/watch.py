@@ -66,6 +66,7 @@ class JobWatch:
         self._update: Callable[[str], None] | None = None
         self._republish: Callable[[], None] | None = None
         self._last: str | None = None
+        self._again: Callable[[], None] | None = None  # another view of the card (shown)
 
     def __repr__(self) -> str:
         what = "watching" if self.running else "stopped"
@@ -79,6 +80,10 @@ class JobWatch:
     def _ipython_display_(self) -> None:
         if not self._shown:
             self.show()
+        elif self._again is not None:
+            # ``w`` typed again in a later cell: the card there too, kept up to date with
+            # the first (review32 F10: it showed nothing).
+            self._again()
 
     def show(self) -> None:
         """Display the card (an ipywidgets HTML when available, else an updatable display)."""
@@ -102,7 +107,11 @@ class JobWatch:
                 if handle is not None and self._last is not None:
                     handle.update(_bundle(self._last), raw=True)
 
-            self._update = update
+            def again() -> None:  # one more output of the same display: updated with it
+                if handle is not None:
+                    display(_bundle(self._last or html), raw=True, display_id=handle.display_id)
+
+            self._update, self._again = update, again
         else:
             widget = ipywidgets.HTML(value=html)
             display(widget)
@@ -114,6 +123,7 @@ class JobWatch:
                 widget.send_state("value")
 
             self._update, republish = set_value, resend
+            self._again = lambda: display(widget)  # (a widget shown twice: two live views)
         self._republish = republish
         self._shown = True
 
