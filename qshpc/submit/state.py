@@ -170,12 +170,25 @@ def _explained(view: SlurmView, error: Any, job_id: Any = None) -> str:
     """Slurm's reason, and for a time limit the command that finishes the job (review24
     F11: "raise --time-min" read as "submit it again", all tasks over)."""
     head = f"Slurm ended the job {view.raw}: {EXPLAINS[view.raw]}"
+    ref = job_id or "JOB"
     if view.raw == "TIMEOUT":
-        head += (
-            f" (`qshpc submit --resume {job_id or 'JOB'} --time-min M` runs only the "
-            "unfinished tasks)"
+        head += f" (`qshpc submit --resume {ref} --time-min M` runs only the unfinished tasks)"
+    elif view.raw in _RESUMABLE:  # (review34 F8: a node's failure named only --requeue)
+        head += f"; `qshpc submit --resume {ref}` runs only the unfinished tasks"
+    if error and view.raw in _ENDS_WITH_SIGTERM:
+        # Slurm's own SIGTERM as it ended the job, which rank 0 stored as a cancel: said
+        # so, not as a stop someone asked for (review34 F8).
+        error = str(error).replace(
+            "job cancelled: received SIGTERM",
+            f"rank 0 received Slurm's SIGTERM as it ended the job ({view.raw})",
         )
     return f"{head}\n{error}" if error else head
+
+
+#: Slurm's ends after which ``qshpc submit --resume`` finishes the job.
+_RESUMABLE = ("PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY", "DEADLINE")
+#: Slurm's ends that send the job's processes SIGTERM first.
+_ENDS_WITH_SIGTERM = ("TIMEOUT", "PREEMPTED", "NODE_FAIL", "DEADLINE")
 
 
 def reconcile_slurm(

@@ -33,3 +33,18 @@ def test_a_reset_is_refused_before_the_step_with_a_hint_that_applies() -> None:
     plain.cx(0, 1)
     with pytest.raises(UserError, match=r"has a 'rz'.*transpile=True\) transpiles them"):
         run_circuits([plain], 2, transpile=False)
+
+
+def test_a_node_failure_names_the_resume_and_slurm_s_sigterm() -> None:
+    """review34 F8: NODE_FAIL named only --requeue (for the next submit), and the store's
+    'job cancelled: received SIGTERM' read as a cancel someone asked for."""
+    from qshpc.submit.state import SlurmView, _explained
+
+    view = SlurmView(raw="NODE_FAIL", exit_code="0:0", reason="NodeFail")
+    text = _explained(view, "job cancelled: received SIGTERM", "20261205-1")
+    assert "a node of the job failed" in text
+    assert "`qshpc submit --resume 20261205-1` runs only the unfinished tasks" in text
+    assert "rank 0 received Slurm's SIGTERM as it ended the job (NODE_FAIL)" in text
+    assert "job cancelled" not in text
+    other = _explained(SlurmView(raw="OUT_OF_MEMORY", exit_code="0:0"), "boom", "J")
+    assert other.endswith("\nboom") and "`qshpc submit --resume J`" in other
