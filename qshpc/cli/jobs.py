@@ -55,8 +55,13 @@ def _counts(meta: dict[str, Any]) -> str:
 HEADER = ("ID", "TITLE", "STATE", "SLURM", "TASKS", "CREATED", "DURATION")
 
 
-def _grouped_lines(entries: list[tuple[tuple[str, ...], str | None, int]]) -> list[str]:
+def _grouped_lines(
+    entries: list[tuple[tuple[str, ...], str | None, int]], totals: dict[str, int] | None = None
+) -> list[str]:
     """The table of ``qshpc list``: newest first; an array's elements together under its line.
+
+    ``totals``: each array's elements in all (its line says ``2 of 3 element(s) shown`` when
+    ``--limit`` cut some: review34 F7, it said ``1 element(s)`` of a 3-element array).
 
     ``entries``: (row, array id or None, array index), newest first.
     """
@@ -84,7 +89,13 @@ def _grouped_lines(entries: list[tuple[tuple[str, ...], str | None, int]]) -> li
         for e in group:
             by_state[e[0][2]] = by_state.get(e[0][2], 0) + 1
         counts = ", ".join(f"{n} {st}" for st, n in sorted(by_state.items()))
-        lines.append(f"array {array_id}  {row[1]}  {len(group)} element(s): {counts}")
+        total = (totals or {}).get(array_id, 0)
+        many = (
+            f"{len(group)} of {total} element(s) shown"
+            if total > len(group)
+            else (f"{len(group)} element(s)")
+        )
+        lines.append(f"array {array_id}  {row[1]}  {many}: {counts}")
         lines += [fmt(e[0]) for e in group]
     return lines
 
@@ -580,5 +591,12 @@ def register(app: typer.Typer) -> None:
 
             echo(json.dumps(to_jsonable(listed), indent=2, sort_keys=True))
             return
-        for line in _grouped_lines(entries):
+        from qshpc.jobs.paths import ELEMENT_ID
+
+        totals: dict[str, int] = {}
+        for j in jobs:  # (element folders are named <array id>-<index>)
+            if ELEMENT_ID.fullmatch(j.job_dir.name):
+                key = shown(j.job_dir.name.rsplit("-", 1)[0])
+                totals[key] = totals.get(key, 0) + 1
+        for line in _grouped_lines(entries, totals):
             echo(line)

@@ -202,9 +202,34 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
                 f"jobs {elements[0]} … {elements[-1]}. `qshpc list --array {text}` shows them; "
                 f"give one element's id (e.g. `qshpc status {elements[0]}`)"
             )
+    if "/" not in text and text.isdigit() and root.is_dir():
+        _refuse_slurm_array(root, text)
     raise JobNotFoundError(
         f"no job {text!r}: not a job directory and not a job id under {root}. "
         "Run `qshpc list` to see the jobs (set QSHPC_HOME if they live elsewhere)."
+    )
+
+
+def _refuse_slurm_array(root: Path, text: str) -> None:
+    """Refuse Slurm id ``text`` when it is a job array's (its elements' ids are ``text_N``),
+    naming the elements, as the array's qshpc id is (review34 F6: ``qshpc status 325`` of
+    the id ``qshpc submit --array`` printed said "no job '325'")."""
+    elements: list[tuple[int, str, str]] = []
+    for d in root.iterdir():
+        ids = [s for s in (read_slurm_id(d), *read_slurm_ids(d)) if s]
+        for s in ids:
+            base, _, index = s.partition("_")
+            if base == text and index.isdigit() and has_job_file(d):
+                elements.append((int(index), s, d.name))
+                break
+    if not elements:
+        return
+    elements.sort()
+    first, last = elements[0], elements[-1]
+    raise JobNotFoundError(
+        f"Slurm job {text} is a job array, not one job: its {len(elements)} elements are the "
+        f"jobs {first[2]} (Slurm {first[1]}) … {last[2]} (Slurm {last[1]}); give one "
+        f"element's id (e.g. `qshpc status {first[1]}`), or `qshpc list` to see them"
     )
 
 
