@@ -589,14 +589,23 @@ def _in_loader(work: Callable[[], None]) -> None:
                 job, done = jobs.get()
                 try:
                     job()
+                except BaseException:  # (the thread serves on: the next preload waits on it)
+                    pass
                 finally:
                     done.set()
 
-        threading.Thread(target=serve, name="qshpc-preload", daemon=True).start()
-        _loader = jobs
+        thread = threading.Thread(target=serve, name="qshpc-preload", daemon=True)
+        thread.start()
+        _loader = (jobs, thread)
+    jobs, thread = _loader
+    if not thread.is_alive():  # (never expected: then in this thread, as before)
+        work()
+        return
     done = threading.Event()
-    _loader.put((work, done))
-    done.wait()
+    jobs.put((work, done))
+    while not done.wait(1.0):  # a loader that died meanwhile never sets it (review33 F1)
+        if not thread.is_alive():
+            return
 
 
 def _preload(modules: tuple[str, ...], mpi: bool = False) -> None:
@@ -615,8 +624,8 @@ def _preload(modules: tuple[str, ...], mpi: bool = False) -> None:
         for name in modules:
             try:
                 importlib.import_module(name)
-            except Exception:  # missing or broken: a task that needs it says so
-                pass
+            except BaseException:  # missing or broken (a module's own sys.exit at import,
+                pass  # review33 F1, hung the run): a task that needs it says so
 
     with uncollected():
         _in_loader(load)

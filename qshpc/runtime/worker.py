@@ -187,8 +187,11 @@ def preload(program: Path | None = None) -> None:
         for name in names:
             try:
                 importlib.import_module(name)
-            except Exception:  # missing, or broken (an AttributeError of a version mismatch...):
-                pass  # a task that needs it says so; on c590a0b the worker hung in MPI_Finalize
+            except (Exception, SystemExit):  # missing, or broken (an AttributeError of a
+                # version mismatch, a module's own sys.exit at import: the worker died of it,
+                # review33 F1): a task that needs it says so; on c590a0b the worker hung in
+                # MPI_Finalize
+                pass
     if "qiskit_aer" in names and "qiskit_aer" in sys.modules:
         try:
             import qshpc.aer.engine  # noqa: F401  (what Sampler.run imports at its first call)

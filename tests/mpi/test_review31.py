@@ -3,6 +3,7 @@ and task functions first called from several threads at once."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,27 @@ def test_task_functions_first_called_from_threads_at_once(tmp_path: Path, qshpc_
     for _ in range(3):
         job = run_program(qshpc_home, tmp_path / "threads.py", THREADS, "--workers", "2")
         assert job.result() == [(("a", k), ("b", k)) for k in range(8)]
+
+
+def test_a_preload_module_that_exits_at_import_leaves_the_run_whole(tmp_path: Path) -> None:
+    """review33 F1: a preloaded module's own sys.exit at import (a helper that parses the
+    command line) killed the fork server's loading thread; the next preload waited on it
+    for good, the workers were never forked and the run hung (SIGTERM did not end it)."""
+    from tests.conftest import job_dir_of, run_cli
+
+    (tmp_path / "exitmod.py").write_text('import sys\nsys.exit("exitmod refuses")\n')
+    prog = tmp_path / "simple.py"
+    prog.write_text(
+        "from qshpc import distribute_task, get, save_result\n"
+        "@distribute_task()\ndef sq(x):\n    return x * x\n"
+        "save_result(get([sq(i) for i in range(6)]))\n"
+    )
+    out = run_cli(
+        "run", str(prog), "--workers", "2", cwd=tmp_path, timeout=120,
+        env={"QSHPC_PRELOAD": "exitmod,qiskit_aer"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    from qshpc import open_job
+
+    home = Path(os.environ["QSHPC_HOME"])
+    assert open_job(job_dir_of(home)).result() == [i * i for i in range(6)]
