@@ -813,8 +813,14 @@ def _rank0_here(meta: dict[str, Any]) -> tuple[int, int | None] | None:
     older job, which did not record them), else None."""
     import socket
 
+    from qshpc.store.lock import same_pid_space
+
     ranks = meta.get("ranks") or []
-    if ranks and ranks[0].get("host") == socket.gethostname():
+    if (  # (in this pid namespace too: review33 F2)
+        ranks
+        and ranks[0].get("host") == socket.gethostname()
+        and same_pid_space(ranks[0].get("pidns"))
+    ):
         ticks = ranks[0].get("start_ticks")
         return int(ranks[0]["pid"]), ticks if isinstance(ticks, int) else None
     return None

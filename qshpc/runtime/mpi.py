@@ -148,20 +148,21 @@ def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[d
     world.Set_errhandler(MPI.ERRORS_RETURN)
     comm = pkl5.Intracomm(world)
     mask = affinity_mask()
-    places: list[tuple[str, int, int, int | None, int | None]] = world.allgather(
-        (socket.gethostname(), os.getpid(), _count(mask), mask, _started())
+    places: list[tuple[str, int, int, int | None, int | None, int | None]] = world.allgather(
+        (socket.gethostname(), os.getpid(), _count(mask), mask, _started(), _pidns())
     )
     rank, size = world.Get_rank(), world.Get_size()
     records: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     union: dict[str, int | None] = {}
-    for r, (host, pid, _, m, ticks) in enumerate(places):
+    for r, (host, pid, _, m, ticks, pidns) in enumerate(places):
         records.append(
             {
                 "rank": r,
                 "host": host,
                 "pid": pid,
                 "start_ticks": ticks,
+                "pidns": pidns,
                 "local_rank": seen.get(host, 0),
             }
         )
@@ -171,7 +172,7 @@ def start(cpus_per_task: int | None = None) -> tuple[MpiWiring, RankInfo, list[d
         else:
             was = union[host]
             union[host] = None if was is None or m is None else was | m
-    for rec, (host, _, cores, _m, _t) in zip(records, places, strict=True):
+    for rec, (host, _, cores, _m, _t, _n) in zip(records, places, strict=True):
         rec["cpus"] = cores_for_rank(seen[host], cpus_per_task, cores)
     mine = records[rank]
     info = RankInfo(
@@ -296,3 +297,12 @@ def _count(mask: int | None) -> int:
     if mask is None:
         return os.cpu_count() or 1
     return bin(mask).count("1")
+
+
+def _pidns() -> int | None:
+    """This process's pid namespace (as :data:`qshpc.store.lock.PIDNS`, not imported here: a
+    worker's start): with the host, where its pid means this rank (review33 F2)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None

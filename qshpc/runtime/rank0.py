@@ -153,7 +153,7 @@ def _run_teed(
     from qshpc.program import api
     from qshpc.program.session import Session
     from qshpc.store import JobWriter, read_inputs
-    from qshpc.store.lock import start_ticks
+    from qshpc.store.lock import PIDNS, start_ticks
 
     meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
     _timeline.mark("arguments read")
@@ -169,6 +169,7 @@ def _run_teed(
                 "host": info.host,
                 "pid": os.getpid(),
                 "start_ticks": start_ticks(os.getpid()),
+                "pidns": PIDNS,
                 "local_rank": 0,
                 "cpus": info.cpus,
             }

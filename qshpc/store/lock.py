@@ -77,6 +77,30 @@ CLOCK_SLOP_S = 10.0
 _HOST = socket.gethostname()
 
 
+def _pid_namespace() -> int | None:
+    """This process's pid namespace (the inode of ``/proc/self/ns/pid``), None if unknown."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+#: This process's pid namespace: a pid means this process's only in it (see :func:`same_pid_space`).
+PIDNS = _pid_namespace()
+
+
+def same_pid_space(pidns: object) -> bool:
+    """Whether a pid recorded with ``pidns`` (on this host) names a process here.
+
+    The host's name alone said so: a run inside ``apptainer --containall``, ``unshare --pid``
+    or a container with the host's name records pids of its own namespace under the host's
+    name, and one ``qshpc status`` from outside judged its rank 0 gone (no such pid here, or
+    another process's) and the run lost its lock (review33 F2). None (not recorded: an
+    older job; or unknown here): the name alone says, as before.
+    """
+    return pidns is None or PIDNS is None or pidns == PIDNS
+
+
 class JobLockedError(UserError):
     """Another live run holds the job's lock.
 
@@ -104,10 +128,12 @@ class Holder:
     start_ticks: int | None = None
     command: str = ""
     slurm_cluster: str | None = None
+    pidns: int | None = None
 
     def on_this_host(self) -> bool:
-        """True when the holder runs on this host (as qshpc names hosts): its pid can be checked."""
-        return self.host == _HOST
+        """True when the holder runs on this host (as qshpc names hosts) and in this pid
+        namespace (:func:`same_pid_space`): its pid can be checked."""
+        return self.host == _HOST and same_pid_space(self.pidns)
 
     def describe(self) -> str:
         """``host vm, pid 123, Slurm job 45, since 2026-12-01 17:02:11``."""
@@ -570,6 +596,7 @@ class JobLock:
             start_ticks=start_ticks(os.getpid()),
             command=self.command,
             slurm_cluster=self.batch.get("SLURM_CLUSTER_NAME") or None,
+            pidns=PIDNS,
         )
         from qshpc.store import perms
 

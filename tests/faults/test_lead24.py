@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qshpc import open_job
-from tests.conftest import job_dir_of, start_cli, wait_succeeded
+from tests.conftest import job_dir_of, run_cli, start_cli, wait_succeeded
 
 pytestmark = pytest.mark.mpi
 
@@ -63,3 +65,63 @@ def test_sigint_ignored_where_qshpc_run_started_stays_ignored(
     else:
         assert proc.returncode == 130, err[-2000:]
         assert job.status() == "CANCELED"
+
+
+NAMESPACED = """\
+import time
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def slow(i):
+    time.sleep(6)
+    return i
+
+save_result(get([slow(i) for i in range(2)]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
+def test_status_from_outside_a_pid_namespace_leaves_the_run_alone(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review33 F2: a run in a pid namespace that keeps the host's name (apptainer
+    --containall, unshare --pid) recorded pids of its own namespace under the host's name;
+    one `qshpc status` from outside judged rank 0 gone (FAILED) and the run lost its lock."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(NAMESPACED)
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "qshpc", "run",
+         str(prog), "--workers", "1"],
+        env={**os.environ, "QSHPC_PROGRESS_S": "0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait_running(qshpc_home, proc)
+        job = open_job(job_dir_of(qshpc_home))
+        assert job.status() == "RUNNING"
+        out = run_cli("status", job.job_id)
+        assert "RUNNING" in out.stdout.splitlines()[0], out.stdout + out.stderr
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert job.status() == "SUCCEEDED" and job.result() == [0, 1]
+
+
+def wait_running(home: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Wait until the job under ``home`` says RUNNING (its ranks recorded)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if open_job(job_dir_of(home)).status() == "RUNNING":
+                time.sleep(1.0)  # (its tasks under way)
+                return
+        except Exception:  # not created yet
+            pass
+        time.sleep(0.2)
