@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from qshpc.runtime.mpi import MpiWiring
 
 
+#: libfabric's provider variable (:data:`qshpc.submit.slurm.PROVIDER_VAR`, not imported here).
+PROVIDER_VAR = "FI_PROVIDER"
+
+
 def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     """Join the job as this rank (under mpiexec or srun); return the exit code.
 
@@ -49,11 +53,16 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     # Every rank of the job runs this and gets the same environment from its launcher,
     # so they all choose the same network module (ofi for the PyPI mpich under Slurm,
     # and under a user's mpiexec whose ranks are all on this host).
+    added: list[str] = []
     for key, value in (scheduler.mpi_env() if scheduler is not None else rank_env()).items():
-        os.environ.setdefault(key, value)  # the user's own setting wins
+        if key not in os.environ:  # the user's own setting wins
+            os.environ[key] = value
+            added.append(key)
     _hold_launcher_socket()
     watchdog = watch(settings.MPI_START_TIMEOUT_S.get(), spec.job_dir)
     wiring, info, ranks = start(scheduler.cpus_per_task() if scheduler is not None else None)
+    if PROVIDER_VAR in added:  # read by libfabric at MPI_Init: not for the program's own
+        os.environ.pop(PROVIDER_VAR, None)  # processes (a site MPI of theirs: review33 F3)
     if watchdog is not None:
         watchdog.started()
     context.set_rank_info(info)
