@@ -28,6 +28,10 @@ class MessageOnly:
         notes = getattr(self, "__notes__", None)
         if isinstance(notes, list):
             lines.extend(str(n) for n in notes)
+        cause = getattr(self, "__cause__", None)  # (``raise ... from exc``: review33 F8)
+        if cause is not None and not isinstance(cause, MessageOnly):
+            first = (str(cause).splitlines() or [""])[0]
+            lines.append(f"(caused by {type(cause).__name__}: {first[:300]})")
         return lines
 
 

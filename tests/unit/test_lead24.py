@@ -95,3 +95,16 @@ def test_list_with_a_limit_says_how_many_elements_of_an_array_it_shows(
     assert head and "2 of 3 element(s) shown" in head[0], lines
     lines = run_cli("list").stdout.splitlines()
     assert any(ln.startswith("array ") and "3 element(s):" in ln for ln in lines), lines
+
+
+def test_a_user_error_in_a_notebook_shows_its_cause_s_line() -> None:
+    """review33 F8: the message-only display (review32 F3) hid ``raise ... from exc``."""
+    try:
+        try:
+            raise OSError(13, "Permission denied")
+        except OSError as exc:
+            raise UserError("cannot read the arguments file a.h5") from exc
+    except UserError as err:
+        lines = err._render_traceback_()
+    assert lines[0] == "UserError: cannot read the arguments file a.h5"
+    assert lines[-1] == "(caused by PermissionError: [Errno 13] Permission denied)"
