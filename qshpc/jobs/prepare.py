@@ -346,11 +346,52 @@ def modules_beside(program: Path) -> Iterator[None]:
     added = folder not in sys.path
     if added:
         sys.path.append(folder)
+    hidden = _hide_others(folder)
     try:
         yield
     finally:
+        sys.modules.update(hidden)  # (what loaded keeps the folder's own modules)
         if added and folder in sys.path:
             sys.path.remove(folder)
+
+
+def _hide_others(folder: str) -> dict[str, Any]:
+    """Modules this process imported from another folder of the user's under a name a module
+    in ``folder`` has, taken out of ``sys.modules`` for the load (the caller puts them back).
+
+    Two jobs' results read in one process (a notebook comparing runs), each job with its own
+    ``helpers.py`` beside its program: the second job's values were built from the first
+    job's module (review33 F4: "Can't get attribute 'Point' on <module 'helpers' from
+    .../A/helpers.py>", or silently the other class). A library's module (site-packages, the
+    standard library) is never hidden, nor one imported from ``folder`` itself.
+    """
+    import sysconfig
+
+    here = os.path.realpath(folder)
+    try:
+        entries = os.listdir(here)
+    except OSError:
+        return {}
+    libs = tuple(
+        os.path.join(os.path.realpath(p), "")
+        for k, p in sysconfig.get_paths().items()
+        if k in ("stdlib", "platstdlib", "purelib", "platlib") and p
+    )
+    hidden: dict[str, Any] = {}
+    for entry in entries:
+        name = entry[:-3] if entry.endswith(".py") else entry
+        if not name.isidentifier():
+            continue
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if module is None or not isinstance(file, str):
+            continue
+        real = os.path.realpath(file)
+        if real.startswith(libs) or real.startswith(os.path.join(here, "")):
+            continue
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            hidden[key] = sys.modules.pop(key)
+    return hidden
 
 
 def await_job(job_dir: Path) -> None:

@@ -125,3 +125,50 @@ def wait_running(home: Path, proc: subprocess.Popen[str], timeout: float = 60) -
         except Exception:  # not created yet
             pass
         time.sleep(0.2)
+
+
+HELPERS = """\
+from dataclasses import dataclass
+
+@dataclass
+class Point:
+    {fields}
+"""
+
+SAVES = """\
+from helpers import Point
+from qshpc import save_result
+save_result(Point({args}))
+"""
+
+READS = """\
+import sys
+from qshpc import open_job
+for job in sys.argv[1:]:
+    value = open_job(job).result(allow_pickle=True)
+    print(value)
+"""
+
+
+def test_two_jobs_results_with_their_own_helpers_read_in_one_process(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review33 F4: the second job's result was built from the first job's `helpers`
+    (a StoreError "Can't get attribute 'Point'", or silently the other class)."""
+    jobs = []
+    for name, fields, args in (("A", "x: int", "1"), ("B", "y: str\n    z: int", "'b', 2")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "helpers.py").write_text(HELPERS.format(fields=fields))
+        (folder / "saves.py").write_text(SAVES.format(args=args))
+        out = run_cli("run", "saves.py", "--workers", "0", cwd=folder)
+        assert out.returncode == 0, out.stderr
+        jobs.append(job_dir_of(qshpc_home).name)
+    reader = tmp_path / "reads.py"
+    reader.write_text(READS)
+    out = subprocess.run(
+        [sys.executable, str(reader), *jobs], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines == ["Point(x=1)", "Point(y='b', z=2)"], lines
