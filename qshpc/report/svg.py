@@ -43,6 +43,10 @@ def _clock(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 10)}"
 
 
+#: How opaque a mark of a result the cache gave is (a run's is 1).
+CACHED_OPACITY = 0.4
+
+
 def _tip(tl: Timeline, m: Mark) -> str:
     lane = tl.lanes[m.lane]
     where = (
@@ -56,6 +60,8 @@ def _tip(tl: Timeline, m: Mark) -> str:
         state = "FAILED" if m.failed else "SUCCEEDED"
         if m.stopped:
             state = "STOPPED: still running when the job ended"
+        if m.cached:
+            state += " from the result cache (not run)"
         return (
             f"task {m.task_id} \u00b7 {fn} \u00b7 attempt {m.attempt} \u00b7 {state}\n"
             f"{where} \u00b7 {m.t1 - m.t0:.3g} s \u00b7 {span}"
@@ -156,6 +162,9 @@ def _mark(tl: Timeline, m: Mark, x: Callable[[float], float], y: float, h: float
         cls += " failed"
     if m.stopped:
         cls += " stopped"
+    if m.cached:
+        cls += " cached"
+        attrs += f' fill-opacity="{CACHED_OPACITY}"'
     if m.retry:
         cls += " retry"
         if not tl.binned:
@@ -242,6 +251,10 @@ def _legend(tl: Timeline, y: float) -> list[str]:
         for i, name in enumerate(tl.functions)
     ]
     items.append((FAILED, "failed attempt", ""))
+    if tl.cached:
+        items.append(
+            ("#555555", "from the result cache (faded)", f' fill-opacity="{CACHED_OPACITY}"')
+        )
     if tl.stopped:
         items.append((STOPPED, "stopped when the job ended", ""))
     if tl.binned:

@@ -73,6 +73,7 @@ class Mark:
         attempt: The attempt number (attempt marks only).
         failures: Failed attempts in it (bins; not those stopped).
         stopped: An attempt still running when the job ended, stopped (not a failure).
+        cached: A result the result cache gave (attempt marks only).
         stops: Attempts in it stopped when the job ended (bins: an orange cap, not red).
     """
 
@@ -90,6 +91,7 @@ class Mark:
     failures: int = 0
     stopped: bool = False
     stops: int = 0
+    cached: bool = False
 
 
 @dataclass
@@ -113,6 +115,7 @@ class Timeline:
         snapshot: The job was still running when it was read.
         waits_recorded: The store records rank 0's waits.
         stopped: Attempts still running when the job ended (drawn apart; not in ``failed``).
+        cached: Attempts whose result came from the result cache (attempt by attempt only).
     """
 
     t0: float
@@ -131,6 +134,7 @@ class Timeline:
     snapshot: bool = False
     waits_recorded: bool = False
     stopped: int = 0
+    cached: int = 0
 
     @property
     def duration(self) -> float:
@@ -238,8 +242,9 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
                 task_id=tid,
                 attempt=int(att),
                 stopped=bool(stop),
+                cached="cache" in prov,
             )
-            for ln, s, e, f, bad, att, tid, stop in zip(
+            for ln, s, e, f, bad, att, tid, stop, prov in zip(
                 lane_of.tolist(),
                 t.started.tolist(),
                 t.finished.tolist(),
@@ -248,9 +253,11 @@ def build(data: JobData, max_tasks: int = MAX_TASKS) -> Timeline:
                 t.attempt.tolist(),
                 t.task_id,
                 stopped.tolist(),
+                t.provenance,
                 strict=True,
             )
         ]
+        tl.cached = sum(m.cached for m in tl.marks)  # (review32 F9: hits looked like runs)
         return tl
     tl.binned = True
     stack = min(len(functions), 4)  # a bin is a stack of up to one mark per function
