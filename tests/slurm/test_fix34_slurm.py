@@ -1,0 +1,110 @@
+"""Session 24's fix34 on the dev cluster: what review34 found (main 6f8af80).
+
+F1: ``qshpc cancel`` of the array element whose raw Slurm id is the array's own id
+(Slurm gives it to the highest index) ran ``scancel ARRAY``: every element ended
+CANCELLED. F2: the same raw id made ``job_over`` ask ``squeue -j ARRAY``, which lists the
+other, live elements, so a resume of that element was refused as "being run".
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slurm
+
+SLEEPER = """
+import time
+from qshpc import get_arguments, save_result
+
+time.sleep(get_arguments()["s"])
+save_result({"done": True})
+"""
+
+
+def _squeue(array: str) -> dict[str, tuple[str, str]]:
+    """``{element id: (raw id, state)}`` of the array's elements squeue lists."""
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-j", array, "-o", "%i %A %T"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    return {r[0]: (r[1], r[2]) for r in rows if len(r) == 3}
+
+
+def test_cancel_of_the_element_with_the_arrays_raw_id_leaves_the_others(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    from qshpc.store.lock import read_holder
+    from qshpc.submit.slurm import job_over
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "sleep.py").write_text(SLEEPER)
+    (work / "sets.json").write_text(json.dumps([{"s": 300}] * 3))
+    out = run_cli(
+        "submit",
+        str(work / "sleep.py"),
+        "--array",
+        str(work / "sets.json"),
+        "--ntasks-per-node",
+        "1",
+        "--time-min",
+        "8",
+        "--json",
+        timeout=90,
+    )
+    assert out.returncode == 0, out.stderr
+    elements = json.loads(out.stdout)
+    array = str(elements[0]["slurm_job_id"]).split("_")[0]
+    try:
+        dirs = {str(e["slurm_job_id"]): Path(e["job_dir"]) for e in elements}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # every element running, its run holding the lock
+            live = _squeue(array)
+            held = {i: read_holder(d) for i, d in dirs.items()}
+            if all(h is not None and h.slurm_job for h in held.values()) and all(
+                live.get(i, ("", ""))[1] == "RUNNING" for i in dirs
+            ):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"the elements did not all run: {_squeue(array)}")
+        for element, holder in held.items():
+            assert holder is not None and holder.slurm_job == element  # the element's own id
+        same = [i for i, (raw, _) in live.items() if raw == array]
+        assert same, f"no element has the array's raw id {array}: {live}"
+        target = same[0]
+        others = [i for i in dirs if i != target]
+
+        cancel = run_cli("cancel", target, timeout=60)
+        assert cancel.returncode == 0, cancel.stderr
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and target in _squeue(array):
+            time.sleep(1)
+        time.sleep(3)  # (a whole-array scancel would have reached the others by now)
+        live = _squeue(array)
+        assert target not in live
+        assert all(live.get(i, ("", ""))[1] == "RUNNING" for i in others), live
+
+        # F2: Slurm is asked about the element, not the array whose other elements run
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not job_over(target):
+            time.sleep(1)
+        assert job_over(target)
+        assert not job_over(others[0])
+        status = run_cli("status", target, "--json", timeout=60)
+        assert json.loads(status.stdout)["state"] == "CANCELED"
+        for i in others:
+            status = run_cli("status", i, "--json", timeout=60)
+            assert json.loads(status.stdout)["state"] == "RUNNING", status.stdout
+    finally:
+        subprocess.run(["scancel", array], timeout=30, check=False)
