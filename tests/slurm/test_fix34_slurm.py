@@ -108,3 +108,44 @@ def test_cancel_of_the_element_with_the_arrays_raw_id_leaves_the_others(
             assert json.loads(status.stdout)["state"] == "RUNNING", status.stdout
     finally:
         subprocess.run(["scancel", array], timeout=30, check=False)
+
+
+def _team_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A team store per docs/store.md, set up without its ``jobs/`` and ``arrays/``."""
+    import os
+
+    home = tmp_path / "team"
+    home.mkdir()
+    os.chmod(home, 0o3770)
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    monkeypatch.setenv("QSHPC_SHARE_GROUP", "1")
+    return home
+
+
+@pytest.mark.parametrize("array", [False, True])
+def test_the_first_submit_in_a_team_store_makes_jobs_3770(
+    slurm_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, array: bool
+) -> None:
+    """review34 F4: the first ``qshpc submit`` made ``jobs/`` 2750 (as the parent of the
+    job's folder), and every other member's submit and run were refused."""
+    import stat
+
+    home = _team_home(tmp_path, monkeypatch)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "sleep.py").write_text(SLEEPER)
+    (work / "sets.json").write_text(json.dumps([{"s": 1}]))
+    (work / "one.json").write_text(json.dumps({"s": 1}))
+    how = ["--array", str(work / "sets.json")] if array else ["--arguments", str(work / "one.json")]
+    out = run_cli(
+        "submit", str(work / "sleep.py"), *how, "--sbatch", "begin=now+300", "--json", timeout=90
+    )
+    assert out.returncode == 0, out.stderr
+    made = json.loads(out.stdout)
+    ids = [str(e["slurm_job_id"]) for e in (made if array else [made])]
+    try:
+        assert stat.S_IMODE((home / "jobs").stat().st_mode) == 0o3770
+        if array:
+            assert stat.S_IMODE((home / "arrays").stat().st_mode) == 0o3770
+    finally:
+        subprocess.run(["scancel", *ids], timeout=30, check=False)
