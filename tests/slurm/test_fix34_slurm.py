@@ -149,3 +149,85 @@ def test_the_first_submit_in_a_team_store_makes_jobs_3770(
             assert stat.S_IMODE((home / "arrays").stat().st_mode) == 0o3770
     finally:
         subprocess.run(["scancel", *ids], timeout=30, check=False)
+
+
+NAPS = """
+import time
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def nap(i: int) -> int:
+    time.sleep(0.5)
+    return i * i
+
+save_result({"sq": get([nap(i) for i in range(40)])})
+"""
+
+
+def _slurm_field(job: str, key: str) -> str:
+    out = subprocess.run(
+        ["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30
+    ).stdout
+    for word in out.split():
+        if word.startswith(f"{key}="):
+            return word.split("=", 1)[1]
+    return ""
+
+
+def test_a_requeued_example_batch_job_resumes_its_job(
+    multinode_env: dict[str, str], tmp_path: Path
+) -> None:
+    """review34 F3: requeued (``scontrol requeue``, or a node failure with Slurm's default
+    Requeue=1), the restarted ``srun ... qshpc run`` of slurm/examples/run_multinode.sbatch
+    exited 2 "already ran (CANCELED)" and the job ended FAILED. The example now resumes."""
+    import os
+
+    from tests.conftest import ROOT
+    from tests.slurm.sbatch_util import sbatch, wait_terminal
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "naps.py").write_text(NAPS)
+    job_dir = tmp_path / "jobdir"
+    env = {**os.environ, "PROGRAM": str(work / "naps.py"), "JOB_DIR": str(job_dir)}
+    env["PYTHONPATH"] = str(ROOT)
+    script = str(ROOT / "slurm/examples/run_multinode.sbatch")
+    job = sbatch("--chdir", str(work), "--time", "5", script, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (job_dir / "job.h5").exists():
+            time.sleep(0.5)
+        time.sleep(4)  # some tasks done
+        requeue = subprocess.run(
+            ["scontrol", "requeue", job], capture_output=True, text=True, timeout=30
+        )
+        assert requeue.returncode == 0, requeue.stderr
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _slurm_field(job, "Restarts") != "1":
+            time.sleep(0.5)
+        first = {}
+        while time.monotonic() < deadline:  # the first run ended (Slurm holds the job)
+            first = json.loads(run_cli("status", str(job_dir), "--json", timeout=60).stdout)
+            if first["state"] != "RUNNING" or "requeued" in str(first.get("sub_status")):
+                break
+            time.sleep(0.5)
+        # (it was CANCELED: a `qshpc wait` returned while Slurm held the job)
+        assert first["state"] == "RUNNING" and "requeued" in first["sub_status"], first
+        while time.monotonic() < deadline and _slurm_field(job, "JobState") != "RUNNING":
+            subprocess.run(
+                ["scontrol", "update", f"jobid={job}", "StartTime=now"],
+                capture_output=True,
+                timeout=30,
+            )
+            time.sleep(1)
+        assert wait_terminal(job, 180) == "COMPLETED"
+        status = run_cli("status", str(job_dir), "--json", timeout=60)
+        meta = json.loads(status.stdout)
+        assert meta["state"] == "SUCCEEDED", status.stdout
+        assert meta["runs"] == 2, meta  # the first run and the resumed one
+        result = run_cli("result", str(job_dir), "--json", timeout=60)
+        assert json.loads(result.stdout) == {"sq": [i * i for i in range(40)]}, result.stdout
+        log = (work / f"qshpc-{job}.out").read_text()
+        assert log.count(f"qshpc: job {job},") == 2  # the first run's lines kept (append)
+    finally:
+        subprocess.run(["scancel", job], timeout=30, check=False)
