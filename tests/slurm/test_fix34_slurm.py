@@ -55,11 +55,7 @@ def test_cancel_of_the_element_with_the_arrays_raw_id_leaves_the_others(
         str(work / "sleep.py"),
         "--array",
         str(work / "sets.json"),
-        "--ntasks-per-node",
-        "1",
-        "--time-min",
-        "8",
-        "--json",
+        *"--ntasks-per-node 1 --time-min 8 --json".split(),
         timeout=90,
     )
     assert out.returncode == 0, out.stderr
