@@ -667,9 +667,9 @@ def claim_job(spec: RunSpec, job_dir: Path, batch: Mapping[str, str] | None = No
 
 def _batch_slurm_id(batch: Mapping[str, str] | None) -> str | None:
     """The Slurm job id of this run (``123_4`` for an array task), or None outside Slurm."""
-    batch = batch or {}
-    task = batch.get("SLURM_ARRAY_TASK_ID")
-    return f"{batch['SLURM_ARRAY_JOB_ID']}_{task}" if task else batch.get("SLURM_JOB_ID")
+    from qshpc.store.lock import slurm_run_id
+
+    return slurm_run_id(batch)
 
 
 def _note_slurm_ids(job_dir: Path, batch: Mapping[str, str] | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -171,6 +172,11 @@ def create_job(
     try:
         perms.make_dir(job_dir)
     except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            # the folder that refused it, its owner and the fix (review34 F5: this named
+            # a job.h5 in the folder that was never made, and no fix)
+            why = perms.store_write_error(exc, f"make the job's folder {job_dir.name}")
+            raise StoreError(str(why)) from exc
         raise _write_error(job_dir / JOB_FILE, exc) from exc
     perms.check_own_job_dir(job_dir)  # made by another meanwhile (make_dir takes it)
 

@@ -287,9 +287,25 @@ def _restarts(batch: Batch | None) -> int:
         return 0
 
 
+def slurm_run_id(batch: Batch | None) -> str | None:
+    """The Slurm id that names this run's own job: ``A_T`` for an element of an array
+    (``SLURM_ARRAY_JOB_ID``, ``SLURM_ARRAY_TASK_ID``), else ``SLURM_JOB_ID``; None outside Slurm.
+
+    An element's raw ``SLURM_JOB_ID`` can equal the array's id (Slurm gives it to the
+    element with the highest index): ``scancel`` or ``squeue -j`` of it means every element
+    (review34 F1: ``qshpc cancel 363_2`` cancelled the whole array 363; F2: its resume
+    was refused as "being run" while the other elements ran).
+    """
+    batch = batch or {}
+    array, task = batch.get("SLURM_ARRAY_JOB_ID"), batch.get("SLURM_ARRAY_TASK_ID")
+    if array and task and array.isdigit() and task.isdigit():
+        return f"{array}_{task}"
+    return batch.get("SLURM_JOB_ID") or None
+
+
 def _stale(job_dir: Path, holder: Holder, batch: Batch | None = None) -> bool:
     """True when the run that holds the lock is gone (see the module doc)."""
-    mine = (batch or {}).get("SLURM_JOB_ID")
+    mine = slurm_run_id(batch)
     if mine and holder.slurm_job == mine and _restarts(batch) > holder.slurm_restarts:
         return True  # Slurm requeued the job: its previous run is over
     if holder.on_this_host():
@@ -591,7 +607,7 @@ class JobLock:
             host=_HOST,
             pid=os.getpid(),
             since=time.time(),
-            slurm_job=self.batch.get("SLURM_JOB_ID") or None,
+            slurm_job=slurm_run_id(self.batch),  # an array element's own id: A_T
             slurm_restarts=_restarts(self.batch),
             start_ticks=start_ticks(os.getpid()),
             command=self.command,

@@ -155,8 +155,8 @@ def query_live(slurm_id: str) -> SlurmView | None:
 
 
 def job_over(job_id: str, cluster: str | None = None) -> bool:
-    """True only when Slurm says job ``job_id`` (a raw id, ``SLURM_JOB_ID``) has ended and
-    none of its processes is left: ``sacct`` gives an ended state and ``squeue`` no longer
+    """True only when Slurm says job ``job_id`` (a raw id, or an array element's ``A_T``)
+    has ended and none of its processes is left: ``sacct`` gives an ended state and ``squeue`` no longer
     lists it (``CANCELLED`` comes from sacct while the job is still COMPLETING, its
     processes being ended: a run's rank 0 may still write its store then). Any doubt
     (Slurm not answering, an unknown word) is False.
@@ -175,8 +175,11 @@ def job_over(job_id: str, cluster: str | None = None) -> bool:
     from qshpc.jobstate import TERMINAL
     from qshpc.submit.slurm_states import SLURM_STATES
 
-    if not job_id.isdigit():
+    if not is_slurm_id(job_id):
         return False
+    # An array element's own id ``A_T`` (its raw id may be the array's, which squeue
+    # answers with every element: review34 F2) is matched on sacct's JobID.
+    field = "JobID" if "_" in job_id else "JobIDRaw"
     out = _output(
         [
             "sacct",
@@ -185,7 +188,7 @@ def job_over(job_id: str, cluster: str | None = None) -> bool:
             "--noheader",
             "-j",
             job_id,
-            "--format=JobIDRaw,State,Cluster",
+            f"--format={field},State,Cluster",
         ]
     )
     rows = [line.split("|") for line in (out or "").splitlines() if line.count("|") >= 2]

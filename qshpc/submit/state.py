@@ -153,15 +153,16 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
 def _other_slurm_run(job_dir: Path, slurm_id: str) -> str | None:
     """The Slurm job of a live run holding ``job_dir`` when it is not ``slurm_id``, else None.
 
-    None for an array element's id (``123_4``): its run holds the lock under the element's
-    raw id, which only Slurm can match to it.
+    A run holds the lock under an array element's own id (``123_4``); one a qshpc before
+    review34 started holds it under the element's raw id, which only Slurm can match to
+    the element: None then.
     """
     from qshpc.store.lock import holder_alive
 
-    if "_" in slurm_id:
-        return None
     holder = holder_alive(job_dir, runs_only=True)
     if holder is None or not holder.slurm_job or str(holder.slurm_job) == slurm_id:
+        return None
+    if "_" in slurm_id and "_" not in str(holder.slurm_job):
         return None
     return str(holder.slurm_job)
 

@@ -31,6 +31,7 @@ from qshpc.jobs.paths import (
     SLURM_ID_FILE,
     SLURM_STATE_FILE,
     STATUS_OVERRIDE,
+    ensure_jobs_root,
     job_ref,
     jobs_root,
     new_job_id,
@@ -123,6 +124,7 @@ def submit(
     executor = _executor(folder)
     executor.update_parameters(**params)
     try:
+        ensure_jobs_root()  # a team store's missing jobs/ made 3770, as `qshpc run` makes it
         _make_dir(job_dir)
         argv = {"program_args": list(program_args)} if program_args else None
         staged = _create_job(
@@ -241,6 +243,7 @@ def submit_array(
     made: list[Path] = []
     try:
         ensure_arrays_root()
+        ensure_jobs_root()  # (review34 F4: made by _make_dir, a team store's jobs/ was 2750)
         _make_dir(folder_root)
         calls = []
         for i, (job_dir, arguments) in enumerate(zip(job_dirs, arguments_list, strict=True)):
