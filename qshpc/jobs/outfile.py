@@ -18,7 +18,6 @@ a link, a FIFO or a device node (``/dev/full`` as root) became a plain file.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -98,16 +97,10 @@ def write_out(path: Path, fill: Callable[[BinaryIO], object]) -> None:
             "--out takes a file name (a link to a file is written where it points), a FIFO "
             "or a character device (/dev/stdout), or a folder: pick another --out"
         )
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    from qshpc.store.perms import write_atomic_with
+
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fill(f)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic_with(target, fill, mode=0o666)  # (the umask's, as ``open`` gives)
     except OSError as exc:
         raise UserError(
             f"cannot write {shown}: {exc.strerror or exc}; pick another --out"

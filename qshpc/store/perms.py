@@ -18,7 +18,9 @@ import contextlib
 import contextvars
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from qshpc import settings
 from qshpc.errors import UserError
@@ -107,12 +109,19 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
     two writers at once truncated and renamed each other's file (a torn or lost write, a
     ``FileNotFoundError``), and a FIFO left at that name hung ``qshpc status``.
     """
+    write_atomic_with(path, lambda fh: fh.write(data), mode)
+
+
+def write_atomic_with(
+    path: Path, fill: Callable[[BinaryIO], object], mode: int | None = None
+) -> None:
+    """:func:`write_atomic` of what ``fill(file)`` writes (an image drawn straight into it)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     fd = os.open(tmp, flags, file_mode() if mode is None else mode)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            fill(fh)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
