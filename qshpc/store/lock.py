@@ -187,15 +187,25 @@ def process_is(pid: int, ticks: int | None) -> bool:
     return now is None or now == ticks
 
 
-def _flufl_lock(path: Path) -> Any:
+#: How a step lock's claim names its holder's host: ``host@pidns`` (:func:`_claim`).
+_NS_SEP = "@"
+
+
+def _flufl_lock(path: Path, with_pidns: bool = False) -> Any:
+    """flufl.lock's lock on ``path``; ``with_pidns``: its claim names the host as
+    ``host@pidns`` (a host name has no ``@``), for a lock whose claim alone says whether
+    its holder runs (:func:`step_lock`): a pid of another pid namespace names no process here.
+    """
     from flufl.lock import Lock
+
+    host = f"{_HOST}{_NS_SEP}{PIDNS}" if with_pidns and PIDNS is not None else _HOST
 
     class HostLock(Lock):
         """flufl.lock's Lock with the host named as qshpc names it (see the module doc)."""
 
         def __init__(self, lockfile: str, lifetime: timedelta) -> None:
             super().__init__(lockfile, lifetime=lifetime)
-            self._hostname = _HOST
+            self._hostname = host
             self._set_claimfile()
 
     return HostLock(str(path), timedelta(seconds=LIFETIME_S))
@@ -214,7 +224,8 @@ def _read_lock(path: Path) -> str:
 
 
 def _claim(path: Path) -> tuple[str, int] | None:
-    """(host, pid) of the claim in the lock file, None when there is no (readable) claim."""
+    """(host, pid) of the claim in the lock file, None when there is no (readable) claim.
+    The host as named in the claim: ``host@pidns`` for a step lock (:func:`_flufl_lock`)."""
     try:
         text = _read_lock(path)
     except OSError:
@@ -226,6 +237,25 @@ def _claim(path: Path) -> tuple[str, int] | None:
         return parts[1], int(parts[2])
     except ValueError:
         return None
+
+
+def _claimed_here_dead(claim: tuple[str, int]) -> bool:
+    """Whether a step lock's claim (:func:`_claim`) is a process of this host and pid
+    namespace that is gone: a claim of another pid namespace (a container, ``unshare
+    --pid`` with the host's name) is never judged by its pid here, only by its lapse."""
+    host, _, ns = claim[0].partition(_NS_SEP)
+    if host != _HOST:
+        return False
+    try:
+        pidns = int(ns) if ns else None
+    except ValueError:
+        return False
+    return same_pid_space(pidns) and not pid_alive(claim[1])
+
+
+def _claim_host(claim: tuple[str, int]) -> str:
+    """The host a claim names, without its pid namespace."""
+    return claim[0].partition(_NS_SEP)[0]
 
 
 def read_holder(job_dir: Path) -> Holder | None:
@@ -378,12 +408,12 @@ def step_lock(job_dir: Path, what: str) -> Iterator[None]:
 
     path = job_dir / RESUME_FILE
     for _ in range(3):
-        lock = _flufl_lock(path)
+        lock = _flufl_lock(path, with_pidns=True)
         try:
             lock.lock(timeout=timedelta(seconds=0))
         except TimeOutError:
             claim = _claim(path)
-            if claim is not None and claim[0] == _HOST and not pid_alive(claim[1]):
+            if claim is not None and _claimed_here_dead(claim):
                 with contextlib.suppress(OSError):  # its holder died here (a kill -9)
                     if _claim(path) == claim:
                         winner = _read_lock(path)
@@ -398,7 +428,7 @@ def step_lock(job_dir: Path, what: str) -> Iterator[None]:
 
             raise UserError(
                 f"job {shown(job_dir.name)} is being resumed by another process (host "
-                f"{shown(claim[0])}, pid {claim[1]}): wait for it to end, then see "
+                f"{shown(_claim_host(claim))}, pid {claim[1]}): wait for it to end, then see "
                 f"`qshpc status {job_ref(job_dir)}`"
             ) from None
         except OSError as exc:
@@ -438,7 +468,7 @@ def wait_step(job_dir: Path, timeout: float = LIFETIME_S + CLOCK_SLOP_S) -> None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         claim = _claim(path)
-        if claim is None or (claim[0] == _HOST and not pid_alive(claim[1])):
+        if claim is None or _claimed_here_dead(claim):
             return
         try:
             if path.stat().st_mtime + CLOCK_SLOP_S < time.time():

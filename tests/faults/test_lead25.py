@@ -1,0 +1,87 @@
+"""Session 25, lead: a step lock held from another pid namespace is not taken over."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qshpc.errors import UserError
+from qshpc.store import lock
+
+HOLDS = """
+import sys, time
+from pathlib import Path
+from qshpc.store.lock import step_lock
+with step_lock(Path(sys.argv[1]), "qshpc submit --resume"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _dead_pid() -> int:
+    """A pid no process has here, near the top of the range (none is likely to take it)."""
+    top = int(Path("/proc/sys/kernel/pid_max").read_text())
+    return next(p for p in range(top - 50, top) if not Path(f"/proc/{p}").exists())
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
+def test_a_step_lock_held_in_another_pid_namespace_is_not_taken_over(tmp_path: Path) -> None:
+    """The step lock's claim named host and pid only: a `qshpc submit --resume` in a
+    container keeping the host's name (apptainer --containall, unshare --pid) held it as a
+    pid of its own namespace, which names no process outside; a second resume outside took
+    the lock over at once as a dead holder's, and both sbatched (the left item of review33
+    F2). The claim now names the pid namespace, and only a lapse frees it."""
+    pid = _dead_pid()
+    script = tmp_path / "holds.py"
+    script.write_text(HOLDS)
+    inner = (
+        f"echo {pid - 1} > /proc/sys/kernel/ns_last_pid; {sys.executable} {script} {tmp_path}; true"
+    )
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", inner],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        claim = lock._claim(tmp_path / lock.RESUME_FILE)
+        assert claim is not None and claim[1] == pid  # (a pid dead out here)
+        with pytest.raises(UserError, match=f"being resumed by another process .* pid {pid}"):
+            with lock.step_lock(tmp_path, "qshpc submit --resume"):
+                pass
+        began = time.monotonic()
+        lock.wait_step(tmp_path, timeout=1.0)
+        assert time.monotonic() - began >= 0.9  # it waited: the holder lives
+    finally:
+        proc.kill()
+        subprocess.run(["pkill", "-f", str(script)], check=False)
+        proc.wait(10)
+
+
+def test_a_step_lock_of_this_namespace_names_it_and_a_dead_holder_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    """The claim's host is `host@pidns` (what the refusal shows is the host alone), and a
+    holder of this namespace that died is taken over at once, as before."""
+    path = tmp_path / lock.RESUME_FILE
+    with lock.step_lock(tmp_path, "qshpc submit --resume"):
+        claim = lock._claim(path)
+        assert claim is not None and claim[1] == os.getpid()
+        if lock.PIDNS is not None:
+            assert claim[0] == f"{os.uname().nodename}@{lock.PIDNS}"
+        assert lock._claim_host(claim) == os.uname().nodename
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDS, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    proc.kill()
+    proc.wait(10)
+    with lock.step_lock(tmp_path, "qshpc submit --resume"):
+        claim = lock._claim(path)
+        assert claim is not None and claim[1] == os.getpid()
