@@ -14,6 +14,7 @@ Under ``mpiexec``/``srun``, :func:`run` joins the ranks the launcher started
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -514,6 +515,7 @@ class _Signals:
         self.held_since = 0.0
         self.proc: subprocess.Popen[bytes] | None = None
         self.rank0: list[int] = []
+        self.rank0_fd: int | None = None  # rank 0's pidfd, once found (:meth:`pin_rank0`)
         signal.signal(signal.SIGTERM, self._on_signal)
         # SIGHUP ignored under nohup, SIGINT in a background job of a script (``qshpc run
         # p.py &``: the shell ignores it there): kept so, as any program keeps them. A
@@ -538,6 +540,24 @@ class _Signals:
     def forward_to(self, proc: subprocess.Popen[bytes], rank0: list[int]) -> None:
         self.proc, self.rank0 = proc, rank0
         self.pass_on()  # one received while mpiexec started is held: it goes to rank 0
+
+    def pin_rank0(self) -> None:
+        """Open a pidfd on rank 0 the moment it is found (a child of mpiexec's proxy, not of
+        this process): a signal for it then reaches it or nothing, never another process
+        that took its pid after it ended (its pid alone could name one by then)."""
+        if self.rank0_fd is None and self.rank0:
+            with contextlib.suppress(OSError, AttributeError):  # no pidfd here: the pid
+                self.rank0_fd = os.pidfd_open(self.rank0[0])
+
+    def _kill(self, pid: int, signum: int) -> None:
+        """Send ``signum`` to ``pid``: through rank 0's pidfd where ``pid`` is rank 0's."""
+        try:
+            if self.rank0_fd is not None and self.rank0 and pid == self.rank0[0]:
+                signal.pidfd_send_signal(self.rank0_fd, signum)
+            else:
+                os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received.append(signum)
@@ -566,10 +586,7 @@ class _Signals:
         run`` (its default action), and rank 0 never saw it."""
         pid = self.rank0[0] if self.rank0 else None
         if pid is not None and _handles(pid, signal.SIGUSR1):
-            try:
-                os.kill(pid, signal.SIGUSR1)
-            except ProcessLookupError:
-                pass
+            self._kill(pid, signal.SIGUSR1)
             return
         print(
             "qshpc: SIGUSR1 received; "
@@ -606,10 +623,7 @@ class _Signals:
                 target != proc.pid and _handles(target, signal.SIGHUP)
             ):  # a hangup stops the job as a SIGTERM does where no rank 0 handles it
                 signum = signal.SIGTERM  # (mpiexec, or rank 0 still starting)
-            try:
-                os.kill(target, signum)
-            except ProcessLookupError:
-                pass
+            self._kill(target, signum)
 
 
 def _handles_sigterm(pid: int) -> bool:
@@ -853,6 +867,8 @@ def _watch(
                 deaths.watch(rank, pid)
             if not rank0 and 0 in found:
                 rank0.append(found[0])
+                if signals is not None:
+                    signals.pin_rank0()
         if holding and signals is not None:
             signals.pass_on()
         if every > 0 and time.monotonic() >= next_line:

@@ -85,3 +85,44 @@ def test_a_step_lock_of_this_namespace_names_it_and_a_dead_holder_is_taken_over(
     with lock.step_lock(tmp_path, "qshpc submit --resume"):
         claim = lock._claim(path)
         assert claim is not None and claim[1] == os.getpid()
+
+
+REUSED = """
+import os, signal, subprocess, time
+from qshpc.launch.local import _Signals
+
+signals = _Signals()
+first = subprocess.Popen(["sleep", "60"])  # rank 0, as found
+signals.rank0.append(first.pid)
+signals.pin_rank0()
+first.kill()
+first.wait()  # ended and reaped (by mpiexec's proxy, in a run)
+with open("/proc/sys/kernel/ns_last_pid", "w") as fh:
+    fh.write(str(first.pid - 1))
+other = subprocess.Popen(["sleep", "60"])  # another process takes its pid
+assert other.pid == first.pid, (other.pid, first.pid)
+signals._kill(first.pid, signal.SIGTERM)  # a cancel for rank 0
+time.sleep(0.2)
+print("other", "alive" if other.poll() is None else f"killed {other.returncode}", flush=True)
+other.kill()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
+def test_a_signal_for_an_ended_rank_0_never_reaches_the_process_that_took_its_pid(
+    tmp_path: Path,
+) -> None:
+    """`qshpc run` passed a cancel on to rank 0 by its bare pid: rank 0 is mpiexec's
+    proxy's child, so once it ended and was reaped its pid could be another process's (a
+    busy node), which was killed instead. Rank 0 is pinned by a pidfd when found; the
+    signal reaches it or nothing. (A pid namespace makes the pid's reuse certain.)"""
+    script = tmp_path / "reused.py"
+    script.write_text(REUSED)
+    out = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "other alive", out.stdout + out.stderr
