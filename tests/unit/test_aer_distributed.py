@@ -176,6 +176,16 @@ def test_bad_ranks_are_refused_before_anything_starts(tmp_path: Path) -> None:
         launch.launch(tmp_path, 0)
 
 
+def test_nodes_that_cannot_hold_the_ranks_are_refused_before_anything_starts() -> None:
+    """review32: nodes=3 and nodes=5 with 2 ranks ran on 2 nodes, dropped without a word."""
+    for nodes in (3, 5):
+        with pytest.raises(UserError, match=f"nodes={nodes} is more than the step's 2 rank"):
+            run.run_circuits([], 2, nodes=nodes)
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(UserError, match="nodes must be a whole number of 1 or more"):
+            run.run_circuits([], 2, nodes=bad)  # type: ignore[arg-type]
+
+
 def test_spec_round_trip_and_version_check() -> None:
     s = spec.StepSpec([[spec.Save("expectation_value", [0, 1], "ev", [("XZ", 0.5, 0.0)])], []], 10, 7,
                       {"method": "statevector", "blocking_qubits": 20})  # fmt: skip
