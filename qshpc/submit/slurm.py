@@ -99,7 +99,8 @@ def _output(args: list[str], timeout: float = QUERY_TIMEOUT_S) -> str | None:
 def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
     """Ask Slurm about many jobs at once: one ``sacct``, then one ``squeue``, then ``scontrol``.
 
-    ``squeue`` is asked about every job sacct does not list as ended, and its answer
+    ``squeue`` is asked about every job sacct has no row for, or lists as queued (or in a
+    state qshpc does not know), and its answer
     wins for a job it lists in a live state: it is the controller's own, while sacct's
     (slurmdbd) lags by up to ~1 s, and a job squeue called RUNNING was then PENDING
     again in sacct (review32 F8: the state went RUNNING -> QUEUED -> RUNNING).
@@ -108,6 +109,7 @@ def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
         Every id given (``123`` or an array element ``123_4``), with Slurm's view,
         or None when no command knows it (or Slurm does not answer).
     """
+    from qshpc.jobstate import JobState
     from qshpc.submit.slurm_states import parse_sacct, parse_scontrol, parse_squeue
 
     ids = sorted({i for i in slurm_ids if is_slurm_id(i)})
@@ -118,7 +120,11 @@ def query_many(slurm_ids: Iterable[str]) -> dict[str, SlurmView | None]:
     if out:
         for i in ids:
             views[i] = parse_sacct(out, i)
-    live = [i for i in ids if (v := views[i]) is None or not v.ended]
+    # Only where sacct may lag behind the controller: no row yet, still queued (a start not
+    # recorded yet), or a word qshpc does not know. A job sacct calls RUNNING is asked no
+    # more (review33 F6: every poll of a running job cost squeue too, 2 RPCs instead of 1).
+    lagging = (JobState.QUEUED, JobState.UNKNOWN)
+    live = [i for i in ids if (v := views[i]) is None or v.state in lagging]
     if live:
         out = _output(["squeue", "-h", "-j", ",".join(live), "-o", "%i|%T|%r"])
         listed = parse_squeue(out) if out else {}

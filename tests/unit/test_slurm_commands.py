@@ -60,8 +60,9 @@ def test_query_many_asks_sacct_once(fake: tuple[Path, Path]) -> None:
     assert views["15"] is None and "not-an-id" not in views
     made = calls(log)
     assert [c.split()[0] for c in made] == ["sacct", "squeue", "scontrol"]
-    # squeue: every job sacct does not call ended (its live answer wins, review32 F8)
-    assert "-j 11,12,13_2,14,15" in made[0] and "-j 11,13_2,14,15 " in made[1]
+    # squeue: every job sacct has no row for or calls queued (its live answer wins, review32
+    # F8); not one sacct calls RUNNING (review33 F6: 2 RPCs a poll of a running job)
+    assert "-j 11,12,13_2,14,15" in made[0] and "-j 13_2,14,15 " in made[1]
     assert made[2].endswith("15")
 
 
@@ -89,13 +90,20 @@ def test_list_asks_slurm_once_for_every_job(fake: tuple[Path, Path], qshpc_home:
     out = run_cli("list", env={"PATH": os.environ["PATH"]})
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("RUNNING") == 2 and out.stdout.count("QUEUED") == 1
-    # one sacct, and one squeue for the jobs it calls live (review32 F8), for all the jobs
+    # one sacct, and one squeue for the jobs it calls queued (review32 F8), for all the jobs
     made = calls(log)
-    assert [c.split()[0] for c in made] == ["sacct", "squeue"] and "-j 21,22,23 " in made[1]
+    assert [c.split()[0] for c in made] == ["sacct", "squeue"] and "-j 22 " in made[1]
     log.unlink()
     out = run_cli("list", "--state", "RUNNING", env={"PATH": os.environ["PATH"]})
     assert out.returncode == 0 and out.stdout.count("RUNNING") == 2
     assert [c.split()[0] for c in calls(log)] == ["sacct", "squeue"]
+    log.unlink()  # only running jobs: sacct alone (review33 F6)
+    fake_slurm(
+        bindir, log, {"sacct": "21|RUNNING|0:0|None\n22|RUNNING|0:0|None\n23|RUNNING|0:0|None\n"}
+    )
+    out = run_cli("list", env={"PATH": os.environ["PATH"]})
+    assert out.returncode == 0 and out.stdout.count("RUNNING") == 3
+    assert [c.split()[0] for c in calls(log)] == ["sacct"]
 
 
 def test_an_unknown_slurm_state_is_unknown_with_a_warning(
