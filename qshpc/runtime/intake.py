@@ -152,6 +152,7 @@ class Intake:
         #: its first call is queued, so a dispatcher that reads it after taking a call
         #: from the queue never sends a multi-rank call as an ordinary one.
         self.wide_seen = False
+        self._big = BigArguments()
 
     def put(self, obj: Any) -> ObjectRef:
         """Place a copy of ``obj`` as it is now; it travels to each worker with its first
@@ -446,6 +447,8 @@ class Intake:
             qpy = {}
         try:
             data, objs, pending = pack((args, kwargs), entry.task.name, entry.ref.task_id, qpy=qpy)
+            if len(data) >= BIG_CALL_BYTES:
+                self._big.note(args, kwargs, entry.task.name)
             if objs and not pending:
                 self._check_objects(objs)
                 if self._obj_refs:  # objects that refer to others, or to calls' results
@@ -555,6 +558,66 @@ class Intake:
             (taken if e.task.threads <= cores else kept).append(e)
         self.placed.extendleft(reversed(kept))
         return taken
+
+
+#: A call's pickled arguments this large are looked at for a value passed before
+#: (:class:`BigArguments`).
+BIG_CALL_BYTES = 16 << 20
+
+
+class BigArguments:
+    """Says once when one large array (16 MiB or more; anything with ``nbytes`` that takes
+    a weak reference) goes to a second call: each call sends (and rank 0 pickles) its own copy, where
+    ``put`` sends it once (review38 F8: one 200 MB array to 16 calls took 26 s and 3 GB on
+    rank 0, 1.2 s and 664 MB with ``put``). Only calls of 16 MiB or more are looked at:
+    other calls cost nothing here. The value is known by its identity (a weak reference:
+    another object that took a freed one's id is not it); a value changed in place between
+    the calls still counts as the same (the copy each call sends is then what it needs,
+    and the line says so)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, Any] = {}  # id -> weakref of a large top-level argument
+        self.said = False
+
+    def note(self, args: tuple[Any, ...], kwargs: dict[str, Any], task: str) -> None:
+        if self.said:
+            return
+        import weakref
+
+        for value in (*args, *kwargs.values()):
+            size = _size_of(value)
+            if size < BIG_CALL_BYTES:
+                continue
+            ref = self.seen.get(id(value))
+            if ref is not None and ref() is value:
+                self.said = True
+                _say_put(size, task)
+                return
+            try:
+                self.seen[id(value)] = weakref.ref(value)
+            except TypeError:  # no weak reference: its id alone could lie
+                continue
+
+
+def _size_of(value: Any) -> int:
+    """Bytes of an array (its ``nbytes``), cheaply; 0 for anything else."""
+    n = getattr(value, "nbytes", None)
+    return n if isinstance(n, int) else 0
+
+
+def _say_put(size: int, task: str) -> None:
+    import sys
+
+    from qshpc.text import shown
+
+    print(
+        f"qshpc: hint: one {size / 2**20:,.0f} MiB argument went to a second call of "
+        f"{shown(task)}: each call sends its own copy of it (rank 0 pickles it each time); "
+        "`ref = put(value)` once, then pass `ref`, sends it once to each worker (the tasks "
+        "get the value; docs/program-api.md, put)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def fixed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
