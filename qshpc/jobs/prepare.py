@@ -147,6 +147,11 @@ def check_program(program: Path) -> None:
             f"program {program} is compiled Python (a .pyc file): a job runs its program from "
             "the source; give the .py file it was compiled from"
         )
+    if b"\0" in source:  # review35 F9: "a syntax error at line None: ... null bytes"
+        raise UserError(
+            f"program {program} holds NUL bytes: it is not Python source (a binary, or a "
+            "damaged or truncated file?): give the .py file to run"
+        )
     try:
         compile(source, str(program), "exec")
     except SyntaxError as exc:

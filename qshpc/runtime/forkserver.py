@@ -698,6 +698,10 @@ def _pidfds() -> bool:
 AER_USERS = ("qiskit_aer", "qshpc.aer", "qshpc.primitives")
 
 
+#: A program larger than this is not read for its imports (:func:`program_needs`).
+NEEDS_MAX_BYTES = 8 << 20
+
+
 def program_needs(program: Path) -> tuple[str, ...]:
     """The modules to preload for ``program``, from the imports in its source.
 
@@ -705,12 +709,25 @@ def program_needs(program: Path) -> tuple[str, ...]:
     ``qshpc.aer``, ``qshpc.primitives``) anywhere in the file, ``qiskit`` alone
     when it imports only qiskit, nothing otherwise (a program whose tasks need
     none of them starts without 1-2 s of imports per worker). An unreadable
-    program preloads both.
+    program preloads both; so does one that is no regular file (a FIFO would block the
+    read for good, a device such as ``/dev/zero`` never end it: review35 F3; the launch
+    refuses it next, :func:`qshpc.jobs.prepare.check_program`) or is over
+    :data:`NEEDS_MAX_BYTES` (not read here).
     """
     import ast
+    import stat
 
     try:
-        tree = ast.parse(program.read_bytes(), str(program))
+        fd = os.open(program, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > NEEDS_MAX_BYTES:
+                return ("qiskit", "qiskit_aer")
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                source = fh.read(NEEDS_MAX_BYTES + 1)
+        finally:
+            os.close(fd)
+        tree = ast.parse(source, str(program))
     except (OSError, SyntaxError, ValueError):
         return ("qiskit", "qiskit_aer")
     names: set[str] = set()

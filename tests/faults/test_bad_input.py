@@ -81,12 +81,34 @@ def finished_job(tmp_path: Path, home: Path) -> Path:
 # -- the program file ------------------------------------------------------------
 
 
-def test_program_is_a_fifo(tmp_path: Path, qshpc_home: Path) -> None:
-    """An unreadable program (we run as root, so chmod 000 does not stop reads: a FIFO would block)."""
+@pytest.mark.parametrize("workers", ["0", "1", None])
+def test_program_is_a_fifo(tmp_path: Path, qshpc_home: Path, workers: str | None) -> None:
+    """An unreadable program (we run as root, so chmod 000 does not stop reads: a FIFO would block).
+    review35 F3: with workers (the default) the fork server's look at the program's imports
+    opened it first, and `qshpc run FIFO` hung for good, deaf to Ctrl-C and SIGTERM."""
     fifo = tmp_path / "prog.py"
     os.mkfifo(fifo)
-    out = run_cli("run", str(fifo), "--workers", "0", timeout=30)
+    extra = ["--workers", workers] if workers is not None else []
+    out = run_cli("run", str(fifo), *extra, timeout=60)
     assert out.returncode == 2 and "not a regular file" in out.stderr and "prog.py" in out.stderr
+    no_internals(out.stderr)
+    no_job(qshpc_home)
+
+
+def test_program_is_a_device(tmp_path: Path, qshpc_home: Path) -> None:
+    """review35 F3: `qshpc run /dev/zero` grew to 9 GB in 49 s, reading it for its imports."""
+    out = run_cli("run", "/dev/zero", "--workers", "1", timeout=60)
+    assert out.returncode == 2 and "not a regular file" in out.stderr, out.stderr
+    no_internals(out.stderr)
+    no_job(qshpc_home)
+
+
+def test_program_of_nul_bytes(tmp_path: Path, qshpc_home: Path) -> None:
+    """review35 F9: `truncate -s 1G big.py` was "a syntax error at line None"."""
+    prog = tmp_path / "big.py"
+    prog.write_bytes(b"x = 1\n" + bytes(1 << 20))
+    out = run_cli("run", str(prog), "--workers", "1", timeout=60)
+    assert out.returncode == 2 and "holds NUL bytes: it is not Python source" in out.stderr
     no_internals(out.stderr)
     no_job(qshpc_home)
 
