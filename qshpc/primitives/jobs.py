@@ -111,8 +111,15 @@ class TasksJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
         return all(r.done() for r in self.refs)
 
     def cancel(self) -> bool:
-        """Cancel the blocks not yet sent to a worker; True when none of them runs any more."""
-        return all([r.cancel() or r.done() for r in self.refs])
+        """Cancel the job if none of its blocks has started (as Qiskit's ``future.cancel()``).
+
+        All or nothing: True when every block was still queued (now all cancelled:
+        ``result()`` raises ``CancelledError``); False when any block runs or ended,
+        and then nothing is cancelled, so ``result()`` still returns the whole result.
+        """
+        from qshpc.program.refs import cancel_all
+
+        return cancel_all(self.refs)
 
 
 class LocalJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
