@@ -108,19 +108,26 @@ class BlockConfig:
     noisy: bool = False
 
 
-def block_config(options: Options) -> BlockConfig:
-    """The :class:`BlockConfig` of a primitive's options."""
+def block_config(options: Options, estimator: bool = False) -> BlockConfig:
+    """The :class:`BlockConfig` of a primitive's options.
+
+    ``estimator``: for ``EstimatorV2``, whose values are exact: with a noise model
+    and no ``method``, the method is ``density_matrix`` (as ``from_backend`` sets it;
+    Aer's EstimatorV2 runs such options as they are).
+    """
     backend = dict(options.backend_options)
     spec = {k: backend.pop(k) for k in SPEC_KEYS if k in backend}
     run = {k: v for k, v in options.run_options.items() if k not in _OWN_RUN_KEYS}
     extra = {**backend, **run}
+    noisy = any(extra.get(k) is not None for k in NOISY_KEYS)
+    default = "density_matrix" if estimator and noisy else "statevector"
     return BlockConfig(
-        method=str(spec.get("method", "statevector")),
+        method=str(spec.get("method", default)),
         device=spec.get("device"),
         precision=str(spec.get("precision", "double")),
         level=options.optimization_level,
         run_options=extra or None,
-        noisy=any(extra.get(k) is not None for k in NOISY_KEYS),
+        noisy=noisy,
     )
 
 
