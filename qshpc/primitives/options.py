@@ -69,6 +69,7 @@ def parse_options(options: Mapping[str, Any] | Options | None) -> Options:
         if not isinstance(getattr(out, name), Mapping):
             raise UserError(f"options[{name!r}] must be a dict")
         setattr(out, name, dict(getattr(out, name)))
+    check_backend_options(out.backend_options)
     noise = out.backend_options.get("noise_model")
     if noise is not None and not (hasattr(noise, "basis_gates") and hasattr(noise, "to_dict")):
         # Aer's primitives fail on it with AttributeError ('str' object has no attribute
@@ -108,6 +109,49 @@ class BlockConfig:
     noisy: bool = False
 
 
+def aer_option_names() -> frozenset[str]:
+    """The options ``AerSimulator`` takes (what Aer's primitives build it with)."""
+    global _AER_OPTIONS
+    if _AER_OPTIONS is None:
+        from qiskit_aer import AerSimulator
+
+        _AER_OPTIONS = frozenset(vars(AerSimulator._default_options()))
+    return _AER_OPTIONS
+
+
+_AER_OPTIONS: frozenset[str] | None = None
+
+
+def check_backend_options(backend: Mapping[Any, Any]) -> None:
+    """Refuse a backend option ``AerSimulator`` does not have (a misspelled name ran as if unset).
+
+    Aer's primitives raise ``AerError: 'Invalid option ...'`` for it.
+
+    Raises:
+        PubError: Naming each such option and the nearest valid names.
+    """
+    import difflib
+
+    from qshpc.aer.v2.pubs import PubError
+
+    unknown = [k for k in backend if k not in SPEC_KEYS + NOISY_KEYS]
+    if not unknown:
+        return
+    valid = aer_option_names()
+    bad = [k for k in unknown if k not in valid]
+    if not bad:
+        return
+    parts = []
+    for name in bad:
+        near = difflib.get_close_matches(str(name), sorted(valid), 3, 0.5)
+        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+        parts.append(f"{name!r}{hint}")
+    raise PubError(
+        f"unknown backend option(s) {', '.join(parts)}: options['backend_options'] takes "
+        "AerSimulator's options (AerSimulator().options lists them), as Aer's primitives do"
+    )
+
+
 def block_config(options: Options, estimator: bool = False) -> BlockConfig:
     """The :class:`BlockConfig` of a primitive's options.
 
@@ -115,6 +159,7 @@ def block_config(options: Options, estimator: bool = False) -> BlockConfig:
     and no ``method``, the method is ``density_matrix`` (as ``from_backend`` sets it;
     Aer's EstimatorV2 runs such options as they are).
     """
+    check_backend_options(options.backend_options)  # set after construction too
     backend = dict(options.backend_options)
     spec = {k: backend.pop(k) for k in SPEC_KEYS if k in backend}
     run = {k: v for k, v in options.run_options.items() if k not in _OWN_RUN_KEYS}
@@ -158,4 +203,12 @@ def options_from_backend(
     return {k: getattr(given, k) for k in Options.__dataclass_fields__}
 
 
-__all__ = ["BlockConfig", "Options", "block_config", "options_from_backend", "parse_options"]
+__all__ = [
+    "BlockConfig",
+    "Options",
+    "aer_option_names",
+    "block_config",
+    "check_backend_options",
+    "options_from_backend",
+    "parse_options",
+]

@@ -39,3 +39,29 @@ def test_estimator_with_a_noise_model_and_no_method_uses_the_density_matrix() ->
     pub = result.result()[0]
     assert pub.data.evs == pytest.approx([0.9, 0.9], abs=1e-12)  # Aer's EstimatorV2's values
     assert pub.metadata["simulator_metadata"]["method"] == "density_matrix"
+
+
+def test_an_unknown_backend_option_is_refused_with_the_nearest_names() -> None:
+    """F4: a misspelled backend option ran as if unset; Aer raises 'Invalid option'."""
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer import EstimatorV2, SamplerV2
+    from qshpc.aer.v2.pubs import PubError
+
+    bell = QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)
+    bell.measure_all()
+    options = {"backend_options": {"method": "matrix_product_state", "mps_truncation_threshold": 1}}
+    with pytest.raises(
+        PubError, match=r"'mps_truncation_threshold' \(did you mean 'matrix_product_state_trunc"
+    ):
+        SamplerV2(options=options)
+    with pytest.raises(ValueError, match=r"unknown backend option.*'bogus'"):
+        EstimatorV2(options={"backend_options": {"bogus": 1}})
+    sampler = SamplerV2(seed=1)
+    sampler.options.backend_options["fusion_enabled"] = False  # set later: refused at run
+    with pytest.raises(PubError, match=r"'fusion_enabled' \(did you mean 'fusion_enable'"):
+        sampler.run([bell])
+    sampler.options.backend_options = {"fusion_enable": False}  # a valid one runs
+    assert sampler.run([bell]).result()[0].data.meas.num_shots == 1024
