@@ -65,3 +65,17 @@ def test_an_unknown_backend_option_is_refused_with_the_nearest_names() -> None:
         sampler.run([bell])
     sampler.options.backend_options = {"fusion_enable": False}  # a valid one runs
     assert sampler.run([bell]).result()[0].data.meas.num_shots == 1024
+
+
+def test_every_register_that_cannot_be_a_field_is_named() -> None:
+    """F7: only the first was named, so the user renamed one, ran again, renamed the next."""
+    from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+
+    from qshpc.aer import SamplerV2
+    from qshpc.aer.v2.pubs import PubError
+
+    regs = [ClassicalRegister(1, n) for n in ("items", "fine", "keys", "shape")]
+    qc = QuantumCircuit(QuantumRegister(1), *regs)
+    qc.measure(0, regs[0][0])
+    with pytest.raises(PubError, match=r"PUB 0: the classical registers 'items', 'keys', 'shape'"):
+        SamplerV2().run([qc])
