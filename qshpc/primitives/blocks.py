@@ -430,9 +430,18 @@ def spread_estimator(
 
 
 def _simulator(config: BlockConfig, blocks: Sequence[Any]) -> dict[str, Any]:
-    """A PUB result's ``simulator_metadata``: the run's simulator and the PUB's task count."""
+    """A PUB result's ``simulator_metadata``: the run's simulator and the PUB's task count.
+
+    ``device``, when one was asked, is the device it resolves to (``"CPU"`` where a GPU
+    was asked and none is usable: the blocks ran there, after the warning), not the one
+    asked. Resolved here, as each rank resolves it (the same build and GPUs per node; each
+    task's own is in its provenance, ``qshpc report``).
+    """
+    from qshpc.aer.device import resolve_device
+
+    device = None if config.device is None else resolve_device(config.device)[0]
     return assemble.simulator_metadata(
-        config.method, config.precision, config.device, config.noisy, len(blocks)
+        config.method, config.precision, device, config.noisy, len(blocks)
     )
 
 

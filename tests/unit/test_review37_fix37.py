@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from qshpc.program.refs import CancelledError, TaskRef, cancel_all, mark_running
@@ -79,3 +81,25 @@ def test_every_register_that_cannot_be_a_field_is_named() -> None:
     qc.measure(0, regs[0][0])
     with pytest.raises(PubError, match=r"PUB 0: the classical registers 'items', 'keys', 'shape'"):
         SamplerV2().run([qc])
+
+
+def test_simulator_metadata_records_the_device_used_after_a_cpu_fallback() -> None:
+    """F6: device='GPU' with no usable GPU warns and runs on the CPU; the metadata said GPU."""
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer import EstimatorV2, SamplerV2
+    from qshpc.aer.device import aer_devices, gpus_hidden
+
+    if "GPU" in aer_devices() and not gpus_hidden():
+        pytest.skip("a GPU is usable here: no fallback to see")
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    options = {"backend_options": {"device": "GPU"}}
+    with warnings.catch_warnings():  # the warning is once a process: maybe given already
+        warnings.simplefilter("ignore", RuntimeWarning)
+        estimate = EstimatorV2(options=options).run([(qc, "ZZ")]).result()[0]
+        qc.measure_all()
+        sample = SamplerV2(options=options, seed=1).run([qc]).result()[0]
+    assert estimate.metadata["simulator_metadata"]["device"] == "CPU"
+    assert sample.metadata["simulator_metadata"]["device"] == "CPU"
