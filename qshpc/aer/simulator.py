@@ -298,9 +298,11 @@ def width_limit(spec: SimSpec) -> int:
 def _split_hint(width: int, limit: int) -> str:
     """What splitting the statevector over ranks would take, and what is missing for it."""
     from qshpc import settings
-    from qshpc.aer.distributed.plan import missing, ranks_needed
+    from qshpc.aer.distributed.plan import MAX_SPLIT_RANKS, missing, ranks_needed
 
     k = ranks_needed(width, limit)
+    if k > MAX_SPLIT_RANKS:  # no advice to split over a billion nodes
+        return ""
     have = rank_info().size
     lacks = missing(k, have)
     if settings.DISTRIBUTE.get() == "never":

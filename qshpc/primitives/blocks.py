@@ -32,7 +32,7 @@ from qshpc.aer.v2.prepared import key_of, prepare
 from qshpc.aer.v2.pubs import EstimatorWork, PubError, SamplerWork, cut, memory_cap, sendable
 from qshpc.aer.v2.sample import MAX_PROBABILITY_DOUBLES, sample_block
 from qshpc.errors import UserError
-from qshpc.primitives.options import BlockConfig
+from qshpc.primitives.options import BlockConfig, for_circuit
 from qshpc.program.api import distribute_task
 from qshpc.task.context import current_task, job_seed, rank_info
 from qshpc.task.seeding import derive_seed
@@ -342,6 +342,7 @@ def spread_sampler(
     if wide:
         blocks = [b for b in blocks if b[0] not in wide]
         blocks += [(pub, 0, work[pub].size) for pub in sorted(wide)]
+    configs = [for_circuit(config, w.circuit) for w in work]  # method="automatic": per PUB
     refs = []
     for pub, start, stop in blocks:
         w = work[pub]
@@ -350,14 +351,16 @@ def spread_sampler(
             task = split_task("sampler", wide[pub], cache)
         else:
             task = block_task("sampler", cache)
-        refs.append(task(qpy, key, w.values[start:stop], w.shots, seed, pub, start, config))
+        refs.append(task(qpy, key, w.values[start:stop], w.shots, seed, pub, start, configs[pub]))
 
     def finish(outputs: list[Any]) -> Any:
         per_pub: list[list[tuple[int, int, list[np.ndarray]]]] = [[] for _ in work]
         for (pub, start, stop), arrays in zip(blocks, outputs, strict=True):
             per_pub[pub].append((start, stop, arrays))
         results = [
-            assemble.sampler_pub_result(w, per_pub[w.index], _simulator(config, per_pub[w.index]))
+            assemble.sampler_pub_result(
+                w, per_pub[w.index], _simulator(configs[w.index], per_pub[w.index])
+            )
             for w in work
         ]
         return assemble.primitive_result(results, seed)
@@ -390,6 +393,7 @@ def spread_estimator(
     per_pub_blocks = [0] * len(work)
     for pub, _, _ in blocks:
         per_pub_blocks[pub] += 1
+    configs = [for_circuit(config, w.circuit) for w in work]  # method="automatic": per PUB
     refs = []
     block = block_task("estimator", cache)
     picked: list[tuple[int, np.ndarray]] = []
@@ -397,7 +401,7 @@ def spread_estimator(
         w = work[pub]
         qpy, key = circuits.get(w.circuit)
         task = split_task("estimator", (wide or {})[pub], cache)
-        refs.append(task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config))
+        refs.append(task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, configs[pub]))
         picked.append((pub, np.arange(len(w.elem_row))))
     for pub, start, stop in blocks:
         w = work[pub]
@@ -411,7 +415,9 @@ def spread_estimator(
             rows, local_row = np.unique(w.elem_row[part], return_inverse=True)
             used, local_obs = np.unique(w.elem_obs[part], return_inverse=True)
             observables = [w.observables[int(o)] for o in used]
-            refs.append(block(qpy, key, w.values[rows], observables, local_row, local_obs, config))
+            refs.append(
+                block(qpy, key, w.values[rows], observables, local_row, local_obs, configs[pub])
+            )
             picked.append((pub, part))
 
     def finish(outputs: list[Any]) -> Any:
@@ -420,7 +426,7 @@ def spread_estimator(
             per_pub[pub].append((elements, evs))
         results = [
             assemble.estimator_pub_result(
-                w, per_pub[w.index], seed, _simulator(config, per_pub[w.index])
+                w, per_pub[w.index], seed, _simulator(configs[w.index], per_pub[w.index])
             )
             for w in work
         ]
@@ -458,10 +464,12 @@ def inline_sampler(
     (:func:`cached_here`): each PUB not in ``wide`` is then one call of it (the
     key and record of the same block sent to a worker), else None.
     """
-    spec = sim_spec(config.method, config.device, config.precision)
+    given = config
     circuits = _Circuits()
     results = []
     for w in work:
+        config = for_circuit(given, w.circuit)  # method="automatic": per PUB
+        spec = sim_spec(config.method, config.device, config.precision)
         qpy, key = circuits.get(w.circuit)
         if task is not None and not (wide and w.index in wide):
             ref = task(qpy, key, w.values, w.shots, seed, w.index, 0, config)
@@ -495,10 +503,12 @@ def inline_estimator(
 
     ``task``: as for :func:`inline_sampler`.
     """
-    spec = sim_spec(config.method, config.device, config.precision)
+    given = config
     circuits = _Circuits()
     results = []
     for w in work:
+        config = for_circuit(given, w.circuit)  # method="automatic": per PUB
+        spec = sim_spec(config.method, config.device, config.precision)
         qpy, key = circuits.get(w.circuit)
         if task is not None and not (wide and w.index in wide):
             ref = task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config)

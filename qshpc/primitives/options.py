@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qshpc.errors import UserError
@@ -166,14 +166,32 @@ def block_config(options: Options, estimator: bool = False) -> BlockConfig:
     extra = {**backend, **run}
     noisy = any(extra.get(k) is not None for k in NOISY_KEYS)
     default = "density_matrix" if estimator and noisy else "statevector"
+    method = str(spec.get("method", default))
+    if method == "automatic" and estimator and noisy:
+        method = "density_matrix"  # the one method that gives exact noisy values
     return BlockConfig(
-        method=str(spec.get("method", default)),
+        method=method,
         device=spec.get("device"),
         precision=str(spec.get("precision", "double")),
         level=options.optimization_level,
         run_options=extra or None,
         noisy=noisy,
     )
+
+
+def for_circuit(config: BlockConfig, circuit: Any) -> BlockConfig:
+    """``config`` for one PUB's circuit: ``method="automatic"`` resolved as Aer resolves it.
+
+    ``stabilizer`` for a Clifford circuit (of any width, as Aer's primitives run it),
+    else ``statevector`` (:func:`qshpc.aer.isa.automatic_method`); the PUB's blocks
+    build that simulator, its width limit applies and its ``simulator_metadata`` names it.
+    Any other method is the config as it is.
+    """
+    if config.method != "automatic":
+        return config
+    from qshpc.aer.isa import automatic_method
+
+    return replace(config, method=automatic_method(circuit, config.noisy))
 
 
 def options_from_backend(
@@ -209,6 +227,7 @@ __all__ = [
     "aer_option_names",
     "block_config",
     "check_backend_options",
+    "for_circuit",
     "options_from_backend",
     "parse_options",
 ]

@@ -56,3 +56,53 @@ def test_cancel_is_all_or_nothing(qshpc_home: Path, tmp_path: Path) -> None:
         assert cancelled and blocks_cancelled == blocks == 8 and rows == "CancelledError"
     else:
         assert not cancelled and blocks_cancelled == 0 and rows == 64
+
+
+AUTOMATIC = """\
+from qiskit import QuantumCircuit
+from qshpc import save_result
+from qshpc.aer import EstimatorV2, SamplerV2
+
+auto = {"backend_options": {"method": "automatic"}, "rows_per_task": 1}
+ghz = QuantumCircuit(60)
+ghz.h(0)
+for q in range(59):
+    ghz.cx(q, q + 1)
+t = QuantumCircuit(3)
+t.h(range(3))
+t.t(0)
+t.cx(0, 2)
+t.measure_all()
+sampled = SamplerV2(seed=3, options=auto).run([ghz.measure_all(inplace=False), t], shots=200)
+estimated = EstimatorV2(options=auto).run([(ghz, ["Z" * 60, "X" * 60])])
+s, e = sampled.result(), estimated.result()
+save_result({
+    "methods": [p.metadata["simulator_metadata"]["method"] for p in [*s, *e]],
+    "ghz": s[0].data.meas.get_counts(),
+    "t": s[1].data.meas.array.tolist(),
+    "evs": e[0].data.evs.tolist(),
+})
+"""
+
+
+def test_automatic_on_the_workers_is_the_same_as_here(qshpc_home: Path, tmp_path: Path) -> None:
+    """F1 over ranks: the blocks sent to workers build the method chosen for their PUB."""
+    import numpy as np
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer import SamplerV2
+
+    job = run_program(qshpc_home, tmp_path / "auto.py", AUTOMATIC, ranks=3, timeout=200)
+    out = job.result()
+    assert out["methods"] == ["stabilizer", "statevector", "stabilizer"]
+    assert set(out["ghz"]) == {"0" * 60, "1" * 60} and out["evs"] == [1.0, 1.0]
+    t = QuantumCircuit(3)
+    t.h(range(3))
+    t.t(0)
+    t.cx(0, 2)
+    t.measure_all()
+    here = SamplerV2(seed=3, options={"backend_options": {"method": "statevector"}})
+    spare = QuantumCircuit(1)
+    spare.measure_all()
+    array = here.run([spare, t], shots=200).result()[1].data.meas.array
+    assert np.array_equal(array, np.array(out["t"], dtype=np.uint8))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,58 @@ def test_simulator_metadata_records_the_device_used_after_a_cpu_fallback() -> No
         sample = SamplerV2(options=options, seed=1).run([qc]).result()[0]
     assert estimate.metadata["simulator_metadata"]["device"] == "CPU"
     assert sample.metadata["simulator_metadata"]["device"] == "CPU"
+
+
+def _ghz(n: int, measured: bool) -> Any:
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    for q in range(n - 1):
+        qc.cx(q, q + 1)
+    if measured:
+        qc.measure_all()
+    return qc
+
+
+def test_automatic_runs_a_wide_clifford_circuit_on_the_stabilizer_method() -> None:
+    """F1: method='automatic' was taken for the statevector: a 60-qubit GHZ circuit, which
+    Aer's primitives run at once (their automatic picks the stabilizer), was refused."""
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer import EstimatorV2, SamplerV2
+
+    auto = {"backend_options": {"method": "automatic"}}
+    t = QuantumCircuit(3)  # not Clifford: the statevector, bit for bit as method='statevector'
+    t.h(range(3))
+    t.t(0)
+    t.cx(0, 2)
+    t.measure_all()
+    result = SamplerV2(seed=3, options=auto).run([_ghz(60, True), t], shots=200).result()
+    counts = result[0].data.meas.get_counts()
+    assert set(counts) == {"0" * 60, "1" * 60} and sum(counts.values()) == 200
+    assert [p.metadata["simulator_metadata"]["method"] for p in result] == [
+        "stabilizer",
+        "statevector",
+    ]
+    plain = SamplerV2(seed=3, options={"backend_options": {"method": "statevector"}})
+    with pytest.raises(ValueError, match=r"PUB 0: .* 60 qubits"):
+        plain.run([_ghz(60, True), t], shots=200)
+    t_only = plain.run([_ghz(3, True), t], shots=200).result()[1].data.meas.array
+    assert (t_only == result[1].data.meas.array).all()
+    evs = EstimatorV2(options=auto).run([(_ghz(60, False), ["Z" * 60, "X" * 60])]).result()
+    assert evs[0].data.evs.tolist() == [1.0, 1.0]
+    assert evs[0].metadata["simulator_metadata"]["method"] == "stabilizer"
+
+
+def test_a_wide_clifford_circuit_on_the_statevector_gets_no_billion_node_advice() -> None:
+    """F1: the refusal (the default method) suggested `--nodes 1073741824`; it names
+    method='automatic' for a Clifford circuit instead."""
+    from qshpc.aer import SamplerV2
+    from qshpc.aer.v2.pubs import PubError
+
+    with pytest.raises(PubError) as caught:
+        SamplerV2().run([_ghz(60, True)])
+    text = str(caught.value)
+    assert "1,073,741,824" not in text and "--nodes" not in text, text
+    assert "it is a Clifford circuit: options={'backend_options': {'method': 'automatic'}}" in text
