@@ -199,7 +199,9 @@ def run_here_or_spread(
     work: Sequence[Any],
     config: BlockConfig,
     inline: Callable[[dict[int, int], Any], Any],
-    spread: Callable[[int, dict[int, int]], tuple[list[Any], Callable[[list[Any]], Any]]],
+    spread: Callable[
+        [int, dict[int, int]], tuple[list[Any], Callable[[list[Any]], Any], list[int]]
+    ],
     block: Any = None,
 ) -> Any:
     """Spread the blocks over the workers (rank 0 of a program), else run them here.
@@ -227,8 +229,8 @@ def run_here_or_spread(
         wide = {pub: max(k, every) for pub, k in wide.items()}
     workers = worker_count()
     if workers > 0 and work:
-        refs, finish = spread(workers, wide)
-        return TasksJob(new_id(kind), refs, finish)
+        refs, finish, pubs = spread(workers, wide)
+        return TasksJob(new_id(kind), refs, finish, pubs)
     task = cached_here(block) if block is not None else None
     return LocalJob(
         new_id(kind),

@@ -20,7 +20,8 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -314,7 +315,8 @@ class _Circuits:
         return hit[1], hit[2]
 
 
-Submitted = tuple[list[Any], Callable[[list[Any]], Any]]
+#: The refs of a run's blocks, how to assemble their outputs, and the PUB of each ref.
+Submitted = tuple[list[Any], Callable[[list[Any]], Any], list[int]]
 
 
 def spread_sampler(
@@ -365,7 +367,7 @@ def spread_sampler(
         ]
         return assemble.primitive_result(results, seed)
 
-    return refs, finish
+    return refs, finish, [pub for pub, _, _ in blocks]
 
 
 def spread_estimator(
@@ -432,7 +434,32 @@ def spread_estimator(
         ]
         return assemble.primitive_result(results, seed)
 
-    return refs, finish
+    return refs, finish, [pub for pub, _ in picked]
+
+
+@contextmanager
+def pub_errors(pub: int) -> Iterator[None]:
+    """Name PUB ``pub`` in an error raised while it runs here (as a block's error names it).
+
+    A task's error (a block run as a cached call) gets ``PUB i: `` before its message;
+    a qshpc ``UserError`` (Aer's method cannot run the circuit...) becomes a
+    ``PubError`` with it; any other error gets a note naming the PUB.
+    """
+    from qshpc.errors import TaskError
+    from qshpc.primitives.jobs import name_pub
+
+    try:
+        yield
+    except TaskError as exc:
+        name_pub(exc, pub)
+        raise
+    except PubError:
+        raise
+    except UserError as exc:
+        raise PubError(f"PUB {pub}: {exc}") from exc
+    except Exception as exc:
+        exc.add_note(f"(while PUB {pub} ran)")
+        raise
 
 
 def _simulator(config: BlockConfig, blocks: Sequence[Any]) -> dict[str, Any]:
@@ -468,27 +495,30 @@ def inline_sampler(
     circuits = _Circuits()
     results = []
     for w in work:
-        config = for_circuit(given, w.circuit)  # method="automatic": per PUB
-        spec = sim_spec(config.method, config.device, config.precision)
-        qpy, key = circuits.get(w.circuit)
-        if task is not None and not (wide and w.index in wide):
-            ref = task(qpy, key, w.values, w.shots, seed, w.index, 0, config)
-            results.append(
-                assemble.sampler_pub_result(w, [(0, w.size, ref.result())], _simulator(config, [w]))
-            )
-            continue
-        prepared = prepare(key, w.circuit, spec, config.level)
-        if wide and w.index in wide:
-            from qshpc.aer.v2.split import sample_split
+        with pub_errors(w.index):
+            config = for_circuit(given, w.circuit)  # method="automatic": per PUB
+            spec = sim_spec(config.method, config.device, config.precision)
+            qpy, key = circuits.get(w.circuit)
+            if task is not None and not (wide and w.index in wide):
+                ref = task(qpy, key, w.values, w.shots, seed, w.index, 0, config)
+                results.append(
+                    assemble.sampler_pub_result(
+                        w, [(0, w.size, ref.result())], _simulator(config, [w])
+                    )
+                )
+                continue
+            prepared = prepare(key, w.circuit, spec, config.level)
+            if wide and w.index in wide:
+                from qshpc.aer.v2.split import sample_split
 
-            arrays = sample_split(prepared, w.values, w.shots, seed, w.index, 0, wide[w.index])
-        else:
-            arrays = sample_block(
-                prepared, w.values, w.shots, seed, w.index, 0, config.run_options, config.noisy
+                arrays = sample_split(prepared, w.values, w.shots, seed, w.index, 0, wide[w.index])
+            else:
+                arrays = sample_block(
+                    prepared, w.values, w.shots, seed, w.index, 0, config.run_options, config.noisy
+                )
+            results.append(
+                assemble.sampler_pub_result(w, [(0, w.size, arrays)], _simulator(config, [w]))
             )
-        results.append(
-            assemble.sampler_pub_result(w, [(0, w.size, arrays)], _simulator(config, [w]))
-        )
     return assemble.primitive_result(results, seed)
 
 
@@ -507,31 +537,34 @@ def inline_estimator(
     circuits = _Circuits()
     results = []
     for w in work:
-        config = for_circuit(given, w.circuit)  # method="automatic": per PUB
-        spec = sim_spec(config.method, config.device, config.precision)
-        qpy, key = circuits.get(w.circuit)
-        if task is not None and not (wide and w.index in wide):
-            ref = task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config)
-            evs, everything = ref.result(), np.arange(len(w.elem_row))
+        with pub_errors(w.index):
+            config = for_circuit(given, w.circuit)  # method="automatic": per PUB
+            spec = sim_spec(config.method, config.device, config.precision)
+            qpy, key = circuits.get(w.circuit)
+            if task is not None and not (wide and w.index in wide):
+                ref = task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config)
+                evs, everything = ref.result(), np.arange(len(w.elem_row))
+                results.append(
+                    assemble.estimator_pub_result(
+                        w, [(everything, evs)], seed, _simulator(config, [w])
+                    )
+                )
+                continue
+            prepared = prepare(key, w.circuit, spec, config.level)
+            if wide and w.index in wide:
+                from qshpc.aer.v2.split import estimate_split
+
+                evs = estimate_split(
+                    prepared, w.values, w.observables, w.elem_row, w.elem_obs, wide[w.index]
+                )
+            else:
+                evs = estimate_block(
+                    prepared, w.values, w.observables, w.elem_row, w.elem_obs, config.run_options
+                )
+            everything = np.arange(len(w.elem_row))
             results.append(
                 assemble.estimator_pub_result(w, [(everything, evs)], seed, _simulator(config, [w]))
             )
-            continue
-        prepared = prepare(key, w.circuit, spec, config.level)
-        if wide and w.index in wide:
-            from qshpc.aer.v2.split import estimate_split
-
-            evs = estimate_split(
-                prepared, w.values, w.observables, w.elem_row, w.elem_obs, wide[w.index]
-            )
-        else:
-            evs = estimate_block(
-                prepared, w.values, w.observables, w.elem_row, w.elem_obs, config.run_options
-            )
-        everything = np.arange(len(w.elem_row))
-        results.append(
-            assemble.estimator_pub_result(w, [(everything, evs)], seed, _simulator(config, [w]))
-        )
     return assemble.primitive_result(results, seed)
 
 

@@ -106,3 +106,39 @@ def test_automatic_on_the_workers_is_the_same_as_here(qshpc_home: Path, tmp_path
     spare.measure_all()
     array = here.run([spare, t], shots=200).result()[1].data.meas.array
     assert np.array_equal(array, np.array(out["t"], dtype=np.uint8))
+
+
+FAILS = """\
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter
+from qshpc import save_result
+from qshpc.aer import SamplerV2
+
+a = Parameter("a")
+ok = QuantumCircuit(2)
+ok.h(0)
+ok.cx(0, 1)
+ok.rz(a, 1)
+ok.measure_all()
+t = QuantumCircuit(2)
+t.h(0)
+t.t(0)
+t.cx(0, 1)
+t.measure_all()
+options = {"backend_options": {"method": "stabilizer"}, "rows_per_task": 1}
+job = SamplerV2(seed=1, options=options).run([(ok, np.pi * np.arange(4)), t])
+try:
+    job.result()
+    save_result("no error")
+except Exception as exc:
+    save_result(str(exc).splitlines()[0])
+"""
+
+
+def test_a_block_error_names_its_pub_not_only_the_task(qshpc_home: Path, tmp_path: Path) -> None:
+    """F5: 'task p4 (qshpc.SamplerV2) failed ...' named no PUB (a task id is none)."""
+    job = run_program(qshpc_home, tmp_path / "fails.py", FAILS, ranks=3, timeout=200)
+    text = job.result()
+    assert text.startswith("PUB 1: task p4 (qshpc.SamplerV2) failed on rank"), text
+    assert "not Clifford, as this rank runs it: rz(0.7854)" in text

@@ -159,3 +159,30 @@ def test_a_wide_clifford_circuit_on_the_statevector_gets_no_billion_node_advice(
     text = str(caught.value)
     assert "1,073,741,824" not in text and "--nodes" not in text, text
     assert "it is a Clifford circuit: options={'backend_options': {'method': 'automatic'}}" in text
+
+
+def test_an_error_while_a_pub_runs_names_the_pub_the_gate_and_the_default() -> None:
+    """F5: no PUB, 'automatic (the default)' where the default is statevector, and only Aer's
+    'invalid parameters' (the transpile had made the T gate an rz)."""
+    from qiskit import QuantumCircuit
+
+    from qshpc.aer import EstimatorV2, SamplerV2
+    from qshpc.aer.v2.pubs import PubError
+
+    t = QuantumCircuit(2)
+    t.h(0)
+    t.t(0)
+    t.cx(0, 1)
+    ok = _ghz(2, False)
+    stabilizer = {"backend_options": {"method": "stabilizer"}}
+    job = EstimatorV2(options=stabilizer).run([(ok, "ZZ"), (t, "ZZ")])
+    with pytest.raises(PubError) as caught:
+        job.result()
+    text = str(caught.value)
+    assert text.startswith("PUB 1: Aer's 'stabilizer' method cannot run this circuit"), text
+    assert "not Clifford, as this rank runs it: rz(0.7854)" in text
+    assert "method='statevector' (the default) or 'automatic'" in text
+    t.measure_all()
+    job = SamplerV2(options=stabilizer).run([_ghz(2, True), t])
+    with pytest.raises(PubError, match=r"^PUB 1: Aer's 'stabilizer' method cannot run"):
+        job.result()
