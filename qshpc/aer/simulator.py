@@ -133,6 +133,14 @@ def get_simulator(spec: SimSpec) -> Any:
         return sim
 
 
+@functools.cache
+def aer_option_names() -> frozenset[str]:
+    """The options ``AerSimulator`` takes (what Aer's primitives build it with)."""
+    from qiskit_aer import AerSimulator
+
+    return frozenset(vars(AerSimulator._default_options()))
+
+
 def get_pass_manager(spec: SimSpec, optimization_level: int = 1) -> StagedPassManager:
     """Return this process's preset pass manager for ``spec``'s simulator.
 
@@ -338,6 +346,7 @@ __all__ = [
     "METHODS",
     "PRECISIONS",
     "SimSpec",
+    "aer_option_names",
     "check_level",
     "check_width",
     "get_pass_manager",

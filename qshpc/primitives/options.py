@@ -109,19 +109,6 @@ class BlockConfig:
     noisy: bool = False
 
 
-def aer_option_names() -> frozenset[str]:
-    """The options ``AerSimulator`` takes (what Aer's primitives build it with)."""
-    global _AER_OPTIONS
-    if _AER_OPTIONS is None:
-        from qiskit_aer import AerSimulator
-
-        _AER_OPTIONS = frozenset(vars(AerSimulator._default_options()))
-    return _AER_OPTIONS
-
-
-_AER_OPTIONS: frozenset[str] | None = None
-
-
 def check_backend_options(backend: Mapping[Any, Any]) -> None:
     """Refuse a backend option ``AerSimulator`` does not have (a misspelled name ran as if unset).
 
@@ -132,6 +119,7 @@ def check_backend_options(backend: Mapping[Any, Any]) -> None:
     """
     import difflib
 
+    from qshpc.aer.simulator import aer_option_names
     from qshpc.aer.v2.pubs import PubError
 
     unknown = [k for k in backend if k not in SPEC_KEYS + NOISY_KEYS]
@@ -224,7 +212,6 @@ def options_from_backend(
 __all__ = [
     "BlockConfig",
     "Options",
-    "aer_option_names",
     "block_config",
     "check_backend_options",
     "for_circuit",
