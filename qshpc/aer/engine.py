@@ -485,7 +485,7 @@ def _not_clifford(experiments: list[QuantumCircuit], spec: SimSpec) -> str:
     """
     if spec.method != "stabilizer":  # extended_stabilizer runs non-Clifford gates
         return ""
-    from qshpc.aer.isa import basis, stabilizer_spec
+    from qshpc.aer.isa import basis, non_clifford_rz, stabilizer_spec
 
     names = basis(stabilizer_spec())
     found: list[str] = []
@@ -493,13 +493,7 @@ def _not_clifford(experiments: list[QuantumCircuit], spec: SimSpec) -> str:
         for inst in circuit.data:
             op = inst.operation
             bad = op.name not in names and not op.name.startswith("save_")
-            if op.name == "rz":
-                try:
-                    turns = float(op.params[0]) / (math.pi / 2)
-                    bad = abs(turns - round(turns)) > 1e-10
-                except (TypeError, ValueError):
-                    bad = True  # a parameter Aer binds per row
-            if bad:
+            if bad or non_clifford_rz(op):
                 args = ", ".join(f"{float(p):.4g}" if _is_number(p) else str(p) for p in op.params)
                 text = f"{op.name}({args})" if op.params else op.name
                 if text not in found:

@@ -86,21 +86,28 @@ def stabilizer_spec() -> SimSpec:
 def _clifford(circuit: QuantumCircuit, names: frozenset[str]) -> bool:
     if not _runs_as_is(circuit, names):
         return False
-    import math
-
     for inst in circuit.data:
         op = inst.operation
-        if op.name == "rz":
-            try:
-                turns = float(op.params[0]) / (math.pi / 2)
-            except (TypeError, ValueError):  # a parameter: Clifford or not, row by row
-                return False
-            if abs(turns - round(turns)) > 1e-10:
-                return False
+        if non_clifford_rz(op):
+            return False
         for block in getattr(op, "blocks", ()):
             if not _clifford(block, names):
                 return False
     return True
+
+
+def non_clifford_rz(op: Any) -> bool:
+    """True for an ``rz`` the stabilizer method refuses: not by a bound multiple of pi/2
+    (a parameter counts: Clifford or not, row by row)."""
+    if op.name != "rz":
+        return False
+    import math
+
+    try:
+        turns = float(op.params[0]) / (math.pi / 2)
+    except (TypeError, ValueError):
+        return True
+    return abs(turns - round(turns)) > 1e-10
 
 
 def untranspilable(circuit: QuantumCircuit, spec: SimSpec) -> str | None:
@@ -233,6 +240,7 @@ __all__ = [
     "automatic_method",
     "basis",
     "is_isa",
+    "non_clifford_rz",
     "reset_caches",
     "stabilizer_spec",
     "untranspilable",
