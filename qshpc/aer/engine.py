@@ -467,13 +467,50 @@ def run_aer(
         status = str(result.status)
         if "invalid instructions" in status or "invalid parameters" in status:
             raise UserError(
-                f"Aer's {spec.method!r} method cannot run this circuit ({status.strip()}): use "
-                "method='automatic' (the default) or 'statevector'; the stabilizer methods "
+                f"Aer's {spec.method!r} method cannot run this circuit ({status.strip()})"
+                f"{_not_clifford(experiments, spec)}: use "
+                "method='statevector' (the default) or 'automatic'; the stabilizer methods "
                 "run Clifford circuits only, and 'unitary', 'superop' and "
                 "'extended_stabilizer' give no probabilities to read a distribution from"
             )
         raise RuntimeError(f"Aer failed: {status}")
     return result
+
+
+def _not_clifford(experiments: list[QuantumCircuit], spec: SimSpec) -> str:
+    """For the stabilizer method: the operations of ``experiments`` that are no Clifford gate.
+
+    Aer's own text names them only as "invalid parameters" once the transpile has made
+    a ``t`` into an ``rz(pi/4)``; this names those (the first three).
+    """
+    if spec.method != "stabilizer":  # extended_stabilizer runs non-Clifford gates
+        return ""
+    from qshpc.aer.isa import basis, non_clifford_rz, stabilizer_spec
+
+    names = basis(stabilizer_spec())
+    found: list[str] = []
+    for circuit in experiments:
+        for inst in circuit.data:
+            op = inst.operation
+            bad = op.name not in names and not op.name.startswith("save_")
+            if bad or non_clifford_rz(op):
+                args = ", ".join(f"{float(p):.4g}" if _is_number(p) else str(p) for p in op.params)
+                text = f"{op.name}({args})" if op.params else op.name
+                if text not in found:
+                    found.append(text)
+            if len(found) == 3:
+                break
+    if not found:
+        return ""
+    return f"; not Clifford, as this rank runs it: {', '.join(found)}"
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _parametrized_phase(

@@ -59,6 +59,57 @@ def _runs_as_is(circuit: QuantumCircuit, names: frozenset[str]) -> bool:
     return True
 
 
+def automatic_method(circuit: QuantumCircuit, noisy: bool = False) -> str:
+    """The method Aer's ``method="automatic"`` picks for ``circuit``, as a concrete name.
+
+    As Aer's controller: ``stabilizer`` when every operation is one the stabilizer
+    method runs (Clifford gates, an ``rz`` only by a bound multiple of pi/2,
+    measurements, resets, control flow of those) and there is no noise model;
+    otherwise ``statevector`` (where Aer would take ``density_matrix`` for a noisy
+    circuit of fewer qubits than log2(shots), or ``matrix_product_state`` for one
+    too wide for the memory, qshpc keeps the statevector: sampled by Aer, or split
+    over ranks, or refused with what to change). Boxes count as their bodies and
+    custom gates named like standard ones as their definitions.
+    """
+    if not noisy and _clifford(unbox(unshadow(circuit)), basis(stabilizer_spec())):
+        return "stabilizer"
+    return "statevector"
+
+
+def stabilizer_spec() -> SimSpec:
+    """This rank's stabilizer simulator spec (its basis is what :func:`automatic_method` reads)."""
+    from qshpc.aer.simulator import sim_spec
+
+    return sim_spec("stabilizer", "CPU")
+
+
+def _clifford(circuit: QuantumCircuit, names: frozenset[str]) -> bool:
+    if not _runs_as_is(circuit, names):
+        return False
+    for inst in circuit.data:
+        op = inst.operation
+        if non_clifford_rz(op):
+            return False
+        for block in getattr(op, "blocks", ()):
+            if not _clifford(block, names):
+                return False
+    return True
+
+
+def non_clifford_rz(op: Any) -> bool:
+    """True for an ``rz`` the stabilizer method refuses: not by a bound multiple of pi/2
+    (a parameter counts: Clifford or not, row by row)."""
+    if op.name != "rz":
+        return False
+    import math
+
+    try:
+        turns = float(op.params[0]) / (math.pi / 2)
+    except (TypeError, ValueError):
+        return True
+    return abs(turns - round(turns)) > 1e-10
+
+
 def untranspilable(circuit: QuantumCircuit, spec: SimSpec) -> str | None:
     """Why neither Aer nor the pass manager can run an operation of ``circuit``, or None.
 
@@ -184,4 +235,13 @@ def reset_caches() -> None:
         _basis.clear()
 
 
-__all__ = ["aer_forms", "basis", "is_isa", "reset_caches", "untranspilable"]
+__all__ = [
+    "aer_forms",
+    "automatic_method",
+    "basis",
+    "is_isa",
+    "non_clifford_rz",
+    "reset_caches",
+    "stabilizer_spec",
+    "untranspilable",
+]

@@ -133,6 +133,14 @@ def get_simulator(spec: SimSpec) -> Any:
         return sim
 
 
+@functools.cache
+def aer_option_names() -> frozenset[str]:
+    """The options ``AerSimulator`` takes (what Aer's primitives build it with)."""
+    from qiskit_aer import AerSimulator
+
+    return frozenset(vars(AerSimulator._default_options()))
+
+
 def get_pass_manager(spec: SimSpec, optimization_level: int = 1) -> StagedPassManager:
     """Return this process's preset pass manager for ``spec``'s simulator.
 
@@ -298,9 +306,11 @@ def width_limit(spec: SimSpec) -> int:
 def _split_hint(width: int, limit: int) -> str:
     """What splitting the statevector over ranks would take, and what is missing for it."""
     from qshpc import settings
-    from qshpc.aer.distributed.plan import missing, ranks_needed
+    from qshpc.aer.distributed.plan import MAX_SPLIT_RANKS, missing, ranks_needed
 
     k = ranks_needed(width, limit)
+    if k > MAX_SPLIT_RANKS:  # no advice to split over a billion nodes
+        return ""
     have = rank_info().size
     lacks = missing(k, have)
     if settings.DISTRIBUTE.get() == "never":
@@ -336,6 +346,7 @@ __all__ = [
     "METHODS",
     "PRECISIONS",
     "SimSpec",
+    "aer_option_names",
     "check_level",
     "check_width",
     "get_pass_manager",

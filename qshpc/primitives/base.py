@@ -7,7 +7,7 @@ from typing import Any
 
 from qshpc.aer.v2.pubs import PubError
 from qshpc.primitives.jobs import LocalJob, TasksJob, new_id
-from qshpc.primitives.options import BlockConfig, Options
+from qshpc.primitives.options import BlockConfig, Options, for_circuit
 
 
 class PrimitiveSettings:
@@ -89,11 +89,11 @@ def check_widths(
     from qshpc.aer.sizing import active_width
     from qshpc.errors import UserError
 
-    spec = sim_spec(config.method, config.device, config.precision)
-    limit = width_limit(spec)
     mode = settings.DISTRIBUTE.get()
     wide: dict[int, int] = {}
     for i, circuit in enumerate(circuits):
+        spec = sim_spec(*_method_device_precision(for_circuit(config, circuit)))
+        limit = width_limit(spec)
         # a 127-qubit ISA circuit on 5 qubits: 5 (its qubits only measured read 0, unless
         # noisy: then their measurements stay, sampler_work)
         width = active_width(circuit, not config.noisy)
@@ -110,7 +110,8 @@ def check_widths(
         if width > limit and where is None:
             lacks = one_node_lacks(lacks, width, k, spec.precision)
         if lacks:
-            raise PubError(f"PUB {i}: " + refusal(circuit.name, width, limit, k, spec, lacks))
+            why = refusal(circuit.name, width, limit, k, spec, lacks)
+            raise PubError(f"PUB {i}: {why}{_clifford_hint(circuit, config, width, limit)}")
         wide[i] = k
     return wide
 
@@ -125,11 +126,29 @@ def check_operations(circuits: Sequence[Any], config: BlockConfig) -> None:
     from qshpc.aer.isa import untranspilable
     from qshpc.aer.simulator import sim_spec
 
-    spec = sim_spec(config.method, config.device, config.precision)
     for i, circuit in enumerate(circuits):
+        spec = sim_spec(*_method_device_precision(for_circuit(config, circuit)))
         reason = untranspilable(circuit, spec)
         if reason is not None:
             raise PubError(f"PUB {i}: circuit {circuit.name!r} cannot run on Aer: {reason}")
+
+
+def _clifford_hint(circuit: Any, config: BlockConfig, width: int, limit: int) -> str:
+    """For a Clifford circuit too wide for the default statevector: the method that runs it."""
+    from qshpc.aer.isa import automatic_method
+
+    if width <= limit or config.method != "statevector" or config.noisy:
+        return ""
+    if automatic_method(circuit) != "stabilizer":
+        return ""
+    return (
+        "; it is a Clifford circuit: options={'backend_options': {'method': 'automatic'}} "
+        "runs it on the stabilizer method, as Aer's primitives do by default"
+    )
+
+
+def _method_device_precision(config: BlockConfig) -> tuple[str, str | None, str]:
+    return config.method, config.device, config.precision
 
 
 def _split_lacks(
@@ -180,7 +199,9 @@ def run_here_or_spread(
     work: Sequence[Any],
     config: BlockConfig,
     inline: Callable[[dict[int, int], Any], Any],
-    spread: Callable[[int, dict[int, int]], tuple[list[Any], Callable[[list[Any]], Any]]],
+    spread: Callable[
+        [int, dict[int, int]], tuple[list[Any], Callable[[list[Any]], Any], list[int]]
+    ],
     block: Any = None,
 ) -> Any:
     """Spread the blocks over the workers (rank 0 of a program), else run them here.
@@ -208,8 +229,8 @@ def run_here_or_spread(
         wide = {pub: max(k, every) for pub, k in wide.items()}
     workers = worker_count()
     if workers > 0 and work:
-        refs, finish = spread(workers, wide)
-        return TasksJob(new_id(kind), refs, finish)
+        refs, finish, pubs = spread(workers, wide)
+        return TasksJob(new_id(kind), refs, finish, pubs)
     task = cached_here(block) if block is not None else None
     return LocalJob(
         new_id(kind),

@@ -20,7 +20,8 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from qshpc.aer.v2.prepared import key_of, prepare
 from qshpc.aer.v2.pubs import EstimatorWork, PubError, SamplerWork, cut, memory_cap, sendable
 from qshpc.aer.v2.sample import MAX_PROBABILITY_DOUBLES, sample_block
 from qshpc.errors import UserError
-from qshpc.primitives.options import BlockConfig
+from qshpc.primitives.options import BlockConfig, for_circuit
 from qshpc.program.api import distribute_task
 from qshpc.task.context import current_task, job_seed, rank_info
 from qshpc.task.seeding import derive_seed
@@ -314,7 +315,8 @@ class _Circuits:
         return hit[1], hit[2]
 
 
-Submitted = tuple[list[Any], Callable[[list[Any]], Any]]
+#: The refs of a run's blocks, how to assemble their outputs, and the PUB of each ref.
+Submitted = tuple[list[Any], Callable[[list[Any]], Any], list[int]]
 
 
 def spread_sampler(
@@ -342,6 +344,7 @@ def spread_sampler(
     if wide:
         blocks = [b for b in blocks if b[0] not in wide]
         blocks += [(pub, 0, work[pub].size) for pub in sorted(wide)]
+    configs = [for_circuit(config, w.circuit) for w in work]  # method="automatic": per PUB
     refs = []
     for pub, start, stop in blocks:
         w = work[pub]
@@ -350,19 +353,21 @@ def spread_sampler(
             task = split_task("sampler", wide[pub], cache)
         else:
             task = block_task("sampler", cache)
-        refs.append(task(qpy, key, w.values[start:stop], w.shots, seed, pub, start, config))
+        refs.append(task(qpy, key, w.values[start:stop], w.shots, seed, pub, start, configs[pub]))
 
     def finish(outputs: list[Any]) -> Any:
         per_pub: list[list[tuple[int, int, list[np.ndarray]]]] = [[] for _ in work]
         for (pub, start, stop), arrays in zip(blocks, outputs, strict=True):
             per_pub[pub].append((start, stop, arrays))
         results = [
-            assemble.sampler_pub_result(w, per_pub[w.index], _simulator(config, per_pub[w.index]))
+            assemble.sampler_pub_result(
+                w, per_pub[w.index], _simulator(configs[w.index], per_pub[w.index])
+            )
             for w in work
         ]
         return assemble.primitive_result(results, seed)
 
-    return refs, finish
+    return refs, finish, [pub for pub, _, _ in blocks]
 
 
 def spread_estimator(
@@ -390,6 +395,7 @@ def spread_estimator(
     per_pub_blocks = [0] * len(work)
     for pub, _, _ in blocks:
         per_pub_blocks[pub] += 1
+    configs = [for_circuit(config, w.circuit) for w in work]  # method="automatic": per PUB
     refs = []
     block = block_task("estimator", cache)
     picked: list[tuple[int, np.ndarray]] = []
@@ -397,7 +403,7 @@ def spread_estimator(
         w = work[pub]
         qpy, key = circuits.get(w.circuit)
         task = split_task("estimator", (wide or {})[pub], cache)
-        refs.append(task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config))
+        refs.append(task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, configs[pub]))
         picked.append((pub, np.arange(len(w.elem_row))))
     for pub, start, stop in blocks:
         w = work[pub]
@@ -411,7 +417,9 @@ def spread_estimator(
             rows, local_row = np.unique(w.elem_row[part], return_inverse=True)
             used, local_obs = np.unique(w.elem_obs[part], return_inverse=True)
             observables = [w.observables[int(o)] for o in used]
-            refs.append(block(qpy, key, w.values[rows], observables, local_row, local_obs, config))
+            refs.append(
+                block(qpy, key, w.values[rows], observables, local_row, local_obs, configs[pub])
+            )
             picked.append((pub, part))
 
     def finish(outputs: list[Any]) -> Any:
@@ -420,19 +428,53 @@ def spread_estimator(
             per_pub[pub].append((elements, evs))
         results = [
             assemble.estimator_pub_result(
-                w, per_pub[w.index], seed, _simulator(config, per_pub[w.index])
+                w, per_pub[w.index], seed, _simulator(configs[w.index], per_pub[w.index])
             )
             for w in work
         ]
         return assemble.primitive_result(results, seed)
 
-    return refs, finish
+    return refs, finish, [pub for pub, _ in picked]
+
+
+@contextmanager
+def pub_errors(pub: int) -> Iterator[None]:
+    """Name PUB ``pub`` in an error raised while it runs here (as a block's error names it).
+
+    A task's error (a block run as a cached call) gets ``PUB i: `` before its message;
+    a qshpc ``UserError`` (Aer's method cannot run the circuit...) becomes a
+    ``PubError`` with it; any other error gets a note naming the PUB.
+    """
+    from qshpc.errors import TaskError
+    from qshpc.primitives.jobs import name_pub
+
+    try:
+        yield
+    except TaskError as exc:
+        name_pub(exc, pub)
+        raise
+    except PubError:
+        raise
+    except UserError as exc:
+        raise PubError(f"PUB {pub}: {exc}") from exc
+    except Exception as exc:
+        exc.add_note(f"(while PUB {pub} ran)")
+        raise
 
 
 def _simulator(config: BlockConfig, blocks: Sequence[Any]) -> dict[str, Any]:
-    """A PUB result's ``simulator_metadata``: the run's simulator and the PUB's task count."""
+    """A PUB result's ``simulator_metadata``: the run's simulator and the PUB's task count.
+
+    ``device``, when one was asked, is the device it resolves to (``"CPU"`` where a GPU
+    was asked and none is usable: the blocks ran there, after the warning), not the one
+    asked. Resolved here, as each rank resolves it (the same build and GPUs per node; each
+    task's own is in its provenance, ``qshpc report``).
+    """
+    from qshpc.aer.device import resolve_device
+
+    device = None if config.device is None else resolve_device(config.device)[0]
     return assemble.simulator_metadata(
-        config.method, config.precision, config.device, config.noisy, len(blocks)
+        config.method, config.precision, device, config.noisy, len(blocks)
     )
 
 
@@ -449,29 +491,34 @@ def inline_sampler(
     (:func:`cached_here`): each PUB not in ``wide`` is then one call of it (the
     key and record of the same block sent to a worker), else None.
     """
-    spec = sim_spec(config.method, config.device, config.precision)
+    given = config
     circuits = _Circuits()
     results = []
     for w in work:
-        qpy, key = circuits.get(w.circuit)
-        if task is not None and not (wide and w.index in wide):
-            ref = task(qpy, key, w.values, w.shots, seed, w.index, 0, config)
-            results.append(
-                assemble.sampler_pub_result(w, [(0, w.size, ref.result())], _simulator(config, [w]))
-            )
-            continue
-        prepared = prepare(key, w.circuit, spec, config.level)
-        if wide and w.index in wide:
-            from qshpc.aer.v2.split import sample_split
+        with pub_errors(w.index):
+            config = for_circuit(given, w.circuit)  # method="automatic": per PUB
+            spec = sim_spec(config.method, config.device, config.precision)
+            qpy, key = circuits.get(w.circuit)
+            if task is not None and not (wide and w.index in wide):
+                ref = task(qpy, key, w.values, w.shots, seed, w.index, 0, config)
+                results.append(
+                    assemble.sampler_pub_result(
+                        w, [(0, w.size, ref.result())], _simulator(config, [w])
+                    )
+                )
+                continue
+            prepared = prepare(key, w.circuit, spec, config.level)
+            if wide and w.index in wide:
+                from qshpc.aer.v2.split import sample_split
 
-            arrays = sample_split(prepared, w.values, w.shots, seed, w.index, 0, wide[w.index])
-        else:
-            arrays = sample_block(
-                prepared, w.values, w.shots, seed, w.index, 0, config.run_options, config.noisy
+                arrays = sample_split(prepared, w.values, w.shots, seed, w.index, 0, wide[w.index])
+            else:
+                arrays = sample_block(
+                    prepared, w.values, w.shots, seed, w.index, 0, config.run_options, config.noisy
+                )
+            results.append(
+                assemble.sampler_pub_result(w, [(0, w.size, arrays)], _simulator(config, [w]))
             )
-        results.append(
-            assemble.sampler_pub_result(w, [(0, w.size, arrays)], _simulator(config, [w]))
-        )
     return assemble.primitive_result(results, seed)
 
 
@@ -486,33 +533,38 @@ def inline_estimator(
 
     ``task``: as for :func:`inline_sampler`.
     """
-    spec = sim_spec(config.method, config.device, config.precision)
+    given = config
     circuits = _Circuits()
     results = []
     for w in work:
-        qpy, key = circuits.get(w.circuit)
-        if task is not None and not (wide and w.index in wide):
-            ref = task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config)
-            evs, everything = ref.result(), np.arange(len(w.elem_row))
+        with pub_errors(w.index):
+            config = for_circuit(given, w.circuit)  # method="automatic": per PUB
+            spec = sim_spec(config.method, config.device, config.precision)
+            qpy, key = circuits.get(w.circuit)
+            if task is not None and not (wide and w.index in wide):
+                ref = task(qpy, key, w.values, w.observables, w.elem_row, w.elem_obs, config)
+                evs, everything = ref.result(), np.arange(len(w.elem_row))
+                results.append(
+                    assemble.estimator_pub_result(
+                        w, [(everything, evs)], seed, _simulator(config, [w])
+                    )
+                )
+                continue
+            prepared = prepare(key, w.circuit, spec, config.level)
+            if wide and w.index in wide:
+                from qshpc.aer.v2.split import estimate_split
+
+                evs = estimate_split(
+                    prepared, w.values, w.observables, w.elem_row, w.elem_obs, wide[w.index]
+                )
+            else:
+                evs = estimate_block(
+                    prepared, w.values, w.observables, w.elem_row, w.elem_obs, config.run_options
+                )
+            everything = np.arange(len(w.elem_row))
             results.append(
                 assemble.estimator_pub_result(w, [(everything, evs)], seed, _simulator(config, [w]))
             )
-            continue
-        prepared = prepare(key, w.circuit, spec, config.level)
-        if wide and w.index in wide:
-            from qshpc.aer.v2.split import estimate_split
-
-            evs = estimate_split(
-                prepared, w.values, w.observables, w.elem_row, w.elem_obs, wide[w.index]
-            )
-        else:
-            evs = estimate_block(
-                prepared, w.values, w.observables, w.elem_row, w.elem_obs, config.run_options
-            )
-        everything = np.arange(len(w.elem_row))
-        results.append(
-            assemble.estimator_pub_result(w, [(everything, evs)], seed, _simulator(config, [w]))
-        )
     return assemble.primitive_result(results, seed)
 
 

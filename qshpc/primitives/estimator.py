@@ -97,13 +97,14 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
         from qshpc.aer.v2.pubs import estimator_work
 
         work = estimator_work(pubs, self.default_precision if precision is None else precision)
-        config = block_config(self._options)
+        config = block_config(self._options, estimator=True)
         if config.noisy and config.method != "density_matrix":
             raise PubError(
                 "EstimatorV2 computes exact expectation values, and with a noise model that "
                 f"needs Aer's density_matrix method (the {config.method} method follows one "
                 "random trajectory: the values are those of one noisy run, not the average); "
-                "use options={'backend_options': {'noise_model': ..., 'method': 'density_matrix'}}"
+                "use options={'backend_options': {'noise_model': ..., 'method': 'density_matrix'}} "
+                "or leave 'method' out (density_matrix is then the default)"
             )
         blocks.check_seed(self._seed, self._options.run_options)
         if self._mode is not None:

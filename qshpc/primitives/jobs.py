@@ -72,10 +72,17 @@ class TasksJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
         refs: The tasks' references (one per block).
     """
 
-    def __init__(self, job_id: str, refs: list[Any], finish: Callable[[list[Any]], Any]) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        refs: list[Any],
+        finish: Callable[[list[Any]], Any],
+        pubs: list[int] | None = None,
+    ) -> None:
         super().__init__(job_id)
         self.refs = refs
         self._finish = finish
+        self._pubs = pubs
         self._result: Any = None
         self._lock = threading.Lock()
 
@@ -83,15 +90,31 @@ class TasksJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
         """Wait for every block and return the ``PrimitiveResult``.
 
         Raises:
-            TaskError: A block failed (its remote traceback inside).
+            TaskError: A block failed (its remote traceback inside; ``PUB i: `` first).
             TimeoutError: Not done within ``timeout`` seconds.
         """
+        from qshpc.errors import TaskError
+
         with self._lock:
             if self._result is None:
                 from qshpc.program.api import results_of
 
-                self._result = self._finish(results_of(self.refs, timeout))
+                try:
+                    outputs = results_of(self.refs, timeout)
+                except TaskError as exc:
+                    self._name_pub(exc)
+                    raise
+                self._result = self._finish(outputs)
             return self._result
+
+    def _name_pub(self, exc: BaseException) -> None:
+        """Put the PUB of the block that raised ``exc`` before its message."""
+        if self._pubs is None:
+            return
+        for ref, pub in zip(self.refs, self._pubs, strict=True):
+            if ref.done() and not ref.cancelled() and ref.exception() is exc:
+                name_pub(exc, pub)
+                return
 
     def status(self) -> JobStatus:
         """DONE, ERROR, CANCELLED, RUNNING or QUEUED, from the blocks' states."""
@@ -111,8 +134,24 @@ class TasksJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
         return all(r.done() for r in self.refs)
 
     def cancel(self) -> bool:
-        """Cancel the blocks not yet sent to a worker; True when none of them runs any more."""
-        return all([r.cancel() or r.done() for r in self.refs])
+        """Cancel the job if none of its blocks has started (as Qiskit's ``future.cancel()``).
+
+        All or nothing: True when every block was still queued (now all cancelled:
+        ``result()`` raises ``CancelledError``); False when any block runs or ended,
+        and then nothing is cancelled, so ``result()`` still returns the whole result.
+        """
+        from qshpc.program.refs import cancel_all
+
+        return cancel_all(self.refs)
+
+
+def name_pub(exc: BaseException, pub: int) -> None:
+    """Put ``PUB <pub>: `` before a block task's error message (once): a task id is no PUB."""
+    from qshpc.errors import TaskError
+
+    prefix = f"PUB {pub}: "
+    if isinstance(exc, TaskError) and not exc._message.startswith(prefix):
+        exc._message = prefix + exc._message
 
 
 class LocalJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
@@ -171,4 +210,4 @@ class LocalJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
         return self._done.is_set() and self._result is None
 
 
-__all__ = ["LocalJob", "TasksJob", "new_id"]
+__all__ = ["LocalJob", "TasksJob", "name_pub", "new_id"]

@@ -98,11 +98,12 @@ def _start(
                 "(int(x), float(x), x.tolist()) or run without mode="
             )
     # an operation no rank can run failed the job it had started: refuse it before
-    check_operations([w.circuit for w in work], block_config(primitive.options))
+    config = block_config(primitive.options, estimator=kind == "estimator")
+    check_operations([w.circuit for w in work], config)
     if type(mode).__name__ == "LocalClient":  # the ranks are this machine: check widths here
         workers = getattr(mode, "workers", None)
         ranks = None if workers is None else int(workers) + 1
-        check_widths([w.circuit for w in work], block_config(primitive.options), kind, ranks)
+        check_widths([w.circuit for w in work], config, kind, ranks)
     seed = primitive.seed if isinstance(primitive.seed, int) else None
     job = mode.run(_program(title), arguments=arguments, seed=seed)
     return ClientJob(job)

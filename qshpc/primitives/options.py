@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qshpc.errors import UserError
@@ -69,6 +69,7 @@ def parse_options(options: Mapping[str, Any] | Options | None) -> Options:
         if not isinstance(getattr(out, name), Mapping):
             raise UserError(f"options[{name!r}] must be a dict")
         setattr(out, name, dict(getattr(out, name)))
+    check_backend_options(out.backend_options)
     noise = out.backend_options.get("noise_model")
     if noise is not None and not (hasattr(noise, "basis_gates") and hasattr(noise, "to_dict")):
         # Aer's primitives fail on it with AttributeError ('str' object has no attribute
@@ -108,20 +109,77 @@ class BlockConfig:
     noisy: bool = False
 
 
-def block_config(options: Options) -> BlockConfig:
-    """The :class:`BlockConfig` of a primitive's options."""
+def check_backend_options(backend: Mapping[Any, Any]) -> None:
+    """Refuse a backend option ``AerSimulator`` does not have (a misspelled name ran as if unset).
+
+    Aer's primitives raise ``AerError: 'Invalid option ...'`` for it.
+
+    Raises:
+        PubError: Naming each such option and the nearest valid names.
+    """
+    import difflib
+
+    from qshpc.aer.simulator import aer_option_names
+    from qshpc.aer.v2.pubs import PubError
+
+    unknown = [k for k in backend if k not in SPEC_KEYS + NOISY_KEYS]
+    if not unknown:
+        return
+    valid = aer_option_names()
+    bad = [k for k in unknown if k not in valid]
+    if not bad:
+        return
+    parts = []
+    for name in bad:
+        near = difflib.get_close_matches(str(name), sorted(valid), 3, 0.5)
+        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+        parts.append(f"{name!r}{hint}")
+    raise PubError(
+        f"unknown backend option(s) {', '.join(parts)}: options['backend_options'] takes "
+        "AerSimulator's options (AerSimulator().options lists them), as Aer's primitives do"
+    )
+
+
+def block_config(options: Options, estimator: bool = False) -> BlockConfig:
+    """The :class:`BlockConfig` of a primitive's options.
+
+    ``estimator``: for ``EstimatorV2``, whose values are exact: with a noise model
+    and no ``method``, the method is ``density_matrix`` (as ``from_backend`` sets it;
+    Aer's EstimatorV2 runs such options as they are).
+    """
+    check_backend_options(options.backend_options)  # set after construction too
     backend = dict(options.backend_options)
     spec = {k: backend.pop(k) for k in SPEC_KEYS if k in backend}
     run = {k: v for k, v in options.run_options.items() if k not in _OWN_RUN_KEYS}
     extra = {**backend, **run}
+    noisy = any(extra.get(k) is not None for k in NOISY_KEYS)
+    default = "density_matrix" if estimator and noisy else "statevector"
+    method = str(spec.get("method", default))
+    if method == "automatic" and estimator and noisy:
+        method = "density_matrix"  # the one method that gives exact noisy values
     return BlockConfig(
-        method=str(spec.get("method", "statevector")),
+        method=method,
         device=spec.get("device"),
         precision=str(spec.get("precision", "double")),
         level=options.optimization_level,
         run_options=extra or None,
-        noisy=any(extra.get(k) is not None for k in NOISY_KEYS),
+        noisy=noisy,
     )
+
+
+def for_circuit(config: BlockConfig, circuit: Any) -> BlockConfig:
+    """``config`` for one PUB's circuit: ``method="automatic"`` resolved as Aer resolves it.
+
+    ``stabilizer`` for a Clifford circuit (of any width, as Aer's primitives run it),
+    else ``statevector`` (:func:`qshpc.aer.isa.automatic_method`); the PUB's blocks
+    build that simulator, its width limit applies and its ``simulator_metadata`` names it.
+    Any other method is the config as it is.
+    """
+    if config.method != "automatic":
+        return config
+    from qshpc.aer.isa import automatic_method
+
+    return replace(config, method=automatic_method(circuit, config.noisy))
 
 
 def options_from_backend(
@@ -151,4 +209,12 @@ def options_from_backend(
     return {k: getattr(given, k) for k in Options.__dataclass_fields__}
 
 
-__all__ = ["BlockConfig", "Options", "block_config", "options_from_backend", "parse_options"]
+__all__ = [
+    "BlockConfig",
+    "Options",
+    "block_config",
+    "check_backend_options",
+    "for_circuit",
+    "options_from_backend",
+    "parse_options",
+]

@@ -189,13 +189,17 @@ class TaskRef(Future[T]):
         with _cond:
             if self._st != _PENDING:
                 return self._st == _CANCELLED
-            self._st = _CANCELLED
-            self._error = CancelledError(f"task {self.task_id} ({self.function}) was cancelled")
-            for waiter in self.__dict__.get("_w", ()):
-                waiter.add_cancelled(self)
+            self._cancel_locked()
             _cond.notify_all()
         self._run_callbacks()
         return True
+
+    def _cancel_locked(self) -> None:
+        """Mark a pending task cancelled (the caller holds ``_cond`` and notifies)."""
+        self._st = _CANCELLED
+        self._error = CancelledError(f"task {self.task_id} ({self.function}) was cancelled")
+        for waiter in self.__dict__.get("_w", ()):
+            waiter.add_cancelled(self)
 
     def set_running_or_notify_cancel(self) -> bool:
         """Mark the task running; False when it was cancelled (as ``Future`` does)."""
@@ -488,6 +492,27 @@ def resolve_values(chunks: Iterable[tuple[list[TaskRef[Any]], list[Any]]]) -> No
         for refs, values in chunks
         for ref, value in zip(refs, values, strict=True)
     )
+
+
+def cancel_all(refs: Iterable[Any]) -> bool:
+    """Cancel every reference or none, as one ``Future.cancel()`` of their whole.
+
+    Under the lock dispatch takes (:func:`mark_running`): when none of them has
+    started (each still queued, or cancelled already), all are cancelled and
+    True is returned; when any runs or has ended, nothing is cancelled and
+    False is returned, so their results all still come.
+    """
+    refs = list(refs)
+    with _cond:
+        if not all(isinstance(r, TaskRef) and r._st in (_PENDING, _CANCELLED) for r in refs):
+            return False
+        fresh = [r for r in refs if r._st == _PENDING]
+        for ref in fresh:
+            ref._cancel_locked()
+        _cond.notify_all()
+    for ref in fresh:
+        ref._run_callbacks()
+    return True
 
 
 def mark_running(refs: Iterable[TaskRef[Any]]) -> bool:

@@ -273,7 +273,8 @@ def test_estimator_v2_with_a_noise_model_needs_the_density_matrix() -> None:
     EstimatorV2 gives -0.5): refused with the fix; the density matrix gives the average."""
     qc, noise = _depolarized_x()
     with pytest.raises(PubError, match="needs Aer's density_matrix method"):
-        EstimatorV2(options={"backend_options": {"noise_model": noise}}).run([(qc, "Z")])
+        options = {"backend_options": {"noise_model": noise, "method": "statevector"}}
+        EstimatorV2(options=options).run([(qc, "Z")])
     options = {"backend_options": {"noise_model": noise, "method": "density_matrix"}}
     evs = EstimatorV2(options=options).run([(qc, "Z")]).result()[0].data.evs
     assert evs == pytest.approx(-0.5, abs=1e-12)

@@ -27,6 +27,9 @@ from qshpc.aer.sizing import estimate_memory_bytes
 
 #: Aer methods whose statevector a step can split (``automatic`` is a statevector here).
 METHODS = ("statevector", "automatic")
+#: The most ranks (each with a node's memory) a refusal suggests splitting over: a circuit
+#: that would need more is refused without split advice (60 qubits: 1,073,741,824 nodes).
+MAX_SPLIT_RANKS = 1024
 
 
 def node_bytes() -> int:
@@ -172,11 +175,16 @@ def refusal(name: str, width: int, limit: int, k: int, spec: Any, lacks: list[st
             f"{k} ranks, but {why}; unset QSHPC_DISTRIBUTE to run it on one rank"
         )
     gib = estimate_memory_bytes(width, "statevector", spec.precision) / GIB
+    split = (
+        f"it would run split over {k:,} ranks, each with this node's memory, "
+        f"but {why} (docs/distributed.md); or "
+        if k <= MAX_SPLIT_RANKS
+        else ""
+    )
     return (
         f"circuit {name!r} has {width} qubits: more than the {limit} that Aer's "
         f"{spec.method} method can hold in this node's memory (it would need about "
-        f"{gib:,.0f} GiB); it would run split over {k:,} ranks, each with this node's memory, "
-        f"but {why} (docs/distributed.md); or use fewer qubits, "
+        f"{gib:,.0f} GiB); {split}use fewer qubits, "
         "method='matrix_product_state' (low entanglement) or method='stabilizer' "
         "(Clifford circuits)"
     )
@@ -228,6 +236,7 @@ def setting_text() -> str:
 
 
 __all__ = [
+    "MAX_SPLIT_RANKS",
     "METHODS",
     "check_hosts",
     "missing",

@@ -328,14 +328,25 @@ def _check_register_names(circuit: QuantumCircuit, index: int) -> None:
     """
     from qiskit.primitives.containers import DataBin  # type: ignore[import-untyped]
 
+    bad: list[str] = []
+    why: list[str] = []
     for creg in circuit.cregs:
         try:
             DataBin(**{creg.name: None}, shape=())
         except (TypeError, ValueError) as exc:
-            raise PubError(
-                f"PUB {index}: the classical register {creg.name!r} cannot be a field of the "
-                f"result's DataBin ({exc}); rename the register"
-            ) from exc
+            bad.append(creg.name)
+            why.append(str(exc))
+    if len(bad) == 1:
+        raise PubError(
+            f"PUB {index}: the classical register {bad[0]!r} cannot be a field of the "
+            f"result's DataBin ({why[0]}); rename the register"
+        )
+    if bad:  # every one, as Qiskit lists them: one rename each, not one run each
+        raise PubError(
+            f"PUB {index}: the classical registers {', '.join(map(repr, bad))} cannot be "
+            f"fields of the result's DataBin (cannot assign with these field names: {bad}); "
+            "rename the registers"
+        )
 
 
 def _flat_values(bindings: Any, circuit: QuantumCircuit, index: int) -> np.ndarray:
