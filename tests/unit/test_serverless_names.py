@@ -100,14 +100,13 @@ KEYWORDS = {
     "QuantumServerless.run": ["program", "arguments", "config"],
     "QuantumServerless.upload": ["program"],
     "QuantumServerless.get_job_by_id": ["job_id"],
-    "QuantumServerless.file_download": ["file", "target_name", "download_location"],
     "QuantumServerless.file_upload": ["file"],
     "QuantumServerless.file_delete": ["file"],
     "QuantumServerless.context": ["provider"],
     "QuantumServerless.set_provider": ["provider"],
     "QuantumServerless.add_provider": ["provider"],
     "LocalClient.run": ["program", "arguments", "config"],
-    "LocalClient.file_download": ["file", "target_name", "download_location"],
+    # file_download takes both of qiskit-serverless's orders: tests/unit/test_fix36_files.py
     "BaseProvider": ["name", "host", "token", "compute_resource", "available_compute_resources"],
     "Job.result": ["wait", "cadence", "verbose"],
 }
