@@ -59,3 +59,24 @@ def test_a_data_path_of_ones_own_wins(tmp_path: Path, qshpc_home: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert (mine / "my_file.tar").is_file()
     assert os.listdir(mine) == ["my_file.tar"]
+
+
+def test_result_maxwait_returns_none_while_the_job_runs_then_the_result(tmp_path: Path) -> None:
+    """review36 F3: qs 0.12's ``result(maxwait=N)`` was a TypeError (unexpected keyword)."""
+    from qshpc import LocalClient, Program, UserError
+
+    go = tmp_path / "go"
+    (tmp_path / "p.py").write_text(
+        "import os, time\nfrom qshpc import save_result\n"
+        f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.05)\nsave_result({{'x': 1}})\n"
+    )
+    program = Program(title="mw", entrypoint="p.py", working_dir=str(tmp_path))
+    job = LocalClient(workers=0).run(program)
+    assert job.result(wait=True, cadence=0.05, verbose=False, maxwait=2) is None
+    assert job.result(cadence=0.05, maxwait=1, timeout=60) is None  # the smaller limit
+    go.write_text("")
+    assert job.result(cadence=0.2, maxwait=0) == {"x": 1}  # 0: no limit
+    assert job.result(maxwait=1) == {"x": 1}
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(UserError, match="maxwait= must be a whole number"):
+            job.result(maxwait=bad)
