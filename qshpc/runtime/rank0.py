@@ -103,6 +103,7 @@ def run_job(
         stopsig.stop_on_hangup()
     defer_signals()  # a cancel before the program starts or while the job's end is stored
     export_data_path(create=True)  # qiskit-serverless 0.26's DATA_PATH, for the program
+    context.set_in_job()
     info = context.rank_info()
     try:
         tee = LogTee(job_dir / "logs" / "rank-0.out")

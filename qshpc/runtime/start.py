@@ -73,6 +73,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     os.environ.pop(settings.CACHE_JOB.name, None)  # not for the runs a program or task starts
     if info.rank != 0:
         export_data_path(create=False)  # rank 0's run_job makes the folder
+        context.set_in_job()
         return _serve(spec, wiring, info, cache_job)
     job_dir, error, failure = _prepare(spec, scheduler)
     _tell_workers(

@@ -80,3 +80,94 @@ def test_result_maxwait_returns_none_while_the_job_runs_then_the_result(tmp_path
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(UserError, match="maxwait= must be a whole number"):
             job.result(maxwait=bad)
+
+
+LOGGER_PROGRAM = """
+from qshpc import (ServerlessError, distribute_task, get, get_logger, get_provider_logger,
+                   is_running_in_serverless, is_trial, save_result, send_error)
+
+user_logger = get_logger()
+get_logger().info("User log")
+user_logger.info("User multiline\\nlog")
+user_logger.warning("User log")
+print("DELAY STARTS", flush=True)
+get_provider_logger().error("Provider log")
+
+@distribute_task()
+def inside():
+    get_logger().info("from the task")
+    return is_running_in_serverless()
+
+@distribute_task()
+def bad():
+    raise ServerlessError("E1", "boom", {"a": 1})
+
+try:
+    get(bad())
+except ServerlessError as e:
+    caught = [e.code, e.message, e.details]
+sent = send_error(1000, "My error message", "MyPersonalizedError", {"k": 1})
+save_result({"job": is_running_in_serverless(), "task": get(inside()), "trial": is_trial(),
+             "caught": caught, "sent": sent})
+"""
+
+
+@pytest.mark.parametrize("ranks", [None, 2])
+def test_qiskit_serverless_0_30_names_work_in_a_job(
+    tmp_path: Path, qshpc_home: Path, ranks: int | None
+) -> None:
+    """review36 F4: qs's gold_path_function.py / logger.py: ImportError get_logger before."""
+    program = tmp_path / "logger.py"
+    program.write_text(LOGGER_PROGRAM)
+    job = tmp_path / "job"
+    args = ["run", str(program), "--job-dir", str(job)]
+    out = run_cli(*args, *(["--workers", "0"] if ranks is None else []), ranks=ranks, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    from qshpc import open_job
+
+    assert open_job(str(job)).result() == {
+        "job": True, "task": True, "trial": False, "caught": ["E1", "boom", {"a": 1}], "sent": True
+    }  # fmt: skip
+    log = (job / "logs" / "rank-0.out").read_text()
+    assert (
+        "INFO: User log\nINFO: User multiline\nINFO: log\nWARNING: User log\nDELAY STARTS\n"
+        "ERROR: Provider log\n"
+    ) in log, log
+    assert "ERROR: Error 1000: MyPersonalizedError: My error message {'k': 1}\n" in log, log
+    if ranks == 2:
+        assert "INFO: from the task\n" in (job / "logs" / "rank-1.out").read_text()
+
+
+def test_outside_a_job_is_running_in_serverless_is_false() -> None:
+    import pickle
+
+    import qshpc
+
+    assert qshpc.is_running_in_serverless() is False and qshpc.is_trial() is False
+    err = pickle.loads(pickle.dumps(qshpc.ServerlessError("E2", "msg", "more")))
+    assert (err.code, err.message, err.details, str(err)) == ("E2", "msg", "more", "[E2] msg\nmore")
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ("import ray", "call f(x) instead of f.remote(x)"),
+        ("from ray import remote", "get, put and wait are ray.get, ray.put and ray.wait"),
+        (
+            "from qshpc.core.decorators import remote",
+            "import every quantum-serverless name from qshpc",
+        ),
+        ("import qshpc.utils", "there is no module qshpc.utils"),
+        ("from qshpc import get_runtime_service", "docs/quantum-serverless.md lists each"),
+    ],
+)
+def test_a_ray_or_qiskit_serverless_import_says_what_to_import_instead(
+    tmp_path: Path, line: str, hint: str
+) -> None:
+    """review36 F4: `import ray`, `qshpc.core...`, a qs name qshpc lacks: no hint before."""
+    program = tmp_path / "p.py"
+    program.write_text(line + "\n")
+    out = run_cli("run", str(program), "--workers", "0", "--job-dir", str(tmp_path / "job"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    assert "qshpc: hint: " in text and hint in text, text

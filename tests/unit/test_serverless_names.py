@@ -63,6 +63,7 @@ def test_import_stays_cheap_with_the_serverless_names() -> None:
     code = (
         "import sys\n"
         "from qshpc import QuantumServerless, get_refs_by_status, QiskitPattern, Target, Job\n"
+        "from qshpc import get_logger, ServerlessError, is_running_in_serverless, send_error\n"
         "print([m for m in ('qiskit', 'h5py', 'mpi4py', 'submitit') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
