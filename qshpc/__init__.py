@@ -38,6 +38,7 @@ _EXPORTS = {
     "load_arguments": "qshpc.store",
     "QshpcError": "qshpc.errors",
     "UserError": "qshpc.errors",
+    "UsageError": "qshpc.errors",
     "TaskError": "qshpc.errors",
     "ResourceError": "qshpc.errors",
     "JobFailedError": "qshpc.errors",
@@ -116,6 +117,7 @@ if TYPE_CHECKING:
         ResourceError,
         SerializationError,
         TaskError,
+        UsageError,
         UserError,
     )
     from qshpc.jobs.paths import data_dir
@@ -202,6 +204,7 @@ __all__ = [
     "Target",
     "TaskError",
     "TaskRef",
+    "UsageError",
     "UserError",
     "__version__",
     "as_completed",
