@@ -1,7 +1,7 @@
 """qiskit-serverless 0.18-0.35's program-side names that need no gateway.
 
 ``get_logger`` and ``get_provider_logger`` (``logging`` loggers writing
-``LEVEL: message`` lines, one per line of the message, to the rank's log: what
+``LEVEL: message`` lines, one per line of the message, to the rank's stdout and log: what
 qiskit-serverless's job logs showed), ``ServerlessError`` (an error with a code),
 ``send_error`` (the error goes to the rank's log: there is no gateway to send it
 to), ``is_running_in_serverless`` (True in a rank of a qshpc job) and ``is_trial``
@@ -31,11 +31,16 @@ class _LinesFormatter(logging.Formatter):
 
 
 class _RankLogHandler(logging.Handler):
-    """Writes to the rank's stderr as it is at each record (the job's log, once teed)."""
+    """Writes to the rank's stdout as it is at each record (the job's log, once teed).
+
+    stdout, not stderr as qiskit-serverless's: the lines then keep their place among
+    the program's prints (``INFO: User log`` before ``DELAY STARTS``, as qs's tests
+    expect); through stderr, a print's text and its newline came apart around them.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            stream = sys.stderr
+            stream = sys.stdout
             stream.write(self.format(record) + "\n")
             stream.flush()
         except Exception:

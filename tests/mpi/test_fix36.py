@@ -87,10 +87,11 @@ from qshpc import (ServerlessError, distribute_task, get, get_logger, get_provid
                    is_running_in_serverless, is_trial, save_result, send_error)
 
 user_logger = get_logger()
+print("Quasi distribution: {}")
 get_logger().info("User log")
 user_logger.info("User multiline\\nlog")
 user_logger.warning("User log")
-print("DELAY STARTS", flush=True)
+print("DELAY STARTS")
 get_provider_logger().error("Provider log")
 
 @distribute_task()
@@ -130,7 +131,7 @@ def test_qiskit_serverless_0_30_names_work_in_a_job(
     }  # fmt: skip
     log = (job / "logs" / "rank-0.out").read_text()
     assert (
-        "INFO: User log\nINFO: User multiline\nINFO: log\nWARNING: User log\nDELAY STARTS\n"
+        "Quasi distribution: {}\nINFO: User log\nINFO: User multiline\nINFO: log\nWARNING: User log\nDELAY STARTS\n"
         "ERROR: Provider log\n"
     ) in log, log
     assert "ERROR: Error 1000: MyPersonalizedError: My error message {'k': 1}\n" in log, log
