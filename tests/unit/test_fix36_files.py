@@ -47,7 +47,9 @@ def test_a_bad_function_or_a_bad_call_says_what_it_takes(tmp_path: Path) -> None
     client = LocalClient()
     src = tmp_path / "x.txt"
     src.write_text("x")
-    with pytest.raises(UserError, match="function must be a QiskitFunction .* or its title, got int"):
+    with pytest.raises(
+        UserError, match=r"function must be a QiskitFunction .* or its title, got int"
+    ):
         client.files(3)
     with pytest.raises(UserError, match="provider must be a QiskitFunction"):
         client.file_upload(str(src), provider=1.5)
