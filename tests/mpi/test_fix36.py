@@ -1,4 +1,6 @@
-"""review36 F2, F4: qiskit-serverless programs' DATA_PATH, loggers and import hints in a job."""
+"""review36 F2, F3, F4: qiskit-serverless programs' DATA_PATH, result(maxwait=), 0.30's names.
+
+(F4's import hints: tests/mpi/test_import_hint.py.)"""
 
 from __future__ import annotations
 
@@ -10,6 +12,18 @@ import pytest
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.mpi
+
+
+def _run(tmp_path: Path, text: str, ranks: int | None) -> Path:
+    """Run ``text`` as a job (``--workers 0``, or under ``mpiexec -n ranks``); its folder."""
+    program = tmp_path / "program.py"
+    program.write_text(text)
+    job = tmp_path / "job"
+    args = ["run", str(program), "--job-dir", str(job)]
+    out = run_cli(*args, *(["--workers", "0"] if ranks is None else []), ranks=ranks, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return job
+
 
 DATA_PROGRAM = """
 import json, os, tarfile
@@ -33,12 +47,7 @@ def test_a_job_has_data_path_naming_the_data_folder(
 ) -> None:
     """qs 0.26's produce_files.py wrote to f"{DATA_PATH}/my_file.tar": 'None/my_file.tar' before."""
     monkeypatch.delenv("DATA_PATH", raising=False)
-    program = tmp_path / "produce.py"
-    program.write_text(DATA_PROGRAM)
-    job = tmp_path / "job"
-    args = ["run", str(program), "--job-dir", str(job)]
-    out = run_cli(*args, *(["--workers", "0"] if ranks is None else []), ranks=ranks, cwd=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
+    job = _run(tmp_path, DATA_PROGRAM, ranks)
     data = qshpc_home / "data"
     assert (data / "my_file.tar").is_file()
     from qshpc import open_job
@@ -118,12 +127,7 @@ def test_qiskit_serverless_0_30_names_work_in_a_job(
     tmp_path: Path, qshpc_home: Path, ranks: int | None
 ) -> None:
     """review36 F4: qs's gold_path_function.py / logger.py: ImportError get_logger before."""
-    program = tmp_path / "logger.py"
-    program.write_text(LOGGER_PROGRAM)
-    job = tmp_path / "job"
-    args = ["run", str(program), "--job-dir", str(job)]
-    out = run_cli(*args, *(["--workers", "0"] if ranks is None else []), ranks=ranks, cwd=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
+    job = _run(tmp_path, LOGGER_PROGRAM, ranks)
     from qshpc import open_job
 
     assert open_job(str(job)).result() == {
@@ -147,28 +151,3 @@ def test_outside_a_job_is_running_in_serverless_is_false() -> None:
     assert qshpc.is_running_in_serverless() is False and qshpc.is_trial() is False
     err = pickle.loads(pickle.dumps(qshpc.ServerlessError("E2", "msg", "more")))
     assert (err.code, err.message, err.details, str(err)) == ("E2", "msg", "more", "[E2] msg\nmore")
-
-
-@pytest.mark.parametrize(
-    ("line", "hint"),
-    [
-        ("import ray", "call f(x) instead of f.remote(x)"),
-        ("from ray import remote", "get, put and wait are ray.get, ray.put and ray.wait"),
-        (
-            "from qshpc.core.decorators import remote",
-            "import every quantum-serverless name from qshpc",
-        ),
-        ("import qshpc.utils", "there is no module qshpc.utils"),
-        ("from qshpc import get_runtime_service", "docs/quantum-serverless.md lists each"),
-    ],
-)
-def test_a_ray_or_qiskit_serverless_import_says_what_to_import_instead(
-    tmp_path: Path, line: str, hint: str
-) -> None:
-    """review36 F4: `import ray`, `qshpc.core...`, a qs name qshpc lacks: no hint before."""
-    program = tmp_path / "p.py"
-    program.write_text(line + "\n")
-    out = run_cli("run", str(program), "--workers", "0", "--job-dir", str(tmp_path / "job"))
-    assert out.returncode == 1, out.stdout + out.stderr
-    text = out.stdout + out.stderr
-    assert "qshpc: hint: " in text and hint in text, text
