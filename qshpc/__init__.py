@@ -38,6 +38,7 @@ _EXPORTS = {
     "load_arguments": "qshpc.store",
     "QshpcError": "qshpc.errors",
     "UserError": "qshpc.errors",
+    "UsageError": "qshpc.errors",
     "TaskError": "qshpc.errors",
     "ResourceError": "qshpc.errors",
     "JobFailedError": "qshpc.errors",
@@ -70,6 +71,15 @@ for _name in (
 ):  # fmt: skip
     _EXPORTS[_name] = "qshpc.program.compat"
 _EXPORTS["parallel_transpile"] = "qshpc.program.library"
+for _name in (
+    "get_logger",
+    "get_provider_logger",
+    "ServerlessError",
+    "send_error",
+    "is_running_in_serverless",
+    "is_trial",
+):  # fmt: skip  (qiskit-serverless 0.18 on)
+    _EXPORTS[_name] = "qshpc.program.serverless"
 del _name
 
 if TYPE_CHECKING:
@@ -107,6 +117,7 @@ if TYPE_CHECKING:
         ResourceError,
         SerializationError,
         TaskError,
+        UsageError,
         UserError,
     )
     from qshpc.jobs.paths import data_dir
@@ -138,6 +149,14 @@ if TYPE_CHECKING:
     from qshpc.program.library import parallel_transpile
     from qshpc.program.refs import ObjectRef, TaskRef
     from qshpc.program.resources import Target
+    from qshpc.program.serverless import (
+        ServerlessError,
+        get_logger,
+        get_provider_logger,
+        is_running_in_serverless,
+        is_trial,
+        send_error,
+    )
     from qshpc.store import load_arguments, save_arguments
     from qshpc.task.context import current_task, rank_info
 
@@ -179,11 +198,13 @@ __all__ = [
     "ResourceError",
     "SerializationError",
     "ServerlessClient",
+    "ServerlessError",
     "ServerlessProvider",
     "SlurmClient",
     "Target",
     "TaskError",
     "TaskRef",
+    "UsageError",
     "UserError",
     "__version__",
     "as_completed",
@@ -199,7 +220,11 @@ __all__ = [
     "get",
     "get_arguments",
     "get_auto_discovered_provider",
+    "get_logger",
+    "get_provider_logger",
     "get_refs_by_status",
+    "is_running_in_serverless",
+    "is_trial",
     "list_jobs",
     "load_arguments",
     "open_job",
@@ -210,6 +235,7 @@ __all__ = [
     "remote",
     "save_arguments",
     "save_result",
+    "send_error",
     "service_deserializer",
     "service_serializer",
     "update_status",

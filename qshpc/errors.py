@@ -39,6 +39,11 @@ class UserError(MessageOnly, QshpcError):
     """Bad input from the user: a missing file, a bad value. CLI exit code 2."""
 
 
+class UsageError(UserError, ValueError):
+    """A bad argument to ``get``, ``wait`` and their kin: also a ``ValueError``, as Ray raised
+    for them, so ``except ValueError`` around them in a Ray program still catches it."""
+
+
 class ResourceError(UserError):
     """A resource request that is invalid or cannot fit (unknown key, too little memory)."""
 

@@ -110,7 +110,7 @@ class JobStatus(str):
     @property
     def state(self) -> str:
         """qshpc's word for the state."""
-        return canonical(str(self))
+        return canonical(str.__str__(self))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):
@@ -126,6 +126,17 @@ class JobStatus(str):
         return equal if equal is NotImplemented else not equal
 
     __hash__ = str.__hash__
+
+    # Shown as qiskit-serverless showed it: ``RUNNING: MAPPING`` after update_status
+    # (review36 F6); the value (hash, dict keys, JSON) stays the state's word.
+    def __str__(self) -> str:
+        return self.running_text or str.__str__(self)
+
+    def __repr__(self) -> str:
+        return repr(self.running_text) if self.running_text else str.__repr__(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 __all__ = [

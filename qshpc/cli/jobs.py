@@ -354,7 +354,7 @@ def register(app: typer.Typer) -> None:
 
         timeout = seconds(timeout, "--wait", "leave --wait out not to wait")
         j = open_job(job)
-        state = j.status() if timeout is None else j.wait(timeout)
+        state = j.status().state if timeout is None else j.wait(timeout)
         if state == "DAMAGED":
             _damaged_result(j, as_json, allow_pickle)
         ref = job_ref(j.job_dir)

@@ -122,7 +122,7 @@ def remove_job(job: Job, force: bool = False) -> str:
             f"job folders; delete this one yourself if you mean to (rm -r {job.job_dir})"
         )
     try:
-        state: str = job.status()
+        state: str = job.status().state
     except Exception as exc:
         if not force:
             raise UserError(

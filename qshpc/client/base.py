@@ -254,34 +254,47 @@ class BaseProvider:
         return [self._mark(j) for j in jobs]
 
     # -- files ---------------------------------------------------------------------
-    def files(self) -> list[str]:
+    # qiskit-serverless 0.18 took ``provider=``, 0.20 on the function: ``files(function)``,
+    # ``file_upload(path, function)``, ``file_download(name, function, ...)``,
+    # ``file_delete(name, function)``. qshpc's data folder is one per user: the
+    # function is checked (a QiskitFunction or its title) and names the same folder.
+    def files(self, function: Any = None, provider: Any = None) -> list[str]:
         """Names of the files in the data folder (see :mod:`qshpc.client.files`)."""
         from qshpc.client import files
 
+        files.check_function(function)
+        files.check_function(provider, "provider")
         return files.list_files()
 
-    def file_upload(self, file: str) -> str:
+    def file_upload(self, file: str, function: Any = None, provider: Any = None) -> str:
         """Copy a local file into the data folder; return its name there."""
         from qshpc.client import files
 
+        files.check_function(function)
+        files.check_function(provider, "provider")
         return files.upload(file)
 
-    def file_download(
-        self, file: str, target_name: str | None = None, download_location: str = "./"
-    ) -> str:
-        """Copy a file of the data folder to ``download_location``; return the name written."""
+    def file_download(self, file: str, *args: Any, **kwargs: Any) -> str:
+        """Copy a file of the data folder to ``download_location``; return the name written.
+
+        Takes ``(file, function, target_name=None, download_location="./")`` (qiskit-serverless
+        0.20 on) or ``(file, target_name=None, download_location="./", provider=None)`` (earlier).
+        """
         from qshpc.client import files
 
+        target_name, download_location = files.download_args(args, kwargs)
         return files.download(file, target_name, download_location)
 
     def download(self, file: str, download_location: str = "./") -> str:
         """The deprecated name of :meth:`file_download`."""
         return self.file_download(file, None, download_location)
 
-    def file_delete(self, file: str) -> str:
+    def file_delete(self, file: str, function: Any = None, provider: Any = None) -> str:
         """Remove a file from the data folder."""
         from qshpc.client import files
 
+        files.check_function(function)
+        files.check_function(provider, "provider")
         return files.delete(file)
 
     # -- what only a gateway had --------------------------------------------------------

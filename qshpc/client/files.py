@@ -19,7 +19,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from qshpc.errors import UserError
 from qshpc.jobs.paths import data_dir as _data_dir
@@ -56,6 +56,66 @@ def check_name(name: object, what: str = "file name") -> str:
             "(no '/', no '..', not hidden); see client.files()"
         )
     return name
+
+
+def check_function(function: object, what: str = "function") -> None:
+    """Accept qiskit-serverless's ``function`` (0.20 on) or ``provider`` (0.18) argument.
+
+    qiskit-serverless kept a folder per function (or provider); qshpc has one data
+    folder per user, so the argument names no other folder and is not used. A
+    QiskitFunction (a Program), its title, or None is accepted.
+
+    Raises:
+        UserError: Anything else (a number, a path), naming what is accepted.
+    """
+    from qshpc.jobs.spec import Program
+
+    if function is None or isinstance(function, str | Program):
+        return
+    raise UserError(
+        f"{what} must be a QiskitFunction (client.function(title)) or its title, got "
+        f"{type(function).__name__}: qshpc has one data folder per user, so any function "
+        "names the same folder"
+    )
+
+
+#: ``file_download``'s arguments after the file, in qiskit-serverless's two orders.
+_OLD_ORDER = ("target_name", "download_location", "provider")  # 0.10 to 0.18
+_NEW_ORDER = ("function", "target_name", "download_location")  # 0.20 on
+
+
+def download_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, str]:
+    """``(target_name, download_location)`` from ``file_download(file, *args, **kwargs)``.
+
+    Both of qiskit-serverless's orders are accepted: ``(file, target_name,
+    download_location)`` (0.10 to 0.18, with ``provider=``) and ``(file, function,
+    target_name, download_location)`` (0.20 on); a QiskitFunction second tells them apart.
+
+    Raises:
+        UserError: An unknown keyword, too many arguments, one given twice, a bad function.
+    """
+    unknown = sorted(set(kwargs) - {*_OLD_ORDER, *_NEW_ORDER})
+    if unknown:
+        raise UserError(
+            f"file_download() got an unknown argument {unknown[0]!r}: it takes "
+            "(file, function, target_name=None, download_location='./')"
+        )
+    from qshpc.jobs.spec import Program
+
+    order = _NEW_ORDER if args and isinstance(args[0], Program) else _OLD_ORDER
+    if len(args) > len(order):
+        raise UserError(
+            f"file_download() takes at most {len(order) + 1} positional arguments "
+            f"(file, {', '.join(order)}), got {len(args) + 1}"
+        )
+    given = dict(zip(order, args, strict=False))
+    twice = sorted(set(given) & set(kwargs))
+    if twice:
+        raise UserError(f"file_download() got two values for {twice[0]!r}: give it once")
+    given.update(kwargs)
+    check_function(given.get("function"))
+    check_function(given.get("provider"), "provider")
+    return given.get("target_name"), given.get("download_location", "./")
 
 
 def list_files() -> list[str]:

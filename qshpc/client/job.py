@@ -25,7 +25,7 @@ from qshpc.client.logread import (
     _slurm_rank,
     _with_newline,
 )
-from qshpc.errors import JobFailedError, JobTimeoutError, NoResultError
+from qshpc.errors import JobFailedError, JobTimeoutError, NoResultError, UserError
 from qshpc.jobs.endnote import read_end_note
 from qshpc.jobs.paths import (
     created_key,
@@ -415,14 +415,15 @@ class Job:
         wait: bool | float = True,
         cadence: float = 5,
         verbose: bool = False,
+        maxwait: int = 0,
         *,
         timeout: float | None = None,
         allow_pickle: bool = False,
     ) -> Any:
         """Wait for the job and return what the program passed to ``save_result``.
 
-        quantum-serverless 0.10.1's signature, with qshpc's ``timeout`` and
-        ``allow_pickle`` as keywords.
+        qiskit-serverless's signature (0.12 on: ``maxwait``), with qshpc's ``timeout``
+        and ``allow_pickle`` as keywords.
 
         Args:
             wait: Wait for the job to end (False: return None while it runs). A
@@ -430,6 +431,8 @@ class Job:
             cadence: The longest pause between two looks at the job, in seconds
                 (it looks sooner at first, so short jobs return at once).
             verbose: Log a line while waiting, and one per look (``logging``, at INFO).
+            maxwait: qiskit-serverless's limit: wait at most ``maxwait`` times ``cadence``
+                seconds, then return None if the job has not ended (0: no limit).
             timeout: Give up after this many seconds (TimeoutError).
             allow_pickle: Read a result stored as a pickle (only stores you trust).
 
@@ -440,13 +443,26 @@ class Job:
         Raises:
             JobFailedError: The job ended FAILED or CANCELED (the message holds its error).
             TimeoutError: Not finished within ``timeout`` seconds.
-            UserError: ``timeout`` (or a number ``wait``) is NaN, infinite or negative.
+            UserError: ``timeout`` (or a number ``wait``) is NaN, infinite or negative;
+                ``maxwait`` is no whole number of 0 or more.
         """
         from qshpc.jobs.seconds import seconds
 
         if not isinstance(wait, bool) and isinstance(wait, (int, float)):
             wait, timeout = True, seconds(wait, "wait=", "True to wait as long as it takes")
         timeout = seconds(timeout, "timeout=", "None to wait as long as it takes")
+        if isinstance(maxwait, bool) or not isinstance(maxwait, int) or maxwait < 0:
+            raise UserError(
+                f"maxwait= must be a whole number of looks at the job, 0 or more (0: no limit), "
+                f"got {maxwait!r}"
+            )
+        limit = maxwait * max(0.01, float(cadence))
+        if wait and maxwait and (timeout is None or limit < timeout):
+            # qiskit-serverless's meaning: give up quietly after maxwait looks (None if not ended)
+            try:
+                return self.result(True, cadence, verbose, timeout=limit, allow_pickle=allow_pickle)
+            except JobTimeoutError:
+                return None
         if not wait:
             state = self._state()
             if state not in TERMINAL and state != DAMAGED:

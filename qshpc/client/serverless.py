@@ -117,23 +117,21 @@ class QuantumServerless:
         """The uploaded programs."""
         return self._selected.get_programs(**kwargs)
 
-    def files(self) -> list[str]:
-        """Names of the files in the data folder."""
-        return self._selected.files()
+    def files(self, function: Any = None, provider: Any = None) -> list[str]:
+        """Names of the files in the data folder (``function``: see :class:`BaseProvider`)."""
+        return self._selected.files(function, provider)
 
-    def file_upload(self, file: str) -> str:
+    def file_upload(self, file: str, function: Any = None, provider: Any = None) -> str:
         """Copy a local file into the data folder."""
-        return self._selected.file_upload(file)
+        return self._selected.file_upload(file, function, provider)
 
-    def file_download(
-        self, file: str, target_name: str | None = None, download_location: str = "./"
-    ) -> str:
+    def file_download(self, file: str, *args: Any, **kwargs: Any) -> str:
         """Copy a file of the data folder to ``download_location``; return the name written."""
-        return self._selected.file_download(file, target_name, download_location)
+        return self._selected.file_download(file, *args, **kwargs)
 
-    def file_delete(self, file: str) -> str:
+    def file_delete(self, file: str, function: Any = None, provider: Any = None) -> str:
         """Remove a file from the data folder."""
-        return self._selected.file_delete(file)
+        return self._selected.file_delete(file, function, provider)
 
     def context(self, provider: str | BaseProvider | None = None, **kwargs: Any) -> Any:
         """``with serverless.context():`` runs its block as is (tasks need no context in qshpc)."""

@@ -99,6 +99,29 @@ def data_dir() -> Path:
     return root
 
 
+#: qiskit-serverless's variable (0.26 on) naming the data folder inside a job.
+DATA_PATH_VAR = "DATA_PATH"
+
+
+def export_data_path(create: bool) -> None:
+    """Set ``DATA_PATH`` to the data folder in this rank's environment, as qiskit-serverless
+    did in its jobs (``f"{os.environ['DATA_PATH']}/my_file.tar"``); one set already wins.
+
+    Args:
+        create: Make the folder when missing (rank 0; the workers only name it). A folder
+            that cannot be made is named all the same: the program's own write then says why.
+    """
+    if os.environ.get(DATA_PATH_VAR):
+        return
+    root = data_root()
+    if create:
+        try:
+            root = data_dir()
+        except StoreError:
+            pass
+    os.environ[DATA_PATH_VAR] = str(root)
+
+
 #: The last id this process made: (its second, its random part).
 _last_id: tuple[str, int] = ("", 0)
 _FIRST = 1 << 23  # the first id of a second draws below this: room for the later ones

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from qshpc import settings
-from qshpc.errors import UserError
+from qshpc.errors import UsageError, UserError
 from qshpc.program import backend as _backend
 from qshpc.program.refs import (
     ObjectRef,
@@ -418,7 +418,7 @@ def get(object_refs: Any, timeout: float | None = None, progress: bool = False) 
     hint = ""
     if not isinstance(refs, (str, bytes, dict)) and hasattr(refs, "__iter__"):
         hint = " (an iterable, which Ray refuses too: pass a list, get(list(refs)))"
-    raise UserError(
+    raise UsageError(
         f"get takes a task reference or a list of them, got {type(refs).__name__}{hint}"
     )
 
@@ -463,7 +463,7 @@ def _note_wait(kind: int, t0: float, n: int) -> None:
 def _one(r: Any) -> Any:
     if isinstance(r, TaskRef):  # a result still in its bytes: decoded for this read alone
         return r._fresh() if type(r._value) is Stored else fresh(r.result())
-    raise UserError(f"get takes task references, got {type(r).__name__} in the list")
+    raise UsageError(f"get takes task references, got {type(r).__name__} in the list")
 
 
 def put(value: Any, **kwargs: Any) -> ObjectRef:
@@ -494,13 +494,13 @@ def put(value: Any, **kwargs: Any) -> ObjectRef:
 def _refs(refs: Any, what: str) -> list[Any]:
     """``refs`` as a list of references, or a UserError naming what is wrong."""
     if isinstance(refs, (TaskRef, ObjectRef)):
-        raise UserError(f"{what} takes a list of references, got a single one: {what}([ref])")
+        raise UsageError(f"{what} takes a list of references, got a single one: {what}([ref])")
     if isinstance(refs, (str, bytes, dict)) or not isinstance(refs, Iterable):
-        raise UserError(f"{what} takes a list of references, got {type(refs).__name__}")
+        raise UsageError(f"{what} takes a list of references, got {type(refs).__name__}")
     out = list(refs)
     for i, r in enumerate(out):
         if not isinstance(r, (TaskRef, ObjectRef)):
-            raise UserError(
+            raise UsageError(
                 f"{what} takes task or object references; item {i} is a {type(r).__name__}"
             )
     return out
@@ -516,7 +516,7 @@ def _timeout(timeout: Any, what: str) -> float | None:
         or math.isnan(timeout)
         or timeout < 0
     ):
-        raise UserError(
+        raise UsageError(
             f"{what}: timeout must be None or a number of seconds >= 0, got {timeout!r}"
         )
     return None if math.isinf(timeout) else float(timeout)
@@ -551,13 +551,13 @@ def wait(
     if not items:
         return [], []
     if len({id(r) for r in items}) != len(items):
-        raise UserError("wait takes distinct references: the list holds one more than once")
+        raise UsageError("wait takes distinct references: the list holds one more than once")
     if (
         isinstance(num_returns, bool)
         or not isinstance(num_returns, int)
         or not (1 <= num_returns <= len(items))
     ):
-        raise UserError(f"num_returns must be between 1 and {len(items)}, got {num_returns!r}")
+        raise UsageError(f"num_returns must be between 1 and {len(items)}, got {num_returns!r}")
     _refuse_in_callback(items, seconds, "wait")
     t0 = time.time()
     try:

@@ -326,7 +326,25 @@ def import_hint(exc: BaseException) -> str:
             "changed to qshpc (from qshpc import get_arguments, save_result, distribute_task, "
             "get; the full list: docs/quantum-serverless.md)\n"
         )
+    if name.split(".")[0] == "ray":
+        return (
+            "qshpc: hint: qshpc runs no Ray, but keeps its meaning: decorate with "
+            "@distribute_task() instead of @ray.remote and call f(x) instead of f.remote(x) "
+            "(a reference, at once); get, put and wait are ray.get, ray.put and ray.wait "
+            "(from qshpc import distribute_task, get, put, wait; docs/quantum-serverless.md)\n"
+        )
+    if name.startswith("qshpc.") and isinstance(exc, ModuleNotFoundError):
+        return (
+            f"qshpc: hint: there is no module {name}: import every quantum-serverless name "
+            "from qshpc itself (from qshpc import distribute_task, get; the full list: "
+            "docs/quantum-serverless.md)\n"
+        )
     text = str(exc)
+    if name == "qshpc" and "cannot import name" in text:
+        return (
+            "qshpc: hint: qshpc has the quantum-serverless names that mean something on MPI "
+            "ranks; docs/quantum-serverless.md lists each, with what to use for the others\n"
+        )
     if name.split(".")[0] == "qiskit_ibm_runtime" or (
         name == "qiskit.primitives" and any(f"import name '{n}'" in text for n in _V2_NAMES)
     ):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
 from qshpc.errors import StoreError, UserError
+from qshpc.jobs.paths import export_data_path
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, held_claim, release_claim
 from qshpc.program import backend
 from qshpc.runtime.program_main import (
@@ -101,6 +102,8 @@ def run_job(
 
         stopsig.stop_on_hangup()
     defer_signals()  # a cancel before the program starts or while the job's end is stored
+    export_data_path(create=True)  # qiskit-serverless 0.26's DATA_PATH, for the program
+    context.set_in_job()
     info = context.rank_info()
     try:
         tee = LogTee(job_dir / "logs" / "rank-0.out")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
 from qshpc.errors import QshpcError, StoreError, UserError
+from qshpc.jobs.paths import export_data_path
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, claim_job, never_started, prepare_job
 from qshpc.runtime.blas import limit_blas_threads
 from qshpc.runtime.program_main import add_program_path, defer_signals
@@ -71,6 +72,8 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     cache_job = settings.CACHE_JOB.get()  # the launcher's word: the job's cache is on
     os.environ.pop(settings.CACHE_JOB.name, None)  # not for the runs a program or task starts
     if info.rank != 0:
+        export_data_path(create=False)  # rank 0's run_job makes the folder
+        context.set_in_job()
         return _serve(spec, wiring, info, cache_job)
     job_dir, error, failure = _prepare(spec, scheduler)
     _tell_workers(

@@ -179,6 +179,20 @@ def set_worker_job(job_dir: str | None) -> None:
     _worker_job = job_dir
 
 
+_in_job = False
+
+
+def in_job() -> bool:
+    """True in a rank of a job (``qshpc run``, its ranks, a client's job); False in plain Python."""
+    return _in_job
+
+
+def set_in_job() -> None:
+    """Set by the runtime as a rank joins a job (rank 0 before the program, each worker)."""
+    global _in_job
+    _in_job = True
+
+
 def task_threads() -> int:
     """Threads the running task may use: its target's ``cpu`` when given, else the rank's cores."""
     return getattr(_local, "threads", 0) or rank_info().cpus
@@ -268,12 +282,14 @@ __all__ = [
     "adopt_thread_state",
     "cores_for_rank",
     "current_task",
+    "in_job",
     "job_seed",
     "local_step",
     "note_placed_buffers",
     "placed_buffers",
     "rank_info",
     "record_provenance",
+    "set_in_job",
     "set_job_seed",
     "set_rank_info",
     "set_task_threads",

@@ -32,6 +32,15 @@ pytestmark = pytest.mark.mpi
             "from qiskit.primitives import EstimatorV2",
             "from qshpc.aer import SamplerV2, EstimatorV2",
         ),
+        # review36 F4 (fix36): Ray itself, qiskit-serverless's module paths, a name qshpc lacks
+        ("import ray", "call f(x) instead of f.remote(x)"),
+        ("from ray import remote", "get, put and wait are ray.get, ray.put and ray.wait"),
+        (
+            "from qshpc.core.decorators import remote",
+            "import every quantum-serverless name from qshpc",
+        ),
+        ("import qshpc.utils", "there is no module qshpc.utils"),
+        ("from qshpc import get_runtime_service", "docs/quantum-serverless.md lists each"),
     ],
 )
 def test_an_import_the_seed_made_says_what_to_import_instead(

@@ -63,6 +63,7 @@ def test_import_stays_cheap_with_the_serverless_names() -> None:
     code = (
         "import sys\n"
         "from qshpc import QuantumServerless, get_refs_by_status, QiskitPattern, Target, Job\n"
+        "from qshpc import get_logger, ServerlessError, is_running_in_serverless, send_error\n"
         "print([m for m in ('qiskit', 'h5py', 'mpi4py', 'submitit') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -100,14 +101,13 @@ KEYWORDS = {
     "QuantumServerless.run": ["program", "arguments", "config"],
     "QuantumServerless.upload": ["program"],
     "QuantumServerless.get_job_by_id": ["job_id"],
-    "QuantumServerless.file_download": ["file", "target_name", "download_location"],
     "QuantumServerless.file_upload": ["file"],
     "QuantumServerless.file_delete": ["file"],
     "QuantumServerless.context": ["provider"],
     "QuantumServerless.set_provider": ["provider"],
     "QuantumServerless.add_provider": ["provider"],
     "LocalClient.run": ["program", "arguments", "config"],
-    "LocalClient.file_download": ["file", "target_name", "download_location"],
+    # file_download takes both of qiskit-serverless's orders: tests/unit/test_fix36_files.py
     "BaseProvider": ["name", "host", "token", "compute_resource", "available_compute_resources"],
     "Job.result": ["wait", "cadence", "verbose"],
 }
