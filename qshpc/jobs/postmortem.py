@@ -289,6 +289,16 @@ def describe(
         parts.append(
             f"rank {rank} on {_host_of(ranks, rank)} held {len(ids)} unfinished task(s): {shown}"
         )
+    if not parts and len(ranks) == 1:
+        # One process ran it all (`qshpc run --workers 0`, a one-task Slurm job): it ended
+        # abruptly and could say nothing itself (review38 F18: `os._exit(4)` at top level).
+        parts.append(
+            f"its one process (rank 0 on host {_host_of(ranks, 0)}, pid {_pid_of(ranks, 0)}; "
+            "with --workers 0 the `qshpc run` itself, whose exit code says how) ended "
+            "without finalizing the store: the program or a task called os._exit (or exit() "
+            "in C code), crashed, or was killed (the out-of-memory killer: `dmesg` says)"
+        )
+        dead.add(0)
     if not parts:
         parts.append("the job's processes ended without finalizing the store")
     for rank in sorted(dead) if dead else range(min(len(ranks), 64)):  # a read of each log

@@ -79,3 +79,21 @@ def test_a_code_0_in_mpiexecs_list_is_trusted_only_for_the_first_rank_to_end() -
     assert _dead_first([(1, 11), (2, 12), (0, 10)], [0, 0, 137], held)[0] == (1, 11)
     assert _dead_first([(2, 12), (1, 11), (0, 10)], [0, 3, 137], held)[0] == (1, 11)
     assert _dead_first([(1, 11), (2, 12), (0, 10)], [0, 0, 137], {})[0] == (2, 12)
+
+
+def test_workers_0_whose_program_calls_os_exit_exits_with_its_code_and_status_says_why(
+    tmp_path: Path,
+) -> None:
+    """review38 F18: with ``--workers 0`` the job is the ``qshpc run`` process itself: a
+    program's ``os._exit(4)`` ends it with 4 and no summary (docs/cli.md says so); the
+    next ``qshpc status`` records it FAILED naming that one process (was: "the job's
+    processes ended without finalizing the store")."""
+    program = tmp_path / "topos.py"
+    program.write_text("import os\nprint('before', flush=True)\nos._exit(4)\n")
+    job = tmp_path / "job"
+    out = run_cli("run", str(program), "--workers", "0", "--job-dir", str(job))
+    assert out.returncode == 4, out.stderr
+    status = run_cli("status", str(job))
+    assert status.stdout.startswith("FAILED"), status.stdout
+    assert "its one process (rank 0 on host" in status.stdout, status.stdout
+    assert "os._exit" in status.stdout and "logs/rank-0.out" in status.stdout, status.stdout
