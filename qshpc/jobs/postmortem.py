@@ -240,7 +240,8 @@ def describe(
             code = listed[rank]  # an exit code (mpiexec's list: a signal is 128 + it)
             text = (
                 f"rank {rank} on host {host} (pid {pid}) exited (code {code}) while running "
-                f"{_tasks_text(held[rank], names.get(rank, []))}: {_EXITED.format(code=code)}"
+                f"{_tasks_text(held[rank], names.get(rank, []))}: "
+                + (_said(job_dir, rank) or _EXITED.format(code=code))
             )
         else:
             if listed is not None and 0 <= rank < len(listed):
@@ -340,6 +341,32 @@ def _read_only(job_dir: Path) -> bool:
     except OSError as exc:
         return exc.errno == errno.EROFS
     return False
+
+
+def _said(job_dir: Path, rank: int) -> str:
+    """``its log says: qshpc: rank 1 on host vm failed: ...``: the last line qshpc itself
+    wrote as a worker ended (an error of its own, not a task's exit), or ``""``."""
+    try:
+        from qshpc.store.seal import open_regular
+
+        with open(open_regular(job_dir / "logs" / f"rank-{rank}.out"), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    said = [
+        i
+        for i, ln in enumerate(lines)
+        if ln.startswith(("qshpc: error: ", f"qshpc: rank {rank} on "))
+    ]
+    if not said:
+        return ""
+    line = lines[said[-1]].strip()
+    after = [ln.strip() for ln in lines[said[-1] + 1 :] if ln.strip()]
+    if line.endswith(" failed:") and after:  # its traceback follows: the exception's line
+        line = f"{line} {after[-1]}"
+    return f"its log says: {line[:300]}{' ...' if len(line) > 300 else ''}"
 
 
 _FATAL = re.compile(r"^Fatal Python error: (.+?)\s*$", re.M)

@@ -97,3 +97,25 @@ def test_workers_0_whose_program_calls_os_exit_exits_with_its_code_and_status_sa
     assert status.stdout.startswith("FAILED"), status.stdout
     assert "its one process (rank 0 on host" in status.stdout, status.stdout
     assert "os._exit" in status.stdout and "logs/rank-0.out" in status.stdout, status.stdout
+
+
+def test_a_worker_that_failed_itself_is_not_said_to_have_called_os_exit(tmp_path: Path) -> None:
+    """A rank that exited with a code while holding a task because qshpc's own worker
+    failed (it writes why to its log, then exits 1) is named with what its log says."""
+    from qshpc.jobs.postmortem import describe
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "dispatch.log").write_text("1 0 f\n2 1 f\n1 2 g\n")
+    (tmp_path / "logs" / "rank-1.out").write_text(
+        "qshpc: rank 1 on host vm failed:\nTraceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\nRuntimeError: boom\n'
+    )
+    meta = {"ranks": [{"rank": r, "host": "vm", "pid": 100 + r} for r in range(3)]}
+    launcher = "[mpiexec@vm] Exit codes: [vm] 9,256,9\n"
+    why = describe(tmp_path, meta, {"1"}, launcher, [(1, 101), (0, 100), (2, 102)])
+    assert why.startswith("rank 1 on host vm (pid 101) exited (code 1) while running tasks 0, 2")
+    assert "(f, g): its log says: qshpc: rank 1 on host vm failed: RuntimeError: boom" in why
+    assert "os._exit" not in why and "SIGKILL" not in why
+    (tmp_path / "logs" / "rank-1.out").write_text("a task's own output\n")
+    why = describe(tmp_path, meta, {"1"}, launcher, [(1, 101), (0, 100), (2, 102)])
+    assert "(f, g): a task called os._exit(1) (or exit(1) in C code)" in why
