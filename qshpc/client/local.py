@@ -61,6 +61,7 @@ def _launch(
     (:func:`qshpc.runtime.start.preload_deferred`), as with ``qshpc run --cache``.
     """
     folder = _folder(working_dir)
+    entry = _as_typed(entry, folder)
     env = {**os.environ, **env_vars}
     # `python -m qshpc run ...` without `site` until it needs more than qshpc, the
     # ranks' mpiexec started first, as this process wrote it (qshpc.cli.nosite,
@@ -98,6 +99,18 @@ def _launch(
     finally:
         os.close(log)
     return proc, note
+
+
+def _as_typed(entry: str, folder: Path) -> str:
+    """The program as the ranks' command names it: its path in ``folder`` (the ranks' cwd),
+    so that its ``sys.argv[0]`` is ``io.py`` as under qiskit-serverless's ``python io.py``
+    (review38 F10: the absolute path); absolute when it is elsewhere."""
+    path = Path(entry)
+    if path.is_absolute() and path.is_relative_to(folder.absolute()):
+        given = str(path.relative_to(folder.absolute()))
+        if given != "." and not given.startswith("-"):
+            return given
+    return entry
 
 
 def _open_log(path: Path) -> int:

@@ -44,9 +44,23 @@ def expand_ids(text: str) -> list[str]:
     return text.split(",")[:MAX_BATCH_IDS]
 
 
+def dispatch_names(names: list[str]) -> str:
+    """The third field of a ``dispatch.log`` line: the batch's function names, comma-joined
+    (a name given with ``name=`` may hold spaces or commas: they become ``_``)."""
+    return ",".join(re.sub(r"[\s,]", "_", n)[:80] for n in names) or "-"
+
+
 def held_tasks(job_dir: Path, finished: set[str]) -> dict[int, list[str]]:
     """Tasks sent to each rank that have no stored outcome."""
+    return _held(job_dir, finished)[0]
+
+
+def _held(job_dir: Path, finished: set[str]) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """:func:`held_tasks`, and the names of the functions of each rank's unfinished tasks
+    (the batches' names, from ``<rank> <task ids> <names>`` lines; a log written before
+    session 25 has no names)."""
     held: dict[int, list[str]] = {}
+    names: dict[int, list[str]] = {}
     try:
         # damaged bytes are not UTF-8: a traceback in `qshpc status` of a dead job (hunt13c)
         from qshpc.store.seal import open_regular
@@ -55,15 +69,20 @@ def held_tasks(job_dir: Path, finished: set[str]) -> dict[int, list[str]]:
         with open(open_regular(job_dir / "logs" / DISPATCH_LOG), "rb") as fh:
             lines = fh.read().decode(errors="replace")
     except OSError:
-        return held
+        return held, names
     for line in lines.splitlines():
         parts = line.split()
-        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()):
+        if len(parts) not in (2, 3) or not (parts[0].isascii() and parts[0].isdigit()):
             continue  # a torn last line
         ids = [t for t in expand_ids(parts[1]) if t not in finished]
         if ids:
-            held.setdefault(int(parts[0]), []).extend(ids)
-    return held
+            rank = int(parts[0])
+            held.setdefault(rank, []).extend(ids)
+            listed = names.setdefault(rank, [])
+            for name in parts[2].split(",") if len(parts) == 3 and parts[2] != "-" else []:
+                if name not in listed and len(listed) < 5:
+                    listed.append(name)
+    return held, names
 
 
 _MPI_ABORT = re.compile(r"application called MPI_Abort\(\S+, (-?\d+)\) - process (\d+)")
@@ -123,9 +142,7 @@ def first_death(launcher_output: str, order: list[tuple[int, int]]) -> tuple[str
         order: ``(rank, pid)`` in the order the ranks ended (not empty).
     """
     listed = exit_codes(launcher_output)
-    if listed is not None:
-        order = [(r, p) for r, p in order if not 0 <= r < len(listed) or listed[r]] or order
-    rank, pid = order[0]
+    rank, pid = _dead_first(order, listed, {})[0]
     code: int | None = None
     if listed is not None and 0 <= rank < len(listed):
         code = listed[rank]
@@ -133,6 +150,48 @@ def first_death(launcher_output: str, order: list[tuple[int, int]]) -> tuple[str
         code = next((int(c) for p, _, c in _HYDRA.findall(launcher_output) if int(p) == pid), None)
     how = _exit_text(code) if code is not None else "killed or crashed"
     return f"rank {rank} (pid {pid}) died: {how}", code
+
+
+def _dead_first(
+    order: list[tuple[int, int]], listed: list[int] | None, held: dict[int, list[str]]
+) -> list[tuple[int, int]]:
+    """``order`` (the ranks as their processes ended) with the one that died first first.
+
+    With every rank's exit code (``listed``, mpiexec's list): a rank that exited by
+    itself with a code (not a signal: mpiexec ends the others with SIGKILL) while it
+    held unfinished tasks is the one that died, and so is the first to end when it
+    exited 0 holding some (a task that called ``os._exit(0)``: it was dropped as "ended
+    cleanly", and the next rank mpiexec SIGKILLed was blamed, with out-of-memory advice,
+    review36 F1). Else a rank that ended with code 0 is not the one that died: workers
+    that said goodbye leave MPI (exit 0) while rank 0 still makes the store final, and
+    mpiexec's list shows 0 for a rank it ended last as often as not (seen: ``9,9,0``
+    after a kill -9 of rank 1, rank 2 holding a task).
+    """
+    if listed is None:
+        return order
+    codes = {r: listed[r] for r, _ in order if 0 <= r < len(listed)}
+    exited = [(r, p) for r, p in order if r in held and 0 < codes.get(r, 128) < 128]
+    if exited:
+        return exited + [o for o in order if o not in exited]
+    if order and order[0][0] in held and codes.get(order[0][0]) == 0:
+        return order
+    return [(r, p) for r, p in order if codes.get(r, 1)] or order
+
+
+def _tasks_text(ids: list[str], names: list[str]) -> str:
+    """``task 4 (hard_exit)``, ``tasks 3, 7 (f, g)``: what a rank held when it ended."""
+    shown = ", ".join(ids[:5]) + (f" ... ({len(ids)} in all)" if len(ids) > 5 else "")
+    return f"task{'s' if len(ids) > 1 else ''} {shown}" + (
+        f" ({', '.join(names)})" if names else ""
+    )
+
+
+#: What ends a worker's process by itself while it runs a task (sys.exit does not: it
+#: raises SystemExit, which fails the task only).
+_EXITED = (
+    "a task called os._exit({code}) (or exit({code}) in C code), which ends the worker's "
+    "process and the job with it: raise an exception to fail a task"
+)
 
 
 def describe(
@@ -156,7 +215,7 @@ def describe(
     """
     ranks = meta.get("ranks") or []
     by_pid = {int(r["pid"]): r for r in ranks if r.get("pid")}
-    held = held_tasks(job_dir, finished)
+    held, names = _held(job_dir, finished)
     parts: list[str] = []
     dead: set[int] = set()
     codes: dict[int, int] = {}
@@ -175,18 +234,22 @@ def describe(
         listed = exit_codes(launcher_output)
         if listed is not None and len(listed) != len(ranks):
             listed = None
-        if listed is not None:
-            # Workers that said goodbye leave MPI (exit 0) while rank 0 still makes the
-            # store final: a rank that ended cleanly is not the one that died.
-            order = [(r, p) for r, p in order if not 0 <= r < len(listed) or listed[r]] or order
-        rank, pid = order[0]
-        if listed is not None and 0 <= rank < len(listed):
-            codes[rank] = listed[rank]
-        elif any(int(p) == pid for p, _, _ in banner):
-            codes[rank] = next(int(c) for p, _, c in banner if int(p) == pid)
+        rank, pid = _dead_first(order, listed, held)[0]
         host = _host_of(ranks, rank)
-        how = _exit_text(codes[rank]) if rank in codes else "killed or crashed"
-        text = f"rank {rank} on host {host} (pid {pid}) died: {how}"
+        if listed is not None and 0 <= rank < len(listed) and listed[rank] < 128 and rank in held:
+            code = listed[rank]  # an exit code (mpiexec's list: a signal is 128 + it)
+            text = (
+                f"rank {rank} on host {host} (pid {pid}) exited (code {code}) while running "
+                f"{_tasks_text(held[rank], names.get(rank, []))}: "
+                + (_said(job_dir, rank) or _EXITED.format(code=code))
+            )
+        else:
+            if listed is not None and 0 <= rank < len(listed):
+                codes[rank] = listed[rank]
+            elif any(int(p) == pid for p, _, _ in banner):
+                codes[rank] = next(int(c) for p, _, c in banner if int(p) == pid)
+            how = _exit_text(codes[rank]) if rank in codes else "killed or crashed"
+            text = f"rank {rank} on host {host} (pid {pid}) died: {how}"
         others = [c for r, c in enumerate(listed or []) if r != rank]
         if len(ranks) > 1 and (listed is None or any(others)):
             text += " (the MPI launcher then ended the other ranks)"
@@ -203,6 +266,19 @@ def describe(
     for host, tasks, what in _SRUN.findall(launcher_output):
         parts.append(f"Slurm task(s) {tasks} on host {host}: {what.strip()}")
         dead.update(int(t) for t in tasks.split(",") if t.isdigit())
+    if not parts and len(held) == 1 and 0 not in held:
+        # Nothing says how the ranks ended (the user's own mpiexec: its rank 0 was ended
+        # before it could say): the only rank that held unfinished tasks is named (was:
+        # only "held 1 unfinished task(s)", review36 F1).
+        rank = next(iter(held))
+        parts.append(
+            f"rank {rank} on host {_host_of(ranks, rank)} (pid {_pid_of(ranks, rank)}) ended "
+            f"while running {_tasks_text(held[rank], names.get(rank, []))}, most likely first "
+            "(the only rank that held unfinished tasks; mpiexec's own output says how it "
+            "ended): a task that called os._exit (or exit() in C code), a kill -9 or the "
+            "out-of-memory killer (`dmesg` says), or a crash ends a worker so"
+        )
+        dead.add(rank)
     # Rank 0 holds no tasks: when the launcher names only it (the first process it
     # saw end), every rank's unfinished tasks are shown.
     only_known = dead & set(held)
@@ -214,6 +290,16 @@ def describe(
         parts.append(
             f"rank {rank} on {_host_of(ranks, rank)} held {len(ids)} unfinished task(s): {shown}"
         )
+    if not parts and len(ranks) == 1:
+        # One process ran it all (`qshpc run --workers 0`, a one-task Slurm job): it ended
+        # abruptly and could say nothing itself (review38 F18: `os._exit(4)` at top level).
+        parts.append(
+            f"its one process (rank 0 on host {_host_of(ranks, 0)}, pid {_pid_of(ranks, 0)}; "
+            "with --workers 0 the `qshpc run` itself, whose exit code says how) ended "
+            "without finalizing the store: the program or a task called os._exit (or exit() "
+            "in C code), crashed, or was killed (the out-of-memory killer: `dmesg` says)"
+        )
+        dead.add(0)
     if not parts:
         parts.append("the job's processes ended without finalizing the store")
     for rank in sorted(dead) if dead else range(min(len(ranks), 64)):  # a read of each log
@@ -255,6 +341,32 @@ def _read_only(job_dir: Path) -> bool:
     except OSError as exc:
         return exc.errno == errno.EROFS
     return False
+
+
+def _said(job_dir: Path, rank: int) -> str:
+    """``its log says: qshpc: rank 1 on host vm failed: ...``: the last line qshpc itself
+    wrote as a worker ended (an error of its own, not a task's exit), or ``""``."""
+    try:
+        from qshpc.store.seal import open_regular
+
+        with open(open_regular(job_dir / "logs" / f"rank-{rank}.out"), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    said = [
+        i
+        for i, ln in enumerate(lines)
+        if ln.startswith(("qshpc: error: ", f"qshpc: rank {rank} on "))
+    ]
+    if not said:
+        return ""
+    line = lines[said[-1]].strip()
+    after = [ln.strip() for ln in lines[said[-1] + 1 :] if ln.strip()]
+    if line.endswith(" failed:") and after:  # its traceback follows: the exception's line
+        line = f"{line} {after[-1]}"
+    return f"its log says: {line[:300]}{' ...' if len(line) > 300 else ''}"
 
 
 _FATAL = re.compile(r"^Fatal Python error: (.+?)\s*$", re.M)
@@ -299,6 +411,10 @@ def crash_in_log(job_dir: Path, rank: int) -> str:
         if not any(path.startswith(s) for s in skip) and not path.startswith("<"):
             return f"{what} in {func} ({path}, line {lineno})"
     return what
+
+
+def _pid_of(ranks: list[dict[str, Any]], rank: int) -> str:
+    return next((str(r.get("pid")) for r in ranks if r.get("rank") == rank), "?")
 
 
 def _host_of(ranks: list[dict[str, Any]], rank: int) -> str:

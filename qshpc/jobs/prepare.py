@@ -42,6 +42,8 @@ class RunSpec:
             ``$QSHPC_CACHE_DIR`` or ``$QSHPC_HOME/cache``).
         job_id: The id of the job to create (default: a fresh one). The local
             launcher picks it and rank 0 creates the job (``--job-id``, hidden).
+        argv0: The program's ``sys.argv[0]`` (default: ``program`` as given, as plain
+            ``python PROGRAM`` shows it; a Slurm job's: its path in the staged folder).
     """
 
     program: Path
@@ -54,6 +56,7 @@ class RunSpec:
     cache: bool | None = None
     cache_dir: Path | None = None
     job_id: str | None = None
+    argv0: str | None = None
 
     def __post_init__(self) -> None:
         """``~`` and ``~user`` expanded in ``job_dir`` and ``resume``, as in ``--cache-dir``
@@ -87,6 +90,12 @@ class RunSpec:
             self.job_dir = expand_home(self.job_dir, "--job-dir")
         if self.resume is not None and self.resume.startswith("~"):
             self.resume = str(expand_home(self.resume, "--resume"))
+
+    def program_argv(self) -> list[str]:
+        """The program's ``sys.argv`` on every rank: ``['io.py', 'a', 'b']`` for ``qshpc run
+        io.py -- a b``, as ``python io.py a b`` gives (review38 F10: the workers' tasks saw
+        qshpc's own, ``['.../qshpc/__main__.py', 'run', 'io.py', '--job-dir', ...]``)."""
+        return [self.argv0 or str(self.program), *self.program_args]
 
     def cache_meta(self) -> dict[str, Any] | None:
         """The job meta's ``cache`` entry for what was asked (None: nothing asked)."""

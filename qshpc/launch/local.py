@@ -1040,7 +1040,8 @@ def _mark_dead(
     else:
         state = "FAILED"
         text = f"the MPI ranks exited with code {code}: {why}"
-        unknown = "died:" not in why or "died: killed or crashed" in why
+        known = "died:" in why or ") exited (code " in why  # a rank seen ending first
+        unknown = not known or "died: killed or crashed" in why
         if unknown and 0 < code < 128 and code != 9 and "MPI_Abort(" not in why:
             # No rank was seen ending first, or one with no code (the first pidfd of ranks
             # that all ended at once): mpiexec ends them so when a rank calls MPI_Abort, whose

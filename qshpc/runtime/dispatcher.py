@@ -495,24 +495,27 @@ class Dispatcher(Intake):
                 holds.hold(bid, start[0], start[1][0])
                 start = None
             if self._dispatch_log is not None:
-                self._note_dispatch(w.rank, [e.ref.task_id for e in batch])
+                names = {self._fn_blobs[f][1].name for f in set(fn_ids)}
+                self._note_dispatch(w.rank, [e.ref.task_id for e in batch], sorted(names))
             message = batch_message(bid, funcs, objs, context.job_seed(), columns)
             w.sends.append(self.comm.isend(message, dest=w.rank, tag=TAG_BATCH))
             sent = True
         return sent
 
-    def _note_dispatch(self, rank: int, task_ids: list[str]) -> None:
-        """Append which tasks went to ``rank`` to the dispatch log (read by the post-mortem).
+    def _note_dispatch(self, rank: int, task_ids: list[str], names: list[str]) -> None:
+        """Append which tasks went to ``rank`` to the dispatch log (read by the post-mortem),
+        and the names of the batch's functions (the post-mortem names what a dead rank ran).
 
         A log that can no longer be written (its file system full, or turned read-only
         under the job) is given up with a warning: hunt23b saw the OSError end the
         dispatcher, and the program's next ``get`` raised it as a traceback.
         """
-        from qshpc.jobs.postmortem import compress_ids
+        from qshpc.jobs.postmortem import compress_ids, dispatch_names
 
         assert self._dispatch_log is not None
+        line = f"{rank} {compress_ids(task_ids)} {dispatch_names(names)}\n"
         try:
-            os.write(self._dispatch_log, f"{rank} {compress_ids(task_ids)}\n".encode())
+            os.write(self._dispatch_log, line.encode())
         except OSError as exc:
             fd, self._dispatch_log = self._dispatch_log, None
             os.close(fd)

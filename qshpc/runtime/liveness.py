@@ -223,6 +223,7 @@ def _why_silent(w: WorkerState) -> str:
             "longest such call"
         )
     return (
-        "killed, crashed or out of memory? Or one call holding Python's GIL that long: "
+        "killed, crashed, out of memory, or a task called os._exit? Or one call holding "
+        "Python's GIL that long: "
         f"raise {limit} above it"
     )

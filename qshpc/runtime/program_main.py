@@ -63,7 +63,8 @@ def exec_program(
     SIGTERM, SIGINT and SIGUSR2 (and SIGHUP: :func:`stopsig.stop_on_hangup`) cancel the
     program (CANCELED), unless the
     ``scheduler`` says the signal means a requeue (REQUEUE: ask for it;
-    REQUEUED: already done).
+    REQUEUED: already done). ``argv`` is the program's ``sys.argv`` (its first item as
+    given on the command line: :meth:`qshpc.jobs.prepare.RunSpec.program_argv`).
     """
 
     fired: list[int] = []
@@ -84,7 +85,7 @@ def exec_program(
     handled = (*stopsig.stop_signals(), signal.SIGUSR2)
     old = {s: signal.signal(s, on_signal) for s in handled}
     saved_argv = sys.argv
-    sys.argv = [str(program), *argv]
+    sys.argv = list(argv)
     add_program_path(program)
     try:
         if early:

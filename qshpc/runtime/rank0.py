@@ -222,7 +222,7 @@ def _run_teed(
     _timeline.mark("program started")
     try:
         state, error = exec_program(
-            Path(meta.get("entrypoint") or spec.program), spec.program_args, scheduler
+            Path(meta.get("entrypoint") or spec.program), spec.program_argv(), scheduler
         )
     finally:
         session.program_ended()

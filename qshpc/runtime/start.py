@@ -228,6 +228,7 @@ def _serve(
     from qshpc.runtime.worker import Heartbeat, catch_stop_signals, preload
 
     catch_stop_signals()  # a Ctrl-C now: rank 0 cancels the job, this worker waits for its STOP
+    sys.argv = spec.program_argv()  # what rank 0's program sees: the tasks see it too
     for name in (LAUNCH_TOKEN, settings.LAUNCH_END.name, settings.AWAIT_JOB.name):  # rank 0's
         os.environ.pop(name, None)
     beat = Heartbeat(wiring)

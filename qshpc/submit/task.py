@@ -95,6 +95,15 @@ def add_python_path(value: str, path: list[str] | None = None) -> list[str]:
     return added
 
 
+def _argv0(entry: Path, workdir: Path) -> str:
+    """The program's ``sys.argv[0]`` in a Slurm job: its path in the staged folder (the
+    job's cwd), ``io.py`` for ``qshpc submit io.py``, as ``python io.py`` there shows it."""
+    try:
+        return str(entry.relative_to(workdir))
+    except ValueError:
+        return str(entry)
+
+
 def run_task(
     job_dir: str,
     entry: str,
@@ -168,6 +177,7 @@ def run_task(
         job_dir=Path(job_dir),
         resume=job_dir if restarted or resume else None,
         program_args=list(program_args or []),
+        argv0=_argv0(Path(entry), Path(workdir)),
     )
     code = run(spec, workers, slurm.scheduler())
     from qshpc.runtime.leave import leave_within
