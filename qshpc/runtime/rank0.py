@@ -157,6 +157,10 @@ def _run_teed(
 
     meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
     _timeline.mark("arguments read")
+    if spec.resume:  # (the launcher checked it too; a Slurm job's srun has no launcher)
+        from qshpc.jobs.prepare import check_resumed_program
+
+        check_resumed_program(meta, job_dir)
     _note_other_program(meta, spec.program)
     seed = spec.seed if spec.seed is not None else meta.get("seed")
     context.set_job_seed(seed)
