@@ -643,7 +643,8 @@ class Job:
 
     def kill_if_stuck(self, grace: float) -> str | None:
         """After :meth:`stop`: a run on this host still going ``grace`` seconds later (its
-        program handles SIGTERM itself, and goes on) has its rank 0 killed (SIGKILL), the
+        program handles SIGTERM itself, and goes on, or rank 0 is stopped: SIGSTOP, Ctrl-Z)
+        has its rank 0 killed (SIGKILL), the
         job recorded CANCELED; returns what was done, None when the job stopped (or runs
         under Slurm, whose scancel ends it after its KillWait).
 
@@ -670,10 +671,19 @@ class Job:
         pid = stuck()
         if pid is None:
             return None
-        why = (
-            f"job cancelled: its program went on {grace:g} s after SIGTERM (it handles "
-            f"SIGTERM itself), so rank 0 (pid {pid}) was killed (SIGKILL)"
-        )
+        from qshpc.runtime.procs import stat_fields
+
+        if stat_fields(pid)[:1] in ([b"T"], [b"t"]):  # review35 F7: it handled nothing
+            why = (
+                f"job cancelled: rank 0 (pid {pid}) was stopped (SIGSTOP, Ctrl-Z, a "
+                f"debugger or a Slurm suspend), so SIGTERM could not end it in {grace:g} s; "
+                "it was killed (SIGKILL)"
+            )
+        else:
+            why = (
+                f"job cancelled: its program went on {grace:g} s after SIGTERM (it handles "
+                f"SIGTERM itself), so rank 0 (pid {pid}) was killed (SIGKILL)"
+            )
         mark_terminal(self.job_dir, "CANCELED", why)  # kept by the launcher's post-mortem
         _signal_rank0(self.info(), signal.SIGKILL)
         return why

@@ -10,8 +10,13 @@ as the user.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +196,46 @@ def test_resume_refuses_a_program_another_user_could_have_written(
     out = run_cli("run", str(prog), str(ran), "--resume", job, "--workers", "0")
     assert out.returncode == 0, out.stderr
     assert ran.read_text() == "0"
+
+
+SLOW = """\
+import time
+from pathlib import Path
+(Path(__file__).parent / "started").touch()
+time.sleep(120)
+"""
+
+
+def _running(tmp_path: Path, home: Path) -> tuple[subprocess.Popen[str], Path]:
+    """A slow job of ours running (``qshpc run --workers 0``), and its folder."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    (job,) = (home / "jobs").iterdir()
+    return proc, job
+
+
+def test_cancel_of_a_stopped_rank_0_names_the_stop(tmp_path: Path, qshpc_home: Path) -> None:
+    """review35 F7: it said "its program went on 10 s after SIGTERM (it handles SIGTERM
+    itself)" of a rank 0 stopped with SIGSTOP, which handled nothing."""
+    proc, job = _running(tmp_path, qshpc_home)
+    try:
+        meta = json.loads(run_cli("status", job.name, "--json").stdout)
+        pid = int(meta["ranks"][0]["pid"])
+        os.kill(pid, signal.SIGSTOP)
+        out = run_cli("cancel", job.name, "--grace", "1", timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert f"rank 0 (pid {pid}) was stopped (SIGSTOP, Ctrl-Z" in out.stdout, out.stdout
+        assert "handles SIGTERM itself" not in out.stdout
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    status = run_cli("status", job.name)
+    assert status.stdout.startswith("CANCELED") and "was stopped (SIGSTOP" in status.stdout
