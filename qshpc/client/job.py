@@ -212,6 +212,10 @@ class Job:
 
             reconcile_slurm(self.job_dir, meta, slurm_views)  # reads the override too
             return
+        copied = _copy_of_running(self.job_dir)
+        if copied is not None:
+            meta["state"], meta["error"] = JobState.FAILED.value, copied
+            return
         override = read_override(self.job_dir)
         if override:
             meta["state"] = override["state"]
@@ -604,6 +608,7 @@ class Job:
         from qshpc.store.lock import wait_step
 
         wait_step(self.job_dir)  # a `qshpc submit --resume` under way: cancel what it submits
+        _refuse_copy(self.job_dir)
         meta = self.info()
         if meta.get("state") in TERMINAL:
             return False
@@ -902,6 +907,50 @@ def _never_started(job_dir: Path, meta: dict[str, Any]) -> None:
     )
     if not meta.get("finished") and holder.since:
         meta["finished"] = holder.since
+
+
+def _copy_of_running(job_dir: Path) -> str | None:
+    """Why ``job_dir``, a job left unfinished, is a copy of a job's folder made while its
+    run worked there (that run's lock, copied with it, names the other folder): shown
+    FAILED, as a run that never writes here again; nothing is written (review35 F6)."""
+    from qshpc.store.lock import copied_from
+
+    holder = copied_from(job_dir)
+    if holder is None:
+        return None
+    import shlex
+
+    from qshpc.text import shown
+
+    return (
+        f"this folder is a copy of the job's folder {shown(holder.path)}, made while its run "
+        f"({holder.describe()}) worked there: that run never writes here. `qshpc status "
+        f"{shlex.quote(str(holder.path))}` shows the job"
+    )
+
+
+def _refuse_copy(job_dir: Path) -> None:
+    """Refuse to cancel through a copy of a running job's folder: it would stop the run of
+    the folder it was copied from (review35 F6).
+
+    Raises:
+        UserError: Naming the run's own folder, and the cancel of it.
+    """
+    from qshpc.store.lock import copied_from, pid_gone
+
+    holder = copied_from(job_dir)
+    if holder is None or pid_gone(holder):
+        return
+    import shlex
+
+    from qshpc.errors import UserError
+    from qshpc.text import shown
+
+    raise UserError(
+        f"{shown(job_dir)} is a copy of the job's folder {shown(holder.path)}, made while its "
+        f"run ({holder.describe()}) worked there: cancelling the copy would stop that run. "
+        f"To cancel the job: `qshpc cancel {shlex.quote(str(holder.path))}`"
+    )
 
 
 def _rank0_alive(meta: dict[str, Any]) -> bool:

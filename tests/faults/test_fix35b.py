@@ -239,3 +239,30 @@ def test_cancel_of_a_stopped_rank_0_names_the_stop(tmp_path: Path, qshpc_home: P
         proc.kill()
     status = run_cli("status", job.name)
     assert status.stdout.startswith("CANCELED") and "was stopped (SIGSTOP" in status.stdout
+
+
+def test_a_copy_of_a_running_jobs_folder_is_not_the_job(tmp_path: Path, qshpc_home: Path) -> None:
+    """review35 F6: ``qshpc cancel COPY`` of a folder copied (``cp -a``) while the job ran
+    cancelled the live job, and ``qshpc status COPY`` said RUNNING."""
+    proc, job = _running(tmp_path, qshpc_home)
+    try:
+        backup = tmp_path / "backup"
+        backup.mkdir()
+        copy = backup / job.name
+        subprocess.run(["cp", "-a", str(job), str(copy)], check=True)
+        out = run_cli("cancel", str(copy))
+        assert out.returncode == 2, out.stdout + out.stderr
+        (line,) = _lines(out.stderr)
+        assert f"{copy} is a copy of the job's folder {job}" in line, line
+        assert f"qshpc cancel {job}" in line, line
+        status = run_cli("status", str(copy))
+        assert status.stdout.startswith("FAILED"), status.stdout
+        assert "this folder is a copy of the job's folder" in status.stdout, status.stdout
+        assert run_cli("status", job.name).stdout.startswith("RUNNING")  # the job ran on
+        assert proc.poll() is None
+        out = run_cli("cancel", job.name)
+        assert out.returncode == 0 and "cancel requested" in out.stdout, out.stderr
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert run_cli("status", job.name).stdout.startswith("CANCELED")
