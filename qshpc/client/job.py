@@ -212,7 +212,7 @@ class Job:
 
             reconcile_slurm(self.job_dir, meta, slurm_views)  # reads the override too
             return
-        copied = _copy_of_running(self.job_dir)
+        copied = _copy_note(self.job_dir, meta)
         if copied is not None:
             meta["state"], meta["error"] = JobState.FAILED.value, copied
             return
@@ -608,8 +608,8 @@ class Job:
         from qshpc.store.lock import wait_step
 
         wait_step(self.job_dir)  # a `qshpc submit --resume` under way: cancel what it submits
-        _refuse_copy(self.job_dir)
         meta = self.info()
+        _refuse_copy(self.job_dir, meta)
         if meta.get("state") in TERMINAL:
             return False
         running = _running_slurm_job(self.job_dir)
@@ -909,47 +909,62 @@ def _never_started(job_dir: Path, meta: dict[str, Any]) -> None:
         meta["finished"] = holder.since
 
 
-def _copy_of_running(job_dir: Path) -> str | None:
-    """Why ``job_dir``, a job left unfinished, is a copy of a job's folder made while its
-    run worked there (that run's lock, copied with it, names the other folder): shown
-    FAILED, as a run that never writes here again; nothing is written (review35 F6)."""
-    from qshpc.store.lock import copied_from
+def _original(job_dir: Path, meta: Mapping[str, Any]) -> tuple[str, str, bool] | None:
+    """When ``job_dir`` is a copy of a job's folder made while its run worked there on this
+    host (``cp -a``, ``rsync``: the run's lock and rank 0's record, copied with it, name
+    the other folder): that folder's path, the run, and whether it still runs; else None
+    (review35 F6: ``qshpc cancel COPY`` cancelled the live job, ``status`` said RUNNING)."""
+    from qshpc.store.lock import copied_from, not_this_folder, pid_gone, process_is
 
     holder = copied_from(job_dir)
-    if holder is None:
+    if holder is not None:
+        return str(holder.path), holder.describe(), not pid_gone(holder)
+    ranks = meta.get("ranks") or []
+    first = ranks[0] if isinstance(ranks[0] if ranks else None, dict) else {}
+    here = _rank0_here(dict(meta))
+    if here is None or not not_this_folder(first.get("folder_id"), job_dir):
+        return None  # (a lock taken over since, by a read: rank 0's record still tells)
+    return str(first.get("folder")), f"host {first.get('host')}, pid {here[0]}", process_is(*here)
+
+
+def _copy_note(job_dir: Path, meta: Mapping[str, Any]) -> str | None:
+    """Why ``job_dir``, a job left unfinished, is shown FAILED when it is a copy of a job's
+    folder (:func:`_original`): its run never writes here. Nothing is written."""
+    original = _original(job_dir, meta)
+    if original is None:
         return None
     import shlex
 
     from qshpc.text import shown
 
+    path, run, _ = original
     return (
-        f"this folder is a copy of the job's folder {shown(holder.path)}, made while its run "
-        f"({holder.describe()}) worked there: that run never writes here. `qshpc status "
-        f"{shlex.quote(str(holder.path))}` shows the job"
+        f"this folder is a copy of the job's folder {shown(path)}, made while its run "
+        f"({shown(run)}) worked there: that run never writes here. `qshpc status "
+        f"{shlex.quote(path)}` shows the job"
     )
 
 
-def _refuse_copy(job_dir: Path) -> None:
+def _refuse_copy(job_dir: Path, meta: Mapping[str, Any]) -> None:
     """Refuse to cancel through a copy of a running job's folder: it would stop the run of
     the folder it was copied from (review35 F6).
 
     Raises:
         UserError: Naming the run's own folder, and the cancel of it.
     """
-    from qshpc.store.lock import copied_from, pid_gone
-
-    holder = copied_from(job_dir)
-    if holder is None or pid_gone(holder):
+    original = _original(job_dir, meta)
+    if original is None or not original[2]:
         return
     import shlex
 
     from qshpc.errors import UserError
     from qshpc.text import shown
 
+    path, run, _ = original
     raise UserError(
-        f"{shown(job_dir)} is a copy of the job's folder {shown(holder.path)}, made while its "
-        f"run ({holder.describe()}) worked there: cancelling the copy would stop that run. "
-        f"To cancel the job: `qshpc cancel {shlex.quote(str(holder.path))}`"
+        f"{shown(job_dir)} is a copy of the job's folder {shown(path)}, made while its "
+        f"run ({shown(run)}) worked there: cancelling the copy would stop that run. "
+        f"To cancel the job: `qshpc cancel {shlex.quote(path)}`"
     )
 
 

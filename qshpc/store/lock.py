@@ -349,7 +349,9 @@ def _stale(job_dir: Path, holder: Holder, batch: Batch | None = None) -> bool:
     return _slurm_job_over(holder)
 
 
-def _folder_id(job_dir: Path) -> list[int] | None:
+def folder_id(job_dir: Path) -> list[int] | None:
+    """``[st_dev, st_ino]`` of a job folder (None when it cannot be read): what tells a
+    copy of the folder from the folder a run works in."""
     try:
         st = os.stat(job_dir)
     except OSError:
@@ -374,10 +376,16 @@ def copied_from(job_dir: Path) -> Holder | None:
 
 def _elsewhere(job_dir: Path, holder: Holder) -> bool:
     """``holder`` recorded a folder, and ``job_dir`` is another one."""
-    if not isinstance(holder.folder, list) or len(holder.folder) != 2:
-        return False  # none recorded (an older qshpc's), or damaged: cannot tell
-    here = _folder_id(job_dir)
-    return here is not None and here != holder.folder
+    return not_this_folder(holder.folder, job_dir)
+
+
+def not_this_folder(recorded: object, job_dir: Path) -> bool:
+    """A run recorded the :func:`folder_id` ``recorded``, and ``job_dir`` is another folder
+    (False when none was recorded, by an older qshpc, or it is damaged: cannot tell)."""
+    if not isinstance(recorded, list) or len(recorded) != 2:
+        return False
+    here = folder_id(job_dir)
+    return here is not None and here != recorded
 
 
 def pid_gone(holder: Holder) -> bool:
@@ -678,7 +686,7 @@ class JobLock:
             command=self.command,
             slurm_cluster=self.batch.get("SLURM_CLUSTER_NAME") or None,
             pidns=PIDNS,
-            folder=_folder_id(self.job_dir),
+            folder=folder_id(self.job_dir),
             path=os.path.abspath(self.job_dir),
         )
         from qshpc.store import perms

@@ -258,6 +258,19 @@ def test_a_copy_of_a_running_jobs_folder_is_not_the_job(tmp_path: Path, qshpc_ho
         status = run_cli("status", str(copy))
         assert status.stdout.startswith("FAILED"), status.stdout
         assert "this folder is a copy of the job's folder" in status.stdout, status.stdout
+        # without the copied lock (broken by a read, gone): rank 0's record tells it too
+        bare = backup / "bare"
+        subprocess.run(["cp", "-a", str(job), str(bare)], check=True)
+        for lock in bare.glob("job.lock*"):
+            lock.unlink()
+        out = run_cli("cancel", str(bare))
+        assert out.returncode == 2 and f"{bare} is a copy of the job's folder {job}" in out.stderr
+        # a copy under another name in the store: `qshpc rm` removes it, and only it
+        inside = qshpc_home / "jobs" / f"{job.name}.bak"
+        subprocess.run(["cp", "-a", str(job), str(inside)], check=True)
+        out = run_cli("rm", inside.name)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert not inside.exists()
         assert run_cli("status", job.name).stdout.startswith("RUNNING")  # the job ran on
         assert proc.poll() is None
         out = run_cli("cancel", job.name)
