@@ -476,7 +476,8 @@ def register(app: typer.Typer) -> None:
                 "--grace",
                 min=0,
                 help="Seconds a run on this host gets to stop before its rank 0 is killed "
-                "(SIGKILL): a program that handles SIGTERM itself may go on.",
+                "(SIGKILL): a program that handles SIGTERM itself may go on, and a stopped "
+                "one (SIGSTOP, Ctrl-Z) does not end.",
             ),
         ] = 10.0,
     ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from qshpc.cli.common import echo, errors
+from qshpc.cli.common import echo, errors, reads_store
 
 
 def register(app: typer.Typer) -> None:
@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     @errors
+    @reads_store  # reads the job (its HTML goes to JOB_DIR or --out): warned, not refused
     def report(
         job: Annotated[str, typer.Argument(help="Job id, job directory, or Slurm job id.")],
         out: Annotated[

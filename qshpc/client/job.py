@@ -212,6 +212,10 @@ class Job:
 
             reconcile_slurm(self.job_dir, meta, slurm_views)  # reads the override too
             return
+        copied = _copy_note(self.job_dir, meta)
+        if copied is not None:
+            meta["state"], meta["error"] = JobState.FAILED.value, copied
+            return
         override = read_override(self.job_dir)
         if override:
             meta["state"] = override["state"]
@@ -621,6 +625,7 @@ class Job:
 
         wait_step(self.job_dir)  # a `qshpc submit --resume` under way: cancel what it submits
         meta = self.info()
+        _refuse_copy(self.job_dir, meta)
         if meta.get("state") in TERMINAL:
             return False
         running = _running_slurm_job(self.job_dir)
@@ -659,7 +664,8 @@ class Job:
 
     def kill_if_stuck(self, grace: float) -> str | None:
         """After :meth:`stop`: a run on this host still going ``grace`` seconds later (its
-        program handles SIGTERM itself, and goes on) has its rank 0 killed (SIGKILL), the
+        program handles SIGTERM itself, and goes on, or rank 0 is stopped: SIGSTOP, Ctrl-Z)
+        has its rank 0 killed (SIGKILL), the
         job recorded CANCELED; returns what was done, None when the job stopped (or runs
         under Slurm, whose scancel ends it after its KillWait).
 
@@ -686,10 +692,19 @@ class Job:
         pid = stuck()
         if pid is None:
             return None
-        why = (
-            f"job cancelled: its program went on {grace:g} s after SIGTERM (it handles "
-            f"SIGTERM itself), so rank 0 (pid {pid}) was killed (SIGKILL)"
-        )
+        from qshpc.runtime.procs import stat_fields
+
+        if stat_fields(pid)[:1] in ([b"T"], [b"t"]):  # review35 F7: it handled nothing
+            why = (
+                f"job cancelled: rank 0 (pid {pid}) was stopped (SIGSTOP, Ctrl-Z, a "
+                f"debugger or a Slurm suspend), so SIGTERM could not end it in {grace:g} s; "
+                "it was killed (SIGKILL)"
+            )
+        else:
+            why = (
+                f"job cancelled: its program went on {grace:g} s after SIGTERM (it handles "
+                f"SIGTERM itself), so rank 0 (pid {pid}) was killed (SIGKILL)"
+            )
         mark_terminal(self.job_dir, "CANCELED", why)  # kept by the launcher's post-mortem
         _signal_rank0(self.info(), signal.SIGKILL)
         return why
@@ -908,6 +923,65 @@ def _never_started(job_dir: Path, meta: dict[str, Any]) -> None:
     )
     if not meta.get("finished") and holder.since:
         meta["finished"] = holder.since
+
+
+def _original(job_dir: Path, meta: Mapping[str, Any]) -> tuple[str, str, bool] | None:
+    """When ``job_dir`` is a copy of a job's folder made while its run worked there on this
+    host (``cp -a``, ``rsync``: the run's lock and rank 0's record, copied with it, name
+    the other folder): that folder's path, the run, and whether it still runs; else None
+    (review35 F6: ``qshpc cancel COPY`` cancelled the live job, ``status`` said RUNNING)."""
+    from qshpc.store.lock import copied_from, not_this_folder, pid_gone, process_is
+
+    holder = copied_from(job_dir)
+    if holder is not None:
+        return str(holder.path), holder.describe(), not pid_gone(holder)
+    ranks = meta.get("ranks") or []
+    first = ranks[0] if isinstance(ranks[0] if ranks else None, dict) else {}
+    here = _rank0_here(dict(meta))
+    if here is None or not not_this_folder(first.get("folder_id"), job_dir):
+        return None  # (a lock taken over since, by a read: rank 0's record still tells)
+    return str(first.get("folder")), f"host {first.get('host')}, pid {here[0]}", process_is(*here)
+
+
+def _copy_note(job_dir: Path, meta: Mapping[str, Any]) -> str | None:
+    """Why ``job_dir``, a job left unfinished, is shown FAILED when it is a copy of a job's
+    folder (:func:`_original`): its run never writes here. Nothing is written."""
+    original = _original(job_dir, meta)
+    if original is None:
+        return None
+    import shlex
+
+    from qshpc.text import shown
+
+    path, run, _ = original
+    return (
+        f"this folder is a copy of the job's folder {shown(path)}, made while its run "
+        f"({shown(run)}) worked there: that run never writes here. `qshpc status "
+        f"{shlex.quote(path)}` shows the job"
+    )
+
+
+def _refuse_copy(job_dir: Path, meta: Mapping[str, Any]) -> None:
+    """Refuse to cancel through a copy of a running job's folder: it would stop the run of
+    the folder it was copied from (review35 F6).
+
+    Raises:
+        UserError: Naming the run's own folder, and the cancel of it.
+    """
+    original = _original(job_dir, meta)
+    if original is None or not original[2]:
+        return
+    import shlex
+
+    from qshpc.errors import UserError
+    from qshpc.text import shown
+
+    path, run, _ = original
+    raise UserError(
+        f"{shown(job_dir)} is a copy of the job's folder {shown(path)}, made while its "
+        f"run ({shown(run)}) worked there: cancelling the copy would stop that run. "
+        f"To cancel the job: `qshpc cancel {shlex.quote(path)}`"
+    )
 
 
 def _rank0_alive(meta: dict[str, Any]) -> bool:

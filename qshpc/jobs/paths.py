@@ -202,9 +202,9 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
     check_job_text(text)
     p = Path(text).expanduser()
     if has_job_file(p):
-        return p.resolve()
+        return _check_folder(p)
     if p.name == JOB_FILE and p.is_file():
-        return p.parent.resolve()
+        return _check_folder(p.parent)
     root = jobs_root()
     cand = root / text
     if "/" not in text and has_job_file(cand):
@@ -513,6 +513,15 @@ def check_job_text(text: str) -> None:
             f"no job {_shown(text)!s}: {why}. Job ids look like 20261125-143012-a1b2c3; "
             "run `qshpc list` to see them"
         )
+
+
+def _check_folder(job_dir: Path) -> Path:
+    """A job folder given by its path, resolved, once checked as the store's are (review35
+    F3: it was trusted whoever owned it or could write the folder holding it)."""
+    from qshpc.store.trust import check_job_folder
+
+    check_job_folder(job_dir)
+    return job_dir.resolve()
 
 
 def _check_owner(job_dir: Path) -> None:

@@ -289,8 +289,14 @@ def plan_job(spec: RunSpec) -> tuple[Path, str | None]:
     if spec.resume:
         return resolve_job_dir(spec.resume), None
     if spec.job_id is None and spec.job_dir is not None and (spec.job_dir / JOB_FILE).is_file():
+        from qshpc.store.trust import check_job_folder
+
+        check_job_folder(spec.job_dir)
         return spec.job_dir.resolve(), None  # created by a client or `qshpc submit`
     if spec.job_id is None and spec.job_dir is not None and settings.AWAIT_JOB.get() is not None:
+        from qshpc.store.trust import check_new_job_folder
+
+        check_new_job_folder(spec.job_dir)
         return spec.job_dir.resolve(), None  # its client writes it now (see await_job)
     if spec.arguments_file is not None:
         check_arguments_file(spec.arguments_file)
@@ -577,8 +583,10 @@ def check_job_dir(job_dir: Path) -> None:
     except PermissionError:
         raise UserError(f"job directory {where} cannot be read: choose another --job-dir") from None
     from qshpc.store.perms import check_own_job_dir
+    from qshpc.store.trust import check_new_job_folder
 
     check_own_job_dir(job_dir)
+    check_new_job_folder(job_dir)
     for parent in job_dir.parents:
         if (parent / JOB_FILE).is_file():
             raise UserError(
@@ -619,12 +627,28 @@ def _check_readable(job_dir: Path) -> None:
 
     try:
         with JobReader.open(job_dir) as r:
-            r.meta()
+            meta = r.meta()
     except DamagedStoreError as exc:
         meta = damaged_meta(job_dir, exc)
         raise UserError(
             f"cannot resume job {job_dir.name}: {exc} ({meta['recoverable']}); nothing was run"
         ) from None
+    check_resumed_program(meta, job_dir)
+
+
+def check_resumed_program(meta: Mapping[str, Any], job_dir: Path) -> None:
+    """Refuse to resume a job whose recorded program (its ``entrypoint``, what a resume
+    runs) another user owns or could replace (review35 F3: it ran as the user).
+
+    Raises:
+        UserError: Who owns or can write it, and the fix.
+    """
+    from qshpc.store.trust import check_program
+    from qshpc.text import shown
+
+    entry = meta.get("entrypoint")
+    if entry:
+        check_program(Path(str(entry)), shown(meta.get("id") or job_dir.name))
 
 
 def _check_fresh(job_dir: Path) -> None:

@@ -120,6 +120,18 @@ def run_job(
         raise
 
 
+def _with_folder(ranks: list[dict[str, Any]], job_dir: Path) -> list[dict[str, Any]]:
+    """Rank 0's record with its job folder (``folder_id``: device and inode; ``folder``:
+    its path): a copy of the folder made while the job runs names this rank 0 too, and
+    is told from the job's own by them (review35 F6)."""
+    from qshpc.store.lock import folder_id
+
+    if not ranks:
+        return ranks
+    first = {**ranks[0], "folder_id": folder_id(job_dir), "folder": str(job_dir)}
+    return [first, *ranks[1:]]
+
+
 def _qiskit_version() -> str:
     """Qiskit's version: its ``__version__`` when loaded, else its dist-info folder's name.
 
@@ -160,10 +172,14 @@ def _run_teed(
 
     meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
     _timeline.mark("arguments read")
+    if spec.resume:  # (the launcher checked it too; a Slurm job's srun has no launcher)
+        from qshpc.jobs.prepare import check_resumed_program
+
+        check_resumed_program(meta, job_dir)
     _note_other_program(meta, spec.program)
     seed = spec.seed if spec.seed is not None else meta.get("seed")
     context.set_job_seed(seed)
-    runtime = {
+    runtime: dict[str, Any] = {
         "mpi_size": info.size,
         "ranks": ranks
         or [
@@ -185,6 +201,7 @@ def _run_teed(
         "seed": seed,
         "launch": os.environ.pop(LAUNCH_TOKEN, None),  # set by `qshpc run`'s own launcher
     }
+    runtime["ranks"] = _with_folder(runtime["ranks"], job_dir)
     end_note = os.environ.pop(settings.LAUNCH_END.name, None)  # likewise
     cache = _job_cache(spec, meta)
     if cache.config.enabled or cache.config.dir:

@@ -20,7 +20,7 @@ from qshpc.errors import (
     UserError,
 )
 from qshpc.store import layout as L
-from qshpc.store import perms, seal
+from qshpc.store import perms, seal, trust
 from qshpc.store.batch import Batch, Ends
 from qshpc.store.encoding_blob import encode_blob
 from qshpc.store.encoding_h5 import read_native, write_native
@@ -169,6 +169,7 @@ def create_job(
     made = not job_dir.exists()
     if not made:
         perms.check_own_job_dir(job_dir)
+    trust.check_new_job_folder(job_dir)  # review35 F3: in a folder others can write
     try:
         perms.make_dir(job_dir)
     except OSError as exc:

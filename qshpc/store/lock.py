@@ -129,6 +129,10 @@ class Holder:
     command: str = ""
     slurm_cluster: str | None = None
     pidns: int | None = None
+    #: The job folder the run holds: its ``[st_dev, st_ino]`` and its path (review35 F6:
+    #: a copy of the folder, ``cp -a``/``rsync`` while the job ran, names this run too).
+    folder: list[int] | None = None
+    path: str | None = None
 
     def on_this_host(self) -> bool:
         """True when the holder runs on this host (as qshpc names hosts) and in this pid
@@ -339,10 +343,49 @@ def _stale(job_dir: Path, holder: Holder, batch: Batch | None = None) -> bool:
     if mine and holder.slurm_job == mine and _restarts(batch) > holder.slurm_restarts:
         return True  # Slurm requeued the job: its previous run is over
     if holder.on_this_host():
-        return pid_gone(holder)
+        return pid_gone(holder) or _elsewhere(job_dir, holder)
     if lapsed(job_dir):
         return True
     return _slurm_job_over(holder)
+
+
+def folder_id(job_dir: Path) -> list[int] | None:
+    """``[st_dev, st_ino]`` of a job folder (None when it cannot be read): what tells a
+    copy of the folder from the folder a run works in."""
+    try:
+        st = os.stat(job_dir)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino]
+
+
+def copied_from(job_dir: Path) -> Holder | None:
+    """The holder that ``job_dir``'s lock names when it holds another folder: ``job_dir``
+    is a copy of that run's job folder (``cp -a``, ``rsync``), made while it ran there
+    (review35 F6: ``qshpc cancel COPY`` cancelled the live job, and ``status`` of the copy
+    said RUNNING). Only a holder on this host (and pid namespace) is compared: another
+    host may number the same folder's device otherwise. None for a holder of a qshpc
+    that did not record its folder."""
+    holder = read_holder(job_dir)
+    return (
+        holder
+        if holder is not None and holder.on_this_host() and _elsewhere(job_dir, holder)
+        else None
+    )
+
+
+def _elsewhere(job_dir: Path, holder: Holder) -> bool:
+    """``holder`` recorded a folder, and ``job_dir`` is another one."""
+    return not_this_folder(holder.folder, job_dir)
+
+
+def not_this_folder(recorded: object, job_dir: Path) -> bool:
+    """A run recorded the :func:`folder_id` ``recorded``, and ``job_dir`` is another folder
+    (False when none was recorded, by an older qshpc, or it is damaged: cannot tell)."""
+    if not isinstance(recorded, list) or len(recorded) != 2:
+        return False
+    here = folder_id(job_dir)
+    return here is not None and here != recorded
 
 
 def pid_gone(holder: Holder) -> bool:
@@ -643,6 +686,8 @@ class JobLock:
             command=self.command,
             slurm_cluster=self.batch.get("SLURM_CLUSTER_NAME") or None,
             pidns=PIDNS,
+            folder=folder_id(self.job_dir),
+            path=os.path.abspath(self.job_dir),
         )
         from qshpc.store import perms
 

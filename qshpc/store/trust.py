@@ -1,0 +1,208 @@
+"""Whether a job folder given by its path, and the program a resume runs, are the user's own.
+
+review35 F3: the store's rules (docs/store.md, "The store is yours") covered a job named
+by its id, under ``$QSHPC_HOME/jobs``, but a job folder named by its path
+(``--job-dir``, ``--resume PATH``, ``qshpc result PATH``) was trusted whoever owned it
+or could write the folder holding it: another user swapped in a job folder of their own
+(``/proj/scratch``, 2770, or a 0777 folder), ``qshpc result`` printed their values, and
+``--resume`` ran their program as the user.
+
+The same rules apply here: a job folder another user owns (root is fine; a team's, with
+``QSHPC_SHARE_GROUP=1`` and its group one of the user's, too), one that others can
+write, or one held by a folder that another user owns or others can write without the
+sticky bit (``/tmp``'s ``1777`` keeps others from renaming what is not theirs) is
+refused by what runs, resumes or cancels a job, and read with one warning by the
+commands that only read (:func:`qshpc.store.perms.reading_only`). A folder the user's
+own private group can write (``umask 002``: the group has no other member) counts as the
+user's alone, as Debian's OpenSSH takes it. The folders above the holding one are not
+checked, as those above ``$QSHPC_HOME`` are not.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from qshpc.store.perms import (
+    SHARE_GROUP_ENV,
+    UnsafeStoreError,
+    _my_groups,
+    _reading_only,
+    _warn_once,
+    shared,
+    user_name,
+)
+
+
+def _group_mine_alone(gid: int) -> bool:
+    """True for the user's private group: their primary group, with no other member named."""
+    try:
+        import grp
+        import pwd
+
+        me = pwd.getpwuid(os.geteuid())
+        members = grp.getgrgid(gid).gr_mem
+    except (KeyError, ImportError):
+        return False
+    return gid == me.pw_gid and all(m == me.pw_name for m in members)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        import grp
+
+        return f"{grp.getgrgid(gid).gr_name} (gid {gid})"
+    except (KeyError, ImportError):
+        return f"gid {gid}"
+
+
+def _owner(st: os.stat_result, what: str) -> str | None:
+    if st.st_uid in (os.geteuid(), 0) or (shared() and st.st_gid in _my_groups()):
+        return None
+    return f"{what} belongs to {user_name(st.st_uid)}"
+
+
+def _writers(st: os.stat_result, what: str, sticky_ok: bool) -> str | None:
+    mode = stat.S_IMODE(st.st_mode)
+    if sticky_ok and mode & stat.S_ISVTX:
+        return None  # others cannot rename or remove what is not theirs in it
+    if mode & stat.S_IWOTH:
+        return f"every user can write {what} (its mode is {mode:04o})"
+    if mode & stat.S_IWGRP and not _group_mine_alone(st.st_gid):
+        return f"group {_group_name(st.st_gid)} can write {what} (its mode is {mode:04o})"
+    return None
+
+
+def _holder(path: Path) -> Path:
+    """The folder that holds ``path``: its parent, or the nearest one that exists (a new job's
+    missing folders are made by qshpc, the user's own)."""
+    p = path.parent
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return p
+
+
+def folder_risk(job_dir: Path, new: bool = False) -> tuple[str, str] | None:
+    """Why another user could replace what the job folder ``job_dir`` holds, and the fix.
+
+    Args:
+        job_dir: The folder as given (its link, if it is one, and what it names are both
+            checked).
+        new: A new job's folder (made now, with the store's mode): only what holds it.
+
+    Returns:
+        None when only the user (and root, or a team sharing the store on purpose) can;
+        else ``(why, fix)``.
+    """
+    given = Path(os.path.abspath(job_dir))
+    try:
+        real = given.resolve()
+        if not new:
+            st = real.stat()
+            why = _owner(st, "it") or _writers(st, "it", sticky_ok=False)
+            if why:
+                fix = (
+                    f"`chmod go-w {real}`"
+                    if st.st_uid == os.geteuid()
+                    else "use a job folder of your own" + _share_hint(st)
+                )
+                return why, fix
+        for folder in dict.fromkeys((_holder(given), _holder(real))):
+            st = folder.stat()
+            what = f"the folder holding it, {folder}"
+            why = _owner(st, what) or _writers(st, what, sticky_ok=True)
+            if why:
+                fix = (
+                    f"`chmod go-w {folder}` (or `chmod +t {folder}`), or move the job folder "
+                    "into a folder only you can write"
+                    if st.st_uid == os.geteuid()
+                    else "move the job folder into a folder only you can write" + _share_hint(st)
+                )
+                return why, fix
+    except OSError:
+        return None  # missing or unreadable: what reads it says so
+    return None
+
+
+def _share_hint(st: os.stat_result) -> str:
+    """For another user's folder whose group is one of the user's: the team's setting."""
+    if st.st_uid in (os.geteuid(), 0) or shared() or st.st_gid not in _my_groups():
+        return ""
+    return f" (a team's: set {SHARE_GROUP_ENV}=1, docs/store.md, 'Sharing a store')"
+
+
+def check_job_folder(job_dir: Path) -> None:
+    """Refuse a job folder given by its path that another user could replace
+    (:func:`folder_risk`); a command that only reads gets one warning instead.
+
+    Raises:
+        UnsafeStoreError: Who owns it or can write it, and the fix.
+    """
+    risk = folder_risk(job_dir)
+    if risk is None:
+        return
+    why, fix = risk
+    if _reading_only.get():
+        _warn_once(
+            f"job {job_dir}",
+            f"job folder {job_dir}: {why}, so what it shows may be another user's "
+            f"(read anyway; run --resume and cancel refuse it): {fix}",
+        )
+        return
+    raise UnsafeStoreError(
+        f"refusing to use job folder {job_dir}: {why}, so another user could have put their "
+        "job there (their results shown as yours, their program run as you on --resume); "
+        f"{fix}"
+    )
+
+
+def check_new_job_folder(job_dir: Path) -> None:
+    """Refuse a new job's folder (``--job-dir``) in a folder that another user could
+    write or owns (:func:`folder_risk`).
+
+    Raises:
+        UnsafeStoreError: Which folder, who owns or can write it, and the fix.
+    """
+    risk = folder_risk(job_dir, new=True)
+    if risk is None:
+        return
+    why, _ = risk
+    raise UnsafeStoreError(
+        f"refusing to make job folder {job_dir}: {why}, so another user could put their "
+        "job in its place (their results shown as yours, their program run as you on "
+        "--resume); choose a --job-dir in a folder only you can write"
+    )
+
+
+def check_program(program: Path, job: str) -> None:
+    """Refuse to resume job ``job`` whose recorded program file another user owns or
+    could replace (the file, or the folder holding it).
+
+    Raises:
+        UnsafeStoreError: Who owns or can write it, and the fix.
+    """
+    try:
+        real = program.resolve()
+        st = real.stat()
+        why = (  # a teammate's too: their file, run as you
+            f"it belongs to {user_name(st.st_uid)}"
+            if st.st_uid not in (os.geteuid(), 0)
+            else _writers(st, "it", sticky_ok=False)
+        )
+        if why is None:
+            for folder in dict.fromkeys((_holder(program), _holder(real))):
+                fst = folder.stat()
+                what = f"the folder holding it, {folder}"
+                why = _owner(fst, what) or _writers(fst, what, sticky_ok=True)
+                if why:
+                    break
+    except OSError:
+        return  # missing: running it says so
+    if why is None:
+        return
+    raise UnsafeStoreError(
+        f"refusing to resume job {job}: it runs {program}, the program it was made for, and "
+        f"{why}, so another user could have put their code there (it would run as you); "
+        "check the file, and start a new job with a copy of your own"
+    )
