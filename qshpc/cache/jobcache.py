@@ -356,22 +356,17 @@ class FunctionDigests:
                 but with no cut-off, as a call's arguments are (see :func:`_costly`).
         """
         known = self._known.get(id(task))
-        if known is not None and not live and known[0]() is task:
-            return known[1]  # every call of a dispatched task: before the imports below
-        from qshpc.cache.keys import (
-            UncacheableError,
-            bindings_unchanged,
-            function_digest,
-            task_digest,
-        )
-
         again = False
         if known is not None and known[0]() is task:
-            if not live or bindings_unchanged(known[2]):
-                return known[1]
+            if not live:
+                return known[1]  # every call of a dispatched task: before any import
+            if (_KEYS or _keys()).bindings_unchanged(known[2]):
+                return known[1]  # a live call, nothing rebound (no import either)
             if known[3]:
                 return None  # too costly to walk at each call: see above
             again = True  # timed as a walk at each call is (a first walk has one-time costs)
+        from qshpc.cache.keys import UncacheableError, function_digest, task_digest
+
         func = task if isinstance(task, functools.partial) else getattr(task, "func", task)
         deps: Deps = []
         start = time.perf_counter()
