@@ -79,6 +79,16 @@ def run_cli(
     )
 
 
+#: The end of a test program whose run must FAIL (after all it did, its result saved) when
+#: its environment has ``FAIL_AT_END``: a job to resume (a resume of a SUCCEEDED job is
+#: refused since session 25, fix35a).
+FAIL_AT_END = (
+    '\nimport os as _os\nif _os.environ.get("FAIL_AT_END"):\n'
+    '    raise SystemExit("this run fails at its end, as asked")\n'
+)
+FAIL = {"FAIL_AT_END": "1"}
+
+
 def job_dir_of(home: Path) -> Path:
     """The one job directory under ``home`` (tests run one job each unless told)."""
     jobs = sorted((home / "jobs").iterdir(), key=lambda d: (d.stat().st_ctime_ns, d.name))

@@ -294,6 +294,99 @@ class Writer:
         return True
 
 
+def _not_cached(name: str, exc: Exception) -> None:
+    _warn(f"calls of {name} are not cached: {exc}")
+
+
+def _too_costly(name: str, took: float) -> None:
+    _warn(costly_walk(name, took, "made in this process are not cached"))
+
+
+def costly_walk(name: str, took: float, outcome: str) -> str:
+    """What a walk too costly at each live call (:class:`FunctionDigests`) leads to, and why."""
+    return (
+        f"calls of {name} {outcome}: they read values that can change in place (a dict, "
+        f"an array, an object), and walking them for the key takes {took:.2f} s a call"
+    )
+
+
+class FunctionDigests:
+    """Digests of task functions by value (:func:`qshpc.cache.keys.function_digest`), each
+    taken once per task object, or again at a live call when what it reads changed.
+
+    The result cache's (:meth:`JobCache.digest`) and a job's resume identity's
+    (:func:`qshpc.program.backend.function_digest`, where a call runs live: fix35a) alike.
+
+    Args:
+        unkeyed: Told once per task object, with its name and the error, when its
+            function refers to something that cannot be hashed (its digest is None).
+        costly: Told once with its name and the walk's seconds when a live call's walk
+            became too costly (see :meth:`get`).
+        env: Hash the environment in (:func:`qshpc.cache.keys.function_digest`).
+    """
+
+    def __init__(
+        self,
+        unkeyed: Callable[[str, Exception], None],
+        costly: Callable[[str, float], None],
+        env: bool = True,
+    ) -> None:
+        self._unkeyed = unkeyed
+        self._costly = costly
+        self._env = env
+        self._known: dict[int, tuple[Callable[[], Any], bytes | None, Deps, bool]] = {}
+
+    def get(self, task: Any, live: bool = False) -> bytes | None:
+        """The digest of a task's function (None: it cannot be hashed).
+
+        Args:
+            task: The task (or plain function).
+            live: The call runs the function object itself, in this process (an
+                inline run, a nested call): the digest is taken again when a
+                global, closure cell or default it reads was rebound since.
+                Otherwise the digest is taken once per task object: the
+                dispatcher ships a function to the workers once, at its first
+                call, and the digest taken then is the one of the code that runs.
+                A function that reads a value changeable in place (a dict, an
+                object) is walked at each live call; when such a walk (the
+                second: the first has one-time costs) takes more than
+                :data:`LIVE_WALK_S` (a pass manager, a big object graph), its
+                later live calls run uncached instead (one warning). A
+                ``functools.partial``'s own arguments are walked at each call too,
+                but with no cut-off, as a call's arguments are (see :func:`_costly`).
+        """
+        known = self._known.get(id(task))
+        again = False
+        if known is not None and known[0]() is task:
+            if not live:
+                return known[1]  # every call of a dispatched task: before any import
+            if (_KEYS or _keys()).bindings_unchanged(known[2]):
+                return known[1]  # a live call, nothing rebound (no import either)
+            if known[3]:
+                return None  # too costly to walk at each call: see above
+            again = True  # timed as a walk at each call is (a first walk has one-time costs)
+        from qshpc.cache.keys import UncacheableError, function_digest, task_digest
+
+        func = task if isinstance(task, functools.partial) else getattr(task, "func", task)
+        deps: Deps = []
+        start = time.perf_counter()
+        try:
+            digest: bytes | None = task_digest(function_digest(func, deps, self._env), task)
+        except UncacheableError as exc:
+            digest = None
+            self._unkeyed(_task_name(task, func), exc)
+        took = time.perf_counter() - start
+        costly = again and took > LIVE_WALK_S and _costly(func, deps)
+        if costly:
+            self._costly(_task_name(task, func), took)
+        try:
+            ref: Callable[[], Any] = weakref.ref(task)
+        except TypeError:
+            return digest
+        self._known[id(task)] = (ref, digest, deps, costly)
+        return digest  # taken now: right for this call, costly or not
+
+
 class JobCache:
     """One rank's view of the cache during a job.
 
@@ -326,7 +419,7 @@ class JobCache:
         self._dir: CacheDir | None = None
         self._writer: Writer | None = None
         self._broken = False
-        self._digests: dict[int, tuple[Callable[[], Any], bytes | None, Deps, bool]] = {}
+        self._digests = FunctionDigests(_not_cached, _too_costly)
         self._lock = threading.Lock()
         if open_now and self.wanted():
             from qshpc.cache.store import CacheDir
@@ -392,64 +485,8 @@ class JobCache:
 
     # -- keys ------------------------------------------------------------------------
     def digest(self, task: Any, live: bool = False) -> bytes | None:
-        """The digest of a task's function (None: uncacheable).
-
-        Args:
-            task: The task (or plain function).
-            live: The call runs the function object itself, in this process (an
-                inline run, a nested call): the digest is taken again when a
-                global, closure cell or default it reads was rebound since.
-                Otherwise the digest is taken once per task object: the
-                dispatcher ships a function to the workers once, at its first
-                call, and the digest taken then is the one of the code that runs.
-                A function that reads a value changeable in place (a dict, an
-                object) is walked at each live call; when such a walk (the
-                second: the first has one-time costs) takes more than
-                :data:`LIVE_WALK_S` (a pass manager, a big object graph), its
-                later live calls run uncached instead (one warning). A
-                ``functools.partial``'s own arguments are walked at each call too,
-                but with no cut-off, as a call's arguments are (see :func:`_costly`).
-        """
-        known = self._digests.get(id(task))
-        if known is not None and not live and known[0]() is task:
-            return known[1]  # every call of a dispatched task: before the imports below
-        from qshpc.cache.keys import (
-            UncacheableError,
-            bindings_unchanged,
-            function_digest,
-            task_digest,
-        )
-
-        again = False
-        if known is not None and known[0]() is task:
-            if not live or bindings_unchanged(known[2]):
-                return known[1]
-            if known[3]:
-                return None  # too costly to walk at each call: see above
-            again = True  # timed as a walk at each call is (a first walk has one-time costs)
-        func = task if isinstance(task, functools.partial) else getattr(task, "func", task)
-        deps: Deps = []
-        start = time.perf_counter()
-        try:
-            digest: bytes | None = task_digest(function_digest(func, deps), task)
-        except UncacheableError as exc:
-            digest = None
-            _warn(f"calls of {_task_name(task, func)} are not cached: {exc}")
-        took = time.perf_counter() - start
-        costly = again and took > LIVE_WALK_S and _costly(func, deps)
-        if costly:
-            _warn(
-                f"calls of {_task_name(task, func)} made in this process are not cached: "
-                "they read "
-                f"values that can change in place (a dict, an array, an object), and walking "
-                f"them for the key takes {took:.2f} s a call"
-            )
-        try:
-            ref: Callable[[], Any] = weakref.ref(task)
-        except TypeError:
-            return digest
-        self._digests[id(task)] = (ref, digest, deps, costly)
-        return digest  # taken now: right for this call, costly or not
+        """The digest of a task's function (None: uncacheable; see :class:`FunctionDigests`)."""
+        return self._digests.get(task, live)
 
     def key(
         self,

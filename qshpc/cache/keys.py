@@ -93,19 +93,22 @@ KEY_HEX = 64
 # -- keys ---------------------------------------------------------------------------------
 
 
-def function_digest(func: Any, deps: Deps | None = None) -> bytes:
+def function_digest(func: Any, deps: Deps | None = None, env: bool = True) -> bytes:
     """Digest of a task function by value (see the module doc), with the environment.
 
     Args:
         func: The function.
         deps: A list that receives every name binding the walk read (for
             :func:`bindings_unchanged`).
+        env: Hash the environment in too (False: the function alone, as a resumed
+            job identifies its tasks: :func:`qshpc.program.backend.function_digest`).
 
     Raises:
         UncacheableError: It refers to something that cannot be hashed.
     """
     h = hashlib.blake2b(digest_size=32)
-    h.update(environment_digest())
+    if env:
+        h.update(environment_digest())
     try:
         _Walk(h.update, deps).value(func)
         ordered = _orders_kwargs(func)  # (an odd object's attributes may raise too: review23)

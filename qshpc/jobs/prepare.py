@@ -616,11 +616,12 @@ def check_claimable(spec: RunSpec, job_dir: Path) -> None:
 
         raise JobLockedError(JobLock(job_dir)._refusal(holder), holder)
     if spec.resume:
-        _check_readable(job_dir)
+        check_resume(spec, job_dir, _check_readable(job_dir))
 
 
-def _check_readable(job_dir: Path) -> None:
-    """Refuse to resume a job whose store is damaged (one line: what is damaged, what is left)."""
+def _check_readable(job_dir: Path) -> dict[str, Any]:
+    """Refuse to resume a job whose store is damaged (one line: what is damaged, what is
+    left); its meta otherwise."""
     from qshpc.errors import DamagedStoreError
     from qshpc.store import JobReader
     from qshpc.store.reader import damaged_meta
@@ -629,11 +630,12 @@ def _check_readable(job_dir: Path) -> None:
         with JobReader.open(job_dir) as r:
             meta = r.meta()
     except DamagedStoreError as exc:
-        meta = damaged_meta(job_dir, exc)
+        damaged = damaged_meta(job_dir, exc)
         raise UserError(
-            f"cannot resume job {job_dir.name}: {exc} ({meta['recoverable']}); nothing was run"
+            f"cannot resume job {job_dir.name}: {exc} ({damaged['recoverable']}); nothing was run"
         ) from None
     check_resumed_program(meta, job_dir)
+    return meta
 
 
 def check_resumed_program(meta: Mapping[str, Any], job_dir: Path) -> None:
@@ -649,6 +651,62 @@ def check_resumed_program(meta: Mapping[str, Any], job_dir: Path) -> None:
     entry = meta.get("entrypoint")
     if entry:
         check_program(Path(str(entry)), shown(meta.get("id") or job_dir.name))
+
+
+def check_resume(spec: RunSpec, job_dir: Path, meta: Mapping[str, Any]) -> None:
+    """Refuse a resume that cannot run right, before a run is recorded; give ``spec`` the
+    job's recorded program arguments when it has none.
+
+    review38 F1: a resume of a SUCCEEDED job ran it again (with no ``sys.argv``) and, when
+    that run failed, its saved result was gone; a resume never took the arguments given
+    after ``--`` when the job was made. review35 F5: a resume whose program file was
+    moved failed in rank 0 with a traceback, recorded as a new FAILED run.
+
+    Raises:
+        UserError: The job SUCCEEDED; its program file is gone; other program
+            arguments than the recorded ones were given.
+    """
+    from qshpc.text import shown
+
+    jid = shown(meta.get("id") or job_dir.name)
+    ref = job_ref(job_dir)
+    if meta.get("state") == "SUCCEEDED":
+        raise UserError(
+            f"job {jid} already SUCCEEDED: nothing to resume (`qshpc result {ref}`); "
+            "to run it again, start a new job (without --resume)"
+        )
+    entry = meta.get("entrypoint")
+    if isinstance(entry, str) and entry and not Path(entry).is_file():
+        raise UserError(
+            f"job {jid} was made for {shown(entry)}, which no longer exists: move or copy "
+            "it back there, or start a new job (without --resume); nothing was run"
+        )
+    recorded = recorded_program_args(meta)
+    if recorded is None:
+        return
+    if not spec.program_args:
+        spec.program_args = recorded
+    elif list(spec.program_args) != recorded:
+        import shlex
+
+        was = shown(shlex.join(recorded)) if recorded else "none"
+        raise UserError(
+            "--resume runs the job's own program, arguments, seed and title: leave out the "
+            f"program's arguments after -- (job {jid}'s: {was}; to run with other ones, "
+            "start a new job)"
+        )
+
+
+def recorded_program_args(meta: Mapping[str, Any]) -> list[str] | None:
+    """The program arguments (``sys.argv[1:]``) a job was made with, or None when its store
+    does not say (a job made before they were recorded)."""
+    args = meta.get("program_args")  # qshpc submit's
+    if isinstance(args, list):
+        return [str(a) for a in args]
+    argv = meta.get("argv")  # qshpc run's and the clients': [program, *args]
+    if isinstance(argv, list) and argv:
+        return [str(a) for a in argv[1:]]
+    return None
 
 
 def _check_fresh(job_dir: Path) -> None:
@@ -681,7 +739,8 @@ def claim_job(spec: RunSpec, job_dir: Path, batch: Mapping[str, str] | None = No
 
     Raises:
         JobLockedError: Another live run holds the job: one line naming it.
-        UserError: ``--job-dir`` names a job that already ran.
+        UserError: ``--job-dir`` names a job that already ran; a resume
+            :func:`check_resume` refuses.
     """
     from qshpc.store.lock import JobLock
 
@@ -694,6 +753,8 @@ def claim_job(spec: RunSpec, job_dir: Path, batch: Mapping[str, str] | None = No
         made = _made.pop(job_dir, None)
         if not spec.resume and (made is None or made != _file_identity(job_dir)):
             _check_fresh(job_dir)
+        if spec.resume:  # under the lock: no other run ends the job meanwhile
+            check_resume(spec, job_dir, _check_readable(job_dir))
     except BaseException:
         lock.release()
         raise

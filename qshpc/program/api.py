@@ -218,7 +218,7 @@ class DistributedTask(Generic[P, R]):
         if self._digest is None:
             from qshpc.program.backend import function_digest
 
-            self._digest = function_digest(self.func)
+            self._digest = function_digest(self)
         return self._digest
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskRef[R]:

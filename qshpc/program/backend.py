@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import inspect
 import itertools
 import pickle
 import threading
@@ -488,49 +487,89 @@ def check_threads(task: TaskSpec, have: dict[int, int]) -> None:
     )
 
 
-def function_digest(func: Any) -> bytes:
-    """A digest of a task function *by value* (its source, else its bytecode).
+def function_digest(task: Any, live: bool = False) -> bytes:
+    """The identity of a task's function for resume (:func:`task_key`).
 
-    A ``functools.partial``: its function's digest and its bound arguments by value.
-    Its repr was all that counted, which holds the function's address (new in every
-    process: a resumed job ran every such task again) and numpy's abridged repr of
-    an array (two arrays that differ in the middle print alike).
+    Its digest by value as the result cache takes it
+    (:func:`qshpc.cache.keys.function_digest`), less the environment: bytecode,
+    constants, defaults, closure cells and the value of every global it reads,
+    and so on through the functions and modules of the user's own that it calls,
+    taken from the code objects that run; and the variables its target sets. It
+    was its ``__qualname__`` and ``inspect.getsource``: the text on disk when the
+    first call was keyed (a program edited while its job was in set-up got the new
+    text's identity), and nothing the function calls or reads (review35 F1, F2: a
+    resume mixed the results of an older helper module, constant or closure value
+    with the new code's).
+
+    Taken once per task object (a dispatched call runs the function as shipped at
+    its first call), or with ``live`` (a call run here, as it is now: an inline
+    run) again when what it reads was rebound, as the cache does
+    (:class:`qshpc.cache.jobcache.FunctionDigests`). A function that refers to
+    something that cannot be hashed, or whose live walk became too costly, gets a
+    digest of its own (random): its calls can only miss on resume, never reuse a
+    wrong result.
     """
-    import functools
+    global _RESUME_LIVE
+    digest: bytes | None
+    if live:
+        if _RESUME_LIVE is None:
+            from qshpc.cache.jobcache import FunctionDigests
 
-    if isinstance(func, functools.partial):
-        return _partial_digest(func)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(getattr(func, "__qualname__", repr(func)).encode())
-    try:
-        h.update(inspect.getsource(func).encode())
-    except (OSError, TypeError):
-        code = getattr(func, "__code__", None)
-        if code is not None:
-            h.update(code.co_code)
-            h.update(repr(code.co_consts).encode())
-    return h.digest()
+            _RESUME_LIVE = FunctionDigests(_unkeyed, _too_costly, env=False)
+        digest = _RESUME_LIVE.get(task, live=True)
+    else:
+        import functools
+
+        from qshpc.cache.keys import UncacheableError, task_digest
+        from qshpc.cache.keys import function_digest as walked
+
+        func = task if isinstance(task, functools.partial) else getattr(task, "func", task)
+        try:
+            digest = task_digest(walked(func, None, env=False), task)
+        except UncacheableError as exc:
+            from qshpc.cache.jobcache import _task_name
+
+            digest = None
+            _unkeyed(_task_name(task, func), exc)
+    if digest is None:
+        import os
+
+        return b"unkeyed:" + os.urandom(24)
+    return digest
+
+
+#: The resume digests of calls run live (see :func:`function_digest`), made at the first.
+_RESUME_LIVE: Any = None
+
+
+def _unkeyed(name: str, exc: Exception) -> None:
+    _resume_note(f"calls of {name} run again on resume: {exc}")
+
+
+def _too_costly(name: str, took: float) -> None:
+    from qshpc.cache.jobcache import costly_walk
+
+    _resume_note(costly_walk(name, took, "run in this process run again on resume"))
+
+
+def _resume_note(text: str) -> None:
+    """Said once when this run resumes a job (where it matters: its calls miss), not
+    otherwise (a call run live walks a function that reads a lock again at each call)."""
+    session = getattr(_backend, "session", None)  # rank 0's (the dispatcher's, or inline)
+    if session is not None and session.done and text not in _NOTED:
+        import sys
+
+        _NOTED.add(text)
+        print(f"qshpc: note: {text}", file=sys.stderr, flush=True)
+
+
+_NOTED: set[str] = set()
 
 
 #: In the pickle of arguments holding a Qiskit ``Parameter`` (or an expression of one)
 #: outside a circuit, and of arguments holding a circuit (pickled as QPY).
 _PARAMETER_MARK = b"Parameter"
 _CIRCUIT_MARK = b"load_circuit"
-
-
-def _partial_digest(func: Any) -> bytes:
-    h = hashlib.blake2b(function_digest(func.func), digest_size=16)
-    bound = (func.args, dict(func.keywords))
-    try:
-        from qshpc.cache.keys import value_digest
-
-        h.update(value_digest(bound))
-    except Exception:  # a value the cache's walk does not take: its pickle, else its repr
-        try:
-            h.update(pickle.dumps(bound, protocol=pickle.HIGHEST_PROTOCOL))
-        except Exception:
-            h.update(repr(func).encode())
-    return h.digest()
 
 
 def task_key(
@@ -747,7 +786,9 @@ class InlineBackend:
         if session is not None and session.done:  # resuming: this call may be stored
             if raw is None:
                 raw = pack((args, kwargs), task.name, task_id)[0]
-            key = task_key(task.digest, raw, task_id, (args, kwargs))
+            # live: the function runs here as it is now (what it reads, rebound since an
+            # earlier call, changes its identity), as the cache's key below
+            key = task_key(function_digest(task, live=True), raw, task_id, (args, kwargs))
             key = with_objects(key, objs, self.digests)
             done = session.done_result(key)
             if done is not None:  # its circuits with this run's Parameters (see rebind)
@@ -782,7 +823,7 @@ class InlineBackend:
         if session is not None and not key:  # the record's key (for a later resume)
             if raw is None:
                 raw = dumps_payload(args, kwargs, task.name, task_id)
-            key = task_key(task.digest, raw, task_id, (args, kwargs))
+            key = task_key(function_digest(task, live=True), raw, task_id, (args, kwargs))
             key = with_objects(key, objs, self.digests)
         ranks = task_ranks(task)
         step = context.local_step(ranks) if ranks > 1 else None  # in-process: this host's cores

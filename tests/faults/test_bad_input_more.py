@@ -206,9 +206,12 @@ def test_log_with_bytes_that_are_not_utf8(tmp_path: Path, qshpc_home: Path) -> N
 
 def test_lock_file_that_names_no_run(tmp_path: Path, qshpc_home: Path) -> None:
     """``touch job.lock`` (or a copy of one): refused while fresh, taken over once old."""
-    job = finished_job(tmp_path, qshpc_home)
+    from tests.conftest import FAIL, FAIL_AT_END
+
+    prog = write(tmp_path, "ok.py", "from qshpc import save_result\nsave_result(1)\n" + FAIL_AT_END)
+    assert run_cli("run", str(prog), "--workers", "0", env=FAIL).returncode == 1  # to resume
+    job = job_dir_of(qshpc_home)
     (job / "job.lock").touch()
-    prog = tmp_path / "ok.py"
     out = run_cli("run", str(prog), "--resume", job.name, "--workers", "0")
     assert out.returncode == 2 and "names no run" in one_line(out.stderr)
     old = time.time() - 120

@@ -46,10 +46,13 @@ def test_a_job_that_never_started_names_the_room_a_run_needs(tmp_path: Path) -> 
 
 
 def test_a_resume_on_a_full_disk_is_told_to_resume(tmp_path: Path) -> None:
+    from tests.conftest import FAIL, FAIL_AT_END
+
     prog = _program(tmp_path, 4)
+    prog.write_text(prog.read_text() + FAIL_AT_END)  # FAILED: a job to resume
     with tmpfs(tmp_path / "small", "size=600k") as mnt:
-        first = run_cli("run", str(prog), env={"QSHPC_HOME": str(mnt / "home")})
-        assert first.returncode == 0, first.stderr
+        first = run_cli("run", str(prog), env={"QSHPC_HOME": str(mnt / "home"), **FAIL})
+        assert first.returncode == 1, first.stderr
         (job,) = (mnt / "home" / "jobs").iterdir()
         st = os.statvfs(mnt)
         (mnt / "filler").write_bytes(bytes(st.f_bavail * st.f_frsize - (120 << 10)))

@@ -17,7 +17,7 @@ from qshpc import distribute_task, get
 from qshpc.errors import UserError
 from qshpc.program.backend import InlineBackend
 from qshpc.store.jobfile import create_job
-from tests.conftest import job_dir_of, run_cli, tmpfs
+from tests.conftest import FAIL, FAIL_AT_END, job_dir_of, run_cli, tmpfs
 from tests.unit.test_dispatcher import ranks
 
 pytestmark = pytest.mark.timeout(120)
@@ -164,9 +164,9 @@ def test_a_run_refused_for_a_full_disk_leaves_no_lock_claim(tmp_path: Path) -> N
     claim file, made before its write failed); the refusal itself was clear."""
     with tmpfs(tmp_path / "disk", "size=2m") as mnt:
         prog = tmp_path / "prog.py"
-        prog.write_text("from qshpc import save_result\nsave_result(42)\n")
+        prog.write_text("from qshpc import save_result\nsave_result(42)\n" + FAIL_AT_END)
         env = {"QSHPC_HOME": str(mnt / "home")}
-        assert run_cli("run", str(prog), env=env, timeout=60).returncode == 0
+        assert run_cli("run", str(prog), env={**env, **FAIL}, timeout=60).returncode == 1
         job = job_dir_of(mnt / "home")
         with open(mnt / "filler", "wb") as fh:  # fill the disk to its last block
             try:

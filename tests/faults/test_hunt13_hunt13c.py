@@ -123,7 +123,8 @@ def test_a_slurm_id_file_of_damaged_bytes_leaves_the_job_readable(tmp_path: Path
         assert "UNREADABLE" not in got.stdout, got.stdout
     assert json.loads(run_cli("result", job.name, "--json").stdout) == [i * i for i in range(6)]
     resumed = run_cli("run", str(program), "--resume", job.name, "--workers", "0")
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 2 and "Traceback" not in resumed.stderr, resumed.stderr
+    assert "already SUCCEEDED: nothing to resume" in resumed.stderr  # (fix35a)
 
 
 def test_a_resume_refused_for_a_full_disk_leaves_the_jobs_state_alone(tmp_path: Path) -> None:

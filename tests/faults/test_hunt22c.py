@@ -100,12 +100,14 @@ def test_a_job_folder_made_read_only_while_the_job_runs_ends_with_a_line_and_exi
 
 
 def _one_job(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
-    """A program, its environment and the folder of the one job it ran (SUCCEEDED), to
-    resume."""
+    """A program, its environment and the folder of the one job it ran (FAILED at its end,
+    its result saved), to resume."""
+    from tests.conftest import FAIL, FAIL_AT_END
+
     prog = tmp_path / "p.py"
-    prog.write_text("from qshpc import save_result\nsave_result(1)\n")
+    prog.write_text("from qshpc import save_result\nsave_result(1)\n" + FAIL_AT_END)
     env = _env(tmp_path / "home")
-    assert _cli("run", str(prog), "--workers", "0", env=env).returncode == 0
+    assert _cli("run", str(prog), "--workers", "0", env={**env, **FAIL}).returncode == 1
     (job,) = (tmp_path / "home" / "jobs").iterdir()
     return prog, env, job
 
@@ -180,11 +182,14 @@ def test_a_fifo_or_a_link_at_job_h5_tmp_is_never_written_through(tmp_path: Path)
     prog, env, job = _one_job(tmp_path)
     victim = tmp_path / "victim"
     victim.write_text("mine")
-    for plant in (os.mkfifo, lambda p: os.symlink(victim, p)):
-        plant(job / "job.h5.tmp")
-        out = _cli("run", str(prog), "--resume", job.name, env=env, timeout=60)
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert f"qshpc: job {job.name} SUCCEEDED" in out.stdout
+    from tests.conftest import FAIL
+
+    for plant, fail in ((os.mkfifo, FAIL), (lambda p: os.symlink(victim, p), {})):
+        plant(job / "job.h5.tmp")  # (the first resume fails too: the second resumes it)
+        out = _cli("run", str(prog), "--resume", job.name, env={**env, **fail}, timeout=60)
+        assert out.returncode == (1 if fail else 0), out.stderr[-3000:]
+        ended = f"qshpc: job {job.name} {'FAILED' if fail else 'SUCCEEDED'}"
+        assert ended in out.stdout + out.stderr
         assert not os.path.lexists(job / "job.h5.tmp")
     assert victim.read_text() == "mine"
     got = _cli("result", job.name, env=env)

@@ -141,12 +141,14 @@ def test_a_notebook_is_refused_before_the_job_exists(tmp_path: Path, qshpc_home:
 
 
 def test_run_resume_without_program_runs_the_job_s_own(tmp_path: Path) -> None:
-    prog = _prog(tmp_path, SEEDED)
+    from tests.conftest import FAIL, FAIL_AT_END
+
+    prog = _prog(tmp_path, SEEDED + FAIL_AT_END)  # FAILED: a job to resume
     (tmp_path / "a.json").write_text('{"n": 3}')
     job = tmp_path / "job"
     first = run_cli("run", str(prog), "--arguments", str(tmp_path / "a.json"), "--workers", "0",
-                    "--job-dir", str(job))  # fmt: skip
-    assert first.returncode == 0, first.stderr
+                    "--job-dir", str(job), env=FAIL)  # fmt: skip
+    assert first.returncode == 1, first.stderr
     again = run_cli("run", "--resume", str(job), "--workers", "0")
     assert again.returncode == 0, again.stderr
     assert "Missing argument" not in again.stderr and "note: job" not in again.stderr

@@ -287,11 +287,13 @@ def test_a_log_that_cannot_be_opened(tmp_path: Path, what: str) -> None:
     traceback; a worker's own log alone left rank 0 waiting for it 30 s ('stopped
     responding'). Now rank 0 refuses in one line (exit 2, the store as it was) and a
     worker serves without its log, saying so."""
+    from tests.conftest import FAIL, FAIL_AT_END
+
     prog = tmp_path / "p.py"
-    prog.write_text(STEPS)
+    prog.write_text(STEPS + FAIL_AT_END)  # FAILED: a job to resume
     job = tmp_path / "job"
-    first = run_cli("run", str(prog), "--workers", "1", "--job-dir", str(job))
-    assert first.returncode == 0, first.stderr
+    first = run_cli("run", str(prog), "--workers", "1", "--job-dir", str(job), env=FAIL)
+    assert first.returncode == 1, first.stderr
     if what == "logs":
         shutil.rmtree(job / "logs")
         (job / "logs").write_text("not a folder\n")
@@ -312,7 +314,7 @@ def test_a_log_that_cannot_be_opened(tmp_path: Path, what: str) -> None:
     else:
         assert again.returncode == 2, again.stderr
         assert "cannot write the job's log" in again.stderr
-        assert _status(job)["state"] == "SUCCEEDED"  # the first run's end, as it was
+        assert _status(job)["state"] == "FAILED"  # the first run's end, as it was
 
 
 def test_client_run_from_a_removed_working_directory(

@@ -287,9 +287,11 @@ def test_a_resumed_program_that_places_another_object(
     out = run_cli("run", str(prog), ranks=n, timeout=150, env={"V": "1", "FAIL": "1"})
     assert "OUT [1, 1]" in out.stdout, out.stderr[-3000:]
     job = str(job_dir_of(qshpc_home))
-    for ran in ("2 tasks run, 1 reused", "0 tasks run, 3 reused"):  # then the same again
-        out = run_cli("run", str(prog), "--resume", job, ranks=n, timeout=150, env={"V": "2"})
-        assert out.returncode == 0, out.stderr[-3000:]
+    for ran, fail in (("2 tasks run, 1 reused", "1"), ("0 tasks run, 3 reused", "")):
+        # then the same again (the resumed run fails too: a SUCCEEDED job is not resumed)
+        env = {"V": "2", "FAIL": fail}
+        out = run_cli("run", str(prog), "--resume", job, ranks=n, timeout=150, env=env)
+        assert out.returncode == (1 if fail else 0), out.stderr[-3000:]
         assert "OUT [2, 2]" in out.stdout
         assert ran in out.stdout + out.stderr
 

@@ -240,11 +240,13 @@ def test_qshpc_run_resume_waits_for_a_fold_too(tmp_path: Path, qshpc_home: Path)
     import threading
 
     from qshpc.store.lock import FOLD_COMMAND, JobLock
-    from tests.conftest import job_dir_of, run_cli
+    from tests.conftest import FAIL, FAIL_AT_END, job_dir_of, run_cli
 
     prog = tmp_path / "prog.py"
-    prog.write_text("import sys\nfrom qshpc import save_result\nsave_result(len(sys.argv))\n")
-    assert run_cli("run", str(prog)).returncode == 0
+    prog.write_text(
+        "import sys\nfrom qshpc import save_result\nsave_result(len(sys.argv))\n" + FAIL_AT_END
+    )
+    assert run_cli("run", str(prog), env=FAIL).returncode == 1  # FAILED: a job to resume
     job = job_dir_of(qshpc_home)
     fold = JobLock(job, FOLD_COMMAND).acquire()
     timer = threading.Timer(1.0, fold.release)
