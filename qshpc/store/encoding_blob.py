@@ -59,6 +59,8 @@ import msgpack
 
 from qshpc.errors import SchemaVersionError, SerializationError, StoreError
 from qshpc.store import _qpy, qiskit_objects, qiskit_results
+from qshpc.store.nesting import CONTAINERS as _NESTED
+from qshpc.store.nesting import check_stored
 
 if TYPE_CHECKING:
     import numpy as np
@@ -356,6 +358,8 @@ def encode_blob(value: Any) -> bytes:
     Raises:
         SerializationError: When the value cannot be encoded at all.
     """
+    if isinstance(value, _NESTED):  # the one depth limit (review38 F2): written reads back
+        check_stored(value)
     if type(value) is list and value and _qpy.is_circuit_list(value):
         inexact = [c for c in value if not _qpy.exact(c)]
         if inexact:
@@ -412,6 +416,8 @@ def encode_blob_parts(value: Any) -> list[Buffer]:
     """
     if not _scatters(value, 0):
         return [encode_blob(value)]
+    if isinstance(value, _NESTED):
+        check_stored(value)
     parts: list[Buffer] = []
     try:
         _scatter(value, parts, 0)

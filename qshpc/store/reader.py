@@ -25,6 +25,7 @@ from qshpc.store.encoding_h5 import read_native
 from qshpc.store.isolate import Child, UnreadableStoreError
 from qshpc.store.journal import read_large
 from qshpc.store.log import LogReader, journal_frames
+from qshpc.store.nesting import read_deep
 from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
 from qshpc.store.table import TaskTable
 
@@ -333,14 +334,15 @@ class JobReader:
             NoResultError: When the job saved no result.
         """
         if L.RESULT in self._f:
-            return self._native(L.RESULT, allow_pickle)
+            # read_deep: one an older qshpc stored 450-1000 levels deep (review38 F2)
+            return read_deep(lambda: self._native(L.RESULT, allow_pickle))
         log = self._log()
         saved = self._saved(log)
         if not saved:
             raise NoResultError(f"job {self.path.parent} has no saved result")
         ev = saved[-1]
         raw = log.blob_buffer(int(ev["where"]), int(ev["off"]), int(ev["len"]))
-        return decode_blob(raw, allow_pickle, str(self.path))
+        return read_deep(lambda: decode_blob(raw, allow_pickle, str(self.path)))
 
     def recoverable(self, deep: bool = True) -> dict[str, Any]:
         """What of a damaged job can still be read, each part tried on its own.

@@ -1,0 +1,81 @@
+"""fix38a: review38's F2, F3, F9, F13, F14 and F17 (session 25)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import job_dir_of, run_cli
+from tests.faults.test_bad_input import no_internals, write
+
+DEEP = "import sys\nfrom qshpc import save_result\nx = []\nfor _ in range({d}):\n    x = [x]\n"
+
+
+# -- F2: one depth limit for what the store writes; what it holds reads back ---------------
+
+
+@pytest.mark.parametrize("depth", [150, 900])
+def test_a_result_too_deep_is_refused_before_it_is_written(
+    tmp_path: Path, qshpc_home: Path, depth: int
+) -> None:
+    """review38 F2: 450-1000 levels were saved, the job SUCCEEDED, and never read back."""
+    prog = write(tmp_path, "d.py", DEEP.format(d=depth) + "save_result({'deep': x})\n")
+    out = run_cli("run", str(prog), "--workers", "0")
+    assert out.returncode == 1, out.stderr
+    assert "the result passed to save_result nests more than 100 levels" in out.stderr
+    meta = json.loads(run_cli("status", str(job_dir_of(qshpc_home)), "--json").stdout)
+    assert meta["state"] == "FAILED" and "flatten them" in meta["error"]
+
+
+@pytest.mark.parametrize("workers", ["0", pytest.param("1", marks=pytest.mark.mpi)])
+def test_a_task_returning_too_deep_a_value_fails_alike(
+    tmp_path: Path, qshpc_home: Path, workers: str
+) -> None:
+    """The same limit and words with and without workers (a 499-deep list failed pickling on
+    a worker; ``--workers 0`` stored 900 levels, then unreadable)."""
+    prog = write(
+        tmp_path,
+        "t.py",
+        "from qshpc import distribute_task, get, save_result\n@distribute_task()\n"
+        "def mk(n):\n    x = []\n    for _ in range(n):\n        x = [x]\n    return x\n"
+        "save_result(len(str(get(mk(500)))))\n",
+    )
+    out = run_cli("run", str(prog), "--workers", workers, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "the return value of task 0 (mk, list) cannot be serialized: the value nests more " \
+        "than 100 levels" in out.stderr  # fmt: skip
+
+
+def test_a_result_of_100_levels_reads_back(tmp_path: Path, qshpc_home: Path) -> None:
+    prog = write(tmp_path, "d.py", DEEP.format(d=98) + "save_result({'deep': x})\n")
+    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
+    job = str(job_dir_of(qshpc_home))
+    out = run_cli("result", job, "--json")
+    assert out.returncode == 0 and out.stdout.count("[") == 99, out.stderr
+
+
+def test_an_older_jobs_deep_result_reads_back(tmp_path: Path, qshpc_home: Path) -> None:
+    """A job an older qshpc finished with a 900-deep ``/result`` (written here as it wrote
+    it): ``qshpc result`` (both forms) and ``Job.result()`` read it, no RecursionError."""
+    from qshpc import open_job
+
+    older = (  # the check an older qshpc lacked, taken out (it cannot be made real otherwise)
+        "import qshpc.store.encoding_blob as b, qshpc.store.nesting as n\n"
+        "n.check_stored = b.check_stored = lambda *a, **k: None\n"
+    )
+    prog = write(tmp_path, "d.py", older + DEEP.format(d=900) + "save_result({'deep': x})\n")
+    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
+    job = job_dir_of(qshpc_home)
+    deep: Any = []
+    for _ in range(900):
+        deep = [deep]
+    plain = run_cli("result", str(job))
+    assert plain.returncode == 0 and plain.stdout.count("[") == 901, plain.stderr[-2000:]
+    no_internals(plain.stderr)
+    as_json = run_cli("result", str(job), "--json")
+    assert as_json.returncode == 0, as_json.stderr[-2000:]
+    assert as_json.stdout == json.dumps({"deep": deep}) + "\n"
+    assert open_job(str(job)).result() == {"deep": deep}
