@@ -79,3 +79,62 @@ def test_an_older_jobs_deep_result_reads_back(tmp_path: Path, qshpc_home: Path) 
     assert as_json.returncode == 0, as_json.stderr[-2000:]
     assert as_json.stdout == json.dumps({"deep": deep}) + "\n"
     assert open_job(str(job)).result() == {"deep": deep}
+
+
+# -- F3: `qshpc result --json` streams: the same text, never whole in memory -----------------
+
+
+def _many_values() -> list[Any]:
+    import numpy as np
+
+    values: list[Any] = [
+        None, 1, 2.5, float("nan"), -float("inf"), 1 + 2j, "x\u00e9\"\n", b"ab", [], {}, (),
+        set(), frozenset({1}), {1: 2, "1": 3}, {(1, 2): "t", None: 1}, [[[]]],
+        {"k": {"j": [1, {"z": None}]}}, np.float32(1.5), np.array(3.0), np.int64(-4),
+        np.arange(1000).reshape(10, 100), np.arange(24.0).reshape(2, 3, 4),
+        np.ma.masked_array(np.arange(40.0), mask=[i % 3 == 0 for i in range(40)]),
+        np.array([1 + 1j] * 50), np.array(["ab"] * 60), np.zeros((0, 3)), np.zeros((40, 0)),
+        np.array([np.nan, np.inf] * 40), np.array([True, False] * 30),
+        np.zeros(5, dtype=[("a", "i4"), ("b", "f8")]), np.linspace(0, 1, 50, dtype=np.float32),
+        np.arange(40, dtype=np.uint8), np.linspace(-1, 1, 40, dtype=np.float16),
+        np.array([1.5, np.nan, 2.5] * 20),
+        {"a": np.arange(100.0), "b": [np.ones((30, 3)), np.int64(3)], "c": (1, "2")},
+    ]  # fmt: skip
+    try:
+        from qiskit.primitives import BitArray, DataBin, PrimitiveResult, SamplerPubResult
+    except ImportError:
+        return values
+    bits = BitArray(np.arange(64, dtype=np.uint8).reshape(4, 16, 1), num_bits=6)
+    pub = SamplerPubResult(DataBin(meas=bits, shape=(4,)), metadata={"shots": 16})
+    values.append(PrimitiveResult([pub], metadata={"v": 2}))
+    values.append({"res": PrimitiveResult([pub]), "n": 1})
+    return values
+
+
+@pytest.mark.parametrize("chunk", [16, 1 << 20])
+def test_streamed_json_is_the_json_it_was(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    from qshpc.store import jsonable
+
+    monkeypatch.setattr(jsonable, "JSON_CHUNK", chunk)  # (arrays cut in many pieces)
+    for value in _many_values():
+        whole = json.dumps(jsonable.to_jsonable(value))
+        assert "".join(jsonable.iter_json(value)) == whole, repr(value)[:200]
+
+
+def test_result_json_of_a_job_is_the_json_it_was(tmp_path: Path, qshpc_home: Path) -> None:
+    from qshpc import open_job
+    from qshpc.store.jsonable import to_jsonable
+
+    prog = write(
+        tmp_path,
+        "r.py",
+        "import numpy as np\nfrom qshpc import save_result\n"
+        "save_result({'big': np.arange(300_000.0).reshape(1000, 300), 'm': np.arange(9)"
+        ".reshape(3, 3), 'c': 1 + 2j, 'n': None, 1: 'one', 'l': [np.ones(3), 'x', 2.5],"
+        " 's': {1, 2}, 'nan': float('nan'), 'b': b'xy'})\n",
+    )
+    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
+    job = str(job_dir_of(qshpc_home))
+    out = run_cli("result", job, "--json")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == json.dumps(to_jsonable(open_job(job).result())) + "\n"
