@@ -415,6 +415,14 @@ def register(app: typer.Typer) -> None:
                 file=sys.stderr,
             )
         _echo_result(value, as_json)
+        if state != "SUCCEEDED":  # printed (nothing lost), but no success (review38 F9)
+            lines = shown_lines(j.error_message() or "").strip().splitlines()
+            print(
+                f"qshpc: job {j.job_id} ended {state} after saving this result: "
+                f"{lines[-1] if lines else 'no error text'} (`qshpc status {ref}` shows it all)",
+                file=sys.stderr,
+            )
+            raise typer.Exit(1)
 
     @app.command("logs")
     @errors

@@ -138,3 +138,26 @@ def test_result_json_of_a_job_is_the_json_it_was(tmp_path: Path, qshpc_home: Pat
     out = run_cli("result", job, "--json")
     assert out.returncode == 0, out.stderr
     assert out.stdout == json.dumps(to_jsonable(open_job(job).result())) + "\n"
+
+
+# -- F9: a result saved by a job that then FAILED: printed, said, exit 1 --------------------
+
+
+def test_result_of_a_job_that_failed_after_saving(tmp_path: Path, qshpc_home: Path) -> None:
+    from qshpc import open_job
+
+    prog = write(
+        tmp_path,
+        "late.py",
+        "from qshpc import save_result\nsave_result(5)\nraise RuntimeError('late')\n",
+    )
+    assert run_cli("run", str(prog), "--workers", "0").returncode == 1
+    job = job_dir_of(qshpc_home)
+    for extra in ([], ["--json"]):
+        out = run_cli("result", str(job), *extra)
+        assert out.returncode == 1 and out.stdout == "5\n", out
+        assert out.stderr == (
+            f"qshpc: job {job.name} ended FAILED after saving this result: RuntimeError: late "
+            f"(`qshpc status {job.name}` shows it all)\n"
+        )
+    assert open_job(str(job)).result() == 5  # returned, as documented (nothing lost)
