@@ -63,7 +63,7 @@ def _results(data: JobData) -> str:
         except UserError as exc:  # matplotlib missing
             return f'<p class="note">{escape(str(exc))}</p>'
         return f'<img class="result-plot" alt="result plots" src="{data_uri(fig)}">'
-    text = pformat(data.result, width=110, compact=True)
+    text = pformat(data.result, width=110, compact=True, sort_dicts=False)
     if len(text) > RESULT_TEXT_MAX:
         text = text[:RESULT_TEXT_MAX] + f"\n… ({len(text) - RESULT_TEXT_MAX} more characters)"
     return f'<p class="note">Nothing to plot; the result:</p><pre class="result-text">{escape(text)}</pre>'

@@ -161,3 +161,19 @@ def test_result_of_a_job_that_failed_after_saving(tmp_path: Path, qshpc_home: Pa
             f"(`qshpc status {job.name}` shows it all)\n"
         )
     assert open_job(str(job)).result() == 5  # returned, as documented (nothing lost)
+
+
+# -- F14: `qshpc result` keeps a dict's order -----------------------------------------------
+
+
+def test_result_keeps_the_dicts_order(tmp_path: Path, qshpc_home: Path) -> None:
+    prog = write(
+        tmp_path,
+        "o.py",
+        "from qshpc import save_result\nsave_result({f'k{i}': i for i in range(12)})\n",
+    )
+    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
+    out = run_cli("result", str(job_dir_of(qshpc_home)))
+    assert out.returncode == 0, out.stderr
+    keys = [ln.split(":")[0].strip(" {'") for ln in out.stdout.splitlines()]
+    assert keys == [f"k{i}" for i in range(12)], out.stdout
