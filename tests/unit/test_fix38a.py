@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from qshpc.store import layout as L
 from tests.conftest import job_dir_of, run_cli
 from tests.faults.test_bad_input import no_internals, write
 
@@ -177,3 +178,46 @@ def test_result_keeps_the_dicts_order(tmp_path: Path, qshpc_home: Path) -> None:
     assert out.returncode == 0, out.stderr
     keys = [ln.split(":")[0].strip(" {'") for ln in out.stdout.splitlines()]
     assert keys == [f"k{i}" for i in range(12)], out.stdout
+
+
+# -- F17: out of memory in the final fold (`--workers 0`): one line, nothing lost ------------
+
+FOLD = """\
+import mmap, sys
+import numpy as np
+from qshpc import save_result
+save_result(np.ones(4_000_000))  # 32 MB: kept in the journal's large part until the fold
+ballast = []
+size = 1 << 30
+while size >= 1 << 20:  # the address space ulimit -v leaves, taken (mapped, never touched)
+    try:
+        ballast.append(mmap.mmap(-1, size))
+    except (OSError, MemoryError):
+        size //= 2
+freed = 0
+while freed < 12 << 20:  # room for the end of the run, not for the fold's 32 MB
+    freed += len(ballast.pop())
+sys.qshpc_test_ballast = ballast  # kept past the program's end
+"""
+
+
+def test_out_of_memory_in_the_final_fold_is_one_line(tmp_path: Path, qshpc_home: Path) -> None:
+    """review38 F17: a MemoryError (or HDF5's "memory allocation failed", which said "Free
+    space on its file system", exit 2) in the fold was an internal traceback."""
+    import subprocess
+    import sys
+
+    prog = write(tmp_path, "fold.py", FOLD)
+    out = subprocess.run(
+        ["bash", "-c", f'ulimit -v 4000000 && exec "{sys.executable}" -m qshpc run '
+         f'"{prog}" --workers 0'],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    job = job_dir_of(qshpc_home)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and "ran out of memory" in out.stderr, out.stderr
+    assert f"`qshpc status {job.name}` completes job.h5" in out.stderr
+    status = run_cli("status", str(job), "--json")  # (without the limit: completes the file)
+    assert json.loads(status.stdout)["state"] == "SUCCEEDED", status.stderr
+    assert not (job / L.JOURNAL_FILE).exists()
+    assert run_cli("result", str(job)).stdout.startswith("array([1., 1., 1.")
