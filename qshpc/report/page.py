@@ -54,6 +54,15 @@ def _results(data: JobData) -> str:
     if not data.has_result:
         why = "yet" if data.running else "(the program never called save_result)"
         return f'<p class="note">No result saved {why}.</p>'
+    if data.result_unloaded is not None:
+        size, array = data.result_unloaded
+        what = f"one array, {array}, " if array else ""
+        jid = data.meta.get("id") or data.job_dir.name
+        return (
+            f'<p class="note">The result ({what}{size / 1e6:,.1f} MB stored) is too big to '
+            f"show here and was not read: <code>qshpc result {escape(str(jid))}</code> "
+            "prints it.</p>"
+        )
     from qshpc.jobs.plot import build_figure, find_panels
     from qshpc.report.figures import data_uri
 

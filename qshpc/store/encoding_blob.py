@@ -199,6 +199,24 @@ def _array_ext(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
     return msgpack.ExtType(EXT_NDARRAY, b"".join((head[:-2], _bin_header(len(raw)), raw)))
 
 
+def array_head(head: bytes, total: int) -> str | None:
+    """``dtype shape`` of a blob of ``total`` bytes that is one array, from its first bytes
+    (``head``); None for any other blob (nothing else of it is read)."""
+    if len(head) < 7 or head[0] != 0xC9 or head[5] != EXT_NDARRAY:
+        return None
+    if int.from_bytes(head[1:5], "big") != total - 6:
+        return None
+    try:
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(head[6:])
+        if unpacker.read_array_header() != 3:
+            return None
+        descr, shape = unpacker.unpack(), unpacker.unpack()
+        return f"{_dtype(descr)} {tuple(shape)}"
+    except Exception:  # cut short (a 4 KB head), or not what this qshpc writes
+        return None
+
+
 def _bin_header(n: int) -> bytes:
     if n < 1 << 8:
         return struct.pack(">BB", 0xC4, n)

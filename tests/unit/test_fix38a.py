@@ -221,3 +221,39 @@ def test_out_of_memory_in_the_final_fold_is_one_line(tmp_path: Path, qshpc_home:
     assert json.loads(status.stdout)["state"] == "SUCCEEDED", status.stderr
     assert not (job / L.JOURNAL_FILE).exists()
     assert run_cli("result", str(job)).stdout.startswith("array([1., 1., 1.")
+
+
+# -- F13: the report learns a big result's size and shape without loading it -----------------
+
+
+@pytest.mark.parametrize(
+    ("saved", "says"),
+    [
+        ("np.arange(300_000.0)", "one array, float64 (300000,), 2.4 MB stored"),  # a large blob
+        ("{'a': np.arange(300_000.0), 'b': 1}", "(2.4 MB stored)"),
+        ("np.arange(100.0)", None),  # small: read and shown as always
+    ],
+)
+def test_report_of_a_big_result_does_not_load_it(
+    tmp_path: Path, qshpc_home: Path, monkeypatch: pytest.MonkeyPatch, saved: str, says: str | None
+) -> None:
+    from qshpc.report import data
+    from qshpc.report.page import render
+
+    prog = write(
+        tmp_path,
+        "b.py",
+        f"import numpy as np\nfrom qshpc import save_result\nsave_result({saved})\n",
+    )
+    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
+    job = job_dir_of(qshpc_home)
+    monkeypatch.setattr(data, "RESULT_LOAD_MAX", 1 << 20)  # (the 64 MiB limit, scaled down)
+    got = data.read_job(job)
+    html = render(got)
+    if says is None:
+        assert got.result_unloaded is None and got.result is not None
+        assert "not read" not in html
+    else:
+        assert got.result is None and got.has_result
+        assert says in html and "too big to show here and was not read" in html, html[-3000:]
+        assert f"<code>qshpc result {job.name}</code> prints it" in html
