@@ -12,6 +12,14 @@ from qshpc.store import layout as L
 from tests.conftest import job_dir_of, run_cli
 from tests.faults.test_bad_input import no_internals, write
 
+
+def ran(tmp_path: Path, home: Path, source: str, code: int = 0) -> Path:
+    """The job of ``source`` run with ``--workers 0`` (its exit code checked)."""
+    out = run_cli("run", str(write(tmp_path, "p.py", source)), "--workers", "0")
+    assert out.returncode == code, out.stderr
+    return job_dir_of(home)
+
+
 DEEP = "import sys\nfrom qshpc import save_result\nx = []\nfor _ in range({d}):\n    x = [x]\n"
 
 
@@ -51,9 +59,7 @@ def test_a_task_returning_too_deep_a_value_fails_alike(
 
 
 def test_a_result_of_100_levels_reads_back(tmp_path: Path, qshpc_home: Path) -> None:
-    prog = write(tmp_path, "d.py", DEEP.format(d=98) + "save_result({'deep': x})\n")
-    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
-    job = str(job_dir_of(qshpc_home))
+    job = str(ran(tmp_path, qshpc_home, DEEP.format(d=98) + "save_result({'deep': x})\n"))
     out = run_cli("result", job, "--json")
     assert out.returncode == 0 and out.stdout.count("[") == 99, out.stderr
 
@@ -67,9 +73,7 @@ def test_an_older_jobs_deep_result_reads_back(tmp_path: Path, qshpc_home: Path) 
         "import qshpc.store.encoding_blob as b, qshpc.store.nesting as n\n"
         "n.check_stored = b.check_stored = lambda *a, **k: None\n"
     )
-    prog = write(tmp_path, "d.py", older + DEEP.format(d=900) + "save_result({'deep': x})\n")
-    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
-    job = job_dir_of(qshpc_home)
+    job = ran(tmp_path, qshpc_home, older + DEEP.format(d=900) + "save_result({'deep': x})\n")
     deep: Any = []
     for _ in range(900):
         deep = [deep]
@@ -126,16 +130,13 @@ def test_result_json_of_a_job_is_the_json_it_was(tmp_path: Path, qshpc_home: Pat
     from qshpc import open_job
     from qshpc.store.jsonable import to_jsonable
 
-    prog = write(
-        tmp_path,
-        "r.py",
+    source = (
         "import numpy as np\nfrom qshpc import save_result\n"
         "save_result({'big': np.arange(300_000.0).reshape(1000, 300), 'm': np.arange(9)"
         ".reshape(3, 3), 'c': 1 + 2j, 'n': None, 1: 'one', 'l': [np.ones(3), 'x', 2.5],"
-        " 's': {1, 2}, 'nan': float('nan'), 'b': b'xy'})\n",
+        " 's': {1, 2}, 'nan': float('nan'), 'b': b'xy'})\n"
     )
-    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
-    job = str(job_dir_of(qshpc_home))
+    job = str(ran(tmp_path, qshpc_home, source))
     out = run_cli("result", job, "--json")
     assert out.returncode == 0, out.stderr
     assert out.stdout == json.dumps(to_jsonable(open_job(job).result())) + "\n"
@@ -147,13 +148,8 @@ def test_result_json_of_a_job_is_the_json_it_was(tmp_path: Path, qshpc_home: Pat
 def test_result_of_a_job_that_failed_after_saving(tmp_path: Path, qshpc_home: Path) -> None:
     from qshpc import open_job
 
-    prog = write(
-        tmp_path,
-        "late.py",
-        "from qshpc import save_result\nsave_result(5)\nraise RuntimeError('late')\n",
-    )
-    assert run_cli("run", str(prog), "--workers", "0").returncode == 1
-    job = job_dir_of(qshpc_home)
+    late = "from qshpc import save_result\nsave_result(5)\nraise RuntimeError('late')\n"
+    job = ran(tmp_path, qshpc_home, late, code=1)
     for extra in ([], ["--json"]):
         out = run_cli("result", str(job), *extra)
         assert out.returncode == 1 and out.stdout == "5\n", out
@@ -168,13 +164,8 @@ def test_result_of_a_job_that_failed_after_saving(tmp_path: Path, qshpc_home: Pa
 
 
 def test_result_keeps_the_dicts_order(tmp_path: Path, qshpc_home: Path) -> None:
-    prog = write(
-        tmp_path,
-        "o.py",
-        "from qshpc import save_result\nsave_result({f'k{i}': i for i in range(12)})\n",
-    )
-    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
-    out = run_cli("result", str(job_dir_of(qshpc_home)))
+    source = "from qshpc import save_result\nsave_result({f'k{i}': i for i in range(12)})\n"
+    out = run_cli("result", str(ran(tmp_path, qshpc_home, source)))
     assert out.returncode == 0, out.stderr
     keys = [ln.split(":")[0].strip(" {'") for ln in out.stdout.splitlines()]
     assert keys == [f"k{i}" for i in range(12)], out.stdout
@@ -240,13 +231,11 @@ def test_report_of_a_big_result_does_not_load_it(
     from qshpc.report import data
     from qshpc.report.page import render
 
-    prog = write(
+    job = ran(
         tmp_path,
-        "b.py",
+        qshpc_home,
         f"import numpy as np\nfrom qshpc import save_result\nsave_result({saved})\n",
     )
-    assert run_cli("run", str(prog), "--workers", "0").returncode == 0
-    job = job_dir_of(qshpc_home)
     monkeypatch.setattr(data, "RESULT_LOAD_MAX", 1 << 20)  # (the 64 MiB limit, scaled down)
     got = data.read_job(job)
     html = render(got)
