@@ -118,15 +118,43 @@ def _slurm_id(meta: dict[str, Any]) -> str | None:
 
 
 def _echo_result(value: Any, as_json: bool) -> None:
-    """Print a saved result: JSON, or the summary the terminal shows."""
-    if as_json:
-        from qshpc.store import to_jsonable
+    """Print a saved result: JSON, or the summary the terminal shows.
 
-        echo(json.dumps(to_jsonable(value)))
+    The JSON is written in pieces as it is made (review38 F3: whole, a 500 MB array took
+    3.8 GB). A result an older qshpc stored deeper than the store's limit (review38 F2) is
+    printed from a thread with a deep stack, not as a ``RecursionError``.
+    """
+    from qshpc.errors import SerializationError
+    from qshpc.store.nesting import check_stored, deep_stack
+
+    try:
+        check_stored(value)
+    except SerializationError:  # deeper than a new job could store: an older job's
+        deep_stack(lambda: _print_result(value, as_json))
     else:
+        _print_result(value, as_json)
+
+
+def _print_result(value: Any, as_json: bool) -> None:
+    if not as_json:
         from qshpc.store.qiskit_results import summary
 
         echo(summary(value))
+        return
+    from qshpc.store.jsonable import iter_json
+
+    out = sys.stdout
+    pending: list[str] = []
+    size = 0
+    for piece in iter_json(value):
+        pending.append(piece)
+        size += len(piece)
+        if size >= 1 << 20:
+            out.write("".join(pending))
+            pending, size = [], 0
+    pending.append("\n")
+    out.write("".join(pending))
+    out.flush()
 
 
 def _damaged_result(j: Any, as_json: bool, allow_pickle: bool) -> NoReturn:
@@ -387,6 +415,14 @@ def register(app: typer.Typer) -> None:
                 file=sys.stderr,
             )
         _echo_result(value, as_json)
+        if state != "SUCCEEDED":  # printed (nothing lost), but no success (review38 F9)
+            lines = shown_lines(j.error_message() or "").strip().splitlines()
+            print(
+                f"qshpc: job {j.job_id} ended {state} after saving this result: "
+                f"{lines[-1] if lines else 'no error text'} (`qshpc status {ref}` shows it all)",
+                file=sys.stderr,
+            )
+            raise typer.Exit(1)
 
     @app.command("logs")
     @errors

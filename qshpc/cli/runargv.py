@@ -247,6 +247,14 @@ def run_fast(argv: list[str]) -> int | None:
     except KeyboardInterrupt:  # before the command set its own handling (qshpc.cli.main)
         print("\nqshpc: interrupted (SIGINT)", file=sys.stderr)
         return 130
+    except MemoryError:  # qshpc's own work (the program's is the job's error): one line
+        print(  # (review38 F17: an internal traceback)
+            "qshpc: error: qshpc ran out of memory (MemoryError) running the job; what it "
+            "committed is kept: `qshpc list` names the job, `qshpc status JOB` shows its state; "
+            "free memory (or raise the limit: ulimit -v, the batch job's --mem) and try again",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as exc:
         code = exit_code(exc)
         if code is None:

@@ -442,10 +442,14 @@ class Job:
 
         Returns:
             The result; None when the program never called ``save_result`` (or,
-            with ``wait=False``, when the job has not ended).
+            with ``wait=False``, when the job has not ended). A job that ended FAILED
+            or CANCELED after its program saved a result returns that result (nothing
+            computed is lost; ``qshpc result`` prints it and exits 1): check
+            :meth:`status` where that matters.
 
         Raises:
-            JobFailedError: The job ended FAILED or CANCELED (the message holds its error).
+            JobFailedError: The job ended FAILED or CANCELED without a saved result (the
+                message holds its error).
             TimeoutError: Not finished within ``timeout`` seconds.
             UserError: ``timeout`` (or a number ``wait``) is NaN, infinite or negative;
                 ``maxwait`` is no whole number of 0 or more.

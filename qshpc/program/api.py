@@ -98,8 +98,14 @@ def save_result(result: Any) -> bool:
 
     Raises:
         UserError: Called inside a task (on any rank, or under plain python).
+        SerializationError: The result nests lists and dicts more than 100 levels deep,
+            or holds itself (nothing is saved; the program may catch it and save a flatter
+            copy).
     """
     _refuse_in_task()
+    from qshpc.store.nesting import check_stored
+
+    check_stored(result, "the result passed to save_result")  # as run with qshpc as without
     if _session is None:
         print("qshpc: result saved in memory only (run the program with `qshpc run` to store it)")
         return True

@@ -17,6 +17,10 @@ from qshpc.jobs.paths import read_slurm_id
 from qshpc.jobstate import TERMINAL
 from qshpc.store.table import TaskTable
 
+#: A saved result stored in more bytes than this is not loaded for a report (review38 F13:
+#: a 500 MB array took 1.6 GB to be shown as ``array([...])``): its size is shown instead.
+RESULT_LOAD_MAX = 64 << 20
+
 
 @dataclass(frozen=True)
 class Span:
@@ -50,6 +54,8 @@ class JobData:
         result: The saved result (None when there is none).
         has_result: Whether a result was saved.
         result_error: Why the result could not be read, if it could not.
+        result_unloaded: A result over :data:`RESULT_LOAD_MAX` stored bytes, not read:
+            its size and, for one array, its ``dtype shape`` (``result`` is None then).
         taken: When the snapshot was read.
         slurm_steps: Slurm's accounting, for jobs that ran on Slurm.
         slurm_note: Why there is no accounting, when there is none.
@@ -65,6 +71,7 @@ class JobData:
     result: Any = None
     has_result: bool = False
     result_error: str | None = None
+    result_unloaded: tuple[int, str | None] | None = None
     taken: float = 0.0
     slurm_steps: list[Any] = field(default_factory=list)
     slurm_note: str | None = None
@@ -114,9 +121,13 @@ def read_job(
         runs = r.runs()
         table = r.task_table()
         spans = r.spans()
-        result, has_result, result_error = None, False, None
+        result, has_result, result_error, unloaded = None, False, None, None
         try:
-            result, has_result = r.result(), True
+            peek = r.result_peek()
+            if peek is not None and peek[0] > RESULT_LOAD_MAX:  # review38 F13
+                has_result, unloaded = True, peek
+            else:
+                result, has_result = r.result(), True
         except NoResultError:
             pass
         except StoreError as exc:  # pickled values, or a damaged result
@@ -133,6 +144,7 @@ def read_job(
         result=result,
         has_result=has_result,
         result_error=result_error,
+        result_unloaded=unloaded,
     )
     data.program = program_spans(merged, runs, table, taken)
     if len(spans):

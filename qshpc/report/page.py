@@ -54,6 +54,15 @@ def _results(data: JobData) -> str:
     if not data.has_result:
         why = "yet" if data.running else "(the program never called save_result)"
         return f'<p class="note">No result saved {why}.</p>'
+    if data.result_unloaded is not None:
+        size, array = data.result_unloaded
+        what = f"one array, {array}, " if array else ""
+        jid = data.meta.get("id") or data.job_dir.name
+        return (
+            f'<p class="note">The result ({what}{size / 1e6:,.1f} MB stored) is too big to '
+            f"show here and was not read: <code>qshpc result {escape(str(jid))}</code> "
+            "prints it.</p>"
+        )
     from qshpc.jobs.plot import build_figure, find_panels
     from qshpc.report.figures import data_uri
 
@@ -63,7 +72,7 @@ def _results(data: JobData) -> str:
         except UserError as exc:  # matplotlib missing
             return f'<p class="note">{escape(str(exc))}</p>'
         return f'<img class="result-plot" alt="result plots" src="{data_uri(fig)}">'
-    text = pformat(data.result, width=110, compact=True)
+    text = pformat(data.result, width=110, compact=True, sort_dicts=False)
     if len(text) > RESULT_TEXT_MAX:
         text = text[:RESULT_TEXT_MAX] + f"\n… ({len(text) - RESULT_TEXT_MAX} more characters)"
     return f'<p class="note">Nothing to plot; the result:</p><pre class="result-text">{escape(text)}</pre>'

@@ -334,8 +334,15 @@ def _unfolded_line(meta: dict[str, Any], job_dir: Path, why: Exception | None) -
     from qshpc.store.layout import JOURNAL_FILE
 
     cause = why.__cause__
-    reason = getattr(cause, "strerror", None) or str(cause or why)
     jid = meta.get("id")
+    if isinstance(cause, MemoryError):
+        return (
+            f"qshpc: error: job {jid}'s store {job_dir / 'job.h5'} could not be completed: "
+            "qshpc ran out of memory folding its journal in; its final state and result are "
+            f"kept whole in {job_dir / JOURNAL_FILE}: `qshpc status {jid}` completes job.h5 "
+            "(in a process with the memory free)"
+        )
+    reason = getattr(cause, "strerror", None) or str(cause or why)
     return (
         f"qshpc: error: job {jid}'s store {job_dir / 'job.h5'} could not be completed "
         f"({reason}): its final state and result are kept whole in "

@@ -59,6 +59,8 @@ import msgpack
 
 from qshpc.errors import SchemaVersionError, SerializationError, StoreError
 from qshpc.store import _qpy, qiskit_objects, qiskit_results
+from qshpc.store.nesting import CONTAINERS as _NESTED
+from qshpc.store.nesting import check_stored
 
 if TYPE_CHECKING:
     import numpy as np
@@ -195,6 +197,24 @@ def _array_ext(arr: np.ndarray[Any, Any]) -> msgpack.ExtType:
     # Same bytes as _pack([descr, shape, raw]), built with one copy of the data.
     head = _pack([_descr(arr.dtype), list(arr.shape), b""])
     return msgpack.ExtType(EXT_NDARRAY, b"".join((head[:-2], _bin_header(len(raw)), raw)))
+
+
+def array_head(head: bytes, total: int) -> str | None:
+    """``dtype shape`` of a blob of ``total`` bytes that is one array, from its first bytes
+    (``head``); None for any other blob (nothing else of it is read)."""
+    if len(head) < 7 or head[0] != 0xC9 or head[5] != EXT_NDARRAY:
+        return None
+    if int.from_bytes(head[1:5], "big") != total - 6:
+        return None
+    try:
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(head[6:])
+        if unpacker.read_array_header() != 3:
+            return None
+        descr, shape = unpacker.unpack(), unpacker.unpack()
+        return f"{_dtype(descr)} {tuple(shape)}"
+    except Exception:  # cut short (a 4 KB head), or not what this qshpc writes
+        return None
 
 
 def _bin_header(n: int) -> bytes:
@@ -356,6 +376,8 @@ def encode_blob(value: Any) -> bytes:
     Raises:
         SerializationError: When the value cannot be encoded at all.
     """
+    if isinstance(value, _NESTED):  # the one depth limit (review38 F2): written reads back
+        check_stored(value)
     if type(value) is list and value and _qpy.is_circuit_list(value):
         inexact = [c for c in value if not _qpy.exact(c)]
         if inexact:
@@ -412,6 +434,8 @@ def encode_blob_parts(value: Any) -> list[Buffer]:
     """
     if not _scatters(value, 0):
         return [encode_blob(value)]
+    if isinstance(value, _NESTED):
+        check_stored(value)
     parts: list[Buffer] = []
     try:
         _scatter(value, parts, 0)

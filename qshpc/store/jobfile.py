@@ -25,6 +25,7 @@ from qshpc.store.batch import Batch, Ends
 from qshpc.store.encoding_blob import encode_blob
 from qshpc.store.encoding_h5 import read_native, write_native
 from qshpc.store.log import append_frame, write_commit
+from qshpc.store.nesting import _NEST_HINT, check_nesting
 from qshpc.store.records import JOB_FILE, STATES
 
 ARGUMENTS_FILE_TYPE = "qshpc-arguments"
@@ -336,70 +337,3 @@ def load_arguments(
     except SerializationError as exc:
         raise _bad(path, str(exc)) from None
     return value
-
-
-MAX_DEPTH = 100
-MAX_CONTAINERS = 10_000_000
-_NEST_HINT = f"at most {MAX_DEPTH} levels of lists and dicts are stored"
-
-
-def check_nesting(value: Any, what: str, limit: int = MAX_DEPTH) -> None:
-    """Refuse a value that nests lists/dicts/tuples/sets deeper than ``limit``, holds itself,
-    or would expand (shared parts counted every time they appear) past
-    :data:`MAX_CONTAINERS` containers.
-
-    Checked without recursion, in time linear in the distinct objects (shared
-    parts are measured once), before anything is written: a refused value leaves
-    no job folder behind, and a value built to explode when written (a list of
-    itself twice, sixty times over) is refused at once.
-
-    Raises:
-        SerializationError: Naming how deep it goes, the cycle, or the size, and the limit.
-    """
-    containers = (dict, list, tuple, set, frozenset)
-    if not isinstance(value, containers):
-        return
-
-    def kids(node: Any) -> list[Any]:
-        items: Any = (*node.keys(), *node.values()) if isinstance(node, dict) else node
-        # map/set run in C: a list of a million numbers costs milliseconds here
-        if not any(issubclass(t, containers) for t in set(map(type, items))):
-            return []
-        return [k for k in items if isinstance(k, containers)]
-
-    size: dict[int, int] = {}  # id -> containers it expands to
-    height: dict[int, int] = {}
-    on_path: set[int] = set()
-    stack: list[tuple[Any, list[Any] | None]] = [(value, None)]
-    while stack:
-        node, children = stack.pop()
-        i = id(node)
-        if children is not None:  # all its children are measured: close it
-            size[i] = 1 + sum(size[id(k)] for k in children)
-            height[i] = 1 + max((height[id(k)] for k in children), default=0)
-            on_path.discard(i)
-            if height[i] > limit:
-                raise SerializationError(
-                    f"{what} nest more than {limit} levels of lists and dicts deep: "
-                    f"{_NEST_HINT}; flatten them, or store the deep part as a string or array"
-                )
-            if size[i] > MAX_CONTAINERS:
-                raise SerializationError(
-                    f"{what} hold more than {MAX_CONTAINERS:,} lists and dicts (counting each "
-                    "shared one every time it appears): store the data as arrays"
-                )
-            continue
-        if i in size:
-            continue  # shared: measured already
-        if i in on_path:
-            raise SerializationError(
-                f"{what} contain themselves (a list or dict that holds itself): store a copy "
-                "without the cycle"
-            )
-        children = kids(node)
-        if not children:
-            size[i], height[i] = 1, 1
-            continue
-        on_path.add(i)
-        stack.append((node, children))
-        stack.extend((k, None) for k in children if id(k) not in size)

@@ -226,7 +226,8 @@ def _row_counts(bits: Any, size: int) -> list[dict[str, int]]:
 
 
 def summary(value: Any, top: int = 4) -> str:
-    """What ``qshpc result`` prints: ``pformat(value)``, with each ``PrimitiveResult`` in it
+    """What ``qshpc result`` prints: ``pformat(value)``, dict keys in the order they were
+    saved (review38 F14: sorted, ``k0, k1, k10``), with each ``PrimitiveResult`` in it
     (at the top or as a value of a top-level dict) summarized per PUB: its shape, registers
     and most frequent outcomes, or the range of its expectation values.
     """
@@ -241,9 +242,9 @@ def summary(value: Any, top: int = 4) -> str:
                 body = _summary(item, top).replace("\n", "\n  ")
                 parts.append(f"{key!r}:\n  {body}")
             else:
-                parts.append(f"{key!r}: {pformat(item)}")
+                parts.append(f"{key!r}: {pformat(item, sort_dicts=False)}")
         return "\n".join(parts)
-    return pformat(value)
+    return pformat(value, sort_dicts=False)
 
 
 def _summary(value: Any, top: int) -> str:

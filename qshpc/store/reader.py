@@ -20,11 +20,12 @@ from qshpc.errors import (
     TaskError,
 )
 from qshpc.store import layout as L
-from qshpc.store.encoding_blob import decode_blob
+from qshpc.store.encoding_blob import array_head, decode_blob
 from qshpc.store.encoding_h5 import read_native
 from qshpc.store.isolate import Child, UnreadableStoreError
 from qshpc.store.journal import read_large
 from qshpc.store.log import LogReader, journal_frames
+from qshpc.store.nesting import read_deep
 from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
 from qshpc.store.table import TaskTable
 
@@ -333,14 +334,44 @@ class JobReader:
             NoResultError: When the job saved no result.
         """
         if L.RESULT in self._f:
-            return self._native(L.RESULT, allow_pickle)
+            # read_deep: one an older qshpc stored 450-1000 levels deep (review38 F2)
+            return read_deep(lambda: self._native(L.RESULT, allow_pickle))
         log = self._log()
         saved = self._saved(log)
         if not saved:
             raise NoResultError(f"job {self.path.parent} has no saved result")
         ev = saved[-1]
         raw = log.blob_buffer(int(ev["where"]), int(ev["off"]), int(ev["len"]))
-        return decode_blob(raw, allow_pickle, str(self.path))
+        return read_deep(lambda: decode_blob(raw, allow_pickle, str(self.path)))
+
+    @_guarded
+    def result_peek(self) -> tuple[int, str | None] | None:
+        """The saved result's stored size in bytes, and for a result that is one numpy array
+        its ``dtype shape`` (else None), read without loading it; None: no saved result.
+
+        review38 F13: ``qshpc report`` loaded a 500 MB array (1.6 GB) to learn it was not
+        plottable.
+        """
+        if L.RESULT in self._f:
+            node = self._f[L.RESULT]
+            if isinstance(node, h5py.Dataset):
+                enc = node.attrs.get(L.ENC_TYPE, "")
+                enc = enc.decode() if isinstance(enc, bytes) else str(enc)
+                shown = f"{node.dtype} {node.shape}" if enc == "array" else None
+                return int(node.id.get_storage_size()), shown
+            sizes: list[int] = []
+            node.visititems(
+                lambda _, o: sizes.append(o.id.get_storage_size())
+                if isinstance(o, h5py.Dataset) else None
+            )  # fmt: skip
+            return sum(sizes), None
+        log = self._log()
+        saved = self._saved(log)
+        if not saved:
+            return None
+        ev = saved[-1]
+        where, off, n = int(ev["where"]), int(ev["off"]), int(ev["len"])
+        return n, array_head(log.blob(where, off, min(n, 4096)), n)
 
     def recoverable(self, deep: bool = True) -> dict[str, Any]:
         """What of a damaged job can still be read, each part tried on its own.

@@ -33,7 +33,8 @@ def io_error(path: Path, exc: BaseException, what: str) -> StoreError:
 
 class NotWritten(StoreError):
     """The new copy of ``job.h5`` could not be written, for another reason than a full disk
-    (the job folder made read-only while the job ran: hunt21b). Nothing was replaced:
+    (the job folder made read-only while the job ran: hunt21b; the process out of memory:
+    review38 F17). Nothing was replaced:
     ``job.h5`` and the journal beside it are as they were, whole, and qshpc's readers
     read both; a later fold (``qshpc status``) completes the file once it can be written.
     """
@@ -99,6 +100,10 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth:
         L.fsync_path(path.parent)
         journal.unlink(missing_ok=True)
     except OSError as exc:
+        if "memory allocation failed" in str(exc):  # HDF5's MemoryError: as below
+            raise NotWritten(
+                f"cannot {what} {path}: out of memory while the journal was folded in ({exc})"
+            ) from MemoryError(str(exc))
         if not path.exists():
             raise L.open_error(path, exc) from exc
         if exc.errno in _REFUSED:
@@ -110,6 +115,10 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth:
         if disk_full(exc) and not isinstance(exc, DamagedStoreError):
             raise io_error(path, exc, what) from exc
         raise
+    except MemoryError as exc:  # (review38 F17: a traceback) nothing replaced, as above
+        raise NotWritten(
+            f"cannot {what} {path}: out of memory while the journal was folded in"
+        ) from exc
     finally:
         with contextlib.suppress(OSError):  # EROFS even for a missing one: the error above stands
             tmp.unlink(missing_ok=True)
