@@ -104,6 +104,17 @@ def _argv0(entry: Path, workdir: Path) -> str:
         return str(entry)
 
 
+def _succeeded(job_dir: Path) -> bool:
+    """Whether the job's store says SUCCEEDED (False when it cannot be read)."""
+    from qshpc.store import JobReader
+
+    try:
+        with JobReader.open(job_dir) as r:
+            return r.meta().get("state") == "SUCCEEDED"
+    except Exception:
+        return False
+
+
 def run_task(
     job_dir: str,
     entry: str,
@@ -144,6 +155,18 @@ def run_task(
     rank = here.procid
     link_slurm_log(Path(job_dir), rank)
     restarted = here.restart_count > 0
+    if restarted and _succeeded(Path(job_dir)):
+        # Slurm restarted a job whose run had ended SUCCEEDED (a node lost between the
+        # store's end and Slurm's): nothing to run, its result stays (a resume of it is
+        # refused, exit 2, and Slurm would record it FAILED). Every rank reads it alike.
+        if rank == 0:
+            print(
+                f"qshpc: job {Path(job_dir).name} had already SUCCEEDED when Slurm restarted "
+                "it: nothing to run; its result is kept",
+                file=sys.stderr,
+                flush=True,
+            )
+        return 0
     if rank == 0:
         # submitit ignores SIGTERM; until the program's own handler is in place
         # (the runtime turns SIGTERM into CANCELED), a cancel should not wait

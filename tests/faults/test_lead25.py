@@ -161,3 +161,39 @@ def test_a_large_array_sent_to_a_second_call_names_put_once(tmp_path: Path, how:
         assert "second call of total" in hints[0] and "`ref = put(value)`" in hints[0]
     else:
         assert hints == [], out.stderr
+
+
+RESTARTED = """
+import sys
+from qshpc.submit.task import run_task
+sys.exit(run_task(sys.argv[1], sys.argv[2], sys.argv[3]))
+"""
+
+
+def test_a_slurm_restart_of_a_job_that_succeeded_runs_nothing_and_exits_0(tmp_path: Path) -> None:
+    """A node lost between the store's end (SUCCEEDED) and Slurm's: Slurm requeues the job
+    and its task runs again. A resume of a SUCCEEDED job is refused (exit 2, review38 F1),
+    so Slurm recorded FAILED a job whose result was there; the restarted task now says
+    it had succeeded and exits 0, the store untouched."""
+    from qshpc import open_job
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "ok.py"
+    prog.write_text("from qshpc import save_result\nsave_result(7)\n")
+    job_dir = tmp_path / "job"
+    out = run_cli("run", str(prog), "--workers", "0", "--job-dir", str(job_dir), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    before = (job_dir / "job.h5").stat()
+    env = {**os.environ, "SLURM_JOB_ID": "99", "SLURM_PROCID": "0", "SLURM_NTASKS": "1",
+           "SLURM_RESTART_COUNT": "1"}  # fmt: skip
+    env.pop("SUBMITIT_FOLDER", None)
+    done = subprocess.run(
+        [sys.executable, "-c", RESTARTED, str(job_dir), str(prog), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "had already SUCCEEDED when Slurm restarted it: nothing to run" in done.stderr
+    after = (job_dir / "job.h5").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    job = open_job(job_dir)
+    assert job.status() == "SUCCEEDED" and job.result() == 7
