@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import faulthandler
+import gc
 import os
+import select
 import sys
-import threading
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 #: Tees whose descriptors this process still holds: a forked child lets go of them.
 _live: weakref.WeakSet[LogTee] = weakref.WeakSet()
@@ -15,15 +18,26 @@ _hooked: list[bool] = []
 
 
 def _after_fork_in_child() -> None:
+    if _forking:
+        return  # the tee's own copier: it lets go of everything itself (_copier)
     for tee in list(_live):
         tee._forked()
 
 
 class LogTee:
-    """Redirect file descriptors 1 and 2 through a pipe that a thread copies to a log file.
+    """Redirect file descriptors 1 and 2 through pipes that a forked copier process copies
+    to a log file.
 
     The terminal (or Slurm's output file) still sees everything; the log file
     gets it as it is written, so logs are readable while the job runs.
+
+    The copier is a child forked without exec (:func:`_copier`: plain system
+    calls, a millisecond to start), not a thread: what a rank printed just
+    before it died (``os._exit``, a segfault, SIGKILL) is still in the pipes
+    when it dies, and a thread died with it (review38 F5: the last
+    ``print(..., flush=True)`` before ``os._exit`` reached neither the terminal
+    nor the log, 3 runs of 3). The copier ends when this process does (or at
+    :meth:`close`), after it copied what the pipes hold.
 
     Args:
         path: The log file (created 0600).
@@ -40,7 +54,7 @@ class LogTee:
             path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
             from qshpc.store.seal import open_append
 
-            self._log = open_append(path, perms.file_mode())  # a FIFO there: refused, no hang
+            log = open_append(path, perms.file_mode())  # a FIFO there: refused, no hang
         except OSError as exc:  # `logs` is a file, a dangling link, not writable...
             from qshpc.errors import UserError
 
@@ -49,36 +63,55 @@ class LogTee:
                 "in a folder this user can write (move away what is there, then run again)"
             ) from None
         self._path = path
-        self._echo = echo
         self._saved: dict[int, int] = {}
-        self._threads: list[threading.Thread] = []
-        self._reads: list[int] = []
-        #: per pipe: held while a chunk read from it is copied (see :meth:`_drained`)
-        self._copying: dict[int, threading.Lock] = {}
         self._pid = os.getpid()
         self._closed = False
+        self._full = False
         self._inherited = _pipes()  # the launcher's and MPI's, before the tee's own
         sys.stdout.flush()
         sys.stderr.flush()
+        pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, crash reports (log only)
+        life_r, self._life = os.pipe()  # its end (this process's) tells the copier to end
+        self._back, back_w = os.pipe()  # the copier's answers: "A"/"L" copied, "D" disk full
         for fd in (1, 2):
-            r, w = os.pipe()
             self._saved[fd] = os.dup(fd)
+        _forking.append(True)
+        try:
+            child = _fork_quietly()
+        finally:
+            _forking.clear()
+        if child == 0:  # pragma: no cover - the copier (coverage does not follow it)
+            _copier(
+                [
+                    (pipes[0][0], self._saved[1] if echo else -1),
+                    (pipes[1][0], self._saved[2] if echo else -1),
+                    (pipes[2][0], -1),
+                ],
+                log,
+                life_r,
+                back_w,
+            )
+        for fd in (life_r, back_w, log, *(r for r, _ in pipes)):
+            os.close(fd)
+        os.set_blocking(self._back, False)
+        self.copier = child
+        _copiers.add(child)
+        for fd, (_, w) in zip((1, 2), pipes[:2], strict=True):
             os.dup2(w, fd)
             os.close(w)
-            self._reads.append(r)
-            self._copying[r] = threading.Lock()
-            t = threading.Thread(target=self._copy, args=(r, self._saved[fd]), daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._crash = pipes[2][1]
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             except (AttributeError, ValueError):
                 pass
-        self._faults = _crash_reports_to(self._log)
+        self._faults = _crash_reports_to(self._crash)
         _live.add(self)
         if not _hooked:  # one hook per process, not one per tee
             os.register_at_fork(after_in_child=_after_fork_in_child)
+            from qshpc.store.space import watch_lost_output
+
+            watch_lost_output(_check_copiers)
             _hooked.append(True)
 
     def _forked(self) -> None:
@@ -89,7 +122,9 @@ class LogTee:
         ``mpiexec`` (or ``qshpc run``) waited for it: a forked helper that
         outlived its task held the command until it ended (30 s for a
         ``sleep(30)`` on ac4d79c). The child writes into the tee's pipes, as a
-        subprocess does; no thread copies them in the child. The other pipes
+        subprocess does; the copier copies them while this tee's process lives
+        (the child holds no end of its lifeline: the copier ends with the
+        rank, not with the child). The other pipes
         the rank held from its start (the MPI library's copies of the output,
         those hydra's proxy leaks to its ranks) go to /dev/null in the child:
         their fds stay valid, and a write to one goes nowhere, never into a
@@ -98,79 +133,47 @@ class LogTee:
         if os.getpid() == self._pid:
             return
         _live.discard(self)  # done once: a grandchild must not close what reuses these numbers
-        _crash_reports_back(self._faults)  # before the log's number can name another file
+        _crash_reports_back(self._faults)  # before the pipe's number can name another file
         _release_pipes(self._inherited, set(self._saved.values()))
-        for fd in (*self._saved.values(), self._log, *self._reads):
+        for fd in (*self._saved.values(), self._crash, self._life, self._back):
             try:
                 os.close(fd)
             except OSError:
                 pass
         self._saved.clear()
-        self._threads.clear()
-        self._reads.clear()
+        self._closed = True
 
-    def _copy(self, r: int, orig: int) -> None:
-        import select
-
-        poller = select.poll()
-        poller.register(r, select.POLLIN)
-        copying = self._copying[r]
+    def _answers(self) -> bytes:
+        """What the copier said since the last look (never waits); notes a full disk."""
+        got = b""
         while True:
             try:
-                poller.poll()  # waits without the lock: close() sees an idle copier
-            except InterruptedError:  # pragma: no cover - PEP 475 retries
-                continue
-            with copying:  # a chunk read is copied before close() can call the pipe drained
-                try:
-                    data = os.read(r, 65536)  # readable: does not block
-                except OSError:
-                    break
-                if not data:
-                    break
-                try:
-                    os.write(self._log, data)
-                except OSError as exc:
-                    from qshpc.store.space import disk_full, full_error, note_lost_output
+                chunk = os.read(self._back, 64)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        if b"D" in got and not self._full:
+            self._full = True
+            from qshpc.store.space import full_error, note_lost_output
 
-                    if disk_full(exc):
-                        note_lost_output(str(full_error(self._path, "the program's output")))
-                if self._echo:
-                    try:
-                        os.write(orig, data)
-                    except OSError:
-                        pass
-        os.close(r)
-
-    def _drained(self, r: int) -> bool:
-        """Nothing is left in pipe ``r`` and its thread copied all it read.
-
-        The copier holds the pipe's lock from its read to the end of that chunk's
-        copies, so an empty pipe seen under the lock is all copied. (On 0cd42bd a
-        flag set after the read left a window: close() took a chunk just read as
-        copied, the process exited, and the last lines (a ``qshpc: error:`` line)
-        reached the log but not the terminal, about one run in ten under load.)
-        """
-        import fcntl
-        import struct
-        import termios
-
-        with self._copying[r]:
-            try:
-                pending: int = struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0"))[0]
-            except OSError:  # closed: its thread saw the end
-                return True
-            return pending == 0
+            note_lost_output(str(full_error(self._path, "the program's output")))
+        return got
 
     def close(self) -> None:
-        """Restore stdout/stderr and copy what the pipes still hold.
+        """Restore stdout/stderr and wait until the copier copied what was written so far.
 
         The pipes end when the last process holding their write end does. A
         process the program started and left running (``subprocess.Popen`` of
         a server, ``cmd &``) holds them on: then close waits only until what
-        was written so far is copied (at most 5 s), and the threads go on
+        was written so far is copied (at most 5 s), and the copier goes on
         copying that process's output until this one exits. (Waiting for the
         pipes' end made every rank with such a child wait 5 s per pipe.)
         """
+        import select
         import time
 
         if os.getpid() != self._pid or self._closed:
@@ -183,18 +186,214 @@ class LogTee:
                 pass
         for fd, saved in self._saved.items():
             os.dup2(saved, fd)  # closes the pipe's write end held by fd
-        deadline = time.monotonic() + 5.0
-        for t, r in zip(self._threads, self._reads, strict=True):
-            while t.is_alive() and not self._drained(r) and time.monotonic() < deadline:
-                t.join(timeout=0.002)
-            t.join(timeout=0.05)  # a pipe whose writers are all gone ends at once
-        if any(t.is_alive() for t in self._threads):
-            return  # a child holds a pipe: its thread still needs the log and the terminal
         _crash_reports_back(self._faults)
+        os.close(self._crash)
+        said = b""
+        try:
+            os.write(self._life, b"F")  # written after all this process wrote: copy up to here
+        except OSError:  # the copier is gone (killed): nothing to wait for
+            said = b"E"
+        deadline = time.monotonic() + 5.0
+        while not (b"E" in said or b"L" in said) and time.monotonic() < deadline:
+            try:
+                select.select([self._back], [], [], max(0.0, deadline - time.monotonic()))
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                pass
+            said += self._answers()
+            if not said and _gone(self.copier):
+                break
         for saved in self._saved.values():
             os.close(saved)
-        os.close(self._log)
+        if b"L" in said:
+            return  # a child holds a pipe: the copier copies it until this process exits
+        os.close(self._life)  # the copier ends now
+        os.close(self._back)
         _live.discard(self)  # its numbers may be reused: a later fork must not close them
+        _reap(self.copier)
+
+
+#: Pids of the copiers this process started (not "processes the program left running").
+_copiers: set[int] = set()
+#: Not empty while a tee forks its copier: the at-fork hooks leave the other tees alone.
+_forking: list[bool] = []
+
+
+def copier_pids() -> set[int]:
+    """The pids of this process's log copiers (:class:`LogTee`), alive or not."""
+    return set(_copiers)
+
+
+def _check_copiers() -> None:
+    """Let every live tee read what its copier said (a full disk): for ``lost_output``."""
+    for tee in list(_live):
+        if os.getpid() == tee._pid and not tee._closed:
+            tee._answers()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped already (a SIGCHLD handler of the program's)
+        return True
+    if done:
+        _copiers.discard(pid)
+    return bool(done)
+
+
+def _reap(pid: int) -> None:
+    """Reap an ending copier for a moment (a zombie is harmless: the exit reaps it)."""
+    import time
+
+    deadline = time.monotonic() + 1.0
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def _fork_quietly() -> int:
+    """``os.fork()`` with the stop signals and the process's Python-handled signals blocked
+    across it (the copier ignores them before it unblocks: a SIGTERM or a program's SIGUSR1
+    handler never runs in it, as in :mod:`qshpc.runtime.startwatch`)."""
+    import signal
+    import warnings
+
+    sigs = (*_handled(), signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        with warnings.catch_warnings():  # 3.12: "multi-threaded, use of fork() may deadlock"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
+    if child == 0:  # pragma: no cover - the copier
+        for sig in sigs:
+            try:
+                signal.signal(sig, signal.SIG_DFL if sig == signal.SIGCHLD else signal.SIG_IGN)
+            except (OSError, ValueError):
+                pass
+        for sig in (signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+            try:  # Slurm signals every process of a step: the copier stays to the end
+                signal.signal(sig, signal.SIG_IGN)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return child
+
+
+def _handled() -> list[int]:
+    """The signals that have a Python handler in this process."""
+    import signal
+
+    found: list[int] = []
+    for sig in signal.valid_signals():
+        try:
+            if callable(signal.getsignal(sig)):
+                found.append(sig)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _copier(streams: list[tuple[int, int]], log: int, life: int, back: int) -> NoReturn:
+    """The copier process: copy each pipe of ``streams`` (read end, terminal's fd or -1) into
+    ``log`` and its terminal as it comes; end once its rank is gone (``life`` ends) and the
+    pipes are copied. A ``b"F"`` on ``life`` asks to copy what is there and answer on ``back``:
+    ``b"E"`` when the pipes ended (nobody else writes them), ``b"L"`` when a child of the rank
+    still holds them. ``b"D"``: the log could not be written (a full disk), said once.
+
+    Only plain system calls from here on: the rank may have had threads (their locks are
+    gone with them); and it ends with ``os._exit``, never in the rank's own code.
+    """
+    code = 0
+    try:
+        gc.disable()  # no finalizer of the rank's objects (an HDF5 file's) runs here
+        keep = {log, life, back, *(fd for pair in streams for fd in pair if fd >= 0)}
+        _close_all_but(keep)
+        faulthandler.disable()  # the rank's crash pipe is closed here
+        open_ = dict(streams)
+        for r in (*open_, life):
+            os.set_blocking(r, False)
+        poller = select.poll()
+        for r in (*open_, life):
+            poller.register(r, select.POLLIN)
+        full = [False]
+        alive = True
+        while alive:
+            try:
+                poller.poll()
+            except InterruptedError:
+                continue
+            said = b""
+            try:
+                said = os.read(life, 64)
+            except BlockingIOError:
+                said = b"-"
+            except OSError:
+                pass
+            if not said:
+                alive = False
+            for r in list(open_):  # after the lifeline: what was written before its word
+                if not _copy_out(r, open_[r], log, back, full):
+                    poller.unregister(r)
+                    del open_[r]
+            if b"F" in said:
+                _write_all(back, b"L" if open_ else b"E")
+    except BaseException:
+        code = 1
+    os._exit(code)
+
+
+def _copy_out(r: int, echo: int, log: int, back: int, full: list[bool]) -> bool:
+    """Copy what pipe ``r`` holds now; False once it ended."""
+    while True:
+        try:
+            data = os.read(r, 65536)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        try:
+            _write_all(log, data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not full[0]:
+                full[0] = True
+                try:
+                    _write_all(back, b"D")
+                except OSError:
+                    pass
+        if echo >= 0:
+            try:
+                _write_all(echo, data)
+            except OSError:
+                pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        view = view[n:]
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """In the copier: close every descriptor but ``keep`` (the rank's sockets, its store's
+    files, MPI's: held here they would outlive the rank, and the launcher sees a rank's end
+    by its connections' close)."""
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    try:
+        high = os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):
+        high = 1 << 20
+    os.closerange(low, max(high, low))
 
 
 def _crash_reports_to(log: int) -> bool | None:

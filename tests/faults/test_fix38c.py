@@ -1,0 +1,94 @@
+"""Session 25, fix38c: review38 F5 (a rank's last output lost when it dies), review35 F4
+(a reader that stops reading stalls the job), review38 F7 (``qshpc run`` ate the caller's stdin).
+
+Each test failed on the main this branch started from (327c4ed); docs/bad-input.md,
+"Session 25, fix38c".
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import job_dir_of, run_cli
+
+DIES = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from qshpc.runtime.logtee import LogTee
+
+    LogTee(Path(sys.argv[1]))
+    for i in range(3000):
+        print(f"line {i}", flush=True)
+    print("last words", file=sys.stderr, flush=True)
+    if sys.argv[2] == "exit":
+        os._exit(4)
+    import ctypes
+    ctypes.string_at(0)  # a segfault
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["exit", "segv"])
+def test_what_a_process_wrote_before_it_died_reaches_the_log_and_the_terminal(
+    tmp_path: Path, how: str
+) -> None:
+    # On 327c4ed the tee's thread died with the process: the lines still in its pipes were
+    # lost from both (review38 F5: "before" of print-then-os._exit, 3 runs of 3).
+    log = tmp_path / "rank-0.out"
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", DIES, str(log), how], capture_output=True, timeout=60
+        )
+        assert out.returncode == (4 if how == "exit" else -11), out.stderr
+        assert out.stdout.count(b"\n") == 3000 and out.stdout.endswith(b"line 2999\n")
+        assert b"last words\n" in out.stderr
+        text = log.read_bytes()
+        assert text.count(b"line 2999\n") == 1 and b"last words\n" in text, text[-200:]
+        if how == "segv":  # the crash report, after the lines printed before it
+            assert text.index(b"Fatal Python error") > text.index(b"last words"), text[-2000:]
+            assert b"Fatal Python error" not in out.stderr  # the log's, as before
+        log.unlink()
+
+
+TOPOS = 'import os\nprint("before", flush=True)\nos._exit(4)\n'
+LASTWORDS = textwrap.dedent(
+    """
+    import ctypes, sys
+    from qshpc import distribute_task, get
+
+    @distribute_task()
+    def f(i):
+        print("task says goodbye", flush=True)
+        ctypes.string_at(0)
+
+    get(f(1))
+    """
+)
+
+
+@pytest.mark.mpi
+def test_a_ranks_last_line_before_it_dies_is_in_its_log_and_on_the_terminal(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    prog = tmp_path / "topos.py"
+    prog.write_text(TOPOS)
+    out = run_cli("run", str(prog), "--workers", "1", timeout=120)
+    assert out.returncode == 4 or out.returncode == 1, out.stderr
+    assert "before" in out.stdout
+    job = job_dir_of(qshpc_home)
+    assert (job / "logs" / "rank-0.out").read_text().startswith("before\n")
+    prog = tmp_path / "lastwords.py"
+    prog.write_text(LASTWORDS)
+    out = run_cli("run", str(prog), "--workers", "1", timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "task says goodbye" in out.stdout
+    logs = sorted(
+        (p for p in qshpc_home.glob("jobs/*/logs/rank-1.out")), key=lambda p: p.stat().st_mtime
+    )
+    assert "task says goodbye" in logs[-1].read_text()
