@@ -92,3 +92,57 @@ def test_a_ranks_last_line_before_it_dies_is_in_its_log_and_on_the_terminal(
         (p for p in qshpc_home.glob("jobs/*/logs/rank-1.out")), key=lambda p: p.stat().st_mtime
     )
     assert "task says goodbye" in logs[-1].read_text()
+
+
+LOUD = textwrap.dedent(
+    """
+    from qshpc import distribute_task, get, save_result
+
+    @distribute_task()
+    def f(i):
+        print(f"task {i:04d} " + "x" * 1000, flush=True)
+        return i
+
+    save_result(sum(get([f(i) for i in range(400)])))
+    """
+)
+
+
+@pytest.mark.mpi
+def test_a_reader_that_stops_reading_does_not_stall_the_job(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    # On 327c4ed `qshpc run loud.py | sleep 75` made no progress until sleep ended: the
+    # launcher blocked writing to the full pipe, then mpiexec, then the ranks (review35 F4).
+    prog = tmp_path / "loud.py"
+    prog.write_text(LOUD)
+    err = tmp_path / "err"
+    from tests.conftest import ROOT
+
+    with open(err, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "1"],
+            stdout=subprocess.PIPE,
+            stderr=fh,
+            cwd=ROOT,
+        )
+        try:
+            code = proc.wait(timeout=90)  # nobody reads its stdout meanwhile
+        finally:
+            proc.kill()
+            shown = proc.stdout.read() if proc.stdout else b""
+    stderr = err.read_text()
+    assert code == 0, stderr
+    job = job_dir_of(qshpc_home)
+    import re
+
+    said = re.search(
+        r"qshpc: (\d+) line\(s\) of the ranks' stdout not shown here \(stdout not read\); all are in the ranks' logs, (\S+) \(qshpc logs (\S+)\)",
+        stderr,
+    )
+    assert said, stderr
+    assert said.group(2) == str(job / "logs") and said.group(3) == job.name
+    printed = shown.count(b"\n")  # the tasks' 400 lines, then rank 0's 2 (SUCCEEDED, store)
+    assert 0 < printed < 400 and printed + int(said.group(1)) == 402, (printed, said.group(1))
+    logged = (job / "logs" / "rank-1.out").read_text()  # nothing lost from the log
+    assert sorted(re.findall(r"task (\d{4}) x", logged)) == [f"{i:04d}" for i in range(400)]
