@@ -314,9 +314,12 @@ def _launch(
         watch_name = deaths.listen(token)
         if watch_name is not None:
             env[settings.LAUNCH_WATCH.name] = watch_name
+        from qshpc.runtime.stdin import for_mpiexec
+
         proc = subprocess.Popen(
             cmd,
             env=env,
+            stdin=for_mpiexec(env),  # a pipe: rank 0 reads it itself, as far as it reads
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             preexec_fn=early.end_with_parent,

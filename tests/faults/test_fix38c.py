@@ -146,3 +146,36 @@ def test_a_reader_that_stops_reading_does_not_stall_the_job(
     assert 0 < printed < 400 and printed + int(said.group(1)) == 402, (printed, said.group(1))
     logged = (job / "logs" / "rank-1.out").read_text()  # nothing lost from the log
     assert sorted(re.findall(r"task (\d{4}) x", logged)) == [f"{i:04d}" for i in range(400)]
+
+
+def _sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    import os
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "QSHPC_PROGRESS_S": "0", "PYTHONPATH": str(ROOT), "QSHPC": sys.executable}
+    return subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=180, cwd=cwd, env=env
+    )
+
+
+@pytest.mark.mpi
+def test_qshpc_run_takes_only_the_stdin_its_program_reads(tmp_path: Path) -> None:
+    # On 327c4ed mpiexec read the caller's stdin for rank 0 whether the program read it or
+    # not: `printf 'l1\nl2\n' | (qshpc run ok.py; cat)` printed nothing of it, and a
+    # `ls | while read f; do qshpc run "$f"; done` ran only the first (review38 F7).
+    (tmp_path / "ok.py").write_text('print("ok")\n')
+    (tmp_path / "ask.py").write_text('print("hello", input())\nprint("then", input())\n')
+    (tmp_path / "in.txt").write_text("first\nbob\nalice\nrest\n")
+    run = '"$QSHPC" -m qshpc run {} --workers 1 2>/dev/null'
+    out = _sh(f"printf 'l1\\nl2\\n' | ({run.format('ok.py')}; cat)", tmp_path)
+    assert out.stdout.splitlines()[0] == "ok" and out.stdout.endswith("l1\nl2\n"), out
+    out = _sh(
+        f"printf 'a.py\\nb.py\\nc.py\\n' | while read f; do {run.format('ok.py')}; done", tmp_path
+    )
+    assert out.stdout.count("ok\n") == 3, out
+    # input() still gets what is piped in; from a file, where the caller is in it
+    out = _sh(f"printf 'bob\\nalice\\n' | {run.format('ask.py')}", tmp_path)
+    assert out.stdout.startswith("hello bob\nthen alice\n"), out
+    out = _sh(f"(read first; {run.format('ask.py')}) < in.txt", tmp_path)
+    assert out.stdout.startswith("hello bob\nthen alice\n"), out
