@@ -69,7 +69,7 @@ class LogTee:
         sys.stderr.flush()
         pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, crash reports (log only)
         life_r, self._life = os.pipe()  # its end (this process's) tells the copier to end
-        self._back, back_w = os.pipe()  # the copier's answers: "A"/"L" copied, "D" disk full
+        self._back, back_w = os.pipe()  # the copier's answers: "E"/"L" copied, "D" disk full
         for fd in (1, 2):
             self._saved[fd] = os.dup(fd)
         try:
@@ -223,7 +223,7 @@ def _gone(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:  # reaped already (a SIGCHLD handler of the program's)
-        return True
+        done = pid
     if done:
         _copiers.discard(pid)
     return bool(done)
