@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import job_dir_of, run_cli
+from tests.conftest import ROOT, job_dir_of, run_cli
 
 DIES = textwrap.dedent(
     """
@@ -114,14 +114,10 @@ def test_a_reader_that_stops_reading_does_not_stall_the_job(
 ) -> None:
     # On 327c4ed `qshpc run loud.py | sleep 75` made no progress until sleep ended: the
     # launcher blocked writing to the full pipe, then mpiexec, then the ranks (review35 F4).
-    prog = tmp_path / "loud.py"
-    prog.write_text(LOUD)
-    err = tmp_path / "err"
-    from tests.conftest import ROOT
-
-    with open(err, "wb") as fh:
+    (tmp_path / "loud.py").write_text(LOUD)
+    with open(tmp_path / "err", "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "1"],
+            [sys.executable, "-m", "qshpc", "run", str(tmp_path / "loud.py"), "--workers", "1"],
             stdout=subprocess.PIPE,
             stderr=fh,
             cwd=ROOT,
@@ -131,7 +127,7 @@ def test_a_reader_that_stops_reading_does_not_stall_the_job(
         finally:
             proc.kill()
             shown = proc.stdout.read() if proc.stdout else b""
-    stderr = err.read_text()
+    stderr = (tmp_path / "err").read_text()
     assert code == 0, stderr
     job = job_dir_of(qshpc_home)
     import re
@@ -150,8 +146,6 @@ def test_a_reader_that_stops_reading_does_not_stall_the_job(
 
 def _sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     import os
-
-    from tests.conftest import ROOT
 
     env = {**os.environ, "QSHPC_PROGRESS_S": "0", "PYTHONPATH": str(ROOT), "QSHPC": sys.executable}
     return subprocess.run(
