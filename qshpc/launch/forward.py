@@ -145,3 +145,18 @@ def note_not_shown(forwarders: list[Forwarder], logs: str) -> str | None:
     if not parts:
         return None
     return f"qshpc: {'; '.join(parts)}; all are in the ranks' logs, {logs}"
+
+
+def say_if_read(line: str, wait_s: float = 1.0) -> None:
+    """Write ``line`` to stderr when it takes it within ``wait_s`` (a stderr that is not read
+    does not hold the command's end: the note is for a reader that reads)."""
+    import select
+    import sys
+
+    try:
+        sys.stderr.flush()
+        fd = sys.stderr.fileno()
+        if select.select([], [fd], [], wait_s)[1]:
+            os.write(fd, f"{line}\n".encode(errors="replace"))
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -41,7 +41,7 @@ from qshpc.jobs.prepare import (
 )
 from qshpc.launch import early
 from qshpc.launch.deaths import Deaths, rank_pids
-from qshpc.launch.forward import Forwarder, note_not_shown
+from qshpc.launch.forward import Forwarder, note_not_shown, say_if_read
 from qshpc.runtime import forkserver
 from qshpc.runtime.mpi import launched_by_mpi, local_env, note_workers_ignored
 from qshpc.runtime.scheduler import Scheduler
@@ -330,6 +330,7 @@ def _launch(
     signals.forward_to(proc, rank0)
     out = Forwarder(sys.stdout.buffer, "stdout")  # a reader that stops stalls no rank
     err = Forwarder(sys.stderr.buffer, "stderr")
+    _progress_to[:] = [err]  # nor the watch below: its progress lines queue there too
     pumps = [
         threading.Thread(target=_pump, args=(proc.stdout, out, tail), daemon=True),
         threading.Thread(target=_pump, args=(proc.stderr, err, tail), daemon=True),
@@ -344,9 +345,10 @@ def _launch(
     _timeline.mark("mpiexec exited")
     for t in pumps:
         t.join(timeout=5)
+    _progress_to.clear()
     not_shown = note_not_shown([out, err], f"{job_dir / 'logs'} (qshpc logs {job_dir.name})")
     if not_shown:
-        print(not_shown, file=sys.stderr, flush=True)
+        say_if_read(not_shown)
     output = b"".join(tail).decode(errors="replace")
     code = _ended(job_dir, job_id, code, token, note, output, deaths, signals)
     _timeline.mark("exit code known")
@@ -932,8 +934,17 @@ def _progress_line(job_dir: Path, meter: Any) -> Any:
     meter = meter or RateMeter()
     meter.add(snap.now, snap.done + snap.failed)
     if snap.state == "RUNNING":
-        print(f"qshpc: {format_line(snap, meter.rate())}", file=sys.stderr, flush=True)
+        line = f"qshpc: {format_line(snap, meter.rate())}"
+        if _progress_to:
+            _progress_to[0].put([f"{line}\n".encode(errors="replace")])
+        else:
+            print(line, file=sys.stderr, flush=True)
     return meter
+
+
+#: While ``_launch`` forwards the ranks' stderr: the progress lines go through it too (a
+#: stderr that is not read then stops neither the ranks nor the watch).
+_progress_to: list[Forwarder] = []
 
 
 def _what_was_stored(job_dir: Path) -> tuple[dict[str, Any], set[str]]:
