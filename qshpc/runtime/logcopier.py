@@ -1,5 +1,9 @@
 """A rank's log copier: ``python -I -S logcopier.py ECHO`` (see :class:`qshpc.runtime.logtee.LogTee`).
 
+Started by the rank through ``sh -c '... &'``, so that it is no child of the rank's (a
+program's ``while True: os.wait()`` until ECHILD waited for it, for ever: it ends after
+the rank).
+
 Started by the rank (``posix_spawn``) with these descriptors: 1 and 2 the rank's
 original stdout and stderr, 3 and 4 the pipes the rank's stdout and stderr now
 write into, 5 the pipe of its crash reports (faulthandler: to the log only), 6

@@ -26,7 +26,8 @@ class LogTee:
     gets it as it is written, so logs are readable while the job runs.
 
     The copier is a small process of its own (:mod:`qshpc.runtime.logcopier`,
-    ``python -I -S``: ~9 ms of CPU, started with ``posix_spawn``), not a
+    ``python -I -S``: ~9 ms of CPU, started by ``sh -c '... &'``: no child of
+    the rank's), not a
     thread: what a rank printed just before it died (``os._exit``, a segfault,
     SIGKILL) is still in the pipes when it dies, and a thread died with it
     (review38 F5: the last ``print(..., flush=True)`` before ``os._exit``
@@ -64,6 +65,7 @@ class LogTee:
         self._pid = os.getpid()
         self._closed = False
         self._full = False
+        self._ended = False
         self._inherited = _pipes()  # the launcher's and MPI's, before the tee's own
         sys.stdout.flush()
         sys.stderr.flush()
@@ -145,6 +147,7 @@ class LogTee:
             except OSError:
                 break
             if not chunk:
+                self._ended = True  # the copier is gone (killed): nothing more comes
                 break
             got += chunk
         if b"D" in got and not self._full:
@@ -191,7 +194,7 @@ class LogTee:
             except InterruptedError:  # pragma: no cover - PEP 475 retries
                 pass
             said += self._answers()
-            if not said and _gone(self.copier):
+            if self._ended:
                 break
         for saved in self._saved.values():
             os.close(saved)
@@ -203,7 +206,7 @@ class LogTee:
         _reap_ended()  # (not waited for: it ends by itself in a moment; a later look reaps it)
 
 
-#: Pids of the copiers this process started (not "processes the program left running").
+#: Pids of the shells that started the copiers (reaped at once).
 _copiers: set[int] = set()
 
 
@@ -214,6 +217,7 @@ def copier_pids() -> set[int]:
 
 def _check_copiers() -> None:
     """Let every live tee read what its copier said (a full disk): for ``lost_output``."""
+    _reap_ended()
     for tee in list(_live):
         if os.getpid() == tee._pid and not tee._closed:
             tee._answers()
@@ -238,7 +242,8 @@ def _reap_ended() -> None:
 def _spawn_copier(fds: list[int], echo: bool) -> int | None:
     """Start :mod:`qshpc.runtime.logcopier` with ``fds`` (out, err, crash pipes' read ends,
     log, lifeline, answers) as its descriptors 3-8, and this process's stdout and stderr as
-    its own; its pid, or None when it could not start (the rank then goes without a log).
+    its own; the pid of the shell that started it (ended), or None when it could not start
+    (the rank then goes without a log).
 
     The stop signals are blocked in it until it ignores them (as the copier of a rank that
     was asked to stop, it copies what the rank still prints, and ends with it).
@@ -253,14 +258,21 @@ def _spawn_copier(fds: list[int], echo: bool) -> int | None:
         actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
         actions += [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(high)]
         sigs = {getattr(signal, n) for n in logcopier.IGNORED if hasattr(signal, n)}
-        return os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-I", "-S", logcopier.__file__, "1" if echo else "0"],
+        # Through sh's `&`: the copier is no child of this process's (a program's
+        # `while True: os.wait()` until ECHILD waited for it, for ever); sh is reaped here.
+        words = [sys.executable, logcopier.__file__, "1" if echo else "0"]
+        shell = os.posix_spawn(
+            "/bin/sh",
+            ["/bin/sh", "-c", '"$0" -I -S "$1" "$2" &', *words],
             os.environ,  # (-I: no PYTHON* variable applies; LD_LIBRARY_PATH may be needed)
             file_actions=actions,
             setsigmask=sigs,
             setsigdef=sigs,
         )
+        _, status = os.waitpid(shell, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise OSError(f"/bin/sh exited {os.waitstatus_to_exitcode(status)}")
+        return shell
     except OSError as exc:
         print(
             f"qshpc: warning: cannot start the copier of this rank's output into its log "

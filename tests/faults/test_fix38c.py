@@ -173,3 +173,28 @@ def test_qshpc_run_takes_only_the_stdin_its_program_reads(tmp_path: Path) -> Non
     assert out.stdout.startswith("hello bob\nthen alice\n"), out
     out = _sh(f"(read first; {run.format('ask.py')}) < in.txt", tmp_path)
     assert out.stdout.startswith("hello bob\nthen alice\n"), out
+
+
+WAITALL = """\
+import os
+for _ in range(2):
+    if os.fork() == 0:
+        os._exit(0)
+n = 0
+while True:
+    try:
+        os.wait()
+        n += 1
+    except ChildProcessError:
+        break
+print("reaped", n)
+"""
+
+
+@pytest.mark.mpi
+def test_the_copier_is_no_child_of_the_rank(tmp_path: Path) -> None:
+    # A copier started as the rank's child made this wait-until-ECHILD loop wait for ever
+    # (found in this session, before commit; 327c4ed's thread had no such process).
+    (tmp_path / "waitall.py").write_text(WAITALL)
+    out = run_cli("run", str(tmp_path / "waitall.py"), "--workers", "1", timeout=90)
+    assert out.returncode == 0 and out.stdout.startswith("reaped 2\n"), out
