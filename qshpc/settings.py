@@ -325,6 +325,13 @@ LAUNCH_WATCH: Setting[str | None] = _declare(
             "until it ends, so the launcher knows which rank ended first (not for users to set)",
             "every rank", "none"))  # fmt: skip
 
+LAUNCH_STDIN: Setting[str | None] = _declare(
+    Setting("QSHPC_LAUNCH_STDIN", None, str, "a host and process id",
+            "set by `qshpc run` for the ranks it starts when its stdin is a pipe or a file: "
+            "rank 0 reads that stdin itself, only as far as the program reads it, and mpiexec "
+            "gets none (not for users to set)",
+            "rank 0", "none"))  # fmt: skip
+
 FORK_SOCKET: Setting[str | None] = _declare(
     Setting("QSHPC_FORK_SOCKET", None, str, "a socket name",
             "set by `qshpc run` for the ranks it starts: the fork server each rank hands "

@@ -41,6 +41,7 @@ from qshpc.jobs.prepare import (
 )
 from qshpc.launch import early
 from qshpc.launch.deaths import Deaths, rank_pids
+from qshpc.launch.forward import Forwarder, note_not_shown, say_if_read
 from qshpc.runtime import forkserver
 from qshpc.runtime.mpi import launched_by_mpi, local_env, note_workers_ignored
 from qshpc.runtime.scheduler import Scheduler
@@ -313,9 +314,12 @@ def _launch(
         watch_name = deaths.listen(token)
         if watch_name is not None:
             env[settings.LAUNCH_WATCH.name] = watch_name
+        from qshpc.runtime.stdin import for_mpiexec
+
         proc = subprocess.Popen(
             cmd,
             env=env,
+            stdin=for_mpiexec(env),  # a pipe: rank 0 reads it itself, as far as it reads
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             preexec_fn=early.end_with_parent,
@@ -324,9 +328,12 @@ def _launch(
     tail: list[bytes] = []
     rank0: list[int] = []
     signals.forward_to(proc, rank0)
+    out = Forwarder(sys.stdout.buffer, "stdout")  # a reader that stops stalls no rank
+    err = Forwarder(sys.stderr.buffer, "stderr")
+    _progress_to[:] = [err]  # nor the watch below: its progress lines queue there too
     pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer, tail), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer, tail), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, out, tail), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, err, tail), daemon=True),
     ]
     for t in pumps:
         t.start()
@@ -338,6 +345,10 @@ def _launch(
     _timeline.mark("mpiexec exited")
     for t in pumps:
         t.join(timeout=5)
+    _progress_to.clear()
+    not_shown = note_not_shown([out, err], f"{job_dir / 'logs'} (qshpc logs {job_dir.name})")
+    if not_shown:
+        say_if_read(not_shown)
     output = b"".join(tail).decode(errors="replace")
     code = _ended(job_dir, job_id, code, token, note, output, deaths, signals)
     _timeline.mark("exit code known")
@@ -775,7 +786,7 @@ _BANNER = re.compile(
 )
 
 
-def _pump(src: Any, dst: Any, tail: list[bytes]) -> None:
+def _pump(src: Any, dst: Forwarder, tail: list[bytes]) -> None:
     """Forward a child's output as it comes; keep the last lines for the post-mortem.
 
     mpiexec's own lines about how the ranks ended (its banner, its exit-code
@@ -791,28 +802,10 @@ def _pump(src: Any, dst: Any, tail: list[bytes]) -> None:
         if _BANNER.match(line):
             held.append(line)
             continue
-        _forward(dst, [*held, line])
+        dst.put([*held, line])
         held.clear()
     if held and not any(_MPIEXEC_SAYS.search(h) for h in held):
-        _forward(dst, held)
-
-
-def _forward(dst: Any, lines: list[bytes]) -> None:
-    """Write ``lines`` to ``dst``; when nobody reads it any more, send it to /dev/null.
-
-    ``qshpc run ... | head -1``: once ``head`` left, a write fails (EPIPE). The
-    ranks' output must still be read (a full pipe would stop them in their next
-    print, for good) and is kept in the job's logs; what this command would
-    print goes nowhere from then on, and its own exit does not fail on it.
-    """
-    try:
-        for line in lines:
-            dst.write(line)
-        dst.flush()
-    except (OSError, ValueError):
-        from qshpc.runtime.logtee import to_null
-
-        to_null(dst)
+        dst.put(held)
 
 
 _MPIEXEC_SAYS = re.compile(rb"BAD TERMINATION|YOUR APPLICATION TERMINATED|\] Exit codes: ")
@@ -941,8 +934,17 @@ def _progress_line(job_dir: Path, meter: Any) -> Any:
     meter = meter or RateMeter()
     meter.add(snap.now, snap.done + snap.failed)
     if snap.state == "RUNNING":
-        print(f"qshpc: {format_line(snap, meter.rate())}", file=sys.stderr, flush=True)
+        line = f"qshpc: {format_line(snap, meter.rate())}"
+        if _progress_to:
+            _progress_to[0].put([f"{line}\n".encode(errors="replace")])
+        else:
+            print(line, file=sys.stderr, flush=True)
     return meter
+
+
+#: While ``_launch`` forwards the ranks' stderr: the progress lines go through it too (a
+#: stderr that is not read then stops neither the ranks nor the watch).
+_progress_to: list[Forwarder] = []
 
 
 def _what_was_stored(job_dir: Path) -> tuple[dict[str, Any], set[str]]:

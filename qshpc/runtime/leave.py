@@ -61,6 +61,9 @@ def processes_left() -> list[tuple[int, str]]:
         except (OSError, ValueError):
             pass
     pids -= _multiprocessing_pids()
+    from qshpc.runtime.logtee import copier_pids
+
+    pids -= copier_pids()  # the rank's own log copiers: they end with it
     try:
         with open(f"/proc/{me}/cmdline", "rb") as f:
             mine = f.read()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,23 @@ def _after_fork_in_child() -> None:
 
 
 class LogTee:
-    """Redirect file descriptors 1 and 2 through a pipe that a thread copies to a log file.
+    """Redirect file descriptors 1 and 2 through pipes that a copier process copies to a log
+    file.
 
     The terminal (or Slurm's output file) still sees everything; the log file
     gets it as it is written, so logs are readable while the job runs.
+
+    The copier is a small process of its own (:mod:`qshpc.runtime.logcopier`,
+    ``python -I -S``: ~9 ms of CPU, started by ``sh -c '... &'``: no child of
+    the rank's), not a
+    thread: what a rank printed just before it died (``os._exit``, a segfault,
+    SIGKILL) is still in the pipes when it dies, and a thread died with it
+    (review38 F5: the last ``print(..., flush=True)`` before ``os._exit``
+    reached neither the terminal nor the log, 3 runs of 3). The copier ends
+    when this process does (or at :meth:`close`), after it copied what the
+    pipes hold. (Not a child forked without exec: it shared the rank's memory
+    copy-on-write, and every page the rank wrote afterwards was copied, 23 MB
+    of 54 in a short qiskit run.)
 
     Args:
         path: The log file (created 0600).
@@ -40,7 +52,7 @@ class LogTee:
             path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
             from qshpc.store.seal import open_append
 
-            self._log = open_append(path, perms.file_mode())  # a FIFO there: refused, no hang
+            log = open_append(path, perms.file_mode())  # a FIFO there: refused, no hang
         except OSError as exc:  # `logs` is a file, a dangling link, not writable...
             from qshpc.errors import UserError
 
@@ -49,36 +61,50 @@ class LogTee:
                 "in a folder this user can write (move away what is there, then run again)"
             ) from None
         self._path = path
-        self._echo = echo
         self._saved: dict[int, int] = {}
-        self._threads: list[threading.Thread] = []
-        self._reads: list[int] = []
-        #: per pipe: held while a chunk read from it is copied (see :meth:`_drained`)
-        self._copying: dict[int, threading.Lock] = {}
         self._pid = os.getpid()
         self._closed = False
+        self._full = False
+        self._ended = False
         self._inherited = _pipes()  # the launcher's and MPI's, before the tee's own
         sys.stdout.flush()
         sys.stderr.flush()
+        pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, crash reports (log only)
+        life_r, self._life = os.pipe()  # its end (this process's) tells the copier to end
+        self._back, back_w = os.pipe()  # the copier's answers: "E"/"L" copied, "D" disk full
         for fd in (1, 2):
-            r, w = os.pipe()
             self._saved[fd] = os.dup(fd)
+        try:
+            child = _spawn_copier([r for r, _ in pipes] + [log, life_r, back_w], echo)
+        finally:
+            for fd in (life_r, back_w, log, *(r for r, _ in pipes)):
+                os.close(fd)
+        if child is None:  # no copier: the pipes are not used, nothing changes
+            for fd in (*(w for _, w in pipes), self._life, self._back, *self._saved.values()):
+                os.close(fd)
+            self._saved.clear()
+            self._closed = True
+            return
+        os.set_blocking(self._back, False)
+        self.copier = child
+        _copiers.add(child)
+        for fd, (_, w) in zip((1, 2), pipes[:2], strict=True):
             os.dup2(w, fd)
             os.close(w)
-            self._reads.append(r)
-            self._copying[r] = threading.Lock()
-            t = threading.Thread(target=self._copy, args=(r, self._saved[fd]), daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._crash = pipes[2][1]
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             except (AttributeError, ValueError):
                 pass
-        self._faults = _crash_reports_to(self._log)
+        self._faults = _crash_reports_to(self._crash)
+        _reap_ended()
         _live.add(self)
         if not _hooked:  # one hook per process, not one per tee
             os.register_at_fork(after_in_child=_after_fork_in_child)
+            from qshpc.store.space import watch_lost_output
+
+            watch_lost_output(_check_copiers)
             _hooked.append(True)
 
     def _forked(self) -> None:
@@ -89,7 +115,9 @@ class LogTee:
         ``mpiexec`` (or ``qshpc run``) waited for it: a forked helper that
         outlived its task held the command until it ended (30 s for a
         ``sleep(30)`` on ac4d79c). The child writes into the tee's pipes, as a
-        subprocess does; no thread copies them in the child. The other pipes
+        subprocess does; the copier copies them while this tee's process lives
+        (the child holds no end of its lifeline: the copier ends with the
+        rank, not with the child). The other pipes
         the rank held from its start (the MPI library's copies of the output,
         those hydra's proxy leaks to its ranks) go to /dev/null in the child:
         their fds stay valid, and a write to one goes nowhere, never into a
@@ -98,79 +126,48 @@ class LogTee:
         if os.getpid() == self._pid:
             return
         _live.discard(self)  # done once: a grandchild must not close what reuses these numbers
-        _crash_reports_back(self._faults)  # before the log's number can name another file
+        _crash_reports_back(self._faults)  # before the pipe's number can name another file
         _release_pipes(self._inherited, set(self._saved.values()))
-        for fd in (*self._saved.values(), self._log, *self._reads):
+        for fd in (*self._saved.values(), self._crash, self._life, self._back):
             try:
                 os.close(fd)
             except OSError:
                 pass
         self._saved.clear()
-        self._threads.clear()
-        self._reads.clear()
+        self._closed = True
 
-    def _copy(self, r: int, orig: int) -> None:
-        import select
-
-        poller = select.poll()
-        poller.register(r, select.POLLIN)
-        copying = self._copying[r]
+    def _answers(self) -> bytes:
+        """What the copier said since the last look (never waits); notes a full disk."""
+        got = b""
         while True:
             try:
-                poller.poll()  # waits without the lock: close() sees an idle copier
-            except InterruptedError:  # pragma: no cover - PEP 475 retries
-                continue
-            with copying:  # a chunk read is copied before close() can call the pipe drained
-                try:
-                    data = os.read(r, 65536)  # readable: does not block
-                except OSError:
-                    break
-                if not data:
-                    break
-                try:
-                    os.write(self._log, data)
-                except OSError as exc:
-                    from qshpc.store.space import disk_full, full_error, note_lost_output
+                chunk = os.read(self._back, 64)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if not chunk:
+                self._ended = True  # the copier is gone (killed): nothing more comes
+                break
+            got += chunk
+        if b"D" in got and not self._full:
+            self._full = True
+            from qshpc.store.space import full_error, note_lost_output
 
-                    if disk_full(exc):
-                        note_lost_output(str(full_error(self._path, "the program's output")))
-                if self._echo:
-                    try:
-                        os.write(orig, data)
-                    except OSError:
-                        pass
-        os.close(r)
-
-    def _drained(self, r: int) -> bool:
-        """Nothing is left in pipe ``r`` and its thread copied all it read.
-
-        The copier holds the pipe's lock from its read to the end of that chunk's
-        copies, so an empty pipe seen under the lock is all copied. (On 0cd42bd a
-        flag set after the read left a window: close() took a chunk just read as
-        copied, the process exited, and the last lines (a ``qshpc: error:`` line)
-        reached the log but not the terminal, about one run in ten under load.)
-        """
-        import fcntl
-        import struct
-        import termios
-
-        with self._copying[r]:
-            try:
-                pending: int = struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0"))[0]
-            except OSError:  # closed: its thread saw the end
-                return True
-            return pending == 0
+            note_lost_output(str(full_error(self._path, "the program's output")))
+        return got
 
     def close(self) -> None:
-        """Restore stdout/stderr and copy what the pipes still hold.
+        """Restore stdout/stderr and wait until the copier copied what was written so far.
 
         The pipes end when the last process holding their write end does. A
         process the program started and left running (``subprocess.Popen`` of
         a server, ``cmd &``) holds them on: then close waits only until what
-        was written so far is copied (at most 5 s), and the threads go on
+        was written so far is copied (at most 5 s), and the copier goes on
         copying that process's output until this one exits. (Waiting for the
         pipes' end made every rank with such a child wait 5 s per pipe.)
         """
+        import select
         import time
 
         if os.getpid() != self._pid or self._closed:
@@ -183,18 +180,110 @@ class LogTee:
                 pass
         for fd, saved in self._saved.items():
             os.dup2(saved, fd)  # closes the pipe's write end held by fd
-        deadline = time.monotonic() + 5.0
-        for t, r in zip(self._threads, self._reads, strict=True):
-            while t.is_alive() and not self._drained(r) and time.monotonic() < deadline:
-                t.join(timeout=0.002)
-            t.join(timeout=0.05)  # a pipe whose writers are all gone ends at once
-        if any(t.is_alive() for t in self._threads):
-            return  # a child holds a pipe: its thread still needs the log and the terminal
         _crash_reports_back(self._faults)
+        os.close(self._crash)
+        said = b""
+        try:
+            os.write(self._life, b"F")  # written after all this process wrote: copy up to here
+        except OSError:  # the copier is gone (killed): nothing to wait for
+            said = b"E"
+        deadline = time.monotonic() + 5.0
+        while not (b"E" in said or b"L" in said) and time.monotonic() < deadline:
+            try:
+                select.select([self._back], [], [], max(0.0, deadline - time.monotonic()))
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                pass
+            said += self._answers()
+            if self._ended:
+                break
         for saved in self._saved.values():
             os.close(saved)
-        os.close(self._log)
+        if b"L" in said:
+            return  # a child holds a pipe: the copier copies it until this process exits
+        os.close(self._life)  # the copier ends now
+        os.close(self._back)
         _live.discard(self)  # its numbers may be reused: a later fork must not close them
+        _reap_ended()  # (not waited for: it ends by itself in a moment; a later look reaps it)
+
+
+#: Pids of the shells that started the copiers (reaped at once).
+_copiers: set[int] = set()
+
+
+def copier_pids() -> set[int]:
+    """The pids of this process's log copiers (:class:`LogTee`), alive or not."""
+    return set(_copiers)
+
+
+def _check_copiers() -> None:
+    """Let every live tee read what its copier said (a full disk): for ``lost_output``."""
+    _reap_ended()
+    for tee in list(_live):
+        if os.getpid() == tee._pid and not tee._closed:
+            tee._answers()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped already (a SIGCHLD handler of the program's)
+        done = pid
+    if done:
+        _copiers.discard(pid)
+    return bool(done)
+
+
+def _reap_ended() -> None:
+    """Reap the copiers that ended (a zombie meanwhile is harmless: the exit reaps it)."""
+    for pid in list(_copiers):
+        _gone(pid)
+
+
+def _spawn_copier(fds: list[int], echo: bool) -> int | None:
+    """Start :mod:`qshpc.runtime.logcopier` with ``fds`` (out, err, crash pipes' read ends,
+    log, lifeline, answers) as its descriptors 3-8, and this process's stdout and stderr as
+    its own; the pid of the shell that started it (ended), or None when it could not start
+    (the rank then goes without a log).
+
+    The stop signals are blocked in it until it ignores them (as the copier of a rank that
+    was asked to stop, it copies what the rank still prints, and ends with it).
+    """
+    import fcntl
+    import signal
+
+    from qshpc.runtime import logcopier
+
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]  # above 3-8: no clash
+    try:
+        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+        actions += [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(high)]
+        sigs = {getattr(signal, n) for n in logcopier.IGNORED if hasattr(signal, n)}
+        # Through sh's `&`: the copier is no child of this process's (a program's
+        # `while True: os.wait()` until ECHILD waited for it, for ever); sh is reaped here.
+        words = [sys.executable, logcopier.__file__, "1" if echo else "0"]
+        shell = os.posix_spawn(
+            "/bin/sh",
+            ["/bin/sh", "-c", '"$0" -I -S "$1" "$2" &', *words],
+            os.environ,  # (-I: no PYTHON* variable applies; LD_LIBRARY_PATH may be needed)
+            file_actions=actions,
+            setsigmask=sigs,
+            setsigdef=sigs,
+        )
+        _, status = os.waitpid(shell, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise OSError(f"/bin/sh exited {os.waitstatus_to_exitcode(status)}")
+        return shell
+    except OSError as exc:
+        print(
+            f"qshpc: warning: cannot start the copier of this rank's output into its log "
+            f"({sys.executable}: {exc.strerror or exc}); the output goes to the terminal only",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    finally:
+        for fd in high:
+            os.close(fd)
 
 
 def _crash_reports_to(log: int) -> bool | None:

@@ -71,6 +71,11 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     _timeline.mark("mpi")
     cache_job = settings.CACHE_JOB.get()  # the launcher's word: the job's cache is on
     os.environ.pop(settings.CACHE_JOB.name, None)  # not for the runs a program or task starts
+    stdin_of = os.environ.pop(settings.LAUNCH_STDIN.name, None)
+    if stdin_of and info.rank == 0:  # the caller's stdin, read only as the program reads it
+        from qshpc.runtime.stdin import take
+
+        take(stdin_of)
     if info.rank != 0:
         export_data_path(create=False)  # rank 0's run_job makes the folder
         context.set_in_job()

@@ -14,12 +14,14 @@ import errno
 import functools
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from qshpc.errors import StoreError
 
 _LOST: list[str] = []  # what this process could not write for a full disk (its output)
+_WATCHES: list[Callable[[], None]] = []  # asked first by lost_output
 
 
 def note_lost_output(message: str) -> None:
@@ -28,8 +30,16 @@ def note_lost_output(message: str) -> None:
         _LOST.append(message)
 
 
+def watch_lost_output(check: Callable[[], None]) -> None:
+    """Have :func:`lost_output` call ``check`` first: a rank's log copier runs in a process
+    of its own (:mod:`qshpc.runtime.logtee`), and says a full disk when asked."""
+    _WATCHES.append(check)
+
+
 def lost_output() -> str | None:
     """The message of :func:`note_lost_output`, or None."""
+    for check in _WATCHES:
+        check()
     return _LOST[0] if _LOST else None
 
 
