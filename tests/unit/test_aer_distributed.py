@@ -181,7 +181,8 @@ def test_nodes_that_cannot_hold_the_ranks_are_refused_before_anything_starts() -
     for nodes in (3, 5):
         with pytest.raises(UserError, match=f"nodes={nodes} is more than the step's 2 rank"):
             run.run_circuits([], 2, nodes=nodes)
-    for bad in (0, -1, True, 1.5, "2"):
+    assert run._check_nodes(np.int64(2), 2) == 2  # numpy's ints are whole numbers (review39 F7)
+    for bad in (0, -1, True, 1.5, "2", np.float64(2.0)):
         with pytest.raises(UserError, match="nodes must be a whole number of 1 or more"):
             run.run_circuits([], 2, nodes=bad)  # type: ignore[arg-type]
 

@@ -133,20 +133,27 @@ def _check_ranks(ranks: object, held: bool) -> None:
     )
 
 
-def _check_nodes(nodes: object, ranks: int) -> None:
-    """Refuse ``nodes`` that is no count of 1 to ``ranks``: ``srun --nodes 3 -n 2`` ran
+def _check_nodes(nodes: object, ranks: int) -> int | None:
+    """``nodes`` as an int; refuse one that is no count of 1 to ``ranks``: ``srun --nodes 3 -n 2`` ran
     on 2 nodes with a warning only in the job's log (review32: ``nodes=3`` and ``nodes=5``
     with 2 ranks were dropped without a word). Checked wherever the step would run: a
     program moves from a laptop (one host, ``nodes`` unused) to Slurm unchanged."""
     if nodes is None:
-        return
-    if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
+        return None
+    import operator
+
+    try:  # an int, or numpy's (review39 F7: np.int64(2) was refused)
+        count = operator.index(nodes) if not isinstance(nodes, bool) else 0
+    except TypeError:
+        count = 0
+    if count < 1:
         raise UserError(f"run_circuits: nodes must be a whole number of 1 or more, got {nodes!r}")
-    if nodes > ranks:
+    if count > ranks:
         raise UserError(
-            f"run_circuits: nodes={nodes} is more than the step's {ranks} rank(s): each node "
+            f"run_circuits: nodes={count} is more than the step's {ranks} rank(s): each node "
             f"runs one rank at least; give nodes={ranks} or fewer, or more ranks"
         )
+    return count
 
 
 def run_circuits(
@@ -194,7 +201,7 @@ def run_circuits(
             )
         ranks = held.size
     _check_ranks(ranks, held=from_hold)
-    _check_nodes(nodes, ranks)
+    nodes = _check_nodes(nodes, ranks)
     launcher = launcher or default_launcher()
     if held is not None and launcher.shared_folder:
         if nodes is None:
