@@ -140,12 +140,9 @@ def _check_nodes(nodes: object, ranks: int) -> int | None:
     program moves from a laptop (one host, ``nodes`` unused) to Slurm unchanged."""
     if nodes is None:
         return None
-    import operator
-
-    try:  # an int, or numpy's (review39 F7: np.int64(2) was refused)
-        count = operator.index(nodes) if not isinstance(nodes, bool) else 0
-    except TypeError:
-        count = 0
+    # An int, or numpy's (review39 F7: np.int64(2) was refused): what has __index__.
+    index = getattr(type(nodes), "__index__", None)
+    count = int(index(nodes)) if index is not None and not isinstance(nodes, bool) else 0
     if count < 1:
         raise UserError(f"run_circuits: nodes must be a whole number of 1 or more, got {nodes!r}")
     if count > ranks:
