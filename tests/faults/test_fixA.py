@@ -1,0 +1,71 @@
+"""Session 25, fixA: a resume's program sees the first run's ``sys.argv`` on every rank
+(review39 F0, review40 F8). Real runs of ``qshpc run`` under mpiexec and the local
+launcher, real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import job_dir_of, run_cli
+
+pytestmark = pytest.mark.mpi
+
+#: Five calls that return the ``sys.argv`` their task saw; the call of 3 fails while a
+#: file ``fail`` is beside the program. The result holds rank 0's ``sys.argv`` too.
+PROGRAM = """
+import sys
+from pathlib import Path
+from qshpc import distribute_task, get, save_result
+
+HERE = Path(__file__).parent
+
+@distribute_task()
+def t(x):
+    if x == 3 and (HERE / "fail").exists():
+        raise RuntimeError("task 3 fails")
+    return sys.argv
+
+save_result({"main": sys.argv, "tasks": get([t(i) for i in range(5)])})
+"""
+
+
+def _result(job: Path) -> object:
+    from qshpc.store import JobReader
+
+    with JobReader.open(job) as r:
+        return r.result()
+
+
+@pytest.mark.parametrize(
+    "launch, named",
+    [(("mpiexec", "3"), True)],
+    ids=["mpiexec-3"],
+)
+def test_every_rank_of_a_resume_sees_the_first_runs_argv(
+    qshpc_home: Path, tmp_path: Path, launch: tuple[str, str], named: bool
+) -> None:
+    """review39 F0: under mpiexec (and srun) a plain `--resume` gave the recorded arguments
+    to rank 0 only: the task run again saw `[prog]`, the job SUCCEEDED with mixed results.
+    review40 F8: a resume without PROGRAM gave the new tasks and rank 0 the absolute path,
+    the reused ones `prog.py`."""
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    (tmp_path / "fail").touch()
+    how, n = launch
+    ranks = int(n) if how == "mpiexec" else None
+    extra = ["--workers", n] if how == "workers" else []
+    first = run_cli(
+        "run", "prog.py", *extra, "--", "a", "b c", ranks=ranks, cwd=tmp_path, timeout=180
+    )
+    assert first.returncode == 1, first.stderr
+    job = job_dir_of(qshpc_home)
+    (tmp_path / "fail").unlink()
+    program = ["prog.py"] if named else []
+    out = run_cli(
+        "run", *program, "--resume", str(job), *extra, ranks=ranks, cwd=tmp_path, timeout=180
+    )
+    assert out.returncode == 0, out.stderr
+    assert "(1 tasks run, 4 reused from the store)" in out.stdout + out.stderr
+    argv = ["prog.py", "a", "b c"]
+    assert _result(job) == {"main": argv, "tasks": [argv] * 5}
