@@ -40,8 +40,8 @@ def _result(job: Path) -> object:
 
 @pytest.mark.parametrize(
     "launch, named",
-    [(("mpiexec", "3"), True)],
-    ids=["mpiexec-3"],
+    [(("mpiexec", "3"), True), (("workers", "2"), False)],
+    ids=["mpiexec-3", "workers-2-no-program"],
 )
 def test_every_rank_of_a_resume_sees_the_first_runs_argv(
     qshpc_home: Path, tmp_path: Path, launch: tuple[str, str], named: bool
