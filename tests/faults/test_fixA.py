@@ -69,3 +69,48 @@ def test_every_rank_of_a_resume_sees_the_first_runs_argv(
     assert "(1 tasks run, 4 reused from the store)" in out.stdout + out.stderr
     argv = ["prog.py", "a", "b c"]
     assert _result(job) == {"main": argv, "tasks": [argv] * 5}
+
+
+#: Five calls of a task that reads a global placed with ``put`` (its value from the file
+#: ``value`` beside the program); the call of 3 fails while a file ``fail`` is there.
+PUT_GLOBAL = """
+from pathlib import Path
+import numpy as np
+from qshpc import distribute_task, get, put, save_result
+
+HERE = Path(__file__).parent
+R = put(np.full(1000, float((HERE / "value").read_text())))
+
+@distribute_task()
+def t(x):
+    if x == 3 and (HERE / "fail").exists():
+        raise RuntimeError("task 3 fails")
+    return float(get(R)[0]) + x
+
+save_result(get([t(i) for i in range(5)]))
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_global_put_reference_counts_by_its_objects_value_on_resume(
+    qshpc_home: Path, tmp_path: Path, workers: str
+) -> None:
+    """review39 F4: a task reading a global `R = put(x)` ran again on every resume, with a
+    note blaming "an ObjectRef nested in the arguments". Now the same object's calls are
+    reused, and another object's run again."""
+    (tmp_path / "prog.py").write_text(PUT_GLOBAL)
+    (tmp_path / "value").write_text("10")
+    (tmp_path / "fail").touch()
+    first = run_cli("run", "prog.py", "--workers", workers, cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    job = job_dir_of(qshpc_home)
+    same = run_cli("run", "prog.py", "--resume", str(job), "--workers", workers, cwd=tmp_path)
+    assert same.returncode == 1, same.stderr  # (task 3 fails again)
+    assert "ObjectRef" not in same.stdout + same.stderr
+    assert "(0 tasks run, 4 reused from the store" in same.stdout + same.stderr
+    (tmp_path / "fail").unlink()
+    (tmp_path / "value").write_text("100")
+    other = run_cli("run", "prog.py", "--resume", str(job), "--workers", workers, cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert "(5 tasks run" in other.stdout + other.stderr
+    assert _result(job) == [100.0, 101.0, 102.0, 103.0, 104.0]
