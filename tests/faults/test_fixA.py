@@ -9,33 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import job_dir_of, run_cli
+from tests.faults.test_fix35a import _result, _setup
 
 pytestmark = pytest.mark.mpi
 
-#: Five calls that return the ``sys.argv`` their task saw; the call of 3 fails while a
-#: file ``fail`` is beside the program. The result holds rank 0's ``sys.argv`` too.
-PROGRAM = """
-import sys
-from pathlib import Path
-from qshpc import distribute_task, get, save_result
-
-HERE = Path(__file__).parent
-
-@distribute_task()
-def t(x):
-    if x == 3 and (HERE / "fail").exists():
-        raise RuntimeError("task 3 fails")
-    return sys.argv
-
-save_result({"main": sys.argv, "tasks": get([t(i) for i in range(5)])})
-"""
-
-
-def _result(job: Path) -> object:
-    from qshpc.store import JobReader
-
-    with JobReader.open(job) as r:
-        return r.result()
+#: fix35a's program, its helper returning the ``sys.argv`` each task saw.
+ARGV_HELPER = "import sys\n\ndef f(x):\n    return sys.argv\n"
 
 
 @pytest.mark.parametrize(
@@ -50,7 +29,7 @@ def test_every_rank_of_a_resume_sees_the_first_runs_argv(
     to rank 0 only: the task run again saw `[prog]`, the job SUCCEEDED with mixed results.
     review40 F8: a resume without PROGRAM gave the new tasks and rank 0 the absolute path,
     the reused ones `prog.py`."""
-    (tmp_path / "prog.py").write_text(PROGRAM)
+    _setup(tmp_path, ARGV_HELPER)
     (tmp_path / "fail").touch()
     how, n = launch
     ranks = int(n) if how == "mpiexec" else None
@@ -68,7 +47,7 @@ def test_every_rank_of_a_resume_sees_the_first_runs_argv(
     assert out.returncode == 0, out.stderr
     assert "(1 tasks run, 4 reused from the store)" in out.stdout + out.stderr
     argv = ["prog.py", "a", "b c"]
-    assert _result(job) == {"main": argv, "tasks": [argv] * 5}
+    assert _result(job) == {"argv": argv[1:], "values": [argv] * 5}
 
 
 #: Five calls of a task that reads a global placed with ``put`` (its value from the file
