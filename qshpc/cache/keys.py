@@ -110,7 +110,9 @@ def function_digest(func: Any, deps: Deps | None = None, env: bool = True) -> by
     if env:
         h.update(environment_digest())
     try:
-        _Walk(h.update, deps).value(func)
+        walk = _Walk(h.update, deps)
+        walk.placed = True  # a global put reference: by its object's value
+        walk.value(func)
         ordered = _orders_kwargs(func)  # (an odd object's attributes may raise too: review23)
     except RecursionError:
         raise UncacheableError("the function refers to values nested too deeply") from None

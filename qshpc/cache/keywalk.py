@@ -117,7 +117,7 @@ class _Walk:
     marker instead of looping).
     """
 
-    __slots__ = ("active", "deps", "depth", "files", "keep", "put", "qpy", "refs")
+    __slots__ = ("active", "deps", "depth", "files", "keep", "placed", "put", "qpy", "refs")
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
         self.put = put
@@ -133,6 +133,9 @@ class _Walk:
         self.files: set[str] = set()  # modules keyed by their file (see :meth:`imported`)
         #: When a list: every name binding the walk read (see :func:`bindings_unchanged`).
         self.deps = deps
+        #: A function's walk: an ObjectRef it reads (a global ``R = put(x)``) counts by
+        #: its object's value, as a resume counts one among a call's arguments.
+        self.placed = False
 
     # values -----------------------------------------------------------------------
     def value(self, obj: Any) -> None:
@@ -211,7 +214,7 @@ class _Walk:
         h = hashlib.blake2b(digest_size=16)
         sub = _Walk(h.update, self.deps, self.qpy)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
-        sub.keep = self.keep
+        sub.keep, sub.placed = self.keep, self.placed
         sub.value(obj)
         return h.digest()
 
@@ -243,8 +246,19 @@ class _Walk:
                 put(obj.tobytes())
                 return
         if t.__name__ == "ObjectRef" and getattr(t, "__module__", None) == "qshpc.program.refs":
-            # Its id is per job: another job reuses the id for another object.
-            raise UncacheableError("an ObjectRef nested in the arguments")
+            # Its id is per job: another job reuses the id for another object. Read by a
+            # function: its object's digest by value, made at the put (review39 F4: a task
+            # reading a global put reference ran again on every resume).
+            placed = obj.placed_digest() if self.placed else None
+            if placed is None:
+                raise UncacheableError(
+                    "an ObjectRef nested in the arguments"
+                    if not self.placed
+                    else "an ObjectRef whose object this process did not put"
+                )
+            put(b"O")
+            put(placed)
+            return
         if _module_of(t).startswith("qiskit"):
             circuit = sys.modules["qiskit.circuit"]
             if isinstance(obj, circuit.QuantumCircuit):

@@ -681,6 +681,7 @@ def check_resume(spec: RunSpec, job_dir: Path, meta: Mapping[str, Any]) -> None:
             f"job {jid} was made for {shown(entry)}, which no longer exists: move or copy "
             "it back there, or start a new job (without --resume); nothing was run"
         )
+    _take_recorded_argv0(spec, meta)
     recorded = recorded_program_args(meta)
     if recorded is None:
         return
@@ -695,6 +696,25 @@ def check_resume(spec: RunSpec, job_dir: Path, meta: Mapping[str, Any]) -> None:
             f"program's arguments after -- (job {jid}'s: {was}; to run with other ones, "
             "start a new job)"
         )
+
+
+def _take_recorded_argv0(spec: RunSpec, meta: Mapping[str, Any]) -> None:
+    """Give a resume the ``sys.argv[0]`` the job's first run saw (``prog.py``), where it
+    names the same file from this folder (review40 F8: a resume without PROGRAM ran with
+    the recorded absolute path, and one result mixed the two forms). Nothing where the
+    caller set it (``qshpc submit``'s staged path) or it names no such file from here."""
+    argv = meta.get("argv")
+    if spec.argv0 is not None or not isinstance(argv, list) or not argv:
+        return
+    first = argv[0]
+    if not isinstance(first, str) or not first:
+        return
+    try:
+        same = os.path.samefile(first, spec.program)
+    except (OSError, ValueError):
+        return
+    if same:
+        spec.argv0 = first
 
 
 def recorded_program_args(meta: Mapping[str, Any]) -> list[str] | None:

@@ -30,6 +30,7 @@ from qshpc.program.refs import (
     load_snapshot,
     object_id,
     resolve_many,
+    set_digest_getter,
     set_object_getter,
     substitute_top,
     top_task_refs,
@@ -126,6 +127,8 @@ class Backend(Protocol):
     def put(self, obj: Any) -> ObjectRef: ...
 
     def get_object(self, obj_id: int) -> Any: ...
+
+    def object_digest(self, obj_id: int) -> bytes | None: ...
 
 
 _NO_REFS: tuple[()] = ()
@@ -700,6 +703,10 @@ class InlineBackend:
             self.digests[oid] = placed.digest
         return ObjectRef(oid)
 
+    def object_digest(self, obj_id: int) -> bytes | None:
+        """The digest by value of the object put here as ``obj_id`` (None: none such)."""
+        return self.digests.get(obj_id)
+
     def get_object(self, obj_id: int) -> Any:
         """A copy of the object placed as ``obj_id``, its own (see :class:`Frozen`)."""
         try:
@@ -935,3 +942,4 @@ def activate(backend: Backend | None) -> None:
 
 
 set_object_getter(lambda ref: current().get_object(ref.obj_id))
+set_digest_getter(lambda obj_id: current().object_digest(obj_id))

@@ -689,6 +689,11 @@ class ObjectRef(Future[Any]):
     def __repr__(self) -> str:
         return f"<ObjectRef {self.owner}:{self.index}>"
 
+    def placed_digest(self) -> bytes | None:
+        """The digest by value of the object this process placed as it (made at the put),
+        or None when it placed none such (a reference a worker got from rank 0)."""
+        return _digest_getter(self.obj_id) if _digest_getter is not None else None
+
     def __reduce__(self) -> tuple[Any, ...]:
         c = collecting.found
         if c.on:
@@ -774,6 +779,15 @@ def set_object_getter(getter: Callable[[ObjectRef], Any]) -> None:
     """Tell ``ObjectRef.result`` how to look objects up (the backend does, once)."""
     global _object_getter
     _object_getter = getter
+
+
+_digest_getter: Callable[[int], bytes | None] | None = None
+
+
+def set_digest_getter(getter: Callable[[int], bytes | None]) -> None:
+    """Tell ``ObjectRef.placed_digest`` how to look digests up (the backend does, once)."""
+    global _digest_getter
+    _digest_getter = getter
 
 
 def substitute_top(

@@ -187,6 +187,10 @@ class Intake:
                 waits += [r for r in more[1] if not r.done()]
         return (objs if inner is None else tuple(inner)), waits
 
+    def object_digest(self, obj_id: int) -> bytes | None:
+        """The digest by value of the object placed here as ``obj_id`` (None: none such)."""
+        return self._obj_digests.get(obj_id)
+
     def get_object(self, obj_id: int) -> Any:
         """The object placed as ``obj_id``.
 

@@ -23,9 +23,10 @@ tag                   direction    message
                                    ``left == 0`` when done): rank 0 waits for its goodbye
                                    while these come
 :data:`TAG_BYE`       worker -> 0  ``None``, the worker's last message, on the plain world
-:data:`TAG_JOB`       0 -> worker  ``(job_dir or None, error or None, program)``, once at
-                                   start-up, on the plain world (workers poll for it with
-                                   sleeps: a blocking receive would spin on a core rank 0 needs)
+:data:`TAG_JOB`       0 -> worker  ``(job_dir or None, error or None, program, argv)``, once
+                                   at start-up, on the plain world (workers poll for it with
+                                   sleeps: a blocking receive would spin on a core rank 0 needs);
+                                   ``argv``: rank 0's program's ``sys.argv``, the tasks' too
 ====================  ===========  =========================================================
 
 A batch's columns: task ids; one function id for all calls (an int) or one per

@@ -81,8 +81,13 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
         context.set_in_job()
         return _serve(spec, wiring, info, cache_job)
     job_dir, error, failure = _prepare(spec, scheduler)
+    # The program's sys.argv as rank 0 runs it (a resume's, the job's recorded arguments:
+    # review39 F0, the workers' own command line had none under mpiexec and srun)
+    argv = spec.program_argv()
     _tell_workers(
-        wiring, info.size, (str(job_dir) if job_dir else None, error, str(spec.program.resolve()))
+        wiring,
+        info.size,
+        (str(job_dir) if job_dir else None, error, str(spec.program.resolve()), argv),
     )
     if failure is not None:
         raise failure
@@ -233,7 +238,7 @@ def _serve(
     from qshpc.runtime.worker import Heartbeat, catch_stop_signals, preload
 
     catch_stop_signals()  # a Ctrl-C now: rank 0 cancels the job, this worker waits for its STOP
-    sys.argv = spec.program_argv()  # what rank 0's program sees: the tasks see it too
+    sys.argv = spec.program_argv()  # until rank 0 says (what a preloaded module reads)
     for name in (LAUNCH_TOKEN, settings.LAUNCH_END.name, settings.AWAIT_JOB.name):  # rank 0's
         os.environ.pop(name, None)
     beat = Heartbeat(wiring)
@@ -241,10 +246,13 @@ def _serve(
     if not deferred:
         preload(spec.program)  # while rank 0 prepares the job and starts the program
         _timeline.mark("preloaded")
-    job_dir_s, error, prog = _job_from_rank0(wiring)
+    job_dir_s, error, prog, argv = _job_from_rank0(wiring)
     if error is not None:
         beat.stop()
         return 2
+    # What rank 0's program sees, the tasks see too: a resume's recorded arguments reach
+    # rank 0 only (review39 F0: under mpiexec and srun a task run again saw none)
+    sys.argv = list(argv)
     add_program_path(Path(prog))
     context.set_worker_job(job_dir_s)  # get_arguments() in a task reads the job's arguments
     from qshpc.runtime.gctune import tune
