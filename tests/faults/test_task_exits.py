@@ -75,10 +75,10 @@ def test_a_code_0_in_mpiexecs_list_is_trusted_only_for_the_first_rank_to_end() -
     from qshpc.jobs.postmortem import _dead_first
 
     held = {1: ["4"], 2: ["5"]}
-    assert _dead_first([(1, 11), (0, 10), (2, 12)], [137, 137, 0], held)[0] == (1, 11)
-    assert _dead_first([(1, 11), (2, 12), (0, 10)], [0, 0, 137], held)[0] == (1, 11)
-    assert _dead_first([(2, 12), (1, 11), (0, 10)], [0, 3, 137], held)[0] == (1, 11)
-    assert _dead_first([(1, 11), (2, 12), (0, 10)], [0, 0, 137], {})[0] == (2, 12)
+    assert _dead_first([(1, 11), (0, 10), (2, 12)], [-9, -9, 0], held)[0] == (1, 11)
+    assert _dead_first([(1, 11), (2, 12), (0, 10)], [0, 0, -9], held)[0] == (1, 11)
+    assert _dead_first([(2, 12), (1, 11), (0, 10)], [0, 3, -9], held)[0] == (1, 11)
+    assert _dead_first([(1, 11), (2, 12), (0, 10)], [0, 0, -9], {})[0] == (2, 12)
 
 
 def test_workers_0_whose_program_calls_os_exit_exits_with_its_code_and_status_says_why(
@@ -119,3 +119,46 @@ def test_a_worker_that_failed_itself_is_not_said_to_have_called_os_exit(tmp_path
     (tmp_path / "logs" / "rank-1.out").write_text("a task's own output\n")
     why = describe(tmp_path, meta, {"1"}, launcher, [(1, 101), (0, 100), (2, 102)])
     assert "(f, g): a task called os._exit(1) (or exit(1) in C code)" in why
+
+
+@pytest.mark.parametrize("code", [137, 200])
+def test_a_task_exiting_with_a_code_above_128_is_never_read_as_a_signal(
+    tmp_path: Path, code: int
+) -> None:
+    """review40 F3: ``os._exit(137)`` was reported as ``SIGKILL (killed: out of memory, ...)``
+    with out-of-memory advice, ``os._exit(200)`` as ``signal 72``: any code above 128 was
+    read as 128 + a signal. mpiexec's list holds wait statuses, which tell them apart."""
+    program = tmp_path / "hard.py"
+    program.write_text(PROGRAM)
+    job = tmp_path / "job"
+    out = run_cli(
+        "run", str(program), "--workers", "2", "--job-dir", str(job), "--", str(code),
+        env={"QSHPC_PROGRESS_S": "0"},
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    line = next(s for s in out.stderr.splitlines() if s.startswith("qshpc: job "))
+    assert f"exited (code {code}) while running task 4 (hard_exit)" in line, line
+    assert f"os._exit({code})" in line, line
+    assert "SIGKILL" not in line and "out-of-memory" not in line and "signal" not in line, line
+
+
+def test_mpiexecs_codes_keep_an_exit_apart_from_a_signal(tmp_path: Path) -> None:
+    """An exit code and a signal never read as one another, and no signal above 64 is named:
+    Hydra's list holds wait statuses (35072: exit 137; 9: SIGKILL), its banner (printed only
+    for a process that did not exit by itself) the raw status (139: SIGSEGV with a core)."""
+    from qshpc.jobs.postmortem import describe, exit_codes
+
+    assert exit_codes("] Exit codes: [vm] 35072,9,51200,65280,139\n") == [137, -9, 200, 255, -11]
+    meta = {"ranks": [{"rank": r, "host": "vm", "pid": 100 + r} for r in range(2)]}
+    why = describe(tmp_path, meta, set(), "] Exit codes: [vm] 35072,0\n", [(0, 100)])
+    assert why.startswith("rank 0 on host vm (pid 100) died: exit code 137 (an exit(137)"), why
+    assert "or a SIGKILL passed on as 128 + 9" in why and "out-of-memory" not in why, why
+    why = describe(tmp_path, meta, set(), "] Exit codes: [vm] 9,0\n", [(0, 100)])
+    assert "died: SIGKILL (killed: out of memory, or kill -9)" in why and "out-of-memory" in why
+    for status, how in ((11, "SIGSEGV"), (139, "SIGSEGV"), (9, "SIGKILL")):
+        banner = f"=   PID 101 RUNNING AT vm\n=   EXIT CODE: {status}\n"
+        why = describe(tmp_path, meta, set(), banner)
+        assert why.startswith(f"rank 1 on host vm (pid 101) died: {how}"), why
+    for status in (51200, 65280):  # os._exit(200), os._exit(-1)
+        why = describe(tmp_path, meta, set(), f"] Exit codes: [vm] {status},0\n", [(0, 100)])
+        assert "died: exit code " in why and "signal" not in why, why
