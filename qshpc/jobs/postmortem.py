@@ -316,19 +316,26 @@ def describe(
     for host, tasks, what in _SRUN.findall(launcher_output):
         parts.append(f"Slurm task(s) {tasks} on host {host}: {what.strip()}")
         dead.update(int(t) for t in tasks.split(",") if t.isdigit())
-    if not parts and len(held) == 1 and 0 not in held:
-        # Nothing says how the ranks ended (the user's own mpiexec: its rank 0 was ended
-        # before it could say): the only rank that held unfinished tasks is named (was:
-        # only "held 1 unfinished task(s)", review36 F1).
+    if not parts and len(held) == 1 and 0 not in held and len(ranks) > 1:
+        # Nothing says how the ranks ended (the user's own mpiexec, whose output qshpc does
+        # not see): the only rank that held unfinished tasks and rank 0 are both named, as
+        # equal candidates. Naming the worker "most likely first" (review36 F1) sent the
+        # user to an empty log when rank 0, which holds the results and is the one the
+        # out-of-memory killer most often picks, was killed (review40 F2): nothing in the
+        # store tells the two apart.
         rank = next(iter(held))
         parts.append(
-            f"rank {rank} on host {_host_of(ranks, rank)} (pid {_pid_of(ranks, rank)}) ended "
-            f"while running {_tasks_text(held[rank], names.get(rank, []))}, most likely first "
-            "(the only rank that held unfinished tasks; mpiexec's own output says how it "
-            "ended): a task that called os._exit (or exit() in C code), a kill -9 or the "
-            "out-of-memory killer (`dmesg` says), or a crash ends a worker so"
+            f"rank {rank} on host {_host_of(ranks, rank)} (pid {_pid_of(ranks, rank)}) was "
+            f"running {_tasks_text(held[rank], names.get(rank, []))} when the ranks ended, and "
+            "which process ended first is not recorded: this rank (a task that called "
+            "os._exit, or exit() in C code; a kill -9, the out-of-memory killer or a crash) "
+            f"or rank 0 on host {_host_of(ranks, 0)} (pid {_pid_of(ranks, 0)}), which holds "
+            "the results and is the one the out-of-memory killer most often picks (`dmesg` "
+            "says), and mpiexec then ended the other; mpiexec's own output says which: its "
+            "`PID P RUNNING AT HOST` / `EXIT CODE: N` banner names a process killed by "
+            "signal N; with no banner a rank exited by itself (a task's os._exit)"
         )
-        dead.add(rank)
+        dead.update((0, rank))
     # Rank 0 holds no tasks: when the launcher names only it (the first process it
     # saw end), every rank's unfinished tasks are shown.
     only_known = dead & set(held)

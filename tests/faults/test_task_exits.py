@@ -58,15 +58,27 @@ def test_a_task_calling_os_exit_is_named_every_time_never_a_sigkill(tmp_path: Pa
 def test_under_the_users_own_mpiexec_status_names_the_rank_that_held_the_task(
     tmp_path: Path,
 ) -> None:
+    """Nothing in the store says whether the busy worker or rank 0 ended first (mpiexec's
+    output is the user's): both are named, with their pids, as equal candidates. Naming
+    the worker "most likely first" blamed it for a kill -9 (or the OOM killer) of rank 0,
+    which holds the results (review40 F2)."""
+    import json
+
     program = tmp_path / "hard.py"
     program.write_text(PROGRAM)
     job = tmp_path / "job"
     out = run_cli("run", str(program), "--job-dir", str(job), "--", "3", ranks=3)
     assert out.returncode != 0
-    status = run_cli("status", str(job))
-    assert status.stdout.startswith("FAILED"), status.stdout
-    assert "ended while running task 4 (hard_exit), most likely first" in status.stdout
-    assert "os._exit" in status.stdout
+    meta = json.loads(run_cli("status", str(job), "--json").stdout)
+    assert meta["state"] == "FAILED", meta
+    text, pids = meta["error"], {r["rank"]: r["pid"] for r in meta["ranks"]}
+    assert "most likely first" not in text, text
+    worker = text.split()[1]
+    assert worker in ("1", "2"), text
+    assert f"(pid {pids[int(worker)]}) was running task 4 (hard_exit) when" in text, text
+    assert f"(pid {pids[0]}), which holds the results" in text, text
+    assert "which process ended first is not recorded" in text and "os._exit" in text, text
+    assert f"logs/rank-0.out, logs/rank-{worker}.out" in text, text
 
 
 def test_a_code_0_in_mpiexecs_list_is_trusted_only_for_the_first_rank_to_end() -> None:
