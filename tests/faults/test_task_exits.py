@@ -33,18 +33,23 @@ print(get(hard_exit(int(sys.argv[1]))))
 """
 
 
+def _failed_line(program: Path, job: Path, code: int) -> str:
+    """``qshpc run PROGRAM --workers 2 -- CODE``: its ``qshpc: job ... FAILED`` line (exit 1)."""
+    out = run_cli(
+        "run", str(program), "--workers", "2", "--job-dir", str(job), "--", str(code),
+        env={"QSHPC_PROGRESS_S": "0"},
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    return next(s for s in out.stderr.splitlines() if s.startswith("qshpc: job "))
+
+
 def test_a_task_calling_os_exit_is_named_every_time_never_a_sigkill(tmp_path: Path) -> None:
     program = tmp_path / "hard.py"
     program.write_text(PROGRAM)
     for i in range(10):
         code = (0, 3)[i % 2]
         job = tmp_path / f"job{i}"
-        out = run_cli(
-            "run", str(program), "--workers", "2", "--job-dir", str(job), "--", str(code),
-            env={"QSHPC_PROGRESS_S": "0"},
-        )  # fmt: skip
-        assert out.returncode == 1, out.stderr
-        line = next(s for s in out.stderr.splitlines() if s.startswith("qshpc: job "))
+        line = _failed_line(program, job, code)
         assert " FAILED: rank " in line, line
         died = line.split(" FAILED: ", 1)[1]
         rank = died.split()[1]
@@ -142,13 +147,7 @@ def test_a_task_exiting_with_a_code_above_128_is_never_read_as_a_signal(
     read as 128 + a signal. mpiexec's list holds wait statuses, which tell them apart."""
     program = tmp_path / "hard.py"
     program.write_text(PROGRAM)
-    job = tmp_path / "job"
-    out = run_cli(
-        "run", str(program), "--workers", "2", "--job-dir", str(job), "--", str(code),
-        env={"QSHPC_PROGRESS_S": "0"},
-    )  # fmt: skip
-    assert out.returncode == 1, out.stderr
-    line = next(s for s in out.stderr.splitlines() if s.startswith("qshpc: job "))
+    line = _failed_line(program, tmp_path / "job", code)
     assert f"exited (code {code}) while running task 4 (hard_exit)" in line, line
     assert f"os._exit({code})" in line, line
     assert "SIGKILL" not in line and "out-of-memory" not in line and "signal" not in line, line
