@@ -91,16 +91,56 @@ _SRUN = re.compile(r"srun: error: (\S+): tasks? ([\d,\-]+): (.+)")
 
 
 def _exit_text(code: int) -> str:
-    if code > 128 or code == 9:
-        sig = code - 128 if code > 128 else code
+    """How a rank's process ended, from a code as :func:`exit_codes` gives it: ``-S`` a
+    signal S, ``N >= 0`` an exit code N (was: any code above 128 read as 128 + a signal:
+    a task's ``os._exit(137)`` reported as SIGKILL with out-of-memory advice, ``os._exit(200)``
+    as "signal 72", review40 F3)."""
+    if code < 0:
+        sig = -code
         try:
             name = signal.Signals(sig).name
         except ValueError:
             name = f"signal {sig}"
-        hint = " (killed: out of memory, or kill -9)" if sig == 9 else ""
-        hint = " (segmentation fault)" if sig == 11 else hint
+        hint = " (killed: out of memory, or kill -9)" if sig == signal.SIGKILL else ""
+        hint = " (segmentation fault)" if sig == signal.SIGSEGV else hint
         return f"{name}{hint}"
-    return f"exit code {code}"
+    return f"exit code {code}{_passed_on(code)}"
+
+
+def _passed_on(code: int) -> str:
+    """For an exit code 129-192 (128 + a signal, as shells and qshpc's workers pass one
+    on): both readings, since mpiexec saw an exit, not that signal."""
+    sig = _stop_signal(code, any_signal=True)
+    if sig is None:
+        return ""
+    return (
+        f" (an exit({code}) by the program or a task, or a {sig.name} passed on as 128 + "
+        f"{int(sig)}{_STOPPED if sig in (signal.SIGINT, signal.SIGTERM) else ''})"
+    )
+
+
+_STOPPED = ": a worker stopped twice by Ctrl-C or SIGTERM exits so"
+
+
+def _stop_signal(code: int, any_signal: bool = False) -> signal.Signals | None:
+    """The signal an exit code 129-192 passes on (SIGINT/SIGTERM only, unless ``any_signal``)."""
+    try:
+        sig = signal.Signals(code - 128) if 128 < code <= 128 + 64 else None
+    except ValueError:
+        return None
+    if sig is None or any_signal or sig in (signal.SIGINT, signal.SIGTERM):
+        return sig
+    return None
+
+
+def banner_code(status: int) -> int:
+    """The code of mpiexec's ``EXIT CODE: N`` banner as :func:`exit_codes` gives it.
+
+    Hydra prints the banner only for a process that did not exit by itself, and
+    N is its raw wait status: the signal, plus 128 when it dumped core (``11`` or
+    ``139``: SIGSEGV; an ``os._exit(137)`` gets no banner at all).
+    """
+    return -(status & 0x7F) if status & 0x7F else status
 
 
 _EXIT_CODES = re.compile(r"\] Exit codes: ((?:\[\S+\] [\d,]+\s*)+)")  # -print-all-exitcodes
@@ -111,9 +151,11 @@ def exit_codes(launcher_output: str) -> list[int] | None:
     """Every rank's exit code from mpiexec's ``-print-all-exitcodes`` line (one host), or None.
 
     Hydra lists each process's wait status, not its exit code: ``256`` is exit
-    code 1, ``9`` a SIGKILL. A signal is returned as 128 + its number, as shells
-    do (read as ``signal 128`` and ``signal 640``, ``exit 1`` and ``os._exit(5)``
-    were named signals that do not exist).
+    code 1, ``9`` a SIGKILL. A signal is returned as minus its number (as
+    :mod:`subprocess` does), an exit code as itself: ``35072`` (an ``os._exit(137)``)
+    is 137, a kill -9 is -9 (read as ``signal 128`` and ``signal 640``, ``exit 1``
+    and ``os._exit(5)`` were named signals that do not exist; then, as 128 + the
+    signal, an ``os._exit(137)`` was a SIGKILL: review40 F3).
     """
     found = _EXIT_CODES.findall(launcher_output)
     if not found:
@@ -125,9 +167,9 @@ def exit_codes(launcher_output: str) -> list[int] | None:
 
 
 def _wait_status_code(status: int) -> int:
-    """A wait status as a shell's exit code: the exit code, or 128 + the signal."""
+    """A wait status as a code: the exit code, or minus the signal."""
     if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
+        return -os.WTERMSIG(status)
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
     return status
@@ -147,7 +189,10 @@ def first_death(launcher_output: str, order: list[tuple[int, int]]) -> tuple[str
     if listed is not None and 0 <= rank < len(listed):
         code = listed[rank]
     else:
-        code = next((int(c) for p, _, c in _HYDRA.findall(launcher_output) if int(p) == pid), None)
+        code = next(
+            (banner_code(int(c)) for p, _, c in _HYDRA.findall(launcher_output) if int(p) == pid),
+            None,
+        )
     how = _exit_text(code) if code is not None else "killed or crashed"
     return f"rank {rank} (pid {pid}) died: {how}", code
 
@@ -157,8 +202,8 @@ def _dead_first(
 ) -> list[tuple[int, int]]:
     """``order`` (the ranks as their processes ended) with the one that died first first.
 
-    With every rank's exit code (``listed``, mpiexec's list): a rank that exited by
-    itself with a code (not a signal: mpiexec ends the others with SIGKILL) while it
+    With every rank's exit code (``listed``, mpiexec's list, a signal as minus it): a
+    rank that exited by itself with a code (not a signal: mpiexec ends the others with SIGKILL) while it
     held unfinished tasks is the one that died, and so is the first to end when it
     exited 0 holding some (a task that called ``os._exit(0)``: it was dropped as "ended
     cleanly", and the next rank mpiexec SIGKILLed was blamed, with out-of-memory advice,
@@ -170,7 +215,7 @@ def _dead_first(
     if listed is None:
         return order
     codes = {r: listed[r] for r, _ in order if 0 <= r < len(listed)}
-    exited = [(r, p) for r, p in order if r in held and 0 < codes.get(r, 128) < 128]
+    exited = [(r, p) for r, p in order if r in held and codes.get(r, -1) > 0]
     if exited:
         return exited + [o for o in order if o not in exited]
     if order and order[0][0] in held and codes.get(order[0][0]) == 0:
@@ -192,6 +237,11 @@ _EXITED = (
     "a task called os._exit({code}) (or exit({code}) in C code), which ends the worker's "
     "process and the job with it: raise an exception to fail a task"
 )
+
+
+def _stopped(code: int) -> str:
+    sig = _stop_signal(code)
+    return f"; or, as 128 + {sig.name}{_STOPPED}" if sig is not None else ""
 
 
 def describe(
@@ -236,18 +286,18 @@ def describe(
             listed = None
         rank, pid = _dead_first(order, listed, held)[0]
         host = _host_of(ranks, rank)
-        if listed is not None and 0 <= rank < len(listed) and listed[rank] < 128 and rank in held:
-            code = listed[rank]  # an exit code (mpiexec's list: a signal is 128 + it)
+        if listed is not None and 0 <= rank < len(listed) and listed[rank] >= 0 and rank in held:
+            code = listed[rank]  # an exit code (mpiexec's list: a signal is minus it)
             text = (
                 f"rank {rank} on host {host} (pid {pid}) exited (code {code}) while running "
                 f"{_tasks_text(held[rank], names.get(rank, []))}: "
-                + (_said(job_dir, rank) or _EXITED.format(code=code))
+                + (_said(job_dir, rank) or _EXITED.format(code=code) + _stopped(code))
             )
         else:
             if listed is not None and 0 <= rank < len(listed):
                 codes[rank] = listed[rank]
             elif any(int(p) == pid for p, _, _ in banner):
-                codes[rank] = next(int(c) for p, _, c in banner if int(p) == pid)
+                codes[rank] = next(banner_code(int(c)) for p, _, c in banner if int(p) == pid)
             how = _exit_text(codes[rank]) if rank in codes else "killed or crashed"
             text = f"rank {rank} on host {host} (pid {pid}) died: {how}"
         others = [c for r, c in enumerate(listed or []) if r != rank]
@@ -260,25 +310,32 @@ def describe(
         r = by_pid.get(int(pid))
         rank = int(r["rank"]) if r else -1
         dead.add(rank)
-        codes[rank] = int(code)
+        codes[rank] = banner_code(int(code))
         who = f"rank {rank}" if r else f"a process (pid {pid})"
-        parts.append(f"{who} on host {host} (pid {pid}) died: {_exit_text(int(code))}")
+        parts.append(f"{who} on host {host} (pid {pid}) died: {_exit_text(codes[rank])}")
     for host, tasks, what in _SRUN.findall(launcher_output):
         parts.append(f"Slurm task(s) {tasks} on host {host}: {what.strip()}")
         dead.update(int(t) for t in tasks.split(",") if t.isdigit())
-    if not parts and len(held) == 1 and 0 not in held:
-        # Nothing says how the ranks ended (the user's own mpiexec: its rank 0 was ended
-        # before it could say): the only rank that held unfinished tasks is named (was:
-        # only "held 1 unfinished task(s)", review36 F1).
+    if not parts and len(held) == 1 and 0 not in held and len(ranks) > 1:
+        # Nothing says how the ranks ended (the user's own mpiexec, whose output qshpc does
+        # not see): the only rank that held unfinished tasks and rank 0 are both named, as
+        # equal candidates. Naming the worker "most likely first" (review36 F1) sent the
+        # user to an empty log when rank 0, which holds the results and is the one the
+        # out-of-memory killer most often picks, was killed (review40 F2): nothing in the
+        # store tells the two apart.
         rank = next(iter(held))
         parts.append(
-            f"rank {rank} on host {_host_of(ranks, rank)} (pid {_pid_of(ranks, rank)}) ended "
-            f"while running {_tasks_text(held[rank], names.get(rank, []))}, most likely first "
-            "(the only rank that held unfinished tasks; mpiexec's own output says how it "
-            "ended): a task that called os._exit (or exit() in C code), a kill -9 or the "
-            "out-of-memory killer (`dmesg` says), or a crash ends a worker so"
+            f"rank {rank} on host {_host_of(ranks, rank)} (pid {_pid_of(ranks, rank)}) was "
+            f"running {_tasks_text(held[rank], names.get(rank, []))} when the ranks ended, and "
+            "which process ended first is not recorded: this rank (a task that called "
+            "os._exit, or exit() in C code; a kill -9, the out-of-memory killer or a crash) "
+            f"or rank 0 on host {_host_of(ranks, 0)} (pid {_pid_of(ranks, 0)}), which holds "
+            "the results and is the one the out-of-memory killer most often picks (`dmesg` "
+            "says), and mpiexec then ended the other; mpiexec's own output says which: its "
+            "`PID P RUNNING AT HOST` / `EXIT CODE: N` banner names a process killed by "
+            "signal N; with no banner a rank exited by itself (a task's os._exit)"
         )
-        dead.add(rank)
+        dead.update((0, rank))
     # Rank 0 holds no tasks: when the launcher names only it (the first process it
     # saw end), every rank's unfinished tasks are shown.
     only_known = dead & set(held)
@@ -427,12 +484,12 @@ def _what_to_do(meta: dict[str, Any], job_dir: Path, dead: set[int], codes: dict
 
     logs = ", ".join(f"logs/rank-{r}.out" for r in sorted(dead) if r >= 0) or "logs/"
     hint = ""
-    if any(c in (9, 137) for c in codes.values()):
+    if -signal.SIGKILL in codes.values():
         hint = (
             "SIGKILL is most often the kernel's out-of-memory killer (`dmesg` says): give each "
             "task more memory (fewer workers per node, or @distribute_task(target={'mem': GB})); "
         )
-    elif any(c in (11, 139, 7, 135) for c in codes.values()):
+    elif any(-c in (signal.SIGSEGV, signal.SIGBUS) for c in codes.values()):
         hint = "a crash in compiled code (a bug, or memory): "
     return f"{hint}see {logs} in {job_dir}, then `{resume_command(meta, job_ref(job_dir))}` runs only the unfinished tasks"
 

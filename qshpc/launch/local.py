@@ -708,7 +708,7 @@ def _not_created(
 
         died, rcode = first_death(output, order)
         hint = ""
-        if rcode in (9, 137):
+        if rcode == -signal.SIGKILL:  # minus a signal (postmortem.exit_codes)
             hint = " (SIGKILL is most often the kernel's out-of-memory killer: `dmesg` says)"
         print(
             f"qshpc: job {job_id} FAILED while its ranks started, before it was created: "

@@ -21,7 +21,7 @@ def test_exit_statuses_of_the_launcher_are_read_as_exit_codes(tmp_path: Path) ->
     """mpiexec's ``-print-all-exitcodes`` lists wait statuses: 256 is exit code 1."""
     from qshpc.jobs.postmortem import describe, exit_codes
 
-    assert exit_codes("[mpiexec@vm] Exit codes: [vm] 9,256,0,35072,15\n") == [137, 1, 0, 137, 143]
+    assert exit_codes("[mpiexec@vm] Exit codes: [vm] 9,256,0,35072,15\n") == [-9, 1, 0, 137, -15]
     ranks = [{"rank": r, "host": "vm", "pid": 100 + r} for r in range(2)]
     text = describe(
         tmp_path, {"id": "j", "ranks": ranks}, set(), "] Exit codes: [vm] 768,0\n", [(0, 100)]
