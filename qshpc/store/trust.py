@@ -13,13 +13,15 @@ write, or one held by a folder that another user owns or others can write withou
 sticky bit (``/tmp``'s ``1777`` keeps others from renaming what is not theirs) is
 refused by what runs, resumes or cancels a job, and read with one warning by the
 commands that only read (:func:`qshpc.store.perms.reading_only`). A folder the user's
-own private group can write (``umask 002``: the group has no other member) counts as the
-user's alone, as Debian's OpenSSH takes it. The folders above the holding one are not
-checked, as those above ``$QSHPC_HOME`` are not.
+own private group can write (``umask 002``: the group is named after the user and has no
+other member, listed or primary) counts as the user's alone, as Debian's OpenSSH takes
+it. The folders above the holding one are not checked, as those above ``$QSHPC_HOME``
+are not.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -36,16 +38,38 @@ from qshpc.store.perms import (
 
 
 def _group_mine_alone(gid: int) -> bool:
-    """True for the user's private group: their primary group, with no other member named."""
+    """True for the user's private group: their primary group, named as they are, that no
+    other user has (as a listed member or as their own primary group).
+
+    The group file's member list never names the users whose primary group it is
+    (review39 F1: SUSE's ``users``, or a project group given to all its members as
+    primary, counted as private). So the passwd entries are scanned too, as Debian's
+    OpenSSH does. Where they cannot all be listed (LDAP or sssd with enumeration off
+    lists local users only), a group that is not named after the user counts as shared:
+    unknown is not alone.
+    """
     try:
         import grp
         import pwd
 
         me = pwd.getpwuid(os.geteuid())
-        members = grp.getgrgid(gid).gr_mem
+        group = grp.getgrgid(gid)
     except (KeyError, ImportError):
         return False
-    return gid == me.pw_gid and all(m == me.pw_name for m in members)
+    if gid != me.pw_gid or group.gr_name != me.pw_name:
+        return False
+    if any(m != me.pw_name for m in group.gr_mem):
+        return False
+    return _primary_of(gid) <= {me.pw_name}
+
+
+@functools.cache
+def _primary_of(gid: int) -> frozenset[str]:
+    """The users whose primary group is ``gid`` (a scan of every passwd entry, once a
+    process: it can be slow where they come from a directory service)."""
+    import pwd
+
+    return frozenset(u.pw_name for u in pwd.getpwall() if u.pw_gid == gid)
 
 
 def _group_name(gid: int) -> str:
