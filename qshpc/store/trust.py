@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from qshpc.store.perms import (
@@ -87,13 +88,15 @@ def _owner(st: os.stat_result, what: str) -> str | None:
     return f"{what} belongs to {user_name(st.st_uid)}"
 
 
-def _writers(st: os.stat_result, what: str, sticky_ok: bool) -> str | None:
+def _writers(st: os.stat_result, what: str, sticky_ok: bool, team: bool = False) -> str | None:
     mode = stat.S_IMODE(st.st_mode)
     if sticky_ok and mode & stat.S_ISVTX:
         return None  # others cannot rename or remove what is not theirs in it
     if mode & stat.S_IWOTH:
         return f"every user can write {what} (its mode is {mode:04o})"
     if mode & stat.S_IWGRP and not _group_mine_alone(st.st_gid):
+        if team and shared() and st.st_gid in _my_groups():
+            return None  # a team's, trusted on purpose (QSHPC_SHARE_GROUP=1)
         return f"group {_group_name(st.st_gid)} can write {what} (its mode is {mode:04o})"
     return None
 
@@ -199,9 +202,20 @@ def check_new_job_folder(job_dir: Path) -> None:
     )
 
 
-def check_program(program: Path, job: str) -> None:
+def check_program(program: Path, job: str, made: float | None = None) -> None:
     """Refuse to resume job ``job`` whose recorded program file another user owns or
-    could replace (the file, or the folder holding it).
+    could replace (the file, or the folder holding it), and that changed since the job was
+    made.
+
+    What is refused (review39 F3: a site's or a teammate's program, and one in a team's
+    folder, were refused even with ``QSHPC_SHARE_GROUP=1``, a requeued Slurm job too, and
+    the advice dropped the job's results): a file another user owns, or that a group not
+    the user's alone or every user can write, or held by a folder so; with
+    ``QSHPC_SHARE_GROUP=1`` a team's (a group of the user's) is fine, as in the store. The
+    rest is fine too when neither the file (nor a link naming it) nor the folder holding
+    it changed since the job was made (``made``, its ``created`` time): their status change
+    time (ctime), which only root can set back, is older. Then the resume runs what the
+    first run ran, from the same hands.
 
     Raises:
         UnsafeStoreError: Who owns or can write it, and the fix.
@@ -209,24 +223,38 @@ def check_program(program: Path, job: str) -> None:
     try:
         real = program.resolve()
         st = real.stat()
-        why = (  # a teammate's too: their file, run as you
-            f"it belongs to {user_name(st.st_uid)}"
-            if st.st_uid not in (os.geteuid(), 0)
-            else _writers(st, "it", sticky_ok=False)
-        )
-        if why is None:
-            for folder in dict.fromkeys((_holder(program), _holder(real))):
-                fst = folder.stat()
-                what = f"the folder holding it, {folder}"
-                why = _owner(fst, what) or _writers(fst, what, sticky_ok=True)
-                if why:
-                    break
+        why = _owner(st, "it") or _writers(st, "it", sticky_ok=False, team=True)
+        times = [st.st_ctime, program.lstat().st_ctime]
+        folders = dict.fromkeys((_holder(program), _holder(real)))
+        for folder in folders:
+            fst = folder.stat()
+            times.append(fst.st_ctime)
+            what = f"the folder holding it, {folder}"
+            why = why or _owner(fst, what) or _writers(fst, what, sticky_ok=True, team=True)
     except OSError:
         return  # missing: running it says so
-    if why is None:
+    if why is None or (made is not None and max(times) < made):
         return
     raise UnsafeStoreError(
         f"refusing to resume job {job}: it runs {program}, the program it was made for, and "
-        f"{why}, so another user could have put their code there (it would run as you); "
-        "check the file, and start a new job with a copy of your own"
+        f"{why}, and it (or the folder holding it) changed after the job was made, so another "
+        "user could have put their code there (it would run as you); check the file, and "
+        f"to resume: {_program_fix(st, folders)}"
     )
+
+
+def _program_fix(st: os.stat_result, folders: Iterable[Path]) -> str:
+    """How to resume a job whose program :func:`check_program` refuses (its results kept)."""
+    fixes = []
+    try:
+        gids = {st.st_gid, *(f.stat().st_gid for f in folders)}
+    except OSError:
+        gids = {st.st_gid}
+    if not shared() and gids & _my_groups():
+        fixes.append(f"if its group is your team's, set {SHARE_GROUP_ENV}=1 (docs/store.md)")
+    fixes.append(
+        "have its owner make it and its folder writable by them alone (`chmod go-w`), then "
+        "resume; or start a new job with a copy of your own (this job's results stay "
+        "readable: `qshpc result`)"
+    )
+    return "; ".join(fixes)

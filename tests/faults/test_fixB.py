@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import mpiexec
 
 REPO = Path(__file__).resolve().parents[2]
 #: A Python the new accounts may run (the tests' own may lie under root's 0700 home):
@@ -89,3 +92,93 @@ def test_a_primary_group_another_user_has_too_is_not_private(
     subprocess.run(["userdel", other], check=True)
     out = _as(me, scratch, PYTHON, "-c", check, str(runs), str(prog))
     assert out.stdout.split() == ["alone", "resumes"], out.stdout + out.stderr
+
+
+TEAM = 4242  # a teammate's uid and the team's gid (no account needed: ownership is checked)
+
+PROG = (
+    "import os, sys\n"
+    "from pathlib import Path\n"
+    "from qshpc import save_result\n"
+    "Path(sys.argv[1]).write_text(str(os.getuid()))\n"
+    "save_result([1, 2])\n"
+    "if os.environ.get('FAIL_AT_END'):\n"
+    "    raise SystemExit('this run fails at its end, as asked')\n"
+)
+
+
+def _qshpc(
+    *args: str, env: dict[str, str] | None = None, ranks: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """``qshpc ARGS`` as root with the team's gid among its groups (as a member's login);
+    under ``mpiexec -n RANKS`` when given (rank 0's own check, as under srun)."""
+    launch = [mpiexec(), "-n", str(ranks)] if ranks else []
+    return subprocess.run(
+        [*launch, sys.executable, "-m", "qshpc", *args], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})}, extra_groups=[TEAM],
+    )  # fmt: skip
+
+
+def _failed_job(prog: Path, ran: Path, home: Path) -> str:
+    out = _qshpc("run", str(prog), str(ran), "--workers", "0", env={"FAIL_AT_END": "1"})
+    assert out.returncode == 1, out.stderr
+    ran.unlink()
+    (job,) = (home / "jobs").iterdir()
+    return job.name
+
+
+@as_root
+def test_resume_runs_another_users_program_unchanged_since_the_job(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """A site's program (another account's, 0644, in a folder of its own): the first run
+    was never checked, so its resume runs it as long as it did not change; once it changed,
+    the resume is refused, naming how to resume."""
+    site = tmp_path / "site"
+    site.mkdir()
+    prog = site / "vqe.py"
+    prog.write_text(PROG)
+    os.chown(prog, TEAM + 1, TEAM + 1)
+    os.chown(site, TEAM + 1, TEAM + 1)
+    ran = tmp_path / "ran"
+    job = _failed_job(prog, ran, qshpc_home)
+    fail = {"FAIL_AT_END": "1"}  # (so that it can be resumed again below)
+    out = _qshpc("run", str(prog), str(ran), "--resume", job, "--workers", "0", env=fail)
+    assert out.returncode == 1 and ran.read_text() == "0", out.stderr  # it ran (and failed)
+    ran.unlink()
+    prog.write_text(PROG + "# changed by its owner\n")
+    out = _qshpc("run", str(prog), str(ran), "--resume", job, "--workers", "0")
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert f"refusing to resume job {job}: it runs {prog}" in line, line
+    assert f"it belongs to uid {TEAM + 1}" in line and "changed after the job was made" in line
+    assert "`chmod go-w`" in line and "results stay readable" in line, line
+    assert "QSHPC_SHARE_GROUP" not in line and not ran.exists()
+
+
+@as_root
+def test_resume_runs_a_teams_program_with_share_group(tmp_path: Path, qshpc_home: Path) -> None:
+    """A teammate's program in the team's 2775 folder, edited by them after the job
+    started: refused alone (the line names QSHPC_SHARE_GROUP=1), run with it, as the
+    store trusts the team; also through rank 0's own check (mpiexec)."""
+    team = tmp_path / "team"
+    team.mkdir()
+    prog = team / "vqe.py"
+    prog.write_text(PROG)
+    ran = tmp_path / "ran"
+    job = _failed_job(prog, ran, qshpc_home)
+    for path, mode in ((team, 0o2775), (prog, 0o664)):
+        os.chown(path, TEAM, TEAM)
+        os.chmod(path, mode)
+    out = _qshpc("run", str(prog), str(ran), "--resume", job, "--workers", "0")
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert f"it belongs to uid {TEAM}" in line, line
+    assert "if its group is your team's, set QSHPC_SHARE_GROUP=1" in line, line
+    out = _qshpc("run", str(prog), str(ran), "--resume", job, ranks=1)
+    assert out.returncode == 2 and f"refusing to resume job {job}" in out.stderr, out.stderr
+    assert not ran.exists()
+    share = {"QSHPC_SHARE_GROUP": "1"}
+    out = _qshpc("run", str(prog), str(ran), "--resume", job, ranks=1, env=share)
+    assert out.returncode == 0, out.stderr
+    assert ran.read_text() == "0"
