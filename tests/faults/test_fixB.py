@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mpiexec
+from tests.conftest import FAIL_AT_END, mpiexec
+from tests.faults.test_fix35b import PROG as THEIR_PROG
 
 REPO = Path(__file__).resolve().parents[2]
 #: A Python the new accounts may run (the tests' own may lie under root's 0700 home):
@@ -96,15 +97,7 @@ def test_a_primary_group_another_user_has_too_is_not_private(
 
 TEAM = 4242  # a teammate's uid and the team's gid (no account needed: ownership is checked)
 
-PROG = (
-    "import os, sys\n"
-    "from pathlib import Path\n"
-    "from qshpc import save_result\n"
-    "Path(sys.argv[1]).write_text(str(os.getuid()))\n"
-    "save_result([1, 2])\n"
-    "if os.environ.get('FAIL_AT_END'):\n"
-    "    raise SystemExit('this run fails at its end, as asked')\n"
-)
+PROG = THEIR_PROG + FAIL_AT_END  # writes its uid to argv[1]; FAILS with FAIL_AT_END
 
 
 def _qshpc(
