@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import os
 import stat
-from collections.abc import Iterable
 from pathlib import Path
 
 from qshpc.store.perms import (
@@ -224,37 +223,35 @@ def check_program(program: Path, job: str, made: float | None = None) -> None:
         real = program.resolve()
         st = real.stat()
         why = _owner(st, "it") or _writers(st, "it", sticky_ok=False, team=True)
-        times = [st.st_ctime, program.lstat().st_ctime]
-        folders = dict.fromkeys((_holder(program), _holder(real)))
-        for folder in folders:
+        stats = [st, program.lstat()]
+        for folder in dict.fromkeys((_holder(program), _holder(real))):
             fst = folder.stat()
-            times.append(fst.st_ctime)
+            stats.append(fst)
             what = f"the folder holding it, {folder}"
             why = why or _owner(fst, what) or _writers(fst, what, sticky_ok=True, team=True)
     except OSError:
         return  # missing: running it says so
-    if why is None or (made is not None and max(times) < made):
+    if why is None or (made is not None and max(s.st_ctime for s in stats) < made):
         return
     raise UnsafeStoreError(
         f"refusing to resume job {job}: it runs {program}, the program it was made for, and "
         f"{why}, and it (or the folder holding it) changed after the job was made, so another "
-        "user could have put their code there (it would run as you); check the file, and "
-        f"to resume: {_program_fix(st, folders)}"
+        f"user could have put their code there (it would run as you); check the file: "
+        f"{_program_fix(stats, job)}"
     )
 
 
-def _program_fix(st: os.stat_result, folders: Iterable[Path]) -> str:
-    """How to resume a job whose program :func:`check_program` refuses (its results kept)."""
+def _program_fix(stats: list[os.stat_result], job: str) -> str:
+    """How to go on with a job whose program :func:`check_program` refuses."""
     fixes = []
-    try:
-        gids = {st.st_gid, *(f.stat().st_gid for f in folders)}
-    except OSError:
-        gids = {st.st_gid}
-    if not shared() and gids & _my_groups():
+    if not shared() and {s.st_gid for s in stats} & _my_groups():
         fixes.append(f"if its group is your team's, set {SHARE_GROUP_ENV}=1 (docs/store.md)")
-    fixes.append(
-        "have its owner make it and its folder writable by them alone (`chmod go-w`), then "
-        "resume; or start a new job with a copy of your own (this job's results stay "
-        "readable: `qshpc result`)"
+    if all(s.st_uid in (os.geteuid(), 0) for s in stats):
+        fixes.append("`chmod go-w` it and the folder holding it (root's: ask your admins)")
+    new = (
+        "start a new job with a copy of your own (this job's results stay readable: "
+        f"`qshpc result {job}`)"
     )
-    return "; ".join(fixes)
+    if not fixes:
+        return f"it cannot be resumed so; {new}"
+    return f"to resume, {' or '.join(fixes)}, then resume again; else {new}"

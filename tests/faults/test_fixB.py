@@ -89,6 +89,8 @@ def test_a_primary_group_another_user_has_too_is_not_private(
     )
     assert refusal.startswith(f"refusing to resume job J: it runs {prog}"), refusal
     assert f"group {me} (gid {gid}) can write it (its mode is 0664)" in refusal, refusal
+    assert "to resume, if its group is your team's, set QSHPC_SHARE_GROUP=1" in refusal, refusal
+    assert "or `chmod go-w` it and the folder holding it" in refusal, refusal
     # the other user gone, the group is the user's alone again
     subprocess.run(["userdel", other], check=True)
     out = _as(me, scratch, PYTHON, "-c", check, str(runs), str(prog))
@@ -145,7 +147,10 @@ def test_resume_runs_another_users_program_unchanged_since_the_job(
     (line,) = out.stderr.strip().splitlines()
     assert f"refusing to resume job {job}: it runs {prog}" in line, line
     assert f"it belongs to uid {TEAM + 1}" in line and "changed after the job was made" in line
-    assert "`chmod go-w`" in line and "results stay readable" in line, line
+    assert (
+        f"it cannot be resumed so; start a new job with a copy of your own (this job's results stay readable: `qshpc result {job}`)"
+        in line
+    ), line
     assert "QSHPC_SHARE_GROUP" not in line and not ran.exists()
 
 
