@@ -30,6 +30,7 @@ as_root = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not Path(PYTHON).is_file(),
     reason="making accounts needs root, useradd and a system Python",
 )
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another uid needs root")
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ def _failed_job(prog: Path, ran: Path, home: Path) -> str:
     return job.name
 
 
-@as_root
+@root_only
 def test_resume_runs_another_users_program_unchanged_since_the_job(
     tmp_path: Path, qshpc_home: Path
 ) -> None:
@@ -154,7 +155,7 @@ def test_resume_runs_another_users_program_unchanged_since_the_job(
     assert "QSHPC_SHARE_GROUP" not in line and not ran.exists()
 
 
-@as_root
+@root_only
 def test_resume_runs_a_teams_program_with_share_group(tmp_path: Path, qshpc_home: Path) -> None:
     """A teammate's program in the team's 2775 folder, edited by them after the job
     started: refused alone (the line names QSHPC_SHARE_GROUP=1), run with it, as the
