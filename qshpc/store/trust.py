@@ -233,10 +233,13 @@ def check_program(program: Path, job: str, made: float | None = None) -> None:
         return  # missing: running it says so
     if why is None or (made is not None and max(s.st_ctime for s in stats) < made):
         return
+    since = (
+        "" if made is None else ", and it (or the folder holding it) changed after the job was made"
+    )
     raise UnsafeStoreError(
         f"refusing to resume job {job}: it runs {program}, the program it was made for, and "
-        f"{why}, and it (or the folder holding it) changed after the job was made, so another "
-        f"user could have put their code there (it would run as you); check the file: "
+        f"{why}{since}, so another user could have put their code there (it would run as "
+        f"you); check the file: "
         f"{_program_fix(stats, job)}"
     )
 
