@@ -640,7 +640,8 @@ def _check_readable(job_dir: Path) -> dict[str, Any]:
 
 def check_resumed_program(meta: Mapping[str, Any], job_dir: Path) -> None:
     """Refuse to resume a job whose recorded program (its ``entrypoint``, what a resume
-    runs) another user owns or could replace (review35 F3: it ran as the user).
+    runs) another user owns or could replace, and that changed since the job was made
+    (review35 F3: it ran as the user; review39 F3: not when unchanged).
 
     Raises:
         UserError: Who owns or can write it, and the fix.
@@ -650,7 +651,9 @@ def check_resumed_program(meta: Mapping[str, Any], job_dir: Path) -> None:
 
     entry = meta.get("entrypoint")
     if entry:
-        check_program(Path(str(entry)), shown(meta.get("id") or job_dir.name))
+        made = meta.get("created")
+        made = float(made) if isinstance(made, (int, float)) else None
+        check_program(Path(str(entry)), shown(meta.get("id") or job_dir.name), made)
 
 
 def check_resume(spec: RunSpec, job_dir: Path, meta: Mapping[str, Any]) -> None:

@@ -13,13 +13,15 @@ write, or one held by a folder that another user owns or others can write withou
 sticky bit (``/tmp``'s ``1777`` keeps others from renaming what is not theirs) is
 refused by what runs, resumes or cancels a job, and read with one warning by the
 commands that only read (:func:`qshpc.store.perms.reading_only`). A folder the user's
-own private group can write (``umask 002``: the group has no other member) counts as the
-user's alone, as Debian's OpenSSH takes it. The folders above the holding one are not
-checked, as those above ``$QSHPC_HOME`` are not.
+own private group can write (``umask 002``: the group is named after the user and has no
+other member, listed or primary) counts as the user's alone, as Debian's OpenSSH takes
+it. The folders above the holding one are not checked, as those above ``$QSHPC_HOME``
+are not.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -36,16 +38,38 @@ from qshpc.store.perms import (
 
 
 def _group_mine_alone(gid: int) -> bool:
-    """True for the user's private group: their primary group, with no other member named."""
+    """True for the user's private group: their primary group, named as they are, that no
+    other user has (as a listed member or as their own primary group).
+
+    The group file's member list never names the users whose primary group it is
+    (review39 F1: SUSE's ``users``, or a project group given to all its members as
+    primary, counted as private). So the passwd entries are scanned too, as Debian's
+    OpenSSH does. Where they cannot all be listed (LDAP or sssd with enumeration off
+    lists local users only), a group that is not named after the user counts as shared:
+    unknown is not alone.
+    """
     try:
         import grp
         import pwd
 
         me = pwd.getpwuid(os.geteuid())
-        members = grp.getgrgid(gid).gr_mem
+        group = grp.getgrgid(gid)
     except (KeyError, ImportError):
         return False
-    return gid == me.pw_gid and all(m == me.pw_name for m in members)
+    if gid != me.pw_gid or group.gr_name != me.pw_name:
+        return False
+    if any(m != me.pw_name for m in group.gr_mem):
+        return False
+    return _primary_of(gid) <= {me.pw_name}
+
+
+@functools.cache
+def _primary_of(gid: int) -> frozenset[str]:
+    """The users whose primary group is ``gid`` (a scan of every passwd entry, once a
+    process: it can be slow where they come from a directory service)."""
+    import pwd
+
+    return frozenset(u.pw_name for u in pwd.getpwall() if u.pw_gid == gid)
 
 
 def _group_name(gid: int) -> str:
@@ -63,13 +87,15 @@ def _owner(st: os.stat_result, what: str) -> str | None:
     return f"{what} belongs to {user_name(st.st_uid)}"
 
 
-def _writers(st: os.stat_result, what: str, sticky_ok: bool) -> str | None:
+def _writers(st: os.stat_result, what: str, sticky_ok: bool, team: bool = False) -> str | None:
     mode = stat.S_IMODE(st.st_mode)
     if sticky_ok and mode & stat.S_ISVTX:
         return None  # others cannot rename or remove what is not theirs in it
     if mode & stat.S_IWOTH:
         return f"every user can write {what} (its mode is {mode:04o})"
     if mode & stat.S_IWGRP and not _group_mine_alone(st.st_gid):
+        if team and shared() and st.st_gid in _my_groups():
+            return None  # a team's, trusted on purpose (QSHPC_SHARE_GROUP=1)
         return f"group {_group_name(st.st_gid)} can write {what} (its mode is {mode:04o})"
     return None
 
@@ -175,9 +201,20 @@ def check_new_job_folder(job_dir: Path) -> None:
     )
 
 
-def check_program(program: Path, job: str) -> None:
+def check_program(program: Path, job: str, made: float | None = None) -> None:
     """Refuse to resume job ``job`` whose recorded program file another user owns or
-    could replace (the file, or the folder holding it).
+    could replace (the file, or the folder holding it), and that changed since the job was
+    made.
+
+    What is refused (review39 F3: a site's or a teammate's program, and one in a team's
+    folder, were refused even with ``QSHPC_SHARE_GROUP=1``, a requeued Slurm job too, and
+    the advice dropped the job's results): a file another user owns, or that a group not
+    the user's alone or every user can write, or held by a folder so; with
+    ``QSHPC_SHARE_GROUP=1`` a team's (a group of the user's) is fine, as in the store. The
+    rest is fine too when neither the file (nor a link naming it) nor the folder holding
+    it changed since the job was made (``made``, its ``created`` time): their status change
+    time (ctime), which only root can set back, is older. Then the resume runs what the
+    first run ran, from the same hands.
 
     Raises:
         UnsafeStoreError: Who owns or can write it, and the fix.
@@ -185,24 +222,39 @@ def check_program(program: Path, job: str) -> None:
     try:
         real = program.resolve()
         st = real.stat()
-        why = (  # a teammate's too: their file, run as you
-            f"it belongs to {user_name(st.st_uid)}"
-            if st.st_uid not in (os.geteuid(), 0)
-            else _writers(st, "it", sticky_ok=False)
-        )
-        if why is None:
-            for folder in dict.fromkeys((_holder(program), _holder(real))):
-                fst = folder.stat()
-                what = f"the folder holding it, {folder}"
-                why = _owner(fst, what) or _writers(fst, what, sticky_ok=True)
-                if why:
-                    break
+        why = _owner(st, "it") or _writers(st, "it", sticky_ok=False, team=True)
+        stats = [st, program.lstat()]
+        for folder in dict.fromkeys((_holder(program), _holder(real))):
+            fst = folder.stat()
+            stats.append(fst)
+            what = f"the folder holding it, {folder}"
+            why = why or _owner(fst, what) or _writers(fst, what, sticky_ok=True, team=True)
     except OSError:
         return  # missing: running it says so
-    if why is None:
+    if why is None or (made is not None and max(s.st_ctime for s in stats) < made):
         return
+    since = (
+        "" if made is None else ", and it (or the folder holding it) changed after the job was made"
+    )
     raise UnsafeStoreError(
         f"refusing to resume job {job}: it runs {program}, the program it was made for, and "
-        f"{why}, so another user could have put their code there (it would run as you); "
-        "check the file, and start a new job with a copy of your own"
+        f"{why}{since}, so another user could have put their code there (it would run as "
+        f"you); check the file: "
+        f"{_program_fix(stats, job)}"
     )
+
+
+def _program_fix(stats: list[os.stat_result], job: str) -> str:
+    """How to go on with a job whose program :func:`check_program` refuses."""
+    fixes = []
+    if not shared() and {s.st_gid for s in stats} & _my_groups():
+        fixes.append(f"if its group is your team's, set {SHARE_GROUP_ENV}=1 (docs/store.md)")
+    if all(s.st_uid in (os.geteuid(), 0) for s in stats):
+        fixes.append("`chmod go-w` it and the folder holding it (root's: ask your admins)")
+    new = (
+        "start a new job with a copy of your own (this job's results stay readable: "
+        f"`qshpc result {job}`)"
+    )
+    if not fixes:
+        return f"it cannot be resumed so; {new}"
+    return f"to resume, {' or '.join(fixes)}, then resume again; else {new}"
