@@ -1,0 +1,79 @@
+"""fixD: follow-ups of fix37 (review40 F1, F4 and the V1 Sampler's backend_options)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+def _bell() -> Any:
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    return qc
+
+
+def _value_for(name: str) -> Any:
+    """A value Aer takes for ``name`` (None resets a run option to its default)."""
+    values: dict[str, Any] = {
+        "coupling_map": [[0, 1], [1, 0]],
+        "basis_gates": ["cx", "h", "measure", "u", "rz", "sx", "x"],
+        "n_qubits": 5,
+        "max_shots": 100,
+        "custom_instructions": [],
+        "description": "x",
+        "fusion_enable": False,
+        "max_parallel_threads": 1,
+    }
+    return values.get(name)
+
+
+def test_every_name_aer_simulator_takes_is_accepted_and_a_misspelling_refused() -> None:
+    """review40 F1: coupling_map, basis_gates, target, ... were refused as unknown.
+
+    Every name is also checked against Aer itself: ``AerSimulator(**{name: value})``.
+    """
+    from qiskit_aer import AerSimulator
+
+    from qshpc.aer import SamplerV2
+    from qshpc.aer.simulator import aer_backend_names, aer_option_names
+    from qshpc.aer.v2.pubs import PubError
+    from qshpc.primitives.options import SPEC_KEYS
+
+    bell = _bell()
+    names = sorted(aer_backend_names() | aer_option_names())
+    assert {"coupling_map", "basis_gates", "target", "max_shots", "custom_instructions"} <= set(
+        names
+    )
+    for name in names:
+        if name in SPEC_KEYS:
+            continue  # they choose the simulator: tested with it
+        value = _value_for(name)
+        AerSimulator(**{name: value})  # Aer takes it
+        sampler = SamplerV2(seed=1, options={"backend_options": {name: value}})
+        assert sampler.run([bell], shots=20).result()[0].data.meas.num_shots == 20, name
+    # Aer's noisy pattern, as its docs give it
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+    noise = NoiseModel()
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.1, 2), ["cx"])
+    backend = {
+        "method": "density_matrix",
+        "coupling_map": [[0, 1], [1, 0]],
+        "basis_gates": noise.basis_gates,
+        "noise_model": noise,
+    }
+    counts = SamplerV2(seed=1, options={"backend_options": backend}).run([bell], shots=200)
+    assert counts.result()[0].data.meas.num_shots == 200
+    # Aer: "Invalid option" (to_dict, a method of its configuration, Aer would take)
+    for bad in ("seed", "bogus", "coupling_maps", "to_dict"):
+        with pytest.raises(PubError, match=rf"unknown backend option\(s\) '{bad}'"):
+            SamplerV2(options={"backend_options": {bad: 1}})
+    sampler = SamplerV2(seed=1)
+    sampler.options.backend_options["basis_gate"] = ["x"]  # set later: refused at run
+    with pytest.raises(PubError, match=r"'basis_gate' \(did you mean 'basis_gates'"):
+        sampler.run([bell])
