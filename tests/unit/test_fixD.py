@@ -125,3 +125,28 @@ def test_a_noisy_estimator_takes_the_density_matrix_only_where_aer_automatic_doe
     )
     with pytest.raises(PubError, match=r"at most 5 qubits at 64 shots.*acts on 6 qubits"):
         fewer.run([(ghz(6), "ZZ" + "I" * 4)])
+
+
+def test_the_v1_sampler_takes_aers_nested_backend_and_run_options() -> None:
+    """review40: ``Sampler(options={"backend_options": ...})`` failed with a raw TypeError."""
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+
+    from qshpc.aer import Sampler
+    from qshpc.errors import UserError
+
+    bell = _bell()
+    described = {"coupling_map": [[0, 1]], "basis_gates": ["x"], "n_qubits": 1}
+    dist = Sampler(options={"backend_options": described}).run(bell).result().quasi_dists[0]
+    assert dist == pytest.approx({0: 0.5, 3: 0.5})
+    noise = NoiseModel()
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.5, 2), ["cx"])
+    nested = {"backend_options": {"noise_model": noise}, "run_options": {"shots": 400, "seed": 3}}
+    flat = {"noise_model": noise, "shots": 400, "seed": 3}
+    a = Sampler(options=nested).run(bell).result().quasi_dists[0]
+    assert a == Sampler(options=flat).run(bell).result().quasi_dists[0]
+    assert set(a) == {0, 1, 2, 3}  # the noise model ran
+    later = Sampler()
+    later.set_options(run_options={"shots": 10, "seed": 1})
+    assert later.run(bell).result().quasi_dists[0].shots == 10
+    with pytest.raises(UserError, match=r"options\['backend_options'\] must be a dict"):
+        Sampler(options={"backend_options": "statevector"})
