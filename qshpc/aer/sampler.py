@@ -41,6 +41,32 @@ _DEFAULTS: dict[str, Any] = {
 _job_ids = itertools.count()
 
 
+def _flat(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` with Aer's V1 ``backend_options``/``run_options`` dicts opened into it.
+
+    Aer's V1 ``Sampler(backend_options=..., run_options=...)`` takes them nested;
+    passed on as they were, Aer's ``run`` failed with a TypeError. A flat key wins
+    over ``backend_options``, ``run_options`` over both (as Aer's run options do).
+
+    Raises:
+        UserError: One of them is not a dict.
+    """
+    nested: dict[str, dict[str, Any]] = {"backend_options": {}, "run_options": {}}
+    flat: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in nested:
+            flat[key] = value
+        elif value is not None:
+            if not isinstance(value, Mapping):
+                raise UserError(
+                    f"options[{key!r}] must be a dict of Aer options (as Aer's V1 Sampler "
+                    f"takes it), got {type(value).__name__}: {value!r:.60}; or give its "
+                    "keys in options itself"
+                )
+            nested[key] = dict(value)
+    return {**nested["backend_options"], **flat, **nested["run_options"]}
+
+
 class Sampler:
     """V1-shaped sampler on Aer.
 
@@ -50,7 +76,10 @@ class Sampler:
             (``"auto"``, ``"CPU"``, ``"GPU"``), ``precision`` (``"double"``,
             ``"single"``), ``optimization_level`` (default 1: the preset pass
             manager for circuits Aer does not run as they are); any other key
-            is passed to ``AerSimulator.run``.
+            is passed to ``AerSimulator.run``. ``backend_options`` and
+            ``run_options`` dicts (Aer's V1 ``Sampler`` keywords) are opened into
+            these; the names that describe the backend (``coupling_map``,
+            ``basis_gates``, ...) change nothing.
 
     Example:
         >>> from qiskit import QuantumCircuit
@@ -70,7 +99,7 @@ class Sampler:
 
     def set_options(self, **fields: Any) -> None:
         """Change default run options (same keys as ``options``)."""
-        self._options.update(fields)
+        self._options.update(_flat(fields))
 
     def run(
         self,
@@ -95,10 +124,15 @@ class Sampler:
             UserError: On mismatched parameter values or bad options.
         """
         engine, provenance, results, simulator = _engine()
-        opts = {**self._options, **run_options}
+        opts = {**self._options, **_flat(run_options)}
         circs, rows = normalize_inputs(circuits, parameter_values)
         _require_measurements(circs)
-        aer_options = {k: v for k, v in opts.items() if k not in SAMPLER_OPTIONS}
+        # The names that describe the backend (coupling_map, basis_gates, n_qubits, ...)
+        # change no distribution; Aer's run would read n_qubits as the circuits' width.
+        backend = simulator.aer_backend_names()
+        aer_options = {
+            k: v for k, v in opts.items() if k not in SAMPLER_OPTIONS and k not in backend
+        }
         if aer_options.get("noise_model") is None:  # (a readout error reads 1 off |0> too)
             circs = _without_idle_reads(circs)
         spec = simulator.sim_spec(opts["method"], opts["device"], opts["precision"])

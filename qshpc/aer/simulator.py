@@ -135,10 +135,31 @@ def get_simulator(spec: SimSpec) -> Any:
 
 @functools.cache
 def aer_option_names() -> frozenset[str]:
-    """The options ``AerSimulator`` takes (what Aer's primitives build it with)."""
+    """``AerSimulator``'s run options (its ``_default_options``: what ``run`` reads)."""
     from qiskit_aer import AerSimulator
 
     return frozenset(vars(AerSimulator._default_options()))
+
+
+@functools.cache
+def aer_backend_names() -> frozenset[str]:
+    """The other names ``AerSimulator(**options)`` takes: they describe the backend.
+
+    As Aer's ``set_option`` decides: a field of the default configuration
+    (``coupling_map``, ``basis_gates``, ``n_qubits``, ``max_shots``, ...; Aer
+    0.18's properties are None), ``custom_instructions``, and the constructor's
+    ``configuration``, ``properties``, ``provider`` and ``target``. Aer's V2
+    primitives do not transpile, so none of them changes what they compute.
+    """
+    from qiskit_aer import AerSimulator
+    from qiskit_aer.backends.backendconfiguration import AerBackendConfiguration
+
+    config = AerBackendConfiguration.from_dict(AerSimulator._DEFAULT_CONFIGURATION)
+    fields = {k for k in dir(config) if not k.startswith("_")}
+    fields = {k for k in fields if not callable(getattr(config, k, None))}
+    fields |= set(config.to_dict())
+    fields |= {"custom_instructions", "configuration", "properties", "provider", "target"}
+    return frozenset(fields - aer_option_names())
 
 
 def get_pass_manager(spec: SimSpec, optimization_level: int = 1) -> StagedPassManager:
@@ -346,6 +367,7 @@ __all__ = [
     "METHODS",
     "PRECISIONS",
     "SimSpec",
+    "aer_backend_names",
     "aer_option_names",
     "check_level",
     "check_width",

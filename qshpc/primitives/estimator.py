@@ -106,6 +106,8 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
                 "use options={'backend_options': {'noise_model': ..., 'method': 'density_matrix'}} "
                 "or leave 'method' out (density_matrix is then the default)"
             )
+        if config.noisy and self._options.backend_options.get("method") in (None, "automatic"):
+            _check_automatic_density_matrix(work, self._options.run_options)
         blocks.check_seed(self._seed, self._options.run_options)
         if self._mode is not None:
             from qshpc.primitives.mode import submit_estimator
@@ -125,6 +127,46 @@ class EstimatorV2(PrimitiveSettings, BaseEstimatorV2):  # type: ignore[misc]
                 work, seed, config, workers, self._options.rows_per_task, wide, cache
             ),
             blocks.block_task("estimator", cache),
+        )
+
+
+#: Aer's default shots: its automatic method takes density_matrix for a noisy
+#: circuit of n qubits only when shots > 2**n (9 qubits at 1024 shots).
+_AER_SHOTS = 1024
+
+
+def _check_automatic_density_matrix(work: Iterable[Any], run_options: Mapping[str, Any]) -> None:
+    """Refuse a noisy PUB too wide for the density matrix Aer's ``automatic`` would choose.
+
+    With a noise model and no method (or ``automatic``), Aer's controller takes
+    ``density_matrix`` only when ``shots > 2**n``; wider, it averages noisy
+    statevector trajectories (sampled values) where exact ones cost 4**n memory
+    (13 qubits 1 GiB and 14 s, 15 qubits 16 GiB). The user may name the method.
+
+    Raises:
+        PubError: Naming the PUB, its width, the limit and the memory it would take.
+    """
+    from qshpc.aer.sizing import GIB, active_width, state_bytes
+
+    shots = run_options.get("shots")
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        shots = _AER_SHOTS
+    limit = (shots - 1).bit_length() - 1  # the largest n with 2**n < shots
+    for w in work:
+        width = active_width(w.circuit)
+        if width <= limit:
+            continue
+        size = state_bytes(width, "density_matrix", "double")
+        need = f"{size / GIB:,.0f} GiB" if size >= GIB else f"{size / 2**20:,.0f} MiB"
+        raise PubError(
+            f"PUB {w.index}: EstimatorV2 computes exact expectation values, and with a noise "
+            "model and no method it takes Aer's density_matrix method only where Aer's "
+            f"automatic method does (at most {limit} qubits at {shots} shots: "
+            f"shots > 2**qubits), but circuit {w.circuit.name!r} acts on {width} qubits "
+            f"(a density matrix of {need}: memory and time grow as 4**qubits); name it to compute exact "
+            "values anyway: options={'backend_options': {'noise_model': ..., "
+            "'method': 'density_matrix'}}, or use fewer qubits, or SamplerV2 with the noise "
+            "model (sampled counts)"
         )
 
 

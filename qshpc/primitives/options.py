@@ -24,7 +24,10 @@ class Options:
         backend_options: ``AerSimulator`` options: ``method`` (default
             ``"statevector"``), ``device`` (``"CPU"``, ``"GPU"``, ``"auto"``),
             ``precision`` (``"double"``, ``"single"``) choose each rank's cached
-            simulator; any other (``noise_model``, ...) is passed to its ``run``.
+            simulator; the ones that describe the backend (``coupling_map``,
+            ``basis_gates``, ``target``, ...) are accepted and change nothing, as
+            in Aer's primitives (which do not transpile); any other
+            (``noise_model``, ...) is passed to its ``run``.
         run_options: Options for ``AerSimulator.run``; ``seed_simulator`` is the
             seed when the primitive has none (as in Aer).
         optimization_level: Preset pass manager level for circuits that are not ISA.
@@ -112,20 +115,23 @@ class BlockConfig:
 def check_backend_options(backend: Mapping[Any, Any]) -> None:
     """Refuse a backend option ``AerSimulator`` does not have (a misspelled name ran as if unset).
 
-    Aer's primitives raise ``AerError: 'Invalid option ...'`` for it.
+    Aer's primitives raise ``AerError: 'Invalid option ...'`` for it. Valid are
+    the names ``AerSimulator(**options)`` takes: its run options and the ones that
+    describe the backend (``coupling_map``, ``basis_gates``, ``target``, ...:
+    :func:`qshpc.aer.simulator.aer_backend_names`).
 
     Raises:
         PubError: Naming each such option and the nearest valid names.
     """
     import difflib
 
-    from qshpc.aer.simulator import aer_option_names
+    from qshpc.aer.simulator import aer_backend_names, aer_option_names
     from qshpc.aer.v2.pubs import PubError
 
     unknown = [k for k in backend if k not in SPEC_KEYS + NOISY_KEYS]
     if not unknown:
         return
-    valid = aer_option_names()
+    valid = aer_option_names() | aer_backend_names()
     bad = [k for k in unknown if k not in valid]
     if not bad:
         return
@@ -147,8 +153,12 @@ def block_config(options: Options, estimator: bool = False) -> BlockConfig:
     and no ``method``, the method is ``density_matrix`` (as ``from_backend`` sets it;
     Aer's EstimatorV2 runs such options as they are).
     """
+    from qshpc.aer.simulator import aer_backend_names
+
     check_backend_options(options.backend_options)  # set after construction too
-    backend = dict(options.backend_options)
+    # The names that describe the backend change nothing Aer's V2 primitives compute
+    # (they do not transpile); Aer's run would read n_qubits as the circuit's width.
+    backend = {k: v for k, v in options.backend_options.items() if k not in aer_backend_names()}
     spec = {k: backend.pop(k) for k in SPEC_KEYS if k in backend}
     run = {k: v for k, v in options.run_options.items() if k not in _OWN_RUN_KEYS}
     extra = {**backend, **run}
