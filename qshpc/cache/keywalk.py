@@ -8,6 +8,7 @@ whether what a function's walk read is still what it was.
 from __future__ import annotations
 
 import copyreg
+import datetime
 import functools
 import hashlib
 import os
@@ -117,7 +118,9 @@ class _Walk:
     marker instead of looping).
     """
 
-    __slots__ = ("active", "canon", "deps", "depth", "files", "keep", "put", "qpy", "refs")
+    __slots__ = (
+        "active", "canon", "deps", "depth", "files", "keep", "put", "qpy", "refs", "undated"
+    )  # fmt: skip
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
         self.put = put
@@ -133,6 +136,8 @@ class _Walk:
         #: Above 0 inside a value whose dicts are maps of no meaningful order (see
         #: :meth:`_unordered`): their items are fed sorted by the digest of each key.
         self.canon = 0
+        #: Above 0 inside a value whose dates are when it was made (see :data:`_UNDATED`).
+        self.undated = 0
         self.files: set[str] = set()  # modules keyed by their file (see :meth:`imported`)
         #: When a list: every name binding the walk read (see :func:`bindings_unchanged`).
         self.deps = deps
@@ -230,7 +235,7 @@ class _Walk:
         h = hashlib.blake2b(digest_size=16)
         sub = _Walk(h.update, self.deps, self.qpy)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
-        sub.keep, sub.canon = self.keep, self.canon
+        sub.keep, sub.canon, sub.undated = self.keep, self.canon, self.undated
         sub.value(obj)
         return h.digest()
 
@@ -339,20 +344,27 @@ class _Walk:
             put(b)
         elif obj is Ellipsis or obj is NotImplemented:
             put(b"E" if obj is Ellipsis else b"NI")
-        elif _unordered_class(t):
-            self._unordered(obj)
+        elif self.undated and t in _DATE_TYPES:
+            put(b"date")
         else:
-            self._reduced(obj)
+            mode = _walk_mode(t)
+            if mode:
+                self._mode(obj, mode)
+            else:
+                self._reduced(obj)
 
-    def _unordered(self, obj: Any) -> None:
-        """An object whose dicts are maps in an order of no meaning (see :data:`_UNORDERED`):
-        its class and state, every dict in them walked sorted by the digest of each key."""
-        self.put(b"U")
-        self.canon += 1
+    def _mode(self, obj: Any, mode: int) -> None:
+        """An object of a class of :data:`_UNORDERED` (its dicts walked sorted by the digest
+        of each key) or :data:`_UNDATED` (its dates left out): its class and state."""
+        unordered, undated = mode & _SORTED, mode & _NO_DATES
+        self.put(b"U%d;" % mode)
+        self.canon += 1 if unordered else 0
+        self.undated += 1 if undated else 0
         try:
             self._reduced(obj)
         finally:
-            self.canon -= 1
+            self.canon -= 1 if unordered else 0
+            self.undated -= 1 if undated else 0
 
     def _own_digest(self, t: type, obj: Any, own: Callable[[Any], bytes]) -> None:
         """A value that gives its own stable digest (see the module doc)."""
@@ -788,15 +800,32 @@ _UNORDERED = frozenset((
     # the commutation library: pairs of gate names to their commutation, a Rust hash map
     "qiskit._accelerate.commutation_checker.CommutationChecker",
 ))  # fmt: skip
-_unordered_classes: dict[type, bool] = {}
+#: Classes whose state holds the time it was made, which decides no result: Aer's
+#: ``AerSimulator.from_backend(backend)`` makes backend properties whose every gate
+#: and qubit property is dated ``datetime.now()``, so such a simulator had a new key
+#: in every run. Their dates are keyed as one token (their values, still keyed, say
+#: what a simulation uses); their gates are listed, and their maps built, in the
+#: order of the backend's target, so their dicts are walked sorted too.
+_UNDATED = frozenset((
+    "qiskit_aer.backends.backendproperties.AerBackendProperties",
+    "qiskit_aer.backends.backendproperties.GateProperties",
+    "qiskit_aer.backends.backendproperties.Nduv",
+))  # fmt: skip
+_SORTED, _NO_DATES = 1, 2
+_DATE_TYPES = frozenset((datetime.datetime, datetime.date))
+_walk_modes: dict[type, int] = {}
 
 
-def _unordered_class(cls: type) -> bool:
-    """True when ``cls`` (or a base) is in :data:`_UNORDERED`."""
-    known = _unordered_classes.get(cls)
+def _walk_mode(cls: type) -> int:
+    """:data:`_SORTED` when ``cls`` (or a base) is in :data:`_UNORDERED`, with
+    :data:`_NO_DATES` when it is in :data:`_UNDATED` (then sorted too); else 0."""
+    known = _walk_modes.get(cls)
     if known is None:
-        known = any(f"{_module_of(b)}.{b.__qualname__}" in _UNORDERED for b in cls.__mro__)
-        _unordered_classes[cls] = known
+        names = {f"{_module_of(b)}.{b.__qualname__}" for b in cls.__mro__}
+        known = _SORTED if names & _UNORDERED else 0
+        if names & _UNDATED:
+            known = _SORTED | _NO_DATES
+        _walk_modes[cls] = known
     return known
 
 
@@ -814,6 +843,8 @@ _LOOSE_STATE = {
     "qiskit.transpiler.passes.basis.basis_translator.BasisTranslator": frozenset(
         ("_target_basis",)
     ),
+    # its gates, listed in the order of the backend's target (see _UNDATED)
+    "qiskit_aer.backends.backendproperties.AerBackendProperties": frozenset(("gates",)),
     # the control-flow names a backend lacks, listed in the order of a frozenset
     "qiskit.transpiler.preset_passmanagers.common._InvalidControlFlowForBackend": frozenset(
         ("unsupported",)

@@ -26,6 +26,7 @@ for value in (
     generate_preset_pass_manager(1, AerSimulator()),
     generate_preset_pass_manager(1, basis_gates=["cx", "rz", "sx", "x"]),
     generate_preset_pass_manager(3, GenericBackendV2(5, seed=1)),
+    AerSimulator.from_backend(GenericBackendV2(5, seed=1)),
 ):
     print(value_digest(value).hex())
 """
@@ -33,7 +34,8 @@ for value in (
 
 def test_a_target_and_preset_pass_managers_have_one_key_in_every_process() -> None:
     """Three processes (each its own string hashing and Rust hash-map order) give one key
-    for each; before, each process gave its own (all four differed)."""
+    for each; before, each process gave its own (all five differed; the simulator made
+    from a backend by the dates ``now()`` it stamps on each of its properties)."""
     import qshpc
 
     root = str(Path(qshpc.__file__).resolve().parents[1])  # the qshpc under test
@@ -54,9 +56,9 @@ def test_a_target_and_preset_pass_managers_have_one_key_in_every_process() -> No
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
         outs.append(out.split())
-    assert len(outs[0]) == 4
+    assert len(outs[0]) == 5
     assert outs[0] == outs[1] == outs[2]
-    assert len(set(outs[0])) == 4
+    assert len(set(outs[0])) == 5
 
 
 def _digest(value: object) -> bytes:
@@ -112,6 +114,23 @@ def test_a_pass_manager_for_another_basis_or_coupling_map_is_another_key() -> No
                                                 coupling_map=CouplingMap.from_ring(3)))  # fmt: skip
     assert len({one, line, ring}) == 3
     assert _digest(generate_preset_pass_manager(2, basis_gates=basis)) != one
+
+
+def test_a_simulator_from_another_backend_is_another_key_and_a_date_of_the_task_is_kept(
+) -> None:  # fmt: skip
+    """Only the dates Aer stamps on a simulator's backend properties are left out: the
+    properties' values stay in the key, and a date passed to a task keeps its own."""
+    import datetime
+
+    from qiskit.providers.fake_provider import GenericBackendV2
+    from qiskit_aer import AerSimulator
+
+    one = _digest(AerSimulator.from_backend(GenericBackendV2(5, seed=1)))
+    assert _digest(AerSimulator.from_backend(GenericBackendV2(5, seed=1))) == one
+    assert _digest(AerSimulator.from_backend(GenericBackendV2(5, seed=2))) != one
+    day = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    assert _digest(day) != _digest(day + datetime.timedelta(seconds=1))
+    assert _digest([day]) != _digest([day.date()])
 
 
 def test_a_plain_dict_keeps_its_order_in_a_key() -> None:
