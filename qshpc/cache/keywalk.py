@@ -776,13 +776,20 @@ _random_attrs: dict[type, frozenset[str]] = {}
 
 def _random_state(cls: type) -> frozenset[str]:
     """The attributes of ``cls``'s state that :data:`_RANDOM_ATTRS` leaves out of keys."""
-    drop = _random_attrs.get(cls)
-    if drop is None:
-        drop = frozenset()
+    return _attrs_named(_RANDOM_ATTRS, _random_attrs, cls)
+
+
+def _attrs_named(
+    table: dict[str, frozenset[str]], memo: dict[type, frozenset[str]], cls: type
+) -> frozenset[str]:
+    """The attributes that ``table`` names for ``cls`` and its bases (kept in ``memo``)."""
+    found = memo.get(cls)
+    if found is None:
+        found = frozenset()
         for base in cls.__mro__:
-            drop |= _RANDOM_ATTRS.get(f"{_module_of(base)}.{base.__qualname__}", frozenset())
-        _random_attrs[cls] = drop
-    return drop
+            found |= table.get(f"{_module_of(base)}.{base.__qualname__}", frozenset())
+        memo[cls] = found
+    return found
 
 
 #: Classes whose state holds dicts in an order that changes from one process to the
@@ -855,13 +862,7 @@ _loose_states: dict[type, frozenset[str]] = {}
 
 def _loose_state(cls: type) -> frozenset[str]:
     """The attributes of ``cls``'s state that :data:`_LOOSE_STATE` names."""
-    loose = _loose_states.get(cls)
-    if loose is None:
-        loose = frozenset()
-        for base in cls.__mro__:
-            loose |= _LOOSE_STATE.get(f"{_module_of(base)}.{base.__qualname__}", frozenset())
-        _loose_states[cls] = loose
-    return loose
+    return _attrs_named(_LOOSE_STATE, _loose_states, cls)
 
 
 _CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__"))
