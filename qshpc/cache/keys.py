@@ -23,7 +23,11 @@ are walked here and fed to the hash as typed tokens:
 
 * ``None``, bools, ints, floats (their IEEE bytes), complex, str, bytes;
   lists, tuples and dicts in their order; sets and frozensets sorted by the
-  digest of each item;
+  digest of each item; the dicts of a Qiskit ``Target`` (and the few library
+  attributes built in set or hash-map order, :data:`~qshpc.cache.keywalk._LOOSE_STATE`)
+  sorted by the digest of each key, as their order changes between processes
+  (and the dates Aer stamps on a simulator's backend properties left out,
+  :data:`~qshpc.cache.keywalk._UNDATED`);
 * numpy arrays by dtype, shape and content (object arrays item by item),
   numpy scalars by dtype and bytes;
 * circuits by their QPY bytes (those the call's payload holds already,

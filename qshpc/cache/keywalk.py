@@ -8,6 +8,7 @@ whether what a function's walk read is still what it was.
 from __future__ import annotations
 
 import copyreg
+import datetime
 import functools
 import hashlib
 import os
@@ -117,7 +118,10 @@ class _Walk:
     marker instead of looping).
     """
 
-    __slots__ = ("active", "deps", "depth", "files", "keep", "placed", "put", "qpy", "refs")
+    __slots__ = (
+        "active", "canon", "deps", "depth", "files", "keep", "placed", "put", "qpy", "refs",
+        "undated",
+    )  # fmt: skip
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
         self.put = put
@@ -130,6 +134,11 @@ class _Walk:
         self.keep: list[Any] = []
         self.active: set[int] = set()
         self.depth = 0
+        #: Above 0 inside a value whose dicts are maps of no meaningful order (see
+        #: :meth:`_unordered`): their items are fed sorted by the digest of each key.
+        self.canon = 0
+        #: Above 0 inside a value whose dates are when it was made (see :data:`_UNDATED`).
+        self.undated = 0
         self.files: set[str] = set()  # modules keyed by their file (see :meth:`imported`)
         #: When a list: every name binding the walk read (see :func:`bindings_unchanged`).
         self.deps = deps
@@ -192,12 +201,28 @@ class _Walk:
     def _dict(self, tag: bytes, d: Any) -> None:
         if not self._enter(d):
             return
+        if self.canon:
+            self._sorted_dict(d)
+            return
         self.put(tag + b"%d;" % len(d))
         value = self.value
         for k, v in d.items():
             value(k)
             value(v)
         self.put(b"}")
+        self._leave(d)
+
+    def _sorted_dict(self, d: Any) -> None:
+        """A dict entered already, its items sorted by the digest of each key (see
+        :meth:`_unordered`); its own tag, so it never meets an ordered dict's tokens."""
+        put = self.put
+        put(b"{s%d;" % len(d))
+        digest_of = self._digest_of
+        for key_digest, v in sorted(((digest_of(k), v) for k, v in d.items()),
+                                    key=lambda kv: kv[0]):  # fmt: skip
+            put(key_digest)
+            self.value(v)
+        put(b"}")
         self._leave(d)
 
     def _set(self, tag: bytes, s: Any) -> None:
@@ -215,6 +240,7 @@ class _Walk:
         sub = _Walk(h.update, self.deps, self.qpy)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
         sub.keep, sub.placed = self.keep, self.placed
+        sub.canon, sub.undated = self.canon, self.undated
         sub.value(obj)
         return h.digest()
 
@@ -334,8 +360,27 @@ class _Walk:
             put(b)
         elif obj is Ellipsis or obj is NotImplemented:
             put(b"E" if obj is Ellipsis else b"NI")
+        elif self.undated and t in _DATE_TYPES:
+            put(b"date")
         else:
+            mode = _walk_mode(t)
+            if mode:
+                self._mode(obj, mode)
+            else:
+                self._reduced(obj)
+
+    def _mode(self, obj: Any, mode: int) -> None:
+        """An object of a class of :data:`_UNORDERED` (its dicts walked sorted by the digest
+        of each key) or :data:`_UNDATED` (its dates left out): its class and state."""
+        unordered, undated = mode & _SORTED, mode & _NO_DATES
+        self.put(b"U%d;" % mode)
+        self.canon += 1 if unordered else 0
+        self.undated += 1 if undated else 0
+        try:
             self._reduced(obj)
+        finally:
+            self.canon -= 1 if unordered else 0
+            self.undated -= 1 if undated else 0
 
     def _own_digest(self, t: type, obj: Any, own: Callable[[Any], bytes]) -> None:
         """A value that gives its own stable digest (see the module doc)."""
@@ -402,7 +447,11 @@ class _Walk:
             drop = _random_state(type(obj))
             if drop:
                 state = {k: v for k, v in state.items() if k not in drop}
-            self._dict(b"{", state)
+            loose = _loose_state(type(obj))
+            if loose:
+                self._loose_dict(state, loose)
+            else:
+                self._dict(b"{", state)
         else:
             self.value(state)
         if len(rest) > 1 and rest[1] is not None:
@@ -410,6 +459,36 @@ class _Walk:
         if len(rest) > 2 and rest[2] is not None:
             self.value(list(rest[2]))
         self._leave(obj)
+
+    def _loose_dict(self, state: dict[Any, Any], loose: frozenset[str]) -> None:
+        """An object's state whose attributes named in ``loose`` hold collections in an
+        order of no meaning (``"*"``: the order of the attributes themselves), see
+        :data:`_LOOSE_STATE`: those lists and tuples walked as sets are, dicts sorted."""
+        if not self._enter(state):
+            return
+        put = self.put
+        put(b"{L%d;" % len(state))
+        items: Iterable[tuple[Any, Any]] = state.items()
+        if "*" in loose:
+            digest_of = self._digest_of
+            items = [(k, v) for _, k, v in sorted(((digest_of(k), k, v) for k, v in items),
+                                                  key=lambda dkv: dkv[0])]  # fmt: skip
+        for k, v in items:
+            self.value(k)
+            if k not in loose:
+                self.value(v)
+            elif type(v) is list or type(v) is tuple:
+                self._set(b"SL", v)
+            elif type(v) is dict:
+                self.canon += 1
+                try:
+                    self._dict(b"{", v)
+                finally:
+                    self.canon -= 1
+            else:
+                self.value(v)
+        put(b"}")
+        self._leave(state)
 
     def _named(self, tag: bytes, obj: Any) -> None:
         """An object pickle saves by reference: its qualified name (and package version)."""
@@ -713,13 +792,93 @@ _random_attrs: dict[type, frozenset[str]] = {}
 
 def _random_state(cls: type) -> frozenset[str]:
     """The attributes of ``cls``'s state that :data:`_RANDOM_ATTRS` leaves out of keys."""
-    drop = _random_attrs.get(cls)
-    if drop is None:
-        drop = frozenset()
+    return _attrs_named(_RANDOM_ATTRS, _random_attrs, cls)
+
+
+def _attrs_named(
+    table: dict[str, frozenset[str]], memo: dict[type, frozenset[str]], cls: type
+) -> frozenset[str]:
+    """The attributes that ``table`` names for ``cls`` and its bases (kept in ``memo``)."""
+    found = memo.get(cls)
+    if found is None:
+        found = frozenset()
         for base in cls.__mro__:
-            drop |= _RANDOM_ATTRS.get(f"{_module_of(base)}.{base.__qualname__}", frozenset())
-        _random_attrs[cls] = drop
-    return drop
+            found |= table.get(f"{_module_of(base)}.{base.__qualname__}", frozenset())
+        memo[cls] = found
+    return found
+
+
+#: Classes whose state holds dicts in an order that changes from one process to the
+#: next, an order that is no part of their value: Qiskit's ``Target`` keeps its maps
+#: (instruction name to qargs to properties, qargs to names, ...) in an order built
+#: from Rust hash maps and Python sets (``PYTHONHASHSEED`` does not fix it), so a
+#: target, and what holds one (a preset pass manager, ``AerSimulator().target``),
+#: had a new key in every process. Their dicts are walked sorted by the digest of
+#: each key: the same maps in another order are one key, another map is another.
+#: By the qualified name of the class (or a base).
+_UNORDERED = frozenset((
+    "qiskit.transpiler.target.Target",
+    # a gate error per qubit and gate name, from a Rust hash map (optimization passes)
+    "qiskit._accelerate.euler_one_qubit_decomposer.OneQubitGateErrorMap",
+    # the commutation library: pairs of gate names to their commutation, a Rust hash map
+    "qiskit._accelerate.commutation_checker.CommutationChecker",
+))  # fmt: skip
+#: Classes whose state holds the time it was made, which decides no result: Aer's
+#: ``AerSimulator.from_backend(backend)`` makes backend properties whose every gate
+#: and qubit property is dated ``datetime.now()``, so such a simulator had a new key
+#: in every run. Their dates are keyed as one token (their values, still keyed, say
+#: what a simulation uses); their gates are listed, and their maps built, in the
+#: order of the backend's target, so their dicts are walked sorted too.
+_UNDATED = frozenset((
+    "qiskit_aer.backends.backendproperties.AerBackendProperties",
+    "qiskit_aer.backends.backendproperties.GateProperties",
+    "qiskit_aer.backends.backendproperties.Nduv",
+))  # fmt: skip
+_SORTED, _NO_DATES = 1, 2
+_DATE_TYPES = frozenset((datetime.datetime, datetime.date))
+_walk_modes: dict[type, int] = {}
+
+
+def _walk_mode(cls: type) -> int:
+    """:data:`_SORTED` when ``cls`` (or a base) is in :data:`_UNORDERED`, with
+    :data:`_NO_DATES` when it is in :data:`_UNDATED` (then sorted too); else 0."""
+    known = _walk_modes.get(cls)
+    if known is None:
+        names = {f"{_module_of(b)}.{b.__qualname__}" for b in cls.__mro__}
+        known = _SORTED if names & _UNORDERED else 0
+        if names & _UNDATED:
+            known = _SORTED | _NO_DATES
+        _walk_modes[cls] = known
+    return known
+
+
+#: Attributes of library classes that hold a collection built in an order that
+#: changes from one process to the next (from a set, a Rust hash map), an order of
+#: no meaning to the class: a list or tuple there is walked as a set, a dict sorted
+#: by the digest of each key; ``"*"``: the order of the attributes themselves (a
+#: class that sets them looping over a set). ``StagedPassManager`` sets its stages
+#: in set order; ``BasisTranslator`` keeps its target basis as the list it was given
+#: (a target's operation names, in their changing order) and reads it as a set;
+#: the preset pass managers' control-flow check lists names in a frozenset's order.
+#: By the qualified name of the class that sets them.
+_LOOSE_STATE = {
+    "qiskit.transpiler.passmanager.StagedPassManager": frozenset(("*",)),
+    "qiskit.transpiler.passes.basis.basis_translator.BasisTranslator": frozenset(
+        ("_target_basis",)
+    ),
+    # its gates, listed in the order of the backend's target (see _UNDATED)
+    "qiskit_aer.backends.backendproperties.AerBackendProperties": frozenset(("gates",)),
+    # the control-flow names a backend lacks, listed in the order of a frozenset
+    "qiskit.transpiler.preset_passmanagers.common._InvalidControlFlowForBackend": frozenset(
+        ("unsupported",)
+    ),
+}
+_loose_states: dict[type, frozenset[str]] = {}
+
+
+def _loose_state(cls: type) -> frozenset[str]:
+    """The attributes of ``cls``'s state that :data:`_LOOSE_STATE` names."""
+    return _attrs_named(_LOOSE_STATE, _loose_states, cls)
 
 
 _CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__"))
