@@ -1,0 +1,76 @@
+"""Session 25, fixF: follow-ups of fix38c (review41).
+
+Each test failed on the main this branch started from (05694ff); docs/bad-input.md,
+"Session 25, fixF".
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from qshpc.launch.forward import Forwarder
+
+
+def _reader(fd: int, got: bytearray, pause_s: float, done: threading.Event) -> None:
+    """Read ``fd`` to its end, slowly: 4 KB, then ``pause_s``."""
+    while chunk := os.read(fd, 4096):
+        got += chunk
+        time.sleep(pause_s)
+    done.set()
+
+
+def _pipe_forwarder(**bounds: float) -> tuple[Forwarder, int]:
+    r, w = os.pipe()
+    dst = os.fdopen(w, "wb")
+    return Forwarder(dst, "stdout", **bounds), r  # type: ignore[arg-type]
+
+
+def test_a_slow_reader_that_reads_gets_every_line() -> None:
+    # review41 F1: on 05694ff lines were dropped once the queue was full, reader reading or not
+    fwd, r = _pipe_forwarder(max_lines=10, max_bytes=1 << 20)
+    got = bytearray()
+    done = threading.Event()
+    threading.Thread(target=_reader, args=(r, got, 0.001, done), daemon=True).start()
+    lines = [f"line {i:05d} {'x' * 90}\n".encode() for i in range(3000)]
+    for line in lines:
+        fwd.put([line])
+    assert fwd.finish() == 0 and fwd.dropped == 0
+    fwd.dst.close()
+    assert done.wait(30)
+    assert bytes(got) == b"".join(lines)
+
+
+def test_a_line_longer_than_the_queue_is_passed_on_whole() -> None:
+    # review41 F2: on 05694ff a line over the queue's bytes (32 MB) never reached stdout
+    fwd, r = _pipe_forwarder(max_bytes=1000)
+    got = bytearray()
+    done = threading.Event()
+    threading.Thread(target=_reader, args=(r, got, 0.0, done), daemon=True).start()
+    fwd.put([b"x" * 100_000 + b"\n", b"after\n"])
+    assert fwd.finish() == 0
+    fwd.dst.close()
+    assert done.wait(30)
+    assert bytes(got) == b"x" * 100_000 + b"\nafter\n"
+
+
+def test_a_reader_that_stops_costs_a_stall_then_drops_and_it_gets_lines_again() -> None:
+    fwd, r = _pipe_forwarder(max_lines=5, stall_s=0.5)
+    line = b"y" * 1000 + b"\n"
+    started = time.monotonic()
+    for _ in range(200):  # 200 KB: the pipe (64 KB) and the queue fill, nobody reads
+        fwd.put([line])
+    assert time.monotonic() - started < 20  # not blocked for good
+    assert fwd.dropped > 0
+    got = bytearray()
+    done = threading.Event()
+    threading.Thread(target=_reader, args=(r, got, 0.0, done), daemon=True).start()
+    while got.count(b"\n") + fwd.dropped < 200:  # it takes what the pipe and queue held
+        time.sleep(0.05)
+    fwd.put([b"back\n"])  # the reader reads again: forwarded
+    assert fwd.finish() == fwd.dropped
+    fwd.dst.close()
+    assert done.wait(30)
+    assert got.endswith(b"back\n")
+    assert got.count(b"\n") + fwd.dropped == 201
