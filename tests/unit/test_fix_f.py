@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 from qshpc.launch.forward import Forwarder
+from tests.conftest import ROOT
 
 
 def _reader(fd: int, got: bytearray, pause_s: float, done: threading.Event) -> None:
@@ -74,3 +76,47 @@ def test_a_reader_that_stops_costs_a_stall_then_drops_and_it_gets_lines_again() 
     assert done.wait(30)
     assert got.endswith(b"back\n")
     assert got.count(b"\n") + fwd.dropped == 201
+
+
+TAKE = """
+import sys
+from qshpc.runtime.stdin import take
+ok = take(sys.argv[1])
+print(ok, sys.stdin.read() if ok else "-")
+"""
+
+
+def test_the_stdin_hand_off_names_one_process_not_a_pid(tmp_path: Path) -> None:
+    # review41 F5: on 05694ff `host:pid` alone: a reused pid, or one of another pid
+    # namespace under the same host name, had rank 0 read another process's stdin
+    import socket
+    import subprocess
+    import sys
+
+    from qshpc.store.lock import PIDNS, start_ticks
+
+    (tmp_path / "in.txt").write_text("hello\n")
+    with open(tmp_path / "in.txt", "rb") as fh:
+        other = subprocess.Popen(["sleep", "60"], stdin=fh)
+    try:
+        host, pid = socket.gethostname(), other.pid
+        ticks = start_ticks(pid)
+
+        def take(word: str) -> str:
+            out = subprocess.run(
+                [sys.executable, "-c", TAKE, word],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            return out.stdout
+
+        assert take(f"{host}:{pid}:{ticks}:{PIDNS}") == "True hello\n\n"
+        assert take(f"{host}:{pid}:{(ticks or 0) + 1}:{PIDNS}") == "False -\n"  # pid reused
+        assert take(f"{host}:{pid}:{ticks}:{(PIDNS or 0) + 1}") == "False -\n"  # another pidns
+    finally:
+        other.kill()
+        other.wait()
