@@ -206,12 +206,13 @@ class LogTee:
         _reap_ended()  # (not waited for: it ends by itself in a moment; a later look reaps it)
 
 
-#: Pids of the shells that started the copiers (reaped at once).
+#: Pids of the copiers that may be this process's children (as PID 1, or a subreaper, it
+#: adopts them): each is left out at the first look that finds it no child, or reaped.
 _copiers: set[int] = set()
 
 
 def copier_pids() -> set[int]:
-    """The pids of this process's log copiers (:class:`LogTee`), alive or not."""
+    """The pids of this process's log copiers (:class:`LogTee`) that are its children."""
     return set(_copiers)
 
 
@@ -242,7 +243,7 @@ def _reap_ended() -> None:
 def _spawn_copier(fds: list[int], echo: bool) -> int | None:
     """Start :mod:`qshpc.runtime.logcopier` with ``fds`` (out, err, crash pipes' read ends,
     log, lifeline, answers) as its descriptors 3-8, and this process's stdout and stderr as
-    its own; the pid of the shell that started it (ended), or None when it could not start
+    its own; its pid (the shell that started it says it), or None when it could not start
     (the rank then goes without a log).
 
     The stop signals are blocked in it until it ignores them (as the copier of a rank that
@@ -254,6 +255,8 @@ def _spawn_copier(fds: list[int], echo: bool) -> int | None:
     from qshpc.runtime import logcopier
 
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]  # above 3-8: no clash
+    said_r, said_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # the shell says the copier's pid
+    high.append(said_w)
     try:
         actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
         actions += [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(high)]
@@ -263,7 +266,7 @@ def _spawn_copier(fds: list[int], echo: bool) -> int | None:
         words = [sys.executable, logcopier.__file__, "1" if echo else "0"]
         shell = os.posix_spawn(
             "/bin/sh",
-            ["/bin/sh", "-c", '"$0" -I -S "$1" "$2" &', *words],
+            ["/bin/sh", "-c", '"$0" -I -S "$1" "$2" 9>&- & echo $! >&9', *words],
             os.environ,  # (-I: no PYTHON* variable applies; LD_LIBRARY_PATH may be needed)
             file_actions=actions,
             setsigmask=sigs,
@@ -272,7 +275,10 @@ def _spawn_copier(fds: list[int], echo: bool) -> int | None:
         _, status = os.waitpid(shell, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise OSError(f"/bin/sh exited {os.waitstatus_to_exitcode(status)}")
-        return shell
+        try:
+            return int(os.read(said_r, 64))
+        except (OSError, ValueError):  # it started, unnamed: only copier_pids misses it
+            return shell
     except OSError as exc:
         print(
             f"qshpc: warning: cannot start the copier of this rank's output into its log "
@@ -282,7 +288,7 @@ def _spawn_copier(fds: list[int], echo: bool) -> int | None:
         )
         return None
     finally:
-        for fd in high:
+        for fd in (*high, said_r):
             os.close(fd)
 
 

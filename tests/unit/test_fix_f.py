@@ -120,3 +120,36 @@ def test_the_stdin_hand_off_names_one_process_not_a_pid(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+ADOPTS = """
+import ctypes, os, sys, time
+from pathlib import Path
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: adopts orphans
+from qshpc.runtime.leave import processes_left
+from qshpc.runtime.logtee import LogTee, copier_pids
+LogTee(Path(sys.argv[1]))
+me = os.getpid()
+kids = set()
+for tid in os.listdir(f"/proc/{me}/task"):
+    kids.update(int(c) for c in open(f"/proc/{me}/task/{tid}/children").read().split())
+print(sorted(kids) == sorted(copier_pids()) and len(kids) == 1, processes_left(), file=sys.stderr)
+"""
+
+
+def test_a_copier_the_rank_adopts_is_known_and_not_a_process_left(tmp_path: Path) -> None:
+    # review41 F6: on 05694ff copier_pids() held the reaped shells' pids: a copier adopted
+    # by its rank (PID 1, a subreaper) was listed among the processes the program left
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", ADOPTS, str(tmp_path / "rank-0.out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith("True []"), out.stderr
