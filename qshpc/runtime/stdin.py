@@ -9,7 +9,9 @@ instead and names itself in ``QSHPC_LAUNCH_STDIN``; rank 0, on the same host,
 opens the launcher's stdin through ``/proc`` (the same pipe; a file at the
 launcher's offset) and reads it as ``python prog.py`` would: ``input()`` gets
 what is piped in, and a program that never reads takes nothing. A terminal (or
-anything else: a socket) still goes through mpiexec, as before.
+anything else: a socket) still goes through mpiexec, as before. (A file is opened
+anew: what rank 0 reads of it does not move the launcher's offset, so the caller's
+next command reads it again; docs/running-locally.md says so, review41 F4.)
 """
 
 from __future__ import annotations
