@@ -135,13 +135,11 @@ for _ in range(2):
     if os.fork() == 0:
         os._exit(0)
 n = 0
-while True:
-    try:
-        os.wait()
+try:
+    while os.wait():  # until ECHILD
         n += 1
-    except ChildProcessError:
-        break
-print("reaped", n, flush=True)
+except ChildProcessError:
+    print("reaped", n, flush=True)
 tee.close()
 """
 
