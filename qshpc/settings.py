@@ -326,7 +326,7 @@ LAUNCH_WATCH: Setting[str | None] = _declare(
             "every rank", "none"))  # fmt: skip
 
 LAUNCH_STDIN: Setting[str | None] = _declare(
-    Setting("QSHPC_LAUNCH_STDIN", None, str, "a host and process id",
+    Setting("QSHPC_LAUNCH_STDIN", None, str, "a host, process id, start time and pid namespace",
             "set by `qshpc run` for the ranks it starts when its stdin is a pipe or a file: "
             "rank 0 reads that stdin itself, only as far as the program reads it, and mpiexec "
             "gets none (not for users to set)",

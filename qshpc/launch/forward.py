@@ -1,4 +1,4 @@
-"""The ranks' output passed on to ``qshpc run``'s stdout and stderr, never blocking the ranks.
+"""The ranks' output passed on to ``qshpc run``'s stdout and stderr; a reader that stops stalls no rank.
 
 The launcher reads what mpiexec forwards of the ranks' output and writes it to
 its own stdout and stderr. A reader there that stops reading (``qshpc run p.py
@@ -6,10 +6,13 @@ its own stdout and stderr. A reader there that stops reading (``qshpc run p.py
 stopped the whole job: the launcher blocked in its write, mpiexec's pipes
 filled, and every rank stopped in its next print, with no line saying why
 (review35 F4). Each stream now goes through a :class:`Forwarder`: the pump puts
-lines in a bounded queue and goes on reading; a thread of its own writes them.
-When the queue is full, lines are dropped and counted, and at the end one
-line says how many and where they all are (the ranks' logs: nothing is lost
-there). A reader that has gone (EPIPE: ``| head -1``) gets nothing more, as before.
+lines in a bounded queue; a thread of its own writes them. When the queue is
+full, the pump waits (and so do the ranks, as with ``python prog.py``) as long
+as the reader takes something: a slow reader that reads gets every line. Only
+once it has taken nothing for :data:`STALL_S` are lines dropped and counted, until
+it reads again; at the end one line says how many and where they all are (the
+ranks' logs: nothing is lost there). No line is dropped for its size alone.
+A reader that has gone (EPIPE: ``| head -1``) gets nothing more, as before.
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ import time
 from collections import deque
 from typing import Any
 
-#: What a stream's queue holds at most before lines are dropped (a slow reader keeps up).
+#: What a stream's queue holds at most before the pump waits for the reader (one line
+#: longer than that is taken alone: it is never dropped for its size).
 QUEUE_BYTES = 32 << 20
 QUEUE_LINES = 200_000
+#: A full queue whose reader has taken nothing for this long drops lines (counted) until
+#: it takes some again: the ranks do not wait on a reader that stopped (review35 F4).
+STALL_S = 10.0
 #: A write to a pipe of at most this many bytes is whole or not at all (POSIX PIPE_BUF):
 #: lines are written in such chunks, so a reader that stopped leaves no line counted as
 #: shown that was not (a longer line is written alone).
@@ -40,12 +47,25 @@ class Forwarder:
     Args:
         dst: ``sys.stdout.buffer`` or ``sys.stderr.buffer``.
         name: ``stdout`` or ``stderr``, for the note.
+        max_bytes, max_lines: the queue's bounds (:data:`QUEUE_BYTES`, :data:`QUEUE_LINES`).
+        stall_s: how long a reader may take nothing before lines are dropped (:data:`STALL_S`).
     """
 
-    def __init__(self, dst: Any, name: str) -> None:
+    def __init__(
+        self,
+        dst: Any,
+        name: str,
+        max_bytes: int = QUEUE_BYTES,
+        max_lines: int = QUEUE_LINES,
+        stall_s: float = STALL_S,
+    ) -> None:
         self.dst = dst
         self.name = name
+        self.max_bytes = max_bytes
+        self.max_lines = max_lines
+        self.stall_s = stall_s
         self.dropped = 0
+        self._waiting = 0  # puts waiting for room (their reader takes lines)
         self._lines: deque[bytes] = deque()
         self._bytes = 0
         self._gone = False  # the reader left (EPIPE): nothing more is written
@@ -56,18 +76,40 @@ class Forwarder:
         self._thread = threading.Thread(target=self._write, name=f"qshpc-{name}", daemon=True)
         self._thread.start()
 
-    def put(self, lines: list[bytes]) -> None:
-        """Queue ``lines`` (dropped and counted once the queue is full)."""
+    def put(self, lines: list[bytes], wait: bool = True) -> None:
+        """Queue ``lines``. While the queue is full, wait as long as its reader takes
+        something (with ``wait``); drop and count a line when the reader has taken
+        nothing for :attr:`stall_s` (or at once without ``wait``)."""
         with self._cond:
-            if self._gone:
-                return
             for line in lines:
-                if self._bytes + len(line) > QUEUE_BYTES or len(self._lines) >= QUEUE_LINES:
+                while not self._gone and self._full():
+                    stalled = time.monotonic() - self._wrote_at
+                    if not wait or stalled > self.stall_s:
+                        break
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(timeout=min(0.5, self.stall_s - stalled + 0.01))
+                    finally:
+                        self._waiting -= 1
+                if self._gone:
+                    return
+                if self._full():
                     self.dropped += 1
                     continue
                 self._lines.append(line)
                 self._bytes += len(line)
-            self._cond.notify()
+                self._cond.notify_all()
+
+    def _full(self) -> bool:
+        """Whether the queue takes no more line (it always takes one when empty)."""
+        if not self._lines:
+            return False
+        return self._bytes >= self.max_bytes or len(self._lines) >= self.max_lines
+
+    def waiting(self) -> bool:
+        """Whether a :meth:`put` waits for room, its reader taking lines."""
+        with self._cond:
+            return self._waiting > 0
 
     def _write(self) -> None:
         try:
@@ -88,6 +130,8 @@ class Forwarder:
                     size += len(chunk[-1])
                 self._bytes -= size
                 self._busy = len(chunk)
+                self._wrote_at = time.monotonic()  # a stall is counted from a write's start
+                self._cond.notify_all()  # room: a waiting put goes on
             try:
                 self._write_chunk(fd, chunk)
             except (OSError, ValueError):

@@ -328,7 +328,7 @@ def _launch(
     tail: list[bytes] = []
     rank0: list[int] = []
     signals.forward_to(proc, rank0)
-    out = Forwarder(sys.stdout.buffer, "stdout")  # a reader that stops stalls no rank
+    out = Forwarder(sys.stdout.buffer, "stdout")  # a reader that stops stalls no rank for long
     err = Forwarder(sys.stderr.buffer, "stderr")
     _progress_to[:] = [err]  # nor the watch below: its progress lines queue there too
     pumps = [
@@ -343,8 +343,10 @@ def _launch(
     finally:
         deaths.close()
     _timeline.mark("mpiexec exited")
-    for t in pumps:
+    for t, fwd in zip(pumps, (out, err), strict=True):
         t.join(timeout=5)
+        while t.is_alive() and fwd.waiting():  # a slow reader still takes the last lines
+            t.join(timeout=1)
     _progress_to.clear()
     not_shown = note_not_shown([out, err], f"{job_dir / 'logs'} (qshpc logs {job_dir.name})")
     if not_shown:
@@ -936,7 +938,7 @@ def _progress_line(job_dir: Path, meter: Any) -> Any:
     if snap.state == "RUNNING":
         line = f"qshpc: {format_line(snap, meter.rate())}"
         if _progress_to:
-            _progress_to[0].put([f"{line}\n".encode(errors="replace")])
+            _progress_to[0].put([f"{line}\n".encode(errors="replace")], wait=False)
         else:
             print(line, file=sys.stderr, flush=True)
     return meter

@@ -41,11 +41,17 @@ def main(echo: bool) -> None:
         os.closerange(_BACK + 1, os.sysconf("SC_OPEN_MAX"))  # the rank's inheritable leftovers
     except (OSError, ValueError):
         pass
-    streams = {_OUT: 1 if echo else -1, _ERR: 2 if echo else -1, _CRASH: -1}
-    for fd in (*streams, _LIFE):
+    copy({_OUT: 1 if echo else -1, _ERR: 2 if echo else -1, _CRASH: -1}, _LIFE, _LOG, _BACK)
+
+
+def copy(streams: dict[int, int], life: int, log: int, back: int) -> None:
+    """Copy each pipe of ``streams`` (read end: where to echo it, -1 nowhere) into ``log``
+    until ``life`` ends, answering ``back`` (also run in a thread of the rank's, by
+    :class:`qshpc.runtime.logtee.LogTee`, where a copier process would be its child)."""
+    for fd in (*streams, life):
         os.set_blocking(fd, False)
     poller = select.poll()
-    for fd in (*streams, _LIFE):
+    for fd in (*streams, life):
         poller.register(fd, select.POLLIN)
     full = [False]
     alive = True
@@ -55,21 +61,21 @@ def main(echo: bool) -> None:
         except InterruptedError:
             continue
         try:
-            said = os.read(_LIFE, 64)
+            said = os.read(life, 64)
         except BlockingIOError:
             said = b"-"
         except OSError:
             said = b""
         alive = bool(said)
         for r in list(streams):  # after the lifeline: what was written before its word
-            if not copy_out(r, streams[r], full):
+            if not copy_out(r, streams[r], full, log, back):
                 poller.unregister(r)
                 del streams[r]
         if b"F" in said:
-            write_all(_BACK, b"L" if streams else b"E")
+            write_all(back, b"L" if streams else b"E")
 
 
-def copy_out(r: int, echo: int, full: list[bool]) -> bool:
+def copy_out(r: int, echo: int, full: list[bool], log: int = _LOG, back: int = _BACK) -> bool:
     """Copy what pipe ``r`` holds now; False once it ended."""
     while True:
         try:
@@ -81,12 +87,12 @@ def copy_out(r: int, echo: int, full: list[bool]) -> bool:
         if not data:
             return False
         try:
-            write_all(_LOG, data)
+            write_all(log, data)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not full[0]:
                 full[0] = True
                 try:
-                    write_all(_BACK, b"D")
+                    write_all(back, b"D")
                 except OSError:
                     pass
         if echo >= 0:

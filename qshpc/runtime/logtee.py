@@ -35,7 +35,8 @@ class LogTee:
     when this process does (or at :meth:`close`), after it copied what the
     pipes hold. (Not a child forked without exec: it shared the rank's memory
     copy-on-write, and every page the rank wrote afterwards was copied, 23 MB
-    of 54 in a short qiskit run.)
+    of 54 in a short qiskit run.) A process that adopts orphans (PID 1, a child
+    subreaper) would adopt the copier too: it copies from a thread instead (review41 F3).
 
     Args:
         path: The log file (created 0600).
@@ -75,7 +76,8 @@ class LogTee:
         for fd in (1, 2):
             self._saved[fd] = os.dup(fd)
         try:
-            child = _spawn_copier([r for r, _ in pipes] + [log, life_r, back_w], echo)
+            fds = [r for r, _ in pipes] + [log, life_r, back_w]
+            child = _copier_thread(fds, echo) if _adopts_orphans() else _spawn_copier(fds, echo)
         finally:
             for fd in (life_r, back_w, log, *(r for r, _ in pipes)):
                 os.close(fd)
@@ -87,7 +89,8 @@ class LogTee:
             return
         os.set_blocking(self._back, False)
         self.copier = child
-        _copiers.add(child)
+        if child:
+            _copiers.add(child)
         for fd, (_, w) in zip((1, 2), pipes[:2], strict=True):
             os.dup2(w, fd)
             os.close(w)
@@ -206,12 +209,13 @@ class LogTee:
         _reap_ended()  # (not waited for: it ends by itself in a moment; a later look reaps it)
 
 
-#: Pids of the shells that started the copiers (reaped at once).
+#: Pids of the copiers that may be this process's children (as PID 1, or a subreaper, it
+#: adopts them): each is left out at the first look that finds it no child, or reaped.
 _copiers: set[int] = set()
 
 
 def copier_pids() -> set[int]:
-    """The pids of this process's log copiers (:class:`LogTee`), alive or not."""
+    """The pids of this process's log copiers (:class:`LogTee`) that are its children."""
     return set(_copiers)
 
 
@@ -239,10 +243,55 @@ def _reap_ended() -> None:
         _gone(pid)
 
 
+def _adopts_orphans() -> bool:
+    """Whether an orphan of this process's becomes its child again: it is PID 1 (a
+    container without an init, ``unshare --pid --fork``) or a child subreaper."""
+    if os.getpid() == 1:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    flag = ctypes.c_int(0)
+    try:  # PR_GET_CHILD_SUBREAPER
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value != 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _copier_thread(fds: list[int], echo: bool) -> int:
+    """Copy as :func:`_spawn_copier`'s process would, from a thread of this process's (its
+    own copies of ``fds``); 0. For a process that adopts orphans: a copier process would be
+    its child whatever starts it, and a program's wait-until-ECHILD loop would wait for it
+    for ever (review41 F3). What the process prints just before it dies may then be lost
+    (as before the copier process: review38 F5)."""
+    import fcntl
+    import threading
+
+    from qshpc.runtime import logcopier
+
+    out, err, crash, log, life, back = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds)
+    echoes = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) if echo else -1 for fd in (1, 2)]
+
+    def run() -> None:
+        try:
+            logcopier.copy({out: echoes[0], err: echoes[1], crash: -1}, life, log, back)
+        except OSError:
+            pass
+        finally:
+            for fd in (out, err, crash, log, life, back, *echoes):
+                if fd >= 0:
+                    os.close(fd)
+
+    threading.Thread(target=run, name="qshpc-log-copier", daemon=True).start()
+    return 0
+
+
 def _spawn_copier(fds: list[int], echo: bool) -> int | None:
     """Start :mod:`qshpc.runtime.logcopier` with ``fds`` (out, err, crash pipes' read ends,
     log, lifeline, answers) as its descriptors 3-8, and this process's stdout and stderr as
-    its own; the pid of the shell that started it (ended), or None when it could not start
+    its own; its pid (the shell that started it says it), or None when it could not start
     (the rank then goes without a log).
 
     The stop signals are blocked in it until it ignores them (as the copier of a rank that
@@ -254,6 +303,8 @@ def _spawn_copier(fds: list[int], echo: bool) -> int | None:
     from qshpc.runtime import logcopier
 
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in fds]  # above 3-8: no clash
+    said_r, said_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # the shell says the copier's pid
+    high.append(said_w)
     try:
         actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
         actions += [(os.POSIX_SPAWN_DUP2, fd, 3 + i) for i, fd in enumerate(high)]
@@ -263,7 +314,7 @@ def _spawn_copier(fds: list[int], echo: bool) -> int | None:
         words = [sys.executable, logcopier.__file__, "1" if echo else "0"]
         shell = os.posix_spawn(
             "/bin/sh",
-            ["/bin/sh", "-c", '"$0" -I -S "$1" "$2" &', *words],
+            ["/bin/sh", "-c", '"$0" -I -S "$1" "$2" 9>&- & echo $! >&9', *words],
             os.environ,  # (-I: no PYTHON* variable applies; LD_LIBRARY_PATH may be needed)
             file_actions=actions,
             setsigmask=sigs,
@@ -272,7 +323,10 @@ def _spawn_copier(fds: list[int], echo: bool) -> int | None:
         _, status = os.waitpid(shell, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise OSError(f"/bin/sh exited {os.waitstatus_to_exitcode(status)}")
-        return shell
+        try:
+            return int(os.read(said_r, 64))
+        except (OSError, ValueError):  # it started, unnamed: only copier_pids misses it
+            return shell
     except OSError as exc:
         print(
             f"qshpc: warning: cannot start the copier of this rank's output into its log "
@@ -282,7 +336,7 @@ def _spawn_copier(fds: list[int], echo: bool) -> int | None:
         )
         return None
     finally:
-        for fd in high:
+        for fd in (*high, said_r):
             os.close(fd)
 
 

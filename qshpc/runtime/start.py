@@ -75,7 +75,13 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     if stdin_of and info.rank == 0:  # the caller's stdin, read only as the program reads it
         from qshpc.runtime.stdin import take
 
-        take(stdin_of)
+        if not take(stdin_of):  # the program reads an empty stdin: said, not silent
+            print(
+                "qshpc: warning: rank 0 cannot read qshpc run's stdin (not on the launcher's "
+                "host, or the launcher is gone); the program's stdin is empty",
+                file=sys.stderr,
+                flush=True,
+            )
     if info.rank != 0:
         export_data_path(create=False)  # rank 0's run_job makes the folder
         context.set_in_job()

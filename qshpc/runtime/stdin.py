@@ -9,7 +9,9 @@ instead and names itself in ``QSHPC_LAUNCH_STDIN``; rank 0, on the same host,
 opens the launcher's stdin through ``/proc`` (the same pipe; a file at the
 launcher's offset) and reads it as ``python prog.py`` would: ``input()`` gets
 what is piped in, and a program that never reads takes nothing. A terminal (or
-anything else: a socket) still goes through mpiexec, as before.
+anything else: a socket) still goes through mpiexec, as before. (A file is opened
+anew: what rank 0 reads of it does not move the launcher's offset, so the caller's
+next command reads it again; docs/running-locally.md says so, review41 F4.)
 """
 
 from __future__ import annotations
@@ -35,17 +37,28 @@ def for_mpiexec(env: dict[str, str]) -> int | None:
         return None
     if not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode)) or os.isatty(0):
         return None
-    env[settings.LAUNCH_STDIN.name] = f"{socket.gethostname()}:{os.getpid()}"
+    from qshpc.store.lock import PIDNS, start_ticks
+
+    pid = os.getpid()  # with its start time and pid namespace: one process, not a reused pid
+    ticks, ns = start_ticks(pid), PIDNS
+    env[settings.LAUNCH_STDIN.name] = f"{socket.gethostname()}:{pid}:{ticks or ''}:{ns or ''}"
     return subprocess.DEVNULL
 
 
 def take(word: str) -> bool:
-    """In rank 0: make fd 0 the stdin of the launcher that ``word`` (``host:pid``) names,
-    when it runs on this host; whether it did."""
+    """In rank 0: make fd 0 the stdin of the launcher that ``word`` (``host:pid:ticks:pidns``,
+    from :func:`for_mpiexec`) names, when it runs on this host, in this pid namespace, and
+    is still that process (its start time: a pid is reused); whether it did."""
     import socket
 
-    host, _, pid = word.rpartition(":")
+    from qshpc.store.lock import PIDNS, start_ticks
+
+    host, pid, ticks, ns = [*word.rsplit(":", 3), "", "", ""][:4]
     if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if ns and PIDNS is not None and ns != str(PIDNS):  # another pid namespace's pid
+        return False
+    if ticks and str(start_ticks(int(pid))) != ticks:  # that pid is another process now
         return False
     try:  # (O_NONBLOCK: never wait in the open, whatever it is by now)
         fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
