@@ -51,14 +51,16 @@ def take(word: str) -> bool:
     is still that process (its start time: a pid is reused); whether it did."""
     import socket
 
-    from qshpc.store.lock import PIDNS, start_ticks
+    from qshpc.store.lock import process_is, same_pid_space
 
     host, pid, ticks, ns = [*word.rsplit(":", 3), "", "", ""][:4]
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    if ns and PIDNS is not None and ns != str(PIDNS):  # another pid namespace's pid
+    if (ns and not ns.isdigit()) or (ticks and not ticks.isdigit()):  # not this run's word
         return False
-    if ticks and str(start_ticks(int(pid))) != ticks:  # that pid is another process now
+    if not same_pid_space(int(ns) if ns.isdigit() else None):  # another namespace's pid
+        return False
+    if ticks.isdigit() and not process_is(int(pid), int(ticks)):  # another process now
         return False
     try:  # (O_NONBLOCK: never wait in the open, whatever it is by now)
         fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
