@@ -6,11 +6,11 @@ import pytest
 
 pytest.importorskip("qiskit_aer")
 
-from qiskit import QuantumCircuit  # noqa: E402
-from qiskit.quantum_info import SparsePauliOp  # noqa: E402
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
 
-from qshpc.aer import Estimator  # noqa: E402
-from qshpc.errors import UserError  # noqa: E402
+from qshpc.aer import Estimator
+from qshpc.errors import UserError
 
 
 def _plus() -> QuantumCircuit:
@@ -25,14 +25,14 @@ def test_a_noise_model_is_refused_not_ignored() -> None:
     nm = NoiseModel()
     nm.add_all_qubit_quantum_error(depolarizing_error(0.1, 1), ["h"])
     for options in ({"noise_model": nm}, {"backend_options": {"noise_model": nm}}):
-        with pytest.raises(UserError, match="noise_model.*EstimatorV2"):
+        with pytest.raises(UserError, match=r"noise_model.*EstimatorV2"):
             Estimator(options=options)
     with pytest.raises(UserError, match=r"Estimator\.run.*noise_model"):
         Estimator().run(_plus(), SparsePauliOp("X"), noise_model=nm)
 
 
 def test_an_unknown_option_is_named_and_aers_keywords_still_run() -> None:
-    with pytest.raises(UserError, match="unknown option 'shotz'.*shots"):
+    with pytest.raises(UserError, match=r"unknown option 'shotz'.*shots"):
         Estimator(options={"shotz": 10})
     with pytest.raises(UserError, match="unknown option 'bogus'"):
         Estimator().run(_plus(), SparsePauliOp("X"), bogus=1)
