@@ -258,7 +258,7 @@ class Estimator:
             "precision": "double",
             "optimization_level": 1,
             "seed": None,
-            **dict(options or {}),
+            **_estimator_options(options or {}, "Estimator(options=...)"),
         }
 
     def run(
@@ -273,7 +273,7 @@ class Estimator:
         Returns:
             A finished job; ``job.result().values`` holds one value per pair.
         """
-        opts = {**self.options, **run_options}
+        opts = {**self.options, **_estimator_options(run_options, "Estimator.run(...)")}
         shots = _shots(opts.get("shots"))
         circs, rows = normalize_inputs(circuits, parameter_values)
         obs = (
@@ -296,6 +296,49 @@ class Estimator:
         else:
             values, metadata = _noisy_values(circs, obs, rows, spec, seed, level, shots)
         return DoneJob(EstimatorResult(values, metadata), job_id=f"estimator-{next(_job_ids)}")
+
+
+#: What the V1 Estimator reads (``shots``: see :class:`Estimator`).
+ESTIMATOR_OPTIONS = ("method", "device", "precision", "optimization_level", "seed", "shots")
+#: Aer's V1 ``Estimator`` keywords that change no value here: its values are exact (or drawn
+#: about the exact ones with ``shots``) whatever they say.
+_ESTIMATOR_NO_EFFECT = ("approximation", "abelian_grouping", "skip_transpilation",
+                        "transpile_options")  # fmt: skip
+
+
+def _estimator_options(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The V1 Estimator's options from ``fields`` (Aer's ``backend_options`` and
+    ``run_options`` dicts opened, as the Sampler does), each one checked.
+
+    An option it does not read was kept and ignored: ``noise_model`` gave noiseless
+    values without a word (session 25's closing note).
+
+    Raises:
+        UserError: A noise model, or an option the V1 Estimator does not know.
+    """
+    from qshpc.aer.sampler import _flat
+
+    flat = _flat(fields)
+    for key in list(flat):
+        if key in _ESTIMATOR_NO_EFFECT:
+            del flat[key]
+        elif key == "noise_model":
+            if flat[key] is None:
+                del flat[key]
+                continue
+            raise UserError(
+                f"{where}: noise_model: the V1 Estimator computes noiseless expectation "
+                "values and cannot apply a noise model; use qshpc.aer.EstimatorV2(options="
+                '{"backend_options": {"noise_model": nm}}) (noisy values over the ranks), '
+                'or qshpc.aer.Sampler(options={"noise_model": nm}) for noisy counts'
+            )
+        elif key not in ESTIMATOR_OPTIONS:
+            raise UserError(
+                f"{where}: unknown option {key!r}; the V1 Estimator reads "
+                f"{', '.join(ESTIMATOR_OPTIONS)} (and Aer's backend_options/run_options "
+                "dicts holding them)"
+            )
+    return flat
 
 
 def _shots(shots: Any) -> int | None:
