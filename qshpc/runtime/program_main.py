@@ -33,6 +33,21 @@ def defer_signals() -> None:
     stopsig.defer_signals()
 
 
+#: Who sends each stop signal, as far as rank 0 can tell (review44 F7: "received SIGTERM"
+#: alone made a user who called ``job.stop()`` look for a killer).
+_SENDERS = {
+    "SIGTERM": "qshpc cancel, job.stop(), scancel, a time limit or another kill",
+    "SIGINT": "Ctrl-C, or kill -INT",
+    "SIGHUP": "the terminal was closed, or kill -HUP",
+}
+
+
+def _sender(signum: int) -> str:
+    """`` (sent by ...)`` for a stop signal; empty for another."""
+    who = _SENDERS.get(signal.Signals(signum).name)
+    return f" (sent by {who})" if who else ""
+
+
 def cancel_at_start() -> None:
     """Cancel the program as it would start, as a SIGTERM received before it does."""
     _received.append(signal.SIGTERM)
@@ -78,7 +93,7 @@ def exec_program(
             raise again
         if signum in stopsig.stop_signals():
             _received.append(signum)
-        raise Cancelled(f"received {signal.Signals(signum).name}")
+        raise Cancelled(f"received {signal.Signals(signum).name}{_sender(signum)}")
 
     early = list(_received)  # received before the program started (see defer_signals)
     tidy = Tidy()  # rank 0's streams, handlers: what the program leaves set is undone at its end

@@ -354,13 +354,23 @@ def pickle_dumps(obj: Any) -> bytes:
             raise exc from None
 
 
+def iterator_hint(obj: Any) -> str:
+    """What to do instead, when ``obj`` is a generator or another one-pass iterator (a
+    value stored or sent must be read again: pass a list); else an empty string."""
+    from collections.abc import Iterator
+
+    if isinstance(obj, Iterator):
+        return "; a generator or iterator is read once and cannot be stored: pass a list, list(...)"
+    return ""
+
+
 def _pickle_ext(obj: Any) -> msgpack.ExtType:
     try:
         return msgpack.ExtType(EXT_PICKLE, pickle_dumps(obj))
     except Exception as exc:
         raise SerializationError(
             f"cannot store a value of type {type(obj).__qualname__}: it is not a plain "
-            f"value, array or circuit, and pickle failed: {exc}"
+            f"value, array or circuit, and pickle failed: {exc}{iterator_hint(obj)}"
         ) from exc
 
 

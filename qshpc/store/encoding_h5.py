@@ -47,6 +47,7 @@ from qshpc.store import _qpy, qiskit_objects, qiskit_results
 from qshpc.store.encoding_blob import (
     decode_blob,
     encode_blob,
+    iterator_hint,
     pickle_dumps,
     pickle_refused,
     unpickle,
@@ -172,7 +173,7 @@ def write_native(parent: h5py.Group, name: str, value: Any) -> None:
         except Exception as exc:
             raise SerializationError(
                 f"cannot store {name!r} of type {type(value).__qualname__}: it is not a "
-                f"plain value, array or circuit, and pickle failed: {exc}"
+                f"plain value, array or circuit, and pickle failed: {exc}{iterator_hint(value)}"
             ) from exc
         _bytes_ds(parent, name, data, "pickle")
 

@@ -1,0 +1,51 @@
+"""Session 26, lead: a cancel says who may have sent it; a generator argument says what to pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROGRAMS, job_dir_of, run_cli, start_cli, wait_succeeded
+from tests.conftest import job_status as _status
+
+pytestmark = [pytest.mark.timeout(240)]
+
+
+def test_a_cancelled_job_names_who_sends_its_signal(tmp_path: Path, qshpc_home: Path) -> None:
+    """review44 F7: ``qshpc cancel`` (and ``job.stop()``, scancel) stored "job cancelled:
+    received SIGTERM" alone: a user who stopped the job looked for a killer."""
+    prog = tmp_path / "slow.py"
+    prog.write_text((PROGRAMS / "slow_40.py").read_text())
+    proc = start_cli(
+        [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_succeeded(qshpc_home, proc, 2)
+        job = job_dir_of(qshpc_home)
+        cancel = run_cli("cancel", str(job), timeout=60)
+        assert cancel.returncode == 0, cancel.stderr
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    status = _status(job)
+    assert status["state"] == "CANCELED", status
+    error = str(status["error"])
+    assert "received SIGTERM (sent by qshpc cancel, job.stop(), scancel" in error, error
+    assert b"sent by qshpc cancel" in out, out
+
+
+def test_a_generator_as_an_argument_says_pass_a_list(tmp_path: Path) -> None:
+    """review44 F10: a generator in the arguments was refused with no word of the fix."""
+    code = (
+        "import qshpc\n"
+        f"qshpc.save_arguments({str(tmp_path / 'a.h5')!r}, {{'circuits': (i for i in range(3))}})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "generator" in out.stderr and "pass a list, list(...)" in out.stderr, out.stderr
