@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
-from qshpc.errors import SerializationError
+from qshpc.errors import SerializationError, StoreError
+from qshpc.program.refs import Stored
 from qshpc.store.records import INEXACT as _INEXACT
 from qshpc.store.records import TaskRecord as _TaskRecord
 from qshpc.task import context
@@ -94,6 +95,44 @@ class Session:
             return None
         self.skipped += 1
         return (rec.result,)
+
+    # -- results left in the store ----------------------------------------------
+    def in_store(self, off: int, n: int, task_id: str, function: str) -> Stored:
+        """A task result rank 0 keeps only in the store: the ``n`` committed bytes at ``off``
+        of the log's large stream, read back and decoded at each load (``get``).
+
+        Its load raises :class:`~qshpc.errors.StoreError` naming the task and the job
+        when the bytes cannot be read or decoded (the store damaged since).
+        """
+        writer = self.writer
+        assert writer is not None
+
+        def load() -> Any:
+            from qshpc.store.readback import read_value
+
+            try:
+                with self._lock:  # not while a commit or a checkpoint changes the files
+                    src = writer.large_source(off, n)
+                try:
+                    return read_value(src, n)
+                finally:
+                    src.close()
+            except MemoryError:
+                raise
+            except Exception as exc:
+                raise self._unreadable(task_id, function, n, exc) from exc
+
+        return Stored(load)
+
+    def _unreadable(self, task_id: str, function: str, n: int, exc: BaseException) -> StoreError:
+        job = self.job_dir.name if self.job_dir is not None else "?"
+        return StoreError(
+            f"cannot read back the result of task {task_id} ({function}) of job {job} from "
+            f"its store: {exc}. Rank 0 keeps a result over QSHPC_RESULT_MEMORY_MAX bytes "
+            f"(this one: {n}) only in the store once written, and the store was changed or "
+            "damaged since. Run the job again; to keep such results in memory, set "
+            f"QSHPC_RESULT_MEMORY_MAX above {n}"
+        )
 
     # -- task records -------------------------------------------------------
     def record(

@@ -146,7 +146,10 @@ class Batch:
             res_off = rows["res_off"]
             res_off[rows["where"] == L.WHERE_DATA] += base
         for i, value in chunk.unencoded:
+            noted = NOTED[0]
             blob = encode_blob_parts(value)
+            if NOTED[0] != noted:
+                chunk.inexact.append(i)
             rows["where"][i], rows["res_off"][i] = self._put(blob, None, L.RAW_RESULT_MIN)
             rows["res_len"][i] = blob_len(blob)
         for i, raw in chunk.raw:
