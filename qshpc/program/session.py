@@ -12,6 +12,7 @@ from qshpc.errors import SerializationError, StoreError
 from qshpc.program.refs import Stored
 from qshpc.store.records import INEXACT as _INEXACT
 from qshpc.store.records import TaskRecord as _TaskRecord
+from qshpc.store.rowpack import WHERE_LARGE as _WHERE_LARGE
 from qshpc.task import context
 from qshpc.task.execute import Outcome, unsendable
 
@@ -68,6 +69,8 @@ class Session:
         self._last_commit = time.monotonic()
         self._last_dir_check = time.monotonic()
         self._last_checkpoint = self._last_commit
+        #: A task result over this many bytes encoded stays only in the store (:meth:`held`).
+        self.memory_max = settings.RESULT_MEMORY_MAX.get() if writer is not None else 1 << 62
         self._checkpoint_min = settings.CHECKPOINT_S.get()
         self._checkpoint_every = self._checkpoint_min
         self._spans: list[list[float]] = []
@@ -150,22 +153,43 @@ class Session:
             The outcome as stored: one whose value cannot be stored is a failure
             (``SerializationError`` naming the task), as a worker reports it.
         """
+        return self.record_where(out, key, submitted, seed, rank, host)[0]
+
+    def record_where(
+        self,
+        out: Outcome,
+        key: str,
+        submitted: float,
+        seed: int | None,
+        rank: int | None = None,
+        host: str | None = None,
+    ) -> tuple[Outcome, tuple[int, int, int] | None]:
+        """:meth:`record`, and where the store puts the result (for :meth:`held`)."""
         info = context.rank_info()
         rank = info.rank if rank is None else rank
         host = info.host if host is None else host
         try:
-            self._record(out, key, submitted, seed, rank, host)
+            where = self._record(out, key, submitted, seed, rank, host)
         except SerializationError as exc:
             if not out.ok:
                 raise
             out = unsendable(out, exc)
-            self._record(out, key, submitted, seed, rank, host)
-        return out
+            where = self._record(out, key, submitted, seed, rank, host)
+        return out, where
+
+    def held(self, out: Outcome, where: tuple[int, int, int] | None) -> Any:
+        """What rank 0 holds for the successful outcome ``out`` it recorded (``where``: from
+        :meth:`record_where`): its value, or for a result over ``QSHPC_RESULT_MEMORY_MAX``
+        bytes in the store, the store's copy (:meth:`in_store`), once durable (synced now)."""
+        if where is None or where[0] != _WHERE_LARGE or where[2] <= self.memory_max:
+            return out.value
+        self.sync()
+        return self.in_store(where[1], where[2], out.task_id, out.function)
 
     def _record(
         self, out: Outcome, key: str, submitted: float, seed: int | None, rank: int, host: str
-    ) -> None:
-        self.record_fields(
+    ) -> tuple[int, int, int] | None:
+        return self.record_fields(
             out.task_id, key, out.function, out.ok, out.value, out.error, out.attempt, rank,
             host, submitted, out.started, out.finished, seed, out.provenance,
         )  # fmt: skip
@@ -188,8 +212,9 @@ class Session:
         provenance: dict[str, Any],
         cached: bool = False,
         encoded: bytes | None = None,
-    ) -> None:
-        """:meth:`record` without an :class:`Outcome` (the dispatcher's hot path).
+    ) -> tuple[int, int, int] | None:
+        """:meth:`record` without an :class:`Outcome` (the dispatcher's hot path); where
+        the store puts the result (:meth:`qshpc.store.writer.JobWriter.append_task`).
 
         Raises:
             SerializationError: ``value`` cannot be stored (nothing is recorded).
@@ -197,7 +222,7 @@ class Session:
         writer = self.writer
         if writer is None:
             self._count(ok, cached)
-            return
+            return None
         rec = _TaskRecord(
             task_id,
             key,
@@ -216,10 +241,11 @@ class Session:
             encoded if ok else None,
         )
         with self._lock:
-            writer.append_task(rec)  # encodes the value first: it may refuse it
+            where = writer.append_task(rec)  # encodes the value first: it may refuse it
             self._count(ok, cached)
             self._pending += 1
             self._maybe_commit_locked()
+        return where
 
     def _count(self, ok: bool, cached: bool) -> None:
         if cached:

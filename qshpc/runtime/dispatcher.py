@@ -145,7 +145,6 @@ class Dispatcher(Intake):
         #: Large results to keep only in the store, once it is synced (:meth:`_flush`):
         #: (a list of values of ``_resolve_ok`` or of a message, position, its Stored).
         self._in_store: list[tuple[list[Any], int, Any]] = []
-        self._memory_max = settings.RESULT_MEMORY_MAX.get() if session.writer else None
         self._last_commit = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=DISPATCHER_THREAD, daemon=True)
         self._thread.start()
@@ -651,15 +650,14 @@ class Dispatcher(Intake):
             out.cause_blob = cause[0] if cause else None  # the exception, pickled on the worker
             self._resolve.append((e.ref, False, out.task_error(w.rank, w.host)))
 
-
     def _keep_in_store(self, chunk: RecordChunk, entries: list[Entry]) -> list[tuple[int, Any]]:
         """The results of ``chunk`` (just recorded) that rank 0 is to keep only in the store:
         those whose encoding is over ``QSHPC_RESULT_MEMORY_MAX`` bytes, as a
         :class:`~qshpc.program.refs.Stored` each, by position. Not one the store holds as
         another type (it would not read back as itself), nor one that failed."""
-        limit = self._memory_max
-        if limit is None:
+        if self.session.writer is None:
             return []
+        limit = self.session.memory_max
         rows = chunk.rows
         inexact = chunk.inexact
         kept = []
@@ -668,7 +666,9 @@ class Dispatcher(Intake):
             if n > limit and rows["where"][i] == WHERE_LARGE and not rows["state"][i]:
                 if i not in inexact:
                     e = entries[i]
-                    stored = self.session.in_store(int(rows["res_off"][i]), n, e.ref.task_id, e.task.name)
+                    stored = self.session.in_store(
+                        int(rows["res_off"][i]), n, e.ref.task_id, e.task.name
+                    )
                     kept.append((i, stored))
         return kept
 

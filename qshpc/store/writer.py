@@ -122,10 +122,11 @@ class JobWriter:
             self._broken = StoreError(f"{lost}; this run stops writing the job (one writer)")
             raise self._broken
 
-    def append_task(self, rec: TaskRecord) -> None:
-        """Queue one task record (durable at the next :meth:`commit`)."""
+    def append_task(self, rec: TaskRecord) -> tuple[int, int, int] | None:
+        """Queue one task record (durable at the next :meth:`commit`); where its result
+        goes in the log (:meth:`Batch.add_record <qshpc.store.batch.Batch.add_record>`)."""
         self._check()
-        self._batch.add_record(rec)
+        return self._batch.add_record(rec)
 
     def append_chunk(self, chunk: RecordChunk) -> None:
         """Queue records a worker encoded (durable at the next :meth:`commit`)."""
