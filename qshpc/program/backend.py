@@ -852,7 +852,7 @@ class InlineBackend:
                 resolve_many([(ref, False, out.task_error(info.rank, info.host))])
                 raise KeyboardInterrupt
             if session is not None:
-                stored, where = session.record_where(out, key, submitted, task_seed)
+                stored, where = session.record(out, key, submitted, task_seed)
                 if stored is not out:  # its value cannot be stored: failed, as on a worker
                     out = stored
                     break

@@ -146,25 +146,14 @@ class Session:
         seed: int | None,
         rank: int | None = None,
         host: str | None = None,
-    ) -> Outcome:
+    ) -> tuple[Outcome, tuple[int, int, int] | None]:
         """Store one attempt's outcome (buffered; durable at the next :meth:`sync`).
 
         Returns:
             The outcome as stored: one whose value cannot be stored is a failure
-            (``SerializationError`` naming the task), as a worker reports it.
+            (``SerializationError`` naming the task), as a worker reports it; and where
+            the store puts its result (for :meth:`held`), None for a failure.
         """
-        return self.record_where(out, key, submitted, seed, rank, host)[0]
-
-    def record_where(
-        self,
-        out: Outcome,
-        key: str,
-        submitted: float,
-        seed: int | None,
-        rank: int | None = None,
-        host: str | None = None,
-    ) -> tuple[Outcome, tuple[int, int, int] | None]:
-        """:meth:`record`, and where the store puts the result (for :meth:`held`)."""
         info = context.rank_info()
         rank = info.rank if rank is None else rank
         host = info.host if host is None else host
@@ -179,7 +168,7 @@ class Session:
 
     def held(self, out: Outcome, where: tuple[int, int, int] | None) -> Any:
         """What rank 0 holds for the successful outcome ``out`` it recorded (``where``: from
-        :meth:`record_where`): its value, or for a result over ``QSHPC_RESULT_MEMORY_MAX``
+        :meth:`record`): its value, or for a result over ``QSHPC_RESULT_MEMORY_MAX``
         bytes in the store, the store's copy (:meth:`in_store`), once durable (synced now)."""
         if where is None or where[0] != _WHERE_LARGE or where[2] <= self.memory_max:
             return out.value

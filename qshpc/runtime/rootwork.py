@@ -126,7 +126,7 @@ class RootWork:
             seed = _seed_of(e.ref.task_id)
             func = self._shipped(e.fn_id)
             out = run_task(func, args, kwargs, e.ref.task_id, e.task.name, seed, e.attempt)
-            stored, where = d.session.record_where(out, e.key, e.submitted, seed)
+            stored, where = d.session.record(out, e.key, e.submitted, seed)
             if out.ok and stored is out:
                 if e.ckey and d.cache is not None:
                     d.cache.store(e.ckey, e.task.name, e.ref.task_id, value=out.value, shared=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,6 +66,13 @@ def test_rank0_memory_stays_bounded_by_what_the_program_keeps(
     # what rank 0 held at most beyond its start: a result or two (the one the program
     # holds, the one on its way), never the 128 MiB of them all
     assert res["grown"] < 64 << 20, res
+
+
+def _run(prog: Path, source: str, workers: str, env: dict[str, str]) -> Any:
+    """``qshpc run PROG --workers W`` of ``source`` with a 64 KiB threshold (and ``env``)."""
+    prog.write_text(source)
+    env = {"QSHPC_RESULT_MEMORY_MAX": "65536", **env}
+    return run_cli("run", str(prog), "--workers", workers, timeout=300, env=env)
 
 
 # Values of many kinds, each over a 64 KiB threshold, read back exactly.
@@ -141,16 +149,7 @@ print("RESULT", json.dumps(report), flush=True)
 def test_results_read_back_from_the_store_are_exact(
     qshpc_home: Path, tmp_path: Path, workers: str
 ) -> None:
-    prog = tmp_path / "kinds.py"
-    prog.write_text(KINDS)
-    out = run_cli(
-        "run",
-        str(prog),
-        "--workers",
-        workers,
-        timeout=300,
-        env={"QSHPC_RESULT_MEMORY_MAX": "65536"},
-    )
+    out = _run(tmp_path / "kinds.py", KINDS, workers, {})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = json.loads(out.stdout.split("RESULT ", 1)[1].splitlines()[0])
     assert report and all(report.values()), report
@@ -182,16 +181,7 @@ except Exception as exc:
 def test_a_result_that_cannot_be_read_back_names_task_and_job(
     qshpc_home: Path, tmp_path: Path
 ) -> None:
-    prog = tmp_path / "damage.py"
-    prog.write_text(DAMAGE)
-    out = run_cli(
-        "run",
-        str(prog),
-        "--workers",
-        "1",
-        timeout=300,
-        env={"QSHPC_RESULT_MEMORY_MAX": "65536", "QSHPC_CHECKPOINT_S": "3600"},
-    )
+    out = _run(tmp_path / "damage.py", DAMAGE, "1", {"QSHPC_CHECKPOINT_S": "3600"})
     job = job_dir_of(qshpc_home).name
     line = out.stdout.split("ERROR ", 1)[1].splitlines()[0]
     assert line.startswith("StoreError"), line
