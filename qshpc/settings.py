@@ -195,6 +195,13 @@ CHECKPOINT_S: Setting[float] = _declare(
     Setting("QSHPC_CHECKPOINT_S", 30.0, _seconds(0.0), "a number of seconds >= 0, such as 30",
             "least seconds between folds of the journal into job.h5 while a job runs",
             "rank 0", "30", runtime=True))  # fmt: skip
+RESULT_MEMORY_MAX: Setting[int] = _declare(
+    Setting("QSHPC_RESULT_MEMORY_MAX", 8 << 20, _whole(65536),
+            "a whole number of bytes >= 65536, such as 8388608",
+            "a task result whose encoding in the job's store is larger than this stays on rank 0 "
+            "only in the store once written there, and each `get` reads it back (so rank 0 holds "
+            "no more results than the program keeps); smaller results stay in memory",
+            "rank 0", "8388608 (8 MiB)", runtime=True))  # fmt: skip
 DRAIN_S: Setting[float] = _declare(
     Setting("QSHPC_DRAIN_S", 60.0, _seconds(0.0), "a number of seconds >= 0, such as 60",
             "at the end of a job that did not succeed, how long rank 0 waits for calls in flight",

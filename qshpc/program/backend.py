@@ -835,6 +835,7 @@ class InlineBackend:
         ranks = task_ranks(task)
         step = context.local_step(ranks) if ranks > 1 else None  # in-process: this host's cores
         attempt = 0
+        where = None
         while True:
             attempt += 1
             if attempt > 1 and copied:  # a retry starts from the call's arguments
@@ -851,7 +852,7 @@ class InlineBackend:
                 resolve_many([(ref, False, out.task_error(info.rank, info.host))])
                 raise KeyboardInterrupt
             if session is not None:
-                stored = session.record(out, key, submitted, task_seed)
+                stored, where = session.record(out, key, submitted, task_seed)
                 if stored is not out:  # its value cannot be stored: failed, as on a worker
                     out = stored
                     break
@@ -862,7 +863,12 @@ class InlineBackend:
         if out.ok and ckey is not None and cache is not None:
             cache.store(ckey, task.name, task_id, value=out.value, shared=True)
         info = context.rank_info()
-        resolve_many([(ref, out.ok, out.value if out.ok else out.task_error(info.rank, info.host))])
+        if not out.ok:
+            resolve_many([(ref, False, out.task_error(info.rank, info.host))])
+        elif session is not None and where is not None:  # a large one: held in the store
+            resolve_many([(ref, True, session.held(out, where))])
+        else:
+            resolve_many([(ref, True, out.value)])
         return ref
 
     def cache_for(self, task: TaskSpec) -> JobCache | None:

@@ -68,7 +68,10 @@ def refuse_on_dispatcher(timeout: float | None, what: str) -> None:
 class Stored:
     """A result left undecoded until the program reads it: ``load()`` decodes it.
 
-    A large cache hit of this user's (:meth:`qshpc.cache.store.CacheDir.get`'s
+    A task result over ``QSHPC_RESULT_MEMORY_MAX`` bytes that rank 0 keeps only in
+    the job's store once written there
+    (:meth:`qshpc.program.session.Session.in_store`): ``load()`` reads it back. Or a
+    large cache hit of this user's (:meth:`qshpc.cache.store.CacheDir.get`'s
     ``lazy``): checked whole at the call, recorded in the job's store from its
     bytes, decoded when the program reads it. ``result()`` decodes it once and
     keeps the value; ``get`` decodes it anew at each read and keeps the bytes: a
@@ -231,6 +234,15 @@ class TaskRef(Future[T]):
             value = self._loaded()
         return value
 
+    def _value_once(self) -> Any:
+        """:meth:`result`, for a use that does not keep it (a call's argument, pickled
+        into its payload): a result left in its bytes or in the job's store
+        (:class:`Stored`) is decoded for this use alone and stays where it was."""
+        value = self._value
+        if type(value) is Stored and self._error is None and self._st == _DONE:
+            return value.load()
+        return self.result()
+
     def _fresh(self) -> Any:
         """What ``get`` gives of a finished reference: a copy of the result of its own.
 
@@ -303,7 +315,7 @@ class TaskRef(Future[T]):
             )
         value = self._value
         if type(value) is Stored:
-            value = self._loaded()
+            value = value.load()  # for this pickling alone: rank 0 keeps it stored
         return (_finished_ref, (self.task_id, self.function, self._st, value, self._error))
 
     def __copy__(self) -> TaskRef[T]:

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import settings
-from qshpc.errors import SerializationError
+from qshpc.errors import SerializationError, StoreError
+from qshpc.program.refs import Stored
 from qshpc.store.records import INEXACT as _INEXACT
 from qshpc.store.records import TaskRecord as _TaskRecord
+from qshpc.store.rowpack import WHERE_LARGE as _WHERE_LARGE
 from qshpc.task import context
 from qshpc.task.execute import Outcome, unsendable
 
@@ -67,6 +69,8 @@ class Session:
         self._last_commit = time.monotonic()
         self._last_dir_check = time.monotonic()
         self._last_checkpoint = self._last_commit
+        #: A task result over this many bytes encoded stays only in the store (:meth:`held`).
+        self.memory_max = settings.RESULT_MEMORY_MAX.get() if writer is not None else 1 << 62
         self._checkpoint_min = settings.CHECKPOINT_S.get()
         self._checkpoint_every = self._checkpoint_min
         self._spans: list[list[float]] = []
@@ -95,6 +99,44 @@ class Session:
         self.skipped += 1
         return (rec.result,)
 
+    # -- results left in the store ----------------------------------------------
+    def in_store(self, off: int, n: int, task_id: str, function: str) -> Stored:
+        """A task result rank 0 keeps only in the store: the ``n`` committed bytes at ``off``
+        of the log's large stream, read back and decoded at each load (``get``).
+
+        Its load raises :class:`~qshpc.errors.StoreError` naming the task and the job
+        when the bytes cannot be read or decoded (the store damaged since).
+        """
+        writer = self.writer
+        assert writer is not None
+
+        def load() -> Any:
+            from qshpc.store.readback import read_value
+
+            try:
+                with self._lock:  # not while a commit or a checkpoint changes the files
+                    src = writer.large_source(off, n)
+                try:
+                    return read_value(src, n)
+                finally:
+                    src.close()
+            except MemoryError:
+                raise
+            except Exception as exc:
+                raise self._unreadable(task_id, function, n, exc) from exc
+
+        return Stored(load)
+
+    def _unreadable(self, task_id: str, function: str, n: int, exc: BaseException) -> StoreError:
+        job = self.job_dir.name if self.job_dir is not None else "?"
+        return StoreError(
+            f"cannot read back the result of task {task_id} ({function}) of job {job} from "
+            f"its store: {exc}. Rank 0 keeps a result over QSHPC_RESULT_MEMORY_MAX bytes "
+            f"(this one: {n}) only in the store once written, and the store was changed or "
+            "damaged since. Run the job again; to keep such results in memory, set "
+            f"QSHPC_RESULT_MEMORY_MAX above {n}"
+        )
+
     # -- task records -------------------------------------------------------
     def record(
         self,
@@ -104,29 +146,39 @@ class Session:
         seed: int | None,
         rank: int | None = None,
         host: str | None = None,
-    ) -> Outcome:
+    ) -> tuple[Outcome, tuple[int, int, int] | None]:
         """Store one attempt's outcome (buffered; durable at the next :meth:`sync`).
 
         Returns:
             The outcome as stored: one whose value cannot be stored is a failure
-            (``SerializationError`` naming the task), as a worker reports it.
+            (``SerializationError`` naming the task), as a worker reports it; and where
+            the store puts its result (for :meth:`held`), None for a failure.
         """
         info = context.rank_info()
         rank = info.rank if rank is None else rank
         host = info.host if host is None else host
         try:
-            self._record(out, key, submitted, seed, rank, host)
+            where = self._record(out, key, submitted, seed, rank, host)
         except SerializationError as exc:
             if not out.ok:
                 raise
             out = unsendable(out, exc)
-            self._record(out, key, submitted, seed, rank, host)
-        return out
+            where = self._record(out, key, submitted, seed, rank, host)
+        return out, where
+
+    def held(self, out: Outcome, where: tuple[int, int, int] | None) -> Any:
+        """What rank 0 holds for the successful outcome ``out`` it recorded (``where``: from
+        :meth:`record`): its value, or for a result over ``QSHPC_RESULT_MEMORY_MAX``
+        bytes in the store, the store's copy (:meth:`in_store`), once durable (synced now)."""
+        if where is None or where[0] != _WHERE_LARGE or where[2] <= self.memory_max:
+            return out.value
+        self.sync()
+        return self.in_store(where[1], where[2], out.task_id, out.function)
 
     def _record(
         self, out: Outcome, key: str, submitted: float, seed: int | None, rank: int, host: str
-    ) -> None:
-        self.record_fields(
+    ) -> tuple[int, int, int] | None:
+        return self.record_fields(
             out.task_id, key, out.function, out.ok, out.value, out.error, out.attempt, rank,
             host, submitted, out.started, out.finished, seed, out.provenance,
         )  # fmt: skip
@@ -149,8 +201,9 @@ class Session:
         provenance: dict[str, Any],
         cached: bool = False,
         encoded: bytes | None = None,
-    ) -> None:
-        """:meth:`record` without an :class:`Outcome` (the dispatcher's hot path).
+    ) -> tuple[int, int, int] | None:
+        """:meth:`record` without an :class:`Outcome` (the dispatcher's hot path); where
+        the store puts the result (:meth:`qshpc.store.writer.JobWriter.append_task`).
 
         Raises:
             SerializationError: ``value`` cannot be stored (nothing is recorded).
@@ -158,7 +211,7 @@ class Session:
         writer = self.writer
         if writer is None:
             self._count(ok, cached)
-            return
+            return None
         rec = _TaskRecord(
             task_id,
             key,
@@ -177,10 +230,11 @@ class Session:
             encoded if ok else None,
         )
         with self._lock:
-            writer.append_task(rec)  # encodes the value first: it may refuse it
+            where = writer.append_task(rec)  # encodes the value first: it may refuse it
             self._count(ok, cached)
             self._pending += 1
             self._maybe_commit_locked()
+        return where
 
     def _count(self, ok: bool, cached: bool) -> None:
         if cached:

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from qshpc.runtime.sender import Sender
 
 _PARTIAL_S = 0.25  # send finished results of a long batch at least this often
+#: ... and as soon as their large values (arrays) hold this many bytes: rank 0 receives
+#: one message whole before it stores it, so a message of ten 50 MB results held 500 MB
+#: there, however few the program kept (review38 F4).
+_PARTIAL_BYTES = 16 << 20
 #: Calls longer than this gain too little from sharing a simulator run (its
 #: fixed cost is under 1 ms) to be worth holding their results back for a group.
 _COOP_MAX_TASK_S = 0.1
@@ -81,6 +85,7 @@ class BatchRunner:
         digest = funcs[fn_ids if one_fn else fn_ids[0]][2]
         call = _caller(columns, funcs, lookup, job_seed, store)
         grouped, steps, add, now = self.grouped, coop.STEPS_ALONE, flow.results.add, time.monotonic
+        builder = flow.results.builder
         pos = 0
         while pos < n:
             if not one_fn:
@@ -93,9 +98,11 @@ class BatchRunner:
                 self._learn(digest, outcome[10] - outcome[9])
             add(*outcome)
             pos += 1
-            if pos < n and now() - flow.last > _PARTIAL_S:
+            if pos < n and (
+                now() - flow.last > _PARTIAL_S or builder.unencoded_bytes > _PARTIAL_BYTES
+            ):
                 flow.send_part()
-                add = flow.results.add
+                add, builder = flow.results.add, flow.results.builder
                 if cut is not None and cut():
                     n = pos  # the rest never runs
         flow.next = pos
@@ -173,7 +180,14 @@ class _InOrder:
             self.results.add(*done[self.next])  # type: ignore[misc]
             done[self.next] = None
             self.next += 1
-        if self.next < n and len(self.results) and time.monotonic() - self.last > _PARTIAL_S:
+        if (
+            self.next < n
+            and len(self.results)
+            and (
+                time.monotonic() - self.last > _PARTIAL_S
+                or self.results.builder.unencoded_bytes > _PARTIAL_BYTES
+            )
+        ):
             self.send_part()
 
 

@@ -56,11 +56,13 @@ from qshpc.runtime.protocol import (
 )
 from qshpc.runtime.unload import Unloadable, reload, spoiled
 from qshpc.runtime.wide import Holds, ranks_of
+from qshpc.store.rowpack import WHERE_LARGE
 from qshpc.task import context
 from qshpc.task.execute import Outcome
 
 if TYPE_CHECKING:
     from qshpc.program.session import Session
+    from qshpc.store.chunk import RecordChunk
 
 #: Seconds between checks of the workers' heartbeats.
 CHECK_EVERY_S = 0.5
@@ -140,6 +142,9 @@ class Dispatcher(Intake):
         self._last_end: dict[int, float] = {}
         self._resolve: list[tuple[TaskRef[Any], bool, Any]] = []
         self._resolve_ok: list[tuple[list[TaskRef[Any]], list[Any]]] = []
+        #: Large results to keep only in the store, once it is synced (:meth:`_flush`):
+        #: (a list of values of ``_resolve_ok`` or of a message, position, its Stored).
+        self._in_store: list[tuple[list[Any], int, Any]] = []
         self._last_commit = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=DISPATCHER_THREAD, daemon=True)
         self._thread.start()
@@ -338,8 +343,11 @@ class Dispatcher(Intake):
                 else:
                     self._on_result(status.Get_source(), data)
                 progressed = True
-            if (self._resolve or self._resolve_ok) and (
-                not progressed or time.monotonic() - self._last_commit > COMMIT_S
+                if self._in_store:  # large results: stored now, before more come in
+                    break
+            if self._in_store or (
+                (self._resolve or self._resolve_ok)
+                and (not progressed or time.monotonic() - self._last_commit > COMMIT_S)
             ):
                 self._flush()
             if self._cut and not self._cut_sent:
@@ -388,6 +396,10 @@ class Dispatcher(Intake):
     def _flush(self) -> None:
         """Make the results received durable, then hand them to the program."""
         self.session.sync()
+        if self._in_store:  # durable now: held as where they are in the store
+            for values, i, stored in self._in_store:
+                values[i] = stored
+            self._in_store = []
         items, self._resolve = self._resolve, []
         chunks, self._resolve_ok = self._resolve_ok, []
         resolve_values(chunks)
@@ -612,12 +624,21 @@ class Dispatcher(Intake):
         except BaseException as exc:  # the store failed (a full disk): these calls fail with it
             resolve_many([(e.ref, False, exc) for e in entries])
             raise
+        kept = self._keep_in_store(chunk, entries) if chunk.unencoded else None
+        chunk.unencoded = []  # the store's batch holds them until its commit: no other hold
         if not failures:
             self._resolve_ok.append(([e.ref for e in entries], values))
+            if kept:
+                self._in_store += [(values, i, stored) for i, stored in kept]
             return
         bad = {f[0] for f in failures}
         ok = [i for i in range(n) if i not in bad]
-        self._resolve_ok.append(([entries[i].ref for i in ok], [values[i] for i in ok]))
+        ok_values = [values[i] for i in ok]
+        self._resolve_ok.append(([entries[i].ref for i in ok], ok_values))
+        if kept:
+            at = {i: j for j, i in enumerate(ok)}
+            for i, stored in kept:
+                self._in_store += [(values, i, stored), (ok_values, at[i], stored)]
         for i, error, exc_type, *cause in failures:
             e = entries[i]
             if e.attempt <= e.task.retries and not self._cut and i not in self._unloaded:
@@ -628,6 +649,28 @@ class Dispatcher(Intake):
             out = Outcome(e.ref.task_id, name, e.attempt, False, None, error, exc_type)
             out.cause_blob = cause[0] if cause else None  # the exception, pickled on the worker
             self._resolve.append((e.ref, False, out.task_error(w.rank, w.host)))
+
+    def _keep_in_store(self, chunk: RecordChunk, entries: list[Entry]) -> list[tuple[int, Any]]:
+        """The results of ``chunk`` (just recorded) that rank 0 is to keep only in the store:
+        those whose encoding is over ``QSHPC_RESULT_MEMORY_MAX`` bytes, as a
+        :class:`~qshpc.program.refs.Stored` each, by position. Not one the store holds as
+        another type (it would not read back as itself), nor one that failed."""
+        if self.session.writer is None:
+            return []
+        limit = self.session.memory_max
+        rows = chunk.rows
+        inexact = chunk.inexact
+        kept = []
+        for i, _ in chunk.unencoded:
+            n = int(rows["res_len"][i])
+            if n > limit and rows["where"][i] == WHERE_LARGE and not rows["state"][i]:
+                if i not in inexact:
+                    e = entries[i]
+                    stored = self.session.in_store(
+                        int(rows["res_off"][i]), n, e.ref.task_id, e.task.name
+                    )
+                    kept.append((i, stored))
+        return kept
 
 
 def _position(failure: tuple[Any, ...]) -> int:

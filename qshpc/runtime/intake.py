@@ -675,7 +675,7 @@ def _standard_names() -> frozenset[str]:
 def value_of(ref: Any) -> Any:
     """A dependency's value (raises its error when it failed)."""
     if isinstance(ref, TaskRef):
-        return ref.result()
+        return ref._value_once()
     return ref
 
 

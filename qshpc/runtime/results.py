@@ -95,7 +95,13 @@ class Results:
                 pickle.dumps(value, protocol=5)
             except Exception as exc:
                 try:
-                    self.values[i] = _ByValue(writeable_cloud_dumps(value))
+                    self.values[i] = by_value = _ByValue(writeable_cloud_dumps(value))
+                    # a large one is in the chunk too (rank 0 encodes it): the same object
+                    # there, or the message failed again and the worker ended (fix42a)
+                    unencoded = self.builder.unencoded
+                    for k, (j, _) in enumerate(unencoded):
+                        if j == i:
+                            unencoded[k] = (j, by_value)
                     continue
                 except Exception:
                     pass

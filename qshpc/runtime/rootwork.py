@@ -126,12 +126,13 @@ class RootWork:
             seed = _seed_of(e.ref.task_id)
             func = self._shipped(e.fn_id)
             out = run_task(func, args, kwargs, e.ref.task_id, e.task.name, seed, e.attempt)
-            stored = d.session.record(out, e.key, e.submitted, seed)
+            stored, where = d.session.record(out, e.key, e.submitted, seed)
             if out.ok and stored is out:
                 if e.ckey and d.cache is not None:
                     d.cache.store(e.ckey, e.task.name, e.ref.task_id, value=out.value, shared=True)
+                held = d.session.held(out, where)  # a large one: the store's (synced)
                 # A slice of a placed array is read-only here: writeable, as from a worker
-                done.append((e.ref, True, writeable(out.value)))
+                done.append((e.ref, True, writeable(held) if held is out.value else held))
             elif e.attempt <= e.task.retries and stored is out:
                 e.attempt += 1
                 requeue(e.ref)

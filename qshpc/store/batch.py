@@ -108,11 +108,13 @@ class Batch:
             return L.WHERE_LARGE, self._large.put(blob, n)
         return L.WHERE_DATA, self._data.put(blob, n)
 
-    def add_record(self, rec: TaskRecord) -> None:
-        """Encode and queue one task record."""
+    def add_record(self, rec: TaskRecord) -> tuple[int, int, int] | None:
+        """Encode and queue one task record; where its result goes (``where``, offset,
+        length in that stream), or None for a failure or a result stored as another type."""
         ok = rec.state == "SUCCEEDED"
         blob: bytes | list[Buffer] | None = None
         prov = rec.provenance
+        exact = True
         if ok:  # first: a value that cannot be encoded leaves nothing queued
             if rec.encoded is not None:  # a cache hit's: the cache keeps exact ones
                 blob = rec.encoded
@@ -122,6 +124,7 @@ class Batch:
                 blob = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else parts
                 if NOTED[0] != noted:
                     prov = provenance_noting(prov, NOTED[1])
+                    exact = False
         meta = encode_meta(rec.task_id, rec.key, rec.function, rec.host, rec.error, prov)
         off = self._meta.put(meta)
         where, res_off, res_len = L.WHERE_NONE, 0, 0
@@ -134,6 +137,7 @@ class Batch:
              seed or 0, rec.submitted, rec.started, rec.finished, off, len(meta), res_off,
              res_len)
         )  # fmt: skip
+        return (where, res_off, res_len) if blob is not None and exact else None
 
     def add_chunk(self, chunk: RecordChunk) -> None:
         """Queue records a worker encoded (:mod:`qshpc.store.chunk`): offsets shifted, no loop."""
@@ -146,7 +150,10 @@ class Batch:
             res_off = rows["res_off"]
             res_off[rows["where"] == L.WHERE_DATA] += base
         for i, value in chunk.unencoded:
+            noted = NOTED[0]
             blob = encode_blob_parts(value)
+            if NOTED[0] != noted:
+                chunk.inexact.append(i)
             rows["where"][i], rows["res_off"][i] = self._put(blob, None, L.RAW_RESULT_MIN)
             rows["res_len"][i] = blob_len(blob)
         for i, raw in chunk.raw:

@@ -104,6 +104,9 @@ class RecordChunk:
         raw: ``(row, encoded result)`` for rows (``where == WHERE_UNENCODED``)
             whose result is over ``rows.RAW_RESULT_MIN``: the writer puts it in
             ``/log/large``, as it does for the records it encodes itself.
+        inexact: Rank 0's side: rows of ``unencoded`` whose value the writer
+            stored as another type (a ``defaultdict`` as a dict): reading them
+            back would not give the value.
     """
 
     packed: bytes
@@ -111,6 +114,7 @@ class RecordChunk:
     data: bytes
     unencoded: list[tuple[int, Any]] = field(default_factory=list)
     raw: list[tuple[int, bytes]] = field(default_factory=list)
+    inexact: list[int] = field(default_factory=list)
 
     @cached_property
     def rows(self) -> np.ndarray[Any, Any]:
@@ -168,6 +172,9 @@ class ChunkBuilder:
         self.meta: list[bytes] = []
         self.data: list[bytes] = []  # one entry per record, b"" when none
         self.unencoded: list[tuple[int, Any]] = []
+        #: About how many bytes the values of :attr:`unencoded` hold (a worker sends
+        #: its results so far once they hold many: :mod:`qshpc.runtime.batchrun`).
+        self.unencoded_bytes = 0
         self.raw: list[tuple[int, bytes]] = []
 
     def __len__(self) -> int:
@@ -197,6 +204,7 @@ class ChunkBuilder:
             elif blob and len(blob) <= SHIP_ENCODED_MAX:
                 where = L.WHERE_DATA
             else:
+                self.unencoded_bytes += len(blob) if blob else int(getattr(value, "nbytes", 0))
                 blob = b""
                 where = WHERE_UNENCODED
                 self.unencoded.append((len(self.failed), value))

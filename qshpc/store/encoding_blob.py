@@ -217,6 +217,32 @@ def array_head(head: bytes, total: int) -> str | None:
         return None
 
 
+def array_layout(head: bytes, total: int) -> tuple[np.dtype[Any], tuple[int, ...], int] | None:
+    """The dtype, shape and payload offset of a blob of ``total`` bytes that is one array of
+    plain values whose bytes lie in one piece (what :func:`_array_ext` writes for an array
+    under 1 GiB), from its first bytes (``head``); None for any other blob."""
+    if array_head(head, total) is None:
+        return None
+    try:
+        import numpy as np
+
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(head[6:])
+        unpacker.read_array_header()
+        descr, shape = unpacker.unpack(), unpacker.unpack()
+        dtype = _dtype(descr)
+        if dtype.hasobject:
+            return None
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expect = _pack([descr, shape, b""])[:-2] + _bin_header(nbytes)
+    except Exception:
+        return None
+    at = 6 + len(expect)
+    if at + nbytes != total or head[6:at] != expect:
+        return None
+    return dtype, tuple(int(d) for d in shape), at
+
+
 def _bin_header(n: int) -> bytes:
     if n < 1 << 8:
         return struct.pack(">BB", 0xC4, n)

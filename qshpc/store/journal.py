@@ -21,6 +21,7 @@ part is checked when a large blob is read.
 
 from __future__ import annotations
 
+import bisect
 import os
 import struct
 import zlib
@@ -85,6 +86,9 @@ class JournalWriter:
             path.unlink(missing_ok=True)
             raise
         self._size = _HEADER.size  # where the last whole frame ends
+        #: ``(start, at, length)`` of each frame's large part: its offset in the log's
+        #: large stream, in this file, and its length (:meth:`large_at` finds a blob by them).
+        self.large_parts: list[tuple[int, int, int]] = []
 
     def append(self, frame: Frame) -> None:
         """Write one frame; it is readable by others (and survives a kill) on return.
@@ -113,7 +117,19 @@ class JournalWriter:
         except OSError:
             self.cut()
             raise
+        if lens:
+            at = self._size + len(head) + len(small)
+            self.large_parts.append((frame.start.large, at, sum(lens)))
         self._size += len(head) + len(small) + sum(lens)
+
+    def large_at(self, off: int, n: int) -> int | None:
+        """Where in this file the ``n`` bytes at ``off`` of the log's large stream lie (a
+        blob a commit of this journal wrote), or None when it wrote none there."""
+        i = bisect.bisect_right(self.large_parts, (off, 1 << 62)) - 1
+        if i < 0:
+            return None
+        start, at, length = self.large_parts[i]
+        return at + off - start if off + n <= start + length else None
 
     def cut(self) -> None:
         """Drop a frame whose write failed (a full disk) so that the next one follows a whole frame."""

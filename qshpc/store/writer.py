@@ -17,6 +17,7 @@ from qshpc.store.encoding_blob import encode_blob, encode_blob_parts
 from qshpc.store.encoding_h5 import write_native
 from qshpc.store.journal import JournalWriter
 from qshpc.store.log import LogReader, journal_frames, last_commit
+from qshpc.store.readback import Source, open_file, open_h5
 from qshpc.store.records import STATES, TERMINAL_STATES, TaskRecord
 from qshpc.store.snapshot import SLACK, NotWritten, io_error, snapshot
 from qshpc.store.space import disk_full, drop_reserve, full_error, make_reserve, start_fix
@@ -121,10 +122,11 @@ class JobWriter:
             self._broken = StoreError(f"{lost}; this run stops writing the job (one writer)")
             raise self._broken
 
-    def append_task(self, rec: TaskRecord) -> None:
-        """Queue one task record (durable at the next :meth:`commit`)."""
+    def append_task(self, rec: TaskRecord) -> tuple[int, int, int] | None:
+        """Queue one task record (durable at the next :meth:`commit`); where its result
+        goes in the log (:meth:`Batch.add_record <qshpc.store.batch.Batch.add_record>`)."""
         self._check()
-        self._batch.add_record(rec)
+        return self._batch.add_record(rec)
 
     def append_chunk(self, chunk: RecordChunk) -> None:
         """Queue records a worker encoded (durable at the next :meth:`commit`)."""
@@ -239,6 +241,24 @@ class JobWriter:
         with L.open_read(self.path) as f:
             log = LogReader(f, str(self.path), journal_frames(f, self.path), self._jpath())
             return log.done_records(allow_pickle=True)
+
+    def large_source(self, off: int, n: int) -> Source:
+        """The file that holds the ``n`` committed bytes at ``off`` of the log's large stream,
+        open at them: this writer's journal when one of its commits wrote them, else
+        ``job.h5`` (they were folded in). Call it under the lock that :meth:`commit` and
+        :meth:`checkpoint` are called under; what it returns reads the same bytes after
+        either (the file stays open: a checkpoint replaces ``job.h5`` and the journal by
+        new files, never changes them).
+
+        Raises:
+            StoreError: Neither file can be opened, or ``job.h5`` holds no such bytes.
+        """
+        journal = self._journal
+        if journal is not None:
+            at = journal.large_at(off, n)
+            if at is not None:
+                return open_file(journal.path, at)
+        return open_h5(self.path, off, n)
 
     def _jpath(self) -> Path:
         return self.path.with_name(L.JOURNAL_FILE)
