@@ -223,6 +223,37 @@ def read_large(path: Path, jf: JournalFrame, verify: bool = True) -> list[bytes]
     return blobs
 
 
+def check_large(path: Path, jf: JournalFrame) -> None:
+    """Check one frame's large part against its crc, 4 MiB at a time (nothing kept).
+
+    :func:`read_large` holds the frame's blobs whole: ``qshpc status`` of a running
+    1.8 GB job took 370 MB for them (review38 F16).
+
+    Raises:
+        DamagedStoreError: The bytes do not match, or the file ends inside them.
+    """
+    from qshpc.store.seal import open_regular
+
+    total = sum(jf.large_lens)
+    crc = 0
+    pos = 0
+    with open(open_regular(path), "rb", closefd=True) as fh:  # never a FIFO's
+        fh.seek(jf.large_at)
+        while pos < total:
+            chunk = fh.read(min(_CHECK, total - pos))
+            if not chunk:
+                break
+            crc = zlib.crc32(chunk, crc)
+            pos += len(chunk)
+    if pos != total or crc != jf.large_crc:
+        raise DamagedStoreError(
+            path, f"a large result at byte {jf.large_at} does not match its checksum"
+        )
+
+
+_CHECK = 1 << 22
+
+
 def token_of(f: Any) -> bytes:
     """The token of the journal already folded into an open job file (b"" if none)."""
     value = f[L.LOG].attrs.get(L.FOLDED_ATTR, b"")
