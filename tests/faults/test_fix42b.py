@@ -36,7 +36,9 @@ def _record(i: int, result: object) -> object:
 
 
 def _array(i: int) -> np.ndarray:  # type: ignore[type-arg]
-    return np.arange(150_000, dtype=np.float64) + 1e6 * i  # 1.2 MB (the large stream), no value shared
+    return (
+        np.arange(150_000, dtype=np.float64) + 1e6 * i
+    )  # 1.2 MB (the large stream), no value shared
 
 
 def _job(home: Path, name: str, finish: bool = True) -> Path:
@@ -109,7 +111,7 @@ def test_verify_checks_a_journals_large_part(qshpc_home: Path) -> None:
     _damage(journal, _array(2)[10:14].tobytes())
     with JobReader.open(job) as r:
         assert r.meta()["task_counts"]["SUCCEEDED"] == 3
-        with pytest.raises(DamagedStoreError, match="large result at byte .* checksum"):
+        with pytest.raises(DamagedStoreError, match=r"large result at byte .* checksum"):
             r.verify()
 
 
