@@ -265,9 +265,14 @@ class JobReader:
         """
         vf = getattr(self._f, "_qshpc_vf", None)
         if vf is not None:
-            from qshpc.store.seal import damaged_blocks
+            from qshpc.store.seal import damaged_blocks, read_seal
 
-            bad = damaged_blocks(vf._fd, vf._seal)
+            whole = read_seal(vf._fd, os.fstat(vf._fd).st_size)  # the table's own CRC too
+            if whole is None:
+                raise DamagedStoreError(
+                    self.path, "its integrity seal's table of checksums is damaged"
+                )
+            bad = damaged_blocks(vf._fd, whole)
             if bad:
                 ranges = ", ".join(f"{a}-{b}" for a, b in bad[:5])
                 more = f" and {len(bad) - 5} more blocks" if len(bad) > 5 else ""

@@ -10,6 +10,7 @@ writer; damage as a disk would leave it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -147,3 +148,38 @@ def test_an_ended_job_shows_its_own_finish_time(qshpc_home: Path) -> None:
     meta = json.loads(out.stdout)
     assert meta["state"] == "SUCCEEDED" and "found_ended" not in meta
     assert "   finished 20" in run_cli("status", job.name).stdout
+
+
+def test_a_reader_reads_the_seals_table_as_it_needs_it(qshpc_home: Path) -> None:
+    """The seal's CRC table (0.1% of the file) is read a page at a time, not whole: a
+    damaged entry of a value's block leaves `status` as it was, fails that value's read,
+    and `--verify` (which checks the table's own CRC) names it."""
+    from qshpc.errors import DamagedStoreError
+    from qshpc.store import JobReader, seal
+
+    job = _job(qshpc_home, "20261205-190004-eeeeee")
+    path = job / "job.h5"
+    data = bytearray(path.read_bytes())
+    at = data.index(_array(2)[130_000:130_004].tobytes())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        whole = seal.read_seal(fd, os.fstat(fd).st_size)
+        assert whole is not None
+        lazy = seal.read_seal(fd, os.fstat(fd).st_size, lazy=True)
+        assert lazy is not None and len(lazy.crcs) == len(whole.crcs)
+        assert [lazy.crcs[i] for i in (0, len(whole.crcs) - 1)] == [
+            whole.crcs[0], whole.crcs[len(whole.crcs) - 1]
+        ]  # fmt: skip
+    finally:
+        os.close(fd)
+    entry = whole.data_len + 4 * (at // whole.block)
+    data[entry] ^= 0xFF
+    path.write_bytes(bytes(data))
+    plain = run_cli("status", job.name)
+    assert plain.returncode == 0 and plain.stdout.startswith("SUCCEEDED"), plain
+    checked = run_cli("status", job.name, "--verify")
+    assert checked.returncode == 2 and "table of checksums is damaged" in checked.stderr
+    with JobReader.open(job) as r:
+        assert np.array_equal(r.task_result("0"), _array(0))
+        with pytest.raises(DamagedStoreError, match="integrity seal"):
+            r.task_result("2")
