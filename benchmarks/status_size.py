@@ -126,11 +126,42 @@ def main() -> None:
                 rss = max(r[1] for r in runs) / 1024
                 cells.append(f"{wall:.2f} s, {rss:.0f} MB (exit {runs[0][2]})")
             print(f"| {label} | " + " | ".join(cells) + " |")
+        for job, label in ((small, "small ended job"), (ended, "big ended job"),
+                           (running, "big running job")):  # fmt: skip
+            cells = []
+            for tree in trees:
+                env = {**os.environ, "QSHPC_HOME": str(home), "PYTHONPATH": tree}
+                cells.append(f"{in_process(job, env) * 1000:.0f} ms")
+            print(f"| status's store look in a warm process, {label} | " + " | ".join(cells) + " |")
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(60)
         subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+#: The store look `qshpc status` takes, in a process that has imported qshpc already:
+#: median seconds of 3 (the tree's ``Job.info`` as its status command calls it).
+_IN_PROCESS = """
+import inspect, statistics, sys, time
+from qshpc.client.job import Job, open_job
+j = open_job(sys.argv[1])
+deep = "deep" in inspect.signature(Job.info).parameters
+kw = {"deep": True} if deep else {"verify": True}
+j.info(**kw)
+times = []
+for _ in range(3):
+    t = time.perf_counter()
+    j.info(**kw)
+    times.append(time.perf_counter() - t)
+print(statistics.median(times))
+"""
+
+
+def in_process(job: Path, env: dict[str, str]) -> float:
+    out = subprocess.run([sys.executable, "-c", _IN_PROCESS, job.name], env=env, check=True,
+                         capture_output=True, text=True, cwd=env["PYTHONPATH"])  # fmt: skip
+    return float(out.stdout.split()[-1])
 
 
 _HELP: dict[str, str] = {}
