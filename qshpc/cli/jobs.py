@@ -325,9 +325,8 @@ def register(app: typer.Typer) -> None:
         """Show a job's state (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED) and details.
 
         Reads the job's records and counters, not its values: as fast for a 100 GB
-        store as for a small one (review38 F16). ``--verify`` also reads every byte
-        of it against the store's seal; `qshpc result`, ``Job.result()`` and
-        ``--resume`` check what they read.
+        store as for a small one. --verify also checks every byte of it against the
+        store's seal; qshpc result, Job.result() and --resume check what they read.
         """
         from qshpc.client.job import open_job
         from qshpc.store import to_jsonable
