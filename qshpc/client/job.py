@@ -29,6 +29,7 @@ from qshpc.errors import JobFailedError, JobTimeoutError, NoResultError, UserErr
 from qshpc.jobs.endnote import read_end_note
 from qshpc.jobs.paths import (
     created_key,
+    ended_at,
     has_job_file,
     job_ref,
     jobs_root,
@@ -137,23 +138,33 @@ class Job:
         """The qshpc job id."""
         return str(self.info().get("id", self.job_dir.name))
 
-    def info(self, slurm_views: SlurmViews | None = None, verify: bool = False) -> dict[str, Any]:
+    def info(
+        self, slurm_views: SlurmViews | None = None, verify: bool = False, deep: bool = False
+    ) -> dict[str, Any]:
         """Everything the store knows about the job (and Slurm's view when it is a Slurm job).
+
+        Reads the records, counters and events, never the values (task results, the
+        saved result): its cost does not grow with the data stored (review38 F16).
+        Every byte it reads is checked against the store's seal.
 
         Args:
             slurm_views: Slurm's answers fetched for many jobs at once
                 (:func:`read_infos`); by default this job's is asked for alone.
-            verify: Check every byte of the store against its seal (reads it all;
-                ``qshpc status`` does), not only the parts the meta comes from.
+            verify: Check every byte of the store against its seal (reads it all:
+                ``qshpc status --verify``), not only the parts the meta comes from.
                 A damaged store gives ``state`` DAMAGED and ``recoverable``.
+            deep: For a damaged store, try every task result and the saved result
+                for ``recoverable`` (reads them; ``qshpc status`` does). Implied by
+                ``verify``.
         """
-        return self.complete_info(self.store_meta(verify), slurm_views)
+        return self.complete_info(self.store_meta(verify, deep), slurm_views)
 
-    def store_meta(self, verify: bool = False) -> dict[str, Any]:
+    def store_meta(self, verify: bool = False, deep: bool = False) -> dict[str, Any]:
         """What the store says, with ``job_dir`` and the Slurm id added (Slurm not asked).
 
         A damaged store gives ``state`` DAMAGED, its ``error`` and what is
-        ``recoverable`` (see :func:`qshpc.store.reader.damaged_meta`).
+        ``recoverable`` (see :func:`qshpc.store.reader.damaged_meta`; ``verify`` and
+        ``deep`` as :meth:`info` takes them).
         """
         from qshpc.errors import DamagedStoreError
         from qshpc.store import JobReader
@@ -166,7 +177,7 @@ class Job:
         except DamagedStoreError as exc:
             from qshpc.store.reader import damaged_meta
 
-            meta = damaged_meta(self.job_dir, exc, deep=verify)
+            meta = damaged_meta(self.job_dir, exc, deep=verify or deep)
             meta["job_dir"] = str(self.job_dir)
             return meta
         if meta.get("state") in TERMINAL and (self.job_dir / JOURNAL_FILE).exists():
@@ -220,8 +231,7 @@ class Job:
         if override:
             meta["state"] = override["state"]
             meta["error"] = override.get("error")
-            if not meta.get("finished") and override.get("time"):
-                meta["finished"] = override["time"]  # else its duration ran on to now
+            ended_at(meta, override.get("time"), override.get("found"))  # else it runs on to now
             return
         if self._process is None and meta.get("state") == "QUEUED":
             _never_started(self.job_dir, meta)
@@ -253,8 +263,10 @@ class Job:
             return  # a run holds the job (starting, or on a host we cannot see): not dead
             # (another reader folding its journal, fold_dead, is no run)
         meta["state"], meta["error"] = "FAILED", why
+        now = time.time()
+        ended_at(meta, now, found=True)  # its end is unknown: when it was found, said so
         try:  # a reader records it only when it can (a full disk, someone else's job: not)
-            mark_terminal(self.job_dir, "FAILED", why)
+            mark_terminal(self.job_dir, "FAILED", why, now, found=True)
             fold_dead(self.job_dir)  # job.h5 alone now holds every committed record
         except (OSError, StoreError):
             pass

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from qshpc import settings
 from qshpc.errors import JobNotFoundError, StoreError
@@ -543,18 +544,41 @@ def _check_owner(job_dir: Path) -> None:
 STATUS_OVERRIDE = "status.json"
 
 
-def mark_terminal(job_dir: Path, state: str, why: str) -> None:
+def mark_terminal(
+    job_dir: Path, state: str, why: str, when: float | None = None, found: bool = False
+) -> float:
     """Record a terminal state for a job whose ranks died before finalizing the store.
 
     Written atomically next to the store (the store itself may still be open
-    by a dead writer); readers prefer the store's own terminal state.
+    by a dead writer); readers prefer the store's own terminal state. ``when``
+    (default: now) is the job's ``finished`` from then on; ``found``: it is when a
+    reader found the run gone (a crash seen later), not when the job ended.
+
+    Returns:
+        ``when``.
     """
     import json
 
-    data = {"state": state, "error": why, "time": time.time()}
+    when = time.time() if when is None else when
+    data: dict[str, Any] = {"state": state, "error": why, "time": when}
+    if found:
+        data["found"] = True
     from qshpc.store import perms
 
     perms.write_atomic(job_dir / STATUS_OVERRIDE, json.dumps(data).encode())
+    return when
+
+
+def ended_at(meta: dict[str, Any], when: object, found: object = False) -> None:
+    """Give ``meta`` of a job whose end its run did not record ``finished`` = ``when``
+    (the store's own finish time wins), and ``found_ended`` = True when ``when`` is when
+    a reader found the run gone (review38: `qshpc status` of a crash found later showed
+    ``-``; it now says ``found FAILED <time>``)."""
+    if meta.get("finished") or not isinstance(when, (int, float)) or isinstance(when, bool):
+        return
+    meta["finished"] = float(when)
+    if found is True:
+        meta["found_ended"] = True
 
 
 def read_override(job_dir: Path) -> dict[str, object] | None:

@@ -166,7 +166,7 @@ def open_read(path: Path, plain: bool = False) -> h5py.File:
         raise StoreError(f"cannot read the job store {path}: {exc.strerror or exc}") from exc
     vf: seal.VerifiedFile | None = None
     try:
-        found = seal.read_seal(fd, os.fstat(fd).st_size)
+        found = seal.read_seal(fd, os.fstat(fd).st_size, lazy=True)  # its table as needed
         if found is None:
             if not plain and seal.sealed_layout(fd):
                 raise SealGoneError(path, SEAL_GONE)

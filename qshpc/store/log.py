@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import time
-import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from qshpc.errors import DamagedStoreError, StoreError
 from qshpc.store import layout as L
 from qshpc.store.batch import Ends, Frame
 from qshpc.store.encoding_blob import blob_decoder, decode_blob
-from qshpc.store.journal import JournalFrame, read_journal, read_large, token_of
+from qshpc.store.journal import JournalFrame, large_pieces, read_journal, read_large, token_of
 from qshpc.store.records import TASK_STATES, TaskRecord
 from qshpc.store.table import TaskTable
 
@@ -113,25 +112,10 @@ def _copy_large(f: h5py.File, journal: Path, jf: JournalFrame, ends: Ends) -> En
     ds = f[L.LARGE]
     start = ends.large
     ds.resize((start + total,))
-    crc = 0
     pos = 0
-    from qshpc.store.seal import open_regular
-
-    with open(open_regular(journal), "rb", closefd=True) as fh:  # never a FIFO's
-        fh.seek(jf.large_at)
-        while pos < total:
-            chunk = fh.read(min(_COPY, total - pos))
-            if not chunk:
-                raise DamagedStoreError(
-                    journal, f"it ends inside the large result at {jf.large_at}"
-                )
-            crc = zlib.crc32(chunk, crc)
-            ds[start + pos : start + pos + len(chunk)] = np.frombuffer(chunk, np.uint8)
-            pos += len(chunk)
-    if crc != jf.large_crc:
-        raise DamagedStoreError(
-            journal, f"a large result at byte {jf.large_at} does not match its checksum"
-        )
+    for chunk in large_pieces(journal, jf, _COPY):
+        ds[start + pos : start + pos + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        pos += len(chunk)
     return replace(ends, large=start + total)
 
 

@@ -29,6 +29,7 @@ from typing import Any
 from qshpc.errors import SlurmStateWarning
 from qshpc.jobs.paths import (
     SLURM_STATE_FILE,
+    ended_at,
     mark_terminal,
     read_override,
     read_slurm_cluster,
@@ -145,9 +146,10 @@ def apply(job_dir: Path, meta: dict[str, Any], view: SlurmView | None) -> None:
             f"the Slurm job ended {view.raw} (exit code {view.exit_code or '?'}) before the "
             "program finished: see `qshpc logs` (the slurm-* logs show start-up errors)"
         )
-    mark_terminal(job_dir, new, why)
+    now = mark_terminal(job_dir, new, why, found=True)
     _save_cache(job_dir, view)
     meta["state"], meta["error"] = new, why
+    ended_at(meta, now, found=True)
 
 
 def _other_slurm_run(job_dir: Path, slurm_id: str) -> str | None:
@@ -212,8 +214,7 @@ def reconcile_slurm(
     if override and meta.get("state") not in TERMINAL:
         meta["state"] = override.get("state")
         meta["error"] = override.get("error")
-        if not meta.get("finished") and override.get("time"):
-            meta["finished"] = override["time"]  # else its duration ran on to now
+        ended_at(meta, override.get("time"), override.get("found"))  # else it runs on to now
     if cached is not None:
         raw = str(cached.get("raw") or "")
         if raw:

@@ -56,9 +56,9 @@ def test_wait_reads_the_store_only_at_its_longest_pause_while_the_launcher_runs(
     looks: list[float] = []
 
     class Counted(Job):
-        def store_meta(self, verify: bool = False) -> dict[str, Any]:
+        def store_meta(self, verify: bool = False, deep: bool = False) -> dict[str, Any]:
             looks.append(time.monotonic())
-            return super().store_meta(verify)
+            return super().store_meta(verify, deep)
 
     t0 = time.monotonic()
     try:
