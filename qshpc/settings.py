@@ -202,6 +202,12 @@ RESULT_MEMORY_MAX: Setting[int] = _declare(
             "only in the store once written there, and each `get` reads it back (so rank 0 holds "
             "no more results than the program keeps); smaller results stay in memory",
             "rank 0", "8388608 (8 MiB)", runtime=True))  # fmt: skip
+STATUS_VERIFY_MAX: Setting[int] = _declare(
+    Setting("QSHPC_STATUS_VERIFY_MAX", 256 << 20, _whole(0),
+            "a whole number of bytes >= 0, such as 268435456",
+            "`qshpc status` checks every byte of a job's store this size or smaller (about 0.15 s "
+            "for 256 MiB), and only its records and counters of a bigger one (`--verify` checks "
+            "any); 0: never", "qshpc status", "268435456 (256 MiB)"))  # fmt: skip
 DRAIN_S: Setting[float] = _declare(
     Setting("QSHPC_DRAIN_S", 60.0, _seconds(0.0), "a number of seconds >= 0, such as 60",
             "at the end of a job that did not succeed, how long rank 0 waits for calls in flight",

@@ -100,8 +100,11 @@ def test_damaged_result_keeps_the_rest_recoverable(tmp_path: Path, qshpc_home: P
     at = data.index(needle)
     data[at : at + 8] = b"\xff" * 8
     path.write_bytes(bytes(data))
-    # status reads no value (review38 F16): the result's bytes are checked by --verify
-    assert run_cli("status", str(job)).stdout.startswith("SUCCEEDED")
+    # status of a store over QSHPC_STATUS_VERIFY_MAX reads no value (review38 F16): its
+    # result's bytes are checked by --verify; a small one's by status itself
+    big = run_cli("status", str(job), env={"QSHPC_STATUS_VERIFY_MAX": "0"})
+    assert big.stdout.startswith("SUCCEEDED")
+    assert run_cli("status", str(job)).stdout.startswith("DAMAGED")
     out = run_cli("status", str(job), "--verify")
     assert out.returncode == 2 and "DAMAGED" in out.stdout
     assert "5 of 5 task results" in out.stdout and "lost: the saved result" in out.stdout

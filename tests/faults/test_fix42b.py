@@ -61,6 +61,10 @@ def _job(home: Path, name: str, finish: bool = True) -> Path:
     return job
 
 
+#: As for a store bigger than QSHPC_STATUS_VERIFY_MAX: `qshpc status` reads no value.
+BIG = {"QSHPC_STATUS_VERIFY_MAX": "0"}
+
+
 def _damage(path: Path, needle: bytes) -> None:
     data = bytearray(path.read_bytes())
     at = data.index(needle)
@@ -78,9 +82,13 @@ def test_status_reads_the_records_not_the_values(qshpc_home: Path) -> None:
 
     job = _job(qshpc_home, "20261205-190000-aaaaaa")
     _damage(job / "job.h5", _array(2)[130_000:130_004].tobytes())
-    plain = run_cli("status", job.name)
+    # A store over QSHPC_STATUS_VERIFY_MAX (256 MiB): records and counters only.
+    plain = run_cli("status", job.name, env=BIG)
     assert plain.returncode == 0 and plain.stdout.startswith("SUCCEEDED"), plain
     assert "3 done" in plain.stdout
+    # A small one (this store, as it is): checked whole, as --verify does (session 26, lead).
+    small = run_cli("status", job.name)
+    assert small.returncode == 2 and small.stdout.startswith("DAMAGED"), small
     assert open_job(job.name).info()["state"] == "SUCCEEDED"
     listing = run_cli("list")
     assert listing.returncode == 0 and "SUCCEEDED" in listing.stdout
@@ -175,7 +183,7 @@ def test_a_reader_reads_the_seals_table_as_it_needs_it(qshpc_home: Path) -> None
     entry = whole.data_len + 4 * (at // whole.block)
     data[entry] ^= 0xFF
     path.write_bytes(bytes(data))
-    plain = run_cli("status", job.name)
+    plain = run_cli("status", job.name, env=BIG)
     assert plain.returncode == 0 and plain.stdout.startswith("SUCCEEDED"), plain
     checked = run_cli("status", job.name, "--verify")
     assert checked.returncode == 2 and "table of checksums is damaged" in checked.stderr
