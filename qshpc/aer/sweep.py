@@ -273,7 +273,8 @@ class Estimator:
         Returns:
             A finished job; ``job.result().values`` holds one value per pair.
         """
-        opts = {**self.options, **_estimator_options(run_options, "Estimator.run(...)")}
+        # (all checked again: ``options`` is a dict the program may change after __init__)
+        opts = _estimator_options({**self.options, **run_options}, "Estimator.run(...)")
         shots = _shots(opts.get("shots"))
         circs, rows = normalize_inputs(circuits, parameter_values)
         obs = (
@@ -311,20 +312,23 @@ def _estimator_options(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
     ``run_options`` dicts opened, as the Sampler does), each one checked.
 
     An option it does not read was kept and ignored: ``noise_model`` gave noiseless
-    values without a word (session 25's closing note).
+    values without a word (session 25's closing note). Aer's other options
+    (``max_parallel_threads``, ``seed_simulator``, ``fusion_enable``, ``coupling_map``,
+    ...) change no exact value (``seed_simulator`` is Aer's simulator seed, not the seed
+    of its V1 Estimator's draws: ``seed``) and are accepted as before.
 
     Raises:
-        UserError: A noise model, or an option the V1 Estimator does not know.
+        UserError: A noise model, or a name that is no option of the V1 Estimator or of Aer.
     """
     from qshpc.aer.sampler import _flat
+    from qshpc.aer.simulator import aer_backend_names, aer_option_names
 
     flat = _flat(fields)
     for key in list(flat):
-        if key in _ESTIMATOR_NO_EFFECT:
-            del flat[key]
-        elif key == "noise_model":
+        if key in ESTIMATOR_OPTIONS or key in _ESTIMATOR_NO_EFFECT:
+            continue
+        if key == "noise_model":
             if flat[key] is None:
-                del flat[key]
                 continue
             raise UserError(
                 f"{where}: noise_model: the V1 Estimator computes noiseless expectation "
@@ -332,11 +336,10 @@ def _estimator_options(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
                 '{"backend_options": {"noise_model": nm}}) (noisy values over the ranks), '
                 'or qshpc.aer.Sampler(options={"noise_model": nm}) for noisy counts'
             )
-        elif key not in ESTIMATOR_OPTIONS:
+        if key not in aer_option_names() and key not in aer_backend_names():
             raise UserError(
-                f"{where}: unknown option {key!r}; the V1 Estimator reads "
-                f"{', '.join(ESTIMATOR_OPTIONS)} (and Aer's backend_options/run_options "
-                "dicts holding them)"
+                f"{where}: unknown option {key!r}: neither the V1 Estimator's "
+                f"({', '.join(ESTIMATOR_OPTIONS)}) nor one of AerSimulator's"
             )
     return flat
 

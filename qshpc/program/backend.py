@@ -172,8 +172,10 @@ def pack(
             data = payload.cloud_dumps(value)
         except Exception as exc:
             subject = f"the {what} of task {task_id} ({name})" if task_id else f"the {what}"
+            from qshpc.store.encoding_blob import iterator_hint
+
             raise SerializationError(
-                f"{subject} cannot be serialized: {exc}. "
+                f"{subject} cannot be serialized: {exc}{iterator_hint(value, 'sent')}. "
                 "Pass plain data, numpy arrays or Qiskit objects, or build the object inside "
                 "the task."
             ) from None

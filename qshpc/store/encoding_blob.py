@@ -380,14 +380,37 @@ def pickle_dumps(obj: Any) -> bytes:
             raise exc from None
 
 
-def iterator_hint(obj: Any) -> str:
-    """What to do instead, when ``obj`` is a generator or another one-pass iterator (a
-    value stored or sent must be read again: pass a list); else an empty string."""
+def iterator_hint(obj: Any, verb: str = "stored") -> str:
+    """What to do instead, when ``obj`` is, or holds in its first two levels, a generator
+    or another one-pass iterator (a value stored or sent must be read again: pass a
+    list); else an empty string. An open file is an iterator too, but no list of its
+    lines is what its reader wants: it gets no hint."""
+    if _one_pass(obj, 2):
+        return (
+            f"; a generator or iterator is read once and cannot be {verb}: pass a list, list(...)"
+        )
+    return ""
+
+
+def _one_pass(obj: Any, depth: int) -> bool:
+    import io
     from collections.abc import Iterator
 
     if isinstance(obj, Iterator):
-        return "; a generator or iterator is read once and cannot be stored: pass a list, list(...)"
-    return ""
+        return not isinstance(obj, io.IOBase)
+    if depth <= 0:
+        return False
+    if isinstance(obj, dict):
+        obj = list(obj.values())[:_HINT_ITEMS]
+    elif isinstance(obj, (list, tuple)):
+        obj = obj[:_HINT_ITEMS]
+    else:
+        return False
+    return any(_one_pass(x, depth - 1) for x in obj)
+
+
+#: Items of a container looked at by :func:`iterator_hint`.
+_HINT_ITEMS = 64
 
 
 def _pickle_ext(obj: Any) -> msgpack.ExtType:

@@ -49,3 +49,24 @@ def test_a_generator_as_an_argument_says_pass_a_list(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "generator" in out.stderr and "pass a list, list(...)" in out.stderr, out.stderr
+
+
+def test_a_generator_as_a_task_argument_says_pass_a_list(tmp_path: Path) -> None:
+    """review45 F7: the hint was missing for a task's argument (and an open file, an
+    iterator too, must not get it)."""
+    prog = tmp_path / "gen.py"
+    prog.write_text(
+        "from qshpc import distribute_task, get\n"
+        "@distribute_task()\n"
+        "def f(x):\n"
+        "    return list(x)\n"
+        "print(get(f(i for i in range(3))))\n"
+    )
+    out = run_cli("run", str(prog), "--workers", "1")
+    assert out.returncode == 1, out.stderr
+    assert "cannot be sent: pass a list, list(...)" in out.stderr, out.stderr
+    from qshpc.store.encoding_blob import iterator_hint
+
+    with open(prog) as fh:
+        assert iterator_hint(fh) == "" and iterator_hint({"a": [fh]}) == ""
+    assert iterator_hint({"a": [iter([1])]}) != ""

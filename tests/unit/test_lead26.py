@@ -47,3 +47,25 @@ def test_an_unknown_option_is_named_and_aers_keywords_still_run() -> None:
     )
     assert est.options["shots"] == 100
     assert est.run(_plus(), SparsePauliOp("X")).result().values.tolist() == [1.0]
+
+
+def test_aers_own_options_run_as_before_and_a_noise_model_set_later_is_refused() -> None:
+    """review45 F2, F6: the check refused Aer options that ran (ignored: they change no
+    exact value), and a noise model put in ``options`` after __init__ slipped past it."""
+    est = Estimator(
+        options={
+            "max_parallel_threads": 1,
+            "max_parallel_experiments": 1,
+            "blocking_enable": False,
+            "fusion_enable": True,
+            "statevector_parallel_threshold": 14,
+            "memory": False,
+            "seed_simulator": 3,
+            "backend_options": {"coupling_map": None, "max_parallel_shots": 1},
+        }
+    )
+    assert est.options["max_parallel_threads"] == 1
+    assert est.run(_plus(), SparsePauliOp("X"), seed_simulator=4).result().values.tolist() == [1.0]
+    est.options["noise_model"] = object()
+    with pytest.raises(UserError, match=r"Estimator\.run.*noise_model"):
+        est.run(_plus(), SparsePauliOp("X"))
