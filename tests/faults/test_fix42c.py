@@ -140,3 +140,54 @@ def test_a_circuit_with_a_realtime_variable_keeps_its_key_in_a_new_process(
     assert _digest_in_new_process(source(), tmp_path) == first
     others = [source("other"), source(value=False), source(value=3), source(stretch=False)]
     assert len({first, *(_digest_in_new_process(s, tmp_path) for s in others)}) == 5
+
+
+OWN = (
+    """
+from qshpc import distribute_task, get, save_result
+from pkg import tool
+import helpers
+
+@distribute_task()
+def t(x):
+    return helpers.VALUE + tool.VALUE + x
+
+save_result(get([t(i) for i in range(2)]))
+"""
+    + FAIL_AT_END
+)
+
+
+@pytest.mark.parametrize("module", ["helpers.py", "pkg/tool.py"])
+def test_a_resume_refuses_a_module_of_the_program_folder_that_others_can_write(
+    qshpc_home: Path, tmp_path: Path, module: str
+) -> None:
+    """review42 F4: --resume checked the program file's owner and writers, not the modules
+    it imports from its own folder: a `helpers.py` every user could write, rewritten after
+    the job was made, ran as the resumer. Now refused as the program would be (exit 2, one
+    line); unchanged since the job was made, it resumes (the first run ran it)."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(OWN)
+    (tmp_path / "helpers.py").write_text("VALUE = 1\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "tool.py").write_text("VALUE = 10\n")
+    (tmp_path / module).chmod(0o666)
+    first = run_cli("run", str(prog), "--workers", "1", cwd=tmp_path, env=FAIL)
+    assert first.returncode == 1, first.stderr[-2000:]
+    job = job_dir_of(qshpc_home)
+    same = run_cli("run", str(prog), "--resume", str(job), "--workers", "1", cwd=tmp_path,
+                   env=FAIL)  # fmt: skip
+    assert same.returncode == 1 and "refusing" not in same.stderr, same.stderr[-2000:]
+    (tmp_path / module).write_text("VALUE = 100\n")  # (as another user could: mode 0666)
+    out = run_cli("run", str(prog), "--resume", str(job), "--workers", "1", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    said = (
+        f"imports {tmp_path / module} from its own folder, and every user can write it (its "
+        "mode is 0666), and it changed after the job was made"
+    )
+    assert said in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    (tmp_path / module).chmod(0o644)
+    fixed = run_cli("run", str(prog), "--resume", str(job), "--workers", "1", cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr[-2000:]

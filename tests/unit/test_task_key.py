@@ -82,3 +82,20 @@ def test_a_primitive_blocks_qpy_bytes_count_by_the_circuits_value() -> None:
     assert _key(block(_circuit("phi"), values)) != _key(first)
     assert _key(block(_circuit(), values * 2)) != _key(first)
     assert _key(block(_circuit(angle_scale=3.0), values)) != _key(first)
+
+
+class _Scaled(float):
+    """A subclass of a plain type: its pickle names this class by reference."""
+
+
+def test_numpy_values_and_refs_count_by_pickle_but_a_subclass_of_the_users_by_value() -> None:
+    import pickle
+
+    import numpy as np
+
+    for args in [(np.arange(3.0),), (np.float64(2.5), 1j)]:
+        raw = dumps_payload(args, {}, "f", "3")
+        assert task_key(b"fn", raw, "3", pickle.loads(raw)) == task_key(b"fn", raw, "3")
+    for args in [(_Scaled(2.0),), (np.array([1, "a"], dtype=object),)]:
+        raw = dumps_payload(args, {}, "f", "3")
+        assert task_key(b"fn", raw, "3", pickle.loads(raw)) != task_key(b"fn", raw, "3")
