@@ -61,6 +61,8 @@ def loads_keyed(data: bytes) -> tuple[Any, Qpy]:
     (:func:`qshpc.program.backend.task_key`) rather than dumping its circuits again.
     The dict is for that key only, made before the task can change a circuit."""
     loaded: Qpy = {}
+    if b"load_circuit" not in data:  # no circuit as QPY in it
+        return pickle.loads(data), loaded
     outer = getattr(_local, "loaded", None)
     _local.loaded = loaded
     try:
