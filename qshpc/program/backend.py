@@ -12,6 +12,7 @@ import atexit
 import hashlib
 import itertools
 import pickle
+import re
 import sys
 import threading
 import time
@@ -588,9 +589,11 @@ def task_key(
     classes and functions by reference only (review42 F1: an edited method of an
     argument's class reused the old results), and writes some values in an
     order that changes per process (F3). Only a payload that names no class or
-    function at all and holds no set (:func:`_plain_pickle`: ints, floats,
+    function at all and holds no set (:data:`_NOT_PLAIN`: ints, floats,
     strings, bytes, lists, tuples and dicts of them) counts by its pickle,
-    exactly as sound and much cheaper; so does one with no ``decoded``
+    exactly as sound and much cheaper; so does one whose every top-level
+    argument is a plain value, a numpy array or scalar of no object dtype or a
+    ``put`` reference (:func:`_exact_pickle`), and one with no ``decoded``
     (plain values only: :func:`plain`). Arguments the walk cannot take get a
     random identity: their call runs again on resume, never reusing a wrong
     result. ``qpy``: the QPY bytes of the arguments' circuits, when known.
@@ -600,7 +603,11 @@ def task_key(
     Parameter UUIDs) is keyed by rank 0, since a worker only sees the bytes.
     """
     h = hashlib.blake2b(fn_digest, digest_size=16)
-    if decoded is not None and not _plain_pickle(payload) and not _exact_pickle(decoded):
+    if (
+        decoded is not None
+        and (_NOT_PLAIN.search(payload) is not None or not payload.startswith(_PROTOCOLS))
+        and not _exact_pickle(decoded)
+    ):
         h.update(_by_value(decoded, qpy))
     else:
         h.update(payload)
@@ -610,23 +617,12 @@ def task_key(
 
 #: Pickle opcodes (protocol 4 and 5) of a value that is no builtin scalar, string,
 #: list, tuple or dict: STACK_GLOBAL (a class or function named), EMPTY_SET,
-#: FROZENSET (written in hash-seed order) and NEXT_BUFFER (out-of-band data).
-_NOT_PLAIN = (b"\x93", b"\x8f", b"\x91", b"\x97")
-
-
-def _plain_pickle(payload: bytes) -> bool:
-    """True when ``payload`` (protocol 4 or 5) can hold no opcode of :data:`_NOT_PLAIN`.
-
-    A byte search (``memchr``): such a byte inside a string or number makes the
-    call count by value (a little slower), never wrongly by its pickle.
-    """
-    if payload[:2] not in (b"\x80\x05", b"\x80\x04"):
-        return False
-    return not any(op in payload for op in _NOT_PLAIN)
-
-
-#: Top-level arguments :func:`own_digest` looks at.
-_LOOK_AT = 64
+#: FROZENSET (written in hash-seed order) and NEXT_BUFFER (out-of-band data). A
+#: payload with none of them (a byte search: such a byte inside a string or number
+#: makes the call count by value, a little slower, never wrongly by its pickle) holds
+#: plain values only, and counts by its pickle.
+_NOT_PLAIN = re.compile(b"[\x93\x8f\x91\x97]")
+_PROTOCOLS = (b"\x80\x05", b"\x80\x04")
 
 
 def _exact_pickle(decoded: tuple[Any, Any]) -> bool:
@@ -647,6 +643,10 @@ def _exact_pickle(decoded: tuple[Any, Any]) -> bool:
         if a.dtype.hasobject:
             return False
     return True
+
+
+#: Top-level arguments :func:`own_digest` looks at.
+_LOOK_AT = 64
 
 
 def own_digest(decoded: tuple[Any, Any]) -> bool:
