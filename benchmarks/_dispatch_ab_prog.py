@@ -1,4 +1,5 @@
-"""The program benchmarks/ab_dispatch.py times: tiny calls with plain, list, put or nested arguments."""
+"""The program benchmarks/ab_dispatch.py times: tiny calls with plain, list, put, complex or
+small-array arguments."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ elif mode == "list":  # a container: pickled at the call (and scanned for refere
     refs = [tiny([i, i + 1, "x"]) for i in range(n)]
 elif mode == "put":  # an object reference as the argument
     refs = [tiny(shared) for _ in range(n)]
+elif mode == "complex":  # a plain value whose pickle names a class: keyed by value (fix42c)
+    refs = [tiny(complex(i, 1)) for i in range(n)]
+elif mode == "array":  # a small numpy array: keyed by value on the worker (fix42c)
+    import numpy as np
+
+    refs = [tiny(np.array([i, 1.0])) for i in range(n)]
 else:
     raise SystemExit(f"unknown mode {mode}")
 out = get(refs)

@@ -53,13 +53,14 @@ def circuit_digest(circuit: Any, data: bytes | None, walk: Walk) -> bytes:
         if _AUTO_NAME.fullmatch(circuit.name):
             unnamed = _without_name(data, circuit.name)
             data = unnamed if unnamed is not None else _qpy.dump(circuit.copy(name="circuit"))
-        return hashlib.blake2b(data, digest_size=32).digest()
+        return hashlib.blake2b(_fixed_vars(circuit, data), digest_size=32).digest()
     own = hashlib.blake2b(data, digest_size=32).digest()
     memo = _memo.get(id(circuit))
     if memo is not None and memo[0]() is circuit and memo[1] == own:
         return memo[2]
     if layout is None:
-        digest = hashlib.blake2b(_qpy.dump(_fixed_parameters(circuit)), digest_size=32).digest()
+        fixed = _fixed_vars(circuit, _qpy.dump(_fixed_parameters(circuit)))
+        digest = hashlib.blake2b(fixed, digest_size=32).digest()
     else:
         digest = _laid_out_digest(circuit, layout, walk)
     try:
@@ -70,6 +71,32 @@ def circuit_digest(circuit: Any, data: bytes | None, walk: Walk) -> bytes:
         _memo.pop(next(iter(_memo)))
     _memo[id(circuit)] = (ref, own, digest)
     return digest
+
+
+def _fixed_vars(circuit: Any, data: bytes) -> bytes:
+    """``data`` with the UUID of each realtime variable and stretch of ``circuit``
+    (``add_var``, ``add_input``, ``add_stretch``...) replaced by one derived from its
+    kind and name (review42 F2).
+
+    ``Var.new`` draws a random UUID, new in every process, and QPY writes it: a
+    circuit holding one had a new key in every run (never a cache hit, run again
+    on every resume). Names are unique in a circuit, so two circuits that differ
+    still differ; a variable a control-flow block declares for itself keeps its
+    UUID (its call misses, as before).
+    """
+    if not (getattr(circuit, "num_vars", 0) or getattr(circuit, "num_stretches", 0)):
+        return data
+    import uuid
+
+    found = list(circuit.iter_vars())
+    if getattr(circuit, "num_stretches", 0):
+        found += circuit.iter_stretches()
+    for v in found:
+        own = getattr(v, "var", None)
+        if isinstance(own, uuid.UUID):
+            fixed = uuid.uuid5(uuid.NAMESPACE_OID, f"{type(v).__name__}:{v.name}")
+            data = data.replace(own.bytes, fixed.bytes)
+    return data
 
 
 #: Operations of no standard gate that are no custom gate either: QPY writes them
@@ -199,7 +226,7 @@ def _laid_out_digest(circuit: Any, layout: Any, walk: Walk) -> bytes:
     bare = _fixed_parameters(circuit) if circuit.num_parameters else circuit.copy()
     bare.name = "circuit" if _AUTO_NAME.fullmatch(circuit.name) else circuit.name
     bare._layout = None
-    h = hashlib.blake2b(_qpy.dump(bare), digest_size=32)
+    h = hashlib.blake2b(_fixed_vars(circuit, _qpy.dump(bare)), digest_size=32)
     h.update(b"layout")
     try:
         h.update(_layout_digest(circuit, layout))

@@ -221,10 +221,20 @@ def circuit_digest(circuit: Any, data: bytes | None = None) -> bytes:
     return _circuit_digest(circuit, data, walk_value)
 
 
-def value_digest(value: Any) -> bytes:
-    """Digest of one value, walked as arguments are (for tests and tools)."""
+def value_digest(value: Any, qpy: Qpy | None = None, placed: bool = False) -> bytes:
+    """Digest of one value, walked as arguments are (resume's identity of a call's
+    arguments, :func:`qshpc.program.backend.task_key`; tests and tools).
+
+    Args:
+        value: The value.
+        qpy: The QPY bytes of its circuits, when known (see :func:`call_key`).
+        placed: An ``ObjectRef`` in it counts by the digest of the object this
+            process placed (else it raises :class:`UncacheableError`).
+    """
     h = hashlib.blake2b(digest_size=32)
-    _Walk(h.update).value(value)
+    walk = _Walk(h.update, None, qpy)
+    walk.placed = placed
+    walk.value(value)
     return h.digest()
 
 

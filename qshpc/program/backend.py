@@ -12,6 +12,8 @@ import atexit
 import hashlib
 import itertools
 import pickle
+import re
+import sys
 import threading
 import time
 import warnings
@@ -571,42 +573,82 @@ def _resume_note(text: str) -> None:
 _NOTED: set[str] = set()
 
 
-#: In the pickle of arguments holding a Qiskit ``Parameter`` (or an expression of one)
-#: outside a circuit, and of arguments holding a circuit (pickled as QPY).
-_PARAMETER_MARK = b"Parameter"
-_CIRCUIT_MARK = b"load_circuit"
-
-
 def task_key(
     fn_digest: bytes,
     payload: bytes,
     task_id: str,
     decoded: tuple[Any, Any] | None = None,
+    qpy: payload.Qpy | None = None,
 ) -> str:
     """The identity of a task for resume: function and arguments by value, plus its id.
 
-    The arguments count by their pickle (``payload``), except when it holds a
-    Qiskit ``Parameter``: each carries a UUID that is new in every process, so a
-    resumed program that builds its parameterized circuits again would never
-    find their stored results. Those arguments (``decoded``: the ``(args,
-    kwargs)`` the payload holds) count by their value as the result cache
-    walks them (:func:`qshpc.cache.keys.value_digest`: parameters by name, in
-    the circuit's order); when they cannot be walked, by the pickle. So do
-    arguments that say their own stable digest (:func:`own_digest`: the QPY
+    The arguments (``decoded``: the ``(args, kwargs)`` the payload holds) count
+    by their value as the result cache walks them
+    (:func:`qshpc.cache.keys.value_digest`): a class or function an argument
+    names (its class's methods, a helper function or ``functools.partial``
+    passed in) by its code, sets sorted, a noise model less the UUIDs Aer draws,
+    a circuit's Parameters and realtime variables by name. Pickle names such
+    classes and functions by reference only (review42 F1: an edited method of an
+    argument's class reused the old results), and writes some values in an
+    order that changes per process (F3). Only a payload that names no class or
+    function at all and holds no set (:data:`_NOT_PLAIN`: ints, floats,
+    strings, bytes, lists, tuples and dicts of them) counts by its pickle,
+    exactly as sound and much cheaper; so does one whose every top-level
+    argument is a plain value, a numpy array or scalar of no object dtype or a
+    ``put`` reference (:func:`_exact_pickle`), and one with no ``decoded``
+    (plain values only: :func:`plain`). Arguments the walk cannot take get a
+    random identity: their call runs again on resume, never reusing a wrong
+    result. ``qpy``: the QPY bytes of the arguments' circuits, when known.
+
+    An argument that says its own stable digest (:func:`own_digest`: the QPY
     bytes of a primitive block's circuit, whose pickle is plain bytes holding
-    those UUIDs); rank 0 then sets the key of such a call itself, since a worker
-    only sees the bytes.
+    Parameter UUIDs) is keyed by rank 0, since a worker only sees the bytes.
     """
     h = hashlib.blake2b(fn_digest, digest_size=16)
-    if decoded is not None and (
-        _PARAMETER_MARK in payload
-        or (_CIRCUIT_MARK in payload and _parameterized(decoded))
-        or own_digest(decoded)
+    if (
+        decoded is not None
+        and (_NOT_PLAIN.search(payload) is not None or not payload.startswith(_PROTOCOLS))
+        and not _exact_pickle(decoded)
     ):
-        payload = _by_value(decoded) or payload
-    h.update(payload)
+        h.update(_by_value(decoded, qpy))
+    else:
+        h.update(payload)
     h.update(task_id.encode())
     return h.hexdigest()
+
+
+#: Pickle opcodes (protocol 4 and 5) of a value that is no builtin scalar, string,
+#: list, tuple or dict: STACK_GLOBAL (a class or function named), EMPTY_SET,
+#: FROZENSET (written in hash-seed order) and NEXT_BUFFER (out-of-band data). A
+#: payload with none of them (a byte search: such a byte inside a string or number
+#: makes the call count by value, a little slower, never wrongly by its pickle) holds
+#: plain values only, and counts by its pickle.
+_NOT_PLAIN = re.compile(b"[\x93\x8f\x91\x97]")
+_PROTOCOLS = (b"\x80\x05", b"\x80\x04")
+
+
+def _exact_pickle(decoded: tuple[Any, Any]) -> bool:
+    """True when each top-level argument is of a type whose pickle names no code of the
+    user's and is the same in every process: a plain value (:data:`PLAIN`), an
+    ``ObjectRef`` (its object counts by value apart: :func:`with_objects`), a numpy
+    array or scalar of no object dtype. Their calls count by their pickle: the walk
+    costs ~10 µs a call more (a tiny task's dispatch) and is no more exact for them."""
+    args, kwargs = decoded
+    np = sys.modules.get("numpy")
+    for a in itertools.chain(args, kwargs.values()) if kwargs else args:
+        t = type(a)
+        if t in PLAIN or t is ObjectRef:
+            continue
+        if np is None or not (t is np.ndarray or (isinstance(a, np.generic) and
+                                                   t.__module__ == "numpy")):  # fmt: skip
+            return False  # (a subclass of the user's: by value)
+        if a.dtype.hasobject:
+            return False
+    return True
+
+
+#: Top-level arguments :func:`own_digest` looks at.
+_LOOK_AT = 64
 
 
 def own_digest(decoded: tuple[Any, Any]) -> bool:
@@ -622,40 +664,21 @@ def own_digest(decoded: tuple[Any, Any]) -> bool:
     return bool(kwargs) and any(hasattr(type(v), "__qshpc_cache_digest__") for v in kwargs.values())
 
 
-def _parameterized(value: Any, depth: int = 4) -> bool:
-    """True when ``value`` holds a circuit with unbound parameters.
+def _by_value(decoded: tuple[Any, Any], qpy: payload.Qpy | None = None) -> bytes:
+    """``b"value:"`` and the value digest of ``decoded`` (see :func:`task_key`).
 
-    Looked for in lists, tuples and dict values ``depth`` deep, in the first
-    :data:`_LOOK_AT` items of each: a circuit past those makes its call count by
-    its pickle (then a resume runs it again), never a wrong match.
+    Object references count by the digest of their object made at the ``put``
+    (as a task reading a global reference does). When the walk fails, a random
+    identity: the call runs again on resume (its pickle could name an edited class).
     """
-    try:
-        count = getattr(value, "num_parameters", 0)
-    except Exception:  # an object whose attribute lookup fails
-        return False
-    if isinstance(count, int) and count:
-        return True
-    if depth == 0:
-        return False
-    if isinstance(value, dict):
-        value = value.values()
-    elif not isinstance(value, (list, tuple)):
-        return False
-    return any(_parameterized(v, depth - 1) for v in itertools.islice(value, _LOOK_AT))
-
-
-#: Items of each container :func:`_parameterized` looks at.
-_LOOK_AT = 64
-
-
-def _by_value(decoded: tuple[Any, Any]) -> bytes | None:
-    """``b"value:"`` and the value digest of ``decoded``, or None when it cannot be walked."""
     from qshpc.cache.keys import value_digest
 
     try:
-        return b"value:" + value_digest(decoded)
+        return b"value:" + value_digest(decoded, qpy, placed=True)
     except Exception:  # UncacheableError, RecursionError, a broken __reduce_ex__
-        return None
+        import os
+
+        return b"unkeyed:" + os.urandom(24)
 
 
 #: References whose result came from the result cache (for the progress display).

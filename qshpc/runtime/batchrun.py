@@ -25,6 +25,7 @@ from qshpc.runtime.results import Results
 from qshpc.runtime.stopsig import end_fork, forked
 from qshpc.task import context, coop
 from qshpc.task.execute import FATAL, TASK_ERRORS, task_traceback
+from qshpc.task.payload import loads_keyed
 from qshpc.task.seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -237,13 +238,15 @@ def _caller(
                 raw = None
             else:
                 raw = payload
-                args, kwargs = pickle.loads(payload)
-                if key is None:
-                    key = task_key(digest, raw, task_id, (args, kwargs))
+                if key is None:  # by its circuits' QPY bytes as sent (not dumped again)
+                    (args, kwargs), loaded = loads_keyed(payload)
+                    key = task_key(digest, raw, task_id, (args, kwargs), loaded)
+                else:
+                    args, kwargs = pickle.loads(payload)
                 if lookup is not None:  # object references among the arguments themselves
                     args, kwargs = substitute_top(args, kwargs, lookup)
             if key is None:
-                key = task_key(digest, pickle.dumps((args, {}), protocol=5), task_id)
+                key = task_key(digest, pickle.dumps((args, {}), protocol=5), task_id, (args, {}))
             started = now()
             try:
                 value = func(*args, **kwargs) if kwargs else func(*args)

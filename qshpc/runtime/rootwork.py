@@ -27,6 +27,7 @@ from qshpc.runtime.pacing import COMMIT_S
 from qshpc.runtime.results import writeable
 from qshpc.task import context
 from qshpc.task.execute import run_task
+from qshpc.task.payload import loads_keyed
 from qshpc.task.seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -118,9 +119,11 @@ class RootWork:
             raw = (
                 e.payload if type(e.payload) is bytes else pickle.dumps((e.payload, {}), protocol=5)
             )
-            args, kwargs = pickle.loads(raw)
-            if e.key is None:
-                e.key = task_key(e.task.digest, raw, e.ref.task_id, (args, kwargs))
+            if e.key is None:  # by its circuits' QPY bytes as sent (not dumped again)
+                (args, kwargs), loaded = loads_keyed(raw)
+                e.key = task_key(e.task.digest, raw, e.ref.task_id, (args, kwargs), loaded)
+            else:
+                args, kwargs = pickle.loads(raw)
             if e.objs:  # object references among the arguments themselves
                 args, kwargs = substitute_top(args, kwargs, d.object_of)
             seed = _seed_of(e.ref.task_id)

@@ -219,29 +219,64 @@ def check_program(program: Path, job: str, made: float | None = None) -> None:
     Raises:
         UnsafeStoreError: Who owns or can write it, and the fix.
     """
+    risk = _file_risk(program)
+    if risk is None:
+        return  # missing: running it says so
+    why, stats = risk
+    if why is not None and (made is None or max(s.st_ctime for s in stats) >= made):
+        since = "" if made is None else (
+            ", and it (or the folder holding it) changed after the job was made"
+        )  # fmt: skip
+        raise UnsafeStoreError(
+            f"refusing to resume job {job}: it runs {program}, the program it was made for, "
+            f"and {why}{since}, so another user could have put their code there (it would run "
+            f"as you); check the file: {_program_fix(stats, job)}"
+        )
+    _check_own_modules(program, job, made)
+
+
+def _file_risk(path: Path, folders: bool = True) -> tuple[str | None, list[os.stat_result]] | None:
+    """Why another user could replace the code file (or package folder) ``path``: it,
+    or (``folders``) the folder holding it, is another user's or writable by others;
+    with the status of each. None when it is missing."""
     try:
-        real = program.resolve()
+        real = path.resolve()
         st = real.stat()
-        why = _owner(st, "it") or _writers(st, "it", sticky_ok=False, team=True)
-        stats = [st, program.lstat()]
-        for folder in dict.fromkeys((_holder(program), _holder(real))):
+        if stat.S_ISDIR(st.st_mode):  # a package: a folder, as its holder is
+            why = _owner(st, "it") or _writers(st, "it", sticky_ok=True, team=True)
+        else:
+            why = _owner(st, "it") or _writers(st, "it", sticky_ok=False, team=True)
+        stats = [st, path.lstat()]
+        for folder in dict.fromkeys((_holder(path), _holder(real))) if folders else ():
             fst = folder.stat()
             stats.append(fst)
             what = f"the folder holding it, {folder}"
             why = why or _owner(fst, what) or _writers(fst, what, sticky_ok=True, team=True)
     except OSError:
-        return  # missing: running it says so
-    if why is None or (made is not None and max(s.st_ctime for s in stats) < made):
-        return
-    since = (
-        "" if made is None else ", and it (or the folder holding it) changed after the job was made"
-    )
-    raise UnsafeStoreError(
-        f"refusing to resume job {job}: it runs {program}, the program it was made for, and "
-        f"{why}{since}, so another user could have put their code there (it would run as "
-        f"you); check the file: "
-        f"{_program_fix(stats, job)}"
-    )
+        return None
+    return why, stats
+
+
+def _check_own_modules(program: Path, job: str, made: float | None) -> None:
+    """:func:`check_program`'s rule for the modules the program imports from its own
+    folder (:func:`qshpc.store.ownmodules.own_modules`): a resume runs them as the user
+    too (review42 F4: a ``helpers.py`` beside the program that every user could write
+    was run on resume without a word). The folder holding the program is checked already."""
+    from qshpc.store.ownmodules import own_modules
+
+    for path in own_modules(program):
+        risk = _file_risk(path, folders=path.parent != program.resolve().parent)
+        if risk is None or risk[0] is None:
+            continue
+        why, stats = risk
+        if made is not None and max(s.st_ctime for s in stats) < made:
+            continue  # unchanged since the job was made: what the first run ran
+        since = "" if made is None else ", and it changed after the job was made"
+        raise UnsafeStoreError(
+            f"refusing to resume job {job}: its program {program} imports {path} from its own "
+            f"folder, and {why}{since}, so another user could have put their code there (it "
+            f"would run as you); check the file: {_program_fix(stats, job)}"
+        )
 
 
 def _program_fix(stats: list[os.stat_result], job: str) -> str:

@@ -46,8 +46,29 @@ def standard_names() -> frozenset[str]:
 
 
 def load_circuit(data: bytes) -> Any:
-    """The circuit from its QPY bytes (the unpickler calls this)."""
-    return _qpy.load(data)[0]
+    """The circuit from its QPY bytes (the unpickler calls this; inside
+    :func:`loads_keyed`, the bytes are kept for the call's key)."""
+    circuit = _qpy.load(data)[0]
+    loaded: Qpy | None = getattr(_local, "loaded", None)
+    if loaded is not None:
+        loaded[id(circuit)] = (circuit, data)
+    return circuit
+
+
+def loads_keyed(data: bytes) -> tuple[Any, Qpy]:
+    """``pickle.loads(data)``, and ``id(circuit) -> (circuit, QPY bytes)`` for each
+    circuit it loaded from QPY: a worker keys the call by those bytes
+    (:func:`qshpc.program.backend.task_key`) rather than dumping its circuits again.
+    The dict is for that key only, made before the task can change a circuit."""
+    loaded: Qpy = {}
+    if b"load_circuit" not in data:  # no circuit as QPY in it
+        return pickle.loads(data), loaded
+    outer = getattr(_local, "loaded", None)
+    _local.loaded = loaded
+    try:
+        return pickle.loads(data), loaded
+    finally:
+        _local.loaded = outer
 
 
 class _CircuitPickler(pickle.Pickler):
@@ -255,6 +276,7 @@ __all__ = [
     "cloud_dumps",
     "dumps",
     "load_circuit",
+    "loads_keyed",
     "standard_names",
     "writeable_cloud_dumps",
     "writeable_dumps",

@@ -1,4 +1,4 @@
-"""The resume key of a task: by pickle, and by value where a Parameter's UUID is new each run."""
+"""The resume key of a task: plain values by pickle, any other argument by value (review42)."""
 
 from __future__ import annotations
 
@@ -37,19 +37,29 @@ def test_anything_that_changes_the_computation_changes_the_key() -> None:
     assert task_key(b"gn", b"x", "3") != task_key(b"fn", b"x", "3")  # another function
 
 
-def test_plain_arguments_and_bound_circuits_count_by_their_pickle() -> None:
+def test_plain_arguments_count_by_their_pickle_others_by_value() -> None:
+    """Ints, strings, lists and dicts of them: by the pickle (a job made before
+    session 26 resumes them); anything naming a class, or a set: by value (review42)."""
+    import pickle
+
+    plain = pickle.dumps(((1, "a", [2.5, b"x"], {"k": (None, True)}), {}), protocol=5)
+    assert task_key(b"fn", plain, "3", pickle.loads(plain)) == task_key(b"fn", plain, "3")
     bound = _circuit().assign_parameters([0.5])
     payload = dumps_payload((bound,), {}, "f", "3")
-    assert task_key(b"fn", payload, "3", ((bound,), {})) == task_key(b"fn", payload, "3")
-    assert task_key(b"fn", b"abc", "3", ((1, 2), {})) == task_key(b"fn", b"abc", "3")
+    assert task_key(b"fn", payload, "3", ((bound,), {})) != task_key(b"fn", payload, "3")
+    assert _key((bound,)) == _key((_circuit().assign_parameters([0.5]),))
+    assert _key(({"b", "a", "c"},)) == _key(({"c", "a", "b"},))  # not in hash-seed order
 
 
-def test_arguments_that_cannot_be_walked_count_by_their_pickle() -> None:
+def test_arguments_that_cannot_be_walked_never_match() -> None:
+    """The pickle could name an edited class by reference: a random identity (a miss)."""
     import threading
 
-    lock = threading.Lock()  # cannot be walked by value: the pickle decides
-    payload = b"...Parameter..."
-    assert task_key(b"fn", payload, "3", ((lock,), {})) == task_key(b"fn", payload, "3")
+    lock = threading.Lock()
+    payload = b"\x80\x05...\x93..."
+    assert task_key(b"fn", payload, "3", ((lock,), {})) != task_key(
+        b"fn", payload, "3", ((lock,), {})
+    )
 
 
 def test_a_primitive_blocks_qpy_bytes_count_by_the_circuits_value() -> None:
@@ -72,3 +82,20 @@ def test_a_primitive_blocks_qpy_bytes_count_by_the_circuits_value() -> None:
     assert _key(block(_circuit("phi"), values)) != _key(first)
     assert _key(block(_circuit(), values * 2)) != _key(first)
     assert _key(block(_circuit(angle_scale=3.0), values)) != _key(first)
+
+
+class _Scaled(float):
+    """A subclass of a plain type: its pickle names this class by reference."""
+
+
+def test_numpy_values_and_refs_count_by_pickle_but_a_subclass_of_the_users_by_value() -> None:
+    import pickle
+
+    import numpy as np
+
+    for args in [(np.arange(3.0),), (np.float64(2.5), 1j)]:
+        raw = dumps_payload(args, {}, "f", "3")
+        assert task_key(b"fn", raw, "3", pickle.loads(raw)) == task_key(b"fn", raw, "3")
+    for args in [(_Scaled(2.0),), (np.array([1, "a"], dtype=object),)]:
+        raw = dumps_payload(args, {}, "f", "3")
+        assert task_key(b"fn", raw, "3", pickle.loads(raw)) != task_key(b"fn", raw, "3")
