@@ -262,6 +262,7 @@ def _serve(
     sender = Sender(comm)
     runner = BatchRunner(info)
     cache: Any = None  # this worker's JobCache, made at the first batch with cached calls
+    shipped: Any = None  # whether rank 0 and this worker digest each function alike
     cut_status = wiring.status()
     cut = [False]  # rank 0 sent CUT: the job is ending, start no more calls
 
@@ -337,6 +338,15 @@ def _serve(
                     inline.cache.flush(timeout=CACHE_FLUSH_S)
                 inline.cache = cache  # nested calls of cached functions use it too
             store = cache.store if cached is not None else None
+            if cached is not None and cached[1] is not None:  # stored only if keyed alike
+                if shipped is None:
+                    from qshpc.cache.shipped import ShippedDigests
+
+                    shipped = ShippedDigests()
+                theirs = cached[0].get("digests") or {}
+                ckeys = shipped.keys(cached[1], columns[1], funcs, theirs)
+                if ckeys is not cached[1]:
+                    columns[6] = (cached[0], ckeys)
             runner.run(sender, bid, columns, funcs, lookup if objects else None, store, is_cut)
             if tidy.changed():
                 _tidy_after(tidy, info, funcs, columns[1], warned)
