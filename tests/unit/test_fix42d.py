@@ -75,3 +75,48 @@ def test_a_pass_alone_keeps_its_property_set_in_the_key() -> None:
     fresh, used = Size(), Size()
     used.property_set["size"] = 3  # a pass called alone starts from its last property set
     assert key(f, (fresh,)) != key(f, (used,))
+
+
+# -- L3: the CLI and the API say what matched nothing ------------------------------------
+
+
+def test_cache_cli_says_what_matched_nothing(qshpc_home: Path, tmp_path: Path) -> None:
+    from qshpc.cache.store import CacheDir
+    from qshpc.errors import UserError
+    from tests.conftest import run_cli
+
+    cache = CacheDir(qshpc_home / "cache")
+    for i in range(3):
+        cache.put_value(f"{i:02x}" + "0" * 62, i, "fn", "job-a", str(i))
+    out = run_cli("cache", "ls", "-n", "0")
+    assert out.returncode == 0 and "3 entries in" in out.stdout and "none listed" in out.stdout
+    for opt, value in (("-f", "NOSUCHFUNC"), ("-j", "NOSUCHJOB")):
+        out = run_cli("cache", "rm", opt, value)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert value in out.stderr and "no entry of yours matches" in out.stderr
+        assert "Traceback" not in out.stderr
+    out = run_cli("cache", "rm", "-f", "fn", "--dry-run")
+    assert out.returncode == 0 and "would remove 3 entries" in out.stdout
+    assert len(list(cache.scan())) == 3
+
+    import qshpc.cache as api
+
+    def f(x: int) -> int:
+        return x
+
+    with pytest.raises(UserError, match="/etc/passwd is not a folder"):
+        api.lookup(f, (1,), cache_dir="/etc/passwd")
+    assert api.lookup(f, (1,), cache_dir=str(tmp_path / "none")) is None
+
+
+def test_run_refuses_cache_and_no_cache(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "p.py"
+    prog.write_text("print('RAN')\n")
+    for extra in (["--cache", "--no-cache"], ["--no-cache", f"--cache-dir={tmp_path}/c"]):
+        out = run_cli("run", str(prog), *extra)
+        assert out.returncode == 2 and "RAN" not in out.stdout, out.stdout + out.stderr
+        assert "--no-cache" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("run", str(prog), "--workers", "0", "--", "--cache", "--no-cache")
+    assert out.returncode == 0 and "RAN" in out.stdout  # the program's own arguments
