@@ -119,8 +119,8 @@ class _Walk:
     """
 
     __slots__ = (
-        "active", "canon", "deps", "depth", "files", "keep", "placed", "put", "qpy", "refs",
-        "undated", "in_pm",
+        "active", "canon", "deps", "depth", "files", "in_pm", "keep", "placed", "put", "qpy",
+        "refs", "undated",
     )  # fmt: skip
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
@@ -815,7 +815,12 @@ _RUN_STATE = {
 _PASS_MANAGER = "qiskit.passmanager.base_passmanager.BasePassManager"
 _run_states: dict[type, frozenset[str]] = {}
 _pass_managers: dict[type, bool] = {}
-_DICT_KEYS, _DICT_VALUES, _DICT_ITEMS = type({}.keys()), type({}.values()), type({}.items())
+_EMPTY: dict[Any, Any] = {}
+_DICT_KEYS, _DICT_VALUES, _DICT_ITEMS = (
+    type(_EMPTY.keys()),
+    type(_EMPTY.values()),
+    type(_EMPTY.items()),
+)
 
 
 def _run_state(cls: type) -> frozenset[str]:

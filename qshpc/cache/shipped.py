@@ -21,16 +21,18 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
+#: The runners :class:`qshpc.program.api.Task` wraps its function in (by name: the cache
+#: sits below qshpc.task): the function is ``.func``; a TargetedCall's variables ``.env``.
+_WRAPPER = {"qshpc.task.execute.TargetedCall": 1, "qshpc.task.execute.AwaitedCall": 1}
+
 
 def _task_function(runner: Any) -> tuple[Any, Any]:
     """The user's function inside a shipped runner (a ``TargetedCall`` or ``AwaitedCall``
     around it), and a stand-in task whose ``target.env_vars`` are the runner's."""
-    from qshpc.task.execute import AwaitedCall, TargetedCall
-
     env = None
     func = runner
-    while isinstance(func, (TargetedCall, AwaitedCall)):
-        if isinstance(func, TargetedCall) and func.env:
+    while _WRAPPER.get(f"{type(func).__module__}.{type(func).__qualname__}") is not None:
+        if getattr(func, "env", None):  # a TargetedCall's (the cache sits below qshpc.task)
             env = func.env
         func = func.func
     return func, SimpleNamespace(target=SimpleNamespace(env_vars=env))
@@ -71,16 +73,16 @@ class ShippedDigests:
             )
         return ok
 
-    def keys(self, keys: list[Any], fn_ids: Any, funcs: dict[int, Any], theirs: dict[int, bytes]) -> Any:
+    def keys(
+        self, keys: list[Any], fn_ids: Any, funcs: dict[int, Any], theirs: dict[int, bytes]
+    ) -> Any:
         """A batch's cache keys, with None for each call whose function differs here
         (None for all: none is stored). ``funcs``: fn_id -> (runner, name, ...)."""
         if type(fn_ids) is int:
             f = funcs[fn_ids]
             return keys if self.agrees(fn_ids, f[0], f[1], theirs.get(fn_ids)) else None
         bad = {
-            i
-            for i in set(fn_ids)
-            if not self.agrees(i, funcs[i][0], funcs[i][1], theirs.get(i))
+            i for i in set(fn_ids) if not self.agrees(i, funcs[i][0], funcs[i][1], theirs.get(i))
         }
         if not bad:
             return keys

@@ -87,7 +87,7 @@ def test_qiskit_settings_read_as_qiskit_reads_them(
     assert qiskit_settings() == [("env:QISKIT_TRANSPILER_SEED", "7")]
     monkeypatch.delenv("QISKIT_IGNORE_USER_SETTINGS")
     conf.write_text("not = an ini file\n")  # qiskit fails on it; keyed by its bytes
-    assert [k for k, _ in qiskit_settings()][0] == "qiskit:settings-file"
+    assert next(k for k, _ in qiskit_settings()) == "qiskit:settings-file"
     monkeypatch.setenv("QISKIT_SETTINGS", str(tmp_path / "none.conf"))
     monkeypatch.setenv("QISKIT_SABRE_ALL_THREADS", "1")  # trials follow the CPU count
     assert ("qiskit:cpus", str(__import__("os").cpu_count())) in qiskit_settings()

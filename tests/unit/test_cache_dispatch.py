@@ -79,7 +79,10 @@ def test_misses_are_stored_by_the_workers_and_hits_never_travel(tmp_path: Path) 
         sent = _batches(net)
         assert all(m[-1] is not None and all(m[-1][1]) for m in sent)
         info = sent[0][-1][0]
-        assert {k: info[k] for k in ("config", "job")} == {"config": config.as_dict(), "job": "job-1"}
+        assert {k: info[k] for k in ("config", "job")} == {
+            "config": config.as_dict(),
+            "job": "job-1",
+        }
         assert list(info["digests"].values()) == [d.cache.digest(square)]  # (review43 H2)
     entries = list(CacheDir(tmp_path / "c").scan())
     assert len(entries) == 40
