@@ -488,6 +488,10 @@ class JobCache:
         """The digest of a task's function (None: uncacheable; see :class:`FunctionDigests`)."""
         return self._digests.get(task, live)
 
+    def environment_digest(self) -> bytes:
+        """This process's :func:`qshpc.cache.keys.environment_digest` (cached there)."""
+        return (_KEYS or _keys()).environment_digest()  # type: ignore[no-any-return]
+
     def key(
         self,
         task: Any,

@@ -44,9 +44,15 @@ class ShippedDigests:
     def __init__(self) -> None:
         self._agrees: dict[int, bool] = {}
 
-    def agrees(self, fn_id: int, runner: Any, name: str, theirs: bytes | None) -> bool:
+    def agrees(
+        self, fn_id: int, runner: Any, name: str, theirs: bytes | None, env: bytes | None
+    ) -> bool:
         """Whether this worker's digest of ``runner`` (function ``fn_id``) is ``theirs``
-        (rank 0's); decided once per function, and said once where it is not."""
+        (rank 0's); decided once per function, and said once where it is not.
+
+        ``env``: rank 0's :func:`~qshpc.cache.keys.environment_digest`, hashed in in
+        place of this worker's (reading versions here costs ~50 ms a worker; a
+        function is compared, not the environment)."""
         known = self._agrees.get(fn_id)
         if known is not None:
             return known
@@ -54,7 +60,9 @@ class ShippedDigests:
 
         func, task = _task_function(runner)
         try:
-            mine: bytes | None = task_digest(function_digest(func), task)
+            mine: bytes | None = (
+                task_digest(function_digest(func, env=env), task) if env is not None else None
+            )
         except UncacheableError:
             mine = None
         except Exception:  # an odd value only this worker holds: not stored, as above
@@ -74,15 +82,20 @@ class ShippedDigests:
         return ok
 
     def keys(
-        self, keys: list[Any], fn_ids: Any, funcs: dict[int, Any], theirs: dict[int, bytes]
+        self, keys: list[Any], fn_ids: Any, funcs: dict[int, Any], info: dict[str, Any]
     ) -> Any:
         """A batch's cache keys, with None for each call whose function differs here
-        (None for all: none is stored). ``funcs``: fn_id -> (runner, name, ...)."""
+        (None for all: none is stored). ``funcs``: fn_id -> (runner, name, ...);
+        ``info``: the batch's cache settings, with rank 0's ``digests`` and ``env``."""
+        theirs: dict[int, bytes] = info.get("digests") or {}
+        env = info.get("env")
         if type(fn_ids) is int:
             f = funcs[fn_ids]
-            return keys if self.agrees(fn_ids, f[0], f[1], theirs.get(fn_ids)) else None
+            return keys if self.agrees(fn_ids, f[0], f[1], theirs.get(fn_ids), env) else None
         bad = {
-            i for i in set(fn_ids) if not self.agrees(i, funcs[i][0], funcs[i][1], theirs.get(i))
+            i
+            for i in set(fn_ids)
+            if not self.agrees(i, funcs[i][0], funcs[i][1], theirs.get(i), env)
         }
         if not bad:
             return keys

@@ -544,6 +544,7 @@ class Dispatcher(Intake):
         if keys is not None:
             blobs = self._fn_blobs
             info["digests"] = {f: cache.digest(blobs[f][1]) for f in set(fn_ids)}
+            info["env"] = cache.environment_digest()
         return info, keys
 
     def _on_reloaded(self, source: int, exc: Unloadable) -> None:

@@ -343,8 +343,7 @@ def _serve(
                     from qshpc.cache.shipped import ShippedDigests
 
                     shipped = ShippedDigests()
-                theirs = cached[0].get("digests") or {}
-                ckeys = shipped.keys(cached[1], columns[1], funcs, theirs)
+                ckeys = shipped.keys(cached[1], columns[1], funcs, cached[0])
                 if ckeys is not cached[1]:
                     columns[6] = (cached[0], ckeys)
             runner.run(sender, bid, columns, funcs, lookup if objects else None, store, is_cut)
