@@ -97,7 +97,7 @@ KEY_HEX = 64
 # -- keys ---------------------------------------------------------------------------------
 
 
-def function_digest(func: Any, deps: Deps | None = None, env: bool | bytes = True) -> bytes:
+def function_digest(func: Any, deps: Deps | None = None, env: bool = True) -> bytes:
     """Digest of a task function by value (see the module doc), with the environment.
 
     Args:
@@ -105,16 +105,14 @@ def function_digest(func: Any, deps: Deps | None = None, env: bool | bytes = Tru
         deps: A list that receives every name binding the walk read (for
             :func:`bindings_unchanged`).
         env: Hash the environment in too (False: the function alone, as a resumed
-            job identifies its tasks: :func:`qshpc.program.backend.function_digest`;
-            bytes: that :func:`environment_digest`, another process's, as a worker
-            compares its digest with rank 0's: :mod:`qshpc.cache.shipped`).
+            job identifies its tasks: :func:`qshpc.program.backend.function_digest`).
 
     Raises:
         UncacheableError: It refers to something that cannot be hashed.
     """
     h = hashlib.blake2b(digest_size=32)
     if env:
-        h.update(env if isinstance(env, bytes) else environment_digest())
+        h.update(environment_digest())
     try:
         walk = _Walk(h.update, deps)
         walk.placed = True  # a global put reference: by its object's value

@@ -533,9 +533,9 @@ class Dispatcher(Intake):
         """The batch's cache column: None when the job has no cache settings and no call
         of the batch is cached; else the settings (the worker's nested calls use them
         too) and the keys (None when no call is cached). With keys, the settings hold
-        rank 0's digest of each function whose calls have one (``digests``): a worker
-        stores a result only where its own digest of the function is the same
-        (:mod:`qshpc.cache.shipped`)."""
+        the bindings of the user's modules that each function's key read
+        (``bindings``): a worker stores a result only where its modules hold the
+        same (:mod:`qshpc.cache.shipped`)."""
         cache = self.cache
         keys: Any = None if ckeys.count(None) == len(ckeys) else ckeys
         if cache is None or (keys is None and not cache.config.enabled and not cache.config.dir):
@@ -543,8 +543,7 @@ class Dispatcher(Intake):
         info: dict[str, Any] = {"config": cache.config.as_dict(), "job": cache.job_id}
         if keys is not None:
             blobs = self._fn_blobs
-            info["digests"] = {f: cache.digest(blobs[f][1]) for f in set(fn_ids)}
-            info["env"] = cache.environment_digest()
+            info["bindings"] = {f: cache.bindings(blobs[f][1]) for f in set(fn_ids)}
         return info, keys
 
     def _on_reloaded(self, source: int, exc: Unloadable) -> None:

@@ -217,3 +217,44 @@ def test_unbuilt_blueprint_has_one_key_in_every_process(tmp_path: Path) -> None:
     assert value == [4] and "1 from the cache" in job
     value, job = _result(run_cli("run", str(prog), "--workers", "1"))
     assert value == [4] and "1 from the cache" in job
+
+
+PATCHED = MODATTR.replace("helpers.FACTOR = 10", "helpers.scale = lambda x: x * 100")
+IN_BODY = """\
+import json
+from qshpc import distribute_task, get, put, save_result
+import helpers
+R = put(list(range(10)))
+
+@distribute_task(cache=True)
+def work(x):
+    import helpers
+    return helpers.scale(x) + get(R)[x]
+
+r = get([work(i) for i in range(1, 4)])
+print("RESULT", json.dumps(r))
+save_result(r)
+"""
+
+
+def test_a_patched_module_function_is_not_stored_by_workers(tmp_path: Path) -> None:
+    (tmp_path / "helpers.py").write_text(HELPERS)
+    prog = tmp_path / "prog.py"
+    prog.write_text(PATCHED)
+    out = run_cli("run", str(prog), "--workers", "1")
+    assert _result(out)[0] == [2, 4, 6] and "helpers.scale differs here" in out.stderr
+    assert "no entries" in run_cli("cache", "ls").stdout
+
+
+def test_a_module_imported_in_the_body_and_a_global_put_are_stored_as_before(
+    tmp_path: Path,
+) -> None:
+    """What only rank 0 can key (a global ObjectRef, a module rank 0 imported and the
+    worker not yet) is no reason to leave a result out."""
+    (tmp_path / "helpers.py").write_text(HELPERS)
+    prog = tmp_path / "prog.py"
+    prog.write_text(IN_BODY)
+    out = run_cli("run", str(prog), "--workers", "1")
+    assert _result(out)[0] == [3, 6, 9] and NOTE not in out.stderr, out.stderr
+    value, job = _result(run_cli("run", str(prog), "--workers", "1"))
+    assert value == [3, 6, 9] and "3 from the cache" in job
