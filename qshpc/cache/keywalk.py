@@ -804,13 +804,17 @@ _random_attrs: dict[type, frozenset[str]] = {}
 
 #: What a pass manager's ``run`` leaves behind, which decides no later result: the
 #: property set of the last run, on the pass manager and on each pass it ran (a new
-#: one is made at each ``run`` and handed to every pass). Walked, a preset pass
+#: one is made at each ``run`` and handed to every pass), and what a pass keeps
+#: from one run for the next. Walked, a preset pass
 #: manager that had run once had a new key in every process (review43 M2). A pass's
 #: own is left out only inside a pass manager: a pass called alone (``pass_(qc)``)
 #: starts from its last property set.
 _RUN_STATE = {
     "qiskit.passmanager.base_passmanager.BasePassManager": frozenset(("property_set",)),
     "qiskit.passmanager.base_tasks.GenericPass": frozenset(("property_set",)),
+    # what a run found per qubit, kept for the next (made from the qubit count alone)
+    "qiskit.transpiler.passes.optimization.optimize_1q_decomposition."
+    "Optimize1qGatesDecomposition": frozenset(("_state", "_local_decomposers_cache")),
 }
 _PASS_MANAGER = "qiskit.passmanager.base_passmanager.BasePassManager"
 _run_states: dict[type, frozenset[str]] = {}

@@ -29,12 +29,13 @@ def f(*a):
 
 be = GenericBackendV2(5, seed=3)
 pm = generate_preset_pass_manager(optimization_level=1, backend=be, seed_transpiler=1)
+fresh = C.key(f, (pm,))
 qc = efficient_su2(4, reps=1)
 qc.measure_all()
 pm.run(qc)
 on_target = generate_preset_pass_manager(optimization_level=1, target=be.target, seed_transpiler=1)
 qaoa = QAOAAnsatz(SparsePauliOp(["ZZI", "IZZ"]), reps=2)
-print(C.key(f, (pm,)), C.key(f, (on_target,)), C.key(f, (qaoa,)), C.key(f, (qaoa,)))
+print(C.key(f, (pm,)), C.key(f, (on_target,)), C.key(f, (qaoa,)), C.key(f, (qaoa,)), fresh)
 """
 
 
@@ -55,6 +56,7 @@ def test_pass_manager_run_target_and_blueprint_keys_agree_across_processes(
     one, two = _keys(tmp_path, "1"), _keys(tmp_path, "2")
     assert one == two  # a run pass manager, one made for a target, a QAOAAnsatz
     assert one[2] == one[3]  # the blueprint keyed before and after it is built: one key
+    assert one[0] == one[4]  # a pass manager that has run: the key of a fresh one
 
 
 def test_dict_views_are_keyed_as_what_they_are() -> None:
