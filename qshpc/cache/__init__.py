@@ -147,8 +147,8 @@ def lookup(
         function, source ``job`` and ``task`` and when it was stored; or None.
 
     Raises:
-        UserError: The cache folder is unsafe to read (see ``docs/cache.md``), or
-            ``args``, ``kwargs`` or ``seed`` of the wrong kind.
+        UserError: The cache folder is unsafe to read (see ``docs/cache.md``) or is
+            not a folder, or ``args``, ``kwargs`` or ``seed`` of the wrong kind.
     """
     from qshpc.cache.keys import UncacheableError
     from qshpc.cache.store import CacheDir
@@ -218,7 +218,13 @@ def _exists(cache_dir: str | Path | None) -> bool:
     from qshpc.cache.folder import default_dir, expand, present
 
     root = expand(cache_dir) if cache_dir is not None else default_dir()
-    return present(root) and root.is_dir()
+    if not present(root):
+        return False
+    if not root.is_dir():  # a file (``cache_dir="/etc/passwd"``): said, as the CLI does
+        from qshpc.cache.store import CacheDir
+
+        CacheDir(root, create=False)  # raises UserError: "... is not a folder"
+    return True
 
 
 __all__ = [

@@ -386,6 +386,11 @@ class FunctionDigests:
         self._known[id(task)] = (ref, digest, deps, costly)
         return digest  # taken now: right for this call, costly or not
 
+    def deps(self, task: Any) -> Deps | None:
+        """The name bindings the walk of ``task``'s digest read (None: not taken)."""
+        known = self._known.get(id(task))
+        return known[2] if known is not None and known[0]() is task else None
+
 
 class JobCache:
     """One rank's view of the cache during a job.
@@ -420,6 +425,7 @@ class JobCache:
         self._writer: Writer | None = None
         self._broken = False
         self._digests = FunctionDigests(_not_cached, _too_costly)
+        self._bindings: dict[int, tuple[Callable[[], Any], list[Any]]] = {}
         self._lock = threading.Lock()
         if open_now and self.wanted():
             from qshpc.cache.store import CacheDir
@@ -485,8 +491,29 @@ class JobCache:
 
     # -- keys ------------------------------------------------------------------------
     def digest(self, task: Any, live: bool = False) -> bytes | None:
-        """The digest of a task's function (None: uncacheable; see :class:`FunctionDigests`)."""
-        return self._digests.get(task, live)
+        """The digest of a task's function (None: uncacheable; see :class:`FunctionDigests`).
+
+        Not ``live`` (a call dispatched to the workers), the bindings of the user's
+        modules its key read are taken with it (:meth:`bindings`)."""
+        digest = self._digests.get(task, live)
+        if not live and digest is not None:
+            known = self._bindings.get(id(task))
+            if known is None or known[0]() is not task:
+                from qshpc.cache.shipped import module_bindings
+
+                found = module_bindings(self._digests.deps(task) or [])
+                try:
+                    self._bindings[id(task)] = (weakref.ref(task), found)
+                except TypeError:  # pragma: no cover - tasks take weak references
+                    pass
+        return digest
+
+    def bindings(self, task: Any) -> list[Any] | None:
+        """The bindings of the user's modules that ``task``'s key read, with their
+        values' digests (:func:`qshpc.cache.shipped.module_bindings`): a worker stores
+        a result only where its modules hold the same (None: not taken)."""
+        known = self._bindings.get(id(task))
+        return known[1] if known is not None and known[0]() is task else None
 
     def key(
         self,

@@ -43,6 +43,8 @@ def circuit_digest(circuit: Any, data: bytes | None, walk: Walk) -> bytes:
     """
     from qshpc.store import _qpy
 
+    if getattr(circuit, "_is_built", True) is False:  # an unbuilt BlueprintCircuit (QAOAAnsatz):
+        circuit.data  # noqa: B018 - reading builds it, as QPY would: keyed as built (review43 M1)
     odd = _odd_positions(circuit)
     if odd:
         return _split_digest(circuit, odd, walk)

@@ -42,9 +42,10 @@ def _dist_version(*names: str) -> str:
 
 @functools.cache
 def environment() -> tuple[tuple[str, str], ...]:
-    """What every key of this process covers besides the call: versions and Aer options.
+    """What every key of this process covers besides the call: versions, Aer options and
+    qiskit's own user settings (:func:`qiskit_settings`).
 
-    Read once per process from package metadata (nothing is imported).
+    Read once per process from package metadata and one settings file (nothing is imported).
     """
     from qshpc._version import __version__
 
@@ -56,6 +57,7 @@ def environment() -> tuple[tuple[str, str], ...]:
         ("qiskit", _dist_version("qiskit")),
         ("qiskit-aer", _dist_version("qiskit-aer", "qiskit-aer-gpu")),
         ("numpy", _dist_version("numpy")),
+        *qiskit_settings(),
     ]
     from qshpc import settings
 
@@ -69,6 +71,63 @@ def environment() -> tuple[tuple[str, str], ...]:
 
 
 _AER_SETTINGS = "QSHPC" + "_AER_"
+
+#: The environment variables qiskit reads that change what it returns (the transpiler's
+#: seed, Sabre's trial count: all threads, and how many) or which settings file it reads.
+_QISKIT_ENV = (
+    "QISKIT_TRANSPILER_SEED",
+    "QISKIT_SABRE_ALL_THREADS",
+    "QISKIT_NUM_PROCS",
+)
+
+
+def qiskit_settings() -> list[tuple[str, str]]:
+    """Qiskit's user settings, as :func:`qiskit.user_config.get_config` finds them: the
+    ``[default]`` section of ``$QISKIT_SETTINGS`` or ``~/.qiskit/settings.conf`` (none
+    under ``QISKIT_IGNORE_USER_SETTINGS=true``), and the variables of :data:`_QISKIT_ENV`.
+
+    They change results: ``transpile_optimization_level`` and ``transpiler_seed`` are
+    the defaults of ``transpile()`` and the preset pass managers, ``sabre_all_threads``
+    and ``num_processes`` set Sabre's trial count, ``min_qpy_version`` the QPY a task
+    writes, the drawer settings what ``circuit.draw()`` returns. Every setting of the
+    section is keyed (a setting that changes nothing only makes a miss). Read with
+    ``configparser`` (qiskit is not imported); a file that does not parse is keyed by
+    its bytes. With Sabre on all threads, this host's CPU count is keyed too.
+    """
+    out: list[tuple[str, str]] = []
+    if os.environ.get("QISKIT_IGNORE_USER_SETTINGS", "false").lower() != "true":
+        path = os.environ.get("QISKIT_SETTINGS") or os.path.join(
+            os.path.expanduser("~"), ".qiskit", "settings.conf"
+        )
+        out.extend(_settings_file(path))
+    for name in _QISKIT_ENV:
+        if name in os.environ:
+            out.append((f"env:{name}", os.environ[name]))
+    if os.environ.get("QISKIT_SABRE_ALL_THREADS") or any(
+        k == "qiskit:sabre_all_threads" and v.strip().lower() in ("true", "1", "yes", "on")
+        for k, v in out
+    ):
+        out.append(("qiskit:cpus", str(os.cpu_count())))
+    return out
+
+
+def _settings_file(path: str) -> list[tuple[str, str]]:
+    """The ``[default]`` settings of qiskit's settings file at ``path`` (none: no file)."""
+    import configparser
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []  # qiskit reads no file either (not a file, or unreadable: it fails too)
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(data.decode("utf-8"))
+    except (configparser.Error, UnicodeDecodeError):
+        return [("qiskit:settings-file", hashlib.blake2b(data, digest_size=16).hexdigest())]
+    if not parser.has_section("default"):
+        return []
+    return sorted((f"qiskit:{k}", v.strip()) for k, v in parser.items("default", raw=True))
 
 
 def _source_tree(root: str | None = None) -> str:

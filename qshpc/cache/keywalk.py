@@ -119,8 +119,8 @@ class _Walk:
     """
 
     __slots__ = (
-        "active", "canon", "deps", "depth", "files", "keep", "placed", "put", "qpy", "refs",
-        "undated",
+        "active", "canon", "deps", "depth", "files", "in_pm", "keep", "placed", "put", "qpy",
+        "refs", "undated",
     )  # fmt: skip
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
@@ -139,6 +139,8 @@ class _Walk:
         self.canon = 0
         #: Above 0 inside a value whose dates are when it was made (see :data:`_UNDATED`).
         self.undated = 0
+        #: Above 0 inside a pass manager: its passes' run state is left out (:data:`_RUN_STATE`).
+        self.in_pm = 0
         self.files: set[str] = set()  # modules keyed by their file (see :meth:`imported`)
         #: When a list: every name binding the walk read (see :func:`bindings_unchanged`).
         self.deps = deps
@@ -240,7 +242,7 @@ class _Walk:
         sub = _Walk(h.update, self.deps, self.qpy)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
         sub.keep, sub.placed = self.keep, self.placed
-        sub.canon, sub.undated = self.canon, self.undated
+        sub.canon, sub.undated, sub.in_pm = self.canon, self.undated, self.in_pm
         sub.value(obj)
         return h.digest()
 
@@ -249,6 +251,12 @@ class _Walk:
         t = type(obj)
         if t is set or t is frozenset:
             self._set(b"S" if t is set else b"Z", obj)
+            return
+        if t is _DICT_KEYS or t is _DICT_ITEMS:  # set-like views: walked as sets are
+            self._set(b"SK" if t is _DICT_KEYS else b"SI", obj)
+            return
+        if t is _DICT_VALUES:
+            self._items(b"V", list(obj))
             return
         own = getattr(t, _OWN_DIGEST, None)
         if own is not None and callable(own):
@@ -443,8 +451,12 @@ class _Walk:
         self.value(func)
         self.value(args)
         state = rest[0] if rest else None
+        pm = _is_pass_manager(type(obj))
+        self.in_pm += pm
         if type(state) is dict:
             drop = _random_state(type(obj))
+            if self.in_pm:
+                drop = drop | _run_state(type(obj))
             if drop:
                 state = {k: v for k, v in state.items() if k not in drop}
             loose = _loose_state(type(obj))
@@ -458,6 +470,7 @@ class _Walk:
             self.value(list(rest[1]))
         if len(rest) > 2 and rest[2] is not None:
             self.value(list(rest[2]))
+        self.in_pm -= pm
         self._leave(obj)
 
     def _loose_dict(self, state: dict[Any, Any], loose: frozenset[str]) -> None:
@@ -788,6 +801,43 @@ _RANDOM_ATTRS = {
     "qiskit.transpiler.basepasses.BasePass": frozenset(("_hash",)),
 }
 _random_attrs: dict[type, frozenset[str]] = {}
+
+#: What a pass manager's ``run`` leaves behind, which decides no later result: the
+#: property set of the last run, on the pass manager and on each pass it ran (a new
+#: one is made at each ``run`` and handed to every pass), and what a pass keeps
+#: from one run for the next. Walked, a preset pass
+#: manager that had run once had a new key in every process (review43 M2). A pass's
+#: own is left out only inside a pass manager: a pass called alone (``pass_(qc)``)
+#: starts from its last property set.
+_RUN_STATE = {
+    "qiskit.passmanager.base_passmanager.BasePassManager": frozenset(("property_set",)),
+    "qiskit.passmanager.base_tasks.GenericPass": frozenset(("property_set",)),
+    # what a run found per qubit, kept for the next (made from the qubit count alone)
+    "qiskit.transpiler.passes.optimization.optimize_1q_decomposition."
+    "Optimize1qGatesDecomposition": frozenset(("_state", "_local_decomposers_cache")),
+}
+_PASS_MANAGER = "qiskit.passmanager.base_passmanager.BasePassManager"
+_run_states: dict[type, frozenset[str]] = {}
+_pass_managers: dict[type, bool] = {}
+_EMPTY: dict[Any, Any] = {}
+_DICT_KEYS, _DICT_VALUES, _DICT_ITEMS = (
+    type(_EMPTY.keys()),
+    type(_EMPTY.values()),
+    type(_EMPTY.items()),
+)
+
+
+def _run_state(cls: type) -> frozenset[str]:
+    """The attributes of ``cls``'s state that :data:`_RUN_STATE` names."""
+    return _attrs_named(_RUN_STATE, _run_states, cls)
+
+
+def _is_pass_manager(cls: type) -> bool:
+    known = _pass_managers.get(cls)
+    if known is None:
+        names = {f"{_module_of(b)}.{b.__qualname__}" for b in cls.__mro__}
+        known = _pass_managers[cls] = _PASS_MANAGER in names
+    return known
 
 
 def _random_state(cls: type) -> frozenset[str]:

@@ -104,13 +104,18 @@ def register(app: typer.Typer) -> None:
                 echo("[]")
             return
         found = sorted(rows(cache, all_users, function, job), key=lambda r: r.created, reverse=True)
+        total = len(found)
         if limit is not None:
             found = found[:limit]
         if as_json:
             echo(json.dumps([r.as_dict() for r in found], indent=1))
             return
         if not found:
-            echo(f"no entries in {cache.root}" + (" matching" if function or job else ""))
+            if total:  # --limit 0 (review43 L3: it said "no entries")
+                n = f"{total} entr{'y' if total == 1 else 'ies'}"
+                echo(f"{n} in {cache.root}; none listed (--limit 0)")
+            else:
+                echo(f"no entries in {cache.root}" + (" matching" if function or job else ""))
             return
         head: tuple[str, ...] = ("KEY", "FUNCTION", "JOB", "TASK", "SIZE", "STORED", "USED")
         table: list[tuple[str, ...]] = [(*head, "USER") if all_users else head]
@@ -200,6 +205,7 @@ def register(app: typer.Typer) -> None:
         if cache is None:
             return
         out = remove(cache, keys or (), function, job, everything, dry_run)
+        _matched(out, function, job)
         verb = "would remove" if dry_run else "removed"
         echo(
             f"{verb} {out.removed} entr{'y' if out.removed == 1 else 'ies'} ({format_size(out.freed)})"
@@ -278,6 +284,23 @@ def _not_empty(**options: str | None) -> None:
                 f"--{name} is empty (an unset shell variable?): give the {what} as "
                 "`qshpc cache ls` shows it, or leave the option out"
             )
+
+
+def _matched(out: Any, function: str | None, job: str | None) -> None:
+    """Refuse ``rm --function NAME`` / ``--job JOB`` that matched no entry: a typo
+    (review43 L3: it said "removed 0 entries" and exited 0, where ``rm 0000`` exits 2).
+
+    Raises:
+        UserError: Naming the option and its value.
+    """
+    if out.removed or out.failed or (function is None and job is None):
+        return
+    from qshpc.errors import UserError
+
+    said = " and ".join(
+        f"--{name} {value}" for name, value in (("function", function), ("job", job)) if value
+    )
+    raise UserError(f"no entry of yours matches {said} (see `qshpc cache ls`)")
 
 
 def _failed(out: Any) -> None:

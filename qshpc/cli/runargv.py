@@ -84,18 +84,21 @@ def misplaced_option(argv: list[str]) -> str | None:
         argv: The words after ``run``.
     """
     i = 0
+    given: set[str] = set()
     while i < len(argv):
         word = argv[i]
         i += 1
         if word == "--":
-            return None
+            break
         name = word.partition("=")[0]
         if not name.startswith("--") or name == "--help":
             continue
         if name in _OPTIONS:
+            given.add(name)
             i += 0 if "=" in word else 1  # its value is not an option
             continue
         if name in _FLAGS:
+            given.add(name)
             continue
         if name in PROGRAM_NAMES:
             continue
@@ -115,6 +118,21 @@ def misplaced_option(argv: list[str]) -> str | None:
                 f"{name} is not a qshpc run option (did you mean {close[0]}?); "
                 "program arguments go after --"
             )
+    return _cache_conflict(given)
+
+
+def _cache_conflict(given: set[str]) -> str | None:
+    """Why ``--no-cache`` with ``--cache`` or ``--cache-dir`` is refused (review43 L3:
+    the last one given won without a word, and the job ran uncached)."""
+    if "--no-cache" not in given:
+        return None
+    if "--cache" in given:
+        return "--cache and --no-cache contradict each other: give one of them"
+    if "--cache-dir" in given:
+        return (
+            "--cache-dir turns the cache on and --no-cache turns it off: give --cache-dir "
+            "to use that folder, or --no-cache alone"
+        )
     return None
 
 

@@ -495,7 +495,7 @@ class Dispatcher(Intake):
                 None if attempts.count(1) == len(attempts) else attempts,
                 [e.submitted for e in batch],
                 None if keys.count(None) == len(keys) else keys,
-                self._cache_column(ckeys),
+                self._cache_column(ckeys, fn_ids),
             )
             if start is not None:  # the 8th column, only in a multi-rank call's batch
                 columns = (*columns, [start[1]])
@@ -539,15 +539,24 @@ class Dispatcher(Intake):
                 flush=True,
             )
 
-    def _cache_column(self, ckeys: list[str | None]) -> tuple[dict[str, Any], Any] | None:
+    def _cache_column(
+        self, ckeys: list[str | None], fn_ids: list[int]
+    ) -> tuple[dict[str, Any], Any] | None:
         """The batch's cache column: None when the job has no cache settings and no call
         of the batch is cached; else the settings (the worker's nested calls use them
-        too) and the keys (None when no call is cached)."""
+        too) and the keys (None when no call is cached). With keys, the settings hold
+        the bindings of the user's modules that each function's key read
+        (``bindings``): a worker stores a result only where its modules hold the
+        same (:mod:`qshpc.cache.shipped`)."""
         cache = self.cache
         keys: Any = None if ckeys.count(None) == len(ckeys) else ckeys
         if cache is None or (keys is None and not cache.config.enabled and not cache.config.dir):
             return None
-        return {"config": cache.config.as_dict(), "job": cache.job_id}, keys
+        info: dict[str, Any] = {"config": cache.config.as_dict(), "job": cache.job_id}
+        if keys is not None:
+            blobs = self._fn_blobs
+            info["bindings"] = {f: cache.bindings(blobs[f][1]) for f in set(fn_ids)}
+        return info, keys
 
     def _on_reloaded(self, source: int, exc: Unloadable) -> None:
         """Take a result message that did not unpickle (:meth:`_reloaded`)."""

@@ -262,6 +262,7 @@ def _serve(
     sender = Sender(comm)
     runner = BatchRunner(info)
     cache: Any = None  # this worker's JobCache, made at the first batch with cached calls
+    shipped: Any = None  # whether this worker's modules hold what each function's key read
     cut_status = wiring.status()
     cut = [False]  # rank 0 sent CUT: the job is ending, start no more calls
 
@@ -337,6 +338,15 @@ def _serve(
                     inline.cache.flush(timeout=CACHE_FLUSH_S)
                 inline.cache = cache  # nested calls of cached functions use it too
             store = cache.store if cached is not None else None
+            if cached is not None and cached[1] is not None:  # stored only where keyed alike
+                if shipped is None:
+                    from qshpc.cache.shipped import ShippedDigests
+
+                    shipped = ShippedDigests()
+                sent = cached[0].get("bindings") or {}
+                ckeys = shipped.keys(cached[1], columns[1], funcs, sent)
+                if ckeys is not cached[1]:
+                    columns[6] = (cached[0], ckeys)
             runner.run(sender, bid, columns, funcs, lookup if objects else None, store, is_cut)
             if tidy.changed():
                 _tidy_after(tidy, info, funcs, columns[1], warned)

@@ -78,7 +78,12 @@ def test_misses_are_stored_by_the_workers_and_hits_never_travel(tmp_path: Path) 
         assert get([d.submit(square, (i,), {}) for i in range(40)], timeout=30)[3] == 9
         sent = _batches(net)
         assert all(m[-1] is not None and all(m[-1][1]) for m in sent)
-        assert sent[0][-1][0] == {"config": config.as_dict(), "job": "job-1"}
+        info = sent[0][-1][0]
+        assert {k: info[k] for k in ("config", "job")} == {
+            "config": config.as_dict(),
+            "job": "job-1",
+        }
+        assert list(info["bindings"].values()) == [[]]  # none of a user module (review43 H2)
     entries = list(CacheDir(tmp_path / "c").scan())
     assert len(entries) == 40
     cache = JobCache(config, "job-2")
