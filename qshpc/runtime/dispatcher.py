@@ -49,6 +49,7 @@ from qshpc.runtime.protocol import (
     STOP,
     TAG_BATCH,
     TAG_CUT,
+    TAG_LEAVE,
     TAG_RESULT,
     TAG_STOP,
     Wiring,
@@ -105,7 +106,12 @@ class Dispatcher(Intake):
         timeout = settings.WORKER_TIMEOUT_S.get() if worker_timeout is None else worker_timeout
         self.liveness = Liveness(wiring, self.workers, timeout)
         self.lost = self.liveness.lost
+        #: True when rank 0 must leave without MPI_Finalize: a worker it no longer hears
+        #: from (lost, or busy and not told to leave) could make the finalize wait forever.
         self.abandoned = False
+        self.world = wiring.world
+        self._can_tell = wiring.multithreaded  # a busy worker's heartbeat thread hears LEAVE
+        self._leaving: set[int] = set()  # ranks told to leave mid-call: their goodbyes come
         self.pace = Pace()
         self._stop = False
         self._stop_now = False
@@ -184,9 +190,10 @@ class Dispatcher(Intake):
         while self._thread.is_alive() and self.liveness.may_flush() and not self._stop_now:
             self._thread.join(0.2)
         if self._thread.is_alive():
-            self.abandoned = True
             self._stop_now = True
             self._thread.join(5.0)
+            if self._thread.is_alive():
+                self.abandoned = True  # the goodbyes are still awaited: do not finalize
         if self._error is not None:
             raise RuntimeError("the qshpc dispatcher failed") from self._error
 
@@ -228,15 +235,21 @@ class Dispatcher(Intake):
                     self.comm.send(STOP, dest=w.rank, tag=TAG_STOP)
                 except Exception:  # pragma: no cover - best effort at shutdown
                     w.alive = False
-            if not self.liveness.goodbyes(stop=lambda: self._stop_now):
+            if not self.liveness.goodbyes(stop=lambda: self._stop_now, also=self._leaving):
                 self.abandoned = True  # someone did not answer: do not risk MPI_Finalize
 
     def _abandon(self) -> None:
         """The drain is over: record the call each busy worker still runs, and stop waiting for it.
 
-        Such a worker reads STOP only when its call returns, so its goodbye is
-        not waited for (``abandoned``: rank 0 leaves without MPI_Finalize and the
-        MPI launcher ends the rank).
+        Such a worker reads STOP only when its call returns: it is sent LEAVE
+        instead, which its heartbeat thread answers with its goodbye at once; the
+        rank then finalizes MPI and exits 0 without the call
+        (:mod:`qshpc.runtime.midcall`), so that every rank of a job that
+        SUCCEEDED ends with 0 (a Slurm job COMPLETED, review44 F1). Without a
+        heartbeat thread (no ``MPI_THREAD_MULTIPLE``) it is not told: then
+        ``abandoned``, rank 0 leaves without MPI_Finalize and the MPI launcher
+        ends the rank (``mpiexec`` does; ``srun`` leaves it to its lock watch,
+        :mod:`qshpc.runtime.orphan`).
         """
         from qshpc.task.seeding import derive_seed
 
@@ -246,12 +259,15 @@ class Dispatcher(Intake):
             if not w.alive or not w.batches:
                 continue
             w.alive = False
-            self.abandoned = True
             held = [(bid, e) for bid, b in w.batches.items() for e in b if not e.ref.done()]
             w.batches.clear()
             if not held:
+                self._tell_leave(w, self._why)
                 continue
             bid, e = held[0]  # a worker runs its calls in order: the first one unfinished runs
+            self._tell_leave(
+                w, f"{self._why} while task {e.ref.task_id} ({e.task.name}) still ran here"
+            )
             began = self._began(w, bid, e, now)
             waited = time.monotonic() - self._drain_started
             text = (
@@ -280,6 +296,17 @@ class Dispatcher(Intake):
                 failures.append((later.ref, False, gone))
         self._flush()
         resolve_many(failures)
+
+    def _tell_leave(self, w: WorkerState, why: str) -> None:
+        """Send ``w`` LEAVE (see :meth:`_abandon`); its goodbye is then awaited with the others'."""
+        if self._can_tell:
+            try:
+                self.world.send(("L", why), dest=w.rank, tag=TAG_LEAVE)  # tiny: never blocks
+                self._leaving.add(w.rank)
+                return
+            except Exception:  # pragma: no cover - a worker already gone
+                pass
+        self.abandoned = True
 
     def _began(self, w: WorkerState, bid: int, e: Entry, now: float) -> float:
         """When the worker ``w`` took the call ``e`` of batch ``bid`` it still runs, as rank 0 knows.

@@ -111,6 +111,7 @@ class Liveness:
         timeout: float | None = None,
         stop: Callable[[], bool] | None = None,
         every: float = 5.0,
+        also: set[int] | None = None,
     ) -> bool:
         """After STOP: wait for each live worker's goodbye, draining heartbeats meanwhile.
 
@@ -125,13 +126,15 @@ class Liveness:
             timeout: Seconds without a goodbye or a report (default :data:`GOODBYE_S`).
             stop: Called while workers write: True ends the wait for them.
             every: Seconds between the lines saying how many are left.
+            also: Ranks no longer alive that were told to leave mid-call (LEAVE):
+                their goodbyes are awaited too.
 
         Returns:
-            True when every live worker said goodbye in time.
+            True when every live worker (and every one in ``also``) said goodbye in time.
         """
         if timeout is None:
             timeout = GOODBYE_S
-        waiting = {w.rank for w in self.workers if w.alive}
+        waiting = {w.rank for w in self.workers if w.alive} | (also or set())
         t0 = self.bye_since = time.monotonic()
         deadline = t0 + timeout
         reports: dict[int, tuple[int, int, float]] = {}  # rank -> (left, written, when)

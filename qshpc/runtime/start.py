@@ -276,6 +276,12 @@ def _serve(
         tune()  # what the imports made joins the frozen heap, as after a preload at the start
         _timeline.mark("preloaded")
 
+    def leave(why: str) -> None:  # rank 0's LEAVE during a call (see qshpc.runtime.midcall)
+        from qshpc.runtime.midcall import leave_mid_call
+
+        leave_mid_call(info.rank, info.host, why, tee)
+
+    beat.on_leave = leave
     try:
         tune()
         serve(wiring, info, beat, preload_now if deferred else None)

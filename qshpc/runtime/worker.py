@@ -29,6 +29,7 @@ from qshpc.runtime.protocol import (
     TAG_CUT,
     TAG_FLUSH,
     TAG_HEARTBEAT,
+    TAG_LEAVE,
     TAG_STOP,
     Transport,
     Wiring,
@@ -119,15 +120,33 @@ def catch_stop_signals() -> _StopSignals:
     return _signals[0]
 
 
-def _heartbeat(world: Transport, stop: threading.Event, pending: list[Any]) -> None:
-    """Tell rank 0 this rank is alive, even while a long task runs.
+#: Seconds between a worker's looks for rank 0's LEAVE (its heartbeat thread's, while a call runs).
+LEAVE_POLL_S = 0.1
+
+
+def _heartbeat(beat: Heartbeat) -> None:
+    """Tell rank 0 this rank is alive, even while a long task runs; leave when rank 0 says.
 
     Non-blocking sends, at most one in flight: a rank 0 that is busy (or gone)
-    must never block this thread, or the worker's shutdown with it.
+    must never block this thread, or the worker's shutdown with it. Between
+    heartbeats it looks for rank 0's LEAVE (:data:`TAG_LEAVE`) every
+    :data:`LEAVE_POLL_S`: the job ended while this worker's main thread still
+    runs a call, and only this thread can answer (:meth:`Heartbeat.leave_now`).
     """
+    world, stop, pending = beat.world, beat._stop, beat.pending
     interval = settings.HEARTBEAT_S.get()
-    while not stop.wait(interval):
+    step = min(interval, LEAVE_POLL_S)
+    next_beat = time.monotonic() + interval
+    while not stop.wait(step):
         try:
+            msg = world.improbe(0, TAG_LEAVE)
+            if msg is not None:
+                beat.leave_now(msg.recv())
+                return
+            now = time.monotonic()
+            if now < next_beat:
+                continue
+            next_beat = now + interval
             if not pending:
                 pending.append(world.isend(None, dest=0, tag=TAG_HEARTBEAT))
             elif pending[0].Test():
@@ -143,25 +162,59 @@ class Heartbeat:
     longer waits for the workers to be ready) sees a slow start as alive.
     Only under ``MPI_THREAD_MULTIPLE``; otherwise it does nothing.
 
+    The same thread answers rank 0's LEAVE: the job ended (the program returned
+    while this worker's call still ran, say) and rank 0 recorded the call
+    abandoned. Under ``srun`` nothing else would end this rank: it ran the call
+    to its end, then sent its result to a rank 0 that was gone (MPICH aborted
+    with an error stack, the Slurm job FAILED) or waited ~30 s for its lock to
+    lapse (review44 F1). See :meth:`leave_now`.
+
     Args:
         wiring: How this worker reaches rank 0.
+        on_leave: What ends the rank after its goodbye at a LEAVE (given ``why``,
+            rank 0's words); None: only :attr:`left` is set, and the serve loop
+            returns after the call (the loopback's worker threads).
     """
 
-    def __init__(self, wiring: Wiring) -> None:
+    def __init__(self, wiring: Wiring, on_leave: Callable[[str], None] | None = None) -> None:
         self.world = wiring.world
+        self.comm = wiring.comm
+        self.any_tag = wiring.any_tag
+        self.on_leave = on_leave
         self.pending: list[Any] = []
+        #: Set once this rank said goodbye at rank 0's LEAVE: the serve loop says none.
+        self.left = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if wiring.multithreaded:
-            self._thread = threading.Thread(
-                target=_heartbeat, args=(self.world, self._stop, self.pending), daemon=True
-            )
+            self._thread = threading.Thread(target=_heartbeat, args=(self,), daemon=True)
             self._thread.start()
+
+    def leave_now(self, message: Any) -> None:
+        """Rank 0's LEAVE: say goodbye for this rank now, then end it (``on_leave``).
+
+        What rank 0 still sent this rank (a batch queued behind the call, its
+        CUT) is received first, so that no send of rank 0's is left waiting
+        when it finalizes MPI; then the goodbye, and the last heartbeat's
+        completion, as :func:`serve` does at its end.
+        """
+        why = str(message[1]) if isinstance(message, tuple) and len(message) > 1 else ""
+        self.left.set()
+        try:
+            while (msg := self.comm.improbe(0, self.any_tag)) is not None:
+                msg.recv()
+            self.world.send(None, dest=0, tag=TAG_BYE)
+            for req in self.pending:
+                req.Wait()
+        except Exception:  # rank 0 is gone: nothing left to tell it
+            pass
+        if self.on_leave is not None:
+            self.on_leave(why or "the job ended")
 
     def stop(self) -> None:
         """Stop the thread (its last send may still be in flight: see ``pending``)."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
 
@@ -228,11 +281,15 @@ def serve(
 
         watch = Rank0Watch(Path(job), info.rank)  # srun keeps a worker whose rank 0 died
     try:
-        _serve(wiring, info, at_first_batch)
+        _serve(wiring, info, at_first_batch, beat.left)
     finally:
         if watch is not None:
             watch.stop()  # before the goodbye, after which rank 0 releases its lock
         beat.stop()
+    if beat.left.is_set():  # the goodbye was said at rank 0's LEAVE
+        signals.restore()
+        _signals.clear()
+        return
     # Rank 0 drains heartbeats until every worker's goodbye has arrived, so the
     # last heartbeat completes and nothing is left in flight at MPI_Finalize.
     wiring.world.send(None, dest=0, tag=TAG_BYE)
@@ -243,7 +300,10 @@ def serve(
 
 
 def _serve(
-    wiring: Wiring, info: context.RankInfo, at_first_batch: Callable[[], None] | None = None
+    wiring: Wiring,
+    info: context.RankInfo,
+    at_first_batch: Callable[[], None] | None = None,
+    left: threading.Event | None = None,
 ) -> None:
     import cloudpickle
 
@@ -292,6 +352,8 @@ def _serve(
                 # get() of one call, 1.2-1.5 ms with this second look).
                 msg = comm.improbe(0, any_tag, status)
             if msg is None:
+                if left is not None and left.is_set():
+                    return  # said goodbye at rank 0's LEAVE (a loopback worker's thread)
                 if sender.reqs:
                     sender.reqs = [r for r in sender.reqs if not r.test()[0]]
                 sleep = min(_MAX_SLEEP_S, sleep * 2 or first_sleep)

@@ -1,0 +1,71 @@
+"""Session 26, fix42e (review44 F1): under Slurm, a program that ends while calls still run
+(Ray's ``wait(refs, num_returns=1)`` then ``save_result``; a ``get(..., timeout=)`` that gave
+up) leaves a Slurm job COMPLETED, not FAILED.
+
+On main fda8945 ``srun`` did not end the busy workers when rank 0 left: they ran their calls
+to the end, then MPICH aborted on a rank 0 that was gone (``Fatal error in internal_Testall``
+stacks in rank-2.out), or waited ~30 s for its lock to lapse; sacct said FAILED 15:0 or 1:0
+while qshpc said SUCCEEDED, and ``--dependency=afterok`` chains broke.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.slurm.sbatch_util import wait_terminal
+from tests.slurm.test_submit import wait
+
+pytestmark = pytest.mark.slurm
+
+PROGRAM = """\
+import time
+from qshpc import distribute_task, get, save_result, wait
+
+@distribute_task()
+def quick():
+    return "quick"
+
+@distribute_task()
+def slow(t):
+    time.sleep(t)
+    return t
+
+refs = [quick(), slow(60), slow(60)]
+done, pending = wait(refs, num_returns=1)
+try:
+    get(refs[1], timeout=0.5)
+except TimeoutError:
+    pass
+save_result({"done": len(done), "pending": len(pending)})
+"""
+
+
+def test_a_program_that_ends_while_calls_run_leaves_the_slurm_job_completed(
+    multinode_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "first.py").write_text(PROGRAM)
+    out = run_cli(
+        "submit", str(tmp_path / "first.py"), "--nodes", "2", "--ntasks-per-node", "2",
+        "--json", timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    job, slurm_job = str(info["job_id"]), str(info["slurm_job_id"])
+    assert wait(job) == "SUCCEEDED", run_cli("status", job).stdout
+    # Every rank exited 0: the allocation COMPLETED (the 60 s calls were not waited for)
+    assert wait_terminal(slurm_job, 50) == "COMPLETED"
+    assert json.loads(run_cli("result", job, "--json").stdout) == {"done": 1, "pending": 2}
+    logs = Path(info["job_dir"]) / "logs"
+    text = "\n".join(p.read_text(errors="replace") for p in sorted(logs.glob("*.out")))
+    assert "Abort(" not in text and "Fatal error" not in text, text
+    assert "is gone: its lock" not in text, text
+    # Each busy worker says in its log that it stops without its call, as its record says
+    ranks = "\n".join(p.read_text(errors="replace") for p in sorted(logs.glob("rank-*.out")))
+    assert ranks.count("this rank stops without it") == 2, ranks
+    meta = json.loads(run_cli("status", job, "--json").stdout)
+    assert meta["task_counts"] == {"SUCCEEDED": 1, "FAILED": 2} and meta["tasks_stopped"] == 2
+    assert ranks.count("TaskAbandoned: the program ended (the job SUCCEEDED)") == 2, ranks
