@@ -4,11 +4,14 @@ tests/unit/test_dispatcher.py, F5 in tests/notebook)."""
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 
 import pytest
 
 from qshpc import distribute_task, get
-from qshpc.errors import TaskError
+from qshpc.errors import TaskError, UserError
+from qshpc.store import load_arguments
+from tests.conftest import run_cli
 
 
 @distribute_task()
@@ -36,3 +39,35 @@ def test_each_get_of_a_failed_reference_raises_an_exception_with_its_own_traceba
                for e in caught)  # fmt: skip
     stored = ref.exception()
     assert stored is not None and stored.__traceback__ is None  # nothing raised it
+
+
+@pytest.mark.parametrize("name", ["args.json", "args", "args.txt"])
+def test_save_arguments_refuses_a_name_that_is_not_h5(tmp_path: Path, name: str) -> None:
+    """review44 F4: ``save_arguments('args.json', ...)`` wrote HDF5 under a .json name."""
+    from qshpc import save_arguments
+
+    with pytest.raises(UserError, match=r"does not end in \.h5 or \.hdf5: name it .*\.h5"):
+        save_arguments(tmp_path / name, {"circuits": [1, 2]})
+    assert not (tmp_path / name).exists()
+    save_arguments(tmp_path / "args.HDF5", {"circuits": [1, 2]})  # either suffix, any case
+    assert load_arguments(tmp_path / "args.HDF5") == {"circuits": [1, 2]}
+
+
+def test_an_hdf5_arguments_file_named_json_is_named_for_what_it_is(tmp_path: Path) -> None:
+    """review44 F4: ``--arguments a2.json`` (HDF5 inside) said "not valid JSON ('utf-8' codec
+    can't decode byte 0x89 ...)"; it now says it is HDF5 and what to rename it to."""
+    from qshpc import save_arguments
+
+    save_arguments(tmp_path / "a2.h5", {"circuits": [1, 2]})
+    (tmp_path / "a2.h5").rename(tmp_path / "a2.json")
+    with pytest.raises(UserError, match="it is an HDF5 file under a .json name") as info:
+        load_arguments(tmp_path / "a2.json")
+    assert "rename it to a2.h5" in str(info.value) and "utf-8" not in str(info.value)
+    (tmp_path / "prog.py").write_text("import qshpc\nqshpc.save_result(1)\n")
+    out = run_cli("run", str(tmp_path / "prog.py"), "--arguments", str(tmp_path / "a2.json"),
+                  "--workers", "0", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "it is an HDF5 file under a .json name" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):  # a real JSON mistake: as before
+        load_arguments(tmp_path / "bad.json")
