@@ -69,3 +69,12 @@ def test_a_program_that_ends_while_calls_run_leaves_the_slurm_job_completed(
     meta = json.loads(run_cli("status", job, "--json").stdout)
     assert meta["task_counts"] == {"SUCCEEDED": 1, "FAILED": 2} and meta["tasks_stopped"] == 2
     assert ranks.count("TaskAbandoned: the program ended (the job SUCCEEDED)") == 2, ranks
+
+
+def test_doctor_counts_the_dev_clusters_nodes_once(multinode_env: dict[str, str]) -> None:
+    """review44 F6: its 3 nodes are in two partitions (debug, batch): doctor said 6 node(s)."""
+    from tests.slurm.conftest import node_states
+
+    out = run_cli("doctor", timeout=120)
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("slurm"))
+    assert f"; {len(node_states())} node(s)" in line, line
