@@ -60,7 +60,7 @@ def test_an_hdf5_arguments_file_named_json_is_named_for_what_it_is(tmp_path: Pat
 
     save_arguments(tmp_path / "a2.h5", {"circuits": [1, 2]})
     (tmp_path / "a2.h5").rename(tmp_path / "a2.json")
-    with pytest.raises(UserError, match="it is an HDF5 file under a .json name") as info:
+    with pytest.raises(UserError, match=r"it is an HDF5 file under a \.json name") as info:
         load_arguments(tmp_path / "a2.json")
     assert "rename it to a2.h5" in str(info.value) and "utf-8" not in str(info.value)
     (tmp_path / "prog.py").write_text("import qshpc\nqshpc.save_result(1)\n")
