@@ -11,6 +11,7 @@ while qshpc said SUCCEEDED, and ``--dependency=afterok`` chains broke.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,38 @@ def test_doctor_counts_the_dev_clusters_nodes_once(multinode_env: dict[str, str]
     out = run_cli("doctor", timeout=120)
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("slurm"))
     assert f"; {len(node_states())} node(s)" in line, line
+
+
+DIES = """\
+import os, time
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def f(i):
+    time.sleep(0.3)
+    if i == 5:
+        os._exit(7)
+    return i
+
+save_result(get([f(i) for i in range(12)]))
+"""
+
+
+def test_a_worker_lost_under_slurm_says_what_is_kept_and_the_resume_command(
+    multinode_env: dict[str, str], tmp_path: Path
+) -> None:
+    """review44 F2: the Slurm error was the WorkerLostError alone; the local report's
+    "N finished task results are kept" and the resume command were missing."""
+    (tmp_path / "die.py").write_text(DIES)
+    out = run_cli(
+        "submit", str(tmp_path / "die.py"), "--nodes", "2", "--ntasks-per-node", "2", "--json",
+        timeout=60, env={"QSHPC_WORKER_TIMEOUT_S": "3"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    job = str(json.loads(out.stdout.strip().splitlines()[-1])["job_id"])
+    assert wait(job) == "FAILED"
+    error = json.loads(run_cli("status", job, "--json").stdout)["error"]
+    last = error.strip().splitlines()[-1]
+    assert re.match(r"WorkerLostError: worker rank [1-3] on host n\d .* task\(s\) \[", last), error
+    assert "finished task results are kept in the store" in last, error
+    assert last.endswith(f"`qshpc submit --resume {job}` runs only the unfinished tasks"), error

@@ -71,3 +71,28 @@ def test_an_hdf5_arguments_file_named_json_is_named_for_what_it_is(tmp_path: Pat
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):  # a real JSON mistake: as before
         load_arguments(tmp_path / "bad.json")
+
+
+def test_a_lost_workers_error_ends_with_what_is_kept_and_the_resume_command(
+    tmp_path: Path,
+) -> None:
+    """review44 F2 (the line rank 0 completes; tests/slurm/test_fix42e_slurm.py runs it)."""
+    from qshpc.program.session import Session
+    from qshpc.runtime.rank0 import with_resume
+
+    session = Session(None, None, {})
+    session.executed = 10
+    lost = "Traceback ...\nWorkerLostError: worker rank 3 on host n2 (pid 7) stopped responding"
+    slurm = {"scheduler": "slurm", "slurm_resources": {"nodes": 2}}
+    job = tmp_path / "jobs" / "20261205-190000-abcdef"
+    got = with_resume(lost, slurm, job, session).splitlines()
+    assert got[-1] == (
+        "WorkerLostError: worker rank 3 on host n2 (pid 7) stopped responding; 10 finished "
+        f"task results are kept in the store; `qshpc submit --resume {job}` runs only the "
+        "unfinished tasks"
+    )
+    hint = "qshpc: hint: import X instead"
+    got = with_resume(f"{lost}\n{hint}", {"entrypoint": "/p/prog.py"}, job, session)
+    assert got.splitlines()[-1] == hint  # the hint stays last, the summary shows both
+    assert f"`qshpc run /p/prog.py --resume {job}` runs only" in got.splitlines()[-2]
+    assert with_resume("ValueError: boom", slurm, job, session) == "ValueError: boom"
