@@ -109,7 +109,6 @@ class Dispatcher(Intake):
         #: True when rank 0 must leave without MPI_Finalize: a worker it no longer hears
         #: from (lost, or busy and not told to leave) could make the finalize wait forever.
         self.abandoned = False
-        self.world = wiring.world
         self._can_tell = wiring.multithreaded  # a busy worker's heartbeat thread hears LEAVE
         self._leaving: set[int] = set()  # ranks told to leave mid-call: their goodbyes come
         self.pace = Pace()
@@ -237,6 +236,7 @@ class Dispatcher(Intake):
                     w.alive = False
             if not self.liveness.goodbyes(stop=lambda: self._stop_now, also=self._leaving):
                 self.abandoned = True  # someone did not answer: do not risk MPI_Finalize
+            self._take_late_results()
 
     def _abandon(self) -> None:
         """The drain is over: record the call each busy worker still runs, and stop waiting for it.
@@ -297,11 +297,25 @@ class Dispatcher(Intake):
         self._flush()
         resolve_many(failures)
 
+    def _take_late_results(self) -> None:
+        """Receive what the workers told to leave sent after the drain ended: their calls'
+        results came too late (each call is recorded abandoned), but a message left
+        unreceived fails rank 0's ``MPI_Finalize`` ("being freed has 2 unmatched
+        message(s)": a call that ended as LEAVE was sent)."""
+        for rank in sorted(self._leaving):
+            while (msg := self.comm.improbe(rank, TAG_RESULT, self.status)) is not None:
+                try:
+                    self.receive(msg)
+                except Unloadable:  # received; only its value did not unpickle
+                    pass
+
     def _tell_leave(self, w: WorkerState, why: str) -> None:
         """Send ``w`` LEAVE (see :meth:`_abandon`); its goodbye is then awaited with the others'."""
         if self._can_tell:
             try:
-                self.world.send(("L", why), dest=w.rank, tag=TAG_LEAVE)  # tiny: never blocks
+                # On the pkl5 communicator, whose messages the worker's loop receives (it
+                # probes any tag): the LEAVE may reach it there, its call just ended.
+                self.comm.send(("L", why), dest=w.rank, tag=TAG_LEAVE)  # tiny: never blocks
                 self._leaving.add(w.rank)
                 return
             except Exception:  # pragma: no cover - a worker already gone

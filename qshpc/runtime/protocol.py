@@ -23,10 +23,10 @@ tag                   direction    message
                                    ``left == 0`` when done): rank 0 waits for its goodbye
                                    while these come
 :data:`TAG_BYE`       worker -> 0  ``None``, the worker's last message, on the plain world
-:data:`TAG_LEAVE`     0 -> worker  ``("L", why)``, on the plain world: the job ended while this
-                                   worker still ran a call (rank 0 recorded it abandoned); a
-                                   thread of the worker says goodbye at once, then the rank
-                                   finalizes MPI and exits 0 without the call
+:data:`TAG_LEAVE`     0 -> worker  ``("L", why)``: the job ended while this worker still ran
+                                   a call (rank 0 recorded it abandoned); its heartbeat thread
+                                   (or its loop, the call just ended) says goodbye at once,
+                                   then the rank finalizes MPI and exits 0 without the call
                                    (:class:`qshpc.runtime.worker.Heartbeat`)
 :data:`TAG_JOB`       0 -> worker  ``(job_dir or None, error or None, program, argv)``, once
                                    at start-up, on the plain world (workers poll for it with

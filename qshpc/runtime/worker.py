@@ -139,7 +139,7 @@ def _heartbeat(beat: Heartbeat) -> None:
     next_beat = time.monotonic() + interval
     while not stop.wait(step):
         try:
-            msg = world.improbe(0, TAG_LEAVE)
+            msg = beat.comm.improbe(0, TAG_LEAVE)
             if msg is not None:
                 beat.leave_now(msg.recv())
                 return
@@ -193,13 +193,17 @@ class Heartbeat:
     def leave_now(self, message: Any) -> None:
         """Rank 0's LEAVE: say goodbye for this rank now, then end it (``on_leave``).
 
-        What rank 0 still sent this rank (a batch queued behind the call, its
-        CUT) is received first, so that no send of rank 0's is left waiting
-        when it finalizes MPI; then the goodbye, and the last heartbeat's
-        completion, as :func:`serve` does at its end.
+        Called by the heartbeat thread (the call still runs), or by the serve
+        loop when the LEAVE reached it first (the call had just ended: its probe
+        takes any tag); then the heartbeat thread is stopped first, so that it
+        makes no MPI call after this one. What rank 0 still sent this rank (a
+        batch queued behind the call, its CUT) is received, so that no send of
+        rank 0's is left waiting when it finalizes MPI; then the goodbye, and
+        the last heartbeat's completion, as :func:`serve` does at its end.
         """
         why = str(message[1]) if isinstance(message, tuple) and len(message) > 1 else ""
         self.left.set()
+        self.stop()  # (from the heartbeat thread itself: only flags it)
         try:
             while (msg := self.comm.improbe(0, self.any_tag)) is not None:
                 msg.recv()
@@ -281,12 +285,14 @@ def serve(
 
         watch = Rank0Watch(Path(job), info.rank)  # srun keeps a worker whose rank 0 died
     try:
-        _serve(wiring, info, at_first_batch, beat.left)
+        _serve(wiring, info, at_first_batch, beat)
     finally:
         if watch is not None:
             watch.stop()  # before the goodbye, after which rank 0 releases its lock
         beat.stop()
     if beat.left.is_set():  # the goodbye was said at rank 0's LEAVE
+        while beat.on_leave is not None:  # its thread ends this process: no MPI call here
+            time.sleep(1.0)
         signals.restore()
         _signals.clear()
         return
@@ -303,7 +309,7 @@ def _serve(
     wiring: Wiring,
     info: context.RankInfo,
     at_first_batch: Callable[[], None] | None = None,
-    left: threading.Event | None = None,
+    beat: Heartbeat | None = None,
 ) -> None:
     import cloudpickle
 
@@ -313,6 +319,7 @@ def _serve(
     # One table: objects rank 0 sent and those tasks put here (ids name their rank).
     objects = inline.objects
     comm, status, any_tag = wiring.comm, wiring.status(), wiring.any_tag
+    left = beat.left if beat is not None else None
     sleep = 0.0
     # Ranks outnumber cores: an idle worker polling fast steals rank 0's CPU.
     crowded = info.crowded()  # the union of the host ranks' masks (Slurm binds each rank)
@@ -344,6 +351,8 @@ def _serve(
     first = True
     try:
         while True:
+            if left is not None and left.is_set():
+                return  # said goodbye at rank 0's LEAVE: no further MPI call from this thread
             msg = comm.improbe(0, any_tag, status)
             if msg is None and sleep:
                 # After a sleep, MPICH's first probe only takes in what came meanwhile (see
@@ -352,8 +361,6 @@ def _serve(
                 # get() of one call, 1.2-1.5 ms with this second look).
                 msg = comm.improbe(0, any_tag, status)
             if msg is None:
-                if left is not None and left.is_set():
-                    return  # said goodbye at rank 0's LEAVE (a loopback worker's thread)
                 if sender.reqs:
                     sender.reqs = [r for r in sender.reqs if not r.test()[0]]
                 sleep = min(_MAX_SLEEP_S, sleep * 2 or first_sleep)
@@ -371,6 +378,10 @@ def _serve(
             if tag == TAG_CUT:
                 cut[0] = True
                 continue
+            if tag == TAG_LEAVE:  # (the call it was sent for had ended: see Heartbeat)
+                if beat is not None:
+                    beat.leave_now(data)  # ends this process when the rank is an MPI one
+                return
             assert tag == TAG_BATCH
             if first:
                 _timeline.mark("first batch")
@@ -403,10 +414,11 @@ def _serve(
             if tidy.changed():
                 _tidy_after(tidy, info, funcs, columns[1], warned)
     finally:
-        sender.flush(timeout=0.5)
-        # (inline.cache: the job's, or one a nested call of a cache=True task opened.)
-        if inline.cache is not None:
-            finish_cache(inline.cache, wiring.world)
+        if left is None or not left.is_set():  # (after a LEAVE, rank 0 takes nothing more)
+            sender.flush(timeout=0.5)
+            # (inline.cache: the job's, or one a nested call of a cache=True task opened.)
+            if inline.cache is not None:
+                finish_cache(inline.cache, wiring.world)
 
 
 def _function(loads: Callable[[bytes], Any], blob: bytes, name: str, info: context.RankInfo) -> Any:

@@ -316,10 +316,8 @@ def test_a_call_still_running_when_the_job_ends_is_abandoned_and_recorded() -> N
             assert time.monotonic() - t0 < 5  # the busy worker's call is not waited for
             # review44 F1: it is told to leave (its heartbeat thread says goodbye at once, as
             # under srun nothing else ends it), so rank 0 may finalize MPI as usual
-            assert [(d, m[0]) for _, d, m in r.net.sent(TAG_LEAVE, channel=1)] == [(1, "L")]
-            assert (
-                "while task 0 (stuck) still ran here" in r.net.sent(TAG_LEAVE, channel=1)[0][2][1]
-            )
+            assert [(d, m[0]) for _, d, m in r.net.sent(TAG_LEAVE)] == [(1, "L")]
+            assert "while task 0 (stuck) still ran here" in r.net.sent(TAG_LEAVE)[0][2][1]
             assert not r.d.abandoned
             first = refs[0].exception(timeout=5)
             assert isinstance(first, TaskError) and first.exc_type == "TaskAbandoned"
