@@ -96,3 +96,23 @@ def test_a_lost_workers_error_ends_with_what_is_kept_and_the_resume_command(
     assert got.splitlines()[-1] == hint  # the hint stays last, the summary shows both
     assert f"`qshpc run /p/prog.py --resume {job}` runs only" in got.splitlines()[-2]
     assert with_resume("ValueError: boom", slurm, job, session) == "ValueError: boom"
+
+
+def test_a_leave_that_reaches_the_workers_loop_gets_its_goodbye() -> None:
+    """review44 F1: LEAVE is sent as a call ends; the worker's loop (its probe takes any tag)
+    may get it before the heartbeat thread: it says goodbye there (on a first version the
+    loop took it and failed: 'Message truncated', rank 1 exited 1)."""
+    import time
+
+    from qshpc.runtime.protocol import TAG_BYE, TAG_LEAVE
+    from tests.unit.loopback_ranks import loopback_ranks
+
+    with loopback_ranks(1) as (d, net, threads):
+        d.liveness.timeout = 60.0
+        net.deliver(1, TAG_LEAVE, ("L", "the program ended while task 9 (f) still ran here"))
+        threads[0].join(10)
+        assert not threads[0].is_alive()  # its loop returned, after its goodbye
+        assert [(src, dest) for src, dest, _ in net.sent(TAG_BYE, channel=1)] == [(1, 0)]
+        time.sleep(0.3)  # (no second goodbye from the heartbeat thread)
+        assert len(net.sent(TAG_BYE, channel=1)) == 1
+        d.workers[0].alive = False  # rank 0 told it to leave: no STOP for it at the end
