@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from tests.notebook.test_lead24 import displays, kernel  # noqa: F401  (the fixture)
+from tests.notebook.test_lead24 import displays, kernel, start_steps_job  # noqa: F401
 
 pytestmark = pytest.mark.mpi
 
@@ -17,14 +17,7 @@ def test_a_watch_as_a_cells_value_shows_one_card(
     widgets: bool,
 ) -> None:
     kc = kernel
-    if not widgets:  # the display without ipywidgets: one display, updated in place
-        displays(kc, "import sys; sys.modules['ipywidgets'] = None")
-    displays(
-        kc,
-        "from qshpc import LocalClient, Program\n"
-        "job = LocalClient(workers=1).run(Program(title='steps', entrypoint='slow_steps.py',"
-        " working_dir='.'), arguments={'waves': 2})",
-    )
+    start_steps_job(kc, widgets)
     want = "application/vnd.jupyter.widget-view+json" if widgets else "text/html"
     shown = displays(kc, "job.watch(interval=0.2)")  # as seed_notebook.ipynb's cell ends
     assert shown.count(want) == 1, shown  # was 2: watch() showed it, then its value again

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,16 +46,20 @@ save_result({"done": len(done), "pending": len(pending)})
 """
 
 
+def _submit_on_two_nodes(program: Path, text: str, **env: str) -> dict[str, Any]:
+    """Write ``text`` to ``program``, submit it on 2 nodes of 2 tasks; submit's JSON line."""
+    program.write_text(text)
+    args = ["submit", str(program), "--nodes", "2", "--ntasks-per-node", "2", "--json"]
+    out = run_cli(*args, timeout=60, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    info: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return info
+
+
 def test_a_program_that_ends_while_calls_run_leaves_the_slurm_job_completed(
     multinode_env: dict[str, str], tmp_path: Path
 ) -> None:
-    (tmp_path / "first.py").write_text(PROGRAM)
-    out = run_cli(
-        "submit", str(tmp_path / "first.py"), "--nodes", "2", "--ntasks-per-node", "2",
-        "--json", timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
-    info = json.loads(out.stdout.strip().splitlines()[-1])
+    info = _submit_on_two_nodes(tmp_path / "first.py", PROGRAM)
     job, slurm_job = str(info["job_id"]), str(info["slurm_job_id"])
     assert wait(job) == "SUCCEEDED", run_cli("status", job).stdout
     # Every rank exited 0: the allocation COMPLETED (the 60 s calls were not waited for)
@@ -101,13 +106,7 @@ def test_a_worker_lost_under_slurm_says_what_is_kept_and_the_resume_command(
 ) -> None:
     """review44 F2: the Slurm error was the WorkerLostError alone; the local report's
     "N finished task results are kept" and the resume command were missing."""
-    (tmp_path / "die.py").write_text(DIES)
-    out = run_cli(
-        "submit", str(tmp_path / "die.py"), "--nodes", "2", "--ntasks-per-node", "2", "--json",
-        timeout=60, env={"QSHPC_WORKER_TIMEOUT_S": "3"},
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
-    job = str(json.loads(out.stdout.strip().splitlines()[-1])["job_id"])
+    job = str(_submit_on_two_nodes(tmp_path / "die.py", DIES, QSHPC_WORKER_TIMEOUT_S="3")["job_id"])
     assert wait(job) == "FAILED"
     error = json.loads(run_cli("status", job, "--json").stdout)["error"]
     last = error.strip().splitlines()[-1]
