@@ -81,6 +81,8 @@ class Dispatcher(Intake):
             (default ``QSHPC_WORKER_TIMEOUT_S``).
         cpus: Cores of every rank (default 1 each): a call's ``cpu`` target goes
             to a worker that has them, and is refused when none has.
+        records: Every rank's record from MPI's start: a worker of rank 0's host
+            whose process ends is lost at once (:mod:`qshpc.runtime.gone`).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class Dispatcher(Intake):
         pids: list[int] | None = None,
         worker_timeout: float | None = None,
         cpus: list[int] | None = None,
+        records: list[dict[str, Any]] | None = None,
     ) -> None:
         cores = {r: (cpus[r] if cpus else 1) for r in range(1, len(hosts))}
         super().__init__(session, cores or None)
@@ -104,7 +107,7 @@ class Dispatcher(Intake):
         ]
         self.holds = Holds(hosts[0] if hosts else "")
         timeout = settings.WORKER_TIMEOUT_S.get() if worker_timeout is None else worker_timeout
-        self.liveness = Liveness(wiring, self.workers, timeout)
+        self.liveness = Liveness(wiring, self.workers, timeout, records)
         self.lost = self.liveness.lost
         #: True when rank 0 must leave without MPI_Finalize: a worker it no longer hears
         #: from (lost, or busy and not told to leave) could make the finalize wait forever.
@@ -351,8 +354,11 @@ class Dispatcher(Intake):
 
     def _check_workers(self) -> None:
         """Declare lost any worker silent for longer than the timeout, failing what it held."""
-        for w, silent in self.liveness.silent():
-            failures = self.liveness.lose(w, silent)
+        lost = [(w, 0.0, by) for w, by in self.liveness.gone()]
+        for w, silent, seen in [*lost, *((w, t, None) for w, t in self.liveness.silent())]:
+            if not w.alive:
+                continue
+            failures = self.liveness.lose(w, silent, seen)
             self._flush()
             resolve_many(failures)
             self.holds.drop_lost(self.workers)

@@ -222,7 +222,12 @@ def _run_teed(
 
         pids = [int(r["pid"]) for r in ranks] if ranks else None
         cpus = [int(r.get("cpus") or 1) for r in ranks] if ranks else None
-        dispatcher = Dispatcher(wiring, session, hosts or [info.host], pids, cpus=cpus)
+        # Under Slurm a worker's end is seen on its host (srun reports nothing to rank 0);
+        # under mpiexec the launcher reports it (qshpc.launch.deaths), as before.
+        seen = ranks if scheduler is not None else None
+        dispatcher = Dispatcher(
+            wiring, session, hosts or [info.host], pids, cpus=cpus, records=seen
+        )
         # Measured (benchmarks/root_works.py): a program thread running tasks slows the
         # dispatcher thread (GIL), so rank 0 sleeps unless asked (1 or auto).
         mode = settings.ROOT_WORKS.get()

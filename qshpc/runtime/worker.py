@@ -28,6 +28,7 @@ from qshpc.runtime.protocol import (
     TAG_BYE,
     TAG_CUT,
     TAG_FLUSH,
+    TAG_GONE,
     TAG_HEARTBEAT,
     TAG_LEAVE,
     TAG_STOP,
@@ -147,6 +148,8 @@ def _heartbeat(beat: Heartbeat) -> None:
             if now < next_beat:
                 continue
             next_beat = now + interval
+            if beat.neighbours:
+                beat.tell_gone()
             if not pending:
                 pending.append(world.isend(None, dest=0, tag=TAG_HEARTBEAT))
             elif pending[0].Test():
@@ -182,6 +185,10 @@ class Heartbeat:
         self.any_tag = wiring.any_tag
         self.on_leave = on_leave
         self.pending: list[Any] = []
+        #: ``rank -> (pid, start ticks)``: the other workers of this host, watched each
+        #: heartbeat (:mod:`qshpc.runtime.gone`); set once the ranks are known.
+        self.neighbours: dict[int, tuple[int, int]] = {}
+        self.told: list[Any] = []  # the sends of those reports (waited for with the heartbeat's)
         #: Set once this rank said goodbye at rank 0's LEAVE: the serve loop says none.
         self.left = threading.Event()
         self._stop = threading.Event()
@@ -189,6 +196,15 @@ class Heartbeat:
         if wiring.multithreaded:
             self._thread = threading.Thread(target=_heartbeat, args=(self,), daemon=True)
             self._thread.start()
+
+    def tell_gone(self) -> None:
+        """Tell rank 0 of each neighbour whose process ended (once each): it loses it now."""
+        from qshpc.runtime.gone import ended
+
+        for rank, (pid, ticks) in list(self.neighbours.items()):
+            if ended(pid, ticks):
+                del self.neighbours[rank]
+                self.told.append(self.world.isend(("G", rank), dest=0, tag=TAG_GONE))
 
     def leave_now(self, message: Any) -> None:
         """Rank 0's LEAVE: say goodbye for this rank now, then end it (``on_leave``).
@@ -208,7 +224,7 @@ class Heartbeat:
             while (msg := self.comm.improbe(0, self.any_tag)) is not None:
                 msg.recv()
             self.world.send(None, dest=0, tag=TAG_BYE)
-            for req in self.pending:
+            for req in self.pending + self.told:
                 req.Wait()
         except Exception:  # rank 0 is gone: nothing left to tell it
             pass
@@ -299,7 +315,7 @@ def serve(
     # Rank 0 drains heartbeats until every worker's goodbye has arrived, so the
     # last heartbeat completes and nothing is left in flight at MPI_Finalize.
     wiring.world.send(None, dest=0, tag=TAG_BYE)
-    for req in beat.pending:
+    for req in beat.pending + beat.told:
         req.Wait()
     signals.restore()
     _signals.clear()

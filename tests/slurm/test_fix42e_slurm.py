@@ -104,12 +104,17 @@ save_result(get([f(i) for i in range(12)]))
 def test_a_worker_lost_under_slurm_says_what_is_kept_and_the_resume_command(
     multinode_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """review44 F2: the Slurm error was the WorkerLostError alone; the local report's
-    "N finished task results are kept" and the resume command were missing."""
-    job = str(_submit_on_two_nodes(tmp_path / "die.py", DIES, QSHPC_WORKER_TIMEOUT_S="3")["job_id"])
+    """review44 F2: under Slurm a dead worker was lost at the 30 s heartbeat timeout, and the
+    error was the WorkerLostError alone (the local report's "N finished task results are
+    kept" and the resume command were missing). Now its end is seen on its host."""
+    job = str(_submit_on_two_nodes(tmp_path / "die.py", DIES)["job_id"])
     assert wait(job) == "FAILED"
     error = json.loads(run_cli("status", job, "--json").stdout)["error"]
     last = error.strip().splitlines()[-1]
-    assert re.match(r"WorkerLostError: worker rank [1-3] on host n\d .* task\(s\) \[", last), error
+    # Seen on its host (by rank 0, or by the other worker of n2): not the 30 s heartbeat timeout
+    seen = (
+        r"WorkerLostError: worker rank [1-3] on host n\d \(pid \d+\) ended \(its process is gone, "
+    )
+    assert re.match(seen + r"seen by rank [0-3] on the same host: .* task\(s\) \[", last), error
     assert "finished task results are kept in the store" in last, error
     assert last.endswith(f"`qshpc submit --resume {job}` runs only the unfinished tasks"), error

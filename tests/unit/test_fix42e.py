@@ -116,3 +116,50 @@ def test_a_leave_that_reaches_the_workers_loop_gets_its_goodbye() -> None:
         time.sleep(0.3)  # (no second goodbye from the heartbeat thread)
         assert len(net.sent(TAG_BYE, channel=1)) == 1
         d.workers[0].alive = False  # rank 0 told it to leave: no STOP for it at the end
+
+
+def test_a_worker_whose_process_ends_is_seen_on_its_host() -> None:
+    """review44 F2: under Slurm a dead worker was lost only at the 30 s heartbeat timeout.
+    A process of its host (rank 0, or another worker) sees its process end: a real
+    process here, killed, with its pid and start time as MPI's start records them."""
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    from qshpc.runtime.gone import ended, neighbours
+    from qshpc.runtime.liveness import Liveness, WorkerState
+    from qshpc.runtime.loopback import Loopback
+    from qshpc.runtime.mpi import _pidns, _started
+    from qshpc.runtime.procs import stat_fields
+    from qshpc.runtime.protocol import TAG_GONE
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        ticks = int(stat_fields(child.pid)[19])
+        host, ns = socket.gethostname(), _pidns()
+        records = [
+            {"rank": 0, "host": host, "pid": os.getpid(), "start_ticks": _started(), "pidns": ns},
+            {"rank": 1, "host": host, "pid": child.pid, "start_ticks": ticks, "pidns": ns},
+            {"rank": 2, "host": "elsewhere", "pid": child.pid, "start_ticks": ticks, "pidns": ns},
+            {"rank": 3, "host": host, "pid": child.pid, "start_ticks": ticks, "pidns": -1},
+        ]
+        assert neighbours(records, 0) == {1: (child.pid, ticks)}  # not another host's or ns's
+        assert not ended(child.pid, ticks) and ended(child.pid, ticks + 1)  # a pid reused
+        workers = [WorkerState(r, records[r]["host"], child.pid) for r in (1, 2, 3)]
+        net = Loopback(4)
+        live = Liveness(net.wiring(0), workers, 30.0, records)
+        assert live.gone() == []
+        net.deliver(0, TAG_GONE, ("G", 3), source=2, channel=1)  # a worker's report, on n2 say
+        assert live.gone() == [(workers[2], "seen by rank 2 on the same host")]
+        workers[2].alive = False
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert ended(child.pid, ticks)
+        assert live.gone() == [(workers[0], "seen by rank 0 on the same host")]
+        live.lose(workers[0], 0.0, "seen by rank 0 on the same host")
+        assert f"(pid {child.pid}) ended (its process is gone, seen by rank 0" in live.lost[0]
+        assert live.gone() == []  # once
+    finally:
+        child.kill()
+        child.wait()
