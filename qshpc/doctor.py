@@ -130,8 +130,10 @@ def check_slurm(timeout: float = SLURM_TIMEOUT_S) -> Check:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
         return Check("slurm", WARN, f"sinfo failed: {last}{where}", hint)
     rows = [ln.split() for ln in out.stdout.splitlines() if ln.strip()]
-    parts = sorted({r[0] for r in rows if r})
-    nodes = sum(int(r[2]) for r in rows if len(r) > 2 and r[2].isdigit())
+    parts = sorted({r[1] for r in rows if len(r) > 1})
+    # Distinct node names: a node in two partitions was counted twice (review44 F6: the
+    # dev cluster's 3 nodes, each in debug and batch, showed as 6)
+    nodes = len({r[0] for r in rows if r})
     return Check("slurm", OK, f"partitions {', '.join(parts) or '-'}; {nodes} node(s){where}")
 
 

@@ -67,6 +67,7 @@ class JobWatch:
         self._republish: Callable[[], None] | None = None
         self._last: str | None = None
         self._again: Callable[[], None] | None = None  # another view of the card (shown)
+        self._shown_in: int | None = None  # the cell (execution count) that showed it
 
     def __repr__(self) -> str:
         what = "watching" if self.running else "stopped"
@@ -80,9 +81,10 @@ class JobWatch:
     def _ipython_display_(self) -> None:
         if not self._shown:
             self.show()
-        elif self._again is not None:
+        elif self._again is not None and (self._shown_in is None or _cell() != self._shown_in):
             # ``w`` typed again in a later cell: the card there too, kept up to date with
-            # the first (review32 F10: it showed nothing).
+            # the first (review32 F10: it showed nothing). Not in the cell that showed it:
+            # ``job.watch()`` as a cell's last line showed two cards (review44 F5).
             self._again()
 
     def show(self) -> None:
@@ -126,6 +128,7 @@ class JobWatch:
             self._again = lambda: display(widget)  # (a widget shown twice: two live views)
         self._republish = republish
         self._shown = True
+        self._shown_in = _cell()
 
     def start(self) -> JobWatch:
         """Show the card and start the thread that updates it; return at once."""
@@ -239,3 +242,14 @@ def _bundle(html: str) -> dict[str, str]:
 
     text = _html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))).strip()
     return {"text/html": html, "text/plain": text}
+
+
+def _cell() -> int | None:
+    """The execution count of the cell IPython runs now (None: not under IPython)."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        return None if shell is None else int(shell.execution_count)
+    except Exception:  # an IPython without it: the card is shown as before
+        return None

@@ -185,7 +185,9 @@ class LocalJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
         if not self._done.wait(timeout):
             raise TimeoutError(f"primitive job {self.job_id()} not done after {timeout} s")
         if self._error is not None:
-            raise self._error
+            from qshpc.program.refs import raised_copy
+
+            raise raised_copy(self._error)  # its own traceback each time (review44 F3)
         if self._cancelled and self._result is None:
             raise RuntimeError(f"primitive job {self.job_id()} was cancelled")
         return self._result

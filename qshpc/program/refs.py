@@ -228,7 +228,7 @@ class TaskRef(Future[T]):
             refuse_on_dispatcher(timeout, "ref.result()")
             wait_all([self], timeout)
         if self._error is not None:
-            raise self._error
+            raise raised_copy(self._error)
         value: T = self._value
         if type(value) is Stored:
             value = self._loaded()
@@ -266,7 +266,7 @@ class TaskRef(Future[T]):
             wait_all([self], timeout)
         if self._st == _CANCELLED:
             assert self._error is not None
-            raise self._error
+            raise raised_copy(self._error)
         return self._error
 
     def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
@@ -333,6 +333,30 @@ class TaskRef(Future[T]):
 
 #: Results of these types are immutable: ``get`` gives them as they are.
 _IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
+def raised_copy(error: BaseException) -> BaseException:
+    """A copy of a reference's stored ``error``, for one ``get`` (or ``result``) to raise.
+
+    Raising the stored exception itself added each ``get``'s frames to its one
+    traceback: after three ``get`` calls caught by ``except``, the fourth's
+    traceback showed all four lines, the first ones inside handled ``try``
+    blocks, and kept their frames alive (review44 F3). Each copy has its own
+    traceback, of that ``get`` only, and the same class, message, remote
+    traceback (a TaskError's) and attributes; like Ray's, which rebuilds the
+    error at each ``ray.get``. An exception that cannot be copied this way is
+    raised again without its old traceback.
+    """
+    cls = type(error)
+    try:
+        copy = cls.__new__(cls, *error.args)
+        copy.__dict__.update(error.__dict__)
+        copy.args = error.args
+    except Exception:  # a class whose __new__ wants other arguments, or C fields
+        return error.with_traceback(None)
+    copy.__cause__ = error.__cause__
+    copy.__suppress_context__ = error.__suppress_context__
+    return copy
 
 
 def fresh(value: Any) -> Any:

@@ -49,6 +49,7 @@ from qshpc.runtime.protocol import (
     STOP,
     TAG_BATCH,
     TAG_CUT,
+    TAG_LEAVE,
     TAG_RESULT,
     TAG_STOP,
     Wiring,
@@ -82,6 +83,8 @@ class Dispatcher(Intake):
             (default ``QSHPC_WORKER_TIMEOUT_S``).
         cpus: Cores of every rank (default 1 each): a call's ``cpu`` target goes
             to a worker that has them, and is refused when none has.
+        records: Every rank's record from MPI's start: a worker of rank 0's host
+            whose process ends is lost at once (:mod:`qshpc.runtime.gone`).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class Dispatcher(Intake):
         pids: list[int] | None = None,
         worker_timeout: float | None = None,
         cpus: list[int] | None = None,
+        records: list[dict[str, Any]] | None = None,
     ) -> None:
         cores = {r: (cpus[r] if cpus else 1) for r in range(1, len(hosts))}
         super().__init__(session, cores or None)
@@ -105,9 +109,13 @@ class Dispatcher(Intake):
         ]
         self.holds = Holds(hosts[0] if hosts else "")
         timeout = settings.WORKER_TIMEOUT_S.get() if worker_timeout is None else worker_timeout
-        self.liveness = Liveness(wiring, self.workers, timeout)
+        self.liveness = Liveness(wiring, self.workers, timeout, records)
         self.lost = self.liveness.lost
+        #: True when rank 0 must leave without MPI_Finalize: a worker it no longer hears
+        #: from (lost, or busy and not told to leave) could make the finalize wait forever.
         self.abandoned = False
+        self._can_tell = wiring.multithreaded  # a busy worker's heartbeat thread hears LEAVE
+        self._leaving: set[int] = set()  # ranks told to leave mid-call: their goodbyes come
         self.pace = Pace()
         self._stop = False
         self._stop_now = False
@@ -189,9 +197,10 @@ class Dispatcher(Intake):
         while self._thread.is_alive() and self.liveness.may_flush() and not self._stop_now:
             self._thread.join(0.2)
         if self._thread.is_alive():
-            self.abandoned = True
             self._stop_now = True
             self._thread.join(5.0)
+            if self._thread.is_alive():
+                self.abandoned = True  # the goodbyes are still awaited: do not finalize
         if self._error is not None:
             raise RuntimeError("the qshpc dispatcher failed") from self._error
 
@@ -233,15 +242,22 @@ class Dispatcher(Intake):
                     self.comm.send(STOP, dest=w.rank, tag=TAG_STOP)
                 except Exception:  # pragma: no cover - best effort at shutdown
                     w.alive = False
-            if not self.liveness.goodbyes(stop=lambda: self._stop_now):
+            if not self.liveness.goodbyes(stop=lambda: self._stop_now, also=self._leaving):
                 self.abandoned = True  # someone did not answer: do not risk MPI_Finalize
+            self._take_late_results()
 
     def _abandon(self) -> None:
         """The drain is over: record the call each busy worker still runs, and stop waiting for it.
 
-        Such a worker reads STOP only when its call returns, so its goodbye is
-        not waited for (``abandoned``: rank 0 leaves without MPI_Finalize and the
-        MPI launcher ends the rank).
+        Such a worker reads STOP only when its call returns: it is sent LEAVE
+        instead, which its heartbeat thread answers with its goodbye at once; the
+        rank then finalizes MPI and exits 0 without the call
+        (:mod:`qshpc.runtime.midcall`), so that every rank of a job that
+        SUCCEEDED ends with 0 (a Slurm job COMPLETED, review44 F1). Without a
+        heartbeat thread (no ``MPI_THREAD_MULTIPLE``) it is not told: then
+        ``abandoned``, rank 0 leaves without MPI_Finalize and the MPI launcher
+        ends the rank (``mpiexec`` does; ``srun`` leaves it to its lock watch,
+        :mod:`qshpc.runtime.orphan`).
         """
         from qshpc.task.seeding import derive_seed
 
@@ -251,12 +267,15 @@ class Dispatcher(Intake):
             if not w.alive or not w.batches:
                 continue
             w.alive = False
-            self.abandoned = True
             held = [(bid, e) for bid, b in w.batches.items() for e in b if not e.ref.done()]
             w.batches.clear()
             if not held:
+                self._tell_leave(w, self._why)
                 continue
             bid, e = held[0]  # a worker runs its calls in order: the first one unfinished runs
+            self._tell_leave(
+                w, f"{self._why} while task {e.ref.task_id} ({e.task.name}) still ran here"
+            )
             began = self._began(w, bid, e, now)
             waited = time.monotonic() - self._drain_started
             text = (
@@ -285,6 +304,31 @@ class Dispatcher(Intake):
                 failures.append((later.ref, False, gone))
         self._flush()
         resolve_many(failures)
+
+    def _take_late_results(self) -> None:
+        """Receive what the workers told to leave sent after the drain ended: their calls'
+        results came too late (each call is recorded abandoned), but a message left
+        unreceived fails rank 0's ``MPI_Finalize`` ("being freed has 2 unmatched
+        message(s)": a call that ended as LEAVE was sent)."""
+        for rank in sorted(self._leaving):
+            while (msg := self.comm.improbe(rank, TAG_RESULT, self.status)) is not None:
+                try:
+                    self.receive(msg)
+                except Unloadable:  # received; only its value did not unpickle
+                    pass
+
+    def _tell_leave(self, w: WorkerState, why: str) -> None:
+        """Send ``w`` LEAVE (see :meth:`_abandon`); its goodbye is then awaited with the others'."""
+        if self._can_tell:
+            try:
+                # On the pkl5 communicator, whose messages the worker's loop receives (it
+                # probes any tag): the LEAVE may reach it there, its call just ended.
+                self.comm.send(("L", why), dest=w.rank, tag=TAG_LEAVE)  # tiny: never blocks
+                self._leaving.add(w.rank)
+                return
+            except Exception:  # pragma: no cover - a worker already gone
+                pass
+        self.abandoned = True
 
     def _began(self, w: WorkerState, bid: int, e: Entry, now: float) -> float:
         """When the worker ``w`` took the call ``e`` of batch ``bid`` it still runs, as rank 0 knows.
@@ -315,8 +359,11 @@ class Dispatcher(Intake):
 
     def _check_workers(self) -> None:
         """Declare lost any worker silent for longer than the timeout, failing what it held."""
-        for w, silent in self.liveness.silent():
-            failures = self.liveness.lose(w, silent)
+        lost = [(w, 0.0, by) for w, by in self.liveness.gone()]
+        for w, silent, seen in [*lost, *((w, t, None) for w, t in self.liveness.silent())]:
+            if not w.alive:
+                continue
+            failures = self.liveness.lose(w, silent, seen)
             self._flush()
             resolve_many(failures)
             self.holds.drop_lost(self.workers)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from qshpc.errors import TaskError
-from qshpc.runtime.protocol import TAG_BYE, TAG_FLUSH, TAG_HEARTBEAT, Wiring
+from qshpc.runtime.protocol import TAG_BYE, TAG_FLUSH, TAG_GONE, TAG_HEARTBEAT, Wiring
 
 if TYPE_CHECKING:
     from qshpc.program.refs import TaskRef
@@ -53,9 +53,17 @@ class Liveness:
         wiring: Rank 0's wiring (heartbeats and goodbyes come on its plain world).
         workers: The workers' states, rank 1 first.
         timeout: Seconds of silence after which a worker is lost.
+        records: Every rank's record from MPI's start (host, pid, start time, PID
+            namespace): the workers of rank 0's host are watched (:mod:`qshpc.runtime.gone`).
     """
 
-    def __init__(self, wiring: Wiring, workers: list[WorkerState], timeout: float) -> None:
+    def __init__(
+        self,
+        wiring: Wiring,
+        workers: list[WorkerState],
+        timeout: float,
+        records: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.world = wiring.world
         self.any_source = wiring.any_source
         self.status = wiring.status()
@@ -66,6 +74,9 @@ class Liveness:
         self.flushing = False
         #: When the goodbyes began (monotonic), or None: a worker's first report comes soon after.
         self.bye_since: float | None = None
+        from qshpc.runtime.gone import neighbours
+
+        self.neighbours = neighbours(records, 0)  # rank -> (pid, start ticks), on this host
 
     def drain(self, tag: int) -> list[int]:
         """Receive every waiting heartbeat or goodbye; return their sources."""
@@ -89,15 +100,46 @@ class Liveness:
             if w.alive and now - w.last_seen > self.timeout
         ]
 
-    def lose(self, w: WorkerState, silent: float) -> list[tuple[TaskRef[Any], bool, Any]]:
-        """Mark ``w`` lost; return the failures of the calls it held (to resolve)."""
+    def gone(self) -> list[tuple[WorkerState, str]]:
+        """The live workers whose process ended, seen on their host: ``(worker, by whom)``.
+
+        Rank 0 looks at those of its own host; the workers' reports (``TAG_GONE``) name
+        the others (see :mod:`qshpc.runtime.gone`).
+        """
+        from qshpc.runtime.gone import ended
+
+        found: dict[int, str] = {}
+        for rank, (pid, ticks) in list(self.neighbours.items()):
+            if ended(pid, ticks):
+                del self.neighbours[rank]
+                found[rank] = "seen by rank 0 on the same host"
+        for src, (_, rank) in self._received(TAG_GONE):
+            found.setdefault(int(rank), f"seen by rank {src} on the same host")
+        return [
+            (self.workers[r - 1], by)
+            for r, by in sorted(found.items())
+            if 0 < r <= len(self.workers) and self.workers[r - 1].alive
+        ]
+
+    def lose(
+        self, w: WorkerState, silent: float, seen: str | None = None
+    ) -> list[tuple[TaskRef[Any], bool, Any]]:
+        """Mark ``w`` lost; return the failures of the calls it held (to resolve).
+
+        ``seen``: its process was seen to end (by whom), rather than silent ``silent`` s.
+        """
         w.alive = False
         held = [e for b in w.batches.values() for e in b if not e.ref.done()]
         names = sorted({e.task.name for e in held})
         ids = ", ".join(e.ref.task_id for e in held[:20]) + (" ..." if len(held) > 20 else "")
+        why = (
+            f"ended (its process is gone, {seen}: killed, crashed, out of memory, or a task "
+            "called os._exit?)"
+            if seen is not None
+            else f"stopped responding (no heartbeat for {silent:.0f} s: {_why_silent(w)})"
+        )
         text = (
-            f"worker rank {w.rank} on host {w.host} (pid {w.pid}) stopped responding "
-            f"(no heartbeat for {silent:.0f} s: {_why_silent(w)}) while holding "
+            f"worker rank {w.rank} on host {w.host} (pid {w.pid}) {why} while holding "
             f"{len(held)} task(s) [{ids}] of {', '.join(names) or 'no function'}"
         )
         self.lost.append(text)
@@ -111,6 +153,7 @@ class Liveness:
         timeout: float | None = None,
         stop: Callable[[], bool] | None = None,
         every: float = 5.0,
+        also: set[int] | None = None,
     ) -> bool:
         """After STOP: wait for each live worker's goodbye, draining heartbeats meanwhile.
 
@@ -125,13 +168,15 @@ class Liveness:
             timeout: Seconds without a goodbye or a report (default :data:`GOODBYE_S`).
             stop: Called while workers write: True ends the wait for them.
             every: Seconds between the lines saying how many are left.
+            also: Ranks no longer alive that were told to leave mid-call (LEAVE):
+                their goodbyes are awaited too.
 
         Returns:
-            True when every live worker said goodbye in time.
+            True when every live worker (and every one in ``also``) said goodbye in time.
         """
         if timeout is None:
             timeout = GOODBYE_S
-        waiting = {w.rank for w in self.workers if w.alive}
+        waiting = {w.rank for w in self.workers if w.alive} | (also or set())
         t0 = self.bye_since = time.monotonic()
         deadline = t0 + timeout
         reports: dict[int, tuple[int, int, float]] = {}  # rank -> (left, written, when)
@@ -139,6 +184,7 @@ class Liveness:
         while waiting:
             now = time.monotonic()
             self.drain(TAG_HEARTBEAT)
+            self.drain(TAG_GONE)  # (a worker that ended after its goodbye, seen by another)
             for src, (_, left, written, _) in self._reports():
                 reports[src] = (int(left), int(written), now)
             waiting -= set(self.drain(TAG_BYE))
@@ -161,6 +207,7 @@ class Liveness:
             time.sleep(0.001 if now - t0 < 0.5 else 0.01)
         self.flushing, self.bye_since = False, None
         self.drain(TAG_HEARTBEAT)
+        self.drain(TAG_GONE)  # none left for MPI_Finalize to find unreceived
         self._reports()
         if said and not waiting:
             _say(f"the last results reached the cache {time.monotonic() - t0:.1f} s after "
@@ -174,10 +221,14 @@ class Liveness:
 
     def _reports(self) -> list[tuple[int, Any]]:
         """Receive every waiting cache report (``TAG_FLUSH``): ``(source, message)``."""
+        return self._received(TAG_FLUSH)
+
+    def _received(self, tag: int) -> list[tuple[int, Any]]:
+        """Receive every waiting message of ``tag`` on the plain world: ``(source, message)``."""
         world, status, any_source = self.world, self.status, self.any_source
         out: list[tuple[int, Any]] = []
         while True:
-            msg = world.improbe(any_source, TAG_FLUSH, status)
+            msg = world.improbe(any_source, tag, status)
             if msg is None:
                 return out
             out.append((status.Get_source(), msg.recv()))

@@ -23,6 +23,13 @@ tag                   direction    message
                                    ``left == 0`` when done): rank 0 waits for its goodbye
                                    while these come
 :data:`TAG_BYE`       worker -> 0  ``None``, the worker's last message, on the plain world
+:data:`TAG_LEAVE`     0 -> worker  ``("L", why)``: the job ended while this worker still ran
+                                   a call (rank 0 recorded it abandoned); its heartbeat thread
+                                   (or its loop, the call just ended) says goodbye at once,
+                                   then the rank finalizes MPI and exits 0 without the call
+                                   (:class:`qshpc.runtime.worker.Heartbeat`)
+:data:`TAG_GONE`      worker -> 0  ``("G", rank)``, on the plain world: the process of another
+                                   worker of this host ended (:mod:`qshpc.runtime.gone`)
 :data:`TAG_JOB`       0 -> worker  ``(job_dir or None, error or None, program, argv)``, once
                                    at start-up, on the plain world (workers poll for it with
                                    sleeps: a blocking receive would spin on a core rank 0 needs);
@@ -69,6 +76,8 @@ TAG_HEARTBEAT = 15
 TAG_BYE = 16
 TAG_JOB = 17
 TAG_FLUSH = 18
+TAG_LEAVE = 19
+TAG_GONE = 20
 
 #: The stop message.
 STOP = ("S",)
@@ -188,7 +197,9 @@ __all__ = [
     "TAG_BYE",
     "TAG_CUT",
     "TAG_FLUSH",
+    "TAG_GONE",
     "TAG_HEARTBEAT",
+    "TAG_LEAVE",
     "TAG_RESULT",
     "TAG_STOP",
     "Message",

@@ -222,7 +222,12 @@ def _run_teed(
 
         pids = [int(r["pid"]) for r in ranks] if ranks else None
         cpus = [int(r.get("cpus") or 1) for r in ranks] if ranks else None
-        dispatcher = Dispatcher(wiring, session, hosts or [info.host], pids, cpus=cpus)
+        # Under Slurm a worker's end is seen on its host (srun reports nothing to rank 0);
+        # under mpiexec the launcher reports it (qshpc.launch.deaths), as before.
+        seen = ranks if scheduler is not None else None
+        dispatcher = Dispatcher(
+            wiring, session, hosts or [info.host], pids, cpus=cpus, records=seen
+        )
         # Measured (benchmarks/root_works.py): a program thread running tasks slows the
         # dispatcher thread (GIL), so rank 0 sleeps unless asked (1 or auto).
         mode = settings.ROOT_WORKS.get()
@@ -255,6 +260,8 @@ def _run_teed(
             state, error = "FAILED", f"{error or ''}\nthe dispatcher failed: {cause}".lstrip()
         else:
             state = "FAILED"
+    if state == "FAILED" and error and dispatcher is not None and dispatcher.lost:
+        error = with_resume(error, meta, job_dir, session)
     # Results rank 0 ran itself (inline, root work): their last writes, while they
     # progress; a Ctrl-C (a signal received from now on) stops the wait.
     signals_before = signals_received()
@@ -320,6 +327,30 @@ def _run_teed(
     default_signals()
     log_the_exit(job_dir / "logs" / "rank-0.out")  # what the program prints at the exit
     return code
+
+
+def with_resume(error: str, meta: dict[str, Any], job_dir: Path, session: Any) -> str:
+    """``error`` of a job that FAILED for a lost worker, its line saying what is kept and how
+    to resume (as the local launcher's report of a rank that died does).
+
+    Under Slurm a worker that died is lost at its heartbeat timeout, and the error was the
+    ``WorkerLostError`` alone: nothing said that the finished results are kept, nor
+    ``qshpc submit --resume JOB`` (review44 F2). The line is the error's last one (the
+    summary shows it), before a ``qshpc: hint:`` line.
+    """
+    if "WorkerLostError" not in error or "finished task results are kept" in error:
+        return error
+    from qshpc.jobs.paths import job_ref
+    from qshpc.jobs.postmortem import resume_command
+
+    kept = len(session.done) - session.redone + session.executed + session.cached
+    lines = error.rstrip().splitlines()
+    at = len(lines) - 2 if len(lines) > 1 and lines[-1].startswith("qshpc: hint: ") else -1
+    lines[at] += (
+        f"; {kept} finished task results are kept in the store; "
+        f"`{resume_command(meta, job_ref(job_dir))}` runs only the unfinished tasks"
+    )
+    return "\n".join(lines)
 
 
 def _unfolded_line(meta: dict[str, Any], job_dir: Path, why: Exception | None) -> str | None:

@@ -85,7 +85,8 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     if info.rank != 0:
         export_data_path(create=False)  # rank 0's run_job makes the folder
         context.set_in_job()
-        return _serve(spec, wiring, info, cache_job)
+        # (under Slurm: a worker watches its host's others, see qshpc.runtime.gone)
+        return _serve(spec, wiring, info, cache_job, ranks if scheduler is not None else None)
     job_dir, error, failure = _prepare(spec, scheduler)
     # The program's sys.argv as rank 0 runs it (a resume's, the job's recorded arguments:
     # review39 F0, the workers' own command line had none under mpiexec and srun)
@@ -238,7 +239,11 @@ def _moved_high(sock: Any) -> Any:
 
 
 def _serve(
-    spec: RunSpec, wiring: MpiWiring, info: context.RankInfo, cache_job: bool = False
+    spec: RunSpec,
+    wiring: MpiWiring,
+    info: context.RankInfo,
+    cache_job: bool = False,
+    ranks: list[dict[str, Any]] | None = None,
 ) -> int:
     """A worker: heartbeats, imports, learn the job from rank 0, run tasks until told to stop."""
     from qshpc.runtime.worker import Heartbeat, catch_stop_signals, preload
@@ -248,6 +253,9 @@ def _serve(
     for name in (LAUNCH_TOKEN, settings.LAUNCH_END.name, settings.AWAIT_JOB.name):  # rank 0's
         os.environ.pop(name, None)
     beat = Heartbeat(wiring)
+    from qshpc.runtime.gone import neighbours
+
+    beat.neighbours = neighbours(ranks, info.rank)  # their end is told to rank 0 at once
     deferred = preload_deferred(spec, info, cache_job)
     if not deferred:
         preload(spec.program)  # while rank 0 prepares the job and starts the program
@@ -276,6 +284,12 @@ def _serve(
         tune()  # what the imports made joins the frozen heap, as after a preload at the start
         _timeline.mark("preloaded")
 
+    def leave(why: str) -> None:  # rank 0's LEAVE during a call (see qshpc.runtime.midcall)
+        from qshpc.runtime.midcall import leave_mid_call
+
+        leave_mid_call(info.rank, info.host, why, tee)
+
+    beat.on_leave = leave
     try:
         tune()
         serve(wiring, info, beat, preload_now if deferred else None)

@@ -28,7 +28,9 @@ from qshpc.runtime.protocol import (
     TAG_BYE,
     TAG_CUT,
     TAG_FLUSH,
+    TAG_GONE,
     TAG_HEARTBEAT,
+    TAG_LEAVE,
     TAG_STOP,
     Transport,
     Wiring,
@@ -119,15 +121,35 @@ def catch_stop_signals() -> _StopSignals:
     return _signals[0]
 
 
-def _heartbeat(world: Transport, stop: threading.Event, pending: list[Any]) -> None:
-    """Tell rank 0 this rank is alive, even while a long task runs.
+#: Seconds between a worker's looks for rank 0's LEAVE (its heartbeat thread's, while a call runs).
+LEAVE_POLL_S = 0.1
+
+
+def _heartbeat(beat: Heartbeat) -> None:
+    """Tell rank 0 this rank is alive, even while a long task runs; leave when rank 0 says.
 
     Non-blocking sends, at most one in flight: a rank 0 that is busy (or gone)
-    must never block this thread, or the worker's shutdown with it.
+    must never block this thread, or the worker's shutdown with it. Between
+    heartbeats it looks for rank 0's LEAVE (:data:`TAG_LEAVE`) every
+    :data:`LEAVE_POLL_S`: the job ended while this worker's main thread still
+    runs a call, and only this thread can answer (:meth:`Heartbeat.leave_now`).
     """
+    world, stop, pending = beat.world, beat._stop, beat.pending
     interval = settings.HEARTBEAT_S.get()
-    while not stop.wait(interval):
+    step = min(interval, LEAVE_POLL_S)
+    next_beat = time.monotonic() + interval
+    while not stop.wait(step):
         try:
+            msg = beat.comm.improbe(0, TAG_LEAVE)
+            if msg is not None:
+                beat.leave_now(msg.recv())
+                return
+            now = time.monotonic()
+            if now < next_beat:
+                continue
+            next_beat = now + interval
+            if beat.neighbours:
+                beat.tell_gone()
             if not pending:
                 pending.append(world.isend(None, dest=0, tag=TAG_HEARTBEAT))
             elif pending[0].Test():
@@ -143,25 +165,76 @@ class Heartbeat:
     longer waits for the workers to be ready) sees a slow start as alive.
     Only under ``MPI_THREAD_MULTIPLE``; otherwise it does nothing.
 
+    The same thread answers rank 0's LEAVE: the job ended (the program returned
+    while this worker's call still ran, say) and rank 0 recorded the call
+    abandoned. Under ``srun`` nothing else would end this rank: it ran the call
+    to its end, then sent its result to a rank 0 that was gone (MPICH aborted
+    with an error stack, the Slurm job FAILED) or waited ~30 s for its lock to
+    lapse (review44 F1). See :meth:`leave_now`.
+
     Args:
         wiring: How this worker reaches rank 0.
+        on_leave: What ends the rank after its goodbye at a LEAVE (given ``why``,
+            rank 0's words); None: only :attr:`left` is set, and the serve loop
+            returns after the call (the loopback's worker threads).
     """
 
-    def __init__(self, wiring: Wiring) -> None:
+    def __init__(self, wiring: Wiring, on_leave: Callable[[str], None] | None = None) -> None:
         self.world = wiring.world
+        self.comm = wiring.comm
+        self.any_tag = wiring.any_tag
+        self.on_leave = on_leave
         self.pending: list[Any] = []
+        #: ``rank -> (pid, start ticks)``: the other workers of this host, watched each
+        #: heartbeat (:mod:`qshpc.runtime.gone`); set once the ranks are known.
+        self.neighbours: dict[int, tuple[int, int]] = {}
+        self.told: list[Any] = []  # the sends of those reports (waited for with the heartbeat's)
+        #: Set once this rank said goodbye at rank 0's LEAVE: the serve loop says none.
+        self.left = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if wiring.multithreaded:
-            self._thread = threading.Thread(
-                target=_heartbeat, args=(self.world, self._stop, self.pending), daemon=True
-            )
+            self._thread = threading.Thread(target=_heartbeat, args=(self,), daemon=True)
             self._thread.start()
+
+    def tell_gone(self) -> None:
+        """Tell rank 0 of each neighbour whose process ended (once each): it loses it now."""
+        from qshpc.runtime.gone import ended
+
+        for rank, (pid, ticks) in list(self.neighbours.items()):
+            if ended(pid, ticks):
+                del self.neighbours[rank]
+                self.told.append(self.world.isend(("G", rank), dest=0, tag=TAG_GONE))
+
+    def leave_now(self, message: Any) -> None:
+        """Rank 0's LEAVE: say goodbye for this rank now, then end it (``on_leave``).
+
+        Called by the heartbeat thread (the call still runs), or by the serve
+        loop when the LEAVE reached it first (the call had just ended: its probe
+        takes any tag); then the heartbeat thread is stopped first, so that it
+        makes no MPI call after this one. What rank 0 still sent this rank (a
+        batch queued behind the call, its CUT) is received, so that no send of
+        rank 0's is left waiting when it finalizes MPI; then the goodbye, and
+        the last heartbeat's completion, as :func:`serve` does at its end.
+        """
+        why = str(message[1]) if isinstance(message, tuple) and len(message) > 1 else ""
+        self.left.set()
+        self.stop()  # (from the heartbeat thread itself: only flags it)
+        try:
+            while (msg := self.comm.improbe(0, self.any_tag)) is not None:
+                msg.recv()
+            self.world.send(None, dest=0, tag=TAG_BYE)
+            for req in self.pending + self.told:
+                req.Wait()
+        except Exception:  # rank 0 is gone: nothing left to tell it
+            pass
+        if self.on_leave is not None:
+            self.on_leave(why or "the job ended")
 
     def stop(self) -> None:
         """Stop the thread (its last send may still be in flight: see ``pending``)."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
 
@@ -228,22 +301,31 @@ def serve(
 
         watch = Rank0Watch(Path(job), info.rank)  # srun keeps a worker whose rank 0 died
     try:
-        _serve(wiring, info, at_first_batch)
+        _serve(wiring, info, at_first_batch, beat)
     finally:
         if watch is not None:
             watch.stop()  # before the goodbye, after which rank 0 releases its lock
         beat.stop()
+    if beat.left.is_set():  # the goodbye was said at rank 0's LEAVE
+        while beat.on_leave is not None:  # its thread ends this process: no MPI call here
+            time.sleep(1.0)
+        signals.restore()
+        _signals.clear()
+        return
     # Rank 0 drains heartbeats until every worker's goodbye has arrived, so the
     # last heartbeat completes and nothing is left in flight at MPI_Finalize.
     wiring.world.send(None, dest=0, tag=TAG_BYE)
-    for req in beat.pending:
+    for req in beat.pending + beat.told:
         req.Wait()
     signals.restore()
     _signals.clear()
 
 
 def _serve(
-    wiring: Wiring, info: context.RankInfo, at_first_batch: Callable[[], None] | None = None
+    wiring: Wiring,
+    info: context.RankInfo,
+    at_first_batch: Callable[[], None] | None = None,
+    beat: Heartbeat | None = None,
 ) -> None:
     import cloudpickle
 
@@ -253,6 +335,7 @@ def _serve(
     # One table: objects rank 0 sent and those tasks put here (ids name their rank).
     objects = inline.objects
     comm, status, any_tag = wiring.comm, wiring.status(), wiring.any_tag
+    left = beat.left if beat is not None else None
     sleep = 0.0
     # Ranks outnumber cores: an idle worker polling fast steals rank 0's CPU.
     crowded = info.crowded()  # the union of the host ranks' masks (Slurm binds each rank)
@@ -285,6 +368,8 @@ def _serve(
     first = True
     try:
         while True:
+            if left is not None and left.is_set():
+                return  # said goodbye at rank 0's LEAVE: no further MPI call from this thread
             msg = comm.improbe(0, any_tag, status)
             if msg is None and sleep:
                 # After a sleep, MPICH's first probe only takes in what came meanwhile (see
@@ -310,6 +395,10 @@ def _serve(
             if tag == TAG_CUT:
                 cut[0] = True
                 continue
+            if tag == TAG_LEAVE:  # (the call it was sent for had ended: see Heartbeat)
+                if beat is not None:
+                    beat.leave_now(data)  # ends this process when the rank is an MPI one
+                return
             assert tag == TAG_BATCH
             if first:
                 _timeline.mark("first batch")
@@ -351,10 +440,11 @@ def _serve(
             if tidy.changed():
                 _tidy_after(tidy, info, funcs, columns[1], warned)
     finally:
-        sender.flush(timeout=0.5)
-        # (inline.cache: the job's, or one a nested call of a cache=True task opened.)
-        if inline.cache is not None:
-            finish_cache(inline.cache, wiring.world)
+        if left is None or not left.is_set():  # (after a LEAVE, rank 0 takes nothing more)
+            sender.flush(timeout=0.5)
+            # (inline.cache: the job's, or one a nested call of a cache=True task opened.)
+            if inline.cache is not None:
+                finish_cache(inline.cache, wiring.world)
 
 
 def _function(loads: Callable[[bytes], Any], blob: bytes, name: str, info: context.RankInfo) -> Any:

@@ -219,7 +219,9 @@ def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> N
     Raises:
         SerializationError: When ``arguments`` is not a dict or cannot be stored.
         StoreError: When the file cannot be written.
-        UserError: The two swapped (``save_arguments(arguments, path)``).
+        UserError: The two swapped (``save_arguments(arguments, path)``), or a name
+            that does not end in .h5 or .hdf5 (review44 F4: ``args.json`` got HDF5,
+            and ``--arguments args.json`` then said "not valid JSON (utf-8 codec ...)").
     """
     if isinstance(path, dict) and isinstance(arguments, str | os.PathLike):
         raise UserError(
@@ -227,6 +229,14 @@ def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> N
             "arguments), not the arguments first"
         )
     path = Path(path)
+    if path.suffix.lower() not in H5_SUFFIXES:
+        from qshpc.text import shown
+
+        raise UserError(
+            f"save_arguments writes an HDF5 file, and {shown(str(path))} does not end in .h5 "
+            f"or .hdf5: name it {shown(str(path.with_suffix('.h5')))} (`--arguments` reads "
+            "a .h5 file, or a .json file of plain values that you write with json.dump)"
+        )
 
     def fill(f: h5py.File) -> None:
         L.stamp(f, ARGUMENTS_FILE_TYPE)
@@ -247,6 +257,8 @@ def _bad(path: Path, why: str) -> UserError:
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: The names save_arguments writes.
+H5_SUFFIXES = (".h5", ".hdf5")
 
 
 def _looks_hdf5(path: Path) -> bool:
@@ -261,6 +273,14 @@ def _looks_hdf5(path: Path) -> bool:
             if head == _HDF5_SIGNATURE:
                 return True
             offset = 512 if offset == 0 else offset * 2
+
+
+def _hdf5_inside(path: Path) -> bool:
+    """Whether ``path`` holds an HDF5 file (False when it cannot be read)."""
+    try:
+        return _looks_hdf5(path)
+    except OSError:
+        return False
 
 
 def load_arguments(
@@ -289,6 +309,12 @@ def load_arguments(
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if _hdf5_inside(path):  # review44 F4: save_arguments('args.json', ...) before fix42e
+                raise _bad(
+                    path, "it is an HDF5 file under a .json name (an older "
+                    "qshpc.save_arguments wrote HDF5 whatever the name): rename it to "
+                    f"{path.with_suffix('.h5').name}",
+                ) from None  # fmt: skip
             raise _bad(path, f"not valid JSON ({exc})") from exc
         except RecursionError:
             raise _bad(path, f"it nests deeper than Python can read ({_NEST_HINT})") from None

@@ -262,7 +262,8 @@ def partitions() -> list[str]:
 
 
 def sinfo(timeout: float) -> subprocess.CompletedProcess[str] | None:
-    """``sinfo -h -o '%P %a %D %T'`` for ``qshpc doctor``; None when sinfo is not installed.
+    """``sinfo -N -h -o '%N %P %a %T'`` for ``qshpc doctor``: a line per node and partition
+    (a node in two partitions is on two lines); None when sinfo is not installed.
 
     Raises:
         subprocess.TimeoutExpired: sinfo did not answer within ``timeout`` seconds.
@@ -270,7 +271,7 @@ def sinfo(timeout: float) -> subprocess.CompletedProcess[str] | None:
     exe = shutil.which("sinfo")
     if exe is None:
         return None
-    return run([exe, "-h", "-o", "%P %a %D %T"], timeout)
+    return run([exe, "-N", "-h", "-o", "%N %P %a %T"], timeout)
 
 
 def conf() -> str | None:

@@ -43,20 +43,25 @@ def displays(kc: BlockingKernelClient, code: str, timeout: float = 120) -> list[
             return kinds
 
 
-@pytest.mark.parametrize("widgets", [True, False])
-def test_a_watch_shown_again_in_a_later_cell_shows_the_card(
-    kernel: BlockingKernelClient, widgets: bool
-) -> None:
-    kc = kernel
+def start_steps_job(kc: BlockingKernelClient, widgets: bool, then: str = "") -> None:
+    """Run slow_steps.py (2 waves) as ``job`` in the kernel (``widgets``: with ipywidgets,
+    else as without it), then the code ``then`` in the same cell."""
     if not widgets:  # the display without ipywidgets: one display, updated in place
         displays(kc, "import sys; sys.modules['ipywidgets'] = None")
     displays(
         kc,
         "from qshpc import LocalClient, Program\n"
         "job = LocalClient(workers=1).run(Program(title='steps', entrypoint='slow_steps.py',"
-        " working_dir='.'), arguments={'waves': 2})\n"
-        "w = job.watch(interval=0.2)",
+        f" working_dir='.'), arguments={{'waves': 2}})\n{then}",
     )
+
+
+@pytest.mark.parametrize("widgets", [True, False])
+def test_a_watch_shown_again_in_a_later_cell_shows_the_card(
+    kernel: BlockingKernelClient, widgets: bool
+) -> None:
+    kc = kernel
+    start_steps_job(kc, widgets, "w = job.watch(interval=0.2)")
     first = displays(kc, "w")
     again = displays(kc, "w")
     want = "application/vnd.jupyter.widget-view+json" if widgets else "text/html"

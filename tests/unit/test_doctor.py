@@ -88,11 +88,15 @@ def test_slurm_failing_names_slurm_conf(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_slurm_ok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = tmp_path / "sinfo"
-    fake.write_text("#!/bin/sh\necho 'debug* up 2 idle'\necho 'debug* up 1 mix'\n")
+    # (sinfo -N: a line per node and partition; review44 F6: each node in two partitions
+    # was counted twice, 6 node(s) for 3)
+    lines = [f"n{i} {p} up idle" for i in (1, 2, 3) for p in ("debug*", "batch")]
+    fake.write_text("#!/bin/sh\n" + "".join(f"echo '{ln}'\n" for ln in lines))
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     c = doctor.check_slurm()
-    assert c.status == OK and "debug*" in c.detail and "3 node(s)" in c.detail
+    assert c.status == OK and "partitions batch, debug*;" in c.detail
+    assert "3 node(s)" in c.detail, c.detail
 
 
 def test_store_writable_and_not(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
