@@ -220,8 +220,9 @@ def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> N
         SerializationError: When ``arguments`` is not a dict or cannot be stored.
         StoreError: When the file cannot be written.
         UserError: The two swapped (``save_arguments(arguments, path)``), or a name
-            that does not end in .h5 or .hdf5 (review44 F4: ``args.json`` got HDF5,
-            and ``--arguments args.json`` then said "not valid JSON (utf-8 codec ...)").
+            ending in .json (review44 F4: ``args.json`` got HDF5, and ``--arguments
+            args.json`` then said "not valid JSON (utf-8 codec ...)"); a name without a
+            suffix, or another one, is written (and loaded back) as HDF5, as before.
     """
     if isinstance(path, dict) and isinstance(arguments, str | os.PathLike):
         raise UserError(
@@ -229,13 +230,13 @@ def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> N
             "arguments), not the arguments first"
         )
     path = Path(path)
-    if path.suffix.lower() not in H5_SUFFIXES:
+    if path.suffix.lower() == ".json":  # (any other name loads back as HDF5, as it did)
         from qshpc.text import shown
 
         raise UserError(
-            f"save_arguments writes an HDF5 file, and {shown(str(path))} does not end in .h5 "
-            f"or .hdf5: name it {shown(str(path.with_suffix('.h5')))} (`--arguments` reads "
-            "a .h5 file, or a .json file of plain values that you write with json.dump)"
+            f"save_arguments writes an HDF5 file, and {shown(str(path))} ends in .json, "
+            f"which `--arguments` reads as JSON: name it {shown(str(path.with_suffix('.h5')))}"
+            " (or write a .json file of plain values yourself, with json.dump)"
         )
 
     def fill(f: h5py.File) -> None:
@@ -257,8 +258,6 @@ def _bad(path: Path, why: str) -> UserError:
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-#: The names save_arguments writes.
-H5_SUFFIXES = (".h5", ".hdf5")
 
 
 def _looks_hdf5(path: Path) -> bool:

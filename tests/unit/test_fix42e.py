@@ -41,16 +41,18 @@ def test_each_get_of_a_failed_reference_raises_an_exception_with_its_own_traceba
     assert stored is not None and stored.__traceback__ is None  # nothing raised it
 
 
-@pytest.mark.parametrize("name", ["args.json", "args", "args.txt"])
-def test_save_arguments_refuses_a_name_that_is_not_h5(tmp_path: Path, name: str) -> None:
-    """review44 F4: ``save_arguments('args.json', ...)`` wrote HDF5 under a .json name."""
+def test_save_arguments_refuses_a_json_name(tmp_path: Path) -> None:
+    """review44 F4: ``save_arguments('args.json', ...)`` wrote HDF5 under a .json name, which
+    `--arguments` reads as JSON. Any other name (none, .txt, .HDF5) is HDF5, as it was, and
+    loads back (session 26, lead: fix42e refused those too)."""
     from qshpc import save_arguments
 
-    with pytest.raises(UserError, match=r"does not end in \.h5 or \.hdf5: name it .*\.h5"):
+    with pytest.raises(UserError, match=r"ends in \.json, .*: name it .*args\.h5"):
+        save_arguments(tmp_path / "args.json", {"circuits": [1, 2]})
+    assert not (tmp_path / "args.json").exists()
+    for name in ("args", "args.txt", "args.HDF5"):
         save_arguments(tmp_path / name, {"circuits": [1, 2]})
-    assert not (tmp_path / name).exists()
-    save_arguments(tmp_path / "args.HDF5", {"circuits": [1, 2]})  # either suffix, any case
-    assert load_arguments(tmp_path / "args.HDF5") == {"circuits": [1, 2]}
+        assert load_arguments(tmp_path / name) == {"circuits": [1, 2]}
 
 
 def test_an_hdf5_arguments_file_named_json_is_named_for_what_it_is(tmp_path: Path) -> None:
