@@ -18,7 +18,7 @@ from qshpc.store import rows as L
 from qshpc.store.chunk import WHERE_UNENCODED, RecordChunk, encode_meta, provenance_noting
 from qshpc.store.encoding_blob import NOTED, Buffer, blob_len, encode_blob_parts
 from qshpc.store.records import TaskRecord
-from qshpc.store.unnoted import lost_type, unnoted_loss
+from qshpc.store.unnoted import AS_BYTES, unnoted_loss
 
 
 @dataclass
@@ -87,15 +87,6 @@ class _Stream:
         return b"".join(self.parts)
 
 
-def _lost(value: Any, parts: list[Buffer]) -> str | None:
-    """What the encoding ``parts`` of ``value`` lose unnoted (:mod:`qshpc.store.unnoted`):
-    looked for in the whole value when it is large (read back from the store, not kept in
-    memory), else at its top only (the walk would cost a small result's encoding again)."""
-    if blob_len(parts) > L.RAW_RESULT_MIN:
-        return unnoted_loss(value)
-    return lost_type(value)
-
-
 class Batch:
     """Encodes records and events queued for the next commit."""
 
@@ -130,9 +121,17 @@ class Batch:
                 blob = rec.encoded
             else:
                 noted = NOTED[0]  # encode_blob_noting, inline
-                parts = encode_blob_parts(rec.result)
+                value = rec.result
+                parts = encode_blob_parts(value)
                 blob = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else parts
-                lost = NOTED[1] if NOTED[0] != noted else _lost(rec.result, parts)
+                if NOTED[0] != noted:
+                    lost = NOTED[1]
+                elif type(value) in AS_BYTES:  # stored as bytes
+                    lost = f"builtins.{type(value).__qualname__}"
+                elif type(blob) is not bytes or len(blob) > L.RAW_RESULT_MIN:
+                    lost = unnoted_loss(value)  # a big one: walked (it costs about its encoding)
+                else:
+                    lost = None
                 if lost is not None:
                     prov = provenance_noting(prov, lost)
                     exact = False

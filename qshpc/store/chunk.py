@@ -23,7 +23,7 @@ import msgpack
 from qshpc.store import rowpack as L
 from qshpc.store.encoding_blob import NOTED, _pack, encode_blob
 from qshpc.store.jsonable import to_jsonable
-from qshpc.store.unnoted import unnoted_loss
+from qshpc.store.unnoted import AS_BYTES, unnoted_loss
 
 if TYPE_CHECKING:
     import numpy as np
@@ -212,8 +212,8 @@ class ChunkBuilder:
                     lost = unnoted_loss(value)  # costs about its encoding (rank 0 walks the
                     if lost is not None:  # bigger ones it encodes: Batch.add_chunk)
                         meta = meta_noting(meta, lost)
-                elif type(value) is bytearray:  # a small one: only its top (unnoted.lost_type)
-                    meta = meta_noting(meta, "builtins.bytearray")
+                elif type(value) in AS_BYTES:  # a small one: only its top
+                    meta = meta_noting(meta, f"builtins.{type(value).__qualname__}")
             # else an array (masked, a matrix...): rank 0 encodes it, exactly (pickled if
             # of an ndarray subclass not typed)
             if blob and L.RAW_RESULT_MIN < len(blob) <= SHIP_ENCODED_MAX:

@@ -172,7 +172,9 @@ class JournalWriter:
                 while left:
                     chunk = fh.read(min(left, 1 << 22))
                     if not chunk:
-                        raise DamagedStoreError(self.path, f"it ends inside the large result at {at}")
+                        raise DamagedStoreError(
+                            self.path, f"it ends inside the large result at {at}"
+                        )
                     one = zlib.crc32(chunk, one)
                     whole = zlib.crc32(chunk, whole)
                     left -= len(chunk)

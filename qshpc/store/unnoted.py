@@ -12,7 +12,7 @@ it cannot see, since msgpack packs them itself:
 :func:`unnoted_loss` finds either by one walk of the value. It is for results whose
 encoding is large (read back from the store instead of kept in memory, or reused by
 a resume): a walk costs about what encoding the same value costs, so the hot path of
-small results only checks the top-level type (:func:`lost_type`).
+small results only checks the top-level type (:data:`AS_BYTES`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,7 @@ from typing import Any
 #: Values whose identity nothing can observe, nor hold anything (skipped).
 _PLAIN = frozenset({float, int, str, bool, type(None), complex, bytes})
 #: Types msgpack writes as ``bin``: read back as bytes.
-_AS_BYTES = (bytearray, memoryview)
-
-
-def lost_type(value: Any) -> str | None:
-    """The note for a top-level ``bytearray``/``memoryview`` (stored as bytes), else None."""
-    t = type(value)
-    if t is bytearray or t is memoryview:
-        return f"builtins.{t.__qualname__}"
-    return None
+AS_BYTES = (bytearray, memoryview)
 
 
 def unnoted_loss(value: Any) -> str | None:
@@ -42,8 +34,8 @@ def unnoted_loss(value: Any) -> str | None:
 
     Call it on a value that encodes (no cycle: the encoder refuses those first).
     """
-    np = sys.modules.get("numpy")
-    generic = np.generic if np is not None else ()
+    # (getattr: numpy may be half imported by another thread; then none of its scalars exist)
+    generic = getattr(sys.modules.get("numpy"), "generic", ())
     seen: set[int] = set()
     stack = [value]
     plain = _PLAIN
@@ -74,4 +66,4 @@ def unnoted_loss(value: Any) -> str | None:
     return None
 
 
-__all__ = ["lost_type", "unnoted_loss"]
+__all__ = ["AS_BYTES", "unnoted_loss"]
