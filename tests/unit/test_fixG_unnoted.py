@@ -11,13 +11,12 @@ import pytest
 
 from qshpc.cache.body import encode as cache_encode
 from qshpc.errors import StoreError
-from qshpc.store import JobWriter, TaskRecord, create_job
+from qshpc.store import JobWriter, create_job
 from qshpc.store.chunk import INEXACT, ChunkBuilder, encode_meta
 from qshpc.store.encoding_blob import decode_blob, encode_blob_noting
 from qshpc.store.readback import read_value
 from qshpc.store.unnoted import unnoted_loss
-
-RUNTIME = {"mpi_size": 2, "ranks": [{"rank": 0, "host": "h0"}], "started": 1.0, "resume": False}
+from tests.unit.test_fix42a_readback import RUNTIME, rec
 
 
 def test_unnoted_losses_are_found() -> None:
@@ -90,14 +89,6 @@ def test_cache_pickles_a_value_holding_an_object_twice() -> None:
     assert cache_encode({"a": a, "b": a}).form == "pickle"
     assert cache_encode({"a": np.zeros(3, np.dtype(float, metadata={"u": 1}))}).form == "pickle"
     assert cache_encode({"a": a, "b": a.copy()}).form == "blob"
-
-
-def rec(i: int, result: object) -> TaskRecord:
-    return TaskRecord(
-        task_id=str(i), key=f"key-{i}", function="m.f", state="SUCCEEDED", attempt=1, rank=1,
-        host="h1", submitted=1.0, started=2.0, finished=3.0, seed=i, result=result,
-        provenance={}, error=None,
-    )  # fmt: skip
 
 
 def test_a_changed_journal_byte_fails_the_read_back(tmp_path: Path) -> None:
