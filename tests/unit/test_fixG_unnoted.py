@@ -128,3 +128,15 @@ def test_a_changed_journal_byte_fails_the_read_back(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not match its checksum"):
         read(wb)
     w.close()
+
+
+def test_a_worker_counts_any_large_result_toward_its_early_send() -> None:
+    # review45 F5 read chunk.py as counting arrays only: a dict, list or tuple is encoded
+    # on the worker to learn its size, and that size counts (batchrun's _PARTIAL_BYTES)
+    b = ChunkBuilder(1)
+    meta = encode_meta("0", "k", "m.f", "h", None, None)
+    big = np.ones(1 << 17)  # 1 MiB
+    for value in ({"a": big}, [big], (big, 1), big):
+        before = b.unencoded_bytes
+        b.add(meta, True, value, 0.0, 1.0)
+        assert b.unencoded_bytes - before >= big.nbytes
