@@ -41,10 +41,13 @@ def test_dtype_metadata_is_noted() -> None:
     assert encode_blob_noting(np.zeros(3))[1] is None
 
 
-def test_an_aer_result_keeps_its_measurement_enums() -> None:
+def test_an_aer_result_keeps_its_measurement_enums(tmp_path: Path) -> None:
+    import h5py
     from qiskit import QuantumCircuit
     from qiskit.result.models import MeasLevel
     from qiskit_aer import AerSimulator
+
+    from qshpc.store.encoding_h5 import read_native, write_native
 
     qc = QuantumCircuit(1, 1)
     qc.measure(0, 0)
@@ -53,6 +56,11 @@ def test_an_aer_result_keeps_its_measurement_enums() -> None:
     back = decode_blob(blob)
     assert note is None and [type(e.meas_level) for e in back.results] == [MeasLevel] * 2
     assert back.get_counts(1) == result.get_counts(1)
+    with h5py.File(tmp_path / "r.h5", "w") as f:  # a saved result, written natively
+        write_native(f, "r", result)
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        native = read_native(f["r"], False, "r.h5")
+    assert [type(e.meas_level) for e in native.results] == [MeasLevel] * 2
     result.results[0].meas_level = 2  # one int, one enum: pickled, as it was
     back = decode_blob(encode_blob_noting(result)[0], allow_pickle=True)
     assert [type(e.meas_level) for e in back.results] == [int, MeasLevel]
