@@ -65,7 +65,7 @@ def faithful(value: Any, depth: int = 0) -> bool:
     np = sys.modules.get("numpy")
     if np is not None:
         if t is np.ndarray or isinstance(value, np.generic):  # dtype and shape kept
-            return not value.dtype.hasobject
+            return not value.dtype.hasobject and value.dtype.metadata is None
         if isinstance(value, np.ndarray):  # a subclass (np.matrix, masked arrays)
             return False
     circuit = sys.modules.get("qiskit.circuit")
@@ -139,7 +139,7 @@ def _encode(value: Any) -> Encoded:
             # not encode_blob(value): the job store keeps the class (qiskit_objects), and
             # a hit's record is made from these bytes (store_blob)
             return Encoded(body, "typed", {"class": _class_name(t), "attrs": attrs}, True, True)
-    if faithful(value):
+    if faithful(value) and _one_each(value):
         return Encoded(encode_blob(value), "blob", None, True, True)
     import msgpack
 
@@ -170,6 +170,16 @@ def _encode(value: Any) -> Encoded:
         return Encoded(body, "blob", None, True)
     packed: bytes = msgpack.packb(msgpack.ExtType(EXT_PICKLE, data), use_bin_type=True)
     return Encoded(packed, "pickle", None, False)
+
+
+def _one_each(value: Any) -> bool:
+    """True when ``value`` holds no object twice (the blob encoding writes it twice: it
+    reads back as two; pickle keeps it one, review45 F3)."""
+    if type(value) in _EXACT:
+        return True
+    from qshpc.store.unnoted import unnoted_loss
+
+    return unnoted_loss(value) is None
 
 
 class _HoldsReference(Exception):

@@ -18,6 +18,7 @@ from qshpc.store import rows as L
 from qshpc.store.chunk import WHERE_UNENCODED, RecordChunk, encode_meta, provenance_noting
 from qshpc.store.encoding_blob import NOTED, Buffer, blob_len, encode_blob_parts
 from qshpc.store.records import TaskRecord
+from qshpc.store.unnoted import AS_BYTES, unnoted_loss
 
 
 @dataclass
@@ -120,10 +121,19 @@ class Batch:
                 blob = rec.encoded
             else:
                 noted = NOTED[0]  # encode_blob_noting, inline
-                parts = encode_blob_parts(rec.result)
+                value = rec.result
+                parts = encode_blob_parts(value)
                 blob = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else parts
                 if NOTED[0] != noted:
-                    prov = provenance_noting(prov, NOTED[1])
+                    lost = NOTED[1]
+                elif type(value) in AS_BYTES:  # stored as bytes
+                    lost = f"builtins.{type(value).__qualname__}"
+                elif type(blob) is not bytes or len(blob) > L.RAW_RESULT_MIN:
+                    lost = unnoted_loss(value)  # a big one: walked (it costs about its encoding)
+                else:
+                    lost = None
+                if lost is not None:
+                    prov = provenance_noting(prov, lost)
                     exact = False
         meta = encode_meta(rec.task_id, rec.key, rec.function, rec.host, rec.error, prov)
         off = self._meta.put(meta)
@@ -142,6 +152,15 @@ class Batch:
     def add_chunk(self, chunk: RecordChunk) -> None:
         """Queue records a worker encoded (:mod:`qshpc.store.chunk`): offsets shifted, no loop."""
         self._flush_rows()
+        blobs = []
+        for i, value in chunk.unencoded:  # first: a note of a loss goes in the meta
+            noted = NOTED[0]
+            blob = encode_blob_parts(value)
+            lost = NOTED[1] if NOTED[0] != noted else unnoted_loss(value)
+            if lost is not None:  # resumed, run again (fix42a left the note out)
+                chunk.inexact.append(i)
+                chunk.note(i, lost)
+            blobs.append((i, blob))
         rows = chunk.rows
         rows["run"] = self.run
         rows["off"] += self._meta.put(chunk.meta)
@@ -149,11 +168,7 @@ class Batch:
             base = self._data.put(chunk.data)
             res_off = rows["res_off"]
             res_off[rows["where"] == L.WHERE_DATA] += base
-        for i, value in chunk.unencoded:
-            noted = NOTED[0]
-            blob = encode_blob_parts(value)
-            if NOTED[0] != noted:
-                chunk.inexact.append(i)
+        for i, blob in blobs:
             rows["where"][i], rows["res_off"][i] = self._put(blob, None, L.RAW_RESULT_MIN)
             rows["res_len"][i] = blob_len(blob)
         for i, raw in chunk.raw:

@@ -23,6 +23,7 @@ import msgpack
 from qshpc.store import rowpack as L
 from qshpc.store.encoding_blob import NOTED, _pack, encode_blob
 from qshpc.store.jsonable import to_jsonable
+from qshpc.store.unnoted import AS_BYTES, unnoted_loss
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,20 +126,32 @@ class RecordChunk:
 
         return np.frombuffer(bytearray(self.packed), RECORD_DTYPE)
 
+    def _set_meta(self, i: int, meta: bytes) -> None:
+        rows = self.rows
+        off, size = int(rows["off"][i]), int(rows["meta_len"][i])
+        self.meta = self.meta[:off] + meta + self.meta[off + size :]
+        rows["meta_len"][i] = len(meta)
+        rows["off"][i + 1 :] += len(meta)
+        rows["off"][i + 1 :] -= size
+
+    def _meta_of(self, i: int) -> bytes:
+        off, size = int(self.rows["off"][i]), int(self.rows["meta_len"][i])
+        return self.meta[off : off + size]
+
+    def note(self, i: int, inexact: str) -> None:
+        """Rank 0's side: note in record ``i``'s meta that its result is stored as another
+        type, ``inexact`` (:data:`INEXACT`: a resumed job runs it again)."""
+        self._set_meta(i, meta_noting(self._meta_of(i), inexact))
+
     def fail(self, i: int, error: str) -> None:
         """Rank 0's side: record ``i`` becomes a failure with ``error`` (its value arrived,
         but cannot be loaded there: :mod:`qshpc.runtime.unload`); its result bytes go."""
         import msgpack
 
         rows = self.rows
-        off, size = int(rows["off"][i]), int(rows["meta_len"][i])
-        fields = msgpack.unpackb(self.meta[off : off + size], raw=False, strict_map_key=False)
+        fields = msgpack.unpackb(self._meta_of(i), raw=False, strict_map_key=False)
         fields[4] = error
-        meta = _pack(fields)
-        self.meta = self.meta[:off] + meta + self.meta[off + size :]
-        rows["meta_len"][i] = len(meta)
-        rows["off"][i + 1 :] += len(meta)
-        rows["off"][i + 1 :] -= size
+        self._set_meta(i, _pack(fields))
         if rows["where"][i] == L.WHERE_DATA and rows["res_len"][i]:
             start, size = int(rows["res_off"][i]), int(rows["res_len"][i])
             self.data = self.data[:start] + self.data[start + size :]
@@ -195,6 +208,12 @@ class ChunkBuilder:
                 blob = encode_blob(value)
                 if NOTED[0] != noted:
                     meta = meta_noting(meta, NOTED[1])
+                elif L.RAW_RESULT_MIN < len(blob) <= SHIP_ENCODED_MAX:  # a big one: the walk
+                    lost = unnoted_loss(value)  # costs about its encoding (rank 0 walks the
+                    if lost is not None:  # bigger ones it encodes: Batch.add_chunk)
+                        meta = meta_noting(meta, lost)
+                elif type(value) in AS_BYTES:  # a small one: only its top
+                    meta = meta_noting(meta, f"builtins.{type(value).__qualname__}")
             # else an array (masked, a matrix...): rank 0 encodes it, exactly (pickled if
             # of an ndarray subclass not typed)
             if blob and L.RAW_RESULT_MIN < len(blob) <= SHIP_ENCODED_MAX:

@@ -260,6 +260,8 @@ def _default(obj: Any) -> Any:
         if isinstance(obj, np.ndarray):
             if obj.dtype.hasobject:
                 return _pickle_ext(obj)
+            if obj.dtype.metadata is not None:  # the descr leaves it out (review45 F8)
+                _inexact(obj)
             if type(obj) is np.ndarray or type(obj) is np.memmap:
                 return _array_ext(obj)
             return _subclass_ext(np, obj)
@@ -576,6 +578,8 @@ def _scatter(value: Any, parts: list[Buffer], depth: int) -> None:
     if _big_array(value):
         import numpy as np
 
+        if value.dtype.metadata is not None:  # as _default
+            _inexact(value)
         raw = memoryview(value.reshape(-1).view(np.uint8))
         if len(raw) > _PIECE:
             pieces = [raw[i : i + _PIECE] for i in range(0, len(raw), _PIECE)]

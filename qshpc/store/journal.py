@@ -90,6 +90,10 @@ class JournalWriter:
         #: ``(start, at, length)`` of each frame's large part: its offset in the log's
         #: large stream, in this file, and its length (:meth:`large_at` finds a blob by them).
         self.large_parts: list[tuple[int, int, int]] = []
+        #: Of each entry of :attr:`large_parts`: the frame's blob lengths and its crc.
+        self._frames: list[tuple[list[int], int]] = []
+        #: ``off -> (length, crc32)`` of the blobs of frames :meth:`blob_crc` checked.
+        self._crcs: dict[int, tuple[int, int]] = {}
 
     def append(self, frame: Frame) -> None:
         """Write one frame; it is readable by others (and survives a kill) on return.
@@ -121,6 +125,7 @@ class JournalWriter:
         if lens:
             at = self._size + len(head) + len(small)
             self.large_parts.append((frame.start.large, at, sum(lens)))
+            self._frames.append((lens, large_crc))
         self._size += len(head) + len(small) + sum(lens)
 
     def large_at(self, off: int, n: int) -> int | None:
@@ -131,6 +136,56 @@ class JournalWriter:
             return None
         start, at, length = self.large_parts[i]
         return at + off - start if off + n <= start + length else None
+
+    def blob_crc(self, off: int, n: int) -> int:
+        """The crc32 of the blob of ``n`` bytes at ``off`` of the log's large stream (one
+        a commit of this journal wrote): at the first call for its frame, the frame's large
+        part is read whole and checked against the frame's crc, and each of its blobs'
+        crc noted; a read of the blob checks its own bytes against it (review45 F4: a
+        changed byte gave a wrong value silently).
+
+        Raises:
+            DamagedStoreError: The frame's bytes do not match its crc, or the file ends
+                inside them; or the journal wrote no such blob.
+        """
+        hit = self._crcs.get(off)
+        if hit is None:
+            i = bisect.bisect_right(self.large_parts, (off, 1 << 62)) - 1
+            if i >= 0:
+                start, at, _ = self.large_parts[i]
+                lens, crc = self._frames[i]
+                self._check_frame(start, at, lens, crc)
+                hit = self._crcs.get(off)
+        if hit is None or hit[0] != n:
+            raise DamagedStoreError(self.path, f"it holds no result of {n} bytes at {off}")
+        return hit[1]
+
+    def _check_frame(self, start: int, at: int, lens: list[int], crc: int) -> None:
+        from qshpc.store.seal import open_regular
+
+        whole = 0
+        crcs = []
+        with open(open_regular(self.path), "rb", closefd=True) as fh:  # never a FIFO's
+            fh.seek(at)
+            for n in lens:
+                one, left = 0, n
+                while left:
+                    chunk = fh.read(min(left, 1 << 22))
+                    if not chunk:
+                        raise DamagedStoreError(
+                            self.path, f"it ends inside the large result at {at}"
+                        )
+                    one = zlib.crc32(chunk, one)
+                    whole = zlib.crc32(chunk, whole)
+                    left -= len(chunk)
+                crcs.append(one)
+        if whole != crc:
+            raise DamagedStoreError(
+                self.path, f"a large result at byte {at} does not match its checksum"
+            )
+        for n, one in zip(lens, crcs, strict=True):
+            self._crcs[start] = (n, one)
+            start += n
 
     def cut(self) -> None:
         """Drop a frame whose write failed (a full disk) so that the next one follows a whole frame."""

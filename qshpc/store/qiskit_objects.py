@@ -364,9 +364,12 @@ def to_parts(value: Any, which: str) -> dict[str, Any]:
         }
     if which == "backend-result":
         try:
-            return {"json": json.dumps(value.to_dict(), cls=_ResultJSON)}
+            parts: dict[str, Any] = {"json": json.dumps(value.to_dict(), cls=_ResultJSON)}
         except (TypeError, ValueError) as exc:
             raise Untyped(f"Result.to_dict() is not JSON: {exc}") from exc
+        if _meas_enums(value):
+            parts["meas_enums"] = True
+        return parts
     if which == "operator":
         return {
             "data": np.ascontiguousarray(value.data),
@@ -501,7 +504,10 @@ def from_parts(which: str, version: int, parts: dict[str, Any]) -> Any:
     if which == "backend-result":
         from qiskit.result import Result  # type: ignore[import-untyped]
 
-        return Result.from_dict(json.loads(parts["json"], object_hook=_result_hook))
+        result = Result.from_dict(json.loads(parts["json"], object_hook=_result_hook))
+        if parts.get("meas_enums"):
+            _meas_restore(result)
+        return result
     from qiskit import quantum_info as qi
 
     if which.startswith("channel-"):
@@ -606,6 +612,32 @@ def _arrays(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [np.ascontiguousarray(m) for m in x]
     return np.ascontiguousarray(x)
+
+
+def _meas_enums(result: Any) -> bool:
+    """Whether the experiments of a backend Result hold ``meas_level`` (and any
+    ``meas_return``) as Qiskit's enums (Aer's do), which JSON gives back as int and str:
+    :func:`_meas_restore` makes them enums again (review45 F8). Some enums and some not
+    (made by hand): :class:`Untyped`, pickled, so that it reads back as it was."""
+    from qiskit.result.models import MeasLevel, MeasReturnType  # type: ignore[import-untyped]
+
+    found = set()
+    for r in result.results:
+        found.add(type(r.meas_level) is MeasLevel)
+        if hasattr(r, "meas_return"):
+            found.add(type(r.meas_return) is MeasReturnType)
+    if len(found) > 1:
+        raise Untyped("a Result whose meas_level/meas_return are enums in part")
+    return found == {True}
+
+
+def _meas_restore(result: Any) -> None:
+    from qiskit.result.models import MeasLevel, MeasReturnType
+
+    for r in result.results:
+        r.meas_level = MeasLevel(r.meas_level)
+        if hasattr(r, "meas_return"):
+            r.meas_return = MeasReturnType(r.meas_return)
 
 
 class _ResultJSON(json.JSONEncoder):

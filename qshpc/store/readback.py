@@ -11,6 +11,7 @@ any other value is read whole and decoded.
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,17 +30,32 @@ class Source(Protocol):
     def read_into(self, pos: int, into: memoryview) -> None:
         """Fill ``into`` with the blob's bytes from ``pos`` on (all of them, or raise)."""
 
+    def check(self, data: list[Any]) -> None:
+        """Raise :class:`StoreError` when the blob's bytes read, ``data`` in order, are not
+        those written (nothing for a source whose reads check themselves)."""
+
     def close(self) -> None:
         """Close the file."""
 
 
 class FileSource:
-    """A blob at byte ``at`` of a plain file (the journal)."""
+    """A blob at byte ``at`` of a plain file (the journal) whose crc32 is ``crc``."""
 
-    def __init__(self, fd: int, at: int, name: str) -> None:
+    def __init__(self, fd: int, at: int, name: str, crc: int) -> None:
         self.fd = fd
         self.at = at
         self.name = name
+        self.crc = crc
+
+    def check(self, data: list[Any]) -> None:
+        crc = 0
+        for piece in data:
+            crc = zlib.crc32(piece, crc)
+        if crc != self.crc:
+            raise StoreError(
+                f"{self.name} was changed: the result's bytes at byte {self.at} do not match "
+                "their checksum"
+            )
 
     def read_into(self, pos: int, into: memoryview) -> None:
         done = 0
@@ -75,6 +91,9 @@ class H5Source:
             dest = np.frombuffer(into, np.uint8)
             self.ds.read_direct(dest, np.s_[start : start + n], np.s_[0:n])
 
+    def check(self, data: list[Any]) -> None:
+        pass  # read through the seal (layout.open_read): each block checked
+
     def close(self) -> None:
         self.f.close()
 
@@ -98,12 +117,12 @@ def open_h5(path: Path, off: int, n: int) -> H5Source:
         raise
 
 
-def open_file(path: Path, at: int) -> FileSource:
-    """A plain file (the journal) at byte ``at``."""
+def open_file(path: Path, at: int, crc: int) -> FileSource:
+    """A plain file (the journal) at byte ``at``, the blob there of crc32 ``crc``."""
     from qshpc.store.seal import open_regular
 
     try:
-        return FileSource(open_regular(path), at, str(path))
+        return FileSource(open_regular(path), at, str(path), crc)
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
@@ -122,12 +141,15 @@ def read_value(src: Source, n: int) -> Any:
 
         dtype, shape, at = layout
         out: Any = np.empty(shape, dtype)
+        data = memoryview(out.reshape(-1).view(np.uint8))
         if out.nbytes:
-            src.read_into(at, memoryview(out.reshape(-1).view(np.uint8)))
+            src.read_into(at, data)
+        src.check([memoryview(head)[:at], data])
         return out
     buf = bytearray(n)
     buf[: len(head)] = head
     src.read_into(len(head), memoryview(buf)[len(head) :])
+    src.check([buf])
     return decode_blob(buf, True, src.name)
 
 

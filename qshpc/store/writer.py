@@ -257,7 +257,7 @@ class JobWriter:
         if journal is not None:
             at = journal.large_at(off, n)
             if at is not None:
-                return open_file(journal.path, at)
+                return open_file(journal.path, at, journal.blob_crc(off, n))
         return open_h5(self.path, off, n)
 
     def _jpath(self) -> Path:
