@@ -40,6 +40,8 @@ import pickle
 import sys
 from typing import Any, NamedTuple
 
+from qshpc._lazy import loaded
+
 _EXACT = frozenset((type(None), bool, int, float, complex, str, bytes))
 _CONTAINERS = frozenset((list, tuple, set, frozenset))
 #: Dict subclasses rebuilt from their plain dict and attributes (module:qualname).
@@ -62,7 +64,7 @@ def faithful(value: Any, depth: int = 0) -> bool:
         return all(faithful(v, depth + 1) for v in value)
     if t is dict:
         return all(faithful(k, depth + 1) and faithful(v, depth + 1) for k, v in value.items())
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     if np is not None:
         if t is np.ndarray or isinstance(value, np.generic):  # dtype and shape kept
             return not value.dtype.hasobject and value.dtype.metadata is None

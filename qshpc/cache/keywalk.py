@@ -18,6 +18,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from qshpc._lazy import loaded
 from qshpc.cache.keycircuit import _expression_text, circuit_digest
 from qshpc.cache.keyenv import (
     LIBRARY_TOPS,
@@ -262,7 +263,7 @@ class _Walk:
         if own is not None and callable(own):
             self._own_digest(t, obj, own)
             return
-        np = sys.modules.get("numpy")
+        np = loaded("numpy")
         if np is not None:
             if t is np.ndarray:
                 self._array(obj, np)

@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import pickle
 import re
-import sys
 import threading
 import time
 import warnings
@@ -21,6 +20,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from qshpc._lazy import loaded
 from qshpc.cache.rebind import rebind
 from qshpc.errors import ResourceError, SerializationError, UserError
 from qshpc.program.copies import CANNOT, plain_copy
@@ -634,7 +634,7 @@ def _exact_pickle(decoded: tuple[Any, Any]) -> bool:
     array or scalar of no object dtype. Their calls count by their pickle: the walk
     costs ~10 µs a call more (a tiny task's dispatch) and is no more exact for them."""
     args, kwargs = decoded
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     for a in itertools.chain(args, kwargs.values()) if kwargs else args:
         t = type(a)
         if t in PLAIN or t is ObjectRef:

@@ -6,6 +6,8 @@ import io
 import sys
 from typing import Any
 
+from qshpc._lazy import loaded
+
 
 def circuit_class() -> type | None:
     """Return ``QuantumCircuit`` if qiskit is already imported, else None.
@@ -94,7 +96,7 @@ def _metadata_encoder() -> type:
 
         class _MetadataEncoder(json.JSONEncoder):
             def default(self, o: Any) -> Any:
-                numpy = sys.modules.get("numpy")
+                numpy = loaded("numpy")
                 if numpy is not None and isinstance(o, (numpy.generic, numpy.ndarray)):
                     return o.tolist()
                 return super().default(o)

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from qshpc._lazy import loaded
 from qshpc.errors import SchemaVersionError, SerializationError, StoreError
 from qshpc.store import _qpy, qiskit_objects, qiskit_results
 from qshpc.store.nesting import CONTAINERS as _NESTED
@@ -253,7 +254,7 @@ def _bin_header(n: int) -> bytes:
 
 def _default(obj: Any) -> Any:
     """msgpack ``default``: everything msgpack does not pack by itself."""
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     if np is not None:
         if type(obj) is np.float64 and _F64_HEAD:  # the common numpy scalar: its 8 bytes
             return msgpack.ExtType(EXT_NPSCALAR, _F64_HEAD + _F64.pack(obj))  # (tobytes: 2x)
@@ -526,7 +527,7 @@ def encode_blob_parts(value: Any) -> list[Buffer]:
 
 
 def _big_array(value: Any) -> bool:
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     return (
         np is not None
         and (type(value) is np.ndarray or type(value) is np.memmap)  # not a subclass: a mask

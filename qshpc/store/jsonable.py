@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from qshpc._lazy import loaded
 from qshpc.store import _qpy, qiskit_objects, qiskit_results
 
 #: Values JSON takes as they are (finite floats too).
@@ -59,7 +60,7 @@ def to_jsonable(value: Any) -> Any:
     # numpy looked up, not imported: a worker's record meta passes here, and a value
     # cannot be a numpy object if numpy was never imported (workers of a program
     # without numpy do not load it).
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     if np is not None:
         if isinstance(value, np.ndarray):  # tolist: a masked element is None (null)
             listed = _listed(value, np)
@@ -104,7 +105,7 @@ def iter_json(value: Any) -> Iterator[str]:
     whole text, and the whole value as Python lists, are never in memory (review38 F3:
     ``qshpc result --json`` of a 500 MB array took 3.8 GB and 32 s).
     """
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     if (
         np is not None
         and isinstance(value, np.ndarray)

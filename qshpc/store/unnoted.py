@@ -17,8 +17,9 @@ small results only checks the top-level type (:data:`AS_BYTES`).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
+
+from qshpc._lazy import loaded
 
 #: Values whose identity nothing can observe, nor hold anything (skipped).
 _PLAIN = frozenset({float, int, str, bool, type(None), complex, bytes})
@@ -35,7 +36,7 @@ def unnoted_loss(value: Any) -> str | None:
     Call it on a value that encodes (no cycle: the encoder refuses those first).
     """
     # (getattr: numpy may be half imported by another thread; then none of its scalars exist)
-    generic = getattr(sys.modules.get("numpy"), "generic", ())
+    generic = getattr(loaded("numpy"), "generic", ())
     seen: set[int] = set()
     stack = [value]
     plain = _PLAIN

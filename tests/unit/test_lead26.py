@@ -69,3 +69,38 @@ def test_aers_own_options_run_as_before_and_a_noise_model_set_later_is_refused()
     est.options["noise_model"] = object()
     with pytest.raises(UserError, match=r"Estimator\.run.*noise_model"):
         est.run(_plus(), SparsePauliOp("X"))
+
+
+PARTIAL = """
+import threading
+from qshpc.store.encoding_blob import encode_blob
+class Box:
+    def __init__(self):
+        self.x = 1
+errors = []
+def imp():
+    import numpy  # noqa: F401
+t = threading.Thread(target=imp)
+t.start()
+while t.is_alive() and not errors:
+    try:
+        encode_blob({"b": Box(), "s": {1, 2}})
+    except Exception as exc:
+        errors.append(repr(exc))
+t.join()
+print(errors)
+"""
+
+
+def test_a_value_encoded_while_another_thread_imports_numpy() -> None:
+    """fixG/fix42e's flake of test_dispatcher: the encoder took numpy from sys.modules while
+    another thread was still importing it (``partially initialized module 'numpy' has no
+    attribute 'float64'``), and a task's result failed to store."""
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", PARTIAL], capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr)
