@@ -955,8 +955,26 @@ def _loose_state(cls: type) -> frozenset[str]:
 #: pickled (rank 0 pickles the arguments, a worker only loads them), from ``__slots__``.
 _CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__", "__slotnames__"))
 
-#: ``id(cls) -> (weak reference, placed, digest, what its walk read)`` (:func:`_class_digest`).
-_CLASS_DIGESTS: dict[int, tuple[Any, bool, bytes, Deps]] = {}
+#: ``id(cls) -> (weak reference, placed, digest, what its walk read, misses, shapes)``
+#: (:func:`_class_digest`; what it read None: walked at each meeting; shapes:
+#: :func:`_same_shape`).
+_CLASS_DIGESTS: dict[int, tuple[Any, bool, bytes, Deps | None, int, list[tuple[Any, int]]]] = {}
+#: A class whose digest was taken again this many times in a row is walked at each
+#: meeting, without the bookkeeping: a class of ``__main__`` that cloudpickle sends by
+#: value gets new methods at each load on a worker, and its memo never held.
+_MEMO_TRIES = 3
+
+
+def _names_in(ns: Any) -> int:
+    """How many names a class's namespace holds, less copyreg's ``__slotnames__``."""
+    return len(ns) - ("__slotnames__" in ns)
+
+
+def _same_shape(shapes: list[tuple[Any, int]]) -> bool:
+    """True when no class namespace a walk read gained a name since (``Model.extra =
+    3``: :func:`bindings_unchanged` sees a name rebound or gone, not a new one):
+    ``shapes``, each namespace with its count of names then."""
+    return all(_names_in(ns) == n for ns, n in shapes)
 
 
 def _class_digest(cls: type, walk: _Walk) -> bytes:
@@ -969,23 +987,31 @@ def _class_digest(cls: type, walk: _Walk) -> bytes:
     takes them, receive what the class's walk read.
     """
     known = _CLASS_DIGESTS.get(id(cls))
+    misses = 0
     if known is not None and known[0]() is cls and known[1] == walk.placed:
-        if bindings_unchanged(known[3]):
+        if known[3] is not None and bindings_unchanged(known[3]) and _same_shape(known[5]):
             if walk.deps is not None:
                 walk.deps.extend(known[3])
             return known[2]
+        misses = known[4] + 1
+    memo = misses < _MEMO_TRIES
     h = hashlib.blake2b(digest_size=32)
-    deps: Deps = [(cls, "__bases__", cls.__bases__)]
+    deps: Deps | None = (
+        [(cls, "__bases__", cls.__bases__)] if memo or walk.deps is not None else None
+    )
     sub = _Walk(h.update, deps, walk.qpy)
     sub.placed, sub.memo = walk.placed, True
     sub._seen(cls)
     sub.class_body(cls)
     digest = h.digest()
+    spaces = {id(d[0]): d[0] for d in deps or () if type(d[0]) is types.MappingProxyType}
+    shapes = [(ns, _names_in(ns)) for ns in spaces.values()]
     try:
-        _CLASS_DIGESTS[id(cls)] = (weakref.ref(cls), walk.placed, digest, deps)
+        ref = weakref.ref(cls)
     except TypeError:  # pragma: no cover - classes take weak references
-        pass
-    if walk.deps is not None:
+        return digest
+    _CLASS_DIGESTS[id(cls)] = (ref, walk.placed, digest, deps if memo else None, misses, shapes)
+    if walk.deps is not None and deps is not None:
         walk.deps.extend(deps)
     return digest
 
