@@ -75,13 +75,12 @@ def test_a_class_whose_digest_keeps_changing_is_still_keyed_right() -> None:
 
 
 HELPERS = """\
-K = 1
-def mul(x):
-    return x * K
 class Model:
-    scale = 1
     class Inner:
         pass
+STEP = 1
+def times(x):
+    return x * STEP
 """
 
 
@@ -96,17 +95,17 @@ def helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def test_named_bindings_are_the_module_attributes_behind_the_arguments(helpers: Any) -> None:
     named: list[Any] = []
-    args = (helpers.mul, helpers.Model(), helpers.Model.Inner(), lambda: 0)
+    args = (helpers.times, helpers.Model(), helpers.Model.Inner(), lambda: 0)
     call_key(b"\0" * 32, args, None, None, None, named)
     found = named_bindings(named)
-    assert [(m, a) for m, a, _ in found] == [("fixh_helpers", "Model"), ("fixh_helpers", "mul")]
+    assert [(m, a) for m, a, _ in found] == [("fixh_helpers", "Model"), ("fixh_helpers", "times")]
     shipped = ShippedDigests()
     funcs = {7: (None, "t")}
     keys = ["k0", "k1"]
     assert shipped.keys(keys, 7, funcs, {7: []}, {0: found}) == keys  # the same here
-    helpers.K = 2  # the program's value: a worker that sees K = 1 must not store
+    helpers.STEP = 2  # the program's value: a worker that sees STEP = 1 must not store
     changed = named_bindings(named)
     fresh = ShippedDigests()
-    helpers.K = 1
+    helpers.STEP = 1
     assert fresh.keys(keys, 7, funcs, {7: []}, {1: changed}) == ["k0", None]
     assert fresh.keys(keys, [7, 7], funcs, {7: []}, {0: changed}) == [None, "k1"]
