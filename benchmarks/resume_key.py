@@ -7,6 +7,9 @@ decodes a call's payload as a worker does and keys it (session 26, fix42c:
 arguments by value, as the cache walks them, where their pickle names a class);
 the best CPU time per call (``time.process_time``: on a shared machine the
 wall clock measures the neighbours) over ``RK_N`` calls (default 20000).
+``object of a class``: of ``__main__``, which cloudpickle sends by value, so a
+worker loads its class again at each call; ``object of a module's class``: of
+``rk_helpers.py``, sent by its name (session 26, fixH: its digest memoized).
 """
 
 from __future__ import annotations
@@ -35,10 +38,19 @@ class Model:
     def energy(self):
         return self.x * 2
 
+import os, tempfile
+_d = tempfile.mkdtemp()  # a class of a module of the user's own: pickled by its name
+with open(os.path.join(_d, "rk_helpers.py"), "w") as _f:
+    _f.write("class Model:\n    def __init__(self, x):\n        self.x = x\n"
+             "    def energy(self):\n        return self.x * 2\n")
+sys.path.insert(0, _d)
+import rk_helpers
+
 qc = QuantumCircuit(2, 2); qc.h(0); qc.cx(0, 1); qc.measure([0, 1], [0, 1])
 kinds = {"plain ints": (1, 2), "list": ([1, 2, "x"],), "complex": (1j,),
          "array(2)": (np.array([1.0, 2.0]),), "2-qubit circuit": (qc,),
-         "object of a class": (Model(3),), "set of 6 str": ({"a", "b", "c", "d", "e", "f"},)}
+         "object of a class": (Model(3),), "object of a module's class": (rk_helpers.Model(3),),
+         "set of 6 str": ({"a", "b", "c", "d", "e", "f"},)}
 n = int(sys.argv[1])
 out = {}
 for name, args in kinds.items():

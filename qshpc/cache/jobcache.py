@@ -523,18 +523,30 @@ class JobCache:
         seed: int | None,
         live: bool = False,
         qpy: Qpy | None = None,
+        binds: list[Any] | None = None,
     ) -> str | None:
         """The call's key, or None when it cannot be cached (``live``: see :meth:`digest`;
-        ``qpy``: the QPY bytes of its circuits, see :func:`qshpc.cache.keys.call_key`)."""
+        ``qpy``: the QPY bytes of its circuits, see :func:`qshpc.cache.keys.call_key`).
+
+        ``binds``, a list (a dispatched call), receives the bindings of the user's
+        modules behind the functions and classes its arguments' key read
+        (:func:`qshpc.cache.shipped.named_bindings`): the worker stores its result
+        only where its modules hold the same."""
         digest = self.digest(task, live)
         if digest is None:
             return None
         keys = _KEYS or _keys()
+        named: list[Any] | None = [] if binds is not None else None
         try:
-            return keys.call_key(digest, args, kwargs, seed, qpy)  # type: ignore[no-any-return]
+            key: str = keys.call_key(digest, args, kwargs, seed, qpy, named)
         except keys.UncacheableError:
             self.uncacheable += 1
             return None
+        if named and binds is not None:
+            from qshpc.cache.shipped import named_bindings
+
+            binds.extend(named_bindings(named))
+        return key
 
     # -- lookups and writes --------------------------------------------------------------
     def lookup(self, key: str) -> Hit | None:

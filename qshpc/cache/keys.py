@@ -176,7 +176,8 @@ def task_digest(fn_digest: bytes, task: Any) -> bytes:
 
 
 def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
-             seed: int | None, qpy: Qpy | None = None) -> str:  # fmt: skip
+             seed: int | None, qpy: Qpy | None = None,
+             named: list[Any] | None = None) -> str:  # fmt: skip
     """The key of one call: 64 hex digits.
 
     Args:
@@ -187,6 +188,8 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
         qpy: The QPY bytes of the arguments' circuits, written for this call a
             moment ago (its payload: :func:`qshpc.task.payload.dumps`); a
             circuit not in it is dumped here.
+        named: A list that receives the functions and classes the arguments'
+            walk met (see :func:`qshpc.cache.shipped.named_bindings`).
 
     Raises:
         UncacheableError: An argument cannot be hashed the same way in every process.
@@ -195,6 +198,7 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
     put = h.update
     put(b"seed" if seed is None else b"seed%d;" % seed)
     walk = _Walk(put, None, qpy)
+    walk.memo, walk.named = True, named
     try:
         walk.value(args)
         if kwargs:  # by name, or in their order (see :func:`_orders_kwargs`)
@@ -233,7 +237,7 @@ def value_digest(value: Any, qpy: Qpy | None = None, placed: bool = False) -> by
     """
     h = hashlib.blake2b(digest_size=32)
     walk = _Walk(h.update, None, qpy)
-    walk.placed = placed
+    walk.placed, walk.memo = placed, True
     walk.value(value)
     return h.digest()
 

@@ -15,6 +15,7 @@ import os
 import struct
 import sys
 import types
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -92,7 +93,7 @@ def changeable(deps: Deps) -> bool:
 _FIXED_TYPES = frozenset((
     type(None), bool, int, float, complex, str, bytes, types.FunctionType,
     types.BuiltinFunctionType, types.ModuleType, types.CodeType, type, range,
-    type(Ellipsis), type(NotImplemented),
+    type(Ellipsis), type(NotImplemented), staticmethod, classmethod, property,
 ))  # fmt: skip
 
 
@@ -120,8 +121,8 @@ class _Walk:
     """
 
     __slots__ = (
-        "active", "canon", "deps", "depth", "files", "in_pm", "keep", "placed", "put", "qpy",
-        "refs", "undated",
+        "active", "canon", "deps", "depth", "files", "in_pm", "keep", "memo", "named", "placed",
+        "put", "qpy", "refs", "undated",
     )  # fmt: skip
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
@@ -148,6 +149,12 @@ class _Walk:
         #: A function's walk: an ObjectRef it reads (a global ``R = put(x)``) counts by
         #: its object's value, as a resume counts one among a call's arguments.
         self.placed = False
+        #: A walk of arguments: a class of the user's own counts by its digest, taken
+        #: once per process while nothing it read was rebound (:func:`_class_digest`).
+        self.memo = False
+        #: When a list: each function and class of a user's module (not ``__main__``)
+        #: the walk met, which pickle sends by name (see :func:`named_bindings`).
+        self.named: list[Any] | None = None
 
     # values -----------------------------------------------------------------------
     def value(self, obj: Any) -> None:
@@ -243,6 +250,7 @@ class _Walk:
         sub = _Walk(h.update, self.deps, self.qpy)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
         sub.keep, sub.placed = self.keep, self.placed
+        sub.memo, sub.named = self.memo, self.named
         sub.canon, sub.undated, sub.in_pm = self.canon, self.undated, self.in_pm
         sub.value(obj)
         return h.digest()
@@ -534,6 +542,8 @@ class _Walk:
             return
         if self._seen(f):
             return
+        if self.named is not None:
+            self.named.append(f)
         put = self.put
         put(b"F")
         put_text(put, f.__qualname__)
@@ -760,6 +770,16 @@ class _Walk:
             return
         if self._seen(cls):
             return
+        if self.named is not None:
+            self.named.append(cls)
+        if self.memo and not (self.canon or self.undated or self.in_pm):
+            self.put(b"K#")
+            self.put(_class_digest(cls, self))
+            return
+        self.class_body(cls)
+
+    def class_body(self, cls: type) -> None:
+        """A class of the user's own, walked (see :meth:`klass`)."""
         put = self.put
         put(b"K")
         put_text(put, cls.__qualname__)
@@ -932,7 +952,69 @@ def _loose_state(cls: type) -> frozenset[str]:
     return _attrs_named(_LOOSE_STATE, _loose_states, cls)
 
 
-_CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__"))
+#: ``__slotnames__``: copyreg's cache, set on the class when an object of it is first
+#: pickled (rank 0 pickles the arguments, a worker only loads them), from ``__slots__``.
+_CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__", "__slotnames__"))
+
+#: ``id(cls) -> (weak reference, placed, digest, what its walk read, misses, shapes)``
+#: (:func:`_class_digest`; what it read None: walked at each meeting; shapes:
+#: :func:`_same_shape`).
+_CLASS_DIGESTS: dict[int, tuple[Any, bool, bytes, Deps | None, int, list[tuple[Any, int]]]] = {}
+#: A class whose digest was taken again this many times in a row is walked at each
+#: meeting, without the bookkeeping: a class of ``__main__`` that cloudpickle sends by
+#: value gets new methods at each load on a worker, and its memo never held.
+_MEMO_TRIES = 3
+
+
+def _names_in(ns: Any) -> int:
+    """How many names a class's namespace holds, less copyreg's ``__slotnames__``."""
+    return len(ns) - ("__slotnames__" in ns)
+
+
+def _same_shape(shapes: list[tuple[Any, int]]) -> bool:
+    """True when no class namespace a walk read gained a name since (``Model.extra =
+    3``: :func:`bindings_unchanged` sees a name rebound or gone, not a new one):
+    ``shapes``, each namespace with its count of names then."""
+    return all(_names_in(ns) == n for ns, n in shapes)
+
+
+def _class_digest(cls: type, walk: _Walk) -> bytes:
+    """The digest of a user's class met in a walk of arguments: walked alone, once per
+    process, and again when a name its walk read was rebound or holds a value that can
+    change in place (``Model.scale = 2``, a method replaced: :func:`bindings_unchanged`).
+
+    Walking a class (its methods' code, what they read) at every call of a task taking
+    one of its objects cost ~50-65 us a call (review46 M4). ``walk``'s deps, when it
+    takes them, receive what the class's walk read.
+    """
+    known = _CLASS_DIGESTS.get(id(cls))
+    misses = 0
+    if known is not None and known[0]() is cls and known[1] == walk.placed:
+        if known[3] is not None and bindings_unchanged(known[3]) and _same_shape(known[5]):
+            if walk.deps is not None:
+                walk.deps.extend(known[3])
+            return known[2]
+        misses = known[4] + 1
+    memo = misses < _MEMO_TRIES
+    h = hashlib.blake2b(digest_size=32)
+    deps: Deps | None = (
+        [(cls, "__bases__", cls.__bases__)] if memo or walk.deps is not None else None
+    )
+    sub = _Walk(h.update, deps, walk.qpy)
+    sub.placed, sub.memo = walk.placed, True
+    sub._seen(cls)
+    sub.class_body(cls)
+    digest = h.digest()
+    spaces = {id(d[0]): d[0] for d in deps or () if type(d[0]) is types.MappingProxyType}
+    shapes = [(ns, _names_in(ns)) for ns in spaces.values()]
+    try:
+        ref = weakref.ref(cls)
+    except TypeError:  # pragma: no cover - classes take weak references
+        return digest
+    _CLASS_DIGESTS[id(cls)] = (ref, walk.placed, digest, deps if memo else None, misses, shapes)
+    if walk.deps is not None and deps is not None:
+        walk.deps.extend(deps)
+    return digest
 
 
 def _module_of(obj: Any) -> str:

@@ -69,11 +69,45 @@ def module_bindings(deps: list[tuple[Any, str, Any]]) -> list[Binding]:
     return [(m, a, d) for (m, a), d in sorted(out.items(), key=lambda kv: kv[0])]
 
 
+def named_bindings(named: list[Any]) -> list[Binding]:
+    """The bindings of user modules behind the functions and classes a call's
+    arguments' walk met (``named``: :func:`qshpc.cache.keys.call_key`), each with
+    its value's digest (review46 H1).
+
+    Pickle sends such a function or class by name (``helpers.mul``, the class of a
+    ``helpers.Model`` object): a worker runs its own module's, which reads the file's
+    values (``helpers.K``, ``Model.scale``), not those the program set and the key
+    names. So each is compared as a binding of its module is: the module attribute
+    that holds it (its outermost class, for a method or a nested class).
+    """
+    from qshpc.cache.keyenv import is_library
+    from qshpc.cache.keywalk import _MISSING
+
+    out: dict[tuple[str, str], bytes | None] = {}
+    for obj in named:
+        mod_name = getattr(obj, "__module__", None)
+        qualname = getattr(obj, "__qualname__", None)
+        if not isinstance(mod_name, str) or not isinstance(qualname, str):
+            continue
+        if mod_name == "__main__" or "<locals>" in qualname or is_library(mod_name):
+            continue  # sent by value, or not the user's
+        mod = sys.modules.get(mod_name)
+        top = qualname.partition(".")[0]
+        if mod is None or (mod_name, top) in out:
+            continue
+        value = vars(mod).get(top, _MISSING)
+        if value is _MISSING or ("." not in qualname and value is not obj):
+            continue  # not found by that name: pickle sends it by value
+        out[mod_name, top] = _digest(value, _MISSING)
+    return [(m, a, d) for (m, a), d in sorted(out.items(), key=lambda kv: kv[0])]
+
+
 class ShippedDigests:
     """Per worker: whether each shipped function's module bindings here are rank 0's."""
 
     def __init__(self) -> None:
         self._agrees: dict[int, bool] = {}
+        self._holds: dict[Binding, bool] = {}
 
     def agrees(self, fn_id: int, name: str, bindings: list[Binding] | None) -> bool:
         """Whether this worker's modules hold ``bindings`` (rank 0's, for function
@@ -84,29 +118,66 @@ class ShippedDigests:
         differs = "its bindings were not sent" if bindings is None else _differs(bindings)
         self._agrees[fn_id] = differs is None
         if differs is not None:
-            print(
-                f"qshpc: cache: results of {name} computed on this worker are not cached: "
-                f"{differs} (the workers import the module from its file, so a value the "
-                "program assigns to a module attribute, e.g. `helpers.FACTOR = 10`, is not "
-                "seen there); the results are returned as computed. To cache them, define "
-                "the value in the module's file, or pass it to the task as an argument",
-                file=sys.stderr,
-                flush=True,
-            )
+            _say(name, differs)
         return differs is None
 
+    def holds(self, name: str, bindings: list[Binding]) -> bool:
+        """Whether this worker's modules hold ``bindings`` (rank 0's, those a call's
+        arguments' key read: :func:`named_bindings`); each decided once, and said
+        once where it does not hold."""
+        for b in bindings:
+            known = self._holds.get(b)
+            if known is None:
+                differs = _differs([b])
+                known = self._holds[b] = differs is None
+                if differs is not None:
+                    _say(name, differs)
+            if not known:
+                return False
+        return True
+
     def keys(
-        self, keys: list[Any], fn_ids: Any, funcs: dict[int, Any], sent: dict[int, Any]
+        self,
+        keys: list[Any],
+        fn_ids: Any,
+        funcs: dict[int, Any],
+        sent: dict[int, Any],
+        by_call: dict[int, list[Binding]] | None = None,
     ) -> Any:
         """A batch's cache keys, with None for each call whose function's bindings
-        differ here (None for all: none is stored). ``funcs``: fn_id -> (runner,
-        name, ...); ``sent``: rank 0's bindings per fn_id."""
-        if type(fn_ids) is int:
-            return keys if self.agrees(fn_ids, funcs[fn_ids][1], sent.get(fn_ids)) else None
-        bad = {i for i in set(fn_ids) if not self.agrees(i, funcs[i][1], sent.get(i))}
-        if not bad:
-            return keys
-        return [None if i in bad else k for k, i in zip(keys, fn_ids, strict=True)]
+        differ here, or whose arguments' (None for all: none is stored).
+        ``funcs``: fn_id -> (runner, name, ...); ``sent``: rank 0's bindings per
+        fn_id; ``by_call``: those of the arguments of the calls at these positions."""
+        single = type(fn_ids) is int
+        if single:
+            if not self.agrees(fn_ids, funcs[fn_ids][1], sent.get(fn_ids)):
+                return None
+            out = keys
+        else:
+            bad = {i for i in set(fn_ids) if not self.agrees(i, funcs[i][1], sent.get(i))}
+            out = keys if not bad else [
+                None if i in bad else k for k, i in zip(keys, fn_ids, strict=True)
+            ]  # fmt: skip
+        for pos, bindings in (by_call or {}).items():
+            fn_id = fn_ids if single else fn_ids[pos]
+            if out[pos] is not None and not self.holds(funcs[fn_id][1], bindings):
+                out = list(out) if out is keys else out
+                out[pos] = None
+        return out
+
+
+def _say(name: str, differs: str) -> None:
+    """The worker's note that results of ``name`` are not stored (once per cause)."""
+    print(
+        f"qshpc: cache: results of {name} computed on this worker are not cached: "
+        f"{differs} (the workers import the module from its file, so a value the "
+        "program assigns to a module attribute, e.g. `helpers.FACTOR = 10` or "
+        "`helpers.Model.scale = 2`, is not seen there); the results are returned as "
+        "computed. To cache them, define the value in the module's file, or pass it to "
+        "the task as an argument",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _differs(bindings: list[Binding]) -> str | None:

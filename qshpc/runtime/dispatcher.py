@@ -542,7 +542,7 @@ class Dispatcher(Intake):
                 None if attempts.count(1) == len(attempts) else attempts,
                 [e.submitted for e in batch],
                 None if keys.count(None) == len(keys) else keys,
-                self._cache_column(ckeys, fn_ids),
+                self._cache_column(ckeys, fn_ids, batch),
             )
             if start is not None:  # the 8th column, only in a multi-rank call's batch
                 columns = (*columns, [start[1]])
@@ -587,14 +587,15 @@ class Dispatcher(Intake):
             )
 
     def _cache_column(
-        self, ckeys: list[str | None], fn_ids: list[int]
+        self, ckeys: list[str | None], fn_ids: list[int], batch: list[Any]
     ) -> tuple[dict[str, Any], Any] | None:
         """The batch's cache column: None when the job has no cache settings and no call
         of the batch is cached; else the settings (the worker's nested calls use them
         too) and the keys (None when no call is cached). With keys, the settings hold
         the bindings of the user's modules that each function's key read
-        (``bindings``): a worker stores a result only where its modules hold the
-        same (:mod:`qshpc.cache.shipped`)."""
+        (``bindings``), and those each call's arguments' key read (``by_call``, by
+        position, where any): a worker stores a result only where its modules hold
+        the same (:mod:`qshpc.cache.shipped`)."""
         cache = self.cache
         keys: Any = None if ckeys.count(None) == len(ckeys) else ckeys
         if cache is None or (keys is None and not cache.config.enabled and not cache.config.dir):
@@ -603,6 +604,9 @@ class Dispatcher(Intake):
         if keys is not None:
             blobs = self._fn_blobs
             info["bindings"] = {f: cache.bindings(blobs[f][1]) for f in set(fn_ids)}
+            by_call = {i: e.cbind for i, e in enumerate(batch) if e.cbind and e.ckey}
+            if by_call:
+                info["by_call"] = by_call
         return info, keys
 
     def _on_reloaded(self, source: int, exc: Unloadable) -> None:

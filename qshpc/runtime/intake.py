@@ -67,8 +67,8 @@ if TYPE_CHECKING:
 class Entry:
     """One queued call."""
 
-    __slots__ = ("args", "attempt", "ckey", "deps", "fn_id", "key", "kwargs", "objs", "payload",
-                 "ref", "snapshot", "submitted", "task", "waits")  # fmt: skip
+    __slots__ = ("args", "attempt", "cbind", "ckey", "deps", "fn_id", "key", "kwargs", "objs",
+                 "payload", "ref", "snapshot", "submitted", "task", "waits")  # fmt: skip
 
     def __init__(self, ref: TaskRef[Any], task: TaskSpec, fn_id: int, payload: Any = None) -> None:
         self.ref = ref
@@ -81,6 +81,9 @@ class Entry:
         # The result cache: None, not cached; "", to look up once the arguments are
         # known; else the key its result is stored under.
         self.ckey: str | None = None
+        # The bindings of user modules its arguments' key read (a worker checks them
+        # before it stores the result: :mod:`qshpc.cache.shipped`); None: none.
+        self.cbind: list[Any] | None = None
         self.submitted = time.time()
         self.objs: Sequence[int] = ()
         self.deps: list[TaskRef[Any]] = []
@@ -376,7 +379,8 @@ class Intake:
             if refers_to_objects((args, kwargs)):
                 entry.ckey = None
                 return False
-        key = cache.key(entry.task, args, kwargs, seed, qpy=qpy)
+        binds: list[Any] = []  # what a worker checks before it stores (review46 H1)
+        key = cache.key(entry.task, args, kwargs, seed, qpy=qpy, binds=binds)
         if key is None:
             entry.ckey = None
             return False
@@ -387,7 +391,7 @@ class Intake:
                 return True
         hit = cache.lookup(key)
         if hit is None:
-            entry.ckey = key
+            entry.ckey, entry.cbind = key, binds or None
             return False
         self.session.record_hit(task_id, key, entry.task.name, hit, entry.submitted, seed)
         FROM_CACHE.add(entry.ref)

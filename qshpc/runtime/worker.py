@@ -433,7 +433,7 @@ def _serve(
 
                     shipped = ShippedDigests()
                 sent = cached[0].get("bindings") or {}
-                ckeys = shipped.keys(cached[1], columns[1], funcs, sent)
+                ckeys = shipped.keys(cached[1], columns[1], funcs, sent, cached[0].get("by_call"))
                 if ckeys is not cached[1]:
                     columns[6] = (cached[0], ckeys)
             runner.run(sender, bid, columns, funcs, lookup if objects else None, store, is_cut)

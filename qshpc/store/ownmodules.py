@@ -9,11 +9,19 @@ the program and, in turn, of each module found (``import a.b``, ``from a import
 b``, ``from . import c`` in a package), at any depth in the code (an import inside
 a function or a ``try`` counts: it may run). A name built at run time
 (``importlib.import_module(name)``, ``__import__``) is not seen.
+
+What Python may run for such a module counts too (review46 M2): a compiled module
+of the name (``helpers.cpython-311-x86_64-linux-gnu.so``, imported before
+``helpers.py``; a lone ``helpers.pyc``), and the ``__pycache__`` folder beside an
+imported source file with its compiled copies (run when their header matches the
+source's date and size, which anyone who can write there can forge).
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.machinery
+import sys
 from pathlib import Path
 
 #: Files read at most (a program beside a large tree of its own: the first ones).
@@ -38,7 +46,29 @@ def own_modules(program: Path) -> list[Path]:
                     found[target] = None
                     if target.suffix == ".py":
                         todo.append((target, pkg))
+                        for cached in _cached(target):
+                            found.setdefault(cached)
     return list(found)
+
+
+def _compiled(folder: Path, stem: str) -> list[Path]:
+    """The compiled modules ``stem`` in ``folder`` that an import may run (an extension
+    module, which Python takes before ``stem.py``; a lone ``stem.pyc``)."""
+    suffixes = [*importlib.machinery.EXTENSION_SUFFIXES, ".pyc"]
+    return [p for p in (folder / f"{stem}{s}" for s in suffixes) if p.is_file()]
+
+
+def _cached(source: Path) -> list[Path]:
+    """The ``__pycache__`` folder beside ``source`` and its compiled copies of it."""
+    cache = source.parent / "__pycache__"
+    if not cache.is_dir():
+        return []
+    tag = sys.implementation.cache_tag or ""
+    try:
+        copies = sorted(cache.glob(f"{source.stem}.{tag}*.pyc"))
+    except OSError:  # pragma: no cover - unreadable: importing it says so
+        copies = []
+    return [cache, *copies]
 
 
 def _imports(path: Path, package: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -76,14 +106,17 @@ def _resolve(root: Path, dotted: tuple[str, ...]) -> list[tuple[Path, tuple[str,
         here = dotted[: i + 1]
         module, pkg = folder / f"{part}.py", folder / part
         init = pkg / "__init__.py"
-        if init.is_file() or (pkg.is_dir() and not module.is_file()):
+        compiled = _compiled(folder, part)
+        if init.is_file() or (pkg.is_dir() and not module.is_file() and not compiled):
             # a package (a folder with no __init__.py: a namespace package, when no
             # module of the name is there), as Python's finder takes them
             out.append((pkg, here))
             if init.is_file():
                 out.append((init, here))
+            out.extend((p, here) for p in _compiled(pkg, "__init__"))
             folder = pkg
             continue
+        out.extend((p, here[:-1]) for p in compiled)
         if module.is_file():
             out.append((module, here[:-1]))
         break

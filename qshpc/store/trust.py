@@ -235,19 +235,28 @@ def check_program(program: Path, job: str, made: float | None = None) -> None:
     _check_own_modules(program, job, made)
 
 
-def _file_risk(path: Path, folders: bool = True) -> tuple[str | None, list[os.stat_result]] | None:
+def _file_risk(
+    path: Path, checked: Path | None = None
+) -> tuple[str | None, list[os.stat_result]] | None:
     """Why another user could replace the code file (or package folder) ``path``: it,
-    or (``folders``) the folder holding it, is another user's or writable by others;
-    with the status of each. None when it is missing."""
+    or the folder holding it (or its link's target), is another user's or writable by
+    others; with the status of each. None when it is missing. ``checked``: a folder
+    checked already (the program's), left out.
+
+    A ``__pycache__`` folder counts as a file's folder does, sticky or not: anyone
+    who can add a file there can add a compiled copy that Python runs."""
     try:
         real = path.resolve()
         st = real.stat()
         if stat.S_ISDIR(st.st_mode):  # a package: a folder, as its holder is
-            why = _owner(st, "it") or _writers(st, "it", sticky_ok=True, team=True)
+            sticky = real.name != "__pycache__"
+            why = _owner(st, "it") or _writers(st, "it", sticky_ok=sticky, team=True)
         else:
             why = _owner(st, "it") or _writers(st, "it", sticky_ok=False, team=True)
         stats = [st, path.lstat()]
-        for folder in dict.fromkeys((_holder(path), _holder(real))) if folders else ():
+        for folder in dict.fromkeys((_holder(path), _holder(real))):
+            if checked is not None and folder.resolve() == checked:
+                continue
             fst = folder.stat()
             stats.append(fst)
             what = f"the folder holding it, {folder}"
@@ -265,7 +274,9 @@ def _check_own_modules(program: Path, job: str, made: float | None) -> None:
     from qshpc.store.ownmodules import own_modules
 
     for path in own_modules(program):
-        risk = _file_risk(path, folders=path.parent != program.resolve().parent)
+        # The program's folder is checked already; a link's target's folder is not
+        # (review46 M3: a helpers.py linked into a folder every user can write).
+        risk = _file_risk(path, checked=program.resolve().parent)
         if risk is None or risk[0] is None:
             continue
         why, stats = risk
