@@ -242,7 +242,9 @@ class Dispatcher(Intake):
                     self.comm.send(STOP, dest=w.rank, tag=TAG_STOP)
                 except Exception:  # pragma: no cover - best effort at shutdown
                     w.alive = False
-            if not self.liveness.goodbyes(stop=lambda: self._stop_now, also=self._leaving):
+            if not self.liveness.goodbyes(
+                stop=lambda: self._stop_now, also=self._leaving, take=self._take_late_results
+            ):
                 self.abandoned = True  # someone did not answer: do not risk MPI_Finalize
             self._take_late_results()
 
@@ -305,17 +307,38 @@ class Dispatcher(Intake):
         self._flush()
         resolve_many(failures)
 
-    def _take_late_results(self) -> None:
-        """Receive what the workers told to leave sent after the drain ended: their calls'
-        results came too late (each call is recorded abandoned), but a message left
-        unreceived fails rank 0's ``MPI_Finalize`` ("being freed has 2 unmatched
-        message(s)": a call that ended as LEAVE was sent)."""
+    def _take_late_results(self) -> bool:
+        """Receive what the workers told to leave sent after the drain ended; True when any.
+
+        Their calls' results came too late (each call is recorded abandoned), but
+        a message left unreceived fails rank 0's ``MPI_Finalize`` ("being freed
+        has 2 unmatched message(s)": a call that ended as LEAVE was sent). Such a
+        worker completes its sends before its goodbye, while rank 0 takes them
+        here. A receive that fails anyway (the worker ended during it: MPICH's
+        ``process_vm_readv failed``) loses only that result: the rank is no
+        longer listened to, rank 0 leaves without ``MPI_Finalize`` (``abandoned``),
+        and the dispatcher, the job's state with it, carries on (review47 F1).
+        """
+        took = False
         for rank in sorted(self._leaving):
-            while (msg := self.comm.improbe(rank, TAG_RESULT, self.status)) is not None:
-                try:
-                    self.receive(msg)
-                except Unloadable:  # received; only its value did not unpickle
-                    pass
+            try:
+                while (msg := self.comm.improbe(rank, TAG_RESULT, self.status)) is not None:
+                    took = True
+                    try:
+                        self.receive(msg)
+                    except Unloadable:  # received; only its value did not unpickle
+                        pass
+            except Exception as exc:  # the transfer failed: that result is lost, nothing else
+                first = str(exc).splitlines()[:1]
+                self._leaving.discard(rank)
+                self.abandoned = True
+                print(
+                    f"qshpc: rank {rank} was told to leave; a result it sent meanwhile could "
+                    f"not be received ({type(exc).__name__}: {''.join(first)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return took
 
     def _tell_leave(self, w: WorkerState, why: str) -> None:
         """Send ``w`` LEAVE (see :meth:`_abandon`); its goodbye is then awaited with the others'."""
