@@ -1,0 +1,78 @@
+"""review47 F4 (each ``get``'s exception copy keeps C-level fields) and F5 (the .h5 name
+suggested for an ``a.h5.json``), session 26 fixI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qshpc.errors import UserError
+from qshpc.program.refs import raised_copy
+from qshpc.store.jobfile import load_arguments
+from tests.conftest import run_cli
+
+
+def _caught(f: object) -> BaseException:
+    try:
+        f()  # type: ignore[operator]
+    except BaseException as exc:
+        return exc
+    raise AssertionError("no exception")
+
+
+def test_each_gets_copy_keeps_the_exceptions_own_fields() -> None:
+    """On main 562d51f the copy of a FileNotFoundError had filename None and lost
+    ": '/path'" from its str; a UnicodeDecodeError's str was '', a SyntaxError's 'None'."""
+    cases = [
+        _caught(lambda: open("/nonexistent/data.csv")),
+        _caught(lambda: b"\xff".decode("utf-8")),
+        _caught(lambda: compile("x = (", "prog.py", "exec")),
+        StopIteration(42),
+        SystemExit(3),
+        KeyError("k"),
+    ]
+    for error in cases:
+        copy = raised_copy(error)
+        assert copy is not error and type(copy) is type(error)
+        assert str(copy) == str(error) and copy.args == error.args
+        assert copy.__traceback__ is None  # its own traceback: that of the get raising it
+    missing = raised_copy(cases[0])
+    assert isinstance(missing, OSError) and missing.filename == "/nonexistent/data.csv"
+    assert isinstance(cases[1], UnicodeDecodeError)
+    bad = raised_copy(cases[1])
+    assert isinstance(bad, UnicodeDecodeError) and (bad.start, bad.end) == (0, 1)
+    syntax = raised_copy(cases[2])
+    assert isinstance(syntax, SyntaxError) and syntax.lineno == 1
+
+
+def test_a_copy_of_an_exception_with_its_own_init_arguments_keeps_them() -> None:
+    class Coded(Exception):
+        def __init__(self, code: int, detail: str) -> None:
+            super().__init__(f"{code}: {detail}")
+            self.code = code
+
+    error = Coded(3, "bad")
+    copy = raised_copy(error)
+    assert type(copy) is Coded and str(copy) == "3: bad" and copy.code == 3  # type: ignore[attr-defined]
+
+
+def test_the_h5_name_suggested_for_an_h5_json_name_is_not_doubled(tmp_path: Path) -> None:
+    """On main 562d51f ``a.h5.json`` got "name it a.h5.h5" (save_arguments) and "rename it
+    to a.h5.h5" (--arguments, HDF5 inside)."""
+    from qshpc import save_arguments
+
+    with pytest.raises(UserError, match=r"name it \S*/a\.h5 ") as info:
+        save_arguments(tmp_path / "a.h5.json", {"x": 1})
+    assert "a.h5.h5" not in str(info.value)
+    with pytest.raises(UserError, match=r"name it \S*/b\.h5 "):
+        save_arguments(tmp_path / "b.json", {"x": 1})
+    save_arguments(tmp_path / "c.h5", {"x": 1})
+    (tmp_path / "c.h5").rename(tmp_path / "c.h5.json")
+    with pytest.raises(UserError, match=r"rename it to c\.h5$"):
+        load_arguments(tmp_path / "c.h5.json")
+    (tmp_path / "prog.py").write_text("import qshpc\nqshpc.save_result(1)\n")
+    out = run_cli("run", str(tmp_path / "prog.py"), "--arguments", str(tmp_path / "c.h5.json"),
+                  "--workers", "0", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    assert "rename it to c.h5" in out.stderr and "c.h5.h5" not in out.stderr
