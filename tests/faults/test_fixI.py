@@ -58,3 +58,45 @@ def test_big_results_that_end_as_the_workers_are_told_to_leave_keep_the_job_succ
     for job in jobs:
         with JobReader.open(job) as r:
             assert r.meta()["state"] == "SUCCEEDED", job
+
+
+#: Four calls that end 60-100 ms after the 2 s the job's end waits: as rank 0 sends LEAVE.
+LATE_RESULTS = """
+import time
+from qshpc import distribute_task, save_result, wait
+
+@distribute_task()
+def sleepy(i, t):
+    time.sleep(t)
+    return i * 10
+
+refs = [sleepy(0, 0.01)] + [sleepy(i, 2.06 + 0.01 * i) for i in range(1, 5)]
+done, pending = wait(refs, num_returns=1)
+save_result("first done")
+"""
+
+
+def test_results_that_come_as_the_workers_leave_are_stored(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review47 F2: on main 562d51f rank 0 received such results and dropped them, and the
+    store said each call "did not finish" (6 of 6 runs, all 4 calls). Now each is stored
+    SUCCEEDED with its value, after its TaskAbandoned record."""
+    from qshpc.store import JobReader
+
+    prog = tmp_path / "late.py"
+    prog.write_text(LATE_RESULTS)
+    out = run_cli("run", str(prog), ranks=5, timeout=120)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    late = text.count("its result came after all")
+    assert late >= 1, text[-3000:]
+    (job,) = (qshpc_home / "jobs").iterdir()
+    with JobReader.open(job) as r:
+        meta, tasks = r.meta(), r.tasks()
+        stored = {t["task_id"] for t in tasks if t["state"] == "SUCCEEDED"}
+        abandoned = {t["task_id"] for t in tasks if str(t["error"]).startswith("TaskAbandoned")}
+        values = {r.task_result(t) for t in stored & abandoned}
+    assert meta["state"] == "SUCCEEDED"
+    assert meta["task_counts"]["SUCCEEDED"] == 1 + late, meta["task_counts"]
+    assert len(values) == late and values <= {10, 20, 30, 40}  # the calls' own results
