@@ -3,7 +3,9 @@ suggested for an ``a.h5.json``), session 26 fixI."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +78,47 @@ def test_the_h5_name_suggested_for_an_h5_json_name_is_not_doubled(tmp_path: Path
                   "--workers", "0", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stdout + out.stderr
     assert "rename it to c.h5" in out.stderr and "c.h5.h5" not in out.stderr
+
+
+def test_a_result_from_a_leaving_worker_that_cannot_be_received_loses_only_that_result(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """review47 F1, rank 0's side: a receive of a leaving worker's result that fails (MPICH's
+    ``process_vm_readv failed``: the worker ended during the transfer; injected here, as
+    it cannot be made to happen on demand) killed the dispatcher thread, and the job was
+    stored FAILED. Now only that result is lost: the dispatcher ends as usual and rank 0
+    does not finalize MPI (``abandoned``)."""
+    from qshpc.errors import TaskError
+    from qshpc.runtime.protocol import TAG_RESULT
+    from tests.unit.test_dispatcher import _stuck, ranks, stuck
+
+    _stuck.clear()
+    try:
+        with ranks(1) as r:
+            ref = r.call(stuck, 0)
+            deadline = time.monotonic() + 10
+            while not r.batches() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            tell, receive = r.d._tell_leave, r.d.receive
+
+            def tell_then_send(w: Any, why: str) -> None:
+                tell(w, why)  # then the worker's result is on its way, and its receive fails
+                r.net.deliver(0, TAG_RESULT, ("R", "result"), source=w.rank)
+
+            def failing(msg: Any) -> Any:
+                if r.d._leaving:
+                    raise RuntimeError("MPI_Mrecv_c: process_vm_readv failed (errno 3)")
+                return receive(msg)
+
+            r.d._tell_leave = tell_then_send  # type: ignore[method-assign]
+            r.d.receive = failing
+            r.d.shutdown(abort=True, drain_s=0.3, why="the program ended (the job SUCCEEDED)")
+            assert r.d.abandoned  # rank 0 leaves without MPI_Finalize
+            error = ref.exception(timeout=5)
+            assert isinstance(error, TaskError) and error.exc_type == "TaskAbandoned"
+            _stuck.set()
+    finally:
+        _stuck.set()
+    err = capsys.readouterr().err
+    assert "rank 1 was told to leave; a result it sent meanwhile could not be received" in err
+    assert "process_vm_readv failed" in err
