@@ -48,31 +48,21 @@ class Sender:
         final: bool,
     ) -> None:
         with self.lock:
-            if not self.closed:
-                self._send(results, bid, first, submitted, attempts, final)
-
-    def _send(
-        self,
-        results: Results,
-        bid: int,
-        first: int,
-        submitted: Any,
-        attempts: list[int] | None,
-        final: bool,
-    ) -> None:
-        try:
-            msg = results.message(bid, first, submitted, attempts, final)
-            req = self.comm.isend(msg, dest=0, tag=TAG_RESULT)
-        except Exception:
-            results.fail_unpicklable()  # a return value cannot be pickled for the trip
-            msg = results.message(bid, first, submitted, attempts, final)
-            req = self.comm.isend(msg, dest=0, tag=TAG_RESULT)
-        results.after_sent()
-        self.reqs.append(req)
-        self._prune()
-        while len(self.reqs) > _MAX_SENDS and not self._leaving:
-            time.sleep(50e-6)
+            if self.closed:  # the rank is leaving (rank 0 recorded the call abandoned)
+                return
+            try:
+                msg = results.message(bid, first, submitted, attempts, final)
+                req = self.comm.isend(msg, dest=0, tag=TAG_RESULT)
+            except Exception:
+                results.fail_unpicklable()  # a return value cannot be pickled for the trip
+                msg = results.message(bid, first, submitted, attempts, final)
+                req = self.comm.isend(msg, dest=0, tag=TAG_RESULT)
+            results.after_sent()
+            self.reqs.append(req)
             self._prune()
+            while len(self.reqs) > _MAX_SENDS and not self._leaving:
+                time.sleep(50e-6)
+                self._prune()
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait for every send (polling with sleeps, not MPICH's spin), at most ``timeout`` s.
