@@ -346,14 +346,27 @@ def raised_copy(error: BaseException) -> BaseException:
     traceback (a TaskError's) and attributes; like Ray's, which rebuilds the
     error at each ``ray.get``. An exception that cannot be copied this way is
     raised again without its old traceback.
+
+    ``copy.copy`` first (its ``__reduce_ex__`` keeps the C-level fields:
+    OSError's ``filename``, UnicodeDecodeError's, SyntaxError's; review47 F4),
+    then the class's ``__new__`` with ``args`` and ``__dict__`` (a class whose
+    ``__init__`` takes other arguments than its ``args``).
     """
+    import copy as copying
+
     cls = type(error)
     try:
-        copy = cls.__new__(cls, *error.args)
-        copy.__dict__.update(error.__dict__)
-        copy.args = error.args
-    except Exception:  # a class whose __new__ wants other arguments, or C fields
-        return error.with_traceback(None)
+        copy = copying.copy(error)
+        if type(copy) is not cls:
+            raise TypeError("copied to another type")
+        copy.__traceback__ = None
+    except Exception:
+        try:
+            copy = cls.__new__(cls, *error.args)
+            copy.__dict__.update(error.__dict__)
+            copy.args = error.args
+        except Exception:  # a class whose __new__ wants other arguments
+            return error.with_traceback(None)
     copy.__cause__ = error.__cause__
     copy.__suppress_context__ = error.__suppress_context__
     return copy

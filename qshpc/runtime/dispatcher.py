@@ -116,6 +116,11 @@ class Dispatcher(Intake):
         self.abandoned = False
         self._can_tell = wiring.multithreaded  # a busy worker's heartbeat thread hears LEAVE
         self._leaving: set[int] = set()  # ranks told to leave mid-call: their goodbyes come
+        #: rank -> {batch id: calls} of the ranks told to leave: a result of theirs that still
+        #: comes is stored (review47 F2), while ``shutdown`` has not returned (``_store_open``).
+        self._late: dict[int, dict[int, list[Entry]]] = {}
+        self._late_lock = threading.Lock()
+        self._store_open = True
         self.pace = Pace()
         self._stop = False
         self._stop_now = False
@@ -201,6 +206,8 @@ class Dispatcher(Intake):
             self._thread.join(5.0)
             if self._thread.is_alive():
                 self.abandoned = True  # the goodbyes are still awaited: do not finalize
+        with self._late_lock:  # (a late result being stored is waited for)
+            self._store_open = False  # the caller finalizes the store: no record after this
         if self._error is not None:
             raise RuntimeError("the qshpc dispatcher failed") from self._error
 
@@ -242,7 +249,9 @@ class Dispatcher(Intake):
                     self.comm.send(STOP, dest=w.rank, tag=TAG_STOP)
                 except Exception:  # pragma: no cover - best effort at shutdown
                     w.alive = False
-            if not self.liveness.goodbyes(stop=lambda: self._stop_now, also=self._leaving):
+            if not self.liveness.goodbyes(
+                stop=lambda: self._stop_now, also=self._leaving, take=self._take_late_results
+            ):
                 self.abandoned = True  # someone did not answer: do not risk MPI_Finalize
             self._take_late_results()
 
@@ -267,6 +276,7 @@ class Dispatcher(Intake):
             if not w.alive or not w.batches:
                 continue
             w.alive = False
+            self._late[w.rank] = dict(w.batches)
             held = [(bid, e) for bid, b in w.batches.items() for e in b if not e.ref.done()]
             w.batches.clear()
             if not held:
@@ -305,17 +315,68 @@ class Dispatcher(Intake):
         self._flush()
         resolve_many(failures)
 
-    def _take_late_results(self) -> None:
-        """Receive what the workers told to leave sent after the drain ended: their calls'
-        results came too late (each call is recorded abandoned), but a message left
-        unreceived fails rank 0's ``MPI_Finalize`` ("being freed has 2 unmatched
-        message(s)": a call that ended as LEAVE was sent)."""
+    def _take_late_results(self) -> bool:
+        """Receive what the workers told to leave sent after the drain ended; True when any.
+
+        Their calls' results came too late (each call is recorded abandoned), but
+        a message left unreceived fails rank 0's ``MPI_Finalize`` ("being freed
+        has 2 unmatched message(s)": a call that ended as LEAVE was sent). Such a
+        worker completes its sends before its goodbye, while rank 0 takes them
+        here. A receive that fails anyway (the worker ended during it: MPICH's
+        ``process_vm_readv failed``) loses only that result: the rank is no
+        longer listened to, rank 0 leaves without ``MPI_Finalize`` (``abandoned``),
+        and the dispatcher, the job's state with it, carries on (review47 F1).
+        """
+        took = False
         for rank in sorted(self._leaving):
-            while (msg := self.comm.improbe(rank, TAG_RESULT, self.status)) is not None:
-                try:
-                    self.receive(msg)
-                except Unloadable:  # received; only its value did not unpickle
-                    pass
+            try:
+                while (msg := self.comm.improbe(rank, TAG_RESULT, self.status)) is not None:
+                    took = True
+                    try:
+                        data = self.receive(msg)
+                    except Unloadable:  # received; only its value did not unpickle
+                        continue
+                    self._store_late(rank, data)
+            except Exception as exc:  # the transfer failed: that result is lost, nothing else
+                first = str(exc).splitlines()[:1]
+                self._leaving.discard(rank)
+                self.abandoned = True
+                print(
+                    f"qshpc: rank {rank} was told to leave; a result it sent meanwhile could "
+                    f"not be received ({type(exc).__name__}: {''.join(first)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return took
+
+    def _store_late(self, rank: int, data: Any) -> None:
+        """Store the results of calls recorded abandoned that came after all (review47 F2).
+
+        Nothing computed is lost: the records (SUCCEEDED with its value, or the
+        call's own failure) follow the TaskAbandoned ones, and a task's latest
+        record is its state (``qshpc status``, ``qshpc result``, a resume). Not
+        once ``shutdown`` returned: the store is then being finalized.
+        """
+        _, bid, first, values, chunk, failures, _ = data
+        batch = self._late.get(rank, {}).get(bid)
+        n = len(values)
+        if batch is None or not n:
+            return
+        with self._late_lock:
+            if not self._store_open:
+                return
+            try:
+                self.session.record_chunk(chunk, n - len(failures), len(failures))
+            except Exception as exc:  # the store failed: the abandoned records stand
+                print(f"qshpc: a late result could not be stored: {exc}", file=sys.stderr)
+                return
+            chunk.unencoded = []
+        for e in batch[first : first + n]:
+            print(
+                f"qshpc: task {e.ref.task_id} ({e.task.name}): its result came after all, "
+                f"from rank {rank} as it left, and is stored",
+                flush=True,
+            )
 
     def _tell_leave(self, w: WorkerState, why: str) -> None:
         """Send ``w`` LEAVE (see :meth:`_abandon`); its goodbye is then awaited with the others'."""

@@ -154,6 +154,7 @@ class Liveness:
         stop: Callable[[], bool] | None = None,
         every: float = 5.0,
         also: set[int] | None = None,
+        take: Callable[[], bool] | None = None,
     ) -> bool:
         """After STOP: wait for each live worker's goodbye, draining heartbeats meanwhile.
 
@@ -170,6 +171,8 @@ class Liveness:
             every: Seconds between the lines saying how many are left.
             also: Ranks no longer alive that were told to leave mid-call (LEAVE):
                 their goodbyes are awaited too.
+            take: Receives the results those ranks still send (their sends complete
+                before their goodbye); True when it took one: the wait starts anew.
 
         Returns:
             True when every live worker (and every one in ``also``) said goodbye in time.
@@ -187,6 +190,8 @@ class Liveness:
             self.drain(TAG_GONE)  # (a worker that ended after its goodbye, seen by another)
             for src, (_, left, written, _) in self._reports():
                 reports[src] = (int(left), int(written), now)
+            if take is not None and take():
+                deadline = time.monotonic() + timeout  # a leaver's result came: it is alive
             waiting -= set(self.drain(TAG_BYE))
             writing = {r for r in waiting if r in reports and now - reports[r][2] < timeout}
             self.flushing = bool(writing)

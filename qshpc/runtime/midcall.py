@@ -36,7 +36,8 @@ def leave_mid_call(rank: int, host: str, why: str, tee: Any = None) -> None:
     try:
         print(
             f"qshpc: rank {rank} (host {host}): {why}; this rank stops without it "
-            "(`qshpc status` records that call as TaskAbandoned)",
+            "(`qshpc status` records that call as TaskAbandoned, or its result if it was sent "
+            "as the rank left)",
             file=sys.stderr,
             flush=True,
         )

@@ -123,6 +123,8 @@ def catch_stop_signals() -> _StopSignals:
 
 #: Seconds between a worker's looks for rank 0's LEAVE (its heartbeat thread's, while a call runs).
 LEAVE_POLL_S = 0.1
+#: The longest a worker told to LEAVE waits for its result sends in flight before its goodbye.
+LEAVE_SENDS_S = 30.0
 
 
 def _heartbeat(beat: Heartbeat) -> None:
@@ -189,6 +191,8 @@ class Heartbeat:
         #: heartbeat (:mod:`qshpc.runtime.gone`); set once the ranks are known.
         self.neighbours: dict[int, tuple[int, int]] = {}
         self.told: list[Any] = []  # the sends of those reports (waited for with the heartbeat's)
+        #: The serve loop's result sends: completed (or waited for) before a goodbye at LEAVE.
+        self.sender: Sender | None = None
         #: Set once this rank said goodbye at rank 0's LEAVE: the serve loop says none.
         self.left = threading.Event()
         self._stop = threading.Event()
@@ -214,8 +218,10 @@ class Heartbeat:
         takes any tag); then the heartbeat thread is stopped first, so that it
         makes no MPI call after this one. What rank 0 still sent this rank (a
         batch queued behind the call, its CUT) is received, so that no send of
-        rank 0's is left waiting when it finalizes MPI; then the goodbye, and
-        the last heartbeat's completion, as :func:`serve` does at its end.
+        rank 0's is left waiting when it finalizes MPI; the result sends in
+        flight complete (a call that ended as LEAVE came: rank 0 receives its
+        result, review47 F1) and none starts after; then the goodbye, and the
+        last heartbeat's completion, as :func:`serve` does at its end.
         """
         why = str(message[1]) if isinstance(message, tuple) and len(message) > 1 else ""
         self.left.set()
@@ -223,6 +229,8 @@ class Heartbeat:
         try:
             while (msg := self.comm.improbe(0, self.any_tag)) is not None:
                 msg.recv()
+            if self.sender is not None:  # rank 0 receives them while it awaits the goodbye
+                self.sender.close(LEAVE_SENDS_S)
             self.world.send(None, dest=0, tag=TAG_BYE)
             for req in self.pending + self.told:
                 req.Wait()
@@ -343,6 +351,8 @@ def _serve(
     if first_sleep is None:
         first_sleep = 5e-4 if crowded else 2e-5
     sender = Sender(comm)
+    if beat is not None:
+        beat.sender = sender
     runner = BatchRunner(info)
     cache: Any = None  # this worker's JobCache, made at the first batch with cached calls
     shipped: Any = None  # whether this worker's modules hold what each function's key read
@@ -351,6 +361,8 @@ def _serve(
 
     def is_cut() -> bool:
         """Has rank 0 said CUT? (Checked between calls, every _PARTIAL_S at most.)"""
+        if left is not None and left.is_set():
+            return True  # said goodbye at rank 0's LEAVE: no further call, no MPI call
         if not cut[0]:
             for _ in range(CUT_PROBES):  # one probe misses a CUT that came during a call
                 msg = comm.improbe(0, TAG_CUT, cut_status)
@@ -379,7 +391,7 @@ def _serve(
                 msg = comm.improbe(0, any_tag, status)
             if msg is None:
                 if sender.reqs:
-                    sender.reqs = [r for r in sender.reqs if not r.test()[0]]
+                    sender.prune()
                 sleep = min(_MAX_SLEEP_S, sleep * 2 or first_sleep)
                 time.sleep(sleep)
                 continue

@@ -213,6 +213,13 @@ def create_job(
         raise
 
 
+def _h5_name(path: Path) -> Path:
+    """The HDF5 name to suggest for ``path`` (a .json name): ``a.json`` -> ``a.h5``, and
+    ``a.h5.json`` -> ``a.h5``, not ``a.h5.h5`` (review47 F5)."""
+    bare = path.with_suffix("")
+    return bare if bare.suffix.lower() in (".h5", ".hdf5") else path.with_suffix(".h5")
+
+
 def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> None:
     """Write ``arguments`` to a standalone .h5 file (atomically, mode 0600).
 
@@ -235,7 +242,7 @@ def save_arguments(path: str | os.PathLike[str], arguments: dict[str, Any]) -> N
 
         raise UserError(
             f"save_arguments writes an HDF5 file, and {shown(str(path))} ends in .json, "
-            f"which `--arguments` reads as JSON: name it {shown(str(path.with_suffix('.h5')))}"
+            f"which `--arguments` reads as JSON: name it {shown(str(_h5_name(path)))}"
             " (or write a .json file of plain values yourself, with json.dump)"
         )
 
@@ -312,7 +319,7 @@ def load_arguments(
                 raise _bad(
                     path, "it is an HDF5 file under a .json name (an older "
                     "qshpc.save_arguments wrote HDF5 whatever the name): rename it to "
-                    f"{path.with_suffix('.h5').name}",
+                    f"{_h5_name(path).name}",
                 ) from None  # fmt: skip
             raise _bad(path, f"not valid JSON ({exc})") from exc
         except RecursionError:
