@@ -14,6 +14,7 @@ import hashlib
 import os
 import struct
 import sys
+import threading
 import types
 import weakref
 from collections.abc import Callable, Iterable
@@ -772,10 +773,12 @@ class _Walk:
             return
         if self.named is not None:
             self.named.append(cls)
-        if self.memo and not (self.canon or self.undated or self.in_pm):
-            self.put(b"K#")
-            self.put(_class_digest(cls, self))
-            return
+        if self.memo and not (self.canon or self.undated or self.in_pm) and not _unmemoized(cls):
+            digest = _class_digest(cls, self)
+            if digest is not None:
+                self.put(b"K#")
+                self.put(digest)
+                return
         self.class_body(cls)
 
     def class_body(self, cls: type) -> None:
@@ -978,7 +981,61 @@ def _same_shape(shapes: list[tuple[Any, int]]) -> bool:
     return all(_names_in(ns) == n for ns, n in shapes)
 
 
-def _class_digest(cls: type, walk: _Walk) -> bytes:
+class _ClassCycle(Exception):
+    """A class met again while its own memoized digest is being taken (a base class whose
+    factory builds a subclass, two classes whose methods use each other): ``members``,
+    the classes of the cycle, the first one first."""
+
+    def __init__(self, members: list[type]) -> None:
+        super().__init__()
+        self.members = members
+
+
+#: Classes whose memoized digest is being taken, in this thread.
+_DIGESTING = threading.local()
+#: Classes found in a cycle (by id, with a weak reference): each is walked whole where it
+#: is met (the walk's own ``_seen`` ends the cycle), never memoized: whichever class of
+#: the cycle a process meets first, the same bytes are walked, and every class's code
+#: is in them.
+_CYCLIC: dict[int, Any] = {}
+
+
+def _unmemoized(cls: type) -> bool:
+    known = _CYCLIC.get(id(cls))
+    return known is not None and known() is cls
+
+
+def _class_digest(cls: type, walk: _Walk) -> bytes | None:
+    """:func:`_memo_class_digest`, or None when ``cls`` is in a cycle of classes (the
+    caller then walks it whole, as before the memo).
+
+    review48 F1: each class's digest was a walk of its own; two classes that refer to
+    each other walked each other until a RecursionError, so their calls were never
+    cached and always ran again on resume.
+    """
+    stack: list[type] | None = getattr(_DIGESTING, "stack", None)
+    if stack is None:
+        stack = _DIGESTING.stack = []
+    for i, c in enumerate(stack):
+        if c is cls:
+            raise _ClassCycle(stack[i:])
+    stack.append(cls)
+    try:
+        return _memo_class_digest(cls, walk)
+    except _ClassCycle as cycle:
+        if cycle.members[0] is not cls:
+            raise  # up to the walk of the cycle's first class
+        for c in cycle.members:
+            try:
+                _CYCLIC[id(c)] = weakref.ref(c)
+            except TypeError:  # pragma: no cover - classes take weak references
+                pass
+        return None
+    finally:
+        stack.pop()
+
+
+def _memo_class_digest(cls: type, walk: _Walk) -> bytes:
     """The digest of a user's class met in a walk of arguments: walked alone, once per
     process, and again when a name its walk read was rebound or holds a value that can
     change in place (``Model.scale = 2``, a method replaced: :func:`bindings_unchanged`).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from qshpc import settings
 from qshpc.errors import SerializationError, StoreError
 from qshpc.program.refs import Stored
 from qshpc.store.records import INEXACT as _INEXACT
+from qshpc.store.records import DeferredResult
 from qshpc.store.records import TaskRecord as _TaskRecord
 from qshpc.store.rowpack import WHERE_LARGE as _WHERE_LARGE
 from qshpc.task import context
@@ -96,8 +98,17 @@ class Session:
         if _INEXACT in rec.provenance:
             self.redone += 1
             return None
+        value = rec.result
+        if type(value) is DeferredResult:  # a class the program defines: decoded now
+            try:
+                value = value.load()
+            except StoreError as exc:
+                self.redone += 1
+                _note_redone(rec.task_id, rec.function, exc)
+                return None
+            self.done[key] = replace(rec, result=value)
         self.skipped += 1
-        return (rec.result,)
+        return (value,)
 
     # -- results left in the store ----------------------------------------------
     def in_store(self, off: int, n: int, task_id: str, function: str) -> Stored:
@@ -402,3 +413,21 @@ class Session:
             with self._lock:
                 self.writer.set_status(text)
                 self._commit_locked()
+
+
+_REDONE_NOTED: set[str] = set()
+
+
+def _note_redone(task_id: str, function: str, exc: BaseException) -> None:
+    """One line, once per function: a stored result that cannot be read back now runs again."""
+    import sys
+
+    if function in _REDONE_NOTED:
+        return
+    _REDONE_NOTED.add(function)
+    print(
+        f"qshpc: note: the stored result of task {task_id} ({function}) cannot be read back "
+        f"({exc}); its calls run again",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -47,7 +47,7 @@ def read_inputs(job_dir: str | os.PathLike[str], done: bool = False) -> JobInput
         return JobInputs(
             r.meta(),
             r.arguments(allow_pickle=trusted),
-            r.done_records(allow_pickle=trusted) if done else {},
+            r.done_records(allow_pickle=trusted, defer=True) if done else {},
             trusted,
         )
 

@@ -20,7 +20,7 @@ from qshpc.store import layout as L
 from qshpc.store.batch import Ends, Frame
 from qshpc.store.encoding_blob import blob_decoder, decode_blob
 from qshpc.store.journal import JournalFrame, large_pieces, read_journal, read_large, token_of
-from qshpc.store.records import TASK_STATES, TaskRecord
+from qshpc.store.records import TASK_STATES, DeferredResult, TaskRecord, missing_class
 from qshpc.store.table import TaskTable
 
 _TABLES = ((L.RECORDS, "records"), (L.EVENTS, "events"))
@@ -303,8 +303,15 @@ class LogReader:
         raw = self.blob_buffer(where, int(row["res_off"]), int(row["res_len"]))
         return decode_blob(raw, allow_pickle, self.source)
 
-    def done_records(self, allow_pickle: bool) -> dict[str, TaskRecord]:
-        """Key -> latest SUCCEEDED record, results loaded."""
+    def done_records(self, allow_pickle: bool, defer: bool = False) -> dict[str, TaskRecord]:
+        """Key -> latest SUCCEEDED record, results loaded.
+
+        ``defer``: a result whose pickle names a class that cannot be found now (one the
+        program defines, pickled by reference to ``__main__``: a resume reads the records
+        before the program runs) is left a :class:`DeferredResult`, decoded when the
+        program asks for it (review48 F2: the resume failed, "corrupt blob-encoded value
+        (Can't get attribute 'Pt' ...)", exit 2, and only a new job could go on).
+        """
         latest: dict[str, tuple[dict[str, Any], Any]] = {}
         self.load(L.DATA)  # one read of the stream instead of one per record
         for row in self.records():
@@ -315,5 +322,12 @@ class LogReader:
         out: dict[str, TaskRecord] = {}
         for key, (fields, row) in latest.items():
             fields.pop("run")
-            out[key] = TaskRecord(**fields, result=self.record_result(row, allow_pickle))
+            try:
+                result = self.record_result(row, allow_pickle)
+            except StoreError as exc:
+                if not (defer and missing_class(exc)):
+                    raise
+                raw = self.blob_buffer(int(row["where"]), int(row["res_off"]), int(row["res_len"]))
+                result = DeferredResult(bytes(raw), allow_pickle, self.source)
+            out[key] = TaskRecord(**fields, result=result)
         return out

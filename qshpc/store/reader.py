@@ -331,9 +331,12 @@ class JobReader:
         return log.record_result(row, allow_pickle)
 
     @_guarded
-    def done_records(self, allow_pickle: bool = False) -> dict[str, TaskRecord]:
-        """Key -> latest SUCCEEDED record, results loaded."""
-        return self._log().done_records(allow_pickle)
+    def done_records(
+        self, allow_pickle: bool = False, defer: bool = False
+    ) -> dict[str, TaskRecord]:
+        """Key -> latest SUCCEEDED record, results loaded (``defer``: see
+        :meth:`qshpc.store.log.LogReader.done_records`)."""
+        return self._log().done_records(allow_pickle, defer)
 
     @_guarded
     def result(self, allow_pickle: bool = False) -> Any:
@@ -501,8 +504,8 @@ class IsolatedReader(JobReader):
     def task_result(self, task_id: str, allow_pickle: bool = False) -> Any:
         return self._call("task_result", task_id, allow_pickle)
 
-    def done_records(self, allow_pickle: bool = False) -> Any:
-        return self._call("done_records", allow_pickle)
+    def done_records(self, allow_pickle: bool = False, defer: bool = False) -> Any:
+        return self._call("done_records", allow_pickle, defer)
 
     def result(self, allow_pickle: bool = False) -> Any:
         return self._call("result", allow_pickle)

@@ -59,3 +59,31 @@ class TaskRecord:
     error: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     encoded: bytes | None = None
+
+
+def missing_class(exc: BaseException) -> bool:
+    """True when ``exc`` (a decode's error) comes of a pickle naming a class or module
+    that cannot be found in this process (AttributeError or ImportError in its chain)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (AttributeError, ImportError)):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+class DeferredResult:
+    """A stored result not decoded yet (see :meth:`LogReader.done_records`'s ``defer``):
+    :meth:`load` decodes it (raises :class:`StoreError` when it still cannot be)."""
+
+    __slots__ = ("allow_pickle", "raw", "source")
+
+    def __init__(self, raw: bytes, allow_pickle: bool, source: str) -> None:
+        self.raw, self.allow_pickle, self.source = raw, allow_pickle, source
+
+    def load(self) -> Any:
+        from qshpc.store.encoding_blob import decode_blob
+
+        return decode_blob(self.raw, self.allow_pickle, self.source)

@@ -70,3 +70,42 @@ def test_a_generator_as_a_task_argument_says_pass_a_list(tmp_path: Path) -> None
     with open(prog) as fh:
         assert iterator_hint(fh) == "" and iterator_hint({"a": [fh]}) == ""
     assert iterator_hint({"a": [iter([1])]}) != ""
+
+
+NAMEDTUPLE = """
+import collections, os
+import numpy as np
+from qshpc import distribute_task, get, save_result
+Pt = collections.namedtuple("Pt", "x y")
+@distribute_task()
+def t(i):
+    print("RAN", i, flush=True)
+    return Pt(np.arange(70000, dtype=float), i)
+r = get(t(1))
+print("GOT", type(r).__name__, r.y, float(r.x.sum()), flush=True)
+save_result(r.y)
+if os.environ.get("FAIL_AT_END"):
+    raise SystemExit("fail at end")
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_job_whose_results_hold_a_class_of_the_program_resumes(
+    tmp_path: Path, qshpc_home: Path, workers: str
+) -> None:
+    """review48 F2: a stored result holding an object of a class the program file defines
+    (pickled by reference to ``__main__``) made every resume fail before the program ran,
+    "corrupt blob-encoded value (Can't get attribute 'Pt' ...)", exit 2: rank 0 decoded the
+    finished records before the program defined the class. They are now decoded when the
+    program asks for them, and reused."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(NAMEDTUPLE)
+    job = tmp_path / "job"
+    first = run_cli(
+        "run", str(prog), "--workers", workers, "--job-dir", str(job), env={"FAIL_AT_END": "1"}
+    )
+    assert first.returncode == 1 and "RAN 1" in first.stdout, first.stderr
+    again = run_cli("run", str(prog), "--resume", str(job))
+    assert again.returncode == 0, again.stderr
+    assert "RAN" not in again.stdout and "GOT Pt 1 2449965000.0" in again.stdout, again.stdout
+    assert "1 reused from the store" in again.stdout + again.stderr, again.stderr

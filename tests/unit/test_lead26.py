@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("qiskit_aer")
@@ -104,3 +106,61 @@ def test_a_value_encoded_while_another_thread_imports_numpy() -> None:
             [sys.executable, "-c", PARTIAL], capture_output=True, text=True, timeout=120
         )
         assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr)
+
+
+SHAPES = """
+class Shape:
+    @staticmethod
+    def make(kind):
+        return Square(kind{plus})
+
+    def area(self):
+        return 0
+
+
+class Square(Shape):
+    def __init__(self, s):
+        self.s = s
+
+    def area(self):
+        return self.s * self.s
+"""
+
+ORDER = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import shapes
+import qshpc.cache as C
+def f(x):
+    return x
+if sys.argv[1] == "shape":
+    C.key(f, (shapes.Shape(),))
+print(C.key(f, (shapes.Square(2),)), C.key(f, (shapes.Shape(),)))
+"""
+
+
+def test_classes_that_refer_to_each_other_are_keyed_the_same_in_any_order(tmp_path: Path) -> None:
+    """review48 F1: the per-process class digest (fixH) walked two classes that refer to each
+    other (a base whose factory builds a subclass) until a RecursionError: never cached,
+    always run again on resume. Keys are now the same whichever class a process meets first,
+    and hold both classes' code."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "order.py").write_text(ORDER)
+
+    def keys(order: str, plus: str = "") -> list[str]:
+        (tmp_path / "shapes.py").write_text(SHAPES.format(plus=plus))
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+        out = subprocess.run(
+            [sys.executable, str(tmp_path / "order.py"), order, str(tmp_path)],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    first = keys("shape")
+    assert len(first) == 2 and first == keys("square")
+    changed = keys("square", plus=" + 1")  # the other class's code: both keys change
+    assert changed[0] != first[0] and changed[1] != first[1]
