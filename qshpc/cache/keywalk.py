@@ -333,7 +333,7 @@ class _Walk:
         elif isinstance(obj, type):
             self.klass(obj)
         elif isinstance(obj, types.ModuleType):
-            self.module(obj, ())
+            self.module(obj, None)  # met as a value: what of it is read is not known
         elif isinstance(obj, (types.BuiltinFunctionType, types.WrapperDescriptorType)):
             self._named(b"B", obj)
             bound = getattr(obj, "__self__", None)
@@ -712,9 +712,12 @@ class _Walk:
                     self._import(full, fromlist, _names(code))
         return True
 
-    def module(self, mod: types.ModuleType, attrs: Iterable[str]) -> None:
+    def module(self, mod: types.ModuleType, attrs: Iterable[str] | None) -> None:
         """A module: by name and version; a module of the user's own, also the
-        attributes named in the code being walked (``helpers.f`` covers ``f``)."""
+        attributes named in the code being walked (``helpers.f`` covers ``f``), or all
+        its public ones (``attrs`` None) where it is met as a value: a class attribute
+        ``cfg = cfgmod`` read as ``self.cfg.SHOTS``, a module passed as an argument
+        (review48 F3: keyed by its name alone, an edited ``SHOTS`` gave the old result)."""
         put = self.put
         name = mod.__name__
         if is_library(name):
@@ -726,6 +729,10 @@ class _Walk:
         put_text(put, name)
         put(_compiled_digest(name))
         ns = vars(mod)
+        whole = attrs is None
+        if attrs is None:
+            put(b"*")
+            attrs = [a for a in list(ns) if not a.startswith("_")]
         deps = self.deps
         for attr in sorted(set(attrs)):
             if deps is not None and not attr.startswith("__"):
@@ -734,7 +741,7 @@ class _Walk:
                 put_text(put, attr)
                 value = ns[attr]
                 if isinstance(value, types.ModuleType):
-                    self.module(value, attrs)
+                    self.module(value, None if whole else attrs)
                 else:
                     self.value(value)
         put(b";")

@@ -164,3 +164,33 @@ def test_classes_that_refer_to_each_other_are_keyed_the_same_in_any_order(tmp_pa
     assert len(first) == 2 and first == keys("square")
     changed = keys("square", plus=" + 1")  # the other class's code: both keys change
     assert changed[0] != first[0] and changed[1] != first[1]
+
+
+def test_a_module_held_as_a_value_is_keyed_by_its_attributes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review48 F3: a module of the user's held as a class attribute (``cfg = cfgmod``, read
+    as ``self.cfg.SHOTS``) or passed as an argument was keyed by its name alone: an edited
+    ``SHOTS``, in the file or set by the program, gave the old result from the cache."""
+    import importlib
+
+    import qshpc.cache as cache
+
+    (tmp_path / "cfgmod26.py").write_text("SHOTS = 5\n")
+    (tmp_path / "holder26.py").write_text(
+        "import cfgmod26\n\n\nclass Holder:\n    cfg = cfgmod26\n\n"
+        "    def f(self):\n        return self.cfg.SHOTS\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfgmod = importlib.import_module("cfgmod26")
+    holder = importlib.import_module("holder26")
+
+    def t(obj: object) -> object:
+        return obj
+
+    first = cache.key(t, (holder.Holder(),))
+    as_argument = cache.key(t, (cfgmod,))
+    assert cache.key(t, (holder.Holder(),)) == first  # unchanged: the same key
+    monkeypatch.setattr(cfgmod, "SHOTS", 100)
+    assert cache.key(t, (holder.Holder(),)) != first
+    assert cache.key(t, (cfgmod,)) != as_argument
