@@ -111,8 +111,14 @@ class TasksJob(StatusChecks, BasePrimitiveJob):  # type: ignore[misc]
         """Put the PUB of the block that raised ``exc`` before its message."""
         if self._pubs is None:
             return
+        # ``get`` raises a copy of the stored error (each its own traceback, fix42e): the
+        # block is found by its task id, the error by identity only when it is the same.
+        task_id = getattr(exc, "task_id", None)
         for ref, pub in zip(self.refs, self._pubs, strict=True):
-            if ref.done() and not ref.cancelled() and ref.exception() is exc:
+            if not ref.done() or ref.cancelled():
+                continue
+            stored = ref.exception()
+            if stored is exc or (stored is not None and task_id == ref.task_id):
                 name_pub(exc, pub)
                 return
 
