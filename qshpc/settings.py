@@ -200,7 +200,9 @@ RESULT_MEMORY_MAX: Setting[int] = _declare(
             "a whole number of bytes >= 65536, such as 8388608",
             "a task result whose encoding in the job's store is larger than this stays on rank 0 "
             "only in the store once written there, and each `get` reads it back (so rank 0 holds "
-            "no more results than the program keeps); smaller results stay in memory",
+            "no more results than the program keeps); smaller results stay in memory, as does "
+            "one the store would not give back as it was (a `bytearray`, an object held twice, "
+            "a `defaultdict`: [store](store.md#what-comes-back))",
             "rank 0", "8388608 (8 MiB)", runtime=True))  # fmt: skip
 STATUS_VERIFY_MAX: Setting[int] = _declare(
     Setting("QSHPC_STATUS_VERIFY_MAX", 256 << 20, _whole(0),
