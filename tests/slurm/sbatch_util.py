@@ -46,6 +46,14 @@ def sacct_state(job_id: str) -> str:
     return lines[-1].split()[0] if lines else ""
 
 
+def slurm_field(job_id: str, key: str) -> str:
+    """One field of ``scontrol show job`` (``JobState``, ``Restarts``...), '' when absent."""
+    for word in sh(["scontrol", "show", "job", job_id]).stdout.split():
+        if word.startswith(f"{key}="):
+            return word.split("=", 1)[1]
+    return ""
+
+
 def wait_terminal(job_id: str, timeout: float = 60) -> str:
     """Wait until sacct says the job ended; its raw state (scancel + fail on timeout)."""
     deadline = time.monotonic() + timeout

@@ -160,16 +160,6 @@ save_result({"sq": get([nap(i) for i in range(40)])})
 """
 
 
-def _slurm_field(job: str, key: str) -> str:
-    out = subprocess.run(
-        ["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30
-    ).stdout
-    for word in out.split():
-        if word.startswith(f"{key}="):
-            return word.split("=", 1)[1]
-    return ""
-
-
 def test_a_requeued_example_batch_job_resumes_its_job(
     multinode_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -179,7 +169,7 @@ def test_a_requeued_example_batch_job_resumes_its_job(
     import os
 
     from tests.conftest import ROOT
-    from tests.slurm.sbatch_util import sbatch, wait_terminal
+    from tests.slurm.sbatch_util import sbatch, slurm_field, wait_terminal
 
     work = tmp_path / "work"
     work.mkdir()
@@ -199,7 +189,7 @@ def test_a_requeued_example_batch_job_resumes_its_job(
         )
         assert requeue.returncode == 0, requeue.stderr
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and _slurm_field(job, "Restarts") != "1":
+        while time.monotonic() < deadline and slurm_field(job, "Restarts") != "1":
             time.sleep(0.5)
         first = {}
         while time.monotonic() < deadline:  # the first run ended (Slurm holds the job)
@@ -209,7 +199,7 @@ def test_a_requeued_example_batch_job_resumes_its_job(
             time.sleep(0.5)
         # (it was CANCELED: a `qshpc wait` returned while Slurm held the job)
         assert first["state"] == "RUNNING" and "requeued" in first["sub_status"], first
-        while time.monotonic() < deadline and _slurm_field(job, "JobState") != "RUNNING":
+        while time.monotonic() < deadline and slurm_field(job, "JobState") != "RUNNING":
             subprocess.run(
                 ["scontrol", "update", f"jobid={job}", "StartTime=now"],
                 capture_output=True,

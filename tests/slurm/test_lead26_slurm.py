@@ -25,16 +25,6 @@ save_result({"sq": get([sq(i) for i in range(6)])})
 """
 
 
-def _slurm_field(job: str, key: str) -> str:
-    out = subprocess.run(
-        ["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30
-    ).stdout
-    for word in out.split():
-        if word.startswith(f"{key}="):
-            return word.split("=", 1)[1]
-    return ""
-
-
 def test_an_example_batch_job_restarted_after_it_succeeded_completes_and_keeps_its_result(
     slurm_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -42,7 +32,7 @@ def test_an_example_batch_job_restarted_after_it_succeeded_completes_and_keeps_i
     run had SUCCEEDED (``scontrol requeue`` of the finished job, or a node lost between
     qshpc's end and Slurm's) ran ``qshpc run --resume``, refused (exit 2: nothing to
     resume), and Slurm recorded the job FAILED. The script now ends it COMPLETED."""
-    from tests.slurm.sbatch_util import sbatch, wait_terminal
+    from tests.slurm.sbatch_util import sbatch, slurm_field, wait_terminal
 
     work = tmp_path / "work"
     work.mkdir()
@@ -55,7 +45,7 @@ def test_an_example_batch_job_restarted_after_it_succeeded_completes_and_keeps_i
     try:
         assert wait_terminal(job, 180) == "COMPLETED"
         deadline = time.monotonic() + 60  # sacct says COMPLETED before slurmctld ends COMPLETING
-        while time.monotonic() < deadline and _slurm_field(job, "JobState") != "COMPLETED":
+        while time.monotonic() < deadline and slurm_field(job, "JobState") != "COMPLETED":
             time.sleep(0.5)
         # slurmd revokes the ended run's credential; a restart in the same second gets one it
         # takes for revoked ("Killing non-startable batch JobId=N: Job credential revoked",
@@ -66,9 +56,9 @@ def test_an_example_batch_job_restarted_after_it_succeeded_completes_and_keeps_i
         )
         assert requeue.returncode == 0, requeue.stderr
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and _slurm_field(job, "Restarts") != "1":
+        while time.monotonic() < deadline and slurm_field(job, "Restarts") != "1":
             time.sleep(0.5)
-        while time.monotonic() < deadline and _slurm_field(job, "JobState") == "PENDING":
+        while time.monotonic() < deadline and slurm_field(job, "JobState") == "PENDING":
             subprocess.run(
                 ["scontrol", "update", f"jobid={job}", "StartTime=now"],
                 capture_output=True,
