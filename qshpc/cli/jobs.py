@@ -170,7 +170,7 @@ def _damaged_result(j: Any, as_json: bool, allow_pickle: bool) -> NoReturn:
     from qshpc.store import JobReader
 
     # the look `qshpc status --verify` takes: the same "recoverable" list (the damage may be
-    # in the result's own bytes, which plain `qshpc status` no longer reads: review38 F16)
+    # in the result's own bytes, which plain `qshpc status` of a big store does not read)
     meta = j.info(verify=True)
     extra = ""
     if meta.get("has_result"):

@@ -151,7 +151,8 @@ class Job:
             slurm_views: Slurm's answers fetched for many jobs at once
                 (:func:`read_infos`); by default this job's is asked for alone.
             verify: Check every byte of the store against its seal (reads it all:
-                ``qshpc status --verify``), not only the parts the meta comes from.
+                ``qshpc status --verify``, and ``qshpc status`` of a store of up to
+                ``QSHPC_STATUS_VERIFY_MAX`` bytes), not only the parts the meta comes from.
                 A damaged store gives ``state`` DAMAGED and ``recoverable``.
             deep: For a damaged store, try every task result and the saved result
                 for ``recoverable`` (reads them; ``qshpc status`` does). Implied by

@@ -254,9 +254,10 @@ class JobReader:
         """Check every byte of the job against its seal and checksums (reads all of it).
 
         Readers otherwise check only the blocks they read: ``qshpc status --verify``
-        calls this so that damage anywhere (a saved result it does not read) is found.
-        Plain ``qshpc status`` no longer does (review38 F16: 0.6 s/GB, minutes for a
-        100 GB store); ``result``, ``task_result`` and a resume's copy of the store
+        calls this so that damage anywhere (a saved result it does not read) is found,
+        and plain ``qshpc status`` for a store of up to ``QSHPC_STATUS_VERIFY_MAX`` bytes;
+        not for a bigger one (review38 F16: 0.6 s/GB, minutes for a 100 GB store).
+        ``result``, ``task_result`` and a resume's copy of the store
         (:func:`qshpc.store.seal.copy_verified`) check what they read. Memory stays
         small: the file and the journal's large parts are read 4 MiB at a time.
 
