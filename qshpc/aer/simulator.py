@@ -162,6 +162,16 @@ def aer_backend_names() -> frozenset[str]:
     return frozenset(fields - aer_option_names())
 
 
+def with_nearest_names(name: object) -> str:
+    """``'name'``, with the nearest names ``AerSimulator(**options)`` takes when some are
+    near (``'shotz' (did you mean 'shots'?)``), for a message refusing it."""
+    import difflib
+
+    valid = sorted(aer_option_names() | aer_backend_names())
+    near = difflib.get_close_matches(str(name), valid, 3, 0.5)
+    return f"{name!r} (did you mean {' or '.join(map(repr, near))}?)" if near else repr(name)
+
+
 def get_pass_manager(spec: SimSpec, optimization_level: int = 1) -> StagedPassManager:
     """Return this process's preset pass manager for ``spec``'s simulator.
 
@@ -379,4 +389,5 @@ __all__ = [
     "transpile_for",
     "warm",
     "width_limit",
+    "with_nearest_names",
 ]

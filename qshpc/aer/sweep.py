@@ -321,7 +321,7 @@ def _estimator_options(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
         UserError: A noise model, or a name that is no option of the V1 Estimator or of Aer.
     """
     from qshpc.aer.sampler import _flat
-    from qshpc.aer.simulator import aer_backend_names, aer_option_names
+    from qshpc.aer.simulator import aer_backend_names, aer_option_names, with_nearest_names
 
     flat = _flat(fields)
     for key in list(flat):
@@ -338,7 +338,7 @@ def _estimator_options(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
             )
         if key not in aer_option_names() and key not in aer_backend_names():
             raise UserError(
-                f"{where}: unknown option {key!r}: neither the V1 Estimator's "
+                f"{where}: unknown option {with_nearest_names(key)}: neither the V1 Estimator's "
                 f"({', '.join(ESTIMATOR_OPTIONS)}) nor one of AerSimulator's"
             )
     return flat

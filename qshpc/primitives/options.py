@@ -123,9 +123,7 @@ def check_backend_options(backend: Mapping[Any, Any]) -> None:
     Raises:
         PubError: Naming each such option and the nearest valid names.
     """
-    import difflib
-
-    from qshpc.aer.simulator import aer_backend_names, aer_option_names
+    from qshpc.aer.simulator import aer_backend_names, aer_option_names, with_nearest_names
     from qshpc.aer.v2.pubs import PubError
 
     unknown = [k for k in backend if k not in SPEC_KEYS + NOISY_KEYS]
@@ -135,11 +133,7 @@ def check_backend_options(backend: Mapping[Any, Any]) -> None:
     bad = [k for k in unknown if k not in valid]
     if not bad:
         return
-    parts = []
-    for name in bad:
-        near = difflib.get_close_matches(str(name), sorted(valid), 3, 0.5)
-        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
-        parts.append(f"{name!r}{hint}")
+    parts = [with_nearest_names(name) for name in bad]
     raise PubError(
         f"unknown backend option(s) {', '.join(parts)}: options['backend_options'] takes "
         "AerSimulator's options (AerSimulator().options lists them), as Aer's primitives do"
