@@ -1,0 +1,107 @@
+"""review47 F6, review48 LOWs, review44 F9/F11c (session 27, fixK): what a task's error,
+a stored array and the run's lines lose or say twice.
+
+A task's exception crosses to rank 0 pickled. On main b8dd831 a class with a ``__new__`` of
+its own came back as a plain TaskError (``except Strict`` missed it), ``__slots__``
+attributes were lost and ``__cause__``/``__context__`` were None (a ``raise X from e`` only
+in the traceback text); a StopIteration came back as one, which a generator turns into a
+RuntimeError and ``map(get, refs)`` takes for its end: the error and the rest lost.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_program
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(300)]
+
+CHAIN = """
+import threading
+from qshpc import TaskError, distribute_task, get, save_result
+
+class Strict(Exception):
+    def __new__(cls, code):
+        return super().__new__(cls, code)
+    def __init__(self, code):
+        super().__init__(code, "strict")
+
+class Slotted(Exception):
+    __slots__ = ("level", "extra")
+    def __init__(self, level):
+        super().__init__("slotted")
+        self.level = level
+        self.extra = level * 2
+
+class Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError("no pickling")
+
+@distribute_task()
+def f(kind):
+    try:
+        {}["missing"]
+    except KeyError as k:
+        if kind == "strict":
+            raise Strict(9) from k
+        if kind == "slot":
+            raise Slotted(3) from k
+        if kind == "context":
+            raise ValueError("during")
+        if kind == "standin":
+            try:
+                raise Unpicklable("deep")
+            except Unpicklable as u:
+                raise LookupError("outer") from u
+    if kind == "stop":
+        raise StopIteration(5)
+    return kind
+
+seen = {}
+try:
+    get(f("strict"))
+except Strict as e:
+    seen["strict"] = [list(e.args), type(e.__cause__).__name__, e.__cause__.args[0]]
+try:
+    get(f("slot"))
+except Slotted as e:
+    seen["slot"] = [e.level, e.extra, e.cause.extra, type(e.__cause__).__name__]
+try:
+    get(f("context"))
+except ValueError as e:
+    seen["context"] = [e.__cause__ is None, type(e.__context__).__name__]
+try:
+    get(f("standin"))
+except LookupError as e:
+    seen["standin"] = [type(e.__cause__).__name__, str(e.__cause__),
+                       type(e.__cause__.__context__).__name__]
+
+def gen():
+    yield get(f("stop"))
+
+try:
+    list(gen())
+except RuntimeError as e:
+    seen["stop_gen"] = [isinstance(e, TaskError), "raised StopIteration" in str(e), e.value]
+try:
+    seen["stop_map"] = list(map(get, [f("a"), f("stop"), f("b")]))
+except TaskError as e:
+    seen["stop_map"] = str(e).splitlines()[0]
+save_result(seen)
+"""
+
+
+def test_a_tasks_exception_keeps_its_class_slots_and_chain_and_a_stop_iteration_is_not_lost(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    job = run_program(qshpc_home, tmp_path / "chain.py", CHAIN, "--workers", "1")
+    seen = job.result()
+    assert seen["strict"] == [[9, "strict"], "KeyError", "missing"]
+    assert seen["slot"] == [3, 6, 6, "KeyError"]
+    assert seen["context"] == [True, "KeyError"]
+    # the class that cannot travel stands in by name and message, its own context kept
+    assert seen["standin"] == ["StandInError", "__main__.Unpicklable: deep", "KeyError"]
+    assert seen["stop_gen"] == [True, True, 5]
+    assert seen["stop_map"].startswith("task ") and "raised StopIteration" in seen["stop_map"]

@@ -1,0 +1,120 @@
+"""review47 F6, review48 LOW (session 27, fixK): a task's exception travels with its slots
+and its ``__cause__``/``__context__`` chain; what cannot travel stands in by name."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+from qshpc.errors import (
+    MAX_CHAIN,
+    StandInError,
+    TaskError,
+    dump_cause,
+    load_cause,
+    task_error,
+)
+from qshpc.program.refs import raised_copy
+
+
+class Strict(Exception):
+    def __new__(cls, code: int) -> Strict:
+        return super().__new__(cls, code)
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code, "strict")
+
+
+class Slotted(Exception):
+    __slots__ = ("__private", "level")
+
+    def __init__(self, level: int) -> None:
+        super().__init__("slotted")
+        self.level = level
+        self.__private = -level
+
+    def private(self) -> int:
+        return self.__private
+
+
+class NoPickle(Exception):
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("no")
+
+
+def _raised(make: object) -> BaseException:
+    try:
+        make()  # type: ignore[operator]
+    except BaseException as exc:
+        return exc
+    raise AssertionError("no exception")
+
+
+def _from(outer: BaseException, inner: BaseException) -> BaseException:
+    def go() -> None:
+        try:
+            raise inner
+        except BaseException as e:
+            raise outer from e
+
+    return _raised(go)
+
+
+def test_the_chain_travels_and_links_again() -> None:
+    """On main b8dd831 ``load_cause(dump_cause(e))`` had ``__cause__`` None."""
+    exc = _from(Strict(4), _from(KeyError("k"), OSError(2, "gone", "/f")))
+    back = load_cause(dump_cause(exc))
+    assert type(back) is Strict and back.args == (4, "strict")
+    assert type(back.__cause__) is KeyError and back.__suppress_context__
+    assert type(back.__cause__.__cause__) is FileNotFoundError
+    assert back.__cause__.__cause__.filename == "/f"
+    err = task_error("3", "f", 1, "h", "tb\nStrict: 4\n", "Strict", 1, back)
+    assert isinstance(err, Strict) and isinstance(err, TaskError)
+    assert type(err.__cause__) is KeyError
+    again = raised_copy(pickle.loads(pickle.dumps(err)))
+    assert isinstance(again, Strict) and type(again.__cause__) is KeyError
+
+
+def test_slots_travel_private_ones_too() -> None:
+    back = load_cause(dump_cause(Slotted(5)))
+    assert isinstance(back, Slotted) and back.level == 5 and back.private() == -5
+    err = task_error("1", "f", 1, "h", "tb", "Slotted", 1, back)
+    assert isinstance(err, Slotted) and err.level == 5
+
+
+def test_what_cannot_travel_stands_in_and_the_head_falls_back_to_the_traceback() -> None:
+    exc = _from(ValueError("outer"), NoPickle("inner"))
+    back = load_cause(dump_cause(exc))
+    assert type(back) is ValueError
+    assert isinstance(back.__cause__, StandInError)
+    assert back.__cause__.type_name.endswith("NoPickle") and "inner" in str(back.__cause__)
+    assert dump_cause(NoPickle("x")) is None  # the TaskError keeps its traceback text
+    locked = ValueError("v")
+    locked.lock = threading.Lock()  # type: ignore[attr-defined]
+    assert type(load_cause(dump_cause(locked))) is ValueError
+
+
+def test_a_long_or_cyclic_chain_is_cut_and_old_blobs_still_load() -> None:
+    exc: BaseException = ValueError(0)
+    for i in range(1, 3 * MAX_CHAIN):
+        exc = _from(ValueError(i), exc)
+    back = load_cause(dump_cause(exc))
+    depth = 0
+    while back is not None:
+        depth, back = depth + 1, back.__cause__
+    assert depth == MAX_CHAIN
+    a, b = ValueError("a"), ValueError("b")
+    a.__context__, b.__context__ = b, a
+    assert load_cause(dump_cause(a)).__context__.__context__.args == ("a",)  # type: ignore[union-attr]
+    assert type(load_cause(pickle.dumps(KeyError("old")))) is KeyError  # a store of before
+
+
+def test_a_stop_iteration_comes_back_as_a_runtime_error_naming_it() -> None:
+    """On main b8dd831 it was a StopIteration: ``list(map(get, refs))`` ended at it, silently."""
+    for stop in (StopIteration(5), StopAsyncIteration("s")):
+        err = task_error("2", "f", 1, "h", "tb\nStopIteration: 5\n", "StopIteration", 1, stop)
+        assert isinstance(err, RuntimeError) and isinstance(err, TaskError)
+        assert not isinstance(err, (StopIteration, StopAsyncIteration))
+        assert f"raised {type(stop).__name__}" in str(err).splitlines()[0]
+        assert err.cause is stop
+    assert task_error("2", "f", 1, "h", "tb", "StopIteration", 1, StopIteration(5)).value == 5  # type: ignore[attr-defined]
