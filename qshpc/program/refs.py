@@ -425,7 +425,7 @@ def _shallow_copy(value: Any) -> Any:
 
 
 def _array_copy(value: Any) -> Any:
-    return value.copy()
+    return value.copy(order="K")  # a Fortran-ordered array stays so (review48)
 
 
 def _dict_subclass_copy(value: Any) -> Any:

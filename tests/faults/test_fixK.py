@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_program
+from tests.conftest import job_dir_of, run_cli, run_program
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(300)]
 
@@ -105,3 +105,39 @@ def test_a_tasks_exception_keeps_its_class_slots_and_chain_and_a_stop_iteration_
     assert seen["standin"] == ["StandInError", "__main__.Unpicklable: deep", "KeyError"]
     assert seen["stop_gen"] == [True, True, 5]
     assert seen["stop_map"].startswith("task ") and "raised StopIteration" in seen["stop_map"]
+
+
+FORDER = """
+import numpy as np
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def make(n):
+    return np.asfortranarray(np.arange(n * 3, dtype=np.float64).reshape(3, n))
+
+a, b = get(make(4)), get(make(40000))  # the second over the 64 KiB kept in memory
+save_result({"flags": [a.flags.f_contiguous, b.flags.f_contiguous], "a": a, "b": b})
+"""
+
+
+def test_a_fortran_ordered_result_comes_back_fortran_ordered(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review48: on main b8dd831 ``get`` and the store gave it C-ordered (values equal)."""
+    import numpy as np
+
+    from qshpc import open_job
+    from qshpc.store import JobReader
+
+    (tmp_path / "forder.py").write_text(FORDER)
+    env = {"QSHPC_RESULT_MEMORY_MAX": "65536"}
+    out = run_cli("run", str(tmp_path / "forder.py"), "--workers", "1", env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    job = job_dir_of(qshpc_home)
+    result = open_job(job).result()
+    assert result["flags"] == [True, True]
+    assert result["a"].flags.f_contiguous and result["b"].flags.f_contiguous
+    with JobReader.open(job) as r:
+        stored = r.task_result("1")
+    assert stored.flags.f_contiguous
+    np.testing.assert_array_equal(stored, np.arange(120000.0).reshape(3, 40000))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+from pathlib import Path
 
 from qshpc.errors import (
     MAX_CHAIN,
@@ -118,3 +119,28 @@ def test_a_stop_iteration_comes_back_as_a_runtime_error_naming_it() -> None:
         assert f"raised {type(stop).__name__}" in str(err).splitlines()[0]
         assert err.cause is stop
     assert task_error("2", "f", 1, "h", "tb", "StopIteration", 1, StopIteration(5)).value == 5  # type: ignore[attr-defined]
+
+
+def test_a_fortran_ordered_array_keeps_its_order_through_blob_h5_and_get(tmp_path: Path) -> None:
+    """review48: on main b8dd831 it came back C-ordered (values equal) from every path."""
+    import h5py
+    import numpy as np
+
+    from qshpc.program.refs import fresh
+    from qshpc.store.encoding_blob import decode_blob, encode_blob
+    from qshpc.store.encoding_h5 import read_native, write_native
+
+    arr = np.asfortranarray(np.arange(24.0).reshape(2, 3, 4))
+    plain = np.arange(6).reshape(2, 3)
+    for value in [arr, arr[:, :, ::2], np.ones((1, 5)), plain]:
+        back = decode_blob(encode_blob(value), False, "t")
+        nested = decode_blob(encode_blob({"a": value}), False, "t")["a"]
+        with h5py.File(tmp_path / "v.h5", "w") as f:
+            write_native(f, "v", value)
+            stored = read_native(f["v"], False, "t")
+        for got in (back, nested, stored, fresh(value)):
+            np.testing.assert_array_equal(got, value)
+            if value.flags.f_contiguous or value.flags.c_contiguous:  # a strided view: either
+                assert got.flags.f_contiguous == value.flags.f_contiguous
+                assert got.flags.c_contiguous == value.flags.c_contiguous
+            assert got.flags.writeable
