@@ -29,6 +29,8 @@ class Sender:
         self.lock = threading.Lock()
         self.closed = False  # no send is posted any more (the rank is leaving)
         self._leaving = False  # close() waits: a send waiting for room gives up
+        #: The task ids whose results were posted (a LEAVE's line says if its call's was).
+        self.sent_ids: set[str] = set()
 
     def _prune(self) -> None:
         self.reqs = [r for r in self.reqs if not r.test()[0]]
@@ -58,6 +60,7 @@ class Sender:
                 msg = results.message(bid, first, submitted, attempts, final)
                 req = self.comm.isend(msg, dest=0, tag=TAG_RESULT)
             results.after_sent()
+            self.sent_ids.update(i[0] for i in results.info)
             self.reqs.append(req)
             self._prune()
             while len(self.reqs) > _MAX_SENDS and not self._leaving:

@@ -144,3 +144,29 @@ def test_a_fortran_ordered_array_keeps_its_order_through_blob_h5_and_get(tmp_pat
                 assert got.flags.f_contiguous == value.flags.f_contiguous
                 assert got.flags.c_contiguous == value.flags.c_contiguous
             assert got.flags.writeable
+
+
+def test_a_leaving_rank_says_whether_it_sent_the_calls_result() -> None:
+    """review48: on b8dd831 a rank whose call ended as rank 0's LEAVE came said "this rank
+    stops without it" just after rank 0 said the call's result "came after all ... and is
+    stored". Each line is printed by a real process that then exits 0."""
+    import subprocess
+    import sys
+
+    why = "the program ended (the job SUCCEEDED) while task 1 (f) still ran here"
+    lines = {}
+    for sent in (False, True):
+        code = (
+            "from qshpc.runtime.midcall import leave_mid_call\n"
+            f"leave_mid_call(2, 'h', {why!r}, None, {sent})\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        lines[sent] = out.stderr.strip()
+    assert lines[False].endswith("this rank stops without it (`qshpc status` records that call "
+                                 "as TaskAbandoned)")  # fmt: skip
+    assert lines[True].endswith(
+        "still ran here; that call ended as the word came, and this rank sent its result to "
+        "rank 0 before it stops"
+    )
+    assert "without it" not in lines[True]
