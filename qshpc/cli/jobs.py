@@ -15,7 +15,7 @@ import typer
 from qshpc.cli.common import echo, errors, reads_store
 from qshpc.errors import UserError
 from qshpc.jobs.seconds import seconds
-from qshpc.text import shown, shown_lines, shown_seconds
+from qshpc.text import error_line, shown, shown_lines, shown_seconds
 
 if TYPE_CHECKING:
     from qshpc.client.logread import LogReader
@@ -453,9 +453,12 @@ def register(app: typer.Typer) -> None:
         _echo_result(value, as_json)
         if state != "SUCCEEDED":  # printed (nothing lost), but no success (review38 F9)
             lines = shown_lines(j.error_message() or "").strip().splitlines()
+            while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
+                lines.pop()  # the error's own line, as the run's summary shows it
+            line = error_line(lines[-1]) if lines else ""
             print(
                 f"qshpc: job {j.job_id} ended {state} after saving this result: "
-                f"{lines[-1] if lines else 'no error text'} (`qshpc status {ref}` shows it all)",
+                f"{line or 'no error text'} (`qshpc status {ref}` shows it all)",
                 file=sys.stderr,
             )
             raise typer.Exit(1)

@@ -24,6 +24,7 @@ from qshpc.jobs.progress import (
     snapshot,
 )
 from qshpc.jobstate import TERMINAL
+from qshpc.text import error_line
 from qshpc.text import html_escape as escape
 
 STATE_COLOURS = {
@@ -61,7 +62,7 @@ def first_line(text: Any) -> str:
     if not lines:
         return ""
     if lines[0].startswith("Traceback"):
-        return lines[-1]
+        return error_line(lines[-1])
     return lines[0]
 
 

@@ -141,3 +141,31 @@ def test_a_fortran_ordered_result_comes_back_fortran_ordered(
         stored = r.task_result("1")
     assert stored.flags.f_contiguous
     np.testing.assert_array_equal(stored, np.arange(120000.0).reshape(3, 40000))
+
+
+def test_a_hint_is_said_once_and_every_summary_line_reads_class_and_message(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review44 F9: on b8dd831 a ``qshpc: hint:`` line came after the traceback and again in
+    the summary, and the summary said ``qshpc: ValueError: ...`` for a task's error but
+    ``qshpc: qshpc.errors.SerializationError: ...`` for qshpc's own."""
+    (tmp_path / "qs.py").write_text("from quantum_serverless import save_result\n")
+    out = run_cli("run", str(tmp_path / "qs.py"), "--workers", "0")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr.count("qshpc: hint: ") == 1, out.stderr
+    job = job_dir_of(qshpc_home)
+    assert "qshpc: hint: " in (job / "logs" / "rank-0.out").read_text()  # in the log too
+    assert "qshpc: hint: " in run_cli("status", str(job)).stdout  # and what status shows
+    summary = out.stderr.split("FAILED (")[1].splitlines()
+    assert "qshpc: ModuleNotFoundError: No module named 'quantum_serverless'" in summary
+
+    (tmp_path / "unp.py").write_text(
+        "import threading\nfrom qshpc import distribute_task, get\n"
+        "@distribute_task()\ndef f(x):\n    return 1\n"
+        "get(f(threading.Lock()))\n"
+    )
+    out = run_cli("run", str(tmp_path / "unp.py"), "--workers", "1")
+    assert out.returncode == 1, out.stdout + out.stderr
+    summary = out.stderr.split("FAILED (")[1].splitlines()
+    assert any(x.startswith("qshpc: SerializationError: the arguments of task 0") for x in summary)
+    assert not any(x.startswith("qshpc: qshpc.errors.") for x in summary), summary
