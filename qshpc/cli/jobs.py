@@ -31,8 +31,8 @@ def _fmt_time(t: Any) -> str:
     return shown_time(t)
 
 
-def _duration(meta: dict[str, Any]) -> str:
-    start, end = meta.get("started"), meta.get("finished")
+def _duration(meta: dict[str, Any], start_key: str = "started") -> str:
+    start, end = meta.get(start_key), meta.get("finished")
     if not start:
         return "-"
     try:
@@ -42,6 +42,17 @@ def _duration(meta: dict[str, Any]) -> str:
     if not shown_seconds(secs):  # (NaN too)
         return "?"
     return f"{secs:.1f}s" if secs < 120 else f"{secs / 60:.1f}m"
+
+
+def _resume_note(meta: dict[str, Any]) -> str:
+    """``; run 2, a resume: 15.0s, 16 tasks`` for a resumed job: the time from the first
+    start counts the pause before the resume and its tasks those it reused (review44 F11c)."""
+    runs = meta.get("runs")
+    if not isinstance(runs, int) or runs < 2 or not meta.get("last_started"):
+        return ""
+    tasks = meta.get("tasks_this_run")
+    ended = f", {tasks} tasks ended in it" if isinstance(tasks, int) else ""
+    return f"; run {runs}, a resume: {_duration(meta, 'last_started')}{ended}"
 
 
 def _counts(meta: dict[str, Any]) -> str:
@@ -384,7 +395,7 @@ def register(app: typer.Typer) -> None:
         ended = f"found {state} at" if meta.get("found_ended") else "finished"
         echo(
             f"  created  {_fmt_time(meta.get('created'))}   started {_fmt_time(meta.get('started'))}"
-            f"   {ended} {_fmt_time(meta.get('finished'))}   ({_duration(meta)})"
+            f"   {ended} {_fmt_time(meta.get('finished'))}   ({_duration(meta)}{_resume_note(meta)})"
         )
         echo(f"  tasks    {_counts(meta)}")
         ranks = meta.get("ranks") or []

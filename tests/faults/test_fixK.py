@@ -169,3 +169,38 @@ def test_a_hint_is_said_once_and_every_summary_line_reads_class_and_message(
     summary = out.stderr.split("FAILED (")[1].splitlines()
     assert any(x.startswith("qshpc: SerializationError: the arguments of task 0") for x in summary)
     assert not any(x.startswith("qshpc: qshpc.errors.") for x in summary), summary
+
+
+RESUMED = """
+import os
+from qshpc import distribute_task, get, save_result
+
+@distribute_task()
+def f(i):
+    return i
+
+save_result(get([f(i) for i in range(int(os.environ["N"]))]))
+if os.environ.get("FAIL_AT_END"):
+    raise SystemExit("this run fails at its end, as asked")
+"""
+
+
+def test_a_resumes_status_and_progress_count_its_own_run(qshpc_home: Path, tmp_path: Path) -> None:
+    """review44 F11c: on b8dd831 status gave one duration from the first start (the pause
+    before the resume in it) and the progress line's rate counted the reused tasks."""
+    from qshpc import open_job
+    from qshpc.jobs.progress import format_line, snapshot
+
+    prog = tmp_path / "res.py"
+    prog.write_text(RESUMED)
+    first = run_cli("run", str(prog), "--workers", "1", env={"N": "4", "FAIL_AT_END": "1"})
+    assert first.returncode == 1, first.stdout + first.stderr
+    job = job_dir_of(qshpc_home)
+    again = run_cli("run", str(prog), "--resume", str(job), "--workers", "1", env={"N": "6"})
+    assert again.returncode == 0, again.stdout + again.stderr
+    meta = open_job(job).info()
+    assert meta["runs"] == 2 and meta["tasks_this_run"] == 2
+    status = run_cli("status", str(job)).stdout
+    assert "; run 2, a resume: " in status and ", 2 tasks ended in it)" in status, status
+    line = format_line(snapshot(meta))
+    assert "6 tasks done" in line and "since the resume (run 2: 2 tasks ended in it)" in line

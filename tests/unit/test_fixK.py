@@ -170,3 +170,23 @@ def test_a_leaving_rank_says_whether_it_sent_the_calls_result() -> None:
         "rank 0 before it stops"
     )
     assert "without it" not in lines[True]
+
+
+def test_a_resumed_jobs_line_gives_the_resumes_own_rate_and_time() -> None:
+    """review44 F11c: on b8dd831 a job run 8 s, paused, resumed for 10 s showed its rate over
+    all its tasks (the reused ones too) and the time from its first start."""
+    from qshpc.jobs.progress import average_rate, format_line, snapshot
+
+    meta = {
+        "id": "j", "state": "SUCCEEDED", "task_counts": {"SUCCEEDED": 16, "FAILED": 0},
+        "started": 1000.0, "last_started": 1100.0, "finished": 1110.0, "runs": 2,
+        "tasks_this_run": 10,
+    }  # fmt: skip
+    s = snapshot(meta, now=2000.0)
+    assert s.resumed and s.elapsed == 110.0 and s.run_elapsed == 10.0
+    assert average_rate(s) == 1.0  # 10 tasks in 10 s, not 16 in 110 s
+    line = format_line(s)
+    assert "16 tasks done | 1.0 tasks/s | elapsed 10s since the resume (run 2: 10 tasks" in line
+    once = snapshot({**meta, "runs": 1, "tasks_this_run": None}, now=2000.0)
+    assert not once.resumed and "resume" not in format_line(once)
+    assert average_rate(once) == 16 / 110.0
