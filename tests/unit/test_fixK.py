@@ -16,6 +16,7 @@ from qshpc.errors import (
     task_error,
 )
 from qshpc.program.refs import raised_copy
+from tests.unit.test_fixI import _caught
 
 
 class Strict(Exception):
@@ -43,14 +44,6 @@ class NoPickle(Exception):
         raise TypeError("no")
 
 
-def _raised(make: object) -> BaseException:
-    try:
-        make()  # type: ignore[operator]
-    except BaseException as exc:
-        return exc
-    raise AssertionError("no exception")
-
-
 def _from(outer: BaseException, inner: BaseException) -> BaseException:
     def go() -> None:
         try:
@@ -58,7 +51,7 @@ def _from(outer: BaseException, inner: BaseException) -> BaseException:
         except BaseException as e:
             raise outer from e
 
-    return _raised(go)
+    return _caught(go)
 
 
 def test_the_chain_travels_and_links_again() -> None:
