@@ -238,7 +238,7 @@ class Heartbeat:
                 req.Wait()
         except Exception:  # rank 0 is gone: nothing left to tell it
             pass
-        sent = task is not None and self.sender is not None and task in self.sender.sent_ids
+        sent = task is not None and self.sender is not None and self.sender.sent(str(task))
         if self.on_leave is not None:
             self.on_leave(why or "the job ended", sent)
 

@@ -204,3 +204,20 @@ def test_a_resumes_status_and_progress_count_its_own_run(qshpc_home: Path, tmp_p
     assert "; run 2, a resume: " in status and ", 2 tasks ended in it)" in status, status
     line = format_line(snapshot(meta))
     assert "6 tasks done" in line and "since the resume (run 2: 2 tasks ended in it)" in line
+
+
+def test_a_rank_whose_call_still_runs_at_the_end_says_it_stops_without_it(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review48 (the other side): a call far from its end when the program ends is not
+    said to be sent."""
+    (tmp_path / "ends.py").write_text(
+        "import time\nfrom qshpc import distribute_task, save_result, wait\n"
+        "@distribute_task()\ndef slow(t):\n    time.sleep(t)\n    return t\n"
+        "done, _ = wait([slow(0.01), slow(60)], num_returns=1)\nsave_result(len(done))\n"
+    )
+    out = run_cli("run", str(tmp_path / "ends.py"), "--workers", "2", timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    said = [x for x in out.stderr.splitlines() if "still ran here" in x]
+    assert len(said) == 1 and "; this rank stops without it (" in said[0], out.stderr
+    assert "sent its result" not in out.stderr

@@ -183,3 +183,19 @@ def test_a_resumed_jobs_line_gives_the_resumes_own_rate_and_time() -> None:
     once = snapshot({**meta, "runs": 1, "tasks_this_run": None}, now=2000.0)
     assert not once.resumed and "resume" not in format_line(once)
     assert average_rate(once) == 16 / 110.0
+
+
+def test_the_sender_knows_the_calls_it_sent_lately() -> None:
+    """What the leaving rank asks (worker.Heartbeat.leave_now): a few messages back, bounded
+    (a long job's every id kept would grow without end)."""
+    from qshpc.runtime.loopback import Loopback, LoopbackWiring
+    from qshpc.runtime.results import Results
+    from qshpc.runtime.sender import Sender
+
+    sender = Sender(LoopbackWiring(Loopback(2), 1).comm)
+    for i in range(40):
+        results = Results(1, "h")
+        results.add(str(i), "", "f", True, i, None, "", {}, None, 0.0, 1.0)
+        sender.send(results, 1, i, list(range(40)), None, i == 39)
+    assert sender.sent("39") and sender.sent("35") and not sender.sent("0")
+    assert not sender.sent("40")
