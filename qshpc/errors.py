@@ -7,6 +7,7 @@ its message on stderr and exits with code 2, without a traceback.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 
 
 class QshpcError(Exception):
@@ -193,25 +194,70 @@ def task_error(
     It stays a plain :class:`TaskError` when there is no cause, when the cause is
     not an ``Exception`` (``KeyboardInterrupt`` and ``SystemExit`` must not escape
     ``except Exception``), or when its class cannot be combined with TaskError
-    (it refuses subclasses, needs its own constructor, a metaclass conflict).
-    A cause that is itself a TaskError (a nested task's) passes its own cause on.
+    (it refuses subclasses, a metaclass conflict). A cause that is itself a
+    TaskError (a nested task's) passes its own cause on. A ``StopIteration``
+    (or ``StopAsyncIteration``) comes back as a ``RuntimeError``, as asyncio's
+    futures give it: as itself, raised by ``get`` in an iterator's ``__next__`` or
+    in ``map(get, refs)``, it would end the caller's loop silently, its error lost.
+    The cause's own ``__cause__`` and ``__context__`` (``raise X from e`` in the
+    task) are the TaskError's, so that ``err.__cause__`` is the task's ``e``.
     """
     fields = (task_id, function, rank, host, remote_traceback, exc_type, attempts)
     if isinstance(cause, TaskError):
         cause = cause.cause
-    dual = _dual_class(type(cause)) if isinstance(cause, Exception) else None
+    stop = isinstance(cause, (StopIteration, StopAsyncIteration))
+    base = RuntimeError if stop else type(cause)
+    dual = _dual_class(base) if isinstance(cause, Exception) else None
+    err: TaskError | None = None
     if dual is not None and cause is not None:
         try:
-            err: TaskError = dual.__new__(dual, remote_traceback)  # type: ignore[assignment]
+            err = _bare_new(dual, (remote_traceback,))  # type: ignore[assignment]
+            assert err is not None
             TaskError.__init__(err, *fields, cause=cause)
             err.args = cause.args
             if isinstance(cause, OSError):
                 for name in ("errno", "strerror", "filename", "filename2"):
                     setattr(err, name, getattr(cause, name))
-            return err
-        except Exception:  # a class with a __new__ of its own, C fields that refuse
-            pass
-    return TaskError(*fields, cause=cause)
+        except Exception:  # C fields that refuse
+            err = None
+    if err is None:
+        err = TaskError(*fields, cause=cause)
+    if stop:
+        head, sep, rest = err._message.partition("\n")
+        err._message = f"{head}{_STOP_NOTE.format(type(cause).__name__)}{sep}{rest}"
+        BaseException.__init__(err, err._message)
+    if cause is not None:
+        err.__cause__ = cause.__cause__
+        err.__context__ = cause.__context__
+        err.__suppress_context__ = cause.__suppress_context__
+    return err
+
+
+#: What a task's ``StopIteration`` error adds to its first line (review48).
+_STOP_NOTE = (
+    " (the task raised {0}: get raises it as a TaskError that is a RuntimeError, "
+    "as asyncio does, not as a {0} that would end a loop around get silently; "
+    "the {0} itself is err.cause)"
+)
+
+
+def _bare_new(cls: type[BaseException], args: tuple[object, ...]) -> BaseException:
+    """An instance of ``cls`` made without its ``__init__``: by its ``__new__`` with
+    ``args``, or, when a ``__new__`` of the class's own wants other arguments
+    (review47 F6: ``__new__(cls, code)`` given ``args`` ``(code, "strict")``), by the
+    ``__new__`` of its nearest built-in base, as pickle's would not."""
+    try:
+        return cls.__new__(cls, *args)
+    except Exception:
+        for base in cls.__mro__:
+            if base.__flags__ & _HEAPTYPE == 0:  # the first built-in class
+                new: Callable[..., BaseException] = base.__new__
+                return new(cls, *args)
+        raise
+
+
+#: ``Py_TPFLAGS_HEAPTYPE``: set on a class defined in Python, not on a built-in one.
+_HEAPTYPE = 1 << 9
 
 
 _DUALS: dict[type, type | None] = {}
@@ -269,15 +315,44 @@ def _rebuild(
 #: A cause bigger than this (pickled) does not travel: the traceback text does.
 MAX_CAUSE_BYTES = 1 << 20
 
+#: The most exceptions of a cause's ``__cause__``/``__context__`` chain that travel with it.
+MAX_CHAIN = 16
+
+#: The first item of :func:`dump_cause`'s chain tuple (a bare exception: qshpc before session 27).
+_CHAIN_MARK = "qshpc.cause-chain/1"
+
+
+class StandInError(Exception):
+    """What stands for an exception of a task's ``__cause__``/``__context__`` chain that
+    could not travel to this rank (its class or an argument does not pickle): it names
+    the original's class and message, and keeps its place in the chain.
+
+    Attributes:
+        type_name: The original's class, ``module.QualName``.
+        message: ``str()`` of the original.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.type_name, self.message))
+
 
 def dump_cause(exc: BaseException | None) -> bytes | None:
-    """The exception pickled, or None when it cannot be.
+    """The exception and its ``__cause__``/``__context__`` chain pickled, or None when the
+    exception itself cannot be.
 
     cloudpickle carries classes defined in the program file by value (with the
     id that makes rank 0 map them back to its own class). An exception whose
     class has a Python ``__init__`` of its own is rebuilt without calling it
-    (its ``args`` and attributes restored), because pickle's default calls
-    ``cls(*args)``, which fails for ``__init__(self, a, b)``.
+    (its ``args`` and attributes, ``__slots__`` ones too, restored), because
+    pickle's default calls ``cls(*args)``, which fails for ``__init__(self, a, b)``.
+    Each exception of the chain travels on its own: one that cannot becomes a
+    :class:`StandInError` naming its class and message (pickle keeps no chain:
+    on 30ab84a a task's ``raise X from e`` came back with ``__cause__`` None).
     """
     if exc is None:
         return None
@@ -285,26 +360,112 @@ def dump_cause(exc: BaseException | None) -> bytes | None:
         exc = exc.cause
         if exc is None:
             return None
-    blob = _dump_exception(exc, exc.__dict__ or None)
-    if blob is None and exc.__dict__ and _plain_reduce(type(exc)):
+    chain, links = _chain(exc)
+    blobs = [_dump_one(e) for e in chain]
+    if blobs[0] is None:
+        return None
+    import pickle
+
+    if len(chain) > 1:
+        names = [(_type_name(e), _message(e)) for e in chain]
+        whole = pickle.dumps((_CHAIN_MARK, blobs, names, links), protocol=5)
+        if len(whole) <= MAX_CAUSE_BYTES:
+            return whole
+    alone = pickle.dumps((_CHAIN_MARK, blobs[:1], [(_type_name(exc), "")], [(-1, -1, False)]))
+    return alone if len(alone) <= MAX_CAUSE_BYTES else None
+
+
+def _chain(exc: BaseException) -> tuple[list[BaseException], list[tuple[int, int, bool]]]:
+    """``exc`` and the exceptions its ``__cause__``/``__context__`` reach (at most
+    :data:`MAX_CHAIN`), and for each the indexes of its cause and context (-1: none)."""
+    chain = [exc]
+    where = {id(exc): 0}
+    links: list[tuple[int, int, bool]] = []
+    i = 0
+    while i < len(chain):
+        e = chain[i]
+        pair = []
+        for nxt in (e.__cause__, e.__context__):
+            if nxt is None:
+                pair.append(-1)
+            elif id(nxt) in where:
+                pair.append(where[id(nxt)])
+            elif len(chain) < MAX_CHAIN:
+                where[id(nxt)] = len(chain)
+                pair.append(len(chain))
+                chain.append(nxt)
+            else:
+                pair.append(-1)
+        links.append((pair[0], pair[1], e.__suppress_context__))
+        i += 1
+    return chain, links
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)[:2000]
+    except Exception:
+        return ""
+
+
+def _dump_one(exc: BaseException) -> bytes | None:
+    """One exception pickled (no chain), or None when it cannot be."""
+    state = dict(exc.__dict__)
+    slots = _slot_values(exc)
+    blob = _dump_exception(exc, state, slots, bool(slots))
+    if blob is None and (state or slots) and _default_reduce(type(exc)):
         # An attribute that cannot travel (a lock, an open file): the exception goes
         # without it, so that ``except ItsClass`` still catches it on rank 0.
-        blob = _dump_exception(exc, {k: v for k, v in exc.__dict__.items() if _travels(v)})
-    return blob if blob is not None and len(blob) <= MAX_CAUSE_BYTES else None
+        kept = {k: v for k, v in state.items() if _travels(v)}
+        kept_slots = {k: v for k, v in slots.items() if _travels(v)}
+        blob = _dump_exception(exc, kept, kept_slots, True)
+    return blob
 
 
-def _dump_exception(exc: BaseException, state: dict[str, object] | None) -> bytes | None:
+def _slot_values(exc: BaseException) -> dict[str, object]:
+    """The ``__slots__`` attributes set on ``exc`` (pickle's exception default keeps none)."""
+    values: dict[str, object] = {}
+    for cls in type(exc).__mro__:
+        names = cls.__dict__.get("__slots__", ())
+        for name in (names,) if isinstance(names, str) else names:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{cls.__name__.lstrip('_')}{name}"
+            try:
+                values[name] = object.__getattribute__(exc, name)
+            except AttributeError:
+                pass
+    return values
+
+
+def _dump_exception(
+    exc: BaseException, state: dict[str, object], slots: dict[str, object], rebuild: bool
+) -> bytes | None:
+    """``exc`` pickled; as ``args`` and ``state`` and ``slots`` (what pickle's default
+    would not keep) when its class has the default ``__reduce__`` and a Python
+    ``__init__``, or when ``rebuild``."""
     try:
         import io
 
         import cloudpickle
 
         cause = exc
+        cls = type(exc)
+        plain = _plain_reduce(cls)
+        how = (cls, exc.args, state or None, slots or None, not plain)
 
         class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             def reducer_override(self, obj: object) -> object:
-                if obj is cause and _plain_reduce(type(cause)):
-                    return (_rebuild_exception, (type(cause), cause.args, state))
+                if obj is cause and (plain or (rebuild and _default_reduce(cls))):
+                    return (_rebuild_exception, how)
                 return super().reducer_override(obj)
 
         buf = io.BytesIO()
@@ -324,12 +485,18 @@ def _travels(value: object) -> bool:
     return True
 
 
-def _plain_reduce(cls: type) -> bool:
-    """True for a class with a Python ``__init__`` and the default ``__reduce__``."""
+def _default_reduce(cls: type) -> bool:
+    """True for a class with the default exception ``__reduce__``."""
     return (
         cls.__reduce__ is BaseException.__reduce__  # type: ignore[comparison-overlap]
         and cls.__reduce_ex__ is BaseException.__reduce_ex__  # type: ignore[comparison-overlap]
-        and isinstance(cls.__dict__.get("__init__") or _find_init(cls), types.FunctionType)
+    )
+
+
+def _plain_reduce(cls: type) -> bool:
+    """True for a class with a Python ``__init__`` and the default ``__reduce__``."""
+    return _default_reduce(cls) and isinstance(
+        cls.__dict__.get("__init__") or _find_init(cls), types.FunctionType
     )
 
 
@@ -341,24 +508,52 @@ def _find_init(cls: type) -> object:
 
 
 def _rebuild_exception(
-    cls: type[BaseException], args: tuple[object, ...], state: dict[str, object] | None
+    cls: type[BaseException],
+    args: tuple[object, ...],
+    state: dict[str, object] | None,
+    slots: dict[str, object] | None = None,
+    call_init: bool = False,
 ) -> BaseException:
-    """An exception of ``cls`` with ``args`` and attributes ``state``, without calling its ``__init__``."""
-    exc = cls.__new__(cls, *args)
+    """An exception of ``cls`` with ``args`` and attributes ``state`` and ``slots``, without
+    calling its ``__init__`` (unless ``call_init``: a built-in one, which sets C fields)."""
+    exc = cls(*args) if call_init else _bare_new(cls, args)
     exc.args = args
     if state:
         exc.__dict__.update(state)
+    for name, value in (slots or {}).items():
+        object.__setattr__(exc, name, value)
     return exc
 
 
 def load_cause(blob: bytes | None) -> BaseException | None:
-    """The exception from :func:`dump_cause`'s bytes; None when it cannot be rebuilt here."""
+    """The exception from :func:`dump_cause`'s bytes, its chain linked again; None when the
+    exception itself cannot be rebuilt here (one of its chain: a :class:`StandInError`)."""
     if blob is None:
         return None
-    try:
-        import pickle
+    import pickle
 
-        exc = pickle.loads(blob)
+    try:
+        got = pickle.loads(blob)
     except Exception:
         return None
-    return exc if isinstance(exc, BaseException) else None
+    if isinstance(got, BaseException):
+        return got
+    if not (isinstance(got, tuple) and len(got) == 4 and got[0] == _CHAIN_MARK):
+        return None
+    _, blobs, names, links = got
+    chain: list[BaseException] = []
+    for i, (one, (type_name, message)) in enumerate(zip(blobs, names, strict=True)):
+        try:
+            exc = pickle.loads(one) if one is not None else None
+        except Exception:
+            exc = None
+        if not isinstance(exc, BaseException):
+            if i == 0:
+                return None
+            exc = StandInError(type_name, message)
+        chain.append(exc)
+    for exc, (cause, context, suppress) in zip(chain, links, strict=True):
+        exc.__cause__ = chain[cause] if cause >= 0 else None
+        exc.__context__ = chain[context] if context >= 0 else None
+        exc.__suppress_context__ = suppress
+    return chain[0]

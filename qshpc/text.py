@@ -43,6 +43,14 @@ def shown(value: object) -> str:
     return text.translate(_ONE_LINE)
 
 
+def error_line(line: str) -> str:
+    """A traceback's last line as qshpc's summaries show it, ``ClassName: message``: a
+    task's ``ValueError: bad`` as it is, and qshpc's own error without the module that
+    Python's traceback names (``qshpc.errors.SerializationError: ...``), so that every
+    summary line reads ``qshpc: ClassName: message`` (review44 F9)."""
+    return line.removeprefix("qshpc.errors.")
+
+
 def shown_lines(value: object) -> str:
     """``value`` as printable text: line breaks and tabs kept, other controls escaped."""
     text = value if isinstance(value, str) else str(value)
@@ -91,4 +99,4 @@ def shown_bytes(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace").translate(_LINES)
 
 
-__all__ = ["html_escape", "shown", "shown_bytes", "shown_lines"]
+__all__ = ["error_line", "html_escape", "shown", "shown_bytes", "shown_lines"]

@@ -15,7 +15,7 @@ import typer
 from qshpc.cli.common import echo, errors, reads_store
 from qshpc.errors import UserError
 from qshpc.jobs.seconds import seconds
-from qshpc.text import shown, shown_lines, shown_seconds
+from qshpc.text import error_line, shown, shown_lines, shown_seconds
 
 if TYPE_CHECKING:
     from qshpc.client.logread import LogReader
@@ -31,8 +31,8 @@ def _fmt_time(t: Any) -> str:
     return shown_time(t)
 
 
-def _duration(meta: dict[str, Any]) -> str:
-    start, end = meta.get("started"), meta.get("finished")
+def _duration(meta: dict[str, Any], start_key: str = "started") -> str:
+    start, end = meta.get(start_key), meta.get("finished")
     if not start:
         return "-"
     try:
@@ -42,6 +42,17 @@ def _duration(meta: dict[str, Any]) -> str:
     if not shown_seconds(secs):  # (NaN too)
         return "?"
     return f"{secs:.1f}s" if secs < 120 else f"{secs / 60:.1f}m"
+
+
+def _resume_note(meta: dict[str, Any]) -> str:
+    """``; run 2, a resume: 15.0s, 16 tasks`` for a resumed job: the time from the first
+    start counts the pause before the resume and its tasks those it reused (review44 F11c)."""
+    runs = meta.get("runs")
+    if not isinstance(runs, int) or runs < 2 or not meta.get("last_started"):
+        return ""
+    tasks = meta.get("tasks_this_run")
+    ended = f", {tasks} tasks ended in it" if isinstance(tasks, int) else ""
+    return f"; run {runs}, a resume: {_duration(meta, 'last_started')}{ended}"
 
 
 def _counts(meta: dict[str, Any]) -> str:
@@ -384,7 +395,7 @@ def register(app: typer.Typer) -> None:
         ended = f"found {state} at" if meta.get("found_ended") else "finished"
         echo(
             f"  created  {_fmt_time(meta.get('created'))}   started {_fmt_time(meta.get('started'))}"
-            f"   {ended} {_fmt_time(meta.get('finished'))}   ({_duration(meta)})"
+            f"   {ended} {_fmt_time(meta.get('finished'))}   ({_duration(meta)}{_resume_note(meta)})"
         )
         echo(f"  tasks    {_counts(meta)}")
         ranks = meta.get("ranks") or []
@@ -453,9 +464,12 @@ def register(app: typer.Typer) -> None:
         _echo_result(value, as_json)
         if state != "SUCCEEDED":  # printed (nothing lost), but no success (review38 F9)
             lines = shown_lines(j.error_message() or "").strip().splitlines()
+            while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
+                lines.pop()  # the error's own line, as the run's summary shows it
+            line = error_line(lines[-1]) if lines else ""
             print(
                 f"qshpc: job {j.job_id} ended {state} after saving this result: "
-                f"{lines[-1] if lines else 'no error text'} (`qshpc status {ref}` shows it all)",
+                f"{line or 'no error text'} (`qshpc status {ref}` shows it all)",
                 file=sys.stderr,
             )
             raise typer.Exit(1)

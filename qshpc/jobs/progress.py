@@ -67,6 +67,9 @@ class Snapshot:
     job_dir: str = ""
     stopped: int = 0  # of ``failed``: stopped unfinished when the job ended, not failures
     never: int = 0  # an ended job's calls submitted that never started (a cancel; its end)
+    run: int = 1  # its latest run: 2 after a resume, and so on
+    run_started: float | None = None  # when its latest run started (of a resumed job)
+    run_finished: int | None = None  # tasks that ended in that run (of a resumed job)
 
     @property
     def failures(self) -> int:
@@ -79,6 +82,19 @@ class Snapshot:
         if not self.started:
             return None
         return max(0.0, (self.finished or self.now) - self.started)
+
+    @property
+    def resumed(self) -> bool:
+        """Whether its latest run is a resume (its time and tasks counted apart)."""
+        return self.run > 1 and bool(self.run_started) and self.run_finished is not None
+
+    @property
+    def run_elapsed(self) -> float | None:
+        """Seconds since its latest run started (a resume's own), else :attr:`elapsed`:
+        the time from the first start counts the pause before the resume (review44 F11c)."""
+        if not self.resumed or self.run_started is None:
+            return self.elapsed
+        return max(0.0, (self.finished or self.now) - self.run_started)
 
 
 def snapshot(meta: dict[str, Any], now: float | None = None) -> Snapshot:
@@ -107,6 +123,11 @@ def snapshot(meta: dict[str, Any], now: float | None = None) -> Snapshot:
         job_dir=str(meta.get("job_dir") or ""),
         stopped=min(failed, int(meta.get("tasks_stopped") or 0)),
         never=never_started(state, int(meta.get("tasks_submitted") or 0), done, failed),
+        run=int(meta.get("runs") or 1),
+        run_started=float(meta["last_started"]) if meta.get("last_started") else None,
+        run_finished=(
+            int(meta["tasks_this_run"]) if meta.get("tasks_this_run") is not None else None
+        ),
     )
 
 
@@ -161,9 +182,12 @@ class RateMeter:
 
 
 def average_rate(s: Snapshot) -> float | None:
-    """Finished tasks per second since the job started."""
-    el = s.elapsed
-    return (s.done + s.failed) / el if el and el > 0.5 else None
+    """Finished tasks per second since the job started; of a resumed job, those its latest
+    run ended over that run's time (review44 F11c: the reused tasks and the pause before the
+    resume counted)."""
+    el = s.run_elapsed
+    finished = s.run_finished if s.resumed and s.run_finished is not None else s.done + s.failed
+    return finished / el if el and el > 0.5 else None
 
 
 def eta(s: Snapshot, rate: float | None) -> float | None:
@@ -218,7 +242,9 @@ def format_line(s: Snapshot, rate: float | None = None) -> str:
     rate = rate if rate is not None else average_rate(s)
     parts = [format_state(s), format_counts(s)]
     if s.state != "QUEUED":
-        parts += [format_rate(rate), f"elapsed {format_duration(s.elapsed)}"]
+        parts += [format_rate(rate), f"elapsed {format_duration(s.run_elapsed)}"]
+        if s.resumed:  # (its rate and time: the resume's own)
+            parts[-1] += f" since the resume (run {s.run}: {s.run_finished} tasks ended in it)"
     left = eta(s, rate)
     if left is not None:
         parts.append(f"ETA {format_duration(left)}")

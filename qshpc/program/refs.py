@@ -368,6 +368,7 @@ def raised_copy(error: BaseException) -> BaseException:
         except Exception:  # a class whose __new__ wants other arguments
             return error.with_traceback(None)
     copy.__cause__ = error.__cause__
+    copy.__context__ = error.__context__
     copy.__suppress_context__ = error.__suppress_context__
     return copy
 
@@ -424,7 +425,7 @@ def _shallow_copy(value: Any) -> Any:
 
 
 def _array_copy(value: Any) -> Any:
-    return value.copy()
+    return value.copy(order="K")  # a Fortran-ordered array stays so (review48)
 
 
 def _dict_subclass_copy(value: Any) -> Any:

@@ -24,6 +24,7 @@ from qshpc.jobs.progress import (
     snapshot,
 )
 from qshpc.jobstate import TERMINAL
+from qshpc.text import error_line
 from qshpc.text import html_escape as escape
 
 STATE_COLOURS = {
@@ -61,7 +62,7 @@ def first_line(text: Any) -> str:
     if not lines:
         return ""
     if lines[0].startswith("Traceback"):
-        return lines[-1]
+        return error_line(lines[-1])
     return lines[0]
 
 
@@ -133,6 +134,10 @@ def card_html(meta: dict[str, Any], rate: float | None = None, now: float | None
         facts.append(("slurm", slurm))
     if s.elapsed is not None:
         facts.append(("duration", _duration(s.elapsed)))
+    if s.resumed and s.run_elapsed is not None:  # (the duration counts the pause before it)
+        facts.append(
+            ("resume", f"run {s.run}: {_duration(s.run_elapsed)}, {s.run_finished} tasks ended")
+        )
     if meta.get("created"):
         facts.append(
             ("created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(meta["created"]))))

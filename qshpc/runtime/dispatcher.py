@@ -284,7 +284,9 @@ class Dispatcher(Intake):
                 continue
             bid, e = held[0]  # a worker runs its calls in order: the first one unfinished runs
             self._tell_leave(
-                w, f"{self._why} while task {e.ref.task_id} ({e.task.name}) still ran here"
+                w,
+                f"{self._why} while task {e.ref.task_id} ({e.task.name}) still ran here",
+                e.ref.task_id,
             )
             began = self._began(w, bid, e, now)
             waited = time.monotonic() - self._drain_started
@@ -378,13 +380,17 @@ class Dispatcher(Intake):
                 flush=True,
             )
 
-    def _tell_leave(self, w: WorkerState, why: str) -> None:
-        """Send ``w`` LEAVE (see :meth:`_abandon`); its goodbye is then awaited with the others'."""
+    def _tell_leave(self, w: WorkerState, why: str, task_id: str | None = None) -> None:
+        """Send ``w`` LEAVE (see :meth:`_abandon`); its goodbye is then awaited with the others'.
+        ``task_id``: the call it still runs, as rank 0 knows (the worker says whether it
+        sent that call's result after all)."""
         if self._can_tell:
             try:
                 # On the pkl5 communicator, whose messages the worker's loop receives (it
                 # probes any tag): the LEAVE may reach it there, its call just ended.
-                self.comm.send(("L", why), dest=w.rank, tag=TAG_LEAVE)  # tiny: never blocks
+                self.comm.send(
+                    ("L", why, task_id), dest=w.rank, tag=TAG_LEAVE
+                )  # tiny: never blocks
                 self._leaving.add(w.rank)
                 return
             except Exception:  # pragma: no cover - a worker already gone

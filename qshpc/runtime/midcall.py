@@ -23,7 +23,7 @@ from typing import Any
 FINALIZE_LIMIT_S = 30
 
 
-def leave_mid_call(rank: int, host: str, why: str, tee: Any = None) -> None:
+def leave_mid_call(rank: int, host: str, why: str, tee: Any = None, sent: bool = False) -> None:
     """Say why this rank stops, close its log ``tee``, finalize MPI, exit 0 (never returns).
 
     Args:
@@ -32,15 +32,19 @@ def leave_mid_call(rank: int, host: str, why: str, tee: Any = None) -> None:
         why: Rank 0's words (what ended the job, the call abandoned).
         tee: The rank's :class:`~qshpc.runtime.logtee.LogTee`, closed so that the line
             reaches its log before the process ends.
+        sent: That call ended as the LEAVE came and its result was sent: rank 0 stores
+            it (its line "its result came after all ... and is stored"). On fixI's
+            b8dd831 this line said "stops without it" then too (review48).
     """
-    try:
-        print(
-            f"qshpc: rank {rank} (host {host}): {why}; this rank stops without it "
-            "(`qshpc status` records that call as TaskAbandoned, or its result if it was sent "
-            "as the rank left)",
-            file=sys.stderr,
-            flush=True,
+    if sent:
+        what = (
+            "that call ended as the word came, and this rank sent its result to rank 0 "
+            "before it stops"
         )
+    else:
+        what = "this rank stops without it (`qshpc status` records that call as TaskAbandoned)"
+    try:
+        print(f"qshpc: rank {rank} (host {host}): {why}; {what}", file=sys.stderr, flush=True)
         if tee is not None:
             tee.close()
     except Exception:  # the streams are the program's to break: leave anyway

@@ -126,7 +126,7 @@ def exec_program(
     except BaseException as exc:
         tidy.restore()  # a program that set sys.stderr = None still has its traceback shown
         text = _user_traceback(exc, program) + import_hint(exc)
-        sys.stderr.write(text)
+        sys.stderr.write(text)  # (the hint in the rank's log too; the summary says it no more)
         return "FAILED", text
     finally:
         sys.argv = saved_argv

@@ -578,13 +578,14 @@ def _print_summary(
         print("qshpc: the program never called save_result: the job has no result", file=out)
     if error and state != "SUCCEEDED":
         lines = error.strip().splitlines() or [state]
-        hint = lines.pop() if len(lines) > 1 and lines[-1].startswith("qshpc: hint: ") else None
+        if len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
+            # (program_main.import_hint: what to import instead) said once, under the
+            # traceback, in the rank's log too; the summary said it again (review44 F9)
+            lines.pop()
         from qshpc.jobs.paths import job_ref
-        from qshpc.text import shown
+        from qshpc.text import error_line, shown
 
-        print(f"qshpc: {shown(lines[-1])}", file=out)
-        if hint is not None:  # (program_main.import_hint: what to import instead)
-            print(shown(hint), file=out)
+        print(f"qshpc: {shown(error_line(lines[-1]))}", file=out)
         print(
             f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {job_ref(job_dir)}` shows the error",
             file=out,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from qshpc.runtime.protocol import TAG_RESULT, Transport
@@ -29,6 +30,13 @@ class Sender:
         self.lock = threading.Lock()
         self.closed = False  # no send is posted any more (the rank is leaving)
         self._leaving = False  # close() waits: a send waiting for room gives up
+        #: The task ids of the last result messages posted (a LEAVE's line says whether its
+        #: call's result was sent: the call rank 0 names ended at most a few messages ago).
+        self.sent_ids: deque[tuple[str, ...]] = deque(maxlen=2 * _MAX_SENDS)
+
+    def sent(self, task_id: str) -> bool:
+        """Whether the result of ``task_id`` went in one of the last messages posted."""
+        return any(task_id in ids for ids in self.sent_ids)
 
     def _prune(self) -> None:
         self.reqs = [r for r in self.reqs if not r.test()[0]]
@@ -58,6 +66,7 @@ class Sender:
                 msg = results.message(bid, first, submitted, attempts, final)
                 req = self.comm.isend(msg, dest=0, tag=TAG_RESULT)
             results.after_sent()
+            self.sent_ids.append(tuple(i[0] for i in results.info))
             self.reqs.append(req)
             self._prune()
             while len(self.reqs) > _MAX_SENDS and not self._leaving:

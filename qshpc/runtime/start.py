@@ -284,10 +284,10 @@ def _serve(
         tune()  # what the imports made joins the frozen heap, as after a preload at the start
         _timeline.mark("preloaded")
 
-    def leave(why: str) -> None:  # rank 0's LEAVE during a call (see qshpc.runtime.midcall)
+    def leave(why: str, sent: bool) -> None:  # rank 0's LEAVE during a call (qshpc.runtime.midcall)
         from qshpc.runtime.midcall import leave_mid_call
 
-        leave_mid_call(info.rank, info.host, why, tee)
+        leave_mid_call(info.rank, info.host, why, tee, sent)
 
     beat.on_leave = leave
     try:

@@ -177,11 +177,12 @@ class Heartbeat:
     Args:
         wiring: How this worker reaches rank 0.
         on_leave: What ends the rank after its goodbye at a LEAVE (given ``why``,
-            rank 0's words); None: only :attr:`left` is set, and the serve loop
+            rank 0's words, and whether the result of the call rank 0 named was
+            sent after all); None: only :attr:`left` is set, and the serve loop
             returns after the call (the loopback's worker threads).
     """
 
-    def __init__(self, wiring: Wiring, on_leave: Callable[[str], None] | None = None) -> None:
+    def __init__(self, wiring: Wiring, on_leave: Callable[[str, bool], None] | None = None) -> None:
         self.world = wiring.world
         self.comm = wiring.comm
         self.any_tag = wiring.any_tag
@@ -224,6 +225,7 @@ class Heartbeat:
         last heartbeat's completion, as :func:`serve` does at its end.
         """
         why = str(message[1]) if isinstance(message, tuple) and len(message) > 1 else ""
+        task = message[2] if isinstance(message, tuple) and len(message) > 2 else None
         self.left.set()
         self.stop()  # (from the heartbeat thread itself: only flags it)
         try:
@@ -236,8 +238,9 @@ class Heartbeat:
                 req.Wait()
         except Exception:  # rank 0 is gone: nothing left to tell it
             pass
+        sent = task is not None and self.sender is not None and self.sender.sent(str(task))
         if self.on_leave is not None:
-            self.on_leave(why or "the job ended")
+            self.on_leave(why or "the job ended", sent)
 
     def stop(self) -> None:
         """Stop the thread (its last send may still be in flight: see ``pending``)."""

@@ -27,7 +27,9 @@ code  Python type     payload
                       ``fill_value`` None (not set) or a 0-d array; or
                       ``["constant"]``, ``numpy.ma.masked``
 14    ndarray view    ``[kind, array]``: ``kind`` ``"matrix"`` (``numpy.matrix``) or
-                      ``"recarray"`` (``numpy.recarray``), the array its plain view
+                      ``"recarray"`` (``numpy.recarray``), the array its plain view;
+                      ``"transposed"`` (session 27): a Fortran-ordered ndarray, the
+                      array its transpose (C order), read back as ``array.T``
 ====  ==============  ====================================================
 
 Subclasses of dict, list, str, int, float and bytes are stored as their base type,
@@ -264,6 +266,10 @@ def _default(obj: Any) -> Any:
             if obj.dtype.metadata is not None:  # the descr leaves it out (review45 F8)
                 _inexact(obj)
             if type(obj) is np.ndarray or type(obj) is np.memmap:
+                if obj.ndim > 1 and obj.flags.f_contiguous and not obj.flags.c_contiguous:
+                    # Fortran order kept, as pickle and np.save keep it (review48): its
+                    # transpose (C order, no copy) is stored, and read back transposed
+                    return msgpack.ExtType(EXT_NDVIEW, _pack(["transposed", obj.T]))
                 return _array_ext(obj)
             return _subclass_ext(np, obj)
         if isinstance(obj, np.generic):
@@ -726,7 +732,8 @@ def _load_masked(parts: list[Any], source: str) -> Any:
 
 
 def _load_view(parts: list[Any], source: str) -> Any:
-    """A ``numpy.matrix`` or ``numpy.recarray`` as :func:`_subclass_ext` wrote it."""
+    """A ``numpy.matrix`` or ``numpy.recarray`` as :func:`_subclass_ext` wrote it, or a
+    Fortran-ordered array (stored as its transpose)."""
     import numpy as np
 
     kind, arr = parts
@@ -734,6 +741,8 @@ def _load_view(parts: list[Any], source: str) -> Any:
         return arr.view(np.matrix)  # np.asmatrix would warn that matrix is not recommended
     if kind == "recarray":
         return arr.view(np.recarray)
+    if kind == "transposed":  # a Fortran-ordered array, stored as its transpose
+        return arr.T
     raise SchemaVersionError(f"{source} holds an array of kind {kind!r}; upgrade qshpc")
 
 

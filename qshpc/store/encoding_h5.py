@@ -226,6 +226,8 @@ def _write_array(parent: h5py.Group, name: str, arr: np.ndarray[Any, Any], enc: 
         _bytes_ds(parent, name, encode_blob(arr if enc == "array" else arr[()]), "msgpack")
         return
     _mark(ds, enc)
+    if arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous:
+        ds.attrs["order"] = "F"  # its values as any array's; read back Fortran-ordered
 
 
 def read_native(
@@ -289,6 +291,8 @@ def read_native(
         return tuple(seq) if enc == "tuple" else seq
     raw = node[()]
     if enc == "array":  # h5py reads a scalar dataset as a numpy scalar: a 0-d array stays one
+        if isinstance(raw, np.ndarray) and node.attrs.get("order") == "F":
+            return np.asfortranarray(raw)  # (review48: it came back C-ordered)
         return raw if isinstance(raw, np.ndarray) else np.asarray(raw)
     if enc == "numpy-scalar":
         return raw[()] if isinstance(raw, np.ndarray) else raw

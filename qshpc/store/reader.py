@@ -163,7 +163,9 @@ class JobReader:
         ``task_counts`` counts tasks by the state of their latest attempt;
         ``tasks_stopped`` how many of its FAILED ones were stopped unfinished when
         the job ended (``TaskAbandoned``: a cancel, or a program that no longer
-        waited for them), not failures of their code.
+        waited for them), not failures of their code. ``tasks_this_run``: of a
+        resumed job (``runs`` over 1), the tasks that ended in its latest run
+        (the others it reused from the store); None for a job run once.
         """
         out: dict[str, Any] = self._native(L.META_GROUP, False)
         log = self._log()
@@ -209,6 +211,7 @@ class JobReader:
             tasks_submitted=submitted,
             tasks_from_cache=from_cache,
             tasks_stopped=stopped,
+            tasks_this_run=table.finished_in_run(len(runs)) if len(runs) > 1 else None,
             schema_version=SCHEMA_VERSION,
             launch=last.get("launch"),
         )

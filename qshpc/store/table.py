@@ -113,6 +113,11 @@ class TaskTable:
             if self.failed[i] and str(self.error[i]).startswith(ABANDONED)
         )
 
+    def finished_in_run(self, run: int) -> int:
+        """Tasks with an attempt that ended in run ``run`` (a resume's own: the tasks it
+        reused from the store have no record in it)."""
+        return len({t for t, r in zip(self.task_id, self.run.tolist(), strict=True) if r == run})
+
     def latest_from_cache(self) -> int:
         """Tasks whose latest committed attempt is a result taken from the result cache."""
         latest: dict[str, bool] = {}

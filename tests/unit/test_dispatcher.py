@@ -318,6 +318,7 @@ def test_a_call_still_running_when_the_job_ends_is_abandoned_and_recorded() -> N
             # under srun nothing else ends it), so rank 0 may finalize MPI as usual
             assert [(d, m[0]) for _, d, m in r.net.sent(TAG_LEAVE)] == [(1, "L")]
             assert "while task 0 (stuck) still ran here" in r.net.sent(TAG_LEAVE)[0][2][1]
+            assert r.net.sent(TAG_LEAVE)[0][2][2] == "0"  # its id: the worker says if it sent it
             assert not r.d.abandoned
             first = refs[0].exception(timeout=5)
             assert isinstance(first, TaskError) and first.exc_type == "TaskAbandoned"
