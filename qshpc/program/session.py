@@ -12,7 +12,7 @@ from qshpc import settings
 from qshpc.errors import SerializationError, StoreError
 from qshpc.program.refs import Stored
 from qshpc.store.records import INEXACT as _INEXACT
-from qshpc.store.records import DeferredResult
+from qshpc.store.records import DeferredResult, InStore
 from qshpc.store.records import TaskRecord as _TaskRecord
 from qshpc.store.rowpack import WHERE_LARGE as _WHERE_LARGE
 from qshpc.task import context
@@ -99,7 +99,14 @@ class Session:
             self.redone += 1
             return None
         value = rec.result
-        if type(value) is DeferredResult:  # a class the program defines: decoded now
+        if type(value) is InStore:  # left in the store by the resume: checked, not loaded
+            try:
+                value = self._reusable(value, rec.task_id, rec.function)
+            except StoreError as exc:
+                self.redone += 1
+                _note_redone(rec.task_id, rec.function, exc)
+                return None
+        elif type(value) is DeferredResult:  # a class the program defines: decoded now
             try:
                 value = value.load()
             except StoreError as exc:
@@ -109,6 +116,29 @@ class Session:
             self.done[key] = replace(rec, result=value)
         self.skipped += 1
         return (value,)
+
+    def _reusable(self, where: InStore, task_id: str, function: str) -> Stored:
+        """A result the resume left in the store, as the program's call gets it: read back
+        at each ``get`` (:meth:`in_store`), once checked now that it reads back whole (its
+        bytes against the seal, and a value other than a lone array decoded: the program's
+        classes are defined by now), so a store damaged since the resume began runs the
+        call again instead of failing its ``get`` (StoreError)."""
+        from qshpc.store.readback import check_value
+
+        writer = self.writer
+        assert writer is not None
+        try:
+            with self._lock:
+                src = writer.large_source(where.off, where.n)
+            try:
+                check_value(src, where.n)
+            finally:
+                src.close()
+        except (StoreError, MemoryError):
+            raise
+        except Exception as exc:  # a read through the seal (OSError), a decode
+            raise StoreError(str(exc)) from exc
+        return self.in_store(where.off, where.n, task_id, function)
 
     # -- results left in the store ----------------------------------------------
     def in_store(self, off: int, n: int, task_id: str, function: str) -> Stored:
