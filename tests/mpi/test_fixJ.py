@@ -122,3 +122,12 @@ def test_a_stored_result_damaged_before_its_reuse_runs_that_call_again(
     note = [line for line in again.stderr.splitlines() if "cannot be read back" in line]
     assert len(note) == 1 and "task" in note[0] and "(t)" in note[0], again.stderr
     assert "1 tasks run, 5 reused from the store" in again.stdout + again.stderr
+
+
+def test_a_bad_resume_budget_is_refused_before_the_job_starts(tmp_path: Path) -> None:
+    prog = tmp_path / "ok.py"
+    prog.write_text("print('ran')\n")
+    out = run_cli("run", str(prog), "--workers", "1", env={"QSHPC_RESUME_MEMORY_MAX": "-1"})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "QSHPC_RESUME_MEMORY_MAX='-1' is not valid" in out.stderr, out.stderr
+    assert "ran" not in out.stdout and "Traceback" not in out.stderr
