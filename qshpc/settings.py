@@ -204,14 +204,15 @@ RESULT_MEMORY_MAX: Setting[int] = _declare(
             "one the store would not give back as it was (a `bytearray`, an object held twice, "
             "a `defaultdict`: [store](store.md#what-comes-back))",
             "rank 0", "8388608 (8 MiB)", runtime=True))  # fmt: skip
-RESUME_MEMORY_MAX: Setting[int] = _declare(
-    Setting("QSHPC_RESUME_MEMORY_MAX", 256 << 20, _whole(0),
+RESULT_MEMORY_TOTAL: Setting[int] = _declare(
+    Setting("QSHPC_RESULT_MEMORY_TOTAL", 1 << 30, _whole(0),
             "a whole number of bytes >= 0, such as 268435456",
-            "`--resume` loads the stored results it may reuse into rank 0's memory before the "
-            "program runs up to this many bytes of results over 16 KiB encoded in all (none "
-            "over `QSHPC_RESULT_MEMORY_MAX`); the others stay in the store, checked when the "
-            "program's call would reuse one and read back at each `get`",
-            "rank 0", "268435456 (256 MiB)", runtime=True))  # fmt: skip
+            "task results over 64 KiB encoded (16 KiB at `--resume`) that rank 0 holds in "
+            "memory, in all: past this, each further one stays only in the store, as one over "
+            "`QSHPC_RESULT_MEMORY_MAX` does, and each `get` reads it back; a result the program "
+            "dropped (its reference gone) no longer counts. A resume loads the results it may "
+            "reuse up to this much; the others are checked when the call would reuse one",
+            "rank 0", "1073741824 (1 GiB)", runtime=True))  # fmt: skip
 STATUS_VERIFY_MAX: Setting[int] = _declare(
     Setting("QSHPC_STATUS_VERIFY_MAX", 256 << 20, _whole(0),
             "a whole number of bytes >= 0, such as 268435456",

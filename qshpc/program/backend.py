@@ -891,7 +891,7 @@ class InlineBackend:
         if not out.ok:
             resolve_many([(ref, False, out.task_error(info.rank, info.host))])
         elif session is not None and where is not None:  # a large one: held in the store
-            resolve_many([(ref, True, session.held(out, where))])
+            resolve_many([(ref, True, session.held(out, where, ref))])
         else:
             resolve_many([(ref, True, out.value)])
         return ref

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from qshpc.store import JobWriter, TaskRecord
     from qshpc.store.chunk import RecordChunk
 
+#: Results this size or smaller are not counted by :meth:`Session.hold` (a worker encodes
+#: them itself: :data:`qshpc.store.chunk.SHIP_ENCODED_MAX`).
+_HOLD_MIN = 64 << 10
 _COMMIT_EVERY_S = 0.05
 _COMMIT_EVERY_N = 2000
 # Rank 0's program and waits (see JobReader.spans): kinds, how close two waits merge,
@@ -73,6 +77,10 @@ class Session:
         self._last_checkpoint = self._last_commit
         #: A task result over this many bytes encoded stays only in the store (:meth:`held`).
         self.memory_max = settings.RESULT_MEMORY_MAX.get() if writer is not None else 1 << 62
+        #: Results under it rank 0 holds in memory, in all, at most (:meth:`hold`).
+        self.memory_total = settings.RESULT_MEMORY_TOTAL.get() if writer is not None else 1 << 62
+        self._held = 0
+        self._held_lock = threading.Lock()
         self._checkpoint_min = settings.CHECKPOINT_S.get()
         self._checkpoint_every = self._checkpoint_min
         self._spans: list[list[float]] = []
@@ -207,11 +215,33 @@ class Session:
             where = self._record(out, key, submitted, seed, rank, host)
         return out, where
 
-    def held(self, out: Outcome, where: tuple[int, int, int] | None) -> Any:
+    def hold(self, ref: Any, n: int) -> bool:
+        """May rank 0 hold in memory a result of ``n`` encoded bytes, for the reference
+        ``ref``? True (counted until ``ref`` is gone) while the results it holds so stay
+        within ``QSHPC_RESULT_MEMORY_TOTAL`` bytes in all; else it is to stay in the store
+        (:meth:`in_store`). Without a bound, 2000 results of 1 MiB the program kept
+        references to took 2 GB on rank 0 (session 26's closing note)."""
+        with self._held_lock:
+            if self._held + n > self.memory_total:
+                return False
+            self._held += n
+        weakref.finalize(ref, self._unhold, n).atexit = False
+        return True
+
+    def _unhold(self, n: int) -> None:
+        with self._held_lock:
+            self._held -= n
+
+    def held(self, out: Outcome, where: tuple[int, int, int] | None, ref: Any = None) -> Any:
         """What rank 0 holds for the successful outcome ``out`` it recorded (``where``: from
         :meth:`record`): its value, or for a result over ``QSHPC_RESULT_MEMORY_MAX``
-        bytes in the store, the store's copy (:meth:`in_store`), once durable (synced now)."""
-        if where is None or where[0] != _WHERE_LARGE or where[2] <= self.memory_max:
+        bytes in the store, or one past ``QSHPC_RESULT_MEMORY_TOTAL`` (:meth:`hold`, for
+        ``ref``), the store's copy (:meth:`in_store`), once durable (synced now)."""
+        if where is None or where[0] != _WHERE_LARGE:
+            return out.value
+        if where[2] <= self.memory_max and (
+            ref is None or where[2] <= _HOLD_MIN or self.hold(ref, where[2])
+        ):
             return out.value
         self.sync()
         return self.in_store(where[1], where[2], out.task_id, out.function)

@@ -175,7 +175,7 @@ def _run_teed(
         job_dir,
         bool(spec.resume),
         settings.RESULT_MEMORY_MAX.get(),
-        settings.RESUME_MEMORY_MAX.get(),
+        settings.RESULT_MEMORY_TOTAL.get(),
     )
     _timeline.mark("arguments read")
     if spec.resume:  # (the launcher checked it too; a Slurm job's srun has no launcher)

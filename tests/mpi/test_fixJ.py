@@ -81,7 +81,7 @@ def _report(out: Any) -> dict[str, Any]:
 def test_a_resume_holds_stored_results_in_the_store_not_in_memory(
     tmp_path: Path, qshpc_home: Path, workers: str
 ) -> None:
-    """48 results of 1 MiB: a resume with ``QSHPC_RESUME_MEMORY_MAX=0`` (each read back when
+    """48 results of 1 MiB: a resume with ``QSHPC_RESULT_MEMORY_TOTAL=0`` (each read back when
     the program takes it) starts with less on rank 0 than one that loads them (the default),
     and both give back the values, running nothing."""
     prog = tmp_path / "prog.py"
@@ -90,7 +90,7 @@ def test_a_resume_holds_stored_results_in_the_store_not_in_memory(
     n = {"N": "48", "FAIL_AT_END": "1"}
     first = _run(job, prog, "--workers", workers, "--job-dir", str(job), **n)
     assert first.returncode == 1 and _report(first)["bad"] == 0, first.stderr
-    lazy = _run(job, prog, "--resume", str(job), QSHPC_RESUME_MEMORY_MAX="0", **n)
+    lazy = _run(job, prog, "--resume", str(job), QSHPC_RESULT_MEMORY_TOTAL="0", **n)
     loaded = _run(job, prog, "--resume", str(job), **n)
     for out in (lazy, loaded):
         assert out.returncode == 1 and _report(out)["bad"] == 0, out.stderr[-3000:]
@@ -116,7 +116,7 @@ def test_a_stored_result_damaged_before_its_reuse_runs_that_call_again(
     job = tmp_path / "job"
     first = _run(job, prog, "--workers", workers, "--job-dir", str(job), N="6", FAIL_AT_END="1")
     assert first.returncode == 1, first.stderr
-    again = _run(job, prog, "--resume", str(job), N="6", DAMAGE="3", QSHPC_RESUME_MEMORY_MAX="0")
+    again = _run(job, prog, "--resume", str(job), N="6", DAMAGE="3", QSHPC_RESULT_MEMORY_TOTAL="0")
     assert again.returncode == 0 and _report(again)["bad"] == 0, again.stderr[-3000:]
     assert again.stdout.count("RAN") == 1 and "RAN 3" in again.stdout, again.stdout
     note = [line for line in again.stderr.splitlines() if "cannot be read back" in line]
@@ -124,10 +124,29 @@ def test_a_stored_result_damaged_before_its_reuse_runs_that_call_again(
     assert "1 tasks run, 5 reused from the store" in again.stdout + again.stderr
 
 
-def test_a_bad_resume_budget_is_refused_before_the_job_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_first_run_keeps_results_past_the_total_in_the_store(
+    tmp_path: Path, qshpc_home: Path, workers: str
+) -> None:
+    """48 results of 1 MiB the program keeps references to: with
+    ``QSHPC_RESULT_MEMORY_TOTAL=0`` rank 0 holds each only in the store (read back at each
+    ``get``), not all 48 in memory; the values are the same."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROG)
+    outs = []
+    for total in ("0", str(256 << 20)):
+        job = tmp_path / f"job{total}"
+        out = _run(job, prog, "--workers", workers, "--job-dir", str(job), N="48",
+                   QSHPC_RESULT_MEMORY_TOTAL=total)  # fmt: skip
+        assert out.returncode == 0 and _report(out)["bad"] == 0, out.stderr[-3000:]
+        outs.append(_report(out))
+    assert outs[1]["peak"] - outs[0]["peak"] > 24, outs
+
+
+def test_a_bad_total_is_refused_before_the_job_starts(tmp_path: Path) -> None:
     prog = tmp_path / "ok.py"
     prog.write_text("print('ran')\n")
-    out = run_cli("run", str(prog), "--workers", "1", env={"QSHPC_RESUME_MEMORY_MAX": "-1"})
+    out = run_cli("run", str(prog), "--workers", "1", env={"QSHPC_RESULT_MEMORY_TOTAL": "-1"})
     assert out.returncode == 2, out.stdout + out.stderr
-    assert "QSHPC_RESUME_MEMORY_MAX='-1' is not valid" in out.stderr, out.stderr
+    assert "QSHPC_RESULT_MEMORY_TOTAL='-1' is not valid" in out.stderr, out.stderr
     assert "ran" not in out.stdout and "Traceback" not in out.stderr
