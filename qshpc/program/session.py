@@ -80,7 +80,7 @@ class Session:
         #: Results under it rank 0 holds in memory, in all, at most (:meth:`hold`).
         self.memory_total = settings.RESULT_MEMORY_TOTAL.get() if writer is not None else 1 << 62
         self._held = 0
-        self._held_lock = threading.Lock()
+        self._held_lock = threading.RLock()  # (a reference freed inside: its finalizer)
         self._checkpoint_min = settings.CHECKPOINT_S.get()
         self._checkpoint_every = self._checkpoint_min
         self._spans: list[list[float]] = []
