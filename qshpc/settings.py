@@ -204,6 +204,14 @@ RESULT_MEMORY_MAX: Setting[int] = _declare(
             "one the store would not give back as it was (a `bytearray`, an object held twice, "
             "a `defaultdict`: [store](store.md#what-comes-back))",
             "rank 0", "8388608 (8 MiB)", runtime=True))  # fmt: skip
+RESULT_MEMORY_TOTAL: Setting[int] = _declare(
+    Setting("QSHPC_RESULT_MEMORY_TOTAL", 256 << 20, _whole(0), "a whole number of bytes >= 0, "
+            "such as 268435456", "task results over 64 KiB encoded (16 KiB at `--resume`) that "
+            "rank 0 holds in memory, in all: past this, each further one stays only in the "
+            "store, as one over `QSHPC_RESULT_MEMORY_MAX` does, and each `get` reads it back; a "
+            "result the program dropped (its reference gone) no longer counts. A resume loads "
+            "the results it may reuse up to this much; the others are checked when the call "
+            "would reuse one", "rank 0", "268435456 (256 MiB)", runtime=True))  # fmt: skip
 STATUS_VERIFY_MAX: Setting[int] = _declare(
     Setting("QSHPC_STATUS_VERIFY_MAX", 256 << 20, _whole(0),
             "a whole number of bytes >= 0, such as 268435456",

@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qshpc._lazy import loaded
-from qshpc.cache.rebind import rebind
 from qshpc.errors import ResourceError, SerializationError, UserError
 from qshpc.program.copies import CANNOT, plain_copy
 from qshpc.program.refs import (
     ObjectRef,
     TaskRef,
     collecting,
+    from_done,
     from_hit,
     load_snapshot,
     object_id,
@@ -824,7 +824,7 @@ class InlineBackend:
             key = with_objects(key, objs, self.digests)
             done = session.done_result(key)
             if done is not None:  # its circuits with this run's Parameters (see rebind)
-                resolve_many([(ref, True, rebind(done[0], args, kwargs))])
+                resolve_many([(ref, True, from_done(done[0], args, kwargs))])
                 return ref
         seed = context.job_seed()
         from qshpc.task.seeding import derive_seed
@@ -839,7 +839,7 @@ class InlineBackend:
             if ckey is not None and session is not None and session.done:
                 done = session.done_result(ckey)  # a hit of the run resumed: its cache key
                 if done is not None:
-                    resolve_many([(ref, True, rebind(done[0], args, kwargs))])
+                    resolve_many([(ref, True, from_done(done[0], args, kwargs))])
                     return ref
             hit = cache.lookup(ckey) if ckey is not None else None
             if hit is not None:
@@ -891,7 +891,7 @@ class InlineBackend:
         if not out.ok:
             resolve_many([(ref, False, out.task_error(info.rank, info.host))])
         elif session is not None and where is not None:  # a large one: held in the store
-            resolve_many([(ref, True, session.held(out, where))])
+            resolve_many([(ref, True, session.held(out, where, ref))])
         else:
             resolve_many([(ref, True, out.value)])
         return ref

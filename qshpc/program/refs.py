@@ -98,6 +98,18 @@ def from_hit(hit: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> 
     return rebind.rebind_hit(hit, args, kwargs)
 
 
+def from_done(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+    """The value a resume's stored result resolves its call's reference with: its circuits
+    with the call's Parameters (:func:`qshpc.cache.rebind.rebind`); one left in the store
+    (:class:`Stored`) stays there unless the call has Parameters to put in it."""
+    rebind = _REBIND or _rebind()
+    if type(value) is Stored:
+        if not rebind.arg_parameters(args, kwargs):
+            return value
+        value = value.load()
+    return rebind.rebind(value, args, kwargs)
+
+
 #: :mod:`qshpc.cache.rebind`, once a hit was met (an import at each hit costs it ~0.7 us).
 _REBIND: Any = None
 

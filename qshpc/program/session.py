@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ from qshpc import settings
 from qshpc.errors import SerializationError, StoreError
 from qshpc.program.refs import Stored
 from qshpc.store.records import INEXACT as _INEXACT
-from qshpc.store.records import DeferredResult
+from qshpc.store.records import DeferredResult, InStore
 from qshpc.store.records import TaskRecord as _TaskRecord
 from qshpc.store.rowpack import WHERE_LARGE as _WHERE_LARGE
 from qshpc.task import context
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from qshpc.store import JobWriter, TaskRecord
     from qshpc.store.chunk import RecordChunk
 
+#: Results this size or smaller are not counted by :meth:`Session.hold` (a worker encodes
+#: them itself: :data:`qshpc.store.chunk.SHIP_ENCODED_MAX`).
+_HOLD_MIN = 64 << 10
 _COMMIT_EVERY_S = 0.05
 _COMMIT_EVERY_N = 2000
 # Rank 0's program and waits (see JobReader.spans): kinds, how close two waits merge,
@@ -73,6 +77,10 @@ class Session:
         self._last_checkpoint = self._last_commit
         #: A task result over this many bytes encoded stays only in the store (:meth:`held`).
         self.memory_max = settings.RESULT_MEMORY_MAX.get() if writer is not None else 1 << 62
+        #: Results under it rank 0 holds in memory, in all, at most (:meth:`hold`).
+        self.memory_total = settings.RESULT_MEMORY_TOTAL.get() if writer is not None else 1 << 62
+        self._held = 0
+        self._held_lock = threading.RLock()  # (a reference freed inside: its finalizer)
         self._checkpoint_min = settings.CHECKPOINT_S.get()
         self._checkpoint_every = self._checkpoint_min
         self._spans: list[list[float]] = []
@@ -99,7 +107,14 @@ class Session:
             self.redone += 1
             return None
         value = rec.result
-        if type(value) is DeferredResult:  # a class the program defines: decoded now
+        if type(value) is InStore:  # left in the store by the resume: checked, not loaded
+            try:
+                value = self._reusable(value, rec.task_id, rec.function)
+            except StoreError as exc:
+                self.redone += 1
+                _note_redone(rec.task_id, rec.function, exc)
+                return None
+        elif type(value) is DeferredResult:  # a class the program defines: decoded now
             try:
                 value = value.load()
             except StoreError as exc:
@@ -109,6 +124,29 @@ class Session:
             self.done[key] = replace(rec, result=value)
         self.skipped += 1
         return (value,)
+
+    def _reusable(self, where: InStore, task_id: str, function: str) -> Stored:
+        """A result the resume left in the store, as the program's call gets it: read back
+        at each ``get`` (:meth:`in_store`), once checked now that it reads back whole (its
+        bytes against the seal, and a value other than a lone array decoded: the program's
+        classes are defined by now), so a store damaged since the resume began runs the
+        call again instead of failing its ``get`` (StoreError)."""
+        from qshpc.store.readback import check_value
+
+        writer = self.writer
+        assert writer is not None
+        try:
+            with self._lock:
+                src = writer.large_source(where.off, where.n)
+            try:
+                check_value(src, where.n)
+            finally:
+                src.close()
+        except (StoreError, MemoryError):
+            raise
+        except Exception as exc:  # a read through the seal (OSError), a decode
+            raise StoreError(str(exc)) from exc
+        return self.in_store(where.off, where.n, task_id, function)
 
     # -- results left in the store ----------------------------------------------
     def in_store(self, off: int, n: int, task_id: str, function: str) -> Stored:
@@ -177,11 +215,33 @@ class Session:
             where = self._record(out, key, submitted, seed, rank, host)
         return out, where
 
-    def held(self, out: Outcome, where: tuple[int, int, int] | None) -> Any:
+    def hold(self, ref: Any, n: int) -> bool:
+        """May rank 0 hold in memory a result of ``n`` encoded bytes, for the reference
+        ``ref``? True (counted until ``ref`` is gone) while the results it holds so stay
+        within ``QSHPC_RESULT_MEMORY_TOTAL`` bytes in all; else it is to stay in the store
+        (:meth:`in_store`). Without a bound, 2000 results of 1 MiB the program kept
+        references to took 2 GB on rank 0 (session 26's closing note)."""
+        with self._held_lock:
+            if self._held + n > self.memory_total:
+                return False
+            self._held += n
+        weakref.finalize(ref, self._unhold, n).atexit = False
+        return True
+
+    def _unhold(self, n: int) -> None:
+        with self._held_lock:
+            self._held -= n
+
+    def held(self, out: Outcome, where: tuple[int, int, int] | None, ref: Any = None) -> Any:
         """What rank 0 holds for the successful outcome ``out`` it recorded (``where``: from
         :meth:`record`): its value, or for a result over ``QSHPC_RESULT_MEMORY_MAX``
-        bytes in the store, the store's copy (:meth:`in_store`), once durable (synced now)."""
-        if where is None or where[0] != _WHERE_LARGE or where[2] <= self.memory_max:
+        bytes in the store, or one past ``QSHPC_RESULT_MEMORY_TOTAL`` (:meth:`hold`, for
+        ``ref``), the store's copy (:meth:`in_store`), once durable (synced now)."""
+        if where is None or where[0] != _WHERE_LARGE:
+            return out.value
+        if where[2] <= self.memory_max and (
+            ref is None or where[2] <= _HOLD_MIN or self.hold(ref, where[2])
+        ):
             return out.value
         self.sync()
         return self.in_store(where[1], where[2], out.task_id, out.function)

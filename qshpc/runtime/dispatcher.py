@@ -779,8 +779,10 @@ class Dispatcher(Intake):
 
     def _keep_in_store(self, chunk: RecordChunk, entries: list[Entry]) -> list[tuple[int, Any]]:
         """The results of ``chunk`` (just recorded) that rank 0 is to keep only in the store:
-        those whose encoding is over ``QSHPC_RESULT_MEMORY_MAX`` bytes, as a
-        :class:`~qshpc.program.refs.Stored` each, by position. Not one the store holds as
+        those whose encoding is over ``QSHPC_RESULT_MEMORY_MAX`` bytes, or that would take
+        the results rank 0 holds past ``QSHPC_RESULT_MEMORY_TOTAL`` (:meth:`Session.hold
+        <qshpc.program.session.Session.hold>`), as a :class:`~qshpc.program.refs.Stored`
+        each, by position. Not one the store holds as
         another type (it would not read back as itself), nor one that failed."""
         if self.session.writer is None:
             return []
@@ -788,12 +790,13 @@ class Dispatcher(Intake):
         rows = chunk.rows
         inexact = chunk.inexact
         kept = []
+        session = self.session
         for i, _ in chunk.unencoded:
             n = int(rows["res_len"][i])
-            if n > limit and rows["where"][i] == WHERE_LARGE and not rows["state"][i]:
-                if i not in inexact:
-                    e = entries[i]
-                    stored = self.session.in_store(
+            if rows["where"][i] == WHERE_LARGE and not rows["state"][i] and i not in inexact:
+                e = entries[i]
+                if n > limit or not session.hold(e.ref, n):  # or past QSHPC_RESULT_MEMORY_TOTAL
+                    stored = session.in_store(
                         int(rows["res_off"][i]), n, e.ref.task_id, e.task.name
                     )
                     kept.append((i, stored))

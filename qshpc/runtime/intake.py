@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from qshpc.cache.rebind import rebind
 from qshpc.errors import UserError
 from qshpc.program.backend import (
     FROM_CACHE,
@@ -46,6 +45,7 @@ from qshpc.program.backend import (
 from qshpc.program.refs import (
     ObjectRef,
     TaskRef,
+    from_done,
     from_hit,
     load_snapshot,
     object_id,
@@ -387,7 +387,7 @@ class Intake:
         if self._resume:  # a hit of the run resumed is recorded under its cache key
             done = self.session.done_result(key)
             if done is not None:
-                resolve_many([(entry.ref, True, rebind(done[0], args, kwargs))])
+                resolve_many([(entry.ref, True, from_done(done[0], args, kwargs))])
                 return True
         hit = cache.lookup(key)
         if hit is None:
@@ -504,7 +504,7 @@ class Intake:
         entry.key = with_objects(key, entry.objs, self._obj_digests)
         done = self.session.done_result(entry.key)
         if done is not None:  # its circuits with this run's Parameters (see rebind)
-            resolve_many([(entry.ref, True, rebind(done[0], args, kwargs))])
+            resolve_many([(entry.ref, True, from_done(done[0], args, kwargs))])
             return False
         return not (entry.ckey == "" and self._look_up(entry, args, kwargs, qpy))
 

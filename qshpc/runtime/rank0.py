@@ -170,7 +170,13 @@ def _run_teed(
     from qshpc.store import JobWriter, read_inputs
     from qshpc.store.lock import PIDNS, start_ticks
 
-    meta, arguments, done, _ = read_inputs(job_dir, done=bool(spec.resume))
+    # A resume leaves large stored results in the store until the program takes them
+    meta, arguments, done, _ = read_inputs(
+        job_dir,
+        bool(spec.resume),
+        settings.RESULT_MEMORY_MAX.get(),
+        settings.RESULT_MEMORY_TOTAL.get(),
+    )
     _timeline.mark("arguments read")
     if spec.resume:  # (the launcher checked it too; a Slurm job's srun has no launcher)
         from qshpc.jobs.prepare import check_resumed_program

@@ -133,7 +133,7 @@ class RootWork:
             if out.ok and stored is out:
                 if e.ckey and d.cache is not None:
                     d.cache.store(e.ckey, e.task.name, e.ref.task_id, value=out.value, shared=True)
-                held = d.session.held(out, where)  # a large one: the store's (synced)
+                held = d.session.held(out, where, e.ref)  # a large one: the store's (synced)
                 # A slice of a placed array is read-only here: writeable, as from a worker
                 done.append((e.ref, True, writeable(held) if held is out.value else held))
             elif e.attempt <= e.task.retries and stored is out:

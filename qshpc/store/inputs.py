@@ -21,7 +21,8 @@ class JobInputs(NamedTuple):
     Attributes:
         meta: The job's metadata (``/meta``).
         arguments: The program's arguments.
-        done: Key -> latest SUCCEEDED task record, results loaded (only when asked).
+        done: Key -> latest SUCCEEDED task record, results loaded (only when asked; a
+            large one may be left in the store: :class:`qshpc.store.records.InStore`).
         trusted: ``job.h5`` is private to this user: its pickled values were loaded.
     """
 
@@ -31,8 +32,16 @@ class JobInputs(NamedTuple):
     trusted: bool
 
 
-def read_inputs(job_dir: str | os.PathLike[str], done: bool = False) -> JobInputs:
+def read_inputs(
+    job_dir: str | os.PathLike[str],
+    done: bool = False,
+    lazy_over: int | None = None,
+    hold: int | None = None,
+) -> JobInputs:
     """The job's metadata, arguments and (with ``done``) done task records, read at once.
+
+    ``lazy_over``, ``hold``: the done records' large results left in the store
+    (:meth:`qshpc.store.log.LogReader.done_records`).
 
     Raises:
         StoreError: What :meth:`qshpc.store.JobReader.open` raises.
@@ -47,7 +56,7 @@ def read_inputs(job_dir: str | os.PathLike[str], done: bool = False) -> JobInput
         return JobInputs(
             r.meta(),
             r.arguments(allow_pickle=trusted),
-            r.done_records(allow_pickle=trusted, defer=True) if done else {},
+            r.done_records(trusted, True, lazy_over, hold) if done else {},
             trusted,
         )
 

@@ -20,7 +20,7 @@ from qshpc.store import layout as L
 from qshpc.store.batch import Ends, Frame
 from qshpc.store.encoding_blob import blob_decoder, decode_blob
 from qshpc.store.journal import JournalFrame, large_pieces, read_journal, read_large, token_of
-from qshpc.store.records import TASK_STATES, DeferredResult, TaskRecord, missing_class
+from qshpc.store.records import TASK_STATES, DeferredResult, InStore, TaskRecord, missing_class
 from qshpc.store.table import TaskTable
 
 _TABLES = ((L.RECORDS, "records"), (L.EVENTS, "events"))
@@ -303,7 +303,13 @@ class LogReader:
         raw = self.blob_buffer(where, int(row["res_off"]), int(row["res_len"]))
         return decode_blob(raw, allow_pickle, self.source)
 
-    def done_records(self, allow_pickle: bool, defer: bool = False) -> dict[str, TaskRecord]:
+    def done_records(
+        self,
+        allow_pickle: bool,
+        defer: bool = False,
+        lazy_over: int | None = None,
+        hold: int | None = None,
+    ) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record, results loaded.
 
         ``defer``: a result whose pickle names a class that cannot be found now (one the
@@ -311,6 +317,12 @@ class LogReader:
         before the program runs) is left a :class:`DeferredResult`, decoded when the
         program asks for it (review48 F2: the resume failed, "corrupt blob-encoded value
         (Can't get attribute 'Pt' ...)", exit 2, and only a new job could go on).
+
+        ``lazy_over`` (a resume): a result in the large stream whose encoding is over
+        this many bytes, or that would take the large results loaded past ``hold`` bytes
+        in all, is not read: it is left an :class:`InStore` (where it lies), read back
+        when the program takes it. A job of 2 GB of results needed 2 GB on rank 0 before
+        its program ran (session 26's closing note).
         """
         latest: dict[str, tuple[dict[str, Any], Any]] = {}
         self.load(L.DATA)  # one read of the stream instead of one per record
@@ -320,8 +332,15 @@ class LogReader:
             fields = self.record_fields(row)
             latest[fields["key"]] = (fields, row)
         out: dict[str, TaskRecord] = {}
+        held, budget = 0, (1 << 62) if hold is None else hold
         for key, (fields, row) in latest.items():
             fields.pop("run")
+            if lazy_over is not None and int(row["where"]) == L.WHERE_LARGE:
+                n = int(row["res_len"])
+                if n > lazy_over or held + n > budget:
+                    out[key] = TaskRecord(**fields, result=InStore(int(row["res_off"]), n))
+                    continue
+                held += n
             try:
                 result = self.record_result(row, allow_pickle)
             except StoreError as exc:

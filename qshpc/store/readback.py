@@ -34,6 +34,9 @@ class Source(Protocol):
         """Raise :class:`StoreError` when the blob's bytes read, ``data`` in order, are not
         those written (nothing for a source whose reads check themselves)."""
 
+    def check_crc(self, crc: int) -> None:
+        """:meth:`check`, given the crc32 of all the blob's bytes."""
+
     def close(self) -> None:
         """Close the file."""
 
@@ -51,6 +54,9 @@ class FileSource:
         crc = 0
         for piece in data:
             crc = zlib.crc32(piece, crc)
+        self.check_crc(crc)
+
+    def check_crc(self, crc: int) -> None:
         if crc != self.crc:
             raise StoreError(
                 f"{self.name} was changed: the result's bytes at byte {self.at} do not match "
@@ -93,6 +99,9 @@ class H5Source:
 
     def check(self, data: list[Any]) -> None:
         pass  # read through the seal (layout.open_read): each block checked
+
+    def check_crc(self, crc: int) -> None:
+        pass  # likewise
 
     def close(self) -> None:
         self.f.close()
@@ -153,4 +162,36 @@ def read_value(src: Source, n: int) -> Any:
     return decode_blob(buf, True, src.name)
 
 
-__all__ = ["FileSource", "H5Source", "Source", "open_file", "open_h5", "read_value"]
+#: Bytes :func:`check_value` reads at a time.
+_PIECE = 4 << 20
+
+
+def check_value(src: Source, n: int) -> None:
+    """Check that :func:`read_value` would give the value back, holding no more than a
+    piece of it: a lone array's bytes are read 4 MiB at a time through the same checks
+    (the seal, or the journal's crc); any other value is read and decoded (a pickle may
+    name a class that cannot be loaded), then dropped.
+
+    Raises:
+        StoreError: The bytes cannot be read, do not match, or do not decode.
+    """
+    head = bytearray(min(n, _HEAD))
+    src.read_into(0, memoryview(head))
+    layout = array_layout(bytes(head), n)
+    if layout is None:
+        read_value(src, n)
+        return
+    crc = zlib.crc32(head)
+    buf = memoryview(bytearray(min(_PIECE, max(n - len(head), 0))))
+    pos = len(head)
+    while pos < n:
+        piece = buf[: min(len(buf), n - pos)]
+        src.read_into(pos, piece)
+        crc = zlib.crc32(piece, crc)
+        pos += len(piece)
+    src.check_crc(crc)
+
+
+__all__ = [
+    "FileSource", "H5Source", "Source", "check_value", "open_file", "open_h5", "read_value",
+]  # fmt: skip

@@ -336,11 +336,15 @@ class JobReader:
 
     @_guarded
     def done_records(
-        self, allow_pickle: bool = False, defer: bool = False
+        self,
+        allow_pickle: bool = False,
+        defer: bool = False,
+        lazy_over: int | None = None,
+        hold: int | None = None,
     ) -> dict[str, TaskRecord]:
-        """Key -> latest SUCCEEDED record, results loaded (``defer``: see
-        :meth:`qshpc.store.log.LogReader.done_records`)."""
-        return self._log().done_records(allow_pickle, defer)
+        """Key -> latest SUCCEEDED record, results loaded (``defer``, ``lazy_over``,
+        ``hold``: see :meth:`qshpc.store.log.LogReader.done_records`)."""
+        return self._log().done_records(allow_pickle, defer, lazy_over, hold)
 
     @_guarded
     def result(self, allow_pickle: bool = False) -> Any:
@@ -508,8 +512,8 @@ class IsolatedReader(JobReader):
     def task_result(self, task_id: str, allow_pickle: bool = False) -> Any:
         return self._call("task_result", task_id, allow_pickle)
 
-    def done_records(self, allow_pickle: bool = False, defer: bool = False) -> Any:
-        return self._call("done_records", allow_pickle, defer)
+    def done_records(self, *args: Any) -> Any:  # (allow_pickle, defer, lazy_over, hold)
+        return self._call("done_records", *args)
 
     def result(self, allow_pickle: bool = False) -> Any:
         return self._call("result", allow_pickle)

@@ -87,3 +87,14 @@ class DeferredResult:
         from qshpc.store.encoding_blob import decode_blob
 
         return decode_blob(self.raw, self.allow_pickle, self.source)
+
+
+class InStore:
+    """A stored result a resume left in the store (see :meth:`LogReader.done_records`'s
+    ``lazy_over``): its ``n`` encoded bytes at ``off`` of the log's large stream, read back
+    when the program takes it (:meth:`qshpc.program.session.Session.done_result`)."""
+
+    __slots__ = ("n", "off")
+
+    def __init__(self, off: int, n: int) -> None:
+        self.off, self.n = off, n

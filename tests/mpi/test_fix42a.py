@@ -190,10 +190,16 @@ def test_a_result_that_cannot_be_read_back_names_task_and_job(
     assert "Traceback" not in out.stdout, out.stdout
 
 
-def test_a_bad_threshold_is_refused_before_the_job_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "value"), [("QSHPC_RESULT_MEMORY_MAX", "1000"), ("QSHPC_RESULT_MEMORY_TOTAL", "-1")]
+)
+def test_a_bad_threshold_is_refused_before_the_job_starts(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    """(and session 27, fixJ: the total)"""
     prog = tmp_path / "ok.py"
     prog.write_text("print('ran')\n")
-    out = run_cli("run", str(prog), "--workers", "1", env={"QSHPC_RESULT_MEMORY_MAX": "1000"})
+    out = run_cli("run", str(prog), "--workers", "1", env={name: value})
     assert out.returncode == 2, out.stdout + out.stderr
-    assert "QSHPC_RESULT_MEMORY_MAX='1000' is not valid" in out.stderr, out.stderr
+    assert f"{name}='{value}' is not valid" in out.stderr, out.stderr
     assert "ran" not in out.stdout and "Traceback" not in out.stderr
