@@ -187,6 +187,7 @@ class Dispatcher(Intake):
         """
         self._why = why or "the job ended"
         self._drain_started = time.monotonic()
+        self.look_up_later()  # (a hit is recorded; a miss queued, and cancelled if abort)
         if abort:
             self._cut = True  # the workers start no further call of the batches they hold
             cancelled = list(self.pending) + list(self.placed) + self.waiting()
@@ -411,7 +412,8 @@ class Dispatcher(Intake):
 
     def _busy(self) -> bool:
         return bool(
-            self.pending
+            self._later
+            or self.pending
             or self.placed
             or self.blocked
             or self.parked
@@ -439,7 +441,8 @@ class Dispatcher(Intake):
         comm, status, any_source, receive = self.comm, self.status, self.any_source, self.receive
         sleep = 0.0
         while True:
-            progressed = False
+            # Calls the program keyed and left to look up (Intake._defer): now.
+            progressed = bool(self._later) and self.look_up_later()
             while True:
                 msg = comm.improbe(any_source, TAG_RESULT, status)
                 if msg is None:
