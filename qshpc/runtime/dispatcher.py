@@ -236,6 +236,9 @@ class Dispatcher(Intake):
                 (e.ref, False, exc) for w in self.workers for b in w.batches.values() for e in b
             ]
             failed += [(e.ref, False, exc) for e in (*self.pending, *self.placed, *self.waiting())]
+            with self._later_lock:  # keyed, not looked up yet (Intake._defer)
+                later, self._later = self._later, []
+            failed += [(e.ref, False, exc) for e, *_ in later]
             failed += [(ref, False, exc) for ref, _, _ in self._resolve]
             failed += [(ref, False, exc) for refs, _ in self._resolve_ok for ref in refs]
             self._resolve, self._resolve_ok = [], []
