@@ -154,6 +154,8 @@ class Intake:
         #: key, bindings, seed).
         self._later: list[tuple[Entry, tuple[Any, ...], str, list[Any], int | None]] = []
         self._later_lock = threading.Lock()
+        # (reentrant: a done-callback of a hit resolved here may wait, which looks up)
+        self._later_run = threading.RLock()
         self._idle = False  # the dispatcher thread sleeps and a worker has room: wake it
         self._error: BaseException | None = None
         #: A multi-rank call's function was registered: set in the program thread before
@@ -398,10 +400,20 @@ class Intake:
         taken of. A call whose lookup or record fails fails with that error (the
         others go on).
         """
-        with self._later_lock:
-            later, self._later = self._later, []
-        if not later:
-            return False
+        with self._later_run:  # one thread at a time (the cache's counts, the order)
+            with self._later_lock:
+                later, self._later = self._later, []
+            if not later:
+                return False
+            self._look_up_now(later)
+        if self._idle and (self.pending or self.placed):
+            self._idle = False
+            self._wake.set()
+        return True
+
+    def _look_up_now(
+        self, later: list[tuple[Entry, tuple[Any, ...], str, list[Any], int | None]]
+    ) -> None:
         cache = self.cache
         assert cache is not None
         for entry, keyed, key, binds, seed in later:
@@ -419,10 +431,6 @@ class Intake:
             except BaseException as exc:  # this call fails; the others are looked up
                 if not entry.ref.done():
                     resolve_many([(entry.ref, False, exc)])
-        if self._idle and (self.pending or self.placed):
-            self._idle = False
-            self._wake.set()
-        return True
 
     def _look_up(
         self,
