@@ -227,16 +227,24 @@ def restore(value: Any, typed: dict[str, Any]) -> Any:
         ValueError: A class that is not one of :data:`TYPED`.
     """
     name = str(typed.get("class"))
-    if name not in TYPED or type(value) is not dict:
-        raise ValueError(f"not a result type the cache rebuilds: {name}")
-    import importlib
+    cls = _RESTORED.get(name)
+    if cls is None:
+        if name not in TYPED or type(value) is not dict:
+            raise ValueError(f"not a result type the cache rebuilds: {name}")
+        import importlib
 
-    module, _, qualname = name.partition(":")
-    cls = getattr(importlib.import_module(module), qualname)
+        module, _, qualname = name.partition(":")
+        cls = _RESTORED[name] = getattr(importlib.import_module(module), qualname)
+    elif type(value) is not dict:
+        raise ValueError(f"not a result type the cache rebuilds: {name}")
     out = cls.__new__(cls)
     dict.update(out, value)
     out.__dict__.update(typed.get("attrs") or {})
     return out
+
+
+#: The classes of :data:`TYPED` that :func:`restore` met, by name (an import each hit: ~0.5 us).
+_RESTORED: dict[str, Any] = {}
 
 
 def store_blob(body: bytes | memoryview, typed: dict[str, Any]) -> bytes | None:
@@ -248,25 +256,55 @@ def store_blob(body: bytes | memoryview, typed: dict[str, Any]) -> bytes | None:
     The store keeps such a dict as its typed parts (:mod:`qshpc.store.qiskit_objects`):
     ``[kind, FORMAT, {"data": the dict, "attrs": its attributes}]`` in an extension.
     """
-    import msgpack
-
-    from qshpc.store.encoding_blob import EXT_QISKIT_OBJECT, encode_blob
-    from qshpc.store.qiskit_objects import FORMAT, kind_of_class
-
     name = str(typed.get("class"))
-    which = kind_of_class(name) if name in TYPED else None
-    if which is None:
+    head = _STORE_HEADS.get(name) or _store_head(name)
+    if head is None:
         return None
     attrs = typed.get("attrs") or {}
     if type(attrs) is not dict:
         return None
+    from qshpc.store.encoding_blob import encode_blob
+
+    packed = encode_blob({str(k): v for k, v in attrs.items()})
+    size = len(head) + len(body) + len(_ATTRS_KEY) + len(packed)
+    return b"".join((ext_header(_EXT_QISKIT_OBJECT, size), head, body, _ATTRS_KEY, packed))
+
+
+#: The bytes before the body in :func:`store_blob`'s extension, per class name.
+_STORE_HEADS: dict[str, bytes] = {}
+_ATTRS_KEY = b"\xa5attrs"  # msgpack's "attrs"
+_EXT_QISKIT_OBJECT = 12  # qshpc.store.encoding_blob.EXT_QISKIT_OBJECT (checked by a test)
+
+
+def _store_head(name: str) -> bytes | None:
+    """``[kind, FORMAT, {"data": `` as msgpack writes it, for the class ``name`` (None: a
+    class :data:`TYPED` does not name)."""
+    import msgpack
+
+    from qshpc.store.qiskit_objects import FORMAT, kind_of_class
+
+    which = kind_of_class(name) if name in TYPED else None
+    if which is None:
+        return None
     pack = msgpack.packb
-    inner = b"".join((
-        b"\x93", pack(which), pack(FORMAT),
-        b"\x82", pack("data"), body, pack("attrs"), encode_blob({str(k): v for k, v in attrs.items()}),
-    ))  # fmt: skip
-    out: bytes = pack(msgpack.ExtType(EXT_QISKIT_OBJECT, inner))
-    return out
+    head: bytes = b"".join((b"\x93", pack(which), pack(FORMAT), b"\x82", pack("data")))
+    _STORE_HEADS[name] = head
+    return head
+
+
+def ext_header(code: int, size: int) -> bytes:
+    """The header msgpack writes before an extension of type ``code`` holding ``size`` bytes
+    (``msgpack.packb(ExtType(code, data))`` is this header and ``data``)."""
+    if size in _FIXEXT:
+        return bytes((_FIXEXT[size], code))
+    if size < 0x100:
+        return bytes((0xC7, size, code))
+    if size < 0x10000:
+        return b"\xc8" + size.to_bytes(2, "big") + bytes((code,))
+    return b"\xc9" + size.to_bytes(4, "big") + bytes((code,))
+
+
+_FIXEXT = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
 
 
 __all__ = ["TYPED", "Encoded", "encode", "faithful", "restore", "store_blob"]

@@ -41,8 +41,7 @@ def circuit_digest(circuit: Any, data: bytes | None, walk: Walk) -> bytes:
     operations of no standard gate, is keyed in parts (see
     :func:`_laid_out_digest`, :func:`_split_digest`).
     """
-    from qshpc.store import _qpy
-
+    _qpy = _QPY or _qpy_module()
     if getattr(circuit, "_is_built", True) is False:  # an unbuilt BlueprintCircuit (QAOAAnsatz):
         circuit.data  # noqa: B018 - reading builds it, as QPY would: keyed as built (review43 M1)
     odd = _odd_positions(circuit)
@@ -73,6 +72,19 @@ def circuit_digest(circuit: Any, data: bytes | None, walk: Walk) -> bytes:
         _memo.pop(next(iter(_memo)))
     _memo[id(circuit)] = (ref, own, digest)
     return digest
+
+
+#: :mod:`qshpc.store._qpy`, once a circuit was keyed (a function-level import costs each
+#: key ~0.7 us; importing it with this module would load :mod:`qshpc.store` for every key).
+_QPY: Any = None
+
+
+def _qpy_module() -> Any:
+    global _QPY
+    from qshpc.store import _qpy
+
+    _QPY = _qpy
+    return _qpy
 
 
 def _fixed_vars(circuit: Any, data: bytes) -> bytes:
@@ -280,21 +292,37 @@ def _without_name(data: bytes, name: str) -> bytes | None:
     format constants and are checked against the name: None (dump a renamed
     copy) when a QPY version places the name elsewhere.
     """
-    try:
-        from qiskit.qpy import formats  # type: ignore[import-untyped]
-
-        start = formats.FILE_HEADER_V10_SIZE + formats.TYPE_KEY_SIZE
-        if data[6] >= 16:  # QPY 16 and later: a table of circuit offsets first
-            start += formats.CIRCUIT_TABLE_ENTRY_SIZE
-        at = start + formats.CIRCUIT_HEADER_V12_SIZE
-    except (AttributeError, IndexError):
+    sizes = _SIZES or _sizes()
+    if not sizes or len(data) < 7:
         return None
+    start = sizes[0] + (sizes[1] if data[6] >= 16 else 0)  # QPY 16+: a table of offsets first
+    at = start + sizes[2]
     raw = name.encode()
     if data[start : start + 2] != struct.pack("!H", len(raw)) or data[at : at + len(raw)] != raw:
         return None
     return b"".join((data[:start], data[start + 2 : at], data[at + len(raw) :]))
 
 
+def _sizes() -> tuple[int, ...]:
+    """Qiskit's QPY format sizes that place a circuit's name (see :func:`_without_name`),
+    read once: the file header and type key, a circuit table entry, the circuit header
+    (empty when this Qiskit names them otherwise: the renamed copy is dumped then)."""
+    global _SIZES
+    try:
+        from qiskit.qpy import formats  # type: ignore[import-untyped]
+
+        _SIZES = (
+            formats.FILE_HEADER_V10_SIZE + formats.TYPE_KEY_SIZE,
+            formats.CIRCUIT_TABLE_ENTRY_SIZE,
+            formats.CIRCUIT_HEADER_V12_SIZE,
+        )
+    except AttributeError:
+        _SIZES = ()
+    return _SIZES
+
+
+#: :func:`_sizes`, once read (a function-level import cost each key ~1 us).
+_SIZES: tuple[int, ...] | None = None
 _MEMO_SIZE = 256
 _memo: dict[int, tuple[Callable[[], Any], bytes, bytes]] = {}
 _fixed: dict[str, Any] = {}  # "type:text" -> the parameter that replaces it

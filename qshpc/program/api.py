@@ -444,8 +444,9 @@ def results_of(refs: list[TaskRef[Any]], timeout: float | None = None) -> list[A
 
 def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = False) -> None:
     """Wait for ``refs``: sleep, or, when the backend lets rank 0 work, run queued calls meanwhile."""
+    backend = _look_up_later()
     _refuse_in_callback(refs, timeout, "get")
-    waiter = getattr(_backend.current(), "help_wait", None) or wait_all
+    waiter = getattr(backend, "help_wait", None) or wait_all
     _sync()  # what was submitted and waited for so far, at most once a second
     t0 = time.time()
     try:
@@ -458,6 +459,16 @@ def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = Fals
     finally:
         _note_wait(SPAN_GET, t0, len(refs))
     _sync()
+
+
+def _look_up_later() -> Any:
+    """Look up the cached calls rank 0 keyed and left for later (``Intake._defer``): a
+    wait sees their hits done, as it did when each was looked up at its call. The backend."""
+    backend = _backend.current()
+    later = getattr(backend, "look_up_later", None)
+    if later is not None:
+        later()
+    return backend
 
 
 def _note_wait(kind: int, t0: float, n: int) -> None:
@@ -564,6 +575,7 @@ def wait(
         or not (1 <= num_returns <= len(items))
     ):
         raise UsageError(f"num_returns must be between 1 and {len(items)}, got {num_returns!r}")
+    _look_up_later()
     _refuse_in_callback(items, seconds, "wait")
     t0 = time.time()
     try:
@@ -600,6 +612,7 @@ def as_completed(refs: Iterable[Any], timeout: float | None = None) -> Iterator[
     """
     items = _refs(refs, "as_completed")
     seconds = _timeout(timeout, "as_completed")
+    _look_up_later()
     _refuse_in_callback(items, seconds, "as_completed")
     for ref in iter_completed(items, seconds):
         _sync()

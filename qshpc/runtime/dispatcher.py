@@ -187,6 +187,7 @@ class Dispatcher(Intake):
         """
         self._why = why or "the job ended"
         self._drain_started = time.monotonic()
+        self.look_up_later()  # (a hit is recorded; a miss queued, and cancelled if abort)
         if abort:
             self._cut = True  # the workers start no further call of the batches they hold
             cancelled = list(self.pending) + list(self.placed) + self.waiting()
@@ -235,6 +236,9 @@ class Dispatcher(Intake):
                 (e.ref, False, exc) for w in self.workers for b in w.batches.values() for e in b
             ]
             failed += [(e.ref, False, exc) for e in (*self.pending, *self.placed, *self.waiting())]
+            with self._later_lock:  # keyed, not looked up yet (Intake._defer)
+                later, self._later = self._later, []
+            failed += [(e.ref, False, exc) for e, *_ in later]
             failed += [(ref, False, exc) for ref, _, _ in self._resolve]
             failed += [(ref, False, exc) for refs, _ in self._resolve_ok for ref in refs]
             self._resolve, self._resolve_ok = [], []
@@ -417,7 +421,8 @@ class Dispatcher(Intake):
 
     def _busy(self) -> bool:
         return bool(
-            self.pending
+            self._later
+            or self.pending
             or self.placed
             or self.blocked
             or self.parked
@@ -445,7 +450,8 @@ class Dispatcher(Intake):
         comm, status, any_source, receive = self.comm, self.status, self.any_source, self.receive
         sleep = 0.0
         while True:
-            progressed = False
+            # Calls the program keyed and left to look up (Intake._defer): now.
+            progressed = bool(self._later) and self.look_up_later()
             while True:
                 msg = comm.improbe(any_source, TAG_RESULT, status)
                 if msg is None:

@@ -274,6 +274,7 @@ def test_rank_0_dumps_a_cached_calls_circuit_once(
             dumps.clear()
             packed.clear()
             refs = [d.submit(depth_of, (c,), {}) for c in circuits]
+            d.look_up_later()  # (perf18: keyed at the call, looked up with the next ones)
             assert len([x for x in dumps if any(x is c for c in circuits)]) == 3
             assert all((r in backend.FROM_CACHE) == (job == "hit") for r in refs)
             # Keyed before pickling: a hit pickles nothing, a miss once.
@@ -387,3 +388,34 @@ def test_rank_0_and_plain_python_finish_their_writes(
     w.submit("0" * 64, b"x", None, "f", None, "0")
     assert not w.drain(stall_s=0.2, every=0.05) and w.stalled
     block.set()
+
+
+def test_calls_keyed_for_a_later_lookup_fail_when_the_dispatcher_stops(tmp_path: Path) -> None:
+    """perf18: a call keyed at the call and left for a later lookup (``Intake._defer``) fails
+    with the error that stopped the dispatcher thread, as a queued call does (none waits on)."""
+    from qiskit import QuantumCircuit
+
+    circuits = []
+    for i in range(3):
+        qc = QuantumCircuit(2)
+        for _ in range(i + 1):
+            qc.cx(0, 1)
+        circuits.append(qc)
+    config = CacheConfig(True, str(tmp_path / "c"))
+    with ranks(JobCache(config, "fill"), 1) as (d, _):
+        assert get([d.submit(depth_of, (c,), {}) for c in circuits], timeout=30) == [1, 2, 3]
+    main = threading.main_thread()
+    errors: list[BaseException | None] = []
+    with pytest.raises(RuntimeError, match="dispatcher failed"):
+        with ranks(JobCache(config, "hit"), 1) as (d, _):
+            real = d.look_up_later
+
+            def broken() -> bool:  # the dispatcher thread's turn fails (a fault injected)
+                if threading.current_thread() is not main:
+                    raise OSError("injected")
+                return real()
+
+            d.look_up_later = broken  # type: ignore[method-assign]
+            refs = [d.submit(depth_of, (c,), {}) for c in circuits]
+            errors = [r.exception(timeout=30) for r in refs]  # (not get: it looks them up)
+    assert [str(e) for e in errors] == ["injected"] * 3

@@ -297,3 +297,32 @@ def test_a_cached_calls_key_reuses_the_qpy_bytes_of_its_payload(
     forged = {id(other): (qc, qpy[id(qc)][1])}
     assert call_key(fn, (other,), None, 3, forged) == call_key(fn, (other,), None, 3)
     assert call_key(fn, (other,), None, 3) != call_key(fn, (qc,), None, 3)
+
+
+def test_a_circuit_subclass_keeps_its_own_digest_after_plain_circuits_were_keyed() -> None:
+    """perf18: a plain ``QuantumCircuit`` takes a short way through the walk once one was
+    met; a subclass still goes the long way (its own digest first, then as a circuit)."""
+    from qiskit import QuantumCircuit
+
+    class Digested(QuantumCircuit):  # type: ignore[misc]
+        def __qshpc_cache_digest__(self) -> bytes:
+            return b"mine"
+
+    class Plain(QuantumCircuit):  # type: ignore[misc]
+        pass
+
+    fn = b"\x01" * 32
+    qc = QuantumCircuit(1, name="q")
+    qc.h(0)
+    first = call_key(fn, (qc,), None, None)
+    assert call_key(fn, (qc,), None, None) == first  # (the short way now)
+    d1, d2 = Digested(1, name="q"), Digested(1, name="q")
+    d1.h(0)
+    d2.x(0)  # another circuit, the same digest of its own: the same key
+    assert call_key(fn, (d1,), None, None) == call_key(fn, (d2,), None, None) != first
+    p = Plain(1, name="q")  # a subclass of the program's: walked as its objects are
+    p.h(0)
+    pk = call_key(fn, (p,), None, None)
+    assert call_key(fn, (p,), None, None) == pk != first
+    p.x(0)
+    assert call_key(fn, (p,), None, None) != pk

@@ -192,3 +192,17 @@ def test_get_of_a_large_hit_decodes_a_copy_at_each_read(tmp_path: Path) -> None:
     assert mine == qd and ref.result() is mine and type(ref._value) is not Stored
     again = get(ref)
     assert again == qd and again is not mine
+
+
+def test_the_extension_header_of_a_typed_record_is_msgpack_s() -> None:
+    """perf18: store_blob writes the extension's header itself (msgpack's packb of an
+    ExtType built a Packer at each hit): the same bytes at every length class."""
+    import msgpack
+
+    from qshpc.cache.body import ext_header
+    from qshpc.store.encoding_blob import EXT_QISKIT_OBJECT
+
+    for n in (*range(0, 20), 255, 256, 65535, 65536, 70000):
+        data = b"x" * n
+        want = msgpack.packb(msgpack.ExtType(EXT_QISKIT_OBJECT, data))
+        assert ext_header(EXT_QISKIT_OBJECT, n) + data == want, n
