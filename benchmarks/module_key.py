@@ -13,12 +13,12 @@ object whose class holds each module (``cfg = mod``); and the walk of a task rea
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _trees import alternate, child_timings, print_table
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,35 +75,21 @@ def _modules(d: Path) -> None:
     )
 
 
-def once(tree: Path, d: Path, n: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": f"{tree}:{d}"}
-    seed = str(HERE.parent / "examples" / "program_4.py")
-    cmd = [sys.executable, "-c", CHILD, str(n), seed]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=d, timeout=900)
-    for line in out.stdout.splitlines():
-        if line.startswith("MK "):
-            return dict(json.loads(line[3:]))
-    raise RuntimeError(f"no timing from {tree}: {out.stdout[-800:]}{out.stderr[-800:]}")
-
-
 def main() -> None:
     old = Path(sys.argv[1]).resolve()
     new = Path(sys.argv[2] if len(sys.argv) > 2 else HERE.parent).resolve()
     rounds, n = int(os.environ.get("MK_ROUNDS", "3")), int(os.environ.get("MK_N", "200"))
-    best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
+    seed = str(HERE.parent / "examples" / "program_4.py")
     with tempfile.TemporaryDirectory() as tmp:
         _modules(Path(tmp))
-        for r in range(rounds):
-            order = [("old", old), ("new", new)] if r % 2 == 0 else [("new", new), ("old", old)]
-            for label, tree in order:
-                for kind, us in once(tree, Path(tmp), n).items():
-                    best[label][kind] = min(us, best[label].get(kind, float("inf")))
+
+        def once(tree: Path) -> dict[str, float]:
+            env = {**os.environ, "PYTHONPATH": f"{tree}:{tmp}"}
+            return child_timings([sys.executable, "-c", CHILD, str(n), seed], "MK", env, tmp)
+
+        best = alternate(old, new, rounds, once)
     print(f"load: {os.getloadavg()[0]:.2f} (1 min); {n} keys, best of {rounds} rounds x 5\n")
-    print("| key of | old µs | new µs | new / old |")
-    print("|---|---|---|---|")
-    for kind, o in best["old"].items():
-        w = best["new"][kind]
-        print(f"| {kind} | {o:.1f} | {w:.1f} | {w / o:.2f} |")
+    print_table(best, "key of | old µs | new µs")
 
 
 if __name__ == "__main__":

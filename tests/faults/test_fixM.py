@@ -75,6 +75,15 @@ def _edit_private_constant(d: Path) -> None:
     (d / "cfgmod.py").write_text(CFGMOD.replace("_SCALE = 2", "_SCALE = 30"))
 
 
+def _after_edit(d: Path, *args: str) -> str:
+    """``_SCALE`` edited, ``qshpc run prog.py ARGS``: its output, the new values checked."""
+    _edit_private_constant(d)
+    out = run_cli("run", "prog.py", *args, cwd=d)
+    assert out.returncode == 0, out.stderr
+    assert _result(out.stdout) == AFTER, out.stdout
+    return out.stdout
+
+
 def _result(out: str) -> dict[str, int]:
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     found: dict[str, int] = json.loads(line.partition(" ")[2])
@@ -91,12 +100,8 @@ def test_a_private_constant_of_a_module_held_as_a_value_reruns_on_resume(
     _write(tmp_path)
     first = run_cli("run", "prog.py", "--workers", workers, cwd=tmp_path, env=FAIL)
     assert first.returncode == 1 and _result(first.stdout) == BEFORE, first.stderr
-    _edit_private_constant(tmp_path)
-    job = job_dir_of(qshpc_home)
-    again = run_cli("run", "prog.py", "--workers", workers, "--resume", str(job), cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert _result(again.stdout) == AFTER, again.stdout
-    assert "(4 tasks run, 1 reused from the store)" in again.stdout, again.stdout
+    again = _after_edit(tmp_path, "--workers", workers, "--resume", str(job_dir_of(qshpc_home)))
+    assert "(4 tasks run, 1 reused from the store)" in again, again
 
 
 def test_a_private_constant_of_a_module_held_as_a_value_is_no_cache_hit(
@@ -109,11 +114,8 @@ def test_a_private_constant_of_a_module_held_as_a_value_is_no_cache_hit(
     assert first.returncode == 0 and _result(first.stdout) == BEFORE, first.stderr
     same = run_cli("run", "prog.py", "--cache", "--workers", "1", cwd=tmp_path)
     assert "(0 tasks run, 5 from the cache)" in same.stdout, same.stdout + same.stderr
-    _edit_private_constant(tmp_path)
-    again = run_cli("run", "prog.py", "--cache", "--workers", "1", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert _result(again.stdout) == AFTER, again.stdout
-    assert "(4 tasks run, 1 from the cache)" in again.stdout, again.stdout
+    again = _after_edit(tmp_path, "--cache", "--workers", "1")
+    assert "(4 tasks run, 1 from the cache)" in again, again
 
 
 def test_damaged_cache_entries_are_counted_in_one_note_naming_the_folder(
