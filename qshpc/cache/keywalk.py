@@ -51,6 +51,11 @@ Qpy = dict[int, tuple[Any, bytes]]
 #: or ``holder.name`` (a function's defaults, a closure cell) was ``value``.
 Deps = list[tuple[Any, str, Any]]
 _MISSING: Any = object()
+#: The name of a dependency ``(namespace, _SHAPE, _MISSING)`` that
+#: :func:`bindings_unchanged` always finds unchanged (no namespace holds it): it marks a
+#: module walked whole, whose count of names a memoized digest checks too (a name set
+#: later is read by the code as much as one rebound: :func:`_same_shape`).
+_SHAPE = "\x00shape"
 
 
 def bindings_unchanged(deps: Deps) -> bool:
@@ -761,6 +766,8 @@ class _Walk:
         put = self.put
         put(b"*")
         deps = self.deps
+        if deps is not None:  # a name set later (``cfgmod._EXTRA = 5``): see :data:`_SHAPE`
+            deps.append((ns, _SHAPE, _MISSING))
         for attr in sorted(list(ns)):
             if attr in _MODULE_SKIP:
                 continue
@@ -1107,7 +1114,9 @@ def _memo_class_digest(cls: type, walk: _Walk) -> bytes:
     sub._seen(cls)
     sub.class_body(cls)
     digest = h.digest()
-    spaces = {id(d[0]): d[0] for d in deps or () if type(d[0]) is types.MappingProxyType}
+    spaces = {
+        id(d[0]): d[0] for d in deps or () if type(d[0]) is types.MappingProxyType or d[1] is _SHAPE
+    }
     shapes = [(ns, _names_in(ns)) for ns in spaces.values()]
     try:
         ref = weakref.ref(cls)

@@ -78,3 +78,21 @@ def test_code_reading_a_module_by_a_computed_name_keys_it_whole(
     monkeypatch.setattr(cfg, "_SCALE", 3)
     assert cache.key(by_name, ("_scaled", 1)) not in (None, first)
     assert cache.key(by_attr, (1,)) == plain  # reads SHOTS alone, by its name
+
+
+def test_a_name_set_later_on_a_module_a_class_holds_changes_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The class's digest is memoized per process while nothing its walk read was rebound:
+    a name added to a module it holds (``plain27m._EXTRA = 5``) is a change too."""
+    (tmp_path / "plain27m.py").write_text("SHOTS = 100\n")  # no value that can change in place
+    (tmp_path / "holder27m.py").write_text(
+        "import plain27m\n\n\nclass Holder:\n    cfg = plain27m\n\n"
+        "    def go(self):\n        return getattr(self.cfg, '_EXTRA', 0)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    holder = importlib.import_module("holder27m")
+    first = cache.key(_t, (holder.Holder(),))
+    assert first is not None and cache.key(_t, (holder.Holder(),)) == first
+    monkeypatch.setattr(holder.Holder.cfg, "_EXTRA", 5, raising=False)
+    assert cache.key(_t, (holder.Holder(),)) not in (None, first)
