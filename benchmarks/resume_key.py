@@ -14,11 +14,11 @@ worker loads its class again at each call; ``object of a module's class``: of
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+from _trees import alternate, child_timings, print_table
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,32 +71,18 @@ print("RK " + json.dumps(out))
 """
 
 
-def once(tree: Path, n: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [sys.executable, "-c", CHILD, str(n)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd="/", timeout=900)
-    for line in out.stdout.splitlines():
-        if line.startswith("RK "):
-            return dict(json.loads(line[3:]))
-    raise RuntimeError(f"no timing from {tree}: {out.stdout[-800:]}{out.stderr[-800:]}")
-
-
 def main() -> None:
     old = Path(sys.argv[1]).resolve()
     new = Path(sys.argv[2] if len(sys.argv) > 2 else HERE.parent).resolve()
     rounds, n = int(os.environ.get("RK_ROUNDS", "3")), int(os.environ.get("RK_N", "20000"))
-    best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
-    for r in range(rounds):
-        order = [("old", old), ("new", new)] if r % 2 == 0 else [("new", new), ("old", old)]
-        for label, tree in order:
-            for kind, us in once(tree, n).items():
-                best[label][kind] = min(us, best[label].get(kind, float("inf")))
+
+    def once(tree: Path) -> dict[str, float]:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        return child_timings([sys.executable, "-c", CHILD, str(n)], "RK", env, "/")
+
+    best = alternate(old, new, rounds, once)
     print(f"load: {os.getloadavg()[0]:.2f} (1 min); {n} calls, best of {rounds} rounds x 3\n")
-    print("| argument | old µs/call (decode + key) | new µs/call | new / old |")
-    print("|---|---|---|---|")
-    for kind, o in best["old"].items():
-        w = best["new"][kind]
-        print(f"| {kind} | {o:.1f} | {w:.1f} | {w / o:.2f} |")
+    print_table(best, "argument | old µs/call (decode + key) | new µs/call")
 
 
 if __name__ == "__main__":

@@ -421,6 +421,7 @@ class JobCache:
         self.hits = 0
         self.misses = 0
         self.uncacheable = 0
+        self._damaged_said = 0  # damaged entries said already (:meth:`_say_damaged`)
         self._dir: CacheDir | None = None
         self._writer: Writer | None = None
         self._broken = False
@@ -631,6 +632,7 @@ class JobCache:
         Returns:
             True when every queued result was written (or failed on its own).
         """
+        self._say_damaged()
         w = self._writer
         if w is None or not w.left:
             return True
@@ -660,6 +662,21 @@ class JobCache:
         elif said[0]:
             _warn(f"the last results reached the cache {took:.1f} s after the job's end")
         return done
+
+    def _say_damaged(self) -> None:
+        """One line a job for the entries its lookups found damaged (review49 L5: torn,
+        altered or another key's entry copied over, each a silent miss): how many, and
+        the folder. Said once: a second ``finish`` says only those found since."""
+        d = self._dir
+        n = d.damaged if d is not None else 0
+        if d is None or n <= self._damaged_said:
+            return
+        new, self._damaged_said = n - self._damaged_said, n
+        _warn(
+            f"{new:,} damaged entr{'y' if new == 1 else 'ies'} (torn, altered or another "
+            f"key's) in {d.root} were read as misses and their calls ran again (your own "
+            "were removed); `qshpc cache gc --verify` checks every entry"
+        )
 
     def summary(self) -> dict[str, int]:
         """Counts for the job's log."""

@@ -54,6 +54,11 @@ Qpy = dict[int, tuple[Any, bytes]]
 #: or ``holder.name`` (a function's defaults, a closure cell) was ``value``.
 Deps = list[tuple[Any, str, Any]]
 _MISSING: Any = object()
+#: The name of a dependency ``(namespace, _SHAPE, _MISSING)`` that
+#: :func:`bindings_unchanged` always finds unchanged (no namespace holds it): it marks a
+#: module walked whole, whose count of names a memoized digest checks too (a name set
+#: later is read by the code as much as one rebound: :func:`_same_shape`).
+_SHAPE = "\x00shape"
 
 
 def bindings_unchanged(deps: Deps) -> bool:
@@ -581,7 +586,7 @@ class _Walk:
                 else:
                     if isinstance(contents, types.ModuleType):
                         # imported in the enclosing function: what this code reads in it
-                        self.module(contents, _names(f.__code__))
+                        self.module(contents, _read_in(_names(f.__code__)))
                     else:
                         self.value(contents)
                 if deps is not None:
@@ -613,7 +618,7 @@ class _Walk:
             value = namespace[name]
             put_text(put, name)
             if isinstance(value, types.ModuleType):
-                self.module(value, names)
+                self.module(value, _read_in(names))
             else:
                 self.value(value)
         put(b";")
@@ -647,7 +652,7 @@ class _Walk:
         put_text(put, name)
         self.value(value)
 
-    def imported(self, imports: Imports, package: str, names: Iterable[str]) -> None:
+    def imported(self, imports: Imports, package: str, names: frozenset[str]) -> None:
         """The modules that ``import`` statements in the code being walked name.
 
         A module imported inside a function (``import helpers`` in its body, so
@@ -662,10 +667,10 @@ class _Walk:
         for name, level, fromlist in imports:
             full = _absolute(name, level, package)
             if full is not None:
-                self._import(full, fromlist, names)
+                self._import(full, fromlist, _read_in(names))
         put(b";")
 
-    def _import(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
+    def _import(self, full: str, fromlist: tuple[str, ...], names: Iterable[str] | None) -> None:
         """One ``import full`` (``from full import fromlist``), its parent packages first.
 
         ``import a.b`` runs ``a/__init__.py`` too and binds ``a``: the code reads
@@ -677,7 +682,9 @@ class _Walk:
             self._import_one(full[:i], (), names)
         self._import_one(full, fromlist, names)
 
-    def _import_one(self, full: str, fromlist: tuple[str, ...], names: Iterable[str]) -> None:
+    def _import_one(
+        self, full: str, fromlist: tuple[str, ...], names: Iterable[str] | None
+    ) -> None:
         """One module of an ``import`` (see :meth:`_import`)."""
         put_text(self.put, full)
         mod = sys.modules.get(full)
@@ -722,15 +729,16 @@ class _Walk:
             for sub, level, fromlist in _imports(code):
                 full = _absolute(sub, level, package)
                 if full is not None:
-                    self._import(full, fromlist, _names(code))
+                    self._import(full, fromlist, _read_in(_names(code)))
         return True
 
     def module(self, mod: types.ModuleType, attrs: Iterable[str] | None) -> None:
         """A module: by name and version; a module of the user's own, also the
-        attributes named in the code being walked (``helpers.f`` covers ``f``), or all
-        its public ones (``attrs`` None) where it is met as a value: a class attribute
-        ``cfg = cfgmod`` read as ``self.cfg.SHOTS``, a module passed as an argument
-        (review48 F3: keyed by its name alone, an edited ``SHOTS`` gave the old result)."""
+        attributes named in the code being walked (``helpers.f`` covers ``f``), or its
+        whole namespace (``attrs`` None: :meth:`_whole_module`) where it is met as a
+        value: a class attribute ``cfg = cfgmod`` read as ``self.cfg.SHOTS``, a module
+        passed as an argument (review48 F3: keyed by its name alone, an edited
+        ``SHOTS`` gave the old result)."""
         put = self.put
         name = mod.__name__
         if is_library(name):
@@ -742,10 +750,9 @@ class _Walk:
         put_text(put, name)
         put(_compiled_digest(name))
         ns = vars(mod)
-        whole = attrs is None
         if attrs is None:
-            put(b"*")
-            attrs = [a for a in list(ns) if not a.startswith("_")]
+            self._whole_module(ns)
+            return
         deps = self.deps
         for attr in sorted(set(attrs)):
             if deps is not None and not attr.startswith("__"):
@@ -754,9 +761,39 @@ class _Walk:
                 put_text(put, attr)
                 value = ns[attr]
                 if isinstance(value, types.ModuleType):
-                    self.module(value, None if whole else attrs)
+                    self.module(value, attrs)
                 else:
                     self.value(value)
+        put(b";")
+
+    def _whole_module(self, ns: dict[str, Any]) -> None:
+        """A module of the user's own met as a value: every name of its namespace but
+        the import machinery's (:data:`_MODULE_SKIP`), ``_private`` ones too.
+
+        What of it the code reads is not known there (``self.cfg._SCALE``, ``mod._K``;
+        review49 F6: only the public names were keyed, an edited ``_SCALE`` gave the old
+        result on ``--resume`` and from the cache). A value that cannot be hashed (a lock,
+        an open file) is keyed by its name alone, as in a class's namespace: it decides
+        no result. A module it holds is walked whole too (each module once a walk).
+        """
+        put = self.put
+        put(b"*")
+        deps = self.deps
+        if deps is not None:  # a name set later (``cfgmod._EXTRA = 5``): see :data:`_SHAPE`
+            deps.append((ns, _SHAPE, _MISSING))
+        for attr in sorted(list(ns)):
+            if attr in _MODULE_SKIP:
+                continue
+            value = ns[attr]
+            if deps is not None:
+                deps.append((ns, attr, value))
+            put_text(put, attr)
+            depth = self.depth
+            try:
+                self.value(value)  # a module: whole (:meth:`_other`)
+            except UncacheableError:
+                self.depth = depth
+                put(b"?")
         put(b";")
 
     def code(self, co: types.CodeType) -> None:
@@ -978,6 +1015,14 @@ def _loose_state(cls: type) -> frozenset[str]:
 #: ``__slotnames__``: copyreg's cache, set on the class when an object of it is first
 #: pickled (rank 0 pickles the arguments, a worker only loads them), from ``__slots__``.
 _CLASS_SKIP = frozenset(("__dict__", "__weakref__", "__module__", "__doc__", "__slotnames__"))
+#: What a module's namespace holds for the import machinery, set per process or at run
+#: time (``__warningregistry__`` at a warning, ``__annotations__`` when first read), and
+#: its docstring (as a class's): left out of a module walked whole (:meth:`_Walk._whole_module`).
+_MODULE_SKIP = frozenset((
+    "__name__", "__file__", "__loader__", "__spec__", "__cached__", "__builtins__",
+    "__package__", "__path__", "__doc__", "__warningregistry__", "__annotations__",
+    "__annotate__", "__conditional_annotations__",
+))  # fmt: skip
 
 #: ``id(cls) -> (weak reference, placed, digest, what its walk read, misses, shapes)``
 #: (:func:`_class_digest`; what it read None: walked at each meeting; shapes:
@@ -1082,7 +1127,9 @@ def _memo_class_digest(cls: type, walk: _Walk) -> bytes:
     sub._seen(cls)
     sub.class_body(cls)
     digest = h.digest()
-    spaces = {id(d[0]): d[0] for d in deps or () if type(d[0]) is types.MappingProxyType}
+    spaces = {
+        id(d[0]): d[0] for d in deps or () if type(d[0]) is types.MappingProxyType or d[1] is _SHAPE
+    }
     shapes = [(ns, _names_in(ns)) for ns in spaces.values()]
     try:
         ref = weakref.ref(cls)
@@ -1112,6 +1159,19 @@ def _module_of(obj: Any) -> str:
         return ""
     mod = getattr(getattr(obj, "__objclass__", None), "__module__", None)
     return mod if isinstance(mod, str) else ""
+
+
+#: Names by which code reads a module's attributes by a name it computes
+#: (``getattr(helpers, name)``, ``vars(helpers)[name]``, ``helpers.__dict__``).
+_BY_NAME = frozenset(("getattr", "hasattr", "vars", "__dict__", "__getattribute__"))
+
+
+def _read_in(names: frozenset[str]) -> frozenset[str] | None:
+    """What code that reads ``names`` reads in a module of the user's own: those
+    names, or the whole module (None: :meth:`_Walk._whole_module`) where it reads an
+    attribute by a name it computes (review49 L1: ``getattr(helpers, name)(x)`` kept
+    its key after an edit of the function it reached)."""
+    return None if not names.isdisjoint(_BY_NAME) else names
 
 
 @functools.lru_cache(maxsize=1024)
