@@ -1,0 +1,168 @@
+"""review50 (session 27, fixL): config files and the home MPI Aer build are held to the
+store's "yours alone" rule (F0, F0b); a cache whose user folder cannot be made runs the
+job uncached (F1); ``qshpc rm``/``gc`` need ``--force`` for a store damaged in a value (F3).
+
+Another user's file is a real file given to another uid (4242, no account needed: the
+owner is what is checked), so those tests need root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qshpc.errors import ResourceError
+from qshpc.submit.config import resolve_resources
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another uid needs root")
+THEIRS = 4242
+SETUP = '[slurm]\nsetup = ["touch /tmp/pwned"]\n'
+
+
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(mode=0o700)
+    work.mkdir(mode=0o700)
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    monkeypatch.chdir(work)
+    return home, work
+
+
+@root_only
+def test_another_users_config_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On main b8dd831 another user's $QSHPC_HOME/config.toml (a teammate's, in a team's
+    store) put its setup lines into the batch script."""
+    home, work = _home(tmp_path, monkeypatch)
+    cfg = home / "config.toml"
+    cfg.write_text(SETUP)
+    os.chown(cfg, THEIRS, -1)
+    with pytest.raises(ResourceError) as err:
+        resolve_resources({}, environ={})
+    text = str(err.value)
+    assert text.startswith(f"refusing to read {cfg}: it belongs to uid {THEIRS}, so another user")
+    assert f"`mv {cfg} {cfg}.theirs`" in text and "point QSHPC_HOME at a folder" in text
+    os.chown(cfg, 0, -1)  # root's is fine
+    assert resolve_resources({}, environ={}).setup == ["touch /tmp/pwned"]
+    cfg.unlink()
+    local = work / "qshpc.toml"
+    local.write_text(SETUP)
+    os.chown(local, THEIRS, THEIRS)
+    with pytest.raises(ResourceError, match=f"{local}: it belongs to uid {THEIRS}.*a folder of"):
+        resolve_resources({}, environ={})
+
+
+@root_only
+def test_a_config_file_a_foreign_group_can_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, _ = _home(tmp_path, monkeypatch)
+    cfg = home / "config.toml"
+    cfg.write_text(SETUP)
+    os.chown(cfg, -1, THEIRS)
+    cfg.chmod(0o664)
+    with pytest.raises(ResourceError, match=f"group gid {THEIRS} can write it .*0664"):
+        resolve_resources({}, environ={})
+    monkeypatch.setenv("QSHPC_SHARE_GROUP", "1")  # not a group of the user's: still refused
+    with pytest.raises(ResourceError, match=f"group gid {THEIRS} can write it"):
+        resolve_resources({}, environ={})
+
+
+def test_a_config_file_others_can_write_or_swap_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any user: the user's own file every user can write, or in a folder they can write
+    (a 0777 project folder: anyone can rename it and put theirs there)."""
+    home, work = _home(tmp_path, monkeypatch)
+    cfg = home / "config.toml"
+    cfg.write_text(SETUP)
+    cfg.chmod(0o646)
+    with pytest.raises(ResourceError, match=rf"every user can write it \(its mode is 0646\).*"
+                       rf"`chmod go-w {cfg}`"):  # fmt: skip
+        resolve_resources({}, environ={})
+    cfg.chmod(0o644)
+    assert resolve_resources({}, environ={}).setup == ["touch /tmp/pwned"]
+    cfg.unlink()
+    (work / "qshpc.toml").write_text(SETUP)
+    work.chmod(0o777)
+    with pytest.raises(ResourceError, match=rf"every user can write the folder above it, {work} "
+                       rf"\(its mode is 0777\).*`chmod go-w {work}`"):  # fmt: skip
+        resolve_resources({}, environ={})
+    work.chmod(0o1777)  # sticky: others cannot rename the user's file (as /tmp)
+    assert resolve_resources({}, environ={}).setup == ["touch /tmp/pwned"]
+    work.chmod(0o700)
+
+
+def test_a_config_path_that_is_not_a_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO or a folder named qshpc.toml was passed over without a word."""
+    _, work = _home(tmp_path, monkeypatch)
+    os.mkfifo(work / "qshpc.toml")
+    with pytest.raises(ResourceError, match=r"qshpc\.toml is not a file .*remove or rename it"):
+        resolve_resources({}, environ={})
+
+
+def _aer_build(home: Path) -> Path:
+    """``$QSHPC_HOME/aer-mpi`` laid out as a build (what :func:`locate` reads: the stamp and
+    an extension module whose bytes name an MPI library), made by the user."""
+    prefix = home / "aer-mpi"
+    backends = prefix / "lib" / "python" / "qiskit_aer" / "backends"
+    backends.mkdir(parents=True, mode=0o755)
+    (backends / "controller_wrappers.cpython-311-x86_64-linux-gnu.so").write_bytes(
+        b"\x7fELF...libmpi.so.12\x00..."
+    )
+    (prefix / "lib" / "python" / "qiskit_aer" / "VERSION.txt").write_text("0.17.2\n")
+    (prefix / "build-info.json").write_text('{"aer_version": "0.17.2"}\n')
+    for folder in (prefix, *prefix.rglob("*")):
+        folder.chmod(0o755 if folder.is_dir() else 0o644)
+    return prefix
+
+
+LOCATE = (
+    "from qshpc.aer.distributed.install import locate, why_missing\n"
+    "aer = locate()\nprint(aer.source if aer else 'none')\nprint(why_missing())\n"
+)
+
+
+def _locate(copy: Path, home: Path) -> tuple[str, str, str]:
+    """What a pip-installed qshpc (a copy without pyproject.toml) finds: the source, why
+    none, and its warnings."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "QSHPC_HOME": str(home)}
+    env.pop("QSHPC_AER_MPI", None)
+    out = subprocess.run([sys.executable, "-c", LOCATE], capture_output=True, text=True,
+                         env=env, cwd=copy, timeout=120, check=True)  # fmt: skip
+    source, why = out.stdout.split("\n", 1)
+    return source, why, out.stderr
+
+
+@root_only
+def test_another_users_home_aer_build_is_not_used(tmp_path: Path) -> None:
+    """On main b8dd831 a team member's $QSHPC_HOME/aer-mpi was put first on every
+    distributed step's PYTHONPATH (a sitecustomize.py there ran as the user)."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    prefix = _aer_build(home)
+    copy = tmp_path / "pip"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "qshpc", copy / "qshpc")
+    assert _locate(copy, home)[0] == "home"
+    site = prefix / "lib" / "python"
+    os.chown(site, THEIRS, -1)
+    source, why, warned = _locate(copy, home)
+    assert source != "home"
+    assert f"the MPI build of Aer at {prefix} is not used: {site} belongs to uid {THEIRS}" in warned
+    assert f"{site} belongs to uid {THEIRS}" in why and "QSHPC_AER_MPI=DIR" in why
+    os.chown(site, 0, -1)
+    site.chmod(0o757)
+    source, why, _ = _locate(copy, home)
+    assert source != "home" and f"every user can write {site} (its mode is 0757)" in why
+    assert f"`chmod -R go-w {prefix}`" in why
+    site.chmod(0o755)
+    source, why, warned = _locate(copy, home)
+    assert source == "home" and not warned
