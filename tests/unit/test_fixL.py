@@ -166,3 +166,63 @@ def test_another_users_home_aer_build_is_not_used(tmp_path: Path) -> None:
     site.chmod(0o755)
     source, why, warned = _locate(copy, home)
     assert source == "home" and not warned
+
+
+PROG = (
+    "from qshpc import distribute_task, get, save_result\n"
+    "@distribute_task()\ndef sq(i):\n    return i * i\n"
+    "save_result(get([sq(i) for i in range(3)]))\n"
+)
+mounts = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a tmpfs needs root"
+)
+
+
+@mounts
+@pytest.mark.parametrize("how", ["ro", "nr_inodes=3"])
+def test_a_cache_whose_user_folder_cannot_be_made_runs_the_job_uncached(
+    tmp_path: Path, how: str
+) -> None:
+    """On main b8dd831 a read-only cache (or one out of inodes) without the user's folder in
+    it failed the job, exit 2, before anything ran: `cannot create your folder in the cache`."""
+    from tests.conftest import run_cli
+
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m" + ("" if how == "ro" else f",{how}"),
+                    "tmpfs", str(fs)], check=True)  # fmt: skip
+    try:
+        cache = fs / "c"
+        cache.mkdir(mode=0o700)
+        (cache / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+        if how == "ro":
+            subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+        prog = tmp_path / "p.py"
+        prog.write_text(PROG)
+        home = tmp_path / "home"
+        out = run_cli("run", str(prog), "--workers", "0", "--cache-dir", str(cache),
+                      env={"QSHPC_HOME": str(home)})  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert "SUCCEEDED (3 tasks run)" in out.stdout + out.stderr
+        want = f"qshpc: cache: cannot create your folder in the cache {cache}: " + (
+            "Read-only file system (" if how == "ro" else "No space left on device ("
+        )
+        assert out.stderr.count(want) == 1, out.stderr
+        assert "--no-cache runs without it): tasks run without the cache" in out.stderr
+        if how != "ro":
+            assert "inodes used (df -i)" in out.stderr
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
+
+
+def test_an_unsafe_cache_folder_is_still_refused(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    cache = tmp_path / "c"
+    cache.mkdir()
+    cache.chmod(0o777)
+    prog = tmp_path / "p.py"
+    prog.write_text(PROG)
+    out = run_cli("run", str(prog), "--workers", "0", "--cache-dir", str(cache),
+                  env={"QSHPC_HOME": str(tmp_path / "home")})  # fmt: skip
+    assert out.returncode == 2 and "can be written by every user" in out.stderr, out.stderr
