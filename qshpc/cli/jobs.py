@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from qshpc.cli.common import echo, errors, reads_store
+from qshpc.cli.common import echo, errors, reads_store, small_store
 from qshpc.errors import UserError
 from qshpc.jobs.seconds import seconds
 from qshpc.text import shown, shown_lines, shown_seconds
@@ -299,25 +299,6 @@ def _not_ours(job_dir: Path, what: str, exc: OSError) -> UserError:
     )
 
 
-def _small_store(job_dir: Path) -> bool:
-    """True when the job's store files hold at most ``QSHPC_STATUS_VERIFY_MAX`` bytes
-    (256 MiB, ~0.15 s at 0.6 s/GB): ``qshpc status`` then checks every byte, so damage in
-    a value is seen where it costs little; a bigger store needs ``--verify``."""
-    from qshpc import settings
-    from qshpc.store.layout import JOB_FILE, JOURNAL_FILE
-
-    limit = settings.STATUS_VERIFY_MAX.get()
-    if limit <= 0:
-        return False
-    total = 0
-    for name in (JOB_FILE, JOURNAL_FILE):
-        try:
-            total += (job_dir / name).stat().st_size
-        except OSError:
-            pass
-    return total <= limit
-
-
 def register(app: typer.Typer) -> None:
     """Add the commands to ``app``."""
 
@@ -356,7 +337,7 @@ def register(app: typer.Typer) -> None:
             from qshpc.jobs.progress import watch as watch_job
 
             watch_job(j, stream=sys.stdout)
-        meta = j.info(verify=verify or _small_store(j.job_dir), deep=True)
+        meta = j.info(verify=verify or small_store(j.job_dir), deep=True)
         if as_json:
             echo(json.dumps(to_jsonable(meta), indent=2, sort_keys=True))
             if meta.get("state") == "DAMAGED":

@@ -226,3 +226,33 @@ def test_an_unsafe_cache_folder_is_still_refused(tmp_path: Path) -> None:
     out = run_cli("run", str(prog), "--workers", "0", "--cache-dir", str(cache),
                   env={"QSHPC_HOME": str(tmp_path / "home")})  # fmt: skip
     assert out.returncode == 2 and "can be written by every user" in out.stderr, out.stderr
+
+
+def test_rm_and_gc_keep_a_store_damaged_in_its_saved_result(tmp_path: Path) -> None:
+    """On main b8dd831 `qshpc rm J` said "removed J (SUCCEEDED)" and gc "would remove J" for a
+    job whose saved result was damaged (status: DAMAGED, 3 of 3 task results recoverable)."""
+    from tests.conftest import run_cli
+
+    env = {"QSHPC_HOME": str(tmp_path / "home")}
+    prog = tmp_path / "p.py"
+    prog.write_text(PROG)
+    assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
+    (job,) = (tmp_path / "home" / "jobs").iterdir()
+    store = job / "job.h5"
+    data = bytearray(store.read_bytes())
+    data[-100] ^= 0xFF  # in the saved result, the last value written
+    store.write_bytes(bytes(data))
+    gc = run_cli("gc", "--older-than", "0s", "--dry-run", env=env)
+    assert gc.returncode == 0 and "would remove 0 job(s)" in gc.stdout, gc.stdout + gc.stderr
+    assert f"skipped 1 damaged or unreadable job(s) ({job.name}): see `qshpc status JOB`" in (
+        gc.stdout
+    )
+    rm = run_cli("rm", job.name, env=env)
+    assert rm.returncode == 2 and job.is_dir(), rm.stdout + rm.stderr
+    assert f"job {job.name}'s store is damaged (recoverable: meta, arguments, 3 of 3 task " in (
+        rm.stderr
+    )
+    assert "pass --force to remove it" in rm.stderr
+    assert run_cli("gc", "--older-than", "0s", env=env).returncode == 0 and job.is_dir()
+    rm = run_cli("rm", job.name, "--force", env=env)
+    assert rm.returncode == 0 and not job.exists(), rm.stdout + rm.stderr
