@@ -256,3 +256,22 @@ def test_rm_and_gc_keep_a_store_damaged_in_its_saved_result(tmp_path: Path) -> N
     assert run_cli("gc", "--older-than", "0s", env=env).returncode == 0 and job.is_dir()
     rm = run_cli("rm", job.name, "--force", env=env)
     assert rm.returncode == 0 and not job.exists(), rm.stdout + rm.stderr
+
+
+@root_only
+def test_gc_does_not_tell_to_rm_a_teammates_damaged_job(tmp_path: Path) -> None:
+    """On main b8dd831 gc said "skipped 1 damaged ...: remove with `qshpc rm JOB --force`"
+    for a job another user owns, which rm refuses (review50 F5)."""
+    from tests.conftest import run_cli
+
+    env = {"QSHPC_HOME": str(tmp_path / "home")}
+    prog = tmp_path / "p.py"
+    prog.write_text(PROG)
+    assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
+    (job,) = (tmp_path / "home" / "jobs").iterdir()
+    os.truncate(job / "job.h5", 20000)
+    for path in (job, *job.rglob("*")):
+        os.chown(path, THEIRS, -1)
+    gc = run_cli("gc", "--older-than", "0s", env=env)
+    assert gc.returncode == 0 and job.is_dir(), gc.stdout + gc.stderr
+    assert "left 1 job(s) of other users" in gc.stdout and "rm JOB --force" not in gc.stdout
