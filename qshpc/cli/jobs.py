@@ -362,7 +362,14 @@ def register(app: typer.Typer) -> None:
         if _slurm_id(meta):
             echo(f"  slurm    {shown(_slurm_id(meta))}")
         # A run that ended without recording it (a crash found later): when it was found
-        ended = f"found {state} at" if meta.get("found_ended") else "finished"
+        # (or, where it cannot be recorded, the last time its store or logs were written)
+        ended = (
+            f"found {state} at"
+            if meta.get("found_ended")
+            else "last seen"
+            if meta.get("last_seen")
+            else "finished"
+        )
         echo(
             f"  created  {_fmt_time(meta.get('created'))}   started {_fmt_time(meta.get('started'))}"
             f"   {ended} {_fmt_time(meta.get('finished'))}   ({_duration(meta)})"

@@ -275,3 +275,56 @@ def test_gc_does_not_tell_to_rm_a_teammates_damaged_job(tmp_path: Path) -> None:
     gc = run_cli("gc", "--older-than", "0s", env=env)
     assert gc.returncode == 0 and job.is_dir(), gc.stdout + gc.stderr
     assert "left 1 job(s) of other users" in gc.stdout and "rm JOB --force" not in gc.stdout
+
+
+SLOW = (
+    "import time\nfrom qshpc import distribute_task, get, save_result\n"
+    "@distribute_task()\ndef slow(i):\n    time.sleep(0.3 if i < 2 else 60)\n    return i\n"
+    "save_result(get([slow(i) for i in range(4)]))\n"
+)
+
+
+@mounts
+def test_a_crash_that_cannot_be_recorded_keeps_its_end_time(tmp_path: Path) -> None:
+    """On main b8dd831 a crashed job whose store the reader could not write (read-only,
+    full, a teammate's) was "found FAILED at <now>" at each look, its duration growing."""
+    import json
+    import time
+
+    from tests.conftest import run_cli
+
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(fs)], check=True)
+    try:
+        home = fs / "home"
+        env = {**os.environ, "QSHPC_HOME": str(home)}
+        prog = tmp_path / "slow.py"
+        prog.write_text(SLOW)
+        run = subprocess.Popen([sys.executable, "-m", "qshpc", "run", str(prog), "--workers",
+                                "0"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # two results committed: the third one runs
+                jobs = list((home / "jobs").glob("*")) if (home / "jobs").is_dir() else []
+                if jobs and "2 done" in run_cli("status", jobs[0].name, env=env).stdout:
+                    break
+                time.sleep(0.2)
+        finally:
+            run.kill()
+            run.wait()
+        subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+        (job,) = jobs
+        looks = []
+        for _ in range(2):
+            out = run_cli("status", job.name, "--json", env={"QSHPC_HOME": str(home)})
+            looks.append(json.loads(out.stdout))
+            time.sleep(1.1)
+        assert [m["state"] for m in looks] == ["FAILED", "FAILED"]
+        assert looks[0]["finished"] == looks[1]["finished"], looks
+        assert looks[0]["last_seen"] is True and not looks[0].get("found_ended")
+        text = run_cli("status", job.name, env={"QSHPC_HOME": str(home)}).stdout
+        assert "   last seen " in text, text
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], check=True)
