@@ -328,3 +328,30 @@ def test_a_crash_that_cannot_be_recorded_keeps_its_end_time(tmp_path: Path) -> N
         assert "   last seen " in text, text
     finally:
         subprocess.run(["umount", "-l", str(fs)], check=True)
+
+
+@mounts
+def test_submit_on_a_full_store_says_so_in_words(tmp_path: Path) -> None:
+    """On main b8dd831: `cannot copy working_dir ...: ('.../data.bin', '...', "[Errno 28] No
+    space left on device: ...")`, a raw shutil tuple, no df, no word of the job's folder."""
+    from tests.conftest import run_cli
+
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(fs)], check=True)
+    try:
+        work = tmp_path / "wd"
+        work.mkdir()
+        (work / "p.py").write_text(PROG)
+        (work / "data.bin").write_bytes(os.urandom(6_000_000))
+        out = run_cli("submit", "p.py", "--nodes", "1", cwd=work,
+                      env={"QSHPC_HOME": str(fs / "home")})  # fmt: skip
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "No space left on device: '" in out.stderr and "('" not in out.stderr
+        assert "has no room for the 6.0 MB to copy: free space (df -h) or inodes (df -i)" in (
+            out.stderr
+        )
+        assert "(nothing was submitted; the job's folder is removed)" in out.stderr
+        assert list((fs / "home" / "jobs").iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
