@@ -355,3 +355,26 @@ def test_submit_on_a_full_store_says_so_in_words(tmp_path: Path) -> None:
         assert list((fs / "home" / "jobs").iterdir()) == []
     finally:
         subprocess.run(["umount", str(fs)], check=True)
+
+
+@mounts
+@pytest.mark.parametrize("inodes", [5, 6])
+def test_a_store_out_of_inodes_is_told_to_look_at_df_i(tmp_path: Path, inodes: int) -> None:
+    """On main b8dd831 a file system out of inodes, with 67 MB free, was told `free space
+    (df -h)` (5 inodes: job.h5 could not be made) or nothing at all (6: `cannot lock job`)."""
+    from tests.conftest import run_cli
+
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=64m,nr_inodes={inodes}", "tmpfs",
+                    str(fs)], check=True)  # fmt: skip
+    try:
+        (fs / "h").mkdir(mode=0o700)
+        prog = tmp_path / "p.py"
+        prog.write_text(PROG)
+        out = run_cli("run", str(prog), "--workers", "0", env={"QSHPC_HOME": str(fs / "h")})
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "No space left on device" in out.stderr or "no space left" in out.stderr
+        assert "df -i" in out.stderr, out.stderr
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
