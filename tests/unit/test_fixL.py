@@ -378,3 +378,40 @@ def test_a_store_out_of_inodes_is_told_to_look_at_df_i(tmp_path: Path, inodes: i
         assert "df -i" in out.stderr, out.stderr
     finally:
         subprocess.run(["umount", str(fs)], check=True)
+
+
+def test_a_resume_of_a_job_with_a_damaged_journal_names_a_way_out(tmp_path: Path) -> None:
+    """On main b8dd831: `... job.journal is damaged: from byte N on ... (recoverable: ...);
+    nothing was run` and no way on named (review50 F5)."""
+    import time
+
+    from tests.conftest import run_cli
+
+    home = tmp_path / "home"
+    env = {**os.environ, "QSHPC_HOME": str(home)}
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    run = subprocess.Popen([sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        jobs: list[Path] = []
+        while time.monotonic() < deadline:
+            jobs = list((home / "jobs").glob("*")) if (home / "jobs").is_dir() else []
+            if jobs and "2 done" in run_cli("status", jobs[0].name, env=env).stdout:
+                break
+            time.sleep(0.2)
+    finally:
+        run.kill()
+        run.wait()
+    (job,) = jobs
+    journal = job / "job.journal"
+    data = bytearray(journal.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    journal.write_bytes(bytes(data))
+    out = run_cli("run", str(prog), "--resume", job.name, env=env)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "job.journal is damaged" in out.stderr and "nothing was run. Run the program again" in (
+        out.stderr
+    )
+    assert "JobReader.open(JOB_DIR).task_result(TASK_ID)" in out.stderr
