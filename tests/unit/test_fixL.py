@@ -415,3 +415,49 @@ def test_a_resume_of_a_job_with_a_damaged_journal_names_a_way_out(tmp_path: Path
         out.stderr
     )
     assert "JobReader.open(JOB_DIR).task_result(TASK_ID)" in out.stderr
+
+
+BLOBS = (
+    "import os\nfrom qshpc import distribute_task, get, save_result\n"
+    "@distribute_task()\ndef blob(i):\n    return os.urandom(50_000)\n"
+    "save_result(len(get([blob(i) for i in range(20)])))\n"
+)
+
+
+@mounts
+def test_a_commit_that_meets_a_full_disk_keeps_what_fits(tmp_path: Path) -> None:
+    """On main b8dd831 a commit the disk could not take whole lost its whole batch (20
+    results of 50 KB with ~950 KB free: `0 done`), though most of it fitted (review50 F2)."""
+    import re
+
+    from tests.conftest import run_cli
+
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(fs)], check=True)
+    try:
+        (fs / "h").mkdir(mode=0o700)
+        env = {"QSHPC_HOME": str(fs / "h")}
+        free = shutil.disk_usage(fs).free
+        (fs / "filler").write_bytes(b"\0" * (free - 2_000_000))  # ~2 MB left, 1 MB for the job
+        prog = tmp_path / "blobs.py"
+        prog.write_text(BLOBS)
+        out = run_cli("run", str(prog), "--workers", "0", env=env)
+        assert out.returncode != 0, out.stdout + out.stderr
+        kept = re.search(r"of the (\d+) task result\(s\) of that commit (\d+) were committed, "
+                         r"(\d+) lost \(they run again on resume\)", out.stderr)  # fmt: skip
+        assert kept is not None, out.stderr
+        assert int(kept[2]) >= 5 and int(kept[2]) + int(kept[3]) == int(kept[1])
+        (job,) = (fs / "h" / "jobs").iterdir()
+        status = run_cli("status", job.name, "--json", env=env)
+        import json
+
+        done = json.loads(status.stdout)["task_counts"]["SUCCEEDED"]
+        assert done >= int(kept[2]), status.stdout
+        (fs / "filler").unlink()
+        out = run_cli("run", str(prog), "--resume", job.name, env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        status = run_cli("status", job.name, "--verify", env=env)
+        assert status.returncode == 0 and status.stdout.startswith("SUCCEEDED"), status.stdout
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
