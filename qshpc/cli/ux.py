@@ -135,8 +135,8 @@ def remove_job(job: Job, force: bool = False) -> str:
         state = "UNREADABLE"
     if state == "DAMAGED" and not force:
         raise UserError(
-            f"job {jid}'s store is damaged ({meta.get('recoverable')}): see `qshpc status {jid}`; "
-            "pass --force to remove it"
+            f"job {jid}'s store is damaged ({meta.get('recoverable')}): pass --force to remove "
+            f"it (see `qshpc status {jid}`)"
         )
     if state not in ACTIVE and _held(job.job_dir):
         state = "RUNNING"  # a run (a resume starting) holds it: its store says so shortly

@@ -84,7 +84,7 @@ def _trusted(path: Path) -> bool:
     )
     if not stat.S_ISREG(st.st_mode):
         raise ResourceError(
-            f"{path} is not a file (qshpc reads its Slurm defaults from it): remove or rename "
+            f"{path} is not a file (Slurm defaults are read from it): remove or rename "
             f"it, or {other}"
         )
     from qshpc.store.codetrust import code_risk
