@@ -284,6 +284,32 @@ SLOW = (
 )
 
 
+def _killed_job(home: Path, prog: Path) -> Path:
+    """The folder of a job of :data:`SLOW` (written to ``prog``) killed (-9) once two of
+    its results are committed, while the third runs."""
+    import time
+
+    from tests.conftest import run_cli
+
+    env = {**os.environ, "QSHPC_HOME": str(home)}
+    prog.write_text(SLOW)
+    run = subprocess.Popen([sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    jobs: list[Path] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            jobs = list((home / "jobs").glob("*")) if (home / "jobs").is_dir() else []
+            if jobs and "2 done" in run_cli("status", jobs[0].name, env=env).stdout:
+                break
+            time.sleep(0.2)
+    finally:
+        run.kill()
+        run.wait()
+    (job,) = jobs
+    return job
+
+
 @mounts
 def test_a_crash_that_cannot_be_recorded_keeps_its_end_time(tmp_path: Path) -> None:
     """On main b8dd831 a crashed job whose store the reader could not write (read-only,
@@ -298,24 +324,8 @@ def test_a_crash_that_cannot_be_recorded_keeps_its_end_time(tmp_path: Path) -> N
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(fs)], check=True)
     try:
         home = fs / "home"
-        env = {**os.environ, "QSHPC_HOME": str(home)}
-        prog = tmp_path / "slow.py"
-        prog.write_text(SLOW)
-        run = subprocess.Popen([sys.executable, "-m", "qshpc", "run", str(prog), "--workers",
-                                "0"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # two results committed: the third one runs
-                jobs = list((home / "jobs").glob("*")) if (home / "jobs").is_dir() else []
-                if jobs and "2 done" in run_cli("status", jobs[0].name, env=env).stdout:
-                    break
-                time.sleep(0.2)
-        finally:
-            run.kill()
-            run.wait()
+        job = _killed_job(home, tmp_path / "slow.py")
         subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
-        (job,) = jobs
         looks = []
         for _ in range(2):
             out = run_cli("status", job.name, "--json", env={"QSHPC_HOME": str(home)})
@@ -383,28 +393,13 @@ def test_a_store_out_of_inodes_is_told_to_look_at_df_i(tmp_path: Path, inodes: i
 def test_a_resume_of_a_job_with_a_damaged_journal_names_a_way_out(tmp_path: Path) -> None:
     """On main b8dd831: `... job.journal is damaged: from byte N on ... (recoverable: ...);
     nothing was run` and no way on named (review50 F5)."""
-    import time
 
     from tests.conftest import run_cli
 
     home = tmp_path / "home"
     env = {**os.environ, "QSHPC_HOME": str(home)}
     prog = tmp_path / "slow.py"
-    prog.write_text(SLOW)
-    run = subprocess.Popen([sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "0"],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        jobs: list[Path] = []
-        while time.monotonic() < deadline:
-            jobs = list((home / "jobs").glob("*")) if (home / "jobs").is_dir() else []
-            if jobs and "2 done" in run_cli("status", jobs[0].name, env=env).stdout:
-                break
-            time.sleep(0.2)
-    finally:
-        run.kill()
-        run.wait()
-    (job,) = jobs
+    job = _killed_job(home, prog)
     journal = job / "job.journal"
     data = bytearray(journal.read_bytes())
     data[len(data) // 2] ^= 0xFF
