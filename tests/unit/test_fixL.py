@@ -456,3 +456,23 @@ def test_a_commit_that_meets_a_full_disk_keeps_what_fits(tmp_path: Path) -> None
         assert status.returncode == 0 and status.stdout.startswith("SUCCEEDED"), status.stdout
     finally:
         subprocess.run(["umount", str(fs)], check=True)
+
+
+def test_a_fifo_in_place_of_an_ended_jobs_journal_names_the_way_on(tmp_path: Path) -> None:
+    """On main b8dd831: `cannot read J/job.journal: J/job.journal is not a regular file`, no
+    fix, though job.h5 was whole (review50 F5)."""
+    from tests.conftest import run_cli
+
+    env = {"QSHPC_HOME": str(tmp_path / "home")}
+    prog = tmp_path / "p.py"
+    prog.write_text(PROG)
+    assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
+    (job,) = (tmp_path / "home" / "jobs").iterdir()
+    journal = job / "job.journal"
+    os.mkfifo(journal)
+    out = run_cli("status", job.name, env=env, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"move it aside (mv {journal} {journal}.bad), and job.h5 is read alone" in out.stderr
+    journal.rename(job / "job.journal.bad")
+    out = run_cli("result", job.name, env=env, timeout=60)
+    assert out.returncode == 0 and "[0, 1, 4]" in out.stdout, out.stdout + out.stderr
