@@ -29,6 +29,7 @@ else can write it. Pickled data is loaded from the user's own entries only.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -47,7 +48,12 @@ TAG_TEXT = (
 SHARDS = tuple(f"{i:02x}" for i in range(256))
 
 
-class FolderTaken(UserError):
+class CacheUnusable(UserError):
+    """A cache folder a job runs without (rank 0 warns once, naming the folder and why),
+    which the ``qshpc cache`` commands refuse: :class:`FolderTaken`, :class:`CannotMake`."""
+
+
+class FolderTaken(CacheUnusable):
     """This user's ``<uid>`` folder is another user's (a member made it, or a link, first).
 
     review30 F7: in a shared cache any member may create a folder (3770), so one
@@ -56,6 +62,34 @@ class FolderTaken(UserError):
     runs without the cache (one warning naming the folder); ``qshpc cache`` commands
     still refuse, and say what the user can do.
     """
+
+
+class CannotMake(CacheUnusable):
+    """The cache folder, or this user's ``<uid>`` folder in it, cannot be made: a read-only
+    file system, no space, no free inodes, a quota.
+
+    review50 F1: a new member's first ``--cache`` job in a full (or read-only) shared cache
+    failed (exit 2) before anything ran, though a full or read-only cache never fails a
+    job (docs/cache.md). An unsafe folder is still refused: that one is the user's to fix.
+    """
+
+
+#: Why a folder cannot be made that is the file system's state, not the user's error.
+_UNMAKEABLE = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
+
+def _cannot_make(exc: OSError, text: str, root: Path) -> UserError:
+    """The error for a folder of the cache that could not be made (``text`` says which)."""
+    if exc.errno not in _UNMAKEABLE:
+        return UserError(text)
+    from qshpc.store.space import free_text
+
+    if exc.errno == errno.EROFS:
+        return CannotMake(f"{text} (--no-cache runs without it)")
+    room = free_text(root)
+    if "(df -i)" not in room:  # (it names the inodes when they are all used)
+        room += ": free space (df -h) or inodes (df -i)" if room else "free space (df -h)"
+    return CannotMake(f"{text} ({room}; --no-cache runs without it)")
 
 
 def shard_entries(base: Path) -> Iterator[os.DirEntry[str]]:
@@ -280,9 +314,8 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
             _mkdir(root, root_mode(shared))
             made = True
         except OSError as exc:
-            raise UserError(
-                f"cannot create the cache folder {root}: {exc.strerror}; {another(root)}"
-            ) from None
+            text = f"cannot create the cache folder {root}: {exc.strerror}"
+            raise _cannot_make(exc, f"{text}; {another(root)}", root) from None
     check_root(root, shared)
     tag_st = _check_enter(root, shared)
     tag = root / TAG_FILE
@@ -298,14 +331,10 @@ def prepare(root: Path, shared: bool, create: bool = True) -> Path:
         try:
             _mkdir(mine, user_mode(shared))
         except OSError as exc:
-            raise UserError(
-                f"cannot create your folder in the cache {root}: {exc.strerror}"
-                + (
-                    f" (a shared cache needs a group-writable folder: chmod 3770 {root})"
-                    if shared
-                    else ""
-                )
-            ) from None
+            text = f"cannot create your folder in the cache {root}: {exc.strerror}"
+            if shared and exc.errno not in _UNMAKEABLE:
+                text += f" (a shared cache needs a group-writable folder: chmod 3770 {root})"
+            raise _cannot_make(exc, text, root) from None
     # lexists: a dangling link a member planted is refused too, not passed over
     why = check_user_dir(mine, me) if os.path.lexists(mine) else None
     if why is not None:

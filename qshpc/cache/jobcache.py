@@ -401,8 +401,8 @@ class JobCache:
         open_now: Open the folder now (rank 0 at job start: an unusable folder is
             reported before any task runs); otherwise at first use.
         worker: A worker rank's: in a job run with the cache on, a user folder another
-            user took (:class:`~qshpc.cache.folder.FolderTaken`) is left to rank 0 to
-            report, at the job's start (review30 F7: one warning a job, not one a rank).
+            user took or that cannot be made (:class:`~qshpc.cache.folder.CacheUnusable`)
+            is left to rank 0 to report, at the job's start (review30 F7: one warning a job, not one a rank).
 
     Raises:
         UserError: With ``open_now``, when the folder is unsafe or cannot be made.
@@ -482,9 +482,9 @@ class JobCache:
                 try:
                     self._dir = CacheDir(self.config.dir, self.config.shared)
                 except Exception as exc:
-                    from qshpc.cache.folder import FolderTaken
+                    from qshpc.cache.folder import CacheUnusable
 
-                    taken = isinstance(exc, FolderTaken)  # said at the job's start, by rank 0
+                    taken = isinstance(exc, CacheUnusable)  # said at the job's start, by rank 0
                     if warn or taken:
                         self._broken = True
                         if not (taken and self._worker and self.config.enabled):

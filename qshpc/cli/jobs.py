@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from qshpc.cli.common import echo, errors, reads_store
+from qshpc.cli.common import echo, errors, reads_store, small_store
 from qshpc.errors import UserError
 from qshpc.jobs.seconds import seconds
 from qshpc.text import error_line, shown, shown_lines, shown_seconds
@@ -310,25 +310,6 @@ def _not_ours(job_dir: Path, what: str, exc: OSError) -> UserError:
     )
 
 
-def _small_store(job_dir: Path) -> bool:
-    """True when the job's store files hold at most ``QSHPC_STATUS_VERIFY_MAX`` bytes
-    (256 MiB, ~0.15 s at 0.6 s/GB): ``qshpc status`` then checks every byte, so damage in
-    a value is seen where it costs little; a bigger store needs ``--verify``."""
-    from qshpc import settings
-    from qshpc.store.layout import JOB_FILE, JOURNAL_FILE
-
-    limit = settings.STATUS_VERIFY_MAX.get()
-    if limit <= 0:
-        return False
-    total = 0
-    for name in (JOB_FILE, JOURNAL_FILE):
-        try:
-            total += (job_dir / name).stat().st_size
-        except OSError:
-            pass
-    return total <= limit
-
-
 def register(app: typer.Typer) -> None:
     """Add the commands to ``app``."""
 
@@ -367,7 +348,7 @@ def register(app: typer.Typer) -> None:
             from qshpc.jobs.progress import watch as watch_job
 
             watch_job(j, stream=sys.stdout)
-        meta = j.info(verify=verify or _small_store(j.job_dir), deep=True)
+        meta = j.info(verify=verify or small_store(j.job_dir), deep=True)
         if as_json:
             echo(json.dumps(to_jsonable(meta), indent=2, sort_keys=True))
             if meta.get("state") == "DAMAGED":
@@ -392,7 +373,14 @@ def register(app: typer.Typer) -> None:
         if _slurm_id(meta):
             echo(f"  slurm    {shown(_slurm_id(meta))}")
         # A run that ended without recording it (a crash found later): when it was found
-        ended = f"found {state} at" if meta.get("found_ended") else "finished"
+        # (or, where it cannot be recorded, the last time its store or logs were written)
+        ended = (
+            f"found {state} at"
+            if meta.get("found_ended")
+            else "last seen"
+            if meta.get("last_seen")
+            else "finished"
+        )
         echo(
             f"  created  {_fmt_time(meta.get('created'))}   started {_fmt_time(meta.get('started'))}"
             f"   {ended} {_fmt_time(meta.get('finished'))}   ({_duration(meta)}{_resume_note(meta)})"

@@ -286,10 +286,11 @@ def check_cache_dir(path: Path | None) -> None:
     Raises:
         UserError: The folder is unsafe or cannot be created (docs/cache.md).
     """
-    from qshpc.cache.folder import FolderTaken
+    from qshpc.cache.folder import CacheUnusable
     from qshpc.cache.store import CacheDir
 
     try:
         CacheDir(path)
-    except FolderTaken:  # the job runs without the cache: its first cached call says so
-        pass  # once (review30 F7: a member's folder under one's uid refused the job)
+    except CacheUnusable:  # the job runs without the cache: its first cached call says so
+        pass  # once (review30 F7: a member's folder under one's uid refused the job; review50
+        # F1: a folder that cannot be made, read-only or full, too)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from qshpc.cli.common import echo, errors
+from qshpc.cli.common import echo, errors, small_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -122,7 +122,11 @@ def remove_job(job: Job, force: bool = False) -> str:
             f"job folders; delete this one yourself if you mean to (rm -r {job.job_dir})"
         )
     try:
-        state: str = job.status().state
+        # review50 F3: the records alone said SUCCEEDED for a store damaged in a value
+        # (its saved result), and `rm` removed the task results it still held: a small
+        # store is checked whole first, as `qshpc status` checks it
+        meta = job.info(verify=not force and small_store(job.job_dir))
+        state = str(meta.get("state"))
     except Exception as exc:
         if not force:
             raise UserError(
@@ -130,9 +134,9 @@ def remove_job(job: Job, force: bool = False) -> str:
             ) from None
         state = "UNREADABLE"
     if state == "DAMAGED" and not force:
-        meta = job.info()
         raise UserError(
-            f"job {jid}'s store is damaged ({meta.get('recoverable')}): pass --force to remove it"
+            f"job {jid}'s store is damaged ({meta.get('recoverable')}): pass --force to remove "
+            f"it (see `qshpc status {jid}`)"
         )
     if state not in ACTIVE and _held(job.job_dir):
         state = "RUNNING"  # a run (a resume starting) holds it: its store says so shortly
@@ -246,12 +250,17 @@ def collect(
     state: str | None,
     now: float | None = None,
     others: list[Path] | None = None,
+    skipped: list[str] | None = None,
 ) -> tuple[list[Entry], int, int]:
     """Ended jobs (of ``state``) older than ``older_than`` seconds.
 
     ``others``: given, it receives the folders of such jobs that other users own (in a
     team's store; hunt21b: gc tried them, could not remove them, and exited 1 every time),
-    which are left out of the entries.
+    which are left out of the entries (damaged or unreadable ones too: review50 F5, gc
+    told to `qshpc rm --force` a teammate's job, which rm refuses).
+    ``skipped``: given, it receives the ids of the damaged or unreadable jobs skipped. A
+    small store (:func:`~qshpc.cli.common.small_store`) is checked whole before it is
+    taken, as ``qshpc status`` checks it (review50 F3: one damaged in a value was removed).
 
     Returns:
         The entries, the count of running/queued jobs kept, the count of unreadable jobs skipped.
@@ -260,13 +269,23 @@ def collect(
 
     now = time.time() if now is None else now
     found, active, unreadable = [], 0, 0
+
+    def skip(job: Job) -> None:
+        nonlocal unreadable
+        if others is not None and _others(job.job_dir) is not None:
+            others.append(job.job_dir)
+            return
+        unreadable += 1
+        if skipped is not None:
+            skipped.append(job.job_dir.name)
+
     for job, meta in read_infos(list_jobs()):  # one Slurm query for all of them
         if isinstance(meta, Exception):
-            unreadable += 1
+            skip(job)
             continue
         st = str(meta.get("state"))
         if st == "DAMAGED":  # never removed by gc: what is recoverable stays for `qshpc rm --force`
-            unreadable += 1
+            skip(job)
             continue
         if st in ACTIVE or _held(job.job_dir):  # held: a resume is starting
             active += 1
@@ -283,8 +302,19 @@ def collect(
             if others is not None and _others(job.job_dir) is not None:
                 others.append(job.job_dir)
                 continue
+            if small_store(job.job_dir) and _damaged(job):
+                skip(job)
+                continue
             found.append(Entry(job, st, since, _size(job.job_dir)))
     return found, active, unreadable
+
+
+def _damaged(job: Job) -> bool:
+    """True when the job's store, checked whole, is damaged (or cannot be read)."""
+    try:
+        return job.store_meta(verify=True).get("state") == "DAMAGED"
+    except Exception:
+        return True
 
 
 def register(app: typer.Typer) -> None:
@@ -393,7 +423,8 @@ def register(app: typer.Typer) -> None:
                 f"gc removes only ended jobs, not {st} ones: use `qshpc rm JOB --force` for one of those"
             )
         others: list[Path] = []
-        entries, active, unreadable = collect(age, st, others=others)
+        skipped: list[str] = []
+        entries, active, unreadable = collect(age, st, others=others, skipped=skipped)
         verb = "would remove" if dry_run else "removed"
         now = time.time()
         kept: list[str] = []
@@ -425,9 +456,12 @@ def register(app: typer.Typer) -> None:
                 + (f" (and {len(kept) - 1} more)" if len(kept) > 1 else "")
             )
         if unreadable:
+            some = ", ".join(skipped[:5]) + (
+                f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            )
             echo(
-                f"skipped {unreadable} damaged or unreadable job(s): see `qshpc list`, "
-                "remove with `qshpc rm JOB --force`"
+                f"skipped {unreadable} damaged or unreadable job(s) ({some}): see "
+                "`qshpc status JOB` (what is recoverable), remove with `qshpc rm JOB --force`"
             )
         if others:
             echo(f"left {len(others)} job(s) of other users (only its owner removes a job)")

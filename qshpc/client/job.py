@@ -33,6 +33,7 @@ from qshpc.jobs.paths import (
     has_job_file,
     job_ref,
     jobs_root,
+    last_activity,
     mark_terminal,
     read_override,
     read_resubmitted,
@@ -265,12 +266,20 @@ class Job:
             # (another reader folding its journal, fold_dead, is no run)
         meta["state"], meta["error"] = "FAILED", why
         now = time.time()
-        ended_at(meta, now, found=True)  # its end is unknown: when it was found, said so
+        recorded = False
         try:  # a reader records it only when it can (a full disk, someone else's job: not)
             mark_terminal(self.job_dir, "FAILED", why, now, found=True)
+            recorded = True
             fold_dead(self.job_dir)  # job.h5 alone now holds every committed record
         except (OSError, StoreError):
             pass
+        if recorded:
+            ended_at(meta, now, found=True)  # its end is unknown: when it was found, said so
+        else:
+            # review50 F6: "found FAILED at <now>" at every look, its duration growing: the
+            # last sign of life (its store's, journal's or logs' last write) is stable
+            ended_at(meta, last_activity(self.job_dir, now))
+            meta["last_seen"] = True
 
     def status(self) -> JobStatus:
         """The job's state: QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELED (or UNKNOWN).

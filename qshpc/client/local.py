@@ -274,12 +274,12 @@ def with_cache(
             cache_dir=os.fspath(cache_dir) if cache_dir is not None else program.cache_dir,
         )
     if program.cache and check:
-        from qshpc.cache.folder import FolderTaken
+        from qshpc.cache.folder import CacheUnusable
         from qshpc.cache.store import CacheDir
 
         try:
             CacheDir(program.cache_dir)
-        except FolderTaken:  # run without the cache: its first cached call says so (review30 F7)
+        except CacheUnusable:  # run without the cache: its first cached call says so (review30 F7)
             pass
     return program
 

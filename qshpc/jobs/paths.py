@@ -581,6 +581,28 @@ def ended_at(meta: dict[str, Any], when: object, found: object = False) -> None:
         meta["found_ended"] = True
 
 
+def last_activity(job_dir: Path, default: float) -> float:
+    """The last time the job's store, journal or logs were written (a crashed run's last
+    sign of life), at most ``default``; ``default`` when none can be looked at."""
+    times: list[float] = []
+    for name in (JOB_FILE, "job.journal"):
+        try:
+            times.append(os.stat(job_dir / name).st_mtime)
+        except OSError:
+            pass
+    try:
+        with os.scandir(job_dir / "logs") as it:
+            for entry in it:
+                try:
+                    if entry.is_file(follow_symlinks=False):
+                        times.append(entry.stat(follow_symlinks=False).st_mtime)
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return min(max(times), default) if times else default
+
+
 def read_override(job_dir: Path) -> dict[str, object] | None:
     """The terminal state written by :func:`mark_terminal`, if any."""
     import json

@@ -631,8 +631,13 @@ def _check_readable(job_dir: Path) -> dict[str, Any]:
             meta = r.meta()
     except DamagedStoreError as exc:
         damaged = damaged_meta(job_dir, exc)
+        # review50 F5: no way out was named. The recoverable values are read one by one
+        # (docs/store.md, "Damaged files"); the program runs again as a new job.
         raise UserError(
-            f"cannot resume job {job_dir.name}: {exc} ({damaged['recoverable']}); nothing was run"
+            f"cannot resume job {job_dir.name}: {exc} ({damaged['recoverable']}); nothing was "
+            f"run. Run the program again as a new job (without --resume); a recoverable task "
+            "result is read with `JobReader.open(JOB_DIR).task_result(TASK_ID)` (from "
+            "qshpc.store import JobReader: docs/store.md, 'Damaged files')"
         ) from None
     check_resumed_program(meta, job_dir)
     return meta

@@ -59,6 +59,41 @@ class Frame:
         )
 
 
+def prefix(frame: Frame, k: int) -> Frame:
+    """``frame``'s first ``k`` records alone, with the stream bytes they refer to (its events
+    and later records left out): what a full disk can still take of a commit (review50 F2:
+    the whole batch was lost though the disk had room for most of it).
+
+    Each stream is cut after the last byte those records use (bytes before it that only
+    later records or the events use are kept, unreferenced); the large stream at a blob's
+    end.
+    """
+    recs = frame.records[:k]
+    start = frame.start
+
+    def used(where: int | None, off: str, n: str, base: int) -> int:
+        rows = recs if where is None else recs[recs["where"] == where]
+        return int((rows[off] + rows[n]).max()) - base if len(rows) else 0
+
+    data = used(L.WHERE_DATA, "res_off", "res_len", start.data)
+    large_end = used(L.WHERE_LARGE, "res_off", "res_len", start.large)
+    large: list[list[Buffer]] = []
+    total = 0
+    for blob in frame.large:
+        if total >= large_end:
+            break
+        large.append(blob)
+        total += blob_len(blob)
+    return Frame(
+        start=start,
+        records=recs.copy(),
+        events=frame.events[:0].copy(),
+        meta=frame.meta[: used(None, "off", "meta_len", start.meta)],
+        data=frame.data[:data],
+        large=large,
+    )
+
+
 class _Stream:
     """Blobs queued for one dataset: ``flat`` keeps their buffers in one list (joined
     at the commit), otherwise each blob keeps its parts (``log/large``)."""

@@ -36,7 +36,9 @@ def _write_error(path: Path, exc: BaseException) -> StoreError:
 
     if disk_full(exc):  # a new file (a job's, or arguments): there is nothing to resume
         return full_error(
-            path, "creating it", "nothing was written: free space (df -h), then try again"
+            path,
+            "creating it",
+            "nothing was written: free space (df -h) or inodes (df -i), then try again",
         )
     return StoreError(
         f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}. Check that the folder "

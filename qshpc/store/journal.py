@@ -71,6 +71,24 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
+def _encode(frame: Frame) -> tuple[bytes, bytes, list[int], int]:
+    """A frame's head, its compressed small part, its large blobs' lengths and their CRC."""
+    lens = [blob_len(b) for b in frame.large]
+    packed = msgpack.packb(
+        [frame.start.as_list(), frame.records.tobytes(), frame.events.tobytes(),
+         frame.meta, frame.data, lens],
+        use_bin_type=True,
+    )  # fmt: skip
+    small = zlib.compress(packed, 1 if len(packed) <= SMALL_FRAME else 0)
+    large_crc = 0
+    for blob in frame.large:
+        for part in blob:
+            large_crc = zlib.crc32(part, large_crc)
+    head = _HEAD.pack(FRAME_MAGIC, len(small), sum(lens), zlib.crc32(small), large_crc, 0)
+    head = head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+    return head, small, lens, large_crc
+
+
 class JournalWriter:
     """Appends frames to a new journal file."""
 
@@ -101,19 +119,7 @@ class JournalWriter:
         A large blob's parts (views of a result array's memory) are written as
         they are: no copy of the blob is made.
         """
-        lens = [blob_len(b) for b in frame.large]
-        packed = msgpack.packb(
-            [frame.start.as_list(), frame.records.tobytes(), frame.events.tobytes(),
-             frame.meta, frame.data, lens],
-            use_bin_type=True,
-        )  # fmt: skip
-        small = zlib.compress(packed, 1 if len(packed) <= SMALL_FRAME else 0)
-        large_crc = 0
-        for blob in frame.large:
-            for part in blob:
-                large_crc = zlib.crc32(part, large_crc)
-        head = _HEAD.pack(FRAME_MAGIC, len(small), sum(lens), zlib.crc32(small), large_crc, 0)
-        head = head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+        head, small, lens, large_crc = _encode(frame)
         try:
             _write_all(self._fd, head + small)
             for blob in frame.large:
@@ -127,6 +133,17 @@ class JournalWriter:
             self.large_parts.append((frame.start.large, at, sum(lens)))
             self._frames.append((lens, large_crc))
         self._size += len(head) + len(small) + sum(lens)
+
+    def room(self) -> int:
+        """Bytes its file system can still take (for this user)."""
+        st = os.fstatvfs(self._fd)
+        return st.f_bavail * st.f_frsize
+
+    @staticmethod
+    def size_of(frame: Frame) -> int:
+        """Bytes :meth:`append` would write for ``frame``."""
+        head, small, lens, _ = _encode(frame)
+        return len(head) + len(small) + sum(lens)
 
     def large_at(self, off: int, n: int) -> int | None:
         """Where in this file the ``n`` bytes at ``off`` of the log's large stream lie (a

@@ -409,9 +409,18 @@ def _claim_failed(lock: Any, job_dir: Path, exc: OSError, doing: str) -> StoreEr
     its claim file removed: on 8cc329b each refused run left one (job.lock|host|pid|n)."""
     with contextlib.suppress(OSError):
         os.unlink(lock._claimfile)
-    return StoreError(
-        f"cannot lock job {job_dir}: {exc.strerror or exc} ({doing}the job directory must be "
-        "writable, on a file system with free space)"
+    return StoreError(f"cannot lock job {job_dir}: {exc.strerror or exc} ({doing}{_room(job_dir)})")
+
+
+def _room(job_dir: Path) -> str:
+    """What a lock needs: a writable folder with room for a file (review50 F5: an
+    inode-less file system, bytes to spare, named no ``df -i``)."""
+    from qshpc.store.space import free_text
+
+    free = free_text(job_dir)
+    return (
+        "the job directory must be writable, on a file system with free space and inodes: "
+        f"df -h, df -i{f'; now {free}' if free else ''}"
     )
 
 
@@ -586,8 +595,7 @@ class JobLock:
             except OSError as exc:
                 self.release()
                 raise StoreError(
-                    f"cannot lock job {self.job_dir}: {exc.strerror or exc} (the job directory "
-                    "must be writable, on a file system with free space)"
+                    f"cannot lock job {self.job_dir}: {exc.strerror or exc} ({_room(self.job_dir)})"
                 ) from None
             self._thread = threading.Thread(target=self._refresh, name="qshpc-lock", daemon=True)
             self._thread.start()

@@ -131,7 +131,16 @@ def journal_frames(f: h5py.File, path: Path, strict: bool = True) -> list[Journa
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise StoreError(f"cannot read {path.with_name(L.JOURNAL_FILE)}: {exc}") from exc
+        jpath = path.with_name(L.JOURNAL_FILE)
+        from qshpc.store.seal import NotRegular
+
+        if isinstance(exc, NotRegular):  # review50 F5: no way on was named
+            raise StoreError(
+                f"cannot read {jpath}: it is not a regular file (a FIFO or a folder stands where "
+                f"the job's journal goes): move it aside (mv {jpath} {jpath}.bad), and "
+                f"{path.name} is read alone"
+            ) from exc
+        raise StoreError(f"cannot read {jpath}: {exc}") from exc
     if token and token == token_of(f):
         return []  # folded in already (a writer died between the rename and the unlink)
     if damage and strict:

@@ -11,7 +11,7 @@ import h5py
 
 from qshpc.errors import StoreError
 from qshpc.store import layout as L
-from qshpc.store.batch import Batch, Ends
+from qshpc.store.batch import Batch, Ends, Frame, prefix
 from qshpc.store.chunk import RecordChunk
 from qshpc.store.encoding_blob import encode_blob, encode_blob_parts
 from qshpc.store.encoding_h5 import write_native
@@ -20,7 +20,27 @@ from qshpc.store.log import LogReader, journal_frames, last_commit
 from qshpc.store.readback import Source, open_file, open_h5
 from qshpc.store.records import STATES, TERMINAL_STATES, TaskRecord
 from qshpc.store.snapshot import SLACK, NotWritten, io_error, snapshot
-from qshpc.store.space import disk_full, drop_reserve, full_error, make_reserve, start_fix
+from qshpc.store.space import (
+    RESUME_FIX,
+    disk_full,
+    drop_reserve,
+    full_error,
+    make_reserve,
+    start_fix,
+)
+
+#: Bytes left free when a full disk's commit writes what fits (blocks, the file's metadata).
+_FULL_MARGIN = 64 << 10
+
+
+def _kept_fix(kept: int, total: int) -> str:
+    """What a commit that met a full disk kept, and what to do."""
+    if not total:
+        return RESUME_FIX
+    return (
+        f"of the {total} task result(s) of that commit {kept} were committed, "
+        f"{total - kept} lost (they run again on resume); {RESUME_FIX}"
+    )
 
 
 class JobWriter:
@@ -149,12 +169,41 @@ class JobWriter:
         except OSError as exc:
             if disk_full(exc):  # keep the journal: the final state goes there (finalize)
                 self._full = True
-                self._broken = full_error(journal.path, "a commit")
+                kept = self._commit_what_fits(journal, frame)
+                self._broken = full_error(
+                    journal.path, "a commit", _kept_fix(kept, len(frame.records))
+                )
             else:
                 self._broken = io_error(journal.path, exc, "write to")
                 self._close_journal()
             raise self._broken from exc
         self._batch = Batch(frame.end(), self._run)
+
+    def _commit_what_fits(self, journal: JournalWriter, frame: Frame) -> int:
+        """On a full disk, commit the longest run of the frame's first records that its
+        file system can still take (review50 F2: the whole batch was lost); how many."""
+        n = len(frame.records)
+        try:
+            room = journal.room() - _FULL_MARGIN
+        except OSError:
+            return 0
+        lo, hi = 0, n  # the first lo records fit, all n do not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if journal.size_of(prefix(frame, mid)) <= room:
+                lo = mid
+            else:
+                hi = mid
+        while lo > 0:
+            part = prefix(frame, lo)
+            try:
+                journal.append(part)
+            except OSError:
+                lo //= 2  # the estimate was off (blocks, metadata): try less
+                continue
+            self._batch = Batch(part.end(), self._run)
+            return lo
+        return 0
 
     def checkpoint(self) -> None:
         """Fold the journal into ``job.h5`` now (atomic rename) and start a new journal.

@@ -23,6 +23,7 @@ Example ``config.toml``::
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -57,6 +58,46 @@ def _load_toml(path: Path) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ResourceError(f"{path}: [slurm] must be a table")
     return table
+
+
+def _trusted(path: Path) -> bool:
+    """True when ``path`` is a config file to read; False when there is none.
+
+    review50 F0: its ``setup``, ``modules`` and ``extra`` go into the batch script, which
+    runs as the user: a file another user owns (root's is fine) or can write, or one in a
+    folder another user could put theirs in, is refused (:mod:`qshpc.store.codetrust`),
+    and so is something that is not a file (a folder, a FIFO: it was passed over).
+
+    Raises:
+        ResourceError: Which file, who owns or can write it (its mode), and the fix.
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise ResourceError(f"cannot read {path}: {exc.strerror}") from None
+    other = (
+        "point QSHPC_HOME at a folder of your own"
+        if path.name == "config.toml"
+        else "submit from a folder of your own"
+    )
+    if not stat.S_ISREG(st.st_mode):
+        raise ResourceError(
+            f"{path} is not a file (Slurm defaults are read from it): remove or rename "
+            f"it, or {other}"
+        )
+    from qshpc.store.codetrust import code_risk
+
+    risk = code_risk(path)
+    if risk is None:
+        return True
+    why, fix = risk
+    raise ResourceError(
+        f"refusing to read {path}: {why}, so another user could put shell lines (setup, "
+        f"modules) or sbatch options into your batch script, run as you; {fix}, or {other} "
+        f"(your own defaults can also go in {ENV_PREFIX}* variables: docs/slurm.md)"
+    )
 
 
 def _from_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
@@ -115,7 +156,7 @@ def site_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str, Any]
     sources: list[str] = []
     valid = set(SlurmResources.field_names())
     for path in config_files():
-        if not path.is_file():
+        if not _trusted(path):
             continue
         table = _load_toml(path)
         unknown = sorted(set(table) - valid)

@@ -115,6 +115,31 @@ def check_size(src: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_B
     return size
 
 
+def _copy_error(entry: object) -> str:
+    """One of ``shutil.Error``'s ``(src, dst, why)`` as ``src: why`` (review50 F5: the raw
+    tuple was printed)."""
+    if isinstance(entry, tuple) and len(entry) == 3:
+        why = str(entry[2])
+        name = str(entry[0])
+        return why if name in why else f"{name}: {why}"
+    return str(entry)
+
+
+def _full_fix(text: str, dest: Path, size: int) -> str:
+    """For a copy of ``size`` bytes stopped by a full disk: how full, and what to do."""
+    if "No space left on device" not in text and "Disk quota exceeded" not in text:
+        return ""
+    from qshpc.store.space import free_text
+
+    free = free_text(dest.parent)
+    room = f" ({free} as the copy stopped)" if free else ""
+    return (
+        f"; the file system of the store{room} has no room for the {size / 1e6:.1f} MB to copy: "
+        "free space (df -h) or inodes (df -i), or copy less, then submit again "
+        "(nothing was submitted; the job's folder is removed)"
+    )
+
+
 def stage(
     src: Path, dest: Path, exclude: Iterable[Path] = (), limit: int = MAX_STAGE_BYTES
 ) -> None:
@@ -125,7 +150,7 @@ def stage(
         UserError: The folder holds more than ``limit`` bytes, or cannot be copied.
     """
     excl = [e.resolve() for e in exclude]
-    check_size(src, excl, limit)
+    size = check_size(src, excl, limit)
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         here = Path(folder)
@@ -139,12 +164,16 @@ def stage(
     try:
         shutil.copytree(src, dest, symlinks=True, ignore=ignore)
     except shutil.Error as exc:
-        first = exc.args[0][0] if exc.args and exc.args[0] else exc
-        more = len(exc.args[0]) - 1 if exc.args and isinstance(exc.args[0], list) else 0
-        extra = f" (and {more} more)" if more > 0 else ""
-        raise UserError(f"cannot copy working_dir {src} into {dest}: {first}{extra}") from None
+        errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        first = _copy_error(errors[0]) if errors else str(exc)
+        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UserError(
+            f"cannot copy working_dir {src} into {dest}: {first}{extra}{_full_fix(first, dest, size)}"
+        ) from None
     except OSError as exc:
-        raise UserError(f"cannot copy working_dir {src} into {dest}: {exc}") from None
+        raise UserError(
+            f"cannot copy working_dir {src} into {dest}: {exc}{_full_fix(str(exc), dest, size)}"
+        ) from None
     # Nobody else may write the staged program (a umask of 002 left the group's write
     # bit): `qshpc submit --resume` runs only what no other user could have written.
     for folder, dirs, files in os.walk(dest):

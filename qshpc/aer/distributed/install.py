@@ -200,7 +200,7 @@ def locate() -> AerMPI | None:
         return at_prefix(given, ENV_PREFIX)
     for source, prefix in prefixes():
         found = at_prefix(prefix, source)
-        if found is not None:
+        if found is not None and (source != "home" or _home_build_trusted(prefix)):
             return found
     module = environment_aer()
     if module is not None:
@@ -210,6 +210,42 @@ def locate() -> AerMPI | None:
                 _version_in(module.parents[1]), module, None, lib, None, "environment", {}
             )
     return None
+
+
+#: ``$QSHPC_HOME/aer-mpi`` builds passed over, and why (:func:`_home_build_trusted`).
+_untrusted: dict[Path, str] = {}
+
+
+def _home_build_trusted(prefix: Path) -> bool:
+    """True when the build at ``$QSHPC_HOME/aer-mpi`` is the user's own; else one warning,
+    and :func:`why_missing` says why it is passed over.
+
+    review50 F0b: its ``lib/python`` goes first on every distributed step's ``PYTHONPATH``
+    (a ``sitecustomize.py`` there runs in each rank, as the user), and in a team's store
+    (3770) any member could put one there. A build another user owns (root's is fine) or
+    could write, anywhere in its tree, is not used: a team that shares one build names it
+    with ``$QSHPC_AER_MPI`` (that one is the user's choice, and not checked), as do the
+    checkout's ``.aer-mpi`` (the user's own code).
+    """
+    from qshpc.store.codetrust import code_risk
+
+    risk = code_risk(prefix, tree=True)
+    if risk is None:
+        _untrusted.pop(prefix, None)
+        return True
+    why, fix = risk
+    text = (
+        f"the MPI build of Aer at {prefix} is not used: {why}, so another user could have put "
+        f"their code in it (it would run as you in every distributed step); {fix}; or build "
+        f"one of your own elsewhere (`python -m qshpc.aer.distributed.build --prefix DIR`, "
+        f"docs/distributed.md) and name it, or a build you trust, with ${ENV_PREFIX}=DIR"
+    )
+    if prefix not in _untrusted:
+        import sys
+
+        print(f"qshpc: warning: {text}", file=sys.stderr, flush=True)
+    _untrusted[prefix] = text
+    return False
 
 
 def why_missing() -> str:
@@ -226,7 +262,8 @@ def why_missing() -> str:
     env = (
         "no qiskit-aer installed" if module is None else "this environment's qiskit-aer has no MPI"
     )
-    return f"no MPI build of Aer under {looked}; {env}"
+    refused = "".join(f"; {text}" for text in _untrusted.values())
+    return f"no MPI build of Aer under {looked}; {env}{refused}"
 
 
 def step_env(aer: AerMPI, base: dict[str, str] | None = None) -> dict[str, str]:
