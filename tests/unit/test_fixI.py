@@ -102,7 +102,8 @@ def test_a_result_from_a_leaving_worker_that_cannot_be_received_loses_only_that_
             tell, receive = r.d._tell_leave, r.d.receive
 
             def tell_then_send(w: Any, why: str, task_id: str | None = None) -> None:
-                tell(w, why, task_id)  # then the worker's result is on its way, and its receive fails
+                # then the worker's result is on its way, and its receive fails
+                tell(w, why, task_id)
                 r.net.deliver(0, TAG_RESULT, ("R", "result"), source=w.rank)
 
             def failing(msg: Any) -> Any:
