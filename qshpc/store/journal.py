@@ -201,8 +201,46 @@ class JournalWriter:
             self._fd = -1
 
 
-def read_journal(path: Path) -> tuple[bytes, list[JournalFrame], str | None]:
+class PinnedJournal:
+    """The journal opened once: every later read through it sees this file, even after a
+    fold replaced ``job.h5`` and unlinked it (review49 F1: ``qshpc status`` checked a frame
+    it had read at the same offsets of the NEW journal, and called a healthy job DAMAGED,
+    or met no journal at all: a FileNotFoundError traceback). Closed when dropped.
+
+    Raises:
+        FileNotFoundError: When there is no journal.
+        OSError: It cannot be read, or is not a regular file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from qshpc.store.seal import open_regular
+
+        self.path = path
+        self.fd = -1
+        self.fd = open_regular(path)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _open(path: Path, fd: int | None) -> Any:
+    """A binary file object over ``fd`` (a copy of it: ``fd`` stays open), else over ``path``
+    opened anew (never a FIFO's)."""
+    from qshpc.store.seal import open_regular
+
+    return open(open_regular(path) if fd is None else os.dup(fd), "rb", closefd=True)
+
+
+def read_journal(path: Path, fd: int | None = None) -> tuple[bytes, list[JournalFrame], str | None]:
     """The token and whole frames of the journal at ``path``, and what is damaged in it (None: nothing).
+
+    ``fd``: read the journal open at it (a :class:`PinnedJournal`'s) instead of ``path``.
 
     Reading stops at the first frame that does not check out. That is normal at
     the end of the file (a writer killed part way through its last write leaves
@@ -212,11 +250,8 @@ def read_journal(path: Path) -> tuple[bytes, list[JournalFrame], str | None]:
     Raises:
         FileNotFoundError: When there is no journal.
     """
-    from qshpc.store.seal import open_regular
-
-    fd = open_regular(path)
-    with open(fd, "rb", closefd=True) as fh:
-        size = os.fstat(fd).st_size
+    with _open(path, fd) as fh:
+        size = os.fstat(fh.fileno()).st_size
         out: list[JournalFrame] = []
         header = fh.read(_HEADER.size)
         if len(header) < _HEADER.size:
@@ -278,11 +313,11 @@ def _tail_or_damage(fh: Any, path: Path, pos: int, size: int) -> str | None:
             return _damage(path, pos)
 
 
-def read_large(path: Path, jf: JournalFrame, verify: bool = True) -> list[bytes]:
-    """The large blobs of one frame (crc checked)."""
-    from qshpc.store.seal import open_regular
-
-    with open(open_regular(path), "rb", closefd=True) as fh:  # never a FIFO's
+def read_large(
+    path: Path, jf: JournalFrame, verify: bool = True, fd: int | None = None
+) -> list[bytes]:
+    """The large blobs of one frame (crc checked); ``fd``: as :func:`read_journal`'s."""
+    with _open(path, fd) as fh:
         fh.seek(jf.large_at)
         blobs = [fh.read(n) for n in jf.large_lens]
     crc = 0
@@ -295,19 +330,19 @@ def read_large(path: Path, jf: JournalFrame, verify: bool = True) -> list[bytes]
     return blobs
 
 
-def large_pieces(path: Path, jf: JournalFrame, piece: int) -> Iterator[bytes]:
+def large_pieces(
+    path: Path, jf: JournalFrame, piece: int, fd: int | None = None
+) -> Iterator[bytes]:
     """One frame's large part, ``piece`` bytes at a time (nothing kept), its crc checked
-    once the last piece is out.
+    once the last piece is out; ``fd``: as :func:`read_journal`'s.
 
     Raises:
         DamagedStoreError: The file ends inside the part, or the bytes do not match.
     """
-    from qshpc.store.seal import open_regular
-
     total = sum(jf.large_lens)
     crc = 0
     pos = 0
-    with open(open_regular(path), "rb", closefd=True) as fh:  # never a FIFO's
+    with _open(path, fd) as fh:
         fh.seek(jf.large_at)
         while pos < total:
             chunk = fh.read(min(piece, total - pos))
@@ -322,8 +357,9 @@ def large_pieces(path: Path, jf: JournalFrame, piece: int) -> Iterator[bytes]:
         )
 
 
-def check_large(path: Path, jf: JournalFrame) -> None:
-    """Check one frame's large part against its crc, 4 MiB at a time.
+def check_large(path: Path, jf: JournalFrame, fd: int | None = None) -> None:
+    """Check one frame's large part against its crc, 4 MiB at a time (``fd``: as
+    :func:`read_journal`'s).
 
     :func:`read_large` holds the frame's blobs whole: ``qshpc status`` of a running
     1.6 GB job took 740-810 MB for them (review38 F16).
@@ -331,7 +367,7 @@ def check_large(path: Path, jf: JournalFrame) -> None:
     Raises:
         DamagedStoreError: The bytes do not match, or the file ends inside them.
     """
-    for _ in large_pieces(path, jf, 1 << 22):
+    for _ in large_pieces(path, jf, 1 << 22, fd):
         pass
 
 

@@ -23,7 +23,7 @@ from qshpc.store import layout as L
 from qshpc.store.encoding_blob import array_head, decode_blob
 from qshpc.store.encoding_h5 import read_native
 from qshpc.store.isolate import Child, UnreadableStoreError
-from qshpc.store.journal import check_large
+from qshpc.store.journal import PinnedJournal, check_large
 from qshpc.store.log import LogReader, journal_frames
 from qshpc.store.nesting import read_deep
 from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
@@ -35,6 +35,16 @@ def _inode(path: Path) -> int:
         return os.stat(path).st_ino
     except FileNotFoundError:
         return -1
+
+
+def _pin(jpath: Path) -> PinnedJournal | None:
+    """The journal at ``jpath`` opened (None: there is none)."""
+    try:
+        return PinnedJournal(jpath)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read {jpath}: {exc}") from exc
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,14 +137,19 @@ class JobReader:
         L.close_read(self._f)
 
     def _log(self, strict: bool = True) -> LogReader:
+        """The log of the open ``job.h5`` and of the journal beside it, that journal
+        opened once (:class:`~qshpc.store.journal.PinnedJournal`): a fold that replaces
+        both meanwhile changes nothing this log reads."""
         for _ in range(20):
             if _inode(self.path) != self._ino:  # the writer folded its journal in
                 L.close_read(self._f)
                 self._ino = _inode(self.path)
                 self._f = L.open_read(self.path, plain=self._plain())
-            frames = journal_frames(self._f, self.path, strict)
-            if _inode(self.path) == self._ino:
-                return LogReader(self._f, str(self.path), frames, self._jpath())
+            pinned = _pin(self._jpath())
+            if _inode(self.path) != self._ino:  # folded just now: that journal may be the next
+                continue
+            frames = journal_frames(self._f, self.path, strict, pinned) if pinned else []
+            return LogReader(self._f, str(self.path), frames, self._jpath(), pinned)
         raise StoreError(f"{self.path} keeps being replaced; try again")
 
     def _plain(self) -> bool:
@@ -284,10 +299,10 @@ class JobReader:
                 raise DamagedStoreError(
                     self.path, f"bytes {ranges}{more} do not match its integrity seal"
                 )
-        log = self._log()
+        log = self._log()  # its journal pinned: the one whose frames are checked (review49 F1)
         for jf in log.frames:
             if jf.large_lens:
-                check_large(self._jpath(), jf)
+                check_large(self._jpath(), jf, log.journal_fd())
 
     @_guarded
     def arguments(self, allow_pickle: bool = False) -> dict[str, Any]:
