@@ -373,5 +373,71 @@ def check_large(path: Path, jf: JournalFrame, fd: int | None = None) -> None:
 
 def token_of(f: Any) -> bytes:
     """The token of the journal already folded into an open job file (b"" if none)."""
-    value = f[L.LOG].attrs.get(L.FOLDED_ATTR, b"")
+    return _void(f[L.LOG].attrs.get(L.FOLDED_ATTR, b""))
+
+
+def _void(value: Any) -> bytes:
     return bytes(value.tobytes() if hasattr(value, "tobytes") else value)
+
+
+def nonce_of(f: Any) -> bytes:
+    """The job's nonce in an open job file (b"": a file of a qshpc before session 27)."""
+    return _void(f.attrs.get(L.NONCE_ATTR, b""))
+
+
+def check_nonce(f: Any, path: Path, nonce: bytes) -> None:
+    """Raise unless the open job file ``f`` (at ``path``) is the job whose nonce is ``nonce``
+    (review49 F3: another job's sealed ``job.h5`` put in its place passed every check,
+    and rank 0 read that job's results back as its own).
+
+    Raises:
+        DamagedStoreError: Naming the file, and the job it holds when that can be read.
+    """
+    found = nonce_of(f)
+    if not nonce or found == nonce:
+        return
+    raise DamagedStoreError(path, f"it is not this job's file: {_whose(f)} put in its place")
+
+
+def _whose(f: Any) -> str:
+    """``job ID's job.h5`` for the job in ``f`` (``another job's job.h5`` when unreadable)."""
+    try:
+        from qshpc.store.encoding_h5 import read_native
+
+        jid = read_native(f[L.META_GROUP], False, "").get("id")
+    except Exception:
+        jid = None
+    return f"job {jid}'s job.h5" if isinstance(jid, str) else "another job's job.h5"
+
+
+def expect_token(f: Any, token: bytes) -> None:
+    """Record in the open job file ``f`` that the journal beside it will be ``token``'s.
+
+    Kept with the folded journal's token and the count of runs: a qshpc that does
+    not know this attribute (an older one, resuming the job) changes one of them, and the
+    record then no longer counts (it would name its journal foreign).
+    """
+    runs = len(f[L.RUNS]) if L.RUNS in f else 0
+    f[L.LOG].attrs[L.JOURNAL_TOKEN_ATTR] = np.void(token + struct.pack("<I", runs) + token_of(f))
+
+
+def check_token(f: Any, journal: Path, token: bytes) -> None:
+    """Raise unless ``token`` (a journal's header) is that of the journal the open job file
+    ``f`` expects beside it (review49 F4: another job's journal put in its place was
+    folded in at the job's end, and the job SUCCEEDED with that job's values).
+
+    Raises:
+        DamagedStoreError: Naming the journal, and the way on.
+    """
+    raw = _void(f[L.LOG].attrs.get(L.JOURNAL_TOKEN_ATTR, b""))
+    if not token or len(raw) < 12:
+        return
+    runs = len(f[L.RUNS]) if L.RUNS in f else 0
+    if raw[8:12] != struct.pack("<I", runs) or raw[12:] != token_of(f) or raw[:8] == token:
+        return  # as expected, or no longer recorded (see expect_token)
+    raise DamagedStoreError(
+        journal,
+        "it is not the journal its job.h5 expects (another job's journal, or another run's, "
+        "put in its place): none of its records were taken as this job's. Keep it aside "
+        f"(mv {journal} {journal}.other) to read the job, or --resume it, from job.h5 alone",
+    )

@@ -22,6 +22,7 @@ from qshpc.store.encoding_blob import blob_decoder, decode_blob
 from qshpc.store.journal import (
     JournalFrame,
     PinnedJournal,
+    check_token,
     large_pieces,
     read_journal,
     read_large,
@@ -136,15 +137,21 @@ def journal_frames(
         DamagedStoreError: The journal is damaged before its end (unless not
             ``strict``: then the frames before the damage are returned).
     """
+    jpath = path.with_name(L.JOURNAL_FILE)
     try:
-        jpath = path.with_name(L.JOURNAL_FILE)
         token, frames, damage = read_journal(jpath, pinned.fd if pinned else None)
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise StoreError(f"cannot read {path.with_name(L.JOURNAL_FILE)}: {exc}") from exc
+        raise StoreError(f"cannot read {jpath}: {exc}") from exc
     if token and token == token_of(f):
         return []  # folded in already (a writer died between the rename and the unlink)
+    try:
+        check_token(f, jpath, token)
+    except DamagedStoreError:
+        if strict:
+            raise
+        return []  # another job's: none of its records are this job's
     if damage and strict:
         from qshpc.store.lock import holder_alive
 

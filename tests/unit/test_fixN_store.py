@@ -3,13 +3,16 @@ another job's ``job.h5`` (F3) or journal (F4) put in the place of the job's own.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from qshpc.errors import DamagedStoreError
 from qshpc.store import JobReader, JobWriter, TaskRecord, create_job
+from qshpc.store import layout as L
 
 RUNTIME = {"mpi_size": 2, "ranks": [{"rank": 0, "host": "h0"}], "started": 1.0, "resume": False}
 
@@ -90,3 +93,122 @@ def test_a_log_read_before_a_fold_reads_its_own_journal(tmp_path: Path) -> None:
         assert r.meta()["state"] == "RUNNING"
         r.verify()
     w.close()
+
+
+# -- F3: another job's job.h5 put in the place of the job's own --------------------------
+
+
+def test_a_read_back_from_another_jobs_job_h5_is_refused(tmp_path: Path) -> None:
+    other, wo = running(tmp_path, "other", off=100.0)
+    wo.checkpoint()
+    wo.close()
+    job, w = running(tmp_path)
+    where = w.append_task(rec(7, big(7)))
+    assert where is not None
+    w.commit()
+    w.checkpoint()  # folded into job.h5: read back from there
+    src = w.large_source(where[1], where[2])
+    src.close()
+    shutil.copy(other / "job.h5", job / "job.h5.x")
+    (job / "job.h5.x").replace(job / "job.h5")  # another job's sealed file, whole
+    with pytest.raises(
+        DamagedStoreError, match=r"job\.h5 is damaged: it is not this job's file: job other's"
+    ):
+        w.large_source(where[1], where[2])
+    with pytest.raises(DamagedStoreError, match="not this job's file"):
+        w.finalize("SUCCEEDED")  # nor is the job's end folded into it
+    assert (job / "job.journal").is_file()  # the job's own last commits kept
+
+
+def test_a_job_of_an_older_qshpc_gets_its_nonce_at_its_next_run(tmp_path: Path) -> None:
+    import h5py
+
+    from qshpc.store.journal import nonce_of
+    from qshpc.store.snapshot import snapshot
+
+    job, w = running(tmp_path)
+    w.finalize("FAILED", "x")
+
+    def drop(f: h5py.File) -> None:
+        del f.attrs[L.NONCE_ATTR]
+
+    snapshot(job / "job.h5", drop, "test")
+    w = JobWriter.open(job, {**RUNTIME, "resume": True})
+    assert len(w.nonce) == 8
+    with h5py.File(job / "job.h5", "r") as f:
+        assert nonce_of(f) == w.nonce
+    w.checkpoint()
+    w.finalize("SUCCEEDED")
+
+
+# -- F4: another job's journal put in the place of the job's own --------------------------
+
+
+def test_another_jobs_journal_is_not_folded_in(tmp_path: Path) -> None:
+    other, wo = running(tmp_path, "other", off=100.0)  # the same shape of log: frames fit
+    job, w = running(tmp_path)
+    shutil.copy(other / "job.journal", job / "job.journal")
+    wo.close()
+    with pytest.raises(DamagedStoreError, match=r"job\.journal is damaged: it is not the journal"):
+        w.finalize("SUCCEEDED")
+    with pytest.raises(DamagedStoreError, match=r"mv \S*job\.journal \S*job\.journal\.other"):
+        with JobReader.open(job) as r:
+            r.meta()  # was: SUCCEEDED, and task 0's result the other job's
+    with JobReader.open(job) as r:
+        assert r.recoverable()["results"] == [0, 0]  # none of the other job's taken
+    (job / "job.journal").rename(job / "job.journal.other")  # the way on the error names
+    with JobReader.open(job) as r:
+        assert r.meta()["state"] == "QUEUED"  # (the other journal's copy overwrote the job's)
+    w2 = JobWriter.open(job, {**RUNTIME, "resume": True})
+    w2.finalize("SUCCEEDED")
+
+
+def test_the_journal_a_writer_left_is_read_and_folded(tmp_path: Path) -> None:
+    job, w = running(tmp_path)
+    w.checkpoint()
+    w.append_task(rec(5, big(5)))
+    w.commit()
+    w.close()  # as a killed writer leaves it: its own journal, expected by job.h5
+    with JobReader.open(job) as r:
+        assert np.array_equal(r.task_result("5"), big(5))
+    w2 = JobWriter.open(job, {**RUNTIME, "resume": True})  # folds it in
+    w2.finalize("SUCCEEDED")
+    with JobReader.open(job) as r:
+        assert np.array_equal(r.task_result("5"), big(5)) and r.meta()["state"] == "SUCCEEDED"
+
+
+# -- L3: the first get after job.h5 was damaged names its task ----------------------------
+
+L3_PROGRAM = """
+import os, time
+from pathlib import Path
+from qshpc import distribute_task, get
+
+@distribute_task()
+def make(i):
+    return i * 2
+
+r = make(0)
+job = next(Path(os.environ["QSHPC_HOME"], "jobs").iterdir())
+h = job / "job.h5"
+b = bytearray(h.read_bytes())
+for k in range(len(b) // 2, len(b) // 2 + 64):
+    b[k] ^= 0xFF
+h.write_bytes(bytes(b))
+time.sleep(1.3)  # the get's commit (and its checkpoint) comes after a second
+try:
+    get(r)
+except Exception as exc:
+    print("ERROR", type(exc).__name__, exc)
+"""
+
+
+def test_the_first_get_after_job_h5_was_damaged_names_its_task(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "prog.py"
+    prog.write_text(L3_PROGRAM)
+    out = run_cli("run", str(prog), "--workers", "0", env={"QSHPC_CHECKPOINT_S": "0"})
+    line = next(x for x in out.stdout.splitlines() if x.startswith("ERROR"))
+    assert "DamagedStoreError" in line and "integrity seal" in line, line
+    assert "met by the get of task 0 (" in line, line
