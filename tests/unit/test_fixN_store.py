@@ -212,3 +212,23 @@ def test_the_first_get_after_job_h5_was_damaged_names_its_task(tmp_path: Path) -
     line = next(x for x in out.stdout.splitlines() if x.startswith("ERROR"))
     assert "DamagedStoreError" in line and "integrity seal" in line, line
     assert "met by the get of task 0 (" in line, line
+
+
+def test_status_and_result_say_when_a_folders_job_h5_holds_another_job(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "p.py"
+    prog.write_text("import qshpc\nqshpc.save_result(41)\n")
+    for _ in range(2):
+        assert run_cli("run", str(prog), "--workers", "0").returncode == 0
+    a, b = sorted((qshpc_home / "jobs").iterdir(), key=lambda d: d.stat().st_ctime_ns)
+    out = run_cli("status", b.name)
+    assert out.returncode == 0 and "note" not in out.stdout, out.stdout
+    shutil.copy(a / "job.h5", b / "job.h5")  # a whole, sealed file of another job
+    out = run_cli("status", b.name)
+    want = f"the job.h5 in folder {b.name} holds job {a.name}, not the job the folder was made"
+    assert want in " ".join(out.stdout.split()), out.stdout
+    out = run_cli("result", b.name)
+    assert out.stdout.strip() == "41" and want in " ".join(out.stderr.split()), out.stderr
