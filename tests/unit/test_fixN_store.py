@@ -232,3 +232,32 @@ def test_status_and_result_say_when_a_folders_job_h5_holds_another_job(
     assert want in " ".join(out.stdout.split()), out.stdout
     out = run_cli("result", b.name)
     assert out.stdout.strip() == "41" and want in " ".join(out.stderr.split()), out.stderr
+
+
+# -- F2's message: no memory to decode a value is not a corrupt value ---------------------
+
+DECODE_UNDER_LIMIT = """
+import resource
+import numpy as np
+from qshpc.store.encoding_blob import decode_blob, encode_blob
+blob = encode_blob(np.ones(12_500_000))  # 100 MB
+with open("/proc/self/statm") as f:
+    vm = int(f.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (vm + (40 << 20), resource.RLIM_INFINITY))
+try:
+    decode_blob(blob, False, "J/job.h5")
+except Exception as exc:
+    print(type(exc).__name__, isinstance(exc, MemoryError), exc)
+"""
+
+
+def test_a_value_without_the_memory_to_decode_it_is_not_called_corrupt() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", DECODE_UNDER_LIMIT], capture_output=True, text=True, timeout=120
+    )
+    line = out.stdout.strip()
+    assert line.startswith("DecodeMemoryError True J/job.h5: not enough memory"), line + out.stderr
+    assert "corrupt" not in line and "its bytes are not damaged" in line and "ulimit -v" in line
