@@ -349,7 +349,6 @@ class JobReader:
                             fields["error"] or "", attempts=fields["attempt"])  # fmt: skip
         return log.record_result(row, allow_pickle)
 
-    @_guarded
     def done_records(
         self,
         allow_pickle: bool = False,
@@ -358,7 +357,20 @@ class JobReader:
         hold: int | None = None,
     ) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record, results loaded (``defer``, ``lazy_over``,
-        ``hold``: see :meth:`qshpc.store.log.LogReader.done_records`)."""
+        ``hold``: see :meth:`qshpc.store.log.LogReader.done_records`; ``defer`` is a
+        resume's read: damage found is said with what is readable and the way on,
+        :func:`resume_refused`)."""
+        try:
+            return self._done_records(allow_pickle, defer, lazy_over, hold)
+        except DamagedStoreError as exc:
+            if not defer:
+                raise
+            raise resume_refused(self.path.parent, exc) from None
+
+    @_guarded
+    def _done_records(
+        self, allow_pickle: bool, defer: bool, lazy_over: int | None, hold: int | None
+    ) -> dict[str, TaskRecord]:
         return self._log().done_records(allow_pickle, defer, lazy_over, hold)
 
     @_guarded
@@ -643,3 +655,23 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError, deep: bool = True) -> di
         ranks=[],
     )
     return meta
+
+
+def resume_refused(job_dir: Path, exc: DamagedStoreError) -> DamagedStoreError:
+    """``exc``, met by a resume (its read of the finished tasks, or its copy of ``job.h5``),
+    with what is readable and the way on (review49 F7: one damaged block refused the
+    resume naming the bytes alone; the 9 of 10 readable results were to be found by hand)."""
+    from qshpc.store.jobref import job_ref
+
+    try:
+        found = str(damaged_meta(job_dir, exc)["recoverable"])
+    except StoreError:
+        found = "`qshpc status --verify` says what is readable"
+    return DamagedStoreError(
+        exc.path,
+        f"{exc.detail}. A resume builds only on a whole store ({found}): "
+        f"`qshpc status --verify {job_ref(job_dir)}` lists it, and a readable task result is "
+        "`JobReader.open(DIR).task_result(TASK_ID)` (from qshpc.store); to go on, run the "
+        "program as a new job: it runs every task again (with --cache, it reuses the "
+        "results the cache holds)",
+    )

@@ -10,7 +10,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from qshpc.errors import StoreError
+from qshpc.errors import DamagedStoreError, StoreError
 from qshpc.store import layout as L
 from qshpc.store.batch import Batch, Ends
 from qshpc.store.chunk import RecordChunk
@@ -89,6 +89,12 @@ class JobWriter:
         token = os.urandom(8)
         try:
             snapshot(path, new_run, "open for writing", next_token=token)
+        except DamagedStoreError as exc:
+            if runtime.get("resume"):
+                from qshpc.store.reader import resume_refused
+
+                raise resume_refused(job_dir, exc) from None
+            raise
         except StoreError as exc:
             if not disk_full(exc):
                 raise

@@ -261,3 +261,37 @@ def test_a_value_without_the_memory_to_decode_it_is_not_called_corrupt() -> None
     line = out.stdout.strip()
     assert line.startswith("DecodeMemoryError True J/job.h5: not enough memory"), line + out.stderr
     assert "corrupt" not in line and "its bytes are not damaged" in line and "ulimit -v" in line
+
+
+# -- F7: a resume refused for a damaged block names what is readable and the way on --------
+
+
+@pytest.mark.parametrize("where", ["reuse", "copy"])
+def test_a_resume_refused_for_one_damaged_block_names_the_way_on(
+    tmp_path: Path, where: str
+) -> None:
+    job, w = running(tmp_path)
+    w.finalize("FAILED", "stopped")
+    data = bytearray((job / "job.h5").read_bytes())
+    at = data.find(big(1)[100000:100004].tobytes())  # inside one task's result
+    assert at > 0
+    data[at : at + 8] = bytes(b ^ 0xFF for b in data[at : at + 8])
+    (job / "job.h5").write_bytes(bytes(data))
+    with pytest.raises(DamagedStoreError) as got:
+        if where == "reuse":  # the resume's read of the finished tasks (qshpc.store.inputs)
+            with JobReader.open(job) as r:
+                r.done_records(defer=True)
+        else:  # its copy of job.h5
+            JobWriter.open(job, {**RUNTIME, "resume": True})
+    text = str(got.value)
+    assert "integrity seal" in text
+    assert "recoverable: meta, arguments, 2 of 3 task results; lost: 1 task results" in text
+    assert f"qshpc status --verify {job}" in text and "run the program as a new job" in text
+    readable = 0
+    with JobReader.open(job) as r:  # nothing written: the two readable results as they were
+        for i in range(3):
+            try:
+                readable += np.array_equal(r.task_result(str(i)), big(i))
+            except DamagedStoreError:
+                pass
+    assert readable == 2
