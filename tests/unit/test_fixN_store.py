@@ -11,18 +11,9 @@ import numpy as np
 import pytest
 
 from qshpc.errors import DamagedStoreError
-from qshpc.store import JobReader, JobWriter, TaskRecord, create_job
+from qshpc.store import JobReader, JobWriter, create_job
 from qshpc.store import layout as L
-
-RUNTIME = {"mpi_size": 2, "ranks": [{"rank": 0, "host": "h0"}], "started": 1.0, "resume": False}
-
-
-def rec(i: int, result: object) -> TaskRecord:
-    return TaskRecord(
-        task_id=str(i), key=f"key-{i}", function="m.f", state="SUCCEEDED", attempt=1, rank=1,
-        host="h1", submitted=1.0, started=2.0, finished=3.0, seed=i, result=result,
-        provenance={}, error=None,
-    )  # fmt: skip
+from tests.unit.test_fix42a_readback import RUNTIME, rec
 
 
 def big(i: int, off: float = 0.0) -> np.ndarray[Any, Any]:
