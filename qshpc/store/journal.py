@@ -226,7 +226,10 @@ class PinnedJournal:
             os.close(fd)
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # (at interpreter exit, or closed already by another path)
+            pass
 
 
 def _open(path: Path, fd: int | None) -> Any:
