@@ -310,6 +310,24 @@ def _not_ours(job_dir: Path, what: str, exc: OSError) -> UserError:
     )
 
 
+def _other_job(job_dir: Path, jid: object) -> str | None:
+    """A line when ``job_dir``'s ``job.h5`` holds another job than the one its folder is named
+    after (review49 F3: another job's file put in its place; the status showed that job's id
+    under this folder without a word). Only a folder named as qshpc names a job's."""
+    from qshpc.jobs.paths import JOB_ID
+
+    name = job_dir.name
+    if not (JOB_ID.fullmatch(name) and isinstance(jid, str) and JOB_ID.fullmatch(jid)):
+        return None
+    if jid == name:
+        return None
+    return (
+        f"the job.h5 in folder {shown(name)} holds job {shown(jid)}, not the job the folder "
+        "was made for: another job's file put in its place, or a job folder copied under a "
+        "new name"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the commands to ``app``."""
 
@@ -359,6 +377,8 @@ def register(app: typer.Typer) -> None:
             echo("DAMAGED")
             echo(f"  job      {shown(meta.get('id'))}  {shown(meta.get('title', ''))}")
             echo(f"  dir      {shown(j.job_dir)}")
+            if other := _other_job(j.job_dir, meta.get("id")):
+                echo(f"  note     {other}")
             echo(f"  error    {shown(meta.get('error'))}")
             echo(f"  {shown(meta.get('recoverable'))}")
             _damaged_exit(meta)
@@ -370,6 +390,8 @@ def register(app: typer.Typer) -> None:
         echo(line)
         echo(f"  job      {shown(meta.get('id'))}  {shown(meta.get('title', ''))}")
         echo(f"  dir      {shown(j.job_dir)}")
+        if other := _other_job(j.job_dir, meta.get("id")):
+            echo(f"  note     {other}")
         if _slurm_id(meta):
             echo(f"  slurm    {shown(_slurm_id(meta))}")
         # A run that ended without recording it (a crash found later): when it was found
@@ -450,6 +472,8 @@ def register(app: typer.Typer) -> None:
                 file=sys.stderr,
             )
         _echo_result(value, as_json)
+        if other := _other_job(j.job_dir, j.job_id):
+            print(f"qshpc: note: {other}", file=sys.stderr)
         if state != "SUCCEEDED":  # printed (nothing lost), but no success (review38 F9)
             lines = shown_lines(j.error_message() or "").strip().splitlines()
             while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):

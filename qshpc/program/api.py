@@ -447,7 +447,7 @@ def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = Fals
     backend = _look_up_later()
     _refuse_in_callback(refs, timeout, "get")
     waiter = getattr(backend, "help_wait", None) or wait_all
-    _sync()  # what was submitted and waited for so far, at most once a second
+    _sync_for(refs)  # what was submitted and waited for so far, at most once a second
     t0 = time.time()
     try:
         if progress:
@@ -458,7 +458,24 @@ def _wait(refs: list[TaskRef[Any]], timeout: float | None, progress: bool = Fals
             waiter(refs, timeout)
     finally:
         _note_wait(SPAN_GET, t0, len(refs))
-    _sync()
+    _sync_for(refs)
+
+
+def _sync_for(refs: list[TaskRef[Any]]) -> None:
+    """:func:`_sync` for a ``get`` of ``refs``: a store error names the tasks it waited for
+    (review49 L3: the first ``get`` after ``job.h5`` was damaged raised the checkpoint's
+    error, which named no task, while later ones did)."""
+    from qshpc.errors import DamagedStoreError
+
+    try:
+        _sync()
+    except DamagedStoreError as exc:  # (any other store error says what to do already)
+        shown = ", ".join(f"task {r.task_id} ({r.function})" for r in refs[:3])
+        shown += f" and {len(refs) - 3} more" if len(refs) > 3 else ""
+        met = f"the get of {shown}" if shown else "a get"
+        raise DamagedStoreError(
+            exc.path, f"{exc.detail} (met by {met}, as rank 0 wrote the job's progress)"
+        ) from exc
 
 
 def _look_up_later() -> Any:

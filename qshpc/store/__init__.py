@@ -17,8 +17,10 @@ Layout of ``job.h5`` (schema version 1)
     Opening a file of another schema version raises ``SchemaVersionError``.
 
     ``/`` attrs
-        ``encoding-type = "qshpc-job"``, ``created``; after finalize also
-        ``state`` and ``finished``.
+        ``encoding-type = "qshpc-job"``, ``created``, ``job-nonce`` (8 random
+        bytes drawn at creation, or at the first run of a job an older qshpc made:
+        the writer checks that each ``job.h5`` it reopens is its own); after
+        finalize also ``state`` and ``finished``.
     ``/meta``
         create_job's meta dict (id, title, entrypoint, working_dir, created,
         seed, qshpc_version, slurm ...), native encoding.
@@ -65,7 +67,11 @@ Layout of ``job.h5`` (schema version 1)
                      length of every log dataset at each fold; readers use the
                      last row whose check matches.
 
-        ``/log`` attr ``folded-journal``: the token of the journal folded in last.
+        ``/log`` attr ``folded-journal``: the token of the journal folded in last;
+        ``journal-token``: the token of the journal the writer starts after this
+        file was written (with the run count and ``folded-journal`` of then: an
+        older qshpc's run, which changes them, turns the check off). A journal of
+        another token beside it is another's: readers and folds refuse it.
 
     The job's state is its last state event (QUEUED is written by create_job).
     ``result`` (``/result`` or the last result event) belongs to the latest
@@ -75,7 +81,9 @@ Layout of ``job.h5`` (schema version 1)
     An append-only file of commit frames, each holding the rows and bytes that
     continue ``/log`` (format in :mod:`qshpc.store.journal`). Readers read
     ``job.h5`` then the journal's whole frames, unless the journal's token is
-    the ``folded-journal`` one.
+    the ``folded-journal`` one. A reader opens the journal once per read and
+    reads its frames through that file: a fold meanwhile (``job.h5`` replaced,
+    the journal unlinked, a new one started) changes nothing it reads.
 
 The integrity seal (:mod:`qshpc.store.seal`)
     Every file qshpc writes starts with a 512-byte HDF5 user block (a line

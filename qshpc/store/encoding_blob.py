@@ -820,6 +820,21 @@ def _load_pieces(
         return None
 
 
+class DecodeMemoryError(StoreError, MemoryError):
+    """Not enough memory to decode a stored value; its bytes are not damaged (review49 F2:
+    the error said "corrupt blob-encoded value (Unable to allocate 38.1 MiB ...)", which
+    sends the user to a new job that computes everything again). A :class:`MemoryError`
+    too, for the code that tells memory apart."""
+
+
+def _no_memory(source: str, n: int, exc: BaseException) -> DecodeMemoryError:
+    return DecodeMemoryError(
+        f"{source}: not enough memory to decode a stored value ({n} bytes stored: {exc}); "
+        "its bytes are not damaged: free memory (or raise the limit: ulimit -v, the batch "
+        "job's --mem) and try again"
+    )
+
+
 def blob_decoder(
     allow_pickle: bool = False, source: str = "this data"
 ) -> Callable[[bytes | memoryview], Any]:
@@ -831,6 +846,8 @@ def blob_decoder(
             return msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, raw=False)
         except StoreError:
             raise
+        except MemoryError as exc:
+            raise _no_memory(source, len(data), exc) from exc
         except Exception as exc:
             raise StoreError(f"{source}: corrupt blob-encoded value ({exc})") from exc
 
@@ -864,5 +881,7 @@ def decode_blob(
         return msgpack.unpackb(data, ext_hook=hook, strict_map_key=False, raw=False)
     except StoreError:
         raise
+    except MemoryError as exc:
+        raise _no_memory(source, len(data), exc) from exc
     except Exception as exc:
         raise StoreError(f"{source}: corrupt blob-encoded value ({exc})") from exc

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from qshpc.errors import (
     DamagedStoreError,
@@ -195,6 +196,7 @@ def create_job(
         batch.add_event(L.EVENT_STATE, encode_blob([STATES[0], None]))
         write_commit(f[L.COMMITS], append_frame(f, Ends(), batch.frame(), []))
         f.attrs["created"] = float(meta.get("created", time.time()))
+        f.attrs[L.NONCE_ATTR] = np.void(os.urandom(8))  # this job's (review49 F3)
 
     try:
         _atomic_h5(job_dir / JOB_FILE, fill, exclusive=True)

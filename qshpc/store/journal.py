@@ -218,8 +218,49 @@ class JournalWriter:
             self._fd = -1
 
 
-def read_journal(path: Path) -> tuple[bytes, list[JournalFrame], str | None]:
+class PinnedJournal:
+    """The journal opened once: every later read through it sees this file, even after a
+    fold replaced ``job.h5`` and unlinked it (review49 F1: ``qshpc status`` checked a frame
+    it had read at the same offsets of the NEW journal, and called a healthy job DAMAGED,
+    or met no journal at all: a FileNotFoundError traceback). Closed when dropped.
+
+    Raises:
+        FileNotFoundError: When there is no journal.
+        OSError: It cannot be read, or is not a regular file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from qshpc.store.seal import open_regular
+
+        self.path = path
+        self.fd = -1
+        self.fd = open_regular(path)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # (at interpreter exit, or closed already by another path)
+            pass
+
+
+def _open(path: Path, fd: int | None) -> Any:
+    """A binary file object over ``fd`` (a copy of it: ``fd`` stays open), else over ``path``
+    opened anew (never a FIFO's)."""
+    from qshpc.store.seal import open_regular
+
+    return open(open_regular(path) if fd is None else os.dup(fd), "rb", closefd=True)
+
+
+def read_journal(path: Path, fd: int | None = None) -> tuple[bytes, list[JournalFrame], str | None]:
     """The token and whole frames of the journal at ``path``, and what is damaged in it (None: nothing).
+
+    ``fd``: read the journal open at it (a :class:`PinnedJournal`'s) instead of ``path``.
 
     Reading stops at the first frame that does not check out. That is normal at
     the end of the file (a writer killed part way through its last write leaves
@@ -229,11 +270,8 @@ def read_journal(path: Path) -> tuple[bytes, list[JournalFrame], str | None]:
     Raises:
         FileNotFoundError: When there is no journal.
     """
-    from qshpc.store.seal import open_regular
-
-    fd = open_regular(path)
-    with open(fd, "rb", closefd=True) as fh:
-        size = os.fstat(fd).st_size
+    with _open(path, fd) as fh:
+        size = os.fstat(fh.fileno()).st_size
         out: list[JournalFrame] = []
         header = fh.read(_HEADER.size)
         if len(header) < _HEADER.size:
@@ -295,11 +333,11 @@ def _tail_or_damage(fh: Any, path: Path, pos: int, size: int) -> str | None:
             return _damage(path, pos)
 
 
-def read_large(path: Path, jf: JournalFrame, verify: bool = True) -> list[bytes]:
-    """The large blobs of one frame (crc checked)."""
-    from qshpc.store.seal import open_regular
-
-    with open(open_regular(path), "rb", closefd=True) as fh:  # never a FIFO's
+def read_large(
+    path: Path, jf: JournalFrame, verify: bool = True, fd: int | None = None
+) -> list[bytes]:
+    """The large blobs of one frame (crc checked); ``fd``: as :func:`read_journal`'s."""
+    with _open(path, fd) as fh:
         fh.seek(jf.large_at)
         blobs = [fh.read(n) for n in jf.large_lens]
     crc = 0
@@ -312,19 +350,19 @@ def read_large(path: Path, jf: JournalFrame, verify: bool = True) -> list[bytes]
     return blobs
 
 
-def large_pieces(path: Path, jf: JournalFrame, piece: int) -> Iterator[bytes]:
+def large_pieces(
+    path: Path, jf: JournalFrame, piece: int, fd: int | None = None
+) -> Iterator[bytes]:
     """One frame's large part, ``piece`` bytes at a time (nothing kept), its crc checked
-    once the last piece is out.
+    once the last piece is out; ``fd``: as :func:`read_journal`'s.
 
     Raises:
         DamagedStoreError: The file ends inside the part, or the bytes do not match.
     """
-    from qshpc.store.seal import open_regular
-
     total = sum(jf.large_lens)
     crc = 0
     pos = 0
-    with open(open_regular(path), "rb", closefd=True) as fh:  # never a FIFO's
+    with _open(path, fd) as fh:
         fh.seek(jf.large_at)
         while pos < total:
             chunk = fh.read(min(piece, total - pos))
@@ -339,8 +377,9 @@ def large_pieces(path: Path, jf: JournalFrame, piece: int) -> Iterator[bytes]:
         )
 
 
-def check_large(path: Path, jf: JournalFrame) -> None:
-    """Check one frame's large part against its crc, 4 MiB at a time.
+def check_large(path: Path, jf: JournalFrame, fd: int | None = None) -> None:
+    """Check one frame's large part against its crc, 4 MiB at a time (``fd``: as
+    :func:`read_journal`'s).
 
     :func:`read_large` holds the frame's blobs whole: ``qshpc status`` of a running
     1.6 GB job took 740-810 MB for them (review38 F16).
@@ -348,11 +387,77 @@ def check_large(path: Path, jf: JournalFrame) -> None:
     Raises:
         DamagedStoreError: The bytes do not match, or the file ends inside them.
     """
-    for _ in large_pieces(path, jf, 1 << 22):
+    for _ in large_pieces(path, jf, 1 << 22, fd):
         pass
 
 
 def token_of(f: Any) -> bytes:
     """The token of the journal already folded into an open job file (b"" if none)."""
-    value = f[L.LOG].attrs.get(L.FOLDED_ATTR, b"")
+    return _void(f[L.LOG].attrs.get(L.FOLDED_ATTR, b""))
+
+
+def _void(value: Any) -> bytes:
     return bytes(value.tobytes() if hasattr(value, "tobytes") else value)
+
+
+def nonce_of(f: Any) -> bytes:
+    """The job's nonce in an open job file (b"": a file of a qshpc before session 27)."""
+    return _void(f.attrs.get(L.NONCE_ATTR, b""))
+
+
+def check_nonce(f: Any, path: Path, nonce: bytes) -> None:
+    """Raise unless the open job file ``f`` (at ``path``) is the job whose nonce is ``nonce``
+    (review49 F3: another job's sealed ``job.h5`` put in its place passed every check,
+    and rank 0 read that job's results back as its own).
+
+    Raises:
+        DamagedStoreError: Naming the file, and the job it holds when that can be read.
+    """
+    found = nonce_of(f)
+    if not nonce or found == nonce:
+        return
+    raise DamagedStoreError(path, f"it is not this job's file: {_whose(f)} put in its place")
+
+
+def _whose(f: Any) -> str:
+    """``job ID's job.h5`` for the job in ``f`` (``another job's job.h5`` when unreadable)."""
+    try:
+        from qshpc.store.encoding_h5 import read_native
+
+        jid = read_native(f[L.META_GROUP], False, "").get("id")
+    except Exception:
+        jid = None
+    return f"job {jid}'s job.h5" if isinstance(jid, str) else "another job's job.h5"
+
+
+def expect_token(f: Any, token: bytes) -> None:
+    """Record in the open job file ``f`` that the journal beside it will be ``token``'s.
+
+    Kept with the folded journal's token and the count of runs: a qshpc that does
+    not know this attribute (an older one, resuming the job) changes one of them, and the
+    record then no longer counts (it would name its journal foreign).
+    """
+    runs = len(f[L.RUNS]) if L.RUNS in f else 0
+    f[L.LOG].attrs[L.JOURNAL_TOKEN_ATTR] = np.void(token + struct.pack("<I", runs) + token_of(f))
+
+
+def check_token(f: Any, journal: Path, token: bytes) -> None:
+    """Raise unless ``token`` (a journal's header) is that of the journal the open job file
+    ``f`` expects beside it (review49 F4: another job's journal put in its place was
+    folded in at the job's end, and the job SUCCEEDED with that job's values).
+
+    Raises:
+        DamagedStoreError: Naming the journal, and the way on.
+    """
+    raw = _void(f[L.LOG].attrs.get(L.JOURNAL_TOKEN_ATTR, b""))
+    if not token or len(raw) < 12:
+        return
+    runs = len(f[L.RUNS]) if L.RUNS in f else 0
+    if raw[8:12] != struct.pack("<I", runs) or raw[12:] != token_of(f) or raw[:8] == token:
+        return  # as expected, or no longer recorded (see expect_token)
+    raise DamagedStoreError(
+        journal,
+        "it is not the journal its job.h5 expects (another job's journal, or another run's, "
+        "put in its place): none of its records were taken as this job's. Keep it aside "
+        f"(mv {journal} {journal}.other) to read the job, or --resume it, from job.h5 alone",
+    )

@@ -27,6 +27,12 @@ RUNS = "runs"
 RESULT = "result"
 LOG = "log"
 FOLDED_ATTR = "folded-journal"  # token of the last journal folded into /log
+#: /log attr: the token of the journal the writer starts after this file was written (a
+#: journal of another token beside it is not this job's: review49 F4). Absent: not checked.
+JOURNAL_TOKEN_ATTR = "journal-token"
+#: Root attr: 8 random bytes drawn when the job was created (or first opened by a writer
+#: that knows it), so a writer knows the job.h5 it reopens is its own (review49 F3).
+NONCE_ATTR = "job-nonce"
 JOURNAL_FILE = records.JOURNAL_FILE
 META = "log/meta"  # uint8, gzip: blob-encoded record fields
 DATA = "log/data"  # uint8, gzip: blob-encoded small results and events

@@ -19,7 +19,15 @@ from qshpc.errors import DamagedStoreError, StoreError
 from qshpc.store import layout as L
 from qshpc.store.batch import Ends, Frame
 from qshpc.store.encoding_blob import blob_decoder, decode_blob
-from qshpc.store.journal import JournalFrame, large_pieces, read_journal, read_large, token_of
+from qshpc.store.journal import (
+    JournalFrame,
+    PinnedJournal,
+    check_token,
+    large_pieces,
+    read_journal,
+    read_large,
+    token_of,
+)
 from qshpc.store.records import TASK_STATES, DeferredResult, InStore, TaskRecord, missing_class
 from qshpc.store.table import TaskTable
 
@@ -119,19 +127,22 @@ def _copy_large(f: h5py.File, journal: Path, jf: JournalFrame, ends: Ends) -> En
     return replace(ends, large=start + total)
 
 
-def journal_frames(f: h5py.File, path: Path, strict: bool = True) -> list[JournalFrame]:
-    """The whole frames of the journal beside ``path`` not yet folded into ``f``.
+def journal_frames(
+    f: h5py.File, path: Path, strict: bool = True, pinned: PinnedJournal | None = None
+) -> list[JournalFrame]:
+    """The whole frames of the journal beside ``path`` not yet folded into ``f``
+    (``pinned``: of that journal, open already).
 
     Raises:
         DamagedStoreError: The journal is damaged before its end (unless not
             ``strict``: then the frames before the damage are returned).
     """
+    jpath = path.with_name(L.JOURNAL_FILE)
     try:
-        token, frames, damage = read_journal(path.with_name(L.JOURNAL_FILE))
+        token, frames, damage = read_journal(jpath, pinned.fd if pinned else None)
     except FileNotFoundError:
         return []
     except OSError as exc:
-        jpath = path.with_name(L.JOURNAL_FILE)
         from qshpc.store.seal import NotRegular
 
         if isinstance(exc, NotRegular):  # review50 F5: no way on was named
@@ -143,6 +154,12 @@ def journal_frames(f: h5py.File, path: Path, strict: bool = True) -> list[Journa
         raise StoreError(f"cannot read {jpath}: {exc}") from exc
     if token and token == token_of(f):
         return []  # folded in already (a writer died between the rename and the unlink)
+    try:
+        check_token(f, jpath, token)
+    except DamagedStoreError:
+        if strict:
+            raise
+        return []  # another job's: none of its records are this job's
     if damage and strict:
         from qshpc.store.lock import holder_alive
 
@@ -170,11 +187,19 @@ class LogReader:
     """The committed log: ``/log`` of an open job file followed by journal frames."""
 
     def __init__(
-        self, f: h5py.File, source: str, frames: list[JournalFrame], journal: Path
+        self,
+        f: h5py.File,
+        source: str,
+        frames: list[JournalFrame],
+        journal: Path,
+        pinned: PinnedJournal | None = None,
     ) -> None:
         self.f = f
         self.source = source
         self.journal = journal
+        #: The journal ``frames`` were read from, open: their large blobs are read from it
+        #: (None: from ``journal`` opened anew, which a fold may have replaced meanwhile).
+        self.pinned = pinned
         self.ends = last_commit(f)
         self.frames = frames
         pos = self.ends
@@ -193,6 +218,10 @@ class LogReader:
         #: A journal frame's large blobs, read once (frames of many results over
         #: ``RAW_RESULT_MIN``: reading each record's result must not read the frame again).
         self._large: dict[int, list[bytes]] = {}
+
+    def journal_fd(self) -> int | None:
+        """The pinned journal's file descriptor (None: none pinned)."""
+        return self.pinned.fd if self.pinned is not None else None
 
     def load(self, name: str) -> bytes:
         """All committed bytes of the ``meta`` or ``data`` stream (cached)."""
@@ -216,7 +245,7 @@ class LogReader:
             if pos <= off < pos + sum(jf.large_lens):
                 blobs = self._large.get(jf.large_at)
                 if blobs is None:
-                    blobs = read_large(self.journal, jf)
+                    blobs = read_large(self.journal, jf, fd=self.journal_fd())
                     if sum(jf.large_lens) <= _KEEP_LARGE:  # many results read in a row
                         self._large[jf.large_at] = blobs
                 for blob in blobs:

@@ -107,17 +107,20 @@ class H5Source:
         self.f.close()
 
 
-def open_h5(path: Path, off: int, n: int) -> H5Source:
-    """``job.h5``'s ``/log/large`` at ``off`` (its committed part must hold ``n`` bytes there).
+def open_h5(path: Path, off: int, n: int, nonce: bytes = b"") -> H5Source:
+    """``job.h5``'s ``/log/large`` at ``off`` (its committed part must hold ``n`` bytes there);
+    ``nonce``: the job's, which the file must carry (not another job's ``job.h5``).
 
     Raises:
-        StoreError: The file cannot be read, or holds no such bytes.
+        StoreError: The file cannot be read, is another job's, or holds no such bytes.
     """
     from qshpc.store import layout as L
+    from qshpc.store.journal import check_nonce
     from qshpc.store.log import last_commit
 
     f = L.open_read(path)
     try:
+        check_nonce(f, path, nonce)
         if off + n > last_commit(f).large:
             raise StoreError(f"{path} holds no result at byte {off} of /log/large")
         return H5Source(f, off, str(path))

@@ -23,7 +23,7 @@ from qshpc.store import layout as L
 from qshpc.store.encoding_blob import array_head, decode_blob
 from qshpc.store.encoding_h5 import read_native
 from qshpc.store.isolate import Child, UnreadableStoreError
-from qshpc.store.journal import check_large
+from qshpc.store.journal import PinnedJournal, check_large
 from qshpc.store.log import LogReader, journal_frames
 from qshpc.store.nesting import read_deep
 from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
@@ -35,6 +35,16 @@ def _inode(path: Path) -> int:
         return os.stat(path).st_ino
     except FileNotFoundError:
         return -1
+
+
+def _pin(jpath: Path) -> PinnedJournal | None:
+    """The journal at ``jpath`` opened (None: there is none)."""
+    try:
+        return PinnedJournal(jpath)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read {jpath}: {exc}") from exc
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,14 +137,19 @@ class JobReader:
         L.close_read(self._f)
 
     def _log(self, strict: bool = True) -> LogReader:
+        """The log of the open ``job.h5`` and of the journal beside it, that journal
+        opened once (:class:`~qshpc.store.journal.PinnedJournal`): a fold that replaces
+        both meanwhile changes nothing this log reads."""
         for _ in range(20):
             if _inode(self.path) != self._ino:  # the writer folded its journal in
                 L.close_read(self._f)
                 self._ino = _inode(self.path)
                 self._f = L.open_read(self.path, plain=self._plain())
-            frames = journal_frames(self._f, self.path, strict)
-            if _inode(self.path) == self._ino:
-                return LogReader(self._f, str(self.path), frames, self._jpath())
+            pinned = _pin(self._jpath())
+            if _inode(self.path) != self._ino:  # folded just now: that journal may be the next
+                continue
+            frames = journal_frames(self._f, self.path, strict, pinned) if pinned else []
+            return LogReader(self._f, str(self.path), frames, self._jpath(), pinned)
         raise StoreError(f"{self.path} keeps being replaced; try again")
 
     def _plain(self) -> bool:
@@ -284,10 +299,10 @@ class JobReader:
                 raise DamagedStoreError(
                     self.path, f"bytes {ranges}{more} do not match its integrity seal"
                 )
-        log = self._log()
+        log = self._log()  # its journal pinned: the one whose frames are checked (review49 F1)
         for jf in log.frames:
             if jf.large_lens:
-                check_large(self._jpath(), jf)
+                check_large(self._jpath(), jf, log.journal_fd())
 
     @_guarded
     def arguments(self, allow_pickle: bool = False) -> dict[str, Any]:
@@ -334,7 +349,6 @@ class JobReader:
                             fields["error"] or "", attempts=fields["attempt"])  # fmt: skip
         return log.record_result(row, allow_pickle)
 
-    @_guarded
     def done_records(
         self,
         allow_pickle: bool = False,
@@ -343,7 +357,20 @@ class JobReader:
         hold: int | None = None,
     ) -> dict[str, TaskRecord]:
         """Key -> latest SUCCEEDED record, results loaded (``defer``, ``lazy_over``,
-        ``hold``: see :meth:`qshpc.store.log.LogReader.done_records`)."""
+        ``hold``: see :meth:`qshpc.store.log.LogReader.done_records`; ``defer`` is a
+        resume's read: damage found is said with what is readable and the way on,
+        :func:`resume_refused`)."""
+        try:
+            return self._done_records(allow_pickle, defer, lazy_over, hold)
+        except DamagedStoreError as exc:
+            if not defer:
+                raise
+            raise resume_refused(self.path.parent, exc) from None
+
+    @_guarded
+    def _done_records(
+        self, allow_pickle: bool, defer: bool, lazy_over: int | None, hold: int | None
+    ) -> dict[str, TaskRecord]:
         return self._log().done_records(allow_pickle, defer, lazy_over, hold)
 
     @_guarded
@@ -628,3 +655,23 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError, deep: bool = True) -> di
         ranks=[],
     )
     return meta
+
+
+def resume_refused(job_dir: Path, exc: DamagedStoreError) -> DamagedStoreError:
+    """``exc``, met by a resume (its read of the finished tasks, or its copy of ``job.h5``),
+    with what is readable and the way on (review49 F7: one damaged block refused the
+    resume naming the bytes alone; the 9 of 10 readable results were to be found by hand)."""
+    from qshpc.store.jobref import job_ref
+
+    try:
+        found = str(damaged_meta(job_dir, exc)["recoverable"])
+    except StoreError:
+        found = "`qshpc status --verify` says what is readable"
+    return DamagedStoreError(
+        exc.path,
+        f"{exc.detail}. A resume builds only on a whole store ({found}): "
+        f"`qshpc status --verify {job_ref(job_dir)}` lists it, and a readable task result is "
+        "`JobReader.open(DIR).task_result(TASK_ID)` (from qshpc.store); to go on, run the "
+        "program as a new job: it runs every task again (with --cache, it reuses the "
+        "results the cache holds)",
+    )

@@ -13,7 +13,13 @@ import h5py
 from qshpc.errors import DamagedStoreError, StoreError
 from qshpc.store import layout as L
 from qshpc.store import perms, seal
-from qshpc.store.journal import read_journal, token_of
+from qshpc.store.journal import (
+    check_nonce,
+    check_token,
+    expect_token,
+    read_journal,
+    token_of,
+)
 from qshpc.store.log import fold
 from qshpc.store.space import room_after
 
@@ -46,8 +52,21 @@ _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 SLACK = 256 << 10  # room for what a change adds besides the journal (a run entry, attrs)
 
 
-def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth: int = 0) -> None:
+def snapshot(
+    path: Path,
+    change: Callable[[h5py.File], None],
+    what: str,
+    growth: int = 0,
+    nonce: bytes = b"",
+    next_token: bytes = b"",
+) -> None:
     """Rewrite ``path`` with the journal folded in and ``change`` applied, atomically.
+
+    The journal is folded in only when it is the one ``job.h5`` expects
+    (:func:`~qshpc.store.journal.check_token`); ``nonce``: the job's writer's, which
+    ``job.h5`` must carry (:func:`~qshpc.store.journal.check_nonce`: not another job's
+    file put in its place). ``next_token``: the token of the journal the writer starts next,
+    recorded for readers and later folds.
 
     The journal is deleted once the new file is in place. A crash at any point
     leaves either the old file and the journal, or the new file (which records
@@ -91,9 +110,13 @@ def snapshot(path: Path, change: Callable[[h5py.File], None], what: str, growth:
             raise L.open_error(path, exc) from exc
         with f:
             L.check_schema(f, path)
+            check_nonce(f, path, nonce)
             if token and token != token_of(f):
+                check_token(f, journal, token)
                 fold(f, frames, journal, token)
             change(f)
+            if next_token:
+                expect_token(f, next_token)
         seal.seal(tmp)
         L.fsync_path(tmp)
         os.replace(tmp, path)

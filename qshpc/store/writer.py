@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
-from qshpc.errors import StoreError
+from qshpc.errors import DamagedStoreError, StoreError
 from qshpc.store import layout as L
 from qshpc.store.batch import Batch, Ends, Frame, prefix
 from qshpc.store.chunk import RecordChunk
 from qshpc.store.encoding_blob import encode_blob, encode_blob_parts
 from qshpc.store.encoding_h5 import write_native
-from qshpc.store.journal import JournalWriter
+from qshpc.store.journal import JournalWriter, nonce_of
 from qshpc.store.log import LogReader, journal_frames, last_commit
 from qshpc.store.readback import Source, open_file, open_h5
 from qshpc.store.records import STATES, TERMINAL_STATES, TaskRecord
@@ -67,6 +68,8 @@ class JobWriter:
         #: a writer whose lock another run took over stops writing.
         self.lock: Any = None
         self._pid = os.getpid()  # the one process that writes the job (not a fork of it)
+        #: The job's nonce (``job.h5``'s ``job-nonce``): each reopen of ``job.h5`` checks it.
+        self.nonce = b""
 
     @classmethod
     def open(cls, job_dir: str | os.PathLike[str], runtime: dict[str, Any]) -> JobWriter:
@@ -87,7 +90,7 @@ class JobWriter:
         path = L.job_file(job_dir)
         if not path.is_file():
             raise L.open_error(path, FileNotFoundError(path))
-        found: list[tuple[int, Ends]] = []
+        found: list[tuple[int, Ends, bytes]] = []
 
         def new_run(f: h5py.File) -> None:
             if L.RESULT in f:
@@ -97,21 +100,33 @@ class JobWriter:
                     del f.attrs[attr]
             run = len(f[L.RUNS]) + 1
             write_native(f[L.RUNS], str(run), dict(runtime))
-            found.append((run, last_commit(f)))
+            nonce = nonce_of(f)
+            if not nonce:  # a job an older qshpc created: its nonce from now on
+                nonce = os.urandom(8)
+                f.attrs[L.NONCE_ATTR] = np.void(nonce)
+            found.append((run, last_commit(f), nonce))
 
+        token = os.urandom(8)
         try:
-            snapshot(path, new_run, "open for writing")
+            snapshot(path, new_run, "open for writing", next_token=token)
+        except DamagedStoreError as exc:
+            if runtime.get("resume"):
+                from qshpc.store.reader import resume_refused
+
+                raise resume_refused(job_dir, exc) from None
+            raise
         except StoreError as exc:
             if not disk_full(exc):
                 raise
             fix = start_fix(path, SLACK, started=_ran_before(path))
             raise full_error(path, "open for writing", fix) from None
-        run, ends = found[0]
+        run, ends, nonce = found[0]
         try:
-            journal = JournalWriter(path.with_name(L.JOURNAL_FILE), os.urandom(8))
+            journal = JournalWriter(path.with_name(L.JOURNAL_FILE), token)
         except OSError as exc:
             raise io_error(path.with_name(L.JOURNAL_FILE), exc, "create") from exc
         writer = cls(path, journal, ends, run)
+        writer.nonce = nonce
         make_reserve(job_dir)  # room for the final state should the disk fill up
         writer._batch.add_event(L.EVENT_STATE, encode_blob([STATES[1], None]))
         writer._batch.add_event(L.EVENT_STATUS, encode_blob(""))
@@ -214,8 +229,12 @@ class JobWriter:
         self.commit()
         self._check_still_ours()
         found: list[Ends] = []
+        token = os.urandom(8)
         try:
-            snapshot(self.path, lambda f: found.append(last_commit(f)), "checkpoint")
+            snapshot(
+                self.path, lambda f: found.append(last_commit(f)), "checkpoint",
+                nonce=self.nonce, next_token=token,
+            )  # fmt: skip
         except NotWritten:  # the folder made read-only: likewise (finalize says so)
             return
         except StoreError as exc:
@@ -224,7 +243,7 @@ class JobWriter:
             raise
         self._close_journal()  # folded in and deleted
         try:
-            self._journal = JournalWriter(self._jpath(), os.urandom(8))
+            self._journal = JournalWriter(self._jpath(), token)
         except OSError as exc:
             self._broken = io_error(self._jpath(), exc, "create")
             raise self._broken from exc
@@ -307,7 +326,7 @@ class JobWriter:
             at = journal.large_at(off, n)
             if at is not None:
                 return open_file(journal.path, at, journal.blob_crc(off, n))
-        return open_h5(self.path, off, n)
+        return open_h5(self.path, off, n, self.nonce)
 
     def _jpath(self) -> Path:
         return self.path.with_name(L.JOURNAL_FILE)
@@ -350,7 +369,8 @@ class JobWriter:
 
         native = result is not None and not result[1]
         try:  # a native result takes about 4x its encoding at most (HDF5's per-node overhead)
-            snapshot(self.path, complete, "finalize", 4 * result[2] if native and result else 0)
+            growth = 4 * result[2] if native and result else 0
+            snapshot(self.path, complete, "finalize", growth, nonce=self.nonce)
         except NotWritten as exc:
             # Committed in the journal, which readers read; the run says so and ends non-zero
             self.unfolded = exc
