@@ -127,6 +127,20 @@ def _copy_large(f: h5py.File, journal: Path, jf: JournalFrame, ends: Ends) -> En
     return replace(ends, large=start + total)
 
 
+def journal_error(jpath: Path, exc: OSError) -> StoreError:
+    """The error of a journal that cannot be read; a FIFO or a folder in its place gets the
+    way on (review50 F5)."""
+    from qshpc.store.seal import NotRegular
+
+    if isinstance(exc, NotRegular):
+        return StoreError(
+            f"cannot read {jpath}: it is not a regular file (a FIFO or a folder stands where "
+            f"the job's journal goes): move it aside (mv {jpath} {jpath}.bad), and "
+            f"{L.JOB_FILE} is read alone"
+        )
+    return StoreError(f"cannot read {jpath}: {exc}")
+
+
 def journal_frames(
     f: h5py.File, path: Path, strict: bool = True, pinned: PinnedJournal | None = None
 ) -> list[JournalFrame]:
@@ -143,15 +157,7 @@ def journal_frames(
     except FileNotFoundError:
         return []
     except OSError as exc:
-        from qshpc.store.seal import NotRegular
-
-        if isinstance(exc, NotRegular):  # review50 F5: no way on was named
-            raise StoreError(
-                f"cannot read {jpath}: it is not a regular file (a FIFO or a folder stands where "
-                f"the job's journal goes): move it aside (mv {jpath} {jpath}.bad), and "
-                f"{path.name} is read alone"
-            ) from exc
-        raise StoreError(f"cannot read {jpath}: {exc}") from exc
+        raise journal_error(jpath, exc) from exc
     if token and token == token_of(f):
         return []  # folded in already (a writer died between the rename and the unlink)
     try:

@@ -24,7 +24,7 @@ from qshpc.store.encoding_blob import array_head, decode_blob
 from qshpc.store.encoding_h5 import read_native
 from qshpc.store.isolate import Child, UnreadableStoreError
 from qshpc.store.journal import PinnedJournal, check_large
-from qshpc.store.log import LogReader, journal_frames
+from qshpc.store.log import LogReader, journal_error, journal_frames
 from qshpc.store.nesting import read_deep
 from qshpc.store.records import SCHEMA_VERSION, STATES, TASK_STATES, TaskRecord
 from qshpc.store.table import TaskTable
@@ -44,7 +44,7 @@ def _pin(jpath: Path) -> PinnedJournal | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StoreError(f"cannot read {jpath}: {exc}") from exc
+        raise journal_error(jpath, exc) from exc
 
 
 F = TypeVar("F", bound=Callable[..., Any])
