@@ -792,6 +792,8 @@ class _Walk:
             try:
                 self.value(value)  # a module: whole (:meth:`_other`)
             except UncacheableError:
+                if not _no_data(value):  # (an object holding a lock and data: review51 F3)
+                    raise
                 self.depth = depth
                 put(b"?")
         put(b";")
@@ -866,7 +868,12 @@ class _Walk:
                 self.value(value)
             except UncacheableError:
                 # Machinery a metaclass or decorator added (ABC's _abc_impl), a lock:
-                # its name is all the key keeps.
+                # its name is all the key keeps. Anything else (an object holding a lock
+                # beside data, an open file, a module holding one) leaves the call
+                # uncached: keyed by its name, an edit of its data gave the old result
+                # (review51 F3).
+                if not _no_data(value):
+                    raise
                 put(b"?")
         put(b";")
 
@@ -1010,6 +1017,30 @@ _loose_states: dict[type, frozenset[str]] = {}
 def _loose_state(cls: type) -> frozenset[str]:
     """The attributes of ``cls``'s state that :data:`_LOOSE_STATE` names."""
     return _attrs_named(_LOOSE_STATE, _loose_states, cls)
+
+
+def _no_data_types() -> tuple[type, ...]:
+    import abc
+
+    probe = abc.ABCMeta("probe", (), {})  # (its registry: ``_abc._abc_data``, no stub)
+
+    return (
+        type(threading.Lock()),
+        type(threading.RLock()),
+        threading.Condition,
+        threading.Event,
+        threading.Semaphore,
+        type(vars(probe)["_abc_impl"]),
+    )
+
+
+_NO_DATA: tuple[type, ...] = _no_data_types()
+
+
+def _no_data(value: Any) -> bool:
+    """True for a value that cannot be hashed and holds nothing a result reads: a lock,
+    a condition, an event, a semaphore, ABC's registry (keyed by its name alone)."""
+    return isinstance(value, _NO_DATA)
 
 
 #: ``__slotnames__``: copyreg's cache, set on the class when an object of it is first

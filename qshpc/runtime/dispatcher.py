@@ -69,6 +69,10 @@ if TYPE_CHECKING:
 CHECK_EVERY_S = 0.5
 #: The dispatcher's sleep when no call is out or queued (a new call wakes it at once).
 IDLE_SLEEP_S = 0.05
+#: How often the dispatcher thread looks again at a burst of cached calls still growing,
+#: and how long it lets one grow at most, in seconds (:meth:`Dispatcher._later_due`).
+LATER_POLL_S = 0.001
+LATER_SETTLE_S = 0.005
 
 
 class Dispatcher(Intake):
@@ -120,6 +124,7 @@ class Dispatcher(Intake):
         #: comes is stored (review47 F2), while ``shutdown`` has not returned (``_store_open``).
         self._late: dict[int, dict[int, list[Entry]]] = {}
         self._late_lock = threading.Lock()
+        self._later_seen = -1  # how many calls _later held when last looked at
         self._store_open = True
         self.pace = Pace()
         self._stop = False
@@ -450,8 +455,9 @@ class Dispatcher(Intake):
         comm, status, any_source, receive = self.comm, self.status, self.any_source, self.receive
         sleep = 0.0
         while True:
-            # Calls the program keyed and left to look up (Intake._defer): now.
-            progressed = bool(self._later) and self.look_up_later()
+            # Calls the program keyed and left to look up (Intake._defer): once their
+            # burst stops growing (the program's own waits look them up at once).
+            progressed = bool(self._later) and self._later_due() and self.look_up_later()
             while True:
                 msg = comm.improbe(any_source, TAG_RESULT, status)
                 if msg is None:
@@ -509,9 +515,23 @@ class Dispatcher(Intake):
                 # call wakes this thread (submit). Polling every 2 ms here took the
                 # GIL from the program thread at each of its I/O calls (cache hits).
                 sleep = max(sleep, min(IDLE_SLEEP_S, self._next_check - time.monotonic()))
+            if self._later:  # a burst still growing: look again soon (_later_due)
+                sleep = min(sleep, LATER_POLL_S)
             self._wake.wait(sleep)
             self._wake.clear()
             self._idle = False
+
+    def _later_due(self) -> bool:
+        """True when the calls left to look up (:meth:`Intake._defer`) should be now: their
+        number did not grow since this thread last looked, or the first waits
+        :data:`LATER_SETTLE_S` (the program thread keys a burst meanwhile: looking them up
+        here, a few at a time between its calls, cost each hit more CPU)."""
+        n = len(self._later)
+        if n == self._later_seen or time.monotonic() - self._later_at > LATER_SETTLE_S:
+            self._later_seen = -1
+            return True
+        self._later_seen = n
+        return False
 
     def _flush(self) -> None:
         """Make the results received durable, then hand them to the program."""

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from qshpc.errors import UserError
+from qshpc.program import refs as _refs
 from qshpc.program.backend import (
     FROM_CACHE,
     PLAIN,
@@ -154,6 +155,7 @@ class Intake:
         #: key, bindings, seed).
         self._later: list[tuple[Entry, tuple[Any, ...], str, list[Any], int | None]] = []
         self._later_lock = threading.Lock()
+        self._later_at = 0.0  # when the first of the calls in _later was keyed
         # (reentrant: a done-callback of a hit resolved here may wait, which looks up)
         self._later_run = threading.RLock()
         self._idle = False  # the dispatcher thread sleeps and a worker has room: wake it
@@ -385,12 +387,21 @@ class Intake:
         keyed = tuple(_Keyed(_keyed_bytes(a, qpy)) if type(a) is circuit else a for a in args)
         with self._later_lock:
             later = self._later
+            first = not later
+            if first:
+                self._later_at = time.monotonic()
+                _refs.flush_lookups = self.look_up_later  # (ref.result() looks up first)
             later.append((entry, keyed, key, binds, seed))
             full = len(later) >= LATER_MAX
         if full:
             self.look_up_later()
-        # Else the program's next wait (get) looks them up, or the dispatcher thread at its
-        # next turn (waking it here cost a thread switch per burst and the hits' CPU gain).
+        elif first and self._idle:
+            # The dispatcher thread sleeps (up to 50 ms): wake it once a burst, and it
+            # looks them up when the burst stops growing (Dispatcher._later_due), so that
+            # a wait outside qshpc's own (``concurrent.futures.wait``, a ``done()`` poll)
+            # sees a hit in about a millisecond (review51 F6). The program's own waits
+            # (get, wait, ref.result()) look them up at once.
+            self._wake.set()
         return True
 
     def look_up_later(self) -> bool:
@@ -416,21 +427,37 @@ class Intake:
     ) -> None:
         cache = self.cache
         assert cache is not None
-        for entry, keyed, key, binds, seed in later:
+        for i, (entry, keyed, key, binds, seed) in enumerate(later):
+            ref = entry.ref
+            if ref.done():  # cancelled by the program before its lookup: not looked up
+                continue
             try:
                 hit = cache.lookup(key)
                 if hit is None:
                     entry.ckey, entry.cbind = key, binds or None
                     self._pack(entry, keyed, {}, at_call=True)
                     continue
-                task_id = entry.ref.task_id
-                self.session.record_hit(task_id, key, entry.task.name, hit, entry.submitted, seed)
-                FROM_CACHE.add(entry.ref)
+                if not ref.set_running_or_notify_cancel():
+                    continue  # cancelled meanwhile: neither recorded nor resolved (review51 F1)
+                self.session.record_hit(
+                    ref.task_id, key, entry.task.name, hit, entry.submitted, seed
+                )
+                FROM_CACHE.add(ref)
                 # No Parameter in the arguments (see _defer): nothing to rebind to the call's.
-                resolve_many([(entry.ref, True, from_hit(hit, (), None))])
-            except BaseException as exc:  # this call fails; the others are looked up
-                if not entry.ref.done():
-                    resolve_many([(entry.ref, False, exc)])
+                resolve_many([(ref, True, from_hit(hit, (), None))])
+            except Exception as exc:  # this call fails; the others are looked up
+                if not ref.done():
+                    resolve_many([(ref, False, exc)])
+            except BaseException:
+                # Ctrl-C (KeyboardInterrupt), SystemExit: the program's, raised on; this
+                # call and the ones not looked up yet wait for the next lookup (review51
+                # F2: it was made this call's error and the program went on). This one
+                # may have been recorded already: recorded again then (the last record
+                # is the task's), never left unresolved (a get would wait forever).
+                rest = later[i:]
+                with self._later_lock:
+                    self._later[:0] = rest
+                raise
 
     def _look_up(
         self,

@@ -49,7 +49,24 @@ if os.environ.get("FAIL_TAG"):  # a fault the store cannot be made to give: the 
         return real(self, task_id, key, function, hit, submitted, seed)
 
     _s.Session.record_hit = record_hit
+if os.environ.get("KBI_TAG"):  # Ctrl-C landing in a lookup of the program thread (once)
+    import threading
+    from qshpc.program import session as _s
+
+    real_k = _s.Session.record_hit
+    fired = []
+
+    def record_hit_k(self, task_id, key, function, hit, submitted, seed):
+        main = threading.current_thread() is threading.main_thread()
+        if task_id == os.environ["KBI_TAG"] and main and not fired:
+            fired.append(1)
+            raise KeyboardInterrupt("injected")
+        return real_k(self, task_id, key, function, hit, submitted, seed)
+
+    _s.Session.record_hit = record_hit_k
 refs = [ops(c, i) for i, c in enumerate(circuits)]
+cancelled = refs[int(os.environ["CANCEL_TAG"])].cancel() if os.environ.get("CANCEL_TAG") else None
+first = refs[0].result(timeout=0)["tag"] if os.environ.get("RESULT0") else None
 later = QuantumCircuit(1, name="later")
 refs.append(ops(later, "later"))  # keyed now: an empty circuit
 later.x(0)  # changed after the call, before any lookup
@@ -63,12 +80,18 @@ if os.environ.get("DAMAGE"):  # every entry damaged after the calls (before thei
                 f.seek(-3, 2)
                 f.write(b"bad")
 out = []
+interrupted = False
 for r in refs:
     try:
-        out.append(get(r))
+        try:
+            out.append(get(r))
+        except KeyboardInterrupt:
+            interrupted = True
+            out.append(get(r))
     except Exception as exc:
-        out.append(f"failed: {{exc}}")
-save_result({{"out": out, "ready": ready}})
+        out.append(f"failed: {{type(exc).__name__}}: {{exc}}")
+save_result({{"out": out, "ready": ready, "cancelled": cancelled, "first": first,
+              "interrupted": interrupted}})
 """
 
 
@@ -142,3 +165,32 @@ def test_many_calls_looked_up_in_batches(qshpc_home: Path, tmp_path: Path) -> No
     assert again["out"] == first["out"] == _want(n) and ran == []
     assert f"{n + 1} done ({n + 1} from cache)" in status
     assert again["ready"] == n + 1  # wait(timeout=0) right after the calls: all done
+
+
+def test_a_hit_not_looked_up_yet_is_seen_by_its_own_result_and_can_be_cancelled(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review51 F6: ``ref.result(timeout=0)`` of a hit looks it up (it waited for the
+    dispatcher's next turn); F1: a hit the program cancelled before its lookup is neither
+    resolved nor recorded as taken from the cache."""
+    _run(tmp_path, 4)
+    out, ran, status = _run(tmp_path, 4, RESULT0="1", CANCEL_TAG="2")
+    want = _want(4)
+    assert out["first"] == 0
+    assert out["cancelled"] is True
+    assert out["out"][2].startswith("failed: CancelledError")
+    assert out["out"][:2] == want[:2] and out["out"][3:] == want[3:]
+    assert ran == []
+    assert "(4 from cache)" in status, status
+
+
+def test_a_ctrl_c_in_a_lookup_reaches_the_program_and_loses_no_call(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review51 F2: a KeyboardInterrupt raised while the program thread looked calls up was
+    made one call's error, and the program went on as if nothing happened."""
+    _run(tmp_path, 4)
+    out, ran, _ = _run(tmp_path, 4, KBI_TAG="1")
+    assert out["out"] == _want(4)
+    assert out["interrupted"] is True  # (the program's get of call 1 looked it up)
+    assert ran == []

@@ -96,3 +96,31 @@ def test_a_name_set_later_on_a_module_a_class_holds_changes_the_key(
     assert first is not None and cache.key(_t, (holder.Holder(),)) == first
     monkeypatch.setattr(holder.Holder.cfg, "_EXTRA", 5, raising=False)
     assert cache.key(_t, (holder.Holder(),)) not in (None, first)
+
+
+class _Conf:
+    """An object holding a lock beside data read from outside (review51 F3)."""
+
+    def __init__(self, k: int) -> None:
+        self.lock = threading.Lock()
+        self.k = k
+
+
+def test_an_object_holding_a_lock_beside_data_leaves_the_call_uncached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review51 F3: such an object in a module held as a value (or in a class's namespace)
+    was keyed by its name alone: its data edited, the cache and a resume gave the old
+    result. It cannot be hashed, so the call is not cached (it runs); a bare lock still is
+    keyed by its name (it decides no result)."""
+    from qshpc.cache.keywalk import UncacheableError
+
+    cfg = _modules(tmp_path, monkeypatch)
+    monkeypatch.setattr(cfg, "_CONF", _Conf(2), raising=False)
+    with pytest.raises(UncacheableError):
+        cache.key(_t, (cfg,))
+    holder = type("Holder", (), {"conf": _Conf(2), "lock": threading.Lock()})
+    with pytest.raises(UncacheableError):
+        cache.key(_t, (holder,))
+    plain = type("Plain", (), {"k": 2, "lock": threading.Lock()})
+    assert cache.key(_t, (plain,)) is not None
