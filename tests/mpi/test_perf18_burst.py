@@ -11,6 +11,7 @@ own call alone.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,8 @@ def test_an_entry_damaged_before_its_lookup_is_computed_again(
     assert again["out"] == _want(4)
     # Each call hit (looked up before the damage: the dispatcher thread's turn came) or
     # ran again (looked up after it: a damaged entry is a miss); none took damaged bytes.
-    hits = int(status.split("(")[1].split()[0]) if "from cache" in status else 0
+    found = re.search(r"\((\d+) from cache\)", status)
+    hits = int(found.group(1)) if found else 0
     assert len(ran) + hits == 5 and "5 done" in status
     # ...and stored again, whole: the next run takes every result from the cache.
     third, ran, status = _run(tmp_path, 4)
