@@ -412,52 +412,67 @@ class Intake:
         others go on).
         """
         with self._later_run:  # one thread at a time (the cache's counts, the order)
-            with self._later_lock:
-                later, self._later = self._later, []
-            if not later:
+            if not self._look_up_now():
                 return False
-            self._look_up_now(later)
         if self._idle and (self.pending or self.placed):
             self._idle = False
             self._wake.set()
         return True
 
-    def _look_up_now(
-        self, later: list[tuple[Entry, tuple[Any, ...], str, list[Any], int | None]]
-    ) -> None:
+    def _look_up_now(self) -> bool:
+        """Take the calls waiting in ``_later`` and look them up; False when there were none.
+
+        A Ctrl-C (``KeyboardInterrupt``) or ``SystemExit`` the program thread gets meanwhile
+        is raised on; the call at hand and those after it go back to ``_later`` first,
+        wherever it lands, for the next lookup: never dropped (review51 F2: one became
+        that call's error and the program went on; a call dropped so would leave its
+        ``get`` waiting forever). The call at hand may have been recorded already: it is
+        recorded again then (the last record is the task's).
+        """
         cache = self.cache
         assert cache is not None
-        for i, (entry, keyed, key, binds, seed) in enumerate(later):
-            ref = entry.ref
-            if ref.done():  # cancelled by the program before its lookup: not looked up
-                continue
-            try:
-                hit = cache.lookup(key)
-                if hit is None:
-                    entry.ckey, entry.cbind = key, binds or None
-                    self._pack(entry, keyed, {}, at_call=True)
-                    continue
-                if not ref.set_running_or_notify_cancel():
-                    continue  # cancelled meanwhile: neither recorded nor resolved (review51 F1)
-                self.session.record_hit(
-                    ref.task_id, key, entry.task.name, hit, entry.submitted, seed
-                )
-                FROM_CACHE.add(ref)
-                # No Parameter in the arguments (see _defer): nothing to rebind to the call's.
-                resolve_many([(ref, True, from_hit(hit, (), None))])
-            except Exception as exc:  # this call fails; the others are looked up
-                if not ref.done():
-                    resolve_many([(ref, False, exc)])
-            except BaseException:
-                # Ctrl-C (KeyboardInterrupt), SystemExit: the program's, raised on; this
-                # call and the ones not looked up yet wait for the next lookup (review51
-                # F2: it was made this call's error and the program went on). This one
-                # may have been recorded already: recorded again then (the last record
-                # is the task's), never left unresolved (a get would wait forever).
-                rest = later[i:]
-                with self._later_lock:
-                    self._later[:0] = rest
-                raise
+        later: list[tuple[Entry, tuple[Any, ...], str, list[Any], int | None]] = []
+        i = 0
+        try:
+            with self._later_lock:
+                later, self._later = self._later, []
+            while i < len(later):
+                entry, keyed, key, binds, seed = later[i]
+                ref = entry.ref
+                if not ref.done():  # (done: cancelled by the program before its lookup)
+                    try:
+                        self._look_up_one(cache, entry, keyed, key, binds, seed)
+                    except Exception as exc:  # this call fails; the others are looked up
+                        if not ref.done():
+                            resolve_many([(ref, False, exc)])
+                i += 1
+        except BaseException:
+            with self._later_lock:
+                self._later[:0] = later[i:]
+            raise
+        return bool(later)
+
+    def _look_up_one(
+        self,
+        cache: Any,
+        entry: Entry,
+        keyed: tuple[Any, ...],
+        key: str,
+        binds: list[Any],
+        seed: int | None,
+    ) -> None:
+        ref = entry.ref
+        hit = cache.lookup(key)
+        if hit is None:
+            entry.ckey, entry.cbind = key, binds or None
+            self._pack(entry, keyed, {}, at_call=True)
+            return
+        if not ref.set_running_or_notify_cancel():
+            return  # cancelled meanwhile: neither recorded nor resolved (review51 F1)
+        self.session.record_hit(ref.task_id, key, entry.task.name, hit, entry.submitted, seed)
+        FROM_CACHE.add(ref)
+        # No Parameter in the arguments (see _defer): nothing to rebind to the call's.
+        resolve_many([(ref, True, from_hit(hit, (), None))])
 
     def _look_up(
         self,
