@@ -429,8 +429,9 @@ class Intake:
         ``get`` waiting forever). The call at hand may have been recorded already: it is
         recorded again then (the last record is the task's).
         """
+        if not self._later:  # (the usual case at a wait, and every one without the cache)
+            return False
         cache = self.cache
-        assert cache is not None
         later: list[tuple[Entry, tuple[Any, ...], str, list[Any], int | None]] = []
         i = 0
         try:
