@@ -7,6 +7,7 @@ nothing of it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 from collections.abc import Iterator
@@ -417,5 +418,7 @@ def test_calls_keyed_for_a_later_lookup_fail_when_the_dispatcher_stops(tmp_path:
 
             d.look_up_later = broken  # type: ignore[method-assign]
             refs = [d.submit(depth_of, (c,), {}) for c in circuits]
-            errors = [r.exception(timeout=30) for r in refs]  # (not get: it looks them up)
+            # (not get nor ref.exception(): they look them up first, in this thread)
+            concurrent.futures.wait(refs, timeout=30)
+            errors = [r.exception(timeout=0) for r in refs]
     assert [str(e) for e in errors] == ["injected"] * 3
