@@ -228,9 +228,8 @@ def test_an_unsafe_cache_folder_is_still_refused(tmp_path: Path) -> None:
     assert out.returncode == 2 and "can be written by every user" in out.stderr, out.stderr
 
 
-def test_rm_and_gc_keep_a_store_damaged_in_its_saved_result(tmp_path: Path) -> None:
-    """On main b8dd831 `qshpc rm J` said "removed J (SUCCEEDED)" and gc "would remove J" for a
-    job whose saved result was damaged (status: DAMAGED, 3 of 3 task results recoverable)."""
+def _ended_job(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A job of PROG run to its end with ``--workers 0``: the environment and its folder."""
     from tests.conftest import run_cli
 
     env = {"QSHPC_HOME": str(tmp_path / "home")}
@@ -238,6 +237,15 @@ def test_rm_and_gc_keep_a_store_damaged_in_its_saved_result(tmp_path: Path) -> N
     prog.write_text(PROG)
     assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
     (job,) = (tmp_path / "home" / "jobs").iterdir()
+    return env, job
+
+
+def test_rm_and_gc_keep_a_store_damaged_in_its_saved_result(tmp_path: Path) -> None:
+    """On main b8dd831 `qshpc rm J` said "removed J (SUCCEEDED)" and gc "would remove J" for a
+    job whose saved result was damaged (status: DAMAGED, 3 of 3 task results recoverable)."""
+    from tests.conftest import run_cli
+
+    env, job = _ended_job(tmp_path)
     store = job / "job.h5"
     data = bytearray(store.read_bytes())
     data[-100] ^= 0xFF  # in the saved result, the last value written
@@ -264,11 +272,7 @@ def test_gc_does_not_tell_to_rm_a_teammates_damaged_job(tmp_path: Path) -> None:
     for a job another user owns, which rm refuses (review50 F5)."""
     from tests.conftest import run_cli
 
-    env = {"QSHPC_HOME": str(tmp_path / "home")}
-    prog = tmp_path / "p.py"
-    prog.write_text(PROG)
-    assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
-    (job,) = (tmp_path / "home" / "jobs").iterdir()
+    env, job = _ended_job(tmp_path)
     os.truncate(job / "job.h5", 20000)
     for path in (job, *job.rglob("*")):
         os.chown(path, THEIRS, -1)
@@ -463,11 +467,7 @@ def test_a_fifo_in_place_of_an_ended_jobs_journal_names_the_way_on(tmp_path: Pat
     fix, though job.h5 was whole (review50 F5)."""
     from tests.conftest import run_cli
 
-    env = {"QSHPC_HOME": str(tmp_path / "home")}
-    prog = tmp_path / "p.py"
-    prog.write_text(PROG)
-    assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
-    (job,) = (tmp_path / "home" / "jobs").iterdir()
+    env, job = _ended_job(tmp_path)
     journal = job / "job.journal"
     os.mkfifo(journal)
     out = run_cli("status", job.name, env=env, timeout=60)
