@@ -6,7 +6,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -457,7 +457,12 @@ _made: dict[Path, tuple[int, ...] | None] = {}
 _created: set[Path] = set()
 
 
-def never_started(job_dir: Path, exc: BaseException, locked: bool = True) -> str | None:
+def never_started(
+    job_dir: Path,
+    exc: BaseException,
+    locked: bool = True,
+    before_removal: Callable[[], None] | None = None,
+) -> str | None:
     """The disk filled before the job's program started: record the job FAILED, or remove it.
 
     Recorded FAILED beside the store (a few hundred bytes), or it would stay QUEUED, a
@@ -472,6 +477,9 @@ def never_started(job_dir: Path, exc: BaseException, locked: bool = True) -> str
         locked: This run holds the job's lock. Without it only a job this process created
             is touched: another run may hold the job (a --resume whose lock could not be
             taken must not mark FAILED a job that runs, nor replace an ended job's error).
+        before_removal: Called right before the folder is removed: rank 0 stops its
+            workers there and waits until they ended (review50 F4: a worker that opened
+            its log while the folder was removed left ``logs/rank-N.out`` behind).
 
     Returns:
         The error to show instead of ``exc``'s when the job's folder was removed, else None.
@@ -490,6 +498,8 @@ def never_started(job_dir: Path, exc: BaseException, locked: bool = True) -> str
         return None  # not ours to remove (a client's job, a resumed one): it stays QUEUED
     import shutil
 
+    if before_removal is not None:
+        before_removal()
     release_claim()
     shutil.rmtree(job_dir, ignore_errors=True)
     if job_dir.exists():

@@ -1,0 +1,91 @@
+"""review50's LOW findings (session 28, fixO): a job removed on a full disk leaves nothing
+behind (F4); a huge or binary JSON arguments file is refused before it is read (F7); the
+report's default file in the job folder is never a FIFO or a link written through (F8);
+``--job-dir`` through another user's link in /tmp is refused (F9); ``$QSHPC_HOME/steps`` is
+held to the store's rule (fixL's left item).
+
+Another user's file or link is a real one given to another uid (4242, no account needed:
+the owner is what is checked), and a full disk is a real tmpfs, so those tests need root.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli, tmpfs
+from tests.faults.test_bad_input import no_internals
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="another uid, or a tmpfs, needs root")
+THEIRS = 4242
+
+PROG = textwrap.dedent(
+    """
+    from qshpc import distribute_task, get, save_result
+
+    @distribute_task()
+    def sq(i):
+        return i * i
+
+    save_result(get([sq(i) for i in range(3)]))
+    """
+)
+
+# A module the workers preload (QSHPC_PRELOAD): it holds them until rank 0 removed the job
+# folder (or 5 s): their logs are opened after the removal, as in review50's 2 runs of 3.
+LATE_WORKER = textwrap.dedent(
+    """
+    import os, time
+    from pathlib import Path
+
+    jobs = Path(os.environ["QSHPC_HOME"]) / "jobs"
+    made = lambda: jobs.is_dir() and any(jobs.iterdir())
+    end = time.monotonic() + 30
+    while not made() and time.monotonic() < end:
+        time.sleep(0.02)
+    end = time.monotonic() + 5
+    while made() and time.monotonic() < end:
+        time.sleep(0.02)
+    """
+)
+
+
+@root_only
+def test_a_job_removed_on_a_full_disk_leaves_no_worker_logs(tmp_path: Path) -> None:
+    """review50 F4: on main aefb223 the workers' logs made ``J/logs/rank-{1,2}.out`` again
+    after rank 0 removed the folder of a job that could not start (no inodes left)."""
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "fixo_late_worker.py").write_text(LATE_WORKER)
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROG)
+    with tmpfs(tmp_path / "disk", "size=64m,nr_inodes=9") as disk:
+        home = disk / "h"
+        home.mkdir(mode=0o700)
+        env = {
+            "QSHPC_HOME": str(home),
+            "QSHPC_PRELOAD": "fixo_late_worker",
+            "QSHPC_FORK_SERVER": "0",  # (a fork server would preload it before rank 0)
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{mods}",
+        }
+        out = run_cli("run", str(prog), "--workers", "2", env=env, timeout=180)
+        assert out.returncode == 2, out.stderr
+        assert "nothing had run, so the job's folder" in out.stderr, out.stderr
+        no_internals(out.stderr)
+        left = sorted(str(p.relative_to(home)) for p in (home / "jobs").rglob("*"))
+        assert left == [], left
+
+
+def test_a_log_never_makes_its_job_folder_again(tmp_path: Path) -> None:
+    """review50 F4: a worker's log made the removed job folder (and ``logs/``) again."""
+    from qshpc.errors import UserError
+    from qshpc.runtime.logtee import LogTee
+
+    job = tmp_path / "J"
+    with pytest.raises(UserError, match=r"cannot write the job.s log .*/J/logs/rank-1\.out"):
+        LogTee(job / "logs" / "rank-1.out", echo=False)
+    assert not job.exists()
+
