@@ -89,3 +89,33 @@ def test_a_log_never_makes_its_job_folder_again(tmp_path: Path) -> None:
         LogTee(job / "logs" / "rank-1.out", echo=False)
     assert not job.exists()
 
+
+def test_a_huge_json_arguments_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """review50 F7: a 20 GB --arguments JSON was read whole (rank 0 OOM-killed; 3 GB: 6.3 GB
+    resident, 11 s, then "not valid JSON"). Here 300 MiB of zeros (sparse: no disk used), so
+    that the code before the fix reads it (and says "not valid JSON") rather than dies."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROG)
+    zeros = tmp_path / "a.json"
+    with open(zeros, "wb") as f:
+        f.truncate(300 << 20)
+    out = run_cli("run", str(prog), "--workers", "0", "-a", str(zeros))
+    assert out.returncode == 2, out.stderr
+    assert f"cannot load arguments from {zeros}: not valid JSON: byte 0 is a NUL byte" in (
+        out.stderr
+    )
+    no_internals(out.stderr)
+    big = tmp_path / "big.json"
+    big.write_text('{"x": [' + "1, " * 400 + "1]}")
+    env = {"QSHPC_ARGUMENTS_JSON_MAX": "1000"}
+    out = run_cli("run", str(prog), "--workers", "0", "-a", str(big), env=env)
+    assert out.returncode == 2, out.stderr
+    size = big.stat().st_size
+    assert (
+        f"cannot load arguments from {big}: it is {size:,} bytes, over the 1,000 a JSON "
+        "arguments file may hold" in out.stderr
+    ), out.stderr
+    assert "qshpc.save_arguments" in out.stderr and "QSHPC_ARGUMENTS_JSON_MAX=BYTES" in out.stderr
+    no_internals(out.stderr)
+    out = run_cli("run", str(prog), "--workers", "0", "-a", str(big))  # under the default
+    assert out.returncode == 0, out.stderr
