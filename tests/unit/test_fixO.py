@@ -119,3 +119,43 @@ def test_a_huge_json_arguments_file_is_refused_before_it_is_read(tmp_path: Path)
     no_internals(out.stderr)
     out = run_cli("run", str(prog), "--workers", "0", "-a", str(big))  # under the default
     assert out.returncode == 0, out.stderr
+
+
+COUNTS = "from qshpc import save_result\nsave_result({'00': 3, '11': 5})\n"
+
+
+def test_the_reports_default_file_is_never_a_fifo_or_a_link_written_through(
+    tmp_path: Path,
+) -> None:
+    """review50 F8: a FIFO as JOB_DIR/report.html hung `qshpc report J` (a link there had its
+    target overwritten); a named --out keeps its rules (a link is written where it points)."""
+    prog = tmp_path / "counts.py"
+    prog.write_text(COUNTS)
+    job = tmp_path / "J"
+    assert run_cli("run", str(prog), "--workers", "0", "--job-dir", str(job)).returncode == 0
+    target = tmp_path / "target.txt"
+    target.write_text("keep")
+    for name, command in (("report.html", "report"), ("plot.png", "plot")):
+        path = job / name
+        os.mkfifo(path)
+        out = run_cli(command, str(job), timeout=60)
+        assert out.returncode == 2, out.stderr
+        assert f"cannot write {path}: it is a FIFO, not a regular file, and is left as it is" in (
+            out.stderr
+        )
+        assert f"remove it (rm {path}), or name the file to write with --out" in out.stderr
+        no_internals(out.stderr)
+        path.unlink()
+        path.symlink_to(target)
+        out = run_cli(command, str(job), timeout=60)
+        assert out.returncode == 2, out.stderr
+        assert f"it is a link (to {target}), not a regular file" in out.stderr, out.stderr
+        assert target.read_text() == "keep" and path.is_symlink()
+        path.unlink()
+        assert run_cli(command, str(job), timeout=60).returncode == 0
+        assert path.is_file() and not path.is_symlink()
+    (job / "report.html").unlink()
+    (job / "report.html").symlink_to(target)
+    out = run_cli("report", str(job), "--out", str(job / "report.html"))  # named: as before
+    assert out.returncode == 0, out.stderr
+    assert target.read_text().startswith("<!DOCTYPE html>")
