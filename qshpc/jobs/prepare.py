@@ -288,6 +288,10 @@ def plan_job(spec: RunSpec) -> tuple[Path, str | None]:
     check_program(spec.program)
     if spec.resume:
         return resolve_job_dir(spec.resume), None
+    if spec.job_dir is not None:  # (below it is resolved: a link in it is seen here only)
+        from qshpc.store.trust import check_links
+
+        check_links(spec.job_dir, "--job-dir")
     if spec.job_id is None and spec.job_dir is not None and (spec.job_dir / JOB_FILE).is_file():
         from qshpc.store.trust import check_job_folder
 

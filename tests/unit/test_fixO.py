@@ -159,3 +159,38 @@ def test_the_reports_default_file_is_never_a_fifo_or_a_link_written_through(
     out = run_cli("report", str(job), "--out", str(job / "report.html"))  # named: as before
     assert out.returncode == 0, out.stderr
     assert target.read_text().startswith("<!DOCTYPE html>")
+
+
+@root_only
+def test_a_job_folder_through_another_users_link_in_tmp_is_refused(tmp_path: Path) -> None:
+    """review50 F9: `--job-dir /tmp/x`, another user's link to a folder of the user's, made
+    the job there (fs.protected_symlinks=0); re-pointed, `qshpc status /tmp/x` showed
+    another of the user's jobs. A link of the user's own there is followed, as before."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROG)
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    target = tmp_path / "mine" / "new"
+    target.parent.mkdir()
+    link = sticky / "x"
+    link.symlink_to(target)
+    os.lchown(link, THEIRS, -1)
+    out = run_cli("run", str(prog), "--workers", "0", "--job-dir", str(link))
+    assert out.returncode == 2, out.stderr
+    assert (
+        f"refusing --job-dir {link}: it goes through {link}, a link (to {target}) that uid "
+        f"{THEIRS} owns in {sticky}, a folder every user can write" in out.stderr
+    ), out.stderr
+    assert f"give the folder by its own path ({target})" in out.stderr
+    no_internals(out.stderr)
+    assert not target.exists()
+    assert run_cli("run", str(prog), "--workers", "0", "--job-dir", str(target)).returncode == 0
+    mine = tmp_path / "mine" / "via"
+    mine.symlink_to(link)  # (a link of the user's to that link: its way goes through it)
+    for args in (("status", str(link)), ("result", str(mine)), ("run", "--resume", str(link))):
+        out = run_cli(*args)
+        assert out.returncode == 2, out.stderr
+        assert f"refusing job folder {args[-1]}: it goes through {link}" in out.stderr
+    os.lchown(link, os.geteuid(), -1)
+    assert run_cli("status", str(link)).returncode == 0
