@@ -194,3 +194,25 @@ def test_a_job_folder_through_another_users_link_in_tmp_is_refused(tmp_path: Pat
         assert f"refusing job folder {args[-1]}: it goes through {link}" in out.stderr
     os.lchown(link, os.geteuid(), -1)
     assert run_cli("status", str(link)).returncode == 0
+
+
+@root_only
+def test_the_steps_folder_is_held_to_the_stores_rule(qshpc_home: Path) -> None:
+    """fixL left (review50 F0b's family): `$QSHPC_HOME/steps`, where the step folders of a
+    multi-node distributed step go, was used whoever owned or could write it."""
+    from qshpc.aer.distributed.launch import Mpiexec
+    from qshpc.aer.distributed.run import _scratch
+    from qshpc.store.perms import UnsafeStoreError
+
+    qshpc_home.mkdir(mode=0o700)
+    steps = qshpc_home / "steps"
+    assert _scratch(Mpiexec(shared_folder=True)) == str(steps)
+    assert steps.stat().st_mode & 0o777 == 0o700
+    os.chown(steps, THEIRS, THEIRS)
+    with pytest.raises(UnsafeStoreError, match=f"steps' folder {steps}: it is owned by uid"):
+        _scratch(Mpiexec(shared_folder=True))
+    os.chown(steps, 0, 0)
+    steps.chmod(0o777)
+    with pytest.raises(UnsafeStoreError, match=r"anybody can write it \(mode 0777\)"):
+        _scratch(Mpiexec(shared_folder=True))
+    assert _scratch(Mpiexec()) is None  # (one host: a private temporary folder)
