@@ -638,20 +638,16 @@ def _check_readable(job_dir: Path) -> dict[str, Any]:
     left); its meta otherwise."""
     from qshpc.errors import DamagedStoreError
     from qshpc.store import JobReader
-    from qshpc.store.reader import damaged_meta
+    from qshpc.store.reader import resume_refused
 
     try:
         with JobReader.open(job_dir) as r:
             meta = r.meta()
     except DamagedStoreError as exc:
-        damaged = damaged_meta(job_dir, exc)
-        # review50 F5: no way out was named. The recoverable values are read one by one
-        # (docs/store.md, "Damaged files"); the program runs again as a new job.
+        # review50 F5: no way out was named. The way on is rank 0's (a resume's read of the
+        # finished tasks, review49 F7): what is readable, how to list and read it, a new job.
         raise UserError(
-            f"cannot resume job {job_dir.name}: {exc} ({damaged['recoverable']}); nothing was "
-            f"run. Run the program again as a new job (without --resume); a recoverable task "
-            "result is read with `JobReader.open(JOB_DIR).task_result(TASK_ID)` (from "
-            "qshpc.store import JobReader: docs/store.md, 'Damaged files')"
+            f"cannot resume job {job_dir.name}: {resume_refused(job_dir, exc)}; nothing was run"
         ) from None
     check_resumed_program(meta, job_dir)
     return meta
