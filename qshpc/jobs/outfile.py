@@ -147,7 +147,7 @@ def write_in_job(path: Path, fill: Callable[[BinaryIO], object]) -> None:
             kind = f"a link (to {os.readlink(path)})"
         raise UserError(
             f"cannot write {path}: it is {kind}, not a regular file, and is left as it is (in "
-            f"a job's folder qshpc writes its own files only, never through a link or into a "
+            "a job's folder only regular files are written, never through a link or into a "
             f"FIFO): remove it (rm {path}), or name the file to write with --out"
         )
     from qshpc.store.perms import write_atomic_with
