@@ -211,8 +211,11 @@ def test_the_steps_folder_is_held_to_the_stores_rule(qshpc_home: Path) -> None:
     os.chown(steps, THEIRS, THEIRS)
     with pytest.raises(UnsafeStoreError, match=f"steps' folder {steps}: it is owned by uid"):
         _scratch(Mpiexec(shared_folder=True))
-    os.chown(steps, 0, 0)
-    steps.chmod(0o777)
-    with pytest.raises(UnsafeStoreError, match=r"anybody can write it \(mode 0777\)"):
+    steps.chmod(0o1777)  # (sticky, but its owner may still rename what is in it)
+    with pytest.raises(UnsafeStoreError, match=f"steps' folder {steps}: it is owned by uid"):
         _scratch(Mpiexec(shared_folder=True))
+    os.chown(steps, os.geteuid(), -1)
+    steps.chmod(0o775)  # the user's own, made by an older qshpc under umask 002: tightened
+    assert _scratch(Mpiexec(shared_folder=True)) == str(steps)
+    assert steps.stat().st_mode & 0o7777 == 0o700
     assert _scratch(Mpiexec()) is None  # (one host: a private temporary folder)
