@@ -109,6 +109,7 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     def stop() -> None:  # the job cannot start and its folder goes: the workers end first
         _stop_workers(wiring, info.size)
         _await_goodbyes(wiring, ranks)
+        wiring.finalize()  # (as after the goodbyes of a job that ran: no second STOP below)
 
     try:
         code = run_job(
