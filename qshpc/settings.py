@@ -194,7 +194,7 @@ ARGUMENTS_JSON_MAX: Setting[int] = _declare(
     Setting("QSHPC_ARGUMENTS_JSON_MAX", 256 << 20, _whole(1),
             "a whole number of bytes >= 1, such as 268435456",
             "the largest JSON arguments file (`--arguments`, `QSHPC_ARGUMENTS`) read: it is read "
-            "whole, and its values take about 3 times its size in memory; larger arguments go "
+            "whole, and reading it takes about 4 times its size in memory; larger arguments go "
             "in a .h5 file (`qshpc.save_arguments`), or in a file the program reads itself",
             "rank 0, the program (plain python)", "268435456 (256 MiB)",
             runtime=True))  # fmt: skip

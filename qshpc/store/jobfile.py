@@ -325,7 +325,7 @@ def _read_json(path: Path) -> Any:
         if size > limit:
             raise _bad(
                 path, f"it is {size:,} bytes, over the {limit:,} a JSON arguments file may "
-                "hold (it is read whole: its values take about 3 times that in memory). Save "
+                "hold (it is read whole: about 4 times that in memory). Save "
                 "large arguments with qshpc.save_arguments to a .h5 file, or pass big data as "
                 "a file the program reads (its path as an argument); or raise the limit: "
                 f"{settings.ARGUMENTS_JSON_MAX.name}=BYTES",
