@@ -190,6 +190,14 @@ ARGUMENTS: Setting[Path | None] = _declare(
     Setting("QSHPC_ARGUMENTS", None, _path, "the path of a .h5 or .json arguments file",
             "arguments for `get_arguments()` under plain `python program.py`",
             "the program (plain python)", "none"))  # fmt: skip
+ARGUMENTS_JSON_MAX: Setting[int] = _declare(
+    Setting("QSHPC_ARGUMENTS_JSON_MAX", 256 << 20, _whole(1),
+            "a whole number of bytes >= 1, such as 268435456",
+            "the largest JSON arguments file (`--arguments`, `QSHPC_ARGUMENTS`) read: it is read "
+            "whole, and reading it takes about 4 times its size in memory; larger arguments go "
+            "in a .h5 file (`qshpc.save_arguments`), or in a file the program reads itself",
+            "rank 0, the program (plain python)", "268435456 (256 MiB)",
+            runtime=True))  # fmt: skip
 # -- the runtime ----------------------------------------------------------------
 CHECKPOINT_S: Setting[float] = _declare(
     Setting("QSHPC_CHECKPOINT_S", 30.0, _seconds(0.0), "a number of seconds >= 0, such as 30",

@@ -13,6 +13,10 @@ a link, a FIFO or a device node (``/dev/full`` as root) became a plain file.
 - a regular file is drawn into a temporary file of its own beside the target
   (``O_EXCL|O_NOFOLLOW``: never a neighbour's planted link), then renamed over
   it, so a full disk leaves the old file whole.
+
+Without ``--out`` the file goes into the job's folder (``report.html``,
+``timeline.png``, ``plot.png``): there, as for every file qshpc writes in a job
+folder, anything but a regular file is refused (:func:`write_in_job`).
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ _KINDS = (
 
 
 def out_path(out: str | os.PathLike[str] | None, default: Path) -> Path:
-    """``out`` (``~`` expanded; a folder: ``default``'s name in it), else ``default``.
+    """``out`` (``~`` expanded; a folder: ``default``'s name in it), else ``default``
+    (as it is: a folder there is refused by :func:`write_in_job`).
 
     Raises:
         UserError: The folder it goes into does not exist.
     """
     path = Path(out).expanduser() if out is not None else default
-    if path.is_dir():
+    if out is not None and path.is_dir():
         path = path / default.name
     if not path.parent.is_dir():
         raise UserError(
@@ -105,3 +110,49 @@ def write_out(path: Path, fill: Callable[[BinaryIO], object]) -> None:
         raise UserError(
             f"cannot write {shown}: {exc.strerror or exc}; pick another --out"
         ) from None
+
+
+_NOT_REGULAR = (
+    (stat.S_ISLNK, "a link"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    *_KINDS,
+)
+
+
+def write_in_job(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Write ``path``, a file of the job's folder (the default of ``--out``), with
+    ``fill(file)``: beside it, then renamed over it, whole or not at all.
+
+    review50 F8: ``--out``'s rules (a link written where it points, a FIFO written to)
+    held for the job folder's ``report.html`` too: a FIFO there hung ``qshpc report J``
+    and a link had the file it named overwritten. In a job folder, as by every other
+    writer of one (:func:`qshpc.store.seal.create_new`), anything but a regular file is
+    refused now, and left as it is; the rename never writes through what was put there
+    after the check.
+
+    Raises:
+        UserError: ``path`` is not a regular file (naming what it is and the way on), or
+            it cannot be written.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; pick an --out") from None
+    kind = next((name for test, name in _NOT_REGULAR if mode is not None and test(mode)), None)
+    if kind is not None:
+        if kind == "a link":
+            kind = f"a link (to {os.readlink(path)})"
+        raise UserError(
+            f"cannot write {path}: it is {kind}, not a regular file, and is left as it is (in "
+            "a job's folder only regular files are written, never through a link or into a "
+            f"FIFO): remove it (rm {path}), or name the file to write with --out"
+        )
+    from qshpc.store.perms import write_atomic_with
+
+    try:
+        write_atomic_with(path, fill, mode=0o666)  # (the umask's, as ``open`` gives)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; pick an --out") from None

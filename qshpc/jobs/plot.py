@@ -311,11 +311,14 @@ def _draw(fig: Figure, ax: Any, panel: Panel, width: int) -> None:
         ax.set_ylabel(panel.labels[1])
 
 
-def plot_result(result: Any, out: str | os.PathLike[str], title: str = "") -> Path:
-    """Draw ``result`` into the image file ``out`` (format from its suffix, PNG by default)."""
-    from qshpc.jobs.outfile import out_path, write_out
+def plot_result(
+    result: Any, out: str | os.PathLike[str], title: str = "", in_job: bool = False
+) -> Path:
+    """Draw ``result`` into the image file ``out`` (format from its suffix, PNG by default);
+    ``in_job``: ``out`` is the job folder's own ``plot.png`` (no ``--out`` given)."""
+    from qshpc.jobs.outfile import out_path, write_in_job, write_out
 
-    path = out_path(out, Path("plot.png"))
+    path = Path(out) if in_job else out_path(out, Path("plot.png"))
     fig = build_figure(result, title)
     fmt = path.suffix.lstrip(".").lower() or "png"
     supported = fig.canvas.get_supported_filetypes()
@@ -324,7 +327,8 @@ def plot_result(result: Any, out: str | os.PathLike[str], title: str = "") -> Pa
             f"cannot write a {fmt!r} image: use one of {', '.join(sorted(supported))} as --out suffix"
         )
     # beside and renamed (hunt23b: a full disk had left a torn image); a link: its target
-    write_out(path, lambda f: fig.savefig(f, format=fmt, dpi=110))  # (review29 F4, review30 F3)
+    # (review29 F4, review30 F3; in the job's folder: never through a link, review50 F8)
+    (write_in_job if in_job else write_out)(path, lambda f: fig.savefig(f, format=fmt, dpi=110))
     return path
 
 
@@ -360,4 +364,6 @@ def plot_job(
                 + (", or wait for it with `qshpc wait`" if state in ("QUEUED", "RUNNING") else "")
             ) from None
     title = f"{meta.get('title') or ''} ({meta.get('id', job_dir.name)})".strip()
-    return plot_result(result, out if out is not None else job_dir / "plot.png", title)
+    if out is None:
+        return plot_result(result, job_dir / "plot.png", title, in_job=True)
+    return plot_result(result, out, title)

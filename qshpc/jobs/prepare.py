@@ -6,7 +6,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +288,10 @@ def plan_job(spec: RunSpec) -> tuple[Path, str | None]:
     check_program(spec.program)
     if spec.resume:
         return resolve_job_dir(spec.resume), None
+    if spec.job_dir is not None:  # (below it is resolved: a link in it is seen here only)
+        from qshpc.store.trust import check_links
+
+        check_links(spec.job_dir, "--job-dir")
     if spec.job_id is None and spec.job_dir is not None and (spec.job_dir / JOB_FILE).is_file():
         from qshpc.store.trust import check_job_folder
 
@@ -457,7 +461,12 @@ _made: dict[Path, tuple[int, ...] | None] = {}
 _created: set[Path] = set()
 
 
-def never_started(job_dir: Path, exc: BaseException, locked: bool = True) -> str | None:
+def never_started(
+    job_dir: Path,
+    exc: BaseException,
+    locked: bool = True,
+    before_removal: Callable[[], None] | None = None,
+) -> str | None:
     """The disk filled before the job's program started: record the job FAILED, or remove it.
 
     Recorded FAILED beside the store (a few hundred bytes), or it would stay QUEUED, a
@@ -472,6 +481,9 @@ def never_started(job_dir: Path, exc: BaseException, locked: bool = True) -> str
         locked: This run holds the job's lock. Without it only a job this process created
             is touched: another run may hold the job (a --resume whose lock could not be
             taken must not mark FAILED a job that runs, nor replace an ended job's error).
+        before_removal: Called right before the folder is removed: rank 0 stops its
+            workers there and waits until they ended (review50 F4: a worker that opened
+            its log while the folder was removed left ``logs/rank-N.out`` behind).
 
     Returns:
         The error to show instead of ``exc``'s when the job's folder was removed, else None.
@@ -490,6 +502,8 @@ def never_started(job_dir: Path, exc: BaseException, locked: bool = True) -> str
         return None  # not ours to remove (a client's job, a resumed one): it stays QUEUED
     import shutil
 
+    if before_removal is not None:
+        before_removal()
     release_claim()
     shutil.rmtree(job_dir, ignore_errors=True)
     if job_dir.exists():
@@ -624,20 +638,16 @@ def _check_readable(job_dir: Path) -> dict[str, Any]:
     left); its meta otherwise."""
     from qshpc.errors import DamagedStoreError
     from qshpc.store import JobReader
-    from qshpc.store.reader import damaged_meta
+    from qshpc.store.reader import resume_refused
 
     try:
         with JobReader.open(job_dir) as r:
             meta = r.meta()
     except DamagedStoreError as exc:
-        damaged = damaged_meta(job_dir, exc)
-        # review50 F5: no way out was named. The recoverable values are read one by one
-        # (docs/store.md, "Damaged files"); the program runs again as a new job.
+        # review50 F5: no way out was named. The way on is rank 0's (a resume's read of the
+        # finished tasks, review49 F7): what is readable, how to list and read it, a new job.
         raise UserError(
-            f"cannot resume job {job_dir.name}: {exc} ({damaged['recoverable']}); nothing was "
-            f"run. Run the program again as a new job (without --resume); a recoverable task "
-            "result is read with `JobReader.open(JOB_DIR).task_result(TASK_ID)` (from "
-            "qshpc.store import JobReader: docs/store.md, 'Damaged files')"
+            f"cannot resume job {job_dir.name}: {resume_refused(job_dir, exc)}; nothing was run"
         ) from None
     check_resumed_program(meta, job_dir)
     return meta

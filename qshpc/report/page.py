@@ -14,7 +14,7 @@ from pprint import pformat
 from typing import Any
 
 from qshpc.errors import UserError
-from qshpc.jobs.outfile import out_path, write_out
+from qshpc.jobs.outfile import out_path, write_in_job, write_out
 from qshpc.report import sections
 from qshpc.report.card import card_html
 from qshpc.report.data import JobData, read_job
@@ -164,9 +164,9 @@ def render(data: JobData, max_tasks: int | None = None) -> str:
     )
 
 
-def _write(path: Path, text: str | bytes) -> None:
+def _write(path: Path, text: str | bytes, in_job: bool = False) -> None:
     data = text.encode("utf-8") if isinstance(text, str) else text
-    write_out(path, lambda f: f.write(data))
+    (write_in_job if in_job else write_out)(path, lambda f: f.write(data))
 
 
 def write_report(
@@ -187,7 +187,7 @@ def write_report(
     """
     jd = Path(job_dir)
     path = out_path(out, jd / "report.html")
-    _write(path, render(read_job(jd, meta)))
+    _write(path, render(read_job(jd, meta)), in_job=out is None)
     return path
 
 
@@ -212,7 +212,8 @@ def write_timeline(
     if fmt == "svg":
         from qshpc.report import svg
 
-        _write(path, '<?xml version="1.0" encoding="utf-8"?>\n' + svg.render(tl, standalone=True))
+        head = '<?xml version="1.0" encoding="utf-8"?>\n'
+        _write(path, head + svg.render(tl, standalone=True), in_job=out is None)
         return path
     from qshpc.report.figures import timeline_figure
 
@@ -222,5 +223,7 @@ def write_timeline(
         raise UserError(
             f"cannot write a {fmt!r} image: use one of {', '.join(sorted(supported))} as --out suffix"
         )
-    write_out(path, lambda f: fig.savefig(f, format=fmt, dpi=110))
+    (write_in_job if out is None else write_out)(
+        path, lambda f: fig.savefig(f, format=fmt, dpi=110)
+    )
     return path

@@ -50,7 +50,9 @@ class LogTee:
         from qshpc.store import perms
 
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=perms.dir_mode())
+            # The log's folder, never the ones above (the job's: a job folder removed
+            # stays removed, review50 F4: a worker's log made a removed job's J/logs again)
+            path.parent.mkdir(exist_ok=True, mode=perms.dir_mode())
             from qshpc.store.seal import open_append
 
             log = open_append(path, perms.file_mode())  # a FIFO there: refused, no hang

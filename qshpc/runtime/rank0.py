@@ -41,12 +41,15 @@ if TYPE_CHECKING:
     from qshpc.runtime.logtee import LogTee
 
 
-def _never_started(job_dir: Path, exc: StoreError | UserError) -> None:
+def _never_started(
+    job_dir: Path, exc: StoreError | UserError, stop: Callable[[], None] | None
+) -> None:
     """The disk filled before the program started: the job is recorded FAILED, or removed
-    (:func:`qshpc.jobs.prepare.never_started`); the error to raise then says so."""
+    (:func:`qshpc.jobs.prepare.never_started`, once ``stop`` stopped the workers); the
+    error to raise then says so."""
     from qshpc.jobs.prepare import never_started
 
-    removed = never_started(job_dir, exc)
+    removed = never_started(job_dir, exc, before_removal=stop)
     if removed is not None:
         raise type(exc)(removed) from None
 
@@ -81,6 +84,7 @@ def run_job(
     ranks: list[dict[str, Any]] | None,
     scheduler: Scheduler | None = None,
     release: Callable[[], None] | None = None,
+    stop: Callable[[], None] | None = None,
 ) -> int:
     """Rank 0: open the store, run the program, finalize. Returns the exit code.
 
@@ -94,6 +98,9 @@ def run_job(
         release: Called once every worker has said goodbye, before the store is
             finalized (``MPI_Finalize``: the workers wait in it, spinning, until
             rank 0 calls it too).
+        stop: Stops the workers and waits until they ended: called before the folder of
+            a job that could not start is removed, so that no worker writes in it after
+            (review50 F4: the workers' logs made ``J/logs`` again).
     """
     from qshpc.runtime.logtee import LogTee
 
@@ -108,10 +115,10 @@ def run_job(
     try:
         tee = LogTee(job_dir / "logs" / "rank-0.out")
     except UserError as exc:
-        _never_started(job_dir, exc)
+        _never_started(job_dir, exc, stop)
         raise
     try:
-        return _run_teed(spec, job_dir, wiring, hosts, ranks, scheduler, release, tee, info)
+        return _run_teed(spec, job_dir, wiring, hosts, ranks, scheduler, release, tee, info, stop)
     except BaseException:
         # The CLI prints the error after this returns: restore stderr first, or the
         # message can be lost in the tee's pipe when the process exits (a full disk at
@@ -163,6 +170,7 @@ def _run_teed(
     release: Callable[[], None] | None,
     tee: LogTee,
     info: context.RankInfo,
+    stop: Callable[[], None] | None = None,
 ) -> int:
     """:func:`run_job`'s body, with rank 0's output going through ``tee``."""
     from qshpc.program import api
@@ -215,7 +223,7 @@ def _run_teed(
     try:
         writer = JobWriter.open(job_dir, runtime)
     except StoreError as exc:
-        _never_started(job_dir, exc)
+        _never_started(job_dir, exc, stop)
         raise
     writer.lock = held_claim()
     _take_over_recorded_end(job_dir, bool(spec.resume))

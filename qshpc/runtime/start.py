@@ -105,8 +105,16 @@ def run_rank(spec: RunSpec, scheduler: Scheduler | None = None) -> int:
     from qshpc.runtime.rank0 import run_job
 
     hosts = [r["host"] for r in ranks]
+
+    def stop() -> None:  # the job cannot start and its folder goes: the workers end first
+        _stop_workers(wiring, info.size)
+        _await_goodbyes(wiring, ranks)
+        wiring.finalize()  # (as after the goodbyes of a job that ran: no second STOP below)
+
     try:
-        code = run_job(spec, job_dir, wiring, hosts, ranks, scheduler, release=wiring.finalize)
+        code = run_job(
+            spec, job_dir, wiring, hosts, ranks, scheduler, release=wiring.finalize, stop=stop
+        )
     except BaseException:
         _stop_workers(wiring, info.size)  # a store that cannot be opened, say: or they wait forever
         raise
@@ -161,6 +169,23 @@ def _stop_workers(wiring: MpiWiring, size: int) -> None:
             wiring.comm.send(STOP, dest=rank, tag=TAG_STOP)
         except Exception:  # pragma: no cover - best effort: the launcher ends the rest
             pass
+
+
+def _await_goodbyes(wiring: MpiWiring, ranks: list[dict[str, Any]]) -> None:
+    """Rank 0, after STOP: wait for each worker's goodbye (each sends it once it stopped,
+    after its log was opened), for ``QSHPC_WORKER_TIMEOUT_S`` at most.
+
+    review50 F4: the folder of a job that could not start was removed while the workers
+    still opened their logs in it, and ``J/logs/rank-N.out`` stayed (MPI_Finalize does not
+    wait for the other ranks with MPICH's ofi module).
+    """
+    from qshpc.runtime.liveness import Liveness, WorkerState
+
+    workers = [
+        WorkerState(int(r["rank"]), str(r["host"]), int(r["pid"])) for r in ranks if r["rank"]
+    ]
+    timeout = settings.WORKER_TIMEOUT_S.get()
+    Liveness(wiring, workers, timeout).goodbyes(timeout=timeout)
 
 
 _held: list[Any] = []  # the connection to the launcher, open until this process ends

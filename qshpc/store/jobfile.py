@@ -293,6 +293,55 @@ def _hdf5_inside(path: Path) -> bool:
         return False
 
 
+#: The bytes of a JSON arguments file looked at for a NUL before it is read whole.
+_JSON_HEAD = 64 << 10
+
+
+def _read_json(path: Path) -> Any:
+    """The value the JSON arguments file ``path`` holds; refused before it is read whole when
+    it holds a NUL byte near its start, or is larger than ``QSHPC_ARGUMENTS_JSON_MAX``.
+
+    review50 F7: a 20 GB file (of zeros) was read whole, and rank 0 was OOM-killed (a 3 GB
+    one: 6.3 GB resident, 11 s, then "not valid JSON").
+
+    Raises:
+        UserError: Naming the file, what it is, and the way on.
+    """
+    from qshpc import settings
+
+    limit = settings.ARGUMENTS_JSON_MAX.get()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(_JSON_HEAD)
+        nul = head.find(b"\0")
+        if (nul >= 0 or size > limit) and _hdf5_inside(path):
+            raise _hdf5_named_json(path)
+        if nul >= 0:
+            raise _bad(
+                path, f"not valid JSON: byte {nul} is a NUL byte (a binary file, or a damaged "
+                "or truncated one?); give a .json file of plain values, or the .h5 file "
+                "qshpc.save_arguments writes",
+            )  # fmt: skip
+        if size > limit:
+            raise _bad(
+                path, f"it is {size:,} bytes, over the {limit:,} a JSON arguments file may "
+                "hold (it is read whole: about 4 times that in memory). Save "
+                "large arguments with qshpc.save_arguments to a .h5 file, or pass big data as "
+                "a file the program reads (its path as an argument); or raise the limit: "
+                f"{settings.ARGUMENTS_JSON_MAX.name}=BYTES",
+            )  # fmt: skip
+        data = head + fh.read()
+    return json.loads(data.decode("utf-8"))
+
+
+def _hdf5_named_json(path: Path) -> UserError:
+    """review44 F4: ``save_arguments('args.json', ...)`` before fix42e wrote HDF5."""
+    return _bad(
+        path, "it is an HDF5 file under a .json name (an older qshpc.save_arguments wrote "
+        f"HDF5 whatever the name): rename it to {_h5_name(path).name}",
+    )  # fmt: skip
+
+
 def load_arguments(
     path: str | os.PathLike[str],
     allow_pickle: bool = False,
@@ -317,14 +366,10 @@ def load_arguments(
         raise _bad(path, "no such file")
     if path.suffix.lower() == ".json":
         try:
-            value = json.loads(path.read_text(encoding="utf-8"))
+            value = _read_json(path)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if _hdf5_inside(path):  # review44 F4: save_arguments('args.json', ...) before fix42e
-                raise _bad(
-                    path, "it is an HDF5 file under a .json name (an older "
-                    "qshpc.save_arguments wrote HDF5 whatever the name): rename it to "
-                    f"{_h5_name(path).name}",
-                ) from None  # fmt: skip
+            if _hdf5_inside(path):
+                raise _hdf5_named_json(path) from None
             raise _bad(path, f"not valid JSON ({exc})") from exc
         except RecursionError:
             raise _bad(path, f"it nests deeper than Python can read ({_NEST_HINT})") from None

@@ -158,13 +158,80 @@ def _share_hint(st: os.stat_result) -> str:
     return f" (a team's: set {SHARE_GROUP_ENV}=1, docs/store.md, 'Sharing a store')"
 
 
+def _planted_link(path: Path) -> tuple[Path, os.stat_result, Path] | None:
+    """The first link on the way to ``path`` that the kernel's ``protected_symlinks`` would
+    not follow: one in a sticky folder every user can write (``/tmp``) that neither this
+    user nor the folder's owner owns; with its ``lstat`` and the folder. Links in what a
+    link names are walked too; a missing part ends the walk."""
+    me = os.geteuid()
+    todo = list(Path(os.path.abspath(path)).parts)
+    here = Path(todo.pop(0))
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            here = here.parent
+            continue
+        step = here / part
+        try:
+            st = os.lstat(step)
+            if not stat.S_ISLNK(st.st_mode):
+                here = step
+                continue
+            folder = os.stat(here)
+            target = Path(os.readlink(step))
+        except OSError:
+            return None  # (missing, or not to be looked at: what uses it says why)
+        sticky_open = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+        if sticky_open and st.st_uid not in (me, folder.st_uid):
+            return step, st, here
+        hops += 1
+        if hops > 40:  # (a loop: ELOOP, said by what uses it)
+            return None
+        if target.is_absolute():
+            here = Path(target.anchor)
+        todo[:0] = [p for p in target.parts if p != target.anchor]
+    return None
+
+
+def check_links(path: Path, what: str) -> None:
+    """Refuse ``path`` when it goes through a link another user put in a sticky folder that
+    every user can write (``/tmp``), as the kernel's ``protected_symlinks`` (on by default)
+    refuses to follow one.
+
+    review50 F9: ``--job-dir /tmp/x``, where ``/tmp/x`` was another user's link to a folder
+    of the user's, made the job there; re-pointed, ``qshpc status /tmp/x`` showed another of
+    the user's jobs, and ``--resume /tmp/x`` would have resumed it.
+
+    Raises:
+        UnsafeStoreError: Naming the link, its owner and the fix.
+    """
+    found = _planted_link(path)
+    if found is None:
+        return
+    link, st, folder = found
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    raise UnsafeStoreError(
+        f"refusing {what} {path}: it goes through {link}, a link (to {target}) that "
+        f"{user_name(st.st_uid)} owns in {folder}, a folder every user can write, so they can "
+        "point it at another folder at any time (as the kernel's protected_symlinks, where "
+        f"on, refuses to follow it): give the folder by its own path ({target}), or have "
+        "the link removed (by its owner or root) and make one of your own"
+    )
+
+
 def check_job_folder(job_dir: Path) -> None:
     """Refuse a job folder given by its path that another user could replace
-    (:func:`folder_risk`); a command that only reads gets one warning instead.
+    (:func:`folder_risk`); a command that only reads gets one warning instead. A path
+    through another user's link in ``/tmp`` is refused by all (:func:`check_links`).
 
     Raises:
         UnsafeStoreError: Who owns it or can write it, and the fix.
     """
+    check_links(job_dir, "job folder")
     risk = folder_risk(job_dir)
     if risk is None:
         return
@@ -190,6 +257,7 @@ def check_new_job_folder(job_dir: Path) -> None:
     Raises:
         UnsafeStoreError: Which folder, who owns or can write it, and the fix.
     """
+    check_links(job_dir, "--job-dir")
     risk = folder_risk(job_dir, new=True)
     if risk is None:
         return

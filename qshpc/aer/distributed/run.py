@@ -74,14 +74,27 @@ def prepare(
 
 
 def _scratch(launcher: StepLauncher) -> str | None:
-    """Where a step's folder goes: ``$QSHPC_HOME/steps`` when other nodes must read it, else /tmp."""
+    """Where a step's folder goes: ``$QSHPC_HOME/steps`` when other nodes must read it, else /tmp.
+
+    ``steps`` is held to the store's rule, as ``jobs/`` is (made 0700, or 3770 in a team's
+    store; another user's, or one others can write without the sticky bit, is refused):
+    the step folders in it hold the circuits and options the step's ranks run, and another
+    user who could rename them could put theirs in their place (review50 F0b; fixL left it).
+    The user's own, outside a team's store, is given 0700 first, as a ``--job-dir`` folder
+    is (an older qshpc made it with the umask's mode: 0775 under ``umask 002``).
+
+    Raises:
+        UnsafeStoreError: ``steps`` is not the user's own: who owns or can write it, the fix.
+    """
     if not launcher.shared_folder:
         return None
     from qshpc.jobs.paths import qshpc_home
+    from qshpc.store.perms import ensure_store_dir, make_dir, shared
 
     path = qshpc_home() / "steps"
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
+    if path.exists() and not shared():
+        make_dir(path)  # (only the user's own, not sticky: another's is refused below)
+    return str(ensure_store_dir(path, "the distributed steps' folder"))
 
 
 def _refuse_unbound(circuits: list[QuantumCircuit]) -> None:
