@@ -252,9 +252,7 @@ def task_error(
             assert err is not None
             TaskError.__init__(err, *fields, cause=cause)
             err.args = cause.args
-            if isinstance(cause, OSError):
-                for name in ("errno", "strerror", "filename", "filename2"):
-                    setattr(err, name, getattr(cause, name))
+            _copy_c_fields(cause, err)
         except Exception:  # C fields that refuse
             err = None
     if err is None:
@@ -276,6 +274,22 @@ _STOP_NOTE = (
     "as asyncio does, not as a {0} that would end a loop around get silently; "
     "the {0} itself is err.cause)"
 )
+
+
+def _copy_c_fields(cause: BaseException, err: BaseException) -> None:
+    """The fields a built-in exception class keeps in C (``errno``, ``filename``; a
+    UnicodeDecodeError's ``start``/``end``/``reason``, a SyntaxError's ``lineno``, an
+    ImportError's ``name``/``path``, an AttributeError's ``obj``): the TaskError, made
+    without the class's ``__init__``, had them 0 or None (review53 K7)."""
+    for base in type(cause).__mro__:
+        if base in (Exception, BaseException, object) or base.__flags__ & _HEAPTYPE:
+            continue
+        for name, member in vars(base).items():
+            if isinstance(member, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+                try:
+                    setattr(err, name, getattr(cause, name))
+                except (AttributeError, TypeError, ValueError):
+                    pass  # unset on the cause (characters_written), or read-only
 
 
 def _is_group(exc: BaseException) -> bool:
@@ -414,7 +428,42 @@ def dump_cause(exc: BaseException | None) -> bytes | None:
         if len(whole) <= MAX_CAUSE_BYTES:
             return whole
     alone = pickle.dumps((_CHAIN_MARK, blobs[:1], [(_type_name(exc), "")], [(-1, -1, False)]))
+    if len(alone) <= MAX_CAUSE_BYTES:
+        return alone
+    # Too big to travel: its class does, with its message cut, so that `except
+    # ValueError` catches it on rank 0 as it does in a run without workers (review53 K6).
+    slim = _dump_slim(exc, len(alone))
+    if slim is None:
+        return None
+    alone = pickle.dumps((_CHAIN_MARK, [slim], [(_type_name(exc), "")], [(-1, -1, False)]))
     return alone if len(alone) <= MAX_CAUSE_BYTES else None
+
+
+class _Slim:
+    """Pickles as an exception of ``cls`` with ``args``, made without its ``__init__``."""
+
+    def __init__(self, cls: type[BaseException], args: tuple[object, ...]) -> None:
+        self.cls, self.args = cls, args
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_exception, (self.cls, self.args, None, None, False))
+
+
+def _dump_slim(exc: BaseException, size: int) -> bytes | None:
+    """``exc``'s class with only its message, cut to 2000 characters, pickled."""
+    if not _default_reduce(type(exc)):
+        return None  # its own __reduce__ would carry what made it too big
+    text = (
+        f"{_message(exc)} [qshpc: cut: the exception pickled to {size} bytes, over the "
+        f"{MAX_CAUSE_BYTES} that travel; its traceback text has the rest]"
+    )
+    try:
+        import cloudpickle
+
+        blob: bytes = cloudpickle.dumps(_Slim(type(exc), (text,)), protocol=5)
+    except Exception:
+        return None
+    return blob
 
 
 def _chain(exc: BaseException) -> tuple[list[BaseException], list[tuple[int, int, bool]]]:

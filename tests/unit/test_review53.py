@@ -148,3 +148,44 @@ def test_a_tasks_exception_group_is_caught_by_except_star() -> None:
     scope: dict[str, object] = {"err": err}
     exec(CATCH, scope)
     assert scope["got"] == [("V", ["v1"]), ("K", 1)]
+
+
+def _raised(code: str) -> BaseException:
+    try:
+        exec(code, {})
+    except Exception as e:
+        return e
+    raise AssertionError(code)
+
+
+def test_the_c_fields_of_built_in_errors_read_through() -> None:
+    """review53 K7: on main 5d8b663 a TaskError(UnicodeDecodeError) had start 0, end 0 and
+    reason None, a SyntaxError's lineno and an ImportError's name were None."""
+    cases = {
+        "b'ab\\xff'.decode('utf-8')": {"encoding": "utf-8", "start": 2, "end": 3},
+        "compile('x = (', '<prog>', 'exec')": {"filename": "<prog>", "lineno": 1},
+        "raise ImportError('no mod', name='zzz', path='/p')": {"name": "zzz", "path": "/p"},
+        "open('/nonexistent/x')": {"errno": 2, "filename": "/nonexistent/x"},
+    }
+    for code, want in cases.items():
+        cause = _raised(code)
+        err = task_error("0", "f", 1, "h", _text(cause), type(cause).__name__, cause=cause)
+        assert isinstance(err, type(cause)), code
+        assert {k: getattr(err, k) for k in want} == want, code
+        assert err.args == cause.args
+
+
+def test_a_cause_too_big_to_travel_keeps_its_class() -> None:
+    """review53 K6: on main 5d8b663 a task's ValueError over 1 MiB pickled came back as a
+    plain TaskError from a worker (``except ValueError`` missed it), a TaskError(ValueError)
+    without workers."""
+    from qshpc.errors import MAX_CAUSE_BYTES, dump_cause, load_cause
+
+    big = ValueError("x" * (2 * MAX_CAUSE_BYTES))
+    blob = dump_cause(big)
+    assert blob is not None and len(blob) <= MAX_CAUSE_BYTES
+    back = load_cause(blob)
+    assert type(back) is ValueError
+    assert "[qshpc: cut: the exception pickled to" in str(back)
+    err = task_error("0", "f", 1, "h", "ValueError: xxx", "ValueError", cause=back)
+    assert isinstance(err, ValueError)
