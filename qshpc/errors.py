@@ -6,8 +6,37 @@ its message on stderr and exits with code 2, without a traceback.
 
 from __future__ import annotations
 
+import builtins
+import re
 import types
 from collections.abc import Callable
+
+_TRACEBACK = re.compile(r"(?:  \+ Exception Group )?Traceback \(most recent call last\):\s*")
+
+
+def error_head(text: str) -> str:
+    """The line of an error text that names the error, ``ClassName: message`` (its
+    first line): the last traceback's exception line, not the text's last line, which
+    is a message's second line, a note (``add_note``) or an exception group's frame
+    (review53 K1). A text with no traceback in it gives its last line; qshpc's hints
+    (``qshpc: hint: ...``) after the error are left out."""
+    lines = [line for line in text.rstrip().splitlines() if line.strip()]
+    while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
+        lines.pop()
+    if not lines:
+        return ""
+    start = next((i for i in range(len(lines) - 1, -1, -1) if _TRACEBACK.fullmatch(lines[i])), None)
+    if start is None:
+        return lines[-1]
+    group = lines[start].startswith("  +")
+    for line in lines[start + 1 :]:
+        if group:  # its own lines are "  | ...": those of its members are further in
+            if not line.startswith("  | "):
+                break
+            line = line[4:]
+        if line and not line[0].isspace():
+            return line
+    return lines[-1]
 
 
 class QshpcError(Exception):
@@ -147,7 +176,7 @@ class TaskError(QshpcError):
         self.exc_type = exc_type
         self.attempts = attempts
         self.cause = cause
-        last = remote_traceback.strip().splitlines()[-1] if remote_traceback.strip() else exc_type
+        last = error_head(remote_traceback) or exc_type
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         self._message = (
             f"task {task_id} ({function}) failed on rank {rank}, host {host}{tries}: {last}\n"
@@ -211,13 +240,19 @@ def task_error(
     err: TaskError | None = None
     if dual is not None and cause is not None:
         try:
-            err = _bare_new(dual, (remote_traceback,))  # type: ignore[assignment]
+            # a group's __new__ wants its message and members (review53 K3: so that
+            # `except* ValueError` in the program matches a task's group)
+            group = getattr(cause, "exceptions", None) if _is_group(cause) else None
+            first = (getattr(cause, "message", ""), group) if group else (remote_traceback,)
+            err = _bare_new(dual, first)  # type: ignore[assignment]
+            if not isinstance(err, dual):
+                # a __new__ that hands out one shared instance (review53 K2): raising
+                # it would miss `except TaskError` and overwrite the user's object
+                raise TypeError("__new__ gave no new instance")
             assert err is not None
             TaskError.__init__(err, *fields, cause=cause)
             err.args = cause.args
-            if isinstance(cause, OSError):
-                for name in ("errno", "strerror", "filename", "filename2"):
-                    setattr(err, name, getattr(cause, name))
+            _copy_c_fields(cause, err)
         except Exception:  # C fields that refuse
             err = None
     if err is None:
@@ -239,6 +274,27 @@ _STOP_NOTE = (
     "as asyncio does, not as a {0} that would end a loop around get silently; "
     "the {0} itself is err.cause)"
 )
+
+
+def _copy_c_fields(cause: BaseException, err: BaseException) -> None:
+    """The fields a built-in exception class keeps in C (``errno``, ``filename``; a
+    UnicodeDecodeError's ``start``/``end``/``reason``, a SyntaxError's ``lineno``, an
+    ImportError's ``name``/``path``, an AttributeError's ``obj``): the TaskError, made
+    without the class's ``__init__``, had them 0 or None (review53 K7)."""
+    for base in type(cause).__mro__:
+        if base in (Exception, BaseException, object) or base.__flags__ & _HEAPTYPE:
+            continue
+        for name, member in vars(base).items():
+            if isinstance(member, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+                try:
+                    setattr(err, name, getattr(cause, name))
+                except (AttributeError, TypeError, ValueError):
+                    pass  # unset on the cause (characters_written), or read-only
+
+
+def _is_group(exc: BaseException) -> bool:
+    group = getattr(builtins, "BaseExceptionGroup", None)  # Python 3.11
+    return group is not None and isinstance(exc, group)
 
 
 def _bare_new(cls: type[BaseException], args: tuple[object, ...]) -> BaseException:
@@ -372,7 +428,42 @@ def dump_cause(exc: BaseException | None) -> bytes | None:
         if len(whole) <= MAX_CAUSE_BYTES:
             return whole
     alone = pickle.dumps((_CHAIN_MARK, blobs[:1], [(_type_name(exc), "")], [(-1, -1, False)]))
+    if len(alone) <= MAX_CAUSE_BYTES:
+        return alone
+    # Too big to travel: its class does, with its message cut, so that `except
+    # ValueError` catches it on rank 0 as it does in a run without workers (review53 K6).
+    slim = _dump_slim(exc, len(alone))
+    if slim is None:
+        return None
+    alone = pickle.dumps((_CHAIN_MARK, [slim], [(_type_name(exc), "")], [(-1, -1, False)]))
     return alone if len(alone) <= MAX_CAUSE_BYTES else None
+
+
+class _Slim:
+    """Pickles as an exception of ``cls`` with ``args``, made without its ``__init__``."""
+
+    def __init__(self, cls: type[BaseException], args: tuple[object, ...]) -> None:
+        self.cls, self.args = cls, args
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_exception, (self.cls, self.args, None, None, False))
+
+
+def _dump_slim(exc: BaseException, size: int) -> bytes | None:
+    """``exc``'s class with only its message, cut to 2000 characters, pickled."""
+    if not _default_reduce(type(exc)):
+        return None  # its own __reduce__ would carry what made it too big
+    text = (
+        f"{_message(exc)} [qshpc: cut: the exception pickled to {size} bytes, over the "
+        f"{MAX_CAUSE_BYTES} that travel; its traceback text has the rest]"
+    )
+    try:
+        import cloudpickle
+
+        blob: bytes = cloudpickle.dumps(_Slim(type(exc), (text,)), protocol=5)
+    except Exception:
+        return None
+    return blob
 
 
 def _chain(exc: BaseException) -> tuple[list[BaseException], list[tuple[int, int, bool]]]:

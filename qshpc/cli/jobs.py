@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from qshpc.cli.common import echo, errors, reads_store, small_store
-from qshpc.errors import UserError
+from qshpc.errors import UserError, error_head
 from qshpc.jobs.seconds import seconds
 from qshpc.text import error_line, shown, shown_lines, shown_seconds
 
@@ -475,10 +475,8 @@ def register(app: typer.Typer) -> None:
         if other := _other_job(j.job_dir, j.job_id):
             print(f"qshpc: note: {other}", file=sys.stderr)
         if state != "SUCCEEDED":  # printed (nothing lost), but no success (review38 F9)
-            lines = shown_lines(j.error_message() or "").strip().splitlines()
-            while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
-                lines.pop()  # the error's own line, as the run's summary shows it
-            line = error_line(lines[-1]) if lines else ""
+            # the error's own line, as the run's summary shows it
+            line = error_line(error_head(shown_lines(j.error_message() or "")))
             print(
                 f"qshpc: job {j.job_id} ended {state} after saving this result: "
                 f"{line or 'no error text'} (`qshpc status {ref}` shows it all)",

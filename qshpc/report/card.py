@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from qshpc.errors import error_head
 from qshpc.jobs.progress import (
     average_rate,
     done_text,
@@ -61,8 +62,8 @@ def first_line(text: Any) -> str:
         lines.pop()  # (what to do, after the error: program_main.import_hint)
     if not lines:
         return ""
-    if lines[0].startswith("Traceback"):
-        return error_line(lines[-1])
+    if lines[0].startswith("Traceback") or lines[0].startswith("+ Exception Group"):
+        return error_line(error_head(str(text)))
     return lines[0]
 
 

@@ -591,15 +591,13 @@ def _print_summary(
     if state == "SUCCEEDED" and not session.result_saved:
         print("qshpc: the program never called save_result: the job has no result", file=out)
     if error and state != "SUCCEEDED":
-        lines = error.strip().splitlines() or [state]
-        if len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
-            # (program_main.import_hint: what to import instead) said once, under the
-            # traceback, in the rank's log too; the summary said it again (review44 F9)
-            lines.pop()
+        from qshpc.errors import error_head
         from qshpc.jobs.paths import job_ref
         from qshpc.text import error_line, shown
 
-        print(f"qshpc: {shown(error_line(lines[-1]))}", file=out)
+        # (a hint after the traceback, program_main.import_hint, is said once, in the
+        # rank's log: error_head leaves it out, review44 F9)
+        print(f"qshpc: {shown(error_line(error_head(error) or state))}", file=out)
         print(
             f"qshpc: logs in {job_dir / 'logs'}; `qshpc status {job_ref(job_dir)}` shows the error",
             file=out,
