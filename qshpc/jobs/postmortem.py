@@ -185,16 +185,55 @@ def first_death(launcher_output: str, order: list[tuple[int, int]]) -> tuple[str
     """
     listed = exit_codes(launcher_output)
     rank, pid = _dead_first(order, listed, {})[0]
-    code: int | None = None
-    if listed is not None and 0 <= rank < len(listed):
-        code = listed[rank]
-    else:
-        code = next(
-            (banner_code(int(c)) for p, _, c in _HYDRA.findall(launcher_output) if int(p) == pid),
-            None,
-        )
+    code = rank_code(launcher_output, rank, pid, listed)
     how = _exit_text(code) if code is not None else "killed or crashed"
     return f"rank {rank} (pid {pid}) died: {how}", code
+
+
+def rank_code(
+    launcher_output: str, rank: int, pid: int | None, listed: list[int] | None = None
+) -> int | None:
+    """How rank ``rank`` (process ``pid``) ended, as mpiexec said: its exit code, or minus
+    the signal that ended it (:func:`exit_codes`; else the banner naming ``pid``); None
+    when mpiexec said nothing of it. ``listed``: :func:`exit_codes`, when already read."""
+    if listed is None:
+        listed = exit_codes(launcher_output)
+    if listed is not None and 0 <= rank < len(listed):
+        return listed[rank]
+    return next(
+        (banner_code(int(c)) for p, _, c in _HYDRA.findall(launcher_output) if int(p) == pid),
+        None,
+    )
+
+
+def killed_after_end(
+    launcher_output: str, order: list[tuple[int, int]], state: str, job_dir: str
+) -> str | None:
+    """The line ``qshpc run`` says when rank 0 died by a signal after the job's store was
+    made final (``state``), or None when it ended by itself (review49 L4).
+
+    Its end is stored, and with it every result; only what rank 0 does after (its
+    summary, the program's exit handlers, the timeline) may be missing. The exit code
+    stays the job's state's (:func:`qshpc.launch.local._code_of`). ``order``: the ranks
+    as their processes ended; a rank 0 that mpiexec killed because a worker ended badly
+    first (the job's error names that one) is not said.
+    """
+    listed = exit_codes(launcher_output)
+    pid = next((p for r, p in order if r == 0), None)
+    code = rank_code(launcher_output, 0, pid, listed)
+    if code is None or code >= 0:
+        return None
+    for r, _ in order:
+        if r == 0:
+            break
+        if listed is None or not 0 <= r < len(listed) or listed[r] != 0:
+            return None  # another rank ended first, not cleanly (or unknown how)
+    return (
+        f"qshpc: rank 0 (pid {pid}) died: {_exit_text(code)}, after the job's store was made "
+        f"final ({state}): every result is kept and its state is stored (qshpc status "
+        f"{job_dir}); only rank 0's summary and what the program does at its exit (atexit) "
+        "may be missing"
+    )
 
 
 def _dead_first(

@@ -386,9 +386,22 @@ def _ended(
         return 1
     end = note.read(token)
     if end is not None:  # rank 0 made the store final and said how the job ended
+        _say_killed_after_end(output, deaths, str(end["state"]), job_dir)
         code = _code_of(end["state"], end.get("error"), signals.first)
         return code or (1 if end.get("unfolded") else 0)  # job.h5 left to complete: rank 0 said so
-    return _exit_code(job_dir, code, token, output, deaths.ordered(), signals.first)
+    return _exit_code(job_dir, code, token, output, deaths, signals.first)
+
+
+def _say_killed_after_end(output: str, deaths: Deaths, state: str, job_dir: Path) -> None:
+    """Say so when rank 0 died by a signal after the store was final (review49 L4: a kill -9
+    there left ``qshpc run`` silent, exit 0, no summary). The exit code stays the job's:
+    the store says SUCCEEDED (``qshpc status``), every result is in it, and a script's
+    ``qshpc run ... && next step`` should not run again a job that lost nothing."""
+    from qshpc.jobs.postmortem import killed_after_end
+
+    line = killed_after_end(output, deaths.ordered(), state, str(job_dir))
+    if line is not None:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _remove_unwritten(job_dir: Path) -> None:
@@ -734,7 +747,7 @@ def _exit_code(
     code: int,
     token: str,
     output: str,
-    order: list[tuple[int, int]],
+    deaths: Deaths,
     signalled: int | None,
 ) -> int:
     """``qshpc run``'s exit code from how the job ended, not from mpiexec's.
@@ -759,12 +772,13 @@ def _exit_code(
     ours = meta.get("launch") == token  # the store's last run is the one we launched
     state = meta.get("state")
     if ours and state in ("SUCCEEDED", "FAILED", "CANCELED"):
+        _say_killed_after_end(output, deaths, str(state), job_dir)
         return _code_of(state, meta.get("error"), signalled)
     if not ours and not signalled and code in (0, 1, 2):
         return code  # refused before it started (rank 0 said why): keep its code (2)
     # The ranks ended before this run's end was stored (a resumed job's store may
     # still hold the previous run's: that is left as it is).
-    state = _mark_dead(job_dir, output, code, order, signalled)
+    state = _mark_dead(job_dir, output, code, deaths.ordered(), signalled)
     return 128 + signalled if signalled else _code_of(state, None, None)
 
 

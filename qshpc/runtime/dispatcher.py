@@ -406,6 +406,47 @@ class Dispatcher(Intake):
                 pass
         self.abandoned = True
 
+    def _record_lost(
+        self,
+        w: WorkerState,
+        batches: list[tuple[int, list[Entry]]],
+        failures: list[tuple[TaskRef[Any], bool, Any]],
+    ) -> None:
+        """Store a FAILED record of each call lost with worker ``w``: its WorkerLostError.
+
+        The program's ``get`` raises that error; the worker that would have recorded the
+        call is gone, so rank 0 does. Without it (review49 F5, under Slurm, where the
+        other ranks go on) ``qshpc status`` said "never started" and counted 0 failed.
+        A record the store refuses is said on stderr; the program's error stands.
+        """
+        from qshpc.task.seeding import derive_seed
+
+        lost = {id(ref): exc for ref, _, exc in failures}
+        seed = context.job_seed()
+        now = time.time()
+        for bid, batch in batches:
+            first = True  # a worker runs a batch in order: its first call not done ran
+            for e in batch:
+                exc = lost.get(id(e.ref))
+                if exc is None:
+                    continue
+                began = self._began(w, bid, e, now) if first else now
+                first = False
+                text = getattr(exc, "remote_traceback", None) or f"WorkerLostError: {exc}\n"
+                try:
+                    self.session.record_fields(
+                        e.ref.task_id, e.key or "", e.task.name, False, None, text, e.attempt,
+                        w.rank, w.host, e.submitted, began, now,
+                        None if seed is None else derive_seed(seed, e.ref.task_id), {},
+                    )  # fmt: skip
+                except Exception as err:  # the store failed (a full disk): said, not raised
+                    print(
+                        f"qshpc: the failure of task {e.ref.task_id} ({e.task.name}) could not "
+                        f"be stored: {err}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+
     def _began(self, w: WorkerState, bid: int, e: Entry, now: float) -> float:
         """When the worker ``w`` took the call ``e`` of batch ``bid`` it still runs, as rank 0 knows.
 
@@ -440,7 +481,9 @@ class Dispatcher(Intake):
         for w, silent, seen in [*lost, *((w, t, None) for w, t in self.liveness.silent())]:
             if not w.alive:
                 continue
+            batches = list(w.batches.items())
             failures = self.liveness.lose(w, silent, seen)
+            self._record_lost(w, batches, failures)
             self._flush()
             resolve_many(failures)
             self.holds.drop_lost(self.workers)

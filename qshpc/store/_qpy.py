@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import sys
 from typing import Any
 
@@ -82,7 +83,59 @@ def dump(circuits: Any) -> bytes:
             f"a circuit's metadata cannot be written ({exc}): QPY stores circuit.metadata as "
             "JSON; keep it to numbers, strings, lists and dicts with string keys"
         ) from None
-    return buf.getvalue()
+    data = buf.getvalue()
+    if not _whole(circuits, data):
+        raise KeyboardInterrupt(_LOST)
+    return data
+
+
+#: Why :func:`dump` raises when Qiskit's writer lost an interrupt (see :func:`_whole`).
+_LOST = (
+    "interrupted while Qiskit's QPY writer read a circuit: it dropped the interrupt and "
+    "wrote the circuit without its metadata or layout; nothing was sent"
+)
+#: QPY's file header (magic, QPY version, Qiskit version, circuit count, encoding), its
+#: type key and its first circuit table entry (QPY 16 and later: the offset of the circuit).
+_HEAD = struct.Struct("!6xB3xQ2xQ")  # (the fields read: version, count, offset)
+#: QPY's CIRCUIT_HEADER_V12 up to the metadata size (read: name, global phase, metadata sizes).
+_CIRCUIT_HEADER = struct.Struct("!HxH8xQ")
+_LAYOUT = struct.Struct("!?iiiIi")  # QPY's LAYOUT_V2, last in a circuit
+_NO_LAYOUT = _LAYOUT.pack(False, -1, -1, -1, 0, 0)
+
+
+def _whole(circuits: Any, data: bytes) -> bool:
+    """False when Qiskit's QPY writer (Rust) wrote a circuit without its metadata or layout.
+
+    The writer reads ``circuit.metadata`` and ``circuit.layout`` (Python
+    properties) and, when that read raises, writes no metadata (the circuit then
+    fails to load: a ``JSONDecodeError`` on the worker) or no layout, and the
+    exception is gone. The only exception those reads raise is an asynchronous
+    one: a ``KeyboardInterrupt`` (Ctrl-C, or a signal handler that raises) landing
+    in them. So an interrupt in a burst of calls gave one call a corrupt circuit and
+    vanished. Metadata is JSON (``{}`` at least, never empty), and a circuit with a
+    layout never ends with the no-layout record: a few byte compares, ~1 µs.
+    Formats before QPY 16 (no circuit table) are not checked.
+    """
+    try:
+        version, count, at = _HEAD.unpack_from(data)
+        if version < 16:
+            return True
+        listed = circuits if type(circuits) is list else (circuits,)
+        if count != len(listed):
+            return True
+        for i, circuit in enumerate(listed):
+            if i:
+                at = int.from_bytes(data[20 + 8 * i : 28 + 8 * i], "big")
+            if not _CIRCUIT_HEADER.unpack_from(data, at)[2]:  # no metadata: not even "{}"
+                return False
+            if getattr(circuit, "_layout", None) is not None:
+                last = i == count - 1
+                end = len(data) if last else int.from_bytes(data[28 + 8 * i : 36 + 8 * i], "big")
+                if data[end - _LAYOUT.size : end] == _NO_LAYOUT:
+                    return False
+    except (struct.error, IndexError, TypeError):
+        return True  # a layout this check does not know: not checked
+    return True
 
 
 _encoder: type | None = None

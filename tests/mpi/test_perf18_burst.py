@@ -65,7 +65,25 @@ if os.environ.get("KBI_TAG"):  # Ctrl-C landing in a lookup of the program threa
         return real_k(self, task_id, key, function, hit, submitted, seed)
 
     _s.Session.record_hit = record_hit_k
-refs = [ops(c, i) for i, c in enumerate(circuits)]
+if os.environ.get("ORPHAN_TAG"):  # Ctrl-C after a call was queued, before its return
+    from qshpc.runtime import intake as _i
+
+    real_s = _i.Intake.submit
+
+    def submit(self, task, args, kwargs):
+        ref = real_s(self, task, args, kwargs)
+        if ref.task_id == os.environ["ORPHAN_TAG"]:
+            raise KeyboardInterrupt("injected")
+        return ref
+
+    _i.Intake.submit = submit
+refs = []
+orphans = 0
+for i, c in enumerate(circuits):
+    try:
+        refs.append(ops(c, i))
+    except KeyboardInterrupt:
+        orphans += 1
 cancelled = refs[int(os.environ["CANCEL_TAG"])].cancel() if os.environ.get("CANCEL_TAG") else None
 first = refs[0].result(timeout=0)["tag"] if os.environ.get("RESULT0") else None
 later = QuantumCircuit(1, name="later")
@@ -92,7 +110,7 @@ for r in refs:
     except Exception as exc:
         out.append(f"failed: {{type(exc).__name__}}: {{exc}}")
 save_result({{"out": out, "ready": ready, "cancelled": cancelled, "first": first,
-              "interrupted": interrupted}})
+              "interrupted": interrupted, "orphans": orphans}})
 """
 
 
@@ -196,3 +214,20 @@ def test_a_ctrl_c_in_a_lookup_reaches_the_program_and_loses_no_call(
     assert out["out"] == _want(4)
     assert out["interrupted"] is True  # (the program's get of call 1 looked it up)
     assert ran == []
+
+
+def test_a_call_interrupted_after_it_was_queued_counts_as_made(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review51 LOW: a Ctrl-C between a call's queueing and its return (the program never
+    gets its reference). The call counts as made, hit or miss: a hit is recorded (taken
+    from the cache), a miss runs and is stored, as a call whose reference the program got
+    and dropped (the same window goes on into the program's own code, where no library
+    can tell the two apart)."""
+    first, ran, status = _run(tmp_path, 4, ORPHAN_TAG="2")
+    want = _want(4)
+    assert first["orphans"] == 1 and first["out"] == [*want[:2], *want[3:]]
+    assert "2" in ran and len(ran) == 5 and "5 done" in status  # the miss ran
+    again, ran, status = _run(tmp_path, 4, ORPHAN_TAG="2")
+    assert again["out"] == first["out"] and ran == []
+    assert "5 done (5 from cache)" in status  # the hit was recorded

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -229,6 +230,52 @@ def test_a_lost_worker_fails_what_it_held_and_the_others_finish(
             assert "worker rank 2 on host w2 (pid 102) stopped responding" in str(exc)
     assert len(r.d.lost) == 1 and "rank 2" in r.d.lost[0]
     assert later == [i * i for i in range(10)]
+
+
+def test_a_call_lost_with_its_worker_is_stored_failed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """review49 F5: the program got TaskError(WorkerLostError), but no record was stored
+    (the worker that records a call was gone): ``qshpc status`` said "never started" and
+    counted 0 failed. Under Slurm the other ranks go on, so such a job ends SUCCEEDED."""
+    from qshpc.program.session import Session
+    from qshpc.store import JobReader, JobWriter, create_job
+
+    monkeypatch.setenv("QSHPC_HEARTBEAT_S", "0.05")
+    job = tmp_path / "job"
+    create_job(job, {"id": "j", "title": "t", "created": 5.0, "seed": 3}, {})
+    (job / "logs").mkdir()
+    writer = JobWriter.open(
+        job, {"mpi_size": 3, "ranks": [{"rank": 0, "host": "r0"}], "started": 1.0, "resume": False}
+    )
+    session = Session(job, writer, {})
+    GATE.clear()
+    with loopback_ranks(2, session, pids=[100, 101, 102], worker_timeout=0.6) as (d, net, _):
+        refs = [d.submit(gated, (i,), {}) for i in range(4)]
+        deadline = time.monotonic() + 10
+        while {dest for _, dest, _ in net.sent(TAG_BATCH)} != {1, 2} and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        net.cut(2)  # rank 2 dies: no heartbeat, no result
+        time.sleep(1.5)
+        GATE.set()
+        lost = [ref.task_id for ref in refs if ref.exception(timeout=30) is not None]
+    session.sync()
+    writer.close()
+    assert lost and session.failed == len(lost)
+    with JobReader.open(job) as reader:
+        rows = {r["task_id"]: r for r in reader.tasks()}
+    assert {t for t, r in rows.items() if r["state"] == "FAILED"} == set(lost)
+    for t in lost:
+        row = rows[t]
+        assert (row["rank"], row["host"], row["function"]) == (2, "w2", "gated")
+        assert (
+            "WorkerLostError: worker rank 2 on host w2 (pid 102) stopped responding"
+            in (row["error"])
+        )
+        assert row["started"] <= row["finished"]
+    assert all(rows[t]["state"] == "SUCCEEDED" for t in rows if t not in lost)
 
 
 def test_with_every_worker_lost_queued_calls_fail_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
