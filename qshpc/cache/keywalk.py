@@ -107,8 +107,8 @@ def bindings_unchanged(deps: Deps) -> bool:
     every time: only a fresh walk can tell.
     """
     for holder, name, value in deps:
-        if name is _SHAPE:
-            if _names_in(holder) != value:  # a name added (see :data:`_SHAPE`)
+        if name is _SHAPE:  # a name added (see :data:`_SHAPE`)
+            if len(holder) != value and _names_in(holder) != value:
                 return False
             continue
         if type(holder) is dict or type(holder) is types.MappingProxyType:
