@@ -122,6 +122,12 @@ def test_getattr_on_an_argument_keys_a_helper_module_by_the_names_read(
     assert cache.key(f, (3,)) == first
     monkeypatch.setattr(helpers, "g", lambda x: 3 * x)  # what it reads
     assert cache.key(f, (3,)) not in (None, first)
+    # a name imported from it, handed on as a value: the module is not used as an object
+    imported = _fn(
+        "def f(o):\n    from help28q import g\n    h = g\n    return h(o) * getattr(o, 'real', 1)\n",
+        "f",
+    )
+    assert cache.key(imported, (3,)) is not None
 
 
 _CFG = "K = 2\n_SCALE = 3\n"
@@ -145,6 +151,11 @@ _CFG = "K = 2\n_SCALE = 3\n"
         "def f(x):\n    import cfg28q as c\n    return getattr(c, '_SCALE') * x\n",
         "def f(x):\n    from pkg28q import cfg as c\n    return getattr(c, '_SCALE') * x\n",
         "def f(x):\n    import pkg28q.cfg\n    return getattr(pkg28q.cfg, '_SCALE') * x\n",
+        # a package's module, through the package (a global)
+        "def f(x):\n    return getattr(pkg28q.cfg, '_SCALE') * x\n",
+        # in a closure cell
+        "def outer():\n    import cfg28q\n\n    def f(x):\n"
+        "        return getattr(cfg28q, '_SCALE') * x\n\n    return f\n\n\nf = outer()\n",
     ],
 )
 def test_a_module_the_code_uses_as_an_object_is_keyed_whole(
@@ -157,7 +168,7 @@ def test_a_module_the_code_uses_as_an_object_is_keyed_whole(
     (tmp_path / "pkg28q" / "__init__.py").write_text("")
     (tmp_path / "pkg28q" / "cfg.py").write_text(_CFG)
     sub = importlib.import_module("pkg28q.cfg")
-    f = _fn(source, "f", cfg28q=cfg)
+    f = _fn(source, "f", cfg28q=cfg, pkg28q=importlib.import_module("pkg28q"))
     first = cache.key(f, (1,))
     assert first is not None
     monkeypatch.setattr(cfg, "_SCALE", 4)
