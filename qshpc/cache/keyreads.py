@@ -38,10 +38,11 @@ def escaping(code: types.CodeType) -> frozenset[str]:
     ``f(cfg)``, ``m = cfg``, ``helpers.__dict__`` put ``helpers`` and ``cfg`` in it;
     ``helpers.K * x`` puts ``K`` (its value is used) but not ``helpers``.
 
-    A name bound by an ``import`` in the code (``import a.b``, ``import a.b as c``,
-    ``from p import y as z``) whose value escapes puts the names of the modules and
-    attributes that import reads in it too (``a`` and ``b``; ``y``). The same name in two
-    scopes counts as one: a needless whole walk at worst, never a missed one.
+    A name bound by an ``import`` in the code whose value escapes puts the name of what
+    it holds in it too: ``a`` for ``import a.b`` (it binds ``a``), ``b`` for ``import a.b
+    as c``, ``y`` for ``from p import y as z``. The same name in two scopes, or as a
+    global and an attribute, counts as one: a needless whole walk at worst, never a
+    missed one.
     """
     import dis
 
