@@ -334,7 +334,11 @@ class FunctionDigests:
         self._unkeyed = unkeyed
         self._costly = costly
         self._env = env
-        self._known: dict[int, tuple[Callable[[], Any], bytes | None, Deps, bool]] = {}
+        #: ``id(task) -> (weak reference, digest, what its walk read, too costly, told)``:
+        #: told, its None digest was said already (review52 F4: a live call whose
+        #: function reads a value that can change in place walks again at every call,
+        #: and said "not cached" at every call).
+        self._known: dict[int, tuple[Callable[[], Any], bytes | None, Deps, bool, bool]] = {}
 
     def get(self, task: Any, live: bool = False) -> bytes | None:
         """The digest of a task's function (None: it cannot be hashed).
@@ -356,7 +360,7 @@ class FunctionDigests:
                 but with no cut-off, as a call's arguments are (see :func:`_costly`).
         """
         known = self._known.get(id(task))
-        again = False
+        again = told = False
         if known is not None and known[0]() is task:
             if not live:
                 return known[1]  # every call of a dispatched task: before any import
@@ -365,6 +369,7 @@ class FunctionDigests:
             if known[3]:
                 return None  # too costly to walk at each call: see above
             again = True  # timed as a walk at each call is (a first walk has one-time costs)
+            told = known[4]
         from qshpc.cache.keys import UncacheableError, function_digest, task_digest
 
         func = task if isinstance(task, functools.partial) else getattr(task, "func", task)
@@ -374,7 +379,9 @@ class FunctionDigests:
             digest: bytes | None = task_digest(function_digest(func, deps, self._env), task)
         except UncacheableError as exc:
             digest = None
-            self._unkeyed(_task_name(task, func), exc)
+            if not told:
+                told = True
+                self._unkeyed(_task_name(task, func), exc)
         took = time.perf_counter() - start
         costly = again and took > LIVE_WALK_S and _costly(func, deps)
         if costly:
@@ -383,7 +390,7 @@ class FunctionDigests:
             ref: Callable[[], Any] = weakref.ref(task)
         except TypeError:
             return digest
-        self._known[id(task)] = (ref, digest, deps, costly)
+        self._known[id(task)] = (ref, digest, deps, costly, told)
         return digest  # taken now: right for this call, costly or not
 
     def deps(self, task: Any) -> Deps | None:

@@ -292,7 +292,7 @@ def _without_name(data: bytes, name: str) -> bytes | None:
     format constants and are checked against the name: None (dump a renamed
     copy) when a QPY version places the name elsewhere.
     """
-    sizes = _SIZES or _sizes()
+    sizes = _SIZES if _SIZES is not None else _sizes()  # (``()`` is falsy: review52 F12)
     if not sizes or len(data) < 7:
         return None
     start = sizes[0] + (sizes[1] if data[6] >= 16 else 0)  # QPY 16+: a table of offsets first
@@ -321,7 +321,7 @@ def _sizes() -> tuple[int, ...]:
     return _SIZES
 
 
-#: :func:`_sizes`, once read (a function-level import cost each key ~1 us).
+#: :func:`_sizes`, once read (a function-level import cost each key ~1 us); None: not yet.
 _SIZES: tuple[int, ...] | None = None
 _MEMO_SIZE = 256
 _memo: dict[int, tuple[Callable[[], Any], bytes, bytes]] = {}

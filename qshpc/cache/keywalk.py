@@ -31,6 +31,7 @@ from qshpc.cache.keyenv import (
     put_text,
     version_of,
 )
+from qshpc.cache.keyreads import escaping
 
 _PACK_D = struct.Struct("<d").pack
 _PACK_DD = struct.Struct("<dd").pack
@@ -44,6 +45,21 @@ _CIRCUIT: list[Any] = [None]
 class UncacheableError(Exception):
     """A value that cannot be hashed the same way in every process (the call is not cached)."""
 
+    #: The global, module attribute or class attribute of the user's that holds the
+    #: value, once named (:func:`_located`).
+    where: str | None = None
+
+
+def _located(exc: UncacheableError, where: str) -> UncacheableError:
+    """``exc`` saying which name of the user's holds the value (review52 F4: "calls of f
+    are not cached: a value of type lock cannot be hashed" named no value): the innermost
+    name met, kept as the error goes up through the walks of what reads it."""
+    if exc.where is not None:
+        return exc
+    out = UncacheableError(f"{exc} (in {where})")
+    out.where = where
+    return out
+
 
 # -- tokens ----------------------------------------------------------------------------
 
@@ -54,11 +70,29 @@ Qpy = dict[int, tuple[Any, bytes]]
 #: or ``holder.name`` (a function's defaults, a closure cell) was ``value``.
 Deps = list[tuple[Any, str, Any]]
 _MISSING: Any = object()
-#: The name of a dependency ``(namespace, _SHAPE, _MISSING)`` that
-#: :func:`bindings_unchanged` always finds unchanged (no namespace holds it): it marks a
-#: module walked whole, whose count of names a memoized digest checks too (a name set
-#: later is read by the code as much as one rebound: :func:`_same_shape`).
+#: The name of a dependency ``(namespace, _SHAPE, count)``: the namespace (a module
+#: walked whole, a class's) held ``count`` names (:func:`_names_in`) when it was walked.
+#: :func:`bindings_unchanged` compares the count: a name set later (``cfgmod.EXTRA = 5``,
+#: ``Model.extra = 3``) is read by ``getattr(cfgmod, "EXTRA", 0)`` as much as one rebound
+#: is, and the deps of the names walked see a rebinding or a removal, not an addition
+#: (review52 F1: a function's memoized digest kept the old value, a wrong cache hit).
 _SHAPE = "\x00shape"
+#: Names a namespace gains at run time that decide no result: copyreg's ``__slotnames__``
+#: (set on a class when an object of it is first pickled), a module's warning registry,
+#: the annotations made when first read (see :data:`_MODULE_SKIP`).
+_SHAPE_SKIP = (
+    "__slotnames__", "__warningregistry__", "__annotations__", "__annotate__",
+    "__conditional_annotations__",
+)  # fmt: skip
+
+
+def _names_in(ns: Any) -> int:
+    """How many names a namespace holds, less those of :data:`_SHAPE_SKIP`."""
+    n = len(ns)
+    for name in _SHAPE_SKIP:
+        if name in ns:
+            n -= 1
+    return n
 
 
 def bindings_unchanged(deps: Deps) -> bool:
@@ -73,6 +107,10 @@ def bindings_unchanged(deps: Deps) -> bool:
     every time: only a fresh walk can tell.
     """
     for holder, name, value in deps:
+        if name is _SHAPE:  # a name added (see :data:`_SHAPE`)
+            if len(holder) != value and _names_in(holder) != value:
+                return False
+            continue
         if type(holder) is dict or type(holder) is types.MappingProxyType:
             now = holder.get(name, _MISSING)
         else:
@@ -577,7 +615,7 @@ class _Walk:
                 deps.extend((f.__kwdefaults__, k, v) for k, v in f.__kwdefaults__.items())
         if f.__closure__:
             put(b"cells%d;" % len(f.__closure__))
-            for cell in f.__closure__:
+            for at, cell in enumerate(f.__closure__):
                 try:
                     contents = cell.cell_contents
                 except ValueError:  # an empty cell
@@ -586,7 +624,8 @@ class _Walk:
                 else:
                     if isinstance(contents, types.ModuleType):
                         # imported in the enclosing function: what this code reads in it
-                        self.module(contents, _read_in(_names(f.__code__)))
+                        code = f.__code__
+                        self.module(contents, _read_in(code, code.co_freevars[at]), escaping(code))
                     else:
                         self.value(contents)
                 if deps is not None:
@@ -617,14 +656,17 @@ class _Walk:
                 continue
             value = namespace[name]
             put_text(put, name)
-            if isinstance(value, types.ModuleType):
-                self.module(value, _read_in(names))
-            else:
-                self.value(value)
+            try:
+                if isinstance(value, types.ModuleType):
+                    self.module(value, _read_in(code, name), escaping(code))
+                else:
+                    self.value(value)
+            except UncacheableError as exc:
+                raise _located(exc, f"the global {name} of {namespace.get('__name__')}") from None
         put(b";")
         imports = _imports(code)
         if imports:
-            self.imported(imports, _package_of(namespace), names)
+            self.imported(imports, _package_of(namespace), code)
 
     def _builtin(self, table: dict[str, Any], name: str) -> None:
         """A name the code finds in ``builtins`` (``table``) that is no builtin of
@@ -652,12 +694,12 @@ class _Walk:
         put_text(put, name)
         self.value(value)
 
-    def imported(self, imports: Imports, package: str, names: frozenset[str]) -> None:
+    def imported(self, imports: Imports, package: str, code: types.CodeType) -> None:
         """The modules that ``import`` statements in the code being walked name.
 
         A module imported inside a function (``import helpers`` in its body, so
         that the workers import it) is no global of the function: it is keyed
-        here, like a global module (``names``: what the code reads in it). One that
+        here, like a global module (what ``code`` reads in it: :func:`_read_in`). One that
         this process has not imported (rank 0 of an MPI job does not run the task)
         is keyed by its file: a library's by name and version, the user's own by
         its source bytes and, the same way, the modules that source imports.
@@ -667,10 +709,10 @@ class _Walk:
         for name, level, fromlist in imports:
             full = _absolute(name, level, package)
             if full is not None:
-                self._import(full, fromlist, _read_in(names))
+                self._import(full, fromlist, code)
         put(b";")
 
-    def _import(self, full: str, fromlist: tuple[str, ...], names: Iterable[str] | None) -> None:
+    def _import(self, full: str, fromlist: tuple[str, ...], code: types.CodeType) -> None:
         """One ``import full`` (``from full import fromlist``), its parent packages first.
 
         ``import a.b`` runs ``a/__init__.py`` too and binds ``a``: the code reads
@@ -679,17 +721,16 @@ class _Walk:
         """
         dots = [i for i, c in enumerate(full) if c == "."]
         for i in dots:
-            self._import_one(full[:i], (), names)
-        self._import_one(full, fromlist, names)
+            self._import_one(full[:i], (), code)
+        self._import_one(full, fromlist, code)
 
-    def _import_one(
-        self, full: str, fromlist: tuple[str, ...], names: Iterable[str] | None
-    ) -> None:
-        """One module of an ``import`` (see :meth:`_import`)."""
+    def _import_one(self, full: str, fromlist: tuple[str, ...], code: types.CodeType) -> None:
+        """One module of an ``import`` (see :meth:`_import`); ``code``, the code importing it."""
         put_text(self.put, full)
         mod = sys.modules.get(full)
         if isinstance(mod, types.ModuleType):
-            self.module(mod, names)
+            # (by its last name: ``import a.b as c`` puts ``b`` among the names escaping)
+            self.module(mod, _read_in(code, full.rpartition(".")[2]), escaping(code))
             if is_library(full):
                 return
             ns = vars(mod)
@@ -729,16 +770,23 @@ class _Walk:
             for sub, level, fromlist in _imports(code):
                 full = _absolute(sub, level, package)
                 if full is not None:
-                    self._import(full, fromlist, _read_in(_names(code)))
+                    self._import(full, fromlist, code)
         return True
 
-    def module(self, mod: types.ModuleType, attrs: Iterable[str] | None) -> None:
+    def module(
+        self,
+        mod: types.ModuleType,
+        attrs: Iterable[str] | None,
+        objects: frozenset[str] = frozenset(),
+    ) -> None:
         """A module: by name and version; a module of the user's own, also the
         attributes named in the code being walked (``helpers.f`` covers ``f``), or its
         whole namespace (``attrs`` None: :meth:`_whole_module`) where it is met as a
         value: a class attribute ``cfg = cfgmod`` read as ``self.cfg.SHOTS``, a module
         passed as an argument (review48 F3: keyed by its name alone, an edited
-        ``SHOTS`` gave the old result)."""
+        ``SHOTS`` gave the old result), or one the code uses as an object (see
+        :func:`_read_in`). ``objects``: the names the code uses as objects
+        (:func:`qshpc.cache.keyreads.escaping`), for a module an attribute holds."""
         put = self.put
         name = mod.__name__
         if is_library(name):
@@ -760,10 +808,13 @@ class _Walk:
             if attr in ns and not attr.startswith("__"):
                 put_text(put, attr)
                 value = ns[attr]
-                if isinstance(value, types.ModuleType):
-                    self.module(value, attrs)
-                else:
-                    self.value(value)
+                try:
+                    if isinstance(value, types.ModuleType):  # ``pkg.sub``: whole, or as named
+                        self.module(value, None if attr in objects else attrs, objects)
+                    else:
+                        self.value(value)
+                except UncacheableError as exc:
+                    raise _located(exc, f"{name}.{attr}") from None
         put(b";")
 
     def _whole_module(self, ns: dict[str, Any]) -> None:
@@ -780,7 +831,7 @@ class _Walk:
         put(b"*")
         deps = self.deps
         if deps is not None:  # a name set later (``cfgmod._EXTRA = 5``): see :data:`_SHAPE`
-            deps.append((ns, _SHAPE, _MISSING))
+            deps.append((ns, _SHAPE, _names_in(ns)))
         for attr in sorted(list(ns)):
             if attr in _MODULE_SKIP:
                 continue
@@ -791,9 +842,9 @@ class _Walk:
             depth = self.depth
             try:
                 self.value(value)  # a module: whole (:meth:`_other`)
-            except UncacheableError:
+            except UncacheableError as exc:
                 if not _no_data(value):  # (an object holding a lock and data: review51 F3)
-                    raise
+                    raise _located(exc, f"{ns.get('__name__')}.{attr}") from None
                 self.depth = depth
                 put(b"?")
         put(b";")
@@ -853,6 +904,7 @@ class _Walk:
         put(b"ns")
         ns = vars(cls)
         if self.deps is not None:
+            self.deps.append((ns, _SHAPE, _names_in(ns)))  # a name set later: see _SHAPE
             # A name this class inherits from a base of the user's own, set on the class
             # itself later (``A.x = 5`` over ``Base.x``), changes what the code reads.
             for base in cls.__mro__[1:]:
@@ -866,14 +918,14 @@ class _Walk:
             put_text(put, name)
             try:
                 self.value(value)
-            except UncacheableError:
+            except UncacheableError as exc:
                 # Machinery a metaclass or decorator added (ABC's _abc_impl), a lock:
                 # its name is all the key keeps. Anything else (an object holding a lock
                 # beside data, an open file, a module holding one) leaves the call
                 # uncached: keyed by its name, an edit of its data gave the old result
                 # (review51 F3).
                 if not _no_data(value):
-                    raise
+                    raise _located(exc, f"{cls.__qualname__}.{name}") from None
                 put(b"?")
         put(b";")
 
@@ -1055,26 +1107,14 @@ _MODULE_SKIP = frozenset((
     "__annotate__", "__conditional_annotations__",
 ))  # fmt: skip
 
-#: ``id(cls) -> (weak reference, placed, digest, what its walk read, misses, shapes)``
-#: (:func:`_class_digest`; what it read None: walked at each meeting; shapes:
-#: :func:`_same_shape`).
-_CLASS_DIGESTS: dict[int, tuple[Any, bool, bytes, Deps | None, int, list[tuple[Any, int]]]] = {}
+#: ``id(cls) -> (weak reference, placed, digest, what its walk read, misses)``
+#: (:func:`_class_digest`; what it read None: walked at each meeting; a name added to a
+#: namespace it read: a ``_SHAPE`` dep of it).
+_CLASS_DIGESTS: dict[int, tuple[Any, bool, bytes, Deps | None, int]] = {}
 #: A class whose digest was taken again this many times in a row is walked at each
 #: meeting, without the bookkeeping: a class of ``__main__`` that cloudpickle sends by
 #: value gets new methods at each load on a worker, and its memo never held.
 _MEMO_TRIES = 3
-
-
-def _names_in(ns: Any) -> int:
-    """How many names a class's namespace holds, less copyreg's ``__slotnames__``."""
-    return len(ns) - ("__slotnames__" in ns)
-
-
-def _same_shape(shapes: list[tuple[Any, int]]) -> bool:
-    """True when no class namespace a walk read gained a name since (``Model.extra =
-    3``: :func:`bindings_unchanged` sees a name rebound or gone, not a new one):
-    ``shapes``, each namespace with its count of names then."""
-    return all(_names_in(ns) == n for ns, n in shapes)
 
 
 class _ClassCycle(Exception):
@@ -1143,7 +1183,7 @@ def _memo_class_digest(cls: type, walk: _Walk) -> bytes:
     known = _CLASS_DIGESTS.get(id(cls))
     misses = 0
     if known is not None and known[0]() is cls and known[1] == walk.placed:
-        if known[3] is not None and bindings_unchanged(known[3]) and _same_shape(known[5]):
+        if known[3] is not None and bindings_unchanged(known[3]):
             if walk.deps is not None:
                 walk.deps.extend(known[3])
             return known[2]
@@ -1158,15 +1198,11 @@ def _memo_class_digest(cls: type, walk: _Walk) -> bytes:
     sub._seen(cls)
     sub.class_body(cls)
     digest = h.digest()
-    spaces = {
-        id(d[0]): d[0] for d in deps or () if type(d[0]) is types.MappingProxyType or d[1] is _SHAPE
-    }
-    shapes = [(ns, _names_in(ns)) for ns in spaces.values()]
     try:
         ref = weakref.ref(cls)
     except TypeError:  # pragma: no cover - classes take weak references
         return digest
-    _CLASS_DIGESTS[id(cls)] = (ref, walk.placed, digest, deps if memo else None, misses, shapes)
+    _CLASS_DIGESTS[id(cls)] = (ref, walk.placed, digest, deps if memo else None, misses)
     if walk.deps is not None and deps is not None:
         walk.deps.extend(deps)
     return digest
@@ -1192,17 +1228,16 @@ def _module_of(obj: Any) -> str:
     return mod if isinstance(mod, str) else ""
 
 
-#: Names by which code reads a module's attributes by a name it computes
-#: (``getattr(helpers, name)``, ``vars(helpers)[name]``, ``helpers.__dict__``).
-_BY_NAME = frozenset(("getattr", "hasattr", "vars", "__dict__", "__getattribute__"))
+def _read_in(code: types.CodeType, name: str) -> frozenset[str] | None:
+    """What ``code`` reads in a module of the user's own it holds under ``name``: the
+    names it looks up, or the whole module (None: :meth:`_Walk._whole_module`) where it
+    uses the module as an object: ``getattr(helpers, name)`` (review49 L1: an edit of
+    the function it reached kept its key), ``vars(helpers)``, ``read(helpers, "K")``.
 
-
-def _read_in(names: frozenset[str]) -> frozenset[str] | None:
-    """What code that reads ``names`` reads in a module of the user's own: those
-    names, or the whole module (None: :meth:`_Walk._whole_module`) where it reads an
-    attribute by a name it computes (review49 L1: ``getattr(helpers, name)(x)`` kept
-    its key after an edit of the function it reached)."""
-    return None if not names.isdisjoint(_BY_NAME) else names
+    review52 F3: a ``getattr`` on anything (``getattr(o, "real", 1)``) made every module
+    the code names whole, so one holding a ``queue.Queue`` left the call uncached, and
+    any name set in it changed the key (:func:`qshpc.cache.keyreads.escaping`)."""
+    return None if name in escaping(code) else _names(code)
 
 
 @functools.lru_cache(maxsize=1024)

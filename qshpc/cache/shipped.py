@@ -51,12 +51,12 @@ def module_bindings(deps: list[tuple[Any, str, Any]]) -> list[Binding]:
     attribute that holds a module is left out (its attributes read are bindings too).
     """
     from qshpc.cache.keyenv import is_library
-    from qshpc.cache.keywalk import _MISSING
+    from qshpc.cache.keywalk import _MISSING, _SHAPE
 
     out: dict[tuple[str, str], bytes | None] = {}
     for holder, name, value in deps:
-        if type(holder) is not dict or name.startswith("__"):
-            continue
+        if type(holder) is not dict or name.startswith("__") or name is _SHAPE:
+            continue  # (a name added: every name of the module is a binding of its own)
         mod_name = holder.get("__name__")
         if not isinstance(mod_name, str) or mod_name == "__main__" or is_library(mod_name):
             continue

@@ -1,0 +1,97 @@
+"""Which names' values code uses as objects, not only through a static attribute.
+
+A module of the user's own that code names is keyed by the attributes the code
+names (``helpers.f`` covers ``f``), or by its whole namespace where the code can
+reach its attributes by a name it computes: ``getattr(helpers, name)``,
+``vars(helpers)``, ``helpers.__dict__``, or the module handed on as a value
+(``read(cfg, "K")``, ``m = cfg``), whose reader is not known (review49 L1).
+
+review52 F3: any ``getattr`` in the code (``getattr(o, "real", 1)`` on an argument)
+made every module it names walked whole: one holding a ``queue.Queue`` left the call
+uncacheable, and any name set in it changed the key. :func:`escaping` reads the
+bytecode instead: a module is walked whole only where a load of its name is used
+other than by an attribute named in the code.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+
+#: Attribute names by which code reads a namespace by a name it computes.
+BY_NAME = frozenset(("__dict__", "__getattribute__", "__getattr__"))
+#: Instructions that use the value on top of the stack by an attribute named in the code.
+_BY_ATTR = frozenset(("LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "DELETE_ATTR"))
+#: Instructions between an ``import`` and the stores of the names it binds.
+_IMPORT_STEPS = frozenset(("IMPORT_FROM", "SWAP", "COPY", "POP_TOP", "ROT_TWO", "NOP"))
+_SKIP = frozenset(("EXTENDED_ARG", "CACHE", "NOP"))
+#: Instructions that load a value by a name, but are no use of the value before them.
+_NOT_LOADS = frozenset((
+    "LOAD_CONST", "LOAD_METHOD", "LOAD_SUPER_ATTR", "LOAD_CLOSURE", "KW_NAMES",
+))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def escaping(code: types.CodeType) -> frozenset[str]:
+    """The names (globals, locals, cells and attributes) whose values ``code``, or code
+    nested in it, uses other than through an attribute it names: ``getattr(helpers, n)``,
+    ``f(cfg)``, ``m = cfg``, ``helpers.__dict__`` put ``helpers`` and ``cfg`` in it;
+    ``helpers.K * x`` puts ``K`` (its value is used) but not ``helpers``.
+
+    A name bound by an ``import`` in the code whose value escapes puts the name of what
+    it holds in it too: ``a`` for ``import a.b`` (it binds ``a``), ``b`` for ``import a.b
+    as c``, ``y`` for ``from p import y as z``. The same name in two scopes, or as a
+    global and an attribute, counts as one: a needless whole walk at worst, never a
+    missed one.
+    """
+    import dis
+
+    found: set[str] = set()
+    ins = [i for i in dis.get_instructions(code) if i.opname not in _SKIP]
+    imported: list[tuple[set[str], set[str]]] = []  # (names it reads, names it binds)
+    for k, i in enumerate(ins):
+        op, name = i.opname, i.argval
+        if op == "IMPORT_NAME" and isinstance(name, str):
+            attrs, binds = set(), set()
+            for j in ins[k + 1 :]:
+                if j.opname == "IMPORT_FROM" and isinstance(j.argval, str):
+                    attrs.add(j.argval)  # ``from p import y``, ``import a.b as c``: p.y, a.b
+                elif j.opname.startswith("STORE_") and isinstance(j.argval, str):
+                    binds.add(j.argval)
+                elif j.opname not in _IMPORT_STEPS:
+                    break
+            # ``import a.b`` binds ``a``; bound in a way not read here: every name it reads
+            reads = attrs or {name.partition(".")[0]}
+            if binds:
+                imported.append((reads, binds))
+            else:
+                found |= reads | set(name.split("."))
+            continue
+        if "LOAD" not in op or op in _NOT_LOADS:
+            continue
+        if op == "LOAD_ATTR" and (i.arg or 0) & 1 and _METHOD_FLAG:
+            continue  # Python 3.12+: ``obj.f(...)``, the attribute called
+        names = name if isinstance(name, tuple) else (name,)
+        if not names or not all(isinstance(n, str) for n in names):
+            continue
+        found.update(names[:-1])  # ``LOAD_FAST_LOAD_FAST``: the first is used as an object
+        nxt = ins[k + 1] if k + 1 < len(ins) else None
+        if nxt is None or nxt.opname not in _BY_ATTR or nxt.argval in BY_NAME:
+            found.add(names[-1])
+    for reads, binds in imported:
+        if not found.isdisjoint(binds):
+            found |= reads
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            found |= escaping(c)
+    return frozenset(found)
+
+
+def _method_flag() -> bool:
+    """Whether ``LOAD_ATTR``'s low bit marks a method load (Python 3.12+)."""
+    import sys
+
+    return sys.version_info >= (3, 12)
+
+
+_METHOD_FLAG = _method_flag()
