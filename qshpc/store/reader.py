@@ -431,7 +431,9 @@ class JobReader:
             ``meta`` (create_job's dict, or None), ``arguments`` (bool),
             ``runs`` (count or None), ``results`` ``[readable, total]`` task
             results (None when the log is unreadable), ``result`` ("readable",
-            "unreadable" or "none"), ``damage`` (what is damaged), and
+            "unreadable", "none", or "unknown": ``job.h5``'s events cannot be read and
+            the journal has none), ``unread_records`` (when some records' meta cannot be
+            read: how many of them SUCCEEDED and how many not), ``damage`` (what is damaged), and
             ``summary``, one line saying all of it.
         """
         from qshpc.store.encoding_blob import PickleRefusedError
@@ -465,10 +467,15 @@ class JobReader:
             ok, rows = attempt(log.records)
             if ok:
                 latest: dict[str, Any] = {}
+                unread = [0, 0]  # records whose meta cannot be read: SUCCEEDED, FAILED (F13)
                 for row in rows:
                     good, fields = attempt(functools.partial(log.record_fields, row))
-                    if good and int(row["state"]) == 0:
+                    if not good:
+                        unread[int(row["state"]) != 0] += 1
+                    elif int(row["state"]) == 0:
                         latest[fields["key"]] = row
+                if any(unread):
+                    out["unread_records"] = unread
                 if deep:
                     check = log.record_result if self._plain() else _result_bytes(log)
                     readable = sum(
@@ -483,13 +490,40 @@ class JobReader:
             return out
         has = attempt(lambda: L.RESULT in self._f or bool(self._saved(self._log(strict=False))))
         if not has[0]:
-            out["result"] = "unreadable"
+            out["result"] = self._journal_result(out["runs"])
         elif not has[1]:
             out["result"] = "none"
         else:
             out["result"] = "readable" if attempt(lambda: self.result(False))[0] else "unreadable"
         out["summary"] = summary_line(out)
         return out
+
+    def _journal_result(self, runs: int | None) -> str:
+        """``recoverable``'s word on the saved result when ``job.h5``'s events cannot be
+        read: the journal's own result event, read from its frame; "unknown" when the
+        journal has none (review52 F9: a job that never saved a result was said to have
+        lost it)."""
+        try:
+            log = self._log(strict=False)
+            saved = [
+                ev
+                for jf in log.frames
+                for ev in jf.frame.events
+                if ev["valid"] == 1 and int(ev["kind"]) == L.EVENT_RESULT
+                and (runs is None or int(ev["run"]) == runs)
+            ]  # fmt: skip
+        except Exception:
+            return "unreadable"
+        if not saved:
+            return "unknown"
+        ev = saved[-1]
+        try:
+            decode_blob(log.blob_buffer(int(ev["where"]), int(ev["off"]), int(ev["len"])))
+        except Exception as exc:
+            from qshpc.store.encoding_blob import PickleRefusedError
+
+            return "readable" if isinstance(exc, PickleRefusedError) else "unreadable"
+        return "readable"
 
 
 class IsolatedReader(JobReader):
@@ -594,13 +628,20 @@ def summary_line(rec: dict[str, Any]) -> str:
             good.append(f"{n} of {total} task results")
         if n < total:
             lost.append(f"{total - n} task results")
-        if not total:
+        if not total and not any(rec.get("unread_records") or ()):
             good.append("the task log (no results in it)")
+    done, failed = rec.get("unread_records") or (0, 0)
+    if done:
+        lost.append(f"{done} task results (their records cannot be read)")
+    if failed:
+        lost.append(f"{failed} records of failed attempts")
     result = rec.get("result")
     if result == "readable":
         good.append("the saved result")
     elif result == "unreadable":
         lost.append("the saved result")
+    elif result == "unknown":
+        lost.append("job.h5's events (a result saved before the journal's, if any)")
     text = f"recoverable: {', '.join(good) or 'nothing'}"
     if lost:
         text += f"; lost: {', '.join(lost)}"
