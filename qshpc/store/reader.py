@@ -418,7 +418,7 @@ class JobReader:
             return None
         ev = saved[-1]
         where, off, n = int(ev["where"]), int(ev["off"]), int(ev["len"])
-        return n, array_head(log.blob(where, off, min(n, 4096)), n)
+        return n, array_head(log.blob_head(where, off, n, 4096), n)
 
     def recoverable(self, deep: bool = True) -> dict[str, Any]:
         """What of a damaged job can still be read, each part tried on its own.

@@ -8,11 +8,15 @@ Damage is made for real: a byte of ``job.h5`` flipped where h5py says a dataset'
 from __future__ import annotations
 
 import os
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
 import h5py
+import numpy as np
+import pytest
 
+from qshpc.errors import DamagedStoreError
 from qshpc.store import JobReader, JobWriter, create_job
 from qshpc.store import layout as L
 from tests.unit.test_fix42a_readback import RUNTIME, rec
@@ -83,3 +87,33 @@ def test_records_whose_meta_cannot_be_read_are_counted_lost(tmp_path: Path) -> N
         "recoverable: meta, arguments; lost: 150 task results (their records cannot be read), "
         "1 records of failed attempts"
     ), summary  # was: "recoverable: meta, arguments, the task log (no results in it)"
+
+
+# -- F2: a peek of a saved result still in the journal read the whole frame ----------------
+
+
+def test_a_peek_of_a_result_in_the_journal_holds_only_its_head(tmp_path: Path) -> None:
+    job = tmp_path / "j"
+    create_job(job, {"id": "j", "title": "t", "created": 5.0, "seed": 3}, {})
+    value = np.ones((4_000_000,))  # 32 MB
+    with JobWriter.open(job, RUNTIME) as w:
+        w.append_task(rec(0, 1))
+        w.save_result(value)
+        w.commit()
+        with JobReader.open(job) as r:
+            assert r._log().frames  # in the journal, not folded
+            tracemalloc.start()
+            try:
+                size, shown = r.result_peek() or (0, None)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+        assert shown == "float64 (4000000,)" and size > value.nbytes
+        assert peak < 16 << 20, peak  # 4 MiB pieces (was: the 32 MB frame read whole)
+        # its checksum is still checked: a damaged byte of the result is found
+        jpath = job / L.JOURNAL_FILE
+        data = bytearray(jpath.read_bytes())
+        data[-1000] ^= 0xFF
+        jpath.write_bytes(data)
+        with JobReader.open(job) as r, pytest.raises(DamagedStoreError, match="checksum"):
+            r.result_peek()
