@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qshpc import settings
-from qshpc.errors import UserError
+from qshpc.errors import DamagedStoreError, UserError
 from qshpc.jobs.paths import (
     JOB_FILE,
     ensure_jobs_root,
@@ -620,27 +620,26 @@ def check_claimable(spec: RunSpec, job_dir: Path) -> None:
 
 
 def _check_readable(job_dir: Path) -> dict[str, Any]:
-    """Refuse to resume a job whose store is damaged (one line: what is damaged, what is
-    left); its meta otherwise."""
-    from qshpc.errors import DamagedStoreError
+    """Refuse to resume a job whose store is damaged (:func:`resume_refusal`); its meta
+    otherwise."""
     from qshpc.store import JobReader
-    from qshpc.store.reader import damaged_meta
 
     try:
         with JobReader.open(job_dir) as r:
             meta = r.meta()
     except DamagedStoreError as exc:
-        damaged = damaged_meta(job_dir, exc)
-        # review50 F5: no way out was named. The recoverable values are read one by one
-        # (docs/store.md, "Damaged files"); the program runs again as a new job.
-        raise UserError(
-            f"cannot resume job {job_dir.name}: {exc} ({damaged['recoverable']}); nothing was "
-            f"run. Run the program again as a new job (without --resume); a recoverable task "
-            "result is read with `JobReader.open(JOB_DIR).task_result(TASK_ID)` (from "
-            "qshpc.store import JobReader: docs/store.md, 'Damaged files')"
-        ) from None
+        raise resume_refusal(job_dir, exc) from None
     check_resumed_program(meta, job_dir)
     return meta
+
+
+def resume_refusal(job_dir: Path, exc: DamagedStoreError) -> UserError:
+    """The refusal of ``qshpc run --resume`` (with PROGRAM or without) of a job whose store
+    is damaged: what is damaged, what is readable, and the way on
+    (:func:`qshpc.store.reader.resume_refused`, the one text of it)."""
+    from qshpc.store.reader import resume_refused
+
+    return UserError(f"cannot resume job {job_dir.name}: {resume_refused(job_dir, exc)}")
 
 
 def check_resumed_program(meta: Mapping[str, Any], job_dir: Path) -> None:

@@ -441,6 +441,11 @@ def expect_token(f: Any, token: bytes) -> None:
     f[L.LOG].attrs[L.JOURNAL_TOKEN_ATTR] = np.void(token + struct.pack("<I", runs) + token_of(f))
 
 
+class ForeignJournalError(DamagedStoreError):
+    """Another job's or run's journal beside ``job.h5``: its text names its own way on
+    (keep it aside, then read or resume the job from ``job.h5`` alone)."""
+
+
 def check_token(f: Any, journal: Path, token: bytes) -> None:
     """Raise unless ``token`` (a journal's header) is that of the journal the open job file
     ``f`` expects beside it (review49 F4: another job's journal put in its place was
@@ -455,7 +460,7 @@ def check_token(f: Any, journal: Path, token: bytes) -> None:
     runs = len(f[L.RUNS]) if L.RUNS in f else 0
     if raw[8:12] != struct.pack("<I", runs) or raw[12:] != token_of(f) or raw[:8] == token:
         return  # as expected, or no longer recorded (see expect_token)
-    raise DamagedStoreError(
+    raise ForeignJournalError(
         journal,
         "it is not the journal its job.h5 expects (another job's journal, or another run's, "
         "put in its place): none of its records were taken as this job's. Keep it aside "

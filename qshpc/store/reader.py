@@ -699,20 +699,27 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError, deep: bool = True) -> di
 
 
 def resume_refused(job_dir: Path, exc: DamagedStoreError) -> DamagedStoreError:
-    """``exc``, met by a resume (its read of the finished tasks, or its copy of ``job.h5``),
-    with what is readable and the way on (review49 F7: one damaged block refused the
-    resume naming the bytes alone; the 9 of 10 readable results were to be found by hand)."""
+    """``exc``, met by a resume (its read of the finished tasks or the job's meta, its copy
+    of ``job.h5``), with what is readable and the way on: the one refusal of a resume
+    over a damaged store (review49 F7: one damaged block refused the resume naming the
+    bytes alone; review52 F5: it was written twice, and over a foreign journal it said
+    both "mv it aside and --resume" and "do not --resume"). An error that names its own
+    way on (:class:`~qshpc.store.journal.ForeignJournalError`) keeps it alone."""
     from qshpc.store.jobref import job_ref
+    from qshpc.store.journal import ForeignJournalError
 
     try:
         found = str(damaged_meta(job_dir, exc)["recoverable"])
     except StoreError:
         found = "`qshpc status --verify` says what is readable"
+    if isinstance(exc, ForeignJournalError):
+        return ForeignJournalError(exc.path, f"{exc.detail}; nothing was run ({found})")
     return DamagedStoreError(
         exc.path,
-        f"{exc.detail}. A resume builds only on a whole store ({found}): "
-        f"`qshpc status --verify {job_ref(job_dir)}` lists it, and a readable task result is "
-        "`JobReader.open(DIR).task_result(TASK_ID)` (from qshpc.store); to go on, run the "
-        "program as a new job: it runs every task again (with --cache, it reuses the "
-        "results the cache holds)",
+        f"{exc.detail} ({found}); nothing was run. Run the program again as a new job "
+        "(without --resume): a resume builds only on a whole store, and a new job runs "
+        "every task again (with --cache, it reuses the results the cache holds). "
+        f"`qshpc status --verify {job_ref(job_dir)}` lists what is readable; a readable task "
+        "result is `JobReader.open(JOB_DIR).task_result(TASK_ID)` (from qshpc.store import "
+        "JobReader: docs/store.md, 'Damaged files')",
     )

@@ -8,6 +8,7 @@ Damage is made for real: a byte of ``job.h5`` flipped where h5py says a dataset'
 from __future__ import annotations
 
 import os
+import shutil
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
@@ -16,9 +17,10 @@ import h5py
 import numpy as np
 import pytest
 
-from qshpc.errors import DamagedStoreError
+from qshpc.errors import DamagedStoreError, UserError
 from qshpc.store import JobReader, JobWriter, create_job
 from qshpc.store import layout as L
+from tests.conftest import run_cli
 from tests.unit.test_fix42a_readback import RUNTIME, rec
 
 
@@ -117,3 +119,48 @@ def test_a_peek_of_a_result_in_the_journal_holds_only_its_head(tmp_path: Path) -
         jpath.write_bytes(data)
         with JobReader.open(job) as r, pytest.raises(DamagedStoreError, match="checksum"):
             r.result_peek()
+
+
+# -- F10, F5: the one refusal of a resume over a damaged store -----------------------------
+
+
+def test_a_resume_without_program_of_a_damaged_job_gives_the_whole_refusal(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    job, w = journal_job(tmp_path)
+    w.close()
+    flip_chunk(L.job_file(job), L.DATA)
+    prog = tmp_path / "p.py"
+    prog.write_text("print('ran')\n")
+    without = run_cli("run", "--resume", str(job))
+    given = run_cli("run", str(prog), "--resume", str(job))
+    for out in (without, given):
+        assert out.returncode == 2 and "ran" not in out.stdout, out.stdout + out.stderr
+        assert "Traceback" not in out.stderr
+    # was, without PROGRAM: the damage line alone (review52 F10)
+    assert without.stderr == given.stderr, without.stderr
+    text = without.stderr
+    assert text.startswith("qshpc: error: cannot resume job j: ") and "integrity seal" in text
+    assert "(recoverable: 5 of 5 task results; lost: meta, arguments" in text
+    assert "nothing was run. Run the program again as a new job (without --resume)" in text
+    assert "JobReader.open(JOB_DIR).task_result(TASK_ID)" in text
+
+
+def test_a_resume_refused_over_a_foreign_journal_names_one_way_on(tmp_path: Path) -> None:
+    from qshpc.jobs.prepare import _check_readable
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, wa = journal_job(tmp_path / "a")
+    b, wb = journal_job(tmp_path / "b")
+    wa.close()
+    wb.close()
+    shutil.copy(a / L.JOURNAL_FILE, b / L.JOURNAL_FILE)
+    with pytest.raises(UserError) as got:
+        _check_readable(b)
+    text = str(got.value)
+    assert text.startswith(f"cannot resume job j: {b / L.JOURNAL_FILE} is damaged: it is not the")
+    assert f"Keep it aside (mv {b / L.JOURNAL_FILE} " in text and "or --resume it" in text
+    assert "as a new job" not in text and "without --resume" not in text, text  # was: both
+    (b / L.JOURNAL_FILE).rename(b / "job.journal.other")  # its way on works
+    assert _check_readable(b)["id"] == "j"
