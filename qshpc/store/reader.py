@@ -339,7 +339,11 @@ class JobReader:
         found: tuple[dict[str, Any], Any] | None = None
         for row in log.records():
             fields = log.record_fields(row)
-            if fields["task_id"] == task_id and (found is None or int(row["state"]) == 0):
+            # a SUCCEEDED record wins; else the latest (review52 F6: attempt 1's error was
+            # raised when every attempt failed)
+            if fields["task_id"] == task_id and (
+                found is None or int(row["state"]) == 0 or int(found[1]["state"]) != 0
+            ):
                 found = (fields, row)
         if found is None:
             raise StoreError(f"no record of task {task_id} in {self.path}")

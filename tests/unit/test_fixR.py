@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from qshpc.errors import DamagedStoreError, UserError
+from qshpc.errors import DamagedStoreError, TaskError, UserError
 from qshpc.store import JobReader, JobWriter, create_job
 from qshpc.store import layout as L
 from tests.conftest import run_cli
@@ -164,3 +164,20 @@ def test_a_resume_refused_over_a_foreign_journal_names_one_way_on(tmp_path: Path
     assert "as a new job" not in text and "without --resume" not in text, text  # was: both
     (b / L.JOURNAL_FILE).rename(b / "job.journal.other")  # its way on works
     assert _check_readable(b)["id"] == "j"
+
+
+# -- F6: every attempt failed: the latest one's error ---------------------------------------
+
+
+def test_task_result_of_an_all_failed_task_raises_the_latest_attempt(tmp_path: Path) -> None:
+    job = tmp_path / "j"
+    create_job(job, {"id": "j", "title": "t", "created": 5.0, "seed": 3}, {})
+    with JobWriter.open(job, RUNTIME) as w:
+        for attempt in (1, 2, 3):
+            w.append_task(
+                replace(rec(0, None), state="FAILED", attempt=attempt, error=f"boom {attempt}")
+            )
+            w.commit()
+    with JobReader.open(job) as r, pytest.raises(TaskError) as got:
+        r.task_result("0")
+    assert got.value.attempts == 3 and "boom 3" in str(got.value)  # was: attempt 1, "boom 1"
