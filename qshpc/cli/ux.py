@@ -382,20 +382,27 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Remove jobs from the store (their folder, results and logs)."""
+        from qshpc.cli.boundary import exit_code
         from qshpc.client.job import open_job
 
         failed = 0
-        for text in jobs:
-            j = open_job(text)
+        for text in jobs:  # the others are still removed; the worst exit code at the end
             try:
+                j = open_job(text)
                 state = remove_job(j, force)
-            except OSError as exc:  # the others are still removed; exit 1 at the end
-                failed += 1
+            except OSError as exc:
+                failed = max(failed, 1)
                 _error(str(exc))
+                continue
+            except Exception as exc:  # review52 F8: one bad job left the next ones unsaid
+                code = exit_code(exc)  # its line on stderr: 2 for bad input, a damaged store
+                if code is None:
+                    raise
+                failed = max(failed, code)
                 continue
             echo(f"removed {j.job_dir.name} ({state})")
         if failed:
-            raise typer.Exit(1)
+            raise typer.Exit(failed)
 
     @app.command("gc")
     @errors

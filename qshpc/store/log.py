@@ -190,6 +190,22 @@ def write_commit(commits: h5py.Dataset, ends: Ends) -> None:
     commits[n : n + 1] = row
 
 
+def _counted(ends: Ends) -> str:
+    return f"{ends.records} task records and {ends.events} events"
+
+
+def _not_continued(journal: Path, start: Ends, ends: Ends) -> str:
+    """Why a journal whose commits do not start where ``job.h5``'s end is not read: the
+    counts in words, ``job.h5`` named first (review52 F11: another job's job.h5 moved over
+    a running job's was reported as a damaged journal, with two ``Ends(...)`` reprs)."""
+    return (
+        f"it does not end where the commits of {journal} begin: it holds "
+        f"{_counted(ends)}, and the journal goes on from {_counted(start)}. This job.h5 "
+        "was most likely replaced (another job's, or an older copy of this one); else the "
+        "journal is not this job's. Nothing of the journal was taken"
+    )
+
+
 class LogReader:
     """The committed log: ``/log`` of an open job file followed by journal frames."""
 
@@ -212,10 +228,7 @@ class LogReader:
         pos = self.ends
         for jf in frames:
             if jf.frame.start != pos:
-                raise DamagedStoreError(
-                    journal,
-                    f"its commits do not continue those in {source} (ends {jf.frame.start}, expected {pos})",
-                )
+                raise DamagedStoreError(source, _not_continued(journal, jf.frame.start, pos))
             pos = Ends(
                 pos.records + len(jf.frame.records), pos.events + len(jf.frame.events),
                 pos.meta + len(jf.frame.meta), pos.data + len(jf.frame.data),

@@ -181,3 +181,42 @@ def test_task_result_of_an_all_failed_task_raises_the_latest_attempt(tmp_path: P
     with JobReader.open(job) as r, pytest.raises(TaskError) as got:
         r.task_result("0")
     assert got.value.attempts == 3 and "boom 3" in str(got.value)  # was: attempt 1, "boom 1"
+
+
+# -- F8: `qshpc rm A B` with a user error on A -----------------------------------------------
+
+
+def test_rm_goes_on_past_a_job_it_refuses(tmp_path: Path, qshpc_home: Path) -> None:
+    (qshpc_home / "jobs").mkdir(parents=True)
+    job, w = journal_job(qshpc_home / "jobs")
+    w.finalize("SUCCEEDED")
+    w.close()
+    out = run_cli("rm", str(tmp_path / "nope"), str(job))
+    # was: exit 2 at the first, the second kept without a word
+    assert out.returncode == 2 and not job.exists(), out.stdout + out.stderr
+    assert out.stdout.strip() == "removed j (SUCCEEDED)"
+    assert out.stderr.startswith("qshpc: error: ") and "nope" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+# -- F11: another job's job.h5 moved over a running job's -----------------------------------
+
+
+def test_a_swapped_job_h5_is_named_with_counts_in_words(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, wa = journal_job(tmp_path / "a", 3)
+    b, wb = journal_job(tmp_path / "b", 8)
+    wb.finalize("SUCCEEDED")
+    wb.close()
+    os.replace(L.job_file(b), L.job_file(a))
+    try:
+        with JobReader.open(a) as r, pytest.raises(DamagedStoreError) as got:
+            r.meta()
+    finally:
+        wa.close()
+    text = str(got.value)
+    assert got.value.path == str(L.job_file(a)), text  # was: the journal blamed
+    assert "Ends(" not in text, text
+    assert "it holds 8 task records and " in text and "goes on from 0 task records" in text
+    assert "This job.h5 was most likely replaced" in text
