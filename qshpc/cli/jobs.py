@@ -647,6 +647,7 @@ def register(app: typer.Typer) -> None:
         # One Slurm query for every job listed (sacct -j a,b,c), not one per job.
         entries: list[tuple[tuple[str, ...], str | None, int]] = []
         listed: list[dict[str, Any]] = []
+        others: list[str] = []  # folders whose job.h5 holds another job (F7)
         for j, m in read_infos(jobs, keep, limit=None if state else limit):
             if len(listed if as_json else entries) >= limit:
                 break
@@ -673,8 +674,12 @@ def register(app: typer.Typer) -> None:
             if state and str(m.get("state")) != state.upper():
                 continue
             array_id = shown(m["array_id"]) if m.get("array_id") else None
+            jid = shown(m.get("id"))
+            if _other_job(j.job_dir, m.get("id")):  # review52 F7: a copy listed as the original
+                jid = f"{shown(j.job_dir.name)}!"
+                others.append(f"{shown(j.job_dir.name)} (it holds {shown(m.get('id'))})")
             row = (
-                shown(m.get("id")),
+                jid,
                 shown(m.get("title", ""))[:30],
                 shown(m.get("state")),
                 shown(_slurm_id(m) or "-"),
@@ -699,3 +704,8 @@ def register(app: typer.Typer) -> None:
                 totals[key] = totals.get(key, 0) + 1
         for line in _grouped_lines(entries, totals):
             echo(line)
+        if others:
+            echo(
+                f"! the job.h5 in folder {'; in folder '.join(others)}: another job's file put "
+                "in its place, or a job folder copied under a new name (`qshpc status FOLDER`)"
+            )

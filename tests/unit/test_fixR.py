@@ -220,3 +220,22 @@ def test_a_swapped_job_h5_is_named_with_counts_in_words(tmp_path: Path) -> None:
     assert "Ends(" not in text, text
     assert "it holds 8 task records and " in text and "goes on from 0 task records" in text
     assert "This job.h5 was most likely replaced" in text
+
+
+# -- F7: `qshpc list` of a copied job folder --------------------------------------------------
+
+
+def test_list_shows_a_copied_folder_by_its_name_and_flags_it(qshpc_home: Path) -> None:
+    jid, copy = "20261206-000001-aaaaaa", "20261206-000000-bbbbbb"
+    job = qshpc_home / "jobs" / jid
+    create_job(job, {"id": jid, "title": "t", "created": 5.0, "seed": 3}, {})
+    with JobWriter.open(job, RUNTIME) as w:
+        w.finalize("SUCCEEDED")
+    shutil.copytree(job, job.with_name(copy))
+    out = run_cli("list")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    # was: two rows `20261206-000001-aaaaaa t SUCCEEDED` (and `qshpc rm ID` took the original)
+    assert sum(ln.startswith(f"{jid} ") for ln in lines) == 1, out.stdout
+    assert sum(ln.startswith(f"{copy}! ") for ln in lines) == 1, out.stdout
+    assert f"! the job.h5 in folder {copy} (it holds {jid}): another job's file" in out.stdout
