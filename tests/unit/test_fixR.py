@@ -239,3 +239,18 @@ def test_list_shows_a_copied_folder_by_its_name_and_flags_it(qshpc_home: Path) -
     assert sum(ln.startswith(f"{jid} ") for ln in lines) == 1, out.stdout
     assert sum(ln.startswith(f"{copy}! ") for ln in lines) == 1, out.stdout
     assert f"! the job.h5 in folder {copy} (it holds {jid}): another job's file" in out.stdout
+
+
+# -- F12: small ones --------------------------------------------------------------------------
+
+
+def test_the_isolated_reader_takes_done_records_keywords(tmp_path: Path) -> None:
+    from tests.faults.test_damaged_store import FROZEN_V1
+
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copyfile(FROZEN_V1, old / "job.h5")
+    with JobReader.open(old) as r:
+        assert type(r).__name__ == "IsolatedReader"
+        by_word = r.done_records(allow_pickle=False, defer=True)  # was: TypeError
+        assert by_word.keys() == r.done_records().keys() and by_word
