@@ -228,6 +228,7 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
             )
     if "/" not in text and text.isdigit() and root.is_dir():
         _refuse_slurm_array(root, text)
+    _refuse_journal_alone(p if "/" in text else root / text, text)
     raise JobNotFoundError(
         f"no job {text!r}: not a job directory and not a job id under {root}. "
         "Run `qshpc list` to see the jobs (set QSHPC_HOME if they live elsewhere)."
@@ -385,6 +386,24 @@ def job_ref(job_dir: str | os.PathLike[str]) -> str:
     from qshpc.store.jobref import job_ref as ref
 
     return ref(job_dir)
+
+
+def _refuse_journal_alone(folder: Path, text: str) -> None:
+    """Say so when ``folder`` holds a job's journal but no ``job.h5`` (review52 F12: "no job
+    ...: not a job directory", of a folder whose journal held every result)."""
+    from qshpc.store.records import JOURNAL_FILE  # (no h5py)
+
+    try:
+        alone = (folder / JOURNAL_FILE).is_file() and not (folder / JOB_FILE).exists()
+    except OSError:
+        return
+    if alone:
+        raise JobNotFoundError(
+            f"job {text!r} has lost its {JOB_FILE}: {folder} holds only its journal "
+            f"({JOURNAL_FILE}), which cannot be read without the {JOB_FILE} it continues. Put "
+            f"{JOB_FILE} back (mv it back, or from a backup) to read the job; nothing was "
+            f"changed (to remove the folder: rm -r {folder})"
+        )
 
 
 def _refuse_unreadable(path: Path, text: str) -> None:

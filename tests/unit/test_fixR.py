@@ -254,3 +254,32 @@ def test_the_isolated_reader_takes_done_records_keywords(tmp_path: Path) -> None
         assert type(r).__name__ == "IsolatedReader"
         by_word = r.done_records(allow_pickle=False, defer=True)  # was: TypeError
         assert by_word.keys() == r.done_records().keys() and by_word
+
+
+def test_a_resume_of_a_succeeded_job_with_a_damaged_result_says_so(tmp_path: Path) -> None:
+    from tests.unit.test_fixL import _ended_job
+
+    env, job = _ended_job(tmp_path)
+    store = job / "job.h5"
+    data = bytearray(store.read_bytes())
+    data[-100] ^= 0xFF  # in the saved result, the last value written
+    store.write_bytes(bytes(data))
+    out = run_cli("run", "--resume", job.name, env=env)
+    assert out.returncode == 2, out.stdout + out.stderr
+    # was: "already SUCCEEDED: nothing to resume (`qshpc result J`)", whose result was lost
+    assert "nothing to resume" not in out.stderr, out.stderr
+    assert f"cannot resume job {job.name}: " in out.stderr and "integrity seal" in out.stderr
+    assert "lost: the saved result" in out.stderr and "as a new job" in out.stderr
+
+
+def test_a_folder_with_only_a_journal_is_named_as_such(qshpc_home: Path) -> None:
+    (qshpc_home / "jobs").mkdir(parents=True)
+    job, w = journal_job(qshpc_home / "jobs")
+    w.close()
+    L.job_file(job).unlink()
+    for args in (("status", "j"), ("rm", str(job))):
+        out = run_cli(*args)
+        assert out.returncode == 2 and job.is_dir(), out.stdout + out.stderr
+        # was: "no job 'j': not a job directory and not a job id under ..."
+        assert "not a job directory" not in out.stderr, out.stderr
+        assert f"has lost its job.h5: {job} holds only its journal (job.journal)" in out.stderr
