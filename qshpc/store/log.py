@@ -248,27 +248,31 @@ class LogReader:
         """All committed bytes of the ``meta`` or ``data`` stream (cached)."""
         if name not in self._cache:
             field = name.rsplit("/", 1)[1]
-            parts = [self.folded(name)]
+            folded = self._cache.pop(f"{name}@h5", None)  # held once, in the whole stream
+            parts = [self._read_folded(name) if folded is None else folded]
             parts += [getattr(jf.frame, field) for jf in self.frames]
             self._cache[name] = b"".join(parts)
         return self._cache[name]
 
-    def folded(self, name: str) -> bytes:
-        """The bytes of the ``meta`` or ``data`` stream folded into ``job.h5`` (cached)."""
-        key = f"{name}@h5"
-        if key not in self._cache:
-            field = name.rsplit("/", 1)[1]
-            self._cache[key] = self.f[name][: getattr(self.ends, field)].tobytes()
-        return self._cache[key]
+    def _read_folded(self, name: str) -> bytes:
+        field = name.rsplit("/", 1)[1]
+        return bytes(self.f[name][: getattr(self.ends, field)].tobytes())
+
+    def warm(self, name: str) -> None:
+        """Read ``job.h5``'s part of the ``meta`` or ``data`` stream once, for the many
+        reads of a loop over records (the journal's part is read from its frames)."""
+        if name not in self._cache and f"{name}@h5" not in self._cache:
+            self._cache[f"{name}@h5"] = self._read_folded(name)
 
     def stream(self, name: str, off: int, n: int) -> bytes:
         """``n`` bytes at ``off`` of the ``meta`` or ``data`` stream. Bytes a journal frame
         holds are taken from that frame alone (review52 F9: one damaged block of
         ``job.h5``'s 9-byte data stream made 382 intact results in the journal "lost")."""
         field = name.rsplit("/", 1)[1]
+        whole = self._cache.get(name)
+        if whole is not None:
+            return whole[off : off + n]
         if off >= getattr(self.ends, field):
-            if name in self._cache:
-                return self._cache[name][off : off + n]
             starts = self._starts.get(field)
             if starts is None:
                 starts = self._starts[field] = [
@@ -277,8 +281,9 @@ class LogReader:
             i = bisect.bisect_right(starts, off) - 1  # the last frame starting at or before off
             part: bytes = getattr(self.frames[i].frame, field) if i >= 0 else b""
             return part[off - starts[i] : off - starts[i] + n] if part else b""
-        if name in self._cache or f"{name}@h5" in self._cache:
-            return self.load(name)[off : off + n]
+        folded = self._cache.get(f"{name}@h5")
+        if folded is not None:
+            return folded[off : off + n]
         return bytes(self.f[name][off : off + n].tobytes())
 
     def blob(self, where: int, off: int, n: int) -> bytes:
@@ -350,7 +355,7 @@ class LogReader:
         """The dict of one record row without its result."""
         off, n = int(row["off"]), int(row["meta_len"])
         if off < self.ends.meta:
-            self.folded(L.META)  # one read of job.h5's part for the many records of a loop
+            self.warm(L.META)  # one read of job.h5's part for the many records of a loop
         task_id, key, function, host, error, prov = decode_blob(
             self.stream(L.META, off, n), False, self.source
         )
@@ -441,7 +446,7 @@ class LogReader:
             and int(row["res_off"]) < self.ends.data
             for _, row in latest.values()
         ):
-            self.folded(L.DATA)  # one read of job.h5's part instead of one per record
+            self.warm(L.DATA)  # one read of job.h5's part instead of one per record
         out: dict[str, TaskRecord] = {}
         held, budget = 0, (1 << 62) if hold is None else hold
         for key, (fields, row) in latest.items():
