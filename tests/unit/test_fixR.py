@@ -283,3 +283,21 @@ def test_a_folder_with_only_a_journal_is_named_as_such(qshpc_home: Path) -> None
         # was: "no job 'j': not a job directory and not a job id under ..."
         assert "not a job directory" not in out.stderr, out.stderr
         assert f"has lost its job.h5: {job} holds only its journal (job.journal)" in out.stderr
+
+
+def test_submit_resume_of_a_damaged_job_gives_the_runs_refusal(qshpc_home: Path) -> None:
+    from qshpc.cli.slurm import _check_resumable
+    from qshpc.client.job import open_job
+
+    (qshpc_home / "jobs").mkdir(parents=True)
+    job, w = journal_job(qshpc_home / "jobs")
+    w.close()
+    flip_chunk(L.job_file(job), L.DATA)
+    with pytest.raises(UserError) as got:
+        _check_resumable(open_job(str(job)))
+    text = str(
+        got.value
+    )  # was: "... store is damaged: see `qshpc status J` ... before resuming it"
+    assert text.startswith("cannot resume job j: ") and "before resuming it" not in text, text
+    assert "(recoverable: 5 of 5 task results; lost: meta, arguments" in text
+    assert "Run the program again as a new job (without --resume)" in text
