@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from qshpc.cli.common import echo, errors, reads_store, small_store
+from qshpc.cli.common import echo, errors, reads_store
 from qshpc.errors import UserError
 from qshpc.jobs.seconds import seconds
 from qshpc.text import error_line, shown, shown_lines, shown_seconds
@@ -366,6 +366,8 @@ def register(app: typer.Typer) -> None:
             from qshpc.jobs.progress import watch as watch_job
 
             watch_job(j, stream=sys.stdout)
+        from qshpc.jobs.paths import small_store
+
         meta = j.info(verify=verify or small_store(j.job_dir), deep=True)
         if as_json:
             echo(json.dumps(to_jsonable(meta), indent=2, sort_keys=True))

@@ -365,8 +365,8 @@ def _check_resumable(j: Any) -> str:
 def _refuse_damaged(job_dir: Path) -> None:
     """Raise the refusal ``qshpc run --resume`` gives for the damaged store in ``job_dir``
     (what is damaged, what is readable, the way on); nothing when it reads now."""
-    from qshpc.cli.common import small_store
     from qshpc.errors import DamagedStoreError
+    from qshpc.jobs.paths import small_store
     from qshpc.jobs.prepare import resume_refusal
     from qshpc.store.reader import JobReader
 

@@ -388,6 +388,26 @@ def job_ref(job_dir: str | os.PathLike[str]) -> str:
     return ref(job_dir)
 
 
+def small_store(job_dir: Path) -> bool:
+    """True when the job's store files hold at most ``QSHPC_STATUS_VERIFY_MAX`` bytes
+    (256 MiB, ~0.15 s at 0.6 s/GB): ``qshpc status`` then checks every byte, so damage in
+    a value is seen where it costs little; a bigger store needs ``--verify``. ``qshpc rm``
+    and ``gc`` check such a store so before they remove it (review50 F3), and a resume
+    of a SUCCEEDED job before it says there is nothing to resume (review52 F12)."""
+    from qshpc.store.records import JOURNAL_FILE  # (no h5py)
+
+    limit = settings.STATUS_VERIFY_MAX.get()
+    if limit <= 0:
+        return False
+    total = 0
+    for name in (JOB_FILE, JOURNAL_FILE):
+        try:
+            total += (job_dir / name).stat().st_size
+        except OSError:
+            pass
+    return total <= limit
+
+
 def _refuse_journal_alone(folder: Path, text: str) -> None:
     """Say so when ``folder`` holds a job's journal but no ``job.h5`` (review52 F12: "no job
     ...: not a job directory", of a folder whose journal held every result)."""

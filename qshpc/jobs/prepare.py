@@ -21,6 +21,7 @@ from qshpc.jobs.paths import (
     new_job_id,
     note_job_id,
     resolve_job_dir,
+    small_store,
 )
 
 
@@ -627,7 +628,7 @@ def _check_readable(job_dir: Path) -> dict[str, Any]:
     try:
         with JobReader.open(job_dir) as r:
             meta = r.meta()
-            if meta.get("state") == "SUCCEEDED" and _small_store(job_dir):
+            if meta.get("state") == "SUCCEEDED" and small_store(job_dir):
                 # review52 F12: "nothing to resume (`qshpc result J`)", and `qshpc result J`
                 # then said the result was lost: checked whole first, as `qshpc status` does
                 r.verify()
@@ -635,21 +636,6 @@ def _check_readable(job_dir: Path) -> dict[str, Any]:
         raise resume_refusal(job_dir, exc) from None
     check_resumed_program(meta, job_dir)
     return meta
-
-
-def _small_store(job_dir: Path) -> bool:
-    """Whether the job's store files hold at most ``QSHPC_STATUS_VERIFY_MAX`` bytes (what
-    ``qshpc status`` checks whole)."""
-    from qshpc.store.layout import JOB_FILE, JOURNAL_FILE
-
-    limit = settings.STATUS_VERIFY_MAX.get()
-    total = 0
-    for name in (JOB_FILE, JOURNAL_FILE):
-        try:
-            total += (job_dir / name).stat().st_size
-        except OSError:
-            pass
-    return 0 < limit and total <= limit
 
 
 def resume_refusal(job_dir: Path, exc: DamagedStoreError) -> UserError:

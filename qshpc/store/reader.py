@@ -577,18 +577,8 @@ class IsolatedReader(JobReader):
     def task_result(self, task_id: str, allow_pickle: bool = False) -> Any:
         return self._call("task_result", task_id, allow_pickle)
 
-    def done_records(
-        self,
-        allow_pickle: bool = False,
-        defer: bool = False,
-        lazy_over: int | None = None,
-        hold: int | None = None,
-    ) -> dict[str, TaskRecord]:
-        # review52 F12: ``*args`` dropped keywords (a TypeError where JobReader takes them)
-        value: dict[str, TaskRecord] = self._call(
-            "done_records", allow_pickle, defer, lazy_over, hold
-        )
-        return value
+    def done_records(self, *args: Any, **kwargs: Any) -> Any:  # JobReader's (allow_pickle, ...)
+        return self._call("done_records", *args, **kwargs)  # review52 F12: keywords were dropped
 
     def result(self, allow_pickle: bool = False) -> Any:
         return self._call("result", allow_pickle)

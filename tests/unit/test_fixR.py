@@ -37,10 +37,15 @@ def flip_chunk(path: Path, name: str, middle: bool = False) -> None:
         fh.write(bytes([byte[0] ^ 0xFF]))
 
 
+def made(job: Path) -> Path:
+    """A new job in folder ``job``, named after it."""
+    create_job(job, {"id": job.name, "title": "t", "created": 5.0, "seed": 3}, {})
+    return job
+
+
 def journal_job(tmp_path: Path, n: int = 5) -> tuple[Path, JobWriter]:
     """A running job whose ``n`` task results are all in its journal (none folded in)."""
-    job = tmp_path / "j"
-    create_job(job, {"id": "j", "title": "t", "created": 5.0, "seed": 3}, {})
+    job = made(tmp_path / "j")
     w = JobWriter.open(job, RUNTIME)
     for i in range(n):
         w.append_task(rec(i, i * i))
@@ -71,8 +76,7 @@ def test_journal_results_are_read_past_a_damaged_job_h5_stream(tmp_path: Path) -
 
 
 def test_records_whose_meta_cannot_be_read_are_counted_lost(tmp_path: Path) -> None:
-    job = tmp_path / "j"
-    create_job(job, {"id": "j", "title": "t", "created": 5.0, "seed": 3}, {})
+    job = made(tmp_path / "j")
     with JobWriter.open(job, RUNTIME) as w:
         # each record's meta 200 random bytes: the meta stream has 4 KiB blocks of its own
         for i in range(150):
@@ -95,8 +99,7 @@ def test_records_whose_meta_cannot_be_read_are_counted_lost(tmp_path: Path) -> N
 
 
 def test_a_peek_of_a_result_in_the_journal_holds_only_its_head(tmp_path: Path) -> None:
-    job = tmp_path / "j"
-    create_job(job, {"id": "j", "title": "t", "created": 5.0, "seed": 3}, {})
+    job = made(tmp_path / "j")
     value = np.ones((4_000_000,))  # 32 MB
     with JobWriter.open(job, RUNTIME) as w:
         w.append_task(rec(0, 1))
@@ -170,8 +173,7 @@ def test_a_resume_refused_over_a_foreign_journal_names_one_way_on(tmp_path: Path
 
 
 def test_task_result_of_an_all_failed_task_raises_the_latest_attempt(tmp_path: Path) -> None:
-    job = tmp_path / "j"
-    create_job(job, {"id": "j", "title": "t", "created": 5.0, "seed": 3}, {})
+    job = made(tmp_path / "j")
     with JobWriter.open(job, RUNTIME) as w:
         for attempt in (1, 2, 3):
             w.append_task(
@@ -227,8 +229,7 @@ def test_a_swapped_job_h5_is_named_with_counts_in_words(tmp_path: Path) -> None:
 
 def test_list_shows_a_copied_folder_by_its_name_and_flags_it(qshpc_home: Path) -> None:
     jid, copy = "20261206-000001-aaaaaa", "20261206-000000-bbbbbb"
-    job = qshpc_home / "jobs" / jid
-    create_job(job, {"id": jid, "title": "t", "created": 5.0, "seed": 3}, {})
+    job = made(qshpc_home / "jobs" / jid)
     with JobWriter.open(job, RUNTIME) as w:
         w.finalize("SUCCEEDED")
     shutil.copytree(job, job.with_name(copy))
