@@ -73,23 +73,3 @@ def cache_dir_option(text: str | None) -> Path | None:
             "option out to use $QSHPC_CACHE_DIR or $QSHPC_HOME/cache"
         )
     return Path(text)
-
-
-def small_store(job_dir: Path) -> bool:
-    """True when the job's store files hold at most ``QSHPC_STATUS_VERIFY_MAX`` bytes
-    (256 MiB, ~0.15 s at 0.6 s/GB): ``qshpc status`` then checks every byte, so damage in
-    a value is seen where it costs little; a bigger store needs ``--verify``. ``qshpc rm``
-    and ``gc`` check such a store so before they remove it (review50 F3)."""
-    from qshpc import settings
-    from qshpc.store.layout import JOB_FILE, JOURNAL_FILE
-
-    limit = settings.STATUS_VERIFY_MAX.get()
-    if limit <= 0:
-        return False
-    total = 0
-    for name in (JOB_FILE, JOURNAL_FILE):
-        try:
-            total += (job_dir / name).stat().st_size
-        except OSError:
-            pass
-    return total <= limit

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from qshpc.cli.common import echo, errors, reads_store, small_store
+from qshpc.cli.common import echo, errors, reads_store
 from qshpc.errors import UserError, error_head
 from qshpc.jobs.seconds import seconds
 from qshpc.text import error_line, shown, shown_lines, shown_seconds
@@ -366,6 +366,8 @@ def register(app: typer.Typer) -> None:
             from qshpc.jobs.progress import watch as watch_job
 
             watch_job(j, stream=sys.stdout)
+        from qshpc.jobs.paths import small_store
+
         meta = j.info(verify=verify or small_store(j.job_dir), deep=True)
         if as_json:
             echo(json.dumps(to_jsonable(meta), indent=2, sort_keys=True))
@@ -645,6 +647,7 @@ def register(app: typer.Typer) -> None:
         # One Slurm query for every job listed (sacct -j a,b,c), not one per job.
         entries: list[tuple[tuple[str, ...], str | None, int]] = []
         listed: list[dict[str, Any]] = []
+        others: list[str] = []  # folders whose job.h5 holds another job (F7)
         for j, m in read_infos(jobs, keep, limit=None if state else limit):
             if len(listed if as_json else entries) >= limit:
                 break
@@ -671,8 +674,12 @@ def register(app: typer.Typer) -> None:
             if state and str(m.get("state")) != state.upper():
                 continue
             array_id = shown(m["array_id"]) if m.get("array_id") else None
+            jid = shown(m.get("id"))
+            if _other_job(j.job_dir, m.get("id")):  # review52 F7: a copy listed as the original
+                jid = f"{shown(j.job_dir.name)}!"
+                others.append(f"{shown(j.job_dir.name)} (it holds {shown(m.get('id'))})")
             row = (
-                shown(m.get("id")),
+                jid,
                 shown(m.get("title", ""))[:30],
                 shown(m.get("state")),
                 shown(_slurm_id(m) or "-"),
@@ -697,3 +704,8 @@ def register(app: typer.Typer) -> None:
                 totals[key] = totals.get(key, 0) + 1
         for line in _grouped_lines(entries, totals):
             echo(line)
+        if others:
+            echo(
+                f"! the job.h5 in folder {'; in folder '.join(others)}: another job's file put "
+                "in its place, or a job folder copied under a new name (`qshpc status FOLDER`)"
+            )

@@ -125,17 +125,24 @@ def _program_of(resume: str | None) -> Path:
     ``qshpc run --resume J`` was a usage error).
 
     Raises:
-        UserError: No PROGRAM and no ``--resume``, or a job that records no program.
+        UserError: No PROGRAM and no ``--resume``, a job that records no program, or
+            one whose store is damaged (the resume's refusal).
     """
     from qshpc.errors import UserError
 
     if resume is None:
         raise UserError("give the program file to run (or --resume JOB to resume a job)")
+    from qshpc.errors import DamagedStoreError
     from qshpc.jobs.paths import resolve_job_dir
+    from qshpc.jobs.prepare import resume_refusal
     from qshpc.store.reader import JobReader
 
-    with JobReader.open(resolve_job_dir(resume)) as reader:
-        entry = reader.meta().get("entrypoint")
+    job_dir = resolve_job_dir(resume)
+    try:
+        with JobReader.open(job_dir) as reader:
+            entry = reader.meta().get("entrypoint")
+    except DamagedStoreError as exc:  # review52 F10: the damage line alone, no way on
+        raise resume_refusal(job_dir, exc) from None
     if not entry:
         raise UserError(f"job {resume} records no program: give it, qshpc run PROGRAM --resume JOB")
     return Path(str(entry))

@@ -346,6 +346,7 @@ def _check_resumable(j: Any) -> str:
             f"`qshpc cancel {ref}` first; then resume it"
         )
     if state == "DAMAGED":
+        _refuse_damaged(j.job_dir)  # review52 F5: the one refusal of a resume, as `qshpc run`'s
         raise UserError(
             f"job {shown(j.job_id)}'s store is damaged: see `qshpc status {ref}` "
             "(what is recoverable) before resuming it"
@@ -359,6 +360,23 @@ def _check_resumable(j: Any) -> str:
             f"(`qshpc wait {ref}`), or `qshpc cancel {ref}` first"
         )
     return state
+
+
+def _refuse_damaged(job_dir: Path) -> None:
+    """Raise the refusal ``qshpc run --resume`` gives for the damaged store in ``job_dir``
+    (what is damaged, what is readable, the way on); nothing when it reads now."""
+    from qshpc.errors import DamagedStoreError
+    from qshpc.jobs.paths import small_store
+    from qshpc.jobs.prepare import resume_refusal
+    from qshpc.store.reader import JobReader
+
+    try:
+        with JobReader.open(job_dir) as r:
+            r.meta()
+            if small_store(job_dir):  # as `qshpc status` found it DAMAGED
+                r.verify()
+    except DamagedStoreError as exc:
+        raise resume_refusal(job_dir, exc) from None
 
 
 def load_array_arguments(files: list[Path], read: bool = True) -> list[dict[str, Any]]:

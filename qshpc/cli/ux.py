@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from qshpc.cli.common import echo, errors, small_store
+from qshpc.cli.common import echo, errors
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -125,6 +125,8 @@ def remove_job(job: Job, force: bool = False) -> str:
         # review50 F3: the records alone said SUCCEEDED for a store damaged in a value
         # (its saved result), and `rm` removed the task results it still held: a small
         # store is checked whole first, as `qshpc status` checks it
+        from qshpc.jobs.paths import small_store
+
         meta = job.info(verify=not force and small_store(job.job_dir))
         state = str(meta.get("state"))
     except Exception as exc:
@@ -259,13 +261,14 @@ def collect(
     which are left out of the entries (damaged or unreadable ones too: review50 F5, gc
     told to `qshpc rm --force` a teammate's job, which rm refuses).
     ``skipped``: given, it receives the ids of the damaged or unreadable jobs skipped. A
-    small store (:func:`~qshpc.cli.common.small_store`) is checked whole before it is
+    small store (:func:`~qshpc.jobs.paths.small_store`) is checked whole before it is
     taken, as ``qshpc status`` checks it (review50 F3: one damaged in a value was removed).
 
     Returns:
         The entries, the count of running/queued jobs kept, the count of unreadable jobs skipped.
     """
     from qshpc.client.job import list_jobs, read_infos
+    from qshpc.jobs.paths import small_store
 
     now = time.time() if now is None else now
     found, active, unreadable = [], 0, 0
@@ -382,20 +385,27 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Remove jobs from the store (their folder, results and logs)."""
+        from qshpc.cli.boundary import exit_code
         from qshpc.client.job import open_job
 
         failed = 0
-        for text in jobs:
-            j = open_job(text)
+        for text in jobs:  # the others are still removed; the worst exit code at the end
             try:
+                j = open_job(text)
                 state = remove_job(j, force)
-            except OSError as exc:  # the others are still removed; exit 1 at the end
-                failed += 1
+            except OSError as exc:
+                failed = max(failed, 1)
                 _error(str(exc))
+                continue
+            except Exception as exc:  # review52 F8: one bad job left the next ones unsaid
+                code = exit_code(exc)  # its line on stderr: 2 for bad input, a damaged store
+                if code is None:
+                    raise
+                failed = max(failed, code)
                 continue
             echo(f"removed {j.job_dir.name} ({state})")
         if failed:
-            raise typer.Exit(1)
+            raise typer.Exit(failed)
 
     @app.command("gc")
     @errors

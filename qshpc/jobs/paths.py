@@ -228,6 +228,7 @@ def resolve_job_dir(job: str | os.PathLike[str]) -> Path:
             )
     if "/" not in text and text.isdigit() and root.is_dir():
         _refuse_slurm_array(root, text)
+    _refuse_journal_alone(p if "/" in text else root / text, text)
     raise JobNotFoundError(
         f"no job {text!r}: not a job directory and not a job id under {root}. "
         "Run `qshpc list` to see the jobs (set QSHPC_HOME if they live elsewhere)."
@@ -385,6 +386,44 @@ def job_ref(job_dir: str | os.PathLike[str]) -> str:
     from qshpc.store.jobref import job_ref as ref
 
     return ref(job_dir)
+
+
+def small_store(job_dir: Path) -> bool:
+    """True when the job's store files hold at most ``QSHPC_STATUS_VERIFY_MAX`` bytes
+    (256 MiB, ~0.15 s at 0.6 s/GB): ``qshpc status`` then checks every byte, so damage in
+    a value is seen where it costs little; a bigger store needs ``--verify``. ``qshpc rm``
+    and ``gc`` check such a store so before they remove it (review50 F3), and a resume
+    of a SUCCEEDED job before it says there is nothing to resume (review52 F12)."""
+    from qshpc.store.records import JOURNAL_FILE  # (no h5py)
+
+    limit = settings.STATUS_VERIFY_MAX.get()
+    if limit <= 0:
+        return False
+    total = 0
+    for name in (JOB_FILE, JOURNAL_FILE):
+        try:
+            total += (job_dir / name).stat().st_size
+        except OSError:
+            pass
+    return total <= limit
+
+
+def _refuse_journal_alone(folder: Path, text: str) -> None:
+    """Say so when ``folder`` holds a job's journal but no ``job.h5`` (review52 F12: "no job
+    ...: not a job directory", of a folder whose journal held every result)."""
+    from qshpc.store.records import JOURNAL_FILE  # (no h5py)
+
+    try:
+        alone = (folder / JOURNAL_FILE).is_file() and not (folder / JOB_FILE).exists()
+    except OSError:
+        return
+    if alone:
+        raise JobNotFoundError(
+            f"job {text!r} has lost its {JOB_FILE}: {folder} holds only its journal "
+            f"({JOURNAL_FILE}), which cannot be read without the {JOB_FILE} it continues. Put "
+            f"{JOB_FILE} back (mv it back, or from a backup) to read the job; nothing was "
+            f"changed (to remove the folder: rm -r {folder})"
+        )
 
 
 def _refuse_unreadable(path: Path, text: str) -> None:

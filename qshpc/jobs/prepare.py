@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qshpc import settings
-from qshpc.errors import UserError
+from qshpc.errors import DamagedStoreError, UserError
 from qshpc.jobs.paths import (
     JOB_FILE,
     ensure_jobs_root,
@@ -21,6 +21,7 @@ from qshpc.jobs.paths import (
     new_job_id,
     note_job_id,
     resolve_job_dir,
+    small_store,
 )
 
 
@@ -634,23 +635,30 @@ def check_claimable(spec: RunSpec, job_dir: Path) -> None:
 
 
 def _check_readable(job_dir: Path) -> dict[str, Any]:
-    """Refuse to resume a job whose store is damaged (one line: what is damaged, what is
-    left); its meta otherwise."""
-    from qshpc.errors import DamagedStoreError
+    """Refuse to resume a job whose store is damaged (:func:`resume_refusal`); its meta
+    otherwise."""
     from qshpc.store import JobReader
-    from qshpc.store.reader import resume_refused
 
     try:
         with JobReader.open(job_dir) as r:
             meta = r.meta()
+            if meta.get("state") == "SUCCEEDED" and small_store(job_dir):
+                # review52 F12: "nothing to resume (`qshpc result J`)", and `qshpc result J`
+                # then said the result was lost: checked whole first, as `qshpc status` does
+                r.verify()
     except DamagedStoreError as exc:
-        # review50 F5: no way out was named. The way on is rank 0's (a resume's read of the
-        # finished tasks, review49 F7): what is readable, how to list and read it, a new job.
-        raise UserError(
-            f"cannot resume job {job_dir.name}: {resume_refused(job_dir, exc)}; nothing was run"
-        ) from None
+        raise resume_refusal(job_dir, exc) from None
     check_resumed_program(meta, job_dir)
     return meta
+
+
+def resume_refusal(job_dir: Path, exc: DamagedStoreError) -> UserError:
+    """The refusal of ``qshpc run --resume`` (with PROGRAM or without) of a job whose store
+    is damaged: what is damaged, what is readable, and the way on
+    (:func:`qshpc.store.reader.resume_refused`, the one text of it)."""
+    from qshpc.store.reader import resume_refused
+
+    return UserError(f"cannot resume job {job_dir.name}: {resume_refused(job_dir, exc)}")
 
 
 def check_resumed_program(meta: Mapping[str, Any], job_dir: Path) -> None:

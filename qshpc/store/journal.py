@@ -232,7 +232,6 @@ class PinnedJournal:
     def __init__(self, path: Path) -> None:
         from qshpc.store.seal import open_regular
 
-        self.path = path
         self.fd = -1
         self.fd = open_regular(path)
 
@@ -293,13 +292,13 @@ def read_journal(path: Path, fd: int | None = None) -> tuple[bytes, list[Journal
                 break
             fm, small_len, large_len, small_crc, large_crc, head_crc = _HEAD.unpack(head)
             if fm != FRAME_MAGIC or zlib.crc32(head[:-4]) != head_crc:
-                return token, out, _tail_or_damage(fh, path, pos, size)
+                return token, out, _tail_or_damage(fh, pos)
             large_at = pos + _HEAD.size + small_len
             if large_at + large_len > size:
                 break  # torn: the writer died part way through this frame
             small = fh.read(small_len)
             if zlib.crc32(small) != small_crc:
-                return token, out, _damage(path, pos)
+                return token, out, _damage(pos)
             try:
                 start, records, events, meta, data, lens = msgpack.unpackb(
                     zlib.decompress(small), raw=False
@@ -312,17 +311,17 @@ def read_journal(path: Path, fd: int | None = None) -> tuple[bytes, list[Journal
                     data=data,
                 )
             except Exception:
-                return token, out, _damage(path, pos)
+                return token, out, _damage(pos)
             out.append(JournalFrame(frame, large_at, lens, large_crc))
             pos = large_at + large_len
     return token, out, None
 
 
-def _damage(path: Path, pos: int) -> str:
+def _damage(pos: int) -> str:
     return f"from byte {pos} on its commits cannot be read (those before it can)"
 
 
-def _tail_or_damage(fh: Any, path: Path, pos: int, size: int) -> str | None:
+def _tail_or_damage(fh: Any, pos: int) -> str | None:
     """None when the bytes from ``pos`` on are all zeros (a tail a power cut can leave)."""
     fh.seek(pos)
     while True:
@@ -330,7 +329,7 @@ def _tail_or_damage(fh: Any, path: Path, pos: int, size: int) -> str | None:
         if not chunk:
             return None
         if chunk.count(0) != len(chunk):
-            return _damage(path, pos)
+            return _damage(pos)
 
 
 def read_large(
@@ -441,6 +440,11 @@ def expect_token(f: Any, token: bytes) -> None:
     f[L.LOG].attrs[L.JOURNAL_TOKEN_ATTR] = np.void(token + struct.pack("<I", runs) + token_of(f))
 
 
+class ForeignJournalError(DamagedStoreError):
+    """Another job's or run's journal beside ``job.h5``: its text names its own way on
+    (keep it aside, then read or resume the job from ``job.h5`` alone)."""
+
+
 def check_token(f: Any, journal: Path, token: bytes) -> None:
     """Raise unless ``token`` (a journal's header) is that of the journal the open job file
     ``f`` expects beside it (review49 F4: another job's journal put in its place was
@@ -455,7 +459,7 @@ def check_token(f: Any, journal: Path, token: bytes) -> None:
     runs = len(f[L.RUNS]) if L.RUNS in f else 0
     if raw[8:12] != struct.pack("<I", runs) or raw[12:] != token_of(f) or raw[:8] == token:
         return  # as expected, or no longer recorded (see expect_token)
-    raise DamagedStoreError(
+    raise ForeignJournalError(
         journal,
         "it is not the journal its job.h5 expects (another job's journal, or another run's, "
         "put in its place): none of its records were taken as this job's. Keep it aside "

@@ -339,7 +339,11 @@ class JobReader:
         found: tuple[dict[str, Any], Any] | None = None
         for row in log.records():
             fields = log.record_fields(row)
-            if fields["task_id"] == task_id and (found is None or int(row["state"]) == 0):
+            # a SUCCEEDED record wins; else the latest (review52 F6: attempt 1's error was
+            # raised when every attempt failed)
+            if fields["task_id"] == task_id and (
+                found is None or int(row["state"]) == 0 or int(found[1]["state"]) != 0
+            ):
                 found = (fields, row)
         if found is None:
             raise StoreError(f"no record of task {task_id} in {self.path}")
@@ -418,7 +422,7 @@ class JobReader:
             return None
         ev = saved[-1]
         where, off, n = int(ev["where"]), int(ev["off"]), int(ev["len"])
-        return n, array_head(log.blob(where, off, min(n, 4096)), n)
+        return n, array_head(log.blob_head(where, off, n, 4096), n)
 
     def recoverable(self, deep: bool = True) -> dict[str, Any]:
         """What of a damaged job can still be read, each part tried on its own.
@@ -431,7 +435,9 @@ class JobReader:
             ``meta`` (create_job's dict, or None), ``arguments`` (bool),
             ``runs`` (count or None), ``results`` ``[readable, total]`` task
             results (None when the log is unreadable), ``result`` ("readable",
-            "unreadable" or "none"), ``damage`` (what is damaged), and
+            "unreadable", "none", or "unknown": ``job.h5``'s events cannot be read and
+            the journal has none), ``unread_records`` (when some records' meta cannot be
+            read: how many of them SUCCEEDED and how many not), ``damage`` (what is damaged), and
             ``summary``, one line saying all of it.
         """
         from qshpc.store.encoding_blob import PickleRefusedError
@@ -465,10 +471,15 @@ class JobReader:
             ok, rows = attempt(log.records)
             if ok:
                 latest: dict[str, Any] = {}
+                unread = [0, 0]  # records whose meta cannot be read: SUCCEEDED, FAILED (F13)
                 for row in rows:
                     good, fields = attempt(functools.partial(log.record_fields, row))
-                    if good and int(row["state"]) == 0:
+                    if not good:
+                        unread[int(row["state"]) != 0] += 1
+                    elif int(row["state"]) == 0:
                         latest[fields["key"]] = row
+                if any(unread):
+                    out["unread_records"] = unread
                 if deep:
                     check = log.record_result if self._plain() else _result_bytes(log)
                     readable = sum(
@@ -483,13 +494,40 @@ class JobReader:
             return out
         has = attempt(lambda: L.RESULT in self._f or bool(self._saved(self._log(strict=False))))
         if not has[0]:
-            out["result"] = "unreadable"
+            out["result"] = self._journal_result(out["runs"])
         elif not has[1]:
             out["result"] = "none"
         else:
             out["result"] = "readable" if attempt(lambda: self.result(False))[0] else "unreadable"
         out["summary"] = summary_line(out)
         return out
+
+    def _journal_result(self, runs: int | None) -> str:
+        """``recoverable``'s word on the saved result when ``job.h5``'s events cannot be
+        read: the journal's own result event, read from its frame; "unknown" when the
+        journal has none (review52 F9: a job that never saved a result was said to have
+        lost it)."""
+        try:
+            log = self._log(strict=False)
+            saved = [
+                ev
+                for jf in log.frames
+                for ev in jf.frame.events
+                if ev["valid"] == 1 and int(ev["kind"]) == L.EVENT_RESULT
+                and (runs is None or int(ev["run"]) == runs)
+            ]  # fmt: skip
+        except Exception:
+            return "unreadable"
+        if not saved:
+            return "unknown"
+        ev = saved[-1]
+        try:
+            decode_blob(log.blob_buffer(int(ev["where"]), int(ev["off"]), int(ev["len"])))
+        except Exception as exc:
+            from qshpc.store.encoding_blob import PickleRefusedError
+
+            return "readable" if isinstance(exc, PickleRefusedError) else "unreadable"
+        return "readable"
 
 
 class IsolatedReader(JobReader):
@@ -539,8 +577,8 @@ class IsolatedReader(JobReader):
     def task_result(self, task_id: str, allow_pickle: bool = False) -> Any:
         return self._call("task_result", task_id, allow_pickle)
 
-    def done_records(self, *args: Any) -> Any:  # (allow_pickle, defer, lazy_over, hold)
-        return self._call("done_records", *args)
+    def done_records(self, *args: Any, **kwargs: Any) -> Any:  # JobReader's (allow_pickle, ...)
+        return self._call("done_records", *args, **kwargs)  # review52 F12: keywords were dropped
 
     def result(self, allow_pickle: bool = False) -> Any:
         return self._call("result", allow_pickle)
@@ -594,13 +632,20 @@ def summary_line(rec: dict[str, Any]) -> str:
             good.append(f"{n} of {total} task results")
         if n < total:
             lost.append(f"{total - n} task results")
-        if not total:
+        if not total and not any(rec.get("unread_records") or ()):
             good.append("the task log (no results in it)")
+    done, failed = rec.get("unread_records") or (0, 0)
+    if done:
+        lost.append(f"{done} task results (their records cannot be read)")
+    if failed:
+        lost.append(f"{failed} records of failed attempts")
     result = rec.get("result")
     if result == "readable":
         good.append("the saved result")
     elif result == "unreadable":
         lost.append("the saved result")
+    elif result == "unknown":
+        lost.append("job.h5's events (a result saved before the journal's, if any)")
     text = f"recoverable: {', '.join(good) or 'nothing'}"
     if lost:
         text += f"; lost: {', '.join(lost)}"
@@ -658,20 +703,27 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError, deep: bool = True) -> di
 
 
 def resume_refused(job_dir: Path, exc: DamagedStoreError) -> DamagedStoreError:
-    """``exc``, met by a resume (its read of the finished tasks, or its copy of ``job.h5``),
-    with what is readable and the way on (review49 F7: one damaged block refused the
-    resume naming the bytes alone; the 9 of 10 readable results were to be found by hand)."""
+    """``exc``, met by a resume (its read of the finished tasks or the job's meta, its copy
+    of ``job.h5``), with what is readable and the way on: the one refusal of a resume
+    over a damaged store (review49 F7: one damaged block refused the resume naming the
+    bytes alone; review52 F5: it was written twice, and over a foreign journal it said
+    both "mv it aside and --resume" and "do not --resume"). An error that names its own
+    way on (:class:`~qshpc.store.journal.ForeignJournalError`) keeps it alone."""
     from qshpc.store.jobref import job_ref
+    from qshpc.store.journal import ForeignJournalError
 
     try:
         found = str(damaged_meta(job_dir, exc)["recoverable"])
     except StoreError:
         found = "`qshpc status --verify` says what is readable"
+    if isinstance(exc, ForeignJournalError):
+        return ForeignJournalError(exc.path, f"{exc.detail}; nothing was run ({found})")
     return DamagedStoreError(
         exc.path,
-        f"{exc.detail}. A resume builds only on a whole store ({found}): "
-        f"`qshpc status --verify {job_ref(job_dir)}` lists it, and a readable task result is "
-        "`JobReader.open(DIR).task_result(TASK_ID)` (from qshpc.store); to go on, run the "
-        "program as a new job: it runs every task again (with --cache, it reuses the "
-        "results the cache holds)",
+        f"{exc.detail} ({found}); nothing was run. Run the program again as a new job "
+        "(without --resume): a resume builds only on a whole store, and a new job runs "
+        "every task again (with --cache, it reuses the results the cache holds). "
+        f"`qshpc status --verify {job_ref(job_dir)}` lists what is readable; a readable task "
+        "result is `JobReader.open(JOB_DIR).task_result(TASK_ID)` (from qshpc.store import "
+        "JobReader: docs/store.md, 'Damaged files')",
     )

@@ -277,7 +277,7 @@ def test_a_resume_refused_for_one_damaged_block_names_the_way_on(
     text = str(got.value)
     assert "integrity seal" in text
     assert "recoverable: meta, arguments, 2 of 3 task results; lost: 1 task results" in text
-    assert f"qshpc status --verify {job}" in text and "run the program as a new job" in text
+    assert f"qshpc status --verify {job}" in text and "Run the program again as a new job" in text
     readable = 0
     with JobReader.open(job) as r:  # nothing written: the two readable results as they were
         for i in range(3):
