@@ -411,11 +411,11 @@ def test_a_resume_of_a_job_with_a_damaged_journal_names_a_way_out(tmp_path: Path
     out = run_cli("run", str(prog), "--resume", job.name, env=env)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "job.journal is damaged" in out.stderr and "; nothing was run" in out.stderr
-    # (fixO: the launcher's check says what rank 0's does, review49 F7's way on)
-    assert "A resume builds only on a whole store (recoverable: meta, arguments" in out.stderr
-    assert f"`qshpc status --verify {job.name}` lists it" in out.stderr
-    assert "JobReader.open(DIR).task_result(TASK_ID)" in out.stderr
-    assert "run the program as a new job: it runs every task again" in out.stderr
+    # (fixO, fixR: one refusal of a resume over a damaged store, with its way on)
+    assert "(recoverable: meta, arguments" in out.stderr
+    assert f"`qshpc status --verify {job.name}` lists what is readable" in out.stderr
+    assert "JobReader.open(JOB_DIR).task_result(TASK_ID)" in out.stderr
+    assert "Run the program again as a new job (without --resume)" in out.stderr
 
 
 BLOBS = (
