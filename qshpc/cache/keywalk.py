@@ -168,8 +168,8 @@ class _Walk:
     """
 
     __slots__ = (
-        "active", "canon", "deps", "depth", "files", "in_pm", "keep", "memo", "named", "placed",
-        "put", "qpy", "refs", "undated",
+        "active", "canon", "deps", "depth", "files", "in_pm", "keep", "memo", "modules",
+        "named", "placed", "put", "qpy", "refs", "undated",
     )  # fmt: skip
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
@@ -181,6 +181,10 @@ class _Walk:
         #: ``__reduce__`` made for the occasion dies after it, and the next one, made
         #: at the same address, was fed as a back-reference to it (its content unkeyed).
         self.keep: list[Any] = []
+        #: For each module of the user's own the walk keyed: the names keyed (None: the
+        #: whole namespace). A module met again keys the names not keyed yet (review54
+        #: F1: ``cfg.A`` in the task and ``cfg.K`` in a helper: K was in no key).
+        self.modules: dict[int, set[str] | None] = {}
         self.active: set[int] = set()
         self.depth = 0
         #: Above 0 inside a value whose dicts are maps of no meaningful order (see
@@ -296,6 +300,7 @@ class _Walk:
         h = hashlib.blake2b(digest_size=16)
         sub = _Walk(h.update, self.deps, self.qpy)
         sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
+        sub.modules = {k: None if v is None else set(v) for k, v in self.modules.items()}
         sub.keep, sub.placed = self.keep, self.placed
         sub.memo, sub.named = self.memo, self.named
         sub.canon, sub.undated, sub.in_pm = self.canon, self.undated, self.in_pm
@@ -792,17 +797,47 @@ class _Walk:
         if is_library(name):
             _library_module(put, name)
             return
+        ns = vars(mod)
         if self._seen(mod):
+            keyed = self.modules.get(id(mod), None)
+            if keyed is None:
+                return  # keyed whole already (or not a module this walk keys by names)
+            if attrs is None:
+                put(b"UM+")
+                self.modules[id(mod)] = None
+                self._whole_module(ns)
+                return
+            more = set(attrs) - keyed
+            if not more:
+                return
+            put(b"UM+")
+            keyed |= more
+            self._module_attrs(mod, ns, more, attrs, objects)
             return
         put(b"UM")
         put_text(put, name)
         put(_compiled_digest(name))
-        ns = vars(mod)
         if attrs is None:
+            self.modules[id(mod)] = None
             self._whole_module(ns)
             return
+        names = set(attrs)
+        self.modules[id(mod)] = set(names)
+        self._module_attrs(mod, ns, names, attrs, objects)
+
+    def _module_attrs(
+        self,
+        mod: types.ModuleType,
+        ns: dict[str, Any],
+        names: set[str],
+        attrs: Iterable[str],
+        objects: frozenset[str],
+    ) -> None:
+        """The attributes ``names`` of a module of the user's own (:meth:`module`)."""
+        put = self.put
+        name = mod.__name__
         deps = self.deps
-        for attr in sorted(set(attrs)):
+        for attr in sorted(names):
             if deps is not None and not attr.startswith("__"):
                 deps.append((ns, attr, ns.get(attr, _MISSING)))
             if attr in ns and not attr.startswith("__"):
