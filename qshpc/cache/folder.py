@@ -230,8 +230,13 @@ def check_root(root: Path, shared: bool) -> None:
     """Refuse a cache folder that is not safe to use in this mode.
 
     Raises:
-        UserError: It is not a folder, or someone it should not trust can write it.
+        UserError: It is not a folder, or someone it should not trust can write it, or
+            its path goes through another user's link in ``/tmp`` (review54: as
+            ``--job-dir``, fixO).
     """
+    from qshpc.store.trust import check_links
+
+    check_links(root, "the cache folder")
     try:
         st = os.stat(root)
     except OSError as exc:

@@ -38,10 +38,13 @@ def qshpc_home() -> Path:
             (see :func:`qshpc.store.perms.check_private_dir`).
     """
     from qshpc.store.perms import check_private_dir
+    from qshpc.store.trust import check_links
 
     env = settings.HOME.get()
     home = env or Path.home() / ".qshpc"
-    check_private_dir(home, "$QSHPC_HOME" if env else "the qshpc home folder")
+    what = "$QSHPC_HOME" if env else "the qshpc home folder"
+    check_links(home, what)  # (review54: through another user's link in /tmp, as --job-dir)
+    check_private_dir(home, what)
     return home
 
 
