@@ -1,0 +1,213 @@
+"""review53 (session 28, fixS): a config file is read through the descriptor that was
+checked, a link on its way that another user owns is refused, and a check that fails
+midway is a refusal (L1); a file the team's group can write is not trusted (L2).
+
+A race is made certain by doing the swap inside the check (the only stand-in: the
+check itself runs as it is). Another user's file is a real file given to another uid
+(4242: the owner is what is checked), so most tests need root.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from qshpc.errors import ResourceError
+from qshpc.store import codetrust
+from qshpc.submit.config import resolve_resources
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another uid needs root")
+THEIRS = 4242
+MINE = '[slurm]\nsetup = ["echo MINE"]\n'
+EVIL = '[slurm]\nsetup = ["touch /tmp/pwned"]\n'
+
+
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(mode=0o700)
+    work.mkdir(mode=0o700)
+    monkeypatch.setenv("QSHPC_HOME", str(home))
+    monkeypatch.chdir(work)
+    return home
+
+
+_CODE_RISK = codetrust.code_risk
+
+
+def _during_check(monkeypatch: pytest.MonkeyPatch, before: Callable[[], None],
+                  after: Callable[[], None] = lambda: None) -> None:  # fmt: skip
+    """Run ``before`` as the config file's check starts and ``after`` once it ends: another
+    user's swap, made to land in the window every time."""
+
+    def racing(path: Path, *args: object, **kwargs: object) -> tuple[str, str] | None:
+        before()
+        try:
+            return _CODE_RISK(path, *args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            after()
+
+    monkeypatch.setattr(codetrust, "code_risk", racing)
+
+
+def _theirs(path: Path, text: str) -> Path:
+    path.write_text(text)
+    os.chown(path, THEIRS, THEIRS)
+    return path
+
+
+@root_only
+def test_a_config_file_swapped_after_it_is_opened_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On main aefb223 the file was checked, then opened again by its path: another
+    user's file put in its place between the two was read (its setup lines went into the
+    batch script; review53 saw 1-2 of 3000 with a flipping link)."""
+    home = _home(tmp_path, monkeypatch)
+    cfg = home / "config.toml"
+    cfg.write_text(MINE)
+    evil = _theirs(tmp_path / "evil.toml", EVIL)
+    # The check runs on the user's file; theirs lands at the path when it ends.
+    _during_check(monkeypatch, lambda: None, lambda: os.replace(evil, cfg))
+    assert resolve_resources({}, environ={}).setup == ["echo MINE"]  # read what was checked
+    cfg.unlink()
+    cfg.write_text(MINE)
+    # Theirs lands at the path after the open, before the check.
+    _during_check(monkeypatch, lambda: os.replace(_theirs(tmp_path / "e3", EVIL), cfg))
+    with pytest.raises(ResourceError) as err:
+        resolve_resources({}, environ={})
+    text = str(err.value)
+    assert text.startswith(f"refusing to read {cfg}: another file was put in its place while "
+                           "it was checked, so another user could put shell lines"), text  # fmt: skip
+    assert "try again" in text
+
+
+@root_only
+def test_a_config_file_that_vanishes_during_its_check_is_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On main aefb223 an OSError in the middle of the check (a swap under way) counted as
+    trusted, and the file then read by its path was whatever stood there."""
+    home = _home(tmp_path, monkeypatch)
+    cfg = home / "config.toml"
+    cfg.write_text(MINE)
+    _during_check(monkeypatch, cfg.unlink, lambda: _theirs(cfg, EVIL) and None)
+    with pytest.raises(ResourceError, match=rf"refusing to read {cfg}: it could not be checked "
+                       r"\(No such file or directory: .*changed\).*try again"):  # fmt: skip
+        resolve_resources({}, environ={})
+
+
+@root_only
+def test_a_link_another_user_owns_on_the_way_to_a_config_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review53 L1: QSHPC_HOME named through another user's link in /tmp (they can point
+    it at their folder at any moment): on main aefb223 it was trusted whenever it pointed
+    at the user's own folder; root's link is fine."""
+    home = _home(tmp_path, monkeypatch)
+    (home / "config.toml").write_text(MINE)
+    link = tmp_path / "link"
+    link.symlink_to(home)
+    os.lchown(link, THEIRS, THEIRS)
+    monkeypatch.setenv("QSHPC_HOME", str(link))
+    with pytest.raises(ResourceError) as err:
+        resolve_resources({}, environ={})
+    text = str(err.value)
+    assert text.startswith(f"refusing to read {link}/config.toml: {link}, a link on its way, "
+                           f"belongs to uid {THEIRS}, so another user"), text  # fmt: skip
+    assert f"use a path that does not go through {link}, or point QSHPC_HOME" in text
+    # A link of the user's that names another user's link, further on: found too.
+    mine = tmp_path / "mine"
+    mine.symlink_to(link.name)
+    monkeypatch.setenv("QSHPC_HOME", str(mine))
+    with pytest.raises(ResourceError, match=f"{link}, a link on its way, belongs to uid"):
+        resolve_resources({}, environ={})
+    os.lchown(link, 0, 0)
+    assert resolve_resources({}, environ={}).setup == ["echo MINE"]
+
+
+TEAM = 4243
+SITE_DEFAULTS = (
+    "from qshpc.submit.config import site_defaults\n"
+    "try:\n    print(site_defaults({})[0])\nexcept Exception as e:\n    print(e)\n"
+)
+
+
+@root_only
+def test_a_config_file_the_team_can_write_is_refused_with_share_group(tmp_path: Path) -> None:
+    """review53 L2: with QSHPC_SHARE_GROUP=1, a 0664 config.toml of the team's group in
+    the team's 3775 store (what umask 002 makes) was trusted on main aefb223, though every
+    member can write it; the team's folder above it is still fine."""
+    home = tmp_path / "team"
+    home.mkdir()
+    os.chown(home, 0, TEAM)
+    home.chmod(0o3775)
+    cfg = home / "config.toml"
+    cfg.write_text(EVIL)
+    os.chown(cfg, 0, TEAM)
+    cfg.chmod(0o664)
+    env = {**os.environ, "QSHPC_HOME": str(home), "QSHPC_SHARE_GROUP": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}  # fmt: skip
+    run = [sys.executable, "-c", SITE_DEFAULTS]
+    out = subprocess.run(run, capture_output=True, text=True, env=env, cwd=tmp_path,
+                         extra_groups=[TEAM], timeout=120, check=True)  # fmt: skip
+    assert out.stdout.startswith(f"refusing to read {cfg}: group gid {TEAM} can write it (its "
+                                 f"mode is 0664)"), out.stdout  # fmt: skip
+    assert f"`chmod go-w {cfg}`" in out.stdout
+    cfg.chmod(0o644)
+    out = subprocess.run(run, capture_output=True, text=True, env=env, cwd=tmp_path,
+                         extra_groups=[TEAM], timeout=120, check=True)  # fmt: skip
+    assert out.stdout.strip() == "{'setup': ['touch /tmp/pwned']}", out.stdout
+
+
+@root_only
+def test_a_build_file_the_team_can_write_is_not_trusted_with_share_group(tmp_path: Path) -> None:
+    """review53 L2: a sitecustomize.py of the team's group, 0664, in a $QSHPC_HOME/aer-mpi
+    build: every member could put their code in each distributed step (trusted on main
+    aefb223 with QSHPC_SHARE_GROUP=1)."""
+    from tests.unit.test_fixL import _aer_build
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    prefix = _aer_build(home)
+    hook = prefix / "lib" / "python" / "sitecustomize.py"
+    hook.write_text("")
+    os.chown(hook, 0, TEAM)
+    hook.chmod(0o664)
+    code = (
+        "from pathlib import Path\nfrom qshpc.store.codetrust import code_risk\n"
+        f"print(code_risk(Path({str(prefix)!r}), tree=True))\n"
+    )
+    env = {**os.environ, "QSHPC_SHARE_GROUP": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         extra_groups=[TEAM], timeout=120, check=True)  # fmt: skip
+    assert f"group gid {TEAM} can write {hook} (its mode is 0664)" in out.stdout, out.stdout
+    assert f"`chmod -R go-w {prefix}`" in out.stdout
+
+
+@root_only
+def test_a_home_aer_build_is_checked_again_when_a_step_uses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review53 L1: the build was checked when found (locate) and used later by its path;
+    on main aefb223 one given to another user in between went on every rank's PYTHONPATH."""
+    from qshpc.aer.distributed import install
+    from qshpc.errors import UserError
+    from tests.unit.test_fixL import _aer_build
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    prefix = _aer_build(home)
+    aer = install.at_prefix(prefix, "home")
+    assert aer is not None
+    site = prefix / install.SITE
+    assert install.step_env(aer, {})["PYTHONPATH"].split(":")[0] == str(site.resolve())
+    os.chown(site, THEIRS, -1)
+    with pytest.raises(UserError, match=f"the MPI build of Aer at {prefix} is not used: {site} "
+                       f"belongs to uid {THEIRS}"):  # fmt: skip
+        install.step_env(aer, {})
