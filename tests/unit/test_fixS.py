@@ -10,6 +10,7 @@ check itself runs as it is). Another user's file is a real file given to another
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -211,3 +212,54 @@ def test_a_home_aer_build_is_checked_again_when_a_step_uses_it(
     with pytest.raises(UserError, match=f"the MPI build of Aer at {prefix} is not used: {site} "
                        f"belongs to uid {THEIRS}"):  # fmt: skip
         install.step_env(aer, {})
+
+
+SMALL = (
+    "import sys, os\nfrom qshpc import distribute_task, get, save_result\n"
+    "@distribute_task()\ndef t(i):\n    return i * int(sys.argv[1])\n"
+    "vals = [get(t(i)) for i in range(3)]\n"
+    "if os.environ.get('FAIL_AT_END'):\n    raise SystemExit('fail at end')\n"
+    "save_result({'who': sys.argv[1], 'vals': vals})\n"
+)
+
+
+def test_another_jobs_job_h5_in_a_job_dir_folder_is_named_and_not_used(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review53 N1: on main aefb223 job A's job.h5 copied into job B's --job-dir folder
+    showed as B's: status without a note, `result --json` A's values with rc 0, and
+    `--resume` went on with A silently."""
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "p.py"
+    prog.write_text(SMALL)
+    a, b = tmp_path / "A", tmp_path / "B"
+    for folder, arg in ((a, "1"), (b, "2")):
+        out = run_cli("run", str(prog), "--workers", "0", "--job-dir", str(folder), "--", arg)
+        assert out.returncode == 0, out.stderr
+    ida, idb = ((f / "job_id").read_text().strip() for f in (a, b))
+    shutil.copy(a / "job.h5", b / "job.h5")
+    want = (f"the job.h5 in folder {b} holds job {ida}, not job {idb}, the one the folder was "
+            "made for (its job_id file)")  # fmt: skip
+    out = run_cli("status", str(b))
+    assert out.returncode == 0 and want in " ".join(out.stdout.split()), out.stdout
+    out = run_cli("result", str(b), "--json")
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 2 and not out.stdout, out.stdout
+    assert said.startswith(f"qshpc: error: refusing to show the result in {b}: {want}"), said
+    assert f"remove its job_id file (`rm {b}/job_id`)" in said and "Traceback" not in said
+    (b / "job_id").unlink()  # taken as A's copy: shown
+    out = run_cli("result", str(b), "--json")
+    assert out.returncode == 0 and '"who": "1"' in out.stdout, out.stderr
+    # --resume of a failed job whose folder holds another failed job's store
+    fa, fb = tmp_path / "FA", tmp_path / "FB"
+    for folder in (fa, fb):
+        out = run_cli("run", str(prog), "--workers", "0", "--job-dir", str(folder), "--", "1",
+                      env={"FAIL_AT_END": "1"})  # fmt: skip
+        assert out.returncode == 1, out.stderr
+    shutil.copy(fa / "job.h5", fb / "job.h5")
+    out = run_cli("run", "--resume", str(fb), "--workers", "0")
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 2 and said.startswith(f"qshpc: error: cannot resume the job in {fb}: "
+                                                   f"the job.h5 in folder {fb} holds job"), said  # fmt: skip
+    assert "nothing was run" in said and "Traceback" not in said
