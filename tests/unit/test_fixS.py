@@ -263,3 +263,55 @@ def test_another_jobs_job_h5_in_a_job_dir_folder_is_named_and_not_used(
     assert out.returncode == 2 and said.startswith(f"qshpc: error: cannot resume the job in {fb}: "
                                                    f"the job.h5 in folder {fb} holds job"), said  # fmt: skip
     assert "nothing was run" in said and "Traceback" not in said
+
+
+ROLLBACK = """
+import os, shutil, sys, time
+from qshpc import distribute_task, get
+
+@distribute_task()
+def t(i):
+    time.sleep(0.01)
+    return i * 2
+
+d = sys.argv[1]
+refs = [t(i) for i in range(200)]
+[get(r) for r in refs[:20]]
+time.sleep(1.2)  # the gets' commit and its checkpoint come after a second
+shutil.copy(os.path.join(d, "job.h5"), os.path.join(d, "snap"))
+[get(r) for r in refs[20:60]]
+time.sleep(1.2)
+os.replace(os.path.join(d, "snap"), os.path.join(d, "job.h5"))  # rolled back under the job
+time.sleep(1.2)
+[get(r) for r in refs[60:]]
+"""
+
+
+def test_a_rank_0_stopped_by_its_own_store_error_is_not_called_killed(
+    tmp_path: Path, qshpc_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """review53 N3: rank 0 stopped on its own DamagedStoreError (job.h5 rolled back under
+    the job) and mpiexec ended the ranks with code 3; on main aefb223 the launcher's last
+    line said every rank was ended by an MPI_Abort(3), that rank 0 was "killed or crashed",
+    and that "0 finished task results are kept". The launcher's judgement is run here on
+    the job as that run left it, with the code mpiexec gave (3)."""
+    from qshpc.launch.local import _mark_dead
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "rb.py"
+    prog.write_text(ROLLBACK)
+    for attempt in range(3):  # a loaded machine may fold later than the rollback: again
+        job = tmp_path / f"RB{attempt}"
+        out = run_cli("run", str(prog), "--workers", "1", "--job-dir", str(job), "--", str(job),
+                      env={"QSHPC_CHECKPOINT_S": "0"})  # fmt: skip
+        if "DamagedStoreError" in out.stderr:
+            break
+    assert "DamagedStoreError" in out.stderr, out.stderr
+    assert _mark_dead(job, "", 3, [], None) == "FAILED"
+    line = " ".join(capsys.readouterr().err.split())
+    assert line.startswith(f"qshpc: job {job.name} FAILED: rank 0 stopped on its own error (its "
+                           "log ends: qshpc.errors.DamagedStoreError: "), line  # fmt: skip
+    assert "MPI_Abort" not in line and "killed" not in line and "0 finished" not in line, line
+    assert "the ranks then ended with exit code 3; nothing was folded into its store" in line
+    assert "(recoverable: meta, arguments, the log of " in line, line
+    assert f"`qshpc status --verify {job}` lists what is readable" in line
