@@ -343,23 +343,13 @@ def stored_id(job_dir: Path) -> str | None:
     return value
 
 
-def made_for(job_dir: Path) -> str | None:
-    """The id of the job the folder ``job_dir`` was made for: its name when qshpc named it
-    so, else its :data:`JOB_ID_FILE` (a ``--job-dir`` folder); None when neither says."""
-    if JOB_ID.fullmatch(job_dir.name):
-        return job_dir.name
-    try:
-        text = read_small(job_dir / JOB_ID_FILE, 64).decode().strip()
-    except (OSError, ValueError):
-        return None
-    return text if JOB_ID.fullmatch(text) else None
-
-
 def other_job(job_dir: Path, jid: object) -> tuple[str, str] | None:
     """When the ``job.h5`` in ``job_dir`` holds job ``jid``, not the job the folder was made
-    for (:func:`made_for`; review49 F3, review53 N1: another job's file put in its place, or
+    for (:func:`qshpc.store.jobref.made_for`; review49 F3, review53 N1: another job's file put in its place, or
     a folder copied under a new name): the line that says so, and how to take the folder as
     job ``jid``'s if that is meant; else None."""
+    from qshpc.store.jobref import made_for
+
     want = made_for(job_dir)
     if want is None or not isinstance(jid, str) or not jid or jid == want:
         return None

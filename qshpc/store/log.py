@@ -23,6 +23,7 @@ from qshpc.store.journal import (
     JournalFrame,
     PinnedJournal,
     check_token,
+    job_file_suspect,
     large_pieces,
     read_journal,
     read_large,
@@ -162,9 +163,9 @@ def journal_frames(
         return []  # folded in already (a writer died between the rename and the unlink)
     try:
         check_token(f, jpath, token)
-    except DamagedStoreError:
+    except DamagedStoreError as exc:
         if strict:
-            raise
+            raise job_file_suspect(f, path, jpath) or exc from None
         return []  # another job's: none of its records are this job's
     if damage and strict:
         from qshpc.store.lock import holder_alive
@@ -211,9 +212,13 @@ class LogReader:
         pos = self.ends
         for jf in frames:
             if jf.frame.start != pos:
-                raise DamagedStoreError(
-                    journal,
-                    f"its commits do not continue those in {source} (ends {jf.frame.start}, expected {pos})",
+                job_file = journal.with_name(L.JOB_FILE)
+                raise job_file_suspect(f, job_file, journal, jf.frame.start, pos) or (
+                    DamagedStoreError(
+                        journal,
+                        f"its commits do not continue those in {source} (ends "
+                        f"{jf.frame.start}, expected {pos})",
+                    )
                 )
             pos = Ends(
                 pos.records + len(jf.frame.records), pos.events + len(jf.frame.events),

@@ -315,3 +315,32 @@ def test_a_rank_0_stopped_by_its_own_store_error_is_not_called_killed(
     assert "the ranks then ended with exit code 3; nothing was folded into its store" in line
     assert "(recoverable: meta, arguments, the log of " in line, line
     assert f"`qshpc status --verify {job}` lists what is readable" in line
+
+
+def test_a_job_h5_swapped_under_a_running_job_is_named_not_its_journal(tmp_path: Path) -> None:
+    """review53 N2: another job's job.h5 put in place of a running job's: rank 0 named
+    job.h5, but on main aefb223 every reader (status, --resume) said the job's own journal
+    was damaged, the only copy of its results since the last fold."""
+    from qshpc.errors import DamagedStoreError
+    from qshpc.store import JobReader
+    from tests.unit.test_fix42a_readback import rec
+    from tests.unit.test_fixN_store import big, running
+
+    ida, idb = "20261206-000000-aaaaaa", "20261206-000000-bbbbbb"
+    other, wo = running(tmp_path, ida, off=100.0)
+    wo.checkpoint()
+    wo.close()
+    job, w = running(tmp_path, idb)
+    w.checkpoint()
+    w.append_task(rec(7, big(7)))
+    w.commit()  # in the journal only
+    shutil.copy(other / "job.h5", job / "job.h5.x")
+    (job / "job.h5.x").replace(job / "job.h5")
+    with pytest.raises(DamagedStoreError) as err, JobReader.open(job) as r:
+        r.meta()
+    text = str(err.value)
+    assert text.startswith(f"{job}/job.h5 is damaged: it is not this job's file: job {ida}'s "
+                           f"job.h5 put in its place (the folder was made for job {idb}); the "
+                           f"journal beside it ({job}/job.journal) holds this job's commits "
+                           "since its last fold: keep it"), text  # fmt: skip
+    w.close()
