@@ -345,9 +345,9 @@ def stored_id(job_dir: Path) -> str | None:
 
 def other_job(job_dir: Path, jid: object) -> tuple[str, str] | None:
     """When the ``job.h5`` in ``job_dir`` holds job ``jid``, not the job the folder was made
-    for (:func:`qshpc.store.jobref.made_for`; review49 F3, review53 N1: another job's file put in its place, or
-    a folder copied under a new name): the line that says so, and how to take the folder as
-    job ``jid``'s if that is meant; else None."""
+    for (:func:`qshpc.store.jobref.made_for`; review49 F3, review53 N1: another job's file
+    put in its place, or a folder copied under a new name): the line that says so, and how
+    to take the folder as job ``jid``'s if that is meant; else None."""
     from qshpc.store.jobref import made_for
 
     want = made_for(job_dir)

@@ -450,7 +450,9 @@ def job_file_suspect(f: Any, job_file: Path, journal: Path, start: Any = None, p
     """
     from qshpc.store.jobref import made_for
 
-    keep = f"the journal beside it ({journal}) holds this job's commits since its last fold: keep it"
+    keep = (
+        f"the journal beside it ({journal}) holds this job's commits since its last fold: keep it"
+    )
     want, held = made_for(job_file.parent), _job_id(f)
     if want is not None and held is not None and held != want:
         return DamagedStoreError(
