@@ -344,3 +344,14 @@ def test_a_job_h5_swapped_under_a_running_job_is_named_not_its_journal(tmp_path:
                            f"journal beside it ({job}/job.journal) holds this job's commits "
                            "since its last fold: keep it"), text  # fmt: skip
     w.close()
+
+
+def test_a_memory_error_without_text_still_reads_as_a_sentence() -> None:
+    """review53 N4: numpy's MemoryError under `ulimit -v` can carry no text; on main
+    aefb223 the line read "(400000025 bytes stored: )"."""
+    from qshpc.store.encoding_blob import _no_memory
+
+    text = str(_no_memory("J/job.h5", 400000025, MemoryError()))
+    assert "(400000025 bytes stored: MemoryError, with no message); its bytes are not" in text
+    text = str(_no_memory("J/job.h5", 5, MemoryError("Unable to allocate 38.1 MiB")))
+    assert "(5 bytes stored: Unable to allocate 38.1 MiB)" in text
