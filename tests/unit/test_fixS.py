@@ -355,3 +355,27 @@ def test_a_memory_error_without_text_still_reads_as_a_sentence() -> None:
     assert "(400000025 bytes stored: MemoryError, with no message); its bytes are not" in text
     text = str(_no_memory("J/job.h5", 5, MemoryError("Unable to allocate 38.1 MiB")))
     assert "(5 bytes stored: Unable to allocate 38.1 MiB)" in text
+
+
+def test_a_copied_job_folder_keeps_one_end_time(tmp_path: Path, qshpc_home: Path) -> None:
+    """review53 L3: `qshpc status COPY` of a folder copied while its job ran showed
+    "finished -" and a duration that grew at every look on main aefb223; now the copy's
+    last sign of life, the same at every look."""
+    import json
+
+    from tests.conftest import run_cli
+    from tests.faults.test_fix35b import _running
+
+    proc, job = _running(tmp_path, qshpc_home)
+    try:
+        copy = tmp_path / "backup"
+        subprocess.run(["cp", "-a", str(job), str(copy)], check=True)
+        looks = [json.loads(run_cli("status", str(copy), "--json").stdout) for _ in range(2)]
+        out = run_cli("status", str(copy))
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    assert [m["state"] for m in looks] == ["FAILED", "FAILED"]
+    assert isinstance(looks[0].get("finished"), float), looks[0]
+    assert looks[0]["finished"] == looks[1]["finished"] and looks[0]["last_seen"] is True
+    assert "last seen " in out.stdout and "finished -" not in out.stdout, out.stdout
