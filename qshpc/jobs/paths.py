@@ -351,7 +351,8 @@ def other_job(job_dir: Path, jid: object) -> tuple[str, str] | None:
     from qshpc.store.jobref import made_for
 
     want = made_for(job_dir)
-    if want is None or not isinstance(jid, str) or not jid or jid == want:
+    # Not an id qshpc makes: the folder's name, where a damaged store's meta is unreadable
+    if want is None or not isinstance(jid, str) or not JOB_ID.fullmatch(jid) or jid == want:
         return None
     from qshpc.text import shown
 
