@@ -436,38 +436,24 @@ def _job_id(f: Any) -> str | None:
     return jid if isinstance(jid, str) else None
 
 
-def job_file_suspect(f: Any, job_file: Path, journal: Path, start: Any = None, pos: Any = None
-                     ) -> DamagedStoreError | None:  # fmt: skip
-    """The error that names ``job.h5`` (``f``, open, at ``job_file``) when it, not the
-    journal beside it, is what is out of place; else None (review53 N2: after another
-    job's ``job.h5`` was put in place of a running job's, or an older copy of the job's
-    own put back, every reader called the job's own journal damaged, and a user who
-    believed it could delete the only copy of the results since the last fold).
-
-    It holds another job than the one its folder was made for
-    (:func:`qshpc.store.jobref.made_for`); or (``start``, ``pos``: where the journal's
-    commits go on from, and where ``job.h5``'s end) it ends before the journal begins.
+def job_file_suspect(f: Any, job_file: Path, journal: Path) -> DamagedStoreError | None:
+    """The error that names ``job.h5`` (``f``, open, at ``job_file``) when it holds another
+    job than the one its folder was made for (:func:`qshpc.store.jobref.made_for`), not
+    the journal beside it; else None (review53 N2: after another job's ``job.h5`` was put
+    in place of a running job's, every reader called the job's own journal damaged, and a
+    user who believed it could delete the only copy of the results since the last fold).
     """
     from qshpc.store.jobref import made_for
 
-    keep = (
-        f"the journal beside it ({journal}) holds this job's commits since its last fold: keep it"
-    )
     want, held = made_for(job_file.parent), _job_id(f)
-    if want is not None and held is not None and held != want:
-        return DamagedStoreError(
-            job_file,
-            f"it is not this job's file: job {held}'s job.h5 put in its place (the folder was "
-            f"made for job {want}); {keep}",
-        )
-    if start is not None and pos is not None and start.records > pos.records:
-        return DamagedStoreError(
-            job_file,
-            f"it ends before the journal beside it begins (its commits end at record "
-            f"{pos.records}, the journal's go on from record {start.records}): an older copy "
-            f"of it put back, or its last fold lost; {keep}",
-        )
-    return None
+    if want is None or held is None or held == want:
+        return None
+    return DamagedStoreError(
+        job_file,
+        f"it is not this job's file: job {held}'s job.h5 put in its place (the folder was "
+        f"made for job {want}); the journal beside it ({journal}) holds this job's commits "
+        "since its last fold: keep it",
+    )
 
 
 def expect_token(f: Any, token: bytes) -> None:

@@ -212,13 +212,9 @@ class LogReader:
         pos = self.ends
         for jf in frames:
             if jf.frame.start != pos:
-                job_file = journal.with_name(L.JOB_FILE)
-                raise job_file_suspect(f, job_file, journal, jf.frame.start, pos) or (
-                    DamagedStoreError(
-                        journal,
-                        f"its commits do not continue those in {source} (ends "
-                        f"{jf.frame.start}, expected {pos})",
-                    )
+                raise DamagedStoreError(
+                    journal,
+                    f"its commits do not continue those in {source} (ends {jf.frame.start}, expected {pos})",
                 )
             pos = Ends(
                 pos.records + len(jf.frame.records), pos.events + len(jf.frame.events),
