@@ -311,20 +311,33 @@ def _not_ours(job_dir: Path, what: str, exc: OSError) -> UserError:
 
 
 def _other_job(job_dir: Path, jid: object) -> str | None:
-    """A line when ``job_dir``'s ``job.h5`` holds another job than the one its folder is named
-    after (review49 F3: another job's file put in its place; the status showed that job's id
-    under this folder without a word). Only a folder named as qshpc names a job's."""
-    from qshpc.jobs.paths import JOB_ID
+    """A line when ``job_dir``'s ``job.h5`` holds another job than the one the folder was
+    made for (:func:`qshpc.jobs.paths.other_job`)."""
+    from qshpc.jobs.paths import other_job
 
-    name = job_dir.name
-    if not (JOB_ID.fullmatch(name) and isinstance(jid, str) and JOB_ID.fullmatch(jid)):
-        return None
-    if jid == name:
-        return None
-    return (
-        f"the job.h5 in folder {shown(name)} holds job {shown(jid)}, not the job the folder "
-        "was made for: another job's file put in its place, or a job folder copied under a "
-        "new name"
+    other = other_job(job_dir, jid)
+    return None if other is None else other[0]
+
+
+def _refuse_other_job(job_dir: Path, jid: object) -> None:
+    """``qshpc result`` of a folder whose ``job.h5`` holds another job (review53 N1: its
+    values were printed as this job's, exit 0, the note only on stderr, or none at all
+    for a ``--job-dir`` folder).
+
+    Raises:
+        UserError: Both ids, and the ways on.
+    """
+    from qshpc.errors import UserError
+    from qshpc.jobs.paths import other_job
+
+    other = other_job(job_dir, jid)
+    if other is None:
+        return
+    line, fix = other
+    raise UserError(
+        f"refusing to show the result in {shown(job_dir)}: {line}; its values are job "
+        f"{shown(jid)}'s. Read job {shown(jid)}'s result from the folder it was made in; "
+        f"to take this folder as job {shown(jid)}'s, {fix}"
     )
 
 
@@ -442,6 +455,7 @@ def register(app: typer.Typer) -> None:
         timeout = seconds(timeout, "--wait", "leave --wait out not to wait")
         j = open_job(job)
         state = j.status().state if timeout is None else j.wait(timeout)
+        _refuse_other_job(j.job_dir, j.info().get("id"))
         if state == "DAMAGED":
             _damaged_result(j, as_json, allow_pickle)
         ref = job_ref(j.job_dir)
@@ -474,8 +488,6 @@ def register(app: typer.Typer) -> None:
                 file=sys.stderr,
             )
         _echo_result(value, as_json)
-        if other := _other_job(j.job_dir, j.job_id):
-            print(f"qshpc: note: {other}", file=sys.stderr)
         if state != "SUCCEEDED":  # printed (nothing lost), but no success (review38 F9)
             # the error's own line, as the run's summary shows it
             line = error_line(error_head(shown_lines(j.error_message() or "")))

@@ -228,6 +228,10 @@ class Job:
         copied = _copy_note(self.job_dir, meta)
         if copied is not None:
             meta["state"], meta["error"] = JobState.FAILED.value, copied
+            # review53 L3: "finished -" and a duration growing at every look: the copy's
+            # last sign of life (its store's, journal's or logs' last write) is stable
+            ended_at(meta, last_activity(self.job_dir, time.time()))
+            meta["last_seen"] = True
             return
         override = read_override(self.job_dir)
         if override:

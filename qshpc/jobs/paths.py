@@ -347,6 +347,34 @@ def stored_id(job_dir: Path) -> str | None:
     return value
 
 
+def other_job(job_dir: Path, jid: object) -> tuple[str, str] | None:
+    """When the ``job.h5`` in ``job_dir`` holds job ``jid``, not the job the folder was made
+    for (:func:`qshpc.store.jobref.made_for`; review49 F3, review53 N1: another job's file
+    put in its place, or a folder copied under a new name): the line that says so, and how
+    to take the folder as job ``jid``'s if that is meant; else None."""
+    from qshpc.store.jobref import made_for
+
+    want = made_for(job_dir)
+    # Not an id qshpc makes: the folder's name, where a damaged store's meta is unreadable
+    if want is None or not isinstance(jid, str) or not JOB_ID.fullmatch(jid) or jid == want:
+        return None
+    from qshpc.text import shown
+
+    named = job_dir.name == want
+    line = (
+        f"the job.h5 in folder {shown(job_dir)} holds job {shown(jid)}, not job {want}, the "
+        f"one the folder was made for ({'its name' if named else f'its {JOB_ID_FILE} file'}): "
+        "another job's file put in its place, or a job folder copied under a new name"
+    )
+    fix = (
+        f"move it to a name of its own (`mv {shown(job_dir)} {shown(job_dir)}.copy`) and give "
+        "that path"
+        if named
+        else f"remove its {JOB_ID_FILE} file (`rm {shown(job_dir / JOB_ID_FILE)}`)"
+    )
+    return line, fix
+
+
 def _keep_id(job_dir: Path, job_id: str) -> None:
     """Write :data:`JOB_ID_FILE` into an own-sbatch ``slurm-N`` folder made before it
     existed (session 22), the first time its id is read from its store, when the folder

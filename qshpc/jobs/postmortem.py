@@ -289,6 +289,7 @@ def describe(
     finished: set[str],
     launcher_output: str = "",
     order: list[tuple[int, int]] | None = None,
+    kept_text: str | None = None,
 ) -> str:
     """A message naming the rank that died, its host, its signal, the tasks it held, what to do.
 
@@ -301,6 +302,8 @@ def describe(
             local launcher saw them (pidfds). The first is the one that died:
             mpiexec ended the others, and its banner names whichever process it
             reaped first (often rank 0), so the banner is used only without it.
+        kept_text: What the store keeps, in words, where ``finished`` cannot say it (a store
+            that cannot be read: :func:`unreadable_kept`).
     """
     ranks = meta.get("ranks") or []
     by_pid = {int(r["pid"]): r for r in ranks if r.get("pid")}
@@ -417,9 +420,67 @@ def describe(
             f"the result passed to save_result could not be stored: it is kept instead in "
             f"{kept}: read it with {rescued_text(kept)}"
         )
-    parts.append(f"{len(finished)} finished task results are kept in the store")
+    parts.append(kept_text or f"{len(finished)} finished task results are kept in the store")
     parts.append(_what_to_do(meta, job_dir, dead, codes))
     return "; ".join(parts)
+
+
+def unreadable_kept(job_dir: Path, exc: BaseException) -> str:
+    """What is readable of a store that cannot be read as the ranks left it (``exc``), in
+    place of a count of finished results (review53 N3: "0 finished task results are kept"
+    where 162 were readable)."""
+    from qshpc.errors import DamagedStoreError
+    from qshpc.jobs.paths import job_ref
+    from qshpc.store.reader import damaged_meta
+
+    found = "what is readable is not known"
+    if isinstance(exc, DamagedStoreError):
+        try:
+            found = str(damaged_meta(job_dir, exc, deep=False)["recoverable"])
+        except Exception:
+            pass
+    return (
+        f"nothing was folded into its store, which cannot be read as the ranks left it "
+        f"({found}): `qshpc status --verify {job_ref(job_dir)}` lists what is readable"
+    )
+
+
+def own_error_end(job_dir: Path, exc: BaseException, code: int) -> str | None:
+    """When rank 0 stopped on its own error (its log's last ``qshpc: error:`` line) and
+    left the store unreadable (``exc``): what happened; else None.
+
+    review53 N3: rank 0 stopped on its own DamagedStoreError (its line printed just
+    before), yet the launcher said every rank was ended by an MPI_Abort and that rank 0
+    was "killed or crashed".
+    """
+    said = _said(job_dir, 0)
+    if not said.startswith("its log says: qshpc: error: "):
+        said = _raised(job_dir)
+    if not said:
+        return None
+    return (
+        f"rank 0 stopped on its own error ({said}; printed whole above, with the way on), and the "
+        f"ranks then ended with exit code {code}; {unreadable_kept(job_dir, exc)}"
+    )
+
+
+def _raised(job_dir: Path) -> str:
+    """``its log ends: qshpc.errors.DamagedStoreError: ...``: the last line of rank 0's
+    log when it is one of qshpc's own errors, uncaught (the end of its traceback), or
+    ``""``."""
+    try:
+        from qshpc.store.seal import open_regular
+
+        with open(open_regular(job_dir / "logs" / "rank-0.out"), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    last = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
+    if not re.match(r"qshpc\.errors\.\w+: ", last):
+        return ""
+    return f"its log ends: {last[:300]}{' ...' if len(last) > 300 else ''}"
 
 
 def _read_only(job_dir: Path) -> bool:

@@ -690,11 +690,19 @@ def check_resume(spec: RunSpec, job_dir: Path, meta: Mapping[str, Any]) -> None:
 
     Raises:
         UserError: The job SUCCEEDED; its program file is gone; other program
-            arguments than the recorded ones were given.
+            arguments than the recorded ones were given; the folder's ``job.h5`` holds
+            another job than the one the folder was made for.
     """
+    from qshpc.jobs.paths import other_job
     from qshpc.text import shown
 
     jid = shown(meta.get("id") or job_dir.name)
+    if other := other_job(job_dir, meta.get("id")):
+        raise UserError(  # review53 N1: it went on with the other job's store, silently
+            f"cannot resume the job in {shown(job_dir)}: {other[0]}; a resume would go on with "
+            f"job {jid}'s store; nothing was run. Resume job {jid} from the folder it was made "
+            f"in, or start a new job; to take this folder as job {jid}'s, {other[1]}"
+        )
     ref = job_ref(job_dir)
     if meta.get("state") == "SUCCEEDED":
         raise UserError(

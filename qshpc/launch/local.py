@@ -1029,10 +1029,12 @@ def _mark_dead(
         return None  # another live run holds the job (ours was refused): not ours to judge
     from qshpc.store.refold import fold_dead
 
+    unreadable: Exception | None = None
     try:
         meta, finished = _what_was_stored(job_dir)
-    except Exception:
+    except Exception as exc:
         meta, finished = _stored_after_fold(job_dir)
+        unreadable = None if meta else exc
     state = meta.get("state")
     if state not in (None, "QUEUED", "RUNNING"):
         return str(state)
@@ -1047,7 +1049,17 @@ def _mark_dead(
             pass
         print(f"qshpc: job {job_id} CANCELED: {cancelled.get('error')}", file=sys.stderr)
         return "CANCELED"
-    why = describe(job_dir, meta, finished, output, order)
+    kept = None
+    if unreadable is not None and signalled is None:  # review53 N3: not "0 kept", not "killed"
+        from qshpc.jobs.postmortem import own_error_end, unreadable_kept
+
+        text = own_error_end(job_dir, unreadable, code)
+        if text is not None:
+            _mark_terminal(job_dir, "FAILED", text)
+            print(f"qshpc: job {job_id} FAILED: {text}", file=sys.stderr)
+            return "FAILED"
+        kept = unreadable_kept(job_dir, unreadable)
+    why = describe(job_dir, meta, finished, output, order, kept)
     if signalled is not None:
         state = "CANCELED"
         text = (

@@ -12,13 +12,21 @@ the user's or root's, and no one else may write it (the group only with
 ``QSHPC_SHARE_GROUP=1`` and a group of the user's; the user's private group is the
 user's). Each folder above it, up to the first that root owns or that has the sticky
 bit (others cannot rename what is not theirs in it: ``/tmp``), must be so too, as
-another user who could write one could put a folder of theirs in its place.
+another user who could write one could put a folder of theirs in its place. A symbolic
+link on the way must be the user's or root's too, in such a folder (review53 L1: another
+user's link in ``/tmp`` could be flipped between the check and the read), the file is
+read through the descriptor that was checked (:mod:`qshpc.submit.config`), and a path
+that cannot be checked to its end is not trusted. A file or a build's entry that the
+team's group can write is refused even with ``QSHPC_SHARE_GROUP=1`` (review53 L2: it is
+as good as a teammate's); the folders above it may be the team's.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from collections import deque
 from pathlib import Path
 
 from qshpc.store.perms import user_name
@@ -32,7 +40,43 @@ def _owner(st: os.stat_result, what: str) -> str | None:
 
 
 def _entry_risk(st: os.stat_result, what: str) -> str | None:
-    return _owner(st, what) or _writers(st, what, sticky_ok=False, team=True)
+    # review53 L2: a file (or a build's entry) a teammate can write is as good as theirs,
+    # so the team's group is trusted only in the folders above (QSHPC_SHARE_GROUP=1).
+    return _owner(st, what) or _writers(st, what, sticky_ok=False)
+
+
+def _links_risk(path: Path) -> tuple[str, Path] | None:
+    """The first symbolic link on the way to ``path`` (followed as the kernel does) that
+    another user (not root) owns, or that sits in a folder another user could write: they
+    can point it elsewhere at any moment (review53 L1: a flipping link in ``/tmp`` won
+    the race between the check and the read); with that link."""
+    here, parts, hops = Path("/"), deque(Path(os.path.abspath(path)).parts[1:]), 0
+    while parts:
+        name = parts.popleft()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            here = here.parent
+            continue
+        step = here / name
+        st = os.lstat(step)
+        if not stat.S_ISLNK(st.st_mode):
+            here = step
+            continue
+        why = _owner(st, f"{step}, a link on its way,")
+        if why is None:
+            above = _folders_risk(step)
+            why = None if above is None else f"{above[0]}, and it holds {step}, a link on its way"
+        if why:
+            return why, step
+        hops += 1
+        if hops > 40:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path))
+        target = Path(os.readlink(step))
+        if target.is_absolute():
+            here = Path("/")
+        parts.extendleft(reversed(target.parts[1:] if target.is_absolute() else target.parts))
+    return None
 
 
 def _folders_risk(path: Path) -> tuple[str, Path] | None:
@@ -62,22 +106,35 @@ def _tree_risk(root: Path) -> tuple[str, Path] | None:
     return None
 
 
-def code_risk(path: Path, tree: bool = False) -> tuple[str, str] | None:
+def code_risk(
+    path: Path, tree: bool = False, opened: os.stat_result | None = None
+) -> tuple[str, str] | None:
     """Why another user could have written ``path``, and the fix; None when only the user
-    (or root) could, or it is missing (what reads it says so).
+    (or root) could.
+
+    A path that cannot be checked to its end (missing, unreadable, or changed while it is
+    checked) is not trusted (review53 L1: an error mid-walk returned None).
 
     Args:
         path: A file, or a folder (``tree``: everything under it is checked too).
         tree: Check each file and folder under ``path`` (a build's tree).
+        opened: The status of the file as opened (``os.fstat`` of the descriptor it is
+            read through): it must be the file found at ``path`` now (its device and
+            inode), else another one was put in its place between the open and the check.
 
     Returns:
-        ``(why, fix)``: who owns or can write it (or which folder above it), with its
-        mode; and the ``chmod``, or to move it away.
+        ``(why, fix)``: who owns or can write it (or which folder above it, or which link
+        on its way), with its mode; and the ``chmod``, or to move it away.
     """
     given = Path(os.path.abspath(path))
     try:
-        real = given.resolve()
+        link = _links_risk(given)
+        if link:
+            return link[0], f"use a path that does not go through {link[1]}"
+        real = given.resolve(strict=True)
         st = real.stat()
+        if opened is not None and (st.st_dev, st.st_ino) != (opened.st_dev, opened.st_ino):
+            return _CHANGED, _AGAIN
         why = _entry_risk(st, "it")
         if why:
             return why, _fix(st, real)
@@ -90,9 +147,14 @@ def code_risk(path: Path, tree: bool = False) -> tuple[str, str] | None:
             if above:
                 folder = above[1]
                 return above[0], _fix(folder.stat(), folder, holder=True)
-    except OSError:
-        return None
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        return f"it could not be checked ({why}: it, or a folder or link above it, changed)", _AGAIN
     return None
+
+
+_CHANGED = "another file was put in its place while it was checked"
+_AGAIN = "try again; if this goes on, find who changes it"
 
 
 def _fix(st: os.stat_result, path: Path, holder: bool = False, tree: Path | None = None) -> str:

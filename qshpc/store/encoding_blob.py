@@ -828,8 +828,10 @@ class DecodeMemoryError(StoreError, MemoryError):
 
 
 def _no_memory(source: str, n: int, exc: BaseException) -> DecodeMemoryError:
+    # review53 N4: a MemoryError with no text read "(400000025 bytes stored: )"
+    why = str(exc) or f"{type(exc).__name__}, with no message"
     return DecodeMemoryError(
-        f"{source}: not enough memory to decode a stored value ({n} bytes stored: {exc}); "
+        f"{source}: not enough memory to decode a stored value ({n} bytes stored: {why}); "
         "its bytes are not damaged: free memory (or raise the limit: ulimit -v, the batch "
         "job's --mem) and try again"
     )

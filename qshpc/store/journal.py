@@ -420,13 +420,39 @@ def check_nonce(f: Any, path: Path, nonce: bytes) -> None:
 
 def _whose(f: Any) -> str:
     """``job ID's job.h5`` for the job in ``f`` (``another job's job.h5`` when unreadable)."""
+    jid = _job_id(f)
+    return f"job {jid}'s job.h5" if jid is not None else "another job's job.h5"
+
+
+def _job_id(f: Any) -> str | None:
+    """The id of the job in the open job file ``f`` (None when unreadable)."""
     try:
         from qshpc.store.encoding_h5 import read_native
 
         jid = read_native(f[L.META_GROUP], False, "").get("id")
     except Exception:
-        jid = None
-    return f"job {jid}'s job.h5" if isinstance(jid, str) else "another job's job.h5"
+        return None
+    return jid if isinstance(jid, str) else None
+
+
+def job_file_suspect(f: Any, job_file: Path, journal: Path) -> DamagedStoreError | None:
+    """The error that names ``job.h5`` (``f``, open, at ``job_file``) when it holds another
+    job than the one its folder was made for (:func:`qshpc.store.jobref.made_for`), not
+    the journal beside it; else None (review53 N2: after another job's ``job.h5`` was put
+    in place of a running job's, every reader called the job's own journal damaged, and a
+    user who believed it could delete the only copy of the results since the last fold).
+    """
+    from qshpc.store.jobref import made_for
+
+    want, held = made_for(job_file.parent), _job_id(f)
+    if want is None or held is None or held == want:
+        return None
+    return DamagedStoreError(
+        job_file,
+        f"it is not this job's file: job {held}'s job.h5 put in its place (the folder was "
+        f"made for job {want}); the journal beside it ({journal}) holds this job's commits "
+        "since its last fold: keep it",
+    )
 
 
 def expect_token(f: Any, token: bytes) -> None:

@@ -24,6 +24,7 @@ from qshpc.store.journal import (
     JournalFrame,
     PinnedJournal,
     check_token,
+    job_file_suspect,
     large_pieces,
     read_journal,
     read_large,
@@ -163,9 +164,9 @@ def journal_frames(
         return []  # folded in already (a writer died between the rename and the unlink)
     try:
         check_token(f, jpath, token)
-    except DamagedStoreError:
+    except DamagedStoreError as exc:
         if strict:
-            raise
+            raise job_file_suspect(f, path, jpath) or exc from None
         return []  # another job's: none of its records are this job's
     if damage and strict:
         from qshpc.store.lock import holder_alive

@@ -42,62 +42,66 @@ def config_files() -> list[Path]:
     return [qshpc_home() / "config.toml", Path.cwd() / "qshpc.toml"]
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ResourceError(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ResourceError(f"{path} is not valid TOML: {exc}") from None
-    table = data.get("slurm", {})
-    if not isinstance(table, dict):
-        raise ResourceError(f"{path}: [slurm] must be a table")
-    return table
-
-
-def _trusted(path: Path) -> bool:
-    """True when ``path`` is a config file to read; False when there is none.
+def _read_trusted(path: Path) -> dict[str, Any] | None:
+    """The ``[slurm]`` table of the config file ``path``; None when there is none.
 
     review50 F0: its ``setup``, ``modules`` and ``extra`` go into the batch script, which
     runs as the user: a file another user owns (root's is fine) or can write, or one in a
     folder another user could put theirs in, is refused (:mod:`qshpc.store.codetrust`),
     and so is something that is not a file (a folder, a FIFO: it was passed over).
+    review53 L1: the file is opened once and read through that descriptor, and what was
+    checked must be the file opened (its device and inode), so that a link flipped
+    between the check and the read is caught.
 
     Raises:
-        ResourceError: Which file, who owns or can write it (its mode), and the fix.
+        ResourceError: Which file, who owns or can write it (its mode), and the fix; or
+            an unreadable or invalid file.
     """
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError as exc:
-        raise ResourceError(f"cannot read {path}: {exc.strerror}") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     other = (
         "point QSHPC_HOME at a folder of your own"
         if path.name == "config.toml"
         else "submit from a folder of your own"
     )
-    if not stat.S_ISREG(st.st_mode):
-        raise ResourceError(
-            f"{path} is not a file (Slurm defaults are read from it): remove or rename "
-            f"it, or {other}"
-        )
+    not_file = (
+        f"{path} is not a file (Slurm defaults are read from it): remove or rename it, or {other}"
+    )
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # not opened: a FIFO would block
+            raise ResourceError(not_file)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise ResourceError(f"cannot read {path}: {exc.strerror}") from None
     from qshpc.store.codetrust import code_risk
 
-    risk = code_risk(path)
-    if risk is None:
-        return True
-    why, fix = risk
-    raise ResourceError(
-        f"refusing to read {path}: {why}, so another user could put shell lines (setup, "
-        f"modules) or sbatch options into your batch script, run as you; {fix}, or {other} "
-        f"(your own defaults can also go in {ENV_PREFIX}* variables: docs/slurm.md)"
-    )
+    with os.fdopen(fd, "rb") as f:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise ResourceError(not_file)
+        risk = code_risk(path, opened=opened)
+        if risk is not None:
+            why, fix = risk
+            raise ResourceError(
+                f"refusing to read {path}: {why}, so another user could put shell lines "
+                f"(setup, modules) or sbatch options into your batch script, run as you; "
+                f"{fix}, or {other} (your own defaults can also go in {ENV_PREFIX}* "
+                "variables: docs/slurm.md)"
+            )
+        try:
+            data = tomllib.load(f)
+        except OSError as exc:
+            raise ResourceError(f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ResourceError(f"{path} is not valid TOML: {exc}") from None
+    table = data.get("slurm", {})
+    if not isinstance(table, dict):
+        raise ResourceError(f"{path}: [slurm] must be a table")
+    return table
 
 
 def _from_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
@@ -156,9 +160,9 @@ def site_defaults(environ: dict[str, str] | None = None) -> tuple[dict[str, Any]
     sources: list[str] = []
     valid = set(SlurmResources.field_names())
     for path in config_files():
-        if not _trusted(path):
+        table = _read_trusted(path)
+        if table is None:
             continue
-        table = _load_toml(path)
         unknown = sorted(set(table) - valid)
         if unknown:
             raise ResourceError(unknown_keys_message(unknown, f"{path} [slurm]"))

@@ -248,6 +248,24 @@ def _home_build_trusted(prefix: Path) -> bool:
     return False
 
 
+def _home_site_at_use(aer: AerMPI) -> Path | None:
+    """The site folder of the ``$QSHPC_HOME/aer-mpi`` build ``aer``, checked again now a
+    step is to use it (review53 L1: :func:`locate` may have run long before), and named by
+    its real path, so that no link on the way is followed after this check.
+
+    Raises:
+        UserError: The build is no longer the user's alone (:func:`_home_build_trusted`).
+    """
+    if aer.site is None:
+        return None
+    prefix = aer.site.parents[len(SITE.parts) - 1]
+    if not _home_build_trusted(prefix):
+        from qshpc.errors import UserError
+
+        raise UserError(_untrusted[prefix])
+    return prefix.resolve() / SITE
+
+
 def why_missing() -> str:
     """What was looked at when :func:`locate` found nothing."""
     given = given_prefix()
@@ -274,7 +292,8 @@ def step_env(aer: AerMPI, base: dict[str, str] | None = None) -> dict[str, str]:
     ``LD_LIBRARY_PATH`` starts with the MPI library's folder.
     """
     env = dict(os.environ if base is None else base)
-    parts = [str(aer.site)] if aer.site is not None else []
+    site = _home_site_at_use(aer) if aer.source == "home" else aer.site
+    parts = [str(site)] if site is not None else []
     parts.append(str(Path(__file__).resolve().parents[3]))  # the folder holding this qshpc
     if env.get("PYTHONPATH"):
         parts.append(env["PYTHONPATH"])
