@@ -148,7 +148,8 @@ def write_in_job(path: Path, fill: Callable[[BinaryIO], object]) -> None:
         raise UserError(
             f"cannot write {path}: it is {kind}, not a regular file, and is left as it is (in "
             "a job's folder only regular files are written, never through a link or into a "
-            f"FIFO): remove it (rm {path}), or name the file to write with --out"
+            f"FIFO): remove it ({'rm -r' if kind == 'a folder' else 'rm'} {path}), or name "
+            "the file to write with --out"
         )
     from qshpc.store.perms import write_atomic_with
 

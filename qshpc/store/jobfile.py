@@ -316,6 +316,14 @@ def _read_json(path: Path) -> Any:
         nul = head.find(b"\0")
         if (nul >= 0 or size > limit) and _hdf5_inside(path):
             raise _hdf5_named_json(path)
+        if nul >= 0 and head.strip(b"\0"):
+            enc = json.detect_encoding(head)
+            if enc.startswith(("utf-16", "utf-32")):  # (review54: "a binary file" was said)
+                raise _bad(
+                    path, f"it is {enc.upper()} text, and a JSON arguments file is read as "
+                    f"UTF-8: convert it (iconv -f {enc.upper()} -t UTF-8 {path} > "
+                    f"{path.with_name(path.stem + '-utf8.json')})",
+                )  # fmt: skip
         if nul >= 0:
             raise _bad(
                 path, f"not valid JSON: byte {nul} is a NUL byte (a binary file, or a damaged "
