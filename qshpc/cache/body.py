@@ -263,11 +263,22 @@ def store_blob(body: bytes | memoryview, typed: dict[str, Any]) -> bytes | None:
     attrs = typed.get("attrs") or {}
     if type(attrs) is not dict:
         return None
-    from qshpc.store.encoding_blob import encode_blob
-
-    packed = encode_blob({str(k): v for k, v in attrs.items()})
+    packed = (_ENCODE_BLOB or _encode_blob())({str(k): v for k, v in attrs.items()})
     size = len(head) + len(body) + len(_ATTRS_KEY) + len(packed)
     return b"".join((ext_header(_EXT_QISKIT_OBJECT, size), head, body, _ATTRS_KEY, packed))
+
+
+#: :func:`qshpc.store.encoding_blob.encode_blob`, once a record was made (an import each
+#: hit: ~0.5 us).
+_ENCODE_BLOB: Any = None
+
+
+def _encode_blob() -> Any:
+    global _ENCODE_BLOB
+    from qshpc.store.encoding_blob import encode_blob
+
+    _ENCODE_BLOB = encode_blob
+    return encode_blob
 
 
 #: The bytes before the body in :func:`store_blob`'s extension, per class name.

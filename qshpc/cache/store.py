@@ -220,13 +220,25 @@ def _blobs() -> Any:
     return encoding_blob
 
 
+#: :mod:`qshpc.cache.body`, once a typed entry was read (an import at each hit: ~0.5 us).
+_BODY: Any = None
+
+
+def _body() -> Any:
+    global _BODY
+    from qshpc.cache import body
+
+    _BODY = body
+    return body
+
+
 def prepare() -> None:
     """Import what a lookup and a hit's record use (see
     :meth:`qshpc.cache.jobcache.JobCache.prepare`): never qiskit nor Aer."""
     _BLOBS or _blobs()
     import msgpack  # noqa: F401
 
-    from qshpc.cache import body  # noqa: F401
+    _BODY or _body()
     from qshpc.store import qiskit_objects  # noqa: F401
 
 
@@ -374,9 +386,7 @@ class CacheDir:
                 return self._lazy_hit(key, header, path, st, blob, freshen)
             value = blobs.decode_blob(body, allow_pickle=mine, source=path)
             if form == "typed" and header.type is not None:
-                from qshpc.cache.body import restore
-
-                value = restore(value, header.type)
+                value = (_BODY or _body()).restore(value, header.type)
         except blobs.PickleRefusedError:
             self.refused += 1
             return None
@@ -400,9 +410,7 @@ class CacheDir:
         if header.form == "blob":
             return bytes(body)
         if header.form == "typed" and header.type is not None:
-            from qshpc.cache.body import store_blob
-
-            return store_blob(body, header.type)
+            return (_BODY or _body()).store_blob(body, header.type)  # type: ignore[no-any-return]
         return None
 
     def _lazy_hit(

@@ -445,10 +445,22 @@ def _shallow_copy(value: Any) -> Any:
     """A copy of ``value`` made of lists, tuples, dicts (and numpy arrays, each a
     writeable copy) over immutable values without pickle, or None when it holds
     anything else (:func:`~qshpc.program.copies.plain_copy`)."""
-    from qshpc.program.copies import CANNOT, plain_copy
+    copies = _COPIES or _copies()
+    out = copies.plain_copy(value, {}, _array_copy, _dict_subclass_copy, _MAX_DEPTH, False)
+    return None if out is copies.CANNOT else out
 
-    out = plain_copy(value, {}, _array_copy, _dict_subclass_copy, _MAX_DEPTH, False)
-    return None if out is CANNOT else out
+
+#: :mod:`qshpc.program.copies`, once a result was copied (two imports each ``get`` of a
+#: value: ~1 us).
+_COPIES: Any = None
+
+
+def _copies() -> Any:
+    global _COPIES
+    from qshpc.program import copies
+
+    _COPIES = copies
+    return copies
 
 
 def _array_copy(value: Any) -> Any:
@@ -461,11 +473,10 @@ def _dict_subclass_copy(value: Any) -> Any:
     says its items and ``__dict__`` are the whole of it (``__qshpc_plain_dict__ = True``:
     ``qshpc.aer``'s ``QuasiDistribution``, whose ``__reduce__`` rebuilds it from them),
     else ``CANNOT``."""
-    from qshpc.program.copies import CANNOT
-
+    cannot = (_COPIES or _copies()).CANNOT
     kind: Any = type(value)
     if not isinstance(value, dict) or not _IMMUTABLE.issuperset(map(type, value.values())):
-        return CANNOT
+        return cannot
     attrs = getattr(value, "__dict__", None)
     if (
         attrs is None
@@ -480,7 +491,7 @@ def _dict_subclass_copy(value: Any) -> Any:
         or hasattr(kind, "__setstate__")
         or not _IMMUTABLE.issuperset(map(type, attrs.values()))
     ):
-        return CANNOT
+        return cannot
     new = kind.__new__(kind)
     dict.update(new, value)
     new.__dict__.update(attrs)

@@ -69,8 +69,7 @@ def dump(circuits: Any) -> bytes:
     the numbers and lists they hold, and come back as Python numbers and lists.
     Metadata that holds anything else JSON cannot write raises SerializationError.
     """
-    from qiskit import qpy  # type: ignore[import-untyped]
-
+    qpy = _QISKIT_QPY or _qiskit_qpy()
     buf = io.BytesIO()
     try:
         qpy.dump(circuits, buf, metadata_serializer=_metadata_encoder())
@@ -141,6 +140,19 @@ def _whole(circuits: Any, data: bytes) -> bool:
     except (struct.error, IndexError, TypeError):
         return True  # a layout this check does not know: not checked
     return True
+
+
+#: ``qiskit.qpy``, once a circuit was dumped (``from qiskit import qpy`` at each dump, a
+#: package's from-import, cost every cached call's key ~1 us).
+_QISKIT_QPY: Any = None
+
+
+def _qiskit_qpy() -> Any:
+    global _QISKIT_QPY
+    from qiskit import qpy  # type: ignore[import-untyped]
+
+    _QISKIT_QPY = qpy
+    return qpy
 
 
 _encoder: type | None = None

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from qshpc.store import rows as L
-from qshpc.store.chunk import WHERE_UNENCODED, RecordChunk, encode_meta, provenance_noting
+from qshpc.store.chunk import (
+    WHERE_UNENCODED,
+    RecordChunk,
+    encode_hit_meta,
+    encode_meta,
+    provenance_noting,
+)
 from qshpc.store.encoding_blob import NOTED, Buffer, blob_len, encode_blob_parts
 from qshpc.store.records import TaskRecord
 from qshpc.store.unnoted import AS_BYTES, unnoted_loss
@@ -183,6 +189,33 @@ class Batch:
              res_len)
         )  # fmt: skip
         return (where, res_off, res_len) if blob is not None and exact else None
+
+    def add_hit(
+        self,
+        task_id: str,
+        key: str,
+        function: str,
+        rank: int,
+        host: str,
+        submitted: float,
+        finished: float,
+        seed: int | None,
+        provenance: dict[str, Any],
+        encoded: bytes,
+    ) -> None:
+        """Queue the record of a cache hit: what :meth:`add_record` queues for a SUCCEEDED
+        first attempt whose result is ``encoded`` and that started when it finished, byte
+        for byte, without its general steps. ``provenance`` must be JSON-able as it is
+        (:func:`qshpc.cache.jobcache.provenance`: strings, None, a finite float, an int):
+        the meta blob takes it without :func:`~qshpc.store.jsonable.to_jsonable`."""
+        meta = encode_hit_meta(task_id, key, function, host, provenance)
+        off = self._meta.put(meta)
+        n = len(encoded)
+        where, res_off = self._put(encoded, n, L.RAW_RESULT_MIN)
+        self._records.append(
+            (1, 0, where, seed is not None, self.run, 1, rank, seed or 0, submitted, finished,
+             finished, off, len(meta), res_off, n)
+        )  # fmt: skip
 
     def add_chunk(self, chunk: RecordChunk) -> None:
         """Queue records a worker encoded (:mod:`qshpc.store.chunk`): offsets shifted, no loop."""

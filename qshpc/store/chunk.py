@@ -74,6 +74,14 @@ def encode_meta(
     return _pack([task_id, key_bytes(key), function, host, error, prov])
 
 
+def encode_hit_meta(
+    task_id: str, key: str, function: str, host: str, provenance: dict[str, Any]
+) -> bytes:
+    """:func:`encode_meta` of a record with no error whose ``provenance`` is JSON-able as it
+    is (a cache hit's): the same bytes, without :func:`to_jsonable`'s copy of it."""
+    return _pack([task_id, key_bytes(key), function, host, None, provenance])
+
+
 def provenance_noting(provenance: dict[str, Any] | None, inexact: str | None) -> Any:
     """``provenance`` with :data:`INEXACT` set to ``inexact`` (unless None)."""
     if inexact is None:

@@ -163,6 +163,14 @@ class JobWriter:
         self._check()
         return self._batch.add_record(rec)
 
+    def append_hit(self, *fields: Any) -> None:
+        """Queue the record of a result taken from the result cache (durable at the next
+        :meth:`commit`): ``fields`` as :meth:`Batch.add_hit
+        <qshpc.store.batch.Batch.add_hit>` takes them; the bytes :meth:`append_task` of its
+        :class:`TaskRecord` queues (SUCCEEDED, attempt 1, started when it finished)."""
+        self._check()
+        self._batch.add_hit(*fields)
+
     def append_chunk(self, chunk: RecordChunk) -> None:
         """Queue records a worker encoded (durable at the next :meth:`commit`)."""
         self._check()
