@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from qshpc.errors import UserError
+from qshpc.store.trust import check_links
 
 CACHE_DIR_ENV = "QSHPC_CACHE_DIR"
 SHARE_GROUP_ENV = "QSHPC_SHARE_GROUP"
@@ -234,8 +235,6 @@ def check_root(root: Path, shared: bool) -> None:
             its path goes through another user's link in ``/tmp`` (review54: as
             ``--job-dir``, fixO).
     """
-    from qshpc.store.trust import check_links
-
     check_links(root, "the cache folder")
     try:
         st = os.stat(root)
