@@ -14,29 +14,69 @@ from collections.abc import Callable
 _TRACEBACK = re.compile(r"(?:  \+ Exception Group )?Traceback \(most recent call last\):\s*")
 
 
+#: The lines Python writes between the exceptions of a chain (``raise ... from``, an error
+#: raised while handling another): the next exception's traceback follows each.
+_CHAINS = (
+    "The above exception was the direct cause of the following exception:",
+    "During handling of the above exception, another exception occurred:",
+)
+#: The longest head :func:`error_head` gives (a 1 MiB message printed 2 MB: review55 E3).
+HEAD_MAX = 1000
+
+
 def error_head(text: str) -> str:
     """The line of an error text that names the error, ``ClassName: message`` (its
-    first line): the last traceback's exception line, not the text's last line, which
-    is a message's second line, a note (``add_note``) or an exception group's frame
-    (review53 K1). A text with no traceback in it gives its last line; qshpc's hints
-    (``qshpc: hint: ...``) after the error are left out."""
+    first line): the exception line of the chain's last traceback, not the text's last
+    line, which is a message's second line, a note (``add_note``) or an exception
+    group's frame (review53 K1). The text is read forward from its first traceback, and
+    only a chain's own separator leads to the next one: a traceback quoted inside the
+    message (a subprocess's output, a log) is the message's, not the error's (review55
+    E1: the last ``Traceback`` line of the text named a quoted ``ZeroDivisionError``).
+    A message whose first line is empty gives its first line of text (E4). A text with
+    no traceback in it gives its last line; qshpc's hints (``qshpc: hint: ...``) after
+    the error are left out. At most :data:`HEAD_MAX` characters."""
     lines = [line for line in text.rstrip().splitlines() if line.strip()]
     while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
         lines.pop()
     if not lines:
         return ""
-    start = next((i for i in range(len(lines) - 1, -1, -1) if _TRACEBACK.fullmatch(lines[i])), None)
-    if start is None:
-        return lines[-1]
+    start = next((i for i, line in enumerate(lines) if _TRACEBACK.fullmatch(line)), None)
+    head = lines[-1]
+    while start is not None:
+        found = _exception_line(lines, start)
+        if found is None:
+            break
+        at, head = found
+        if re.fullmatch(r"[\w.]+:\s*", head) and at + 1 < len(lines):
+            nxt = lines[at + 1]
+            if nxt.strip() not in _CHAINS and not _TRACEBACK.fullmatch(nxt):
+                head = f"{head.rstrip()} {nxt.strip()}"
+        start = next(
+            (
+                i + 1
+                for i in range(at + 1, len(lines) - 1)
+                if lines[i] in _CHAINS and _TRACEBACK.fullmatch(lines[i + 1])
+            ),
+            None,
+        )
+    if len(head) > HEAD_MAX:
+        head = f"{head[:HEAD_MAX]}... ({len(head) - HEAD_MAX} characters more)"
+    return head
+
+
+def _exception_line(lines: list[str], start: int) -> tuple[int, str] | None:
+    """The index and text of the exception line of the traceback whose header is
+    ``lines[start]``: the first line after its frames (indented) that is not indented."""
     group = lines[start].startswith("  +")
-    for line in lines[start + 1 :]:
+    for at in range(start + 1, len(lines)):
+        line = lines[at]
         if group:  # its own lines are "  | ...": those of its members are further in
             if not line.startswith("  | "):
-                break
+                return None
             line = line[4:]
         if line and not line[0].isspace():
-            return line
-    return lines[-1]
+            return at, line
+    return None
 
 
 class QshpcError(Exception):

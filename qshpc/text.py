@@ -51,6 +51,21 @@ def error_line(line: str) -> str:
     return line.removeprefix("qshpc.errors.")
 
 
+def utf8_safe(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a lone surrogate: a file name of
+    non-UTF-8 bytes that ``os.fsdecode`` gave) written as ``\\udcff``: the store's
+    records, msgpack and a terminal in strict UTF-8 take it (review55 E2: a task error
+    naming such a file killed its worker, or the program got a UnicodeEncodeError
+    instead of its TaskError)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def shown_lines(value: object) -> str:
     """``value`` as printable text: line breaks and tabs kept, other controls escaped."""
     text = value if isinstance(value, str) else str(value)

@@ -27,6 +27,7 @@ from qshpc.task import context, coop
 from qshpc.task.execute import FATAL, TASK_ERRORS, task_traceback
 from qshpc.task.payload import loads_keyed
 from qshpc.task.seeding import derive_seed
+from qshpc.text import utf8_safe
 
 if TYPE_CHECKING:
     from qshpc.runtime.sender import Sender
@@ -265,7 +266,7 @@ def _caller(
             if isinstance(exc, FATAL):
                 raise
             started = finished = now()
-            ok, error, exc_type = False, traceback.format_exc(), type(exc).__name__
+            ok, error, exc_type = False, utf8_safe(traceback.format_exc()), type(exc).__name__
         finally:
             pop()
         # Cached once its record is made and its message sent (Results.add, after_sent): a

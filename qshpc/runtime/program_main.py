@@ -303,6 +303,15 @@ def _left_to_finish(ns: dict[str, Any]) -> bool:
 
 
 def _user_traceback(exc: BaseException, program: Path) -> str:
+    """The traceback from the program's frames on (qshpc's own launch frames dropped),
+    :func:`qshpc.text.utf8_safe` (a message naming a non-UTF-8 file: review55 E2).
+    """
+    from qshpc.text import utf8_safe
+
+    return utf8_safe(_program_frames(exc, program))
+
+
+def _program_frames(exc: BaseException, program: Path) -> str:
     """The traceback from the program's frames on (qshpc's own launch frames dropped).
 
     For qshpc's own errors (a bad call, a store that went away) the frames inside

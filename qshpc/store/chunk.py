@@ -71,7 +71,23 @@ def encode_meta(
     prov = to_jsonable(provenance) if provenance else None
     # Plain strings and JSON-able values only: straight to msgpack (encode_blob
     # would first check whether the list is a list of circuits).
-    return _pack([task_id, key_bytes(key), function, host, error, prov])
+    try:
+        return _pack([task_id, key_bytes(key), function, host, error, prov])
+    except UnicodeEncodeError:  # a lone surrogate (review55 E2): written escaped
+        return _pack(_utf8_safe([task_id, key_bytes(key), function, host, error, prov]))
+
+
+def _utf8_safe(value: Any) -> Any:
+    """``value`` with each string made :func:`qshpc.text.utf8_safe` (lists and dicts walked)."""
+    from qshpc.text import utf8_safe
+
+    if isinstance(value, str):
+        return utf8_safe(value)
+    if isinstance(value, list):
+        return [_utf8_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
+    return value
 
 
 def encode_hit_meta(

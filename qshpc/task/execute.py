@@ -13,6 +13,7 @@ from typing import Any
 
 from qshpc.errors import TaskError, load_cause, task_error
 from qshpc.task import context
+from qshpc.text import utf8_safe
 
 
 class Interrupt(BaseException):
@@ -135,7 +136,7 @@ def task_traceback(exc: BaseException) -> str:
         own = own.tb_next
     if own is not None:
         tb = own
-    return _with_fix("".join(traceback.format_exception(type(exc), exc, tb)), exc)
+    return utf8_safe(_with_fix("".join(traceback.format_exception(type(exc), exc, tb)), exc))
 
 
 #: The files of the frames that run a task's code (:func:`task_traceback` leaves them out).

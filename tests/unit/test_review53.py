@@ -121,7 +121,13 @@ def test_the_runs_summary_names_the_error(tmp_path: Path) -> None:
         cmd = [sys.executable, "-m", "qshpc", "run", str(prog), "--workers", "1", "--", kind]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
         assert out.returncode == 1, out.stderr
-        assert line in out.stderr.splitlines(), out.stderr
+        # review55 E1: the head of the program's error, a TaskError quoting the task's
+        # traceback in its message, is the TaskError's own line, which names the task's
+        # error (and where it failed) after its own words
+        want_line = "qshpc: TaskError(" + line.removeprefix("qshpc: ").split(":")[0]
+        (shown,) = [x for x in out.stderr.splitlines() if x.startswith(want_line)]
+        assert shown.endswith(line.removeprefix("qshpc:")), out.stderr
+        assert "failed on rank 1, host " in shown, shown
 
 
 CATCH = """

@@ -1,0 +1,106 @@
+"""review55 (session 29, lead): an error's head is the error's own line, not a traceback
+quoted in its message (E1), cut when huge (E3), the first line of text of a message that
+begins with a line break (E4); a task or program error naming a non-UTF-8 file name (a
+lone surrogate from ``os.fsdecode``) is that error, not a dead worker or a
+UnicodeEncodeError (E2)."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+
+import pytest
+
+from qshpc.errors import HEAD_MAX, error_head
+from tests.conftest import job_dir_of, run_cli
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        raise exc
+    except BaseException as e:
+        return "".join(traceback.format_exception(e))
+
+
+QUOTED = (
+    'Traceback (most recent call last):\n  File "x", line 1\nZeroDivisionError: division by zero'
+)
+CHAINED_QUOTE = (
+    QUOTED + "\n\nDuring handling of the above exception, another exception occurred:\n\n" + QUOTED
+)
+
+
+@pytest.mark.parametrize("quoted", [QUOTED, CHAINED_QUOTE.replace("\n\n", "\n")])
+def test_a_traceback_quoted_in_the_message_is_not_the_head(quoted: str) -> None:
+    text = _text(RuntimeError("the solver subprocess failed:\n" + QUOTED))
+    assert error_head(text) == "RuntimeError: the solver subprocess failed:"
+    assert error_head("msg\n" + text) == "RuntimeError: the solver subprocess failed:"
+
+
+def test_a_chain_still_names_its_last_error() -> None:
+    try:
+        try:
+            raise KeyError("k")
+        except KeyError as e:
+            raise ValueError("v\nsecond line") from e
+    except ValueError as e:
+        text = "".join(traceback.format_exception(e))
+    assert error_head(text) == "ValueError: v"
+    assert error_head(text + "qshpc: hint: do this\n") == "ValueError: v"
+
+
+def test_a_huge_or_blank_first_line_head() -> None:
+    head = error_head(_text(ValueError("x" * 3_000_000)))
+    assert len(head) < HEAD_MAX + 60 and head.startswith("ValueError: xxx")
+    assert head.endswith("characters more)")
+    assert error_head(_text(ValueError("\nreal message"))) == "ValueError: real message"
+
+
+PROG = """\
+import os
+from qshpc import distribute_task, get, TaskError
+@distribute_task()
+def t(i):
+    if i == 5:
+        name = os.fsdecode(b"data-\\xff.csv")
+        raise ValueError(f"cannot parse {name}")
+    return i * 10
+out = []
+for r in [t(i) for i in range(12)]:
+    try:
+        out.append(r.result())
+    except TaskError as e:
+        out.append(str(e).splitlines()[0])
+print("OUT", out)
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_task_error_naming_a_non_utf8_file_is_that_error(
+    qshpc_home: Path, tmp_path: Path, workers: str
+) -> None:
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROG)
+    out = run_cli("run", str(prog), "--workers", workers, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("OUT ")]
+    assert "ValueError: cannot parse data-\\\\udcff.csv" in line, line
+    assert "[0, 10, 20, 30, 40, " in line and ", 60, 70, 80, 90, 100, 110]" in line, line
+    job = job_dir_of(qshpc_home)
+    status = run_cli("status", job.name, "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["state"] == "SUCCEEDED"
+
+
+def test_a_program_error_naming_a_non_utf8_file_is_stored(qshpc_home: Path, tmp_path: Path) -> None:
+    prog = tmp_path / "top.py"
+    prog.write_text('import os\nraise ValueError("bad " + os.fsdecode(b"f\\xff"))\n')
+    out = run_cli("run", str(prog), "--workers", "0")
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "qshpc: ValueError: bad f\\udcff" in out.stderr, out.stderr[-3000:]
+    assert "cannot encode" not in out.stderr
+    job = job_dir_of(qshpc_home)
+    status = run_cli("status", job.name)
+    assert status.returncode == 0 and status.stdout.startswith("FAILED"), status.stdout
+    assert "ValueError: bad f\\udcff" in status.stdout, status.stdout
