@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
-from qshpc.errors import StoreError, UserError
+from qshpc.errors import StoreError, UserError, error_head_at
 from qshpc.jobs.paths import export_data_path
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, held_claim, release_claim
 from qshpc.program import backend
@@ -349,8 +349,9 @@ def with_resume(error: str, meta: dict[str, Any], job_dir: Path, session: Any) -
 
     Under Slurm a worker that died is lost at its heartbeat timeout, and the error was the
     ``WorkerLostError`` alone: nothing said that the finished results are kept, nor
-    ``qshpc submit --resume JOB`` (review44 F2). The line is the error's last one (the
-    summary shows it), before a ``qshpc: hint:`` line.
+    ``qshpc submit --resume JOB`` (review44 F2). The words go on the line that
+    ``errors.error_head`` picks, the one ``qshpc status`` and the run's last line show: the
+    exception's line, not a note, a message's second line or a hint after it.
     """
     if "WorkerLostError" not in error or "finished task results are kept" in error:
         return error
@@ -359,8 +360,10 @@ def with_resume(error: str, meta: dict[str, Any], job_dir: Path, session: Any) -
 
     kept = len(session.done) - session.redone + session.executed + session.cached
     lines = error.rstrip().splitlines()
-    at = len(lines) - 2 if len(lines) > 1 and lines[-1].startswith("qshpc: hint: ") else -1
-    lines[at] += (
+    at = error_head_at(lines)
+    if at is None:
+        return error
+    lines[at[0]] += (
         f"; {kept} finished task results are kept in the store; "
         f"`{resume_command(meta, job_ref(job_dir))}` runs only the unfinished tasks"
     )
