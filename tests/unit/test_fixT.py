@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -69,3 +70,63 @@ def test_error_head_at_is_error_heads_line() -> None:
         lines = text.rstrip().splitlines()
         at = error_head_at(lines)
         assert error_head(text) == ("" if at is None else lines[at[0]][at[1] :])
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="a link of another uid needs root")
+THEIRS = 4242
+
+
+def test_qshpc_homes_link_check_is_memoed_per_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """session 28: check_links (an lstat a part of the path) ran at each of qshpc_home's ~19
+    callers' calls; it runs once a home (a changed $QSHPC_HOME is checked again)."""
+    from qshpc.jobs import paths
+
+    monkeypatch.setattr(paths, "_LINKS_CHECKED", set())
+    for name in ("one", "two"):
+        home = tmp_path / name
+        home.mkdir(mode=0o700)
+        monkeypatch.setenv("QSHPC_HOME", str(home))
+        assert paths.qshpc_home() == home == paths.qshpc_home()
+        assert (str(home), str(home), os.geteuid()) in paths._LINKS_CHECKED
+    assert len(paths._LINKS_CHECKED) == 2
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QSHPC_HOME", "one")  # relative: by its absolute path
+    assert paths.qshpc_home() == Path("one")
+    assert ("one", str(tmp_path / "one"), os.geteuid()) in paths._LINKS_CHECKED
+
+
+@root_only
+def test_a_home_another_user_could_make_a_link_is_checked_at_each_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part missing in /tmp (or another user's folder there) could become their link
+    later: such a home is not memoed, and the link planted after the first call is refused."""
+    from qshpc.jobs import paths
+    from qshpc.store.perms import UnsafeStoreError
+
+    monkeypatch.setattr(paths, "_LINKS_CHECKED", set())
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    monkeypatch.setenv("QSHPC_HOME", str(sticky / "home"))
+    assert paths.qshpc_home() == sticky / "home"  # not there yet: fine, not memoed
+    (sticky / "home").symlink_to(mine)
+    os.lchown(sticky / "home", THEIRS, -1)
+    with pytest.raises(UnsafeStoreError, match=f"it goes through {sticky / 'home'}"):
+        paths.qshpc_home()
+    (sticky / "home").unlink()
+    (sticky / "theirs").mkdir()
+    os.chown(sticky / "theirs", THEIRS, -1)
+    (sticky / "theirs" / "home").mkdir(mode=0o700)
+    monkeypatch.setenv("QSHPC_HOME", str(sticky / "theirs" / "home"))
+    assert paths.qshpc_home() == sticky / "theirs" / "home"
+    (sticky / "theirs").rename(sticky / "gone")  # what they can do: their folder, their link
+    (sticky / "theirs").symlink_to(sticky / "gone")
+    os.lchown(sticky / "theirs", THEIRS, -1)
+    with pytest.raises(UnsafeStoreError, match=f"it goes through {sticky / 'theirs'}"):
+        paths.qshpc_home()
+    assert not paths._LINKS_CHECKED
