@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,64 @@ def test_a_home_another_user_could_make_a_link_is_checked_at_each_call(
     with pytest.raises(UnsafeStoreError, match=f"it goes through {sticky / 'theirs'}"):
         paths.qshpc_home()
     assert not paths._LINKS_CHECKED
+
+
+def _walk_digest(value: object) -> str:
+    import hashlib
+
+    from qshpc.cache.keywalk import walk_value
+
+    h = hashlib.blake2b(digest_size=16)
+    walk_value(h.update, value)
+    return h.hexdigest()
+
+
+def test_a_set_of_2000_items_keeps_its_digest() -> None:
+    """keywalk._digest_of copied the walk's refs and modules (each name set too) for each
+    item of a set; the items now share them until one changes them: the same digests (those
+    of main e1e1b75, whatever the set's order)."""
+    assert _walk_digest(set(range(2000))) == "4526c319bb5eb6313e8ea3de990b0730"
+    big = set(range(2000)) | {f"s{i}" for i in range(2000)}
+    assert _walk_digest(big) == "7acc660e06afa1c1ed01612927be3f3b"
+
+
+def test_a_sets_items_reading_modules_start_from_the_walk_and_leave_it_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import importlib
+
+    from qshpc.cache.keywalk import _Walk
+
+    (tmp_path / "cfg_fixt.py").write_text("A = 1\nB = 2\nC = 3\n")
+    (tmp_path / "helpers_fixt.py").write_text(
+        "import cfg_fixt\n\ndef hb():\n    return cfg_fixt.B\n\ndef hc():\n    return cfg_fixt.C\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = importlib.import_module("cfg_fixt")
+    helpers = importlib.import_module("helpers_fixt")
+    ns: dict[str, Any] = {"cfg_fixt": cfg, "helpers_fixt": helpers, "__name__": "fixt_prog"}
+    exec(
+        "def f(x):\n    return cfg_fixt.A + x\n"
+        "def g(x):\n    return cfg_fixt.B + helpers_fixt.hc()\n"
+        "def h(x):\n    return helpers_fixt.hb() + cfg_fixt.A\n",
+        ns,
+    )
+    f, g, h = ns["f"], ns["g"], ns["h"]
+
+    walk = _Walk(hashlib.blake2b().update)
+    walk.value(f)
+    refs, names = dict(walk.refs), walk.modules[id(cfg)]
+    assert names is not None and "A" in names and "B" not in names
+    kept = set(names)
+    walk.value({g, h, frozenset({g}), 7})  # each item keys cfg.B, helpers_fixt...
+    assert walk.refs == refs and walk.modules[id(cfg)] is names and names == kept
+    assert id(helpers) not in walk.modules and not walk.borrowed
+
+    before = _walk_digest((f, {g, h}, h))
+    assert _walk_digest((f, {h, g}, h)) == before
+    monkeypatch.setattr(cfg, "C", 30)  # read by g (through hc) in the set only
+    after = _walk_digest((f, {g, h}, h))
+    assert after != before
+    monkeypatch.setattr(cfg, "B", 20)  # read by g and h (through hb)
+    assert _walk_digest((f, {g, h}, h)) not in (before, after)
