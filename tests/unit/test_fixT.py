@@ -192,3 +192,43 @@ def test_a_sets_items_reading_modules_start_from_the_walk_and_leave_it_as_it_was
     assert after != before
     monkeypatch.setattr(cfg, "B", 20)  # read by g and h (through hb)
     assert _walk_digest((f, {g, h}, h)) not in (before, after)
+
+
+BIG_RESULT = (
+    "import numpy as np\nfrom qshpc import save_result\n"
+    "save_result({'a': np.full(2_000_000, 7.25), 'b': 'text'})\n"
+)
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_resume_of_a_succeeded_job_with_a_big_store_reads_its_result(
+    tmp_path: Path, damaged: bool
+) -> None:
+    """fixR left: a SUCCEEDED job whose store is over QSHPC_STATUS_VERIFY_MAX (256 MiB) said
+    "nothing to resume (`qshpc result J`)" without reading the result, which `qshpc result J`
+    then found damaged. Its result's bytes are read now (4 MiB at a time), as a small store's
+    are with the rest."""
+    import numpy as np
+
+    from tests.conftest import run_cli
+
+    env = {"QSHPC_HOME": str(tmp_path / "home"), "QSHPC_STATUS_VERIFY_MAX": "1"}
+    prog = tmp_path / "big.py"
+    prog.write_text(BIG_RESULT)
+    assert run_cli("run", str(prog), "--workers", "0", env=env).returncode == 0
+    (job,) = (tmp_path / "home" / "jobs").iterdir()
+    store = job / "job.h5"
+    data = bytearray(store.read_bytes())
+    if damaged:  # the middle of the array: one 4 MiB read of the 16 MB (not its first)
+        at = data.find(np.full(64, 7.25).tobytes()) + 8_000_000
+        assert data[at : at + 8] == np.float64(7.25).tobytes()
+        data[at] ^= 0xFF
+        store.write_bytes(bytes(data))
+    out = run_cli("run", "--resume", job.name, env=env)
+    assert out.returncode == 2, out.stdout + out.stderr
+    if not damaged:
+        assert "already SUCCEEDED: nothing to resume" in out.stderr, out.stderr
+        return
+    assert "nothing to resume" not in out.stderr, out.stderr  # (was said)
+    assert f"cannot resume job {job.name}: " in out.stderr and "integrity seal" in out.stderr
+    assert "Traceback" not in out.stderr
