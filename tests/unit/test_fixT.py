@@ -232,3 +232,26 @@ def test_a_resume_of_a_succeeded_job_with_a_big_store_reads_its_result(
     assert "nothing to resume" not in out.stderr, out.stderr  # (was said)
     assert f"cannot resume job {job.name}: " in out.stderr and "integrity seal" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_status_json_names_another_jobs_job_h5(tmp_path: Path, qshpc_home: Path) -> None:
+    """fixS left: `qshpc status J` showed a "note" line when J's folder holds another job's
+    job.h5; `status --json` had no field for it (a script read job A's values as J's)."""
+    import json
+    import shutil
+
+    from tests.conftest import run_cli
+
+    prog = tmp_path / "p.py"
+    prog.write_text("import qshpc\nqshpc.save_result(41)\n")
+    for _ in range(2):
+        assert run_cli("run", str(prog), "--workers", "0").returncode == 0
+    a, b = sorted((qshpc_home / "jobs").iterdir(), key=lambda d: d.stat().st_ctime_ns)
+    assert "other_job_note" not in json.loads(run_cli("status", b.name, "--json").stdout)
+    shutil.copy(a / "job.h5", b / "job.h5")  # a whole, sealed file of another job
+    out = run_cli("status", b.name, "--json")
+    assert out.returncode == 0, out.stderr
+    note = json.loads(out.stdout)["other_job_note"]
+    assert note.startswith(f"the job.h5 in folder {b} holds job {a.name}, not job {b.name}, ")
+    text = run_cli("status", b.name).stdout
+    assert note == " ".join(text.split("  note     ")[1].split("\n")[0].split()), text
