@@ -646,6 +646,9 @@ class IsolatedReader(JobReader):
     def verify(self) -> None:
         """Nothing to check it against: a file without a seal reads as it is."""
 
+    def check_result(self) -> None:
+        """Nothing to check it against, as :meth:`verify`."""
+
 
 def _result_bytes(log: LogReader) -> Callable[[Any, bool], bytes]:
     """Read a record's result bytes (checked against the seal on the way), without decoding."""

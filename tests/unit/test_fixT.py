@@ -255,3 +255,56 @@ def test_status_json_names_another_jobs_job_h5(tmp_path: Path, qshpc_home: Path)
     assert note.startswith(f"the job.h5 in folder {b} holds job {a.name}, not job {b.name}, ")
     text = run_cli("status", b.name).stdout
     assert note == " ".join(text.split("  note     ")[1].split("\n")[0].split()), text
+
+
+def test_an_old_stores_result_check_is_no_error(tmp_path: Path) -> None:
+    """A store of a qshpc before the seal is read by IsolatedReader (in a child): its
+    check_result, as its verify, has nothing to check against (was: JobReader's, on no file)."""
+    import shutil
+
+    from qshpc.store import JobReader
+    from tests.faults.test_damaged_store import FROZEN_V1
+
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copyfile(FROZEN_V1, old / "job.h5")
+    with JobReader.open(old) as r:
+        assert type(r).__name__ == "IsolatedReader"
+        r.check_result()
+
+
+@pytest.mark.parametrize("size", [1000, 4_000_000])  # in job.h5's data stream; a large blob
+def test_check_result_reads_a_result_still_in_the_journal(tmp_path: Path, size: int) -> None:
+    """check_result of a result the journal holds (a job whose end was not folded in): its
+    bytes are read and checked, a damaged byte found; 4 MiB pieces, not the blob whole."""
+    import tracemalloc
+
+    import numpy as np
+
+    from qshpc.errors import DamagedStoreError
+    from qshpc.store import JobReader, JobWriter
+    from qshpc.store import layout as L
+    from tests.unit.test_fix42a_readback import RUNTIME, rec
+    from tests.unit.test_fixR import made
+
+    job = made(tmp_path / "j")
+    with JobWriter.open(job, RUNTIME) as w:
+        w.append_task(rec(0, 1))
+        value = np.random.default_rng(0).random(size)  # (ones compress: not found below)
+        w.save_result(value)
+        w.commit()
+        with JobReader.open(job) as r:
+            assert r._log().frames  # in the journal, not folded
+            tracemalloc.start()
+            try:
+                r.check_result()
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+        assert peak < 16 << 20, peak
+        jpath = job / L.JOURNAL_FILE
+        data = bytearray(jpath.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # the frame (compressed), or the large result's middle
+        jpath.write_bytes(data)
+        with JobReader.open(job) as r, pytest.raises(DamagedStoreError):
+            r.check_result()
