@@ -288,19 +288,18 @@ def test_check_result_reads_a_result_still_in_the_journal(tmp_path: Path, size: 
     from tests.unit.test_fixR import made
 
     job = made(tmp_path / "j")
-    with JobWriter.open(job, RUNTIME) as w:
+    w = JobWriter.open(job, RUNTIME)
+    try:
         w.append_task(rec(0, 1))
-        value = np.random.default_rng(0).random(size)  # (ones compress: not found below)
-        w.save_result(value)
+        w.save_result(np.random.default_rng(0).random(size))  # (random: ones compress)
         w.commit()
-        with JobReader.open(job) as r:
-            assert r._log().frames  # in the journal, not folded
-            tracemalloc.start()
-            try:
-                r.check_result()
-                peak = tracemalloc.get_traced_memory()[1]
-            finally:
-                tracemalloc.stop()
+        reader = JobReader.open(job)
+        assert reader._log().frames  # in the journal, not folded
+        tracemalloc.start()
+        reader.check_result()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        reader.close()
         assert peak < 16 << 20, peak
         jpath = job / L.JOURNAL_FILE
         data = bytearray(jpath.read_bytes())
@@ -308,3 +307,6 @@ def test_check_result_reads_a_result_still_in_the_journal(tmp_path: Path, size: 
         jpath.write_bytes(data)
         with JobReader.open(job) as r, pytest.raises(DamagedStoreError):
             r.check_result()
+    finally:
+        tracemalloc.stop()  # (where check_result failed: no-op otherwise)
+        w.close()
