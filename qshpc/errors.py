@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 import re
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 _TRACEBACK = re.compile(r"(?:  \+ Exception Group )?Traceback \(most recent call last\):\s*")
 
@@ -20,36 +20,23 @@ def error_head(text: str) -> str:
     is a message's second line, a note (``add_note``) or an exception group's frame
     (review53 K1). A text with no traceback in it gives its last line; qshpc's hints
     (``qshpc: hint: ...``) after the error are left out."""
-    lines = text.rstrip().splitlines()
-    at = error_head_at(lines)
-    return "" if at is None else lines[at[0]][at[1] :]
-
-
-def error_head_at(lines: Sequence[str]) -> tuple[int, int] | None:
-    """Where :func:`error_head`'s line is in an error text's ``lines``: its index and the
-    width of the exception group's ``"  | "`` before it (0 outside a group); None when
-    every line is blank. Text added to the end of that line is on the line users see
-    (``qshpc status``, a run's last line, the job card)."""
-    shown = [i for i, line in enumerate(lines) if line.strip()]
-    while len(shown) > 1 and lines[shown[-1]].startswith("qshpc: hint: "):
-        shown.pop()
-    if not shown:
-        return None
-    start = next(
-        (k for k in range(len(shown) - 1, -1, -1) if _TRACEBACK.fullmatch(lines[shown[k]])), None
-    )
+    lines = [line for line in text.rstrip().splitlines() if line.strip()]
+    while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
+        lines.pop()
+    if not lines:
+        return ""
+    start = next((i for i in range(len(lines) - 1, -1, -1) if _TRACEBACK.fullmatch(lines[i])), None)
     if start is None:
-        return shown[-1], 0
-    group = lines[shown[start]].startswith("  +")
-    for i in shown[start + 1 :]:
-        line, skip = lines[i], 0
+        return lines[-1]
+    group = lines[start].startswith("  +")
+    for line in lines[start + 1 :]:
         if group:  # its own lines are "  | ...": those of its members are further in
             if not line.startswith("  | "):
                 break
-            line, skip = line[4:], 4
+            line = line[4:]
         if line and not line[0].isspace():
-            return i, skip
-    return shown[-1], 0
+            return line
+    return lines[-1]
 
 
 class QshpcError(Exception):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
-from qshpc.errors import StoreError, UserError, error_head_at
+from qshpc.errors import StoreError, UserError, error_head
 from qshpc.jobs.paths import export_data_path
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, held_claim, release_claim
 from qshpc.program import backend
@@ -359,15 +359,33 @@ def with_resume(error: str, meta: dict[str, Any], job_dir: Path, session: Any) -
     from qshpc.jobs.postmortem import resume_command
 
     kept = len(session.done) - session.redone + session.executed + session.cached
-    lines = error.rstrip().splitlines()
-    at = error_head_at(lines)
-    if at is None:
-        return error
-    lines[at[0]] += (
+    return on_head_line(
+        error,
         f"; {kept} finished task results are kept in the store; "
-        f"`{resume_command(meta, job_ref(job_dir))}` runs only the unfinished tasks"
+        f"`{resume_command(meta, job_ref(job_dir))}` runs only the unfinished tasks",
     )
-    return "\n".join(lines)
+
+
+def on_head_line(error: str, words: str) -> str:
+    """``error`` with ``words`` at the end of the line :func:`errors.error_head` shows:
+    the last line that, so ended, makes that head end with them (tried among the lines
+    that hold the head's text: one or two); else the first line that holds it, or the last
+    line but the hints (a head cut at its length limit shows no more). Tried, not
+    computed, so that it follows ``error_head`` as that changes."""
+    lines = error.rstrip().splitlines()
+    head = error_head(error)
+    shown = [
+        i for i, line in enumerate(lines) if line.strip() and not line.startswith("qshpc: hint: ")
+    ]
+    if not shown:
+        return error
+    holds = [i for i in reversed(shown) if lines[i].strip() in head or head[:200] in lines[i]]
+    for i in holds[:20]:
+        tried = [*lines[:i], lines[i] + words, *lines[i + 1 :]]
+        if error_head("\n".join(tried)).endswith(words):
+            return "\n".join(tried)
+    at = holds[-1] if holds else shown[-1]
+    return "\n".join([*lines[:at], lines[at] + words, *lines[at + 1 :]])
 
 
 def _unfolded_line(meta: dict[str, Any], job_dir: Path, why: Exception | None) -> str | None:

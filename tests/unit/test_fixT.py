@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from qshpc.errors import error_head, error_head_at
+from qshpc.errors import error_head
 
 needs_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups: Python 3.11")
 
@@ -66,11 +66,29 @@ def test_the_kept_words_of_an_exception_group_go_on_its_line(tmp_path: Path) -> 
     assert got.count("finished task results are kept") == 1
 
 
-def test_error_head_at_is_error_heads_line() -> None:
-    for text in ("", "\n \n", "a\n\nb\nqshpc: hint: h", _group_text()):
-        lines = text.rstrip().splitlines()
-        at = error_head_at(lines)
-        assert error_head(text) == ("" if at is None else lines[at[0]][at[1] :])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n \n",
+        "a\n\nb\nqshpc: hint: h",
+        "Traceback (most recent call last):\n  File x\nValueError: a\nb\nc",
+        "Traceback (most recent call last):\n  File x\nValueError:\nthe message\nqshpc: hint: h",
+        "Traceback (most recent call last):\n  File x\nE: " + "m" * 5000,
+        _group_text(),
+    ],
+)
+def test_on_head_line_puts_the_words_where_error_head_shows_them(text: str) -> None:
+    from qshpc.runtime.rank0 import on_head_line
+
+    words = "; WORDS"
+    got = on_head_line(text, words)
+    if not text.strip():
+        assert got == text
+        return
+    assert got.replace(words, "", 1) == text.rstrip() and got.count(words) == 1
+    if len(error_head(text)) < 900:  # (a longer head may be cut: the words on its line)
+        assert error_head(got).endswith(words), got
 
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="a link of another uid needs root")
