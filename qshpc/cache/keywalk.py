@@ -168,8 +168,8 @@ class _Walk:
     """
 
     __slots__ = (
-        "active", "canon", "deps", "depth", "files", "in_pm", "keep", "memo", "modules",
-        "named", "placed", "put", "qpy", "refs", "undated",
+        "active", "borrowed", "canon", "deps", "depth", "files", "in_pm", "keep", "memo",
+        "modules", "named", "placed", "put", "qpy", "refs", "undated",
     )  # fmt: skip
 
     def __init__(self, put: Put, deps: Deps | None = None, qpy: Qpy | None = None) -> None:
@@ -183,8 +183,12 @@ class _Walk:
         self.keep: list[Any] = []
         #: For each module of the user's own the walk keyed: the names keyed (None: the
         #: whole namespace). A module met again keys the names not keyed yet (review54
-        #: F1: ``cfg.A`` in the task and ``cfg.K`` in a helper: K was in no key).
+        #: F1: ``cfg.A`` in the task and ``cfg.K`` in a helper: K was in no key). A set in
+        #: it is never changed in place (a walk of a set's item may share it: ``borrowed``).
         self.modules: dict[int, set[str] | None] = {}
+        #: ``refs`` and ``modules`` are those of the walk this one digests a set's item
+        #: for, copied at the first change (:meth:`_own_maps`).
+        self.borrowed = False
         self.active: set[int] = set()
         self.depth = 0
         #: Above 0 inside a value whose dicts are maps of no meaningful order (see
@@ -299,13 +303,21 @@ class _Walk:
         # items are met in set order, which differs between processes.
         h = hashlib.blake2b(digest_size=16)
         sub = _Walk(h.update, self.deps, self.qpy)
-        sub.refs, sub.active, sub.depth = dict(self.refs), self.active, self.depth
-        sub.modules = {k: None if v is None else set(v) for k, v in self.modules.items()}
+        # (Its refs and modules: this walk's, copied at its first change: most items, of no
+        # function, class or module, change neither; a set of 2000 copied them 2000 times.)
+        sub.refs, sub.modules, sub.borrowed = self.refs, self.modules, True
+        sub.active, sub.depth = self.active, self.depth
         sub.keep, sub.placed = self.keep, self.placed
         sub.memo, sub.named = self.memo, self.named
         sub.canon, sub.undated, sub.in_pm = self.canon, self.undated, self.in_pm
         sub.value(obj)
         return h.digest()
+
+    def _own_maps(self) -> None:
+        """``refs`` and ``modules`` of this walk's own, before it changes them (the walk of
+        a set's item starts with its parent's, :meth:`_digest_of`)."""
+        if self.borrowed:
+            self.refs, self.modules, self.borrowed = dict(self.refs), dict(self.modules), False
 
     def _circuit(self, obj: Any) -> None:
         """A ``QuantumCircuit`` (or a subclass): by its QPY bytes (:func:`circuit_digest`)."""
@@ -593,6 +605,8 @@ class _Walk:
         if n is not None:
             self.put(b"@%d;" % n)
             return True
+        if self.borrowed:
+            self._own_maps()
         self.refs[id(obj)] = len(self.refs)
         self.keep.append(obj)
         return False
@@ -804,6 +818,7 @@ class _Walk:
                 return  # keyed whole already (or not a module this walk keys by names)
             if attrs is None:
                 put(b"UM+")
+                self._own_maps()  # (met by the walk this one's set is in: maybe borrowed)
                 self.modules[id(mod)] = None
                 self._whole_module(ns)
                 return
@@ -811,7 +826,8 @@ class _Walk:
             if not more:
                 return
             put(b"UM+")
-            keyed |= more
+            self._own_maps()
+            self.modules[id(mod)] = keyed | more  # (a new set: the old may be shared)
             self._module_attrs(mod, ns, more, attrs, objects)
             return
         put(b"UM")

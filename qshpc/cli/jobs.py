@@ -382,7 +382,10 @@ def register(app: typer.Typer) -> None:
         from qshpc.jobs.paths import small_store
 
         meta = j.info(verify=verify or small_store(j.job_dir), deep=True)
+        other = _other_job(j.job_dir, meta.get("id"))
         if as_json:
+            if other:  # fixS left: the text's "note" line had no field here
+                meta = {**meta, "other_job_note": other}
             echo(json.dumps(to_jsonable(meta), indent=2, sort_keys=True))
             if meta.get("state") == "DAMAGED":
                 raise typer.Exit(2)
@@ -392,7 +395,7 @@ def register(app: typer.Typer) -> None:
             echo("DAMAGED")
             echo(f"  job      {shown(meta.get('id'))}  {shown(meta.get('title', ''))}")
             echo(f"  dir      {shown(j.job_dir)}")
-            if other := _other_job(j.job_dir, meta.get("id")):
+            if other:
                 echo(f"  note     {other}")
             echo(f"  error    {shown(meta.get('error'))}")
             echo(f"  {shown(meta.get('recoverable'))}")
@@ -405,7 +408,7 @@ def register(app: typer.Typer) -> None:
         echo(line)
         echo(f"  job      {shown(meta.get('id'))}  {shown(meta.get('title', ''))}")
         echo(f"  dir      {shown(j.job_dir)}")
-        if other := _other_job(j.job_dir, meta.get("id")):
+        if other:
             echo(f"  note     {other}")
         if _slurm_id(meta):
             echo(f"  slurm    {shown(_slurm_id(meta))}")

@@ -30,6 +30,12 @@ RESUBMITTED_FILE = "resubmitted.json"
 SLURM_STATE_FILE = "slurm_state.json"
 
 
+#: The homes whose path no other user can put a link on later (``store.trust.check_links``
+#: said so), by ``$QSHPC_HOME``'s value, the absolute path (a relative one moves with the
+#: working folder) and the user: checked once a process.
+_LINKS_CHECKED: set[tuple[str | None, str, int]] = set()
+
+
 def qshpc_home() -> Path:
     """The qshpc home folder (``$QSHPC_HOME``, default ``~/.qshpc``), checked to be the user's own.
 
@@ -43,8 +49,15 @@ def qshpc_home() -> Path:
     env = settings.HOME.get()
     home = env or Path.home() / ".qshpc"
     what = "$QSHPC_HOME" if env else "the qshpc home folder"
-    check_links(home, what)  # (review54: through another user's link in /tmp, as --job-dir)
-    check_private_dir(home, what)
+    key = (None if env is None else str(env), os.path.abspath(home), os.geteuid())
+    # (review54: through another user's link in /tmp, as --job-dir). An lstat a part of the
+    # path, at each of ~19 callers' calls: memoed only where check_links found every part
+    # there and none in a sticky folder every user can write another user's; as the sticky
+    # bit keeps them from renaming or removing the user's parts, no link of theirs can come
+    # later (a missing part is checked again at each call, as it could become one).
+    if key not in _LINKS_CHECKED and check_links(home, what):
+        _LINKS_CHECKED.add(key)
+    check_private_dir(home, what)  # (a stat: each time, a mode can change)
     return home
 
 

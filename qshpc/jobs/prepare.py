@@ -642,10 +642,14 @@ def _check_readable(job_dir: Path) -> dict[str, Any]:
     try:
         with JobReader.open(job_dir) as r:
             meta = r.meta()
-            if meta.get("state") == "SUCCEEDED" and small_store(job_dir):
+            if meta.get("state") == "SUCCEEDED":
                 # review52 F12: "nothing to resume (`qshpc result J`)", and `qshpc result J`
-                # then said the result was lost: checked whole first, as `qshpc status` does
-                r.verify()
+                # then said the result was lost: checked whole first, as `qshpc status` does;
+                # a bigger store, its result's bytes (what `qshpc result` reads) alone
+                if small_store(job_dir):
+                    r.verify()
+                else:
+                    r.check_result()
     except DamagedStoreError as exc:
         raise resume_refusal(job_dir, exc) from None
     check_resumed_program(meta, job_dir)

@@ -56,10 +56,10 @@ def _duration(secs: float) -> str:
 
 
 def first_line(text: Any) -> str:
-    """The line of an error that says what went wrong (a traceback's last line)."""
+    """The line of an error that says what went wrong: a traceback's exception line
+    (``errors.error_head``, which leaves out the ``qshpc: hint:`` lines after it), else the
+    text's first line."""
     lines = [ln.strip() for ln in str(text or "").strip().splitlines() if ln.strip()]
-    while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
-        lines.pop()  # (what to do, after the error: program_main.import_hint)
     if not lines:
         return ""
     if lines[0].startswith("Traceback") or lines[0].startswith("+ Exception Group"):

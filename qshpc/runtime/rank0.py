@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qshpc import _timeline, settings
-from qshpc.errors import StoreError, UserError
+from qshpc.errors import StoreError, UserError, error_head
 from qshpc.jobs.paths import export_data_path
 from qshpc.jobs.prepare import LAUNCH_TOKEN, RunSpec, held_claim, release_claim
 from qshpc.program import backend
@@ -349,8 +349,9 @@ def with_resume(error: str, meta: dict[str, Any], job_dir: Path, session: Any) -
 
     Under Slurm a worker that died is lost at its heartbeat timeout, and the error was the
     ``WorkerLostError`` alone: nothing said that the finished results are kept, nor
-    ``qshpc submit --resume JOB`` (review44 F2). The line is the error's last one (the
-    summary shows it), before a ``qshpc: hint:`` line.
+    ``qshpc submit --resume JOB`` (review44 F2). The words go on the line that
+    ``errors.error_head`` picks, the one ``qshpc status`` and the run's last line show: the
+    exception's line, not a note, a message's second line or a hint after it.
     """
     if "WorkerLostError" not in error or "finished task results are kept" in error:
         return error
@@ -358,13 +359,33 @@ def with_resume(error: str, meta: dict[str, Any], job_dir: Path, session: Any) -
     from qshpc.jobs.postmortem import resume_command
 
     kept = len(session.done) - session.redone + session.executed + session.cached
-    lines = error.rstrip().splitlines()
-    at = len(lines) - 2 if len(lines) > 1 and lines[-1].startswith("qshpc: hint: ") else -1
-    lines[at] += (
+    return on_head_line(
+        error,
         f"; {kept} finished task results are kept in the store; "
-        f"`{resume_command(meta, job_ref(job_dir))}` runs only the unfinished tasks"
+        f"`{resume_command(meta, job_ref(job_dir))}` runs only the unfinished tasks",
     )
-    return "\n".join(lines)
+
+
+def on_head_line(error: str, words: str) -> str:
+    """``error`` with ``words`` at the end of the line :func:`errors.error_head` shows:
+    the last line that, so ended, makes that head end with them (tried among the lines
+    that hold the head's text: one or two); else the first line that holds it, or the last
+    line but the hints (a head cut at its length limit shows no more). Tried, not
+    computed, so that it follows ``error_head`` as that changes."""
+    lines = error.rstrip().splitlines()
+    head = error_head(error)
+    shown = [
+        i for i, line in enumerate(lines) if line.strip() and not line.startswith("qshpc: hint: ")
+    ]
+    if not shown:
+        return error
+    holds = [i for i in reversed(shown) if lines[i].strip() in head or head[:200] in lines[i]]
+    for i in holds[:20]:
+        tried = [*lines[:i], lines[i] + words, *lines[i + 1 :]]
+        if error_head("\n".join(tried)).endswith(words):
+            return "\n".join(tried)
+    at = holds[-1] if holds else shown[-1]
+    return "\n".join([*lines[:at], lines[at] + words, *lines[at + 1 :]])
 
 
 def _unfolded_line(meta: dict[str, Any], job_dir: Path, why: Exception | None) -> str | None:

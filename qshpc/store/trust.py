@@ -158,43 +158,57 @@ def _share_hint(st: os.stat_result) -> str:
     return f" (a team's: set {SHARE_GROUP_ENV}=1, docs/store.md, 'Sharing a store')"
 
 
-def _planted_link(path: Path) -> tuple[Path, os.stat_result, Path] | None:
+def _planted_link(path: Path) -> tuple[tuple[Path, os.stat_result, Path] | None, bool]:
     """The first link on the way to ``path`` that the kernel's ``protected_symlinks`` would
     not follow: one in a sticky folder every user can write (``/tmp``) that neither this
     user nor the folder's owner owns; with its ``lstat`` and the folder. Links in what a
-    link names are walked too; a missing part ends the walk."""
+    link names are walked too; a missing part ends the walk.
+
+    Second, whether no other user can plant such a link later: every part was there, and
+    each part in such a folder is this user's or the folder owner's, which the sticky bit
+    keeps others from renaming or removing (a missing part, or another user's part there,
+    could become their link)."""
     me = os.geteuid()
     todo = list(Path(os.path.abspath(path)).parts)
     here = Path(todo.pop(0))
+    here_st: os.stat_result | None = None  # (of ``here``, once looked at)
     hops = 0
     while todo:
         part = todo.pop(0)
         if part == "..":
-            here = here.parent
+            here, here_st = here.parent, None
             continue
         step = here / part
         try:
             st = os.lstat(step)
-            if not stat.S_ISLNK(st.st_mode):
-                here = step
-                continue
-            folder = os.stat(here)
+            folder = here_st if here_st is not None else os.stat(here)
+        except OSError:
+            return None, False  # (missing, or not to be looked at: what uses it says why)
+        sticky_open = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+        theirs = sticky_open and st.st_uid not in (me, folder.st_uid)
+        if not stat.S_ISLNK(st.st_mode):
+            if theirs:
+                return None, False  # (another user's folder in /tmp: they can swap it)
+            here, here_st = step, st
+            continue
+        if theirs:
+            return (step, st, here), False
+        try:
             target = Path(os.readlink(step))
         except OSError:
-            return None  # (missing, or not to be looked at: what uses it says why)
-        sticky_open = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
-        if sticky_open and st.st_uid not in (me, folder.st_uid):
-            return step, st, here
+            return None, False
         hops += 1
         if hops > 40:  # (a loop: ELOOP, said by what uses it)
-            return None
+            return None, False
         if target.is_absolute():
-            here = Path(target.anchor)
+            here, here_st = Path(target.anchor), None
+        else:
+            here_st = folder
         todo[:0] = [p for p in target.parts if p != target.anchor]
-    return None
+    return None, True
 
 
-def check_links(path: Path, what: str) -> None:
+def check_links(path: Path, what: str) -> bool:
     """Refuse ``path`` when it goes through a link another user put in a sticky folder that
     every user can write (``/tmp``), as the kernel's ``protected_symlinks`` (on by default)
     refuses to follow one.
@@ -203,12 +217,17 @@ def check_links(path: Path, what: str) -> None:
     of the user's, made the job there; re-pointed, ``qshpc status /tmp/x`` showed another of
     the user's jobs, and ``--resume /tmp/x`` would have resumed it.
 
+    Returns:
+        Whether no other user can put such a link on the way later (each part is there, and
+        none in such a folder is another user's): a caller may then skip the check of the
+        same path (``jobs.paths.qshpc_home``).
+
     Raises:
         UnsafeStoreError: Naming the link, its owner and the fix.
     """
-    found = _planted_link(path)
+    found, stable = _planted_link(path)
     if found is None:
-        return
+        return stable
     link, st, folder = found
     try:
         target = os.readlink(link)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from qshpc.errors import error_head
 from tests.conftest import run_cli
 from tests.slurm.sbatch_util import wait_terminal
 from tests.slurm.test_submit import wait
@@ -110,11 +111,13 @@ def test_a_worker_lost_under_slurm_says_what_is_kept_and_the_resume_command(
     job = str(_submit_on_two_nodes(tmp_path / "die.py", DIES)["job_id"])
     assert wait(job) == "FAILED"
     error = json.loads(run_cli("status", job, "--json").stdout)["error"]
-    last = error.strip().splitlines()[-1]
+    # The error's own line (what the run's last line and the card show; session 29: the words
+    # were on the remote traceback's last line, below it)
+    last = error_head(error)
     # Seen on its host (by rank 0, or by the other worker of n2): not the 30 s heartbeat timeout
     seen = (
         r"WorkerLostError: worker rank [1-3] on host n\d \(pid \d+\) ended \(its process is gone, "
     )
-    assert re.match(seen + r"seen by rank [0-3] on the same host: .* task\(s\) \[", last), error
+    assert re.search(seen + r"seen by rank [0-3] on the same host: .* task\(s\) \[", last), error
     assert "finished task results are kept in the store" in last, error
     assert last.endswith(f"`qshpc submit --resume {job}` runs only the unfinished tasks"), error

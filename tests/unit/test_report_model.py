@@ -199,6 +199,16 @@ def test_first_line_of_errors() -> None:
     assert first_line("Traceback (most recent call last):\n  a\nKeyError: 'x'") == "KeyError: 'x'"
     assert first_line("the job was cancelled\nmore") == "the job was cancelled"
     assert first_line(None) == ""
+    hint = "\nqshpc: hint: do this"  # what to do, never the line shown
+    assert (
+        first_line("Traceback (most recent call last):\n  a\nKeyError: 'x'" + hint)
+        == "KeyError: 'x'"
+    )
+    assert first_line("the job was cancelled" + hint) == "the job was cancelled"
+    assert (
+        first_line("  + Exception Group Traceback (most recent call last):\n  | E: m" + hint)
+        == "E: m"
+    )
 
 
 SACCT = """\
