@@ -284,7 +284,9 @@ def task_error(
             # `except* ValueError` in the program matches a task's group)
             group = getattr(cause, "exceptions", None) if _is_group(cause) else None
             first = (getattr(cause, "message", ""), group) if group else (remote_traceback,)
-            err = _bare_new(dual, first)  # type: ignore[assignment]
+            # (a group by its built-in __new__: a class's own `__new__(cls, code, excs)`
+            # given the message as its code set a wrong `code` and message: review55 E5)
+            err = (_builtin_new if group else _bare_new)(dual, first)  # type: ignore[assignment]
             if not isinstance(err, dual):
                 # a __new__ that hands out one shared instance (review53 K2): raising
                 # it would miss `except TaskError` and overwrite the user's object
@@ -293,6 +295,7 @@ def task_error(
             TaskError.__init__(err, *fields, cause=cause)
             err.args = cause.args
             _copy_c_fields(cause, err)
+            _copy_own_fields(cause, err)
         except Exception:  # C fields that refuse
             err = None
     if err is None:
@@ -330,6 +333,39 @@ def _copy_c_fields(cause: BaseException, err: BaseException) -> None:
                     setattr(err, name, getattr(cause, name))
                 except (AttributeError, TypeError, ValueError):
                     pass  # unset on the cause (characters_written), or read-only
+
+
+#: The fields :meth:`TaskError.__init__` sets: the cause's own of these names are read
+#: as ``err.cause.NAME``.
+_TASK_FIELDS = frozenset(
+    ("task_id", "function", "rank", "host", "remote_traceback", "exc_type", "attempts", "cause",
+     "_message")
+)  # fmt: skip
+
+
+def _copy_own_fields(cause: BaseException, err: BaseException) -> None:
+    """The cause's own attributes over what its class's ``__new__`` set on ``err`` (made
+    with the traceback text as its argument): ``__new__(cls, code)`` setting
+    ``self.code`` gave ``err.code`` the traceback text, not the task's 7 (review55 E5).
+    One ``__new__`` set that the cause has not is dropped (read through to the cause)."""
+    mine = getattr(err, "__dict__", None)
+    theirs = getattr(cause, "__dict__", None)
+    if not isinstance(mine, dict) or not isinstance(theirs, dict):
+        return
+    for name in [n for n in mine if n not in _TASK_FIELDS and n not in theirs]:
+        del mine[name]
+    for name, value in theirs.items():
+        if name not in _TASK_FIELDS and not name.startswith("__"):
+            mine[name] = value
+
+
+def _builtin_new(cls: type[BaseException], args: tuple[object, ...]) -> BaseException:
+    """An instance of ``cls`` made by the ``__new__`` of its nearest built-in base."""
+    for base in cls.__mro__:
+        if base.__flags__ & _HEAPTYPE == 0:  # the first built-in class
+            new: Callable[..., BaseException] = base.__new__
+            return new(cls, *args)
+    raise TypeError(f"{cls.__name__} has no built-in base")
 
 
 def _is_group(exc: BaseException) -> bool:

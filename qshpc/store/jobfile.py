@@ -144,6 +144,47 @@ def _publish(tmp: Path, path: Path) -> None:
     tmp.unlink(missing_ok=True)
 
 
+#: What a job meta key is, for :func:`_check_utf8_meta`'s message.
+_META_WORDS = {
+    "title": "the job's title (--title)",
+    "description": "the program's description",
+}
+
+
+def _check_utf8_meta(meta: dict[str, Any]) -> None:
+    """Refuse a meta string UTF-8 cannot hold (a lone surrogate: ``--title`` or a program
+    argument made of a non-UTF-8 file name, ``-- data/*.csv``): h5py raised
+    UnicodeEncodeError with a traceback, exit 1 (review55 E6).
+
+    Raises:
+        UserError: Naming the field, the item and its bytes, and the fix.
+    """
+
+    def bad(text: str) -> bool:
+        if text.isascii():
+            return False
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+
+    for key, value in meta.items():
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if isinstance(item, str) and bad(item):
+                what = _META_WORDS.get(key, f"job field {key!r}")
+                if key == "argv":
+                    what = f"the program's argument sys.argv[{index}]"
+                elif index is not None:
+                    what = f"{what} (item {index})"
+                raw = item.encode("utf-8", "surrogateescape")
+                raise UserError(
+                    f"{what}, {raw!r}, is not valid UTF-8: the job store records it as UTF-8 "
+                    "text; give it in UTF-8 (rename a file whose name it is)"
+                )
+
+
 def create_job(
     job_dir: str | os.PathLike[str], meta: dict[str, Any], arguments: dict[str, Any] | None
 ) -> None:
@@ -165,6 +206,7 @@ def create_job(
         json.dumps(meta)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"job meta must be JSON-able: {exc}") from exc
+    _check_utf8_meta(meta)
     if arguments is not None:
         if not isinstance(arguments, dict):
             raise SerializationError(f"arguments must be a dict, not {type(arguments).__name__}")

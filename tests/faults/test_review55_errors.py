@@ -104,3 +104,68 @@ def test_a_program_error_naming_a_non_utf8_file_is_stored(qshpc_home: Path, tmp_
     status = run_cli("status", job.name)
     assert status.returncode == 0 and status.stdout.startswith("FAILED"), status.stdout
     assert "ValueError: bad f\\udcff" in status.stdout, status.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--title", "t\udcff"], "the job's title (--title), b't\\xff', is not valid UTF-8"),
+        (["--", "x", "arg\udcff"], "the program's argument sys.argv[2], b'arg\\xff', is not valid"),
+    ],
+)
+def test_a_non_utf8_title_or_argument_is_refused_plainly(
+    qshpc_home: Path, tmp_path: Path, extra: list[str], words: str
+) -> None:
+    """review55 E6: h5py's UnicodeEncodeError with a traceback, exit 1."""
+    prog = tmp_path / "ok.py"
+    prog.write_text("print('ran')\n")
+    out = run_cli("run", str(prog), "--workers", "0", *extra)
+    assert out.returncode == 2, out.stderr
+    assert words in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "give it in UTF-8 (rename a file whose name it is)" in out.stderr
+    assert not (qshpc_home / "jobs").exists() or not list((qshpc_home / "jobs").iterdir())
+
+
+FIELDS = """\
+import sys
+from qshpc import distribute_task, get, TaskError
+class F(Exception):
+    def __new__(cls, code):
+        self = super().__new__(cls, code)
+        self.code = code
+        return self
+class MyEG(ExceptionGroup):
+    def __new__(cls, code, excs):
+        self = super().__new__(cls, f"code {code}", excs)
+        self.code = code
+        return self
+    def derive(self, excs):
+        return MyEG(self.code, excs)
+@distribute_task()
+def t(kind):
+    if kind == "plain":
+        raise F(7)
+    raise MyEG(7, [ValueError("v7")])
+try:
+    get(t("plain"))
+except F as e:
+    print("PLAIN", repr(e.code), isinstance(e, TaskError))
+try:
+    get(t("group"))
+except TaskError as e:
+    print("GROUP", repr(e.code), repr(e.message), isinstance(e, MyEG))
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_an_exceptions_own_fields_set_by_its_new_come_back(
+    qshpc_home: Path, tmp_path: Path, workers: str
+) -> None:
+    """review55 E5: `e.code` was the remote traceback's text (a class whose `__new__` sets
+    it), and a group subclass's `code` `'code 7'`, its message `'code code 7'`."""
+    prog = tmp_path / "fields.py"
+    prog.write_text(FIELDS)
+    out = run_cli("run", str(prog), "--workers", workers, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "PLAIN 7 True" in out.stdout, out.stdout
+    assert "GROUP 7 'code 7' True" in out.stdout, out.stdout
