@@ -50,7 +50,7 @@ def _links_risk(path: Path) -> tuple[str, Path] | None:
     another user (not root) owns, or that sits in a folder another user could write: they
     can point it elsewhere at any moment (review53 L1: a flipping link in ``/tmp`` won
     the race between the check and the read); with that link."""
-    here, parts, hops = Path("/"), deque(Path(os.path.abspath(path)).parts[1:]), 0
+    here, parts, hops = Path("/"), deque(Path(os.path.join(os.getcwd(), path)).parts[1:]), 0
     while parts:
         name = parts.popleft()
         if name in ("", "."):
@@ -126,7 +126,7 @@ def code_risk(
         ``(why, fix)``: who owns or can write it (or which folder above it, or which link
         on its way), with its mode; and the ``chmod``, or to move it away.
     """
-    given = Path(os.path.abspath(path))
+    given = Path(os.path.join(os.getcwd(), path))
     try:
         link = _links_risk(given)
         if link:

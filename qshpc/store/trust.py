@@ -169,7 +169,7 @@ def _planted_link(path: Path) -> tuple[tuple[Path, os.stat_result, Path] | None,
     keeps others from renaming or removing (a missing part, or another user's part there,
     could become their link)."""
     me = os.geteuid()
-    todo = list(Path(os.path.abspath(path)).parts)
+    todo = list(Path(os.path.join(os.getcwd(), path)).parts)
     here = Path(todo.pop(0))
     here_st: os.stat_result | None = None  # (of ``here``, once looked at)
     hops = 0
