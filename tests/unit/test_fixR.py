@@ -7,6 +7,7 @@ Damage is made for real: a byte of ``job.h5`` flipped where h5py says a dataset'
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tracemalloc
@@ -240,6 +241,10 @@ def test_list_shows_a_copied_folder_by_its_name_and_flags_it(qshpc_home: Path) -
     assert sum(ln.startswith(f"{jid} ") for ln in lines) == 1, out.stdout
     assert sum(ln.startswith(f"{copy}! ") for ln in lines) == 1, out.stdout
     assert f"! the job.h5 in folder {copy} (it holds {jid}): another job's file" in out.stdout
+    # review55 L1: `--json` gave both rows the id with nothing to tell them apart
+    rows = json.loads(run_cli("list", "--json").stdout)
+    flags = {Path(r["job_dir"]).name: r.get("holds_other_job", False) for r in rows}
+    assert flags == {jid: False, copy: True}, rows
 
 
 # -- F12: small ones --------------------------------------------------------------------------
