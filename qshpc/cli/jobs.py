@@ -674,10 +674,10 @@ def register(app: typer.Typer) -> None:
                              "state": "UNREADABLE", "error": str(m)}
                         )  # fmt: skip
                 elif not state or str(m.get("state")) == state.upper():
-                    row = {"job_dir": str(j.job_dir), **m}
+                    info = {"job_dir": str(j.job_dir), **m}
                     if _other_job(j.job_dir, m.get("id")):  # review55 L1: as the table's `!`
-                        row["holds_other_job"] = True
-                    listed.append(row)
+                        info["holds_other_job"] = True
+                    listed.append(info)
                 continue
             if isinstance(m, Exception):
                 if array is None and not state:
