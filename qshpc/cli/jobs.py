@@ -310,6 +310,10 @@ def _not_ours(job_dir: Path, what: str, exc: OSError) -> UserError:
     )
 
 
+#: The longest line of an error `qshpc status` shows (the whole is in the job's logs).
+_LINE_MAX = 2000
+
+
 def _other_job(job_dir: Path, jid: object) -> str | None:
     """A line when ``job_dir``'s ``job.h5`` holds another job than the one the folder was
     made for (:func:`qshpc.jobs.paths.other_job`)."""
@@ -433,6 +437,8 @@ def register(app: typer.Typer) -> None:
         if meta.get("error") and state != "SUCCEEDED":
             echo("  error:")
             for ln in shown_lines(meta["error"]).rstrip().splitlines()[-15:]:
+                if len(ln) > _LINE_MAX:  # (a 1 MiB message printed 2 MB: review55 E3)
+                    ln = f"{ln[:_LINE_MAX]}... ({len(ln) - _LINE_MAX} characters more: qshpc logs)"
                 echo(f"    {ln}")
 
     @app.command("result")

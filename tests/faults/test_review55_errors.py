@@ -169,3 +169,20 @@ def test_an_exceptions_own_fields_set_by_its_new_come_back(
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "PLAIN 7 True" in out.stdout, out.stdout
     assert "GROUP 7 'code 7' True" in out.stdout, out.stdout
+
+
+def test_status_of_a_job_whose_error_is_huge_cuts_its_lines(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review55 E3: `qshpc status J` printed 2 MB for a task's 1 MiB message."""
+    prog = tmp_path / "big.py"
+    prog.write_text(
+        "from qshpc import distribute_task, get\n@distribute_task()\ndef t():\n"
+        "    raise ValueError('x' * (1 << 20) + ' END')\nget(t())\n"
+    )
+    out = run_cli("run", str(prog), "--workers", "0")
+    assert out.returncode == 1
+    job = job_dir_of(qshpc_home)
+    status = run_cli("status", job.name)
+    assert status.stdout.startswith("FAILED") and len(status.stdout) < 20_000, len(status.stdout)
+    assert "characters more: qshpc logs)" in status.stdout
