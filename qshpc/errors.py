@@ -24,7 +24,7 @@ _CHAINS = (
 HEAD_MAX = 1000
 
 
-def error_head(text: str) -> str:
+def error_head(text: str, exc_type: str | None = None) -> str:
     """The line of an error text that names the error, ``ClassName: message`` (its
     first line): the exception line of the chain's last traceback, not the text's last
     line, which is a message's second line, a note (``add_note``) or an exception
@@ -34,7 +34,11 @@ def error_head(text: str) -> str:
     E1: the last ``Traceback`` line of the text named a quoted ``ZeroDivisionError``).
     A message whose first line is empty gives its first line of text (E4). A text with
     no traceback in it gives its last line; qshpc's hints (``qshpc: hint: ...``) after
-    the error are left out. At most :data:`HEAD_MAX` characters."""
+    the error are left out. At most :data:`HEAD_MAX` characters.
+
+    ``exc_type``, the error's class name where the caller knows it (a TaskError), picks
+    the chain's last exception line of that class: a chain separator quoted in the
+    message (a subprocess's chained traceback) cannot then name another error."""
     lines = [line for line in text.rstrip().splitlines() if line.strip()]
     while len(lines) > 1 and lines[-1].startswith("qshpc: hint: "):
         lines.pop()
@@ -42,6 +46,7 @@ def error_head(text: str) -> str:
         return ""
     start = next((i for i, line in enumerate(lines) if _TRACEBACK.fullmatch(line)), None)
     head = lines[-1]
+    heads: list[str] = []
     while start is not None:
         found = _exception_line(lines, start)
         if found is None:
@@ -59,6 +64,10 @@ def error_head(text: str) -> str:
             ),
             None,
         )
+        heads.append(head)
+    if exc_type and heads:
+        named = [h for h in heads if h.split(":", 1)[0].rpartition(".")[2] == exc_type]
+        head = named[-1] if named else head
     if len(head) > HEAD_MAX:
         head = f"{head[:HEAD_MAX]}... ({len(head) - HEAD_MAX} characters more)"
     return head
@@ -216,7 +225,7 @@ class TaskError(QshpcError):
         self.exc_type = exc_type
         self.attempts = attempts
         self.cause = cause
-        last = error_head(remote_traceback) or exc_type
+        last = error_head(remote_traceback, exc_type) or exc_type
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         self._message = (
             f"task {task_id} ({function}) failed on rank {rank}, host {host}{tries}: {last}\n"

@@ -186,3 +186,29 @@ def test_status_of_a_job_whose_error_is_huge_cuts_its_lines(
     status = run_cli("status", job.name)
     assert status.stdout.startswith("FAILED") and len(status.stdout) < 20_000, len(status.stdout)
     assert "characters more: qshpc logs)" in status.stdout
+
+
+def test_a_quoted_chained_traceback_does_not_name_a_task_errors_head() -> None:
+    """review55 E1, the rest: a chain separator quoted in the message (a subprocess's chained
+    traceback) read as the chain's; where the class is known (a TaskError's first line)
+    the head is the last exception line of that class."""
+    from qshpc.errors import task_error
+
+    def chained() -> None:
+        try:
+            raise ZeroDivisionError("inner")
+        except ZeroDivisionError as z:
+            raise KeyError("inner wrap") from z
+
+    text = _text(RuntimeError("the solver subprocess failed:\n" + _text_of(chained)))
+    assert error_head(text, "RuntimeError") == "RuntimeError: the solver subprocess failed:"
+    err = task_error("7", "f", 1, "h", text, "RuntimeError")
+    assert str(err).splitlines()[0].endswith("RuntimeError: the solver subprocess failed:")
+
+
+def _text_of(fn: object) -> str:
+    try:
+        fn()  # type: ignore[operator]
+    except BaseException as e:
+        return "".join(traceback.format_exception(e))
+    raise AssertionError("no error")
