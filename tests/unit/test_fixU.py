@@ -1,0 +1,155 @@
+"""Session 29, fixU: key gaps left from session 28 (closing28), and worker robustness.
+
+1. A task reading a value of the user's by a name it computes (``globals()[name]``,
+   ``sys.modules[name].X``, ``importlib.import_module(name).X``, ``eval``,
+   ``f.__globals__[name]``, a module's PEP 562 ``__getattr__``) kept its key when that
+   value was edited: a wrong cache hit, and a wrong ``--resume`` reuse.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import FAIL, FAIL_AT_END, job_dir_of, run_cli
+
+_HELPERS = """\
+K = {k}
+_TABLE = {k}
+
+
+def __getattr__(name):
+    if name == "LAZY":
+        return _TABLE * 10
+    raise AttributeError(name)
+"""
+
+_OWN = """\
+import json, os
+from qshpc import distribute_task, get, save_result
+import help29u
+SCALE = {k}
+
+
+@distribute_task()
+def by_globals(x):
+    return globals()["SCALE"] * x
+
+
+@distribute_task()
+def by_lazy(x):
+    return help29u.LAZY * x
+
+
+out = [get(by_globals(2)), get(by_lazy(2))]
+save_result(out)
+with open(os.environ["OUT"], "w") as f:
+    json.dump(out, f)
+"""
+
+_UNKNOWN = """\
+import json, os, sys, importlib
+from qshpc import distribute_task, get, save_result
+import help29u
+
+
+@distribute_task()
+def by_sys_modules(x):
+    return sys.modules["help29u"].K * x
+
+
+@distribute_task()
+def by_import_module(x):
+    return importlib.import_module("help29u").K * x
+
+
+@distribute_task()
+def by_eval(x):
+    return eval("help29u.K") * x
+
+
+def helper():
+    return 0
+
+
+@distribute_task()
+def by_dunder_globals(x):
+    return helper.__globals__["help29u"].K * x
+
+
+out = [get(t(2)) for t in (by_sys_modules, by_import_module, by_eval, by_dunder_globals)]
+save_result(out)
+with open(os.environ["OUT"], "w") as f:
+    json.dump(out, f)
+"""
+
+
+def _write(tmp_path: Path, program: str, k: int) -> Path:
+    (tmp_path / "help29u.py").write_text(_HELPERS.format(k=k))
+    prog = tmp_path / "prog.py"
+    prog.write_text(program.format(k=k))
+    return prog
+
+
+def _run(tmp_path: Path, prog: Path, *args: str, fail: bool = False) -> tuple[list[int], str]:
+    out = tmp_path / "out.json"
+    env = {"OUT": str(out), **(FAIL if fail else {})}
+    done = (
+        run_cli("run", *args, env=env)
+        if args[:1] == ("--resume",)
+        else run_cli("run", str(prog), *args, env=env)
+    )
+    assert done.returncode == (1 if fail else 0), done
+    return json.loads(out.read_text()), done.stderr + done.stdout
+
+
+def test_a_module_read_by_globals_or_pep562_getattr_is_keyed(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """``globals()["SCALE"]`` keys the task's own module whole, ``help29u.LAZY`` (made by the
+    module's ``__getattr__``) that function and what it reads: an edit of ``SCALE`` or of
+    ``_TABLE`` between two runs gave the first run's results from the cache."""
+    cache = ("--cache", "--cache-dir", str(tmp_path / "c"), "--workers", "0")
+    prog = _write(tmp_path, _OWN, 1)
+    assert _run(tmp_path, prog, *cache)[0] == [2, 20]
+    again, said = _run(tmp_path, prog, *cache)
+    assert again == [2, 20] and "2 from the cache" in said, said  # keyed, not uncached
+    prog = _write(tmp_path, _OWN, 3)
+    edited, said = _run(tmp_path, prog, *cache)
+    assert edited == [6, 60], said
+    assert _run(tmp_path, prog, "--no-cache", "--workers", "0")[0] == edited
+
+
+def test_a_namespace_read_by_a_computed_name_is_not_cached(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """``sys.modules[...]``, ``importlib.import_module``, ``eval``, ``f.__globals__[...]``
+    can reach any module: such a call is not cached, and says why."""
+    cache = ("--cache", "--cache-dir", str(tmp_path / "c"), "--workers", "0")
+    prog = _write(tmp_path, _UNKNOWN, 1)
+    first, said = _run(tmp_path, prog, *cache)
+    assert first == [2, 2, 2, 2]
+    for how in ("sys.modules", "importlib.import_module", "eval", "a function's __globals__"):
+        assert f"reads values by a name it computes, through {how}" in said, said
+    assert said.count("are not cached") == 4, said
+    prog = _write(tmp_path, _UNKNOWN, 3)
+    edited, said = _run(tmp_path, prog, *cache)
+    assert edited == [6, 6, 6, 6] == _run(tmp_path, prog, "--no-cache", "--workers", "0")[0]
+    assert "from the cache" not in said, said
+
+
+def test_resume_does_not_reuse_results_of_a_value_read_by_a_computed_name(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """The resume identity of a task is its key's walk: the same gaps reused the results
+    of the old values after an edit."""
+    prog = _write(tmp_path, _OWN + FAIL_AT_END, 1)
+    assert _run(tmp_path, prog, "--workers", "0", fail=True)[0] == [2, 20]
+    job = job_dir_of(qshpc_home)
+    prog = _write(tmp_path, _OWN + FAIL_AT_END, 3)
+    assert _run(tmp_path, prog, "--resume", str(job), "--workers", "0")[0] == [6, 60]
+    prog = _write(tmp_path, _UNKNOWN + FAIL_AT_END, 1)
+    assert _run(tmp_path, prog, "--workers", "0", fail=True)[0] == [2, 2, 2, 2]
+    job = job_dir_of(qshpc_home)
+    prog = _write(tmp_path, _UNKNOWN + FAIL_AT_END, 3)
+    assert _run(tmp_path, prog, "--resume", str(job), "--workers", "0")[0] == [6, 6, 6, 6]
