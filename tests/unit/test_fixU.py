@@ -153,3 +153,42 @@ def test_resume_does_not_reuse_results_of_a_value_read_by_a_computed_name(
     job = job_dir_of(qshpc_home)
     prog = _write(tmp_path, _UNKNOWN + FAIL_AT_END, 3)
     assert _run(tmp_path, prog, "--resume", str(job), "--workers", "0")[0] == [6, 6, 6, 6]
+
+
+# -- 2. the "not cached" line once per function and reason ---------------------------------
+
+_PARTIALS = """\
+import functools, sys, threading
+from qshpc import distribute_task, get
+LOCK = threading.Lock()
+
+
+def f(a, x):
+    return {read} a + x
+
+
+def g(a, x):
+    return {read} a * x
+
+
+print([get(distribute_task()(functools.partial(h, i))(2)) for i in range(3) for h in (f, g)])
+"""
+
+
+def test_not_cached_is_said_once_for_a_partial_task_built_per_call(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """``distribute_task()(partial(f, i))`` in a loop: a new task object at each call, and
+    the "not cached" line was said at each one; now once per function and reason."""
+    prog = tmp_path / "prog.py"
+    # a lock cannot go to a worker: a name read through sys.modules there
+    for workers, read in (("0", "LOCK.locked() or"), ("1", 'sys.modules["sys"] and')):
+        prog.write_text(_PARTIALS.format(read=read))
+        done = run_cli("run", str(prog), "--cache", "--cache-dir", str(tmp_path / "c"),
+                       "--workers", workers)  # fmt: skip
+        assert done.returncode == 0, done
+        assert "[2, 0, 3, 2, 4, 4]" in done.stdout, done
+        lines = [ln for ln in done.stderr.splitlines() if "are not cached" in ln]
+        assert len(lines) == 2, done.stderr  # one for f, one for g
+        assert "calls of partial(f) are not cached" in lines[0], lines
+        assert "calls of partial(g) are not cached" in lines[1], lines
