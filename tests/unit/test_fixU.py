@@ -192,3 +192,70 @@ def test_not_cached_is_said_once_for_a_partial_task_built_per_call(
         assert len(lines) == 2, done.stderr  # one for f, one for g
         assert "calls of partial(f) are not cached" in lines[0], lines
         assert "calls of partial(g) are not cached" in lines[1], lines
+
+
+# -- 3. review53 K4: an exception that cannot be read ---------------------------------------
+
+ODD = """\
+from qshpc import distribute_task, get, save_result
+from qshpc.errors import TaskError
+
+
+class Odd(Exception):
+    def __getattr__(self, name):
+        return self.missing  # recurses
+
+
+class Raising(Exception):
+    def __getattr__(self, name):
+        raise ValueError("no attributes here")
+
+
+@distribute_task()
+def boom(kind):
+    raise (Odd if kind == "odd" else Raising)("a message")
+
+
+@distribute_task()
+def ok(x):
+    return x + 1
+
+
+seen = []
+for kind in ("odd", "raising"):
+    try:
+        get(boom(kind))
+    except TaskError as e:
+        seen.append([type(e).__name__, str(e).splitlines()[0], e.cause is None])
+save_result({"seen": seen, "later": [get(ok(i)) for i in range(4)]})
+"""
+
+
+def check_odd(done: object, result: dict[str, object], rank: str) -> None:
+    """What :data:`ODD` must give: TaskErrors naming the class, later tasks run."""
+    assert result["later"] == [1, 2, 3, 4], done
+    seen = result["seen"]
+    assert isinstance(seen, list) and len(seen) == 2, done
+    for (cls, head, no_cause), name in zip(seen, ("__main__.Odd", "__main__.Raising"), strict=True):
+        assert cls == "TaskError" and no_cause, seen
+        assert head.startswith("task "), head
+        assert f"failed on rank {rank}" in head, head
+        assert f"{name}: (this exception could not be described: reading it raised" in head
+    assert "RecursionError" in seen[0][1] and "ValueError" in seen[1][1], seen
+
+
+def test_an_exception_whose_getattr_recurses_fails_its_call_not_the_worker(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review53 K4: at workers 1 the worker died ("lost sys.stderr"), the run waited 30 s
+    for its heartbeat and every later call got WorkerLostError; at workers 0 ``get``
+    raised a bare RecursionError."""
+    from qshpc.client.job import open_job
+
+    prog = tmp_path / "odd.py"
+    prog.write_text(ODD)
+    for workers, rank in (("0", "0"), ("1", "1")):
+        done = run_cli("run", str(prog), "--workers", workers, timeout=60)
+        assert done.returncode == 0, done
+        assert "lost sys.stderr" not in done.stderr + done.stdout, done
+        check_odd(done, open_job(job_dir_of(qshpc_home)).result(), rank)
