@@ -259,3 +259,49 @@ def test_an_exception_whose_getattr_recurses_fails_its_call_not_the_worker(
         assert done.returncode == 0, done
         assert "lost sys.stderr" not in done.stderr + done.stdout, done
         check_odd(done, open_job(job_dir_of(qshpc_home)).result(), rank)
+
+
+# -- 4. review53 K5: Fortran order ---------------------------------------------------------
+
+FORTRAN = """\
+import numpy as np
+from qshpc import distribute_task, get, put, save_result
+
+
+@distribute_task()
+def echo(a):
+    return a
+
+
+@distribute_task()
+def make():
+    a = np.asfortranarray(np.arange(24.0).reshape(2, 3, 4))
+    a.flags.writeable = False  # read-only, equal to the array put below
+    return a
+
+
+F = np.asfortranarray(np.arange(24.0).reshape(2, 3, 4))
+ref = put(F)
+out = []
+for x in (get(echo(ref)), get(echo(F)), get(make())):
+    f = x.flags
+    out.append([f.f_contiguous, f.c_contiguous, f.writeable, list(x.strides), bool((x == F).all())])
+save_result(out)
+"""
+
+
+def test_fortran_order_is_kept_for_a_put_array_echoed_and_a_read_only_result(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review53 K5: ``get(echo(put(F)))`` and a read-only F result, in a run holding a
+    ``put`` array, came back C-ordered at workers >= 1 (the writeable copy was made in C
+    order); as at workers 0 now."""
+    from qshpc.client.job import open_job
+
+    prog = tmp_path / "fortran.py"
+    prog.write_text(FORTRAN)
+    want = [[True, False, True, [8, 16, 48], True]] * 3
+    for workers in ("0", "1"):
+        done = run_cli("run", str(prog), "--workers", workers)
+        assert done.returncode == 0, done
+        assert open_job(job_dir_of(qshpc_home)).result() == want, workers
