@@ -305,3 +305,48 @@ def test_fortran_order_is_kept_for_a_put_array_echoed_and_a_read_only_result(
         done = run_cli("run", str(prog), "--workers", workers)
         assert done.returncode == 0, done
         assert open_job(job_dir_of(qshpc_home)).result() == want, workers
+
+
+# -- 5. review54: a call queued behind the running one on a lost worker ---------------------
+
+_STOPPED = """\
+import os, signal, time
+from qshpc import distribute_task, get
+from qshpc.errors import TaskError
+
+
+@distribute_task()
+def stop(x):
+    if x == 1:
+        os.kill(os.getpid(), signal.SIGSTOP)  # its worker stops answering: lost
+    return x
+
+
+first = stop(1)
+time.sleep(0.5)  # sent apart: a batch of its own, queued behind the stopped call
+second = stop(3)
+for r in (first, second):
+    try:
+        get(r)
+    except TaskError:
+        pass
+"""
+
+
+def test_a_call_queued_behind_the_running_one_on_a_lost_worker_never_started(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review54 LOW: the first call of each batch a lost worker held was recorded as
+    started when it was sent: two calls drawn running at once on one worker. Only the
+    one that ran is now; the call behind it starts and ends at the loss (0 s of work)."""
+    from qshpc.client.job import open_job
+
+    prog = tmp_path / "stopped.py"
+    prog.write_text(_STOPPED)
+    done = run_cli("run", str(prog), "--workers", "1", env={"QSHPC_WORKER_TIMEOUT_S": "3"})
+    assert "stopped responding" in done.stdout + done.stderr, done
+    tasks = {t["task_id"]: t for t in open_job(job_dir_of(qshpc_home)).tasks()}
+    ran, queued = tasks["0"], tasks["1"]
+    assert ran["state"] == queued["state"] == "FAILED", tasks
+    assert ran["started"] < ran["finished"], ran  # it ran from when it was sent
+    assert queued["started"] == queued["finished"] == ran["finished"], queued  # never taken
