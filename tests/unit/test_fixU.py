@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import FAIL, FAIL_AT_END, job_dir_of, run_cli
 
@@ -350,3 +351,28 @@ def test_a_call_queued_behind_the_running_one_on_a_lost_worker_never_started(
     assert ran["state"] == queued["state"] == "FAILED", tasks
     assert ran["started"] < ran["finished"], ran  # it ran from when it was sent
     assert queued["started"] == queued["finished"] == ran["finished"], queued  # never taken
+
+
+def test_a_method_named_eval_or_exec_is_no_builtin() -> None:
+    """``model.eval()`` (torch) or ``app.exec()`` names no builtin: still keyed; the
+    builtins by their bare name or from ``builtins`` are counted, in nested code too."""
+    from qshpc.cache.keyreads import computed_reads
+
+    def method(m: Any) -> Any:
+        return m.eval(), m.exec()
+
+    def bare(x: Any) -> Any:
+        return (lambda: eval("x"))()
+
+    def from_builtins() -> Any:
+        import builtins
+
+        return builtins.exec
+
+    def own() -> Any:
+        return globals()["K"]
+
+    assert computed_reads(method.__code__) == (False, None)
+    assert computed_reads(bare.__code__) == (False, "eval")
+    assert computed_reads(from_builtins.__code__) == (False, "exec")
+    assert computed_reads(own.__code__) == (True, None)
