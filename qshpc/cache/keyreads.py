@@ -113,31 +113,42 @@ def computed_reads(code: types.CodeType) -> tuple[bool, str | None]:
     walk cannot tell (``sys.modules``, ``importlib.import_module``, ``eval``, ...), None
     if nothing. Names met in any scope count (a needless miss at worst).
     """
-    names, bare = _all_names(code)
+    names = _all_names(code)
+    if names.isdisjoint(_CANDIDATES):
+        return False, None  # (most code: no bytecode read)
+    bare = _bare_names(code) if not names.isdisjoint(_BUILTINS) else frozenset()
+    via = "builtins" in names  # ``builtins.eval``, ``from builtins import exec``
     unknown = None
     for name, how in _UNKNOWN_NS.items():
         # a builtin by its bare name (``model.eval()`` is no ``eval``), or from builtins
-        if name in (names if name not in _BUILTINS else bare) or (
-            name in _BUILTINS and name in names and "builtins" in names
-        ):
+        if name in names and (name not in _BUILTINS or name in bare or via):
             unknown = how
             break
     if unknown is None and "modules" in names and "sys" in names:
         unknown = "sys.modules"
-    return "globals" in bare or ("globals" in names and "builtins" in names), unknown
+    return "globals" in names and ("globals" in bare or via), unknown
 
 
 #: Of :data:`_UNKNOWN_NS`, the builtins: counted where loaded by their bare name.
-_BUILTINS = frozenset(("__import__", "eval", "exec"))
+_BUILTINS = frozenset(("__import__", "eval", "exec", "globals"))
+_CANDIDATES = frozenset((*_UNKNOWN_NS, "globals", "modules"))
 _BARE = frozenset(("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST", "IMPORT_FROM"))
 
 
-def _all_names(code: types.CodeType) -> tuple[frozenset[str], frozenset[str]]:
-    """The names ``code`` and the code nested in it look up (globals, attributes, imports),
-    and of them those loaded by a bare name (a global, a builtin, ``from m import name``)."""
+def _all_names(code: types.CodeType) -> frozenset[str]:
+    """The names ``code`` and the code nested in it look up (globals, attributes, imports)."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _all_names(c)
+    return frozenset(names)
+
+
+def _bare_names(code: types.CodeType) -> frozenset[str]:
+    """The names ``code`` and the code nested in it load by a bare name (a global, a
+    builtin, a local, ``from m import name``), not as an attribute."""
     import dis
 
-    names = set(code.co_names)
     bare = {
         i.argval
         for i in dis.get_instructions(code)
@@ -145,10 +156,8 @@ def _all_names(code: types.CodeType) -> tuple[frozenset[str], frozenset[str]]:
     }
     for c in code.co_consts:
         if isinstance(c, types.CodeType):
-            more, more_bare = _all_names(c)
-            names |= more
-            bare |= more_bare
-    return frozenset(names), frozenset(bare)
+            bare |= _bare_names(c)
+    return frozenset(bare)
 
 
 def _method_flag() -> bool:
