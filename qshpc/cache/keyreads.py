@@ -113,7 +113,7 @@ def computed_reads(code: types.CodeType) -> tuple[bool, str | None]:
     walk cannot tell (``sys.modules``, ``importlib.import_module``, ``eval``, ...), None
     if nothing. Names met in any scope count (a needless miss at worst).
     """
-    names = _all_names(code)
+    names = code_names(code)
     if names.isdisjoint(_CANDIDATES):
         return False, None  # (most code: no bytecode read)
     bare = _bare_names(code) if not names.isdisjoint(_BUILTINS) else frozenset()
@@ -135,12 +135,13 @@ _CANDIDATES = frozenset((*_UNKNOWN_NS, "globals", "modules"))
 _BARE = frozenset(("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST", "IMPORT_FROM"))
 
 
-def _all_names(code: types.CodeType) -> frozenset[str]:
-    """The names ``code`` and the code nested in it look up (globals, attributes, imports)."""
+@functools.lru_cache(maxsize=1024)
+def code_names(code: types.CodeType) -> frozenset[str]:
+    """Every name ``code`` and the code nested in it look up (globals and attributes)."""
     names = set(code.co_names)
     for c in code.co_consts:
         if isinstance(c, types.CodeType):
-            names |= _all_names(c)
+            names |= code_names(c)
     return frozenset(names)
 
 

@@ -31,7 +31,7 @@ from qshpc.cache.keyenv import (
     put_text,
     version_of,
 )
-from qshpc.cache.keyreads import computed_reads, escaping
+from qshpc.cache.keyreads import code_names, computed_reads, escaping
 
 _PACK_D = struct.Struct("<d").pack
 _PACK_DD = struct.Struct("<dd").pack
@@ -1317,14 +1317,8 @@ def _read_in(code: types.CodeType, name: str) -> frozenset[str] | None:
     return None if name in escaping(code) else _names(code)
 
 
-@functools.lru_cache(maxsize=1024)
-def _names(code: types.CodeType) -> frozenset[str]:
-    """Every name ``code`` and the code nested in it look up (globals and attributes)."""
-    names = set(code.co_names)
-    for c in code.co_consts:
-        if isinstance(c, types.CodeType):
-            names |= _names(c)
-    return frozenset(names)
+#: Every name code and the code nested in it look up (:func:`qshpc.cache.keyreads.code_names`).
+_names = code_names
 
 
 #: ``(module name, level, names imported from it)`` of the ``import`` statements of code.

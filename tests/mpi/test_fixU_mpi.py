@@ -1,4 +1,4 @@
-"""Session 29, fixU: review53 K4 under mpiexec (the test for workers 0 and 1:
+"""Session 29, fixU: review53 K4 and K5 under mpiexec (at workers 0 and 1:
 tests/unit/test_fixU.py)."""
 
 from __future__ import annotations
@@ -13,27 +13,18 @@ from tests.unit.test_fixU import FORTRAN, ODD, check_odd
 pytestmark = pytest.mark.mpi
 
 
-def test_an_exception_whose_getattr_recurses_fails_its_call_under_mpiexec(
+def test_an_unreadable_exception_and_fortran_order_under_mpiexec(
     tmp_path: Path, qshpc_home: Path
 ) -> None:
-    """Under ``mpiexec -n 3`` the worker rank that ran it lived on to run the later calls."""
+    """K4: the worker rank that ran a call raising an exception whose ``__getattr__``
+    recurses lives on to run the later calls. K5: Fortran order kept, as at workers 0."""
     from qshpc.client.job import open_job
 
-    prog = tmp_path / "odd.py"
-    prog.write_text(ODD)
-    done = run_cli("run", str(prog), ranks=3, timeout=120)
-    assert done.returncode == 0, done
-    assert "lost sys.stderr" not in done.stderr + done.stdout, done
-    result = open_job(job_dir_of(qshpc_home)).result()
-    check_odd(done, result, "")  # rank 1 or 2
-
-
-def test_fortran_order_is_kept_under_mpiexec(tmp_path: Path, qshpc_home: Path) -> None:
-    """review53 K5 under ``mpiexec -n 3``: as at workers 0."""
-    from qshpc.client.job import open_job
-
-    prog = tmp_path / "fortran.py"
-    prog.write_text(FORTRAN)
-    done = run_cli("run", str(prog), ranks=3, timeout=120)
-    assert done.returncode == 0, done
-    assert open_job(job_dir_of(qshpc_home)).result() == [[True, False, True, [8, 16, 48], True]] * 3
+    results = []
+    for name, text in (("odd.py", ODD), ("fortran.py", FORTRAN)):
+        (tmp_path / name).write_text(text)
+        done = run_cli("run", str(tmp_path / name), ranks=3, timeout=120)
+        assert done.returncode == 0 and "lost sys.stderr" not in done.stderr, done
+        results.append(open_job(job_dir_of(qshpc_home)).result())
+    check_odd(done, results[0], "")  # rank 1 or 2
+    assert results[1] == [[True, False, True, [8, 16, 48], True]] * 3
