@@ -99,6 +99,7 @@ _UNKNOWN_NS = {
     "__globals__": "a function's __globals__",
     "f_globals": "a frame's f_globals",
     "f_locals": "a frame's f_locals",
+    "getmodule": "inspect.getmodule",
 }
 
 

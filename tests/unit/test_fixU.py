@@ -372,7 +372,13 @@ def test_a_method_named_eval_or_exec_is_no_builtin() -> None:
     def own() -> Any:
         return globals()["K"]
 
+    def by_inspect(f: Any) -> Any:
+        import inspect
+
+        return inspect.getmodule(f).K  # type: ignore[union-attr]
+
     assert computed_reads(method.__code__) == (False, None)
     assert computed_reads(bare.__code__) == (False, "eval")
     assert computed_reads(from_builtins.__code__) == (False, "exec")
     assert computed_reads(own.__code__) == (True, None)
+    assert computed_reads(by_inspect.__code__) == (False, "inspect.getmodule")
