@@ -339,6 +339,10 @@ class FunctionDigests:
         #: function reads a value that can change in place walks again at every call,
         #: and said "not cached" at every call).
         self._known: dict[int, tuple[Callable[[], Any], bytes | None, Deps, bool, bool]] = {}
+        #: ``(id(function), reason) -> the function``: the "not cached" said once per
+        #: function and reason, not per task object (fixU: a ``functools.partial`` built
+        #: per call, ``distribute_task()(partial(f, i))`` in a loop, said it at each call).
+        self._said: dict[tuple[int, str], Any] = {}
 
     def get(self, task: Any, live: bool = False) -> bytes | None:
         """The digest of a task's function (None: it cannot be hashed).
@@ -381,7 +385,7 @@ class FunctionDigests:
             digest = None
             if not told:
                 told = True
-                self._unkeyed(_task_name(task, func), exc)
+                self._tell(task, func, exc)
         took = time.perf_counter() - start
         costly = again and took > LIVE_WALK_S and _costly(func, deps)
         if costly:
@@ -392,6 +396,16 @@ class FunctionDigests:
             return digest
         self._known[id(task)] = (ref, digest, deps, costly, told)
         return digest  # taken now: right for this call, costly or not
+
+    def _tell(self, task: Any, func: Any, exc: Exception) -> None:
+        """Say that ``task``'s calls are not cached, unless said already for its function
+        (a partial's own function) with the same reason."""
+        inner = func.func if isinstance(func, functools.partial) else func
+        said = (id(inner), f"{_task_name(task, func)}: {exc}")
+        if self._said.get(said) is inner:
+            return
+        self._said[said] = inner  # (held: an id is not reused while it is held)
+        self._unkeyed(_task_name(task, func), exc)
 
     def deps(self, task: Any) -> Deps | None:
         """The name bindings the walk of ``task``'s digest read (None: not taken)."""

@@ -87,6 +87,81 @@ def escaping(code: types.CodeType) -> frozenset[str]:
     return frozenset(found)
 
 
+#: Names by which code reads values by a name it computes in a namespace the walk cannot
+#: tell: the modules in ``sys.modules`` (with ``sys`` named too), any module
+#: (``importlib.import_module``, ``__import__``), code run from text (``eval``, ``exec``),
+#: a function's or a frame's globals. Code naming one is not cached (:func:`computed_reads`).
+_UNKNOWN_NS = {
+    "import_module": "importlib.import_module",
+    "__import__": "__import__",
+    "eval": "eval",
+    "exec": "exec",
+    "__globals__": "a function's __globals__",
+    "f_globals": "a frame's f_globals",
+    "f_locals": "a frame's f_locals",
+    "getmodule": "inspect.getmodule",
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def computed_reads(code: types.CodeType) -> tuple[bool, str | None]:
+    """How ``code`` (or code nested in it) reads values by names it computes, beyond what
+    :func:`escaping` follows (fixU; closing28: ``globals()[name]`` read a value of the
+    user's that no key held, a wrong cache hit after an edit).
+
+    Returns ``(own, unknown)``: ``own``, it calls ``globals`` (its own module's namespace,
+    which the walk then keys whole); ``unknown``, what it uses to reach a namespace the
+    walk cannot tell (``sys.modules``, ``importlib.import_module``, ``eval``, ...), None
+    if nothing. Names met in any scope count (a needless miss at worst).
+    """
+    names = code_names(code)
+    if names.isdisjoint(_CANDIDATES):
+        return False, None  # (most code: no bytecode read)
+    bare = _bare_names(code) if not names.isdisjoint(_BUILTINS) else frozenset()
+    via = "builtins" in names  # ``builtins.eval``, ``from builtins import exec``
+    unknown = None
+    for name, how in _UNKNOWN_NS.items():
+        # a builtin by its bare name (``model.eval()`` is no ``eval``), or from builtins
+        if name in names and (name not in _BUILTINS or name in bare or via):
+            unknown = how
+            break
+    if unknown is None and "modules" in names and "sys" in names:
+        unknown = "sys.modules"
+    return "globals" in names and ("globals" in bare or via), unknown
+
+
+#: Of :data:`_UNKNOWN_NS`, the builtins: counted where loaded by their bare name.
+_BUILTINS = frozenset(("__import__", "eval", "exec", "globals"))
+_CANDIDATES = frozenset((*_UNKNOWN_NS, "globals", "modules"))
+_BARE = frozenset(("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST", "IMPORT_FROM"))
+
+
+@functools.lru_cache(maxsize=1024)
+def code_names(code: types.CodeType) -> frozenset[str]:
+    """Every name ``code`` and the code nested in it look up (globals and attributes)."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= code_names(c)
+    return frozenset(names)
+
+
+def _bare_names(code: types.CodeType) -> frozenset[str]:
+    """The names ``code`` and the code nested in it load by a bare name (a global, a
+    builtin, a local, ``from m import name``), not as an attribute."""
+    import dis
+
+    bare = {
+        i.argval
+        for i in dis.get_instructions(code)
+        if i.opname in _BARE and isinstance(i.argval, str)
+    }
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            bare |= _bare_names(c)
+    return frozenset(bare)
+
+
 def _method_flag() -> bool:
     """Whether ``LOAD_ATTR``'s low bit marks a method load (Python 3.12+)."""
     import sys

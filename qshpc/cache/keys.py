@@ -50,7 +50,11 @@ are walked here and fed to the hash as typed tokens:
   files of the user's own modules that it imports. Classes of the
   user's own code by their bases and namespace, the same way; what a
   compiled module of the user's own holds (no code Python reads) by the
-  bytes of its file too;
+  bytes of its file too. Code that calls ``globals()`` keys its own module
+  whole; ``helpers.X`` that a module's PEP 562 ``__getattr__`` makes keys that
+  function; code reaching a namespace by a name it computes (``sys.modules``,
+  ``importlib.import_module``, ``eval``, ``f.__globals__``) is not cached
+  (:func:`qshpc.cache.keyreads.computed_reads`);
 * functions, classes and modules of installed packages by their qualified
   name and their package's version;
 * an object whose class defines ``__qshpc_cache_digest__(self) -> bytes``

@@ -31,7 +31,7 @@ from qshpc.cache.keyenv import (
     put_text,
     version_of,
 )
-from qshpc.cache.keyreads import escaping
+from qshpc.cache.keyreads import code_names, computed_reads, escaping
 
 _PACK_D = struct.Struct("<d").pack
 _PACK_DD = struct.Struct("<dd").pack
@@ -658,7 +658,9 @@ class _Walk:
         self.globals_of(f.__code__, f.__globals__)
 
     def globals_of(self, code: types.CodeType, namespace: dict[str, Any]) -> None:
-        """Feed the value of every global ``code`` (or code nested in it) names."""
+        """Feed the value of every global ``code`` (or code nested in it) names; the
+        whole namespace where the code calls ``globals()`` (see :meth:`_computed`)."""
+        own = self._computed(code, namespace)
         names = _names(code)
         put = self.put
         put(b"globals")
@@ -683,9 +685,38 @@ class _Walk:
             except UncacheableError as exc:
                 raise _located(exc, f"the global {name} of {namespace.get('__name__')}") from None
         put(b";")
+        if own:
+            self._own_namespace(namespace)
         imports = _imports(code)
         if imports:
             self.imported(imports, _package_of(namespace), code)
+
+    def _computed(self, code: types.CodeType, namespace: dict[str, Any]) -> bool:
+        """Whether ``code`` reads its own module by names it computes (``globals()[name]``);
+        raises :class:`UncacheableError` where it reads a namespace the walk cannot tell
+        (``sys.modules[name].X``, ``importlib.import_module(name).X``, ``eval``,
+        ``f.__globals__[name]``): a value that decides the result would be outside the
+        key, and an edit of it a wrong hit (fixU)."""
+        own, unknown = computed_reads(code)
+        if unknown is not None:
+            where = f"{namespace.get('__name__')}.{getattr(code, 'co_qualname', code.co_name)}"
+            exc = UncacheableError(
+                f"{where} reads values by a name it computes, through {unknown}: "
+                "what it reads cannot be keyed"
+            )
+            exc.where = where
+            raise exc
+        return own
+
+    def _own_namespace(self, namespace: dict[str, Any]) -> None:
+        """The namespace of a function that calls ``globals()``: whole, as a module met as
+        a value is (:meth:`_whole_module`), once a walk."""
+        self.put(b"G*")
+        mod = sys.modules.get(str(namespace.get("__name__")))
+        if isinstance(mod, types.ModuleType) and vars(mod) is namespace:
+            self.module(mod, None)
+        elif not self._seen(namespace):
+            self._whole_module(namespace)
 
     def _builtin(self, table: dict[str, Any], name: str) -> None:
         """A name the code finds in ``builtins`` (``table``) that is no builtin of
@@ -853,6 +884,17 @@ class _Walk:
         put = self.put
         name = mod.__name__
         deps = self.deps
+        hook = ns.get("__getattr__")
+        if hook is not None and any(a not in ns and not a.startswith("__") for a in names):
+            # PEP 562: ``mod.X`` with no ``X`` in the module is what its ``__getattr__``
+            # returns: keyed by that function, and what it reads (fixU)
+            if deps is not None:
+                deps.append((ns, "__getattr__", hook))
+            put(b"__getattr__")
+            try:
+                self.value(hook)
+            except UncacheableError as exc:
+                raise _located(exc, f"{name}.__getattr__") from None
         for attr in sorted(names):
             if deps is not None and not attr.startswith("__"):
                 deps.append((ns, attr, ns.get(attr, _MISSING)))
@@ -1291,14 +1333,8 @@ def _read_in(code: types.CodeType, name: str) -> frozenset[str] | None:
     return None if name in escaping(code) else _names(code)
 
 
-@functools.lru_cache(maxsize=1024)
-def _names(code: types.CodeType) -> frozenset[str]:
-    """Every name ``code`` and the code nested in it look up (globals and attributes)."""
-    names = set(code.co_names)
-    for c in code.co_consts:
-        if isinstance(c, types.CodeType):
-            names |= _names(c)
-    return frozenset(names)
+#: Every name code and the code nested in it look up (:func:`qshpc.cache.keyreads.code_names`).
+_names = code_names
 
 
 #: ``(module name, level, names imported from it)`` of the ``import`` statements of code.

@@ -24,7 +24,7 @@ from qshpc.program.refs import substitute_top
 from qshpc.runtime.results import Results
 from qshpc.runtime.stopsig import end_fork, forked
 from qshpc.task import context, coop
-from qshpc.task.execute import FATAL, TASK_ERRORS, task_traceback
+from qshpc.task.execute import FATAL, TASK_ERRORS, described, undescribed
 from qshpc.task.payload import loads_keyed
 from qshpc.task.seeding import derive_seed
 from qshpc.text import utf8_safe
@@ -257,8 +257,9 @@ def _caller(
                     end_fork(f"a task of {name}", exc)
                 if isinstance(exc, FATAL):
                     raise
-                ok, error, exc_type = False, task_traceback(exc), type(exc).__name__
-                cause = dump_cause(exc)  # so that rank 0 raises it as its own class too
+                ok, exc_type = False, type(exc).__name__
+                error, sent = described(exc)  # (review53 K4: one that cannot be read: None)
+                cause = dump_cause(sent)  # so that rank 0 raises it as its own class too
             if forked:
                 end_fork(f"a task of {name}", None)
             finished = now()
@@ -266,7 +267,11 @@ def _caller(
             if isinstance(exc, FATAL):
                 raise
             started = finished = now()
-            ok, error, exc_type = False, utf8_safe(traceback.format_exc()), type(exc).__name__
+            ok, exc_type = False, type(exc).__name__
+            try:
+                error = utf8_safe(traceback.format_exc())
+            except Exception as bad:  # an exception that cannot be read (review53 K4)
+                error = undescribed(exc, bad)
         finally:
             pop()
         # Cached once its record is made and its message sent (Results.add, after_sent): a

@@ -424,8 +424,12 @@ class Dispatcher(Intake):
         lost = {id(ref): exc for ref, _, exc in failures}
         seed = context.job_seed()
         now = time.time()
+        # A worker runs its batches in the order sent, each in order: the first call not
+        # done ran; the calls queued behind it never started (review54: the first of each
+        # batch was drawn running from its send time, beside the one that ran). The record
+        # has no "not started": theirs starts and ends at the loss, 0 s of work.
+        first = True
         for bid, batch in batches:
-            first = True  # a worker runs a batch in order: its first call not done ran
             for e in batch:
                 exc = lost.get(id(e.ref))
                 if exc is None:

@@ -7,6 +7,7 @@ import pickle
 import threading
 import time
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +126,12 @@ def task_traceback(exc: BaseException) -> str:
     The first frame is the runtime's line that called the task function: not
     the user's, and the same in every error, so it is left out.
     """
+    text = "".join(traceback.format_exception(type(exc), exc, _own_frames(exc)))
+    return utf8_safe(_with_fix(text, exc))
+
+
+def _own_frames(exc: BaseException) -> types.TracebackType | None:
+    """``exc``'s traceback from the task's own frame on (see :func:`task_traceback`)."""
     tb = exc.__traceback__
     if tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
@@ -134,9 +141,39 @@ def task_traceback(exc: BaseException) -> str:
     own = tb
     while own is not None and own.tb_frame.f_code.co_filename.endswith(_RUNNERS):
         own = own.tb_next
-    if own is not None:
-        tb = own
-    return utf8_safe(_with_fix("".join(traceback.format_exception(type(exc), exc, tb)), exc))
+    return tb if own is None else own
+
+
+def described(exc: BaseException) -> tuple[str, BaseException | None]:
+    """The traceback text of a task's exception and the exception to send as its cause.
+
+    review53 K4: an exception whose ``__getattr__`` recurses (or raises) made the
+    traceback's ``getattr(exc, "__notes__", None)`` raise RecursionError here, out of
+    :func:`run_task`: the worker died ("lost sys.stderr"), every later task got
+    WorkerLostError, and at workers 0 ``get`` raised a bare RecursionError. Such an
+    exception is now described by its class and frames alone, and not sent on (its
+    attributes cannot be read safely, nor pickled): the call fails with a plain
+    :class:`TaskError` saying so.
+    """
+    try:
+        return task_traceback(exc), exc.with_traceback(None)  # (frames are not pinned)
+    except Exception as bad:  # RecursionError too
+        return undescribed(exc, bad), None
+
+
+def undescribed(exc: BaseException, bad: BaseException) -> str:
+    """The error text of a task's exception that could not be described (:func:`described`)."""
+    cls = type(exc)
+    try:
+        frames = "".join(traceback.format_tb(_own_frames(exc)))
+    except Exception:  # (a frame's source that cannot be read)
+        frames = ""
+    head = "Traceback (most recent call last):\n" + frames if frames else ""
+    return (
+        f"{head}{cls.__module__}.{cls.__qualname__}: (this exception could not be described: "
+        f"reading it raised {type(bad).__name__}, as a __getattr__ that recurses or raises "
+        "does; its message and attributes are not kept)\n"
+    )
 
 
 #: The files of the frames that run a task's code (:func:`task_traceback` leaves them out).
@@ -168,17 +205,18 @@ def run_task(
         if isinstance(exc, FATAL):
             raise
         finished = time.time()
+        error, cause = described(exc)
         return Outcome(
             task_id,
             name,
             attempt,
             False,
-            error=task_traceback(exc),
+            error=error,
             exc_type=type(exc).__name__,
             started=started,
             finished=finished,
             provenance=prov,
-            cause=exc.with_traceback(None),  # the text above has it; frames are not pinned
+            cause=cause,
         )
     finally:
         context.pop_task()

@@ -206,10 +206,12 @@ def cloud_dumps(obj: Any, buffer_callback: Any = None) -> bytes:
 
 
 def _writeable_reduce(obj: Any) -> Any:
-    """A read-only numpy array's reduction as a writeable copy of it; else NotImplemented."""
+    """A read-only numpy array's reduction as a writeable copy of it, in its memory order
+    (review53 K5: ``copy()`` is C order, so a Fortran-ordered ``put`` array echoed by a task,
+    or a read-only F result, came back C-ordered at workers >= 1 only); else NotImplemented."""
     kind = type(obj)
     if kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not obj.flags.writeable:
-        return obj.copy().__reduce_ex__(5)
+        return obj.copy(order="K").__reduce_ex__(5)
     return NotImplemented
 
 
