@@ -111,3 +111,47 @@ def test_a_journal_that_continues_records_in_job_h5_counts_those_lost(tmp_path: 
     flip(L.job_file(job), 100)
     text = str(status_meta(job)["recoverable"])
     assert "job.journal's 1 task results" in text and "lost: meta, arguments, job.h5's 1" in text
+
+
+# -- R2: a folder restored in place was called a copy of itself -----------------------------
+
+KILLED = """\
+import os, signal
+from qshpc import distribute_task, get
+
+@distribute_task()
+def f(i):
+    return i * 2
+
+get([f(i) for i in range(5)])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_folder_restored_in_place_shows_its_runs_own_end(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from tests.conftest import job_dir_of, run_cli
+
+    prog = tmp_path / "k.py"
+    prog.write_text(KILLED)
+    out = run_cli("run", str(prog), "--workers", "0")
+    assert out.returncode in (-9, 137), out.stdout + out.stderr
+    job = job_dir_of(qshpc_home)
+    bak, elsewhere = tmp_path / "bak", tmp_path / "elsewhere"
+    subprocess.run(["cp", "-a", str(job), str(bak)], check=True)
+    subprocess.run(["cp", "-a", str(job), str(elsewhere)], check=True)
+    shutil.rmtree(job)
+    subprocess.run(["cp", "-a", str(bak), str(job)], check=True)  # restored from the backup
+    st = run_cli("status", str(job))
+    # was: "this folder is a copy of the job's folder <this folder> ... `qshpc status <this
+    # folder>` shows the job", and the kill, the results kept and --resume were hidden
+    assert "is a copy of" not in st.stdout, st.stdout
+    text = " ".join(st.stdout.split())
+    assert "this folder was replaced in place (removed and put back" in text, text
+    assert "5 finished task results are kept" in text and "--resume" in text, text
+    # a copy in another folder is still one
+    other = " ".join(run_cli("status", str(elsewhere)).stdout.split())
+    assert f"this folder is a copy of the job's folder {job}" in other, other
