@@ -21,7 +21,7 @@ from qshpc.store import layout as L
 from qshpc.store.batch import Ends
 from qshpc.store.encoding_blob import PickleRefusedError
 from qshpc.store.journal import JournalFrame, check_token, read_journal, read_large, token_of
-from qshpc.store.log import LogReader
+from qshpc.store.log import LogReader, frame_end
 from qshpc.store.records import TaskRecord
 
 
@@ -37,17 +37,9 @@ class JournalLog(LogReader):
             if jf.frame.start != pos:
                 break
             whole.append(jf)
-            pos = Ends(
-                pos.records + len(jf.frame.records), pos.events + len(jf.frame.events),
-                pos.meta + len(jf.frame.meta), pos.data + len(jf.frame.data),
-                pos.large + sum(jf.large_lens),
-            )  # fmt: skip
-        self.f = None
-        self.source = source
-        self.journal = journal
-        self.pinned = None
-        self.ends = base
-        self.frames = whole
+            pos = frame_end(jf)
+        self.f, self.pinned = None, None  # no job.h5, and the journal opened per read
+        self.source, self.journal, self.ends, self.frames = source, journal, base, whole
         self._cache: dict[str, bytes] = {}
         self._starts: dict[str, list[int]] = {}
         self._large: dict[int, list[bytes]] = {}
@@ -135,21 +127,11 @@ def journal_alone(job_dir: Path, f: Any = None, deep: bool = True) -> dict[str, 
     log, whose = found
     if whose == "foreign":
         return {"whose": whose, "results": [0, 0], "in_h5": 0, "h5_records": 0}
-    latest: dict[str, Any] = {}
-    in_h5 = 0
-    for row in log.records():
-        if int(row["state"]) != 0:
-            continue
-        try:
-            fields = log.record_fields(row)
-        except Exception:
-            in_h5 += 1
-            continue
-        latest[fields["key"]] = row
+    latest, in_h5 = _latest(log)
     readable: int | None = None
     if deep:
         readable = 0
-        for row in latest.values():
+        for _, row in latest.values():
             try:
                 log.record_result(row, False)
             except PickleRefusedError:
@@ -163,6 +145,23 @@ def journal_alone(job_dir: Path, f: Any = None, deep: bool = True) -> dict[str, 
         "in_h5": in_h5,
         "h5_records": log.ends.records,
     }
+
+
+def _latest(log: JournalLog) -> tuple[dict[str, tuple[dict[str, Any], Any]], int]:
+    """Key -> (fields, row) of the latest SUCCEEDED record the journal's bytes hold, and how
+    many SUCCEEDED records need ``job.h5``'s bytes (or cannot be read)."""
+    latest: dict[str, tuple[dict[str, Any], Any]] = {}
+    in_h5 = 0
+    for row in log.records():
+        if int(row["state"]) != 0:
+            continue
+        try:
+            fields = log.record_fields(row)
+        except Exception:
+            in_h5 += 1
+            continue
+        latest[fields["key"]] = (fields, row)
+    return latest, in_h5
 
 
 def journal_line(found: dict[str, Any]) -> str:
@@ -209,13 +208,7 @@ def journal_records(job_dir: str | Path, allow_pickle: bool = False) -> dict[str
             "or run's): none of its records are this job's"
         )
     out: dict[str, TaskRecord] = {}
-    for row in log.records():
-        if int(row["state"]) != 0:
-            continue
-        try:
-            fields = log.record_fields(row)
-        except StoreError:
-            continue  # its bytes are in job.h5
+    for key, (fields, row) in _latest(log)[0].items():
         fields.pop("run")
-        out[fields["key"]] = TaskRecord(**fields, result=log.record_result(row, allow_pickle))
+        out[key] = TaskRecord(**fields, result=log.record_result(row, allow_pickle))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from qshpc.client.job import Job
 from qshpc.errors import StoreError, UserError
 from qshpc.store import JobReader, JobWriter, journal_records
 from qshpc.store import layout as L
+from tests.conftest import job_dir_of, run_cli
 from tests.unit.test_fix42a_readback import RUNTIME
 from tests.unit.test_fixR import journal_job, made
 
@@ -131,14 +133,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_a_folder_restored_in_place_shows_its_runs_own_end(
     qshpc_home: Path, tmp_path: Path
 ) -> None:
-    import subprocess
-
-    from tests.conftest import job_dir_of, run_cli
-
-    prog = tmp_path / "k.py"
-    prog.write_text(KILLED)
-    out = run_cli("run", str(prog), "--workers", "0")
-    assert out.returncode in (-9, 137), out.stdout + out.stderr
+    (tmp_path / "k.py").write_text(KILLED)
+    out = run_cli("run", str(tmp_path / "k.py"), "--workers", "0")
+    assert out.returncode in (-9, 137), out.stdout + out.stderr  # killed, as it meant
     job = job_dir_of(qshpc_home)
     bak, elsewhere = tmp_path / "bak", tmp_path / "elsewhere"
     subprocess.run(["cp", "-a", str(job), str(bak)], check=True)
