@@ -226,6 +226,9 @@ class Job:
             reconcile_slurm(self.job_dir, meta, slurm_views)  # reads the override too
             return
         copied = _copy_note(self.job_dir, meta)
+        restored = copied == _RESTORED
+        if restored:
+            copied = None  # its own folder, put back: the run's own end below (review55 R2)
         if copied is not None:
             meta["state"], meta["error"] = JobState.FAILED.value, copied
             # review53 L3: "finished -" and a duration growing at every look: the copy's
@@ -268,6 +271,11 @@ class Job:
         if holder_alive(self.job_dir, runs_only=True) is not None:
             return  # a run holds the job (starting, or on a host we cannot see): not dead
             # (another reader folding its journal, fold_dead, is no run)
+        if restored:
+            why = (
+                "this folder was replaced in place (removed and put back, e.g. from a backup), "
+                f"and its run is gone: {why}"
+            )
         meta["state"], meta["error"] = "FAILED", why
         now = time.time()
         recorded = False
@@ -973,9 +981,24 @@ def _original(job_dir: Path, meta: Mapping[str, Any]) -> tuple[str, str, bool] |
     return str(first.get("folder")), f"host {first.get('host')}, pid {here[0]}", process_is(*here)
 
 
+#: :func:`_copy_note`'s word for a job's own folder put back in place while its run was dead.
+_RESTORED = "restored"
+
+
+def _same_folder(path: str, job_dir: Path) -> bool:
+    """The recorded folder ``path`` is ``job_dir`` (by name: the folder itself is another)."""
+    try:
+        return os.path.realpath(path) == os.path.realpath(job_dir)
+    except (OSError, ValueError):
+        return False
+
+
 def _copy_note(job_dir: Path, meta: Mapping[str, Any]) -> str | None:
     """Why ``job_dir``, a job left unfinished, is shown FAILED when it is a copy of a job's
-    folder (:func:`_original`): its run never writes here. Nothing is written."""
+    folder (:func:`_original`): its run never writes here. Nothing is written.
+    :data:`_RESTORED` when the folder the run recorded is this very path and the run is
+    dead: the job's own folder, removed and put back (review55 R2: it was called a copy of
+    itself, and the run's end, kill and ``--resume`` were hidden)."""
     original = _original(job_dir, meta)
     if original is None:
         return None
@@ -983,7 +1006,15 @@ def _copy_note(job_dir: Path, meta: Mapping[str, Any]) -> str | None:
 
     from qshpc.text import shown
 
-    path, run, _ = original
+    path, run, alive = original
+    if _same_folder(path, job_dir):
+        if not alive:
+            return _RESTORED
+        return (
+            f"this folder was replaced in place (removed and put back) while its run "
+            f"({shown(run)}) works: that run writes to the folder it opened, now removed, "
+            "never here. Once it ends, `--resume` goes on from what this folder holds"
+        )
     return (
         f"this folder is a copy of the job's folder {shown(path)}, made while its run "
         f"({shown(run)}) worked there: that run never writes here. `qshpc status "
@@ -999,8 +1030,8 @@ def _refuse_copy(job_dir: Path, meta: Mapping[str, Any]) -> None:
         UserError: Naming the run's own folder, and the cancel of it.
     """
     original = _original(job_dir, meta)
-    if original is None or not original[2]:
-        return
+    if original is None or not original[2] or _same_folder(original[0], job_dir):
+        return  # (the same path: its own run, the folder replaced under it: cancel it)
     import shlex
 
     from qshpc.errors import UserError

@@ -132,6 +132,7 @@ if TYPE_CHECKING:
     from qshpc.store.jobfile import create_job, load_arguments, save_arguments
     from qshpc.store.jsonable import to_jsonable
     from qshpc.store.reader import JobReader
+    from qshpc.store.salvage import journal_records
     from qshpc.store.writer import JobWriter, recover
 
 _LAZY = {
@@ -146,6 +147,7 @@ _LAZY = {
     "to_jsonable": "qshpc.store.jsonable",
     "JobInputs": "qshpc.store.inputs",
     "read_inputs": "qshpc.store.inputs",
+    "journal_records": "qshpc.store.salvage",
 }
 
 
@@ -163,6 +165,7 @@ __all__ = [
     "create_job",
     "decode_blob",
     "encode_blob",
+    "journal_records",
     "load_arguments",
     "read_inputs",
     "recover",

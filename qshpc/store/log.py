@@ -207,6 +207,16 @@ def _not_continued(journal: Path, start: Ends, ends: Ends) -> str:
     )
 
 
+def frame_end(jf: JournalFrame) -> Ends:
+    """The ends of the log after the journal frame ``jf``."""
+    pos = jf.frame.start
+    return Ends(
+        pos.records + len(jf.frame.records), pos.events + len(jf.frame.events),
+        pos.meta + len(jf.frame.meta), pos.data + len(jf.frame.data),
+        pos.large + sum(jf.large_lens),
+    )  # fmt: skip
+
+
 class LogReader:
     """The committed log: ``/log`` of an open job file followed by journal frames."""
 
@@ -230,11 +240,7 @@ class LogReader:
         for jf in frames:
             if jf.frame.start != pos:
                 raise DamagedStoreError(source, _not_continued(journal, jf.frame.start, pos))
-            pos = Ends(
-                pos.records + len(jf.frame.records), pos.events + len(jf.frame.events),
-                pos.meta + len(jf.frame.meta), pos.data + len(jf.frame.data),
-                pos.large + sum(jf.large_lens),
-            )  # fmt: skip
+            pos = frame_end(jf)
         self._cache: dict[str, bytes] = {}
         self._starts: dict[str, list[int]] = {}  # each frame's start in a stream (stream())
         #: A journal frame's large blobs, read once (frames of many results over

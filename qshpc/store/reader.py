@@ -532,6 +532,12 @@ class JobReader:
                     out["results"] = [readable, len(latest)]
                 else:
                     out["results"] = [None, len(latest)]
+        if out["results"] is None:  # review55 R1: the journal read alone
+            from qshpc.store.salvage import journal_alone
+
+            found = journal_alone(self.path.parent, self._f, deep)
+            if found is not None and found["whose"] != "foreign":
+                out["journal"] = found
         if not deep:
             out["result"] = "unchecked"
             out["summary"] = summary_line(out)
@@ -561,7 +567,7 @@ class JobReader:
                 and (runs is None or int(ev["run"]) == runs)
             ]  # fmt: skip
         except Exception:
-            return "unreadable"
+            return "unknown"  # neither job.h5's events nor the journal's read (review55 R1)
         if not saved:
             return "unknown"
         ev = saved[-1]
@@ -669,7 +675,19 @@ def summary_line(rec: dict[str, Any]) -> str:
     (good if rec.get("meta") else lost).append("meta")
     (good if rec.get("arguments") else lost).append("arguments")
     results = rec.get("results")
-    if results is None:
+    journal = rec.get("journal")
+    if results is None and journal:  # review55 R1: job.h5's log unreadable, the journal read alone
+        from qshpc.store.salvage import journal_line
+
+        if journal["results"][1]:
+            good.append(journal_line(journal))
+        if journal["h5_records"]:
+            lost.append(f"job.h5's {journal['h5_records']} task records")
+        if journal["in_h5"]:
+            lost.append(f"{journal['in_h5']} task results whose records lie in job.h5")
+        if not journal["results"][1] and not journal["h5_records"] and not journal["in_h5"]:
+            good.append("the task log (no results in it)")
+    elif results is None:
         lost.append("the task records")
     elif results[0] is None:
         good.append(f"the log of {results[1]} task results (`qshpc status` checks them)")
@@ -727,6 +745,8 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError, deep: bool = True) -> di
             rec = None
         finally:
             reader.close()
+    if rec is None:  # job.h5 cannot be opened: its journal read alone (review55 R1)
+        rec = _journal_alone_rec(Path(job_dir), deep)
     meta: dict[str, Any] = dict((rec or {}).get("meta") or {})
     meta.setdefault("id", Path(job_dir).name)
     summary = rec["summary"] if rec else "recoverable: nothing (no part of it could be read)"
@@ -746,7 +766,27 @@ def damaged_meta(job_dir: Path, exc: DamagedStoreError, deep: bool = True) -> di
         has_result=(rec or {}).get("result") == "readable",
         ranks=[],
     )
+    journal = (rec or {}).get("journal")
+    if journal and journal["results"][1]:
+        meta["journal_results"] = int(journal["results"][1])  # review55 R1: unconfirmed ones
     return meta
+
+
+def _journal_alone_rec(job_dir: Path, deep: bool) -> dict[str, Any] | None:
+    """``recoverable``'s dict for a job whose ``job.h5`` cannot be opened, from its
+    journal read alone; None when there is none (or it holds no commit)."""
+    from qshpc.store.salvage import journal_alone
+
+    try:
+        found = journal_alone(job_dir, None, deep)
+    except Exception:
+        return None
+    if found is None:
+        return None
+    rec: dict[str, Any] = {"meta": None, "arguments": False, "results": None, "journal": found}
+    rec["result"] = "unknown" if deep else "unchecked"
+    rec["summary"] = summary_line(rec)
+    return rec
 
 
 def resume_refused(job_dir: Path, exc: DamagedStoreError) -> DamagedStoreError:
@@ -759,8 +799,10 @@ def resume_refused(job_dir: Path, exc: DamagedStoreError) -> DamagedStoreError:
     from qshpc.store.jobref import job_ref
     from qshpc.store.journal import ForeignJournalError
 
+    alone = 0
     try:
-        found = str(damaged_meta(job_dir, exc)["recoverable"])
+        meta = damaged_meta(job_dir, exc)
+        found, alone = str(meta["recoverable"]), int(meta.get("journal_results") or 0)
     except StoreError:
         found = "`qshpc status --verify` says what is readable"
     if isinstance(exc, ForeignJournalError):
@@ -772,5 +814,11 @@ def resume_refused(job_dir: Path, exc: DamagedStoreError) -> DamagedStoreError:
         "every task again (with --cache, it reuses the results the cache holds). "
         f"`qshpc status --verify {job_ref(job_dir)}` lists what is readable; a readable task "
         "result is `JobReader.open(JOB_DIR).task_result(TASK_ID)` (from qshpc.store import "
-        "JobReader: docs/store.md, 'Damaged files')",
+        "JobReader: docs/store.md, 'Damaged files')"
+        + (
+            f"; the {alone} task results of job.journal, read alone, are "
+            "`journal_records(JOB_DIR)` (from qshpc.store import journal_records)"
+            if alone
+            else ""
+        ),
     )
