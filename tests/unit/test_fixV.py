@@ -140,6 +140,7 @@ def test_a_folder_restored_in_place_shows_its_runs_own_end(
     bak, elsewhere = tmp_path / "bak", tmp_path / "elsewhere"
     subprocess.run(["cp", "-a", str(job), str(bak)], check=True)
     subprocess.run(["cp", "-a", str(job), str(elsewhere)], check=True)
+    inode = job.stat().st_ino
     shutil.rmtree(job)
     subprocess.run(["cp", "-a", str(bak), str(job)], check=True)  # restored from the backup
     st = run_cli("status", str(job))
@@ -147,7 +148,9 @@ def test_a_folder_restored_in_place_shows_its_runs_own_end(
     # folder>` shows the job", and the kill, the results kept and --resume were hidden
     assert "is a copy of" not in st.stdout, st.stdout
     text = " ".join(st.stdout.split())
-    assert "this folder was replaced in place (removed and put back" in text, text
+    if job.stat().st_ino != inode:  # (the file system may give the new folder the old inode:
+        # then it is the same folder to every check, and the run's end is shown as it is)
+        assert "this folder was replaced in place (removed and put back" in text, text
     assert "5 finished task results are kept" in text and "--resume" in text, text
     # a copy in another folder is still one
     other = " ".join(run_cli("status", str(elsewhere)).stdout.split())
