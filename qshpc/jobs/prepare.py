@@ -662,7 +662,7 @@ def resume_refusal(job_dir: Path, exc: DamagedStoreError) -> UserError:
     (:func:`qshpc.store.reader.resume_refused`, the one text of it)."""
     from qshpc.store.reader import resume_refused
 
-    return UserError(f"cannot resume job {job_dir.name}: {resume_refused(job_dir, exc)}")
+    return UserError(str(resume_refused(job_dir, exc)))
 
 
 def check_resumed_program(meta: Mapping[str, Any], job_dir: Path) -> None:

@@ -806,19 +806,30 @@ def resume_refused(job_dir: Path, exc: DamagedStoreError) -> DamagedStoreError:
     except StoreError:
         found = "`qshpc status --verify` says what is readable"
     if isinstance(exc, ForeignJournalError):
-        return ForeignJournalError(exc.path, f"{exc.detail}; nothing was run ({found})")
-    return DamagedStoreError(
-        exc.path,
-        f"{exc.detail} ({found}); nothing was run. Run the program again as a new job "
-        "(without --resume): a resume builds only on a whole store, and a new job runs "
-        "every task again (with --cache, it reuses the results the cache holds). "
-        f"`qshpc status --verify {job_ref(job_dir)}` lists what is readable; a readable task "
-        "result is `JobReader.open(JOB_DIR).task_result(TASK_ID)` (from qshpc.store import "
-        "JobReader: docs/store.md, 'Damaged files')"
-        + (
-            f"; the {alone} task results of job.journal, read alone, are "
-            "`journal_records(JOB_DIR)` (from qshpc.store import journal_records)"
-            if alone
-            else ""
+        foreign = ForeignJournalError(exc.path, f"{exc.detail}; nothing was run ({found})")
+        return _headed(job_dir, foreign)
+    return _headed(
+        job_dir,
+        DamagedStoreError(
+            exc.path,
+            f"{exc.detail} ({found}); nothing was run. Run the program again as a new job "
+            "(without --resume): a resume builds only on a whole store, and a new job runs "
+            "every task again (with --cache, it reuses the results the cache holds). "
+            f"`qshpc status --verify {job_ref(job_dir)}` lists what is readable; a readable task "
+            "result is `JobReader.open(JOB_DIR).task_result(TASK_ID)` (from qshpc.store import "
+            "JobReader: docs/store.md, 'Damaged files')"
+            + (
+                f"; the {alone} task results of job.journal, read alone, are "
+                "`journal_records(JOB_DIR)` (from qshpc.store import journal_records)"
+                if alone
+                else ""
+            ),
         ),
     )
+
+
+def _headed(job_dir: Path, err: DamagedStoreError) -> DamagedStoreError:
+    """``err`` whose text begins ``cannot resume job J:``, as every resume refusal does
+    (review55 R3: with PROGRAM given, a damaged journal's refusal began with its path)."""
+    err.args = (f"cannot resume job {job_dir.name}: {err}",)
+    return err

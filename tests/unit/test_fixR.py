@@ -307,3 +307,25 @@ def test_submit_resume_of_a_damaged_job_gives_the_runs_refusal(qshpc_home: Path)
     assert text.startswith("cannot resume job j: ") and "before resuming it" not in text, text
     assert "(recoverable: 5 of 5 task results; lost: meta, arguments" in text
     assert "Run the program again as a new job (without --resume)" in text
+
+
+def test_a_resume_over_a_damaged_journal_gives_the_same_refusal_with_or_without_program(
+    tmp_path: Path, qshpc_home: Path
+) -> None:
+    """review55 R3: with PROGRAM given, a damaged journal's refusal began with its path, not
+    `cannot resume job J:` (the one refusal text was still two)."""
+    job, w = journal_job(tmp_path)
+    w.close()
+    jpath = job / L.JOURNAL_FILE
+    data = bytearray(jpath.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 16] = bytes(b ^ 0xFF for b in data[mid : mid + 16])
+    jpath.write_bytes(data)
+    prog = tmp_path / "p.py"
+    prog.write_text("print('ran')\n")
+    without = run_cli("run", "--resume", str(job))
+    given = run_cli("run", str(prog), "--resume", str(job))
+    for out in (without, given):
+        assert out.returncode == 2 and "ran" not in out.stdout, out.stdout + out.stderr
+        assert out.stderr.startswith("qshpc: error: cannot resume job j: "), out.stderr
+        assert "Traceback" not in out.stderr and "job.journal is damaged" in out.stderr
