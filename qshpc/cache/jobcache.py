@@ -546,9 +546,11 @@ class JobCache:
         live: bool = False,
         qpy: Qpy | None = None,
         binds: list[Any] | None = None,
+        standard: bool = False,
     ) -> str | None:
         """The call's key, or None when it cannot be cached (``live``: see :meth:`digest`;
-        ``qpy``: the QPY bytes of its circuits, see :func:`qshpc.cache.keys.call_key`).
+        ``qpy``: the QPY bytes of its circuits, ``standard``: the caller found standard
+        gates only in its circuits, see :func:`qshpc.cache.keys.call_key`).
 
         ``binds``, a list (a dispatched call), receives the bindings of the user's
         modules behind the functions and classes its arguments' key read
@@ -560,7 +562,7 @@ class JobCache:
         keys = _KEYS or _keys()
         named: list[Any] | None = [] if binds is not None else None
         try:
-            key: str = keys.call_key(digest, args, kwargs, seed, qpy, named)
+            key: str = keys.call_key(digest, args, kwargs, seed, qpy, named, standard)
         except keys.UncacheableError:
             self.uncacheable += 1
             return None

@@ -369,6 +369,7 @@ class Intake:
         interleaved at each call, ~55 µs so (the same code, run warm). The key is taken
         at the call, of the arguments as they are then; a miss goes to the workers as
         the QPY bytes keyed (:class:`_Keyed`), never as the circuit as it is later.
+        Called right after :func:`keyable` passed ``args`` (their circuits' gates counted).
         """
         circuit = _circuit_class()
         for a in args:
@@ -380,7 +381,8 @@ class Intake:
         job_seed = context.job_seed()
         seed = None if job_seed is None else derive_seed(job_seed, entry.ref.task_id)
         binds: list[Any] = []  # what a worker checks before it stores (review46 H1)
-        key = cache.key(entry.task, args, None, seed, qpy=qpy, binds=binds)
+        # (standard: its caller's keyable(args) counted the circuits' gates a moment ago)
+        key = cache.key(entry.task, args, None, seed, qpy=qpy, binds=binds, standard=True)
         if key is None:
             entry.ckey = None
             self._pack(entry, args, {}, at_call=True, qpy=qpy)
