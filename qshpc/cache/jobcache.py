@@ -576,7 +576,9 @@ class JobCache:
     def lookup(self, key: str) -> Hit | None:
         """The stored result of ``key`` (counted as a hit or a miss); a large one of this
         user's may be left undecoded (``lazy``: :meth:`Hit.load` decodes it)."""
-        d = self.dir
+        d = self._dir
+        if d is None:
+            d = self.dir  # (opened at the first lookup)
         hit = d.get(key, lazy=True) if d is not None else None
         if hit is None:
             self.misses += 1

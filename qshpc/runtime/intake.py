@@ -387,7 +387,11 @@ class Intake:
             entry.ckey = None
             self._pack(entry, args, {}, at_call=True, qpy=qpy)
             return True
-        keyed = tuple(_Keyed(_keyed_bytes(a, qpy)) if type(a) is circuit else a for a in args)
+        if len(args) == 1:  # (the commonest call: a tuple without a generator's frames)
+            a = args[0]
+            keyed: tuple[Any, ...] = (_Keyed(_keyed_bytes(a, qpy)) if type(a) is circuit else a,)
+        else:
+            keyed = tuple(_Keyed(_keyed_bytes(a, qpy)) if type(a) is circuit else a for a in args)
         with self._later_lock:
             later = self._later
             first = not later
@@ -479,8 +483,11 @@ class Intake:
                     try:
                         record(ref.task_id, key, entry.task.name, hit, entry.submitted, seed)
                         add(ref)
-                        # No Parameter in the arguments (see _defer): nothing to rebind.
-                        done.append((ref, True, from_hit(hit, (), None)))
+                        # No Parameter in the arguments (see _defer): nothing to rebind, and
+                        # a hit decoded already is its value (from_hit's, without its steps).
+                        later_load = hit.later
+                        value = hit.value if later_load is None else from_hit(hit, (), None)
+                        done.append((ref, True, value))
                     except Exception as exc:  # this call fails; the others are recorded
                         done.append((ref, False, exc))
             if done:
