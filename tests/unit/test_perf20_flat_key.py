@@ -4,6 +4,7 @@ counted twice) gives the key the general walk gives, for every shape of argument
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,3 +160,59 @@ def test_custom_gates_are_keyed_in_parts_the_short_way_unless_counted(digest: by
     assert call_key(digest, (two_custom,), None, None) == call_key(
         digest, (two_custom,), None, None, fast=False
     )
+
+
+# -- a burst's hits, through the real intake, cache folder and job store ----------------
+
+
+def test_deferred_hits_resolve_with_their_values_small_and_large(tmp_path: Path) -> None:
+    """A call of circuits keyed the short way and looked up in a burst: a small hit resolves
+    with its decoded value (from_hit's steps skipped), a large one with its bytes (decoded
+    at the read); both recorded as hits, the same values ``get`` and ``result()`` give."""
+    from qshpc import distribute_task, get
+    from qshpc.cache.jobcache import CacheConfig, JobCache
+    from qshpc.program.refs import Stored
+    from qshpc.program.session import Session
+    from qshpc.runtime.intake import Intake
+    from qshpc.store import JobWriter
+    from qshpc.store.jobfile import create_job
+
+    @distribute_task()
+    def size_of(circuit: Any, n: int) -> Any:
+        return {"n": n, "ops": circuit.size()} if n < 10 else list(range(n))
+
+    circuits = [_bell(f"c{i}") for i in range(6)]
+    for i, c in enumerate(circuits):
+        c.rz(0.1 * i, 0)
+    cfg = CacheConfig(True, str(tmp_path / "cache"))
+    runtime = {"mpi_size": 1, "ranks": [], "started": 1.0}
+
+    def intake(name: str) -> tuple[Intake, Any, JobCache]:
+        job = tmp_path / name
+        create_job(job, {"id": name, "title": "t", "created": 5.0, "seed": None}, {})
+        w = JobWriter.open(job, runtime)
+        cache = JobCache(cfg, name, open_now=True)
+        cache.prepare()
+        return Intake(Session(job, w, {}, cache=cache)), w, cache
+
+    calls = [(c, 3 if i % 2 else 2000) for i, c in enumerate(circuits)]
+    it, w, cache = intake("cold")
+    [it.submit(size_of, a, {}) for a in calls]
+    it.look_up_later()
+    assert len(it.pending) == len(calls)
+    for e in it.pending:
+        i = int(e.ref.task_id)
+        assert cache.dir is not None
+        cache.dir.put_value(e.ckey, size_of.func(*calls[i]), "size_of", "cold", e.ref.task_id)
+    w.commit()
+    it, w, cache = intake("warm")
+    refs = [it.submit(size_of, a, {}) for a in calls]
+    it.look_up_later()
+    assert not it.pending and it.session.cached == len(calls) and cache.hits == len(calls)
+    want = [size_of.func(*a) for a in calls]
+    for ref, (_, n) in zip(refs, calls):
+        assert ref.done()
+        assert (type(ref._value) is Stored) == (n >= 10)  # a large one left in its bytes
+    assert get(refs) == want
+    assert [r.result() for r in refs] == want
+    w.commit()
