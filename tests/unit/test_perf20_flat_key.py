@@ -210,7 +210,7 @@ def test_deferred_hits_resolve_with_their_values_small_and_large(tmp_path: Path)
     it.look_up_later()
     assert not it.pending and it.session.cached == len(calls) and cache.hits == len(calls)
     want = [size_of.func(*a) for a in calls]
-    for ref, (_, n) in zip(refs, calls):
+    for ref, (_, n) in zip(refs, calls, strict=True):
         assert ref.done()
         assert (type(ref._value) is Stored) == (n >= 10)  # a large one left in its bytes
     assert get(refs) == want
