@@ -87,8 +87,6 @@ from qshpc.cache.keyenv import (
 )
 from qshpc.cache.keywalk import (
     _CIRCUIT,
-    _PACK_D,
-    _PACK_DD,
     Deps,
     Qpy,
     UncacheableError,
@@ -236,9 +234,9 @@ _SCALARS = frozenset((str, int, float, type(None), bool, bytes, complex))
 
 def _flat(put: Put, args: Any, qpy: Qpy | None, standard: bool) -> bool:
     """The tokens :class:`_Walk` writes for a tuple of scalars and Qiskit circuits (the
-    commonest call: ``sample(circuit)``, ``run(circuit, shots)``), written without the
-    walk's set-up and dispatch (perf20). False, having written
-    nothing, for any other arguments (the walk writes them); the same bytes either way
+    commonest call: ``sample(circuit)``, ``run(circuit, shots)``), without the walk's
+    set-up, container steps and type dispatch (perf20). False, having written nothing,
+    for any other arguments (the walk writes them); the same bytes either way
     (tests/unit/test_perf20_flat_key.py)."""
     circuit = _CIRCUIT[0]  # QuantumCircuit, once a walk met one (None before: walked)
     if type(args) is not tuple or circuit is None:
@@ -248,25 +246,14 @@ def _flat(put: Put, args: Any, qpy: Qpy | None, standard: bool) -> bool:
         if t is not circuit and t not in _SCALARS:
             return False
     put(b"(%d;" % len(args))
+    scalars: _Walk | None = None
     for a in args:
-        t = type(a)
-        if t is circuit:
+        if type(a) is circuit:
             put_circuit(put, a, qpy, standard)
-        elif t is str:
-            put_text(put, a)
-        elif t is int:
-            put(b"i%d;" % a)
-        elif t is float:
-            put(b"f" + _PACK_D(a))
-        elif a is None:
-            put(b"N")
-        elif t is bool:
-            put(b"T" if a else b"F")
-        elif t is bytes:
-            put(b"b%d:" % len(a))
-            put(a)
-        else:
-            put(b"c" + _PACK_DD(a.real, a.imag))
+        else:  # a scalar: the walk's own tokens, by the walk (made once, only for these)
+            if scalars is None:
+                scalars = _Walk(put)
+            scalars.value(a)
     put(b")")
     return True
 
