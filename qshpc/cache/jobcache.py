@@ -546,9 +546,11 @@ class JobCache:
         live: bool = False,
         qpy: Qpy | None = None,
         binds: list[Any] | None = None,
+        standard: bool = False,
     ) -> str | None:
         """The call's key, or None when it cannot be cached (``live``: see :meth:`digest`;
-        ``qpy``: the QPY bytes of its circuits, see :func:`qshpc.cache.keys.call_key`).
+        ``qpy``: the QPY bytes of its circuits, ``standard``: the caller found standard
+        gates only in its circuits, see :func:`qshpc.cache.keys.call_key`).
 
         ``binds``, a list (a dispatched call), receives the bindings of the user's
         modules behind the functions and classes its arguments' key read
@@ -560,7 +562,7 @@ class JobCache:
         keys = _KEYS or _keys()
         named: list[Any] | None = [] if binds is not None else None
         try:
-            key: str = keys.call_key(digest, args, kwargs, seed, qpy, named)
+            key: str = keys.call_key(digest, args, kwargs, seed, qpy, named, standard)
         except keys.UncacheableError:
             self.uncacheable += 1
             return None
@@ -574,7 +576,9 @@ class JobCache:
     def lookup(self, key: str) -> Hit | None:
         """The stored result of ``key`` (counted as a hit or a miss); a large one of this
         user's may be left undecoded (``lazy``: :meth:`Hit.load` decodes it)."""
-        d = self.dir
+        d = self._dir
+        if d is None:
+            d = self.dir  # (opened at the first lookup)
         hit = d.get(key, lazy=True) if d is not None else None
         if hit is None:
             self.misses += 1

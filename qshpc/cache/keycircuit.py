@@ -22,11 +22,14 @@ Walk = Callable[[Put, Any], None]
 _AUTO_NAME = re.compile(r"circuit-\d+")
 
 
-def circuit_digest(circuit: Any, data: bytes | None, walk: Walk) -> bytes:
+def circuit_digest(circuit: Any, data: bytes | None, walk: Walk, standard: bool = False) -> bytes:
     """Digest of a circuit's QPY bytes, with what differs between processes made fixed.
 
     ``data``: the circuit's QPY bytes (``qshpc.store._qpy.dump(circuit)``) when
     the caller has them already (the call's payload holds them): not dumped again.
+    ``standard``: the caller counted the circuit's operations a moment ago and found
+    standard gates only (:func:`qshpc.runtime.intake.keyable`): not counted again
+    (:func:`_odd_positions` finds none then).
 
     A default name (``circuit-41``) becomes ``circuit``. In a parameterized
     circuit every parameter is replaced by one of the same name with a UUID
@@ -44,7 +47,7 @@ def circuit_digest(circuit: Any, data: bytes | None, walk: Walk) -> bytes:
     _qpy = _QPY or _qpy_module()
     if getattr(circuit, "_is_built", True) is False:  # an unbuilt BlueprintCircuit (QAOAAnsatz):
         circuit.data  # noqa: B018 - reading builds it, as QPY would: keyed as built (review43 M1)
-    odd = _odd_positions(circuit)
+    odd = None if standard else _odd_positions(circuit)
     if odd:
         return _split_digest(circuit, odd, walk)
     if data is None:

@@ -79,18 +79,21 @@ from typing import Any
 from qshpc.cache.keycircuit import circuit_digest as _circuit_digest
 from qshpc.cache.keyenv import (
     KEY_SCHEME,
+    Put,
     environment,
     environment_digest,
     is_library,
     put_text,
 )
 from qshpc.cache.keywalk import (
+    _CIRCUIT,
     Deps,
     Qpy,
     UncacheableError,
     _Walk,
     bindings_unchanged,
     changeable,
+    put_circuit,
     walk_value,
 )
 
@@ -181,7 +184,8 @@ def task_digest(fn_digest: bytes, task: Any) -> bytes:
 
 def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
              seed: int | None, qpy: Qpy | None = None,
-             named: list[Any] | None = None) -> str:  # fmt: skip
+             named: list[Any] | None = None, standard: bool = False,
+             fast: bool = True) -> str:  # fmt: skip
     """The key of one call: 64 hex digits.
 
     Args:
@@ -194,6 +198,11 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
             circuit not in it is dumped here.
         named: A list that receives the functions and classes the arguments'
             walk met (see :func:`qshpc.cache.shipped.named_bindings`).
+        standard: Every circuit among ``args`` (not nested) holds standard gates
+            only: the caller counted their operations a moment ago
+            (:func:`qshpc.runtime.intake.keyable`).
+        fast: False: the general walk, even for arguments :func:`_flat` writes (the
+            tests compare the two).
 
     Raises:
         UncacheableError: An argument cannot be hashed the same way in every process.
@@ -201,9 +210,11 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
     h = hashlib.blake2b(fn_digest, digest_size=32)
     put = h.update
     put(b"seed" if seed is None else b"seed%d;" % seed)
-    walk = _Walk(put, None, qpy)
-    walk.memo, walk.named = True, named
     try:
+        if fast and not kwargs and _flat(put, args, qpy, standard):
+            return h.hexdigest()
+        walk = _Walk(put, None, qpy)
+        walk.memo, walk.named = True, named
         walk.value(args)
         if kwargs:  # by name, or in their order (see :func:`_orders_kwargs`)
             ordered = fn_digest[-1] & _ORDERED and len(kwargs) > 1
@@ -215,6 +226,36 @@ def call_key(fn_digest: bytes, args: tuple[Any, ...], kwargs: dict[str, Any] | N
     except Exception as exc:  # a value whose walk failed: the call runs, uncached
         raise _unexpected(exc) from None
     return h.hexdigest()
+
+
+#: The types :func:`_flat` writes (exactly these: a subclass is walked as any object is).
+_SCALARS = frozenset((str, int, float, type(None), bool, bytes, complex))
+
+
+def _flat(put: Put, args: Any, qpy: Qpy | None, standard: bool) -> bool:
+    """The tokens :class:`_Walk` writes for a tuple of scalars and Qiskit circuits (the
+    commonest call: ``sample(circuit)``, ``run(circuit, shots)``), without the walk's
+    set-up, container steps and type dispatch (perf20). False, having written nothing,
+    for any other arguments (the walk writes them); the same bytes either way
+    (tests/unit/test_perf20_flat_key.py)."""
+    circuit = _CIRCUIT[0]  # QuantumCircuit, once a walk met one (None before: walked)
+    if type(args) is not tuple or circuit is None:
+        return False
+    for a in args:
+        t = type(a)
+        if t is not circuit and t not in _SCALARS:
+            return False
+    put(b"(%d;" % len(args))
+    scalars: _Walk | None = None
+    for a in args:
+        if type(a) is circuit:
+            put_circuit(put, a, qpy, standard)
+        else:  # a scalar: the walk's own tokens, by the walk (made once, only for these)
+            if scalars is None:
+                scalars = _Walk(put)
+            scalars.value(a)
+    put(b")")
+    return True
 
 
 def _unexpected(exc: Exception) -> UncacheableError:

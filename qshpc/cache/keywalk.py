@@ -320,16 +320,8 @@ class _Walk:
             self.refs, self.modules, self.borrowed = dict(self.refs), dict(self.modules), False
 
     def _circuit(self, obj: Any) -> None:
-        """A ``QuantumCircuit`` (or a subclass): by its QPY bytes (:func:`circuit_digest`)."""
-        self.put(b"Q")
-        qpy = self.qpy
-        known = qpy.get(id(obj)) if qpy is not None else None
-        data = known[1] if known is not None and known[0] is obj else None
-        if data is None and qpy is not None:
-            # The caller pickles the call after this (a miss): it takes these bytes.
-            data = (_kc._QPY or _qpy_module()).dump(obj)
-            qpy[id(obj)] = (obj, data)
-        self.put(circuit_digest(obj, data, walk_value))
+        """A ``QuantumCircuit`` (or a subclass): by its QPY bytes (:func:`put_circuit`)."""
+        put_circuit(self.put, obj, self.qpy)
 
     def _other(self, obj: Any) -> None:
         t = type(obj)
@@ -1468,6 +1460,20 @@ def _library_module(put: Put, name: str) -> None:
     put(b"LM")
     put_text(put, name)
     put_text(put, version_of(name))
+
+
+def put_circuit(put: Put, obj: Any, qpy: Qpy | None, standard: bool = False) -> None:
+    """The tokens of a ``QuantumCircuit`` (or a subclass) met in a value: by its QPY bytes
+    (:func:`~qshpc.cache.keycircuit.circuit_digest`; ``standard``: see there), those of
+    ``qpy`` when it holds them (else dumped, and kept there when ``qpy`` is a dict)."""
+    put(b"Q")
+    known = qpy.get(id(obj)) if qpy is not None else None
+    data = known[1] if known is not None and known[0] is obj else None
+    if data is None and qpy is not None:
+        # The caller pickles the call after this (a miss): it takes these bytes.
+        data = (_kc._QPY or _qpy_module()).dump(obj)
+        qpy[id(obj)] = (obj, data)
+    put(circuit_digest(obj, data, walk_value, standard))
 
 
 def walk_value(put: Put, value: Any) -> None:

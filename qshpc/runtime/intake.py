@@ -369,6 +369,7 @@ class Intake:
         interleaved at each call, ~55 µs so (the same code, run warm). The key is taken
         at the call, of the arguments as they are then; a miss goes to the workers as
         the QPY bytes keyed (:class:`_Keyed`), never as the circuit as it is later.
+        Called right after :func:`keyable` passed ``args`` (their circuits' gates counted).
         """
         circuit = _circuit_class()
         for a in args:
@@ -380,12 +381,17 @@ class Intake:
         job_seed = context.job_seed()
         seed = None if job_seed is None else derive_seed(job_seed, entry.ref.task_id)
         binds: list[Any] = []  # what a worker checks before it stores (review46 H1)
-        key = cache.key(entry.task, args, None, seed, qpy=qpy, binds=binds)
+        # (standard: its caller's keyable(args) counted the circuits' gates a moment ago)
+        key = cache.key(entry.task, args, None, seed, qpy=qpy, binds=binds, standard=True)
         if key is None:
             entry.ckey = None
             self._pack(entry, args, {}, at_call=True, qpy=qpy)
             return True
-        keyed = tuple(_Keyed(_keyed_bytes(a, qpy)) if type(a) is circuit else a for a in args)
+        if len(args) == 1:  # (the commonest call: a tuple without a generator's frames)
+            a = args[0]
+            keyed: tuple[Any, ...] = (_Keyed(_keyed_bytes(a, qpy)) if type(a) is circuit else a,)
+        else:
+            keyed = tuple(_Keyed(_keyed_bytes(a, qpy)) if type(a) is circuit else a for a in args)
         with self._later_lock:
             later = self._later
             first = not later
@@ -477,8 +483,11 @@ class Intake:
                     try:
                         record(ref.task_id, key, entry.task.name, hit, entry.submitted, seed)
                         add(ref)
-                        # No Parameter in the arguments (see _defer): nothing to rebind.
-                        done.append((ref, True, from_hit(hit, (), None)))
+                        # No Parameter in the arguments (see _defer): nothing to rebind, and
+                        # a hit decoded already is its value (from_hit's, without its steps).
+                        later_load = hit.later
+                        value = hit.value if later_load is None else from_hit(hit, (), None)
+                        done.append((ref, True, value))
                     except Exception as exc:  # this call fails; the others are recorded
                         done.append((ref, False, exc))
             if done:
