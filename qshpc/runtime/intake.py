@@ -493,7 +493,12 @@ class Intake:
             if done:
                 resolve_many(done)
         except BaseException:
-            back = [later[j] for j, _ in hits[max(k - 1, 0) :]] + later[i:]
+            # once each: a hit appended just before ``i += 1`` is in both (review55 P1)
+            back = list(
+                {
+                    id(c): c for c in [later[j] for j, _ in hits[max(k - 1, 0) :]] + later[i:]
+                }.values()
+            )
             with self._later_lock:
                 self._later[:0] = back
             if done:
