@@ -710,7 +710,9 @@ def load_cause(blob: bytes | None) -> BaseException | None:
 
     try:
         got = pickle.loads(blob)
-    except Exception:
+    except BaseException as failed:  # a rebuild raising SystemExit too (review56 M2)
+        if isinstance(failed, KeyboardInterrupt):
+            raise
         return None
     if isinstance(got, BaseException):
         return got
@@ -721,7 +723,9 @@ def load_cause(blob: bytes | None) -> BaseException | None:
     for i, (one, (type_name, message)) in enumerate(zip(blobs, names, strict=True)):
         try:
             exc = pickle.loads(one) if one is not None else None
-        except Exception:
+        except BaseException as bad:  # (review56 M2, as above)
+            if isinstance(bad, KeyboardInterrupt):
+                raise
             exc = None
         if not isinstance(exc, BaseException):
             if i == 0:

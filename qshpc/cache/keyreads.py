@@ -115,8 +115,17 @@ def computed_reads(code: types.CodeType) -> tuple[bool, str | None]:
     if nothing. Names met in any scope count (a needless miss at worst).
     """
     names = code_names(code)
-    if names.isdisjoint(_CANDIDATES):
+    texts = code_texts(code)
+    if names.isdisjoint(_CANDIDATES) and texts.isdisjoint(_TEXTS):
         return False, None  # (most code: no bytecode read)
+    for name, how in _ANYHOW.items():  # (review56 H1: by any way of naming them)
+        if name in names:
+            return False, how
+    if "locate" in names and "pydoc" in names:
+        return False, "pydoc.locate"
+    named = sorted(texts & _TEXTS)
+    if named:  # ``getattr(f, "__globals__")``, ``builtins.__dict__["eval"]`` (review56 H1)
+        return False, f"a name given as text ({named[0]!r})"
     bare = _bare_names(code) if not names.isdisjoint(_BUILTINS) else frozenset()
     via = "builtins" in names  # ``builtins.eval``, ``from builtins import exec``
     unknown = None
@@ -130,9 +139,39 @@ def computed_reads(code: types.CodeType) -> tuple[bool, str | None]:
     return "globals" in names and ("globals" in bare or via), unknown
 
 
+#: Names that reach a namespace by a computed name however they are named (an
+#: attribute, an alias imported under them, review56 H1): code naming one is not cached.
+_ANYHOW = {
+    "__import__": "__import__",
+    "__builtins__": "__builtins__",
+    "_getframe": "sys._getframe (a frame's namespaces)",
+    "currentframe": "inspect.currentframe (a frame's namespaces)",
+    "resolve_name": "pkgutil.resolve_name",
+    "import_module": "importlib.import_module",
+}
+#: String constants that name such a way (``getattr(sys, "modules")``,
+#: ``vars(sys)["modules"]``, ``operator.attrgetter("__globals__")``): code holding one
+#: is not cached (a needless miss where it meant something else).
+_TEXTS = frozenset(
+    ("__globals__", "modules", "f_globals", "f_locals", "eval", "exec", "globals",
+     "__import__", "import_module", "__builtins__", "getmodule", "_getframe",
+     "currentframe", "resolve_name", "locate", "__dict__")
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def code_texts(code: types.CodeType) -> frozenset[str]:
+    """The string constants of ``code`` and of the code nested in it."""
+    texts = {c for c in code.co_consts if type(c) is str}
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            texts |= code_texts(c)
+    return frozenset(texts)
+
+
 #: Of :data:`_UNKNOWN_NS`, the builtins: counted where loaded by their bare name.
 _BUILTINS = frozenset(("__import__", "eval", "exec", "globals"))
-_CANDIDATES = frozenset((*_UNKNOWN_NS, "globals", "modules"))
+_CANDIDATES = frozenset((*_UNKNOWN_NS, *_ANYHOW, "globals", "modules", "locate"))
 _BARE = frozenset(("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST", "IMPORT_FROM"))
 
 

@@ -50,6 +50,38 @@ class UncacheableError(Exception):
     where: str | None = None
 
 
+def _computing() -> list[Any]:
+    """The functions that read values by a name computed at run time (``eval``,
+    ``globals``, ``importlib.import_module``, ``sys._getframe``, ...), of the modules this
+    process has loaded: held as a value (an alias, a default, a closure cell, a class
+    attribute, a partial's function), they reach what no key holds (review56 H1)."""
+    import builtins
+
+    found: list[Any] = [getattr(builtins, n) for n in _COMPUTING_BUILTINS]
+    for mod, names in _COMPUTING_IN.items():
+        module = sys.modules.get(mod)
+        if module is not None:
+            found.extend(getattr(module, n) for n in names if hasattr(module, n))
+    return found
+
+
+_COMPUTING_BUILTINS = ("eval", "exec", "globals", "locals", "vars", "__import__", "compile")
+_COMPUTING_IN = {
+    "importlib": ("import_module", "__import__"),
+    "sys": ("_getframe",),
+    "inspect": ("currentframe", "getmodule", "stack"),
+    "pydoc": ("locate",),
+    "pkgutil": ("resolve_name",),
+}
+
+
+def _computing_error(obj: Any) -> UncacheableError:
+    name = f"{getattr(obj, '__module__', None) or 'builtins'}.{getattr(obj, '__name__', '?')}"
+    return UncacheableError(
+        f"it holds {name}, which reads values by a name it computes: what it reads cannot be keyed"
+    )
+
+
 def _located(exc: UncacheableError, where: str) -> UncacheableError:
     """``exc`` saying which name of the user's holds the value (review52 F4: "calls of f
     are not cached: a value of type lock cannot be hashed" named no value): the innermost
@@ -394,12 +426,16 @@ class _Walk:
                 put(b"%d;" % len(obj))
                 return
         if isinstance(obj, types.FunctionType):
+            if obj in _computing():  # (review56 H1: an alias, ``f = importlib.import_module``)
+                raise _computing_error(obj)
             self.function(obj)
         elif isinstance(obj, type):
             self.klass(obj)
         elif isinstance(obj, types.ModuleType):
             self.module(obj, None)  # met as a value: what of it is read is not known
         elif isinstance(obj, (types.BuiltinFunctionType, types.WrapperDescriptorType)):
+            if obj in _computing():  # (review56 H1: ``ev = eval``, ``g = globals``, a default...)
+                raise _computing_error(obj)
             self._named(b"B", obj)
             bound = getattr(obj, "__self__", None)
             if bound is not None and not isinstance(bound, types.ModuleType):

@@ -387,12 +387,16 @@ def raised_copy(error: BaseException) -> BaseException:
         if type(copy) is not cls:
             raise TypeError("copied to another type")
         copy.__traceback__ = None
-    except Exception:
+    except BaseException as exc:  # a copy that raises SystemExit too (review56 M2)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         try:
             copy = cls.__new__(cls, *error.args)
             copy.__dict__.update(error.__dict__)
             copy.args = error.args
-        except Exception:  # a class whose __new__ wants other arguments
+        except BaseException as bad:  # a class whose __new__ wants other arguments
+            if isinstance(bad, KeyboardInterrupt):
+                raise
             return error.with_traceback(None)
     copy.__cause__ = error.__cause__
     copy.__context__ = error.__context__

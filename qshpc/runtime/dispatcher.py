@@ -714,7 +714,8 @@ class Dispatcher(Intake):
         assert self._dispatch_log is not None
         line = f"{rank} {compress_ids(task_ids)} {dispatch_names(names)}\n"
         try:
-            os.write(self._dispatch_log, line.encode())
+            # (a task name with a lone surrogate stopped the dispatcher: review56 M1)
+            os.write(self._dispatch_log, line.encode("utf-8", "backslashreplace"))
         except OSError as exc:
             fd, self._dispatch_log = self._dispatch_log, None
             os.close(fd)

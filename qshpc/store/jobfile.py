@@ -178,7 +178,7 @@ def _check_utf8_meta(meta: dict[str, Any]) -> None:
                     what = f"the program's argument sys.argv[{index}]"
                 elif index is not None:
                     what = f"{what} (item {index})"
-                raw = item.encode("utf-8", "surrogateescape")
+                raw = _raw(item)  # (review56 M3: "\\ud800" raised here)
                 raise UserError(
                     f"{what}, {raw!r}, is not valid UTF-8: the job store records it as UTF-8 "
                     "text; give it in UTF-8 (rename a file whose name it is)"
@@ -251,12 +251,51 @@ def create_job(
             "another run): choose another job directory, or resume that job "
             f"(`qshpc run PROGRAM --resume {job_ref(job_dir)}`)"
         ) from None
-    except BaseException:
+    except BaseException as exc:
         if made:  # a refused job leaves no folder behind
             import shutil
 
             shutil.rmtree(job_dir, ignore_errors=True)
+        if isinstance(exc, UnicodeEncodeError):  # (review56 M3: h5py's, with a traceback)
+            where = _surrogate_at(arguments or {}, "arguments")
+            if where is not None:
+                raise UserError(
+                    f"{where[0]}, {_raw(where[1])!r}, is not valid UTF-8: the job store records "
+                    "text as UTF-8; give it in UTF-8 (rename a file whose name it is)"
+                ) from None
         raise
+
+
+def _raw(text: str) -> bytes:
+    """``text``'s bytes as the file system gave them (a lone surrogate from
+    ``os.fsdecode``), or escaped where it holds another one."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+def _surrogate_at(value: Any, where: str) -> tuple[str, str] | None:
+    """Where in ``value`` (dicts, lists, tuples walked) a string UTF-8 cannot hold is, and it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where, value
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _surrogate_at(k, f"{where}: the key {_raw(str(k))!r}") or _surrogate_at(
+                v, f"{where}[{_raw(str(k)).decode('utf-8', 'backslashreplace')!r}]"
+            )
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _surrogate_at(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
 
 
 def _h5_name(path: Path) -> Path:

@@ -167,8 +167,11 @@ def _planted_link(path: Path) -> tuple[tuple[Path, os.stat_result, Path] | None,
     Second, whether no other user can plant such a link later: every part was there, and
     each part in such a folder is this user's or the folder owner's, which the sticky bit
     keeps others from renaming or removing (a missing part, or another user's part there,
-    could become their link)."""
+    could become their link), and every other folder on the way is this user's or root's
+    and no one else can write it (review56 H2: a part of a folder every user could write,
+    without the sticky bit, was renamed and replaced by a link later)."""
     me = os.geteuid()
+    stable = True
     todo = list(Path(os.path.join(os.getcwd(), path)).parts)
     here = Path(todo.pop(0))
     here_st: os.stat_result | None = None  # (of ``here``, once looked at)
@@ -186,6 +189,12 @@ def _planted_link(path: Path) -> tuple[tuple[Path, os.stat_result, Path] | None,
             return None, False  # (missing, or not to be looked at: what uses it says why)
         sticky_open = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
         theirs = sticky_open and st.st_uid not in (me, folder.st_uid)
+        if not sticky_open and (
+            folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or folder.st_uid not in (me, 0)
+        ):
+            # another user can rename a part here later and put their link in its place
+            # (review56 H2: a folder every user can write, without the sticky bit)
+            stable = False
         if not stat.S_ISLNK(st.st_mode):
             if theirs:
                 return None, False  # (another user's folder in /tmp: they can swap it)
@@ -205,7 +214,7 @@ def _planted_link(path: Path) -> tuple[tuple[Path, os.stat_result, Path] | None,
         else:
             here_st = folder
         todo[:0] = [p for p in target.parts if p != target.anchor]
-    return None, True
+    return None, stable
 
 
 def check_links(path: Path, what: str) -> bool:

@@ -39,3 +39,20 @@ def test_dot_dot_after_another_users_link_is_refused(tmp_path: Path) -> None:
     assert (
         run_cli("run", str(prog), "--workers", "0", "--job-dir", str(mine), env=env).returncode == 0
     )
+
+
+def test_a_home_under_a_folder_others_can_write_is_checked_at_each_call(tmp_path: Path) -> None:
+    """review56 H2: `qshpc_home`'s memo took a home under a folder every user could write
+    (no sticky bit) as settled: another user renamed its part and put a link of theirs in
+    its place, and the next call of the same process went through it."""
+    from qshpc.store.trust import check_links
+
+    shared = tmp_path / "shared"
+    home = shared / "me" / "home"
+    home.mkdir(parents=True)
+    shared.chmod(0o777)
+    assert check_links(home, "$QSHPC_HOME") is False  # no memo: looked at each call
+    shared.chmod(0o775)
+    assert check_links(home, "$QSHPC_HOME") is False  # (its group can write it too)
+    shared.chmod(0o755)
+    assert check_links(home, "$QSHPC_HOME") is True

@@ -1,0 +1,71 @@
+"""review56 M1, M2 (session 29, lead): a task name holding a lone surrogate stopped the
+dispatcher (its log line was encoded strictly); an exception whose rebuild raises
+SystemExit ended the whole job ("received SIGTERM", later calls lost)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+BAD = """\
+def _exit():
+    raise SystemExit("unpickle exit")
+class LoadExit(Exception):
+    def __reduce__(self):
+        return (_exit, ())
+"""
+
+PROG = """\
+import sys
+from qshpc import distribute_task, get, TaskError
+import badexc
+@distribute_task(name="n_\\udcff")
+def named(x):
+    return x
+@distribute_task()
+def boom():
+    raise badexc.LoadExit("m")
+@distribute_task()
+def ok(x):
+    return x + 1
+print("NAMED", get(named(1)))
+try:
+    get(boom())
+except TaskError as e:
+    print("BOOM TaskError", str(e).splitlines()[0].split(": ", 1)[1])
+print("OK", get(ok(1)))
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_surrogate_task_name_and_an_exception_whose_rebuild_exits(
+    qshpc_home: Path, tmp_path: Path, workers: str
+) -> None:
+    (tmp_path / "badexc.py").write_text(BAD)
+    (tmp_path / "prog.py").write_text(PROG)
+    out = run_cli("run", "prog.py", "--workers", workers, cwd=tmp_path, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "NAMED 1" in out.stdout and "OK 2" in out.stdout, out.stdout + out.stderr
+    assert "BOOM TaskError" in out.stdout and "LoadExit: m" in out.stdout, out.stdout
+
+
+def test_an_arguments_file_holding_a_non_utf8_string_is_refused_plainly(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review56 M3: h5py's UnicodeEncodeError with a traceback, exit 1; a title holding
+    another lone surrogate (``\\ud800``) made the refusal's own message raise."""
+    (tmp_path / "p.py").write_text("print('ran')\n")
+    (tmp_path / "a.json").write_text('{"k": "v\\udcff"}')
+    out = run_cli("run", "p.py", "-a", "a.json", "--workers", "0", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "arguments['k'], b'v\\xff', is not valid UTF-8" in out.stderr, out.stderr
+    assert not (qshpc_home / "jobs").exists() or not list((qshpc_home / "jobs").iterdir())
+    # (a CLI argument cannot hold "\ud800": a client's title can)
+    from qshpc.errors import UserError
+    from qshpc.store.jobfile import _check_utf8_meta
+
+    with pytest.raises(UserError, match=r"the job's title \(--title\), b't\\\\ud800', is not"):
+        _check_utf8_meta({"title": "t\ud800"})
