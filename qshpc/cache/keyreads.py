@@ -134,7 +134,7 @@ def computed_reads(code: types.CodeType) -> tuple[bool, str | None]:
         if name in names and (name not in _BUILTINS or name in bare or via):
             unknown = how
             break
-    if unknown is None and "modules" in names and "sys" in names:
+    if unknown is None and "modules" in names and "sys" in names and _sys_modules(code):
         unknown = "sys.modules"
     return "globals" in names and ("globals" in bare or via), unknown
 
@@ -157,6 +157,25 @@ _TEXTS = frozenset(
      "__import__", "import_module", "__builtins__", "getmodule", "_getframe",
      "currentframe", "resolve_name", "locate", "__dict__")
 )  # fmt: skip
+
+
+def _sys_modules(code: types.CodeType) -> bool:
+    """Whether ``code`` (or code nested in it) reads ``sys.modules``: ``sys`` loaded, then
+    its ``modules`` attribute, or ``from sys import modules``; not ``sys`` and some other
+    object's ``.modules`` (review56 M7: PyTorch's ``model.modules()`` beside a
+    ``print(..., file=sys.stderr)`` left the task uncached, "through sys.modules")."""
+    import dis
+
+    ins = list(dis.get_instructions(code))
+    for k, i in enumerate(ins[:-1]):
+        nxt = ins[k + 1]
+        if nxt.argval != "modules":
+            continue
+        if i.argval == "sys" and i.opname in _BARE and nxt.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            return True
+        if i.opname == "IMPORT_NAME" and i.argval == "sys" and nxt.opname == "IMPORT_FROM":
+            return True
+    return any(_sys_modules(c) for c in code.co_consts if isinstance(c, types.CodeType))
 
 
 @functools.lru_cache(maxsize=1024)

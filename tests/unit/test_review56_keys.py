@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import run_cli
 
@@ -40,3 +41,25 @@ def test_values_read_by_computed_names_through_aliases_are_never_stale_hits(
     assert set(fresh.values()) == {5}, fresh
     assert "from the cache" not in text, text
     assert "are not cached" in text
+
+
+def test_sys_beside_another_objects_modules_is_cached() -> None:
+    """review56 M7: `print(..., file=sys.stderr)` beside PyTorch's `model.modules()` left
+    the task uncached ("through sys.modules"); `sys.modules` itself still is not."""
+    from qshpc.cache.keyreads import computed_reads
+
+    def torchy(model: Any) -> int:
+        print("n", file=sys.stderr)
+        return len(list(model.modules()))
+
+    def direct(name: str) -> Any:
+        return sys.modules[name].V
+
+    def imported(name: str) -> Any:
+        from sys import modules
+
+        return modules[name].V
+
+    assert computed_reads(torchy.__code__) == (False, None)
+    assert computed_reads(direct.__code__)[1] == "sys.modules"
+    assert computed_reads(imported.__code__)[1] == "sys.modules"
