@@ -9,6 +9,7 @@ import functools
 import hashlib
 import os
 import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -223,7 +224,9 @@ def _decide_library(top: str) -> bool:
     places = [getattr(mod, "__file__", None), *list(getattr(mod, "__path__", None) or [])]
     places = [p for p in places if isinstance(p, str)]
     if not places:
-        return True  # built into the interpreter
+        # built into the interpreter; but an object a module put in its own place
+        # (``sys.modules[__name__] = M()``) is the user's code (review56 H3)
+        return isinstance(mod, types.ModuleType)
     libs = _library_dirs()
     return all(os.path.realpath(p).startswith(libs) for p in places)
 

@@ -892,6 +892,11 @@ class _Walk:
         put(b"UM")
         put_text(put, name)
         put(_compiled_digest(name))
+        if type(mod) is not types.ModuleType:
+            # a module whose class is its own (``sys.modules[__name__].__class__ = M``):
+            # its attributes may come from the class, its properties (review56 H3)
+            put(b"MC")
+            self.value(type(mod))
         if attrs is None:
             self.modules[id(mod)] = None
             self._whole_module(ns)

@@ -63,3 +63,48 @@ def test_sys_beside_another_objects_modules_is_cached() -> None:
     assert computed_reads(torchy.__code__) == (False, None)
     assert computed_reads(direct.__code__)[1] == "sys.modules"
     assert computed_reads(imported.__code__)[1] == "sys.modules"
+
+
+CLASS_MOD = (
+    "import sys, types\n_T = {k}\nclass _M(types.ModuleType):\n    @property\n"
+    "    def X(self):\n        return _T * 10\nsys.modules[__name__].__class__ = _M\n"
+)
+STANDIN_MOD = (
+    "import sys\n_T = {k}\nclass _M:\n    @property\n    def X(self):\n"
+    "        return _T * 10\nsys.modules[__name__] = _M()\n"
+)
+USES = """\
+from qshpc import distribute_task, get
+import hclass, hstandin
+@distribute_task()
+def a(x):
+    return hclass.X * x
+@distribute_task()
+def b(x):
+    return hstandin.X * x
+print("R", get(a(1)), get(b(1)))
+"""
+
+
+def test_a_module_whose_attributes_come_from_its_class_is_keyed(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review56 H3: a module whose class has a property (`__class__ = M`), and an object put
+    in a module's place in sys.modules (taken for a library's: no __file__), gave the old
+    result from the cache after `_T` was edited."""
+    (tmp_path / "uses.py").write_text(USES)
+
+    def run(k: int) -> str:
+        (tmp_path / "hclass.py").write_text(CLASS_MOD.format(k=k))
+        (tmp_path / "hstandin.py").write_text(STANDIN_MOD.format(k=k))
+        out = run_cli(
+            "run", "uses.py", "--cache", "--cache-dir", str(tmp_path / "c"), "--workers", "0",
+            cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)},
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return out.stdout
+
+    assert "R 10 10" in run(1)
+    assert "2 from the cache" in run(1)
+    again = run(6)
+    assert "R 60 60" in again and "from the cache" not in again, again
