@@ -158,6 +158,18 @@ def described(exc: BaseException) -> tuple[str, BaseException | None]:
     try:
         return task_traceback(exc), exc.with_traceback(None)  # (frames are not pinned)
     except Exception as bad:  # RecursionError too
+        if exc.__cause__ is not None or exc.__context__ is not None:
+            # review56 M6: a member of its chain that cannot be read lost the readable
+            # exception itself (its class and message): described and sent without the chain
+            try:
+                exc.__cause__ = exc.__context__ = None  # (read even with chain=False)
+                exc.__suppress_context__ = True
+                text = "".join(traceback.format_exception(type(exc), exc, _own_frames(exc)))
+                note = "(its cause or context could not be described, as a __getattr__ that "
+                note += "recurses or raises cannot: left out)\n"
+                return utf8_safe(_with_fix(text, exc)) + note, exc.with_traceback(None)
+            except Exception:
+                pass
         return undescribed(exc, bad), None
 
 

@@ -69,3 +69,32 @@ def test_an_arguments_file_holding_a_non_utf8_string_is_refused_plainly(
 
     with pytest.raises(UserError, match=r"the job's title \(--title\), b't\\\\ud800', is not"):
         _check_utf8_meta({"title": "t\ud800"})
+
+
+CHAIN = """\
+from qshpc import distribute_task, get, TaskError
+class Rec(Exception):
+    def __getattr__(self, n):
+        return getattr(self, n)
+@distribute_task()
+def boom():
+    e = ValueError("outer")
+    e.__cause__ = Rec("inner")
+    raise e
+try:
+    get(boom())
+except ValueError as e:
+    print("CAUGHT", type(e).__name__, str(e).splitlines()[0].split(": ", 1)[1])
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_an_unreadable_cause_leaves_the_readable_exception(
+    qshpc_home: Path, tmp_path: Path, workers: str
+) -> None:
+    """review56 M6: `ValueError("outer")` whose `__cause__` recursed in `__getattr__` came
+    back as a plain TaskError ("could not be described"): `except ValueError` missed it."""
+    (tmp_path / "chain.py").write_text(CHAIN)
+    out = run_cli("run", "chain.py", "--workers", workers, cwd=tmp_path, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "CAUGHT TaskError(ValueError) ValueError: outer" in out.stdout, out.stdout
