@@ -10,6 +10,7 @@ import builtins
 import re
 import types
 from collections.abc import Callable
+from typing import Any
 
 _TRACEBACK = re.compile(r"(?:  \+ Exception Group )?Traceback \(most recent call last\):\s*")
 
@@ -185,6 +186,27 @@ class SlurmStateWarning(QshpcWarning):
     """Slurm reported a job state qshpc does not know (shown as UNKNOWN)."""
 
 
+class _Field:
+    """A field of :class:`TaskError` kept in the instance's ``__dict__``: a data descriptor,
+    so that in ``TaskError(SomeError)`` it wins over a property of ``SomeError``'s of the
+    same name (review56 M5: a settable ``host`` property of the task's exception forged
+    the ``host`` and ``task_id`` that the TaskError's message names)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, obj: object, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+
 class TaskError(QshpcError):
     """A distributed task raised.
 
@@ -205,6 +227,15 @@ class TaskError(QshpcError):
         cause: The original exception, rebuilt on this rank (None when it could
             not travel: a class that cannot be pickled, say).
     """
+
+    task_id = _Field()
+    function = _Field()
+    rank = _Field()
+    host = _Field()
+    remote_traceback = _Field()
+    exc_type = _Field()
+    attempts = _Field()
+    cause = _Field()
 
     def __init__(
         self,

@@ -98,3 +98,42 @@ def test_an_unreadable_cause_leaves_the_readable_exception(
     out = run_cli("run", "chain.py", "--workers", workers, cwd=tmp_path, timeout=180)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "CAUGHT TaskError(ValueError) ValueError: outer" in out.stdout, out.stdout
+
+
+FORGE = """\
+from qshpc import distribute_task, get, TaskError
+class SetProp(Exception):
+    @property
+    def host(self):
+        return "FORGED-HOST"
+    @host.setter
+    def host(self, v):
+        pass
+    @property
+    def task_id(self):
+        return "999"
+    @task_id.setter
+    def task_id(self, v):
+        pass
+@distribute_task()
+def boom():
+    raise SetProp("m")
+try:
+    get(boom())
+except TaskError as e:
+    print("HEAD", str(e).splitlines()[0])
+    print("FIELDS", e.task_id, e.host == "FORGED-HOST", e.cause.host if e.cause else None)
+"""
+
+
+def test_an_exceptions_properties_do_not_forge_the_task_errors_fields(
+    qshpc_home: Path, tmp_path: Path
+) -> None:
+    """review56 M5: settable `host`/`task_id` properties of a task's exception forged the
+    TaskError's: "task 999 ... failed on rank 1, host FORGED-HOST"."""
+    (tmp_path / "forge.py").write_text(FORGE)
+    out = run_cli("run", "forge.py", "--workers", "1", cwd=tmp_path, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "HEAD task 0 (boom) failed on rank 1, host " in out.stdout, out.stdout
+    assert "FORGED" not in out.stdout.split("FIELDS")[0], out.stdout
+    assert "FIELDS 0 False FORGED-HOST" in out.stdout, out.stdout
