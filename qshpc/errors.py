@@ -69,8 +69,10 @@ def error_head(text: str, exc_type: str | None = None) -> str:
     if exc_type and heads:
         named = [h for h in heads if h.split(":", 1)[0].rpartition(".")[2] == exc_type]
         head = named[-1] if named else head
-    if len(head) > HEAD_MAX:
-        head = f"{head[:HEAD_MAX]}... ({len(head) - HEAD_MAX} characters more)"
+    if len(head) > HEAD_MAX:  # its start and its end (what qshpc adds goes at its end:
+        # the results kept and the `--resume` command, review56 L3)
+        half = HEAD_MAX // 2
+        head = f"{head[:half]} ... ({len(head) - 2 * half} characters left out) ... {head[-half:]}"
     return head
 
 

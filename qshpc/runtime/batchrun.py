@@ -24,7 +24,7 @@ from qshpc.program.refs import substitute_top
 from qshpc.runtime.results import Results
 from qshpc.runtime.stopsig import end_fork, forked
 from qshpc.task import context, coop
-from qshpc.task.execute import FATAL, TASK_ERRORS, described, undescribed
+from qshpc.task.execute import FATAL, TASK_ERRORS, class_name, described, undescribed
 from qshpc.task.payload import loads_keyed
 from qshpc.task.seeding import derive_seed
 from qshpc.text import utf8_safe
@@ -257,7 +257,7 @@ def _caller(
                     end_fork(f"a task of {name}", exc)
                 if isinstance(exc, FATAL):
                     raise
-                ok, exc_type = False, type(exc).__name__
+                ok, exc_type = False, class_name(type(exc))
                 error, sent = described(exc)  # (review53 K4: one that cannot be read: None)
                 cause = dump_cause(sent)  # so that rank 0 raises it as its own class too
             if forked:
@@ -267,7 +267,7 @@ def _caller(
             if isinstance(exc, FATAL):
                 raise
             started = finished = now()
-            ok, exc_type = False, type(exc).__name__
+            ok, exc_type = False, class_name(type(exc))
             try:
                 error = utf8_safe(traceback.format_exc())
             except Exception as bad:  # an exception that cannot be read (review53 K4)

@@ -173,6 +173,14 @@ def described(exc: BaseException) -> tuple[str, BaseException | None]:
         return undescribed(exc, bad), None
 
 
+def class_name(cls: type) -> str:
+    """``cls.__name__``, or the type's own slot where a metaclass raises for it (review56 L1)."""
+    try:
+        return str(cls.__name__)
+    except Exception:
+        return str(type.__dict__["__name__"].__get__(cls))
+
+
 def undescribed(exc: BaseException, bad: BaseException) -> str:
     """The error text of a task's exception that could not be described (:func:`described`)."""
     cls = type(exc)
@@ -181,8 +189,12 @@ def undescribed(exc: BaseException, bad: BaseException) -> str:
     except Exception:  # (a frame's source that cannot be read)
         frames = ""
     head = "Traceback (most recent call last):\n" + frames if frames else ""
+    try:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+    except Exception:  # a metaclass whose __qualname__ raises (review56 L1)
+        name = f"{type.__dict__['__module__'].__get__(cls)}.{class_name(cls)}"
     return (
-        f"{head}{cls.__module__}.{cls.__qualname__}: (this exception could not be described: "
+        f"{head}{name}: (this exception could not be described: "
         f"reading it raised {type(bad).__name__}, as a __getattr__ that recurses or raises "
         "does; its message and attributes are not kept)\n"
     )
@@ -224,7 +236,7 @@ def run_task(
             attempt,
             False,
             error=error,
-            exc_type=type(exc).__name__,
+            exc_type=class_name(type(exc)),
             started=started,
             finished=finished,
             provenance=prov,

@@ -53,7 +53,7 @@ def test_a_chain_still_names_its_last_error() -> None:
 def test_a_huge_or_blank_first_line_head() -> None:
     head = error_head(_text(ValueError("x" * 3_000_000)))
     assert len(head) < HEAD_MAX + 60 and head.startswith("ValueError: xxx")
-    assert head.endswith("characters more)")
+    assert "characters left out) ... xxx" in head  # (its end kept too: review56 L3)
     assert error_head(_text(ValueError("\nreal message"))) == "ValueError: real message"
 
 

@@ -137,3 +137,53 @@ def test_an_exceptions_properties_do_not_forge_the_task_errors_fields(
     assert "HEAD task 0 (boom) failed on rank 1, host " in out.stdout, out.stdout
     assert "FORGED" not in out.stdout.split("FIELDS")[0], out.stdout
     assert "FIELDS 0 False FORGED-HOST" in out.stdout, out.stdout
+
+
+METAMOD = """\
+class Meta(type):
+    def __getattribute__(cls, n):
+        if n in ("__qualname__", "__module__", "__name__"):
+            raise RuntimeError("meta " + n)
+        return super().__getattribute__(n)
+class MetaExc(Exception, metaclass=Meta):
+    pass
+"""
+
+META = """\
+from qshpc import distribute_task, get, TaskError
+import metamod
+@distribute_task()
+def boom():
+    raise metamod.MetaExc("m")
+@distribute_task()
+def ok(x):
+    return x + 1
+try:
+    get(boom())
+except TaskError as e:
+    print("CAUGHT", "MetaExc: (this exception could not be described" in str(e))
+print("OK", get(ok(1)))
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_an_exception_whose_metaclass_hides_its_name_fails_its_call(
+    qshpc_home: Path, tmp_path: Path, workers: str
+) -> None:
+    """review56 L1: at workers 0 `get` raised the metaclass's RuntimeError itself."""
+    (tmp_path / "meta.py").write_text(META)
+    (tmp_path / "metamod.py").write_text(METAMOD)
+    out = run_cli("run", "meta.py", "--workers", workers, cwd=tmp_path, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "CAUGHT True" in out.stdout and "OK 2" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_kept_results_words_show_after_a_long_head() -> None:
+    """review56 L3: a head over 1000 characters was cut before the words qshpc adds (the
+    results kept, the `--resume` command)."""
+    from qshpc.errors import error_head
+    from qshpc.runtime.rank0 import on_head_line
+
+    words = "; 5 finished task results are kept: `qshpc run p.py --resume J`"
+    text = on_head_line("Traceback (most recent call last):\n  x\nValueError: " + "x" * 5000, words)
+    assert error_head(text).endswith(words)
