@@ -150,7 +150,9 @@ def update_status(status: str) -> bool:
     if not isinstance(status, str):
         raise UserError(f"update_status takes a string, got {type(status).__name__}")
     if _session is not None:
-        _session.update_status(status)
+        from qshpc.text import utf8_safe
+
+        _session.update_status(utf8_safe(status))  # (a lone surrogate: review56 L4)
         return True
     return False
 

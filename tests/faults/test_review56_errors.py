@@ -187,3 +187,13 @@ def test_the_kept_results_words_show_after_a_long_head() -> None:
     words = "; 5 finished task results are kept: `qshpc run p.py --resume J`"
     text = on_head_line("Traceback (most recent call last):\n  x\nValueError: " + "x" * 5000, words)
     assert error_head(text).endswith(words)
+
+
+def test_a_status_naming_a_non_utf8_file_is_shown_escaped(qshpc_home: Path, tmp_path: Path) -> None:
+    """review56 L4: `update_status("st\\udcff")` ended the program with a traceback, exit 1."""
+    (tmp_path / "st.py").write_text(
+        "import os\nfrom qshpc import update_status\n"
+        "print('SET', update_status('reading ' + os.fsdecode(b'f\\\\xff')))\n"
+    )
+    out = run_cli("run", "st.py", "--workers", "0", cwd=tmp_path)
+    assert out.returncode == 0 and "SET True" in out.stdout, out.stdout + out.stderr
