@@ -193,7 +193,7 @@ def test_a_status_naming_a_non_utf8_file_is_shown_escaped(qshpc_home: Path, tmp_
     """review56 L4: `update_status("st\\udcff")` ended the program with a traceback, exit 1."""
     (tmp_path / "st.py").write_text(
         "import os\nfrom qshpc import update_status\n"
-        "print('SET', update_status('reading ' + os.fsdecode(b'f\\\\xff')))\n"
+        "print('SET', update_status('reading ' + os.fsdecode(b'f\\xff')))\n"
     )
     out = run_cli("run", "st.py", "--workers", "0", cwd=tmp_path)
     assert out.returncode == 0 and "SET True" in out.stdout, out.stdout + out.stderr
