@@ -30,7 +30,7 @@ from collections import deque
 from pathlib import Path
 
 from qshpc.store.perms import user_name
-from qshpc.store.trust import _writers
+from qshpc.store.trust import _writers, as_given
 
 
 def _owner(st: os.stat_result, what: str) -> str | None:
@@ -50,7 +50,7 @@ def _links_risk(path: Path) -> tuple[str, Path] | None:
     another user (not root) owns, or that sits in a folder another user could write: they
     can point it elsewhere at any moment (review53 L1: a flipping link in ``/tmp`` won
     the race between the check and the read); with that link."""
-    here, parts, hops = Path("/"), deque(Path(os.path.join(os.getcwd(), path)).parts[1:]), 0
+    here, parts, hops = Path("/"), deque(Path(as_given(path)).parts[1:]), 0
     while parts:
         name = parts.popleft()
         if name in ("", "."):
@@ -126,7 +126,7 @@ def code_risk(
         ``(why, fix)``: who owns or can write it (or which folder above it, or which link
         on its way), with its mode; and the ``chmod``, or to move it away.
     """
-    given = Path(os.path.join(os.getcwd(), path))
+    given = Path(as_given(path))
     try:
         link = _links_risk(given)
         if link:

@@ -158,6 +158,14 @@ def _share_hint(st: os.stat_result) -> str:
     return f" (a team's: set {SHARE_GROUP_ENV}=1, docs/store.md, 'Sharing a store')"
 
 
+def as_given(path: str | os.PathLike[str]) -> str:
+    """``path`` made absolute without normalising it (``link/..`` is the kernel's to
+    follow: review55 S1); the working directory is asked only for a relative path (a
+    removed one raises there: hunt20's removed folder)."""
+    p = os.fspath(path)
+    return p if os.path.isabs(p) else os.path.join(os.getcwd(), p)
+
+
 def _planted_link(path: Path) -> tuple[tuple[Path, os.stat_result, Path] | None, bool]:
     """The first link on the way to ``path`` that the kernel's ``protected_symlinks`` would
     not follow: one in a sticky folder every user can write (``/tmp``) that neither this
@@ -172,7 +180,7 @@ def _planted_link(path: Path) -> tuple[tuple[Path, os.stat_result, Path] | None,
     without the sticky bit, was renamed and replaced by a link later)."""
     me = os.geteuid()
     stable = True
-    todo = list(Path(os.path.join(os.getcwd(), path)).parts)
+    todo = list(Path(as_given(path)).parts)
     here = Path(todo.pop(0))
     here_st: os.stat_result | None = None  # (of ``here``, once looked at)
     hops = 0
